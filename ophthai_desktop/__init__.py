@@ -1,0 +1,3 @@
+"""OphthAI Desktop: an ophthalmology clinical workstation."""
+
+__version__ = "0.1.0"

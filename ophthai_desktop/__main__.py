@@ -1,0 +1,113 @@
+"""Command line: ``ophthai`` (the desktop app) and ``ophthai serve`` (headless)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from ophthai_desktop import __version__
+
+log = logging.getLogger("ophthai_desktop")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ophthai", description="OphthAI Desktop: ophthalmology clinical workstation."
+    )
+    parser.add_argument("--version", action="version", version=f"ophthai {__version__}")
+    parser.add_argument("--data-dir", type=Path, help="data folder (overrides OPHTHAI_DATA_DIR)")
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="run the API (and background services) headless")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8000; 0 = any free)")
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
+    """Run the API headless until SIGINT or SIGTERM; returns the exit status."""
+    from ophthai_desktop.core.errors import OphthaiError
+    from ophthai_desktop.core.settings import Settings, check_api_binding
+
+    overrides: dict[str, object] = {}
+    if host is not None:
+        overrides["api_host"] = host
+    if port is not None:
+        overrides["api_port"] = port
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    _configure_logging("DEBUG" if settings.debug else settings.log_level)
+    try:
+        check_api_binding(settings.api_host, settings.api_token)
+    except OphthaiError as exc:
+        print(f"ophthai serve: {exc.message}", file=sys.stderr)
+        return 2
+
+    from ophthai_desktop.api.app import create_app
+    from ophthai_desktop.api.server import ApiServer, ServerStartError
+    from ophthai_desktop.bootstrap import build_application
+
+    try:
+        application = build_application(settings)
+    except OphthaiError as exc:
+        print(f"ophthai serve: {exc.message}", file=sys.stderr)
+        return 1
+    server = ApiServer(create_app(application), settings.api_host, settings.api_port)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        server.start()
+    except ServerStartError as exc:
+        print(f"ophthai serve: {exc}", file=sys.stderr)
+        application.close()
+        return 1
+    # One line on stdout that scripts (and the end-to-end test) can wait for.
+    print(f"OphthAI API listening on {server.url} (docs: {server.url}/docs)", flush=True)
+    try:
+        while not stop.wait(0.5):
+            if not server.running:
+                log.error("the API server stopped by itself")
+                return 1
+    finally:
+        server.stop()
+        application.close()
+        log.info("stopped cleanly")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args.host, args.port, args.data_dir)
+    if args.data_dir is not None:
+        os.environ["OPHTHAI_DATA_DIR"] = str(args.data_dir)
+    print(
+        "ophthai: the desktop window is not part of this version yet; "
+        "run `ophthai serve` for the headless API.",
+        file=sys.stderr,
+    )
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

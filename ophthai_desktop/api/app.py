@@ -1,0 +1,61 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from ophthai_desktop import __version__
+from ophthai_desktop.api.errors import install_error_handlers
+from ophthai_desktop.api.hub import WebSocketHub
+from ophthai_desktop.api.routes import audit, health, notifications, patients
+from ophthai_desktop.api.security import BodySizeLimit
+from ophthai_desktop.api.wire import event_data
+from ophthai_desktop.bootstrap import Application
+
+
+def create_app(application: Application) -> FastAPI:
+    """Build the API over already-built services (the desktop app shares them)."""
+    settings = application.settings
+    hub = WebSocketHub(application.bus, event_data)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        hub.start(asyncio.get_running_loop())
+        try:
+            yield
+        finally:
+            await hub.stop()
+
+    app = FastAPI(
+        title="OphthAI Desktop API",
+        version=__version__,
+        description=(
+            "The embedded REST/WebSocket API of OphthAI Desktop. With an API token "
+            "configured, send `Authorization: Bearer <token>` (WebSocket: `?token=`)."
+        ),
+        lifespan=lifespan,
+        redirect_slashes=False,
+    )
+    app.state.application = application
+    app.state.hub = hub
+    app.state.started_monotonic = time.monotonic()
+
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials=True,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["X-Total-Count"],
+    )
+    for module in (health, patients, notifications, audit):
+        app.include_router(module.router)
+    return app

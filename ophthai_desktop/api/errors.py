@@ -1,0 +1,81 @@
+"""The one place that maps core errors to HTTP status codes."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+
+from ophthai_desktop.core.errors import (
+    Conflict,
+    InvalidInput,
+    ModelUnavailable,
+    NotFound,
+    OphthaiError,
+    PayloadTooLarge,
+    StorageError,
+    UnsupportedMedia,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: tuple[tuple[type[OphthaiError], int], ...] = (
+    (NotFound, 404),
+    (UnsupportedMedia, 415),
+    (PayloadTooLarge, 413),
+    (InvalidInput, 422),
+    (Conflict, 409),
+    (ModelUnavailable, 503),
+    (StorageError, 503),
+)
+
+
+def status_for(exc: OphthaiError) -> int:
+    for kind, status in STATUS_BY_ERROR:
+        if isinstance(exc, kind):
+            return status
+    return 500
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves as JSON with a ``detail`` a person can act on."""
+
+    @app.exception_handler(OphthaiError)
+    async def _core_error(_request: Request, exc: OphthaiError) -> JSONResponse:
+        body: dict[str, object] = {"detail": exc.message}
+        if exc.field:
+            body["field"] = exc.field
+            body["detail"] = f"{exc.field}: {exc.message}"
+        return JSONResponse(body, status_code=status_for(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        for error in exc.errors():
+            loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query")]
+            errors.append(
+                {
+                    "loc": list(error.get("loc", ())),
+                    "field": ".".join(loc),
+                    "msg": error.get("msg", "invalid"),
+                    "type": error.get("type", "value_error"),
+                }
+            )
+        message = "; ".join(f"{e['field'] or 'body'}: {e['msg']}" for e in errors)
+        return JSONResponse({"detail": errors, "message": message}, status_code=422)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _database_error(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        # The exception text can hold parameter values (names); log its type only.
+        log.error("database error: %s", type(exc).__name__)
+        return JSONResponse(
+            {"detail": "the database could not complete the request"}, status_code=503
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected %s while serving a request", type(exc).__name__, exc_info=exc)
+        return JSONResponse({"detail": "internal error; see the application log"}, status_code=500)

@@ -1,0 +1,43 @@
+"""The audit trail, read-only."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Query, Response
+
+from ophthai_desktop.api.deps import ApplicationDep
+from ophthai_desktop.api.routing import SlashRouter
+from ophthai_desktop.api.security import require_token
+from ophthai_desktop.core.paging import MAX_LIMIT
+
+router = SlashRouter(prefix="/api/audit", tags=["audit"], dependencies=[Depends(require_token)])
+
+
+@router.get("")
+def list_audit_events(
+    app: ApplicationDep,
+    response: Response,
+    entity_type: Annotated[str | None, Query(max_length=32)] = None,
+    entity_id: Annotated[str | None, Query(max_length=64)] = None,
+    skip: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+) -> list[dict[str, Any]]:
+    """Who did what to which record, and when; newest first."""
+    page = app.audit.list_events(
+        entity_type=entity_type, entity_id=entity_id, skip=skip, limit=limit
+    )
+    response.headers["X-Total-Count"] = str(page.total)
+    return [
+        {
+            "id": e.id,
+            "at": e.at.isoformat(),
+            "actor": e.actor,
+            "origin": e.origin,
+            "action": e.action,
+            "entityType": e.entity_type,
+            "entityId": e.entity_id,
+            "details": e.details,
+        }
+        for e in page.items
+    ]

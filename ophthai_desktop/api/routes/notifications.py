@@ -1,0 +1,103 @@
+"""Notifications and their WebSocket."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import Depends, Query, Response, WebSocket
+from fastapi.responses import JSONResponse
+
+from ophthai_desktop.api import presenters
+from ophthai_desktop.api import schemas as s
+from ophthai_desktop.api.deps import ActorDep, NotificationsDep
+from ophthai_desktop.api.routing import SlashRouter
+from ophthai_desktop.api.security import require_token, websocket_allowed
+from ophthai_desktop.core.paging import MAX_LIMIT
+
+log = logging.getLogger(__name__)
+
+router = SlashRouter(prefix="/api/notifications", tags=["notifications"])
+guarded = [Depends(require_token)]
+
+
+@router.get("", response_model=list[s.NotificationPublic], dependencies=guarded)
+def list_notifications(
+    notifications: NotificationsDep,
+    response: Response,
+    skip: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    unread_only: bool = False,
+    patient_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> list[s.NotificationPublic]:
+    """Newest first; the total is in ``X-Total-Count``."""
+    page = notifications.list_notifications(
+        skip=skip, limit=limit, unread_only=unread_only, patient_id=patient_id
+    )
+    response.headers["X-Total-Count"] = str(page.total)
+    return [presenters.notification(n) for n in page.items]
+
+
+@router.post("", response_model=s.NotificationPublic, status_code=201, dependencies=guarded)
+def create_notification(
+    body: s.NotificationCreate, notifications: NotificationsDep, actor: ActorDep
+) -> s.NotificationPublic:
+    record = notifications.create_notification(
+        body.message, type=body.type, patient_id=body.patient_id, actor=actor
+    )
+    return presenters.notification(record)
+
+
+@router.get("/unread-count", response_model=s.UnreadCount, dependencies=guarded)
+def unread_count(notifications: NotificationsDep) -> s.UnreadCount:
+    return s.UnreadCount(count=notifications.unread_count())
+
+
+@router.patch("/mark-all-read", response_model=s.Message, dependencies=guarded)
+def mark_all_read(notifications: NotificationsDep, actor: ActorDep) -> s.Message:
+    count = notifications.mark_all_read(actor=actor)
+    return s.Message(message=f"{count} notifications marked read", count=count)
+
+
+@router.patch("/{notification_id}/read", response_model=s.NotificationPublic, dependencies=guarded)
+def mark_read(
+    notification_id: int, notifications: NotificationsDep, actor: ActorDep
+) -> s.NotificationPublic:
+    return presenters.notification(notifications.mark_read(notification_id, actor=actor))
+
+
+@router.get("/{notification_id}", response_model=s.NotificationPublic, dependencies=guarded)
+def get_notification(notification_id: int, notifications: NotificationsDep) -> s.NotificationPublic:
+    return presenters.notification(notifications.get_notification(notification_id))
+
+
+@router.delete("/{notification_id}", response_model=s.Message, dependencies=guarded)
+def delete_notification(
+    notification_id: int, notifications: NotificationsDep, actor: ActorDep
+) -> s.Message:
+    notifications.delete_notification(notification_id, actor=actor)
+    return s.Message(message=f"notification {notification_id} deleted")
+
+
+@router.websocket("/ws")
+async def notifications_socket(websocket: WebSocket) -> None:
+    """Pushes ``{"event": NAME, "data": {...}}`` frames: ``notification``,
+    ``abnormal_scan``, patient changes, analysis progress and model state.
+
+    With an API token configured, send it as ``?token=`` or ``Authorization: Bearer``.
+    """
+    if not websocket_allowed(websocket):
+        await _deny(websocket)
+        return
+    await websocket.accept()
+    base = str(websocket.base_url).replace("ws://", "http://", 1).replace("wss://", "https://", 1)
+    await websocket.app.state.hub.serve(websocket, base)
+
+
+async def _deny(websocket: WebSocket) -> None:
+    """Answer the handshake with HTTP 401 where the server supports it."""
+    body = {"detail": "a valid API token is required (?token= or Authorization: Bearer)"}
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(JSONResponse(body, status_code=401))
+    else:
+        await websocket.close(code=1008, reason="a valid API token is required")

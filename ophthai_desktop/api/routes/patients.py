@@ -1,0 +1,255 @@
+"""Patients: the seed's endpoints plus images, scans and oculomics."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Body, Depends, File, Form, Query, Response, UploadFile
+from fastapi.responses import FileResponse
+
+from ophthai_desktop.api import presenters
+from ophthai_desktop.api import schemas as s
+from ophthai_desktop.api.deps import ActorDep, ApplicationDep, BaseUrlDep, OculomicsDep, PatientsDep
+from ophthai_desktop.api.routing import SlashRouter
+from ophthai_desktop.api.security import require_token, require_token_or_query
+from ophthai_desktop.core.errors import InvalidInput, UnsupportedMedia
+from ophthai_desktop.core.imaging import ACCEPTED_MEDIA_TYPES, decode_data_url
+from ophthai_desktop.core.paging import MAX_LIMIT
+from ophthai_desktop.core.services.patients import SORTABLE, NewImage
+
+router = SlashRouter(prefix="/api/patients", tags=["patients"])
+guarded = [Depends(require_token)]
+
+Skip = Annotated[int, Query(ge=0, description="How many records to skip")]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size (1-500)")]
+IMAGE_CACHE = "private, max-age=86400, immutable"
+
+
+def _image_from_url(
+    value: str | None, *, patient_id: str | None, max_bytes: int, modality: str, laterality: str
+) -> NewImage | None:
+    """A data URL becomes an image to store; the patient's own image URL (echoed back
+    by a client that PATCHes whole objects) changes nothing; anything else is refused."""
+    if not value:
+        return None
+    if value.startswith("data:") or not value.startswith(("http://", "https://", "/")):
+        data = decode_data_url(value, max_bytes=max_bytes)
+        return NewImage(data=data, source="api", modality=modality, laterality=laterality)
+    if patient_id and f"/api/patients/{patient_id}/image" in value:
+        return None
+    raise InvalidInput(
+        "imageUrl must be a data:image/...;base64 URL (links to other servers are not fetched)",
+        field="imageUrl",
+    )
+
+
+@router.get("", response_model=list[s.PatientPublic], dependencies=guarded)
+def list_patients(
+    patients: PatientsDep,
+    base_url: BaseUrlDep,
+    response: Response,
+    skip: Skip = 0,
+    limit: Limit = 100,
+    search: Annotated[str | None, Query(max_length=200)] = None,
+    status: Annotated[s.PatientStatusName | None, Query()] = None,
+    order_by: Annotated[str, Query(description=f"One of: {', '.join(SORTABLE)}")] = "created_at",
+    descending: bool = True,
+) -> list[s.PatientPublic]:
+    """List patients, newest first; the total matching count is in ``X-Total-Count``."""
+    page = patients.list_patients(
+        search=search,
+        status=status,
+        skip=skip,
+        limit=limit,
+        order_by=order_by,
+        descending=descending,
+    )
+    response.headers["X-Total-Count"] = str(page.total)
+    return [presenters.patient(p, base_url) for p in page.items]
+
+
+@router.post("", response_model=s.PatientPublic, status_code=201, dependencies=guarded)
+def create_patient(
+    body: s.PatientCreate, app: ApplicationDep, actor: ActorDep, base_url: BaseUrlDep
+) -> s.PatientPublic:
+    fields = body.model_dump(
+        exclude_unset=True, exclude={"id", "image_url", "modality", "laterality"}
+    )
+    image = _image_from_url(
+        body.image_url,
+        patient_id=None,
+        max_bytes=app.settings.max_image_bytes,
+        modality=body.modality,
+        laterality=body.laterality,
+    )
+    record = app.patients.create_patient(fields, actor=actor, patient_id=body.id, image=image)
+    return presenters.patient(record, base_url, detail=True)
+
+
+@router.get("/{patient_id}", response_model=s.PatientPublic, dependencies=guarded)
+def get_patient(patient_id: str, patients: PatientsDep, base_url: BaseUrlDep) -> s.PatientPublic:
+    return presenters.patient(patients.get_patient(patient_id), base_url, detail=True)
+
+
+@router.patch("/{patient_id}", response_model=s.PatientPublic, dependencies=guarded)
+def update_patient(
+    patient_id: str,
+    body: s.PatientUpdate,
+    app: ApplicationDep,
+    actor: ActorDep,
+    base_url: BaseUrlDep,
+) -> s.PatientPublic:
+    fields = body.model_dump(exclude_unset=True, exclude={"image_url", "modality", "laterality"})
+    image = _image_from_url(
+        body.image_url,
+        patient_id=patient_id,
+        max_bytes=app.settings.max_image_bytes,
+        modality=body.modality,
+        laterality=body.laterality,
+    )
+    record = app.patients.update_patient(patient_id, fields, actor=actor, image=image)
+    return presenters.patient(record, base_url, detail=True)
+
+
+@router.delete("/{patient_id}", response_model=s.Message, dependencies=guarded)
+def delete_patient(patient_id: str, patients: PatientsDep, actor: ActorDep) -> s.Message:
+    patients.delete_patient(patient_id, actor=actor)
+    return s.Message(message=f"patient {patient_id} deleted")
+
+
+@router.post("/{patient_id}/validate", response_model=s.PatientPublic, dependencies=guarded)
+def validate_patient(
+    patient_id: str,
+    patients: PatientsDep,
+    actor: ActorDep,
+    base_url: BaseUrlDep,
+    approved: Annotated[bool | None, Query(description="The seed's query form")] = None,
+    body: Annotated[s.ValidateRequest | None, Body()] = None,
+) -> s.PatientPublic:
+    """Approve or reject the newest analysis (``?approved=true`` or a JSON body)."""
+    verdict = body.approved if body is not None else approved
+    if verdict is None:
+        raise InvalidInput("say whether the analysis is approved", field="approved")
+    clinician = (body.clinician if body else None) or f"API client {actor.who}"
+    record = patients.validate_analysis(
+        patient_id,
+        approved=verdict,
+        clinician=clinician,
+        notes=body.notes if body else None,
+        actor=actor,
+    )
+    return presenters.patient(record, base_url, detail=True)
+
+
+@router.post("/{patient_id}/schedule", response_model=s.PatientPublic, dependencies=guarded)
+def schedule_patient(
+    patient_id: str,
+    patients: PatientsDep,
+    actor: ActorDep,
+    base_url: BaseUrlDep,
+    appointment_date: Annotated[
+        datetime | None, Query(description="The seed's query form (ISO 8601 with zone)")
+    ] = None,
+    body: Annotated[s.ScheduleRequest | None, Body()] = None,
+) -> s.PatientPublic:
+    """Schedule the follow-up (``?appointment_date=...`` or a JSON body)."""
+    when = body.appointment_date if body is not None else appointment_date
+    if when is None:
+        raise InvalidInput("the appointment date is required", field="appointment_date")
+    record = patients.schedule_appointment(patient_id, when, actor=actor)
+    return presenters.patient(record, base_url, detail=True)
+
+
+# Images and scans --------------------------------------------------------------------
+
+
+@router.get(
+    "/{patient_id}/image",
+    response_class=FileResponse,
+    dependencies=[Depends(require_token_or_query)],
+    responses={200: {"content": {"image/*": {}}}},
+)
+def get_patient_image(patient_id: str, patients: PatientsDep) -> FileResponse:
+    """The newest scan's image file."""
+    path, media_type = patients.latest_image(patient_id)
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": IMAGE_CACHE})
+
+
+@router.get("/{patient_id}/scans", response_model=list[s.ScanPublic], dependencies=guarded)
+def list_scans(patient_id: str, patients: PatientsDep, base_url: BaseUrlDep) -> list[s.ScanPublic]:
+    return [presenters.scan(r, base_url) for r in patients.list_scans(patient_id)]
+
+
+@router.post(
+    "/{patient_id}/scans", response_model=s.ScanPublic, status_code=201, dependencies=guarded
+)
+def upload_scan(
+    patient_id: str,
+    app: ApplicationDep,
+    actor: ActorDep,
+    base_url: BaseUrlDep,
+    file: Annotated[UploadFile, File(description="PNG, JPEG, WebP, BMP or TIFF")],
+    modality: Annotated[s.ModalityName, Form()] = "unknown",
+    laterality: Annotated[s.LateralityName, Form()] = "unknown",
+) -> s.ScanPublic:
+    """Attach an uploaded image to the patient as a new scan."""
+    data = read_upload(file, app.settings.max_image_bytes)
+    image = NewImage(
+        data=data, source="api", modality=modality, laterality=laterality, filename=file.filename
+    )
+    return presenters.scan(app.patients.attach_image(patient_id, image, actor=actor), base_url)
+
+
+@router.get(
+    "/{patient_id}/scans/{scan_id}/image",
+    response_class=FileResponse,
+    dependencies=[Depends(require_token_or_query)],
+    responses={200: {"content": {"image/*": {}}}},
+)
+def get_scan_image(patient_id: str, scan_id: int, patients: PatientsDep) -> FileResponse:
+    path, media_type = patients.scan_image(scan_id, patient_id=patient_id)
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": IMAGE_CACHE})
+
+
+def read_upload(file: UploadFile, max_bytes: int) -> bytes:
+    """The bytes of an uploaded image; a declared non-image type is a 415 up front
+    (the content is checked again when it is stored)."""
+    declared = (file.content_type or "").split(";")[0].strip().lower()
+    if declared and declared != "application/octet-stream" and declared not in ACCEPTED_MEDIA_TYPES:
+        raise UnsupportedMedia(
+            f"{declared} uploads are not accepted; send PNG, JPEG, WebP, BMP or TIFF"
+        )
+    data: bytes = file.file.read(max_bytes + 1)
+    return data
+
+
+# Oculomics ---------------------------------------------------------------------------
+
+
+@router.get("/{patient_id}/oculomics", response_model=s.OculomicsPublic, dependencies=guarded)
+def get_oculomics(patient_id: str, oculomics: OculomicsDep) -> s.OculomicsPublic:
+    """Per-eye series, trends (change per year) and reference-range flags."""
+    return presenters.oculomics(oculomics.overview(patient_id))
+
+
+@router.post(
+    "/{patient_id}/oculomics",
+    response_model=s.OculomicsMeasurementPublic,
+    status_code=201,
+    dependencies=guarded,
+)
+def add_oculomics(
+    patient_id: str, body: s.OculomicsCreate, oculomics: OculomicsDep, actor: ActorDep
+) -> s.OculomicsMeasurementPublic:
+    record = oculomics.add_measurement(
+        patient_id,
+        eye=body.eye,
+        measured_on=body.measured_on,
+        iop_mmhg=body.iop_mmhg,
+        cup_to_disc_ratio=body.cup_to_disc_ratio,
+        rnfl_thickness_um=body.rnfl_thickness_um,
+        vessel_density_pct=body.vessel_density_pct,
+        actor=actor,
+    )
+    return presenters.measurement(record)

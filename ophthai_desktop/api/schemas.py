@@ -1,0 +1,250 @@
+"""Request and response schemas of the REST API (DESIGN §4).
+
+Responses use the seed's camelCase keys; requests accept camelCase and snake_case alike
+and refuse unknown keys (422) rather than dropping them. The AI result inside
+``aiAnalysis`` keeps the seed's snake_case keys.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+PatientStatusName = Literal["Critical", "Stable", "Pending Analysis", "Discharged"]
+NotificationTypeName = Literal["info", "critical", "success"]
+ModalityName = Literal["OCT", "OCTA", "fundus", "unknown"]
+LateralityName = Literal["OD", "OS", "OU", "unknown"]
+
+
+class PublicModel(BaseModel):
+    """Serialised with camelCase keys."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_name=True, serialize_by_alias=True
+    )
+
+
+class RequestModel(BaseModel):
+    """Accepts camelCase or snake_case keys; anything else is a 422."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        extra="forbid",
+        str_strip_whitespace=True,
+    )
+
+
+# Patients ----------------------------------------------------------------------------
+
+
+class ScanPublic(PublicModel):
+    id: int
+    patient_id: str
+    sha256: str
+    media_type: str
+    width: int
+    height: int
+    size_bytes: int
+    modality: str
+    laterality: str
+    source: str
+    acquired_at: datetime | None
+    created_at: datetime
+    image_url: str
+
+
+class OculomicsHistoryPoint(PublicModel):
+    date: str
+    iop: float | None
+    density: float | None
+
+
+class OculomicsSummaryPublic(PublicModel):
+    intraocular_pressure: float | None
+    cup_to_disc_ratio: float | None
+    rnfl_thickness: float | None
+    vessel_density: float | None
+    history: list[OculomicsHistoryPoint]
+
+
+class PatientPublic(PublicModel):
+    id: str
+    name: str
+    age: int | None
+    birth_date: date | None
+    gender: str | None
+    admission_date: datetime
+    symptoms: list[str]
+    status: PatientStatusName
+    image_url: str | None
+    history: str
+    oculomics: OculomicsSummaryPublic | None
+    ai_analysis: dict[str, Any] | None
+    validation_status: Literal["approved", "rejected"] | None
+    validated_by: str | None
+    validated_at: datetime | None
+    validation_notes: str | None
+    appointment_date: datetime | None
+    workflow_step: int
+    scan_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class PatientCreate(RequestModel):
+    id: str | None = Field(default=None, max_length=64)
+    name: str = Field(min_length=1, max_length=200)
+    age: int | None = Field(default=None, ge=0, le=130)
+    birth_date: date | None = None
+    gender: str | None = Field(default=None, max_length=32)
+    symptoms: list[str] | str | None = None
+    history: str | None = Field(default=None, max_length=20_000)
+    status: PatientStatusName | None = None
+    admission_date: datetime | None = None
+    image_url: str | None = Field(
+        default=None, description="A data:image/...;base64 URL; stored as a file."
+    )
+    modality: ModalityName = "unknown"
+    laterality: LateralityName = "unknown"
+
+
+class PatientUpdate(RequestModel):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    age: int | None = Field(default=None, ge=0, le=130)
+    birth_date: date | None = None
+    gender: str | None = Field(default=None, max_length=32)
+    symptoms: list[str] | str | None = None
+    history: str | None = Field(default=None, max_length=20_000)
+    status: PatientStatusName | None = None
+    admission_date: datetime | None = None
+    appointment_date: datetime | None = None
+    workflow_step: int | None = Field(default=None, ge=1, le=4)
+    validation_status: Literal["approved", "rejected"] | None = None
+    image_url: str | None = Field(
+        default=None,
+        description="A data URL adds a scan; the patient's own imageUrl is accepted unchanged.",
+    )
+    modality: ModalityName = "unknown"
+    laterality: LateralityName = "unknown"
+
+
+class ValidateRequest(RequestModel):
+    approved: bool
+    clinician: str | None = Field(
+        default=None,
+        max_length=200,
+        validation_alias=AliasChoices("clinician", "validatedBy", "validated_by"),
+    )
+    notes: str | None = Field(default=None, max_length=10_000)
+
+
+class ScheduleRequest(RequestModel):
+    appointment_date: datetime
+
+
+# Notifications -----------------------------------------------------------------------
+
+
+class NotificationPublic(PublicModel):
+    id: int
+    patient_id: str | None
+    message: str
+    timestamp: datetime
+    read: bool
+    type: NotificationTypeName
+
+
+class NotificationCreate(RequestModel):
+    message: str = Field(min_length=1, max_length=2000)
+    type: NotificationTypeName = "info"
+    patient_id: str | None = None
+
+
+class UnreadCount(PublicModel):
+    count: int
+
+
+class Message(PublicModel):
+    message: str
+    count: int | None = None
+
+
+# Oculomics ---------------------------------------------------------------------------
+
+
+class OculomicsCreate(RequestModel):
+    eye: Literal["OD", "OS", "od", "os"]
+    measured_on: date = Field(validation_alias=AliasChoices("measured_on", "measuredOn", "date"))
+    iop_mmhg: float | None = Field(
+        default=None,
+        validation_alias=AliasChoices("iop_mmhg", "iopMmhg", "iop", "intraocularPressure"),
+    )
+    cup_to_disc_ratio: float | None = Field(
+        default=None, validation_alias=AliasChoices("cup_to_disc_ratio", "cupToDiscRatio")
+    )
+    rnfl_thickness_um: float | None = Field(
+        default=None,
+        validation_alias=AliasChoices("rnfl_thickness_um", "rnflThicknessUm", "rnflThickness"),
+    )
+    vessel_density_pct: float | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "vessel_density_pct", "vesselDensityPct", "vesselDensity", "density"
+        ),
+    )
+
+
+class OculomicsMeasurementPublic(PublicModel):
+    id: int
+    patient_id: str
+    eye: str
+    measured_on: date
+    iop_mmhg: float | None
+    cup_to_disc_ratio: float | None
+    rnfl_thickness_um: float | None
+    vessel_density_pct: float | None
+    flags: list[str]
+    created_at: datetime
+
+
+class MetricTrendPublic(PublicModel):
+    eye: str
+    metric: str
+    unit: str
+    points: int
+    first_on: date
+    last_on: date
+    latest_value: float
+    change_per_year: float | None
+    latest_flag: str | None
+
+
+class ReferenceRangePublic(PublicModel):
+    metric: str
+    label: str
+    unit: str
+    low: float | None
+    high: float | None
+
+
+class OculomicsPublic(PublicModel):
+    patient_id: str
+    measurements: dict[str, list[OculomicsMeasurementPublic]]
+    trends: list[MetricTrendPublic]
+    summary: OculomicsSummaryPublic | None
+    reference_ranges: list[ReferenceRangePublic]
+
+
+# Health ------------------------------------------------------------------------------
+
+
+class HealthPublic(PublicModel):
+    status: str
+    version: str
+    uptime_seconds: float
+    database: str

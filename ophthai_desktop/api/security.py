@@ -1,0 +1,133 @@
+"""Access control and request limits for the embedded server."""
+
+from __future__ import annotations
+
+import secrets
+
+from fastapi import HTTPException, Request, status
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+def presented_token(connection: HTTPConnection, *, allow_query: bool) -> str | None:
+    """The bearer token from the ``Authorization`` header, or ``?token=`` if allowed."""
+    header = connection.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    if allow_query:
+        return connection.query_params.get("token")
+    return None
+
+
+def token_matches(expected: str | None, presented: str | None) -> bool:
+    if expected is None:
+        return True
+    return presented is not None and secrets.compare_digest(
+        presented.encode("utf-8"), expected.encode("utf-8")
+    )
+
+
+def _expected_token(connection: HTTPConnection) -> str | None:
+    token: str | None = connection.app.state.application.settings.api_token
+    return token
+
+
+def require_token(request: Request) -> None:
+    """REST guard: with a token configured, ``Authorization: Bearer <token>`` is needed."""
+    if not token_matches(_expected_token(request), presented_token(request, allow_query=False)):
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail="a valid API token is required (Authorization: Bearer <token>)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def require_token_or_query(request: Request) -> None:
+    """Guard for image URLs that browsers load without headers: ``?token=`` also works."""
+    if not token_matches(_expected_token(request), presented_token(request, allow_query=True)):
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail="a valid API token is required (Authorization: Bearer <token> or ?token=)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def websocket_allowed(connection: HTTPConnection) -> bool:
+    return token_matches(_expected_token(connection), presented_token(connection, allow_query=True))
+
+
+class BodySizeLimit:
+    """Refuses request bodies over ``max_bytes`` with 413, before they are buffered.
+
+    Checks ``Content-Length`` up front and counts streamed chunks for bodies without it.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0
+                if declared > self.max_bytes:
+                    await self._refuse(send)
+                    return
+        received = 0
+        response_started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge(self.max_bytes)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _TooLarge:
+            if not response_started:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        limit_mb = self.max_bytes / (1024 * 1024)
+        body = f'{{"detail":"the request body is larger than the limit of {limit_mb:.0f} MB"}}'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body.encode()})
+
+
+class _TooLarge(HTTPException):
+    """Raised from inside the body stream; an HTTPException so that FastAPI's body
+    parsing passes it on as a 413 instead of turning it into a 400."""
+
+    def __init__(self, max_bytes: int) -> None:
+        limit_mb = max_bytes / (1024 * 1024)
+        super().__init__(
+            status_code=413,
+            detail=f"the request body is larger than the limit of {limit_mb:.0f} MB",
+        )

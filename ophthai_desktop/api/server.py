@@ -1,0 +1,85 @@
+"""The embedded server: uvicorn in its own thread with its own event loop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import uvicorn
+from fastapi import FastAPI
+
+log = logging.getLogger(__name__)
+
+
+class ServerStartError(RuntimeError):
+    """The server could not start (port in use, address not available)."""
+
+
+class ApiServer:
+    """Runs ``app`` with uvicorn on a background thread.
+
+    ``start`` returns once the socket is listening (or raises); ``stop`` asks uvicorn to
+    finish open requests and waits for the thread.
+    """
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        self._config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            ws="websockets-sansio",
+            timeout_graceful_shutdown=5,
+        )
+        self._server = uvicorn.Server(self._config)
+        self._thread: threading.Thread | None = None
+        self.host = host
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, timeout_s: float = 15.0) -> None:
+        self._thread = threading.Thread(target=self._run, name="api-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise ServerStartError(
+                    f"the API server could not listen on {self.host}:{self.port} "
+                    "(is the port in use?)"
+                )
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ServerStartError("the API server did not start in time")
+            time.sleep(0.02)
+        sockets = [s for server in self._server.servers for s in server.sockets]
+        if sockets:
+            self.port = int(sockets[0].getsockname()[1])
+        log.info("API server listening on %s", self.url)
+
+    def _run(self) -> None:
+        try:
+            self._server.run()
+        except SystemExit:  # uvicorn exits this way when it cannot bind
+            log.error("the API server stopped: could not bind %s:%s", self.host, self.port)
+        except Exception:
+            log.exception("the API server stopped unexpectedly")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                self._server.force_exit = True
+                self._thread.join(2.0)
+        self._thread = None

@@ -1,0 +1,44 @@
+"""Bus events → WebSocket frame data (the ``data`` of ``{"event", "data"}``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from pydantic.alias_generators import to_camel
+
+from ophthai_desktop.api import presenters
+from ophthai_desktop.core import events as ev
+
+
+def event_data(event: ev.Event, base_url: str) -> dict[str, Any] | None:
+    """Frame data for ``event`` as seen by a client reached at ``base_url``."""
+    match event:
+        case ev.NotificationCreated(notification=n) | ev.NotificationUpdated(notification=n):
+            return presenters.notification(n).model_dump(mode="json", by_alias=True)
+        case ev.PatientCreated(patient=p) | ev.PatientUpdated(patient=p):
+            return presenters.patient(p, base_url).model_dump(mode="json", by_alias=True)
+        case ev.PatientDeleted(patient_id=pid):
+            return {"id": pid}
+        case ev.NotificationDeleted(notification_id=nid):
+            return {"id": nid}
+        case ev.ScanIngested(scan=scan):
+            return presenters.scan(scan, base_url).model_dump(mode="json", by_alias=True)
+        case ev.OculomicsMeasured(measurement=record):
+            return presenters.measurement(record).model_dump(mode="json", by_alias=True)
+        case ev.AnalysisFinished(job_id=job_id, patient_id=pid, analysis=analysis):
+            return {
+                "jobId": job_id,
+                "patientId": pid,
+                "analysis": presenters.ai_analysis(analysis, with_reasoning=False),
+            }
+        case ev.AbnormalScanDetected(notification=n):
+            data = presenters.notification(n).model_dump(mode="json", by_alias=True) if n else {}
+            data.update(
+                label=event.label,
+                confidence=event.confidence,
+                probabilities=dict(event.probabilities),
+                source=event.source,
+            )
+            return data
+    return {to_camel(key): value for key, value in asdict(event).items()}

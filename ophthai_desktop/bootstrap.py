@@ -1,0 +1,64 @@
+"""Composition root: builds every core service once from :class:`Settings`.
+
+The desktop window, ``ophthai serve`` and the tests all start here, so the services a
+browser client talks to are the very ones the window uses.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ophthai_desktop.core.events import EventBus
+from ophthai_desktop.core.services import (
+    AuditService,
+    NotificationService,
+    OculomicsService,
+    PatientService,
+)
+from ophthai_desktop.core.services.patients import ImageLimits
+from ophthai_desktop.core.settings import Settings
+from ophthai_desktop.core.storage import Database, ImageStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Application:
+    """The running application's services, framework-free."""
+
+    settings: Settings
+    bus: EventBus
+    db: Database
+    images: ImageStore
+    patients: PatientService
+    notifications: NotificationService
+    oculomics: OculomicsService
+    audit: AuditService
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.db.dispose()
+
+
+def build_application(settings: Settings | None = None, *, migrate: bool = True) -> Application:
+    """Create the data folder, upgrade the database and wire the services."""
+    settings = settings or Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url, echo=False)
+    if migrate:
+        db.upgrade()
+    log.info("database ready: %s", db.describe())
+    bus = EventBus()
+    images = ImageStore(settings.images_dir)
+    limits = ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+    return Application(
+        settings=settings,
+        bus=bus,
+        db=db,
+        images=images,
+        patients=PatientService(db, bus, images, limits),
+        notifications=NotificationService(db, bus),
+        oculomics=OculomicsService(db, bus),
+        audit=AuditService(db),
+    )

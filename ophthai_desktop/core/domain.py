@@ -1,0 +1,79 @@
+"""Domain vocabulary: the enumerations shared by storage, services and adapters."""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+
+
+class PatientStatus(StrEnum):
+    CRITICAL = "Critical"
+    STABLE = "Stable"
+    PENDING_ANALYSIS = "Pending Analysis"
+    DISCHARGED = "Discharged"
+
+
+class WorkflowStep(IntEnum):
+    ANALYSIS = 1
+    VALIDATION = 2
+    SCHEDULING = 3
+    COMPLETE = 4
+
+
+class ValidationStatus(StrEnum):
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class NotificationType(StrEnum):
+    INFO = "info"
+    CRITICAL = "critical"
+    SUCCESS = "success"
+
+
+class Eye(StrEnum):
+    """Laterality: oculus dexter (right) and oculus sinister (left)."""
+
+    OD = "OD"
+    OS = "OS"
+
+
+class Laterality(StrEnum):
+    OD = "OD"
+    OS = "OS"
+    OU = "OU"
+    UNKNOWN = "unknown"
+
+
+class Modality(StrEnum):
+    OCT = "OCT"
+    OCTA = "OCTA"
+    FUNDUS = "fundus"
+    UNKNOWN = "unknown"
+
+
+class ScanSource(StrEnum):
+    DROP = "drop"
+    WATCH_FOLDER = "watch_folder"
+    API = "api"
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class AnalysisStatus(StrEnum):
+    """The clinician's verdict on an analysis; preliminary until validated."""
+
+    PRELIMINARY = "preliminary"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class ParseStatus(StrEnum):
+    PARSED = "parsed"
+    PARSE_FAILED = "parse_failed"
+    CLIENT_SUPPLIED = "client_supplied"

@@ -1,0 +1,47 @@
+"""The one error tree of the core.
+
+Adapters map these to what their user sees: the API to status codes (``api/errors.py``),
+the GUI to a message a clinician can act on. Core code never raises HTTP errors.
+"""
+
+from __future__ import annotations
+
+
+class OphthaiError(Exception):
+    """Base of every error the core raises on purpose."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class NotFound(OphthaiError):
+    """A record that was asked for does not exist."""
+
+
+class InvalidInput(OphthaiError):
+    """Input that a person can fix: a bad field value, an unreadable image."""
+
+
+class UnsupportedMedia(InvalidInput):
+    """Content that is not an image type we accept."""
+
+
+class PayloadTooLarge(InvalidInput):
+    """Content over a configured size limit."""
+
+
+class Conflict(OphthaiError):
+    """The operation does not fit the record's current state."""
+
+
+class ModelUnavailable(OphthaiError):
+    """The model is not installed, not loaded, or failed to load."""
+
+
+class StorageError(OphthaiError):
+    """The database or the image store failed (locked, disk full, unreachable).
+
+    An environment failure, kept apart from bugs so it can be reported as such.
+    """

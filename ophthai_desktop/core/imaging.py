@@ -1,0 +1,119 @@
+"""Recognising and checking image content: the content decides, never a file name.
+
+Used by every way an image enters the application (drop, API upload, data URL, watch
+folder) so that all of them refuse the same things with the same messages.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+from ophthai_desktop.core.errors import InvalidInput, PayloadTooLarge, UnsupportedMedia
+
+#: Pillow format name → media type, for the formats a clinic's devices write.
+ACCEPTED_FORMATS: dict[str, str] = {
+    "PNG": "image/png",
+    "JPEG": "image/jpeg",
+    "WEBP": "image/webp",
+    "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+}
+
+ACCEPTED_MEDIA_TYPES = frozenset(ACCEPTED_FORMATS.values())
+
+_DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?),", re.ASCII)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What decoding an image told us."""
+
+    format: str
+    media_type: str
+    width: int
+    height: int
+    mode: str
+    size_bytes: int
+
+
+def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
+    """Decode ``data`` fully and describe it, or say why it is refused.
+
+    Raises:
+        PayloadTooLarge: more than ``max_bytes`` bytes or ``max_pixels`` pixels
+            (a decompression bomb is refused before its pixels are decoded).
+        UnsupportedMedia: not an image, or an image type we do not accept.
+        InvalidInput: an image that is empty, truncated or corrupt.
+    """
+    if not data:
+        raise InvalidInput("the image is empty (0 bytes)")
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(
+            f"the image is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                fmt = (image.format or "").upper()
+                width, height = image.size
+                if fmt not in ACCEPTED_FORMATS:
+                    raise UnsupportedMedia(
+                        f"{fmt or 'this'} images are not accepted; use PNG, JPEG, WebP, BMP or TIFF"
+                    )
+                if width * height > max_pixels:
+                    raise PayloadTooLarge(
+                        f"the image is {width}x{height} pixels; the limit is {max_pixels:,} pixels"
+                    )
+                mode = image.mode
+                image.load()  # decode every pixel: truncated files fail here
+    except (UnsupportedMedia, PayloadTooLarge):
+        raise
+    except UnidentifiedImageError as exc:
+        raise UnsupportedMedia("the file is not an image that can be read") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise PayloadTooLarge("the image has too many pixels to decode safely") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InvalidInput(f"the image is damaged or incomplete ({exc})") from exc
+    return ImageInfo(
+        format=fmt,
+        media_type=ACCEPTED_FORMATS[fmt],
+        width=width,
+        height=height,
+        mode=mode,
+        size_bytes=len(data),
+    )
+
+
+def decode_data_url(value: str, *, max_bytes: int) -> bytes:
+    """The bytes of a base64 image, given bare or as a ``data:image/...;base64,`` URL.
+
+    Raises:
+        UnsupportedMedia: a data URL whose declared type is not an image.
+        InvalidInput: text that is not base64.
+        PayloadTooLarge: more than ``max_bytes`` once decoded.
+    """
+    text = value.strip()
+    match = _DATA_URL.match(text)
+    if match:
+        declared = (match.group("type") or "").lower()
+        if declared and not declared.startswith("image/"):
+            raise UnsupportedMedia(f"a data URL of type {declared} is not an image")
+        if ";base64" not in (match.group("params") or "").lower():
+            raise InvalidInput("only base64 data URLs are accepted")
+        text = text[match.end() :]
+    elif text.startswith("data:"):
+        raise InvalidInput("the data URL is malformed")
+    if (len(text) * 3) // 4 > max_bytes + 3:
+        raise PayloadTooLarge(f"the image is larger than the limit of {max_bytes / 1e6:.1f} MB")
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput("the image is not valid base64") from exc

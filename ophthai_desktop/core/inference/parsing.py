@@ -1,0 +1,322 @@
+"""Split the model's output into reasoning and answer, and read the answer's JSON.
+
+The parser is tolerant of how language models wrap JSON (code fences, prose around it,
+trailing commas, single quotes, Python literals, ``"85%"``) but never fills in a
+classification or confidence the model did not give: without them the answer is an
+:class:`AnswerParseError`, and the caller stores the raw text as unparsed.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ophthai_desktop.core.errors import InvalidInput
+
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
+
+REQUIRED_FIELDS = ("classification", "confidence")
+OPTIONAL_FIELDS = ("findings", "recommendation", "explanation")
+
+#: Classifications that mean "nothing abnormal"; anything else counts as abnormal.
+_NORMAL_RE = re.compile(
+    r"^\s*(normal|healthy|unremarkable|within normal limits|"
+    r"no\s+(significant\s+|apparent\s+|obvious\s+)?"
+    r"(abnormalit(y|ies)|pathology|disease|lesions?|findings?)(\s+(detected|seen|found))?)"
+    r"(\s+(retina|fundus|oct|octa|scan|study|exam|examination|macula|eye|findings?|appearance))?"
+    r"\s*\.?\s*$",
+    re.IGNORECASE,
+)
+_CONFIDENCE_RE = re.compile(r"^\s*~?\s*(\d+(?:\.\d+)?|\.\d+)\s*(%|percent)?\s*$", re.IGNORECASE)
+_FENCE_RE = re.compile(r"```[ \t]*(?:json|JSON|javascript|js)?[ \t]*\n?(.*?)(?:```|$)", re.DOTALL)
+
+
+class AnswerParseError(InvalidInput):
+    """The answer holds no valid result; ``message`` says why."""
+
+
+@dataclass(frozen=True)
+class ParsedAnswer:
+    """A validated answer.
+
+    Attributes:
+        classification: The model's diagnosis label.
+        confidence: 0-100.
+        findings: Observed findings, possibly empty.
+        recommendation: Suggested next step, possibly empty.
+        explanation: Why, possibly empty.
+        missing: Optional fields the model left out (given here as empty).
+    """
+
+    classification: str
+    confidence: float
+    findings: tuple[str, ...] = ()
+    recommendation: str = ""
+    explanation: str = ""
+    missing: tuple[str, ...] = field(default=())
+
+    @property
+    def is_abnormal(self) -> bool:
+        """True unless the classification says normal / no abnormality."""
+        return not _NORMAL_RE.match(self.classification)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The seed backend's result shape (snake_case keys)."""
+        return {
+            "classification": self.classification,
+            "confidence": self.confidence,
+            "findings": list(self.findings),
+            "recommendation": self.recommendation,
+            "explanation": self.explanation,
+        }
+
+
+def split_output(text: str) -> tuple[str, str]:
+    """Split generated text into ``(reasoning, answer)``, both stripped.
+
+    ``<think>...</think>`` is the reasoning and what follows the last ``</think>`` the
+    answer. A ``</think>`` without an opening tag (the template pre-filled ``<think>``)
+    makes everything before it reasoning. An unclosed ``<think>`` (cancelled or cut off
+    by the token cap) is all reasoning and no answer. Without tags it is all answer.
+    """
+    close = text.rfind(THINK_CLOSE)
+    if close >= 0:
+        reasoning = text[:close].replace(THINK_OPEN, "").replace(THINK_CLOSE, "")
+        return reasoning.strip(), text[close + len(THINK_CLOSE) :].strip()
+    opening = text.find(THINK_OPEN)
+    if opening >= 0:
+        return text[opening + len(THINK_OPEN) :].strip(), ""
+    return "", text.strip()
+
+
+def parse_answer(answer_text: str) -> ParsedAnswer:
+    """Find, repair and validate the JSON object in ``answer_text``.
+
+    Raises:
+        AnswerParseError: No JSON object, or one without a usable classification or
+            confidence, or with fields of the wrong type.
+    """
+    if not answer_text.strip():
+        raise AnswerParseError("The model gave no answer after its reasoning.")
+    objects = list(_json_objects(answer_text))
+    if not objects:
+        raise AnswerParseError("The answer contains no complete JSON object.")
+    # Prefer the object that has the result's keys; models sometimes echo an example first.
+    objects.sort(key=lambda obj: -sum(key in obj for key in REQUIRED_FIELDS + OPTIONAL_FIELDS))
+    return _validate(objects[0])
+
+
+def _json_objects(text: str) -> Iterator[dict[str, Any]]:
+    sources = [match.group(1) for match in _FENCE_RE.finditer(text)] + [text]
+    for source in sources:
+        for candidate in _balanced_objects(source):
+            loaded = _load(candidate)
+            if isinstance(loaded, dict):
+                yield {_normalize_key(key): value for key, value in loaded.items()}
+
+
+def _normalize_key(key: Any) -> str:
+    return re.sub(r"[\s\-]+", "_", str(key).strip().lower())
+
+
+def _balanced_objects(text: str) -> Iterator[str]:
+    """Top-level ``{...}`` spans, skipping braces inside quoted strings."""
+    depth, start, quote, index = 0, -1, "", 0
+    while index < len(text):
+        char = text[index]
+        if quote:
+            if char == "\\":
+                index += 1
+            elif char == quote:
+                quote = ""
+        elif char in "\"'" and depth > 0:
+            quote = char
+        elif char == "{":
+            if depth == 0:
+                start = index
+            depth += 1
+        elif char == "}" and depth > 0:
+            depth -= 1
+            if depth == 0:
+                yield text[start : index + 1]
+        index += 1
+
+
+def _load(candidate: str) -> Any:
+    for attempt in (candidate, _repair(candidate)):
+        try:
+            return json.loads(attempt, strict=False)
+        except ValueError:
+            pass
+    try:
+        return ast.literal_eval(candidate)
+    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+        return None
+
+
+def _repair(text: str) -> str:
+    """Rewrite JSON-like text: single quotes, bare keys, trailing commas, Python literals."""
+    out: list[str] = []
+    index, length = 0, len(text)
+    literals = {"True": "true", "False": "false", "None": "null"}
+    while index < length:
+        char = text[index]
+        if char in "\"'":
+            end = index + 1
+            while end < length and text[end] != char:
+                end += 2 if text[end] == "\\" else 1
+            body = text[index + 1 : end]
+            if char == "'":
+                body = body.replace("\\'", "'").replace('"', '\\"')
+            out.append(f'"{body}"')
+            index = end + 1
+        elif char == ",":
+            following = index + 1
+            while following < length and text[following].isspace():
+                following += 1
+            if following >= length or text[following] not in "}]":
+                out.append(char)
+            index += 1
+        elif char.isalpha():
+            end = index
+            while end < length and (text[end].isalnum() or text[end] == "_"):
+                end += 1
+            word = text[index:end]
+            following = end
+            while following < length and text[following].isspace():
+                following += 1
+            if following < length and text[following] == ":":
+                out.append(f'"{word}"')  # a bare key
+            else:
+                out.append(literals.get(word, word))
+            index = end
+        else:
+            out.append(char)
+            index += 1
+    return "".join(out)
+
+
+def _validate(data: dict[str, Any]) -> ParsedAnswer:
+    classification = data.get("classification")
+    if isinstance(classification, list) and len(classification) == 1:
+        classification = classification[0]
+    if not isinstance(classification, str) or not classification.strip():
+        raise AnswerParseError("The answer has no classification.")
+    if data.get("confidence") is None:
+        raise AnswerParseError("The answer has no confidence.")
+    confidence = _confidence(data["confidence"])
+    missing = tuple(name for name in OPTIONAL_FIELDS if data.get(name) in (None, "", []))
+    return ParsedAnswer(
+        classification=" ".join(classification.split()),
+        confidence=confidence,
+        findings=_findings(data.get("findings")),
+        recommendation=_text(data.get("recommendation"), "recommendation"),
+        explanation=_text(data.get("explanation"), "explanation"),
+        missing=missing,
+    )
+
+
+def _confidence(value: Any) -> float:
+    fraction_allowed = False
+    if isinstance(value, bool):
+        raise AnswerParseError(f"The confidence {value!r} is not a number.")
+    if isinstance(value, int | float):
+        number = float(value)
+        fraction_allowed = isinstance(value, float)
+    elif isinstance(value, str):
+        match = _CONFIDENCE_RE.match(value)
+        if not match:
+            raise AnswerParseError(f"The confidence {value!r} is not a number.")
+        number = float(match.group(1))
+        fraction_allowed = "." in match.group(1) and not match.group(2)
+    else:
+        raise AnswerParseError(f"The confidence {value!r} is not a number.")
+    if not math.isfinite(number):
+        raise AnswerParseError(f"The confidence {value!r} is not a number.")
+    if fraction_allowed and 0.0 <= number <= 1.0:
+        number *= 100.0  # given as a probability
+    if not 0.0 <= number <= 100.0:
+        raise AnswerParseError(f"The confidence {value!r} is outside 0-100.")
+    return round(number, 2)
+
+
+def _findings(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        raise AnswerParseError("The findings are not a list of strings.")
+    findings = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            raise AnswerParseError("The findings are not a list of strings.")
+        text = " ".join(str(item).split())
+        if text:
+            findings.append(text)
+    return tuple(findings)
+
+
+def _text(value: Any, name: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        value = " ".join(value)
+    if not isinstance(value, str):
+        raise AnswerParseError(f"The {name} is not a string.")
+    return value.strip()
+
+
+class StreamPhases:
+    """Labels streamed text deltas as ``"reasoning"`` or ``"answer"``.
+
+    Feed each delta; get back ``(phase, text)`` pieces with the think tags removed. A tag
+    split across deltas is held back until it is complete. Call :meth:`flush` at the end.
+
+    Args:
+        reasoning_first: The prompt pre-filled ``<think>``, so output starts as reasoning.
+    """
+
+    def __init__(self, *, reasoning_first: bool = False) -> None:
+        self.phase = "reasoning" if reasoning_first else "answer"
+        self._pending = ""
+
+    def feed(self, delta: str) -> list[tuple[str, str]]:
+        """Pieces of ``delta`` (with held-back text) that are now certain."""
+        self._pending += delta
+        pieces: list[tuple[str, str]] = []
+        while True:
+            found = [(i, tag) for tag in (THINK_OPEN, THINK_CLOSE) if (i := self._pending.find(tag)) >= 0]
+            if not found:
+                break
+            index, tag = min(found)
+            if index:
+                pieces.append((self.phase, self._pending[:index]))
+            self.phase = "reasoning" if tag == THINK_OPEN else "answer"
+            self._pending = self._pending[index + len(tag) :]
+        keep = _partial_tag_length(self._pending)
+        ready = self._pending[: len(self._pending) - keep]
+        self._pending = self._pending[len(ready) :]
+        if ready:
+            pieces.append((self.phase, ready))
+        return pieces
+
+    def flush(self) -> list[tuple[str, str]]:
+        """Whatever is still held back."""
+        rest, self._pending = self._pending, ""
+        return [(self.phase, rest)] if rest else []
+
+
+def _partial_tag_length(text: str) -> int:
+    """Length of the longest end of ``text`` that could begin a think tag."""
+    for size in range(min(len(text), len(THINK_CLOSE) - 1), 0, -1):
+        tail = text[-size:]
+        if THINK_OPEN.startswith(tail) or THINK_CLOSE.startswith(tail):
+            return size
+    return 0

@@ -1,0 +1,72 @@
+"""Turn any image Pillow opens into the 8-bit RGB image the model reads.
+
+OCT devices write 16-bit grayscale TIFF/PNG whose values use a small part of the
+range; converting those with Pillow's ``convert("RGB")`` clips everything above 255 to
+white. Here they are stretched from their own minimum to maximum instead, the window a
+viewer shows. Transparent pixels are composited on black, the background of OCT and
+fundus images, so a transparent border does not read as a bright structure.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from PIL import Image, ImageOps
+
+from ophthai_desktop.core.errors import InvalidInput, PayloadTooLarge
+
+log = logging.getLogger(__name__)
+
+#: Pillow modes holding more than 8 bits per pixel in one channel.
+_WIDE_GRAY_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
+_FULL_RANGE = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0}
+
+
+def prepare_image(image: Image.Image) -> Image.Image:
+    """Return ``image`` as an 8-bit RGB image, upright per its EXIF orientation.
+
+    16-bit and 32-bit grayscale is rescaled linearly from its minimum to its maximum
+    to 0..255 (a flat image by the mode's full range); alpha and palette transparency are
+    composited on black; every other mode goes through Pillow's conversion. Multi-frame
+    files give their current (first) frame.
+
+    Raises:
+        PayloadTooLarge: The image has more pixels than Pillow's decompression-bomb limit.
+        InvalidInput: The pixels cannot be read or converted.
+    """
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        if image.mode in _WIDE_GRAY_MODES:
+            return _stretch_to_8bit(image).convert("RGB")
+        if image.mode == "P":
+            has_alpha = "transparency" in image.info or image.palette.mode == "RGBA"
+            image = image.convert("RGBA" if has_alpha else "RGB")
+        if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+            return _composite_on_black(image)
+        if image.mode == "RGB":
+            return image
+        return image.convert("RGB")
+    except Image.DecompressionBombError as exc:
+        raise PayloadTooLarge(f"The image has too many pixels: {exc}", field="image") from exc
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"The image cannot be read as pixels: {exc}", field="image") from exc
+
+
+def _stretch_to_8bit(image: Image.Image) -> Image.Image:
+    import numpy as np
+
+    pixels = np.asarray(image, dtype=np.float64)
+    low, high = float(pixels.min()), float(pixels.max())
+    if high > low:
+        scaled = (pixels - low) * (255.0 / (high - low))
+    else:
+        full = _FULL_RANGE.get(image.mode, 255.0)
+        scaled = np.full(pixels.shape, min(max(low, 0.0), full) * 255.0 / full)
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
+
+
+def _composite_on_black(image: Image.Image) -> Image.Image:
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")

@@ -1,0 +1,173 @@
+"""Plain frozen records that services return.
+
+They cross threads freely (ORM objects never do) and carry no database state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did something and through which door, for the audit trail.
+
+    ``who`` is the GUI user's name, the API client's address, or a component name
+    (``watch-folder``); ``via`` is ``gui``, ``api``, ``watcher``, ``worker`` or ``cli``.
+    """
+
+    who: str
+    via: str
+
+    @classmethod
+    def system(cls, component: str) -> Actor:
+        return cls(who=component, via="system")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: tuple[T, ...]
+    total: int
+    skip: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class ScanRecord:
+    id: int
+    patient_id: str
+    sha256: str
+    media_type: str
+    width: int
+    height: int
+    size_bytes: int
+    modality: str
+    laterality: str
+    source: str
+    original_filename: str | None
+    acquired_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class AnalysisRecord:
+    id: int
+    patient_id: str | None
+    scan_id: int | None
+    job_id: int | None
+    image_sha256: str | None
+    model_id: str
+    model_revision: str | None
+    prompt_version: str | None
+    generation_settings: dict[str, Any]
+    device: str | None
+    dtype: str | None
+    quantization: str | None
+    reasoning_text: str
+    answer_text: str
+    result: dict[str, Any] | None
+    parse_status: str
+    parse_error: str | None
+    status: str
+    validated_by: str | None
+    validated_at: datetime | None
+    validation_notes: str | None
+    queue_wait_s: float | None
+    time_to_first_token_s: float | None
+    total_s: float | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class OculomicsRecord:
+    id: int
+    patient_id: str
+    eye: str
+    measured_on: date
+    iop_mmhg: float | None
+    cup_to_disc_ratio: float | None
+    rnfl_thickness_um: float | None
+    vessel_density_pct: float | None
+    created_at: datetime
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OculomicsSummary:
+    """The seed's ``oculomics`` shape, derived from the per-eye measurements."""
+
+    intraocular_pressure: float | None
+    cup_to_disc_ratio: float | None
+    rnfl_thickness: float | None
+    vessel_density: float | None
+    history: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class PatientRecord:
+    id: str
+    name: str
+    age: int | None
+    birth_date: date | None
+    gender: str | None
+    symptoms: tuple[str, ...]
+    history: str
+    status: str
+    workflow_step: int
+    admission_date: datetime
+    appointment_date: datetime | None
+    validation_status: str | None
+    validated_by: str | None
+    validated_at: datetime | None
+    validation_notes: str | None
+    created_at: datetime
+    updated_at: datetime
+    latest_scan: ScanRecord | None = None
+    latest_analysis: AnalysisRecord | None = None
+    oculomics: OculomicsSummary | None = None
+    scan_count: int = 0
+
+
+@dataclass(frozen=True)
+class NotificationRecord:
+    id: int
+    patient_id: str | None
+    message: str
+    timestamp: datetime
+    read: bool
+    type: str
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: int
+    kind: str
+    state: str
+    patient_id: str | None
+    scan_id: int | None
+    image_sha256: str
+    question: str | None
+    error: str | None
+    attempts: int
+    requested_by: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    id: int
+    at: datetime
+    actor: str
+    origin: str
+    action: str
+    entity_type: str
+    entity_id: str
+    details: dict[str, Any] = field(default_factory=dict)

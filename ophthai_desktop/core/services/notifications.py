@@ -1,0 +1,142 @@
+"""Notifications: create, list, count unread, mark read, delete."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from ophthai_desktop.core.domain import NotificationType
+from ophthai_desktop.core.errors import InvalidInput, NotFound
+from ophthai_desktop.core.events import (
+    EventBus,
+    NotificationCreated,
+    NotificationDeleted,
+    NotificationsAllRead,
+    NotificationUpdated,
+)
+from ophthai_desktop.core.paging import check_paging
+from ophthai_desktop.core.records import Actor, NotificationRecord, Page
+from ophthai_desktop.core.services.audit import AuditService
+from ophthai_desktop.core.storage import Database
+from ophthai_desktop.core.storage import models as m
+from ophthai_desktop.core.storage.to_records import notification_record
+
+MAX_MESSAGE_CHARS = 2000
+
+
+class NotificationService:
+    """The clinician's notifications; every change is published on the event bus."""
+
+    def __init__(self, db: Database, bus: EventBus) -> None:
+        self._db = db
+        self._bus = bus
+
+    def create_notification(
+        self,
+        message: str,
+        *,
+        type: str = NotificationType.INFO,
+        patient_id: str | None = None,
+        actor: Actor,
+    ) -> NotificationRecord:
+        """Persist a notification and publish :class:`NotificationCreated`."""
+        with self._db.session() as session:
+            record = self.create_in(session, message, type=type, patient_id=patient_id)
+            AuditService.record(session, actor, "create", "notification", record.id)
+        self._bus.publish(NotificationCreated(record))
+        return record
+
+    @staticmethod
+    def create_in(
+        session: Session, message: str, *, type: str, patient_id: str | None
+    ) -> NotificationRecord:
+        """Add a notification inside a caller's transaction; the caller publishes."""
+        text = (message or "").strip()
+        if not text:
+            raise InvalidInput("the message is empty", field="message")
+        if len(text) > MAX_MESSAGE_CHARS:
+            raise InvalidInput(
+                f"the message is longer than {MAX_MESSAGE_CHARS} characters", field="message"
+            )
+        try:
+            kind = NotificationType(type).value
+        except ValueError as exc:
+            raise InvalidInput("type must be info, critical or success", field="type") from exc
+        if patient_id is not None and session.get(m.Patient, patient_id) is None:
+            raise NotFound(f"patient {patient_id} not found")
+        row = m.Notification(patient_id=patient_id, message=text, type=kind, read=False)
+        session.add(row)
+        session.flush()
+        return notification_record(row)
+
+    def get_notification(self, notification_id: int) -> NotificationRecord:
+        with self._db.session() as session:
+            return notification_record(self._get(session, notification_id))
+
+    def list_notifications(
+        self,
+        *,
+        skip: int = 0,
+        limit: int = 100,
+        unread_only: bool = False,
+        patient_id: str | None = None,
+    ) -> Page[NotificationRecord]:
+        """Newest first."""
+        check_paging(skip, limit)
+        query = select(m.Notification)
+        if unread_only:
+            query = query.where(m.Notification.read.is_(False))
+        if patient_id is not None:
+            query = query.where(m.Notification.patient_id == patient_id)
+        with self._db.session() as session:
+            total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+            rows = session.scalars(
+                query.order_by(m.Notification.timestamp.desc(), m.Notification.id.desc())
+                .offset(skip)
+                .limit(limit)
+            ).all()
+            return Page(tuple(notification_record(r) for r in rows), total, skip, limit)
+
+    def unread_count(self) -> int:
+        with self._db.session() as session:
+            return (
+                session.scalar(
+                    select(func.count(m.Notification.id)).where(m.Notification.read.is_(False))
+                )
+                or 0
+            )
+
+    def mark_read(self, notification_id: int, *, actor: Actor) -> NotificationRecord:
+        with self._db.session() as session:
+            row = self._get(session, notification_id)
+            row.read = True
+            AuditService.record(session, actor, "update", "notification", row.id, {"read": True})
+            session.flush()
+            record = notification_record(row)
+        self._bus.publish(NotificationUpdated(record))
+        return record
+
+    def mark_all_read(self, *, actor: Actor) -> int:
+        """Mark every unread notification read; returns how many changed."""
+        with self._db.session() as session:
+            result = session.execute(
+                update(m.Notification).where(m.Notification.read.is_(False)).values(read=True)
+            )
+            count = int(getattr(result, "rowcount", 0) or 0)
+            AuditService.record(session, actor, "update", "notification", "*", {"read": count})
+        self._bus.publish(NotificationsAllRead(count))
+        return count
+
+    def delete_notification(self, notification_id: int, *, actor: Actor) -> None:
+        with self._db.session() as session:
+            row = self._get(session, notification_id)
+            session.delete(row)
+            AuditService.record(session, actor, "delete", "notification", notification_id)
+        self._bus.publish(NotificationDeleted(notification_id))
+
+    @staticmethod
+    def _get(session: Session, notification_id: int) -> m.Notification:
+        row = session.get(m.Notification, notification_id)
+        if row is None:
+            raise NotFound(f"notification {notification_id} not found")
+        return row

@@ -1,0 +1,509 @@
+"""Patients: records, their images, and the clinical workflow around an analysis.
+
+Workflow: a new scan puts the patient at step 1 (analysis); a finished analysis moves
+them to 2 (validation); the clinician's verdict to 3 (scheduling); an appointment to 4
+(complete).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ophthai_desktop.core.domain import (
+    AnalysisStatus,
+    Laterality,
+    Modality,
+    PatientStatus,
+    ScanSource,
+    ValidationStatus,
+    WorkflowStep,
+)
+from ophthai_desktop.core.errors import Conflict, InvalidInput, NotFound
+from ophthai_desktop.core.events import (
+    EventBus,
+    PatientCreated,
+    PatientDeleted,
+    PatientUpdated,
+    ScanIngested,
+)
+from ophthai_desktop.core.imaging import ImageInfo, inspect_image
+from ophthai_desktop.core.paging import check_paging
+from ophthai_desktop.core.records import Actor, AnalysisRecord, Page, PatientRecord, ScanRecord
+from ophthai_desktop.core.services.audit import AuditService
+from ophthai_desktop.core.services.oculomics import OculomicsService, summarise
+from ophthai_desktop.core.services.patient_fields import (
+    aware,
+    check_patient_id,
+    clean_fields,
+)
+from ophthai_desktop.core.storage import Database, ImageStore
+from ophthai_desktop.core.storage import models as m
+from ophthai_desktop.core.storage.to_records import analysis_record, patient_record, scan_record
+
+log = logging.getLogger(__name__)
+
+#: Columns the patient list can be sorted by.
+SORTABLE: dict[str, Any] = {
+    "id": m.Patient.id,
+    "name": m.Patient.name,
+    "age": m.Patient.age,
+    "gender": m.Patient.gender,
+    "status": m.Patient.status,
+    "workflow_step": m.Patient.workflow_step,
+    "admission_date": m.Patient.admission_date,
+    "appointment_date": m.Patient.appointment_date,
+    "created_at": m.Patient.created_at,
+    "updated_at": m.Patient.updated_at,
+}
+
+#: How far in the past an appointment may be given (clock skew between machines).
+APPOINTMENT_PAST_TOLERANCE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_bytes: int
+    max_pixels: int
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """An image to attach, with what is known about how it was taken."""
+
+    data: bytes
+    source: str = ScanSource.API
+    modality: str = Modality.UNKNOWN
+    laterality: str = Laterality.UNKNOWN
+    acquired_at: datetime | None = None
+    filename: str | None = None
+
+
+def new_patient_id() -> str:
+    return f"pt-{uuid.uuid4().hex[:12]}"
+
+
+class PatientService:
+    """Create, read, change and delete patients; attach images; validate; schedule."""
+
+    def __init__(
+        self, db: Database, bus: EventBus, images: ImageStore, limits: ImageLimits
+    ) -> None:
+        self._db = db
+        self._bus = bus
+        self._images = images
+        self._limits = limits
+
+    # Reading ------------------------------------------------------------------------
+
+    def get_patient(self, patient_id: str) -> PatientRecord:
+        with self._db.session() as session:
+            return self._records(session, [self._get(session, patient_id)])[0]
+
+    def exists(self, patient_id: str) -> bool:
+        with self._db.session() as session:
+            return session.get(m.Patient, patient_id) is not None
+
+    def list_patients(
+        self,
+        *,
+        search: str | None = None,
+        status: str | None = None,
+        skip: int = 0,
+        limit: int = 100,
+        order_by: str = "created_at",
+        descending: bool = True,
+    ) -> Page[PatientRecord]:
+        """A page of patients with the total that match ``search`` and ``status``.
+
+        ``search`` matches part of the name or the id, case-insensitively.
+        """
+        check_paging(skip, limit)
+        column = SORTABLE.get(order_by)
+        if column is None:
+            raise InvalidInput(
+                f"cannot sort by {order_by!r}; use one of: {', '.join(SORTABLE)}",
+                field="order_by",
+            )
+        filters: list[ColumnElement[bool]] = []
+        if status:
+            try:
+                filters.append(m.Patient.status == PatientStatus(status).value)
+            except ValueError as exc:
+                allowed = ", ".join(s.value for s in PatientStatus)
+                raise InvalidInput(f"status must be one of: {allowed}", field="status") from exc
+        if search and search.strip():
+            pattern = f"%{_escape_like(search.strip())}%"
+            filters.append(
+                or_(
+                    m.Patient.name.ilike(pattern, escape="\\"),
+                    m.Patient.id.ilike(pattern, escape="\\"),
+                )
+            )
+        order = column.desc() if descending else column.asc()
+        tiebreak = m.Patient.id.desc() if descending else m.Patient.id.asc()
+        with self._db.session() as session:
+            total = session.scalar(select(func.count(m.Patient.id)).where(*filters)) or 0
+            rows = session.scalars(
+                select(m.Patient)
+                .where(*filters)
+                .order_by(order, tiebreak)
+                .offset(skip)
+                .limit(limit)
+            ).all()
+            return Page(self._records(session, rows), total, skip, limit)
+
+    def list_scans(self, patient_id: str) -> tuple[ScanRecord, ...]:
+        """The patient's scans, newest first."""
+        with self._db.session() as session:
+            self._get(session, patient_id)
+            rows = session.scalars(
+                select(m.Scan)
+                .where(m.Scan.patient_id == patient_id)
+                .order_by(m.Scan.created_at.desc(), m.Scan.id.desc())
+            ).all()
+            return tuple(scan_record(r) for r in rows)
+
+    def list_analyses(self, patient_id: str) -> tuple[AnalysisRecord, ...]:
+        """The patient's analyses, newest first."""
+        with self._db.session() as session:
+            self._get(session, patient_id)
+            rows = session.scalars(
+                select(m.Analysis)
+                .where(m.Analysis.patient_id == patient_id)
+                .order_by(m.Analysis.created_at.desc(), m.Analysis.id.desc())
+            ).all()
+            return tuple(analysis_record(r) for r in rows)
+
+    def latest_image(self, patient_id: str) -> tuple[Path, str]:
+        """The file and media type of the patient's newest scan."""
+        with self._db.session() as session:
+            self._get(session, patient_id)
+            scan = session.scalars(
+                select(m.Scan)
+                .where(m.Scan.patient_id == patient_id)
+                .order_by(m.Scan.created_at.desc(), m.Scan.id.desc())
+                .limit(1)
+            ).first()
+            if scan is None:
+                raise NotFound(f"patient {patient_id} has no image")
+            sha, media_type = scan.sha256, scan.media_type
+        return self._image_file(sha), media_type
+
+    def scan_image(self, scan_id: int, *, patient_id: str | None = None) -> tuple[Path, str]:
+        """The file and media type of one scan (of ``patient_id``, when given)."""
+        with self._db.session() as session:
+            scan = session.get(m.Scan, scan_id)
+            if scan is None or (patient_id is not None and scan.patient_id != patient_id):
+                raise NotFound(f"scan {scan_id} not found")
+            sha, media_type = scan.sha256, scan.media_type
+        return self._image_file(sha), media_type
+
+    # Changing -----------------------------------------------------------------------
+
+    def create_patient(
+        self,
+        fields: Mapping[str, Any],
+        *,
+        actor: Actor,
+        patient_id: str | None = None,
+        image: NewImage | None = None,
+    ) -> PatientRecord:
+        """Create a patient, optionally with a first image, in one transaction.
+
+        The image is checked before anything is stored; a refused image creates nothing.
+        """
+        values = clean_fields({"status": PatientStatus.PENDING_ANALYSIS.value, **fields})
+        if "name" not in values:
+            raise InvalidInput("the name is required", field="name")
+        pid = check_patient_id(patient_id) if patient_id else new_patient_id()
+        info = self._inspect(image) if image else None
+        values.setdefault("admission_date", datetime.now(UTC))
+        try:
+            with self._db.session() as session:
+                if session.get(m.Patient, pid) is not None:
+                    raise Conflict(f"a patient with id {pid} already exists")
+                row = m.Patient(id=pid, workflow_step=int(WorkflowStep.ANALYSIS), **values)
+                session.add(row)
+                session.flush()
+                scan = None
+                if image and info:
+                    scan = self._add_scan(session, row, image, info)
+                AuditService.record(
+                    session, actor, "create", "patient", pid, {"fields": sorted(values)}
+                )
+                record = self._records(session, [row])[0]
+        except IntegrityError as exc:
+            raise Conflict(f"a patient with id {pid} already exists") from exc
+        log.info("patient %s created via %s", pid, actor.via)
+        self._bus.publish(PatientCreated(record))
+        if scan:
+            self._bus.publish(ScanIngested(scan))
+        return record
+
+    def update_patient(
+        self,
+        patient_id: str,
+        fields: Mapping[str, Any],
+        *,
+        actor: Actor,
+        image: NewImage | None = None,
+    ) -> PatientRecord:
+        """Change the given fields (and optionally add an image) in one transaction."""
+        values = clean_fields(fields)
+        if "name" in fields and not values.get("name"):
+            raise InvalidInput("the name is required", field="name")
+        info = self._inspect(image) if image else None
+        with self._db.session() as session:
+            row = self._get(session, patient_id)
+            for key, value in values.items():
+                setattr(row, key, value)
+            scan = self._add_scan(session, row, image, info) if image and info else None
+            if values or scan:
+                row.updated_at = datetime.now(UTC)
+            changed = sorted(values) + (["image"] if scan else [])
+            AuditService.record(
+                session, actor, "update", "patient", patient_id, {"fields": changed}
+            )
+            session.flush()
+            record = self._records(session, [row])[0]
+        self._bus.publish(PatientUpdated(record))
+        if scan:
+            self._bus.publish(ScanIngested(scan))
+        return record
+
+    def delete_patient(self, patient_id: str, *, actor: Actor) -> None:
+        """Delete the patient with their scans, analyses, jobs, notifications and
+        measurements; image files nothing else refers to are removed too."""
+        with self._db.session() as session:
+            row = self._get(session, patient_id)
+            hashes = set(
+                session.scalars(select(m.Scan.sha256).where(m.Scan.patient_id == patient_id))
+            )
+            session.delete(row)
+            AuditService.record(session, actor, "delete", "patient", patient_id)
+        self._discard_unreferenced(hashes)
+        log.info("patient %s deleted via %s", patient_id, actor.via)
+        self._bus.publish(PatientDeleted(patient_id))
+
+    def attach_image(self, patient_id: str, image: NewImage, *, actor: Actor) -> ScanRecord:
+        """Check and store an image as a new scan of the patient (workflow back to 1)."""
+        info = self._inspect(image)
+        with self._db.session() as session:
+            row = self._get(session, patient_id)
+            scan = self._add_scan(session, row, image, info)
+            AuditService.record(
+                session, actor, "create", "scan", scan.id, {"patient_id": patient_id}
+            )
+            record = self._records(session, [row])[0]
+        self._bus.publish(ScanIngested(scan))
+        self._bus.publish(PatientUpdated(record))
+        return scan
+
+    def validate_analysis(
+        self,
+        patient_id: str,
+        *,
+        approved: bool,
+        clinician: str,
+        notes: str | None = None,
+        actor: Actor,
+    ) -> PatientRecord:
+        """Record the clinician's verdict on the newest analysis; moves to scheduling."""
+        clinician = (clinician or "").strip()
+        if not clinician:
+            raise InvalidInput("the validating clinician's name is required", field="clinician")
+        if notes is not None and len(notes) > 10_000:
+            raise InvalidInput("the notes are longer than 10,000 characters", field="notes")
+        verdict = ValidationStatus.APPROVED if approved else ValidationStatus.REJECTED
+        now = datetime.now(UTC)
+        with self._db.session() as session:
+            row = self._get(session, patient_id)
+            analysis = self._latest_analysis_row(session, patient_id)
+            if analysis is None:
+                raise Conflict(
+                    f"patient {patient_id} has no analysis to validate; analyse a scan first"
+                )
+            analysis.status = (
+                AnalysisStatus.APPROVED.value if approved else AnalysisStatus.REJECTED.value
+            )
+            analysis.validated_by = clinician[:200]
+            analysis.validated_at = now
+            analysis.validation_notes = notes
+            row.validation_status = verdict.value
+            row.validated_by = clinician[:200]
+            row.validated_at = now
+            row.validation_notes = notes
+            row.workflow_step = max(row.workflow_step, int(WorkflowStep.SCHEDULING))
+            row.updated_at = now
+            AuditService.record(
+                session,
+                actor,
+                "validate",
+                "patient",
+                patient_id,
+                {"analysis_id": analysis.id, "verdict": verdict.value},
+            )
+            session.flush()
+            record = self._records(session, [row])[0]
+        self._bus.publish(PatientUpdated(record))
+        return record
+
+    def schedule_appointment(
+        self, patient_id: str, appointment: datetime, *, actor: Actor
+    ) -> PatientRecord:
+        """Set the follow-up appointment; completes the workflow."""
+        when = aware(appointment, "appointment_date")
+        now = datetime.now(UTC)
+        if when < now - APPOINTMENT_PAST_TOLERANCE:
+            raise InvalidInput("the appointment is in the past", field="appointment_date")
+        with self._db.session() as session:
+            row = self._get(session, patient_id)
+            row.appointment_date = when
+            row.workflow_step = int(WorkflowStep.COMPLETE)
+            row.updated_at = now
+            AuditService.record(session, actor, "schedule", "patient", patient_id)
+            session.flush()
+            record = self._records(session, [row])[0]
+        self._bus.publish(PatientUpdated(record))
+        return record
+
+    # Internals ----------------------------------------------------------------------
+
+    def _inspect(self, image: NewImage) -> ImageInfo:
+        for name, value in (("modality", image.modality), ("laterality", image.laterality)):
+            allowed = Modality if name == "modality" else Laterality
+            if value not in {e.value for e in allowed}:
+                options = ", ".join(e.value for e in allowed)
+                raise InvalidInput(f"{name} must be one of: {options}", field=name)
+        return inspect_image(
+            image.data, max_bytes=self._limits.max_bytes, max_pixels=self._limits.max_pixels
+        )
+
+    def add_scan_in(
+        self, session: Session, patient_id: str, image: NewImage, info: ImageInfo
+    ) -> ScanRecord:
+        """Store an already inspected image as a scan inside a caller's transaction."""
+        return self._add_scan(session, self._get(session, patient_id), image, info)
+
+    def _add_scan(
+        self, session: Session, patient: m.Patient, image: NewImage, info: ImageInfo
+    ) -> ScanRecord:
+        stored = self._images.put(image.data)
+        scan = m.Scan(
+            patient_id=patient.id,
+            sha256=stored.sha256,
+            media_type=info.media_type,
+            width=info.width,
+            height=info.height,
+            size_bytes=info.size_bytes,
+            modality=image.modality,
+            laterality=image.laterality,
+            source=image.source,
+            original_filename=(image.filename or None) and image.filename[:512],
+            acquired_at=image.acquired_at,
+        )
+        session.add(scan)
+        patient.workflow_step = int(WorkflowStep.ANALYSIS)
+        patient.updated_at = datetime.now(UTC)
+        session.flush()
+        return scan_record(scan)
+
+    def _image_file(self, sha256: str) -> Path:
+        path = self._images.path_for(sha256)
+        if not path.is_file():
+            raise NotFound("the image file is missing from the store")
+        return path
+
+    def _discard_unreferenced(self, hashes: set[str]) -> None:
+        if not hashes:
+            return
+        with self._db.session() as session:
+            still_used = set(
+                session.scalars(select(m.Scan.sha256).where(m.Scan.sha256.in_(hashes)))
+            )
+            still_used |= set(
+                session.scalars(
+                    select(m.Analysis.image_sha256).where(m.Analysis.image_sha256.in_(hashes))
+                )
+            )
+            still_used |= set(
+                session.scalars(select(m.Job.image_sha256).where(m.Job.image_sha256.in_(hashes)))
+            )
+        for sha in hashes - still_used:
+            self._images.discard(sha)
+
+    @staticmethod
+    def _get(session: Session, patient_id: str) -> m.Patient:
+        row = session.get(m.Patient, patient_id)
+        if row is None:
+            raise NotFound(f"patient {patient_id} not found")
+        return row
+
+    @staticmethod
+    def _latest_analysis_row(session: Session, patient_id: str) -> m.Analysis | None:
+        return session.scalars(
+            select(m.Analysis)
+            .where(m.Analysis.patient_id == patient_id)
+            .order_by(m.Analysis.created_at.desc(), m.Analysis.id.desc())
+            .limit(1)
+        ).first()
+
+    @staticmethod
+    def _records(session: Session, rows: Sequence[m.Patient]) -> tuple[PatientRecord, ...]:
+        """Records for a page of patients, with their newest scan and analysis, scan
+        count and oculomics summary, in a constant number of queries."""
+        ids = [r.id for r in rows]
+        if not ids:
+            return ()
+        latest_scans: dict[str, ScanRecord] = {}
+        for scan in session.scalars(
+            select(m.Scan)
+            .where(m.Scan.patient_id.in_(ids))
+            .order_by(m.Scan.created_at.desc(), m.Scan.id.desc())
+        ):
+            latest_scans.setdefault(scan.patient_id, scan_record(scan))
+        counts = dict(
+            session.execute(
+                select(m.Scan.patient_id, func.count(m.Scan.id))
+                .where(m.Scan.patient_id.in_(ids))
+                .group_by(m.Scan.patient_id)
+            )
+            .tuples()
+            .all()
+        )
+        newest = (
+            select(m.Analysis.patient_id, func.max(m.Analysis.id).label("id"))
+            .where(m.Analysis.patient_id.in_(ids))
+            .group_by(m.Analysis.patient_id)
+            .subquery()
+        )
+        latest_analyses = {
+            a.patient_id: analysis_record(a)
+            for a in session.scalars(select(m.Analysis).join(newest, m.Analysis.id == newest.c.id))
+            if a.patient_id is not None
+        }
+        measurements = OculomicsService.measurements_in(session, ids)
+        return tuple(
+            patient_record(
+                row,
+                latest_scan=latest_scans.get(row.id),
+                latest_analysis=latest_analyses.get(row.id),
+                oculomics=summarise(measurements.get(row.id, ())),
+                scan_count=counts.get(row.id, 0),
+            )
+            for row in rows
+        )
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

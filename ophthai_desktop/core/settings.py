@@ -1,0 +1,207 @@
+"""Application settings (DESIGN §8).
+
+Every setting reads ``OPHTHAI_<NAME>`` from the environment or a ``.env`` file; the seed
+backend's unprefixed names (``DATABASE_URL``, ``LOAD_MODEL_ON_STARTUP``,
+``WATCH_FOLDER_ENABLED``, ``WATCH_FOLDER_PATH``, ``DEBUG``, ``CORS_ORIGINS``) are
+accepted as aliases. ``.env.example`` lists them all with their defaults.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import platformdirs
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+APP_NAME = "OphthAI"
+
+#: Seed backend names accepted besides the ``OPHTHAI_`` ones.
+SEED_ALIASES = {
+    "database_url": "DATABASE_URL",
+    "load_model_on_startup": "LOAD_MODEL_ON_STARTUP",
+    "watch_folder_enabled": "WATCH_FOLDER_ENABLED",
+    "watch_folder_path": "WATCH_FOLDER_PATH",
+    "debug": "DEBUG",
+    "cors_origins": "CORS_ORIGINS",
+}
+
+
+def _env(name: str) -> AliasChoices:
+    """The environment names of the field ``name``: prefixed first, then the seed's."""
+    names = [f"OPHTHAI_{name.upper()}"]
+    if name in SEED_ALIASES:
+        names.append(SEED_ALIASES[name])
+    return AliasChoices(*names)
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def _split_list(value: Any) -> Any:
+    """Accept a JSON list or a comma-separated string for list settings."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything an administrator or clinician can configure."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        validate_default=True,
+        protected_namespaces=(),
+    )
+
+    # Storage
+    data_dir: Path = Field(default_factory=_default_data_dir, validation_alias=_env("data_dir"))
+    database_url: str | None = Field(default=None, validation_alias=_env("database_url"))
+
+    # Model
+    model_id: str = Field(default="OctoMed/OctoMed-7B", validation_alias=_env("model_id"))
+    model_path: Path | None = Field(default=None, validation_alias=_env("model_path"))
+    model_revision: str | None = Field(default=None, validation_alias=_env("model_revision"))
+    load_model_on_startup: bool = Field(
+        default=False, validation_alias=_env("load_model_on_startup")
+    )
+    device: str = Field(default="auto", validation_alias=_env("device"))
+    quantization: Literal["none", "8bit", "4bit"] = Field(
+        default="none", validation_alias=_env("quantization")
+    )
+    max_pixels: int = Field(default=262_144, ge=3136, validation_alias=_env("max_pixels"))
+    min_pixels: int = Field(default=3136, ge=784, validation_alias=_env("min_pixels"))
+    max_new_tokens: int = Field(
+        default=1024, ge=1, le=32_768, validation_alias=_env("max_new_tokens")
+    )
+    thinking_budget: int = Field(default=768, ge=0, validation_alias=_env("thinking_budget"))
+
+    # Watch folder
+    watch_folder_enabled: bool = Field(default=False, validation_alias=_env("watch_folder_enabled"))
+    watch_folder_path: Path | None = Field(default=None, validation_alias=_env("watch_folder_path"))
+    watch_poll_seconds: float = Field(
+        default=1.0, gt=0, validation_alias=_env("watch_poll_seconds")
+    )
+    watch_use_polling: bool = Field(default=False, validation_alias=_env("watch_use_polling"))
+    watch_demo_mode: bool = Field(default=True, validation_alias=_env("watch_demo_mode"))
+    watch_extensions: Annotated[list[str], NoDecode] = Field(
+        default=["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"],
+        validation_alias=_env("watch_extensions"),
+    )
+
+    # Embedded API
+    api_enabled: bool = Field(default=True, validation_alias=_env("api_enabled"))
+    api_host: str = Field(default="127.0.0.1", validation_alias=_env("api_host"))
+    api_port: int = Field(default=8000, ge=0, le=65535, validation_alias=_env("api_port"))
+    api_token: str | None = Field(default=None, validation_alias=_env("api_token"))
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default=[
+            "http://localhost:3000",
+            "http://127.0.0.1:3000",
+            "http://localhost:5173",
+            "http://127.0.0.1:5173",
+        ],
+        validation_alias=_env("cors_origins"),
+    )
+    max_request_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, validation_alias=_env("max_request_bytes")
+    )
+    max_image_bytes: int = Field(
+        default=25 * 1024 * 1024, ge=1024, validation_alias=_env("max_image_bytes")
+    )
+    max_image_pixels: int = Field(
+        default=120_000_000, ge=1, validation_alias=_env("max_image_pixels")
+    )
+
+    # Desktop and diagnostics
+    user_name: str | None = Field(default=None, validation_alias=_env("user_name"))
+    minimize_to_tray: bool = Field(default=True, validation_alias=_env("minimize_to_tray"))
+    theme: Literal["light", "dark"] = Field(default="light", validation_alias=_env("theme"))
+    debug: bool = Field(default=False, validation_alias=_env("debug"))
+    log_level: str = Field(default="INFO", validation_alias=_env("log_level"))
+
+    @field_validator("watch_extensions", mode="before")
+    @classmethod
+    def _parse_extensions(cls, value: Any) -> Any:
+        value = _split_list(value)
+        if isinstance(value, list):
+            return [str(ext).lower().lstrip(".") for ext in value if str(ext).strip()]
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("api_token", "database_url", "model_path", "watch_folder_path", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    # Derived locations -------------------------------------------------------------
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured URL, or the SQLite file in the data folder."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'ophthai.db').as_posix()}"
+
+    @property
+    def images_dir(self) -> Path:
+        """The content-addressed image store."""
+        return self.data_dir / "images"
+
+    @property
+    def resolved_watch_folder(self) -> Path:
+        """The watch folder, ``<data>/incoming_scans`` unless configured."""
+        return self.watch_folder_path or self.data_dir / "incoming_scans"
+
+    @property
+    def api_host_is_loopback(self) -> bool:
+        """Whether the API binds only to this machine."""
+        return is_loopback_host(self.api_host)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and addresses in 127.0.0.0/8 or ``::1``."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_api_binding(host: str, token: str | None) -> None:
+    """Refuse to listen beyond this machine without an API token.
+
+    Raises:
+        InvalidInput: ``host`` is not loopback and no token is set.
+    """
+    from ophthai_desktop.core.errors import InvalidInput
+
+    if not is_loopback_host(host) and not (token and token.strip()):
+        raise InvalidInput(
+            f"listening on {host} opens the API to the network, so an API token is needed: "
+            "set OPHTHAI_API_TOKEN (at least 16 characters) or listen on 127.0.0.1",
+            field="api_token",
+        )
+    if token is not None and not is_loopback_host(host) and len(token.strip()) < 16:
+        raise InvalidInput(
+            "the API token is too short for network access; use at least 16 characters",
+            field="api_token",
+        )

@@ -1,0 +1,118 @@
+"""The database: engine, per-operation sessions and schema upgrades.
+
+SQLite (the default, a file in the data folder) runs in WAL mode with foreign keys
+enforced; any other SQLAlchemy URL (PostgreSQL) is used as given. The schema is owned by
+Alembic: :meth:`Database.upgrade` brings any database to the newest revision and the
+application calls it at start.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ophthai_desktop.core.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+def _normalise_url(url: str) -> str:
+    """Prefer psycopg 3 for plain ``postgresql://`` URLs (the seed's form)."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+class Database:
+    """Owns the engine; hands out one short-lived session per unit of work."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = make_url(_normalise_url(url))
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.is_sqlite:
+            database = self.url.database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            # Sessions never cross threads, but the pool hands connections to any thread.
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            kwargs["pool_size"] = 8
+            kwargs["max_overflow"] = 16
+        else:
+            kwargs["pool_pre_ping"] = True
+            kwargs["pool_size"] = 8
+            kwargs["max_overflow"] = 16
+        try:
+            self.engine: Engine = create_engine(self.url, **kwargs)
+        except (SQLAlchemyError, ImportError) as exc:
+            raise StorageError(f"cannot open the database: {exc}") from exc
+        if self.is_sqlite:
+            event.listen(self.engine, "connect", _sqlite_on_connect)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session for one unit of work: committed on success, rolled back on error.
+
+        Database failures that are about the environment (locked, unreachable, disk
+        full) become :class:`StorageError`; everything else propagates unchanged.
+        """
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except (OperationalError, DBAPIError) as exc:
+            session.rollback()
+            if isinstance(exc, OperationalError) or exc.connection_invalidated:
+                log.error("database unavailable: %s", type(exc.orig).__name__)
+                raise StorageError("the database is unavailable; try again shortly") from exc
+            raise
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def upgrade(self) -> None:
+        """Create or migrate the schema to the newest Alembic revision."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        config.set_main_option("path_separator", "os")
+        try:
+            with self.engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        except OperationalError as exc:
+            raise StorageError(f"cannot migrate the database: {exc.orig}") from exc
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def describe(self) -> str:
+        """The URL without its password, safe to show and log."""
+        return self.url.render_as_string(hide_password=True)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+    finally:
+        cursor.close()

@@ -1,0 +1,1 @@
+"""PySide6 desktop user interface (views, dialogs, tray, event bridge)."""

@@ -1,0 +1,252 @@
+"""A tiny random-weight Qwen2.5-VL checkpoint built locally, for tests.
+
+The folder has the same files as the real OctoMed-7B snapshot (flat ``config.json``,
+``generation_config.json``, sharded safetensors with an index, a byte-level BPE
+``tokenizer.json`` with Qwen's special tokens, ``preprocessor_config.json`` and
+``chat_template.json``), so it loads through the engine's real code path. It is about
+1 MB and builds in about a second once torch is imported.
+
+``scripted=True`` builds a deterministic model instead of a random one: every text
+layer's output projections are zero, so the next token depends only on the current one,
+and the embeddings and ``lm_head`` encode a short script. After the generation prompt it
+writes ``<think>`` and then ``~`` forever; after ``</think>`` it writes ``<|im_end|>``.
+Only a thinking budget (or the token cap, or cancellation) ends its thinking.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+#: Qwen2.5's added tokens, in Qwen's order, then the reasoning tags OctoMed writes.
+SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+PLAIN_ADDED_TOKENS = ["<tool_call>", "</tool_call>", "<think>", "</think>"]
+
+#: Qwen2.5-VL-7B-Instruct's chat template.
+CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}"
+    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+_CORPUS = [
+    "You are a helpful assistant. You are an expert ophthalmologist reading retinal images.",
+    "Think step by step inside <think> and </think>, then answer with one JSON object.",
+    '{"classification": "Normal", "confidence": 85, "findings": ["Foveal contour preserved"],',
+    '"recommendation": "Routine follow-up in 12 months.", "explanation": "No fluid."}',
+    "Diabetic Macular Edema with intraretinal cysts and subretinal fluid; drusen in AMD.",
+    "Glaucoma suspect: enlarged cup-to-disc ratio, thin RNFL. OCT, OCTA, fundus photograph.",
+    "The image shows the macula, the optic disc, vessels and the choroid. 0123456789 %",
+]
+
+
+def _build_tokenizer(path: Path) -> dict[str, int]:
+    """Train a small byte-level BPE with Qwen2's pre-tokenizer and save it as Qwen's files."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, trainers
+    from tokenizers import pre_tokenizers as pre
+
+    qwen_split = (
+        r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
+        r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+    )
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre.Sequence(
+        [
+            pre.Split(Regex(qwen_split), behavior="isolated", invert=False),
+            pre.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, initial_alphabet=pre.ByteLevel.alphabet(), show_progress=False
+    )
+    tokenizer.train_from_iterator(_CORPUS, trainer)
+    tokenizer.add_special_tokens([AddedToken(t, special=True) for t in SPECIAL_TOKENS])
+    tokenizer.add_tokens([AddedToken(t, special=False) for t in PLAIN_ADDED_TOKENS])
+    tokenizer.save(str(path / "tokenizer.json"))
+
+    vocab = tokenizer.get_vocab(with_added_tokens=True)
+    added = {
+        str(vocab[t]): {
+            "content": t,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": t in SPECIAL_TOKENS,
+        }
+        for t in SPECIAL_TOKENS + PLAIN_ADDED_TOKENS
+    }
+    tokenizer_config = {
+        "add_prefix_space": False,
+        "added_tokens_decoder": added,
+        "bos_token": None,
+        "chat_template": CHAT_TEMPLATE,
+        "clean_up_tokenization_spaces": False,
+        "eos_token": "<|im_end|>",
+        "errors": "replace",
+        "model_max_length": 32768,
+        "pad_token": "<|endoftext|>",
+        "split_special_tokens": False,
+        "tokenizer_class": "Qwen2Tokenizer",
+        "unk_token": None,
+    }
+    _write_json(path / "tokenizer_config.json", tokenizer_config)
+    return vocab
+
+
+def _write_json(path: Path, data: object) -> None:
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+
+
+def _script_weights(model: object, vocab: dict[str, int]) -> None:
+    """Turn the random model into the bigram script described in the module docstring."""
+    import torch
+
+    text = model.model.language_model  # type: ignore[attr-defined]
+    lm_head = model.lm_head.weight  # type: ignore[attr-defined]
+    script = [("\u010a", "<think>"), ("<think>", "~"), ("~", "~"), ("</think>", "<|im_end|>")]
+    with torch.no_grad():
+        for layer in text.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        hidden = lm_head.shape[1]
+        for index, (current, following) in enumerate(script):
+            direction = torch.zeros(hidden)
+            direction[index] = 1.0
+            text.embed_tokens.weight[vocab[current]] = direction
+            # After RMSNorm the hidden state is sqrt(hidden) * direction; random rows give
+            # logits near 0.02 * sqrt(hidden), far below this one.
+            lm_head[vocab[following]] += direction
+
+
+def build_tiny_qwen25vl(path: Path, *, scripted: bool = False) -> Path:
+    """Build a tiny Qwen2.5-VL checkpoint folder at ``path`` and return it.
+
+    Args:
+        path: Folder to create (may exist and be empty).
+        scripted: Build the deterministic thinking-loop model instead of random weights.
+    """
+    import torch
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = _build_tokenizer(path)
+    vocab_size = (max(vocab.values()) // 64 + 1) * 64  # padded like Qwen's 152064
+
+    # The hub's config.json is flat (text fields at the top), as in the real snapshot.
+    config_dict = {
+        "architectures": ["Qwen2_5_VLForConditionalGeneration"],
+        "model_type": "qwen2_5_vl",
+        "attention_dropout": 0.0,
+        "bos_token_id": vocab["<|endoftext|>"],
+        "eos_token_id": vocab["<|im_end|>"],
+        "pad_token_id": vocab["<|endoftext|>"],
+        "vision_start_token_id": vocab["<|vision_start|>"],
+        "vision_end_token_id": vocab["<|vision_end|>"],
+        "vision_token_id": vocab["<|vision_pad|>"],
+        "image_token_id": vocab["<|image_pad|>"],
+        "video_token_id": vocab["<|video_pad|>"],
+        "hidden_act": "silu",
+        "hidden_size": 64,
+        "initializer_range": 0.02,
+        "intermediate_size": 128,
+        "max_position_embeddings": 4096,
+        "max_window_layers": 2,
+        "num_attention_heads": 4,
+        "num_hidden_layers": 2,
+        "num_key_value_heads": 2,
+        "rms_norm_eps": 1e-06,
+        "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
+        "rope_theta": 1000000.0,
+        "sliding_window": 4096,
+        "tie_word_embeddings": False,
+        "torch_dtype": "bfloat16",
+        "use_cache": True,
+        "use_sliding_window": False,
+        "vocab_size": vocab_size,
+        "vision_config": {
+            "depth": 2,
+            "hidden_act": "silu",
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "in_chans": 3,
+            "out_hidden_size": 64,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "spatial_patch_size": 14,
+            "window_size": 112,
+            "fullatt_block_indexes": [1],
+            "tokens_per_second": 2,
+            "temporal_patch_size": 2,
+        },
+    }
+
+    torch.manual_seed(0)
+    config = Qwen2_5_VLConfig(**config_dict)
+    model = Qwen2_5_VLForConditionalGeneration(config).to(torch.bfloat16).eval()
+    if scripted:
+        _script_weights(model, vocab)
+    # Two shards, so the index file (``metadata.total_size``) is exercised as for the real model.
+    model.save_pretrained(path, max_shard_size="400KB")
+    _write_json(path / "config.json", config_dict)
+    _write_json(
+        path / "generation_config.json",
+        {
+            "bos_token_id": vocab["<|endoftext|>"],
+            "pad_token_id": vocab["<|endoftext|>"],
+            "do_sample": True,
+            "eos_token_id": [vocab["<|im_end|>"], vocab["<|endoftext|>"]],
+            "repetition_penalty": 1.05,
+            "temperature": 0.1,
+            "top_k": 1,
+            "top_p": 0.001,
+        },
+    )
+    _write_json(
+        path / "preprocessor_config.json",
+        {
+            "min_pixels": 3136,
+            "max_pixels": 12845056,
+            "patch_size": 14,
+            "temporal_patch_size": 2,
+            "merge_size": 2,
+            "image_mean": [0.48145466, 0.4578275, 0.40821073],
+            "image_std": [0.26862954, 0.26130258, 0.27577711],
+            "image_processor_type": "Qwen2VLImageProcessor",
+            "processor_class": "Qwen2_5_VLProcessor",
+        },
+    )
+    _write_json(path / "chat_template.json", {"chat_template": CHAT_TEMPLATE})
+    return path
