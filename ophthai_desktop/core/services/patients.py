@@ -228,11 +228,12 @@ class PatientService:
         pid = check_patient_id(patient_id) if patient_id else new_patient_id()
         info = self._inspect(image) if image else None
         values.setdefault("admission_date", datetime.now(UTC))
+        values.setdefault("workflow_step", int(WorkflowStep.ANALYSIS))
         try:
             with self._db.session() as session:
                 if session.get(m.Patient, pid) is not None:
                     raise Conflict(f"a patient with id {pid} already exists")
-                row = m.Patient(id=pid, workflow_step=int(WorkflowStep.ANALYSIS), **values)
+                row = m.Patient(id=pid, **values)
                 session.add(row)
                 session.flush()
                 scan = None
@@ -477,9 +478,7 @@ class PatientService:
                 select(m.Scan.patient_id, func.count(m.Scan.id))
                 .where(m.Scan.patient_id.in_(ids))
                 .group_by(m.Scan.patient_id)
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         newest = (
             select(m.Analysis.patient_id, func.max(m.Analysis.id).label("id"))

@@ -1,0 +1,17 @@
+"""API fixtures: the app factory's TestClient over fresh services."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ophthai_desktop.api import create_app
+from ophthai_desktop.bootstrap import Application
+
+
+@pytest.fixture
+def client(sqlite_services: Application) -> Iterator[TestClient]:
+    with TestClient(create_app(sqlite_services)) as test_client:
+        yield test_client

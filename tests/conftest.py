@@ -1,0 +1,93 @@
+"""Shared fixtures: every test gets its own data folder and settings, never the user's.
+
+Storage and service tests that take the ``db_url`` fixture run against SQLite and, when
+``OPHTHAI_TEST_DATABASE_URL`` is set (CI sets it), against that PostgreSQL server too.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ophthai_desktop.bootstrap import Application, build_application
+from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.settings import Settings
+from tests.support.images import jpeg_bytes, png_bytes
+
+__all__ = ["jpeg_bytes", "png_bytes"]
+
+SEED_NAMES = (
+    "DATABASE_URL",
+    "LOAD_MODEL_ON_STARTUP",
+    "WATCH_FOLDER_ENABLED",
+    "WATCH_FOLDER_PATH",
+    "DEBUG",
+    "CORS_ORIGINS",
+)
+POSTGRES_URL = os.environ.get("OPHTHAI_TEST_DATABASE_URL")
+
+# Nothing from the developer's environment or .env leaks into a test.
+for _name in list(os.environ):
+    if _name.startswith("OPHTHAI_") and _name != "OPHTHAI_TEST_DATABASE_URL":
+        del os.environ[_name]
+for _name in SEED_NAMES:
+    os.environ.pop(_name, None)
+
+
+def _reset_postgres(url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from ophthai_desktop.core.storage.database import _normalise_url
+
+    engine = create_engine(_normalise_url(url))
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database: a SQLite file, or the test PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{(tmp_path / 'test.db').as_posix()}"
+    if not POSTGRES_URL:
+        pytest.skip("OPHTHAI_TEST_DATABASE_URL is not set")
+    _reset_postgres(POSTGRES_URL)
+    return POSTGRES_URL
+
+
+def make_settings(tmp_path: Path, **overrides: object) -> Settings:
+    return Settings(data_dir=tmp_path / "data", _env_file=None, **overrides)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings on a temporary data folder with the default SQLite database."""
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def app_services(tmp_path: Path, db_url: str) -> Iterator[Application]:
+    """The core services on a fresh database (SQLite, and PostgreSQL when configured)."""
+    application = build_application(make_settings(tmp_path, database_url=db_url))
+    yield application
+    application.close()
+
+
+@pytest.fixture
+def sqlite_services(settings: Settings) -> Iterator[Application]:
+    """The core services on a fresh SQLite database only."""
+    application = build_application(settings)
+    yield application
+    application.close()
+
+
+@pytest.fixture
+def actor() -> Actor:
+    return Actor(who="test-clinician", via="gui")

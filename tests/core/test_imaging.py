@@ -1,0 +1,65 @@
+"""Image checks: the content decides, and every refusal says why."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import pytest
+from PIL import Image
+
+from ophthai_desktop.core.errors import InvalidInput, PayloadTooLarge, UnsupportedMedia
+from ophthai_desktop.core.imaging import decode_data_url, inspect_image
+from tests.support.images import jpeg_bytes, png_bytes
+
+LIMITS = {"max_bytes": 5_000_000, "max_pixels": 10_000_000}
+
+
+def test_png_and_jpeg_are_described() -> None:
+    info = inspect_image(png_bytes((40, 30)), **LIMITS)
+    assert (info.format, info.media_type, info.width, info.height) == ("PNG", "image/png", 40, 30)
+    assert inspect_image(jpeg_bytes(), **LIMITS).media_type == "image/jpeg"
+
+
+def test_sixteen_bit_tiff_is_accepted() -> None:
+    buffer = io.BytesIO()
+    Image.new("I;16", (20, 20), 3000).save(buffer, "TIFF")
+    assert inspect_image(buffer.getvalue(), **LIMITS).media_type == "image/tiff"
+
+
+def test_empty_text_truncated_and_gif_are_refused() -> None:
+    with pytest.raises(InvalidInput, match="empty"):
+        inspect_image(b"", **LIMITS)
+    with pytest.raises(UnsupportedMedia):
+        inspect_image(b"this is text, not a picture", **LIMITS)
+    data = png_bytes((200, 200), (1, 2, 3))
+    with pytest.raises(InvalidInput, match="damaged or incomplete"):
+        inspect_image(data[: len(data) // 2], **LIMITS)
+    gif = io.BytesIO()
+    Image.new("P", (4, 4)).save(gif, "GIF")
+    with pytest.raises(UnsupportedMedia, match="GIF"):
+        inspect_image(gif.getvalue(), **LIMITS)
+
+
+def test_size_and_pixel_limits() -> None:
+    with pytest.raises(PayloadTooLarge, match="MB"):
+        inspect_image(png_bytes(), max_bytes=10, max_pixels=10_000)
+    # A small file that would decode to far too many pixels (decompression bomb).
+    bomb = io.BytesIO()
+    Image.new("1", (12_000, 12_000)).save(bomb, "PNG")
+    assert len(bomb.getvalue()) < 100_000
+    with pytest.raises(PayloadTooLarge, match="pixels"):
+        inspect_image(bomb.getvalue(), max_bytes=1_000_000, max_pixels=50_000_000)
+
+
+def test_data_urls() -> None:
+    raw = png_bytes()
+    encoded = base64.b64encode(raw).decode()
+    assert decode_data_url(f"data:image/png;base64,{encoded}", max_bytes=10**6) == raw
+    assert decode_data_url(encoded, max_bytes=10**6) == raw
+    with pytest.raises(UnsupportedMedia, match="text/plain"):
+        decode_data_url(f"data:text/plain;base64,{encoded}", max_bytes=10**6)
+    with pytest.raises(InvalidInput, match="base64"):
+        decode_data_url("data:image/png;base64,@@@not-base64@@@", max_bytes=10**6)
+    with pytest.raises(PayloadTooLarge):
+        decode_data_url(encoded, max_bytes=10)

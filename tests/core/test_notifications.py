@@ -1,0 +1,62 @@
+"""NotificationService."""
+
+from __future__ import annotations
+
+import pytest
+
+from ophthai_desktop.bootstrap import Application
+from ophthai_desktop.core import events as ev
+from ophthai_desktop.core.errors import InvalidInput, NotFound
+from ophthai_desktop.core.records import Actor
+
+
+def test_lifecycle(app_services: Application, actor: Actor) -> None:
+    seen: list[ev.Event] = []
+    app_services.bus.subscribe(seen.append)
+    service = app_services.notifications
+    patient = app_services.patients.create_patient({"name": "N"}, actor=actor)
+    first = service.create_notification("scan ready", patient_id=patient.id, actor=actor)
+    second = service.create_notification("urgent", type="critical", actor=actor)
+    assert (first.read, first.type, first.patient_id) == (False, "info", patient.id)
+    assert first.timestamp.tzinfo is not None
+    assert service.unread_count() == 2
+    page = service.list_notifications()
+    assert [n.id for n in page.items] == [second.id, first.id] and page.total == 2
+    assert service.mark_read(first.id, actor=actor).read is True
+    assert service.unread_count() == 1
+    assert [n.id for n in service.list_notifications(unread_only=True).items] == [second.id]
+    assert [n.id for n in service.list_notifications(patient_id=patient.id).items] == [first.id]
+    assert service.mark_all_read(actor=actor) == 1
+    assert service.unread_count() == 0
+    service.delete_notification(first.id, actor=actor)
+    with pytest.raises(NotFound):
+        service.get_notification(first.id)
+    with pytest.raises(NotFound):
+        service.mark_read(first.id, actor=actor)
+    names = [type(e).__name__ for e in seen if not isinstance(e, ev.PatientCreated)]
+    assert names == [
+        "NotificationCreated",
+        "NotificationCreated",
+        "NotificationUpdated",
+        "NotificationsAllRead",
+        "NotificationDeleted",
+    ]
+
+
+def test_unknown_patient_is_not_found_and_nothing_is_stored(
+    app_services: Application, actor: Actor
+) -> None:
+    with pytest.raises(NotFound):
+        app_services.notifications.create_notification("x", patient_id="ghost", actor=actor)
+    assert app_services.notifications.list_notifications().total == 0
+
+
+@pytest.mark.parametrize(
+    ("message", "kind", "field"), [("", "info", "message"), ("x", "loud", "type")]
+)
+def test_invalid_input(
+    app_services: Application, actor: Actor, message: str, kind: str, field: str
+) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        app_services.notifications.create_notification(message, type=kind, actor=actor)
+    assert caught.value.field == field

@@ -1,0 +1,250 @@
+"""PatientService: the patient operations every adapter calls."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from ophthai_desktop.bootstrap import Application
+from ophthai_desktop.core import events as ev
+from ophthai_desktop.core.errors import Conflict, InvalidInput, NotFound, UnsupportedMedia
+from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.services.patients import NewImage
+from ophthai_desktop.core.storage import models as m
+from tests.support.images import png_bytes
+
+
+def _collect(app: Application) -> list[ev.Event]:
+    seen: list[ev.Event] = []
+    app.bus.subscribe(seen.append)
+    return seen
+
+
+def _add_analysis(app: Application, patient_id: str) -> int:
+    with app.db.session() as session:
+        row = m.Analysis(
+            patient_id=patient_id,
+            model_id="test-model",
+            parse_status="parsed",
+            result={"classification": "Normal", "confidence": 90},
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def test_create_get_and_defaults(app_services: Application, actor: Actor) -> None:
+    events = _collect(app_services)
+    created = app_services.patients.create_patient(
+        {"name": "  Ada Lovelace ", "age": 71, "symptoms": ["blurred vision", " "]}, actor=actor
+    )
+    assert created.name == "Ada Lovelace"
+    assert created.symptoms == ("blurred vision",)
+    assert created.status == "Pending Analysis"
+    assert created.workflow_step == 1
+    assert created.admission_date.tzinfo is not None
+    assert app_services.patients.get_patient(created.id) == created
+    assert [type(e) for e in events] == [ev.PatientCreated]
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"name": ""}, "name"),
+        ({"name": "x", "age": -1}, "age"),
+        ({"name": "x", "age": 200}, "age"),
+        ({"name": "x", "status": "Sleeping"}, "status"),
+        ({"name": "x", "admission_date": datetime(2026, 1, 1)}, "admission_date"),
+        ({"name": "x", "shoe_size": 44}, "shoe_size"),
+        ({"age": 40}, "name"),
+    ],
+)
+def test_invalid_fields_name_the_field(
+    app_services: Application, actor: Actor, fields: dict[str, object], field: str
+) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        app_services.patients.create_patient(fields, actor=actor)
+    assert caught.value.field == field
+    assert app_services.patients.list_patients().total == 0
+
+
+def test_list_search_filter_paging_and_sort(app_services: Application, actor: Actor) -> None:
+    service = app_services.patients
+    names = ["Alice Moss", "Bob Stone", "Carla Mossberg", "Dan 100% Real", "Eve_underscore"]
+    for index, name in enumerate(names):
+        service.create_patient(
+            {"name": name, "age": 30 + index, "status": "Critical" if index % 2 else "Stable"},
+            actor=actor,
+        )
+    page = service.list_patients(limit=2)
+    assert page.total == 5 and len(page.items) == 2
+    assert [p.name for p in page.items] == ["Eve_underscore", "Dan 100% Real"]  # newest first
+    assert {p.name for p in service.list_patients(search="moss").items} == {
+        "Alice Moss",
+        "Carla Mossberg",
+    }
+    assert [p.name for p in service.list_patients(search="100%").items] == ["Dan 100% Real"]
+    assert [p.name for p in service.list_patients(search="e_u").items] == ["Eve_underscore"]
+    critical = service.list_patients(status="Critical")
+    assert critical.total == 2 and {p.status for p in critical.items} == {"Critical"}
+    by_age = service.list_patients(order_by="age", descending=False, skip=1, limit=2)
+    assert [p.age for p in by_age.items] == [31, 32]
+    with pytest.raises(InvalidInput) as caught:
+        service.list_patients(order_by="password")
+    assert caught.value.field == "order_by"
+    with pytest.raises(InvalidInput):
+        service.list_patients(limit=501)
+    with pytest.raises(InvalidInput):
+        service.list_patients(skip=-1)
+
+
+def test_update_and_delete_cascade(app_services: Application, actor: Actor) -> None:
+    service = app_services.patients
+    patient = service.create_patient(
+        {"name": "To Delete"}, actor=actor, image=NewImage(png_bytes())
+    )
+    updated = service.update_patient(patient.id, {"status": "Critical", "age": 50}, actor=actor)
+    assert (updated.status, updated.age) == ("Critical", 50)
+    assert updated.updated_at >= patient.updated_at
+    app_services.notifications.create_notification("n", patient_id=patient.id, actor=actor)
+    app_services.oculomics.add_measurement(
+        patient.id, eye="OD", measured_on=datetime.now(UTC).date(), iop_mmhg=15, actor=actor
+    )
+    _add_analysis(app_services, patient.id)
+    image_path = app_services.images.path_for(patient.latest_scan.sha256)  # type: ignore[union-attr]
+    assert image_path.is_file()
+
+    service.delete_patient(patient.id, actor=actor)
+    with pytest.raises(NotFound):
+        service.get_patient(patient.id)
+    with app_services.db.session() as session:
+        for model in (m.Scan, m.Notification, m.OculomicsMeasurement, m.Analysis):
+            assert session.scalars(select(model)).all() == [], model.__name__
+    assert not image_path.exists()
+    with pytest.raises(NotFound):
+        service.delete_patient(patient.id, actor=actor)
+
+
+def test_shared_image_survives_deleting_one_patient(
+    app_services: Application, actor: Actor
+) -> None:
+    data = png_bytes((10, 10))
+    first = app_services.patients.create_patient({"name": "A"}, actor=actor, image=NewImage(data))
+    second = app_services.patients.create_patient({"name": "B"}, actor=actor, image=NewImage(data))
+    assert first.latest_scan and second.latest_scan
+    assert first.latest_scan.sha256 == second.latest_scan.sha256
+    files = [p for p in app_services.settings.images_dir.rglob("*") if p.is_file()]
+    assert len(files) == 1  # stored once
+    app_services.patients.delete_patient(first.id, actor=actor)
+    assert files[0].is_file()
+    path, media_type = app_services.patients.latest_image(second.id)
+    assert path.read_bytes() == data and media_type == "image/png"
+
+
+def test_refused_image_creates_nothing(app_services: Application, actor: Actor) -> None:
+    with pytest.raises(UnsupportedMedia):
+        app_services.patients.create_patient(
+            {"name": "X"}, actor=actor, image=NewImage(b"not an image at all")
+        )
+    assert app_services.patients.list_patients().total == 0
+    assert not any(p.is_file() for p in app_services.settings.images_dir.rglob("*"))
+
+
+def test_attach_image_resets_workflow(app_services: Application, actor: Actor) -> None:
+    service = app_services.patients
+    patient = service.create_patient({"name": "P"}, actor=actor)
+    assert patient.workflow_step == 1
+    assert service.update_patient(patient.id, {"workflow_step": 3}, actor=actor).workflow_step == 3
+    scan = service.attach_image(
+        patient.id,
+        NewImage(png_bytes(), source="drop", modality="OCT", laterality="OD", filename="a.png"),
+        actor=actor,
+    )
+    assert (scan.modality, scan.laterality, scan.source) == ("OCT", "OD", "drop")
+    after = service.get_patient(patient.id)
+    assert after.workflow_step == 1 and after.scan_count == 1 and after.latest_scan == scan
+    with pytest.raises(InvalidInput) as caught:
+        service.attach_image(patient.id, NewImage(png_bytes(), modality="MRI"), actor=actor)
+    assert caught.value.field == "modality"
+
+
+def test_validate_and_schedule_workflow(app_services: Application, actor: Actor) -> None:
+    service = app_services.patients
+    patient = service.create_patient({"name": "W"}, actor=actor)
+    with pytest.raises(Conflict, match="no analysis"):
+        service.validate_analysis(patient.id, approved=True, clinician="Dr A", actor=actor)
+    analysis_id = _add_analysis(app_services, patient.id)
+    with pytest.raises(InvalidInput):
+        service.validate_analysis(patient.id, approved=True, clinician=" ", actor=actor)
+    validated = service.validate_analysis(
+        patient.id, approved=False, clinician="Dr A", notes="disagree: drusen", actor=actor
+    )
+    assert validated.validation_status == "rejected"
+    assert validated.workflow_step == 3
+    assert validated.latest_analysis is not None
+    assert validated.latest_analysis.id == analysis_id
+    assert validated.latest_analysis.status == "rejected"
+    assert validated.latest_analysis.validated_by == "Dr A"
+
+    with pytest.raises(InvalidInput):
+        service.schedule_appointment(patient.id, datetime(2030, 1, 1, 9), actor=actor)
+    with pytest.raises(InvalidInput, match="past"):
+        service.schedule_appointment(patient.id, datetime.now(UTC) - timedelta(days=2), actor=actor)
+    when = datetime.now(UTC) + timedelta(days=14)
+    scheduled = service.schedule_appointment(patient.id, when, actor=actor)
+    assert scheduled.appointment_date == when
+    assert scheduled.workflow_step == 4
+
+
+def test_duplicate_client_id_conflicts(app_services: Application, actor: Actor) -> None:
+    app_services.patients.create_patient({"name": "A"}, actor=actor, patient_id="MRN-1")
+    with pytest.raises(Conflict):
+        app_services.patients.create_patient({"name": "B"}, actor=actor, patient_id="MRN-1")
+    with pytest.raises(InvalidInput):
+        app_services.patients.create_patient({"name": "C"}, actor=actor, patient_id="bad id/..")
+
+
+def test_audit_trail_names_who_and_never_the_patient(
+    app_services: Application, actor: Actor
+) -> None:
+    service = app_services.patients
+    patient = service.create_patient({"name": "Secret Name"}, actor=actor)
+    service.update_patient(patient.id, {"name": "Other Secret"}, actor=Actor("10.0.0.7", "api"))
+    _add_analysis(app_services, patient.id)
+    service.validate_analysis(patient.id, approved=True, clinician="Dr B", actor=actor)
+    service.schedule_appointment(patient.id, datetime.now(UTC) + timedelta(days=1), actor=actor)
+    service.delete_patient(patient.id, actor=actor)
+    events = app_services.audit.list_events(entity_type="patient", entity_id=patient.id)
+    assert [e.action for e in reversed(events.items)] == [
+        "create",
+        "update",
+        "validate",
+        "schedule",
+        "delete",
+    ]
+    update = next(e for e in events.items if e.action == "update")
+    assert (update.actor, update.origin) == ("10.0.0.7", "api")
+    assert update.details == {"fields": ["name"]}
+    assert "Secret" not in repr(events)
+
+
+def test_concurrent_creates_from_threads(app_services: Application, actor: Actor) -> None:
+    errors: list[BaseException] = []
+
+    def create(index: int) -> None:
+        try:
+            for j in range(10):
+                app_services.patients.create_patient({"name": f"T{index}-{j}"}, actor=actor)
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert app_services.patients.list_patients().total == 40

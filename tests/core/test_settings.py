@@ -1,0 +1,97 @@
+"""Settings: prefixed names, the seed's aliases, .env files, list parsing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ophthai_desktop.core.errors import InvalidInput
+from ophthai_desktop.core.settings import Settings, check_api_binding, is_loopback_host
+
+
+def test_prefixed_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("OPHTHAI_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("OPHTHAI_MAX_NEW_TOKENS", "77")
+    monkeypatch.setenv("OPHTHAI_QUANTIZATION", "4bit")
+    settings = Settings(_env_file=None)
+    assert settings.data_dir == tmp_path
+    assert settings.max_new_tokens == 77
+    assert settings.quantization == "4bit"
+    assert settings.resolved_database_url == f"sqlite:///{tmp_path.as_posix()}/ophthai.db"
+    assert settings.resolved_watch_folder == tmp_path / "incoming_scans"
+
+
+@pytest.mark.parametrize(
+    ("seed_name", "field", "raw", "expected"),
+    [
+        ("DATABASE_URL", "database_url", "postgresql://u:p@h/db", "postgresql://u:p@h/db"),
+        ("LOAD_MODEL_ON_STARTUP", "load_model_on_startup", "true", True),
+        ("WATCH_FOLDER_ENABLED", "watch_folder_enabled", "1", True),
+        ("WATCH_FOLDER_PATH", "watch_folder_path", "/srv/scans", Path("/srv/scans")),
+        ("DEBUG", "debug", "true", True),
+        ("CORS_ORIGINS", "cors_origins", "http://a:1,http://b:2", ["http://a:1", "http://b:2"]),
+    ],
+)
+def test_seed_names_are_aliases(
+    monkeypatch: pytest.MonkeyPatch, seed_name: str, field: str, raw: str, expected: object
+) -> None:
+    monkeypatch.setenv(seed_name, raw)
+    assert getattr(Settings(_env_file=None), field) == expected
+
+
+def test_prefixed_name_wins_over_seed_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEBUG", "false")
+    monkeypatch.setenv("OPHTHAI_DEBUG", "true")
+    assert Settings(_env_file=None).debug is True
+
+
+def test_env_file(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text(
+        "OPHTHAI_API_PORT=9123\nWATCH_FOLDER_ENABLED=true\n"
+        'OPHTHAI_CORS_ORIGINS=["http://x:1"]\nOPHTHAI_WATCH_EXTENSIONS=.PNG, Jpg\n'
+    )
+    settings = Settings(_env_file=env)
+    assert settings.api_port == 9123
+    assert settings.watch_folder_enabled is True
+    assert settings.cors_origins == ["http://x:1"]
+    assert settings.watch_extensions == ["png", "jpg"]
+
+
+def test_env_example_lists_every_setting() -> None:
+    example = (Path(__file__).parents[2] / ".env.example").read_text()
+    for name in Settings.model_fields:
+        assert f"OPHTHAI_{name.upper()}" in example, name
+
+
+def test_invalid_value_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPHTHAI_QUANTIZATION", "2bit")
+    with pytest.raises(ValueError, match="OPHTHAI_QUANTIZATION"):
+        Settings(_env_file=None)
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.4.5.6", True),
+        ("localhost", True),
+        ("::1", True),
+        ("0.0.0.0", False),
+        ("192.168.1.10", False),
+        ("::", False),
+        ("example.org", False),
+    ],
+)
+def test_loopback_detection(host: str, loopback: bool) -> None:
+    assert is_loopback_host(host) is loopback
+
+
+def test_lan_binding_needs_a_token() -> None:
+    check_api_binding("127.0.0.1", None)
+    with pytest.raises(InvalidInput, match="token"):
+        check_api_binding("0.0.0.0", None)
+    with pytest.raises(InvalidInput, match="too short"):
+        check_api_binding("0.0.0.0", "short")
+    check_api_binding("0.0.0.0", "a-long-enough-token-value")

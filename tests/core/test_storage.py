@@ -1,0 +1,126 @@
+"""Storage: migrations, SQLite pragmas, zone-aware timestamps, the image store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
+
+from ophthai_desktop.core.errors import NotFound
+from ophthai_desktop.core.storage import Database, ImageStore
+from ophthai_desktop.core.storage import models as m
+from tests.support.images import png_bytes
+
+TABLES = {
+    "patients",
+    "scans",
+    "analyses",
+    "notifications",
+    "oculomics_measurements",
+    "jobs",
+    "audit_events",
+    "alembic_version",
+}
+
+
+def test_upgrade_creates_schema_and_is_idempotent(db_url: str) -> None:
+    db = Database(db_url)
+    db.upgrade()
+    db.upgrade()  # a second start changes nothing
+    inspector = inspect(db.engine)
+    assert set(inspector.get_table_names()) >= TABLES
+    patient_indexes = {ix["name"] for ix in inspector.get_indexes("patients")}
+    assert {"ix_patients_created_at", "ix_patients_status_created_at"} <= patient_indexes
+    notification_indexes = {ix["name"] for ix in inspector.get_indexes("notifications")}
+    assert {"ix_notifications_timestamp", "ix_notifications_read_timestamp"} <= notification_indexes
+    db.dispose()
+
+
+def test_sqlite_runs_wal_with_foreign_keys(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    db.upgrade()
+    with db.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    db.dispose()
+
+
+def test_foreign_keys_are_enforced(db_url: str) -> None:
+    db = Database(db_url)
+    db.upgrade()
+    with pytest.raises(IntegrityError), db.session() as session:
+        session.add(m.Notification(patient_id="nobody", message="x", type="info"))
+    db.dispose()
+
+
+def test_timestamps_come_back_in_utc(db_url: str) -> None:
+    db = Database(db_url)
+    db.upgrade()
+    plus_two = timezone(timedelta(hours=2))
+    local = datetime(2026, 3, 1, 12, 0, tzinfo=plus_two)
+    with db.session() as session:
+        session.add(
+            m.Patient(id="p1", name="n", status="Stable", symptoms=[], admission_date=local)
+        )
+    with db.session() as session:
+        stored = session.get(m.Patient, "p1")
+        assert stored is not None
+        assert stored.admission_date == local
+        assert stored.admission_date.tzinfo is not None
+        assert stored.admission_date.utcoffset() == timedelta(0)
+    db.dispose()
+
+
+def test_naive_timestamps_are_refused(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    db.upgrade()
+    with pytest.raises(Exception, match="naive"), db.session() as session:
+        session.add(
+            m.Patient(
+                id="p1", name="n", status="Stable", symptoms=[], admission_date=datetime(2026, 1, 1)
+            )
+        )
+        session.flush()
+    db.dispose()
+
+
+def test_image_store_is_content_addressed(tmp_path: Path) -> None:
+    store = ImageStore(tmp_path / "images")
+    data = png_bytes()
+    first = store.put(data)
+    second = store.put(data)
+    assert first.sha256 == second.sha256
+    assert first.created and not second.created
+    assert first.path.name == first.sha256
+    assert first.path.parent.name == first.sha256[:2]
+    files = [p for p in (tmp_path / "images").rglob("*") if p.is_file()]
+    assert files == [first.path]
+    assert store.read(first.sha256) == data
+    store.discard(first.sha256)
+    with pytest.raises(NotFound):
+        store.read(first.sha256)
+    with pytest.raises(NotFound):
+        store.path_for("../../etc/passwd")
+
+
+def test_storage_error_when_database_is_unreachable(tmp_path: Path) -> None:
+    from ophthai_desktop.core.errors import StorageError
+
+    db = Database("postgresql://nobody:nothing@127.0.0.1:9/none?connect_timeout=2")
+    with pytest.raises(StorageError), db.session() as session:
+        session.execute(text("SELECT 1"))
+    assert "nothing" not in db.describe()  # the password is never shown
+
+
+def test_created_at_is_now(db_url: str) -> None:
+    db = Database(db_url)
+    db.upgrade()
+    with db.session() as session:
+        session.add(m.Notification(message="x", type="info"))
+    with db.session() as session:
+        row = session.query(m.Notification).one()
+        assert abs(row.timestamp - datetime.now(UTC)) < timedelta(minutes=1)
+    db.dispose()
