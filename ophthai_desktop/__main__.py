@@ -81,6 +81,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
         print(f"ophthai serve: {exc}", file=sys.stderr)
         application.close()
         return 1
+    application.start_worker()
     # One line on stdout that scripts (and the end-to-end test) can wait for.
     print(f"OphthAI API listening on {server.url} (docs: {server.url}/docs)", flush=True)
     try:

@@ -10,15 +10,18 @@ import logging
 from dataclasses import dataclass
 
 from ophthai_desktop.core.events import EventBus
+from ophthai_desktop.core.inference import InferenceEngine
 from ophthai_desktop.core.services import (
     AuditService,
     NotificationService,
     OculomicsService,
     PatientService,
 )
+from ophthai_desktop.core.services.jobs import JobService
 from ophthai_desktop.core.services.patients import ImageLimits
 from ophthai_desktop.core.settings import Settings
 from ophthai_desktop.core.storage import Database, ImageStore
+from ophthai_desktop.core.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +38,20 @@ class Application:
     notifications: NotificationService
     oculomics: OculomicsService
     audit: AuditService
+    jobs: JobService
+    engine: InferenceEngine
+    worker: InferenceWorker
+
+    def start_worker(self) -> None:
+        """Run the inference worker on a plain thread (headless mode), loading the model
+        first when ``load_model_on_startup`` is set."""
+        if self.settings.load_model_on_startup:
+            self.worker.request_load()
+        self.worker.start()
 
     def close(self) -> None:
-        """Release the database connections."""
+        """Stop the worker (if running) and release the database connections."""
+        self.worker.stop()
         self.db.dispose()
 
 
@@ -52,6 +66,8 @@ def build_application(settings: Settings | None = None, *, migrate: bool = True)
     bus = EventBus()
     images = ImageStore(settings.images_dir)
     limits = ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+    jobs = JobService(db, bus, images, limits)
+    engine = InferenceEngine(settings, events=bus)
     return Application(
         settings=settings,
         bus=bus,
@@ -61,4 +77,7 @@ def build_application(settings: Settings | None = None, *, migrate: bool = True)
         notifications=NotificationService(db, bus),
         oculomics=OculomicsService(db, bus),
         audit=AuditService(db),
+        jobs=jobs,
+        engine=engine,
+        worker=InferenceWorker(engine, jobs, bus),
     )

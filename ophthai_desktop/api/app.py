@@ -13,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from ophthai_desktop import __version__
 from ophthai_desktop.api.errors import install_error_handlers
 from ophthai_desktop.api.hub import WebSocketHub
-from ophthai_desktop.api.routes import audit, health, notifications, patients
+from ophthai_desktop.api.routes import ai, audit, health, notifications, patients
 from ophthai_desktop.api.security import BodySizeLimit
 from ophthai_desktop.api.wire import event_data
 from ophthai_desktop.bootstrap import Application
@@ -56,6 +56,6 @@ def create_app(application: Application) -> FastAPI:
         allow_headers=["*"],
         expose_headers=["X-Total-Count"],
     )
-    for module in (health, patients, notifications, audit):
+    for module in (health, patients, notifications, ai, audit):
         app.include_router(module.router)
     return app

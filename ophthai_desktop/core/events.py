@@ -131,6 +131,14 @@ class AnalysisCancelled(Event):
 
 
 @dataclass(frozen=True)
+class AnalysisCancelRequested(Event):
+    """Someone asked to stop a running analysis; the worker acts on it."""
+
+    name: ClassVar[str] = "analysis_cancel_requested"
+    job_id: int
+
+
+@dataclass(frozen=True)
 class AbnormalScanDetected(Event):
     """An AI result that is not normal; goes out as ``abnormal_scan`` with the
     persisted critical notification's fields plus the finding."""

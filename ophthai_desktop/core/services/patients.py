@@ -107,7 +107,7 @@ class PatientService:
 
     def get_patient(self, patient_id: str) -> PatientRecord:
         with self._db.session() as session:
-            return self._records(session, [self._get(session, patient_id)])[0]
+            return self.records_in(session, [self._get(session, patient_id)])[0]
 
     def exists(self, patient_id: str) -> bool:
         with self._db.session() as session:
@@ -160,7 +160,7 @@ class PatientService:
                 .offset(skip)
                 .limit(limit)
             ).all()
-            return Page(self._records(session, rows), total, skip, limit)
+            return Page(self.records_in(session, rows), total, skip, limit)
 
     def list_scans(self, patient_id: str) -> tuple[ScanRecord, ...]:
         """The patient's scans, newest first."""
@@ -242,7 +242,7 @@ class PatientService:
                 AuditService.record(
                     session, actor, "create", "patient", pid, {"fields": sorted(values)}
                 )
-                record = self._records(session, [row])[0]
+                record = self.records_in(session, [row])[0]
         except IntegrityError as exc:
             raise Conflict(f"a patient with id {pid} already exists") from exc
         log.info("patient %s created via %s", pid, actor.via)
@@ -276,7 +276,7 @@ class PatientService:
                 session, actor, "update", "patient", patient_id, {"fields": changed}
             )
             session.flush()
-            record = self._records(session, [row])[0]
+            record = self.records_in(session, [row])[0]
         self._bus.publish(PatientUpdated(record))
         if scan:
             self._bus.publish(ScanIngested(scan))
@@ -305,7 +305,7 @@ class PatientService:
             AuditService.record(
                 session, actor, "create", "scan", scan.id, {"patient_id": patient_id}
             )
-            record = self._records(session, [row])[0]
+            record = self.records_in(session, [row])[0]
         self._bus.publish(ScanIngested(scan))
         self._bus.publish(PatientUpdated(record))
         return scan
@@ -355,7 +355,7 @@ class PatientService:
                 {"analysis_id": analysis.id, "verdict": verdict.value},
             )
             session.flush()
-            record = self._records(session, [row])[0]
+            record = self.records_in(session, [row])[0]
         self._bus.publish(PatientUpdated(record))
         return record
 
@@ -374,7 +374,7 @@ class PatientService:
             row.updated_at = now
             AuditService.record(session, actor, "schedule", "patient", patient_id)
             session.flush()
-            record = self._records(session, [row])[0]
+            record = self.records_in(session, [row])[0]
         self._bus.publish(PatientUpdated(record))
         return record
 
@@ -460,7 +460,7 @@ class PatientService:
         ).first()
 
     @staticmethod
-    def _records(session: Session, rows: Sequence[m.Patient]) -> tuple[PatientRecord, ...]:
+    def records_in(session: Session, rows: Sequence[m.Patient]) -> tuple[PatientRecord, ...]:
         """Records for a page of patients, with their newest scan and analysis, scan
         count and oculomics summary, in a constant number of queries."""
         ids = [r.id for r in rows]

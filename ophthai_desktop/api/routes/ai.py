@@ -1,0 +1,241 @@
+"""AI analysis: the seed's /api/ai endpoints, patient analysis, and the job queue."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import Depends, File, Form, Query, Response, UploadFile
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from ophthai_desktop.api import presenters
+from ophthai_desktop.api import schemas as s
+from ophthai_desktop.api.deps import ActorDep, ApplicationDep
+from ophthai_desktop.api.routes.patients import read_upload
+from ophthai_desktop.api.routing import SlashRouter
+from ophthai_desktop.api.security import require_token
+from ophthai_desktop.api.waiting import JobTimeout, wait_for_job
+from ophthai_desktop.bootstrap import Application
+from ophthai_desktop.core.domain import JobState
+from ophthai_desktop.core.errors import ModelUnavailable
+from ophthai_desktop.core.imaging import decode_data_url
+from ophthai_desktop.core.inference import EngineStatus, ModelState
+from ophthai_desktop.core.paging import MAX_LIMIT
+from ophthai_desktop.core.records import Actor, JobRecord
+from ophthai_desktop.core.services.jobs import JobOutcome
+from ophthai_desktop.core.services.patients import NewImage
+
+router = SlashRouter(prefix="/api", dependencies=[Depends(require_token)])
+
+#: How long the synchronous analyse endpoints wait before answering 504 with the job id.
+WAIT_S = 900.0
+MODEL_WAIT_S = 900.0
+
+HEALTH_STATUS = {
+    ModelState.READY: "available",
+    ModelState.LOADING: "loading",
+    ModelState.UNLOADING: "loading",
+    ModelState.DOWNLOADING: "loading",
+    ModelState.NOT_INSTALLED: "not_installed",
+    ModelState.INSTALLED: "unavailable",
+    ModelState.ERROR: "unavailable",
+}
+
+
+def _require_installed(application: Application) -> None:
+    """503 at once when no analysis could run (queued jobs would only wait)."""
+    status = application.engine.status()
+    if status.state in (ModelState.NOT_INSTALLED, ModelState.ERROR):
+        raise ModelUnavailable(status.message)
+    if not application.worker.alive:
+        raise ModelUnavailable("the inference worker is not running")
+
+
+@router.get("/ai/health", tags=["ai"])
+def ai_health(app: ApplicationDep) -> dict[str, Any]:
+    """The model's state: available, loading, unavailable or not_installed."""
+    status = app.engine.status()
+    queued = app.jobs.list_jobs(state=JobState.QUEUED.value, limit=1).total
+    return {
+        "status": HEALTH_STATUS[status.state],
+        "state": status.state.value,
+        "message": status.message,
+        "model": status.model_id,
+        "model_source": status.model_source,
+        "revision": status.revision,
+        "device": status.device,
+        "dtype": status.dtype,
+        "quantization": status.quantization,
+        "parameters": status.parameters,
+        "memory": {
+            "estimated_bytes": status.estimated_bytes,
+            "free_bytes": status.free_bytes,
+            "used_bytes": status.used_bytes,
+        },
+        "queue": {"queued": queued, "running": app.worker.current_job_id},
+        "worker_waiting": app.worker.waiting_reason,
+    }
+
+
+@router.post("/ai/load-model", tags=["ai"])
+async def load_model(app: ApplicationDep) -> dict[str, Any]:
+    """Load the model on the inference worker; answers when it is ready (or failed)."""
+    status = await run_in_threadpool(app.engine.refresh)
+    if status.state is ModelState.NOT_INSTALLED:
+        raise ModelUnavailable(status.message)
+    if not app.worker.alive:
+        raise ModelUnavailable("the inference worker is not running")
+    app.worker.request_load()
+    status = await _await_state(app, {ModelState.READY, ModelState.ERROR})
+    if status.state is not ModelState.READY:
+        raise ModelUnavailable(status.message)
+    return {"status": "success", "message": status.message, "device": status.device}
+
+
+@router.post("/ai/unload-model", tags=["ai"])
+async def unload_model(app: ApplicationDep) -> dict[str, Any]:
+    """Unload the model to free GPU memory (a running analysis is cancelled)."""
+    if not app.worker.alive:
+        raise ModelUnavailable("the inference worker is not running")
+    app.worker.request_unload()
+    status = await _await_state(
+        app, {ModelState.INSTALLED, ModelState.NOT_INSTALLED, ModelState.ERROR}
+    )
+    return {"status": "success", "message": status.message}
+
+
+async def _await_state(app: Application, targets: set[ModelState]) -> EngineStatus:
+    """Poll the engine's in-memory status (cheap, no I/O) until a target state."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + MODEL_WAIT_S
+    await asyncio.sleep(0.05)
+    while True:
+        status = app.engine.status()
+        if status.state in targets and not app.worker.commands_pending:
+            return status
+        if loop.time() > deadline:
+            return status
+        await asyncio.sleep(0.1)
+
+
+@router.post("/ai/analyze", tags=["ai"])
+async def analyze(body: s.AnalyzeRequest, app: ApplicationDep, actor: ActorDep) -> JSONResponse:
+    """Analyse a base64 image (bare or as a data URL) and answer with the result."""
+    _require_installed(app)
+    data = decode_data_url(body.image_base64, max_bytes=app.settings.max_image_bytes)
+    job = await run_in_threadpool(_queue, app, data, body.patient_id, body.question, actor)
+    return await _result_response(app, job)
+
+
+@router.post("/ai/analyze-upload", tags=["ai"])
+async def analyze_upload(
+    app: ApplicationDep,
+    actor: ActorDep,
+    file: Annotated[UploadFile, File(description="PNG, JPEG, WebP, BMP or TIFF")],
+    patient_id: Annotated[str | None, Form()] = None,
+    question: Annotated[str | None, Form(max_length=2000)] = None,
+) -> JSONResponse:
+    """Analyse an uploaded image (multipart field ``file``)."""
+    _require_installed(app)
+    data = await run_in_threadpool(read_upload, file, app.settings.max_image_bytes)
+    job = await run_in_threadpool(_queue, app, data, patient_id, question, actor)
+    return await _result_response(app, job)
+
+
+def _queue(
+    app: Application, data: bytes, patient_id: str | None, question: str | None, actor: Actor
+) -> JobRecord:
+    if patient_id:
+        app.patients.attach_image(patient_id, NewImage(data=data, source="api"), actor=actor)
+        return app.jobs.queue_patient_analysis(patient_id, actor=actor, question=question)
+    return app.jobs.queue_image_analysis(data, actor=actor, question=question)
+
+
+async def _result_response(app: Application, job: JobRecord) -> JSONResponse:
+    try:
+        outcome = await wait_for_job(app, job.id, WAIT_S)
+    except JobTimeout:
+        return JSONResponse(
+            {"detail": "the analysis is still running; poll the job", "job_id": job.id},
+            status_code=504,
+        )
+    return _outcome_response(outcome)
+
+
+def _outcome_response(outcome: JobOutcome) -> JSONResponse:
+    job = outcome.job
+    if job.state == JobState.CANCELLED.value:
+        return JSONResponse(
+            {"detail": "the analysis was cancelled", "job_id": job.id}, status_code=409
+        )
+    if job.state == JobState.FAILED.value or outcome.analysis is None:
+        return JSONResponse(
+            {"detail": f"the analysis failed: {job.error}", "job_id": job.id}, status_code=500
+        )
+    analysis = outcome.analysis
+    result: dict[str, Any] = {
+        "classification": None,
+        "confidence": None,
+        "findings": [],
+        "recommendation": None,
+        "explanation": None,
+    }
+    result.update(presenters.ai_analysis(analysis, with_reasoning=True) or {})
+    result.update(
+        job_id=job.id,
+        patient_id=analysis.patient_id,
+        provenance=presenters.provenance(analysis),
+    )
+    return JSONResponse(result)
+
+
+@router.post("/patients/{patient_id}/analyze", status_code=202, tags=["patients"])
+def analyze_patient(
+    patient_id: str, app: ApplicationDep, actor: ActorDep, response: Response
+) -> dict[str, Any]:
+    """Queue the analysis of the patient's newest scan; the result arrives on the
+    WebSocket (``analysis_finished``) and moves the workflow to validation."""
+    _require_installed(app)
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    response.headers["Location"] = f"/api/jobs/{job.id}"
+    return presenters.job(job)
+
+
+@router.get("/jobs", tags=["jobs"])
+def list_jobs(
+    app: ApplicationDep,
+    response: Response,
+    state: Annotated[
+        str | None, Query(description="queued, running, done, failed, cancelled")
+    ] = None,
+    patient_id: Annotated[str | None, Query(max_length=64)] = None,
+    skip: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+) -> list[dict[str, Any]]:
+    page = app.jobs.list_jobs(state=state, patient_id=patient_id, skip=skip, limit=limit)
+    response.headers["X-Total-Count"] = str(page.total)
+    return [presenters.job(j) for j in page.items]
+
+
+@router.get("/jobs/{job_id}", tags=["jobs"])
+def get_job(job_id: int, app: ApplicationDep) -> dict[str, Any]:
+    outcome = app.jobs.outcome(job_id)
+    data = presenters.job(outcome.job)
+    data["analysis"] = presenters.ai_analysis(outcome.analysis, with_reasoning=True)
+    return data
+
+
+@router.post("/jobs/{job_id}/cancel", tags=["jobs"])
+def cancel_job(job_id: int, app: ApplicationDep, actor: ActorDep) -> dict[str, Any]:
+    """Cancel a queued job, or stop a running one after its current token."""
+    return presenters.job(app.jobs.request_cancel(job_id, actor=actor))
+
+
+@router.get("/analyses/{analysis_id}", tags=["ai"])
+def get_analysis(analysis_id: int, app: ApplicationDep) -> dict[str, Any]:
+    """One analysis with its reasoning, raw answer and full provenance."""
+    analysis = app.jobs.get_analysis(analysis_id)
+    data = presenters.ai_analysis(analysis, with_reasoning=True) or {}
+    data["provenance"] = presenters.provenance(analysis)
+    return data

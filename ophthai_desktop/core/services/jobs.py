@@ -1,0 +1,388 @@
+"""The persistent analysis queue and the storing of finished analyses.
+
+Jobs live in the database (queued → running → done | failed | cancelled), so a queue
+survives a restart; jobs a crash left ``running`` are queued again at start. The
+inference worker claims jobs one at a time; everything it learns goes back through this
+service, which publishes the matching events.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from ophthai_desktop.core.domain import (
+    AnalysisStatus,
+    JobState,
+    NotificationType,
+    ParseStatus,
+    PatientStatus,
+    WorkflowStep,
+)
+from ophthai_desktop.core.errors import Conflict, InvalidInput, NotFound
+from ophthai_desktop.core.events import (
+    AbnormalScanDetected,
+    AnalysisCancelled,
+    AnalysisCancelRequested,
+    AnalysisFailed,
+    AnalysisFinished,
+    AnalysisQueued,
+    Event,
+    EventBus,
+    NotificationCreated,
+    PatientUpdated,
+)
+from ophthai_desktop.core.imaging import inspect_image
+from ophthai_desktop.core.paging import check_paging
+from ophthai_desktop.core.records import Actor, AnalysisRecord, JobRecord, Page
+from ophthai_desktop.core.services.audit import AuditService
+from ophthai_desktop.core.services.notifications import NotificationService
+from ophthai_desktop.core.services.patients import ImageLimits, PatientService
+from ophthai_desktop.core.storage import Database, ImageStore
+from ophthai_desktop.core.storage import models as m
+from ophthai_desktop.core.storage.to_records import analysis_record, job_record
+
+if TYPE_CHECKING:
+    from ophthai_desktop.core.inference.engine import GenerationResult
+
+log = logging.getLogger(__name__)
+
+MAX_QUESTION_CHARS = 2000
+OPEN_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a job ended, for callers that wait on it."""
+
+    job: JobRecord
+    analysis: AnalysisRecord | None
+
+
+class JobService:
+    """Queues analyses, hands them to the worker and stores what it produced."""
+
+    def __init__(
+        self,
+        db: Database,
+        bus: EventBus,
+        images: ImageStore,
+        limits: ImageLimits,
+    ) -> None:
+        self._db = db
+        self._bus = bus
+        self._images = images
+        self._limits = limits
+
+    # Queueing -------------------------------------------------------------------------
+
+    def queue_patient_analysis(
+        self, patient_id: str, *, actor: Actor, question: str | None = None
+    ) -> JobRecord:
+        """Queue the analysis of the patient's newest scan."""
+        with self._db.session() as session:
+            if session.get(m.Patient, patient_id) is None:
+                raise NotFound(f"patient {patient_id} not found")
+            scan = session.scalars(
+                select(m.Scan)
+                .where(m.Scan.patient_id == patient_id)
+                .order_by(m.Scan.created_at.desc(), m.Scan.id.desc())
+                .limit(1)
+            ).first()
+            if scan is None:
+                raise Conflict(f"patient {patient_id} has no image to analyse; add one first")
+            record = self.queue_in(
+                session,
+                patient_id=patient_id,
+                scan_id=scan.id,
+                sha256=scan.sha256,
+                question=question,
+                actor=actor,
+            )
+        self._bus.publish(AnalysisQueued(record.id, record.patient_id, record.scan_id))
+        return record
+
+    def queue_image_analysis(
+        self, data: bytes, *, actor: Actor, question: str | None = None
+    ) -> JobRecord:
+        """Check and store an image that belongs to no patient, and queue its analysis."""
+        inspect_image(data, max_bytes=self._limits.max_bytes, max_pixels=self._limits.max_pixels)
+        stored = self._images.put(data)
+        with self._db.session() as session:
+            record = self.queue_in(
+                session,
+                patient_id=None,
+                scan_id=None,
+                sha256=stored.sha256,
+                question=question,
+                actor=actor,
+            )
+        self._bus.publish(AnalysisQueued(record.id, None, None))
+        return record
+
+    @staticmethod
+    def queue_in(
+        session: Session,
+        *,
+        patient_id: str | None,
+        scan_id: int | None,
+        sha256: str,
+        question: str | None,
+        actor: Actor,
+    ) -> JobRecord:
+        """Add a queued job inside a caller's transaction; the caller publishes
+        :class:`AnalysisQueued` after the commit."""
+        if question is not None and len(question) > MAX_QUESTION_CHARS:
+            raise InvalidInput(
+                f"the question is longer than {MAX_QUESTION_CHARS} characters", field="question"
+            )
+        job = m.Job(
+            kind="analysis",
+            state=JobState.QUEUED.value,
+            patient_id=patient_id,
+            scan_id=scan_id,
+            image_sha256=sha256,
+            question=question or None,
+            requested_by=f"{actor.via}:{actor.who}"[:200],
+        )
+        session.add(job)
+        session.flush()
+        AuditService.record(
+            session, actor, "queue", "job", job.id, {"patient_id": patient_id, "scan_id": scan_id}
+        )
+        return job_record(job)
+
+    # Reading --------------------------------------------------------------------------
+
+    def get_job(self, job_id: int) -> JobRecord:
+        with self._db.session() as session:
+            return job_record(self._get(session, job_id))
+
+    def list_jobs(
+        self,
+        *,
+        state: str | None = None,
+        patient_id: str | None = None,
+        skip: int = 0,
+        limit: int = 100,
+    ) -> Page[JobRecord]:
+        """Newest first."""
+        check_paging(skip, limit)
+        query = select(m.Job)
+        if state:
+            try:
+                query = query.where(m.Job.state == JobState(state).value)
+            except ValueError as exc:
+                allowed = ", ".join(s.value for s in JobState)
+                raise InvalidInput(f"state must be one of: {allowed}", field="state") from exc
+        if patient_id:
+            query = query.where(m.Job.patient_id == patient_id)
+        with self._db.session() as session:
+            total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+            rows = session.scalars(
+                query.order_by(m.Job.created_at.desc(), m.Job.id.desc()).offset(skip).limit(limit)
+            ).all()
+            return Page(tuple(job_record(r) for r in rows), total, skip, limit)
+
+    def outcome(self, job_id: int) -> JobOutcome:
+        """The job and, when it is done, its analysis."""
+        with self._db.session() as session:
+            job = self._get(session, job_id)
+            analysis = session.scalars(
+                select(m.Analysis).where(m.Analysis.job_id == job_id).limit(1)
+            ).first()
+            return JobOutcome(job_record(job), analysis_record(analysis) if analysis else None)
+
+    def get_analysis(self, analysis_id: int) -> AnalysisRecord:
+        with self._db.session() as session:
+            row = session.get(m.Analysis, analysis_id)
+            if row is None:
+                raise NotFound(f"analysis {analysis_id} not found")
+            return analysis_record(row)
+
+    def image_bytes(self, job: JobRecord) -> bytes:
+        return self._images.read(job.image_sha256)
+
+    # Worker side (inference worker thread) ---------------------------------------------
+
+    def requeue_interrupted(self) -> int:
+        """Queue again the jobs a crash left running; called once at start."""
+        with self._db.session() as session:
+            result = session.execute(
+                update(m.Job)
+                .where(m.Job.state == JobState.RUNNING.value)
+                .values(state=JobState.QUEUED.value, started_at=None)
+            )
+            count = int(getattr(result, "rowcount", 0) or 0)
+        if count:
+            log.info("re-queued %d analyses interrupted by the last shutdown", count)
+        return count
+
+    def claim_next(self) -> JobRecord | None:
+        """Mark the oldest queued job running and return it (None if the queue is empty)."""
+        with self._db.session() as session:
+            query = (
+                select(m.Job)
+                .where(m.Job.state == JobState.QUEUED.value)
+                .order_by(m.Job.created_at, m.Job.id)
+                .limit(1)
+            )
+            if not self._db.is_sqlite:
+                query = query.with_for_update(skip_locked=True)
+            job = session.scalars(query).first()
+            if job is None:
+                return None
+            job.state = JobState.RUNNING.value
+            job.started_at = datetime.now(UTC)
+            job.attempts += 1
+            session.flush()
+            return job_record(job)
+
+    def has_queued(self) -> bool:
+        with self._db.session() as session:
+            return (
+                session.scalar(
+                    select(m.Job.id).where(m.Job.state == JobState.QUEUED.value).limit(1)
+                )
+                is not None
+            )
+
+    def complete(self, job_id: int, result: GenerationResult) -> AnalysisRecord:
+        """Store the analysis with its provenance, finish the job, advance the patient's
+        workflow, and raise the alarm for an abnormal finding."""
+        now = datetime.now(UTC)
+        events: list[Event] = []
+        with self._db.session() as session:
+            job = self._get(session, job_id)
+            started = job.started_at or now
+            parsed = result.parsed
+            row = m.Analysis(
+                patient_id=job.patient_id,
+                scan_id=job.scan_id,
+                job_id=job.id,
+                image_sha256=job.image_sha256,
+                model_id=result.model_id,
+                model_revision=result.revision,
+                prompt_version=result.prompt_version,
+                generation_settings={
+                    **result.generation,
+                    "finish_reason": result.finish_reason,
+                    "thinking_forced_closed": result.thinking_forced_closed,
+                },
+                device=result.device,
+                dtype=result.dtype,
+                quantization=result.quantization,
+                reasoning_text=result.reasoning,
+                answer_text=result.answer_text,
+                result=parsed.to_dict() if parsed else None,
+                parse_status=(
+                    ParseStatus.PARSED.value if parsed else ParseStatus.PARSE_FAILED.value
+                ),
+                parse_error=result.parse_error,
+                status=AnalysisStatus.PRELIMINARY.value,
+                queue_wait_s=max(0.0, (started - job.created_at).total_seconds()),
+                time_to_first_token_s=result.time_to_first_token_s,
+                total_s=result.total_s,
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+            )
+            session.add(row)
+            job.state = JobState.DONE.value
+            job.finished_at = now
+            job.error = None
+            session.flush()
+            patient = session.get(m.Patient, job.patient_id) if job.patient_id else None
+            if patient is not None:
+                patient.workflow_step = int(WorkflowStep.VALIDATION)
+                patient.updated_at = now
+                if parsed is not None:
+                    patient.status = (
+                        PatientStatus.CRITICAL.value
+                        if parsed.is_abnormal
+                        else PatientStatus.STABLE.value
+                    )
+                patient.validation_status = None
+            if parsed is not None and parsed.is_abnormal:
+                where = f" for patient {patient.name}" if patient is not None else ""
+                note = NotificationService.create_in(
+                    session,
+                    f"Abnormal finding{where}: {parsed.classification} "
+                    f"({parsed.confidence:.0f}% confidence) - preliminary, needs validation",
+                    type=NotificationType.CRITICAL.value,
+                    patient_id=job.patient_id,
+                )
+                events.append(NotificationCreated(note))
+                events.append(
+                    AbnormalScanDetected(
+                        notification=note,
+                        label=parsed.classification,
+                        confidence=parsed.confidence,
+                        probabilities={parsed.classification: parsed.confidence / 100.0},
+                        source="octomed",
+                    )
+                )
+            record = analysis_record(row)
+            patient_record = (
+                PatientService.records_in(session, [patient])[0] if patient is not None else None
+            )
+        self._bus.publish(AnalysisFinished(job_id, record.patient_id, record))
+        if patient_record is not None:
+            self._bus.publish(PatientUpdated(patient_record))
+        for event in events:
+            self._bus.publish(event)
+        return record
+
+    def fail(self, job_id: int, reason: str) -> None:
+        """The job failed; ``reason`` is for the clinician (no patient identifiers)."""
+        with self._db.session() as session:
+            job = self._get(session, job_id)
+            job.state = JobState.FAILED.value
+            job.error = reason[:2000]
+            job.finished_at = datetime.now(UTC)
+            patient_id = job.patient_id
+        log.warning("analysis job %d failed: %s", job_id, reason)
+        self._bus.publish(AnalysisFailed(job_id, patient_id, reason))
+
+    def mark_cancelled(self, job_id: int) -> None:
+        """The worker stopped a running job because it was cancelled."""
+        with self._db.session() as session:
+            job = self._get(session, job_id)
+            job.state = JobState.CANCELLED.value
+            job.finished_at = datetime.now(UTC)
+            patient_id = job.patient_id
+        self._bus.publish(AnalysisCancelled(job_id, patient_id))
+
+    def request_cancel(self, job_id: int, *, actor: Actor) -> JobRecord:
+        """Cancel a queued job now; a running one is marked for the worker to stop.
+
+        Raises:
+            Conflict: The job already ended.
+        """
+        with self._db.session() as session:
+            job = self._get(session, job_id)
+            if job.state not in OPEN_STATES:
+                raise Conflict(f"job {job_id} already ended ({job.state})")
+            AuditService.record(session, actor, "cancel", "job", job_id)
+            was_queued = job.state == JobState.QUEUED.value
+            if was_queued:
+                job.state = JobState.CANCELLED.value
+                job.finished_at = datetime.now(UTC)
+            session.flush()
+            record = job_record(job)
+        if was_queued:
+            self._bus.publish(AnalysisCancelled(job_id, record.patient_id))
+        else:
+            self._bus.publish(AnalysisCancelRequested(job_id))
+        return record
+
+    @staticmethod
+    def _get(session: Session, job_id: int) -> m.Job:
+        row = session.get(m.Job, job_id)
+        if row is None:
+            raise NotFound(f"job {job_id} not found")
+        return row

@@ -1,0 +1,234 @@
+"""The inference worker: the one thread that owns the model.
+
+It claims jobs from the persistent queue, runs the engine, streams the model's text as
+:class:`AnalysisProgressed` events and hands the result to :class:`JobService`. A job
+that fails is recorded as failed and the worker goes on. The desktop app runs
+:meth:`InferenceWorker.run` inside a QThread; ``ophthai serve`` uses :meth:`start`,
+which runs it on a plain thread.
+
+While the model is not installed, queued jobs wait (they are processed once it is);
+when it is installed but not loaded, the first job loads it.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+from PIL import Image
+
+from ophthai_desktop.core.errors import ModelUnavailable, OphthaiError
+from ophthai_desktop.core.events import (
+    AnalysisCancelRequested,
+    AnalysisProgressed,
+    AnalysisQueued,
+    AnalysisStarted,
+    Event,
+    EventBus,
+)
+from ophthai_desktop.core.inference.parsing import StreamPhases
+from ophthai_desktop.core.records import JobRecord
+from ophthai_desktop.core.services.jobs import JobService
+
+log = logging.getLogger(__name__)
+
+#: How often an idle worker looks at the queue even without a wake-up.
+IDLE_POLL_S = 1.0
+
+
+class Engine(Protocol):
+    """What the worker needs from :class:`~ophthai_desktop.core.inference.InferenceEngine`."""
+
+    def status(self) -> object: ...
+
+    def load(self) -> object: ...
+
+    def unload(self) -> object: ...
+
+    def generate(
+        self,
+        image: Image.Image,
+        *,
+        on_delta: Callable[[str], None] | None = ...,
+        cancel: threading.Event | None = ...,
+        question: str | None = ...,
+        modality: str | None = ...,
+    ) -> object: ...
+
+
+class InferenceWorker:
+    """Runs queued analyses one at a time."""
+
+    def __init__(self, engine: Engine, jobs: JobService, bus: EventBus) -> None:
+        self._engine = engine
+        self._jobs = jobs
+        self._bus = bus
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._current: tuple[int, threading.Event] | None = None
+        self._current_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._commands: list[str] = []  # "load" / "unload", run between jobs
+        self._running_command = False
+        self._unsubscribe = bus.subscribe(self._on_event)
+        self.waiting_reason: str | None = None
+
+    # Control (any thread) -------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run on a plain background thread (headless)."""
+        self._thread = threading.Thread(target=self.run, name="inference-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Ask the loop to end, cancelling the running job, and wait for the thread."""
+        self._stop.set()
+        self._wake.set()
+        with self._current_lock:
+            if self._current is not None:
+                self._current[1].set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+        self._unsubscribe()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def request_load(self) -> None:
+        """Load the model on the worker thread (after the running job, if any)."""
+        with self._current_lock:
+            self._commands.append("load")
+        self._wake.set()
+
+    def request_unload(self) -> None:
+        """Unload the model on the worker thread, cancelling the running job."""
+        with self._current_lock:
+            self._commands.append("unload")
+            if self._current is not None:
+                self._current[1].set()
+        self._wake.set()
+
+    @property
+    def commands_pending(self) -> bool:
+        with self._current_lock:
+            return bool(self._commands) or self._running_command
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def current_job_id(self) -> int | None:
+        with self._current_lock:
+            return self._current[0] if self._current else None
+
+    def _on_event(self, event: Event) -> None:
+        """Bus subscriber: new work wakes the loop; a cancel request stops the job."""
+        if isinstance(event, AnalysisQueued):
+            self._wake.set()
+        elif isinstance(event, AnalysisCancelRequested):
+            with self._current_lock:
+                if self._current is not None and self._current[0] == event.job_id:
+                    self._current[1].set()
+
+    # The loop (worker thread) ---------------------------------------------------------
+
+    def run(self) -> None:
+        """The worker loop; returns after :meth:`stop`."""
+        self._jobs.requeue_interrupted()
+        while not self._stop.is_set():
+            self._wake.wait(IDLE_POLL_S)
+            self._wake.clear()
+            self._run_commands()
+            while not self._stop.is_set() and self._ready_for_work():
+                job = self._jobs.claim_next()
+                if job is None:
+                    break
+                self._run_job(job)
+                self._run_commands()
+
+    def _run_commands(self) -> None:
+        with self._current_lock:
+            commands, self._commands = self._commands, []
+            self._running_command = bool(commands)
+        try:
+            self._execute(commands)
+        finally:
+            with self._current_lock:
+                self._running_command = False
+
+    def _execute(self, commands: list[str]) -> None:
+        for command in commands:
+            try:
+                if command == "load":
+                    self._engine.load()
+                else:
+                    self._engine.unload()
+            except OphthaiError as exc:
+                log.warning("model %s failed: %s", command, exc.message)
+            except Exception:
+                log.exception("model %s failed unexpectedly", command)
+
+    def _ready_for_work(self) -> bool:
+        """Load the model for waiting jobs when it is installed; otherwise let them wait."""
+        state = getattr(self._engine.status(), "state", None)
+        state_name = getattr(state, "value", state)
+        if state_name == "ready":
+            self.waiting_reason = None
+            return True
+        if state_name in ("loading", "unloading", "downloading"):
+            self.waiting_reason = f"model {state_name}"
+            return False
+        if state_name == "installed":
+            if not self._jobs.has_queued():
+                return False
+            try:
+                self._engine.load()
+            except ModelUnavailable as exc:
+                self.waiting_reason = exc.message
+                log.warning("queued analyses are waiting: the model did not load")
+                return False
+            return True
+        self.waiting_reason = "the model is not installed"
+        return False
+
+    def _run_job(self, job: JobRecord) -> None:
+        cancel = threading.Event()
+        with self._current_lock:
+            self._current = (job.id, cancel)
+        try:
+            self._bus.publish(AnalysisStarted(job.id, job.patient_id))
+            image = self._open_image(job)
+            phases = StreamPhases()
+
+            def on_delta(delta: str) -> None:
+                for phase, text in phases.feed(delta):
+                    self._bus.publish(AnalysisProgressed(job.id, text, phase))
+
+            result = self._engine.generate(
+                image, on_delta=on_delta, cancel=cancel, question=job.question
+            )
+            for phase, text in phases.flush():
+                self._bus.publish(AnalysisProgressed(job.id, text, phase))
+            if getattr(result, "cancelled", False):
+                self._jobs.mark_cancelled(job.id)
+            else:
+                self._jobs.complete(job.id, result)  # type: ignore[arg-type]
+        except OphthaiError as exc:
+            self._jobs.fail(job.id, exc.message)
+        except Exception as exc:  # a bad job never kills the worker
+            log.exception("analysis job %d failed unexpectedly", job.id)
+            self._jobs.fail(job.id, f"unexpected error: {type(exc).__name__}: {exc}")
+        finally:
+            with self._current_lock:
+                self._current = None
+
+    def _open_image(self, job: JobRecord) -> Image.Image:
+        data = self._jobs.image_bytes(job)
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        return image
