@@ -29,6 +29,7 @@ from ophthai_desktop.core.events import (
     Event,
     EventBus,
 )
+from ophthai_desktop.core.inference.engine import EngineStatus, GenerationResult, ModelState
 from ophthai_desktop.core.inference.parsing import StreamPhases
 from ophthai_desktop.core.records import JobRecord
 from ophthai_desktop.core.services.jobs import JobService
@@ -42,11 +43,11 @@ IDLE_POLL_S = 1.0
 class Engine(Protocol):
     """What the worker needs from :class:`~ophthai_desktop.core.inference.InferenceEngine`."""
 
-    def status(self) -> object: ...
+    def status(self) -> EngineStatus: ...
 
-    def load(self) -> object: ...
+    def load(self) -> EngineStatus: ...
 
-    def unload(self) -> object: ...
+    def unload(self) -> EngineStatus: ...
 
     def generate(
         self,
@@ -56,7 +57,7 @@ class Engine(Protocol):
         cancel: threading.Event | None = ...,
         question: str | None = ...,
         modality: str | None = ...,
-    ) -> object: ...
+    ) -> GenerationResult: ...
 
 
 class InferenceWorker:
@@ -175,15 +176,14 @@ class InferenceWorker:
 
     def _ready_for_work(self) -> bool:
         """Load the model for waiting jobs when it is installed; otherwise let them wait."""
-        state = getattr(self._engine.status(), "state", None)
-        state_name = getattr(state, "value", state)
-        if state_name == "ready":
+        state = self._engine.status().state
+        if state is ModelState.READY:
             self.waiting_reason = None
             return True
-        if state_name in ("loading", "unloading", "downloading"):
-            self.waiting_reason = f"model {state_name}"
+        if state in (ModelState.LOADING, ModelState.UNLOADING, ModelState.DOWNLOADING):
+            self.waiting_reason = f"model {state.value}"
             return False
-        if state_name == "installed":
+        if state is ModelState.INSTALLED:
             if not self._jobs.has_queued():
                 return False
             try:
@@ -214,10 +214,10 @@ class InferenceWorker:
             )
             for phase, text in phases.flush():
                 self._bus.publish(AnalysisProgressed(job.id, text, phase))
-            if getattr(result, "cancelled", False):
+            if result.cancelled:
                 self._jobs.mark_cancelled(job.id)
             else:
-                self._jobs.complete(job.id, result)  # type: ignore[arg-type]
+                self._jobs.complete(job.id, result)
         except OphthaiError as exc:
             self._jobs.fail(job.id, exc.message)
         except Exception as exc:  # a bad job never kills the worker

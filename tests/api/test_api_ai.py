@@ -1,0 +1,169 @@
+"""AI endpoints over the app factory, with the worker running a scripted engine
+(the real engine on the tiny checkpoint is covered in test_api_ai_tiny_model.py)."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ophthai_desktop.api import create_app
+from ophthai_desktop.bootstrap import Application
+from ophthai_desktop.core.worker import InferenceWorker
+from tests.support.images import png_bytes
+from tests.support.scripted_engine import DME, ScriptedEngine
+
+
+@pytest.fixture
+def engine() -> ScriptedEngine:
+    return ScriptedEngine(DME)
+
+
+@pytest.fixture
+def ai_client(sqlite_services: Application, engine: ScriptedEngine) -> Iterator[TestClient]:
+    app = sqlite_services
+    app.worker.stop()
+    app.engine = engine  # type: ignore[assignment]
+    app.worker = InferenceWorker(engine, app.jobs, app.bus)
+    app.worker.start()
+    with TestClient(create_app(app)) as client:
+        yield client
+    app.worker.stop()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_analyze_base64_returns_the_seed_shape(ai_client: TestClient) -> None:
+    for body in (
+        {"image_base64": _b64(png_bytes())},
+        {"imageBase64": "data:image/png;base64," + _b64(png_bytes((20, 20)))},
+    ):
+        response = ai_client.post("/api/ai/analyze", json=body)
+        assert response.status_code == 200, response.text
+        result = response.json()
+        assert result["classification"] == "Diabetic Macular Edema"
+        assert result["confidence"] == 87.0
+        assert result["findings"] == ["intraretinal fluid"]
+        assert result["recommendation"] == "Refer to retina clinic"
+        assert result["explanation"].startswith("Cysts")
+        assert result["reasoning"] == "Looking at the fovea."
+        assert result["model"] == "scripted"
+        assert isinstance(result["analysis_id"], int)
+        assert result["provenance"]["prompt_version"] == "test-v1"
+
+
+def test_analyze_upload_with_patient_moves_workflow_and_alarms(ai_client: TestClient) -> None:
+    patient = ai_client.post("/api/patients", json={"name": "Upload Patient"}).json()
+    with ai_client.websocket_connect("/api/notifications/ws") as socket:
+        assert socket.receive_json()["event"] == "connected"
+        response = ai_client.post(
+            "/api/ai/analyze-upload",
+            files={"file": ("scan.png", png_bytes(), "image/png")},
+            data={"patient_id": patient["id"]},
+        )
+        assert response.status_code == 200, response.text
+        names: list[str] = []
+        abnormal = None
+        while "abnormal_scan" not in names:
+            frame = socket.receive_json()
+            names.append(frame["event"])
+            if frame["event"] == "abnormal_scan":
+                abnormal = frame["data"]
+    assert {"analysis_queued", "analysis_progress", "analysis_finished", "notification"} <= set(
+        names
+    )
+    assert abnormal is not None
+    assert abnormal["label"] == "Diabetic Macular Edema"
+    assert abnormal["type"] == "critical" and abnormal["patientId"] == patient["id"]
+    assert set(abnormal) >= {
+        "id",
+        "patientId",
+        "message",
+        "timestamp",
+        "read",
+        "type",
+        "label",
+        "confidence",
+        "probabilities",
+        "source",
+    }
+    after = ai_client.get(f"/api/patients/{patient['id']}").json()
+    assert after["workflowStep"] == 2
+    assert after["aiAnalysis"]["classification"] == "Diabetic Macular Edema"
+    assert after["status"] == "Critical"
+
+
+def test_patient_analyze_queues_and_jobs_can_be_listed(
+    ai_client: TestClient, sqlite_services: Application
+) -> None:
+    created = ai_client.post(
+        "/api/patients",
+        json={"name": "Queued", "imageUrl": "data:image/png;base64," + _b64(png_bytes())},
+    ).json()
+    response = ai_client.post(f"/api/patients/{created['id']}/analyze/")
+    assert response.status_code == 202
+    job_id = response.json()["id"]
+    deadline = time.monotonic() + 10
+    while ai_client.get(f"/api/jobs/{job_id}").json()["state"] != "done":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    job = ai_client.get(f"/api/jobs/{job_id}").json()
+    assert job["analysis"]["classification"] == "Diabetic Macular Edema"
+    listing = ai_client.get("/api/jobs", params={"state": "done"})
+    assert listing.headers["x-total-count"] == "1"
+    assert ai_client.post(f"/api/jobs/{job_id}/cancel").status_code == 409
+    analysis = ai_client.get(f"/api/analyses/{job['analysis']['analysis_id']}").json()
+    assert analysis["provenance"]["device"] == "cpu"
+
+
+def test_patient_without_image_cannot_be_analysed(ai_client: TestClient) -> None:
+    created = ai_client.post("/api/patients", json={"name": "No image"}).json()
+    response = ai_client.post(f"/api/patients/{created['id']}/analyze")
+    assert response.status_code == 409
+    assert "no image" in response.json()["detail"]
+    assert ai_client.post("/api/patients/ghost/analyze").status_code == 404
+
+
+def test_bad_images_are_refused_and_nothing_queued(
+    ai_client: TestClient, sqlite_services: Application
+) -> None:
+    text = "data:text/plain;base64," + _b64(b"hello")
+    assert ai_client.post("/api/ai/analyze", json={"image_base64": text}).status_code == 415
+    not_image = ai_client.post("/api/ai/analyze", json={"image_base64": _b64(b"hello there")})
+    assert not_image.status_code == 415
+    assert ai_client.post("/api/ai/analyze", json={"image_base64": "%%%"}).status_code == 422
+    assert ai_client.post("/api/ai/analyze", json={"image": "x"}).status_code == 422
+    upload = ai_client.post(
+        "/api/ai/analyze-upload", files={"file": ("a.txt", b"hello", "text/plain")}
+    )
+    assert upload.status_code == 415
+    assert sqlite_services.jobs.list_jobs().total == 0
+
+
+def test_model_not_installed_is_503_at_once(
+    ai_client: TestClient, engine: ScriptedEngine, sqlite_services: Application
+) -> None:
+    engine.state = "not_installed"
+    started = time.monotonic()
+    response = ai_client.post("/api/ai/analyze", json={"image_base64": _b64(png_bytes())})
+    assert response.status_code == 503
+    assert response.json()["detail"]
+    assert time.monotonic() - started < 2
+    assert sqlite_services.jobs.list_jobs().total == 0
+
+
+def test_health_and_load_unload(ai_client: TestClient, engine: ScriptedEngine) -> None:
+    health = ai_client.get("/api/ai/health").json()
+    assert health["status"] == "available"
+    engine.state = "installed"
+    assert ai_client.get("/api/ai/health").json()["status"] == "unavailable"
+    loaded = ai_client.post("/api/ai/load-model")
+    assert loaded.status_code == 200, loaded.text
+    assert engine.state == "ready" and engine.loads == 1
+    assert ai_client.post("/api/ai/unload-model/").status_code == 200
+    assert engine.state == "installed"

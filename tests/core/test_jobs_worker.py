@@ -1,0 +1,222 @@
+"""The persistent queue and the worker loop, with a scripted engine.
+
+The engine here stands in for the model so that the queue, the worker, the stored
+provenance and the abnormal-finding alarm can be checked with chosen outputs; the real
+engine on the tiny checkpoint is exercised in ``tests/core/inference`` and
+``test_worker_tiny_model.py``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from ophthai_desktop.bootstrap import Application
+from ophthai_desktop.core import events as ev
+from ophthai_desktop.core.errors import Conflict, ModelUnavailable, NotFound
+from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.services.patients import NewImage
+from ophthai_desktop.core.worker import InferenceWorker
+from tests.support.images import png_bytes
+from tests.support.scripted_engine import DME, NORMAL, ScriptedEngine
+
+
+def _events(app: Application) -> list[ev.Event]:
+    seen: list[ev.Event] = []
+    app.bus.subscribe(seen.append)
+    return seen
+
+
+@pytest.fixture
+def running(sqlite_services: Application) -> Iterator[Callable[[ScriptedEngine], InferenceWorker]]:
+    workers: list[InferenceWorker] = []
+
+    def start(engine: ScriptedEngine) -> InferenceWorker:
+        worker = InferenceWorker(engine, sqlite_services.jobs, sqlite_services.bus)
+        worker.start()
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def _wait(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def _patient_with_scan(app: Application, actor: Actor) -> str:
+    return app.patients.create_patient(
+        {"name": "Queue Patient"}, actor=actor, image=NewImage(png_bytes((40, 30)))
+    ).id
+
+
+def test_abnormal_result_is_stored_with_provenance_and_alarms(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    app = sqlite_services
+    seen = _events(app)
+    patient_id = _patient_with_scan(app, actor)
+    running(ScriptedEngine(DME))
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: app.jobs.get_job(job.id).state == "done")
+
+    outcome = app.jobs.outcome(job.id)
+    analysis = outcome.analysis
+    assert analysis is not None
+    assert analysis.result == DME.to_dict()
+    assert (analysis.status, analysis.parse_status) == ("preliminary", "parsed")
+    assert (analysis.model_id, analysis.model_revision, analysis.prompt_version) == (
+        "scripted",
+        "abc123",
+        "test-v1",
+    )
+    assert analysis.reasoning_text == "Looking at the fovea."
+    assert analysis.image_sha256 == outcome.job.image_sha256
+    assert analysis.queue_wait_s is not None and analysis.queue_wait_s >= 0
+    assert analysis.completion_tokens == 5
+
+    patient = app.patients.get_patient(patient_id)
+    assert patient.workflow_step == 2 and patient.status == "Critical"
+    assert patient.latest_analysis == analysis
+    critical = app.notifications.list_notifications().items
+    assert [n.type for n in critical] == ["critical"]
+    assert "Diabetic Macular Edema" in critical[0].message
+
+    names = [e.name for e in seen]
+    for expected in (
+        "analysis_queued",
+        "analysis_started",
+        "analysis_progress",
+        "analysis_finished",
+        "notification",
+        "abnormal_scan",
+    ):
+        assert expected in names, expected
+    progress = [e for e in seen if isinstance(e, ev.AnalysisProgressed)]
+    assert "".join(p.delta for p in progress if p.phase == "reasoning") == "Looking at the fovea."
+    abnormal = next(e for e in seen if isinstance(e, ev.AbnormalScanDetected))
+    assert abnormal.label == "Diabetic Macular Edema" and abnormal.confidence == 87.0
+
+
+def test_normal_result_raises_no_alarm(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)
+    running(ScriptedEngine(NORMAL))
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: app.jobs.get_job(job.id).state == "done")
+    assert app.notifications.list_notifications().total == 0
+    assert app.patients.get_patient(patient_id).status == "Stable"
+
+
+def test_unparseable_answer_is_stored_as_such(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)
+    running(ScriptedEngine(None))
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: app.jobs.get_job(job.id).state == "done")
+    analysis = app.jobs.outcome(job.id).analysis
+    assert analysis is not None
+    assert analysis.result is None
+    assert analysis.parse_status == "parse_failed"
+    assert analysis.parse_error == "no JSON object in the answer"
+    assert analysis.answer_text == '{"classification": "x"}'
+    assert app.patients.get_patient(patient_id).status == "Pending Analysis"
+
+
+def test_failing_job_does_not_kill_the_worker(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)
+    engine = ScriptedEngine(NORMAL, fail_with=RuntimeError("CUDA error: device-side assert"))
+    worker = running(engine)
+    bad = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: app.jobs.get_job(bad.id).state == "failed")
+    assert "CUDA error" in (app.jobs.get_job(bad.id).error or "")
+    engine.fail_with = None
+    good = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: app.jobs.get_job(good.id).state == "done")
+    assert worker.alive
+
+
+def test_cancel_queued_and_running(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)
+    hold = threading.Event()
+    worker = running(ScriptedEngine(NORMAL, hold=hold))
+    first = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    second = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: worker.current_job_id == first.id)
+    assert app.jobs.request_cancel(second.id, actor=actor).state == "cancelled"
+    assert app.jobs.request_cancel(first.id, actor=actor).state == "running"
+    _wait(lambda: app.jobs.get_job(first.id).state == "cancelled")
+    assert app.jobs.outcome(first.id).analysis is None
+    with pytest.raises(Conflict):
+        app.jobs.request_cancel(first.id, actor=actor)
+    with pytest.raises(NotFound):
+        app.jobs.request_cancel(999, actor=actor)
+
+
+def test_jobs_wait_for_a_missing_model_and_load_when_installed(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)
+    engine = ScriptedEngine(NORMAL, state="not_installed")
+    worker = running(engine)
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: worker.waiting_reason == "the model is not installed")
+    assert app.jobs.get_job(job.id).state == "queued"
+    engine.state = "installed"  # e.g. the user pointed OPHTHAI_MODEL_PATH at it
+    worker.wake()
+    _wait(lambda: app.jobs.get_job(job.id).state == "done")
+    assert engine.loads == 1
+
+
+def test_running_jobs_are_requeued_after_a_crash(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    claimed = app.jobs.claim_next()  # a worker took it, then the process died
+    assert claimed is not None and claimed.state == "running"
+    running(ScriptedEngine(NORMAL))  # the next start
+    _wait(lambda: app.jobs.get_job(job.id).state == "done")
+    assert app.jobs.get_job(job.id).attempts == 2
+
+
+def test_queue_needs_a_scan_and_a_patient(sqlite_services: Application, actor: Actor) -> None:
+    app = sqlite_services
+    bare = app.patients.create_patient({"name": "No Scan"}, actor=actor)
+    with pytest.raises(Conflict, match="no image"):
+        app.jobs.queue_patient_analysis(bare.id, actor=actor)
+    with pytest.raises(NotFound):
+        app.jobs.queue_patient_analysis("ghost", actor=actor)
+    assert app.jobs.list_jobs().total == 0
+
+
+def test_model_unavailable_during_generation_fails_the_job(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)
+    running(ScriptedEngine(NORMAL, fail_with=ModelUnavailable("CUDA out of memory")))
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: app.jobs.get_job(job.id).state == "failed")
+    assert app.jobs.get_job(job.id).error == "CUDA out of memory"
