@@ -4,7 +4,10 @@ The folder has the same files as the real OctoMed-7B snapshot (flat ``config.jso
 ``generation_config.json``, sharded safetensors with an index, a byte-level BPE
 ``tokenizer.json`` with Qwen's special tokens, ``preprocessor_config.json`` and
 ``chat_template.json``), so it loads through the engine's real code path. It is about
-1 MB and builds in about a second once torch is imported.
+0.5 MB and builds in well under a second once torch is imported.
+
+The random model never ends its output by itself (its end tokens' output rows are zero),
+so it writes exactly ``max_new_tokens`` tokens of byte soup, which never parses.
 
 ``scripted=True`` builds a deterministic model instead of a random one: every text
 layer's output projections are zero, so the next token depends only on the current one,
@@ -69,8 +72,19 @@ _CORPUS = [
 ]
 
 
-def _build_tokenizer(path: Path) -> dict[str, int]:
-    """Train a small byte-level BPE with Qwen2's pre-tokenizer and save it as Qwen's files."""
+def build_tiny_tokenizer(path: Path, *, think_tokens: bool = True) -> dict[str, int]:
+    """Train a small byte-level BPE with Qwen2's pre-tokenizer and save it as Qwen's files.
+
+    Args:
+        path: Folder to write ``tokenizer.json`` and ``tokenizer_config.json`` into.
+        think_tokens: Add ``<think>``/``</think>`` as single tokens (as Qwen3 has them);
+            without, they are spelled with several tokens (as in Qwen2.5's vocabulary).
+
+    Returns:
+        The vocabulary, token to id.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    plain_added = PLAIN_ADDED_TOKENS if think_tokens else PLAIN_ADDED_TOKENS[:2]
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, trainers
     from tokenizers import pre_tokenizers as pre
 
@@ -92,7 +106,7 @@ def _build_tokenizer(path: Path) -> dict[str, int]:
     )
     tokenizer.train_from_iterator(_CORPUS, trainer)
     tokenizer.add_special_tokens([AddedToken(t, special=True) for t in SPECIAL_TOKENS])
-    tokenizer.add_tokens([AddedToken(t, special=False) for t in PLAIN_ADDED_TOKENS])
+    tokenizer.add_tokens([AddedToken(t, special=False) for t in plain_added])
     tokenizer.save(str(path / "tokenizer.json"))
 
     vocab = tokenizer.get_vocab(with_added_tokens=True)
@@ -105,7 +119,7 @@ def _build_tokenizer(path: Path) -> dict[str, int]:
             "single_word": False,
             "special": t in SPECIAL_TOKENS,
         }
-        for t in SPECIAL_TOKENS + PLAIN_ADDED_TOKENS
+        for t in SPECIAL_TOKENS + plain_added
     }
     tokenizer_config = {
         "add_prefix_space": False,
@@ -161,7 +175,7 @@ def build_tiny_qwen25vl(path: Path, *, scripted: bool = False) -> Path:
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     path.mkdir(parents=True, exist_ok=True)
-    vocab = _build_tokenizer(path)
+    vocab = build_tiny_tokenizer(path)
     vocab_size = (max(vocab.values()) // 64 + 1) * 64  # padded like Qwen's 152064
 
     # The hub's config.json is flat (text fields at the top), as in the real snapshot.
@@ -216,6 +230,11 @@ def build_tiny_qwen25vl(path: Path, *, scripted: bool = False) -> Path:
     torch.manual_seed(0)
     config = Qwen2_5_VLConfig(**config_dict)
     model = Qwen2_5_VLForConditionalGeneration(config).to(torch.bfloat16).eval()
+    with torch.no_grad():
+        # An end token's logit is then exactly 0 while the best of the ~400 random logits
+        # is positive: the model writes until the token cap instead of stopping at random.
+        for token in ("<|im_end|>", "<|endoftext|>"):
+            model.lm_head.weight[vocab[token]] = 0.0
     if scripted:
         _script_weights(model, vocab)
     # Two shards, so the index file (``metadata.total_size``) is exercised as for the real model.

@@ -292,7 +292,9 @@ class StreamPhases:
         self._pending += delta
         pieces: list[tuple[str, str]] = []
         while True:
-            found = [(i, tag) for tag in (THINK_OPEN, THINK_CLOSE) if (i := self._pending.find(tag)) >= 0]
+            found = [
+                (i, tag) for tag in (THINK_OPEN, THINK_CLOSE) if (i := self._pending.find(tag)) >= 0
+            ]
             if not found:
                 break
             index, tag = min(found)

@@ -40,7 +40,8 @@ def prepare_image(image: Image.Image) -> Image.Image:
         if image.mode in _WIDE_GRAY_MODES:
             return _stretch_to_8bit(image).convert("RGB")
         if image.mode == "P":
-            has_alpha = "transparency" in image.info or image.palette.mode == "RGBA"
+            palette_mode = image.palette.mode if image.palette is not None else ""
+            has_alpha = "transparency" in image.info or palette_mode == "RGBA"
             image = image.convert("RGBA" if has_alpha else "RGB")
         if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
             return _composite_on_black(image)

@@ -1,0 +1,803 @@
+"""The OctoMed-7B inference engine: find, download, load, run and unload the model.
+
+The engine owns the model. Its slow methods (:meth:`InferenceEngine.load`,
+:meth:`~InferenceEngine.unload`, :meth:`~InferenceEngine.download`,
+:meth:`~InferenceEngine.generate`) run on the calling thread, which is the inference
+worker thread, and are serialized by a lock. :meth:`~InferenceEngine.status` is cheap and
+safe from any thread, the GUI thread included. Every state change is published as a
+:class:`~ophthai_desktop.core.events.ModelStateChanged` event.
+
+Nothing here goes online except :meth:`~InferenceEngine.download`: the model is read
+from ``OPHTHAI_MODEL_PATH`` or from the Hugging Face cache, always as a local folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import gc
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from ophthai_desktop.core.errors import ModelUnavailable
+from ophthai_desktop.core.events import EventBus, ModelStateChanged
+from ophthai_desktop.core.inference import devices
+from ophthai_desktop.core.inference.download import (
+    DownloadCancelled,
+    ProgressCallback,
+    download_model,
+    hub_cache_dir,
+)
+from ophthai_desktop.core.inference.generation import (
+    CancelCriteria,
+    DeltaCallback,
+    DeltaStreamer,
+    ThinkingBudgetProcessor,
+    hidden_token_ids,
+)
+from ophthai_desktop.core.inference.parsing import (
+    THINK_CLOSE,
+    THINK_OPEN,
+    AnswerParseError,
+    ParsedAnswer,
+    parse_answer,
+    split_output,
+)
+from ophthai_desktop.core.inference.preprocess import prepare_image
+from ophthai_desktop.core.inference.processor import load_processor
+from ophthai_desktop.core.inference.prompt import PROMPT_VERSION, build_messages
+from ophthai_desktop.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: How long a "(not) installed" answer is reused by :meth:`InferenceEngine.status`.
+INSTALL_RECHECK_S = 5.0
+
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model")
+
+
+class ModelState(StrEnum):
+    """Where the model stands; the values go over the wire."""
+
+    NOT_INSTALLED = "not_installed"
+    DOWNLOADING = "downloading"
+    INSTALLED = "installed"
+    LOADING = "loading"
+    READY = "ready"
+    UNLOADING = "unloading"
+    ERROR = "error"
+
+
+#: States in which nothing is loaded or in progress.
+_IDLE_STATES = frozenset({ModelState.NOT_INSTALLED, ModelState.INSTALLED})
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """A snapshot of the engine for the model manager, the status bar and the API.
+
+    Attributes:
+        state: The current :class:`ModelState`.
+        message: One sentence for a person, saying what to do where there is something.
+        model_id: The configured Hub id.
+        model_source: The folder the model is read from, or the id when not installed.
+        revision: The commit hash of the model files, when known.
+        device: ``"cuda:0"``, ``"mps"`` or ``"cpu"`` once resolved (at loading).
+        dtype: Compute dtype once resolved.
+        quantization: ``"none"``, ``"8bit"`` or ``"4bit"``.
+        parameters: The model's parameter count, when installed.
+        estimated_bytes: Memory the model needs on ``device``, once resolved.
+        free_bytes: Free GPU memory (CUDA) or available RAM, when last measured.
+        used_bytes: Memory the loaded model holds; None when not loaded.
+        progress: Download progress 0..1 while downloading.
+        error: The reason, in state ``error``.
+    """
+
+    state: ModelState
+    message: str
+    model_id: str
+    model_source: str
+    revision: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    quantization: str = "none"
+    parameters: int | None = None
+    estimated_bytes: int | None = None
+    free_bytes: int | None = None
+    used_bytes: int | None = None
+    progress: float | None = None
+    error: str | None = None
+
+    @property
+    def is_ready(self) -> bool:
+        """Whether :meth:`InferenceEngine.generate` can run."""
+        return self.state is ModelState.READY
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values."""
+        data = dataclasses.asdict(self)
+        data["state"] = self.state.value
+        return data
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """One analysis by the model, with everything needed to store and reproduce it.
+
+    Attributes:
+        raw_text: The whole output (chat-control tokens removed; think tags kept).
+        reasoning: The text inside ``<think>``.
+        answer_text: The text after ``</think>``.
+        parsed: The validated answer, or None when it did not parse.
+        parse_error: Why it did not parse.
+        finish_reason: ``"eos"``, ``"length"`` (token cap) or ``"cancelled"``.
+        generation: The settings it ran with (max_new_tokens, thinking_budget, ...).
+        time_to_first_token_s: From the call to the first output token (includes
+            preprocessing and the prompt's forward pass).
+        thinking_forced_closed: The thinking budget closed the reasoning.
+    """
+
+    raw_text: str
+    reasoning: str
+    answer_text: str
+    parsed: ParsedAnswer | None
+    parse_error: str | None
+    prompt_version: str
+    model_id: str
+    model_source: str
+    revision: str | None
+    device: str
+    dtype: str
+    quantization: str
+    generation: dict[str, Any] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    time_to_first_token_s: float | None = None
+    total_s: float = 0.0
+    cancelled: bool = False
+    thinking_forced_closed: bool = False
+    finish_reason: str = "eos"
+
+
+@dataclass(frozen=True)
+class _Installation:
+    """Where the model files are, or why they are not usable."""
+
+    folder: Path | None
+    source: str
+    problem: str | None = None
+    revision: str | None = None
+    model_type: str | None = None
+    parameters: int | None = None
+
+
+@dataclass
+class _Loaded:
+    model: Any
+    processor: Any
+    plan: devices.DevicePlan
+    install: _Installation
+    hidden_ids: frozenset[int]
+    eos_ids: frozenset[int]
+
+
+class InferenceEngine:
+    """Runs OctoMed-7B (or another Qwen2.5-VL style model) for the app.
+
+    Args:
+        settings: Model id or path, revision, device, quantization, image budget,
+            token cap and thinking budget are read from here.
+        events: Receives a ``ModelStateChanged`` for every change of state.
+        cache_dir: Hugging Face cache to read and download into; None means
+            ``HF_HUB_CACHE``/``HF_HOME`` as set now, else the default cache.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        events: EventBus | None = None,
+        cache_dir: Path | None = None,
+    ) -> None:
+        self._settings = settings
+        self._events = events
+        self._cache_dir = cache_dir
+        self._lock = threading.RLock()  # load, unload, download, generate
+        self._status_lock = threading.RLock()
+        self._loaded: _Loaded | None = None
+        self._parameter_counts: dict[Path, int | None] = {}
+        self._install = self._locate()
+        self._install_checked_at = time.monotonic()
+        self._status = EngineStatus(
+            state=ModelState.INSTALLED if self._install.folder else ModelState.NOT_INSTALLED,
+            message=self._install_message(self._install),
+            model_id=settings.model_id,
+            model_source=self._install.source,
+            revision=self._install.revision,
+            quantization=settings.quantization,
+            parameters=self._install.parameters,
+        )
+
+    @property
+    def settings(self) -> Settings:
+        """The settings the engine was built with."""
+        return self._settings
+
+    # Status ----------------------------------------------------------------------------
+
+    def status(self) -> EngineStatus:
+        """The current status. Cheap; any thread.
+
+        While nothing is loaded, the installed check is repeated at most every
+        :data:`INSTALL_RECHECK_S` seconds, so a model copied into place shows up.
+        """
+        if self._status.state in _IDLE_STATES and (
+            time.monotonic() - self._install_checked_at > INSTALL_RECHECK_S
+        ):
+            with self._status_lock:
+                if self._status.state in _IDLE_STATES:  # not taken by load() meanwhile
+                    self._recheck_install(settle=True)
+        return self._status
+
+    def refresh(self) -> EngineStatus:
+        """Check the model files now (for example after the user copied them). Any thread.
+
+        Also clears an ``error`` state; leaves a loaded or busy engine's state alone.
+        """
+        with self._status_lock:
+            self._recheck_install(
+                settle=self._status.state in _IDLE_STATES or self._status.state is ModelState.ERROR
+            )
+        return self._status
+
+    @property
+    def is_ready(self) -> bool:
+        """Whether the model is loaded."""
+        return self._status.state is ModelState.READY
+
+    def _set_status(self, **changes: Any) -> None:
+        with self._status_lock:
+            old = self._status
+            new = dataclasses.replace(old, **changes)
+            self._status = new
+            if (new.state, new.message, new.progress) == (old.state, old.message, old.progress):
+                return
+            if new.state is not old.state:
+                log.info("model state %s -> %s", old.state.value, new.state.value)
+            if self._events is not None:
+                self._events.publish(
+                    ModelStateChanged(
+                        state=new.state.value, message=new.message, progress=new.progress
+                    )
+                )
+
+    def _recheck_install(self, *, settle: bool) -> _Installation:
+        """Locate the files; with ``settle``, set the state to (not_)installed from them."""
+        with self._status_lock:
+            install = self._locate()
+            self._install = install
+            self._install_checked_at = time.monotonic()
+            if settle:
+                self._set_status(
+                    state=ModelState.INSTALLED if install.folder else ModelState.NOT_INSTALLED,
+                    message=self._install_message(install),
+                    model_source=install.source,
+                    revision=install.revision,
+                    parameters=install.parameters,
+                    progress=None,
+                    error=None,
+                )
+            return install
+
+    # Finding the files -------------------------------------------------------------------
+
+    def _locate(self) -> _Installation:
+        """Find the model folder without touching the network."""
+        settings = self._settings
+        if settings.model_path is not None:
+            folder = settings.model_path.expanduser()
+            if not folder.is_dir():
+                return _Installation(
+                    None,
+                    str(folder),
+                    f"OPHTHAI_MODEL_PATH is {folder}, but that folder does not exist. Point it "
+                    "to the model folder, or use the download action to fill it.",
+                )
+            return self._inspect(folder, str(folder))
+        from huggingface_hub import try_to_load_from_cache
+
+        cache = self._cache_dir or hub_cache_dir()
+        config = try_to_load_from_cache(
+            settings.model_id,
+            "config.json",
+            cache_dir=str(cache) if cache else None,
+            revision=settings.model_revision,
+        )
+        if not isinstance(config, str):
+            where = f" ({cache})" if cache else ""
+            return _Installation(
+                None,
+                settings.model_id,
+                f"{settings.model_id} is not installed: it is not in the Hugging Face "
+                f"cache{where}. Download it with the model manager's download action, or "
+                "set OPHTHAI_MODEL_PATH to a folder that holds the model.",
+            )
+        folder = Path(config).parent
+        return self._inspect(folder, str(folder))
+
+    def _inspect(self, folder: Path, source: str) -> _Installation:
+        missing = _missing_files(folder)
+        if missing:
+            return _Installation(
+                None,
+                source,
+                f"The model in {folder} is incomplete ({', '.join(missing)} missing). "
+                "Download it again, or point OPHTHAI_MODEL_PATH to a complete copy.",
+            )
+        try:
+            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            return _Installation(None, source, f"The model's config.json is unreadable: {exc}")
+        revision = folder.name if _COMMIT_RE.match(folder.name) else config.get("_commit_hash")
+        if folder not in self._parameter_counts:
+            self._parameter_counts[folder] = devices.count_parameters(folder)
+        return _Installation(
+            folder,
+            source,
+            revision=revision,
+            model_type=config.get("model_type"),
+            parameters=self._parameter_counts[folder],
+        )
+
+    def _install_message(self, install: _Installation) -> str:
+        if install.folder is None:
+            return install.problem or "The model is not installed."
+        return f"{self._settings.model_id} is installed ({install.folder}) and not loaded."
+
+    # Download ----------------------------------------------------------------------------
+
+    def download(
+        self,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Path:
+        """Download the configured model; state ``downloading`` → ``installed``.
+
+        Runs on the calling (worker) thread. With ``OPHTHAI_MODEL_PATH`` set the files go
+        into that folder, otherwise into the Hugging Face cache. Progress is published as
+        ``ModelStateChanged`` events and passed to ``progress``.
+
+        Raises:
+            DownloadCancelled: ``cancel`` was set; the state returns to ``not_installed``.
+            ModelUnavailable: The download failed; the state is ``error``.
+        """
+        with self._lock:
+            install = self._recheck_install(settle=self._loaded is None)
+            if install.folder is not None:
+                return install.folder
+            settings = self._settings
+            self._set_status(
+                state=ModelState.DOWNLOADING,
+                message=f"Downloading {settings.model_id}...",
+                progress=0.0,
+                error=None,
+            )
+
+            def on_progress(fraction: float, message: str) -> None:
+                self._set_status(message=message, progress=fraction)
+                if progress is not None:
+                    progress(fraction, message)
+
+            try:
+                folder = download_model(
+                    settings.model_id,
+                    settings.model_revision,
+                    cache_dir=self._cache_dir,
+                    local_dir=settings.model_path,
+                    progress=on_progress,
+                    cancel=cancel,
+                )
+            except DownloadCancelled as exc:
+                self._recheck_install(settle=True)
+                if self._status.state is ModelState.NOT_INSTALLED:
+                    self._set_status(message=f"{exc.message} {self._status.message}")
+                raise
+            except ModelUnavailable as exc:
+                self._set_status(
+                    state=ModelState.ERROR, message=exc.message, error=exc.message, progress=None
+                )
+                raise
+            install = self._recheck_install(settle=True)
+            if install.folder is None:
+                reason = install.problem or "the downloaded files are incomplete"
+                self._set_status(state=ModelState.ERROR, message=reason, error=reason)
+                raise ModelUnavailable(reason)
+            return folder
+
+    # Load and unload ---------------------------------------------------------------------
+
+    def load(self) -> EngineStatus:
+        """Load the model onto the configured device; state ``loading`` → ``ready``.
+
+        Runs on the calling (worker) thread; takes minutes for the 7B model. Returns at
+        once when already loaded. Checks the memory estimate first and refuses, with a
+        message, a model that would not fit.
+
+        Raises:
+            ModelUnavailable: Not installed, the device or quantization is unavailable,
+                not enough memory, or the files failed to load (state ``error``).
+        """
+        with self._lock:
+            if self._loaded is not None:
+                return self._status
+            install = self._recheck_install(settle=True)
+            if install.folder is None:
+                raise ModelUnavailable(install.problem or "The model is not installed.")
+            settings = self._settings
+            self._set_status(
+                state=ModelState.LOADING,
+                message=f"Loading {settings.model_id}...",
+                error=None,
+                progress=None,
+            )
+            try:
+                loaded = self._load(install)
+            except ModelUnavailable as exc:
+                self._fail_load(exc.message)
+                raise
+            except Exception as exc:  # transformers, safetensors, CUDA: translated here
+                log.exception("loading %s failed", settings.model_id)
+                reason = f"Loading {settings.model_id} failed: {exc}"
+                self._fail_load(reason)
+                raise ModelUnavailable(reason) from exc
+            self._loaded = loaded
+            plan = loaded.plan
+            detail = plan.dtype if plan.quantization == "none" else plan.quantization
+            self._set_status(
+                state=ModelState.READY,
+                message=f"{settings.model_id} is ready on {plan.device} ({detail}).",
+                used_bytes=devices.used_memory_bytes(loaded.model, plan.device),
+                free_bytes=devices.free_memory_bytes(plan.device),
+            )
+            return self._status
+
+    def _fail_load(self, reason: str) -> None:
+        gc.collect()  # drop what a half-done load left behind
+        if self._status.device is not None:
+            _empty_device_cache(self._status.device)
+        self._set_status(state=ModelState.ERROR, message=reason, error=reason, used_bytes=None)
+
+    def _load(self, install: _Installation) -> _Loaded:
+        assert install.folder is not None
+        settings = self._settings
+        plan = devices.plan_device(settings.device, settings.quantization)
+        estimate = (
+            devices.estimate_memory_bytes(install.parameters, plan.precision)
+            if install.parameters
+            else None
+        )
+        free = devices.free_memory_bytes(plan.device)
+        self._set_status(
+            device=plan.device,
+            dtype=plan.dtype,
+            quantization=plan.quantization,
+            estimated_bytes=estimate,
+            free_bytes=free,
+            message=f"Loading {settings.model_id} on {plan.device} ({plan.dtype})...",
+        )
+        if estimate is not None and free is not None and estimate > free:
+            raise ModelUnavailable(self._too_large_message(plan, install.parameters or 0, free))
+        started = time.monotonic()
+        processor = load_processor(install.folder, install.model_type)
+        model = _load_model(install.folder, install.model_type, plan)
+        log.info(
+            "loaded %s on %s in %.1f s", settings.model_id, plan.device, time.monotonic() - started
+        )
+        tokenizer = processor.tokenizer
+        return _Loaded(
+            model=model,
+            processor=processor,
+            plan=plan,
+            install=install,
+            hidden_ids=hidden_token_ids(tokenizer),
+            eos_ids=_eos_ids(model, tokenizer),
+        )
+
+    def _too_large_message(self, plan: devices.DevicePlan, parameters: int, free: int) -> str:
+        need = devices.estimate_memory_bytes(parameters, plan.precision)
+        where = "GPU memory" if plan.device.startswith("cuda") else "memory"
+        message = (
+            f"{self._settings.model_id} needs about {devices.format_bytes(need)} of {where} on "
+            f"{plan.device} ({plan.precision}), but only {devices.format_bytes(free)} is free."
+        )
+        if plan.device.startswith("cuda") and plan.quantization != "4bit":
+            four_bit = devices.estimate_memory_bytes(parameters, "4bit")
+            if four_bit <= free:
+                return (
+                    f"{message} Set OPHTHAI_QUANTIZATION=4bit (about "
+                    f"{devices.format_bytes(four_bit)}), or close programs using the GPU."
+                )
+        return f"{message} Close other programs or use a machine with more memory."
+
+    def unload(self) -> EngineStatus:
+        """Free the model; state ``unloading`` → ``installed``. Worker thread.
+
+        Waits for a running :meth:`generate` to finish; cancel it first.
+        """
+        with self._lock:
+            loaded, self._loaded = self._loaded, None
+            if loaded is None:
+                if self._status.state is ModelState.ERROR:
+                    self._recheck_install(settle=True)
+                return self._status
+            self._set_status(
+                state=ModelState.UNLOADING, message=f"Unloading {self._settings.model_id}..."
+            )
+            device = loaded.plan.device
+            del loaded
+            gc.collect()
+            _empty_device_cache(device)
+            self._set_status(used_bytes=None, free_bytes=devices.free_memory_bytes(device))
+            self._recheck_install(settle=True)
+            return self._status
+
+    # Generation --------------------------------------------------------------------------
+
+    def generate(
+        self,
+        image: Image.Image,
+        *,
+        on_delta: DeltaCallback | None = None,
+        cancel: threading.Event | None = None,
+        question: str | None = None,
+        modality: str | None = None,
+    ) -> GenerationResult:
+        """Analyse one image, streaming the output as it is generated.
+
+        Runs on the calling thread, the inference worker thread, and blocks it until
+        the output is complete, the token cap is reached, or ``cancel`` is set; on_delta
+        is called on that thread. Greedy decoding: the same image gives the same output
+        on the same machine. A cancelled run returns a result with ``cancelled=True``.
+        An answer that does not parse is returned with ``parse_error`` set, never with a
+        made-up result.
+
+        Args:
+            image: Any Pillow image; see :func:`prepare_image`.
+            on_delta: Receives each new piece of text.
+            cancel: Set it (from any thread) to stop after the current token.
+            question: An optional question from the clinician.
+            modality: An optional hint such as ``"OCT"``, ``"OCTA"`` or ``"fundus"``.
+
+        Raises:
+            ModelUnavailable: The model is not loaded, or the device ran out of memory.
+            InvalidInput: The image cannot be read.
+        """
+        started = time.perf_counter()
+        with self._lock:
+            loaded = self._loaded
+            if loaded is None:
+                raise ModelUnavailable(
+                    f"The model is not loaded ({self._status.state.value}). {self._status.message}"
+                )
+            return self._generate(loaded, image, on_delta, cancel, question, modality, started)
+
+    def _generate(
+        self,
+        loaded: _Loaded,
+        image: Image.Image,
+        on_delta: DeltaCallback | None,
+        cancel: threading.Event | None,
+        question: str | None,
+        modality: str | None,
+        started: float,
+    ) -> GenerationResult:
+        import torch
+
+        settings = self._settings
+        plan = loaded.plan
+        rgb = prepare_image(image)
+        processor = loaded.processor
+        prompt = processor.apply_chat_template(
+            build_messages(question, modality), add_generation_prompt=True, tokenize=False
+        )
+        max_pixels = settings.max_pixels
+        min_pixels = min(settings.min_pixels, max_pixels)
+        inputs = processor(
+            text=[prompt],
+            images=[rgb],
+            return_tensors="pt",
+            images_kwargs={"size": {"shortest_edge": min_pixels, "longest_edge": max_pixels}},
+        ).to(plan.device)
+        prompt_length = int(inputs["input_ids"].shape[1])
+
+        config = copy.deepcopy(loaded.model.generation_config)
+        config.do_sample = False
+        # generate() fills None from the checkpoint's sampling defaults and then warns that
+        # greedy decoding ignores them; the library's neutral values keep it quiet.
+        config.temperature = 1.0
+        config.top_p = 1.0
+        config.top_k = 50
+        config.num_beams = 1
+        config.max_new_tokens = settings.max_new_tokens
+        settings_used = {
+            "max_new_tokens": settings.max_new_tokens,
+            "thinking_budget": settings.thinking_budget,
+            "do_sample": False,
+            "temperature": None,
+            "repetition_penalty": getattr(config, "repetition_penalty", None),
+            "max_pixels": max_pixels,
+            "min_pixels": min_pixels,
+        }
+
+        tokenizer = processor.tokenizer
+        streamer = DeltaStreamer(tokenizer, on_delta, hidden_ids=loaded.hidden_ids)
+        prefilled = _prompt_opens_thinking(prompt)
+        if prefilled:  # keep the tag in the output so it reads like an unprompted one
+            streamer.push_text(THINK_OPEN)
+        budget = ThinkingBudgetProcessor(
+            tokenizer,
+            prompt_length=prompt_length,
+            budget=settings.thinking_budget,
+            open_at_start=prefilled,
+        )
+        stop = CancelCriteria(cancel or threading.Event())
+        completion = 0
+        last_token: int | None = None
+        if not stop.cancel.is_set():
+            try:
+                with torch.inference_mode():
+                    output = loaded.model.generate(
+                        **inputs,
+                        generation_config=config,
+                        streamer=streamer,
+                        logits_processor=[budget],
+                        stopping_criteria=[stop],
+                    )
+            except torch.cuda.OutOfMemoryError as exc:
+                _empty_device_cache(plan.device)
+                raise ModelUnavailable(
+                    f"The GPU ran out of memory during the analysis: lower OPHTHAI_MAX_PIXELS "
+                    f"(now {max_pixels}) or OPHTHAI_MAX_NEW_TOKENS, or use OPHTHAI_QUANTIZATION."
+                ) from exc
+            completion = int(output.shape[1]) - prompt_length
+            last_token = int(output[0, -1]) if completion else None
+        else:
+            stop.triggered = True
+            streamer.end()
+
+        raw_text = streamer.text
+        reasoning, answer_text = split_output(raw_text)
+        cancelled = stop.triggered
+        parsed: ParsedAnswer | None = None
+        parse_error: str | None = None
+        try:
+            parsed = parse_answer(answer_text)
+        except AnswerParseError as exc:
+            parse_error = exc.message
+        if cancelled:
+            finish_reason = "cancelled"
+        elif last_token is not None and last_token in loaded.eos_ids:
+            finish_reason = "eos"
+        else:
+            finish_reason = "length" if completion >= settings.max_new_tokens else "eos"
+        first = streamer.first_token_at
+        result = GenerationResult(
+            raw_text=raw_text,
+            reasoning=reasoning,
+            answer_text=answer_text,
+            parsed=parsed,
+            parse_error=parse_error,
+            prompt_version=PROMPT_VERSION,
+            model_id=settings.model_id,
+            model_source=loaded.install.source,
+            revision=loaded.install.revision,
+            device=plan.device,
+            dtype=plan.dtype,
+            quantization=plan.quantization,
+            generation=settings_used,
+            prompt_tokens=prompt_length,
+            completion_tokens=completion,
+            time_to_first_token_s=None if first is None else first - started,
+            total_s=time.perf_counter() - started,
+            cancelled=cancelled,
+            thinking_forced_closed=budget.forced_close,
+            finish_reason=finish_reason,
+        )
+        log.info(
+            "generated %d tokens in %.1f s (%s, parsed=%s)",
+            completion,
+            result.total_s,
+            finish_reason,
+            parsed is not None,
+        )
+        return result
+
+
+# Helpers -------------------------------------------------------------------------------
+
+
+def _missing_files(folder: Path) -> list[str]:
+    """Files a loadable model folder lacks (checked with a few stats)."""
+    missing = [
+        name
+        for name in ("config.json", "preprocessor_config.json")
+        if not (folder / name).is_file()
+    ]
+    if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
+        missing.append("tokenizer.json")
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+        except (OSError, ValueError, KeyError, AttributeError):
+            return [*missing, "a readable model.safetensors.index.json"]
+        missing.extend(sorted(name for name in shards if not (folder / name).is_file()))
+    elif not (folder / "model.safetensors").is_file():
+        missing.append("model.safetensors")
+    return missing
+
+
+def _load_model(folder: Path, model_type: str | None, plan: devices.DevicePlan) -> Any:
+    import torch
+
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, plan.dtype), "local_files_only": True}
+    if plan.quantization != "none":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_8bit=plan.quantization == "8bit",
+            load_in_4bit=plan.quantization == "4bit",
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+            # The vision tower and the output layer are small and sensitive; keep them bf16.
+            llm_int8_skip_modules=["visual", "lm_head"],
+        )
+    if plan.device != "cpu":
+        kwargs["device_map"] = {"": plan.device}
+    model_class: Callable[..., Any]
+    if model_type == "qwen2_5_vl":
+        from transformers import Qwen2_5_VLForConditionalGeneration
+
+        model_class = Qwen2_5_VLForConditionalGeneration.from_pretrained
+    else:
+        from transformers import AutoModelForImageTextToText
+
+        model_class = AutoModelForImageTextToText.from_pretrained
+    model = model_class(str(folder), **kwargs)
+    model.eval()
+    return model
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    ids = set(configured if isinstance(configured, list) else [configured])
+    ids.add(getattr(tokenizer, "eos_token_id", None))
+    return frozenset(i for i in ids if isinstance(i, int))
+
+
+def _prompt_opens_thinking(prompt: str) -> bool:
+    """Whether the chat template left the assistant turn inside an open ``<think>``."""
+    turn = prompt.rfind("<|im_start|>")
+    opening = prompt.rfind(THINK_OPEN)
+    return opening > turn and opening > prompt.rfind(THINK_CLOSE)
+
+
+def _empty_device_cache(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    elif device == "mps" and hasattr(torch, "mps"):
+        torch.mps.empty_cache()

@@ -1,0 +1,115 @@
+"""Load the model's processor, with an image-only fallback for Qwen2-VL models.
+
+``AutoProcessor`` builds Qwen2.5-VL's video processor too, and that needs torchvision,
+which has no working CPU build to go with the CPU torch. The app only sends images, so
+when the video processor is what fails, the processor is built from the tokenizer, the
+PIL/numpy image processor and the chat template alone.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from ophthai_desktop.core.errors import ModelUnavailable
+
+log = logging.getLogger(__name__)
+
+#: Model types whose processor the fallback can build.
+IMAGE_ONLY_MODEL_TYPES = frozenset({"qwen2_5_vl", "qwen2_vl"})
+
+
+def load_processor(model_dir: Path, model_type: str | None) -> Any:
+    """The processor for the model in ``model_dir`` (a local folder; nothing is fetched).
+
+    Raises:
+        ModelUnavailable: Neither ``AutoProcessor`` nor the fallback could build one.
+    """
+    from transformers import AutoProcessor
+
+    try:
+        return AutoProcessor.from_pretrained(str(model_dir), local_files_only=True)
+    except (ImportError, ValueError, OSError, TypeError) as exc:
+        if not _is_video_backend_error(exc) or model_type not in IMAGE_ONLY_MODEL_TYPES:
+            raise ModelUnavailable(f"The model's processor cannot be loaded: {exc}") from exc
+        log.info("video processor unavailable (%s); using the image-only processor", exc)
+    try:
+        return build_image_only_processor(model_dir)
+    except (ImportError, ValueError, OSError, TypeError) as exc:
+        raise ModelUnavailable(f"The model's processor cannot be loaded: {exc}") from exc
+
+
+def _is_video_backend_error(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = str(seen).lower()
+        if "torchvision" in text or "video" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def build_image_only_processor(model_dir: Path) -> Any:
+    """A Qwen2.5-VL processor with the tokenizer, PIL image processor and chat template."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    image_processor = _pil_image_processor_class().from_pretrained(
+        str(model_dir), local_files_only=True
+    )
+    chat_template = _read_chat_template(model_dir) or getattr(tokenizer, "chat_template", None)
+    if not chat_template:
+        raise ValueError(f"no chat template in {model_dir}")
+    return image_only_processor_class()(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template
+    )
+
+
+def _pil_image_processor_class() -> Any:
+    try:  # transformers 5: the PIL/numpy backend has its own class
+        from transformers import Qwen2VLImageProcessorPil
+
+        return Qwen2VLImageProcessorPil
+    except ImportError:  # transformers 4: the "slow" processor is the PIL/numpy one
+        from transformers import Qwen2VLImageProcessor
+
+        return Qwen2VLImageProcessor
+
+
+def _read_chat_template(model_dir: Path) -> str | None:
+    jinja = model_dir / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    as_json = model_dir / "chat_template.json"
+    if as_json.is_file():
+        template = json.loads(as_json.read_text(encoding="utf-8")).get("chat_template")
+        return template if isinstance(template, str) else None
+    return None
+
+
+@functools.cache
+def image_only_processor_class() -> type:
+    """``Qwen2_5_VLProcessor`` without its video processor (built on first use)."""
+    from transformers import Qwen2_5_VLProcessor
+
+    class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
+        """Qwen2.5-VL's processor for images and text only."""
+
+        # transformers 4 reads the sub-processors from ``attributes``, 5 from ``__init__``.
+        attributes = ["image_processor", "tokenizer"]
+
+        def __init__(
+            self,
+            image_processor: Any = None,
+            tokenizer: Any = None,
+            chat_template: str | None = None,
+            **kwargs: Any,
+        ) -> None:
+            super().__init__(
+                image_processor, tokenizer, None, chat_template=chat_template, **kwargs
+            )
+
+    return ImageOnlyQwen2_5_VLProcessor

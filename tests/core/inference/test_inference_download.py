@@ -1,0 +1,173 @@
+"""The explicit download, against a local stand-in for the Hub and against no Hub at all."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from ophthai_desktop.core.errors import ModelUnavailable
+from ophthai_desktop.core.events import Event, EventBus, ModelStateChanged
+from ophthai_desktop.core.inference import InferenceEngine, ModelState
+from ophthai_desktop.core.inference.download import DownloadCancelled, download_model
+from ophthai_desktop.core.settings import Settings
+
+REPO = "OctoMed/OctoMed-7B"
+COMMIT = "c0ffee" + "0" * 34
+CLOSED_PORT = "http://127.0.0.1:9"
+
+
+def serve_repo(folder: Path) -> ThreadingHTTPServer:
+    """A minimal Hub: repository info, file tree and file downloads for one repository."""
+    files = {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def _send(self, body: bytes, headers: dict[str, str]) -> None:
+            self.send_response(200)
+            for key, value in {"Content-Length": str(len(body)), **headers}.items():
+                self.send_header(key, value)
+            self.end_headers()
+            if self.command == "GET":
+                self.wfile.write(body)
+
+        def do_HEAD(self) -> None:
+            self.do_GET()
+
+        def do_GET(self) -> None:
+            path = self.path.split("?")[0]
+            if path.startswith(f"/api/models/{REPO}/revision/"):
+                info = {"id": REPO, "sha": COMMIT, "siblings": [{"rfilename": n} for n in files]}
+                self._send(json.dumps(info).encode(), {"Content-Type": "application/json"})
+            elif path.startswith(f"/api/models/{REPO}/tree/"):
+                tree = [
+                    {"type": "file", "path": n, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
+                    for n, b in files.items()
+                ]
+                self._send(json.dumps(tree).encode(), {"Content-Type": "application/json"})
+            elif path.startswith(f"/{REPO}/resolve/{COMMIT}/"):
+                data = files[path.rsplit("/", 1)[1]]
+                etag = f'"{hashlib.sha1(data).hexdigest()}"'
+                self._send(data, {"ETag": etag, "X-Repo-Commit": COMMIT})
+            else:
+                self.send_response(404)
+                self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def hub(tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    server = serve_repo(tiny_checkpoint)
+    endpoint = f"http://127.0.0.1:{server.server_port}"
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    yield endpoint
+    server.shutdown()
+    server.server_close()
+
+
+def make_settings(tmp_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {"max_pixels": 3136 * 4, "max_new_tokens": 4, "device": "cpu"}
+    values.update(overrides)
+    return Settings(data_dir=tmp_path / "data", _env_file=None, **values)  # type: ignore[arg-type]
+
+
+def test_engine_downloads_then_loads(hub: str, tmp_path: Path) -> None:
+    bus = EventBus()
+    events: list[Event] = []
+    bus.subscribe(events.append)
+    engine = InferenceEngine(make_settings(tmp_path), events=bus, cache_dir=tmp_path / "hub")
+    assert engine.status().state is ModelState.NOT_INSTALLED
+    reported: list[float] = []
+
+    folder = engine.download(progress=lambda fraction, message: reported.append(fraction))
+
+    assert folder.name == COMMIT
+    status = engine.status()
+    assert status.state is ModelState.INSTALLED
+    assert status.revision == COMMIT
+    assert reported[-1] == 1.0
+    assert reported == sorted(reported)
+    states = [e.state for e in events if isinstance(e, ModelStateChanged)]
+    assert states[0] == "downloading" and states[-1] == "installed"
+    assert any(
+        isinstance(e, ModelStateChanged) and e.state == "downloading" and e.progress == 1.0
+        for e in events
+    )
+    assert engine.load().state is ModelState.READY
+
+
+def test_download_into_the_model_path(hub: str, tmp_path: Path) -> None:
+    target = tmp_path / "octomed"
+    engine = InferenceEngine(make_settings(tmp_path, model_path=target))
+
+    engine.download()
+
+    assert (target / "config.json").is_file()
+    assert engine.status().state is ModelState.INSTALLED
+
+
+def test_cancelled_download_leaves_the_model_not_installed_and_resumes(
+    hub: str, tmp_path: Path
+) -> None:
+    engine = InferenceEngine(make_settings(tmp_path), cache_dir=tmp_path / "hub")
+    cancel = threading.Event()
+
+    with pytest.raises(DownloadCancelled):
+        engine.download(progress=lambda fraction, message: cancel.set(), cancel=cancel)
+
+    status = engine.status()
+    assert status.state is ModelState.NOT_INSTALLED
+    assert "cancelled" in status.message
+    engine.download()
+    assert engine.status().state is ModelState.INSTALLED
+
+
+def test_download_without_a_hub_fails_fast(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", CLOSED_PORT)
+    bus = EventBus()
+    events: list[Event] = []
+    bus.subscribe(events.append)
+    engine = InferenceEngine(make_settings(tmp_path), events=bus, cache_dir=tmp_path / "hub")
+    started = time.monotonic()
+
+    with pytest.raises(ModelUnavailable, match="not reachable"):
+        engine.download()
+
+    assert time.monotonic() - started < 5.0
+    status = engine.status()
+    assert status.state is ModelState.ERROR
+    assert status.error is not None and "OPHTHAI_MODEL_PATH" in status.error
+    assert [e.state for e in events if isinstance(e, ModelStateChanged)] == [
+        "downloading",
+        "error",
+    ]
+    # The error clears once the files are checked again.
+    assert engine.refresh().state is ModelState.NOT_INSTALLED
+
+
+def test_download_model_without_a_hub_fails_fast(tmp_path: Path) -> None:
+    started = time.monotonic()
+
+    with pytest.raises(ModelUnavailable):
+        download_model(REPO, cache_dir=tmp_path, endpoint=CLOSED_PORT)
+
+    assert time.monotonic() - started < 5.0
+
+
+def test_download_cancelled_before_it_starts(tmp_path: Path) -> None:
+    cancel = threading.Event()
+    cancel.set()
+
+    with pytest.raises(DownloadCancelled):
+        download_model(REPO, cache_dir=tmp_path, endpoint=CLOSED_PORT, cancel=cancel)

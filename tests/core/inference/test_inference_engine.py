@@ -1,0 +1,392 @@
+"""The engine on tiny Qwen2.5-VL checkpoints, through the same code path as OctoMed-7B."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from ophthai_desktop.core.errors import ModelUnavailable
+from ophthai_desktop.core.events import Event, EventBus, ModelStateChanged
+from ophthai_desktop.core.inference import InferenceEngine, ModelState
+from ophthai_desktop.core.inference import devices as devices_module
+from ophthai_desktop.core.inference.prompt import PROMPT_VERSION
+from ophthai_desktop.core.settings import Settings
+
+SMALL_IMAGE_PIXELS = 4 * 3136  # 112x112: 16 patches, 4 image tokens
+
+
+def make_settings(tmp_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "max_pixels": SMALL_IMAGE_PIXELS,
+        "max_new_tokens": 12,
+        "device": "cpu",
+    }
+    values.update(overrides)
+    return Settings(data_dir=tmp_path / "data", _env_file=None, **values)  # type: ignore[arg-type]
+
+
+def model_states(events: list[Event]) -> list[str]:
+    """The sequence of distinct states in the published events."""
+    states: list[str] = []
+    for event in events:
+        if isinstance(event, ModelStateChanged) and (not states or states[-1] != event.state):
+            states.append(event.state)
+    return states
+
+
+def fundus_like_image(width: int = 160, height: int = 120) -> Image.Image:
+    image = Image.new("RGB", (width, height), (0, 0, 0))
+    for x in range(width):
+        for y in range(height):
+            if (x - width / 2) ** 2 + (y - height / 2) ** 2 < (height / 2.2) ** 2:
+                image.putpixel((x, y), (180 + x % 40, 60 + y % 30, 20))
+    return image
+
+
+@pytest.fixture(scope="module")
+def loaded_engine(
+    tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
+) -> InferenceEngine:
+    engine = InferenceEngine(
+        make_settings(tmp_path_factory.mktemp("engine"), model_path=tiny_checkpoint)
+    )
+    engine.load()
+    return engine
+
+
+def test_load_publishes_states_and_reports_memory(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    bus = EventBus()
+    events: list[Event] = []
+    bus.subscribe(events.append)
+    engine = InferenceEngine(make_settings(tmp_path, model_path=tiny_checkpoint), events=bus)
+    before = engine.status()
+    assert before.state is ModelState.INSTALLED
+    assert before.model_source == str(tiny_checkpoint)
+    assert before.used_bytes is None
+
+    ready = engine.load()
+
+    assert ready.state is ModelState.READY
+    assert model_states(events) == ["loading", "ready"]
+    assert ready.device == "cpu"
+    assert ready.dtype == "float32"
+    assert ready.quantization == "none"
+    assert ready.parameters == devices_module.count_parameters(tiny_checkpoint)
+    # float32 weights: at least 4 bytes per parameter are estimated and held.
+    assert ready.estimated_bytes is not None and ready.estimated_bytes > 4 * ready.parameters
+    assert ready.used_bytes is not None
+    assert 4 * ready.parameters <= ready.used_bytes < 4 * ready.parameters + 4096  # + buffers
+    assert ready.free_bytes is not None and ready.free_bytes > 0
+
+    unloaded = engine.unload()
+
+    assert unloaded.state is ModelState.INSTALLED
+    assert unloaded.used_bytes is None
+    assert model_states(events) == ["loading", "ready", "unloading", "installed"]
+    with pytest.raises(ModelUnavailable):
+        engine.generate(fundus_like_image())
+
+
+def test_model_in_hub_cache_loads_with_its_revision(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--OctoMed--OctoMed-7B"
+    shutil.copytree(tiny_checkpoint, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    engine = InferenceEngine(make_settings(tmp_path), cache_dir=tmp_path / "hub")
+
+    status = engine.load()
+
+    assert status.state is ModelState.READY
+    assert status.model_id == "OctoMed/OctoMed-7B"
+    assert status.revision == commit
+    result = engine.generate(fundus_like_image())
+    assert result.revision == commit
+    assert result.model_id == "OctoMed/OctoMed-7B"
+
+
+def test_model_not_on_disk_is_not_installed_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-home" / "hub"))
+    started = time.monotonic()
+
+    engine = InferenceEngine(make_settings(tmp_path))
+    status = engine.status()
+
+    assert time.monotonic() - started < 1.0
+    assert status.state is ModelState.NOT_INSTALLED
+    assert "OPHTHAI_MODEL_PATH" in status.message
+    assert "download" in status.message.lower()
+    with pytest.raises(ModelUnavailable, match="not installed"):
+        engine.load()
+    assert time.monotonic() - started < 2.0
+    assert engine.status().state is ModelState.NOT_INSTALLED
+
+
+def test_model_path_that_does_not_exist(tmp_path: Path) -> None:
+    engine = InferenceEngine(make_settings(tmp_path, model_path=tmp_path / "nowhere"))
+
+    status = engine.status()
+
+    assert status.state is ModelState.NOT_INSTALLED
+    assert str(tmp_path / "nowhere") in status.message
+
+
+def test_incomplete_model_folder_names_the_missing_shard(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    copy = shutil.copytree(tiny_checkpoint, tmp_path / "partial")
+    (copy / "model-00002-of-00002.safetensors").unlink()
+
+    engine = InferenceEngine(make_settings(tmp_path, model_path=copy))
+
+    assert engine.status().state is ModelState.NOT_INSTALLED
+    assert "model-00002-of-00002.safetensors" in engine.status().message
+    with pytest.raises(ModelUnavailable):
+        engine.load()
+
+
+def test_model_copied_into_place_is_found_on_refresh(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    target = tmp_path / "model"
+    engine = InferenceEngine(make_settings(tmp_path, model_path=target))
+    assert engine.status().state is ModelState.NOT_INSTALLED
+
+    shutil.copytree(tiny_checkpoint, target)
+
+    assert engine.refresh().state is ModelState.INSTALLED
+
+
+def test_load_refuses_a_model_that_does_not_fit(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = InferenceEngine(make_settings(tmp_path, model_path=tiny_checkpoint))
+    monkeypatch.setattr(devices_module, "free_memory_bytes", lambda device: 10 * 1024**2)
+
+    with pytest.raises(ModelUnavailable, match=r"needs about .* but only 10\.5 MB is free"):
+        engine.load()
+
+    status = engine.status()
+    assert status.state is ModelState.ERROR
+    assert status.error is not None and "only 10.5 MB is free" in status.error
+    assert status.used_bytes is None
+
+    monkeypatch.undo()
+    assert engine.load().state is ModelState.READY
+
+
+def test_quantization_on_cpu_is_refused(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    engine = InferenceEngine(
+        make_settings(tmp_path, model_path=tiny_checkpoint, quantization="4bit")
+    )
+
+    with pytest.raises(ModelUnavailable, match="needs a CUDA GPU"):
+        engine.load()
+    assert engine.status().state is ModelState.ERROR
+
+
+def test_unavailable_cuda_is_refused(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    engine = InferenceEngine(make_settings(tmp_path, model_path=tiny_checkpoint, device="cuda:0"))
+
+    with pytest.raises(ModelUnavailable, match="CUDA is not available"):
+        engine.load()
+
+
+def test_generate_streams_the_raw_text_and_reports_an_unparseable_answer(
+    loaded_engine: InferenceEngine,
+) -> None:
+    deltas: list[str] = []
+
+    result = loaded_engine.generate(fundus_like_image(), on_delta=deltas.append)
+
+    assert deltas and "".join(deltas) == result.raw_text
+    # Random weights write byte soup up to the cap: no result is made up from it.
+    assert result.parsed is None
+    assert result.parse_error
+    assert result.completion_tokens == 12
+    assert result.finish_reason == "length"
+    assert not result.cancelled
+    assert result.prompt_tokens > 100
+    assert result.prompt_version == PROMPT_VERSION
+    assert (result.device, result.dtype, result.quantization) == ("cpu", "float32", "none")
+    assert result.generation["max_new_tokens"] == 12
+    assert result.generation["do_sample"] is False
+    assert result.generation["max_pixels"] == SMALL_IMAGE_PIXELS
+    assert result.time_to_first_token_s is not None
+    assert 0 < result.time_to_first_token_s <= result.total_s
+    for delta in deltas:
+        assert "<|im_end|>" not in delta and "<|endoftext|>" not in delta
+
+
+def test_generate_is_deterministic(loaded_engine: InferenceEngine) -> None:
+    image = fundus_like_image()
+
+    first = loaded_engine.generate(image)
+    second = loaded_engine.generate(image)
+
+    assert first.raw_text == second.raw_text
+
+
+def test_max_pixels_bounds_the_image_tokens(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    large = fundus_like_image(640, 480)
+    smallest = fundus_like_image(56, 56)  # 4x4 patches: 4 image tokens
+    image_tokens = {}
+    for max_pixels in (3136 * 4, 3136 * 16):
+        engine = InferenceEngine(
+            make_settings(
+                tmp_path, model_path=tiny_checkpoint, max_pixels=max_pixels, max_new_tokens=1
+            )
+        )
+        engine.load()
+        text_tokens = engine.generate(smallest).prompt_tokens - 4
+        image_tokens[max_pixels] = engine.generate(large).prompt_tokens - text_tokens
+
+    # One image token per 28x28 pixels (2x2 merged 14-pixel patches).
+    for max_pixels, tokens in image_tokens.items():
+        assert 0 < tokens <= max_pixels // (28 * 28)
+    assert image_tokens[3136 * 16] > 2 * image_tokens[3136 * 4]
+
+
+ThinkingEngineFactory = Callable[..., InferenceEngine]
+
+
+@pytest.fixture(scope="module")
+def thinking_engine_factory(
+    tiny_thinking_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
+) -> ThinkingEngineFactory:
+    def make(**overrides: object) -> InferenceEngine:
+        folder = tmp_path_factory.mktemp("thinking")
+        engine = InferenceEngine(
+            make_settings(folder, model_path=tiny_thinking_checkpoint, **overrides)
+        )
+        engine.load()
+        return engine
+
+    return make
+
+
+def test_thinking_budget_closes_the_reasoning(
+    thinking_engine_factory: ThinkingEngineFactory,
+) -> None:
+    engine = thinking_engine_factory(thinking_budget=5, max_new_tokens=40)
+
+    result = engine.generate(fundus_like_image())
+
+    assert result.raw_text == "<think>~~~~~</think>"
+    assert result.thinking_forced_closed
+    assert result.reasoning == "~~~~~"
+    assert result.answer_text == ""
+    assert result.parsed is None and result.parse_error
+    assert result.finish_reason == "eos"
+
+
+def test_without_budget_the_reasoning_runs_to_the_cap(
+    thinking_engine_factory: ThinkingEngineFactory,
+) -> None:
+    engine = thinking_engine_factory(thinking_budget=0, max_new_tokens=10)
+
+    result = engine.generate(fundus_like_image())
+
+    assert result.raw_text == "<think>" + "~" * 9
+    assert not result.thinking_forced_closed
+    assert result.completion_tokens == 10
+    assert result.finish_reason == "length"
+    assert result.reasoning == "~" * 9 and result.answer_text == ""
+
+
+def test_cancel_during_generation(thinking_engine_factory: ThinkingEngineFactory) -> None:
+    engine = thinking_engine_factory(thinking_budget=0, max_new_tokens=50)
+    cancel = threading.Event()
+    deltas: list[str] = []
+
+    def on_delta(delta: str) -> None:
+        deltas.append(delta)
+        cancel.set()
+
+    result = engine.generate(fundus_like_image(), on_delta=on_delta, cancel=cancel)
+
+    assert result.cancelled
+    assert result.finish_reason == "cancelled"
+    assert 1 <= result.completion_tokens <= 3
+    assert result.raw_text.startswith("<think>")
+    assert "".join(deltas) == result.raw_text
+
+
+def test_cancel_before_start_generates_nothing(loaded_engine: InferenceEngine) -> None:
+    cancel = threading.Event()
+    cancel.set()
+
+    result = loaded_engine.generate(fundus_like_image(), cancel=cancel)
+
+    assert result.cancelled
+    assert result.completion_tokens == 0
+    assert result.raw_text == ""
+
+
+def test_sixteen_bit_scan_is_analysed(loaded_engine: InferenceEngine) -> None:
+    import numpy as np
+
+    ramp = np.linspace(1000, 3000, 96 * 64).reshape(64, 96).astype(np.uint16)
+    image = Image.fromarray(ramp)
+    assert image.mode == "I;16"
+
+    result = loaded_engine.generate(image)
+
+    assert result.completion_tokens == 12
+
+
+def test_template_that_prefills_think_keeps_the_tag_and_the_budget(
+    tiny_thinking_checkpoint: Path, tmp_path: Path
+) -> None:
+    folder = shutil.copytree(tiny_thinking_checkpoint, tmp_path / "prefilling")
+    template_file = folder / "chat_template.json"
+    template = json.loads(template_file.read_text())["chat_template"]
+    assert template.endswith("assistant\n{% endif %}")
+    template = template.replace("assistant\n{% endif %}", "assistant\n<think>{% endif %}")
+    template_file.write_text(json.dumps({"chat_template": template}))
+    engine = InferenceEngine(
+        make_settings(tmp_path, model_path=folder, thinking_budget=3, max_new_tokens=20)
+    )
+    engine.load()
+    deltas: list[str] = []
+
+    result = engine.generate(fundus_like_image(), on_delta=deltas.append)
+
+    # "<think>" came from the template; the model wrote "~~~", the budget "</think>".
+    assert result.raw_text == "<think>~~~</think>"
+    assert "".join(deltas) == result.raw_text
+    assert result.completion_tokens == 5  # ~ ~ ~ </think> <|im_end|>
+    assert result.thinking_forced_closed
+    assert result.reasoning == "~~~"
+
+
+def test_status_notices_a_model_copied_into_place(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ophthai_desktop.core.inference import engine as engine_module
+
+    bus = EventBus()
+    events: list[Event] = []
+    bus.subscribe(events.append)
+    target = tmp_path / "model"
+    engine = InferenceEngine(make_settings(tmp_path, model_path=target), events=bus)
+    assert engine.status().state is ModelState.NOT_INSTALLED
+
+    shutil.copytree(tiny_checkpoint, target)
+    assert engine.status().state is ModelState.NOT_INSTALLED  # cached for a few seconds
+    monkeypatch.setattr(engine_module, "INSTALL_RECHECK_S", 0.0)
+
+    assert engine.status().state is ModelState.INSTALLED
+    assert model_states(events) == ["installed"]

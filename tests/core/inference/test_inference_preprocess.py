@@ -1,0 +1,135 @@
+"""Every image mode becomes 8-bit RGB; 16-bit scans keep their contrast."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ophthai_desktop.core.errors import InvalidInput
+from ophthai_desktop.core.inference.preprocess import prepare_image
+
+
+def test_sixteen_bit_grayscale_is_stretched_not_clipped() -> None:
+    values = np.linspace(1000, 3000, 64 * 32).reshape(32, 64).astype(np.uint16)
+    image = Image.fromarray(values)
+    assert image.mode == "I;16"
+
+    rgb = prepare_image(image)
+
+    pixels = np.asarray(rgb)
+    assert rgb.mode == "RGB" and rgb.size == (64, 32)
+    assert pixels.min() == 0 and pixels.max() == 255
+    assert len(np.unique(pixels[..., 0])) > 200  # the ramp survives as a ramp
+    assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()
+    # Linear: the middle value lands in the middle.
+    middle = pixels[..., 0].ravel()[np.argmin(np.abs(values.ravel().astype(int) - 2000))]
+    assert 125 <= middle <= 130
+
+
+def test_sixteen_bit_png_round_trip_keeps_its_range() -> None:
+    values = np.full((20, 20), 1200, dtype=np.uint16)
+    values[5:15, 5:15] = 2400
+    buffer = io.BytesIO()
+    Image.fromarray(values).save(buffer, format="PNG")
+    opened = Image.open(io.BytesIO(buffer.getvalue()))
+    assert opened.mode in ("I;16", "I")
+
+    pixels = np.asarray(prepare_image(opened))
+
+    assert pixels[0, 0, 0] == 0 and pixels[10, 10, 0] == 255
+
+
+@pytest.mark.parametrize("mode", ["I", "F"])
+def test_wide_modes_are_stretched(mode: str) -> None:
+    values = np.linspace(-50, 5000, 100).reshape(10, 10)
+    image = Image.fromarray(values.astype(np.int32 if mode == "I" else np.float32))
+    assert image.mode == mode
+
+    pixels = np.asarray(prepare_image(image))
+
+    assert pixels.min() == 0 and pixels.max() == 255
+
+
+def test_flat_sixteen_bit_image_uses_the_full_range() -> None:
+    image = Image.fromarray(np.full((8, 8), 65535 // 2, dtype=np.uint16))
+
+    pixels = np.asarray(prepare_image(image))
+
+    assert (pixels == 127).all()
+
+
+def test_rgba_is_composited_on_black() -> None:
+    image = Image.new("RGBA", (4, 4), (200, 100, 50, 255))
+    image.putpixel((0, 0), (255, 255, 255, 0))  # fully transparent white
+    image.putpixel((1, 0), (200, 100, 50, 128))  # half transparent
+
+    pixels = np.asarray(prepare_image(image))
+
+    assert tuple(pixels[0, 0]) == (0, 0, 0)
+    assert tuple(pixels[0, 2]) == (200, 100, 50)
+    assert 95 <= pixels[0, 1, 0] <= 105
+
+
+def test_palette_with_transparency() -> None:
+    image = Image.new("P", (4, 4), 1)
+    image.putpalette([0, 0, 0, 255, 0, 0] + [0] * (256 * 3 - 6))
+    image.info["transparency"] = 1
+
+    pixels = np.asarray(prepare_image(image))
+
+    assert (pixels == 0).all()
+
+
+def test_palette_without_transparency() -> None:
+    image = Image.new("P", (4, 4), 1)
+    image.putpalette([0, 0, 0, 255, 0, 0] + [0] * (256 * 3 - 6))
+
+    assert tuple(np.asarray(prepare_image(image))[0, 0]) == (255, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("mode", "color"),
+    [
+        ("L", 128),
+        ("1", 1),
+        ("CMYK", (0, 255, 255, 0)),
+        ("LA", (128, 255)),
+        ("YCbCr", (128, 128, 128)),
+    ],
+)
+def test_other_modes_become_rgb(mode: str, color: object) -> None:
+    image = Image.new(mode, (6, 5), color)  # type: ignore[arg-type]
+
+    rgb = prepare_image(image)
+
+    assert rgb.mode == "RGB" and rgb.size == (6, 5)
+
+
+def test_cmyk_red_stays_red() -> None:
+    pixels = np.asarray(prepare_image(Image.new("CMYK", (2, 2), (0, 255, 255, 0))))
+
+    assert tuple(pixels[0, 0]) == (255, 0, 0)
+
+
+def test_exif_rotation_is_applied() -> None:
+    image = Image.new("RGB", (30, 10), (10, 20, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", exif=exif.tobytes())
+
+    rgb = prepare_image(Image.open(io.BytesIO(buffer.getvalue())))
+
+    assert rgb.size == (10, 30)
+
+
+def test_truncated_file_is_invalid_input() -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(buffer, format="PNG")
+    truncated = Image.open(io.BytesIO(buffer.getvalue()[:60]))
+
+    with pytest.raises(InvalidInput):
+        prepare_image(truncated)
