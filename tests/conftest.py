@@ -16,6 +16,7 @@ from ophthai_desktop.bootstrap import Application, build_application
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.settings import Settings
 from tests.support.images import jpeg_bytes, png_bytes
+from tests.support.tiny_checkpoint import build_tiny_qwen25vl
 
 __all__ = ["jpeg_bytes", "png_bytes"]
 
@@ -91,3 +92,16 @@ def sqlite_services(settings: Settings) -> Iterator[Application]:
 @pytest.fixture
 def actor() -> Actor:
     return Actor(who="test-clinician", via="gui")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight Qwen2.5-VL folder (~0.5 MB) that writes until its token cap;
+    loads through the same code path as OctoMed-7B."""
+    return build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny-qwen25vl"))
+
+
+@pytest.fixture(scope="session")
+def tiny_thinking_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The scripted model: ``<think>`` then ``~`` until closed, then ``<|im_end|>``."""
+    return build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny-qwen25vl-thinking"), scripted=True)

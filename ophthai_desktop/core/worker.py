@@ -203,7 +203,10 @@ class InferenceWorker:
         try:
             self._bus.publish(AnalysisStarted(job.id, job.patient_id))
             image = self._open_image(job)
-            phases = StreamPhases()
+            # The prompt asks for <think> first, so output starts as reasoning (as
+            # split_output reads a reply whose opening tag is missing); the stored
+            # analysis is authoritative once AnalysisFinished arrives.
+            phases = StreamPhases(reasoning_first=True)
 
             def on_delta(delta: str) -> None:
                 for phase, text in phases.feed(delta):

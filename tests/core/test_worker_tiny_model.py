@@ -1,0 +1,64 @@
+"""The whole analysis path on the tiny random-weight Qwen2.5-VL checkpoint: queue →
+worker (loads the model on first use) → streamed deltas → stored analysis."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ophthai_desktop.bootstrap import Application, build_application
+from ophthai_desktop.core import events as ev
+from ophthai_desktop.core.inference import ModelState
+from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.services.patients import NewImage
+from tests.conftest import make_settings
+from tests.support.images import png_bytes
+
+
+@pytest.fixture
+def tiny_app(tmp_path: Path, tiny_checkpoint: Path) -> Iterator[Application]:
+    application = build_application(
+        make_settings(tmp_path, model_path=tiny_checkpoint, max_new_tokens=12, device="cpu")
+    )
+    application.start_worker()
+    yield application
+    application.close()
+
+
+def test_queued_analysis_completes_with_the_tiny_model(tiny_app: Application) -> None:
+    seen: list[ev.Event] = []
+    tiny_app.bus.subscribe(seen.append)
+    actor = Actor("tester", "gui")
+    assert tiny_app.engine.status().state is ModelState.INSTALLED
+    patient = tiny_app.patients.create_patient(
+        {"name": "Tiny"}, actor=actor, image=NewImage(png_bytes((64, 48)), modality="OCT")
+    )
+    job = tiny_app.jobs.queue_patient_analysis(patient.id, actor=actor)
+    deadline = time.monotonic() + 120
+    while tiny_app.jobs.get_job(job.id).state in ("queued", "running"):
+        assert time.monotonic() < deadline, "the analysis did not finish"
+        time.sleep(0.05)
+
+    outcome = tiny_app.jobs.outcome(job.id)
+    assert outcome.job.state == "done", outcome.job.error
+    analysis = outcome.analysis
+    assert analysis is not None
+    # Random weights write no valid JSON: stored as a parse failure, never made up.
+    assert analysis.parse_status == "parse_failed" and analysis.result is None
+    assert analysis.completion_tokens == 12
+    assert analysis.device == "cpu" and analysis.prompt_version
+    assert analysis.model_revision is None or isinstance(analysis.model_revision, str)
+    assert tiny_app.engine.status().state is ModelState.READY  # loaded on first use
+    progress = [e for e in seen if isinstance(e, ev.AnalysisProgressed) and e.job_id == job.id]
+    assert len(progress) > 1  # streamed piece by piece while generating
+    streamed = {
+        phase: "".join(e.delta for e in progress if e.phase == phase).strip()
+        for phase in ("reasoning", "answer")
+    }
+    assert streamed == {"reasoning": analysis.reasoning_text, "answer": analysis.answer_text}
+    states = [e.state for e in seen if isinstance(e, ev.ModelStateChanged)]
+    assert states[0] == "loading" and states[-1] == "ready"
+    assert tiny_app.patients.get_patient(patient.id).workflow_step == 2
