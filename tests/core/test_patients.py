@@ -248,3 +248,38 @@ def test_concurrent_creates_from_threads(app_services: Application, actor: Actor
         thread.join(60)
     assert errors == []
     assert app_services.patients.list_patients().total == 40
+
+
+def test_client_supplied_analysis(app_services: Application, actor: Actor) -> None:
+    service = app_services.patients
+    patient = service.create_patient({"name": "Client"}, actor=actor)
+    result = {
+        "classification": "AMD",
+        "confidence": "82%",
+        "findings": "drusen",
+        "recommendation": "OCT in 6 months",
+        "explanation": "Soft drusen.",
+        "model": "seed-frontend",
+    }
+    updated = service.record_client_analysis(patient.id, result, actor=actor)
+    analysis = updated.latest_analysis
+    assert analysis is not None
+    assert analysis.parse_status == "client_supplied"
+    assert analysis.result == {
+        "classification": "AMD",
+        "confidence": 82.0,
+        "findings": ["drusen"],
+        "recommendation": "OCT in 6 months",
+        "explanation": "Soft drusen.",
+    }
+    assert analysis.model_id == "seed-frontend"
+    assert updated.workflow_step == 2
+    # Echoed back unchanged (with its analysis_id): nothing new is stored.
+    again = service.record_client_analysis(
+        patient.id, {**result, "analysis_id": analysis.id}, actor=actor
+    )
+    assert again.latest_analysis == analysis
+    assert len(service.list_analyses(patient.id)) == 1
+    with pytest.raises(InvalidInput) as caught:
+        service.record_client_analysis(patient.id, {"findings": []}, actor=actor)
+    assert caught.value.field == "aiAnalysis"

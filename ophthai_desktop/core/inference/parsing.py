@@ -12,7 +12,7 @@ import ast
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +110,15 @@ def parse_answer(answer_text: str) -> ParsedAnswer:
     # Prefer the object that has the result's keys; models sometimes echo an example first.
     objects.sort(key=lambda obj: -sum(key in obj for key in REQUIRED_FIELDS + OPTIONAL_FIELDS))
     return _validate(objects[0])
+
+
+def validate_result(data: Mapping[str, Any]) -> ParsedAnswer:
+    """Validate a result given as a mapping (e.g. one a client sends back).
+
+    Raises:
+        AnswerParseError: No usable classification or confidence, or wrong types.
+    """
+    return _validate({_normalize_key(key): value for key, value in data.items()})
 
 
 def _json_objects(text: str) -> Iterator[dict[str, Any]]:

@@ -23,6 +23,7 @@ from ophthai_desktop.core.domain import (
     AnalysisStatus,
     Laterality,
     Modality,
+    ParseStatus,
     PatientStatus,
     ScanSource,
     ValidationStatus,
@@ -37,6 +38,7 @@ from ophthai_desktop.core.events import (
     ScanIngested,
 )
 from ophthai_desktop.core.imaging import ImageInfo, inspect_image
+from ophthai_desktop.core.inference.parsing import AnswerParseError, validate_result
 from ophthai_desktop.core.paging import check_paging
 from ophthai_desktop.core.records import Actor, AnalysisRecord, Page, PatientRecord, ScanRecord
 from ophthai_desktop.core.services.audit import AuditService
@@ -355,6 +357,44 @@ class PatientService:
                 {"analysis_id": analysis.id, "verdict": verdict.value},
             )
             session.flush()
+            record = self.records_in(session, [row])[0]
+        self._bus.publish(PatientUpdated(record))
+        return record
+
+    def record_client_analysis(
+        self, patient_id: str, result: Mapping[str, Any], *, actor: Actor
+    ) -> PatientRecord:
+        """Store an AI result a client computed elsewhere (the seed's frontends PATCH
+        ``aiAnalysis``), validated like a model answer and marked as client-supplied.
+
+        A result that carries the ``analysis_id`` of the patient's newest analysis is
+        that analysis echoed back, and changes nothing.
+        """
+        try:
+            parsed = validate_result(result)
+        except AnswerParseError as exc:
+            raise InvalidInput(exc.message, field="aiAnalysis") from exc
+        with self._db.session() as session:
+            row = self._get(session, patient_id)
+            latest = self._latest_analysis_row(session, patient_id)
+            if latest is not None and result.get("analysis_id") == latest.id:
+                return self.records_in(session, [row])[0]
+            model = str(result.get("model") or "client-supplied")[:200]
+            analysis = m.Analysis(
+                patient_id=patient_id,
+                model_id=model,
+                result=parsed.to_dict(),
+                parse_status=ParseStatus.CLIENT_SUPPLIED.value,
+                reasoning_text=str(result.get("reasoning") or ""),
+                status=AnalysisStatus.PRELIMINARY.value,
+            )
+            session.add(analysis)
+            row.workflow_step = max(row.workflow_step, int(WorkflowStep.VALIDATION))
+            row.updated_at = datetime.now(UTC)
+            session.flush()
+            AuditService.record(
+                session, actor, "create", "analysis", analysis.id, {"patient_id": patient_id}
+            )
             record = self.records_in(session, [row])[0]
         self._bus.publish(PatientUpdated(record))
         return record
