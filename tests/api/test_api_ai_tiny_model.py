@@ -1,0 +1,82 @@
+"""/api/ai/* with the real engine on the tiny random-weight checkpoint."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ophthai_desktop.api import create_app
+from ophthai_desktop.bootstrap import build_application
+from tests.conftest import make_settings
+from tests.support.images import png_bytes
+
+
+@pytest.fixture
+def tiny_client(tmp_path: Path, tiny_checkpoint: Path) -> Iterator[TestClient]:
+    application = build_application(
+        make_settings(tmp_path, model_path=tiny_checkpoint, max_new_tokens=10, device="cpu")
+    )
+    application.start_worker()
+    with TestClient(create_app(application)) as client:
+        yield client
+    application.close()
+
+
+def test_health_load_analyze_unload(tiny_client: TestClient) -> None:
+    health = tiny_client.get("/api/ai/health").json()
+    assert health["status"] == "unavailable" and health["state"] == "installed"
+    assert health["memory"]["used_bytes"] is None
+
+    loaded = tiny_client.post("/api/ai/load-model")
+    assert loaded.status_code == 200, loaded.text
+    health = tiny_client.get("/api/ai/health").json()
+    assert health["status"] == "available" and health["device"] == "cpu"
+    assert health["memory"]["used_bytes"] > 0
+
+    image = base64.b64encode(png_bytes((56, 56))).decode()
+    with tiny_client.websocket_connect("/api/notifications/ws") as socket:
+        socket.receive_json()  # connected
+        response = tiny_client.post("/api/ai/analyze", json={"image_base64": image})
+        assert response.status_code == 200, response.text
+        names = []
+        while "analysis_finished" not in names:
+            names.append(socket.receive_json()["event"])
+    result = response.json()
+    # Random weights give no parseable answer: reported as such, nothing invented.
+    assert result["parse_status"] == "parse_failed"
+    assert result["classification"] is None and result["confidence"] is None
+    assert result["parse_error"]
+    assert result["provenance"]["completion_tokens"] == 10
+    assert result["provenance"]["device"] == "cpu"
+    assert result["provenance"]["time_to_first_token_s"] > 0
+    assert "analysis_progress" in names and "analysis_started" in names
+
+    assert tiny_client.post("/api/ai/unload-model").status_code == 200
+    health = tiny_client.get("/api/ai/health").json()
+    assert health["state"] == "installed" and health["memory"]["used_bytes"] is None
+
+
+def test_not_installed_model_is_503_quickly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty_cache = tmp_path / "hf"
+    empty_cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(empty_cache))  # a machine without the model
+    application = build_application(make_settings(tmp_path, model_id="OctoMed/OctoMed-7B"))
+    application.start_worker()
+    try:
+        with TestClient(create_app(application)) as client:
+            health = client.get("/api/ai/health").json()
+            assert health["status"] == "not_installed"
+            assert "OPHTHAI_MODEL_PATH" in health["message"]
+            image = base64.b64encode(png_bytes()).decode()
+            response = client.post("/api/ai/analyze", json={"image_base64": image})
+            assert response.status_code == 503
+            assert "not installed" in response.json()["detail"]
+            assert client.post("/api/ai/load-model").status_code == 503
+    finally:
+        application.close()
