@@ -81,7 +81,7 @@ def ai_health(app: ApplicationDep) -> dict[str, Any]:
 @router.post("/ai/load-model", tags=["ai"])
 async def load_model(app: ApplicationDep) -> dict[str, Any]:
     """Load the model on the inference worker; answers when it is ready (or failed)."""
-    status = await run_in_threadpool(app.engine.refresh)
+    status: EngineStatus = await run_in_threadpool(app.engine.refresh)
     if status.state is ModelState.NOT_INSTALLED:
         raise ModelUnavailable(status.message)
     if not app.worker.alive:
@@ -106,12 +106,13 @@ async def unload_model(app: ApplicationDep) -> dict[str, Any]:
 
 
 async def _await_state(app: Application, targets: set[ModelState]) -> EngineStatus:
-    """Poll the engine's in-memory status (cheap, no I/O) until a target state."""
+    """Poll the engine's status until a target state (status() may look at the disk,
+    so it runs in the thread pool)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + MODEL_WAIT_S
     await asyncio.sleep(0.05)
     while True:
-        status = app.engine.status()
+        status: EngineStatus = await run_in_threadpool(app.engine.status)
         if status.state in targets and not app.worker.commands_pending:
             return status
         if loop.time() > deadline:
@@ -122,9 +123,13 @@ async def _await_state(app: Application, targets: set[ModelState]) -> EngineStat
 @router.post("/ai/analyze", tags=["ai"])
 async def analyze(body: s.AnalyzeRequest, app: ApplicationDep, actor: ActorDep) -> JSONResponse:
     """Analyse a base64 image (bare or as a data URL) and answer with the result."""
-    _require_installed(app)
-    data = decode_data_url(body.image_base64, max_bytes=app.settings.max_image_bytes)
-    job = await run_in_threadpool(_queue, app, data, body.patient_id, body.question, actor)
+
+    def queue() -> JobRecord:
+        _require_installed(app)
+        data = decode_data_url(body.image_base64, max_bytes=app.settings.max_image_bytes)
+        return _queue(app, data, body.patient_id, body.question, actor)
+
+    job = await run_in_threadpool(queue)
     return await _result_response(app, job)
 
 
@@ -137,9 +142,13 @@ async def analyze_upload(
     question: Annotated[str | None, Form(max_length=2000)] = None,
 ) -> JSONResponse:
     """Analyse an uploaded image (multipart field ``file``)."""
-    _require_installed(app)
-    data = await run_in_threadpool(read_upload, file, app.settings.max_image_bytes)
-    job = await run_in_threadpool(_queue, app, data, patient_id, question, actor)
+
+    def queue() -> JobRecord:
+        _require_installed(app)
+        data = read_upload(file, app.settings.max_image_bytes)
+        return _queue(app, data, patient_id, question, actor)
+
+    job = await run_in_threadpool(queue)
     return await _result_response(app, job)
 
 
