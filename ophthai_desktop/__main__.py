@@ -26,6 +26,13 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the API (and background services) headless")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8000; 0 = any free)")
+    # Also accepted after the command (`ophthai serve --data-dir D`), as people write it.
+    serve.add_argument(
+        "--data-dir",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="data folder (overrides OPHTHAI_DATA_DIR)",
+    )
     return parser
 
 

@@ -22,6 +22,9 @@ from ophthai_desktop.core.errors import (
 
 log = logging.getLogger(__name__)
 
+#: The first element of a validation error's location: which part of the request.
+REQUEST_PARTS = frozenset({"body", "query", "path", "header", "cookie"})
+
 STATUS_BY_ERROR: tuple[tuple[type[OphthaiError], int], ...] = (
     (NotFound, 404),
     (UnsupportedMedia, 415),
@@ -55,13 +58,22 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = []
         for error in exc.errors():
-            loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query")]
+            location = list(error.get("loc", ()))
+            kind = error.get("type", "value_error")
+            msg = error.get("msg", "invalid")
+            # The first part says where (body, query, path...); a JSON syntax error's
+            # second part is a character position, not a field.
+            parts = location[1:] if location and location[0] in REQUEST_PARTS else location
+            if kind == "json_invalid":
+                parts = []
+                reason = (error.get("ctx") or {}).get("error")
+                msg = f"the body is not valid JSON ({reason})" if reason else "invalid JSON"
             errors.append(
                 {
-                    "loc": list(error.get("loc", ())),
-                    "field": ".".join(loc),
-                    "msg": error.get("msg", "invalid"),
-                    "type": error.get("type", "value_error"),
+                    "loc": location,
+                    "field": ".".join(str(part) for part in parts),
+                    "msg": msg,
+                    "type": kind,
                 }
             )
         message = "; ".join(f"{e['field'] or 'body'}: {e['msg']}" for e in errors)

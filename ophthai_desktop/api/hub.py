@@ -1,15 +1,17 @@
 """WebSocket hub: forwards bus events to connected clients as ``{"event", "data"}``.
 
 Bus subscribers run on the publisher's thread; the hub only schedules the event onto
-the server's loop (``call_soon_threadsafe``). Each client has a bounded queue: a client
-that falls behind by more than ``max_queue`` frames is disconnected rather than waited
-for, so one slow browser never holds up the others or the publishers.
+the server's loop (``call_soon_threadsafe``). There each frame is encoded once for all
+clients reached at the same address. Each client has a bounded queue: a client that
+falls behind by more than ``max_queue`` frames is disconnected rather than waited for,
+so one slow browser never holds up the others or the publishers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,14 +27,17 @@ log = logging.getLogger(__name__)
 Serializer = Callable[[Event, str], dict[str, Any] | None]
 
 
+#: How long closing a dropped client may take before its connection is simply cut.
+CLOSE_TIMEOUT_S = 1.0
+
+
 @dataclass(eq=False)
 class _Client:
     socket: WebSocket
     base_url: str
-    queue: asyncio.Queue[dict[str, Any] | None] = field(
-        default_factory=lambda: asyncio.Queue(maxsize=256)
-    )
+    queue: asyncio.Queue[str | None] = field(default_factory=lambda: asyncio.Queue(maxsize=256))
     dropped: bool = False
+    sender: asyncio.Task[None] | None = None
 
 
 class WebSocketHub:
@@ -72,18 +77,24 @@ class WebSocketHub:
             loop.call_soon_threadsafe(self._dispatch, event)
 
     def _dispatch(self, event: Event) -> None:
-        """Runs on the loop: serialise once per base URL and enqueue for every client."""
-        frames: dict[str, dict[str, Any] | None] = {}
+        """Runs on the loop: encode once per base URL and enqueue for every client.
+
+        An event that cannot be encoded is logged and skipped; it never reaches (and so
+        never breaks) a client's stream.
+        """
+        frames: dict[str, str | None] = {}
         for client in list(self._clients):
             if client.base_url not in frames:
                 try:
                     data = self._serializer(event, client.base_url)
+                    frames[client.base_url] = (
+                        None
+                        if data is None
+                        else json.dumps({"event": event.name, "data": data}, ensure_ascii=False)
+                    )
                 except Exception:
                     log.exception("could not serialise %s", type(event).__name__)
                     return
-                frames[client.base_url] = (
-                    None if data is None else {"event": event.name, "data": data}
-                )
             frame = frames[client.base_url]
             if frame is None:
                 continue
@@ -100,39 +111,65 @@ class WebSocketHub:
         while not client.queue.empty():
             client.queue.get_nowait()
         client.queue.put_nowait(None)
+        if too_slow and client.sender is not None:
+            # Its sender may be stuck in a send that waits for the client's network
+            # buffer to drain, possibly forever: stop waiting.
+            client.sender.cancel()
 
     async def serve(self, socket: WebSocket, base_url: str) -> None:
-        """Serve one accepted client until it disconnects or is dropped."""
+        """Serve one accepted client until it disconnects or is dropped.
+
+        A client dropped for being too slow is closed with 1013 (try again later), or,
+        when even that cannot be sent in time, its connection ends with this call.
+        """
         client = _Client(socket, base_url, asyncio.Queue(maxsize=self._max_queue))
         self._clients.add(client)
         receiver = asyncio.create_task(self._receive(client))
+        client.sender = asyncio.create_task(self._send(client))
         try:
-            await socket.send_json({"event": "connected", "data": {"clients": len(self._clients)}})
-            while True:
-                frame = await client.queue.get()
-                if frame is None:
-                    break
-                await socket.send_json(frame)
-        except (WebSocketDisconnect, RuntimeError, ConnectionError):
-            pass
+            await asyncio.wait({client.sender})
         finally:
             self._clients.discard(client)
-            receiver.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await receiver
+            for task in (client.sender, receiver):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
             if client.dropped:
                 with contextlib.suppress(Exception):
-                    await socket.close(code=1013, reason="client too slow")
+                    await asyncio.wait_for(
+                        socket.close(code=1013, reason="client too slow"), CLOSE_TIMEOUT_S
+                    )
+
+    async def _send(self, client: _Client) -> None:
+        """Send the greeting, then the client's queued frames until the sentinel."""
+        greeting = {"event": "connected", "data": {"clients": len(self._clients)}}
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, ConnectionError):
+            await client.socket.send_text(json.dumps(greeting))
+            while (frame := await client.queue.get()) is not None:
+                await client.socket.send_text(frame)
 
     async def _receive(self, client: _Client) -> None:
         """Read (and answer pings from) the client so a disconnect is noticed."""
         try:
             while True:
-                text = await client.socket.receive_text()
-                if text.strip().lower() in ("ping", '{"event":"ping"}'):
-                    await client.socket.send_json({"event": "pong", "data": {}})
+                if _is_ping(await client.socket.receive_text()):
+                    await client.socket.send_text(PONG)
         except Exception:
             pass
         finally:
             if client in self._clients:
                 self._drop(client)
+
+
+PONG = '{"event": "pong", "data": {}}'
+
+
+def _is_ping(text: str) -> bool:
+    """``ping``, or a ``{"event": "ping"}`` frame."""
+    if text.strip().lower() == "ping":
+        return True
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(message, dict) and message.get("event") == "ping"

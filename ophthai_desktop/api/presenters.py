@@ -7,6 +7,7 @@ from typing import Any
 from ophthai_desktop.api import schemas as s
 from ophthai_desktop.core.records import (
     AnalysisRecord,
+    JobRecord,
     NotificationRecord,
     OculomicsRecord,
     OculomicsSummary,
@@ -74,12 +75,12 @@ def patient(record: PatientRecord, base_url: str, *, detail: bool = False) -> s.
         gender=record.gender,
         admission_date=record.admission_date,
         symptoms=list(record.symptoms),
-        status=record.status,  # type: ignore[arg-type]  # validated by the core
+        status=record.status,  # validated by the core
         image_url=image_url(base_url, record),
         history=record.history,
         oculomics=oculomics_summary(record.oculomics),
         ai_analysis=ai_analysis(record.latest_analysis, with_reasoning=detail),
-        validation_status=record.validation_status,  # type: ignore[arg-type]
+        validation_status=record.validation_status,
         validated_by=record.validated_by,
         validated_at=record.validated_at,
         validation_notes=record.validation_notes,
@@ -116,7 +117,7 @@ def notification(record: NotificationRecord) -> s.NotificationPublic:
         message=record.message,
         timestamp=record.timestamp,
         read=record.read,
-        type=record.type,  # type: ignore[arg-type]  # validated by the core
+        type=record.type,  # validated by the core
     )
 
 
@@ -161,3 +162,40 @@ def oculomics(overview: OculomicsOverview) -> s.OculomicsPublic:
             for r in REFERENCE_RANGES.values()
         ],
     )
+
+
+def provenance(record: AnalysisRecord) -> dict[str, Any]:
+    """Where an analysis came from: model, prompt, settings, device and timings."""
+    return {
+        "model": record.model_id,
+        "model_revision": record.model_revision,
+        "prompt_version": record.prompt_version,
+        "generation_settings": record.generation_settings,
+        "device": record.device,
+        "dtype": record.dtype,
+        "quantization": record.quantization,
+        "image_sha256": record.image_sha256,
+        "queue_wait_s": record.queue_wait_s,
+        "time_to_first_token_s": record.time_to_first_token_s,
+        "total_s": record.total_s,
+        "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens,
+    }
+
+
+def job(record: JobRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "kind": record.kind,
+        "state": record.state,
+        "patientId": record.patient_id,
+        "scanId": record.scan_id,
+        "imageSha256": record.image_sha256,
+        "question": record.question,
+        "error": record.error,
+        "attempts": record.attempts,
+        "requestedBy": record.requested_by,
+        "createdAt": record.created_at.isoformat(),
+        "startedAt": record.started_at.isoformat() if record.started_at else None,
+        "finishedAt": record.finished_at.isoformat() if record.finished_at else None,
+    }

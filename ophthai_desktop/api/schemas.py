@@ -113,7 +113,28 @@ class PatientCreate(RequestModel):
     laterality: LateralityName = "unknown"
 
 
+#: Keys of :class:`PatientPublic` that only the server sets. A PATCH may carry them (the
+#: seed's frontends send back the whole object they read), but they are never applied.
+PATIENT_READ_ONLY = frozenset(
+    {
+        "id",
+        "scan_count",
+        "created_at",
+        "updated_at",
+        "oculomics",
+        "ai_analysis",  # applied separately: a new result is stored as client-supplied
+        "validated_by",
+        "validated_at",
+        "validation_notes",
+    }
+)
+_READ_ONLY = "Read-only: accepted so a whole patient object can be sent back, never applied."
+
+
 class PatientUpdate(RequestModel):
+    """The fields to change. Read-only keys of the patient object are accepted and not
+    applied (``id``, if given, must be this patient's); any other key is a 422."""
+
     name: str | None = Field(default=None, min_length=1, max_length=200)
     age: int | None = Field(default=None, ge=0, le=130)
     birth_date: date | None = None
@@ -131,6 +152,21 @@ class PatientUpdate(RequestModel):
     )
     modality: ModalityName = "unknown"
     laterality: LateralityName = "unknown"
+    id: str | None = Field(default=None, max_length=64, description=_READ_ONLY)
+    scan_count: Any = Field(default=None, description=_READ_ONLY)
+    created_at: Any = Field(default=None, description=_READ_ONLY)
+    updated_at: Any = Field(default=None, description=_READ_ONLY)
+    oculomics: Any = Field(default=None, description=_READ_ONLY)
+    ai_analysis: Any = Field(
+        default=None,
+        description=(
+            "An AI result in the seed's shape; stored as a client-supplied analysis unless "
+            "it is the patient's newest analysis sent back (same analysis_id)."
+        ),
+    )
+    validated_by: Any = Field(default=None, description=_READ_ONLY)
+    validated_at: Any = Field(default=None, description=_READ_ONLY)
+    validation_notes: Any = Field(default=None, description=_READ_ONLY)
 
 
 class ValidateRequest(RequestModel):
@@ -248,3 +284,14 @@ class HealthPublic(PublicModel):
     version: str
     uptime_seconds: float
     database: str
+
+
+# AI ----------------------------------------------------------------------------------
+
+
+class AnalyzeRequest(RequestModel):
+    """The seed's body: ``{"image_base64": ...}`` (bare base64 or a data URL)."""
+
+    image_base64: str = Field(min_length=1)
+    patient_id: str | None = Field(default=None, max_length=64)
+    question: str | None = Field(default=None, max_length=2000)

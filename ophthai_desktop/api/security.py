@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import secrets
+from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request, status
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ophthai_desktop.core.units import format_bytes
+
+#: Methods that change nothing, which cross-site pages may send freely (CORS keeps them
+#: from reading the answer).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def presented_token(connection: HTTPConnection, *, allow_query: bool) -> str | None:
@@ -33,14 +41,44 @@ def _expected_token(connection: HTTPConnection) -> str | None:
     return token
 
 
+def origin_allowed(connection: HTTPConnection) -> bool:
+    """Whether the web page that sent the request may use the API.
+
+    Browsers send ``Origin`` with WebSocket handshakes and with requests that change
+    things, and CORS does not stop either from reaching the server: without this check
+    any web site the clinician visits could read the notification stream or validate an
+    analysis on a token-less loopback server. Allowed: the configured CORS origins and
+    pages this server served itself; requests without ``Origin`` come from programs.
+    """
+    origin = connection.headers.get("origin")
+    if origin is None:
+        return True
+    allowed: list[str] = connection.app.state.application.settings.cors_origins
+    if "*" in allowed or origin.rstrip("/") in (o.rstrip("/") for o in allowed):
+        return True
+    host = connection.headers.get("host", "")
+    return bool(host) and urlsplit(origin).netloc.lower() == host.lower()
+
+
+def origin_refusal(connection: HTTPConnection) -> str:
+    """The 403 message for a refused origin, saying how to allow it."""
+    return (
+        f"requests from web pages at {connection.headers.get('origin')} are not allowed; "
+        "add the origin to OPHTHAI_CORS_ORIGINS"
+    )
+
+
 def require_token(request: Request) -> None:
-    """REST guard: with a token configured, ``Authorization: Bearer <token>`` is needed."""
+    """REST guard: with a token configured, ``Authorization: Bearer <token>`` is needed;
+    requests that change things must come from an allowed origin (or no browser)."""
     if not token_matches(_expected_token(request), presented_token(request, allow_query=False)):
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
             detail="a valid API token is required (Authorization: Bearer <token>)",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    if request.method not in SAFE_METHODS and not origin_allowed(request):
+        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=origin_refusal(request))
 
 
 def require_token_or_query(request: Request) -> None:
@@ -105,8 +143,7 @@ class BodySizeLimit:
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        limit_mb = self.max_bytes / (1024 * 1024)
-        body = f'{{"detail":"the request body is larger than the limit of {limit_mb:.0f} MB"}}'
+        body = json.dumps({"detail": too_large_message(self.max_bytes)}).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -118,7 +155,7 @@ class BodySizeLimit:
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": body.encode()})
+        await send({"type": "http.response.body", "body": body})
 
 
 class _TooLarge(HTTPException):
@@ -126,8 +163,8 @@ class _TooLarge(HTTPException):
     parsing passes it on as a 413 instead of turning it into a 400."""
 
     def __init__(self, max_bytes: int) -> None:
-        limit_mb = max_bytes / (1024 * 1024)
-        super().__init__(
-            status_code=413,
-            detail=f"the request body is larger than the limit of {limit_mb:.0f} MB",
-        )
+        super().__init__(status_code=413, detail=too_large_message(max_bytes))
+
+
+def too_large_message(max_bytes: int) -> str:
+    return f"the request body is larger than the limit of {format_bytes(max_bytes)}"

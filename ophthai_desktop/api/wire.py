@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import Any
 
 from pydantic.alias_generators import to_camel
+from pydantic_core import to_jsonable_python
 
 from ophthai_desktop.api import presenters
 from ophthai_desktop.core import events as ev
@@ -41,4 +42,8 @@ def event_data(event: ev.Event, base_url: str) -> dict[str, Any] | None:
                 source=event.source,
             )
             return data
-    return {to_camel(key): value for key, value in asdict(event).items()}
+    # Any other event: its fields, made JSON-able (dates become ISO text, paths text).
+    fields: dict[str, Any] = to_jsonable_python(
+        {to_camel(key): value for key, value in asdict(event).items()}, fallback=str
+    )
+    return fields

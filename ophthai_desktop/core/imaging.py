@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from PIL import Image, UnidentifiedImageError
 
 from ophthai_desktop.core.errors import InvalidInput, PayloadTooLarge, UnsupportedMedia
+from ophthai_desktop.core.units import format_bytes
 
 #: Pillow format name → media type, for the formats a clinic's devices write.
 ACCEPTED_FORMATS: dict[str, str] = {
@@ -56,7 +57,7 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
         raise InvalidInput("the image is empty (0 bytes)")
     if len(data) > max_bytes:
         raise PayloadTooLarge(
-            f"the image is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB"
+            f"the image is {format_bytes(len(data))}; the limit is {format_bytes(max_bytes)}"
         )
     try:
         with warnings.catch_warnings():
@@ -112,7 +113,7 @@ def decode_data_url(value: str, *, max_bytes: int) -> bytes:
     elif text.startswith("data:"):
         raise InvalidInput("the data URL is malformed")
     if (len(text) * 3) // 4 > max_bytes + 3:
-        raise PayloadTooLarge(f"the image is larger than the limit of {max_bytes / 1e6:.1f} MB")
+        raise PayloadTooLarge(f"the image is larger than the limit of {format_bytes(max_bytes)}")
     try:
         return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError) as exc:

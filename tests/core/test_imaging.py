@@ -42,7 +42,7 @@ def test_empty_text_truncated_and_gif_are_refused() -> None:
 
 
 def test_size_and_pixel_limits() -> None:
-    with pytest.raises(PayloadTooLarge, match="MB"):
+    with pytest.raises(PayloadTooLarge, match="the limit is 10 B"):
         inspect_image(png_bytes(), max_bytes=10, max_pixels=10_000)
     # A small file that would decode to far too many pixels (decompression bomb).
     bomb = io.BytesIO()

@@ -117,7 +117,9 @@ def test_update_and_delete_cascade(app_services: Application, actor: Actor) -> N
     image_path = app_services.images.path_for(patient.latest_scan.sha256)  # type: ignore[union-attr]
     assert image_path.is_file()
 
+    events = _collect(app_services)
     service.delete_patient(patient.id, actor=actor)
+    assert [type(e) for e in events] == [ev.NotificationDeleted, ev.PatientDeleted]
     with pytest.raises(NotFound):
         service.get_patient(patient.id)
     with app_services.db.session() as session:

@@ -12,13 +12,19 @@ from ophthai_desktop.api import presenters
 from ophthai_desktop.api import schemas as s
 from ophthai_desktop.api.deps import ActorDep, NotificationsDep
 from ophthai_desktop.api.routing import SlashRouter
-from ophthai_desktop.api.security import require_token, websocket_allowed
+from ophthai_desktop.api.security import (
+    origin_allowed,
+    origin_refusal,
+    require_token,
+    websocket_allowed,
+)
 from ophthai_desktop.core.paging import MAX_LIMIT
 
 log = logging.getLogger(__name__)
 
 router = SlashRouter(prefix="/api/notifications", tags=["notifications"])
 guarded = [Depends(require_token)]
+TOKEN_REQUIRED = "a valid API token is required (?token= or Authorization: Bearer)"
 
 
 @router.get("", response_model=list[s.NotificationPublic], dependencies=guarded)
@@ -87,17 +93,19 @@ async def notifications_socket(websocket: WebSocket) -> None:
     With an API token configured, send it as ``?token=`` or ``Authorization: Bearer``.
     """
     if not websocket_allowed(websocket):
-        await _deny(websocket)
+        await _deny(websocket, 401, TOKEN_REQUIRED)
+        return
+    if not origin_allowed(websocket):
+        await _deny(websocket, 403, origin_refusal(websocket))
         return
     await websocket.accept()
     base = str(websocket.base_url).replace("ws://", "http://", 1).replace("wss://", "https://", 1)
     await websocket.app.state.hub.serve(websocket, base)
 
 
-async def _deny(websocket: WebSocket) -> None:
-    """Answer the handshake with HTTP 401 where the server supports it."""
-    body = {"detail": "a valid API token is required (?token= or Authorization: Bearer)"}
+async def _deny(websocket: WebSocket, status_code: int, detail: str) -> None:
+    """Answer the handshake with an HTTP error where the server supports it."""
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        await websocket.send_denial_response(JSONResponse(body, status_code=401))
+        await websocket.send_denial_response(JSONResponse({"detail": detail}, status_code))
     else:
-        await websocket.close(code=1008, reason="a valid API token is required")
+        await websocket.close(code=1008, reason=detail[:120])

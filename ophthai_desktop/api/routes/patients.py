@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Body, Depends, File, Form, Query, Response, UploadFile
 from fastapi.responses import FileResponse
@@ -29,14 +30,21 @@ IMAGE_CACHE = "private, max-age=86400, immutable"
 def _image_from_url(
     value: str | None, *, patient_id: str | None, max_bytes: int, modality: str, laterality: str
 ) -> NewImage | None:
-    """A data URL becomes an image to store; the patient's own image URL (echoed back
-    by a client that PATCHes whole objects) changes nothing; anything else is refused."""
+    """A data URL (or bare base64) becomes an image to store; the patient's own image
+    URL (echoed back by a client that PATCHes whole objects) changes nothing; a link to
+    anything else is refused."""
     if not value:
         return None
-    if value.startswith("data:") or not value.startswith(("http://", "https://", "/")):
-        data = decode_data_url(value, max_bytes=max_bytes)
+    # Bare base64 may start with "/" (every JPEG's does: "/9j/"), so only absolute URLs
+    # and paths of this API count as links.
+    if not value.startswith(("http://", "https://", "/api/")):
+        try:
+            data = decode_data_url(value, max_bytes=max_bytes)
+        except InvalidInput as exc:
+            exc.field = exc.field or "imageUrl"
+            raise
         return NewImage(data=data, source="api", modality=modality, laterality=laterality)
-    if patient_id and f"/api/patients/{patient_id}/image" in value:
+    if patient_id and urlsplit(value).path.rstrip("/") == f"/api/patients/{patient_id}/image":
         return None
     raise InvalidInput(
         "imageUrl must be a data:image/...;base64 URL (links to other servers are not fetched)",
@@ -100,7 +108,11 @@ def update_patient(
     actor: ActorDep,
     base_url: BaseUrlDep,
 ) -> s.PatientPublic:
-    fields = body.model_dump(exclude_unset=True, exclude={"image_url", "modality", "laterality"})
+    if body.id is not None and body.id != patient_id:
+        raise InvalidInput("the id cannot be changed", field="id")
+    fields = body.model_dump(
+        exclude_unset=True, exclude={"image_url", "modality", "laterality", *s.PATIENT_READ_ONLY}
+    )
     image = _image_from_url(
         body.image_url,
         patient_id=patient_id,
@@ -108,7 +120,10 @@ def update_patient(
         modality=body.modality,
         laterality=body.laterality,
     )
-    record = app.patients.update_patient(patient_id, fields, actor=actor, image=image)
+    ai_result = body.ai_analysis if isinstance(body.ai_analysis, dict) else None
+    record = app.patients.update_patient(
+        patient_id, fields, actor=actor, image=image, ai_result=ai_result
+    )
     return presenters.patient(record, base_url, detail=True)
 
 

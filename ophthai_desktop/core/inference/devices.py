@@ -309,12 +309,3 @@ def used_memory_bytes(model: Any, device: str) -> int:
         return int(torch.cuda.memory_allocated(torch.device(device)))
     tensors = [*model.parameters(), *model.buffers()]
     return int(sum(t.numel() * t.element_size() for t in tensors))
-
-
-def format_bytes(size: float) -> str:
-    """A size for people: ``'16.4 GB'``."""
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(size) < 1000:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ophthai_desktop.core.errors import ModelUnavailable
-from ophthai_desktop.core.inference.devices import format_bytes
+from ophthai_desktop.core.units import format_bytes
 
 log = logging.getLogger(__name__)
 

@@ -57,6 +57,7 @@ from ophthai_desktop.core.inference.preprocess import prepare_image
 from ophthai_desktop.core.inference.processor import load_processor
 from ophthai_desktop.core.inference.prompt import PROMPT_VERSION, build_messages
 from ophthai_desktop.core.settings import Settings
+from ophthai_desktop.core.units import format_bytes
 
 log = logging.getLogger(__name__)
 
@@ -518,15 +519,15 @@ class InferenceEngine:
         need = devices.estimate_memory_bytes(parameters, plan.precision)
         where = "GPU memory" if plan.device.startswith("cuda") else "memory"
         message = (
-            f"{self._settings.model_id} needs about {devices.format_bytes(need)} of {where} on "
-            f"{plan.device} ({plan.precision}), but only {devices.format_bytes(free)} is free."
+            f"{self._settings.model_id} needs about {format_bytes(need)} of {where} on "
+            f"{plan.device} ({plan.precision}), but only {format_bytes(free)} is free."
         )
         if plan.device.startswith("cuda") and plan.quantization != "4bit":
             four_bit = devices.estimate_memory_bytes(parameters, "4bit")
             if four_bit <= free:
                 return (
                     f"{message} Set OPHTHAI_QUANTIZATION=4bit (about "
-                    f"{devices.format_bytes(four_bit)}), or close programs using the GPU."
+                    f"{format_bytes(four_bit)}), or close programs using the GPU."
                 )
         return f"{message} Close other programs or use a machine with more memory."
 

@@ -32,13 +32,14 @@ from ophthai_desktop.core.domain import (
 from ophthai_desktop.core.errors import Conflict, InvalidInput, NotFound
 from ophthai_desktop.core.events import (
     EventBus,
+    NotificationDeleted,
     PatientCreated,
     PatientDeleted,
     PatientUpdated,
     ScanIngested,
 )
 from ophthai_desktop.core.imaging import ImageInfo, inspect_image
-from ophthai_desktop.core.inference.parsing import AnswerParseError, validate_result
+from ophthai_desktop.core.inference.parsing import AnswerParseError, ParsedAnswer, validate_result
 from ophthai_desktop.core.paging import check_paging
 from ophthai_desktop.core.records import Actor, AnalysisRecord, Page, PatientRecord, ScanRecord
 from ophthai_desktop.core.services.audit import AuditService
@@ -260,20 +261,32 @@ class PatientService:
         *,
         actor: Actor,
         image: NewImage | None = None,
+        ai_result: Mapping[str, Any] | None = None,
     ) -> PatientRecord:
-        """Change the given fields (and optionally add an image) in one transaction."""
+        """Change the given fields, and optionally add an image and a client-supplied AI
+        result (see :meth:`record_client_analysis`), in one transaction."""
         values = clean_fields(fields)
         if "name" in fields and not values.get("name"):
             raise InvalidInput("the name is required", field="name")
         info = self._inspect(image) if image else None
+        parsed = _client_result(ai_result) if ai_result is not None else None
         with self._db.session() as session:
             row = self._get(session, patient_id)
             for key, value in values.items():
                 setattr(row, key, value)
             scan = self._add_scan(session, row, image, info) if image and info else None
-            if values or scan:
+            analysis_id = (
+                self._add_client_analysis(session, row, ai_result, parsed, actor)
+                if ai_result is not None and parsed is not None
+                else None
+            )
+            if values or scan or analysis_id:
                 row.updated_at = datetime.now(UTC)
-            changed = sorted(values) + (["image"] if scan else [])
+            changed = (
+                sorted(values)
+                + (["image"] if scan else [])
+                + (["aiAnalysis"] if analysis_id else [])
+            )
             AuditService.record(
                 session, actor, "update", "patient", patient_id, {"fields": changed}
             )
@@ -292,10 +305,17 @@ class PatientService:
             hashes = set(
                 session.scalars(select(m.Scan.sha256).where(m.Scan.patient_id == patient_id))
             )
+            notification_ids = list(
+                session.scalars(
+                    select(m.Notification.id).where(m.Notification.patient_id == patient_id)
+                )
+            )
             session.delete(row)
             AuditService.record(session, actor, "delete", "patient", patient_id)
         self._discard_unreferenced(hashes)
         log.info("patient %s deleted via %s", patient_id, actor.via)
+        for notification_id in notification_ids:
+            self._bus.publish(NotificationDeleted(notification_id))
         self._bus.publish(PatientDeleted(patient_id))
 
     def attach_image(self, patient_id: str, image: NewImage, *, actor: Actor) -> ScanRecord:
@@ -370,34 +390,7 @@ class PatientService:
         A result that carries the ``analysis_id`` of the patient's newest analysis is
         that analysis echoed back, and changes nothing.
         """
-        try:
-            parsed = validate_result(result)
-        except AnswerParseError as exc:
-            raise InvalidInput(exc.message, field="aiAnalysis") from exc
-        with self._db.session() as session:
-            row = self._get(session, patient_id)
-            latest = self._latest_analysis_row(session, patient_id)
-            if latest is not None and result.get("analysis_id") == latest.id:
-                return self.records_in(session, [row])[0]
-            model = str(result.get("model") or "client-supplied")[:200]
-            analysis = m.Analysis(
-                patient_id=patient_id,
-                model_id=model,
-                result=parsed.to_dict(),
-                parse_status=ParseStatus.CLIENT_SUPPLIED.value,
-                reasoning_text=str(result.get("reasoning") or ""),
-                status=AnalysisStatus.PRELIMINARY.value,
-            )
-            session.add(analysis)
-            row.workflow_step = max(row.workflow_step, int(WorkflowStep.VALIDATION))
-            row.updated_at = datetime.now(UTC)
-            session.flush()
-            AuditService.record(
-                session, actor, "create", "analysis", analysis.id, {"patient_id": patient_id}
-            )
-            record = self.records_in(session, [row])[0]
-        self._bus.publish(PatientUpdated(record))
-        return record
+        return self.update_patient(patient_id, {}, actor=actor, ai_result=result)
 
     def schedule_appointment(
         self, patient_id: str, appointment: datetime, *, actor: Actor
@@ -419,6 +412,34 @@ class PatientService:
         return record
 
     # Internals ----------------------------------------------------------------------
+
+    def _add_client_analysis(
+        self,
+        session: Session,
+        row: m.Patient,
+        result: Mapping[str, Any],
+        parsed: ParsedAnswer,
+        actor: Actor,
+    ) -> int | None:
+        """Add a client-supplied analysis unless ``result`` echoes the newest one."""
+        latest = self._latest_analysis_row(session, row.id)
+        if latest is not None and result.get("analysis_id") == latest.id:
+            return None
+        analysis = m.Analysis(
+            patient_id=row.id,
+            model_id=str(result.get("model") or "client-supplied")[:200],
+            result=parsed.to_dict(),
+            parse_status=ParseStatus.CLIENT_SUPPLIED.value,
+            reasoning_text=str(result.get("reasoning") or ""),
+            status=AnalysisStatus.PRELIMINARY.value,
+        )
+        session.add(analysis)
+        row.workflow_step = max(row.workflow_step, int(WorkflowStep.VALIDATION))
+        session.flush()
+        AuditService.record(
+            session, actor, "create", "analysis", analysis.id, {"patient_id": row.id}
+        )
+        return analysis.id
 
     def _inspect(self, image: NewImage) -> ImageInfo:
         for name, value in (("modality", image.modality), ("laterality", image.laterality)):
@@ -542,6 +563,13 @@ class PatientService:
             )
             for row in rows
         )
+
+
+def _client_result(result: Mapping[str, Any]) -> ParsedAnswer:
+    try:
+        return validate_result(result)
+    except AnswerParseError as exc:
+        raise InvalidInput(exc.message, field="aiAnalysis") from exc
 
 
 def _escape_like(text: str) -> str:

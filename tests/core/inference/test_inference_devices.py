@@ -97,8 +97,3 @@ def test_malformed_device_setting_is_refused(setting: str) -> None:
 
 def test_explicit_cpu_is_honoured() -> None:
     assert devices.resolve_device(" CPU ") == "cpu"
-
-
-def test_format_bytes() -> None:
-    assert devices.format_bytes(512) == "512 B"
-    assert devices.format_bytes(16_400_000_000) == "16.4 GB"

@@ -1,0 +1,276 @@
+"""Patient images over REST: data URLs, uploads, the image URL and the file store."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ophthai_desktop.core.settings import Settings
+from tests.conftest import jpeg_bytes, png_bytes
+
+
+def stored_files(settings: Settings) -> list[Path]:
+    """The image files in the content-addressed store (temporary files excluded)."""
+    return [
+        p
+        for p in settings.images_dir.rglob("*")
+        if p.is_file() and not p.name.startswith(".incoming")
+    ]
+
+
+def patient_count(client: TestClient) -> int:
+    return int(client.get("/api/patients").headers["X-Total-Count"])
+
+
+def create(client: TestClient, **fields: Any) -> dict[str, Any]:
+    response = client.post("/api/patients", json={"name": "Ada Lovelace", **fields})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+@pytest.mark.parametrize("prefix", ["data:image/png;base64,", ""], ids=["data-url", "bare"])
+def test_a_data_url_becomes_an_absolute_image_url_serving_the_bytes(
+    client: TestClient, settings: Settings, prefix: str
+) -> None:
+    image = png_bytes((40, 30))
+
+    body = create(client, imageUrl=prefix + b64(image))
+
+    assert body["imageUrl"].startswith("http://testserver/")
+    served = client.get(body["imageUrl"])
+    assert served.status_code == 200
+    assert served.headers["content-type"] == "image/png"
+    assert served.content == image
+    assert body["scanCount"] == 1
+    assert len(stored_files(settings)) == 1
+    # Never base64 in the record: the same URL comes back on a plain read.
+    assert client.get(f"/api/patients/{body['id']}").json()["imageUrl"] == body["imageUrl"]
+
+
+@pytest.mark.parametrize("prefix", ["data:image/jpeg;base64,", ""], ids=["data-url", "bare"])
+def test_a_jpeg_is_served_as_jpeg(client: TestClient, prefix: str) -> None:
+    image = jpeg_bytes()
+    assert b64(image).startswith("/")  # bare JPEG base64 looks like a path
+
+    body = create(client, image_url=prefix + b64(image))
+
+    served = client.get(body["imageUrl"])
+    assert served.headers["content-type"] == "image/jpeg"
+    assert served.content == image
+
+
+def test_the_same_image_twice_is_stored_once(client: TestClient, settings: Settings) -> None:
+    image = png_bytes()
+
+    first = create(client, imageUrl="data:image/png;base64," + b64(image))
+    second = create(client, name="Bob", imageUrl=b64(image))
+
+    assert first["id"] != second["id"]
+    assert len(stored_files(settings)) == 1
+    assert client.get(second["imageUrl"]).content == image
+
+
+def test_a_data_url_that_is_not_an_image_is_415_and_creates_nothing(
+    client: TestClient, settings: Settings
+) -> None:
+    response = client.post(
+        "/api/patients",
+        json={"name": "Ada", "imageUrl": "data:text/plain;base64," + b64(b"hello")},
+    )
+
+    assert response.status_code == 415
+    assert "text/plain" in response.json()["detail"]
+    assert patient_count(client) == 0
+    assert stored_files(settings) == []
+
+
+@pytest.mark.parametrize(
+    "value", ["data:image/png;base64,!!not base64!!", "%%%garbage%%%", "data:image/png,abc"]
+)
+def test_garbage_base64_is_refused_and_creates_nothing(
+    client: TestClient, settings: Settings, value: str
+) -> None:
+    response = client.post("/api/patients", json={"name": "Ada", "imageUrl": value})
+
+    assert response.status_code in (400, 422)
+    assert "imageUrl" in response.json()["detail"]
+    assert patient_count(client) == 0
+    assert stored_files(settings) == []
+
+
+def test_a_truncated_png_is_422_and_creates_nothing(client: TestClient, settings: Settings) -> None:
+    image = png_bytes((64, 64))
+
+    response = client.post(
+        "/api/patients",
+        json={"name": "Ada", "imageUrl": "data:image/png;base64," + b64(image[: len(image) // 2])},
+    )
+
+    assert response.status_code == 422
+    assert "damaged" in response.json()["detail"] or "truncated" in response.json()["detail"]
+    assert patient_count(client) == 0
+    assert stored_files(settings) == []
+
+
+def test_a_png_upload_becomes_a_scan(client: TestClient) -> None:
+    pid = create(client)["id"]
+    image = png_bytes((20, 10), (1, 2, 3))
+
+    uploaded = client.post(
+        f"/api/patients/{pid}/scans",
+        files={"file": ("left-eye.png", image, "image/png")},
+        data={"modality": "OCT", "laterality": "OS"},
+    )
+
+    assert uploaded.status_code == 201, uploaded.text
+    scan = uploaded.json()
+    assert (scan["width"], scan["height"], scan["mediaType"]) == (20, 10, "image/png")
+    assert (scan["modality"], scan["laterality"]) == ("OCT", "OS")
+    assert client.get(scan["imageUrl"]).content == image
+    listed = client.get(f"/api/patients/{pid}/scans/")
+    assert listed.status_code == 200
+    assert [s["id"] for s in listed.json()] == [scan["id"]]
+    patient = client.get(f"/api/patients/{pid}").json()
+    assert client.get(patient["imageUrl"]).content == image
+    assert patient["scanCount"] == 1
+
+
+def test_a_text_upload_is_415(client: TestClient, settings: Settings) -> None:
+    pid = create(client)["id"]
+
+    response = client.post(
+        f"/api/patients/{pid}/scans", files={"file": ("notes.txt", b"hello", "text/plain")}
+    )
+
+    assert response.status_code == 415
+    assert "text/plain" in response.json()["detail"]
+    assert client.get(f"/api/patients/{pid}/scans").json() == []
+    assert stored_files(settings) == []
+
+
+def test_an_upload_whose_content_is_not_an_image_is_415(client: TestClient) -> None:
+    pid = create(client)["id"]
+
+    response = client.post(
+        f"/api/patients/{pid}/scans",
+        files={"file": ("eye.png", b"this is not a png", "image/png")},
+    )
+
+    assert response.status_code == 415
+    assert client.get(f"/api/patients/{pid}/scans").json() == []
+
+
+def test_patching_with_the_own_image_url_changes_nothing(client: TestClient) -> None:
+    created = create(client, imageUrl=b64(png_bytes()))
+
+    response = client.patch(
+        f"/api/patients/{created['id']}",
+        json={"imageUrl": created["imageUrl"], "name": created["name"]},
+    )
+
+    assert response.status_code == 200, response.text
+    after = response.json()
+    assert after["imageUrl"] == created["imageUrl"]
+    assert after["scanCount"] == 1
+    assert len(client.get(f"/api/patients/{created['id']}/scans").json()) == 1
+
+
+def test_patching_back_the_whole_object_applies_only_the_change(client: TestClient) -> None:
+    """The seed's frontends PATCH the object they read with one field changed."""
+    created = create(client, imageUrl=b64(png_bytes()), age=40)
+    read = client.get(f"/api/patients/{created['id']}").json()
+
+    response = client.patch(
+        f"/api/patients/{created['id']}", json=read | {"status": "Critical", "scanCount": 99}
+    )
+
+    assert response.status_code == 200, response.text
+    after = client.get(f"/api/patients/{created['id']}").json()
+    assert after["status"] == "Critical"
+    assert after["scanCount"] == 1
+    assert after["imageUrl"] == created["imageUrl"]
+    assert after["createdAt"] == created["createdAt"]
+    assert after["age"] == 40
+
+
+def test_patching_another_id_into_the_body_is_refused(client: TestClient) -> None:
+    created = create(client)
+
+    response = client.patch(f"/api/patients/{created['id']}", json={"id": "pt-other"})
+
+    assert response.status_code == 422
+    assert response.json()["field"] == "id"
+    assert client.get(f"/api/patients/{created['id']}").status_code == 200
+    assert client.get("/api/patients/pt-other").status_code == 404
+
+
+def test_patching_with_a_data_url_adds_a_scan(client: TestClient) -> None:
+    created = create(client, imageUrl=b64(png_bytes()))
+    newer = png_bytes((8, 8), (250, 0, 0))
+
+    response = client.patch(
+        f"/api/patients/{created['id']}", json={"imageUrl": "data:image/png;base64," + b64(newer)}
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["scanCount"] == 2
+    assert response.json()["imageUrl"] != created["imageUrl"]
+    assert client.get(response.json()["imageUrl"]).content == newer
+
+
+@pytest.mark.parametrize(
+    "url", ["http://elsewhere/x.png", "https://example.org/eye.jpg"], ids=["http", "https"]
+)
+def test_patching_with_a_foreign_url_is_422(client: TestClient, url: str) -> None:
+    created = create(client, imageUrl=b64(png_bytes()))
+
+    response = client.patch(f"/api/patients/{created['id']}", json={"imageUrl": url})
+
+    assert response.status_code == 422
+    assert "imageUrl" in response.json()["detail"]
+    assert client.get(f"/api/patients/{created['id']}").json()["scanCount"] == 1
+
+
+def test_patching_with_another_patients_image_url_is_422(client: TestClient) -> None:
+    mine = create(client, imageUrl=b64(png_bytes()))
+    theirs = create(client, name="Bob", imageUrl=b64(jpeg_bytes()))
+
+    response = client.patch(f"/api/patients/{mine['id']}", json={"imageUrl": theirs["imageUrl"]})
+
+    assert response.status_code == 422
+    assert client.get(f"/api/patients/{mine['id']}").json()["imageUrl"] == mine["imageUrl"]
+
+
+def test_a_patient_without_an_image_has_no_image_url(client: TestClient) -> None:
+    created = create(client)
+
+    assert created["imageUrl"] is None
+    assert client.get(f"/api/patients/{created['id']}/image").status_code == 404
+
+
+def test_deleting_a_patient_removes_an_image_nobody_else_uses(
+    client: TestClient, settings: Settings
+) -> None:
+    shared, own = png_bytes(), png_bytes((9, 9), (0, 0, 255))
+    doomed = create(client, imageUrl=b64(shared))
+    keeper = create(client, name="Bob", imageUrl=b64(shared))
+    uploaded = client.post(
+        f"/api/patients/{doomed['id']}/scans", files={"file": ("own.png", own, "image/png")}
+    )
+    assert uploaded.status_code == 201
+    assert len(stored_files(settings)) == 2
+
+    assert client.delete(f"/api/patients/{doomed['id']}").status_code == 200
+
+    remaining = stored_files(settings)
+    assert [p.read_bytes() for p in remaining] == [shared]
+    assert client.get(keeper["imageUrl"]).content == shared

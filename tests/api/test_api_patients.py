@@ -1,0 +1,462 @@
+"""Patients over REST: the seed's endpoints, their shapes, paging, validation and errors."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ophthai_desktop.bootstrap import Application
+from ophthai_desktop.core.storage.models import Analysis
+
+#: The patient keys DESIGN §4 promises the seed's frontends.
+SEED_PATIENT_KEYS = {
+    "id",
+    "name",
+    "age",
+    "gender",
+    "admissionDate",
+    "symptoms",
+    "status",
+    "imageUrl",
+    "history",
+    "oculomics",
+    "aiAnalysis",
+    "validationStatus",
+    "appointmentDate",
+    "workflowStep",
+}
+CAMEL_CASE = re.compile(r"^[a-z][a-zA-Z0-9]*$")
+SLASHES = pytest.mark.parametrize("slash", ["", "/"], ids=["bare", "trailing-slash"])
+
+
+def create(client: TestClient, **fields: Any) -> dict[str, Any]:
+    response = client.post("/api/patients", json={"name": "Ada Lovelace", **fields})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def add_analysis(services: Application, patient_id: str) -> int:
+    """Test setup: an analysis row as the inference worker would store it (there is no
+    public way to create one without the model)."""
+    with services.db.session() as session:
+        row = Analysis(
+            patient_id=patient_id,
+            model_id="OctoMed/OctoMed-7B",
+            prompt_version="test-1",
+            parse_status="parsed",
+            reasoning_text="the cup is enlarged",
+            answer_text='{"classification": "Glaucoma suspect"}',
+            result={
+                "classification": "Glaucoma suspect",
+                "confidence": 81,
+                "findings": ["enlarged cup"],
+                "recommendation": "visual field test",
+                "explanation": "C/D above 0.5",
+            },
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def field_named(body: dict[str, Any], name: str) -> bool:
+    """Whether a 422 body points at ``name`` (our error or FastAPI's validation list)."""
+    if body.get("field") == name:
+        return True
+    detail = body.get("detail")
+    if isinstance(detail, list):
+        return any(e.get("field") == name for e in detail)
+    return isinstance(detail, str) and name in detail
+
+
+# The seed's endpoints, with and without a trailing slash ---------------------------------
+
+
+@SLASHES
+def test_create_and_list_answer_without_redirect(client: TestClient, slash: str) -> None:
+    created = client.post(f"/api/patients{slash}", json={"name": "Ada Lovelace", "age": 36})
+    assert created.status_code == 201, created.text
+
+    listed = client.get(f"/api/patients{slash}")
+
+    assert listed.status_code == 200
+    assert [p["id"] for p in listed.json()] == [created.json()["id"]]
+    assert listed.headers["X-Total-Count"] == "1"
+
+
+@SLASHES
+def test_get_patch_delete_answer_without_redirect(client: TestClient, slash: str) -> None:
+    pid = create(client)["id"]
+    url = f"/api/patients/{pid}{slash}"
+
+    fetched = client.get(url)
+    patched = client.patch(url, json={"age": 41, "status": "Stable"})
+    refetched = client.get(url)
+    deleted = client.delete(url)
+    gone = client.get(url)
+
+    assert fetched.status_code == 200 and fetched.json()["name"] == "Ada Lovelace"
+    assert patched.status_code == 200
+    assert refetched.json()["age"] == 41 and refetched.json()["status"] == "Stable"
+    assert deleted.status_code == 200
+    assert gone.status_code == 404
+
+
+@SLASHES
+def test_validate_with_query_parameter(
+    client: TestClient, sqlite_services: Application, slash: str
+) -> None:
+    pid = create(client)["id"]
+    add_analysis(sqlite_services, pid)
+
+    response = client.post(f"/api/patients/{pid}/validate{slash}?approved=true")
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["validationStatus"] == "approved"
+    assert body["workflowStep"] == 3
+    assert body["aiAnalysis"]["status"] == "approved"
+    assert body["aiAnalysis"]["classification"] == "Glaucoma suspect"
+
+
+@SLASHES
+def test_validate_with_json_body(
+    client: TestClient, sqlite_services: Application, slash: str
+) -> None:
+    pid = create(client)["id"]
+    add_analysis(sqlite_services, pid)
+
+    response = client.post(
+        f"/api/patients/{pid}/validate{slash}",
+        json={"approved": False, "clinician": "Dr X", "notes": "artefact, rescan"},
+    )
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["validationStatus"] == "rejected"
+    assert body["validatedBy"] == "Dr X"
+    assert body["validationNotes"] == "artefact, rescan"
+    assert body["aiAnalysis"]["status"] == "rejected"
+    assert client.get(f"/api/patients/{pid}").json()["validationStatus"] == "rejected"
+
+
+def test_validate_without_an_analysis_is_a_conflict(client: TestClient) -> None:
+    pid = create(client)["id"]
+
+    response = client.post(f"/api/patients/{pid}/validate?approved=true")
+
+    assert response.status_code == 409
+    assert "analysis" in response.json()["detail"]
+
+
+def test_validate_without_a_verdict_names_the_field(
+    client: TestClient, sqlite_services: Application
+) -> None:
+    pid = create(client)["id"]
+    add_analysis(sqlite_services, pid)
+
+    bare = client.post(f"/api/patients/{pid}/validate")
+    empty = client.post(f"/api/patients/{pid}/validate", json={})
+
+    for response in (bare, empty):
+        assert response.status_code == 422
+        assert field_named(response.json(), "approved")
+    assert client.get(f"/api/patients/{pid}").json()["validationStatus"] is None
+
+
+@SLASHES
+def test_schedule_with_query_parameter(client: TestClient, slash: str) -> None:
+    pid = create(client)["id"]
+
+    response = client.post(
+        f"/api/patients/{pid}/schedule{slash}", params={"appointment_date": "2030-01-01T10:00:00Z"}
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["appointmentDate"] in (
+        "2030-01-01T10:00:00Z",
+        "2030-01-01T10:00:00+00:00",
+    )
+    assert response.json()["workflowStep"] == 4
+
+
+@SLASHES
+@pytest.mark.parametrize("key", ["appointment_date", "appointmentDate"])
+def test_schedule_with_json_body(client: TestClient, slash: str, key: str) -> None:
+    pid = create(client)["id"]
+
+    response = client.post(
+        f"/api/patients/{pid}/schedule{slash}", json={key: "2030-01-01T12:00:00+02:00"}
+    )
+
+    assert response.status_code == 200, response.text
+    stored = datetime.fromisoformat(response.json()["appointmentDate"].replace("Z", "+00:00"))
+    assert stored == datetime(2030, 1, 1, 10, 0, tzinfo=UTC)
+
+
+def test_schedule_refuses_a_naive_datetime_naming_the_field(client: TestClient) -> None:
+    pid = create(client)["id"]
+
+    as_query = client.post(
+        f"/api/patients/{pid}/schedule", params={"appointment_date": "2030-01-01T10:00:00"}
+    )
+    as_body = client.post(
+        f"/api/patients/{pid}/schedule", json={"appointment_date": "2030-01-01T10:00:00"}
+    )
+
+    for response in (as_query, as_body):
+        assert response.status_code == 422
+        assert field_named(response.json(), "appointment_date")
+    assert client.get(f"/api/patients/{pid}").json()["appointmentDate"] is None
+
+
+def test_schedule_refuses_a_past_date(client: TestClient) -> None:
+    pid = create(client)["id"]
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+
+    response = client.post(f"/api/patients/{pid}/schedule", json={"appointmentDate": yesterday})
+
+    assert response.status_code == 422
+    assert field_named(response.json(), "appointment_date")
+    assert "past" in response.json()["detail"]
+
+
+def test_schedule_without_a_date_names_the_field(client: TestClient) -> None:
+    pid = create(client)["id"]
+
+    response = client.post(f"/api/patients/{pid}/schedule")
+
+    assert response.status_code == 422
+    assert field_named(response.json(), "appointment_date")
+
+
+# Shapes ------------------------------------------------------------------------------------
+
+
+def test_patient_responses_use_the_seed_camel_case_keys(client: TestClient) -> None:
+    created = create(client, admissionDate="2024-03-01T08:30:00Z", symptoms=["blurred vision"])
+
+    for body in (created, client.get(f"/api/patients/{created['id']}").json()):
+        assert body.keys() >= SEED_PATIENT_KEYS
+        assert all(CAMEL_CASE.match(key) for key in body), sorted(body)
+    listed = client.get("/api/patients").json()[0]
+    assert listed.keys() >= SEED_PATIENT_KEYS
+    assert created["status"] == "Pending Analysis"
+    assert created["workflowStep"] == 1
+    assert created["symptoms"] == ["blurred vision"]
+
+
+def test_timestamps_carry_their_zone(client: TestClient) -> None:
+    pid = create(client, admission_date="2024-03-01T10:30:00+02:00")["id"]
+    client.post(f"/api/patients/{pid}/schedule", json={"appointmentDate": "2030-05-05T09:00:00Z"})
+
+    body = client.get(f"/api/patients/{pid}").json()
+
+    for key in ("admissionDate", "appointmentDate", "createdAt", "updatedAt"):
+        assert body[key].endswith(("Z", "+00:00")), (key, body[key])
+    assert datetime.fromisoformat(body["admissionDate"].replace("Z", "+00:00")) == datetime(
+        2024, 3, 1, 8, 30, tzinfo=UTC
+    )
+
+
+@pytest.mark.parametrize("key", ["admission_date", "admissionDate"])
+def test_requests_accept_snake_and_camel_case_keys(client: TestClient, key: str) -> None:
+    created = create(client, **{key: "2024-01-02T03:04:05Z"})
+    assert created["admissionDate"].startswith("2024-01-02T03:04:05")
+
+    patched = client.patch(
+        f"/api/patients/{created['id']}",
+        json={"workflow_step": 2} if key == "admission_date" else {"workflowStep": 2},
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["workflowStep"] == 2
+
+
+def test_a_naive_admission_date_names_the_field(client: TestClient) -> None:
+    response = client.post(
+        "/api/patients", json={"name": "Ada", "admissionDate": "2024-01-01T00:00:00"}
+    )
+
+    assert response.status_code == 422
+    assert field_named(response.json(), "admission_date")
+    assert client.get("/api/patients").headers["X-Total-Count"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("post", "/api/patients", {"name": "Ada", "favouriteColour": "teal"}),
+        ("patch", "/api/patients/{pid}", {"favouriteColour": "teal"}),
+        ("post", "/api/patients/{pid}/validate", {"approved": True, "favouriteColour": "teal"}),
+        (
+            "post",
+            "/api/patients/{pid}/schedule",
+            {"appointmentDate": "2030-01-01T10:00:00Z", "favouriteColour": "teal"},
+        ),
+        ("post", "/api/notifications", {"message": "hi", "favouriteColour": "teal"}),
+    ],
+    ids=["create", "update", "validate", "schedule", "notification"],
+)
+def test_unknown_keys_are_refused_by_name(
+    client: TestClient, method: str, path: str, body: dict[str, Any]
+) -> None:
+    pid = create(client)["id"]
+    before = client.get(f"/api/patients/{pid}").json()
+
+    response = client.request(method, path.format(pid=pid), json=body)
+
+    assert response.status_code == 422
+    assert "favouriteColour" in response.text
+    assert client.get("/api/patients").headers["X-Total-Count"] == "1"
+    assert client.get(f"/api/patients/{pid}").json() == before
+
+
+def test_a_body_that_is_not_json_is_a_422_with_a_message(client: TestClient) -> None:
+    response = client.post(
+        "/api/patients", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 422
+    assert "not valid JSON" in response.json()["message"]
+
+
+# Paging and filtering ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/api/patients", "/api/notifications", "/api/audit"])
+@pytest.mark.parametrize("query", ["limit=0", "limit=501", "skip=-1"])
+def test_paging_is_bounded(client: TestClient, path: str, query: str) -> None:
+    response = client.get(f"{path}?{query}")
+
+    assert response.status_code == 422
+    assert query.split("=")[0] in response.text
+
+
+def test_total_count_follows_search_and_status(client: TestClient) -> None:
+    create(client, name="Grace Hopper", status="Critical")
+    create(client, name="Grace Kelly", status="Stable")
+    create(client, name="Alan Turing", status="Critical")
+
+    everyone = client.get("/api/patients?limit=1")
+    graces = client.get("/api/patients", params={"search": "grace", "limit": 1})
+    critical = client.get("/api/patients", params={"status": "Critical"})
+    both = client.get("/api/patients", params={"status": "Critical", "search": "GRACE"})
+    second_page = client.get("/api/patients", params={"search": "grace", "skip": 1})
+
+    assert everyone.headers["X-Total-Count"] == "3" and len(everyone.json()) == 1
+    assert graces.headers["X-Total-Count"] == "2" and len(graces.json()) == 1
+    assert {p["name"] for p in critical.json()} == {"Grace Hopper", "Alan Turing"}
+    assert critical.headers["X-Total-Count"] == "2"
+    assert [p["name"] for p in both.json()] == ["Grace Hopper"]
+    assert both.headers["X-Total-Count"] == "1"
+    assert len(second_page.json()) == 1
+    assert second_page.json()[0]["name"] != graces.json()[0]["name"]
+
+
+@pytest.mark.parametrize("pattern", ["%", "_", "\\"])
+def test_search_treats_wildcards_as_text(client: TestClient, pattern: str) -> None:
+    create(client, name="Grace Hopper")
+    create(client, name=f"odd{pattern}name")
+
+    found = client.get("/api/patients", params={"search": pattern}).json()
+
+    assert [p["name"] for p in found] == [f"odd{pattern}name"]
+
+
+def test_an_unknown_status_filter_is_refused(client: TestClient) -> None:
+    response = client.get("/api/patients", params={"status": "Asleep"})
+
+    assert response.status_code == 422
+    assert "status" in response.text
+
+
+# Missing records ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs"),
+    [
+        ("get", "/api/patients/nobody", {}),
+        ("patch", "/api/patients/nobody", {"json": {"age": 3}}),
+        ("delete", "/api/patients/nobody", {}),
+        ("post", "/api/patients/nobody/validate?approved=true", {}),
+        ("post", "/api/patients/nobody/schedule?appointment_date=2030-01-01T10:00:00Z", {}),
+        ("get", "/api/patients/nobody/image", {}),
+        ("get", "/api/patients/nobody/scans", {}),
+        ("get", "/api/patients/nobody/oculomics", {}),
+        ("get", "/api/notifications/999", {}),
+        ("patch", "/api/notifications/999/read", {}),
+        ("delete", "/api/notifications/999", {}),
+    ],
+)
+def test_unknown_ids_are_404_with_a_json_detail(
+    client: TestClient, method: str, path: str, kwargs: dict[str, Any]
+) -> None:
+    response = client.request(method, path, **kwargs)
+
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("application/json")
+    assert isinstance(response.json()["detail"], str) and response.json()["detail"]
+
+
+def test_a_duplicate_id_is_a_conflict(client: TestClient) -> None:
+    create(client, id="pt-0001")
+
+    again = client.post("/api/patients", json={"id": "pt-0001", "name": "Someone Else"})
+
+    assert again.status_code == 409
+    assert client.get("/api/patients/pt-0001").json()["name"] == "Ada Lovelace"
+
+
+# Delete ------------------------------------------------------------------------------------
+
+
+def test_delete_removes_the_patients_notifications_and_measurements(client: TestClient) -> None:
+    pid = create(client)["id"]
+    other = create(client, name="Bob")["id"]
+    for patient in (pid, other):
+        assert client.post(
+            "/api/notifications", json={"message": "scan ready", "patientId": patient}
+        ).is_success
+        assert client.post(
+            f"/api/patients/{patient}/oculomics",
+            json={"eye": "OD", "date": "2024-01-01", "iop": 18},
+        ).is_success
+
+    assert client.delete(f"/api/patients/{pid}").status_code == 200
+
+    assert client.get("/api/notifications", params={"patient_id": pid}).json() == []
+    remaining = client.get("/api/notifications").json()
+    assert [n["patientId"] for n in remaining] == [other]
+    assert client.get(f"/api/patients/{pid}/oculomics").status_code == 404
+    assert len(client.get(f"/api/patients/{other}/oculomics").json()["measurements"]["OD"]) == 1
+    assert client.delete(f"/api/patients/{pid}").status_code == 404
+
+
+def test_patch_ai_analysis_stores_a_client_supplied_result(client: TestClient) -> None:
+    patient = client.post("/api/patients", json={"name": "Seed Frontend"}).json()
+    result = {
+        "classification": "Glaucoma suspect",
+        "confidence": 71,
+        "findings": ["thin RNFL"],
+        "recommendation": "Visual fields",
+        "explanation": "Inferior RNFL thinning.",
+    }
+    response = client.patch(
+        f"/api/patients/{patient['id']}", json={"aiAnalysis": result, "workflowStep": 2}
+    )
+    assert response.status_code == 200, response.text
+    stored = response.json()["aiAnalysis"]
+    assert stored["classification"] == "Glaucoma suspect"
+    assert stored["parse_status"] == "client_supplied"
+    # Sending the whole object back (with its analysis_id) stores nothing new.
+    again = client.patch(f"/api/patients/{patient['id']}", json=response.json())
+    assert again.json()["aiAnalysis"]["analysis_id"] == stored["analysis_id"]
+    bad = client.patch(f"/api/patients/{patient['id']}", json={"aiAnalysis": {"findings": []}})
+    assert bad.status_code == 422
+    assert bad.json()["field"] == "aiAnalysis"

@@ -1,0 +1,236 @@
+"""How the server behaves around the requests: which thread does database work, what a
+client sees when the database fails, and the docs and health endpoints."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import sqlite3
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import date
+from typing import Any
+
+import pytest
+from fastapi import Request, Response
+from fastapi.testclient import TestClient
+from sqlalchemy import event
+
+from ophthai_desktop.api import create_app
+from ophthai_desktop.bootstrap import Application
+from ophthai_desktop.core import events as ev
+from ophthai_desktop.core.errors import StorageError
+from ophthai_desktop.core.storage.models import Analysis
+from tests.conftest import png_bytes
+
+SECRET_NAME = "Philomena Cunegonde"
+
+SEED_PATHS = {
+    ("get", "/api/patients"),
+    ("post", "/api/patients"),
+    ("get", "/api/patients/{patient_id}"),
+    ("patch", "/api/patients/{patient_id}"),
+    ("delete", "/api/patients/{patient_id}"),
+    ("post", "/api/patients/{patient_id}/validate"),
+    ("post", "/api/patients/{patient_id}/schedule"),
+    ("get", "/api/notifications"),
+    ("post", "/api/notifications"),
+    ("get", "/api/notifications/unread-count"),
+    ("patch", "/api/notifications/{notification_id}/read"),
+    ("patch", "/api/notifications/mark-all-read"),
+    ("delete", "/api/notifications/{notification_id}"),
+}
+
+
+# Threads ---------------------------------------------------------------------------------
+
+
+def requests_touching_every_service(pid: str) -> list[tuple[str, str, dict[str, Any]]]:
+    today = date.today().isoformat()
+    return [
+        ("get", "/api/patients", {}),
+        ("get", f"/api/patients/{pid}", {}),
+        ("patch", f"/api/patients/{pid}", {"json": {"age": 50}}),
+        ("get", f"/api/patients/{pid}/image", {}),
+        ("get", f"/api/patients/{pid}/scans", {}),
+        ("post", f"/api/patients/{pid}/validate?approved=true", {}),
+        (
+            "post",
+            f"/api/patients/{pid}/schedule",
+            {"json": {"appointmentDate": "2031-01-01T00:00:00Z"}},
+        ),
+        (
+            "post",
+            f"/api/patients/{pid}/oculomics",
+            {"json": {"eye": "OD", "date": today, "iop": 15}},
+        ),
+        ("get", f"/api/patients/{pid}/oculomics", {}),
+        ("post", "/api/notifications", {"json": {"message": "m", "patientId": pid}}),
+        ("get", "/api/notifications/unread-count", {}),
+        ("patch", "/api/notifications/mark-all-read", {}),
+        ("get", "/api/audit", {}),
+        ("delete", f"/api/patients/{pid}", {}),
+    ]
+
+
+def test_database_work_never_runs_on_the_event_loop_thread(
+    sqlite_services: Application,
+) -> None:
+    app = create_app(sqlite_services)
+    loop_threads: set[int] = set()
+    sql_threads: set[int] = set()
+    published_on: dict[str, set[int]] = {}
+
+    @app.middleware("http")
+    async def on_the_loop(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        loop_threads.add(threading.get_ident())
+        return await call_next(request)
+
+    def on_sql(*_args: Any) -> None:
+        sql_threads.add(threading.get_ident())
+
+    def on_event(published: ev.Event) -> None:
+        published_on.setdefault(type(published).__name__, set()).add(threading.get_ident())
+
+    event.listen(sqlite_services.db.engine, "before_cursor_execute", on_sql)
+    unsubscribe = sqlite_services.bus.subscribe(on_event)
+    try:
+        with TestClient(app) as client:
+            image = base64.b64encode(png_bytes()).decode()
+            pid = client.post("/api/patients", json={"name": "Ada", "imageUrl": image}).json()["id"]
+            with sqlite_services.db.session() as session:
+                session.add(Analysis(patient_id=pid, model_id="m", parse_status="parsed"))
+            sql_threads.clear()  # that insert was test setup on this thread
+            for method, path, kwargs in requests_touching_every_service(pid):
+                assert client.request(method, path, **kwargs).is_success, path
+    finally:
+        unsubscribe()
+        event.remove(sqlite_services.db.engine, "before_cursor_execute", on_sql)
+
+    assert len(loop_threads) == 1
+    assert sql_threads, "no SQL was seen"
+    assert not sql_threads & loop_threads
+    assert published_on["PatientCreated"]
+    assert not published_on["PatientCreated"] & loop_threads
+    assert not published_on["NotificationCreated"] & loop_threads
+    assert threading.get_ident() not in loop_threads  # the loop really is elsewhere
+
+
+# Database failures -----------------------------------------------------------------------
+
+
+def server_log(caplog: pytest.LogCaptureFixture) -> str:
+    """What the server logged (the test client's own request log is left out)."""
+    return "\n".join(
+        f"{r.name}: {r.getMessage()} {r.exc_text or ''}"
+        for r in caplog.records
+        if not r.name.startswith("httpx")
+    )
+
+
+@pytest.fixture
+def failing_inserts(sqlite_services: Application) -> Iterator[None]:
+    """The disk fails on every INSERT, as a full or broken disk would."""
+
+    def fail(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT"):
+            raise sqlite3.OperationalError("disk I/O error")
+
+    event.listen(sqlite_services.db.engine, "before_cursor_execute", fail)
+    yield
+    event.remove(sqlite_services.db.engine, "before_cursor_execute", fail)
+
+
+def test_a_failing_disk_is_a_503_and_the_log_names_no_patient(
+    client: TestClient, failing_inserts: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        response = client.post("/api/patients", json={"name": SECRET_NAME, "age": 80})
+
+    assert response.status_code == 503
+    assert response.headers["content-type"].startswith("application/json")
+    assert "database" in response.json()["detail"]
+    assert any(r.levelno >= logging.ERROR for r in caplog.records)
+    assert "Philomena" not in server_log(caplog)
+    assert "Philomena" not in response.text
+
+
+def test_a_lost_database_file_is_a_503(
+    client: TestClient, sqlite_services: Application, caplog: pytest.LogCaptureFixture
+) -> None:
+    client.post("/api/patients", json={"name": SECRET_NAME})
+    sqlite_services.db.dispose()
+    for path in sqlite_services.settings.data_dir.glob("ophthai.db*"):
+        path.unlink()
+
+    with caplog.at_level(logging.DEBUG):
+        listed = client.get("/api/patients", params={"search": SECRET_NAME})
+        created = client.post("/api/patients", json={"name": SECRET_NAME})
+
+    assert (listed.status_code, created.status_code) == (503, 503)
+    assert isinstance(listed.json()["detail"], str)
+    assert "database" in server_log(caplog)
+    assert "Philomena" not in server_log(caplog)
+
+
+def test_a_storage_error_from_a_service_is_a_503(
+    client: TestClient, sqlite_services: Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def locked(*_args: Any, **_kwargs: Any) -> None:
+        raise StorageError("the database is locked; try again shortly")
+
+    monkeypatch.setattr(sqlite_services.notifications, "unread_count", locked)
+
+    response = client.get("/api/notifications/unread-count")
+
+    assert response.status_code == 503
+    assert response.json() == {"detail": "the database is locked; try again shortly"}
+
+
+def test_an_unexpected_error_is_a_json_500(
+    sqlite_services: Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(sqlite_services.notifications, "unread_count", broken)
+
+    with TestClient(create_app(sqlite_services), raise_server_exceptions=False) as client:
+        response = client.get("/api/notifications/unread-count")
+
+    assert response.status_code == 500
+    assert response.json()["detail"]
+    assert "a bug" not in response.text
+
+
+# Docs and health -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json"])
+def test_the_docs_are_served(client: TestClient, path: str) -> None:
+    response = client.get(path)
+
+    assert response.status_code == 200
+    assert response.content
+
+
+def test_the_openapi_schema_lists_every_seed_endpoint_once(client: TestClient) -> None:
+    paths: dict[str, dict[str, Any]] = client.get("/openapi.json").json()["paths"]
+
+    documented = {(method, path) for path, methods in paths.items() for method in methods}
+
+    assert documented >= SEED_PATHS
+    assert not any(path.endswith("/") and path != "/" for path in paths)  # twins hidden
+
+
+@pytest.mark.parametrize("path", ["/health", "/health/"])
+def test_health(client: TestClient, path: str) -> None:
+    response = client.get(path)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["database"] == "sqlite"
+    assert body["version"]

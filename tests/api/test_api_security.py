@@ -1,0 +1,329 @@
+"""Access control and limits: the API token, CORS and request/image size limits."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from starlette.testclient import WebSocketDenialResponse
+from starlette.websockets import WebSocketDisconnect
+
+from ophthai_desktop.api import create_app
+from ophthai_desktop.bootstrap import build_application
+from tests.conftest import make_settings, png_bytes
+
+TOKEN = "x" * 24
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def serve(tmp_path: Path, **overrides: Any) -> Iterator[TestClient]:
+    application = build_application(make_settings(tmp_path, **overrides))
+    try:
+        with TestClient(create_app(application)) as client:
+            yield client
+    finally:
+        application.close()
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[TestClient]:
+    """An API that requires the token."""
+    yield from serve(tmp_path, api_token=TOKEN)
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> Iterator[TestClient]:
+    """An API with a 2 KiB request limit and a 1 KiB image limit."""
+    yield from serve(tmp_path, max_request_bytes=2048, max_image_bytes=1024)
+
+
+# The token -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/patients"),
+        ("post", "/api/patients"),
+        ("get", "/api/patients/p1"),
+        ("get", "/api/patients/p1/image"),
+        ("get", "/api/notifications"),
+        ("get", "/api/notifications/unread-count"),
+        ("patch", "/api/notifications/mark-all-read"),
+        ("get", "/api/audit"),
+    ],
+)
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong-token-wrong-token"}, {"Authorization": TOKEN}],
+    ids=["none", "wrong", "not-bearer"],
+)
+def test_rest_without_the_token_is_401(
+    guarded: TestClient, method: str, path: str, headers: dict[str, str]
+) -> None:
+    response = guarded.request(method, path, headers=headers, json={"name": "Ada"})
+
+    assert response.status_code == 401
+    assert "token" in response.json()["detail"]
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_rest_with_the_token_works(guarded: TestClient) -> None:
+    created = guarded.post("/api/patients", json={"name": "Ada"}, headers=BEARER)
+    listed = guarded.get("/api/patients", headers=BEARER)
+
+    assert created.status_code == 201
+    assert listed.status_code == 200 and len(listed.json()) == 1
+    assert guarded.get("/api/patients").status_code == 401
+
+
+def test_the_query_token_is_not_enough_for_rest(guarded: TestClient) -> None:
+    assert guarded.get("/api/patients", params={"token": TOKEN}).status_code == 401
+
+
+def test_image_urls_accept_the_query_token_for_browsers(guarded: TestClient) -> None:
+    image = png_bytes()
+    created = guarded.post(
+        "/api/patients",
+        json={"name": "Ada", "imageUrl": base64.b64encode(image).decode()},
+        headers=BEARER,
+    ).json()
+
+    assert guarded.get(created["imageUrl"]).status_code == 401
+    assert guarded.get(created["imageUrl"], params={"token": TOKEN}).content == image
+    assert guarded.get(created["imageUrl"], headers=BEARER).content == image
+
+
+def test_health_needs_no_token(guarded: TestClient) -> None:
+    response = guarded.get("/health")
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+
+
+def test_a_websocket_without_the_token_is_refused_with_401(guarded: TestClient) -> None:
+    with pytest.raises(WebSocketDenialResponse) as refused:  # noqa: SIM117
+        with guarded.websocket_connect("/api/notifications/ws"):
+            pass
+
+    assert refused.value.status_code == 401
+    assert "token" in refused.value.json()["detail"]
+
+
+def test_a_websocket_with_a_wrong_token_is_refused(guarded: TestClient) -> None:
+    with pytest.raises(WebSocketDisconnect):  # noqa: SIM117
+        with guarded.websocket_connect("/api/notifications/ws?token=nope"):
+            pass
+
+
+@pytest.mark.parametrize("how", ["query", "header"])
+def test_a_websocket_with_the_token_receives_frames(guarded: TestClient, how: str) -> None:
+    url, headers = "/api/notifications/ws", {}
+    if how == "query":
+        url += f"?token={TOKEN}"
+    else:
+        headers = BEARER
+
+    with guarded.websocket_connect(url, headers=headers) as socket:
+        assert socket.receive_json()["event"] == "connected"
+        guarded.post("/api/notifications", json={"message": "hello"}, headers=BEARER)
+        frame = socket.receive_json()
+
+    assert frame["event"] == "notification"
+    assert frame["data"]["message"] == "hello"
+
+
+# CORS ------------------------------------------------------------------------------------
+
+
+def test_cors_preflight_from_an_allowed_origin(client: TestClient) -> None:
+    origin = "http://localhost:5173"
+
+    response = client.options(
+        "/api/patients",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,authorization",
+        },
+    )
+
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == origin
+    assert "POST" in response.headers["access-control-allow-methods"]
+
+
+def test_cors_preflight_from_another_origin_is_not_allowed(client: TestClient) -> None:
+    response = client.options(
+        "/api/patients",
+        headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "GET"},
+    )
+
+    assert "access-control-allow-origin" not in response.headers
+
+
+def test_cors_origins_come_from_the_settings(tmp_path: Path) -> None:
+    for client in serve(tmp_path, cors_origins=["http://clinic.lan:8080"]):
+        allowed = client.get("/api/patients", headers={"Origin": "http://clinic.lan:8080"})
+        default = client.get("/api/patients", headers={"Origin": "http://localhost:3000"})
+
+        assert allowed.headers["access-control-allow-origin"] == "http://clinic.lan:8080"
+        assert allowed.headers["access-control-expose-headers"] == "X-Total-Count"
+        assert "access-control-allow-origin" not in default.headers
+
+
+def test_a_websocket_from_a_foreign_web_page_is_refused(client: TestClient) -> None:
+    """CORS does not cover WebSockets: any site could otherwise read the stream."""
+    with pytest.raises(WebSocketDenialResponse) as refused:  # noqa: SIM117
+        with client.websocket_connect(
+            "/api/notifications/ws", headers={"Origin": "http://evil.example"}
+        ):
+            pass
+
+    assert refused.value.status_code == 403
+    assert "OPHTHAI_CORS_ORIGINS" in refused.value.json()["detail"]
+
+
+@pytest.mark.parametrize("origin", ["http://localhost:3000", "http://testserver"])
+def test_a_websocket_from_an_allowed_or_own_page_connects(client: TestClient, origin: str) -> None:
+    with client.websocket_connect("/api/notifications/ws", headers={"Origin": origin}) as socket:
+        assert socket.receive_json()["event"] == "connected"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs"),
+    [
+        ("post", "/api/patients", {"json": {"name": "Mallory"}}),
+        ("post", "/api/patients/{pid}/validate?approved=true", {}),
+        ("post", "/api/patients/{pid}/schedule?appointment_date=2030-01-01T10:00:00Z", {}),
+        ("delete", "/api/patients/{pid}", {}),
+        ("patch", "/api/notifications/mark-all-read", {}),
+    ],
+)
+def test_changes_from_a_foreign_web_page_are_refused(
+    client: TestClient, method: str, path: str, kwargs: dict[str, Any]
+) -> None:
+    """A cross-site form POST needs no preflight; the server itself must refuse it."""
+    pid = client.post("/api/patients", json={"name": "Ada"}).json()["id"]
+    client.post("/api/notifications", json={"message": "unread"})
+    before = client.get(f"/api/patients/{pid}").json()
+
+    response = client.request(
+        method, path.format(pid=pid), headers={"Origin": "http://evil.example"}, **kwargs
+    )
+
+    assert response.status_code == 403
+    assert client.get("/api/patients").headers["X-Total-Count"] == "1"
+    assert client.get(f"/api/patients/{pid}").json() == before
+    assert client.get("/api/notifications/unread-count").json() == {"count": 1}
+
+
+def test_changes_from_an_allowed_web_page_work(client: TestClient) -> None:
+    response = client.post(
+        "/api/patients", json={"name": "Ada"}, headers={"Origin": "http://localhost:3000"}
+    )
+
+    assert response.status_code == 201
+    assert response.headers["access-control-allow-origin"] == "http://localhost:3000"
+
+
+# Size limits -----------------------------------------------------------------------------
+
+
+def test_a_body_over_the_limit_with_content_length_is_413(small: TestClient) -> None:
+    response = small.post("/api/patients", json={"name": "Ada", "history": "x" * 4000})
+
+    assert response.status_code == 413
+    assert "2.0 KB" in response.json()["detail"]
+    assert small.get("/api/patients").json() == []
+
+
+def test_a_chunked_body_over_the_limit_is_413(small: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"name": "Ada", "history": "'
+        for _ in range(8):
+            yield b"x" * 512
+        yield b'"}'
+
+    response = small.post(
+        "/api/patients", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+
+    assert response.request.headers.get("transfer-encoding") == "chunked"
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413
+    assert small.get("/api/patients").json() == []
+
+
+def test_a_chunked_body_under_the_limit_is_accepted(small: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"name": '
+        yield b'"Ada"}'
+
+    response = small.post(
+        "/api/patients", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 201
+
+
+def test_an_upload_over_the_request_limit_is_413(small: TestClient) -> None:
+    pid = small.post("/api/patients", json={"name": "Ada"}).json()["id"]
+
+    response = small.post(
+        f"/api/patients/{pid}/scans", files={"file": ("big.png", os.urandom(4096), "image/png")}
+    )
+
+    assert response.status_code == 413
+    assert small.get(f"/api/patients/{pid}/scans").json() == []
+
+
+def test_a_chunked_upload_over_the_request_limit_is_413(small: TestClient) -> None:
+    pid = small.post("/api/patients", json={"name": "Ada"}).json()["id"]
+    boundary = "ophthai-test-boundary"
+
+    def chunks() -> Iterator[bytes]:
+        yield (
+            f"--{boundary}\r\n"
+            'Content-Disposition: form-data; name="file"; filename="big.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        for _ in range(8):
+            yield os.urandom(512)
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    response = small.post(
+        f"/api/patients/{pid}/scans",
+        content=chunks(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413
+    assert small.get(f"/api/patients/{pid}/scans").json() == []
+
+
+def test_an_image_over_the_image_limit_is_413(small: TestClient) -> None:
+    pid = small.post("/api/patients", json={"name": "Ada"}).json()["id"]
+    too_big = os.urandom(1500)  # under the request limit, over the image limit
+
+    as_upload = small.post(
+        f"/api/patients/{pid}/scans", files={"file": ("big.png", too_big, "image/png")}
+    )
+    as_data_url = small.post(
+        "/api/patients",
+        json={
+            "name": "Bob",
+            "imageUrl": "data:image/png;base64," + base64.b64encode(too_big).decode(),
+        },
+    )
+
+    assert as_upload.status_code == 413
+    assert as_data_url.status_code == 413
+    assert small.get(f"/api/patients/{pid}/scans").json() == []
+    assert small.get("/api/patients").headers["X-Total-Count"] == "1"

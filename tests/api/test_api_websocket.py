@@ -1,0 +1,304 @@
+"""The notifications WebSocket: frames for REST changes, for events published on other
+threads (the worker's and the watcher's path), and the hub's handling of slow clients."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from fastapi.testclient import TestClient
+from starlette.testclient import WebSocketTestSession
+
+from ophthai_desktop.api.hub import WebSocketHub
+from ophthai_desktop.bootstrap import Application
+from ophthai_desktop.core import events as ev
+from ophthai_desktop.core.records import Actor
+from tests.conftest import png_bytes
+
+NOTIFICATION_KEYS = {"id", "patientId", "message", "timestamp", "read", "type"}
+FRAME_TIMEOUT_S = 5.0
+
+
+@pytest.fixture
+def receive_pool() -> Iterator[ThreadPoolExecutor]:
+    """Receives run here so that a missing frame fails the test instead of hanging it."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ws-receive")
+    yield pool
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+@pytest.fixture
+def next_frame(receive_pool: ThreadPoolExecutor) -> Callable[[WebSocketTestSession], Any]:
+    def receive(socket: WebSocketTestSession) -> Any:
+        return receive_pool.submit(socket.receive_json).result(timeout=FRAME_TIMEOUT_S)
+
+    return receive
+
+
+@pytest.fixture
+def frame_named(
+    next_frame: Callable[[WebSocketTestSession], Any],
+) -> Callable[[WebSocketTestSession, str], dict[str, Any]]:
+    """The next frame with the given event name, skipping others (bounded)."""
+
+    def wait(socket: WebSocketTestSession, name: str) -> dict[str, Any]:
+        deadline = time.monotonic() + FRAME_TIMEOUT_S
+        seen = []
+        while time.monotonic() < deadline:
+            frame: dict[str, Any] = next_frame(socket)
+            if frame["event"] == name:
+                return frame
+            seen.append(frame["event"])
+        raise AssertionError(f"no {name!r} frame; saw {seen}")
+
+    return wait
+
+
+@pytest.mark.parametrize("path", ["/api/notifications/ws", "/api/notifications/ws/"])
+def test_the_first_frame_says_connected(
+    client: TestClient, next_frame: Callable[[WebSocketTestSession], Any], path: str
+) -> None:
+    with client.websocket_connect(path) as socket:
+        frame = next_frame(socket)
+
+    assert frame["event"] == "connected"
+    assert isinstance(frame["data"], dict)
+
+
+def test_a_rest_notification_is_pushed_with_the_seed_fields(
+    client: TestClient, frame_named: Callable[[WebSocketTestSession, str], dict[str, Any]]
+) -> None:
+    with client.websocket_connect("/api/notifications/ws") as socket:
+        frame_named(socket, "connected")
+        created = client.post(
+            "/api/notifications", json={"message": "IOP 28 mmHg", "type": "critical"}
+        ).json()
+        frame = frame_named(socket, "notification")
+
+    assert set(frame) == {"event", "data"}
+    assert set(frame["data"]) == NOTIFICATION_KEYS
+    assert frame["data"] == created
+
+
+def test_every_client_receives_the_frame(
+    client: TestClient, frame_named: Callable[[WebSocketTestSession, str], dict[str, Any]]
+) -> None:
+    with (
+        client.websocket_connect("/api/notifications/ws") as first,
+        client.websocket_connect("/api/notifications/ws/") as second,
+    ):
+        frame_named(first, "connected")
+        frame_named(second, "connected")
+        client.post("/api/notifications", json={"message": "both"})
+
+        frames = [frame_named(first, "notification"), frame_named(second, "notification")]
+
+    assert [f["data"]["message"] for f in frames] == ["both", "both"]
+
+
+def test_patient_changes_are_pushed(
+    client: TestClient, frame_named: Callable[[WebSocketTestSession, str], dict[str, Any]]
+) -> None:
+    image = base64.b64encode(png_bytes()).decode()
+    with client.websocket_connect("/api/notifications/ws") as socket:
+        frame_named(socket, "connected")
+
+        created = client.post("/api/patients", json={"name": "Ada", "imageUrl": image}).json()
+        on_create = frame_named(socket, "patient_created")
+        client.patch(f"/api/patients/{created['id']}", json={"status": "Critical"})
+        on_update = frame_named(socket, "patient_updated")
+        client.delete(f"/api/patients/{created['id']}")
+        on_delete = frame_named(socket, "patient_deleted")
+
+    assert on_create["data"]["id"] == created["id"]
+    assert on_create["data"]["imageUrl"] == created["imageUrl"]  # absolute, like REST
+    assert on_create["data"]["admissionDate"] == created["admissionDate"]
+    assert on_update["data"]["status"] == "Critical"
+    assert on_delete["data"] == {"id": created["id"]}
+
+
+def test_events_published_on_another_thread_reach_the_client(
+    client: TestClient,
+    sqlite_services: Application,
+    frame_named: Callable[[WebSocketTestSession, str], dict[str, Any]],
+) -> None:
+    """The inference worker and the watch folder publish from their own threads."""
+    with client.websocket_connect("/api/notifications/ws") as socket:
+        frame_named(socket, "connected")
+
+        def worker() -> None:
+            sqlite_services.notifications.create_notification(
+                "abnormal OCT", type="critical", actor=Actor.system("watch-folder")
+            )
+            sqlite_services.bus.publish(ev.AnalysisProgressed(job_id=7, delta="The cup"))
+            sqlite_services.bus.publish(ev.ModelStateChanged(state="loading", progress=0.5))
+
+        thread = threading.Thread(target=worker, name="fake-worker")
+        thread.start()
+        thread.join(FRAME_TIMEOUT_S)
+
+        notification = frame_named(socket, "notification")
+        progress = frame_named(socket, "analysis_progress")
+        model = frame_named(socket, "model_state")
+
+    assert notification["data"]["message"] == "abnormal OCT"
+    assert notification["data"]["type"] == "critical"
+    assert progress["data"] == {"jobId": 7, "delta": "The cup", "phase": "reasoning"}
+    assert model["data"]["state"] == "loading"
+
+
+@dataclass(frozen=True)
+class BackupFinished(ev.Event):
+    """An event whose fields are not plain JSON values (a later feature's, say)."""
+
+    name: ClassVar[str] = "backup_finished"
+    at: datetime
+    folder: Path
+
+
+def test_an_event_with_non_json_fields_does_not_break_the_stream(
+    client: TestClient,
+    sqlite_services: Application,
+    frame_named: Callable[[WebSocketTestSession, str], dict[str, Any]],
+) -> None:
+    at = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    with client.websocket_connect("/api/notifications/ws") as socket:
+        frame_named(socket, "connected")
+
+        sqlite_services.bus.publish(BackupFinished(at=at, folder=Path("backups")))
+        backup = frame_named(socket, "backup_finished")
+        client.post("/api/notifications", json={"message": "still streaming"})
+        after = frame_named(socket, "notification")
+
+    assert datetime.fromisoformat(backup["data"]["at"].replace("Z", "+00:00")) == at
+    assert backup["data"]["folder"] == "backups"
+    assert after["data"]["message"] == "still streaming"
+
+
+def test_a_ping_is_answered(
+    client: TestClient, frame_named: Callable[[WebSocketTestSession, str], dict[str, Any]]
+) -> None:
+    with client.websocket_connect("/api/notifications/ws") as socket:
+        frame_named(socket, "connected")
+        socket.send_text("ping")
+        first = frame_named(socket, "pong")
+        socket.send_json({"event": "ping"})
+        second = frame_named(socket, "pong")
+
+    assert first == second == {"event": "pong", "data": {}}
+
+
+def test_a_disconnected_client_is_forgotten(
+    client: TestClient, next_frame: Callable[[WebSocketTestSession], Any]
+) -> None:
+    hub: WebSocketHub = client.app.state.hub  # type: ignore[attr-defined]
+    with client.websocket_connect("/api/notifications/ws") as socket:
+        next_frame(socket)
+        assert hub.client_count == 1
+
+    deadline = time.monotonic() + FRAME_TIMEOUT_S
+    while hub.client_count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert hub.client_count == 0
+    assert client.post("/api/notifications", json={"message": "nobody listens"}).is_success
+
+
+# The hub and slow clients ----------------------------------------------------------------
+
+
+class FakeSocket:
+    """Stands in for a WebSocket; ``stuck`` makes every send after the first block, like a
+    client whose network buffer is full."""
+
+    def __init__(self, *, stuck: bool = False) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.closed_with: int | None = None
+        self.stuck = stuck
+        self._gone = asyncio.Event()
+
+    async def send_text(self, frame: str) -> None:
+        if self.stuck and self.sent:
+            await asyncio.Event().wait()  # never returns
+        self.sent.append(json.loads(frame))
+
+    async def receive_text(self) -> str:
+        await self._gone.wait()
+        raise ConnectionError("gone")
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        self.closed_with = code
+        self._gone.set()
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = FRAME_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.005)
+
+
+def test_a_slow_client_is_dropped_without_holding_up_publishers_or_others() -> None:
+    async def scenario() -> None:
+        bus = ev.EventBus()
+        hub = WebSocketHub(bus, lambda event, _base: {"n": event.job_id}, max_queue=4)
+        hub.start(asyncio.get_running_loop())
+        slow, fast = FakeSocket(stuck=True), FakeSocket()
+        serving = [
+            asyncio.create_task(hub.serve(slow, "http://x/")),  # type: ignore[arg-type]
+            asyncio.create_task(hub.serve(fast, "http://x/")),  # type: ignore[arg-type]
+        ]
+        await until(lambda: len(slow.sent) == 1 and len(fast.sent) == 1)
+
+        def publish(n: int) -> float:
+            started = time.monotonic()
+            bus.publish(ev.AnalysisProgressed(job_id=n, delta="x"))
+            return time.monotonic() - started
+
+        # A token stream: each frame reaches the fast client before the next is generated.
+        durations = []
+        for n in range(20):
+            durations.append(await asyncio.to_thread(publish, n))
+            await until(lambda n=n: len(fast.sent) == n + 2)
+
+        assert max(durations) < 0.5  # the publisher never waited for the stuck client
+        assert [f["data"]["n"] for f in fast.sent[1:]] == list(range(20))
+        assert hub.client_count == 1  # the stuck one fell more than 4 frames behind
+        # Dropped means disconnected, even while its network stays stuck.
+        await asyncio.wait_for(serving[0], FRAME_TIMEOUT_S)
+        assert slow.closed_with == 1013
+        assert [f["event"] for f in slow.sent] == ["connected"]
+        await hub.stop()
+        await asyncio.wait_for(serving[1], FRAME_TIMEOUT_S)
+
+    asyncio.run(scenario())
+
+
+def test_stopping_the_hub_ends_every_client_and_unsubscribes() -> None:
+    async def scenario() -> None:
+        bus = ev.EventBus()
+        hub = WebSocketHub(bus, lambda event, _base: {}, max_queue=4)
+        hub.start(asyncio.get_running_loop())
+        socket = FakeSocket()
+        serving = asyncio.create_task(hub.serve(socket, "http://x/"))  # type: ignore[arg-type]
+        await until(lambda: len(socket.sent) == 1)
+
+        await hub.stop()
+        await asyncio.wait_for(serving, FRAME_TIMEOUT_S)
+        bus.publish(ev.ModelStateChanged(state="ready"))
+        await asyncio.sleep(0.05)
+
+        assert hub.client_count == 0
+        assert [f["event"] for f in socket.sent] == ["connected"]
+
+    asyncio.run(scenario())

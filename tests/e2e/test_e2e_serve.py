@@ -1,0 +1,284 @@
+"""``ophthai serve`` end to end: a real process, real HTTP and a real WebSocket."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from ophthai_desktop import __version__
+from tests.conftest import png_bytes
+
+pytestmark = pytest.mark.e2e
+
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
+FRAME_TIMEOUT_S = 10.0
+
+
+def clean_env() -> dict[str, str]:
+    """The test's environment without any OphthAI setting."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("OPHTHAI_")}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[str]
+    stderr_path: Path
+    lines: queue.Queue[str] = field(default_factory=queue.Queue)
+    stdout: list[str] = field(default_factory=list)
+    url: str = ""
+    reader: threading.Thread | None = None
+
+    def read_stdout(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.stdout.append(line)
+            self.lines.put(line)
+
+    def wait_listening(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                if self.process.poll() is not None:
+                    break
+                continue
+            if "listening on" in line:
+                self.url = line.split("listening on ", 1)[1].split()[0]
+                return
+        raise AssertionError(f"the server did not start:\n{self.output()}")
+
+    def output(self) -> str:
+        return "".join(self.stdout) + self.stderr_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        """Kill the process if a test left it running and release its pipe."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(STOP_TIMEOUT_S)
+        if self.reader is not None:
+            self.reader.join(STOP_TIMEOUT_S)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+
+def start(tmp_path: Path, args: list[str], env: dict[str, str]) -> Server:
+    """Start ``python -m ophthai_desktop ARGS`` in ``tmp_path`` and wait until it listens."""
+    stderr_path = tmp_path / "stderr.log"
+    with stderr_path.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ophthai_desktop", *args],
+            cwd=tmp_path,  # no stray .env is read
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    running = Server(process, stderr_path)
+    running.reader = threading.Thread(target=running.read_stdout, daemon=True)
+    running.reader.start()
+    try:
+        running.wait_listening()
+    except BaseException:
+        running.stop()
+        raise
+    return running
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    """``ophthai serve`` on a free port with a fresh data folder and no settings."""
+    args = ["--data-dir", str(tmp_path / "data"), "serve", "--port", str(free_port())]
+    running = start(tmp_path, args, clean_env())
+    yield running
+    running.stop()
+
+
+def receive_event(ws: Any, name: str) -> dict[str, Any]:
+    """The next frame called ``name``, skipping others (bounded)."""
+    deadline = time.monotonic() + FRAME_TIMEOUT_S
+    seen = []
+    while (left := deadline - time.monotonic()) > 0:
+        frame: dict[str, Any] = json.loads(ws.recv(timeout=left))
+        if frame["event"] == name:
+            return frame
+        seen.append(frame["event"])
+    raise AssertionError(f"no {name!r} frame; saw {seen}")
+
+
+def test_serve_answers_http_and_websocket_then_stops_cleanly(
+    server: Server, tmp_path: Path
+) -> None:
+    image = png_bytes((48, 32), (10, 200, 30))
+    ws_url = server.url.replace("http://", "ws://", 1) + "/api/notifications/ws"
+
+    with (
+        httpx.Client(base_url=server.url, timeout=10) as http,
+        connect(ws_url, open_timeout=10) as ws,
+    ):
+        assert receive_event(ws, "connected")["data"] is not None
+        assert http.get("/health").json()["status"] == "ok"
+
+        created = http.post(
+            "/api/patients",
+            json={
+                "name": "Ada Lovelace",
+                "age": 36,
+                "imageUrl": "data:image/png;base64," + base64.b64encode(image).decode(),
+            },
+        )
+        assert created.status_code == 201, created.text
+        patient = created.json()
+        assert receive_event(ws, "patient_created")["data"]["id"] == patient["id"]
+
+        served = http.get(patient["imageUrl"])
+        assert patient["imageUrl"].startswith(server.url)
+        assert served.status_code == 200
+        assert served.headers["content-type"] == "image/png"
+        assert served.content == image
+
+        posted = http.post(
+            "/api/notifications/",
+            json={"message": "OCT ready", "type": "success", "patientId": patient["id"]},
+        )
+        assert posted.status_code == 201, posted.text
+        frame = receive_event(ws, "notification")
+        assert frame["data"] == posted.json()
+        assert http.get("/api/notifications/unread-count").json() == {"count": 1}
+
+        # Stop while a WebSocket client is still connected, as a browser would be.
+        server.process.send_signal(signal.SIGTERM)
+        exit_code = server.process.wait(STOP_TIMEOUT_S)
+        with pytest.raises(ConnectionClosed) as closed:
+            receive_event(ws, "never")
+
+    assert exit_code == 0, server.output()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code in (1001, 1012)
+    assert "Traceback" not in server.output()
+    assert (tmp_path / "data" / "ophthai.db").is_file()
+
+
+def test_with_a_token_http_and_websocket_need_it(tmp_path: Path) -> None:
+    token = "t" * 24
+    data = tmp_path / "elsewhere"
+    args = ["serve", "--data-dir", str(data), "--port", str(free_port())]
+    running = start(tmp_path, args, clean_env() | {"OPHTHAI_API_TOKEN": token})
+    try:
+        ws_url = running.url.replace("http://", "ws://", 1) + "/api/notifications/ws"
+        with httpx.Client(base_url=running.url, timeout=10) as http:
+            assert http.get("/api/patients").status_code == 401
+            assert http.get(
+                "/api/patients", headers={"Authorization": f"Bearer {token}"}
+            ).is_success
+            assert http.get("/health").status_code == 200
+        with pytest.raises(InvalidStatus) as refused:  # noqa: SIM117
+            with connect(ws_url, open_timeout=10):
+                pass
+        assert refused.value.response.status_code == 401
+        with connect(f"{ws_url}?token={token}", open_timeout=10) as ws:
+            assert receive_event(ws, "connected")
+        running.process.send_signal(signal.SIGTERM)
+        assert running.process.wait(STOP_TIMEOUT_S) == 0, running.output()
+    finally:
+        running.stop()
+    assert (data / "ophthai.db").is_file()  # --data-dir after the command counts too
+    assert "Traceback" not in running.output()
+
+
+def test_ctrl_c_stops_cleanly(server: Server) -> None:
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        assert http.post("/api/patients", json={"name": "Ada"}).status_code == 201
+
+    server.process.send_signal(signal.SIGINT)
+
+    assert server.process.wait(STOP_TIMEOUT_S) == 0, server.output()
+    assert "Traceback" not in server.output()
+
+
+def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ophthai_desktop",
+                "--data-dir",
+                "data",
+                "serve",
+                "--port",
+                port,
+            ],
+            cwd=tmp_path,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT_S,
+        )
+
+    assert result.returncode != 0
+    assert port in result.stderr and "in use" in result.stderr
+    assert "listening on" not in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("where", ["before-command", "after-command"])
+def test_serving_beyond_loopback_without_a_token_is_refused(tmp_path: Path, where: str) -> None:
+    data_dir = ["--data-dir", str(tmp_path / "data")]
+    serve = ["serve", "--host", "0.0.0.0", "--port", str(free_port())]
+    args = data_dir + serve if where == "before-command" else serve + data_dir
+    result = subprocess.run(
+        [sys.executable, "-m", "ophthai_desktop", *args],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+    )
+
+    assert result.returncode != 0
+    assert "token" in result.stderr.lower()
+    assert "OPHTHAI_API_TOKEN" in result.stderr
+    assert "listening on" not in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_version(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ophthai_desktop", "--version"],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+    )
+
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"ophthai {__version__}"
