@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ophthai_desktop.core.paging import fetch_page
 from ophthai_desktop.core.records import Actor, AuditRecord, Page
 from ophthai_desktop.core.storage import Database
 from ophthai_desktop.core.storage import models as m
@@ -60,10 +61,11 @@ class AuditService:
         if entity_id:
             query = query.where(m.AuditEvent.entity_id == entity_id)
         with self._db.session() as session:
-            total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-            rows = session.scalars(
-                query.order_by(m.AuditEvent.at.desc(), m.AuditEvent.id.desc())
-                .offset(skip)
-                .limit(limit)
-            ).all()
-            return Page(tuple(audit_record(r) for r in rows), total, skip, limit)
+            return fetch_page(
+                session,
+                query,
+                order_by=(m.AuditEvent.at.desc(), m.AuditEvent.id.desc()),
+                skip=skip,
+                limit=limit,
+                convert=audit_record,
+            )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ophthai_desktop.core.domain import (
@@ -38,7 +38,7 @@ from ophthai_desktop.core.events import (
     PatientUpdated,
 )
 from ophthai_desktop.core.imaging import inspect_image
-from ophthai_desktop.core.paging import check_paging
+from ophthai_desktop.core.paging import fetch_page
 from ophthai_desktop.core.records import Actor, AnalysisRecord, JobRecord, Page
 from ophthai_desktop.core.services.audit import AuditService
 from ophthai_desktop.core.services.notifications import NotificationService
@@ -88,12 +88,7 @@ class JobService:
         with self._db.session() as session:
             if session.get(m.Patient, patient_id) is None:
                 raise NotFound(f"patient {patient_id} not found")
-            scan = session.scalars(
-                select(m.Scan)
-                .where(m.Scan.patient_id == patient_id)
-                .order_by(m.Scan.created_at.desc(), m.Scan.id.desc())
-                .limit(1)
-            ).first()
+            scan = PatientService.newest_scan_in(session, patient_id)
             if scan is None:
                 raise Conflict(f"patient {patient_id} has no image to analyse; add one first")
             record = self.queue_in(
@@ -172,7 +167,6 @@ class JobService:
         limit: int = 100,
     ) -> Page[JobRecord]:
         """Newest first."""
-        check_paging(skip, limit)
         query = select(m.Job)
         if state:
             try:
@@ -183,11 +177,14 @@ class JobService:
         if patient_id:
             query = query.where(m.Job.patient_id == patient_id)
         with self._db.session() as session:
-            total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-            rows = session.scalars(
-                query.order_by(m.Job.created_at.desc(), m.Job.id.desc()).offset(skip).limit(limit)
-            ).all()
-            return Page(tuple(job_record(r) for r in rows), total, skip, limit)
+            return fetch_page(
+                session,
+                query,
+                order_by=(m.Job.created_at.desc(), m.Job.id.desc()),
+                skip=skip,
+                limit=limit,
+                convert=job_record,
+            )
 
     def outcome(self, job_id: int) -> JobOutcome:
         """The job and, when it is done, its analysis."""

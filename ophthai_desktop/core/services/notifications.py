@@ -14,7 +14,7 @@ from ophthai_desktop.core.events import (
     NotificationsAllRead,
     NotificationUpdated,
 )
-from ophthai_desktop.core.paging import check_paging
+from ophthai_desktop.core.paging import fetch_page
 from ophthai_desktop.core.records import Actor, NotificationRecord, Page
 from ophthai_desktop.core.services.audit import AuditService
 from ophthai_desktop.core.storage import Database
@@ -82,20 +82,20 @@ class NotificationService:
         patient_id: str | None = None,
     ) -> Page[NotificationRecord]:
         """Newest first."""
-        check_paging(skip, limit)
         query = select(m.Notification)
         if unread_only:
             query = query.where(m.Notification.read.is_(False))
         if patient_id is not None:
             query = query.where(m.Notification.patient_id == patient_id)
         with self._db.session() as session:
-            total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-            rows = session.scalars(
-                query.order_by(m.Notification.timestamp.desc(), m.Notification.id.desc())
-                .offset(skip)
-                .limit(limit)
-            ).all()
-            return Page(tuple(notification_record(r) for r in rows), total, skip, limit)
+            return fetch_page(
+                session,
+                query,
+                order_by=(m.Notification.timestamp.desc(), m.Notification.id.desc()),
+                skip=skip,
+                limit=limit,
+                convert=notification_record,
+            )
 
     def unread_count(self) -> int:
         with self._db.session() as session:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -169,11 +169,7 @@ class PatientService:
         """The patient's scans, newest first."""
         with self._db.session() as session:
             self._get(session, patient_id)
-            rows = session.scalars(
-                select(m.Scan)
-                .where(m.Scan.patient_id == patient_id)
-                .order_by(m.Scan.created_at.desc(), m.Scan.id.desc())
-            ).all()
+            rows = session.scalars(_scans_newest_first(patient_id)).all()
             return tuple(scan_record(r) for r in rows)
 
     def list_analyses(self, patient_id: str) -> tuple[AnalysisRecord, ...]:
@@ -191,12 +187,7 @@ class PatientService:
         """The file and media type of the patient's newest scan."""
         with self._db.session() as session:
             self._get(session, patient_id)
-            scan = session.scalars(
-                select(m.Scan)
-                .where(m.Scan.patient_id == patient_id)
-                .order_by(m.Scan.created_at.desc(), m.Scan.id.desc())
-                .limit(1)
-            ).first()
+            scan = self.newest_scan_in(session, patient_id)
             if scan is None:
                 raise NotFound(f"patient {patient_id} has no image")
             sha, media_type = scan.sha256, scan.media_type
@@ -512,6 +503,11 @@ class PatientService:
         return row
 
     @staticmethod
+    def newest_scan_in(session: Session, patient_id: str) -> m.Scan | None:
+        """The patient's newest scan inside a caller's session."""
+        return session.scalars(_scans_newest_first(patient_id).limit(1)).first()
+
+    @staticmethod
     def _latest_analysis_row(session: Session, patient_id: str) -> m.Analysis | None:
         return session.scalars(
             select(m.Analysis)
@@ -563,6 +559,14 @@ class PatientService:
             )
             for row in rows
         )
+
+
+def _scans_newest_first(patient_id: str) -> Select[Any]:
+    return (
+        select(m.Scan)
+        .where(m.Scan.patient_id == patient_id)
+        .order_by(m.Scan.created_at.desc(), m.Scan.id.desc())
+    )
 
 
 def _client_result(result: Mapping[str, Any]) -> ParsedAnswer:
