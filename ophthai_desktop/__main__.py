@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -74,6 +75,10 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
         print(f"ophthai serve: {exc.message}", file=sys.stderr)
         return 1
     server = ApiServer(create_app(application), settings.api_host, settings.api_port)
+    # Everything built so far lives as long as the process: keep it out of the garbage
+    # collector's full passes, which otherwise stall every thread for tens of ms.
+    gc.collect()
+    gc.freeze()
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: object) -> None:
@@ -89,6 +94,9 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
         application.close()
         return 1
     application.start_worker()
+    if application.start_watcher():
+        status = application.watcher.status
+        log.info("watch folder %s: %s", status.state, status.message or status.folder)
     # One line on stdout that scripts (and the end-to-end test) can wait for.
     print(f"OphthAI API listening on {server.url} (docs: {server.url}/docs)", flush=True)
     try:
@@ -109,12 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(args.host, args.port, args.data_dir)
     if args.data_dir is not None:
         os.environ["OPHTHAI_DATA_DIR"] = str(args.data_dir)
-    print(
-        "ophthai: the desktop window is not part of this version yet; "
-        "run `ophthai serve` for the headless API.",
-        file=sys.stderr,
-    )
-    return 2
+    from ophthai_desktop.desktop import run
+
+    return run()
 
 
 if __name__ == "__main__":

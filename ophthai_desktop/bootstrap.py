@@ -17,10 +17,12 @@ from ophthai_desktop.core.services import (
     OculomicsService,
     PatientService,
 )
+from ophthai_desktop.core.services.ingest import IngestService
 from ophthai_desktop.core.services.jobs import JobService
 from ophthai_desktop.core.services.patients import ImageLimits
 from ophthai_desktop.core.settings import Settings
 from ophthai_desktop.core.storage import Database, ImageStore
+from ophthai_desktop.core.watcher import FolderWatcher
 from ophthai_desktop.core.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,8 @@ class Application:
     jobs: JobService
     engine: InferenceEngine
     worker: InferenceWorker
+    ingest: IngestService
+    watcher: FolderWatcher
 
     def start_worker(self) -> None:
         """Run the inference worker on a plain thread (headless mode), loading the model
@@ -49,8 +53,18 @@ class Application:
             self.worker.request_load()
         self.worker.start()
 
+    def start_watcher(self) -> bool:
+        """Start the watch folder when ``watch_folder_enabled`` is set; returns whether
+        it was started (a folder that cannot be watched is the watcher's error state)."""
+        if not self.settings.watch_folder_enabled:
+            return False
+        self.watcher.start()
+        return True
+
     def close(self) -> None:
-        """Stop the worker (if running) and release the database connections."""
+        """Stop the watcher and the worker (if running) and release the database
+        connections."""
+        self.watcher.stop()
         self.worker.stop()
         self.db.dispose()
 
@@ -68,16 +82,20 @@ def build_application(settings: Settings | None = None, *, migrate: bool = True)
     limits = ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
     jobs = JobService(db, bus, images, limits)
     engine = InferenceEngine(settings, events=bus)
+    patients = PatientService(db, bus, images, limits)
+    ingest = IngestService(db, bus, patients, images, limits, demo_mode=settings.watch_demo_mode)
     return Application(
         settings=settings,
         bus=bus,
         db=db,
         images=images,
-        patients=PatientService(db, bus, images, limits),
+        patients=patients,
         notifications=NotificationService(db, bus),
         oculomics=OculomicsService(db, bus),
         audit=AuditService(db),
         jobs=jobs,
         engine=engine,
         worker=InferenceWorker(engine, jobs, bus),
+        ingest=ingest,
+        watcher=FolderWatcher(settings, ingest, bus),
     )

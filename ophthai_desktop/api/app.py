@@ -7,8 +7,10 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
 
 from ophthai_desktop import __version__
 from ophthai_desktop.api.errors import install_error_handlers
@@ -18,6 +20,9 @@ from ophthai_desktop.api.security import BodySizeLimit
 from ophthai_desktop.api.wire import event_data
 from ophthai_desktop.bootstrap import Application
 
+#: Threads that run the blocking route functions (database work).
+API_THREADS = 4
+
 
 def create_app(application: Application) -> FastAPI:
     """Build the API over already-built services (the desktop app shares them)."""
@@ -26,6 +31,9 @@ def create_app(application: Application) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Few worker threads: they share one interpreter lock, and more of them only
+        # make each request (and the GUI in the same process) wait longer.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = API_THREADS
         hub.start(asyncio.get_running_loop())
         try:
             yield
@@ -47,6 +55,7 @@ def create_app(application: Application) -> FastAPI:
     app.state.started_monotonic = time.monotonic()
 
     install_error_handlers(app)
+    app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=5)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(
         CORSMiddleware,

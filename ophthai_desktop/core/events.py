@@ -159,6 +159,42 @@ class ModelStateChanged(Event):
     progress: float | None = None
 
 
+@dataclass(frozen=True)
+class WatcherStateChanged(Event):
+    """The watch folder started, stopped, paused, resumed or failed.
+
+    ``state`` is ``stopped``, ``running``, ``paused`` or ``error``; ``message`` says why
+    (an error, or the fallback to polling); ``polling`` tells which observer runs.
+    """
+
+    name: ClassVar[str] = "watcher_state"
+    state: str
+    message: str = ""
+    folder: str = ""
+    polling: bool = False
+
+
+@dataclass(frozen=True)
+class IngestFinished(Event):
+    """One file from the watch folder was dealt with.
+
+    ``outcome`` is ``ingested`` (a new patient), ``attached`` (a scan of an existing
+    patient), ``duplicate`` (bytes already taken in; no new record) or ``failed`` (moved
+    to ``failed/`` with ``reason``). ``moved_to`` is the file's new name, or empty when
+    it could not be moved.
+    """
+
+    name: ClassVar[str] = "ingest_finished"
+    outcome: str
+    file_name: str
+    sha256: str | None
+    patient_id: str | None = None
+    scan_id: int | None = None
+    job_id: int | None = None
+    reason: str | None = None
+    moved_to: str = ""
+
+
 Subscriber = Callable[[Event], None]
 
 

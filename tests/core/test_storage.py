@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -123,4 +123,36 @@ def test_created_at_is_now(db_url: str) -> None:
     with db.session() as session:
         row = session.query(m.Notification).one()
         assert abs(row.timestamp - datetime.now(UTC)) < timedelta(minutes=1)
+    db.dispose()
+
+
+def test_migration_backfills_the_stored_oculomics_summary(db_url: str) -> None:
+    db = Database(db_url)
+    db.upgrade("0002")
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO patients (id, name, symptoms, history, status, workflow_step,"
+                " admission_date, created_at, updated_at) VALUES ('p1', 'n', '[]', '',"
+                " 'Stable', 1, :t, :t, :t)"
+            ),
+            {"t": datetime(2026, 1, 1, tzinfo=UTC)},
+        )
+        for eye, day, iop in (("OD", "2025-01-01", 18.0), ("OS", "2026-01-01", 23.0)):
+            conn.execute(
+                text(
+                    "INSERT INTO oculomics_measurements (patient_id, eye, measured_on,"
+                    " iop_mmhg, created_at) VALUES ('p1', :eye, :day, :iop, :t)"
+                ),
+                {"eye": eye, "day": date.fromisoformat(day), "iop": iop, "t": datetime.now(UTC)},
+            )
+    db.upgrade()
+    with db.session() as session:
+        stored = session.get(m.Patient, "p1")
+        assert stored is not None and stored.oculomics_summary is not None
+        assert stored.oculomics_summary["intraocular_pressure"] == 23.0
+        assert [h["date"] for h in stored.oculomics_summary["history"]] == [
+            "2025-01-01",
+            "2026-01-01",
+        ]
     db.dispose()

@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -126,13 +127,28 @@ def _worst(metric: str, values: Iterable[float | None]) -> float | None:
     return max(present) if REFERENCE_RANGES[metric].worse == "high" else min(present)
 
 
-def summarise(records: Sequence[OculomicsRecord]) -> OculomicsSummary | None:
+class _Measured(Protocol):
+    """What :func:`summarise` reads: a record, or a plain row of the same columns."""
+
+    @property
+    def measured_on(self) -> date: ...
+    @property
+    def iop_mmhg(self) -> float | None: ...
+    @property
+    def cup_to_disc_ratio(self) -> float | None: ...
+    @property
+    def rnfl_thickness_um(self) -> float | None: ...
+    @property
+    def vessel_density_pct(self) -> float | None: ...
+
+
+def summarise(records: Sequence[_Measured]) -> OculomicsSummary | None:
     """The seed's single-valued summary: for each metric, the worse eye on the latest
     date that measured it; ``history`` holds the worse-eye IOP and vessel density per
     date (the last :data:`SUMMARY_HISTORY_POINTS` dates)."""
     if not records:
         return None
-    by_date: dict[date, list[OculomicsRecord]] = defaultdict(list)
+    by_date: dict[date, list[_Measured]] = defaultdict(list)
     for record in records:
         by_date[record.measured_on].append(record)
     dates = sorted(by_date)
@@ -158,6 +174,31 @@ def summarise(records: Sequence[OculomicsRecord]) -> OculomicsSummary | None:
         rnfl_thickness=latest("rnfl_thickness_um"),
         vessel_density=latest("vessel_density_pct"),
         history=history,
+    )
+
+
+def summary_to_json(summary: OculomicsSummary | None) -> dict[str, Any] | None:
+    """The form stored in ``patients.oculomics_summary``."""
+    if summary is None:
+        return None
+    return {
+        "intraocular_pressure": summary.intraocular_pressure,
+        "cup_to_disc_ratio": summary.cup_to_disc_ratio,
+        "rnfl_thickness": summary.rnfl_thickness,
+        "vessel_density": summary.vessel_density,
+        "history": [dict(point) for point in summary.history],
+    }
+
+
+def summary_from_json(data: dict[str, Any] | None) -> OculomicsSummary | None:
+    if not data:
+        return None
+    return OculomicsSummary(
+        intraocular_pressure=data.get("intraocular_pressure"),
+        cup_to_disc_ratio=data.get("cup_to_disc_ratio"),
+        rnfl_thickness=data.get("rnfl_thickness"),
+        vessel_density=data.get("vessel_density"),
+        history=tuple(data.get("history") or ()),
     )
 
 
@@ -247,13 +288,16 @@ class OculomicsService:
                 label = REFERENCE_RANGES[name].label
                 raise InvalidInput(f"{label} must be between {low:g} and {high:g}", field=name)
         with self._db.session() as session:
-            if session.get(m.Patient, patient_id) is None:
+            patient = session.get(m.Patient, patient_id)
+            if patient is None:
                 raise NotFound(f"patient {patient_id} not found")
             row = m.OculomicsMeasurement(
                 patient_id=patient_id, eye=eye_value, measured_on=measured_on, **values
             )
             session.add(row)
             session.flush()
+            summary = self.summaries_in(session, [patient_id]).get(patient_id)
+            patient.oculomics_summary = summary_to_json(summary)
             AuditService.record(
                 session,
                 actor,
@@ -292,6 +336,31 @@ class OculomicsService:
 
     def summary(self, patient_id: str) -> OculomicsSummary | None:
         return summarise(self.list_measurements(patient_id))
+
+    @staticmethod
+    def summaries_in(session: Session, patient_ids: Sequence[str]) -> dict[str, OculomicsSummary]:
+        """The seed-shaped summaries of several patients computed from their measurements:
+        one query of plain columns, no ORM objects or flags. (List pages read the copy
+        stored on the patient instead, kept current by :meth:`add_measurement`.)"""
+        if not patient_ids:
+            return {}
+        table = m.OculomicsMeasurement
+        rows = session.execute(
+            select(
+                table.patient_id,
+                table.measured_on,
+                table.iop_mmhg,
+                table.cup_to_disc_ratio,
+                table.rnfl_thickness_um,
+                table.vessel_density_pct,
+            )
+            .where(table.patient_id.in_(patient_ids))
+            .order_by(table.measured_on, table.id)
+        ).all()
+        grouped: dict[str, list[_Measured]] = defaultdict(list)
+        for row in rows:
+            grouped[row.patient_id].append(row)
+        return {pid: s for pid, items in grouped.items() if (s := summarise(items)) is not None}
 
     @staticmethod
     def measurements_in(

@@ -43,7 +43,7 @@ from ophthai_desktop.core.inference.parsing import AnswerParseError, ParsedAnswe
 from ophthai_desktop.core.paging import check_paging
 from ophthai_desktop.core.records import Actor, AnalysisRecord, Page, PatientRecord, ScanRecord
 from ophthai_desktop.core.services.audit import AuditService
-from ophthai_desktop.core.services.oculomics import OculomicsService, summarise
+from ophthai_desktop.core.services.oculomics import summary_from_json
 from ophthai_desktop.core.services.patient_fields import (
     aware,
     check_patient_id,
@@ -548,13 +548,12 @@ class PatientService:
             for a in session.scalars(select(m.Analysis).join(newest, m.Analysis.id == newest.c.id))
             if a.patient_id is not None
         }
-        measurements = OculomicsService.measurements_in(session, ids)
         return tuple(
             patient_record(
                 row,
                 latest_scan=latest_scans.get(row.id),
                 latest_analysis=latest_analyses.get(row.id),
-                oculomics=summarise(measurements.get(row.id, ())),
+                oculomics=summary_from_json(row.oculomics_summary),
                 scan_count=counts.get(row.id, 0),
             )
             for row in rows

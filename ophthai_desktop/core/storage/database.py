@@ -83,8 +83,8 @@ class Database:
         finally:
             session.close()
 
-    def upgrade(self) -> None:
-        """Create or migrate the schema to the newest Alembic revision."""
+    def upgrade(self, revision: str = "head") -> None:
+        """Create or migrate the schema to ``revision`` (the newest by default)."""
         from alembic import command
         from alembic.config import Config
 
@@ -94,7 +94,7 @@ class Database:
         try:
             with self.engine.begin() as connection:
                 config.attributes["connection"] = connection
-                command.upgrade(config, "head")
+                command.upgrade(config, revision)
         except OperationalError as exc:
             raise StorageError(f"cannot migrate the database: {exc.orig}") from exc
 

@@ -88,6 +88,9 @@ class Patient(Base):
     validated_by: Mapped[str | None] = mapped_column(String(200))
     validated_at: Mapped[datetime | None] = mapped_column()
     validation_notes: Mapped[str | None] = mapped_column(Text)
+    # The seed-shaped oculomics summary, recomputed whenever a measurement is added, so
+    # list pages need not read every patient's measurement history.
+    oculomics_summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -229,4 +232,36 @@ class AuditEvent(Base):
     __table_args__ = (
         Index("ix_audit_events_entity", "entity_type", "entity_id"),
         Index("ix_audit_events_at", "at"),
+    )
+
+
+class IngestedFile(Base):
+    """A file taken in through the watch folder, known by the SHA-256 of its bytes.
+
+    The unique hash is what makes the same file twice (under any name, or again after a
+    crash between the commit and the move to ``processed/``) a duplicate rather than a
+    second patient. Refused files whose bytes could be read are kept too, with the
+    reason, so a repeat is visible; they are tried again when they come back.
+    """
+
+    __tablename__ = "ingested_files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    original_name: Mapped[str] = mapped_column(String(512))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(16))  # ingested | attached | failed
+    reason: Mapped[str | None] = mapped_column(Text)
+    # Deleting the patient forgets the ingest, so the same file can make them again.
+    patient_id: Mapped[str | None] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
+    scan_id: Mapped[int | None] = mapped_column(ForeignKey("scans.id", ondelete="SET NULL"))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    duplicate_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        Index("ix_ingested_files_patient_id", "patient_id"),
+        Index("ix_ingested_files_created_at", "created_at"),
     )

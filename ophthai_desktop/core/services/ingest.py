@@ -1,0 +1,767 @@
+"""Taking image files in: one file becomes a scan with a queued analysis and a notification.
+
+The watch folder (:class:`~ophthai_desktop.core.watcher.FolderWatcher`) calls
+:meth:`IngestService.ingest_file` on its ingest threads once a file has stopped
+changing. For one file:
+
+1. Read it once: regular files only (a symbolic link is refused, never followed), within
+   the size limit, and unchanged while it was read (else :class:`FileNotSettled`).
+2. Hash it (SHA-256). Bytes already taken in for a patient who still exists are a
+   duplicate: recorded, notified, moved to ``processed/`` as ``<name> (duplicate)``.
+3. Decode it with :func:`~ophthai_desktop.core.imaging.inspect_image`: the content
+   decides, never the extension. A refused file goes to ``failed/`` with
+   ``<name>.reason.txt`` beside it and an info notification.
+4. One transaction: the patient (the one whose id starts the file name, as in
+   ``pt-abc123def456_OD_macula.png``, or in demo mode a new patient with randomised
+   details), the scan, the queued analysis, the notification and the ingest record.
+5. After the commit: publish the events, then move the file to ``processed/``.
+
+A crash between 4 and 5 leaves the file where it was; the next start reads it again and
+its committed hash makes it a duplicate, which is moved, so it never makes a second
+patient. Logs carry hashes and record ids, never file names (they can hold a patient's
+name) or patient details.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import random
+import re
+import stat
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ophthai_desktop.core.domain import (
+    Laterality,
+    Modality,
+    NotificationType,
+    PatientStatus,
+    ScanSource,
+    WorkflowStep,
+)
+from ophthai_desktop.core.errors import InvalidInput, NotFound, OphthaiError, StorageError
+from ophthai_desktop.core.events import (
+    AnalysisQueued,
+    Event,
+    EventBus,
+    IngestFinished,
+    NotificationCreated,
+    PatientCreated,
+    PatientUpdated,
+    ScanIngested,
+)
+from ophthai_desktop.core.imaging import ImageInfo, inspect_image
+from ophthai_desktop.core.records import Actor, NotificationRecord
+from ophthai_desktop.core.services.audit import AuditService
+from ophthai_desktop.core.services.jobs import JobService
+from ophthai_desktop.core.services.notifications import NotificationService
+from ophthai_desktop.core.services.patient_fields import PATIENT_ID, clean_fields
+from ophthai_desktop.core.services.patients import (
+    ImageLimits,
+    NewImage,
+    PatientService,
+    new_patient_id,
+)
+from ophthai_desktop.core.storage import Database, ImageStore
+from ophthai_desktop.core.storage import models as m
+
+log = logging.getLogger(__name__)
+
+#: Who the audit trail names for what the watch folder does.
+WATCHER_ACTOR = Actor(who="watch-folder", via="watcher")
+
+PROCESSED_DIR = "processed"
+FAILED_DIR = "failed"
+REASON_SUFFIX = ".reason.txt"
+
+SYMLINK_REASON = (
+    "it is a symbolic link; links are not followed, because one could expose a file "
+    "from outside the watch folder - copy the image itself into the folder"
+)
+
+
+class IngestOutcome(StrEnum):
+    INGESTED = "ingested"  # a new patient with the scan
+    ATTACHED = "attached"  # a new scan of an existing patient
+    DUPLICATE = "duplicate"  # bytes already taken in: nothing new
+    FAILED = "failed"  # refused: moved to failed/ with the reason
+
+
+class FileNotSettled(OphthaiError):
+    """The file changed while it was read; try again once it has settled."""
+
+
+class FileVanished(OphthaiError):
+    """The file disappeared before it could be read (renamed or deleted)."""
+
+
+class _AlreadyTakenIn(Exception):
+    """The hash was committed by another ingest since we looked."""
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str, size: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.size = size
+
+
+@dataclass(frozen=True)
+class FolderLayout:
+    """A watch folder and the two folders inside it that files are moved to."""
+
+    root: Path
+    processed: Path
+    failed: Path
+
+    @classmethod
+    def under(cls, root: Path) -> FolderLayout:
+        return cls(root, root / PROCESSED_DIR, root / FAILED_DIR)
+
+    def ensure(self) -> None:
+        """Create the three folders where they are missing."""
+        for folder in (self.root, self.processed, self.failed):
+            folder.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    """What tells whether a file changed: size, modification time and identity."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+
+    @classmethod
+    def of(cls, result: os.stat_result) -> FileStamp:
+        return cls(result.st_size, result.st_mtime_ns, result.st_ino)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """How one file was dealt with."""
+
+    outcome: IngestOutcome
+    file_name: str
+    sha256: str | None
+    patient_id: str | None = None
+    scan_id: int | None = None
+    job_id: int | None = None
+    reason: str | None = None
+    moved_to: Path | None = None  # None: it could not be moved (see the log)
+
+
+@dataclass(frozen=True)
+class _Known:
+    outcome: str
+    patient_id: str | None
+    created_at: datetime
+
+
+# Reading file names ----------------------------------------------------------------
+
+_TOKENS = re.compile(r"[\W_]+")
+_LATERALITY = {"OD": Laterality.OD, "OS": Laterality.OS, "OU": Laterality.OU}
+_MODALITY = {"OCTA": Modality.OCTA, "OCT": Modality.OCT, "FUNDUS": Modality.FUNDUS}
+
+
+def display_name(name: str) -> str:
+    """``name`` as text that can be stored and shown (undecodable bytes replaced)."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def patient_id_from_name(name: str) -> str | None:
+    """The patient id that starts a file name (``<id>_...``), if it has one."""
+    head, separator, _rest = name.partition("_")
+    if separator and PATIENT_ID.match(head):
+        return head
+    return None
+
+
+def scan_kind_from_name(name: str) -> tuple[Laterality, Modality]:
+    """Laterality from ``OD``/``OS``/``OU`` and modality from ``OCTA``/``OCT``/``fundus``
+    tokens of the name (case-insensitive); unknown when absent or contradictory."""
+    tokens = {t.upper() for t in _TOKENS.split(Path(name).stem) if t}
+    sides = {_LATERALITY[t] for t in tokens if t in _LATERALITY}
+    kinds = {_MODALITY[t] for t in tokens if t in _MODALITY}
+    laterality = sides.pop() if len(sides) == 1 else Laterality.UNKNOWN
+    modality = kinds.pop() if len(kinds) == 1 else Modality.UNKNOWN
+    return laterality, modality
+
+
+# Demo patients ---------------------------------------------------------------------
+
+_FIRST_NAMES = (
+    "Amelia", "Omar", "Sofia", "Kenji", "Fatima", "Lucas", "Priya", "Mateo", "Chloe",
+    "Tariq", "Ingrid", "Samuel", "Mei", "Jonas", "Aisha", "Daniel", "Elena", "Kwame",
+    "Hannah", "Ravi", "Lucia", "Noah", "Yara", "Pierre",
+)  # fmt: skip
+_LAST_NAMES = (
+    "Johnson", "Haddad", "Rossi", "Tanaka", "Okafor", "Martin", "Sharma", "Garcia",
+    "Dubois", "Nielsen", "Kowalski", "Chen", "Schmidt", "Mensah", "Fischer", "Novak",
+    "Silva", "Andersson", "Khan", "Moreau", "O'Brien", "Petrov", "Costa", "Lindqvist",
+)  # fmt: skip
+_SYMPTOMS = (
+    "Blurred vision",
+    "Distorted central vision",
+    "Floaters",
+    "Flashes of light",
+    "Reduced night vision",
+    "Gradual loss of peripheral vision",
+    "Dark spot in central vision",
+    "Difficulty reading",
+    "Glare and halos around lights",
+    "Eye pain",
+    "Red eye",
+    "Dry, gritty eyes",
+    "Sudden vision loss in one eye",
+    "Colours appear faded",
+)
+_HISTORIES = (
+    "Type 2 diabetes for 12 years.",
+    "Type 1 diabetes since childhood.",
+    "Hypertension, treated.",
+    "Family history of glaucoma.",
+    "High myopia.",
+    "Smoker, 20 pack-years.",
+    "Cataract surgery in the right eye three years ago.",
+    "No relevant medical history.",
+)
+
+
+def demo_patient_fields(rng: random.Random) -> dict[str, Any]:
+    """Plausible, randomised details for a demo patient (the seed's dummy patients).
+
+    The history says the details are made up, so nobody mistakes them for a person.
+    """
+    return {
+        "name": f"{rng.choice(_FIRST_NAMES)} {rng.choice(_LAST_NAMES)}",
+        "age": rng.randint(28, 89),
+        "gender": rng.choice(("Male", "Female")),
+        "symptoms": rng.sample(_SYMPTOMS, rng.randint(1, 3)),
+        "history": "Demo patient created from the watch folder with randomised details. "
+        + rng.choice(_HISTORIES),
+    }
+
+
+# Moving files ----------------------------------------------------------------------
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    stem, dot, ext = name.rpartition(".")
+    return (stem, f".{ext}") if dot and stem else (name, "")
+
+
+def move_without_overwrite(path: Path, folder: Path, name: str) -> Path:
+    """Move ``path`` into ``folder`` as ``name``, or ``name (1)``, ``name (2)``... when
+    taken; an existing file is never replaced."""
+    stem, ext = _split_name(name)
+    for n in range(10_000):
+        target = folder / (name if n == 0 else f"{stem} ({n}){ext}")
+        try:
+            # Claim the name atomically, then move over our own empty claim.
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        try:
+            os.replace(path, target)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return target
+    raise OSError(errno.EEXIST, "no free name", str(folder / name))
+
+
+def _unchanged(path: Path, stamp: FileStamp) -> bool:
+    try:
+        return FileStamp.of(os.lstat(path)) == stamp
+    except OSError:
+        return False
+
+
+def _ensure_unchanged(path: Path, stamp: FileStamp) -> None:
+    """Raise :class:`FileNotSettled` when the file changed since it was read."""
+    if not _unchanged(path, stamp):
+        raise FileNotSettled("the file changed after it was read")
+
+
+# The service -----------------------------------------------------------------------
+
+
+class IngestService:
+    """Turns settled image files into patients, scans, analyses and notifications.
+
+    Methods run on the watcher's ingest threads (several at once); each opens its own
+    short sessions.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        bus: EventBus,
+        patients: PatientService,
+        images: ImageStore,
+        limits: ImageLimits,
+        *,
+        demo_mode: bool = True,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._db = db
+        self._bus = bus
+        self._patients = patients
+        self._images = images
+        self._limits = limits
+        self.demo_mode = demo_mode
+        self._rng = rng or random.Random()
+        self._commit_lock = threading.Lock()
+
+    def ingest_file(
+        self,
+        path: Path,
+        folder: FolderLayout,
+        *,
+        expected: FileStamp | None = None,
+        actor: Actor = WATCHER_ACTOR,
+    ) -> IngestResult:
+        """Take in one file of ``folder`` and move it to ``processed/`` or ``failed/``.
+
+        Args:
+            path: The file, directly inside ``folder.root``.
+            folder: Where processed and refused files go.
+            expected: The stamp the caller saw when it judged the file settled; a
+                different one means it is still being written.
+            actor: Who the audit trail names.
+
+        Raises:
+            FileNotSettled: The file changed since ``expected`` or while being read.
+            FileVanished: It was gone before it could be read.
+            StorageError: The database or the image store failed; the file stays.
+        """
+        name = display_name(path.name)
+        try:
+            data, stamp = self._read(path, expected)
+        except _Refused as refused:
+            return self._refuse(path, folder, refused.reason, sha256=None, size=refused.size)
+        sha256 = hashlib.sha256(data).hexdigest()
+        known = self._find(sha256)
+        if known is not None and known.outcome != IngestOutcome.FAILED:
+            return self._duplicate(path, folder, sha256, known, stamp)
+        info, reason = self._check(data, path.name)
+        if info is None:
+            _ensure_unchanged(path, stamp)  # a refusal is final: be sure it was complete
+            return self._refuse(path, folder, reason, sha256=sha256, size=len(data))
+        target_id = patient_id_from_name(path.name)
+        try:
+            outcome, events, ids = self._commit(name, data, sha256, info, target_id, actor)
+        except (IntegrityError, _AlreadyTakenIn) as exc:
+            # Another ingest thread committed the same bytes first.
+            known = self._find(sha256)
+            if known is None:
+                raise StorageError("could not record the ingested file") from exc
+            return self._duplicate(path, folder, sha256, known, stamp)
+        except NotFound as exc:
+            _ensure_unchanged(path, stamp)
+            return self._refuse(path, folder, exc.message, sha256=sha256, size=len(data))
+        for event in events:
+            self._bus.publish(event)
+        patient_id, scan_id, job_id = ids
+        log.info(
+            "watch folder: %s… %s patient %s (scan %d, job %d)",
+            sha256[:12],
+            "created" if outcome is IngestOutcome.INGESTED else "added a scan to",
+            patient_id,
+            scan_id,
+            job_id,
+        )
+        moved = None
+        if _unchanged(path, stamp):
+            moved = self._move(path, folder.processed, path.name, sha256)
+        else:  # rewritten since we read it: left in place, to be taken in as it is now
+            log.warning("watch folder: %s… changed after it was read; not moved", sha256[:12])
+        return self._finish(
+            IngestResult(outcome, name, sha256, patient_id, scan_id, job_id, None, moved)
+        )
+
+    # Steps ------------------------------------------------------------------------
+
+    def _check(self, data: bytes, file_name: str) -> tuple[ImageInfo | None, str]:
+        """Decode the image (the content decides) and check the name can be filed:
+        the image's description, or None and why it is refused."""
+        try:
+            info = inspect_image(
+                data, max_bytes=self._limits.max_bytes, max_pixels=self._limits.max_pixels
+            )
+        except InvalidInput as exc:
+            return None, exc.message
+        except Exception as exc:  # a decoder's surprise on a hostile file is a refusal
+            log.warning("watch folder: the image decoder failed with %s", type(exc).__name__)
+            return None, f"the image could not be decoded ({type(exc).__name__})"
+        if not self.demo_mode and patient_id_from_name(file_name) is None:
+            return None, (
+                "no patient id in the file name (name files <patient id>_..., e.g. "
+                "pt-abc123def456_OD_macula.png, or turn on the watch folder's demo mode)"
+            )
+        return info, ""
+
+    def _read(self, path: Path, expected: FileStamp | None) -> tuple[bytes, FileStamp]:
+        """The file's bytes, read once, and its stamp; or why it is refused."""
+        try:
+            before = os.lstat(path)
+        except FileNotFoundError as exc:
+            raise FileVanished("the file is gone") from exc
+        if stat.S_ISLNK(before.st_mode):
+            raise _Refused(SYMLINK_REASON)
+        if not stat.S_ISREG(before.st_mode):
+            raise _Refused("it is not a regular file")
+        if expected is not None and FileStamp.of(before) != expected:
+            raise FileNotSettled("the file changed after it settled")
+        limit = self._limits.max_bytes
+        if before.st_size > limit:
+            raise _Refused(
+                f"the file is {before.st_size / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB",
+                before.st_size,
+            )
+        flags = (
+            os.O_RDONLY
+            | getattr(os, "O_NOFOLLOW", 0)  # swapped for a link since lstat: refuse
+            | getattr(os, "O_NONBLOCK", 0)  # never hang on a FIFO swapped in
+            | getattr(os, "O_BINARY", 0)
+        )
+        try:
+            fd = os.open(path, flags)
+        except FileNotFoundError as exc:
+            raise FileVanished("the file is gone") from exc
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _Refused(SYMLINK_REASON) from exc
+            raise _Refused(f"it cannot be read ({exc.strerror})") from exc
+        try:
+            with os.fdopen(fd, "rb") as handle:
+                opened = os.fstat(handle.fileno())
+                if not stat.S_ISREG(opened.st_mode):
+                    raise _Refused("it is not a regular file")
+                data = handle.read(limit + 1)
+                after = os.fstat(handle.fileno())
+        except OSError as exc:
+            raise _Refused(f"it cannot be read ({exc.strerror})") from exc
+        if FileStamp.of(after) != FileStamp.of(before) or len(data) != after.st_size:
+            raise FileNotSettled("the file changed while it was read")
+        if len(data) > limit:
+            raise _Refused(f"the file is larger than the limit of {limit / 1e6:.1f} MB", len(data))
+        return data, FileStamp.of(before)
+
+    def _find(self, sha256: str) -> _Known | None:
+        with self._db.session() as session:
+            row = session.scalars(
+                select(m.IngestedFile).where(m.IngestedFile.sha256 == sha256)
+            ).first()
+            if row is None:
+                return None
+            return _Known(row.outcome, row.patient_id, row.created_at)
+
+    def _commit(
+        self,
+        name: str,
+        data: bytes,
+        sha256: str,
+        info: ImageInfo,
+        target_id: str | None,
+        actor: Actor,
+    ) -> tuple[IngestOutcome, list[Event], tuple[str, int, int]]:
+        """Patient, scan, queued analysis, notification and ingest record in one
+        transaction; returns the events to publish after the commit."""
+        laterality, modality = scan_kind_from_name(name)
+        # Stored before the transaction so the database's write lock is held briefly;
+        # the store is content-addressed, so a rollback only leaves an unused file.
+        self._images.put(data)
+        # One ingest transaction at a time. SQLite has a single writer anyway, and a
+        # thread waiting here wakes the moment the lock is free, where one waiting in
+        # SQLite's busy handler sleeps in growing steps. Reading, hashing, decoding and
+        # storing the next file go on in parallel meanwhile.
+        with self._commit_lock, self._db.session() as session:
+            row = session.get(m.Patient, target_id) if target_id else None
+            if row is None:
+                if target_id is not None and not self.demo_mode:
+                    raise NotFound(f"no patient has the id {target_id} that starts the file name")
+                row = self._create_patient_in(session, demo_patient_fields(self._rng), actor)
+                outcome = IngestOutcome.INGESTED
+            else:
+                outcome = IngestOutcome.ATTACHED
+            image = NewImage(
+                data,
+                source=ScanSource.WATCH_FOLDER,
+                modality=modality,
+                laterality=laterality,
+                filename=name,
+            )
+            scan = self._patients.add_scan_in(session, row.id, image, info)
+            # Audited as attach_image does; a new patient's own entry covers its first
+            # scan, as in create_patient.
+            if outcome is IngestOutcome.ATTACHED:
+                AuditService.record(
+                    session, actor, "create", "scan", scan.id, {"patient_id": row.id}
+                )
+            job = JobService.queue_in(
+                session,
+                patient_id=row.id,
+                scan_id=scan.id,
+                sha256=scan.sha256,
+                question=None,
+                actor=actor,
+            )
+            what = " ".join(v for v in (modality, laterality) if v != "unknown") or "image"
+            if outcome is IngestOutcome.INGESTED:
+                message = (
+                    f"New scan from the watch folder ({what}): new demo patient {row.name} "
+                    f"({row.id}); analysis queued"
+                )
+            else:
+                message = (
+                    f"New scan from the watch folder ({what}) for {row.name} ({row.id}); "
+                    "analysis queued"
+                )
+            note = NotificationService.create_in(
+                session, message, type=NotificationType.INFO.value, patient_id=row.id
+            )
+            self._record_in(
+                session,
+                sha256=sha256,
+                name=name,
+                size=len(data),
+                outcome=outcome,
+                reason=None,
+                patient_id=row.id,
+                scan_id=scan.id,
+                job_id=job.id,
+            )
+            patient_id = row.id
+        # Read back after the commit, outside the write lock (with the newest scan,
+        # counts and oculomics, as every patient record).
+        patient = self._patients.get_patient(patient_id)
+        changed: Event = (
+            PatientCreated(patient)
+            if outcome is IngestOutcome.INGESTED
+            else PatientUpdated(patient)
+        )
+        events: list[Event] = [
+            changed,
+            ScanIngested(scan),
+            AnalysisQueued(job.id, patient.id, scan.id),
+            NotificationCreated(note),
+        ]
+        return outcome, events, (patient.id, scan.id, job.id)
+
+    @staticmethod
+    def _create_patient_in(session: Session, fields: dict[str, Any], actor: Actor) -> m.Patient:
+        """A new patient inside the caller's transaction, with the same rules and
+        defaults as :meth:`PatientService.create_patient`."""
+        values = clean_fields({"status": PatientStatus.PENDING_ANALYSIS.value, **fields})
+        values.setdefault("admission_date", datetime.now(UTC))
+        values.setdefault("workflow_step", int(WorkflowStep.ANALYSIS))
+        row = m.Patient(id=new_patient_id(), **values)
+        session.add(row)
+        session.flush()
+        AuditService.record(session, actor, "create", "patient", row.id, {"fields": sorted(values)})
+        return row
+
+    @staticmethod
+    def _record_in(
+        session: Session,
+        *,
+        sha256: str,
+        name: str,
+        size: int,
+        outcome: IngestOutcome,
+        reason: str | None,
+        patient_id: str | None = None,
+        scan_id: int | None = None,
+        job_id: int | None = None,
+    ) -> None:
+        """Add or update the ingest record of ``sha256`` (a refused file may come back)."""
+        now = datetime.now(UTC)
+        row = session.scalars(select(m.IngestedFile).where(m.IngestedFile.sha256 == sha256)).first()
+        if row is not None and row.outcome != IngestOutcome.FAILED:
+            # Taken in by another ingest since we looked: never overwrite that record.
+            if outcome is not IngestOutcome.FAILED:
+                raise _AlreadyTakenIn(sha256)
+            row.duplicate_count += 1
+            row.last_seen_at = now
+            return
+        if row is None:
+            row = m.IngestedFile(sha256=sha256, duplicate_count=0, created_at=now)
+            session.add(row)
+        elif outcome is not IngestOutcome.FAILED:
+            row.created_at = now  # when it was taken in, not when it was first refused
+        else:
+            row.duplicate_count += 1
+        row.original_name = name[:512]
+        row.size_bytes = size
+        row.source = ScanSource.WATCH_FOLDER.value
+        row.outcome = outcome.value
+        row.reason = reason
+        row.patient_id = patient_id
+        row.scan_id = scan_id
+        row.job_id = job_id
+        row.last_seen_at = now
+
+    def _duplicate(
+        self, path: Path, folder: FolderLayout, sha256: str, known: _Known, stamp: FileStamp
+    ) -> IngestResult:
+        """Bytes already taken in: count the sighting, tell the clinician, move it."""
+        _ensure_unchanged(path, stamp)
+        name = display_name(path.name)
+        when = known.created_at.strftime("%Y-%m-%d %H:%M")
+        whose = f" for patient {known.patient_id}" if known.patient_id else ""
+        try:
+            note = self._record_duplicate(sha256, name, whose, when, known.patient_id)
+        except NotFound as exc:
+            # The patient was deleted a moment ago (and with them the ingest record):
+            # look at the file again, as new.
+            raise FileNotSettled("the patient of this file was just deleted") from exc
+        self._bus.publish(NotificationCreated(note))
+        log.info(
+            "watch folder: %s… already taken in (patient %s): duplicate",
+            sha256[:12],
+            known.patient_id,
+        )
+        stem, ext = _split_name(path.name)
+        moved = self._move(path, folder.processed, f"{stem} (duplicate){ext}", sha256)
+        return self._finish(
+            IngestResult(
+                IngestOutcome.DUPLICATE, name, sha256, known.patient_id, None, None, None, moved
+            )
+        )
+
+    def _record_duplicate(
+        self, sha256: str, name: str, whose: str, when: str, patient_id: str | None
+    ) -> NotificationRecord:
+        with self._db.session() as session:
+            row = session.scalars(
+                select(m.IngestedFile).where(m.IngestedFile.sha256 == sha256)
+            ).first()
+            if row is not None:
+                row.duplicate_count += 1
+                row.last_seen_at = datetime.now(UTC)
+            note = NotificationService.create_in(
+                session,
+                f"{name} from the watch folder was already taken in{whose} on {when} UTC; "
+                "no new patient was created. Moved to processed/.",
+                type=NotificationType.INFO.value,
+                patient_id=patient_id,
+            )
+        return note
+
+    def _refuse(
+        self,
+        path: Path,
+        folder: FolderLayout,
+        reason: str,
+        *,
+        sha256: str | None,
+        size: int | None,
+    ) -> IngestResult:
+        """Move the file to ``failed/`` with the reason beside it, record and notify."""
+        name = display_name(path.name)
+        log.warning("watch folder: refused a file (sha256 %s): %s", (sha256 or "-")[:12], reason)
+        moved = self._move(path, folder.failed, path.name, sha256)
+        if moved is not None:
+            self._write_reason(moved, name, reason, sha256, size)
+        where = "Moved to failed/." if moved else "It could not be moved to failed/."
+        message = f"{name} from the watch folder was not taken in: {reason}. {where}"
+        note: NotificationRecord | None = None
+        for attempt in range(2):
+            try:
+                with self._db.session() as session:
+                    if sha256 is not None:
+                        self._record_in(
+                            session,
+                            sha256=sha256,
+                            name=name,
+                            size=size or 0,
+                            outcome=IngestOutcome.FAILED,
+                            reason=reason[:2000],
+                        )
+                    note = NotificationService.create_in(
+                        session,
+                        message[:2000],
+                        type=NotificationType.INFO.value,
+                        patient_id=None,
+                    )
+                break
+            except IntegrityError:
+                # The same bytes were refused on another ingest thread at the same
+                # moment; the second attempt updates that record.
+                if attempt:
+                    log.exception("watch folder: could not record a refused file")
+            except StorageError:
+                log.exception("watch folder: could not record a refused file")
+                break
+        if note is not None:
+            self._bus.publish(NotificationCreated(note))
+        return self._finish(
+            IngestResult(IngestOutcome.FAILED, name, sha256, None, None, None, reason, moved)
+        )
+
+    @staticmethod
+    def _write_reason(
+        moved: Path, name: str, reason: str, sha256: str | None, size: int | None
+    ) -> None:
+        lines = [
+            f"Not taken in: {reason}.",
+            "",
+            f"file: {name}",
+            f"sha256: {sha256 or 'not read'}",
+            f"size: {'unknown' if size is None else f'{size} bytes'}",
+            f"refused at: {datetime.now(UTC).isoformat(timespec='seconds')}",
+            "",
+            "Fix the file and copy it into the watch folder again to retry.",
+        ]
+        reason_file = moved.with_name(moved.name + REASON_SUFFIX)
+        try:
+            reason_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        except OSError as exc:
+            log.error("watch folder: could not write a reason file: %s", exc.strerror)
+
+    @staticmethod
+    def _move(path: Path, folder: Path, name: str, sha256: str | None) -> Path | None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            return move_without_overwrite(path, folder, name)
+        except OSError as exc:
+            log.error(
+                "watch folder: could not move a file (sha256 %s) to %s/: %s",
+                (sha256 or "-")[:12],
+                folder.name,
+                exc.strerror,
+            )
+            return None
+
+    def _finish(self, result: IngestResult) -> IngestResult:
+        moved = ""
+        if result.moved_to is not None:
+            moved = f"{result.moved_to.parent.name}/{display_name(result.moved_to.name)}"
+        self._bus.publish(
+            IngestFinished(
+                outcome=result.outcome.value,
+                file_name=result.file_name,
+                sha256=result.sha256,
+                patient_id=result.patient_id,
+                scan_id=result.scan_id,
+                job_id=result.job_id,
+                reason=result.reason,
+                moved_to=moved,
+            )
+        )
+        return result

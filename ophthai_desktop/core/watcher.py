@@ -1,0 +1,697 @@
+"""The watch folder: image files that devices drop into a folder become patients.
+
+Three kinds of thread take part (DESIGN §2):
+
+- the watchdog observer reports file events: the native one (inotify on Linux), or the
+  polling one every ``watch_poll_seconds`` where events do not arrive (network shares,
+  ``watch_use_polling``). Its handler only notes what happened to which name;
+- the settle thread decides when a file has finished arriving and hands it over;
+- the ingest threads (a small pool) call :meth:`IngestService.ingest_file`.
+
+A file has finished arriving when its size, modification time and inode have stayed the
+same for ``settle_checks`` checks ``settle_interval_s`` apart and, on Linux, no process
+has it open for writing (``/proc``). Two faster signals skip most of that wait on Linux's
+native observer: the writer closed the file (``IN_CLOSE_WRITE``) with no other handle
+open, or the file appeared by rename with nobody writing to it; either is confirmed by
+one unchanged check ``confirm_s`` later. An empty file waits ``empty_grace_s`` longer,
+since some writers create a file before they fill it.
+
+Only files directly in the folder whose extension is allowed (case-insensitive) are
+taken; ``processed/``, ``failed/`` and other subfolders are not watched. Names starting
+with ``.`` or ``~$`` and temporary names (``.part``, ``.crdownload``, ...; their
+extension is not allowed) are ignored until renamed. Files of other extensions are left
+where they are. Files already waiting at start (or left behind by a crash) are taken in
+at start, and the folder is rescanned every ``rescan_interval_s`` in case an event was
+lost.
+
+:class:`FolderWatcher` can be started, stopped, paused and resumed from any thread; each
+change of state is published as :class:`WatcherStateChanged`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import stat
+import sys
+import threading
+import time
+from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import Enum, StrEnum
+from pathlib import Path
+
+from watchdog.events import (
+    FileClosedEvent,
+    FileClosedNoWriteEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileOpenedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+from ophthai_desktop.core.errors import StorageError
+from ophthai_desktop.core.events import EventBus, WatcherStateChanged
+from ophthai_desktop.core.services.ingest import (
+    FileNotSettled,
+    FileStamp,
+    FileVanished,
+    FolderLayout,
+    IngestService,
+)
+from ophthai_desktop.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: The events the handler needs (no directory events: subfolders are not watched).
+EVENT_FILTER: list[type[FileSystemEvent]] = [
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileDeletedEvent,
+    FileOpenedEvent,
+    FileClosedEvent,
+    FileClosedNoWriteEvent,
+]
+
+#: Whether ``/proc`` tells which processes have a file open (Linux).
+PROC_FDS = sys.platform.startswith("linux") and os.path.isdir("/proc/self/fd")
+
+#: How long to wait before trying a file again after the database failed.
+STORAGE_RETRY_S = 5.0
+
+
+class _QuietStopRace(logging.Filter):
+    """Drops watchdog's error line about an emitter read racing its own stop.
+
+    watchdog 7.1's inotify emitter logs ``queue_events() called when the thread is
+    inactive`` at ERROR when ``stop()`` lands between its loop check and its read: a
+    harmless race at every shutdown that would read as a failure in our logs.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "called when the thread is inactive" not in str(record.msg)
+
+
+logging.getLogger("watchdog.observers.inotify").addFilter(_QuietStopRace())
+
+
+def _no_move_pairing_delay() -> None:
+    """Stop watchdog's inotify emitter from holding events back half a second.
+
+    To pair a rename's two halves, it keeps every ``IN_MOVED_FROM`` for 0.5 s at the
+    head of its queue, and every event behind it waits too. Each file we move to
+    ``processed/`` is such an event, so at a steady trickle of scans each one would wait
+    up to 0.5 s before we even heard of it. We treat a rename as "gone" plus "new"
+    anyway, so pairing buys us nothing. (The class moved between watchdog versions.)
+    """
+    for module, name in (
+        ("watchdog.observers.inotify_move_event_grouper", "InotifyMoveEventGrouper"),
+        ("watchdog.observers.inotify_buffer", "InotifyBuffer"),
+    ):
+        try:
+            holder = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+        if isinstance(getattr(holder, "delay", None), int | float):
+            holder.delay = 0.0
+
+
+class WatcherState(StrEnum):
+    STOPPED = "stopped"
+    RUNNING = "running"
+    PAUSED = "paused"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class WatcherStatus:
+    """What the status bar shows."""
+
+    state: WatcherState
+    message: str
+    folder: Path
+    polling: bool
+    pending: int  # files seen, not yet settled
+    in_progress: int  # files being taken in
+
+
+class _Evidence(Enum):
+    NONE = 0  # only the settle timer can tell
+    CLOSED = 1  # the writer closed it and no handle is open (inotify)
+    QUIET = 2  # appeared (by rename) with no open seen; /proc confirms nobody writes
+
+
+@dataclass(slots=True)
+class _Candidate:
+    next_check: float
+    changed_at: float
+    evidence: _Evidence = _Evidence.NONE
+    stamp: FileStamp | None = None
+    stable: int = 0
+    opens: int = 0
+    closed_seen: bool = False
+
+
+@dataclass
+class _Run:
+    """What one start() sets up; dropped by stop()."""
+
+    layout: FolderLayout
+    root: str
+    extensions: frozenset[str]
+    pool: ThreadPoolExecutor
+    stopping: threading.Event = field(default_factory=threading.Event)
+    observer: BaseObserver | None = None
+    inotify: bool = False
+    thread: threading.Thread | None = None
+
+
+def files_open_for_writing(paths: Collection[str]) -> set[str]:
+    """Those of ``paths`` (real paths) that a process of this machine has open for
+    writing, as far as ``/proc`` lets us see (our user's processes, or all as root).
+
+    Empty where ``/proc`` does not exist: there only the settle timer can tell.
+    """
+    if not PROC_FDS or not paths:
+        return set()
+    wanted = set(paths)
+    found: set[str] = set()
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return found
+    for pid in pids:
+        fd_dir = f"/proc/{pid}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:  # gone, or another user's process
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"{fd_dir}/{fd}")
+            except OSError:
+                continue
+            if target in wanted and target not in found and _writable(pid, fd):
+                found.add(target)
+    return found
+
+
+def _writable(pid: str, fd: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/fdinfo/{fd}", encoding="ascii") as info:
+            for line in info:
+                if line.startswith("flags:"):
+                    return bool(int(line.split()[1], 8) & (os.O_WRONLY | os.O_RDWR))
+    except (OSError, ValueError, IndexError):
+        pass
+    return True  # cannot tell: assume it is being written
+
+
+class _Handler(FileSystemEventHandler):
+    """Runs on the observer thread: notes the event, nothing more."""
+
+    def __init__(self, watcher: FolderWatcher, run: _Run) -> None:
+        self._watcher = watcher
+        self._run = run
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory:
+            return
+        src = os.fsdecode(event.src_path)
+        if event.event_type == "moved":
+            self._watcher._noticed(self._run, src, "deleted")
+            dest = os.fsdecode(event.dest_path)
+            if dest:
+                self._watcher._noticed(self._run, dest, "moved")
+        else:
+            self._watcher._noticed(self._run, src, event.event_type)
+
+
+class FolderWatcher:
+    """Watches the watch folder and takes in the image files that arrive there.
+
+    Start, stop, pause and resume from any thread. Publishes
+    :class:`WatcherStateChanged` on every change of :attr:`state`.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        ingest: IngestService,
+        bus: EventBus,
+        *,
+        settle_interval_s: float = 0.1,
+        settle_checks: int = 2,
+        confirm_s: float = 0.05,
+        empty_grace_s: float = 2.0,
+        rescan_interval_s: float = 10.0,
+        ingest_threads: int = 2,
+    ) -> None:
+        self.settings = settings
+        self._ingest = ingest
+        self._bus = bus
+        self._settle_interval_s = settle_interval_s
+        self._settle_checks = max(1, settle_checks)
+        self._confirm_s = confirm_s
+        self._empty_grace_s = empty_grace_s
+        self._rescan_interval_s = rescan_interval_s
+        self._ingest_threads = max(1, ingest_threads)
+
+        self._control = threading.RLock()  # start/stop/pause/resume
+        self._lock = threading.Lock()  # the file bookkeeping below
+        self._wake = threading.Event()
+        self._pending: dict[str, _Candidate] = {}
+        self._in_progress: set[str] = set()
+        self._stuck: dict[str, FileStamp] = {}  # could not be moved: skip until changed
+        self._run: _Run | None = None
+        self._paused = False
+        self._state = WatcherState.STOPPED
+        self._message = ""
+        self._polling = False
+
+    # Control (any thread) ----------------------------------------------------------
+
+    @property
+    def state(self) -> WatcherState:
+        return self._state
+
+    @property
+    def status(self) -> WatcherStatus:
+        with self._lock:
+            pending, in_progress = len(self._pending), len(self._in_progress)
+        return WatcherStatus(
+            self._state, self._message, self.folder, self._polling, pending, in_progress
+        )
+
+    @property
+    def folder(self) -> Path:
+        run = self._run
+        return run.layout.root if run else self.settings.resolved_watch_folder
+
+    def start(self) -> WatcherStatus:
+        """Create the folder (and ``processed/``, ``failed/``), start watching it and
+        take in the files already there. A failure is the ``error`` state, not an
+        exception."""
+        with self._control:
+            if self._state in (WatcherState.RUNNING, WatcherState.PAUSED):
+                return self.status
+            self._teardown()
+            settings = self.settings
+            try:
+                layout = FolderLayout.under(settings.resolved_watch_folder.expanduser())
+                layout.ensure()
+                layout = FolderLayout.under(layout.root.resolve())
+            except OSError as exc:
+                self._set_state(
+                    WatcherState.ERROR,
+                    f"cannot create the watch folder: {exc.strerror or exc}",
+                )
+                return self.status
+            run = _Run(
+                layout=layout,
+                root=str(layout.root),
+                extensions=frozenset(e.lower().lstrip(".") for e in settings.watch_extensions),
+                pool=ThreadPoolExecutor(
+                    self._ingest_threads, thread_name_prefix="watch-folder-ingest"
+                ),
+            )
+            try:
+                message = self._start_observer(run)
+            except OSError as exc:
+                run.pool.shutdown(wait=False)
+                self._set_state(
+                    WatcherState.ERROR, f"cannot watch the folder: {exc.strerror or exc}"
+                )
+                return self.status
+            with self._lock:
+                self._pending.clear()
+                self._in_progress.clear()
+                self._stuck.clear()
+            self._run = run
+            self._paused = False
+            self._rescan(run)  # files already waiting
+            run.thread = threading.Thread(
+                target=self._settle_loop, args=(run,), name="watch-folder-settle", daemon=True
+            )
+            run.thread.start()
+            log.info(
+                "watch folder started (%s observer, %d files waiting)",
+                "polling" if self._polling else "native",
+                len(self._pending),
+            )
+            self._set_state(WatcherState.RUNNING, message)
+            return self.status
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop watching; files being taken in are finished first. Safe to repeat."""
+        with self._control:
+            was = self._state
+            self._teardown(timeout_s)
+            if was is not WatcherState.STOPPED:
+                log.info("watch folder stopped")
+            self._set_state(WatcherState.STOPPED, "")
+
+    def pause(self) -> None:
+        """Stop taking files in (the ones being taken in finish); keep noticing them."""
+        with self._control:
+            if self._state is WatcherState.RUNNING:
+                self._paused = True
+                self._set_state(WatcherState.PAUSED, "")
+
+    def resume(self) -> None:
+        """Take in again, starting with the files that arrived while paused."""
+        with self._control:
+            if self._state is WatcherState.PAUSED:
+                self._paused = False
+                self._set_state(WatcherState.RUNNING, self._message)
+                self._wake.set()
+
+    def is_idle(self) -> bool:
+        """No file is waiting to settle or being taken in."""
+        with self._lock:
+            return not self._pending and not self._in_progress
+
+    # Setting up and tearing down -----------------------------------------------------
+
+    def _start_observer(self, run: _Run) -> str:
+        """Start the native observer, or the polling one when asked for or when native
+        events are unavailable (e.g. inotify's watch limit); returns a message for the
+        status."""
+        message = ""
+        poll_s = self.settings.watch_poll_seconds
+        if not self.settings.watch_use_polling:
+            if sys.platform.startswith("linux"):
+                _no_move_pairing_delay()
+            observer: BaseObserver = Observer()
+            try:
+                observer.schedule(
+                    _Handler(self, run), run.root, recursive=False, event_filter=EVENT_FILTER
+                )
+                observer.start()
+            except OSError as exc:
+                log.warning("file events unavailable (%s); polling instead", exc.strerror or exc)
+                message = (
+                    f"file events unavailable ({exc.strerror or exc}); polling every {poll_s:g} s"
+                )
+            else:
+                run.observer = observer
+                run.inotify = type(observer).__name__.startswith("Inotify")
+                self._polling = False
+                return message
+        observer = PollingObserver(timeout=poll_s)
+        observer.schedule(_Handler(self, run), run.root, recursive=False, event_filter=EVENT_FILTER)
+        observer.start()
+        run.observer = observer
+        run.inotify = False
+        self._polling = True
+        return message
+
+    def _teardown(self, timeout_s: float = 10.0) -> None:
+        run, self._run = self._run, None
+        if run is None:
+            return
+        run.stopping.set()
+        self._wake.set()
+        if run.observer is not None:
+            run.observer.stop()
+            if run.observer.is_alive():
+                run.observer.join(timeout_s)
+        if run.thread is not None and run.thread is not threading.current_thread():
+            run.thread.join(timeout_s)
+        run.pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            self._pending.clear()
+            self._in_progress.clear()
+
+    def _set_state(self, state: WatcherState, message: str) -> None:
+        if state is self._state and message == self._message:
+            return
+        self._state, self._message = state, message
+        if state is WatcherState.ERROR:
+            log.error("watch folder: %s", message)
+        self._bus.publish(
+            WatcherStateChanged(
+                state=state.value,
+                message=message,
+                folder=str(self.folder),
+                polling=self._polling,
+            )
+        )
+
+    # Noticing files (observer thread, and the settle thread's rescans) ----------------
+
+    def _eligible(self, run: _Run, name: str) -> bool:
+        if name.startswith((".", "~$")):
+            return False
+        _stem, dot, ext = name.rpartition(".")
+        return bool(dot) and ext.lower() in run.extensions
+
+    def _noticed(self, run: _Run, path: str, kind: str) -> None:
+        """A file event (observer thread): update the file's settle bookkeeping."""
+        if run.stopping.is_set() or os.path.dirname(path) != run.root:
+            return
+        name = os.path.basename(path)
+        now = time.monotonic()
+        with self._lock:
+            if kind == "deleted":
+                self._pending.pop(name, None)
+                self._stuck.pop(name, None)
+                return
+            candidate = self._pending.get(name)
+            if candidate is None:
+                if kind in ("opened", "closed_no_write") or name in self._in_progress:
+                    return
+                if not self._eligible(run, name):
+                    return
+                self._stuck.pop(name, None)
+                candidate = _Candidate(next_check=now + self._settle_interval_s, changed_at=now)
+                self._pending[name] = candidate
+                if run.inotify and PROC_FDS and kind in ("created", "moved"):
+                    candidate.evidence = _Evidence.QUIET
+                    candidate.next_check = now + self._confirm_s
+            urgent = False
+            if kind == "modified":
+                candidate.stable = 0
+                candidate.closed_seen = False
+                candidate.evidence = _Evidence.NONE
+            elif kind == "opened":
+                candidate.opens += 1
+                candidate.evidence = _Evidence.NONE
+            elif kind in ("closed", "closed_no_write"):
+                candidate.opens = max(0, candidate.opens - 1)
+                if kind == "closed":
+                    candidate.closed_seen = True
+                if candidate.closed_seen and candidate.opens == 0:
+                    candidate.evidence = _Evidence.CLOSED
+                    candidate.stamp = None  # take a fresh baseline now
+                    candidate.stable = 0
+                    candidate.next_check = now
+                    urgent = True
+        if urgent:
+            self._wake.set()
+
+    def _rescan(self, run: _Run) -> None:
+        """List the folder: take note of files no event told us about."""
+        try:
+            with os.scandir(run.root) as entries:
+                found = []
+                for entry in entries:
+                    if not self._eligible(run, entry.name):
+                        continue
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if not stat.S_ISDIR(info.st_mode):
+                        found.append((entry.name, FileStamp.of(info)))
+        except OSError as exc:
+            log.debug("watch folder: cannot list the folder: %s", exc.strerror)
+            return
+        now = time.monotonic()
+        with self._lock:
+            for name, stamp in found:
+                if name in self._pending or name in self._in_progress:
+                    continue
+                stuck = self._stuck.get(name)
+                if stuck is not None:
+                    if stuck == stamp:
+                        continue
+                    del self._stuck[name]
+                self._pending[name] = _Candidate(
+                    next_check=now + self._settle_interval_s, changed_at=now
+                )
+
+    # Settling (settle thread) -------------------------------------------------------
+
+    def _settle_loop(self, run: _Run) -> None:
+        next_rescan = time.monotonic() + self._rescan_interval_s
+        while not run.stopping.is_set():
+            self._wake.clear()  # before looking, so a wake-up after this is never lost
+            now = time.monotonic()
+            with self._lock:
+                due = min((c.next_check for c in self._pending.values()), default=now + 1.0)
+            self._wake.wait(max(0.0, min(due - now, self._settle_interval_s)))
+            if run.stopping.is_set():
+                break
+            now = time.monotonic()
+            try:
+                if now >= next_rescan:
+                    next_rescan = now + self._rescan_interval_s
+                    self._check_health(run)
+                    self._rescan(run)
+                if not self._paused and self._state is not WatcherState.ERROR:
+                    self._check_due(run, now)
+            except Exception:  # never let the watcher die silently
+                log.exception("watch folder: settle check failed")
+
+    def _check_due(self, run: _Run, now: float) -> None:
+        with self._lock:
+            due = [name for name, c in self._pending.items() if c.next_check <= now]
+        if not due:
+            return
+        stats: list[tuple[str, os.stat_result | None]] = []
+        for name in due:
+            try:
+                stats.append((name, os.lstat(os.path.join(run.root, name))))
+            except FileNotFoundError:
+                stats.append((name, None))
+            except OSError:
+                continue
+        ready: list[str] = []
+        ask_proc: list[str] = []
+        with self._lock:
+            for name, info in stats:
+                candidate = self._pending.get(name)
+                if candidate is None:
+                    continue
+                if info is None or stat.S_ISDIR(info.st_mode):
+                    del self._pending[name]
+                    continue
+                if not stat.S_ISREG(info.st_mode):
+                    ready.append(name)  # a link, a FIFO...: refused without being read
+                    continue
+                stamp = FileStamp.of(info)
+                if stamp == candidate.stamp:
+                    candidate.stable += 1
+                else:
+                    candidate.stamp, candidate.stable, candidate.changed_at = stamp, 0, now
+                fast = candidate.evidence is not _Evidence.NONE and candidate.opens == 0
+                candidate.next_check = now + (self._confirm_s if fast else self._settle_interval_s)
+                if stamp.size == 0 and now - candidate.changed_at < self._empty_grace_s:
+                    continue
+                if fast and candidate.stable >= 1:
+                    if candidate.evidence is _Evidence.CLOSED:
+                        ready.append(name)
+                    else:
+                        ask_proc.append(name)
+                elif candidate.stable >= self._settle_checks:
+                    ask_proc.append(name)
+        writing: set[str] = set()
+        if ask_proc:
+            paths = {os.path.join(run.root, name): name for name in ask_proc}
+            writing = {paths[p] for p in files_open_for_writing(list(paths))}
+            ready.extend(name for name in ask_proc if name not in writing)
+        with self._lock:
+            for name in writing:
+                candidate = self._pending.get(name)
+                if candidate is not None:
+                    candidate.stable = 0
+                    candidate.evidence = _Evidence.NONE
+            for name in ready:
+                candidate = self._pending.pop(name, None)
+                if candidate is None:
+                    continue
+                self._in_progress.add(name)
+                try:
+                    run.pool.submit(self._take_in, run, name, candidate.stamp)
+                except RuntimeError:  # shutting down
+                    self._in_progress.discard(name)
+
+    def _take_in(self, run: _Run, name: str, stamp: FileStamp | None) -> None:
+        """Runs on an ingest thread."""
+        path = run.layout.root / name
+        retry_in_s: float | None = None
+        stuck = False
+        try:
+            result = self._ingest.ingest_file(path, run.layout, expected=stamp)
+            stuck = result.moved_to is None
+        except FileNotSettled:
+            retry_in_s = self._settle_interval_s
+        except FileVanished:
+            pass
+        except StorageError as exc:
+            log.error("watch folder: storage failed, will retry: %s", exc.message)
+            retry_in_s = STORAGE_RETRY_S
+        except Exception:
+            log.exception("watch folder: a file could not be taken in; it is left in place")
+            stuck = True
+        now = time.monotonic()
+        with self._lock:
+            self._in_progress.discard(name)
+            if run.stopping.is_set():
+                return
+            current: FileStamp | None = None
+            if stuck:
+                with contextlib.suppress(OSError):  # gone: nothing to skip
+                    current = FileStamp.of(os.lstat(path))
+            if current is not None and stamp is not None and current != stamp:
+                retry_in_s = self._settle_interval_s  # rewritten meanwhile: look again
+            elif current is not None:
+                # Left in place (could not be moved): skip it until it changes.
+                self._stuck[name] = current
+            if retry_in_s is not None:
+                self._pending[name] = _Candidate(next_check=now + retry_in_s, changed_at=now)
+        if retry_in_s is not None:
+            self._wake.set()
+
+    def _check_health(self, run: _Run) -> None:
+        """Notice a folder that went away (an unplugged share) or an observer that died,
+        and recover when the folder is back."""
+        # Never wait for the control lock: stop() holds it while it joins this thread.
+        if not self._control.acquire(blocking=False):
+            return
+        try:
+            self._recover(run)
+        finally:
+            self._control.release()
+
+    def _recover(self, run: _Run) -> None:
+        if self._run is not run or run.stopping.is_set():
+            return
+        folder_ok = os.path.isdir(run.root)
+        observer = run.observer
+        observer_ok = (
+            observer is not None
+            and observer.is_alive()
+            and bool(observer.emitters)
+            and all(emitter.is_alive() for emitter in observer.emitters)
+        )
+        if folder_ok and observer_ok:
+            if self._state is WatcherState.ERROR:
+                state = WatcherState.PAUSED if self._paused else WatcherState.RUNNING
+                self._set_state(state, "")
+            return
+        if not folder_ok:
+            self._set_state(WatcherState.ERROR, f"the watch folder {run.root} is not reachable")
+            return
+        try:
+            run.layout.ensure()
+            if observer is not None:
+                observer.stop()
+                observer.join(1.0)
+            message = self._start_observer(run)
+        except OSError as exc:
+            self._set_state(WatcherState.ERROR, f"cannot watch the folder: {exc.strerror or exc}")
+            return
+        state = WatcherState.PAUSED if self._paused else WatcherState.RUNNING
+        self._set_state(state, message)

@@ -1,0 +1,120 @@
+"""Files a watch folder must survive: empty, mislabelled, truncated, bombs, links out of
+the folder, FIFOs, odd names. The content decides; nothing hangs; every refusal leaves
+its reason beside the file and tells the clinician."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from ophthai_desktop.bootstrap import Application
+from ophthai_desktop.core.services.ingest import REASON_SUFFIX
+from tests.support.images import jpeg_bytes, png_bytes
+from tests.support.watch_folder import EventLog, build_watch_app, noise_png, wait_until
+
+
+def bomb_png() -> bytes:
+    """A 1-bit 20000x20000 PNG: a few KB on disk, 400 million pixels decoded."""
+    buffer = io.BytesIO()
+    Image.new("1", (20_000, 20_000)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[Application]:
+    application = build_watch_app(tmp_path)
+    yield application
+    application.close()
+
+
+def test_hostile_and_odd_files(app: Application, tmp_path: Path) -> None:
+    folder = app.settings.resolved_watch_folder
+    folder.mkdir(parents=True)
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(png_bytes((8, 8), (255, 0, 0)))
+    png, jpeg = noise_png((64, 64), seed=3), jpeg_bytes((64, 48))
+    bomb = bomb_png()
+    assert len(bomb) < 100_000
+    files: dict[str, bytes] = {
+        "empty.png": b"",
+        "text.jpg": b"this is not a JPEG at all\n" * 10,
+        "truncated.png": png[: len(png) // 2],
+        "truncated.jpeg": jpeg[: len(jpeg) // 2],
+        "bomb.png": bomb,
+        "Ünïcödé scan 1.PNG": png_bytes((20, 20), (1, 2, 3)),
+        "UPPER_OS.JPG": jpeg,
+        "jpeg inside.png": jpeg_bytes((30, 30)),
+    }
+    # (outcome, a piece of the reason)
+    expected: dict[str, tuple[str, str]] = {
+        "empty.png": ("failed", "empty"),
+        "text.jpg": ("failed", "not an image"),
+        "truncated.png": ("failed", "damaged or incomplete"),
+        "truncated.jpeg": ("failed", "damaged or incomplete"),
+        "bomb.png": ("failed", "pixels"),
+        "Ünïcödé scan 1.PNG": ("ingested", ""),
+        "UPPER_OS.JPG": ("ingested", ""),
+        "jpeg inside.png": ("ingested", ""),
+        "link.png": ("failed", "symbolic link"),
+    }
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    (folder / "link.png").symlink_to(outside)
+    if sys.platform.startswith("linux"):
+        os.mkfifo(folder / "pipe.png")  # opening it to read would block forever
+        expected["pipe.png"] = ("failed", "not a regular file")
+    (folder / "readme.txt").write_text("not ours")  # a disallowed extension: left alone
+
+    log = EventLog(app.bus)
+    app.watcher.start()
+    done = log.wait_finished(*expected)
+
+    for name, (outcome, reason) in expected.items():
+        result = done[name]
+        assert result.outcome == outcome, f"{name}: {result.outcome} ({result.reason})"
+        assert reason in (result.reason or ""), f"{name}: {result.reason}"
+        where = "processed" if outcome == "ingested" else "failed"
+        assert os.path.lexists(folder / where / name), name
+        assert not os.path.lexists(folder / name), name
+        if outcome == "failed":
+            text = (folder / "failed" / (name + REASON_SUFFIX)).read_text(encoding="utf-8")
+            assert reason in text
+    # The link was moved as a link; what it pointed at was neither read nor touched.
+    assert (folder / "failed" / "link.png").is_symlink()
+    assert outside.read_bytes() == png_bytes((8, 8), (255, 0, 0))
+    assert (folder / "readme.txt").read_text() == "not ours"
+
+    ingested = {n: done[n] for n, (o, _r) in expected.items() if o == "ingested"}
+    assert app.patients.list_patients().total == len(ingested)
+    unicode_scan = app.patients.list_scans(ingested["Ünïcödé scan 1.PNG"].patient_id or "")[0]
+    assert unicode_scan.original_filename == "Ünïcödé scan 1.PNG"
+    upper_scan = app.patients.list_scans(ingested["UPPER_OS.JPG"].patient_id or "")[0]
+    assert (upper_scan.media_type, upper_scan.laterality) == ("image/jpeg", "OS")
+    mislabelled = app.patients.list_scans(ingested["jpeg inside.png"].patient_id or "")[0]
+    assert mislabelled.media_type == "image/jpeg"  # the content decides, not the name
+
+    refused = [n for n in app.notifications.list_notifications(limit=500).items if n.type == "info"]
+    failed = [n for n, (o, _r) in expected.items() if o == "failed"]
+    assert sum("was not taken in" in n.message for n in refused) == len(failed)
+    assert wait_until(app.watcher.is_idle)
+
+
+def test_a_file_over_the_size_limit_is_refused_without_being_read(tmp_path: Path) -> None:
+    app = build_watch_app(tmp_path, max_image_bytes=2048)
+    log = EventLog(app.bus)
+    folder = app.settings.resolved_watch_folder
+    try:
+        app.watcher.start()
+        (folder / "big.png").write_bytes(noise_png((64, 64), seed=9))
+        result = log.wait_finished("big.png")["big.png"]
+    finally:
+        app.close()
+    assert result.outcome == "failed" and "limit" in (result.reason or "")
+    assert result.sha256 is None  # refused on its size alone
+    assert (folder / "failed" / "big.png").is_file()

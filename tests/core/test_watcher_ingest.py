@@ -1,0 +1,391 @@
+"""The watch folder takes files in once, whole, and never makes a second patient from the
+same bytes: slow copies, duplicates, names that attach to a patient, restarts and a crash
+between the commit and the move."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, select
+
+from ophthai_desktop.bootstrap import Application, build_application
+from ophthai_desktop.core import events as ev
+from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.services.ingest import (
+    FolderLayout,
+    IngestOutcome,
+    IngestService,
+    move_without_overwrite,
+    patient_id_from_name,
+    scan_kind_from_name,
+)
+from ophthai_desktop.core.storage import models as m
+from ophthai_desktop.core.watcher import PROC_FDS
+from tests.support.images import jpeg_bytes, png_bytes
+from tests.support.watch_folder import (
+    EventLog,
+    build_watch_app,
+    noise_png,
+    wait_until,
+    write_in_chunks,
+)
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[Application]:
+    application = build_watch_app(tmp_path)
+    yield application
+    application.close()
+
+
+@pytest.fixture
+def log(app: Application) -> EventLog:
+    return EventLog(app.bus)
+
+
+def folder_of(app: Application) -> Path:
+    return app.settings.resolved_watch_folder
+
+
+def patient_count(app: Application) -> int:
+    return app.patients.list_patients(limit=1).total
+
+
+def ingest_row(app: Application, sha256: str) -> m.IngestedFile | None:
+    with app.db.session() as session:
+        return session.scalars(
+            select(m.IngestedFile).where(m.IngestedFile.sha256 == sha256)
+        ).first()
+
+
+@pytest.mark.parametrize(
+    ("gap_s", "why"),
+    [
+        (0.1, "writes closer together than the settle window"),
+        pytest.param(
+            0.35,
+            "pauses longer than the settle window: /proc shows the writer",
+            marks=pytest.mark.skipif(not PROC_FDS, reason="needs /proc"),
+        ),
+    ],
+)
+def test_a_slow_copy_is_taken_in_once_and_whole(
+    app: Application, log: EventLog, gap_s: float, why: str
+) -> None:
+    data = noise_png((300, 200), seed=1)  # ~180 KB
+    app.watcher.start()
+    writer = write_in_chunks(
+        folder_of(app) / "slow.png", data, chunks=4 if gap_s > 0.2 else 10, gap_s=gap_s
+    )
+    done = log.wait_finished("slow.png")
+    writer.join()
+
+    result = done["slow.png"]
+    assert result.outcome == "ingested", f"{why}: {result.reason}"
+    assert result.sha256 == hashlib.sha256(data).hexdigest()
+    scan = app.patients.list_scans(result.patient_id or "")[0]
+    assert app.images.read(scan.sha256) == data  # the stored image is the whole file
+    assert patient_count(app) == 1 and len(log.of(ev.PatientCreated)) == 1
+    assert (folder_of(app) / "processed" / "slow.png").read_bytes() == data
+    assert not (folder_of(app) / "slow.png").exists()
+
+
+def test_one_file_makes_a_patient_a_scan_a_queued_analysis_and_a_notification(
+    app: Application, log: EventLog
+) -> None:
+    app.watcher.start()
+    (folder_of(app) / "macula_OS_OCTA.png").write_bytes(png_bytes((64, 48)))
+    result = log.wait_finished("macula_OS_OCTA.png")["macula_OS_OCTA.png"]
+
+    assert result.outcome == "ingested" and result.patient_id
+    patient = app.patients.get_patient(result.patient_id)
+    assert patient.name and patient.age is not None and patient.gender in ("Male", "Female")
+    assert patient.symptoms and "Demo patient" in patient.history
+    assert patient.status == "Pending Analysis" and patient.workflow_step == 1
+    scan = patient.latest_scan
+    assert scan is not None
+    assert (scan.source, scan.laterality, scan.modality) == ("watch_folder", "OS", "OCTA")
+    assert scan.original_filename == "macula_OS_OCTA.png"
+    job = app.jobs.get_job(result.job_id or 0)
+    assert (job.state, job.patient_id, job.scan_id) == ("queued", patient.id, scan.id)
+    notes = app.notifications.list_notifications(patient_id=patient.id).items
+    assert [n.type for n in notes] == ["info"]
+    assert notes[0].message.startswith("New scan from the watch folder")
+    # Events after the commit, in order, each once.
+    names = [
+        type(e).__name__
+        for e in log.of(ev.Event)
+        if isinstance(
+            e, ev.PatientCreated | ev.ScanIngested | ev.AnalysisQueued | ev.NotificationCreated
+        )
+    ]
+    assert names == ["PatientCreated", "ScanIngested", "AnalysisQueued", "NotificationCreated"]
+    row = ingest_row(app, result.sha256 or "")
+    assert row is not None
+    assert (row.outcome, row.patient_id, row.scan_id, row.job_id, row.original_name) == (
+        "ingested",
+        patient.id,
+        scan.id,
+        job.id,
+        "macula_OS_OCTA.png",
+    )
+
+
+def test_the_same_bytes_under_another_name_are_a_duplicate(app: Application, log: EventLog) -> None:
+    data = png_bytes((40, 30), (1, 2, 3))
+    folder = folder_of(app)
+    app.watcher.start()
+    (folder / "first.png").write_bytes(data)
+    first = log.wait_finished("first.png")["first.png"]
+    (folder / "again.png").write_bytes(data)
+    again = log.wait_finished("again.png")["again.png"]
+
+    assert first.outcome == "ingested" and again.outcome == "duplicate"
+    assert again.patient_id == first.patient_id
+    assert patient_count(app) == 1 and len(log.of(ev.PatientCreated)) == 1
+    assert (folder / "processed" / "again (duplicate).png").read_bytes() == data
+    assert not (folder / "again.png").exists()
+    row = ingest_row(app, first.sha256 or "")
+    assert row is not None and row.duplicate_count == 1
+    messages = [n.message for n in app.notifications.list_notifications().items]
+    assert any("already taken in" in text for text in messages)
+
+
+def test_a_file_named_after_a_patient_is_attached_to_them(
+    app: Application, log: EventLog, actor: Actor
+) -> None:
+    patient = app.patients.create_patient({"name": "Known Patient"}, actor=actor)
+    name = f"{patient.id}_OD_macula_oct.png"
+    app.watcher.start()
+    (folder_of(app) / name).write_bytes(png_bytes((48, 48)))
+    result = log.wait_finished(name)[name]
+
+    assert result.outcome == "attached" and result.patient_id == patient.id
+    assert patient_count(app) == 1 and len(log.of(ev.PatientCreated)) == 1  # the test's own
+    assert [e.patient.id for e in log.of(ev.PatientUpdated)] == [patient.id]
+    scan = app.patients.list_scans(patient.id)[0]
+    assert (scan.laterality, scan.modality) == ("OD", "OCT")
+    assert app.jobs.get_job(result.job_id or 0).scan_id == scan.id
+    assert app.patients.get_patient(patient.id).name == "Known Patient"
+
+
+def test_without_demo_mode_a_file_needs_a_known_patient_id(tmp_path: Path) -> None:
+    app = build_watch_app(tmp_path, watch_demo_mode=False)
+    log = EventLog(app.bus)
+    folder = folder_of(app)
+    try:
+        app.watcher.start()
+        (folder / "anonymous.png").write_bytes(png_bytes((20, 20), (5, 5, 5)))
+        (folder / "pt-000000000000_OD.png").write_bytes(png_bytes((20, 20), (6, 6, 6)))
+        done = log.wait_finished("anonymous.png", "pt-000000000000_OD.png")
+    finally:
+        app.close()
+    assert done["anonymous.png"].outcome == "failed"
+    assert "no patient id in the file name" in (done["anonymous.png"].reason or "")
+    assert done["pt-000000000000_OD.png"].outcome == "failed"
+    assert "pt-000000000000" in (done["pt-000000000000_OD.png"].reason or "")
+    assert (folder / "failed" / "anonymous.png.reason.txt").is_file()
+    assert patient_count(app) == 0
+
+
+def test_files_dropped_while_stopped_are_taken_in_at_the_next_start(
+    app: Application, log: EventLog
+) -> None:
+    folder = folder_of(app)
+    app.watcher.start()
+    (folder / "before.png").write_bytes(png_bytes((10, 10), (9, 9, 9)))
+    log.wait_finished("before.png")
+    app.watcher.stop()
+
+    names = [f"waiting {i}.png" for i in range(3)]
+    for i, name in enumerate(names):
+        (folder / name).write_bytes(png_bytes((10, 10), (i, 100, 0)))
+    assert app.watcher.state == "stopped" and len(log.finished()) == 1
+    app.watcher.start()
+    done = log.wait_finished(*names)
+
+    assert {done[n].outcome for n in names} == {"ingested"}
+    assert patient_count(app) == 4
+    assert sorted(p.name for p in (folder / "processed").iterdir()) == sorted(
+        ["before.png", *names]
+    )
+
+
+def test_a_crash_between_commit_and_move_makes_no_second_patient(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = build_watch_app(tmp_path)
+    folder = folder_of(first)
+    layout = FolderLayout.under(folder)
+    layout.ensure()
+    path = folder / "interrupted.png"
+    path.write_bytes(png_bytes((30, 30), (50, 60, 70)))
+    # The process dies right after the commit: the file is never moved.
+    with monkeypatch.context() as patch:
+        patch.setattr(IngestService, "_move", staticmethod(lambda *args: None))
+        committed = first.ingest.ingest_file(path, layout)
+    first.close()
+    assert committed.outcome == "ingested" and path.exists()
+
+    second = build_application(first.settings)  # the next start, on the same data
+    log = EventLog(second.bus)
+    try:
+        second.watcher.start()
+        result = log.wait_finished("interrupted.png")["interrupted.png"]
+        assert result.outcome == "duplicate" and result.patient_id == committed.patient_id
+        assert patient_count(second) == 1 and not log.of(ev.PatientCreated)
+        assert not path.exists()
+        assert (folder / "processed" / "interrupted (duplicate).png").is_file()
+    finally:
+        second.close()
+
+
+def test_two_ingests_of_the_same_bytes_at_once_make_one_patient(
+    app: Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    data = png_bytes((16, 16), (7, 7, 7))
+    (layout.root / "one.png").write_bytes(data)
+    (layout.root / "two.png").write_bytes(data)
+    first = app.ingest.ingest_file(layout.root / "one.png", layout)
+    # The second ingest looked before the first committed: the unique hash decides.
+    real_find = IngestService._find
+    calls: list[str] = []
+
+    def find_late(self: IngestService, sha256: str) -> object:
+        calls.append(sha256)
+        return None if len(calls) == 1 else real_find(self, sha256)
+
+    monkeypatch.setattr(IngestService, "_find", find_late)
+    second = app.ingest.ingest_file(layout.root / "two.png", layout)
+
+    assert (first.outcome, second.outcome) == (IngestOutcome.INGESTED, IngestOutcome.DUPLICATE)
+    assert second.patient_id == first.patient_id and patient_count(app) == 1
+    assert app.jobs.list_jobs().total == 1
+
+
+def test_a_name_taken_in_processed_gets_a_number(app: Application) -> None:
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    for colour in ((1, 1, 1), (2, 2, 2), (3, 3, 3)):
+        (layout.root / "same name.png").write_bytes(png_bytes((8, 8), colour))
+        assert app.ingest.ingest_file(layout.root / "same name.png", layout).outcome == "ingested"
+    assert sorted(p.name for p in layout.processed.iterdir()) == [
+        "same name (1).png",
+        "same name (2).png",
+        "same name.png",
+    ]
+    (layout.root / "x").write_bytes(b"new")
+    (layout.processed / "x").write_bytes(b"old")
+    assert move_without_overwrite(layout.root / "x", layout.processed, "x").name == "x (1)"
+    assert (layout.processed / "x").read_bytes() == b"old"
+
+
+def test_deleting_the_patient_lets_the_same_file_make_them_again(
+    app: Application, actor: Actor
+) -> None:
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    data = jpeg_bytes((20, 20))
+    (layout.root / "a.jpg").write_bytes(data)
+    first = app.ingest.ingest_file(layout.root / "a.jpg", layout)
+    app.patients.delete_patient(first.patient_id or "", actor=actor)
+    shutil.copy(layout.processed / "a.jpg", layout.root / "a.jpg")
+    again = app.ingest.ingest_file(layout.root / "a.jpg", layout)
+    assert again.outcome == "ingested" and again.patient_id != first.patient_id
+
+
+def test_logs_carry_ids_and_hashes_never_names(
+    app: Application, caplog: pytest.LogCaptureFixture
+) -> None:
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    name = "Jane Doe_OD.png"
+    (layout.root / name).write_bytes(png_bytes((12, 12), (4, 4, 4)))
+    (layout.root / "Jane Doe bad.png").write_bytes(b"not an image")
+    with caplog.at_level(logging.DEBUG, logger="ophthai_desktop"):
+        result = app.ingest.ingest_file(layout.root / name, layout)
+        app.ingest.ingest_file(layout.root / "Jane Doe bad.png", layout)
+    patient = app.patients.get_patient(result.patient_id or "")
+    assert result.patient_id in caplog.text and (result.sha256 or "")[:12] in caplog.text
+    assert "Jane" not in caplog.text and patient.name not in caplog.text
+
+
+def test_reading_names() -> None:
+    assert patient_id_from_name("pt-abc123def456_OD_macula.png") == "pt-abc123def456"
+    assert patient_id_from_name("scan.png") is None
+    assert patient_id_from_name("Ünïcödé_1.png") is None
+    assert scan_kind_from_name("pt-1_OD_macula.png") == ("OD", "unknown")
+    assert scan_kind_from_name("x-os-fundus.JPG") == ("OS", "fundus")
+    assert scan_kind_from_name("OCTA_left OS.tif") == ("OS", "OCTA")
+    assert scan_kind_from_name("OD_OS_oct.png") == ("unknown", "OCT")  # contradictory
+    assert scan_kind_from_name("doctor.png") == ("unknown", "unknown")
+
+
+def test_the_ingest_record_has_a_unique_hash(app: Application) -> None:
+    unique = inspect(app.db.engine).get_unique_constraints("ingested_files")
+    assert [c["column_names"] for c in unique] == [["sha256"]]
+
+
+def test_a_renamed_temporary_file_is_taken_in_only_once_renamed(
+    app: Application, log: EventLog
+) -> None:
+    folder = folder_of(app)
+    app.watcher.start()
+    for name in ("scan.png.part", "scan.png.crdownload", ".hidden.png", "~$lock.png"):
+        (folder / name).write_bytes(png_bytes((10, 10), (len(name), 0, 0)))
+    (folder / "notes.txt").write_text("device log")
+    (folder / "control.png").write_bytes(png_bytes((10, 10), (0, 0, 1)))
+    log.wait_finished("control.png")
+    assert wait_until(lambda: app.watcher.is_idle())
+    assert set(log.finished()) == {"control.png"}
+    os.rename(folder / "scan.png.part", folder / "scan.png")
+    assert log.wait_finished("scan.png")["scan.png"].outcome == "ingested"
+    left = {p.name for p in folder.iterdir() if p.is_file()}
+    assert left == {"scan.png.crdownload", ".hidden.png", "~$lock.png", "notes.txt"}
+
+
+def test_a_file_that_cannot_be_moved_is_taken_in_once(
+    app: Application, log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No notification storm: a file left in place is skipped until it changes."""
+    from ophthai_desktop.core.services import ingest as ingest_module
+
+    def refuse_move(path: Path, folder: Path, name: str) -> Path:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(ingest_module, "move_without_overwrite", refuse_move)
+    folder = folder_of(app)
+    app.watcher.start()
+    (folder / "stuck.png").write_bytes(png_bytes((10, 10), (20, 20, 20)))
+    assert log.wait_finished("stuck.png")["stuck.png"].moved_to == ""
+    # Rescans (every 0.5 s here) see it again and leave it alone.
+    assert not wait_until(lambda: len(log.of(ev.IngestFinished)) > 1, timeout_s=1.2)
+    monkeypatch.undo()
+    (folder / "stuck.png").write_bytes(png_bytes((10, 10), (21, 21, 21)))  # changed
+    assert wait_until(lambda: (folder / "processed" / "stuck.png").exists())
+    assert patient_count(app) == 2
+
+
+def test_a_decoder_surprise_is_a_refusal(app: Application, monkeypatch: pytest.MonkeyPatch) -> None:
+    import struct
+
+    from ophthai_desktop.core.services import ingest as ingest_module
+
+    def explode(data: bytes, **_limits: int) -> None:
+        raise struct.error("unpack requires a buffer of 4 bytes")
+
+    monkeypatch.setattr(ingest_module, "inspect_image", explode)
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    (layout.root / "odd.tif").write_bytes(b"II*\x00odd")
+    result = app.ingest.ingest_file(layout.root / "odd.tif", layout)
+    assert result.outcome == "failed" and "could not be decoded (error)" in (result.reason or "")
+    assert (layout.failed / "odd.tif").is_file()

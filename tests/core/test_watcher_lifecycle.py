@@ -1,0 +1,173 @@
+"""Starting, stopping, pausing and resuming the watcher from any thread, its published
+state, the native observer, and a folder that cannot be watched or goes away."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ophthai_desktop.bootstrap import Application
+from ophthai_desktop.core import events as ev
+from ophthai_desktop.core.watcher import FolderWatcher, WatcherState
+from tests.support.images import png_bytes
+from tests.support.watch_folder import EventLog, build_watch_app, noise_png, wait_until
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[Application]:
+    application = build_watch_app(tmp_path)
+    yield application
+    application.close()
+
+
+def states(log: EventLog) -> list[str]:
+    return [e.state for e in log.of(ev.WatcherStateChanged)]
+
+
+def test_start_creates_the_folders_and_publishes_each_state(app: Application) -> None:
+    log = EventLog(app.bus)
+    folder = app.settings.resolved_watch_folder
+    assert not folder.exists() and app.watcher.state is WatcherState.STOPPED
+
+    status = app.watcher.start()
+    assert status.state is WatcherState.RUNNING and status.polling
+    assert (folder / "processed").is_dir() and (folder / "failed").is_dir()
+    app.watcher.start()  # already running: nothing changes
+    app.watcher.pause()
+    app.watcher.resume()
+    app.watcher.stop()
+    app.watcher.stop()
+    assert states(log) == ["running", "paused", "running", "stopped"]
+    assert log.of(ev.WatcherStateChanged)[0].folder == str(folder.resolve())
+
+
+def test_paused_files_wait_and_are_taken_in_on_resume(app: Application) -> None:
+    log = EventLog(app.bus)
+    folder = app.settings.resolved_watch_folder
+    app.watcher.start()
+    app.watcher.pause()
+    (folder / "while paused.png").write_bytes(png_bytes((10, 10), (3, 3, 3)))
+    assert wait_until(lambda: app.watcher.status.pending == 1)  # noticed...
+    assert not wait_until(lambda: bool(log.finished()), timeout_s=0.5)  # ...not taken in
+    app.watcher.resume()
+    assert log.wait_finished("while paused.png")["while paused.png"].outcome == "ingested"
+
+
+def test_control_from_other_threads(app: Application) -> None:
+    log = EventLog(app.bus)
+    errors: list[BaseException] = []
+
+    def run(action: str) -> None:
+        try:
+            getattr(app.watcher, action)()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    for action in ("start", "pause", "resume", "stop", "start"):
+        workers = [threading.Thread(target=run, args=(action,)) for _ in range(3)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(10)
+    assert not errors
+    assert app.watcher.state is WatcherState.RUNNING
+    assert states(log) == ["running", "paused", "running", "stopped", "running"]
+
+
+def test_a_folder_that_cannot_be_created_is_the_error_state(tmp_path: Path) -> None:
+    blocker = tmp_path / "a file"
+    blocker.write_text("in the way")
+    app = build_watch_app(tmp_path, watch_folder_path=blocker / "scans")
+    log = EventLog(app.bus)
+    try:
+        status = app.watcher.start()
+        assert status.state is WatcherState.ERROR
+        assert "cannot create the watch folder" in status.message
+        assert states(log) == ["error"]
+        assert app.start_watcher()  # serve's call: reports through the state, never raises
+    finally:
+        app.close()
+    assert app.watcher.state is WatcherState.STOPPED
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify")
+def test_a_folder_that_goes_away_is_reported_and_watched_again_when_back(
+    app: Application,
+) -> None:
+    log = EventLog(app.bus)
+    folder = app.settings.resolved_watch_folder
+    app.watcher.start()
+    shutil.rmtree(folder)
+    assert wait_until(lambda: app.watcher.state is WatcherState.ERROR)
+    assert "not reachable" in app.watcher.status.message
+    folder.mkdir(parents=True)
+    assert wait_until(lambda: app.watcher.state is WatcherState.RUNNING)
+    (folder / "after.png").write_bytes(png_bytes((10, 10), (8, 8, 8)))
+    assert log.wait_finished("after.png")["after.png"].outcome == "ingested"
+    assert states(log)[-2:] == ["error", "running"]
+
+
+def test_the_native_observer_takes_in_copies_and_renames(tmp_path: Path) -> None:
+    app = build_watch_app(tmp_path, polling=False)
+    log = EventLog(app.bus)
+    folder = app.settings.resolved_watch_folder
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    try:
+        status = app.watcher.start()
+        assert status.state is WatcherState.RUNNING and not status.polling
+        for i in range(3):
+            source = staging / f"scan {i}.png"
+            source.write_bytes(noise_png((64, 64), seed=10 + i))
+            shutil.copy(source, folder / f"copied {i}.png")
+            os.rename(source, folder / f"renamed {i}.png")
+        names = [f"{kind} {i}.png" for kind in ("copied", "renamed") for i in range(3)]
+        done = log.wait_finished(*names)
+    finally:
+        app.close()
+    # Copies and renames of the same bytes: one patient each, the twin a duplicate.
+    outcomes = sorted(done[n].outcome for n in names)
+    assert outcomes == ["duplicate"] * 3 + ["ingested"] * 3
+    assert app.patients.list_patients().total == 3
+
+
+def test_the_watcher_built_by_the_application_uses_the_settings(tmp_path: Path) -> None:
+    app = build_watch_app(tmp_path, watch_extensions="PNG, .Tif")
+    try:
+        assert isinstance(app.watcher, FolderWatcher)
+        app.watcher.start()
+        folder = app.settings.resolved_watch_folder
+        log = EventLog(app.bus)
+        (folder / "a.jpg").write_bytes(png_bytes())  # not an allowed extension here
+        (folder / "b.tif").write_bytes(png_bytes((9, 9)))  # allowed; PNG content decides
+        assert log.wait_finished("b.tif")["b.tif"].outcome == "ingested"
+        assert (folder / "a.jpg").exists() and "a.jpg" not in log.finished()
+    finally:
+        app.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify")
+def test_moving_a_file_out_does_not_hold_back_the_next(tmp_path: Path) -> None:
+    """watchdog holds a rename's first half for 0.5 s and every event behind it; each
+    file moved to processed/ is one, so without our fix the next file waited that long."""
+    app = build_watch_app(tmp_path, polling=False)
+    log = EventLog(app.bus)
+    folder = app.settings.resolved_watch_folder
+    try:
+        app.watcher.start()
+        (folder / "first.png").write_bytes(png_bytes((10, 10), (1, 1, 1)))
+        log.wait_finished("first.png")  # published just after its move to processed/
+        written = time.monotonic()
+        (folder / "second.png").write_bytes(png_bytes((10, 10), (2, 2, 2)))
+        log.wait_finished("second.png")
+        took_s = time.monotonic() - written
+    finally:
+        app.close()
+    assert took_s < 0.4, f"the second file took {took_s:.2f} s"
