@@ -46,9 +46,7 @@ from ophthai_desktop.core.domain import (
     Laterality,
     Modality,
     NotificationType,
-    PatientStatus,
     ScanSource,
-    WorkflowStep,
 )
 from ophthai_desktop.core.errors import InvalidInput, NotFound, OphthaiError, StorageError
 from ophthai_desktop.core.events import (
@@ -66,12 +64,11 @@ from ophthai_desktop.core.records import Actor, NotificationRecord
 from ophthai_desktop.core.services.audit import AuditService
 from ophthai_desktop.core.services.jobs import JobService
 from ophthai_desktop.core.services.notifications import NotificationService
-from ophthai_desktop.core.services.patient_fields import PATIENT_ID, clean_fields
+from ophthai_desktop.core.services.patient_fields import PATIENT_ID
 from ophthai_desktop.core.services.patients import (
     ImageLimits,
     NewImage,
     PatientService,
-    new_patient_id,
 )
 from ophthai_desktop.core.storage import Database, ImageStore
 from ophthai_desktop.core.storage import models as m
@@ -495,7 +492,7 @@ class IngestService:
             if row is None:
                 if target_id is not None and not self.demo_mode:
                     raise NotFound(f"no patient has the id {target_id} that starts the file name")
-                row = self._create_patient_in(session, demo_patient_fields(self._rng), actor)
+                row = PatientService.create_in(session, demo_patient_fields(self._rng), actor=actor)
                 outcome = IngestOutcome.INGESTED
             else:
                 outcome = IngestOutcome.ATTACHED
@@ -562,19 +559,6 @@ class IngestService:
             NotificationCreated(note),
         ]
         return outcome, events, (patient.id, scan.id, job.id)
-
-    @staticmethod
-    def _create_patient_in(session: Session, fields: dict[str, Any], actor: Actor) -> m.Patient:
-        """A new patient inside the caller's transaction, with the same rules and
-        defaults as :meth:`PatientService.create_patient`."""
-        values = clean_fields({"status": PatientStatus.PENDING_ANALYSIS.value, **fields})
-        values.setdefault("admission_date", datetime.now(UTC))
-        values.setdefault("workflow_step", int(WorkflowStep.ANALYSIS))
-        row = m.Patient(id=new_patient_id(), **values)
-        session.add(row)
-        session.flush()
-        AuditService.record(session, actor, "create", "patient", row.id, {"fields": sorted(values)})
-        return row
 
     @staticmethod
     def _record_in(

@@ -95,6 +95,17 @@ def new_patient_id() -> str:
     return f"pt-{uuid.uuid4().hex[:12]}"
 
 
+def new_patient_values(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Checked fields of a new patient with the defaults filled in: pending analysis,
+    admitted now, at the analysis step."""
+    values = clean_fields({"status": PatientStatus.PENDING_ANALYSIS.value, **fields})
+    if "name" not in values:
+        raise InvalidInput("the name is required", field="name")
+    values.setdefault("admission_date", datetime.now(UTC))
+    values.setdefault("workflow_step", int(WorkflowStep.ANALYSIS))
+    return values
+
+
 class PatientService:
     """Create, read, change and delete patients; attach images; validate; schedule."""
 
@@ -216,26 +227,14 @@ class PatientService:
 
         The image is checked before anything is stored; a refused image creates nothing.
         """
-        values = clean_fields({"status": PatientStatus.PENDING_ANALYSIS.value, **fields})
-        if "name" not in values:
-            raise InvalidInput("the name is required", field="name")
         pid = check_patient_id(patient_id) if patient_id else new_patient_id()
         info = self._inspect(image) if image else None
-        values.setdefault("admission_date", datetime.now(UTC))
-        values.setdefault("workflow_step", int(WorkflowStep.ANALYSIS))
         try:
             with self._db.session() as session:
                 if session.get(m.Patient, pid) is not None:
                     raise Conflict(f"a patient with id {pid} already exists")
-                row = m.Patient(id=pid, **values)
-                session.add(row)
-                session.flush()
-                scan = None
-                if image and info:
-                    scan = self._add_scan(session, row, image, info)
-                AuditService.record(
-                    session, actor, "create", "patient", pid, {"fields": sorted(values)}
-                )
+                row = self.create_in(session, fields, actor=actor, patient_id=pid)
+                scan = self._add_scan(session, row, image, info) if image and info else None
                 record = self.records_in(session, [row])[0]
         except IntegrityError as exc:
             raise Conflict(f"a patient with id {pid} already exists") from exc
@@ -441,6 +440,23 @@ class PatientService:
         return inspect_image(
             image.data, max_bytes=self._limits.max_bytes, max_pixels=self._limits.max_pixels
         )
+
+    @staticmethod
+    def create_in(
+        session: Session,
+        fields: Mapping[str, Any],
+        *,
+        actor: Actor,
+        patient_id: str | None = None,
+    ) -> m.Patient:
+        """Add a new patient inside a caller's transaction (the caller publishes
+        :class:`PatientCreated` after the commit). ``fields`` are checked here too."""
+        values = new_patient_values(fields)
+        row = m.Patient(id=patient_id or new_patient_id(), **values)
+        session.add(row)
+        session.flush()
+        AuditService.record(session, actor, "create", "patient", row.id, {"fields": sorted(values)})
+        return row
 
     def add_scan_in(
         self, session: Session, patient_id: str, image: NewImage, info: ImageInfo
