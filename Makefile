@@ -25,11 +25,13 @@ $(STAMP_DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e '.[dev]'
 	touch $@ $(STAMP_RUN)
 
-## Install and start the application on its embedded defaults.
+## Install and start the desktop application (window, worker, embedded API).
 run: $(STAMP_RUN)
-	$(BIN)/ophthai serve
+	$(BIN)/ophthai
 
-serve: run
+## Install and run the same services headless (API, worker, watch folder).
+serve: $(STAMP_RUN)
+	$(BIN)/ophthai serve
 
 ## Install the dev tools and run every check and test.
 test: $(STAMP_DEV) lint typecheck pytest
@@ -48,6 +50,30 @@ pytest: $(STAMP_DEV)
 ## Benchmarks print JSON figures (not part of `make test`).
 bench: $(STAMP_DEV)
 	$(BIN)/python bench/api_list.py
+
+## The one-folder desktop build (PyInstaller, build.spec): dist/ophthai/ophthai.
+## Takes minutes and about 1.5 GB; not part of `make test`.
+STAMP_DIST := $(VENV)/.installed-dist
+FROZEN_APP := dist/ophthai/ophthai
+FROZEN_SOURCES := build.spec pyproject.toml \
+	$(shell find ophthai_desktop -type f -not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null)
+
+$(STAMP_DIST): pyproject.toml | $(BIN)/python
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install $(TORCH_INSTALL)
+	$(BIN)/pip install -e '.[dist]'
+	touch $@ $(STAMP_RUN)
+
+$(FROZEN_APP): $(STAMP_DIST) $(FROZEN_SOURCES)
+	$(BIN)/pyinstaller --noconfirm build.spec
+	touch $@
+
+## Build dist/ophthai (again only when the sources changed since the last build).
+dist: $(FROZEN_APP)
+
+.PHONY: dist-test
+## Build if needed, then smoke-test the frozen app (serve, the tiny model, the window).
+dist-test: $(FROZEN_APP) $(STAMP_DEV)
+	QT_QPA_PLATFORM=offscreen $(BIN)/pytest -m frozen tests/e2e/test_frozen_app.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,210 @@
+"""The desktop application's composition: the core services, the window and the
+embedded API server, side by side in one process.
+
+``ui`` and ``api`` do not import each other; this module is where they meet. The API
+server starts on a background thread after the window is shown (importing FastAPI and
+binding the port take a moment) and its address reaches the status bar as a plain
+:class:`~ophthai_desktop.ui.context.ApiState`. Heavy modules (torch, transformers) are
+imported only when the model loads, on the inference thread.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from ophthai_desktop.bootstrap import Application, build_application
+from ophthai_desktop.core.errors import OphthaiError
+from ophthai_desktop.core.settings import Settings, check_api_binding
+from ophthai_desktop.ui.context import ApiState
+from ophthai_desktop.ui.priority import lower_current_thread_priority
+from ophthai_desktop.ui.session import GuiSession
+
+if TYPE_CHECKING:
+    from PySide6.QtWidgets import QApplication
+
+    from ophthai_desktop.api.server import ApiServer
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "OphthAI Desktop"
+#: How often Python gets to run signal handlers while Qt's loop sleeps.
+SIGNAL_POLL_MS = 250
+#: Thread switch interval while the window runs: the GUI thread waits at most this
+#: long for the interpreter lock when the worker or the server hold it (default 5 ms).
+GUI_SWITCH_INTERVAL_S = 0.001
+#: When start-up is over and its objects can be frozen (gc.freeze).
+SETTLE_AFTER_MS = 3000
+
+
+class Desktop:
+    """Builds and runs everything behind one window.
+
+    Args:
+        settings: As for ``ophthai serve``; ``api_enabled`` decides about the server.
+        application: Already built services (tests swap in an engine); built from
+            ``settings`` when None.
+        tray: Force the system tray on or off; None asks Qt whether there is one.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        application: Application | None = None,
+        tray: bool | None = None,
+    ) -> None:
+        self.application = application or build_application(settings)
+        self.settings = self.application.settings
+        self.session = GuiSession(self.application, tray=tray)
+        self.window = self.session.window
+        self._server: ApiServer | None = None
+        self._server_lock = threading.Lock()
+        self._starter: threading.Thread | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        """Show the window, start the worker and (in the background) the API server."""
+        self.session.start()
+        self.window.show()
+        log.info("desktop window shown")
+        if not self.settings.api_enabled:
+            self.session.report_api_state(ApiState(enabled=False))
+            return
+        self.session.report_api_state(ApiState(enabled=True, starting=True))
+        self._starter = threading.Thread(target=self._start_api, name="api-starter", daemon=True)
+        self._starter.start()
+
+    @property
+    def api_url(self) -> str | None:
+        with self._server_lock:
+            return self._server.url if self._server is not None else None
+
+    def _start_api(self) -> None:
+        """Starter thread: import the API, bind, report the address (or the reason).
+
+        The server's threads are started from here and inherit this thread's lowered
+        priority, so under load the operating system runs the GUI thread first.
+        """
+        lower_current_thread_priority()
+        settings = self.settings
+        try:
+            check_api_binding(settings.api_host, settings.api_token)
+            from ophthai_desktop.api.app import create_app
+            from ophthai_desktop.api.server import ApiServer, ServerStartError
+
+            server = ApiServer(create_app(self.application), settings.api_host, settings.api_port)
+            try:
+                server.start()
+            except ServerStartError as exc:
+                raise OphthaiError(str(exc)) from exc
+        except OphthaiError as exc:
+            log.error("the API server did not start: %s", exc.message)
+            self.session.report_api_state(ApiState(enabled=True, error=exc.message))
+            return
+        except Exception as exc:
+            log.exception("the API server did not start")
+            self.session.report_api_state(ApiState(enabled=True, error=str(exc)))
+            return
+        with self._server_lock:
+            if self._closed:
+                server.stop()
+                return
+            self._server = server
+        self.session.report_api_state(ApiState(enabled=True, url=server.url))
+
+    def shutdown(self) -> None:
+        """Stop the window's threads, the server and the services; safe to call twice."""
+        if self._closed and self._server is None:
+            return
+        with self._server_lock:
+            self._closed = True
+        self.session.shutdown()
+        if self._starter is not None:
+            self._starter.join(20)
+        with self._server_lock:
+            server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+        self.application.close()
+        log.info("desktop stopped")
+
+
+def settle_memory() -> None:
+    """Collect once and freeze what survives (``gc.freeze``): later full collections
+    skip the long-lived objects built at start, which otherwise stall every thread,
+    the GUI's included, for tens of milliseconds."""
+    gc.collect()
+    gc.freeze()
+
+
+def qt_application() -> QApplication:
+    """The QApplication with the app's name, icon, style and stylesheet."""
+    from PySide6.QtWidgets import QApplication
+
+    from ophthai_desktop.ui.resources import icon, stylesheet
+
+    existing = QApplication.instance()
+    qt_app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
+    qt_app.setApplicationName(APP_NAME)
+    qt_app.setOrganizationName("OphthAI")
+    qt_app.setWindowIcon(icon("app"))
+    qt_app.setStyle("Fusion")
+    qt_app.setStyleSheet(stylesheet())
+    sys.setswitchinterval(GUI_SWITCH_INTERVAL_S)
+    return qt_app
+
+
+def run(data_dir: Path | None = None) -> int:
+    """``ophthai`` without a command: run the desktop app until it is quit."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QMessageBox
+
+    settings = Settings(**({"data_dir": data_dir} if data_dir is not None else {}))  # type: ignore[arg-type]
+    logging.basicConfig(
+        level=logging.DEBUG if settings.debug else getattr(logging, settings.log_level.upper(), 20),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+    qt_app = qt_application()
+
+    try:
+        desktop = Desktop(settings)
+    except OphthaiError as exc:
+        log.error("the application could not start: %s", exc.message)
+        QMessageBox.critical(None, APP_NAME, f"OphthAI could not start:\n\n{exc.message}")
+        return 1
+    # With a tray, closing the window may only hide it; quitting is explicit.
+    qt_app.setQuitOnLastWindowClosed(desktop.session.tray is None)
+    desktop.session.quit_requested.connect(qt_app.quit)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, quitting", signal.Signals(signum).name)
+        qt_app.quit()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    wakeup = QTimer()
+    wakeup.timeout.connect(lambda: None)  # lets Python run signal handlers
+    wakeup.start(SIGNAL_POLL_MS)
+    # Once the start-up objects exist, and again once the model is loaded, freeze
+    # them out of the collector's full passes (see settle_memory).
+    QTimer.singleShot(SETTLE_AFTER_MS, settle_memory)
+    desktop.session.bridge.model_state_changed.connect(
+        lambda state, _message, _progress: settle_memory() if state == "ready" else None
+    )
+    try:
+        desktop.start()
+        status = qt_app.exec()
+    finally:
+        wakeup.stop()
+        desktop.shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return int(status)

@@ -1,0 +1,52 @@
+"""What every controller works with: the core services, the event bridge, the task
+runner and who is using the window."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from ophthai_desktop.bootstrap import Application
+from ophthai_desktop.core.records import Actor
+from ophthai_desktop.ui.bridge import EventBridge
+from ophthai_desktop.ui.tasks import TaskRunner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ApiState:
+    """The embedded API server as the launcher reports it (a plain value: ``ui`` does
+    not import ``api``)."""
+
+    enabled: bool
+    url: str | None = None
+    error: str | None = None
+    starting: bool = False
+
+
+def clinician_name(configured: str | None) -> str:
+    """``OPHTHAI_USER_NAME``, else the operating-system user, else ``clinician``."""
+    if configured and configured.strip():
+        return configured.strip()
+    try:
+        return getpass.getuser() or "clinician"
+    except (OSError, KeyError):  # no user database entry (containers)
+        return "clinician"
+
+
+@dataclass
+class GuiContext:
+    """Shared by the controllers of one window."""
+
+    application: Application
+    bridge: EventBridge
+    tasks: TaskRunner
+    actor: Actor
+
+    @property
+    def watcher(self) -> Any | None:
+        """The core's watch-folder service, where this version of the core has one."""
+        return getattr(self.application, "watcher", None)

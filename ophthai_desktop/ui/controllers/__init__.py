@@ -1,0 +1,2 @@
+"""Controllers: connect views to core services (through the task runner) and to the
+event bridge."""

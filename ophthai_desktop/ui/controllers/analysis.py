@@ -1,0 +1,299 @@
+"""The analysis tab: streams the running analysis of the shown patient, shows the
+stored result, and carries the clinician's verdict and the appointment to the core."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from PySide6.QtCore import QObject, Slot
+
+from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
+from ophthai_desktop.core.records import AnalysisRecord, JobRecord, Page, PatientRecord
+from ophthai_desktop.ui.context import GuiContext
+from ophthai_desktop.ui.controllers.patients import PatientsController
+from ophthai_desktop.ui.messages import describe
+from ophthai_desktop.ui.views.analysis import AnalysisView
+from ophthai_desktop.ui.views.main_window import MainWindow
+from ophthai_desktop.ui.views.patient_page import PatientPage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Stream:
+    """The text of a running analysis so far (kept while the clinician looks
+    elsewhere, so coming back shows all of it)."""
+
+    patient_id: str | None
+    reasoning: list[str] = field(default_factory=list)
+    answer: list[str] = field(default_factory=list)
+    pieces: int = 0
+
+
+def model_problem(status: EngineStatus) -> str | None:
+    """Why an analysis queued now would not run soon, in the engine's words; None when
+    it will (ready, or installed and loaded on first use)."""
+    if status.state is ModelState.NOT_INSTALLED:
+        return (
+            f"The model is not installed. {status.message} "
+            "The analysis stays queued and runs once the model is available."
+        )
+    if status.state is ModelState.ERROR:
+        return (
+            f"The model is not usable: {status.error or status.message} "
+            "Fix it (Model ▸ Check model files again) and the queued analysis will run."
+        )
+    if status.state is ModelState.DOWNLOADING:
+        return f"The model is still downloading ({status.message}); the analysis will wait."
+    return None
+
+
+class AnalysisController(QObject):
+    """Drives the :class:`AnalysisView` for the patient on the page."""
+
+    def __init__(
+        self,
+        ctx: GuiContext,
+        view: AnalysisView,
+        page: PatientPage,
+        window: MainWindow,
+        patients: PatientsController,
+    ) -> None:
+        super().__init__(view)
+        self._ctx = ctx
+        self._app = ctx.application
+        self._view = view
+        self._page = page
+        self._window = window
+        self._patients = patients
+        self._patient_id: str | None = None
+        self._streams: dict[int, _Stream] = {}
+        self._job_patients: dict[int, str | None] = {}
+        self._shown_job: int | None = None
+        view.set_clinician(ctx.actor.who)
+
+        patients.patient_opened.connect(self._on_patients_patient_opened)
+        patients.patient_changed.connect(self._on_patients_patient_changed)
+        view.analyse_requested.connect(self.analyse)
+        page.analyse_requested.connect(self.analyse)
+        window.analyse_action.triggered.connect(self.analyse)
+        view.validate_requested.connect(self.validate)
+        view.schedule_requested.connect(self.schedule)
+        bridge = ctx.bridge
+        bridge.analysis_queued.connect(self._on_bridge_analysis_queued)
+        bridge.analysis_started.connect(self._on_bridge_analysis_started)
+        bridge.analysis_progressed.connect(self._on_bridge_analysis_progressed)
+        bridge.analysis_finished.connect(self._on_bridge_analysis_finished)
+        bridge.analysis_failed.connect(self._on_bridge_analysis_failed)
+        bridge.analysis_cancelled.connect(self._on_bridge_analysis_cancelled)
+
+    # The shown patient -------------------------------------------------------------------
+
+    @Slot(object)
+    def _on_patients_patient_opened(self, patient: PatientRecord | None) -> None:
+        self._patient_id = patient.id if patient else None
+        self._shown_job = None
+        self._view.notice.dismiss()
+        if patient is None:
+            self._view.show_empty()
+            return
+        self._view.set_appointment(patient.appointment_date)
+        self._view.reset_appointment_time()
+        streaming = self._stream_of(patient.id)
+        if streaming is not None:
+            job_id, stream = streaming
+            self._shown_job = job_id
+            self._view.start_stream(self._progress_text(job_id, stream))
+            self._view.append_stream("reasoning", "".join(stream.reasoning))
+            if stream.answer:
+                self._view.append_stream("answer", "".join(stream.answer))
+            return
+        if patient.latest_analysis is not None:
+            self._view.show_result(patient.latest_analysis)
+        else:
+            self._view.show_empty()
+        self._look_for_open_jobs(patient.id)
+
+    @Slot(object)
+    def _on_patients_patient_changed(self, patient: PatientRecord) -> None:
+        self._view.set_appointment(patient.appointment_date)
+        latest = patient.latest_analysis
+        if latest is None or self._shown_job is not None:
+            return
+        shown = self._view.analysis
+        if shown is None or (shown.id, shown.status) != (latest.id, latest.status):
+            self._view.show_result(latest)
+
+    def _stream_of(self, patient_id: str) -> tuple[int, _Stream] | None:
+        for job_id, stream in self._streams.items():
+            if stream.patient_id == patient_id:
+                return job_id, stream
+        return None
+
+    def _look_for_open_jobs(self, patient_id: str) -> None:
+        def fetch() -> tuple[Page[JobRecord], Page[JobRecord]]:
+            jobs = self._app.jobs
+            return (
+                jobs.list_jobs(patient_id=patient_id, state="running", limit=1),
+                jobs.list_jobs(patient_id=patient_id, state="queued", limit=1),
+            )
+
+        def done(pages: tuple[Page[JobRecord], Page[JobRecord]]) -> None:
+            running, queued = pages
+            if patient_id != self._patient_id or self._shown_job is not None:
+                return
+            if running.items:
+                self._shown_job = running.items[0].id
+                self._view.start_stream(f"Analysing (job #{self._shown_job})…")
+            elif queued.items:
+                self._view.set_state(self._queued_text(queued.items[0].id))
+                self.explain_model_state()
+
+        self._ctx.tasks.submit(fetch, done)
+
+    # Analysis events ----------------------------------------------------------------------
+
+    @Slot(int, object)
+    def _on_bridge_analysis_queued(self, job_id: int, patient_id: str | None) -> None:
+        self._job_patients[job_id] = patient_id
+        if patient_id is not None and patient_id == self._patient_id and self._shown_job is None:
+            self._view.set_state(self._queued_text(job_id))
+
+    @Slot(int, object)
+    def _on_bridge_analysis_started(self, job_id: int, patient_id: str | None) -> None:
+        stream = _Stream(patient_id)
+        self._streams[job_id] = stream
+        if patient_id is not None and patient_id == self._patient_id:
+            self._shown_job = job_id
+            self._view.start_stream(self._progress_text(job_id, stream))
+
+    @Slot(int, str, str, int)
+    def _on_bridge_analysis_progressed(
+        self, job_id: int, phase: str, text: str, pieces: int
+    ) -> None:
+        stream = self._streams.get(job_id)
+        if stream is None:  # started before the window opened
+            stream = self._streams[job_id] = _Stream(self._job_patients.get(job_id))
+        (stream.answer if phase == "answer" else stream.reasoning).append(text)
+        stream.pieces += pieces
+        if job_id == self._shown_job or (
+            stream.patient_id is not None and stream.patient_id == self._patient_id
+        ):
+            if self._shown_job != job_id:
+                self._shown_job = job_id
+                self._view.start_stream()
+            self._view.append_stream(phase, text)
+            self._view.set_state(self._progress_text(job_id, stream))
+
+    @Slot(int, object, object)
+    def _on_bridge_analysis_finished(
+        self, job_id: int, patient_id: str | None, analysis: AnalysisRecord
+    ) -> None:
+        self._streams.pop(job_id, None)
+        self._job_patients.pop(job_id, None)
+        if patient_id is not None and patient_id == self._patient_id:
+            self._shown_job = None
+            self._view.show_result(analysis)
+
+    @Slot(int, object, str)
+    def _on_bridge_analysis_failed(self, job_id: int, patient_id: str | None, reason: str) -> None:
+        self._streams.pop(job_id, None)
+        self._job_patients.pop(job_id, None)
+        if patient_id is not None and patient_id == self._patient_id:
+            self._shown_job = None
+            self._view.show_failure(f"The analysis failed: {reason}")
+
+    @Slot(int, object)
+    def _on_bridge_analysis_cancelled(self, job_id: int, patient_id: str | None) -> None:
+        self._streams.pop(job_id, None)
+        self._job_patients.pop(job_id, None)
+        if patient_id is not None and patient_id == self._patient_id:
+            self._shown_job = None
+            self._view.set_state(f"The analysis (job #{job_id}) was cancelled.")
+
+    def _progress_text(self, job_id: int, stream: _Stream) -> str:
+        phase = "writing its answer" if stream.answer else "reasoning"
+        return f"Analysing (job #{job_id}): the model is {phase}… {stream.pieces} tokens"
+
+    def _queued_text(self, job_id: int) -> str:
+        text = f"Queued for analysis (job #{job_id})."
+        problem = model_problem(self._app.engine.status())
+        if problem:
+            text += " Waiting: the model is not available (see the note below)."
+        elif self._app.engine.status().state is ModelState.INSTALLED:
+            text += " The model is loaded first; this takes a while."
+        return text
+
+    # What the clinician does ----------------------------------------------------------------
+
+    @Slot()
+    def analyse(self) -> None:
+        """Queue the analysis of the shown patient's newest scan; says so when the model
+        cannot run it yet."""
+        patient_id = self._patient_id
+        if patient_id is None:
+            return
+        self.explain_model_state()
+
+        def done(job: JobRecord) -> None:
+            self._page.show_tab("analysis")
+            if patient_id == self._patient_id and self._shown_job is None:
+                self._view.set_state(self._queued_text(job.id))
+
+        self._ctx.tasks.submit(
+            lambda: self._app.jobs.queue_patient_analysis(patient_id, actor=self._ctx.actor),
+            done,
+            lambda exc: self._view.show_notice(describe(exc), "error"),
+        )
+
+    def explain_model_state(self) -> bool:
+        """Show why the model cannot run an analysis now; False when it can."""
+        problem = model_problem(self._app.engine.status())
+        if problem is None:
+            return False
+        self._view.show_notice(problem, "warning")
+        return True
+
+    @Slot(bool, str, str)
+    def validate(self, approved: bool, clinician: str, notes: str) -> None:
+        patient_id = self._patient_id
+        if patient_id is None:
+            return
+
+        def done(patient: PatientRecord) -> None:
+            if patient.latest_analysis is not None and patient.id == self._patient_id:
+                self._view.show_result(patient.latest_analysis)
+            self._view.notes.clear()
+
+        self._ctx.tasks.submit(
+            lambda: self._app.patients.validate_analysis(
+                patient_id,
+                approved=approved,
+                clinician=clinician,
+                notes=notes.strip() or None,
+                actor=self._ctx.actor,
+            ),
+            done,
+            lambda exc: self._view.show_notice(describe(exc), "error"),
+        )
+
+    @Slot(object)
+    def schedule(self, when: datetime) -> None:
+        patient_id = self._patient_id
+        if patient_id is None:
+            return
+
+        def done(patient: PatientRecord) -> None:
+            if patient.id == self._patient_id:
+                self._view.set_appointment(patient.appointment_date)
+                self._view.notice.show_message("The follow-up appointment is booked.", "info")
+
+        self._ctx.tasks.submit(
+            lambda: self._app.patients.schedule_appointment(
+                patient_id, when, actor=self._ctx.actor
+            ),
+            done,
+            lambda exc: self._view.show_notice(describe(exc), "error"),
+        )

@@ -1,0 +1,226 @@
+"""Images dropped on the window or picked with File ▸ Import image…: checked off the
+GUI thread, filed under the shown patient (or a new one) and queued for analysis.
+
+Every file is read and checked before anything is stored, so a refused file (not an
+image, too large, unreadable) leaves nothing behind; the clinician is told which file
+and why.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtWidgets import QFileDialog
+
+from ophthai_desktop.core.domain import Laterality, Modality, ScanSource
+from ophthai_desktop.core.errors import OphthaiError, PayloadTooLarge
+from ophthai_desktop.core.imaging import inspect_image
+from ophthai_desktop.core.records import PatientRecord
+from ophthai_desktop.core.services.patients import NewImage
+from ophthai_desktop.ui import display
+from ophthai_desktop.ui.context import GuiContext
+from ophthai_desktop.ui.controllers.patients import PatientsController, core_fields
+from ophthai_desktop.ui.messages import describe
+from ophthai_desktop.ui.views.main_window import MainWindow
+from ophthai_desktop.ui.views.patient_page import PatientPage
+
+log = logging.getLogger(__name__)
+
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff);;All files (*)"
+_TOKENS = re.compile(r"[A-Za-z]+")
+
+
+@dataclass(frozen=True)
+class CheckedFile:
+    """A file that was read and checked; ``problem`` says why it is refused."""
+
+    path: Path
+    data: bytes = b""
+    problem: str | None = None
+    modality: str = Modality.UNKNOWN.value
+    laterality: str = Laterality.UNKNOWN.value
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def guess_kind(filename: str) -> tuple[str, str]:
+    """Modality and laterality from words in a file name (``OCT_OD_0001.png``)."""
+    words = {word.lower() for word in _TOKENS.findall(filename)}
+    modality = Modality.UNKNOWN.value
+    if "octa" in words or "angio" in words:
+        modality = Modality.OCTA.value
+    elif "oct" in words:
+        modality = Modality.OCT.value
+    elif words & {"fundus", "cfp", "retinography", "fundo"}:
+        modality = Modality.FUNDUS.value
+    laterality = Laterality.UNKNOWN.value
+    if words & {"od", "right"}:
+        laterality = Laterality.OD.value
+    elif words & {"os", "left"}:
+        laterality = Laterality.OS.value
+    elif "ou" in words:
+        laterality = Laterality.OU.value
+    return modality, laterality
+
+
+def check_file(path: Path, *, max_bytes: int, max_pixels: int) -> CheckedFile:
+    """Read and check one file (pool thread); never raises."""
+    try:
+        if not path.is_file():
+            return CheckedFile(path, problem="it is not a file (folders are not imported)")
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise PayloadTooLarge(
+                f"the file is {display.size(size)}; the limit is {display.size(max_bytes)}"
+            )
+        data = path.read_bytes()
+        inspect_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    except (OphthaiError, OSError) as exc:
+        return CheckedFile(path, problem=describe(exc))
+    modality, laterality = guess_kind(path.name)
+    return CheckedFile(path, data, None, modality, laterality)
+
+
+class ImportController(QObject):
+    """Files in, scans and queued analyses out.
+
+    Signals:
+        imported(str patient_id, int count): images were filed and queued.
+        refused(list): ``(file name, reason)`` pairs for files that were not taken.
+    """
+
+    imported = Signal(str, int)
+    refused = Signal(list)
+
+    def __init__(
+        self,
+        ctx: GuiContext,
+        window: MainWindow,
+        patients: PatientsController,
+        page: PatientPage,
+    ) -> None:
+        super().__init__(window)
+        self._ctx = ctx
+        self._app = ctx.application
+        self._window = window
+        self._patients = patients
+        self._page = page
+        window.files_dropped.connect(self.import_files)
+        window.import_action.triggered.connect(self._on_import_action_triggered)
+
+    @Slot()
+    def _on_import_action_triggered(self) -> None:
+        names, _filter = QFileDialog.getOpenFileNames(
+            self._window, "Import images", "", IMAGE_FILTER
+        )
+        if names:
+            self.import_files([Path(name) for name in names])
+
+    @Slot(list)
+    def import_files(self, paths: Sequence[Path]) -> None:
+        """Check ``paths``, then attach them to the shown patient or offer a new one."""
+        settings = self._app.settings
+        target = self._patients.current_patient_id
+        files = [Path(p) for p in paths]
+
+        def check() -> list[CheckedFile]:
+            return [
+                check_file(
+                    path,
+                    max_bytes=settings.max_image_bytes,
+                    max_pixels=settings.max_image_pixels,
+                )
+                for path in files
+            ]
+
+        self._ctx.tasks.submit(check, lambda checked: self._on_checked(target, checked))
+
+    def _on_checked(self, target: str | None, checked: list[CheckedFile]) -> None:
+        refused = [(c.name, c.problem) for c in checked if c.problem]
+        good = [c for c in checked if not c.problem]
+        if refused:
+            lines = "\n".join(f"• {name}: {problem}" for name, problem in refused)
+            taken = f" {len(good)} other file(s) are being added." if good else ""
+            self._window.banner.show_message(
+                f"{len(refused)} file(s) were not imported:\n{lines}{taken}", "error"
+            )
+            self.refused.emit(refused)
+        if not good:
+            return
+        if target is not None:
+            self._attach(target, good)
+        else:
+            self._offer_new_patient(good)
+
+    def _attach(self, patient_id: str, files: list[CheckedFile]) -> None:
+        def work() -> int:
+            for item in files:
+                self._store_and_queue(patient_id, item)
+            return len(files)
+
+        def done(count: int) -> None:
+            self._after_import(patient_id, count)
+
+        self._ctx.tasks.submit(work, done, self._on_failed)
+
+    def _offer_new_patient(self, files: list[CheckedFile]) -> None:
+        def create(fields: dict[str, Any]) -> PatientRecord:
+            first, rest = files[0], files[1:]
+            modality = fields.get("_modality", first.modality)
+            laterality = fields.get("_laterality", first.laterality)
+            record = self._app.patients.create_patient(
+                core_fields(fields),
+                actor=self._ctx.actor,
+                image=self._new_image(first, modality, laterality),
+            )
+            self._app.jobs.queue_patient_analysis(record.id, actor=self._ctx.actor)
+            for item in rest:
+                self._store_and_queue(record.id, item)
+            self.imported.emit(record.id, len(files))  # queued to the GUI thread
+            return record
+
+        dialog = self._patients.new_patient(
+            files=[f.name for f in files],
+            create=create,
+            guess=(files[0].modality, files[0].laterality),
+        )
+        dialog.accepted.connect(lambda: self._page.show_tab("analysis"))
+
+    def _store_and_queue(self, patient_id: str, item: CheckedFile) -> None:
+        """Pool thread: one scan, one queued analysis of it."""
+        self._app.patients.attach_image(
+            patient_id,
+            self._new_image(item, item.modality, item.laterality),
+            actor=self._ctx.actor,
+        )
+        self._app.jobs.queue_patient_analysis(patient_id, actor=self._ctx.actor)
+
+    @staticmethod
+    def _new_image(item: CheckedFile, modality: str, laterality: str) -> NewImage:
+        return NewImage(
+            data=item.data,
+            source=ScanSource.DROP.value,
+            modality=modality,
+            laterality=laterality,
+            filename=item.name,
+        )
+
+    def _after_import(self, patient_id: str, count: int) -> None:
+        log.info("%d image(s) filed under patient %s and queued", count, patient_id)
+        if patient_id == self._patients.current_patient_id:
+            self._page.show_tab("analysis")
+        self._window.banner.show_message(
+            f"{count} image(s) added to patient {patient_id}; the analysis is queued.", "info"
+        )
+        self.imported.emit(patient_id, count)
+
+    def _on_failed(self, exc: BaseException) -> None:
+        self._window.banner.show_message(f"The images could not be added: {describe(exc)}", "error")

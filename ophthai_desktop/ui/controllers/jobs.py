@@ -1,0 +1,121 @@
+"""The job queue: every analysis with its state and token count, and cancelling."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from PySide6.QtCore import QObject, QTimer, Slot
+
+from ophthai_desktop.core.records import AnalysisRecord, JobRecord, Page
+from ophthai_desktop.ui.context import GuiContext
+from ophthai_desktop.ui.controllers.patients import PatientsController
+from ophthai_desktop.ui.messages import describe
+from ophthai_desktop.ui.models.job_table import job_row, new_job_row
+from ophthai_desktop.ui.views.jobs import JobQueuePanel
+from ophthai_desktop.ui.views.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+LOADED = 100
+WAITING_POLL_MS = 1000
+
+
+class JobsController(QObject):
+    """Fills the job queue panel from the database, then from events."""
+
+    def __init__(
+        self,
+        ctx: GuiContext,
+        window: MainWindow,
+        panel: JobQueuePanel,
+        patients: PatientsController,
+    ) -> None:
+        super().__init__(panel)
+        self._ctx = ctx
+        self._jobs = ctx.application.jobs
+        self._window = window
+        self._panel = panel
+        self._model = panel.model
+        self._patients = patients
+        self._poll = QTimer(self)
+        self._poll.setInterval(WAITING_POLL_MS)
+        self._poll.timeout.connect(self._on_poll_timeout)
+
+        bridge = ctx.bridge
+        bridge.analysis_queued.connect(self._on_bridge_analysis_queued)
+        bridge.analysis_started.connect(self._on_bridge_analysis_started)
+        bridge.analysis_progressed.connect(self._on_bridge_analysis_progressed)
+        bridge.analysis_finished.connect(self._on_bridge_analysis_finished)
+        bridge.analysis_failed.connect(self._on_bridge_analysis_failed)
+        bridge.analysis_cancelled.connect(self._on_bridge_analysis_cancelled)
+        panel.cancel_requested.connect(self.cancel)
+        panel.job_opened.connect(self._on_panel_job_opened)
+
+    def start(self) -> None:
+        def done(page: Page[JobRecord]) -> None:
+            self._model.reset([job_row(job) for job in page.items])
+
+        self._ctx.tasks.submit(lambda: self._jobs.list_jobs(limit=LOADED), done)
+        self._poll.start()
+
+    def stop(self) -> None:
+        self._poll.stop()
+
+    @Slot(int, object)
+    def _on_bridge_analysis_queued(self, job_id: int, patient_id: str | None) -> None:
+        if self._model.get(job_id) is None:
+            self._model.upsert(new_job_row(job_id, patient_id))
+
+    @Slot(int, object)
+    def _on_bridge_analysis_started(self, job_id: int, patient_id: str | None) -> None:
+        if self._model.update(job_id, state="running", note="") is None:
+            self._model.upsert(replace(new_job_row(job_id, patient_id), state="running"))
+
+    @Slot(int, str, str, int)
+    def _on_bridge_analysis_progressed(
+        self, job_id: int, _phase: str, _text: str, pieces: int
+    ) -> None:
+        self._model.add_tokens(job_id, pieces)
+
+    @Slot(int, object, object)
+    def _on_bridge_analysis_finished(
+        self, job_id: int, _patient_id: str | None, analysis: AnalysisRecord
+    ) -> None:
+        row = self._model.get(job_id)
+        tokens = analysis.completion_tokens or (row.tokens if row else 0)
+        note = "answer not readable" if analysis.parse_status == "parse_failed" else ""
+        self._model.update(job_id, state="done", tokens=tokens, note=note)
+
+    @Slot(int, object, str)
+    def _on_bridge_analysis_failed(self, job_id: int, _patient_id: str | None, reason: str) -> None:
+        self._model.update(job_id, state="failed", note=reason)
+
+    @Slot(int, object)
+    def _on_bridge_analysis_cancelled(self, job_id: int, _patient_id: str | None) -> None:
+        self._model.update(job_id, state="cancelled", note="cancelled")
+
+    @Slot(int)
+    def cancel(self, job_id: int) -> None:
+        """Cancel a queued job, or stop a running one (the worker acts on it)."""
+        self._model.update(job_id, note="cancelling…")
+        self._ctx.tasks.submit(
+            lambda: self._jobs.request_cancel(job_id, actor=self._ctx.actor),
+            None,
+            lambda exc: self._window.banner.show_message(describe(exc), "warning"),
+        )
+
+    @Slot(int)
+    def _on_panel_job_opened(self, job_id: int) -> None:
+        row = self._model.get(job_id)
+        if row is not None and row.patient_id:
+            self._patients.open_patient(row.patient_id)
+
+    @Slot()
+    def _on_poll_timeout(self) -> None:
+        reason = self._ctx.application.worker.waiting_reason
+        queued = any(
+            row is not None and row.state == "queued"
+            for row in (self._model.get(j) for j in self._model.open_job_ids())
+        )
+        self._panel.set_waiting(reason if queued else None)

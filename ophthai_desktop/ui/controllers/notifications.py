@@ -1,0 +1,136 @@
+"""Notifications: the panel and its unread badge, and alerts for critical ones (in the
+system tray where there is one, as an in-window toast where there is not)."""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import QObject, QTimer, Slot
+
+from ophthai_desktop.core.records import NotificationRecord, Page
+from ophthai_desktop.ui.context import GuiContext
+from ophthai_desktop.ui.controllers.patients import PatientsController
+from ophthai_desktop.ui.models.notification_list import notification_row
+from ophthai_desktop.ui.tray import TrayIcon
+from ophthai_desktop.ui.views.main_window import MainWindow
+from ophthai_desktop.ui.views.notifications import NotificationsPanel
+
+log = logging.getLogger(__name__)
+
+LOADED = 200
+COUNT_DEBOUNCE_MS = 150
+
+
+class NotificationsController(QObject):
+    """Keeps the notification list and the unread count current."""
+
+    def __init__(
+        self,
+        ctx: GuiContext,
+        window: MainWindow,
+        panel: NotificationsPanel,
+        patients: PatientsController,
+        tray: TrayIcon | None,
+    ) -> None:
+        super().__init__(panel)
+        self._ctx = ctx
+        self._service = ctx.application.notifications
+        self._window = window
+        self._panel = panel
+        self._model = panel.model
+        self._patients = patients
+        self._tray = tray
+        self.unread = 0
+        self._count_timer = QTimer(self)
+        self._count_timer.setSingleShot(True)
+        self._count_timer.setInterval(COUNT_DEBOUNCE_MS)
+        self._count_timer.timeout.connect(self._refresh_count)
+
+        bridge = ctx.bridge
+        bridge.notification_created.connect(self._on_bridge_notification_created)
+        bridge.notification_updated.connect(self._on_bridge_notification_updated)
+        bridge.notification_deleted.connect(self._on_bridge_notification_deleted)
+        bridge.notifications_all_read.connect(self._on_bridge_notifications_all_read)
+        panel.notification_opened.connect(self._on_panel_notification_opened)
+        panel.mark_read_requested.connect(self.mark_read)
+        panel.mark_all_read_requested.connect(self.mark_all_read)
+        panel.delete_requested.connect(self.delete)
+
+    def start(self) -> None:
+        def done(page: Page[NotificationRecord]) -> None:
+            self._model.reset([notification_row(note) for note in page.items])
+
+        self._ctx.tasks.submit(lambda: self._service.list_notifications(limit=LOADED), done)
+        self._refresh_count()
+
+    # Events ---------------------------------------------------------------------------
+
+    @Slot(object)
+    def _on_bridge_notification_created(self, note: NotificationRecord) -> None:
+        self._model.insert_first(notification_row(note))
+        if not note.read:
+            self._set_unread(self.unread + 1)
+        self._count_timer.start()
+        if note.type == "critical":
+            self.alert("Critical finding", note.message, critical=True)
+
+    @Slot(object)
+    def _on_bridge_notification_updated(self, note: NotificationRecord) -> None:
+        self._model.replace(notification_row(note))
+        self._count_timer.start()
+
+    @Slot(int)
+    def _on_bridge_notification_deleted(self, notification_id: int) -> None:
+        self._model.remove(notification_id)
+        self._count_timer.start()
+
+    @Slot(int)
+    def _on_bridge_notifications_all_read(self, _count: int) -> None:
+        self._model.mark_all_read()
+        self._set_unread(0)
+        self._count_timer.start()
+
+    def alert(self, title: str, text: str, *, critical: bool) -> None:
+        """Tell the clinician even when the window is not in front."""
+        if self._tray is not None:
+            self._tray.notify(title, text, critical=critical)
+        else:
+            self._window.toast.show_message(title, text, "critical" if critical else "info")
+
+    # Clinician's actions ----------------------------------------------------------------
+
+    @Slot(int, object)
+    def _on_panel_notification_opened(self, notification_id: int, patient_id: str | None) -> None:
+        if patient_id:
+            self._patients.open_patient(patient_id)
+        row = self._model.position(notification_id)
+        note = self._model.row_at(row) if row is not None else None
+        if note is not None and not note.read:
+            self.mark_read(notification_id)
+
+    @Slot(int)
+    def mark_read(self, notification_id: int) -> None:
+        self._ctx.tasks.submit(
+            lambda: self._service.mark_read(notification_id, actor=self._ctx.actor)
+        )
+
+    @Slot()
+    def mark_all_read(self) -> None:
+        self._ctx.tasks.submit(lambda: self._service.mark_all_read(actor=self._ctx.actor))
+
+    @Slot(int)
+    def delete(self, notification_id: int) -> None:
+        self._ctx.tasks.submit(
+            lambda: self._service.delete_notification(notification_id, actor=self._ctx.actor)
+        )
+
+    # The badge --------------------------------------------------------------------------
+
+    @Slot()
+    def _refresh_count(self) -> None:
+        self._ctx.tasks.submit(self._service.unread_count, self._set_unread)
+
+    def _set_unread(self, count: int) -> None:
+        self.unread = count
+        self._panel.set_unread(count)
+        self._window.set_unread(count)

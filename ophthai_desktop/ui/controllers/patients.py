@@ -1,0 +1,342 @@
+"""The patient list and the patient page: queries, paging, live updates, dialogs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtWidgets import QMessageBox
+
+from ophthai_desktop.core.errors import NotFound
+from ophthai_desktop.core.records import Page, PatientRecord
+from ophthai_desktop.ui.context import GuiContext
+from ophthai_desktop.ui.messages import describe
+from ophthai_desktop.ui.models.patient_table import DEFAULT_ORDER, PatientRow, patient_row
+from ophthai_desktop.ui.views.confirm import ask
+from ophthai_desktop.ui.views.main_window import MainWindow
+from ophthai_desktop.ui.views.patient_dialog import PatientDialog
+from ophthai_desktop.ui.views.patient_list import PatientListView
+from ophthai_desktop.ui.views.patient_page import PatientPage
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 200
+SEARCH_DEBOUNCE_MS = 250
+REFRESH_DEBOUNCE_MS = 400
+
+CreateFn = Callable[[dict[str, Any]], PatientRecord]
+
+
+def core_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """The form's values without the dialog's extras (``_modality`` ...)."""
+    return {key: value for key, value in fields.items() if not key.startswith("_")}
+
+
+class PatientsController(QObject):
+    """Keeps the list in step with the query and the database, and the page with the
+    chosen patient.
+
+    Signals:
+        patient_opened(object): the page now shows this PatientRecord (None: nobody).
+        patient_changed(object): the shown patient's record changed.
+    """
+
+    patient_opened = Signal(object)
+    patient_changed = Signal(object)
+
+    def __init__(
+        self,
+        ctx: GuiContext,
+        window: MainWindow,
+        list_view: PatientListView,
+        page: PatientPage,
+    ) -> None:
+        super().__init__(window)
+        self._ctx = ctx
+        self._patients = ctx.application.patients
+        self._window = window
+        self._view = list_view
+        self._model = list_view.model
+        self._page = page
+        self._search = ""
+        self._status: str | None = None
+        self._order_by = DEFAULT_ORDER
+        self._descending = True
+        self._generation = 0
+        self._current_id: str | None = None
+        self._current: PatientRecord | None = None
+        self.dialog: PatientDialog | None = None
+        self.confirm: QMessageBox | None = None
+
+        self._search_timer = QTimer(self)
+        self._search_timer.setSingleShot(True)
+        self._search_timer.setInterval(SEARCH_DEBOUNCE_MS)
+        self._search_timer.timeout.connect(self._on_search_timer_timeout)
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(REFRESH_DEBOUNCE_MS)
+        self._refresh_timer.timeout.connect(self.refresh)
+
+        list_view.search_edited.connect(self._on_view_search_edited)
+        list_view.status_chosen.connect(self._on_view_status_chosen)
+        list_view.patient_selected.connect(self._on_view_patient_selected)
+        self._model.more_requested.connect(self._on_model_more_requested)
+        self._model.sort_requested.connect(self._on_model_sort_requested)
+        page.edit_requested.connect(self.edit_patient)
+        page.delete_requested.connect(self.delete_patient)
+        window.new_patient_action.triggered.connect(lambda: self.new_patient())
+        window.edit_patient_action.triggered.connect(self.edit_patient)
+        window.delete_patient_action.triggered.connect(self.delete_patient)
+        ctx.bridge.patient_created.connect(self._on_bridge_patient_created)
+        ctx.bridge.patient_updated.connect(self._on_bridge_patient_updated)
+        ctx.bridge.patient_deleted.connect(self._on_bridge_patient_deleted)
+
+    # State ------------------------------------------------------------------------------
+
+    @property
+    def current_patient_id(self) -> str | None:
+        return self._current_id
+
+    @property
+    def current_patient(self) -> PatientRecord | None:
+        return self._current
+
+    def start(self) -> None:
+        self.refresh()
+
+    # Queries ----------------------------------------------------------------------------
+
+    @Slot()
+    def refresh(self) -> None:
+        """Run the current query again from its first page."""
+        self._refresh_timer.stop()
+        self._generation += 1
+        generation = self._generation
+        query = self._query()
+
+        def fetch() -> tuple[list[PatientRow], int]:
+            page = self._patients.list_patients(skip=0, limit=PAGE_SIZE, **query)
+            return [patient_row(p) for p in page.items], page.total
+
+        self._ctx.tasks.submit(fetch, lambda result: self._on_first_page(generation, result))
+
+    def _query(self) -> dict[str, Any]:
+        return {
+            "search": self._search or None,
+            "status": self._status,
+            "order_by": self._order_by,
+            "descending": self._descending,
+        }
+
+    def _on_first_page(self, generation: int, result: tuple[list[PatientRow], int]) -> None:
+        if generation != self._generation:
+            return
+        rows, total = result
+        self._model.reset(rows, total)
+        self._view.show_count(self._model.loaded, self._model.total)
+        if self._current_id:
+            self._view.select_patient(self._current_id)
+
+    @Slot(int)
+    def _on_model_more_requested(self, skip: int) -> None:
+        generation = self._generation
+        query = self._query()
+
+        def fetch() -> Page[PatientRecord]:
+            return self._patients.list_patients(skip=skip, limit=PAGE_SIZE, **query)
+
+        def done(page: Page[PatientRecord]) -> None:
+            if generation != self._generation:
+                return
+            self._model.append([patient_row(p) for p in page.items], page.total)
+            self._view.show_count(self._model.loaded, self._model.total)
+
+        def failed(exc: BaseException) -> None:
+            self._model.fetch_failed()
+            self._window.banner.show_message(describe(exc), "error")
+
+        self._ctx.tasks.submit(fetch, done, failed)
+
+    @Slot(str)
+    def _on_view_search_edited(self, _text: str) -> None:
+        self._search_timer.start()
+
+    @Slot()
+    def _on_search_timer_timeout(self) -> None:
+        text = self._view.search.text().strip()
+        if text != self._search:
+            self._search = text
+            self.refresh()
+
+    @Slot(object)
+    def _on_view_status_chosen(self, status: str | None) -> None:
+        self._status = status
+        self.refresh()
+
+    @Slot(str, bool)
+    def _on_model_sort_requested(self, order_by: str, descending: bool) -> None:
+        if (order_by, descending) != (self._order_by, self._descending):
+            self._order_by, self._descending = order_by, descending
+            self.refresh()
+
+    # The page ---------------------------------------------------------------------------
+
+    @Slot(object)
+    def _on_view_patient_selected(self, patient_id: str | None) -> None:
+        if patient_id != self._current_id:
+            self.open_patient(patient_id)
+
+    def open_patient(self, patient_id: str | None) -> None:
+        """Show ``patient_id`` on the page (None clears it) and select it in the list."""
+        self._current_id = patient_id
+        self._view.select_patient(patient_id)
+        if patient_id is None:
+            self._show(None)
+            return
+
+        def done(record: PatientRecord) -> None:
+            if record.id == self._current_id:
+                self._show(record)
+
+        def failed(exc: BaseException) -> None:
+            if patient_id != self._current_id:
+                return
+            if isinstance(exc, NotFound):
+                self._current_id = None
+                self._show(None)
+            self._window.banner.show_message(describe(exc), "error")
+
+        self._ctx.tasks.submit(lambda: self._patients.get_patient(patient_id), done, failed)
+
+    def _show(self, record: PatientRecord | None) -> None:
+        self._current = record
+        self._page.show_patient(record)
+        self._window.set_patient_actions_enabled(record is not None)
+        self.patient_opened.emit(record)
+
+    # Live updates -----------------------------------------------------------------------
+
+    def _matches(self, patient: PatientRecord) -> bool:
+        if self._status and patient.status != self._status:
+            return False
+        if self._search:
+            needle = self._search.lower()
+            return needle in patient.name.lower() or needle in patient.id.lower()
+        return True
+
+    @Slot(object)
+    def _on_bridge_patient_created(self, patient: PatientRecord) -> None:
+        if not self._matches(patient):
+            return
+        if self._order_by == DEFAULT_ORDER and self._descending:
+            self._model.insert_first(patient_row(patient))
+            self._view.show_count(self._model.loaded, self._model.total)
+            if self._current_id:
+                self._view.select_patient(self._current_id)
+        else:
+            self._refresh_timer.start()
+
+    @Slot(object)
+    def _on_bridge_patient_updated(self, patient: PatientRecord) -> None:
+        if self._matches(patient):
+            if not self._model.replace(patient_row(patient)) and self._order_by != DEFAULT_ORDER:
+                self._refresh_timer.start()
+        elif self._model.remove(patient.id):
+            self._view.show_count(self._model.loaded, self._model.total)
+        if patient.id == self._current_id:
+            self._current = patient
+            self._page.show_patient(patient)
+            self.patient_changed.emit(patient)
+
+    @Slot(str)
+    def _on_bridge_patient_deleted(self, patient_id: str) -> None:
+        if self._model.remove(patient_id):
+            self._view.show_count(self._model.loaded, self._model.total)
+        if patient_id == self._current_id:
+            self._current_id = None
+            self._show(None)
+
+    # Dialogs ----------------------------------------------------------------------------
+
+    def new_patient(
+        self,
+        *,
+        files: Sequence[str] = (),
+        create: CreateFn | None = None,
+        guess: tuple[str, str] | None = None,
+    ) -> PatientDialog:
+        """Open the new-patient form. ``create(fields)`` runs on a pool thread (default:
+        :meth:`PatientService.create_patient`); the new patient is then opened."""
+        dialog = PatientDialog(self._window, files=files)
+        if guess is not None:
+            dialog.set_guess(*guess)
+
+        def default_create(fields: dict[str, Any]) -> PatientRecord:
+            return self._patients.create_patient(core_fields(fields), actor=self._ctx.actor)
+
+        make = create or default_create
+
+        def submitted(fields: dict[str, Any]) -> None:
+            self._ctx.tasks.submit(
+                lambda: make(fields),
+                lambda record: self._on_dialog_saved(dialog, record),
+                lambda exc: dialog.show_error(getattr(exc, "field", None), describe(exc)),
+            )
+
+        dialog.submitted.connect(submitted)
+        self.dialog = dialog
+        dialog.open()
+        return dialog
+
+    @Slot()
+    def edit_patient(self) -> PatientDialog | None:
+        patient = self._current
+        if patient is None:
+            return None
+        dialog = PatientDialog(self._window, patient=patient)
+
+        def submitted(fields: dict[str, Any]) -> None:
+            self._ctx.tasks.submit(
+                lambda: self._patients.update_patient(
+                    patient.id, core_fields(fields), actor=self._ctx.actor
+                ),
+                lambda record: self._on_dialog_saved(dialog, record),
+                lambda exc: dialog.show_error(getattr(exc, "field", None), describe(exc)),
+            )
+
+        dialog.submitted.connect(submitted)
+        self.dialog = dialog
+        dialog.open()
+        return dialog
+
+    def _on_dialog_saved(self, dialog: PatientDialog, record: PatientRecord) -> None:
+        dialog.accept()
+        dialog.deleteLater()
+        if self.dialog is dialog:
+            self.dialog = None
+        self.open_patient(record.id)
+
+    @Slot()
+    def delete_patient(self) -> None:
+        patient = self._current
+        if patient is None:
+            return
+
+        def confirmed() -> None:
+            self._ctx.tasks.submit(
+                lambda: self._patients.delete_patient(patient.id, actor=self._ctx.actor),
+                lambda _none: self._window.banner.show_message(
+                    f"Patient {patient.id} was deleted with their scans and analyses.", "info"
+                ),
+            )
+
+        self.confirm = ask(
+            self._window,
+            "Delete patient",
+            f"Delete {patient.name} ({patient.id}) with all scans, analyses and "
+            "notifications? This cannot be undone.",
+            "Delete",
+            confirmed,
+        )

@@ -1,0 +1,182 @@
+"""The status bar (model, API server, watch folder) and the Model menu."""
+
+from __future__ import annotations
+
+import enum
+import logging
+from typing import Any
+
+from PySide6.QtCore import QObject, Slot
+
+from ophthai_desktop.core import events as ev
+from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
+from ophthai_desktop.ui.context import ApiState, GuiContext
+from ophthai_desktop.ui.messages import describe
+from ophthai_desktop.ui.tray import TrayIcon
+from ophthai_desktop.ui.views.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+#: Event names the core's watch folder may use for its state changes.
+WATCHER_EVENTS = frozenset({"watcher_state", "watcher_state_changed", "watch_folder_state"})
+
+
+def state_text(value: Any) -> str:
+    """A watcher state as words, whatever form the core gives it in."""
+    if callable(value):
+        value = value()
+    if isinstance(value, enum.Enum):
+        value = value.value
+    for attribute in ("state", "value"):
+        inner = getattr(value, attribute, None)
+        if isinstance(inner, str):
+            value = inner
+    return str(value).replace("_", " ") if value is not None else "unknown"
+
+
+class StatusController(QObject):
+    """Shows what the background services are doing."""
+
+    def __init__(self, ctx: GuiContext, window: MainWindow, tray: TrayIcon | None) -> None:
+        super().__init__(window)
+        self._ctx = ctx
+        self._app = ctx.application
+        self._window = window
+        self._status = window.status
+        self._tray = tray
+        self.api_state = ApiState(enabled=self._app.settings.api_enabled, starting=True)
+
+        ctx.bridge.model_state_changed.connect(self._on_bridge_model_state_changed)
+        ctx.bridge.event_received.connect(self._on_bridge_event_received)
+        window.load_model_action.triggered.connect(self.load_model)
+        window.unload_model_action.triggered.connect(self.unload_model)
+        window.check_model_action.triggered.connect(self.check_model)
+        window.pause_watch_action.toggled.connect(self.pause_watch_folder)
+        if tray is not None:
+            tray.pause_toggled.connect(self.pause_watch_folder)
+
+    def start(self) -> None:
+        self.show_model(self._app.engine.status())
+        self.show_api(self.api_state)
+        self.show_watcher()
+
+    # Model -----------------------------------------------------------------------------
+
+    def show_model(self, status: EngineStatus) -> None:
+        state = status.state
+        tooltip = status.message
+        if state is ModelState.READY:
+            text, kind = f"Model: ready · {status.device or '?'}", "ok"
+        elif state is ModelState.INSTALLED:
+            text, kind = "Model: installed (loads on first analysis)", ""
+        elif state is ModelState.NOT_INSTALLED:
+            text, kind = "Model: not installed", "warn"
+        elif state is ModelState.DOWNLOADING:
+            percent = f" {status.progress * 100:.0f}%" if status.progress is not None else ""
+            text, kind = f"Model: downloading{percent}", "warn"
+        elif state is ModelState.ERROR:
+            text, kind = "Model: error", "error"
+            tooltip = status.error or status.message
+        else:
+            text, kind = f"Model: {state.value}…", "warn"
+        self._status.set_model(text, kind, tooltip)
+        ready = state is ModelState.READY
+        self._window.load_model_action.setEnabled(state is ModelState.INSTALLED)
+        self._window.unload_model_action.setEnabled(ready)
+
+    @Slot(str, str, object)
+    def _on_bridge_model_state_changed(self, _state: str, _message: str, _progress: object) -> None:
+        self.show_model(self._app.engine.status())
+
+    @Slot()
+    def load_model(self) -> None:
+        self._app.worker.request_load()
+
+    @Slot()
+    def unload_model(self) -> None:
+        self._app.worker.request_unload()
+
+    @Slot()
+    def check_model(self) -> None:
+        self._ctx.tasks.submit(self._app.engine.refresh, self.show_model)
+
+    # API server --------------------------------------------------------------------------
+
+    @Slot(object)
+    def show_api(self, state: ApiState) -> None:
+        self.api_state = state
+        if not state.enabled:
+            self._status.set_api("API: off", "", "The embedded API server is turned off")
+        elif state.error:
+            self._status.set_api("API: failed to start", "error", state.error)
+        elif state.url:
+            self._status.set_api(
+                f"API: {state.url}", "ok", f"Other apps can connect; docs at {state.url}/docs"
+            )
+        else:
+            self._status.set_api("API: starting…", "warn", "")
+
+    # Watch folder ------------------------------------------------------------------------
+
+    def show_watcher(self, state: Any = None, message: str = "") -> None:
+        """The watch folder's state (from its event, or asked now)."""
+        watcher = self._ctx.watcher
+        if watcher is None:
+            self._status.set_watcher(
+                "Watch folder: not available", "", "This version has no watch folder"
+            )
+            self._set_pause_enabled(False)
+            return
+        status = getattr(watcher, "status", None)
+        if state is None:
+            state = getattr(status, "state", None) or getattr(watcher, "state", None)
+            message = message or str(getattr(status, "message", "") or "")
+        text = state_text(state)
+        folder = getattr(watcher, "folder", None)
+        if text == "stopped" and not self._app.settings.watch_folder_enabled:
+            text, kind = "off", ""
+            tooltip = f"Set OPHTHAI_WATCH_FOLDER_ENABLED=true to take in files from {folder}"
+        else:
+            kind = {"running": "ok", "paused": "warn", "error": "error"}.get(text, "")
+            tooltip = " — ".join(str(x) for x in (folder, message) if x)
+        self._status.set_watcher(f"Watch folder: {text}", kind, tooltip)
+        self._set_pause_enabled(text in ("running", "paused"))
+        paused = text == "paused"
+        for action in self._pause_actions():
+            blocker = action.blockSignals(True)
+            action.setChecked(paused)
+            action.blockSignals(blocker)
+
+    def _pause_actions(self) -> list[Any]:
+        actions = [self._window.pause_watch_action]
+        if self._tray is not None:
+            actions.append(self._tray.pause_action)
+        return actions
+
+    def _set_pause_enabled(self, enabled: bool) -> None:
+        for action in self._pause_actions():
+            action.setEnabled(enabled)
+
+    @Slot(object)
+    def _on_bridge_event_received(self, event: ev.Event) -> None:
+        name = getattr(event, "name", "")
+        if name in WATCHER_EVENTS or type(event).__name__ == "WatcherStateChanged":
+            self.show_watcher(getattr(event, "state", None), getattr(event, "message", ""))
+        elif name == "ingest_finished" and getattr(event, "outcome", "") == "failed":
+            file_name = getattr(event, "file_name", "a file")
+            reason = getattr(event, "reason", "") or "it could not be read"
+            self._window.statusBar().showMessage(
+                f"Watch folder: {file_name} was not taken in ({reason})", 15_000
+            )
+
+    @Slot(bool)
+    def pause_watch_folder(self, paused: bool) -> None:
+        watcher = self._ctx.watcher
+        if watcher is None:
+            return
+        call = watcher.pause if paused else watcher.resume
+        self._ctx.tasks.submit(
+            call,
+            lambda _result: self.show_watcher(),
+            lambda exc: self._window.banner.show_message(describe(exc), "error"),
+        )

@@ -1,0 +1,57 @@
+"""How record values read on screen: dates in local time, steps, sizes, durations."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from ophthai_desktop.core.domain import WorkflowStep
+
+STEP_NAMES = {
+    int(WorkflowStep.ANALYSIS): "Analysis",
+    int(WorkflowStep.VALIDATION): "Validation",
+    int(WorkflowStep.SCHEDULING): "Scheduling",
+    int(WorkflowStep.COMPLETE): "Complete",
+}
+
+LATERALITY_NAMES = {"OD": "OD (right)", "OS": "OS (left)", "OU": "OU (both)", "unknown": "eye ?"}
+MODALITY_NAMES = {"OCT": "OCT", "OCTA": "OCTA", "fundus": "Fundus", "unknown": "unknown type"}
+
+
+def local_datetime(value: datetime | None) -> str:
+    """``2026-05-09 14:03`` in the machine's zone; empty for None."""
+    if value is None:
+        return ""
+    return value.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def local_date(value: datetime | date | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        value = value.astimezone().date()
+    return value.isoformat()
+
+
+def step_name(step: int) -> str:
+    return STEP_NAMES.get(step, str(step))
+
+
+def scan_label(modality: str, laterality: str) -> str:
+    """``OCT · OD (right)``."""
+    return (
+        f"{MODALITY_NAMES.get(modality, modality)} · {LATERALITY_NAMES.get(laterality, laterality)}"
+    )
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
+
+
+def size(num_bytes: int) -> str:
+    if num_bytes < 1024:
+        return f"{num_bytes} B"
+    if num_bytes < 1024 * 1024:
+        return f"{num_bytes / 1024:.0f} KB"
+    return f"{num_bytes / (1024 * 1024):.1f} MB"

@@ -1,0 +1,49 @@
+"""What a clinician reads when something goes wrong.
+
+Core errors carry a message written for a person (and the field it is about); anything
+else is a bug or an environment failure, told apart here.
+"""
+
+from __future__ import annotations
+
+from ophthai_desktop.core.errors import OphthaiError, StorageError
+
+#: How core field names read in the GUI.
+FIELD_LABELS = {
+    "name": "Name",
+    "age": "Age",
+    "birth_date": "Birth date",
+    "gender": "Gender",
+    "symptoms": "Symptoms",
+    "history": "History",
+    "status": "Status",
+    "admission_date": "Admission date",
+    "appointment_date": "Appointment",
+    "clinician": "Clinician",
+    "notes": "Notes",
+    "image": "Image",
+    "modality": "Modality",
+    "laterality": "Laterality",
+}
+
+
+def field_label(field: str | None) -> str:
+    """The GUI label of a core field name."""
+    if not field:
+        return ""
+    return FIELD_LABELS.get(field, field.replace("_", " ").capitalize())
+
+
+def describe(exc: BaseException) -> str:
+    """One or two sentences for the clinician about ``exc``."""
+    if isinstance(exc, StorageError):
+        return f"The database or image store is not available: {exc.message}"
+    if isinstance(exc, OphthaiError):
+        label = field_label(exc.field)
+        message = exc.message or str(exc)
+        if label:
+            return f"{label}: {message}"
+        return message[:1].upper() + message[1:]
+    if isinstance(exc, OSError):
+        return f"The file could not be read: {exc.strerror or exc}"
+    return f"Something went wrong ({type(exc).__name__}: {exc}). The details are in the log."

@@ -1,0 +1,1 @@
+"""Qt item models: precomputed display rows, trivial ``data()``."""

@@ -1,0 +1,222 @@
+"""One running desktop window over one :class:`Application`.
+
+:class:`GuiSession` builds the views and their controllers, hosts the inference worker
+in a QThread, starts the watch folder where the core has one, and shuts all of it down
+in order. The launcher (``ophthai_desktop.desktop``) adds the embedded API server and
+reports its state with :attr:`GuiSession.api_state_reported`; tests build a session
+directly.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtWidgets import QMessageBox, QSystemTrayIcon
+
+from ophthai_desktop import __version__
+from ophthai_desktop.bootstrap import Application
+from ophthai_desktop.core.records import Actor
+from ophthai_desktop.ui.bridge import EventBridge
+from ophthai_desktop.ui.context import ApiState, GuiContext, clinician_name
+from ophthai_desktop.ui.controllers.analysis import AnalysisController
+from ophthai_desktop.ui.controllers.imports import ImportController
+from ophthai_desktop.ui.controllers.jobs import JobsController
+from ophthai_desktop.ui.controllers.notifications import NotificationsController
+from ophthai_desktop.ui.controllers.patients import PatientsController
+from ophthai_desktop.ui.controllers.scans import ScansController
+from ophthai_desktop.ui.controllers.status import StatusController
+from ophthai_desktop.ui.inference_thread import InferenceThread
+from ophthai_desktop.ui.models.job_table import JobTableModel
+from ophthai_desktop.ui.models.notification_list import NotificationListModel
+from ophthai_desktop.ui.models.patient_table import PatientTableModel
+from ophthai_desktop.ui.tasks import TaskRunner
+from ophthai_desktop.ui.tray import TrayIcon
+from ophthai_desktop.ui.views.analysis import AnalysisView
+from ophthai_desktop.ui.views.jobs import JobQueuePanel
+from ophthai_desktop.ui.views.main_window import MainWindow
+from ophthai_desktop.ui.views.notifications import NotificationsPanel
+from ophthai_desktop.ui.views.patient_list import PatientListView
+from ophthai_desktop.ui.views.patient_page import PatientPage
+from ophthai_desktop.ui.views.scan_viewer import ScanViewer
+
+log = logging.getLogger(__name__)
+
+
+class GuiSession(QObject):
+    """The window, its controllers and the threads behind them.
+
+    Signals:
+        api_state_reported(ApiState): emit from any thread to update the status bar.
+        quit_requested(): the clinician quit (menu, tray, or closing without a tray).
+    """
+
+    api_state_reported = Signal(object)
+    quit_requested = Signal()
+
+    def __init__(
+        self,
+        application: Application,
+        *,
+        tray: bool | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.application = application
+        settings = application.settings
+        self.bridge = EventBridge(application.bus, self)
+        self.tasks = TaskRunner(self)
+        self.context = GuiContext(
+            application=application,
+            bridge=self.bridge,
+            tasks=self.tasks,
+            actor=Actor(who=clinician_name(settings.user_name), via="gui"),
+        )
+
+        self.patient_list = PatientListView(PatientTableModel())
+        self.scan_viewer = ScanViewer()
+        self.analysis_view = AnalysisView()
+        self.patient_page = PatientPage(self.scan_viewer, self.analysis_view)
+        self.notifications_panel = NotificationsPanel(NotificationListModel())
+        self.jobs_panel = JobQueuePanel(JobTableModel())
+        self.window = MainWindow(
+            self.patient_list, self.patient_page, self.notifications_panel, self.jobs_panel
+        )
+        use_tray = QSystemTrayIcon.isSystemTrayAvailable() if tray is None else tray
+        self.tray = TrayIcon(self) if use_tray else None
+
+        ctx = self.context
+        self.patients = PatientsController(ctx, self.window, self.patient_list, self.patient_page)
+        self.scans = ScansController(ctx, self.scan_viewer, self.patients)
+        self.analysis = AnalysisController(
+            ctx, self.analysis_view, self.patient_page, self.window, self.patients
+        )
+        self.imports = ImportController(ctx, self.window, self.patients, self.patient_page)
+        self.notifications = NotificationsController(
+            ctx, self.window, self.notifications_panel, self.patients, self.tray
+        )
+        self.jobs = JobsController(ctx, self.window, self.jobs_panel, self.patients)
+        self.status = StatusController(ctx, self.window, self.tray)
+        self.inference = InferenceThread(application.worker, self)
+
+        self.tasks.failed.connect(self._on_tasks_failed)
+        self.api_state_reported.connect(self.status.show_api)
+        self.imports.imported.connect(lambda _pid, _n: self.analysis.explain_model_state())
+        self.window.quit_action.triggered.connect(self.quit)
+        self.window.about_action.triggered.connect(self._on_about_triggered)
+        self.window.close_policy = self._close_policy
+        if self.tray is not None:
+            self.tray.show_requested.connect(self.show_window)
+            self.tray.quit_requested.connect(self.quit)
+        self._started = False
+        self._watcher_started = False
+        self._quitting = False
+        self._closed = False
+        self._told_about_tray = False
+
+    # Life cycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load the first data, start the inference worker (and the watch folder)."""
+        if self._started:
+            return
+        self._started = True
+        settings = self.application.settings
+        self.status.start()
+        self.patients.start()
+        self.notifications.start()
+        self.jobs.start()
+        if settings.load_model_on_startup:
+            self.application.worker.request_load()
+        self.inference.start()
+        self._start_watcher()
+        if self.tray is not None:
+            self.tray.show()
+
+    def _start_watcher(self) -> None:
+        """Start the watch folder (when enabled) on a pool thread: it takes in the files
+        already waiting before it returns."""
+        watcher = self.context.watcher
+        start = getattr(self.application, "start_watcher", None)
+        if watcher is None or start is None or not self.application.settings.watch_folder_enabled:
+            return
+
+        def started(_result: object) -> None:
+            self._watcher_started = True
+            self.status.show_watcher()
+
+        self.tasks.submit(start, started)
+
+    def show_window(self) -> None:
+        self.window.showNormal()
+        self.window.raise_()
+        self.window.activateWindow()
+
+    @Slot()
+    def quit(self) -> None:
+        """Close the window for good and ask the launcher to end the application."""
+        self._quitting = True
+        self.window.close()
+        self.quit_requested.emit()
+
+    def shutdown(self) -> None:
+        """Stop everything this session started, in order; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._quitting = True
+        self.bridge.close()
+        self.jobs.stop()
+        if not self.inference.stop():
+            log.error("the inference worker is still running at shutdown")
+        watcher = self.context.watcher
+        if watcher is not None and self._watcher_started:
+            try:
+                watcher.stop()
+            except Exception:
+                log.exception("the watch folder did not stop cleanly")
+        self.tasks.shutdown()
+        if self.tray is not None:
+            self.tray.hide()
+        self.window.close()
+        self.window.deleteLater()
+        log.info("desktop session closed")
+
+    def _close_policy(self) -> bool:
+        """Closing the window hides it to the tray (when set and possible), else quits."""
+        if self._quitting:
+            return True
+        if self.tray is not None and self.application.settings.minimize_to_tray:
+            if not self._told_about_tray:
+                self._told_about_tray = True
+                self.tray.notify(
+                    "OphthAI is still running",
+                    "Analyses and the watch folder carry on. Quit from the tray menu.",
+                    critical=False,
+                )
+            return False
+        self._quitting = True
+        self.quit_requested.emit()
+        return True
+
+    def report_api_state(self, state: ApiState) -> None:
+        """Any thread: show the API server's state."""
+        self.api_state_reported.emit(state)
+
+    # Slots ---------------------------------------------------------------------------------
+
+    @Slot(str)
+    def _on_tasks_failed(self, message: str) -> None:
+        self.window.banner.show_message(message, "error")
+
+    @Slot()
+    def _on_about_triggered(self) -> None:
+        box = QMessageBox(self.window)
+        box.setWindowTitle("About OphthAI Desktop")
+        box.setIconPixmap(self.window.windowIcon().pixmap(64, 64))
+        box.setText(
+            f"<b>OphthAI Desktop {__version__}</b><br>Ophthalmology workstation with local "
+            "OctoMed-7B analysis.<br><br>AI results are preliminary until a clinician "
+            "validates them."
+        )
+        box.open()

@@ -1,0 +1,118 @@
+"""Running service calls off the GUI thread, with the result delivered back on it.
+
+Every database call from the GUI goes through :class:`TaskRunner` (a SQLite write may
+wait for the worker's transaction; a list query on 10,000 patients takes a while under
+load), as do image decoding and anything else that can take more than a few
+milliseconds. In the manner of Orange3's ``concurrent`` helpers: the function runs on a
+pool thread, and ``on_done`` or ``on_error`` run on the GUI thread afterwards.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+
+from ophthai_desktop.core.errors import OphthaiError
+from ophthai_desktop.ui.messages import describe
+from ophthai_desktop.ui.priority import lower_current_thread_priority
+
+log = logging.getLogger(__name__)
+
+OnDone = Callable[[Any], None]
+OnError = Callable[[BaseException], None]
+
+
+class _Relay(QObject):
+    """Carries results from pool threads to the GUI thread (queued signals)."""
+
+    finished = Signal(int, object)
+    failed = Signal(int, object)
+
+
+class _Task(QRunnable):
+    def __init__(self, task_id: int, fn: Callable[[], Any], relay: _Relay) -> None:
+        super().__init__()
+        self._task_id = task_id
+        self._fn = fn
+        self._relay = relay
+
+    def run(self) -> None:
+        lower_current_thread_priority()
+        try:
+            value = self._fn()
+        except OphthaiError as exc:
+            self._relay.failed.emit(self._task_id, exc)
+        except Exception as exc:
+            log.exception("a background task failed")
+            self._relay.failed.emit(self._task_id, exc)
+        else:
+            self._relay.finished.emit(self._task_id, value)
+
+
+class TaskRunner(QObject):
+    """A small thread pool for the GUI's slow calls.
+
+    Signals:
+        failed(str): a task without its own ``on_error`` failed; the message is for
+            the clinician.
+    """
+
+    failed = Signal(str)
+
+    def __init__(self, parent: QObject | None = None, *, max_threads: int = 2) -> None:
+        super().__init__(parent)
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(max_threads)
+        self._relay = _Relay(self)
+        self._relay.finished.connect(self._on_relay_finished)
+        self._relay.failed.connect(self._on_relay_failed)
+        self._callbacks: dict[int, tuple[OnDone | None, OnError | None]] = {}
+        self._ids = itertools.count(1)
+        self._closed = False
+
+    @property
+    def busy(self) -> bool:
+        """Whether a task is running or its result has not been delivered yet."""
+        return bool(self._callbacks)
+
+    def submit(
+        self,
+        fn: Callable[[], Any],
+        on_done: OnDone | None = None,
+        on_error: OnError | None = None,
+    ) -> None:
+        """Run ``fn()`` on a pool thread; then ``on_done(result)`` or ``on_error(exc)``
+        on the GUI thread. Without ``on_error`` a failure is reported by :attr:`failed`."""
+        if self._closed:
+            return
+        task_id = next(self._ids)
+        self._callbacks[task_id] = (on_done, on_error)
+        self._pool.start(_Task(task_id, fn, self._relay))
+
+    def shutdown(self, timeout_ms: int = 15_000) -> None:
+        """Drop queued tasks, wait for running ones; no callback runs afterwards."""
+        self._closed = True
+        self._pool.clear()
+        if not self._pool.waitForDone(timeout_ms):
+            log.warning("background tasks still running at shutdown")
+        self._callbacks.clear()
+
+    @Slot(int, object)
+    def _on_relay_finished(self, task_id: int, value: object) -> None:
+        on_done, _ = self._callbacks.pop(task_id, (None, None))
+        if on_done is not None and not self._closed:
+            on_done(value)
+
+    @Slot(int, object)
+    def _on_relay_failed(self, task_id: int, exc: object) -> None:
+        _, on_error = self._callbacks.pop(task_id, (None, None))
+        if self._closed or not isinstance(exc, BaseException):
+            return
+        if on_error is not None:
+            on_error(exc)
+        else:
+            self.failed.emit(describe(exc))

@@ -1,0 +1,1 @@
+"""Widgets: layout and user intent (signals) only; controllers do the wiring."""

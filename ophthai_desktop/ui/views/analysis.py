@@ -1,0 +1,431 @@
+"""The analysis: the model's reasoning as it streams, the structured result card,
+provenance, the clinician's verdict and the follow-up appointment."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from PySide6.QtCore import QDateTime, Qt, QTime, Signal, Slot
+from PySide6.QtGui import QTextCursor
+from PySide6.QtWidgets import (
+    QDateTimeEdit,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ophthai_desktop.core.records import AnalysisRecord
+from ophthai_desktop.ui.display import local_datetime, seconds
+from ophthai_desktop.ui.resources import icon
+from ophthai_desktop.ui.views.banner import Banner
+from ophthai_desktop.ui.views.style import set_style_property, set_text
+
+
+def _wrapping(text: str = "", name: str | None = None) -> QLabel:
+    label = QLabel(text)
+    label.setWordWrap(True)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    if name:
+        label.setObjectName(name)
+    return label
+
+
+class ResultCard(QFrame):
+    """Classification, confidence, findings, recommendation and explanation, marked
+    PRELIMINARY until a clinician validated it."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("resultCard")
+        self.classification = _wrapping(name="classification")
+        self.badge = QLabel("PRELIMINARY")
+        self.badge.setObjectName("verdictBadge")
+        self.confidence = QProgressBar()
+        self.confidence.setObjectName("confidence")
+        self.confidence.setRange(0, 100)
+        self.confidence.setFormat("%p% confidence")
+        self.findings = _wrapping(name="findings")
+        self.recommendation = _wrapping(name="recommendation")
+        self.explanation = _wrapping(name="explanation")
+        self.validated = _wrapping(name="muted")
+        self.raw_label = QLabel("The model's answer, as written:")
+        self.raw = QPlainTextEdit()
+        self.raw.setObjectName("rawAnswer")
+        self.raw.setReadOnly(True)
+        self.raw.setMaximumHeight(140)
+        top = QHBoxLayout()
+        top.addWidget(self.classification, 1)
+        top.addWidget(self.badge, 0, Qt.AlignmentFlag.AlignTop)
+        self.form = QFormLayout()
+        self.form.addRow("Confidence", self.confidence)
+        self.form.addRow("Findings", self.findings)
+        self.form.addRow("Recommendation", self.recommendation)
+        self.form.addRow("Explanation", self.explanation)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 10, 12, 10)
+        layout.addLayout(top)
+        layout.addLayout(self.form)
+        layout.addWidget(self.raw_label)
+        layout.addWidget(self.raw)
+        layout.addWidget(self.validated)
+
+    def show_analysis(self, analysis: AnalysisRecord) -> None:
+        result = analysis.result if analysis.parse_status != "parse_failed" else None
+        if result:
+            self.classification.setText(str(result.get("classification") or "—"))
+            self.confidence.setValue(round(float(result.get("confidence") or 0)))
+            findings = [str(f) for f in result.get("findings") or []]
+            self.findings.setText("\n".join(f"• {f}" for f in findings) or "none reported")
+            self.recommendation.setText(str(result.get("recommendation") or "—"))
+            self.explanation.setText(str(result.get("explanation") or "—"))
+            self._set_rows_visible(True)
+            self.raw_label.hide()
+            self.raw.hide()
+            state = analysis.status
+        else:
+            self.classification.setText("The model's answer could not be read")
+            self.explanation.setText(analysis.parse_error or "no result in the answer")
+            self._set_rows_visible(False)
+            self.form.setRowVisible(self.explanation, True)
+            self.form.labelForField(self.explanation).setText("Why")
+            self.raw.setPlainText(analysis.answer_text or "(the model wrote no answer)")
+            self.raw_label.show()
+            self.raw.show()
+            state = "parse_failed" if analysis.status == "preliminary" else analysis.status
+        badge = {
+            "approved": "APPROVED",
+            "rejected": "REJECTED",
+            "parse_failed": "PARSE FAILED · PRELIMINARY",
+        }.get(state, "PRELIMINARY")
+        self.badge.setText(badge)
+        set_style_property(self.badge, "status", state)
+        set_style_property(self, "status", state)
+        if analysis.validated_by:
+            notes = f" — {analysis.validation_notes}" if analysis.validation_notes else ""
+            self.validated.setText(
+                f"{analysis.status.capitalize()} by {analysis.validated_by} on "
+                f"{local_datetime(analysis.validated_at)}{notes}"
+            )
+        else:
+            self.validated.setText("Preliminary: a clinician has not validated this result yet.")
+
+    def _set_rows_visible(self, visible: bool) -> None:
+        for widget in (self.confidence, self.findings, self.recommendation, self.explanation):
+            self.form.setRowVisible(widget, visible)
+        self.form.labelForField(self.explanation).setText("Explanation")
+
+
+class ProvenancePanel(QFrame):
+    """Which model, prompt and device produced an analysis, and how long it took."""
+
+    FIELDS = (
+        ("model", "Model"),
+        ("revision", "Revision"),
+        ("prompt", "Prompt version"),
+        ("device", "Device"),
+        ("timings", "Timings"),
+        ("tokens", "Tokens"),
+        ("generation", "Generation"),
+        ("analysis", "Analysis"),
+    )
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("provenance")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        form = QFormLayout(self)
+        self.values: dict[str, QLabel] = {}
+        for key, title in self.FIELDS:
+            label = _wrapping()
+            self.values[key] = label
+            form.addRow(title, label)
+
+    def show_analysis(self, a: AnalysisRecord) -> None:
+        settings = a.generation_settings or {}
+        self.values["model"].setText(a.model_id)
+        self.values["revision"].setText(a.model_revision or "unknown")
+        self.values["prompt"].setText(a.prompt_version or "unknown")
+        self.values["device"].setText(
+            " · ".join(x for x in (a.device, a.dtype, a.quantization) if x) or "unknown"
+        )
+        self.values["timings"].setText(
+            f"waited {seconds(a.queue_wait_s)}, first token after "
+            f"{seconds(a.time_to_first_token_s)}, total {seconds(a.total_s)}"
+        )
+        self.values["tokens"].setText(
+            f"{a.prompt_tokens if a.prompt_tokens is not None else '?'} prompt, "
+            f"{a.completion_tokens if a.completion_tokens is not None else '?'} generated"
+        )
+        self.values["generation"].setText(
+            ", ".join(f"{k}={v}" for k, v in sorted(settings.items())) or "—"
+        )
+        self.values["analysis"].setText(
+            f"#{a.id}, job {a.job_id}, {local_datetime(a.created_at)}, parse: {a.parse_status}"
+        )
+
+    def text(self) -> str:
+        return "\n".join(f"{t}: {self.values[k].text()}" for k, t in self.FIELDS)
+
+
+class AnalysisView(QWidget):
+    """Everything about the patient's newest analysis.
+
+    Signals:
+        analyse_requested(): "Analyse" was pressed.
+        validate_requested(bool approved, str clinician, str notes)
+        schedule_requested(object): an aware ``datetime`` for the appointment.
+    """
+
+    analyse_requested = Signal()
+    validate_requested = Signal(bool, str, str)
+    schedule_requested = Signal(object)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("analysisView")
+        self.analysis: AnalysisRecord | None = None
+
+        self.state = _wrapping("No analysis yet.", "analysisState")
+        self.analyse = QPushButton(icon("analyse"), "Analyse")
+        self.analyse.setObjectName("analyseButton")
+        self.notice = Banner()
+        self.notice.setObjectName("banner")
+        top = QHBoxLayout()
+        top.addWidget(self.state, 1)
+        top.addWidget(self.analyse, 0, Qt.AlignmentFlag.AlignTop)
+
+        self.reasoning_toggle = QToolButton()
+        self.reasoning_toggle.setObjectName("reasoningToggle")
+        self.reasoning_toggle.setText("Model reasoning")
+        self.reasoning_toggle.setCheckable(True)
+        self.reasoning_toggle.setChecked(True)
+        self.reasoning_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.reasoning_toggle.setArrowType(Qt.ArrowType.DownArrow)
+        self.reasoning_toggle.setAutoRaise(True)
+        self.reasoning = QPlainTextEdit()
+        self.reasoning.setObjectName("reasoning")
+        self.reasoning.setReadOnly(True)
+        self.reasoning.setPlaceholderText("The model's reasoning appears here as it is written.")
+        self.reasoning.setMinimumHeight(90)
+        self.reasoning.setMaximumHeight(200)
+        self.answer_label = QLabel("Answer (as it is written)")
+        self.answer = QPlainTextEdit()
+        self.answer.setObjectName("answerStream")
+        self.answer.setReadOnly(True)
+        self.answer.setMaximumHeight(90)
+
+        self.card = ResultCard()
+        self.provenance_toggle = QToolButton()
+        self.provenance_toggle.setObjectName("provenanceToggle")
+        self.provenance_toggle.setIcon(icon("provenance"))
+        self.provenance_toggle.setText("Provenance")
+        self.provenance_toggle.setToolTip("Model, prompt version, device and timings")
+        self.provenance_toggle.setCheckable(True)
+        self.provenance_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.provenance = ProvenancePanel()
+        self.provenance.hide()
+
+        self.clinician = QLineEdit()
+        self.clinician.setObjectName("clinician")
+        self.notes = QPlainTextEdit()
+        self.notes.setObjectName("notes")
+        self.notes.setPlaceholderText("Notes (optional)")
+        self.notes.setFixedHeight(54)
+        self.approve = QPushButton(icon("approve"), "Approve")
+        self.approve.setObjectName("approveButton")
+        self.reject = QPushButton(icon("reject"), "Reject")
+        self.reject.setObjectName("rejectButton")
+        verdict = QGroupBox("Validation")
+        verdict_form = QFormLayout(verdict)
+        verdict_form.addRow("Clinician", self.clinician)
+        verdict_form.addRow("Notes", self.notes)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.reject)
+        buttons.addWidget(self.approve)
+        verdict_form.addRow(buttons)
+        self.verdict_group = verdict
+
+        self.when = QDateTimeEdit()
+        self.when.setObjectName("appointment")
+        self.when.setCalendarPopup(True)
+        self.when.setDisplayFormat("yyyy-MM-dd HH:mm")
+        self.schedule = QPushButton(icon("calendar"), "Schedule")
+        self.schedule.setObjectName("scheduleButton")
+        self.appointment = _wrapping("Not scheduled.", "muted")
+        appointment = QGroupBox("Follow-up appointment")
+        appointment_layout = QVBoxLayout(appointment)
+        row = QHBoxLayout()
+        row.addWidget(self.when, 1)
+        row.addWidget(self.schedule)
+        appointment_layout.addLayout(row)
+        appointment_layout.addWidget(self.appointment)
+        appointment_layout.addStretch(1)
+        self.schedule_group = appointment
+        self.reset_appointment_time()
+
+        actions = QHBoxLayout()
+        actions.addWidget(verdict, 3)
+        actions.addWidget(appointment, 2)
+
+        body = QWidget()
+        body_layout = QVBoxLayout(body)
+        body_layout.setContentsMargins(6, 6, 6, 6)
+        body_layout.addLayout(top)
+        body_layout.addWidget(self.notice)
+        body_layout.addWidget(self.reasoning_toggle)
+        body_layout.addWidget(self.reasoning)
+        body_layout.addWidget(self.answer_label)
+        body_layout.addWidget(self.answer)
+        body_layout.addWidget(self.card)
+        body_layout.addWidget(self.provenance_toggle)
+        body_layout.addWidget(self.provenance)
+        body_layout.addLayout(actions)
+        body_layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(body)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(scroll)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+        self.analyse.clicked.connect(self.analyse_requested)
+        self.reasoning_toggle.toggled.connect(self._on_reasoning_toggle_toggled)
+        self.provenance_toggle.toggled.connect(self.provenance.setVisible)
+        self.approve.clicked.connect(lambda: self._on_verdict(True))
+        self.reject.clicked.connect(lambda: self._on_verdict(False))
+        self.schedule.clicked.connect(self._on_schedule_clicked)
+        self.show_empty()
+
+    # What the controller shows ---------------------------------------------------------
+
+    def show_empty(self, text: str = "No analysis yet. Drop an image or press Analyse.") -> None:
+        self.analysis = None
+        self._set_state(text)
+        self.reasoning.clear()
+        self.answer.clear()
+        self.answer_label.hide()
+        self.answer.hide()
+        self.card.hide()
+        self.provenance_toggle.hide()
+        self.provenance.hide()
+        self.provenance_toggle.setChecked(False)
+        self.verdict_group.setEnabled(False)
+
+    def start_stream(self, text: str = "Analysing…") -> None:
+        """A new analysis started: clear the text, show it streaming."""
+        self._set_state(text)
+        self.reasoning.clear()
+        self.answer.clear()
+        self.answer_label.hide()
+        self.answer.hide()
+        self.card.hide()
+        self.provenance_toggle.hide()
+        self.provenance.hide()
+        self.verdict_group.setEnabled(False)
+        self.reasoning_toggle.setChecked(True)
+
+    def append_stream(self, phase: str, text: str) -> None:
+        """More of the model's output (``reasoning`` or ``answer``)."""
+        target = self.answer if phase == "answer" else self.reasoning
+        if phase == "answer" and not self.answer.isVisible():
+            self.answer_label.show()
+            self.answer.show()
+        bar = target.verticalScrollBar()
+        at_end = bar.value() >= bar.maximum() - 4
+        cursor = target.textCursor()
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        cursor.insertText(text)
+        if at_end:
+            bar.setValue(bar.maximum())
+
+    def set_state(self, text: str, kind: str = "") -> None:
+        self._set_state(text, kind)
+
+    def show_result(self, analysis: AnalysisRecord) -> None:
+        """The stored analysis: its text, the card and its provenance."""
+        self.analysis = analysis
+        if self.reasoning.toPlainText().strip() != analysis.reasoning_text.strip():
+            self.reasoning.setPlainText(analysis.reasoning_text)
+        self.answer.clear()
+        self.answer_label.hide()
+        self.answer.hide()
+        self.card.show_analysis(analysis)
+        self.card.show()
+        self.provenance.show_analysis(analysis)
+        self.provenance_toggle.show()
+        self.provenance.setVisible(self.provenance_toggle.isChecked())
+        self.verdict_group.setEnabled(True)
+        self.reasoning_toggle.setChecked(False)  # the card matters now; one click away
+        if analysis.parse_status == "parse_failed":
+            self._set_state(
+                "The model answered, but its answer could not be read as a result. "
+                "The raw answer is shown below; analyse again or validate as rejected.",
+                "error",
+            )
+        elif analysis.status == "preliminary":
+            self._set_state("Preliminary result: please validate.")
+        else:
+            self._set_state(f"Result {analysis.status} by {analysis.validated_by}.")
+
+    def show_failure(self, text: str) -> None:
+        self._set_state(text, "error")
+
+    def show_notice(self, text: str, kind: str = "warning") -> None:
+        self.notice.show_message(text, kind)
+
+    def set_clinician(self, name: str) -> None:
+        if not self.clinician.text():
+            self.clinician.setText(name)
+
+    def set_appointment(self, when: datetime | None) -> None:
+        if when is None:
+            self.appointment.setText("Not scheduled.")
+        else:
+            self.appointment.setText(f"Scheduled for {local_datetime(when)}.")
+
+    def reset_appointment_time(self) -> None:
+        """Tomorrow at 09:00, the usual first slot."""
+        tomorrow = QDateTime.currentDateTime().addDays(1)
+        tomorrow.setTime(QTime(9, 0))
+        self.when.setDateTime(tomorrow)
+        self.when.setMinimumDateTime(QDateTime.currentDateTime().addSecs(-60))
+
+    def provenance_text(self) -> str:
+        return self.provenance.text()
+
+    # Internals --------------------------------------------------------------------------
+
+    def _set_state(self, text: str, kind: str = "") -> None:
+        set_text(self.state, text)
+        set_style_property(self.state, "kind", kind)
+
+    def _on_verdict(self, approved: bool) -> None:
+        self.validate_requested.emit(approved, self.clinician.text(), self.notes.toPlainText())
+
+    @Slot(bool)
+    def _on_reasoning_toggle_toggled(self, expanded: bool) -> None:
+        self.reasoning.setVisible(expanded)
+        self.reasoning_toggle.setArrowType(
+            Qt.ArrowType.DownArrow if expanded else Qt.ArrowType.RightArrow
+        )
+
+    @Slot()
+    def _on_schedule_clicked(self) -> None:
+        naive: Any = self.when.dateTime().toPython()
+        when = naive.astimezone() if naive.tzinfo is None else naive
+        self.schedule_requested.emit(when)

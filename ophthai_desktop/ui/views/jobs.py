@@ -1,0 +1,112 @@
+"""The job queue panel: analyses with their state and progress, and cancel."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QItemSelection, Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QTableView,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ophthai_desktop.ui.models.job_table import OPEN_STATES, JobTableModel
+from ophthai_desktop.ui.resources import icon
+
+COLUMN_WIDTHS = (56, 140, 80, 130, 130)
+
+
+class JobQueuePanel(QWidget):
+    """Signals:
+    cancel_requested(int job_id): "Cancel" on the selected queued or running job.
+    job_opened(int job_id): a job was double-clicked.
+    """
+
+    cancel_requested = Signal(int)
+    job_opened = Signal(int)
+
+    def __init__(self, model: JobTableModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("jobQueuePanel")
+        self.model = model
+        self.waiting = QLabel()
+        self.waiting.setObjectName("muted")
+        self.waiting.setWordWrap(True)
+        self.cancel = QToolButton()
+        self.cancel.setObjectName("cancelJob")
+        self.cancel.setIcon(icon("cancel"))
+        self.cancel.setText("Cancel")
+        self.cancel.setToolTip("Cancel the selected analysis")
+        self.cancel.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.cancel.setAutoRaise(True)
+        self.cancel.setEnabled(False)
+        bar = QHBoxLayout()
+        bar.setContentsMargins(0, 0, 0, 0)
+        bar.addWidget(self.waiting, 1)
+        bar.addWidget(self.cancel)
+        self.table = QTableView()
+        self.table.setObjectName("jobTable")
+        self.table.setModel(model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setShowGrid(False)
+        self.table.setWordWrap(False)
+        self.table.setAcceptDrops(False)
+        vertical = self.table.verticalHeader()
+        vertical.setVisible(False)
+        vertical.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        vertical.setDefaultSectionSize(24)
+        header = self.table.horizontalHeader()
+        header.setStretchLastSection(True)
+        for column, width in enumerate(COLUMN_WIDTHS):
+            header.resizeSection(column, width)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(bar)
+        layout.addWidget(self.table, 1)
+        self.set_waiting(None)
+
+        self.cancel.clicked.connect(self._on_cancel_clicked)
+        self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
+        self.table.doubleClicked.connect(
+            lambda index: self.job_opened.emit(int(index.data(Qt.ItemDataRole.UserRole)))
+        )
+        model.dataChanged.connect(self._refresh_cancel)
+        model.modelReset.connect(self._refresh_cancel)
+
+    def set_waiting(self, reason: str | None) -> None:
+        """Why queued analyses are not running (None: they are not waiting)."""
+        self.waiting.setText(f"Queued analyses are waiting: {reason}" if reason else "")
+
+    def select_job(self, job_id: int) -> bool:
+        position = self.model.position(job_id)
+        if position is None:
+            return False
+        self.table.selectRow(position)
+        return True
+
+    def selected_job_id(self) -> int | None:
+        rows = self.table.selectionModel().selectedRows()
+        row = self.model.row_at(rows[0].row()) if rows else None
+        return None if row is None else row.job_id
+
+    @Slot()
+    def _refresh_cancel(self) -> None:
+        job_id = self.selected_job_id()
+        row = self.model.get(job_id) if job_id is not None else None
+        self.cancel.setEnabled(row is not None and row.state in OPEN_STATES)
+
+    @Slot(QItemSelection, QItemSelection)
+    def _on_selection_changed(self, _selected: QItemSelection, _deselected: QItemSelection) -> None:
+        self._refresh_cancel()
+
+    @Slot()
+    def _on_cancel_clicked(self) -> None:
+        job_id = self.selected_job_id()
+        if job_id is not None:
+            self.cancel_requested.emit(job_id)

@@ -1,0 +1,226 @@
+"""The main window: patient list beside the patient page, notifications and the job
+queue docked below, menus, toolbar and status bar. Files dropped anywhere on it are
+offered to the import controller."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDragMoveEvent,
+    QDropEvent,
+    QKeySequence,
+)
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QMainWindow,
+    QSplitter,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ophthai_desktop.ui.resources import icon
+from ophthai_desktop.ui.views.banner import Banner
+from ophthai_desktop.ui.views.jobs import JobQueuePanel
+from ophthai_desktop.ui.views.notifications import NotificationsPanel
+from ophthai_desktop.ui.views.patient_list import PatientListView
+from ophthai_desktop.ui.views.patient_page import PatientPage
+from ophthai_desktop.ui.views.status_bar import AppStatusBar
+from ophthai_desktop.ui.views.toast import Toast
+
+
+def local_files(event: QDragEnterEvent | QDragMoveEvent | QDropEvent) -> list[Path]:
+    """The local files a drag carries (URLs of other kinds are ignored)."""
+    mime = event.mimeData()
+    if not mime.hasUrls():
+        return []
+    return [Path(url.toLocalFile()) for url in mime.urls() if url.isLocalFile()]
+
+
+class MainWindow(QMainWindow):
+    """The clinician's workspace.
+
+    Signals:
+        files_dropped(list): paths of local files dropped on the window.
+    """
+
+    files_dropped = Signal(list)
+
+    def __init__(
+        self,
+        patient_list: PatientListView,
+        patient_page: PatientPage,
+        notifications: NotificationsPanel,
+        jobs: JobQueuePanel,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("mainWindow")
+        self.setWindowTitle("OphthAI Desktop")
+        self.setWindowIcon(icon("app"))
+        self.setAcceptDrops(True)
+        self.resize(1440, 900)
+        self.patient_list = patient_list
+        self.patient_page = patient_page
+        self.notifications = notifications
+        self.jobs = jobs
+        #: Asked on close: return False to keep running (hidden to the tray).
+        self.close_policy: Callable[[], bool] = lambda: True
+
+        self.banner = Banner()
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.setObjectName("mainSplit")
+        split.addWidget(patient_list)
+        split.addWidget(patient_page)
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 1)
+        split.setSizes([540, 900])
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(4, 4, 4, 0)
+        layout.addWidget(self.banner)
+        layout.addWidget(split, 1)
+        self.setCentralWidget(central)
+
+        self.notifications_dock = self._dock("Notifications", "notificationsDock", notifications)
+        self.jobs_dock = self._dock("Job queue", "jobsDock", jobs)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.notifications_dock)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.jobs_dock)
+        self.splitDockWidget(self.notifications_dock, self.jobs_dock, Qt.Orientation.Horizontal)
+        self.resizeDocks([self.notifications_dock], [210], Qt.Orientation.Vertical)
+
+        self.status = AppStatusBar()
+        self.setStatusBar(self.status)
+        self.toast = Toast(self)
+        self._make_actions()
+
+    # Actions ---------------------------------------------------------------------------
+
+    def _action(
+        self, text: str, icon_name: str | None = None, shortcut: QKeySequence | str | None = None
+    ) -> QAction:
+        action = QAction(text, self)
+        if icon_name is not None:
+            action.setIcon(icon(icon_name))
+        if shortcut is not None:
+            action.setShortcut(shortcut)
+        return action
+
+    def _make_actions(self) -> None:
+        self.new_patient_action = self._action(
+            "New patient…", "patient-add", QKeySequence.StandardKey.New
+        )
+        self.import_action = self._action("Import image…", "import", QKeySequence("Ctrl+I"))
+        self.quit_action = self._action("Quit", None, QKeySequence.StandardKey.Quit)
+        self.edit_patient_action = self._action("Edit patient…", "edit", QKeySequence("Ctrl+E"))
+        self.delete_patient_action = self._action("Delete patient…", "delete")
+        self.analyse_action = self._action("Analyse", "analyse", QKeySequence("Ctrl+R"))
+        self.load_model_action = self._action("Load model", "model")
+        self.unload_model_action = self._action("Unload model", None)
+        self.check_model_action = self._action("Check model files again", "refresh")
+        self.pause_watch_action = self._action("Pause watch folder", None)
+        self.pause_watch_action.setCheckable(True)
+        self.pause_watch_action.setEnabled(False)
+        self.notifications_action = self.notifications_dock.toggleViewAction()
+        self.notifications_action.setIcon(icon("bell"))
+        self.notifications_action.setText("Notifications")
+        self.jobs_action = self.jobs_dock.toggleViewAction()
+        self.jobs_action.setText("Job queue")
+        self.about_action = self._action("About OphthAI Desktop", None)
+        for action in (self.edit_patient_action, self.delete_patient_action, self.analyse_action):
+            action.setEnabled(False)
+
+        menus = self.menuBar()
+        file_menu = menus.addMenu("&File")
+        file_menu.addAction(self.new_patient_action)
+        file_menu.addAction(self.import_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        patient_menu = menus.addMenu("&Patient")
+        patient_menu.addAction(self.edit_patient_action)
+        patient_menu.addAction(self.delete_patient_action)
+        patient_menu.addSeparator()
+        patient_menu.addAction(self.analyse_action)
+        model_menu = menus.addMenu("&Model")
+        model_menu.addAction(self.load_model_action)
+        model_menu.addAction(self.unload_model_action)
+        model_menu.addAction(self.check_model_action)
+        view_menu = menus.addMenu("&View")
+        view_menu.addAction(self.notifications_action)
+        view_menu.addAction(self.jobs_action)
+        view_menu.addSeparator()
+        view_menu.addAction(self.pause_watch_action)
+        help_menu = menus.addMenu("&Help")
+        help_menu.addAction(self.about_action)
+
+        toolbar = QToolBar("Main")
+        toolbar.setObjectName("mainToolbar")
+        toolbar.setMovable(False)
+        toolbar.setIconSize(QSize(20, 20))
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        toolbar.addAction(self.new_patient_action)
+        toolbar.addAction(self.import_action)
+        toolbar.addAction(self.analyse_action)
+        toolbar.addSeparator()
+        toolbar.addAction(self.notifications_action)
+        toolbar.addAction(self.load_model_action)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, toolbar)
+        self.toolbar = toolbar
+
+    def _dock(self, title: str, name: str, widget: QWidget) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetClosable
+            | QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+        )
+        return dock
+
+    def set_patient_actions_enabled(self, enabled: bool) -> None:
+        for action in (self.edit_patient_action, self.delete_patient_action, self.analyse_action):
+            action.setEnabled(enabled)
+
+    def set_unread(self, count: int) -> None:
+        """The unread badge on the dock title and the toolbar button."""
+        suffix = f" ({count} unread)" if count else ""
+        self.notifications_dock.setWindowTitle(f"Notifications{suffix}")
+        self.notifications_action.setText(f"Notifications ({count})" if count else "Notifications")
+
+    # Drag and drop ---------------------------------------------------------------------
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if local_files(event):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:
+        if local_files(event):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        files = local_files(event)
+        if not files:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.files_dropped.emit(files)
+
+    # Closing ---------------------------------------------------------------------------
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.close_policy():
+            event.accept()
+        else:
+            event.ignore()
+            self.hide()

@@ -1,0 +1,109 @@
+"""The notifications panel: newest first, unread in bold, with an unread badge."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QModelIndex, Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ophthai_desktop.ui.models.notification_list import PATIENT_ROLE, NotificationListModel
+from ophthai_desktop.ui.resources import icon
+
+
+class NotificationsPanel(QWidget):
+    """List and manage notifications.
+
+    Signals:
+        notification_opened(int notification_id, object patient_id): clicked.
+        mark_read_requested(int notification_id)
+        mark_all_read_requested()
+        delete_requested(int notification_id)
+    """
+
+    notification_opened = Signal(int, object)
+    mark_read_requested = Signal(int)
+    mark_all_read_requested = Signal()
+    delete_requested = Signal(int)
+
+    def __init__(self, model: NotificationListModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("notificationsPanel")
+        self.model = model
+        self.unread_title = QLabel("Unread:")
+        self.unread = QLabel("")
+        self.unread.setObjectName("badge")
+        self.unread.hide()
+        self.mark_read = self._button("mark-read", "Mark read", "Mark the selected one read")
+        self.mark_all = self._button("mark-read", "All read", "Mark every notification read")
+        self.delete = self._button("delete", "Delete", "Delete the selected notification")
+        bar = QHBoxLayout()
+        bar.setContentsMargins(0, 0, 0, 0)
+        bar.addWidget(self.unread_title)
+        bar.addWidget(self.unread)
+        bar.addStretch(1)
+        bar.addWidget(self.mark_read)
+        bar.addWidget(self.mark_all)
+        bar.addWidget(self.delete)
+        self.list = QListView()
+        self.list.setObjectName("notificationList")
+        self.list.setModel(model)
+        self.list.setUniformItemSizes(True)
+        self.list.setWordWrap(False)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.list.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.list.setAcceptDrops(False)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(bar)
+        layout.addWidget(self.list, 1)
+        self.set_unread(0)
+
+        self.list.clicked.connect(self._on_list_clicked)
+        self.mark_read.clicked.connect(self._on_mark_read_clicked)
+        self.mark_all.clicked.connect(self.mark_all_read_requested)
+        self.delete.clicked.connect(self._on_delete_clicked)
+
+    def set_unread(self, count: int) -> None:
+        self.unread.setText(str(count))
+        self.unread.setVisible(count > 0)
+        self.unread_title.setText("Unread:" if count else "All read")
+        self.mark_all.setEnabled(count > 0)
+
+    def selected_id(self) -> int | None:
+        index = self.list.currentIndex()
+        return int(index.data(Qt.ItemDataRole.UserRole)) if index.isValid() else None
+
+    def _button(self, icon_name: str, text: str, tip: str) -> QToolButton:
+        button = QToolButton()
+        button.setIcon(icon(icon_name))
+        button.setText(text)
+        button.setToolTip(tip)
+        button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        button.setAutoRaise(True)
+        return button
+
+    @Slot(QModelIndex)
+    def _on_list_clicked(self, index: QModelIndex) -> None:
+        self.notification_opened.emit(
+            int(index.data(Qt.ItemDataRole.UserRole)), index.data(PATIENT_ROLE)
+        )
+
+    @Slot()
+    def _on_mark_read_clicked(self) -> None:
+        selected = self.selected_id()
+        if selected is not None:
+            self.mark_read_requested.emit(selected)
+
+    @Slot()
+    def _on_delete_clicked(self) -> None:
+        selected = self.selected_id()
+        if selected is not None:
+            self.delete_requested.emit(selected)

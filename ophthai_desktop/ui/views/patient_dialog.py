@@ -1,0 +1,210 @@
+"""Create or edit a patient. The core validates; the dialog shows which field is wrong."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from PySide6.QtCore import QDate, Signal, Slot
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDateEdit,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ophthai_desktop.core.domain import Laterality, Modality, PatientStatus
+from ophthai_desktop.core.records import PatientRecord
+from ophthai_desktop.ui.display import LATERALITY_NAMES, MODALITY_NAMES
+from ophthai_desktop.ui.views.style import set_style_property
+
+NO_AGE = -1
+
+
+class PatientDialog(QDialog):
+    """The patient form. OK sends the fields; the controller closes the dialog once the
+    core accepted them, or calls :meth:`show_error` with the field it refused.
+
+    Signals:
+        submitted(dict): the form's values under the core's field names; when images
+            come with the dialog, also ``_modality`` and ``_laterality``.
+    """
+
+    submitted = Signal(dict)
+
+    def __init__(
+        self,
+        parent: QWidget | None = None,
+        *,
+        patient: PatientRecord | None = None,
+        files: Sequence[str] = (),
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("patientDialog")
+        self.patient = patient
+        self.setWindowTitle("Edit patient" if patient else "New patient")
+        self.setMinimumWidth(460)
+
+        self.name = QLineEdit()
+        self.name.setObjectName("name")
+        self.age = QSpinBox()
+        self.age.setObjectName("age")
+        self.age.setRange(NO_AGE, 130)
+        self.age.setSpecialValueText("—")
+        self.age.setValue(NO_AGE)
+        self.birth_known = QCheckBox("known")
+        self.birth_date = QDateEdit()
+        self.birth_date.setObjectName("birth_date")
+        self.birth_date.setCalendarPopup(True)
+        self.birth_date.setDisplayFormat("yyyy-MM-dd")
+        self.birth_date.setDate(QDate(1970, 1, 1))
+        self.birth_date.setEnabled(False)
+        self.birth_known.toggled.connect(self.birth_date.setEnabled)
+        birth = QHBoxLayout()
+        birth.addWidget(self.birth_known)
+        birth.addWidget(self.birth_date, 1)
+        self.gender = QComboBox()
+        self.gender.setObjectName("gender")
+        self.gender.setEditable(True)
+        self.gender.addItems(["", "Female", "Male", "Other"])
+        self.status = QComboBox()
+        self.status.setObjectName("status")
+        for status in PatientStatus:
+            self.status.addItem(status.value, status.value)
+        self.status.setCurrentIndex(self.status.findData(PatientStatus.PENDING_ANALYSIS.value))
+        self.symptoms = QLineEdit()
+        self.symptoms.setObjectName("symptoms")
+        self.symptoms.setPlaceholderText("comma-separated, e.g. blurred vision, floaters")
+        self.history = QPlainTextEdit()
+        self.history.setObjectName("history")
+        self.history.setPlaceholderText("Medical history")
+        self.history.setFixedHeight(90)
+
+        form = QFormLayout()
+        form.addRow("Name *", self.name)
+        form.addRow("Age", self.age)
+        form.addRow("Birth date", birth)
+        form.addRow("Sex", self.gender)
+        form.addRow("Status", self.status)
+        form.addRow("Symptoms", self.symptoms)
+        form.addRow("History", self.history)
+
+        self.modality = QComboBox()
+        self.modality.setObjectName("modality")
+        for modality in (Modality.UNKNOWN, Modality.OCT, Modality.OCTA, Modality.FUNDUS):
+            self.modality.addItem(MODALITY_NAMES[modality.value], modality.value)
+        self.laterality = QComboBox()
+        self.laterality.setObjectName("laterality")
+        for side in (Laterality.UNKNOWN, Laterality.OD, Laterality.OS, Laterality.OU):
+            self.laterality.addItem(LATERALITY_NAMES[side.value], side.value)
+        self.files = list(files)
+        if self.files:
+            names = ", ".join(self.files[:3]) + (" …" if len(self.files) > 3 else "")
+            images = QLabel(names)
+            images.setWordWrap(True)
+            form.addRow("Images", images)
+            form.addRow("Modality", self.modality)
+            form.addRow("Eye", self.laterality)
+
+        self.error = QLabel()
+        self.error.setObjectName("fieldError")
+        self.error.setWordWrap(True)
+        self.error.hide()
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        ok.setText("Save" if patient else "Create patient")
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.error)
+        layout.addWidget(self.buttons)
+        self.buttons.accepted.connect(self._on_buttons_accepted)
+        self.buttons.rejected.connect(self.reject)
+        self._widgets: dict[str, QWidget] = {
+            "name": self.name,
+            "age": self.age,
+            "birth_date": self.birth_date,
+            "gender": self.gender,
+            "status": self.status,
+            "symptoms": self.symptoms,
+            "history": self.history,
+            "modality": self.modality,
+            "laterality": self.laterality,
+        }
+        if patient is not None:
+            self._fill(patient)
+        self.name.setFocus()
+
+    def set_guess(self, modality: str, laterality: str) -> None:
+        """Preselect what the file names suggest about the images."""
+        self.modality.setCurrentIndex(max(0, self.modality.findData(modality)))
+        self.laterality.setCurrentIndex(max(0, self.laterality.findData(laterality)))
+
+    def _fill(self, patient: PatientRecord) -> None:
+        self.name.setText(patient.name)
+        self.age.setValue(NO_AGE if patient.age is None else patient.age)
+        if patient.birth_date is not None:
+            self.birth_known.setChecked(True)
+            self.birth_date.setDate(
+                QDate(patient.birth_date.year, patient.birth_date.month, patient.birth_date.day)
+            )
+        self.gender.setCurrentText(patient.gender or "")
+        self.status.setCurrentIndex(max(0, self.status.findData(patient.status)))
+        self.symptoms.setText(", ".join(patient.symptoms))
+        self.history.setPlainText(patient.history)
+
+    def fields(self) -> dict[str, Any]:
+        """The form's values under the core's field names."""
+        values: dict[str, Any] = {
+            "name": self.name.text(),
+            "age": None if self.age.value() == NO_AGE else self.age.value(),
+            "birth_date": self.birth_date.date().toPython()
+            if self.birth_known.isChecked()
+            else None,
+            "gender": self.gender.currentText().strip() or None,
+            "status": self.status.currentData(),
+            "symptoms": [s.strip() for s in self.symptoms.text().split(",") if s.strip()],
+            "history": self.history.toPlainText(),
+        }
+        if self.files:
+            values["_modality"] = self.modality.currentData()
+            values["_laterality"] = self.laterality.currentData()
+        return values
+
+    def show_error(self, field: str | None, message: str) -> None:
+        """Point at the refused field (if it is on the form) and say why."""
+        self.set_busy(False)
+        for widget in self._widgets.values():
+            self._mark(widget, False)
+        widget = self._widgets.get(field or "")
+        if widget is not None:
+            self._mark(widget, True)
+            widget.setFocus()
+        self.error.setText(message)
+        self.error.show()
+
+    def error_text(self) -> str:
+        return self.error.text() if self.error.isVisible() else ""
+
+    def set_busy(self, busy: bool) -> None:
+        self.buttons.setEnabled(not busy)
+
+    @staticmethod
+    def _mark(widget: QWidget, invalid: bool) -> None:
+        set_style_property(widget, "invalid", invalid)
+
+    @Slot()
+    def _on_buttons_accepted(self) -> None:
+        self.set_busy(True)
+        self.error.hide()
+        self.submitted.emit(self.fields())

@@ -1,0 +1,124 @@
+"""The patient list: search box, status filter and the table."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QItemSelection, Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ophthai_desktop.core.domain import PatientStatus
+from ophthai_desktop.ui.models.patient_table import PatientTableModel
+
+ALL_STATUSES = "All statuses"
+COLUMN_WIDTHS = (150, 116, 40, 60, 134, 110, 90, 128)
+
+
+class PatientListView(QWidget):
+    """Search, filter and pick a patient.
+
+    Signals:
+        search_edited(str): the search text changed (every keystroke; the controller
+            debounces).
+        status_chosen(object): a status value, or None for all.
+        patient_selected(object): the chosen patient's id, or None.
+    """
+
+    search_edited = Signal(str)
+    status_chosen = Signal(object)
+    patient_selected = Signal(object)
+
+    def __init__(self, model: PatientTableModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = model
+        self.search = QLineEdit()
+        self.search.setObjectName("patientSearch")
+        self.search.setPlaceholderText("Search name or ID…")
+        self.search.setClearButtonEnabled(True)
+        self.status = QComboBox()
+        self.status.setObjectName("statusFilter")
+        self.status.addItem(ALL_STATUSES, None)
+        for status in PatientStatus:
+            self.status.addItem(status.value, status.value)
+        self.count = QLabel("")
+        self.count.setObjectName("muted")
+
+        self.table = QTableView()
+        self.table.setObjectName("patientTable")
+        self.table.setModel(model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)
+        self.table.setShowGrid(False)
+        self.table.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        vertical = self.table.verticalHeader()
+        vertical.setVisible(False)
+        # Fixed heights and widths: nothing asks data() about rows that are not shown.
+        vertical.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        vertical.setDefaultSectionSize(26)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(True)
+        header.setSortIndicatorShown(True)
+        header.setSortIndicator(-1, Qt.SortOrder.DescendingOrder)
+        for column, width in enumerate(COLUMN_WIDTHS):
+            header.resizeSection(column, width)
+        self.table.setSortingEnabled(True)
+
+        filters = QHBoxLayout()
+        filters.addWidget(self.search, 1)
+        filters.addWidget(self.status)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addLayout(filters)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.count)
+
+        self.search.textEdited.connect(self.search_edited)
+        self.status.currentIndexChanged.connect(self._on_status_index_changed)
+        self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
+
+    def select_patient(self, patient_id: str | None) -> bool:
+        """Select the patient's row (without emitting a new selection); False if the
+        patient is not among the loaded rows."""
+        row = self.model.row_of(patient_id) if patient_id else None
+        blocker = self.table.selectionModel().blockSignals(True)
+        try:
+            if row is None:
+                self.table.clearSelection()
+                return False
+            self.table.selectRow(row)
+            self.table.scrollTo(self.model.index(row, 0))
+            return True
+        finally:
+            self.table.selectionModel().blockSignals(blocker)
+
+    def show_count(self, loaded: int, total: int) -> None:
+        if total == 0:
+            self.count.setText("No patients match" if self._filtered() else "No patients yet")
+        elif loaded >= total:
+            self.count.setText(f"{total:,} patient{'s' if total != 1 else ''}")
+        else:
+            self.count.setText(f"Showing {loaded:,} of {total:,} patients (scroll for more)")
+
+    def _filtered(self) -> bool:
+        return bool(self.search.text().strip()) or self.status.currentData() is not None
+
+    @Slot(int)
+    def _on_status_index_changed(self, _index: int) -> None:
+        self.status_chosen.emit(self.status.currentData())
+
+    @Slot(QItemSelection, QItemSelection)
+    def _on_selection_changed(self, _selected: QItemSelection, _deselected: QItemSelection) -> None:
+        rows = self.table.selectionModel().selectedRows()
+        self.patient_selected.emit(self.model.patient_id_at(rows[0].row()) if rows else None)

@@ -1,0 +1,196 @@
+"""The patient page: who the patient is, where they are in the workflow, and room for
+the scan viewer and the analysis."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QFormLayout,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSplitter,
+    QStackedWidget,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ophthai_desktop.core.records import PatientRecord
+from ophthai_desktop.ui.display import local_date, local_datetime
+from ophthai_desktop.ui.resources import icon
+from ophthai_desktop.ui.views.stepper import WorkflowStepper
+from ophthai_desktop.ui.views.style import set_style_property, set_text
+
+
+def _value_label() -> QLabel:
+    label = QLabel("—")
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    label.setWordWrap(True)
+    return label
+
+
+def _section(title: str) -> QLabel:
+    label = QLabel(title)
+    label.setObjectName("sectionTitle")
+    return label
+
+
+class PatientPage(QWidget):
+    """One patient. Shows an empty hint until a patient is chosen.
+
+    Signals:
+        analyse_requested(): the clinician pressed "Analyse".
+        edit_requested(): "Edit".
+        delete_requested(): "Delete".
+    """
+
+    analyse_requested = Signal()
+    edit_requested = Signal()
+    delete_requested = Signal()
+
+    def __init__(self, scans: QWidget, analysis: QWidget, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("patientPage")
+        self.patient: PatientRecord | None = None
+
+        self.empty = QLabel(
+            "Select a patient on the left, or drop OCT, OCTA or fundus images here\n"
+            "to file them under the selected patient (or a new one)."
+        )
+        self.empty.setObjectName("emptyHint")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setWordWrap(True)
+
+        self.name = QLabel()
+        self.name.setObjectName("patientName")
+        self.name.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.pid = QLabel()
+        self.pid.setObjectName("patientId")
+        self.pid.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.status = QLabel()
+        self.status.setObjectName("statusPill")
+        self.analyse = QPushButton(icon("analyse"), "Analyse")
+        self.analyse.setObjectName("analyseButton")
+        self.analyse.setToolTip("Queue the analysis of the newest scan")
+        self.edit = QPushButton(icon("edit"), "Edit…")
+        self.delete = QPushButton(icon("delete"), "Delete…")
+        header = QHBoxLayout()
+        titles = QVBoxLayout()
+        titles.setSpacing(0)
+        titles.addWidget(self.name)
+        ids = QHBoxLayout()
+        ids.setSpacing(10)
+        ids.addWidget(self.pid)
+        ids.addWidget(self.status)
+        ids.addStretch(1)
+        titles.addLayout(ids)
+        header.addLayout(titles, 1)
+        header.addWidget(self.analyse)
+        header.addWidget(self.edit)
+        header.addWidget(self.delete)
+        self.stepper = WorkflowStepper()
+
+        self.age = _value_label()
+        self.birth_date = _value_label()
+        self.gender = _value_label()
+        self.admitted = _value_label()
+        self.appointment = _value_label()
+        self.validation = _value_label()
+        self.scan_count = _value_label()
+        form = QFormLayout()
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
+        form.addRow("Age", self.age)
+        form.addRow("Birth date", self.birth_date)
+        form.addRow("Sex", self.gender)
+        form.addRow("Admitted", self.admitted)
+        form.addRow("Scans", self.scan_count)
+        form.addRow("Validation", self.validation)
+        form.addRow("Appointment", self.appointment)
+        self.symptoms = _value_label()
+        self.symptoms.setObjectName("symptoms")
+        self.history = _value_label()
+        self.history.setObjectName("history")
+        self.history.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        info = QWidget()
+        info_layout = QVBoxLayout(info)
+        info_layout.setContentsMargins(4, 0, 8, 0)
+        info_layout.addWidget(_section("Demographics"))
+        info_layout.addLayout(form)
+        info_layout.addWidget(_section("Symptoms"))
+        info_layout.addWidget(self.symptoms)
+        info_layout.addWidget(_section("History"))
+        info_layout.addWidget(self.history)
+        info_layout.addStretch(1)
+        info_scroll = QScrollArea()
+        info_scroll.setWidget(info)
+        info_scroll.setWidgetResizable(True)
+        info_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        info_scroll.setMinimumWidth(220)
+
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("patientTabs")
+        self.tabs.addTab(analysis, icon("analyse"), "Analysis")
+        self.tabs.addTab(scans, "Scans")
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(info_scroll)
+        split.addWidget(self.tabs)
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 1)
+        split.setSizes([250, 700])
+
+        content = QWidget()
+        content_layout = QVBoxLayout(content)
+        content_layout.setContentsMargins(8, 6, 8, 0)
+        content_layout.addLayout(header)
+        content_layout.addWidget(self.stepper)
+        content_layout.addWidget(split, 1)
+
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.empty)
+        self.stack.addWidget(content)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.stack)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+        self.analyse.clicked.connect(self.analyse_requested)
+        self.edit.clicked.connect(self.edit_requested)
+        self.delete.clicked.connect(self.delete_requested)
+
+    def show_patient(self, patient: PatientRecord | None) -> None:
+        """Fill the page from ``patient`` (None shows the empty hint)."""
+        self.patient = patient
+        if patient is None:
+            self.stack.setCurrentIndex(0)
+            return
+        self.stack.setCurrentIndex(1)
+        set_text(self.name, patient.name)
+        set_text(self.pid, patient.id)
+        set_text(self.status, patient.status)
+        set_style_property(self.status, "status", patient.status)
+        self.stepper.set_step(patient.workflow_step)
+        set_text(self.age, "—" if patient.age is None else f"{patient.age} years")
+        set_text(self.birth_date, local_date(patient.birth_date) or "—")
+        set_text(self.gender, patient.gender or "—")
+        set_text(self.admitted, local_datetime(patient.admission_date))
+        set_text(self.scan_count, str(patient.scan_count))
+        set_text(self.appointment, local_datetime(patient.appointment_date) or "not scheduled")
+        if patient.validation_status:
+            by = f" by {patient.validated_by}" if patient.validated_by else ""
+            set_text(self.validation, f"{patient.validation_status}{by}")
+        else:
+            set_text(self.validation, "not validated")
+        symptoms = ", ".join(patient.symptoms) if patient.symptoms else "none recorded"
+        set_text(self.symptoms, symptoms)
+        set_text(self.history, patient.history or "none recorded")
+        scans = f"Scans ({patient.scan_count})"
+        if self.tabs.tabText(1) != scans:
+            self.tabs.setTabText(1, scans)
+
+    def show_tab(self, name: str) -> None:
+        """Bring the "analysis" or "scans" tab to the front."""
+        self.tabs.setCurrentIndex(0 if name == "analysis" else 1)

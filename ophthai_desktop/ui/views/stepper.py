@@ -1,0 +1,57 @@
+"""The workflow stepper: Analysis → Validation → Scheduling → Complete."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QWidget
+
+from ophthai_desktop.ui.display import STEP_NAMES
+from ophthai_desktop.ui.views.style import set_style_property, set_text
+
+
+class WorkflowStepper(QWidget):
+    """Shows where a patient is in the workflow; the current step is highlighted."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("workflowStepper")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 4, 0, 4)
+        self._dots: list[QLabel] = []
+        self._labels: list[QLabel] = []
+        self._lines: list[QFrame] = []
+        for number, name in STEP_NAMES.items():
+            if number > 1:
+                line = QFrame()
+                line.setObjectName("stepLine")
+                line.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+                line.setMinimumWidth(16)
+                layout.addWidget(line, 1)
+                self._lines.append(line)
+            dot = QLabel(str(number))
+            dot.setObjectName("stepDot")
+            label = QLabel(name)
+            label.setObjectName("stepLabel")
+            layout.addWidget(dot)
+            layout.addWidget(label)
+            self._dots.append(dot)
+            self._labels.append(label)
+        self.step = 0
+        self.set_step(1)
+
+    def set_step(self, step: int) -> None:
+        if step == self.step:
+            return
+        """Steps before ``step`` are done; ``step`` is current (4 = all done)."""
+        self.step = step
+        for index, (dot, label) in enumerate(zip(self._dots, self._labels, strict=True)):
+            number = index + 1
+            complete = number < step or (step >= len(STEP_NAMES) and number == step)
+            state = "done" if complete else "current" if number == step else "todo"
+            set_text(dot, "✓" if state == "done" else str(number))
+            set_style_property(dot, "state", state)
+            set_style_property(label, "state", state)
+        for index, line in enumerate(self._lines):
+            set_style_property(line, "state", "done" if index + 2 <= step else "todo")
+
+    def current_name(self) -> str:
+        return STEP_NAMES.get(self.step, "")

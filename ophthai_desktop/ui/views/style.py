@@ -1,0 +1,24 @@
+"""Switching a widget's look through a dynamic property the stylesheet matches on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtWidgets import QWidget
+
+
+def set_style_property(widget: QWidget, name: str, value: Any) -> None:
+    """Set ``name`` and re-apply the stylesheet, only when the value changes
+    (re-polishing resolves the stylesheet again, which is not free)."""
+    if widget.property(name) == value:
+        return
+    widget.setProperty(name, value)
+    style = widget.style()
+    style.unpolish(widget)
+    style.polish(widget)
+
+
+def set_text(label: Any, text: str) -> None:
+    """``label.setText(text)`` unless it already shows ``text`` (no relayout)."""
+    if label.text() != text:
+        label.setText(text)

@@ -1,0 +1,188 @@
+"""Fixtures for the GUI tests (pytest-qt, ``QT_QPA_PLATFORM=offscreen``).
+
+Every test gets its own data folder and a window on it. After each test every window is
+closed, and the test FAILS if a QThread or a Python thread it started is still running
+(in the manner of napari's ``_dangling_qthreads``): a leaked worker would keep the model
+or the database busy long after the window is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QThread, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication, QWidget
+from pytestqt.qtbot import QtBot
+
+from ophthai_desktop.bootstrap import Application, build_application
+from ophthai_desktop.core.storage import models as m
+from ophthai_desktop.core.worker import InferenceWorker
+from ophthai_desktop.ui.resources import stylesheet
+from ophthai_desktop.ui.session import GuiSession
+from tests.conftest import make_settings
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+#: How long threads get to finish after the test before they count as leaked.
+THREAD_GRACE_S = 10.0
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_threads(qapp: QApplication, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every window after the test; fail on QThreads or Python threads left
+    running by it."""
+    before = {thread.ident for thread in threading.enumerate()}
+    started: weakref.WeakSet[QThread] = weakref.WeakSet()
+    original_start = QThread.start
+
+    def tracking_start(self: QThread, *args: Any) -> None:
+        started.add(self)
+        original_start(self, *args)
+
+    monkeypatch.setattr(QThread, "start", tracking_start)
+    qapp.setStyleSheet(stylesheet())
+    yield
+    for widget in QApplication.topLevelWidgets():
+        widget.close()
+    QApplication.processEvents()
+
+    def leaked() -> list[str]:
+        names = []
+        for qthread in list(started):
+            try:
+                if qthread.isRunning():
+                    names.append(f"QThread {qthread.objectName() or type(qthread).__name__}")
+            except RuntimeError:  # the C++ object is gone, so is the thread
+                pass
+        for thread in threading.enumerate():
+            if thread.ident in before or isinstance(thread, threading._DummyThread):
+                continue
+            if thread.is_alive():
+                names.append(f"thread {thread.name}")
+        return names
+
+    deadline = time.monotonic() + THREAD_GRACE_S
+    while (left := leaked()) and time.monotonic() < deadline:
+        QApplication.processEvents()
+        time.sleep(0.05)
+    if left:
+        pytest.fail(f"threads left running after the test: {', '.join(left)}")
+
+
+Maker = Callable[..., GuiSession]
+
+
+@pytest.fixture
+def make_gui(qtbot: QtBot, tmp_path: Path) -> Iterator[Maker]:
+    """Builds a started window on a fresh data folder.
+
+    ``engine`` swaps a stand-in engine into the application (and a worker for it);
+    ``application`` uses services already built; ``tray`` makes a system-tray icon
+    (offscreen has no tray, so the default is none); other keywords are settings.
+    """
+    sessions: list[tuple[GuiSession, Application]] = []
+
+    def make(
+        *,
+        engine: Any = None,
+        application: Application | None = None,
+        tray: bool = False,
+        **overrides: Any,
+    ) -> GuiSession:
+        if application is None:
+            overrides.setdefault("api_enabled", False)
+            overrides.setdefault("model_path", tmp_path / "no-model-here")
+            overrides.setdefault("user_name", "Dr. Test")
+            folder = tmp_path / f"gui{len(sessions)}"
+            application = build_application(make_settings(folder, **overrides))
+        if engine is not None:
+            application.worker.stop()
+            application.engine = engine
+            application.worker = InferenceWorker(engine, application.jobs, application.bus)
+        session = GuiSession(application, tray=tray)
+        sessions.append((session, application))
+        session.start()
+        session.window.show()
+        qtbot.waitExposed(session.window)
+        return session
+
+    yield make
+    for session, application in sessions:
+        session.shutdown()
+        application.close()
+
+
+@pytest.fixture
+def gui(make_gui: Maker) -> GuiSession:
+    """A window on a fresh data folder, model not installed, API off."""
+    return make_gui()
+
+
+def seed_patients(application: Application, count: int, *, prefix: str = "Seeded") -> None:
+    """Insert ``count`` patients quickly (one transaction), newest last."""
+    statuses = ("Pending Analysis", "Stable", "Critical", "Discharged")
+    start = datetime.now(UTC) - timedelta(days=1)
+    with application.db.session() as session:
+        for i in range(count):
+            when = start + timedelta(seconds=i)
+            session.add(
+                m.Patient(
+                    id=f"pt-seed{i:05d}",
+                    name=f"{prefix} Patient {i:05d}",
+                    age=20 + i % 70,
+                    gender=("Female", "Male")[i % 2],
+                    symptoms=[],
+                    history="",
+                    status=statuses[i % 4],
+                    workflow_step=1,
+                    admission_date=when,
+                    created_at=when,
+                    updated_at=when,
+                )
+            )
+
+
+def drop_files(widget: QWidget, paths: list[Path]) -> bool:
+    """Drag ``paths`` onto ``widget`` and drop them there, as a file manager would.
+    Returns whether the drop was accepted."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path)) for path in paths])
+    centre = widget.rect().center()
+    enter = QDragEnterEvent(
+        QPoint(centre),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    QApplication.sendEvent(widget, enter)
+    if not enter.isAccepted():
+        return False
+    drop = QDropEvent(
+        QPointF(centre),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    QApplication.sendEvent(widget, drop)
+    return drop.isAccepted()
+
+
+def open_patient(qtbot: QtBot, session: GuiSession, patient_id: str) -> None:
+    session.patients.open_patient(patient_id)
+    qtbot.waitUntil(
+        lambda: (
+            session.patient_page.patient is not None
+            and session.patient_page.patient.id == patient_id
+        )
+    )

@@ -1,0 +1,257 @@
+"""Run the real desktop window on demo data and save screenshots of it.
+
+Used by ``test_ui_xvfb.py`` under Xvfb (the xcb platform, real fonts) and by hand::
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python -m tests.ui.screenshot_app OUT
+
+The window is the one ``ophthai`` opens (:class:`ophthai_desktop.desktop.Desktop`, with
+the embedded API on a free port), over a temporary data folder filled through the core
+services. A stand-in engine writes a plausible reasoning and answer, so the analysis
+card is filled without a model. Prints one JSON line: the files and what was shown.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image
+
+from ophthai_desktop.core.inference import EngineStatus, GenerationResult, ModelState, ParsedAnswer
+from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.services.patients import NewImage
+from tests.ui.demo_images import fundus, oct_bscan
+
+REASONING = (
+    "The B-scan is centred on the fovea. The foveal contour is lost and the central "
+    "retina is thickened. There are several hyporeflective cystoid spaces in the inner "
+    "nuclear and outer plexiform layers, temporal and nasal to the fovea. The RPE band "
+    "is continuous; no subretinal fluid and no pigment epithelial detachment. The "
+    "history of long-standing type 2 diabetes and blurred central vision fits "
+    "centre-involving diabetic macular edema rather than post-surgical CME."
+)
+ANSWER = ParsedAnswer(
+    classification="Diabetic Macular Edema",
+    confidence=87.0,
+    findings=(
+        "Intraretinal cystoid spaces in the central macula",
+        "Loss of the foveal contour with central thickening",
+        "No subretinal fluid; RPE continuous",
+    ),
+    recommendation="Refer to the retina clinic within 2 weeks for anti-VEGF assessment.",
+    explanation="Cystoid fluid in the INL and OPL with central thickening in a diabetic "
+    "patient is consistent with centre-involving DME.",
+)
+PATIENTS = (
+    (
+        "Amelia Okafor",
+        67,
+        "Female",
+        ["blurred vision", "distorted central vision"],
+        "Type 2 diabetes for 14 years; hypertension.",
+        "oct",
+    ),
+    ("Jonas Lindqvist", 54, "Male", ["floaters"], "Myopia -6 D; no surgery.", "fundus"),
+    ("Priya Raman", 72, "Female", ["reduced night vision"], "Dry AMD OS under observation.", "oct"),
+    ("Mateo Alvarez", 45, "Male", ["eye pain", "photophobia"], "No relevant history.", "fundus"),
+    ("Hana Kobayashi", 61, "Female", ["halos around lights"], "Cataract surgery OD 2021.", "oct"),
+    ("Samuel Adeyemi", 58, "Male", ["blurred vision"], "Type 1 diabetes; laser OD 2019.", "oct"),
+    ("Elif Demir", 39, "Female", [], "Family history of glaucoma.", "fundus"),
+    ("Noah Fischer", 81, "Male", ["reduced vision OS"], "Wet AMD OS, anti-VEGF 2023.", "oct"),
+)
+
+
+class DemoEngine:
+    """Stands in for OctoMed-7B: streams :data:`REASONING` and answers :data:`ANSWER`."""
+
+    def status(self) -> EngineStatus:
+        return EngineStatus(
+            state=ModelState.READY,
+            message="demo stand-in engine (no model weights)",
+            model_id="OctoMed/OctoMed-7B (demo)",
+            model_source="demo",
+            device="cpu",
+        )
+
+    def refresh(self) -> EngineStatus:
+        return self.status()
+
+    def load(self) -> EngineStatus:
+        return self.status()
+
+    def unload(self) -> EngineStatus:
+        return self.status()
+
+    def generate(
+        self,
+        image: object,
+        *,
+        on_delta: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
+        question: str | None = None,
+        modality: str | None = None,
+    ) -> GenerationResult:
+        answer = json.dumps(ANSWER.to_dict())
+        text = f"<think>{REASONING}</think>{answer}"
+        if on_delta is not None:
+            for start in range(0, len(text), 12):
+                on_delta(text[start : start + 12])
+        return GenerationResult(
+            raw_text=text,
+            reasoning=REASONING,
+            answer_text=answer,
+            parsed=ANSWER,
+            parse_error=None,
+            prompt_version="octomed-oct-v3",
+            model_id="OctoMed/OctoMed-7B (demo)",
+            model_source="demo",
+            revision=None,
+            device="cpu",
+            dtype="bfloat16",
+            quantization="none",
+            generation={"max_new_tokens": 1024, "thinking_budget": 768},
+            prompt_tokens=712,
+            completion_tokens=236,
+            time_to_first_token_s=0.42,
+            total_s=6.8,
+        )
+
+
+def _wait(app: object, predicate: Callable[[], bool], timeout_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        app.processEvents()  # type: ignore[attr-defined]
+        time.sleep(0.02)
+    return True
+
+
+def main(out_dir: Path) -> dict[str, object]:
+    from PySide6.QtGui import QGuiApplication
+
+    from ophthai_desktop.bootstrap import build_application
+    from ophthai_desktop.core.settings import Settings
+    from ophthai_desktop.core.worker import InferenceWorker
+    from ophthai_desktop.desktop import Desktop, qt_application
+
+    logging.basicConfig(level=logging.WARNING)
+    qt_app = qt_application()
+    data = Path(tempfile.mkdtemp(prefix="ophthai-shot-"))
+    settings = Settings(
+        data_dir=data,
+        api_port=0,
+        model_path=data / "no-model",
+        user_name="Dr. A. Rivera",
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    application = build_application(settings)
+    application.worker.stop()
+    engine = DemoEngine()
+    application.engine = engine  # type: ignore[assignment]
+    application.worker = InferenceWorker(engine, application.jobs, application.bus)
+    actor = Actor("Dr. A. Rivera", "gui")
+    ids = []
+    for i, (name, age, gender, symptoms, history, kind) in enumerate(PATIENTS):
+        image = (
+            NewImage(
+                oct_bscan(i),
+                source="drop",
+                modality="OCT",
+                laterality="OD",
+                filename=f"macula_OD_{i}.png",
+            )
+            if kind == "oct"
+            else NewImage(
+                fundus(i),
+                source="watch_folder",
+                modality="fundus",
+                laterality="OS",
+                filename=f"fundus_OS_{i}.jpg",
+            )
+        )
+        record = application.patients.create_patient(
+            {"name": name, "age": age, "gender": gender, "symptoms": symptoms, "history": history},
+            actor=actor,
+            image=image,
+        )
+        ids.append(record.id)
+    focus = ids[0]
+    application.patients.attach_image(
+        focus,
+        NewImage(
+            fundus(42), source="drop", modality="fundus", laterality="OD", filename="fundus_OD.jpg"
+        ),
+        actor=actor,
+    )
+    application.patients.attach_image(
+        focus,
+        NewImage(
+            oct_bscan(7),
+            source="drop",
+            modality="OCT",
+            laterality="OD",
+            filename="macula_OD_followup.png",
+        ),
+        actor=actor,
+    )
+    for pid in (ids[2], ids[5], focus):
+        application.jobs.queue_patient_analysis(pid, actor=actor)
+    application.notifications.create_notification(
+        "Watch folder: 2 new fundus images filed", type="info", actor=actor
+    )
+
+    desktop = Desktop(application=application, tray=False)
+    window = desktop.window
+    desktop.start()
+    session = desktop.session
+    done = _wait(qt_app, lambda: application.jobs.list_jobs(state="done").total == 3)
+    session.patients.open_patient(focus)
+    view = session.analysis_view
+    _wait(qt_app, lambda: view.card.isVisible() and session.scan_viewer.canvas.has_image)
+    _wait(qt_app, lambda: desktop.api_url is not None and "API: http" in window.status.api.text())
+    _wait(qt_app, lambda: session.patient_list.model.rowCount() == len(PATIENTS))
+    session.patient_page.show_tab("analysis")
+    window.raise_()
+    window.activateWindow()
+    end = time.monotonic() + 1.0
+    while time.monotonic() < end:  # let fonts, icons and layout settle
+        qt_app.processEvents()
+        time.sleep(0.02)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shots = {}
+    shots["main-window"] = out_dir / "main-window.png"
+    window.grab().save(str(shots["main-window"]))
+    screen = QGuiApplication.primaryScreen()
+    shots["screen"] = out_dir / "screen.png"
+    screen.grabWindow(0).save(str(shots["screen"]))
+    session.patient_page.show_tab("scans")
+    session.scan_viewer.canvas.zoom_by(1.6)
+    for _ in range(20):
+        qt_app.processEvents()
+        time.sleep(0.02)
+    shots["scans"] = out_dir / "scans.png"
+    window.grab().save(str(shots["scans"]))
+
+    result = {
+        "platform": qt_app.platformName(),
+        "analyses_done": done,
+        "api": window.status.api.text(),
+        "model": window.status.model.text(),
+        "card": view.card.classification.text(),
+        "files": {name: str(path) for name, path in shots.items()},
+        "sizes": {name: Image.open(path).size for name, path in shots.items()},
+    }
+    desktop.shutdown()
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(Path(sys.argv[1]))), flush=True)

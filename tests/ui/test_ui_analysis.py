@@ -1,0 +1,158 @@
+"""The analysis view: streamed reasoning, the result card, validation and scheduling."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from PySide6.QtCore import QDateTime
+from pytestqt.qtbot import QtBot
+
+from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.services.patients import NewImage
+from ophthai_desktop.ui.session import GuiSession
+from tests.support.images import png_bytes
+from tests.support.scripted_engine import DME, ScriptedEngine
+from tests.ui.conftest import Maker, drop_files, open_patient
+
+
+def _patient_with_scan(gui: GuiSession, name: str = "Streamed") -> str:
+    return gui.application.patients.create_patient(
+        {"name": name}, actor=Actor("t", "gui"), image=NewImage(png_bytes((64, 48)))
+    ).id
+
+
+def test_tiny_model_streams_then_shows_the_parse_failure(
+    qtbot: QtBot, make_gui: Maker, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """The real worker and engine on the random-weight checkpoint: its byte soup streams
+    into the reasoning pane as it is written, then the card says it did not parse and
+    shows the raw answer."""
+    gui = make_gui(model_path=tiny_checkpoint, max_new_tokens=48, device="cpu")
+    view = gui.analysis_view
+    snapshots: list[tuple[int, bool]] = []
+    # Connected after the controller: sees the view as each batch left it.
+    gui.bridge.analysis_progressed.connect(
+        lambda *_: snapshots.append((len(view.reasoning.toPlainText()), view.card.isVisible()))
+    )
+    patient = gui.application.patients.create_patient({"name": "Tiny"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    image = tmp_path / "oct_OD.png"
+    image.write_bytes(png_bytes((64, 48)))
+    assert drop_files(gui.window, [image])
+
+    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=90_000)
+    assert any(length > 0 and not card for length, card in snapshots), snapshots
+    analysis = view.analysis
+    assert analysis is not None and analysis.parse_status == "parse_failed"
+    assert view.card.classification.text() == "The model's answer could not be read"
+    assert view.card.badge.text() == "PARSE FAILED · PRELIMINARY"
+    assert view.card.raw.isVisibleTo(view.card)
+    assert view.card.raw.toPlainText() == (analysis.answer_text or "(the model wrote no answer)")
+    assert view.reasoning.toPlainText().strip() == analysis.reasoning_text.strip()
+    assert view.state.property("kind") == "error"
+    assert gui.window.status.model.text() == "Model: ready · cpu"
+    jobs = gui.jobs_panel.model
+    row = jobs.get(analysis.job_id or -1)
+    assert row is not None and row.state == "done" and row.tokens == 48
+    assert gui.patient_page.stepper.current_name() == "Validation"
+
+
+def test_a_parsed_result_is_validated_and_scheduled(qtbot: QtBot, make_gui: Maker) -> None:
+    gui = make_gui(engine=ScriptedEngine(DME))
+    view = gui.analysis_view
+    patient_id = _patient_with_scan(gui)
+    open_patient(qtbot, gui, patient_id)
+    assert view.clinician.text() == "Dr. Test"  # settings.user_name
+
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    card = view.card
+    assert card.classification.text() == "Diabetic Macular Edema"
+    assert card.confidence.value() == 87
+    assert card.findings.text() == "• intraretinal fluid"
+    assert card.recommendation.text() == "Refer to retina clinic"
+    assert card.explanation.text() == "Cysts in the outer plexiform layer."
+    assert card.badge.text() == "PRELIMINARY"
+    assert not card.raw.isVisibleTo(card)
+    assert "Looking at the fovea." in view.reasoning.toPlainText()
+    assert not view.reasoning.isVisibleTo(view)  # collapsed once the card is there
+    view.reasoning_toggle.click()
+    assert view.reasoning.isVisibleTo(view)
+
+    assert not view.provenance.isVisibleTo(view)
+    view.provenance_toggle.click()  # one click away
+    assert view.provenance.isVisibleTo(view)
+    provenance = view.provenance_text()
+    assert "Model: scripted" in provenance and "Prompt version: test-v1" in provenance
+    assert "Device: cpu · float32 · none" in provenance
+    page = gui.patient_page
+    qtbot.waitUntil(lambda: page.status.text() == "Critical")  # abnormal finding
+    assert page.stepper.current_name() == "Validation"
+
+    view.clinician.setText("Dr. Jones")
+    qtbot.keyClicks(view.notes, "Agree; refer.")
+    view.approve.click()
+    qtbot.waitUntil(lambda: card.badge.text() == "APPROVED")
+    assert "Approved by Dr. Jones" in card.validated.text()
+    assert "Agree; refer." in card.validated.text()
+    qtbot.waitUntil(lambda: page.stepper.current_name() == "Scheduling")
+    stored = gui.application.patients.get_patient(patient_id)
+    assert stored.validation_status == "approved" and stored.validated_by == "Dr. Jones"
+
+    when = QDateTime.currentDateTime().addDays(14)
+    view.when.setDateTime(when)
+    view.schedule.click()
+    qtbot.waitUntil(lambda: page.stepper.current_name() == "Complete")
+    appointment = gui.application.patients.get_patient(patient_id).appointment_date
+    assert appointment is not None
+    assert abs(appointment - when.toPython().astimezone()) < timedelta(minutes=1)
+    assert "Scheduled for" in view.appointment.text()
+    assert "booked" in view.notice.text()
+
+
+def test_validation_needs_a_clinician_name(qtbot: QtBot, make_gui: Maker) -> None:
+    gui = make_gui(engine=ScriptedEngine(DME))
+    view = gui.analysis_view
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    view.clinician.clear()
+    view.reject.click()
+    qtbot.waitUntil(lambda: "Clinician:" in view.notice.text())
+    assert "name is required" in view.notice.text()
+    assert view.card.badge.text() == "PRELIMINARY"
+
+
+def test_a_past_appointment_is_refused_with_the_reason(qtbot: QtBot, gui: GuiSession) -> None:
+    view = gui.analysis_view
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+    gui.analysis.schedule(datetime.now().astimezone() - timedelta(days=2))
+    qtbot.waitUntil(lambda: "Appointment:" in view.notice.text())
+    assert "in the past" in view.notice.text()
+
+
+def test_analyse_explains_a_model_that_is_not_installed(qtbot: QtBot, gui: GuiSession) -> None:
+    view = gui.analysis_view
+    patient_id = _patient_with_scan(gui)
+    open_patient(qtbot, gui, patient_id)
+    status = gui.application.engine.status()
+    assert status.state.value == "not_installed"
+
+    gui.patient_page.analyse.click()
+
+    assert "The model is not installed." in view.notice.text()
+    assert status.message in view.notice.text()  # where to put it / how to get it
+    assert "OPHTHAI_MODEL_PATH" in view.notice.text()
+    qtbot.waitUntil(lambda: "Queued for analysis" in view.state.text())
+    jobs = gui.jobs_panel
+    qtbot.waitUntil(lambda: jobs.model.rowCount() == 1)
+    qtbot.waitUntil(lambda: "not installed" in jobs.waiting.text(), timeout=5000)
+
+
+def test_analyse_without_a_scan_says_what_to_do(qtbot: QtBot, make_gui: Maker) -> None:
+    gui = make_gui(engine=ScriptedEngine(DME))
+    patient = gui.application.patients.create_patient({"name": "No scan"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    gui.window.analyse_action.trigger()
+    qtbot.waitUntil(lambda: "no image to analyse" in gui.analysis_view.notice.text())

@@ -1,0 +1,59 @@
+"""The job queue: progress while the model writes, and cancelling."""
+
+from __future__ import annotations
+
+import threading
+
+from pytestqt.qtbot import QtBot
+
+from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.services.patients import NewImage
+from tests.support.images import png_bytes
+from tests.support.scripted_engine import DME, ScriptedEngine
+from tests.ui.conftest import Maker, open_patient
+
+
+def test_cancel_a_running_analysis_from_the_queue(qtbot: QtBot, make_gui: Maker) -> None:
+    hold = threading.Event()
+    gui = make_gui(engine=ScriptedEngine(DME, hold=hold))
+    app = gui.application
+    patient = app.patients.create_patient(
+        {"name": "Held"}, actor=Actor("t", "gui"), image=NewImage(png_bytes())
+    )
+    open_patient(qtbot, gui, patient.id)
+    gui.analysis_view.analyse.click()
+    panel, model = gui.jobs_panel, gui.jobs_panel.model
+    qtbot.waitUntil(lambda: model.rowCount() == 1)
+    job_id = model.row_at(0).job_id  # type: ignore[union-attr]
+    qtbot.waitUntil(lambda: model.get(job_id).state == "running")  # type: ignore[union-attr]
+    assert model.data(model.index(0, 3)) in ("starting…", "1 token")  # held at the start
+    assert "Analysing" in gui.analysis_view.state.text()
+
+    assert panel.select_job(job_id)
+    assert panel.cancel.isEnabled()
+    panel.cancel.click()
+    qtbot.waitUntil(lambda: model.get(job_id).state == "cancelled", timeout=10_000)  # type: ignore[union-attr]
+    assert app.jobs.get_job(job_id).state == "cancelled"
+    assert not panel.cancel.isEnabled()
+    qtbot.waitUntil(lambda: "cancelled" in gui.analysis_view.state.text())
+    hold.set()
+
+
+def test_cancel_a_queued_analysis(qtbot: QtBot, make_gui: Maker) -> None:
+    hold = threading.Event()
+    gui = make_gui(engine=ScriptedEngine(DME, hold=hold))
+    app = gui.application
+    actor = Actor("t", "gui")
+    first = app.patients.create_patient({"name": "A"}, actor=actor, image=NewImage(png_bytes()))
+    second = app.patients.create_patient({"name": "B"}, actor=actor, image=NewImage(png_bytes()))
+    running = app.jobs.queue_patient_analysis(first.id, actor=actor)
+    waiting = app.jobs.queue_patient_analysis(second.id, actor=actor)
+    model, panel = gui.jobs_panel.model, gui.jobs_panel
+    qtbot.waitUntil(lambda: model.get(running.id) is not None and model.get(waiting.id) is not None)
+    qtbot.waitUntil(lambda: model.get(running.id).state == "running")  # type: ignore[union-attr]
+    panel.select_job(waiting.id)
+    panel.cancel.click()
+    qtbot.waitUntil(lambda: model.get(waiting.id).state == "cancelled")  # type: ignore[union-attr]
+    hold.set()
+    qtbot.waitUntil(lambda: model.get(running.id).state == "done", timeout=10_000)  # type: ignore[union-attr]
+    assert app.jobs.get_job(waiting.id).state == "cancelled"

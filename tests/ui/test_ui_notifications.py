@@ -1,0 +1,111 @@
+"""Notifications arriving from other threads, the unread badge, the toast, and the
+watch folder's files turning up in the window."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFont
+from pytestqt.qtbot import QtBot
+
+from ophthai_desktop.core.records import Actor
+from ophthai_desktop.ui.session import GuiSession
+from tests.support.images import png_bytes
+from tests.support.watch_folder import build_watch_app
+from tests.ui.conftest import Maker
+
+SYSTEM = Actor.system("test")
+
+
+def _from_another_thread(fn: object) -> None:
+    thread = threading.Thread(target=fn)  # type: ignore[arg-type]
+    thread.start()
+    thread.join()
+
+
+def test_notifications_arrive_and_are_managed(qtbot: QtBot, gui: GuiSession) -> None:
+    app = gui.application
+    patient = app.patients.create_patient({"name": "Noted"}, actor=SYSTEM)
+    panel, model = gui.notifications_panel, gui.notifications_panel.model
+
+    _from_another_thread(
+        lambda: app.notifications.create_notification(
+            "Scan reviewed", type="info", patient_id=patient.id, actor=SYSTEM
+        )
+    )
+    _from_another_thread(
+        lambda: app.notifications.create_notification(
+            "Abnormal finding: CNV", type="critical", patient_id=patient.id, actor=SYSTEM
+        )
+    )
+    qtbot.waitUntil(lambda: model.rowCount() == 2)
+    assert model.data(model.index(0)).startswith("Abnormal finding: CNV")  # newest first
+    font = model.data(model.index(0), Qt.ItemDataRole.FontRole)
+    assert isinstance(font, QFont) and font.bold()
+    qtbot.waitUntil(lambda: panel.unread.text() == "2")
+    assert gui.window.notifications_dock.windowTitle() == "Notifications (2 unread)"
+    # No system tray offscreen: the critical one shows as an in-window toast.
+    assert gui.window.toast.isVisible()
+    assert gui.window.toast.text() == "Critical finding: Abnormal finding: CNV"
+
+    panel.list.setCurrentIndex(model.index(1))
+    panel.mark_read.click()
+    qtbot.waitUntil(lambda: panel.unread.text() == "1")
+    assert model.data(model.index(1), Qt.ItemDataRole.FontRole) is None
+
+    panel.mark_all.click()
+    qtbot.waitUntil(lambda: not panel.unread.isVisible())
+    assert gui.window.notifications_dock.windowTitle() == "Notifications"
+    assert app.notifications.unread_count() == 0
+
+    panel.list.setCurrentIndex(model.index(0))
+    panel.delete.click()
+    qtbot.waitUntil(lambda: model.rowCount() == 1)
+    assert app.notifications.list_notifications().total == 1
+
+
+def test_clicking_a_notification_opens_the_patient(qtbot: QtBot, gui: GuiSession) -> None:
+    app = gui.application
+    patient = app.patients.create_patient({"name": "Clicked"}, actor=SYSTEM)
+    app.notifications.create_notification("Look at me", patient_id=patient.id, actor=SYSTEM)
+    panel, model = gui.notifications_panel, gui.notifications_panel.model
+    qtbot.waitUntil(lambda: model.rowCount() == 1)
+    rect = panel.list.visualRect(model.index(0))
+    qtbot.mouseClick(panel.list.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.waitUntil(lambda: gui.patient_page.name.text() == "Clicked")
+    qtbot.waitUntil(lambda: app.notifications.unread_count() == 0)  # opened = read
+    qtbot.waitUntil(lambda: panel.unread.text() == "0")
+
+
+def test_existing_notifications_load_at_start(qtbot: QtBot, make_gui: Maker) -> None:
+    first = make_gui()
+    app = first.application
+    for i in range(3):
+        app.notifications.create_notification(f"Old {i}", actor=SYSTEM)
+    second = make_gui(application=app)
+    qtbot.waitUntil(lambda: second.notifications_panel.model.rowCount() == 3)
+    qtbot.waitUntil(lambda: second.notifications_panel.unread.text() == "3")
+
+
+def test_watch_folder_files_show_up_live(qtbot: QtBot, make_gui: Maker, tmp_path: Path) -> None:
+    application = build_watch_app(tmp_path / "watch", model_path=tmp_path / "none")
+    gui = make_gui(application=application)
+    status = gui.window.status
+    qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running", timeout=10_000)
+    assert gui.window.pause_watch_action.isEnabled()
+
+    folder = application.watcher.folder
+    for i in range(3):
+        (folder / f"burst_{i}_OD.png").write_bytes(png_bytes((40 + i, 30)))
+    model = gui.patient_list.model
+    qtbot.waitUntil(lambda: model.rowCount() == 3, timeout=15_000)
+    qtbot.waitUntil(lambda: gui.notifications_panel.model.rowCount() == 3)
+    qtbot.waitUntil(lambda: gui.jobs_panel.model.rowCount() == 3)
+
+    gui.window.pause_watch_action.trigger()
+    qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: paused")
+    assert gui.window.pause_watch_action.isChecked()
+    gui.window.pause_watch_action.trigger()
+    qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running")

@@ -1,0 +1,99 @@
+"""Creating, editing and deleting patients through the dialogs."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QDialogButtonBox, QMessageBox
+from pytestqt.qtbot import QtBot
+
+from ophthai_desktop.core.records import Actor
+from ophthai_desktop.ui.session import GuiSession
+from tests.ui.conftest import open_patient
+
+
+def _ok(dialog: object) -> None:
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()  # type: ignore[attr-defined]
+
+
+def test_create_a_patient_through_the_dialog(qtbot: QtBot, gui: GuiSession) -> None:
+    gui.window.new_patient_action.trigger()
+    dialog = gui.patients.dialog
+    assert dialog is not None and dialog.isVisible()
+    qtbot.keyClicks(dialog.name, "Ada Lovelace")
+    dialog.age.setValue(61)
+    dialog.gender.setCurrentText("Female")
+    qtbot.keyClicks(dialog.symptoms, "blurred vision, floaters")
+    qtbot.keyClicks(dialog.history, "Type 2 diabetes")
+    _ok(dialog)
+
+    qtbot.waitUntil(lambda: gui.patients.dialog is None)  # closed once saved
+    page = gui.patient_page
+    qtbot.waitUntil(lambda: page.patient is not None and page.name.text() == "Ada Lovelace")
+    assert page.age.text() == "61 years"
+    assert page.symptoms.text() == "blurred vision, floaters"
+    assert page.history.text() == "Type 2 diabetes"
+    assert page.status.text() == "Pending Analysis"
+    assert page.stepper.current_name() == "Analysis"
+    model = gui.patient_list.model
+    qtbot.waitUntil(lambda: model.rowCount() == 1)
+    assert model.data(model.index(0, 0)) == "Ada Lovelace"
+    assert gui.patient_list.table.selectionModel().isRowSelected(0)
+    assert gui.window.analyse_action.isEnabled()
+
+
+def test_invalid_fields_say_which_field_and_why(qtbot: QtBot, gui: GuiSession) -> None:
+    dialog = gui.patients.new_patient()
+    qtbot.keyClicks(dialog.name, "   ")  # blank: the core refuses it
+    _ok(dialog)
+    qtbot.waitUntil(lambda: dialog.error_text() != "")
+    assert dialog.error_text() == "Name: the name is required"
+    assert dialog.name.property("invalid") is True
+    assert dialog.isVisible()  # still open, to fix it
+
+    dialog.name.setText("Grace")
+    qtbot.keyClicks(dialog.symptoms, ",".join(f"s{i}" for i in range(60)))
+    _ok(dialog)
+    qtbot.waitUntil(lambda: dialog.error_text().startswith("Symptoms:"))
+    assert "at most 50" in dialog.error_text()
+    assert dialog.symptoms.property("invalid") is True
+    assert dialog.name.property("invalid") is False
+    assert gui.application.patients.list_patients().total == 0  # nothing created
+
+
+def test_edit_and_delete_a_patient(qtbot: QtBot, gui: GuiSession) -> None:
+    app = gui.application
+    patient = app.patients.create_patient({"name": "Old Name"}, actor=Actor("t", "gui"))
+    model = gui.patient_list.model
+    qtbot.waitUntil(lambda: model.rowCount() == 1)  # the bus told the list
+    open_patient(qtbot, gui, patient.id)
+
+    gui.window.edit_patient_action.trigger()
+    dialog = gui.patients.dialog
+    assert dialog is not None and dialog.name.text() == "Old Name"
+    dialog.name.setText("New Name")
+    dialog.status.setCurrentIndex(dialog.status.findData("Stable"))
+    _ok(dialog)
+    qtbot.waitUntil(lambda: gui.patient_page.name.text() == "New Name")
+    assert gui.patient_page.status.text() == "Stable"
+    qtbot.waitUntil(lambda: model.data(model.index(0, 0)) == "New Name")
+
+    gui.window.delete_patient_action.trigger()
+    box = gui.patients.confirm
+    assert isinstance(box, QMessageBox) and "cannot be undone" in box.text()
+    box.property("yesButton").click()
+    qtbot.waitUntil(lambda: model.rowCount() == 0)
+    assert gui.patient_page.patient is None
+    assert not gui.window.analyse_action.isEnabled()
+    assert "deleted" in gui.window.banner.text()
+    assert app.patients.list_patients().total == 0
+
+
+def test_cancelling_the_delete_keeps_the_patient(qtbot: QtBot, gui: GuiSession) -> None:
+    patient = gui.application.patients.create_patient({"name": "Keep"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    gui.window.delete_patient_action.trigger()
+    box = gui.patients.confirm
+    assert box is not None
+    box.button(QMessageBox.StandardButton.Cancel).click()
+    qtbot.wait(100)
+    assert gui.application.patients.exists(patient.id)
+    assert gui.patient_page.patient is not None

@@ -1,0 +1,90 @@
+"""The system tray: minimise-to-tray on close, its menu, critical notifications."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pytestqt.qtbot import QtBot
+
+from ophthai_desktop.core.records import Actor
+from ophthai_desktop.ui.tray import TrayIcon
+from tests.support.watch_folder import build_watch_app
+from tests.ui.conftest import Maker
+
+SYSTEM = Actor.system("test")
+
+
+def test_closing_hides_to_the_tray_and_quit_quits(qtbot: QtBot, make_gui: Maker) -> None:
+    gui = make_gui(tray=True, minimize_to_tray=True)
+    assert isinstance(gui.tray, TrayIcon)
+    quits: list[bool] = []
+    gui.quit_requested.connect(lambda: quits.append(True))
+
+    gui.window.close()
+    assert not gui.window.isVisible()  # hidden, still running
+    assert quits == []
+    gui.tray.show_action.trigger()
+    qtbot.waitUntil(gui.window.isVisible)
+
+    gui.tray.quit_action.trigger()
+    assert quits == [True]
+    assert not gui.window.isVisible()
+
+
+def test_without_minimise_to_tray_closing_quits(qtbot: QtBot, make_gui: Maker) -> None:
+    gui = make_gui(tray=True, minimize_to_tray=False)
+    quits: list[bool] = []
+    gui.quit_requested.connect(lambda: quits.append(True))
+    gui.window.close()
+    assert quits == [True]
+
+
+def test_without_a_tray_closing_quits(qtbot: QtBot, make_gui: Maker) -> None:
+    gui = make_gui(tray=False, minimize_to_tray=True)
+    quits: list[bool] = []
+    gui.quit_requested.connect(lambda: quits.append(True))
+    gui.window.close()
+    assert quits == [True]
+
+
+def test_critical_notifications_go_to_the_tray(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gui = make_gui(tray=True)
+    assert gui.tray is not None
+    shown: list[tuple[str, str, bool]] = []
+    monkeypatch.setattr(
+        gui.tray, "notify", lambda title, text, *, critical: shown.append((title, text, critical))
+    )
+    # The info one first: events arrive in order, so once the critical one has been
+    # shown the info one has been handled (and must not have reached the tray).
+    gui.application.notifications.create_notification("Routine", type="info", actor=SYSTEM)
+    gui.application.notifications.create_notification(
+        "Abnormal finding: AMD", type="critical", actor=SYSTEM
+    )
+    qtbot.waitUntil(lambda: len(shown) >= 1)
+    assert shown == [("Critical finding", "Abnormal finding: AMD", True)]
+    qtbot.waitUntil(lambda: gui.notifications_panel.model.rowCount() == 2)
+    assert not gui.window.toast.isVisible()
+
+
+def test_pause_is_offered_only_while_the_watch_folder_runs(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path
+) -> None:
+    off = make_gui(tray=True)
+    assert off.tray is not None
+    assert not off.tray.pause_action.isEnabled()
+    assert off.window.status.watcher.text() == "Watch folder: off"
+
+    application = build_watch_app(tmp_path / "watch", model_path=tmp_path / "none")
+    on = make_gui(tray=True, application=application)
+    assert on.tray is not None
+    status = on.window.status.watcher
+    qtbot.waitUntil(lambda: status.text() == "Watch folder: running", timeout=10_000)
+    assert on.tray.pause_action.isEnabled()
+    on.tray.pause_action.trigger()
+    qtbot.waitUntil(lambda: status.text() == "Watch folder: paused")
+    assert on.window.pause_watch_action.isChecked()  # the menu follows the tray
+    on.tray.pause_action.trigger()
+    qtbot.waitUntil(lambda: status.text() == "Watch folder: running")

@@ -1,0 +1,134 @@
+"""The main window on a fresh data folder, and the patient list at scale."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
+
+from ophthai_desktop.ui.session import GuiSession
+from tests.ui.conftest import Maker, seed_patients
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_window_opens_on_a_fresh_data_folder(qtbot: QtBot, gui: GuiSession) -> None:
+    window = gui.window
+    assert window.isVisible()
+    assert window.windowTitle() == "OphthAI Desktop"
+    qtbot.waitUntil(lambda: gui.patient_list.count.text() == "No patients yet")
+    assert gui.patient_list.model.rowCount() == 0
+    assert gui.patient_page.stack.currentWidget() is gui.patient_page.empty
+    status = window.status
+    assert status.model.text() == "Model: not installed"
+    assert "not" in status.model.toolTip()  # the engine's own explanation
+    assert status.api.text() == "API: off"
+    assert status.watcher.text() == "Watch folder: off"
+    assert not window.pause_watch_action.isEnabled()
+    assert not window.analyse_action.isEnabled()  # no patient chosen
+    assert gui.jobs_panel.model.rowCount() == 0
+    assert gui.notifications_panel.model.rowCount() == 0
+
+
+def test_list_pages_searches_filters_and_sorts(qtbot: QtBot, make_gui: Maker) -> None:
+    session = make_gui()
+    seed_patients(session.application, 450)
+    session.patients.refresh()
+    view, model = session.patient_list, session.patient_list.model
+    qtbot.waitUntil(lambda: model.total == 450)
+    assert model.rowCount() == 200  # the first page only
+    assert view.count.text() == "Showing 200 of 450 patients (scroll for more)"
+    assert model.data(model.index(0, 0)) == "Seeded Patient 00449"  # newest first
+
+    view.table.scrollToBottom()  # the view asks for the next page itself
+    qtbot.waitUntil(lambda: model.rowCount() == 400)
+
+    qtbot.keyClicks(view.search, "00042")  # search-as-you-type, debounced
+    qtbot.waitUntil(lambda: model.total == 1)
+    assert model.data(model.index(0, 1)) == "pt-seed00042"
+
+    view.search.clear()
+    qtbot.keyClicks(view.search, "patient")
+    qtbot.waitUntil(lambda: model.total == 450)
+    view.status.setCurrentIndex(view.status.findData("Critical"))
+    qtbot.waitUntil(lambda: model.total == 450 // 4)
+    assert {model.data(model.index(r, 4)) for r in range(model.rowCount())} == {"Critical"}
+
+    header = view.table.horizontalHeader()
+    header.setSortIndicator(2, Qt.SortOrder.AscendingOrder)  # as a click on "Age" does
+    qtbot.waitUntil(lambda: model.data(model.index(0, 2)) == "20")  # i=70: Critical, 20
+    ages = [int(model.data(model.index(r, 2))) for r in range(model.rowCount())]
+    assert ages == sorted(ages)
+
+
+def test_ten_thousand_patients_open_without_delay(qtbot: QtBot, make_gui: Maker) -> None:
+    session = make_gui()
+    seed_patients(session.application, 10_000)
+    session.patients.refresh()
+    model = session.patient_list.model
+    qtbot.waitUntil(lambda: model.total == 10_000, timeout=5000)
+    assert model.rowCount() == 200
+    # One visible page in the selection: the page opens.
+    session.patient_list.table.selectRow(3)
+    qtbot.waitUntil(lambda: session.patient_page.patient is not None)
+    assert session.patient_page.name.text() == "Seeded Patient 09996"
+
+
+def test_the_window_comes_up_without_torch(tmp_path: Path) -> None:
+    """Heavy modules are imported when the model loads, not for the window."""
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        from PySide6.QtWidgets import QApplication
+        app = QApplication([])
+        from ophthai_desktop.core.settings import Settings
+        from ophthai_desktop.desktop import Desktop
+        desktop = Desktop(Settings(data_dir={str(tmp_path)!r}, api_port=0, _env_file=None))
+        desktop.start()
+        for _ in range(20):
+            app.processEvents()
+        heavy = sorted(m for m in ("torch", "transformers") if m in sys.modules)
+        desktop.shutdown()
+        print("HEAVY", heavy)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY []" in done.stdout
+
+
+def test_the_views_read_rows_through_multidata(qtbot: QtBot, gui: GuiSession) -> None:
+    """Delegates ask for all roles in one multiData() call; it must give what data()
+    gives (text, status dot, bold unread notifications)."""
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QStyledItemDelegate, QStyleOptionViewItem
+
+    from ophthai_desktop.core.records import Actor
+
+    actor = Actor("t", "gui")
+    gui.application.patients.create_patient({"name": "Painted", "age": 70}, actor=actor)
+    gui.application.notifications.create_notification("Unread one", actor=actor)
+    patients = gui.patient_list.model
+    notes = gui.notifications_panel.model
+    qtbot.waitUntil(lambda: patients.rowCount() == 1 and notes.rowCount() == 1)
+    delegate = QStyledItemDelegate()
+
+    def option_for(index: object) -> QStyleOptionViewItem:
+        option = QStyleOptionViewItem()
+        delegate.initStyleOption(option, index)  # calls multiData
+        return option
+
+    assert option_for(patients.index(0, 0)).text == "Painted"
+    assert option_for(patients.index(0, 2)).text == "70"
+    status = option_for(patients.index(0, 4))
+    assert status.text == "Pending Analysis"
+    assert isinstance(status.icon, QIcon) and not status.icon.isNull()
+    note = option_for(notes.index(0))
+    assert note.text.startswith("Unread one") and note.font.bold()
