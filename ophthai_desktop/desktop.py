@@ -10,6 +10,7 @@ imported only when the model loads, on the inference thread.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import signal
@@ -23,6 +24,7 @@ from ophthai_desktop.bootstrap import Application, build_application
 from ophthai_desktop.core.errors import OphthaiError
 from ophthai_desktop.core.settings import Settings, check_api_binding
 from ophthai_desktop.ui.context import ApiState
+from ophthai_desktop.ui.controllers.server import LAN_HOST, ServerControl, ServerOptions
 from ophthai_desktop.ui.priority import lower_current_thread_priority
 from ophthai_desktop.ui.session import GuiSession
 
@@ -62,7 +64,11 @@ class Desktop:
     ) -> None:
         self.application = application or build_application(settings)
         self.settings = self.application.settings
-        self.session = GuiSession(self.application, tray=tray)
+        self.session = GuiSession(
+            self.application,
+            tray=tray,
+            server=ServerControl(start=self.start_api_server, stop=self.stop_api_server),
+        )
         self.window = self.session.window
         self._server: ApiServer | None = None
         self._server_lock = threading.Lock()
@@ -118,6 +124,51 @@ class Desktop:
                 return
             self._server = server
         self.session.report_api_state(ApiState(enabled=True, url=server.url))
+
+    def start_api_server(self, options: ServerOptions) -> str:
+        """Task-pool thread (the window's Start button): (re)start the server with the
+        window's network and token choice; returns its URL.
+
+        Raises:
+            OphthaiError: The binding is refused (LAN without a token) or the port is
+                not available.
+        """
+        if self._starter is not None:
+            self._starter.join(20)
+        self.stop_api_server()
+        settings = self.settings
+        host = LAN_HOST if options.lan else "127.0.0.1"
+        check_api_binding(host, options.token)
+        from ophthai_desktop.api.app import create_app
+        from ophthai_desktop.api.server import ApiServer, ServerStartError
+
+        # The API reads host and token from its application's settings: same services,
+        # the window's choice of binding.
+        served = dataclasses.replace(
+            self.application,
+            settings=settings.model_copy(update={"api_host": host, "api_token": options.token}),
+        )
+        server = ApiServer(create_app(served), host, settings.api_port)
+        try:
+            server.start()
+        except ServerStartError as exc:
+            raise OphthaiError(str(exc)) from exc
+        with self._server_lock:
+            closed = self._closed
+            if not closed:
+                self._server = server
+        if closed:
+            server.stop()
+            raise OphthaiError("the application is closing")
+        return server.url
+
+    def stop_api_server(self) -> None:
+        """Task-pool thread (the window's Stop button): stop the server, if running."""
+        with self._server_lock:
+            server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+            log.info("API server stopped")
 
     def shutdown(self) -> None:
         """Stop the window's threads, the server and the services; safe to call twice."""

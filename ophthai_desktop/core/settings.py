@@ -1,6 +1,8 @@
 """Application settings (DESIGN §8).
 
-Every setting reads ``OPHTHAI_<NAME>`` from the environment or a ``.env`` file; the seed
+Every setting reads ``OPHTHAI_<NAME>`` from the environment, a ``.env`` file in the
+working directory, or the user's settings file (:data:`USER_SETTINGS_FILE`, written by
+the desktop's Settings dialog); the seed
 backend's unprefixed names (``DATABASE_URL``, ``LOAD_MODEL_ON_STARTUP``,
 ``WATCH_FOLDER_ENABLED``, ``WATCH_FOLDER_PATH``, ``DEBUG``, ``CORS_ORIGINS``) are
 accepted as aliases. ``.env.example`` lists them all with their defaults.
@@ -37,6 +39,10 @@ def _env(name: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
+#: The settings the desktop's Settings dialog saves (``OPHTHAI_`` lines, .env format).
+USER_SETTINGS_FILE = Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "settings.env"
+
+
 def _default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
@@ -56,8 +62,10 @@ def _split_list(value: Any) -> Any:
 class Settings(BaseSettings):
     """Everything an administrator or clinician can configure."""
 
+    # Later files win: the Settings dialog's file beats a project .env; the environment
+    # beats both.
     model_config = SettingsConfigDict(
-        env_file=".env",
+        env_file=(".env", USER_SETTINGS_FILE),
         env_file_encoding="utf-8",
         extra="ignore",
         populate_by_name=True,

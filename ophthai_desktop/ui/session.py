@@ -22,9 +22,13 @@ from ophthai_desktop.ui.context import ApiState, GuiContext, clinician_name
 from ophthai_desktop.ui.controllers.analysis import AnalysisController
 from ophthai_desktop.ui.controllers.imports import ImportController
 from ophthai_desktop.ui.controllers.jobs import JobsController
+from ophthai_desktop.ui.controllers.model_manager import ModelManagerController
 from ophthai_desktop.ui.controllers.notifications import NotificationsController
+from ophthai_desktop.ui.controllers.oculomics import OculomicsController
 from ophthai_desktop.ui.controllers.patients import PatientsController
 from ophthai_desktop.ui.controllers.scans import ScansController
+from ophthai_desktop.ui.controllers.server import ServerControl, ServerController
+from ophthai_desktop.ui.controllers.settings import SettingsController
 from ophthai_desktop.ui.controllers.status import StatusController
 from ophthai_desktop.ui.inference_thread import InferenceThread
 from ophthai_desktop.ui.models.job_table import JobTableModel
@@ -36,9 +40,11 @@ from ophthai_desktop.ui.views.analysis import AnalysisView
 from ophthai_desktop.ui.views.jobs import JobQueuePanel
 from ophthai_desktop.ui.views.main_window import MainWindow
 from ophthai_desktop.ui.views.notifications import NotificationsPanel
+from ophthai_desktop.ui.views.oculomics import OculomicsView
 from ophthai_desktop.ui.views.patient_list import PatientListView
 from ophthai_desktop.ui.views.patient_page import PatientPage
 from ophthai_desktop.ui.views.scan_viewer import ScanViewer
+from ophthai_desktop.ui.window_state import restore_window_state, save_window_state
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +65,7 @@ class GuiSession(QObject):
         application: Application,
         *,
         tray: bool | None = None,
+        server: ServerControl | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
@@ -76,7 +83,10 @@ class GuiSession(QObject):
         self.patient_list = PatientListView(PatientTableModel())
         self.scan_viewer = ScanViewer()
         self.analysis_view = AnalysisView()
-        self.patient_page = PatientPage(self.scan_viewer, self.analysis_view)
+        self.oculomics_view = OculomicsView()
+        self.patient_page = PatientPage(
+            self.scan_viewer, self.analysis_view, oculomics=self.oculomics_view
+        )
         self.notifications_panel = NotificationsPanel(NotificationListModel())
         self.jobs_panel = JobQueuePanel(JobTableModel())
         self.window = MainWindow(
@@ -88,6 +98,7 @@ class GuiSession(QObject):
         ctx = self.context
         self.patients = PatientsController(ctx, self.window, self.patient_list, self.patient_page)
         self.scans = ScansController(ctx, self.scan_viewer, self.patients)
+        self.oculomics = OculomicsController(ctx, self.oculomics_view, self.patients)
         self.analysis = AnalysisController(
             ctx, self.analysis_view, self.patient_page, self.window, self.patients
         )
@@ -97,13 +108,23 @@ class GuiSession(QObject):
         )
         self.jobs = JobsController(ctx, self.window, self.jobs_panel, self.patients)
         self.status = StatusController(ctx, self.window, self.tray)
+        self.settings_controller = SettingsController(ctx, self.window)
+        self.model_manager = ModelManagerController(ctx, self.window)
+        self.server = ServerController(ctx, self.window, server)
         self.inference = InferenceThread(application.worker, self)
 
         self.tasks.failed.connect(self._on_tasks_failed)
         self.api_state_reported.connect(self.status.show_api)
+        self.api_state_reported.connect(self.server.show_api_state)
+        self.server.api_state_changed.connect(self.api_state_reported)
+        self.window.model_manager_action.triggered.connect(self.model_manager.open)
         self.imports.imported.connect(lambda _pid, _n: self.analysis.explain_model_state())
         self.window.quit_action.triggered.connect(self.quit)
         self.window.about_action.triggered.connect(self._on_about_triggered)
+        self.window.settings_action.triggered.connect(self.settings_controller.open_dialog)
+        self.window.open_watch_folder_action.triggered.connect(
+            self.settings_controller.open_watch_folder
+        )
         self.window.close_policy = self._close_policy
         if self.tray is not None:
             self.tray.show_requested.connect(self.show_window)
@@ -123,6 +144,8 @@ class GuiSession(QObject):
         self._started = True
         settings = self.application.settings
         self.status.start()
+        self.settings_controller.start()
+        restore_window_state(self.window)
         self.patients.start()
         self.notifications.start()
         self.jobs.start()
@@ -167,6 +190,7 @@ class GuiSession(QObject):
         self._quitting = True
         self.bridge.close()
         self.jobs.stop()
+        self.model_manager.stop()
         if not self.inference.stop():
             log.error("the inference worker is still running at shutdown")
         watcher = self.context.watcher
@@ -178,6 +202,7 @@ class GuiSession(QObject):
         self.tasks.shutdown()
         if self.tray is not None:
             self.tray.hide()
+        save_window_state(self.window)
         self.window.close()
         self.window.deleteLater()
         log.info("desktop session closed")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QThread, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QThread, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
@@ -76,6 +76,15 @@ def _no_leaked_threads(qapp: QApplication, monkeypatch: pytest.MonkeyPatch) -> I
         time.sleep(0.05)
     if left:
         pytest.fail(f"threads left running after the test: {', '.join(left)}")
+
+
+@pytest.fixture(autouse=True)
+def _own_window_state(tmp_path: Path) -> Iterator[Path]:
+    """Window geometry and splitters (QSettings, INI) go to the test's folder, never to
+    the user's configuration."""
+    folder = tmp_path / "qsettings"
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(folder))
+    yield folder
 
 
 Maker = Callable[..., GuiSession]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -97,8 +98,15 @@ def test_the_window_comes_up_without_torch(tmp_path: Path) -> None:
         print("HEAVY", heavy)
         """
     )
+    # The window's state (QSettings) goes to the test's folder, not the user's config.
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")}
     done = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stdout

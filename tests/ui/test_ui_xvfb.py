@@ -60,6 +60,8 @@ def _env(display: str, data_dir: Path) -> dict[str, str]:
         OPHTHAI_API_PORT="0",
         OPHTHAI_MODEL_PATH=str(data_dir / "no-model"),
         OPHTHAI_LOG_LEVEL="INFO",
+        # Window state (QSettings) and settings.env go here, not to the user's config.
+        XDG_CONFIG_HOME=str(data_dir.parent / "config"),
     )
     return env
 

@@ -52,7 +52,14 @@ class PatientPage(QWidget):
     edit_requested = Signal()
     delete_requested = Signal()
 
-    def __init__(self, scans: QWidget, analysis: QWidget, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        scans: QWidget,
+        analysis: QWidget,
+        parent: QWidget | None = None,
+        *,
+        oculomics: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("patientPage")
         self.patient: PatientRecord | None = None
@@ -135,7 +142,10 @@ class PatientPage(QWidget):
         self.tabs.setObjectName("patientTabs")
         self.tabs.addTab(analysis, icon("analyse"), "Analysis")
         self.tabs.addTab(scans, "Scans")
+        if oculomics is not None:
+            self.tabs.addTab(oculomics, "Oculomics")
         split = QSplitter(Qt.Orientation.Horizontal)
+        split.setObjectName("patientSplit")
         split.addWidget(info_scroll)
         split.addWidget(self.tabs)
         split.setStretchFactor(0, 0)
@@ -192,5 +202,7 @@ class PatientPage(QWidget):
             self.tabs.setTabText(1, scans)
 
     def show_tab(self, name: str) -> None:
-        """Bring the "analysis" or "scans" tab to the front."""
-        self.tabs.setCurrentIndex(0 if name == "analysis" else 1)
+        """Bring the "analysis", "scans" or "oculomics" tab to the front."""
+        index = {"analysis": 0, "scans": 1, "oculomics": 2}.get(name, 1)
+        if index < self.tabs.count():
+            self.tabs.setCurrentIndex(index)

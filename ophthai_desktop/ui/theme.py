@@ -1,0 +1,78 @@
+"""The light and dark looks: the application stylesheet, and for the dark one a dark
+Fusion palette with a few stylesheet overrides on top."""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QApplication
+
+from ophthai_desktop.ui.resources import stylesheet
+
+#: Overrides of the light stylesheet's explicit colours (appended, so they win).
+DARK_QSS = """
+QMainWindow, QDialog { background: #1e2226; }
+QToolBar { background: #262b30; border-bottom: 1px solid #3a4148; }
+QToolBar QToolButton:hover { background: #33414a; }
+QDockWidget::title { background: #2a3036; color: #e3e7ea; }
+QTableView, QListView, QListWidget, QPlainTextEdit, QTextBrowser {
+    background: #23282d; color: #e3e7ea; alternate-background-color: #282e33;
+    selection-background-color: #24566a; selection-color: #ffffff;
+}
+QHeaderView::section { background: #2c3238; color: #e3e7ea; }
+QLineEdit, QComboBox, QSpinBox, QDateEdit, QDateTimeEdit {
+    background: #23282d; color: #e3e7ea;
+}
+QLineEdit[invalid="true"], QPlainTextEdit[invalid="true"], QSpinBox[invalid="true"],
+QComboBox[invalid="true"], QDateEdit[invalid="true"] { background: #4a2326; }
+QLabel#patientName { color: #f1f4f6; }
+QLabel#patientId, QLabel#muted, QLabel#emptyHint, QLabel#stepLabel { color: #9aa7b0; }
+QLabel#sectionTitle { color: #6cc3de; }
+QFrame#resultCard { background: #23282d; }
+QFrame#banner { background: #4a3a1c; color: #f5e6c8; }
+QFrame#banner[kind="error"] { background: #4a2326; color: #f6d5d3; }
+QFrame#banner[kind="info"] { background: #1d3a47; color: #d3ecf5; }
+"""
+
+
+def dark_palette() -> QPalette:
+    palette = QPalette()
+    window, base, text = QColor("#1e2226"), QColor("#23282d"), QColor("#e3e7ea")
+    for role, colour in (
+        (QPalette.ColorRole.Window, window),
+        (QPalette.ColorRole.WindowText, text),
+        (QPalette.ColorRole.Base, base),
+        (QPalette.ColorRole.AlternateBase, QColor("#282e33")),
+        (QPalette.ColorRole.Text, text),
+        (QPalette.ColorRole.Button, QColor("#2c3238")),
+        (QPalette.ColorRole.ButtonText, text),
+        (QPalette.ColorRole.ToolTipBase, base),
+        (QPalette.ColorRole.ToolTipText, text),
+        (QPalette.ColorRole.Highlight, QColor("#24566a")),
+        (QPalette.ColorRole.HighlightedText, QColor("#ffffff")),
+        (QPalette.ColorRole.PlaceholderText, QColor("#7d8a93")),
+        (QPalette.ColorRole.Link, QColor("#6cc3de")),
+    ):
+        palette.setColor(role, colour)
+    palette.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text, QColor("#6b767e"))
+    palette.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText, QColor("#6b767e"))
+    return palette
+
+
+def apply_theme(theme: str) -> None:
+    """Switch the running application to the ``light`` or ``dark`` look."""
+    app = QApplication.instance()
+    if not isinstance(app, QApplication):
+        return
+    if theme == "dark":
+        app.setPalette(dark_palette())
+        app.setStyleSheet(stylesheet() + DARK_QSS)
+    else:
+        app.setPalette(app.style().standardPalette())
+        app.setStyleSheet(stylesheet())
+    app.setProperty("ophthaiTheme", theme)
+
+
+def current_theme() -> str:
+    app = QApplication.instance()
+    value = app.property("ophthaiTheme") if app is not None else None
+    return str(value) if value else "light"

@@ -1,0 +1,426 @@
+"""The oculomics tab: one small chart per metric over time (a line per eye, the
+reference threshold dashed, out-of-range points in red), the numbers behind the charts
+with each eye's trend, and a form to add a measurement. Layout only; the controller
+fills it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, timedelta
+from typing import Any
+
+from PySide6.QtCharts import (
+    QChart,
+    QChartView,
+    QDateTimeAxis,
+    QLineSeries,
+    QScatterSeries,
+    QValueAxis,
+)
+from PySide6.QtCore import QDate, QDateTime, QMargins, Qt, QTime, Signal, Slot
+from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPen
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDateEdit,
+    QFormLayout,
+    QFrame,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ophthai_desktop.core.records import OculomicsRecord
+from ophthai_desktop.core.services.oculomics import (
+    METRICS,
+    REFERENCE_RANGES,
+    MetricTrend,
+    ReferenceRange,
+)
+from ophthai_desktop.ui.views.style import set_style_property, set_text
+
+EYES = ("OD", "OS")
+EYE_NAMES = {"OD": "OD (right)", "OS": "OS (left)"}
+#: One colour per eye in every chart and the table.
+EYE_COLOURS = {"OD": QColor("#1565c0"), "OS": QColor("#ef6c00")}
+FLAG_COLOUR = QColor("#d32f2f")
+THRESHOLD_COLOUR = QColor("#757575")
+SHORT_LABELS = {
+    "iop_mmhg": "IOP",
+    "cup_to_disc_ratio": "C/D",
+    "rnfl_thickness_um": "RNFL",
+    "vessel_density_pct": "Vessel density",
+}
+#: Decimals shown per metric.
+DECIMALS = {"iop_mmhg": 1, "cup_to_disc_ratio": 2, "rnfl_thickness_um": 0, "vessel_density_pct": 1}
+
+
+def date_ms(day: date) -> float:
+    """Where ``day`` lies on a chart's date axis (local noon, in ms since the epoch)."""
+    moment = QDateTime(QDate(day.year, day.month, day.day), QTime(12, 0))
+    return float(moment.toMSecsSinceEpoch())
+
+
+def threshold(ref: ReferenceRange) -> float:
+    """The bound drawn on the chart: the one on the side that is worse."""
+    bound = ref.high if ref.worse == "high" else ref.low
+    assert bound is not None
+    return bound
+
+
+def is_flagged(record: OculomicsRecord, metric: str) -> bool:
+    """Whether the core flagged ``metric`` of ``record`` as out of range."""
+    return f"{metric}_high" in record.flags or f"{metric}_low" in record.flags
+
+
+def format_value(metric: str, value: float | None) -> str:
+    return "—" if value is None else f"{value:.{DECIMALS[metric]}f}"
+
+
+def flag_text(flag: str) -> str:
+    """``iop_mmhg_high`` as the table shows it: ``IOP high``."""
+    metric, _, direction = flag.rpartition("_")
+    return f"{SHORT_LABELS.get(metric, metric)} {direction}"
+
+
+def unit_suffix(ref: ReferenceRange) -> str:
+    return f" ({ref.unit})" if ref.unit else ""
+
+
+class MetricChart(QChartView):
+    """One metric over time: a line per eye, the threshold, the flagged points."""
+
+    def __init__(self, metric: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.metric = metric
+        self.reference = REFERENCE_RANGES[metric]
+        self.threshold_value = threshold(self.reference)
+        chart = QChart()
+        chart.setTitle(f"{self.reference.label}{unit_suffix(self.reference)}")
+        title_font = QFont(chart.titleFont())
+        title_font.setPointSizeF(max(8.0, title_font.pointSizeF()))
+        title_font.setBold(True)
+        chart.setTitleFont(title_font)
+        chart.setMargins(QMargins(4, 4, 4, 4))
+        chart.setBackgroundRoundness(4)
+        chart.legend().setAlignment(Qt.AlignmentFlag.AlignBottom)
+        legend_font = QFont(chart.legend().font())
+        legend_font.setPointSizeF(max(7.0, legend_font.pointSizeF() - 1))
+        chart.legend().setFont(legend_font)
+
+        self.x_axis = QDateTimeAxis()
+        self.x_axis.setFormat("MMM yyyy")
+        self.x_axis.setTickCount(4)
+        self.y_axis = QValueAxis()
+        self.y_axis.setLabelFormat("%.2f" if DECIMALS[metric] > 1 else "%.0f")
+        chart.addAxis(self.x_axis, Qt.AlignmentFlag.AlignBottom)
+        chart.addAxis(self.y_axis, Qt.AlignmentFlag.AlignLeft)
+
+        self.lines: dict[str, QLineSeries] = {}
+        for eye in EYES:
+            line = QLineSeries()
+            line.setName(eye)
+            pen = QPen(EYE_COLOURS[eye])
+            pen.setWidthF(2.0)
+            line.setPen(pen)
+            line.setPointsVisible(True)
+            self.lines[eye] = line
+        self.threshold = QLineSeries()
+        unit = f" {self.reference.unit}" if self.reference.unit else ""
+        self.threshold.setName(f"limit {self.threshold_value:g}{unit}")
+        dashed = QPen(THRESHOLD_COLOUR)
+        dashed.setStyle(Qt.PenStyle.DashLine)
+        dashed.setWidthF(1.5)
+        self.threshold.setPen(dashed)
+        self.flagged = QScatterSeries()
+        self.flagged.setName("out of range")
+        self.flagged.setMarkerSize(10.0)
+        self.flagged.setColor(FLAG_COLOUR)
+        self.flagged.setBorderColor(FLAG_COLOUR.darker(130))
+        self.flagged.setBrush(QBrush(FLAG_COLOUR))
+        for series in (*self.lines.values(), self.threshold, self.flagged):
+            chart.addSeries(series)
+            series.attachAxis(self.x_axis)
+            series.attachAxis(self.y_axis)
+        self.setChart(chart)
+        self.setRenderHint(QPainter.RenderHint.Antialiasing)
+        self.setMinimumSize(260, 210)
+
+    def show_series(self, series: dict[str, Sequence[OculomicsRecord]]) -> None:
+        """Plot each eye's values of this chart's metric (records oldest first)."""
+        metric = self.metric
+        days: list[date] = []
+        values: list[float] = [self.threshold_value]
+        flagged: list[tuple[float, float]] = []
+        for eye in EYES:
+            points = []
+            for record in series.get(eye, ()):
+                value = getattr(record, metric)
+                if value is None:
+                    continue
+                points.append((date_ms(record.measured_on), float(value)))
+                days.append(record.measured_on)
+                values.append(float(value))
+                if is_flagged(record, metric):
+                    flagged.append((date_ms(record.measured_on), float(value)))
+            self.lines[eye].clear()
+            for x, y in points:
+                self.lines[eye].append(x, y)
+        self.flagged.clear()
+        for x, y in flagged:
+            self.flagged.append(x, y)
+
+        first = min(days, default=date.today() - timedelta(days=365))
+        last = max(days, default=date.today())
+        pad = max(7, (last - first).days // 12)
+        start, end = first - timedelta(days=pad), last + timedelta(days=pad)
+        self.x_axis.setRange(
+            QDateTime.fromMSecsSinceEpoch(int(date_ms(start))),
+            QDateTime.fromMSecsSinceEpoch(int(date_ms(end))),
+        )
+        self.threshold.clear()
+        self.threshold.append(date_ms(start), self.threshold_value)
+        self.threshold.append(date_ms(end), self.threshold_value)
+        low, high = min(values), max(values)
+        margin = (high - low) * 0.15 or abs(high) * 0.1 or 1.0
+        self.y_axis.setRange(max(0.0, low - margin), high + margin)
+        self.y_axis.applyNiceNumbers()
+
+
+class OculomicsView(QWidget):
+    """Charts, the measurement table with trends, and the add-measurement form.
+
+    Signals:
+        measurement_submitted(dict): the form's values, ready for
+            ``OculomicsService.add_measurement`` (``eye``, ``measured_on`` and the
+            metrics that were filled in).
+    """
+
+    measurement_submitted = Signal(dict)
+
+    TABLE_COLUMNS = ("Date", "Eye", *(SHORT_LABELS[m] for m in METRICS), "Flags")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("oculomicsView")
+        self.charts: dict[str, MetricChart] = {metric: MetricChart(metric) for metric in METRICS}
+        grid = QGridLayout()
+        grid.setSpacing(6)
+        for i, metric in enumerate(METRICS):
+            grid.addWidget(self.charts[metric], i // 2, i % 2)
+        charts = QWidget()
+        charts.setLayout(grid)
+
+        self.table = QTableWidget(0, len(self.TABLE_COLUMNS))
+        self.table.setObjectName("oculomicsTable")
+        self.table.setHorizontalHeaderLabels(list(self.TABLE_COLUMNS))
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+
+        self.trends = QTableWidget(len(METRICS), len(EYES))
+        self.trends.setObjectName("oculomicsTrends")
+        self.trends.setHorizontalHeaderLabels([EYE_NAMES[e] for e in EYES])
+        self.trends.setVerticalHeaderLabels([SHORT_LABELS[m] for m in METRICS])
+        self.trends.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.trends.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        row_height = self.trends.fontMetrics().height() + 8
+        self.trends.verticalHeader().setDefaultSectionSize(row_height)
+        self.trends.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        self.trends.setWordWrap(False)
+        self.trends.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.trends.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.trends.setFixedHeight(
+            self.trends.horizontalHeader().sizeHint().height()
+            + len(METRICS) * row_height
+            + 2 * self.trends.frameWidth()
+        )
+        self.table.setMinimumHeight(140)
+
+        self.eye = QComboBox()
+        for eye in EYES:
+            self.eye.addItem(EYE_NAMES[eye], eye)
+        self.measured_on = QDateEdit(QDate.currentDate())
+        self.measured_on.setCalendarPopup(True)
+        self.measured_on.setDisplayFormat("yyyy-MM-dd")
+        self.inputs: dict[str, QLineEdit] = {}
+        form = QFormLayout()
+        form.addRow("Eye", self.eye)
+        form.addRow("Date", self.measured_on)
+        for metric in METRICS:
+            ref = REFERENCE_RANGES[metric]
+            edit = QLineEdit()
+            edit.setObjectName(f"input_{metric}")
+            edit.setPlaceholderText("optional")
+            edit.setClearButtonEnabled(True)
+            self.inputs[metric] = edit
+            form.addRow(f"{SHORT_LABELS[metric]}{unit_suffix(ref)}", edit)
+        self.error = QLabel()
+        self.error.setObjectName("formError")
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #b71c1c;")
+        self.error.hide()
+        self.add_button = QPushButton("Add measurement")
+        self.add_button.setObjectName("addMeasurementButton")
+        form_box = QGroupBox("Add a measurement")
+        form_layout = QVBoxLayout(form_box)
+        form_layout.addLayout(form)
+        form_layout.addWidget(self.error)
+        form_layout.addWidget(self.add_button)
+        form_layout.addStretch(1)
+
+        self.empty = QLabel("No oculomics measurements yet.")
+        self.empty.setObjectName("emptyHint")
+        numbers = QWidget()
+        numbers_layout = QVBoxLayout(numbers)
+        numbers_layout.setContentsMargins(0, 0, 0, 0)
+        numbers_layout.addWidget(self.empty)
+        numbers_layout.addWidget(self.table, 1)
+        trend_title = QLabel("Trend (least-squares change per year)")
+        trend_title.setObjectName("sectionTitle")
+        numbers_layout.addWidget(trend_title)
+        numbers_layout.addWidget(self.trends)
+
+        bottom = QWidget()
+        bottom_layout = QHBoxLayout(bottom)
+        bottom_layout.setContentsMargins(0, 0, 0, 0)
+        bottom_layout.addWidget(numbers, 1)
+        bottom_layout.addWidget(form_box)
+
+        self.split = QSplitter(Qt.Orientation.Vertical)
+        self.split.setObjectName("oculomicsSplit")
+        self.split.addWidget(charts)
+        self.split.addWidget(bottom)
+        self.split.setStretchFactor(0, 3)
+        self.split.setStretchFactor(1, 2)
+        self.split.setSizes([560, 440])
+        # On a small window the tab scrolls rather than squeezing the charts unreadable.
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(self.split)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.split.setMinimumHeight(2 * 210 + 330)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.scroll)
+
+        self.add_button.clicked.connect(self._on_add_button_clicked)
+        for edit in self.inputs.values():
+            edit.returnPressed.connect(self._on_add_button_clicked)
+
+    # Filling ------------------------------------------------------------------------
+
+    def show_overview(
+        self, series: dict[str, Sequence[OculomicsRecord]], trends: Sequence[MetricTrend]
+    ) -> None:
+        """Show a patient's measurements (per eye, oldest first) and trends."""
+        for chart in self.charts.values():
+            chart.show_series(series)
+        rows = sorted(
+            (r for eye in EYES for r in series.get(eye, ())),
+            key=lambda r: (-r.measured_on.toordinal(), r.eye, -r.id),
+        )
+        self.empty.setVisible(not rows)
+        self.table.setRowCount(len(rows))
+        for row, record in enumerate(rows):
+            cells: list[tuple[str, QColor | None]] = [
+                (record.measured_on.isoformat(), None),
+                (record.eye, EYE_COLOURS.get(record.eye)),
+            ]
+            for metric in METRICS:
+                flagged = is_flagged(record, metric)
+                cells.append(
+                    (
+                        format_value(metric, getattr(record, metric)),
+                        FLAG_COLOUR if flagged else None,
+                    )
+                )
+            flags = ", ".join(flag_text(flag) for flag in record.flags)
+            cells.append((flags, FLAG_COLOUR if record.flags else None))
+            for column, (text, colour) in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if colour is not None:
+                    item.setForeground(colour)
+                self.table.setItem(row, column, item)
+        by_key = {(t.eye, t.metric): t for t in trends}
+        for row, metric in enumerate(METRICS):
+            for column, eye in enumerate(EYES):
+                trend = by_key.get((eye, metric))
+                item = QTableWidgetItem(self._trend_text(trend))
+                if trend is not None:
+                    item.setToolTip(
+                        f"{trend.points} values, {trend.first_on.isoformat()} to "
+                        f"{trend.last_on.isoformat()}; latest "
+                        f"{format_value(metric, trend.latest_value)}"
+                    )
+                if trend is not None and trend.latest_flag:
+                    item.setForeground(FLAG_COLOUR)
+                self.trends.setItem(row, column, item)
+
+    @staticmethod
+    def _trend_text(trend: MetricTrend | None) -> str:
+        if trend is None:
+            return "—"
+        unit = f" {trend.unit}" if trend.unit else ""
+        if trend.change_per_year is None:
+            return f"one date ({format_value(trend.metric, trend.latest_value)}{unit})"
+        decimals = DECIMALS[trend.metric] + 1
+        return f"{trend.change_per_year:+.{decimals}f}{unit}/yr"
+
+    def trend_text(self, eye: str, metric: str) -> str:
+        """What the trend table shows for ``eye`` and ``metric``."""
+        item = self.trends.item(METRICS.index(metric), EYES.index(eye))
+        return item.text() if item is not None else ""
+
+    # Form ---------------------------------------------------------------------------
+
+    def show_error(self, message: str, field: str | None = None) -> None:
+        """Show why the measurement was not added and mark the field it is about."""
+        set_text(self.error, message)
+        self.error.setVisible(bool(message))
+        for metric, edit in self.inputs.items():
+            set_style_property(edit, "invalid", metric == field)
+        set_style_property(self.eye, "invalid", field == "eye")
+        set_style_property(self.measured_on, "invalid", field == "measured_on")
+        target = self.inputs.get(field or "")
+        if target is not None:
+            target.setFocus()
+
+    def clear_form(self) -> None:
+        """Empty the values after a measurement was added (eye and date stay)."""
+        for edit in self.inputs.values():
+            edit.clear()
+        self.show_error("")
+
+    def set_busy(self, busy: bool) -> None:
+        self.add_button.setEnabled(not busy)
+
+    @Slot()
+    def _on_add_button_clicked(self) -> None:
+        values: dict[str, Any] = {
+            "eye": self.eye.currentData(),
+            "measured_on": self.measured_on.date().toPython(),
+        }
+        for metric, edit in self.inputs.items():
+            text = edit.text().strip().replace(",", ".")
+            if not text:
+                continue
+            try:
+                values[metric] = float(text)
+            except ValueError:
+                label = REFERENCE_RANGES[metric].label
+                self.show_error(f"{label}: enter a number, such as 17.5", metric)
+                return
+        self.measurement_submitted.emit(values)

@@ -1,0 +1,269 @@
+"""The settings dialog: what a clinician or administrator changes (DESIGN §8). Layout
+only; the settings controller validates, saves and applies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ophthai_desktop.core.settings import Settings
+from ophthai_desktop.ui.views.style import set_style_property, set_text
+
+RESTART_NOTE = "(restart needed)"
+DEVICES = ("auto", "cuda", "cuda:0", "mps", "cpu")
+QUANTIZATIONS = ("none", "8bit", "4bit")
+THEMES = ("light", "dark")
+
+
+def _spin(low: int, high: int, step: int = 1) -> QSpinBox:
+    spin = QSpinBox()
+    spin.setRange(low, high)
+    spin.setSingleStep(step)
+    spin.setGroupSeparatorShown(True)
+    return spin
+
+
+def _with_button(edit: QLineEdit, button: QPushButton) -> QWidget:
+    row = QWidget()
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(edit, 1)
+    layout.addWidget(button)
+    return row
+
+
+def _note(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setObjectName("muted")
+    label.setWordWrap(True)
+    return label
+
+
+class SettingsDialog(QDialog):
+    """Edits the settings the running application can take (or takes at restart).
+
+    Signals:
+        save_requested(dict): OK was pressed; the values by Settings field name.
+    """
+
+    save_requested = Signal(dict)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("settingsDialog")
+        self.setWindowTitle("Settings")
+
+        # Desktop
+        self.user_name = QLineEdit()
+        self.user_name.setPlaceholderText("the operating-system user")
+        self.theme = QComboBox()
+        self.theme.addItems(THEMES)
+        self.minimize_to_tray = QCheckBox("Closing the window keeps OphthAI running in the tray")
+        desktop = QGroupBox("Desktop")
+        form = QFormLayout(desktop)
+        form.addRow("Name in the audit trail", self.user_name)
+        form.addRow("Theme", self.theme)
+        form.addRow("", self.minimize_to_tray)
+
+        # Data and watch folder
+        self.data_dir = QLineEdit()
+        self.data_dir.setReadOnly(True)
+        self.watch_folder_enabled = QCheckBox("Take in images that arrive in the watch folder")
+        self.watch_folder_path = QLineEdit()
+        self.browse_watch = QPushButton("Browse…")
+        self.watch_demo_mode = QCheckBox(
+            "Demo mode: file images without a patient id under a new demo patient"
+        )
+        data = QGroupBox("Data and watch folder")
+        form = QFormLayout(data)
+        form.addRow(f"Data folder {RESTART_NOTE}", self.data_dir)
+        form.addRow("", _note("Set OPHTHAI_DATA_DIR to move it; then restart."))
+        form.addRow("", self.watch_folder_enabled)
+        form.addRow("Watch folder", _with_button(self.watch_folder_path, self.browse_watch))
+        form.addRow("", self.watch_demo_mode)
+
+        # Embedded API
+        self.api_enabled = QCheckBox("Run the embedded API server")
+        self.api_host = QLineEdit()
+        self.api_port = _spin(0, 65535)
+        self.api_port.setGroupSeparatorShown(False)
+        self.api_token = QLineEdit()
+        self.api_token.setEchoMode(QLineEdit.EchoMode.PasswordEchoOnEdit)
+        self.api_token.setPlaceholderText("required when the host is not 127.0.0.1")
+        self.cors_origins = QLineEdit()
+        self.cors_origins.setPlaceholderText("http://localhost:3000, http://127.0.0.1:5173")
+        api = QGroupBox(f"Embedded API {RESTART_NOTE}")
+        form = QFormLayout(api)
+        form.addRow("", self.api_enabled)
+        form.addRow("Host", self.api_host)
+        form.addRow("Port", self.api_port)
+        form.addRow("API token", self.api_token)
+        form.addRow("CORS origins", self.cors_origins)
+
+        # Model
+        self.model_id = QLineEdit()
+        self.model_path = QLineEdit()
+        self.model_path.setPlaceholderText("unset: use the model id")
+        self.browse_model = QPushButton("Browse…")
+        self.device = QComboBox()
+        self.device.setEditable(True)
+        self.device.addItems(DEVICES)
+        self.quantization = QComboBox()
+        self.quantization.addItems(QUANTIZATIONS)
+        self.max_new_tokens = _spin(1, 32_768, 64)
+        self.thinking_budget = _spin(0, 32_768, 64)
+        self.max_pixels = _spin(3136, 50_000_000, 65_536)
+        self.load_model_on_startup = QCheckBox("Load the model when the app starts")
+        model = QGroupBox(f"Model {RESTART_NOTE}")
+        form = QFormLayout(model)
+        form.addRow("Model id", self.model_id)
+        form.addRow("Model folder", _with_button(self.model_path, self.browse_model))
+        form.addRow("Device", self.device)
+        form.addRow("Quantization", self.quantization)
+        form.addRow("Max new tokens", self.max_new_tokens)
+        form.addRow("Thinking budget (tokens)", self.thinking_budget)
+        form.addRow("Max pixels per image", self.max_pixels)
+        form.addRow("", self.load_model_on_startup)
+
+        self.error = QLabel()
+        self.error.setObjectName("fieldError")
+        self.error.setWordWrap(True)
+        self.error.hide()
+        self.saved_to = _note("")
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+
+        columns = QHBoxLayout()
+        left = QVBoxLayout()
+        left.addWidget(data)
+        left.addWidget(api)
+        left.addStretch(1)
+        right = QVBoxLayout()
+        right.addWidget(desktop)
+        right.addWidget(model)
+        right.addStretch(1)
+        columns.addLayout(left, 1)
+        columns.addLayout(right, 1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(columns)
+        layout.addWidget(self.error)
+        layout.addWidget(self.saved_to)
+        layout.addWidget(self.buttons)
+
+        #: The widget of each Settings field the dialog edits.
+        self.fields: dict[str, QWidget] = {
+            name: getattr(self, name)
+            for name in (
+                "user_name",
+                "theme",
+                "minimize_to_tray",
+                "watch_folder_enabled",
+                "watch_folder_path",
+                "watch_demo_mode",
+                "api_enabled",
+                "api_host",
+                "api_port",
+                "api_token",
+                "cors_origins",
+                "model_id",
+                "model_path",
+                "device",
+                "quantization",
+                "max_new_tokens",
+                "thinking_budget",
+                "max_pixels",
+                "load_model_on_startup",
+            )
+        }
+        self.buttons.accepted.connect(self._on_buttons_accepted)
+        self.buttons.rejected.connect(self.reject)
+        self.browse_watch.clicked.connect(self._on_browse_watch_clicked)
+        self.browse_model.clicked.connect(self._on_browse_model_clicked)
+
+    # Filling and reading ------------------------------------------------------------
+
+    def set_settings(self, settings: Settings, *, saved_to: Path | None = None) -> None:
+        """Show ``settings`` in the widgets."""
+        self.data_dir.setText(str(settings.data_dir))
+        self.watch_folder_path.setPlaceholderText(str(settings.data_dir / "incoming_scans"))
+        for name, widget in self.fields.items():
+            value = getattr(settings, name)
+            if isinstance(widget, QCheckBox):
+                widget.setChecked(bool(value))
+            elif isinstance(widget, QSpinBox):
+                widget.setValue(int(value))
+            elif isinstance(widget, QComboBox):
+                widget.setCurrentText(str(value))
+            elif isinstance(widget, QLineEdit):
+                if isinstance(value, list):
+                    widget.setText(", ".join(value))
+                else:
+                    widget.setText("" if value is None else str(value))
+        if saved_to is not None:
+            set_text(self.saved_to, f"Saved to {saved_to}")
+        self.show_error("")
+
+    def values(self) -> dict[str, Any]:
+        """The widgets' values by Settings field name (empty text is None)."""
+        values: dict[str, Any] = {}
+        for name, widget in self.fields.items():
+            if isinstance(widget, QCheckBox):
+                values[name] = widget.isChecked()
+            elif isinstance(widget, QSpinBox):
+                values[name] = widget.value()
+            elif isinstance(widget, QComboBox):
+                values[name] = widget.currentText().strip()
+            elif isinstance(widget, QLineEdit):
+                text = widget.text().strip()
+                values[name] = text or None
+        origins = values.get("cors_origins") or ""
+        values["cors_origins"] = [o.strip() for o in origins.split(",") if o.strip()]
+        return values
+
+    def show_error(self, message: str, field: str | None = None) -> None:
+        """Say why the settings were not saved and mark the field it is about."""
+        set_text(self.error, message)
+        self.error.setVisible(bool(message))
+        for name, widget in self.fields.items():
+            set_style_property(widget, "invalid", name == field)
+        widget = self.fields.get(field or "")
+        if widget is not None:
+            widget.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    # Slots --------------------------------------------------------------------------
+
+    @Slot()
+    def _on_buttons_accepted(self) -> None:
+        self.save_requested.emit(self.values())
+
+    @Slot()
+    def _on_browse_watch_clicked(self) -> None:
+        start = self.watch_folder_path.text() or self.watch_folder_path.placeholderText()
+        folder = QFileDialog.getExistingDirectory(self, "Watch folder", start)
+        if folder:
+            self.watch_folder_path.setText(folder)
+
+    @Slot()
+    def _on_browse_model_clicked(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Model folder", self.model_path.text())
+        if folder:
+            self.model_path.setText(folder)

@@ -1,0 +1,55 @@
+"""Remembering the window's geometry, docks and splitter positions between runs
+(QSettings, INI format in the user's configuration folder; tests point it elsewhere
+with ``QSettings.setPath``)."""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import QByteArray, QSettings
+from PySide6.QtWidgets import QMainWindow, QSplitter
+
+log = logging.getLogger(__name__)
+
+ORGANIZATION = "OphthAI"
+APPLICATION = "OphthAI Desktop"
+
+
+def window_settings() -> QSettings:
+    """The store of window state (never the clinical settings: those are in
+    ``settings.env``)."""
+    return QSettings(
+        QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANIZATION, APPLICATION
+    )
+
+
+def _splitters(window: QMainWindow) -> dict[str, QSplitter]:
+    """The window's named splitters (unnamed ones are not remembered)."""
+    return {s.objectName(): s for s in window.findChildren(QSplitter) if s.objectName()}
+
+
+def save_window_state(window: QMainWindow) -> None:
+    """Store the geometry, the toolbars and docks and every named splitter."""
+    store = window_settings()
+    store.setValue("window/geometry", window.saveGeometry())
+    store.setValue("window/state", window.saveState())
+    for name, splitter in _splitters(window).items():
+        store.setValue(f"splitters/{name}", splitter.saveState())
+    store.sync()
+
+
+def restore_window_state(window: QMainWindow) -> bool:
+    """Put back what :func:`save_window_state` stored; False when nothing was."""
+    store = window_settings()
+    geometry = store.value("window/geometry")
+    if not isinstance(geometry, QByteArray | bytes):
+        return False
+    window.restoreGeometry(QByteArray(geometry))
+    state = store.value("window/state")
+    if isinstance(state, QByteArray | bytes):
+        window.restoreState(QByteArray(state))
+    for name, splitter in _splitters(window).items():
+        saved = store.value(f"splitters/{name}")
+        if isinstance(saved, QByteArray | bytes):
+            splitter.restoreState(QByteArray(saved))
+    return True

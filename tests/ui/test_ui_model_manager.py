@@ -1,0 +1,128 @@
+"""The model manager: state, device and memory, load/unload and download, driven by the
+real engine on the tiny checkpoint (or on an empty Hugging Face cache)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pytestqt.qtbot import QtBot
+
+from ophthai_desktop.ui.session import GuiSession
+from ophthai_desktop.ui.views.model_manager import ModelManagerDialog
+from tests.ui.conftest import Maker
+
+#: Loading the tiny checkpoint imports torch and transformers the first time.
+LOAD_TIMEOUT_MS = 60_000
+
+
+def _open(qtbot: QtBot, gui: GuiSession) -> ModelManagerDialog:
+    gui.window.model_manager_action.trigger()
+    dialog = gui.model_manager.dialog
+    assert dialog is not None
+    qtbot.waitExposed(dialog)
+    # The device and memory preview arrives from the task pool.
+    qtbot.waitUntil(lambda: gui.model_manager.preview is not None, timeout=LOAD_TIMEOUT_MS)
+    return dialog
+
+
+@pytest.fixture
+def empty_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    return cache
+
+
+def test_the_ai_menu_offers_the_model_actions(gui: GuiSession) -> None:
+    ai_menu = next(a.menu() for a in gui.window.menuBar().actions() if a.text() == "&AI")
+    texts = [a.text() for a in ai_menu.actions() if not a.isSeparator()]
+    assert texts == [
+        "Analyse",
+        "Load model",
+        "Unload model",
+        "Check model files again",
+        "Model manager…",
+    ]
+
+
+def test_a_missing_model_shows_how_to_install_it(
+    qtbot: QtBot, make_gui: Maker, empty_hub_cache: Path
+) -> None:
+    gui = make_gui(model_path=None)
+    dialog = _open(qtbot, gui)
+    assert dialog.state.text() == "Not installed"
+    assert dialog.source.text() == "OctoMed/OctoMed-7B"
+    assert "not in the Hugging Face cache" in dialog.message.text()
+    assert "download action" in dialog.message.text()
+    assert dialog.download_button.isEnabled()
+    assert not dialog.load_button.isEnabled()
+    assert not dialog.unload_button.isEnabled()
+    assert dialog.used.text() == "not loaded"
+    assert dialog.max_new_tokens.text() == "1,024 tokens"
+    assert dialog.thinking_budget.text() == "768 tokens"
+    assert dialog.max_pixels.text().startswith("262,144")
+
+
+def test_load_shows_memory_in_use_and_unload_frees_it(
+    qtbot: QtBot, make_gui: Maker, tiny_checkpoint: Path
+) -> None:
+    gui = make_gui(model_path=tiny_checkpoint, device="cpu")
+    dialog = _open(qtbot, gui)
+    assert dialog.state.text() == "Installed, not loaded"
+    assert str(tiny_checkpoint) in dialog.source.text()
+    assert dialog.device.text() == "cpu"
+    assert dialog.precision.text() == "float32"
+    # The estimate before loading, against available RAM.
+    assert dialog.estimate.text().startswith("about ")
+    assert " free" in dialog.estimate.text()
+    assert not dialog.unload_button.isEnabled()
+
+    dialog.load_button.click()
+    qtbot.waitUntil(lambda: dialog.state.text() == "Ready", timeout=LOAD_TIMEOUT_MS)
+    assert dialog.used.text() != "not loaded"
+    assert dialog.used.text().endswith("B")
+    assert dialog.device.text() == "cpu"
+    assert not dialog.load_button.isEnabled()
+    assert gui.window.unload_model_action.isEnabled()
+
+    dialog.unload_button.click()
+    qtbot.waitUntil(lambda: dialog.state.text() == "Installed, not loaded", timeout=20_000)
+    assert dialog.used.text() == "not loaded"
+    assert dialog.load_button.isEnabled()
+
+
+def test_a_load_that_cannot_work_shows_the_reason(
+    qtbot: QtBot, make_gui: Maker, tiny_checkpoint: Path
+) -> None:
+    gui = make_gui(model_path=tiny_checkpoint, device="cpu", quantization="4bit")
+    dialog = _open(qtbot, gui)
+    # Said before loading...
+    assert "needs a CUDA GPU" in dialog.estimate.text()
+    dialog.load_button.click()
+    # ... and as the engine's error once loading failed.
+    qtbot.waitUntil(lambda: dialog.state.text() == "Error", timeout=LOAD_TIMEOUT_MS)
+    assert "OPHTHAI_QUANTIZATION=4bit needs a CUDA GPU" in dialog.message.text()
+    assert gui.window.status.model.text() == "Model: error"
+    # "Check again" clears the error: the files are still there.
+    dialog.check_button.click()
+    qtbot.waitUntil(lambda: dialog.state.text() == "Installed, not loaded", timeout=20_000)
+
+
+def test_a_download_that_cannot_reach_the_hub_fails_fast_with_the_reason(
+    qtbot: QtBot, make_gui: Maker, empty_hub_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    gui = make_gui(model_path=None)
+    dialog = _open(qtbot, gui)
+    with qtbot.waitSignal(gui.model_manager.download_finished, timeout=30_000) as finished:
+        dialog.download_button.click()
+        assert dialog.cancel_button.isVisible()
+        assert not dialog.download_button.isVisible()
+    ok, message = finished.args
+    assert ok is False and message
+    assert dialog.state.text() == "Error"
+    assert dialog.message.text() == message
+    assert dialog.download_button.isVisible() and dialog.download_button.isEnabled()
+    assert not dialog.cancel_button.isVisible()
+    assert not dialog.progress.isVisible()

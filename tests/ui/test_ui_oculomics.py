@@ -1,0 +1,158 @@
+"""The oculomics tab: charts per eye, thresholds, flagged points, the table and the
+add-measurement form."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from pytestqt.qtbot import QtBot
+
+from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.services.oculomics import METRICS, REFERENCE_RANGES
+from ophthai_desktop.ui.session import GuiSession
+from ophthai_desktop.ui.views.oculomics import date_ms
+from tests.ui.conftest import open_patient
+
+ACTOR = Actor(who="Dr. Test", via="test")
+TODAY = date.today()
+
+
+def _points(series: object) -> list[tuple[float, float]]:
+    return [(p.x(), p.y()) for p in series.points()]  # type: ignore[attr-defined]
+
+
+def _patient_with_measurements(gui: GuiSession) -> str:
+    app = gui.application
+    patient = app.patients.create_patient({"name": "Ocu Lomics", "age": 66}, actor=ACTOR)
+    add = app.oculomics.add_measurement
+    d1, d2, d3 = (TODAY - timedelta(days=n) for n in (400, 200, 10))
+    add(patient.id, eye="OD", measured_on=d1, iop_mmhg=18.0, cup_to_disc_ratio=0.4,
+        rnfl_thickness_um=95.0, vessel_density_pct=48.0, actor=ACTOR)  # fmt: skip
+    add(patient.id, eye="OD", measured_on=d2, iop_mmhg=22.5, cup_to_disc_ratio=0.55,
+        rnfl_thickness_um=82.0, vessel_density_pct=42.0, actor=ACTOR)  # fmt: skip
+    add(patient.id, eye="OD", measured_on=d3, iop_mmhg=24.0, cup_to_disc_ratio=0.6,
+        rnfl_thickness_um=76.0, vessel_density_pct=38.5, actor=ACTOR)  # fmt: skip
+    add(patient.id, eye="OS", measured_on=d1, iop_mmhg=16.0, rnfl_thickness_um=99.0,
+        actor=ACTOR)  # fmt: skip
+    add(patient.id, eye="OS", measured_on=d3, iop_mmhg=17.0, rnfl_thickness_um=97.0,
+        actor=ACTOR)  # fmt: skip
+    return patient.id
+
+
+def _open_oculomics(qtbot: QtBot, gui: GuiSession, patient_id: str) -> None:
+    with qtbot.waitSignal(gui.oculomics.loaded, timeout=5000):
+        open_patient(qtbot, gui, patient_id)
+    gui.patient_page.show_tab("oculomics")
+
+
+def test_charts_show_each_eyes_measurements_with_thresholds(qtbot: QtBot, gui: GuiSession) -> None:
+    patient_id = _patient_with_measurements(gui)
+    _open_oculomics(qtbot, gui, patient_id)
+    view = gui.oculomics_view
+    assert gui.patient_page.tabs.tabText(gui.patient_page.tabs.currentIndex()) == "Oculomics"
+
+    series = gui.application.oculomics.series(patient_id)
+    for metric in METRICS:
+        chart = view.charts[metric]
+        for eye in ("OD", "OS"):
+            expected = [
+                (date_ms(r.measured_on), getattr(r, metric))
+                for r in series[eye]
+                if getattr(r, metric) is not None
+            ]
+            assert _points(chart.lines[eye]) == expected, (metric, eye)
+        # The threshold is a flat dashed line at the reference table's bound.
+        ref = REFERENCE_RANGES[metric]
+        bound = ref.high if ref.worse == "high" else ref.low
+        assert {y for _x, y in _points(chart.threshold)} == {bound}
+        assert len(chart.threshold.points()) == 2
+    assert [view.charts[m].threshold_value for m in METRICS] == [21.0, 0.5, 80.0, 40.0]
+    # OS has only IOP and RNFL values.
+    assert _points(view.charts["cup_to_disc_ratio"].lines["OS"]) == []
+
+
+def test_only_out_of_range_points_are_flagged(qtbot: QtBot, gui: GuiSession) -> None:
+    patient_id = _patient_with_measurements(gui)
+    _open_oculomics(qtbot, gui, patient_id)
+    charts = gui.oculomics_view.charts
+    d2, d3 = date_ms(TODAY - timedelta(days=200)), date_ms(TODAY - timedelta(days=10))
+    assert _points(charts["iop_mmhg"].flagged) == [(d2, 22.5), (d3, 24.0)]
+    assert _points(charts["cup_to_disc_ratio"].flagged) == [(d2, 0.55), (d3, 0.6)]
+    assert _points(charts["rnfl_thickness_um"].flagged) == [(d3, 76.0)]
+    assert _points(charts["vessel_density_pct"].flagged) == [(d3, 38.5)]
+
+
+def test_table_and_trends_show_the_numbers(qtbot: QtBot, gui: GuiSession) -> None:
+    patient_id = _patient_with_measurements(gui)
+    _open_oculomics(qtbot, gui, patient_id)
+    view = gui.oculomics_view
+    assert view.table.rowCount() == 5
+    newest = [view.table.item(0, c).text() for c in range(view.table.columnCount())]
+    assert newest[:2] == [(TODAY - timedelta(days=10)).isoformat(), "OD"]
+    assert newest[2:6] == ["24.0", "0.60", "76", "38.5"]
+    assert newest[6] == "IOP high, C/D high, RNFL low, Vessel density low"
+    trend = next(
+        t
+        for t in gui.application.oculomics.trends(patient_id)
+        if t.eye == "OD" and t.metric == "iop_mmhg"
+    )
+    assert trend.change_per_year is not None
+    assert view.trend_text("OD", "iop_mmhg").startswith(f"{trend.change_per_year:+.2f}")
+    assert view.trend_text("OS", "cup_to_disc_ratio") == "—"
+
+
+def test_the_form_adds_a_measurement(qtbot: QtBot, gui: GuiSession) -> None:
+    patient_id = _patient_with_measurements(gui)
+    _open_oculomics(qtbot, gui, patient_id)
+    view = gui.oculomics_view
+    view.eye.setCurrentIndex(1)  # OS
+    qtbot.keyClicks(view.inputs["iop_mmhg"], "23.5")
+    qtbot.keyClicks(view.inputs["vessel_density_pct"], "44")
+    with qtbot.waitSignal(gui.oculomics.measurement_added, timeout=5000):
+        view.add_button.click()
+
+    os_iop = view.charts["iop_mmhg"].lines["OS"]
+    qtbot.waitUntil(lambda: len(os_iop.points()) == 3)
+    assert _points(os_iop)[-1] == (date_ms(TODAY), 23.5)
+    assert (date_ms(TODAY), 23.5) in _points(view.charts["iop_mmhg"].flagged)
+    assert _points(view.charts["vessel_density_pct"].lines["OS"]) == [(date_ms(TODAY), 44.0)]
+    assert view.table.rowCount() == 6
+    assert view.table.item(0, 1).text() == "OS"
+    assert view.inputs["iop_mmhg"].text() == ""  # the form is ready for the next one
+    assert not view.error.isVisible()
+    assert len(gui.application.oculomics.series(patient_id)["OS"]) == 3
+
+
+def test_invalid_input_names_the_field_and_adds_nothing(qtbot: QtBot, gui: GuiSession) -> None:
+    patient_id = _patient_with_measurements(gui)
+    _open_oculomics(qtbot, gui, patient_id)
+    view = gui.oculomics_view
+    qtbot.keyClicks(view.inputs["cup_to_disc_ratio"], "1.7")
+    view.add_button.click()
+    qtbot.waitUntil(lambda: view.error.isVisible())
+    assert view.error.text().startswith("Cup-to-disc ratio")
+    assert "between 0 and 1" in view.error.text()
+    assert view.inputs["cup_to_disc_ratio"].property("invalid") is True
+    assert view.inputs["iop_mmhg"].property("invalid") is False
+
+    view.inputs["cup_to_disc_ratio"].clear()
+    view.add_button.click()  # nothing filled in
+    qtbot.waitUntil(lambda: "at least one" in view.error.text())
+    qtbot.keyClicks(view.inputs["iop_mmhg"], "abc")
+    view.add_button.click()  # not a number: caught by the form
+    assert view.error.text().startswith("Intraocular pressure: enter a number")
+    qtbot.waitUntil(lambda: view.add_button.isEnabled())
+    assert len(gui.application.oculomics.list_measurements(patient_id)) == 5
+    assert view.table.rowCount() == 5
+
+
+def test_a_measurement_from_elsewhere_refreshes_the_tab(qtbot: QtBot, gui: GuiSession) -> None:
+    patient_id = _patient_with_measurements(gui)
+    _open_oculomics(qtbot, gui, patient_id)
+    view = gui.oculomics_view
+    # As the API would: the service publishes OculomicsMeasured, the bridge delivers it.
+    gui.application.oculomics.add_measurement(
+        patient_id, eye="OS", measured_on=TODAY, cup_to_disc_ratio=0.7, actor=ACTOR
+    )
+    qtbot.waitUntil(lambda: view.table.rowCount() == 6)
+    assert _points(view.charts["cup_to_disc_ratio"].flagged)[-1] == (date_ms(TODAY), 0.7)

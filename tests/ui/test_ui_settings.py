@@ -1,0 +1,196 @@
+"""The settings dialog (saved, read back, applied), Tools > Open watch folder, and the
+window's remembered geometry and splitters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QUrl
+from PySide6.QtGui import QDesktopServices, QPalette
+from PySide6.QtWidgets import QApplication, QDialogButtonBox, QSplitter
+from pytestqt.qtbot import QtBot
+
+from ophthai_desktop.core.settings import Settings
+from ophthai_desktop.core.watcher import WatcherState
+from ophthai_desktop.ui.controllers import settings as settings_module
+from ophthai_desktop.ui.session import GuiSession
+from ophthai_desktop.ui.theme import apply_theme
+from ophthai_desktop.ui.views.settings_dialog import SettingsDialog
+from tests.ui.conftest import Maker
+
+
+@pytest.fixture(autouse=True)
+def settings_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The user's settings file, in the test's folder."""
+    path = tmp_path / "config" / "settings.env"
+    monkeypatch.setattr(settings_module, "settings_file", lambda: path)
+    return path
+
+
+def _open(gui: GuiSession) -> SettingsDialog:
+    gui.window.settings_action.trigger()
+    dialog = gui.settings_controller.dialog
+    assert dialog is not None and dialog.isVisible()
+    return dialog
+
+
+def _ok(dialog: SettingsDialog) -> None:
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+
+
+def test_settings_are_saved_and_read_back(
+    qtbot: QtBot, make_gui: Maker, settings_path: Path, tmp_path: Path
+) -> None:
+    gui = make_gui()
+    assert gui.window.settings_action.shortcut().toString() == "Ctrl+,"
+    dialog = _open(gui)
+    assert dialog.data_dir.isReadOnly()
+    assert dialog.data_dir.text() == str(gui.application.settings.data_dir)
+    assert dialog.user_name.text() == "Dr. Test"
+    dialog.user_name.setText("Dr. Second")
+    dialog.max_new_tokens.setValue(2048)
+    dialog.thinking_budget.setValue(512)
+    dialog.quantization.setCurrentText("4bit")
+    dialog.device.setCurrentText("cuda:1")
+    dialog.cors_origins.setText("http://localhost:4000, https://viewer.example.org")
+    dialog.watch_folder_path.setText(str(tmp_path / 'watch "quoted" dir'))
+    with qtbot.waitSignal(gui.settings_controller.settings_saved, timeout=5000):
+        _ok(dialog)
+    qtbot.waitUntil(lambda: gui.settings_controller.dialog is None)
+
+    assert settings_path.is_file()
+    reread = Settings(_env_file=settings_path, data_dir=tmp_path / "elsewhere")  # type: ignore[call-arg]
+    assert reread.user_name == "Dr. Second"
+    assert reread.max_new_tokens == 2048
+    assert reread.thinking_budget == 512
+    assert reread.quantization == "4bit"
+    assert reread.device == "cuda:1"
+    assert reread.cors_origins == ["http://localhost:4000", "https://viewer.example.org"]
+    assert reread.watch_folder_path == tmp_path / 'watch "quoted" dir'
+    assert reread.model_path == gui.application.settings.model_path
+    # Applied to the running application.
+    assert gui.application.settings.max_new_tokens == 2048
+    assert gui.context.actor.who == "Dr. Second"
+
+    again = _open(gui)  # a new dialog shows what was saved
+    assert again is not dialog
+    assert again.user_name.text() == "Dr. Second"
+    assert again.max_new_tokens.value() == 2048
+    assert again.quantization.currentText() == "4bit"
+    assert again.cors_origins.text() == "http://localhost:4000, https://viewer.example.org"
+    assert str(settings_path) in again.saved_to.text()
+
+
+def test_invalid_settings_name_the_field_and_save_nothing(
+    qtbot: QtBot, make_gui: Maker, settings_path: Path
+) -> None:
+    gui = make_gui()
+    dialog = _open(gui)
+    dialog.api_host.setText("0.0.0.0")  # the network, without a token
+    _ok(dialog)
+    assert dialog.error.isVisible()
+    assert dialog.error.text().startswith("API token:")
+    assert dialog.api_token.property("invalid") is True
+
+    dialog.api_token.setText("too-short")
+    _ok(dialog)
+    assert "too short" in dialog.error.text()
+
+    dialog.api_host.setText("127.0.0.1")
+    dialog.device.setCurrentText("gpu")
+    _ok(dialog)
+    assert dialog.error.text().startswith("Device:")
+    assert dialog.device.property("invalid") is True
+    assert dialog.api_token.property("invalid") is False
+
+    dialog.device.setCurrentText("auto")
+    dialog.cors_origins.setText("localhost:3000")
+    _ok(dialog)
+    assert dialog.error.text().startswith("CORS origins:")
+    assert dialog.isVisible()
+    assert not settings_path.exists()
+    assert gui.application.settings.api_host == "127.0.0.1"
+
+
+def test_minimise_to_tray_applies_at_once(qtbot: QtBot, make_gui: Maker) -> None:
+    gui = make_gui(tray=True, minimize_to_tray=True)
+    quits: list[bool] = []
+    gui.quit_requested.connect(lambda: quits.append(True))
+    gui.window.close()
+    assert quits == []  # hidden to the tray
+    gui.show_window()
+
+    dialog = _open(gui)
+    assert dialog.minimize_to_tray.isChecked()
+    dialog.minimize_to_tray.setChecked(False)
+    with qtbot.waitSignal(gui.settings_controller.settings_saved, timeout=5000):
+        _ok(dialog)
+    gui.window.close()
+    assert quits == [True]
+
+
+def test_turning_the_watch_folder_on_and_off(qtbot: QtBot, make_gui: Maker, tmp_path: Path) -> None:
+    folder = tmp_path / "incoming"
+    gui = make_gui(watch_folder_enabled=False)
+    watcher = gui.application.watcher
+    assert watcher.state is WatcherState.STOPPED
+
+    dialog = _open(gui)
+    dialog.watch_folder_enabled.setChecked(True)
+    dialog.watch_folder_path.setText(str(folder))
+    with qtbot.waitSignal(gui.settings_controller.watcher_applied, timeout=10_000):
+        _ok(dialog)
+    assert watcher.state is WatcherState.RUNNING
+    assert watcher.folder == folder.resolve()
+
+    dialog = _open(gui)
+    dialog.watch_folder_enabled.setChecked(False)
+    with qtbot.waitSignal(gui.settings_controller.watcher_applied, timeout=10_000):
+        _ok(dialog)
+    assert watcher.state is WatcherState.STOPPED
+
+
+def test_open_watch_folder(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[QUrl] = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url) or True)
+    gui = make_gui(watch_folder_path=tmp_path / "scans-in")
+    gui.window.open_watch_folder_action.trigger()
+    assert [url.toLocalFile() for url in opened] == [str(tmp_path / "scans-in")]
+    assert (tmp_path / "scans-in").is_dir()
+
+
+def test_dark_theme_applies_at_once(qtbot: QtBot, make_gui: Maker) -> None:
+    gui = make_gui()
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    try:
+        dialog = _open(gui)
+        dialog.theme.setCurrentText("dark")
+        with qtbot.waitSignal(gui.settings_controller.settings_saved, timeout=5000):
+            _ok(dialog)
+        assert app.palette().color(QPalette.ColorRole.Window).lightness() < 80
+        assert "#1e2226" in app.styleSheet()
+    finally:
+        apply_theme("light")
+    assert app.palette().color(QPalette.ColorRole.Window).lightness() > 180
+
+
+def test_window_geometry_and_splitters_are_remembered(qtbot: QtBot, make_gui: Maker) -> None:
+    first = make_gui()
+    screen = first.window.screen().availableGeometry()
+    width, height = min(1100, screen.width() - 40), min(760, screen.height() - 40)
+    first.window.resize(width, height)
+    split = first.window.findChild(QSplitter, "mainSplit")
+    assert split is not None
+    split.setSizes([300, width - 320])
+    saved = split.sizes()
+    first.shutdown()
+
+    second = make_gui()
+    assert (second.window.width(), second.window.height()) == (width, height)
+    again = second.window.findChild(QSplitter, "mainSplit")
+    assert again is not None
+    assert again.sizes() == saved
