@@ -10,8 +10,10 @@ directly.
 from __future__ import annotations
 
 import logging
+import platform
+from importlib import metadata
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot, qVersion
 from PySide6.QtWidgets import QMessageBox, QSystemTrayIcon
 
 from ophthai_desktop import __version__
@@ -47,6 +49,21 @@ from ophthai_desktop.ui.views.scan_viewer import ScanViewer
 from ophthai_desktop.ui.window_state import restore_window_state, save_window_state
 
 log = logging.getLogger(__name__)
+
+
+def versions() -> list[tuple[str, str]]:
+    """Versions for the About box, read from package metadata (importing torch here
+    would cost seconds on the GUI thread)."""
+    found = [
+        ("Python", platform.python_version()),
+        ("Qt", qVersion()),
+    ]
+    for package in ("PySide6-Essentials", "torch", "transformers", "SQLAlchemy", "FastAPI"):
+        try:
+            found.append((package.split("-")[0], metadata.version(package)))
+        except metadata.PackageNotFoundError:
+            found.append((package.split("-")[0], "not installed"))
+    return found
 
 
 class GuiSession(QObject):
@@ -134,6 +151,7 @@ class GuiSession(QObject):
         self._quitting = False
         self._closed = False
         self._told_about_tray = False
+        self.about_box: QMessageBox | None = None
 
     # Life cycle ------------------------------------------------------------------------
 
@@ -239,9 +257,12 @@ class GuiSession(QObject):
         box = QMessageBox(self.window)
         box.setWindowTitle("About OphthAI Desktop")
         box.setIconPixmap(self.window.windowIcon().pixmap(64, 64))
+        rows = "".join(f"<tr><td>{name}</td><td>{value}</td></tr>" for name, value in versions())
+        settings = self.application.settings
         box.setText(
             f"<b>OphthAI Desktop {__version__}</b><br>Ophthalmology workstation with local "
-            "OctoMed-7B analysis.<br><br>AI results are preliminary until a clinician "
-            "validates them."
+            f"{settings.model_id} analysis.<br><br>AI results are preliminary until a "
+            f"clinician validates them.<br><br><table>{rows}</table>"
         )
         box.open()
+        self.about_box = box

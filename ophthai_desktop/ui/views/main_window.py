@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal, Slot
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
@@ -118,6 +118,8 @@ class MainWindow(QMainWindow):
         )
         self.import_action = self._action("Import image…", "import", QKeySequence("Ctrl+I"))
         self.quit_action = self._action("Quit", None, QKeySequence.StandardKey.Quit)
+        self.find_action = self._action("Find patient", None, QKeySequence.StandardKey.Find)
+        self.find_action.triggered.connect(self._on_find_triggered)
         self.edit_patient_action = self._action("Edit patient…", "edit", QKeySequence("Ctrl+E"))
         self.delete_patient_action = self._action("Delete patient…", "delete")
         self.analyse_action = self._action("Analyse", "analyse", QKeySequence("Ctrl+R"))
@@ -148,11 +150,16 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.import_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
-        patient_menu = menus.addMenu("&Patient")
-        patient_menu.addAction(self.edit_patient_action)
-        patient_menu.addAction(self.delete_patient_action)
-        patient_menu.addSeparator()
-        patient_menu.addAction(self.analyse_action)
+        edit_menu = menus.addMenu("&Edit")
+        edit_menu.addAction(self.find_action)
+        edit_menu.addSeparator()
+        edit_menu.addAction(self.edit_patient_action)
+        edit_menu.addAction(self.delete_patient_action)
+        view_menu = menus.addMenu("&View")
+        view_menu.addAction(self.notifications_action)
+        view_menu.addAction(self.jobs_action)
+        view_menu.addSeparator()
+        view_menu.addAction(self.pause_watch_action)
         model_menu = menus.addMenu("&AI")
         model_menu.addAction(self.analyse_action)
         model_menu.addSeparator()
@@ -166,11 +173,6 @@ class MainWindow(QMainWindow):
         tools_menu.addAction(self.open_watch_folder_action)
         tools_menu.addSeparator()
         tools_menu.addAction(self.settings_action)
-        view_menu = menus.addMenu("&View")
-        view_menu.addAction(self.notifications_action)
-        view_menu.addAction(self.jobs_action)
-        view_menu.addSeparator()
-        view_menu.addAction(self.pause_watch_action)
         help_menu = menus.addMenu("&Help")
         help_menu.addAction(self.api_docs_action)
         help_menu.addSeparator()
@@ -189,6 +191,11 @@ class MainWindow(QMainWindow):
         toolbar.addAction(self.load_model_action)
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, toolbar)
         self.toolbar = toolbar
+
+    @Slot()
+    def _on_find_triggered(self) -> None:
+        self.patient_list.search.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.patient_list.search.selectAll()
 
     def _dock(self, title: str, name: str, widget: QWidget) -> QDockWidget:
         dock = QDockWidget(title, self)
