@@ -6,7 +6,10 @@ Storage and service tests that take the ``db_url`` fixture run against SQLite an
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from ophthai_desktop.bootstrap import Application, build_application
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.settings import Settings
 from tests.support.images import jpeg_bytes, png_bytes
-from tests.support.tiny_checkpoint import build_tiny_qwen25vl
+from tests.support.tiny_checkpoint import build_tiny_qwen25vl, train_tiny_answerer
 
 __all__ = ["jpeg_bytes", "png_bytes"]
 
@@ -29,6 +32,14 @@ SEED_NAMES = (
     "CORS_ORIGINS",
 )
 POSTGRES_URL = os.environ.get("OPHTHAI_TEST_DATABASE_URL")
+
+# Subprocesses that tests start (``ophthai serve``, the window) never read or write the
+# user's data and settings folders; in this process every test passes its own Settings
+# with ``_env_file=None`` (see make_settings).
+_SANDBOX = Path(tempfile.mkdtemp(prefix="ophthai-tests-home-"))
+atexit.register(shutil.rmtree, _SANDBOX, ignore_errors=True)
+os.environ["XDG_CONFIG_HOME"] = str(_SANDBOX / "config")
+os.environ["XDG_DATA_HOME"] = str(_SANDBOX / "data")
 
 # Nothing from the developer's environment or .env leaks into a test.
 for _name in list(os.environ):
@@ -105,3 +116,10 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_thinking_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The scripted model: ``<think>`` then ``~`` until closed, then ``<|im_end|>``."""
     return build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny-qwen25vl-thinking"), scripted=True)
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model trained for seconds to answer ``TRAINED_OUTPUT`` for any image
+    (run it with ``max_pixels=TRAINED_MAX_PIXELS``); see ``train_tiny_answerer``."""
+    return train_tiny_answerer(tmp_path_factory.mktemp("tiny-qwen25vl-trained"))

@@ -14,12 +14,21 @@ layer's output projections are zero, so the next token depends only on the curre
 and the embeddings and ``lm_head`` encode a short script. After the generation prompt it
 writes ``<think>`` and then ``~`` forever; after ``</think>`` it writes ``<|im_end|>``.
 Only a thinking budget (or the token cap, or cancellation) ends its thinking.
+
+:func:`train_tiny_answerer` builds the random checkpoint and then trains it for a few
+seconds on the CPU, on the exact inputs the engine builds (its prompt, the checkpoint's
+chat template and processor, images of several sizes), until greedy decoding writes
+:data:`TRAINED_OUTPUT` (reasoning in think tags, then a valid JSON answer, then
+``<|im_end|>``) for any image, at ``max_pixels=TRAINED_MAX_PIXELS`` (16 image tokens at
+most). It checks that through the real ``InferenceEngine``.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 #: Qwen2.5's added tokens, in Qwen's order, then the reasoning tags OctoMed writes.
 SPECIAL_TOKENS = [
@@ -269,3 +278,232 @@ def build_tiny_qwen25vl(path: Path, *, scripted: bool = False) -> Path:
     )
     _write_json(path / "chat_template.json", {"chat_template": CHAT_TEMPLATE})
     return path
+
+
+#: What the trained tiny model answers for every image (see :func:`train_tiny_answerer`).
+TRAINED_REASONING = "Cystoid spaces and fluid in the macula."
+TRAINED_ANSWER = {
+    "classification": "Diabetic Macular Edema",
+    "confidence": 87,
+    "findings": ["intraretinal fluid"],
+    "recommendation": "Refer to retina clinic",
+    "explanation": "Cystoid spaces in the macula.",
+}
+TRAINED_ANSWER_TEXT = json.dumps(TRAINED_ANSWER)
+TRAINED_OUTPUT = f"<think>{TRAINED_REASONING}</think>{TRAINED_ANSWER_TEXT}"
+
+#: Image sizes trained on; the check uses sizes outside this list.
+_TRAIN_SIZES = [(32, 24), (64, 48), (200, 160), (96, 300), (640, 480)]
+_TRAIN_MODALITIES = [None, "OCT", "fundus", "OCTA"]
+_CHECK_SIZES = [(48, 64), (150, 110), (512, 496)]
+
+
+def _random_image(size: tuple[int, int], generator: Any) -> Any:
+    import torch
+    from PIL import Image
+
+    kind = int(torch.randint(0, 3, (1,), generator=generator))
+    if kind == 0:  # noise
+        data = torch.randint(0, 256, (size[1], size[0], 3), generator=generator)
+        return Image.fromarray(data.to(torch.uint8).numpy(), "RGB")
+    if kind == 1:  # one flat colour
+        colour = tuple(int(c) for c in torch.randint(0, 256, (3,), generator=generator))
+        return Image.new("RGB", size, colour)
+    data = torch.randint(0, 256, (size[1], size[0]), generator=generator)  # grey noise
+    return Image.fromarray(data.to(torch.uint8).numpy(), "L")
+
+
+def _engine_inputs(processor: Any, image: Any, modality: str | None, settings: Any) -> Any:
+    """The processor output exactly as ``InferenceEngine._generate`` builds it."""
+    from ophthai_desktop.core.inference.preprocess import prepare_image
+    from ophthai_desktop.core.inference.prompt import build_messages
+
+    prompt = processor.apply_chat_template(
+        build_messages(None, modality), add_generation_prompt=True, tokenize=False
+    )
+    max_pixels = settings.max_pixels
+    min_pixels = min(settings.min_pixels, max_pixels)
+    return processor(
+        text=[prompt],
+        images=[prepare_image(image)],
+        return_tensors="pt",
+        images_kwargs={"size": {"shortest_edge": min_pixels, "longest_edge": max_pixels}},
+    )
+
+
+#: The image budget the trained model is trained and used with (at most 64 patches, 16
+#: image tokens, whatever the image's size), which keeps its training to seconds.
+TRAINED_MAX_PIXELS = 112 * 112
+
+
+def train_tiny_answerer(
+    path: Path, *, seconds_budget: float = 120.0, max_pixels: int = TRAINED_MAX_PIXELS
+) -> Path:
+    """Build the tiny checkpoint at ``path`` and train it to always answer one fixed text.
+
+    Training is deterministic (fixed seeds; every step is one full batch of ten engine
+    inputs: five image sizes, noise/flat/grey images, four modality hints; AdamW at
+    lr 1e-2). It stops, after ~120 steps (~25 s on two cores), once teacher-forced
+    greedy predictions win by a logit margin on every training input and greedy
+    ``model.generate`` (with the checkpoint's repetition penalty) writes
+    :data:`TRAINED_OUTPUT` for three images of sizes not trained on.
+    The float32 weights are saved with ``save_pretrained``, then the engine loads the
+    folder and analyses one more image; a different output raises.
+
+    Args:
+        path: Folder to create (may exist and be empty).
+        seconds_budget: Give up (``RuntimeError``) when training takes longer.
+        max_pixels: ``OPHTHAI_MAX_PIXELS`` to train for; use the same when running it.
+    """
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from ophthai_desktop.core.inference.processor import load_processor
+    from ophthai_desktop.core.settings import Settings
+
+    build_tiny_qwen25vl(path)
+    started = time.monotonic()
+    side_files = {
+        name: (path / name).read_text(encoding="utf-8")
+        for name in ("config.json", "generation_config.json")
+    }
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    settings = Settings(data_dir=path / "_unused", _env_file=None, max_pixels=max_pixels)
+    processor = load_processor(path, "qwen2_5_vl")
+    tokenizer = processor.tokenizer
+    target_ids = tokenizer(TRAINED_OUTPUT + "<|im_end|>", add_special_tokens=False)["input_ids"]
+    if tokenizer.decode(target_ids[:-1], skip_special_tokens=False) != TRAINED_OUTPUT:
+        raise RuntimeError("the tiny tokenizer does not round-trip the trained output")
+    target = torch.tensor([target_ids])
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(path), dtype=torch.float32)
+
+    samples = []
+    for index, size in enumerate(_TRAIN_SIZES):
+        for repeat in range(2):
+            modality = _TRAIN_MODALITIES[(index + repeat) % len(_TRAIN_MODALITIES)]
+            image = _random_image(size, generator)
+            samples.append(_engine_inputs(processor, image, modality, settings))
+    batch, labels = _training_batch(samples, target, tokenizer.pad_token_id)
+    checks = [
+        _engine_inputs(processor, _random_image(size, generator), "OCT", settings)
+        for size in _CHECK_SIZES
+    ]
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    step = 0
+    while True:
+        model.train()
+        loss = model(**batch, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        learned = loss.item() < 0.02 and _learned(model, batch, labels)
+        if learned and _generates(model, checks, target):
+            break
+        if time.monotonic() - started > seconds_budget:
+            raise RuntimeError(
+                f"the tiny answerer did not learn its output in {seconds_budget:.0f} s "
+                f"({step} steps, last loss {loss.item():.4f})"
+            )
+    model.eval()
+    for name in [*path.glob("model*.safetensors"), path / "model.safetensors.index.json"]:
+        name.unlink(missing_ok=True)
+    model.save_pretrained(path, max_shard_size="2MB")
+    for name, text in side_files.items():
+        (path / name).write_text(text, encoding="utf-8")
+    _check_with_engine(path, {"max_pixels": max_pixels})
+    return path
+
+
+def _training_batch(samples: list[Any], target: Any, pad_id: int) -> tuple[dict[str, Any], Any]:
+    """Prompt + target for every sample, left-padded into one batch; labels on the target."""
+    import torch
+
+    rows = [torch.cat([s["input_ids"][0], target[0]]) for s in samples]
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    token_types = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    for index, (row, sample) in enumerate(zip(rows, samples, strict=True)):
+        input_ids[index, width - len(row) :] = row
+        attention[index, width - len(row) :] = 1
+        labels[index, width - target.shape[1] :] = target[0]
+        if "mm_token_type_ids" in sample:
+            prompt = sample["mm_token_type_ids"][0]
+            token_types[index, width - len(row) : width - len(row) + len(prompt)] = prompt
+    batch = {
+        "input_ids": input_ids,
+        "attention_mask": attention,
+        "pixel_values": torch.cat([s["pixel_values"] for s in samples]),
+        "image_grid_thw": torch.cat([s["image_grid_thw"] for s in samples]),
+    }
+    if "mm_token_type_ids" in samples[0]:
+        batch["mm_token_type_ids"] = token_types
+    return batch, labels
+
+
+def _learned(model: Any, batch: dict[str, Any], labels: Any, margin: float = 1.0) -> bool:
+    """Every next target token is the argmax, by ``margin``, on every training input."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        logits = model(**batch).logits[:, :-1]
+    want = labels[:, 1:]
+    mask = want != -100
+    picked = logits[mask]
+    wanted = want[mask]
+    right = picked.gather(1, wanted[:, None])[:, 0]
+    picked[torch.arange(len(wanted)), wanted] = float("-inf")
+    gap = right - picked.max(dim=1).values
+    return bool((gap >= margin).all())
+
+
+def _generates(model: Any, checks: list[Any], target: Any) -> bool:
+    """Greedy ``generate`` (the checkpoint's repetition penalty) writes the target."""
+    import torch
+
+    with torch.no_grad():
+        for inputs in checks:
+            output = model.generate(
+                **inputs,
+                do_sample=False,
+                max_new_tokens=target.shape[1] + 4,
+                repetition_penalty=1.05,
+                temperature=1.0,
+                top_p=1.0,
+                top_k=50,
+            )
+            written = output[0, inputs["input_ids"].shape[1] :]
+            if written.tolist() != target[0].tolist():
+                return False
+    return True
+
+
+def _check_with_engine(path: Path, overrides: dict[str, Any]) -> None:
+    """Load the saved folder with the real engine and analyse an unseen image."""
+    import tempfile
+
+    from PIL import Image
+
+    from ophthai_desktop.core.inference.engine import InferenceEngine
+    from ophthai_desktop.core.settings import Settings
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        values: dict[str, Any] = {"model_path": path, "device": "cpu", **overrides}
+        settings = Settings(data_dir=Path(data_dir), _env_file=None, **values)
+        engine = InferenceEngine(settings)
+        engine.load()
+        try:
+            result = engine.generate(Image.new("RGB", (300, 220), (90, 120, 30)), modality="OCT")
+        finally:
+            engine.unload()
+    if result.raw_text != TRAINED_OUTPUT or result.finish_reason != "eos":
+        raise RuntimeError(
+            f"the trained tiny model wrote {result.raw_text!r} ({result.finish_reason}), "
+            f"not {TRAINED_OUTPUT!r}"
+        )
