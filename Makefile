@@ -52,7 +52,8 @@ bench: $(STAMP_DEV)
 	$(BIN)/python bench/api_list.py
 
 ## The one-folder desktop build (PyInstaller, build.spec): dist/ophthai/ophthai.
-## Takes minutes and about 1.5 GB; not part of `make test`.
+## About 2 minutes and 850 MB with the CPU torch (a CUDA torch adds its libraries);
+## not part of `make test`.
 STAMP_DIST := $(VENV)/.installed-dist
 FROZEN_APP := dist/ophthai/ophthai
 FROZEN_SOURCES := build.spec pyproject.toml \

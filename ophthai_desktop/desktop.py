@@ -238,7 +238,8 @@ def run(data_dir: Path | None = None) -> int:
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s, quitting", signal.Signals(signum).name)
-        qt_app.quit()
+        # Queued: a quit() before exec() has started the loop would be lost.
+        QTimer.singleShot(0, qt_app.quit)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     wakeup = QTimer()
