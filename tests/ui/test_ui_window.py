@@ -140,3 +140,34 @@ def test_the_views_read_rows_through_multidata(qtbot: QtBot, gui: GuiSession) ->
     assert isinstance(status.icon, QIcon) and not status.icon.isNull()
     note = option_for(notes.index(0))
     assert note.text.startswith("Unread one") and note.font.bold()
+
+
+def test_sigterm_right_after_the_window_shows_quits(tmp_path: Path) -> None:
+    """A SIGTERM that lands before Qt's event loop runs must not be lost."""
+    import signal
+
+    env = {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "QT_QPA_PLATFORM": "offscreen",
+        "OPHTHAI_API_PORT": "0",
+    }
+    with subprocess.Popen(
+        [sys.executable, "-m", "ophthai_desktop", "--data-dir", str(tmp_path / "data")],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as process:
+        assert process.stderr is not None
+        try:
+            for line in process.stderr:
+                if "desktop window shown" in line:
+                    process.send_signal(signal.SIGTERM)
+                    break
+            _, rest = process.communicate(timeout=20)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert process.returncode == 0, rest
