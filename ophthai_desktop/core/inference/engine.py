@@ -262,6 +262,20 @@ class InferenceEngine:
             )
         return self._status
 
+    def update_settings(self, settings: Settings) -> EngineStatus:
+        """Use new settings: the generation settings (token cap, thinking budget, image
+        budget) from the next analysis; the model source, device and quantization from
+        the next load (unload first to apply them now).
+
+        Any thread but the GUI's: waits for a running load or analysis to finish.
+        """
+        with self._lock:
+            self._settings = settings
+            if self._loaded is None:
+                self._recheck_install(settle=True)
+                self._set_status(model_id=settings.model_id, quantization=settings.quantization)
+        return self._status
+
     @property
     def is_ready(self) -> bool:
         """Whether the model is loaded."""

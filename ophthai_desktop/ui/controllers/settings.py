@@ -257,6 +257,9 @@ class SettingsController(QObject):
         )
         if watch_changed:
             self._restart_watcher(updated.watch_folder_enabled)
+        # The engine waits for a running analysis before it takes them: a pool thread.
+        engine = app.engine
+        self._ctx.tasks.submit(lambda: engine.update_settings(updated), lambda _r: None)
         self.settings_saved.emit(updated)
 
     def _restart_watcher(self, enabled: bool) -> None:

@@ -132,7 +132,7 @@ class SettingsDialog(QDialog):
         self.thinking_budget = _spin(0, 32_768, 64)
         self.max_pixels = _spin(3136, 50_000_000, 65_536)
         self.load_model_on_startup = QCheckBox("Load the model when the app starts")
-        model = QGroupBox(f"Model {RESTART_NOTE}")
+        model = QGroupBox("Model (generation: next analysis; model, device: next load)")
         form = QFormLayout(model)
         form.addRow("Model id", self.model_id)
         form.addRow("Model folder", _with_button(self.model_path, self.browse_model))

@@ -390,3 +390,24 @@ def test_status_notices_a_model_copied_into_place(
 
     assert engine.status().state is ModelState.INSTALLED
     assert model_states(events) == ["installed"]
+
+
+def test_update_settings_applies_to_the_next_analysis(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    from ophthai_desktop.core.settings import Settings
+
+    base = Settings(
+        data_dir=tmp_path,
+        model_path=tiny_checkpoint,
+        max_new_tokens=6,
+        device="cpu",
+        _env_file=None,
+    )
+    engine = InferenceEngine(base)
+    engine.load()
+    image = Image.new("RGB", (40, 40), (30, 60, 90))
+    assert engine.generate(image).completion_tokens == 6
+    engine.update_settings(base.model_copy(update={"max_new_tokens": 3}))
+    assert engine.generate(image).completion_tokens == 3
+    engine.unload()
