@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, overload
 
 from ophthai_desktop.api import schemas as s
 from ophthai_desktop.core.records import (
@@ -15,6 +16,17 @@ from ophthai_desktop.core.records import (
     ScanRecord,
 )
 from ophthai_desktop.core.services.oculomics import REFERENCE_RANGES, OculomicsOverview
+
+
+@overload
+def timestamp(value: datetime) -> str: ...
+@overload
+def timestamp(value: None) -> None: ...
+def timestamp(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with ``Z``, as pydantic writes the schemas' datetimes."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def image_url(base_url: str, record: PatientRecord) -> str | None:
@@ -39,7 +51,7 @@ def ai_analysis(record: AnalysisRecord | None, *, with_reasoning: bool) -> dict[
         "model": record.model_id,
         "model_revision": record.model_revision,
         "prompt_version": record.prompt_version,
-        "created_at": record.created_at.isoformat(),
+        "created_at": timestamp(record.created_at),
     }
     if record.result is not None:
         data.update(record.result)
@@ -47,7 +59,7 @@ def ai_analysis(record: AnalysisRecord | None, *, with_reasoning: bool) -> dict[
         data["parse_error"] = record.parse_error
     if record.validated_by:
         data["validated_by"] = record.validated_by
-        data["validated_at"] = record.validated_at.isoformat() if record.validated_at else None
+        data["validated_at"] = timestamp(record.validated_at)
     if with_reasoning:
         data["reasoning"] = record.reasoning_text
         data["raw_answer"] = record.answer_text
@@ -195,7 +207,7 @@ def job(record: JobRecord) -> dict[str, Any]:
         "error": record.error,
         "attempts": record.attempts,
         "requestedBy": record.requested_by,
-        "createdAt": record.created_at.isoformat(),
-        "startedAt": record.started_at.isoformat() if record.started_at else None,
-        "finishedAt": record.finished_at.isoformat() if record.finished_at else None,
+        "createdAt": timestamp(record.created_at),
+        "startedAt": timestamp(record.started_at),
+        "finishedAt": timestamp(record.finished_at),
     }

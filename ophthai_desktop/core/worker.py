@@ -19,8 +19,9 @@ from collections.abc import Callable
 from typing import Protocol
 
 from PIL import Image
+from sqlalchemy.exc import SQLAlchemyError
 
-from ophthai_desktop.core.errors import ModelUnavailable, OphthaiError
+from ophthai_desktop.core.errors import ModelUnavailable, NotFound, OphthaiError
 from ophthai_desktop.core.events import (
     AnalysisCancelRequested,
     AnalysisProgressed,
@@ -70,6 +71,8 @@ class InferenceWorker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._current: tuple[int, threading.Event] | None = None
+        # Cancels that arrived between a job's claim and its start.
+        self._cancel_requested: set[int] = set()
         self._current_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._commands: list[str] = []  # "load" / "unload", run between jobs
@@ -135,22 +138,33 @@ class InferenceWorker:
             with self._current_lock:
                 if self._current is not None and self._current[0] == event.job_id:
                     self._current[1].set()
+                else:
+                    self._cancel_requested.add(event.job_id)
 
     # The loop (worker thread) ---------------------------------------------------------
 
     def run(self) -> None:
-        """The worker loop; returns after :meth:`stop`."""
-        self._jobs.requeue_interrupted()
+        """The worker loop; returns after :meth:`stop`. Nothing ends it but stop():
+        a failure (the database unavailable, a load that raises) is logged and the
+        loop tries again."""
+        requeued = False
         while not self._stop.is_set():
-            self._wake.wait(IDLE_POLL_S)
-            self._wake.clear()
-            self._run_commands()
-            while not self._stop.is_set() and self._ready_for_work():
-                job = self._jobs.claim_next()
-                if job is None:
-                    break
-                self._run_job(job)
+            try:
+                if not requeued:
+                    self._jobs.requeue_interrupted()
+                    requeued = True
+                self._wake.wait(IDLE_POLL_S)
+                self._wake.clear()
                 self._run_commands()
+                while not self._stop.is_set() and self._ready_for_work():
+                    job = self._jobs.claim_next()
+                    if job is None:
+                        break
+                    self._run_job(job)
+                    self._run_commands()
+            except Exception as exc:
+                log.error("the inference worker hit %s; retrying", type(exc).__name__)
+                self._stop.wait(IDLE_POLL_S)
 
     def _run_commands(self) -> None:
         with self._current_lock:
@@ -193,13 +207,19 @@ class InferenceWorker:
                 log.warning("queued analyses are waiting: the model did not load")
                 return False
             return True
-        self.waiting_reason = "the model is not installed"
+        if state is ModelState.ERROR:
+            self.waiting_reason = self._engine.status().message
+        else:
+            self.waiting_reason = "the model is not installed"
         return False
 
     def _run_job(self, job: JobRecord) -> None:
         cancel = threading.Event()
         with self._current_lock:
             self._current = (job.id, cancel)
+            if job.id in self._cancel_requested:
+                self._cancel_requested.discard(job.id)
+                cancel.set()
         try:
             self._bus.publish(AnalysisStarted(job.id, job.patient_id))
             image = self._open_image(job)
@@ -217,18 +237,32 @@ class InferenceWorker:
             )
             for phase, text in phases.flush():
                 self._bus.publish(AnalysisProgressed(job.id, text, phase))
-            if result.cancelled:
+            if result.cancelled and self._stop.is_set():
+                self._jobs.requeue(job.id)  # the app is closing: run it next time
+            elif result.cancelled:
                 self._jobs.mark_cancelled(job.id)
             else:
                 self._jobs.complete(job.id, result)
         except OphthaiError as exc:
-            self._jobs.fail(job.id, exc.message)
+            self._record_failure(job.id, exc.message)
         except Exception as exc:  # a bad job never kills the worker
-            log.exception("analysis job %d failed unexpectedly", job.id)
-            self._jobs.fail(job.id, f"unexpected error: {type(exc).__name__}: {exc}")
+            # The text of a database error holds parameter values (names): only its kind.
+            reason = (
+                type(exc).__name__
+                if isinstance(exc, SQLAlchemyError)
+                else f"{type(exc).__name__}: {exc}"
+            )
+            log.error("analysis job %d failed unexpectedly: %s", job.id, reason)
+            self._record_failure(job.id, f"unexpected error: {reason}")
         finally:
             with self._current_lock:
                 self._current = None
+
+    def _record_failure(self, job_id: int, reason: str) -> None:
+        try:
+            self._jobs.fail(job_id, reason)
+        except NotFound:
+            log.info("analysis job %d ended after its patient was deleted", job_id)
 
     def _open_image(self, job: JobRecord) -> Image.Image:
         data = self._jobs.image_bytes(job)

@@ -167,3 +167,14 @@ def test_health_and_load_unload(ai_client: TestClient, engine: ScriptedEngine) -
     assert engine.state == "ready" and engine.loads == 1
     assert ai_client.post("/api/ai/unload-model/").status_code == 200
     assert engine.state == "installed"
+
+
+def test_job_and_audit_timestamps_end_in_z(ai_client: TestClient) -> None:
+    created = ai_client.post(
+        "/api/patients",
+        json={"name": "Zulu", "imageUrl": "data:image/png;base64," + _b64(png_bytes())},
+    ).json()
+    job = ai_client.post(f"/api/patients/{created['id']}/analyze").json()
+    assert job["createdAt"].endswith("Z")
+    events = ai_client.get("/api/audit").json()
+    assert events and all(event["at"].endswith("Z") for event in events)

@@ -220,3 +220,75 @@ def test_model_unavailable_during_generation_fails_the_job(
     job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
     _wait(lambda: app.jobs.get_job(job.id).state == "failed")
     assert app.jobs.get_job(job.id).error == "CUDA out of memory"
+
+
+def test_deleting_the_patient_mid_analysis_leaves_the_worker_running(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    app = sqlite_services
+    hold = threading.Event()
+    worker = running(ScriptedEngine(DME, hold=hold))
+    first = _patient_with_scan(app, actor)
+    job = app.jobs.queue_patient_analysis(first, actor=actor)
+    _wait(lambda: worker.current_job_id == job.id)
+    app.patients.delete_patient(first, actor=actor)  # the job row goes with the patient
+    hold.set()
+    second = _patient_with_scan(app, actor)
+    next_job = app.jobs.queue_patient_analysis(second, actor=actor)
+    _wait(lambda: app.jobs.get_job(next_job.id).state == "done")
+    assert worker.alive
+
+
+def test_a_cancel_between_claim_and_start_is_honoured(
+    sqlite_services: Application, actor: Actor, running: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = sqlite_services
+    claim = app.jobs.claim_next
+    claimed, release = threading.Event(), threading.Event()
+
+    def slow_claim() -> Any:
+        job = claim()
+        if job is not None:
+            claimed.set()
+            release.wait(5)
+        return job
+
+    monkeypatch.setattr(app.jobs, "claim_next", slow_claim)
+    running(ScriptedEngine(DME))
+    job = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+    assert claimed.wait(5)
+    assert app.jobs.request_cancel(job.id, actor=actor).state == "running"
+    release.set()
+    _wait(lambda: app.jobs.get_job(job.id).state not in ("queued", "running"))
+    assert app.jobs.get_job(job.id).state == "cancelled"
+
+
+def test_a_cancelled_queued_job_is_never_claimed(
+    sqlite_services: Application, actor: Actor
+) -> None:
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)
+    first = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    second = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    app.jobs.request_cancel(first.id, actor=actor)
+    claimed = app.jobs.claim_next()
+    assert claimed is not None and claimed.id == second.id
+    assert app.jobs.get_job(first.id).state == "cancelled"
+    assert app.jobs.claim_next() is None
+
+
+def test_stopping_mid_analysis_requeues_the_job(sqlite_services: Application, actor: Actor) -> None:
+    app = sqlite_services
+    hold = threading.Event()
+    worker = InferenceWorker(ScriptedEngine(DME, hold=hold), app.jobs, app.bus)
+    worker.start()
+    job = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+    _wait(lambda: worker.current_job_id == job.id)
+    worker.stop()  # the app is closing
+    assert app.jobs.get_job(job.id).state == "queued"
+    again = InferenceWorker(ScriptedEngine(DME), app.jobs, app.bus)
+    again.start()
+    try:
+        _wait(lambda: app.jobs.get_job(job.id).state == "done")
+    finally:
+        again.stop()

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Response
 
+from ophthai_desktop.api import presenters
 from ophthai_desktop.api.deps import ApplicationDep
 from ophthai_desktop.api.routing import SlashRouter
 from ophthai_desktop.api.security import require_token
@@ -31,7 +32,7 @@ def list_audit_events(
     return [
         {
             "id": e.id,
-            "at": e.at.isoformat(),
+            "at": presenters.timestamp(e.at),
             "actor": e.actor,
             "origin": e.origin,
             "action": e.action,

@@ -221,24 +221,42 @@ class JobService:
         return count
 
     def claim_next(self) -> JobRecord | None:
-        """Mark the oldest queued job running and return it (None if the queue is empty)."""
+        """Mark the oldest queued job running and return it (None if the queue is empty).
+
+        The update only applies while the job is still queued, so a job cancelled at
+        the same moment is never run.
+        """
+        while True:
+            with self._db.session() as session:
+                job_id = session.scalar(
+                    select(m.Job.id)
+                    .where(m.Job.state == JobState.QUEUED.value)
+                    .order_by(m.Job.created_at, m.Job.id)
+                    .limit(1)
+                )
+                if job_id is None:
+                    return None
+                claimed = session.execute(
+                    update(m.Job)
+                    .where(m.Job.id == job_id, m.Job.state == JobState.QUEUED.value)
+                    .values(
+                        state=JobState.RUNNING.value,
+                        started_at=datetime.now(UTC),
+                        attempts=m.Job.attempts + 1,
+                    )
+                )
+                if int(getattr(claimed, "rowcount", 0) or 0) == 1:
+                    return job_record(self._get(session, job_id))
+            # Taken or cancelled in between: look again.
+
+    def requeue(self, job_id: int) -> None:
+        """Put a running job back in the queue (the app is stopping mid-analysis)."""
         with self._db.session() as session:
-            query = (
-                select(m.Job)
-                .where(m.Job.state == JobState.QUEUED.value)
-                .order_by(m.Job.created_at, m.Job.id)
-                .limit(1)
+            session.execute(
+                update(m.Job)
+                .where(m.Job.id == job_id, m.Job.state == JobState.RUNNING.value)
+                .values(state=JobState.QUEUED.value, started_at=None)
             )
-            if not self._db.is_sqlite:
-                query = query.with_for_update(skip_locked=True)
-            job = session.scalars(query).first()
-            if job is None:
-                return None
-            job.state = JobState.RUNNING.value
-            job.started_at = datetime.now(UTC)
-            job.attempts += 1
-            session.flush()
-            return job_record(job)
 
     def has_queued(self) -> bool:
         with self._db.session() as session:
