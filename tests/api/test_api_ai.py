@@ -178,3 +178,15 @@ def test_job_and_audit_timestamps_end_in_z(ai_client: TestClient) -> None:
     assert job["createdAt"].endswith("Z")
     events = ai_client.get("/api/audit").json()
     assert events and all(event["at"].endswith("Z") for event in events)
+
+
+def test_bad_input_is_named_before_a_missing_model(
+    ai_client: TestClient, engine: ScriptedEngine
+) -> None:
+    engine.state = "not_installed"
+    response = ai_client.post("/api/ai/analyze", json={"image_base64": _b64(b"not an image")})
+    assert response.status_code == 415
+    upload = ai_client.post(
+        "/api/ai/analyze-upload", files={"file": ("scan.png", b"\x89PNG\r\n\x1a\n", "image/png")}
+    )
+    assert upload.status_code in (415, 422)

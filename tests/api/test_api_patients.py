@@ -460,3 +460,10 @@ def test_patch_ai_analysis_stores_a_client_supplied_result(client: TestClient) -
     bad = client.patch(f"/api/patients/{patient['id']}", json={"aiAnalysis": {"findings": []}})
     assert bad.status_code == 422
     assert bad.json()["field"] == "aiAnalysis"
+
+
+def test_patch_with_a_non_object_ai_analysis_is_refused(client: TestClient) -> None:
+    patient = client.post("/api/patients", json={"name": "String Analysis"}).json()
+    response = client.patch(f"/api/patients/{patient['id']}", json={"aiAnalysis": "AMD"})
+    assert response.status_code == 422
+    assert response.json()["field"] == "aiAnalysis"

@@ -285,3 +285,15 @@ def test_client_supplied_analysis(app_services: Application, actor: Actor) -> No
     with pytest.raises(InvalidInput) as caught:
         service.record_client_analysis(patient.id, {"findings": []}, actor=actor)
     assert caught.value.field == "aiAnalysis"
+
+
+def test_validating_an_analysis_that_is_no_longer_the_newest_conflicts(
+    app_services: Application, actor: Actor
+) -> None:
+    patient = app_services.patients.create_patient({"name": "Two Analyses"}, actor=actor)
+    read = _add_analysis(app_services, patient.id)
+    _add_analysis(app_services, patient.id)  # arrived while the clinician was reading
+    with pytest.raises(Conflict, match="newer analysis"):
+        app_services.patients.validate_analysis(
+            patient.id, approved=True, clinician="Dr A", analysis_id=read, actor=actor
+        )

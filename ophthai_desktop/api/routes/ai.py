@@ -19,7 +19,7 @@ from ophthai_desktop.api.waiting import JobTimeout, wait_for_job
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core.domain import JobState
 from ophthai_desktop.core.errors import ModelUnavailable
-from ophthai_desktop.core.imaging import decode_data_url
+from ophthai_desktop.core.imaging import decode_data_url, inspect_image
 from ophthai_desktop.core.inference import EngineStatus, ModelState
 from ophthai_desktop.core.paging import MAX_LIMIT
 from ophthai_desktop.core.records import Actor, JobRecord
@@ -125,7 +125,6 @@ async def analyze(body: s.AnalyzeRequest, app: ApplicationDep, actor: ActorDep) 
     """Analyse a base64 image (bare or as a data URL) and answer with the result."""
 
     def queue() -> JobRecord:
-        _require_installed(app)
         data = decode_data_url(body.image_base64, max_bytes=app.settings.max_image_bytes)
         return _queue(app, data, body.patient_id, body.question, actor)
 
@@ -144,7 +143,6 @@ async def analyze_upload(
     """Analyse an uploaded image (multipart field ``file``)."""
 
     def queue() -> JobRecord:
-        _require_installed(app)
         data = read_upload(file, app.settings.max_image_bytes)
         return _queue(app, data, patient_id, question, actor)
 
@@ -155,6 +153,11 @@ async def analyze_upload(
 def _queue(
     app: Application, data: bytes, patient_id: str | None, question: str | None, actor: Actor
 ) -> JobRecord:
+    """Check the image (a bad one is the client's error, model or not), then refuse
+    with 503 if no analysis could run, then store and queue it."""
+    limits = app.settings
+    inspect_image(data, max_bytes=limits.max_image_bytes, max_pixels=limits.max_image_pixels)
+    _require_installed(app)
     if patient_id:
         app.patients.attach_image(patient_id, NewImage(data=data, source="api"), actor=actor)
         return app.jobs.queue_patient_analysis(patient_id, actor=actor, question=question)

@@ -120,7 +120,9 @@ def update_patient(
         modality=body.modality,
         laterality=body.laterality,
     )
-    ai_result = body.ai_analysis if isinstance(body.ai_analysis, dict) else None
+    if body.ai_analysis is not None and not isinstance(body.ai_analysis, dict):
+        raise InvalidInput("aiAnalysis must be an object", field="aiAnalysis")
+    ai_result = body.ai_analysis
     record = app.patients.update_patient(
         patient_id, fields, actor=actor, image=image, ai_result=ai_result
     )

@@ -329,9 +329,14 @@ class PatientService:
         approved: bool,
         clinician: str,
         notes: str | None = None,
+        analysis_id: int | None = None,
         actor: Actor,
     ) -> PatientRecord:
-        """Record the clinician's verdict on the newest analysis; moves to scheduling."""
+        """Record the clinician's verdict on the newest analysis; moves to scheduling.
+
+        With ``analysis_id`` (the analysis the clinician read), a newer analysis that
+        arrived meanwhile is a :class:`Conflict` rather than a verdict on unread text.
+        """
         clinician = (clinician or "").strip()
         if not clinician:
             raise InvalidInput("the validating clinician's name is required", field="clinician")
@@ -346,6 +351,8 @@ class PatientService:
                 raise Conflict(
                     f"patient {patient_id} has no analysis to validate; analyse a scan first"
                 )
+            if analysis_id is not None and analysis.id != analysis_id:
+                raise Conflict("a newer analysis has arrived for this patient; review it first")
             analysis.status = (
                 AnalysisStatus.APPROVED.value if approved else AnalysisStatus.REJECTED.value
             )
@@ -393,6 +400,7 @@ class PatientService:
         with self._db.session() as session:
             row = self._get(session, patient_id)
             row.appointment_date = when
+            # As the seed did: scheduling completes the workflow, validated or not.
             row.workflow_step = int(WorkflowStep.COMPLETE)
             row.updated_at = now
             AuditService.record(session, actor, "schedule", "patient", patient_id)

@@ -93,6 +93,8 @@ class AnalysisController(QObject):
 
     @Slot(object)
     def _on_patients_patient_opened(self, patient: PatientRecord | None) -> None:
+        if (patient.id if patient else None) != self._patient_id:
+            self._view.notes.clear()  # notes belong to the patient they were typed for
         self._patient_id = patient.id if patient else None
         self._shown_job = None
         self._view.notice.dismiss()
@@ -262,8 +264,12 @@ class AnalysisController(QObject):
         if patient_id is None:
             return
 
+        shown = self._view.analysis.id if self._view.analysis is not None else None
+
         def done(patient: PatientRecord) -> None:
-            if patient.latest_analysis is not None and patient.id == self._patient_id:
+            if patient.id != self._patient_id:
+                return
+            if patient.latest_analysis is not None:
                 self._view.show_result(patient.latest_analysis)
             self._view.notes.clear()
 
@@ -273,6 +279,7 @@ class AnalysisController(QObject):
                 approved=approved,
                 clinician=clinician,
                 notes=notes.strip() or None,
+                analysis_id=shown,
                 actor=self._ctx.actor,
             ),
             done,

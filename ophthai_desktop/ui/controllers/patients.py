@@ -243,8 +243,9 @@ class PatientsController(QObject):
         if self._matches(patient):
             if not self._model.replace(patient_row(patient)) and self._order_by != DEFAULT_ORDER:
                 self._refresh_timer.start()
-        elif self._model.remove(patient.id):
+        elif self._view.remove_patient(patient.id):
             self._view.show_count(self._model.loaded, self._model.total)
+            self._view.select_patient(self._current_id)
         if patient.id == self._current_id:
             self._current = patient
             self._page.show_patient(patient)
@@ -252,11 +253,12 @@ class PatientsController(QObject):
 
     @Slot(str)
     def _on_bridge_patient_deleted(self, patient_id: str) -> None:
-        if self._model.remove(patient_id):
-            self._view.show_count(self._model.loaded, self._model.total)
         if patient_id == self._current_id:
             self._current_id = None
             self._show(None)
+        if self._view.remove_patient(patient_id):
+            self._view.show_count(self._model.loaded, self._model.total)
+            self._view.select_patient(self._current_id)
 
     # Dialogs ----------------------------------------------------------------------------
 

@@ -63,10 +63,12 @@ class ScansController(QObject):
             self._patient_id = None
             self._generation += 1
             self._scans, self._order = {}, ()
+            self._shown, self._pixels = None, None  # a decode in flight is now stale
             self._viewer.show_scans([])
             return
         if patient.id != self._patient_id:
             self._patient_id = patient.id
+            self._shown, self._pixels = None, None
             self.load_scans()
 
     @Slot(object)

@@ -35,6 +35,7 @@ from ophthai_desktop.ui.views.style import set_style_property, set_text
 
 def _wrapping(text: str = "", name: str | None = None) -> QLabel:
     label = QLabel(text)
+    label.setTextFormat(Qt.TextFormat.PlainText)  # model output is never markup
     label.setWordWrap(True)
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     if name:

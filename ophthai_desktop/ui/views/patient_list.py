@@ -103,6 +103,15 @@ class PatientListView(QWidget):
         finally:
             self.table.selectionModel().blockSignals(blocker)
 
+    def remove_patient(self, patient_id: str) -> bool:
+        """Drop the patient's row without letting Qt move the selection to a neighbour
+        (which would open another patient); False if it was not loaded."""
+        blocker = self.table.selectionModel().blockSignals(True)
+        try:
+            return self.model.remove(patient_id)
+        finally:
+            self.table.selectionModel().blockSignals(blocker)
+
     def show_count(self, loaded: int, total: int) -> None:
         if total == 0:
             self.count.setText("No patients match" if self._filtered() else "No patients yet")

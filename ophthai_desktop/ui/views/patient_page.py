@@ -28,6 +28,7 @@ from ophthai_desktop.ui.views.style import set_style_property, set_text
 
 def _value_label() -> QLabel:
     label = QLabel("—")
+    label.setTextFormat(Qt.TextFormat.PlainText)  # names and histories are not markup
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     label.setWordWrap(True)
     return label
@@ -73,6 +74,7 @@ class PatientPage(QWidget):
         self.empty.setWordWrap(True)
 
         self.name = QLabel()
+        self.name.setTextFormat(Qt.TextFormat.PlainText)
         self.name.setObjectName("patientName")
         self.name.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.pid = QLabel()
