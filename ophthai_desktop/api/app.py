@@ -16,7 +16,7 @@ from ophthai_desktop import __version__
 from ophthai_desktop.api.errors import install_error_handlers
 from ophthai_desktop.api.hub import WebSocketHub
 from ophthai_desktop.api.routes import ai, audit, health, notifications, patients
-from ophthai_desktop.api.security import BodySizeLimit
+from ophthai_desktop.api.security import BodySizeLimit, LoopbackHostGuard
 from ophthai_desktop.api.wire import event_data
 from ophthai_desktop.bootstrap import Application
 
@@ -56,6 +56,7 @@ def create_app(application: Application) -> FastAPI:
 
     install_error_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=5)
+    app.add_middleware(LoopbackHostGuard)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(
         CORSMiddleware,

@@ -168,3 +168,57 @@ class _TooLarge(HTTPException):
 
 def too_large_message(max_bytes: int) -> str:
     return f"the request body is larger than the limit of {format_bytes(max_bytes)}"
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+class LoopbackHostGuard:
+    """Without an API token, answers only requests addressed to this machine by a
+    loopback name, so a web page that re-points its own domain at 127.0.0.1 (DNS
+    rebinding) cannot read patient data through the victim's browser. With a token
+    configured the token protects every request and any ``Host`` is accepted."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or self._allowed(scope):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        body = json.dumps(
+            {
+                "detail": "without an API token this server only answers requests to "
+                "localhost or 127.0.0.1; set OPHTHAI_API_TOKEN for network access"
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 403,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    def _allowed(scope: Scope) -> bool:
+        application = scope["app"].state.application
+        if application.settings.api_token:
+            return True
+        host = ""
+        for name, value in scope.get("headers", ()):
+            if name == b"host":
+                host = value.decode("latin-1").strip().lower()
+                break
+        if host.startswith("["):
+            hostname = host[1 : host.find("]")] if "]" in host else host
+        else:
+            hostname = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        return hostname in LOOPBACK_NAMES

@@ -9,9 +9,10 @@ from fastapi.testclient import TestClient
 
 from ophthai_desktop.api import create_app
 from ophthai_desktop.bootstrap import Application
+from tests.support.http import LoopbackClient
 
 
 @pytest.fixture
 def client(sqlite_services: Application) -> Iterator[TestClient]:
-    with TestClient(create_app(sqlite_services)) as test_client:
+    with LoopbackClient(create_app(sqlite_services)) as test_client:
         yield test_client

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from ophthai_desktop.api import create_app
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core.worker import InferenceWorker
+from tests.support.http import LoopbackClient
 from tests.support.images import png_bytes
 from tests.support.scripted_engine import DME, ScriptedEngine
 
@@ -29,7 +30,7 @@ def ai_client(sqlite_services: Application, engine: ScriptedEngine) -> Iterator[
     app.engine = engine  # type: ignore[assignment]
     app.worker = InferenceWorker(engine, app.jobs, app.bus)
     app.worker.start()
-    with TestClient(create_app(app)) as client:
+    with LoopbackClient(create_app(app)) as client:
         yield client
     app.worker.stop()
 

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from ophthai_desktop.api import create_app
 from ophthai_desktop.bootstrap import build_application
 from tests.conftest import make_settings
+from tests.support.http import LoopbackClient
 from tests.support.images import png_bytes
 
 
@@ -21,7 +22,7 @@ def tiny_client(tmp_path: Path, tiny_checkpoint: Path) -> Iterator[TestClient]:
         make_settings(tmp_path, model_path=tiny_checkpoint, max_new_tokens=10, device="cpu")
     )
     application.start_worker()
-    with TestClient(create_app(application)) as client:
+    with LoopbackClient(create_app(application)) as client:
         yield client
     application.close()
 
@@ -69,7 +70,7 @@ def test_not_installed_model_is_503_quickly(
     application = build_application(make_settings(tmp_path, model_id="OctoMed/OctoMed-7B"))
     application.start_worker()
     try:
-        with TestClient(create_app(application)) as client:
+        with LoopbackClient(create_app(application)) as client:
             health = client.get("/api/ai/health").json()
             assert health["status"] == "not_installed"
             assert "OPHTHAI_MODEL_PATH" in health["message"]

@@ -45,7 +45,7 @@ def test_a_data_url_becomes_an_absolute_image_url_serving_the_bytes(
 
     body = create(client, imageUrl=prefix + b64(image))
 
-    assert body["imageUrl"].startswith("http://testserver/")
+    assert body["imageUrl"].startswith("http://127.0.0.1/")
     served = client.get(body["imageUrl"])
     assert served.status_code == 200
     assert served.headers["content-type"] == "image/png"

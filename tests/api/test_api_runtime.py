@@ -22,6 +22,7 @@ from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.errors import StorageError
 from ophthai_desktop.core.storage.models import Analysis
 from tests.conftest import png_bytes
+from tests.support.http import LoopbackClient
 
 SECRET_NAME = "Philomena Cunegonde"
 
@@ -97,7 +98,7 @@ def test_database_work_never_runs_on_the_event_loop_thread(
     event.listen(sqlite_services.db.engine, "before_cursor_execute", on_sql)
     unsubscribe = sqlite_services.bus.subscribe(on_event)
     try:
-        with TestClient(app) as client:
+        with LoopbackClient(app) as client:
             image = base64.b64encode(png_bytes()).decode()
             pid = client.post("/api/patients", json={"name": "Ada", "imageUrl": image}).json()["id"]
             with sqlite_services.db.session() as session:
@@ -197,7 +198,7 @@ def test_an_unexpected_error_is_a_json_500(
 
     monkeypatch.setattr(sqlite_services.notifications, "unread_count", broken)
 
-    with TestClient(create_app(sqlite_services), raise_server_exceptions=False) as client:
+    with LoopbackClient(create_app(sqlite_services), raise_server_exceptions=False) as client:
         response = client.get("/api/notifications/unread-count")
 
     assert response.status_code == 500

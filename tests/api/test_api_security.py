@@ -16,6 +16,7 @@ from starlette.websockets import WebSocketDisconnect
 from ophthai_desktop.api import create_app
 from ophthai_desktop.bootstrap import build_application
 from tests.conftest import make_settings, png_bytes
+from tests.support.http import LoopbackClient
 
 TOKEN = "x" * 24
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -24,7 +25,7 @@ BEARER = {"Authorization": f"Bearer {TOKEN}"}
 def serve(tmp_path: Path, **overrides: Any) -> Iterator[TestClient]:
     application = build_application(make_settings(tmp_path, **overrides))
     try:
-        with TestClient(create_app(application)) as client:
+        with LoopbackClient(create_app(application)) as client:
             yield client
     finally:
         application.close()
@@ -189,7 +190,7 @@ def test_a_websocket_from_a_foreign_web_page_is_refused(client: TestClient) -> N
     assert "OPHTHAI_CORS_ORIGINS" in refused.value.json()["detail"]
 
 
-@pytest.mark.parametrize("origin", ["http://localhost:3000", "http://testserver"])
+@pytest.mark.parametrize("origin", ["http://localhost:3000", "http://127.0.0.1"])
 def test_a_websocket_from_an_allowed_or_own_page_connects(client: TestClient, origin: str) -> None:
     with client.websocket_connect("/api/notifications/ws", headers={"Origin": origin}) as socket:
         assert socket.receive_json()["event"] == "connected"
@@ -327,3 +328,29 @@ def test_an_image_over_the_image_limit_is_413(small: TestClient) -> None:
     assert as_data_url.status_code == 413
     assert small.get(f"/api/patients/{pid}/scans").json() == []
     assert small.get("/api/patients").headers["X-Total-Count"] == "1"
+
+
+def test_without_a_token_only_loopback_hosts_are_answered(client: LoopbackClient) -> None:
+    """A rebinding page at evil.example (resolved to 127.0.0.1) gets nothing."""
+    for host in ("evil.example", "evil.example:8000", "192.168.1.20:8000"):
+        response = client.get("/api/patients", headers={"host": host})
+        assert response.status_code == 403, host
+        assert "OPHTHAI_API_TOKEN" in response.json()["detail"]
+    for host in ("localhost:8000", "127.0.0.1", "[::1]:8000"):
+        assert client.get("/api/patients", headers={"host": host}).status_code == 200, host
+
+
+def test_with_a_token_any_host_is_answered_with_the_token(tmp_path: Path) -> None:
+    application = build_application(make_settings(tmp_path, api_token="t" * 24))
+    try:
+        with LoopbackClient(create_app(application)) as token_client:
+            response = token_client.get(
+                "/api/patients",
+                headers={
+                    "host": "workstation.clinic.lan:8000",
+                    "authorization": "Bearer " + "t" * 24,
+                },
+            )
+            assert response.status_code == 200
+    finally:
+        application.close()

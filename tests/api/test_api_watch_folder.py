@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from starlette.testclient import WebSocketTestSession
 
 from ophthai_desktop.api import create_app
 from ophthai_desktop.bootstrap import Application
+from tests.support.http import LoopbackClient
 from tests.support.images import png_bytes
 from tests.support.watch_folder import build_watch_app
 
@@ -47,7 +47,7 @@ def test_a_dropped_file_reaches_the_websocket(app: Application) -> None:
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ws-receive")
     try:
         with (
-            TestClient(create_app(app)) as client,
+            LoopbackClient(create_app(app)) as client,
             client.websocket_connect("/api/notifications/ws") as socket,
         ):
             frames_until(socket, {"connected"}, pool)
@@ -79,7 +79,7 @@ def test_the_watcher_state_reaches_the_websocket(app: Application) -> None:
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ws-receive")
     try:
         with (
-            TestClient(create_app(app)) as client,
+            LoopbackClient(create_app(app)) as client,
             client.websocket_connect("/api/notifications/ws") as socket,
         ):
             frames_until(socket, {"connected"}, pool)
