@@ -43,8 +43,13 @@ class GuiContext:
 
     application: Application
     bridge: EventBridge
+    #: Short calls (database, image decoding): what the clinician is waiting for.
     tasks: TaskRunner
     actor: Actor
+    #: Work that can take seconds to minutes (model download and checks, waiting for a
+    #: running analysis, starting the watcher or the server), kept apart so it never
+    #: holds up the short calls.
+    slow_tasks: TaskRunner
 
     @property
     def watcher(self) -> Any | None:

@@ -90,11 +90,13 @@ class GuiSession(QObject):
         settings = application.settings
         self.bridge = EventBridge(application.bus, self)
         self.tasks = TaskRunner(self)
+        self.slow_tasks = TaskRunner(self)
         self.context = GuiContext(
             application=application,
             bridge=self.bridge,
             tasks=self.tasks,
             actor=Actor(who=clinician_name(settings.user_name), via="gui"),
+            slow_tasks=self.slow_tasks,
         )
 
         self.patient_list = PatientListView(PatientTableModel())
@@ -131,6 +133,7 @@ class GuiSession(QObject):
         self.inference = InferenceThread(application.worker, self)
 
         self.tasks.failed.connect(self._on_tasks_failed)
+        self.slow_tasks.failed.connect(self._on_tasks_failed)
         self.api_state_reported.connect(self.status.show_api)
         self.api_state_reported.connect(self.server.show_api_state)
         self.server.api_state_changed.connect(self.api_state_reported)
@@ -186,7 +189,7 @@ class GuiSession(QObject):
             self._watcher_started = True
             self.status.show_watcher()
 
-        self.tasks.submit(start, started)
+        self.slow_tasks.submit(start, started)
 
     def show_window(self) -> None:
         self.window.showNormal()
@@ -217,6 +220,7 @@ class GuiSession(QObject):
                 watcher.stop()
             except Exception:
                 log.exception("the watch folder did not stop cleanly")
+        self.slow_tasks.shutdown()
         self.tasks.shutdown()
         if self.tray is not None:
             self.tray.hide()

@@ -45,3 +45,18 @@ def test_markup_in_a_name_is_shown_as_text(qtbot: QtBot, make_gui: Maker) -> Non
     gui.patients.open_patient(patient.id)
     qtbot.waitUntil(lambda: gui.patient_page.name.text() == "<b>Bold</b> Name")
     assert gui.patient_page.name.textFormat() == Qt.TextFormat.PlainText
+
+
+def test_slow_work_does_not_hold_up_opening_a_patient(qtbot: QtBot, make_gui: Maker) -> None:
+    import threading
+
+    gui = make_gui()
+    patient = gui.application.patients.create_patient({"name": "Prompt Open"}, actor=ACTOR)
+    release = threading.Event()
+    for _ in range(3):  # e.g. a download, a settings change waiting for an analysis
+        gui.slow_tasks.submit(lambda: release.wait(10), lambda _r: None)
+    try:
+        gui.patients.open_patient(patient.id)
+        qtbot.waitUntil(lambda: gui.patient_page.name.text() == "Prompt Open", timeout=2000)
+    finally:
+        release.set()

@@ -116,7 +116,7 @@ class ModelManagerController(QObject):
                 free_bytes=devices.free_memory_bytes(plan.device),
             )
 
-        self._ctx.tasks.submit(run, self._on_checked, self._on_failed)
+        self._ctx.slow_tasks.submit(run, self._on_checked, self._on_failed)
 
     @Slot()
     def download(self) -> None:
@@ -131,7 +131,7 @@ class ModelManagerController(QObject):
             self.download_progressed.emit(fraction, message)
 
         log.info("model download started from the model manager")
-        self._ctx.tasks.submit(
+        self._ctx.slow_tasks.submit(
             lambda: engine.download(progress, cancel),
             self._on_downloaded,
             self._on_download_failed,

@@ -199,7 +199,7 @@ class ServerController(QObject):
             return
         self.busy = True
         self._report(ApiState(enabled=True, starting=True))
-        self._ctx.tasks.submit(
+        self._ctx.slow_tasks.submit(
             lambda: control.start(options), self._on_started, self._on_start_failed
         )
 
@@ -210,7 +210,7 @@ class ServerController(QObject):
             return
         self.busy = True
         self._refresh()
-        self._ctx.tasks.submit(control.stop, self._on_stopped, self._on_stop_failed)
+        self._ctx.slow_tasks.submit(control.stop, self._on_stopped, self._on_stop_failed)
 
     @Slot()
     def open_docs(self) -> None:

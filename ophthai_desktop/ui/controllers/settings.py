@@ -259,7 +259,7 @@ class SettingsController(QObject):
             self._restart_watcher(updated.watch_folder_enabled)
         # The engine waits for a running analysis before it takes them: a pool thread.
         engine = app.engine
-        self._ctx.tasks.submit(lambda: engine.update_settings(updated), lambda _r: None)
+        self._ctx.slow_tasks.submit(lambda: engine.update_settings(updated), lambda _r: None)
         self.settings_saved.emit(updated)
 
     def _restart_watcher(self, enabled: bool) -> None:
@@ -271,4 +271,4 @@ class SettingsController(QObject):
             if enabled:
                 start()
 
-        self._ctx.tasks.submit(restart, lambda _r: self.watcher_applied.emit())
+        self._ctx.slow_tasks.submit(restart, lambda _r: self.watcher_applied.emit())

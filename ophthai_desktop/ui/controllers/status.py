@@ -98,7 +98,7 @@ class StatusController(QObject):
 
     @Slot()
     def check_model(self) -> None:
-        self._ctx.tasks.submit(self._app.engine.refresh, self.show_model)
+        self._ctx.slow_tasks.submit(self._app.engine.refresh, self.show_model)
 
     # API server --------------------------------------------------------------------------
 
