@@ -94,7 +94,7 @@ class WebSocketHub:
                     )
                 except Exception:
                     log.exception("could not serialise %s", type(event).__name__)
-                    return
+                    frames[client.base_url] = None
             frame = frames[client.base_url]
             if frame is None:
                 continue
@@ -153,7 +153,8 @@ class WebSocketHub:
         try:
             while True:
                 if _is_ping(await client.socket.receive_text()):
-                    await client.socket.send_text(PONG)
+                    # Through the queue: only the sender task writes to the socket.
+                    client.queue.put_nowait(PONG)
         except Exception:
             pass
         finally:

@@ -292,3 +292,16 @@ def test_stopping_mid_analysis_requeues_the_job(sqlite_services: Application, ac
         _wait(lambda: app.jobs.get_job(job.id).state == "done")
     finally:
         again.stop()
+
+
+def test_queue_a_chosen_scan_of_the_patient(sqlite_services: Application, actor: Actor) -> None:
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)
+    other_id = _patient_with_scan(app, actor)
+    first_scan = app.patients.list_scans(patient_id)[0]
+    app.patients.attach_image(patient_id, NewImage(png_bytes((20, 20))), actor=actor)
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor, scan_id=first_scan.id)
+    assert job.scan_id == first_scan.id  # not the newer scan
+    other_scan = app.patients.list_scans(other_id)[0]
+    with pytest.raises(NotFound):
+        app.jobs.queue_patient_analysis(patient_id, actor=actor, scan_id=other_scan.id)

@@ -159,8 +159,10 @@ def _queue(
     inspect_image(data, max_bytes=limits.max_image_bytes, max_pixels=limits.max_image_pixels)
     _require_installed(app)
     if patient_id:
-        app.patients.attach_image(patient_id, NewImage(data=data, source="api"), actor=actor)
-        return app.jobs.queue_patient_analysis(patient_id, actor=actor, question=question)
+        scan = app.patients.attach_image(patient_id, NewImage(data=data, source="api"), actor=actor)
+        return app.jobs.queue_patient_analysis(
+            patient_id, actor=actor, question=question, scan_id=scan.id
+        )
     return app.jobs.queue_image_analysis(data, actor=actor, question=question)
 
 

@@ -82,13 +82,24 @@ class JobService:
     # Queueing -------------------------------------------------------------------------
 
     def queue_patient_analysis(
-        self, patient_id: str, *, actor: Actor, question: str | None = None
+        self,
+        patient_id: str,
+        *,
+        actor: Actor,
+        question: str | None = None,
+        scan_id: int | None = None,
     ) -> JobRecord:
-        """Queue the analysis of the patient's newest scan."""
+        """Queue the analysis of the patient's newest scan (or of ``scan_id``, one of
+        theirs, so that a scan added meanwhile is not analysed instead)."""
         with self._db.session() as session:
             if session.get(m.Patient, patient_id) is None:
                 raise NotFound(f"patient {patient_id} not found")
-            scan = PatientService.newest_scan_in(session, patient_id)
+            if scan_id is not None:
+                scan = session.get(m.Scan, scan_id)
+                if scan is None or scan.patient_id != patient_id:
+                    raise NotFound(f"scan {scan_id} of patient {patient_id} not found")
+            else:
+                scan = PatientService.newest_scan_in(session, patient_id)
             if scan is None:
                 raise Conflict(f"patient {patient_id} has no image to analyse; add one first")
             record = self.queue_in(
