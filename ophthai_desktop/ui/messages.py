@@ -6,6 +6,8 @@ else is a bug or an environment failure, told apart here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ophthai_desktop.core.errors import OphthaiError, StorageError
 
 #: How core field names read in the GUI.
@@ -34,14 +36,15 @@ def field_label(field: str | None) -> str:
     return FIELD_LABELS.get(field, field.replace("_", " ").capitalize())
 
 
-def describe(exc: BaseException) -> str:
-    """One or two sentences for the clinician about ``exc``."""
+def describe(exc: BaseException, labels: Mapping[str, str] | None = None) -> str:
+    """One or two sentences for the clinician about ``exc``; a core error about a field
+    is led by that field's label (from ``labels``, a form's own, when given)."""
     if isinstance(exc, StorageError):
         return f"The database or image store is not available: {exc.message}"
     if isinstance(exc, OphthaiError):
-        label = field_label(exc.field)
         message = exc.message or str(exc)
-        if label:
+        label = (labels or {}).get(exc.field or "") or field_label(exc.field)
+        if label and not message.lower().startswith(label.lower()):
             return f"{label}: {message}"
         return message[:1].upper() + message[1:]
     if isinstance(exc, OSError):

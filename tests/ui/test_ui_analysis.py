@@ -108,7 +108,7 @@ def test_a_parsed_result_is_validated_and_scheduled(qtbot: QtBot, make_gui: Make
     assert appointment is not None
     assert abs(appointment - when.toPython().astimezone()) < timedelta(minutes=1)
     assert "Scheduled for" in view.appointment.text()
-    assert "booked" in view.notice.text()
+    qtbot.waitUntil(lambda: "booked" in view.notice.text())
 
 
 def test_validation_needs_a_clinician_name(qtbot: QtBot, make_gui: Maker) -> None:

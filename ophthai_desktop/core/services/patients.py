@@ -536,7 +536,7 @@ class PatientService:
         return session.scalars(
             select(m.Analysis)
             .where(m.Analysis.patient_id == patient_id)
-            .order_by(m.Analysis.created_at.desc(), m.Analysis.id.desc())
+            .order_by(m.Analysis.id.desc())  # the same "newest" as records_in: max(id)
             .limit(1)
         ).first()
 

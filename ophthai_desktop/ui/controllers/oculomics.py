@@ -28,13 +28,7 @@ FORM_LABELS = {
 
 def form_message(exc: BaseException) -> str:
     """The core's message, led by the form label of the field it is about."""
-    if isinstance(exc, OphthaiError) and exc.field in FORM_LABELS:
-        label = FORM_LABELS[exc.field]
-        message = exc.message or str(exc)
-        if message.lower().startswith(label.lower()):
-            return message[:1].upper() + message[1:]
-        return f"{label}: {message}"
-    return describe(exc)
+    return describe(exc, FORM_LABELS)
 
 
 class OculomicsController(QObject):

@@ -26,6 +26,7 @@ from ophthai_desktop.core.errors import InvalidInput
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.settings import USER_SETTINGS_FILE, Settings, check_api_binding
 from ophthai_desktop.ui.context import GuiContext, clinician_name
+from ophthai_desktop.ui.messages import describe
 from ophthai_desktop.ui.theme import apply_theme
 from ophthai_desktop.ui.views.main_window import MainWindow
 from ophthai_desktop.ui.views.settings_dialog import SettingsDialog
@@ -132,8 +133,7 @@ def validate(current: Settings, values: Mapping[str, Any]) -> Settings:
 
 
 def message_for(exc: InvalidInput) -> str:
-    label = LABELS.get(exc.field or "", "")
-    return f"{label}: {exc.message}" if label else exc.message
+    return describe(exc, LABELS)
 
 
 class SettingsController(QObject):

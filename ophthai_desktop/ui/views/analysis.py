@@ -316,20 +316,16 @@ class AnalysisView(QWidget):
 
     def show_empty(self, text: str = "No analysis yet. Drop an image or press Analyse.") -> None:
         self.analysis = None
-        self._set_state(text)
-        self.reasoning.clear()
-        self.answer.clear()
-        self.answer_label.hide()
-        self.answer.hide()
-        self.card.hide()
-        self.provenance_toggle.hide()
-        self.provenance.hide()
+        self._clear_output(text)
         self.provenance_toggle.setChecked(False)
-        self.verdict_group.setEnabled(False)
 
     def start_stream(self, text: str = "Analysing…") -> None:
         """A new analysis started: clear the text, show it streaming."""
-        self._set_state(text)
+        self._clear_output(text)
+        self.reasoning_toggle.setChecked(True)
+
+    def _clear_output(self, state: str) -> None:
+        self._set_state(state)
         self.reasoning.clear()
         self.answer.clear()
         self.answer_label.hide()
@@ -338,7 +334,6 @@ class AnalysisView(QWidget):
         self.provenance_toggle.hide()
         self.provenance.hide()
         self.verdict_group.setEnabled(False)
-        self.reasoning_toggle.setChecked(True)
 
     def append_stream(self, phase: str, text: str) -> None:
         """More of the model's output (``reasoning`` or ``answer``)."""
