@@ -45,7 +45,15 @@ class ImageInfo:
 
 
 def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
-    """Decode ``data`` fully and describe it, or say why it is refused.
+    """Check ``data`` is a whole, undamaged image and describe it, or say why it is
+    refused.
+
+    A PNG is checked chunk by chunk: every chunk's length and CRC-32 (the image data's
+    included) up to the end marker, which catches a truncated or damaged file without
+    inflating its pixels (about 0.2 ms instead of 2 ms for 1 MB; the watch folder's
+    bursts depend on it). Only a file written with valid checksums around an invalid
+    compressed stream gets past it; such a file fails when the model's preprocessing
+    decodes it, and the job says why. Every other format is decoded in full.
 
     Raises:
         PayloadTooLarge: more than ``max_bytes`` bytes or ``max_pixels`` pixels
@@ -74,7 +82,10 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
                         f"the image is {width}x{height} pixels; the limit is {max_pixels:,} pixels"
                     )
                 mode = image.mode
-                image.load()  # decode every pixel: truncated files fail here
+                if fmt == "PNG":
+                    image.verify()  # every chunk's CRC, up to IEND
+                else:
+                    image.load()  # decode every pixel: truncated files fail here
     except (UnsupportedMedia, PayloadTooLarge):
         raise
     except UnidentifiedImageError as exc:

@@ -6,15 +6,18 @@ Three kinds of thread take part (DESIGN §2):
   polling one every ``watch_poll_seconds`` where events do not arrive (network shares,
   ``watch_use_polling``). Its handler only notes what happened to which name;
 - the settle thread decides when a file has finished arriving and hands it over;
-- the ingest threads (a small pool) call :meth:`IngestService.ingest_file`.
+- the ingest threads (a small pool) call :meth:`IngestService.ingest_file`; files they
+  have ready at the same moment share one database transaction.
 
 A file has finished arriving when its size, modification time and inode have stayed the
 same for ``settle_checks`` checks ``settle_interval_s`` apart and, on Linux, no process
-has it open for writing (``/proc``). Two faster signals skip most of that wait on Linux's
-native observer: the writer closed the file (``IN_CLOSE_WRITE``) with no other handle
-open, or the file appeared by rename with nobody writing to it; either is confirmed by
-one unchanged check ``confirm_s`` later. An empty file waits ``empty_grace_s`` longer,
-since some writers create a file before they fill it.
+has it open for writing (``/proc``). Faster signals skip that wait on Linux's native
+observer: the writer closed the file (``IN_CLOSE_WRITE``) with no other handle open
+(taken at once: the ingest reads it against the stamp seen then, so a writer that comes
+back is noticed), the file appeared by rename and ``/proc`` shows nobody writing it, or
+it was created with no open seen and stays unchanged for ``confirm_s`` with nobody
+writing it. An empty file waits ``empty_grace_s`` longer, since some writers create a
+file before they fill it.
 
 Only files directly in the folder whose extension is allowed (case-insensitive) are
 taken; ``processed/``, ``failed/`` and other subfolders are not watched. Names starting
@@ -147,8 +150,9 @@ class WatcherStatus:
 
 class _Evidence(Enum):
     NONE = 0  # only the settle timer can tell
-    CLOSED = 1  # the writer closed it and no handle is open (inotify)
-    QUIET = 2  # appeared (by rename) with no open seen; /proc confirms nobody writes
+    CLOSED = 1  # the writer closed it and no handle is open (inotify): ready
+    RENAMED = 2  # appeared whole by a rename, no open seen: ready once /proc agrees
+    QUIET = 3  # created with no open seen (yet): /proc decides after one steady check
 
 
 @dataclass(slots=True)
@@ -255,7 +259,7 @@ class FolderWatcher:
         confirm_s: float = 0.05,
         empty_grace_s: float = 2.0,
         rescan_interval_s: float = 10.0,
-        ingest_threads: int = 2,
+        ingest_threads: int = 4,
     ) -> None:
         self.settings = settings
         self._ingest = ingest
@@ -467,6 +471,7 @@ class FolderWatcher:
                 self._pending.pop(name, None)
                 self._stuck.pop(name, None)
                 return
+            urgent = False
             candidate = self._pending.get(name)
             if candidate is None:
                 if kind in ("opened", "closed_no_write") or name in self._in_progress:
@@ -476,10 +481,13 @@ class FolderWatcher:
                 self._stuck.pop(name, None)
                 candidate = _Candidate(next_check=now + self._settle_interval_s, changed_at=now)
                 self._pending[name] = candidate
-                if run.inotify and PROC_FDS and kind in ("created", "moved"):
+                if run.inotify and PROC_FDS and kind == "moved":
+                    candidate.evidence = _Evidence.RENAMED
+                    candidate.next_check = now
+                    urgent = True
+                elif run.inotify and PROC_FDS and kind == "created":
                     candidate.evidence = _Evidence.QUIET
                     candidate.next_check = now + self._confirm_s
-            urgent = False
             if kind == "modified":
                 candidate.stable = 0
                 candidate.closed_seen = False
@@ -589,13 +597,17 @@ class FolderWatcher:
                 candidate.next_check = now + (self._confirm_s if fast else self._settle_interval_s)
                 if stamp.size == 0 and now - candidate.changed_at < self._empty_grace_s:
                     continue
-                if fast and candidate.stable >= 1:
-                    if candidate.evidence is _Evidence.CLOSED:
-                        ready.append(name)
-                    else:
+                if fast and candidate.evidence is _Evidence.CLOSED:
+                    # Closed by its writer with no other handle open: complete. The
+                    # ingest reads it against this stamp, so a writer that comes back
+                    # is noticed there.
+                    ready.append(name)
+                else:
+                    steady = candidate.stable >= self._settle_checks or (
+                        fast and (candidate.evidence is _Evidence.RENAMED or candidate.stable >= 1)
+                    )
+                    if steady:
                         ask_proc.append(name)
-                elif candidate.stable >= self._settle_checks:
-                    ask_proc.append(name)
         writing: set[str] = set()
         if ask_proc:
             paths = {os.path.join(run.root, name): name for name in ask_proc}

@@ -35,6 +35,10 @@ def test_empty_text_truncated_and_gif_are_refused() -> None:
     data = png_bytes((200, 200), (1, 2, 3))
     with pytest.raises(InvalidInput, match="damaged or incomplete"):
         inspect_image(data[: len(data) // 2], **LIMITS)
+    damaged = bytearray(data)
+    damaged[len(data) // 2] ^= 0xFF  # one byte inside the image data: its CRC fails
+    with pytest.raises(InvalidInput, match="damaged or incomplete"):
+        inspect_image(bytes(damaged), **LIMITS)
     gif = io.BytesIO()
     Image.new("P", (4, 4)).save(gif, "GIF")
     with pytest.raises(UnsupportedMedia, match="GIF"):

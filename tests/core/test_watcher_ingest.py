@@ -8,7 +8,9 @@ import hashlib
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.ingest import (
     FolderLayout,
     IngestOutcome,
+    IngestResult,
     IngestService,
     move_without_overwrite,
     patient_id_from_name,
@@ -246,29 +249,138 @@ def test_a_crash_between_commit_and_move_makes_no_second_patient(
         second.close()
 
 
-def test_two_ingests_of_the_same_bytes_at_once_make_one_patient(
+def test_two_ingests_of_the_same_bytes_at_once_make_one_patient(app: Application) -> None:
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    same = png_bytes((16, 16), (7, 7, 7))
+    names = [f"same-{i}.png" for i in range(4)] + [f"other-{i}.png" for i in range(4)]
+    for i, name in enumerate(names):
+        data = same if name.startswith("same") else noise_png((32, 32), seed=i)
+        (layout.root / name).write_bytes(data)
+    start = threading.Barrier(len(names))
+
+    def ingest(name: str) -> IngestOutcome:
+        start.wait()
+        return app.ingest.ingest_file(layout.root / name, layout).outcome
+
+    with ThreadPoolExecutor(len(names)) as pool:
+        outcomes = dict(zip(names, pool.map(ingest, names), strict=True))
+
+    same_outcomes = sorted(outcomes[n] for n in names if n.startswith("same"))
+    assert same_outcomes == [IngestOutcome.DUPLICATE] * 3 + [IngestOutcome.INGESTED]
+    assert all(outcomes[n] is IngestOutcome.INGESTED for n in names if n.startswith("other"))
+    assert patient_count(app) == 5 and app.jobs.list_jobs().total == 5
+    assert sorted(p.name for p in layout.processed.iterdir()) == sorted(
+        n if outcomes[n] is IngestOutcome.INGESTED else n.replace(".png", " (duplicate).png")
+        for n in names
+    )
+
+
+def _ingest_as_one_batch(
+    app: Application, layout: FolderLayout, names: list[str]
+) -> dict[str, IngestResult | Exception]:
+    """Ingest ``names`` on threads of their own while the commit lock is held, then let
+    go: the files wait together and one transaction takes them all."""
+    results: dict[str, IngestResult | Exception] = {}
+
+    def ingest(name: str) -> None:
+        try:
+            results[name] = app.ingest.ingest_file(layout.root / name, layout)
+        except Exception as exc:
+            results[name] = exc
+
+    service = app.ingest
+    with service._commit_lock:
+        threads = [threading.Thread(target=ingest, args=(name,)) for name in names]
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: len(service._queue) == len(names), timeout_s=10)
+    for thread in threads:
+        thread.join(10)
+    return results
+
+
+def test_files_ready_together_share_one_transaction(app: Application, log: EventLog) -> None:
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    known = app.patients.create_patient({"name": "Known Patient"}, actor=Actor("t", "test"))
+    same = noise_png((40, 40), seed=99)
+    files = {
+        "a.png": noise_png((40, 40), seed=1),
+        "b_OD_OCT.png": noise_png((40, 40), seed=2),
+        "twice-1.png": same,
+        "twice-2.png": same,
+        f"{known.id}_OS_fundus.png": noise_png((40, 40), seed=3),
+    }
+    for name, data in files.items():
+        (layout.root / name).write_bytes(data)
+    batches: list[int] = []
+    real = IngestService._commit_batch
+
+    def counting(self: IngestService, batch: list[object]) -> None:
+        batches.append(len(batch))
+        real(self, batch)  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(IngestService, "_commit_batch", counting)
+        results = _ingest_as_one_batch(app, layout, list(files))
+
+    assert batches == [5]
+    outcome = {name: r.outcome for name, r in results.items() if isinstance(r, IngestResult)}
+    assert sorted(outcome[n] for n in ("twice-1.png", "twice-2.png")) == [
+        IngestOutcome.DUPLICATE,
+        IngestOutcome.INGESTED,
+    ]
+    assert outcome[f"{known.id}_OS_fundus.png"] is IngestOutcome.ATTACHED
+    assert outcome["a.png"] is outcome["b_OD_OCT.png"] is IngestOutcome.INGESTED
+    assert patient_count(app) == 4  # the known one and three new
+    attached = results[f"{known.id}_OS_fundus.png"]
+    assert isinstance(attached, IngestResult) and attached.patient_id == known.id
+    assert app.patients.get_patient(known.id).scan_count == 1
+    # Each new patient's event carries its scan, as a reader would see it.
+    created = {
+        e.patient.latest_scan.original_filename: e.patient
+        for e in log.of(ev.PatientCreated)
+        if e.patient.latest_scan is not None
+    }
+    assert set(created) == {"a.png", "b_OD_OCT.png", "twice-1.png"} or set(created) == {
+        "a.png",
+        "b_OD_OCT.png",
+        "twice-2.png",
+    }
+    b = created["b_OD_OCT.png"]
+    assert b.latest_scan is not None
+    assert (b.scan_count, b.latest_scan.laterality, b.latest_scan.modality) == (1, "OD", "OCT")
+    assert app.patients.get_patient(b.id) == b
+    assert len(log.of(ev.PatientUpdated)) == 1 and len(log.of(ev.AnalysisQueued)) == 4
+
+
+def test_a_file_that_breaks_its_batch_fails_alone(
     app: Application, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     layout = FolderLayout.under(folder_of(app))
     layout.ensure()
-    data = png_bytes((16, 16), (7, 7, 7))
-    (layout.root / "one.png").write_bytes(data)
-    (layout.root / "two.png").write_bytes(data)
-    first = app.ingest.ingest_file(layout.root / "one.png", layout)
-    # The second ingest looked before the first committed: the unique hash decides.
-    real_find = IngestService._find
-    calls: list[str] = []
+    names = ["good-1.png", "bad.png", "good-2.png"]
+    for i, name in enumerate(names):
+        (layout.root / name).write_bytes(noise_png((30, 30), seed=10 + i))
+    real = IngestService._message
 
-    def find_late(self: IngestService, sha256: str) -> object:
-        calls.append(sha256)
-        return None if len(calls) == 1 else real_find(self, sha256)
+    def failing(outcome: IngestOutcome, patient: m.Patient, scan: m.Scan) -> str:
+        if scan.original_filename == "bad.png":
+            raise RuntimeError("simulated failure inside the transaction")
+        return real(outcome, patient, scan)
 
-    monkeypatch.setattr(IngestService, "_find", find_late)
-    second = app.ingest.ingest_file(layout.root / "two.png", layout)
+    monkeypatch.setattr(IngestService, "_message", staticmethod(failing))
+    results = _ingest_as_one_batch(app, layout, names)
 
-    assert (first.outcome, second.outcome) == (IngestOutcome.INGESTED, IngestOutcome.DUPLICATE)
-    assert second.patient_id == first.patient_id and patient_count(app) == 1
-    assert app.jobs.list_jobs().total == 1
+    assert isinstance(results["bad.png"], RuntimeError)
+    assert all(
+        isinstance(results[n], IngestResult) and results[n].outcome is IngestOutcome.INGESTED
+        for n in ("good-1.png", "good-2.png")
+    )
+    assert patient_count(app) == 2
+    assert (layout.root / "bad.png").exists()  # left where it was, nothing half-made
+    assert sorted(p.name for p in layout.processed.iterdir()) == ["good-1.png", "good-2.png"]
 
 
 def test_a_name_taken_in_processed_gets_a_number(app: Application) -> None:

@@ -6,17 +6,20 @@ changing. For one file:
 
 1. Read it once: regular files only (a symbolic link is refused, never followed), within
    the size limit, and unchanged while it was read (else :class:`FileNotSettled`).
-2. Hash it (SHA-256). Bytes already taken in for a patient who still exists are a
-   duplicate: recorded, notified, moved to ``processed/`` as ``<name> (duplicate)``.
-3. Decode it with :func:`~ophthai_desktop.core.imaging.inspect_image`: the content
-   decides, never the extension. A refused file goes to ``failed/`` with
-   ``<name>.reason.txt`` beside it and an info notification.
-4. One transaction: the patient (the one whose id starts the file name, as in
+2. Hash it (SHA-256) once, and decode it with
+   :func:`~ophthai_desktop.core.imaging.inspect_image`: the content decides, never the
+   extension. A refused file goes to ``failed/`` with ``<name>.reason.txt`` beside it and
+   an info notification. Otherwise its bytes go into the content-addressed image store.
+3. One transaction: the patient (the one whose id starts the file name, as in
    ``pt-abc123def456_OD_macula.png``, or in demo mode a new patient with randomised
    details), the scan, the queued analysis, the notification and the ingest record.
-5. After the commit: publish the events, then move the file to ``processed/``.
+   Bytes already taken in for a patient who still exists are a duplicate instead:
+   recorded, notified, moved to ``processed/`` as ``<name> (duplicate)``. Files that
+   several ingest threads have ready at the same moment share one transaction (a group
+   commit), which is what keeps a burst of scans moving.
+4. After the commit: publish the events, then move the file to ``processed/``.
 
-A crash between 4 and 5 leaves the file where it was; the next start reads it again and
+A crash between 3 and 4 leaves the file where it was; the next start reads it again and
 its committed hash makes it a duplicate, which is moved, so it never makes a second
 patient. Logs carry hashes and record ids, never file names (they can hold a patient's
 name) or patient details.
@@ -72,6 +75,8 @@ from ophthai_desktop.core.services.patients import (
 )
 from ophthai_desktop.core.storage import Database, ImageStore
 from ophthai_desktop.core.storage import models as m
+from ophthai_desktop.core.storage.to_records import notification_record, scan_record
+from ophthai_desktop.core.storage.to_records import patient_record as new_patient_record
 
 log = logging.getLogger(__name__)
 
@@ -161,9 +166,40 @@ class IngestResult:
 
 @dataclass(frozen=True)
 class _Known:
+    """The earlier ingest of the same bytes."""
+
     outcome: str
     patient_id: str | None
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class _Committed:
+    """A file's patient, scan and job, committed; the events to publish."""
+
+    outcome: IngestOutcome
+    events: list[Event]
+    patient_id: str
+    scan_id: int
+    job_id: int
+
+
+@dataclass(eq=False)
+class _Pending:
+    """A checked file whose image is in the store, waiting for the group commit."""
+
+    name: str
+    sha256: str
+    size: int
+    info: ImageInfo
+    target_id: str | None
+    actor: Actor
+    done: bool = False
+    result: _Committed | _Known | BaseException | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 # Reading file names ----------------------------------------------------------------
@@ -322,7 +358,9 @@ class IngestService:
         self._limits = limits
         self.demo_mode = demo_mode
         self._rng = rng or random.Random()
-        self._commit_lock = threading.Lock()
+        self._commit_lock = threading.Lock()  # one ingest transaction at a time
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Pending] = []  # files waiting for the group commit
 
     def ingest_file(
         self,
@@ -352,18 +390,27 @@ class IngestService:
         except _Refused as refused:
             return self._refuse(path, folder, refused.reason, sha256=None, size=refused.size)
         sha256 = hashlib.sha256(data).hexdigest()
-        known = self._find(sha256)
-        if known is not None and known.outcome != IngestOutcome.FAILED:
-            return self._duplicate(path, folder, sha256, known, stamp)
         info, reason = self._check(data, path.name)
         if info is None:
             _ensure_unchanged(path, stamp)  # a refusal is final: be sure it was complete
             return self._refuse(path, folder, reason, sha256=sha256, size=len(data))
-        target_id = patient_id_from_name(path.name)
+        # Stored before the transaction so the database's write lock is held briefly;
+        # the store is content-addressed, so a rollback only leaves an unused file. It
+        # is flushed to disk after the commit and before the source file is moved: the
+        # source stays the copy of record until then, and the patient appears sooner.
+        stored = self._images.put(data, sha256=sha256, sync=False)
+        item = _Pending(
+            name=name,
+            sha256=sha256,
+            size=len(data),
+            info=info,
+            target_id=patient_id_from_name(path.name),
+            actor=actor,
+        )
         try:
-            outcome, events, ids = self._commit(name, data, sha256, info, target_id, actor)
+            done = self._commit_grouped(item)
         except (IntegrityError, _AlreadyTakenIn) as exc:
-            # Another ingest thread committed the same bytes first.
+            # Another ingest committed the same bytes first.
             known = self._find(sha256)
             if known is None:
                 raise StorageError("could not record the ingested file") from exc
@@ -371,24 +418,36 @@ class IngestService:
         except NotFound as exc:
             _ensure_unchanged(path, stamp)
             return self._refuse(path, folder, exc.message, sha256=sha256, size=len(data))
-        for event in events:
+        if isinstance(done, _Known):
+            return self._duplicate(path, folder, sha256, done, stamp)
+        for event in done.events:
             self._bus.publish(event)
-        patient_id, scan_id, job_id = ids
         log.info(
             "watch folder: %s… %s patient %s (scan %d, job %d)",
             sha256[:12],
-            "created" if outcome is IngestOutcome.INGESTED else "added a scan to",
-            patient_id,
-            scan_id,
-            job_id,
+            "created" if done.outcome is IngestOutcome.INGESTED else "added a scan to",
+            done.patient_id,
+            done.scan_id,
+            done.job_id,
         )
         moved = None
+        if stored.created:
+            self._images.sync(sha256)  # a StorageError leaves the source in place
         if _unchanged(path, stamp):
             moved = self._move(path, folder.processed, path.name, sha256)
         else:  # rewritten since we read it: left in place, to be taken in as it is now
             log.warning("watch folder: %s… changed after it was read; not moved", sha256[:12])
         return self._finish(
-            IngestResult(outcome, name, sha256, patient_id, scan_id, job_id, None, moved)
+            IngestResult(
+                done.outcome,
+                name,
+                sha256,
+                done.patient_id,
+                done.scan_id,
+                done.job_id,
+                None,
+                moved,
+            )
         )
 
     # Steps ------------------------------------------------------------------------
@@ -449,7 +508,7 @@ class IngestService:
                 opened = os.fstat(handle.fileno())
                 if not stat.S_ISREG(opened.st_mode):
                     raise _Refused("it is not a regular file")
-                data = handle.read(limit + 1)
+                data = handle.read(min(opened.st_size, limit) + 1)  # +1: did it grow?
                 after = os.fstat(handle.fileno())
         except OSError as exc:
             raise _Refused(f"it cannot be read ({exc.strerror})") from exc
@@ -468,97 +527,197 @@ class IngestService:
                 return None
             return _Known(row.outcome, row.patient_id, row.created_at)
 
-    def _commit(
-        self,
-        name: str,
-        data: bytes,
-        sha256: str,
-        info: ImageInfo,
-        target_id: str | None,
-        actor: Actor,
-    ) -> tuple[IngestOutcome, list[Event], tuple[str, int, int]]:
-        """Patient, scan, queued analysis, notification and ingest record in one
-        transaction; returns the events to publish after the commit."""
-        laterality, modality = scan_kind_from_name(name)
-        # Stored before the transaction so the database's write lock is held briefly;
-        # the store is content-addressed, so a rollback only leaves an unused file.
-        self._images.put(data)
-        # One ingest transaction at a time. SQLite has a single writer anyway, and a
-        # thread waiting here wakes the moment the lock is free, where one waiting in
-        # SQLite's busy handler sleeps in growing steps. Reading, hashing, decoding and
-        # storing the next file go on in parallel meanwhile.
-        with self._commit_lock, self._db.session() as session:
-            row = session.get(m.Patient, target_id) if target_id else None
-            if row is None:
-                if target_id is not None and not self.demo_mode:
-                    raise NotFound(f"no patient has the id {target_id} that starts the file name")
-                row = PatientService.create_in(session, demo_patient_fields(self._rng), actor=actor)
-                outcome = IngestOutcome.INGESTED
-            else:
-                outcome = IngestOutcome.ATTACHED
-            image = NewImage(
-                data,
-                source=ScanSource.WATCH_FOLDER,
-                modality=modality,
-                laterality=laterality,
-                filename=name,
-            )
-            scan = self._patients.add_scan_in(session, row.id, image, info)
-            # Audited as attach_image does; a new patient's own entry covers its first
-            # scan, as in create_patient.
-            if outcome is IngestOutcome.ATTACHED:
-                AuditService.record(
-                    session, actor, "create", "scan", scan.id, {"patient_id": row.id}
+    def _commit_grouped(self, item: _Pending) -> _Committed | _Known:
+        """Commit ``item`` together with the files other ingest threads have waiting.
+
+        Group commit: whoever takes the commit lock commits everything queued so far in
+        one transaction, and the threads whose files it took find them done when the
+        lock comes to them. In a burst each transaction carries several files; alone,
+        a file is committed at once. SQLite has a single writer anyway, and a thread
+        waiting on this lock wakes the moment it is free, where one waiting in SQLite's
+        busy handler sleeps in growing steps.
+
+        Raises what committing this file raised (``NotFound``: its patient is gone).
+        """
+        with self._queue_lock:
+            self._queue.append(item)
+        with self._commit_lock:
+            if not item.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit_each_or_all(batch)
+        if isinstance(item.result, BaseException):
+            raise item.result
+        assert item.result is not None
+        return item.result
+
+    def _commit_each_or_all(self, batch: list[_Pending]) -> None:
+        """One transaction for ``batch``; if it fails, one per file, so that one bad
+        file (a patient deleted meanwhile, a race on its hash) fails alone."""
+        try:
+            try:
+                self._commit_batch(batch)
+                return
+            except Exception as exc:
+                if len(batch) == 1:
+                    batch[0].result = exc
+                    return
+            for item in batch:
+                item.result = None  # what the failed transaction decided does not stand
+                try:
+                    self._commit_batch([item])
+                except Exception as exc:
+                    item.result = exc
+        finally:
+            for item in batch:
+                if item.result is None:
+                    item.result = StorageError("the file was not committed")
+                item.done = True
+
+    def _commit_batch(self, batch: list[_Pending]) -> None:
+        """Patients, scans, queued analyses, notifications and ingest records of
+        ``batch`` in one transaction; sets each item's result (the events to publish
+        after the commit, or the earlier ingest of the same bytes)."""
+        committed: list[tuple[_Pending, IngestOutcome, m.Patient, m.Scan]] = []
+        first_of: dict[str, _Pending] = {}
+        with self._db.session() as session:
+            hashes = {item.sha256 for item in batch}
+            records = {
+                row.sha256: row
+                for row in session.scalars(
+                    select(m.IngestedFile).where(m.IngestedFile.sha256.in_(hashes))
                 )
-            job = JobService.queue_in(
-                session,
-                patient_id=row.id,
-                scan_id=scan.id,
-                sha256=scan.sha256,
-                question=None,
-                actor=actor,
-            )
-            what = " ".join(v for v in (modality, laterality) if v != "unknown") or "image"
-            if outcome is IngestOutcome.INGESTED:
-                message = (
-                    f"New scan from the watch folder ({what}): new demo patient {row.name} "
-                    f"({row.id}); analysis queued"
+            }
+            target_ids = {item.target_id for item in batch if item.target_id}
+            targets = {
+                row.id: row
+                for row in (
+                    session.scalars(select(m.Patient).where(m.Patient.id.in_(target_ids)))
+                    if target_ids
+                    else ()
                 )
-            else:
-                message = (
-                    f"New scan from the watch folder ({what}) for {row.name} ({row.id}); "
-                    "analysis queued"
+            }
+            for item in batch:
+                record = records.get(item.sha256)
+                if record is not None and record.outcome != IngestOutcome.FAILED:
+                    item.result = _Known(record.outcome, record.patient_id, record.created_at)
+                    continue
+                if item.sha256 in first_of:
+                    continue  # the same bytes twice in one batch: a duplicate of the first
+                patient = targets.get(item.target_id) if item.target_id else None
+                if patient is None:
+                    if item.target_id is not None and not self.demo_mode:
+                        item.result = NotFound(
+                            f"no patient has the id {item.target_id} that starts the file name"
+                        )
+                        continue
+                    patient = PatientService.create_in(
+                        session, demo_patient_fields(self._rng), actor=item.actor
+                    )
+                    outcome = IngestOutcome.INGESTED
+                else:
+                    outcome = IngestOutcome.ATTACHED
+                laterality, modality = scan_kind_from_name(item.name)
+                image = NewImage(
+                    b"",  # already in the store
+                    source=ScanSource.WATCH_FOLDER,
+                    modality=modality,
+                    laterality=laterality,
+                    filename=item.name,
                 )
-            note = NotificationService.create_in(
-                session, message, type=NotificationType.INFO.value, patient_id=row.id
+                scan = PatientService.scan_row_in(session, patient, image, item.info, item.sha256)
+                committed.append((item, outcome, patient, scan))
+                first_of[item.sha256] = item
+            if not committed:
+                return
+            session.flush()  # the scans' ids
+            jobs = [
+                JobService.queued_row(
+                    patient_id=patient.id,
+                    scan_id=scan.id,
+                    sha256=scan.sha256,
+                    question=None,
+                    actor=item.actor,
+                )
+                for item, _outcome, patient, scan in committed
+            ]
+            session.add_all(jobs)
+            session.flush()  # the jobs' ids
+            notes = []
+            for (item, outcome, patient, scan), job in zip(committed, jobs, strict=True):
+                # Audited as attach_image does; a new patient's own entry covers its
+                # first scan, as in create_patient.
+                if outcome is IngestOutcome.ATTACHED:
+                    AuditService.record(
+                        session, item.actor, "create", "scan", scan.id, {"patient_id": patient.id}
+                    )
+                JobService.audit_queued(session, job, item.actor)
+                note = NotificationService.new_row(
+                    self._message(outcome, patient, scan), type="info", patient_id=patient.id
+                )
+                session.add(note)
+                notes.append(note)
+                self._apply_record(
+                    session,
+                    records.get(item.sha256),
+                    sha256=item.sha256,
+                    name=item.name,
+                    size=item.size,
+                    outcome=outcome,
+                    reason=None,
+                    patient_id=patient.id,
+                    scan_id=scan.id,
+                    job_id=job.id,
+                )
+            session.flush()
+            # Records as every reader sees them: a new patient has just this scan and
+            # nothing else; an existing one is read back (counts, oculomics...).
+            existing = {p.id: p for _i, o, p, _s in committed if o is IngestOutcome.ATTACHED}
+            patient_records = {
+                r.id: r for r in PatientService.records_in(session, list(existing.values()))
+            }
+            for (item, outcome, patient, scan), job, note in zip(
+                committed, jobs, notes, strict=True
+            ):
+                scan_seen = scan_record(scan)
+                patient_record = patient_records.get(patient.id) or new_patient_record(
+                    patient, latest_scan=scan_seen, scan_count=1
+                )
+                changed: Event = (
+                    PatientCreated(patient_record)
+                    if outcome is IngestOutcome.INGESTED
+                    else PatientUpdated(patient_record)
+                )
+                item.result = _Committed(
+                    outcome,
+                    [
+                        changed,
+                        ScanIngested(scan_seen),
+                        AnalysisQueued(job.id, patient.id, scan.id),
+                        NotificationCreated(notification_record(note)),
+                    ],
+                    patient.id,
+                    scan.id,
+                    job.id,
+                )
+        # After the commit: later copies of bytes this batch took in are duplicates.
+        for item in batch:
+            first = first_of.get(item.sha256)
+            if item.result is None and first is not None and isinstance(first.result, _Committed):
+                item.result = _Known(first.result.outcome, first.result.patient_id, _now())
+
+    @staticmethod
+    def _message(outcome: IngestOutcome, patient: m.Patient, scan: m.Scan) -> str:
+        what = " ".join(v for v in (scan.modality, scan.laterality) if v != "unknown") or "image"
+        if outcome is IngestOutcome.INGESTED:
+            return (
+                f"New scan from the watch folder ({what}): new demo patient {patient.name} "
+                f"({patient.id}); analysis queued"
             )
-            self._record_in(
-                session,
-                sha256=sha256,
-                name=name,
-                size=len(data),
-                outcome=outcome,
-                reason=None,
-                patient_id=row.id,
-                scan_id=scan.id,
-                job_id=job.id,
-            )
-            patient_id = row.id
-        # Read back after the commit, outside the write lock (with the newest scan,
-        # counts and oculomics, as every patient record).
-        patient = self._patients.get_patient(patient_id)
-        changed: Event = (
-            PatientCreated(patient)
-            if outcome is IngestOutcome.INGESTED
-            else PatientUpdated(patient)
+        return (
+            f"New scan from the watch folder ({what}) for {patient.name} ({patient.id}); "
+            "analysis queued"
         )
-        events: list[Event] = [
-            changed,
-            ScanIngested(scan),
-            AnalysisQueued(job.id, patient.id, scan.id),
-            NotificationCreated(note),
-        ]
-        return outcome, events, (patient.id, scan.id, job.id)
 
     @staticmethod
     def _record_in(
@@ -574,8 +733,36 @@ class IngestService:
         job_id: int | None = None,
     ) -> None:
         """Add or update the ingest record of ``sha256`` (a refused file may come back)."""
-        now = datetime.now(UTC)
         row = session.scalars(select(m.IngestedFile).where(m.IngestedFile.sha256 == sha256)).first()
+        IngestService._apply_record(
+            session,
+            row,
+            sha256=sha256,
+            name=name,
+            size=size,
+            outcome=outcome,
+            reason=reason,
+            patient_id=patient_id,
+            scan_id=scan_id,
+            job_id=job_id,
+        )
+
+    @staticmethod
+    def _apply_record(
+        session: Session,
+        row: m.IngestedFile | None,
+        *,
+        sha256: str,
+        name: str,
+        size: int,
+        outcome: IngestOutcome,
+        reason: str | None,
+        patient_id: str | None = None,
+        scan_id: int | None = None,
+        job_id: int | None = None,
+    ) -> None:
+        """Write the ingest record ``row`` of ``sha256`` (None: there is none yet)."""
+        now = _now()
         if row is not None and row.outcome != IngestOutcome.FAILED:
             # Taken in by another ingest since we looked: never overwrite that record.
             if outcome is not IngestOutcome.FAILED:
@@ -637,7 +824,7 @@ class IngestService:
             ).first()
             if row is not None:
                 row.duplicate_count += 1
-                row.last_seen_at = datetime.now(UTC)
+                row.last_seen_at = _now()
             note = NotificationService.create_in(
                 session,
                 f"{name} from the watch folder was already taken in{whose} on {when} UTC; "

@@ -143,11 +143,30 @@ class JobService:
     ) -> JobRecord:
         """Add a queued job inside a caller's transaction; the caller publishes
         :class:`AnalysisQueued` after the commit."""
+        job = JobService.queued_row(
+            patient_id=patient_id, scan_id=scan_id, sha256=sha256, question=question, actor=actor
+        )
+        session.add(job)
+        session.flush()
+        JobService.audit_queued(session, job, actor)
+        return job_record(job)
+
+    @staticmethod
+    def queued_row(
+        *,
+        patient_id: str | None,
+        scan_id: int | None,
+        sha256: str,
+        question: str | None,
+        actor: Actor,
+    ) -> m.Job:
+        """A new queued analysis job, not yet added to a session (for callers that add
+        many and flush once; :meth:`audit_queued` once it has its id)."""
         if question is not None and len(question) > MAX_QUESTION_CHARS:
             raise InvalidInput(
                 f"the question is longer than {MAX_QUESTION_CHARS} characters", field="question"
             )
-        job = m.Job(
+        return m.Job(
             kind="analysis",
             state=JobState.QUEUED.value,
             patient_id=patient_id,
@@ -156,12 +175,18 @@ class JobService:
             question=question or None,
             requested_by=f"{actor.via}:{actor.who}"[:200],
         )
-        session.add(job)
-        session.flush()
+
+    @staticmethod
+    def audit_queued(session: Session, job: m.Job, actor: Actor) -> None:
+        """The audit entry of a flushed queued job."""
         AuditService.record(
-            session, actor, "queue", "job", job.id, {"patient_id": patient_id, "scan_id": scan_id}
+            session,
+            actor,
+            "queue",
+            "job",
+            job.id,
+            {"patient_id": job.patient_id, "scan_id": job.scan_id},
         )
-        return job_record(job)
 
     # Reading --------------------------------------------------------------------------
 

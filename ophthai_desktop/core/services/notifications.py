@@ -51,6 +51,17 @@ class NotificationService:
         session: Session, message: str, *, type: str, patient_id: str | None
     ) -> NotificationRecord:
         """Add a notification inside a caller's transaction; the caller publishes."""
+        if patient_id is not None and session.get(m.Patient, patient_id) is None:
+            raise NotFound(f"patient {patient_id} not found")
+        row = NotificationService.new_row(message, type=type, patient_id=patient_id)
+        session.add(row)
+        session.flush()
+        return notification_record(row)
+
+    @staticmethod
+    def new_row(message: str, *, type: str, patient_id: str | None) -> m.Notification:
+        """A checked, unread notification not yet added to a session (the caller makes
+        sure the patient exists)."""
         text = (message or "").strip()
         if not text:
             raise InvalidInput("the message is empty", field="message")
@@ -62,12 +73,7 @@ class NotificationService:
             kind = NotificationType(type).value
         except ValueError as exc:
             raise InvalidInput("type must be info, critical or success", field="type") from exc
-        if patient_id is not None and session.get(m.Patient, patient_id) is None:
-            raise NotFound(f"patient {patient_id} not found")
-        row = m.Notification(patient_id=patient_id, message=text, type=kind, read=False)
-        session.add(row)
-        session.flush()
-        return notification_record(row)
+        return m.Notification(patient_id=patient_id, message=text, type=kind, read=False)
 
     def get_notification(self, notification_id: int) -> NotificationRecord:
         with self._db.session() as session:

@@ -461,8 +461,7 @@ class PatientService:
         :class:`PatientCreated` after the commit). ``fields`` are checked here too."""
         values = new_patient_values(fields)
         row = m.Patient(id=patient_id or new_patient_id(), **values)
-        session.add(row)
-        session.flush()
+        session.add(row)  # the id is ours: no flush needed (several can share one)
         AuditService.record(session, actor, "create", "patient", row.id, {"fields": sorted(values)})
         return row
 
@@ -476,9 +475,19 @@ class PatientService:
         self, session: Session, patient: m.Patient, image: NewImage, info: ImageInfo
     ) -> ScanRecord:
         stored = self._images.put(image.data)
+        scan = self.scan_row_in(session, patient, image, info, stored.sha256)
+        session.flush()
+        return scan_record(scan)
+
+    @staticmethod
+    def scan_row_in(
+        session: Session, patient: m.Patient, image: NewImage, info: ImageInfo, sha256: str
+    ) -> m.Scan:
+        """Add the scan of an image already in the store, unflushed (its id comes with
+        the caller's next flush), and move the patient back to the analysis step."""
         scan = m.Scan(
             patient_id=patient.id,
-            sha256=stored.sha256,
+            sha256=sha256,
             media_type=info.media_type,
             width=info.width,
             height=info.height,
@@ -492,8 +501,7 @@ class PatientService:
         session.add(scan)
         patient.workflow_step = int(WorkflowStep.ANALYSIS)
         patient.updated_at = datetime.now(UTC)
-        session.flush()
-        return scan_record(scan)
+        return scan
 
     def _image_file(self, sha256: str) -> Path:
         path = self._images.path_for(sha256)

@@ -46,9 +46,15 @@ class ImageStore:
             raise NotFound("no such image")
         return self.root / sha256[:2] / sha256
 
-    def put(self, data: bytes) -> StoredImage:
-        """Store ``data``; returns its hash and whether a new file was written."""
-        digest = sha256_hex(data)
+    def put(self, data: bytes, *, sha256: str | None = None, sync: bool = True) -> StoredImage:
+        """Store ``data``; returns its hash and whether a new file was written.
+
+        ``sha256``: the hash of ``data`` where the caller has just computed it (hashing
+        a large image twice is measurable); never a hash of other bytes.
+        ``sync=False``: return before the bytes are on disk; the caller keeps its own
+        copy until :meth:`sync` says they are (the watch folder keeps the source file).
+        """
+        digest = sha256 or sha256_hex(data)
         target = self.path_for(digest)
         if target.exists() and target.stat().st_size == len(data):
             return StoredImage(digest, target, created=False)
@@ -59,7 +65,8 @@ class ImageStore:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(data)
                     handle.flush()
-                    os.fsync(handle.fileno())
+                    if sync:
+                        os.fsync(handle.fileno())
                 os.replace(tmp, target)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
@@ -67,6 +74,17 @@ class ImageStore:
         except OSError as exc:
             raise StorageError(f"cannot write to the image store: {exc.strerror}") from exc
         return StoredImage(digest, target, created=True)
+
+    def sync(self, sha256: str) -> None:
+        """Wait until the stored image is on disk (after ``put(..., sync=False)``)."""
+        try:
+            fd = os.open(self.path_for(sha256), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise StorageError(f"cannot write to the image store: {exc.strerror}") from exc
 
     def read(self, sha256: str) -> bytes:
         try:
