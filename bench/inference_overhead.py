@@ -202,26 +202,14 @@ def main() -> int:
             begin = time.perf_counter()
             image = Image.open(io.BytesIO(png))
             image.load()
-            script_inputs = _engine_inputs(processor, image, None, settings)
-            with torch.inference_mode():
-                output = model.generate(
-                    **script_inputs,
-                    do_sample=False,
-                    temperature=1.0,
-                    top_p=1.0,
-                    top_k=50,
-                    num_beams=1,
-                    max_new_tokens=max_new_tokens,
-                    repetition_penalty=repetition_penalty,
-                )
+            output = greedy(_engine_inputs(processor, image, None, settings))
             processor.tokenizer.decode(output[0, prompt_length:], skip_special_tokens=False)
             return time.perf_counter() - begin
 
-        def bare() -> tuple[float, int]:
-            begin = time.perf_counter()
+        def greedy(model_inputs: Any) -> Any:
             with torch.inference_mode():
-                output = model.generate(
-                    **inputs,
+                return model.generate(
+                    **model_inputs,
                     do_sample=False,
                     temperature=1.0,
                     top_p=1.0,
@@ -230,6 +218,10 @@ def main() -> int:
                     max_new_tokens=max_new_tokens,
                     repetition_penalty=repetition_penalty,
                 )
+
+        def bare() -> tuple[float, int]:
+            begin = time.perf_counter()
+            output = greedy(inputs)
             return time.perf_counter() - begin, int(output.shape[1]) - prompt_length
 
         log("warm-up (the first job also loads the model in the worker)...")

@@ -520,9 +520,7 @@ class IngestService:
 
     def _find(self, sha256: str) -> _Known | None:
         with self._db.session() as session:
-            row = session.scalars(
-                select(m.IngestedFile).where(m.IngestedFile.sha256 == sha256)
-            ).first()
+            row = self._record_of(session, sha256)
             if row is None:
                 return None
             return _Known(row.outcome, row.patient_id, row.created_at)
@@ -720,32 +718,9 @@ class IngestService:
         )
 
     @staticmethod
-    def _record_in(
-        session: Session,
-        *,
-        sha256: str,
-        name: str,
-        size: int,
-        outcome: IngestOutcome,
-        reason: str | None,
-        patient_id: str | None = None,
-        scan_id: int | None = None,
-        job_id: int | None = None,
-    ) -> None:
-        """Add or update the ingest record of ``sha256`` (a refused file may come back)."""
-        row = session.scalars(select(m.IngestedFile).where(m.IngestedFile.sha256 == sha256)).first()
-        IngestService._apply_record(
-            session,
-            row,
-            sha256=sha256,
-            name=name,
-            size=size,
-            outcome=outcome,
-            reason=reason,
-            patient_id=patient_id,
-            scan_id=scan_id,
-            job_id=job_id,
-        )
+    def _record_of(session: Session, sha256: str) -> m.IngestedFile | None:
+        query = select(m.IngestedFile).where(m.IngestedFile.sha256 == sha256)
+        return session.scalars(query).first()
 
     @staticmethod
     def _apply_record(
@@ -761,7 +736,8 @@ class IngestService:
         scan_id: int | None = None,
         job_id: int | None = None,
     ) -> None:
-        """Write the ingest record ``row`` of ``sha256`` (None: there is none yet)."""
+        """Add or update the ingest record of ``sha256``, ``row`` (None: there is none
+        yet; a refused file may come back)."""
         now = _now()
         if row is not None and row.outcome != IngestOutcome.FAILED:
             # Taken in by another ingest since we looked: never overwrite that record.
@@ -819,9 +795,7 @@ class IngestService:
         self, sha256: str, name: str, whose: str, when: str, patient_id: str | None
     ) -> NotificationRecord:
         with self._db.session() as session:
-            row = session.scalars(
-                select(m.IngestedFile).where(m.IngestedFile.sha256 == sha256)
-            ).first()
+            row = self._record_of(session, sha256)
             if row is not None:
                 row.duplicate_count += 1
                 row.last_seen_at = _now()
@@ -856,8 +830,9 @@ class IngestService:
             try:
                 with self._db.session() as session:
                     if sha256 is not None:
-                        self._record_in(
+                        self._apply_record(
                             session,
+                            self._record_of(session, sha256),
                             sha256=sha256,
                             name=name,
                             size=size or 0,
