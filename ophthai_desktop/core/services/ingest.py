@@ -75,8 +75,11 @@ from ophthai_desktop.core.services.patients import (
 )
 from ophthai_desktop.core.storage import Database, ImageStore
 from ophthai_desktop.core.storage import models as m
-from ophthai_desktop.core.storage.to_records import notification_record, scan_record
-from ophthai_desktop.core.storage.to_records import patient_record as new_patient_record
+from ophthai_desktop.core.storage.to_records import (
+    notification_record,
+    patient_record,
+    scan_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -194,12 +197,8 @@ class _Pending:
     info: ImageInfo
     target_id: str | None
     actor: Actor
-    done: bool = False
+    #: Set by the group commit, under its lock (None: not committed yet).
     result: _Committed | _Known | BaseException | None = None
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 # Reading file names ----------------------------------------------------------------
@@ -540,7 +539,7 @@ class IngestService:
         with self._queue_lock:
             self._queue.append(item)
         with self._commit_lock:
-            if not item.done:
+            if item.result is None:  # no earlier holder of the lock took it
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
                 self._commit_each_or_all(batch)
@@ -570,7 +569,6 @@ class IngestService:
             for item in batch:
                 if item.result is None:
                     item.result = StorageError("the file was not committed")
-                item.done = True
 
     def _commit_batch(self, batch: list[_Pending]) -> None:
         """Patients, scans, queued analyses, notifications and ingest records of
@@ -651,7 +649,9 @@ class IngestService:
                     )
                 JobService.audit_queued(session, job, item.actor)
                 note = NotificationService.new_row(
-                    self._message(outcome, patient, scan), type="info", patient_id=patient.id
+                    self._message(outcome, patient, scan),
+                    type=NotificationType.INFO.value,
+                    patient_id=patient.id,
                 )
                 session.add(note)
                 notes.append(note)
@@ -678,13 +678,13 @@ class IngestService:
                 committed, jobs, notes, strict=True
             ):
                 scan_seen = scan_record(scan)
-                patient_record = patient_records.get(patient.id) or new_patient_record(
+                seen = patient_records.get(patient.id) or patient_record(
                     patient, latest_scan=scan_seen, scan_count=1
                 )
                 changed: Event = (
-                    PatientCreated(patient_record)
+                    PatientCreated(seen)
                     if outcome is IngestOutcome.INGESTED
-                    else PatientUpdated(patient_record)
+                    else PatientUpdated(seen)
                 )
                 item.result = _Committed(
                     outcome,
@@ -702,7 +702,7 @@ class IngestService:
         for item in batch:
             first = first_of.get(item.sha256)
             if item.result is None and first is not None and isinstance(first.result, _Committed):
-                item.result = _Known(first.result.outcome, first.result.patient_id, _now())
+                item.result = _Known(first.result.outcome, first.result.patient_id, m.utcnow())
 
     @staticmethod
     def _message(outcome: IngestOutcome, patient: m.Patient, scan: m.Scan) -> str:
@@ -738,7 +738,7 @@ class IngestService:
     ) -> None:
         """Add or update the ingest record of ``sha256``, ``row`` (None: there is none
         yet; a refused file may come back)."""
-        now = _now()
+        now = m.utcnow()
         if row is not None and row.outcome != IngestOutcome.FAILED:
             # Taken in by another ingest since we looked: never overwrite that record.
             if outcome is not IngestOutcome.FAILED:
@@ -798,7 +798,7 @@ class IngestService:
             row = self._record_of(session, sha256)
             if row is not None:
                 row.duplicate_count += 1
-                row.last_seen_at = _now()
+                row.last_seen_at = m.utcnow()
             note = NotificationService.create_in(
                 session,
                 f"{name} from the watch folder was already taken in{whose} on {when} UTC; "

@@ -465,12 +465,6 @@ class PatientService:
         AuditService.record(session, actor, "create", "patient", row.id, {"fields": sorted(values)})
         return row
 
-    def add_scan_in(
-        self, session: Session, patient_id: str, image: NewImage, info: ImageInfo
-    ) -> ScanRecord:
-        """Store an already inspected image as a scan inside a caller's transaction."""
-        return self._add_scan(session, self._get(session, patient_id), image, info)
-
     def _add_scan(
         self, session: Session, patient: m.Patient, image: NewImage, info: ImageInfo
     ) -> ScanRecord:
