@@ -242,7 +242,7 @@ class InferenceWorker:
             elif result.cancelled:
                 self._jobs.mark_cancelled(job.id)
             else:
-                self._jobs.complete(job.id, result)
+                self._jobs.complete(job, result)
         except OphthaiError as exc:
             self._record_failure(job.id, exc.message)
         except Exception as exc:  # a bad job never kills the worker

@@ -54,7 +54,7 @@ from ophthai_desktop.core.inference.parsing import (
     split_output,
 )
 from ophthai_desktop.core.inference.preprocess import prepare_image
-from ophthai_desktop.core.inference.processor import load_processor
+from ophthai_desktop.core.inference.processor import load_processor, processor_fitter
 from ophthai_desktop.core.inference.prompt import PROMPT_VERSION, build_messages
 from ophthai_desktop.core.settings import Settings
 from ophthai_desktop.core.units import format_bytes
@@ -191,6 +191,8 @@ class _Loaded:
     install: _Installation
     hidden_ids: frozenset[int]
     eos_ids: frozenset[int]
+    #: Token ids of ``</think>``, which the thinking budget forces.
+    close_ids: list[int]
     #: Rendered chat templates by (question, modality): rendering one is ~1 ms of Jinja
     #: per analysis for the same few strings.
     prompts: dict[tuple[str | None, str | None], str] = field(default_factory=dict)
@@ -530,6 +532,7 @@ class InferenceEngine:
             install=install,
             hidden_ids=hidden_token_ids(tokenizer),
             eos_ids=_eos_ids(model, tokenizer),
+            close_ids=list(tokenizer.encode(THINK_CLOSE, add_special_tokens=False)),
         )
 
     def _too_large_message(self, plan: devices.DevicePlan, parameters: int, free: int) -> str:
@@ -624,8 +627,15 @@ class InferenceEngine:
 
         settings = self._settings
         plan = loaded.plan
-        rgb = prepare_image(image)
         processor = loaded.processor
+        max_pixels = settings.max_pixels
+        min_pixels = min(settings.min_pixels, max_pixels)
+        fitter = processor_fitter(processor, min_pixels=min_pixels, max_pixels=max_pixels)
+        rgb = (
+            prepare_image(image, fit=fitter[0], resample=fitter[1])
+            if fitter is not None
+            else prepare_image(image)
+        )
         prompt = loaded.prompts.get((question, modality))
         if prompt is None:
             prompt = processor.apply_chat_template(
@@ -633,8 +643,6 @@ class InferenceEngine:
             )
             if len(loaded.prompts) < 64:  # clinicians' free questions are not kept forever
                 loaded.prompts[(question, modality)] = prompt
-        max_pixels = settings.max_pixels
-        min_pixels = min(settings.min_pixels, max_pixels)
         inputs = processor(
             text=[prompt],
             images=[rgb],
@@ -643,7 +651,9 @@ class InferenceEngine:
         ).to(plan.device)
         prompt_length = int(inputs["input_ids"].shape[1])
 
-        config = copy.deepcopy(loaded.model.generation_config)
+        # A shallow copy is enough: only plain values are set, and generate() deep-copies
+        # the configuration it is given before it reads it.
+        config = copy.copy(loaded.model.generation_config)
         config.do_sample = False
         # generate() fills None from the checkpoint's sampling defaults and then warns that
         # greedy decoding ignores them; the library's neutral values keep it quiet.
@@ -672,6 +682,7 @@ class InferenceEngine:
             prompt_length=prompt_length,
             budget=settings.thinking_budget,
             open_at_start=prefilled,
+            close_ids=loaded.close_ids,
         )
         stop = CancelCriteria(cancel or threading.Event())
         completion = 0

@@ -43,7 +43,8 @@ def hidden_token_ids(tokenizer: Any) -> frozenset[int]:
 
 def _flatten(value: Any) -> list[int]:
     if hasattr(value, "reshape"):
-        return [int(i) for i in value.reshape(-1).tolist()]
+        ids: list[int] = value.reshape(-1).tolist()  # ints already
+        return ids
     return [int(i) for i in value]
 
 
@@ -182,6 +183,7 @@ class ThinkingBudgetProcessor:
         prompt_length: Length of the prompt in tokens; later tokens are the output.
         budget: Tokens allowed inside ``<think>``.
         open_at_start: The prompt ends inside an open ``<think>`` (pre-filled).
+        close_ids: The token ids of ``</think>`` where the caller has them already.
 
     Attributes:
         forced_close: Whether the budget closed the reasoning of any sequence.
@@ -194,12 +196,17 @@ class ThinkingBudgetProcessor:
         prompt_length: int,
         budget: int,
         open_at_start: bool = False,
+        close_ids: list[int] | None = None,
     ) -> None:
         self._tokenizer = tokenizer
         self.prompt_length = prompt_length
         self.budget = budget
         self.open_at_start = open_at_start
-        self.close_ids: list[int] = list(tokenizer.encode(THINK_CLOSE, add_special_tokens=False))
+        self.close_ids: list[int] = (
+            list(close_ids)
+            if close_ids is not None
+            else list(tokenizer.encode(THINK_CLOSE, add_special_tokens=False))
+        )
         self.forced_close = False
         self._states: dict[int, _ThinkState] = {}
 
@@ -275,12 +282,20 @@ class CancelCriteria:
     def __init__(self, cancel: threading.Event) -> None:
         self.cancel = cancel
         self.triggered = False
+        # The same flags every step until the cancel: made once (generate only combines
+        # them with ``|`` into new tensors, it never writes to them).
+        self._flags: dict[tuple[int, Any, bool], Any] = {}
 
     def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
         """One flag per sequence: all True once cancelled."""
-        import torch
-
         stop = self.cancel.is_set()
         self.triggered = self.triggered or stop
-        flags = torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+        key = (input_ids.shape[0], input_ids.device, stop)
+        flags = self._flags.get(key)
+        if flags is None:
+            import torch
+
+            flags = self._flags[key] = torch.full(
+                (input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device
+            )
         return flags  # type: ignore[return-value]

@@ -300,7 +300,7 @@ class StreamPhases:
         """Pieces of ``delta`` (with held-back text) that are now certain."""
         self._pending += delta
         pieces: list[tuple[str, str]] = []
-        while True:
+        while "<" in self._pending:  # most deltas hold no tag: one scan says so
             found = [
                 (i, tag) for tag in (THINK_OPEN, THINK_CLOSE) if (i := self._pending.find(tag)) >= 0
             ]
@@ -326,7 +326,10 @@ class StreamPhases:
 
 def _partial_tag_length(text: str) -> int:
     """Length of the longest end of ``text`` that could begin a think tag."""
-    for size in range(min(len(text), len(THINK_CLOSE) - 1), 0, -1):
+    longest = min(len(text), len(THINK_CLOSE) - 1)
+    if "<" not in text[-longest:]:
+        return 0
+    for size in range(longest, 0, -1):
         tail = text[-size:]
         if THINK_OPEN.startswith(tail) or THINK_CLOSE.startswith(tail):
             return size

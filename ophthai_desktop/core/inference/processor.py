@@ -11,10 +11,12 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 from ophthai_desktop.core.errors import ModelUnavailable
+from ophthai_desktop.core.inference.preprocess import SizeFitter
 
 log = logging.getLogger(__name__)
 
@@ -113,3 +115,38 @@ def image_only_processor_class() -> type:
             )
 
     return ImageOnlyQwen2_5_VLProcessor
+
+
+def processor_fitter(
+    processor: Any, *, min_pixels: int, max_pixels: int
+) -> tuple[SizeFitter, int] | None:
+    """The size the processor's image processor will resize an image to, and its filter.
+
+    Only for Qwen2-VL's PIL/numpy image processor, whose own resize is Pillow's with
+    that filter to ``smart_resize``'s size, so resizing beforehand gives the very same
+    pixels (and the processor then has nothing left to resize). Any other image
+    processor (a torchvision one resamples differently) gets ``None``: it does its own.
+    """
+    image_processor = getattr(processor, "image_processor", None)
+    module = sys.modules.get(type(image_processor).__module__)
+    smart_resize = getattr(module, "smart_resize", None)
+    if module is None or "image_processing_pil_" not in module.__name__ or smart_resize is None:
+        return None
+    patch = getattr(image_processor, "patch_size", None)
+    merge = getattr(image_processor, "merge_size", None)
+    resample = getattr(image_processor, "resample", None)
+    if not (getattr(image_processor, "do_resize", False) and patch and merge and resample):
+        return None
+    factor = int(patch) * int(merge)
+
+    def fit(size: tuple[int, int]) -> tuple[int, int] | None:
+        width, height = size
+        try:
+            new_height, new_width = smart_resize(
+                height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels
+            )
+        except ValueError:  # an extreme aspect ratio: the processor will say why
+            return None
+        return int(new_width), int(new_height)
+
+    return fit, int(resample)

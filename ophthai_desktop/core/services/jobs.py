@@ -259,30 +259,33 @@ class JobService:
     def claim_next(self) -> JobRecord | None:
         """Mark the oldest queued job running and return it (None if the queue is empty).
 
-        The update only applies while the job is still queued, so a job cancelled at
-        the same moment is never run.
+        One ``UPDATE ... RETURNING`` statement: it only applies while the job is still
+        queued, so a job cancelled at the same moment is never run.
         """
+        oldest = (
+            select(m.Job.id)
+            .where(m.Job.state == JobState.QUEUED.value)
+            .order_by(m.Job.created_at, m.Job.id)
+            .limit(1)
+            .scalar_subquery()
+        )
+        claim = (
+            update(m.Job)
+            .where(m.Job.id == oldest, m.Job.state == JobState.QUEUED.value)
+            .values(
+                state=JobState.RUNNING.value,
+                started_at=datetime.now(UTC),
+                attempts=m.Job.attempts + 1,
+            )
+            .returning(m.Job)
+        )
         while True:
             with self._db.session() as session:
-                job_id = session.scalar(
-                    select(m.Job.id)
-                    .where(m.Job.state == JobState.QUEUED.value)
-                    .order_by(m.Job.created_at, m.Job.id)
-                    .limit(1)
-                )
-                if job_id is None:
+                job = session.scalars(claim).first()
+                if job is not None:
+                    return job_record(job)
+                if not self.has_queued_in(session):
                     return None
-                claimed = session.execute(
-                    update(m.Job)
-                    .where(m.Job.id == job_id, m.Job.state == JobState.QUEUED.value)
-                    .values(
-                        state=JobState.RUNNING.value,
-                        started_at=datetime.now(UTC),
-                        attempts=m.Job.attempts + 1,
-                    )
-                )
-                if int(getattr(claimed, "rowcount", 0) or 0) == 1:
-                    return job_record(self._get(session, job_id))
             # Taken or cancelled in between: look again.
 
     def requeue(self, job_id: int) -> None:
@@ -296,20 +299,36 @@ class JobService:
 
     def has_queued(self) -> bool:
         with self._db.session() as session:
-            return (
-                session.scalar(
-                    select(m.Job.id).where(m.Job.state == JobState.QUEUED.value).limit(1)
-                )
-                is not None
-            )
+            return self.has_queued_in(session)
 
-    def complete(self, job_id: int, result: GenerationResult) -> AnalysisRecord:
+    @staticmethod
+    def has_queued_in(session: Session) -> bool:
+        return (
+            session.scalar(select(m.Job.id).where(m.Job.state == JobState.QUEUED.value).limit(1))
+            is not None
+        )
+
+    def complete(self, job: JobRecord, result: GenerationResult) -> AnalysisRecord:
         """Store the analysis with its provenance, finish the job, advance the patient's
-        workflow, and raise the alarm for an abnormal finding."""
+        workflow, and raise the alarm for an abnormal finding.
+
+        ``job`` is the record :meth:`claim_next` returned: what the analysis needs from
+        the job cannot change while it runs, so the row is not read again.
+
+        Raises:
+            NotFound: The job is gone (its patient was deleted meanwhile).
+        """
         now = datetime.now(UTC)
+        job_id = job.id
         events: list[Event] = []
         with self._db.session() as session:
-            job = self._get(session, job_id)
+            finished = session.execute(
+                update(m.Job)
+                .where(m.Job.id == job_id)
+                .values(state=JobState.DONE.value, finished_at=now, error=None)
+            )
+            if int(getattr(finished, "rowcount", 0) or 0) != 1:
+                raise NotFound(f"job {job_id} not found")
             started = job.started_at or now
             parsed = result.parsed
             row = m.Analysis(
@@ -343,9 +362,6 @@ class JobService:
                 completion_tokens=result.completion_tokens,
             )
             session.add(row)
-            job.state = JobState.DONE.value
-            job.finished_at = now
-            job.error = None
             session.flush()
             patient = session.get(m.Patient, job.patient_id) if job.patient_id else None
             if patient is not None:

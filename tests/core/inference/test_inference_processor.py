@@ -7,7 +7,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from ophthai_desktop.core.inference.processor import build_image_only_processor, load_processor
+from ophthai_desktop.core.inference.processor import (
+    build_image_only_processor,
+    load_processor,
+    processor_fitter,
+)
 from ophthai_desktop.core.inference.prompt import build_messages
 
 
@@ -39,3 +43,55 @@ def test_load_processor_falls_back_only_without_torchvision(tiny_checkpoint: Pat
     has_torchvision = importlib.util.find_spec("torchvision") is not None
     assert (type(processor).__name__ == "ImageOnlyQwen2_5_VLProcessor") is not has_torchvision
     assert processor.chat_template
+
+
+def _speckled(mode: str, size: tuple[int, int]) -> Image.Image:
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    bands = 3 if mode == "RGB" else 1
+    pixels = rng.integers(0, 256, (size[1], size[0], bands), dtype=np.uint8)
+    return Image.fromarray(pixels[..., 0] if bands == 1 else pixels, mode)
+
+
+def test_resizing_before_the_processor_gives_its_own_pixels(tiny_checkpoint: Path) -> None:
+    """The engine shrinks a gray image while it is one channel; the model must see
+    exactly what the processor's own resize of the RGB image would have given it."""
+    import torch
+
+    from ophthai_desktop.core.inference.preprocess import prepare_image
+
+    processor = load_processor(tiny_checkpoint, "qwen2_5_vl")
+    for mode, size, max_pixels in [
+        ("L", (512, 496), 12544),  # shrunk a lot
+        ("L", (512, 496), 401408),  # only rounded to the patch grid
+        ("RGB", (640, 480), 12544),
+        ("L", (90, 60), 401408),  # grown to the minimum
+    ]:
+        image = _speckled(mode, size)
+        fitter = processor_fitter(processor, min_pixels=3136, max_pixels=max_pixels)
+        assert fitter is not None
+        fit, resample = fitter
+        kwargs = {"size": {"shortest_edge": 3136, "longest_edge": max_pixels}}
+
+        own = processor.image_processor(images=[image.convert("RGB")], **kwargs)
+        ahead = prepare_image(image, fit=fit, resample=resample)
+        assert ahead.mode == "RGB" and ahead.size == fit(size)
+        ours = processor.image_processor(images=[ahead], **kwargs)
+
+        assert torch.equal(
+            torch.as_tensor(own["image_grid_thw"]), torch.as_tensor(ours["image_grid_thw"])
+        )
+        assert torch.equal(
+            torch.as_tensor(own["pixel_values"]), torch.as_tensor(ours["pixel_values"])
+        )
+
+
+def test_no_resize_ahead_for_an_image_processor_of_another_kind() -> None:
+    class TorchvisionLike:
+        patch_size, merge_size, resample, do_resize = 14, 2, 3, True
+
+    class Processor:
+        image_processor = TorchvisionLike()
+
+    assert processor_fitter(Processor(), min_pixels=3136, max_pixels=12544) is None
