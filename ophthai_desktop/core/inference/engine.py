@@ -54,7 +54,11 @@ from ophthai_desktop.core.inference.parsing import (
     split_output,
 )
 from ophthai_desktop.core.inference.preprocess import prepare_image
-from ophthai_desktop.core.inference.processor import load_processor, processor_fitter
+from ophthai_desktop.core.inference.processor import (
+    ModelInputs,
+    load_processor,
+    processor_fitter,
+)
 from ophthai_desktop.core.inference.prompt import PROMPT_VERSION, build_messages
 from ophthai_desktop.core.settings import Settings
 from ophthai_desktop.core.units import format_bytes
@@ -196,6 +200,11 @@ class _Loaded:
     #: Rendered chat templates by (question, modality): rendering one is ~1 ms of Jinja
     #: per analysis for the same few strings.
     prompts: dict[tuple[str | None, str | None], str] = field(default_factory=dict)
+    #: The processor, tokenizing each prompt once (see :class:`ModelInputs`).
+    inputs: ModelInputs = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.inputs = ModelInputs(self.processor)
 
 
 class InferenceEngine:
@@ -643,11 +652,8 @@ class InferenceEngine:
             )
             if len(loaded.prompts) < 64:  # clinicians' free questions are not kept forever
                 loaded.prompts[(question, modality)] = prompt
-        inputs = processor(
-            text=[prompt],
-            images=[rgb],
-            return_tensors="pt",
-            images_kwargs={"size": {"shortest_edge": min_pixels, "longest_edge": max_pixels}},
+        inputs = loaded.inputs(
+            prompt, rgb, {"size": {"shortest_edge": min_pixels, "longest_edge": max_pixels}}
         ).to(plan.device)
         prompt_length = int(inputs["input_ids"].shape[1])
 

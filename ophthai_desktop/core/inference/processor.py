@@ -150,3 +150,73 @@ def processor_fitter(
         return int(new_width), int(new_height)
 
     return fit, int(resample)
+
+
+class ModelInputs:
+    """The processor's output for a prompt and an image, tokenizing each prompt once.
+
+    The text half of the output (``input_ids``, ``attention_mask``, ...) depends only on
+    the prompt and on how many tokens the image takes, which the image processor's
+    ``image_grid_thw`` gives; tokenizing the same long prompt again is most of the
+    processor's time. So the first call for a (prompt, grid) runs the whole processor
+    and keeps its text half; later calls run only the image processor and put the two
+    together. That first call also checks that the image processor alone gives the
+    image half the whole processor gave, bit for bit; where it does not (a processor
+    that passes its own image settings), every call runs the whole processor.
+
+    Args:
+        processor: The model's processor (``load_processor``).
+        capacity: (prompt, grid) pairs kept; clinicians' free questions are not kept
+            forever.
+    """
+
+    def __init__(self, processor: Any, capacity: int = 32) -> None:
+        self._processor = processor
+        self._capacity = capacity
+        self._text: dict[tuple[str, tuple[int, ...]], dict[str, Any]] = {}
+        self._image_alone_matches: bool | None = None
+        #: Calls answered with a prompt tokenized earlier.
+        self.reused = 0
+
+    def __call__(self, prompt: str, image: Any, images_kwargs: dict[str, Any]) -> Any:
+        """A ``BatchFeature`` on the CPU, as ``processor(text=[prompt], images=[image])``."""
+        image_processor = getattr(self._processor, "image_processor", None)
+        if image_processor is None or self._image_alone_matches is False:
+            return self._whole(prompt, image, images_kwargs)
+        image_part = image_processor(images=[image], return_tensors="pt", **images_kwargs)
+        grid = image_part.get("image_grid_thw")
+        if grid is None:
+            self._image_alone_matches = False
+            return self._whole(prompt, image, images_kwargs)
+        key = (prompt, tuple(int(v) for v in grid.reshape(-1).tolist()))
+        text_part = self._text.get(key)
+        if text_part is None:
+            whole = self._whole(prompt, image, images_kwargs)
+            if self._image_alone_matches is None:
+                self._image_alone_matches = _same_tensors(whole, image_part)
+            if self._image_alone_matches and len(self._text) < self._capacity:
+                self._text[key] = {k: v for k, v in whole.items() if k not in image_part}
+            return whole
+        from transformers import BatchFeature
+
+        self.reused += 1
+        # Copies: generate() must not be able to change what the next job starts from.
+        return BatchFeature({**{k: v.clone() for k, v in text_part.items()}, **image_part})
+
+    def _whole(self, prompt: str, image: Any, images_kwargs: dict[str, Any]) -> Any:
+        return self._processor(
+            text=[prompt], images=[image], return_tensors="pt", images_kwargs=images_kwargs
+        )
+
+
+def _same_tensors(whole: Any, part: Any) -> bool:
+    import torch
+
+    return all(
+        key in whole
+        and isinstance(whole[key], torch.Tensor)
+        and isinstance(value, torch.Tensor)
+        and whole[key].dtype == value.dtype
+        and torch.equal(whole[key], value)
+        for key, value in part.items()
+    )

@@ -8,6 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 from ophthai_desktop.core.inference.processor import (
+    ModelInputs,
     build_image_only_processor,
     load_processor,
     processor_fitter,
@@ -95,3 +96,31 @@ def test_no_resize_ahead_for_an_image_processor_of_another_kind() -> None:
         image_processor = TorchvisionLike()
 
     assert processor_fitter(Processor(), min_pixels=3136, max_pixels=12544) is None
+
+
+def test_model_inputs_reuse_the_tokenized_prompt_and_equal_the_processor(
+    tiny_checkpoint: Path,
+) -> None:
+    import torch
+
+    processor = load_processor(tiny_checkpoint, "qwen2_5_vl")
+    inputs = ModelInputs(processor)
+    prompt = processor.apply_chat_template(
+        build_messages(None, "OCT"), add_generation_prompt=True, tokenize=False
+    )
+    kwargs = {"size": {"shortest_edge": 3136, "longest_edge": 12544}}
+    images = [_speckled("RGB", (300, 200)), _speckled("RGB", (301, 199)), _speckled("L", (90, 60))]
+    for image in [*images, *images]:  # the second round reuses the first round's prompts
+        ours = inputs(prompt, image.convert("RGB"), kwargs)
+        theirs = processor(
+            text=[prompt], images=[image.convert("RGB")], return_tensors="pt", images_kwargs=kwargs
+        )
+        assert sorted(ours.keys()) == sorted(theirs.keys())
+        for key in theirs:
+            assert torch.equal(ours[key], theirs[key]), key
+    assert inputs.reused >= 3  # the second round at least
+
+    reused = inputs(prompt, images[0].convert("RGB"), kwargs)
+    reused["input_ids"][0, 0] = -1  # what one job's generate does to its inputs...
+    again = inputs(prompt, images[0].convert("RGB"), kwargs)
+    assert int(again["input_ids"][0, 0]) != -1  # ...the next job does not see
