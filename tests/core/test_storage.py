@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import time
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from ophthai_desktop.core.errors import NotFound
 from ophthai_desktop.core.storage import Database, ImageStore
 from ophthai_desktop.core.storage import models as m
+from ophthai_desktop.core.storage.images import STALE_STAGING_S
 from tests.support.images import png_bytes
 
 TABLES = {
@@ -104,6 +108,40 @@ def test_image_store_is_content_addressed(tmp_path: Path) -> None:
         store.read(first.sha256)
     with pytest.raises(NotFound):
         store.path_for("../../etc/passwd")
+
+
+@pytest.mark.skipif(not hasattr(os, "copy_file_range"), reason="no kernel copy here")
+def test_a_staged_copy_is_the_source_bytes_until_kept_or_dropped(tmp_path: Path) -> None:
+    store = ImageStore(tmp_path / "images")
+    source = tmp_path / "scan.png"
+    data = png_bytes((300, 200))
+    source.write_bytes(data)
+
+    with source.open("rb") as handle:
+        staged = store.stage_copy(handle.fileno(), len(data))
+        dropped = store.stage_copy(handle.fileno(), len(data))
+    assert staged is not None and dropped is not None
+    assert staged.read_bytes() == data and staged.parent != source.parent
+    source.write_bytes(b"changed afterwards")  # the copy is its own file
+    kept = store.keep_staged(staged, hashlib.sha256(data).hexdigest())
+    store.drop_staged(dropped)
+
+    assert kept.created and store.read(kept.sha256) == data
+    assert [p for p in (tmp_path / "images").rglob("*") if p.is_file()] == [kept.path]
+
+
+def test_staged_copies_left_by_a_crash_are_cleared_once_stale(tmp_path: Path) -> None:
+    staging = tmp_path / "images" / ".staging"
+    staging.mkdir(parents=True)
+    stale, fresh = staging / "copy-old", staging / "copy-new"
+    stale.write_bytes(b"x")
+    fresh.write_bytes(b"y")
+    old = time.time() - STALE_STAGING_S - 60
+    os.utime(stale, (old, old))
+
+    ImageStore(tmp_path / "images")
+
+    assert not stale.exists() and fresh.exists()  # another process may be writing it
 
 
 def test_storage_error_when_database_is_unreachable(tmp_path: Path) -> None:

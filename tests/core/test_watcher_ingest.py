@@ -140,6 +140,32 @@ def test_one_file_makes_a_patient_a_scan_a_queued_analysis_and_a_notification(
     )
 
 
+@pytest.mark.parametrize("kernel_copy", [True, False], ids=["kernel-copy", "read-and-write"])
+def test_the_stored_bytes_are_the_checked_ones_and_no_staged_copy_is_left(
+    app: Application, monkeypatch: pytest.MonkeyPatch, kernel_copy: bool
+) -> None:
+    if not kernel_copy:  # as on a system without copy_file_range
+        monkeypatch.delattr(os, "copy_file_range", raising=False)
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    data = png_bytes((64, 48), (9, 8, 7))
+    for name, content in (("good.png", data), ("again.png", data), ("text.png", b"no image")):
+        (layout.root / name).write_bytes(content)
+
+    results = [
+        app.ingest.ingest_file(layout.root / name, layout)
+        for name in ("good.png", "again.png", "text.png")
+    ]
+
+    assert [r.outcome for r in results] == ["ingested", "duplicate", "failed"]
+    assert app.images.read(results[0].sha256 or "") == data
+    assert (layout.processed / "good.png").read_bytes() == data
+    staging = app.settings.images_dir / ".staging"
+    assert not staging.exists() or not any(staging.iterdir())
+    stored = [p for p in app.settings.images_dir.rglob("*") if p.is_file()]
+    assert len(stored) == 1
+
+
 def test_the_same_bytes_under_another_name_are_a_duplicate(app: Application, log: EventLog) -> None:
     data = png_bytes((40, 30), (1, 2, 3))
     folder = folder_of(app)

@@ -383,11 +383,26 @@ class IngestService:
             FileVanished: It was gone before it could be read.
             StorageError: The database or the image store failed; the file stays.
         """
-        name = display_name(path.name)
         try:
-            data, stamp = self._read(path, expected)
+            data, stamp, staged = self._read(path, expected)
         except _Refused as refused:
             return self._refuse(path, folder, refused.reason, sha256=None, size=refused.size)
+        try:
+            return self._take_in(path, folder, data, stamp, staged, actor)
+        finally:
+            if staged is not None and staged.exists():  # not kept: refused, duplicate...
+                self._images.drop_staged(staged)
+
+    def _take_in(
+        self,
+        path: Path,
+        folder: FolderLayout,
+        data: bytes,
+        stamp: FileStamp,
+        staged: Path | None,
+        actor: Actor,
+    ) -> IngestResult:
+        name = display_name(path.name)
         sha256 = hashlib.sha256(data).hexdigest()
         info, reason = self._check(data, path.name)
         if info is None:
@@ -397,7 +412,11 @@ class IngestService:
         # the store is content-addressed, so a rollback only leaves an unused file. It
         # is flushed to disk after the commit and before the source file is moved: the
         # source stays the copy of record until then, and the patient appears sooner.
-        stored = self._images.put(data, sha256=sha256, sync=False)
+        stored = (
+            self._images.keep_staged(staged, sha256)
+            if staged is not None
+            else self._images.put(data, sha256=sha256, sync=False)
+        )
         item = _Pending(
             name=name,
             sha256=sha256,
@@ -470,8 +489,10 @@ class IngestService:
             )
         return info, ""
 
-    def _read(self, path: Path, expected: FileStamp | None) -> tuple[bytes, FileStamp]:
-        """The file's bytes, read once, and its stamp; or why it is refused."""
+    def _read(self, path: Path, expected: FileStamp | None) -> tuple[bytes, FileStamp, Path | None]:
+        """The file's bytes, read once, its stamp, and the store's staged copy of them
+        (None where there is none: :meth:`ImageStore.put` stores them); or why it is
+        refused."""
         try:
             before = os.lstat(path)
         except FileNotFoundError as exc:
@@ -502,20 +523,33 @@ class IngestService:
             if exc.errno == errno.ELOOP:
                 raise _Refused(SYMLINK_REASON) from exc
             raise _Refused(f"it cannot be read ({exc.strerror})") from exc
+        staged: Path | None = None
         try:
             with os.fdopen(fd, "rb") as handle:
                 opened = os.fstat(handle.fileno())
                 if not stat.S_ISREG(opened.st_mode):
                     raise _Refused("it is not a regular file")
-                data = handle.read(min(opened.st_size, limit) + 1)  # +1: did it grow?
+                # Copied into the store by the kernel and read back from the copy, or
+                # read here (and written by put() later) where the kernel cannot copy.
+                staged = self._images.stage_copy(handle.fileno(), min(opened.st_size, limit))
+                if staged is not None:
+                    data = staged.read_bytes()
+                else:
+                    data = handle.read(min(opened.st_size, limit) + 1)  # +1: did it grow?
                 after = os.fstat(handle.fileno())
-        except OSError as exc:
-            raise _Refused(f"it cannot be read ({exc.strerror})") from exc
-        if FileStamp.of(after) != FileStamp.of(before) or len(data) != after.st_size:
-            raise FileNotSettled("the file changed while it was read")
-        if len(data) > limit:
-            raise _Refused(f"the file is larger than the limit of {limit / 1e6:.1f} MB", len(data))
-        return data, FileStamp.of(before)
+            if FileStamp.of(after) != FileStamp.of(before) or len(data) != after.st_size:
+                raise FileNotSettled("the file changed while it was read")
+            if len(data) > limit:
+                raise _Refused(
+                    f"the file is larger than the limit of {limit / 1e6:.1f} MB", len(data)
+                )
+        except BaseException as exc:
+            if staged is not None:
+                self._images.drop_staged(staged)
+            if isinstance(exc, OSError):
+                raise _Refused(f"it cannot be read ({exc.strerror})") from exc
+            raise
+        return data, FileStamp.of(before), staged
 
     def _find(self, sha256: str) -> _Known | None:
         with self._db.session() as session:

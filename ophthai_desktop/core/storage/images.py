@@ -8,11 +8,13 @@ image under a real name.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,14 @@ from ophthai_desktop.core.errors import NotFound, StorageError
 log = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+#: ``copy_file_range`` errors that mean "not here": copy through the process instead.
+_NO_KERNEL_COPY = frozenset(
+    {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF, errno.EPERM}
+)
+
+#: Age after which a staged copy is a crash's leftover.
+STALE_STAGING_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,8 @@ class ImageStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
+        self._staging = root / ".staging"
+        self._clear_stale_staging()
 
     def path_for(self, sha256: str) -> Path:
         if not _SHA256.match(sha256):
@@ -74,6 +86,77 @@ class ImageStore:
         except OSError as exc:
             raise StorageError(f"cannot write to the image store: {exc.strerror}") from exc
         return StoredImage(digest, target, created=True)
+
+    def stage_copy(self, source_fd: int, size: int) -> Path | None:
+        """Copy ``size`` bytes of an open file into a new temporary file in the store.
+
+        The copy is made by the kernel (``os.copy_file_range``), without passing the
+        bytes through this process: on a small machine that is several times cheaper
+        than writing bytes already read. The caller reads the copy back (from the page
+        cache) to hash and check it, so what is kept is exactly what was checked, even
+        if the source changes meanwhile; then :meth:`keep_staged` or
+        :meth:`drop_staged`. None where the kernel cannot copy (not Linux, a file
+        system that refuses): the caller reads the source and uses :meth:`put`.
+        """
+        copy = getattr(os, "copy_file_range", None)
+        if copy is None:
+            return None
+        try:
+            self._staging.mkdir(exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self._staging, prefix="copy-")
+        except OSError as exc:
+            raise StorageError(f"cannot write to the image store: {exc.strerror}") from exc
+        try:
+            offset = 0
+            while offset < size:
+                copied = copy(source_fd, fd, size - offset, offset)
+                if copied == 0:  # shorter than it said: the caller sees the size differ
+                    break
+                offset += copied
+        except OSError as exc:
+            os.close(fd)
+            Path(tmp).unlink(missing_ok=True)
+            if exc.errno in _NO_KERNEL_COPY:
+                return None
+            raise StorageError(f"cannot write to the image store: {exc.strerror}") from exc
+        os.close(fd)
+        return Path(tmp)
+
+    def keep_staged(self, staged: Path, sha256: str) -> StoredImage:
+        """Put a staged copy in place under ``sha256``, the hash of its bytes (the
+        caller's own, just computed); a copy already there is kept instead."""
+        target = self.path_for(sha256)
+        try:
+            if target.exists() and target.stat().st_size == staged.stat().st_size:
+                staged.unlink(missing_ok=True)
+                return StoredImage(sha256, target, created=False)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, target)
+        except OSError as exc:
+            self.drop_staged(staged)
+            raise StorageError(f"cannot write to the image store: {exc.strerror}") from exc
+        return StoredImage(sha256, target, created=True)
+
+    def drop_staged(self, staged: Path) -> None:
+        try:
+            staged.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("could not delete a staged image copy: %s", exc.strerror)
+
+    def _clear_stale_staging(self) -> None:
+        """Staged copies a crash left behind (an hour old: another process sharing the
+        store may be using newer ones)."""
+        try:
+            entries = list(self._staging.iterdir())
+        except OSError:
+            return
+        cutoff = time.time() - STALE_STAGING_S
+        for entry in entries:
+            try:
+                if entry.stat().st_mtime < cutoff:
+                    entry.unlink()
+            except OSError:
+                continue
 
     def sync(self, sha256: str) -> None:
         """Wait until the stored image is on disk (after ``put(..., sync=False)``)."""
