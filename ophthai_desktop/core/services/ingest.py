@@ -543,11 +543,13 @@ class IngestService:
                 raise _Refused(
                     f"the file is larger than the limit of {limit / 1e6:.1f} MB", len(data)
                 )
-        except BaseException as exc:
+        except OSError as exc:
             if staged is not None:
                 self._images.drop_staged(staged)
-            if isinstance(exc, OSError):
-                raise _Refused(f"it cannot be read ({exc.strerror})") from exc
+            raise _Refused(f"it cannot be read ({exc.strerror})") from exc
+        except BaseException:
+            if staged is not None:
+                self._images.drop_staged(staged)
             raise
         return data, FileStamp.of(before), staged
 

@@ -84,7 +84,7 @@ class ImageStore:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         except OSError as exc:
-            raise StorageError(f"cannot write to the image store: {exc.strerror}") from exc
+            raise _write_failed(exc) from exc
         return StoredImage(digest, target, created=True)
 
     def stage_copy(self, source_fd: int, size: int) -> Path | None:
@@ -105,7 +105,7 @@ class ImageStore:
             self._staging.mkdir(exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self._staging, prefix="copy-")
         except OSError as exc:
-            raise StorageError(f"cannot write to the image store: {exc.strerror}") from exc
+            raise _write_failed(exc) from exc
         try:
             offset = 0
             while offset < size:
@@ -118,7 +118,7 @@ class ImageStore:
             Path(tmp).unlink(missing_ok=True)
             if exc.errno in _NO_KERNEL_COPY:
                 return None
-            raise StorageError(f"cannot write to the image store: {exc.strerror}") from exc
+            raise _write_failed(exc) from exc
         os.close(fd)
         return Path(tmp)
 
@@ -134,7 +134,7 @@ class ImageStore:
             os.replace(staged, target)
         except OSError as exc:
             self.drop_staged(staged)
-            raise StorageError(f"cannot write to the image store: {exc.strerror}") from exc
+            raise _write_failed(exc) from exc
         return StoredImage(sha256, target, created=True)
 
     def drop_staged(self, staged: Path) -> None:
@@ -167,7 +167,7 @@ class ImageStore:
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise StorageError(f"cannot write to the image store: {exc.strerror}") from exc
+            raise _write_failed(exc) from exc
 
     def read(self, sha256: str) -> bytes:
         try:
@@ -184,3 +184,7 @@ class ImageStore:
             self.path_for(sha256).unlink(missing_ok=True)
         except OSError as exc:
             log.warning("could not delete an unreferenced image: %s", exc.strerror)
+
+
+def _write_failed(exc: OSError) -> StorageError:
+    return StorageError(f"cannot write to the image store: {exc.strerror}")
