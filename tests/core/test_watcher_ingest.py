@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import inspect, select
@@ -223,6 +224,37 @@ def test_without_demo_mode_a_file_needs_a_known_patient_id(tmp_path: Path) -> No
     assert patient_count(app) == 0
 
 
+def test_a_refused_file_that_comes_back_takes_over_its_ingest_record(tmp_path: Path) -> None:
+    app = build_watch_app(tmp_path, watch_demo_mode=False)
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    data = png_bytes((20, 20), (7, 7, 7))
+    name = "pt-00000000abcd_OD_OCT.png"
+    try:
+        (layout.root / name).write_bytes(data)
+        first = app.ingest.ingest_file(layout.root / name, layout)
+        assert first.outcome is IngestOutcome.FAILED
+        app.patients.create_patient(
+            {"name": "Came Later"}, actor=Actor("t", "test"), patient_id="pt-00000000abcd"
+        )
+        (layout.root / name).write_bytes(data)  # the device sends it again
+        second = app.ingest.ingest_file(layout.root / name, layout)
+        with app.db.session() as session:
+            records = list(session.scalars(select(m.IngestedFile)))
+    finally:
+        app.close()
+    assert second.outcome is IngestOutcome.ATTACHED
+    assert second.patient_id == "pt-00000000abcd"
+    (record,) = records  # the refusal's record, now the ingest's
+    assert (record.outcome, record.reason, record.patient_id, record.scan_id, record.job_id) == (
+        "attached",
+        None,
+        "pt-00000000abcd",
+        second.scan_id,
+        second.job_id,
+    )
+
+
 def test_files_dropped_while_stopped_are_taken_in_at_the_next_start(
     app: Application, log: EventLog
 ) -> None:
@@ -379,6 +411,43 @@ def test_files_ready_together_share_one_transaction(app: Application, log: Event
     assert (b.scan_count, b.latest_scan.laterality, b.latest_scan.modality) == (1, "OD", "OCT")
     assert app.patients.get_patient(b.id) == b
     assert len(log.of(ev.PatientUpdated)) == 1 and len(log.of(ev.AnalysisQueued)) == 4
+    # The attached patient's event is the record as read back, with its new scan.
+    (updated,) = log.of(ev.PatientUpdated)
+    assert updated.patient == app.patients.get_patient(known.id)
+    assert updated.patient.latest_scan is not None
+    assert updated.patient.latest_scan.original_filename == f"{known.id}_OS_fundus.png"
+    # Every other record an event carries is the row as stored.
+    stored_scans = {
+        s.id: s for p in app.patients.list_patients().items for s in app.patients.list_scans(p.id)
+    }
+    for event in log.of(ev.ScanIngested):
+        assert stored_scans[event.scan.id] == event.scan
+    notes = {n.id: n for n in app.notifications.list_notifications(limit=50).items}
+    for event in log.of(ev.NotificationCreated):
+        assert notes[event.notification.id] == event.notification
+    for event in log.of(ev.AnalysisQueued):
+        job = app.jobs.get_job(event.job_id)
+        assert (job.state, job.patient_id, job.scan_id) == (
+            "queued",
+            event.patient_id,
+            event.scan_id,
+        )
+        assert job.requested_by == "watcher:watch-folder"
+        queued = app.audit.list_events(entity_type="job", entity_id=str(job.id)).items
+        assert [(a.action, a.details) for a in queued] == [
+            ("queue", {"patient_id": job.patient_id, "scan_id": job.scan_id})
+        ]
+    made = app.audit.list_events(entity_type="patient", entity_id=b.id).items
+    assert [(a.action, a.actor, a.origin) for a in made] == [("create", "watch-folder", "watcher")]
+    assert "name" in made[0].details["fields"]
+    attach = app.audit.list_events(entity_type="scan", entity_id=str(attached.scan_id)).items
+    assert [(a.action, a.details) for a in attach] == [("create", {"patient_id": known.id})]
+    with app.db.session() as session:
+        taken = {r.original_name: r for r in session.scalars(select(m.IngestedFile))}
+    assert taken["b_OD_OCT.png"].patient_id == b.id
+    assert taken["b_OD_OCT.png"].scan_id == b.latest_scan.id
+    assert taken["b_OD_OCT.png"].outcome == "ingested"
+    assert taken[f"{known.id}_OS_fundus.png"].outcome == "attached"
 
 
 def test_a_file_that_breaks_its_batch_fails_alone(
@@ -391,8 +460,8 @@ def test_a_file_that_breaks_its_batch_fails_alone(
         (layout.root / name).write_bytes(noise_png((30, 30), seed=10 + i))
     real = IngestService._message
 
-    def failing(outcome: IngestOutcome, patient: m.Patient, scan: m.Scan) -> str:
-        if scan.original_filename == "bad.png":
+    def failing(outcome: IngestOutcome, patient: m.Patient, scan: dict[str, Any]) -> str:
+        if scan["original_filename"] == "bad.png":
             raise RuntimeError("simulated failure inside the transaction")
         return real(outcome, patient, scan)
 

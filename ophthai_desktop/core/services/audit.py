@@ -7,6 +7,7 @@ changed, never their values, so no patient identifier lands in the trail twice.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -36,15 +37,29 @@ class AuditService:
     ) -> None:
         """Add an entry to ``session``; it commits with the change it describes."""
         session.add(
-            m.AuditEvent(
-                actor=actor.who[:200],
-                origin=actor.via[:32],
-                action=action,
-                entity_type=entity_type,
-                entity_id=str(entity_id),
-                details=details or {},
-            )
+            m.AuditEvent(**AuditService.values(actor, action, entity_type, entity_id, details))
         )
+
+    @staticmethod
+    def values(
+        actor: Actor,
+        action: str,
+        entity_type: str,
+        entity_id: str | int,
+        details: dict[str, Any] | None = None,
+        *,
+        at: datetime | None = None,
+    ) -> dict[str, Any]:
+        """An entry's column values (for callers that insert many rows at once)."""
+        return {
+            "at": at or m.utcnow(),
+            "actor": actor.who[:200],
+            "origin": actor.via[:32],
+            "action": action,
+            "entity_type": entity_type,
+            "entity_id": str(entity_id),
+            "details": details or {},
+        }
 
     def list_events(
         self,

@@ -35,13 +35,13 @@ import random
 import re
 import stat
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -50,6 +50,7 @@ from ophthai_desktop.core.domain import (
     Modality,
     NotificationType,
     ScanSource,
+    WorkflowStep,
 )
 from ophthai_desktop.core.errors import InvalidInput, NotFound, OphthaiError, StorageError
 from ophthai_desktop.core.events import (
@@ -72,6 +73,8 @@ from ophthai_desktop.core.services.patients import (
     ImageLimits,
     NewImage,
     PatientService,
+    new_patient_id,
+    new_patient_values,
 )
 from ophthai_desktop.core.storage import Database, ImageStore
 from ophthai_desktop.core.storage import models as m
@@ -185,6 +188,50 @@ class _Committed:
     patient_id: str
     scan_id: int
     job_id: int
+
+
+@dataclass(eq=False)
+class _Planned:
+    """What the group commit writes for one file."""
+
+    item: _Pending
+    outcome: IngestOutcome
+    patient: m.Patient  # a new patient's (not in the session) or the attached one
+    row: dict[str, Any] | None = None  # a new patient's column values
+    fields: list[str] = field(default_factory=list)  # the fields a new patient was given
+    scan: dict[str, Any] = field(default_factory=dict)  # column values, then its id
+    job_id: int = 0
+    note: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def new(self) -> bool:
+        return self.row is not None
+
+
+#: Statements of the group commit, built once.
+_KNOWN = select(
+    m.IngestedFile.id,
+    m.IngestedFile.sha256,
+    m.IngestedFile.outcome,
+    m.IngestedFile.patient_id,
+    m.IngestedFile.created_at,
+).where(m.IngestedFile.sha256.in_(bindparam("hashes", expanding=True)))
+#: An earlier ingest record: id, sha256, outcome, patient_id, created_at.
+_KnownRow = Row[int, str, str, str | None, datetime]
+_INSERT_SCANS = insert(m.Scan).returning(m.Scan.id, sort_by_parameter_order=True)
+_INSERT_JOBS = insert(m.Job).returning(m.Job.id, sort_by_parameter_order=True)
+_INSERT_NOTES = insert(m.Notification).returning(m.Notification.id, sort_by_parameter_order=True)
+_PATIENT_COLUMNS = tuple(column.key for column in m.Patient.__table__.columns)
+
+
+def _patient_row(patient_id: str, values: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """Every column of a new patient: the rows of one multi-row ``INSERT`` share their
+    keys."""
+    row: dict[str, Any] = dict.fromkeys(_PATIENT_COLUMNS)
+    row.update(symptoms=[], history="", created_at=now, updated_at=now)
+    row.update(values)
+    row["id"] = patient_id
+    return row
 
 
 @dataclass(eq=False)
@@ -609,16 +656,22 @@ class IngestService:
     def _commit_batch(self, batch: list[_Pending]) -> None:
         """Patients, scans, queued analyses, notifications and ingest records of
         ``batch`` in one transaction; sets each item's result (the events to publish
-        after the commit, or the earlier ingest of the same bytes)."""
-        committed: list[tuple[_Pending, IngestOutcome, m.Patient, m.Scan]] = []
+        after the commit, or the earlier ingest of the same bytes).
+
+        The rows are written with one multi-row ``INSERT`` per table (ids come back
+        with ``RETURNING``), not through the ORM's unit of work: in a burst this
+        transaction is what every file waits for, and the ORM's bookkeeping cost three
+        times the statements themselves. The records in the events are made from the
+        very values inserted.
+        """
+        now = m.utcnow()
+        planned: list[_Planned] = []
         first_of: dict[str, _Pending] = {}
         with self._db.session() as session:
-            hashes = {item.sha256 for item in batch}
+            connection = session.connection()
             records = {
                 row.sha256: row
-                for row in session.scalars(
-                    select(m.IngestedFile).where(m.IngestedFile.sha256.in_(hashes))
-                )
+                for row in connection.execute(_KNOWN, {"hashes": [i.sha256 for i in batch]})
             }
             target_ids = {item.target_id for item in batch if item.target_id}
             targets = {
@@ -636,19 +689,12 @@ class IngestService:
                     continue
                 if item.sha256 in first_of:
                     continue  # the same bytes twice in one batch: a duplicate of the first
-                patient = targets.get(item.target_id) if item.target_id else None
-                if patient is None:
-                    if item.target_id is not None and not self.demo_mode:
-                        item.result = NotFound(
-                            f"no patient has the id {item.target_id} that starts the file name"
-                        )
-                        continue
-                    patient = PatientService.create_in(
-                        session, demo_patient_fields(self._rng), actor=item.actor
+                existing = targets.get(item.target_id) if item.target_id else None
+                if existing is None and item.target_id is not None and not self.demo_mode:
+                    item.result = NotFound(
+                        f"no patient has the id {item.target_id} that starts the file name"
                     )
-                    outcome = IngestOutcome.INGESTED
-                else:
-                    outcome = IngestOutcome.ATTACHED
+                    continue
                 laterality, modality = scan_kind_from_name(item.name)
                 image = NewImage(
                     b"",  # already in the store
@@ -657,82 +703,48 @@ class IngestService:
                     laterality=laterality,
                     filename=item.name,
                 )
-                scan = PatientService.scan_row_in(session, patient, image, item.info, item.sha256)
-                committed.append((item, outcome, patient, scan))
-                first_of[item.sha256] = item
-            if not committed:
-                return
-            session.flush()  # the scans' ids
-            jobs = [
-                JobService.queued_row(
-                    patient_id=patient.id,
-                    scan_id=scan.id,
-                    sha256=scan.sha256,
-                    question=None,
-                    actor=item.actor,
-                )
-                for item, _outcome, patient, scan in committed
-            ]
-            session.add_all(jobs)
-            session.flush()  # the jobs' ids
-            notes = []
-            for (item, outcome, patient, scan), job in zip(committed, jobs, strict=True):
-                # Audited as attach_image does; a new patient's own entry covers its
-                # first scan, as in create_patient.
-                if outcome is IngestOutcome.ATTACHED:
-                    AuditService.record(
-                        session, item.actor, "create", "scan", scan.id, {"patient_id": patient.id}
+                if existing is None:
+                    values = new_patient_values(demo_patient_fields(self._rng))
+                    row = _patient_row(new_patient_id(), values, now)
+                    planned.append(
+                        _Planned(
+                            item, IngestOutcome.INGESTED, m.Patient(**row), row, sorted(values)
+                        )
                     )
-                JobService.audit_queued(session, job, item.actor)
-                note = NotificationService.new_row(
-                    self._message(outcome, patient, scan),
-                    type=NotificationType.INFO.value,
-                    patient_id=patient.id,
+                else:
+                    existing.workflow_step = int(WorkflowStep.ANALYSIS)
+                    existing.updated_at = now
+                    planned.append(_Planned(item, IngestOutcome.ATTACHED, existing))
+                planned[-1].scan = PatientService.scan_values(
+                    planned[-1].patient.id, image, item.info, item.sha256, now=now
                 )
-                session.add(note)
-                notes.append(note)
-                self._apply_record(
-                    session,
-                    records.get(item.sha256),
-                    sha256=item.sha256,
-                    name=item.name,
-                    size=item.size,
-                    outcome=outcome,
-                    reason=None,
-                    patient_id=patient.id,
-                    scan_id=scan.id,
-                    job_id=job.id,
-                )
-            session.flush()
+                first_of[item.sha256] = item
+            if not planned:
+                return
+            self._insert_planned(session, connection, planned, records, now)
             # Records as every reader sees them: a new patient has just this scan and
             # nothing else; an existing one is read back (counts, oculomics...).
-            existing = {p.id: p for _i, o, p, _s in committed if o is IngestOutcome.ATTACHED}
+            attached = {p.patient.id: p.patient for p in planned if not p.new}
             patient_records = {
-                r.id: r for r in PatientService.records_in(session, list(existing.values()))
+                r.id: r for r in PatientService.records_in(session, list(attached.values()))
             }
-            for (item, outcome, patient, scan), job, note in zip(
-                committed, jobs, notes, strict=True
-            ):
-                scan_seen = scan_record(scan)
-                seen = patient_records.get(patient.id) or patient_record(
-                    patient, latest_scan=scan_seen, scan_count=1
+            for plan in planned:
+                scan_seen = scan_record(m.Scan(**plan.scan))
+                seen = patient_records.get(plan.patient.id) or patient_record(
+                    plan.patient, latest_scan=scan_seen, scan_count=1
                 )
-                changed: Event = (
-                    PatientCreated(seen)
-                    if outcome is IngestOutcome.INGESTED
-                    else PatientUpdated(seen)
-                )
-                item.result = _Committed(
-                    outcome,
+                changed: Event = PatientCreated(seen) if plan.new else PatientUpdated(seen)
+                plan.item.result = _Committed(
+                    plan.outcome,
                     [
                         changed,
                         ScanIngested(scan_seen),
-                        AnalysisQueued(job.id, patient.id, scan.id),
-                        NotificationCreated(notification_record(note)),
+                        AnalysisQueued(plan.job_id, plan.patient.id, plan.scan["id"]),
+                        NotificationCreated(notification_record(m.Notification(**plan.note))),
                     ],
-                    patient.id,
-                    scan.id,
-                    job.id,
+                    plan.patient.id,
+                    plan.scan["id"],
+                    plan.job_id,
                 )
         # After the commit: later copies of bytes this batch took in are duplicates.
         for item in batch:
@@ -740,9 +752,96 @@ class IngestService:
             if item.result is None and first is not None and isinstance(first.result, _Committed):
                 item.result = _Known(first.result.outcome, first.result.patient_id, m.utcnow())
 
+    def _insert_planned(
+        self,
+        session: Session,
+        connection: Connection,
+        planned: list[_Planned],
+        records: dict[str, _KnownRow],
+        now: datetime,
+    ) -> None:
+        """The rows of ``planned``: one multi-row ``INSERT`` per table; sets each
+        plan's scan id, job id and notification values."""
+        new_patients = [p.row for p in planned if p.row is not None]
+        if new_patients:
+            connection.execute(insert(m.Patient), new_patients)
+        session.flush()  # an attached patient's step, before its new scan refers to it
+        scan_ids = connection.execute(_INSERT_SCANS, [p.scan for p in planned]).scalars().all()
+        jobs = []
+        for plan, scan_id in zip(planned, scan_ids, strict=True):
+            plan.scan["id"] = scan_id
+            jobs.append(
+                JobService.queued_values(
+                    patient_id=plan.patient.id,
+                    scan_id=scan_id,
+                    sha256=plan.item.sha256,
+                    question=None,
+                    actor=plan.item.actor,
+                    now=now,
+                )
+            )
+        job_ids = connection.execute(_INSERT_JOBS, jobs).scalars().all()
+        audit = []
+        notes = []
+        for plan, job_id in zip(planned, job_ids, strict=True):
+            plan.job_id = job_id
+            actor = plan.item.actor
+            # Audited as create_patient and attach_image do: a new patient's own entry
+            # covers its first scan.
+            if plan.new:
+                fields = {"fields": plan.fields}
+                audit.append(
+                    AuditService.values(actor, "create", "patient", plan.patient.id, fields, at=now)
+                )
+            else:
+                where = {"patient_id": plan.patient.id}
+                audit.append(
+                    AuditService.values(actor, "create", "scan", plan.scan["id"], where, at=now)
+                )
+            queued = {"patient_id": plan.patient.id, "scan_id": plan.scan["id"]}
+            audit.append(AuditService.values(actor, "queue", "job", job_id, queued, at=now))
+            plan.note = NotificationService.new_values(
+                self._message(plan.outcome, plan.patient, plan.scan),
+                type=NotificationType.INFO.value,
+                patient_id=plan.patient.id,
+                now=now,
+            )
+            notes.append(plan.note)
+        connection.execute(insert(m.AuditEvent), audit)
+        note_ids = connection.execute(_INSERT_NOTES, notes).scalars().all()
+        for note, note_id in zip(notes, note_ids, strict=True):
+            note["id"] = note_id
+        taken_in = []
+        for plan in planned:
+            values = {
+                "original_name": plan.item.name[:512],
+                "size_bytes": plan.item.size,
+                "source": ScanSource.WATCH_FOLDER.value,
+                "outcome": plan.outcome.value,
+                "reason": None,
+                "patient_id": plan.patient.id,
+                "scan_id": plan.scan["id"],
+                "job_id": plan.job_id,
+                "created_at": now,  # when it was taken in, not when it was first refused
+                "last_seen_at": now,
+            }
+            refused_before = records.get(plan.item.sha256)
+            if refused_before is None:
+                taken_in.append({"sha256": plan.item.sha256, "duplicate_count": 0, **values})
+            else:  # refused before, readable now: its record becomes the ingest's
+                connection.execute(
+                    update(m.IngestedFile)
+                    .where(m.IngestedFile.id == refused_before.id)
+                    .values(**values)
+                )
+        if taken_in:
+            connection.execute(insert(m.IngestedFile), taken_in)
+
     @staticmethod
-    def _message(outcome: IngestOutcome, patient: m.Patient, scan: m.Scan) -> str:
-        what = " ".join(v for v in (scan.modality, scan.laterality) if v != "unknown") or "image"
+    def _message(outcome: IngestOutcome, patient: m.Patient, scan: dict[str, Any]) -> str:
+        what = (
+            " ".join(v for v in (scan["modality"], scan["laterality"]) if v != "unknown") or "image"
+        )
         if outcome is IngestOutcome.INGESTED:
             return (
                 f"New scan from the watch folder ({what}): new demo patient {patient.name} "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -162,19 +162,46 @@ class JobService:
     ) -> m.Job:
         """A new queued analysis job, not yet added to a session (for callers that add
         many and flush once; :meth:`audit_queued` once it has its id)."""
+        return m.Job(
+            **JobService.queued_values(
+                patient_id=patient_id,
+                scan_id=scan_id,
+                sha256=sha256,
+                question=question,
+                actor=actor,
+            )
+        )
+
+    @staticmethod
+    def queued_values(
+        *,
+        patient_id: str | None,
+        scan_id: int | None,
+        sha256: str,
+        question: str | None,
+        actor: Actor,
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
+        """A new queued analysis job's column values, checked (for callers that insert
+        many rows at once)."""
         if question is not None and len(question) > MAX_QUESTION_CHARS:
             raise InvalidInput(
                 f"the question is longer than {MAX_QUESTION_CHARS} characters", field="question"
             )
-        return m.Job(
-            kind="analysis",
-            state=JobState.QUEUED.value,
-            patient_id=patient_id,
-            scan_id=scan_id,
-            image_sha256=sha256,
-            question=question or None,
-            requested_by=f"{actor.via}:{actor.who}"[:200],
-        )
+        return {
+            "kind": "analysis",
+            "state": JobState.QUEUED.value,
+            "patient_id": patient_id,
+            "scan_id": scan_id,
+            "image_sha256": sha256,
+            "question": question or None,
+            "error": None,
+            "attempts": 0,
+            "requested_by": f"{actor.via}:{actor.who}"[:200],
+            "created_at": now or m.utcnow(),
+            "started_at": None,
+            "finished_at": None,
+        }
 
     @staticmethod
     def audit_queued(session: Session, job: m.Job, actor: Actor) -> None:

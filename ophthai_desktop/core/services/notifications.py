@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -62,6 +65,16 @@ class NotificationService:
     def new_row(message: str, *, type: str, patient_id: str | None) -> m.Notification:
         """A checked, unread notification not yet added to a session (the caller makes
         sure the patient exists)."""
+        return m.Notification(
+            **NotificationService.new_values(message, type=type, patient_id=patient_id)
+        )
+
+    @staticmethod
+    def new_values(
+        message: str, *, type: str, patient_id: str | None, now: datetime | None = None
+    ) -> dict[str, Any]:
+        """A checked, unread notification's column values (for callers that insert many
+        rows at once; they make sure the patient exists)."""
         text = (message or "").strip()
         if not text:
             raise InvalidInput("the message is empty", field="message")
@@ -73,7 +86,13 @@ class NotificationService:
             kind = NotificationType(type).value
         except ValueError as exc:
             raise InvalidInput("type must be info, critical or success", field="type") from exc
-        return m.Notification(patient_id=patient_id, message=text, type=kind, read=False)
+        return {
+            "patient_id": patient_id,
+            "message": text,
+            "type": kind,
+            "read": False,
+            "timestamp": now or m.utcnow(),
+        }
 
     def get_notification(self, notification_id: int) -> NotificationRecord:
         with self._db.session() as session:

@@ -479,23 +479,37 @@ class PatientService:
     ) -> m.Scan:
         """Add the scan of an image already in the store, unflushed (its id comes with
         the caller's next flush), and move the patient back to the analysis step."""
-        scan = m.Scan(
-            patient_id=patient.id,
-            sha256=sha256,
-            media_type=info.media_type,
-            width=info.width,
-            height=info.height,
-            size_bytes=info.size_bytes,
-            modality=image.modality,
-            laterality=image.laterality,
-            source=image.source,
-            original_filename=(image.filename or None) and image.filename[:512],
-            acquired_at=image.acquired_at,
-        )
+        scan = m.Scan(**PatientService.scan_values(patient.id, image, info, sha256))
         session.add(scan)
         patient.workflow_step = int(WorkflowStep.ANALYSIS)
         patient.updated_at = datetime.now(UTC)
         return scan
+
+    @staticmethod
+    def scan_values(
+        patient_id: str,
+        image: NewImage,
+        info: ImageInfo,
+        sha256: str,
+        *,
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
+        """A scan's column values (for callers that insert many rows at once; they move
+        the patient back to the analysis step)."""
+        return {
+            "patient_id": patient_id,
+            "sha256": sha256,
+            "media_type": info.media_type,
+            "width": info.width,
+            "height": info.height,
+            "size_bytes": info.size_bytes,
+            "modality": image.modality,
+            "laterality": image.laterality,
+            "source": image.source,
+            "original_filename": (image.filename or None) and image.filename[:512],
+            "acquired_at": image.acquired_at,
+            "created_at": now or datetime.now(UTC),
+        }
 
     def _image_file(self, sha256: str) -> Path:
         path = self._images.path_for(sha256)
