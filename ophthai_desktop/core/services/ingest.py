@@ -114,10 +114,6 @@ class FileVanished(OphthaiError):
     """The file disappeared before it could be read (renamed or deleted)."""
 
 
-class _AlreadyTakenIn(Exception):
-    """The hash was committed by another ingest since we looked."""
-
-
 class _Refused(Exception):
     def __init__(self, reason: str, size: int | None = None) -> None:
         super().__init__(reason)
@@ -195,10 +191,9 @@ class _Planned:
     """What the group commit writes for one file."""
 
     item: _Pending
-    outcome: IngestOutcome
     patient: m.Patient  # a new patient's (not in the session) or the attached one
-    row: dict[str, Any] | None = None  # a new patient's column values
-    fields: list[str] = field(default_factory=list)  # the fields a new patient was given
+    row: dict[str, Any] | None = None  # a new patient's column values (None: attached)
+    fields: dict[str, Any] = field(default_factory=dict)  # what a new patient was given
     scan: dict[str, Any] = field(default_factory=dict)  # column values, then its id
     job_id: int = 0
     note: dict[str, Any] = field(default_factory=dict)
@@ -206,6 +201,10 @@ class _Planned:
     @property
     def new(self) -> bool:
         return self.row is not None
+
+    @property
+    def outcome(self) -> IngestOutcome:
+        return IngestOutcome.INGESTED if self.new else IngestOutcome.ATTACHED
 
 
 #: Statements of the group commit, built once.
@@ -222,6 +221,30 @@ _INSERT_SCANS = insert(m.Scan).returning(m.Scan.id, sort_by_parameter_order=True
 _INSERT_JOBS = insert(m.Job).returning(m.Job.id, sort_by_parameter_order=True)
 _INSERT_NOTES = insert(m.Notification).returning(m.Notification.id, sort_by_parameter_order=True)
 _PATIENT_COLUMNS = tuple(column.key for column in m.Patient.__table__.columns)
+
+
+def _record_values(
+    name: str,
+    size: int,
+    outcome: IngestOutcome,
+    reason: str | None,
+    patient_id: str | None,
+    scan_id: int | None,
+    job_id: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """An ingest record's columns that every sighting of the file sets."""
+    return {
+        "original_name": name[:512],
+        "size_bytes": size,
+        "source": ScanSource.WATCH_FOLDER.value,
+        "outcome": outcome.value,
+        "reason": reason,
+        "patient_id": patient_id,
+        "scan_id": scan_id,
+        "job_id": job_id,
+        "last_seen_at": now,
+    }
 
 
 def _patient_row(patient_id: str, values: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -474,7 +497,7 @@ class IngestService:
         )
         try:
             done = self._commit_grouped(item)
-        except (IntegrityError, _AlreadyTakenIn) as exc:
+        except IntegrityError as exc:
             # Another ingest committed the same bytes first.
             known = self._find(sha256)
             if known is None:
@@ -706,15 +729,11 @@ class IngestService:
                 if existing is None:
                     values = new_patient_values(demo_patient_fields(self._rng))
                     row = _patient_row(new_patient_id(), values, now)
-                    planned.append(
-                        _Planned(
-                            item, IngestOutcome.INGESTED, m.Patient(**row), row, sorted(values)
-                        )
-                    )
+                    planned.append(_Planned(item, m.Patient(**row), row, values))
                 else:
                     existing.workflow_step = int(WorkflowStep.ANALYSIS)
                     existing.updated_at = now
-                    planned.append(_Planned(item, IngestOutcome.ATTACHED, existing))
+                    planned.append(_Planned(item, existing))
                 planned[-1].scan = PatientService.scan_values(
                     planned[-1].patient.id, image, item.info, item.sha256, now=now
                 )
@@ -789,17 +808,19 @@ class IngestService:
             # Audited as create_patient and attach_image do: a new patient's own entry
             # covers its first scan.
             if plan.new:
-                fields = {"fields": plan.fields}
                 audit.append(
-                    AuditService.values(actor, "create", "patient", plan.patient.id, fields, at=now)
+                    PatientService.created_audit_values(actor, plan.patient.id, plan.fields, at=now)
                 )
             else:
                 where = {"patient_id": plan.patient.id}
                 audit.append(
                     AuditService.values(actor, "create", "scan", plan.scan["id"], where, at=now)
                 )
-            queued = {"patient_id": plan.patient.id, "scan_id": plan.scan["id"]}
-            audit.append(AuditService.values(actor, "queue", "job", job_id, queued, at=now))
+            audit.append(
+                JobService.queued_audit_values(
+                    actor, job_id, plan.patient.id, plan.scan["id"], at=now
+                )
+            )
             plan.note = NotificationService.new_values(
                 self._message(plan.outcome, plan.patient, plan.scan),
                 type=NotificationType.INFO.value,
@@ -813,18 +834,17 @@ class IngestService:
             note["id"] = note_id
         taken_in = []
         for plan in planned:
-            values = {
-                "original_name": plan.item.name[:512],
-                "size_bytes": plan.item.size,
-                "source": ScanSource.WATCH_FOLDER.value,
-                "outcome": plan.outcome.value,
-                "reason": None,
-                "patient_id": plan.patient.id,
-                "scan_id": plan.scan["id"],
-                "job_id": plan.job_id,
-                "created_at": now,  # when it was taken in, not when it was first refused
-                "last_seen_at": now,
-            }
+            values = _record_values(
+                plan.item.name,
+                plan.item.size,
+                plan.outcome,
+                None,
+                plan.patient.id,
+                plan.scan["id"],
+                plan.job_id,
+                now,
+            )
+            values["created_at"] = now  # when it was taken in, not when it was first refused
             refused_before = records.get(plan.item.sha256)
             if refused_before is None:
                 taken_in.append({"sha256": plan.item.sha256, "duplicate_count": 0, **values})
@@ -858,45 +878,31 @@ class IngestService:
         return session.scalars(query).first()
 
     @staticmethod
-    def _apply_record(
+    def _record_refusal(
         session: Session,
         row: m.IngestedFile | None,
         *,
         sha256: str,
         name: str,
         size: int,
-        outcome: IngestOutcome,
-        reason: str | None,
-        patient_id: str | None = None,
-        scan_id: int | None = None,
-        job_id: int | None = None,
+        reason: str,
     ) -> None:
-        """Add or update the ingest record of ``sha256``, ``row`` (None: there is none
-        yet; a refused file may come back)."""
+        """Add or update the ingest record of refused bytes ``sha256``, ``row`` (None:
+        there is none yet). Bytes taken in meanwhile keep their record; the refusal only
+        counts as a sighting."""
         now = m.utcnow()
-        if row is not None and row.outcome != IngestOutcome.FAILED:
-            # Taken in by another ingest since we looked: never overwrite that record.
-            if outcome is not IngestOutcome.FAILED:
-                raise _AlreadyTakenIn(sha256)
-            row.duplicate_count += 1
-            row.last_seen_at = now
-            return
         if row is None:
             row = m.IngestedFile(sha256=sha256, duplicate_count=0, created_at=now)
             session.add(row)
-        elif outcome is not IngestOutcome.FAILED:
-            row.created_at = now  # when it was taken in, not when it was first refused
+        elif row.outcome != IngestOutcome.FAILED:
+            row.duplicate_count += 1
+            row.last_seen_at = now
+            return
         else:
             row.duplicate_count += 1
-        row.original_name = name[:512]
-        row.size_bytes = size
-        row.source = ScanSource.WATCH_FOLDER.value
-        row.outcome = outcome.value
-        row.reason = reason
-        row.patient_id = patient_id
-        row.scan_id = scan_id
-        row.job_id = job_id
-        row.last_seen_at = now
+        values = _record_values(name, size, IngestOutcome.FAILED, reason, None, None, None, now)
+        for key, value in values.items():
+            setattr(row, key, value)
 
     def _duplicate(
         self, path: Path, folder: FolderLayout, sha256: str, known: _Known, stamp: FileStamp
@@ -965,13 +971,12 @@ class IngestService:
             try:
                 with self._db.session() as session:
                     if sha256 is not None:
-                        self._apply_record(
+                        self._record_refusal(
                             session,
                             self._record_of(session, sha256),
                             sha256=sha256,
                             name=name,
                             size=size or 0,
-                            outcome=IngestOutcome.FAILED,
                             reason=reason[:2000],
                         )
                     note = NotificationService.create_in(

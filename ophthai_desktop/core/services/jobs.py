@@ -206,14 +206,24 @@ class JobService:
     @staticmethod
     def audit_queued(session: Session, job: m.Job, actor: Actor) -> None:
         """The audit entry of a flushed queued job."""
-        AuditService.record(
-            session,
-            actor,
-            "queue",
-            "job",
-            job.id,
-            {"patient_id": job.patient_id, "scan_id": job.scan_id},
+        session.add(
+            m.AuditEvent(
+                **JobService.queued_audit_values(actor, job.id, job.patient_id, job.scan_id)
+            )
         )
+
+    @staticmethod
+    def queued_audit_values(
+        actor: Actor,
+        job_id: int,
+        patient_id: str | None,
+        scan_id: int | None,
+        *,
+        at: datetime | None = None,
+    ) -> dict[str, Any]:
+        """The column values of a queued job's audit entry."""
+        details = {"patient_id": patient_id, "scan_id": scan_id}
+        return AuditService.values(actor, "queue", "job", job_id, details, at=at)
 
     # Reading --------------------------------------------------------------------------
 

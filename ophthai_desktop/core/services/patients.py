@@ -462,8 +462,18 @@ class PatientService:
         values = new_patient_values(fields)
         row = m.Patient(id=patient_id or new_patient_id(), **values)
         session.add(row)  # the id is ours: no flush needed (several can share one)
-        AuditService.record(session, actor, "create", "patient", row.id, {"fields": sorted(values)})
+        session.add(m.AuditEvent(**PatientService.created_audit_values(actor, row.id, values)))
         return row
+
+    @staticmethod
+    def created_audit_values(
+        actor: Actor, patient_id: str, values: Mapping[str, Any], *, at: datetime | None = None
+    ) -> dict[str, Any]:
+        """The column values of a new patient's audit entry: the fields it was given,
+        never their values."""
+        return AuditService.values(
+            actor, "create", "patient", patient_id, {"fields": sorted(values)}, at=at
+        )
 
     def _add_scan(
         self, session: Session, patient: m.Patient, image: NewImage, info: ImageInfo
