@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 
 #: How long the bridge collects events before delivering them to the GUI.
 BATCH_INTERVAL_MS = 50
-#: The longest the GUI thread spends delivering events in one go.
-SLICE_S = 0.004
+#: The longest the GUI thread spends delivering events in one go. Each slice is
+#: followed by the repaint of what it changed; with 4 ms slices a watch-folder burst
+#: held the GUI for up to 37 ms at a time (bench/gui_stall.py), with 2 ms for 19 ms.
+SLICE_S = 0.002
 
 
 @dataclass

@@ -41,8 +41,8 @@ def test_notifications_arrive_and_are_managed(qtbot: QtBot, gui: GuiSession) -> 
         )
     )
     qtbot.waitUntil(lambda: model.rowCount() == 2)
-    assert model.data(model.index(0)).startswith("Abnormal finding: CNV")  # newest first
-    font = model.data(model.index(0), Qt.ItemDataRole.FontRole)
+    assert model.data(model.index(0, 0)).startswith("Abnormal finding: CNV")  # newest first
+    font = model.data(model.index(0, 0), Qt.ItemDataRole.FontRole)
     assert isinstance(font, QFont) and font.bold()
     qtbot.waitUntil(lambda: panel.unread.text() == "2")
     assert gui.window.notifications_dock.windowTitle() == "Notifications (2 unread)"
@@ -50,17 +50,17 @@ def test_notifications_arrive_and_are_managed(qtbot: QtBot, gui: GuiSession) -> 
     assert gui.window.toast.isVisible()
     assert gui.window.toast.text() == "Critical finding: Abnormal finding: CNV"
 
-    panel.list.setCurrentIndex(model.index(1))
+    panel.list.setCurrentIndex(model.index(1, 0))
     panel.mark_read.click()
     qtbot.waitUntil(lambda: panel.unread.text() == "1")
-    assert model.data(model.index(1), Qt.ItemDataRole.FontRole) is None
+    assert model.data(model.index(1, 0), Qt.ItemDataRole.FontRole) is None
 
     panel.mark_all.click()
     qtbot.waitUntil(lambda: not panel.unread.isVisible())
     assert gui.window.notifications_dock.windowTitle() == "Notifications"
     assert app.notifications.unread_count() == 0
 
-    panel.list.setCurrentIndex(model.index(0))
+    panel.list.setCurrentIndex(model.index(0, 0))
     panel.delete.click()
     qtbot.waitUntil(lambda: model.rowCount() == 1)
     assert app.notifications.list_notifications().total == 1
@@ -72,7 +72,7 @@ def test_clicking_a_notification_opens_the_patient(qtbot: QtBot, gui: GuiSession
     app.notifications.create_notification("Look at me", patient_id=patient.id, actor=SYSTEM)
     panel, model = gui.notifications_panel, gui.notifications_panel.model
     qtbot.waitUntil(lambda: model.rowCount() == 1)
-    rect = panel.list.visualRect(model.index(0))
+    rect = panel.list.visualRect(model.index(0, 0))
     qtbot.mouseClick(panel.list.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     qtbot.waitUntil(lambda: gui.patient_page.name.text() == "Clicked")
     qtbot.waitUntil(lambda: app.notifications.unread_count() == 0)  # opened = read

@@ -112,25 +112,36 @@ def test_the_window_comes_up_without_torch(tmp_path: Path) -> None:
     assert "HEAVY []" in done.stdout
 
 
-def test_the_views_read_rows_through_multidata(qtbot: QtBot, gui: GuiSession) -> None:
-    """Delegates ask for all roles in one multiData() call; it must give what data()
-    gives (text, status dot, bold unread notifications)."""
+def test_the_views_paint_what_the_rows_hold_without_running_python(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """Delegates read text, status dot and bold unread notifications from the items;
+    repainting the lists calls no Python (which would wait for the interpreter lock
+    under load)."""
+    import sys
+
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QStyledItemDelegate, QStyleOptionViewItem
 
     from ophthai_desktop.core.records import Actor
+    from ophthai_desktop.core.services.patients import NewImage
+    from tests.support.images import png_bytes
 
     actor = Actor("t", "gui")
-    gui.application.patients.create_patient({"name": "Painted", "age": 70}, actor=actor)
+    patient = gui.application.patients.create_patient(
+        {"name": "Painted", "age": 70}, actor=actor, image=NewImage(png_bytes())
+    )
     gui.application.notifications.create_notification("Unread one", actor=actor)
+    gui.application.jobs.queue_patient_analysis(patient.id, actor=actor)
     patients = gui.patient_list.model
     notes = gui.notifications_panel.model
-    qtbot.waitUntil(lambda: patients.rowCount() == 1 and notes.rowCount() == 1)
+    jobs = gui.jobs_panel.model
+    qtbot.waitUntil(lambda: (patients.rowCount(), notes.rowCount(), jobs.rowCount()) == (1, 1, 1))
     delegate = QStyledItemDelegate()
 
     def option_for(index: object) -> QStyleOptionViewItem:
         option = QStyleOptionViewItem()
-        delegate.initStyleOption(option, index)  # calls multiData
+        delegate.initStyleOption(option, index)
         return option
 
     assert option_for(patients.index(0, 0)).text == "Painted"
@@ -138,8 +149,24 @@ def test_the_views_read_rows_through_multidata(qtbot: QtBot, gui: GuiSession) ->
     status = option_for(patients.index(0, 4))
     assert status.text == "Pending Analysis"
     assert isinstance(status.icon, QIcon) and not status.icon.isNull()
-    note = option_for(notes.index(0))
+    note = option_for(notes.index(0, 0))
     assert note.text.startswith("Unread one") and note.font.bold()
+    assert option_for(jobs.index(0, 2)).text == "queued"
+
+    calls: list[str] = []
+
+    def profile(frame: object, event: str, _arg: object) -> None:
+        if event == "call":
+            calls.append(frame.f_code.co_qualname)  # type: ignore[attr-defined]
+
+    views = (gui.patient_list.table, gui.notifications_panel.list, gui.jobs_panel.table)
+    sys.setprofile(profile)
+    try:
+        for view in views:
+            view.viewport().repaint()
+    finally:
+        sys.setprofile(None)
+    assert calls == [], calls
 
 
 def test_sigterm_right_after_the_window_shows_quits(tmp_path: Path) -> None:

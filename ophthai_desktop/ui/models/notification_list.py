@@ -1,4 +1,5 @@
-"""The notifications panel's item model (newest first, precomputed rows)."""
+"""The notifications panel's item model (newest first; held in Qt's own item model,
+:mod:`.rows`, so that painting the panel runs no Python)."""
 
 from __future__ import annotations
 
@@ -6,25 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from PySide6.QtCore import (
-    QAbstractListModel,
-    QModelIndex,
-    QModelRoleDataSpan,
-    QPersistentModelIndex,
-    Qt,
-)
-from PySide6.QtGui import QColor, QFont, QIcon, QPixmap
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QFont, QIcon, QPixmap, QStandardItem
 
 from ophthai_desktop.core.records import NotificationRecord
 from ophthai_desktop.ui.display import local_datetime
+from ophthai_desktop.ui.models.rows import RowModel
 
 TYPE_COLORS = {"critical": "#c62828", "success": "#2e7d32", "info": "#1976d2"}
 PATIENT_ROLE = Qt.ItemDataRole.UserRole + 1
-
-AnyIndex = QModelIndex | QPersistentModelIndex
-DISPLAY = int(Qt.ItemDataRole.DisplayRole.value)
-DECORATION = int(Qt.ItemDataRole.DecorationRole.value)
-FONT = int(Qt.ItemDataRole.FontRole.value)
 
 
 @dataclass(frozen=True)
@@ -49,85 +40,48 @@ def _dot(color: str) -> QIcon:
     return QIcon(pixmap)
 
 
-class NotificationListModel(QAbstractListModel):
+class NotificationListModel(RowModel):
     """Loaded notifications; unread ones are bold."""
 
     def __init__(self, parent: Any = None) -> None:
-        super().__init__(parent)
-        self._rows: list[NotificationRow] = []
+        super().__init__([""], parent)
         self._icons = {kind: _dot(color) for kind, color in TYPE_COLORS.items()}
         self._bold = QFont()
         self._bold.setBold(True)
 
-    def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self._rows)
+    def key(self, row: NotificationRow) -> int:
+        return row.notification_id
 
-    def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        row = self._rows[index.row()]
-        if role == Qt.ItemDataRole.DisplayRole:
-            return row.text
-        if role == Qt.ItemDataRole.DecorationRole:
-            return self._icons.get(row.type)
-        if role == Qt.ItemDataRole.FontRole:
-            return None if row.read else self._bold
-        if role == Qt.ItemDataRole.UserRole:
-            return row.notification_id
-        if role == PATIENT_ROLE:
-            return row.patient_id
-        return None
+    def cells(self, row: NotificationRow) -> tuple[str]:
+        return (row.text,)
 
-    def multiData(self, index: AnyIndex, roleDataSpan: QModelRoleDataSpan) -> None:
-        row = self._rows[index.row()]
-        for item in roleDataSpan:
-            role = item.role()
-            if role == DISPLAY:
-                item.setData(row.text)
-            elif role == DECORATION:
-                item.setData(self._icons.get(row.type))
-            elif role == FONT and not row.read:
-                item.setData(self._bold)
-            else:
-                item.clearData()
+    def style(
+        self, items: Sequence[QStandardItem], row: NotificationRow, old: NotificationRow | None
+    ) -> None:
+        item = items[0]
+        if old is None:
+            item.setIcon(self._icons.get(row.type, QIcon()))
+            item.setData(row.patient_id, PATIENT_ROLE)
+        if old is None or old.read != row.read:
+            item.setData(None if row.read else self._bold, Qt.ItemDataRole.FontRole)
 
     def reset(self, rows: Sequence[NotificationRow]) -> None:
-        self.beginResetModel()
-        self._rows = list(rows)
-        self.endResetModel()
+        self.reset_rows(rows)
 
     def insert_first(self, row: NotificationRow) -> None:
-        if self.position(row.notification_id) is not None:
-            self.replace(row)
-            return
-        self.beginInsertRows(QModelIndex(), 0, 0)
-        self._rows.insert(0, row)
-        self.endInsertRows()
+        if not self.update_row(row):
+            self.insert_rows(0, [row])
 
     def replace(self, row: NotificationRow) -> None:
-        position = self.position(row.notification_id)
-        if position is not None:
-            self._rows[position] = row
-            self.dataChanged.emit(self.index(position), self.index(position))
+        self.update_row(row)
 
     def remove(self, notification_id: int) -> None:
-        position = self.position(notification_id)
-        if position is not None:
-            self.beginRemoveRows(QModelIndex(), position, position)
-            del self._rows[position]
-            self.endRemoveRows()
+        self.remove_row(notification_id)
 
     def mark_all_read(self) -> None:
-        self._rows = [replace(row, read=True) for row in self._rows]
-        if self._rows:
-            self.dataChanged.emit(self.index(0), self.index(len(self._rows) - 1))
-
-    def position(self, notification_id: int) -> int | None:
-        for position, row in enumerate(self._rows):
-            if row.notification_id == notification_id:
-                return position
-        return None
-
-    def row_at(self, position: int) -> NotificationRow | None:
-        return self._rows[position] if 0 <= position < len(self._rows) else None
+        for row in self.records():
+            if not row.read:
+                self.update_row(replace(row, read=True))
 
     def rows(self) -> tuple[NotificationRow, ...]:
-        return tuple(self._rows)
+        return self.records()

@@ -1,12 +1,9 @@
 """The patient list's item model.
 
-Rows are tuples of display strings computed off the GUI thread when a page arrives
-(:func:`patient_row`), so ``data()`` is an index lookup. ``multiData()`` answers all the
-roles a delegate asks for in one call: a repaint of the visible rows is then one Python
-call per cell instead of seven, and every Python call from Qt's painting has to take
-the interpreter lock, which the worker and the API server contend for. Pages of 200 are
-fetched as the view scrolls (``canFetchMore``/``fetchMore``), in the background, by the
-controller.
+Rows arrive as tuples of display strings computed off the GUI thread when a page is
+fetched (:func:`patient_row`) and are held in Qt's own item model (:mod:`.rows`), so
+painting the list runs no Python. Pages of 200 are fetched as the view scrolls
+(``canFetchMore``/``fetchMore``), in the background, by the controller.
 """
 
 from __future__ import annotations
@@ -15,19 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import (
-    QAbstractTableModel,
-    QModelIndex,
-    QModelRoleDataSpan,
-    QPersistentModelIndex,
-    Qt,
-    Signal,
-)
-from PySide6.QtGui import QColor, QIcon, QPixmap
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtGui import QColor, QIcon, QPixmap, QStandardItem
 
 from ophthai_desktop.core.domain import PatientStatus
 from ophthai_desktop.core.records import PatientRecord
 from ophthai_desktop.ui.display import local_date, local_datetime, step_name
+from ophthai_desktop.ui.models.rows import RowModel
 
 #: (order_by key of PatientService.list_patients, header)
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -52,9 +43,6 @@ STATUS_COLORS = {
 }
 
 AnyIndex = QModelIndex | QPersistentModelIndex
-DISPLAY = int(Qt.ItemDataRole.DisplayRole.value)
-DECORATION = int(Qt.ItemDataRole.DecorationRole.value)
-USER = int(Qt.ItemDataRole.UserRole.value)
 
 
 @dataclass(frozen=True)
@@ -64,7 +52,6 @@ class PatientRow:
     patient_id: str
     status: str
     cells: tuple[str, ...]
-    name_key: str  # lower-case name, for matching a search locally
 
 
 def patient_row(patient: PatientRecord) -> PatientRow:
@@ -78,7 +65,7 @@ def patient_row(patient: PatientRecord) -> PatientRow:
         local_date(patient.admission_date),
         local_datetime(patient.appointment_date),
     )
-    return PatientRow(patient.id, patient.status, cells, patient.name.lower())
+    return PatientRow(patient.id, patient.status, cells)
 
 
 def _dot(color: str) -> QIcon:
@@ -87,7 +74,7 @@ def _dot(color: str) -> QIcon:
     return QIcon(pixmap)
 
 
-class PatientTableModel(QAbstractTableModel):
+class PatientTableModel(RowModel):
     """Loaded patient rows, plus how many match in all.
 
     Signals:
@@ -99,59 +86,32 @@ class PatientTableModel(QAbstractTableModel):
     sort_requested = Signal(str, bool)
 
     def __init__(self, parent: Any = None) -> None:
-        super().__init__(parent)
-        self._rows: list[PatientRow] = []
-        self._index: dict[str, int] = {}
+        super().__init__([title for _, title in COLUMNS], parent)
         self._total = 0
         self._fetching = False
         self._icons = {status: _dot(color) for status, color in STATUS_COLORS.items()}
-        self._headers = tuple(title for _, title in COLUMNS)
 
-    # Qt's model interface (kept trivial) ----------------------------------------------
+    def key(self, row: PatientRow) -> str:
+        return row.patient_id
 
-    def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self._rows)
+    def cells(self, row: PatientRow) -> tuple[str, ...]:
+        return row.cells
 
-    def columnCount(self, parent: AnyIndex = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(COLUMNS)
+    def style(
+        self, items: Sequence[QStandardItem], row: PatientRow, old: PatientRow | None
+    ) -> None:
+        if old is None or old.status != row.status:
+            items[STATUS_COLUMN].setIcon(self._icons.get(row.status, QIcon()))
 
-    def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self._rows[index.row()].cells[index.column()]
-        if role == Qt.ItemDataRole.DecorationRole and index.column() == STATUS_COLUMN:
-            return self._icons.get(self._rows[index.row()].status)
-        if role == Qt.ItemDataRole.UserRole:
-            return self._rows[index.row()].patient_id
-        return None
-
-    def multiData(self, index: AnyIndex, roleDataSpan: QModelRoleDataSpan) -> None:
-        row = self._rows[index.row()]
-        column = index.column()
-        for item in roleDataSpan:
-            role = item.role()
-            if role == DISPLAY:
-                item.setData(row.cells[column])
-            elif role == DECORATION and column == STATUS_COLUMN:
-                item.setData(self._icons.get(row.status))
-            elif role == USER:
-                item.setData(row.patient_id)
-            else:
-                item.clearData()
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return self._headers[section]
-        return None
+    # Qt's model interface (the view asks for pages and orders) ------------------------
 
     def canFetchMore(self, parent: AnyIndex = QModelIndex()) -> bool:
-        return not parent.isValid() and not self._fetching and len(self._rows) < self._total
+        return not parent.isValid() and not self._fetching and self.rowCount() < self._total
 
     def fetchMore(self, parent: AnyIndex = QModelIndex()) -> None:
         if self.canFetchMore(parent):
             self._fetching = True
-            self.more_requested.emit(len(self._rows))
+            self.more_requested.emit(self.rowCount())
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         if 0 <= column < len(COLUMNS):
@@ -169,30 +129,19 @@ class PatientTableModel(QAbstractTableModel):
 
     @property
     def loaded(self) -> int:
-        return len(self._rows)
+        return self.rowCount()
 
     def reset(self, rows: Sequence[PatientRow], total: int) -> None:
         """Replace everything with the first page of a new query."""
-        self.beginResetModel()
-        self._rows = list(rows)
-        self._index = {row.patient_id: i for i, row in enumerate(self._rows)}
         self._total = total
         self._fetching = False
-        self.endResetModel()
+        self.reset_rows(rows)
 
     def append(self, rows: Sequence[PatientRow], total: int) -> None:
         """Add the next page (rows already shown are skipped)."""
-        fresh = [row for row in rows if row.patient_id not in self._index]
         self._fetching = False
-        self._total = max(total, len(self._rows) + len(fresh))
-        if not fresh:
-            return
-        first = len(self._rows)
-        self.beginInsertRows(QModelIndex(), first, first + len(fresh) - 1)
-        for offset, row in enumerate(fresh):
-            self._index[row.patient_id] = first + offset
-        self._rows.extend(fresh)
-        self.endInsertRows()
+        self.insert_rows(self.rowCount(), rows)
+        self._total = max(total, self.rowCount())
 
     def fetch_failed(self) -> None:
         """The page did not arrive; a later scroll asks again."""
@@ -200,40 +149,22 @@ class PatientTableModel(QAbstractTableModel):
 
     def insert_first(self, row: PatientRow) -> None:
         """A new patient at the top (newest-first order)."""
-        if row.patient_id in self._index:
-            self.replace(row)
-            return
-        self.beginInsertRows(QModelIndex(), 0, 0)
-        self._rows.insert(0, row)
-        self._reindex()
-        self._total += 1
-        self.endInsertRows()
+        if not self.update_row(row):
+            self._total += self.insert_rows(0, [row])
 
     def replace(self, row: PatientRow) -> bool:
         """Show the patient's new values; False if the patient is not loaded."""
-        position = self._index.get(row.patient_id)
-        if position is None:
-            return False
-        self._rows[position] = row
-        self.dataChanged.emit(self.index(position, 0), self.index(position, len(COLUMNS) - 1))
-        return True
+        return self.update_row(row)
 
     def remove(self, patient_id: str) -> bool:
-        position = self._index.get(patient_id)
-        if position is None:
+        if not self.remove_row(patient_id):
             return False
-        self.beginRemoveRows(QModelIndex(), position, position)
-        del self._rows[position]
-        self._reindex()
         self._total = max(0, self._total - 1)
-        self.endRemoveRows()
         return True
 
     def row_of(self, patient_id: str) -> int | None:
-        return self._index.get(patient_id)
+        return self.position(patient_id)
 
     def patient_id_at(self, row: int) -> str | None:
-        return self._rows[row].patient_id if 0 <= row < len(self._rows) else None
-
-    def _reindex(self) -> None:
-        self._index = {row.patient_id: i for i, row in enumerate(self._rows)}
+        record = self.row_at(row)
+        return None if record is None else record.patient_id

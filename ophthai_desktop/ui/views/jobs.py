@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QItemSelection, Qt, Signal, Slot
+from PySide6.QtCore import QItemSelection, QModelIndex, Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -73,11 +73,8 @@ class JobQueuePanel(QWidget):
 
         self.cancel.clicked.connect(self._on_cancel_clicked)
         self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
-        self.table.doubleClicked.connect(
-            lambda index: self.job_opened.emit(int(index.data(Qt.ItemDataRole.UserRole)))
-        )
-        model.dataChanged.connect(self._refresh_cancel)
-        model.modelReset.connect(self._refresh_cancel)
+        self.table.doubleClicked.connect(self._on_table_double_clicked)
+        model.states_changed.connect(self._refresh_cancel)
 
     def set_waiting(self, reason: str | None) -> None:
         """Why queued analyses are not running (None: they are not waiting)."""
@@ -104,6 +101,12 @@ class JobQueuePanel(QWidget):
     @Slot(QItemSelection, QItemSelection)
     def _on_selection_changed(self, _selected: QItemSelection, _deselected: QItemSelection) -> None:
         self._refresh_cancel()
+
+    @Slot(QModelIndex)
+    def _on_table_double_clicked(self, index: QModelIndex) -> None:
+        row = self.model.row_at(index.row())
+        if row is not None:
+            self.job_opened.emit(row.job_id)
 
     @Slot()
     def _on_cancel_clicked(self) -> None:

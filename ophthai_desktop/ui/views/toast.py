@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QObject, QTimer, Slot
-from PySide6.QtGui import QMouseEvent
+from PySide6.QtGui import QHideEvent, QMouseEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ophthai_desktop.ui.views.style import set_style_property
@@ -34,7 +34,6 @@ class Toast(QFrame):
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self.hide)
-        parent.installEventFilter(self)
         self.hide()
 
     def show_message(self, title: str, text: str, kind: str = "info") -> None:
@@ -43,6 +42,11 @@ class Toast(QFrame):
         set_style_property(self, "kind", kind)
         self.adjustSize()
         self._place()
+        # Follow the window's size only while shown: a Python event filter sees every
+        # event the window gets, and each one has to take the interpreter lock.
+        parent = self.parentWidget()
+        if parent is not None and not self.isVisible():
+            parent.installEventFilter(self)
         self.show()
         self.raise_()
         self._timer.start(SHOW_MS)
@@ -52,6 +56,12 @@ class Toast(QFrame):
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
         self.hide()
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        parent = self.parentWidget()
+        if parent is not None:
+            parent.removeEventFilter(self)
+        super().hideEvent(event)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if event.type() == QEvent.Type.Resize and self.isVisible():

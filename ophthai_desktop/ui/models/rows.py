@@ -1,0 +1,136 @@
+"""Rows the GUI lists, held in Qt's own item model so that painting never runs Python.
+
+A view repaints by asking its model for every visible cell's text, icon, colour and
+font. With a Python model each of those questions is a call into Python that has to
+take the interpreter lock first, and under load the inference worker, the API server
+and the watch folder hold that lock most of the time: a repaint of the patient list
+then waited for the lock once per cell. Measured with a thread spinning in Python, a
+repaint of 200 loaded rows took 8.7 ms (p90 12.8) from a Python model and 3.0 ms
+(p90 4.4) from :class:`QStandardItemModel`, whose items are C++ (``bench/gui_stall.py``
+measures the effect on the whole window).
+
+So the values live in :class:`QStandardItem`s, written once when a row arrives and
+again only where a row changed. The Python side keeps each row's record by key for the
+controllers; the key is also stored on the row's first item (``KEY_ROLE``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QStandardItem, QStandardItemModel
+
+KEY_ROLE = Qt.ItemDataRole.UserRole
+
+
+class RowModel(QStandardItemModel):
+    """Rows identified by a key, in the order they were put in.
+
+    Subclasses say what a row looks like: :meth:`key` and :meth:`cells` (one display
+    string per column), and :meth:`style` for roles other than the text (icons,
+    colours, fonts, extra data), which is given the row's previous record so that it
+    writes only what changed.
+    """
+
+    def __init__(self, headers: Sequence[str], parent: Any = None) -> None:
+        super().__init__(0, len(headers), parent)
+        self.setHorizontalHeaderLabels(list(headers))
+        self._records: dict[Hashable, Any] = {}
+        self._anchors: dict[Hashable, QStandardItem] = {}  # key -> the row's first item
+
+    # What a row looks like (subclasses) ---------------------------------------------------
+
+    def key(self, row: Any) -> Hashable:
+        raise NotImplementedError
+
+    def cells(self, row: Any) -> Sequence[str]:
+        raise NotImplementedError
+
+    def style(self, items: Sequence[QStandardItem], row: Any, old: Any | None) -> None:
+        """Set the roles besides the text; ``old`` is None for a new row."""
+
+    # Reading ------------------------------------------------------------------------------
+
+    def position(self, key: Hashable) -> int | None:
+        anchor = self._anchors.get(key)
+        return None if anchor is None else anchor.row()
+
+    def get(self, key: Hashable) -> Any | None:
+        return self._records.get(key)
+
+    def row_at(self, position: int) -> Any | None:
+        item = self.item(position, 0) if 0 <= position < self.rowCount() else None
+        return None if item is None else self._records.get(item.data(KEY_ROLE))
+
+    def records(self) -> tuple[Any, ...]:
+        """Every row's record, in display order."""
+        return tuple(self._records[self.item(i, 0).data(KEY_ROLE)] for i in range(self.rowCount()))
+
+    # Writing ------------------------------------------------------------------------------
+
+    def reset_rows(self, rows: Sequence[Any]) -> None:
+        """Show exactly ``rows`` (one model reset for the views)."""
+        self.beginResetModel()
+        blocked = self.blockSignals(True)  # the views hear the reset, not each row
+        try:
+            self.removeRows(0, self.rowCount())
+            self._records.clear()
+            self._anchors.clear()
+            for row in self._fresh(rows):
+                self.appendRow(self._new_items(row))
+        finally:
+            self.blockSignals(blocked)
+        self.endResetModel()
+
+    def insert_rows(self, position: int, rows: Sequence[Any]) -> int:
+        """Put the rows not yet shown at ``position``; returns how many were new."""
+        fresh = self._fresh(rows)
+        for offset, row in enumerate(fresh):
+            self.insertRow(position + offset, self._new_items(row))
+        return len(fresh)
+
+    def update_row(self, row: Any) -> bool:
+        """Show the row's new values; False if its key is not listed."""
+        key = self.key(row)
+        anchor = self._anchors.get(key)
+        if anchor is None:
+            return False
+        old = self._records[key]
+        self._records[key] = row
+        position = anchor.row()
+        items = [self.item(position, column) for column in range(self.columnCount())]
+        for item, text, before in zip(items, self.cells(row), self.cells(old), strict=True):
+            if text != before:
+                item.setText(text)
+        self.style(items, row, old)
+        return True
+
+    def remove_row(self, key: Hashable) -> bool:
+        anchor = self._anchors.pop(key, None)
+        if anchor is None:
+            return False
+        del self._records[key]
+        self.removeRow(anchor.row())
+        return True
+
+    def _fresh(self, rows: Sequence[Any]) -> list[Any]:
+        """The rows whose keys are not listed yet (the first of repeated keys)."""
+        seen: set[Hashable] = set()
+        fresh = []
+        for row in rows:
+            key = self.key(row)
+            if key not in self._records and key not in seen:
+                seen.add(key)
+                fresh.append(row)
+        return fresh
+
+    def _new_items(self, row: Any) -> list[QStandardItem]:
+        key = self.key(row)
+        items = [QStandardItem(text) for text in self.cells(row)]
+        items[0].setData(key, KEY_ROLE)
+        self.style(items, row, None)
+        self._records[key] = row
+        self._anchors[key] = items[0]
+        return items
