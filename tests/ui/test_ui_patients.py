@@ -97,3 +97,24 @@ def test_cancelling_the_delete_keeps_the_patient(qtbot: QtBot, gui: GuiSession) 
     qtbot.wait(100)
     assert gui.application.patients.exists(patient.id)
     assert gui.patient_page.patient is not None
+
+
+def test_a_burst_of_new_patients_reaches_the_list_as_it_is_now(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """Patients created in a burst (a watch folder) are listed newest first, with what
+    changed or went away before they were shown taken into account."""
+    model = gui.patient_list.model
+    qtbot.waitUntil(lambda: gui.patient_list.count.text() == "No patients yet")
+    service = gui.application.patients
+    actor = Actor("t", "gui")
+    created = [service.create_patient({"name": f"Burst {i:02d}"}, actor=actor) for i in range(30)]
+    service.update_patient(created[3].id, {"status": "Critical"}, actor=actor)
+    service.delete_patient(created[5].id, actor=actor)
+    qtbot.waitUntil(lambda: model.rowCount() == 29)
+    names = [model.data(model.index(row, 0)) for row in range(29)]
+    assert names == [f"Burst {i:02d}" for i in reversed(range(30)) if i != 5]
+    row = model.row_of(created[3].id)
+    assert row is not None and model.data(model.index(row, 4)) == "Critical"
+    assert model.total == 29
+    assert gui.patient_list.count.text() == "29 patients"

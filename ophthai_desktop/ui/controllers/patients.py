@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 200
 SEARCH_DEBOUNCE_MS = 250
 REFRESH_DEBOUNCE_MS = 400
+#: New patients are added to the list together at most this often: a watch-folder
+#: burst then costs the GUI one repaint of the list instead of one per patient.
+ARRIVALS_MS = 100
 
 CreateFn = Callable[[dict[str, Any]], PatientRecord]
 
@@ -78,6 +81,11 @@ class PatientsController(QObject):
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.setInterval(REFRESH_DEBOUNCE_MS)
         self._refresh_timer.timeout.connect(self.refresh)
+        self._arrivals: dict[str, PatientRecord] = {}  # created, not listed yet; oldest first
+        self._arrivals_timer = QTimer(self)
+        self._arrivals_timer.setSingleShot(True)
+        self._arrivals_timer.setInterval(ARRIVALS_MS)
+        self._arrivals_timer.timeout.connect(self._on_arrivals_timer_timeout)
 
         list_view.search_edited.connect(self._on_view_search_edited)
         list_view.status_chosen.connect(self._on_view_status_chosen)
@@ -112,6 +120,8 @@ class PatientsController(QObject):
     def refresh(self) -> None:
         """Run the current query again from its first page."""
         self._refresh_timer.stop()
+        self._arrivals_timer.stop()
+        self._arrivals.clear()  # the new query's first page has them
         self._generation += 1
         generation = self._generation
         query = self._query()
@@ -231,16 +241,30 @@ class PatientsController(QObject):
         if not self._matches(patient):
             return
         if self._order_by == DEFAULT_ORDER and self._descending:
-            self._model.insert_first(patient_row(patient))
-            self._view.show_count(self._model.loaded, self._model.total)
-            if self._current_id:
-                self._view.select_patient(self._current_id)
+            self._arrivals[patient.id] = patient
+            if not self._arrivals_timer.isActive():
+                self._arrivals_timer.start()
         else:
             self._refresh_timer.start()
 
+    @Slot()
+    def _on_arrivals_timer_timeout(self) -> None:
+        arrivals, self._arrivals = self._arrivals, {}
+        if not arrivals:
+            return
+        self._model.insert_newest([patient_row(p) for p in reversed(arrivals.values())])
+        self._view.show_count(self._model.loaded, self._model.total)
+        if self._current_id:
+            self._view.select_patient(self._current_id)
+
     @Slot(object)
     def _on_bridge_patient_updated(self, patient: PatientRecord) -> None:
-        if self._matches(patient):
+        if patient.id in self._arrivals:  # not listed yet: it will be as it is now
+            if self._matches(patient):
+                self._arrivals[patient.id] = patient
+            else:
+                del self._arrivals[patient.id]
+        elif self._matches(patient):
             if not self._model.replace(patient_row(patient)) and self._order_by != DEFAULT_ORDER:
                 self._refresh_timer.start()
         elif self._view.remove_patient(patient.id):
@@ -253,6 +277,7 @@ class PatientsController(QObject):
 
     @Slot(str)
     def _on_bridge_patient_deleted(self, patient_id: str) -> None:
+        self._arrivals.pop(patient_id, None)
         if patient_id == self._current_id:
             self._current_id = None
             self._show(None)

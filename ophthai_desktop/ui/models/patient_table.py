@@ -147,10 +147,11 @@ class PatientTableModel(RowModel):
         """The page did not arrive; a later scroll asks again."""
         self._fetching = False
 
-    def insert_first(self, row: PatientRow) -> None:
-        """A new patient at the top (newest-first order)."""
-        if not self.update_row(row):
-            self._total += self.insert_rows(0, [row])
+    def insert_newest(self, rows: Sequence[PatientRow]) -> None:
+        """New patients at the top (newest-first order; ``rows`` newest first); those
+        already listed show their new values instead."""
+        fresh = [row for row in rows if not self.update_row(row)]
+        self._total += self.insert_rows(0, fresh)
 
     def replace(self, row: PatientRow) -> bool:
         """Show the patient's new values; False if the patient is not loaded."""
