@@ -20,9 +20,10 @@ download, CPU):
         PNG, run the same processor, the same ``generate``, decode the output tokens.
         Reported as ``ratio_to_script`` for context; the target is on ``ratio``.
 
-The image (``--image-kind``) is an OCT-like 512x496 grayscale B-scan with speckle by
-default, the kind of image the app analyses; ``noise`` is RGB noise, about four times
-the bytes and the slowest PNG there is to decode.
+The image (``--image-kind``) is by default the demo OCT B-scan the GUI tests and
+``gui_stall.py`` use (``tests/ui/demo_images.oct_bscan``, 512x496 grayscale), the kind of
+image the app analyses; ``noise`` is RGB noise, several times the bytes and the slowest
+PNG there is to decode.
 
 Both produce the same tokens (checked). Runs alternate (bare, whole, script, bare...)
 after one warm-up of each, so drift affects both; the figures are medians.
@@ -80,33 +81,6 @@ def noise_png(size: tuple[int, int], seed: int = 0) -> bytes:
     return buffer.getvalue()
 
 
-def oct_like_png(size: tuple[int, int], seed: int = 0) -> bytes:
-    """An 8-bit grayscale B-scan look-alike: curved bright and dark retinal bands under
-    multiplicative speckle, as an OCT device writes them (about 200 KB at 512x496)."""
-    import numpy as np
-    from PIL import Image
-
-    width, height = size
-    rng = np.random.default_rng(seed)
-    x = np.arange(width)[None, :]
-    y = np.arange(height)[:, None].astype(np.float64)
-    surface = (
-        height * 0.35
-        + 18 * np.sin(x / width * np.pi * 1.5)
-        + 25 * np.exp(-(((x - width / 2) / (width / 10)) ** 2))
-    )  # a foveal pit
-    depth = y - surface
-    bands = np.zeros((height, width))
-    for offset, thickness, brightness in ((0, 8, 230), (30, 12, 120), (60, 6, 200), (75, 10, 250)):
-        bands += brightness * np.exp(-(((depth - offset) / thickness) ** 2))
-    bands += np.where(depth > 85, 60 * np.exp(-(depth - 85) / 60), 0)
-    speckle = rng.gamma(4.0, 0.25, size=(height, width))
-    pixels = np.clip(bands * speckle + rng.normal(12, 6, (height, width)), 0, 255)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels.astype(np.uint8), "L").save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=["trained", "random"], default="trained")
@@ -141,7 +115,12 @@ def main() -> int:
     )
 
     width, height = (int(v) for v in args.image.lower().split("x"))
-    png = oct_like_png((width, height)) if args.image_kind == "oct" else noise_png((width, height))
+    if args.image_kind == "oct":
+        from tests.ui.demo_images import oct_bscan
+
+        png = oct_bscan(size=(width, height))
+    else:
+        png = noise_png((width, height))
     with tempfile.TemporaryDirectory(prefix="ophthai-bench-") as tmp:
         folder = Path(tmp) / "model"
         started = time.perf_counter()

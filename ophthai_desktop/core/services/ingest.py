@@ -880,26 +880,24 @@ class IngestService:
     @staticmethod
     def _record_refusal(
         session: Session,
-        row: m.IngestedFile | None,
         *,
         sha256: str,
         name: str,
         size: int,
         reason: str,
     ) -> None:
-        """Add or update the ingest record of refused bytes ``sha256``, ``row`` (None:
-        there is none yet). Bytes taken in meanwhile keep their record; the refusal only
-        counts as a sighting."""
+        """Add or update the ingest record of refused bytes ``sha256``. Bytes taken in
+        meanwhile keep their record; the refusal only counts as a sighting."""
         now = m.utcnow()
+        row = IngestService._record_of(session, sha256)
         if row is None:
             row = m.IngestedFile(sha256=sha256, duplicate_count=0, created_at=now)
             session.add(row)
-        elif row.outcome != IngestOutcome.FAILED:
-            row.duplicate_count += 1
-            row.last_seen_at = now
-            return
         else:
             row.duplicate_count += 1
+            if row.outcome != IngestOutcome.FAILED:
+                row.last_seen_at = now
+                return
         values = _record_values(name, size, IngestOutcome.FAILED, reason, None, None, None, now)
         for key, value in values.items():
             setattr(row, key, value)
@@ -973,7 +971,6 @@ class IngestService:
                     if sha256 is not None:
                         self._record_refusal(
                             session,
-                            self._record_of(session, sha256),
                             sha256=sha256,
                             name=name,
                             size=size or 0,

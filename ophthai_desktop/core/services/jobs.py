@@ -143,34 +143,16 @@ class JobService:
     ) -> JobRecord:
         """Add a queued job inside a caller's transaction; the caller publishes
         :class:`AnalysisQueued` after the commit."""
-        job = JobService.queued_row(
+        values = JobService.queued_values(
             patient_id=patient_id, scan_id=scan_id, sha256=sha256, question=question, actor=actor
         )
+        job = m.Job(**values)
         session.add(job)
         session.flush()
-        JobService.audit_queued(session, job, actor)
-        return job_record(job)
-
-    @staticmethod
-    def queued_row(
-        *,
-        patient_id: str | None,
-        scan_id: int | None,
-        sha256: str,
-        question: str | None,
-        actor: Actor,
-    ) -> m.Job:
-        """A new queued analysis job, not yet added to a session (for callers that add
-        many and flush once; :meth:`audit_queued` once it has its id)."""
-        return m.Job(
-            **JobService.queued_values(
-                patient_id=patient_id,
-                scan_id=scan_id,
-                sha256=sha256,
-                question=question,
-                actor=actor,
-            )
+        session.add(
+            m.AuditEvent(**JobService.queued_audit_values(actor, job.id, patient_id, scan_id))
         )
+        return job_record(job)
 
     @staticmethod
     def queued_values(
@@ -202,15 +184,6 @@ class JobService:
             "started_at": None,
             "finished_at": None,
         }
-
-    @staticmethod
-    def audit_queued(session: Session, job: m.Job, actor: Actor) -> None:
-        """The audit entry of a flushed queued job."""
-        session.add(
-            m.AuditEvent(
-                **JobService.queued_audit_values(actor, job.id, job.patient_id, job.scan_id)
-            )
-        )
 
     @staticmethod
     def queued_audit_values(

@@ -56,18 +56,12 @@ class NotificationService:
         """Add a notification inside a caller's transaction; the caller publishes."""
         if patient_id is not None and session.get(m.Patient, patient_id) is None:
             raise NotFound(f"patient {patient_id} not found")
-        row = NotificationService.new_row(message, type=type, patient_id=patient_id)
+        row = m.Notification(
+            **NotificationService.new_values(message, type=type, patient_id=patient_id)
+        )
         session.add(row)
         session.flush()
         return notification_record(row)
-
-    @staticmethod
-    def new_row(message: str, *, type: str, patient_id: str | None) -> m.Notification:
-        """A checked, unread notification not yet added to a session (the caller makes
-        sure the patient exists)."""
-        return m.Notification(
-            **NotificationService.new_values(message, type=type, patient_id=patient_id)
-        )
 
     @staticmethod
     def new_values(

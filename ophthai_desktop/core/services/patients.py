@@ -479,21 +479,12 @@ class PatientService:
         self, session: Session, patient: m.Patient, image: NewImage, info: ImageInfo
     ) -> ScanRecord:
         stored = self._images.put(image.data)
-        scan = self.scan_row_in(session, patient, image, info, stored.sha256)
-        session.flush()
-        return scan_record(scan)
-
-    @staticmethod
-    def scan_row_in(
-        session: Session, patient: m.Patient, image: NewImage, info: ImageInfo, sha256: str
-    ) -> m.Scan:
-        """Add the scan of an image already in the store, unflushed (its id comes with
-        the caller's next flush), and move the patient back to the analysis step."""
-        scan = m.Scan(**PatientService.scan_values(patient.id, image, info, sha256))
+        scan = m.Scan(**self.scan_values(patient.id, image, info, stored.sha256))
         session.add(scan)
         patient.workflow_step = int(WorkflowStep.ANALYSIS)
         patient.updated_at = datetime.now(UTC)
-        return scan
+        session.flush()
+        return scan_record(scan)
 
     @staticmethod
     def scan_values(

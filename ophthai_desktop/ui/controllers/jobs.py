@@ -114,8 +114,5 @@ class JobsController(QObject):
     @Slot()
     def _on_poll_timeout(self) -> None:
         reason = self._ctx.application.worker.waiting_reason
-        queued = any(
-            row is not None and row.state == "queued"
-            for row in (self._model.get(j) for j in self._model.open_job_ids())
-        )
+        queued = any(row.state == "queued" for row in self._model.records())
         self._panel.set_waiting(reason if queued else None)

@@ -82,6 +82,3 @@ class NotificationListModel(RowModel):
         for row in self.records():
             if not row.read:
                 self.update_row(replace(row, read=True))
-
-    def rows(self) -> tuple[NotificationRow, ...]:
-        return self.records()
