@@ -542,6 +542,7 @@ class FolderWatcher:
     # Settling (settle thread) -------------------------------------------------------
 
     def _settle_loop(self, run: _Run) -> None:
+        self._ingest.warm_up()  # files noticed meanwhile wait for it, as they would anyway
         next_rescan = time.monotonic() + self._rescan_interval_s
         while not run.stopping.is_set():
             self._wake.clear()  # before looking, so a wake-up after this is never lost

@@ -596,3 +596,64 @@ def test_a_decoder_surprise_is_a_refusal(app: Application, monkeypatch: pytest.M
     result = app.ingest.ingest_file(layout.root / "odd.tif", layout)
     assert result.outcome == "failed" and "could not be decoded (error)" in (result.reason or "")
     assert (layout.failed / "odd.tif").is_file()
+
+
+def _row_counts(app: Application) -> dict[str, int]:
+    tables = (m.Patient, m.Scan, m.Job, m.Notification, m.AuditEvent, m.IngestedFile)
+    with app.db.session() as session:
+        return {table.__tablename__: len(session.scalars(select(table)).all()) for table in tables}
+
+
+def test_warming_up_leaves_no_trace(app: Application, log: EventLog) -> None:
+    before = _row_counts(app)
+    draws = app.ingest._rng.getstate()
+
+    app.ingest.warm_up()
+
+    assert _row_counts(app) == before
+    assert log.of(ev.Event) == []
+    assert app.ingest._rng.getstate() == draws  # seeded demo patients stay the same
+    # The path it rehearsed works for real afterwards.
+    app.watcher.start()
+    (folder_of(app) / "after_warm_up_OD_OCT.png").write_bytes(png_bytes((40, 30)))
+    result = log.wait_finished("after_warm_up_OD_OCT.png")["after_warm_up_OD_OCT.png"]
+    assert result.outcome == "ingested"
+    assert _row_counts(app)["patients"] == before["patients"] + 1
+
+
+def test_the_watcher_warms_up_before_it_takes_files_in(
+    app: Application, log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order: list[str] = []
+    warm_up = app.ingest.warm_up
+    monkeypatch.setattr(app.ingest, "warm_up", lambda: (order.append("warm-up"), warm_up()))
+    app.bus.subscribe(
+        lambda e: order.append("ingested") if isinstance(e, ev.IngestFinished) else None
+    )
+    folder_of(app).mkdir(parents=True)
+    (folder_of(app) / "waiting_OS_OCT.png").write_bytes(png_bytes((40, 30), (1, 2, 3)))
+
+    app.watcher.start()
+    log.wait_finished("waiting_OS_OCT.png")
+
+    assert order == ["warm-up", "ingested"]
+
+
+def test_a_failed_warm_up_is_logged_and_the_first_file_still_goes_in(
+    app: Application,
+    log: EventLog,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("database went away")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(app.ingest, "_commit_batch", broken)
+        with caplog.at_level(logging.WARNING):
+            app.ingest.warm_up()
+    assert "warming up the ingest path failed" in caplog.text
+
+    app.watcher.start()
+    (folder_of(app) / "first_OD_OCT.png").write_bytes(png_bytes((40, 30), (4, 5, 6)))
+    assert log.wait_finished("first_OD_OCT.png")["first_OD_OCT.png"].outcome == "ingested"
