@@ -42,7 +42,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -53,6 +52,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from machine_probe import Faults, machine
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -327,9 +328,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             settle_memory()
 
         log(f"idle baseline for {args.idle_seconds:.0f} s")
+        faults = Faults()
         recorder.start()
         pump(qt_app, args.idle_seconds)
         idle = summary(recorder.stop())
+        idle["page_faults"] = faults.since()
 
         images = root / "drops"
         images.mkdir()
@@ -380,9 +383,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     state["dropped"] += 1
                     state["next_drop"] = now + args.drop_every
 
+            faults = Faults()
             recorder.start()
             pump(qt_app, args.seconds, every_100ms)
             stalls = summary(recorder.stop())
+            stalls["page_faults"] = faults.since()
             served = []
             for loader in loaders:
                 out, _ = loader.communicate(timeout=60)
@@ -412,9 +417,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result = {
             "benchmark": "gui_stall",
             "machine": {
-                "python": platform.python_version(),
-                "cpus": os.cpu_count(),
-                "platform": qt_app.platformName(),
+                **machine(),
+                "qt_platform": qt_app.platformName(),
                 "switch_interval_s": sys.getswitchinterval(),
                 "gc_frozen": not args.no_gc_freeze,
                 "api": "child process" if args.api_in_child else "embedded thread",
