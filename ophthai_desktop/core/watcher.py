@@ -6,8 +6,10 @@ Three kinds of thread take part (DESIGN §2):
   polling one every ``watch_poll_seconds`` where events do not arrive (network shares,
   ``watch_use_polling``). Its handler only notes what happened to which name;
 - the settle thread decides when a file has finished arriving and hands it over;
-- the ingest threads (a small pool) call :meth:`IngestService.ingest_file`; files they
-  have ready at the same moment share one database transaction.
+- the ingest threads call :meth:`IngestService.ingest_file`. A few of them at once
+  read, hash and check files (the CPU work); the others wait for their turn or for the
+  group commit, so that every file read while a transaction is being written joins
+  the next one, however large the burst.
 
 A file has finished arriving when its size, modification time and inode have stayed the
 same for ``settle_checks`` checks ``settle_interval_s`` apart and, on Linux, no process
@@ -259,7 +261,7 @@ class FolderWatcher:
         confirm_s: float = 0.05,
         empty_grace_s: float = 2.0,
         rescan_interval_s: float = 10.0,
-        ingest_threads: int = 4,
+        ingest_threads: int = 32,
     ) -> None:
         self.settings = settings
         self._ingest = ingest

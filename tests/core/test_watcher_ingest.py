@@ -657,3 +657,48 @@ def test_a_failed_warm_up_is_logged_and_the_first_file_still_goes_in(
     app.watcher.start()
     (folder_of(app) / "first_OD_OCT.png").write_bytes(png_bytes((40, 30), (4, 5, 6)))
     assert log.wait_finished("first_OD_OCT.png")["first_OD_OCT.png"].outcome == "ingested"
+
+
+def test_a_few_files_are_read_at_once_and_the_rest_of_a_burst_joins_the_next_commit(
+    app: Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = IngestService(
+        app.db, app.bus, app.patients, app.images, app.ingest._limits, preparing_at_once=2
+    )
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    names = [f"burst {i}.png" for i in range(8)]
+    for i, name in enumerate(names):
+        (layout.root / name).write_bytes(noise_png((60, 40), seed=i))
+    reading = {"now": 0, "most": 0}
+    batches: list[int] = []
+    guard = threading.Lock()
+    read, commit = service._read, service._commit_batch
+
+    def counted_read(*args: Any) -> Any:
+        with guard:
+            reading["now"] += 1
+            reading["most"] = max(reading["most"], reading["now"])
+        try:
+            threading.Event().wait(0.02)  # long enough for the others to pile up
+            return read(*args)
+        finally:
+            with guard:
+                reading["now"] -= 1
+
+    def slow_commit(batch: list[Any], **kwargs: Any) -> None:
+        batches.append(len(batch))
+        if len(batches) == 1:
+            threading.Event().wait(0.5)  # the first transaction takes a while
+        commit(batch, **kwargs)
+
+    monkeypatch.setattr(service, "_read", counted_read)
+    monkeypatch.setattr(service, "_commit_batch", slow_commit)
+    with ThreadPoolExecutor(len(names)) as pool:
+        outcomes = list(pool.map(lambda n: service.ingest_file(layout.root / n, layout), names))
+
+    assert [o.outcome for o in outcomes] == ["ingested"] * len(names)
+    assert reading["most"] == 2  # never more than two files read at once
+    # Files read while the first transaction was written did not wait for a place to be
+    # read in: they went into the next transaction together, more than two of them.
+    assert sum(batches) == len(names) and max(batches[1:]) > 2, batches

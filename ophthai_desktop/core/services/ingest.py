@@ -78,7 +78,7 @@ from ophthai_desktop.core.services.patients import (
     new_patient_id,
     new_patient_values,
 )
-from ophthai_desktop.core.storage import Database, ImageStore
+from ophthai_desktop.core.storage import Database, ImageStore, StoredImage
 from ophthai_desktop.core.storage import models as m
 from ophthai_desktop.core.storage.to_records import (
     notification_record,
@@ -425,6 +425,7 @@ class IngestService:
         *,
         demo_mode: bool = True,
         rng: random.Random | None = None,
+        preparing_at_once: int | None = None,
     ) -> None:
         self._db = db
         self._bus = bus
@@ -436,6 +437,12 @@ class IngestService:
         self._commit_lock = threading.Lock()  # one ingest transaction at a time
         self._queue_lock = threading.Lock()
         self._queue: list[_Pending] = []  # files waiting for the group commit
+        # Reading, hashing, checking and storing a file is CPU work: a few files at once
+        # (about one per core) keep the processors busy, and more would only slow each
+        # other down. Files past that wait here, while those read so far wait for the
+        # group commit without holding a place, so a burst's batches grow with it.
+        at_once = preparing_at_once or min(8, max(2, (os.cpu_count() or 2) + 1))
+        self._preparing = threading.BoundedSemaphore(at_once)
 
     def ingest_file(
         self,
@@ -459,44 +466,53 @@ class IngestService:
             FileVanished: It was gone before it could be read.
             StorageError: The database or the image store failed; the file stays.
         """
+        staged: Path | None = None
         try:
-            data, stamp, staged = self._read(path, expected)
+            with self._preparing:
+                data, stamp, staged = self._read(path, expected)
+                sha256 = hashlib.sha256(data).hexdigest()
+                info, reason = self._check(data, path.name)
+                stored = None if info is None else self._store(data, sha256, staged)
         except _Refused as refused:
             return self._refuse(path, folder, refused.reason, sha256=None, size=refused.size)
-        try:
-            return self._take_in(path, folder, data, stamp, staged, actor)
         finally:
-            if staged is not None and staged.exists():  # not kept: refused, duplicate...
+            if staged is not None and staged.exists():  # not kept: refused, failed...
                 self._images.drop_staged(staged)
+        if info is None or stored is None:
+            _ensure_unchanged(path, stamp)  # a refusal is final: be sure it was complete
+            return self._refuse(path, folder, reason, sha256=sha256, size=len(data))
+        return self._take_in(path, folder, sha256, len(data), info, stored, stamp, actor)
+
+    def _store(self, data: bytes, sha256: str, staged: Path | None) -> StoredImage:
+        """The checked bytes into the image store (the staged copy, where there is one).
+
+        Stored before the transaction so the database's write lock is held briefly; the
+        store is content-addressed, so a rollback only leaves an unused file. It is
+        flushed to disk after the commit and before the source file is moved: the source
+        stays the copy of record until then, and the patient appears sooner.
+        """
+        if staged is not None:
+            return self._images.keep_staged(staged, sha256)
+        return self._images.put(data, sha256=sha256, sync=False)
 
     def _take_in(
         self,
         path: Path,
         folder: FolderLayout,
-        data: bytes,
+        sha256: str,
+        size: int,
+        info: ImageInfo,
+        stored: StoredImage,
         stamp: FileStamp,
-        staged: Path | None,
         actor: Actor,
     ) -> IngestResult:
+        """Commit a checked, stored file (with whatever else is ready), then publish its
+        events, flush its stored copy and move it to ``processed/``."""
         name = display_name(path.name)
-        sha256 = hashlib.sha256(data).hexdigest()
-        info, reason = self._check(data, path.name)
-        if info is None:
-            _ensure_unchanged(path, stamp)  # a refusal is final: be sure it was complete
-            return self._refuse(path, folder, reason, sha256=sha256, size=len(data))
-        # Stored before the transaction so the database's write lock is held briefly;
-        # the store is content-addressed, so a rollback only leaves an unused file. It
-        # is flushed to disk after the commit and before the source file is moved: the
-        # source stays the copy of record until then, and the patient appears sooner.
-        stored = (
-            self._images.keep_staged(staged, sha256)
-            if staged is not None
-            else self._images.put(data, sha256=sha256, sync=False)
-        )
         item = _Pending(
             name=name,
             sha256=sha256,
-            size=len(data),
+            size=size,
             info=info,
             target_id=patient_id_from_name(path.name),
             actor=actor,
@@ -511,7 +527,7 @@ class IngestService:
             return self._duplicate(path, folder, sha256, known, stamp)
         except NotFound as exc:
             _ensure_unchanged(path, stamp)
-            return self._refuse(path, folder, exc.message, sha256=sha256, size=len(data))
+            return self._refuse(path, folder, exc.message, sha256=sha256, size=size)
         if isinstance(done, _Known):
             return self._duplicate(path, folder, sha256, done, stamp)
         for event in done.events:
