@@ -49,7 +49,6 @@ import json
 import math
 import multiprocessing as mp
 import os
-import platform
 import queue
 import shutil
 import signal
@@ -68,6 +67,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from machine_probe import machine as probe_machine
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -548,19 +548,7 @@ def check_payload(client: httpx.Client, patients_expected: int) -> dict[str, Any
 
 
 def machine() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cores": os.cpu_count(),
-        "cpu": model or platform.processor(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "sqlite": sqlite3.sqlite_version,
-    }
+    return {**probe_machine(), "sqlite": sqlite3.sqlite_version}
 
 
 def ratio(a: float, b: float) -> float | None:
