@@ -544,7 +544,8 @@ class FolderWatcher:
     # Settling (settle thread) -------------------------------------------------------
 
     def _settle_loop(self, run: _Run) -> None:
-        self._ingest.warm_up()  # files noticed meanwhile wait for it, as they would anyway
+        if not run.stopping.is_set():
+            self._ingest.warm_up()  # files noticed meanwhile wait for it, as they would anyway
         next_rescan = time.monotonic() + self._rescan_interval_s
         while not run.stopping.is_set():
             self._wake.clear()  # before looking, so a wake-up after this is never lost
@@ -638,7 +639,9 @@ class FolderWatcher:
         retry_in_s: float | None = None
         stuck = False
         try:
-            result = self._ingest.ingest_file(path, run.layout, expected=stamp)
+            result = self._ingest.ingest_file(
+                path, run.layout, expected=stamp, abandon=run.stopping
+            )
             stuck = result.moved_to is None
         except FileNotSettled:
             retry_in_s = self._settle_interval_s

@@ -21,6 +21,7 @@ from ophthai_desktop.bootstrap import Application, build_application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.ingest import (
+    FileNotSettled,
     FolderLayout,
     IngestOutcome,
     IngestResult,
@@ -604,12 +605,31 @@ def _row_counts(app: Application) -> dict[str, int]:
         return {table.__tablename__: len(session.scalars(select(table)).all()) for table in tables}
 
 
-def test_warming_up_leaves_no_trace(app: Application, log: EventLog) -> None:
+def test_warming_up_leaves_no_trace(
+    app: Application,
+    log: EventLog,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     before = _row_counts(app)
     draws = app.ingest._rng.getstate()
+    rehearsed: list[BaseException] = []
+    commit = app.ingest._commit_batch
 
-    app.ingest.warm_up()
+    def spied(batch: list[Any], **kwargs: Any) -> None:
+        try:
+            commit(batch, **kwargs)
+        except BaseException as exc:
+            rehearsed.append(exc)
+            raise
 
+    monkeypatch.setattr(app.ingest, "_commit_batch", spied)
+    with caplog.at_level(logging.WARNING):
+        app.ingest.warm_up()
+
+    # It really wrote the rows (and rolled them back), and nothing went wrong.
+    assert [type(exc).__name__ for exc in rehearsed] == ["_Rehearsal"]
+    assert "warming up" not in caplog.text
     assert _row_counts(app) == before
     assert log.of(ev.Event) == []
     assert app.ingest._rng.getstate() == draws  # seeded demo patients stay the same
@@ -702,3 +722,21 @@ def test_a_few_files_are_read_at_once_and_the_rest_of_a_burst_joins_the_next_com
     # Files read while the first transaction was written did not wait for a place to be
     # read in: they went into the next transaction together, more than two of them.
     assert sum(batches) == len(names) and max(batches[1:]) > 2, batches
+
+
+def test_a_file_waiting_to_be_read_when_the_watcher_stops_is_left_as_it_is(
+    app: Application, log: EventLog
+) -> None:
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    path = layout.root / "late_OD_OCT.png"
+    path.write_bytes(png_bytes((40, 30), (7, 8, 9)))
+    stopping = threading.Event()
+    stopping.set()
+
+    with pytest.raises(FileNotSettled):
+        app.ingest.ingest_file(path, layout, abandon=stopping)
+
+    assert path.exists() and not any(layout.processed.iterdir())
+    assert not any(layout.failed.iterdir())
+    assert _row_counts(app)["patients"] == 0 and log.of(ev.Event) == []

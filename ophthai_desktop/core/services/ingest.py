@@ -451,6 +451,7 @@ class IngestService:
         *,
         expected: FileStamp | None = None,
         actor: Actor = WATCHER_ACTOR,
+        abandon: threading.Event | None = None,
     ) -> IngestResult:
         """Take in one file of ``folder`` and move it to ``processed/`` or ``failed/``.
 
@@ -460,19 +461,26 @@ class IngestService:
             expected: The stamp the caller saw when it judged the file settled; a
                 different one means it is still being written.
             actor: Who the audit trail names.
+            abandon: Set when the caller is stopping: a file still waiting for its turn
+                to be read is then left as it is (:class:`FileNotSettled`).
 
         Raises:
-            FileNotSettled: The file changed since ``expected`` or while being read.
+            FileNotSettled: The file changed since ``expected`` or while being read, or
+                ``abandon`` was set before it was read.
             FileVanished: It was gone before it could be read.
             StorageError: The database or the image store failed; the file stays.
         """
         staged: Path | None = None
         try:
             with self._preparing:
+                if abandon is not None and abandon.is_set():
+                    raise FileNotSettled("not read: the watcher is stopping")
                 data, stamp, staged = self._read(path, expected)
+                size = len(data)
                 sha256 = hashlib.sha256(data).hexdigest()
                 info, reason = self._check(data, path.name)
                 stored = None if info is None else self._store(data, sha256, staged)
+                del data  # not held while waiting for the commit (up to the size limit)
         except _Refused as refused:
             return self._refuse(path, folder, refused.reason, sha256=None, size=refused.size)
         finally:
@@ -480,8 +488,8 @@ class IngestService:
                 self._images.drop_staged(staged)
         if info is None or stored is None:
             _ensure_unchanged(path, stamp)  # a refusal is final: be sure it was complete
-            return self._refuse(path, folder, reason, sha256=sha256, size=len(data))
-        return self._take_in(path, folder, sha256, len(data), info, stored, stamp, actor)
+            return self._refuse(path, folder, reason, sha256=sha256, size=size)
+        return self._take_in(path, folder, sha256, size, info, stored, stamp, actor)
 
     def _store(self, data: bytes, sha256: str, staged: Path | None) -> StoredImage:
         """The checked bytes into the image store (the staged copy, where there is one).
@@ -566,12 +574,13 @@ class IngestService:
         compiled (written for a made-up file in a transaction that is rolled back).
 
         Without it a burst's first file takes ~0.2 s and every file behind it waits.
-        Best effort: a failure is logged and the first file pays instead.
+        Best effort: a failure is logged and the first file pays instead. The rehearsal
+        runs on SQLite only: on PostgreSQL a rollback does not give back the ids it drew,
+        and a gap in the audit trail's ids would look like a deleted entry.
         """
         from PIL import Image
 
         limits = self._limits
-        state = self._rng.getstate()  # the made-up patient leaves no trace in the draws
         try:
             for fmt in ("JPEG", "PNG"):
                 buffer = io.BytesIO()
@@ -579,6 +588,8 @@ class IngestService:
                 info = inspect_image(
                     buffer.getvalue(), max_bytes=limits.max_bytes, max_pixels=limits.max_pixels
                 )
+            if not self._db.is_sqlite:
+                return
             rehearsal = _Pending(
                 name="warm-up.png",
                 sha256=hashlib.sha256(os.urandom(32)).hexdigest(),
@@ -587,12 +598,17 @@ class IngestService:
                 target_id=None,
                 actor=WATCHER_ACTOR,
             )
-            with contextlib.suppress(_Rehearsal):
-                self._commit_batch([rehearsal], rehearse=True)
+            # Under the commit lock, where every real draw of demo details is made: the
+            # made-up patient's draws are given back before any real file's.
+            with self._commit_lock:
+                state = self._rng.getstate()
+                try:
+                    with contextlib.suppress(_Rehearsal):
+                        self._commit_batch([rehearsal], rehearse=True)
+                finally:
+                    self._rng.setstate(state)
         except Exception:
             log.warning("watch folder: warming up the ingest path failed", exc_info=True)
-        finally:
-            self._rng.setstate(state)
 
     # Steps ------------------------------------------------------------------------
 
