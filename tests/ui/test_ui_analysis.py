@@ -55,7 +55,9 @@ def test_tiny_model_streams_then_shows_the_parse_failure(
     jobs = gui.jobs_panel.model
     row = jobs.get(analysis.job_id or -1)
     assert row is not None and row.state == "done" and row.tokens == 48
-    assert gui.patient_page.stepper.current_name() == "Validation"
+    # The patient's new step comes with PatientUpdated, published just after
+    # AnalysisFinished (which showed the card): it may be delivered a moment later.
+    qtbot.waitUntil(lambda: gui.patient_page.stepper.current_name() == "Validation")
 
 
 def test_a_parsed_result_is_validated_and_scheduled(qtbot: QtBot, make_gui: Maker) -> None:
