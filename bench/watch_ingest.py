@@ -230,9 +230,11 @@ def run_scenario(
         gc.unfreeze()
 
     closed: dict[str, float] = delivered["closed"]
-    latencies_ms = [
-        (created_at[name] - closed[name]) * 1000 for name in closed if name in created_at
-    ]
+    latency_ms = {
+        name: (created_at[name] - closed[name]) * 1000 for name in closed if name in created_at
+    }
+    latencies_ms = list(latency_ms.values())
+    first = min(closed, key=closed.__getitem__) if closed else None
     first_start = delivered["started"]
     last_commit = max(created_at.values()) if created_at else float("nan")
     seconds = last_commit - first_start
@@ -255,9 +257,7 @@ def run_scenario(
             "max": round(max(latencies_ms), 1),
             "min": round(min(latencies_ms), 1),
             # The first file to arrive after the watcher started.
-            "first": round((created_at[first] - closed[first]) * 1000, 1)
-            if (first := min(closed, key=closed.__getitem__)) in created_at
-            else None,
+            "first": round(latency_ms[first], 1) if first in latency_ms else None,
         }
         if latencies_ms
         else None,
