@@ -16,6 +16,7 @@ from ophthai_desktop import __version__
 from ophthai_desktop.api.errors import install_error_handlers
 from ophthai_desktop.api.hub import WebSocketHub
 from ophthai_desktop.api.routes import ai, audit, health, notifications, patients
+from ophthai_desktop.api.routes.docs import install_docs
 from ophthai_desktop.api.security import BodySizeLimit, LoopbackHostGuard
 from ophthai_desktop.api.wire import event_data
 from ophthai_desktop.bootstrap import Application
@@ -49,6 +50,10 @@ def create_app(application: Application) -> FastAPI:
         ),
         lifespan=lifespan,
         redirect_slashes=False,
+        # Served by install_docs from local copies: FastAPI's pages load a CDN.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.application = application
     app.state.hub = hub
@@ -68,4 +73,5 @@ def create_app(application: Application) -> FastAPI:
     )
     for module in (health, patients, notifications, ai, audit):
         app.include_router(module.router)
+    install_docs(app)
     return app

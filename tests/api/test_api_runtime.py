@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -209,12 +210,39 @@ def test_an_unexpected_error_is_a_json_500(
 # Docs and health -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json"])
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json", "/docs/", "/redoc/"])
 def test_the_docs_are_served(client: TestClient, path: str) -> None:
     response = client.get(path)
 
     assert response.status_code == 200
     assert response.content
+
+
+@pytest.mark.parametrize(
+    ("page", "needed"),
+    [
+        ("/docs", {"swagger-ui-bundle.js", "swagger-ui.css"}),
+        ("/redoc", {"redoc.standalone.js"}),
+    ],
+)
+def test_the_docs_pages_work_offline(client: TestClient, page: str, needed: set[str]) -> None:
+    """A clinic workstation is often offline: everything a docs page loads comes from
+    this server, and each of those files is really there."""
+    html = client.get(page).text
+    referenced = re.findall(r"""(?:src|href|url)\s*[:=]\s*['"]([^'"]+)['"]""", html)
+
+    assert not [url for url in referenced if "//" in url]  # no CDN, no fonts service
+    if page == "/docs":
+        assert '"validatorUrl": null' in html  # Swagger UI's online badge is off
+    assets = {url.rsplit("/", 1)[-1]: url for url in referenced}
+    assert needed <= set(assets)
+    for name in needed:
+        served = client.get(assets[name])
+        assert served.status_code == 200, name
+        assert len(served.content) > 100_000, name  # the real bundle, not a stub
+    assert client.get(next(iter(u for u in referenced if u.endswith("/openapi.json")))).json()[
+        "paths"
+    ]
 
 
 def test_the_openapi_schema_lists_every_seed_endpoint_once(client: TestClient) -> None:

@@ -206,6 +206,9 @@ def test_frozen_serve_answers_and_stops_on_sigterm(tmp_path: Path, launch: Launc
         assert picture.status_code == 200 and picture.content.startswith(b"\x89PNG")
         # The Hugging Face cache lookup (huggingface_hub, imported lazily) works.
         assert http.get("/api/ai/health").json()["status"] == "not_installed"
+        # The docs pages' bundles are in the build (served here, not from a CDN).
+        assert "/docs-static/swagger-ui-bundle.js" in http.get("/docs").text
+        assert len(http.get("/docs-static/swagger-ui-bundle.js").content) > 100_000
 
     ws_url = url.replace("http://", "ws://", 1) + "/api/notifications/ws"
     with connect(ws_url, open_timeout=30) as ws:

@@ -1,0 +1,62 @@
+"""The OpenAPI docs: Swagger UI at ``/docs`` and ReDoc at ``/redoc``.
+
+FastAPI's own pages load their scripts and styles from a CDN, so on a workstation
+without internet access (common in clinics) they stay blank. These pages are the same
+ones, with the Swagger UI and ReDoc bundles that the ``fastapi-offline`` package ships
+served by this server under :data:`ASSETS_URL`; nothing is fetched from elsewhere
+(Swagger UI's online validator badge is off).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import fastapi_offline
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import HTMLResponse
+
+from ophthai_desktop.api.routing import SlashRouter
+
+#: Where the pages' scripts, styles and icon are served.
+ASSETS_URL = "/docs-static"
+#: The bundles shipped with ``fastapi-offline`` (swagger-ui-bundle.js, swagger-ui.css,
+#: redoc.standalone.js, favicon.png).
+ASSETS_FOLDER = Path(fastapi_offline.__file__).resolve().parent / "static"
+
+router = SlashRouter(include_in_schema=False)
+
+
+@router.get("/docs")
+async def swagger_ui(request: Request) -> HTMLResponse:
+    root = request.scope.get("root_path", "")
+    app: FastAPI = request.app
+    return get_swagger_ui_html(
+        openapi_url=f"{root}{app.openapi_url}",
+        title=f"{app.title} - Swagger UI",
+        swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
+        swagger_css_url=f"{root}{ASSETS_URL}/swagger-ui.css",
+        swagger_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
+        swagger_ui_parameters={"validatorUrl": None},
+    )
+
+
+@router.get("/redoc")
+async def redoc(request: Request) -> HTMLResponse:
+    root = request.scope.get("root_path", "")
+    app: FastAPI = request.app
+    return get_redoc_html(
+        openapi_url=f"{root}{app.openapi_url}",
+        title=f"{app.title} - ReDoc",
+        redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
+        redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
+        with_google_fonts=False,
+    )
+
+
+def install_docs(app: FastAPI) -> None:
+    """Serve the docs pages and their assets (``app`` made with ``docs_url=None`` and
+    ``redoc_url=None``)."""
+    app.mount(ASSETS_URL, StaticFiles(directory=ASSETS_FOLDER), name="docs-static")
+    app.include_router(router)
