@@ -230,6 +230,8 @@ class InferenceEngine:
         self._cache_dir = cache_dir
         self._lock = threading.RLock()  # load, unload, download, generate
         self._status_lock = threading.RLock()
+        self._check_started = threading.Lock()  # held for a moment: starting a check
+        self._checking = False  # an installed check is running on its own thread
         self._loaded: _Loaded | None = None
         self._parameter_counts: dict[Path, int | None] = {}
         self._install = self._locate()
@@ -252,18 +254,38 @@ class InferenceEngine:
     # Status ----------------------------------------------------------------------------
 
     def status(self) -> EngineStatus:
-        """The current status. Cheap; any thread.
+        """The current status. Cheap and never waits; any thread (the GUI's included).
 
-        While nothing is loaded, the installed check is repeated at most every
-        :data:`INSTALL_RECHECK_S` seconds, so a model copied into place shows up.
+        While nothing is loaded, whether the files are installed is checked again at
+        most every :data:`INSTALL_RECHECK_S` seconds, so a model copied into place shows
+        up. That check looks at folders that may be on a slow or unplugged share, and
+        another thread may be checking already, so it runs on a short-lived thread of
+        its own: what it finds is published as :class:`ModelStateChanged` and returned
+        by the next call.
         """
         if self._status.state in _IDLE_STATES and (
             time.monotonic() - self._install_checked_at > INSTALL_RECHECK_S
         ):
+            with self._check_started:
+                start, self._checking = not self._checking, True
+            if start:
+                threading.Thread(
+                    target=self._check_install, name="model-install-check", daemon=True
+                ).start()
+        return self._status
+
+    def _check_install(self) -> None:
+        """Runs on the thread :meth:`status` starts."""
+        try:
             with self._status_lock:
                 if self._status.state in _IDLE_STATES:  # not taken by load() meanwhile
                     self._recheck_install(settle=True)
-        return self._status
+        except Exception:
+            log.warning("checking whether the model is installed failed", exc_info=True)
+        finally:
+            self._install_checked_at = time.monotonic()  # a failure waits its turn too
+            with self._check_started:
+                self._checking = False
 
     def refresh(self) -> EngineStatus:
         """Check the model files now (for example after the user copied them). Any thread.

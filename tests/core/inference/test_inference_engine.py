@@ -18,6 +18,7 @@ from ophthai_desktop.core.inference import InferenceEngine, ModelState
 from ophthai_desktop.core.inference import devices as devices_module
 from ophthai_desktop.core.inference.prompt import PROMPT_VERSION
 from ophthai_desktop.core.settings import Settings
+from tests.support.watch_folder import wait_until
 
 SMALL_IMAGE_PIXELS = 4 * 3136  # 112x112: 16 patches, 4 image tokens
 
@@ -388,8 +389,40 @@ def test_status_notices_a_model_copied_into_place(
     assert engine.status().state is ModelState.NOT_INSTALLED  # cached for a few seconds
     monkeypatch.setattr(engine_module, "INSTALL_RECHECK_S", 0.0)
 
-    assert engine.status().state is ModelState.INSTALLED
+    # The check runs on a thread of its own; its finding is published and kept.
+    assert wait_until(lambda: engine.status().state is ModelState.INSTALLED)
     assert model_states(events) == ["installed"]
+
+
+def test_status_never_waits_for_a_slow_installed_check(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The GUI thread asks for the status every few seconds; looking for the model's files
+    on a share that hangs must not hang it, nor start a second look."""
+    from ophthai_desktop.core.inference import engine as engine_module
+
+    engine = InferenceEngine(make_settings(tmp_path, model_path=tmp_path / "model"))
+    real_locate = engine._locate
+    release = threading.Event()
+    looks: list[str] = []
+
+    def hanging_locate() -> object:
+        looks.append(threading.current_thread().name)
+        release.wait(5)
+        return real_locate()
+
+    monkeypatch.setattr(engine, "_locate", hanging_locate)
+    monkeypatch.setattr(engine_module, "INSTALL_RECHECK_S", 0.0)
+    shutil.copytree(tiny_checkpoint, tmp_path / "model")
+
+    for _ in range(50):
+        asked = time.monotonic()
+        assert engine.status().state is ModelState.NOT_INSTALLED  # what was known
+        assert time.monotonic() - asked < 0.5
+    assert wait_until(lambda: looks == ["model-install-check"])  # one look, on its own thread
+
+    release.set()
+    assert wait_until(lambda: engine.status().state is ModelState.INSTALLED)
 
 
 def test_update_settings_applies_to_the_next_analysis(
