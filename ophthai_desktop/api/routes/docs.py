@@ -28,29 +28,33 @@ ASSETS_FOLDER = Path(fastapi_offline.__file__).resolve().parent / "static"
 router = SlashRouter(include_in_schema=False)
 
 
+def _asset(request: Request, name: str) -> str:
+    return f"{request.scope.get('root_path', '')}{ASSETS_URL}/{name}"
+
+
+def _schema_url(request: Request) -> str:
+    return f"{request.scope.get('root_path', '')}{request.app.openapi_url}"
+
+
 @router.get("/docs")
 async def swagger_ui(request: Request) -> HTMLResponse:
-    root = request.scope.get("root_path", "")
-    app: FastAPI = request.app
     return get_swagger_ui_html(
-        openapi_url=f"{root}{app.openapi_url}",
-        title=f"{app.title} - Swagger UI",
-        swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
-        swagger_css_url=f"{root}{ASSETS_URL}/swagger-ui.css",
-        swagger_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
+        openapi_url=_schema_url(request),
+        title=f"{request.app.title} - Swagger UI",
+        swagger_js_url=_asset(request, "swagger-ui-bundle.js"),
+        swagger_css_url=_asset(request, "swagger-ui.css"),
+        swagger_favicon_url=_asset(request, "favicon.png"),
         swagger_ui_parameters={"validatorUrl": None},
     )
 
 
 @router.get("/redoc")
 async def redoc(request: Request) -> HTMLResponse:
-    root = request.scope.get("root_path", "")
-    app: FastAPI = request.app
     return get_redoc_html(
-        openapi_url=f"{root}{app.openapi_url}",
-        title=f"{app.title} - ReDoc",
-        redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
-        redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
+        openapi_url=_schema_url(request),
+        title=f"{request.app.title} - ReDoc",
+        redoc_js_url=_asset(request, "redoc.standalone.js"),
+        redoc_favicon_url=_asset(request, "favicon.png"),
         with_google_fonts=False,
     )
 
