@@ -240,9 +240,8 @@ def test_the_docs_pages_work_offline(client: TestClient, page: str, needed: set[
         served = client.get(assets[name])
         assert served.status_code == 200, name
         assert len(served.content) > 100_000, name  # the real bundle, not a stub
-    assert client.get(next(iter(u for u in referenced if u.endswith("/openapi.json")))).json()[
-        "paths"
-    ]
+    schema_url = next(url for url in referenced if url.endswith("/openapi.json"))
+    assert client.get(schema_url).json()["paths"]
 
 
 def test_the_openapi_schema_lists_every_seed_endpoint_once(client: TestClient) -> None:

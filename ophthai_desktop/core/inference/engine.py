@@ -230,8 +230,8 @@ class InferenceEngine:
         self._cache_dir = cache_dir
         self._lock = threading.RLock()  # load, unload, download, generate
         self._status_lock = threading.RLock()
-        self._check_started = threading.Lock()  # held for a moment: starting a check
-        self._checking = False  # an installed check is running on its own thread
+        # Held by the installed check's own thread while it runs (released there).
+        self._checking = threading.Lock()
         self._loaded: _Loaded | None = None
         self._parameter_counts: dict[Path, int | None] = {}
         self._install = self._locate()
@@ -263,15 +263,15 @@ class InferenceEngine:
         its own: what it finds is published as :class:`ModelStateChanged` and returned
         by the next call.
         """
-        if self._status.state in _IDLE_STATES and (
-            time.monotonic() - self._install_checked_at > INSTALL_RECHECK_S
-        ):
-            with self._check_started:
-                start, self._checking = not self._checking, True
-            if start:
+        due = time.monotonic() - self._install_checked_at > INSTALL_RECHECK_S
+        # The lock's non-blocking take also says no check is running yet.
+        if self._status.state in _IDLE_STATES and due and self._checking.acquire(blocking=False):
+            try:
                 threading.Thread(
                     target=self._check_install, name="model-install-check", daemon=True
                 ).start()
+            except RuntimeError:  # no thread to be had (shutting down): next time
+                self._checking.release()
         return self._status
 
     def _check_install(self) -> None:
@@ -284,8 +284,7 @@ class InferenceEngine:
             log.warning("checking whether the model is installed failed", exc_info=True)
         finally:
             self._install_checked_at = time.monotonic()  # a failure waits its turn too
-            with self._check_started:
-                self._checking = False
+            self._checking.release()
 
     def refresh(self) -> EngineStatus:
         """Check the model files now (for example after the user copied them). Any thread.
