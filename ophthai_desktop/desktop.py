@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
+import os
 import signal
 import sys
 import threading
@@ -259,4 +260,13 @@ def run(data_dir: Path | None = None) -> int:
         desktop.shutdown()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if desktop.session.inference.isRunning():
+        # Quit during a model load, which cannot be interrupted: everything else is
+        # closed, and a QThread still running when the interpreter tears down aborts
+        # the process, so leave without the teardown.
+        log.info("exiting with the model load unfinished")
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(status))
     return int(status)

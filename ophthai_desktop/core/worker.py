@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -39,6 +40,14 @@ log = logging.getLogger(__name__)
 
 #: How often an idle worker looks at the queue even without a wake-up.
 IDLE_POLL_S = 1.0
+
+#: How long stopping waits for a running job: it is cancelled, and generation checks
+#: the cancel after every token.
+JOB_STOP_WAIT_S = 30.0
+
+#: How long stopping waits for a model load, which cannot be interrupted (minutes for
+#: the 7B model). It only reads the model's files, so the app does not wait it out.
+LOAD_STOP_WAIT_S = 2.0
 
 
 class Engine(Protocol):
@@ -87,17 +96,45 @@ class InferenceWorker:
         self._thread = threading.Thread(target=self.run, name="inference-worker", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Ask the loop to end, cancelling the running job, and wait for the thread."""
+    def stop(self, timeout_s: float = JOB_STOP_WAIT_S) -> bool:
+        """Ask the loop to end, cancelling the running job, and wait for the thread
+        (see :meth:`wait_stopped`); False when it is still running."""
+        self.request_stop()
+        thread = self._thread
+        stopped = thread is None or self.wait_stopped(thread.is_alive, timeout_s)
+        if stopped:
+            self._thread = None
+        self._unsubscribe()
+        return stopped
+
+    def request_stop(self) -> None:
+        """Ask the loop to end and cancel the running job; returns at once."""
         self._stop.set()
         self._wake.set()
         with self._current_lock:
             if self._current is not None:
                 self._current[1].set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
-        self._unsubscribe()
+
+    def wait_stopped(self, running: Callable[[], bool], timeout_s: float = JOB_STOP_WAIT_S) -> bool:
+        """Wait, after :meth:`request_stop`, until ``running()`` (the hosting thread's
+        liveness) is False: up to ``timeout_s`` for a cancelled job, but only
+        :data:`LOAD_STOP_WAIT_S` while the model is loading. False if it still runs."""
+        deadline = time.monotonic() + timeout_s
+        loading_since: float | None = None
+        while running():
+            now = time.monotonic()
+            if self._engine.status().state is ModelState.LOADING:
+                loading_since = now if loading_since is None else loading_since
+                if now - loading_since >= LOAD_STOP_WAIT_S:
+                    log.warning("stopping without waiting for the model load to finish")
+                    return False
+            else:
+                loading_since = None
+            if now >= deadline:
+                log.error("the inference worker did not stop within %.0f s", timeout_s)
+                return False
+            time.sleep(0.02)
+        return True
 
     def wake(self) -> None:
         self._wake.set()
@@ -155,6 +192,8 @@ class InferenceWorker:
                     requeued = True
                 self._wake.wait(IDLE_POLL_S)
                 self._wake.clear()
+                if self._stop.is_set():
+                    break
                 self._run_commands()
                 while not self._stop.is_set() and self._ready_for_work():
                     job = self._jobs.claim_next()
@@ -167,6 +206,8 @@ class InferenceWorker:
                 self._stop.wait(IDLE_POLL_S)
 
     def _run_commands(self) -> None:
+        if self._stop.is_set():
+            return  # closing: a load asked for now would only hold the exit up
         with self._current_lock:
             commands, self._commands = self._commands, []
             self._running_command = bool(commands)
@@ -206,7 +247,7 @@ class InferenceWorker:
                 self.waiting_reason = exc.message
                 log.warning("queued analyses are waiting: the model did not load")
                 return False
-            return True
+            return not self._stop.is_set()  # closing while it loaded: claim nothing
         if state is ModelState.ERROR:
             self.waiting_reason = self._engine.status().message
         else:

@@ -31,12 +31,11 @@ class InferenceThread(QThread):
         except Exception:
             log.exception("the inference worker stopped unexpectedly")
 
-    def stop(self, timeout_ms: int = 60_000) -> bool:
-        """Cancel the running analysis, end the loop and wait; False on timeout."""
-        self._worker.stop()
-        if not self.isRunning():
-            return True
-        finished = self.wait(timeout_ms)
-        if not finished:
-            log.error("the inference worker did not stop within %d ms", timeout_ms)
-        return bool(finished)
+    def stop(self) -> bool:
+        """Cancel the running analysis, end the loop and wait for it (not for a model
+        load, which cannot be interrupted: see :meth:`InferenceWorker.wait_stopped`).
+        False when the thread is still running."""
+        self._worker.request_stop()
+        stopped = self._worker.wait_stopped(self.isRunning)
+        self._worker.stop()  # lets go of the event bus; no thread of its own here
+        return stopped

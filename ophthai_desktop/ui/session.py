@@ -209,11 +209,17 @@ class GuiSession(QObject):
             return
         self._closed = True
         self._quitting = True
+        # Gone from the screen at once: what follows can take seconds (a running
+        # analysis is cancelled and waited for).
+        save_window_state(self.window)
+        self.window.hide()
+        if self.tray is not None:
+            self.tray.hide()
         self.bridge.close()
         self.jobs.stop()
         self.model_manager.stop()
         if not self.inference.stop():
-            log.error("the inference worker is still running at shutdown")
+            log.warning("closing while the model loads; the load is left to end with the app")
         watcher = self.context.watcher
         if watcher is not None and self._watcher_started:
             try:
@@ -222,9 +228,6 @@ class GuiSession(QObject):
                 log.exception("the watch folder did not stop cleanly")
         self.slow_tasks.shutdown()
         self.tasks.shutdown()
-        if self.tray is not None:
-            self.tray.hide()
-        save_window_state(self.window)
         self.window.close()
         self.window.deleteLater()
         log.info("desktop session closed")

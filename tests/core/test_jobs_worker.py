@@ -20,7 +20,7 @@ from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.errors import Conflict, ModelUnavailable, NotFound
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
-from ophthai_desktop.core.worker import InferenceWorker
+from ophthai_desktop.core.worker import LOAD_STOP_WAIT_S, InferenceWorker
 from tests.support.images import png_bytes
 from tests.support.scripted_engine import DME, NORMAL, ScriptedEngine
 
@@ -305,3 +305,28 @@ def test_queue_a_chosen_scan_of_the_patient(sqlite_services: Application, actor:
     other_scan = app.patients.list_scans(other_id)[0]
     with pytest.raises(NotFound):
         app.jobs.queue_patient_analysis(patient_id, actor=actor, scan_id=other_scan.id)
+
+
+def test_stopping_during_a_model_load_does_not_wait_for_it(
+    sqlite_services: Application, actor: Actor
+) -> None:
+    """A load cannot be interrupted (minutes for the 7B model): stopping gives up on it
+    after a short grace, and the loop, once the load ends, claims nothing."""
+    app = sqlite_services
+    release = threading.Event()
+    engine = ScriptedEngine(NORMAL, state="installed", load_hold=release)
+    worker = InferenceWorker(engine, app.jobs, app.bus)
+    worker.start()
+    job = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+    try:
+        _wait(lambda: engine.state == "loading")
+        started = time.monotonic()
+        assert worker.stop() is False
+        waited = time.monotonic() - started
+        assert LOAD_STOP_WAIT_S <= waited < LOAD_STOP_WAIT_S + 2.0
+        assert worker.alive
+    finally:
+        release.set()
+    _wait(lambda: not worker.alive)
+    assert engine.loads == 1
+    assert app.jobs.get_job(job.id).state == "queued"  # left for the next start

@@ -24,6 +24,8 @@ class ScriptedEngine:
     state: str = "ready"
     fail_with: Exception | None = None
     hold: threading.Event | None = None
+    #: When set, :meth:`load` stays in ``loading`` until it is set (a slow model load).
+    load_hold: threading.Event | None = None
     seen_sizes: list[tuple[int, int]] = field(default_factory=list)
     loads: int = 0
 
@@ -41,6 +43,9 @@ class ScriptedEngine:
 
     def load(self) -> EngineStatus:
         self.loads += 1
+        if self.load_hold is not None:
+            self.state = "loading"
+            self.load_hold.wait()
         self.state = "ready"
         return self.status()
 

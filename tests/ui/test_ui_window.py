@@ -6,12 +6,16 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
+from ophthai_desktop.core.worker import LOAD_STOP_WAIT_S
 from ophthai_desktop.ui.session import GuiSession
+from tests.support.scripted_engine import NORMAL, ScriptedEngine
 from tests.ui.conftest import Maker, seed_patients
 
 REPO = Path(__file__).resolve().parents[2]
@@ -198,3 +202,78 @@ def test_sigterm_right_after_the_window_shows_quits(tmp_path: Path) -> None:
                 process.kill()
                 process.communicate()
     assert process.returncode == 0, rest
+
+
+def test_closing_during_a_model_load_hides_at_once_and_does_not_wait_for_it(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """A model load cannot be interrupted; closing must not freeze the window for it."""
+    release = threading.Event()
+    engine = ScriptedEngine(NORMAL, state="installed", load_hold=release)
+    session = make_gui(engine=engine)
+    try:
+        session.application.worker.request_load()
+        qtbot.waitUntil(lambda: engine.state == "loading")
+        started = time.monotonic()
+        session.shutdown()
+        assert time.monotonic() - started < LOAD_STOP_WAIT_S + 2.0
+        assert not session.window.isVisible()
+        assert session.inference.isRunning()  # the load goes on; it only reads files
+    finally:
+        release.set()
+    qtbot.waitUntil(lambda: not session.inference.isRunning(), timeout=10_000)
+
+
+def test_quitting_the_app_during_a_model_load_exits_promptly_and_cleanly(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    """The real app, quit (SIGTERM) while its model load hangs: it used to wait 60 s and
+    then abort (a QThread destroyed while running)."""
+    import signal
+
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from ophthai_desktop.core.inference import engine
+
+        def hanging_load(self, install):
+            print("MODEL LOAD STARTED", file=sys.stderr, flush=True)
+            time.sleep(600)
+
+        engine.InferenceEngine._load = hanging_load
+        from ophthai_desktop.__main__ import main
+        sys.exit(main(["--data-dir", sys.argv[1]]))
+        """
+    )
+    env = {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "QT_QPA_PLATFORM": "offscreen",
+        "OPHTHAI_API_PORT": "0",
+        "OPHTHAI_MODEL_PATH": str(tiny_checkpoint),
+        "OPHTHAI_DEVICE": "cpu",
+        "OPHTHAI_LOAD_MODEL_ON_STARTUP": "true",
+    }
+    with subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "data")],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as process:
+        assert process.stderr is not None
+        try:
+            for line in process.stderr:
+                if "MODEL LOAD STARTED" in line:
+                    started = time.monotonic()
+                    process.send_signal(signal.SIGTERM)
+                    break
+            _, rest = process.communicate(timeout=30)
+            took = time.monotonic() - started
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert process.returncode == 0, rest
+    assert "exiting with the model load unfinished" in rest
+    assert took < 15, took
