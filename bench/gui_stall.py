@@ -199,12 +199,22 @@ def seed_patients(application: Any, count: int) -> None:
             )
 
 
-def start_child_server(data_dir: Path, children: list[subprocess.Popen[str]]) -> str:
-    """``ophthai serve`` on the same data folder, its worker idle (no model) and no
-    watch folder, so it only answers HTTP."""
+def start_child_server(
+    data_dir: Path,
+    children: list[subprocess.Popen[str]],
+    *,
+    nice: int,
+    model: Path | None = None,
+    tokens: int = 48,
+) -> str:
+    """``ophthai serve`` on the same data folder at niceness ``nice``, without the watch
+    folder. Without ``model`` its worker is idle and it only answers HTTP; with it, its
+    worker also runs the queued analyses."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPHTHAI_")}
     env.update(
-        OPHTHAI_MODEL_PATH=str(data_dir / "no-model-in-the-child"),
+        OPHTHAI_MODEL_PATH=str(model or data_dir / "no-model-in-the-child"),
+        OPHTHAI_DEVICE="cpu",
+        OPHTHAI_MAX_NEW_TOKENS=str(tokens),
         OPHTHAI_WATCH_FOLDER_ENABLED="false",
         OPHTHAI_LOG_LEVEL="WARNING",
     )
@@ -223,6 +233,7 @@ def start_child_server(data_dir: Path, children: list[subprocess.Popen[str]]) ->
         env=env,
         stdout=subprocess.PIPE,
         text=True,
+        preexec_fn=(lambda: os.nice(nice)) if nice else None,
     )
     children.append(child)
     assert child.stdout is not None
@@ -262,7 +273,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="for comparison: serve the API from `ophthai serve` in a child process on the "
         "same database instead of the window's embedded server thread",
     )
+    parser.add_argument(
+        "--analyses-in-child",
+        action="store_true",
+        help="for comparison (implies --api-in-child): the child process also runs the "
+        "analyses (its worker loads the tiny model and takes the queued jobs); the window's "
+        "engine has no model, so the window does not stream their text",
+    )
+    parser.add_argument("--child-nice", type=int, default=5, help="niceness of the child server")
     args = parser.parse_args(argv)
+    args.api_in_child = args.api_in_child or args.analyses_in_child
 
     from ophthai_desktop.bootstrap import build_application
     from ophthai_desktop.core.inference import ModelState
@@ -279,7 +299,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         checkpoint = build_tiny_qwen25vl(root / "tiny")
         settings = Settings(
             data_dir=root / "data",
-            model_path=checkpoint,
+            model_path=root / "no-model" if args.analyses_in_child else checkpoint,
             device="cpu",
             max_new_tokens=args.tokens,
             api_port=0,
@@ -300,7 +320,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         desktop.start()
         if args.api_in_child:
-            url = start_child_server(root / "data", clients)
+            url = start_child_server(
+                root / "data",
+                clients,
+                nice=args.child_nice,
+                model=checkpoint if args.analyses_in_child else None,
+                tokens=args.tokens,
+            )
         else:
             wait_for(qt_app, lambda: desktop.api_url is not None, 60, "the API server")
             url = desktop.api_url
@@ -316,13 +342,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         log("loading the model (imports torch and transformers on the worker thread)")
         recorder.start()
-        application.worker.request_load()
-        wait_for(
-            qt_app,
-            lambda: application.engine.status().state is ModelState.READY,
-            300,
-            "the model",
-        )
+        if args.analyses_in_child:  # the child's worker loads it for the first job
+            first = root / "first_OCT_OD.png"
+            first.write_bytes(oct_bscan(999))
+            session.imports.import_files([first])
+            wait_for(
+                qt_app, lambda: application.jobs.list_jobs(state="done").total > 0, 300, "the model"
+            )
+        else:
+            application.worker.request_load()
+            wait_for(
+                qt_app,
+                lambda: application.engine.status().state is ModelState.READY,
+                300,
+                "the model",
+            )
         model_load = summary(recorder.stop())
         if not args.no_gc_freeze:
             settle_memory()
@@ -422,6 +456,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "switch_interval_s": sys.getswitchinterval(),
                 "gc_frozen": not args.no_gc_freeze,
                 "api": "child process" if args.api_in_child else "embedded thread",
+                "analyses": "child process" if args.analyses_in_child else "worker thread",
+                "child_nice": args.child_nice if args.api_in_child else None,
                 "patients_in_db": application.patients.list_patients(limit=1).total,
                 "load_seconds": args.seconds,
             },

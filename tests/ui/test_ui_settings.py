@@ -3,6 +3,7 @@ window's remembered geometry and splitters."""
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,23 @@ def test_settings_are_saved_and_read_back(
     assert again.quantization.currentText() == "4bit"
     assert again.cors_origins.text() == "http://localhost:4000, https://viewer.example.org"
     assert str(settings_path) in again.saved_to.text()
+
+
+def test_the_settings_file_holding_the_api_token_is_private_to_its_owner(
+    qtbot: QtBot, make_gui: Maker, settings_path: Path
+) -> None:
+    settings_path.parent.mkdir(parents=True)
+    settings_path.write_text("# kept by hand\nSOMETHING_ELSE=1\n", encoding="utf-8")
+    settings_path.chmod(0o644)  # as an older version, or a hand edit, left it
+    gui = make_gui()
+    dialog = _open(gui)
+    token = "a-long-enough-token-0123456789abcdef"
+    dialog.api_token.setText(token)
+    with qtbot.waitSignal(gui.settings_controller.settings_saved, timeout=5000):
+        _ok(dialog)
+    text = settings_path.read_text(encoding="utf-8")
+    assert token in text and "SOMETHING_ELSE=1" in text
+    assert stat.S_IMODE(settings_path.stat().st_mode) == 0o600
 
 
 def test_invalid_settings_name_the_field_and_save_nothing(

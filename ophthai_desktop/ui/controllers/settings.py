@@ -13,6 +13,7 @@ model settings are read at start and say "(restart needed)" in the dialog.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -62,6 +63,8 @@ LIVE = frozenset(
     {"user_name", "theme", "minimize_to_tray", "watch_folder_enabled", "watch_folder_path",
      "watch_demo_mode", "load_model_on_startup"}
 )  # fmt: skip
+#: The settings file's permissions: read and write for its owner only.
+SETTINGS_FILE_MODE = 0o600
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -100,7 +103,12 @@ def write_settings_file(path: Path, values: Mapping[str, Any]) -> None:
     lines = kept + [f"OPHTHAI_{name.upper()}={env_text(value)}" for name, value in values.items()]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".env.tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # Owner-only, like ~/.pgpass: the file can hold the API token, which opens the
+    # patient records to the network. An older file's looser mode goes with the rename.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, SETTINGS_FILE_MODE)
+    with open(fd, "w", encoding="utf-8") as out:
+        os.chmod(tmp, SETTINGS_FILE_MODE)  # a leftover .tmp kept its old mode
+        out.write("\n".join(lines) + "\n")
     tmp.replace(path)
 
 
