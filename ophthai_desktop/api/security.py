@@ -10,6 +10,7 @@ from fastapi import HTTPException, Request, status
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ophthai_desktop.api.errors import error_body
 from ophthai_desktop.core.units import format_bytes
 
 #: Methods that change nothing, which cross-site pages may send freely (CORS keeps them
@@ -143,7 +144,7 @@ class BodySizeLimit:
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"detail": too_large_message(self.max_bytes)}).encode()
+        body = json.dumps(error_body(too_large_message(self.max_bytes))).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -188,7 +188,49 @@ def test_a_storage_error_from_a_service_is_a_503(
     response = client.get("/api/notifications/unread-count")
 
     assert response.status_code == 503
-    assert response.json() == {"detail": "the database is locked; try again shortly"}
+    message = "the database is locked; try again shortly"
+    assert response.json() == {"detail": message, "message": message}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "fields"),
+    [
+        ("get", "/api/no-such-thing", None, 404, None),  # Starlette's own 404
+        ("put", "/api/patients", None, 405, None),
+        ("get", "/api/patients/pt-missing", None, 404, None),  # the core's NotFound
+        ("post", "/api/patients", {"name": "Ada", "age": 400}, 422, ["age"]),  # the core's
+        ("post", "/api/patients", {"name": "Ada", "ageInYears": 4}, 422, ["ageInYears"]),
+        ("patch", "/api/notifications/abc/read", None, 422, ["notification_id"]),  # FastAPI's
+        ("post", "/api/patients", b"{not json", 422, [""]),
+    ],
+)
+def test_every_error_body_has_a_message_and_every_422_its_list_of_problems(
+    client: TestClient,
+    method: str,
+    path: str,
+    body: Any,
+    status: int,
+    fields: list[str] | None,
+) -> None:
+    """One shape for clients to read, whichever layer refused the request."""
+    if isinstance(body, bytes):
+        response = client.request(
+            method, path, content=body, headers={"Content-Type": "application/json"}
+        )
+    else:
+        response = client.request(method, path, json=body)
+
+    assert response.status_code == status, response.text
+    payload = response.json()
+    assert isinstance(payload["message"], str) and payload["message"]
+    assert "detail" in payload  # as FastAPI clients expect
+    if fields is None:
+        assert "errors" not in payload
+    else:
+        assert [error["field"] for error in payload["errors"]] == fields
+        for error in payload["errors"]:
+            assert set(error) == {"loc", "field", "msg", "type"}
+            assert error["msg"] in payload["message"]
 
 
 def test_an_unexpected_error_is_a_json_500(

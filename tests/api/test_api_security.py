@@ -258,6 +258,7 @@ def test_a_chunked_body_over_the_limit_is_413(small: TestClient) -> None:
     assert response.request.headers.get("transfer-encoding") == "chunked"
     assert "content-length" not in response.request.headers
     assert response.status_code == 413
+    assert "2.0 KB" in response.json()["message"]  # refused mid-stream, same body shape
     assert small.get("/api/patients").json() == []
 
 

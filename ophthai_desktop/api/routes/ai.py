@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from ophthai_desktop.api import presenters
 from ophthai_desktop.api import schemas as s
 from ophthai_desktop.api.deps import ActorDep, ApplicationDep
+from ophthai_desktop.api.errors import error_body
 from ophthai_desktop.api.routes.patients import read_upload
 from ophthai_desktop.api.routing import SlashRouter
 from ophthai_desktop.api.security import require_token
@@ -171,7 +172,7 @@ async def _result_response(app: Application, job: JobRecord) -> JSONResponse:
         outcome = await wait_for_job(app, job.id, WAIT_S)
     except JobTimeout:
         return JSONResponse(
-            {"detail": "the analysis is still running; poll the job", "job_id": job.id},
+            error_body("the analysis is still running; poll the job", job_id=job.id),
             status_code=504,
         )
     return _outcome_response(outcome)
@@ -181,11 +182,11 @@ def _outcome_response(outcome: JobOutcome) -> JSONResponse:
     job = outcome.job
     if job.state == JobState.CANCELLED.value:
         return JSONResponse(
-            {"detail": "the analysis was cancelled", "job_id": job.id}, status_code=409
+            error_body("the analysis was cancelled", job_id=job.id), status_code=409
         )
     if job.state == JobState.FAILED.value or outcome.analysis is None:
         return JSONResponse(
-            {"detail": f"the analysis failed: {job.error}", "job_id": job.id}, status_code=500
+            error_body(f"the analysis failed: {job.error}", job_id=job.id), status_code=500
         )
     analysis = outcome.analysis
     result: dict[str, Any] = {

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from ophthai_desktop.api import presenters
 from ophthai_desktop.api import schemas as s
 from ophthai_desktop.api.deps import ActorDep, NotificationsDep
+from ophthai_desktop.api.errors import error_body
 from ophthai_desktop.api.routing import SlashRouter
 from ophthai_desktop.api.security import (
     origin_allowed,
@@ -106,6 +107,6 @@ async def notifications_socket(websocket: WebSocket) -> None:
 async def _deny(websocket: WebSocket, status_code: int, detail: str) -> None:
     """Answer the handshake with an HTTP error where the server supports it."""
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        await websocket.send_denial_response(JSONResponse({"detail": detail}, status_code))
+        await websocket.send_denial_response(JSONResponse(error_body(detail), status_code))
     else:
         await websocket.close(code=1008, reason=detail[:120])
