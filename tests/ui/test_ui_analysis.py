@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from PySide6.QtCore import QDateTime
+from PySide6.QtCore import QDateTime, QEvent, QObject
+from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
@@ -158,3 +159,49 @@ def test_analyse_without_a_scan_says_what_to_do(qtbot: QtBot, make_gui: Maker) -
     open_patient(qtbot, gui, patient.id)
     gui.window.analyse_action.trigger()
     qtbot.waitUntil(lambda: "no image to analyse" in gui.analysis_view.notice.text())
+
+
+class _LayoutRequests(QObject):
+    """Counts the layout requests that reach widgets of ``view`` outside ``inside``."""
+
+    def __init__(self, view: QWidget, inside: tuple[QWidget, ...]) -> None:
+        super().__init__()
+        self.count = 0
+        self._view, self._inside = view, inside
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if (
+            event.type() == QEvent.Type.LayoutRequest
+            and isinstance(watched, QWidget)
+            and (watched is self._view or self._view.isAncestorOf(watched))
+            and not any(w is watched or w.isAncestorOf(watched) for w in self._inside)
+        ):
+            self.count += 1
+        return False
+
+
+def test_streamed_batches_count_tokens_without_laying_the_view_out_again(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """Each batch of a stream (every 50 ms, for minutes with the real model) repaints
+    the text it adds and the count, not the whole view: a new layout of the view means a
+    repaint of all of it on the GUI thread."""
+    view = gui.analysis_view
+    patient_id = _patient_with_scan(gui)
+    open_patient(qtbot, gui, patient_id)
+    gui.bridge.analysis_started.emit(9001, patient_id)
+    gui.bridge.analysis_progressed.emit(9001, "reasoning", "The fovea ", 2)
+    QApplication.processEvents()
+    assert view.progress.isVisible() and view.progress.text() == "2 tokens"
+
+    spy = _LayoutRequests(view, (view.reasoning, view.answer))
+    QApplication.instance().installEventFilter(spy)
+    try:
+        for i in range(3, 40):
+            gui.bridge.analysis_progressed.emit(9001, "reasoning", f"word{i} ", 1)
+            QApplication.processEvents()
+    finally:
+        QApplication.instance().removeEventFilter(spy)
+    assert view.progress.text() == "39 tokens"
+    assert "reasoning" in view.state.text()
+    assert spy.count == 0

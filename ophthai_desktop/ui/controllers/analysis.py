@@ -107,7 +107,7 @@ class AnalysisController(QObject):
         if streaming is not None:
             job_id, stream = streaming
             self._shown_job = job_id
-            self._view.start_stream(self._progress_text(job_id, stream))
+            self._view.start_stream(self._progress_text(job_id, stream), stream.pieces)
             self._view.append_stream("reasoning", "".join(stream.reasoning))
             if stream.answer:
                 self._view.append_stream("answer", "".join(stream.answer))
@@ -148,7 +148,7 @@ class AnalysisController(QObject):
                 return
             if running.items:
                 self._shown_job = running.items[0].id
-                self._view.start_stream(f"Analysing (job #{self._shown_job})…")
+                self._view.start_stream(f"Analysing (job #{self._shown_job})…", tokens=None)
             elif queued.items:
                 self._view.set_state(self._queued_text(queued.items[0].id))
                 self.explain_model_state()
@@ -169,7 +169,7 @@ class AnalysisController(QObject):
         self._streams[job_id] = stream
         if patient_id is not None and patient_id == self._patient_id:
             self._shown_job = job_id
-            self._view.start_stream(self._progress_text(job_id, stream))
+            self._view.start_stream(self._progress_text(job_id, stream), stream.pieces)
 
     @Slot(int, str, str, int)
     def _on_bridge_analysis_progressed(
@@ -187,7 +187,7 @@ class AnalysisController(QObject):
                 self._shown_job = job_id
                 self._view.start_stream()
             self._view.append_stream(phase, text)
-            self._view.set_state(self._progress_text(job_id, stream))
+            self._view.show_progress(self._progress_text(job_id, stream), stream.pieces)
 
     @Slot(int, object, object)
     def _on_bridge_analysis_finished(
@@ -217,7 +217,7 @@ class AnalysisController(QObject):
 
     def _progress_text(self, job_id: int, stream: _Stream) -> str:
         phase = "writing its answer" if stream.answer else "reasoning"
-        return f"Analysing (job #{job_id}): the model is {phase}… {stream.pieces} tokens"
+        return f"Analysing (job #{job_id}): the model is {phase}…"
 
     def _queued_text(self, job_id: int) -> str:
         text = f"Queued for analysis (job #{job_id})."

@@ -32,6 +32,9 @@ from ophthai_desktop.ui.resources import icon
 from ophthai_desktop.ui.views.banner import Banner
 from ophthai_desktop.ui.views.style import set_style_property, set_text
 
+#: The widest token count the progress label is sized for.
+PROGRESS_WIDEST = "999,999 tokens"
+
 
 def _wrapping(text: str = "", name: str | None = None) -> QLabel:
     label = QLabel(text)
@@ -199,12 +202,24 @@ class AnalysisView(QWidget):
         self.analysis: AnalysisRecord | None = None
 
         self.state = _wrapping("No analysis yet.", "analysisState")
+        # The count of streamed tokens changes every batch; a fixed-size label does not
+        # make the view lay itself out (and repaint whole) for each, as a change of the
+        # word-wrapped state text does.
+        self.progress = QLabel()
+        self.progress.setObjectName("analysisProgress")
+        self.progress.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
+        metrics = self.progress.fontMetrics()
+        self.progress.setFixedSize(
+            metrics.horizontalAdvance(PROGRESS_WIDEST) + 8, metrics.height() + 4
+        )
+        self.progress.hide()
         self.analyse = QPushButton(icon("analyse"), "Analyse")
         self.analyse.setObjectName("analyseButton")
         self.notice = Banner()
         self.notice.setObjectName("banner")
         top = QHBoxLayout()
         top.addWidget(self.state, 1)
+        top.addWidget(self.progress, 0, Qt.AlignmentFlag.AlignTop)
         top.addWidget(self.analyse, 0, Qt.AlignmentFlag.AlignTop)
 
         self.reasoning_toggle = QToolButton()
@@ -319,10 +334,20 @@ class AnalysisView(QWidget):
         self._clear_output(text)
         self.provenance_toggle.setChecked(False)
 
-    def start_stream(self, text: str = "Analysing…") -> None:
-        """A new analysis started: clear the text, show it streaming."""
+    def start_stream(self, text: str = "Analysing…", tokens: int | None = 0) -> None:
+        """A new analysis started: clear the text, show it streaming (with the count of
+        tokens so far, unless it is not known)."""
         self._clear_output(text)
         self.reasoning_toggle.setChecked(True)
+        if tokens is not None:
+            self.show_progress(text, tokens)
+
+    def show_progress(self, text: str, tokens: int) -> None:
+        """While streaming: ``text`` as the state (relaid out only when it changes) and
+        the count of tokens so far."""
+        set_text(self.state, text)
+        set_text(self.progress, f"{tokens:,} tokens")
+        self.progress.show()
 
     def _clear_output(self, state: str) -> None:
         self._set_state(state)
@@ -407,6 +432,7 @@ class AnalysisView(QWidget):
     # Internals --------------------------------------------------------------------------
 
     def _set_state(self, text: str, kind: str = "") -> None:
+        self.progress.hide()
         set_text(self.state, text)
         set_style_property(self.state, "kind", kind)
 
