@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -10,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
@@ -173,35 +175,54 @@ def test_the_views_paint_what_the_rows_hold_without_running_python(
     assert calls == [], calls
 
 
-def test_sigterm_right_after_the_window_shows_quits(tmp_path: Path) -> None:
-    """A SIGTERM that lands before Qt's event loop runs must not be lost."""
-    import signal
-
-    env = {
+def _sigterm_on(
+    marker: str, args: list[str], tmp_path: Path, timeout_s: float, **env: str
+) -> tuple[int, str, float]:
+    """Start the app (``python args...``), send SIGTERM once ``marker`` shows on its
+    stderr; its exit status, the rest of its stderr and the seconds it took to exit."""
+    environment = {
         **os.environ,
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
         "QT_QPA_PLATFORM": "offscreen",
         "OPHTHAI_API_PORT": "0",
+        **env,
     }
     with subprocess.Popen(
-        [sys.executable, "-m", "ophthai_desktop", "--data-dir", str(tmp_path / "data")],
+        [sys.executable, *args],
         cwd=REPO,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
+        env=environment,
     ) as process:
         assert process.stderr is not None
         try:
+            seen = []
             for line in process.stderr:
-                if "desktop window shown" in line:
+                seen.append(line)
+                if marker in line:
+                    signalled = time.monotonic()
                     process.send_signal(signal.SIGTERM)
                     break
-            _, rest = process.communicate(timeout=20)
+            else:
+                pytest.fail(f"the app ended before {marker!r}:\n{''.join(seen)}")
+            _, rest = process.communicate(timeout=timeout_s)
+            took = time.monotonic() - signalled
         finally:
             if process.poll() is None:
                 process.kill()
                 process.communicate()
-    assert process.returncode == 0, rest
+    return process.returncode, rest, took
+
+
+def test_sigterm_right_after_the_window_shows_quits(tmp_path: Path) -> None:
+    """A SIGTERM that lands before Qt's event loop runs must not be lost."""
+    status, rest, _ = _sigterm_on(
+        "desktop window shown",
+        ["-m", "ophthai_desktop", "--data-dir", str(tmp_path / "data")],
+        tmp_path,
+        timeout_s=20,
+    )
+    assert status == 0, rest
 
 
 def test_closing_during_a_model_load_hides_at_once_and_does_not_wait_for_it(
@@ -229,8 +250,6 @@ def test_quitting_the_app_during_a_model_load_exits_promptly_and_cleanly(
 ) -> None:
     """The real app, quit (SIGTERM) while its model load hangs: it used to wait 60 s and
     then abort (a QThread destroyed while running)."""
-    import signal
-
     script = textwrap.dedent(
         """
         import sys, time
@@ -245,35 +264,15 @@ def test_quitting_the_app_during_a_model_load_exits_promptly_and_cleanly(
         sys.exit(main(["--data-dir", sys.argv[1]]))
         """
     )
-    env = {
-        **os.environ,
-        "XDG_CONFIG_HOME": str(tmp_path / "config"),
-        "QT_QPA_PLATFORM": "offscreen",
-        "OPHTHAI_API_PORT": "0",
-        "OPHTHAI_MODEL_PATH": str(tiny_checkpoint),
-        "OPHTHAI_DEVICE": "cpu",
-        "OPHTHAI_LOAD_MODEL_ON_STARTUP": "true",
-    }
-    with subprocess.Popen(
-        [sys.executable, "-c", script, str(tmp_path / "data")],
-        cwd=REPO,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    ) as process:
-        assert process.stderr is not None
-        try:
-            for line in process.stderr:
-                if "MODEL LOAD STARTED" in line:
-                    started = time.monotonic()
-                    process.send_signal(signal.SIGTERM)
-                    break
-            _, rest = process.communicate(timeout=30)
-            took = time.monotonic() - started
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
-    assert process.returncode == 0, rest
+    status, rest, took = _sigterm_on(
+        "MODEL LOAD STARTED",
+        ["-c", script, str(tmp_path / "data")],
+        tmp_path,
+        timeout_s=30,
+        OPHTHAI_MODEL_PATH=str(tiny_checkpoint),
+        OPHTHAI_DEVICE="cpu",
+        OPHTHAI_LOAD_MODEL_ON_STARTUP="true",
+    )
+    assert status == 0, rest
     assert "exiting with the model load unfinished" in rest
     assert took < 15, took
