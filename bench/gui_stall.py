@@ -199,6 +199,14 @@ def seed_patients(application: Any, count: int) -> None:
             )
 
 
+def reniced(child: subprocess.Popen[str], nice: int) -> subprocess.Popen[str]:
+    """``child`` at niceness ``nice``, set from here (``preexec_fn`` is unsafe in a
+    process with threads, as this one is)."""
+    if nice:
+        os.setpriority(os.PRIO_PROCESS, child.pid, nice)
+    return child
+
+
 def start_child_server(
     data_dir: Path,
     children: list[subprocess.Popen[str]],
@@ -233,9 +241,8 @@ def start_child_server(
         env=env,
         stdout=subprocess.PIPE,
         text=True,
-        preexec_fn=(lambda: os.nice(nice)) if nice else None,
     )
-    children.append(child)
+    children.append(reniced(child, nice))
     assert child.stdout is not None
     for line in child.stdout:
         if "listening on" in line:
@@ -388,11 +395,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             patients_before = application.patients.list_patients(limit=1).total
             tokens["n"] = 0
             loaders = [
-                subprocess.Popen(
-                    [sys.executable, "-c", CLIENT, url, str(args.seconds)],
-                    stdout=subprocess.PIPE,
-                    text=True,
-                    preexec_fn=(lambda: os.nice(args.client_nice)) if args.client_nice else None,
+                reniced(
+                    subprocess.Popen(
+                        [sys.executable, "-c", CLIENT, url, str(args.seconds)],
+                        stdout=subprocess.PIPE,
+                        text=True,
+                    ),
+                    args.client_nice,
                 )
                 for _ in range(n_clients)
             ]

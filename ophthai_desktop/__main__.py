@@ -67,7 +67,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
 
     from ophthai_desktop.api.app import create_app
     from ophthai_desktop.api.server import ApiServer, ServerStartError
-    from ophthai_desktop.bootstrap import build_application
+    from ophthai_desktop.bootstrap import build_application, exit_now
 
     try:
         application = build_application(settings)
@@ -99,16 +99,20 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
         log.info("watch folder %s: %s", status.state, status.message or status.folder)
     # One line on stdout that scripts (and the end-to-end test) can wait for.
     print(f"OphthAI API listening on {server.url} (docs: {server.url}/docs)", flush=True)
+    status = 0
     try:
         while not stop.wait(0.5):
             if not server.running:
                 log.error("the API server stopped by itself")
-                return 1
+                status = 1
+                break
     finally:
         server.stop()
-        application.close()
-        log.info("stopped cleanly")
-    return 0
+        worker_stopped = application.close()
+    if not worker_stopped:
+        exit_now(status)
+    log.info("stopped cleanly")
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:

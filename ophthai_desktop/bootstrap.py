@@ -7,7 +7,10 @@ browser client talks to are the very ones the window uses.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from dataclasses import dataclass
+from typing import NoReturn
 
 from ophthai_desktop.core.events import EventBus
 from ophthai_desktop.core.inference import InferenceEngine
@@ -61,12 +64,26 @@ class Application:
         self.watcher.start()
         return True
 
-    def close(self) -> None:
+    def close(self) -> bool:
         """Stop the watcher and the worker (if running) and release the database
-        connections."""
+        connections. False when the worker's thread is still running (see
+        :meth:`InferenceWorker.wait_stopped`): leave with :func:`exit_now`."""
         self.watcher.stop()
-        self.worker.stop()
+        stopped = self.worker.stop()
         self.db.dispose()
+        return stopped
+
+
+def exit_now(status: int) -> NoReturn:
+    """End the process without the interpreter's teardown, once everything else is
+    closed, because the inference worker's thread is still running (inside a model
+    load, which cannot be interrupted). Tearing the interpreter down under it can abort
+    the process (a running QThread always does)."""
+    log.info("exiting without waiting for the inference worker")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def build_application(settings: Settings | None = None, *, migrate: bool = True) -> Application:

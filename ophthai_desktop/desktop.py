@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
-import os
 import signal
 import sys
 import threading
@@ -21,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from ophthai_desktop.bootstrap import Application, build_application
+from ophthai_desktop.bootstrap import Application, build_application, exit_now
 from ophthai_desktop.core.errors import OphthaiError
 from ophthai_desktop.core.settings import Settings, check_api_binding
 from ophthai_desktop.ui.context import ApiState
@@ -261,12 +260,5 @@ def run(data_dir: Path | None = None) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if desktop.session.inference.isRunning():
-        # Quit during a model load, which cannot be interrupted: everything else is
-        # closed, and a QThread still running when the interpreter tears down aborts
-        # the process, so leave without the teardown.
-        log.info("exiting with the model load unfinished")
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(int(status))
+        exit_now(int(status))
     return int(status)

@@ -219,6 +219,8 @@ class InferenceWorker:
 
     def _execute(self, commands: list[str]) -> None:
         for command in commands:
+            if self._stop.is_set():
+                return
             try:
                 if command == "load":
                     self._engine.load()

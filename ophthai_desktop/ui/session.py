@@ -219,7 +219,7 @@ class GuiSession(QObject):
         self.jobs.stop()
         self.model_manager.stop()
         if not self.inference.stop():
-            log.warning("closing while the model loads; the load is left to end with the app")
+            log.warning("closing without waiting for the inference worker")
         watcher = self.context.watcher
         if watcher is not None and self._watcher_started:
             try:

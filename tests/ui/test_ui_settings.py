@@ -4,6 +4,7 @@ window's remembered geometry and splitters."""
 from __future__ import annotations
 
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,7 @@ def test_settings_are_saved_and_read_back(
     assert str(settings_path) in again.saved_to.text()
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
 def test_the_settings_file_holding_the_api_token_is_private_to_its_owner(
     qtbot: QtBot, make_gui: Maker, settings_path: Path
 ) -> None:

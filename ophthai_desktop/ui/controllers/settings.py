@@ -105,7 +105,10 @@ def write_settings_file(path: Path, values: Mapping[str, Any]) -> None:
     tmp = path.with_suffix(".env.tmp")
     # Owner-only, like ~/.pgpass: the file can hold the API token, which opens the
     # patient records to the network. An older file's looser mode goes with the rename.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, SETTINGS_FILE_MODE)
+    # (On Windows the mode only sets the read-only flag; the user's profile folder is
+    # what keeps it private there.)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)  # Windows
+    fd = os.open(tmp, flags, SETTINGS_FILE_MODE)
     with open(fd, "w", encoding="utf-8") as out:
         os.chmod(tmp, SETTINGS_FILE_MODE)  # a leftover .tmp kept its old mode
         out.write("\n".join(lines) + "\n")
