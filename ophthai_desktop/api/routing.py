@@ -1,16 +1,31 @@
-"""A router whose every path also answers with or without a trailing slash.
+"""A router whose every path also answers with or without a trailing slash, and whose
+routes read query parameters in camelCase or snake_case alike.
 
-The seed's clients call both forms; a redirect would drop the body of a POST and the
-Authorization header on some clients, so both paths are real routes (the second one is
-hidden from the OpenAPI schema).
+The seed's clients call both path forms; a redirect would drop the body of a POST and
+the Authorization header on some clients, so both paths are real routes (the second one
+is hidden from the OpenAPI schema).
+
+Query parameters follow the rule JSON bodies follow (DESIGN §4): ``patientId`` is read
+as ``patient_id``, and a parameter the endpoint does not take is a 422 naming it rather
+than silently ignored (a filter a client believes it applied would otherwise return
+every record). Names starting with ``_`` (cache busters such as jQuery's ``_=``) and
+``token`` (the browsers' way to send the API token) are let through.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic.alias_generators import to_snake
+
+#: Query parameters any route accepts without declaring them.
+ALWAYS_ALLOWED = frozenset({"token"})
 
 
 def _twin(path: str) -> str | None:
@@ -19,7 +34,67 @@ def _twin(path: str) -> str | None:
     return path[:-1] if path.endswith("/") else path + "/"
 
 
+def _query_names(dependant: Dependant) -> set[str]:
+    """The query parameters an endpoint and its dependencies declare."""
+    names: set[str] = set()
+    stack = [dependant]
+    while stack:
+        current = stack.pop()
+        names.update(field.alias for field in current.query_params)
+        stack.extend(current.dependencies)
+    return names
+
+
+def normalise_query(scope: MutableMapping[str, Any], declared: set[str]) -> None:
+    """Rewrite the request's query string to the declared snake_case names, or raise a
+    422 naming each parameter the endpoint does not take."""
+    raw = scope.get("query_string", b"")
+    if not raw:
+        return
+    pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+    renamed, unknown = [], []
+    for key, value in pairs:
+        if key in declared or key in ALWAYS_ALLOWED or key.startswith("_"):
+            renamed.append((key, value))
+        elif to_snake(key) in declared:
+            renamed.append((to_snake(key), value))
+        else:
+            unknown.append(key)
+    if unknown:
+        takes = ", ".join(sorted(declared)) or "none"
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", key),
+                    "msg": f"this endpoint takes no such query parameter (it takes: {takes})",
+                    "type": "extra_forbidden",
+                }
+                for key in unknown
+            ]
+        )
+    if renamed != pairs:
+        scope["query_string"] = urlencode(renamed).encode("latin-1")
+
+
+class QueryNamesRoute(APIRoute):
+    """An API route that applies :func:`normalise_query` before FastAPI reads the query."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        declared = _query_names(self.dependant)
+
+        async def route(request: Request) -> Response:
+            normalise_query(request.scope, declared)
+            return await handler(request)
+
+        return route
+
+
 class SlashRouter(APIRouter):
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("route_class", QueryNamesRoute)
+        super().__init__(**kwargs)
+
     def add_api_route(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().add_api_route(path, endpoint, **kwargs)
         twin = _twin(path)

@@ -191,10 +191,10 @@ class LoopbackHostGuard:
             await send({"type": "websocket.close", "code": 1008})
             return
         body = json.dumps(
-            {
-                "detail": "without an API token this server only answers requests to "
+            error_body(
+                "without an API token this server only answers requests to "
                 "localhost or 127.0.0.1; set OPHTHAI_API_TOKEN for network access"
-            }
+            )
         ).encode()
         await send(
             {

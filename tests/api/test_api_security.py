@@ -336,7 +336,7 @@ def test_without_a_token_only_loopback_hosts_are_answered(client: LoopbackClient
     for host in ("evil.example", "evil.example:8000", "192.168.1.20:8000"):
         response = client.get("/api/patients", headers={"host": host})
         assert response.status_code == 403, host
-        assert "OPHTHAI_API_TOKEN" in response.json()["detail"]
+        assert "OPHTHAI_API_TOKEN" in response.json()["message"]
     for host in ("localhost:8000", "127.0.0.1", "[::1]:8000"):
         assert client.get("/api/patients", headers={"host": host}).status_code == 200, host
 

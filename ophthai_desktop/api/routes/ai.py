@@ -13,6 +13,7 @@ from ophthai_desktop.api import presenters
 from ophthai_desktop.api import schemas as s
 from ophthai_desktop.api.deps import ActorDep, ApplicationDep
 from ophthai_desktop.api.errors import error_body
+from ophthai_desktop.api.params import Limit, RecordId, Skip
 from ophthai_desktop.api.routes.patients import read_upload
 from ophthai_desktop.api.routing import SlashRouter
 from ophthai_desktop.api.security import require_token
@@ -22,7 +23,6 @@ from ophthai_desktop.core.domain import JobState
 from ophthai_desktop.core.errors import ModelUnavailable
 from ophthai_desktop.core.imaging import decode_data_url, inspect_image
 from ophthai_desktop.core.inference import EngineStatus, ModelState
-from ophthai_desktop.core.paging import MAX_LIMIT
 from ophthai_desktop.core.records import Actor, JobRecord
 from ophthai_desktop.core.services.jobs import JobOutcome
 from ophthai_desktop.core.services.patients import NewImage
@@ -225,8 +225,8 @@ def list_jobs(
         str | None, Query(description="queued, running, done, failed, cancelled")
     ] = None,
     patient_id: Annotated[str | None, Query(max_length=64)] = None,
-    skip: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    skip: Skip = 0,
+    limit: Limit = 100,
 ) -> list[dict[str, Any]]:
     page = app.jobs.list_jobs(state=state, patient_id=patient_id, skip=skip, limit=limit)
     response.headers["X-Total-Count"] = str(page.total)
@@ -234,7 +234,7 @@ def list_jobs(
 
 
 @router.get("/jobs/{job_id}", tags=["jobs"])
-def get_job(job_id: int, app: ApplicationDep) -> dict[str, Any]:
+def get_job(job_id: RecordId, app: ApplicationDep) -> dict[str, Any]:
     outcome = app.jobs.outcome(job_id)
     data = presenters.job(outcome.job)
     data["analysis"] = presenters.ai_analysis(outcome.analysis, with_reasoning=True)
@@ -242,13 +242,13 @@ def get_job(job_id: int, app: ApplicationDep) -> dict[str, Any]:
 
 
 @router.post("/jobs/{job_id}/cancel", tags=["jobs"])
-def cancel_job(job_id: int, app: ApplicationDep, actor: ActorDep) -> dict[str, Any]:
+def cancel_job(job_id: RecordId, app: ApplicationDep, actor: ActorDep) -> dict[str, Any]:
     """Cancel a queued job, or stop a running one after its current token."""
     return presenters.job(app.jobs.request_cancel(job_id, actor=actor))
 
 
 @router.get("/analyses/{analysis_id}", tags=["ai"])
-def get_analysis(analysis_id: int, app: ApplicationDep) -> dict[str, Any]:
+def get_analysis(analysis_id: RecordId, app: ApplicationDep) -> dict[str, Any]:
     """One analysis with its reasoning, raw answer and full provenance."""
     analysis = app.jobs.get_analysis(analysis_id)
     data = presenters.ai_analysis(analysis, with_reasoning=True) or {}

@@ -8,9 +8,9 @@ from fastapi import Depends, Query, Response
 
 from ophthai_desktop.api import presenters
 from ophthai_desktop.api.deps import ApplicationDep
+from ophthai_desktop.api.params import Limit, Skip
 from ophthai_desktop.api.routing import SlashRouter
 from ophthai_desktop.api.security import require_token
-from ophthai_desktop.core.paging import MAX_LIMIT
 
 router = SlashRouter(prefix="/api/audit", tags=["audit"], dependencies=[Depends(require_token)])
 
@@ -21,8 +21,8 @@ def list_audit_events(
     response: Response,
     entity_type: Annotated[str | None, Query(max_length=32)] = None,
     entity_id: Annotated[str | None, Query(max_length=64)] = None,
-    skip: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    skip: Skip = 0,
+    limit: Limit = 100,
 ) -> list[dict[str, Any]]:
     """Who did what to which record, and when; newest first."""
     page = app.audit.list_events(

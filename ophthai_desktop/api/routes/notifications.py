@@ -12,6 +12,7 @@ from ophthai_desktop.api import presenters
 from ophthai_desktop.api import schemas as s
 from ophthai_desktop.api.deps import ActorDep, NotificationsDep
 from ophthai_desktop.api.errors import error_body
+from ophthai_desktop.api.params import Limit, RecordId, Skip
 from ophthai_desktop.api.routing import SlashRouter
 from ophthai_desktop.api.security import (
     origin_allowed,
@@ -19,7 +20,6 @@ from ophthai_desktop.api.security import (
     require_token,
     websocket_allowed,
 )
-from ophthai_desktop.core.paging import MAX_LIMIT
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,8 @@ TOKEN_REQUIRED = "a valid API token is required (?token= or Authorization: Beare
 def list_notifications(
     notifications: NotificationsDep,
     response: Response,
-    skip: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    skip: Skip = 0,
+    limit: Limit = 100,
     unread_only: bool = False,
     patient_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> list[s.NotificationPublic]:
@@ -68,19 +68,21 @@ def mark_all_read(notifications: NotificationsDep, actor: ActorDep) -> s.Message
 
 @router.patch("/{notification_id}/read", response_model=s.NotificationPublic, dependencies=guarded)
 def mark_read(
-    notification_id: int, notifications: NotificationsDep, actor: ActorDep
+    notification_id: RecordId, notifications: NotificationsDep, actor: ActorDep
 ) -> s.NotificationPublic:
     return presenters.notification(notifications.mark_read(notification_id, actor=actor))
 
 
 @router.get("/{notification_id}", response_model=s.NotificationPublic, dependencies=guarded)
-def get_notification(notification_id: int, notifications: NotificationsDep) -> s.NotificationPublic:
+def get_notification(
+    notification_id: RecordId, notifications: NotificationsDep
+) -> s.NotificationPublic:
     return presenters.notification(notifications.get_notification(notification_id))
 
 
 @router.delete("/{notification_id}", response_model=s.Message, dependencies=guarded)
 def delete_notification(
-    notification_id: int, notifications: NotificationsDep, actor: ActorDep
+    notification_id: RecordId, notifications: NotificationsDep, actor: ActorDep
 ) -> s.Message:
     notifications.delete_notification(notification_id, actor=actor)
     return s.Message(message=f"notification {notification_id} deleted")

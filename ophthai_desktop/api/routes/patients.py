@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 from urllib.parse import urlsplit
 
 from fastapi import Body, Depends, File, Form, Query, Response, UploadFile
@@ -12,19 +12,29 @@ from fastapi.responses import FileResponse
 from ophthai_desktop.api import presenters
 from ophthai_desktop.api import schemas as s
 from ophthai_desktop.api.deps import ActorDep, ApplicationDep, BaseUrlDep, OculomicsDep, PatientsDep
+from ophthai_desktop.api.params import Limit, RecordId, Skip
 from ophthai_desktop.api.routing import SlashRouter
 from ophthai_desktop.api.security import require_token, require_token_or_query
 from ophthai_desktop.core.errors import InvalidInput, UnsupportedMedia
 from ophthai_desktop.core.imaging import ACCEPTED_MEDIA_TYPES, decode_data_url
-from ophthai_desktop.core.paging import MAX_LIMIT
 from ophthai_desktop.core.services.patients import SORTABLE, NewImage
 
 router = SlashRouter(prefix="/api/patients", tags=["patients"])
 guarded = [Depends(require_token)]
 
-Skip = Annotated[int, Query(ge=0, description="How many records to skip")]
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size (1-500)")]
 IMAGE_CACHE = "private, max-age=86400, immutable"
+T = TypeVar("T")
+
+
+def _query_or_body(query: T | None, body: T | None, field: str) -> T | None:
+    """A value the seed's clients send in the query and others in the body: either, or
+    both when they agree; two different values are refused, not one of them chosen."""
+    if query is not None and body is not None and query != body:
+        raise InvalidInput(
+            "given in both the query and the body, with different values; send it once",
+            field=field,
+        )
+    return body if body is not None else query
 
 
 def _image_from_url(
@@ -145,7 +155,7 @@ def validate_patient(
     body: Annotated[s.ValidateRequest | None, Body()] = None,
 ) -> s.PatientPublic:
     """Approve or reject the newest analysis (``?approved=true`` or a JSON body)."""
-    verdict = body.approved if body is not None else approved
+    verdict = _query_or_body(approved, body.approved if body else None, "approved")
     if verdict is None:
         raise InvalidInput("say whether the analysis is approved", field="approved")
     clinician = (body.clinician if body else None) or f"API client {actor.who}"
@@ -171,7 +181,9 @@ def schedule_patient(
     body: Annotated[s.ScheduleRequest | None, Body()] = None,
 ) -> s.PatientPublic:
     """Schedule the follow-up (``?appointment_date=...`` or a JSON body)."""
-    when = body.appointment_date if body is not None else appointment_date
+    when = _query_or_body(
+        appointment_date, body.appointment_date if body else None, "appointment_date"
+    )
     if when is None:
         raise InvalidInput("the appointment date is required", field="appointment_date")
     record = patients.schedule_appointment(patient_id, when, actor=actor)
@@ -187,10 +199,18 @@ def schedule_patient(
     dependencies=[Depends(require_token_or_query)],
     responses={200: {"content": {"image/*": {}}}},
 )
-def get_patient_image(patient_id: str, patients: PatientsDep) -> FileResponse:
-    """The newest scan's image file."""
+def get_patient_image(
+    patient_id: str,
+    patients: PatientsDep,
+    v: Annotated[str | None, Query(description="The image's version, as imageUrl gives it")] = None,
+) -> FileResponse:
+    """The newest scan's image file. Cached for good only under the version ``imageUrl``
+    names (a new scan changes the URL); the bare path is revalidated every time, since
+    a new scan changes what it serves."""
     path, media_type = patients.latest_image(patient_id)
-    return FileResponse(path, media_type=media_type, headers={"Cache-Control": IMAGE_CACHE})
+    current = v is not None and len(v) >= 12 and path.name.startswith(v)
+    cache = IMAGE_CACHE if current else "private, no-cache"
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": cache})
 
 
 @router.get("/{patient_id}/scans", response_model=list[s.ScanPublic], dependencies=guarded)
@@ -224,7 +244,7 @@ def upload_scan(
     dependencies=[Depends(require_token_or_query)],
     responses={200: {"content": {"image/*": {}}}},
 )
-def get_scan_image(patient_id: str, scan_id: int, patients: PatientsDep) -> FileResponse:
+def get_scan_image(patient_id: str, scan_id: RecordId, patients: PatientsDep) -> FileResponse:
     path, media_type = patients.scan_image(scan_id, patient_id=patient_id)
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": IMAGE_CACHE})
 

@@ -101,7 +101,10 @@ def aware(value: Any, field: str) -> datetime:
         raise InvalidInput("must be a date and time", field=field)
     if value.tzinfo is None:
         raise InvalidInput("the date and time needs a time zone (e.g. Z)", field=field)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00+05:00 is before year 1 in UTC
+        raise InvalidInput("the date and time is out of range", field=field) from exc
 
 
 def _optional_datetime(field: str) -> Callable[[Any], datetime | None]:

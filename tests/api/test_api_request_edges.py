@@ -1,0 +1,145 @@
+"""Requests at the edges an integrating developer reaches: camelCase query names,
+unknown parameters, numbers and dates past what can be stored, the same value sent
+twice, and the newest image's caching. Each gets a 422 naming the parameter, or the
+behaviour the contract promises; never a 500, never a silently ignored filter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ophthai_desktop.api.params import DB_INT_MAX
+from ophthai_desktop.bootstrap import Application
+from tests.api.test_api_patients import add_analysis
+from tests.conftest import png_bytes
+
+
+def _patient(client: TestClient, **fields: Any) -> str:
+    response = client.post("/api/patients", json={"name": "Ada", **fields})
+    assert response.status_code == 201, response.text
+    patient_id: str = response.json()["id"]
+    return patient_id
+
+
+def _fields(response: Any) -> list[str]:
+    assert response.status_code == 422, response.text
+    return [error["field"] for error in response.json()["errors"]]
+
+
+def test_camel_case_query_names_filter_like_snake_case_ones(client: TestClient) -> None:
+    mine, other = _patient(client), _patient(client)
+    for patient_id in (mine, other, mine):
+        client.post("/api/notifications", json={"message": "scan", "patientId": patient_id})
+    first = client.get("/api/notifications", params={"patient_id": mine}).json()[0]["id"]
+    client.patch(f"/api/notifications/{first}/read")
+
+    for name in ("patient_id", "patientId"):
+        listed = client.get("/api/notifications", params={name: mine})
+        assert {n["patientId"] for n in listed.json()} == {mine}, name
+        assert listed.headers["X-Total-Count"] == "2"
+    unread = client.get("/api/notifications", params={"patientId": mine, "unreadOnly": "true"})
+    assert [n["read"] for n in unread.json()] == [False]
+
+
+def test_a_query_parameter_the_endpoint_does_not_take_is_a_422_naming_it(
+    client: TestClient,
+) -> None:
+    response = client.get("/api/notifications", params={"patient": "pt-x", "limit": 5})
+    assert _fields(response) == ["patient"]
+    assert "it takes:" in response.json()["message"] and "patient_id" in response.json()["message"]
+    # Cache busters and the browsers' token are no parameters of the endpoint's own.
+    assert client.get("/api/notifications", params={"_": "1733300000"}).status_code == 200
+    assert client.get("/api/patients/", params={"token": "x", "limit": 2}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("/api/patients", {"skip": str(DB_INT_MAX + 1)}, "skip"),
+        ("/api/notifications", {"skip": "99999999999999999999"}, "skip"),
+        ("/api/jobs", {"skip": str(DB_INT_MAX + 1)}, "skip"),
+        ("/api/audit", {"skip": str(DB_INT_MAX + 1)}, "skip"),
+        ("/api/notifications/99999999999999999999", {}, "notification_id"),
+        ("/api/jobs/99999999999999999999", {}, "job_id"),
+        ("/api/analyses/99999999999999999999", {}, "analysis_id"),
+    ],
+)
+def test_numbers_past_what_the_database_stores_are_a_422(
+    client: TestClient, path: str, params: dict[str, str], field: str
+) -> None:
+    """SQLite cannot bind them: they used to be a bare 500 (and a dropped connection)."""
+    assert _fields(client.get(path, params=params)) == [field]
+
+
+def test_the_largest_storable_skip_is_an_empty_page(client: TestClient) -> None:
+    _patient(client)
+    response = client.get("/api/patients", params={"skip": str(DB_INT_MAX)})
+    assert response.status_code == 200 and response.json() == []
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])
+def test_dates_that_leave_the_calendar_in_utc_are_a_422(client: TestClient, when: str) -> None:
+    patient_id = _patient(client)
+    created = client.post("/api/patients", json={"name": "x", "admissionDate": when})
+    patched = client.patch(f"/api/patients/{patient_id}", json={"appointmentDate": when})
+    scheduled = client.post(f"/api/patients/{patient_id}/schedule", json={"appointment_date": when})
+    in_query = client.post(
+        f"/api/patients/{patient_id}/schedule", params={"appointment_date": when}
+    )
+    assert _fields(created) == ["admission_date"]
+    for response in (patched, scheduled, in_query):
+        assert _fields(response) == ["appointment_date"]
+        assert "out of range" in response.json()["message"]
+
+
+def test_a_verdict_sent_twice_differently_is_refused_not_guessed(
+    client: TestClient, sqlite_services: Application
+) -> None:
+    patient_id = _patient(client)
+    add_analysis(sqlite_services, patient_id)
+    url = f"/api/patients/{patient_id}/validate"
+
+    conflicting = client.post(url, params={"approved": "true"}, json={"approved": False})
+    assert _fields(conflicting) == ["approved"]
+    assert client.get(f"/api/patients/{patient_id}").json()["validationStatus"] is None
+
+    agreeing = client.post(url, params={"approved": "true"}, json={"approved": True})
+    assert agreeing.status_code == 200
+    assert agreeing.json()["validationStatus"] == "approved"
+
+
+def test_an_appointment_sent_twice_differently_is_refused(client: TestClient) -> None:
+    patient_id = _patient(client)
+    url = f"/api/patients/{patient_id}/schedule"
+    response = client.post(
+        url,
+        params={"appointment_date": "2031-03-01T09:00:00Z"},
+        json={"appointment_date": "2031-03-02T09:00:00Z"},
+    )
+    assert _fields(response) == ["appointment_date"]
+    same_instant = client.post(
+        url,
+        params={"appointment_date": "2031-03-01T09:00:00Z"},
+        json={"appointment_date": "2031-03-01T10:00:00+01:00"},
+    )
+    assert same_instant.status_code == 200, same_instant.text
+
+
+def test_the_newest_image_is_cached_for_good_only_under_its_versioned_url(
+    client: TestClient,
+) -> None:
+    patient_id = _patient(client)
+    first = client.post(
+        f"/api/patients/{patient_id}/scans", files={"file": ("a.png", png_bytes((30, 20)))}
+    )
+    assert first.status_code == 201, first.text
+    versioned = client.get(f"/api/patients/{patient_id}").json()["imageUrl"]
+
+    assert "immutable" in client.get(versioned).headers["cache-control"]
+    bare = client.get(f"/api/patients/{patient_id}/image")
+    assert bare.status_code == 200
+    assert bare.headers["cache-control"] == "private, no-cache"
+    stale = client.get(f"/api/patients/{patient_id}/image", params={"v": "000000000000"})
+    assert stale.headers["cache-control"] == "private, no-cache"
