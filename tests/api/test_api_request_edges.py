@@ -143,3 +143,29 @@ def test_the_newest_image_is_cached_for_good_only_under_its_versioned_url(
     assert bare.headers["cache-control"] == "private, no-cache"
     stale = client.get(f"/api/patients/{patient_id}/image", params={"v": "000000000000"})
     assert stale.headers["cache-control"] == "private, no-cache"
+
+
+def test_a_verdict_patched_in_follows_the_validation_rules(
+    client: TestClient, sqlite_services: Application
+) -> None:
+    """PATCH validationStatus is a verdict like POST /validate: on an analysis that
+    exists, recorded on it with who gave it; not a bare flag that disagrees with it."""
+    patient_id = _patient(client)
+    url = f"/api/patients/{patient_id}"
+    without = client.patch(url, json={"validationStatus": "approved"})
+    assert without.status_code == 409
+    assert client.get(url).json()["validationStatus"] is None
+
+    add_analysis(sqlite_services, patient_id)
+    approved = client.patch(url, json={"validationStatus": "approved"})
+    assert approved.status_code == 200, approved.text
+    body = approved.json()
+    assert body["aiAnalysis"]["status"] == "approved"
+    assert body["validatedBy"] and body["workflowStep"] == 3
+
+    echoed = client.patch(url, json={"validationStatus": "approved", "name": "Ada"})
+    assert echoed.json()["validatedAt"] == body["validatedAt"]  # sent back: no new verdict
+
+    withdrawn = client.patch(url, json={"validationStatus": None}).json()
+    assert withdrawn["validationStatus"] is None and withdrawn["validatedBy"] is None
+    assert withdrawn["aiAnalysis"]["status"] == "preliminary"

@@ -254,8 +254,16 @@ class PatientService:
         ai_result: Mapping[str, Any] | None = None,
     ) -> PatientRecord:
         """Change the given fields, and optionally add an image and a client-supplied AI
-        result (see :meth:`record_client_analysis`), in one transaction."""
+        result (see :meth:`record_client_analysis`), in one transaction.
+
+        A ``validation_status`` of approved or rejected is a verdict on the newest
+        analysis, as :meth:`validate_analysis` records it (the actor as the clinician);
+        ``None`` withdraws the verdict, and the analysis is preliminary again. Either is
+        a no-op when the patient already has it (a client sending the record back).
+        """
         values = clean_fields(fields)
+        verdict_given = "validation_status" in values
+        verdict = values.pop("validation_status", None)
         if "name" in fields and not values.get("name"):
             raise InvalidInput("the name is required", field="name")
         info = self._inspect(image) if image else None
@@ -264,6 +272,13 @@ class PatientService:
             row = self._get(session, patient_id)
             for key, value in values.items():
                 setattr(row, key, value)
+            if verdict_given and verdict != row.validation_status:
+                if verdict is None:
+                    self._withdraw_verdict(session, row, actor)
+                else:
+                    approved = verdict == ValidationStatus.APPROVED.value
+                    self._apply_verdict(session, row, approved, actor.who, None, actor)
+                values["validation_status"] = verdict
             scan = self._add_scan(session, row, image, info) if image and info else None
             analysis_id = (
                 self._add_client_analysis(session, row, ai_result, parsed, actor)
@@ -342,41 +357,65 @@ class PatientService:
             raise InvalidInput("the validating clinician's name is required", field="clinician")
         if notes is not None and len(notes) > 10_000:
             raise InvalidInput("the notes are longer than 10,000 characters", field="notes")
-        verdict = ValidationStatus.APPROVED if approved else ValidationStatus.REJECTED
-        now = datetime.now(UTC)
         with self._db.session() as session:
             row = self._get(session, patient_id)
-            analysis = self._latest_analysis_row(session, patient_id)
-            if analysis is None:
-                raise Conflict(
-                    f"patient {patient_id} has no analysis to validate; analyse a scan first"
-                )
-            if analysis_id is not None and analysis.id != analysis_id:
-                raise Conflict("a newer analysis has arrived for this patient; review it first")
-            analysis.status = (
-                AnalysisStatus.APPROVED.value if approved else AnalysisStatus.REJECTED.value
-            )
-            analysis.validated_by = clinician[:200]
-            analysis.validated_at = now
-            analysis.validation_notes = notes
-            row.validation_status = verdict.value
-            row.validated_by = clinician[:200]
-            row.validated_at = now
-            row.validation_notes = notes
-            row.workflow_step = max(row.workflow_step, int(WorkflowStep.SCHEDULING))
-            row.updated_at = now
-            AuditService.record(
-                session,
-                actor,
-                "validate",
-                "patient",
-                patient_id,
-                {"analysis_id": analysis.id, "verdict": verdict.value},
+            self._apply_verdict(
+                session, row, approved, clinician, notes, actor, analysis_id=analysis_id
             )
             session.flush()
             record = self.records_in(session, [row])[0]
         self._bus.publish(PatientUpdated(record))
         return record
+
+    def _withdraw_verdict(self, session: Session, row: m.Patient, actor: Actor) -> None:
+        """Undo :meth:`_apply_verdict`: the newest analysis is preliminary again."""
+        analysis = self._latest_analysis_row(session, row.id)
+        if analysis is not None and analysis.validated_at is not None:
+            analysis.status = AnalysisStatus.PRELIMINARY.value
+            analysis.validated_by = analysis.validated_at = analysis.validation_notes = None
+        row.validation_status = row.validated_by = row.validated_at = None
+        row.validation_notes = None
+        AuditService.record(session, actor, "unvalidate", "patient", row.id)
+
+    def _apply_verdict(
+        self,
+        session: Session,
+        row: m.Patient,
+        approved: bool,
+        clinician: str,
+        notes: str | None,
+        actor: Actor,
+        *,
+        analysis_id: int | None = None,
+    ) -> None:
+        """The verdict on ``row``'s newest analysis, on both rows, with its audit entry."""
+        analysis = self._latest_analysis_row(session, row.id)
+        if analysis is None:
+            raise Conflict(f"patient {row.id} has no analysis to validate; analyse a scan first")
+        if analysis_id is not None and analysis.id != analysis_id:
+            raise Conflict("a newer analysis has arrived for this patient; review it first")
+        verdict = ValidationStatus.APPROVED if approved else ValidationStatus.REJECTED
+        now = datetime.now(UTC)
+        analysis.status = (
+            AnalysisStatus.APPROVED.value if approved else AnalysisStatus.REJECTED.value
+        )
+        analysis.validated_by = clinician[:200]
+        analysis.validated_at = now
+        analysis.validation_notes = notes
+        row.validation_status = verdict.value
+        row.validated_by = clinician[:200]
+        row.validated_at = now
+        row.validation_notes = notes
+        row.workflow_step = max(row.workflow_step, int(WorkflowStep.SCHEDULING))
+        row.updated_at = now
+        AuditService.record(
+            session,
+            actor,
+            "validate",
+            "patient",
+            row.id,
+            {"analysis_id": analysis.id, "verdict": verdict.value},
+        )
 
     def record_client_analysis(
         self, patient_id: str, result: Mapping[str, Any], *, actor: Actor
