@@ -1,16 +1,21 @@
-"""Query and path parameters that several routes share, with their bounds.
+"""Request parameters that several routes share, with their bounds and rules.
 
 A number past what the database stores (a signed 64-bit integer) is refused here with
-a 422 naming the parameter, rather than reaching SQLite, which cannot bind it.
+a 422 naming the parameter, rather than reaching SQLite, which cannot bind it; so is a
+form field a route does not take, and a value given twice two different ways.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Path, Query
+from fastapi import Depends, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 
+from ophthai_desktop.core.errors import InvalidInput
 from ophthai_desktop.core.paging import MAX_LIMIT
+
+T = TypeVar("T")
 
 #: The largest whole number SQLite and PostgreSQL store (a signed 64-bit integer).
 DB_INT_MAX = 2**63 - 1
@@ -19,3 +24,35 @@ Skip = Annotated[int, Query(ge=0, le=DB_INT_MAX, description="How many records t
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Page size (1-{MAX_LIMIT})")]
 #: A numeric record id in the path (a notification, a job, an analysis, a scan).
 RecordId = Annotated[int, Path(ge=0, le=DB_INT_MAX)]
+
+
+def form_fields(*names: str) -> Any:
+    """A dependency for a multipart route: a field it does not take is a 422 naming it
+    (the form is the one FastAPI parsed for the route; Starlette keeps it)."""
+
+    async def check(request: Request) -> None:
+        form = await request.form()
+        unknown = sorted({key for key in form if key not in names})
+        if unknown:
+            takes = ", ".join(names)
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("body", key),
+                        "msg": f"this endpoint takes no such form field (it takes: {takes})",
+                        "type": "extra_forbidden",
+                    }
+                    for key in unknown
+                ]
+            )
+
+    return Depends(check)
+
+
+def one_value(first: T | None, second: T | None, field: str) -> T | None:
+    """A value a client may send two ways (in the query or the body, as ``patient_id``
+    or ``patientId``): either, or both when they agree. Two different values are
+    refused rather than one of them chosen."""
+    if first is not None and second is not None and first != second:
+        raise InvalidInput("given twice, with different values; send it once", field=field)
+    return second if second is not None else first

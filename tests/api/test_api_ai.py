@@ -191,3 +191,39 @@ def test_bad_input_is_named_before_a_missing_model(
         "/api/ai/analyze-upload", files={"file": ("scan.png", b"\x89PNG\r\n\x1a\n", "image/png")}
     )
     assert upload.status_code in (415, 422)
+
+
+def test_an_upload_names_its_patient_as_patientId_too(ai_client: TestClient) -> None:
+    """The camelCase form field attaches the scan like patient_id does; it used to be
+    ignored, and the scan analysed without its patient."""
+    patient = ai_client.post("/api/patients", json={"name": "Camel Upload"}).json()
+    response = ai_client.post(
+        "/api/ai/analyze-upload",
+        files={"file": ("scan.png", png_bytes(), "image/png")},
+        data={"patientId": patient["id"]},
+    )
+    assert response.status_code == 200, response.text
+    scans = ai_client.get(f"/api/patients/{patient['id']}/scans").json()
+    assert len(scans) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "data", "field"),
+    [
+        ("/api/ai/analyze-upload", {"patient": "pt-x"}, "patient"),
+        ("/api/ai/analyze-upload", {"patient_id": "pt-a", "patientId": "pt-b"}, "patient_id"),
+        ("/api/patients/{pid}/scans", {"eye": "OD"}, "eye"),
+    ],
+)
+def test_an_upload_with_a_field_it_does_not_take_is_a_422_naming_it(
+    ai_client: TestClient, path: str, data: dict[str, str], field: str
+) -> None:
+    patient = ai_client.post("/api/patients", json={"name": "Form Fields"}).json()
+    response = ai_client.post(
+        path.format(pid=patient["id"]),
+        files={"file": ("scan.png", png_bytes(), "image/png")},
+        data=data,
+    )
+    assert response.status_code == 422, response.text
+    assert [error["field"] for error in response.json()["errors"]] == [field]
+    assert ai_client.get(f"/api/patients/{patient['id']}/scans").json() == []

@@ -13,7 +13,7 @@ from ophthai_desktop.api import presenters
 from ophthai_desktop.api import schemas as s
 from ophthai_desktop.api.deps import ActorDep, ApplicationDep
 from ophthai_desktop.api.errors import error_body
-from ophthai_desktop.api.params import Limit, RecordId, Skip
+from ophthai_desktop.api.params import Limit, RecordId, Skip, form_fields, one_value
 from ophthai_desktop.api.routes.patients import read_upload
 from ophthai_desktop.api.routing import SlashRouter
 from ophthai_desktop.api.security import require_token
@@ -133,19 +133,28 @@ async def analyze(body: s.AnalyzeRequest, app: ApplicationDep, actor: ActorDep) 
     return await _result_response(app, job)
 
 
-@router.post("/ai/analyze-upload", tags=["ai"])
+@router.post(
+    "/ai/analyze-upload",
+    tags=["ai"],
+    dependencies=[form_fields("file", "patient_id", "patientId", "question")],
+)
 async def analyze_upload(
     app: ApplicationDep,
     actor: ActorDep,
     file: Annotated[UploadFile, File(description="PNG, JPEG, WebP, BMP or TIFF")],
     patient_id: Annotated[str | None, Form()] = None,
+    patient_id_camel: Annotated[
+        str | None, Form(alias="patientId", description="The same as patient_id")
+    ] = None,
     question: Annotated[str | None, Form(max_length=2000)] = None,
 ) -> JSONResponse:
-    """Analyse an uploaded image (multipart field ``file``)."""
+    """Analyse an uploaded image (multipart field ``file``; ``patient_id`` or
+    ``patientId`` attaches it to that patient)."""
+    patient = one_value(patient_id, patient_id_camel, "patient_id")
 
     def queue() -> JobRecord:
         data = read_upload(file, app.settings.max_image_bytes)
-        return _queue(app, data, patient_id, question, actor)
+        return _queue(app, data, patient, question, actor)
 
     job = await run_in_threadpool(queue)
     return await _result_response(app, job)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, TypeVar
+from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import Body, Depends, File, Form, Query, Response, UploadFile
@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 from ophthai_desktop.api import presenters
 from ophthai_desktop.api import schemas as s
 from ophthai_desktop.api.deps import ActorDep, ApplicationDep, BaseUrlDep, OculomicsDep, PatientsDep
-from ophthai_desktop.api.params import Limit, RecordId, Skip
+from ophthai_desktop.api.params import Limit, RecordId, Skip, form_fields, one_value
 from ophthai_desktop.api.routing import SlashRouter
 from ophthai_desktop.api.security import require_token, require_token_or_query
 from ophthai_desktop.core.errors import InvalidInput, UnsupportedMedia
@@ -23,18 +23,6 @@ router = SlashRouter(prefix="/api/patients", tags=["patients"])
 guarded = [Depends(require_token)]
 
 IMAGE_CACHE = "private, max-age=86400, immutable"
-T = TypeVar("T")
-
-
-def _query_or_body(query: T | None, body: T | None, field: str) -> T | None:
-    """A value the seed's clients send in the query and others in the body: either, or
-    both when they agree; two different values are refused, not one of them chosen."""
-    if query is not None and body is not None and query != body:
-        raise InvalidInput(
-            "given in both the query and the body, with different values; send it once",
-            field=field,
-        )
-    return body if body is not None else query
 
 
 def _image_from_url(
@@ -155,7 +143,7 @@ def validate_patient(
     body: Annotated[s.ValidateRequest | None, Body()] = None,
 ) -> s.PatientPublic:
     """Approve or reject the newest analysis (``?approved=true`` or a JSON body)."""
-    verdict = _query_or_body(approved, body.approved if body else None, "approved")
+    verdict = one_value(approved, body.approved if body else None, "approved")
     if verdict is None:
         raise InvalidInput("say whether the analysis is approved", field="approved")
     clinician = (body.clinician if body else None) or f"API client {actor.who}"
@@ -181,9 +169,7 @@ def schedule_patient(
     body: Annotated[s.ScheduleRequest | None, Body()] = None,
 ) -> s.PatientPublic:
     """Schedule the follow-up (``?appointment_date=...`` or a JSON body)."""
-    when = _query_or_body(
-        appointment_date, body.appointment_date if body else None, "appointment_date"
-    )
+    when = one_value(appointment_date, body.appointment_date if body else None, "appointment_date")
     if when is None:
         raise InvalidInput("the appointment date is required", field="appointment_date")
     record = patients.schedule_appointment(patient_id, when, actor=actor)
@@ -219,7 +205,10 @@ def list_scans(patient_id: str, patients: PatientsDep, base_url: BaseUrlDep) -> 
 
 
 @router.post(
-    "/{patient_id}/scans", response_model=s.ScanPublic, status_code=201, dependencies=guarded
+    "/{patient_id}/scans",
+    response_model=s.ScanPublic,
+    status_code=201,
+    dependencies=[*guarded, form_fields("file", "modality", "laterality")],
 )
 def upload_scan(
     patient_id: str,
