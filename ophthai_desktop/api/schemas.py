@@ -218,19 +218,23 @@ class OculomicsCreate(RequestModel):
     measured_on: date = Field(validation_alias=AliasChoices("measured_on", "measuredOn", "date"))
     iop_mmhg: float | None = Field(
         default=None,
-        validation_alias=AliasChoices("iop_mmhg", "iopMmhg", "iop", "intraocularPressure"),
+        validation_alias=AliasChoices(
+            "iop_mmhg", "iopMmhg", "iop", "intraocularPressure", "intraocular_pressure"
+        ),
     )
     cup_to_disc_ratio: float | None = Field(
         default=None, validation_alias=AliasChoices("cup_to_disc_ratio", "cupToDiscRatio")
     )
     rnfl_thickness_um: float | None = Field(
         default=None,
-        validation_alias=AliasChoices("rnfl_thickness_um", "rnflThicknessUm", "rnflThickness"),
+        validation_alias=AliasChoices(
+            "rnfl_thickness_um", "rnflThicknessUm", "rnflThickness", "rnfl_thickness"
+        ),
     )
     vessel_density_pct: float | None = Field(
         default=None,
         validation_alias=AliasChoices(
-            "vessel_density_pct", "vesselDensityPct", "vesselDensity", "density"
+            "vessel_density_pct", "vesselDensityPct", "vesselDensity", "vessel_density", "density"
         ),
     )
 

@@ -156,3 +156,26 @@ def test_a_measurement_for_an_unknown_patient_is_404(client: TestClient) -> None
     )
 
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        ("intraocularPressure", "cupToDiscRatio", "rnflThickness", "vesselDensity"),
+        ("intraocular_pressure", "cup_to_disc_ratio", "rnfl_thickness", "vessel_density"),
+    ],
+    ids=["seed-camel", "seed-snake"],
+)
+def test_the_seed_summary_names_are_taken_in_either_case(
+    client: TestClient, patient_id: str, keys: tuple[str, str, str, str]
+) -> None:
+    values = (23.0, 0.55, 88.0, 41.0)
+    stored = measure(
+        client,
+        patient_id,
+        eye="OD",
+        measured_on=TODAY.isoformat(),
+        **dict(zip(keys, values, strict=True)),
+    )
+    assert (stored["iopMmhg"], stored["cupToDiscRatio"]) == (23.0, 0.55)
+    assert (stored["rnflThicknessUm"], stored["vesselDensityPct"]) == (88.0, 41.0)
