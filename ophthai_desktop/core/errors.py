@@ -6,6 +6,9 @@ the GUI to a message a clinician can act on. Core code never raises HTTP errors.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class OphthaiError(Exception):
     """Base of every error the core raises on purpose."""
@@ -45,3 +48,14 @@ class StorageError(OphthaiError):
 
     An environment failure, kept apart from bugs so it can be reported as such.
     """
+
+
+@contextmanager
+def about_field(field: str | None) -> Iterator[None]:
+    """Input errors raised inside that name no field name ``field`` (the request field
+    an image came in, say), so the client is told which of its inputs to fix."""
+    try:
+        yield
+    except InvalidInput as exc:
+        exc.field = exc.field or field
+        raise

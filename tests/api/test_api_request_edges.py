@@ -5,6 +5,7 @@ behaviour the contract promises; never a 500, never a silently ignored filter.""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -169,3 +170,24 @@ def test_a_verdict_patched_in_follows_the_validation_rules(
     withdrawn = client.patch(url, json={"validationStatus": None}).json()
     assert withdrawn["validationStatus"] is None and withdrawn["validatedBy"] is None
     assert withdrawn["aiAnalysis"]["status"] == "preliminary"
+
+
+def test_a_bad_image_is_a_422_naming_the_field_it_came_in(client: TestClient) -> None:
+    truncated = png_bytes((40, 30))[:-30]
+    as_data_url = "data:image/png;base64," + base64.b64encode(truncated).decode()
+    patient_id = _patient(client)
+
+    created = client.post("/api/patients", json={"name": "x", "imageUrl": as_data_url})
+    patched = client.patch(f"/api/patients/{patient_id}", json={"imageUrl": as_data_url})
+    uploaded = client.post(
+        f"/api/patients/{patient_id}/scans", files={"file": ("a.png", truncated, "image/png")}
+    )
+    empty = client.post(
+        f"/api/patients/{patient_id}/scans", files={"file": ("a.png", b"", "image/png")}
+    )
+    analysed = client.post("/api/ai/analyze", json={"image_base64": as_data_url})
+
+    assert _fields(created) == _fields(patched) == ["imageUrl"]
+    assert _fields(uploaded) == _fields(empty) == ["file"]
+    assert _fields(analysed) == ["image_base64"]
+    assert client.get(f"/api/patients/{patient_id}/scans").json() == []

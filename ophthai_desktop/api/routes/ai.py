@@ -20,7 +20,7 @@ from ophthai_desktop.api.security import require_token
 from ophthai_desktop.api.waiting import JobTimeout, wait_for_job
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core.domain import JobState
-from ophthai_desktop.core.errors import ModelUnavailable
+from ophthai_desktop.core.errors import ModelUnavailable, about_field
 from ophthai_desktop.core.imaging import decode_data_url, inspect_image
 from ophthai_desktop.core.inference import EngineStatus, ModelState
 from ophthai_desktop.core.records import Actor, JobRecord
@@ -126,8 +126,9 @@ async def analyze(body: s.AnalyzeRequest, app: ApplicationDep, actor: ActorDep) 
     """Analyse a base64 image (bare or as a data URL) and answer with the result."""
 
     def queue() -> JobRecord:
-        data = decode_data_url(body.image_base64, max_bytes=app.settings.max_image_bytes)
-        return _queue(app, data, body.patient_id, body.question, actor)
+        with about_field("image_base64"):
+            data = decode_data_url(body.image_base64, max_bytes=app.settings.max_image_bytes)
+        return _queue(app, data, "image_base64", body.patient_id, body.question, actor)
 
     job = await run_in_threadpool(queue)
     return await _result_response(app, job)
@@ -154,22 +155,30 @@ async def analyze_upload(
 
     def queue() -> JobRecord:
         data = read_upload(file, app.settings.max_image_bytes)
-        return _queue(app, data, patient, question, actor)
+        return _queue(app, data, "file", patient, question, actor)
 
     job = await run_in_threadpool(queue)
     return await _result_response(app, job)
 
 
 def _queue(
-    app: Application, data: bytes, patient_id: str | None, question: str | None, actor: Actor
+    app: Application,
+    data: bytes,
+    field: str,
+    patient_id: str | None,
+    question: str | None,
+    actor: Actor,
 ) -> JobRecord:
-    """Check the image (a bad one is the client's error, model or not), then refuse
-    with 503 if no analysis could run, then store and queue it."""
+    """Check the image (a bad one is the client's error, model or not; the error names
+    the request ``field`` it came in), then refuse with 503 if no analysis could run,
+    then store and queue it."""
     limits = app.settings
-    inspect_image(data, max_bytes=limits.max_image_bytes, max_pixels=limits.max_image_pixels)
+    with about_field(field):
+        inspect_image(data, max_bytes=limits.max_image_bytes, max_pixels=limits.max_image_pixels)
     _require_installed(app)
     if patient_id:
-        scan = app.patients.attach_image(patient_id, NewImage(data=data, source="api"), actor=actor)
+        image = NewImage(data=data, source="api", field=field)
+        scan = app.patients.attach_image(patient_id, image, actor=actor)
         return app.jobs.queue_patient_analysis(
             patient_id, actor=actor, question=question, scan_id=scan.id
         )

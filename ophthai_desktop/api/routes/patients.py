@@ -15,7 +15,7 @@ from ophthai_desktop.api.deps import ActorDep, ApplicationDep, BaseUrlDep, Oculo
 from ophthai_desktop.api.params import Limit, RecordId, Skip, form_fields, one_value
 from ophthai_desktop.api.routing import SlashRouter
 from ophthai_desktop.api.security import require_token, require_token_or_query
-from ophthai_desktop.core.errors import InvalidInput, UnsupportedMedia
+from ophthai_desktop.core.errors import InvalidInput, UnsupportedMedia, about_field
 from ophthai_desktop.core.imaging import ACCEPTED_MEDIA_TYPES, decode_data_url
 from ophthai_desktop.core.services.patients import SORTABLE, NewImage
 
@@ -36,12 +36,11 @@ def _image_from_url(
     # Bare base64 may start with "/" (every JPEG's does: "/9j/"), so only absolute URLs
     # and paths of this API count as links.
     if not value.startswith(("http://", "https://", "/api/")):
-        try:
+        with about_field("imageUrl"):
             data = decode_data_url(value, max_bytes=max_bytes)
-        except InvalidInput as exc:
-            exc.field = exc.field or "imageUrl"
-            raise
-        return NewImage(data=data, source="api", modality=modality, laterality=laterality)
+        return NewImage(
+            data=data, source="api", modality=modality, laterality=laterality, field="imageUrl"
+        )
     if patient_id and urlsplit(value).path.rstrip("/") == f"/api/patients/{patient_id}/image":
         return None
     raise InvalidInput(
@@ -222,7 +221,12 @@ def upload_scan(
     """Attach an uploaded image to the patient as a new scan."""
     data = read_upload(file, app.settings.max_image_bytes)
     image = NewImage(
-        data=data, source="api", modality=modality, laterality=laterality, filename=file.filename
+        data=data,
+        source="api",
+        modality=modality,
+        laterality=laterality,
+        filename=file.filename,
+        field="file",
     )
     return presenters.scan(app.patients.attach_image(patient_id, image, actor=actor), base_url)
 

@@ -29,7 +29,7 @@ from ophthai_desktop.core.domain import (
     ValidationStatus,
     WorkflowStep,
 )
-from ophthai_desktop.core.errors import Conflict, InvalidInput, NotFound
+from ophthai_desktop.core.errors import Conflict, InvalidInput, NotFound, about_field
 from ophthai_desktop.core.events import (
     EventBus,
     NotificationDeleted,
@@ -89,6 +89,8 @@ class NewImage:
     laterality: str = Laterality.UNKNOWN
     acquired_at: datetime | None = None
     filename: str | None = None
+    #: The request field it came in (``imageUrl``, ``file``): errors about it name it.
+    field: str | None = None
 
 
 def new_patient_id() -> str:
@@ -484,9 +486,10 @@ class PatientService:
             if value not in {e.value for e in allowed}:
                 options = ", ".join(e.value for e in allowed)
                 raise InvalidInput(f"{name} must be one of: {options}", field=name)
-        return inspect_image(
-            image.data, max_bytes=self._limits.max_bytes, max_pixels=self._limits.max_pixels
-        )
+        with about_field(image.field):
+            return inspect_image(
+                image.data, max_bytes=self._limits.max_bytes, max_pixels=self._limits.max_pixels
+            )
 
     @staticmethod
     def create_in(
