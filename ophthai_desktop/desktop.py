@@ -29,6 +29,7 @@ from ophthai_desktop.ui.priority import lower_current_thread_priority
 from ophthai_desktop.ui.session import GuiSession
 
 if TYPE_CHECKING:
+    from PySide6.QtCore import QLockFile
     from PySide6.QtWidgets import QApplication
 
     from ophthai_desktop.api.server import ApiServer
@@ -43,6 +44,9 @@ SIGNAL_POLL_MS = 250
 GUI_SWITCH_INTERVAL_S = 0.001
 #: When start-up is over and its objects can be frozen (gc.freeze).
 SETTLE_AFTER_MS = 3000
+
+#: The file in the data folder that :func:`instance_lock` holds.
+INSTANCE_LOCK = "ophthai-desktop.lock"
 
 
 class Desktop:
@@ -212,11 +216,34 @@ def qt_application() -> QApplication:
     return qt_app
 
 
-def run(data_dir: Path | None = None) -> int:
-    """``ophthai`` without a command: run the desktop app until it is quit."""
-    from PySide6.QtCore import QTimer
+def instance_lock(data_dir: Path) -> QLockFile:
+    """The lock the desktop app holds in its data folder while it runs.
+
+    Two windows on one folder would both watch the same watch folder, and the second
+    would hand the first one's running analysis back to the queue as it starts (it
+    takes a running job for one a crash left). The lock is stale, and taken over, once
+    the process that held it is gone (a crash, a kill)."""
+    from PySide6.QtCore import QLockFile
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = QLockFile(str(data_dir / INSTANCE_LOCK))
+    lock.setStaleLockTime(0)  # never stale by age: only when its process is gone
+    return lock
+
+
+def _refuse_start(qt_app: QApplication, message: str) -> int:
+    """Say why the app does not start: in the log, and in a box where there is a screen
+    (offscreen nobody could close it)."""
     from PySide6.QtWidgets import QMessageBox
 
+    log.error("the application could not start: %s", message)
+    if qt_app.platformName() != "offscreen":
+        QMessageBox.critical(None, APP_NAME, f"OphthAI could not start:\n\n{message}")
+    return 1
+
+
+def run(data_dir: Path | None = None) -> int:
+    """``ophthai`` without a command: run the desktop app until it is quit."""
     settings = Settings(**({"data_dir": data_dir} if data_dir is not None else {}))  # type: ignore[arg-type]
     logging.basicConfig(
         level=logging.DEBUG if settings.debug else getattr(logging, settings.log_level.upper(), 20),
@@ -225,13 +252,35 @@ def run(data_dir: Path | None = None) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
     qt_app = qt_application()
+    try:
+        lock = instance_lock(settings.data_dir)
+    except OSError as exc:
+        return _refuse_start(qt_app, f"the data folder cannot be created ({exc.strerror})")
+    if not lock.tryLock(0):
+        pid = lock.getLockInfo()[0]
+        return _refuse_start(
+            qt_app,
+            f"OphthAI is already open on this data folder (process {pid}); switch to that "
+            "window, or quit it first.",
+        )
+    try:
+        status, worker_running = _run_window(settings, qt_app)
+    finally:
+        lock.unlock()
+    if worker_running:
+        exit_now(status)
+    return status
+
+
+def _run_window(settings: Settings, qt_app: QApplication) -> tuple[int, bool]:
+    """Run the window until it is quit: the exit status, and whether the inference
+    worker's thread is still running (see :func:`exit_now`)."""
+    from PySide6.QtCore import QTimer
 
     try:
         desktop = Desktop(settings)
     except OphthaiError as exc:
-        log.error("the application could not start: %s", exc.message)
-        QMessageBox.critical(None, APP_NAME, f"OphthAI could not start:\n\n{exc.message}")
-        return 1
+        return _refuse_start(qt_app, exc.message), False
     # With a tray, closing the window may only hide it; quitting is explicit.
     qt_app.setQuitOnLastWindowClosed(desktop.session.tray is None)
     desktop.session.quit_requested.connect(qt_app.quit)
@@ -259,6 +308,4 @@ def run(data_dir: Path | None = None) -> int:
         desktop.shutdown()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if desktop.session.inference.isRunning():
-        exit_now(int(status))
-    return int(status)
+    return int(status), desktop.session.inference.isRunning()
