@@ -191,3 +191,21 @@ def test_a_bad_image_is_a_422_naming_the_field_it_came_in(client: TestClient) ->
     assert _fields(uploaded) == _fields(empty) == ["file"]
     assert _fields(analysed) == ["image_base64"]
     assert client.get(f"/api/patients/{patient_id}/scans").json() == []
+
+
+def test_analysing_for_an_unknown_patient_is_a_404_even_without_a_model(
+    client: TestClient,
+) -> None:
+    """Which patient is wrong is worth saying before that the model is missing (503)."""
+    image = "data:image/png;base64," + base64.b64encode(png_bytes((40, 30))).decode()
+    queued = client.post("/api/patients/pt-nobody/analyze")
+    analysed = client.post("/api/ai/analyze", json={"image_base64": image, "patientId": "pt-x"})
+    uploaded = client.post(
+        "/api/ai/analyze-upload",
+        files={"file": ("a.png", png_bytes((40, 30)), "image/png")},
+        data={"patient_id": "pt-x"},
+    )
+    for response in (queued, analysed, uploaded):
+        assert response.status_code == 404, response.text
+    known = _patient(client)
+    assert client.post(f"/api/patients/{known}/analyze").status_code == 503

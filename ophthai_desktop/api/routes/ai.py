@@ -175,6 +175,8 @@ def _queue(
     limits = app.settings
     with about_field(field):
         inspect_image(data, max_bytes=limits.max_image_bytes, max_pixels=limits.max_image_pixels)
+    if patient_id:
+        app.patients.get_patient(patient_id)  # an unknown patient is a 404, model or not
     _require_installed(app)
     if patient_id:
         image = NewImage(data=data, source="api", field=field)
@@ -229,6 +231,7 @@ def analyze_patient(
 ) -> dict[str, Any]:
     """Queue the analysis of the patient's newest scan; the result arrives on the
     WebSocket (``analysis_finished``) and moves the workflow to validation."""
+    app.patients.get_patient(patient_id)  # an unknown patient is a 404, model or not
     _require_installed(app)
     job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
     response.headers["Location"] = f"/api/jobs/{job.id}"
