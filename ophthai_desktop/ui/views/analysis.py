@@ -205,16 +205,17 @@ class AnalysisView(QWidget):
         # The count of streamed tokens changes every batch; a fixed-size label does not
         # make the view lay itself out (and repaint whole) for each, as a change of the
         # word-wrapped state text does.
-        self.progress = QLabel()
-        self.progress.setObjectName("analysisProgress")
-        self.progress.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
-        metrics = self.progress.fontMetrics()
-        self.progress.setFixedSize(
-            metrics.horizontalAdvance(PROGRESS_WIDEST) + 8, metrics.height() + 4
-        )
-        self.progress.hide()
         self.analyse = QPushButton(icon("analyse"), "Analyse")
         self.analyse.setObjectName("analyseButton")
+        self.progress = QLabel()
+        self.progress.setObjectName("analysisProgress")
+        self.progress.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        metrics = self.progress.fontMetrics()
+        self.progress.setFixedSize(  # as tall as the button beside it, text centred on it
+            metrics.horizontalAdvance(PROGRESS_WIDEST) + 8,
+            max(metrics.height() + 4, self.analyse.sizeHint().height()),
+        )
+        self.progress.hide()
         self.notice = Banner()
         self.notice.setObjectName("banner")
         top = QHBoxLayout()
