@@ -8,9 +8,9 @@ and refuse unknown keys (422) rather than dropping them. The AI result inside
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 PatientStatusName = Literal["Critical", "Stable", "Pending Analysis", "Discharged"]
@@ -96,10 +96,20 @@ class PatientPublic(PublicModel):
     updated_at: datetime
 
 
+def _not_a_bool(value: Any) -> Any:
+    # JSON's true would otherwise be taken as 1 (pydantic's lax int).
+    if isinstance(value, bool):
+        raise ValueError("the age must be a whole number of years, not true or false")
+    return value
+
+
+Age = Annotated[int, BeforeValidator(_not_a_bool), Field(ge=0, le=130)]
+
+
 class PatientCreate(RequestModel):
     id: str | None = Field(default=None, max_length=64)
     name: str = Field(min_length=1, max_length=200)
-    age: int | None = Field(default=None, ge=0, le=130)
+    age: Age | None = None
     birth_date: date | None = None
     gender: str | None = Field(default=None, max_length=32)
     symptoms: list[str] | str | None = None
@@ -136,7 +146,7 @@ class PatientUpdate(RequestModel):
     applied (``id``, if given, must be this patient's); any other key is a 422."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    age: int | None = Field(default=None, ge=0, le=130)
+    age: Age | None = None
     birth_date: date | None = None
     gender: str | None = Field(default=None, max_length=32)
     symptoms: list[str] | str | None = None

@@ -209,3 +209,15 @@ def test_analysing_for_an_unknown_patient_is_a_404_even_without_a_model(
         assert response.status_code == 404, response.text
     known = _patient(client)
     assert client.post(f"/api/patients/{known}/analyze").status_code == 503
+
+
+@pytest.mark.parametrize("age", [True, False])
+def test_an_age_of_true_or_false_is_refused_not_read_as_a_number(
+    client: TestClient, age: bool
+) -> None:
+    created = client.post("/api/patients", json={"name": "Ada", "age": age})
+    patched = client.patch(f"/api/patients/{_patient(client)}", json={"age": age})
+    for response in (created, patched):
+        assert _fields(response) == ["age"]
+        assert "whole number of years" in response.json()["message"]
+    assert client.post("/api/patients", json={"name": "Ada", "age": "41"}).json()["age"] == 41
