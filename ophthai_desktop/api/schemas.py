@@ -211,6 +211,10 @@ class NotificationCreate(RequestModel):
     patient_id: str | None = None
 
 
+class MarkRead(RequestModel):
+    read: bool = True
+
+
 class UnreadCount(PublicModel):
     count: int
 

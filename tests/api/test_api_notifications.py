@@ -137,3 +137,20 @@ def test_a_non_numeric_id_is_a_422_naming_it(client: TestClient) -> None:
     assert response.status_code == 422
     assert [e["field"] for e in response.json()["detail"]] == ["notification_id"]
     assert response.json()["message"].startswith("notification_id: ")
+
+
+def test_read_false_marks_unread_and_rereading_announces_nothing(client: TestClient) -> None:
+    """A body the seed never sent is honoured, not ignored; and marking a read
+    notification read again changes nothing, so no frame goes out for it."""
+    created = notify(client)
+    url = f"/api/notifications/{created['id']}/read"
+    with client.websocket_connect("/api/notifications/ws") as socket:
+        assert socket.receive_json()["event"] == "connected"
+        assert client.patch(url).json()["read"] is True
+        assert socket.receive_json()["event"] == "notification_updated"
+        assert client.patch(url).json()["read"] is True  # again: no frame
+        assert client.patch(url, json={"read": False}).json()["read"] is False
+        frame = socket.receive_json()  # the next frame is the unread one
+        assert (frame["event"], frame["data"]["read"]) == ("notification_updated", False)
+    assert unread(client) == 1
+    assert client.patch(url, json={"read": "maybe"}).status_code == 422

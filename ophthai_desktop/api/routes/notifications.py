@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import Depends, Query, Response, WebSocket
+from fastapi import Body, Depends, Query, Response, WebSocket
 from fastapi.responses import JSONResponse
 
 from ophthai_desktop.api import presenters
@@ -68,9 +68,14 @@ def mark_all_read(notifications: NotificationsDep, actor: ActorDep) -> s.Message
 
 @router.patch("/{notification_id}/read", response_model=s.NotificationPublic, dependencies=guarded)
 def mark_read(
-    notification_id: RecordId, notifications: NotificationsDep, actor: ActorDep
+    notification_id: RecordId,
+    notifications: NotificationsDep,
+    actor: ActorDep,
+    body: Annotated[s.MarkRead | None, Body()] = None,
 ) -> s.NotificationPublic:
-    return presenters.notification(notifications.mark_read(notification_id, actor=actor))
+    """Mark it read, as the seed did (no body); ``{"read": false}`` marks it unread."""
+    read = body.read if body is not None else True
+    return presenters.notification(notifications.mark_read(notification_id, actor=actor, read=read))
 
 
 @router.get("/{notification_id}", response_model=s.NotificationPublic, dependencies=guarded)

@@ -125,14 +125,23 @@ class NotificationService:
                 or 0
             )
 
-    def mark_read(self, notification_id: int, *, actor: Actor) -> NotificationRecord:
+    def mark_read(
+        self, notification_id: int, *, actor: Actor, read: bool = True
+    ) -> NotificationRecord:
+        """Mark the notification read (or, with ``read=False``, unread again); a
+        notification already so is left alone, and nothing is announced."""
         with self._db.session() as session:
             row = self._get(session, notification_id)
-            row.read = True
-            AuditService.record(session, actor, "update", "notification", row.id, {"read": True})
-            session.flush()
+            changed = row.read != read
+            if changed:
+                row.read = read
+                AuditService.record(
+                    session, actor, "update", "notification", row.id, {"read": read}
+                )
+                session.flush()
             record = notification_record(row)
-        self._bus.publish(NotificationUpdated(record))
+        if changed:
+            self._bus.publish(NotificationUpdated(record))
         return record
 
     def mark_all_read(self, *, actor: Actor) -> int:
