@@ -244,6 +244,8 @@ def _refuse_start(qt_app: QApplication, message: str) -> int:
 
 def run(data_dir: Path | None = None) -> int:
     """``ophthai`` without a command: run the desktop app until it is quit."""
+    from PySide6.QtCore import QLockFile
+
     settings = Settings(**({"data_dir": data_dir} if data_dir is not None else {}))  # type: ignore[arg-type]
     logging.basicConfig(
         level=logging.DEBUG if settings.debug else getattr(logging, settings.log_level.upper(), 20),
@@ -257,6 +259,10 @@ def run(data_dir: Path | None = None) -> int:
     except OSError as exc:
         return _refuse_start(qt_app, f"the data folder cannot be created ({exc.strerror})")
     if not lock.tryLock(0):
+        if lock.error() is not QLockFile.LockError.LockFailedError:  # not another holder
+            return _refuse_start(
+                qt_app, f"the data folder's lock file cannot be written ({lock.error().name})"
+            )
         pid = lock.getLockInfo()[0]
         return _refuse_start(
             qt_app,
