@@ -26,6 +26,22 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Page size (1-{MAX
 RecordId = Annotated[int, Path(ge=0, le=DB_INT_MAX)]
 
 
+def not_taken(where: str, keys: list[str], takes: str) -> RequestValidationError:
+    """The 422 for parameters or form fields (``where``: ``query``, ``body``) that an
+    endpoint does not take, naming each and what it takes."""
+    kind = "query parameter" if where == "query" else "form field"
+    return RequestValidationError(
+        [
+            {
+                "loc": (where, key),
+                "msg": f"this endpoint takes no such {kind} (it takes: {takes})",
+                "type": "extra_forbidden",
+            }
+            for key in keys
+        ]
+    )
+
+
 def form_fields(*names: str) -> Any:
     """A dependency for a multipart route: a field it does not take is a 422 naming it
     (the form is the one FastAPI parsed for the route; Starlette keeps it)."""
@@ -34,17 +50,7 @@ def form_fields(*names: str) -> Any:
         form = await request.form()
         unknown = sorted({key for key in form if key not in names})
         if unknown:
-            takes = ", ".join(names)
-            raise RequestValidationError(
-                [
-                    {
-                        "loc": ("body", key),
-                        "msg": f"this endpoint takes no such form field (it takes: {takes})",
-                        "type": "extra_forbidden",
-                    }
-                    for key in unknown
-                ]
-            )
+            raise not_taken("body", unknown, ", ".join(names))
 
     return Depends(check)
 

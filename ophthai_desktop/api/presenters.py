@@ -17,6 +17,9 @@ from ophthai_desktop.core.records import (
 )
 from ophthai_desktop.core.services.oculomics import REFERENCE_RANGES, OculomicsOverview
 
+#: How much of the newest image's hash ``imageUrl`` carries as its version (``?v=``).
+IMAGE_VERSION_CHARS = 12
+
 
 @overload
 def timestamp(value: datetime) -> str: ...
@@ -33,7 +36,8 @@ def image_url(base_url: str, record: PatientRecord) -> str | None:
     """Absolute URL of the patient's newest image; the hash busts caches on change."""
     if record.latest_scan is None:
         return None
-    return f"{base_url}api/patients/{record.id}/image?v={record.latest_scan.sha256[:12]}"
+    version = record.latest_scan.sha256[:IMAGE_VERSION_CHARS]
+    return f"{base_url}api/patients/{record.id}/image?v={version}"
 
 
 def ai_analysis(record: AnalysisRecord | None, *, with_reasoning: bool) -> dict[str, Any] | None:

@@ -20,9 +20,10 @@ from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Request, Response
 from fastapi.dependencies.models import Dependant
-from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic.alias_generators import to_snake
+
+from ophthai_desktop.api.params import not_taken
 
 #: Query parameters any route accepts without declaring them.
 ALWAYS_ALLOWED = frozenset({"token"})
@@ -61,17 +62,7 @@ def normalise_query(scope: MutableMapping[str, Any], declared: set[str]) -> None
         else:
             unknown.append(key)
     if unknown:
-        takes = ", ".join(sorted(declared)) or "none"
-        raise RequestValidationError(
-            [
-                {
-                    "loc": ("query", key),
-                    "msg": f"this endpoint takes no such query parameter (it takes: {takes})",
-                    "type": "extra_forbidden",
-                }
-                for key in unknown
-            ]
-        )
+        raise not_taken("query", unknown, ", ".join(sorted(declared)) or "none")
     if renamed != pairs:
         scope["query_string"] = urlencode(renamed).encode("latin-1")
 

@@ -20,7 +20,7 @@ from ophthai_desktop.api.security import require_token
 from ophthai_desktop.api.waiting import JobTimeout, wait_for_job
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core.domain import JobState
-from ophthai_desktop.core.errors import ModelUnavailable, about_field
+from ophthai_desktop.core.errors import ModelUnavailable, NotFound, about_field
 from ophthai_desktop.core.imaging import decode_data_url, inspect_image
 from ophthai_desktop.core.inference import EngineStatus, ModelState
 from ophthai_desktop.core.records import Actor, JobRecord
@@ -42,6 +42,12 @@ HEALTH_STATUS = {
     ModelState.INSTALLED: "unavailable",
     ModelState.ERROR: "unavailable",
 }
+
+
+def _require_patient(application: Application, patient_id: str) -> None:
+    """404 for an unknown patient, before (and whatever) the model check says."""
+    if not application.patients.exists(patient_id):
+        raise NotFound(f"patient {patient_id} not found")
 
 
 def _require_installed(application: Application) -> None:
@@ -176,7 +182,7 @@ def _queue(
     with about_field(field):
         inspect_image(data, max_bytes=limits.max_image_bytes, max_pixels=limits.max_image_pixels)
     if patient_id:
-        app.patients.get_patient(patient_id)  # an unknown patient is a 404, model or not
+        _require_patient(app, patient_id)
     _require_installed(app)
     if patient_id:
         image = NewImage(data=data, source="api", field=field)
@@ -231,7 +237,7 @@ def analyze_patient(
 ) -> dict[str, Any]:
     """Queue the analysis of the patient's newest scan; the result arrives on the
     WebSocket (``analysis_finished``) and moves the workflow to validation."""
-    app.patients.get_patient(patient_id)  # an unknown patient is a 404, model or not
+    _require_patient(app, patient_id)
     _require_installed(app)
     job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
     response.headers["Location"] = f"/api/jobs/{job.id}"

@@ -193,7 +193,7 @@ def get_patient_image(
     names (a new scan changes the URL); the bare path is revalidated every time, since
     a new scan changes what it serves."""
     path, media_type = patients.latest_image(patient_id)
-    current = v is not None and len(v) >= 12 and path.name.startswith(v)
+    current = v is not None and len(v) >= presenters.IMAGE_VERSION_CHARS and path.name.startswith(v)
     cache = IMAGE_CACHE if current else "private, no-cache"
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": cache})
 
