@@ -149,8 +149,7 @@ def main() -> int:
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     from ophthai_desktop.core.inference import devices
-    from ophthai_desktop.core.inference.engine import InferenceEngine, _eos_ids, _Loaded
-    from ophthai_desktop.core.inference.generation import hidden_token_ids
+    from ophthai_desktop.core.inference.engine import InferenceEngine, _Loaded
     from ophthai_desktop.core.inference.processor import load_processor
     from ophthai_desktop.core.settings import Settings
     from tests.support.tiny_checkpoint import _engine_inputs, build_tiny_qwen25vl
@@ -176,6 +175,8 @@ def main() -> int:
         torch.cuda.synchronize()
         build_s = time.perf_counter() - started
         parameters = sum(p.numel() for p in model.parameters())
+        counted = devices.parameters_from_config(config_for(vocab))
+        estimate = devices.estimate_memory_bytes(counted or parameters, "bfloat16")
         log(f"{parameters / 1e9:.2f} B parameters in {build_s:.1f} s")
 
         settings = Settings(
@@ -186,15 +187,12 @@ def main() -> int:
             max_new_tokens=args.max_new_tokens,
         )
         engine = InferenceEngine(settings)
-        tokenizer = processor.tokenizer
         # Stand-in for engine.load(): the engine's own _Loaded with the model built here.
-        engine._loaded = _Loaded(
-            model=model,
-            processor=processor,
-            plan=devices.DevicePlan(device=device, dtype="bfloat16", quantization="none"),
-            install=engine._install,
-            hidden_ids=hidden_token_ids(tokenizer),
-            eos_ids=_eos_ids(model, tokenizer),
+        engine._loaded = _Loaded.of(
+            model,
+            processor,
+            devices.DevicePlan(device=device, dtype="bfloat16", quantization="none"),
+            engine._install,
         )
         image = Image.effect_noise(IMAGE_SIZE, 64).convert("RGB")
         inputs = _engine_inputs(processor, image, None, settings).to(device)
@@ -270,6 +268,13 @@ def main() -> int:
         "runs": args.runs,
         "build_s": round(build_s, 1),
         "peak_memory_bytes": torch.cuda.max_memory_allocated(torch.device(device)),
+        # The engine's load-time check, on the same configuration: does it count the
+        # parameters right, and does its estimate cover what one analysis really took?
+        "engine_parameter_count_from_config": counted,
+        "engine_estimate_bytes": estimate,
+        "peak_over_estimate": round(
+            torch.cuda.max_memory_allocated(torch.device(device)) / estimate, 4
+        ),
     }
     print(json.dumps(report, indent=2))
     return 0

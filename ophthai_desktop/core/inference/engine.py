@@ -206,6 +206,22 @@ class _Loaded:
     def __post_init__(self) -> None:
         self.inputs = ModelInputs(self.processor)
 
+    @classmethod
+    def of(
+        cls, model: Any, processor: Any, plan: devices.DevicePlan, install: _Installation
+    ) -> _Loaded:
+        """A loaded model with the token ids the generation hooks need."""
+        tokenizer = processor.tokenizer
+        return cls(
+            model=model,
+            processor=processor,
+            plan=plan,
+            install=install,
+            hidden_ids=hidden_token_ids(tokenizer),
+            eos_ids=_eos_ids(model, tokenizer),
+            close_ids=list(tokenizer.encode(THINK_CLOSE, add_special_tokens=False)),
+        )
+
 
 class InferenceEngine:
     """Runs OctoMed-7B (or another Qwen2.5-VL style model) for the app.
@@ -554,16 +570,7 @@ class InferenceEngine:
         log.info(
             "loaded %s on %s in %.1f s", settings.model_id, plan.device, time.monotonic() - started
         )
-        tokenizer = processor.tokenizer
-        return _Loaded(
-            model=model,
-            processor=processor,
-            plan=plan,
-            install=install,
-            hidden_ids=hidden_token_ids(tokenizer),
-            eos_ids=_eos_ids(model, tokenizer),
-            close_ids=list(tokenizer.encode(THINK_CLOSE, add_special_tokens=False)),
-        )
+        return _Loaded.of(model, processor, plan, install)
 
     def _too_large_message(self, plan: devices.DevicePlan, parameters: int, free: int) -> str:
         need = devices.estimate_memory_bytes(parameters, plan.precision)
@@ -675,7 +682,7 @@ class InferenceEngine:
                 loaded.prompts[(question, modality)] = prompt
         inputs = loaded.inputs(
             prompt, rgb, {"size": {"shortest_edge": min_pixels, "longest_edge": max_pixels}}
-        ).to(plan.device)
+        )
         prompt_length = int(inputs["input_ids"].shape[1])
 
         # A shallow copy is enough: only plain values are set, and generate() deep-copies
@@ -718,7 +725,7 @@ class InferenceEngine:
             try:
                 with torch.inference_mode():
                     output = loaded.model.generate(
-                        **inputs,
+                        **inputs.to(plan.device),
                         generation_config=config,
                         streamer=streamer,
                         logits_processor=[budget],
@@ -811,7 +818,15 @@ def _missing_files(folder: Path) -> list[str]:
 def _load_model(folder: Path, model_type: str | None, plan: devices.DevicePlan) -> Any:
     import torch
 
-    kwargs: dict[str, Any] = {"dtype": getattr(torch, plan.dtype), "local_files_only": True}
+    kwargs: dict[str, Any] = {
+        "dtype": getattr(torch, plan.dtype),
+        "local_files_only": True,
+        # transformers 5 otherwise swaps layers for "kernels" fetched from the Hub when the
+        # model lands on a GPU: a download at every load (which fails offline, so the
+        # model never loads) and code from outside the installed packages run on
+        # patients' scans. Seen on an H200 with transformers 5.25.
+        "use_kernels": False,
+    }
     if plan.quantization != "none":
         from transformers import BitsAndBytesConfig
 

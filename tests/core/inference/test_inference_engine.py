@@ -95,6 +95,16 @@ def test_load_publishes_states_and_reports_memory(tiny_checkpoint: Path, tmp_pat
         engine.generate(fundus_like_image())
 
 
+def test_the_loaded_model_runs_no_kernels_fetched_from_the_hub(
+    loaded_engine: InferenceEngine,
+) -> None:
+    # transformers 5 kernelizes by default; on a GPU that downloads layers from the Hub at
+    # every load, which fails offline (seen on an H200) and runs code from outside the
+    # installed packages. The same setting shows on the CPU model.
+    assert loaded_engine._loaded is not None
+    assert loaded_engine._loaded.model.use_kernels is False
+
+
 def test_model_in_hub_cache_loads_with_its_revision(tiny_checkpoint: Path, tmp_path: Path) -> None:
     commit = "0123456789abcdef0123456789abcdef01234567"
     repo = tmp_path / "hub" / "models--OctoMed--OctoMed-7B"
