@@ -298,6 +298,13 @@ _TRAIN_MODALITIES = [None, "OCT", "fundus", "OCTA"]
 _CHECK_SIZES = [(48, 64), (150, 110), (512, 496)]
 
 
+def _engine_check_image() -> Any:
+    """The flat image the saved checkpoint is finally checked with."""
+    from PIL import Image
+
+    return Image.new("RGB", (300, 220), (90, 120, 30))
+
+
 def _random_image(size: tuple[int, int], generator: Any) -> Any:
     import torch
     from PIL import Image
@@ -343,12 +350,13 @@ def train_tiny_answerer(
 
     Training is deterministic (fixed seeds; every step is one full batch of ten engine
     inputs: five image sizes, noise/flat/grey images, four modality hints; AdamW at
-    lr 1e-2). It stops, after ~120 steps (~25 s on two cores), once teacher-forced
+    lr 1e-2). It stops, after ~120 steps (~40 s on two cores), once teacher-forced
     greedy predictions win by a logit margin on every training input and greedy
     ``model.generate`` (with the checkpoint's repetition penalty) writes
-    :data:`TRAINED_OUTPUT` for three images of sizes not trained on.
-    The float32 weights are saved with ``save_pretrained``, then the engine loads the
-    folder and analyses one more image; a different output raises.
+    :data:`TRAINED_OUTPUT` for three noise images of sizes not trained on and for the
+    flat image of the final check. The float32 weights are saved with
+    ``save_pretrained``, then the engine loads the folder on the CPU and analyses that
+    flat image; a different output raises.
 
     Args:
         path: Folder to create (may exist and be empty).
@@ -389,6 +397,10 @@ def train_tiny_answerer(
         _engine_inputs(processor, _random_image(size, generator), "OCT", settings)
         for size in _CHECK_SIZES
     ]
+    # The image the saved checkpoint is checked with at the end: on another machine
+    # (an H200 host's 16-core CPU, torch 2.11) training stopped on the three above while
+    # this one still came out garbled, so it is a stopping condition too.
+    checks.append(_engine_inputs(processor, _engine_check_image(), "OCT", settings))
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
     step = 0
@@ -485,10 +497,8 @@ def _generates(model: Any, checks: list[Any], target: Any) -> bool:
 
 
 def _check_with_engine(path: Path, overrides: dict[str, Any]) -> None:
-    """Load the saved folder with the real engine and analyse an unseen image."""
+    """Load the saved folder with the real engine and analyse the check image."""
     import tempfile
-
-    from PIL import Image
 
     from ophthai_desktop.core.inference.engine import InferenceEngine
     from ophthai_desktop.core.settings import Settings
@@ -499,7 +509,7 @@ def _check_with_engine(path: Path, overrides: dict[str, Any]) -> None:
         engine = InferenceEngine(settings)
         engine.load()
         try:
-            result = engine.generate(Image.new("RGB", (300, 220), (90, 120, 30)), modality="OCT")
+            result = engine.generate(_engine_check_image(), modality="OCT")
         finally:
             engine.unload()
     if result.raw_text != TRAINED_OUTPUT or result.finish_reason != "eos":
