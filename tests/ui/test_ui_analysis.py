@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from PySide6.QtCore import QDateTime, QEvent, QObject
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
@@ -50,6 +51,10 @@ def test_tiny_model_streams_then_shows_the_parse_failure(
     assert view.card.badge.text() == "PARSE FAILED · PRELIMINARY"
     assert view.card.raw.isVisibleTo(view.card)
     assert view.card.raw.toPlainText() == (analysis.answer_text or "(the model wrote no answer)")
+    view.card.copy.click()
+    copied = QGuiApplication.clipboard().text()
+    assert copied.startswith(f"Patient {patient.id}\nThe model's answer could not be read [")
+    assert view.card.raw.toPlainText() in copied and "Device: cpu · float32 · none" in copied
     assert view.reasoning.toPlainText().strip() == analysis.reasoning_text.strip()
     assert view.state.property("kind") == "error"
     assert gui.window.status.model.text() == "Model: ready · cpu"
@@ -89,6 +94,17 @@ def test_a_parsed_result_is_validated_and_scheduled(qtbot: QtBot, make_gui: Make
     provenance = view.provenance_text()
     assert "Model: scripted" in provenance and "Prompt version: test-v1" in provenance
     assert "Device: cpu · float32 · none" in provenance
+    card.copy.click()  # for the clinician's notes: what the card says, and where from
+    assert QGuiApplication.clipboard().text() == (
+        f"Patient {patient_id}\n"
+        "Diabetic Macular Edema [PRELIMINARY]\n"
+        "Confidence: 87%\n"
+        "Findings: • intraretinal fluid\n"
+        "Recommendation: Refer to retina clinic\n"
+        "Explanation: Cysts in the outer plexiform layer.\n"
+        "Preliminary: a clinician has not validated this result yet.\n\n" + provenance
+    )
+    assert view.notice.isVisibleTo(view)
     page = gui.patient_page
     qtbot.waitUntil(lambda: page.status.text() == "Critical")  # abnormal finding
     assert page.stepper.current_name() == "Validation"
