@@ -52,7 +52,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gui_stall import TickRecorder, log, pump, seed_patients, wait_for
+from gui_stall import TickRecorder, load_model, log, pump, seed_patients, wait_for
 from machine_probe import machine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,7 +84,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from ophthai_desktop.bootstrap import build_application
     from ophthai_desktop.core import events as ev
-    from ophthai_desktop.core.inference import ModelState
     from ophthai_desktop.core.settings import Settings
     from ophthai_desktop.desktop import Desktop, qt_application, settle_memory
     from tests.support.tiny_checkpoint import build_tiny_qwen25vl
@@ -115,13 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         assert target is not None
         session.patients.open_patient(target)
         wait_for(qt_app, lambda: session.patient_page.patient is not None, 30, "the page")
-        application.worker.request_load()
-        wait_for(
-            qt_app,
-            lambda: application.engine.status().state is ModelState.READY,
-            300,
-            "the model",
-        )
+        load_model(qt_app, application)
 
         log("recording one real analysis of the shown patient")
         recorded: list[ev.Event] = []

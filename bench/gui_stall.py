@@ -173,6 +173,16 @@ def wait_for(qt_app: Any, predicate: Callable[[], bool], timeout_s: float, what:
         raise SystemExit(f"gui_stall: timed out waiting for {what}")
 
 
+def load_model(qt_app: Any, application: Any) -> None:
+    """Have the inference worker load the model; run the event loop until it is ready."""
+    from ophthai_desktop.core.inference import ModelState
+
+    application.worker.request_load()
+    wait_for(
+        qt_app, lambda: application.engine.status().state is ModelState.READY, 300, "the model"
+    )
+
+
 def seed_patients(application: Any, count: int) -> None:
     """``count`` patients in one transaction (the list and the API page through them)."""
     from ophthai_desktop.core.storage import models as m
@@ -292,7 +302,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.api_in_child = args.api_in_child or args.analyses_in_child
 
     from ophthai_desktop.bootstrap import build_application
-    from ophthai_desktop.core.inference import ModelState
     from ophthai_desktop.core.settings import Settings
     from ophthai_desktop.desktop import Desktop, qt_application, settle_memory
     from tests.support.tiny_checkpoint import build_tiny_qwen25vl
@@ -357,13 +366,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 qt_app, lambda: application.jobs.list_jobs(state="done").total > 0, 300, "the model"
             )
         else:
-            application.worker.request_load()
-            wait_for(
-                qt_app,
-                lambda: application.engine.status().state is ModelState.READY,
-                300,
-                "the model",
-            )
+            load_model(qt_app, application)
         model_load = summary(recorder.stop())
         if not args.no_gc_freeze:
             settle_memory()

@@ -3,7 +3,6 @@ worker (loads the model on first use) → streamed deltas → stored analysis.""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from tests.conftest import make_settings
 from tests.support.images import png_bytes
+from tests.support.jobs import wait_for_outcome
 
 
 @pytest.fixture
@@ -37,12 +37,7 @@ def test_queued_analysis_completes_with_the_tiny_model(tiny_app: Application) ->
         {"name": "Tiny"}, actor=actor, image=NewImage(png_bytes((64, 48)), modality="OCT")
     )
     job = tiny_app.jobs.queue_patient_analysis(patient.id, actor=actor)
-    deadline = time.monotonic() + 120
-    while tiny_app.jobs.get_job(job.id).state in ("queued", "running"):
-        assert time.monotonic() < deadline, "the analysis did not finish"
-        time.sleep(0.05)
-
-    outcome = tiny_app.jobs.outcome(job.id)
+    outcome = wait_for_outcome(tiny_app, job.id)
     assert outcome.job.state == "done", outcome.job.error
     analysis = outcome.analysis
     assert analysis is not None

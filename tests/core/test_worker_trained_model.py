@@ -3,7 +3,6 @@ worker → streamed deltas → stored, parsed analysis → critical patient and 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from tests.conftest import make_settings
 from tests.support.images import png_bytes
+from tests.support.jobs import wait_for_outcome
 from tests.support.tiny_checkpoint import TRAINED_ANSWER, TRAINED_MAX_PIXELS, TRAINED_REASONING
 
 
@@ -43,12 +43,7 @@ def test_trained_model_result_is_stored_and_raises_the_alarm(trained_app: Applic
         {"name": "Trained"}, actor=actor, image=NewImage(png_bytes((96, 72)), modality="OCT")
     )
     job = trained_app.jobs.queue_patient_analysis(patient.id, actor=actor)
-    deadline = time.monotonic() + 60
-    while trained_app.jobs.get_job(job.id).state in ("queued", "running"):
-        assert time.monotonic() < deadline, "the analysis did not finish"
-        time.sleep(0.02)
-
-    outcome = trained_app.jobs.outcome(job.id)
+    outcome = wait_for_outcome(trained_app, job.id, timeout_s=60)
     assert outcome.job.state == "done", outcome.job.error
     analysis = outcome.analysis
     assert analysis is not None

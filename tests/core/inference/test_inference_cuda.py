@@ -14,7 +14,6 @@ check image a training stopping condition, and has not run on a GPU since.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.settings import Settings
 from tests.support.images import png_bytes
+from tests.support.jobs import wait_for_outcome
 from tests.support.tiny_checkpoint import TRAINED_MAX_PIXELS
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -218,11 +218,7 @@ def test_an_analysis_runs_through_the_worker_on_the_gpu(
             image=NewImage(png_bytes((96, 72)), modality="OCT"),
         )
         job = application.jobs.queue_patient_analysis(patient.id, actor=actor)
-        deadline = time.monotonic() + 120
-        while application.jobs.get_job(job.id).state in ("queued", "running"):
-            assert time.monotonic() < deadline, "the analysis did not finish"
-            time.sleep(0.02)
-        outcome = application.jobs.outcome(job.id)
+        outcome = wait_for_outcome(application, job.id)
     finally:
         application.close()
 
