@@ -43,6 +43,17 @@ def test_lifecycle(app_services: Application, actor: Actor) -> None:
     ]
 
 
+def test_marking_all_read_with_none_unread_announces_nothing(
+    app_services: Application, actor: Actor
+) -> None:
+    seen: list[ev.Event] = []
+    app_services.bus.subscribe(seen.append)
+
+    assert app_services.notifications.mark_all_read(actor=actor) == 0
+
+    assert seen == []
+
+
 def test_unknown_patient_is_not_found_and_nothing_is_stored(
     app_services: Application, actor: Actor
 ) -> None:

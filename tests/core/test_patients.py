@@ -130,6 +130,26 @@ def test_update_and_delete_cascade(app_services: Application, actor: Actor) -> N
         service.delete_patient(patient.id, actor=actor)
 
 
+def test_an_update_that_changes_nothing_announces_nothing(
+    app_services: Application, actor: Actor
+) -> None:
+    service = app_services.patients
+    patient = service.create_patient(
+        {"name": "Same", "age": 50, "symptoms": ["floaters"]}, actor=actor
+    )
+    events = _collect(app_services)
+
+    same = service.update_patient(
+        patient.id, {"name": "Same", "age": 50, "symptoms": ["floaters"]}, actor=actor
+    )
+
+    assert events == []
+    assert same.updated_at == patient.updated_at
+    changed = service.update_patient(patient.id, {"name": "Same", "age": 51}, actor=actor)
+    assert [type(e) for e in events] == [ev.PatientUpdated]
+    assert changed.age == 51 and changed.updated_at > patient.updated_at
+
+
 def test_shared_image_survives_deleting_one_patient(
     app_services: Application, actor: Actor
 ) -> None:

@@ -152,7 +152,8 @@ class NotificationService:
             )
             count = int(getattr(result, "rowcount", 0) or 0)
             AuditService.record(session, actor, "update", "notification", "*", {"read": count})
-        self._bus.publish(NotificationsAllRead(count))
+        if count:  # none were unread: nothing for anyone to refresh
+            self._bus.publish(NotificationsAllRead(count))
         return count
 
     def delete_notification(self, notification_id: int, *, actor: Actor) -> None:

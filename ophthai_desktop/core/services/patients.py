@@ -272,6 +272,8 @@ class PatientService:
         parsed = _client_result(ai_result) if ai_result is not None else None
         with self._db.session() as session:
             row = self._get(session, patient_id)
+            # Only what differs: a client sending the record back changes nothing.
+            values = {key: value for key, value in values.items() if getattr(row, key) != value}
             for key, value in values.items():
                 setattr(row, key, value)
             if verdict_given and verdict != row.validation_status:
@@ -299,7 +301,8 @@ class PatientService:
             )
             session.flush()
             record = self.records_in(session, [row])[0]
-        self._bus.publish(PatientUpdated(record))
+        if changed:
+            self._bus.publish(PatientUpdated(record))
         if scan:
             self._bus.publish(ScanIngested(scan))
         return record
