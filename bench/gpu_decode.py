@@ -268,6 +268,7 @@ def main() -> int:
         "runs": args.runs,
         "build_s": round(build_s, 1),
         "peak_memory_bytes": torch.cuda.max_memory_allocated(torch.device(device)),
+        "peak_reserved_bytes": torch.cuda.max_memory_reserved(torch.device(device)),
         # The engine's load-time check, on the same configuration: does it count the
         # parameters right, and does its estimate cover what one analysis really took?
         "engine_parameter_count_from_config": counted,

@@ -348,11 +348,12 @@ def train_tiny_answerer(
 ) -> Path:
     """Build the tiny checkpoint at ``path`` and train it to always answer one fixed text.
 
-    Training is deterministic (fixed seeds; every step is one full batch of ten engine
-    inputs: five image sizes, noise/flat/grey images, four modality hints; AdamW at
-    lr 1e-2). It stops, after ~120 steps (~40 s on two cores), once teacher-forced
-    greedy predictions win by a logit margin on every training input and greedy
-    ``model.generate`` (with the checkpoint's repetition penalty) writes
+    Training is deterministic on one machine: fixed seeds, and every step is one full
+    batch of ten engine inputs (five image sizes, noise/flat/grey images, four modality
+    hints; AdamW at lr 1e-2). The float results, and so the steps it takes, differ with
+    the CPU and the thread count. It stops, after ~120 steps (~40 s on two cores), once
+    teacher-forced greedy predictions win by a logit margin on every training input and
+    greedy ``model.generate`` (with the checkpoint's repetition penalty) writes
     :data:`TRAINED_OUTPUT` for three noise images of sizes not trained on and for the
     flat image of the final check. The float32 weights are saved with
     ``save_pretrained``, then the engine loads the folder on the CPU and analyses that

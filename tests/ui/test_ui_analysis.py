@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import QDateTime, QEvent, QObject
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
+from ophthai_desktop.core.errors import StorageError
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.ui.session import GuiSession
@@ -52,8 +54,12 @@ def test_tiny_model_streams_then_shows_the_parse_failure(
     assert view.card.raw.isVisibleTo(view.card)
     assert view.card.raw.toPlainText() == (analysis.answer_text or "(the model wrote no answer)")
     view.card.copy.click()
+    qtbot.waitUntil(lambda: view.card.copy.text() == "Copied")
     copied = QGuiApplication.clipboard().text()
-    assert copied.startswith(f"Patient {patient.id}\nThe model's answer could not be read [")
+    assert copied.startswith(
+        f"OphthAI analysis #{analysis.id} of patient {patient.id} ({analysis.model_id})\n"
+        "The model's answer could not be read ["
+    )
     assert view.card.raw.toPlainText() in copied and "Device: cpu · float32 · none" in copied
     assert view.reasoning.toPlainText().strip() == analysis.reasoning_text.strip()
     assert view.state.property("kind") == "error"
@@ -64,6 +70,27 @@ def test_tiny_model_streams_then_shows_the_parse_failure(
     # The patient's new step comes with PatientUpdated, published just after
     # AnalysisFinished (which showed the card): it may be delivered a moment later.
     qtbot.waitUntil(lambda: gui.patient_page.stepper.current_name() == "Validation")
+
+
+def test_a_copy_that_cannot_be_recorded_copies_nothing(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gui = make_gui(engine=ScriptedEngine(DME))
+    view = gui.analysis_view
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise StorageError("the database is locked")
+
+    monkeypatch.setattr(gui.application.audit, "record_action", refuse)
+    QGuiApplication.clipboard().setText("what was there")
+    view.card.copy.click()
+
+    qtbot.waitUntil(lambda: "the database is locked" in view.notice.text())
+    assert QGuiApplication.clipboard().text() == "what was there"
+    assert view.card.copy.text() == "Copy result"
 
 
 def test_a_parsed_result_is_validated_and_scheduled(qtbot: QtBot, make_gui: Maker) -> None:
@@ -95,8 +122,11 @@ def test_a_parsed_result_is_validated_and_scheduled(qtbot: QtBot, make_gui: Make
     assert "Model: scripted" in provenance and "Prompt version: test-v1" in provenance
     assert "Device: cpu · float32 · none" in provenance
     card.copy.click()  # for the clinician's notes: what the card says, and where from
+    qtbot.waitUntil(lambda: card.copy.text() == "Copied")
+    shown = view.analysis
+    assert shown is not None
     assert QGuiApplication.clipboard().text() == (
-        f"Patient {patient_id}\n"
+        f"OphthAI analysis #{shown.id} of patient {patient_id} (scripted)\n"
         "Diabetic Macular Edema [PRELIMINARY]\n"
         "Confidence: 87%\n"
         "Findings: • intraretinal fluid\n"
@@ -104,7 +134,13 @@ def test_a_parsed_result_is_validated_and_scheduled(qtbot: QtBot, make_gui: Make
         "Explanation: Cysts in the outer plexiform layer.\n"
         "Preliminary: a clinician has not validated this result yet.\n\n" + provenance
     )
-    assert view.notice.isVisibleTo(view)
+    mime = QGuiApplication.clipboard().mimeData()
+    assert mime.data("x-kde-passwordManagerHint").data() == b"secret"  # kept out of history
+    exports = gui.application.audit.list_events(entity_type="analysis", entity_id=str(shown.id))
+    assert [(e.action, e.actor, e.details) for e in exports.items] == [
+        ("export", "Dr. Test", {"patient_id": patient_id, "to": "clipboard"})
+    ]
+    qtbot.waitUntil(lambda: card.copy.text() == "Copy result", timeout=5_000)
     page = gui.patient_page
     qtbot.waitUntil(lambda: page.status.text() == "Critical")  # abnormal finding
     assert page.stepper.current_name() == "Validation"

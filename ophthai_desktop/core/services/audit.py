@@ -40,6 +40,18 @@ class AuditService:
             m.AuditEvent(**AuditService.values(actor, action, entity_type, entity_id, details))
         )
 
+    def record_action(
+        self,
+        actor: Actor,
+        action: str,
+        entity_type: str,
+        entity_id: str | int,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Record an action that changes no record (an export, say) on its own."""
+        with self._db.session() as session:
+            self.record(session, actor, action, entity_type, entity_id, details)
+
     @staticmethod
     def values(
         actor: Actor,

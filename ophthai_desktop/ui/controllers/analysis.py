@@ -11,6 +11,7 @@ from PySide6.QtCore import QObject, Slot
 
 from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
 from ophthai_desktop.core.records import AnalysisRecord, JobRecord, Page, PatientRecord
+from ophthai_desktop.ui.clipboard import copy_private
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController
 from ophthai_desktop.ui.messages import describe
@@ -81,6 +82,7 @@ class AnalysisController(QObject):
         window.analyse_action.triggered.connect(self.analyse)
         view.validate_requested.connect(self.validate)
         view.schedule_requested.connect(self.schedule)
+        view.copy_requested.connect(self.copy_result)
         bridge = ctx.bridge
         bridge.analysis_queued.connect(self._on_bridge_analysis_queued)
         bridge.analysis_started.connect(self._on_bridge_analysis_started)
@@ -281,6 +283,31 @@ class AnalysisController(QObject):
                 notes=notes.strip() or None,
                 analysis_id=shown,
                 actor=self._ctx.actor,
+            ),
+            done,
+            lambda exc: self._view.show_notice(describe(exc), "error"),
+        )
+
+    @Slot()
+    def copy_result(self) -> None:
+        """Put the shown result on the clipboard once the export is in the audit log (a
+        failed record copies nothing and says why)."""
+        analysis = self._view.analysis
+        if analysis is None:
+            return
+        text = self._view.result_text()
+
+        def done(_none: None) -> None:
+            copy_private(text)
+            self._view.show_copied()
+
+        self._ctx.tasks.submit(
+            lambda: self._app.audit.record_action(
+                self._ctx.actor,
+                "export",
+                "analysis",
+                analysis.id,
+                {"patient_id": analysis.patient_id, "to": "clipboard"},
             ),
             done,
             lambda exc: self._view.show_notice(describe(exc), "error"),

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from PySide6.QtCore import QDateTime, Qt, QTime, Signal, Slot
-from PySide6.QtGui import QGuiApplication, QTextCursor
+from PySide6.QtCore import QDateTime, Qt, QTime, QTimer, Signal, Slot
+from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import (
     QDateTimeEdit,
     QFormLayout,
@@ -34,6 +34,9 @@ from ophthai_desktop.ui.views.style import set_style_property, set_text
 
 #: The widest token count the progress label is sized for.
 PROGRESS_WIDEST = "999,999 tokens"
+COPY_TEXT = "Copy result"
+#: How long the Copy result button says "Copied".
+COPIED_MS = 2000
 
 
 def _wrapping(text: str = "", name: str | None = None) -> QLabel:
@@ -72,8 +75,10 @@ class ResultCard(QFrame):
         self.copy = QToolButton()
         self.copy.setObjectName("copyResult")
         self.copy.setIcon(icon("copy"))
-        self.copy.setText("Copy result")
-        self.copy.setToolTip("Copy the result, its status and provenance as text")
+        self.copy.setText(COPY_TEXT)
+        self.copy.setToolTip(
+            "Copy the result, its status and provenance as text (recorded in the audit log)"
+        )
         self.copy.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.copy.setAutoRaise(True)
         self.raw_label = QLabel("The model's answer, as written:")
@@ -220,11 +225,13 @@ class AnalysisView(QWidget):
         analyse_requested(): "Analyse" was pressed.
         validate_requested(bool approved, str clinician, str notes)
         schedule_requested(object): an aware ``datetime`` for the appointment.
+        copy_requested(): Copy result was pressed.
     """
 
     analyse_requested = Signal()
     validate_requested = Signal(bool, str, str)
     schedule_requested = Signal(object)
+    copy_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -356,7 +363,7 @@ class AnalysisView(QWidget):
         self.approve.clicked.connect(lambda: self._on_verdict(True))
         self.reject.clicked.connect(lambda: self._on_verdict(False))
         self.schedule.clicked.connect(self._on_schedule_clicked)
-        self.card.copy.clicked.connect(self._on_copy_clicked)
+        self.card.copy.clicked.connect(self.copy_requested)
         self.show_empty()
 
     # What the controller shows ---------------------------------------------------------
@@ -462,10 +469,17 @@ class AnalysisView(QWidget):
         return self.provenance.text()
 
     def result_text(self) -> str:
-        """The shown result and its provenance as plain text (what Copy result copies)."""
-        patient = self.analysis.patient_id if self.analysis is not None else None
-        heading = f"Patient {patient}\n" if patient else ""
-        return f"{heading}{self.card.text()}\n\n{self.provenance_text()}"
+        """The shown result and its provenance as plain text (what Copy result copies):
+        which analysis of which patient by which model, then the card and provenance."""
+        a = self.analysis
+        heading = f"OphthAI analysis #{a.id} of patient {a.patient_id} ({a.model_id})" if a else ""
+        return f"{heading}\n{self.card.text()}\n\n{self.provenance_text()}".lstrip("\n")
+
+    def show_copied(self) -> None:
+        """Say on the button, for two seconds, that the result is on the clipboard."""
+        button = self.card.copy
+        button.setText("Copied")
+        QTimer.singleShot(COPIED_MS, button, lambda: button.setText(COPY_TEXT))
 
     # Internals --------------------------------------------------------------------------
 
@@ -483,11 +497,6 @@ class AnalysisView(QWidget):
         self.reasoning_toggle.setArrowType(
             Qt.ArrowType.DownArrow if expanded else Qt.ArrowType.RightArrow
         )
-
-    @Slot()
-    def _on_copy_clicked(self) -> None:
-        QGuiApplication.clipboard().setText(self.result_text())
-        self.notice.show_message("The result was copied to the clipboard.", "info")
 
     @Slot()
     def _on_schedule_clicked(self) -> None:
