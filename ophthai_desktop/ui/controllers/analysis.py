@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from PySide6.QtCore import QObject, Slot
+from PySide6.QtGui import QGuiApplication
 
 from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
 from ophthai_desktop.core.records import AnalysisRecord, JobRecord, Page, PatientRecord
-from ophthai_desktop.ui.clipboard import copy_private
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController
 from ophthai_desktop.ui.messages import describe
@@ -298,7 +298,7 @@ class AnalysisController(QObject):
         text = self._view.result_text()
 
         def done(_none: None) -> None:
-            copy_private(text)
+            QGuiApplication.clipboard().setText(text)
             self._view.show_copied()
 
         self._ctx.tasks.submit(

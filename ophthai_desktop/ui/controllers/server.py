@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from PySide6.QtCore import QObject, QUrl, Signal, Slot
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtGui import QDesktopServices, QGuiApplication
 
 from ophthai_desktop.core.errors import OphthaiError
 from ophthai_desktop.core.settings import check_api_binding
-from ophthai_desktop.ui.clipboard import copy_private
 from ophthai_desktop.ui.context import ApiState, GuiContext
 from ophthai_desktop.ui.messages import describe
 from ophthai_desktop.ui.views.main_window import MainWindow
@@ -183,7 +182,7 @@ class ServerController(QObject):
     @Slot()
     def copy_token(self) -> None:
         if self.token:
-            copy_private(self.token)
+            QGuiApplication.clipboard().setText(self.token)
             if self.dialog is not None:
                 self.dialog.show_hint("Token copied to the clipboard.")
 
