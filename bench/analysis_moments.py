@@ -21,9 +21,9 @@ What it measures
 
     A 5 ms precise ``QTimer`` on the GUI thread records the gaps between its ticks in
     each window (0.25 s for start and finish, 0.45 s for the stream) and, as the
-    baseline, in an ``idle`` window of the same length with no events. Nothing else runs
-    (no API client, no watch folder, the model idle), so a gap over 5 ms is the GUI
-    thread's own work: handlers, layout and painting.
+    baseline, in a 0.25 s ``idle`` window with no events. Nothing else runs (no API
+    client, no watch folder, the model idle), so a gap over 5 ms is the GUI thread's own
+    work: handlers, layout and painting.
 
     Per window and phase: the longest gap (``max_ms``: median and p90 over the cycles)
     and the ticks over 8 ms per cycle. ``gui_stall.py``'s p99 <= 8 ms allows one late
