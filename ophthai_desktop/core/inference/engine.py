@@ -815,6 +815,28 @@ def _missing_files(folder: Path) -> list[str]:
     return missing
 
 
+#: Modules bitsandbytes leaves in bfloat16: the vision tower and the output layer are
+#: small and sensitive. transformers 5 matches a name from the module path's start (or
+#: as its end), so the tower is ``model.visual``; a bare ``visual`` matched nothing and
+#: the tower was quantized too (seen on an H200).
+UNQUANTIZED_MODULES = ["model.visual", "lm_head"]
+
+
+def quantization_config(quantization: str) -> Any:
+    """The ``BitsAndBytesConfig`` for ``"8bit"`` or ``"4bit"`` (NF4, double quantization)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_8bit=quantization == "8bit",
+        load_in_4bit=quantization == "4bit",
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+        llm_int8_skip_modules=list(UNQUANTIZED_MODULES),
+    )
+
+
 def _load_model(folder: Path, model_type: str | None, plan: devices.DevicePlan) -> Any:
     import torch
 
@@ -828,17 +850,7 @@ def _load_model(folder: Path, model_type: str | None, plan: devices.DevicePlan) 
         "use_kernels": False,
     }
     if plan.quantization != "none":
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_8bit=plan.quantization == "8bit",
-            load_in_4bit=plan.quantization == "4bit",
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
-            # The vision tower and the output layer are small and sensitive; keep them bf16.
-            llm_int8_skip_modules=["visual", "lm_head"],
-        )
+        kwargs["quantization_config"] = quantization_config(plan.quantization)
     if plan.device != "cpu":
         kwargs["device_map"] = {"": plan.device}
     model_class: Callable[..., Any]

@@ -6,13 +6,14 @@ Skipped where torch sees no CUDA device, which includes CI. On a GPU machine::
 
 The tiny checkpoints load with ``device_map`` onto the GPU in bfloat16, exactly as
 OctoMed-7B does; memory figures come from the real allocator and ``cudaMemGetInfo``.
-Last run on an NVIDIA H200 (torch 2.11, transformers 5.25): all seven passed, the
-worker test with the trained answer intact in bfloat16 (its checkpoint trained in 14 s
-on that host's CPU).
+Last run on an NVIDIA H200 (torch 2.11, transformers 5.25, bitsandbytes 0.50.2): all
+nine passed, the worker test with the trained answer intact in bfloat16 (its checkpoint
+trained in 14 s on that host's CPU). The quantized tests are skipped without bitsandbytes.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,6 +74,15 @@ def fill_gpu(leave: int) -> list[torch.Tensor]:
         except torch.cuda.OutOfMemoryError:
             size //= 2
     return held
+
+
+def linear_layer_packages(model: Any) -> dict[str, str]:
+    """Each linear layer's name and the package its class comes from (torch or bitsandbytes)."""
+    return {
+        name: type(module).__module__.split(".")[0]
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +201,41 @@ def test_running_out_of_gpu_memory_mid_analysis_is_a_clear_error_and_recoverable
 
     assert "The GPU ran out of memory during the analysis" in refused.value.message
     assert gpu_engine.generate(scan()).completion_tokens == 12
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("bitsandbytes") is None, reason="needs the bitsandbytes package"
+)
+@pytest.mark.parametrize("quantization", ["8bit", "4bit"])
+def test_a_quantized_model_loads_smaller_and_generates_on_the_gpu(
+    tiny_checkpoint: Path, tmp_path: Path, quantization: str
+) -> None:
+    full = InferenceEngine(gpu_settings(tmp_path / "full", model_path=tiny_checkpoint))
+    full_bytes = full.load().used_bytes
+    full.unload()
+    before = allocated()
+    engine = InferenceEngine(
+        gpu_settings(tmp_path / "small", model_path=tiny_checkpoint, quantization=quantization)
+    )
+
+    ready = engine.load()
+    deltas: list[str] = []
+    result = engine.generate(scan(), on_delta=deltas.append)
+
+    assert ready.state is ModelState.READY
+    assert (ready.device, ready.dtype, ready.quantization) == (GPU, "bfloat16", quantization)
+    # Only the text layers are quantized: the vision tower and lm_head stay bfloat16.
+    assert full_bytes is not None and ready.used_bytes is not None
+    assert ready.used_bytes < full_bytes
+    assert result.quantization == quantization and result.completion_tokens == 12
+    assert deltas and "".join(deltas) == result.raw_text
+    kinds = linear_layer_packages(engine._loaded.model)  # what bitsandbytes replaced
+    assert {k for n, k in kinds.items() if n.startswith("model.visual.")} == {"torch"}
+    assert kinds["lm_head"] == "torch"
+    assert {k for n, k in kinds.items() if ".language_model." in n} == {"bitsandbytes"}
+    engine.unload()
+    # All of the model is given back; bitsandbytes keeps its NF4 code table (1 KiB seen).
+    assert allocated() - before <= 4096
 
 
 def test_an_analysis_runs_through_the_worker_on_the_gpu(

@@ -204,6 +204,33 @@ def test_quantization_on_cpu_is_refused(tiny_checkpoint: Path, tmp_path: Path) -
     assert engine.status().state is ModelState.ERROR
 
 
+@pytest.mark.parametrize("quantization", ["8bit", "4bit"])
+def test_quantization_leaves_the_vision_tower_and_output_layer_unquantized(
+    tiny_checkpoint: Path, quantization: str
+) -> None:
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+    from transformers.quantizers.quantizers_utils import should_convert_module
+
+    from ophthai_desktop.core.inference.engine import quantization_config
+
+    config = quantization_config(quantization)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(tiny_checkpoint))
+    linear = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+
+    # Read the way the installed transformers reads the skip list when it quantizes.
+    converted = {n for n in linear if should_convert_module(n, config.llm_int8_skip_modules)}
+
+    vision = {n for n in linear if n.startswith("model.visual.")}
+    assert vision and "lm_head" in linear
+    assert converted == set(linear) - vision - {"lm_head"}
+    assert any(n.startswith("model.language_model.layers.") for n in converted)
+    assert (config.load_in_8bit, config.load_in_4bit) == (
+        quantization == "8bit",
+        quantization == "4bit",
+    )
+
+
 def test_unavailable_cuda_is_refused(tiny_checkpoint: Path, tmp_path: Path) -> None:
     import torch
 
