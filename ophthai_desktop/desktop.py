@@ -27,6 +27,7 @@ from ophthai_desktop.ui.context import ApiState
 from ophthai_desktop.ui.controllers.server import LAN_HOST, ServerControl, ServerOptions
 from ophthai_desktop.ui.priority import lower_current_thread_priority
 from ophthai_desktop.ui.session import GuiSession
+from ophthai_desktop.ui.single_instance import InstanceServer, ask_to_show, server_name
 
 if TYPE_CHECKING:
     from PySide6.QtCore import QLockFile
@@ -47,6 +48,19 @@ SETTLE_AFTER_MS = 3000
 
 #: The file in the data folder that :func:`instance_lock` holds.
 INSTANCE_LOCK = "ophthai-desktop.lock"
+#: How long a launch waits for a window on its data folder that does not answer (it is
+#: closing: stopping a running analysis and the server can take ~15 s) to let go.
+CLOSING_WAIT_S = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class DataFolderClaim:
+    """What :func:`claim_data_folder` got: the lock held, or the running window shown,
+    or why neither."""
+
+    lock: QLockFile | None = None
+    shown_elsewhere: bool = False
+    refusal: str = ""
 
 
 class Desktop:
@@ -242,10 +256,51 @@ def _refuse_start(qt_app: QApplication, message: str) -> int:
     return 1
 
 
-def run(data_dir: Path | None = None) -> int:
-    """``ophthai`` without a command: run the desktop app until it is quit."""
+def claim_data_folder(data_dir: Path, *, wait_s: float = CLOSING_WAIT_S) -> DataFolderClaim:
+    """Take the data folder's instance lock, or find the window that holds it.
+
+    When another window holds the lock, it is asked to come to the front; if it does
+    not answer (it is closing, or hung), the lock is waited for up to ``wait_s``.
+    """
     from PySide6.QtCore import QLockFile
 
+    try:
+        lock = instance_lock(data_dir)
+    except OSError as exc:
+        return DataFolderClaim(refusal=f"the data folder cannot be created ({exc.strerror})")
+    if lock.tryLock(0):
+        return DataFolderClaim(lock=lock)
+    if lock.error() is not QLockFile.LockError.LockFailedError:  # not another holder
+        return DataFolderClaim(
+            refusal=f"the data folder's lock file cannot be written ({lock.error().name})"
+        )
+    pid = lock.getLockInfo()[0]
+    if ask_to_show(server_name(data_dir)):
+        log.info(
+            "OphthAI is already open on this data folder (process %s); its window was "
+            "brought to the front",
+            pid,
+        )
+        return DataFolderClaim(shown_elsewhere=True)
+    log.info(
+        "OphthAI on this data folder (process %s) did not answer; waiting up to %g s "
+        "for it to finish closing",
+        pid,
+        wait_s,
+    )
+    if lock.tryLock(int(wait_s * 1000)):
+        return DataFolderClaim(lock=lock)
+    return DataFolderClaim(
+        refusal=(
+            f"OphthAI is already open on this data folder (process {pid}) and did not "
+            f"answer or close within {wait_s:g} s; switch to that window, or quit it "
+            "first."
+        )
+    )
+
+
+def run(data_dir: Path | None = None) -> int:
+    """``ophthai`` without a command: run the desktop app until it is quit."""
     settings = Settings(**({"data_dir": data_dir} if data_dir is not None else {}))  # type: ignore[arg-type]
     logging.basicConfig(
         level=logging.DEBUG if settings.debug else getattr(logging, settings.log_level.upper(), 20),
@@ -254,33 +309,31 @@ def run(data_dir: Path | None = None) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
     qt_app = qt_application()
+    claim = claim_data_folder(settings.data_dir)
+    if claim.shown_elsewhere:
+        return 0
+    if claim.lock is None:
+        return _refuse_start(qt_app, claim.refusal)
+    # Listening before the services are built: a second launch meanwhile gets its
+    # answer once the window's loop runs, instead of waiting for the lock.
+    listener = InstanceServer(server_name(settings.data_dir))
+    listener.listen()
     try:
-        lock = instance_lock(settings.data_dir)
-    except OSError as exc:
-        return _refuse_start(qt_app, f"the data folder cannot be created ({exc.strerror})")
-    if not lock.tryLock(0):
-        if lock.error() is not QLockFile.LockError.LockFailedError:  # not another holder
-            return _refuse_start(
-                qt_app, f"the data folder's lock file cannot be written ({lock.error().name})"
-            )
-        pid = lock.getLockInfo()[0]
-        return _refuse_start(
-            qt_app,
-            f"OphthAI is already open on this data folder (process {pid}); switch to that "
-            "window, or quit it first.",
-        )
-    try:
-        status, worker_running = _run_window(settings, qt_app)
+        status, worker_running = _run_window(settings, qt_app, listener)
     finally:
-        lock.unlock()
+        listener.close()
+        claim.lock.unlock()
     if worker_running:
         exit_now(status)
     return status
 
 
-def _run_window(settings: Settings, qt_app: QApplication) -> tuple[int, bool]:
+def _run_window(
+    settings: Settings, qt_app: QApplication, listener: InstanceServer
+) -> tuple[int, bool]:
     """Run the window until it is quit: the exit status, and whether the inference
-    worker's thread is still running (see :func:`exit_now`)."""
+    worker's thread is still running (see :func:`exit_now`). ``listener`` brings the
+    window forward for later launches until the window starts closing."""
     from PySide6.QtCore import QTimer
 
     try:
@@ -306,11 +359,13 @@ def _run_window(settings: Settings, qt_app: QApplication) -> tuple[int, bool]:
     desktop.session.bridge.model_state_changed.connect(
         lambda state, _message, _progress: settle_memory() if state == "ready" else None
     )
+    listener.show_requested.connect(desktop.session.show_window)
     try:
         desktop.start()
         status = qt_app.exec()
     finally:
         wakeup.stop()
+        listener.close()  # closing: a launch from now on waits for the lock
         desktop.shutdown()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -17,7 +17,7 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.worker import LOAD_STOP_WAIT_S
-from ophthai_desktop.desktop import INSTANCE_LOCK, instance_lock
+from ophthai_desktop.desktop import INSTANCE_LOCK
 from ophthai_desktop.ui.session import GuiSession
 from tests.support.scripted_engine import NORMAL, ScriptedEngine
 from tests.ui.conftest import Maker, seed_patients
@@ -289,33 +289,6 @@ def test_quitting_the_app_during_a_model_load_exits_promptly_and_cleanly(
     assert status == 0, rest
     assert "exiting without waiting for the inference worker" in rest
     assert took < 15, took
-
-
-def test_a_second_window_on_the_same_data_folder_is_refused(tmp_path: Path) -> None:
-    """Two windows on one folder would both watch its watch folder, and the second
-    would put the first one's running analysis back in the queue as it started."""
-    data = tmp_path / "data"
-    held = instance_lock(data)
-    assert held.tryLock(0)  # this process stands in for the first window
-    try:
-        second = subprocess.run(
-            [sys.executable, "-m", "ophthai_desktop", "--data-dir", str(data)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={
-                **os.environ,
-                "XDG_CONFIG_HOME": str(tmp_path / "config"),
-                "QT_QPA_PLATFORM": "offscreen",
-                "OPHTHAI_API_PORT": "0",
-            },
-        )
-    finally:
-        held.unlock()
-    assert second.returncode == 1
-    assert f"already open on this data folder (process {os.getpid()})" in second.stderr
-    assert "desktop window shown" not in second.stderr
 
 
 def test_a_lock_left_by_a_killed_window_does_not_keep_the_app_out(tmp_path: Path) -> None:

@@ -1,0 +1,214 @@
+"""One window per data folder: a second launch brings the running window to the front,
+waits for one that is closing, and is refused by one that never lets go."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pytestqt.qtbot import QtBot
+
+from ophthai_desktop.desktop import claim_data_folder, instance_lock
+from ophthai_desktop.ui.session import GuiSession
+from ophthai_desktop.ui.single_instance import InstanceServer, ask_to_show, server_name
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def app_environment(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "QT_QPA_PLATFORM": "offscreen",
+        "OPHTHAI_API_ENABLED": "false",
+    }
+
+
+def launch(data: Path, tmp_path: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ophthai_desktop", "--data-dir", str(data)],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=app_environment(tmp_path),
+    )
+
+
+def read_until(process: subprocess.Popen[str], marker: str) -> list[str]:
+    """The app's stderr lines up to and including the first with ``marker``."""
+    assert process.stderr is not None
+    seen: list[str] = []
+    for line in process.stderr:
+        seen.append(line)
+        if marker in line:
+            return seen
+    pytest.fail(f"the app ended before {marker!r}:\n{''.join(seen)}")
+
+
+def terminate(process: subprocess.Popen[str]) -> str:
+    """SIGTERM, then the rest of its stderr."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        _, rest = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return rest
+
+
+@pytest.fixture
+def listener(qtbot: QtBot, tmp_path: Path) -> Iterator[InstanceServer]:
+    server = InstanceServer(server_name(tmp_path / "data"))
+    assert server.listen()
+    yield server
+    server.close()
+
+
+#: A second launch, as another process: its blocking socket calls hold this process's
+#: interpreter lock, so from a thread here the listener (Python slots) could not answer.
+SECOND_LAUNCH = """
+import sys
+from PySide6.QtCore import QCoreApplication
+from PySide6.QtNetwork import QLocalSocket
+from ophthai_desktop.ui.single_instance import ask_to_show
+app = QCoreApplication([])
+name, data = sys.argv[1], sys.argv[2].encode()
+if data == b"ask":
+    print(ask_to_show(name))
+else:
+    socket = QLocalSocket()
+    socket.connectToServer(name)
+    assert socket.waitForConnected(2000)
+    socket.write(data)
+    socket.flush()
+    socket.waitForDisconnected(3000)
+    print(repr(bytes(socket.readAll().data())))
+"""
+
+
+def second_launch(qtbot: QtBot, name: str, data: str = "ask") -> str:
+    """Run :data:`SECOND_LAUNCH` while this process's Qt loop runs; what it printed."""
+    with subprocess.Popen(
+        [sys.executable, "-c", SECOND_LAUNCH, name, data],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        qtbot.waitUntil(lambda: process.poll() is not None, timeout=30_000)
+        out, err = process.communicate()
+    assert process.returncode == 0, err
+    return out.strip()
+
+
+def test_the_socket_name_is_per_folder_and_says_nothing_of_it(tmp_path: Path) -> None:
+    first, second = server_name(tmp_path / "a"), server_name(tmp_path / "b")
+    assert first != second
+    assert first == server_name(tmp_path / "x" / ".." / "a")  # the same folder
+    assert str(tmp_path.name) not in first and first.startswith("ophthai-desktop-")
+
+
+def test_asking_brings_a_hidden_window_to_the_front(
+    qtbot: QtBot, gui: GuiSession, listener: InstanceServer
+) -> None:
+    listener.show_requested.connect(gui.show_window)
+    gui.window.hide()  # in the tray, say
+
+    assert second_launch(qtbot, listener.name) == "True"
+    assert gui.window.isVisible()
+
+
+def test_nobody_listening_or_a_closed_listener_answers_no(
+    qtbot: QtBot, listener: InstanceServer
+) -> None:
+    asked: list[bool] = []
+    listener.show_requested.connect(lambda: asked.append(True))
+    listener.close()  # the window started closing
+
+    started = time.monotonic()
+    assert ask_to_show(listener.name) is False
+    assert ask_to_show(server_name(Path("/nowhere"))) is False
+    assert time.monotonic() - started < 2
+    assert asked == []
+
+
+def test_anything_but_the_one_line_is_not_a_request(qtbot: QtBot, listener: InstanceServer) -> None:
+    asked: list[bool] = []
+    listener.show_requested.connect(lambda: asked.append(True))
+
+    assert second_launch(qtbot, listener.name, "quit\n") == "b''"
+    assert second_launch(qtbot, listener.name, "x" * 4096) == "b''"
+    assert second_launch(qtbot, listener.name) == "True"  # still answers a real request
+    assert asked == [True]
+
+
+def test_a_window_that_never_lets_go_is_refused_after_the_wait(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    held = instance_lock(data)
+    assert held.tryLock(0)  # this process stands in for a hung window (nobody listens)
+    try:
+        started = time.monotonic()
+        claim = claim_data_folder(data, wait_s=0.5)
+        waited = time.monotonic() - started
+    finally:
+        held.unlock()
+
+    assert claim.lock is None and not claim.shown_elsewhere
+    assert f"already open on this data folder (process {os.getpid()})" in claim.refusal
+    assert "did not answer or close within 0.5 s" in claim.refusal
+    assert 0.5 <= waited < 5
+
+
+def test_a_second_launch_brings_the_running_window_forward_and_ends(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = launch(data, tmp_path)
+    try:
+        read_until(first, "desktop window shown")
+
+        second = subprocess.run(
+            [sys.executable, "-m", "ophthai_desktop", "--data-dir", str(data)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=app_environment(tmp_path),
+        )
+    finally:
+        rest = terminate(first)
+
+    assert second.returncode == 0, second.stderr
+    assert "its window was brought to the front" in second.stderr
+    assert "desktop window shown" not in second.stderr
+    assert "a second launch on this data folder asked for the window" in rest
+    assert first.returncode == 0, rest
+
+
+def test_a_launch_while_the_window_closes_waits_for_it_then_starts(tmp_path: Path) -> None:
+    """A window that is closing has stopped listening but still holds the lock (a
+    running analysis and the server can take seconds to stop)."""
+    data = tmp_path / "data"
+    held = instance_lock(data)
+    assert held.tryLock(0)  # this process stands in for the closing window
+    release = threading.Timer(2.0, held.unlock)
+    release.start()
+    started = time.monotonic()
+    second = launch(data, tmp_path)
+    try:
+        seen = read_until(second, "desktop window shown")
+        took = time.monotonic() - started
+    finally:
+        release.cancel()
+        held.unlock()
+        rest = terminate(second)
+
+    assert any("did not answer; waiting up to 30 s" in line for line in seen), "".join(seen)
+    assert took >= 2.0
+    assert second.returncode == 0, rest
