@@ -126,7 +126,7 @@ class GuiSession(QObject):
             ctx, self.window, self.notifications_panel, self.patients, self.tray
         )
         self.jobs = JobsController(ctx, self.window, self.jobs_panel, self.patients)
-        self.status = StatusController(ctx, self.window, self.tray)
+        self.status = StatusController(ctx, self.window, self.tray, alert=self.notifications.alert)
         self.settings_controller = SettingsController(ctx, self.window)
         self.model_manager = ModelManagerController(ctx, self.window)
         self.server = ServerController(ctx, self.window, server)
@@ -242,7 +242,6 @@ class GuiSession(QObject):
                 self.tray.notify(
                     "OphthAI is still running",
                     "Analyses and the watch folder carry on. Quit from the tray menu.",
-                    critical=False,
                 )
             return False
         self._quitting = True

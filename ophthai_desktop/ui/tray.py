@@ -1,4 +1,5 @@
-"""The system-tray icon: Show, Pause watch folder, Quit, and critical notifications."""
+"""The system-tray icon: Show, Pause watch folder, Quit, and messages (critical findings,
+watch-folder files not taken in)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,12 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
 from ophthai_desktop.ui.resources import icon
+
+MESSAGE_ICONS = {
+    "info": QSystemTrayIcon.MessageIcon.Information,
+    "warning": QSystemTrayIcon.MessageIcon.Warning,
+    "critical": QSystemTrayIcon.MessageIcon.Critical,
+}
 
 
 class TrayIcon(QObject):
@@ -49,13 +56,10 @@ class TrayIcon(QObject):
     def hide(self) -> None:
         self.icon.hide()
 
-    def notify(self, title: str, text: str, *, critical: bool) -> None:
-        kind = (
-            QSystemTrayIcon.MessageIcon.Critical
-            if critical
-            else QSystemTrayIcon.MessageIcon.Information
-        )
-        self.icon.showMessage(title, text, kind, 10_000)
+    def notify(self, title: str, text: str, *, kind: str = "info") -> None:
+        """A message from the tray icon; ``kind`` is ``info``, ``warning`` or ``critical``."""
+        icon_kind = MESSAGE_ICONS.get(kind, QSystemTrayIcon.MessageIcon.Information)
+        self.icon.showMessage(title, text, icon_kind, 10_000)
 
     def _on_icon_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
         if reason == QSystemTrayIcon.ActivationReason.Trigger:

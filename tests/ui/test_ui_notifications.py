@@ -110,3 +110,32 @@ def test_watch_folder_files_show_up_live(qtbot: QtBot, make_gui: Maker, tmp_path
     assert gui.window.pause_watch_action.isChecked()
     gui.window.pause_watch_action.trigger()
     qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running")
+
+
+def test_watch_folder_files_not_taken_in_are_one_warning_each_moment(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path
+) -> None:
+    application = build_watch_app(tmp_path / "watch", model_path=tmp_path / "none")
+    gui = make_gui(application=application)
+    qtbot.waitUntil(
+        lambda: gui.window.status.watcher.text() == "Watch folder: running", timeout=10_000
+    )
+    folder = application.watcher.folder
+    toast = gui.window.toast
+
+    (folder / "notes.jpg").write_text("not an image", encoding="utf-8")
+
+    qtbot.waitUntil(toast.isVisible, timeout=15_000)
+    assert toast.property("kind") == "warning"
+    assert toast.text().startswith("Watch folder: a file was not taken in: notes.jpg: ")
+    assert "in the failed folder with its reason" in toast.text()
+    toast.hide()
+
+    for i in range(5):  # a burst of bad files: one alert, not five
+        (folder / f"bad_{i}.png").write_bytes(b"")
+    qtbot.waitUntil(toast.isVisible, timeout=15_000)
+    qtbot.waitUntil(lambda: gui.notifications_panel.model.rowCount() == 6, timeout=15_000)
+
+    assert toast.text().startswith("Watch folder: 5 files were not taken in: ")
+    assert toast.text().count("bad_") == 3 and "and 2 more" in toast.text()
+    assert gui.patient_list.model.rowCount() == 0

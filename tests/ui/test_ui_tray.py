@@ -53,9 +53,9 @@ def test_critical_notifications_go_to_the_tray(
 ) -> None:
     gui = make_gui(tray=True)
     assert gui.tray is not None
-    shown: list[tuple[str, str, bool]] = []
+    shown: list[tuple[str, str, str]] = []
     monkeypatch.setattr(
-        gui.tray, "notify", lambda title, text, *, critical: shown.append((title, text, critical))
+        gui.tray, "notify", lambda title, text, *, kind: shown.append((title, text, kind))
     )
     # The info one first: events arrive in order, so once the critical one has been
     # shown the info one has been handled (and must not have reached the tray).
@@ -64,7 +64,7 @@ def test_critical_notifications_go_to_the_tray(
         "Abnormal finding: AMD", type="critical", actor=SYSTEM
     )
     qtbot.waitUntil(lambda: len(shown) >= 1)
-    assert shown == [("Critical finding", "Abnormal finding: AMD", True)]
+    assert shown == [("Critical finding", "Abnormal finding: AMD", "critical")]
     qtbot.waitUntil(lambda: gui.notifications_panel.model.rowCount() == 2)
     assert not gui.window.toast.isVisible()
 
@@ -88,3 +88,26 @@ def test_pause_is_offered_only_while_the_watch_folder_runs(
     assert on.window.pause_watch_action.isChecked()  # the menu follows the tray
     on.tray.pause_action.trigger()
     qtbot.waitUntil(lambda: status.text() == "Watch folder: running")
+
+
+def test_a_watch_folder_file_not_taken_in_is_a_tray_warning(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    application = build_watch_app(tmp_path / "watch", model_path=tmp_path / "none")
+    gui = make_gui(application=application, tray=True)
+    assert gui.tray is not None
+    shown: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(
+        gui.tray, "notify", lambda title, text, *, kind: shown.append((title, text, kind))
+    )
+    qtbot.waitUntil(
+        lambda: gui.window.status.watcher.text() == "Watch folder: running", timeout=10_000
+    )
+
+    (application.watcher.folder / "scan.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+
+    qtbot.waitUntil(lambda: len(shown) == 1, timeout=15_000)
+    title, text, kind = shown[0]
+    assert (title, kind) == ("Watch folder: a file was not taken in", "warning")
+    assert text.startswith("scan.png: ")
+    assert not gui.window.toast.isVisible()

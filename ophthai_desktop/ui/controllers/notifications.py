@@ -72,7 +72,7 @@ class NotificationsController(QObject):
             self._set_unread(self.unread + 1)
         self._count_timer.start()
         if note.type == "critical":
-            self.alert("Critical finding", note.message, critical=True)
+            self.alert("Critical finding", note.message, kind="critical")
 
     @Slot(object)
     def _on_bridge_notification_updated(self, note: NotificationRecord) -> None:
@@ -90,12 +90,13 @@ class NotificationsController(QObject):
         self._set_unread(0)
         self._count_timer.start()
 
-    def alert(self, title: str, text: str, *, critical: bool) -> None:
-        """Tell the clinician even when the window is not in front."""
+    def alert(self, title: str, text: str, *, kind: str = "info") -> None:
+        """Tell the clinician even when the window is not in front; ``kind`` is
+        ``info``, ``warning`` or ``critical``."""
         if self._tray is not None:
-            self._tray.notify(title, text, critical=critical)
+            self._tray.notify(title, text, kind=kind)
         else:
-            self._window.toast.show_message(title, text, "critical" if critical else "info")
+            self._window.toast.show_message(title, text, kind)
 
     # Clinician's actions ----------------------------------------------------------------
 

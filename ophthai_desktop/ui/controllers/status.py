@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import enum
 import logging
-from typing import Any
+from typing import Any, Protocol
 
-from PySide6.QtCore import QObject, Slot
+from PySide6.QtCore import QObject, QTimer, Slot
 
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
@@ -16,6 +16,17 @@ from ophthai_desktop.ui.tray import TrayIcon
 from ophthai_desktop.ui.views.main_window import MainWindow
 
 log = logging.getLogger(__name__)
+
+#: How long refused watch-folder files are gathered into one alert: a burst of bad
+#: files is one message, not one each.
+REFUSED_ALERT_DELAY_MS = 1000
+
+
+class Alert(Protocol):
+    """``NotificationsController.alert``: a tray message, or a toast without a tray."""
+
+    def __call__(self, title: str, text: str, *, kind: str = ...) -> None: ...
+
 
 #: Event names the core's watch folder may use for its state changes.
 WATCHER_EVENTS = frozenset({"watcher_state", "watcher_state_changed", "watch_folder_state"})
@@ -37,13 +48,26 @@ def state_text(value: Any) -> str:
 class StatusController(QObject):
     """Shows what the background services are doing."""
 
-    def __init__(self, ctx: GuiContext, window: MainWindow, tray: TrayIcon | None) -> None:
+    def __init__(
+        self,
+        ctx: GuiContext,
+        window: MainWindow,
+        tray: TrayIcon | None,
+        alert: Alert | None = None,
+    ) -> None:
         super().__init__(window)
         self._ctx = ctx
         self._app = ctx.application
         self._window = window
         self._status = window.status
         self._tray = tray
+        self._alert = alert
+        #: Watch-folder files refused since the last alert: (name, reason, moved to failed/).
+        self._refused: list[tuple[str, str, bool]] = []
+        self._refused_timer = QTimer(self)
+        self._refused_timer.setSingleShot(True)
+        self._refused_timer.setInterval(REFUSED_ALERT_DELAY_MS)
+        self._refused_timer.timeout.connect(self._alert_refused)
         self.api_state = ApiState(enabled=self._app.settings.api_enabled, starting=True)
 
         ctx.bridge.model_state_changed.connect(self._on_bridge_model_state_changed)
@@ -168,6 +192,41 @@ class StatusController(QObject):
             self._window.statusBar().showMessage(
                 f"Watch folder: {file_name} was not taken in ({reason})", 15_000
             )
+            self._refused.append((file_name, reason, bool(getattr(event, "moved_to", ""))))
+            if not self._refused_timer.isActive():
+                self._refused_timer.start()
+
+    @Slot()
+    def _alert_refused(self) -> None:
+        """One alert (tray or toast) for the files refused in the last moment."""
+        refused, self._refused = self._refused, []
+        if not refused or self._alert is None:
+            return
+        if len(refused) == 1:
+            file_name, reason, moved = refused[0]
+            where = (
+                "It is in the failed folder with its reason"
+                if moved
+                else "It could not be moved to the failed folder"
+            )
+            self._alert(
+                "Watch folder: a file was not taken in",
+                f"{file_name}: {reason}. {where}; nothing was added.",
+                kind="warning",
+            )
+            return
+        names = ", ".join(name for name, _, _ in refused[:3])
+        more = f" and {len(refused) - 3} more" if len(refused) > 3 else ""
+        where = (
+            "They are in the failed folder with their reasons (see Notifications)"
+            if all(moved for _, _, moved in refused)
+            else "See Notifications for why, and where each one is"
+        )
+        self._alert(
+            f"Watch folder: {len(refused)} files were not taken in",
+            f"{names}{more}. {where}; nothing was added.",
+            kind="warning",
+        )
 
     @Slot(bool)
     def pause_watch_folder(self, paused: bool) -> None:
