@@ -4,19 +4,25 @@ Every error body is JSON with ``message``, a sentence a person can act on, whate
 raised it. ``detail`` stays as FastAPI clients expect it (that sentence, or the list of
 problems for a request that failed validation). A 422 also has ``errors``, the same
 list for both kinds: one ``{loc, field, msg, type}`` per problem, ``field`` in the
-request's own spelling when the request named it.
+request's own spelling when the request named it, whether FastAPI or a service refused
+it (services name fields in snake_case; see :func:`as_sent`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import typing
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import AliasChoices
+from pydantic.alias_generators import to_camel
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ophthai_desktop.api.routing import QUERY_SPELLING
 from ophthai_desktop.core.errors import (
     Conflict,
     InvalidInput,
@@ -56,22 +62,66 @@ def error_body(message: str, **extra: object) -> dict[str, object]:
     return {"detail": message, "message": message, **extra}
 
 
+async def as_sent(request: Request, field: str) -> tuple[list[str], str]:
+    """A core error's field (snake_case, as the services name it) as the request spelled
+    it: its location (``["body", "admissionDate"]``) and name. A field the request did
+    not name (or whose body cannot be read again) keeps the core's name."""
+    spelled = request.scope.get(QUERY_SPELLING, {})
+    if field in spelled or field in request.query_params:
+        name = spelled.get(field, field)
+        return ["query", name], name
+    keys = await _body_keys(request)
+    for name in (field, to_camel(field), *_body_aliases(request, field)):
+        if name in keys:
+            return ["body", name], name
+    return [field], field
+
+
+def _body_aliases(request: Request, field: str) -> list[str]:
+    """The other names the route's body model reads ``field`` from (``iop`` for
+    ``iop_mmhg``)."""
+    body = getattr(request.scope.get("route"), "body_field", None)
+    annotation = getattr(getattr(body, "field_info", None), "annotation", None)
+    models = [annotation, *typing.get_args(annotation)]  # Model, or Model | None
+    for model in models:
+        info = getattr(model, "model_fields", {}).get(field)
+        if info is None:
+            continue
+        names = [info.alias] if info.alias else []
+        alias = info.validation_alias
+        if isinstance(alias, str):
+            names.append(alias)
+        elif isinstance(alias, AliasChoices):
+            names.extend(choice for choice in alias.choices if isinstance(choice, str))
+        return names
+    return []
+
+
+async def _body_keys(request: Request) -> frozenset[str]:
+    """The top-level keys of the request's JSON body, as already read for the route."""
+    if "json" not in request.headers.get("content-type", ""):
+        return frozenset()
+    try:
+        # The route has read the body (Starlette keeps it on this request); a body
+        # read as a stream (an upload) raises here instead of being read again.
+        body = json.loads(await request.body())
+    except (RuntimeError, ValueError):
+        return frozenset()
+    return frozenset(body) if isinstance(body, dict) else frozenset()
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every error leaves as JSON with a ``message`` a person can act on."""
 
     @app.exception_handler(OphthaiError)
-    async def _core_error(_request: Request, exc: OphthaiError) -> JSONResponse:
+    async def _core_error(request: Request, exc: OphthaiError) -> JSONResponse:
         status = status_for(exc)
-        text = f"{exc.field}: {exc.message}" if exc.field else exc.message
-        extra: dict[str, object] = {"field": exc.field} if exc.field else {}
+        location, field = await as_sent(request, exc.field) if exc.field else ([], "")
+        text = f"{field}: {exc.message}" if field else exc.message
+        extra: dict[str, object] = {"field": field} if field else {}
         if status == 422:
             extra["errors"] = [
-                {
-                    "loc": [exc.field] if exc.field else [],
-                    "field": exc.field or "",
-                    "msg": exc.message,
-                    "type": "value_error",
-                }
+                {"loc": location, "field": field, "msg": exc.message, "type": "value_error"}
             ]
         return JSONResponse(error_body(text, **extra), status_code=status)
 
@@ -81,7 +131,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(text), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = []
         for error in exc.errors():
             location = list(error.get("loc", ()))
@@ -90,6 +140,9 @@ def install_error_handlers(app: FastAPI) -> None:
             # The first part says where (body, query, path...); a JSON syntax error's
             # second part is a character position, not a field.
             parts = location[1:] if location and location[0] in REQUEST_PARTS else location
+            if location[:1] == ["query"] and parts:  # named as sent, not as renamed
+                parts[0] = request.scope.get(QUERY_SPELLING, {}).get(parts[0], parts[0])
+                location = ["query", *parts]
             if kind == "json_invalid":
                 parts = []
                 reason = (error.get("ctx") or {}).get("error")

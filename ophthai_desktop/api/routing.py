@@ -25,6 +25,10 @@ from pydantic.alias_generators import to_snake
 
 from ophthai_desktop.api.params import not_taken
 
+#: Where :func:`normalise_query` leaves the names as sent, by the name they were given
+#: (``{"patient_id": "patientId"}``), so that errors can name them as the client did.
+QUERY_SPELLING = "ophthai.query_spelling"
+
 #: Query parameters any route accepts without declaring them.
 ALWAYS_ALLOWED = frozenset({"token"})
 
@@ -65,6 +69,9 @@ def normalise_query(scope: MutableMapping[str, Any], declared: set[str]) -> None
         raise not_taken("query", unknown, ", ".join(sorted(declared)) or "none")
     if renamed != pairs:
         scope["query_string"] = urlencode(renamed).encode("latin-1")
+        scope[QUERY_SPELLING] = {
+            new: old for (old, _), (new, _) in zip(pairs, renamed, strict=True) if old != new
+        }
 
 
 class QueryNamesRoute(APIRoute):

@@ -222,7 +222,7 @@ def test_schedule_refuses_a_past_date(client: TestClient) -> None:
     response = client.post(f"/api/patients/{pid}/schedule", json={"appointmentDate": yesterday})
 
     assert response.status_code == 422
-    assert field_named(response.json(), "appointment_date")
+    assert field_named(response.json(), "appointmentDate")  # as the request spelled it
     assert "past" in response.json()["detail"]
 
 
@@ -283,7 +283,7 @@ def test_a_naive_admission_date_names_the_field(client: TestClient) -> None:
     )
 
     assert response.status_code == 422
-    assert field_named(response.json(), "admission_date")
+    assert field_named(response.json(), "admissionDate")
     assert client.get("/api/patients").headers["X-Total-Count"] == "0"
 
 

@@ -89,10 +89,11 @@ def test_dates_that_leave_the_calendar_in_utc_are_a_422(client: TestClient, when
     in_query = client.post(
         f"/api/patients/{patient_id}/schedule", params={"appointment_date": when}
     )
-    assert _fields(created) == ["admission_date"]
+    assert _fields(created) == ["admissionDate"]  # each named as its request spelled it
+    assert _fields(patched) == ["appointmentDate"]
     for response in (patched, scheduled, in_query):
-        assert _fields(response) == ["appointment_date"]
         assert "out of range" in response.json()["message"]
+    assert _fields(scheduled) == _fields(in_query) == ["appointment_date"]
 
 
 def test_a_verdict_sent_twice_differently_is_refused_not_guessed(
@@ -221,3 +222,43 @@ def test_an_age_of_true_or_false_is_refused_not_read_as_a_number(
         assert _fields(response) == ["age"]
         assert "whole number of years" in response.json()["message"]
     assert client.post("/api/patients", json={"name": "Ada", "age": "41"}).json()["age"] == 41
+
+
+@pytest.mark.parametrize("name", ["birthDate", "birth_date"])
+def test_a_field_the_services_refuse_is_named_as_the_body_spelled_it(
+    client: TestClient, name: str
+) -> None:
+    patient_id = _patient(client)
+
+    response = client.patch(f"/api/patients/{patient_id}", json={name: "2999-01-01"})
+
+    assert _fields(response) == [name]
+    payload = response.json()
+    assert payload["errors"][0]["loc"] == ["body", name]
+    assert payload["field"] == name
+    assert payload["message"] == f"{name}: the birth date is in the future"
+
+
+@pytest.mark.parametrize("name", ["appointmentDate", "appointment_date"])
+def test_a_query_parameter_the_services_refuse_is_named_as_sent(
+    client: TestClient, name: str
+) -> None:
+    patient_id = _patient(client)
+
+    response = client.post(
+        f"/api/patients/{patient_id}/schedule", params={name: "2001-01-01T10:00:00Z"}
+    )
+
+    assert _fields(response) == [name]
+    assert response.json()["errors"][0]["loc"] == ["query", name]
+    assert response.json()["message"] == f"{name}: the appointment is in the past"
+
+
+def test_a_renamed_query_parameter_that_fails_validation_is_named_as_sent(
+    client: TestClient,
+) -> None:
+    response = client.get("/api/notifications", params={"unreadOnly": "maybe"})
+
+    assert _fields(response) == ["unreadOnly"]
+    assert response.json()["errors"][0]["loc"] == ["query", "unreadOnly"]
+    assert _fields(client.get("/api/patients", params={"orderBy": "shoe size"})) == ["orderBy"]
