@@ -14,7 +14,8 @@ What they check, in the frozen executable only:
 - ``serve`` with the tiny random-weight Qwen2.5-VL checkpoint: the model loads and an
   analysis runs (torch, transformers' lazy Qwen2.5-VL modules, tokenizers, safetensors);
 - the desktop window (offscreen): it logs that it is shown, finds its icons and
-  stylesheet, starts its embedded API, and quits with status 0 on SIGTERM.
+  stylesheet, starts its embedded API, brings itself forward for a second launch (which
+  then ends), and quits with status 0 on SIGTERM.
 """
 
 from __future__ import annotations
@@ -271,6 +272,18 @@ def test_frozen_desktop_window_comes_up_and_quits_on_sigterm(
                 raise AssertionError(f"the embedded API never answered:\n{app.text()}") from None
             time.sleep(0.2)
     assert health.json()["status"] == "ok"
+
+    # A second launch on the same folder reaches this window through its local socket
+    # (QtNetwork bundled) and ends.
+    second = subprocess.run(
+        [str(FROZEN_APP), "--data-dir", str(tmp_path / "data")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+    )
+    assert second.returncode == 0, second.stderr
+    assert "its window was brought to the front" in second.stderr
 
     time.sleep(GUI_ALIVE_S)
     assert app.process.poll() is None, app.text()
