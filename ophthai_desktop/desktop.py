@@ -16,6 +16,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -27,7 +28,7 @@ from ophthai_desktop.ui.context import ApiState
 from ophthai_desktop.ui.controllers.server import LAN_HOST, ServerControl, ServerOptions
 from ophthai_desktop.ui.priority import lower_current_thread_priority
 from ophthai_desktop.ui.session import GuiSession
-from ophthai_desktop.ui.single_instance import InstanceServer, ask_to_show, server_name
+from ophthai_desktop.ui.single_instance import InstanceServer, ask_to_show
 
 if TYPE_CHECKING:
     from PySide6.QtCore import QLockFile
@@ -51,6 +52,8 @@ INSTANCE_LOCK = "ophthai-desktop.lock"
 #: How long a launch waits for a window on its data folder that does not answer (it is
 #: closing: stopping a running analysis and the server can take ~15 s) to let go.
 CLOSING_WAIT_S = 30.0
+#: How long each wait for the lock lasts before the running window is asked again.
+LOCK_SLICE_S = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,8 +262,9 @@ def _refuse_start(qt_app: QApplication, message: str) -> int:
 def claim_data_folder(data_dir: Path, *, wait_s: float = CLOSING_WAIT_S) -> DataFolderClaim:
     """Take the data folder's instance lock, or find the window that holds it.
 
-    When another window holds the lock, it is asked to come to the front; if it does
-    not answer (it is closing, or hung), the lock is waited for up to ``wait_s``.
+    When another window holds the lock, it is asked to show itself; while it does not
+    answer (it is starting, closing, or hung) it is asked again between waits for the
+    lock, for up to ``wait_s`` in all.
     """
     from PySide6.QtCore import QLockFile
 
@@ -275,21 +279,29 @@ def claim_data_folder(data_dir: Path, *, wait_s: float = CLOSING_WAIT_S) -> Data
             refusal=f"the data folder's lock file cannot be written ({lock.error().name})"
         )
     pid = lock.getLockInfo()[0]
-    if ask_to_show(server_name(data_dir)):
-        log.info(
-            "OphthAI is already open on this data folder (process %s); its window was "
-            "brought to the front",
-            pid,
-        )
-        return DataFolderClaim(shown_elsewhere=True)
-    log.info(
-        "OphthAI on this data folder (process %s) did not answer; waiting up to %g s "
-        "for it to finish closing",
-        pid,
-        wait_s,
-    )
-    if lock.tryLock(int(wait_s * 1000)):
-        return DataFolderClaim(lock=lock)
+    deadline = time.monotonic() + wait_s
+    waiting = False
+    while True:
+        # Ask again each round: a window still starting answers once its loop runs.
+        if ask_to_show(data_dir):
+            log.info(
+                "OphthAI is already open on this data folder (process %s); its window was shown",
+                pid,
+            )
+            return DataFolderClaim(shown_elsewhere=True)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        if not waiting:
+            waiting = True
+            log.info(
+                "OphthAI on this data folder (process %s) did not answer; waiting up to "
+                "%g s for it to finish closing",
+                pid,
+                wait_s,
+            )
+        if lock.tryLock(int(min(LOCK_SLICE_S, left) * 1000)):
+            return DataFolderClaim(lock=lock)
     return DataFolderClaim(
         refusal=(
             f"OphthAI is already open on this data folder (process {pid}) and did not "
@@ -315,8 +327,8 @@ def run(data_dir: Path | None = None) -> int:
     if claim.lock is None:
         return _refuse_start(qt_app, claim.refusal)
     # Listening before the services are built: a second launch meanwhile gets its
-    # answer once the window's loop runs, instead of waiting for the lock.
-    listener = InstanceServer(server_name(settings.data_dir))
+    # answer once the window is there (see _run_window).
+    listener = InstanceServer(settings.data_dir)
     listener.listen()
     try:
         status, worker_running = _run_window(settings, qt_app, listener)
@@ -360,6 +372,7 @@ def _run_window(
         lambda state, _message, _progress: settle_memory() if state == "ready" else None
     )
     listener.show_requested.connect(desktop.session.show_window)
+    listener.ready = True
     try:
         desktop.start()
         status = qt_app.exec()

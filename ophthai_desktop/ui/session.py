@@ -13,7 +13,7 @@ import logging
 import platform
 from importlib import metadata
 
-from PySide6.QtCore import QObject, Signal, Slot, qVersion
+from PySide6.QtCore import QObject, Qt, Signal, Slot, qVersion
 from PySide6.QtWidgets import QMessageBox, QSystemTrayIcon
 
 from ophthai_desktop import __version__
@@ -192,9 +192,14 @@ class GuiSession(QObject):
         self.slow_tasks.submit(start, started)
 
     def show_window(self) -> None:
-        self.window.showNormal()
-        self.window.raise_()
-        self.window.activateWindow()
+        """Show the window (from the tray, or for a second launch) as it was: minimised
+        becomes shown, maximised stays maximised."""
+        window = self.window
+        if window.isMinimized():
+            window.setWindowState(window.windowState() & ~Qt.WindowState.WindowMinimized)
+        window.show()
+        window.raise_()
+        window.activateWindow()
 
     @Slot()
     def quit(self) -> None:

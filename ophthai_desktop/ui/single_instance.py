@@ -1,21 +1,27 @@
-"""A second launch on the same data folder brings the running window to the front.
+"""A second launch on the same data folder shows the running window instead.
 
 The instance lock (``desktop.instance_lock``) keeps a second window off a data folder.
 On its own it could only refuse the launch and tell the clinician to find the running
 window, which may be hidden in the tray. So the running app also listens on a local
-socket (a Unix socket, or a named pipe on Windows), named after the data folder and the
-user, and a second launch asks it to show its window before giving up.
+socket (a Unix socket, or a named pipe on Windows) and a second launch asks it to show
+its window before giving up.
 
-The exchange is one line each way: ``show`` and ``shown``. Only the same user can
-connect. The running app stops listening as soon as it starts closing, so a launch
-during a slow shutdown finds nobody listening and waits for the lock instead.
+The socket's name is random and written next to the lock (``ophthai-desktop.socket``),
+so a launch finds it through the data folder whatever path it was given, and nobody
+can take the name in advance. On Linux the socket lies in ``$XDG_RUNTIME_DIR`` (only
+the user can enter it), elsewhere in Qt's temporary folder; either way only the same
+user can connect. The exchange is one line each way: ``show`` and ``shown``. The
+answer comes only once there is a window to show, and the app stops listening (and
+removes the name) as soon as it starts closing, so a launch during a slow shutdown
+waits for the lock instead.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
+import secrets
+import sys
 import time
 from pathlib import Path
 
@@ -24,22 +30,39 @@ from PySide6.QtNetwork import QLocalServer, QLocalSocket
 
 log = logging.getLogger(__name__)
 
+#: The file in the data folder that holds the running app's socket name.
+SOCKET_FILE = "ophthai-desktop.socket"
 SHOW = b"show\n"
 SHOWN = b"shown\n"
-#: How long a second launch waits for the running app to answer: the running app may
-#: still be starting (building its services before its event loop runs).
-ANSWER_TIMEOUT_MS = 15_000
+#: How long one request waits for its answer (the running app may be starting, its
+#: event loop not yet running); the launch asks again while it waits for the lock.
+ANSWER_TIMEOUT_MS = 3000
 
 
-def server_name(data_dir: Path) -> str:
-    """The socket's name for ``data_dir`` and this user (no path or name in clear)."""
-    user = str(os.getuid()) if hasattr(os, "getuid") else os.environ.get("USERNAME", "")
-    key = f"{data_dir.resolve()}\0{user}".encode()
-    return f"ophthai-desktop-{hashlib.sha256(key).hexdigest()[:16]}"
+def new_socket_name() -> str:
+    """A fresh, unguessable name, as a path in the user's runtime folder where there is
+    one (Linux), else a bare name (Qt's temporary folder, or a pipe on Windows)."""
+    name = f"ophthai-desktop-{secrets.token_hex(8)}"
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if sys.platform != "win32" and runtime and Path(runtime).is_dir():
+        return str(Path(runtime) / name)
+    return name
+
+
+def read_socket_name(data_dir: Path) -> str | None:
+    """The name the app running on ``data_dir`` listens on, if one does."""
+    try:
+        name = (data_dir / SOCKET_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return name or None
 
 
 class InstanceServer(QObject):
-    """Listens for later launches on the same data folder (GUI thread).
+    """Listens for later launches on one data folder (GUI thread).
+
+    ``ready`` is set once there is a window to show; until then a request gets no
+    answer (the asking launch then waits for the lock).
 
     Signals:
         show_requested(): a second launch asked for the window.
@@ -47,30 +70,44 @@ class InstanceServer(QObject):
 
     show_requested = Signal()
 
-    def __init__(self, name: str, parent: QObject | None = None) -> None:
+    def __init__(self, data_dir: Path, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.name = name
+        self.data_dir = data_dir
+        self.name = ""
+        self.ready = False
         self._server = QLocalServer(self)
         self._server.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)
         self._server.newConnection.connect(self._on_new_connection)
 
     def listen(self) -> bool:
-        """Start listening; False (and a warning) when the socket cannot be made.
-
-        Call it holding the instance lock: a socket of the same name is then one a crash
-        left behind, and is removed first.
-        """
-        QLocalServer.removeServer(self.name)
-        if self._server.listen(self.name):
-            return True
-        log.warning(
-            "a second launch cannot bring this window forward: %s", self._server.errorString()
-        )
-        return False
+        """Listen on a new name and write it into the data folder; False (and a warning)
+        when that fails. Call it holding the instance lock: a socket named in the folder
+        is then one a crash left behind, and is removed first."""
+        stale = read_socket_name(self.data_dir)
+        if stale is not None:
+            QLocalServer.removeServer(stale)
+        self.name = new_socket_name()
+        if not self._server.listen(self.name):
+            log.warning("a second launch cannot show this window: %s", self._server.errorString())
+            return False
+        target = self.data_dir / SOCKET_FILE
+        partial = target.with_suffix(".partial")
+        try:
+            partial.write_text(self.name, encoding="utf-8")
+            partial.replace(target)
+        except OSError as exc:
+            log.warning("a second launch cannot show this window: %s", exc.strerror)
+            self._server.close()
+            return False
+        return True
 
     def close(self) -> None:
-        """Stop listening; later launches find nobody and wait for the lock."""
+        """Stop listening and remove the name; later launches wait for the lock."""
+        if not self._server.isListening():
+            return
         self._server.close()
+        if read_socket_name(self.data_dir) == self.name:
+            (self.data_dir / SOCKET_FILE).unlink(missing_ok=True)
 
     def is_listening(self) -> bool:
         return self._server.isListening()
@@ -89,7 +126,7 @@ class InstanceServer(QObject):
                 socket.abort()  # not one of ours
             return
         line = bytes(socket.readLine().data())
-        if line == SHOW and self._server.isListening():
+        if line == SHOW and self.ready and self._server.isListening():
             log.info("a second launch on this data folder asked for the window")
             self.show_requested.emit()
             socket.write(SHOWN)
@@ -97,17 +134,20 @@ class InstanceServer(QObject):
         socket.disconnectFromServer()
 
 
-def ask_to_show(name: str, timeout_ms: int = ANSWER_TIMEOUT_MS) -> bool:
-    """Ask the app listening on ``name`` to show its window; True once it said it did.
+def ask_to_show(data_dir: Path, timeout_ms: int = ANSWER_TIMEOUT_MS) -> bool:
+    """Ask the app running on ``data_dir`` to show its window; True once it said it did.
 
     Blocks (for a launch that has no window yet). False when nobody listens, or nobody
     answered within ``timeout_ms``.
     """
+    name = read_socket_name(data_dir)
+    if name is None:
+        return False
     deadline = time.monotonic() + timeout_ms / 1000
     socket = QLocalSocket()
     socket.connectToServer(name)
     try:
-        if not socket.waitForConnected(min(timeout_ms, 2000)):
+        if not socket.waitForConnected(timeout_ms):
             return False
         socket.write(SHOW)
         socket.flush()

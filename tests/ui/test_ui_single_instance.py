@@ -17,7 +17,12 @@ from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.desktop import claim_data_folder, instance_lock
 from ophthai_desktop.ui.session import GuiSession
-from ophthai_desktop.ui.single_instance import InstanceServer, ask_to_show, server_name
+from ophthai_desktop.ui.single_instance import (
+    SOCKET_FILE,
+    InstanceServer,
+    ask_to_show,
+    read_socket_name,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,8 +71,11 @@ def terminate(process: subprocess.Popen[str]) -> str:
 
 @pytest.fixture
 def listener(qtbot: QtBot, tmp_path: Path) -> Iterator[InstanceServer]:
-    server = InstanceServer(server_name(tmp_path / "data"))
+    data = tmp_path / "data"
+    data.mkdir()
+    server = InstanceServer(data)
     assert server.listen()
+    server.ready = True
     yield server
     server.close()
 
@@ -78,14 +86,15 @@ SECOND_LAUNCH = """
 import sys
 from PySide6.QtCore import QCoreApplication
 from PySide6.QtNetwork import QLocalSocket
-from ophthai_desktop.ui.single_instance import ask_to_show
+from pathlib import Path
+from ophthai_desktop.ui.single_instance import ask_to_show, read_socket_name
 app = QCoreApplication([])
-name, data = sys.argv[1], sys.argv[2].encode()
+folder, data = Path(sys.argv[1]), sys.argv[2].encode()
 if data == b"ask":
-    print(ask_to_show(name))
+    print(ask_to_show(folder))
 else:
     socket = QLocalSocket()
-    socket.connectToServer(name)
+    socket.connectToServer(read_socket_name(folder))
     assert socket.waitForConnected(2000)
     socket.write(data)
     socket.flush()
@@ -94,10 +103,10 @@ else:
 """
 
 
-def second_launch(qtbot: QtBot, name: str, data: str = "ask") -> str:
+def second_launch(qtbot: QtBot, folder: Path, data: str = "ask") -> str:
     """Run :data:`SECOND_LAUNCH` while this process's Qt loop runs; what it printed."""
     with subprocess.Popen(
-        [sys.executable, "-c", SECOND_LAUNCH, name, data],
+        [sys.executable, "-c", SECOND_LAUNCH, str(folder), data],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -109,11 +118,48 @@ def second_launch(qtbot: QtBot, name: str, data: str = "ask") -> str:
     return out.strip()
 
 
-def test_the_socket_name_is_per_folder_and_says_nothing_of_it(tmp_path: Path) -> None:
-    first, second = server_name(tmp_path / "a"), server_name(tmp_path / "b")
-    assert first != second
-    assert first == server_name(tmp_path / "x" / ".." / "a")  # the same folder
-    assert str(tmp_path.name) not in first and first.startswith("ophthai-desktop-")
+def test_the_socket_name_is_written_beside_the_lock_and_removed_at_close(
+    qtbot: QtBot, listener: InstanceServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    name = read_socket_name(listener.data_dir)
+    assert name == listener.name and "ophthai-desktop-" in name
+    assert str(tmp_path) not in name  # random, and says nothing of the folder
+    other = InstanceServer(tmp_path)  # another folder: another name
+    assert other.listen()
+    assert other.name != name
+    other.close()
+
+    listener.close()
+
+    assert not (listener.data_dir / SOCKET_FILE).exists()
+    assert ask_to_show(listener.data_dir) is False
+
+
+def test_the_socket_lives_in_the_users_runtime_folder_where_there_is_one(
+    qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    server = InstanceServer(tmp_path)
+    stale = runtime / "ophthai-desktop-left-by-a-crash"
+    stale.write_bytes(b"")
+    (tmp_path / SOCKET_FILE).write_text(str(stale), encoding="utf-8")
+
+    assert server.listen()
+
+    assert Path(server.name).parent == runtime and Path(server.name).exists()
+    assert not stale.exists()  # the crashed run's socket, removed under the lock
+    server.close()
+
+
+def test_a_window_not_yet_there_gives_no_answer(qtbot: QtBot, listener: InstanceServer) -> None:
+    asked: list[bool] = []
+    listener.show_requested.connect(lambda: asked.append(True))
+    listener.ready = False  # the services are still being built, or start-up failed
+
+    assert second_launch(qtbot, listener.data_dir) == "False"
+    assert asked == []
 
 
 def test_asking_brings_a_hidden_window_to_the_front(
@@ -122,7 +168,7 @@ def test_asking_brings_a_hidden_window_to_the_front(
     listener.show_requested.connect(gui.show_window)
     gui.window.hide()  # in the tray, say
 
-    assert second_launch(qtbot, listener.name) == "True"
+    assert second_launch(qtbot, listener.data_dir) == "True"
     assert gui.window.isVisible()
 
 
@@ -134,8 +180,8 @@ def test_nobody_listening_or_a_closed_listener_answers_no(
     listener.close()  # the window started closing
 
     started = time.monotonic()
-    assert ask_to_show(listener.name) is False
-    assert ask_to_show(server_name(Path("/nowhere"))) is False
+    assert ask_to_show(listener.data_dir) is False
+    assert ask_to_show(Path("/nowhere")) is False
     assert time.monotonic() - started < 2
     assert asked == []
 
@@ -144,9 +190,9 @@ def test_anything_but_the_one_line_is_not_a_request(qtbot: QtBot, listener: Inst
     asked: list[bool] = []
     listener.show_requested.connect(lambda: asked.append(True))
 
-    assert second_launch(qtbot, listener.name, "quit\n") == "b''"
-    assert second_launch(qtbot, listener.name, "x" * 4096) == "b''"
-    assert second_launch(qtbot, listener.name) == "True"  # still answers a real request
+    assert second_launch(qtbot, listener.data_dir, "quit\n") == "b''"
+    assert second_launch(qtbot, listener.data_dir, "x" * 4096) == "b''"
+    assert second_launch(qtbot, listener.data_dir) == "True"  # still answers a real one
     assert asked == [True]
 
 
@@ -185,7 +231,7 @@ def test_a_second_launch_brings_the_running_window_forward_and_ends(tmp_path: Pa
         rest = terminate(first)
 
     assert second.returncode == 0, second.stderr
-    assert "its window was brought to the front" in second.stderr
+    assert "its window was shown" in second.stderr
     assert "desktop window shown" not in second.stderr
     assert "a second launch on this data folder asked for the window" in rest
     assert first.returncode == 0, rest
@@ -212,3 +258,22 @@ def test_a_launch_while_the_window_closes_waits_for_it_then_starts(tmp_path: Pat
     assert any("did not answer; waiting up to 30 s" in line for line in seen), "".join(seen)
     assert took >= 2.0
     assert second.returncode == 0, rest
+
+
+def test_showing_the_window_keeps_it_maximised_and_unminimises_it(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    window = gui.window
+    window.showMaximized()
+    qtbot.waitUntil(window.isMaximized)
+    window.hide()  # to the tray
+
+    gui.show_window()
+
+    assert window.isVisible() and window.isMaximized()
+    window.showMinimized()
+    qtbot.waitUntil(window.isMinimized)
+
+    gui.show_window()
+
+    assert not window.isMinimized() and window.isMaximized()
