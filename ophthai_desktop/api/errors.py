@@ -64,12 +64,15 @@ def error_body(message: str, **extra: object) -> dict[str, object]:
 
 async def as_sent(request: Request, field: str) -> tuple[list[str], str]:
     """A core error's field (snake_case, as the services name it) as the request spelled
-    it: its location (``["body", "admissionDate"]``) and name. A field the request did
-    not name (or whose body cannot be read again) keeps the core's name."""
+    it: its location (``["body", "admissionDate"]``, ``query`` or ``path``) and name. A
+    field the request did not name (or whose body cannot be read again) keeps the core's
+    name, and its location is that name alone (``["clinician"]``)."""
     spelled = request.scope.get(QUERY_SPELLING, {})
     if field in spelled or field in request.query_params:
         name = spelled.get(field, field)
         return ["query", name], name
+    if field in request.path_params:
+        return ["path", field], field
     keys = await _body_keys(request)
     for name in (field, to_camel(field), *_body_aliases(request, field)):
         if name in keys:

@@ -8,8 +8,9 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
 from ophthai_desktop.ui.resources import icon
+from ophthai_desktop.ui.views.toast import AlertKind
 
-MESSAGE_ICONS = {
+MESSAGE_ICONS: dict[str, QSystemTrayIcon.MessageIcon] = {
     "info": QSystemTrayIcon.MessageIcon.Information,
     "warning": QSystemTrayIcon.MessageIcon.Warning,
     "critical": QSystemTrayIcon.MessageIcon.Critical,
@@ -56,10 +57,9 @@ class TrayIcon(QObject):
     def hide(self) -> None:
         self.icon.hide()
 
-    def notify(self, title: str, text: str, *, kind: str = "info") -> None:
-        """A message from the tray icon; ``kind`` is ``info``, ``warning`` or ``critical``."""
-        icon_kind = MESSAGE_ICONS.get(kind, QSystemTrayIcon.MessageIcon.Information)
-        self.icon.showMessage(title, text, icon_kind, 10_000)
+    def notify(self, title: str, text: str, *, kind: AlertKind = "info") -> None:
+        """A message from the tray icon, with the icon of its kind."""
+        self.icon.showMessage(title, text, MESSAGE_ICONS[kind], 10_000)
 
     def _on_icon_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
         if reason == QSystemTrayIcon.ActivationReason.Trigger:

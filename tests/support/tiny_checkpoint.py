@@ -361,7 +361,7 @@ def train_tiny_answerer(
     Training is deterministic on one machine: fixed seeds, at most four CPU threads, and
     every step is one full batch of ten engine inputs (five image sizes, noise/flat/grey
     images, four modality hints; AdamW at lr 1e-2). The float results, and so the steps it
-    takes, differ with the CPU and the thread count. It stops (after ~120 steps, ~40 s on
+    takes, differ with the CPU and the thread count. It stops (after ~120 steps, ~50 s on
     two cores) once teacher-forced greedy predictions win by a logit margin on every
     training input and greedy ``model.generate`` (with the checkpoint's repetition
     penalty) writes :data:`TRAINED_OUTPUT` for three noise images of sizes not trained on

@@ -4,6 +4,7 @@ watch folder's files turning up in the window."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -11,6 +12,7 @@ from PySide6.QtGui import QFont
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
+from ophthai_desktop.ui.controllers.status import REFUSED_ALERT_GAP_MS
 from ophthai_desktop.ui.session import GuiSession
 from tests.support.images import png_bytes
 from tests.support.watch_folder import build_watch_app
@@ -126,6 +128,7 @@ def test_watch_folder_files_not_taken_in_are_one_warning_each_moment(
     (folder / "notes.jpg").write_text("not an image", encoding="utf-8")
 
     qtbot.waitUntil(toast.isVisible, timeout=15_000)
+    first_alert = time.monotonic()
     assert toast.property("kind") == "warning"
     assert toast.text().startswith("Watch folder: a file was not taken in: notes.jpg: ")
     assert "in the failed folder with its reason" in toast.text()
@@ -133,9 +136,26 @@ def test_watch_folder_files_not_taken_in_are_one_warning_each_moment(
 
     for i in range(5):  # a burst of bad files: one alert, not five
         (folder / f"bad_{i}.png").write_bytes(b"")
-    qtbot.waitUntil(toast.isVisible, timeout=15_000)
+    qtbot.waitUntil(toast.isVisible, timeout=20_000)
     qtbot.waitUntil(lambda: gui.notifications_panel.model.rowCount() == 6, timeout=15_000)
 
+    # No sooner than the gap after the last alert, so the whole burst is in it.
+    assert time.monotonic() - first_alert >= REFUSED_ALERT_GAP_MS / 1000 - 0.1
     assert toast.text().startswith("Watch folder: 5 files were not taken in: ")
     assert toast.text().count("bad_") == 3 and "and 2 more" in toast.text()
     assert gui.patient_list.model.rowCount() == 0
+
+
+def test_a_routine_toast_waits_for_a_critical_one_to_go(qtbot: QtBot, gui: GuiSession) -> None:
+    toast = gui.window.toast
+    toast.show_message("Critical finding", "Abnormal finding: CNV", "critical")
+
+    toast.show_message("Watch folder: a file was not taken in", "notes.jpg: ...", "warning")
+
+    assert toast.text() == "Critical finding: Abnormal finding: CNV"
+    toast.hide()  # its time is up, or the clinician clicked it
+    qtbot.waitUntil(toast.isVisible)
+    assert toast.text().startswith("Watch folder: a file was not taken in")
+    assert toast.property("kind") == "warning"
+    toast.show_message("Critical finding", "Abnormal finding: AMD", "critical")
+    assert toast.text() == "Critical finding: Abnormal finding: AMD"  # urgent goes first

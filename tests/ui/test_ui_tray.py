@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PySide6.QtWidgets import QSystemTrayIcon
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
@@ -111,3 +112,22 @@ def test_a_watch_folder_file_not_taken_in_is_a_tray_warning(
     assert (title, kind) == ("Watch folder: a file was not taken in", "warning")
     assert text.startswith("scan.png: ")
     assert not gui.window.toast.isVisible()
+
+
+def test_each_alert_kind_has_its_tray_icon(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gui = make_gui(tray=True)
+    assert gui.tray is not None
+    shown: list[QSystemTrayIcon.MessageIcon] = []
+    monkeypatch.setattr(
+        gui.tray.icon, "showMessage", lambda _title, _text, kind, _ms: shown.append(kind)
+    )
+
+    for kind in ("info", "warning", "critical"):
+        gui.tray.notify("Title", "Text", kind=kind)  # type: ignore[arg-type]
+
+    icons = QSystemTrayIcon.MessageIcon
+    assert shown == [icons.Information, icons.Warning, icons.Critical]
+    with pytest.raises(KeyError):
+        gui.tray.notify("Title", "Text", kind="critcal")  # type: ignore[arg-type]

@@ -818,7 +818,9 @@ def _missing_files(folder: Path) -> list[str]:
 #: Modules bitsandbytes leaves in bfloat16: the vision tower and the output layer are
 #: small and sensitive. transformers 5 matches a name from the module path's start (or
 #: as its end), so the tower is ``model.visual``; a bare ``visual`` matched nothing and
-#: the tower was quantized too (seen on an H200).
+#: the tower was quantized too (seen on an H200). These are Qwen2.5-VL's paths (OctoMed
+#: is one); a model of another layout loaded through ``AutoModelForImageTextToText``
+#: would have its vision tower quantized.
 UNQUANTIZED_MODULES = ["model.visual", "lm_head"]
 
 

@@ -14,6 +14,7 @@ from ophthai_desktop.ui.models.notification_list import notification_row
 from ophthai_desktop.ui.tray import TrayIcon
 from ophthai_desktop.ui.views.main_window import MainWindow
 from ophthai_desktop.ui.views.notifications import NotificationsPanel
+from ophthai_desktop.ui.views.toast import AlertKind
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +91,8 @@ class NotificationsController(QObject):
         self._set_unread(0)
         self._count_timer.start()
 
-    def alert(self, title: str, text: str, *, kind: str = "info") -> None:
-        """Tell the clinician even when the window is not in front; ``kind`` is
-        ``info``, ``warning`` or ``critical``."""
+    def alert(self, title: str, text: str, *, kind: AlertKind = "info") -> None:
+        """Tell the clinician even when the window is not in front."""
         if self._tray is not None:
             self._tray.notify(title, text, kind=kind)
         else:

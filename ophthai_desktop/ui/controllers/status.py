@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, QTimer, Slot
@@ -14,18 +15,21 @@ from ophthai_desktop.ui.context import ApiState, GuiContext
 from ophthai_desktop.ui.messages import describe
 from ophthai_desktop.ui.tray import TrayIcon
 from ophthai_desktop.ui.views.main_window import MainWindow
+from ophthai_desktop.ui.views.toast import AlertKind
 
 log = logging.getLogger(__name__)
 
 #: How long refused watch-folder files are gathered into one alert: a burst of bad
 #: files is one message, not one each.
 REFUSED_ALERT_DELAY_MS = 1000
+#: The least time between two such alerts, however long the files keep coming.
+REFUSED_ALERT_GAP_MS = 5000
 
 
 class Alert(Protocol):
     """``NotificationsController.alert``: a tray message, or a toast without a tray."""
 
-    def __call__(self, title: str, text: str, *, kind: str = ...) -> None: ...
+    def __call__(self, title: str, text: str, *, kind: AlertKind = ...) -> None: ...
 
 
 #: Event names the core's watch folder may use for its state changes.
@@ -66,8 +70,8 @@ class StatusController(QObject):
         self._refused: list[tuple[str, str, bool]] = []
         self._refused_timer = QTimer(self)
         self._refused_timer.setSingleShot(True)
-        self._refused_timer.setInterval(REFUSED_ALERT_DELAY_MS)
         self._refused_timer.timeout.connect(self._alert_refused)
+        self._refused_alerted_at = -float("inf")
         self.api_state = ApiState(enabled=self._app.settings.api_enabled, starting=True)
 
         ctx.bridge.model_state_changed.connect(self._on_bridge_model_state_changed)
@@ -194,7 +198,10 @@ class StatusController(QObject):
             )
             self._refused.append((file_name, reason, bool(getattr(event, "moved_to", ""))))
             if not self._refused_timer.isActive():
-                self._refused_timer.start()
+                since = (time.monotonic() - self._refused_alerted_at) * 1000
+                self._refused_timer.start(
+                    int(max(REFUSED_ALERT_DELAY_MS, REFUSED_ALERT_GAP_MS - since))
+                )
 
     @Slot()
     def _alert_refused(self) -> None:
@@ -202,6 +209,7 @@ class StatusController(QObject):
         refused, self._refused = self._refused, []
         if not refused or self._alert is None:
             return
+        self._refused_alerted_at = time.monotonic()
         if len(refused) == 1:
             file_name, reason, moved = refused[0]
             where = (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from PySide6.QtCore import QEvent, QObject, QTimer, Slot
 from PySide6.QtGui import QHideEvent, QMouseEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
@@ -10,6 +12,10 @@ from ophthai_desktop.ui.views.style import set_style_property
 
 SHOW_MS = 8000
 MARGIN = 16
+
+#: What an alert is about, least to most urgent.
+AlertKind = Literal["info", "warning", "critical"]
+URGENCY: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 
 
 class Toast(QFrame):
@@ -34,9 +40,18 @@ class Toast(QFrame):
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self.hide)
+        self.kind: AlertKind = "info"
+        #: A less urgent message that came while a more urgent one showed.
+        self._waiting: tuple[str, str, AlertKind] | None = None
         self.hide()
 
-    def show_message(self, title: str, text: str, kind: str = "info") -> None:
+    def show_message(self, title: str, text: str, kind: AlertKind = "info") -> None:
+        """Show a message; one less urgent than the one showing waits until that one goes
+        (a critical finding is not wiped off by a routine message)."""
+        if self.isVisible() and URGENCY[kind] < URGENCY[self.kind]:
+            self._waiting = (title, text, kind)
+            return
+        self.kind = kind
         self.title.setText(title)
         self.label.setText(text)
         set_style_property(self, "kind", kind)
@@ -62,6 +77,14 @@ class Toast(QFrame):
         if parent is not None:
             parent.removeEventFilter(self)
         super().hideEvent(event)
+        if self._waiting is not None:
+            QTimer.singleShot(0, self._show_waiting)
+
+    @Slot()
+    def _show_waiting(self) -> None:
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None and not self.isVisible():
+            self.show_message(*waiting)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if event.type() == QEvent.Type.Resize and self.isVisible():
