@@ -262,3 +262,33 @@ def test_a_renamed_query_parameter_that_fails_validation_is_named_as_sent(
     assert _fields(response) == ["unreadOnly"]
     assert response.json()["errors"][0]["loc"] == ["query", "unreadOnly"]
     assert _fields(client.get("/api/patients", params={"orderBy": "shoe size"})) == ["orderBy"]
+
+
+def test_an_unchanged_image_revalidates_as_304_and_a_new_scan_as_200(
+    client: TestClient,
+) -> None:
+    patient_id = _patient(client)
+    client.post(f"/api/patients/{patient_id}/scans", files={"file": ("a.png", png_bytes((30, 20)))})
+    url = f"/api/patients/{patient_id}/image"
+    first = client.get(url)
+    etag = first.headers["etag"]
+
+    again = client.get(url, headers={"If-None-Match": etag})
+    weak = client.get(url, headers={"If-None-Match": f'"other", W/{etag}'})
+    scan_id = client.get(f"/api/patients/{patient_id}/scans").json()[0]["id"]
+    scan_url = f"/api/patients/{patient_id}/scans/{scan_id}/image"
+    scan_again = client.get(
+        scan_url, headers={"If-None-Match": client.get(scan_url).headers["etag"]}
+    )
+
+    assert (again.status_code, again.content) == (304, b"")
+    assert again.headers["etag"] == etag and again.headers["cache-control"] == "private, no-cache"
+    assert weak.status_code == 304
+    assert scan_again.status_code == 304 and "immutable" in scan_again.headers["cache-control"]
+    assert client.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
+
+    client.post(f"/api/patients/{patient_id}/scans", files={"file": ("b.png", png_bytes((31, 20)))})
+    newer = client.get(url, headers={"If-None-Match": etag})
+
+    assert newer.status_code == 200 and newer.content != first.content
+    assert newer.headers["etag"] != etag

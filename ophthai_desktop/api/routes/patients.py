@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import Body, Depends, File, Form, Query, Response, UploadFile
+from fastapi import Body, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 
 from ophthai_desktop.api import presenters
@@ -15,7 +17,7 @@ from ophthai_desktop.api.deps import ActorDep, ApplicationDep, BaseUrlDep, Oculo
 from ophthai_desktop.api.params import Limit, RecordId, Skip, form_fields, one_value
 from ophthai_desktop.api.routing import SlashRouter
 from ophthai_desktop.api.security import require_token, require_token_or_query
-from ophthai_desktop.core.errors import InvalidInput, UnsupportedMedia, about_field
+from ophthai_desktop.core.errors import InvalidInput, NotFound, UnsupportedMedia, about_field
 from ophthai_desktop.core.imaging import ACCEPTED_MEDIA_TYPES, decode_data_url
 from ophthai_desktop.core.services.patients import SORTABLE, NewImage
 
@@ -185,17 +187,18 @@ def schedule_patient(
     responses={200: {"content": {"image/*": {}}}},
 )
 def get_patient_image(
+    request: Request,
     patient_id: str,
     patients: PatientsDep,
     v: Annotated[str | None, Query(description="The image's version, as imageUrl gives it")] = None,
-) -> FileResponse:
+) -> Response:
     """The newest scan's image file. Cached for good only under the version ``imageUrl``
     names (a new scan changes the URL); the bare path is revalidated every time, since
-    a new scan changes what it serves."""
+    a new scan changes what it serves (304 while it has not)."""
     path, media_type = patients.latest_image(patient_id)
     current = v is not None and len(v) >= presenters.IMAGE_VERSION_CHARS and path.name.startswith(v)
     cache = IMAGE_CACHE if current else "private, no-cache"
-    return FileResponse(path, media_type=media_type, headers={"Cache-Control": cache})
+    return image_response(request, path, media_type, cache)
 
 
 @router.get("/{patient_id}/scans", response_model=list[s.ScanPublic], dependencies=guarded)
@@ -237,9 +240,29 @@ def upload_scan(
     dependencies=[Depends(require_token_or_query)],
     responses={200: {"content": {"image/*": {}}}},
 )
-def get_scan_image(patient_id: str, scan_id: RecordId, patients: PatientsDep) -> FileResponse:
+def get_scan_image(
+    request: Request, patient_id: str, scan_id: RecordId, patients: PatientsDep
+) -> Response:
     path, media_type = patients.scan_image(scan_id, patient_id=patient_id)
-    return FileResponse(path, media_type=media_type, headers={"Cache-Control": IMAGE_CACHE})
+    return image_response(request, path, media_type, IMAGE_CACHE)
+
+
+def image_response(request: Request, path: Path, media_type: str, cache: str) -> Response:
+    """The image file, or 304 Not Modified when the client's copy (``If-None-Match``)
+    is this file: a browser revalidating the bare image URL then gets no body."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError as exc:  # deleted since it was looked up
+        raise NotFound("the image file is missing from the store") from exc
+    response = FileResponse(
+        path, media_type=media_type, headers={"Cache-Control": cache}, stat_result=stat
+    )
+    etag = response.headers["etag"]
+    sent = request.headers.get("if-none-match", "")
+    tags = {tag.strip().removeprefix("W/") for tag in sent.split(",")}
+    if sent.strip() == "*" or etag in tags:
+        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": cache})
+    return response
 
 
 def read_upload(file: UploadFile, max_bytes: int) -> bytes:
