@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 
@@ -14,6 +15,36 @@ log = logging.getLogger(__name__)
 
 class ServerStartError(RuntimeError):
     """The server could not start (port in use, address not available)."""
+
+
+#: A ``token=`` query value in a logged request line (browsers send the API token so on
+#: the WebSocket, and uvicorn logs each WebSocket's path with its query).
+TOKEN_IN_QUERY = re.compile(r"(?i)((?:^|[?&])token=)[^&\s\"']*")
+
+
+class RedactTokens(logging.Filter):
+    """Replaces API tokens in uvicorn's log lines with ``[redacted]``: whoever reads
+    the log must not get access to the patient data."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "token=" in record.msg.lower():
+            record.msg = TOKEN_IN_QUERY.sub(r"\1[redacted]", record.msg)
+        if isinstance(record.args, tuple) and any(
+            isinstance(arg, str) and "token=" in arg.lower() for arg in record.args
+        ):
+            record.args = tuple(
+                TOKEN_IN_QUERY.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        return True
+
+
+def redact_tokens_in_uvicorn_logs() -> None:
+    """Install :class:`RedactTokens` on uvicorn's loggers (once)."""
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())
 
 
 class ApiServer:
@@ -35,6 +66,7 @@ class ApiServer:
             timeout_graceful_shutdown=5,
         )
         self._server = uvicorn.Server(self._config)
+        redact_tokens_in_uvicorn_logs()
         self._thread: threading.Thread | None = None
         self.host = host
         self.port = port

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from starlette.testclient import WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
 from ophthai_desktop.api import create_app
+from ophthai_desktop.api.server import RedactTokens
 from ophthai_desktop.bootstrap import build_application
 from tests.conftest import make_settings, png_bytes
 from tests.support.http import LoopbackClient
@@ -355,3 +357,28 @@ def test_with_a_token_any_host_is_answered_with_the_token(tmp_path: Path) -> Non
             assert response.status_code == 200
     finally:
         application.close()
+
+
+@pytest.mark.parametrize(
+    ("line", "redacted"),
+    [
+        ("/api/notifications/ws?token=s3cret", "/api/notifications/ws?token=[redacted]"),
+        ("/api/x?limit=2&token=s3cret&skip=1", "/api/x?limit=2&token=[redacted]&skip=1"),
+        ("/api/x?TOKEN=s3cret", "/api/x?TOKEN=[redacted]"),
+        ("/api/x?mytoken=keep", "/api/x?mytoken=keep"),
+    ],
+)
+def test_tokens_in_logged_request_lines_are_redacted(line: str, redacted: str) -> None:
+    record = logging.LogRecord(
+        "uvicorn.error",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "WebSocket %s" %s',
+        ("127.0.0.1:5000", line, "[accepted]"),
+        None,
+    )
+
+    assert RedactTokens().filter(record)
+
+    assert record.getMessage() == f'127.0.0.1:5000 - "WebSocket {redacted}" [accepted]'

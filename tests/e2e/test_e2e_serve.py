@@ -208,6 +208,9 @@ def test_with_a_token_http_and_websocket_need_it(tmp_path: Path) -> None:
         running.stop()
     assert (data / "ophthai.db").is_file()  # --data-dir after the command counts too
     assert "Traceback" not in running.output()
+    # uvicorn logs each WebSocket's path with its query: never the token itself.
+    assert "ws?token=[redacted]" in running.output()
+    assert token not in running.output()
 
 
 def test_ctrl_c_stops_cleanly(server: Server) -> None:
