@@ -317,3 +317,17 @@ def test_validating_an_analysis_that_is_no_longer_the_newest_conflicts(
         app_services.patients.validate_analysis(
             patient.id, approved=True, clinician="Dr A", analysis_id=read, actor=actor
         )
+
+
+def test_search_ignores_case_in_every_script(app_services: Application, actor: Actor) -> None:
+    service = app_services.patients
+    for name in ("Zoë Ångström", "Ömer Çelik", "Ελένη Παπαδοπούλου", "Plain Ascii"):
+        service.create_patient({"name": name}, actor=actor)
+
+    def found(search: str) -> list[str]:
+        return [p.name for p in service.list_patients(search=search).items]
+
+    assert found("ångström") == found("ZOË") == ["Zoë Ångström"]
+    assert found("öMER çELIK") == ["Ömer Çelik"]
+    assert found("ΕΛΈΝΗ") == ["Ελένη Παπαδοπούλου"]
+    assert found("plain") == ["Plain Ascii"]

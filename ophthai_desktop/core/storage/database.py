@@ -107,7 +107,15 @@ class Database:
         return self.url.render_as_string(hide_password=True)
 
 
+def _unicode_lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # SQLite's own lower() (and so ILIKE, which SQLAlchemy writes as lower() LIKE
+    # lower()) folds ASCII letters only: "ångström" would not find "Ångström". Python's
+    # folds every script, as PostgreSQL's does. No index uses lower().
+    dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
