@@ -175,6 +175,14 @@ def test_validation_needs_a_clinician_name(qtbot: QtBot, make_gui: Maker) -> Non
     qtbot.waitUntil(lambda: "Clinician:" in view.notice.text())
     assert "name is required" in view.notice.text()
     assert view.card.badge.text() == "PRELIMINARY"
+    assert view.clinician.property("invalid") is True and view.clinician.hasFocus()
+
+    view.clinician.setText("Dr. Jones")  # put right, the refusal goes with it
+    view.approve.click()
+
+    qtbot.waitUntil(lambda: view.card.badge.text() == "APPROVED")
+    assert view.notice.text() == ""
+    assert view.clinician.property("invalid") is False
 
 
 def test_a_past_appointment_is_refused_with_the_reason(qtbot: QtBot, gui: GuiSession) -> None:

@@ -159,3 +159,18 @@ def test_a_routine_toast_waits_for_a_critical_one_to_go(qtbot: QtBot, gui: GuiSe
     assert toast.property("kind") == "warning"
     toast.show_message("Critical finding", "Abnormal finding: AMD", "critical")
     assert toast.text() == "Critical finding: Abnormal finding: AMD"  # urgent goes first
+
+
+def test_mark_read_and_delete_need_a_chosen_notification(qtbot: QtBot, gui: GuiSession) -> None:
+    panel = gui.notifications_panel
+    assert not panel.mark_read.isEnabled() and not panel.delete.isEnabled()
+    gui.application.notifications.create_notification("Routine", actor=SYSTEM)
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 1)
+    assert not panel.delete.isEnabled()  # arrived, but not chosen
+
+    panel.list.setCurrentIndex(panel.model.index(0, 0))
+
+    assert panel.mark_read.isEnabled() and panel.delete.isEnabled()
+    panel.delete.click()
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 0)
+    assert not panel.mark_read.isEnabled() and not panel.delete.isEnabled()

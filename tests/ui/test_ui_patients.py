@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialogButtonBox, QMessageBox
 from pytestqt.qtbot import QtBot
 
@@ -118,3 +119,23 @@ def test_a_burst_of_new_patients_reaches_the_list_as_it_is_now(
     assert row is not None and model.data(model.index(row, 4)) == "Critical"
     assert model.total == 29
     assert gui.patient_list.count.text() == "29 patients"
+
+
+def test_a_long_name_wraps_on_the_page_and_is_whole_in_the_lists_tooltip(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    name = "Đặng Thị Ngọc Ánh-Χριστοδουλοπούλου Añuñez-Øberg Mohammed bin Abdulrahman " * 2
+    patient = gui.application.patients.create_patient(
+        {"name": name.strip()}, actor=Actor("tester", "gui")
+    )
+    model = gui.patient_list.model
+    qtbot.waitUntil(lambda: model.rowCount() == 1)
+    gui.patients.open_patient(patient.id)
+    qtbot.waitUntil(lambda: gui.patient_page.name.text() == name.strip())
+
+    assert model.data(model.index(0, 0), Qt.ItemDataRole.ToolTipRole) == name.strip()
+    assert model.data(model.index(0, 1), Qt.ItemDataRole.ToolTipRole) is None  # short id
+    # The window still fits a 1024-pixel screen: the name wraps instead.
+    gui.window.resize(1024, 700)
+    qtbot.wait(50)
+    assert gui.window.width() <= 1024

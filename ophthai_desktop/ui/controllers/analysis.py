@@ -274,6 +274,13 @@ class AnalysisController(QObject):
             if patient.latest_analysis is not None:
                 self._view.show_result(patient.latest_analysis)
             self._view.notes.clear()
+            self._view.mark_verdict_field(None)
+            self._view.notice.dismiss()  # a refusal shown before no longer applies
+
+        def failed(exc: BaseException) -> None:
+            field = getattr(exc, "field", None)
+            self._view.mark_verdict_field(field if isinstance(field, str) else None)
+            self._view.show_notice(describe(exc), "error")
 
         self._ctx.tasks.submit(
             lambda: self._app.patients.validate_analysis(
@@ -285,7 +292,7 @@ class AnalysisController(QObject):
                 actor=self._ctx.actor,
             ),
             done,
-            lambda exc: self._view.show_notice(describe(exc), "error"),
+            failed,
         )
 
     @Slot()

@@ -25,6 +25,10 @@ from PySide6.QtGui import QStandardItem, QStandardItemModel
 KEY_ROLE = Qt.ItemDataRole.UserRole
 
 
+#: Cells longer than this carry their text as a tooltip too: a column may cut them.
+TOOLTIP_FROM_CHARS = 20
+
+
 class RowModel(QStandardItemModel):
     """Rows identified by a key, in the order they were put in.
 
@@ -104,6 +108,7 @@ class RowModel(QStandardItemModel):
         for item, text, before in zip(items, self.cells(row), self.cells(old), strict=True):
             if text != before:
                 item.setText(text)
+                item.setToolTip(text if len(text) > TOOLTIP_FROM_CHARS else "")
         self.style(items, row, old)
         return True
 
@@ -129,6 +134,9 @@ class RowModel(QStandardItemModel):
     def _new_items(self, row: Any) -> list[QStandardItem]:
         key = self.key(row)
         items = [QStandardItem(text) for text in self.cells(row)]
+        for item in items:
+            if len(item.text()) > TOOLTIP_FROM_CHARS:
+                item.setToolTip(item.text())  # whole, where the column cuts it short
         items[0].setData(key, KEY_ROLE)
         self.style(items, row, None)
         self._records[key] = row

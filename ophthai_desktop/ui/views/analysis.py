@@ -491,6 +491,15 @@ class AnalysisView(QWidget):
     def _on_verdict(self, approved: bool) -> None:
         self.validate_requested.emit(approved, self.clinician.text(), self.notes.toPlainText())
 
+    def mark_verdict_field(self, field: str | None) -> None:
+        """Outline the verdict's field a refusal named (``clinician`` or ``notes``) and
+        put the cursor there; None clears the outline."""
+        widgets = {"clinician": self.clinician, "notes": self.notes}
+        for name, widget in widgets.items():
+            set_style_property(widget, "invalid", name == field)
+        if field in widgets:
+            widgets[field].setFocus()
+
     @Slot(bool)
     def _on_reasoning_toggle_toggled(self, expanded: bool) -> None:
         self.reasoning.setVisible(expanded)

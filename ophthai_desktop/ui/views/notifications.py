@@ -66,6 +66,9 @@ class NotificationsPanel(QWidget):
         layout.addWidget(self.list, 1)
         self.set_unread(0)
 
+        self._on_current_changed()
+        self.list.selectionModel().currentChanged.connect(self._on_current_changed)
+        model.modelReset.connect(self._on_current_changed)  # a reset clears it silently
         self.list.clicked.connect(self._on_list_clicked)
         self.mark_read.clicked.connect(self._on_mark_read_clicked)
         self.mark_all.clicked.connect(self.mark_all_read_requested)
@@ -76,6 +79,13 @@ class NotificationsPanel(QWidget):
         self.unread.setVisible(count > 0)
         self.unread_title.setText("Unread:" if count else "All read")
         self.mark_all.setEnabled(count > 0)
+
+    @Slot()
+    def _on_current_changed(self) -> None:
+        """Mark read and Delete act on the chosen notification: only with one chosen."""
+        chosen = self.list.currentIndex().isValid()
+        self.mark_read.setEnabled(chosen)
+        self.delete.setEnabled(chosen)
 
     def selected_id(self) -> int | None:
         index = self.list.currentIndex()

@@ -76,6 +76,7 @@ class PatientPage(QWidget):
         self.name = QLabel()
         self.name.setTextFormat(Qt.TextFormat.PlainText)
         self.name.setObjectName("patientName")
+        self.name.setWordWrap(True)  # a long name takes two lines, not the screen's width
         self.name.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.pid = QLabel()
         self.pid.setObjectName("patientId")
