@@ -214,3 +214,10 @@ def test_window_geometry_and_splitters_are_remembered(qtbot: QtBot, make_gui: Ma
     again = second.window.findChild(QSplitter, "mainSplit")
     assert again is not None
     assert again.sizes() == saved
+
+
+def test_the_settings_dialog_fits_a_1024_pixel_screen(qtbot: QtBot) -> None:
+    dialog = SettingsDialog()
+    qtbot.addWidget(dialog)
+
+    assert dialog.sizeHint().width() <= 1000

@@ -76,7 +76,10 @@ class SettingsDialog(QDialog):
         self.user_name.setPlaceholderText("the operating-system user")
         self.theme = QComboBox()
         self.theme.addItems(THEMES)
-        self.minimize_to_tray = QCheckBox("Closing the window keeps OphthAI running in the tray")
+        self.minimize_to_tray = QCheckBox("Keep running in the tray when closed")
+        self.minimize_to_tray.setToolTip(
+            "Closing the window keeps OphthAI running in the tray (where there is one)"
+        )
         desktop = QGroupBox("Desktop")
         form = QFormLayout(desktop)
         form.addRow("Name in the audit trail", self.user_name)
@@ -86,12 +89,10 @@ class SettingsDialog(QDialog):
         # Data and watch folder
         self.data_dir = QLineEdit()
         self.data_dir.setReadOnly(True)
-        self.watch_folder_enabled = QCheckBox("Take in images that arrive in the watch folder")
+        self.watch_folder_enabled = QCheckBox("Take in images from the watch folder")
         self.watch_folder_path = QLineEdit()
         self.browse_watch = QPushButton("Browse…")
-        self.watch_demo_mode = QCheckBox(
-            "Demo mode: file images without a patient id under a new demo patient"
-        )
+        self.watch_demo_mode = QCheckBox("Demo mode")
         data = QGroupBox("Data and watch folder")
         form = QFormLayout(data)
         form.addRow(f"Data folder {RESTART_NOTE}", self.data_dir)
@@ -99,6 +100,9 @@ class SettingsDialog(QDialog):
         form.addRow("", self.watch_folder_enabled)
         form.addRow("Watch folder", _with_button(self.watch_folder_path, self.browse_watch))
         form.addRow("", self.watch_demo_mode)
+        form.addRow(
+            "", _note("Demo mode files a scan without a patient id under a new demo patient.")
+        )
 
         # Embedded API
         self.api_enabled = QCheckBox("Run the embedded API server")
