@@ -62,6 +62,17 @@ def error_body(message: str, **extra: object) -> dict[str, object]:
     return {"detail": message, "message": message, **extra}
 
 
+#: Plain type names pydantic puts in a location for each member of a union it tried.
+PYDANTIC_TYPES = frozenset({"str", "int", "float", "bool", "list", "dict", "none", "date"})
+
+
+def _pydantic_type_name(part: object) -> bool:
+    """Whether a location part names a type pydantic tried ("list[str]",
+    "constrained-str", "function-after[...]"), not a key of the request. The request's
+    keys are identifiers, in camelCase or snake_case."""
+    return isinstance(part, str) and ("[" in part or "-" in part or part in PYDANTIC_TYPES)
+
+
 async def as_sent(request: Request, field: str) -> tuple[list[str], str]:
     """A core error's field (snake_case, as the services name it) as the request spelled
     it: its location (``["body", "admissionDate"]``, ``query`` or ``path``) and name. A
@@ -143,6 +154,8 @@ def install_error_handlers(app: FastAPI) -> None:
             # The first part says where (body, query, path...); a JSON syntax error's
             # second part is a character position, not a field.
             parts = location[1:] if location and location[0] in REQUEST_PARTS else location
+            parts = [p for p in parts if not _pydantic_type_name(p)]
+            msg = msg.removeprefix("Value error, ")
             if location[:1] == ["query"] and parts:  # named as sent, not as renamed
                 parts[0] = request.scope.get(QUERY_SPELLING, {}).get(parts[0], parts[0])
                 location = ["query", *parts]

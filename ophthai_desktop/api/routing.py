@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Request, Response
 from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic.alias_generators import to_snake
 
@@ -67,11 +68,36 @@ def normalise_query(scope: MutableMapping[str, Any], declared: set[str]) -> None
             unknown.append(key)
     if unknown:
         raise not_taken("query", unknown, ", ".join(sorted(declared)) or "none")
+    _refuse_differing_repeats(pairs, renamed)
     if renamed != pairs:
         scope["query_string"] = urlencode(renamed).encode("latin-1")
         scope[QUERY_SPELLING] = {
             new: old for (old, _), (new, _) in zip(pairs, renamed, strict=True) if old != new
         }
+
+
+def _refuse_differing_repeats(pairs: list[tuple[str, str]], renamed: list[tuple[str, str]]) -> None:
+    """A parameter sent twice (``limit=10&limit=20``, ``patientId=a&patient_id=b``) with
+    different values is a 422: which one the client meant cannot be known, and taking
+    either could apply a filter the client did not ask for. The same value twice is
+    fine."""
+    first: dict[str, str] = {}
+    clashing: list[tuple[str, str]] = []
+    for (sent, value), (name, _) in zip(pairs, renamed, strict=True):
+        if name in first and first[name] != value:
+            clashing.append((sent, name))
+        first.setdefault(name, value)
+    if clashing:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", sent),
+                    "msg": f"{name} was sent more than once with different values",
+                    "type": "value_error",
+                }
+                for sent, name in clashing
+            ]
+        )
 
 
 class QueryNamesRoute(APIRoute):

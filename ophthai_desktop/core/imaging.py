@@ -44,6 +44,16 @@ class ImageInfo:
     size_bytes: int
 
 
+def too_large_message(size: int | None, max_bytes: int) -> str:
+    """Why an image of ``size`` bytes (None: not known) is refused, in figures that
+    differ: a size that rounds to the limit is said to be over it."""
+    limit = format_bytes(max_bytes)
+    said = format_bytes(size) if size is not None else limit
+    if said == limit:
+        return f"the image is over the limit of {limit}"
+    return f"the image is {said}; the limit is {limit}"
+
+
 def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
     """Check ``data`` is a whole, undamaged image and describe it, or say why it is
     refused.
@@ -64,9 +74,7 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
     if not data:
         raise InvalidInput("the image is empty (0 bytes)")
     if len(data) > max_bytes:
-        raise PayloadTooLarge(
-            f"the image is {format_bytes(len(data))}; the limit is {format_bytes(max_bytes)}"
-        )
+        raise PayloadTooLarge(too_large_message(len(data), max_bytes))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

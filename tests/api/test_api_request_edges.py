@@ -292,3 +292,29 @@ def test_an_unchanged_image_revalidates_as_304_and_a_new_scan_as_200(
 
     assert newer.status_code == 200 and newer.content != first.content
     assert newer.headers["etag"] != etag
+
+
+def test_a_query_parameter_sent_twice_differently_is_a_422_not_a_guess(
+    client: TestClient,
+) -> None:
+    patient_id = _patient(client)
+
+    assert _fields(client.get("/api/patients", params=[("limit", "10"), ("limit", "20")])) == [
+        "limit"
+    ]
+    mixed = client.get(
+        "/api/notifications", params=[("patientId", patient_id), ("patient_id", "pt-other")]
+    )
+    assert _fields(mixed) == ["patient_id"]
+    assert "patient_id was sent more than once with different values" in mixed.json()["message"]
+    same = client.get("/api/patients", params=[("limit", "5"), ("limit", "5")])
+    assert same.status_code == 200
+
+
+def test_422_fields_name_the_request_not_pydantics_types(client: TestClient) -> None:
+    symptoms = client.post("/api/patients", json={"name": "A", "symptoms": [1, "ok"]})
+    age = client.post("/api/patients", json={"name": "A", "age": True})
+
+    assert _fields(symptoms) == ["symptoms.0", "symptoms"]  # a list of text, or text
+    assert _fields(age) == ["age"]
+    assert not age.json()["errors"][0]["msg"].startswith("Value error")

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from ophthai_desktop.core.errors import InvalidInput, PayloadTooLarge, UnsupportedMedia
-from ophthai_desktop.core.imaging import decode_data_url, inspect_image
+from ophthai_desktop.core.imaging import decode_data_url, inspect_image, too_large_message
 from tests.support.images import jpeg_bytes, png_bytes
 
 LIMITS = {"max_bytes": 5_000_000, "max_pixels": 10_000_000}
@@ -67,3 +67,11 @@ def test_data_urls() -> None:
         decode_data_url("data:image/png;base64,@@@not-base64@@@", max_bytes=10**6)
     with pytest.raises(PayloadTooLarge):
         decode_data_url(encoded, max_bytes=10)
+
+
+def test_a_size_that_rounds_to_the_limit_is_said_to_be_over_it() -> None:
+    assert too_large_message(27_262_986, 26_214_400) == (
+        "the image is 27.3 MB; the limit is 26.2 MB"
+    )
+    assert too_large_message(26_214_401, 26_214_400) == "the image is over the limit of 26.2 MB"
+    assert too_large_message(None, 1000) == "the image is over the limit of 1.0 KB"

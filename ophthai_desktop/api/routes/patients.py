@@ -17,8 +17,14 @@ from ophthai_desktop.api.deps import ActorDep, ApplicationDep, BaseUrlDep, Oculo
 from ophthai_desktop.api.params import Limit, RecordId, Skip, form_fields, one_value
 from ophthai_desktop.api.routing import SlashRouter
 from ophthai_desktop.api.security import require_token, require_token_or_query
-from ophthai_desktop.core.errors import InvalidInput, NotFound, UnsupportedMedia, about_field
-from ophthai_desktop.core.imaging import ACCEPTED_MEDIA_TYPES, decode_data_url
+from ophthai_desktop.core.errors import (
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMedia,
+    about_field,
+)
+from ophthai_desktop.core.imaging import ACCEPTED_MEDIA_TYPES, decode_data_url, too_large_message
 from ophthai_desktop.core.services.patients import SORTABLE, NewImage
 
 router = SlashRouter(prefix="/api/patients", tags=["patients"])
@@ -274,6 +280,8 @@ def read_upload(file: UploadFile, max_bytes: int) -> bytes:
             f"{declared} uploads are not accepted; send PNG, JPEG, WebP, BMP or TIFF"
         )
     data: bytes = file.file.read(max_bytes + 1)
+    if len(data) > max_bytes:  # what was read stops at the limit: say the real size
+        raise PayloadTooLarge(too_large_message(file.size, max_bytes), field="file")
     return data
 
 
