@@ -331,3 +331,34 @@ def test_search_ignores_case_in_every_script(app_services: Application, actor: A
     assert found("öMER çELIK") == ["Ömer Çelik"]
     assert found("ΕΛΈΝΗ") == ["Ελένη Παπαδοπούλου"]
     assert found("plain") == ["Plain Ascii"]
+
+
+def test_a_patient_created_with_an_image_was_not_updated_before_it_was_created(
+    app_services: Application, actor: Actor
+) -> None:
+    created = app_services.patients.create_patient(
+        {"name": "Imaged"}, actor=actor, image=NewImage(png_bytes((20, 10)), modality="OCT")
+    )
+
+    assert created.updated_at == created.created_at
+    assert created.latest_scan is not None and created.latest_scan.created_at == created.created_at
+
+
+def test_booking_the_same_appointment_again_changes_and_announces_nothing(
+    sqlite_services: Application, actor: Actor
+) -> None:
+    patients = sqlite_services.patients
+    patient = patients.create_patient({"name": "Booked"}, actor=actor)
+    when = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
+    booked = patients.schedule_appointment(patient.id, when, actor=actor)
+    seen: list[ev.Event] = []
+    sqlite_services.bus.subscribe(seen.append)
+
+    again = patients.schedule_appointment(patient.id, when.astimezone(), actor=actor)
+    moved = patients.schedule_appointment(patient.id, when + timedelta(hours=1), actor=actor)
+
+    assert again.updated_at == booked.updated_at and again.appointment_date == when
+    assert [type(e) for e in seen] == [ev.PatientUpdated]  # the move only
+    assert moved.appointment_date == when + timedelta(hours=1)
+    events = sqlite_services.audit.list_events(entity_type="patient", entity_id=patient.id)
+    assert [e.action for e in events.items].count("schedule") == 2  # the first and the move

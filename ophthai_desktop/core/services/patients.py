@@ -443,6 +443,8 @@ class PatientService:
             raise InvalidInput("the appointment is in the past", field="appointment_date")
         with self._db.session() as session:
             row = self._get(session, patient_id)
+            if row.appointment_date == when and row.workflow_step == int(WorkflowStep.COMPLETE):
+                return self.records_in(session, [row])[0]  # booked already: no change
             row.appointment_date = when
             # As the seed did: scheduling completes the workflow, validated or not.
             row.workflow_step = int(WorkflowStep.COMPLETE)
@@ -524,10 +526,13 @@ class PatientService:
         self, session: Session, patient: m.Patient, image: NewImage, info: ImageInfo
     ) -> ScanRecord:
         stored = self._images.put(image.data)
-        scan = m.Scan(**self.scan_values(patient.id, image, info, stored.sha256))
+        now = datetime.now(UTC)
+        scan = m.Scan(**self.scan_values(patient.id, image, info, stored.sha256, now=now))
         session.add(scan)
         patient.workflow_step = int(WorkflowStep.ANALYSIS)
-        patient.updated_at = datetime.now(UTC)
+        if patient.created_at is None:  # new in this transaction: not later than its update
+            patient.created_at = now
+        patient.updated_at = now
         session.flush()
         return scan_record(scan)
 
