@@ -19,7 +19,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AliasChoices
 from pydantic.alias_generators import to_camel
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ophthai_desktop.api.routing import QUERY_SPELLING
@@ -179,6 +180,17 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SQLAlchemyError)
     async def _database_error(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
         # The exception text can hold parameter values (names); log its type only.
+        if isinstance(exc, IntegrityError | StaleDataError):
+            # Another request changed or deleted a record this one relied on, between
+            # its checks and its commit (a scan posted while the patient is deleted).
+            log.info("request lost a race with another: %s", type(exc).__name__)
+            return JSONResponse(
+                error_body(
+                    "the record was changed or deleted by another request at the same "
+                    "moment; reload it and try again"
+                ),
+                status_code=409,
+            )
         log.error("database error: %s", type(exc).__name__)
         return JSONResponse(
             error_body("the database could not complete the request"), status_code=503

@@ -215,6 +215,10 @@ class MarkRead(RequestModel):
     read: bool = True
 
 
+class NoFields(RequestModel):
+    """A body an endpoint accepts only empty (``{}``): any key is a 422 naming it."""
+
+
 class UnreadCount(PublicModel):
     count: int
 

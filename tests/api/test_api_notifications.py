@@ -154,3 +154,18 @@ def test_read_false_marks_unread_and_rereading_announces_nothing(client: TestCli
         assert (frame["event"], frame["data"]["read"]) == ("notification_updated", False)
     assert unread(client) == 1
     assert client.patch(url, json={"read": "maybe"}).status_code == 422
+
+
+def test_mark_all_read_takes_no_body_and_says_so(client: TestClient) -> None:
+    client.post("/api/notifications", json={"message": "one"})
+
+    refused = client.patch("/api/notifications/mark-all-read", json={"read": False})
+    still_unread = client.get("/api/notifications/unread-count").json()["count"]
+    empty = client.patch("/api/notifications/mark-all-read", json={})
+    none = client.patch("/api/notifications/mark-all-read")
+
+    assert refused.status_code == 422
+    assert [e["field"] for e in refused.json()["errors"]] == ["read"]
+    assert still_unread == 1  # refused, so nothing was marked
+    assert empty.status_code == 200 and empty.json()["count"] == 1
+    assert none.status_code == 200 and none.json()["count"] == 0

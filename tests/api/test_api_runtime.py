@@ -21,6 +21,7 @@ from ophthai_desktop.api import create_app
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.errors import StorageError
+from ophthai_desktop.core.storage import models as m
 from ophthai_desktop.core.storage.models import Analysis
 from tests.conftest import png_bytes
 from tests.support.http import LoopbackClient
@@ -190,6 +191,24 @@ def test_a_storage_error_from_a_service_is_a_503(
     assert response.status_code == 503
     message = "the database is locked; try again shortly"
     assert response.json() == {"detail": message, "message": message}
+
+
+def test_a_record_deleted_by_another_request_meanwhile_is_a_409_not_a_503(
+    client: TestClient, sqlite_services: Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As when a notification for a patient is posted while the patient is deleted:
+    its check passed, then its insert met the deleted row's foreign key."""
+
+    def lost_the_race(*_args: Any, **_kwargs: Any) -> None:
+        with sqlite_services.db.session() as session:
+            session.add(m.Notification(message="x", type="info", patient_id="pt-gone"))
+
+    monkeypatch.setattr(sqlite_services.notifications, "create_notification", lost_the_race)
+
+    response = client.post("/api/notifications", json={"message": "x"})
+
+    assert response.status_code == 409
+    assert "changed or deleted by another request" in response.json()["message"]
 
 
 @pytest.mark.parametrize(

@@ -61,7 +61,13 @@ def unread_count(notifications: NotificationsDep) -> s.UnreadCount:
 
 
 @router.patch("/mark-all-read", response_model=s.Message, dependencies=guarded)
-def mark_all_read(notifications: NotificationsDep, actor: ActorDep) -> s.Message:
+def mark_all_read(
+    notifications: NotificationsDep,
+    actor: ActorDep,
+    _body: Annotated[s.NoFields | None, Body(alias="body")] = None,
+) -> s.Message:
+    """Mark every notification read. It takes no body; a key sent (``{"read": false}``:
+    there is no "mark all unread") is a 422 rather than ignored."""
     count = notifications.mark_all_read(actor=actor)
     return s.Message(message=f"{count} notifications marked read", count=count)
 
