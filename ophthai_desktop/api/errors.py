@@ -37,6 +37,14 @@ from ophthai_desktop.core.errors import (
 
 log = logging.getLogger(__name__)
 
+#: What FastAPI says of a body it could not decode (not UTF-8, nested too deeply), and
+#: what we say instead.
+FASTAPI_BODY_ERROR = "There was an error parsing the body"
+UNREADABLE_BODY = (
+    "the body could not be read: send JSON as UTF-8 text, nested no deeper than a few "
+    "hundred levels"
+)
+
 #: The first element of a validation error's location: which part of the request.
 REQUEST_PARTS = frozenset({"body", "query", "path", "header", "cookie"})
 
@@ -143,6 +151,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         text = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 400 and text == FASTAPI_BODY_ERROR:
+            text = UNREADABLE_BODY
         return JSONResponse(error_body(text), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)

@@ -7,11 +7,15 @@ and refuse unknown keys (422) rather than dropping them. The AI result inside
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
+
+#: C0 control characters and DEL, less tab, line feed and carriage return.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 PatientStatusName = Literal["Critical", "Stable", "Pending Analysis", "Discharged"]
 NotificationTypeName = Literal["info", "critical", "success"]
@@ -28,7 +32,9 @@ class PublicModel(BaseModel):
 
 
 class RequestModel(BaseModel):
-    """Accepts camelCase or snake_case keys; anything else is a 422."""
+    """Accepts camelCase or snake_case keys; anything else is a 422. Text may not hold
+    control characters other than tab and line breaks (PostgreSQL cannot store a NUL,
+    and none belongs in a clinical record)."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -37,6 +43,14 @@ class RequestModel(BaseModel):
         extra="forbid",
         str_strip_whitespace=True,
     )
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _plain_text(cls, value: Any) -> Any:
+        texts = value if isinstance(value, list | tuple) else [value]
+        if any(isinstance(text, str) and CONTROL_CHARACTERS.search(text) for text in texts):
+            raise ValueError("holds a control character (such as NUL); send plain text")
+        return value
 
 
 # Patients ----------------------------------------------------------------------------

@@ -318,3 +318,27 @@ def test_422_fields_name_the_request_not_pydantics_types(client: TestClient) -> 
     assert _fields(symptoms) == ["symptoms.0", "symptoms"]  # a list of text, or text
     assert _fields(age) == ["age"]
     assert not age.json()["errors"][0]["msg"].startswith("Value error")
+
+
+def test_control_characters_in_text_are_a_422_tabs_and_line_breaks_are_not(
+    client: TestClient,
+) -> None:
+    nul = client.post("/api/patients", json={"name": "Ada\u0000Lovelace"})
+    bell = client.post("/api/patients", json={"name": "Ada", "symptoms": ["blur", "x\u0007"]})
+    fine = client.post("/api/patients", json={"name": "Ada", "history": "a\tb\r\nc"})
+
+    assert _fields(nul) == ["name"] and "control character" in nul.json()["message"]
+    assert _fields(bell) == ["symptoms"]
+    assert fine.status_code == 201 and fine.json()["history"] == "a\tb\r\nc"
+    assert client.get("/api/patients").headers["X-Total-Count"] == "1"
+
+
+def test_a_body_that_is_not_utf8_says_what_to_send(client: TestClient) -> None:
+    response = client.post(
+        "/api/patients",
+        content=b'{"name": "\xff\xfe"}',
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("the body could not be read: send JSON as UTF-8")
