@@ -269,3 +269,30 @@ def test_streamed_batches_count_tokens_without_laying_the_view_out_again(
     assert view.progress.text() == "39 tokens"
     assert "reasoning" in view.state.text()
     assert spy.count == 0, spy.seen
+
+
+def test_a_patient_whose_newest_analysis_failed_says_so_when_opened(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    engine = ScriptedEngine(DME)
+    gui = make_gui(engine=engine)
+    view = gui.analysis_view
+    failed, other = _patient_with_scan(gui, "Failed"), _patient_with_scan(gui, "Other")
+    engine.fail_with = RuntimeError("CUDA out of memory")
+    job = gui.application.jobs.queue_patient_analysis(failed, actor=Actor("t", "gui"))
+    qtbot.waitUntil(lambda: gui.application.jobs.get_job(job.id).state == "failed", timeout=10_000)
+
+    open_patient(qtbot, gui, other)
+    open_patient(qtbot, gui, failed)  # opened after the failure, not watching it happen
+
+    qtbot.waitUntil(lambda: f"job #{job.id}) failed" in view.state.text())
+    assert "CUDA out of memory" in view.state.text()
+    assert view.state.property("kind") == "error"
+
+    engine.fail_with = None  # the next analysis works: its result replaces the failure
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    open_patient(qtbot, gui, other)
+    open_patient(qtbot, gui, failed)
+    qtbot.wait(200)
+    assert "failed" not in view.state.text()

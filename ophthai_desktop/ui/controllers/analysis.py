@@ -118,7 +118,7 @@ class AnalysisController(QObject):
             self._view.show_result(patient.latest_analysis)
         else:
             self._view.show_empty()
-        self._look_for_open_jobs(patient.id)
+        self._look_for_open_jobs(patient)
 
     @Slot(object)
     def _on_patients_patient_changed(self, patient: PatientRecord) -> None:
@@ -136,16 +136,21 @@ class AnalysisController(QObject):
                 return job_id, stream
         return None
 
-    def _look_for_open_jobs(self, patient_id: str) -> None:
-        def fetch() -> tuple[Page[JobRecord], Page[JobRecord]]:
+    def _look_for_open_jobs(self, patient: PatientRecord) -> None:
+        """Show a running or queued analysis of the patient, or that their newest one
+        failed (the page would otherwise show no analysis, or an older result)."""
+        patient_id = patient.id
+
+        def fetch() -> tuple[Page[JobRecord], Page[JobRecord], Page[JobRecord]]:
             jobs = self._app.jobs
             return (
                 jobs.list_jobs(patient_id=patient_id, state="running", limit=1),
                 jobs.list_jobs(patient_id=patient_id, state="queued", limit=1),
+                jobs.list_jobs(patient_id=patient_id, limit=1),
             )
 
-        def done(pages: tuple[Page[JobRecord], Page[JobRecord]]) -> None:
-            running, queued = pages
+        def done(pages: tuple[Page[JobRecord], Page[JobRecord], Page[JobRecord]]) -> None:
+            running, queued, newest = pages
             if patient_id != self._patient_id or self._shown_job is not None:
                 return
             if running.items:
@@ -154,8 +159,18 @@ class AnalysisController(QObject):
             elif queued.items:
                 self._view.set_state(self._queued_text(queued.items[0].id))
                 self.explain_model_state()
+            elif newest.items and newest.items[0].state == "failed":
+                self._show_newest_failed(newest.items[0], patient.latest_analysis)
 
         self._ctx.tasks.submit(fetch, done)
+
+    def _show_newest_failed(self, job: JobRecord, latest: AnalysisRecord | None) -> None:
+        if latest is not None and latest.created_at >= job.created_at:
+            return  # a result came after the failure
+        text = f"The newest analysis (job #{job.id}) failed: {job.error or 'no reason given'}"
+        if latest is not None:
+            text += ". The result below is from an earlier analysis."
+        self._view.show_failure(text)
 
     # Analysis events ----------------------------------------------------------------------
 
