@@ -28,6 +28,9 @@ QLabel#patientName { color: #f1f4f6; }
 QLabel#patientId, QLabel#muted, QLabel#emptyHint, QLabel#stepLabel { color: #9aa7b0; }
 QLabel#sectionTitle { color: #6cc3de; }
 QFrame#resultCard { background: #23282d; }
+QLabel#classification { color: #f1f4f6; }
+QLabel#analysisState { color: #6cc3de; }
+QLabel#analysisState[kind="error"] { color: #f28b82; }
 QFrame#banner { background: #4a3a1c; color: #f5e6c8; }
 QFrame#banner[kind="error"] { background: #4a2326; color: #f6d5d3; }
 QFrame#banner[kind="info"] { background: #1d3a47; color: #d3ecf5; }

@@ -139,8 +139,9 @@ def test_watch_folder_files_not_taken_in_are_one_warning_each_moment(
     qtbot.waitUntil(toast.isVisible, timeout=20_000)
     qtbot.waitUntil(lambda: gui.notifications_panel.model.rowCount() == 6, timeout=15_000)
 
-    # No sooner than the gap after the last alert, so the whole burst is in it.
-    assert time.monotonic() - first_alert >= REFUSED_ALERT_GAP_MS / 1000 - 0.1
+    # Not a second after the burst but after the gap since the last alert, so the whole
+    # burst is in it (measured from when the first toast was seen, which may be late).
+    assert time.monotonic() - first_alert >= REFUSED_ALERT_GAP_MS / 1000 - 1.0
     assert toast.text().startswith("Watch folder: 5 files were not taken in: ")
     assert toast.text().count("bad_") == 3 and "and 2 more" in toast.text()
     assert gui.patient_list.model.rowCount() == 0

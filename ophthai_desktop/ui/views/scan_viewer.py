@@ -119,6 +119,10 @@ class ScanViewer(QWidget):
         self.canvas = ImageCanvas()
         self.info = QLabel("No scans yet")
         self.info.setObjectName("muted")
+        # A long file name wraps rather than widening the page (and the window) past
+        # the screen; the whole line is also the tooltip.
+        self.info.setWordWrap(True)
+        self.info.setMinimumWidth(120)
         self.zoom_label = QLabel("")
         self.zoom_label.setObjectName("muted")
         zoom_in = QToolButton()
@@ -210,6 +214,7 @@ class ScanViewer(QWidget):
         if not scans:
             self.canvas.clear()
             self.info.setText("No scans yet: drop an image on the window to add one")
+            self.info.setToolTip("")
         return [scan.id for scan in fresh]
 
     def set_thumbnail(self, scan_id: int, thumbnail: QIcon) -> None:
@@ -226,6 +231,7 @@ class ScanViewer(QWidget):
 
     def show_image(self, scan: ScanRecord, image: QImage, *, refit: bool = True) -> None:
         self.info.setText(self._describe(scan))
+        self.info.setToolTip(self.info.text())
         self.canvas.set_image(image, refit=refit)
 
     def current_scan_id(self) -> int | None:
