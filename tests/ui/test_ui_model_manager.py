@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pytestqt.qtbot import QtBot
 
+from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.views.model_manager import ModelManagerDialog
 from tests.ui.conftest import Maker
@@ -126,3 +127,22 @@ def test_a_download_that_cannot_reach_the_hub_fails_fast_with_the_reason(
     assert dialog.download_button.isVisible() and dialog.download_button.isEnabled()
     assert not dialog.cancel_button.isVisible()
     assert not dialog.progress.isVisible()
+
+
+@pytest.mark.parametrize(("quantization", "shown"), [("none", "resolved when"), ("4bit", "4bit")])
+def test_an_unresolved_precision_is_not_shown_as_the_quantization_setting(
+    qtbot: QtBot, quantization: str, shown: str
+) -> None:
+    dialog = ModelManagerDialog()
+    qtbot.addWidget(dialog)
+    status = EngineStatus(
+        state=ModelState.NOT_INSTALLED,
+        message="not installed",
+        model_id="OctoMed/OctoMed-7B",
+        model_source="OctoMed/OctoMed-7B",
+        quantization=quantization,
+    )
+
+    dialog.show_status(status, None, downloading=False)
+
+    assert dialog.precision.text().startswith(shown)  # "none" was shown as a precision

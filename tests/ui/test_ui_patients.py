@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QDate, Qt
 from PySide6.QtWidgets import QDialogButtonBox, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.ui.session import GuiSession
+from ophthai_desktop.ui.views.patient_dialog import PatientDialog
 from tests.ui.conftest import open_patient
 
 
@@ -139,3 +140,13 @@ def test_a_long_name_wraps_on_the_page_and_is_whole_in_the_lists_tooltip(
     gui.window.resize(1024, 700)
     qtbot.wait(50)
     assert gui.window.width() <= 1024
+
+
+def test_the_birth_date_picker_offers_no_day_after_today(qtbot: QtBot) -> None:
+    dialog = PatientDialog()
+    qtbot.addWidget(dialog)
+    dialog.birth_known.setChecked(True)
+
+    dialog.birth_date.setDate(QDate.currentDate().addDays(3))
+
+    assert dialog.birth_date.date() == QDate.currentDate()

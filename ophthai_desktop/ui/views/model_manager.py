@@ -214,7 +214,9 @@ class ModelManagerDialog(QDialog):
             estimate = preview.estimated_bytes if preview.estimated_bytes else estimate
             free = preview.free_bytes if preview.free_bytes is not None else free
         self.device.setText(device or "resolved when the model loads")
-        self.precision.setText(precision or status.quantization)
+        if precision is None and status.quantization != "none":
+            precision = status.quantization
+        self.precision.setText(precision or "resolved when the model loads")
         if preview is not None and preview.problem and status.error == preview.problem:
             self.estimate.setText("not estimated (see the error above)")
             set_style_property(self.estimate, "kind", "")

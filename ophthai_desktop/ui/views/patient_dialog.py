@@ -67,6 +67,7 @@ class PatientDialog(QDialog):
         self.birth_date.setCalendarPopup(True)
         self.birth_date.setDisplayFormat("yyyy-MM-dd")
         self.birth_date.setDate(QDate(1970, 1, 1))
+        self.birth_date.setMaximumDate(QDate.currentDate())  # no births in the future
         self.birth_date.setEnabled(False)
         self.birth_known.toggled.connect(self.birth_date.setEnabled)
         birth = QHBoxLayout()
