@@ -175,3 +175,18 @@ def test_mark_read_and_delete_need_a_chosen_notification(qtbot: QtBot, gui: GuiS
     panel.delete.click()
     qtbot.waitUntil(lambda: panel.model.rowCount() == 0)
     assert not panel.mark_read.isEnabled() and not panel.delete.isEnabled()
+
+
+def test_empty_panels_say_so_and_show_their_rows_once_there_are_some(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    notes, jobs = gui.notifications_panel, gui.jobs_panel
+    assert notes.body.is_empty_shown() and notes.body.hint.text() == "No notifications."
+    assert jobs.body.is_empty_shown() and jobs.body.hint.text().startswith("No analyses yet")
+
+    note = gui.application.notifications.create_notification("Routine", actor=SYSTEM)
+    qtbot.waitUntil(lambda: not notes.body.is_empty_shown())
+    assert notes.list.isVisible()
+
+    gui.application.notifications.delete_notification(note.id, actor=SYSTEM)
+    qtbot.waitUntil(notes.body.is_empty_shown)

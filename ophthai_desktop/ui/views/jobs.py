@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 
 from ophthai_desktop.ui.models.job_table import OPEN_STATES, JobTableModel
 from ophthai_desktop.ui.resources import icon
+from ophthai_desktop.ui.views.empty import EmptyOr
 
 COLUMN_WIDTHS = (56, 140, 80, 130, 130)
 
@@ -68,7 +69,8 @@ class JobQueuePanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(bar)
-        layout.addWidget(self.table, 1)
+        self.body = EmptyOr(self.table, "No analyses yet. Analyse a patient's scan to queue one.")
+        layout.addWidget(self.body, 1)
         self.set_waiting(None)
 
         self.cancel.clicked.connect(self._on_cancel_clicked)

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
 
 from ophthai_desktop.ui.models.notification_list import PATIENT_ROLE, NotificationListModel
 from ophthai_desktop.ui.resources import icon
+from ophthai_desktop.ui.views.empty import EmptyOr
 
 
 class NotificationsPanel(QWidget):
@@ -63,7 +64,8 @@ class NotificationsPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(bar)
-        layout.addWidget(self.list, 1)
+        self.body = EmptyOr(self.list, "No notifications.")
+        layout.addWidget(self.body, 1)
         self.set_unread(0)
 
         self._on_current_changed()
