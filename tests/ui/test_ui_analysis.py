@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -296,3 +297,31 @@ def test_a_patient_whose_newest_analysis_failed_says_so_when_opened(
     open_patient(qtbot, gui, failed)
     qtbot.wait(200)
     assert "failed" not in view.state.text()
+
+
+def test_analyse_again_while_one_runs_points_to_it_instead_of_queueing_another(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    hold = threading.Event()
+    gui = make_gui(engine=ScriptedEngine(DME, hold=hold))
+    view = gui.analysis_view
+    patient_id = _patient_with_scan(gui)
+    open_patient(qtbot, gui, patient_id)
+    jobs = gui.application.jobs
+    try:
+        view.analyse.click()
+        view.analyse.click()  # a double click: one analysis
+        qtbot.waitUntil(lambda: jobs.list_jobs(patient_id=patient_id).total == 1)
+        qtbot.waitUntil(lambda: jobs.list_jobs(patient_id=patient_id, state="running").total)
+
+        def click_again() -> bool:  # later, while it runs (a click while the first is
+            view.analyse.click()  # still being queued is ignored: click until answered)
+            return "already running (job #" in view.notice.text()
+
+        qtbot.waitUntil(click_again)
+        assert jobs.list_jobs(patient_id=patient_id).total == 1
+    finally:
+        hold.set()
+    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    view.analyse.click()  # finished: a new analysis may start
+    qtbot.waitUntil(lambda: jobs.list_jobs(patient_id=patient_id).total == 2)

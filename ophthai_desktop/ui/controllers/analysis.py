@@ -72,6 +72,8 @@ class AnalysisController(QObject):
         self._patient_id: str | None = None
         self._streams: dict[int, _Stream] = {}
         self._job_patients: dict[int, str | None] = {}
+        #: Patients whose Analyse is being queued (a task in flight).
+        self._queueing: set[str] = set()
         self._shown_job: int | None = None
         view.set_clinician(ctx.actor.who)
 
@@ -252,20 +254,41 @@ class AnalysisController(QObject):
         """Queue the analysis of the shown patient's newest scan; says so when the model
         cannot run it yet."""
         patient_id = self._patient_id
-        if patient_id is None:
-            return
-        self.explain_model_state()
+        if patient_id is None or patient_id in self._queueing:
+            return  # a second click while the first is being queued
+        self._queueing.add(patient_id)
+        model_problem_shown = self.explain_model_state()
 
-        def done(job: JobRecord) -> None:
+        def queue() -> tuple[JobRecord, bool]:
+            """The patient's open analysis if there is one (a second one of the same
+            scan would only take the model minutes more), else a new one."""
+            jobs = self._app.jobs
+            for state in ("running", "queued"):
+                page = jobs.list_jobs(patient_id=patient_id, state=state, limit=1)
+                if page.items:
+                    return page.items[0], False
+            return jobs.queue_patient_analysis(patient_id, actor=self._ctx.actor), True
+
+        def done(result: tuple[JobRecord, bool]) -> None:
+            self._queueing.discard(patient_id)
+            job, new = result
             self._page.show_tab("analysis")
-            if patient_id == self._patient_id and self._shown_job is None:
+            if patient_id != self._patient_id:
+                return
+            if not new and not model_problem_shown:
+                self._view.show_notice(
+                    f"This patient's analysis is already {job.state} (job #{job.id}); "
+                    "cancel it in the job queue to start another.",
+                    "info",
+                )
+            if self._shown_job is None and job.state == "queued":
                 self._view.set_state(self._queued_text(job.id))
 
-        self._ctx.tasks.submit(
-            lambda: self._app.jobs.queue_patient_analysis(patient_id, actor=self._ctx.actor),
-            done,
-            lambda exc: self._view.show_notice(describe(exc), "error"),
-        )
+        def failed(exc: BaseException) -> None:
+            self._queueing.discard(patient_id)
+            self._view.show_notice(describe(exc), "error")
+
+        self._ctx.tasks.submit(queue, done, failed)
 
     def explain_model_state(self) -> bool:
         """Show why the model cannot run an analysis now; False when it can."""
