@@ -281,7 +281,12 @@ def test_a_patient_whose_newest_analysis_failed_says_so_when_opened(
     failed, other = _patient_with_scan(gui, "Failed"), _patient_with_scan(gui, "Other")
     engine.fail_with = RuntimeError("CUDA out of memory")
     job = gui.application.jobs.queue_patient_analysis(failed, actor=Actor("t", "gui"))
-    qtbot.waitUntil(lambda: gui.application.jobs.get_job(job.id).state == "failed", timeout=10_000)
+
+    def failure_shown_in_the_queue() -> bool:  # the window has had the failure event
+        row = gui.jobs_panel.model.get(job.id)
+        return row is not None and row.state == "failed"
+
+    qtbot.waitUntil(failure_shown_in_the_queue, timeout=10_000)
 
     open_patient(qtbot, gui, other)
     open_patient(qtbot, gui, failed)  # opened after the failure, not watching it happen
