@@ -109,9 +109,6 @@ class InstanceServer(QObject):
         if read_socket_name(self.data_dir) == self.name:
             (self.data_dir / SOCKET_FILE).unlink(missing_ok=True)
 
-    def is_listening(self) -> bool:
-        return self._server.isListening()
-
     @Slot()
     def _on_new_connection(self) -> None:
         while (socket := self._server.nextPendingConnection()) is not None:

@@ -57,7 +57,7 @@ class StatusController(QObject):
         ctx: GuiContext,
         window: MainWindow,
         tray: TrayIcon | None,
-        alert: Alert | None = None,
+        alert: Alert,
     ) -> None:
         super().__init__(window)
         self._ctx = ctx
@@ -207,7 +207,7 @@ class StatusController(QObject):
     def _alert_refused(self) -> None:
         """One alert (tray or toast) for the files refused in the last moment."""
         refused, self._refused = self._refused, []
-        if not refused or self._alert is None:
+        if not refused:
             return
         self._refused_alerted_at = time.monotonic()
         if len(refused) == 1:
