@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from PIL import Image
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,6 +30,7 @@ from ophthai_desktop.core.events import (
     AnalysisStarted,
     Event,
     EventBus,
+    PatientDeleted,
 )
 from ophthai_desktop.core.inference.engine import EngineStatus, GenerationResult, ModelState
 from ophthai_desktop.core.inference.parsing import StreamPhases
@@ -70,6 +71,12 @@ class Engine(Protocol):
     ) -> GenerationResult: ...
 
 
+class _Running(NamedTuple):
+    job_id: int
+    patient_id: str | None
+    cancel: threading.Event
+
+
 class InferenceWorker:
     """Runs queued analyses one at a time."""
 
@@ -79,7 +86,7 @@ class InferenceWorker:
         self._bus = bus
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._current: tuple[int, threading.Event] | None = None
+        self._current: _Running | None = None
         # Cancels that arrived between a job's claim and its start.
         self._cancel_requested: set[int] = set()
         self._current_lock = threading.Lock()
@@ -113,7 +120,7 @@ class InferenceWorker:
         self._wake.set()
         with self._current_lock:
             if self._current is not None:
-                self._current[1].set()
+                self._current.cancel.set()
 
     def wait_stopped(self, running: Callable[[], bool], timeout_s: float = JOB_STOP_WAIT_S) -> bool:
         """Wait, after :meth:`request_stop`, until ``running()`` (the hosting thread's
@@ -150,7 +157,7 @@ class InferenceWorker:
         with self._current_lock:
             self._commands.append("unload")
             if self._current is not None:
-                self._current[1].set()
+                self._current.cancel.set()
         self._wake.set()
 
     @property
@@ -165,18 +172,23 @@ class InferenceWorker:
     @property
     def current_job_id(self) -> int | None:
         with self._current_lock:
-            return self._current[0] if self._current else None
+            return self._current.job_id if self._current else None
 
     def _on_event(self, event: Event) -> None:
-        """Bus subscriber: new work wakes the loop; a cancel request stops the job."""
+        """Bus subscriber: new work wakes the loop; a cancel request, or the deletion
+        of the running job's patient (its job went with it), stops the job."""
         if isinstance(event, AnalysisQueued):
             self._wake.set()
         elif isinstance(event, AnalysisCancelRequested):
             with self._current_lock:
-                if self._current is not None and self._current[0] == event.job_id:
-                    self._current[1].set()
+                if self._current is not None and self._current.job_id == event.job_id:
+                    self._current.cancel.set()
                 else:
                     self._cancel_requested.add(event.job_id)
+        elif isinstance(event, PatientDeleted):
+            with self._current_lock:
+                if self._current is not None and self._current.patient_id == event.patient_id:
+                    self._current.cancel.set()
 
     # The loop (worker thread) ---------------------------------------------------------
 
@@ -259,7 +271,7 @@ class InferenceWorker:
     def _run_job(self, job: JobRecord) -> None:
         cancel = threading.Event()
         with self._current_lock:
-            self._current = (job.id, cancel)
+            self._current = _Running(job.id, job.patient_id, cancel)
             if job.id in self._cancel_requested:
                 self._cancel_requested.discard(job.id)
                 cancel.set()
@@ -286,6 +298,8 @@ class InferenceWorker:
                 self._jobs.mark_cancelled(job.id)
             else:
                 self._jobs.complete(job, result)
+        except NotFound:
+            log.info("analysis job %d ended: its patient was deleted", job.id)
         except OphthaiError as exc:
             self._record_failure(job.id, exc.message)
         except Exception as exc:  # a bad job never kills the worker

@@ -222,19 +222,22 @@ def test_model_unavailable_during_generation_fails_the_job(
     assert app.jobs.get_job(job.id).error == "CUDA out of memory"
 
 
-def test_deleting_the_patient_mid_analysis_leaves_the_worker_running(
+def test_deleting_the_patient_mid_analysis_stops_it_and_the_worker_goes_on(
     sqlite_services: Application, actor: Actor, running: Any
 ) -> None:
     app = sqlite_services
-    hold = threading.Event()
-    worker = running(ScriptedEngine(DME, hold=hold))
+    hold = threading.Event()  # never set: only a cancel ends the first analysis
+    engine = ScriptedEngine(DME, hold=hold)
+    worker = running(engine)
     first = _patient_with_scan(app, actor)
+    second = _patient_with_scan(app, actor)
     job = app.jobs.queue_patient_analysis(first, actor=actor)
+    next_job = app.jobs.queue_patient_analysis(second, actor=actor)
     _wait(lambda: worker.current_job_id == job.id)
     app.patients.delete_patient(first, actor=actor)  # the job row goes with the patient
+    # The model stops working for a patient who no longer exists and takes the next.
+    _wait(lambda: worker.current_job_id == next_job.id)
     hold.set()
-    second = _patient_with_scan(app, actor)
-    next_job = app.jobs.queue_patient_analysis(second, actor=actor)
     _wait(lambda: app.jobs.get_job(next_job.id).state == "done")
     assert worker.alive
 

@@ -57,3 +57,29 @@ def test_cancel_a_queued_analysis(qtbot: QtBot, make_gui: Maker) -> None:
     hold.set()
     qtbot.waitUntil(lambda: model.get(running.id).state == "done", timeout=10_000)  # type: ignore[union-attr]
     assert app.jobs.get_job(waiting.id).state == "cancelled"
+
+
+def test_deleting_a_patient_takes_their_analyses_off_the_queue(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    hold = threading.Event()
+    gui = make_gui(engine=ScriptedEngine(DME, hold=hold))
+    app = gui.application
+    actor = Actor("t", "gui")
+    first = app.patients.create_patient({"name": "A"}, actor=actor, image=NewImage(png_bytes()))
+    second = app.patients.create_patient({"name": "B"}, actor=actor, image=NewImage(png_bytes()))
+    third = app.patients.create_patient({"name": "C"}, actor=actor, image=NewImage(png_bytes()))
+    running = app.jobs.queue_patient_analysis(first.id, actor=actor)
+    waiting = app.jobs.queue_patient_analysis(second.id, actor=actor)
+    last = app.jobs.queue_patient_analysis(third.id, actor=actor)
+    model = gui.jobs_panel.model
+    qtbot.waitUntil(lambda: all(model.get(job.id) for job in (running, waiting, last)))
+    qtbot.waitUntil(lambda: model.get(running.id).state == "running")  # type: ignore[union-attr]
+
+    app.patients.delete_patient(second.id, actor=actor)  # queued
+    app.patients.delete_patient(first.id, actor=actor)  # running: the model stops
+    qtbot.waitUntil(lambda: model.get(running.id) is None and model.get(waiting.id) is None)
+    assert [row.job_id for row in model.records()] == [last.id]
+    qtbot.waitUntil(lambda: model.get(last.id).state == "running")  # type: ignore[union-attr]
+    hold.set()
+    qtbot.waitUntil(lambda: model.get(last.id).state == "done", timeout=10_000)  # type: ignore[union-attr]

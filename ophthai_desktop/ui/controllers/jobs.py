@@ -49,6 +49,7 @@ class JobsController(QObject):
         bridge.analysis_finished.connect(self._on_bridge_analysis_finished)
         bridge.analysis_failed.connect(self._on_bridge_analysis_failed)
         bridge.analysis_cancelled.connect(self._on_bridge_analysis_cancelled)
+        bridge.patient_deleted.connect(self._on_bridge_patient_deleted)
         panel.cancel_requested.connect(self.cancel)
         panel.job_opened.connect(self._on_panel_job_opened)
 
@@ -94,6 +95,10 @@ class JobsController(QObject):
     @Slot(int, object)
     def _on_bridge_analysis_cancelled(self, job_id: int, _patient_id: str | None) -> None:
         self._model.update(job_id, state="cancelled", note="cancelled")
+
+    @Slot(str)
+    def _on_bridge_patient_deleted(self, patient_id: str) -> None:
+        self._model.remove_patient(patient_id)
 
     @Slot(int)
     def cancel(self, job_id: int) -> None:

@@ -117,6 +117,14 @@ class JobTableModel(RowModel):
         if row is not None:
             self.update(job_id, tokens=row.tokens + count, state="running")
 
+    def remove_patient(self, patient_id: str) -> None:
+        """Drop the jobs of a deleted patient (their rows went with the patient)."""
+        gone = [row.job_id for row in self.records() if row.patient_id == patient_id]
+        for job_id in gone:
+            self.remove_row(job_id)
+        if gone:
+            self.states_changed.emit()
+
     def open_job_ids(self) -> list[int]:
         return [row.job_id for row in self.records() if row.state in OPEN_STATES]
 
