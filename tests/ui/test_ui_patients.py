@@ -89,6 +89,29 @@ def test_edit_and_delete_a_patient(qtbot: QtBot, gui: GuiSession) -> None:
     assert app.patients.list_patients().total == 0
 
 
+def test_an_edit_saves_only_what_the_clinician_changed(qtbot: QtBot, gui: GuiSession) -> None:
+    app = gui.application
+    actor = Actor("t", "gui")
+    patient = app.patients.create_patient(
+        {"name": "Old Name", "symptoms": ["pain, worse at night", "floaters"]}, actor=actor
+    )
+    open_patient(qtbot, gui, patient.id)
+    gui.window.edit_patient_action.trigger()
+    dialog = gui.patients.dialog
+    assert dialog is not None
+    # While the dialog is open, another client marks the patient critical.
+    app.patients.update_patient(
+        patient.id, {"status": "Critical", "history": "Seen by Dr. B."}, actor=actor
+    )
+    qtbot.waitUntil(lambda: gui.patient_page.status.text() == "Critical")
+    dialog.name.setText("New Name")
+    _ok(dialog)
+    qtbot.waitUntil(lambda: gui.patient_page.name.text() == "New Name")
+    saved = app.patients.get_patient(patient.id)
+    assert (saved.name, saved.status, saved.history) == ("New Name", "Critical", "Seen by Dr. B.")
+    assert saved.symptoms == ("pain, worse at night", "floaters")
+
+
 def test_cancelling_the_delete_keeps_the_patient(qtbot: QtBot, gui: GuiSession) -> None:
     patient = gui.application.patients.create_patient({"name": "Keep"}, actor=Actor("t", "gui"))
     open_patient(qtbot, gui, patient.id)

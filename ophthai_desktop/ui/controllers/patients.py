@@ -325,6 +325,9 @@ class PatientsController(QObject):
         dialog = PatientDialog(self._window, patient=patient)
 
         def submitted(fields: dict[str, Any]) -> None:
+            if not fields:  # nothing changed: nothing to write
+                self._on_dialog_saved(dialog, patient)
+                return
             self._ctx.tasks.submit(
                 lambda: self._patients.update_patient(
                     patient.id, core_fields(fields), actor=self._ctx.actor

@@ -35,8 +35,9 @@ class PatientDialog(QDialog):
     core accepted them, or calls :meth:`show_error` with the field it refused.
 
     Signals:
-        submitted(dict): the form's values under the core's field names; when images
-            come with the dialog, also ``_modality`` and ``_laterality``.
+        submitted(dict): the form's values under the core's field names (on an edit,
+            only those changed: :meth:`changed_fields`); when images come with the
+            dialog, also ``_modality`` and ``_laterality``.
     """
 
     submitted = Signal(dict)
@@ -144,6 +145,7 @@ class PatientDialog(QDialog):
         }
         if patient is not None:
             self._fill(patient)
+        self._initial = self.fields() if patient is not None else {}
         self.name.setFocus()
 
     def set_guess(self, modality: str, laterality: str) -> None:
@@ -182,6 +184,18 @@ class PatientDialog(QDialog):
             values["_laterality"] = self.laterality.currentData()
         return values
 
+    def changed_fields(self) -> dict[str, Any]:
+        """On an edit, the values the clinician changed; all of them for a new patient.
+
+        Only these are saved, so a field left alone keeps what someone else (another
+        client, the watch folder, the model's finding) wrote while the dialog was open,
+        and a symptom with a comma in it is not split by the comma-separated field.
+        """
+        values = self.fields()
+        if self.patient is None:
+            return values
+        return {key: value for key, value in values.items() if self._initial.get(key) != value}
+
     def show_error(self, field: str | None, message: str) -> None:
         """Point at the refused field (if it is on the form) and say why."""
         self.set_busy(False)
@@ -208,4 +222,4 @@ class PatientDialog(QDialog):
     def _on_buttons_accepted(self) -> None:
         self.set_busy(True)
         self.error.hide()
-        self.submitted.emit(self.fields())
+        self.submitted.emit(self.changed_fields())
