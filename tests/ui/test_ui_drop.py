@@ -46,7 +46,7 @@ def test_dropping_images_attaches_them_and_queues_the_analysis(
     qtbot.waitUntil(lambda: viewer.scan_count() == 2 and viewer.canvas.has_image)
     assert viewer.thumbnails.item(0).text() == "Fundus · OS (left)"
     qtbot.waitUntil(lambda: gui.patient_page.scan_count.text() == "2")
-    assert "2 image(s) added" in gui.window.banner.text()
+    assert "2 image(s) added to Drop Target" in gui.window.banner.text()
     assert gui.patient_page.tabs.currentWidget() is gui.analysis_view
 
 
@@ -73,6 +73,26 @@ def test_refused_files_are_named_with_the_reason_and_leave_nothing(
     qtbot.wait(200)
     assert app.patients.list_scans(patient.id) == ()
     assert app.jobs.list_jobs().total == 0
+
+
+def test_a_mixed_drop_still_names_the_refused_files_once_the_rest_are_added(
+    qtbot: QtBot, gui: GuiSession, tmp_path: Path
+) -> None:
+    app = gui.application
+    patient = app.patients.create_patient({"name": "Mixed Drop"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    good = _file(tmp_path, "macula_OCT_OD.png", png_bytes((64, 48)))
+    text = _file(tmp_path, "notes.png", b"these are my notes, not an image")
+
+    assert drop_files(gui.window, [text, good])
+
+    banner = gui.window.banner
+    qtbot.waitUntil(lambda: "image(s) added" in banner.text())
+    message = banner.text()
+    assert "1 image(s) added to Mixed Drop; the analysis is queued." in message
+    assert "notes.png: The file is not an image that can be read" in message
+    assert banner.property("kind") == "warning"
+    assert len(app.patients.list_scans(patient.id)) == 1
 
 
 def test_dropping_without_a_patient_offers_a_new_one(

@@ -147,27 +147,26 @@ class ImportController(QObject):
         refused = [(c.name, c.problem) for c in checked if c.problem]
         good = [c for c in checked if not c.problem]
         if refused:
-            lines = "\n".join(f"• {name}: {problem}" for name, problem in refused)
-            taken = f" {len(good)} other file(s) are being added." if good else ""
-            self._window.banner.show_message(
-                f"{len(refused)} file(s) were not imported:\n{lines}{taken}", "error"
-            )
+            taken = f"\n{len(good)} other file(s) are being added." if good else ""
+            self._window.banner.show_message(_refusals(refused) + taken, "error")
             self.refused.emit(refused)
         if not good:
             return
         if target is not None:
-            self._attach(target, good)
+            self._attach(target, good, refused)
         else:
             self._offer_new_patient(good)
 
-    def _attach(self, patient_id: str, files: list[CheckedFile]) -> None:
+    def _attach(
+        self, patient_id: str, files: list[CheckedFile], refused: list[tuple[str, str]]
+    ) -> None:
         def work() -> int:
             for item in files:
                 self._store_and_queue(patient_id, item)
             return len(files)
 
         def done(count: int) -> None:
-            self._after_import(patient_id, count)
+            self._after_import(patient_id, count, refused)
 
         self._ctx.tasks.submit(work, done, self._on_failed)
 
@@ -213,14 +212,27 @@ class ImportController(QObject):
             filename=item.name,
         )
 
-    def _after_import(self, patient_id: str, count: int) -> None:
+    def _after_import(self, patient_id: str, count: int, refused: list[tuple[str, str]]) -> None:
+        """Say what was added, and again what was refused (the banner holds one
+        message, and the refusal shown while the others were stored would be gone)."""
         log.info("%d image(s) filed under patient %s and queued", count, patient_id)
-        if patient_id == self._patients.current_patient_id:
+        current = self._patients.current_patient
+        if current is not None and current.id == patient_id:
             self._page.show_tab("analysis")
-        self._window.banner.show_message(
-            f"{count} image(s) added to patient {patient_id}; the analysis is queued.", "info"
-        )
+            who = current.name
+        else:
+            who = f"patient {patient_id}"
+        added = f"{count} image(s) added to {who}; the analysis is queued."
+        if refused:
+            self._window.banner.show_message(f"{added}\n{_refusals(refused)}", "warning")
+        else:
+            self._window.banner.show_message(added, "info")
         self.imported.emit(patient_id, count)
 
     def _on_failed(self, exc: BaseException) -> None:
         self._window.banner.show_message(f"The images could not be added: {describe(exc)}", "error")
+
+
+def _refusals(refused: list[tuple[str, str]]) -> str:
+    lines = "\n".join(f"• {name}: {problem}" for name, problem in refused)
+    return f"{len(refused)} file(s) were not imported:\n{lines}"
