@@ -190,3 +190,26 @@ def test_empty_panels_say_so_and_show_their_rows_once_there_are_some(
 
     gui.application.notifications.delete_notification(note.id, actor=SYSTEM)
     qtbot.waitUntil(notes.body.is_empty_shown)
+
+
+def test_the_keyboard_opens_and_deletes_the_chosen_notification(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    app = gui.application
+    patient = app.patients.create_patient({"name": "Keyed"}, actor=SYSTEM)
+    app.notifications.create_notification("Routine", actor=SYSTEM)
+    app.notifications.create_notification("Look at me", patient_id=patient.id, actor=SYSTEM)
+    panel, model = gui.notifications_panel, gui.notifications_panel.model
+    qtbot.waitUntil(lambda: model.rowCount() == 2)
+    gui.window.activateWindow()
+    panel.list.setFocus()
+    panel.list.setCurrentIndex(model.index(0, 0))  # the newest: about the patient
+
+    qtbot.keyClick(panel.list, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: gui.patient_page.name.text() == "Keyed")
+
+    panel.list.setFocus()
+    panel.list.setCurrentIndex(model.index(1, 0))
+    qtbot.keyClick(panel.list, Qt.Key.Key_Delete)
+    qtbot.waitUntil(lambda: model.rowCount() == 1)
+    assert [n.message for n in app.notifications.list_notifications().items] == ["Look at me"]

@@ -112,6 +112,45 @@ def test_an_edit_saves_only_what_the_clinician_changed(qtbot: QtBot, gui: GuiSes
     assert saved.symptoms == ("pain, worse at night", "floaters")
 
 
+def test_tab_leaves_the_patient_list_and_delete_asks_to_delete(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    app = gui.application
+    first = app.patients.create_patient({"name": "First"}, actor=Actor("t", "gui"))
+    app.patients.create_patient({"name": "Second"}, actor=Actor("t", "gui"))
+    qtbot.waitUntil(lambda: gui.patient_list.model.rowCount() == 2)
+    open_patient(qtbot, gui, first.id)
+    table = gui.patient_list.table
+    gui.window.activateWindow()
+    table.setFocus()
+    for _ in range(12):  # more than a row has cells
+        qtbot.keyClick(table, Qt.Key.Key_Tab)
+        if not table.hasFocus():
+            break
+    assert not table.hasFocus()
+    assert gui.patient_page.name.text() == "First"  # no other patient opened
+
+    table.setFocus()
+    qtbot.keyClick(table, Qt.Key.Key_Delete)
+    box = gui.patients.confirm
+    assert isinstance(box, QMessageBox) and "First" in box.text()
+    box.reject()
+
+
+def test_tab_in_the_history_field_moves_on(qtbot: QtBot, gui: GuiSession) -> None:
+    gui.window.new_patient_action.trigger()
+    dialog = gui.patients.dialog
+    assert dialog is not None
+    qtbot.waitExposed(dialog)
+    dialog.activateWindow()
+    dialog.history.setFocus()
+    qtbot.keyClicks(dialog.history, "Type 2 diabetes.")
+    qtbot.keyClick(dialog.history, Qt.Key.Key_Tab)
+    assert dialog.history.toPlainText() == "Type 2 diabetes."
+    assert not dialog.history.hasFocus()
+    dialog.reject()
+
+
 def test_cancelling_the_delete_keeps_the_patient(qtbot: QtBot, gui: GuiSession) -> None:
     patient = gui.application.patients.create_patient({"name": "Keep"}, actor=Actor("t", "gui"))
     open_patient(qtbot, gui, patient.id)

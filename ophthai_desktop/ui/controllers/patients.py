@@ -90,6 +90,7 @@ class PatientsController(QObject):
         list_view.search_edited.connect(self._on_view_search_edited)
         list_view.status_chosen.connect(self._on_view_status_chosen)
         list_view.patient_selected.connect(self._on_view_patient_selected)
+        list_view.delete_requested.connect(self.delete_patient)
         self._model.more_requested.connect(self._on_model_more_requested)
         self._model.sort_requested.connect(self._on_model_sort_requested)
         page.edit_requested.connect(self.edit_patient)

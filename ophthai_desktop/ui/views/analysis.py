@@ -297,6 +297,7 @@ class AnalysisView(QWidget):
         self.notes.setObjectName("notes")
         self.notes.setPlaceholderText("Notes (optional)")
         self.notes.setFixedHeight(54)
+        self.notes.setTabChangesFocus(True)  # Tab moves on to Approve / Reject
         self.approve = QPushButton(icon("approve"), "Approve")
         self.approve.setObjectName("approveButton")
         self.reject = QPushButton(icon("reject"), "Reject")

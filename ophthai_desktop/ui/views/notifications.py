@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, Qt, Signal, Slot
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -22,7 +23,8 @@ class NotificationsPanel(QWidget):
     """List and manage notifications.
 
     Signals:
-        notification_opened(int notification_id, object patient_id): clicked.
+        notification_opened(int notification_id, object patient_id): clicked, or
+            Enter on the chosen one.
         mark_read_requested(int notification_id)
         mark_all_read_requested()
         delete_requested(int notification_id)
@@ -72,6 +74,14 @@ class NotificationsPanel(QWidget):
         self.list.selectionModel().currentChanged.connect(self._on_current_changed)
         model.modelReset.connect(self._on_current_changed)  # a reset clears it silently
         self.list.clicked.connect(self._on_list_clicked)
+        for keys, slot in (
+            (QKeySequence(Qt.Key.Key_Return), self._on_open_key),
+            (QKeySequence(Qt.Key.Key_Enter), self._on_open_key),
+            (QKeySequence(QKeySequence.StandardKey.Delete), self._on_delete_clicked),
+        ):
+            shortcut = QShortcut(keys, self.list)
+            shortcut.setContext(Qt.ShortcutContext.WidgetShortcut)
+            shortcut.activated.connect(slot)
         self.mark_read.clicked.connect(self._on_mark_read_clicked)
         self.mark_all.clicked.connect(self.mark_all_read_requested)
         self.delete.clicked.connect(self._on_delete_clicked)
@@ -107,6 +117,12 @@ class NotificationsPanel(QWidget):
         self.notification_opened.emit(
             int(index.data(Qt.ItemDataRole.UserRole)), index.data(PATIENT_ROLE)
         )
+
+    @Slot()
+    def _on_open_key(self) -> None:
+        index = self.list.currentIndex()
+        if index.isValid():
+            self._on_list_clicked(index)
 
     @Slot()
     def _on_mark_read_clicked(self) -> None:

@@ -90,6 +90,7 @@ class PatientDialog(QDialog):
         self.history.setObjectName("history")
         self.history.setPlaceholderText("Medical history")
         self.history.setFixedHeight(90)
+        self.history.setTabChangesFocus(True)  # Tab moves on to Save, as in a form
 
         form = QFormLayout()
         form.addRow("Name *", self.name)

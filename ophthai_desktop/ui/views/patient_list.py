@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QItemSelection, Qt, Signal, Slot
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -30,11 +31,13 @@ class PatientListView(QWidget):
             debounces).
         status_chosen(object): a status value, or None for all.
         patient_selected(object): the chosen patient's id, or None.
+        delete_requested(): the Delete key in the table (the chosen patient).
     """
 
     search_edited = Signal(str)
     status_chosen = Signal(object)
     patient_selected = Signal(object)
+    delete_requested = Signal()
 
     def __init__(self, model: PatientTableModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -74,6 +77,12 @@ class PatientListView(QWidget):
         for column, width in enumerate(COLUMN_WIDTHS):
             header.resizeSection(column, width)
         self.table.setSortingEnabled(True)
+        # Tab leaves the table for the patient page (it moved from cell to cell, and
+        # from a row's last cell to the next row, which opened that patient).
+        self.table.setTabKeyNavigation(False)
+        delete = QShortcut(QKeySequence.StandardKey.Delete, self.table)
+        delete.setContext(Qt.ShortcutContext.WidgetShortcut)
+        delete.activated.connect(self.delete_requested)
 
         filters = QHBoxLayout()
         filters.addWidget(self.search, 1)
