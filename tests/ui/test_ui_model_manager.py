@@ -9,6 +9,7 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
+from ophthai_desktop.ui.controllers.analysis import model_problem
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.views.model_manager import ModelManagerDialog
 from tests.ui.conftest import Maker
@@ -45,6 +46,22 @@ def test_the_ai_menu_offers_the_model_actions(gui: GuiSession) -> None:
         "Check model files again",
         "Model manager…",
     ]
+
+
+def test_a_broken_model_note_points_to_the_menu_that_exists(gui: GuiSession) -> None:
+    status = EngineStatus(
+        state=ModelState.ERROR,
+        message="",
+        model_id="OctoMed/OctoMed-7B",
+        model_source="/models/octomed",
+        error="Loading failed: line 1 column 0",
+    )
+    note = model_problem(status)
+    assert note is not None
+    assert "line 1 column 0. Fix it (AI ▸ Check model files again)" in note
+    menu, _sep, action = note.partition("(")[2].partition(")")[0].partition(" ▸ ")
+    titles = {a.text().replace("&", ""): a.menu() for a in gui.window.menuBar().actions()}
+    assert action in [a.text() for a in titles[menu].actions()]
 
 
 def test_a_missing_model_shows_how_to_install_it(

@@ -38,17 +38,23 @@ def model_problem(status: EngineStatus) -> str | None:
     it will (ready, or installed and loaded on first use)."""
     if status.state is ModelState.NOT_INSTALLED:
         return (
-            f"The model is not installed. {status.message} "
+            f"The model is not installed. {_sentence(status.message)} "
             "The analysis stays queued and runs once the model is available."
         )
     if status.state is ModelState.ERROR:
         return (
-            f"The model is not usable: {status.error or status.message} "
-            "Fix it (Model ▸ Check model files again) and the queued analysis will run."
+            f"The model is not usable: {_sentence(status.error or status.message)} "
+            "Fix it (AI ▸ Check model files again) and the queued analysis will run."
         )
     if status.state is ModelState.DOWNLOADING:
         return f"The model is still downloading ({status.message}); the analysis will wait."
     return None
+
+
+def _sentence(text: str) -> str:
+    """``text`` ending as a sentence (the engine's errors often end without a stop)."""
+    text = text.strip()
+    return text if text.endswith((".", "!", "?", "…")) else f"{text}."
 
 
 class AnalysisController(QObject):
