@@ -9,10 +9,13 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
+from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.ui.controllers.analysis import model_problem
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.views.model_manager import ModelManagerDialog
-from tests.ui.conftest import Maker
+from tests.support.images import png_bytes
+from tests.ui.conftest import Maker, open_patient
 
 #: Loading the tiny checkpoint imports torch and transformers the first time.
 LOAD_TIMEOUT_MS = 60_000
@@ -125,6 +128,24 @@ def test_a_load_that_cannot_work_shows_the_reason(
     # "Check again" clears the error: the files are still there.
     dialog.check_button.click()
     qtbot.waitUntil(lambda: dialog.state.text() == "Installed, not loaded", timeout=20_000)
+
+
+def test_a_queued_analysis_says_so_when_the_model_then_fails_to_load(
+    qtbot: QtBot, make_gui: Maker, tiny_checkpoint: Path
+) -> None:
+    gui = make_gui(model_path=tiny_checkpoint, device="cpu", quantization="4bit")
+    patient = gui.application.patients.create_patient(
+        {"name": "Waiting"}, actor=Actor("t", "gui"), image=NewImage(png_bytes())
+    )
+    open_patient(qtbot, gui, patient.id)
+    gui.analysis_view.analyse.click()  # installed, not loaded: the job loads it first
+    qtbot.waitUntil(lambda: "Queued for analysis" in gui.analysis_view.state.text())
+    assert gui.analysis_view.notice.text() == ""
+    # The load fails on the worker; the page says so without another click.
+    qtbot.waitUntil(
+        lambda: "needs a CUDA GPU" in gui.analysis_view.notice.text(), timeout=LOAD_TIMEOUT_MS
+    )
+    assert "not available" in gui.analysis_view.state.text()
 
 
 def test_a_download_that_cannot_reach_the_hub_fails_fast_with_the_reason(

@@ -81,6 +81,7 @@ class AnalysisController(QObject):
         #: Patients whose Analyse is being queued (a task in flight).
         self._queueing: set[str] = set()
         self._shown_job: int | None = None
+        self._waiting_job: int | None = None  # the shown patient's queued job
         view.set_clinician(ctx.actor.who)
 
         patients.patient_opened.connect(self._on_patients_patient_opened)
@@ -98,6 +99,7 @@ class AnalysisController(QObject):
         bridge.analysis_finished.connect(self._on_bridge_analysis_finished)
         bridge.analysis_failed.connect(self._on_bridge_analysis_failed)
         bridge.analysis_cancelled.connect(self._on_bridge_analysis_cancelled)
+        bridge.model_state_changed.connect(self._on_bridge_model_state_changed)
 
     # The shown patient -------------------------------------------------------------------
 
@@ -107,6 +109,7 @@ class AnalysisController(QObject):
             self._view.notes.clear()  # notes belong to the patient they were typed for
         self._patient_id = patient.id if patient else None
         self._shown_job = None
+        self._waiting_job = None
         self._view.notice.dismiss()
         if patient is None:
             self._view.show_empty()
@@ -165,7 +168,7 @@ class AnalysisController(QObject):
                 self._shown_job = running.items[0].id
                 self._view.start_stream(f"Analysing (job #{self._shown_job})…", tokens=None)
             elif queued.items:
-                self._view.set_state(self._queued_text(queued.items[0].id))
+                self._show_queued(queued.items[0].id)
                 self.explain_model_state()
             elif newest.items and newest.items[0].state == "failed":
                 self._show_newest_failed(newest.items[0], patient.latest_analysis)
@@ -186,10 +189,11 @@ class AnalysisController(QObject):
     def _on_bridge_analysis_queued(self, job_id: int, patient_id: str | None) -> None:
         self._job_patients[job_id] = patient_id
         if patient_id is not None and patient_id == self._patient_id and self._shown_job is None:
-            self._view.set_state(self._queued_text(job_id))
+            self._show_queued(job_id)
 
     @Slot(int, object)
     def _on_bridge_analysis_started(self, job_id: int, patient_id: str | None) -> None:
+        self._left_queue(job_id)
         stream = _Stream(patient_id)
         self._streams[job_id] = stream
         if patient_id is not None and patient_id == self._patient_id:
@@ -218,6 +222,7 @@ class AnalysisController(QObject):
     def _on_bridge_analysis_finished(
         self, job_id: int, patient_id: str | None, analysis: AnalysisRecord
     ) -> None:
+        self._left_queue(job_id)
         self._streams.pop(job_id, None)
         self._job_patients.pop(job_id, None)
         if patient_id is not None and patient_id == self._patient_id:
@@ -226,6 +231,7 @@ class AnalysisController(QObject):
 
     @Slot(int, object, str)
     def _on_bridge_analysis_failed(self, job_id: int, patient_id: str | None, reason: str) -> None:
+        self._left_queue(job_id)
         self._streams.pop(job_id, None)
         self._job_patients.pop(job_id, None)
         if patient_id is not None and patient_id == self._patient_id:
@@ -234,6 +240,7 @@ class AnalysisController(QObject):
 
     @Slot(int, object)
     def _on_bridge_analysis_cancelled(self, job_id: int, patient_id: str | None) -> None:
+        self._left_queue(job_id)
         self._streams.pop(job_id, None)
         self._job_patients.pop(job_id, None)
         if patient_id is not None and patient_id == self._patient_id:
@@ -243,6 +250,23 @@ class AnalysisController(QObject):
     def _progress_text(self, job_id: int, stream: _Stream) -> str:
         phase = "writing its answer" if stream.answer else "reasoning"
         return f"Analysing (job #{job_id}): the model is {phase}…"
+
+    def _left_queue(self, job_id: int) -> None:
+        if job_id == self._waiting_job:
+            self._waiting_job = None
+
+    def _show_queued(self, job_id: int) -> None:
+        self._waiting_job = job_id
+        self._view.set_state(self._queued_text(job_id))
+
+    @Slot(str, str, object)
+    def _on_bridge_model_state_changed(self, _state: str, _message: str, _progress: object) -> None:
+        """A queued analysis on the page says again why it waits (or that it no longer
+        does): a load that failed meanwhile is said where the clinician is looking."""
+        if self._waiting_job is None or self._shown_job is not None:
+            return
+        self._view.set_state(self._queued_text(self._waiting_job))
+        self.explain_model_state()
 
     def _queued_text(self, job_id: int) -> str:
         text = f"Queued for analysis (job #{job_id})."
@@ -288,7 +312,7 @@ class AnalysisController(QObject):
                     "info",
                 )
             if self._shown_job is None and job.state == "queued":
-                self._view.set_state(self._queued_text(job.id))
+                self._show_queued(job.id)
 
         def failed(exc: BaseException) -> None:
             self._queueing.discard(patient_id)
