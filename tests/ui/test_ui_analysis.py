@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QDateTime, QEvent, QObject
+from PySide6.QtCore import QDate, QDateTime, QEvent, QObject, QTime
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
@@ -16,6 +16,7 @@ from ophthai_desktop.core.errors import StorageError
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.ui.session import GuiSession
+from ophthai_desktop.ui.views.analysis import MAX_YEARS_AHEAD
 from tests.support.images import png_bytes
 from tests.support.scripted_engine import DME, ScriptedEngine
 from tests.ui.conftest import Maker, drop_files, open_patient
@@ -163,6 +164,19 @@ def test_a_parsed_result_is_validated_and_scheduled(qtbot: QtBot, make_gui: Make
     assert abs(appointment - when.toPython().astimezone()) < timedelta(minutes=1)
     assert "Scheduled for" in view.appointment.text()
     qtbot.waitUntil(lambda: "booked" in view.notice.text())
+
+
+def test_the_appointment_picker_stops_at_a_follow_up_horizon(qtbot: QtBot, gui: GuiSession) -> None:
+    patient = gui.application.patients.create_patient({"name": "Later"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    view = gui.analysis_view
+    asked: list[datetime] = []
+    view.schedule_requested.connect(asked.append)
+    view.when.setDateTime(QDateTime(QDate(9999, 12, 31), QTime(23, 59)))
+    assert view.schedule.isEnabled()
+    view.schedule.click()
+    assert len(asked) == 1 and asked[0].tzinfo is not None
+    assert asked[0].year <= datetime.now().year + MAX_YEARS_AHEAD
 
 
 def test_validation_needs_a_clinician_name(qtbot: QtBot, make_gui: Maker) -> None:

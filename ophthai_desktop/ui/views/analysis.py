@@ -37,6 +37,8 @@ PROGRESS_WIDEST = "999,999 tokens"
 COPY_TEXT = "Copy result"
 #: How long the Copy result button says "Copied".
 COPIED_MS = 2000
+#: How far ahead the appointment picker goes.
+MAX_YEARS_AHEAD = 5
 
 
 def _wrapping(text: str = "", name: str | None = None) -> QLabel:
@@ -457,7 +459,8 @@ class AnalysisView(QWidget):
         if when is None:
             self.appointment.setText("Not scheduled.")
         else:
-            self.appointment.setText(f"Scheduled for {local_datetime(when)}.")
+            zone = when.astimezone().tzname() or "local time"
+            self.appointment.setText(f"Scheduled for {local_datetime(when)} ({zone}).")
 
     def reset_appointment_time(self) -> None:
         """Tomorrow at 09:00, the usual first slot."""
@@ -465,6 +468,9 @@ class AnalysisView(QWidget):
         tomorrow.setTime(QTime(9, 0))
         self.when.setDateTime(tomorrow)
         self.when.setMinimumDateTime(QDateTime.currentDateTime().addSecs(-60))
+        # A follow-up, not a date at the end of the calendar (9999-12-31 overflowed the
+        # conversion to an aware time and the click did nothing).
+        self.when.setMaximumDateTime(QDateTime.currentDateTime().addYears(MAX_YEARS_AHEAD))
 
     def provenance_text(self) -> str:
         return self.provenance.text()
