@@ -12,6 +12,7 @@ from PySide6.QtGui import QFont
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
+from ophthai_desktop.ui.controllers.notifications import PAGE_SIZE
 from ophthai_desktop.ui.controllers.status import REFUSED_ALERT_GAP_MS
 from ophthai_desktop.ui.session import GuiSession
 from tests.support.images import png_bytes
@@ -90,6 +91,22 @@ def test_existing_notifications_load_at_start(qtbot: QtBot, make_gui: Maker) -> 
     second = make_gui(application=app)
     qtbot.waitUntil(lambda: second.notifications_panel.model.rowCount() == 3)
     qtbot.waitUntil(lambda: second.notifications_panel.unread.text() == "3")
+
+
+def test_older_notifications_load_as_the_list_scrolls(qtbot: QtBot, make_gui: Maker) -> None:
+    first = make_gui()
+    app = first.application
+    count = PAGE_SIZE + 50
+    for i in range(count):
+        app.notifications.create_notification(f"Note {i}", actor=SYSTEM)
+    gui = make_gui(application=app)
+    panel, model = gui.notifications_panel, gui.notifications_panel.model
+    qtbot.waitUntil(lambda: model.rowCount() == PAGE_SIZE)
+    assert model.total == count
+    panel.list.scrollToBottom()  # the view asks for more at the end (fetchMore)
+    qtbot.waitUntil(lambda: model.rowCount() == count)
+    texts = [model.data(model.index(row, 0)).split("\n")[0] for row in range(count)]
+    assert texts == [f"Note {i}" for i in reversed(range(count))]  # newest first, once each
 
 
 def test_watch_folder_files_show_up_live(qtbot: QtBot, make_gui: Maker, tmp_path: Path) -> None:

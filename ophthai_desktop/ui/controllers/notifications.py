@@ -18,7 +18,8 @@ from ophthai_desktop.ui.views.toast import AlertKind
 
 log = logging.getLogger(__name__)
 
-LOADED = 200
+#: Notifications fetched at a time (the newest at start, older ones as the list scrolls).
+PAGE_SIZE = 200
 COUNT_DEBOUNCE_MS = 150
 
 
@@ -56,19 +57,33 @@ class NotificationsController(QObject):
         panel.mark_read_requested.connect(self.mark_read)
         panel.mark_all_read_requested.connect(self.mark_all_read)
         panel.delete_requested.connect(self.delete)
+        self._model.more_requested.connect(self._on_model_more_requested)
 
     def start(self) -> None:
         def done(page: Page[NotificationRecord]) -> None:
-            self._model.reset([notification_row(note) for note in page.items])
+            self._model.reset([notification_row(note) for note in page.items], page.total)
 
-        self._ctx.tasks.submit(lambda: self._service.list_notifications(limit=LOADED), done)
+        self._ctx.tasks.submit(lambda: self._service.list_notifications(limit=PAGE_SIZE), done)
         self._refresh_count()
+
+    @Slot(int)
+    def _on_model_more_requested(self, skip: int) -> None:
+        """The list scrolled to its end: the next older page."""
+
+        def done(page: Page[NotificationRecord]) -> None:
+            self._model.append([notification_row(note) for note in page.items], page.total)
+
+        self._ctx.tasks.submit(
+            lambda: self._service.list_notifications(skip=skip, limit=PAGE_SIZE),
+            done,
+            lambda _exc: self._model.fetch_failed(),
+        )
 
     # Events ---------------------------------------------------------------------------
 
     @Slot(object)
     def _on_bridge_notification_created(self, note: NotificationRecord) -> None:
-        self._model.insert_first(notification_row(note))
+        self._model.insert_first([notification_row(note)])
         if not note.read:
             self._set_unread(self.unread + 1)
         self._count_timer.start()

@@ -253,7 +253,7 @@ class PatientsController(QObject):
         arrivals, self._arrivals = self._arrivals, {}
         if not arrivals:
             return
-        self._model.insert_newest([patient_row(p) for p in reversed(arrivals.values())])
+        self._model.insert_first([patient_row(p) for p in reversed(arrivals.values())])
         self._view.show_count(self._model.loaded, self._model.total)
         if self._current_id:
             self._view.select_patient(self._current_id)

@@ -12,7 +12,7 @@ from PySide6.QtGui import QColor, QFont, QIcon, QPixmap, QStandardItem
 
 from ophthai_desktop.core.records import NotificationRecord
 from ophthai_desktop.ui.display import local_datetime
-from ophthai_desktop.ui.models.rows import RowModel
+from ophthai_desktop.ui.models.rows import PagedRowModel
 
 TYPE_COLORS = {"critical": "#c62828", "success": "#2e7d32", "info": "#1976d2"}
 PATIENT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -40,8 +40,9 @@ def _dot(color: str) -> QIcon:
     return QIcon(pixmap)
 
 
-class NotificationListModel(RowModel):
-    """Loaded notifications; unread ones are bold."""
+class NotificationListModel(PagedRowModel):
+    """Loaded notifications (the newest pages; older ones as the list scrolls); unread
+    ones are bold."""
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__([""], parent)
@@ -65,18 +66,8 @@ class NotificationListModel(RowModel):
         if old is None or old.read != row.read:
             item.setData(None if row.read else self._bold, Qt.ItemDataRole.FontRole)
 
-    def reset(self, rows: Sequence[NotificationRow]) -> None:
-        self.reset_rows(rows)
-
-    def insert_first(self, row: NotificationRow) -> None:
-        if not self.update_row(row):
-            self.insert_rows(0, [row])
-
     def replace(self, row: NotificationRow) -> None:
         self.update_row(row)
-
-    def remove(self, notification_id: int) -> None:
-        self.remove_row(notification_id)
 
     def mark_all_read(self) -> None:
         for row in self.records():

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap, QStandardItem
 
 from ophthai_desktop.core.domain import PatientStatus
 from ophthai_desktop.core.records import PatientRecord
 from ophthai_desktop.ui.display import local_date, local_datetime, step_name
-from ophthai_desktop.ui.models.rows import RowModel
+from ophthai_desktop.ui.models.rows import PagedRowModel
 
 #: (order_by key of PatientService.list_patients, header)
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -41,8 +41,6 @@ STATUS_COLORS = {
     PatientStatus.PENDING_ANALYSIS.value: "#ef8f00",
     PatientStatus.DISCHARGED.value: "#78909c",
 }
-
-AnyIndex = QModelIndex | QPersistentModelIndex
 
 
 @dataclass(frozen=True)
@@ -74,21 +72,17 @@ def _dot(color: str) -> QIcon:
     return QIcon(pixmap)
 
 
-class PatientTableModel(RowModel):
+class PatientTableModel(PagedRowModel):
     """Loaded patient rows, plus how many match in all.
 
     Signals:
-        more_requested(int skip): the view wants the next page, starting at ``skip``.
         sort_requested(str order_by, bool descending): a column header was clicked.
     """
 
-    more_requested = Signal(int)
     sort_requested = Signal(str, bool)
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__([title for _, title in COLUMNS], parent)
-        self._total = 0
-        self._fetching = False
         self._icons = {status: _dot(color) for status, color in STATUS_COLORS.items()}
 
     def key(self, row: PatientRow) -> str:
@@ -105,14 +99,6 @@ class PatientTableModel(RowModel):
 
     # Qt's model interface (the view asks for pages and orders) ------------------------
 
-    def canFetchMore(self, parent: AnyIndex = QModelIndex()) -> bool:
-        return not parent.isValid() and not self._fetching and self.rowCount() < self._total
-
-    def fetchMore(self, parent: AnyIndex = QModelIndex()) -> None:
-        if self.canFetchMore(parent):
-            self._fetching = True
-            self.more_requested.emit(self.rowCount())
-
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         if 0 <= column < len(COLUMNS):
             key = COLUMNS[column][0]
@@ -122,46 +108,9 @@ class PatientTableModel(RowModel):
 
     # What the controller changes ------------------------------------------------------
 
-    @property
-    def total(self) -> int:
-        """How many patients match the query (loaded or not)."""
-        return self._total
-
-    @property
-    def loaded(self) -> int:
-        return self.rowCount()
-
-    def reset(self, rows: Sequence[PatientRow], total: int) -> None:
-        """Replace everything with the first page of a new query."""
-        self._total = total
-        self._fetching = False
-        self.reset_rows(rows)
-
-    def append(self, rows: Sequence[PatientRow], total: int) -> None:
-        """Add the next page (rows already shown are skipped)."""
-        self._fetching = False
-        self.insert_rows(self.rowCount(), rows)
-        self._total = max(total, self.rowCount())
-
-    def fetch_failed(self) -> None:
-        """The page did not arrive; a later scroll asks again."""
-        self._fetching = False
-
-    def insert_newest(self, rows: Sequence[PatientRow]) -> None:
-        """New patients at the top (newest-first order; ``rows`` newest first); those
-        already listed show their new values instead."""
-        fresh = [row for row in rows if not self.update_row(row)]
-        self._total += self.insert_rows(0, fresh)
-
     def replace(self, row: PatientRow) -> bool:
         """Show the patient's new values; False if the patient is not loaded."""
         return self.update_row(row)
-
-    def remove(self, patient_id: str) -> bool:
-        if not self.remove_row(patient_id):
-            return False
-        self._total = max(0, self._total - 1)
-        return True
 
     def row_of(self, patient_id: str) -> int | None:
         return self.position(patient_id)

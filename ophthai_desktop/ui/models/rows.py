@@ -19,10 +19,12 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 
 KEY_ROLE = Qt.ItemDataRole.UserRole
+
+AnyIndex = QModelIndex | QPersistentModelIndex
 
 
 #: Cells longer than this carry their text as a tooltip too: a column may cut them.
@@ -142,3 +144,64 @@ class RowModel(QStandardItemModel):
         self._records[key] = row
         self._anchors[key] = items[0]
         return items
+
+
+class PagedRowModel(RowModel):
+    """A :class:`RowModel` that holds the first pages of a longer list and asks for
+    the next when the view scrolls to the end (Qt's ``canFetchMore``/``fetchMore``).
+
+    Signals:
+        more_requested(int skip): the view wants the next page, starting at ``skip``.
+    """
+
+    more_requested = Signal(int)
+
+    def __init__(self, headers: Sequence[str], parent: Any = None) -> None:
+        super().__init__(headers, parent)
+        self._total = 0
+        self._fetching = False
+
+    def canFetchMore(self, parent: AnyIndex = QModelIndex()) -> bool:
+        return not parent.isValid() and not self._fetching and self.rowCount() < self._total
+
+    def fetchMore(self, parent: AnyIndex = QModelIndex()) -> None:
+        if self.canFetchMore(parent):
+            self._fetching = True
+            self.more_requested.emit(self.rowCount())
+
+    @property
+    def total(self) -> int:
+        """How many rows the list has (loaded or not)."""
+        return self._total
+
+    @property
+    def loaded(self) -> int:
+        return self.rowCount()
+
+    def reset(self, rows: Sequence[Any], total: int) -> None:
+        """Replace everything with the first page of a new query."""
+        self._total = total
+        self._fetching = False
+        self.reset_rows(rows)
+
+    def append(self, rows: Sequence[Any], total: int) -> None:
+        """Add the next page (rows already shown are skipped)."""
+        self._fetching = False
+        self.insert_rows(self.rowCount(), rows)
+        self._total = max(total, self.rowCount())
+
+    def fetch_failed(self) -> None:
+        """The page did not arrive; a later scroll asks again."""
+        self._fetching = False
+
+    def insert_first(self, rows: Sequence[Any]) -> None:
+        """New rows at the top (``rows`` newest first); those already listed show their
+        new values instead."""
+        fresh = [row for row in rows if not self.update_row(row)]
+        self._total += self.insert_rows(0, fresh)
+
+    def remove(self, key: Hashable) -> bool:
+        if not self.remove_row(key):
+            return False
+        self._total = max(0, self._total - 1)
+        return True
