@@ -8,10 +8,13 @@ bundle (which collects the folder as data under the same relative path).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
-from PySide6.QtGui import QIcon
+from PySide6.QtCore import QCoreApplication
+from PySide6.QtGui import QIcon, QPixmap
+from PySide6.QtWidgets import QAbstractButton, QWidget
 
 log = logging.getLogger(__name__)
 
@@ -19,14 +22,67 @@ RESOURCES_DIR = Path(__file__).resolve().parent.parent / "resources"
 ICONS_DIR = RESOURCES_DIR / "icons"
 
 
-@cache
+#: The colour the neutral icons are drawn in, and what it becomes in each theme (the
+#: coloured ones, approve green and reject red, keep theirs).
+ICON_INK = "#37474f"
+THEME_INK = {"light": ICON_INK, "dark": "#c9d3d9"}
+#: Sizes each icon is rendered at (toolbars, buttons, menus; twice for HiDPI).
+ICON_SIZES = (16, 20, 24, 32, 40, 48, 64)
+
+#: ``QIcon.cacheKey()`` of every icon handed out -> its name, to redraw it in another
+#: theme (copies of a QIcon share its key).
+_icon_names: dict[int, str] = {}
+
+
 def icon(name: str) -> QIcon:
-    """The SVG icon ``name`` (without extension); an empty icon if it is missing."""
+    """The SVG icon ``name`` (without extension) in the current theme's ink; an empty
+    icon if it is missing."""
+    return _icon(name, current_theme())
+
+
+@cache
+def _icon(name: str, theme: str) -> QIcon:
     path = ICONS_DIR / f"{name}.svg"
-    if not path.is_file():
+    try:
+        svg = path.read_text(encoding="utf-8")
+    except OSError:
         log.warning("icon %s is missing from %s", name, ICONS_DIR)
         return QIcon()
-    return QIcon(str(path))
+    svg = svg.replace(ICON_INK, THEME_INK.get(theme, ICON_INK))
+    made = QIcon()
+    for size in ICON_SIZES:  # drawn at each size (an SVG's own size is 24)
+        sized = svg.replace('width="24" height="24"', f'width="{size}" height="{size}"', 1)
+        pixmap = QPixmap()
+        if pixmap.loadFromData(sized.encode(), "SVG"):
+            made.addPixmap(pixmap)
+    if made.isNull():
+        log.warning("icon %s could not be drawn", name)
+    _icon_names[made.cacheKey()] = name
+    return made
+
+
+def retint_icons(widgets: Iterable[QWidget]) -> None:
+    """Give the buttons and actions among ``widgets`` their icons in the current theme
+    (the icons made before a theme change keep the ink they were drawn in)."""
+    theme = current_theme()
+
+    def redrawn(current: QIcon) -> QIcon | None:
+        name = _icon_names.get(current.cacheKey())
+        return None if name is None else _icon(name, theme)
+
+    for widget in widgets:
+        if isinstance(widget, QAbstractButton) and (new := redrawn(widget.icon())) is not None:
+            widget.setIcon(new)
+        for action in widget.actions():
+            if (new := redrawn(action.icon())) is not None:
+                action.setIcon(new)
+
+
+def current_theme() -> str:
+    """``light`` or ``dark``: the look the application was last switched to."""
+    app = QCoreApplication.instance()
+    value = app.property("ophthaiTheme") if app is not None else None
+    return str(value) if value else "light"
 
 
 def stylesheet() -> str:

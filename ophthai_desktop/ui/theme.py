@@ -6,7 +6,7 @@ from __future__ import annotations
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
-from ophthai_desktop.ui.resources import stylesheet
+from ophthai_desktop.ui.resources import retint_icons, stylesheet
 
 #: Overrides of the light stylesheet's explicit colours (appended, so they win).
 DARK_QSS = """
@@ -73,9 +73,4 @@ def apply_theme(theme: str) -> None:
         app.setPalette(app.style().standardPalette())
         app.setStyleSheet(stylesheet())
     app.setProperty("ophthaiTheme", theme)
-
-
-def current_theme() -> str:
-    app = QApplication.instance()
-    value = app.property("ophthaiTheme") if app is not None else None
-    return str(value) if value else "light"
+    retint_icons(app.allWidgets())

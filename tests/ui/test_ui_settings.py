@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QUrl
-from PySide6.QtGui import QDesktopServices, QPalette
+from PySide6.QtGui import QDesktopServices, QIcon, QPalette
 from PySide6.QtWidgets import QApplication, QDialogButtonBox, QSplitter
 from pytestqt.qtbot import QtBot
 
@@ -193,9 +193,26 @@ def test_dark_theme_applies_at_once(qtbot: QtBot, make_gui: Maker) -> None:
             _ok(dialog)
         assert app.palette().color(QPalette.ColorRole.Window).lightness() < 80
         assert "#1e2226" in app.styleSheet()
+        # The icons made in the light look are drawn again in a light ink.
+        assert _ink(gui.window.analyse_action.icon()) > 180
+        assert _ink(gui.analysis_view.analyse.icon()) > 180
     finally:
         apply_theme("light")
     assert app.palette().color(QPalette.ColorRole.Window).lightness() > 180
+    assert _ink(gui.window.analyse_action.icon()) < 100
+
+
+def _ink(icon: QIcon) -> int:
+    """The lightness of the darkest-drawn (most opaque) pixels of an icon."""
+    image = icon.pixmap(24, 24).toImage()
+    strokes = [
+        image.pixelColor(x, y)
+        for x in range(image.width())
+        for y in range(image.height())
+        if image.pixelColor(x, y).alpha() > 200
+    ]
+    assert strokes, "the icon drew nothing"
+    return round(sum(c.lightness() for c in strokes) / len(strokes))
 
 
 def test_window_geometry_and_splitters_are_remembered(qtbot: QtBot, make_gui: Maker) -> None:
