@@ -26,7 +26,7 @@ ICONS_DIR = RESOURCES_DIR / "icons"
 #: coloured ones, approve green and reject red, keep theirs).
 ICON_INK = "#37474f"
 THEME_INK = {"light": ICON_INK, "dark": "#c9d3d9"}
-#: Sizes each icon is rendered at (toolbars, buttons, menus; twice for HiDPI).
+#: Sizes a re-inked icon is rendered at (toolbars, buttons, menus; twice for HiDPI).
 ICON_SIZES = (16, 20, 24, 32, 40, 48, 64)
 
 #: ``QIcon.cacheKey()`` of every icon handed out -> its name, to redraw it in another
@@ -43,21 +43,27 @@ def icon(name: str) -> QIcon:
 @cache
 def _icon(name: str, theme: str) -> QIcon:
     path = ICONS_DIR / f"{name}.svg"
-    try:
-        svg = path.read_text(encoding="utf-8")
-    except OSError:
+    if not path.is_file():
         log.warning("icon %s is missing from %s", name, ICONS_DIR)
         return QIcon()
-    svg = svg.replace(ICON_INK, THEME_INK.get(theme, ICON_INK))
+    ink = THEME_INK.get(theme, ICON_INK)
+    # The files' own ink: Qt's SVG icon engine draws them when asked, at any size.
+    made = QIcon(str(path)) if ink == ICON_INK else _inked(path, ink)
+    _icon_names[made.cacheKey()] = name
+    return made
+
+
+def _inked(path: Path, ink: str) -> QIcon:
+    """The icon redrawn in ``ink``, rendered at each of :data:`ICON_SIZES`."""
+    svg = path.read_text(encoding="utf-8").replace(ICON_INK, ink)
     made = QIcon()
-    for size in ICON_SIZES:  # drawn at each size (an SVG's own size is 24)
+    for size in ICON_SIZES:  # an SVG's own size is 24
         sized = svg.replace('width="24" height="24"', f'width="{size}" height="{size}"', 1)
         pixmap = QPixmap()
         if pixmap.loadFromData(sized.encode(), "SVG"):
             made.addPixmap(pixmap)
     if made.isNull():
-        log.warning("icon %s could not be drawn", name)
-    _icon_names[made.cacheKey()] = name
+        log.warning("icon %s could not be drawn", path.stem)
     return made
 
 
