@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import pytest
+from PySide6.QtGui import QFontMetrics
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.oculomics import METRICS, REFERENCE_RANGES
 from ophthai_desktop.ui.session import GuiSession
-from ophthai_desktop.ui.views.oculomics import date_ms
+from ophthai_desktop.ui.views.oculomics import MAX_VALUE_TICKS, date_ms, nice_ticks
 from tests.ui.conftest import open_patient
 
 ACTOR = Actor(who="Dr. Test", via="test")
@@ -69,6 +71,52 @@ def test_charts_show_each_eyes_measurements_with_thresholds(qtbot: QtBot, gui: G
     assert [view.charts[m].threshold_value for m in METRICS] == [21.0, 0.5, 80.0, 40.0]
     # OS has only IOP and RNFL values.
     assert _points(view.charts["cup_to_disc_ratio"].lines["OS"]) == []
+
+
+def test_axis_labels_have_room_to_be_drawn_whole(qtbot: QtBot, gui: GuiSession) -> None:
+    """Qt Charts draws a label that does not fit its room as "…": "Oct 2024" became
+    "Oct 20…" (the year hidden), and seven value ticks on a small chart all "…"."""
+    app = gui.application
+    patient = app.patients.create_patient({"name": "Two Years"}, actor=ACTOR)
+    for days, iop in ((800, 18.0), (400, 23.0), (10, 25.0)):
+        app.oculomics.add_measurement(
+            patient.id, eye="OD", measured_on=TODAY - timedelta(days=days), iop_mmhg=iop,
+            actor=ACTOR,
+        )  # fmt: skip
+    gui.window.resize(1440, 900)  # the default size
+    _open_oculomics(qtbot, gui, patient.id)
+    chart = gui.oculomics_view.charts["iop_mmhg"]
+    qtbot.waitUntil(lambda: chart.chart().plotArea().height() > 0)
+    plot = chart.chart().plotArea()
+
+    axis = chart.x_axis
+    step = axis.min().msecsTo(axis.max()) / (axis.tickCount() - 1)
+    labels = [
+        axis.min().addMSecs(round(i * step)).toString(axis.format())
+        for i in range(axis.tickCount())
+    ]
+    assert all(label[-2:] in {str(TODAY.year - n)[2:] for n in range(-1, 3)} for label in labels)
+    widest = max(QFontMetrics(axis.labelsFont()).horizontalAdvance(label) for label in labels)
+    assert widest <= 0.75 * plot.width() / (axis.tickCount() - 1), labels
+
+    values = chart.y_axis
+    assert 2 <= values.tickCount() <= MAX_VALUE_TICKS
+    spacing = plot.height() / (values.tickCount() - 1)
+    assert spacing >= 1.5 * QFontMetrics(values.labelsFont()).height()
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "expected"),
+    [
+        (15.05, 27.95, (15, 30, 4)),
+        (0.43, 0.57, (0.4, 0.6, 5)),
+        (70, 90, (70, 90, 5)),
+        (0, 130, (0, 150, 4)),
+    ],
+)
+def test_nice_ticks(low: float, high: float, expected: tuple[float, float, int]) -> None:
+    bottom, top, ticks = nice_ticks(low, high)
+    assert (round(bottom, 9), round(top, 9), ticks) == expected
 
 
 def test_only_out_of_range_points_are_flagged(qtbot: QtBot, gui: GuiSession) -> None:

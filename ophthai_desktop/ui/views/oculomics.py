@@ -5,6 +5,7 @@ fills it."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
@@ -55,6 +56,8 @@ EYE_NAMES = {"OD": "OD (right)", "OS": "OS (left)"}
 EYE_COLOURS = {"OD": QColor("#1565c0"), "OS": QColor("#ef6c00")}
 FLAG_COLOUR = QColor("#d32f2f")
 THRESHOLD_COLOUR = QColor("#757575")
+#: Value-axis ticks at most: their labels must fit a chart ~150 px tall.
+MAX_VALUE_TICKS = 5
 SHORT_LABELS = {
     "iop_mmhg": "IOP",
     "cup_to_disc_ratio": "C/D",
@@ -97,6 +100,27 @@ def unit_suffix(ref: ReferenceRange) -> str:
     return f" ({ref.unit})" if ref.unit else ""
 
 
+def nice_ticks(low: float, high: float, most: int = MAX_VALUE_TICKS) -> tuple[float, float, int]:
+    """A range around ``low``..``high`` on round steps (1, 2 or 5 times a power of ten,
+    so that two decimals show every tick exactly) with at most ``most`` ticks: the
+    range's ends and the tick count.
+
+    Qt's ``applyNiceNumbers`` gave up to nine ticks, and on a chart ~150 px tall their
+    labels did not fit and were all drawn as "…".
+    """
+    span = max(high - low, 1e-9)
+    raw = span / (most - 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw * (1 - 1e-9))
+    while True:
+        bottom = math.floor(low / step + 1e-9) * step
+        top = math.ceil(high / step - 1e-9) * step
+        ticks = round((top - bottom) / step) + 1
+        if ticks <= most:
+            return bottom, top, max(ticks, 2)
+        step *= 2
+
+
 class MetricChart(QChartView):
     """One metric over time: a line per eye, the threshold, the flagged points."""
 
@@ -119,7 +143,6 @@ class MetricChart(QChartView):
         chart.legend().setFont(legend_font)
 
         self.x_axis = QDateTimeAxis()
-        self.x_axis.setFormat("MMM yyyy")
         self.x_axis.setTickCount(4)
         self.y_axis = QValueAxis()
         self.y_axis.setLabelFormat("%.2f" if DECIMALS[metric] > 1 else "%.0f")
@@ -136,14 +159,15 @@ class MetricChart(QChartView):
             line.setPointsVisible(True)
             self.lines[eye] = line
         self.threshold = QLineSeries()
-        unit = f" {self.reference.unit}" if self.reference.unit else ""
-        self.threshold.setName(f"limit {self.threshold_value:g}{unit}")
+        # Short legend names: the chart is ~270 px wide and longer ones were cut
+        # ("limit 21 …", "out of ra…"); the dashed line's value is on the value axis.
+        self.threshold.setName("limit")
         dashed = QPen(THRESHOLD_COLOUR)
         dashed.setStyle(Qt.PenStyle.DashLine)
         dashed.setWidthF(1.5)
         self.threshold.setPen(dashed)
         self.flagged = QScatterSeries()
-        self.flagged.setName("out of range")
+        self.flagged.setName("flagged")
         self.flagged.setMarkerSize(10.0)
         self.flagged.setColor(FLAG_COLOUR)
         self.flagged.setBorderColor(FLAG_COLOUR.darker(130))
@@ -184,6 +208,9 @@ class MetricChart(QChartView):
         last = max(days, default=date.today())
         pad = max(7, (last - first).days // 12)
         start, end = first - timedelta(days=pad), last + timedelta(days=pad)
+        # Short enough for the axis to show whole: "Oct 2024" was cut to "Oct 20…",
+        # which hid the year; within a few months the day matters more than the year.
+        self.x_axis.setFormat("MMM yy" if (end - start).days > 120 else "d MMM")
         self.x_axis.setRange(
             QDateTime.fromMSecsSinceEpoch(int(date_ms(start))),
             QDateTime.fromMSecsSinceEpoch(int(date_ms(end))),
@@ -193,8 +220,9 @@ class MetricChart(QChartView):
         self.threshold.append(date_ms(end), self.threshold_value)
         low, high = min(values), max(values)
         margin = (high - low) * 0.15 or abs(high) * 0.1 or 1.0
-        self.y_axis.setRange(max(0.0, low - margin), high + margin)
-        self.y_axis.applyNiceNumbers()
+        bottom, top, ticks = nice_ticks(max(0.0, low - margin), high + margin)
+        self.y_axis.setRange(bottom, top)
+        self.y_axis.setTickCount(ticks)
 
 
 class OculomicsView(QWidget):
