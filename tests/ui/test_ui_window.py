@@ -16,6 +16,7 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
+from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.worker import LOAD_STOP_WAIT_S
 from ophthai_desktop.desktop import INSTANCE_LOCK
 from ophthai_desktop.ui.session import GuiSession
@@ -72,6 +73,35 @@ def test_list_pages_searches_filters_and_sorts(qtbot: QtBot, make_gui: Maker) ->
     qtbot.waitUntil(lambda: model.data(model.index(0, 2)) == "20")  # i=70: Critical, 20
     ages = [int(model.data(model.index(r, 2))) for r in range(model.rowCount())]
     assert ages == sorted(ages)
+
+
+def test_a_sorted_list_keeps_its_place_when_a_patient_arrives(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    session = make_gui()
+    seed_patients(session.application, 300)
+    session.patients.refresh()
+    view, model = session.patient_list, session.patient_list.model
+    qtbot.waitUntil(lambda: model.total == 300)
+    view.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)  # Name
+    qtbot.waitUntil(lambda: model.data(model.index(0, 0)) == "Seeded Patient 00000")
+    view.table.scrollToBottom()
+    qtbot.waitUntil(lambda: model.rowCount() == 300)
+    view.table.scrollToBottom()
+    view.table.selectRow(297)
+    qtbot.waitUntil(lambda: session.patient_page.name.text() == "Seeded Patient 00297")
+    scrolled = view.table.verticalScrollBar().value()
+    assert scrolled > 0
+
+    session.application.patients.create_patient({"name": "Aaron"}, actor=Actor("t", "api"))
+
+    qtbot.waitUntil(lambda: model.total == 301)
+    qtbot.waitUntil(lambda: model.rowCount() >= 300)  # all it had, not the first page
+    assert model.data(model.index(0, 0)) == "Aaron"
+    selected = view.table.selectionModel().selectedRows()
+    assert [model.data(index) for index in selected] == ["Seeded Patient 00297"]
+    assert abs(view.table.verticalScrollBar().value() - scrolled) <= 26  # one row at most
+    assert session.patient_page.name.text() == "Seeded Patient 00297"
 
 
 def test_ten_thousand_patients_open_without_delay(qtbot: QtBot, make_gui: Maker) -> None:

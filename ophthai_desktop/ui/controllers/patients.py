@@ -10,6 +10,7 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QMessageBox
 
 from ophthai_desktop.core.errors import NotFound
+from ophthai_desktop.core.paging import MAX_LIMIT
 from ophthai_desktop.core.records import Page, PatientRecord
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.messages import describe
@@ -80,7 +81,7 @@ class PatientsController(QObject):
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.setInterval(REFRESH_DEBOUNCE_MS)
-        self._refresh_timer.timeout.connect(self.refresh)
+        self._refresh_timer.timeout.connect(self._on_refresh_timer_timeout)
         self._arrivals: dict[str, PatientRecord] = {}  # created, not listed yet; oldest first
         self._arrivals_timer = QTimer(self)
         self._arrivals_timer.setSingleShot(True)
@@ -118,20 +119,37 @@ class PatientsController(QObject):
     # Queries ----------------------------------------------------------------------------
 
     @Slot()
-    def refresh(self) -> None:
-        """Run the current query again from its first page."""
+    def refresh(self, *, keep_place: bool = False) -> None:
+        """Run the current query again from its first page; with ``keep_place``, as
+        many rows as are loaded, and the list stays where it was scrolled to (a
+        patient who arrived or changed in a sorted list, not a new query)."""
         self._refresh_timer.stop()
         self._arrivals_timer.stop()
         self._arrivals.clear()  # the new query's first page has them
         self._generation += 1
         generation = self._generation
         query = self._query()
+        wanted = max(PAGE_SIZE, self._model.loaded) if keep_place else PAGE_SIZE
 
         def fetch() -> tuple[list[PatientRow], int]:
-            page = self._patients.list_patients(skip=0, limit=PAGE_SIZE, **query)
-            return [patient_row(p) for p in page.items], page.total
+            rows: list[PatientRow] = []
+            total = 0
+            while len(rows) < wanted:
+                limit = min(MAX_LIMIT, wanted - len(rows))
+                page = self._patients.list_patients(skip=len(rows), limit=limit, **query)
+                rows.extend(patient_row(p) for p in page.items)
+                total = page.total
+                if len(page.items) < limit:
+                    break
+            return rows, total
 
-        self._ctx.tasks.submit(fetch, lambda result: self._on_first_page(generation, result))
+        self._ctx.tasks.submit(
+            fetch, lambda result: self._on_first_page(generation, result, keep_place)
+        )
+
+    @Slot()
+    def _on_refresh_timer_timeout(self) -> None:
+        self.refresh(keep_place=True)
 
     def _query(self) -> dict[str, Any]:
         return {
@@ -141,14 +159,19 @@ class PatientsController(QObject):
             "descending": self._descending,
         }
 
-    def _on_first_page(self, generation: int, result: tuple[list[PatientRow], int]) -> None:
+    def _on_first_page(
+        self, generation: int, result: tuple[list[PatientRow], int], keep_place: bool = False
+    ) -> None:
         if generation != self._generation:
             return
         rows, total = result
+        scrolled = self._view.table.verticalScrollBar().value()
         self._model.reset(rows, total)
         self._view.show_count(self._model.loaded, self._model.total)
+        if keep_place:
+            self._view.table.verticalScrollBar().setValue(scrolled)
         if self._current_id:
-            self._view.select_patient(self._current_id)
+            self._view.select_patient(self._current_id, scroll=not keep_place)
 
     @Slot(int)
     def _on_model_more_requested(self, skip: int) -> None:

@@ -97,17 +97,24 @@ class PatientListView(QWidget):
         self.status.currentIndexChanged.connect(self._on_status_index_changed)
         self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
 
-    def select_patient(self, patient_id: str | None) -> bool:
-        """Select the patient's row (without emitting a new selection); False if the
-        patient is not among the loaded rows."""
+    def select_patient(self, patient_id: str | None, *, scroll: bool = True) -> bool:
+        """Select the patient's row (without emitting a new selection) and, with
+        ``scroll``, bring it into view; False if the patient is not among the loaded
+        rows."""
         row = self.model.row_of(patient_id) if patient_id else None
         blocker = self.table.selectionModel().blockSignals(True)
         try:
             if row is None:
                 self.table.clearSelection()
                 return False
-            self.table.selectRow(row)
-            self.table.scrollTo(self.model.index(row, 0))
+            auto_scroll = self.table.hasAutoScroll()
+            self.table.setAutoScroll(scroll)  # selecting a row scrolls to it otherwise
+            try:
+                self.table.selectRow(row)
+            finally:
+                self.table.setAutoScroll(auto_scroll)
+            if scroll:
+                self.table.scrollTo(self.model.index(row, 0))
             return True
         finally:
             self.table.selectionModel().blockSignals(blocker)
