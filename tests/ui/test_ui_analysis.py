@@ -179,6 +179,18 @@ def test_the_appointment_picker_stops_at_a_follow_up_horizon(qtbot: QtBot, gui: 
     assert asked[0].year <= datetime.now().year + MAX_YEARS_AHEAD
 
 
+def test_a_patient_without_a_scan_is_told_to_add_one_until_it_arrives(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    app = gui.application
+    patient = app.patients.create_patient({"name": "No Scan"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    state = gui.analysis_view.state
+    assert state.text().startswith("No scan yet.")
+    app.patients.attach_image(patient.id, NewImage(png_bytes()), actor=Actor("t", "api"))
+    qtbot.waitUntil(lambda: state.text() == "No analysis yet. Drop an image or press Analyse.")
+
+
 def test_validation_needs_a_clinician_name(qtbot: QtBot, make_gui: Maker) -> None:
     gui = make_gui(engine=ScriptedEngine(DME))
     view = gui.analysis_view

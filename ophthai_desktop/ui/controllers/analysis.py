@@ -82,6 +82,7 @@ class AnalysisController(QObject):
         self._queueing: set[str] = set()
         self._shown_job: int | None = None
         self._waiting_job: int | None = None  # the shown patient's queued job
+        self._no_scan_shown = False  # the page says the patient has no scan
         view.set_clinician(ctx.actor.who)
 
         patients.patient_opened.connect(self._on_patients_patient_opened)
@@ -110,6 +111,7 @@ class AnalysisController(QObject):
         self._patient_id = patient.id if patient else None
         self._shown_job = None
         self._waiting_job = None
+        self._no_scan_shown = False
         self._view.notice.dismiss()
         if patient is None:
             self._view.show_empty()
@@ -128,18 +130,29 @@ class AnalysisController(QObject):
         if patient.latest_analysis is not None:
             self._view.show_result(patient.latest_analysis)
         else:
-            self._view.show_empty()
+            self._show_nothing_yet(patient)
         self._look_for_open_jobs(patient)
 
     @Slot(object)
     def _on_patients_patient_changed(self, patient: PatientRecord) -> None:
         self._view.set_appointment(patient.appointment_date)
         latest = patient.latest_analysis
-        if latest is None or self._shown_job is not None:
+        if self._shown_job is not None:
+            return
+        if latest is None:
+            if self._no_scan_shown and patient.scan_count > 0 and self._waiting_job is None:
+                self._show_nothing_yet(patient)  # its first scan arrived
             return
         shown = self._view.analysis
         if shown is None or (shown.id, shown.status) != (latest.id, latest.status):
             self._view.show_result(latest)
+
+    def _show_nothing_yet(self, patient: PatientRecord) -> None:
+        self._no_scan_shown = patient.scan_count == 0
+        if self._no_scan_shown:
+            self._view.show_empty("No scan yet. Drop an image here, or use File ▸ Import image….")
+        else:
+            self._view.show_empty()
 
     def _stream_of(self, patient_id: str) -> tuple[int, _Stream] | None:
         for job_id, stream in self._streams.items():
@@ -257,6 +270,7 @@ class AnalysisController(QObject):
 
     def _show_queued(self, job_id: int) -> None:
         self._waiting_job = job_id
+        self._no_scan_shown = False
         self._view.set_state(self._queued_text(job_id))
 
     @Slot(str, str, object)
