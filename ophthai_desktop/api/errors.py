@@ -120,6 +120,14 @@ def _body_aliases(request: Request, field: str) -> list[str]:
     return []
 
 
+def _part(request: Request) -> list[str]:
+    """Where a problem that names no field lies: the body as a whole when the request has
+    one (the measurement with no values), else its query or path."""
+    if request.headers.get("content-type") or request.headers.get("content-length", "0") != "0":
+        return ["body"]
+    return ["query"] if request.url.query else ["path"]
+
+
 async def _body_keys(request: Request) -> frozenset[str]:
     """The top-level keys of the request's JSON body, as already read for the route."""
     if "json" not in request.headers.get("content-type", ""):
@@ -139,7 +147,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OphthaiError)
     async def _core_error(request: Request, exc: OphthaiError) -> JSONResponse:
         status = status_for(exc)
-        location, field = await as_sent(request, exc.field) if exc.field else ([], "")
+        location, field = await as_sent(request, exc.field) if exc.field else (_part(request), "")
         text = f"{field}: {exc.message}" if field else exc.message
         extra: dict[str, object] = {"field": field} if field else {}
         if status == 422:
