@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from fastapi import Body, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse
+from pydantic.alias_generators import to_camel, to_snake
 
 from ophthai_desktop.api import presenters
 from ophthai_desktop.api import schemas as s
@@ -31,6 +32,22 @@ router = SlashRouter(prefix="/api/patients", tags=["patients"])
 guarded = [Depends(require_token)]
 
 IMAGE_CACHE = "private, max-age=86400, immutable"
+
+
+#: The sort keys as responses spell them; their snake_case spellings work too.
+SORT_KEYS = ", ".join(to_camel(key) for key in SORTABLE)
+
+
+def _sort_key(order_by: str) -> str:
+    """The service's (snake_case) name of a sort key sent in either spelling: responses
+    name the keys in camelCase, so clients sort by ``admissionDate``."""
+    key = to_snake(order_by)
+    if key not in SORTABLE:
+        raise InvalidInput(
+            f"cannot sort by {order_by!r}; use one of: {SORT_KEYS} (or in snake_case)",
+            field="order_by",
+        )
+    return key
 
 
 def _image_from_url(
@@ -66,7 +83,9 @@ def list_patients(
     limit: Limit = 100,
     search: Annotated[str | None, Query(max_length=200)] = None,
     status: Annotated[s.PatientStatusName | None, Query()] = None,
-    order_by: Annotated[str, Query(description=f"One of: {', '.join(SORTABLE)}")] = "created_at",
+    order_by: Annotated[
+        str, Query(description=f"One of: {SORT_KEYS} (or in snake_case)")
+    ] = "created_at",
     descending: bool = True,
 ) -> list[s.PatientPublic]:
     """List patients, newest first; the total matching count is in ``X-Total-Count``."""
@@ -75,7 +94,7 @@ def list_patients(
         status=status,
         skip=skip,
         limit=limit,
-        order_by=order_by,
+        order_by=_sort_key(order_by),
         descending=descending,
     )
     response.headers["X-Total-Count"] = str(page.total)
