@@ -141,6 +141,18 @@ async def _body_keys(request: Request) -> frozenset[str]:
     return frozenset(body) if isinstance(body, dict) else frozenset()
 
 
+#: What pydantic calls a body that is not a JSON object (a form post, text, an array).
+NOT_AN_OBJECT = frozenset({"model_attributes_type", "dict_type"})
+
+
+def _not_an_object(request: Request) -> str:
+    """The message for a body that is not a JSON object, naming what was sent instead."""
+    sent = request.headers.get("content-type", "").split(";")[0].strip()
+    if sent and "json" not in sent:
+        return f"the body must be a JSON object sent as application/json, not {sent}"
+    return "the body must be a JSON object"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every error leaves as JSON with a ``message`` a person can act on."""
 
@@ -178,6 +190,8 @@ def install_error_handlers(app: FastAPI) -> None:
             if location[:1] == ["query"] and parts:  # named as sent, not as renamed
                 parts[0] = request.scope.get(QUERY_SPELLING, {}).get(parts[0], parts[0])
                 location = ["query", *parts]
+            if location == ["body"] and kind in NOT_AN_OBJECT:
+                msg = _not_an_object(request)
             if kind == "json_invalid":
                 parts = []
                 reason = (error.get("ctx") or {}).get("error")

@@ -331,3 +331,17 @@ class AnalyzeRequest(RequestModel):
     image_base64: str = Field(min_length=1)
     patient_id: str | None = Field(default=None, max_length=64)
     question: str | None = Field(default=None, max_length=2000)
+
+
+class AnalyzePatientRequest(RequestModel):
+    """What to analyse: by default the patient's newest scan, with the standard prompt."""
+
+    scan_id: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**63 - 1,
+        description="One of the patient's scans (GET .../scans); the newest by default.",
+    )
+    question: str | None = Field(
+        default=None, max_length=2000, description="A question for the model about the image."
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import Depends, File, Form, Query, Response, UploadFile
+from fastapi import Body, Depends, File, Form, Query, Response, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -86,7 +86,9 @@ def ai_health(app: ApplicationDep) -> dict[str, Any]:
 
 
 @router.post("/ai/load-model", tags=["ai"])
-async def load_model(app: ApplicationDep) -> dict[str, Any]:
+async def load_model(
+    app: ApplicationDep, _body: Annotated[s.NoFields | None, Body(alias="body")] = None
+) -> dict[str, Any]:
     """Load the model on the inference worker; answers when it is ready (or failed)."""
     status: EngineStatus = await run_in_threadpool(app.engine.refresh)
     if status.state is ModelState.NOT_INSTALLED:
@@ -101,7 +103,9 @@ async def load_model(app: ApplicationDep) -> dict[str, Any]:
 
 
 @router.post("/ai/unload-model", tags=["ai"])
-async def unload_model(app: ApplicationDep) -> dict[str, Any]:
+async def unload_model(
+    app: ApplicationDep, _body: Annotated[s.NoFields | None, Body(alias="body")] = None
+) -> dict[str, Any]:
     """Unload the model to free GPU memory (a running analysis is cancelled)."""
     if not app.worker.alive:
         raise ModelUnavailable("the inference worker is not running")
@@ -233,13 +237,21 @@ def _outcome_response(outcome: JobOutcome) -> JSONResponse:
 
 @router.post("/patients/{patient_id}/analyze", status_code=202, tags=["patients"])
 def analyze_patient(
-    patient_id: str, app: ApplicationDep, actor: ActorDep, response: Response
+    patient_id: str,
+    app: ApplicationDep,
+    actor: ActorDep,
+    response: Response,
+    body: Annotated[s.AnalyzePatientRequest | None, Body()] = None,
 ) -> dict[str, Any]:
-    """Queue the analysis of the patient's newest scan; the result arrives on the
-    WebSocket (``analysis_finished``) and moves the workflow to validation."""
+    """Queue the analysis of the patient's newest scan (or of ``scanId``, with an
+    optional ``question``); the result arrives on the WebSocket (``analysis_finished``)
+    and moves the workflow to validation."""
     _require_patient(app, patient_id)
     _require_installed(app)
-    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    request = body or s.AnalyzePatientRequest()
+    job = app.jobs.queue_patient_analysis(
+        patient_id, actor=actor, question=request.question, scan_id=request.scan_id
+    )
     response.headers["Location"] = f"/api/jobs/{job.id}"
     return presenters.job(job)
 
