@@ -69,7 +69,7 @@ def create_app(application: Application) -> FastAPI:
         allow_credentials=True,
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=["X-Total-Count"],
+        expose_headers=["X-Total-Count", "ETag"],
     )
     for module in (health, patients, notifications, ai, audit):
         app.include_router(module.router)

@@ -18,6 +18,7 @@ from ophthai_desktop.api.deps import ActorDep, ApplicationDep, BaseUrlDep, Oculo
 from ophthai_desktop.api.params import Limit, RecordId, Skip, form_fields, one_value
 from ophthai_desktop.api.routing import SlashRouter
 from ophthai_desktop.api.security import require_token, require_token_or_query
+from ophthai_desktop.api.versions import patient_write, tag_patient
 from ophthai_desktop.core.errors import (
     InvalidInput,
     NotFound,
@@ -103,7 +104,11 @@ def list_patients(
 
 @router.post("", response_model=s.PatientPublic, status_code=201, dependencies=guarded)
 def create_patient(
-    body: s.PatientCreate, app: ApplicationDep, actor: ActorDep, base_url: BaseUrlDep
+    body: s.PatientCreate,
+    app: ApplicationDep,
+    actor: ActorDep,
+    base_url: BaseUrlDep,
+    response: Response,
 ) -> s.PatientPublic:
     fields = body.model_dump(
         exclude_unset=True, exclude={"id", "image_url", "modality", "laterality"}
@@ -116,22 +121,30 @@ def create_patient(
         laterality=body.laterality,
     )
     record = app.patients.create_patient(fields, actor=actor, patient_id=body.id, image=image)
-    return presenters.patient(record, base_url, detail=True)
+    return presenters.patient(tag_patient(response, record), base_url, detail=True)
 
 
 @router.get("/{patient_id}", response_model=s.PatientPublic, dependencies=guarded)
-def get_patient(patient_id: str, patients: PatientsDep, base_url: BaseUrlDep) -> s.PatientPublic:
-    return presenters.patient(patients.get_patient(patient_id), base_url, detail=True)
+def get_patient(
+    patient_id: str, patients: PatientsDep, base_url: BaseUrlDep, response: Response
+) -> s.PatientPublic:
+    """The patient, with an ``ETag`` to send back as ``If-Match`` with a change."""
+    record = tag_patient(response, patients.get_patient(patient_id))
+    return presenters.patient(record, base_url, detail=True)
 
 
 @router.patch("/{patient_id}", response_model=s.PatientPublic, dependencies=guarded)
 def update_patient(
+    request: Request,
+    response: Response,
     patient_id: str,
     body: s.PatientUpdate,
     app: ApplicationDep,
     actor: ActorDep,
     base_url: BaseUrlDep,
 ) -> s.PatientPublic:
+    """Change the fields sent; with ``If-Match``, only if the patient is still the
+    version read (412 otherwise)."""
     if body.id is not None and body.id != patient_id:
         raise InvalidInput("the id cannot be changed", field="id")
     fields = body.model_dump(
@@ -147,20 +160,26 @@ def update_patient(
     if body.ai_analysis is not None and not isinstance(body.ai_analysis, dict):
         raise InvalidInput("aiAnalysis must be an object", field="aiAnalysis")
     ai_result = body.ai_analysis
-    record = app.patients.update_patient(
-        patient_id, fields, actor=actor, image=image, ai_result=ai_result
-    )
-    return presenters.patient(record, base_url, detail=True)
+    with patient_write(request, app.patients, patient_id):
+        record = app.patients.update_patient(
+            patient_id, fields, actor=actor, image=image, ai_result=ai_result
+        )
+    return presenters.patient(tag_patient(response, record), base_url, detail=True)
 
 
 @router.delete("/{patient_id}", response_model=s.Message, dependencies=guarded)
-def delete_patient(patient_id: str, patients: PatientsDep, actor: ActorDep) -> s.Message:
-    patients.delete_patient(patient_id, actor=actor)
+def delete_patient(
+    request: Request, patient_id: str, patients: PatientsDep, actor: ActorDep
+) -> s.Message:
+    with patient_write(request, patients, patient_id):
+        patients.delete_patient(patient_id, actor=actor)
     return s.Message(message=f"patient {patient_id} deleted")
 
 
 @router.post("/{patient_id}/validate", response_model=s.PatientPublic, dependencies=guarded)
 def validate_patient(
+    request: Request,
+    response: Response,
     patient_id: str,
     patients: PatientsDep,
     actor: ActorDep,
@@ -173,18 +192,21 @@ def validate_patient(
     if verdict is None:
         raise InvalidInput("say whether the analysis is approved", field="approved")
     clinician = (body.clinician if body else None) or f"API client {actor.who}"
-    record = patients.validate_analysis(
-        patient_id,
-        approved=verdict,
-        clinician=clinician,
-        notes=body.notes if body else None,
-        actor=actor,
-    )
-    return presenters.patient(record, base_url, detail=True)
+    with patient_write(request, patients, patient_id):
+        record = patients.validate_analysis(
+            patient_id,
+            approved=verdict,
+            clinician=clinician,
+            notes=body.notes if body else None,
+            actor=actor,
+        )
+    return presenters.patient(tag_patient(response, record), base_url, detail=True)
 
 
 @router.post("/{patient_id}/schedule", response_model=s.PatientPublic, dependencies=guarded)
 def schedule_patient(
+    request: Request,
+    response: Response,
     patient_id: str,
     patients: PatientsDep,
     actor: ActorDep,
@@ -198,8 +220,9 @@ def schedule_patient(
     when = one_value(appointment_date, body.appointment_date if body else None, "appointment_date")
     if when is None:
         raise InvalidInput("the appointment date is required", field="appointment_date")
-    record = patients.schedule_appointment(patient_id, when, actor=actor)
-    return presenters.patient(record, base_url, detail=True)
+    with patient_write(request, patients, patient_id):
+        record = patients.schedule_appointment(patient_id, when, actor=actor)
+    return presenters.patient(tag_patient(response, record), base_url, detail=True)
 
 
 # Images and scans --------------------------------------------------------------------
@@ -238,6 +261,7 @@ def list_scans(patient_id: str, patients: PatientsDep, base_url: BaseUrlDep) -> 
     dependencies=[*guarded, form_fields("file", "modality", "laterality")],
 )
 def upload_scan(
+    request: Request,
     patient_id: str,
     app: ApplicationDep,
     actor: ActorDep,
@@ -256,7 +280,9 @@ def upload_scan(
         filename=file.filename,
         field="file",
     )
-    return presenters.scan(app.patients.attach_image(patient_id, image, actor=actor), base_url)
+    with patient_write(request, app.patients, patient_id):
+        record = app.patients.attach_image(patient_id, image, actor=actor)
+    return presenters.scan(record, base_url)
 
 
 @router.get(
@@ -320,16 +346,22 @@ def get_oculomics(patient_id: str, oculomics: OculomicsDep) -> s.OculomicsPublic
     dependencies=guarded,
 )
 def add_oculomics(
-    patient_id: str, body: s.OculomicsCreate, oculomics: OculomicsDep, actor: ActorDep
+    request: Request,
+    patient_id: str,
+    body: s.OculomicsCreate,
+    patients: PatientsDep,
+    oculomics: OculomicsDep,
+    actor: ActorDep,
 ) -> s.OculomicsMeasurementPublic:
-    record = oculomics.add_measurement(
-        patient_id,
-        eye=body.eye,
-        measured_on=body.measured_on,
-        iop_mmhg=body.iop_mmhg,
-        cup_to_disc_ratio=body.cup_to_disc_ratio,
-        rnfl_thickness_um=body.rnfl_thickness_um,
-        vessel_density_pct=body.vessel_density_pct,
-        actor=actor,
-    )
+    with patient_write(request, patients, patient_id):
+        record = oculomics.add_measurement(
+            patient_id,
+            eye=body.eye,
+            measured_on=body.measured_on,
+            iop_mmhg=body.iop_mmhg,
+            cup_to_disc_ratio=body.cup_to_disc_ratio,
+            rnfl_thickness_um=body.rnfl_thickness_um,
+            vessel_density_pct=body.vessel_density_pct,
+            actor=actor,
+        )
     return presenters.measurement(record)
