@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import typing
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,6 +25,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ophthai_desktop.api.routing import QUERY_SPELLING
+from ophthai_desktop.api.schemas import ErrorPublic, ValidationErrorPublic
 from ophthai_desktop.core.errors import (
     Conflict,
     InvalidInput,
@@ -57,6 +59,45 @@ STATUS_BY_ERROR: tuple[tuple[type[OphthaiError], int], ...] = (
     (ModelUnavailable, 503),
     (StorageError, 503),
 )
+
+
+#: What each error status means, as the OpenAPI document says it.
+ERROR_MEANINGS: dict[int, str] = {
+    400: "The body could not be read (not UTF-8 JSON, or a malformed upload).",
+    401: "An API token is configured and the request did not send it.",
+    403: (
+        "Refused: a web page from an origin not in OPHTHAI_CORS_ORIGINS, or (without an "
+        "API token) a request not addressed to localhost."
+    ),
+    404: "No such record.",
+    409: (
+        "The record's state does not allow it, or another request changed or deleted "
+        "the record at the same moment."
+    ),
+    412: "If-Match does not name the patient's current ETag: it changed since it was read.",
+    413: "The request body or the image is larger than the limits.",
+    415: "Not an image this application reads (PNG, JPEG, WebP, BMP, TIFF).",
+    422: "Invalid input: each problem is in errors, naming its field as the request did.",
+    500: "The analysis failed (job_id names the job).",
+    503: "The model or the database is not available.",
+    504: "The analysis is still running after the wait; poll the job (job_id).",
+}
+
+#: The errors every API route may answer: no token, a refused origin or host, a query
+#: parameter it does not take, the database unavailable.
+COMMON_ERRORS = (401, 403, 422, 503)
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for error statuses a route answers, with the body each has:
+    :class:`ValidationErrorPublic` for a 422, :class:`ErrorPublic` otherwise."""
+    return {
+        status: {
+            "model": ValidationErrorPublic if status == 422 else ErrorPublic,
+            "description": ERROR_MEANINGS[status],
+        }
+        for status in statuses
+    }
 
 
 def status_for(exc: OphthaiError) -> int:

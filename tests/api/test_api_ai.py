@@ -5,34 +5,13 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
-from ophthai_desktop.api import create_app
 from ophthai_desktop.bootstrap import Application
-from ophthai_desktop.core.worker import InferenceWorker
-from tests.support.http import LoopbackClient
 from tests.support.images import png_bytes
-from tests.support.scripted_engine import DME, ScriptedEngine
-
-
-@pytest.fixture
-def engine() -> ScriptedEngine:
-    return ScriptedEngine(DME)
-
-
-@pytest.fixture
-def ai_client(sqlite_services: Application, engine: ScriptedEngine) -> Iterator[TestClient]:
-    app = sqlite_services
-    app.worker.stop()
-    app.engine = engine  # type: ignore[assignment]
-    app.worker = InferenceWorker(engine, app.jobs, app.bus)
-    app.worker.start()
-    with LoopbackClient(create_app(app)) as client:
-        yield client
-    app.worker.stop()
+from tests.support.scripted_engine import ScriptedEngine
 
 
 def _b64(data: bytes) -> str:

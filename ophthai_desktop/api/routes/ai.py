@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from ophthai_desktop.api import presenters
 from ophthai_desktop.api import schemas as s
 from ophthai_desktop.api.deps import ActorDep, ApplicationDep
-from ophthai_desktop.api.errors import error_body
+from ophthai_desktop.api.errors import COMMON_ERRORS, documented, error_body
 from ophthai_desktop.api.params import Limit, RecordId, Skip, form_fields, one_value
 from ophthai_desktop.api.routes.patients import read_upload
 from ophthai_desktop.api.routing import SlashRouter
@@ -28,7 +28,11 @@ from ophthai_desktop.core.records import Actor, JobRecord
 from ophthai_desktop.core.services.jobs import JobOutcome
 from ophthai_desktop.core.services.patients import NewImage
 
-router = SlashRouter(prefix="/api", dependencies=[Depends(require_token)])
+router = SlashRouter(
+    prefix="/api", dependencies=[Depends(require_token)], responses=documented(*COMMON_ERRORS)
+)
+#: What the analyse-and-wait endpoints answer besides the result.
+ANALYSIS_ERRORS = documented(400, 404, 409, 413, 415, 500, 503, 504)
 
 #: How long the synchronous analyse endpoints wait before answering 504 with the job id.
 WAIT_S = 900.0
@@ -86,7 +90,7 @@ def ai_health(app: ApplicationDep) -> dict[str, Any]:
     }
 
 
-@router.post("/ai/load-model", tags=["ai"])
+@router.post("/ai/load-model", tags=["ai"], responses=documented(400, 413))
 async def load_model(
     app: ApplicationDep, _body: Annotated[s.NoFields | None, Body(alias="body")] = None
 ) -> dict[str, Any]:
@@ -103,7 +107,7 @@ async def load_model(
     return {"status": "success", "message": status.message, "device": status.device}
 
 
-@router.post("/ai/unload-model", tags=["ai"])
+@router.post("/ai/unload-model", tags=["ai"], responses=documented(400, 413))
 async def unload_model(
     app: ApplicationDep, _body: Annotated[s.NoFields | None, Body(alias="body")] = None
 ) -> dict[str, Any]:
@@ -132,7 +136,12 @@ async def _await_state(app: Application, targets: set[ModelState]) -> EngineStat
         await asyncio.sleep(0.1)
 
 
-@router.post("/ai/analyze", tags=["ai"])
+@router.post(
+    "/ai/analyze",
+    tags=["ai"],
+    response_model=s.AnalysisResultPublic,
+    responses=ANALYSIS_ERRORS,
+)
 async def analyze(body: s.AnalyzeRequest, app: ApplicationDep, actor: ActorDep) -> JSONResponse:
     """Analyse a base64 image (bare or as a data URL) and answer with the result."""
 
@@ -148,6 +157,8 @@ async def analyze(body: s.AnalyzeRequest, app: ApplicationDep, actor: ActorDep) 
 @router.post(
     "/ai/analyze-upload",
     tags=["ai"],
+    response_model=s.AnalysisResultPublic,
+    responses=ANALYSIS_ERRORS,
     dependencies=[form_fields("file", "patient_id", "patientId", "question")],
 )
 async def analyze_upload(
@@ -236,7 +247,12 @@ def _outcome_response(outcome: JobOutcome) -> JSONResponse:
     return JSONResponse(result)
 
 
-@router.post("/patients/{patient_id}/analyze", status_code=202, tags=["patients"])
+@router.post(
+    "/patients/{patient_id}/analyze",
+    status_code=202,
+    tags=["patients"],
+    responses=documented(400, 404, 409, 412, 413),
+)
 def analyze_patient(
     request: Request,
     patient_id: str,
@@ -275,7 +291,7 @@ def list_jobs(
     return [presenters.job(j) for j in page.items]
 
 
-@router.get("/jobs/{job_id}", tags=["jobs"])
+@router.get("/jobs/{job_id}", tags=["jobs"], responses=documented(404))
 def get_job(job_id: RecordId, app: ApplicationDep) -> dict[str, Any]:
     outcome = app.jobs.outcome(job_id)
     data = presenters.job(outcome.job)
@@ -283,13 +299,13 @@ def get_job(job_id: RecordId, app: ApplicationDep) -> dict[str, Any]:
     return data
 
 
-@router.post("/jobs/{job_id}/cancel", tags=["jobs"])
+@router.post("/jobs/{job_id}/cancel", tags=["jobs"], responses=documented(404, 409))
 def cancel_job(job_id: RecordId, app: ApplicationDep, actor: ActorDep) -> dict[str, Any]:
     """Cancel a queued job, or stop a running one after its current token."""
     return presenters.job(app.jobs.request_cancel(job_id, actor=actor))
 
 
-@router.get("/analyses/{analysis_id}", tags=["ai"])
+@router.get("/analyses/{analysis_id}", tags=["ai"], responses=documented(404))
 def get_analysis(analysis_id: RecordId, app: ApplicationDep) -> dict[str, Any]:
     """One analysis with its reasoning, raw answer and full provenance."""
     analysis = app.jobs.get_analysis(analysis_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import Body, Depends, File, Form, Query, Request, Response, UploadFile
@@ -15,6 +15,7 @@ from pydantic.alias_generators import to_camel, to_snake
 from ophthai_desktop.api import presenters
 from ophthai_desktop.api import schemas as s
 from ophthai_desktop.api.deps import ActorDep, ApplicationDep, BaseUrlDep, OculomicsDep, PatientsDep
+from ophthai_desktop.api.errors import COMMON_ERRORS, documented
 from ophthai_desktop.api.params import Limit, RecordId, Skip, form_fields, one_value
 from ophthai_desktop.api.routing import SlashRouter
 from ophthai_desktop.api.security import require_token, require_token_or_query
@@ -29,10 +30,16 @@ from ophthai_desktop.core.errors import (
 from ophthai_desktop.core.imaging import ACCEPTED_MEDIA_TYPES, decode_data_url, too_large_message
 from ophthai_desktop.core.services.patients import SORTABLE, NewImage
 
-router = SlashRouter(prefix="/api/patients", tags=["patients"])
+router = SlashRouter(
+    prefix="/api/patients", tags=["patients"], responses=documented(*COMMON_ERRORS)
+)
 guarded = [Depends(require_token)]
 
 IMAGE_CACHE = "private, max-age=86400, immutable"
+IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/*": {}}, "description": "The image file, with an ETag."},
+    304: {"description": "Not Modified: If-None-Match names this image's ETag."},
+}
 
 
 #: The sort keys as responses spell them; their snake_case spellings work too.
@@ -102,7 +109,13 @@ def list_patients(
     return [presenters.patient(p, base_url) for p in page.items]
 
 
-@router.post("", response_model=s.PatientPublic, status_code=201, dependencies=guarded)
+@router.post(
+    "",
+    response_model=s.PatientPublic,
+    status_code=201,
+    dependencies=guarded,
+    responses=documented(400, 409, 413, 415),
+)
 def create_patient(
     body: s.PatientCreate,
     app: ApplicationDep,
@@ -124,7 +137,9 @@ def create_patient(
     return presenters.patient(tag_patient(response, record), base_url, detail=True)
 
 
-@router.get("/{patient_id}", response_model=s.PatientPublic, dependencies=guarded)
+@router.get(
+    "/{patient_id}", response_model=s.PatientPublic, dependencies=guarded, responses=documented(404)
+)
 def get_patient(
     patient_id: str, patients: PatientsDep, base_url: BaseUrlDep, response: Response
 ) -> s.PatientPublic:
@@ -133,7 +148,12 @@ def get_patient(
     return presenters.patient(record, base_url, detail=True)
 
 
-@router.patch("/{patient_id}", response_model=s.PatientPublic, dependencies=guarded)
+@router.patch(
+    "/{patient_id}",
+    response_model=s.PatientPublic,
+    dependencies=guarded,
+    responses=documented(400, 404, 409, 412, 413, 415),
+)
 def update_patient(
     request: Request,
     response: Response,
@@ -167,7 +187,12 @@ def update_patient(
     return presenters.patient(tag_patient(response, record), base_url, detail=True)
 
 
-@router.delete("/{patient_id}", response_model=s.Message, dependencies=guarded)
+@router.delete(
+    "/{patient_id}",
+    response_model=s.Message,
+    dependencies=guarded,
+    responses=documented(404, 409, 412),
+)
 def delete_patient(
     request: Request, patient_id: str, patients: PatientsDep, actor: ActorDep
 ) -> s.Message:
@@ -176,7 +201,12 @@ def delete_patient(
     return s.Message(message=f"patient {patient_id} deleted")
 
 
-@router.post("/{patient_id}/validate", response_model=s.PatientPublic, dependencies=guarded)
+@router.post(
+    "/{patient_id}/validate",
+    response_model=s.PatientPublic,
+    dependencies=guarded,
+    responses=documented(400, 404, 409, 412, 413),
+)
 def validate_patient(
     request: Request,
     response: Response,
@@ -203,7 +233,12 @@ def validate_patient(
     return presenters.patient(tag_patient(response, record), base_url, detail=True)
 
 
-@router.post("/{patient_id}/schedule", response_model=s.PatientPublic, dependencies=guarded)
+@router.post(
+    "/{patient_id}/schedule",
+    response_model=s.PatientPublic,
+    dependencies=guarded,
+    responses=documented(400, 404, 409, 412, 413),
+)
 def schedule_patient(
     request: Request,
     response: Response,
@@ -232,7 +267,7 @@ def schedule_patient(
     "/{patient_id}/image",
     response_class=FileResponse,
     dependencies=[Depends(require_token_or_query)],
-    responses={200: {"content": {"image/*": {}}}},
+    responses={**IMAGE_RESPONSES, **documented(404)},
 )
 def get_patient_image(
     request: Request,
@@ -249,7 +284,12 @@ def get_patient_image(
     return image_response(request, path, media_type, cache)
 
 
-@router.get("/{patient_id}/scans", response_model=list[s.ScanPublic], dependencies=guarded)
+@router.get(
+    "/{patient_id}/scans",
+    response_model=list[s.ScanPublic],
+    dependencies=guarded,
+    responses=documented(404),
+)
 def list_scans(patient_id: str, patients: PatientsDep, base_url: BaseUrlDep) -> list[s.ScanPublic]:
     return [presenters.scan(r, base_url) for r in patients.list_scans(patient_id)]
 
@@ -259,6 +299,7 @@ def list_scans(patient_id: str, patients: PatientsDep, base_url: BaseUrlDep) -> 
     response_model=s.ScanPublic,
     status_code=201,
     dependencies=[*guarded, form_fields("file", "modality", "laterality")],
+    responses=documented(400, 404, 409, 412, 413, 415),
 )
 def upload_scan(
     request: Request,
@@ -289,7 +330,7 @@ def upload_scan(
     "/{patient_id}/scans/{scan_id}/image",
     response_class=FileResponse,
     dependencies=[Depends(require_token_or_query)],
-    responses={200: {"content": {"image/*": {}}}},
+    responses={**IMAGE_RESPONSES, **documented(404)},
 )
 def get_scan_image(
     request: Request, patient_id: str, scan_id: RecordId, patients: PatientsDep
@@ -333,7 +374,12 @@ def read_upload(file: UploadFile, max_bytes: int) -> bytes:
 # Oculomics ---------------------------------------------------------------------------
 
 
-@router.get("/{patient_id}/oculomics", response_model=s.OculomicsPublic, dependencies=guarded)
+@router.get(
+    "/{patient_id}/oculomics",
+    response_model=s.OculomicsPublic,
+    dependencies=guarded,
+    responses=documented(404),
+)
 def get_oculomics(patient_id: str, oculomics: OculomicsDep) -> s.OculomicsPublic:
     """Per-eye series, trends (change per year) and reference-range flags."""
     return presenters.oculomics(oculomics.overview(patient_id))
@@ -344,6 +390,7 @@ def get_oculomics(patient_id: str, oculomics: OculomicsDep) -> s.OculomicsPublic
     response_model=s.OculomicsMeasurementPublic,
     status_code=201,
     dependencies=guarded,
+    responses=documented(400, 404, 409, 412, 413),
 )
 def add_oculomics(
     request: Request,
