@@ -18,8 +18,9 @@ import hashlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Annotated, Any
 
-from fastapi import HTTPException, Request, Response
+from fastapi import Header, HTTPException, Response
 
 from ophthai_desktop.api import presenters
 from ophthai_desktop.core.records import PatientRecord
@@ -30,6 +31,25 @@ from ophthai_desktop.core.services import PatientService
 #: pass the check against the same version. Changes made by the desktop window, the
 #: watch folder or the inference worker do not take it.
 _WRITE_LOCKS = tuple(threading.Lock() for _ in range(64))
+
+#: The ``If-Match`` request header, as routes that change a patient declare it.
+IfMatch = Annotated[
+    str | None,
+    Header(
+        description=(
+            "The ETag read with the patient: the change is made only if the patient is "
+            "still that version (412 otherwise). * matches any version."
+        )
+    ),
+]
+
+#: The ``ETag`` response header of the responses that carry a patient (OpenAPI).
+ETAG_HEADER: dict[str, Any] = {
+    "ETag": {
+        "description": "The patient's version; send it back as If-Match with a change.",
+        "schema": {"type": "string"},
+    }
+}
 
 PRECONDITION_FAILED = (
     "the patient was changed by someone else since you read it (If-Match does not match "
@@ -58,7 +78,9 @@ def if_match_holds(header: str, etag: str) -> bool:
 
 
 @contextmanager
-def patient_write(request: Request, patients: PatientService, patient_id: str) -> Iterator[None]:
+def patient_write(
+    if_match: str | None, patients: PatientService, patient_id: str
+) -> Iterator[None]:
     """Around a request that changes the patient: 412 when its ``If-Match`` names
     another version than the stored one (404 when there is no such patient).
 
@@ -66,9 +88,8 @@ def patient_write(request: Request, patients: PatientService, patient_id: str) -
     """
     lock = _WRITE_LOCKS[hash(patient_id) % len(_WRITE_LOCKS)]
     with lock:
-        sent = request.headers.get("if-match")
-        if sent is not None:
+        if if_match is not None:
             etag = patient_etag(patients.get_patient(patient_id))
-            if not if_match_holds(sent, etag):
+            if not if_match_holds(if_match, etag):
                 raise HTTPException(status_code=412, detail=PRECONDITION_FAILED)
         yield

@@ -51,6 +51,8 @@ class Conformance:
             f"{method.upper()} {template} answered {status}, which the document does not "
             f"list ({sorted(responses)}): {response.text[:200]}"
         )
+        for header in responses[status].get("headers", {}):
+            assert header in response.headers, f"{method.upper()} {template} {status}: no {header}"
         content = responses[status].get("content", {})
         if response.headers.get("content-type", "").startswith("application/json"):
             schema = content["application/json"]["schema"]
@@ -240,6 +242,14 @@ def test_the_document_uses_json_schema_keywords_and_one_422_body(client: TestCli
     ]
     assert not list(_pydantic_keywords(document)), list(_pydantic_keywords(document))
     assert "HTTPValidationError" not in document["components"]["schemas"]
+    for method, path in [
+        ("patch", "/api/patients/{patient_id}"),
+        ("post", "/api/patients/{patient_id}/analyze"),
+    ]:
+        parameters = document["paths"][path][method]["parameters"]
+        assert {"name": "if-match", "in": "header"}.items() <= next(
+            p for p in parameters if p["in"] == "header"
+        ).items()
     for path, methods in document["paths"].items():
         for method, operation in methods.items():
             schema = operation["responses"]["422" if path != "/health" else "403"]

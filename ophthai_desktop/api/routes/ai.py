@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, File, Form, Query, Request, Response, UploadFile
+from fastapi import Body, Depends, File, Form, Query, Response, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -17,7 +17,7 @@ from ophthai_desktop.api.params import Limit, RecordId, Skip, form_fields, one_v
 from ophthai_desktop.api.routes.patients import read_upload
 from ophthai_desktop.api.routing import SlashRouter
 from ophthai_desktop.api.security import require_token
-from ophthai_desktop.api.versions import patient_write
+from ophthai_desktop.api.versions import IfMatch, patient_write
 from ophthai_desktop.api.waiting import JobTimeout, wait_for_job
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core.domain import JobState
@@ -254,19 +254,19 @@ def _outcome_response(outcome: JobOutcome) -> JSONResponse:
     responses=documented(400, 404, 409, 412, 413),
 )
 def analyze_patient(
-    request: Request,
     patient_id: str,
     app: ApplicationDep,
     actor: ActorDep,
     response: Response,
     body: Annotated[s.AnalyzePatientRequest | None, Body()] = None,
+    if_match: IfMatch = None,
 ) -> dict[str, Any]:
     """Queue the analysis of the patient's newest scan (or of ``scanId``, with an
     optional ``question``); the result arrives on the WebSocket (``analysis_finished``)
     and moves the workflow to validation."""
     _require_patient(app, patient_id)
     wanted = body or s.AnalyzePatientRequest()
-    with patient_write(request, app.patients, patient_id):
+    with patient_write(if_match, app.patients, patient_id):
         _require_installed(app)
         job = app.jobs.queue_patient_analysis(
             patient_id, actor=actor, question=wanted.question, scan_id=wanted.scan_id

@@ -19,7 +19,7 @@ from ophthai_desktop.api.errors import COMMON_ERRORS, documented
 from ophthai_desktop.api.params import Limit, RecordId, Skip, form_fields, one_value
 from ophthai_desktop.api.routing import SlashRouter
 from ophthai_desktop.api.security import require_token, require_token_or_query
-from ophthai_desktop.api.versions import patient_write, tag_patient
+from ophthai_desktop.api.versions import ETAG_HEADER, IfMatch, patient_write, tag_patient
 from ophthai_desktop.core.errors import (
     InvalidInput,
     NotFound,
@@ -114,7 +114,7 @@ def list_patients(
     response_model=s.PatientPublic,
     status_code=201,
     dependencies=guarded,
-    responses=documented(400, 409, 413, 415),
+    responses={201: {"headers": ETAG_HEADER}, **documented(400, 409, 413, 415)},
 )
 def create_patient(
     body: s.PatientCreate,
@@ -138,7 +138,10 @@ def create_patient(
 
 
 @router.get(
-    "/{patient_id}", response_model=s.PatientPublic, dependencies=guarded, responses=documented(404)
+    "/{patient_id}",
+    response_model=s.PatientPublic,
+    dependencies=guarded,
+    responses={200: {"headers": ETAG_HEADER}, **documented(404)},
 )
 def get_patient(
     patient_id: str, patients: PatientsDep, base_url: BaseUrlDep, response: Response
@@ -152,16 +155,16 @@ def get_patient(
     "/{patient_id}",
     response_model=s.PatientPublic,
     dependencies=guarded,
-    responses=documented(400, 404, 409, 412, 413, 415),
+    responses={200: {"headers": ETAG_HEADER}, **documented(400, 404, 409, 412, 413, 415)},
 )
 def update_patient(
-    request: Request,
     response: Response,
     patient_id: str,
     body: s.PatientUpdate,
     app: ApplicationDep,
     actor: ActorDep,
     base_url: BaseUrlDep,
+    if_match: IfMatch = None,
 ) -> s.PatientPublic:
     """Change the fields sent; with ``If-Match``, only if the patient is still the
     version read (412 otherwise)."""
@@ -180,7 +183,7 @@ def update_patient(
     if body.ai_analysis is not None and not isinstance(body.ai_analysis, dict):
         raise InvalidInput("aiAnalysis must be an object", field="aiAnalysis")
     ai_result = body.ai_analysis
-    with patient_write(request, app.patients, patient_id):
+    with patient_write(if_match, app.patients, patient_id):
         record = app.patients.update_patient(
             patient_id, fields, actor=actor, image=image, ai_result=ai_result
         )
@@ -194,9 +197,9 @@ def update_patient(
     responses=documented(404, 409, 412),
 )
 def delete_patient(
-    request: Request, patient_id: str, patients: PatientsDep, actor: ActorDep
+    patient_id: str, patients: PatientsDep, actor: ActorDep, if_match: IfMatch = None
 ) -> s.Message:
-    with patient_write(request, patients, patient_id):
+    with patient_write(if_match, patients, patient_id):
         patients.delete_patient(patient_id, actor=actor)
     return s.Message(message=f"patient {patient_id} deleted")
 
@@ -205,10 +208,9 @@ def delete_patient(
     "/{patient_id}/validate",
     response_model=s.PatientPublic,
     dependencies=guarded,
-    responses=documented(400, 404, 409, 412, 413),
+    responses={200: {"headers": ETAG_HEADER}, **documented(400, 404, 409, 412, 413)},
 )
 def validate_patient(
-    request: Request,
     response: Response,
     patient_id: str,
     patients: PatientsDep,
@@ -216,13 +218,14 @@ def validate_patient(
     base_url: BaseUrlDep,
     approved: Annotated[bool | None, Query(description="The seed's query form")] = None,
     body: Annotated[s.ValidateRequest | None, Body()] = None,
+    if_match: IfMatch = None,
 ) -> s.PatientPublic:
     """Approve or reject the newest analysis (``?approved=true`` or a JSON body)."""
     verdict = one_value(approved, body.approved if body else None, "approved")
     if verdict is None:
         raise InvalidInput("say whether the analysis is approved", field="approved")
     clinician = (body.clinician if body else None) or f"API client {actor.who}"
-    with patient_write(request, patients, patient_id):
+    with patient_write(if_match, patients, patient_id):
         record = patients.validate_analysis(
             patient_id,
             approved=verdict,
@@ -237,10 +240,9 @@ def validate_patient(
     "/{patient_id}/schedule",
     response_model=s.PatientPublic,
     dependencies=guarded,
-    responses=documented(400, 404, 409, 412, 413),
+    responses={200: {"headers": ETAG_HEADER}, **documented(400, 404, 409, 412, 413)},
 )
 def schedule_patient(
-    request: Request,
     response: Response,
     patient_id: str,
     patients: PatientsDep,
@@ -250,12 +252,13 @@ def schedule_patient(
         datetime | None, Query(description="The seed's query form (ISO 8601 with zone)")
     ] = None,
     body: Annotated[s.ScheduleRequest | None, Body()] = None,
+    if_match: IfMatch = None,
 ) -> s.PatientPublic:
     """Schedule the follow-up (``?appointment_date=...`` or a JSON body)."""
     when = one_value(appointment_date, body.appointment_date if body else None, "appointment_date")
     if when is None:
         raise InvalidInput("the appointment date is required", field="appointment_date")
-    with patient_write(request, patients, patient_id):
+    with patient_write(if_match, patients, patient_id):
         record = patients.schedule_appointment(patient_id, when, actor=actor)
     return presenters.patient(tag_patient(response, record), base_url, detail=True)
 
@@ -302,7 +305,6 @@ def list_scans(patient_id: str, patients: PatientsDep, base_url: BaseUrlDep) -> 
     responses=documented(400, 404, 409, 412, 413, 415),
 )
 def upload_scan(
-    request: Request,
     patient_id: str,
     app: ApplicationDep,
     actor: ActorDep,
@@ -310,6 +312,7 @@ def upload_scan(
     file: Annotated[UploadFile, File(description="PNG, JPEG, WebP, BMP or TIFF")],
     modality: Annotated[s.ModalityName, Form()] = "unknown",
     laterality: Annotated[s.LateralityName, Form()] = "unknown",
+    if_match: IfMatch = None,
 ) -> s.ScanPublic:
     """Attach an uploaded image to the patient as a new scan."""
     data = read_upload(file, app.settings.max_image_bytes)
@@ -321,7 +324,7 @@ def upload_scan(
         filename=file.filename,
         field="file",
     )
-    with patient_write(request, app.patients, patient_id):
+    with patient_write(if_match, app.patients, patient_id):
         record = app.patients.attach_image(patient_id, image, actor=actor)
     return presenters.scan(record, base_url)
 
@@ -393,14 +396,14 @@ def get_oculomics(patient_id: str, oculomics: OculomicsDep) -> s.OculomicsPublic
     responses=documented(400, 404, 409, 412, 413),
 )
 def add_oculomics(
-    request: Request,
     patient_id: str,
     body: s.OculomicsCreate,
     patients: PatientsDep,
     oculomics: OculomicsDep,
     actor: ActorDep,
+    if_match: IfMatch = None,
 ) -> s.OculomicsMeasurementPublic:
-    with patient_write(request, patients, patient_id):
+    with patient_write(if_match, patients, patient_id):
         record = oculomics.add_measurement(
             patient_id,
             eye=body.eye,
