@@ -399,6 +399,32 @@ class AnalysisResultPublic(BaseModel):
     provenance: ProvenancePublic
 
 
+class JobPublic(PublicModel):
+    """An analysis job of the persistent queue."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: int
+    kind: str
+    state: Literal["queued", "running", "done", "failed", "cancelled"]
+    patient_id: str | None
+    scan_id: int | None
+    image_sha256: str | None
+    question: str | None
+    error: str | None = Field(description="Why it failed, once it has.")
+    attempts: int
+    requested_by: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobDetailPublic(JobPublic):
+    """A job with its analysis once it has one (the AI result with its reasoning)."""
+
+    analysis: dict[str, Any] | None
+
+
 # Errors ------------------------------------------------------------------------------
 
 

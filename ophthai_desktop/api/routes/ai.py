@@ -251,6 +251,7 @@ def _outcome_response(outcome: JobOutcome) -> JSONResponse:
     "/patients/{patient_id}/analyze",
     status_code=202,
     tags=["patients"],
+    response_model=s.JobPublic,
     responses=documented(400, 404, 409, 412, 413),
 )
 def analyze_patient(
@@ -275,7 +276,7 @@ def analyze_patient(
     return presenters.job(job)
 
 
-@router.get("/jobs", tags=["jobs"])
+@router.get("/jobs", tags=["jobs"], response_model=list[s.JobPublic])
 def list_jobs(
     app: ApplicationDep,
     response: Response,
@@ -291,7 +292,9 @@ def list_jobs(
     return [presenters.job(j) for j in page.items]
 
 
-@router.get("/jobs/{job_id}", tags=["jobs"], responses=documented(404))
+@router.get(
+    "/jobs/{job_id}", tags=["jobs"], response_model=s.JobDetailPublic, responses=documented(404)
+)
 def get_job(job_id: RecordId, app: ApplicationDep) -> dict[str, Any]:
     outcome = app.jobs.outcome(job_id)
     data = presenters.job(outcome.job)
@@ -299,7 +302,12 @@ def get_job(job_id: RecordId, app: ApplicationDep) -> dict[str, Any]:
     return data
 
 
-@router.post("/jobs/{job_id}/cancel", tags=["jobs"], responses=documented(404, 409))
+@router.post(
+    "/jobs/{job_id}/cancel",
+    tags=["jobs"],
+    response_model=s.JobPublic,
+    responses=documented(404, 409),
+)
 def cancel_job(job_id: RecordId, app: ApplicationDep, actor: ActorDep) -> dict[str, Any]:
     """Cancel a queued job, or stop a running one after its current token."""
     return presenters.job(app.jobs.request_cancel(job_id, actor=actor))
