@@ -399,6 +399,53 @@ class AnalysisResultPublic(BaseModel):
     provenance: ProvenancePublic
 
 
+class ModelMemoryPublic(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    estimated_bytes: int | None = Field(description="What the model needs on its device.")
+    free_bytes: int | None = Field(description="Free GPU memory (CUDA) or available RAM.")
+    used_bytes: int | None = Field(description="What the loaded model holds.")
+
+
+class QueuePublic(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    queued: int
+    running: int | None = Field(description="The id of the job being analysed.")
+
+
+class AIHealthPublic(BaseModel):
+    """The model's state, as ``/api/ai/health`` gives it (snake_case, as the seed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["available", "unavailable", "loading", "not_installed"]
+    state: str = Field(description="The engine's own state (ready, installed, loading, ...).")
+    message: str
+    model: str
+    model_source: str
+    revision: str | None
+    device: str | None
+    dtype: str | None
+    quantization: str
+    parameters: int | None
+    memory: ModelMemoryPublic
+    queue: QueuePublic
+    worker_waiting: str | None = Field(description="Why the worker is not taking jobs.")
+
+
+class ModelCommandPublic(BaseModel):
+    """The answer of ``/api/ai/load-model`` and ``/api/ai/unload-model``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["success"]
+    message: str
+    device: str | None = Field(
+        default=None, description="Where the model was loaded (load-model only)."
+    )
+
+
 class JobPublic(PublicModel):
     """An analysis job of the persistent queue."""
 

@@ -64,7 +64,7 @@ def _require_installed(application: Application) -> None:
         raise ModelUnavailable("the inference worker is not running")
 
 
-@router.get("/ai/health", tags=["ai"])
+@router.get("/ai/health", tags=["ai"], response_model=s.AIHealthPublic)
 def ai_health(app: ApplicationDep) -> dict[str, Any]:
     """The model's state: available, loading, unavailable or not_installed."""
     status = app.engine.status()
@@ -90,7 +90,12 @@ def ai_health(app: ApplicationDep) -> dict[str, Any]:
     }
 
 
-@router.post("/ai/load-model", tags=["ai"], responses=documented(400, 413))
+@router.post(
+    "/ai/load-model",
+    tags=["ai"],
+    response_model=None,  # the body as built (no null device added)
+    responses={200: {"model": s.ModelCommandPublic}, **documented(400, 413)},
+)
 async def load_model(
     app: ApplicationDep, _body: Annotated[s.NoFields | None, Body(alias="body")] = None
 ) -> dict[str, Any]:
@@ -107,7 +112,12 @@ async def load_model(
     return {"status": "success", "message": status.message, "device": status.device}
 
 
-@router.post("/ai/unload-model", tags=["ai"], responses=documented(400, 413))
+@router.post(
+    "/ai/unload-model",
+    tags=["ai"],
+    response_model=None,
+    responses={200: {"model": s.ModelCommandPublic}, **documented(400, 413)},
+)
 async def unload_model(
     app: ApplicationDep, _body: Annotated[s.NoFields | None, Body(alias="body")] = None
 ) -> dict[str, Any]:
