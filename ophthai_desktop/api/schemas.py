@@ -368,6 +368,49 @@ class ProvenancePublic(BaseModel):
     completion_tokens: int | None
 
 
+class AnalysisPublic(BaseModel):
+    """One stored analysis (``/api/analyses/{id}``): the AI result's keys when the answer
+    parsed (else ``parse_error``), the reasoning, the raw answer and the provenance."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    analysis_id: int
+    status: Literal["preliminary", "approved", "rejected"]
+    parse_status: str
+    parse_error: str | None = Field(
+        default=None, description="Why the answer did not parse (only then present)."
+    )
+    classification: str | None = None
+    confidence: float | None = Field(default=None, description="0-100")
+    findings: list[str] | SkipJsonSchema[None] = None
+    recommendation: str | None = None
+    explanation: str | None = None
+    model: str
+    model_revision: str | None
+    prompt_version: str | None
+    created_at: datetime
+    validated_by: str | SkipJsonSchema[None] = None
+    validated_at: datetime | SkipJsonSchema[None] = None
+    reasoning: str = Field(description="The model's reasoning (its <think> text).")
+    raw_answer: str = Field(description="The answer as the model wrote it.")
+    provenance: ProvenancePublic
+
+
+class AuditEventPublic(PublicModel):
+    """Who did what to which record, when and from where."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: int
+    at: datetime
+    actor: str
+    origin: str = Field(description="gui or api (the API client's address is the actor)")
+    action: str
+    entity_type: str
+    entity_id: str
+    details: dict[str, Any]
+
+
 class AnalysisResultPublic(BaseModel):
     """The result of ``/api/ai/analyze``: the seed's snake_case keys, then ours. An answer
     the model wrote that could not be parsed has no classification or confidence (null),
@@ -383,7 +426,7 @@ class AnalysisResultPublic(BaseModel):
     analysis_id: int
     status: Literal["preliminary", "approved", "rejected"]
     parse_status: str
-    parse_error: str | SkipJsonSchema[None] = Field(
+    parse_error: str | None = Field(
         default=None, description="Why the answer did not parse (only then present)."
     )
     model: str

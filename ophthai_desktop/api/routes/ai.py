@@ -323,7 +323,12 @@ def cancel_job(job_id: RecordId, app: ApplicationDep, actor: ActorDep) -> dict[s
     return presenters.job(app.jobs.request_cancel(job_id, actor=actor))
 
 
-@router.get("/analyses/{analysis_id}", tags=["ai"], responses=documented(404))
+@router.get(
+    "/analyses/{analysis_id}",
+    tags=["ai"],
+    response_model=None,  # the body as built (keys absent, not null, where they are)
+    responses={200: {"model": s.AnalysisPublic}, **documented(404)},
+)
 def get_analysis(analysis_id: RecordId, app: ApplicationDep) -> dict[str, Any]:
     """One analysis with its reasoning, raw answer and full provenance."""
     analysis = app.jobs.get_analysis(analysis_id)

@@ -11,6 +11,7 @@ from ophthai_desktop.api.deps import ApplicationDep
 from ophthai_desktop.api.errors import COMMON_ERRORS, documented
 from ophthai_desktop.api.params import Limit, Skip
 from ophthai_desktop.api.routing import SlashRouter
+from ophthai_desktop.api.schemas import AuditEventPublic
 from ophthai_desktop.api.security import require_token
 
 router = SlashRouter(
@@ -21,7 +22,7 @@ router = SlashRouter(
 )
 
 
-@router.get("")
+@router.get("", response_model=list[AuditEventPublic])
 def list_audit_events(
     app: ApplicationDep,
     response: Response,
