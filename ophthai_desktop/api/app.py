@@ -46,7 +46,9 @@ def create_app(application: Application) -> FastAPI:
         version=__version__,
         description=(
             "The embedded REST/WebSocket API of OphthAI Desktop. With an API token "
-            "configured, send `Authorization: Bearer <token>` (WebSocket: `?token=`)."
+            "configured, send `Authorization: Bearer <token>` (image URLs and the "
+            "WebSocket also take `?token=`); without one, no credentials are needed. "
+            "Every error body has `message` and `detail`; a 422's also lists `errors`."
         ),
         lifespan=lifespan,
         redirect_slashes=False,
@@ -69,9 +71,9 @@ def create_app(application: Application) -> FastAPI:
         allow_credentials=True,
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=["X-Total-Count"],
+        expose_headers=["X-Total-Count", "ETag"],
     )
     for module in (health, patients, notifications, ai, audit):
         app.include_router(module.router)
-    install_docs(app)
+    install_docs(app, token_required=bool(settings.api_token))
     return app

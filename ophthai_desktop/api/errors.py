@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import typing
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,6 +25,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ophthai_desktop.api.routing import QUERY_SPELLING
+from ophthai_desktop.api.schemas import ErrorPublic, ValidationErrorPublic
 from ophthai_desktop.core.errors import (
     Conflict,
     InvalidInput,
@@ -57,6 +59,45 @@ STATUS_BY_ERROR: tuple[tuple[type[OphthaiError], int], ...] = (
     (ModelUnavailable, 503),
     (StorageError, 503),
 )
+
+
+#: What each error status means, as the OpenAPI document says it.
+ERROR_MEANINGS: dict[int, str] = {
+    400: "The body could not be read (not UTF-8 JSON, or a malformed upload).",
+    401: "An API token is configured and the request did not send it.",
+    403: (
+        "Refused: a web page from an origin not in OPHTHAI_CORS_ORIGINS, or (without an "
+        "API token) a request not addressed to localhost."
+    ),
+    404: "No such record.",
+    409: (
+        "The record's state does not allow it, or another request changed or deleted "
+        "the record at the same moment."
+    ),
+    412: "If-Match does not name the patient's current ETag: it changed since it was read.",
+    413: "The request body or the image is larger than the limits.",
+    415: "Not an image this application reads (PNG, JPEG, WebP, BMP, TIFF).",
+    422: "Invalid input: each problem is in errors, naming its field as the request did.",
+    500: "The analysis failed (job_id names the job).",
+    503: "The model or the database is not available.",
+    504: "The analysis is still running after the wait; poll the job (job_id).",
+}
+
+#: The errors every API route may answer: no token, a refused origin or host, a query
+#: parameter it does not take, the database unavailable.
+COMMON_ERRORS = (401, 403, 422, 503)
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for error statuses a route answers, with the body each has:
+    :class:`ValidationErrorPublic` for a 422, :class:`ErrorPublic` otherwise."""
+    return {
+        status: {
+            "model": ValidationErrorPublic if status == 422 else ErrorPublic,
+            "description": ERROR_MEANINGS[status],
+        }
+        for status in statuses
+    }
 
 
 def status_for(exc: OphthaiError) -> int:
@@ -120,6 +161,14 @@ def _body_aliases(request: Request, field: str) -> list[str]:
     return []
 
 
+def _part(request: Request) -> list[str]:
+    """Where a problem that names no field lies: the body as a whole when the request has
+    one (the measurement with no values), else its query or path."""
+    if request.headers.get("content-type") or request.headers.get("content-length", "0") != "0":
+        return ["body"]
+    return ["query"] if request.url.query else ["path"]
+
+
 async def _body_keys(request: Request) -> frozenset[str]:
     """The top-level keys of the request's JSON body, as already read for the route."""
     if "json" not in request.headers.get("content-type", ""):
@@ -133,13 +182,25 @@ async def _body_keys(request: Request) -> frozenset[str]:
     return frozenset(body) if isinstance(body, dict) else frozenset()
 
 
+#: What pydantic calls a body that is not a JSON object (a form post, text, an array).
+NOT_AN_OBJECT = frozenset({"model_attributes_type", "dict_type"})
+
+
+def _not_an_object(request: Request) -> str:
+    """The message for a body that is not a JSON object, naming what was sent instead."""
+    sent = request.headers.get("content-type", "").split(";")[0].strip()
+    if sent and "json" not in sent:
+        return f"the body must be a JSON object sent as application/json, not {sent}"
+    return "the body must be a JSON object"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every error leaves as JSON with a ``message`` a person can act on."""
 
     @app.exception_handler(OphthaiError)
     async def _core_error(request: Request, exc: OphthaiError) -> JSONResponse:
         status = status_for(exc)
-        location, field = await as_sent(request, exc.field) if exc.field else ([], "")
+        location, field = await as_sent(request, exc.field) if exc.field else (_part(request), "")
         text = f"{field}: {exc.message}" if field else exc.message
         extra: dict[str, object] = {"field": field} if field else {}
         if status == 422:
@@ -170,6 +231,8 @@ def install_error_handlers(app: FastAPI) -> None:
             if location[:1] == ["query"] and parts:  # named as sent, not as renamed
                 parts[0] = request.scope.get(QUERY_SPELLING, {}).get(parts[0], parts[0])
                 location = ["query", *parts]
+            if location == ["body"] and kind in NOT_AN_OBJECT:
+                msg = _not_an_object(request)
             if kind == "json_invalid":
                 parts = []
                 reason = (error.get("ctx") or {}).get("error")

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import SkipJsonSchema
 
 #: C0 control characters and DEL, less tab, line feed and carriage return.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -117,7 +118,9 @@ def _not_a_bool(value: Any) -> Any:
     return value
 
 
-Age = Annotated[int, BeforeValidator(_not_a_bool), Field(ge=0, le=130)]
+# The bounds before the validator: after it, pydantic writes them into the OpenAPI
+# document as "ge"/"le" instead of JSON Schema's "minimum"/"maximum".
+Age = Annotated[int, Field(ge=0, le=130), BeforeValidator(_not_a_bool)]
 
 
 class PatientCreate(RequestModel):
@@ -331,3 +334,229 @@ class AnalyzeRequest(RequestModel):
     image_base64: str = Field(min_length=1)
     patient_id: str | None = Field(default=None, max_length=64)
     question: str | None = Field(default=None, max_length=2000)
+
+
+class AnalyzePatientRequest(RequestModel):
+    """What to analyse: by default the patient's newest scan, with the standard prompt."""
+
+    scan_id: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**63 - 1,
+        description="One of the patient's scans (GET .../scans); the newest by default.",
+    )
+    question: str | None = Field(
+        default=None, max_length=2000, description="A question for the model about the image."
+    )
+
+
+class ProvenancePublic(BaseModel):
+    """Where an analysis came from: model, prompt, settings, device and timings."""
+
+    model: str
+    model_revision: str | None
+    prompt_version: str | None
+    generation_settings: dict[str, Any]
+    device: str | None
+    dtype: str | None
+    quantization: str | None
+    image_sha256: str | None
+    queue_wait_s: float | None
+    time_to_first_token_s: float | None
+    total_s: float | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+class AnalysisPublic(BaseModel):
+    """One stored analysis (``/api/analyses/{id}``): the AI result's keys when the answer
+    parsed (else ``parse_error``), the reasoning, the raw answer and the provenance."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    analysis_id: int
+    status: Literal["preliminary", "approved", "rejected"]
+    parse_status: str
+    parse_error: str | None = Field(
+        default=None, description="Why the answer did not parse (only then present)."
+    )
+    classification: str | None = None
+    confidence: float | None = Field(default=None, description="0-100")
+    findings: list[str] | SkipJsonSchema[None] = None
+    recommendation: str | None = None
+    explanation: str | None = None
+    model: str
+    model_revision: str | None
+    prompt_version: str | None
+    created_at: datetime
+    validated_by: str | SkipJsonSchema[None] = None
+    validated_at: datetime | SkipJsonSchema[None] = None
+    reasoning: str = Field(description="The model's reasoning (its <think> text).")
+    raw_answer: str = Field(description="The answer as the model wrote it.")
+    provenance: ProvenancePublic
+
+
+class AuditEventPublic(PublicModel):
+    """Who did what to which record, when and from where."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: int
+    at: datetime
+    actor: str
+    origin: str = Field(description="gui or api (the API client's address is the actor)")
+    action: str
+    entity_type: str
+    entity_id: str
+    details: dict[str, Any]
+
+
+class AnalysisResultPublic(BaseModel):
+    """The result of ``/api/ai/analyze``: the seed's snake_case keys, then ours. An answer
+    the model wrote that could not be parsed has no classification or confidence (null),
+    and says why in ``parse_error``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    classification: str | None
+    confidence: float | None = Field(description="0-100")
+    findings: list[str]
+    recommendation: str | None
+    explanation: str | None
+    analysis_id: int
+    status: Literal["preliminary", "approved", "rejected"]
+    parse_status: str
+    parse_error: str | None = Field(
+        default=None, description="Why the answer did not parse (only then present)."
+    )
+    model: str
+    model_revision: str | None
+    prompt_version: str | None
+    created_at: datetime
+    validated_by: str | SkipJsonSchema[None] = None
+    validated_at: datetime | SkipJsonSchema[None] = None
+    reasoning: str = Field(description="The model's reasoning (its <think> text).")
+    raw_answer: str = Field(description="The answer as the model wrote it.")
+    job_id: int
+    patient_id: str | None
+    provenance: ProvenancePublic
+
+
+class ModelMemoryPublic(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    estimated_bytes: int | None = Field(description="What the model needs on its device.")
+    free_bytes: int | None = Field(description="Free GPU memory (CUDA) or available RAM.")
+    used_bytes: int | None = Field(description="What the loaded model holds.")
+
+
+class QueuePublic(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    queued: int
+    running: int | None = Field(description="The id of the job being analysed.")
+
+
+class AIHealthPublic(BaseModel):
+    """The model's state, as ``/api/ai/health`` gives it (snake_case, as the seed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["available", "unavailable", "loading", "not_installed"]
+    state: str = Field(description="The engine's own state (ready, installed, loading, ...).")
+    message: str
+    model: str
+    model_source: str
+    revision: str | None
+    device: str | None
+    dtype: str | None
+    quantization: str
+    parameters: int | None
+    memory: ModelMemoryPublic
+    queue: QueuePublic
+    worker_waiting: str | None = Field(description="Why the worker is not taking jobs.")
+
+
+class ModelCommandPublic(BaseModel):
+    """The answer of ``/api/ai/load-model`` and ``/api/ai/unload-model``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["success"]
+    message: str
+    device: str | None = Field(
+        default=None, description="Where the model was loaded (load-model only)."
+    )
+
+
+class JobPublic(PublicModel):
+    """An analysis job of the persistent queue."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: int
+    kind: str
+    state: Literal["queued", "running", "done", "failed", "cancelled"]
+    patient_id: str | None
+    scan_id: int | None
+    image_sha256: str | None
+    question: str | None
+    error: str | None = Field(description="Why it failed, once it has.")
+    attempts: int
+    requested_by: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobDetailPublic(JobPublic):
+    """A job with its analysis once it has one (the AI result with its reasoning)."""
+
+    analysis: dict[str, Any] | None
+
+
+# Errors ------------------------------------------------------------------------------
+
+
+class ErrorItem(BaseModel):
+    """One problem with a request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    loc: list[str | int] = Field(
+        description="Where: body, query or path, then the field's name as sent."
+    )
+    field: str = Field(description="The field as the request spelled it ('' for the whole).")
+    msg: str
+    type: str
+
+
+class ErrorPublic(BaseModel):
+    """The body of every error but a 422: ``message`` a sentence to show a person,
+    ``detail`` the same sentence (as FastAPI clients expect)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    detail: str
+    message: str
+    field: str | SkipJsonSchema[None] = Field(
+        default=None, description="The field at fault, as the request spelled it."
+    )
+    job_id: int | SkipJsonSchema[None] = Field(
+        default=None, description="The analysis job concerned (poll /api/jobs/{id})."
+    )
+
+
+class ValidationErrorPublic(BaseModel):
+    """The body of every 422, whichever layer refused the request: ``errors`` lists each
+    problem; ``detail`` is that list for a request FastAPI's validation refused, else
+    the message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    detail: str | list[ErrorItem]
+    message: str
+    field: str | SkipJsonSchema[None] = Field(
+        default=None, description="The field at fault, as the request spelled it."
+    )
+    errors: list[ErrorItem]

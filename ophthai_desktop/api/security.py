@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import secrets
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -16,6 +18,24 @@ from ophthai_desktop.core.units import format_bytes
 #: Methods that change nothing, which cross-site pages may send freely (CORS keeps them
 #: from reading the answer).
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+#: How the OpenAPI document (and /docs' Authorize button) names the ways to send the
+#: token. The guards below read the token themselves; these only declare it.
+BEARER = HTTPBearer(
+    scheme_name="bearerToken",
+    description="The API token (OPHTHAI_API_TOKEN), when one is configured.",
+    auto_error=False,
+)
+QUERY_TOKEN = APIKeyQuery(
+    name="token",
+    scheme_name="queryToken",
+    description="The API token as ?token=, taken on image URLs (browsers load <img> "
+    "without headers) and the WebSocket only.",
+    auto_error=False,
+)
+BearerDeclared = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+QueryTokenDeclared = Annotated[str | None, Depends(QUERY_TOKEN)]
 
 
 def presented_token(connection: HTTPConnection, *, allow_query: bool) -> str | None:
@@ -69,7 +89,7 @@ def origin_refusal(connection: HTTPConnection) -> str:
     )
 
 
-def require_token(request: Request) -> None:
+def require_token(request: Request, _declared: BearerDeclared) -> None:
     """REST guard: with a token configured, ``Authorization: Bearer <token>`` is needed;
     requests that change things must come from an allowed origin (or no browser)."""
     if not token_matches(_expected_token(request), presented_token(request, allow_query=False)):
@@ -82,7 +102,9 @@ def require_token(request: Request) -> None:
         raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=origin_refusal(request))
 
 
-def require_token_or_query(request: Request) -> None:
+def require_token_or_query(
+    request: Request, _bearer: BearerDeclared, _query: QueryTokenDeclared
+) -> None:
     """Guard for image URLs that browsers load without headers: ``?token=`` also works."""
     if not token_matches(_expected_token(request), presented_token(request, allow_query=True)):
         raise HTTPException(

@@ -5,34 +5,13 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
-from ophthai_desktop.api import create_app
 from ophthai_desktop.bootstrap import Application
-from ophthai_desktop.core.worker import InferenceWorker
-from tests.support.http import LoopbackClient
 from tests.support.images import png_bytes
-from tests.support.scripted_engine import DME, ScriptedEngine
-
-
-@pytest.fixture
-def engine() -> ScriptedEngine:
-    return ScriptedEngine(DME)
-
-
-@pytest.fixture
-def ai_client(sqlite_services: Application, engine: ScriptedEngine) -> Iterator[TestClient]:
-    app = sqlite_services
-    app.worker.stop()
-    app.engine = engine  # type: ignore[assignment]
-    app.worker = InferenceWorker(engine, app.jobs, app.bus)
-    app.worker.start()
-    with LoopbackClient(create_app(app)) as client:
-        yield client
-    app.worker.stop()
+from tests.support.scripted_engine import ScriptedEngine
 
 
 def _b64(data: bytes) -> str:
@@ -227,3 +206,80 @@ def test_an_upload_with_a_field_it_does_not_take_is_a_422_naming_it(
     assert response.status_code == 422, response.text
     assert [error["field"] for error in response.json()["errors"]] == [field]
     assert ai_client.get(f"/api/patients/{patient['id']}/scans").json() == []
+
+
+#: A body as a form post sends it (``curl -d``), not JSON.
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+def _patient_with_two_scans(client: TestClient) -> tuple[str, int, int]:
+    """A patient and their two scans, oldest first."""
+    image = "data:image/png;base64," + _b64(png_bytes())
+    pid = client.post("/api/patients", json={"name": "Two scans", "imageUrl": image}).json()["id"]
+    second = client.post(
+        f"/api/patients/{pid}/scans", files={"file": ("b.png", png_bytes((24, 24)), "image/png")}
+    )
+    assert second.status_code == 201, second.text
+    first, newest = sorted(scan["id"] for scan in client.get(f"/api/patients/{pid}/scans").json())
+    return pid, first, newest
+
+
+@pytest.mark.parametrize("key", ["scanId", "scan_id"])
+def test_patient_analyze_takes_the_scan_and_question_from_its_body(
+    ai_client: TestClient, key: str
+) -> None:
+    pid, older, _newest = _patient_with_two_scans(ai_client)
+
+    response = ai_client.post(
+        f"/api/patients/{pid}/analyze", json={"question": "Is there glaucoma?", key: older}
+    )
+
+    assert response.status_code == 202, response.text
+    assert response.json()["scanId"] == older
+    assert response.json()["question"] == "Is there glaucoma?"
+
+
+def test_patient_analyze_without_a_body_takes_the_newest_scan(ai_client: TestClient) -> None:
+    pid, _older, newest = _patient_with_two_scans(ai_client)
+
+    response = ai_client.post(f"/api/patients/{pid}/analyze")
+
+    assert response.status_code == 202, response.text
+    assert response.json()["scanId"] == newest and response.json()["question"] is None
+
+
+def test_patient_analyze_refuses_what_it_does_not_take_and_queues_nothing(
+    ai_client: TestClient, sqlite_services: Application
+) -> None:
+    pid, _older, _newest = _patient_with_two_scans(ai_client)
+    url = f"/api/patients/{pid}/analyze"
+
+    unknown_key = ai_client.post(url, json={"prompt": "Is there glaucoma?"})
+    other_patients_scan = ai_client.post(url, json={"scanId": 999})
+    not_json = ai_client.post(url, content=b"question=glaucoma", headers=FORM)
+
+    assert unknown_key.status_code == 422
+    assert [e["field"] for e in unknown_key.json()["errors"]] == ["prompt"]
+    assert other_patients_scan.status_code == 404
+    assert "scan 999" in other_patients_scan.json()["message"]
+    assert not_json.status_code == 422
+    assert "application/json, not application/x-www-form-urlencoded" in not_json.json()["message"]
+    assert sqlite_services.jobs.list_jobs().total == 0
+
+
+@pytest.mark.parametrize("path", ["/api/ai/load-model", "/api/ai/unload-model"])
+def test_model_commands_refuse_a_body_they_do_not_take(
+    ai_client: TestClient, engine: ScriptedEngine, path: str
+) -> None:
+    loads = engine.loads
+
+    with_a_key = ai_client.post(path, json={"x": 1})
+    garbage = ai_client.post(path, content=b"garbage", headers=FORM)
+    empty_object = ai_client.post(path, json={})
+
+    assert with_a_key.status_code == 422
+    assert [e["field"] for e in with_a_key.json()["errors"]] == ["x"]
+    assert garbage.status_code == 422
+    assert "JSON object" in garbage.json()["message"]
+    assert empty_object.status_code == 200, empty_object.text
+    assert engine.loads == loads + (1 if path.endswith("/load-model") else 0)

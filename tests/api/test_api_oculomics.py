@@ -179,3 +179,16 @@ def test_the_seed_summary_names_are_taken_in_either_case(
     )
     assert (stored["iopMmhg"], stored["cupToDiscRatio"]) == (23.0, 0.55)
     assert (stored["rnflThicknessUm"], stored["vesselDensityPct"]) == (88.0, 41.0)
+
+
+def test_a_measurement_without_values_is_a_422_located_in_the_body(
+    client: TestClient, patient_id: str
+) -> None:
+    response = client.post(
+        f"/api/patients/{patient_id}/oculomics", json={"eye": "OD", "date": TODAY.isoformat()}
+    )
+
+    assert response.status_code == 422
+    body = response.json()
+    assert "at least one measurement value" in body["message"]
+    assert [e["loc"] for e in body["errors"]] == [["body"]]  # the body as a whole

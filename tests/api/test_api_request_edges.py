@@ -342,3 +342,25 @@ def test_a_body_that_is_not_utf8_says_what_to_send(client: TestClient) -> None:
 
     assert response.status_code == 400
     assert response.json()["message"].startswith("the body could not be read: send JSON as UTF-8")
+
+
+@pytest.mark.parametrize("order_by", ["admission_date", "admissionDate"])
+@pytest.mark.parametrize("name", ["order_by", "orderBy"])
+def test_the_sort_key_is_taken_in_either_spelling(
+    client: TestClient, name: str, order_by: str
+) -> None:
+    for who, admitted in (("Later", "2026-03-01T09:00:00Z"), ("Earlier", "2026-01-01T09:00:00Z")):
+        client.post("/api/patients", json={"name": who, "admissionDate": admitted})
+
+    response = client.get("/api/patients", params={name: order_by, "descending": "false"})
+
+    assert response.status_code == 200, response.text
+    assert [p["name"] for p in response.json()] == ["Earlier", "Later"]
+
+
+def test_an_unknown_sort_key_is_a_422_naming_the_parameter_as_sent(client: TestClient) -> None:
+    response = client.get("/api/patients", params={"orderBy": "shoeSize"})
+
+    assert response.status_code == 422
+    assert response.json()["field"] == "orderBy"
+    assert "admissionDate" in response.json()["message"]

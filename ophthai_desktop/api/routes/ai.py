@@ -5,18 +5,19 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import Depends, File, Form, Query, Response, UploadFile
+from fastapi import Body, Depends, File, Form, Query, Response, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ophthai_desktop.api import presenters
 from ophthai_desktop.api import schemas as s
 from ophthai_desktop.api.deps import ActorDep, ApplicationDep
-from ophthai_desktop.api.errors import error_body
+from ophthai_desktop.api.errors import COMMON_ERRORS, documented, error_body
 from ophthai_desktop.api.params import Limit, RecordId, Skip, form_fields, one_value
 from ophthai_desktop.api.routes.patients import read_upload
 from ophthai_desktop.api.routing import SlashRouter
 from ophthai_desktop.api.security import require_token
+from ophthai_desktop.api.versions import IfMatch, patient_write
 from ophthai_desktop.api.waiting import JobTimeout, wait_for_job
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core.domain import JobState
@@ -27,7 +28,11 @@ from ophthai_desktop.core.records import Actor, JobRecord
 from ophthai_desktop.core.services.jobs import JobOutcome
 from ophthai_desktop.core.services.patients import NewImage
 
-router = SlashRouter(prefix="/api", dependencies=[Depends(require_token)])
+router = SlashRouter(
+    prefix="/api", dependencies=[Depends(require_token)], responses=documented(*COMMON_ERRORS)
+)
+#: What the analyse-and-wait endpoints answer besides the result.
+ANALYSIS_ERRORS = documented(400, 404, 409, 413, 415, 500, 503, 504)
 
 #: How long the synchronous analyse endpoints wait before answering 504 with the job id.
 WAIT_S = 900.0
@@ -59,7 +64,7 @@ def _require_installed(application: Application) -> None:
         raise ModelUnavailable("the inference worker is not running")
 
 
-@router.get("/ai/health", tags=["ai"])
+@router.get("/ai/health", tags=["ai"], response_model=s.AIHealthPublic)
 def ai_health(app: ApplicationDep) -> dict[str, Any]:
     """The model's state: available, loading, unavailable or not_installed."""
     status = app.engine.status()
@@ -85,8 +90,15 @@ def ai_health(app: ApplicationDep) -> dict[str, Any]:
     }
 
 
-@router.post("/ai/load-model", tags=["ai"])
-async def load_model(app: ApplicationDep) -> dict[str, Any]:
+@router.post(
+    "/ai/load-model",
+    tags=["ai"],
+    response_model=None,  # the body as built (no null device added)
+    responses={200: {"model": s.ModelCommandPublic}, **documented(400, 413)},
+)
+async def load_model(
+    app: ApplicationDep, _body: Annotated[s.NoFields | None, Body(alias="body")] = None
+) -> dict[str, Any]:
     """Load the model on the inference worker; answers when it is ready (or failed)."""
     status: EngineStatus = await run_in_threadpool(app.engine.refresh)
     if status.state is ModelState.NOT_INSTALLED:
@@ -100,8 +112,15 @@ async def load_model(app: ApplicationDep) -> dict[str, Any]:
     return {"status": "success", "message": status.message, "device": status.device}
 
 
-@router.post("/ai/unload-model", tags=["ai"])
-async def unload_model(app: ApplicationDep) -> dict[str, Any]:
+@router.post(
+    "/ai/unload-model",
+    tags=["ai"],
+    response_model=None,
+    responses={200: {"model": s.ModelCommandPublic}, **documented(400, 413)},
+)
+async def unload_model(
+    app: ApplicationDep, _body: Annotated[s.NoFields | None, Body(alias="body")] = None
+) -> dict[str, Any]:
     """Unload the model to free GPU memory (a running analysis is cancelled)."""
     if not app.worker.alive:
         raise ModelUnavailable("the inference worker is not running")
@@ -127,7 +146,12 @@ async def _await_state(app: Application, targets: set[ModelState]) -> EngineStat
         await asyncio.sleep(0.1)
 
 
-@router.post("/ai/analyze", tags=["ai"])
+@router.post(
+    "/ai/analyze",
+    tags=["ai"],
+    response_model=s.AnalysisResultPublic,
+    responses=ANALYSIS_ERRORS,
+)
 async def analyze(body: s.AnalyzeRequest, app: ApplicationDep, actor: ActorDep) -> JSONResponse:
     """Analyse a base64 image (bare or as a data URL) and answer with the result."""
 
@@ -143,6 +167,8 @@ async def analyze(body: s.AnalyzeRequest, app: ApplicationDep, actor: ActorDep) 
 @router.post(
     "/ai/analyze-upload",
     tags=["ai"],
+    response_model=s.AnalysisResultPublic,
+    responses=ANALYSIS_ERRORS,
     dependencies=[form_fields("file", "patient_id", "patientId", "question")],
 )
 async def analyze_upload(
@@ -231,20 +257,36 @@ def _outcome_response(outcome: JobOutcome) -> JSONResponse:
     return JSONResponse(result)
 
 
-@router.post("/patients/{patient_id}/analyze", status_code=202, tags=["patients"])
+@router.post(
+    "/patients/{patient_id}/analyze",
+    status_code=202,
+    tags=["patients"],
+    response_model=s.JobPublic,
+    responses=documented(400, 404, 409, 412, 413),
+)
 def analyze_patient(
-    patient_id: str, app: ApplicationDep, actor: ActorDep, response: Response
+    patient_id: str,
+    app: ApplicationDep,
+    actor: ActorDep,
+    response: Response,
+    body: Annotated[s.AnalyzePatientRequest | None, Body()] = None,
+    if_match: IfMatch = None,
 ) -> dict[str, Any]:
-    """Queue the analysis of the patient's newest scan; the result arrives on the
-    WebSocket (``analysis_finished``) and moves the workflow to validation."""
+    """Queue the analysis of the patient's newest scan (or of ``scanId``, with an
+    optional ``question``); the result arrives on the WebSocket (``analysis_finished``)
+    and moves the workflow to validation."""
     _require_patient(app, patient_id)
-    _require_installed(app)
-    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    wanted = body or s.AnalyzePatientRequest()
+    with patient_write(if_match, app.patients, patient_id):
+        _require_installed(app)
+        job = app.jobs.queue_patient_analysis(
+            patient_id, actor=actor, question=wanted.question, scan_id=wanted.scan_id
+        )
     response.headers["Location"] = f"/api/jobs/{job.id}"
     return presenters.job(job)
 
 
-@router.get("/jobs", tags=["jobs"])
+@router.get("/jobs", tags=["jobs"], response_model=list[s.JobPublic])
 def list_jobs(
     app: ApplicationDep,
     response: Response,
@@ -260,7 +302,9 @@ def list_jobs(
     return [presenters.job(j) for j in page.items]
 
 
-@router.get("/jobs/{job_id}", tags=["jobs"])
+@router.get(
+    "/jobs/{job_id}", tags=["jobs"], response_model=s.JobDetailPublic, responses=documented(404)
+)
 def get_job(job_id: RecordId, app: ApplicationDep) -> dict[str, Any]:
     outcome = app.jobs.outcome(job_id)
     data = presenters.job(outcome.job)
@@ -268,13 +312,23 @@ def get_job(job_id: RecordId, app: ApplicationDep) -> dict[str, Any]:
     return data
 
 
-@router.post("/jobs/{job_id}/cancel", tags=["jobs"])
+@router.post(
+    "/jobs/{job_id}/cancel",
+    tags=["jobs"],
+    response_model=s.JobPublic,
+    responses=documented(404, 409),
+)
 def cancel_job(job_id: RecordId, app: ApplicationDep, actor: ActorDep) -> dict[str, Any]:
     """Cancel a queued job, or stop a running one after its current token."""
     return presenters.job(app.jobs.request_cancel(job_id, actor=actor))
 
 
-@router.get("/analyses/{analysis_id}", tags=["ai"])
+@router.get(
+    "/analyses/{analysis_id}",
+    tags=["ai"],
+    response_model=None,  # the body as built (keys absent, not null, where they are)
+    responses={200: {"model": s.AnalysisPublic}, **documented(404)},
+)
 def get_analysis(analysis_id: RecordId, app: ApplicationDep) -> dict[str, Any]:
     """One analysis with its reasoning, raw answer and full provenance."""
     analysis = app.jobs.get_analysis(analysis_id)

@@ -8,14 +8,21 @@ from fastapi import Depends, Query, Response
 
 from ophthai_desktop.api import presenters
 from ophthai_desktop.api.deps import ApplicationDep
+from ophthai_desktop.api.errors import COMMON_ERRORS, documented
 from ophthai_desktop.api.params import Limit, Skip
 from ophthai_desktop.api.routing import SlashRouter
+from ophthai_desktop.api.schemas import AuditEventPublic
 from ophthai_desktop.api.security import require_token
 
-router = SlashRouter(prefix="/api/audit", tags=["audit"], dependencies=[Depends(require_token)])
+router = SlashRouter(
+    prefix="/api/audit",
+    tags=["audit"],
+    dependencies=[Depends(require_token)],
+    responses=documented(*COMMON_ERRORS),
+)
 
 
-@router.get("")
+@router.get("", response_model=list[AuditEventPublic])
 def list_audit_events(
     app: ApplicationDep,
     response: Response,

@@ -10,6 +10,7 @@ served by this server under :data:`ASSETS_URL`; nothing is fetched from elsewher
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import fastapi_offline
 from fastapi import FastAPI, Request
@@ -59,8 +60,30 @@ async def redoc(request: Request) -> HTMLResponse:
     )
 
 
-def install_docs(app: FastAPI) -> None:
+def install_docs(app: FastAPI, *, token_required: bool) -> None:
     """Serve the docs pages and their assets (``app`` made with ``docs_url=None`` and
-    ``redoc_url=None``)."""
+    ``redoc_url=None``), and the OpenAPI document saying whether the token is needed."""
     app.mount(ASSETS_URL, StaticFiles(directory=ASSETS_FOLDER), name="docs-static")
     app.include_router(router)
+    if not token_required:
+        build = app.openapi
+
+        def openapi() -> dict[str, Any]:
+            fresh = app.openapi_schema is None
+            schema = build()  # built once, then cached on the app
+            if fresh:
+                _make_token_optional(schema)
+            return schema
+
+        app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _make_token_optional(schema: dict[str, Any]) -> None:
+    """Without a configured token the server asks for none: each operation's security
+    also lists the empty requirement (OpenAPI's "no credentials needed"), so clients
+    generated from the document do not insist on one, while /docs keeps its Authorize
+    button for servers that do."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and operation.get("security"):
+                operation["security"].append({})

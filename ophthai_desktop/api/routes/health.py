@@ -9,11 +9,12 @@ from fastapi import APIRouter, Request
 
 from ophthai_desktop import __version__
 from ophthai_desktop.api import schemas as s
+from ophthai_desktop.api.errors import documented
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", response_model=s.HealthPublic)
+@router.get("/health", response_model=s.HealthPublic, responses=documented(403))
 @router.get("/health/", response_model=s.HealthPublic, include_in_schema=False)
 async def health(request: Request) -> s.HealthPublic:
     started: float = request.app.state.started_monotonic

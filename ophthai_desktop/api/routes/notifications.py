@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from ophthai_desktop.api import presenters
 from ophthai_desktop.api import schemas as s
 from ophthai_desktop.api.deps import ActorDep, NotificationsDep
-from ophthai_desktop.api.errors import error_body
+from ophthai_desktop.api.errors import COMMON_ERRORS, documented, error_body
 from ophthai_desktop.api.params import Limit, RecordId, Skip
 from ophthai_desktop.api.routing import SlashRouter
 from ophthai_desktop.api.security import (
@@ -23,7 +23,9 @@ from ophthai_desktop.api.security import (
 
 log = logging.getLogger(__name__)
 
-router = SlashRouter(prefix="/api/notifications", tags=["notifications"])
+router = SlashRouter(
+    prefix="/api/notifications", tags=["notifications"], responses=documented(*COMMON_ERRORS)
+)
 guarded = [Depends(require_token)]
 TOKEN_REQUIRED = "a valid API token is required (?token= or Authorization: Bearer)"
 
@@ -45,7 +47,13 @@ def list_notifications(
     return [presenters.notification(n) for n in page.items]
 
 
-@router.post("", response_model=s.NotificationPublic, status_code=201, dependencies=guarded)
+@router.post(
+    "",
+    response_model=s.NotificationPublic,
+    status_code=201,
+    dependencies=guarded,
+    responses=documented(400, 404, 413),
+)
 def create_notification(
     body: s.NotificationCreate, notifications: NotificationsDep, actor: ActorDep
 ) -> s.NotificationPublic:
@@ -60,7 +68,9 @@ def unread_count(notifications: NotificationsDep) -> s.UnreadCount:
     return s.UnreadCount(count=notifications.unread_count())
 
 
-@router.patch("/mark-all-read", response_model=s.Message, dependencies=guarded)
+@router.patch(
+    "/mark-all-read", response_model=s.Message, dependencies=guarded, responses=documented(400, 413)
+)
 def mark_all_read(
     notifications: NotificationsDep,
     actor: ActorDep,
@@ -72,7 +82,12 @@ def mark_all_read(
     return s.Message(message=f"{count} notifications marked read", count=count)
 
 
-@router.patch("/{notification_id}/read", response_model=s.NotificationPublic, dependencies=guarded)
+@router.patch(
+    "/{notification_id}/read",
+    response_model=s.NotificationPublic,
+    dependencies=guarded,
+    responses=documented(400, 404, 409, 413),
+)
 def mark_read(
     notification_id: RecordId,
     notifications: NotificationsDep,
@@ -84,14 +99,24 @@ def mark_read(
     return presenters.notification(notifications.mark_read(notification_id, actor=actor, read=read))
 
 
-@router.get("/{notification_id}", response_model=s.NotificationPublic, dependencies=guarded)
+@router.get(
+    "/{notification_id}",
+    response_model=s.NotificationPublic,
+    dependencies=guarded,
+    responses=documented(404),
+)
 def get_notification(
     notification_id: RecordId, notifications: NotificationsDep
 ) -> s.NotificationPublic:
     return presenters.notification(notifications.get_notification(notification_id))
 
 
-@router.delete("/{notification_id}", response_model=s.Message, dependencies=guarded)
+@router.delete(
+    "/{notification_id}",
+    response_model=s.Message,
+    dependencies=guarded,
+    responses=documented(404, 409),
+)
 def delete_notification(
     notification_id: RecordId, notifications: NotificationsDep, actor: ActorDep
 ) -> s.Message:

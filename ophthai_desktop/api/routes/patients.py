@@ -5,18 +5,21 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import Body, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse
+from pydantic.alias_generators import to_camel, to_snake
 
 from ophthai_desktop.api import presenters
 from ophthai_desktop.api import schemas as s
 from ophthai_desktop.api.deps import ActorDep, ApplicationDep, BaseUrlDep, OculomicsDep, PatientsDep
+from ophthai_desktop.api.errors import COMMON_ERRORS, documented
 from ophthai_desktop.api.params import Limit, RecordId, Skip, form_fields, one_value
 from ophthai_desktop.api.routing import SlashRouter
 from ophthai_desktop.api.security import require_token, require_token_or_query
+from ophthai_desktop.api.versions import ETAG_HEADER, IfMatch, patient_write, tag_patient
 from ophthai_desktop.core.errors import (
     InvalidInput,
     NotFound,
@@ -27,10 +30,32 @@ from ophthai_desktop.core.errors import (
 from ophthai_desktop.core.imaging import ACCEPTED_MEDIA_TYPES, decode_data_url, too_large_message
 from ophthai_desktop.core.services.patients import SORTABLE, NewImage
 
-router = SlashRouter(prefix="/api/patients", tags=["patients"])
+router = SlashRouter(
+    prefix="/api/patients", tags=["patients"], responses=documented(*COMMON_ERRORS)
+)
 guarded = [Depends(require_token)]
 
 IMAGE_CACHE = "private, max-age=86400, immutable"
+IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/*": {}}, "description": "The image file, with an ETag."},
+    304: {"description": "Not Modified: If-None-Match names this image's ETag."},
+}
+
+
+#: The sort keys as responses spell them; their snake_case spellings work too.
+SORT_KEYS = ", ".join(to_camel(key) for key in SORTABLE)
+
+
+def _sort_key(order_by: str) -> str:
+    """The service's (snake_case) name of a sort key sent in either spelling: responses
+    name the keys in camelCase, so clients sort by ``admissionDate``."""
+    key = to_snake(order_by)
+    if key not in SORTABLE:
+        raise InvalidInput(
+            f"cannot sort by {order_by!r}; use one of: {SORT_KEYS} (or in snake_case)",
+            field="order_by",
+        )
+    return key
 
 
 def _image_from_url(
@@ -66,7 +91,9 @@ def list_patients(
     limit: Limit = 100,
     search: Annotated[str | None, Query(max_length=200)] = None,
     status: Annotated[s.PatientStatusName | None, Query()] = None,
-    order_by: Annotated[str, Query(description=f"One of: {', '.join(SORTABLE)}")] = "created_at",
+    order_by: Annotated[
+        str, Query(description=f"One of: {SORT_KEYS} (or in snake_case)")
+    ] = "created_at",
     descending: bool = True,
 ) -> list[s.PatientPublic]:
     """List patients, newest first; the total matching count is in ``X-Total-Count``."""
@@ -75,16 +102,26 @@ def list_patients(
         status=status,
         skip=skip,
         limit=limit,
-        order_by=order_by,
+        order_by=_sort_key(order_by),
         descending=descending,
     )
     response.headers["X-Total-Count"] = str(page.total)
     return [presenters.patient(p, base_url) for p in page.items]
 
 
-@router.post("", response_model=s.PatientPublic, status_code=201, dependencies=guarded)
+@router.post(
+    "",
+    response_model=s.PatientPublic,
+    status_code=201,
+    dependencies=guarded,
+    responses={201: {"headers": ETAG_HEADER}, **documented(400, 409, 413, 415)},
+)
 def create_patient(
-    body: s.PatientCreate, app: ApplicationDep, actor: ActorDep, base_url: BaseUrlDep
+    body: s.PatientCreate,
+    app: ApplicationDep,
+    actor: ActorDep,
+    base_url: BaseUrlDep,
+    response: Response,
 ) -> s.PatientPublic:
     fields = body.model_dump(
         exclude_unset=True, exclude={"id", "image_url", "modality", "laterality"}
@@ -97,22 +134,40 @@ def create_patient(
         laterality=body.laterality,
     )
     record = app.patients.create_patient(fields, actor=actor, patient_id=body.id, image=image)
+    return presenters.patient(tag_patient(response, record), base_url, detail=True)
+
+
+@router.get(
+    "/{patient_id}",
+    response_model=s.PatientPublic,
+    dependencies=guarded,
+    responses={200: {"headers": ETAG_HEADER}, **documented(404)},
+)
+def get_patient(
+    patient_id: str, patients: PatientsDep, base_url: BaseUrlDep, response: Response
+) -> s.PatientPublic:
+    """The patient, with an ``ETag`` to send back as ``If-Match`` with a change."""
+    record = tag_patient(response, patients.get_patient(patient_id))
     return presenters.patient(record, base_url, detail=True)
 
 
-@router.get("/{patient_id}", response_model=s.PatientPublic, dependencies=guarded)
-def get_patient(patient_id: str, patients: PatientsDep, base_url: BaseUrlDep) -> s.PatientPublic:
-    return presenters.patient(patients.get_patient(patient_id), base_url, detail=True)
-
-
-@router.patch("/{patient_id}", response_model=s.PatientPublic, dependencies=guarded)
+@router.patch(
+    "/{patient_id}",
+    response_model=s.PatientPublic,
+    dependencies=guarded,
+    responses={200: {"headers": ETAG_HEADER}, **documented(400, 404, 409, 412, 413, 415)},
+)
 def update_patient(
+    response: Response,
     patient_id: str,
     body: s.PatientUpdate,
     app: ApplicationDep,
     actor: ActorDep,
     base_url: BaseUrlDep,
+    if_match: IfMatch = None,
 ) -> s.PatientPublic:
+    """Change the fields sent; with ``If-Match``, only if the patient is still the
+    version read (412 otherwise)."""
     if body.id is not None and body.id != patient_id:
         raise InvalidInput("the id cannot be changed", field="id")
     fields = body.model_dump(
@@ -128,44 +183,67 @@ def update_patient(
     if body.ai_analysis is not None and not isinstance(body.ai_analysis, dict):
         raise InvalidInput("aiAnalysis must be an object", field="aiAnalysis")
     ai_result = body.ai_analysis
-    record = app.patients.update_patient(
-        patient_id, fields, actor=actor, image=image, ai_result=ai_result
-    )
-    return presenters.patient(record, base_url, detail=True)
+    with patient_write(if_match, app.patients, patient_id):
+        record = app.patients.update_patient(
+            patient_id, fields, actor=actor, image=image, ai_result=ai_result
+        )
+    return presenters.patient(tag_patient(response, record), base_url, detail=True)
 
 
-@router.delete("/{patient_id}", response_model=s.Message, dependencies=guarded)
-def delete_patient(patient_id: str, patients: PatientsDep, actor: ActorDep) -> s.Message:
-    patients.delete_patient(patient_id, actor=actor)
+@router.delete(
+    "/{patient_id}",
+    response_model=s.Message,
+    dependencies=guarded,
+    responses=documented(404, 409, 412),
+)
+def delete_patient(
+    patient_id: str, patients: PatientsDep, actor: ActorDep, if_match: IfMatch = None
+) -> s.Message:
+    with patient_write(if_match, patients, patient_id):
+        patients.delete_patient(patient_id, actor=actor)
     return s.Message(message=f"patient {patient_id} deleted")
 
 
-@router.post("/{patient_id}/validate", response_model=s.PatientPublic, dependencies=guarded)
+@router.post(
+    "/{patient_id}/validate",
+    response_model=s.PatientPublic,
+    dependencies=guarded,
+    responses={200: {"headers": ETAG_HEADER}, **documented(400, 404, 409, 412, 413)},
+)
 def validate_patient(
+    response: Response,
     patient_id: str,
     patients: PatientsDep,
     actor: ActorDep,
     base_url: BaseUrlDep,
     approved: Annotated[bool | None, Query(description="The seed's query form")] = None,
     body: Annotated[s.ValidateRequest | None, Body()] = None,
+    if_match: IfMatch = None,
 ) -> s.PatientPublic:
     """Approve or reject the newest analysis (``?approved=true`` or a JSON body)."""
     verdict = one_value(approved, body.approved if body else None, "approved")
     if verdict is None:
         raise InvalidInput("say whether the analysis is approved", field="approved")
     clinician = (body.clinician if body else None) or f"API client {actor.who}"
-    record = patients.validate_analysis(
-        patient_id,
-        approved=verdict,
-        clinician=clinician,
-        notes=body.notes if body else None,
-        actor=actor,
-    )
-    return presenters.patient(record, base_url, detail=True)
+    with patient_write(if_match, patients, patient_id):
+        record = patients.validate_analysis(
+            patient_id,
+            approved=verdict,
+            clinician=clinician,
+            notes=body.notes if body else None,
+            actor=actor,
+        )
+    return presenters.patient(tag_patient(response, record), base_url, detail=True)
 
 
-@router.post("/{patient_id}/schedule", response_model=s.PatientPublic, dependencies=guarded)
+@router.post(
+    "/{patient_id}/schedule",
+    response_model=s.PatientPublic,
+    dependencies=guarded,
+    responses={200: {"headers": ETAG_HEADER}, **documented(400, 404, 409, 412, 413)},
+)
 def schedule_patient(
+    response: Response,
     patient_id: str,
     patients: PatientsDep,
     actor: ActorDep,
@@ -174,13 +252,15 @@ def schedule_patient(
         datetime | None, Query(description="The seed's query form (ISO 8601 with zone)")
     ] = None,
     body: Annotated[s.ScheduleRequest | None, Body()] = None,
+    if_match: IfMatch = None,
 ) -> s.PatientPublic:
     """Schedule the follow-up (``?appointment_date=...`` or a JSON body)."""
     when = one_value(appointment_date, body.appointment_date if body else None, "appointment_date")
     if when is None:
         raise InvalidInput("the appointment date is required", field="appointment_date")
-    record = patients.schedule_appointment(patient_id, when, actor=actor)
-    return presenters.patient(record, base_url, detail=True)
+    with patient_write(if_match, patients, patient_id):
+        record = patients.schedule_appointment(patient_id, when, actor=actor)
+    return presenters.patient(tag_patient(response, record), base_url, detail=True)
 
 
 # Images and scans --------------------------------------------------------------------
@@ -190,7 +270,7 @@ def schedule_patient(
     "/{patient_id}/image",
     response_class=FileResponse,
     dependencies=[Depends(require_token_or_query)],
-    responses={200: {"content": {"image/*": {}}}},
+    responses={**IMAGE_RESPONSES, **documented(404)},
 )
 def get_patient_image(
     request: Request,
@@ -207,7 +287,12 @@ def get_patient_image(
     return image_response(request, path, media_type, cache)
 
 
-@router.get("/{patient_id}/scans", response_model=list[s.ScanPublic], dependencies=guarded)
+@router.get(
+    "/{patient_id}/scans",
+    response_model=list[s.ScanPublic],
+    dependencies=guarded,
+    responses=documented(404),
+)
 def list_scans(patient_id: str, patients: PatientsDep, base_url: BaseUrlDep) -> list[s.ScanPublic]:
     return [presenters.scan(r, base_url) for r in patients.list_scans(patient_id)]
 
@@ -217,6 +302,7 @@ def list_scans(patient_id: str, patients: PatientsDep, base_url: BaseUrlDep) -> 
     response_model=s.ScanPublic,
     status_code=201,
     dependencies=[*guarded, form_fields("file", "modality", "laterality")],
+    responses=documented(400, 404, 409, 412, 413, 415),
 )
 def upload_scan(
     patient_id: str,
@@ -226,6 +312,7 @@ def upload_scan(
     file: Annotated[UploadFile, File(description="PNG, JPEG, WebP, BMP or TIFF")],
     modality: Annotated[s.ModalityName, Form()] = "unknown",
     laterality: Annotated[s.LateralityName, Form()] = "unknown",
+    if_match: IfMatch = None,
 ) -> s.ScanPublic:
     """Attach an uploaded image to the patient as a new scan."""
     data = read_upload(file, app.settings.max_image_bytes)
@@ -237,14 +324,16 @@ def upload_scan(
         filename=file.filename,
         field="file",
     )
-    return presenters.scan(app.patients.attach_image(patient_id, image, actor=actor), base_url)
+    with patient_write(if_match, app.patients, patient_id):
+        record = app.patients.attach_image(patient_id, image, actor=actor)
+    return presenters.scan(record, base_url)
 
 
 @router.get(
     "/{patient_id}/scans/{scan_id}/image",
     response_class=FileResponse,
     dependencies=[Depends(require_token_or_query)],
-    responses={200: {"content": {"image/*": {}}}},
+    responses={**IMAGE_RESPONSES, **documented(404)},
 )
 def get_scan_image(
     request: Request, patient_id: str, scan_id: RecordId, patients: PatientsDep
@@ -288,7 +377,12 @@ def read_upload(file: UploadFile, max_bytes: int) -> bytes:
 # Oculomics ---------------------------------------------------------------------------
 
 
-@router.get("/{patient_id}/oculomics", response_model=s.OculomicsPublic, dependencies=guarded)
+@router.get(
+    "/{patient_id}/oculomics",
+    response_model=s.OculomicsPublic,
+    dependencies=guarded,
+    responses=documented(404),
+)
 def get_oculomics(patient_id: str, oculomics: OculomicsDep) -> s.OculomicsPublic:
     """Per-eye series, trends (change per year) and reference-range flags."""
     return presenters.oculomics(oculomics.overview(patient_id))
@@ -299,18 +393,25 @@ def get_oculomics(patient_id: str, oculomics: OculomicsDep) -> s.OculomicsPublic
     response_model=s.OculomicsMeasurementPublic,
     status_code=201,
     dependencies=guarded,
+    responses=documented(400, 404, 409, 412, 413),
 )
 def add_oculomics(
-    patient_id: str, body: s.OculomicsCreate, oculomics: OculomicsDep, actor: ActorDep
+    patient_id: str,
+    body: s.OculomicsCreate,
+    patients: PatientsDep,
+    oculomics: OculomicsDep,
+    actor: ActorDep,
+    if_match: IfMatch = None,
 ) -> s.OculomicsMeasurementPublic:
-    record = oculomics.add_measurement(
-        patient_id,
-        eye=body.eye,
-        measured_on=body.measured_on,
-        iop_mmhg=body.iop_mmhg,
-        cup_to_disc_ratio=body.cup_to_disc_ratio,
-        rnfl_thickness_um=body.rnfl_thickness_um,
-        vessel_density_pct=body.vessel_density_pct,
-        actor=actor,
-    )
+    with patient_write(if_match, patients, patient_id):
+        record = oculomics.add_measurement(
+            patient_id,
+            eye=body.eye,
+            measured_on=body.measured_on,
+            iop_mmhg=body.iop_mmhg,
+            cup_to_disc_ratio=body.cup_to_disc_ratio,
+            rnfl_thickness_um=body.rnfl_thickness_um,
+            vessel_density_pct=body.vessel_density_pct,
+            actor=actor,
+        )
     return presenters.measurement(record)

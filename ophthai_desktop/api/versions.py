@@ -1,0 +1,95 @@
+"""Optimistic concurrency for patients: the ``ETag`` their responses carry and the
+``If-Match`` that requests changing them may send.
+
+Two clients that read a patient and PATCH it back would otherwise each overwrite the
+other's change without either knowing. A client that sends the ``ETag`` it read as
+``If-Match`` gets 412 Precondition Failed instead when the patient changed in between;
+a request without ``If-Match`` is served as before (the seed's frontends send none).
+
+The tag is a digest of the patient as the API shows it (which includes ``updatedAt``,
+moved by every change): a new tag whenever anything a client can see of the patient
+changes, even two changes within one tick of a coarse clock. The host a client reached
+the server by is left out (``imageUrl`` is absolute), so every client sees the same tag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+from fastapi import Header, HTTPException, Response
+
+from ophthai_desktop.api import presenters
+from ophthai_desktop.core.records import PatientRecord
+from ophthai_desktop.core.services import PatientService
+
+#: Requests that change a patient through the API take one of these (by the patient's
+#: id) from their ``If-Match`` check to their commit, so that two of them cannot both
+#: pass the check against the same version. Changes made by the desktop window, the
+#: watch folder or the inference worker do not take it.
+_WRITE_LOCKS = tuple(threading.Lock() for _ in range(64))
+
+#: The ``If-Match`` request header, as routes that change a patient declare it.
+IfMatch = Annotated[
+    str | None,
+    Header(
+        description=(
+            "The ETag read with the patient: the change is made only if the patient is "
+            "still that version (412 otherwise). * matches any version."
+        )
+    ),
+]
+
+#: The ``ETag`` response header of the responses that carry a patient (OpenAPI).
+ETAG_HEADER: dict[str, Any] = {
+    "ETag": {
+        "description": "The patient's version; send it back as If-Match with a change.",
+        "schema": {"type": "string"},
+    }
+}
+
+PRECONDITION_FAILED = (
+    "the patient was changed by someone else since you read it (If-Match does not match "
+    "its ETag); read it again and reapply your change"
+)
+
+
+def patient_etag(record: PatientRecord) -> str:
+    """The patient's strong entity tag (quoted, as the ``ETag`` header carries it)."""
+    shown = presenters.patient(record, "", detail=True).model_dump_json()
+    return f'"{hashlib.sha256(shown.encode()).hexdigest()[:32]}"'
+
+
+def tag_patient(response: Response, record: PatientRecord) -> PatientRecord:
+    """Put the patient's ``ETag`` on ``response``; returns the record for chaining."""
+    response.headers["ETag"] = patient_etag(record)
+    return record
+
+
+def if_match_holds(header: str, etag: str) -> bool:
+    """RFC 9110 ``If-Match``: ``*`` or a list naming ``etag``. The comparison is strong:
+    a weak tag (``W/"..."``) never matches."""
+    if header.strip() == "*":
+        return True
+    return etag in (tag.strip() for tag in header.split(","))
+
+
+@contextmanager
+def patient_write(
+    if_match: str | None, patients: PatientService, patient_id: str
+) -> Iterator[None]:
+    """Around a request that changes the patient: 412 when its ``If-Match`` names
+    another version than the stored one (404 when there is no such patient).
+
+    Runs in the API's worker threads (the route functions are plain ``def``).
+    """
+    lock = _WRITE_LOCKS[hash(patient_id) % len(_WRITE_LOCKS)]
+    with lock:
+        if if_match is not None:
+            etag = patient_etag(patients.get_patient(patient_id))
+            if not if_match_holds(if_match, etag):
+                raise HTTPException(status_code=412, detail=PRECONDITION_FAILED)
+        yield

@@ -1,0 +1,270 @@
+"""The served OpenAPI document matches the API: real responses, errors included, are
+validated against the schema it gives for their route and status (a status it does not
+list fails), and it declares how to send the token."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from jsonschema import Draft202012Validator
+
+from ophthai_desktop.api import create_app
+from ophthai_desktop.bootstrap import Application, build_application
+from tests.api.test_api_patients import add_analysis
+from tests.conftest import make_settings
+from tests.support.http import LoopbackClient
+from tests.support.images import png_bytes
+from tests.support.scripted_engine import ScriptedEngine
+
+TOKEN = "t" * 24
+#: Keywords pydantic knows but JSON Schema does not (a tool reading the document
+#: ignores them, so the bounds they carry are lost).
+PYDANTIC_ONLY = frozenset({"ge", "le", "gt", "lt", "min_length", "max_length", "multiple_of"})
+
+
+class Conformance:
+    """Checks responses against the document a client of the same app downloads."""
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+        self.document: dict[str, Any] = client.get("/openapi.json").json()
+        self.templates = [
+            (re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", path) + "/?$"), path)
+            for path in self.document["paths"]
+        ]
+        self.checked: set[tuple[str, str, int]] = set()
+
+    def __call__(self, response: httpx.Response) -> httpx.Response:
+        method = response.request.method.lower()
+        path = response.request.url.path
+        template = next(t for pattern, t in self.templates if pattern.match(path))
+        responses = self.document["paths"][template][method]["responses"]
+        status = str(response.status_code)
+        assert status in responses, (
+            f"{method.upper()} {template} answered {status}, which the document does not "
+            f"list ({sorted(responses)}): {response.text[:200]}"
+        )
+        for header in responses[status].get("headers", {}):
+            assert header in response.headers, f"{method.upper()} {template} {status}: no {header}"
+        content = responses[status].get("content", {})
+        if response.headers.get("content-type", "").startswith("application/json"):
+            schema = content["application/json"]["schema"]
+            validator = Draft202012Validator({**schema, "components": self.document["components"]})
+            problems = [
+                f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+                for e in validator.iter_errors(response.json())
+            ]
+            assert not problems, f"{method.upper()} {template} {status}: {problems}"
+        self.checked.add((method, template, response.status_code))
+        return response
+
+
+@pytest.fixture
+def conform(ai_client: TestClient) -> Conformance:
+    return Conformance(ai_client)
+
+
+def _image_url(size: tuple[int, int] = (16, 16)) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes(size)).decode()
+
+
+def test_patient_responses_match_the_document(
+    conform: Conformance, sqlite_services: Application
+) -> None:
+    c = conform.client
+    pid = conform(c.post("/api/patients", json={"name": "Ada", "imageUrl": _image_url()})).json()[
+        "id"
+    ]
+    patient = f"/api/patients/{pid}"
+    conform(c.post("/api/patients", json={"name": "Ada", "id": pid}))  # 409: the id is taken
+    conform(
+        c.post("/api/patients", json={"name": "Ada", "imageUrl": "data:text/plain;base64,aGk="})
+    )
+    conform(c.get("/api/patients", params={"orderBy": "admissionDate"}))
+    conform(c.get("/api/patients", params={"limit": 0}))  # FastAPI's own 422
+    conform(c.get("/api/patients", params={"orderBy": "shoeSize"}))  # a service's 422
+    conform(c.get("/api/patients", params={"bogus": 1}))  # a parameter it does not take
+    etag = conform(c.get(patient)).headers["ETag"]
+    conform(c.get("/api/patients/ghost"))
+    conform(c.patch(patient, json={"age": 41}, headers={"If-Match": '"stale"'}))
+    conform(c.patch(patient, json={"age": 41}, headers={"If-Match": etag}))
+    conform(c.patch(patient, json={"age": 400}))
+    conform(
+        c.patch(patient, content=b'{"name": "\xff"}', headers={"content-type": "application/json"})
+    )
+    conform(c.post(f"{patient}/validate", json={"approved": True}))  # 409: no analysis yet
+    add_analysis(sqlite_services, pid)
+    conform(c.post(f"{patient}/validate", params={"approved": "true"}))
+    conform(c.post(f"{patient}/schedule", json={"appointmentDate": "2099-01-01T09:00:00Z"}))
+    conform(c.post(f"{patient}/schedule", json={"appointmentDate": "2001-01-01T09:00:00Z"}))
+    image = conform(c.get(f"{patient}/image"))
+    conform(c.get(f"{patient}/image", headers={"If-None-Match": image.headers["ETag"]}))
+    conform(c.get("/api/patients/ghost/image"))
+    scans = conform(c.get(f"{patient}/scans")).json()
+    conform(c.get(f"{patient}/scans/{scans[0]['id']}/image"))
+    png = ("b.png", png_bytes((24, 24)), "image/png")
+    conform(c.post(f"{patient}/scans", files={"file": png}))
+    conform(c.post(f"{patient}/scans", files={"file": ("a.txt", b"hi", "text/plain")}))
+    conform(c.post(f"{patient}/oculomics", json={"eye": "OD", "date": "2024-01-01", "iop": 15}))
+    conform(c.post(f"{patient}/oculomics", json={"eye": "OD", "date": "2024-01-01"}))
+    conform(c.get(f"{patient}/oculomics"))
+    conform(c.delete(patient, headers={"If-Match": '"stale"'}))
+    conform(c.delete(patient))
+
+    assert {status for _, _, status in conform.checked} >= {
+        200,
+        201,
+        304,
+        400,
+        404,
+        409,
+        412,
+        415,
+        422,
+    }
+
+
+def test_notification_and_audit_responses_match_the_document(conform: Conformance) -> None:
+    c = conform.client
+    created = conform(c.post("/api/notifications", json={"message": "hello"})).json()
+    conform(c.post("/api/notifications", json={"message": "hi", "patientId": "ghost"}))
+    conform(c.post("/api/notifications", json={"message": "hi", "kind": "info"}))
+    conform(c.get("/api/notifications"))
+    conform(c.get("/api/notifications/unread-count"))
+    conform(c.get(f"/api/notifications/{created['id']}"))
+    conform(c.patch(f"/api/notifications/{created['id']}/read"))
+    conform(c.patch("/api/notifications/mark-all-read"))
+    conform(c.delete(f"/api/notifications/{created['id']}"))
+    conform(c.delete(f"/api/notifications/{created['id']}"))
+    conform(c.get("/api/audit"))
+    conform(c.get("/health"))
+    conform(c.post("/api/patients", json={"name": "X"}, headers={"Origin": "http://evil.example"}))
+
+
+def test_ai_and_job_responses_match_the_document(
+    conform: Conformance, engine: ScriptedEngine
+) -> None:
+    c = conform.client
+    png = base64.b64encode(png_bytes()).decode()
+    result = conform(c.post("/api/ai/analyze", json={"image_base64": png, "question": "Edema?"}))
+    conform(c.post("/api/ai/analyze", json={"image_base64": "%%%"}))
+    conform(c.post("/api/ai/analyze", json={"image_base64": base64.b64encode(b"hi").decode()}))
+    conform(c.post("/api/ai/analyze", json={"image_base64": png, "patient_id": "ghost"}))
+    upload = ("a.png", png_bytes(), "image/png")
+    conform(c.post("/api/ai/analyze-upload", files={"file": upload}))
+    pid = c.post("/api/patients", json={"name": "Ada", "imageUrl": _image_url()}).json()["id"]
+    job = conform(c.post(f"/api/patients/{pid}/analyze", json={"question": "Edema?"})).json()
+    conform(c.post(f"/api/patients/{pid}/analyze", json={"prompt": "Edema?"}))
+    conform(c.get("/api/jobs"))
+    conform(c.get(f"/api/jobs/{job['id']}"))
+    conform(c.get("/api/jobs/999999"))
+    conform(c.post(f"/api/jobs/{result.json()['job_id']}/cancel"))  # 409: it has ended
+    conform(c.get(f"/api/analyses/{result.json()['analysis_id']}"))
+    conform(c.get("/api/analyses/999999"))
+    conform(c.get("/api/ai/health"))
+    conform(c.post("/api/ai/unload-model", json={"x": 1}))
+    conform(c.post("/api/ai/unload-model"))
+    conform(c.post("/api/ai/load-model"))
+    engine.state = "not_installed"
+    conform(c.post("/api/ai/analyze", json={"image_base64": png}))
+    conform(c.post("/api/ai/load-model"))
+
+    assert result.json()["classification"] == "Diabetic Macular Edema"
+    assert {status for _, _, status in conform.checked} >= {200, 202, 404, 409, 415, 422, 503}
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[TestClient]:
+    """An API that requires the token, with a small body limit."""
+    application = build_application(
+        make_settings(tmp_path, api_token=TOKEN, max_request_bytes=4096)
+    )
+    try:
+        with LoopbackClient(create_app(application)) as client:
+            yield client
+    finally:
+        application.close()
+
+
+def test_with_a_token_the_document_requires_it_and_says_how_to_send_it(
+    guarded: TestClient,
+) -> None:
+    conform = Conformance(guarded)
+    schemes = conform.document["components"]["securitySchemes"]
+    operations = {
+        (method, path): operation
+        for path, methods in conform.document["paths"].items()
+        for method, operation in methods.items()
+    }
+
+    assert schemes["bearerToken"] == {**schemes["bearerToken"], "type": "http", "scheme": "bearer"}
+    assert schemes["queryToken"]["in"] == "query" and schemes["queryToken"]["name"] == "token"
+    for (method, path), operation in operations.items():
+        if not path.startswith("/api/"):
+            assert "security" not in operation, path
+        elif path.endswith("/image"):  # browsers load <img> without headers
+            assert operation["security"] == [{"bearerToken": []}, {"queryToken": []}], path
+        else:
+            assert operation["security"] == [{"bearerToken": []}], (method, path)
+    conform(guarded.get("/api/patients"))  # 401
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    conform(guarded.post("/api/patients", json={"name": "x" * 5000}, headers=auth))  # 413
+    assert {status for _, _, status in conform.checked} == {401, 413}
+
+
+def test_without_a_token_the_document_asks_for_none(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+
+    securities = [
+        operation["security"]
+        for path, methods in document["paths"].items()
+        if path.startswith("/api/")
+        for operation in methods.values()
+    ]
+    assert securities and all({} in security for security in securities)
+    assert "bearerToken" in document["components"]["securitySchemes"]  # /docs' Authorize
+
+
+def test_the_document_uses_json_schema_keywords_and_one_422_body(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    age = document["components"]["schemas"]["PatientCreate"]["properties"]["age"]
+
+    assert {"type": "integer", "minimum": 0, "maximum": 130} in [
+        {k: v for k, v in option.items() if k in ("type", "minimum", "maximum")}
+        for option in age["anyOf"]
+    ]
+    assert not list(_pydantic_keywords(document)), list(_pydantic_keywords(document))
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    for method, path in [
+        ("patch", "/api/patients/{patient_id}"),
+        ("post", "/api/patients/{patient_id}/analyze"),
+    ]:
+        parameters = document["paths"][path][method]["parameters"]
+        assert {"name": "if-match", "in": "header"}.items() <= next(
+            p for p in parameters if p["in"] == "header"
+        ).items()
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            schema = operation["responses"]["422" if path != "/health" else "403"]
+            assert schema["content"]["application/json"]["schema"]["$ref"].endswith(
+                "/ValidationErrorPublic" if path != "/health" else "/ErrorPublic"
+            ), (method, path)
+
+
+def _pydantic_keywords(node: Any, where: str = "") -> Iterator[str]:
+    """Where the document uses a keyword of :data:`PYDANTIC_ONLY` in a schema."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in PYDANTIC_ONLY and not where.endswith("/properties"):
+                yield f"{where}/{key}"
+            yield from _pydantic_keywords(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _pydantic_keywords(value, f"{where}/{index}")
