@@ -396,9 +396,15 @@ class FolderWatcher:
         message = ""
         poll_s = self.settings.watch_poll_seconds
         if not self.settings.watch_use_polling:
+            observer: BaseObserver
             if sys.platform.startswith("linux"):
                 _no_move_pairing_delay()
-            observer: BaseObserver = Observer()
+                # Full events: a file renamed in from another folder is a move (whole
+                # at once: the fast path) rather than a creation (two steady checks,
+                # ~100 ms, in case a writer still has it open).
+                observer = Observer(generate_full_events=True)  # type: ignore[call-arg]
+            else:
+                observer = Observer()
             try:
                 observer.schedule(
                     _Handler(self, run), run.root, recursive=False, event_filter=EVENT_FILTER

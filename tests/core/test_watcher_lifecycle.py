@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,6 +137,36 @@ def test_the_native_observer_takes_in_copies_and_renames(tmp_path: Path) -> None
     outcomes = sorted(done[n].outcome for n in names)
     assert outcomes == ["duplicate"] * 3 + ["ingested"] * 3
     assert app.patients.list_patients().total == 3
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify")
+def test_a_file_renamed_in_from_elsewhere_is_seen_as_a_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rename is whole at once and takes the fast path; watchdog reported one from
+    outside the folder as a creation, which waits two steady checks (~100 ms) in case a
+    writer still has the file open."""
+    app = build_watch_app(tmp_path, polling=False)
+    seen: list[tuple[str, str]] = []
+    noticed = app.watcher._noticed
+
+    def recording(run: Any, path: str, kind: str) -> None:
+        seen.append((os.path.basename(path), kind))
+        noticed(run, path, kind)
+
+    monkeypatch.setattr(app.watcher, "_noticed", recording)
+    log = EventLog(app.bus)
+    staging = tmp_path / "device-temp"
+    staging.mkdir()
+    try:
+        app.watcher.start()
+        source = staging / "scan.png"
+        source.write_bytes(noise_png((64, 64), seed=3))
+        os.rename(source, app.settings.resolved_watch_folder / "scan.png")
+        assert log.wait_finished("scan.png")["scan.png"].outcome == "ingested"
+    finally:
+        app.close()
+    assert [kind for name, kind in seen if name == "scan.png"][0] == "moved"
 
 
 def test_the_watcher_built_by_the_application_uses_the_settings(tmp_path: Path) -> None:
