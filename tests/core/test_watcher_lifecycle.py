@@ -166,7 +166,7 @@ def test_a_file_renamed_in_from_elsewhere_is_seen_as_a_rename(
         assert log.wait_finished("scan.png")["scan.png"].outcome == "ingested"
     finally:
         app.close()
-    assert [kind for name, kind in seen if name == "scan.png"][0] == "moved"
+    assert next(kind for name, kind in seen if name == "scan.png") == "moved"
 
 
 def test_the_watcher_built_by_the_application_uses_the_settings(tmp_path: Path) -> None:
