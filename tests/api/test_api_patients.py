@@ -182,7 +182,26 @@ def test_schedule_with_query_parameter(client: TestClient, slash: str) -> None:
         "2030-01-01T10:00:00Z",
         "2030-01-01T10:00:00+00:00",
     )
+    # Never analysed nor validated: booked, but the workflow is not complete.
+    assert response.json()["workflowStep"] == 1
+
+
+def test_schedule_completes_the_workflow_only_after_a_verdict(
+    client: TestClient, sqlite_services: Application
+) -> None:
+    pid = create(client)["id"]
+    add_analysis(sqlite_services, pid)
+    client.post(f"/api/patients/{pid}/validate", params={"approved": "false"})
+
+    response = client.post(
+        f"/api/patients/{pid}/schedule", json={"appointmentDate": "2030-01-01T10:00:00Z"}
+    )
+
     assert response.json()["workflowStep"] == 4
+    withdrawn = client.patch(f"/api/patients/{pid}", json={"validationStatus": None}).json()
+    assert withdrawn["workflowStep"] == 2 and withdrawn["validationStatus"] is None
+    assert withdrawn["aiAnalysis"]["status"] == "preliminary"
+    assert withdrawn["appointmentDate"] == response.json()["appointmentDate"]
 
 
 @SLASHES

@@ -221,6 +221,75 @@ def test_validate_and_schedule_workflow(app_services: Application, actor: Actor)
     assert scheduled.workflow_step == 4
 
 
+def test_scheduling_before_a_verdict_books_without_completing(
+    app_services: Application, actor: Actor
+) -> None:
+    """Complete means a verdict and an appointment: booking a patient never analysed
+    keeps the appointment and the step; the verdict then completes the workflow."""
+    service = app_services.patients
+    patient = service.create_patient({"name": "Early booking"}, actor=actor)
+    when = datetime.now(UTC) + timedelta(days=7)
+
+    booked = service.schedule_appointment(patient.id, when, actor=actor)
+
+    assert booked.appointment_date == when
+    assert booked.workflow_step == 1 and booked.validation_status is None
+    _add_analysis(app_services, patient.id)
+    validated = service.validate_analysis(patient.id, approved=True, clinician="Dr A", actor=actor)
+    assert validated.workflow_step == 4 and validated.appointment_date == when
+
+
+def test_a_verdict_with_only_a_past_appointment_goes_to_scheduling(
+    app_services: Application, actor: Actor
+) -> None:
+    service = app_services.patients
+    patient = service.create_patient(
+        {"name": "Seen before", "appointment_date": datetime(2020, 5, 1, 9, tzinfo=UTC)},
+        actor=actor,
+    )
+    _add_analysis(app_services, patient.id)
+
+    validated = service.validate_analysis(patient.id, approved=True, clinician="Dr A", actor=actor)
+
+    assert validated.workflow_step == 3
+
+
+@pytest.mark.parametrize("approved", [True, False])
+@pytest.mark.parametrize("scheduled", [False, True])
+def test_withdrawing_a_verdict_goes_back_to_validation_keeping_the_appointment(
+    app_services: Application, actor: Actor, approved: bool, scheduled: bool
+) -> None:
+    service = app_services.patients
+    patient = service.create_patient({"name": "Withdrawn"}, actor=actor)
+    _add_analysis(app_services, patient.id)
+    service.validate_analysis(patient.id, approved=approved, clinician="Dr A", actor=actor)
+    when = datetime.now(UTC) + timedelta(days=7)
+    if scheduled:
+        assert service.schedule_appointment(patient.id, when, actor=actor).workflow_step == 4
+
+    withdrawn = service.update_patient(patient.id, {"validation_status": None}, actor=actor)
+
+    assert withdrawn.validation_status is None
+    assert withdrawn.latest_analysis is not None
+    assert withdrawn.latest_analysis.status == "preliminary"
+    assert withdrawn.workflow_step == 2
+    assert withdrawn.appointment_date == (when if scheduled else None)
+
+
+def test_withdrawing_a_verdict_after_a_new_scan_stays_at_analysis(
+    app_services: Application, actor: Actor
+) -> None:
+    service = app_services.patients
+    patient = service.create_patient({"name": "Rescanned"}, actor=actor)
+    _add_analysis(app_services, patient.id)
+    service.validate_analysis(patient.id, approved=True, clinician="Dr A", actor=actor)
+    service.attach_image(patient.id, NewImage(png_bytes(), modality="OCT"), actor=actor)
+
+    withdrawn = service.update_patient(patient.id, {"validation_status": None}, actor=actor)
+
+    assert withdrawn.workflow_step == 1
+
+
 def test_duplicate_client_id_conflicts(app_services: Application, actor: Actor) -> None:
     app_services.patients.create_patient({"name": "A"}, actor=actor, patient_id="MRN-1")
     with pytest.raises(Conflict):

@@ -2,7 +2,10 @@
 
 Workflow: a new scan puts the patient at step 1 (analysis); a finished analysis moves
 them to 2 (validation); the clinician's verdict to 3 (scheduling); an appointment to 4
-(complete).
+(complete). Complete means a verdict and an appointment: an appointment booked before
+the verdict is kept without completing anything, and the verdict then completes the
+workflow while that appointment is still to come; a verdict withdrawn puts the patient
+back at validation (the appointment stays booked).
 """
 
 from __future__ import annotations
@@ -380,6 +383,8 @@ class PatientService:
             analysis.validated_by = analysis.validated_at = analysis.validation_notes = None
         row.validation_status = row.validated_by = row.validated_at = None
         row.validation_notes = None
+        # Back to validation (not forward: a new scan meanwhile left it at analysis).
+        row.workflow_step = min(row.workflow_step, int(WorkflowStep.VALIDATION))
         AuditService.record(session, actor, "unvalidate", "patient", row.id)
 
     def _apply_verdict(
@@ -411,7 +416,13 @@ class PatientService:
         row.validated_by = clinician[:200]
         row.validated_at = now
         row.validation_notes = notes
-        row.workflow_step = max(row.workflow_step, int(WorkflowStep.SCHEDULING))
+        # An appointment still to come (booked before the verdict) completes it; one
+        # already past belongs to an earlier visit.
+        booked = (
+            row.appointment_date is not None
+            and row.appointment_date >= now - APPOINTMENT_PAST_TOLERANCE
+        )
+        row.workflow_step = int(WorkflowStep.COMPLETE if booked else WorkflowStep.SCHEDULING)
         row.updated_at = now
         AuditService.record(
             session,
@@ -436,18 +447,21 @@ class PatientService:
     def schedule_appointment(
         self, patient_id: str, appointment: datetime, *, actor: Actor
     ) -> PatientRecord:
-        """Set the follow-up appointment; completes the workflow."""
+        """Set the follow-up appointment. It completes the workflow of a patient at the
+        scheduling step (a verdict recorded); before that it is booked and the workflow
+        stays where it is, so an unanalysed or unvalidated patient is never complete."""
         when = aware(appointment, "appointment_date")
         now = datetime.now(UTC)
         if when < now - APPOINTMENT_PAST_TOLERANCE:
             raise InvalidInput("the appointment is in the past", field="appointment_date")
         with self._db.session() as session:
             row = self._get(session, patient_id)
-            if row.appointment_date == when and row.workflow_step == int(WorkflowStep.COMPLETE):
+            completes = row.workflow_step == int(WorkflowStep.SCHEDULING)
+            if row.appointment_date == when and not completes:
                 return self.records_in(session, [row])[0]  # booked already: no change
             row.appointment_date = when
-            # As the seed did: scheduling completes the workflow, validated or not.
-            row.workflow_step = int(WorkflowStep.COMPLETE)
+            if completes:
+                row.workflow_step = int(WorkflowStep.COMPLETE)
             row.updated_at = now
             AuditService.record(session, actor, "schedule", "patient", patient_id)
             session.flush()
