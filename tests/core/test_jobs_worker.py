@@ -160,7 +160,7 @@ def test_cancel_queued_and_running(
     hold = threading.Event()
     worker = running(ScriptedEngine(NORMAL, hold=hold))
     first = app.jobs.queue_patient_analysis(patient_id, actor=actor)
-    second = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    second = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
     _wait(lambda: worker.current_job_id == first.id)
     assert app.jobs.request_cancel(second.id, actor=actor).state == "cancelled"
     assert app.jobs.request_cancel(first.id, actor=actor).state == "running"
@@ -269,7 +269,7 @@ def test_a_cancelled_queued_job_is_never_claimed(
     app = sqlite_services
     patient_id = _patient_with_scan(app, actor)
     first = app.jobs.queue_patient_analysis(patient_id, actor=actor)
-    second = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    second = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
     app.jobs.request_cancel(first.id, actor=actor)
     claimed = app.jobs.claim_next()
     assert claimed is not None and claimed.id == second.id
@@ -292,6 +292,68 @@ def test_stopping_mid_analysis_requeues_the_job(sqlite_services: Application, ac
         _wait(lambda: app.jobs.get_job(job.id).state == "done")
     finally:
         again.stop()
+
+
+def test_a_second_request_for_a_scan_with_an_open_analysis_returns_that_job(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    """Each analysis takes the 7B model minutes: a double click or a client's retry
+    joins the queued or running job of the same scan instead of queueing another."""
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)
+    seen = _events(app)
+    first, new = app.jobs.ensure_patient_analysis(patient_id, actor=actor)
+    again, again_new = app.jobs.ensure_patient_analysis(patient_id, actor=actor)
+    assert (new, again_new) == (True, False) and again.id == first.id
+
+    hold = threading.Event()
+    worker = running(ScriptedEngine(DME, hold=hold))
+    _wait(lambda: worker.current_job_id == first.id)
+    while_running = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    assert (while_running.id, while_running.state) == (first.id, "running")
+    hold.set()
+    _wait(lambda: app.jobs.get_job(first.id).state == "done")
+
+    assert app.jobs.list_jobs(patient_id=patient_id).total == 1
+    assert [type(e) for e in seen].count(ev.AnalysisQueued) == 1
+    assert [n.type for n in app.notifications.list_notifications().items] == ["critical"]
+    after = app.jobs.queue_patient_analysis(patient_id, actor=actor)  # ended: a new one
+    assert after.id != first.id
+
+
+def test_requests_at_the_same_moment_make_one_job(
+    sqlite_services: Application, actor: Actor
+) -> None:
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)
+    start = threading.Barrier(4)
+    ids: list[int] = []
+
+    def request() -> None:
+        start.wait()
+        ids.append(app.jobs.queue_patient_analysis(patient_id, actor=actor).id)
+
+    threads = [threading.Thread(target=request) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(set(ids)) == 1 and len(ids) == 4
+    assert app.jobs.list_jobs(patient_id=patient_id).total == 1
+
+
+def test_another_scan_of_the_patient_gets_its_own_analysis(
+    sqlite_services: Application, actor: Actor
+) -> None:
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)
+    first = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    app.patients.attach_image(patient_id, NewImage(png_bytes((20, 20))), actor=actor)
+
+    newer = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+
+    assert newer.id != first.id and newer.scan_id != first.scan_id
 
 
 def test_queue_a_chosen_scan_of_the_patient(sqlite_services: Application, actor: Actor) -> None:

@@ -9,6 +9,7 @@ service, which publishes the matching events.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -78,6 +79,9 @@ class JobService:
         self._bus = bus
         self._images = images
         self._limits = limits
+        # Holds the look for a scan's open job and the queueing of a new one together,
+        # so that two requests at the same moment make one job (one app per data folder).
+        self._queue_lock = threading.Lock()
 
     # Queueing -------------------------------------------------------------------------
 
@@ -90,8 +94,29 @@ class JobService:
         scan_id: int | None = None,
     ) -> JobRecord:
         """Queue the analysis of the patient's newest scan (or of ``scan_id``, one of
-        theirs, so that a scan added meanwhile is not analysed instead)."""
-        with self._db.session() as session:
+        theirs, so that a scan added meanwhile is not analysed instead).
+
+        While that scan's analysis is queued or running, that job is returned instead
+        of a second one (see :meth:`ensure_patient_analysis`).
+        """
+        job, _new = self.ensure_patient_analysis(
+            patient_id, actor=actor, question=question, scan_id=scan_id
+        )
+        return job
+
+    def ensure_patient_analysis(
+        self,
+        patient_id: str,
+        *,
+        actor: Actor,
+        question: str | None = None,
+        scan_id: int | None = None,
+    ) -> tuple[JobRecord, bool]:
+        """The open (queued or running) analysis of the scan, or a new one queued; True
+        when it is new. Each analysis takes the 7B model minutes, so a second request
+        for the same scan (a double click, a client retrying) joins the first.
+        """
+        with self._queue_lock, self._db.session() as session:
             if session.get(m.Patient, patient_id) is None:
                 raise NotFound(f"patient {patient_id} not found")
             if scan_id is not None:
@@ -102,6 +127,14 @@ class JobService:
                 scan = PatientService.newest_scan_in(session, patient_id)
             if scan is None:
                 raise Conflict(f"patient {patient_id} has no image to analyse; add one first")
+            open_job = session.scalars(
+                select(m.Job)
+                .where(m.Job.scan_id == scan.id, m.Job.state.in_(OPEN_STATES))
+                .order_by(m.Job.id)
+                .limit(1)
+            ).first()
+            if open_job is not None:
+                return job_record(open_job), False
             record = self.queue_in(
                 session,
                 patient_id=patient_id,
@@ -111,7 +144,7 @@ class JobService:
                 actor=actor,
             )
         self._bus.publish(AnalysisQueued(record.id, record.patient_id, record.scan_id))
-        return record
+        return record, True
 
     def queue_image_analysis(
         self, data: bytes, *, actor: Actor, question: str | None = None

@@ -260,14 +260,9 @@ class AnalysisController(QObject):
         model_problem_shown = self.explain_model_state()
 
         def queue() -> tuple[JobRecord, bool]:
-            """The patient's open analysis if there is one (a second one of the same
-            scan would only take the model minutes more), else a new one."""
-            jobs = self._app.jobs
-            for state in ("running", "queued"):
-                page = jobs.list_jobs(patient_id=patient_id, state=state, limit=1)
-                if page.items:
-                    return page.items[0], False
-            return jobs.queue_patient_analysis(patient_id, actor=self._ctx.actor), True
+            """The newest scan's open analysis if there is one (the service does not
+            queue a second one of the same scan), else a new one."""
+            return self._app.jobs.ensure_patient_analysis(patient_id, actor=self._ctx.actor)
 
         def done(result: tuple[JobRecord, bool]) -> None:
             self._queueing.discard(patient_id)
