@@ -1,8 +1,17 @@
-"""Domain vocabulary: the enumerations shared by storage, services and adapters."""
+"""Domain vocabulary: the enumerations shared by storage, services and adapters, and
+the rules they share (a patient's age from their birth date)."""
 
 from __future__ import annotations
 
+from datetime import date
 from enum import IntEnum, StrEnum
+
+
+def age_on(birth_date: date, today: date | None = None) -> int:
+    """Whole years from ``birth_date`` to ``today`` (default: today, local)."""
+    today = today or date.today()
+    before_birthday = (today.month, today.day) < (birth_date.month, birth_date.day)
+    return today.year - birth_date.year - int(before_birthday)
 
 
 class PatientStatus(StrEnum):

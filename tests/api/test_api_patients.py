@@ -169,6 +169,21 @@ def test_validate_without_a_verdict_names_the_field(
     assert client.get(f"/api/patients/{pid}").json()["validationStatus"] is None
 
 
+def test_a_birth_date_gives_the_age_and_a_contradiction_names_both_fields(
+    client: TestClient,
+) -> None:
+    born = client.post("/api/patients", json={"name": "Born1950", "birthDate": "1950-06-15"})
+    assert born.status_code == 201, born.text
+    today = datetime.now().date()
+    assert born.json()["age"] == today.year - 1950 - ((today.month, today.day) < (6, 15))
+
+    both = client.post("/api/patients", json={"name": "Both", "age": 50, "birthDate": "1950-01-01"})
+
+    assert both.status_code == 422
+    assert [e["field"] for e in both.json()["errors"]] == ["age", "birthDate"]
+    assert "1950-01-01" in both.json()["message"]
+
+
 @SLASHES
 def test_schedule_with_query_parameter(client: TestClient, slash: str) -> None:
     pid = create(client)["id"]

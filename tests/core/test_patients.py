@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -288,6 +288,58 @@ def test_withdrawing_a_verdict_after_a_new_scan_stays_at_analysis(
     withdrawn = service.update_patient(patient.id, {"validation_status": None}, actor=actor)
 
     assert withdrawn.workflow_step == 1
+
+
+def _years_ago(years: int, *, days: int = 0) -> date:
+    today = date.today()
+    try:
+        then = today.replace(year=today.year - years)
+    except ValueError:  # 29 February
+        then = today.replace(year=today.year - years, day=28)
+    return then + timedelta(days=days)
+
+
+def test_the_age_follows_the_birth_date(app_services: Application, actor: Actor) -> None:
+    service = app_services.patients
+    born = _years_ago(70, days=1)  # 70 tomorrow: 69 today
+
+    created = service.create_patient({"name": "Born", "birth_date": born}, actor=actor)
+    agreeing = service.create_patient({"name": "Both", "birth_date": born, "age": 69}, actor=actor)
+
+    assert created.age == 69 and agreeing.age == 69
+    with pytest.raises(InvalidInput) as caught:
+        service.create_patient({"name": "Both", "birth_date": born, "age": 50}, actor=actor)
+    assert caught.value.field == "age" and caught.value.also == ("birth_date",)
+    assert "does not match the birth date" in caught.value.message
+    with pytest.raises(InvalidInput):
+        service.update_patient(created.id, {"age": 50}, actor=actor)
+    moved = service.update_patient(created.id, {"birth_date": _years_ago(40)}, actor=actor)
+    assert moved.age == 40
+    forgotten = service.update_patient(created.id, {"birth_date": None}, actor=actor)
+    assert forgotten.birth_date is None and forgotten.age == 40
+    assert service.update_patient(created.id, {"age": 41}, actor=actor).age == 41
+
+
+def test_the_age_is_current_on_read_after_a_birthday(
+    app_services: Application, actor: Actor
+) -> None:
+    """The stored age is as of the last change; a birth date gives today's."""
+    service = app_services.patients
+    patient = service.create_patient(
+        {"name": "Birthday", "birth_date": _years_ago(60)}, actor=actor
+    )
+    with app_services.db.session() as session:
+        row = session.get(m.Patient, patient.id)
+        assert row is not None and row.age == 60
+        row.age = 59  # as stored the day before the birthday
+    events = _collect(app_services)
+
+    read = service.get_patient(patient.id)
+    assert read.age == 60
+    echoed = service.update_patient(
+        patient.id, {"age": 60, "birth_date": patient.birth_date}, actor=actor
+    )
+    assert echoed.updated_at == read.updated_at and events == []  # sent back: no change
 
 
 def test_duplicate_client_id_conflicts(app_services: Application, actor: Actor) -> None:

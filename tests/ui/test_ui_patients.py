@@ -150,3 +150,17 @@ def test_the_birth_date_picker_offers_no_day_after_today(qtbot: QtBot) -> None:
     dialog.birth_date.setDate(QDate.currentDate().addDays(3))
 
     assert dialog.birth_date.date() == QDate.currentDate()
+
+
+def test_a_known_birth_date_sets_the_age_and_locks_it(qtbot: QtBot) -> None:
+    dialog = PatientDialog()
+    qtbot.addWidget(dialog)
+    dialog.age.setValue(50)
+
+    dialog.birth_known.setChecked(True)
+    dialog.birth_date.setDate(QDate.currentDate().addYears(-30))
+
+    assert dialog.age.value() == 30 and not dialog.age.isEnabled()
+    assert dialog.fields()["age"] == 30
+    dialog.birth_known.setChecked(False)
+    assert dialog.age.isEnabled()

@@ -31,6 +31,7 @@ from ophthai_desktop.core.domain import (
     ScanSource,
     ValidationStatus,
     WorkflowStep,
+    age_on,
 )
 from ophthai_desktop.core.errors import Conflict, InvalidInput, NotFound, about_field
 from ophthai_desktop.core.events import (
@@ -51,6 +52,7 @@ from ophthai_desktop.core.services.patient_fields import (
     aware,
     check_patient_id,
     clean_fields,
+    reconcile_age,
 )
 from ophthai_desktop.core.storage import Database, ImageStore
 from ophthai_desktop.core.storage import models as m
@@ -106,6 +108,7 @@ def new_patient_values(fields: Mapping[str, Any]) -> dict[str, Any]:
     values = clean_fields({"status": PatientStatus.PENDING_ANALYSIS.value, **fields})
     if "name" not in values:
         raise InvalidInput("the name is required", field="name")
+    reconcile_age(values, values.get("birth_date"))
     values.setdefault("admission_date", datetime.now(UTC))
     values.setdefault("workflow_step", int(WorkflowStep.ANALYSIS))
     return values
@@ -275,8 +278,17 @@ class PatientService:
         parsed = _client_result(ai_result) if ai_result is not None else None
         with self._db.session() as session:
             row = self._get(session, patient_id)
-            # Only what differs: a client sending the record back changes nothing.
-            values = {key: value for key, value in values.items() if getattr(row, key) != value}
+            if values.get("birth_date", row.birth_date) is None and row.birth_date:
+                values.setdefault("age", age_on(row.birth_date))  # the last age it gave
+            reconcile_age(values, values.get("birth_date", row.birth_date))
+            # Only what differs: a client sending the record back changes nothing (the
+            # age it read was derived from the birth date today).
+            current = {"age": age_on(row.birth_date)} if row.birth_date else {}
+            values = {
+                key: value
+                for key, value in values.items()
+                if current.get(key, getattr(row, key)) != value
+            }
             for key, value in values.items():
                 setattr(row, key, value)
             if verdict_given and verdict != row.validation_status:
