@@ -356,6 +356,68 @@ def test_another_scan_of_the_patient_gets_its_own_analysis(
     assert newer.id != first.id and newer.scan_id != first.scan_id
 
 
+def test_unloading_the_model_queues_the_running_analysis_again(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    """Another client's unload does not cancel a clinician's analysis: it waits in the
+    queue, without loading the model again by itself, and runs once it is loaded."""
+    app = sqlite_services
+    seen = _events(app)
+    hold = threading.Event()
+    engine = ScriptedEngine(DME, hold=hold)
+    worker = running(engine)
+    job = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+    _wait(lambda: worker.current_job_id == job.id)
+
+    worker.request_unload()
+    _wait(lambda: app.jobs.get_job(job.id).state == "queued" and not worker.commands_pending)
+    _wait(lambda: worker.waiting_reason is not None)
+
+    assert engine.state == "installed" and engine.loads == 0
+    assert "unloaded" in (worker.waiting_reason or "")
+    assert app.jobs.get_job(job.id).error is None
+    assert not [e for e in seen if isinstance(e, ev.AnalysisCancelled)]
+    assert [e.job_id for e in seen if isinstance(e, ev.AnalysisQueued)] == [job.id, job.id]
+    hold.set()
+    worker.request_load()
+    _wait(lambda: app.jobs.get_job(job.id).state == "done")
+    assert app.jobs.get_job(job.id).attempts == 2
+
+
+def test_a_new_analysis_after_an_unload_loads_the_model_for_the_queue(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    app = sqlite_services
+    hold = threading.Event()
+    engine = ScriptedEngine(DME, hold=hold)
+    worker = running(engine)
+    first = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+    _wait(lambda: worker.current_job_id == first.id)
+    worker.request_unload()
+    _wait(lambda: app.jobs.get_job(first.id).state == "queued" and not worker.commands_pending)
+    hold.set()
+
+    second = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+
+    _wait(lambda: app.jobs.get_job(second.id).state == "done")
+    assert app.jobs.get_job(first.id).state == "done" and engine.loads == 1
+
+
+def test_a_job_cancelled_while_the_model_unloads_stays_cancelled(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    app = sqlite_services
+    hold = threading.Event()
+    worker = running(ScriptedEngine(DME, hold=hold))
+    job = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+    _wait(lambda: worker.current_job_id == job.id)
+
+    app.jobs.request_cancel(job.id, actor=actor)
+    worker.request_unload()
+
+    _wait(lambda: app.jobs.get_job(job.id).state == "cancelled")
+
+
 def test_queue_a_chosen_scan_of_the_patient(sqlite_services: Application, actor: Actor) -> None:
     app = sqlite_services
     patient_id = _patient_with_scan(app, actor)

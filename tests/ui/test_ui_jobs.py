@@ -57,3 +57,24 @@ def test_cancel_a_queued_analysis(qtbot: QtBot, make_gui: Maker) -> None:
     hold.set()
     qtbot.waitUntil(lambda: model.get(running.id).state == "done", timeout=10_000)  # type: ignore[union-attr]
     assert app.jobs.get_job(waiting.id).state == "cancelled"
+
+
+def test_an_analysis_the_unload_interrupted_shows_as_queued_again(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    hold = threading.Event()
+    gui = make_gui(engine=ScriptedEngine(DME, hold=hold))
+    app = gui.application
+    patient = app.patients.create_patient(
+        {"name": "Unloaded"}, actor=Actor("t", "gui"), image=NewImage(png_bytes())
+    )
+    job = app.jobs.queue_patient_analysis(patient.id, actor=Actor("t", "gui"))
+    model = gui.jobs_panel.model
+    qtbot.waitUntil(lambda: model.get(job.id) is not None)
+    qtbot.waitUntil(lambda: model.get(job.id).state == "running")  # type: ignore[union-attr]
+
+    app.worker.request_unload()
+
+    qtbot.waitUntil(lambda: model.get(job.id).state == "queued", timeout=10_000)  # type: ignore[union-attr]
+    assert app.jobs.get_job(job.id).state == "queued"
+    hold.set()

@@ -102,7 +102,8 @@ async def load_model(app: ApplicationDep) -> dict[str, Any]:
 
 @router.post("/ai/unload-model", tags=["ai"])
 async def unload_model(app: ApplicationDep) -> dict[str, Any]:
-    """Unload the model to free GPU memory (a running analysis is cancelled)."""
+    """Unload the model to free GPU memory; a running analysis is queued again and
+    runs when the model is loaded again."""
     if not app.worker.alive:
         raise ModelUnavailable("the inference worker is not running")
     app.worker.request_unload()

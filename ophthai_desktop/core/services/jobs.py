@@ -331,14 +331,22 @@ class JobService:
                     return None
             # Taken or cancelled in between: look again.
 
-    def requeue(self, job_id: int) -> None:
-        """Put a running job back in the queue (the app is stopping mid-analysis)."""
+    def requeue(self, job_id: int, *, announce: bool = False) -> None:
+        """Put a running job back in the queue (the app is stopping mid-analysis, or
+        the model was unloaded under it); with ``announce``, publish
+        :class:`AnalysisQueued` so that clients see it waiting again."""
         with self._db.session() as session:
-            session.execute(
+            job = session.scalars(
                 update(m.Job)
                 .where(m.Job.id == job_id, m.Job.state == JobState.RUNNING.value)
                 .values(state=JobState.QUEUED.value, started_at=None)
-            )
+                .returning(m.Job)
+            ).first()
+            record = job_record(job) if job is not None else None
+        if record is not None:
+            log.info("analysis job %d queued again", job_id)
+            if announce:
+                self._bus.publish(AnalysisQueued(record.id, record.patient_id, record.scan_id))
 
     def has_queued(self) -> bool:
         with self._db.session() as session:
