@@ -68,7 +68,7 @@ def ai_health(app: ApplicationDep) -> dict[str, Any]:
         "status": HEALTH_STATUS[status.state],
         "state": status.state.value,
         "message": status.message,
-        "model": status.model_id,
+        "model": status.model_name or status.model_id,
         "model_source": status.model_source,
         "revision": status.revision,
         "device": status.device,

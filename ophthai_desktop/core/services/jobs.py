@@ -387,7 +387,7 @@ class JobService:
                 scan_id=job.scan_id,
                 job_id=job.id,
                 image_sha256=job.image_sha256,
-                model_id=result.model_id,
+                model_id=_fit(result.model_id, 200),
                 model_revision=result.revision,
                 prompt_version=result.prompt_version,
                 generation_settings={
@@ -504,3 +504,8 @@ class JobService:
         if row is None:
             raise NotFound(f"job {job_id} not found")
         return row
+
+
+def _fit(text: str, length: int) -> str:
+    """``text`` cut to ``length`` characters, keeping its end (a folder's own name)."""
+    return text if len(text) <= length else "…" + text[-(length - 1) :]
