@@ -184,6 +184,17 @@ def test_a_birth_date_gives_the_age_and_a_contradiction_names_both_fields(
     assert "1950-01-01" in both.json()["message"]
 
 
+def test_order_by_name_ignores_case_and_accents(client: TestClient) -> None:
+    for name in ("Zoe", "adam", "Eve", "carl", "Émile", "bob", "Ärne", "Dan", "Ann"):
+        create(client, name=name)
+
+    listed = client.get("/api/patients", params={"order_by": "name", "descending": "false"})
+
+    assert [p["name"] for p in listed.json()] == [
+        "adam", "Ann", "Ärne", "bob", "carl", "Dan", "Émile", "Eve", "Zoe"
+    ]  # fmt: skip
+
+
 @SLASHES
 def test_schedule_with_query_parameter(client: TestClient, slash: str) -> None:
     pid = create(client)["id"]

@@ -342,6 +342,44 @@ def test_the_age_is_current_on_read_after_a_birthday(
     assert echoed.updated_at == read.updated_at and events == []  # sent back: no change
 
 
+NAMES = ["Zoe", "adam", "Émile", "Dan", "zoë", "bob", "Ärne", "de la Cruz", "Ann", "Élodie"]
+
+
+def test_names_sort_ignoring_case_and_accents_with_a_stable_tiebreak(
+    app_services: Application, actor: Actor
+) -> None:
+    service = app_services.patients
+    for index, name in enumerate(NAMES):
+        service.create_patient({"name": name}, actor=actor, patient_id=f"p{index:02d}")
+    renamed = service.create_patient({"name": "Zed"}, actor=actor, patient_id="p99")
+    service.update_patient(renamed.id, {"name": "carl"}, actor=actor)
+
+    ascending = service.list_patients(order_by="name", descending=False, limit=100).items
+    pages = [
+        p.name
+        for skip in range(0, 11, 3)
+        for p in service.list_patients(order_by="name", descending=False, skip=skip, limit=3).items
+    ]
+    descending = service.list_patients(order_by="name", descending=True, limit=100).items
+
+    expected = [
+        "adam", "Ann", "Ärne", "bob", "carl", "Dan", "de la Cruz", "Élodie", "Émile", "Zoe", "zoë"
+    ]  # fmt: skip
+    assert [p.name for p in ascending] == expected  # Zoe (p00) before zoë (p04): by id
+    assert pages == expected
+    assert [p.name for p in descending] == expected[::-1]
+
+
+def test_sex_sorts_ignoring_case(app_services: Application, actor: Actor) -> None:
+    service = app_services.patients
+    for index, gender in enumerate(("male", "Other", "Female", "female", "Male")):
+        service.create_patient({"name": "G", "gender": gender}, actor=actor, patient_id=f"g{index}")
+
+    listed = service.list_patients(order_by="gender", descending=False).items
+
+    assert [p.gender for p in listed] == ["Female", "female", "male", "Male", "Other"]
+
+
 def test_duplicate_client_id_conflicts(app_services: Application, actor: Actor) -> None:
     app_services.patients.create_patient({"name": "A"}, actor=actor, patient_id="MRN-1")
     with pytest.raises(Conflict):

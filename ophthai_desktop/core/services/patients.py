@@ -56,6 +56,7 @@ from ophthai_desktop.core.services.patient_fields import (
 )
 from ophthai_desktop.core.storage import Database, ImageStore
 from ophthai_desktop.core.storage import models as m
+from ophthai_desktop.core.storage.sorting import case_insensitive
 from ophthai_desktop.core.storage.to_records import analysis_record, patient_record, scan_record
 
 log = logging.getLogger(__name__)
@@ -63,9 +64,9 @@ log = logging.getLogger(__name__)
 #: Columns the patient list can be sorted by.
 SORTABLE: dict[str, Any] = {
     "id": m.Patient.id,
-    "name": m.Patient.name,
+    "name": m.Patient.name_key,  # case and accents ignored (text_sort_key)
     "age": m.Patient.age,
-    "gender": m.Patient.gender,
+    "gender": case_insensitive(m.Patient.gender),
     "status": m.Patient.status,
     "workflow_step": m.Patient.workflow_step,
     "admission_date": m.Patient.admission_date,
