@@ -380,6 +380,31 @@ def test_sex_sorts_ignoring_case(app_services: Application, actor: Actor) -> Non
     assert [p.gender for p in listed] == ["Female", "female", "male", "Male", "Other"]
 
 
+def test_age_sorts_by_the_age_shown(app_services: Application, actor: Actor) -> None:
+    """A birth date gives today's age; the stored one lags behind a birthday since."""
+    service = app_services.patients
+    service.create_patient({"name": "A", "age": 59}, actor=actor, patient_id="a59")
+    service.create_patient({"name": "B", "age": 61}, actor=actor, patient_id="b61")
+    service.create_patient({"name": "C", "age": 30}, actor=actor, patient_id="c30")
+    born = service.create_patient(
+        {"name": "D", "birth_date": _years_ago(60)}, actor=actor, patient_id="d60"
+    )
+    young = service.create_patient(
+        {"name": "E", "birth_date": _years_ago(45, days=1)}, actor=actor, patient_id="e44"
+    )
+    service.create_patient({"name": "F"}, actor=actor, patient_id="fnone")
+    with app_services.db.session() as session:
+        for pid, stale in ((born.id, 58), (young.id, 50)):
+            row = session.get(m.Patient, pid)
+            assert row is not None
+            row.age = stale  # as stored before the birthdays since
+
+    ascending = service.list_patients(order_by="age", descending=False).items
+
+    assert [p.id for p in ascending if p.age is not None] == ["c30", "e44", "a59", "d60", "b61"]
+    assert [p.age for p in ascending if p.age is not None] == [30, 44, 59, 60, 61]
+
+
 def test_duplicate_client_id_conflicts(app_services: Application, actor: Actor) -> None:
     app_services.patients.create_patient({"name": "A"}, actor=actor, patient_id="MRN-1")
     with pytest.raises(Conflict):

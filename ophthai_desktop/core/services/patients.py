@@ -14,7 +14,7 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ from ophthai_desktop.core.services.patient_fields import (
 )
 from ophthai_desktop.core.storage import Database, ImageStore
 from ophthai_desktop.core.storage import models as m
-from ophthai_desktop.core.storage.sorting import case_insensitive
+from ophthai_desktop.core.storage.sorting import age_in_years, case_insensitive
 from ophthai_desktop.core.storage.to_records import analysis_record, patient_record, scan_record
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 SORTABLE: dict[str, Any] = {
     "id": m.Patient.id,
     "name": m.Patient.name_key,  # case and accents ignored (text_sort_key)
-    "age": m.Patient.age,
+    "age": m.Patient.age,  # as shown: see list_patients
     "gender": case_insensitive(m.Patient.gender),
     "status": m.Patient.status,
     "workflow_step": m.Patient.workflow_step,
@@ -157,6 +157,8 @@ class PatientService:
                 f"cannot sort by {order_by!r}; use one of: {', '.join(SORTABLE)}",
                 field="order_by",
             )
+        if order_by == "age":  # today's, from the birth date where there is one
+            column = age_in_years(m.Patient.birth_date, m.Patient.age, date.today())
         filters: list[ColumnElement[bool]] = []
         if status:
             try:
