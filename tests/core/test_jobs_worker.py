@@ -354,6 +354,10 @@ def test_another_scan_of_the_patient_gets_its_own_analysis(
     newer = app.jobs.queue_patient_analysis(patient_id, actor=actor)
 
     assert newer.id != first.id and newer.scan_id != first.scan_id
+    asked = app.jobs.queue_patient_analysis(patient_id, actor=actor, question="Drusen?")
+    assert asked.id != newer.id and asked.scan_id == newer.scan_id  # another question
+    again = app.jobs.queue_patient_analysis(patient_id, actor=actor, question="Drusen?")
+    assert again.id == asked.id
 
 
 def test_unloading_the_model_queues_the_running_analysis_again(

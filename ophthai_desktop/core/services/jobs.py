@@ -112,9 +112,10 @@ class JobService:
         question: str | None = None,
         scan_id: int | None = None,
     ) -> tuple[JobRecord, bool]:
-        """The open (queued or running) analysis of the scan, or a new one queued; True
-        when it is new. Each analysis takes the 7B model minutes, so a second request
-        for the same scan (a double click, a client retrying) joins the first.
+        """The open (queued or running) analysis of the scan with the same question, or
+        a new one queued; True when it is new. Each analysis takes the 7B model minutes,
+        so a second request for the same scan (a double click, a client retrying) joins
+        the first.
         """
         with self._queue_lock, self._db.session() as session:
             if session.get(m.Patient, patient_id) is None:
@@ -127,9 +128,12 @@ class JobService:
                 scan = PatientService.newest_scan_in(session, patient_id)
             if scan is None:
                 raise Conflict(f"patient {patient_id} has no image to analyse; add one first")
+            asked = (
+                m.Job.question.is_(None) if not question else m.Job.question == question
+            )  # another question is another analysis
             open_job = session.scalars(
                 select(m.Job)
-                .where(m.Job.scan_id == scan.id, m.Job.state.in_(OPEN_STATES))
+                .where(m.Job.scan_id == scan.id, m.Job.state.in_(OPEN_STATES), asked)
                 .order_by(m.Job.id)
                 .limit(1)
             ).first()
