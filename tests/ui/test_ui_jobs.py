@@ -68,13 +68,17 @@ def test_an_analysis_the_unload_interrupted_shows_as_queued_again(
     patient = app.patients.create_patient(
         {"name": "Unloaded"}, actor=Actor("t", "gui"), image=NewImage(png_bytes())
     )
+    open_patient(qtbot, gui, patient.id)
     job = app.jobs.queue_patient_analysis(patient.id, actor=Actor("t", "gui"))
-    model = gui.jobs_panel.model
+    model, view = gui.jobs_panel.model, gui.analysis_view
     qtbot.waitUntil(lambda: model.get(job.id) is not None)
     qtbot.waitUntil(lambda: model.get(job.id).state == "running")  # type: ignore[union-attr]
+    qtbot.waitUntil(lambda: "Analysing" in view.state.text())
 
     app.worker.request_unload()
 
     qtbot.waitUntil(lambda: model.get(job.id).state == "queued", timeout=10_000)  # type: ignore[union-attr]
     assert app.jobs.get_job(job.id).state == "queued"
+    qtbot.waitUntil(lambda: "Queued again" in view.state.text())
+    assert "model was unloaded" in view.state.text()
     hold.set()

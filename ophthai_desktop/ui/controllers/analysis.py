@@ -179,6 +179,14 @@ class AnalysisController(QObject):
     @Slot(int, object)
     def _on_bridge_analysis_queued(self, job_id: int, patient_id: str | None) -> None:
         self._job_patients[job_id] = patient_id
+        if self._streams.pop(job_id, None) is not None:  # queued again: the model unloaded
+            if job_id == self._shown_job:
+                self._shown_job = None
+                self._view.set_state(
+                    f"Queued again (job #{job_id}): the model was unloaded during the "
+                    "analysis. It runs again once the model is loaded."
+                )
+            return
         if patient_id is not None and patient_id == self._patient_id and self._shown_job is None:
             self._view.set_state(self._queued_text(job_id))
 
