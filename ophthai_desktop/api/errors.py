@@ -204,8 +204,12 @@ def install_error_handlers(app: FastAPI) -> None:
         text = f"{field}: {exc.message}" if field else exc.message
         extra: dict[str, object] = {"field": field} if field else {}
         if status == 422:
+            errors = [(location, field)]
+            for other in exc.also:  # the other fields of a contradiction
+                errors.append(await as_sent(request, other))
             extra["errors"] = [
-                {"loc": location, "field": field, "msg": exc.message, "type": "value_error"}
+                {"loc": loc, "field": name, "msg": exc.message, "type": "value_error"}
+                for loc, name in errors
             ]
         return JSONResponse(error_body(text, **extra), status_code=status)
 

@@ -1,8 +1,25 @@
-"""Domain vocabulary: the enumerations shared by storage, services and adapters."""
+"""Domain vocabulary: the enumerations shared by storage, services and adapters, and
+the rules they share (a patient's age from their birth date, how names sort)."""
 
 from __future__ import annotations
 
+import unicodedata
+from datetime import date
 from enum import IntEnum, StrEnum
+
+
+def text_sort_key(text: str) -> str:
+    """What a text sorts by: case and accents ignored (``Émile`` with ``emile``, ``zoë``
+    with ``zoe``, ``de la Cruz`` among the d's), the same on every database."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
+
+
+def age_on(birth_date: date, today: date | None = None) -> int:
+    """Whole years from ``birth_date`` to ``today`` (default: today, local)."""
+    today = today or date.today()
+    before_birthday = (today.month, today.day) < (birth_date.month, birth_date.day)
+    return today.year - birth_date.year - int(before_birthday)
 
 
 class PatientStatus(StrEnum):

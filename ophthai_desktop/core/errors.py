@@ -13,10 +13,14 @@ from contextlib import contextmanager
 class OphthaiError(Exception):
     """Base of every error the core raises on purpose."""
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, also: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        #: Other fields the problem is about (two that contradict each other).
+        self.also = also
 
 
 class NotFound(OphthaiError):

@@ -7,7 +7,9 @@ that fails is recorded as failed and the worker goes on. The desktop app runs
 which runs it on a plain thread.
 
 While the model is not installed, queued jobs wait (they are processed once it is);
-when it is installed but not loaded, the first job loads it.
+when it is installed but not loaded, the first job loads it. Unloading the model stops
+the running job and queues it again; the jobs waiting then run when the model is
+loaded again (a load asked for, or a new analysis, which loads it on first use).
 """
 
 from __future__ import annotations
@@ -93,6 +95,10 @@ class InferenceWorker:
         self._thread: threading.Thread | None = None
         self._commands: list[str] = []  # "load" / "unload", run between jobs
         self._running_command = False
+        # Jobs stopped by an unload, to be queued again rather than marked cancelled.
+        self._interrupted_by_unload: set[int] = set()
+        # After an unload, the queue waits for a load instead of loading by itself.
+        self._hold_after_unload = False
         self._unsubscribe = bus.subscribe(self._on_event)
         self.waiting_reason: str | None = None
 
@@ -150,13 +156,18 @@ class InferenceWorker:
         """Load the model on the worker thread (after the running job, if any)."""
         with self._current_lock:
             self._commands.append("load")
+            self._hold_after_unload = False
         self._wake.set()
 
     def request_unload(self) -> None:
-        """Unload the model on the worker thread, cancelling the running job."""
+        """Unload the model on the worker thread. The running job is stopped and queued
+        again: it runs when the model is loaded again."""
         with self._current_lock:
             self._commands.append("unload")
+            self._hold_after_unload = True
             if self._current is not None:
+                if not self._current.cancel.is_set():  # not cancelled by someone already
+                    self._interrupted_by_unload.add(self._current.job_id)
                 self._current.cancel.set()
         self._wake.set()
 
@@ -178,9 +189,13 @@ class InferenceWorker:
         """Bus subscriber: new work wakes the loop; a cancel request, or the deletion
         of the running job's patient (its job went with it), stops the job."""
         if isinstance(event, AnalysisQueued):
+            with self._current_lock:
+                if event.job_id not in self._interrupted_by_unload:
+                    self._hold_after_unload = False  # new work: load on first use
             self._wake.set()
         elif isinstance(event, AnalysisCancelRequested):
             with self._current_lock:
+                self._interrupted_by_unload.discard(event.job_id)  # cancelled: stays so
                 if self._current is not None and self._current.job_id == event.job_id:
                     self._current.cancel.set()
                 else:
@@ -255,6 +270,9 @@ class InferenceWorker:
         if state is ModelState.INSTALLED:
             if not self._jobs.has_queued():
                 return False
+            if self._hold_after_unload:
+                self.waiting_reason = "the model was unloaded; load it to run the queue"
+                return False
             try:
                 self._engine.load()
             except ModelUnavailable as exc:
@@ -292,8 +310,12 @@ class InferenceWorker:
             )
             for phase, text in phases.flush():
                 self._bus.publish(AnalysisProgressed(job.id, text, phase))
+            with self._current_lock:
+                unloaded = job.id in self._interrupted_by_unload
             if result.cancelled and self._stop.is_set():
                 self._jobs.requeue(job.id)  # the app is closing: run it next time
+            elif result.cancelled and unloaded:
+                self._jobs.requeue(job.id, announce=True)  # runs once loaded again
             elif result.cancelled:
                 self._jobs.mark_cancelled(job.id)
             else:
@@ -314,6 +336,7 @@ class InferenceWorker:
         finally:
             with self._current_lock:
                 self._current = None
+                self._interrupted_by_unload.discard(job.id)
 
     def _record_failure(self, job_id: int, reason: str) -> None:
         try:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import threading
 import time
 
 import pytest
@@ -99,6 +100,27 @@ def test_patient_analyze_queues_and_jobs_can_be_listed(
     assert ai_client.post(f"/api/jobs/{job_id}/cancel").status_code == 409
     analysis = ai_client.get(f"/api/analyses/{job['analysis']['analysis_id']}").json()
     assert analysis["provenance"]["device"] == "cpu"
+
+
+def test_analyze_twice_answers_202_with_the_job_already_open(
+    ai_client: TestClient, engine: ScriptedEngine
+) -> None:
+    engine.hold = threading.Event()
+    created = ai_client.post(
+        "/api/patients",
+        json={"name": "Twice", "imageUrl": "data:image/png;base64," + _b64(png_bytes())},
+    ).json()
+    try:
+        first = ai_client.post(f"/api/patients/{created['id']}/analyze")
+        second = ai_client.post(f"/api/patients/{created['id']}/analyze")
+    finally:
+        engine.hold.set()
+
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert second.json()["id"] == first.json()["id"]
+    assert second.headers["Location"] == f"/api/jobs/{first.json()['id']}"
+    listing = ai_client.get("/api/jobs", params={"patient_id": created["id"]})
+    assert listing.headers["x-total-count"] == "1"
 
 
 def test_patient_without_image_cannot_be_analysed(ai_client: TestClient) -> None:

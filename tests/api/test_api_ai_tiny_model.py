@@ -36,6 +36,11 @@ def test_health_load_analyze_unload(tiny_client: TestClient) -> None:
     assert loaded.status_code == 200, loaded.text
     health = tiny_client.get("/api/ai/health").json()
     assert health["status"] == "available" and health["device"] == "cpu"
+    # OPHTHAI_MODEL_PATH: the folder is what runs, not the configured Hub id.
+    folder = health["model_source"]
+    assert health["model"] == folder and "OctoMed" not in health["model"]
+    assert health["message"].startswith(f"{folder} is ready")
+    assert health["revision"].startswith("sha256:")
     assert health["memory"]["used_bytes"] > 0
 
     image = base64.b64encode(png_bytes((56, 56))).decode()
@@ -53,6 +58,8 @@ def test_health_load_analyze_unload(tiny_client: TestClient) -> None:
     assert result["parse_error"]
     assert result["provenance"]["completion_tokens"] == 10
     assert result["provenance"]["device"] == "cpu"
+    assert result["provenance"]["model"] == folder
+    assert result["provenance"]["model_revision"] == health["revision"]
     assert result["provenance"]["time_to_first_token_s"] > 0
     assert "analysis_progress" in names and "analysis_started" in names
 

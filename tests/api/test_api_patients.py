@@ -169,6 +169,32 @@ def test_validate_without_a_verdict_names_the_field(
     assert client.get(f"/api/patients/{pid}").json()["validationStatus"] is None
 
 
+def test_a_birth_date_gives_the_age_and_a_contradiction_names_both_fields(
+    client: TestClient,
+) -> None:
+    born = client.post("/api/patients", json={"name": "Born1950", "birthDate": "1950-06-15"})
+    assert born.status_code == 201, born.text
+    today = datetime.now().date()
+    assert born.json()["age"] == today.year - 1950 - ((today.month, today.day) < (6, 15))
+
+    both = client.post("/api/patients", json={"name": "Both", "age": 50, "birthDate": "1950-01-01"})
+
+    assert both.status_code == 422
+    assert [e["field"] for e in both.json()["errors"]] == ["age", "birthDate"]
+    assert "1950-01-01" in both.json()["message"]
+
+
+def test_order_by_name_ignores_case_and_accents(client: TestClient) -> None:
+    for name in ("Zoe", "adam", "Eve", "carl", "Émile", "bob", "Ärne", "Dan", "Ann"):
+        create(client, name=name)
+
+    listed = client.get("/api/patients", params={"order_by": "name", "descending": "false"})
+
+    assert [p["name"] for p in listed.json()] == [
+        "adam", "Ann", "Ärne", "bob", "carl", "Dan", "Émile", "Eve", "Zoe"
+    ]  # fmt: skip
+
+
 @SLASHES
 def test_schedule_with_query_parameter(client: TestClient, slash: str) -> None:
     pid = create(client)["id"]
@@ -182,7 +208,26 @@ def test_schedule_with_query_parameter(client: TestClient, slash: str) -> None:
         "2030-01-01T10:00:00Z",
         "2030-01-01T10:00:00+00:00",
     )
+    # Never analysed nor validated: booked, but the workflow is not complete.
+    assert response.json()["workflowStep"] == 1
+
+
+def test_schedule_completes_the_workflow_only_after_a_verdict(
+    client: TestClient, sqlite_services: Application
+) -> None:
+    pid = create(client)["id"]
+    add_analysis(sqlite_services, pid)
+    client.post(f"/api/patients/{pid}/validate", params={"approved": "false"})
+
+    response = client.post(
+        f"/api/patients/{pid}/schedule", json={"appointmentDate": "2030-01-01T10:00:00Z"}
+    )
+
     assert response.json()["workflowStep"] == 4
+    withdrawn = client.patch(f"/api/patients/{pid}", json={"validationStatus": None}).json()
+    assert withdrawn["workflowStep"] == 2 and withdrawn["validationStatus"] is None
+    assert withdrawn["aiAnalysis"]["status"] == "preliminary"
+    assert withdrawn["appointmentDate"] == response.json()["appointmentDate"]
 
 
 @SLASHES

@@ -160,7 +160,7 @@ def test_cancel_queued_and_running(
     hold = threading.Event()
     worker = running(ScriptedEngine(NORMAL, hold=hold))
     first = app.jobs.queue_patient_analysis(patient_id, actor=actor)
-    second = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    second = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
     _wait(lambda: worker.current_job_id == first.id)
     assert app.jobs.request_cancel(second.id, actor=actor).state == "cancelled"
     assert app.jobs.request_cancel(first.id, actor=actor).state == "running"
@@ -272,7 +272,7 @@ def test_a_cancelled_queued_job_is_never_claimed(
     app = sqlite_services
     patient_id = _patient_with_scan(app, actor)
     first = app.jobs.queue_patient_analysis(patient_id, actor=actor)
-    second = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    second = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
     app.jobs.request_cancel(first.id, actor=actor)
     claimed = app.jobs.claim_next()
     assert claimed is not None and claimed.id == second.id
@@ -295,6 +295,134 @@ def test_stopping_mid_analysis_requeues_the_job(sqlite_services: Application, ac
         _wait(lambda: app.jobs.get_job(job.id).state == "done")
     finally:
         again.stop()
+
+
+def test_a_second_request_for_a_scan_with_an_open_analysis_returns_that_job(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    """Each analysis takes the 7B model minutes: a double click or a client's retry
+    joins the queued or running job of the same scan instead of queueing another."""
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)
+    seen = _events(app)
+    first, new = app.jobs.ensure_patient_analysis(patient_id, actor=actor)
+    again, again_new = app.jobs.ensure_patient_analysis(patient_id, actor=actor)
+    assert (new, again_new) == (True, False) and again.id == first.id
+
+    hold = threading.Event()
+    worker = running(ScriptedEngine(DME, hold=hold))
+    _wait(lambda: worker.current_job_id == first.id)
+    while_running = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    assert (while_running.id, while_running.state) == (first.id, "running")
+    hold.set()
+    _wait(lambda: app.jobs.get_job(first.id).state == "done")
+
+    assert app.jobs.list_jobs(patient_id=patient_id).total == 1
+    assert [type(e) for e in seen].count(ev.AnalysisQueued) == 1
+    assert [n.type for n in app.notifications.list_notifications().items] == ["critical"]
+    after = app.jobs.queue_patient_analysis(patient_id, actor=actor)  # ended: a new one
+    assert after.id != first.id
+
+
+def test_requests_at_the_same_moment_make_one_job(
+    sqlite_services: Application, actor: Actor
+) -> None:
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)
+    start = threading.Barrier(4)
+    ids: list[int] = []
+
+    def request() -> None:
+        start.wait()
+        ids.append(app.jobs.queue_patient_analysis(patient_id, actor=actor).id)
+
+    threads = [threading.Thread(target=request) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(set(ids)) == 1 and len(ids) == 4
+    assert app.jobs.list_jobs(patient_id=patient_id).total == 1
+
+
+def test_another_scan_of_the_patient_gets_its_own_analysis(
+    sqlite_services: Application, actor: Actor
+) -> None:
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)
+    first = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    app.patients.attach_image(patient_id, NewImage(png_bytes((20, 20))), actor=actor)
+
+    newer = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+
+    assert newer.id != first.id and newer.scan_id != first.scan_id
+    asked = app.jobs.queue_patient_analysis(patient_id, actor=actor, question="Drusen?")
+    assert asked.id != newer.id and asked.scan_id == newer.scan_id  # another question
+    again = app.jobs.queue_patient_analysis(patient_id, actor=actor, question="Drusen?")
+    assert again.id == asked.id
+
+
+def test_unloading_the_model_queues_the_running_analysis_again(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    """Another client's unload does not cancel a clinician's analysis: it waits in the
+    queue, without loading the model again by itself, and runs once it is loaded."""
+    app = sqlite_services
+    seen = _events(app)
+    hold = threading.Event()
+    engine = ScriptedEngine(DME, hold=hold)
+    worker = running(engine)
+    job = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+    _wait(lambda: worker.current_job_id == job.id)
+
+    worker.request_unload()
+    _wait(lambda: app.jobs.get_job(job.id).state == "queued" and not worker.commands_pending)
+    _wait(lambda: worker.waiting_reason is not None)
+
+    assert engine.state == "installed" and engine.loads == 0
+    assert "unloaded" in (worker.waiting_reason or "")
+    assert app.jobs.get_job(job.id).error is None
+    assert not [e for e in seen if isinstance(e, ev.AnalysisCancelled)]
+    assert [e.job_id for e in seen if isinstance(e, ev.AnalysisQueued)] == [job.id, job.id]
+    hold.set()
+    worker.request_load()
+    _wait(lambda: app.jobs.get_job(job.id).state == "done")
+    assert app.jobs.get_job(job.id).attempts == 2
+
+
+def test_a_new_analysis_after_an_unload_loads_the_model_for_the_queue(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    app = sqlite_services
+    hold = threading.Event()
+    engine = ScriptedEngine(DME, hold=hold)
+    worker = running(engine)
+    first = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+    _wait(lambda: worker.current_job_id == first.id)
+    worker.request_unload()
+    _wait(lambda: app.jobs.get_job(first.id).state == "queued" and not worker.commands_pending)
+    hold.set()
+
+    second = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+
+    _wait(lambda: app.jobs.get_job(second.id).state == "done")
+    assert app.jobs.get_job(first.id).state == "done" and engine.loads == 1
+
+
+def test_a_job_cancelled_while_the_model_unloads_stays_cancelled(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    app = sqlite_services
+    hold = threading.Event()
+    worker = running(ScriptedEngine(DME, hold=hold))
+    job = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+    _wait(lambda: worker.current_job_id == job.id)
+
+    app.jobs.request_cancel(job.id, actor=actor)
+    worker.request_unload()
+
+    _wait(lambda: app.jobs.get_job(job.id).state == "cancelled")
 
 
 def test_queue_a_chosen_scan_of_the_patient(sqlite_services: Application, actor: Actor) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -219,6 +219,190 @@ def test_validate_and_schedule_workflow(app_services: Application, actor: Actor)
     scheduled = service.schedule_appointment(patient.id, when, actor=actor)
     assert scheduled.appointment_date == when
     assert scheduled.workflow_step == 4
+
+
+def test_scheduling_before_a_verdict_books_without_completing(
+    app_services: Application, actor: Actor
+) -> None:
+    """Complete means a verdict and an appointment: booking a patient never analysed
+    keeps the appointment and the step; the verdict then completes the workflow."""
+    service = app_services.patients
+    patient = service.create_patient({"name": "Early booking"}, actor=actor)
+    when = datetime.now(UTC) + timedelta(days=7)
+
+    booked = service.schedule_appointment(patient.id, when, actor=actor)
+
+    assert booked.appointment_date == when
+    assert booked.workflow_step == 1 and booked.validation_status is None
+    _add_analysis(app_services, patient.id)
+    validated = service.validate_analysis(patient.id, approved=True, clinician="Dr A", actor=actor)
+    assert validated.workflow_step == 4 and validated.appointment_date == when
+
+
+def test_a_verdict_with_only_a_past_appointment_goes_to_scheduling(
+    app_services: Application, actor: Actor
+) -> None:
+    service = app_services.patients
+    patient = service.create_patient(
+        {"name": "Seen before", "appointment_date": datetime(2020, 5, 1, 9, tzinfo=UTC)},
+        actor=actor,
+    )
+    _add_analysis(app_services, patient.id)
+
+    validated = service.validate_analysis(patient.id, approved=True, clinician="Dr A", actor=actor)
+
+    assert validated.workflow_step == 3
+
+
+@pytest.mark.parametrize("approved", [True, False])
+@pytest.mark.parametrize("scheduled", [False, True])
+def test_withdrawing_a_verdict_goes_back_to_validation_keeping_the_appointment(
+    app_services: Application, actor: Actor, approved: bool, scheduled: bool
+) -> None:
+    service = app_services.patients
+    patient = service.create_patient({"name": "Withdrawn"}, actor=actor)
+    _add_analysis(app_services, patient.id)
+    service.validate_analysis(patient.id, approved=approved, clinician="Dr A", actor=actor)
+    when = datetime.now(UTC) + timedelta(days=7)
+    if scheduled:
+        assert service.schedule_appointment(patient.id, when, actor=actor).workflow_step == 4
+
+    withdrawn = service.update_patient(patient.id, {"validation_status": None}, actor=actor)
+
+    assert withdrawn.validation_status is None
+    assert withdrawn.latest_analysis is not None
+    assert withdrawn.latest_analysis.status == "preliminary"
+    assert withdrawn.workflow_step == 2
+    assert withdrawn.appointment_date == (when if scheduled else None)
+
+
+def test_withdrawing_a_verdict_after_a_new_scan_stays_at_analysis(
+    app_services: Application, actor: Actor
+) -> None:
+    service = app_services.patients
+    patient = service.create_patient({"name": "Rescanned"}, actor=actor)
+    _add_analysis(app_services, patient.id)
+    service.validate_analysis(patient.id, approved=True, clinician="Dr A", actor=actor)
+    service.attach_image(patient.id, NewImage(png_bytes(), modality="OCT"), actor=actor)
+
+    withdrawn = service.update_patient(patient.id, {"validation_status": None}, actor=actor)
+
+    assert withdrawn.workflow_step == 1
+
+
+def _years_ago(years: int, *, days: int = 0) -> date:
+    today = date.today()
+    try:
+        then = today.replace(year=today.year - years)
+    except ValueError:  # 29 February
+        then = today.replace(year=today.year - years, day=28)
+    return then + timedelta(days=days)
+
+
+def test_the_age_follows_the_birth_date(app_services: Application, actor: Actor) -> None:
+    service = app_services.patients
+    born = _years_ago(70, days=1)  # 70 tomorrow: 69 today
+
+    created = service.create_patient({"name": "Born", "birth_date": born}, actor=actor)
+    agreeing = service.create_patient({"name": "Both", "birth_date": born, "age": 69}, actor=actor)
+
+    assert created.age == 69 and agreeing.age == 69
+    with pytest.raises(InvalidInput) as caught:
+        service.create_patient({"name": "Both", "birth_date": born, "age": 50}, actor=actor)
+    assert caught.value.field == "age" and caught.value.also == ("birth_date",)
+    assert "does not match the birth date" in caught.value.message
+    with pytest.raises(InvalidInput):
+        service.update_patient(created.id, {"age": 50}, actor=actor)
+    moved = service.update_patient(created.id, {"birth_date": _years_ago(40)}, actor=actor)
+    assert moved.age == 40
+    forgotten = service.update_patient(created.id, {"birth_date": None}, actor=actor)
+    assert forgotten.birth_date is None and forgotten.age == 40
+    assert service.update_patient(created.id, {"age": 41}, actor=actor).age == 41
+
+
+def test_the_age_is_current_on_read_after_a_birthday(
+    app_services: Application, actor: Actor
+) -> None:
+    """The stored age is as of the last change; a birth date gives today's."""
+    service = app_services.patients
+    patient = service.create_patient(
+        {"name": "Birthday", "birth_date": _years_ago(60)}, actor=actor
+    )
+    with app_services.db.session() as session:
+        row = session.get(m.Patient, patient.id)
+        assert row is not None and row.age == 60
+        row.age = 59  # as stored the day before the birthday
+    events = _collect(app_services)
+
+    read = service.get_patient(patient.id)
+    assert read.age == 60
+    echoed = service.update_patient(
+        patient.id, {"age": 60, "birth_date": patient.birth_date}, actor=actor
+    )
+    assert echoed.updated_at == read.updated_at and events == []  # sent back: no change
+
+
+NAMES = ["Zoe", "adam", "Émile", "Dan", "zoë", "bob", "Ärne", "de la Cruz", "Ann", "Élodie"]
+
+
+def test_names_sort_ignoring_case_and_accents_with_a_stable_tiebreak(
+    app_services: Application, actor: Actor
+) -> None:
+    service = app_services.patients
+    for index, name in enumerate(NAMES):
+        service.create_patient({"name": name}, actor=actor, patient_id=f"p{index:02d}")
+    renamed = service.create_patient({"name": "Zed"}, actor=actor, patient_id="p99")
+    service.update_patient(renamed.id, {"name": "carl"}, actor=actor)
+
+    ascending = service.list_patients(order_by="name", descending=False, limit=100).items
+    pages = [
+        p.name
+        for skip in range(0, 11, 3)
+        for p in service.list_patients(order_by="name", descending=False, skip=skip, limit=3).items
+    ]
+    descending = service.list_patients(order_by="name", descending=True, limit=100).items
+
+    expected = [
+        "adam", "Ann", "Ärne", "bob", "carl", "Dan", "de la Cruz", "Élodie", "Émile", "Zoe", "zoë"
+    ]  # fmt: skip
+    assert [p.name for p in ascending] == expected  # Zoe (p00) before zoë (p04): by id
+    assert pages == expected
+    assert [p.name for p in descending] == expected[::-1]
+
+
+def test_sex_sorts_ignoring_case(app_services: Application, actor: Actor) -> None:
+    service = app_services.patients
+    for index, gender in enumerate(("male", "Other", "Female", "female", "Male")):
+        service.create_patient({"name": "G", "gender": gender}, actor=actor, patient_id=f"g{index}")
+
+    listed = service.list_patients(order_by="gender", descending=False).items
+
+    assert [p.gender for p in listed] == ["Female", "female", "male", "Male", "Other"]
+
+
+def test_age_sorts_by_the_age_shown(app_services: Application, actor: Actor) -> None:
+    """A birth date gives today's age; the stored one lags behind a birthday since."""
+    service = app_services.patients
+    service.create_patient({"name": "A", "age": 59}, actor=actor, patient_id="a59")
+    service.create_patient({"name": "B", "age": 61}, actor=actor, patient_id="b61")
+    service.create_patient({"name": "C", "age": 30}, actor=actor, patient_id="c30")
+    born = service.create_patient(
+        {"name": "D", "birth_date": _years_ago(60)}, actor=actor, patient_id="d60"
+    )
+    young = service.create_patient(
+        {"name": "E", "birth_date": _years_ago(45, days=1)}, actor=actor, patient_id="e44"
+    )
+    service.create_patient({"name": "F"}, actor=actor, patient_id="fnone")
+    with app_services.db.session() as session:
+        for pid, stale in ((born.id, 58), (young.id, 50)):
+            row = session.get(m.Patient, pid)
+            assert row is not None
+            row.age = stale  # as stored before the birthdays since
+
+    ascending = service.list_patients(order_by="age", descending=False).items
+
+    assert [p.id for p in ascending if p.age is not None] == ["c30", "e44", "a59", "d60", "b61"]
+    assert [p.age for p in ascending if p.age is not None] == [30, 44, 59, 60, 61]
 
 
 def test_duplicate_client_id_conflicts(app_services: Application, actor: Actor) -> None:

@@ -194,3 +194,25 @@ def test_migration_backfills_the_stored_oculomics_summary(db_url: str) -> None:
             "2026-01-01",
         ]
     db.dispose()
+
+
+def test_migration_backfills_the_name_sort_key(db_url: str) -> None:
+    db = Database(db_url)
+    db.upgrade("0003")
+    with db.engine.begin() as conn:
+        for pid, name in (("p1", "Émile Zola"), ("p2", "adam")):
+            conn.execute(
+                text(
+                    "INSERT INTO patients (id, name, symptoms, history, status, workflow_step,"
+                    " admission_date, created_at, updated_at) VALUES (:id, :name, '[]', '',"
+                    " 'Stable', 1, :t, :t, :t)"
+                ),
+                {"id": pid, "name": name, "t": datetime(2026, 1, 1, tzinfo=UTC)},
+            )
+    db.upgrade()
+    with db.session() as session:
+        keys = {p.id: p.name_key for p in session.query(m.Patient)}
+    assert keys == {"p1": "emile zola", "p2": "adam"}
+    indexes = {ix["name"] for ix in inspect(db.engine).get_indexes("patients")}
+    assert "ix_patients_name_key_id" in indexes
+    db.dispose()

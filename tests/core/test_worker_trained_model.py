@@ -50,7 +50,9 @@ def test_trained_model_result_is_stored_and_raises_the_alarm(trained_app: Applic
     assert analysis.parse_status == "parsed", analysis.parse_error
     assert analysis.result == TRAINED_ANSWER
     assert analysis.reasoning_text == TRAINED_REASONING
-    assert analysis.model_id == trained_app.settings.model_id
+    # OPHTHAI_MODEL_PATH: the folder is what ran, not the configured Hub id.
+    assert analysis.model_id == str(trained_app.settings.model_path)
+    assert analysis.model_revision is not None and analysis.model_revision.startswith("sha256:")
     assert analysis.prompt_version == PROMPT_VERSION
     assert analysis.device == "cpu"
     assert analysis.generation_settings["finish_reason"] == "eos"

@@ -83,3 +83,28 @@ def test_deleting_a_patient_takes_their_analyses_off_the_queue(
     qtbot.waitUntil(lambda: model.get(last.id).state == "running")  # type: ignore[union-attr]
     hold.set()
     qtbot.waitUntil(lambda: model.get(last.id).state == "done", timeout=10_000)  # type: ignore[union-attr]
+
+
+def test_an_analysis_the_unload_interrupted_shows_as_queued_again(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    hold = threading.Event()
+    gui = make_gui(engine=ScriptedEngine(DME, hold=hold))
+    app = gui.application
+    patient = app.patients.create_patient(
+        {"name": "Unloaded"}, actor=Actor("t", "gui"), image=NewImage(png_bytes())
+    )
+    open_patient(qtbot, gui, patient.id)
+    job = app.jobs.queue_patient_analysis(patient.id, actor=Actor("t", "gui"))
+    model, view = gui.jobs_panel.model, gui.analysis_view
+    qtbot.waitUntil(lambda: model.get(job.id) is not None)
+    qtbot.waitUntil(lambda: model.get(job.id).state == "running")  # type: ignore[union-attr]
+    qtbot.waitUntil(lambda: "Analysing" in view.state.text())
+
+    app.worker.request_unload()
+
+    qtbot.waitUntil(lambda: model.get(job.id).state == "queued", timeout=10_000)  # type: ignore[union-attr]
+    assert app.jobs.get_job(job.id).state == "queued"
+    qtbot.waitUntil(lambda: "Queued again" in view.state.text())
+    assert "model was unloaded" in view.state.text()
+    hold.set()

@@ -212,3 +212,31 @@ def test_the_birth_date_picker_offers_no_day_after_today(qtbot: QtBot) -> None:
     dialog.birth_date.setDate(QDate.currentDate().addDays(3))
 
     assert dialog.birth_date.date() == QDate.currentDate()
+
+
+def test_a_known_birth_date_sets_the_age_and_locks_it(qtbot: QtBot) -> None:
+    dialog = PatientDialog()
+    qtbot.addWidget(dialog)
+    dialog.age.setValue(50)
+
+    dialog.birth_known.setChecked(True)
+    dialog.birth_date.setDate(QDate.currentDate().addYears(-30))
+
+    assert dialog.age.value() == 30 and not dialog.age.isEnabled()
+    assert dialog.fields()["age"] == 30
+    dialog.birth_known.setChecked(False)
+    assert dialog.age.isEnabled()
+
+
+def test_the_list_sorts_names_ignoring_case_and_accents(qtbot: QtBot, gui: GuiSession) -> None:
+    actor = Actor("t", "gui")
+    for name in ("Zack", "de la Cruz", "zoë", "Adam", "Élodie", "Eve", "bob"):
+        gui.application.patients.create_patient({"name": name}, actor=actor)
+    gui.patients.refresh()
+    view, model = gui.patient_list, gui.patient_list.model
+    qtbot.waitUntil(lambda: model.rowCount() == 7)
+
+    view.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)
+
+    expected = ["Adam", "bob", "de la Cruz", "Élodie", "Eve", "Zack", "zoë"]
+    qtbot.waitUntil(lambda: [model.data(model.index(r, 0)) for r in range(7)] == expected)

@@ -73,7 +73,7 @@ def ai_health(app: ApplicationDep) -> dict[str, Any]:
         "status": HEALTH_STATUS[status.state],
         "state": status.state.value,
         "message": status.message,
-        "model": status.model_id,
+        "model": status.model_name or status.model_id,
         "model_source": status.model_source,
         "revision": status.revision,
         "device": status.device,
@@ -121,7 +121,8 @@ async def load_model(
 async def unload_model(
     app: ApplicationDep, _body: Annotated[s.NoFields | None, Body(alias="body")] = None
 ) -> dict[str, Any]:
-    """Unload the model to free GPU memory (a running analysis is cancelled)."""
+    """Unload the model to free GPU memory; a running analysis is queued again and
+    runs when the model is loaded again."""
     if not app.worker.alive:
         raise ModelUnavailable("the inference worker is not running")
     app.worker.request_unload()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import gc
+import hashlib
 import json
 import logging
 import re
@@ -97,7 +98,10 @@ class EngineStatus:
         message: One sentence for a person, saying what to do where there is something.
         model_id: The configured Hub id.
         model_source: The folder the model is read from, or the id when not installed.
-        revision: The commit hash of the model files, when known.
+        revision: The commit hash of the model files, when known; for a local folder
+            (``OPHTHAI_MODEL_PATH``) a hash of its config and weight files' index.
+        model_name: What is (or would be) loaded, for messages and provenance: the Hub
+            id, or the local folder when ``OPHTHAI_MODEL_PATH`` is set.
         device: ``"cuda:0"``, ``"mps"`` or ``"cpu"`` once resolved (at loading).
         dtype: Compute dtype once resolved.
         quantization: ``"none"``, ``"8bit"`` or ``"4bit"``.
@@ -114,6 +118,7 @@ class EngineStatus:
     model_id: str
     model_source: str
     revision: str | None = None
+    model_name: str = ""
     device: str | None = None
     dtype: str | None = None
     quantization: str = "none"
@@ -183,6 +188,8 @@ class _Installation:
     source: str
     problem: str | None = None
     revision: str | None = None
+    #: What is loaded from here: the Hub id, or the local folder (OPHTHAI_MODEL_PATH).
+    name: str = ""
     model_type: str | None = None
     parameters: int | None = None
 
@@ -258,6 +265,7 @@ class InferenceEngine:
             model_id=settings.model_id,
             model_source=self._install.source,
             revision=self._install.revision,
+            model_name=self._install.name,
             quantization=settings.quantization,
             parameters=self._install.parameters,
         )
@@ -360,6 +368,7 @@ class InferenceEngine:
                     message=self._install_message(install),
                     model_source=install.source,
                     revision=install.revision,
+                    model_name=install.name,
                     parameters=install.parameters,
                     progress=None,
                     error=None,
@@ -379,8 +388,9 @@ class InferenceEngine:
                     str(folder),
                     f"OPHTHAI_MODEL_PATH is {folder}, but that folder does not exist. Point it "
                     "to the model folder, or use the download action to fill it.",
+                    name=str(folder),
                 )
-            return self._inspect(folder, str(folder))
+            return self._inspect(folder, str(folder), name=str(folder), local=True)
         from huggingface_hub import try_to_load_from_cache
 
         cache = self._cache_dir or hub_cache_dir()
@@ -398,11 +408,17 @@ class InferenceEngine:
                 f"{settings.model_id} is not installed: it is not in the Hugging Face "
                 f"cache{where}. Download it with the model manager's download action, or "
                 "set OPHTHAI_MODEL_PATH to a folder that holds the model.",
+                name=settings.model_id,
             )
         folder = Path(config).parent
-        return self._inspect(folder, str(folder))
+        return self._inspect(folder, str(folder), name=settings.model_id)
 
-    def _inspect(self, folder: Path, source: str) -> _Installation:
+    def _inspect(
+        self, folder: Path, source: str, *, name: str, local: bool = False
+    ) -> _Installation:
+        """What ``folder`` holds. A ``local`` folder (OPHTHAI_MODEL_PATH) is whatever
+        was put there, so its revision is a hash of its files, not the Hub commit its
+        config may name."""
         missing = _missing_files(folder)
         if missing:
             return _Installation(
@@ -410,17 +426,29 @@ class InferenceEngine:
                 source,
                 f"The model in {folder} is incomplete ({', '.join(missing)} missing). "
                 "Download it again, or point OPHTHAI_MODEL_PATH to a complete copy.",
+                name=name,
             )
         try:
             config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            return _Installation(None, source, f"The model's config.json is unreadable: {exc}")
-        revision = folder.name if _COMMIT_RE.match(folder.name) else config.get("_commit_hash")
+            return _Installation(
+                None, source, f"The model's config.json is unreadable: {exc}", name=name
+            )
+        if _COMMIT_RE.match(folder.name):
+            revision: str | None = folder.name
+        elif local:
+            try:
+                revision = _folder_identity(folder)
+            except OSError:  # unreadable now: loading will say why
+                revision = None
+        else:
+            revision = config.get("_commit_hash")
         if folder not in self._parameter_counts:
             self._parameter_counts[folder] = devices.count_parameters(folder)
         return _Installation(
             folder,
             source,
+            name=name,
             revision=revision,
             model_type=config.get("model_type"),
             parameters=self._parameter_counts[folder],
@@ -429,7 +457,9 @@ class InferenceEngine:
     def _install_message(self, install: _Installation) -> str:
         if install.folder is None:
             return install.problem or "The model is not installed."
-        return f"{self._settings.model_id} is installed ({install.folder}) and not loaded."
+        if install.name == str(install.folder):
+            return f"The model in {install.folder} is installed and not loaded."
+        return f"{install.name} is installed ({install.folder}) and not loaded."
 
     # Download ----------------------------------------------------------------------------
 
@@ -510,10 +540,9 @@ class InferenceEngine:
             install = self._recheck_install(settle=True)
             if install.folder is None:
                 raise ModelUnavailable(install.problem or "The model is not installed.")
-            settings = self._settings
             self._set_status(
                 state=ModelState.LOADING,
-                message=f"Loading {settings.model_id}...",
+                message=f"Loading {install.name}...",
                 error=None,
                 progress=None,
             )
@@ -523,8 +552,8 @@ class InferenceEngine:
                 self._fail_load(exc.message)
                 raise
             except Exception as exc:  # transformers, safetensors, CUDA: translated here
-                log.exception("loading %s failed", settings.model_id)
-                reason = f"Loading {settings.model_id} failed: {exc}"
+                log.exception("loading %s failed", install.name)
+                reason = f"Loading {install.name} failed: {exc}"
                 self._fail_load(reason)
                 raise ModelUnavailable(reason) from exc
             self._loaded = loaded
@@ -532,7 +561,7 @@ class InferenceEngine:
             detail = plan.dtype if plan.quantization == "none" else plan.quantization
             self._set_status(
                 state=ModelState.READY,
-                message=f"{settings.model_id} is ready on {plan.device} ({detail}).",
+                message=f"{install.name} is ready on {plan.device} ({detail}).",
                 used_bytes=devices.used_memory_bytes(loaded.model, plan.device),
                 free_bytes=devices.free_memory_bytes(plan.device),
             )
@@ -560,23 +589,25 @@ class InferenceEngine:
             quantization=plan.quantization,
             estimated_bytes=estimate,
             free_bytes=free,
-            message=f"Loading {settings.model_id} on {plan.device} ({plan.dtype})...",
+            message=f"Loading {install.name} on {plan.device} ({plan.dtype})...",
         )
         if estimate is not None and free is not None and estimate > free:
-            raise ModelUnavailable(self._too_large_message(plan, install.parameters or 0, free))
+            raise ModelUnavailable(
+                self._too_large_message(install.name, plan, install.parameters or 0, free)
+            )
         started = time.monotonic()
         processor = load_processor(install.folder, install.model_type)
         model = _load_model(install.folder, install.model_type, plan)
-        log.info(
-            "loaded %s on %s in %.1f s", settings.model_id, plan.device, time.monotonic() - started
-        )
+        log.info("loaded %s on %s in %.1f s", install.name, plan.device, time.monotonic() - started)
         return _Loaded.of(model, processor, plan, install)
 
-    def _too_large_message(self, plan: devices.DevicePlan, parameters: int, free: int) -> str:
+    def _too_large_message(
+        self, name: str, plan: devices.DevicePlan, parameters: int, free: int
+    ) -> str:
         need = devices.estimate_memory_bytes(parameters, plan.precision)
         where = "GPU memory" if plan.device.startswith("cuda") else "memory"
         message = (
-            f"{self._settings.model_id} needs about {format_bytes(need)} of {where} on "
+            f"{name} needs about {format_bytes(need)} of {where} on "
             f"{plan.device} ({plan.precision}), but only {format_bytes(free)} is free."
         )
         if plan.device.startswith("cuda") and plan.quantization != "4bit":
@@ -600,7 +631,7 @@ class InferenceEngine:
                     self._recheck_install(settle=True)
                 return self._status
             self._set_status(
-                state=ModelState.UNLOADING, message=f"Unloading {self._settings.model_id}..."
+                state=ModelState.UNLOADING, message=f"Unloading {loaded.install.name}..."
             )
             device = loaded.plan.device
             del loaded
@@ -766,7 +797,7 @@ class InferenceEngine:
             parsed=parsed,
             parse_error=parse_error,
             prompt_version=PROMPT_VERSION,
-            model_id=settings.model_id,
+            model_id=loaded.install.name,
             model_source=loaded.install.source,
             revision=loaded.install.revision,
             device=plan.device,
@@ -792,6 +823,19 @@ class InferenceEngine:
 
 
 # Helpers -------------------------------------------------------------------------------
+
+
+def _folder_identity(folder: Path) -> str:
+    """A short hash naming a local model folder's contents: its config and its weight
+    files' index (the shard list), or the names and sizes of its weight files. Cheap (no
+    weights are read), and it changes when the model put there does."""
+    digest = hashlib.sha256((folder / "config.json").read_bytes())
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        digest.update(index.read_bytes())
+    for weights in sorted(folder.glob("*.safetensors")):
+        digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
+    return f"sha256:{digest.hexdigest()[:12]}"
 
 
 def _missing_files(folder: Path) -> list[str]:

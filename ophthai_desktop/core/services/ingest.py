@@ -53,6 +53,7 @@ from ophthai_desktop.core.domain import (
     NotificationType,
     ScanSource,
     WorkflowStep,
+    text_sort_key,
 )
 from ophthai_desktop.core.errors import InvalidInput, NotFound, OphthaiError, StorageError
 from ophthai_desktop.core.events import (
@@ -260,6 +261,7 @@ def _patient_row(patient_id: str, values: dict[str, Any], now: datetime) -> dict
     row.update(symptoms=[], history="", created_at=now, updated_at=now)
     row.update(values)
     row["id"] = patient_id
+    row["name_key"] = text_sort_key(row["name"])  # a Core insert: no ORM to set it
     return row
 
 

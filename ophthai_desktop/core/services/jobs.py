@@ -9,6 +9,7 @@ service, which publishes the matching events.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -78,6 +79,9 @@ class JobService:
         self._bus = bus
         self._images = images
         self._limits = limits
+        # Holds the look for a scan's open job and the queueing of a new one together,
+        # so that two requests at the same moment make one job (one app per data folder).
+        self._queue_lock = threading.Lock()
 
     # Queueing -------------------------------------------------------------------------
 
@@ -90,8 +94,30 @@ class JobService:
         scan_id: int | None = None,
     ) -> JobRecord:
         """Queue the analysis of the patient's newest scan (or of ``scan_id``, one of
-        theirs, so that a scan added meanwhile is not analysed instead)."""
-        with self._db.session() as session:
+        theirs, so that a scan added meanwhile is not analysed instead).
+
+        While that scan's analysis is queued or running, that job is returned instead
+        of a second one (see :meth:`ensure_patient_analysis`).
+        """
+        job, _new = self.ensure_patient_analysis(
+            patient_id, actor=actor, question=question, scan_id=scan_id
+        )
+        return job
+
+    def ensure_patient_analysis(
+        self,
+        patient_id: str,
+        *,
+        actor: Actor,
+        question: str | None = None,
+        scan_id: int | None = None,
+    ) -> tuple[JobRecord, bool]:
+        """The open (queued or running) analysis of the scan with the same question, or
+        a new one queued; True when it is new. Each analysis takes the 7B model minutes,
+        so a second request for the same scan (a double click, a client retrying) joins
+        the first.
+        """
+        with self._queue_lock, self._db.session() as session:
             if session.get(m.Patient, patient_id) is None:
                 raise NotFound(f"patient {patient_id} not found")
             if scan_id is not None:
@@ -102,6 +128,17 @@ class JobService:
                 scan = PatientService.newest_scan_in(session, patient_id)
             if scan is None:
                 raise Conflict(f"patient {patient_id} has no image to analyse; add one first")
+            asked = (
+                m.Job.question.is_(None) if not question else m.Job.question == question
+            )  # another question is another analysis
+            open_job = session.scalars(
+                select(m.Job)
+                .where(m.Job.scan_id == scan.id, m.Job.state.in_(OPEN_STATES), asked)
+                .order_by(m.Job.id)
+                .limit(1)
+            ).first()
+            if open_job is not None:
+                return job_record(open_job), False
             record = self.queue_in(
                 session,
                 patient_id=patient_id,
@@ -111,7 +148,7 @@ class JobService:
                 actor=actor,
             )
         self._bus.publish(AnalysisQueued(record.id, record.patient_id, record.scan_id))
-        return record
+        return record, True
 
     def queue_image_analysis(
         self, data: bytes, *, actor: Actor, question: str | None = None
@@ -298,14 +335,22 @@ class JobService:
                     return None
             # Taken or cancelled in between: look again.
 
-    def requeue(self, job_id: int) -> None:
-        """Put a running job back in the queue (the app is stopping mid-analysis)."""
+    def requeue(self, job_id: int, *, announce: bool = False) -> None:
+        """Put a running job back in the queue (the app is stopping mid-analysis, or
+        the model was unloaded under it); with ``announce``, publish
+        :class:`AnalysisQueued` so that clients see it waiting again."""
         with self._db.session() as session:
-            session.execute(
+            job = session.scalars(
                 update(m.Job)
                 .where(m.Job.id == job_id, m.Job.state == JobState.RUNNING.value)
                 .values(state=JobState.QUEUED.value, started_at=None)
-            )
+                .returning(m.Job)
+            ).first()
+            record = job_record(job) if job is not None else None
+        if record is not None:
+            log.info("analysis job %d queued again", job_id)
+            if announce:
+                self._bus.publish(AnalysisQueued(record.id, record.patient_id, record.scan_id))
 
     def has_queued(self) -> bool:
         with self._db.session() as session:
@@ -346,7 +391,7 @@ class JobService:
                 scan_id=job.scan_id,
                 job_id=job.id,
                 image_sha256=job.image_sha256,
-                model_id=result.model_id,
+                model_id=_fit(result.model_id, 200),
                 model_revision=result.revision,
                 prompt_version=result.prompt_version,
                 generation_settings={
@@ -463,3 +508,8 @@ class JobService:
         if row is None:
             raise NotFound(f"job {job_id} not found")
         return row
+
+
+def _fit(text: str, length: int) -> str:
+    """``text`` cut to ``length`` characters, keeping its end (a folder's own name)."""
+    return text if len(text) <= length else "…" + text[-(length - 1) :]

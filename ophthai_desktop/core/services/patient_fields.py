@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
-from ophthai_desktop.core.domain import PatientStatus, ValidationStatus, WorkflowStep
+from ophthai_desktop.core.domain import PatientStatus, ValidationStatus, WorkflowStep, age_on
 from ophthai_desktop.core.errors import InvalidInput
 
 PATIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$")
@@ -155,6 +155,28 @@ def clean_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
             raise InvalidInput(f"unknown patient field {key!r}", field=key)
         cleaned[key] = rule(value)
     return cleaned
+
+
+def reconcile_age(values: dict[str, Any], birth_date: date | None) -> None:
+    """Make ``values``' age follow the birth date the patient will have.
+
+    ``birth_date`` is the one in ``values``, or else the one stored. With a birth date
+    the age is derived from it (a given age must agree: a contradiction is refused,
+    naming both fields); without one the age is what was given.
+    """
+    if birth_date is None:
+        return
+    derived = age_on(birth_date)
+    given = values.get("age")
+    if given is not None and given != derived:
+        raise InvalidInput(
+            f"the age {given} does not match the birth date {birth_date.isoformat()} "
+            f"({derived} years old today); send one of them, or make them agree",
+            field="age",
+            also=("birth_date",),
+        )
+    if "birth_date" in values or "age" in values:
+        values["age"] = derived
 
 
 def check_patient_id(value: str) -> str:

@@ -2,7 +2,10 @@
 
 Workflow: a new scan puts the patient at step 1 (analysis); a finished analysis moves
 them to 2 (validation); the clinician's verdict to 3 (scheduling); an appointment to 4
-(complete).
+(complete). Complete means a verdict and an appointment: an appointment booked before
+the verdict is kept without completing anything, and the verdict then completes the
+workflow while that appointment is still to come; a verdict withdrawn puts the patient
+back at validation (the appointment stays booked).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ from ophthai_desktop.core.domain import (
     ScanSource,
     ValidationStatus,
     WorkflowStep,
+    age_on,
 )
 from ophthai_desktop.core.errors import Conflict, InvalidInput, NotFound, about_field
 from ophthai_desktop.core.events import (
@@ -48,9 +52,11 @@ from ophthai_desktop.core.services.patient_fields import (
     aware,
     check_patient_id,
     clean_fields,
+    reconcile_age,
 )
 from ophthai_desktop.core.storage import Database, ImageStore
 from ophthai_desktop.core.storage import models as m
+from ophthai_desktop.core.storage.sorting import age_in_years, case_insensitive
 from ophthai_desktop.core.storage.to_records import analysis_record, patient_record, scan_record
 
 log = logging.getLogger(__name__)
@@ -58,9 +64,9 @@ log = logging.getLogger(__name__)
 #: Columns the patient list can be sorted by.
 SORTABLE: dict[str, Any] = {
     "id": m.Patient.id,
-    "name": m.Patient.name,
-    "age": m.Patient.age,
-    "gender": m.Patient.gender,
+    "name": m.Patient.name_key,  # case and accents ignored (text_sort_key)
+    "age": m.Patient.age,  # as shown: see list_patients
+    "gender": case_insensitive(m.Patient.gender),
     "status": m.Patient.status,
     "workflow_step": m.Patient.workflow_step,
     "admission_date": m.Patient.admission_date,
@@ -103,6 +109,7 @@ def new_patient_values(fields: Mapping[str, Any]) -> dict[str, Any]:
     values = clean_fields({"status": PatientStatus.PENDING_ANALYSIS.value, **fields})
     if "name" not in values:
         raise InvalidInput("the name is required", field="name")
+    reconcile_age(values, values.get("birth_date"))
     values.setdefault("admission_date", datetime.now(UTC))
     values.setdefault("workflow_step", int(WorkflowStep.ANALYSIS))
     return values
@@ -150,6 +157,8 @@ class PatientService:
                 f"cannot sort by {order_by!r}; use one of: {', '.join(SORTABLE)}",
                 field="order_by",
             )
+        if order_by == "age":  # today's, from the birth date where there is one
+            column = age_in_years(m.Patient.birth_date, m.Patient.age, date.today())
         filters: list[ColumnElement[bool]] = []
         if status:
             try:
@@ -272,8 +281,17 @@ class PatientService:
         parsed = _client_result(ai_result) if ai_result is not None else None
         with self._db.session() as session:
             row = self._get(session, patient_id)
-            # Only what differs: a client sending the record back changes nothing.
-            values = {key: value for key, value in values.items() if getattr(row, key) != value}
+            if values.get("birth_date", row.birth_date) is None and row.birth_date:
+                values.setdefault("age", age_on(row.birth_date))  # the last age it gave
+            reconcile_age(values, values.get("birth_date", row.birth_date))
+            # Only what differs: a client sending the record back changes nothing (the
+            # age it read was derived from the birth date today).
+            current = {"age": age_on(row.birth_date)} if row.birth_date else {}
+            values = {
+                key: value
+                for key, value in values.items()
+                if current.get(key, getattr(row, key)) != value
+            }
             for key, value in values.items():
                 setattr(row, key, value)
             if verdict_given and verdict != row.validation_status:
@@ -380,6 +398,8 @@ class PatientService:
             analysis.validated_by = analysis.validated_at = analysis.validation_notes = None
         row.validation_status = row.validated_by = row.validated_at = None
         row.validation_notes = None
+        # Back to validation (not forward: a new scan meanwhile left it at analysis).
+        row.workflow_step = min(row.workflow_step, int(WorkflowStep.VALIDATION))
         AuditService.record(session, actor, "unvalidate", "patient", row.id)
 
     def _apply_verdict(
@@ -411,7 +431,13 @@ class PatientService:
         row.validated_by = clinician[:200]
         row.validated_at = now
         row.validation_notes = notes
-        row.workflow_step = max(row.workflow_step, int(WorkflowStep.SCHEDULING))
+        # An appointment still to come (booked before the verdict) completes it; one
+        # already past belongs to an earlier visit.
+        booked = (
+            row.appointment_date is not None
+            and row.appointment_date >= now - APPOINTMENT_PAST_TOLERANCE
+        )
+        row.workflow_step = int(WorkflowStep.COMPLETE if booked else WorkflowStep.SCHEDULING)
         row.updated_at = now
         AuditService.record(
             session,
@@ -436,18 +462,21 @@ class PatientService:
     def schedule_appointment(
         self, patient_id: str, appointment: datetime, *, actor: Actor
     ) -> PatientRecord:
-        """Set the follow-up appointment; completes the workflow."""
+        """Set the follow-up appointment. It completes the workflow of a patient at the
+        scheduling step (a verdict recorded); before that it is booked and the workflow
+        stays where it is, so an unanalysed or unvalidated patient is never complete."""
         when = aware(appointment, "appointment_date")
         now = datetime.now(UTC)
         if when < now - APPOINTMENT_PAST_TOLERANCE:
             raise InvalidInput("the appointment is in the past", field="appointment_date")
         with self._db.session() as session:
             row = self._get(session, patient_id)
-            if row.appointment_date == when and row.workflow_step == int(WorkflowStep.COMPLETE):
+            completes = row.workflow_step == int(WorkflowStep.SCHEDULING)
+            if row.appointment_date == when and not completes:
                 return self.records_in(session, [row])[0]  # booked already: no change
             row.appointment_date = when
-            # As the seed did: scheduling completes the workflow, validated or not.
-            row.workflow_step = int(WorkflowStep.COMPLETE)
+            if completes:
+                row.workflow_step = int(WorkflowStep.COMPLETE)
             row.updated_at = now
             AuditService.record(session, actor, "schedule", "patient", patient_id)
             session.flush()

@@ -24,7 +24,9 @@ from sqlalchemy import (
     TypeDecorator,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
+
+from ophthai_desktop.core.domain import text_sort_key
 
 
 def utcnow() -> datetime:
@@ -56,6 +58,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+#: The type of a sort key: compared byte by byte on PostgreSQL too (collation "C"), so
+#: that both databases order the same keys alike (a locale's collation would, say, skip
+#: the spaces of "de la cruz").
+NAME_KEY_TYPE = Text().with_variant(Text(collation="C"), "postgresql")
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -75,6 +82,9 @@ class Patient(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    #: What the name sorts by (case and accents ignored; see text_sort_key), kept with
+    #: the name so that a sorted page walks an index on either database.
+    name_key: Mapped[str] = mapped_column(NAME_KEY_TYPE, default="")
     age: Mapped[int | None] = mapped_column(Integer)
     birth_date: Mapped[date | None] = mapped_column(Date)
     gender: Mapped[str | None] = mapped_column(String(32))
@@ -102,7 +112,13 @@ class Patient(Base):
         Index("ix_patients_created_at", "created_at"),
         Index("ix_patients_status_created_at", "status", "created_at"),
         Index("ix_patients_name", "name"),
+        Index("ix_patients_name_key_id", "name_key", "id"),
     )
+
+    @validates("name")
+    def _keep_name_key(self, _key: str, name: str) -> str:
+        self.name_key = text_sort_key(name)
+        return name
 
 
 class Scan(Base):

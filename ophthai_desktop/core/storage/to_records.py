@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ophthai_desktop.core.domain import age_on
 from ophthai_desktop.core.records import (
     AnalysisRecord,
     AuditRecord,
@@ -76,7 +77,8 @@ def patient_record(
     return PatientRecord(
         id=row.id,
         name=row.name,
-        age=row.age,
+        # The age a birth date gives today; the stored one is as of the last change.
+        age=age_on(row.birth_date) if row.birth_date else row.age,
         birth_date=row.birth_date,
         gender=row.gender,
         symptoms=tuple(row.symptoms or ()),

@@ -201,6 +201,14 @@ class AnalysisController(QObject):
     @Slot(int, object)
     def _on_bridge_analysis_queued(self, job_id: int, patient_id: str | None) -> None:
         self._job_patients[job_id] = patient_id
+        if self._streams.pop(job_id, None) is not None:  # queued again: the model unloaded
+            if job_id == self._shown_job:
+                self._shown_job = None
+                self._view.set_state(
+                    f"Queued again (job #{job_id}): the model was unloaded during the "
+                    "analysis. It runs again once the model is loaded."
+                )
+            return
         if patient_id is not None and patient_id == self._patient_id and self._shown_job is None:
             self._show_queued(job_id)
 
@@ -304,14 +312,9 @@ class AnalysisController(QObject):
         model_problem_shown = self.explain_model_state()
 
         def queue() -> tuple[JobRecord, bool]:
-            """The patient's open analysis if there is one (a second one of the same
-            scan would only take the model minutes more), else a new one."""
-            jobs = self._app.jobs
-            for state in ("running", "queued"):
-                page = jobs.list_jobs(patient_id=patient_id, state=state, limit=1)
-                if page.items:
-                    return page.items[0], False
-            return jobs.queue_patient_analysis(patient_id, actor=self._ctx.actor), True
+            """The newest scan's open analysis if there is one (the service does not
+            queue a second one of the same scan), else a new one."""
+            return self._app.jobs.ensure_patient_analysis(patient_id, actor=self._ctx.actor)
 
         def done(result: tuple[JobRecord, bool]) -> None:
             self._queueing.discard(patient_id)

@@ -65,7 +65,8 @@ class JobsController(QObject):
 
     @Slot(int, object)
     def _on_bridge_analysis_queued(self, job_id: int, patient_id: str | None) -> None:
-        if self._model.get(job_id) is None:
+        # A known job queued again (the model was unloaded under it) is waiting again.
+        if self._model.update(job_id, state="queued", tokens=0, note="") is None:
             self._model.upsert(new_job_row(job_id, patient_id))
 
     @Slot(int, object)

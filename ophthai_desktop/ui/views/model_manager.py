@@ -194,10 +194,8 @@ class ModelManagerDialog(QDialog):
             text = f"Downloading {status.progress * 100:.0f}%"
         self.state.setText(text)
         set_style_property(self.state, "kind", kind)
-        source = status.model_source
-        self.source.setText(
-            status.model_id if source == status.model_id else f"{status.model_id}\nfrom {source}"
-        )
+        source, name = status.model_source, status.model_name or status.model_id
+        self.source.setText(name if source == name else f"{name}\nfrom {source}")
         message = status.error if state is ModelState.ERROR and status.error else status.message
         self.message.setText(message)
         self.show_progress(status.progress if state is ModelState.DOWNLOADING else None)

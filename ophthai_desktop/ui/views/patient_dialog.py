@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ophthai_desktop.core.domain import Laterality, Modality, PatientStatus
+from ophthai_desktop.core.domain import Laterality, Modality, PatientStatus, age_on
 from ophthai_desktop.core.records import PatientRecord
 from ophthai_desktop.ui.display import LATERALITY_NAMES, MODALITY_NAMES
 from ophthai_desktop.ui.views.style import set_style_property
@@ -70,7 +70,8 @@ class PatientDialog(QDialog):
         self.birth_date.setDate(QDate(1970, 1, 1))
         self.birth_date.setMaximumDate(QDate.currentDate())  # no births in the future
         self.birth_date.setEnabled(False)
-        self.birth_known.toggled.connect(self.birth_date.setEnabled)
+        self.birth_known.toggled.connect(self._on_birth_known_toggled)
+        self.birth_date.dateChanged.connect(self._on_birth_date_date_changed)
         birth = QHBoxLayout()
         birth.addWidget(self.birth_known)
         birth.addWidget(self.birth_date, 1)
@@ -153,6 +154,20 @@ class PatientDialog(QDialog):
         """Preselect what the file names suggest about the images."""
         self.modality.setCurrentIndex(max(0, self.modality.findData(modality)))
         self.laterality.setCurrentIndex(max(0, self.laterality.findData(laterality)))
+
+    @Slot(bool)
+    def _on_birth_known_toggled(self, known: bool) -> None:
+        """A known birth date gives the age (the core derives it too): the age box
+        follows it, read-only, so the two can never disagree."""
+        self.birth_date.setEnabled(known)
+        self.age.setEnabled(not known)
+        if known:
+            self._on_birth_date_date_changed(self.birth_date.date())
+
+    @Slot(QDate)
+    def _on_birth_date_date_changed(self, born: QDate) -> None:
+        if self.birth_known.isChecked():
+            self.age.setValue(age_on(born.toPython()))
 
     def _fill(self, patient: PatientRecord) -> None:
         self.name.setText(patient.name)

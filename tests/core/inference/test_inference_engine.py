@@ -123,6 +123,30 @@ def test_model_in_hub_cache_loads_with_its_revision(tiny_checkpoint: Path, tmp_p
     assert result.model_id == "OctoMed/OctoMed-7B"
 
 
+def test_a_local_model_folder_is_named_by_its_path_and_contents(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """With OPHTHAI_MODEL_PATH the folder is what runs: the configured Hub id (and the
+    commit its config may name) would misname a local or fine-tuned copy."""
+    folder = tmp_path / "my-octomed"
+    shutil.copytree(tiny_checkpoint, folder)
+    engine = InferenceEngine(make_settings(tmp_path, model_path=folder))
+
+    installed = engine.status()
+    status = engine.load()
+    result = engine.generate(fundus_like_image())
+
+    assert installed.model_name == str(folder) and str(folder) in installed.message
+    assert status.message.startswith(f"{folder} is ready on cpu")
+    assert "OctoMed" not in status.message
+    assert status.revision is not None and status.revision.startswith("sha256:")
+    assert (result.model_id, result.revision) == (str(folder), status.revision)
+    engine.unload()
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "note": "fine-tuned"}))
+    assert engine.refresh().revision not in (None, status.revision)
+
+
 def test_model_not_on_disk_is_not_installed_at_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,0 +1,75 @@
+"""Sort expressions that read the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Integer, String, literal
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import QueryableAttribute
+from sqlalchemy.sql.expression import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
+
+
+class case_insensitive(FunctionElement[str]):
+    """A short text column to sort by ignoring case: ``lower(x)`` on PostgreSQL;
+    ``x COLLATE NOCASE`` on SQLite, where the connection's ``lower()`` is a Python call
+    per row (about 5 ms more per 10,000 rows) and NOCASE folds ASCII natively. For
+    values such as a sex, spelled in ASCII; names have a stored key instead
+    (``Patient.name_key``)."""
+
+    type = String()
+    inherit_cache = True
+    name = "case_insensitive"
+
+    def __init__(self, column: ColumnElement[Any] | QueryableAttribute[Any]) -> None:
+        super().__init__(column)
+
+
+@compiles(case_insensitive)
+def _lower(element: case_insensitive, compiler: Any, **kw: Any) -> str:
+    return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(case_insensitive, "sqlite")
+def _nocase(element: case_insensitive, compiler: Any, **kw: Any) -> str:
+    return f"({compiler.process(element.clauses, **kw)} COLLATE NOCASE)"
+
+
+class age_in_years(FunctionElement[int]):
+    """A patient's age on ``today``: from the birth date when there is one (the stored
+    age is as of the record's last change), else the stored age. Sorting by it is the
+    order of the ages shown."""
+
+    type = Integer()
+    inherit_cache = True
+    name = "age_in_years"
+
+    def __init__(
+        self,
+        birth_date: ColumnElement[Any] | QueryableAttribute[Any],
+        age: ColumnElement[Any] | QueryableAttribute[Any],
+        today: date,
+    ) -> None:
+        super().__init__(birth_date, age, literal(today.isoformat(), String()))
+
+
+@compiles(age_in_years)
+def _age_postgresql(element: age_in_years, compiler: Any, **kw: Any) -> str:
+    born, age, today = (compiler.process(c, **kw) for c in element.clauses)
+    return (
+        f"CASE WHEN {born} IS NULL THEN {age} "
+        f"ELSE CAST(date_part('year', age(CAST({today} AS date), {born})) AS INTEGER) END"
+    )
+
+
+@compiles(age_in_years, "sqlite")
+def _age_sqlite(element: age_in_years, compiler: Any, **kw: Any) -> str:
+    born, age, today = (compiler.process(c, **kw) for c in element.clauses)
+    # Dates are stored as 'YYYY-MM-DD' text: whole years, less one before the birthday.
+    return (
+        f"CASE WHEN {born} IS NULL THEN {age} "
+        f"ELSE CAST(substr({today}, 1, 4) AS INTEGER) - CAST(substr({born}, 1, 4) AS INTEGER)"
+        f" - (substr({today}, 6, 5) < substr({born}, 6, 5)) END"
+    )
