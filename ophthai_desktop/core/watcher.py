@@ -399,11 +399,12 @@ class FolderWatcher:
             observer: BaseObserver
             if sys.platform.startswith("linux"):
                 _no_move_pairing_delay()
-                # Full events: a file renamed in from another folder is a move (whole
-                # at once: the fast path) rather than a creation (two steady checks,
-                # ~100 ms, in case a writer still has it open).
+            try:
+                # Full events (inotify): a file renamed in from another folder is a move
+                # (whole at once: the fast path) rather than a creation (two steady
+                # checks, ~100 ms, in case a writer still has it open).
                 observer = Observer(generate_full_events=True)  # type: ignore[call-arg]
-            else:
+            except TypeError:  # another platform's observer, or watchdog's fallback
                 observer = Observer()
             try:
                 observer.schedule(

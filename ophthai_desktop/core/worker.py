@@ -159,6 +159,19 @@ class InferenceWorker:
             self._hold_after_unload = False
         self._wake.set()
 
+    def resume_queue(self) -> None:
+        """Someone asked again for a queued analysis: a queue held since an unload
+        runs now (the model is loaded on first use)."""
+        with self._current_lock:
+            self._hold_after_unload = False
+        self._wake.set()
+
+    @property
+    def holding(self) -> bool:
+        """Whether queued analyses wait for the model to be loaded (after an unload)."""
+        with self._current_lock:
+            return self._hold_after_unload
+
     def request_unload(self) -> None:
         """Unload the model on the worker thread. The running job is stopped and queued
         again: it runs when the model is loaded again."""
@@ -196,10 +209,11 @@ class InferenceWorker:
         elif isinstance(event, AnalysisCancelRequested):
             with self._current_lock:
                 self._interrupted_by_unload.discard(event.job_id)  # cancelled: stays so
+                # Remembered also for the running job: if it is being queued again for
+                # an unload, its next start honours the cancel.
+                self._cancel_requested.add(event.job_id)
                 if self._current is not None and self._current.job_id == event.job_id:
                     self._current.cancel.set()
-                else:
-                    self._cancel_requested.add(event.job_id)
         elif isinstance(event, PatientDeleted):
             with self._current_lock:
                 if self._current is not None and self._current.patient_id == event.patient_id:
@@ -294,6 +308,9 @@ class InferenceWorker:
                 self._cancel_requested.discard(job.id)
                 cancel.set()
         try:
+            if not self._job_exists(job.id):  # its patient was deleted since the claim
+                log.info("analysis job %d not started: its patient was deleted", job.id)
+                return
             self._bus.publish(AnalysisStarted(job.id, job.patient_id))
             image = self._open_image(job)
             # The prompt asks for <think> first, so output starts as reasoning (as
@@ -316,12 +333,19 @@ class InferenceWorker:
                 self._jobs.requeue(job.id)  # the app is closing: run it next time
             elif result.cancelled and unloaded:
                 self._jobs.requeue(job.id, announce=True)  # runs once loaded again
+                with self._current_lock:  # cancelled while it was being queued again
+                    cancelled = job.id not in self._interrupted_by_unload
+                if cancelled:
+                    self._jobs.mark_cancelled(job.id)
             elif result.cancelled:
                 self._jobs.mark_cancelled(job.id)
             else:
                 self._jobs.complete(job, result)
-        except NotFound:
-            log.info("analysis job %d ended: its patient was deleted", job.id)
+        except NotFound as exc:
+            if self._job_exists(job.id):  # something else is missing (its image file)
+                self._record_failure(job.id, exc.message)
+            else:
+                log.info("analysis job %d ended: its patient was deleted", job.id)
         except OphthaiError as exc:
             self._record_failure(job.id, exc.message)
         except Exception as exc:  # a bad job never kills the worker
@@ -337,6 +361,13 @@ class InferenceWorker:
             with self._current_lock:
                 self._current = None
                 self._interrupted_by_unload.discard(job.id)
+
+    def _job_exists(self, job_id: int) -> bool:
+        try:
+            self._jobs.get_job(job_id)
+        except NotFound:
+            return False
+        return True
 
     def _record_failure(self, job_id: int, reason: str) -> None:
         try:

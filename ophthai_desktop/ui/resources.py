@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication
 from PySide6.QtGui import QIcon, QPixmap
-from PySide6.QtWidgets import QAbstractButton, QWidget
+from PySide6.QtWidgets import QAbstractButton, QTabBar, QWidget
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def _inked(path: Path, ink: str) -> QIcon:
 
 
 def retint_icons(widgets: Iterable[QWidget]) -> None:
-    """Give the buttons and actions among ``widgets`` their icons in the current theme
+    """Give the buttons, tabs and actions among ``widgets`` their icons in the current theme
     (the icons made before a theme change keep the ink they were drawn in)."""
     theme = current_theme()
 
@@ -79,6 +79,10 @@ def retint_icons(widgets: Iterable[QWidget]) -> None:
     for widget in widgets:
         if isinstance(widget, QAbstractButton) and (new := redrawn(widget.icon())) is not None:
             widget.setIcon(new)
+        if isinstance(widget, QTabBar):
+            for index in range(widget.count()):
+                if (new := redrawn(widget.tabIcon(index))) is not None:
+                    widget.setTabIcon(index, new)
         for action in widget.actions():
             if (new := redrawn(action.icon())) is not None:
                 action.setIcon(new)

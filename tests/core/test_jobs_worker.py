@@ -425,6 +425,44 @@ def test_a_job_cancelled_while_the_model_unloads_stays_cancelled(
     _wait(lambda: app.jobs.get_job(job.id).state == "cancelled")
 
 
+def test_a_scan_whose_image_file_is_gone_fails_its_analysis(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    """Not taken for a deleted patient (the job was left running for ever, and every
+    later Analyse of the scan joined it)."""
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)
+    scan = app.patients.list_scans(patient_id)[0]
+    app.images.path_for(scan.sha256).unlink()
+    running(ScriptedEngine(DME))
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: app.jobs.get_job(job.id).state == "failed")
+    assert "missing" in (app.jobs.get_job(job.id).error or "")
+
+
+def test_an_analysis_asked_for_again_runs_a_queue_held_since_an_unload(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    app = sqlite_services
+    hold = threading.Event()
+    engine = ScriptedEngine(DME, hold=hold)
+    worker = running(engine)
+    patient_id = _patient_with_scan(app, actor)
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: worker.current_job_id == job.id)
+    worker.request_unload()
+    _wait(lambda: app.jobs.get_job(job.id).state == "queued" and not worker.commands_pending)
+    assert worker.holding
+    hold.set()
+
+    again, new = app.jobs.ensure_patient_analysis(patient_id, actor=actor)
+    assert (again.id, new) == (job.id, False)
+    worker.resume_queue()  # what Analyse and POST .../analyze do for a queued job
+
+    _wait(lambda: app.jobs.get_job(job.id).state == "done")
+    assert engine.loads == 1
+
+
 def test_queue_a_chosen_scan_of_the_patient(sqlite_services: Application, actor: Actor) -> None:
     app = sqlite_services
     patient_id = _patient_with_scan(app, actor)

@@ -196,6 +196,7 @@ def test_dark_theme_applies_at_once(qtbot: QtBot, make_gui: Maker) -> None:
         # The icons made in the light look are drawn again in a light ink.
         assert _ink(gui.window.analyse_action.icon()) > 180
         assert _ink(gui.analysis_view.analyse.icon()) > 180
+        assert _ink(gui.patient_page.tabs.tabIcon(0)) > 180
     finally:
         apply_theme("light")
     assert app.palette().color(QPalette.ColorRole.Window).lightness() > 180

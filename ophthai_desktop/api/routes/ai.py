@@ -283,6 +283,8 @@ def analyze_patient(
         job = app.jobs.queue_patient_analysis(
             patient_id, actor=actor, question=wanted.question, scan_id=wanted.scan_id
         )
+    if job.state == "queued":
+        app.worker.resume_queue()  # asked for again: a queue held since an unload runs
     response.headers["Location"] = f"/api/jobs/{job.id}"
     return presenters.job(job)
 

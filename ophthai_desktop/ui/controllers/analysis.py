@@ -83,6 +83,8 @@ class AnalysisController(QObject):
         self._shown_job: int | None = None
         self._waiting_job: int | None = None  # the shown patient's queued job
         self._no_scan_shown = False  # the page says the patient has no scan
+        self._model_state = ""  # the model's state as last announced
+        self._model_notice = ""  # the model problem the notice last told of
         view.set_clinician(ctx.actor.who)
 
         patients.patient_opened.connect(self._on_patients_patient_opened)
@@ -282,19 +284,30 @@ class AnalysisController(QObject):
         self._view.set_state(self._queued_text(job_id))
 
     @Slot(str, str, object)
-    def _on_bridge_model_state_changed(self, _state: str, _message: str, _progress: object) -> None:
+    def _on_bridge_model_state_changed(self, state: str, _message: str, _progress: object) -> None:
         """A queued analysis on the page says again why it waits (or that it no longer
-        does): a load that failed meanwhile is said where the clinician is looking."""
+        does) when the model's state changes: a load that failed meanwhile is said where
+        the clinician is looking. (Download progress repeats the state: nothing to say.)"""
+        if state == self._model_state:
+            return
+        self._model_state = state
         if self._waiting_job is None or self._shown_job is not None:
             return
         self._view.set_state(self._queued_text(self._waiting_job))
-        self.explain_model_state()
+        shown = self._model_notice
+        if not self.explain_model_state() and shown and self._view.notice.text() == shown:
+            self._view.notice.dismiss()  # the model problem it told of is over
 
     def _queued_text(self, job_id: int) -> str:
         text = f"Queued for analysis (job #{job_id})."
         problem = model_problem(self._app.engine.status())
         if problem:
             text += " Waiting: the model is not available (see the note below)."
+        elif self._app.worker.holding:
+            text += (
+                " Waiting: the model was unloaded; it runs once the model is loaded "
+                "(AI ▸ Load model, or Analyse)."
+            )
         elif self._app.engine.status().state is ModelState.INSTALLED:
             text += " The model is loaded first; this takes a while."
         return text
@@ -319,6 +332,8 @@ class AnalysisController(QObject):
         def done(result: tuple[JobRecord, bool]) -> None:
             self._queueing.discard(patient_id)
             job, new = result
+            if job.state == "queued":
+                self._app.worker.resume_queue()  # a queue held since an unload runs
             self._page.show_tab("analysis")
             if patient_id != self._patient_id:
                 return
@@ -343,6 +358,7 @@ class AnalysisController(QObject):
         if problem is None:
             return False
         self._view.show_notice(problem, "warning")
+        self._model_notice = problem
         return True
 
     @Slot(bool, str, str)
