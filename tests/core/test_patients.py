@@ -342,6 +342,34 @@ def test_the_age_is_current_on_read_after_a_birthday(
     assert echoed.updated_at == read.updated_at and events == []  # sent back: no change
 
 
+def test_the_whole_patient_sent_back_with_a_corrected_birth_date_is_served(
+    app_services: Application, actor: Actor
+) -> None:
+    """A client that PATCHes back the patient it read, birth date corrected, sends the
+    age it read too: the birth date decides, the echoed age is not a contradiction."""
+    service = app_services.patients
+    read = service.create_patient({"name": "Typo", "birth_date": _years_ago(70)}, actor=actor)
+    assert read.age == 70
+
+    fixed = service.update_patient(
+        read.id, {"age": read.age, "birth_date": _years_ago(60)}, actor=actor
+    )
+    assert fixed.age == 60
+
+    # Read the day before a birthday, sent back on the day: the age it read is a year
+    # behind the birth date, and it is the birth date that counts.
+    with app_services.db.session() as session:
+        row = session.get(m.Patient, read.id)
+        assert row is not None
+        row.birth_date = _years_ago(61)  # 61 today; read yesterday as 60
+    again = service.update_patient(
+        read.id, {"age": 60, "birth_date": _years_ago(61), "history": "x"}, actor=actor
+    )
+    assert again.age == 61 and again.history == "x"
+    with pytest.raises(InvalidInput):  # any other disagreeing age is refused as before
+        service.update_patient(read.id, {"age": 50}, actor=actor)
+
+
 NAMES = ["Zoe", "adam", "Émile", "Dan", "zoë", "bob", "Ärne", "de la Cruz", "Ann", "Élodie"]
 
 

@@ -99,6 +99,21 @@ class NewImage:
     field: str | None = None
 
 
+def _drop_echoed_age(values: dict[str, Any], row: m.Patient) -> None:
+    """Leave out an age a client sends back as it read it, beside a birth date: the
+    age follows the birth date, and a client that PATCHes back the whole patient with
+    a corrected birth date (or read it the day before a birthday) is not contradicting
+    it. Any other age that disagrees with the birth date is still refused."""
+    given = values.get("age")
+    birth_date = values.get("birth_date", row.birth_date)
+    if given is None or birth_date is None or row.birth_date is None:
+        return
+    shown = age_on(row.birth_date)
+    read_before_birthday = birth_date == row.birth_date and given == shown - 1
+    if given != age_on(birth_date) and (given == shown or read_before_birthday):
+        del values["age"]
+
+
 def new_patient_id() -> str:
     return f"pt-{uuid.uuid4().hex[:12]}"
 
@@ -283,6 +298,7 @@ class PatientService:
             row = self._get(session, patient_id)
             if values.get("birth_date", row.birth_date) is None and row.birth_date:
                 values.setdefault("age", age_on(row.birth_date))  # the last age it gave
+            _drop_echoed_age(values, row)
             reconcile_age(values, values.get("birth_date", row.birth_date))
             # Only what differs: a client sending the record back changes nothing (the
             # age it read was derived from the birth date today).
