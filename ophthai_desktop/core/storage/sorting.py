@@ -60,7 +60,11 @@ def _age_postgresql(element: age_in_years, compiler: Any, **kw: Any) -> str:
     born, age, today = (compiler.process(c, **kw) for c in element.clauses)
     return (
         f"CASE WHEN {born} IS NULL THEN {age} "
-        f"ELSE CAST(date_part('year', age(CAST({today} AS date), {born})) AS INTEGER) END"
+        # age() of two timestamps without a zone: dates alone would be taken as
+        # timestamptz, and a daylight-saving change at midnight could cost a year on
+        # the birthday itself.
+        f"ELSE CAST(date_part('year', age(CAST({today} AS timestamp), "
+        f"CAST({born} AS timestamp))) AS INTEGER) END"
     )
 
 

@@ -195,12 +195,14 @@ class ImportController(QObject):
 
     def _store_and_queue(self, patient_id: str, item: CheckedFile) -> None:
         """Pool thread: one scan, one queued analysis of it."""
-        self._app.patients.attach_image(
+        scan = self._app.patients.attach_image(
             patient_id,
             self._new_image(item, item.modality, item.laterality),
             actor=self._ctx.actor,
         )
-        self._app.jobs.queue_patient_analysis(patient_id, actor=self._ctx.actor)
+        # This scan's analysis: another scan of the patient arriving meanwhile (the
+        # watch folder, the API) would otherwise be the newest and this one never run.
+        self._app.jobs.queue_patient_analysis(patient_id, actor=self._ctx.actor, scan_id=scan.id)
 
     @staticmethod
     def _new_image(item: CheckedFile, modality: str, laterality: str) -> NewImage:
