@@ -88,6 +88,7 @@ class AnalysisQueued(Event):
     job_id: int
     patient_id: str | None
     scan_id: int | None
+    requeued: bool = False  # a running analysis put back (the model was unloaded)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import threading
 
 from pytestqt.qtbot import QtBot
 
+from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from tests.support.images import png_bytes
@@ -108,3 +109,22 @@ def test_an_analysis_the_unload_interrupted_shows_as_queued_again(
     qtbot.waitUntil(lambda: "Queued again" in view.state.text())
     assert "model was unloaded" in view.state.text()
     hold.set()
+
+
+def test_a_start_heard_before_its_queueing_stays_running(qtbot: QtBot, make_gui: Maker) -> None:
+    """The worker hears a new job first and may announce its start before the window
+    hears it was queued; that is not an analysis queued again."""
+    gui = make_gui(engine=ScriptedEngine(DME, hold=threading.Event()))
+    app = gui.application
+    patient = app.patients.create_patient(
+        {"name": "Early"}, actor=Actor("t", "gui"), image=NewImage(png_bytes())
+    )
+    open_patient(qtbot, gui, patient.id)
+    model, view = gui.jobs_panel.model, gui.analysis_view
+    app.bus.publish(ev.AnalysisStarted(990, patient.id))
+    app.bus.publish(ev.AnalysisQueued(990, patient.id, None))
+    qtbot.waitUntil(lambda: model.get(990) is not None)
+    qtbot.wait(300)  # both delivered
+    assert model.get(990).state == "running"  # type: ignore[union-attr]
+    assert "Queued again" not in view.state.text()
+    assert "Analysing" in view.state.text()

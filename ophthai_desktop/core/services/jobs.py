@@ -350,7 +350,9 @@ class JobService:
         if record is not None:
             log.info("analysis job %d queued again", job_id)
             if announce:
-                self._bus.publish(AnalysisQueued(record.id, record.patient_id, record.scan_id))
+                self._bus.publish(
+                    AnalysisQueued(record.id, record.patient_id, record.scan_id, requeued=True)
+                )
 
     def has_queued(self) -> bool:
         with self._db.session() as session:

@@ -200,10 +200,14 @@ class AnalysisController(QObject):
 
     # Analysis events ----------------------------------------------------------------------
 
-    @Slot(int, object)
-    def _on_bridge_analysis_queued(self, job_id: int, patient_id: str | None) -> None:
+    @Slot(int, object, bool)
+    def _on_bridge_analysis_queued(
+        self, job_id: int, patient_id: str | None, requeued: bool
+    ) -> None:
         self._job_patients[job_id] = patient_id
-        if self._streams.pop(job_id, None) is not None:  # queued again: the model unloaded
+        if job_id in self._streams and not requeued:
+            return  # its start came first (the worker wakes before the window hears)
+        if requeued and self._streams.pop(job_id, None) is not None:  # the model unloaded
             if job_id == self._shown_job:
                 self._shown_job = None
                 self._view.set_state(

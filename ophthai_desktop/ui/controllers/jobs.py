@@ -63,10 +63,16 @@ class JobsController(QObject):
     def stop(self) -> None:
         self._poll.stop()
 
-    @Slot(int, object)
-    def _on_bridge_analysis_queued(self, job_id: int, patient_id: str | None) -> None:
-        # A known job queued again (the model was unloaded under it) is waiting again.
-        if self._model.update(job_id, state="queued", tokens=0, note="") is None:
+    @Slot(int, object, bool)
+    def _on_bridge_analysis_queued(
+        self, job_id: int, patient_id: str | None, requeued: bool
+    ) -> None:
+        # A known job queued again (the model was unloaded under it) is waiting again. A
+        # new job's start can arrive before its queueing (the worker wakes first): a
+        # known row then stays as it is.
+        if requeued and self._model.update(job_id, state="queued", tokens=0, note=""):
+            return
+        if self._model.get(job_id) is None:
             self._model.upsert(new_job_row(job_id, patient_id))
 
     @Slot(int, object)
