@@ -117,6 +117,17 @@ def test_ten_thousand_patients_open_without_delay(qtbot: QtBot, make_gui: Maker)
     assert session.patient_page.name.text() == "Seeded Patient 09996"
 
 
+def test_the_window_fits_an_800_by_600_screen(qtbot: QtBot, gui: GuiSession) -> None:
+    patient = gui.application.patients.create_patient({"name": "Small"}, actor=Actor("t", "gui"))
+    gui.patients.open_patient(patient.id)
+    qtbot.waitUntil(lambda: gui.patient_page.patient is not None)
+    for tab in ("analysis", "scans", "oculomics"):
+        gui.patient_page.show_tab(tab)
+        gui.window.resize(800, 600)
+        qtbot.wait(50)
+        assert gui.window.height() <= 600 and gui.window.width() <= 800, tab
+
+
 def test_the_window_comes_up_without_torch(tmp_path: Path) -> None:
     """Heavy modules are imported when the model loads, not for the window."""
     script = textwrap.dedent(

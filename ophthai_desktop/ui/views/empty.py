@@ -5,6 +5,9 @@ from __future__ import annotations
 from PySide6.QtCore import QAbstractItemModel, Qt, Slot
 from PySide6.QtWidgets import QAbstractItemView, QLabel, QStackedWidget, QWidget
 
+#: The panels' smallest height (two rows of a list).
+MIN_HEIGHT = 44
+
 
 class EmptyOr(QStackedWidget):
     """Shows ``view`` while its model has rows, and ``text`` while it has none.
@@ -22,6 +25,10 @@ class EmptyOr(QStackedWidget):
         self.hint.setWordWrap(True)
         self.addWidget(view)
         self.addWidget(self.hint)
+        # A couple of rows at least, not the views' own ~70 px: the docks holding these
+        # panels then let the window fit an 800x600 screen.
+        self.setMinimumHeight(MIN_HEIGHT)
+        view.setMinimumHeight(MIN_HEIGHT)
         model: QAbstractItemModel = view.model()
         model.rowsInserted.connect(self._follow)
         model.rowsRemoved.connect(self._follow)

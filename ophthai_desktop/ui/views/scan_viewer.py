@@ -27,7 +27,7 @@ from ophthai_desktop.core.records import ScanRecord
 from ophthai_desktop.ui.display import local_datetime, scan_label, size
 from ophthai_desktop.ui.resources import icon
 
-THUMB_SIZE = 96
+THUMB_SIZE = 80
 ZOOM_STEP = 1.25
 MIN_SCALE, MAX_SCALE = 0.02, 40.0
 
