@@ -9,6 +9,7 @@ from pytestqt.qtbot import QtBot
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
+from ophthai_desktop.ui.models.job_table import HEADERS
 from tests.support.images import png_bytes
 from tests.support.scripted_engine import DME, ScriptedEngine
 from tests.ui.conftest import Maker, open_patient
@@ -128,3 +129,29 @@ def test_a_start_heard_before_its_queueing_stays_running(qtbot: QtBot, make_gui:
     assert model.get(990).state == "running"  # type: ignore[union-attr]
     assert "Queued again" not in view.state.text()
     assert "Analysing" in view.state.text()
+
+
+def test_the_queue_names_the_patients(qtbot: QtBot, make_gui: Maker) -> None:
+    first = make_gui()  # no model installed: the jobs wait in the queue
+    app = first.application
+    actor = Actor("t", "gui")
+    earlier = app.patients.create_patient(
+        {"name": "Ada Earlier"}, actor=actor, image=NewImage(png_bytes())
+    )
+    old_job = app.jobs.queue_patient_analysis(earlier.id, actor=actor)
+    gui = make_gui(application=app)  # a window opened with a job already queued
+    model = gui.jobs_panel.model
+    column = HEADERS.index("Patient")
+
+    def shown(job_id: int) -> str | None:
+        position = model.position(job_id)
+        return None if position is None else model.data(model.index(position, column))
+
+    qtbot.waitUntil(lambda: shown(old_job.id) == "Ada Earlier")
+    later = app.patients.create_patient(
+        {"name": "Ben Later"}, actor=actor, image=NewImage(png_bytes())
+    )
+    new_job = app.jobs.queue_patient_analysis(later.id, actor=actor)
+    qtbot.waitUntil(lambda: shown(new_job.id) == "Ben Later")
+    app.patients.update_patient(later.id, {"name": "Ben Renamed"}, actor=actor)
+    qtbot.waitUntil(lambda: shown(new_job.id) == "Ben Renamed")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -142,6 +142,17 @@ class PatientService:
         self._limits = limits
 
     # Reading ------------------------------------------------------------------------
+
+    def names_of(self, patient_ids: Collection[str]) -> dict[str, str]:
+        """The names of those of ``patient_ids`` that exist (for lists that show a
+        patient by name, such as the job queue)."""
+        if not patient_ids:
+            return {}
+        with self._db.session() as session:
+            rows = session.execute(
+                select(m.Patient.id, m.Patient.name).where(m.Patient.id.in_(set(patient_ids)))
+            )
+            return {patient_id: name for patient_id, name in rows}
 
     def get_patient(self, patient_id: str) -> PatientRecord:
         with self._db.session() as session:

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from PySide6.QtCore import QObject, QTimer, Slot
 
-from ophthai_desktop.core.records import AnalysisRecord, JobRecord, Page
+from ophthai_desktop.core.records import AnalysisRecord, JobRecord, Page, PatientRecord
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController
 from ophthai_desktop.ui.messages import describe
@@ -38,6 +38,7 @@ class JobsController(QObject):
         self._panel = panel
         self._model = panel.model
         self._patients = patients
+        self._names: dict[str, str] = {}  # patient id -> name, for the Patient column
         self._poll = QTimer(self)
         self._poll.setInterval(WAITING_POLL_MS)
         self._poll.timeout.connect(self._on_poll_timeout)
@@ -50,14 +51,28 @@ class JobsController(QObject):
         bridge.analysis_failed.connect(self._on_bridge_analysis_failed)
         bridge.analysis_cancelled.connect(self._on_bridge_analysis_cancelled)
         bridge.patient_deleted.connect(self._on_bridge_patient_deleted)
+        bridge.patient_created.connect(self._on_bridge_patient_known)
+        bridge.patient_updated.connect(self._on_bridge_patient_known)
         panel.cancel_requested.connect(self.cancel)
         panel.job_opened.connect(self._on_panel_job_opened)
 
     def start(self) -> None:
-        def done(page: Page[JobRecord]) -> None:
-            self._model.reset([job_row(job) for job in page.items])
+        def fetch() -> tuple[Page[JobRecord], dict[str, str]]:
+            page = self._jobs.list_jobs(limit=LOADED)
+            ids = {job.patient_id for job in page.items if job.patient_id}
+            return page, self._ctx.application.patients.names_of(ids)
 
-        self._ctx.tasks.submit(lambda: self._jobs.list_jobs(limit=LOADED), done)
+        def done(result: tuple[Page[JobRecord], dict[str, str]]) -> None:
+            page, names = result
+            self._names.update(names)
+            self._model.reset(
+                [
+                    job_row(job, patient_name=self._names.get(job.patient_id or ""))
+                    for job in page.items
+                ]
+            )
+
+        self._ctx.tasks.submit(fetch, done)
         self._poll.start()
 
     def stop(self) -> None:
@@ -73,12 +88,13 @@ class JobsController(QObject):
         if requeued and self._model.update(job_id, state="queued", tokens=0, note=""):
             return
         if self._model.get(job_id) is None:
-            self._model.upsert(new_job_row(job_id, patient_id))
+            self._model.upsert(new_job_row(job_id, patient_id, self._name_of(patient_id)))
 
     @Slot(int, object)
     def _on_bridge_analysis_started(self, job_id: int, patient_id: str | None) -> None:
         if self._model.update(job_id, state="running", note="") is None:
-            self._model.upsert(replace(new_job_row(job_id, patient_id), state="running"))
+            row = new_job_row(job_id, patient_id, self._name_of(patient_id))
+            self._model.upsert(replace(row, state="running"))
 
     @Slot(int, str, str, int)
     def _on_bridge_analysis_progressed(
@@ -105,7 +121,31 @@ class JobsController(QObject):
 
     @Slot(str)
     def _on_bridge_patient_deleted(self, patient_id: str) -> None:
+        self._names.pop(patient_id, None)
         self._model.remove_patient(patient_id)
+
+    @Slot(object)
+    def _on_bridge_patient_known(self, patient: PatientRecord) -> None:
+        """A patient created or changed: their jobs show their (new) name."""
+        if self._names.get(patient.id) != patient.name:
+            self._names[patient.id] = patient.name
+            self._model.name_patient(patient.id, patient.name)
+
+    def _name_of(self, patient_id: str | None) -> str | None:
+        """The patient's name if known; else None, and it is looked up for their rows."""
+        if not patient_id:
+            return None
+        name = self._names.get(patient_id)
+        if name is None:
+
+            def found(names: dict[str, str]) -> None:
+                for found_id, found_name in names.items():
+                    self._names[found_id] = found_name
+                    self._model.name_patient(found_id, found_name)
+
+            patients = self._ctx.application.patients
+            self._ctx.tasks.submit(lambda: patients.names_of([patient_id]), found)
+        return name
 
     @Slot(int)
     def cancel(self, job_id: int) -> None:

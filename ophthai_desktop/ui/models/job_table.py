@@ -35,6 +35,7 @@ class JobRow:
     tokens: int
     queued_at: str
     note: str
+    patient_name: str | None = None  # shown instead of the id once known
 
     @property
     def cells(self) -> tuple[str, ...]:
@@ -46,7 +47,7 @@ class JobRow:
             progress = ""
         return (
             f"#{self.job_id}",
-            self.patient_id or "(no patient)",
+            self.patient_name or self.patient_id or "(no patient)",
             self.state,
             progress,
             self.queued_at,
@@ -54,15 +55,22 @@ class JobRow:
         )
 
 
-def job_row(job: JobRecord, tokens: int = 0) -> JobRow:
+def job_row(job: JobRecord, tokens: int = 0, patient_name: str | None = None) -> JobRow:
     return JobRow(
-        job.id, job.patient_id, job.state, tokens, local_datetime(job.created_at), job.error or ""
+        job.id,
+        job.patient_id,
+        job.state,
+        tokens,
+        local_datetime(job.created_at),
+        job.error or "",
+        patient_name,
     )
 
 
-def new_job_row(job_id: int, patient_id: str | None) -> JobRow:
+def new_job_row(job_id: int, patient_id: str | None, patient_name: str | None = None) -> JobRow:
     """A row for a job we only know from its :class:`AnalysisQueued` event."""
-    return JobRow(job_id, patient_id, "queued", 0, local_datetime(datetime.now().astimezone()), "")
+    queued_at = local_datetime(datetime.now().astimezone())
+    return JobRow(job_id, patient_id, "queued", 0, queued_at, "", patient_name)
 
 
 class JobTableModel(RowModel):
@@ -116,6 +124,12 @@ class JobTableModel(RowModel):
         row = self.get(job_id)
         if row is not None:
             self.update(job_id, tokens=row.tokens + count, state="running")
+
+    def name_patient(self, patient_id: str, name: str) -> None:
+        """Show ``name`` on the patient's rows (learnt, or changed)."""
+        for row in self.records():
+            if row.patient_id == patient_id and row.patient_name != name:
+                self.update(row.job_id, patient_name=name)
 
     def remove_patient(self, patient_id: str) -> None:
         """Drop the jobs of a deleted patient (their rows went with the patient)."""
