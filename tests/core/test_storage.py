@@ -216,3 +216,72 @@ def test_migration_backfills_the_name_sort_key(db_url: str) -> None:
     indexes = {ix["name"] for ix in inspect(db.engine).get_indexes("patients")}
     assert "ix_patients_name_key_id" in indexes
     db.dispose()
+
+
+def test_an_id_is_never_given_again_after_its_row_is_deleted(db_url: str) -> None:
+    """SQLite gave the next row the largest id + 1: deleting the newest notification
+    (or job, scan, analysis with its patient) handed its id to the next one."""
+    db = Database(db_url)
+    db.upgrade()
+    with db.session() as session:
+        first, newest = (
+            m.Notification(message="a", type="info"),
+            m.Notification(message="b", type="info"),
+        )
+        session.add_all([first, newest])
+        session.flush()
+        newest_id = newest.id
+    with db.session() as session:
+        session.execute(text("DELETE FROM notifications WHERE id = :id"), {"id": newest_id})
+    with db.session() as session:
+        again = m.Notification(message="c", type="info")
+        session.add(again)
+        session.flush()
+        assert again.id > newest_id
+    db.dispose()
+
+
+def test_the_migration_to_unreused_ids_keeps_every_row_and_reference(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    db.upgrade("0004")
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO patients (id, name, name_key, symptoms, history, status,"
+                " workflow_step, admission_date, created_at, updated_at) VALUES"
+                " ('p1', 'n', 'n', '[]', '', 'Stable', 1, :t, :t, :t)"
+            ),
+            {"t": t},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO scans (id, patient_id, sha256, media_type, modality, laterality,"
+                " width, height, size_bytes, source, created_at) VALUES"
+                " (7, 'p1', :sha, 'image/png', 'OCT', 'OD', 10, 10, 100, 'drop', :t)"
+            ),
+            {"sha": "a" * 64, "t": t},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO jobs (id, kind, patient_id, scan_id, image_sha256, state, attempts,"
+                " created_at) VALUES (9, 'analysis', 'p1', 7, :sha, 'done', 1, :t)"
+            ),
+            {"sha": "a" * 64, "t": t},
+        )
+    db.upgrade()
+    with db.session() as session:
+        job = session.get(m.Job, 9)
+        assert job is not None and job.scan_id == 7 and job.patient_id == "p1"
+        assert session.get(m.Scan, 7) is not None
+        assert session.execute(text("PRAGMA foreign_keys")).scalar() == 1  # on again
+        assert session.execute(text("PRAGMA foreign_key_check")).all() == []
+        created = session.execute(
+            text("SELECT sql FROM sqlite_master WHERE name = 'jobs'")
+        ).scalar()
+        assert "AUTOINCREMENT" in str(created)
+    with db.session() as session:  # deleting the patient still takes their rows along
+        session.execute(text("DELETE FROM patients WHERE id = 'p1'"))
+    with db.session() as session:
+        assert session.get(m.Job, 9) is None and session.get(m.Scan, 7) is None
+    db.dispose()

@@ -92,9 +92,26 @@ class Database:
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
         config.set_main_option("path_separator", "os")
         try:
-            with self.engine.begin() as connection:
-                config.attributes["connection"] = connection
-                command.upgrade(config, revision)
+            with self.engine.connect() as connection:
+                if self.is_sqlite:
+                    # A migration that builds a table again drops the old one, and with
+                    # foreign keys on, dropping a table deletes the rows that refer to
+                    # it. The pragma only takes effect outside a transaction.
+                    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                    connection.commit()
+                try:
+                    with connection.begin():
+                        config.attributes["connection"] = connection
+                        command.upgrade(config, revision)
+                    if self.is_sqlite:
+                        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                        if broken:
+                            log.error("after migrating, %d rows refer to missing rows", len(broken))
+                finally:
+                    if self.is_sqlite:
+                        connection.rollback()
+                        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                        connection.commit()
         except OperationalError as exc:
             raise StorageError(f"cannot migrate the database: {exc.orig}") from exc
 

@@ -72,6 +72,12 @@ NAMING = {
 }
 
 
+#: SQLite gives a deleted row's id to the next row when it had the largest id; with
+#: AUTOINCREMENT it never does (PostgreSQL's sequences never do). A link or an audit
+#: entry naming job 19 must not come to mean another patient's job 19.
+NEVER_REUSED_IDS = {"sqlite_autoincrement": True}
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
@@ -143,6 +149,7 @@ class Scan(Base):
     __table_args__ = (
         Index("ix_scans_patient_id_created_at", "patient_id", "created_at"),
         Index("ix_scans_sha256", "sha256"),
+        NEVER_REUSED_IDS,
     )
 
 
@@ -163,7 +170,10 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
 
-    __table_args__ = (Index("ix_jobs_state_created_at", "state", "created_at"),)
+    __table_args__ = (
+        Index("ix_jobs_state_created_at", "state", "created_at"),
+        NEVER_REUSED_IDS,
+    )
 
 
 class Analysis(Base):
@@ -197,7 +207,10 @@ class Analysis(Base):
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    __table_args__ = (Index("ix_analyses_patient_id_created_at", "patient_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_analyses_patient_id_created_at", "patient_id", "created_at"),
+        NEVER_REUSED_IDS,
+    )
 
 
 class Notification(Base):
@@ -214,6 +227,7 @@ class Notification(Base):
         Index("ix_notifications_timestamp", "timestamp"),
         Index("ix_notifications_read_timestamp", "read", "timestamp"),
         Index("ix_notifications_patient_id", "patient_id"),
+        NEVER_REUSED_IDS,
     )
 
 
@@ -230,7 +244,10 @@ class OculomicsMeasurement(Base):
     vessel_density_pct: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    __table_args__ = (Index("ix_oculomics_patient_eye_date", "patient_id", "eye", "measured_on"),)
+    __table_args__ = (
+        Index("ix_oculomics_patient_eye_date", "patient_id", "eye", "measured_on"),
+        NEVER_REUSED_IDS,
+    )
 
 
 class AuditEvent(Base):
@@ -248,6 +265,7 @@ class AuditEvent(Base):
     __table_args__ = (
         Index("ix_audit_events_entity", "entity_type", "entity_id"),
         Index("ix_audit_events_at", "at"),
+        NEVER_REUSED_IDS,
     )
 
 
@@ -280,4 +298,5 @@ class IngestedFile(Base):
     __table_args__ = (
         Index("ix_ingested_files_patient_id", "patient_id"),
         Index("ix_ingested_files_created_at", "created_at"),
+        NEVER_REUSED_IDS,
     )
