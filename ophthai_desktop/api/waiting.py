@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core.domain import JobState
+from ophthai_desktop.core.errors import NotFound
 from ophthai_desktop.core.events import AnalysisCancelled, AnalysisFailed, AnalysisFinished, Event
 from ophthai_desktop.core.services.jobs import JobOutcome
 
@@ -52,7 +53,12 @@ async def wait_for_job(application: Application, job_id: int, timeout_s: float) 
                 await asyncio.wait_for(ended, timeout_s)
             except TimeoutError as exc:
                 raise JobTimeout(job_id) from exc
-            outcome = await run_in_threadpool(application.jobs.outcome, job_id)
+            try:
+                outcome = await run_in_threadpool(application.jobs.outcome, job_id)
+            except NotFound as exc:
+                raise NotFound(
+                    f"the analysis (job {job_id}) ended: its patient was deleted meanwhile"
+                ) from exc
         return outcome
     finally:
         unsubscribe()

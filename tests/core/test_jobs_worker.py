@@ -242,6 +242,23 @@ def test_deleting_the_patient_mid_analysis_stops_it_and_the_worker_goes_on(
     assert worker.alive
 
 
+def test_deleting_a_patient_ends_their_open_analyses_with_an_event(
+    sqlite_services: Application, actor: Actor
+) -> None:
+    """A client showing the patient's queued analysis (or waiting for its result)
+    hears that it ended; before, the last word was analysis_queued."""
+    app = sqlite_services
+    seen = _events(app)
+    patient_id = _patient_with_scan(app, actor)
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    app.patients.delete_patient(patient_id, actor=actor)
+    ended = [e for e in seen if isinstance(e, ev.AnalysisCancelled)]
+    assert [(e.job_id, e.patient_id) for e in ended] == [(job.id, patient_id)]
+    assert seen.index(ended[0]) < next(
+        i for i, e in enumerate(seen) if isinstance(e, ev.PatientDeleted)
+    )
+
+
 def test_a_cancel_between_claim_and_start_is_honoured(
     sqlite_services: Application, actor: Actor, running: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from ophthai_desktop.core.domain import (
     AnalysisStatus,
+    JobState,
     Laterality,
     Modality,
     ParseStatus,
@@ -35,6 +36,7 @@ from ophthai_desktop.core.domain import (
 )
 from ophthai_desktop.core.errors import Conflict, InvalidInput, NotFound, about_field
 from ophthai_desktop.core.events import (
+    AnalysisCancelled,
     EventBus,
     NotificationDeleted,
     PatientCreated,
@@ -365,12 +367,24 @@ class PatientService:
                     select(m.Notification.id).where(m.Notification.patient_id == patient_id)
                 )
             )
+            open_job_ids = list(
+                session.scalars(
+                    select(m.Job.id).where(
+                        m.Job.patient_id == patient_id,
+                        m.Job.state.in_((JobState.QUEUED.value, JobState.RUNNING.value)),
+                    )
+                )
+            )
             session.delete(row)
             AuditService.record(session, actor, "delete", "patient", patient_id)
         self._discard_unreferenced(hashes)
         log.info("patient %s deleted via %s", patient_id, actor.via)
         for notification_id in notification_ids:
             self._bus.publish(NotificationDeleted(notification_id))
+        # Their queued and running analyses end with them: said, so that a client
+        # showing one (or waiting for its result) is not left waiting.
+        for job_id in open_job_ids:
+            self._bus.publish(AnalysisCancelled(job_id, patient_id))
         self._bus.publish(PatientDeleted(patient_id))
 
     def attach_image(self, patient_id: str, image: NewImage, *, actor: Actor) -> ScanRecord:
