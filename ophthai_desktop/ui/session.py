@@ -142,6 +142,9 @@ class GuiSession(QObject):
         self.window.quit_action.triggered.connect(self.quit)
         self.window.about_action.triggered.connect(self._on_about_triggered)
         self.window.settings_action.triggered.connect(self.settings_controller.open_dialog)
+        self.settings_controller.settings_saved.connect(
+            lambda _settings: self.analysis.follow_user_name()
+        )
         self.window.open_watch_folder_action.triggered.connect(
             self.settings_controller.open_watch_folder
         )

@@ -85,6 +85,25 @@ def test_settings_are_saved_and_read_back(
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
+def test_the_verdict_is_signed_with_the_new_name_after_it_changes(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    gui = make_gui()
+    view = gui.analysis_view
+    assert view.clinician.text() == "Dr. Test"
+    dialog = _open(gui)
+    dialog.user_name.setText("Dr. Second")
+    with qtbot.waitSignal(gui.settings_controller.settings_saved, timeout=5000):
+        _ok(dialog)
+    assert view.clinician.text() == "Dr. Second"  # as the audit trail will say
+    view.clinician.setText("Dr. Typed In")  # a name typed in for one verdict stays
+    dialog = _open(gui)
+    dialog.user_name.setText("Dr. Third")
+    with qtbot.waitSignal(gui.settings_controller.settings_saved, timeout=5000):
+        _ok(dialog)
+    assert view.clinician.text() == "Dr. Typed In"
+
+
 def test_the_settings_file_holding_the_api_token_is_private_to_its_owner(
     qtbot: QtBot, make_gui: Maker, settings_path: Path
 ) -> None:

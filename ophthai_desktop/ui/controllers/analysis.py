@@ -86,6 +86,7 @@ class AnalysisController(QObject):
         self._model_state = ""  # the model's state as last announced
         self._model_notice = ""  # the model problem the notice last told of
         view.set_clinician(ctx.actor.who)
+        self._clinician = ctx.actor.who  # the name filled in for the verdict
 
         patients.patient_opened.connect(self._on_patients_patient_opened)
         patients.patient_changed.connect(self._on_patients_patient_changed)
@@ -355,6 +356,14 @@ class AnalysisController(QObject):
             self._view.show_notice(describe(exc), "error")
 
         self._ctx.tasks.submit(queue, done, failed)
+
+    @Slot()
+    def follow_user_name(self) -> None:
+        """The name in the audit trail changed (Settings): the verdict's clinician
+        field follows it, unless a name was typed in, so that a verdict is not
+        recorded under the previous user's name while the audit trail names the new."""
+        self._view.set_clinician(self._ctx.actor.who, replacing=self._clinician)
+        self._clinician = self._ctx.actor.who
 
     def explain_model_state(self) -> bool:
         """Show why the model cannot run an analysis now; False when it can."""

@@ -451,8 +451,10 @@ class AnalysisView(QWidget):
     def show_notice(self, text: str, kind: str = "warning") -> None:
         self.notice.show_message(text, kind)
 
-    def set_clinician(self, name: str) -> None:
-        if not self.clinician.text():
+    def set_clinician(self, name: str, *, replacing: str = "") -> None:
+        """Fill in the clinician's name where the field is empty (or still holds
+        ``replacing``, the name filled in before); a name typed in stays."""
+        if self.clinician.text() in ("", replacing):
             self.clinician.setText(name)
 
     def set_appointment(self, when: datetime | None) -> None:
