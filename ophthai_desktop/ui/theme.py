@@ -22,6 +22,8 @@ QHeaderView::section { background: #2c3238; color: #e3e7ea; }
 QLineEdit, QComboBox, QSpinBox, QDateEdit, QDateTimeEdit {
     background: #23282d; color: #e3e7ea;
 }
+QLineEdit:disabled, QComboBox:disabled, QSpinBox:disabled, QDateEdit:disabled,
+QDateTimeEdit:disabled, QLineEdit:read-only { background: #1e2226; color: #6b767e; }
 QLineEdit[invalid="true"], QPlainTextEdit[invalid="true"], QSpinBox[invalid="true"],
 QComboBox[invalid="true"], QDateEdit[invalid="true"] { background: #4a2326; }
 QLabel#patientName { color: #f1f4f6; }

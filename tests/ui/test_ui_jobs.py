@@ -109,7 +109,16 @@ def test_an_analysis_the_unload_interrupted_shows_as_queued_again(
     assert app.jobs.get_job(job.id).state == "queued"
     qtbot.waitUntil(lambda: "Queued again" in view.state.text())
     assert "model was unloaded" in view.state.text()
+    # (The scripted engine announces no state: the status bar is given it here.)
+    gui.status.show_model(app.engine.status())
+    assert "unloaded" in gui.window.status.model.text()  # not "loads on first analysis"
     hold.set()
+
+    view.analyse.click()  # resumes the held queue: no advice to cancel it
+    qtbot.waitUntil(lambda: "queued and runs next" in view.notice.text())
+    assert "cancel it" not in view.notice.text()
+    qtbot.waitUntil(lambda: model.get(job.id).state == "done", timeout=10_000)  # type: ignore[union-attr]
+    assert "queued and runs next" not in view.notice.text()  # said of a job since run
 
 
 def test_a_start_heard_before_its_queueing_stays_running(qtbot: QtBot, make_gui: Maker) -> None:

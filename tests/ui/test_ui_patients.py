@@ -220,6 +220,10 @@ def test_a_known_birth_date_sets_the_age_and_locks_it(qtbot: QtBot) -> None:
     dialog.age.setValue(50)
 
     dialog.birth_known.setChecked(True)
+    # Ticked: the picker starts from a date that keeps the age entered (it was
+    # 1970-01-01, which changed the age and was saved as a made-up birth date).
+    assert dialog.age.value() == 50
+    assert dialog.birth_date.date() == QDate.currentDate().addYears(-50)
     dialog.birth_date.setDate(QDate.currentDate().addYears(-30))
 
     assert dialog.age.value() == 30 and not dialog.age.isEnabled()

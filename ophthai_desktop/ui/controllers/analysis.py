@@ -85,6 +85,7 @@ class AnalysisController(QObject):
         self._no_scan_shown = False  # the page says the patient has no scan
         self._model_state = ""  # the model's state as last announced
         self._model_notice = ""  # the model problem the notice last told of
+        self._join_notice = ""  # the notice that Analyse joined an open job
         view.set_clinician(ctx.actor.who)
         self._clinician = ctx.actor.who  # the name filled in for the verdict
 
@@ -282,6 +283,9 @@ class AnalysisController(QObject):
     def _left_queue(self, job_id: int) -> None:
         if job_id == self._waiting_job:
             self._waiting_job = None
+        if self._join_notice and self._view.notice.text() == self._join_notice:
+            self._view.notice.dismiss()  # about a job that has moved on
+        self._join_notice = ""
 
     def _show_queued(self, job_id: int) -> None:
         self._waiting_job = job_id
@@ -343,11 +347,15 @@ class AnalysisController(QObject):
             if patient_id != self._patient_id:
                 return
             if not new and not model_problem_shown:
-                self._view.show_notice(
-                    f"This patient's analysis is already {job.state} (job #{job.id}); "
-                    "cancel it in the job queue to start another.",
-                    "info",
-                )
+                if job.state == "queued":  # asked for again: runs next (held or not)
+                    text = f"This patient's analysis (job #{job.id}) is queued and runs next."
+                else:
+                    text = (
+                        f"This patient's analysis is already {job.state} (job #{job.id}); "
+                        "cancel it in the job queue to start another."
+                    )
+                self._view.show_notice(text, "info")
+                self._join_notice = text
             if self._shown_job is None and job.state == "queued":
                 self._show_queued(job.id)
 

@@ -95,6 +95,8 @@ class StatusController(QObject):
         tooltip = status.message
         if state is ModelState.READY:
             text, kind = f"Model: ready · {status.device or '?'}", "ok"
+        elif state is ModelState.INSTALLED and self._app.worker.holding:
+            text, kind = "Model: unloaded (load it to run the queue)", "warn"
         elif state is ModelState.INSTALLED:
             text, kind = "Model: installed (loads on first analysis)", ""
         elif state is ModelState.NOT_INSTALLED:

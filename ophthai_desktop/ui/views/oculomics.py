@@ -210,7 +210,8 @@ class MetricChart(QChartView):
         start, end = first - timedelta(days=pad), last + timedelta(days=pad)
         # Short enough for the axis to show whole: "Oct 2024" was cut to "Oct 20…",
         # which hid the year; within a few months the day matters more than the year.
-        self.x_axis.setFormat("MMM yy" if (end - start).days > 120 else "d MMM")
+        # "Oct '25" (not "Oct 25", which reads as a day of October).
+        self.x_axis.setFormat("MMM ''yy" if (end - start).days > 120 else "d MMM")
         self.x_axis.setRange(
             QDateTime.fromMSecsSinceEpoch(int(date_ms(start))),
             QDateTime.fromMSecsSinceEpoch(int(date_ms(end))),

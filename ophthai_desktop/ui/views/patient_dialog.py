@@ -162,6 +162,12 @@ class PatientDialog(QDialog):
         self.birth_date.setEnabled(known)
         self.age.setEnabled(not known)
         if known:
+            age = self.age.value()
+            shown = self.birth_date.date().toPython()
+            if age != NO_AGE and age_on(shown) != age:
+                # Start from a date that keeps the age entered (the clinician then sets
+                # the day), not the picker's 1970-01-01, which changed the age with it.
+                self.birth_date.setDate(QDate.currentDate().addYears(-age))
             self._on_birth_date_date_changed(self.birth_date.date())
 
     @Slot(QDate)

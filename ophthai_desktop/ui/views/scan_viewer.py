@@ -165,6 +165,7 @@ class ScanViewer(QWidget):
         self.thumbnails.setViewMode(QListView.ViewMode.IconMode)
         self.thumbnails.setFlow(QListView.Flow.LeftToRight)
         self.thumbnails.setWrapping(False)
+        self.thumbnails.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.thumbnails.setMovement(QListView.Movement.Static)
         self.thumbnails.setIconSize(QSize(THUMB_SIZE, THUMB_SIZE))
         self.thumbnails.setGridSize(QSize(THUMB_SIZE + 40, THUMB_SIZE + 40))
