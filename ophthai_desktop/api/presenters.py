@@ -59,8 +59,8 @@ def ai_analysis(record: AnalysisRecord | None, *, with_reasoning: bool) -> dict[
     }
     if record.result is not None:
         data.update(record.result)
-    else:
-        data["parse_error"] = record.parse_error
+    else:  # the keys are there, null, as /api/ai/analyze answers them
+        data.update(classification=None, confidence=None, parse_error=record.parse_error)
     if record.validated_by:
         data["validated_by"] = record.validated_by
         data["validated_at"] = timestamp(record.validated_at)

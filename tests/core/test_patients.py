@@ -221,6 +221,47 @@ def test_validate_and_schedule_workflow(app_services: Application, actor: Actor)
     assert scheduled.workflow_step == 4
 
 
+def test_cancelling_the_appointment_leaves_complete_for_scheduling(
+    app_services: Application, actor: Actor
+) -> None:
+    service = app_services.patients
+    patient = service.create_patient({"name": "Cancel"}, actor=actor)
+    _add_analysis(app_services, patient.id)
+    service.validate_analysis(patient.id, approved=True, clinician="Dr A", actor=actor)
+    when = datetime.now(UTC) + timedelta(days=7)
+    assert service.schedule_appointment(patient.id, when, actor=actor).workflow_step == 4
+    cancelled = service.update_patient(patient.id, {"appointment_date": None}, actor=actor)
+    assert cancelled.appointment_date is None and cancelled.workflow_step == 3
+
+
+def test_a_birth_date_is_held_to_the_oldest_age(app_services: Application, actor: Actor) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        app_services.patients.create_patient(
+            {"name": "Old", "birth_date": date(1800, 1, 1)}, actor=actor
+        )
+    assert caught.value.field == "birth_date" and "over 130" in caught.value.message
+
+
+def test_the_newest_analysis_sent_back_unparsed_is_no_new_result(
+    app_services: Application, actor: Actor
+) -> None:
+    """A client PATCHing back the patient it read, whose newest analysis could not be
+    parsed, was refused: 'The answer has no classification'."""
+    service = app_services.patients
+    patient = service.create_patient({"name": "Unparsed"}, actor=actor)
+    with app_services.db.session() as session:
+        row = m.Analysis(
+            patient_id=patient.id, model_id="m", parse_status="parse_failed", result=None
+        )
+        session.add(row)
+        session.flush()
+        analysis_id = row.id
+    echoed = {"analysis_id": analysis_id, "classification": None, "confidence": None}
+    same = service.update_patient(patient.id, {"history": "x"}, actor=actor, ai_result=echoed)
+    assert same.history == "x" and same.latest_analysis is not None
+    assert same.latest_analysis.id == analysis_id
+
+
 def test_scheduling_before_a_verdict_books_without_completing(
     app_services: Application, actor: Actor
 ) -> None:

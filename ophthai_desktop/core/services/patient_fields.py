@@ -26,13 +26,17 @@ def _name(value: Any) -> str:
     return text
 
 
+#: The oldest age accepted, given or derived from a birth date.
+MAX_AGE = 130
+
+
 def _age(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInput("the age must be a whole number of years", field="age")
-    if not 0 <= value <= 130:
-        raise InvalidInput("the age must be between 0 and 130", field="age")
+    if not 0 <= value <= MAX_AGE:
+        raise InvalidInput(f"the age must be between 0 and {MAX_AGE}", field="age")
     return value
 
 
@@ -43,6 +47,8 @@ def _birth_date(value: Any) -> date | None:
         raise InvalidInput("the birth date must be a date", field="birth_date")
     if value > date.today():
         raise InvalidInput("the birth date is in the future", field="birth_date")
+    if age_on(value) > MAX_AGE:  # the age it gives is held to the same bound
+        raise InvalidInput(f"the birth date gives an age over {MAX_AGE} years", field="birth_date")
     return value
 
 

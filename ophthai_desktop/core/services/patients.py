@@ -306,9 +306,13 @@ class PatientService:
         if "name" in fields and not values.get("name"):
             raise InvalidInput("the name is required", field="name")
         info = self._inspect(image) if image else None
-        parsed = _client_result(ai_result) if ai_result is not None else None
         with self._db.session() as session:
             row = self._get(session, patient_id)
+            # The newest analysis sent back as read is no new result (and one that could
+            # not be parsed is not refused for lacking a classification).
+            if ai_result is not None and self._echoes_latest(session, row, ai_result):
+                ai_result = None
+            parsed = _client_result(ai_result) if ai_result is not None else None
             if values.get("birth_date", row.birth_date) is None and row.birth_date:
                 values.setdefault("age", age_on(row.birth_date))  # the last age it gave
             _drop_echoed_age(values, row)
@@ -323,6 +327,10 @@ class PatientService:
             }
             for key, value in values.items():
                 setattr(row, key, value)
+            cancelled = "appointment_date" in values and values["appointment_date"] is None
+            if cancelled and "workflow_step" not in values:
+                # Complete is a verdict and an appointment: without one, scheduling.
+                row.workflow_step = min(row.workflow_step, int(WorkflowStep.SCHEDULING))
             if verdict_given and verdict != row.validation_status:
                 if verdict is None:
                     self._withdraw_verdict(session, row, actor)
@@ -535,10 +543,7 @@ class PatientService:
         parsed: ParsedAnswer,
         actor: Actor,
     ) -> int | None:
-        """Add a client-supplied analysis unless ``result`` echoes the newest one."""
-        latest = self._latest_analysis_row(session, row.id)
-        if latest is not None and result.get("analysis_id") == latest.id:
-            return None
+        """Add a client-supplied analysis (``result`` is not the newest one echoed)."""
         analysis = m.Analysis(
             patient_id=row.id,
             model_id=str(result.get("model") or "client-supplied")[:200],
@@ -554,6 +559,10 @@ class PatientService:
             session, actor, "create", "analysis", analysis.id, {"patient_id": row.id}
         )
         return analysis.id
+
+    def _echoes_latest(self, session: Session, row: m.Patient, result: Mapping[str, Any]) -> bool:
+        latest = self._latest_analysis_row(session, row.id)
+        return latest is not None and result.get("analysis_id") == latest.id
 
     def _inspect(self, image: NewImage) -> ImageInfo:
         for name, value in (("modality", image.modality), ("laterality", image.laterality)):
