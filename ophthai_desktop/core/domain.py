@@ -7,11 +7,18 @@ import unicodedata
 from datetime import date
 from enum import IntEnum, StrEnum
 
+#: Letters that carry no separable accent, sorted with their base letters (Øyvind among
+#: the o's, Łukasz among the l's, Ærø among the a's) instead of after z.
+_BASE_LETTERS = str.maketrans(
+    {"æ": "ae", "ø": "o", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "œ": "oe", "\u0131": "i"}
+)
+
 
 def text_sort_key(text: str) -> str:
     """What a text sorts by: case and accents ignored (``Émile`` with ``emile``, ``zoë``
-    with ``zoe``, ``de la Cruz`` among the d's), the same on every database."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    with ``zoe``, ``de la Cruz`` among the d's, ``Øyvind`` among the o's), the same on
+    every database."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold().translate(_BASE_LETTERS))
     return "".join(char for char in decomposed if not unicodedata.combining(char))
 
 

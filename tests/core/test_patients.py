@@ -439,6 +439,16 @@ def test_names_sort_ignoring_case_and_accents_with_a_stable_tiebreak(
     assert [p.name for p in descending] == expected[::-1]
 
 
+def test_letters_without_a_separable_accent_sort_with_their_base_letters(
+    app_services: Application, actor: Actor
+) -> None:
+    service = app_services.patients
+    for index, name in enumerate(("Zed", "Øyvind", "Ærø", "Łukasz", "Oscar", "Lars")):
+        service.create_patient({"name": name}, actor=actor, patient_id=f"n{index}")
+    listed = service.list_patients(order_by="name", descending=False).items
+    assert [p.name for p in listed] == ["Ærø", "Lars", "Łukasz", "Oscar", "Øyvind", "Zed"]
+
+
 def test_sex_sorts_ignoring_case(app_services: Application, actor: Actor) -> None:
     service = app_services.patients
     for index, gender in enumerate(("male", "Other", "Female", "female", "Male")):

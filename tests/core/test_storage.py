@@ -218,6 +218,26 @@ def test_migration_backfills_the_name_sort_key(db_url: str) -> None:
     db.dispose()
 
 
+def test_migration_sorts_letters_without_accents_among_their_base_letters(
+    db_url: str,
+) -> None:
+    db = Database(db_url)
+    db.upgrade("0005")
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO patients (id, name, name_key, symptoms, history, status,"
+                " workflow_step, admission_date, created_at, updated_at) VALUES ('p1',"
+                " 'Øyvind Ærø', 'øyvind ærø', '[]', '', 'Stable', 1, :t, :t, :t)"
+            ),
+            {"t": datetime(2026, 1, 1, tzinfo=UTC)},
+        )
+    db.upgrade()
+    with db.session() as session:
+        assert session.get(m.Patient, "p1").name_key == "oyvind aero"  # type: ignore[union-attr]
+    db.dispose()
+
+
 def test_an_id_is_never_given_again_after_its_row_is_deleted(db_url: str) -> None:
     """SQLite gave the next row the largest id + 1: deleting the newest notification
     (or job, scan, analysis with its patient) handed its id to the next one."""

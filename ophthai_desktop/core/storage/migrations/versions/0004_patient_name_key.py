@@ -32,23 +32,9 @@ def upgrade() -> None:
 
 
 def _backfill() -> None:
-    """The key of every existing patient's name (computed in Python: the same on every
-    database)."""
-    from ophthai_desktop.core.domain import text_sort_key
+    from ophthai_desktop.core.storage.name_keys import backfill
 
-    bind = op.get_bind()
-    patients = sa.table("patients", sa.column("id"), sa.column("name"), sa.column("name_key"))
-    rows = bind.execute(sa.select(patients.c.id, patients.c.name)).all()
-    update = (
-        patients.update()
-        .where(patients.c.id == sa.bindparam("pid"))
-        .values(name_key=sa.bindparam("key"))
-    )
-    for start in range(0, len(rows), 1000):
-        batch = rows[start : start + 1000]
-        bind.execute(
-            update, [{"pid": pid, "key": text_sort_key(name or "")} for pid, name in batch]
-        )
+    backfill(op.get_bind())
 
 
 def downgrade() -> None:
