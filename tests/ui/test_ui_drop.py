@@ -130,6 +130,20 @@ def test_a_refused_drop_without_a_patient_creates_nobody(
     assert gui.application.patients.list_patients().total == 0
 
 
+def test_a_mixed_drop_without_a_patient_cancelled_says_nothing_was_added(
+    qtbot: QtBot, gui: GuiSession, tmp_path: Path
+) -> None:
+    good = _file(tmp_path, "macula_OCT_OD.png", png_bytes((64, 48)))
+    text = _file(tmp_path, "letter.txt", b"Dear colleague")
+    assert drop_files(gui.window, [text, good])
+    qtbot.waitUntil(lambda: gui.patients.dialog is not None)
+    assert "being added" in gui.window.banner.text()
+    gui.patients.dialog.reject()  # type: ignore[union-attr]
+    qtbot.waitUntil(lambda: "were not added" in gui.window.banner.text())
+    assert "letter.txt" in gui.window.banner.text()
+    assert gui.application.patients.list_patients().total == 0
+
+
 def test_dragging_something_that_is_not_a_file_is_refused(gui: GuiSession) -> None:
     from PySide6.QtCore import QMimeData, QPoint, Qt
     from PySide6.QtGui import QDragEnterEvent

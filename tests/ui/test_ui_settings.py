@@ -148,6 +148,16 @@ def test_invalid_settings_name_the_field_and_save_nothing(
     _ok(dialog)
     assert dialog.error.text().startswith("CORS origins:")
     assert dialog.isVisible()
+
+    dialog.cors_origins.setText("")
+    a_file = gui.application.settings.data_dir / "not-a-folder.txt"
+    a_file.write_text("x")
+    dialog.watch_folder_enabled.setChecked(True)
+    dialog.watch_folder_path.setText(str(a_file))
+    _ok(dialog)
+    assert "is a file, not a folder" in dialog.error.text()
+    assert dialog.watch_folder_path.property("invalid") is True
+    assert dialog.isVisible()
     assert not settings_path.exists()
     assert gui.application.settings.api_host == "127.0.0.1"
 

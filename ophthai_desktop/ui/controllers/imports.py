@@ -155,7 +155,7 @@ class ImportController(QObject):
         if target is not None:
             self._attach(target, good, refused)
         else:
-            self._offer_new_patient(good)
+            self._offer_new_patient(good, refused)
 
     def _attach(
         self, patient_id: str, files: list[CheckedFile], refused: list[tuple[str, str]]
@@ -170,7 +170,7 @@ class ImportController(QObject):
 
         self._ctx.tasks.submit(work, done, self._on_failed)
 
-    def _offer_new_patient(self, files: list[CheckedFile]) -> None:
+    def _offer_new_patient(self, files: list[CheckedFile], refused: list[tuple[str, str]]) -> None:
         def create(fields: dict[str, Any]) -> PatientRecord:
             first, rest = files[0], files[1:]
             modality = fields.get("_modality", first.modality)
@@ -192,6 +192,14 @@ class ImportController(QObject):
             guess=(files[0].modality, files[0].laterality),
         )
         dialog.accepted.connect(lambda: self._page.show_tab("analysis"))
+        if refused:  # the banner said the others "are being added": say they were not
+            dialog.rejected.connect(
+                lambda: self._window.banner.show_message(
+                    f"{_refusals(refused)}\nThe other {len(files)} file(s) were not added: "
+                    "no patient was created.",
+                    "error",
+                )
+            )
 
     def _store_and_queue(self, patient_id: str, item: CheckedFile) -> None:
         """Pool thread: one scan, one queued analysis of it."""

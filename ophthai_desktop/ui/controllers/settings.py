@@ -140,6 +140,12 @@ def validate(current: Settings, values: Mapping[str, Any]) -> Settings:
         field = str(error["loc"][0]) if error["loc"] else None
         raise InvalidInput(error["msg"], field=field) from exc
     check_api_binding(updated.api_host, updated.api_token)
+    folder = updated.resolved_watch_folder
+    if updated.watch_folder_enabled and folder.exists() and not folder.is_dir():
+        raise InvalidInput(
+            f"{folder} is a file, not a folder; choose a folder (it is created if missing)",
+            field="watch_folder_path",
+        )
     return updated
 
 
