@@ -23,7 +23,9 @@ def test_create_a_patient_through_the_dialog(qtbot: QtBot, gui: GuiSession) -> N
     qtbot.keyClicks(dialog.name, "Ada Lovelace")
     dialog.age.setValue(61)
     dialog.gender.setCurrentText("Female")
-    qtbot.keyClicks(dialog.symptoms, "blurred vision, floaters")
+    qtbot.keyClicks(dialog.symptoms, "blurred vision")  # one a line
+    qtbot.keyClick(dialog.symptoms, Qt.Key.Key_Return)
+    qtbot.keyClicks(dialog.symptoms, "floaters")
     qtbot.keyClicks(dialog.history, "Type 2 diabetes")
     _ok(dialog)
 
@@ -52,7 +54,7 @@ def test_invalid_fields_say_which_field_and_why(qtbot: QtBot, gui: GuiSession) -
     assert dialog.isVisible()  # still open, to fix it
 
     dialog.name.setText("Grace")
-    qtbot.keyClicks(dialog.symptoms, ",".join(f"s{i}" for i in range(60)))
+    dialog.symptoms.setPlainText("\n".join(f"s{i}" for i in range(60)))
     _ok(dialog)
     qtbot.waitUntil(lambda: dialog.error_text().startswith("Symptoms:"))
     assert "at most 50" in dialog.error_text()
@@ -110,6 +112,19 @@ def test_an_edit_saves_only_what_the_clinician_changed(qtbot: QtBot, gui: GuiSes
     saved = app.patients.get_patient(patient.id)
     assert (saved.name, saved.status, saved.history) == ("New Name", "Critical", "Seen by Dr. B.")
     assert saved.symptoms == ("pain, worse at night", "floaters")
+
+    # Edited, a symptom with a comma stays one symptom.
+    gui.window.edit_patient_action.trigger()
+    dialog = gui.patients.dialog
+    assert dialog is not None
+    dialog.symptoms.setPlainText(dialog.symptoms.toPlainText() + "\nhalos, at night")
+    _ok(dialog)
+    qtbot.waitUntil(lambda: len(app.patients.get_patient(patient.id).symptoms) == 3)
+    assert app.patients.get_patient(patient.id).symptoms == (
+        "pain, worse at night",
+        "floaters",
+        "halos, at night",
+    )
 
 
 def test_tab_leaves_the_patient_list_and_delete_asks_to_delete(

@@ -84,9 +84,13 @@ class PatientDialog(QDialog):
         for status in PatientStatus:
             self.status.addItem(status.value, status.value)
         self.status.setCurrentIndex(self.status.findData(PatientStatus.PENDING_ANALYSIS.value))
-        self.symptoms = QLineEdit()
+        # One symptom a line: a comma belongs to a symptom ("pain, worse at night"), so
+        # a comma-separated field split it in two when the patient was edited.
+        self.symptoms = QPlainTextEdit()
         self.symptoms.setObjectName("symptoms")
-        self.symptoms.setPlaceholderText("comma-separated, e.g. blurred vision, floaters")
+        self.symptoms.setPlaceholderText("one a line, e.g.\nblurred vision\nfloaters")
+        self.symptoms.setFixedHeight(64)
+        self.symptoms.setTabChangesFocus(True)
         self.history = QPlainTextEdit()
         self.history.setObjectName("history")
         self.history.setPlaceholderText("Medical history")
@@ -185,7 +189,7 @@ class PatientDialog(QDialog):
             )
         self.gender.setCurrentText(patient.gender or "")
         self.status.setCurrentIndex(max(0, self.status.findData(patient.status)))
-        self.symptoms.setText(", ".join(patient.symptoms))
+        self.symptoms.setPlainText("\n".join(patient.symptoms))
         self.history.setPlainText(patient.history)
 
     def fields(self) -> dict[str, Any]:
@@ -198,7 +202,7 @@ class PatientDialog(QDialog):
             else None,
             "gender": self.gender.currentText().strip() or None,
             "status": self.status.currentData(),
-            "symptoms": [s.strip() for s in self.symptoms.text().split(",") if s.strip()],
+            "symptoms": [s.strip() for s in self.symptoms.toPlainText().splitlines() if s.strip()],
             "history": self.history.toPlainText(),
         }
         if self.files:
