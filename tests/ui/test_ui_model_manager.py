@@ -67,6 +67,20 @@ def test_a_broken_model_note_points_to_the_menu_that_exists(gui: GuiSession) -> 
     assert action in [a.text() for a in titles[menu].actions()]
 
 
+def test_the_memory_estimate_says_it_is_being_worked_out(
+    qtbot: QtBot, make_gui: Maker, tiny_checkpoint: Path
+) -> None:
+    """The first check imports torch (~9 s on a slow machine); it showed 'unknown ·
+    unknown free' meanwhile."""
+    gui = make_gui(model_path=tiny_checkpoint, device="cpu")
+    gui.window.model_manager_action.trigger()  # the check's answer comes from a pool thread
+    dialog = gui.model_manager.dialog
+    assert dialog is not None
+    assert dialog.estimate.text().startswith("checking the device and free memory")
+    qtbot.waitUntil(lambda: gui.model_manager.preview is not None, timeout=LOAD_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: dialog.estimate.text().startswith("about "))
+
+
 def test_a_missing_model_shows_how_to_install_it(
     qtbot: QtBot, make_gui: Maker, empty_hub_cache: Path
 ) -> None:

@@ -116,6 +116,9 @@ class ModelManagerController(QObject):
                 free_bytes=devices.free_memory_bytes(plan.device),
             )
 
+        if self.dialog is not None and self.preview is None:
+            # The first check imports torch (seconds): say so rather than "unknown".
+            self.dialog.estimate.setText("checking the device and free memory…")
         self._ctx.slow_tasks.submit(run, self._on_checked, self._on_failed)
 
     @Slot()
