@@ -39,6 +39,7 @@ class JobsController(QObject):
         self._model = panel.model
         self._patients = patients
         self._names: dict[str, str] = {}  # patient id -> name, for the Patient column
+        self._looking_up: set[str] = set()  # ids whose names are being fetched
         self._poll = QTimer(self)
         self._poll.setInterval(WAITING_POLL_MS)
         self._poll.timeout.connect(self._on_poll_timeout)
@@ -127,24 +128,34 @@ class JobsController(QObject):
     @Slot(object)
     def _on_bridge_patient_known(self, patient: PatientRecord) -> None:
         """A patient created or changed: their jobs show their (new) name."""
-        if self._names.get(patient.id) != patient.name:
-            self._names[patient.id] = patient.name
-            self._model.name_patient(patient.id, patient.name)
+        self._learn_name(patient.id, patient.name)
+
+    def _learn_name(self, patient_id: str, name: str) -> None:
+        self._looking_up.discard(patient_id)
+        if self._names.get(patient_id) != name:
+            self._names[patient_id] = name
+            self._model.name_patient(patient_id, name)
 
     def _name_of(self, patient_id: str | None) -> str | None:
-        """The patient's name if known; else None, and it is looked up for their rows."""
+        """The patient's name if known; else None, and it is looked up (once) for their
+        rows."""
         if not patient_id:
             return None
         name = self._names.get(patient_id)
-        if name is None:
+        if name is None and patient_id not in self._looking_up:
+            self._looking_up.add(patient_id)
+            patients = self._ctx.application.patients
 
             def found(names: dict[str, str]) -> None:
+                self._looking_up.discard(patient_id)
                 for found_id, found_name in names.items():
-                    self._names[found_id] = found_name
-                    self._model.name_patient(found_id, found_name)
+                    self._learn_name(found_id, found_name)
 
-            patients = self._ctx.application.patients
-            self._ctx.tasks.submit(lambda: patients.names_of([patient_id]), found)
+            self._ctx.tasks.submit(
+                lambda: patients.names_of([patient_id]),
+                found,
+                lambda _exc: self._looking_up.discard(patient_id),  # asked again later
+            )
         return name
 
     @Slot(int)
