@@ -134,6 +134,41 @@ def writer(
     results.put({"started": started, "closed": closed})
 
 
+def hold_descriptors(count: int, ready: Any, done: Any) -> None:
+    """Runs in a child process: keep ``count`` files open until ``done`` is set, as the
+    browsers and tools of a desktop do (the watcher looks through every process's open
+    files when it cannot ask the kernel about one file)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = count + 64
+    if soft < wanted:
+        limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    held = []
+    try:
+        for _ in range(count):
+            held.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass  # as many as the limit allows: the report counts the machine's descriptors
+    ready.set()
+    done.wait()
+    for fd in held:
+        os.close(fd)
+
+
+def open_descriptors() -> int:
+    """Open file descriptors of every process this user can see (all, as root)."""
+    total = 0
+    for pid in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if pid.isdigit():
+            try:
+                total += len(os.listdir(f"/proc/{pid}/fd"))
+            except OSError:
+                continue
+    return total
+
+
 # One scenario ---------------------------------------------------------------------
 
 
@@ -280,14 +315,39 @@ def main() -> int:
     parser.add_argument(
         "--ingest-threads", type=int, help="the watcher's ingest threads (default: its own)"
     )
+    parser.add_argument(
+        "--open-fds",
+        type=int,
+        default=0,
+        help="a helper process keeps this many files open meanwhile (a desktop's browsers "
+        "and tools hold 10,000-50,000)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    holder = None
+    if args.open_fds:
+        context = mp.get_context("spawn")
+        held, release = context.Event(), context.Event()
+        holder = context.Process(target=hold_descriptors, args=(args.open_fds, held, release))
+        holder.start()
+        held.wait(60)
+    try:
+        return run_all(args)
+    finally:
+        if holder is not None:
+            release.set()
+            holder.join(10)
+
+
+def run_all(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(prefix="ophthai-watch-bench-") as tmp:
         work = Path(tmp)
         progress(f"making {args.files} noise PNGs of {args.side}x{args.side}")
         sources = make_sources(work / "sources", args.files, args.side)
         sizes = [p.stat().st_size for p in sources]
+        descriptors = open_descriptors()
+        progress(f"{descriptors} files open on this machine")
         progress("baseline: read + SHA-256 + copy, no application")
         base = baseline(sources, work / "baseline")
         scenarios = []
@@ -324,6 +384,7 @@ def main() -> int:
         "file_mb_mean": round(statistics.mean(sizes) / 1e6, 3),
         "targets": {"files_per_s_min": TARGET_FILES_PER_S, "p95_ms_max": TARGET_P95_MS},
         "baseline_hash_copy": base,
+        "open_fds_on_machine": descriptors,
         "scenarios": scenarios,
         "machine": machine(),
     }
