@@ -26,6 +26,11 @@ files/s over the scenario's.
 
 Targets: >= 50 files/s; p95 latency <= 300 ms.
 
+``--busy-python`` adds a thread to the app's process that runs Python 4 ms of every 5,
+as the inference worker does while a model analyses; ``--open-fds N`` has a helper
+process hold N files open, as a desktop's browsers do. The run sets the thread switch
+interval ``ophthai serve`` sets (``--switch-interval`` to compare others).
+
 Run (from the repository root)::
 
     .venv/bin/python bench/watch_ingest.py                  # 200 files, copy and rename
@@ -169,6 +174,28 @@ def open_descriptors() -> int:
     return total
 
 
+class BusyPython:
+    """A thread of the app's process that runs Python 4 ms out of every 5, as the
+    inference worker does between tokens: what the ingest threads' database calls and
+    file reads compete with for the interpreter lock while a model analyses."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="busy-python", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            until = time.perf_counter() + 0.004
+            while time.perf_counter() < until:
+                sum(range(200))
+            time.sleep(0.001)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 # One scenario ---------------------------------------------------------------------
 
 
@@ -181,6 +208,7 @@ def run_scenario(
     timeout_s: float,
     ingest_threads: int | None,
     rate: float | None = None,
+    busy_python: bool = False,
 ) -> dict[str, Any]:
     from ophthai_desktop.bootstrap import build_application
     from ophthai_desktop.core import events as ev
@@ -222,6 +250,7 @@ def run_scenario(
     # collector's full passes.
     gc.collect()
     gc.freeze()
+    busy = BusyPython() if busy_python else None
     try:
         status = app.start_watcher() and app.watcher.status
         assert status and status.state == "running", status
@@ -261,6 +290,8 @@ def run_scenario(
                 digest = hashlib.sha256(by_name[scan.original_filename].read_bytes()).hexdigest()
                 whole += scan.sha256 == digest and app.images.exists(scan.sha256)
     finally:
+        if busy is not None:
+            busy.stop()
         app.close()
         gc.unfreeze()
 
@@ -316,6 +347,18 @@ def main() -> int:
         "--ingest-threads", type=int, help="the watcher's ingest threads (default: its own)"
     )
     parser.add_argument(
+        "--busy-python",
+        action="store_true",
+        help="a thread of the app's process runs Python meanwhile, as the inference worker "
+        "does while a model analyses",
+    )
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        default=None,
+        help="sys.setswitchinterval for the run (default: what `ophthai serve` sets)",
+    )
+    parser.add_argument(
         "--open-fds",
         type=int,
         default=0,
@@ -340,6 +383,11 @@ def main() -> int:
 
 
 def run_all(args: argparse.Namespace) -> int:
+    from ophthai_desktop.bootstrap import tune_interpreter
+
+    tune_interpreter()  # as `ophthai serve` does
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
 
     with tempfile.TemporaryDirectory(prefix="ophthai-watch-bench-") as tmp:
         work = Path(tmp)
@@ -364,6 +412,7 @@ def run_all(args: argparse.Namespace) -> int:
                 timeout_s=args.timeout,
                 ingest_threads=args.ingest_threads,
                 rate=args.paced_rate if paced else None,
+                busy_python=args.busy_python,
             )
             result["page_faults"] = faults.since()
             result["load_average_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
@@ -385,6 +434,8 @@ def run_all(args: argparse.Namespace) -> int:
         "targets": {"files_per_s_min": TARGET_FILES_PER_S, "p95_ms_max": TARGET_P95_MS},
         "baseline_hash_copy": base,
         "open_fds_on_machine": descriptors,
+        "busy_python": args.busy_python,
+        "switch_interval_s": sys.getswitchinterval(),
         "scenarios": scenarios,
         "machine": machine(),
     }

@@ -67,7 +67,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
 
     from ophthai_desktop.api.app import create_app
     from ophthai_desktop.api.server import ApiServer, ServerStartError
-    from ophthai_desktop.bootstrap import build_application, exit_now
+    from ophthai_desktop.bootstrap import build_application, exit_now, tune_interpreter
 
     try:
         application = build_application(settings)
@@ -79,6 +79,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
     # collector's full passes, which otherwise stall every thread for tens of ms.
     gc.collect()
     gc.freeze()
+    tune_interpreter()
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: object) -> None:

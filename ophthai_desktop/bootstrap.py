@@ -30,6 +30,19 @@ from ophthai_desktop.core.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
 
+#: The interpreter's thread switch interval in the running app (Python's default: 5 ms).
+#: A thread that gives the interpreter lock up, for a database call or a file read, waits
+#: up to this long to get it back from a thread running Python, such as the inference
+#: worker between tokens. Every SQLite call gives it up, so a watch-folder scan's
+#: transaction (dozens of calls) took 29-33 ms beside a busy worker at 5 ms, 18-19 ms at
+#: 1 ms (bench/watch_ingest.py --busy-python), and the window's thread waits as long.
+SWITCH_INTERVAL_S = 0.001
+
+
+def tune_interpreter() -> None:
+    """Set :data:`SWITCH_INTERVAL_S` for the process (the desktop app and ``serve``)."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+
 
 @dataclass
 class Application:

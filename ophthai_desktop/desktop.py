@@ -21,7 +21,12 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from ophthai_desktop.bootstrap import Application, build_application, exit_now
+from ophthai_desktop.bootstrap import (
+    Application,
+    build_application,
+    exit_now,
+    tune_interpreter,
+)
 from ophthai_desktop.core.errors import OphthaiError
 from ophthai_desktop.core.settings import Settings, check_api_binding
 from ophthai_desktop.ui.context import ApiState
@@ -41,9 +46,6 @@ log = logging.getLogger(__name__)
 APP_NAME = "OphthAI Desktop"
 #: How often Python gets to run signal handlers while Qt's loop sleeps.
 SIGNAL_POLL_MS = 250
-#: Thread switch interval while the window runs: the GUI thread waits at most this
-#: long for the interpreter lock when the worker or the server hold it (default 5 ms).
-GUI_SWITCH_INTERVAL_S = 0.001
 #: When start-up is over and its objects can be frozen (gc.freeze).
 SETTLE_AFTER_MS = 3000
 
@@ -229,7 +231,7 @@ def qt_application() -> QApplication:
     qt_app.setWindowIcon(icon("app"))
     qt_app.setStyle("Fusion")
     qt_app.setStyleSheet(stylesheet())
-    sys.setswitchinterval(GUI_SWITCH_INTERVAL_S)
+    tune_interpreter()  # the GUI thread waits at most 1 ms for the interpreter lock
     return qt_app
 
 
