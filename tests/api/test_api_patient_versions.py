@@ -71,6 +71,43 @@ def test_if_match_follows_the_http_rules(client: TestClient, if_match: str, stat
     assert response.status_code == status, response.text
 
 
+@pytest.mark.parametrize(
+    ("lines", "status"),
+    [
+        ([STALE, "{current}"], 200),
+        (["{current}", STALE], 200),
+        ([STALE, "*"], 200),
+        ([STALE, '"other"'], 412),
+    ],
+    ids=["current-on-the-second-line", "current-on-the-first", "star-on-a-line", "none-current"],
+)
+@pytest.mark.parametrize("change", ["patch", "schedule", "delete"])
+def test_if_match_sent_on_several_lines_is_one_list(
+    client: TestClient, lines: list[str], status: int, change: str
+) -> None:
+    """RFC 9110 §5.3: a field sent on several lines is one comma-separated list; any
+    tag in it may match, not only the first line's."""
+    pid = create(client)["id"]
+    _, etag = read(client, pid)
+    headers = [("If-Match", line.format(current=etag)) for line in lines]
+
+    if change == "patch":
+        response = client.patch(f"/api/patients/{pid}", json={"age": 41}, headers=headers)
+    elif change == "schedule":
+        response = client.post(
+            f"/api/patients/{pid}/schedule",
+            json={"appointmentDate": "2099-01-01T09:00:00Z"},
+            headers=headers,
+        )
+    else:
+        response = client.delete(f"/api/patients/{pid}", headers=headers)
+
+    assert response.status_code == status, response.text
+    assert (client.get(f"/api/patients/{pid}").status_code == 404) == (
+        change == "delete" and status == 200
+    )
+
+
 def test_requests_without_if_match_are_served_as_before(client: TestClient) -> None:
     pid = create(client)["id"]
 
