@@ -1,12 +1,16 @@
-"""Optimistic concurrency for patients: the ``ETag`` their responses carry and the
-``If-Match`` that requests changing them may send.
+"""Optimistic concurrency and revalidation for patients: the ``ETag`` their responses
+carry, the ``If-Match`` that requests changing them may send and the ``If-None-Match``
+that a read may send.
 
 Two clients that read a patient and PATCH it back would otherwise each overwrite the
 other's change without either knowing. A client that sends the ``ETag`` it read as
 ``If-Match`` gets 412 Precondition Failed instead when the patient changed in between;
 a request without ``If-Match`` is served as before (the seed's frontends send none).
 
-``If-Match`` takes a list of tags, which a client (or a proxy) may split over several
+A client that already holds the current version and reads it again with
+``If-None-Match`` gets ``304 Not Modified`` without the body.
+
+Both headers take a list of tags, which a client (or a proxy) may split over several
 header lines: the lines are one list (RFC 9110 §5.3), and any tag in it may match.
 
 The tag is a digest of the patient as the API shows it (which includes ``updatedAt``,
@@ -42,7 +46,7 @@ _LIST_MEMBER = re.compile(r'\*|(?:W/)?"[^"]*"')
 
 
 def entity_tags(header: str) -> list[str]:
-    """The members of an ``If-Match`` value, in order."""
+    """The members of an ``If-Match`` or ``If-None-Match`` value, in order."""
     return _LIST_MEMBER.findall(header)
 
 
@@ -69,9 +73,26 @@ def _if_match(
     return _all_lines(request, "if-match")
 
 
+def _if_none_match(
+    request: Request,
+    if_none_match: Annotated[
+        str | None,
+        Header(
+            description=(
+                "The ETag of the copy the client holds: 304 Not Modified, without the "
+                "body, while the patient is still that version."
+            )
+        ),
+    ] = None,
+) -> str | None:
+    return _all_lines(request, "if-none-match")
+
+
 #: The ``If-Match`` request header (every line of it), as routes that change a patient
 #: declare it.
 IfMatch = Annotated[str | None, Depends(_if_match)]
+#: The ``If-None-Match`` request header (every line of it), as a patient read takes it.
+IfNoneMatch = Annotated[str | None, Depends(_if_none_match)]
 
 #: The ``ETag`` response header of the responses that carry a patient (OpenAPI).
 ETAG_HEADER: dict[str, Any] = {
@@ -104,6 +125,14 @@ def if_match_holds(header: str, etag: str) -> bool:
     a weak tag (``W/"..."``) never matches."""
     tags = entity_tags(header)
     return "*" in tags or etag in tags
+
+
+def if_none_match_names(header: str, etag: str) -> bool:
+    """RFC 9110 ``If-None-Match`` against the current ``etag``: whether it names it (or
+    is ``*``), so that a read answers 304. The comparison is weak: ``W/"x"`` names
+    ``"x"``."""
+    tags = entity_tags(header)
+    return "*" in tags or etag.removeprefix("W/") in (tag.removeprefix("W/") for tag in tags)
 
 
 @contextmanager

@@ -108,6 +108,44 @@ def test_if_match_sent_on_several_lines_is_one_list(
     )
 
 
+@pytest.mark.parametrize(
+    "if_none_match",
+    ["{current}", "W/{current}", '"other", {current}', "*"],
+    ids=["current", "weak-compares-equal", "in-a-list", "star"],
+)
+def test_a_read_naming_the_current_etag_in_if_none_match_is_304(
+    client: TestClient, if_none_match: str
+) -> None:
+    pid = create(client)["id"]
+    _, etag = read(client, pid)
+
+    response = client.get(
+        f"/api/patients/{pid}", headers={"If-None-Match": if_none_match.format(current=etag)}
+    )
+
+    assert response.status_code == 304
+    assert response.content == b""
+    assert response.headers["ETag"] == etag
+
+
+def test_a_read_with_an_older_etag_gets_the_patient_and_its_new_etag(client: TestClient) -> None:
+    pid = create(client)["id"]
+    _, old = read(client, pid)
+    client.patch(f"/api/patients/{pid}", json={"age": 41})
+
+    stale = client.get(f"/api/patients/{pid}", headers={"If-None-Match": old})
+    on_two_lines = client.get(
+        f"/api/patients/{pid}",
+        headers=[("If-None-Match", old), ("If-None-Match", stale.headers["ETag"])],
+    )
+    missing = client.get("/api/patients/ghost", headers={"If-None-Match": "*"})
+
+    assert stale.status_code == 200 and stale.json()["age"] == 41
+    assert stale.headers["ETag"] != old
+    assert on_two_lines.status_code == 304  # the current tag on the second line
+    assert missing.status_code == 404
+
+
 def test_requests_without_if_match_are_served_as_before(client: TestClient) -> None:
     pid = create(client)["id"]
 

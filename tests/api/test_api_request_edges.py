@@ -284,6 +284,8 @@ def test_an_unchanged_image_revalidates_as_304_and_a_new_scan_as_200(
     assert (again.status_code, again.content) == (304, b"")
     assert again.headers["etag"] == etag and again.headers["cache-control"] == "private, no-cache"
     assert weak.status_code == 304
+    on_two_lines = client.get(url, headers=[("If-None-Match", '"other"'), ("If-None-Match", etag)])
+    assert on_two_lines.status_code == 304  # the lines are one list
     assert scan_again.status_code == 304 and "immutable" in scan_again.headers["cache-control"]
     assert client.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
 
