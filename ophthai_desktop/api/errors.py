@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ophthai_desktop.api.bodies import FASTAPI_BODY_ERROR, UNREADABLE_BODY
 from ophthai_desktop.api.routing import QUERY_SPELLING
 from ophthai_desktop.api.schemas import ErrorPublic, ValidationErrorPublic
 from ophthai_desktop.core.errors import (
@@ -38,14 +39,6 @@ from ophthai_desktop.core.errors import (
 )
 
 log = logging.getLogger(__name__)
-
-#: What FastAPI says of a body it could not decode (not UTF-8, nested too deeply), and
-#: what we say instead.
-FASTAPI_BODY_ERROR = "There was an error parsing the body"
-UNREADABLE_BODY = (
-    "the body could not be read: send JSON as UTF-8 text, nested no deeper than a few "
-    "hundred levels"
-)
 
 #: The first element of a validation error's location: which part of the request.
 REQUEST_PARTS = frozenset({"body", "query", "path", "header", "cookie"})

@@ -6,6 +6,7 @@ behaviour the contract promises; never a 500, never a silently ignored filter.""
 from __future__ import annotations
 
 import base64
+import codecs
 from typing import Any
 
 import pytest
@@ -344,6 +345,61 @@ def test_a_body_that_is_not_utf8_says_what_to_send(client: TestClient) -> None:
 
     assert response.status_code == 400
     assert response.json()["message"].startswith("the body could not be read: send JSON as UTF-8")
+
+
+PATIENT_JSON = '{"name": "Ada", "history": "h\u00e9"}'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        codecs.BOM_UTF16_LE + PATIENT_JSON.encode("utf-16-le"),
+        codecs.BOM_UTF16_BE + PATIENT_JSON.encode("utf-16-be"),
+        codecs.BOM_UTF32_LE + PATIENT_JSON.encode("utf-32-le"),
+        codecs.BOM_UTF32_BE + PATIENT_JSON.encode("utf-32-be"),
+        codecs.BOM_UTF16_LE + PATIENT_JSON.encode(),  # a mark, then UTF-8 text
+        PATIENT_JSON.encode("utf-16-le"),  # no mark: told apart by its zero bytes
+    ],
+    ids=["utf16le", "utf16be", "utf32le", "utf32be", "utf16-mark-on-utf8", "utf16-no-mark"],
+)
+def test_a_body_in_utf16_or_utf32_is_a_400_as_other_non_utf8_bodies(
+    client: TestClient, body: bytes
+) -> None:
+    """JSON is UTF-8 (RFC 8259): these were stored (read as UTF-16 or UTF-32), or a
+    422 'not valid JSON' when the guess went wrong, not the 400 other bodies get."""
+    patient_id = _patient(client)
+    not_utf8 = client.post(
+        "/api/patients",
+        content=b'{"name": "\xff"}',
+        headers={"Content-Type": "application/json"},
+    )
+
+    created = client.post(
+        "/api/patients", content=body, headers={"Content-Type": "application/json"}
+    )
+    patched = client.patch(
+        f"/api/patients/{patient_id}", content=body, headers={"Content-Type": "application/json"}
+    )
+    untyped = client.post("/api/patients", content=body)  # FastAPI reads it as JSON too
+
+    assert not_utf8.status_code == 400
+    for response in (created, patched, untyped):
+        assert response.status_code == 400, response.text
+        assert response.json() == not_utf8.json()
+    assert client.get("/api/patients").headers["X-Total-Count"] == "1"
+    assert client.get(f"/api/patients/{patient_id}").json()["history"] == ""
+
+
+def test_a_utf8_body_with_a_byte_order_mark_is_read(client: TestClient) -> None:
+    """RFC 8259 lets a parser ignore the UTF-8 mark; refusing it would gain nothing."""
+    response = client.post(
+        "/api/patients",
+        content=codecs.BOM_UTF8 + PATIENT_JSON.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 201, response.text
+    assert response.json()["history"] == "h\u00e9"
 
 
 @pytest.mark.parametrize("order_by", ["admission_date", "admissionDate"])
