@@ -416,9 +416,28 @@ def test_the_sort_key_is_taken_in_either_spelling(
     assert [p["name"] for p in response.json()] == ["Earlier", "Later"]
 
 
+@pytest.mark.parametrize("order_by", ["birthDate", "birth_date"])
+def test_patients_sort_by_birth_date_with_those_without_one_last(
+    client: TestClient, order_by: str
+) -> None:
+    for name, born in (("Young", "2001-02-03"), ("Unknown", None), ("Old", "1950-06-07")):
+        _patient(client, name=name, birthDate=born)
+
+    def names(descending: bool) -> list[str]:
+        response = client.get(
+            "/api/patients", params={"orderBy": order_by, "descending": str(descending).lower()}
+        )
+        assert response.status_code == 200, response.text
+        return [p["name"] for p in response.json()]
+
+    assert names(descending=False) == ["Old", "Young", "Unknown"]
+    assert names(descending=True) == ["Young", "Old", "Unknown"]
+
+
 def test_an_unknown_sort_key_is_a_422_naming_the_parameter_as_sent(client: TestClient) -> None:
     response = client.get("/api/patients", params={"orderBy": "shoeSize"})
 
     assert response.status_code == 422
     assert response.json()["field"] == "orderBy"
     assert "admissionDate" in response.json()["message"]
+    assert "birthDate" in response.json()["message"]

@@ -68,6 +68,7 @@ SORTABLE: dict[str, Any] = {
     "id": m.Patient.id,
     "name": m.Patient.name_key,  # case and accents ignored (text_sort_key)
     "age": m.Patient.age,  # as shown: see list_patients
+    "birth_date": m.Patient.birth_date,
     "gender": case_insensitive(m.Patient.gender),
     "status": m.Patient.status,
     "workflow_step": m.Patient.workflow_step,
@@ -76,6 +77,11 @@ SORTABLE: dict[str, Any] = {
     "created_at": m.Patient.created_at,
     "updated_at": m.Patient.updated_at,
 }
+
+#: Sort keys some patients have no value for. Those patients come last whichever way
+#: the list is sorted, on both databases (SQLite puts NULL first when ascending and
+#: PostgreSQL last, each the other way round when descending).
+NULLABLE_SORT_KEYS = frozenset({"age", "birth_date", "gender", "appointment_date"})
 
 #: How far in the past an appointment may be given (clock skew between machines).
 APPOINTMENT_PAST_TOLERANCE = timedelta(minutes=5)
@@ -176,7 +182,8 @@ class PatientService:
     ) -> Page[PatientRecord]:
         """A page of patients with the total that match ``search`` and ``status``.
 
-        ``search`` matches part of the name or the id, case-insensitively.
+        ``search`` matches part of the name or the id, case-insensitively. Patients
+        without a value for ``order_by`` (no birth date, say) come last either way.
         """
         check_paging(skip, limit)
         column = SORTABLE.get(order_by)
@@ -203,6 +210,8 @@ class PatientService:
                 )
             )
         order = column.desc() if descending else column.asc()
+        if order_by in NULLABLE_SORT_KEYS:
+            order = order.nulls_last()
         tiebreak = m.Patient.id.desc() if descending else m.Patient.id.asc()
         with self._db.session() as session:
             total = session.scalar(select(func.count(m.Patient.id)).where(*filters)) or 0
