@@ -277,7 +277,9 @@ def test_schedule_without_a_date_names_the_field(client: TestClient) -> None:
     response = client.post(f"/api/patients/{pid}/schedule")
 
     assert response.status_code == 422
-    assert field_named(response.json(), "appointment_date")
+    # Named as the wire names it (camelCase), as when the body leaves it out.
+    assert field_named(response.json(), "appointmentDate")
+    assert response.json()["errors"][0]["loc"] == ["body", "appointmentDate"]
 
 
 # Shapes ------------------------------------------------------------------------------------

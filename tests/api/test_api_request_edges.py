@@ -314,6 +314,71 @@ def test_a_query_parameter_sent_twice_differently_is_a_422_not_a_guess(
     assert same.status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("path", "kwargs", "field"),
+    [
+        ("/api/patients/{pid}/oculomics", {"json": {"eye": "OD", "iop": 15}}, "measuredOn"),
+        ("/api/patients/{pid}/schedule", {"json": {}}, "appointmentDate"),
+        ("/api/patients/{pid}/schedule", {}, "appointmentDate"),  # no body, no query
+        ("/api/patients/{pid}/validate", {"json": {"notes": "n"}}, "approved"),
+        ("/api/patients/{pid}/validate", {}, "approved"),
+        ("/api/patients/{pid}/scans", {"files": {"modality": (None, "OCT")}}, "file"),
+        ("/api/ai/analyze", {"json": {"question": "Edema?"}}, "imageBase64"),
+        ("/api/ai/analyze-upload", {"files": {"question": (None, "Edema?")}}, "file"),
+        ("/api/patients", {"json": {"age": 3}}, "name"),
+        ("/api/notifications", {"json": {"type": "info"}}, "message"),
+    ],
+    ids=[
+        "oculomics",
+        "schedule-empty-body",
+        "schedule-nothing",
+        "validate-body",
+        "validate-nothing",
+        "scan-upload",
+        "ai-analyze",
+        "ai-upload",
+        "patient",
+        "notification",
+    ],
+)
+def test_a_required_field_left_out_is_named_in_camel_case_on_every_route(
+    client: TestClient, path: str, kwargs: dict[str, Any], field: str
+) -> None:
+    """The wire is camelCase: a 422 for a field left out names it so, whichever layer
+    (FastAPI's validation or a service) noticed, and wherever it could have been sent."""
+    response = client.post(path.format(pid=_patient(client)), **kwargs)
+
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert (error["loc"], error["field"]) == (["body", field], field)
+    assert response.json()["message"].startswith(f"{field}: ")
+
+
+def test_a_stored_value_that_contradicts_a_sent_one_is_named_in_camel_case(
+    client: TestClient,
+) -> None:
+    patient_id = _patient(client, birthDate="1980-01-01")
+
+    response = client.patch(f"/api/patients/{patient_id}", json={"age": 12})
+
+    assert _fields(response) == ["age", "birthDate"]  # the stored one, as the wire names it
+    assert [e["loc"] for e in response.json()["errors"]] == [["body", "age"], ["body", "birthDate"]]
+
+
+def test_a_form_field_a_route_refuses_is_located_in_the_body_as_sent(client: TestClient) -> None:
+    response = client.post(
+        "/api/ai/analyze-upload",
+        files={
+            "file": ("a.png", png_bytes((16, 16)), "image/png"),
+            "patientId": (None, "pt-a"),
+            "patient_id": (None, "pt-b"),
+        },
+    )
+
+    assert _fields(response) == ["patient_id"]
+    assert response.json()["errors"][0]["loc"] == ["body", "patient_id"]
+
+
 def test_422_fields_name_the_request_not_pydantics_types(client: TestClient) -> None:
     symptoms = client.post("/api/patients", json={"name": "A", "symptoms": [1, "ok"]})
     age = client.post("/api/patients", json={"name": "A", "age": True})
