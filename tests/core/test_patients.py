@@ -541,6 +541,26 @@ def test_patients_without_a_value_come_last_whichever_the_direction(
     assert [p.id for p in descending] == ["high", "low", "blank"]
 
 
+def test_an_update_to_an_appointment_in_the_past_is_refused_as_scheduling_is(
+    app_services: Application, actor: Actor
+) -> None:
+    service = app_services.patients
+    patient = service.create_patient({"name": "P"}, actor=actor)
+    past = datetime(2001, 1, 1, 10, 0, tzinfo=UTC)
+
+    with pytest.raises(InvalidInput) as by_update:
+        service.update_patient(patient.id, {"appointment_date": past}, actor=actor)
+    with pytest.raises(InvalidInput) as by_schedule:
+        service.schedule_appointment(patient.id, past, actor=actor)
+
+    assert (by_update.value.field, by_update.value.message) == (
+        by_schedule.value.field,
+        by_schedule.value.message,
+    )
+    assert by_update.value.field == "appointment_date"
+    assert service.get_patient(patient.id).appointment_date is None
+
+
 def test_duplicate_client_id_conflicts(app_services: Application, actor: Actor) -> None:
     app_services.patients.create_patient({"name": "A"}, actor=actor, patient_id="MRN-1")
     with pytest.raises(Conflict):

@@ -87,6 +87,13 @@ NULLABLE_SORT_KEYS = frozenset({"age", "birth_date", "gender", "appointment_date
 APPOINTMENT_PAST_TOLERANCE = timedelta(minutes=5)
 
 
+def refuse_past_appointment(when: datetime, now: datetime) -> None:
+    """A new appointment must be to come (within :data:`APPOINTMENT_PAST_TOLERANCE`):
+    the rule of scheduling, and of a PATCH that moves the appointment."""
+    if when < now - APPOINTMENT_PAST_TOLERANCE:
+        raise InvalidInput("the appointment is in the past", field="appointment_date")
+
+
 @dataclass(frozen=True)
 class ImageLimits:
     max_bytes: int
@@ -334,6 +341,10 @@ class PatientService:
                 for key, value in values.items()
                 if current.get(key, getattr(row, key)) != value
             }
+            # A new appointment follows scheduling's rule; the one booked, sent back as
+            # read once its day has passed, is no change, and null cancels it.
+            if values.get("appointment_date") is not None:
+                refuse_past_appointment(values["appointment_date"], datetime.now(UTC))
             for key, value in values.items():
                 setattr(row, key, value)
             cancelled = "appointment_date" in values and values["appointment_date"] is None
@@ -525,8 +536,7 @@ class PatientService:
         stays where it is, so an unanalysed or unvalidated patient is never complete."""
         when = aware(appointment, "appointment_date")
         now = datetime.now(UTC)
-        if when < now - APPOINTMENT_PAST_TOLERANCE:
-            raise InvalidInput("the appointment is in the past", field="appointment_date")
+        refuse_past_appointment(when, now)
         with self._db.session() as session:
             row = self._get(session, patient_id)
             completes = row.workflow_step == int(WorkflowStep.SCHEDULING)
