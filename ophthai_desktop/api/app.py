@@ -14,6 +14,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from ophthai_desktop import __version__
 from ophthai_desktop.api.errors import install_error_handlers
+from ophthai_desktop.api.head_requests import HeadAsGet
 from ophthai_desktop.api.hub import WebSocketHub
 from ophthai_desktop.api.routes import ai, audit, health, notifications, patients
 from ophthai_desktop.api.routes.docs import install_docs
@@ -73,6 +74,7 @@ def create_app(application: Application) -> FastAPI:
         allow_headers=["*"],
         expose_headers=["X-Total-Count", "ETag"],
     )
+    app.add_middleware(HeadAsGet)  # added last: outermost, every layer sees the GET
     for module in (health, patients, notifications, ai, audit):
         app.include_router(module.router)
     install_docs(app, token_required=bool(settings.api_token))

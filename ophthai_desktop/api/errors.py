@@ -23,7 +23,9 @@ from pydantic.alias_generators import to_camel
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 
+from ophthai_desktop.api.bodies import FASTAPI_BODY_ERROR, UNREADABLE_BODY
 from ophthai_desktop.api.routing import QUERY_SPELLING
 from ophthai_desktop.api.schemas import ErrorPublic, ValidationErrorPublic
 from ophthai_desktop.core.errors import (
@@ -38,14 +40,6 @@ from ophthai_desktop.core.errors import (
 )
 
 log = logging.getLogger(__name__)
-
-#: What FastAPI says of a body it could not decode (not UTF-8, nested too deeply), and
-#: what we say instead.
-FASTAPI_BODY_ERROR = "There was an error parsing the body"
-UNREADABLE_BODY = (
-    "the body could not be read: send JSON as UTF-8 text, nested no deeper than a few "
-    "hundred levels"
-)
 
 #: The first element of a validation error's location: which part of the request.
 REQUEST_PARTS = frozenset({"body", "query", "path", "header", "cookie"})
@@ -125,9 +119,12 @@ def _pydantic_type_name(part: object) -> bool:
 
 async def as_sent(request: Request, field: str) -> tuple[list[str], str]:
     """A core error's field (snake_case, as the services name it) as the request spelled
-    it: its location (``["body", "admissionDate"]``, ``query`` or ``path``) and name. A
-    field the request did not name (or whose body cannot be read again) keeps the core's
-    name, and its location is that name alone (``["clinician"]``)."""
+    it: its location (``["body", "admissionDate"]``, ``query`` or ``path``) and name.
+
+    A field the request did not send (a required one left out) is named as the wire
+    names it, in camelCase, as pydantic names a required body key left out: its
+    location is ``["body", name]`` when the route's body takes it
+    (``["body", "appointmentDate"]``), else the name alone."""
     spelled = request.scope.get(QUERY_SPELLING, {})
     if field in spelled or field in request.query_params:
         name = spelled.get(field, field)
@@ -135,15 +132,18 @@ async def as_sent(request: Request, field: str) -> tuple[list[str], str]:
     if field in request.path_params:
         return ["path", field], field
     keys = await _body_keys(request)
-    for name in (field, to_camel(field), *_body_aliases(request, field)):
+    aliases = _body_aliases(request, field)
+    for name in (field, to_camel(field), *(aliases or [])):
         if name in keys:
             return ["body", name], name
-    return [field], field
+    if aliases:  # the body's own first name for it (camelCase)
+        return ["body", aliases[0]], aliases[0]
+    return [to_camel(field)], to_camel(field)
 
 
-def _body_aliases(request: Request, field: str) -> list[str]:
-    """The other names the route's body model reads ``field`` from (``iop`` for
-    ``iop_mmhg``)."""
+def _body_aliases(request: Request, field: str) -> list[str] | None:
+    """The names the route's body model reads ``field`` from, the one its schema shows
+    first (``iopMmhg``, then ``iop`` and the rest); None when it takes no such field."""
     body = getattr(request.scope.get("route"), "body_field", None)
     annotation = getattr(getattr(body, "field_info", None), "annotation", None)
     models = [annotation, *typing.get_args(annotation)]  # Model, or Model | None
@@ -151,14 +151,16 @@ def _body_aliases(request: Request, field: str) -> list[str]:
         info = getattr(model, "model_fields", {}).get(field)
         if info is None:
             continue
-        names = [info.alias] if info.alias else []
+        names: list[str] = []
         alias = info.validation_alias
         if isinstance(alias, str):
             names.append(alias)
         elif isinstance(alias, AliasChoices):
             names.extend(choice for choice in alias.choices if isinstance(choice, str))
-        return names
-    return []
+        if info.alias and info.alias not in names:
+            names.append(info.alias)
+        return names or [field]
+    return None
 
 
 def _part(request: Request) -> list[str]:
@@ -170,8 +172,15 @@ def _part(request: Request) -> list[str]:
 
 
 async def _body_keys(request: Request) -> frozenset[str]:
-    """The top-level keys of the request's JSON body, as already read for the route."""
-    if "json" not in request.headers.get("content-type", ""):
+    """The top-level keys of the request's JSON body, or the fields of its form, as
+    already read for the route."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        try:
+            return frozenset(await request.form())  # parsed for the route: kept on it
+        except (RuntimeError, ValueError, MultiPartException):  # unreadable: not named
+            return frozenset()
+    if "json" not in content_type:
         return frozenset()
     try:
         # The route has read the body (Starlette keeps it on this request); a body

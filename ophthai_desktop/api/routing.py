@@ -1,5 +1,6 @@
-"""A router whose every path also answers with or without a trailing slash, and whose
-routes read query parameters in camelCase or snake_case alike.
+"""A router whose every path also answers with or without a trailing slash, whose
+routes read query parameters in camelCase or snake_case alike, and whose JSON bodies
+must be UTF-8 (see :mod:`ophthai_desktop.api.bodies`).
 
 The seed's clients call both path forms; a redirect would drop the body of a POST and
 the Authorization header on some clients, so both paths are real routes (the second one
@@ -18,12 +19,13 @@ from collections.abc import Callable, Coroutine, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request, Response, params
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic.alias_generators import to_snake
 
+from ophthai_desktop.api.bodies import refuse_json_not_in_utf8
 from ophthai_desktop.api.params import not_taken
 
 #: Where :func:`normalise_query` leaves the names as sent, by the name they were given
@@ -101,14 +103,21 @@ def _refuse_differing_repeats(pairs: list[tuple[str, str]], renamed: list[tuple[
 
 
 class QueryNamesRoute(APIRoute):
-    """An API route that applies :func:`normalise_query` before FastAPI reads the query."""
+    """An API route that applies :func:`normalise_query` before FastAPI reads the query,
+    and refuses a JSON body that is not UTF-8 before FastAPI decodes it."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         declared = _query_names(self.dependant)
+        # Form and upload routes parse their body as a form, never as JSON.
+        takes_json = self.body_field is not None and not isinstance(
+            self.body_field.field_info, params.Form
+        )
 
         async def route(request: Request) -> Response:
             normalise_query(request.scope, declared)
+            if takes_json:
+                await refuse_json_not_in_utf8(request)
             return await handler(request)
 
         return route

@@ -249,27 +249,31 @@ class Message(PublicModel):
 
 
 class OculomicsCreate(RequestModel):
+    """A measurement. Each value has several names (the measurement's own, the seed's
+    summary's, the chart's); the camelCase one comes first, so the schema and a 422 for
+    a value left out use it, as for every other body."""
+
     eye: Literal["OD", "OS", "od", "os"]
-    measured_on: date = Field(validation_alias=AliasChoices("measured_on", "measuredOn", "date"))
+    measured_on: date = Field(validation_alias=AliasChoices("measuredOn", "measured_on", "date"))
     iop_mmhg: float | None = Field(
         default=None,
         validation_alias=AliasChoices(
-            "iop_mmhg", "iopMmhg", "iop", "intraocularPressure", "intraocular_pressure"
+            "iopMmhg", "iop_mmhg", "iop", "intraocularPressure", "intraocular_pressure"
         ),
     )
     cup_to_disc_ratio: float | None = Field(
-        default=None, validation_alias=AliasChoices("cup_to_disc_ratio", "cupToDiscRatio")
+        default=None, validation_alias=AliasChoices("cupToDiscRatio", "cup_to_disc_ratio")
     )
     rnfl_thickness_um: float | None = Field(
         default=None,
         validation_alias=AliasChoices(
-            "rnfl_thickness_um", "rnflThicknessUm", "rnflThickness", "rnfl_thickness"
+            "rnflThicknessUm", "rnfl_thickness_um", "rnflThickness", "rnfl_thickness"
         ),
     )
     vessel_density_pct: float | None = Field(
         default=None,
         validation_alias=AliasChoices(
-            "vessel_density_pct", "vesselDensityPct", "vesselDensity", "vessel_density", "density"
+            "vesselDensityPct", "vessel_density_pct", "vesselDensity", "vessel_density", "density"
         ),
     )
 

@@ -1,10 +1,17 @@
-"""Optimistic concurrency for patients: the ``ETag`` their responses carry and the
-``If-Match`` that requests changing them may send.
+"""Optimistic concurrency and revalidation for patients: the ``ETag`` their responses
+carry, the ``If-Match`` that requests changing them may send and the ``If-None-Match``
+that a read may send.
 
 Two clients that read a patient and PATCH it back would otherwise each overwrite the
 other's change without either knowing. A client that sends the ``ETag`` it read as
 ``If-Match`` gets 412 Precondition Failed instead when the patient changed in between;
 a request without ``If-Match`` is served as before (the seed's frontends send none).
+
+A client that already holds the current version and reads it again with
+``If-None-Match`` gets ``304 Not Modified`` without the body.
+
+Both headers take a list of tags, which a client (or a proxy) may split over several
+header lines: the lines are one list (RFC 9110 §5.3), and any tag in it may match.
 
 The tag is a digest of the patient as the API shows it (which includes ``updatedAt``,
 moved by every change): a new tag whenever anything a client can see of the patient
@@ -15,12 +22,13 @@ the server by is left out (``imageUrl`` is absolute), so every client sees the s
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
-from fastapi import Header, HTTPException, Response
+from fastapi import Depends, Header, HTTPException, Request, Response
 
 from ophthai_desktop.api import presenters
 from ophthai_desktop.core.records import PatientRecord
@@ -32,16 +40,59 @@ from ophthai_desktop.core.services import PatientService
 #: watch folder or the inference worker do not take it.
 _WRITE_LOCKS = tuple(threading.Lock() for _ in range(64))
 
-#: The ``If-Match`` request header, as routes that change a patient declare it.
-IfMatch = Annotated[
-    str | None,
-    Header(
-        description=(
-            "The ETag read with the patient: the change is made only if the patient is "
-            "still that version (412 otherwise). * matches any version."
-        )
-    ),
-]
+#: One member of an entity-tag list: ``*``, ``"tag"`` or ``W/"tag"``. A tag may hold a
+#: comma, so the list is read tag by tag rather than split at commas.
+_LIST_MEMBER = re.compile(r'\*|(?:W/)?"[^"]*"')
+
+
+def entity_tags(header: str) -> list[str]:
+    """The members of an ``If-Match`` or ``If-None-Match`` value, in order."""
+    return _LIST_MEMBER.findall(header)
+
+
+def _all_lines(request: Request, name: str) -> str | None:
+    """Every line of the header ``name`` as one comma-separated list (RFC 9110 §5.3);
+    None when the request has none."""
+    lines = request.headers.getlist(name)
+    return ", ".join(lines) if lines else None
+
+
+def _if_match(
+    request: Request,
+    if_match: Annotated[
+        str | None,
+        Header(
+            description=(
+                "The ETag read with the patient: the change is made only if the patient "
+                "is still that version (412 otherwise). * matches any version."
+            )
+        ),
+    ] = None,
+) -> str | None:
+    # Declared as a header for the OpenAPI document; FastAPI would give its first line.
+    return _all_lines(request, "if-match")
+
+
+def _if_none_match(
+    request: Request,
+    if_none_match: Annotated[
+        str | None,
+        Header(
+            description=(
+                "The ETag of the copy the client holds: 304 Not Modified, without the "
+                "body, while the patient is still that version."
+            )
+        ),
+    ] = None,
+) -> str | None:
+    return _all_lines(request, "if-none-match")
+
+
+#: The ``If-Match`` request header (every line of it), as routes that change a patient
+#: declare it.
+IfMatch = Annotated[str | None, Depends(_if_match)]
+#: The ``If-None-Match`` request header (every line of it), as a patient read takes it.
+IfNoneMatch = Annotated[str | None, Depends(_if_none_match)]
 
 #: The ``ETag`` response header of the responses that carry a patient (OpenAPI).
 ETAG_HEADER: dict[str, Any] = {
@@ -72,9 +123,16 @@ def tag_patient(response: Response, record: PatientRecord) -> PatientRecord:
 def if_match_holds(header: str, etag: str) -> bool:
     """RFC 9110 ``If-Match``: ``*`` or a list naming ``etag``. The comparison is strong:
     a weak tag (``W/"..."``) never matches."""
-    if header.strip() == "*":
-        return True
-    return etag in (tag.strip() for tag in header.split(","))
+    tags = entity_tags(header)
+    return "*" in tags or etag in tags
+
+
+def if_none_match_names(header: str, etag: str) -> bool:
+    """RFC 9110 ``If-None-Match`` against the current ``etag``: whether it names it (or
+    is ``*``), so that a read answers 304. The comparison is weak: ``W/"x"`` names
+    ``"x"``."""
+    tags = entity_tags(header)
+    return "*" in tags or etag.removeprefix("W/") in (tag.removeprefix("W/") for tag in tags)
 
 
 @contextmanager

@@ -68,6 +68,25 @@ def test_health_load_analyze_unload(tiny_client: TestClient) -> None:
     assert health["state"] == "installed" and health["memory"]["used_bytes"] is None
 
 
+def test_health_after_an_unload_names_no_device_as_before_the_first_load(
+    tiny_client: TestClient,
+) -> None:
+    """The model is off the device: health says so, as for a model never loaded."""
+    never_loaded = tiny_client.get("/api/ai/health").json()
+    assert tiny_client.post("/api/ai/load-model").status_code == 200
+    loaded = tiny_client.get("/api/ai/health").json()
+    assert (loaded["device"], loaded["dtype"]) == ("cpu", "float32")
+
+    assert tiny_client.post("/api/ai/unload-model").status_code == 200
+    unloaded = tiny_client.get("/api/ai/health").json()
+
+    assert unloaded["state"] == never_loaded["state"] == "installed"
+    assert (unloaded["device"], unloaded["dtype"]) == (None, None)
+    assert unloaded["memory"] == never_loaded["memory"]
+    assert unloaded["memory"] == {"estimated_bytes": None, "free_bytes": None, "used_bytes": None}
+    assert unloaded["quantization"] == never_loaded["quantization"]
+
+
 def test_not_installed_model_is_503_quickly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

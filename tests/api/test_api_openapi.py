@@ -92,6 +92,7 @@ def test_patient_responses_match_the_document(
     conform(c.get("/api/patients", params={"orderBy": "shoeSize"}))  # a service's 422
     conform(c.get("/api/patients", params={"bogus": 1}))  # a parameter it does not take
     etag = conform(c.get(patient)).headers["ETag"]
+    conform(c.get(patient, headers={"If-None-Match": etag}))  # 304, with the ETag
     conform(c.get("/api/patients/ghost"))
     conform(c.patch(patient, json={"age": 41}, headers={"If-Match": '"stale"'}))
     conform(c.patch(patient, json={"age": 41}, headers={"If-Match": etag}))

@@ -71,6 +71,81 @@ def test_if_match_follows_the_http_rules(client: TestClient, if_match: str, stat
     assert response.status_code == status, response.text
 
 
+@pytest.mark.parametrize(
+    ("lines", "status"),
+    [
+        ([STALE, "{current}"], 200),
+        (["{current}", STALE], 200),
+        ([STALE, "*"], 200),
+        ([STALE, '"other"'], 412),
+    ],
+    ids=["current-on-the-second-line", "current-on-the-first", "star-on-a-line", "none-current"],
+)
+@pytest.mark.parametrize("change", ["patch", "schedule", "delete"])
+def test_if_match_sent_on_several_lines_is_one_list(
+    client: TestClient, lines: list[str], status: int, change: str
+) -> None:
+    """RFC 9110 §5.3: a field sent on several lines is one comma-separated list; any
+    tag in it may match, not only the first line's."""
+    pid = create(client)["id"]
+    _, etag = read(client, pid)
+    headers = [("If-Match", line.format(current=etag)) for line in lines]
+
+    if change == "patch":
+        response = client.patch(f"/api/patients/{pid}", json={"age": 41}, headers=headers)
+    elif change == "schedule":
+        response = client.post(
+            f"/api/patients/{pid}/schedule",
+            json={"appointmentDate": "2099-01-01T09:00:00Z"},
+            headers=headers,
+        )
+    else:
+        response = client.delete(f"/api/patients/{pid}", headers=headers)
+
+    assert response.status_code == status, response.text
+    assert (client.get(f"/api/patients/{pid}").status_code == 404) == (
+        change == "delete" and status == 200
+    )
+
+
+@pytest.mark.parametrize(
+    "if_none_match",
+    ["{current}", "W/{current}", '"other", {current}', "*"],
+    ids=["current", "weak-compares-equal", "in-a-list", "star"],
+)
+def test_a_read_naming_the_current_etag_in_if_none_match_is_304(
+    client: TestClient, if_none_match: str
+) -> None:
+    pid = create(client)["id"]
+    _, etag = read(client, pid)
+
+    response = client.get(
+        f"/api/patients/{pid}", headers={"If-None-Match": if_none_match.format(current=etag)}
+    )
+
+    assert response.status_code == 304
+    assert response.content == b""
+    assert response.headers["ETag"] == etag
+
+
+def test_a_read_with_an_older_etag_gets_the_patient_and_its_new_etag(client: TestClient) -> None:
+    pid = create(client)["id"]
+    _, old = read(client, pid)
+    client.patch(f"/api/patients/{pid}", json={"age": 41})
+
+    stale = client.get(f"/api/patients/{pid}", headers={"If-None-Match": old})
+    on_two_lines = client.get(
+        f"/api/patients/{pid}",
+        headers=[("If-None-Match", old), ("If-None-Match", stale.headers["ETag"])],
+    )
+    missing = client.get("/api/patients/ghost", headers={"If-None-Match": "*"})
+
+    assert stale.status_code == 200 and stale.json()["age"] == 41
+    assert stale.headers["ETag"] != old
+    assert on_two_lines.status_code == 304  # the current tag on the second line
+    assert missing.status_code == 404
+
+
 def test_requests_without_if_match_are_served_as_before(client: TestClient) -> None:
     pid = create(client)["id"]
 

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ophthai_desktop.bootstrap import Application
-from ophthai_desktop.core.storage.models import Analysis
+from ophthai_desktop.core.storage.models import Analysis, Patient
 
 #: The patient keys DESIGN §4 promises the seed's frontends.
 SEED_PATIENT_KEYS = {
@@ -277,7 +277,71 @@ def test_schedule_without_a_date_names_the_field(client: TestClient) -> None:
     response = client.post(f"/api/patients/{pid}/schedule")
 
     assert response.status_code == 422
-    assert field_named(response.json(), "appointment_date")
+    # Named as the wire names it (camelCase), as when the body leaves it out.
+    assert field_named(response.json(), "appointmentDate")
+    assert response.json()["errors"][0]["loc"] == ["body", "appointmentDate"]
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@pytest.mark.parametrize("name", ["appointmentDate", "appointment_date"])
+def test_patch_refuses_an_appointment_in_the_past_as_scheduling_does(
+    client: TestClient, name: str
+) -> None:
+    pid = create(client)["id"]
+    etag = client.get(f"/api/patients/{pid}").headers["ETag"]
+    past = "2001-01-01T10:00:00Z"
+
+    patched = client.patch(f"/api/patients/{pid}", json={name: past})
+    scheduled = client.post(f"/api/patients/{pid}/schedule", json={name: past})
+
+    assert patched.status_code == scheduled.status_code == 422
+    assert patched.json() == scheduled.json()  # one rule, one answer
+    assert patched.json()["errors"] == [
+        {
+            "loc": ["body", name],
+            "field": name,
+            "msg": "the appointment is in the past",
+            "type": "value_error",
+        }
+    ]
+    after = client.get(f"/api/patients/{pid}")
+    assert after.json()["appointmentDate"] is None and after.headers["ETag"] == etag
+
+
+def test_patch_books_an_appointment_to_come_and_cancels_with_null(client: TestClient) -> None:
+    pid = create(client)["id"]
+    soon = datetime.now(UTC) + timedelta(days=3)
+    skewed = datetime.now(UTC) - timedelta(minutes=1)  # another machine's clock: allowed
+
+    booked = client.patch(f"/api/patients/{pid}", json={"appointmentDate": _iso(soon)})
+    moved = client.patch(f"/api/patients/{pid}", json={"appointmentDate": _iso(skewed)})
+    cancelled = client.patch(f"/api/patients/{pid}", json={"appointmentDate": None})
+
+    assert booked.status_code == 200 and booked.json()["appointmentDate"] is not None
+    assert moved.status_code == 200, moved.text
+    assert cancelled.status_code == 200 and cancelled.json()["appointmentDate"] is None
+
+
+def test_a_patient_sent_back_with_its_appointment_now_past_is_not_refused(
+    client: TestClient, sqlite_services: Application
+) -> None:
+    """Clients PATCH back the whole object they read: the appointment booked, whose day
+    has passed since, is no new appointment."""
+    pid = create(client, history="before")["id"]
+    with sqlite_services.db.session() as session:
+        row = session.get(Patient, pid)
+        assert row is not None
+        row.appointment_date = datetime(2020, 3, 1, 9, 0, tzinfo=UTC)  # booked back then
+    read = client.get(f"/api/patients/{pid}").json()
+
+    response = client.patch(f"/api/patients/{pid}", json={**read, "history": "after"})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["history"] == "after"
+    assert response.json()["appointmentDate"] == "2020-03-01T09:00:00Z"
 
 
 # Shapes ------------------------------------------------------------------------------------

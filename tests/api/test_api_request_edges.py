@@ -6,6 +6,7 @@ behaviour the contract promises; never a 500, never a silently ignored filter.""
 from __future__ import annotations
 
 import base64
+import codecs
 from typing import Any
 
 import pytest
@@ -284,6 +285,8 @@ def test_an_unchanged_image_revalidates_as_304_and_a_new_scan_as_200(
     assert (again.status_code, again.content) == (304, b"")
     assert again.headers["etag"] == etag and again.headers["cache-control"] == "private, no-cache"
     assert weak.status_code == 304
+    on_two_lines = client.get(url, headers=[("If-None-Match", '"other"'), ("If-None-Match", etag)])
+    assert on_two_lines.status_code == 304  # the lines are one list
     assert scan_again.status_code == 304 and "immutable" in scan_again.headers["cache-control"]
     assert client.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
 
@@ -309,6 +312,71 @@ def test_a_query_parameter_sent_twice_differently_is_a_422_not_a_guess(
     assert "patient_id was sent more than once with different values" in mixed.json()["message"]
     same = client.get("/api/patients", params=[("limit", "5"), ("limit", "5")])
     assert same.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "kwargs", "field"),
+    [
+        ("/api/patients/{pid}/oculomics", {"json": {"eye": "OD", "iop": 15}}, "measuredOn"),
+        ("/api/patients/{pid}/schedule", {"json": {}}, "appointmentDate"),
+        ("/api/patients/{pid}/schedule", {}, "appointmentDate"),  # no body, no query
+        ("/api/patients/{pid}/validate", {"json": {"notes": "n"}}, "approved"),
+        ("/api/patients/{pid}/validate", {}, "approved"),
+        ("/api/patients/{pid}/scans", {"files": {"modality": (None, "OCT")}}, "file"),
+        ("/api/ai/analyze", {"json": {"question": "Edema?"}}, "imageBase64"),
+        ("/api/ai/analyze-upload", {"files": {"question": (None, "Edema?")}}, "file"),
+        ("/api/patients", {"json": {"age": 3}}, "name"),
+        ("/api/notifications", {"json": {"type": "info"}}, "message"),
+    ],
+    ids=[
+        "oculomics",
+        "schedule-empty-body",
+        "schedule-nothing",
+        "validate-body",
+        "validate-nothing",
+        "scan-upload",
+        "ai-analyze",
+        "ai-upload",
+        "patient",
+        "notification",
+    ],
+)
+def test_a_required_field_left_out_is_named_in_camel_case_on_every_route(
+    client: TestClient, path: str, kwargs: dict[str, Any], field: str
+) -> None:
+    """The wire is camelCase: a 422 for a field left out names it so, whichever layer
+    (FastAPI's validation or a service) noticed, and wherever it could have been sent."""
+    response = client.post(path.format(pid=_patient(client)), **kwargs)
+
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert (error["loc"], error["field"]) == (["body", field], field)
+    assert response.json()["message"].startswith(f"{field}: ")
+
+
+def test_a_stored_value_that_contradicts_a_sent_one_is_named_in_camel_case(
+    client: TestClient,
+) -> None:
+    patient_id = _patient(client, birthDate="1980-01-01")
+
+    response = client.patch(f"/api/patients/{patient_id}", json={"age": 12})
+
+    assert _fields(response) == ["age", "birthDate"]  # the stored one, as the wire names it
+    assert [e["loc"] for e in response.json()["errors"]] == [["body", "age"], ["body", "birthDate"]]
+
+
+def test_a_form_field_a_route_refuses_is_located_in_the_body_as_sent(client: TestClient) -> None:
+    response = client.post(
+        "/api/ai/analyze-upload",
+        files={
+            "file": ("a.png", png_bytes((16, 16)), "image/png"),
+            "patientId": (None, "pt-a"),
+            "patient_id": (None, "pt-b"),
+        },
+    )
+
+    assert _fields(response) == ["patient_id"]
+    assert response.json()["errors"][0]["loc"] == ["body", "patient_id"]
 
 
 def test_422_fields_name_the_request_not_pydantics_types(client: TestClient) -> None:
@@ -344,6 +412,61 @@ def test_a_body_that_is_not_utf8_says_what_to_send(client: TestClient) -> None:
     assert response.json()["message"].startswith("the body could not be read: send JSON as UTF-8")
 
 
+PATIENT_JSON = '{"name": "Ada", "history": "h\u00e9"}'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        codecs.BOM_UTF16_LE + PATIENT_JSON.encode("utf-16-le"),
+        codecs.BOM_UTF16_BE + PATIENT_JSON.encode("utf-16-be"),
+        codecs.BOM_UTF32_LE + PATIENT_JSON.encode("utf-32-le"),
+        codecs.BOM_UTF32_BE + PATIENT_JSON.encode("utf-32-be"),
+        codecs.BOM_UTF16_LE + PATIENT_JSON.encode(),  # a mark, then UTF-8 text
+        PATIENT_JSON.encode("utf-16-le"),  # no mark: told apart by its zero bytes
+    ],
+    ids=["utf16le", "utf16be", "utf32le", "utf32be", "utf16-mark-on-utf8", "utf16-no-mark"],
+)
+def test_a_body_in_utf16_or_utf32_is_a_400_as_other_non_utf8_bodies(
+    client: TestClient, body: bytes
+) -> None:
+    """JSON is UTF-8 (RFC 8259): these were stored (read as UTF-16 or UTF-32), or a
+    422 'not valid JSON' when the guess went wrong, not the 400 other bodies get."""
+    patient_id = _patient(client)
+    not_utf8 = client.post(
+        "/api/patients",
+        content=b'{"name": "\xff"}',
+        headers={"Content-Type": "application/json"},
+    )
+
+    created = client.post(
+        "/api/patients", content=body, headers={"Content-Type": "application/json"}
+    )
+    patched = client.patch(
+        f"/api/patients/{patient_id}", content=body, headers={"Content-Type": "application/json"}
+    )
+    untyped = client.post("/api/patients", content=body)  # FastAPI reads it as JSON too
+
+    assert not_utf8.status_code == 400
+    for response in (created, patched, untyped):
+        assert response.status_code == 400, response.text
+        assert response.json() == not_utf8.json()
+    assert client.get("/api/patients").headers["X-Total-Count"] == "1"
+    assert client.get(f"/api/patients/{patient_id}").json()["history"] == ""
+
+
+def test_a_utf8_body_with_a_byte_order_mark_is_read(client: TestClient) -> None:
+    """RFC 8259 lets a parser ignore the UTF-8 mark; refusing it would gain nothing."""
+    response = client.post(
+        "/api/patients",
+        content=codecs.BOM_UTF8 + PATIENT_JSON.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 201, response.text
+    assert response.json()["history"] == "h\u00e9"
+
+
 @pytest.mark.parametrize("order_by", ["admission_date", "admissionDate"])
 @pytest.mark.parametrize("name", ["order_by", "orderBy"])
 def test_the_sort_key_is_taken_in_either_spelling(
@@ -358,9 +481,28 @@ def test_the_sort_key_is_taken_in_either_spelling(
     assert [p["name"] for p in response.json()] == ["Earlier", "Later"]
 
 
+@pytest.mark.parametrize("order_by", ["birthDate", "birth_date"])
+def test_patients_sort_by_birth_date_with_those_without_one_last(
+    client: TestClient, order_by: str
+) -> None:
+    for name, born in (("Young", "2001-02-03"), ("Unknown", None), ("Old", "1950-06-07")):
+        _patient(client, name=name, birthDate=born)
+
+    def names(descending: bool) -> list[str]:
+        response = client.get(
+            "/api/patients", params={"orderBy": order_by, "descending": str(descending).lower()}
+        )
+        assert response.status_code == 200, response.text
+        return [p["name"] for p in response.json()]
+
+    assert names(descending=False) == ["Old", "Young", "Unknown"]
+    assert names(descending=True) == ["Young", "Old", "Unknown"]
+
+
 def test_an_unknown_sort_key_is_a_422_naming_the_parameter_as_sent(client: TestClient) -> None:
     response = client.get("/api/patients", params={"orderBy": "shoeSize"})
 
     assert response.status_code == 422
     assert response.json()["field"] == "orderBy"
     assert "admissionDate" in response.json()["message"]
+    assert "birthDate" in response.json()["message"]

@@ -12,12 +12,14 @@ from collections.abc import Awaitable, Callable, Iterator
 from datetime import date
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import Request, Response
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from ophthai_desktop.api import create_app
+from ophthai_desktop.api.server import ApiServer
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.errors import StorageError
@@ -323,3 +325,71 @@ def test_health(client: TestClient, path: str) -> None:
     assert body["status"] == "ok"
     assert body["database"] == "sqlite"
     assert body["version"]
+
+
+# HEAD ------------------------------------------------------------------------------------
+
+
+def _image_url() -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes((40, 30))).decode()
+
+
+@pytest.fixture
+def head_paths(client: TestClient) -> list[str]:
+    """GET paths of each kind: liveness, the model, lists (gzipped: over 2 KB), one
+    record with an ETag, an image file, counts, and a missing record."""
+    for index in range(12):
+        client.post("/api/patients", json={"name": f"Pat {index}", "history": "h" * 200})
+    pid = client.post("/api/patients", json={"name": "Ada", "imageUrl": _image_url()}).json()["id"]
+    client.post("/api/notifications", json={"message": "scan in", "patientId": pid})
+    return [
+        "/health",
+        "/api/ai/health",
+        "/api/patients",
+        f"/api/patients/{pid}",
+        f"/api/patients/{pid}/image",
+        f"/api/patients/{pid}/scans",
+        "/api/notifications",
+        "/api/notifications/unread-count",
+        "/api/patients/pt-missing",
+        "/api/ai/load-model",  # POST only: 405 for GET, so for HEAD
+    ]
+
+
+def test_head_answers_as_get_does_without_the_body(
+    client: TestClient, head_paths: list[str]
+) -> None:
+    for path in head_paths:
+        got = client.get(path)
+        head = client.head(path)
+
+        assert head.status_code == got.status_code, path
+        assert head.content == b"", path
+        # The same headers; /health's body holds its uptime, so its length may differ.
+        varying = {"content-length"} if path == "/health" else set()
+        assert {k: v for k, v in head.headers.items() if k not in varying} == {
+            k: v for k, v in got.headers.items() if k not in varying
+        }, path
+    listed = client.head("/api/patients")
+    assert listed.headers["content-encoding"] == "gzip" and listed.headers["x-total-count"] == "13"
+
+
+def test_head_through_the_real_server_has_the_get_s_length_and_no_body(
+    sqlite_services: Application,
+) -> None:
+
+    server = ApiServer(create_app(sqlite_services), "127.0.0.1", 0)
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, headers={"Accept-Encoding": "identity"}) as http:
+            pid = http.post("/api/patients", json={"name": "Ada"}).json()["id"]
+            for path in ("/api/ai/health", f"/api/patients/{pid}", "/api/notifications"):
+                got = http.get(path)
+                head = http.head(path)
+                assert head.status_code == got.status_code == 200, path
+                assert head.headers["content-length"] == str(len(got.content)), path
+                assert head.content == b"", path
+            # The connection is still usable after the bodiless answers.
+            assert http.get("/health").status_code == 200
+    finally:
+        server.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -482,6 +483,82 @@ def test_age_sorts_by_the_age_shown(app_services: Application, actor: Actor) -> 
 
     assert [p.id for p in ascending if p.age is not None] == ["c30", "e44", "a59", "d60", "b61"]
     assert [p.age for p in ascending if p.age is not None] == [30, 44, 59, 60, 61]
+
+
+def test_birth_date_sorts_oldest_first_with_patients_without_one_last(
+    app_services: Application, actor: Actor
+) -> None:
+    service = app_services.patients
+    for patient_id, born in (
+        ("b1990", date(1990, 5, 1)),
+        ("n1", None),
+        ("b1950", date(1950, 12, 31)),
+        ("b2001", date(2001, 1, 2)),
+        ("n2", None),
+    ):
+        service.create_patient(
+            {"name": "P", "birth_date": born}, actor=actor, patient_id=patient_id
+        )
+
+    def ids(descending: bool, skip: int = 0, limit: int = 100) -> list[str]:
+        page = service.list_patients(
+            order_by="birth_date", descending=descending, skip=skip, limit=limit
+        )
+        return [p.id for p in page.items]
+
+    assert ids(descending=False) == ["b1950", "b1990", "b2001", "n1", "n2"]
+    assert ids(descending=True) == ["b2001", "b1990", "b1950", "n2", "n1"]
+    assert ids(descending=False, skip=2, limit=2) == ["b2001", "n1"]  # pages walk the same
+
+
+@pytest.mark.parametrize(
+    ("order_by", "values"),
+    [
+        ("age", ({"age": 40}, {"age": 50})),
+        ("birth_date", ({"birth_date": date(1960, 1, 1)}, {"birth_date": date(1970, 1, 1)})),
+        ("gender", ({"gender": "female"}, {"gender": "male"})),
+        ("appointment_date", ("2099-01-01", "2099-06-01")),
+    ],
+)
+def test_patients_without_a_value_come_last_whichever_the_direction(
+    app_services: Application, actor: Actor, order_by: str, values: tuple[Any, Any]
+) -> None:
+    """The same on SQLite (NULL first ascending) and PostgreSQL (NULL first descending)."""
+    service = app_services.patients
+    service.create_patient({"name": "Blank"}, actor=actor, patient_id="blank")
+    for patient_id, value in zip(("low", "high"), values, strict=True):
+        if order_by == "appointment_date":
+            service.create_patient({"name": "P"}, actor=actor, patient_id=patient_id)
+            when = datetime.fromisoformat(f"{value}T09:00:00+00:00")
+            service.schedule_appointment(patient_id, when, actor=actor)
+        else:
+            service.create_patient({"name": "P", **value}, actor=actor, patient_id=patient_id)
+
+    ascending = service.list_patients(order_by=order_by, descending=False).items
+    descending = service.list_patients(order_by=order_by, descending=True).items
+
+    assert [p.id for p in ascending] == ["low", "high", "blank"]
+    assert [p.id for p in descending] == ["high", "low", "blank"]
+
+
+def test_an_update_to_an_appointment_in_the_past_is_refused_as_scheduling_is(
+    app_services: Application, actor: Actor
+) -> None:
+    service = app_services.patients
+    patient = service.create_patient({"name": "P"}, actor=actor)
+    past = datetime(2001, 1, 1, 10, 0, tzinfo=UTC)
+
+    with pytest.raises(InvalidInput) as by_update:
+        service.update_patient(patient.id, {"appointment_date": past}, actor=actor)
+    with pytest.raises(InvalidInput) as by_schedule:
+        service.schedule_appointment(patient.id, past, actor=actor)
+
+    assert (by_update.value.field, by_update.value.message) == (
+        by_schedule.value.field,
+        by_schedule.value.message,
+    )
+    assert by_update.value.field == "appointment_date"
+    assert service.get_patient(patient.id).appointment_date is None
 
 
 def test_duplicate_client_id_conflicts(app_services: Application, actor: Actor) -> None:

@@ -19,7 +19,15 @@ from ophthai_desktop.api.errors import COMMON_ERRORS, documented
 from ophthai_desktop.api.params import Limit, RecordId, Skip, form_fields, one_value
 from ophthai_desktop.api.routing import SlashRouter
 from ophthai_desktop.api.security import require_token, require_token_or_query
-from ophthai_desktop.api.versions import ETAG_HEADER, IfMatch, patient_write, tag_patient
+from ophthai_desktop.api.versions import (
+    ETAG_HEADER,
+    IfMatch,
+    IfNoneMatch,
+    if_none_match_names,
+    patient_etag,
+    patient_write,
+    tag_patient,
+)
 from ophthai_desktop.core.errors import (
     InvalidInput,
     NotFound,
@@ -141,13 +149,29 @@ def create_patient(
     "/{patient_id}",
     response_model=s.PatientPublic,
     dependencies=guarded,
-    responses={200: {"headers": ETAG_HEADER}, **documented(404)},
+    responses={
+        200: {"headers": ETAG_HEADER},
+        304: {
+            "description": "Not Modified: If-None-Match names the patient's ETag.",
+            "headers": ETAG_HEADER,
+        },
+        **documented(404),
+    },
 )
 def get_patient(
-    patient_id: str, patients: PatientsDep, base_url: BaseUrlDep, response: Response
-) -> s.PatientPublic:
-    """The patient, with an ``ETag`` to send back as ``If-Match`` with a change."""
-    record = tag_patient(response, patients.get_patient(patient_id))
+    patient_id: str,
+    patients: PatientsDep,
+    base_url: BaseUrlDep,
+    response: Response,
+    if_none_match: IfNoneMatch = None,
+) -> s.PatientPublic | Response:
+    """The patient, with an ``ETag`` to send back as ``If-Match`` with a change; 304
+    without the body when ``If-None-Match`` names that ``ETag``."""
+    record = patients.get_patient(patient_id)
+    etag = patient_etag(record)
+    if if_none_match is not None and if_none_match_names(if_none_match, etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    response.headers["ETag"] = etag
     return presenters.patient(record, base_url, detail=True)
 
 
@@ -353,9 +377,8 @@ def image_response(request: Request, path: Path, media_type: str, cache: str) ->
         path, media_type=media_type, headers={"Cache-Control": cache}, stat_result=stat
     )
     etag = response.headers["etag"]
-    sent = request.headers.get("if-none-match", "")
-    tags = {tag.strip().removeprefix("W/") for tag in sent.split(",")}
-    if sent.strip() == "*" or etag in tags:
+    sent = request.headers.getlist("if-none-match")  # every line: one list
+    if sent and if_none_match_names(", ".join(sent), etag):
         return Response(status_code=304, headers={"ETag": etag, "Cache-Control": cache})
     return response
 

@@ -357,12 +357,28 @@ class InferenceEngine:
                 )
 
     def _recheck_install(self, *, settle: bool) -> _Installation:
-        """Locate the files; with ``settle``, set the state to (not_)installed from them."""
+        """Locate the files; with ``settle``, set the state to (not_)installed from them.
+
+        Settling with nothing loaded also forgets what the last load resolved (device,
+        dtype, quantization, and the estimate and memory figures made for that device):
+        an unloaded model reports none of them, as one never loaded does, rather than
+        the device it no longer occupies.
+        """
         with self._status_lock:
             install = self._locate()
             self._install = install
             self._install_checked_at = time.monotonic()
             if settle:
+                unloaded: dict[str, Any] = {}
+                if self._loaded is None:
+                    unloaded = {
+                        "device": None,
+                        "dtype": None,
+                        "quantization": self._settings.quantization,
+                        "estimated_bytes": None,
+                        "free_bytes": None,
+                        "used_bytes": None,
+                    }
                 self._set_status(
                     state=ModelState.INSTALLED if install.folder else ModelState.NOT_INSTALLED,
                     message=self._install_message(install),
@@ -372,6 +388,7 @@ class InferenceEngine:
                     parameters=install.parameters,
                     progress=None,
                     error=None,
+                    **unloaded,
                 )
             return install
 
@@ -637,7 +654,6 @@ class InferenceEngine:
             del loaded
             gc.collect()
             _empty_device_cache(device)
-            self._set_status(used_bytes=None, free_bytes=devices.free_memory_bytes(device))
             self._recheck_install(settle=True)
             return self._status
 

@@ -68,6 +68,7 @@ SORTABLE: dict[str, Any] = {
     "id": m.Patient.id,
     "name": m.Patient.name_key,  # case and accents ignored (text_sort_key)
     "age": m.Patient.age,  # as shown: see list_patients
+    "birth_date": m.Patient.birth_date,
     "gender": case_insensitive(m.Patient.gender),
     "status": m.Patient.status,
     "workflow_step": m.Patient.workflow_step,
@@ -77,8 +78,20 @@ SORTABLE: dict[str, Any] = {
     "updated_at": m.Patient.updated_at,
 }
 
+#: Sort keys some patients have no value for. Those patients come last whichever way
+#: the list is sorted, on both databases (SQLite puts NULL first when ascending and
+#: PostgreSQL last, each the other way round when descending).
+NULLABLE_SORT_KEYS = frozenset({"age", "birth_date", "gender", "appointment_date"})
+
 #: How far in the past an appointment may be given (clock skew between machines).
 APPOINTMENT_PAST_TOLERANCE = timedelta(minutes=5)
+
+
+def refuse_past_appointment(when: datetime, now: datetime) -> None:
+    """A new appointment must be to come (within :data:`APPOINTMENT_PAST_TOLERANCE`):
+    the rule of scheduling, and of a PATCH that moves the appointment."""
+    if when < now - APPOINTMENT_PAST_TOLERANCE:
+        raise InvalidInput("the appointment is in the past", field="appointment_date")
 
 
 @dataclass(frozen=True)
@@ -176,7 +189,8 @@ class PatientService:
     ) -> Page[PatientRecord]:
         """A page of patients with the total that match ``search`` and ``status``.
 
-        ``search`` matches part of the name or the id, case-insensitively.
+        ``search`` matches part of the name or the id, case-insensitively. Patients
+        without a value for ``order_by`` (no birth date, say) come last either way.
         """
         check_paging(skip, limit)
         column = SORTABLE.get(order_by)
@@ -203,6 +217,8 @@ class PatientService:
                 )
             )
         order = column.desc() if descending else column.asc()
+        if order_by in NULLABLE_SORT_KEYS:
+            order = order.nulls_last()
         tiebreak = m.Patient.id.desc() if descending else m.Patient.id.asc()
         with self._db.session() as session:
             total = session.scalar(select(func.count(m.Patient.id)).where(*filters)) or 0
@@ -325,6 +341,10 @@ class PatientService:
                 for key, value in values.items()
                 if current.get(key, getattr(row, key)) != value
             }
+            # A new appointment follows scheduling's rule; the one booked, sent back as
+            # read once its day has passed, is no change, and null cancels it.
+            if values.get("appointment_date") is not None:
+                refuse_past_appointment(values["appointment_date"], datetime.now(UTC))
             for key, value in values.items():
                 setattr(row, key, value)
             cancelled = "appointment_date" in values and values["appointment_date"] is None
@@ -516,8 +536,7 @@ class PatientService:
         stays where it is, so an unanalysed or unvalidated patient is never complete."""
         when = aware(appointment, "appointment_date")
         now = datetime.now(UTC)
-        if when < now - APPOINTMENT_PAST_TOLERANCE:
-            raise InvalidInput("the appointment is in the past", field="appointment_date")
+        refuse_past_appointment(when, now)
         with self._db.session() as session:
             row = self._get(session, patient_id)
             completes = row.workflow_step == int(WorkflowStep.SCHEDULING)

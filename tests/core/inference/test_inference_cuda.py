@@ -118,6 +118,9 @@ def test_auto_loads_onto_the_gpu_in_bfloat16_and_unload_gives_the_memory_back(
 
     assert unloaded.state is ModelState.INSTALLED
     assert allocated() == before
+    # Off the GPU: no device, dtype or memory figures, as before the first load.
+    assert unloaded.device is None and unloaded.dtype is None
+    assert unloaded.free_bytes is None and unloaded.used_bytes is None
 
 
 def test_generation_on_the_gpu_streams_and_repeats_itself(gpu_engine: Any) -> None:

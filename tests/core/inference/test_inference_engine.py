@@ -14,7 +14,7 @@ from PIL import Image
 
 from ophthai_desktop.core.errors import ModelUnavailable
 from ophthai_desktop.core.events import Event, EventBus, ModelStateChanged
-from ophthai_desktop.core.inference import InferenceEngine, ModelState
+from ophthai_desktop.core.inference import EngineStatus, InferenceEngine, ModelState
 from ophthai_desktop.core.inference import devices as devices_module
 from ophthai_desktop.core.inference.prompt import PROMPT_VERSION
 from ophthai_desktop.core.settings import Settings
@@ -90,6 +90,12 @@ def test_load_publishes_states_and_reports_memory(tiny_checkpoint: Path, tmp_pat
 
     assert unloaded.state is ModelState.INSTALLED
     assert unloaded.used_bytes is None
+
+    # Nothing is on a device any more: reported as before the first load.
+    def resolved(status: EngineStatus) -> tuple[object, ...]:
+        return (status.device, status.dtype, status.estimated_bytes, status.free_bytes)
+
+    assert resolved(unloaded) == resolved(before) == (None, None, None, None)
     assert model_states(events) == ["loading", "ready", "unloading", "installed"]
     with pytest.raises(ModelUnavailable):
         engine.generate(fundus_like_image())
