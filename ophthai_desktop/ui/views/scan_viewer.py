@@ -6,7 +6,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from PySide6.QtCore import QSize, Qt, Signal, Slot
-from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPixmap, QWheelEvent
+from PySide6.QtGui import (
+    QAction,
+    QColor,
+    QIcon,
+    QImage,
+    QKeySequence,
+    QPainter,
+    QPixmap,
+    QResizeEvent,
+    QTransform,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import (
     QFrame,
     QGraphicsPixmapItem,
@@ -26,10 +37,20 @@ from PySide6.QtWidgets import (
 from ophthai_desktop.core.records import ScanRecord
 from ophthai_desktop.ui.display import local_datetime, scan_label, size
 from ophthai_desktop.ui.resources import icon
+from ophthai_desktop.ui.views.style import set_text
 
 THUMB_SIZE = 80
 ZOOM_STEP = 1.25
-MIN_SCALE, MAX_SCALE = 0.02, 40.0
+#: The closest zoom: 1600 %, sixteen screen pixels per image pixel (enough to tell
+#: single pixels apart on a B-scan); higher showed nothing but blocks. The farthest is
+#: the image fitted to the view (or 100 % where that is larger): smaller left it a
+#: speck in an empty view (it went down to 2 %).
+MAX_SCALE = 16.0
+#: What ``fitInView`` leaves free on each side of the image, in pixels.
+FIT_MARGIN = 2
+#: How close a scale must be to a limit to count as at it (the products of steps of
+#: 1.25 are not exact).
+SCALE_TOLERANCE = 1e-6
 
 
 class ImageCanvas(QGraphicsView):
@@ -73,21 +94,68 @@ class ImageCanvas(QGraphicsView):
 
     def clear(self) -> None:
         self._item.setPixmap(QPixmap())
+        self.zoom_changed.emit(self.scale_factor())
 
     def scale_factor(self) -> float:
         return float(self.transform().m11())
 
+    def fit_scale(self) -> float:
+        """The scale at which the whole image fits the view (scroll bars not counted:
+        a fitted image needs none)."""
+        if not self.has_image:
+            return 1.0
+        size = self.maximumViewportSize()
+        bounds = self._item.boundingRect()
+        width = max(1.0, size.width() - 2 * FIT_MARGIN) / max(1.0, bounds.width())
+        height = max(1.0, size.height() - 2 * FIT_MARGIN) / max(1.0, bounds.height())
+        return min(width, height)
+
+    def zoom_limits(self) -> tuple[float, float]:
+        """The farthest and the closest zoom: fitted to the view (or 100 % where that is
+        larger) and :data:`MAX_SCALE` (or the fit, for an image smaller than a 16th of
+        the view)."""
+        fit = self.fit_scale()
+        return min(fit, 1.0), max(MAX_SCALE, fit)
+
+    def can_zoom_in(self) -> bool:
+        return self.has_image and self.scale_factor() < self.zoom_limits()[1] * (
+            1 - SCALE_TOLERANCE
+        )
+
+    def can_zoom_out(self) -> bool:
+        return self.has_image and self.scale_factor() > self.zoom_limits()[0] * (
+            1 + SCALE_TOLERANCE
+        )
+
     def fit(self) -> None:
+        """Show the whole image, as large as the view allows (and keep it fitted as the
+        view is resized, until the clinician zooms)."""
         self._fit = True
         if self.has_image:
-            self.fitInView(self._item, Qt.AspectRatioMode.KeepAspectRatio)
+            scale = self.fit_scale()
+            self.setTransform(QTransform.fromScale(scale, scale))
+            self.centerOn(self._item)
             self.zoom_changed.emit(self.scale_factor())
 
     def zoom_by(self, factor: float) -> None:
+        """Zoom by ``factor`` (more than 1 is closer), stopping at :meth:`zoom_limits`
+        and, on the way out, at the fit (which is then :meth:`fit`)."""
+        if not self.has_image:
+            return
         current = self.scale_factor() or 1.0
-        factor = max(MIN_SCALE / current, min(MAX_SCALE / current, factor))
+        low, high = self.zoom_limits()
+        # Never past a limit, and never the wrong way (the view may have grown since, so
+        # that the fit is closer than the zoom now).
+        target = min(max(current * factor, min(low, current)), max(high, current))
+        fit = self.fit_scale()
+        if factor < 1 and current > fit * (1 + SCALE_TOLERANCE) >= target:
+            self.fit()  # on the way out, the fit is a stop (and follows the view's size)
+            return
+        if abs(target / current - 1) <= SCALE_TOLERANCE:  # at a limit already
+            self.zoom_changed.emit(current)
+            return
         self._fit = False
-        self.scale(factor, factor)
+        self.scale(target / current, target / current)
         self.zoom_changed.emit(self.scale_factor())
 
     def wheelEvent(self, event: QWheelEvent) -> None:
@@ -96,10 +164,12 @@ class ImageCanvas(QGraphicsView):
             self.zoom_by(ZOOM_STEP**steps)
         event.accept()
 
-    def resizeEvent(self, event: object) -> None:
-        super().resizeEvent(event)  # type: ignore[arg-type]
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
         if self._fit:
             self.fit()
+        elif self.has_image:  # the fit, one of the limits, moved with the view's size
+            self.zoom_changed.emit(self.scale_factor())
 
 
 class ScanViewer(QWidget):
@@ -125,15 +195,27 @@ class ScanViewer(QWidget):
         self.info.setMinimumWidth(120)
         self.zoom_label = QLabel("")
         self.zoom_label.setObjectName("muted")
+        # Actions, so that a limit disables the button and its shortcut together; the
+        # shortcuts work while the keyboard focus is in the viewer (click the image).
+        self.zoom_in_action = self._viewer_action(
+            "zoom-in",
+            "Zoom in",
+            [*QKeySequence.keyBindings(QKeySequence.StandardKey.ZoomIn), QKeySequence("Ctrl+=")],
+        )
+        self.zoom_out_action = self._viewer_action(
+            "zoom-out", "Zoom out", QKeySequence.keyBindings(QKeySequence.StandardKey.ZoomOut)
+        )
+        self.fit_action = self._viewer_action(
+            "fit", "Fit the image to the view", [QKeySequence("Ctrl+0")]
+        )
         zoom_in = QToolButton()
-        zoom_in.setIcon(icon("zoom-in"))
-        zoom_in.setToolTip("Zoom in (mouse wheel)")
+        zoom_in.setDefaultAction(self.zoom_in_action)
         zoom_out = QToolButton()
-        zoom_out.setIcon(icon("zoom-out"))
-        zoom_out.setToolTip("Zoom out (mouse wheel)")
+        zoom_out.setDefaultAction(self.zoom_out_action)
         fit = QToolButton()
-        fit.setIcon(icon("fit"))
-        fit.setToolTip("Fit the image to the view")
+        fit.setDefaultAction(self.fit_action)
+        self.zoom_in_button = zoom_in
+        self.zoom_out_button = zoom_out
         self.fit_button = fit
         tools = QHBoxLayout()
         tools.addWidget(self.info, 1)
@@ -179,10 +261,11 @@ class ScanViewer(QWidget):
         layout.addLayout(adjust)
         layout.addWidget(self.thumbnails)
 
-        zoom_in.clicked.connect(lambda: self.canvas.zoom_by(ZOOM_STEP))
-        zoom_out.clicked.connect(lambda: self.canvas.zoom_by(1 / ZOOM_STEP))
-        fit.clicked.connect(self.canvas.fit)
+        self.zoom_in_action.triggered.connect(lambda: self.canvas.zoom_by(ZOOM_STEP))
+        self.zoom_out_action.triggered.connect(lambda: self.canvas.zoom_by(1 / ZOOM_STEP))
+        self.fit_action.triggered.connect(self.canvas.fit)
         self.canvas.zoom_changed.connect(self._on_canvas_zoom_changed)
+        self._on_canvas_zoom_changed(self.canvas.scale_factor())
         self.thumbnails.currentItemChanged.connect(self._on_thumbnail_changed)
         self._placeholder = self._blank_icon()
 
@@ -247,6 +330,16 @@ class ScanViewer(QWidget):
         self.brightness.setValue(0)
         self.contrast.setValue(0)
 
+    def _viewer_action(self, icon_name: str, text: str, shortcuts: list[QKeySequence]) -> QAction:
+        action = QAction(icon(icon_name), text, self)
+        action.setShortcuts(shortcuts)
+        action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        keys = shortcuts[0].toString(QKeySequence.SequenceFormat.NativeText)
+        wheel = ", mouse wheel" if icon_name.startswith("zoom") else ""
+        action.setToolTip(f"{text} ({keys}{wheel})")
+        self.addAction(action)
+        return action
+
     def _item(self, scan_id: int) -> QListWidgetItem | None:
         for row in range(self.thumbnails.count()):
             item = self.thumbnails.item(row)
@@ -275,7 +368,13 @@ class ScanViewer(QWidget):
 
     @Slot(float)
     def _on_canvas_zoom_changed(self, scale: float) -> None:
-        self.zoom_label.setText(f"{scale * 100:.0f}%")
+        """The label says the zoom the image is shown at; the buttons (and shortcuts)
+        that cannot zoom further are off."""
+        shown = self.canvas.has_image
+        set_text(self.zoom_label, f"{scale * 100:.0f}%" if shown else "")
+        self.zoom_in_action.setEnabled(self.canvas.can_zoom_in())
+        self.zoom_out_action.setEnabled(self.canvas.can_zoom_out())
+        self.fit_action.setEnabled(shown)
 
     @Slot(QListWidgetItem, QListWidgetItem)
     def _on_thumbnail_changed(
