@@ -7,8 +7,10 @@ import threading
 import time
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+import pytest
+from PySide6.QtCore import QPoint, QRect, Qt
 from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QWidget
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
@@ -177,6 +179,52 @@ def test_a_routine_toast_waits_for_a_critical_one_to_go(qtbot: QtBot, gui: GuiSe
     assert toast.property("kind") == "warning"
     toast.show_message("Critical finding", "Abnormal finding: AMD", "critical")
     assert toast.text() == "Critical finding: Abnormal finding: AMD"  # urgent goes first
+
+
+def _in_window(widget: QWidget, window: QWidget) -> QRect:
+    return QRect(widget.mapTo(window, QPoint(0, 0)), widget.size())
+
+
+@pytest.mark.parametrize("size", [(1024, 700), (1280, 800), (800, 600)])
+def test_the_toast_leaves_the_job_queue_and_its_cancel_uncovered(
+    qtbot: QtBot, gui: GuiSession, size: tuple[int, int]
+) -> None:
+    """It covered the queue's right-hand columns and Cancel, which a clinician may need
+    just as an analysis finishes and its finding is toasted."""
+    window, toast = gui.window, gui.window.toast
+    window.resize(*size)
+    qtbot.waitUntil(lambda: (window.width(), window.height()) == size)
+    toast.show_message(
+        "Critical finding",
+        "Abnormal finding for patient Amelia Okafor: Diabetic Macular Edema (87% "
+        "confidence) - preliminary, needs validation",
+        "critical",
+    )
+    jobs, cancel = window.jobs_dock, gui.jobs_panel.cancel
+    notifications = window.notifications_dock
+    assert jobs.isVisible() and cancel.isVisible()
+    placed = toast.geometry()
+    assert window.rect().contains(placed)  # all of it on screen, at full size
+    assert not placed.intersects(_in_window(jobs, window))
+    assert not placed.intersects(_in_window(cancel, window))
+    assert not placed.intersects(_in_window(notifications, window))
+    # Bottom right of the area above the docks, where the old one was.
+    central = _in_window(window.centralWidget(), window)
+    assert central.contains(placed)
+    assert central.right() - placed.right() < 40 and central.bottom() - placed.bottom() < 40
+
+    # The docks moved or closed: it follows the area they leave.
+    window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, jobs)
+    qtbot.waitUntil(lambda: not toast.geometry().intersects(_in_window(jobs, window)))
+    assert _in_window(window.centralWidget(), window).contains(toast.geometry())
+    jobs.hide()
+    notifications.hide()
+
+    def at_the_bottom_of_the_grown_area() -> bool:
+        area = _in_window(window.centralWidget(), window)
+        return area.height() > central.height() and area.bottom() - toast.geometry().bottom() < 40
+
+    qtbot.waitUntil(at_the_bottom_of_the_grown_area)
 
 
 def test_mark_read_and_delete_need_a_chosen_notification(qtbot: QtBot, gui: GuiSession) -> None:

@@ -97,7 +97,7 @@ class MainWindow(QMainWindow):
 
         self.status = AppStatusBar()
         self.setStatusBar(self.status)
-        self.toast = Toast(self)
+        self.toast = Toast(self, anchor=central)
         self._make_actions()
 
     # Actions ---------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from PySide6.QtCore import QEvent, QObject, QTimer, Slot
+from PySide6.QtCore import QEvent, QObject, QPoint, QRect, QTimer, Slot
 from PySide6.QtGui import QHideEvent, QMouseEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
@@ -19,15 +19,21 @@ URGENCY: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 
 
 class Toast(QFrame):
-    """A message in the window's bottom-right corner that goes away by itself."""
+    """A message that goes away by itself, in the bottom-right corner of ``anchor`` (the
+    main window's central area: above the docks, never over the job queue's Cancel or
+    the notifications' buttons, wherever they are docked), or of the window without
+    one."""
 
-    def __init__(self, parent: QWidget) -> None:
+    def __init__(self, parent: QWidget, anchor: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._anchor = anchor
         self.setObjectName("toast")
         self.title = QLabel()
         self.title.setStyleSheet("font-weight: bold;")
         self.label = QLabel()
         self.label.setWordWrap(True)
+        # Wide enough that a finding reads in two or three lines, not five.
+        self.label.setMinimumWidth(300)
         self.label.setMaximumWidth(360)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(12, 8, 12, 8)
@@ -57,11 +63,11 @@ class Toast(QFrame):
         set_style_property(self, "kind", kind)
         self.adjustSize()
         self._place()
-        # Follow the window's size only while shown: a Python event filter sees every
-        # event the window gets, and each one has to take the interpreter lock.
-        parent = self.parentWidget()
-        if parent is not None and not self.isVisible():
-            parent.installEventFilter(self)
+        # Follow the area's size and place only while shown: a Python event filter sees
+        # every event the area gets, and each one has to take the interpreter lock.
+        watched = self._watched()
+        if watched is not None and not self.isVisible():
+            watched.installEventFilter(self)
         self.show()
         self.raise_()
         self._timer.start(SHOW_MS)
@@ -73,9 +79,9 @@ class Toast(QFrame):
         self.hide()
 
     def hideEvent(self, event: QHideEvent) -> None:
-        parent = self.parentWidget()
-        if parent is not None:
-            parent.removeEventFilter(self)
+        watched = self._watched()
+        if watched is not None:
+            watched.removeEventFilter(self)
         super().hideEvent(event)
         if self._waiting is not None:
             QTimer.singleShot(0, self._show_waiting)
@@ -87,16 +93,28 @@ class Toast(QFrame):
             self.show_message(*waiting)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.Resize and self.isVisible():
+        if event.type() in (QEvent.Type.Resize, QEvent.Type.Move) and self.isVisible():
             self._place()
         return False
 
-    @Slot()
-    def _place(self) -> None:
+    def area(self) -> QRect:
+        """Where the toast goes, in its parent's coordinates."""
         parent = self.parentWidget()
         if parent is None:
+            return QRect()
+        anchor = self._anchor
+        if anchor is None or not anchor.isVisibleTo(parent):
+            return parent.rect()
+        return QRect(anchor.mapTo(parent, QPoint(0, 0)), anchor.size())
+
+    def _watched(self) -> QWidget | None:
+        return self._anchor if self._anchor is not None else self.parentWidget()
+
+    @Slot()
+    def _place(self) -> None:
+        area = self.area()
+        if area.isNull():
             return
-        self.move(
-            parent.width() - self.width() - MARGIN,
-            parent.height() - self.height() - MARGIN - 24,
-        )
+        left = max(area.left() + MARGIN, area.right() + 1 - self.width() - MARGIN)
+        top = max(area.top() + MARGIN, area.bottom() + 1 - self.height() - MARGIN)
+        self.move(left, top)
