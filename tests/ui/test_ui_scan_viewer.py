@@ -7,12 +7,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QImage
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import ScanRecord
-from ophthai_desktop.ui.views.scan_viewer import MAX_SCALE, ScanViewer
+from ophthai_desktop.ui.display import local_date, scan_label
+from ophthai_desktop.ui.views.scan_viewer import MAX_SCALE, THUMB_SIZE, ScanViewer
 
 
 @pytest.fixture
@@ -132,3 +133,50 @@ def test_without_an_image_the_zoom_controls_are_off(qtbot: QtBot, viewer: ScanVi
     viewer.show_scans([])  # the patient's last scan went
     assert viewer.zoom_label.text() == ""
     assert not viewer.zoom_in_button.isEnabled() and not viewer.fit_button.isEnabled()
+
+
+def _icon(width: int, height: int) -> QIcon:
+    pixmap = QPixmap(width, height)
+    pixmap.fill(QColor("#406080"))
+    return QIcon(pixmap)
+
+
+def test_thumbnail_labels_are_alike_and_cut_the_same_way(viewer: ScanViewer) -> None:
+    scans = [
+        _scan(3, "OCTA", "OS", "a_very_long_file_name_followup.png"),
+        _scan(2, "fundus", "OD"),
+        _scan(1, "unknown", "unknown"),
+    ]
+    viewer.show_scans(scans)
+    viewer.set_thumbnail(3, _icon(80, 52))  # a wide B-scan
+    viewer.set_thumbnail(2, _icon(80, 80))  # a round fundus photograph, square
+    day = local_date(scans[0].acquired_at)
+    assert viewer.thumbnail_text(3) == f"OCTA · OS\n{day}"
+    assert viewer.thumbnail_text(2) == f"Fundus · OD\n{day}"
+
+    # The pictures take the same room, so the labels under them line up.
+    sizes = {
+        viewer.thumbnails.item(row).icon().actualSize(QSize(THUMB_SIZE, THUMB_SIZE)).toTuple()
+        for row in range(3)
+    }
+    assert sizes == {(THUMB_SIZE, THUMB_SIZE)}
+    rects = {
+        viewer.thumbnails.visualItemRect(viewer.thumbnails.item(row)).size() for row in range(3)
+    }
+    assert len(rects) == 1
+
+    # Two lines each, every line within the cell; what does not fit ends in an ellipsis,
+    # and the tooltip has all of it.
+    metrics = viewer.thumbnails.fontMetrics()
+    room = viewer.thumbnails.gridSize().width()
+    for row, scan in enumerate(scans):
+        item = viewer.thumbnails.item(row)
+        lines = item.text().splitlines()
+        assert len(lines) == 2
+        assert all(metrics.horizontalAdvance(line) < room for line in lines)
+        tip = item.toolTip()
+        assert scan_label(scan.modality, scan.laterality) in tip and day in tip
+    unknown = viewer.thumbnail_text(1).splitlines()[0]
+    assert unknown.endswith("…") and "unknown type · eye ?".startswith(unknown[:-1])
+    # Two lines fit the strip with room to spare: no label is cut off at the bottom.
+    assert viewer.thumbnails.height() >= next(iter(rects)).height()

@@ -35,11 +35,15 @@ from PySide6.QtWidgets import (
 )
 
 from ophthai_desktop.core.records import ScanRecord
-from ophthai_desktop.ui.display import local_datetime, scan_label, size
+from ophthai_desktop.ui.display import MODALITY_NAMES, local_date, local_datetime, scan_label, size
 from ophthai_desktop.ui.resources import icon
 from ophthai_desktop.ui.views.style import set_text
 
 THUMB_SIZE = 80
+#: The room beside a thumbnail in its cell, for its label.
+THUMB_SIDE_ROOM = 40
+#: The eye as a thumbnail names it (the long name is in its tooltip).
+EYE_CODES = {"OD": "OD", "OS": "OS", "OU": "OU", "unknown": "eye ?"}
 ZOOM_STEP = 1.25
 #: The closest zoom: 1600 %, sixteen screen pixels per image pixel (enough to tell
 #: single pixels apart on a B-scan); higher showed nothing but blocks. The farthest is
@@ -250,8 +254,17 @@ class ScanViewer(QWidget):
         self.thumbnails.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.thumbnails.setMovement(QListView.Movement.Static)
         self.thumbnails.setIconSize(QSize(THUMB_SIZE, THUMB_SIZE))
-        self.thumbnails.setGridSize(QSize(THUMB_SIZE + 40, THUMB_SIZE + 40))
-        self.thumbnails.setFixedHeight(THUMB_SIZE + 52)
+        # Every cell alike: a square picture and two lines of label (kind and eye, date),
+        # each cut to the cell's width here, so that no label wraps to a third line or
+        # is cut where Qt happens to cut it.
+        self.thumbnails.setUniformItemSizes(True)
+        self.thumbnails.setWordWrap(False)
+        self.thumbnails.setTextElideMode(Qt.TextElideMode.ElideRight)
+        line = self.thumbnails.fontMetrics().lineSpacing()
+        self.thumbnails.setGridSize(QSize(THUMB_SIZE + THUMB_SIDE_ROOM, THUMB_SIZE + 2 * line + 12))
+        self.thumbnails.setFixedHeight(
+            self.thumbnails.gridSize().height() + 2 * self.thumbnails.frameWidth() + 8
+        )
         self.thumbnails.setAcceptDrops(False)
 
         layout = QVBoxLayout(self)
@@ -286,11 +299,9 @@ class ScanViewer(QWidget):
                 self.thumbnails.clear()
                 fresh = scans
             for position, scan in enumerate(fresh):
-                item = QListWidgetItem(
-                    self._placeholder, scan_label(scan.modality, scan.laterality)
-                )
+                item = QListWidgetItem(self._placeholder, self._thumbnail_label(scan))
                 item.setData(Qt.ItemDataRole.UserRole, scan.id)
-                item.setToolTip(self._describe(scan))
+                item.setToolTip(self._describe(scan))  # all of it, whatever was cut
                 item.setTextAlignment(Qt.AlignmentFlag.AlignHCenter)
                 self.thumbnails.insertItem(position, item)
         finally:
@@ -304,7 +315,42 @@ class ScanViewer(QWidget):
     def set_thumbnail(self, scan_id: int, thumbnail: QIcon) -> None:
         item = self._item(scan_id)
         if item is not None:
-            item.setIcon(thumbnail)
+            item.setIcon(self._squared(thumbnail))
+
+    def thumbnail_text(self, scan_id: int) -> str:
+        """The label under a scan's thumbnail (lines joined by a newline)."""
+        item = self._item(scan_id)
+        return "" if item is None else item.text()
+
+    def _thumbnail_label(self, scan: ScanRecord) -> str:
+        """Two lines, each cut to the cell with an ellipsis: the kind of scan and the
+        eye (``Fundus · OS``), and the day it was taken."""
+        metrics = self.thumbnails.fontMetrics()
+        width = self.thumbnails.gridSize().width() - 8
+        lines = (
+            f"{MODALITY_NAMES.get(scan.modality, scan.modality)} · "
+            f"{EYE_CODES.get(scan.laterality, scan.laterality)}",
+            local_date(scan.acquired_at or scan.created_at) or "date unknown",
+        )
+        return "\n".join(
+            metrics.elidedText(text, Qt.TextElideMode.ElideRight, width) for text in lines
+        )
+
+    @staticmethod
+    def _squared(thumbnail: QIcon) -> QIcon:
+        """The thumbnail centred on a square of :data:`THUMB_SIZE`: a wide B-scan and a
+        round fundus photograph then have their labels at the same height."""
+        pixmap = thumbnail.pixmap(QSize(THUMB_SIZE, THUMB_SIZE))
+        if pixmap.isNull() or (pixmap.width(), pixmap.height()) == (THUMB_SIZE, THUMB_SIZE):
+            return thumbnail
+        square = QPixmap(THUMB_SIZE, THUMB_SIZE)
+        square.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(square)
+        painter.drawPixmap(
+            (THUMB_SIZE - pixmap.width()) // 2, (THUMB_SIZE - pixmap.height()) // 2, pixmap
+        )
+        painter.end()
+        return QIcon(square)
 
     def select_scan(self, scan_id: int) -> None:
         item = self._item(scan_id)
