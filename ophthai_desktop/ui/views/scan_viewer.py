@@ -28,7 +28,9 @@ from PySide6.QtWidgets import (
     QListView,
     QListWidget,
     QListWidgetItem,
+    QSizePolicy,
     QSlider,
+    QStyle,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -176,6 +178,37 @@ class ImageCanvas(QGraphicsView):
             self.zoom_changed.emit(self.scale_factor())
 
 
+class ElidedLabel(QLabel):
+    """One line of text, cut with an ellipsis to the label's width (it never widens its
+    layout); the whole text is :meth:`full_text` and the tooltip."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setTextFormat(Qt.TextFormat.PlainText)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setMinimumWidth(60)
+        self._full = ""
+        self.set_full_text(text)
+
+    def set_full_text(self, text: str) -> None:
+        self._full = text
+        self.setToolTip(text)
+        self._elide()
+
+    def full_text(self) -> str:
+        return self._full
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        width = self.contentsRect().width()
+        set_text(
+            self, self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, width)
+        )
+
+
 class ScanViewer(QWidget):
     """Thumbnails of every scan and the chosen one, large.
 
@@ -191,12 +224,10 @@ class ScanViewer(QWidget):
         super().__init__(parent)
         self.setObjectName("scanViewer")
         self.canvas = ImageCanvas()
-        self.info = QLabel("No scans yet")
+        # One line, cut to the room there is (the whole line is the tooltip): wrapped,
+        # a long file name took three or four lines from the image in a small window.
+        self.info = ElidedLabel("No scans yet")
         self.info.setObjectName("muted")
-        # A long file name wraps rather than widening the page (and the window) past
-        # the screen; the whole line is also the tooltip.
-        self.info.setWordWrap(True)
-        self.info.setMinimumWidth(120)
         self.zoom_label = QLabel("")
         self.zoom_label.setObjectName("muted")
         # Actions, so that a limit disables the button and its shortcut together; the
@@ -249,9 +280,13 @@ class ScanViewer(QWidget):
         self.thumbnails = QListWidget()
         self.thumbnails.setObjectName("thumbnails")
         self.thumbnails.setViewMode(QListView.ViewMode.IconMode)
-        self.thumbnails.setFlow(QListView.Flow.LeftToRight)
+        # A column left of the image, not a strip under it: the strip took ~130 px of the
+        # height, and scans (B-scans above all) are wider than the room left was tall.
+        # Beside it a B-scan fits larger at every window size up to 1440 x 900 (at
+        # 1024 x 700 at 30 % instead of 13 %, at 1440 x 900 at 63 % instead of 52 %).
+        self.thumbnails.setFlow(QListView.Flow.TopToBottom)
         self.thumbnails.setWrapping(False)
-        self.thumbnails.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.thumbnails.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.thumbnails.setMovement(QListView.Movement.Static)
         self.thumbnails.setIconSize(QSize(THUMB_SIZE, THUMB_SIZE))
         # Every cell alike: a square picture and two lines of label (kind and eye, date),
@@ -261,18 +296,22 @@ class ScanViewer(QWidget):
         self.thumbnails.setWordWrap(False)
         self.thumbnails.setTextElideMode(Qt.TextElideMode.ElideRight)
         line = self.thumbnails.fontMetrics().lineSpacing()
-        self.thumbnails.setGridSize(QSize(THUMB_SIZE + THUMB_SIDE_ROOM, THUMB_SIZE + 2 * line + 12))
-        self.thumbnails.setFixedHeight(
-            self.thumbnails.gridSize().height() + 2 * self.thumbnails.frameWidth() + 8
-        )
+        grid = QSize(THUMB_SIZE + THUMB_SIDE_ROOM, THUMB_SIZE + 2 * line + 12)
+        self.thumbnails.setGridSize(grid)
+        frame = 2 * self.thumbnails.frameWidth()
+        bar = self.thumbnails.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
+        self.thumbnails.setFixedWidth(grid.width() + frame + bar + 4)  # room for the bar
+        self.thumbnails.setMinimumHeight(grid.height() + frame)
         self.thumbnails.setAcceptDrops(False)
 
+        body = QHBoxLayout()
+        body.addWidget(self.thumbnails)
+        body.addWidget(self.canvas, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(tools)
-        layout.addWidget(self.canvas, 1)
+        layout.addLayout(body, 1)
         layout.addLayout(adjust)
-        layout.addWidget(self.thumbnails)
 
         self.zoom_in_action.triggered.connect(lambda: self.canvas.zoom_by(ZOOM_STEP))
         self.zoom_out_action.triggered.connect(lambda: self.canvas.zoom_by(1 / ZOOM_STEP))
@@ -308,8 +347,7 @@ class ScanViewer(QWidget):
             self.thumbnails.blockSignals(blocker)
         if not scans:
             self.canvas.clear()
-            self.info.setText("No scans yet: drop an image on the window to add one")
-            self.info.setToolTip("")
+            self.info.set_full_text("No scans yet: drop an image on the window to add one")
         return [scan.id for scan in fresh]
 
     def set_thumbnail(self, scan_id: int, thumbnail: QIcon) -> None:
@@ -360,8 +398,7 @@ class ScanViewer(QWidget):
             self.thumbnails.blockSignals(blocker)
 
     def show_image(self, scan: ScanRecord, image: QImage, *, refit: bool = True) -> None:
-        self.info.setText(self._describe(scan))
-        self.info.setToolTip(self.info.text())
+        self.info.set_full_text(self._describe(scan))
         self.canvas.set_image(image, refit=refit)
 
     def current_scan_id(self) -> int | None:
