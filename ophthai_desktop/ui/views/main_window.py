@@ -99,7 +99,7 @@ class MainWindow(QMainWindow):
 
         self.status = AppStatusBar()
         self.setStatusBar(self.status)
-        self.toast = Toast(self, anchor=central)
+        self.toast = Toast(self, anchors=(notifications.list.viewport(), central))
         self._make_actions()
 
     # Actions ---------------------------------------------------------------------------
