@@ -62,7 +62,9 @@ def test_tiny_model_streams_then_shows_the_parse_failure(
         f"OphthAI analysis #{analysis.id} of patient {patient.id} ({analysis.model_id})\n"
         "The model's answer could not be read ["
     )
-    assert view.card.raw.toPlainText() in copied and "Device: cpu · float32 · none" in copied
+    assert view.card.raw.toPlainText() in copied
+    assert "Device: cpu\nPrecision: float32\nQuantisation: none" in copied
+    assert "Answer read as a result: no (parse failed)" in copied
     assert view.reasoning.toPlainText().strip() == analysis.reasoning_text.strip()
     assert view.state.property("kind") == "error"
     assert gui.window.status.model.text() == "Model: ready · cpu"
@@ -122,7 +124,8 @@ def test_a_parsed_result_is_validated_and_scheduled(qtbot: QtBot, make_gui: Make
     assert view.provenance.isVisibleTo(view)
     provenance = view.provenance_text()
     assert "Model: scripted" in provenance and "Prompt version: test-v1" in provenance
-    assert "Device: cpu · float32 · none" in provenance
+    assert "Device: cpu\nPrecision: float32\nQuantisation: none" in provenance
+    assert "Max new tokens: 64 tokens" in provenance  # a label and a unit, not the key
     card.copy.click()  # for the clinician's notes: what the card says, and where from
     qtbot.waitUntil(lambda: card.copy.text() == "Copied")
     shown = view.analysis

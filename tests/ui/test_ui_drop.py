@@ -44,7 +44,8 @@ def test_dropping_images_attaches_them_and_queues_the_analysis(
     assert {s.original_filename for s in scans} == {f.name for f in files}
     viewer = gui.scan_viewer
     qtbot.waitUntil(lambda: viewer.scan_count() == 2 and viewer.canvas.has_image)
-    assert viewer.thumbnails.item(0).text() == "Fundus · OS (left)"
+    assert viewer.thumbnails.item(0).text().splitlines()[0] == "Fundus · OS"
+    assert viewer.thumbnails.item(0).toolTip().startswith("Fundus · OS (left) · ")
     qtbot.waitUntil(lambda: gui.patient_page.scan_count.text() == "2")
     assert "2 image(s) added to Drop Target" in gui.window.banner.text()
     assert gui.patient_page.tabs.currentWidget() is gui.analysis_view

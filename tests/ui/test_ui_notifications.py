@@ -7,8 +7,10 @@ import threading
 import time
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+import pytest
+from PySide6.QtCore import QPoint, QRect, Qt
 from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QWidget
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
@@ -177,6 +179,61 @@ def test_a_routine_toast_waits_for_a_critical_one_to_go(qtbot: QtBot, gui: GuiSe
     assert toast.property("kind") == "warning"
     toast.show_message("Critical finding", "Abnormal finding: AMD", "critical")
     assert toast.text() == "Critical finding: Abnormal finding: AMD"  # urgent goes first
+
+
+def _in_window(widget: QWidget, window: QWidget) -> QRect:
+    return QRect(widget.mapTo(window, QPoint(0, 0)), widget.size())
+
+
+@pytest.mark.parametrize("size", [(1024, 700), (1280, 800), (1440, 900), (800, 600)])
+def test_the_toast_covers_no_control_of_the_queue_or_the_patient_page(
+    qtbot: QtBot, gui: GuiSession, size: tuple[int, int]
+) -> None:
+    """In the window's corner it covered the job queue's right-hand columns and Cancel,
+    which a clinician may need just as an analysis finishes and its finding is toasted.
+    It goes over the notifications list (the toast is its newest entry) and, without
+    one, in the corner of the area above the docks."""
+    window, toast = gui.window, gui.window.toast
+    window.resize(*size)
+    qtbot.waitUntil(lambda: (window.width(), window.height()) == size)
+    gui.application.notifications.create_notification(
+        "Abnormal finding for patient Amelia Okafor: Diabetic Macular Edema (87% "
+        "confidence) - preliminary, needs validation",
+        type="critical",
+        actor=SYSTEM,
+    )
+    qtbot.waitUntil(toast.isVisible)
+    jobs, panel = window.jobs_dock, gui.notifications_panel
+    assert jobs.isVisible() and gui.jobs_panel.cancel.isVisible()
+    placed = toast.geometry()
+    assert window.rect().contains(placed)  # all of it in the window, at full size
+    assert _in_window(panel.list.viewport(), window).contains(placed)
+    covered = [jobs, gui.jobs_panel.cancel, panel.mark_read, panel.mark_all, panel.delete]
+    covered += [window.centralWidget(), panel.list.verticalScrollBar()]
+    for widget in covered:
+        if widget.isVisible():
+            assert not placed.intersects(_in_window(widget, window)), widget.objectName()
+
+    # Without the notifications in the window, it goes above the docks, wherever the
+    # job queue is.
+    window.notifications_dock.setFloating(True)
+    window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, jobs)
+
+    def in_the_central_area() -> bool:
+        central = _in_window(window.centralWidget(), window)
+        spot = toast.geometry()
+        return (
+            central.contains(spot)
+            and central.right() - spot.right() < 20
+            and central.bottom() - spot.bottom() < 20
+            and not (jobs.isVisible() and spot.intersects(_in_window(jobs, window)))
+        )
+
+    qtbot.waitUntil(in_the_central_area)
+    window.notifications_dock.hide()
+    jobs.hide()  # the central area widens: the toast keeps to its corner
+    qtbot.waitUntil(lambda: window.centralWidget().width() > window.width() - 20)
+    qtbot.waitUntil(in_the_central_area)
 
 
 def test_mark_read_and_delete_need_a_chosen_notification(qtbot: QtBot, gui: GuiSession) -> None:

@@ -6,13 +6,15 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from PySide6.QtGui import QFontMetrics
+from PySide6.QtGui import QFontMetrics, QImage
+from PySide6.QtWidgets import QWidget
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.oculomics import METRICS, REFERENCE_RANGES
 from ophthai_desktop.ui.session import GuiSession
-from ophthai_desktop.ui.views.oculomics import MAX_VALUE_TICKS, date_ms, nice_ticks
+from ophthai_desktop.ui.theme import apply_theme
+from ophthai_desktop.ui.views.oculomics import MAX_VALUE_TICKS, MetricChart, date_ms, nice_ticks
 from tests.ui.conftest import open_patient
 
 ACTOR = Actor(who="Dr. Test", via="test")
@@ -205,3 +207,48 @@ def test_a_measurement_from_elsewhere_refreshes_the_tab(qtbot: QtBot, gui: GuiSe
     )
     qtbot.waitUntil(lambda: view.table.rowCount() == 6)
     assert _points(view.charts["cup_to_disc_ratio"].flagged)[-1] == (date_ms(TODAY), 0.7)
+
+
+def _lightness(chart: MetricChart) -> int:
+    """The average lightness of the chart as drawn (grabbed through its parent: grabbing
+    a QChartView itself crashes PySide6 6.11)."""
+    parent = chart.parentWidget()
+    assert parent is not None
+    pixmap = parent.grab(chart.geometry())
+    image = pixmap.toImage().convertToFormat(QImage.Format.Format_Grayscale8)
+    step = 4
+    values = [
+        image.pixelColor(x, y).lightness()
+        for x in range(0, image.width(), step)
+        for y in range(0, image.height(), step)
+    ]
+    return round(sum(values) / len(values))
+
+
+def test_the_charts_follow_the_theme_when_it_changes(qtbot: QtBot, gui: GuiSession) -> None:
+    """They stayed white, with dark labels, in the dark theme."""
+    patient_id = _patient_with_measurements(gui)
+    _open_oculomics(qtbot, gui, patient_id)
+    chart = gui.oculomics_view.charts["iop_mmhg"]
+    assert _lightness(chart) > 200
+    try:
+        apply_theme("dark")
+        assert _lightness(chart) < 90
+        for axis in (chart.x_axis, chart.y_axis):
+            assert axis.labelsColor().lightness() > 150
+            # Grid lines are seen, but quieter than the labels.
+            assert 40 < axis.gridLineColor().lightness() < axis.labelsColor().lightness() - 60
+        assert chart.chart().legend().labelColor().lightness() > 150
+        assert chart.chart().titleBrush().color().lightness() > 150
+        # A chart made while the theme is dark is dark from the start.
+        holder = QWidget()
+        qtbot.addWidget(holder)
+        made = MetricChart("cup_to_disc_ratio", holder)
+        made.resize(300, 220)
+        holder.resize(320, 240)
+        holder.show()
+        assert _lightness(made) < 90
+    finally:
+        apply_theme("light")
+    assert _lightness(chart) > 200
+    assert chart.x_axis.labelsColor().lightness() < 100

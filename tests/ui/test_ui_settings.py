@@ -232,9 +232,23 @@ def test_dark_theme_applies_at_once(qtbot: QtBot, make_gui: Maker) -> None:
     assert _ink(gui.window.analyse_action.icon()) < 100
 
 
-def _ink(icon: QIcon) -> int:
+def test_a_disabled_icon_looks_disabled_in_the_dark_theme(qtbot: QtBot, make_gui: Maker) -> None:
+    """Qt greys a disabled icon by itself, but the dark theme's light ink only a little: a
+    zoom button at its limit looked as enabled as the one beside it."""
+    gui = make_gui()
+    try:
+        apply_theme("dark")
+        for button in (gui.scan_viewer.zoom_in_button, gui.jobs_panel.cancel):
+            enabled = _ink(button.icon())
+            disabled = _ink(button.icon(), QIcon.Mode.Disabled)
+            assert enabled > 180 and disabled < enabled - 60, (button.objectName(), disabled)
+    finally:
+        apply_theme("light")
+
+
+def _ink(icon: QIcon, mode: QIcon.Mode = QIcon.Mode.Normal) -> int:
     """The lightness of the darkest-drawn (most opaque) pixels of an icon."""
-    image = icon.pixmap(24, 24).toImage()
+    image = icon.pixmap(24, 24, mode).toImage()
     strokes = [
         image.pixelColor(x, y)
         for x in range(image.width())

@@ -17,11 +17,13 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.worker import LOAD_STOP_WAIT_S
 from ophthai_desktop.desktop import INSTANCE_LOCK
 from ophthai_desktop.ui.session import GuiSession
 from tests.support.scripted_engine import NORMAL, ScriptedEngine
 from tests.ui.conftest import Maker, seed_patients
+from tests.ui.demo_images import oct_bscan
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -126,6 +128,34 @@ def test_the_window_fits_an_800_by_600_screen(qtbot: QtBot, gui: GuiSession) -> 
         gui.window.resize(800, 600)
         qtbot.wait(50)
         assert gui.window.height() <= 600 and gui.window.width() <= 800, tab
+
+
+@pytest.mark.parametrize(("size", "least_scale"), [((1024, 700), 0.25), ((1280, 800), 0.45)])
+def test_a_scan_is_shown_large_in_a_small_window(
+    qtbot: QtBot, gui: GuiSession, size: tuple[int, int], least_scale: float
+) -> None:
+    """A 768 x 496 B-scan fitted at 13 % at 1024 x 700 (32 % at 1280 x 800): the patient
+    list kept its width, the thumbnail strip and a wrapped file name took the height."""
+    patient = gui.application.patients.create_patient(
+        {"name": "Small Window"},
+        actor=Actor("t", "gui"),
+        image=NewImage(
+            oct_bscan(1), modality="OCT", laterality="OD", filename="a_long_name_" * 6 + ".png"
+        ),
+    )
+    gui.window.resize(*size)
+    gui.patients.open_patient(patient.id)
+    gui.patient_page.show_tab("scans")
+    viewer = gui.scan_viewer
+    qtbot.waitUntil(lambda: viewer.canvas.has_image and viewer.zoom_label.text() != "")
+    qtbot.waitUntil(lambda: (gui.window.width(), gui.window.height()) == size)
+    qtbot.wait(50)  # the layout settles
+    canvas = viewer.canvas
+    assert canvas.scale_factor() == pytest.approx(canvas.fit_scale())  # fitted
+    assert canvas.scale_factor() >= least_scale
+    # The page, not the list, has most of the width; the file name takes one line.
+    assert gui.patient_page.width() > 0.6 * gui.window.width()
+    assert viewer.info.height() < 2 * viewer.info.fontMetrics().lineSpacing()
 
 
 def test_the_window_comes_up_without_torch(tmp_path: Path) -> None:

@@ -27,7 +27,8 @@ from PySide6.QtWidgets import (
 )
 
 from ophthai_desktop.core.records import AnalysisRecord
-from ophthai_desktop.ui.display import local_datetime, seconds
+from ophthai_desktop.ui.display import local_datetime
+from ophthai_desktop.ui.provenance import breakable, provenance_rows, provenance_titles
 from ophthai_desktop.ui.resources import icon
 from ophthai_desktop.ui.views.banner import Banner
 from ophthai_desktop.ui.views.style import set_style_property, set_text
@@ -169,55 +170,40 @@ class ResultCard(QFrame):
 
 
 class ProvenancePanel(QFrame):
-    """Which model, prompt and device produced an analysis, and how long it took."""
-
-    FIELDS = (
-        ("model", "Model"),
-        ("revision", "Revision"),
-        ("prompt", "Prompt version"),
-        ("device", "Device"),
-        ("timings", "Timings"),
-        ("tokens", "Tokens"),
-        ("generation", "Generation"),
-        ("analysis", "Analysis"),
-    )
+    """Which model, prompt and device produced an analysis, how long it took and the
+    generation settings: one labelled row each (:func:`provenance_rows`)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("provenance")
         self.setFrameShape(QFrame.Shape.StyledPanel)
-        form = QFormLayout(self)
+        self.form = QFormLayout(self)
         self.values: dict[str, QLabel] = {}
-        for key, title in self.FIELDS:
-            label = _wrapping()
-            self.values[key] = label
-            form.addRow(title, label)
+        self._rows: list[tuple[str, str, str]] = []
+        # The rows of today's engine, made once: a result is shown without making any.
+        self._build([(key, title, "") for key, title in provenance_titles()])
 
     def show_analysis(self, a: AnalysisRecord) -> None:
-        settings = a.generation_settings or {}
-        self.values["model"].setText(a.model_id)
-        self.values["revision"].setText(a.model_revision or "unknown")
-        self.values["prompt"].setText(a.prompt_version or "unknown")
-        self.values["device"].setText(
-            " · ".join(x for x in (a.device, a.dtype, a.quantization) if x) or "unknown"
-        )
-        self.values["timings"].setText(
-            f"waited {seconds(a.queue_wait_s)}, first token after "
-            f"{seconds(a.time_to_first_token_s)}, total {seconds(a.total_s)}"
-        )
-        self.values["tokens"].setText(
-            f"{a.prompt_tokens if a.prompt_tokens is not None else '?'} prompt, "
-            f"{a.completion_tokens if a.completion_tokens is not None else '?'} generated"
-        )
-        self.values["generation"].setText(
-            ", ".join(f"{k}={v}" for k, v in sorted(settings.items())) or "—"
-        )
-        self.values["analysis"].setText(
-            f"#{a.id}, job {a.job_id}, {local_datetime(a.created_at)}, parse: {a.parse_status}"
-        )
+        rows = provenance_rows(a)
+        if [key for key, _t, _v in rows] != list(self.values):
+            self._build(rows)  # settings this panel has not shown (another engine's)
+        for key, _title, text in rows:
+            set_text(self.values[key], breakable(text))
+        self._rows = rows
 
     def text(self) -> str:
-        return "\n".join(f"{t}: {self.values[k].text()}" for k, t in self.FIELDS)
+        """Every row, ``Label: value``, in the order shown (the values as recorded,
+        without the screen's line breaks)."""
+        return "\n".join(f"{title}: {text}" for _key, title, text in self._rows)
+
+    def _build(self, rows: list[tuple[str, str, str]]) -> None:
+        while self.form.rowCount():
+            self.form.removeRow(0)
+        self.values.clear()
+        for key, title, _text in rows:
+            value = _wrapping()
+            self.values[key] = value
+            self.form.addRow(title, value)
 
 
 class AnalysisView(QWidget):

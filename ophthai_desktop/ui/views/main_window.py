@@ -78,8 +78,10 @@ class MainWindow(QMainWindow):
         split.setObjectName("mainSplit")
         split.addWidget(patient_list)
         split.addWidget(patient_page)
-        split.setStretchFactor(0, 0)
-        split.setStretchFactor(1, 1)
+        # The list gives up room too as the window narrows (it kept its 540 px, and at
+        # 1024 px the page was left at its minimum, the scan image small).
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 3)
         split.setSizes([540, 900])
         central = QWidget()
         layout = QVBoxLayout(central)
@@ -97,7 +99,7 @@ class MainWindow(QMainWindow):
 
         self.status = AppStatusBar()
         self.setStatusBar(self.status)
-        self.toast = Toast(self)
+        self.toast = Toast(self, anchors=(notifications.list.viewport(), central))
         self._make_actions()
 
     # Actions ---------------------------------------------------------------------------

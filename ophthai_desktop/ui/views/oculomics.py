@@ -18,8 +18,8 @@ from PySide6.QtCharts import (
     QScatterSeries,
     QValueAxis,
 )
-from PySide6.QtCore import QDate, QDateTime, QMargins, Qt, QTime, Signal, Slot
-from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPen
+from PySide6.QtCore import QDate, QDateTime, QEvent, QMargins, Qt, QTime, Signal, Slot
+from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPalette, QPen
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -54,6 +54,9 @@ EYES = ("OD", "OS")
 EYE_NAMES = {"OD": "OD (right)", "OS": "OS (left)"}
 #: One colour per eye in every chart and the table.
 EYE_COLOURS = {"OD": QColor("#1565c0"), "OS": QColor("#ef6c00")}
+#: The same blue and orange, lighter, for the lines on a dark chart (the dark blue was
+#: hard to see there).
+DARK_EYE_COLOURS = {"OD": QColor("#5c9ded"), "OS": QColor("#ff9b45")}
 FLAG_COLOUR = QColor("#d32f2f")
 THRESHOLD_COLOUR = QColor("#757575")
 #: Value-axis ticks at most: their labels must fit a chart ~150 px tall.
@@ -98,6 +101,19 @@ def flag_text(flag: str) -> str:
 
 def unit_suffix(ref: ReferenceRange) -> str:
     return f" ({ref.unit})" if ref.unit else ""
+
+
+def mix(base: QColor, ink: QColor, share: float) -> QColor:
+    """``share`` of ``ink`` over ``base`` (0: the base, 1: the ink)."""
+    return QColor.fromRgbF(
+        base.redF() + (ink.redF() - base.redF()) * share,
+        base.greenF() + (ink.greenF() - base.greenF()) * share,
+        base.blueF() + (ink.blueF() - base.blueF()) * share,
+    )
+
+
+def is_dark(palette: QPalette) -> bool:
+    return palette.color(QPalette.ColorRole.Base).lightness() < 128
 
 
 def nice_ticks(low: float, high: float, most: int = MAX_VALUE_TICKS) -> tuple[float, float, int]:
@@ -179,6 +195,50 @@ class MetricChart(QChartView):
         self.setChart(chart)
         self.setRenderHint(QPainter.RenderHint.Antialiasing)
         self.setMinimumSize(260, 210)
+        # Qt Charts' light look, to go back to from the dark one.
+        self._light_look = (
+            chart.backgroundBrush(),
+            chart.titleBrush().color(),
+            chart.legend().labelColor(),
+            self.x_axis.labelsColor(),
+            self.x_axis.gridLineColor(),
+            self.x_axis.linePenColor(),
+        )
+        self._follow_palette()
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:  # the theme changed
+            self._follow_palette()
+
+    def _follow_palette(self) -> None:
+        """Draw the chart in the look of the widget's palette: Qt Charts' own light look
+        on a light one; on a dark one the palette's base with its text colour, and
+        lighter lines. (A chart does not follow the palette by itself: it stayed white
+        in the dark theme.)"""
+        palette = self.palette()
+        chart = self.chart()
+        dark = is_dark(palette)
+        if dark:
+            base = palette.color(QPalette.ColorRole.Base)
+            text = palette.color(QPalette.ColorRole.Text)
+            background = QBrush(base)
+            title, legend, labels = text, mix(base, text, 0.85), mix(base, text, 0.8)
+            grid, axis_line = mix(base, text, 0.14), mix(base, text, 0.3)
+        else:
+            background, title, legend, labels, grid, axis_line = self._light_look
+        chart.setBackgroundBrush(background)
+        chart.setTitleBrush(QBrush(title))
+        chart.legend().setLabelColor(legend)
+        for axis in (self.x_axis, self.y_axis):
+            axis.setLabelsColor(labels)
+            axis.setGridLineColor(grid)
+            axis.setLinePenColor(axis_line)
+        colours = DARK_EYE_COLOURS if dark else EYE_COLOURS
+        for eye, line in self.lines.items():
+            pen = line.pen()
+            pen.setColor(colours[eye])
+            line.setPen(pen)
 
     def show_series(self, series: dict[str, Sequence[OculomicsRecord]]) -> None:
         """Plot each eye's values of this chart's metric (records oldest first)."""

@@ -151,8 +151,10 @@ class PatientPage(QWidget):
         split.setObjectName("patientSplit")
         split.addWidget(info_scroll)
         split.addWidget(self.tabs)
-        split.setStretchFactor(0, 0)
-        split.setStretchFactor(1, 1)
+        # The details give up room too as the window narrows (down to their minimum),
+        # not the tabs alone.
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 3)
         split.setSizes([250, 700])
 
         content = QWidget()

@@ -6,7 +6,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from PySide6.QtCore import QSize, Qt, Signal, Slot
-from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPixmap, QWheelEvent
+from PySide6.QtGui import (
+    QAction,
+    QColor,
+    QIcon,
+    QImage,
+    QKeySequence,
+    QPainter,
+    QPixmap,
+    QResizeEvent,
+    QTransform,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import (
     QFrame,
     QGraphicsPixmapItem,
@@ -17,19 +28,35 @@ from PySide6.QtWidgets import (
     QListView,
     QListWidget,
     QListWidgetItem,
+    QSizePolicy,
     QSlider,
+    QStyle,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from ophthai_desktop.core.records import ScanRecord
-from ophthai_desktop.ui.display import local_datetime, scan_label, size
+from ophthai_desktop.ui.display import MODALITY_NAMES, local_date, local_datetime, scan_label, size
 from ophthai_desktop.ui.resources import icon
+from ophthai_desktop.ui.views.style import set_text
 
 THUMB_SIZE = 80
+#: The room beside a thumbnail in its cell, for its label.
+THUMB_SIDE_ROOM = 40
+#: The eye as a thumbnail names it (the long name is in its tooltip).
+EYE_CODES = {"OD": "OD", "OS": "OS", "OU": "OU", "unknown": "eye ?"}
 ZOOM_STEP = 1.25
-MIN_SCALE, MAX_SCALE = 0.02, 40.0
+#: The closest zoom: 1600 %, sixteen screen pixels per image pixel (enough to tell
+#: single pixels apart on a B-scan); higher showed nothing but blocks. The farthest is
+#: the image fitted to the view (or 100 % where that is larger): smaller left it a
+#: speck in an empty view (it went down to 2 %).
+MAX_SCALE = 16.0
+#: What ``fitInView`` leaves free on each side of the image, in pixels.
+FIT_MARGIN = 2
+#: How close a scale must be to a limit to count as at it (the products of steps of
+#: 1.25 are not exact).
+SCALE_TOLERANCE = 1e-6
 
 
 class ImageCanvas(QGraphicsView):
@@ -73,21 +100,68 @@ class ImageCanvas(QGraphicsView):
 
     def clear(self) -> None:
         self._item.setPixmap(QPixmap())
+        self.zoom_changed.emit(self.scale_factor())
 
     def scale_factor(self) -> float:
         return float(self.transform().m11())
 
+    def fit_scale(self) -> float:
+        """The scale at which the whole image fits the view (scroll bars not counted:
+        a fitted image needs none)."""
+        if not self.has_image:
+            return 1.0
+        size = self.maximumViewportSize()
+        bounds = self._item.boundingRect()
+        width = max(1.0, size.width() - 2 * FIT_MARGIN) / max(1.0, bounds.width())
+        height = max(1.0, size.height() - 2 * FIT_MARGIN) / max(1.0, bounds.height())
+        return min(width, height)
+
+    def zoom_limits(self) -> tuple[float, float]:
+        """The farthest and the closest zoom: fitted to the view (or 100 % where that is
+        larger) and :data:`MAX_SCALE` (or the fit, for an image smaller than a 16th of
+        the view)."""
+        fit = self.fit_scale()
+        return min(fit, 1.0), max(MAX_SCALE, fit)
+
+    def can_zoom_in(self) -> bool:
+        return self.has_image and self.scale_factor() < self.zoom_limits()[1] * (
+            1 - SCALE_TOLERANCE
+        )
+
+    def can_zoom_out(self) -> bool:
+        return self.has_image and self.scale_factor() > self.zoom_limits()[0] * (
+            1 + SCALE_TOLERANCE
+        )
+
     def fit(self) -> None:
+        """Show the whole image, as large as the view allows (and keep it fitted as the
+        view is resized, until the clinician zooms)."""
         self._fit = True
         if self.has_image:
-            self.fitInView(self._item, Qt.AspectRatioMode.KeepAspectRatio)
+            scale = self.fit_scale()
+            self.setTransform(QTransform.fromScale(scale, scale))
+            self.centerOn(self._item)
             self.zoom_changed.emit(self.scale_factor())
 
     def zoom_by(self, factor: float) -> None:
+        """Zoom by ``factor`` (more than 1 is closer), stopping at :meth:`zoom_limits`
+        and, on the way out, at the fit (which is then :meth:`fit`)."""
+        if not self.has_image:
+            return
         current = self.scale_factor() or 1.0
-        factor = max(MIN_SCALE / current, min(MAX_SCALE / current, factor))
+        low, high = self.zoom_limits()
+        # Never past a limit, and never the wrong way (the view may have grown since, so
+        # that the fit is closer than the zoom now).
+        target = min(max(current * factor, min(low, current)), max(high, current))
+        fit = self.fit_scale()
+        if factor < 1 and current > fit * (1 + SCALE_TOLERANCE) >= target:
+            self.fit()  # on the way out, the fit is a stop (and follows the view's size)
+            return
+        if abs(target / current - 1) <= SCALE_TOLERANCE:  # at a limit already
+            self.zoom_changed.emit(current)
+            return
         self._fit = False
-        self.scale(factor, factor)
+        self.scale(target / current, target / current)
         self.zoom_changed.emit(self.scale_factor())
 
     def wheelEvent(self, event: QWheelEvent) -> None:
@@ -96,10 +170,43 @@ class ImageCanvas(QGraphicsView):
             self.zoom_by(ZOOM_STEP**steps)
         event.accept()
 
-    def resizeEvent(self, event: object) -> None:
-        super().resizeEvent(event)  # type: ignore[arg-type]
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
         if self._fit:
             self.fit()
+        elif self.has_image:  # the fit, one of the limits, moved with the view's size
+            self.zoom_changed.emit(self.scale_factor())
+
+
+class ElidedLabel(QLabel):
+    """One line of text, cut with an ellipsis to the label's width (it never widens its
+    layout); the whole text is :meth:`full_text` and the tooltip."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setTextFormat(Qt.TextFormat.PlainText)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setMinimumWidth(60)
+        self._full = ""
+        self.set_full_text(text)
+
+    def set_full_text(self, text: str) -> None:
+        self._full = text
+        self.setToolTip(text)
+        self._elide()
+
+    def full_text(self) -> str:
+        return self._full
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        width = self.contentsRect().width()
+        set_text(
+            self, self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, width)
+        )
 
 
 class ScanViewer(QWidget):
@@ -117,23 +224,33 @@ class ScanViewer(QWidget):
         super().__init__(parent)
         self.setObjectName("scanViewer")
         self.canvas = ImageCanvas()
-        self.info = QLabel("No scans yet")
+        # One line, cut to the room there is (the whole line is the tooltip): wrapped,
+        # a long file name took three or four lines from the image in a small window.
+        self.info = ElidedLabel("No scans yet")
         self.info.setObjectName("muted")
-        # A long file name wraps rather than widening the page (and the window) past
-        # the screen; the whole line is also the tooltip.
-        self.info.setWordWrap(True)
-        self.info.setMinimumWidth(120)
         self.zoom_label = QLabel("")
         self.zoom_label.setObjectName("muted")
+        # Actions, so that a limit disables the button and its shortcut together; the
+        # shortcuts work while the keyboard focus is in the viewer (click the image).
+        self.zoom_in_action = self._viewer_action(
+            "zoom-in",
+            "Zoom in",
+            [*QKeySequence.keyBindings(QKeySequence.StandardKey.ZoomIn), QKeySequence("Ctrl+=")],
+        )
+        self.zoom_out_action = self._viewer_action(
+            "zoom-out", "Zoom out", QKeySequence.keyBindings(QKeySequence.StandardKey.ZoomOut)
+        )
+        self.fit_action = self._viewer_action(
+            "fit", "Fit the image to the view", [QKeySequence("Ctrl+0")]
+        )
         zoom_in = QToolButton()
-        zoom_in.setIcon(icon("zoom-in"))
-        zoom_in.setToolTip("Zoom in (mouse wheel)")
+        zoom_in.setDefaultAction(self.zoom_in_action)
         zoom_out = QToolButton()
-        zoom_out.setIcon(icon("zoom-out"))
-        zoom_out.setToolTip("Zoom out (mouse wheel)")
+        zoom_out.setDefaultAction(self.zoom_out_action)
         fit = QToolButton()
-        fit.setIcon(icon("fit"))
-        fit.setToolTip("Fit the image to the view")
+        fit.setDefaultAction(self.fit_action)
+        self.zoom_in_button = zoom_in
+        self.zoom_out_button = zoom_out
         self.fit_button = fit
         tools = QHBoxLayout()
         tools.addWidget(self.info, 1)
@@ -163,26 +280,44 @@ class ScanViewer(QWidget):
         self.thumbnails = QListWidget()
         self.thumbnails.setObjectName("thumbnails")
         self.thumbnails.setViewMode(QListView.ViewMode.IconMode)
-        self.thumbnails.setFlow(QListView.Flow.LeftToRight)
+        # A column left of the image, not a strip under it: the strip took ~130 px of the
+        # height, and scans (B-scans above all) are wider than the room left was tall.
+        # Beside it a B-scan fits larger at every window size up to 1440 x 900 (at
+        # 1024 x 700 at 30 % instead of 13 %, at 1440 x 900 at 63 % instead of 52 %).
+        self.thumbnails.setFlow(QListView.Flow.TopToBottom)
         self.thumbnails.setWrapping(False)
-        self.thumbnails.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.thumbnails.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.thumbnails.setMovement(QListView.Movement.Static)
         self.thumbnails.setIconSize(QSize(THUMB_SIZE, THUMB_SIZE))
-        self.thumbnails.setGridSize(QSize(THUMB_SIZE + 40, THUMB_SIZE + 40))
-        self.thumbnails.setFixedHeight(THUMB_SIZE + 52)
+        # Every cell alike: a square picture and two lines of label (kind and eye, date),
+        # each cut to the cell's width here, so that no label wraps to a third line or
+        # is cut where Qt happens to cut it.
+        self.thumbnails.setUniformItemSizes(True)
+        self.thumbnails.setWordWrap(False)
+        self.thumbnails.setTextElideMode(Qt.TextElideMode.ElideRight)
+        line = self.thumbnails.fontMetrics().lineSpacing()
+        grid = QSize(THUMB_SIZE + THUMB_SIDE_ROOM, THUMB_SIZE + 2 * line + 12)
+        self.thumbnails.setGridSize(grid)
+        frame = 2 * self.thumbnails.frameWidth()
+        bar = self.thumbnails.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
+        self.thumbnails.setFixedWidth(grid.width() + frame + bar + 4)  # room for the bar
+        self.thumbnails.setMinimumHeight(grid.height() + frame)
         self.thumbnails.setAcceptDrops(False)
 
+        body = QHBoxLayout()
+        body.addWidget(self.thumbnails)
+        body.addWidget(self.canvas, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(tools)
-        layout.addWidget(self.canvas, 1)
+        layout.addLayout(body, 1)
         layout.addLayout(adjust)
-        layout.addWidget(self.thumbnails)
 
-        zoom_in.clicked.connect(lambda: self.canvas.zoom_by(ZOOM_STEP))
-        zoom_out.clicked.connect(lambda: self.canvas.zoom_by(1 / ZOOM_STEP))
-        fit.clicked.connect(self.canvas.fit)
+        self.zoom_in_action.triggered.connect(lambda: self.canvas.zoom_by(ZOOM_STEP))
+        self.zoom_out_action.triggered.connect(lambda: self.canvas.zoom_by(1 / ZOOM_STEP))
+        self.fit_action.triggered.connect(self.canvas.fit)
         self.canvas.zoom_changed.connect(self._on_canvas_zoom_changed)
+        self._on_canvas_zoom_changed(self.canvas.scale_factor())
         self.thumbnails.currentItemChanged.connect(self._on_thumbnail_changed)
         self._placeholder = self._blank_icon()
 
@@ -203,25 +338,57 @@ class ScanViewer(QWidget):
                 self.thumbnails.clear()
                 fresh = scans
             for position, scan in enumerate(fresh):
-                item = QListWidgetItem(
-                    self._placeholder, scan_label(scan.modality, scan.laterality)
-                )
+                item = QListWidgetItem(self._placeholder, self._thumbnail_label(scan))
                 item.setData(Qt.ItemDataRole.UserRole, scan.id)
-                item.setToolTip(self._describe(scan))
+                item.setToolTip(self._describe(scan))  # all of it, whatever was cut
                 item.setTextAlignment(Qt.AlignmentFlag.AlignHCenter)
                 self.thumbnails.insertItem(position, item)
         finally:
             self.thumbnails.blockSignals(blocker)
         if not scans:
             self.canvas.clear()
-            self.info.setText("No scans yet: drop an image on the window to add one")
-            self.info.setToolTip("")
+            self.info.set_full_text("No scans yet: drop an image on the window to add one")
         return [scan.id for scan in fresh]
 
     def set_thumbnail(self, scan_id: int, thumbnail: QIcon) -> None:
         item = self._item(scan_id)
         if item is not None:
-            item.setIcon(thumbnail)
+            item.setIcon(self._squared(thumbnail))
+
+    def thumbnail_text(self, scan_id: int) -> str:
+        """The label under a scan's thumbnail (lines joined by a newline)."""
+        item = self._item(scan_id)
+        return "" if item is None else item.text()
+
+    def _thumbnail_label(self, scan: ScanRecord) -> str:
+        """Two lines, each cut to the cell with an ellipsis: the kind of scan and the
+        eye (``Fundus · OS``), and the day it was taken."""
+        metrics = self.thumbnails.fontMetrics()
+        width = self.thumbnails.gridSize().width() - 8
+        lines = (
+            f"{MODALITY_NAMES.get(scan.modality, scan.modality)} · "
+            f"{EYE_CODES.get(scan.laterality, scan.laterality)}",
+            local_date(scan.acquired_at or scan.created_at) or "date unknown",
+        )
+        return "\n".join(
+            metrics.elidedText(text, Qt.TextElideMode.ElideRight, width) for text in lines
+        )
+
+    @staticmethod
+    def _squared(thumbnail: QIcon) -> QIcon:
+        """The thumbnail centred on a square of :data:`THUMB_SIZE`: a wide B-scan and a
+        round fundus photograph then have their labels at the same height."""
+        pixmap = thumbnail.pixmap(QSize(THUMB_SIZE, THUMB_SIZE))
+        if pixmap.isNull() or (pixmap.width(), pixmap.height()) == (THUMB_SIZE, THUMB_SIZE):
+            return thumbnail
+        square = QPixmap(THUMB_SIZE, THUMB_SIZE)
+        square.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(square)
+        painter.drawPixmap(
+            (THUMB_SIZE - pixmap.width()) // 2, (THUMB_SIZE - pixmap.height()) // 2, pixmap
+        )
+        painter.end()
+        return QIcon(square)
 
     def select_scan(self, scan_id: int) -> None:
         item = self._item(scan_id)
@@ -231,8 +398,7 @@ class ScanViewer(QWidget):
             self.thumbnails.blockSignals(blocker)
 
     def show_image(self, scan: ScanRecord, image: QImage, *, refit: bool = True) -> None:
-        self.info.setText(self._describe(scan))
-        self.info.setToolTip(self.info.text())
+        self.info.set_full_text(self._describe(scan))
         self.canvas.set_image(image, refit=refit)
 
     def current_scan_id(self) -> int | None:
@@ -246,6 +412,16 @@ class ScanViewer(QWidget):
     def reset_adjustments(self) -> None:
         self.brightness.setValue(0)
         self.contrast.setValue(0)
+
+    def _viewer_action(self, icon_name: str, text: str, shortcuts: list[QKeySequence]) -> QAction:
+        action = QAction(icon(icon_name), text, self)
+        action.setShortcuts(shortcuts)
+        action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        keys = shortcuts[0].toString(QKeySequence.SequenceFormat.NativeText)
+        wheel = ", mouse wheel" if icon_name.startswith("zoom") else ""
+        action.setToolTip(f"{text} ({keys}{wheel})")
+        self.addAction(action)
+        return action
 
     def _item(self, scan_id: int) -> QListWidgetItem | None:
         for row in range(self.thumbnails.count()):
@@ -275,7 +451,13 @@ class ScanViewer(QWidget):
 
     @Slot(float)
     def _on_canvas_zoom_changed(self, scale: float) -> None:
-        self.zoom_label.setText(f"{scale * 100:.0f}%")
+        """The label says the zoom the image is shown at; the buttons (and shortcuts)
+        that cannot zoom further are off."""
+        shown = self.canvas.has_image
+        set_text(self.zoom_label, f"{scale * 100:.0f}%" if shown else "")
+        self.zoom_in_action.setEnabled(self.canvas.can_zoom_in())
+        self.zoom_out_action.setEnabled(self.canvas.can_zoom_out())
+        self.fit_action.setEnabled(shown)
 
     @Slot(QListWidgetItem, QListWidgetItem)
     def _on_thumbnail_changed(

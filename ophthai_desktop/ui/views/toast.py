@@ -2,32 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
-from PySide6.QtCore import QEvent, QObject, QTimer, Slot
+from PySide6.QtCore import QEvent, QMargins, QObject, QPoint, QRect, QTimer, Slot
 from PySide6.QtGui import QHideEvent, QMouseEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ophthai_desktop.ui.views.style import set_style_property
 
 SHOW_MS = 8000
-MARGIN = 16
+MARGIN = 10
 
 #: What an alert is about, least to most urgent.
 AlertKind = Literal["info", "warning", "critical"]
 URGENCY: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
+#: What moves or resizes the area a toast sits in.
+PLACE_EVENTS = (QEvent.Type.Resize, QEvent.Type.Move, QEvent.Type.Show, QEvent.Type.Hide)
 
 
 class Toast(QFrame):
-    """A message in the window's bottom-right corner that goes away by itself."""
+    """A message that goes away by itself, in the bottom-right corner of the first of
+    ``anchors`` shown in the window with room for it, else of the window.
 
-    def __init__(self, parent: QWidget) -> None:
+    The main window gives the notifications list, then its central area: the toast is
+    the newest notification, and over the list's older entries it hides nothing that
+    is not also elsewhere. In the window's corner it covered the job queue's Cancel; in
+    the central area's, the analysis' Approve and the scan viewer's Reset."""
+
+    def __init__(self, parent: QWidget, anchors: Sequence[QWidget] = ()) -> None:
         super().__init__(parent)
+        self._anchors = tuple(anchors)
         self.setObjectName("toast")
         self.title = QLabel()
         self.title.setStyleSheet("font-weight: bold;")
         self.label = QLabel()
         self.label.setWordWrap(True)
+        # Wide enough that a finding reads in two or three lines, not five.
+        self.label.setMinimumWidth(300)
         self.label.setMaximumWidth(360)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(12, 8, 12, 8)
@@ -57,11 +69,11 @@ class Toast(QFrame):
         set_style_property(self, "kind", kind)
         self.adjustSize()
         self._place()
-        # Follow the window's size only while shown: a Python event filter sees every
-        # event the window gets, and each one has to take the interpreter lock.
-        parent = self.parentWidget()
-        if parent is not None and not self.isVisible():
-            parent.installEventFilter(self)
+        # Follow the areas' sizes and places only while shown: a Python event filter
+        # sees every event the widget gets, and each one has to take the interpreter lock.
+        if not self.isVisible():
+            for widget in self._watched():
+                widget.installEventFilter(self)
         self.show()
         self.raise_()
         self._timer.start(SHOW_MS)
@@ -73,9 +85,8 @@ class Toast(QFrame):
         self.hide()
 
     def hideEvent(self, event: QHideEvent) -> None:
-        parent = self.parentWidget()
-        if parent is not None:
-            parent.removeEventFilter(self)
+        for widget in self._watched():
+            widget.removeEventFilter(self)
         super().hideEvent(event)
         if self._waiting is not None:
             QTimer.singleShot(0, self._show_waiting)
@@ -87,16 +98,43 @@ class Toast(QFrame):
             self.show_message(*waiting)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.Resize and self.isVisible():
+        if event.type() in PLACE_EVENTS and self.isVisible():
             self._place()
         return False
 
-    @Slot()
-    def _place(self) -> None:
+    def area(self) -> QRect:
+        """Where the toast goes, in its parent's coordinates: the first anchor shown in
+        the window (not a floating dock) with room for it, else the whole window."""
         parent = self.parentWidget()
         if parent is None:
+            return QRect()
+        room = self.size().grownBy(QMargins(MARGIN, MARGIN, MARGIN, MARGIN))
+        for anchor in self._anchors:
+            if not anchor.isVisible() or anchor.window() is not parent:
+                continue
+            rect = QRect(anchor.mapTo(parent, QPoint(0, 0)), anchor.size())
+            if rect.width() >= room.width() and rect.height() >= room.height():
+                return rect
+        return parent.rect()
+
+    def _watched(self) -> list[QWidget]:
+        """The window, the anchors and what holds them (a dock that moves or closes)."""
+        parent = self.parentWidget()
+        if parent is None:
+            return []
+        watched = [parent]
+        for anchor in self._anchors:
+            widget: QWidget | None = anchor
+            while widget is not None and widget is not parent and widget not in watched:
+                watched.append(widget)
+                widget = widget.parentWidget()
+        return watched
+
+    @Slot()
+    def _place(self) -> None:
+        area = self.area()
+        if area.isNull():
             return
-        self.move(
-            parent.width() - self.width() - MARGIN,
-            parent.height() - self.height() - MARGIN - 24,
-        )
+        left = max(area.left() + MARGIN, area.right() + 1 - self.width() - MARGIN)
+        top = max(area.top() + MARGIN, area.bottom() + 1 - self.height() - MARGIN)
+        self.move(left, top)
