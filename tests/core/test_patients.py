@@ -235,6 +235,25 @@ def test_cancelling_the_appointment_leaves_complete_for_scheduling(
     assert cancelled.appointment_date is None and cancelled.workflow_step == 3
 
 
+def test_an_appointment_given_by_an_update_completes_as_scheduling_does(
+    app_services: Application, actor: Actor
+) -> None:
+    """PATCH appointmentDate at the scheduling step left the workflow there, where
+    POST .../schedule with the same date completes it; before a verdict it only books."""
+    service = app_services.patients
+    early = service.create_patient({"name": "Early"}, actor=actor)
+    ready = service.create_patient({"name": "Ready"}, actor=actor)
+    _add_analysis(app_services, ready.id)
+    service.validate_analysis(ready.id, approved=True, clinician="Dr A", actor=actor)
+    when = datetime.now(UTC) + timedelta(days=7)
+
+    booked = service.update_patient(early.id, {"appointment_date": when}, actor=actor)
+    completed = service.update_patient(ready.id, {"appointment_date": when}, actor=actor)
+
+    assert booked.appointment_date == when and booked.workflow_step == 1
+    assert completed.appointment_date == when and completed.workflow_step == 4
+
+
 def test_a_birth_date_is_held_to_the_oldest_age(app_services: Application, actor: Actor) -> None:
     with pytest.raises(InvalidInput) as caught:
         app_services.patients.create_patient(

@@ -347,10 +347,14 @@ class PatientService:
                 refuse_past_appointment(values["appointment_date"], datetime.now(UTC))
             for key, value in values.items():
                 setattr(row, key, value)
-            cancelled = "appointment_date" in values and values["appointment_date"] is None
-            if cancelled and "workflow_step" not in values:
-                # Complete is a verdict and an appointment: without one, scheduling.
-                row.workflow_step = min(row.workflow_step, int(WorkflowStep.SCHEDULING))
+            if "appointment_date" in values and "workflow_step" not in values:
+                # Complete is a verdict and an appointment, as scheduling has it: a new
+                # appointment completes a patient at scheduling; cancelling it takes a
+                # complete one back there.
+                if values["appointment_date"] is None:
+                    row.workflow_step = min(row.workflow_step, int(WorkflowStep.SCHEDULING))
+                elif row.workflow_step == int(WorkflowStep.SCHEDULING):
+                    row.workflow_step = int(WorkflowStep.COMPLETE)
             if verdict_given and verdict != row.validation_status:
                 if verdict is None:
                     self._withdraw_verdict(session, row, actor)
