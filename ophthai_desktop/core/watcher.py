@@ -218,13 +218,68 @@ def files_open_for_writing(paths: Collection[str]) -> set[str]:
     return found
 
 
+#: File systems on which a refused read lease means the file is open for writing (local
+#: ones). On a network file system the kernel answers another question: CIFS refuses a
+#: lease whenever the client holds no read oplock, NFSv4 without a read delegation; a
+#: file there would look written for ever. FUSE file systems vary.
+LEASE_FILE_SYSTEMS = frozenset(
+    {"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "jfs", "reiserfs", "bcachefs", "zfs",
+     "tmpfs", "ramfs", "overlay"}
+)  # fmt: skip
+
+
+class _MountTypes:
+    """The file system type of each mounted device, from ``/proc/self/mountinfo``, read
+    again when a device is not known yet (a share mounted since)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._types: dict[int, str] = {}
+
+    def leases_tell(self, device: int) -> bool:
+        """Whether a read lease on a file of ``device`` says if it is being written."""
+        with self._lock:
+            kind = self._types.get(device)
+            if kind is None:
+                self._types = _read_mount_types()
+                kind = self._types.setdefault(device, "")  # not listed: not asked again
+        return kind in LEASE_FILE_SYSTEMS
+
+
+def _read_mount_types() -> dict[int, str]:
+    """Device number to file system type, for every mount this process sees."""
+    types: dict[int, str] = {}
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as mounts:
+            for line in mounts:
+                # "36 35 98:0 /root /mnt opts [optional fields] - ext4 /dev/sda1 opts"
+                head, separator, tail = line.partition(" - ")
+                fields = head.split()
+                if not separator or len(fields) < 3 or not tail.split():
+                    continue
+                major, _colon, minor = fields[2].partition(":")
+                with contextlib.suppress(ValueError):
+                    types[os.makedev(int(major), int(minor))] = tail.split()[0]
+    except OSError:
+        pass
+    return types
+
+
+_MOUNTS = _MountTypes()
+
+
 def _open_for_writing_by_lease(path: str) -> bool | None:
     """Whether a process has ``path`` open for writing, as a read lease tells; None
-    where the kernel will not say.
+    where the kernel will not say (and on file systems where its answer means
+    something else: :data:`LEASE_FILE_SYSTEMS`).
 
-    The lease is given back at once. A process that opens the file for writing in the
-    microseconds it is held waits that long, and the lease-break signal is SIGURG,
-    ignored by default, rather than SIGIO, which would end this process.
+    The lease is given back at once, though not within microseconds: between the two
+    calls this thread takes the interpreter lock back, which can take a switch interval
+    (1 ms) per busy thread. A writer that opens the file meanwhile waits that long, or
+    gets EAGAIN if it opens without blocking. The lease-break signal is SIGURG, ignored
+    by default, rather than SIGIO, which would end this process. Opening the file breaks
+    another holder's write lease (a file server's oplock for a client still writing), as
+    reading it to take it in would.
     """
     if not LEASES:
         return None
@@ -237,6 +292,8 @@ def _open_for_writing_by_lease(path: str) -> bool | None:
     except OSError:
         return None
     try:
+        if not _MOUNTS.leases_tell(os.fstat(fd).st_dev):
+            return None
         fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
         fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
     except BlockingIOError:  # EAGAIN: open for writing (or mapped writable) somewhere

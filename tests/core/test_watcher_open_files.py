@@ -16,6 +16,8 @@ import pytest
 
 from ophthai_desktop.core import watcher
 from ophthai_desktop.core.watcher import files_open_for_writing
+from tests.support.images import png_bytes
+from tests.support.watch_folder import EventLog, build_watch_app
 
 pytestmark = pytest.mark.skipif(not watcher.LEASES, reason="Linux leases and /proc")
 
@@ -98,3 +100,49 @@ def test_the_lease_is_given_back_at_once(tmp_path: Path) -> None:
         assert files_open_for_writing([str(path)]) == {str(path)}
     finally:
         stop(holder)
+
+
+@pytest.fixture
+def on_a_share(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """``tmp_path`` as if mounted over CIFS or NFSv4, whose kernels refuse a read lease
+    whenever the client holds no oplock or delegation, whoever has the file open. The
+    list collects every lease asked for."""
+    device = os.stat(tmp_path).st_dev
+    real_fcntl = watcher.fcntl.fcntl
+    asked: list[int] = []
+
+    def share_leases(fd: int, command: int, arg: Any = 0) -> Any:
+        if command == watcher.fcntl.F_SETLEASE and arg == watcher.fcntl.F_RDLCK:
+            asked.append(fd)
+            raise BlockingIOError(errno.EAGAIN, "no oplock held")
+        return real_fcntl(fd, command, arg)
+
+    real_types = watcher._read_mount_types
+    monkeypatch.setattr(watcher, "_MOUNTS", watcher._MountTypes())
+    monkeypatch.setattr(watcher, "_read_mount_types", lambda: {**real_types(), device: "cifs"})
+    monkeypatch.setattr(watcher.fcntl, "fcntl", share_leases)
+    return asked
+
+
+def test_on_a_network_share_no_lease_is_asked_and_proc_is_searched(
+    files: dict[str, Path], on_a_share: list[int]
+) -> None:
+    asked = [str(p) for p in files.values()]
+    assert files_open_for_writing(asked) == {str(files["written"])}
+    assert on_a_share == []
+
+
+def test_a_file_dropped_on_a_network_share_is_taken_in(
+    tmp_path: Path, on_a_share: list[int]
+) -> None:
+    """Trusting the share's refused leases, the watcher held every file as still being
+    written, for ever, while it showed "running"."""
+    app = build_watch_app(tmp_path, polling=True)
+    log = EventLog(app.bus)
+    try:
+        app.watcher.start()
+        (app.settings.resolved_watch_folder / "scan_OD_OCT.png").write_bytes(png_bytes((64, 48)))
+        done = log.wait_finished("scan_OD_OCT.png", timeout_s=15)
+    finally:
+        app.close()
+    assert done["scan_OD_OCT.png"].outcome == "ingested"
