@@ -325,6 +325,28 @@ def test_patch_books_an_appointment_to_come_and_cancels_with_null(client: TestCl
     assert cancelled.status_code == 200 and cancelled.json()["appointmentDate"] is None
 
 
+@pytest.mark.parametrize(
+    "sent",
+    ["2020-03-01T09:00:26.353Z", "2020-03-01T10:00:00+01:00"],
+    ids=["milliseconds", "minutes in another zone"],
+)
+def test_the_past_appointment_sent_back_as_a_client_kept_it_is_not_refused(
+    client: TestClient, sqlite_services: Application, sent: str
+) -> None:
+    """A JavaScript Date keeps milliseconds, a datetime-local field minutes: the booked
+    appointment sent back so was a 422 'in the past' on every later PATCH."""
+    pid = create(client)["id"]
+    with sqlite_services.db.session() as session:
+        row = session.get(Patient, pid)
+        assert row is not None
+        row.appointment_date = datetime(2020, 3, 1, 9, 0, 26, 353175, tzinfo=UTC)
+
+    response = client.patch(f"/api/patients/{pid}", json={"appointmentDate": sent, "history": "x"})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["appointmentDate"].startswith("2020-03-01T09:00:26.353175")
+
+
 def test_a_patient_sent_back_with_its_appointment_now_past_is_not_refused(
     client: TestClient, sqlite_services: Application
 ) -> None:

@@ -85,6 +85,17 @@ NULLABLE_SORT_KEYS = frozenset({"age", "birth_date", "gender", "appointment_date
 
 #: How far in the past an appointment may be given (clock skew between machines).
 APPOINTMENT_PAST_TOLERANCE = timedelta(minutes=5)
+#: An appointment sent back within this of the one booked is that one, as the client
+#: kept it (a JavaScript Date keeps milliseconds, a datetime-local field minutes).
+APPOINTMENT_SAME_WITHIN = timedelta(minutes=1)
+
+
+def _same_appointment(booked: datetime | None, sent: datetime | None) -> bool:
+    if booked is None or sent is None:
+        return booked is sent
+    if booked.tzinfo is None:  # stored as UTC
+        booked = booked.replace(tzinfo=UTC)
+    return abs(aware(sent, "appointment_date") - booked) < APPOINTMENT_SAME_WITHIN
 
 
 def refuse_past_appointment(when: datetime, now: datetime) -> None:
@@ -341,6 +352,10 @@ class PatientService:
                 for key, value in values.items()
                 if current.get(key, getattr(row, key)) != value
             }
+            if "appointment_date" in values and _same_appointment(
+                row.appointment_date, values["appointment_date"]
+            ):
+                del values["appointment_date"]  # the booked one, as the client kept it
             # A new appointment follows scheduling's rule; the one booked, sent back as
             # read once its day has passed, is no change, and null cancels it.
             if values.get("appointment_date") is not None:
