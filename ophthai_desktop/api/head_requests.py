@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+#: Set in the scope of a ``HEAD`` served as ``GET``: a route whose body is costly to
+#: make (an image file read from disk) may answer with its headers alone.
+HEAD_REQUEST = "ophthai.head_request"
+
 
 class HeadAsGet:
     """Answers ``HEAD`` as ``GET`` without the body. Outermost, so that every other
@@ -39,4 +43,5 @@ class HeadAsGet:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
             # Earlier chunks of a streamed body are dropped: only its end is passed on.
 
-        await self.app({**scope, "method": "GET", "extensions": extensions}, receive, without_body)
+        as_get = {**scope, "method": "GET", "extensions": extensions, HEAD_REQUEST: True}
+        await self.app(as_get, receive, without_body)

@@ -16,6 +16,7 @@ from ophthai_desktop.api import presenters
 from ophthai_desktop.api import schemas as s
 from ophthai_desktop.api.deps import ActorDep, ApplicationDep, BaseUrlDep, OculomicsDep, PatientsDep
 from ophthai_desktop.api.errors import COMMON_ERRORS, documented
+from ophthai_desktop.api.head_requests import HEAD_REQUEST
 from ophthai_desktop.api.params import Limit, RecordId, Skip, form_fields, one_value
 from ophthai_desktop.api.routing import SlashRouter
 from ophthai_desktop.api.security import require_token, require_token_or_query
@@ -380,6 +381,8 @@ def image_response(request: Request, path: Path, media_type: str, cache: str) ->
     sent = request.headers.getlist("if-none-match")  # every line: one list
     if sent and if_none_match_names(", ".join(sent), etag):
         return Response(status_code=304, headers={"ETag": etag, "Cache-Control": cache})
+    if request.scope.get(HEAD_REQUEST):  # the file's headers, without reading the file
+        return Response(status_code=200, headers=dict(response.headers))
     return response
 
 
