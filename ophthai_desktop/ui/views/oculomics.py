@@ -58,6 +58,15 @@ EYE_COLOURS = {"OD": QColor("#1565c0"), "OS": QColor("#ef6c00")}
 #: hard to see there).
 DARK_EYE_COLOURS = {"OD": QColor("#5c9ded"), "OS": QColor("#ff9b45")}
 FLAG_COLOUR = QColor("#d32f2f")
+#: The table's coloured text (the eyes, the flagged values) in each look: on the dark
+#: theme's base the light look's blue and red were hard to read (contrast 2.6 and 3.0;
+#: these are above 5).
+TABLE_INKS = {
+    "light": {**EYE_COLOURS, "flag": FLAG_COLOUR},
+    "dark": {**DARK_EYE_COLOURS, "flag": QColor("#f28b82")},
+}
+#: Item data role holding which of :data:`TABLE_INKS` a table cell is drawn in.
+INK_ROLE = Qt.ItemDataRole.UserRole + 1
 THRESHOLD_COLOUR = QColor("#757575")
 #: Value-axis ticks at most: their labels must fit a chart ~150 px tall.
 MAX_VALUE_TICKS = 5
@@ -357,9 +366,8 @@ class OculomicsView(QWidget):
             self.inputs[metric] = edit
             form.addRow(f"{SHORT_LABELS[metric]}{unit_suffix(ref)}", edit)
         self.error = QLabel()
-        self.error.setObjectName("formError")
+        self.error.setObjectName("fieldError")  # red in each theme (style.qss, theme.py)
         self.error.setWordWrap(True)
-        self.error.setStyleSheet("color: #b71c1c;")
         self.error.hide()
         self.add_button = QPushButton("Add measurement")
         self.add_button.setObjectName("addMeasurementButton")
@@ -409,6 +417,33 @@ class OculomicsView(QWidget):
         for edit in self.inputs.values():
             edit.returnPressed.connect(self._on_add_button_clicked)
 
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:  # the theme changed
+            self._recolour_tables()
+
+    def _ink(self, name: str) -> QColor:
+        return TABLE_INKS["dark" if is_dark(self.palette()) else "light"][name]
+
+    def _inked_item(self, text: str, ink: str | None) -> QTableWidgetItem:
+        """A table cell, in the colour ``ink`` of :data:`TABLE_INKS` if given."""
+        item = QTableWidgetItem(text)
+        if ink is not None:
+            item.setData(INK_ROLE, ink)
+            item.setForeground(self._ink(ink))
+        return item
+
+    def _recolour_tables(self) -> None:
+        """Give the coloured cells the current look's colours (like the charts, the
+        cells do not follow the palette by themselves)."""
+        for table in (self.table, self.trends):
+            for row in range(table.rowCount()):
+                for column in range(table.columnCount()):
+                    item = table.item(row, column)
+                    ink = item.data(INK_ROLE) if item is not None else None
+                    if ink:
+                        item.setForeground(self._ink(ink))
+
     # Filling ------------------------------------------------------------------------
 
     def show_overview(
@@ -424,38 +459,31 @@ class OculomicsView(QWidget):
         self.empty.setVisible(not rows)
         self.table.setRowCount(len(rows))
         for row, record in enumerate(rows):
-            cells: list[tuple[str, QColor | None]] = [
+            cells: list[tuple[str, str | None]] = [
                 (record.measured_on.isoformat(), None),
-                (record.eye, EYE_COLOURS.get(record.eye)),
+                (record.eye, record.eye if record.eye in EYE_COLOURS else None),
             ]
             for metric in METRICS:
                 flagged = is_flagged(record, metric)
                 cells.append(
-                    (
-                        format_value(metric, getattr(record, metric)),
-                        FLAG_COLOUR if flagged else None,
-                    )
+                    (format_value(metric, getattr(record, metric)), "flag" if flagged else None)
                 )
             flags = ", ".join(flag_text(flag) for flag in record.flags)
-            cells.append((flags, FLAG_COLOUR if record.flags else None))
-            for column, (text, colour) in enumerate(cells):
-                item = QTableWidgetItem(text)
-                if colour is not None:
-                    item.setForeground(colour)
-                self.table.setItem(row, column, item)
+            cells.append((flags, "flag" if record.flags else None))
+            for column, (text, ink) in enumerate(cells):
+                self.table.setItem(row, column, self._inked_item(text, ink))
         by_key = {(t.eye, t.metric): t for t in trends}
         for row, metric in enumerate(METRICS):
             for column, eye in enumerate(EYES):
                 trend = by_key.get((eye, metric))
-                item = QTableWidgetItem(self._trend_text(trend))
+                flagged = trend is not None and trend.latest_flag
+                item = self._inked_item(self._trend_text(trend), "flag" if flagged else None)
                 if trend is not None:
                     item.setToolTip(
                         f"{trend.points} values, {trend.first_on.isoformat()} to "
                         f"{trend.last_on.isoformat()}; latest "
                         f"{format_value(metric, trend.latest_value)}"
                     )
-                if trend is not None and trend.latest_flag:
-                    item.setForeground(FLAG_COLOUR)
                 self.trends.setItem(row, column, item)
 
     @staticmethod
