@@ -32,6 +32,7 @@ QDateTimeEdit:disabled, QLineEdit:read-only { background: #1e2226; color: #6b767
 QLineEdit[invalid="true"], QPlainTextEdit[invalid="true"], QSpinBox[invalid="true"],
 QComboBox[invalid="true"], QDateEdit[invalid="true"] { background: #4a2326; }
 QLabel#fieldError { color: #f28b82; }
+QListWidget#thumbnails[compact="true"]::item:selected { border: 2px solid #6cc3de; }
 QLabel#patientName { color: #f1f4f6; }
 QLabel#patientId, QLabel#muted, QLabel#emptyHint, QLabel#stepLabel { color: #9aa7b0; }
 QLabel#sectionTitle { color: #6cc3de; }

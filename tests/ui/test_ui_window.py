@@ -21,6 +21,7 @@ from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.worker import LOAD_STOP_WAIT_S
 from ophthai_desktop.desktop import INSTANCE_LOCK
 from ophthai_desktop.ui.session import GuiSession
+from ophthai_desktop.ui.views.scan_viewer import THUMB_SIDE_ROOM, THUMB_SIZE
 from tests.support.scripted_engine import NORMAL, ScriptedEngine
 from tests.ui.conftest import Maker, seed_patients
 from tests.ui.demo_images import oct_bscan
@@ -130,12 +131,15 @@ def test_the_window_fits_an_800_by_600_screen(qtbot: QtBot, gui: GuiSession) -> 
         assert gui.window.height() <= 600 and gui.window.width() <= 800, tab
 
 
-@pytest.mark.parametrize(("size", "least_scale"), [((1024, 700), 0.25), ((1280, 800), 0.45)])
+@pytest.mark.parametrize(
+    ("size", "least_scale"), [((800, 600), 0.22), ((1024, 700), 0.25), ((1280, 800), 0.45)]
+)
 def test_a_scan_is_shown_large_in_a_small_window(
     qtbot: QtBot, gui: GuiSession, size: tuple[int, int], least_scale: float
 ) -> None:
     """A 768 x 496 B-scan fitted at 13 % at 1024 x 700 (32 % at 1280 x 800): the patient
-    list kept its width, the thumbnail strip and a wrapped file name took the height."""
+    list kept its width, the thumbnail strip and a wrapped file name took the height.
+    At 800 x 600 the column of thumbnails beside it left it 17 %."""
     patient = gui.application.patients.create_patient(
         {"name": "Small Window"},
         actor=Actor("t", "gui"),
@@ -156,6 +160,57 @@ def test_a_scan_is_shown_large_in_a_small_window(
     # The page, not the list, has most of the width; the file name takes one line.
     assert gui.patient_page.width() > 0.6 * gui.window.width()
     assert viewer.info.height() < 2 * viewer.info.fontMetrics().lineSpacing()
+
+
+@pytest.mark.parametrize(
+    ("size", "compact"), [((800, 600), True), ((1024, 700), False), ((1280, 800), False)]
+)
+def test_the_thumbnail_column_gives_way_to_the_image_in_a_small_window(
+    qtbot: QtBot, gui: GuiSession, size: tuple[int, int], compact: bool
+) -> None:
+    """At 800 x 600 the column took ~140 of the viewer's ~290 px, and a B-scan beside it
+    got less than half the width: there the column is compact (smaller pictures, no
+    labels); in larger windows it is as it was. Every thumbnail stays reachable."""
+    app, actor = gui.application, Actor("t", "gui")
+    patient = app.patients.create_patient(
+        {"name": "Three Scans"},
+        actor=actor,
+        image=NewImage(oct_bscan(1), modality="OCT", laterality="OD"),
+    )
+    for seed, eye in ((2, "OS"), (3, "OD")):
+        app.patients.attach_image(
+            patient.id, NewImage(oct_bscan(seed), modality="OCTA", laterality=eye), actor=actor
+        )
+    gui.window.resize(*size)
+    gui.patients.open_patient(patient.id)
+    gui.patient_page.show_tab("scans")
+    viewer = gui.scan_viewer
+    thumbnails = viewer.thumbnails
+    qtbot.waitUntil(lambda: viewer.canvas.has_image and thumbnails.count() == 3)
+    qtbot.waitUntil(lambda: (gui.window.width(), gui.window.height()) == size)
+    qtbot.wait(50)  # the layout settles
+
+    assert viewer.compact_thumbnails is compact
+    labels = [thumbnails.item(row).text() for row in range(3)]
+    shown_width = viewer.canvas.scale_factor() * 768  # the B-scan as fitted
+    if compact:
+        assert labels == ["", "", ""]
+        assert thumbnails.width() < 0.35 * viewer.width()
+        assert shown_width > 0.55 * viewer.width()  # was 0.45
+    else:  # as before: the full column, with each scan's two-line label
+        assert thumbnails.iconSize().width() == THUMB_SIZE
+        assert thumbnails.gridSize().width() == THUMB_SIZE + THUMB_SIDE_ROOM
+        assert all(len(label.splitlines()) == 2 for label in labels)
+    assert viewer.current_scan_id() == thumbnails.item(0).data(Qt.ItemDataRole.UserRole)
+    for row in (1, 2, 0):  # each can be scrolled to, shown whole, described and chosen
+        item = thumbnails.item(row)
+        thumbnails.scrollToItem(item)
+        rect = thumbnails.visualItemRect(item)
+        assert thumbnails.viewport().rect().contains(rect), row
+        assert "OCT" in item.toolTip()
+        with qtbot.waitSignal(viewer.scan_chosen) as chosen:
+            qtbot.mouseClick(thumbnails.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+        assert chosen.args == [item.data(Qt.ItemDataRole.UserRole)]
 
 
 def test_the_window_comes_up_without_torch(tmp_path: Path) -> None:
