@@ -10,10 +10,12 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import QScrollArea, QWidget
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
@@ -22,8 +24,8 @@ from ophthai_desktop.core.worker import LOAD_STOP_WAIT_S
 from ophthai_desktop.desktop import INSTANCE_LOCK
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.views.scan_viewer import THUMB_SIDE_ROOM, THUMB_SIZE
-from tests.support.scripted_engine import NORMAL, ScriptedEngine
-from tests.ui.conftest import Maker, seed_patients
+from tests.support.scripted_engine import DME, NORMAL, ScriptedEngine
+from tests.ui.conftest import Maker, open_patient, seed_patients
 from tests.ui.demo_images import oct_bscan
 
 REPO = Path(__file__).resolve().parents[2]
@@ -211,6 +213,74 @@ def test_the_thumbnail_column_gives_way_to_the_image_in_a_small_window(
         with qtbot.waitSignal(viewer.scan_chosen) as chosen:
             qtbot.mouseClick(thumbnails.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
         assert chosen.args == [item.data(Qt.ItemDataRole.UserRole)]
+
+
+def _right_edge_in(scroll: QScrollArea, widget: QWidget) -> int:
+    """Where ``widget``'s right edge is in the scroll area's viewport."""
+    return widget.mapTo(scroll.viewport(), QPoint(widget.width(), 0)).x()
+
+
+@pytest.mark.parametrize(("size", "narrow"), [((1024, 700), True), ((1280, 800), False)])
+def test_the_analysis_and_oculomics_tabs_do_not_scroll_sideways(
+    qtbot: QtBot, make_gui: Maker, size: tuple[int, int], narrow: bool
+) -> None:
+    """At 1024 x 700 both scrolled sideways: the validation and the appointment side by
+    side hid Approve and Schedule; the charts two a row and the form beside the table
+    hid the right-hand charts, the form and most of the table's columns."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    app, actor = gui.application, Actor("t", "gui")
+    patient = app.patients.create_patient(
+        {"name": "Narrow Window"}, actor=actor, image=NewImage(oct_bscan(1), modality="OCT")
+    )
+    for days, iop, cup_to_disc in ((400, 18.0, 0.45), (200, 22.5, 0.55), (10, 24.0, 0.6)):
+        app.oculomics.add_measurement(
+            patient.id,
+            eye="OD",
+            measured_on=date.today() - timedelta(days=days),
+            iop_mmhg=iop,
+            cup_to_disc_ratio=cup_to_disc,
+            rnfl_thickness_um=76.0,
+            vessel_density_pct=38.5,
+            actor=actor,
+        )
+    gui.window.resize(*size)
+    open_patient(qtbot, gui, patient.id)
+    gui.patient_page.show_tab("analysis")
+    view = gui.analysis_view
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    view.provenance_toggle.setChecked(True)
+    qtbot.waitUntil(lambda: (gui.window.width(), gui.window.height()) == size)
+    qtbot.wait(50)  # the layout settles
+
+    scroll = view.findChild(QScrollArea)
+    assert scroll.horizontalScrollBar().maximum() == 0
+    for button in (view.approve, view.schedule, view.card.copy, view.analyse):
+        assert _right_edge_in(scroll, button) <= scroll.viewport().width(), button.text()
+    assert view.actions_side_by_side is not narrow  # as before where there is room
+
+    gui.patient_page.show_tab("oculomics")
+    ocu = gui.oculomics_view
+    qtbot.waitUntil(lambda: ocu.table.rowCount() == 3)
+    qtbot.wait(50)
+    assert ocu.scroll.horizontalScrollBar().maximum() == 0
+    assert ocu.table.horizontalScrollBar().maximum() == 0
+    for widget in (*ocu.charts.values(), ocu.add_button, ocu.table, ocu.trends):
+        assert _right_edge_in(ocu.scroll, widget) <= ocu.scroll.viewport().width()
+    assert ocu.chart_columns == (1 if narrow else 2)
+    # The columns but the flags show their values whole; the flags, cut short where the
+    # table is narrow, are whole in their tooltips.
+    flags = len(ocu.TABLE_COLUMNS) - 1
+    metrics = ocu.table.fontMetrics()
+    for column in range(flags):
+        widest = max(metrics.horizontalAdvance(ocu.table.item(r, column).text()) for r in range(3))
+        assert ocu.table.columnWidth(column) > widest, ocu.TABLE_COLUMNS[column]
+    newest = ocu.table.item(0, flags)
+    assert newest.toolTip() == newest.text() and "IOP high" in newest.text()
+    for row in range(ocu.trends.rowCount()):
+        for column in range(ocu.trends.columnCount()):
+            text = ocu.trends.item(row, column).text()
+            assert ocu.trends.columnWidth(column) > metrics.horizontalAdvance(text), text
 
 
 def test_the_window_comes_up_without_torch(tmp_path: Path) -> None:
