@@ -66,8 +66,9 @@ PATIENTS = (
     ("Elif Demir", 39, "Female", [], "Family history of glaucoma.", "fundus"),
     ("Noah Fischer", 81, "Male", ["reduced vision OS"], "Wet AMD OS, anti-VEGF 2023.", "oct"),
 )
-#: The window's height for the oculomics shot (its tab needs no scrolling then).
-OCULOMICS_SHOT_HEIGHT = 1300
+#: The window's size for the oculomics shot: large enough for its whole tab, with the
+#: form beside the numbers (narrower, the form goes under them).
+OCULOMICS_SHOT_SIZE = (1680, 1300)
 #: The first patient's oculomics, per eye: days before today, then IOP (mmHg), C/D,
 #: RNFL (µm) and vessel density (%). The right eye drifts past every threshold.
 OCULOMICS = {
@@ -272,11 +273,11 @@ def main(out_dir: Path) -> dict[str, object]:
         time.sleep(0.02)
     shots["scans"] = out_dir / "scans.png"
     window.grab().save(str(shots["scans"]))
-    # The oculomics tab whole (charts, table, trends, form): the window made taller for
+    # The oculomics tab whole (charts, table, trends, form): the window made larger for
     # it, so that the tab needs no scrolling, then put back.
     session.patient_page.show_tab("oculomics")
     size = window.size()
-    window.resize(size.width(), OCULOMICS_SHOT_HEIGHT)
+    window.resize(*OCULOMICS_SHOT_SIZE)
     for _ in range(25):
         qt_app.processEvents()
         time.sleep(0.02)
