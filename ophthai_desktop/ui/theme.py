@@ -17,8 +17,13 @@ QDockWidget::title { background: #2a3036; color: #e3e7ea; }
 QTableView, QListView, QListWidget, QPlainTextEdit, QTextBrowser {
     background: #23282d; color: #e3e7ea; alternate-background-color: #282e33;
     selection-background-color: #24566a; selection-color: #ffffff;
+    border: 1px solid #3a4148;
 }
-QHeaderView::section { background: #2c3238; color: #e3e7ea; }
+QTableView { gridline-color: #3a4148; }
+QHeaderView::section {
+    background: #2c3238; color: #e3e7ea;
+    border-right: 1px solid #3a4148; border-bottom: 1px solid #3a4148;
+}
 QLineEdit, QComboBox, QSpinBox, QDateEdit, QDateTimeEdit {
     background: #23282d; color: #e3e7ea;
 }
@@ -26,6 +31,8 @@ QLineEdit:disabled, QComboBox:disabled, QSpinBox:disabled, QDateEdit:disabled,
 QDateTimeEdit:disabled, QLineEdit:read-only { background: #1e2226; color: #6b767e; }
 QLineEdit[invalid="true"], QPlainTextEdit[invalid="true"], QSpinBox[invalid="true"],
 QComboBox[invalid="true"], QDateEdit[invalid="true"] { background: #4a2326; }
+QLabel#fieldError { color: #f28b82; }
+QListWidget#thumbnails[compact="true"]::item:selected { border: 2px solid #6cc3de; }
 QLabel#patientName { color: #f1f4f6; }
 QLabel#patientId, QLabel#muted, QLabel#emptyHint, QLabel#stepLabel { color: #9aa7b0; }
 QLabel#sectionTitle { color: #6cc3de; }

@@ -119,6 +119,21 @@ def test_normal_result_raises_no_alarm(
     assert app.patients.get_patient(patient_id).status == "Stable"
 
 
+def test_completion_tokens_of_finished_jobs(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    app = sqlite_services
+    finished = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+    worker = running(ScriptedEngine(NORMAL))
+    _wait(lambda: app.jobs.get_job(finished.id).state == "done")
+    worker.stop()  # the next job stays queued
+    waiting = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+
+    counts = app.jobs.completion_tokens_of([finished.id, waiting.id, 99_999])
+    assert counts == {finished.id: 5}  # the scripted engine's count; none for the others
+    assert app.jobs.completion_tokens_of([]) == {}
+
+
 def test_unparseable_answer_is_stored_as_such(
     sqlite_services: Application, actor: Actor, running: Any
 ) -> None:

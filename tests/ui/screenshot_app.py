@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from datetime import date, timedelta
 from pathlib import Path
 
 from PIL import Image
@@ -65,6 +66,27 @@ PATIENTS = (
     ("Elif Demir", 39, "Female", [], "Family history of glaucoma.", "fundus"),
     ("Noah Fischer", 81, "Male", ["reduced vision OS"], "Wet AMD OS, anti-VEGF 2023.", "oct"),
 )
+#: The window's size for the oculomics shot: large enough for its whole tab, with the
+#: form beside the numbers (narrower, the form goes under them).
+OCULOMICS_SHOT_SIZE = (1680, 1300)
+#: The first patient's oculomics, per eye: days before today, then IOP (mmHg), C/D,
+#: RNFL (µm) and vessel density (%). The right eye drifts past every threshold.
+OCULOMICS = {
+    "OD": (
+        (980, 17.0, 0.42, 98.0, 49.0),
+        (800, 18.5, 0.45, 95.0, 47.0),
+        (610, 19.0, 0.48, 91.0, 45.0),
+        (380, 21.5, 0.52, 86.0, 43.0),
+        (200, 23.0, 0.56, 81.0, 41.0),
+        (20, 24.5, 0.60, 77.0, 38.5),
+    ),
+    "OS": (
+        (980, 15.0, 0.35, 101.0, 50.0),
+        (610, 16.0, 0.36, 100.0, 49.5),
+        (380, 16.5, 0.37, 99.0, 48.0),
+        (20, 17.0, 0.38, 97.0, 47.0),
+    ),
+}
 
 
 class DemoEngine:
@@ -201,6 +223,18 @@ def main(out_dir: Path) -> dict[str, object]:
         ),
         actor=actor,
     )
+    for eye, rows in OCULOMICS.items():
+        for days_ago, iop, cup_to_disc, rnfl, density in rows:
+            application.oculomics.add_measurement(
+                focus,
+                eye=eye,
+                measured_on=date.today() - timedelta(days=days_ago),
+                iop_mmhg=iop,
+                cup_to_disc_ratio=cup_to_disc,
+                rnfl_thickness_um=rnfl,
+                vessel_density_pct=density,
+                actor=actor,
+            )
     for pid in (ids[2], ids[5], focus):
         application.jobs.queue_patient_analysis(pid, actor=actor)
     application.notifications.create_notification(
@@ -239,6 +273,17 @@ def main(out_dir: Path) -> dict[str, object]:
         time.sleep(0.02)
     shots["scans"] = out_dir / "scans.png"
     window.grab().save(str(shots["scans"]))
+    # The oculomics tab whole (charts, table, trends, form): the window made larger for
+    # it, so that the tab needs no scrolling, then put back.
+    session.patient_page.show_tab("oculomics")
+    size = window.size()
+    window.resize(*OCULOMICS_SHOT_SIZE)
+    for _ in range(25):
+        qt_app.processEvents()
+        time.sleep(0.02)
+    shots["oculomics"] = out_dir / "oculomics.png"
+    window.grab().save(str(shots["oculomics"]))
+    window.resize(size)
 
     result = {
         "platform": qt_app.platformName(),

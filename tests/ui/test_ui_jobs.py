@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
+from typing import Any
 
+import pytest
 from pytestqt.qtbot import QtBot
 
+from ophthai_desktop.bootstrap import build_application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
-from ophthai_desktop.ui.models.job_table import HEADERS
+from ophthai_desktop.ui.models.job_table import HEADERS, JobTableModel
+from tests.conftest import make_settings
 from tests.support.images import png_bytes
 from tests.support.scripted_engine import DME, ScriptedEngine
 from tests.ui.conftest import Maker, open_patient
@@ -164,3 +169,74 @@ def test_the_queue_names_the_patients(qtbot: QtBot, make_gui: Maker) -> None:
     qtbot.waitUntil(lambda: shown(new_job.id) == "Ben Later")
     app.patients.update_patient(later.id, {"name": "Ben Renamed"}, actor=actor)
     qtbot.waitUntil(lambda: shown(new_job.id) == "Ben Renamed")
+
+
+def _progress(model: JobTableModel, job_id: int) -> str | None:
+    position = model.position(job_id)
+    column = HEADERS.index("Progress")
+    return None if position is None else model.data(model.index(position, column))
+
+
+@pytest.mark.parametrize("read", ["before the job ran", "after the job ran"])
+def test_a_job_that_runs_while_the_queue_loads_shows_as_finished_with_its_count(
+    qtbot: QtBot, tmp_path: Path, make_gui: Maker, monkeypatch: pytest.MonkeyPatch, read: str
+) -> None:
+    """The order seen at start-up with analyses already queued: the queue's first load
+    is read on a pool thread, and the worker runs a job meanwhile, so the job's start,
+    tokens and end reach the window before the load does. The load was read before
+    the job ran (it says queued) or after (it says done)."""
+    app = build_application(
+        make_settings(tmp_path / "slow-load", api_enabled=False, model_path=tmp_path / "none")
+    )
+    actor = Actor("t", "gui")
+    patient = app.patients.create_patient(
+        {"name": "Early Bird"}, actor=actor, image=NewImage(png_bytes())
+    )
+    job = app.jobs.queue_patient_analysis(patient.id, actor=actor)
+    release, reading = threading.Event(), threading.Event()
+    list_jobs = app.jobs.list_jobs
+
+    def held_list_jobs(**kwargs: Any) -> Any:
+        if kwargs.get("patient_id") is not None:  # a patient's jobs, not the queue's load
+            return list_jobs(**kwargs)
+        page = list_jobs(**kwargs) if read == "before the job ran" else None
+        reading.set()
+        release.wait(10)
+        return page or list_jobs(**kwargs)
+
+    monkeypatch.setattr(app.jobs, "list_jobs", held_list_jobs)
+    model_loads = threading.Event()  # the job runs once the model has loaded
+    engine = ScriptedEngine(DME, state="installed", load_hold=model_loads)
+    gui = make_gui(application=app, engine=engine)
+    heard: list[int] = []
+    gui.bridge.analysis_finished.connect(lambda job_id, *_: heard.append(job_id))
+    qtbot.waitUntil(reading.is_set)
+    model_loads.set()
+    qtbot.waitUntil(lambda: heard == [job.id], timeout=10_000)  # delivered to the window
+    release.set()  # the load arrives after the job's events
+    model = gui.jobs_panel.model
+    qtbot.waitUntil(lambda: not gui.tasks.busy and model.get(job.id) is not None)
+
+    tokens = app.jobs.outcome(job.id).analysis.completion_tokens  # type: ignore[union-attr]
+    assert tokens
+    assert model.get(job.id).state == "done"  # type: ignore[union-attr]
+    assert _progress(model, job.id) == f"done · {tokens} tokens"
+
+
+def test_a_job_finished_before_the_window_opened_shows_its_token_count(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    first = make_gui(engine=ScriptedEngine(DME))
+    app = first.application
+    actor = Actor("t", "gui")
+    patient = app.patients.create_patient(
+        {"name": "Yesterday"}, actor=actor, image=NewImage(png_bytes())
+    )
+    job = app.jobs.queue_patient_analysis(patient.id, actor=actor)
+    qtbot.waitUntil(lambda: app.jobs.get_job(job.id).state == "done", timeout=10_000)
+
+    gui = make_gui(application=app)  # as after a restart: the job is only in the database
+    model = gui.jobs_panel.model
+    qtbot.waitUntil(lambda: model.get(job.id) is not None)
+    tokens = app.jobs.outcome(job.id).analysis.completion_tokens  # type: ignore[union-attr]
+    assert _progress(model, job.id) == f"done · {tokens} tokens"

@@ -3,19 +3,26 @@ add-measurement form."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date, timedelta
 
 import pytest
-from PySide6.QtGui import QFontMetrics, QImage
-from PySide6.QtWidgets import QWidget
+from PySide6.QtGui import QColor, QFontMetrics, QImage
+from PySide6.QtWidgets import QTableWidget, QWidget
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.oculomics import METRICS, REFERENCE_RANGES
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.theme import apply_theme
-from ophthai_desktop.ui.views.oculomics import MAX_VALUE_TICKS, MetricChart, date_ms, nice_ticks
-from tests.ui.conftest import open_patient
+from ophthai_desktop.ui.views.oculomics import (
+    MAX_VALUE_TICKS,
+    MetricChart,
+    OculomicsView,
+    date_ms,
+    nice_ticks,
+)
+from tests.ui.conftest import Maker, open_patient
 
 ACTOR = Actor(who="Dr. Test", via="test")
 TODAY = date.today()
@@ -252,3 +259,90 @@ def test_the_charts_follow_the_theme_when_it_changes(qtbot: QtBot, gui: GuiSessi
         apply_theme("light")
     assert _lightness(chart) > 200
     assert chart.x_axis.labelsColor().lightness() < 100
+
+
+def _luminance(colour: QColor) -> float:
+    def channel(value: float) -> float:
+        return value / 12.92 if value <= 0.03928 else ((value + 0.055) / 1.055) ** 2.4
+
+    return (
+        0.2126 * channel(colour.redF())
+        + 0.7152 * channel(colour.greenF())
+        + 0.0722 * channel(colour.blueF())
+    )
+
+
+def _contrast(a: QColor, b: QColor) -> float:
+    light, dark = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def _drawn_cell(table: QTableWidget, row: int, column: int) -> tuple[QColor, QColor]:
+    """The background and the text colour of a cell as drawn: the commonest pixel and
+    the pixel that differs most from it."""
+    table.clearSelection()
+    table.scrollToItem(table.item(row, column))
+    image = table.viewport().grab(table.visualItemRect(table.item(row, column))).toImage()
+    pixels = [
+        image.pixelColor(x, y).rgb()
+        for x in range(2, image.width() - 2)
+        for y in range(2, image.height() - 2)
+    ]
+    background = QColor.fromRgb(Counter(pixels).most_common(1)[0][0])
+
+    def distance(rgb: int) -> int:
+        c = QColor.fromRgb(rgb)
+        return sum(abs(a - b) for a, b in zip(c.getRgb()[:3], background.getRgb()[:3], strict=True))
+
+    return background, QColor.fromRgb(max(pixels, key=distance))
+
+
+def _grid_line(table: QTableWidget) -> QColor:
+    """The colour of the line between the first row's first two cells, as drawn."""
+    x = table.columnViewportPosition(1) - 1
+    y = table.rowViewportPosition(0) + table.rowHeight(0) // 2
+    return table.viewport().grab().toImage().pixelColor(x, y)
+
+
+def _check_table_readable(table: QTableWidget, dark: bool) -> None:
+    eye_column = OculomicsView.TABLE_COLUMNS.index("Eye")
+    iop_column = OculomicsView.TABLE_COLUMNS.index("IOP")
+    rows = {table.item(r, eye_column).text(): r for r in range(table.rowCount())}
+    newest_od = min(r for r in range(table.rowCount()) if table.item(r, eye_column).text() == "OD")
+    assert table.item(newest_od, iop_column).text() == "24.0"  # flagged: above 21
+    for row, column in (
+        (rows["OD"], eye_column),
+        (rows["OS"], eye_column),
+        (newest_od, iop_column),
+    ):
+        background, ink = _drawn_cell(table, row, column)
+        assert (background.lightness() < 80) is dark
+        # WCAG AA's 4.5 for text on the dark theme; the light theme's orange OS stays at
+        # 3.1 (the dark theme's colours on white are below 2.9).
+        needed = 4.5 if dark else 3.0
+        assert _contrast(background, ink) >= needed, (table.item(row, column).text(), ink.name())
+    line, base = _grid_line(table), _drawn_cell(table, 0, 0)[0]
+    assert 1.1 < _contrast(line, base) < 2.0, line.name()  # seen, but quiet
+
+
+def test_the_table_follows_the_theme_when_it_changes(qtbot: QtBot, gui: GuiSession) -> None:
+    """In the dark theme its blue OD and red flags were hard to read, and its grid lines
+    white."""
+    _open_oculomics(qtbot, gui, _patient_with_measurements(gui))
+    table = gui.oculomics_view.table
+    _check_table_readable(table, dark=False)
+    try:
+        apply_theme("dark")
+        _check_table_readable(table, dark=True)
+    finally:
+        apply_theme("light")
+    _check_table_readable(table, dark=False)
+
+
+def test_the_table_is_readable_when_the_app_starts_dark(qtbot: QtBot, make_gui: Maker) -> None:
+    try:
+        gui = make_gui(theme="dark")
+        _open_oculomics(qtbot, gui, _patient_with_measurements(gui))
+        _check_table_readable(gui.oculomics_view.table, dark=True)
+    finally:
+        apply_theme("light")

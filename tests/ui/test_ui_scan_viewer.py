@@ -13,7 +13,7 @@ from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import ScanRecord
 from ophthai_desktop.ui.display import local_date, scan_label
-from ophthai_desktop.ui.views.scan_viewer import MAX_SCALE, THUMB_SIZE, ScanViewer
+from ophthai_desktop.ui.views.scan_viewer import COMPACT_BELOW_PX, MAX_SCALE, THUMB_SIZE, ScanViewer
 
 
 @pytest.fixture
@@ -180,3 +180,27 @@ def test_thumbnail_labels_are_alike_and_cut_the_same_way(viewer: ScanViewer) -> 
     assert unknown.endswith("…") and "unknown type · eye ?".startswith(unknown[:-1])
     # Two lines fit the strip with room to spare: no label is cut off at the bottom.
     assert viewer.thumbnails.height() >= next(iter(rects)).height()
+
+
+def test_a_narrow_viewer_has_a_compact_thumbnail_column(qtbot: QtBot, viewer: ScanViewer) -> None:
+    scans = [_scan(2, "OCTA", "OS"), _scan(1, "fundus", "OD")]
+    viewer.show_scans(scans)
+    viewer.thumbnails.setCurrentRow(1)
+    full_width = viewer.thumbnails.width()
+    labels = [viewer.thumbnails.item(row).text() for row in range(2)]
+    assert all(labels)
+
+    viewer.resize(COMPACT_BELOW_PX - 20, 400)
+    qtbot.waitUntil(lambda: viewer.compact_thumbnails)
+    assert viewer.thumbnails.width() < 0.65 * full_width
+    assert [viewer.thumbnails.item(row).text() for row in range(2)] == ["", ""]
+    assert viewer.thumbnail_text(1) == labels[1]  # kept for the full column
+    assert viewer.current_scan_id() == 1
+    viewer.show_scans([_scan(3, "OCT", "OD"), *scans])  # a new scan arrives meanwhile
+    assert viewer.thumbnails.item(0).text() == ""
+
+    viewer.resize(COMPACT_BELOW_PX + 20, 400)
+    qtbot.waitUntil(lambda: not viewer.compact_thumbnails)
+    assert viewer.thumbnails.width() == full_width
+    assert [viewer.thumbnails.item(row).text() for row in (1, 2)] == labels
+    assert viewer.thumbnails.item(0).text().startswith("OCT · OD")

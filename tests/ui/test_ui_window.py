@@ -10,10 +10,12 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import QScrollArea, QWidget
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
@@ -21,8 +23,9 @@ from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.worker import LOAD_STOP_WAIT_S
 from ophthai_desktop.desktop import INSTANCE_LOCK
 from ophthai_desktop.ui.session import GuiSession
-from tests.support.scripted_engine import NORMAL, ScriptedEngine
-from tests.ui.conftest import Maker, seed_patients
+from ophthai_desktop.ui.views.scan_viewer import THUMB_SIDE_ROOM, THUMB_SIZE
+from tests.support.scripted_engine import DME, NORMAL, ScriptedEngine
+from tests.ui.conftest import Maker, open_patient, seed_patients
 from tests.ui.demo_images import oct_bscan
 
 REPO = Path(__file__).resolve().parents[2]
@@ -130,12 +133,15 @@ def test_the_window_fits_an_800_by_600_screen(qtbot: QtBot, gui: GuiSession) -> 
         assert gui.window.height() <= 600 and gui.window.width() <= 800, tab
 
 
-@pytest.mark.parametrize(("size", "least_scale"), [((1024, 700), 0.25), ((1280, 800), 0.45)])
+@pytest.mark.parametrize(
+    ("size", "least_scale"), [((800, 600), 0.22), ((1024, 700), 0.25), ((1280, 800), 0.45)]
+)
 def test_a_scan_is_shown_large_in_a_small_window(
     qtbot: QtBot, gui: GuiSession, size: tuple[int, int], least_scale: float
 ) -> None:
     """A 768 x 496 B-scan fitted at 13 % at 1024 x 700 (32 % at 1280 x 800): the patient
-    list kept its width, the thumbnail strip and a wrapped file name took the height."""
+    list kept its width, the thumbnail strip and a wrapped file name took the height.
+    At 800 x 600 the column of thumbnails beside it left it 17 %."""
     patient = gui.application.patients.create_patient(
         {"name": "Small Window"},
         actor=Actor("t", "gui"),
@@ -156,6 +162,125 @@ def test_a_scan_is_shown_large_in_a_small_window(
     # The page, not the list, has most of the width; the file name takes one line.
     assert gui.patient_page.width() > 0.6 * gui.window.width()
     assert viewer.info.height() < 2 * viewer.info.fontMetrics().lineSpacing()
+
+
+@pytest.mark.parametrize(
+    ("size", "compact"), [((800, 600), True), ((1024, 700), False), ((1280, 800), False)]
+)
+def test_the_thumbnail_column_gives_way_to_the_image_in_a_small_window(
+    qtbot: QtBot, gui: GuiSession, size: tuple[int, int], compact: bool
+) -> None:
+    """At 800 x 600 the column took ~140 of the viewer's ~290 px, and a B-scan beside it
+    got less than half the width: there the column is compact (smaller pictures, no
+    labels); in larger windows it is as it was. Every thumbnail stays reachable."""
+    app, actor = gui.application, Actor("t", "gui")
+    patient = app.patients.create_patient(
+        {"name": "Three Scans"},
+        actor=actor,
+        image=NewImage(oct_bscan(1), modality="OCT", laterality="OD"),
+    )
+    for seed, eye in ((2, "OS"), (3, "OD")):
+        app.patients.attach_image(
+            patient.id, NewImage(oct_bscan(seed), modality="OCTA", laterality=eye), actor=actor
+        )
+    gui.window.resize(*size)
+    gui.patients.open_patient(patient.id)
+    gui.patient_page.show_tab("scans")
+    viewer = gui.scan_viewer
+    thumbnails = viewer.thumbnails
+    qtbot.waitUntil(lambda: viewer.canvas.has_image and thumbnails.count() == 3)
+    qtbot.waitUntil(lambda: (gui.window.width(), gui.window.height()) == size)
+    qtbot.wait(50)  # the layout settles
+
+    assert viewer.compact_thumbnails is compact
+    labels = [thumbnails.item(row).text() for row in range(3)]
+    shown_width = viewer.canvas.scale_factor() * 768  # the B-scan as fitted
+    if compact:
+        assert labels == ["", "", ""]
+        assert thumbnails.width() < 0.35 * viewer.width()
+        assert shown_width > 0.55 * viewer.width()  # was 0.45
+    else:  # as before: the full column, with each scan's two-line label
+        assert thumbnails.iconSize().width() == THUMB_SIZE
+        assert thumbnails.gridSize().width() == THUMB_SIZE + THUMB_SIDE_ROOM
+        assert all(len(label.splitlines()) == 2 for label in labels)
+    assert viewer.current_scan_id() == thumbnails.item(0).data(Qt.ItemDataRole.UserRole)
+    for row in (1, 2, 0):  # each can be scrolled to, shown whole, described and chosen
+        item = thumbnails.item(row)
+        thumbnails.scrollToItem(item)
+        rect = thumbnails.visualItemRect(item)
+        assert thumbnails.viewport().rect().contains(rect), row
+        assert "OCT" in item.toolTip()
+        with qtbot.waitSignal(viewer.scan_chosen) as chosen:
+            qtbot.mouseClick(thumbnails.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+        assert chosen.args == [item.data(Qt.ItemDataRole.UserRole)]
+
+
+def _right_edge_in(scroll: QScrollArea, widget: QWidget) -> int:
+    """Where ``widget``'s right edge is in the scroll area's viewport."""
+    return widget.mapTo(scroll.viewport(), QPoint(widget.width(), 0)).x()
+
+
+@pytest.mark.parametrize(("size", "narrow"), [((1024, 700), True), ((1280, 800), False)])
+def test_the_analysis_and_oculomics_tabs_do_not_scroll_sideways(
+    qtbot: QtBot, make_gui: Maker, size: tuple[int, int], narrow: bool
+) -> None:
+    """At 1024 x 700 both scrolled sideways: the validation and the appointment side by
+    side hid Approve and Schedule; the charts two a row and the form beside the table
+    hid the right-hand charts, the form and most of the table's columns."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    app, actor = gui.application, Actor("t", "gui")
+    patient = app.patients.create_patient(
+        {"name": "Narrow Window"}, actor=actor, image=NewImage(oct_bscan(1), modality="OCT")
+    )
+    for days, iop, cup_to_disc in ((400, 18.0, 0.45), (200, 22.5, 0.55), (10, 24.0, 0.6)):
+        app.oculomics.add_measurement(
+            patient.id,
+            eye="OD",
+            measured_on=date.today() - timedelta(days=days),
+            iop_mmhg=iop,
+            cup_to_disc_ratio=cup_to_disc,
+            rnfl_thickness_um=76.0,
+            vessel_density_pct=38.5,
+            actor=actor,
+        )
+    gui.window.resize(*size)
+    open_patient(qtbot, gui, patient.id)
+    gui.patient_page.show_tab("analysis")
+    view = gui.analysis_view
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    view.provenance_toggle.setChecked(True)
+    qtbot.waitUntil(lambda: (gui.window.width(), gui.window.height()) == size)
+    qtbot.wait(50)  # the layout settles
+
+    scroll = view.findChild(QScrollArea)
+    assert scroll.horizontalScrollBar().maximum() == 0
+    for button in (view.approve, view.schedule, view.card.copy, view.analyse):
+        assert _right_edge_in(scroll, button) <= scroll.viewport().width(), button.text()
+    assert view.actions_side_by_side is not narrow  # as before where there is room
+
+    gui.patient_page.show_tab("oculomics")
+    ocu = gui.oculomics_view
+    qtbot.waitUntil(lambda: ocu.table.rowCount() == 3)
+    qtbot.wait(50)
+    assert ocu.scroll.horizontalScrollBar().maximum() == 0
+    assert ocu.table.horizontalScrollBar().maximum() == 0
+    for widget in (*ocu.charts.values(), ocu.add_button, ocu.table, ocu.trends):
+        assert _right_edge_in(ocu.scroll, widget) <= ocu.scroll.viewport().width()
+    assert ocu.chart_columns == (1 if narrow else 2)
+    # The columns but the flags show their values whole; the flags, cut short where the
+    # table is narrow, are whole in their tooltips.
+    flags = len(ocu.TABLE_COLUMNS) - 1
+    metrics = ocu.table.fontMetrics()
+    for column in range(flags):
+        widest = max(metrics.horizontalAdvance(ocu.table.item(r, column).text()) for r in range(3))
+        assert ocu.table.columnWidth(column) > widest, ocu.TABLE_COLUMNS[column]
+    newest = ocu.table.item(0, flags)
+    assert newest.toolTip() == newest.text() and "IOP high" in newest.text()
+    for row in range(ocu.trends.rowCount()):
+        for column in range(ocu.trends.columnCount()):
+            text = ocu.trends.item(row, column).text()
+            assert ocu.trends.columnWidth(column) > metrics.horizontalAdvance(text), text
 
 
 def test_the_window_comes_up_without_torch(tmp_path: Path) -> None:

@@ -121,15 +121,20 @@ def test_screenshot_of_the_real_window_is_not_blank(display: str, tmp_path: Path
     assert result["platform"] == "xcb"
     assert result["card"] == "Diabetic Macular Edema"
     assert result["api"].startswith("API: http://127.0.0.1:")
-    for name in ("main-window", "screen", "scans"):
+    for name in ("main-window", "screen", "scans", "oculomics"):
         image = Image.open(result["files"][name]).convert("L")
         assert image.size[0] >= 1000 and image.size[1] >= 700
         variance = ImageStat.Stat(image).var[0]
         assert variance > 500, f"{name} looks blank (variance {variance:.0f})"
         # Text and widgets spread over the whole window, not one filled corner.
-        for box in ((0, 0, 700, 450), (700, 0, 1400, 450), (0, 450, 700, 880)):
+        height = image.size[1]
+        for box in ((0, 0, 700, 450), (700, 0, 1400, 450), (0, height - 450, 700, height - 20)):
             assert ImageStat.Stat(image.crop(box)).var[0] > 100, (name, box)
+    # The oculomics shot shows the whole tab: charts at the top, the table at the bottom.
+    oculomics = Image.open(result["files"]["oculomics"]).convert("L")
+    for box in ((800, 150, 1400, 400), (800, 700, 1400, 1000)):
+        assert ImageStat.Stat(oculomics.crop(box)).var[0] > 100, ("oculomics", box)
     if os.environ.get("UPDATE_SCREENSHOTS") or not (DOCS_SHOTS / "main-window.png").exists():
         DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(result["files"]["main-window"], DOCS_SHOTS / "main-window.png")
-        shutil.copyfile(result["files"]["scans"], DOCS_SHOTS / "scans.png")
+        for name in ("main-window", "scans", "oculomics"):
+            shutil.copyfile(result["files"][name], DOCS_SHOTS / f"{name}.png")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -268,6 +269,23 @@ class JobService:
                 limit=limit,
                 convert=job_record,
             )
+
+    def completion_tokens_of(self, job_ids: Collection[int]) -> dict[int, int]:
+        """How many tokens the model wrote for those of ``job_ids`` that have a stored
+        analysis with a count (for lists that show a finished job's count)."""
+        if not job_ids:
+            return {}
+        with self._db.session() as session:
+            rows = session.execute(
+                select(m.Analysis.job_id, m.Analysis.completion_tokens).where(
+                    m.Analysis.job_id.in_(set(job_ids))
+                )
+            )
+            return {
+                job_id: tokens
+                for job_id, tokens in rows
+                if job_id is not None and tokens is not None
+            }
 
     def outcome(self, job_id: int) -> JobOutcome:
         """The job and, when it is done, its analysis."""

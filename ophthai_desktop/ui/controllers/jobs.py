@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 
 from PySide6.QtCore import QObject, QTimer, Slot
 
@@ -40,6 +42,8 @@ class JobsController(QObject):
         self._patients = patients
         self._names: dict[str, str] = {}  # patient id -> name, for the Patient column
         self._looking_up: set[str] = set()  # ids whose names are being fetched
+        # Events heard before the first load arrived, applied after it (None: loaded).
+        self._held: list[Callable[[], None]] | None = []
         self._poll = QTimer(self)
         self._poll.setInterval(WAITING_POLL_MS)
         self._poll.timeout.connect(self._on_poll_timeout)
@@ -58,23 +62,52 @@ class JobsController(QObject):
         panel.job_opened.connect(self._on_panel_job_opened)
 
     def start(self) -> None:
-        def fetch() -> tuple[Page[JobRecord], dict[str, str]]:
+        def fetch() -> tuple[Page[JobRecord], dict[str, str], dict[int, int]]:
             page = self._jobs.list_jobs(limit=LOADED)
             ids = {job.patient_id for job in page.items if job.patient_id}
-            return page, self._ctx.application.patients.names_of(ids)
+            finished = [job.id for job in page.items if job.state == "done"]
+            return (
+                page,
+                self._ctx.application.patients.names_of(ids),
+                self._jobs.completion_tokens_of(finished),
+            )
 
-        def done(result: tuple[Page[JobRecord], dict[str, str]]) -> None:
-            page, names = result
+        def done(result: tuple[Page[JobRecord], dict[str, str], dict[int, int]]) -> None:
+            page, names, tokens = result
             self._names.update(names)
             self._model.reset(
                 [
-                    job_row(job, patient_name=self._names.get(job.patient_id or ""))
+                    job_row(
+                        job,
+                        tokens=tokens.get(job.id, 0),
+                        patient_name=self._names.get(job.patient_id or ""),
+                    )
                     for job in page.items
                 ]
             )
+            self._replay_held()
 
-        self._ctx.tasks.submit(fetch, done)
+        def failed(exc: BaseException) -> None:
+            log.warning("the job queue could not be read: %s", describe(exc))
+            self._replay_held()  # the jobs the events tell of, at least
+
+        self._ctx.tasks.submit(fetch, done, failed)
         self._poll.start()
+
+    def _hold(self, slot: Callable[..., None], *args: object) -> bool:
+        """Until the first load has arrived, keep an event for after it (True when it
+        was kept). The load is a snapshot read on a pool thread: replacing the rows
+        with it would undo what events told meanwhile (a job that finished in between
+        lost its token count), so those events are applied on top of it instead."""
+        if self._held is None:
+            return False
+        self._held.append(partial(slot, *args))
+        return True
+
+    def _replay_held(self) -> None:
+        held, self._held = self._held or [], None
+        for apply in held:
+            apply()
 
     def stop(self) -> None:
         self._poll.stop()
@@ -83,6 +116,8 @@ class JobsController(QObject):
     def _on_bridge_analysis_queued(
         self, job_id: int, patient_id: str | None, requeued: bool
     ) -> None:
+        if self._hold(self._on_bridge_analysis_queued, job_id, patient_id, requeued):
+            return
         # A known job queued again (the model was unloaded under it) is waiting again. A
         # new job's start can arrive before its queueing (the worker wakes first): a
         # known row then stays as it is.
@@ -93,6 +128,8 @@ class JobsController(QObject):
 
     @Slot(int, object)
     def _on_bridge_analysis_started(self, job_id: int, patient_id: str | None) -> None:
+        if self._hold(self._on_bridge_analysis_started, job_id, patient_id):
+            return
         if self._model.update(job_id, state="running", note="") is None:
             row = new_job_row(job_id, patient_id, self._name_of(patient_id))
             self._model.upsert(replace(row, state="running"))
@@ -101,12 +138,16 @@ class JobsController(QObject):
     def _on_bridge_analysis_progressed(
         self, job_id: int, _phase: str, _text: str, pieces: int
     ) -> None:
+        if self._hold(self._on_bridge_analysis_progressed, job_id, _phase, _text, pieces):
+            return
         self._model.add_tokens(job_id, pieces)
 
     @Slot(int, object, object)
     def _on_bridge_analysis_finished(
         self, job_id: int, _patient_id: str | None, analysis: AnalysisRecord
     ) -> None:
+        if self._hold(self._on_bridge_analysis_finished, job_id, _patient_id, analysis):
+            return
         row = self._model.get(job_id)
         tokens = analysis.completion_tokens or (row.tokens if row else 0)
         note = "answer not readable" if analysis.parse_status == "parse_failed" else ""
@@ -114,14 +155,20 @@ class JobsController(QObject):
 
     @Slot(int, object, str)
     def _on_bridge_analysis_failed(self, job_id: int, _patient_id: str | None, reason: str) -> None:
+        if self._hold(self._on_bridge_analysis_failed, job_id, _patient_id, reason):
+            return
         self._model.update(job_id, state="failed", note=reason)
 
     @Slot(int, object)
     def _on_bridge_analysis_cancelled(self, job_id: int, _patient_id: str | None) -> None:
+        if self._hold(self._on_bridge_analysis_cancelled, job_id, _patient_id):
+            return
         self._model.update(job_id, state="cancelled", note="cancelled")
 
     @Slot(str)
     def _on_bridge_patient_deleted(self, patient_id: str) -> None:
+        if self._hold(self._on_bridge_patient_deleted, patient_id):
+            return
         self._names.pop(patient_id, None)
         self._model.remove_patient(patient_id)
 

@@ -7,8 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from PySide6.QtCore import QDateTime, Qt, QTime, QTimer, Signal, Slot
-from PySide6.QtGui import QTextCursor
+from PySide6.QtGui import QResizeEvent, QTextCursor
 from PySide6.QtWidgets import (
+    QBoxLayout,
     QDateTimeEdit,
     QFormLayout,
     QFrame,
@@ -31,6 +32,7 @@ from ophthai_desktop.ui.display import local_datetime
 from ophthai_desktop.ui.provenance import breakable, provenance_rows, provenance_titles
 from ophthai_desktop.ui.resources import icon
 from ophthai_desktop.ui.views.banner import Banner
+from ophthai_desktop.ui.views.reflow import room_in, set_side_by_side
 from ophthai_desktop.ui.views.style import set_style_property, set_text
 
 #: The widest token count the progress label is sized for.
@@ -40,6 +42,8 @@ COPY_TEXT = "Copy result"
 COPIED_MS = 2000
 #: How far ahead the appointment picker goes.
 MAX_YEARS_AHEAD = 5
+#: Around the tab's content.
+BODY_MARGIN = 6
 
 
 def _wrapping(text: str = "", name: str | None = None) -> QLabel:
@@ -319,13 +323,15 @@ class AnalysisView(QWidget):
         self.schedule_group = appointment
         self.reset_appointment_time()
 
-        actions = QHBoxLayout()
-        actions.addWidget(verdict, 3)
-        actions.addWidget(appointment, 2)
+        # Side by side where the tab is wide enough, else the appointment under the
+        # validation (see _reflow).
+        self._actions = QHBoxLayout()
+        self._actions.addWidget(verdict, 3)
+        self._actions.addWidget(appointment, 2)
 
         body = QWidget()
         body_layout = QVBoxLayout(body)
-        body_layout.setContentsMargins(6, 6, 6, 6)
+        body_layout.setContentsMargins(BODY_MARGIN, BODY_MARGIN, BODY_MARGIN, BODY_MARGIN)
         body_layout.addLayout(top)
         body_layout.addWidget(self.notice)
         body_layout.addWidget(self.reasoning_toggle)
@@ -335,15 +341,15 @@ class AnalysisView(QWidget):
         body_layout.addWidget(self.card)
         body_layout.addWidget(self.provenance_toggle)
         body_layout.addWidget(self.provenance)
-        body_layout.addLayout(actions)
+        body_layout.addLayout(self._actions)
         body_layout.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidget(body)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self._scroll = QScrollArea()
+        self._scroll.setWidget(body)
+        self._scroll.setWidgetResizable(True)
+        self._scroll.setFrameShape(QFrame.Shape.NoFrame)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(scroll)
+        layout.addWidget(self._scroll)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
         self.analyse.clicked.connect(self.analyse_requested)
@@ -354,6 +360,23 @@ class AnalysisView(QWidget):
         self.schedule.clicked.connect(self._on_schedule_clicked)
         self.card.copy.clicked.connect(self.copy_requested)
         self.show_empty()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._reflow()
+
+    @property
+    def actions_side_by_side(self) -> bool:
+        """Whether the appointment is beside the validation (else under it)."""
+        return self._actions.direction() == QBoxLayout.Direction.LeftToRight
+
+    def _reflow(self) -> None:
+        """The validation and the appointment side by side where there is room for
+        both, else one under the other: side by side they made the tab scroll sideways
+        at 1024 x 700, and Approve and Schedule were out of sight."""
+        groups = (self.verdict_group, self.schedule_group)
+        needed = sum(g.minimumSizeHint().width() for g in groups) + self._actions.spacing()
+        set_side_by_side(self._actions, room_in(self._scroll) >= needed + 2 * BODY_MARGIN)
 
     # What the controller shows ---------------------------------------------------------
 

@@ -19,9 +19,10 @@ from PySide6.QtCharts import (
     QValueAxis,
 )
 from PySide6.QtCore import QDate, QDateTime, QEvent, QMargins, Qt, QTime, Signal, Slot
-from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPalette, QPen
+from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPalette, QPen, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QBoxLayout,
     QComboBox,
     QDateEdit,
     QFormLayout,
@@ -48,6 +49,7 @@ from ophthai_desktop.core.services.oculomics import (
     MetricTrend,
     ReferenceRange,
 )
+from ophthai_desktop.ui.views.reflow import room_in, set_side_by_side
 from ophthai_desktop.ui.views.style import set_style_property, set_text
 
 EYES = ("OD", "OS")
@@ -58,9 +60,27 @@ EYE_COLOURS = {"OD": QColor("#1565c0"), "OS": QColor("#ef6c00")}
 #: hard to see there).
 DARK_EYE_COLOURS = {"OD": QColor("#5c9ded"), "OS": QColor("#ff9b45")}
 FLAG_COLOUR = QColor("#d32f2f")
+#: The table's coloured text (the eyes, the flagged values) in each look: on the dark
+#: theme's base the light look's blue and red were hard to read (contrast 2.6 and 3.0;
+#: these are above 5).
+TABLE_INKS = {
+    "light": {**EYE_COLOURS, "flag": FLAG_COLOUR},
+    "dark": {**DARK_EYE_COLOURS, "flag": QColor("#f28b82")},
+}
+#: Item data role holding which of :data:`TABLE_INKS` a table cell is drawn in.
+INK_ROLE = Qt.ItemDataRole.UserRole + 1
 THRESHOLD_COLOUR = QColor("#757575")
 #: Value-axis ticks at most: their labels must fit a chart ~150 px tall.
 MAX_VALUE_TICKS = 5
+#: A chart's least size: its axis labels and legend fit whole (tests check they do).
+CHART_MIN_WIDTH, CHART_MIN_HEIGHT = 260, 210
+#: Between the charts, and between the charts and the numbers.
+SPACING = 6
+#: The least width of the table and trends beside the form: the table's columns whole,
+#: with ~100 px for the flags (cut short there, whole in their tooltips).
+NUMBERS_MIN_WIDTH = 420
+#: The least height of the numbers and the form beside them.
+BOTTOM_MIN_HEIGHT = 330
 SHORT_LABELS = {
     "iop_mmhg": "IOP",
     "cup_to_disc_ratio": "C/D",
@@ -194,7 +214,7 @@ class MetricChart(QChartView):
             series.attachAxis(self.y_axis)
         self.setChart(chart)
         self.setRenderHint(QPainter.RenderHint.Antialiasing)
-        self.setMinimumSize(260, 210)
+        self.setMinimumSize(CHART_MIN_WIDTH, CHART_MIN_HEIGHT)
         # Qt Charts' light look, to go back to from the dark one.
         self._light_look = (
             chart.backgroundBrush(),
@@ -303,21 +323,29 @@ class OculomicsView(QWidget):
         super().__init__(parent)
         self.setObjectName("oculomicsView")
         self.charts: dict[str, MetricChart] = {metric: MetricChart(metric) for metric in METRICS}
-        grid = QGridLayout()
-        grid.setSpacing(6)
-        for i, metric in enumerate(METRICS):
-            grid.addWidget(self.charts[metric], i // 2, i % 2)
+        # Two charts a row where the tab is wide enough, else one (see _reflow).
+        self._grid = QGridLayout()
+        self._grid.setContentsMargins(0, 0, 0, 0)
+        self._grid.setSpacing(SPACING)
+        self._chart_columns = 0
         charts = QWidget()
-        charts.setLayout(grid)
+        charts.setLayout(self._grid)
 
         self.table = QTableWidget(0, len(self.TABLE_COLUMNS))
         self.table.setObjectName("oculomicsTable")
-        self.table.setHorizontalHeaderLabels(list(self.TABLE_COLUMNS))
+        # "Vessel density" on two lines: on one it made its column of short numbers the
+        # widest but the flags.
+        self.table.setHorizontalHeaderLabels([c.replace(" ", "\n") for c in self.TABLE_COLUMNS])
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setWordWrap(False)  # one line a row, cut short with an ellipsis
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # The flags (also shown as the red values) take the width left, cut short with
+        # an ellipsis where it is not enough (whole in the tooltip), rather than make
+        # the table scroll sideways.
+        header.setSectionResizeMode(len(self.TABLE_COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
 
         self.trends = QTableWidget(len(METRICS), len(EYES))
         self.trends.setObjectName("oculomicsTrends")
@@ -357,13 +385,13 @@ class OculomicsView(QWidget):
             self.inputs[metric] = edit
             form.addRow(f"{SHORT_LABELS[metric]}{unit_suffix(ref)}", edit)
         self.error = QLabel()
-        self.error.setObjectName("formError")
+        self.error.setObjectName("fieldError")  # red in each theme (style.qss, theme.py)
         self.error.setWordWrap(True)
-        self.error.setStyleSheet("color: #b71c1c;")
         self.error.hide()
         self.add_button = QPushButton("Add measurement")
         self.add_button.setObjectName("addMeasurementButton")
         form_box = QGroupBox("Add a measurement")
+        self._form_box = form_box
         form_layout = QVBoxLayout(form_box)
         form_layout.addLayout(form)
         form_layout.addWidget(self.error)
@@ -379,14 +407,16 @@ class OculomicsView(QWidget):
         numbers_layout.addWidget(self.table, 1)
         trend_title = QLabel("Trend (least-squares change per year)")
         trend_title.setObjectName("sectionTitle")
+        trend_title.setWordWrap(True)
         numbers_layout.addWidget(trend_title)
         numbers_layout.addWidget(self.trends)
 
         bottom = QWidget()
-        bottom_layout = QHBoxLayout(bottom)
-        bottom_layout.setContentsMargins(0, 0, 0, 0)
-        bottom_layout.addWidget(numbers, 1)
-        bottom_layout.addWidget(form_box)
+        # The form beside the numbers, or under them where the tab is narrow.
+        self._bottom_layout = QHBoxLayout(bottom)
+        self._bottom_layout.setContentsMargins(0, 0, 0, 0)
+        self._bottom_layout.addWidget(numbers, 1)
+        self._bottom_layout.addWidget(form_box)
 
         self.split = QSplitter(Qt.Orientation.Vertical)
         self.split.setObjectName("oculomicsSplit")
@@ -400,7 +430,7 @@ class OculomicsView(QWidget):
         self.scroll.setWidget(self.split)
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.split.setMinimumHeight(2 * 210 + 330)
+        self._reflow()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.scroll)
@@ -408,6 +438,64 @@ class OculomicsView(QWidget):
         self.add_button.clicked.connect(self._on_add_button_clicked)
         for edit in self.inputs.values():
             edit.returnPressed.connect(self._on_add_button_clicked)
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:  # the theme changed
+            self._recolour_tables()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._reflow()
+
+    @property
+    def chart_columns(self) -> int:
+        """How many charts a row shows (two, or one in a narrow tab)."""
+        return self._chart_columns
+
+    @property
+    def form_beside_numbers(self) -> bool:
+        """Whether the form is beside the table and trends (else under them)."""
+        return self._bottom_layout.direction() == QBoxLayout.Direction.LeftToRight
+
+    def _reflow(self) -> None:
+        """Two charts a row and the form beside the numbers where the tab is wide
+        enough for them, else one under the other: the tab scrolled sideways (at
+        1024 x 700 the right-hand charts and the form were out of sight)."""
+        room = room_in(self.scroll)
+        columns = 2 if room >= 2 * CHART_MIN_WIDTH + SPACING else 1
+        if columns != self._chart_columns:
+            self._chart_columns = columns
+            for i, metric in enumerate(METRICS):
+                self._grid.addWidget(self.charts[metric], i // columns, i % columns)
+        beside = room >= NUMBERS_MIN_WIDTH + SPACING + self._form_box.sizeHint().width()
+        set_side_by_side(self._bottom_layout, beside)
+        rows = len(METRICS) // columns
+        charts = rows * CHART_MIN_HEIGHT + (rows - 1) * SPACING
+        bottom = self._bottom_layout.minimumSize().height()
+        self.split.setMinimumHeight(charts + max(BOTTOM_MIN_HEIGHT, bottom) + SPACING)
+
+    def _ink(self, name: str) -> QColor:
+        return TABLE_INKS["dark" if is_dark(self.palette()) else "light"][name]
+
+    def _inked_item(self, text: str, ink: str | None) -> QTableWidgetItem:
+        """A table cell, in the colour ``ink`` of :data:`TABLE_INKS` if given."""
+        item = QTableWidgetItem(text)
+        if ink is not None:
+            item.setData(INK_ROLE, ink)
+            item.setForeground(self._ink(ink))
+        return item
+
+    def _recolour_tables(self) -> None:
+        """Give the coloured cells the current look's colours (like the charts, the
+        cells do not follow the palette by themselves)."""
+        for table in (self.table, self.trends):
+            for row in range(table.rowCount()):
+                for column in range(table.columnCount()):
+                    item = table.item(row, column)
+                    ink = item.data(INK_ROLE) if item is not None else None
+                    if ink:
+                        item.setForeground(self._ink(ink))
 
     # Filling ------------------------------------------------------------------------
 
@@ -424,38 +512,33 @@ class OculomicsView(QWidget):
         self.empty.setVisible(not rows)
         self.table.setRowCount(len(rows))
         for row, record in enumerate(rows):
-            cells: list[tuple[str, QColor | None]] = [
+            cells: list[tuple[str, str | None]] = [
                 (record.measured_on.isoformat(), None),
-                (record.eye, EYE_COLOURS.get(record.eye)),
+                (record.eye, record.eye if record.eye in EYE_COLOURS else None),
             ]
             for metric in METRICS:
                 flagged = is_flagged(record, metric)
                 cells.append(
-                    (
-                        format_value(metric, getattr(record, metric)),
-                        FLAG_COLOUR if flagged else None,
-                    )
+                    (format_value(metric, getattr(record, metric)), "flag" if flagged else None)
                 )
             flags = ", ".join(flag_text(flag) for flag in record.flags)
-            cells.append((flags, FLAG_COLOUR if record.flags else None))
-            for column, (text, colour) in enumerate(cells):
-                item = QTableWidgetItem(text)
-                if colour is not None:
-                    item.setForeground(colour)
-                self.table.setItem(row, column, item)
+            cells.append((flags, "flag" if record.flags else None))
+            for column, (text, ink) in enumerate(cells):
+                self.table.setItem(row, column, self._inked_item(text, ink))
+            flags_item = self.table.item(row, len(cells) - 1)
+            flags_item.setToolTip(flags)  # whole, where the column cuts it short
         by_key = {(t.eye, t.metric): t for t in trends}
         for row, metric in enumerate(METRICS):
             for column, eye in enumerate(EYES):
                 trend = by_key.get((eye, metric))
-                item = QTableWidgetItem(self._trend_text(trend))
+                flagged = trend is not None and trend.latest_flag
+                item = self._inked_item(self._trend_text(trend), "flag" if flagged else None)
                 if trend is not None:
-                    item.setToolTip(
-                        f"{trend.points} values, {trend.first_on.isoformat()} to "
+                    item.setToolTip(  # the change whole, where the column cuts it short
+                        f"{item.text()}: {trend.points} values, {trend.first_on.isoformat()} to "
                         f"{trend.last_on.isoformat()}; latest "
                         f"{format_value(metric, trend.latest_value)}"
                     )
-                if trend is not None and trend.latest_flag:
-                    item.setForeground(FLAG_COLOUR)
                 self.trends.setItem(row, column, item)
 
     @staticmethod

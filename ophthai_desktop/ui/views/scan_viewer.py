@@ -39,11 +39,21 @@ from PySide6.QtWidgets import (
 from ophthai_desktop.core.records import ScanRecord
 from ophthai_desktop.ui.display import MODALITY_NAMES, local_date, local_datetime, scan_label, size
 from ophthai_desktop.ui.resources import icon
-from ophthai_desktop.ui.views.style import set_text
+from ophthai_desktop.ui.views.style import set_style_property, set_text
 
 THUMB_SIZE = 80
 #: The room beside a thumbnail in its cell, for its label.
 THUMB_SIDE_ROOM = 40
+#: Below this width of the viewer the thumbnails column is compact: smaller pictures
+#: without their labels (each keeps its tooltip, and the line above the image describes
+#: the scan shown). The full column is ~140 px wide: at 800 x 600 that was half of the
+#: viewer's ~290 px and left a B-scan at 17 %; at 1024 x 700 (~390 px) it leaves 60 %
+#: to the image and keeps its labels.
+COMPACT_BELOW_PX = 360
+#: A thumbnail's picture in the compact column.
+COMPACT_THUMB_SIZE = 56
+#: Item data role holding a thumbnail's label (shown only in the full column).
+LABEL_ROLE = Qt.ItemDataRole.UserRole + 1
 #: The eye as a thumbnail names it (the long name is in its tooltip).
 EYE_CODES = {"OD": "OD", "OS": "OS", "OU": "OU", "unknown": "eye ?"}
 ZOOM_STEP = 1.25
@@ -288,7 +298,6 @@ class ScanViewer(QWidget):
         self.thumbnails.setWrapping(False)
         self.thumbnails.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.thumbnails.setMovement(QListView.Movement.Static)
-        self.thumbnails.setIconSize(QSize(THUMB_SIZE, THUMB_SIZE))
         # Every cell alike: a square picture and two lines of label (kind and eye, date),
         # each cut to the cell's width here, so that no label wraps to a third line or
         # is cut where Qt happens to cut it.
@@ -296,13 +305,11 @@ class ScanViewer(QWidget):
         self.thumbnails.setWordWrap(False)
         self.thumbnails.setTextElideMode(Qt.TextElideMode.ElideRight)
         line = self.thumbnails.fontMetrics().lineSpacing()
-        grid = QSize(THUMB_SIZE + THUMB_SIDE_ROOM, THUMB_SIZE + 2 * line + 12)
-        self.thumbnails.setGridSize(grid)
-        frame = 2 * self.thumbnails.frameWidth()
-        bar = self.thumbnails.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
-        self.thumbnails.setFixedWidth(grid.width() + frame + bar + 4)  # room for the bar
-        self.thumbnails.setMinimumHeight(grid.height() + frame)
+        self._full_grid = QSize(THUMB_SIZE + THUMB_SIDE_ROOM, THUMB_SIZE + 2 * line + 12)
+        self._compact_grid = QSize(COMPACT_THUMB_SIZE + 8, COMPACT_THUMB_SIZE + 8)
         self.thumbnails.setAcceptDrops(False)
+        self._compact = False
+        self._lay_out_thumbnails()
 
         body = QHBoxLayout()
         body.addWidget(self.thumbnails)
@@ -338,8 +345,10 @@ class ScanViewer(QWidget):
                 self.thumbnails.clear()
                 fresh = scans
             for position, scan in enumerate(fresh):
-                item = QListWidgetItem(self._placeholder, self._thumbnail_label(scan))
+                label = self._thumbnail_label(scan)
+                item = QListWidgetItem(self._placeholder, "" if self._compact else label)
                 item.setData(Qt.ItemDataRole.UserRole, scan.id)
+                item.setData(LABEL_ROLE, label)
                 item.setToolTip(self._describe(scan))  # all of it, whatever was cut
                 item.setTextAlignment(Qt.AlignmentFlag.AlignHCenter)
                 self.thumbnails.insertItem(position, item)
@@ -356,15 +365,47 @@ class ScanViewer(QWidget):
             item.setIcon(self._squared(thumbnail))
 
     def thumbnail_text(self, scan_id: int) -> str:
-        """The label under a scan's thumbnail (lines joined by a newline)."""
+        """The label under a scan's thumbnail in the full column (lines joined by a
+        newline)."""
         item = self._item(scan_id)
-        return "" if item is None else item.text()
+        return "" if item is None else str(item.data(LABEL_ROLE))
+
+    @property
+    def compact_thumbnails(self) -> bool:
+        """Whether the thumbnails column is compact (see :data:`COMPACT_BELOW_PX`)."""
+        return self._compact
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        compact = self.width() < COMPACT_BELOW_PX
+        if compact != self._compact:
+            self._compact = compact
+            self._lay_out_thumbnails()
+
+    def _lay_out_thumbnails(self) -> None:
+        """Size the thumbnails column, full or compact, and show or hide the labels."""
+        grid = self._compact_grid if self._compact else self._full_grid
+        picture = COMPACT_THUMB_SIZE if self._compact else THUMB_SIZE
+        self.thumbnails.setIconSize(QSize(picture, picture))
+        self.thumbnails.setGridSize(grid)
+        frame = 2 * self.thumbnails.frameWidth()
+        bar = self.thumbnails.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
+        self.thumbnails.setFixedWidth(grid.width() + frame + bar + 4)  # room for the bar
+        self.thumbnails.setMinimumHeight(grid.height() + frame)
+        # Without a label the selection has little to show on: a frame marks it.
+        set_style_property(self.thumbnails, "compact", self._compact)
+        for row in range(self.thumbnails.count()):
+            item = self.thumbnails.item(row)
+            item.setText("" if self._compact else str(item.data(LABEL_ROLE)))
+        current = self.thumbnails.currentItem()
+        if current is not None:
+            self.thumbnails.scrollToItem(current)
 
     def _thumbnail_label(self, scan: ScanRecord) -> str:
         """Two lines, each cut to the cell with an ellipsis: the kind of scan and the
         eye (``Fundus · OS``), and the day it was taken."""
         metrics = self.thumbnails.fontMetrics()
-        width = self.thumbnails.gridSize().width() - 8
+        width = self._full_grid.width() - 8
         lines = (
             f"{MODALITY_NAMES.get(scan.modality, scan.modality)} · "
             f"{EYE_CODES.get(scan.laterality, scan.laterality)}",
