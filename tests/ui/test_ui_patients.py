@@ -7,6 +7,7 @@ from PySide6.QtWidgets import QDialogButtonBox, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
+from ophthai_desktop.ui.models.patient_table import COLUMN_OF
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.views.patient_dialog import PatientDialog
 from tests.ui.conftest import open_patient
@@ -194,7 +195,7 @@ def test_a_burst_of_new_patients_reaches_the_list_as_it_is_now(
     names = [model.data(model.index(row, 0)) for row in range(29)]
     assert names == [f"Burst {i:02d}" for i in reversed(range(30)) if i != 5]
     row = model.row_of(created[3].id)
-    assert row is not None and model.data(model.index(row, 4)) == "Critical"
+    assert row is not None and model.data(model.index(row, COLUMN_OF["status"])) == "Critical"
     assert model.total == 29
     assert gui.patient_list.count.text() == "29 patients"
 
@@ -212,7 +213,9 @@ def test_a_long_name_wraps_on_the_page_and_is_whole_in_the_lists_tooltip(
     qtbot.waitUntil(lambda: gui.patient_page.name.text() == name.strip())
 
     assert model.data(model.index(0, 0), Qt.ItemDataRole.ToolTipRole) == name.strip()
-    assert model.data(model.index(0, 1), Qt.ItemDataRole.ToolTipRole) is None  # short id
+    assert (
+        model.data(model.index(0, COLUMN_OF["id"]), Qt.ItemDataRole.ToolTipRole) is None
+    )  # short id
     # The window still fits a 1024-pixel screen: the name wraps instead.
     gui.window.resize(1024, 700)
     qtbot.wait(50)

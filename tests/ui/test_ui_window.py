@@ -22,6 +22,7 @@ from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.worker import LOAD_STOP_WAIT_S
 from ophthai_desktop.desktop import INSTANCE_LOCK
+from ophthai_desktop.ui.models.patient_table import COLUMN_OF
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.views.scan_viewer import THUMB_SIDE_ROOM, THUMB_SIZE
 from tests.support.scripted_engine import DME, NORMAL, ScriptedEngine
@@ -64,19 +65,25 @@ def test_list_pages_searches_filters_and_sorts(qtbot: QtBot, make_gui: Maker) ->
 
     qtbot.keyClicks(view.search, "00042")  # search-as-you-type, debounced
     qtbot.waitUntil(lambda: model.total == 1)
-    assert model.data(model.index(0, 1)) == "pt-seed00042"
+    assert model.data(model.index(0, COLUMN_OF["id"])) == "pt-seed00042"
 
     view.search.clear()
     qtbot.keyClicks(view.search, "patient")
     qtbot.waitUntil(lambda: model.total == 450)
     view.status.setCurrentIndex(view.status.findData("Critical"))
     qtbot.waitUntil(lambda: model.total == 450 // 4)
-    assert {model.data(model.index(r, 4)) for r in range(model.rowCount())} == {"Critical"}
+    assert {model.data(model.index(r, COLUMN_OF["status"])) for r in range(model.rowCount())} == {
+        "Critical"
+    }
 
     header = view.table.horizontalHeader()
-    header.setSortIndicator(2, Qt.SortOrder.AscendingOrder)  # as a click on "Age" does
-    qtbot.waitUntil(lambda: model.data(model.index(0, 2)) == "20")  # i=70: Critical, 20
-    ages = [int(model.data(model.index(r, 2))) for r in range(model.rowCount())]
+    header.setSortIndicator(
+        COLUMN_OF["age"], Qt.SortOrder.AscendingOrder
+    )  # as a click on "Age" does
+    qtbot.waitUntil(
+        lambda: model.data(model.index(0, COLUMN_OF["age"])) == "20"
+    )  # i=70: Critical, 20
+    ages = [int(model.data(model.index(r, COLUMN_OF["age"]))) for r in range(model.rowCount())]
     assert ages == sorted(ages)
 
 
@@ -349,8 +356,8 @@ def test_the_views_paint_what_the_rows_hold_without_running_python(
         return option
 
     assert option_for(patients.index(0, 0)).text == "Painted"
-    assert option_for(patients.index(0, 2)).text == "70"
-    status = option_for(patients.index(0, 4))
+    assert option_for(patients.index(0, COLUMN_OF["age"])).text == "70"
+    status = option_for(patients.index(0, COLUMN_OF["status"]))
     assert status.text == "Pending Analysis"
     assert isinstance(status.icon, QIcon) and not status.icon.isNull()
     note = option_for(notes.index(0, 0))

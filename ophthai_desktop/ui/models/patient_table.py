@@ -20,18 +20,21 @@ from ophthai_desktop.core.records import PatientRecord
 from ophthai_desktop.ui.display import local_date, local_datetime, step_name
 from ophthai_desktop.ui.models.rows import PagedRowModel
 
-#: (order_by key of PatientService.list_patients, header)
+#: (order_by key of PatientService.list_patients, header). The status comes next to the
+#: name, so that a critical patient shows where the list is narrow (1024 px wide).
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("name", "Name"),
-    ("id", "ID"),
+    ("status", "Status"),
     ("age", "Age"),
     ("gender", "Sex"),
-    ("status", "Status"),
+    ("id", "ID"),
     ("workflow_step", "Step"),
     ("admission_date", "Admitted"),
     ("appointment_date", "Appointment"),
 )
-STATUS_COLUMN = 4
+#: Column number of each order_by key.
+COLUMN_OF = {key: number for number, (key, _title) in enumerate(COLUMNS)}
+STATUS_COLUMN = COLUMN_OF["status"]
 #: The list's order when no column is chosen: newest patients first.
 DEFAULT_ORDER = "created_at"
 
@@ -53,17 +56,17 @@ class PatientRow:
 
 
 def patient_row(patient: PatientRecord) -> PatientRow:
-    cells = (
-        patient.name,
-        patient.id,
-        "" if patient.age is None else str(patient.age),
-        patient.gender or "",
-        patient.status,
-        f"{patient.workflow_step} · {step_name(patient.workflow_step)}",
-        local_date(patient.admission_date),
-        local_datetime(patient.appointment_date),
-    )
-    return PatientRow(patient.id, patient.status, cells)
+    text = {
+        "name": patient.name,
+        "id": patient.id,
+        "age": "" if patient.age is None else str(patient.age),
+        "gender": patient.gender or "",
+        "status": patient.status,
+        "workflow_step": f"{patient.workflow_step} · {step_name(patient.workflow_step)}",
+        "admission_date": local_date(patient.admission_date),
+        "appointment_date": local_datetime(patient.appointment_date),
+    }
+    return PatientRow(patient.id, patient.status, tuple(text[key] for key, _title in COLUMNS))
 
 
 def _dot(color: str) -> QIcon:

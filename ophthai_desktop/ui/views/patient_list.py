@@ -17,10 +17,20 @@ from PySide6.QtWidgets import (
 )
 
 from ophthai_desktop.core.domain import PatientStatus
-from ophthai_desktop.ui.models.patient_table import PatientTableModel
+from ophthai_desktop.ui.models.patient_table import COLUMNS, PatientTableModel
 
 ALL_STATUSES = "All statuses"
-COLUMN_WIDTHS = (150, 116, 40, 60, 134, 110, 90, 128)
+#: Starting width of each column, by its order_by key.
+COLUMN_WIDTHS = {
+    "name": 150,
+    "status": 134,
+    "age": 40,
+    "gender": 60,
+    "id": 116,
+    "workflow_step": 110,
+    "admission_date": 90,
+    "appointment_date": 128,
+}
 
 
 class PatientListView(QWidget):
@@ -74,8 +84,8 @@ class PatientListView(QWidget):
         header.setStretchLastSection(True)
         header.setSortIndicatorShown(True)
         header.setSortIndicator(-1, Qt.SortOrder.DescendingOrder)
-        for column, width in enumerate(COLUMN_WIDTHS):
-            header.resizeSection(column, width)
+        for column, (key, _title) in enumerate(COLUMNS):
+            header.resizeSection(column, COLUMN_WIDTHS[key])
         self.table.setSortingEnabled(True)
         # Tab leaves the table for the patient page (it moved from cell to cell, and
         # from a row's last cell to the next row, which opened that patient).
