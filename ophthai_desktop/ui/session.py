@@ -46,7 +46,12 @@ from ophthai_desktop.ui.views.oculomics import OculomicsView
 from ophthai_desktop.ui.views.patient_list import PatientListView
 from ophthai_desktop.ui.views.patient_page import PatientPage
 from ophthai_desktop.ui.views.scan_viewer import ScanViewer
-from ophthai_desktop.ui.window_state import restore_window_state, save_window_state
+from ophthai_desktop.ui.window_state import (
+    hidden_columns,
+    restore_window_state,
+    save_hidden_columns,
+    save_window_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +175,7 @@ class GuiSession(QObject):
         self.status.start()
         self.settings_controller.start()
         restore_window_state(self.window)
+        self.window.patient_list.hide_columns(hidden_columns("patients"))
         self.patients.start()
         self.notifications.start()
         self.jobs.start()
@@ -220,6 +226,7 @@ class GuiSession(QObject):
         # Gone from the screen at once: what follows can take seconds (a running
         # analysis is cancelled and waited for).
         save_window_state(self.window)
+        save_hidden_columns("patients", self.window.patient_list.hidden_columns())
         self.window.hide()
         if self.tray is not None:
             self.tray.hide()

@@ -1,4 +1,5 @@
-"""Remembering the window's geometry, docks and splitter positions between runs
+"""Remembering the window's geometry, docks, splitter positions and the patient list's
+hidden columns between runs
 (QSettings, INI format in the user's configuration folder; tests point it elsewhere
 with ``QSettings.setPath``)."""
 
@@ -53,3 +54,17 @@ def restore_window_state(window: QMainWindow) -> bool:
         if isinstance(saved, QByteArray | bytes):
             splitter.restoreState(QByteArray(saved))
     return True
+
+
+def hidden_columns(table: str) -> list[str]:
+    """The keys of the columns of ``table`` hidden when the app last closed."""
+    saved = window_settings().value(f"columns/{table}/hidden")
+    if isinstance(saved, str):  # QSettings gives a one-item list back as a string
+        return [saved] if saved else []
+    return [str(key) for key in saved] if isinstance(saved, list) else []
+
+
+def save_hidden_columns(table: str, keys: list[str]) -> None:
+    store = window_settings()
+    store.setValue(f"columns/{table}/hidden", keys)
+    store.sync()

@@ -10,7 +10,7 @@ from ophthai_desktop.core.records import Actor
 from ophthai_desktop.ui.models.patient_table import COLUMN_OF
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.views.patient_dialog import PatientDialog
-from tests.ui.conftest import open_patient
+from tests.ui.conftest import Maker, open_patient
 
 
 def _ok(dialog: object) -> None:
@@ -262,3 +262,28 @@ def test_the_list_sorts_names_ignoring_case_and_accents(qtbot: QtBot, gui: GuiSe
 
     expected = ["Adam", "bob", "de la Cruz", "Élodie", "Eve", "Zack", "zoë"]
     qtbot.waitUntil(lambda: [model.data(model.index(r, 0)) for r in range(7)] == expected)
+
+
+def test_columns_chosen_from_the_header_menu_stay_chosen_after_a_restart(
+    make_gui: Maker, qtbot: QtBot
+) -> None:
+    """At 1024 px the list shows three columns; a clinician hides those not needed, and
+    the next start shows the list as they left it."""
+    first = make_gui()
+    view = first.window.patient_list
+    menu = view.column_menu()
+    titles = [action.text() for action in menu.actions()]
+    assert "Name" not in titles and {"Status", "ID", "Step"} <= set(titles)
+    for action in menu.actions():
+        if action.text() in ("ID", "Step", "Admitted"):
+            action.setChecked(False)  # as unticking it in the menu does
+    hidden = {COLUMN_OF[key] for key in ("id", "workflow_step", "admission_date")}
+    assert {c for c in range(len(COLUMN_OF)) if view.table.isColumnHidden(c)} == hidden
+    first.shutdown()
+
+    second = make_gui().window.patient_list
+    assert second.hidden_columns() == ["id", "workflow_step", "admission_date"]
+    assert [a.isChecked() for a in second.column_menu().actions() if a.text() == "ID"] == [False]
+    second.hide_columns(["name", "status"])  # the name is always shown
+    assert not second.table.isColumnHidden(COLUMN_OF["name"])
+    assert second.table.isColumnHidden(COLUMN_OF["status"])

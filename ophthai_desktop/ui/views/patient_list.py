@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QItemSelection, Qt, Signal, Slot
+from collections.abc import Iterable
+
+from PySide6.QtCore import QItemSelection, QPoint, Qt, Signal, Slot
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -11,6 +13,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -86,6 +89,10 @@ class PatientListView(QWidget):
         header.setSortIndicator(-1, Qt.SortOrder.DescendingOrder)
         for column, (key, _title) in enumerate(COLUMNS):
             header.resizeSection(column, COLUMN_WIDTHS[key])
+        # Right-click on the header chooses the columns (a narrow list shows the name
+        # and status without scrolling sideways once the others are hidden).
+        header.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        header.customContextMenuRequested.connect(self._on_header_menu_requested)
         self.table.setSortingEnabled(True)
         # Tab leaves the table for the patient page (it moved from cell to cell, and
         # from a row's last cell to the next row, which opened that patient).
@@ -128,6 +135,38 @@ class PatientListView(QWidget):
             return True
         finally:
             self.table.selectionModel().blockSignals(blocker)
+
+    def column_menu(self) -> QMenu:
+        """A menu of the columns with a check mark on those shown; the name is always
+        shown."""
+        menu = QMenu("Columns", self)
+        for column, (key, title) in enumerate(COLUMNS):
+            if key == "name":
+                continue
+            action = menu.addAction(title)
+            action.setCheckable(True)
+            action.setChecked(not self.table.isColumnHidden(column))
+            action.toggled.connect(
+                lambda shown, column=column: self.table.setColumnHidden(column, not shown)
+            )
+        return menu
+
+    @Slot(QPoint)
+    def _on_header_menu_requested(self, position: QPoint) -> None:
+        menu = self.column_menu()
+        menu.exec(self.table.horizontalHeader().mapToGlobal(position))
+        menu.deleteLater()
+
+    def hidden_columns(self) -> list[str]:
+        """The keys of the columns hidden (by :meth:`column_menu`)."""
+        return [key for column, (key, _) in enumerate(COLUMNS) if self.table.isColumnHidden(column)]
+
+    def hide_columns(self, keys: Iterable[str]) -> None:
+        """Show every column but those of ``keys`` (unknown keys are ignored; the name
+        is always shown)."""
+        hidden = set(keys) - {"name"}
+        for column, (key, _title) in enumerate(COLUMNS):
+            self.table.setColumnHidden(column, key in hidden)
 
     def remove_patient(self, patient_id: str) -> bool:
         """Drop the patient's row without letting Qt move the selection to a neighbour
