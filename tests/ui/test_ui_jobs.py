@@ -240,3 +240,77 @@ def test_a_job_finished_before_the_window_opened_shows_its_token_count(
     qtbot.waitUntil(lambda: model.get(job.id) is not None)
     tokens = app.jobs.outcome(job.id).analysis.completion_tokens  # type: ignore[union-attr]
     assert _progress(model, job.id) == f"done · {tokens} tokens"
+
+
+def _slow_app(tmp_path: Path) -> Any:
+    return build_application(
+        make_settings(tmp_path / "queue", api_enabled=False, model_path=tmp_path / "none")
+    )
+
+
+def test_a_patient_renamed_while_the_queue_loads_keeps_the_new_name(
+    qtbot: QtBot, tmp_path: Path, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The load read the names before the rename and put the old one back over the
+    name the rename's event had given (found by review)."""
+    app = _slow_app(tmp_path)
+    actor = Actor("t", "gui")
+    patient = app.patients.create_patient(
+        {"name": "Old Name"}, actor=actor, image=NewImage(png_bytes())
+    )
+    job = app.jobs.queue_patient_analysis(patient.id, actor=actor)
+    release, reading = threading.Event(), threading.Event()
+    tokens_of = app.jobs.completion_tokens_of
+
+    def held_tokens_of(ids: Any) -> Any:  # read after the names
+        reading.set()
+        release.wait(10)
+        return tokens_of(ids)
+
+    monkeypatch.setattr(app.jobs, "completion_tokens_of", held_tokens_of)
+    gui = make_gui(application=app)
+    qtbot.waitUntil(reading.is_set)
+    heard: list[str] = []
+    gui.bridge.patient_updated.connect(lambda record: heard.append(record.name))
+    app.patients.update_patient(patient.id, {"name": "New Name"}, actor=actor)
+    qtbot.waitUntil(lambda: heard == ["New Name"])  # the window has heard of it
+    release.set()
+    model = gui.jobs_panel.model
+    qtbot.waitUntil(lambda: not gui.tasks.busy and model.get(job.id) is not None)
+
+    column = HEADERS.index("Patient")
+    assert model.data(model.index(model.position(job.id), column)) == "New Name"
+
+
+def test_a_queue_that_cannot_be_read_says_so_and_is_read_again(
+    qtbot: QtBot, tmp_path: Path, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed first read only went to the log: the panel stayed empty for the whole
+    session, as if nothing were queued (found by review)."""
+    from ophthai_desktop.core.errors import StorageError
+    from ophthai_desktop.ui.controllers import jobs as jobs_controller
+
+    app = _slow_app(tmp_path)
+    actor = Actor("t", "gui")
+    patient = app.patients.create_patient(
+        {"name": "Waiting"}, actor=actor, image=NewImage(png_bytes())
+    )
+    job = app.jobs.queue_patient_analysis(patient.id, actor=actor)
+    list_jobs = app.jobs.list_jobs
+    locked = threading.Event()
+    locked.set()
+
+    def sometimes_locked(**kwargs: Any) -> Any:
+        if locked.is_set():
+            raise StorageError("the database is locked")
+        return list_jobs(**kwargs)
+
+    monkeypatch.setattr(app.jobs, "list_jobs", sometimes_locked)
+    monkeypatch.setattr(jobs_controller, "RELOAD_AFTER_MS", 200)
+    gui = make_gui(application=app)
+    qtbot.waitUntil(lambda: "job queue could not be read" in gui.window.banner.text())
+    assert gui.jobs_panel.model.get(job.id) is None
+    locked.clear()  # the lock is gone: the next read fills the queue
+
+    qtbot.waitUntil(lambda: gui.jobs_panel.model.get(job.id) is not None, timeout=5000)
+    assert gui.jobs_panel.model.get(job.id).state == "queued"  # type: ignore[union-attr]

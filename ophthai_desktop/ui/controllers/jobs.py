@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 LOADED = 100
 WAITING_POLL_MS = 1000
+#: How long after a failed first read of the queue it is read again.
+RELOAD_AFTER_MS = 5000
 
 
 class JobsController(QObject):
@@ -44,6 +46,7 @@ class JobsController(QObject):
         self._looking_up: set[str] = set()  # ids whose names are being fetched
         # Events heard before the first load arrived, applied after it (None: loaded).
         self._held: list[Callable[[], None]] | None = []
+        self._stopped = False
         self._poll = QTimer(self)
         self._poll.setInterval(WAITING_POLL_MS)
         self._poll.timeout.connect(self._on_poll_timeout)
@@ -62,6 +65,17 @@ class JobsController(QObject):
         panel.job_opened.connect(self._on_panel_job_opened)
 
     def start(self) -> None:
+        self._load()
+        self._poll.start()
+
+    def _load(self) -> None:
+        """Read the queue's first rows on a pool thread; events heard meanwhile are held
+        and applied on top of them."""
+        if self._stopped:
+            return
+        if self._held is None:
+            self._held = []
+
         def fetch() -> tuple[Page[JobRecord], dict[str, str], dict[int, int]]:
             page = self._jobs.list_jobs(limit=LOADED)
             ids = {job.patient_id for job in page.items if job.patient_id}
@@ -74,7 +88,9 @@ class JobsController(QObject):
 
         def done(result: tuple[Page[JobRecord], dict[str, str], dict[int, int]]) -> None:
             page, names, tokens = result
-            self._names.update(names)
+            for patient_id, name in names.items():
+                # A name an event told meanwhile is newer than the one read.
+                self._names.setdefault(patient_id, name)
             self._model.reset(
                 [
                     job_row(
@@ -88,11 +104,15 @@ class JobsController(QObject):
             self._replay_held()
 
         def failed(exc: BaseException) -> None:
-            log.warning("the job queue could not be read: %s", describe(exc))
-            self._replay_held()  # the jobs the events tell of, at least
+            message = describe(exc)
+            log.warning("the job queue could not be read: %s", message)
+            self._window.banner.show_message(
+                f"The job queue could not be read ({message}); trying again.", "error"
+            )
+            self._replay_held()  # the jobs the events tell of, meanwhile
+            QTimer.singleShot(RELOAD_AFTER_MS, self, self._load)
 
         self._ctx.tasks.submit(fetch, done, failed)
-        self._poll.start()
 
     def _hold(self, slot: Callable[..., None], *args: object) -> bool:
         """Until the first load has arrived, keep an event for after it (True when it
@@ -110,6 +130,7 @@ class JobsController(QObject):
             apply()
 
     def stop(self) -> None:
+        self._stopped = True
         self._poll.stop()
 
     @Slot(int, object, bool)

@@ -470,7 +470,7 @@ class OculomicsView(QWidget):
                 self._grid.addWidget(self.charts[metric], i // columns, i % columns)
         beside = room >= NUMBERS_MIN_WIDTH + SPACING + self._form_box.sizeHint().width()
         set_side_by_side(self._bottom_layout, beside)
-        rows = len(METRICS) // columns
+        rows = -(-len(METRICS) // columns)  # rounded up
         charts = rows * CHART_MIN_HEIGHT + (rows - 1) * SPACING
         bottom = self._bottom_layout.minimumSize().height()
         self.split.setMinimumHeight(charts + max(BOTTOM_MIN_HEIGHT, bottom) + SPACING)
