@@ -177,6 +177,16 @@ def _progress(model: JobTableModel, job_id: int) -> str | None:
     return None if position is None else model.data(model.index(position, column))
 
 
+def _queued_app(tmp_path: Path, name: str) -> tuple[Any, Any, Any]:
+    """An application (no window yet) with one patient whose analysis is queued."""
+    app = build_application(
+        make_settings(tmp_path / "queue", api_enabled=False, model_path=tmp_path / "none")
+    )
+    actor = Actor("t", "gui")
+    patient = app.patients.create_patient({"name": name}, actor=actor, image=NewImage(png_bytes()))
+    return app, patient, app.jobs.queue_patient_analysis(patient.id, actor=actor)
+
+
 @pytest.mark.parametrize("read", ["before the job ran", "after the job ran"])
 def test_a_job_that_runs_while_the_queue_loads_shows_as_finished_with_its_count(
     qtbot: QtBot, tmp_path: Path, make_gui: Maker, monkeypatch: pytest.MonkeyPatch, read: str
@@ -185,14 +195,7 @@ def test_a_job_that_runs_while_the_queue_loads_shows_as_finished_with_its_count(
     is read on a pool thread, and the worker runs a job meanwhile, so the job's start,
     tokens and end reach the window before the load does. The load was read before
     the job ran (it says queued) or after (it says done)."""
-    app = build_application(
-        make_settings(tmp_path / "slow-load", api_enabled=False, model_path=tmp_path / "none")
-    )
-    actor = Actor("t", "gui")
-    patient = app.patients.create_patient(
-        {"name": "Early Bird"}, actor=actor, image=NewImage(png_bytes())
-    )
-    job = app.jobs.queue_patient_analysis(patient.id, actor=actor)
+    app, _patient, job = _queued_app(tmp_path, "Early Bird")
     release, reading = threading.Event(), threading.Event()
     list_jobs = app.jobs.list_jobs
 
@@ -242,23 +245,13 @@ def test_a_job_finished_before_the_window_opened_shows_its_token_count(
     assert _progress(model, job.id) == f"done · {tokens} tokens"
 
 
-def _slow_app(tmp_path: Path) -> Any:
-    return build_application(
-        make_settings(tmp_path / "queue", api_enabled=False, model_path=tmp_path / "none")
-    )
-
-
 def test_a_patient_renamed_while_the_queue_loads_keeps_the_new_name(
     qtbot: QtBot, tmp_path: Path, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The load read the names before the rename and put the old one back over the
     name the rename's event had given (found by review)."""
-    app = _slow_app(tmp_path)
+    app, patient, job = _queued_app(tmp_path, "Old Name")
     actor = Actor("t", "gui")
-    patient = app.patients.create_patient(
-        {"name": "Old Name"}, actor=actor, image=NewImage(png_bytes())
-    )
-    job = app.jobs.queue_patient_analysis(patient.id, actor=actor)
     release, reading = threading.Event(), threading.Event()
     tokens_of = app.jobs.completion_tokens_of
 
@@ -290,12 +283,7 @@ def test_a_queue_that_cannot_be_read_says_so_and_is_read_again(
     from ophthai_desktop.core.errors import StorageError
     from ophthai_desktop.ui.controllers import jobs as jobs_controller
 
-    app = _slow_app(tmp_path)
-    actor = Actor("t", "gui")
-    patient = app.patients.create_patient(
-        {"name": "Waiting"}, actor=actor, image=NewImage(png_bytes())
-    )
-    job = app.jobs.queue_patient_analysis(patient.id, actor=actor)
+    app, _patient, job = _queued_app(tmp_path, "Waiting")
     list_jobs = app.jobs.list_jobs
     locked = threading.Event()
     locked.set()
