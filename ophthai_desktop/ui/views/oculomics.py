@@ -54,8 +54,9 @@ from ophthai_desktop.ui.views.style import set_style_property, set_text
 
 EYES = ("OD", "OS")
 EYE_NAMES = {"OD": "OD (right)", "OS": "OS (left)"}
-#: One colour per eye in every chart and the table.
-EYE_COLOURS = {"OD": QColor("#1565c0"), "OS": QColor("#ef6c00")}
+#: One colour per eye in every chart and the table; both read as text on white
+#: (contrast 5.8 and 4.9: the brighter orange #ef6c00 this was before is 3.1).
+EYE_COLOURS = {"OD": QColor("#1565c0"), "OS": QColor("#b85400")}
 #: The same blue and orange, lighter, for the lines on a dark chart (the dark blue was
 #: hard to see there).
 DARK_EYE_COLOURS = {"OD": QColor("#5c9ded"), "OS": QColor("#ff9b45")}
