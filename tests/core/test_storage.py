@@ -43,6 +43,38 @@ def test_upgrade_creates_schema_and_is_idempotent(db_url: str) -> None:
     db.dispose()
 
 
+def test_the_migrated_schema_is_the_models_schema(db_url: str) -> None:
+    """What the migrations build is what the models declare: a column or index added to
+    a model without its migration would exist in tests and not in a clinic's database."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    db = Database(db_url)
+    db.upgrade()
+    with db.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), m.Base.metadata) == []
+    db.dispose()
+
+
+def test_every_foreign_key_leads_an_index(db_url: str) -> None:
+    """A deleted patient, scan or job makes the database look up the rows that refer to
+    it; without an index on the referring column that reads the whole table, each time
+    (48 ms per deleted patient with 20,000 analyses, against 0.3 ms)."""
+    db = Database(db_url)
+    db.upgrade()
+    inspector = inspect(db.engine)
+    unindexed = []
+    for table in inspector.get_table_names():
+        leading = {tuple(ix["column_names"][:1]) for ix in inspector.get_indexes(table)}
+        leading |= {tuple(u["column_names"][:1]) for u in inspector.get_unique_constraints(table)}
+        leading.add(tuple(inspector.get_pk_constraint(table)["constrained_columns"][:1]))
+        for key in inspector.get_foreign_keys(table):
+            if tuple(key["constrained_columns"][:1]) not in leading:
+                unindexed.append(f"{table}.{key['constrained_columns'][0]}")
+    assert unindexed == []
+    db.dispose()
+
+
 def test_sqlite_runs_wal_with_foreign_keys(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'x.db'}")
     db.upgrade()

@@ -172,6 +172,8 @@ class Job(Base):
 
     __table_args__ = (
         Index("ix_jobs_state_created_at", "state", "created_at"),
+        Index("ix_jobs_patient_id", "patient_id"),
+        Index("ix_jobs_scan_id", "scan_id"),
         NEVER_REUSED_IDS,
     )
 
@@ -209,6 +211,8 @@ class Analysis(Base):
 
     __table_args__ = (
         Index("ix_analyses_patient_id_created_at", "patient_id", "created_at"),
+        Index("ix_analyses_scan_id", "scan_id"),
+        Index("ix_analyses_job_id", "job_id"),
         NEVER_REUSED_IDS,
     )
 
@@ -298,5 +302,7 @@ class IngestedFile(Base):
     __table_args__ = (
         Index("ix_ingested_files_patient_id", "patient_id"),
         Index("ix_ingested_files_created_at", "created_at"),
+        Index("ix_ingested_files_scan_id", "scan_id"),
+        Index("ix_ingested_files_job_id", "job_id"),
         NEVER_REUSED_IDS,
     )
