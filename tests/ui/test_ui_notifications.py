@@ -3,9 +3,11 @@ watch folder's files turning up in the window."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
+from types import FrameType
 
 import pytest
 from PySide6.QtCore import QPoint, QRect, Qt
@@ -17,6 +19,7 @@ from ophthai_desktop.core.records import Actor
 from ophthai_desktop.ui.controllers.notifications import PAGE_SIZE
 from ophthai_desktop.ui.controllers.status import REFUSED_ALERT_GAP_MS
 from ophthai_desktop.ui.session import GuiSession
+from ophthai_desktop.ui.views.toast import Toast
 from tests.support.images import png_bytes
 from tests.support.watch_folder import build_watch_app
 from tests.ui.conftest import Maker
@@ -234,6 +237,53 @@ def test_the_toast_covers_no_control_of_the_queue_or_the_patient_page(
     jobs.hide()  # the central area widens: the toast keeps to its corner
     qtbot.waitUntil(lambda: window.centralWidget().width() > window.width() - 20)
     qtbot.waitUntil(in_the_central_area)
+
+
+def test_the_toast_keeps_following_the_window_after_it_was_hidden_and_shown(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """Closing the window to the tray hides it, and with it the toast: the toast stopped
+    following the window's size then, so after the window came back a resize left it
+    where it was, cut off or in the middle of the page."""
+    window, toast = gui.window, gui.window.toast
+    window.resize(1280, 800)
+    qtbot.waitUntil(lambda: window.width() == 1280)
+    toast.show_message("Critical finding", "Abnormal finding: CNV", "critical")
+    qtbot.waitUntil(toast.isVisible)
+
+    window.hide()  # to the tray
+    qtbot.waitUntil(lambda: not toast.isVisible())
+    window.show()
+    qtbot.waitUntil(toast.isVisible)  # its time is not up: it shows again
+    window.resize(1024, 700)
+
+    qtbot.waitUntil(lambda: window.width() == 1024)
+    qtbot.waitUntil(lambda: toast.geometry() == _placed(toast))
+    assert window.rect().contains(toast.geometry())
+
+    # Gone for good, it stops watching: no Python runs for the window's events.
+    toast.hide()
+    calls: list[str] = []
+
+    def profile(frame: FrameType, event: str, _arg: object) -> None:
+        if event == "call" and frame.f_code is Toast.eventFilter.__code__:
+            calls.append(event)
+
+    sys.setprofile(profile)
+    try:
+        window.resize(1280, 800)
+        qtbot.waitUntil(lambda: window.width() == 1280)
+    finally:
+        sys.setprofile(None)
+    assert calls == []
+
+
+def _placed(toast: Toast) -> QRect:
+    """Where the toast belongs now: the corner of its area."""
+    area = toast.area()
+    left = max(area.left() + 10, area.right() + 1 - toast.width() - 10)
+    top = max(area.top() + 10, area.bottom() + 1 - toast.height() - 10)
+    return QRect(QPoint(left, top), toast.size())
 
 
 def test_mark_read_and_delete_need_a_chosen_notification(qtbot: QtBot, gui: GuiSession) -> None:

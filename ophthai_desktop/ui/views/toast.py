@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from PySide6.QtCore import QEvent, QMargins, QObject, QPoint, QRect, QTimer, Slot
-from PySide6.QtGui import QHideEvent, QMouseEvent
+from PySide6.QtGui import QHideEvent, QMouseEvent, QShowEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ophthai_desktop.ui.views.style import set_style_property
@@ -69,11 +69,6 @@ class Toast(QFrame):
         set_style_property(self, "kind", kind)
         self.adjustSize()
         self._place()
-        # Follow the areas' sizes and places only while shown: a Python event filter
-        # sees every event the widget gets, and each one has to take the interpreter lock.
-        if not self.isVisible():
-            for widget in self._watched():
-                widget.installEventFilter(self)
         self.show()
         self.raise_()
         self._timer.start(SHOW_MS)
@@ -84,10 +79,21 @@ class Toast(QFrame):
     def mousePressEvent(self, event: QMouseEvent) -> None:
         self.hide()
 
+    def showEvent(self, event: QShowEvent) -> None:
+        """Shown, or shown again with the window: follow the areas' sizes and places
+        (only while shown: a Python event filter sees every event the widget gets, and
+        each one has to take the interpreter lock). Installing twice installs once."""
+        super().showEvent(event)
+        for widget in self._watched():
+            widget.installEventFilter(self)
+        self._place()  # the window may have changed while it was hidden
+
     def hideEvent(self, event: QHideEvent) -> None:
+        super().hideEvent(event)
+        if not self.isHidden():
+            return  # the window went to the tray or was minimised: back with it
         for widget in self._watched():
             widget.removeEventFilter(self)
-        super().hideEvent(event)
         if self._waiting is not None:
             QTimer.singleShot(0, self._show_waiting)
 
