@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from ophthai_desktop.bootstrap import Application
 from tests.support.images import png_bytes
+from tests.support.jobs import wait_for_outcome
 from tests.support.scripted_engine import ScriptedEngine
 
 
@@ -100,6 +101,30 @@ def test_patient_analyze_queues_and_jobs_can_be_listed(
     assert ai_client.post(f"/api/jobs/{job_id}/cancel").status_code == 409
     analysis = ai_client.get(f"/api/analyses/{job['analysis']['analysis_id']}").json()
     assert analysis["provenance"]["device"] == "cpu"
+
+
+def test_a_new_analysis_clears_the_verdict_on_the_one_before(
+    ai_client: TestClient, sqlite_services: Application
+) -> None:
+    """Who approved, when and with which notes belonged to the earlier analysis: the
+    patient awaiting review of the new one shows none of it (as after a withdrawal)."""
+    created = ai_client.post(
+        "/api/patients",
+        json={"name": "Reviewed", "imageUrl": "data:image/png;base64," + _b64(png_bytes())},
+    ).json()
+    first = ai_client.post(f"/api/patients/{created['id']}/analyze").json()
+    wait_for_outcome(sqlite_services, first["id"])
+    verdict = {"approved": True, "clinician": "Dr X", "notes": "fluid confirmed"}
+    validated = ai_client.post(f"/api/patients/{created['id']}/validate", json=verdict)
+    assert validated.json()["validatedBy"] == "Dr X"
+
+    second = ai_client.post(f"/api/patients/{created['id']}/analyze").json()
+    wait_for_outcome(sqlite_services, second["id"])
+
+    after = ai_client.get(f"/api/patients/{created['id']}").json()
+    assert after["aiAnalysis"]["status"] == "preliminary" and after["workflowStep"] == 2
+    assert after["validationStatus"] is None
+    assert (after["validatedBy"], after["validatedAt"], after["validationNotes"]) == (None,) * 3
 
 
 def test_analyze_twice_answers_202_with_the_job_already_open(

@@ -448,7 +448,10 @@ class JobService:
                         if parsed.is_abnormal
                         else PatientStatus.STABLE.value
                     )
-                patient.validation_status = None
+                # A new result awaits review: the verdict on the one before goes, with
+                # who gave it and when, as withdrawing a verdict clears them.
+                patient.validation_status = patient.validated_by = None
+                patient.validated_at = patient.validation_notes = None
             if parsed is not None and parsed.is_abnormal:
                 where = f" for patient {patient.name}" if patient is not None else ""
                 note = NotificationService.create_in(
