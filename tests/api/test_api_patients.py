@@ -593,6 +593,31 @@ def test_patch_ai_analysis_stores_a_client_supplied_result(client: TestClient) -
     assert bad.json()["field"] == "aiAnalysis"
 
 
+def test_a_client_supplied_result_after_a_verdict_awaits_review(client: TestClient) -> None:
+    """The verdict was on the analysis before: the new result is preliminary and the
+    patient back at validation, as after a model's new result; a verdict sent with the
+    new result is on that result."""
+    patient = client.post("/api/patients", json={"name": "Second Opinion"}).json()
+    url = f"/api/patients/{patient['id']}"
+    first = {"classification": "Normal", "confidence": 90, "findings": []}
+    client.patch(url, json={"aiAnalysis": first})
+    client.post(f"{url}/validate", json={"approved": True, "clinician": "Dr X", "notes": "ok"})
+
+    second = {"classification": "Glaucoma suspect", "confidence": 71, "findings": []}
+    after = client.patch(url, json={"aiAnalysis": second}).json()
+
+    assert after["aiAnalysis"]["classification"] == "Glaucoma suspect"
+    assert after["aiAnalysis"]["status"] == "preliminary"
+    assert (after["validationStatus"], after["workflowStep"]) == (None, 2)
+    assert (after["validatedBy"], after["validatedAt"], after["validationNotes"]) == (None,) * 3
+
+    third = {"classification": "AMD", "confidence": 60, "findings": []}
+    judged = client.patch(url, json={"aiAnalysis": third, "validationStatus": "rejected"}).json()
+    assert judged["aiAnalysis"]["classification"] == "AMD"
+    assert judged["aiAnalysis"]["status"] == "rejected"
+    assert (judged["validationStatus"], judged["workflowStep"]) == ("rejected", 3)
+
+
 def test_patch_with_a_non_object_ai_analysis_is_refused(client: TestClient) -> None:
     patient = client.post("/api/patients", json={"name": "String Analysis"}).json()
     response = client.patch(f"/api/patients/{patient['id']}", json={"aiAnalysis": "AMD"})

@@ -370,6 +370,12 @@ class PatientService:
                     row.workflow_step = min(row.workflow_step, int(WorkflowStep.SCHEDULING))
                 elif row.workflow_step == int(WorkflowStep.SCHEDULING):
                     row.workflow_step = int(WorkflowStep.COMPLETE)
+            # Before the verdict: a verdict sent with a new result is on that result.
+            analysis_id = (
+                self._add_client_analysis(session, row, ai_result, parsed, actor)
+                if ai_result is not None and parsed is not None
+                else None
+            )
             if verdict_given and verdict != row.validation_status:
                 if verdict is None:
                     self._withdraw_verdict(session, row, actor)
@@ -378,11 +384,6 @@ class PatientService:
                     self._apply_verdict(session, row, approved, actor.who, None, actor)
                 values["validation_status"] = verdict
             scan = self._add_scan(session, row, image, info) if image and info else None
-            analysis_id = (
-                self._add_client_analysis(session, row, ai_result, parsed, actor)
-                if ai_result is not None and parsed is not None
-                else None
-            )
             if values or scan or analysis_id:
                 row.updated_at = datetime.now(UTC)
             changed = (
@@ -591,6 +592,12 @@ class PatientService:
             status=AnalysisStatus.PRELIMINARY.value,
         )
         session.add(analysis)
+        if row.validation_status is not None:
+            # The verdict was on the analysis before; this one awaits review, as a
+            # model's new result does.
+            row.validation_status = row.validated_by = None
+            row.validated_at = row.validation_notes = None
+            row.workflow_step = int(WorkflowStep.VALIDATION)
         row.workflow_step = max(row.workflow_step, int(WorkflowStep.VALIDATION))
         session.flush()
         AuditService.record(
