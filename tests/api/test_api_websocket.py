@@ -127,6 +127,27 @@ def test_patient_changes_are_pushed(
     assert on_delete["data"] == {"id": created["id"]}
 
 
+def test_a_measurement_pushes_the_patient_it_changed(
+    client: TestClient, frame_named: Callable[[WebSocketTestSession, str], dict[str, Any]]
+) -> None:
+    """A measurement changes the patient's ``oculomics`` (and ETag): a client keeping
+    patients from ``patient_updated`` frames gets the patient as GET now answers it."""
+    created = client.post("/api/patients", json={"name": "Iris"}).json()
+    with client.websocket_connect("/api/notifications/ws") as socket:
+        frame_named(socket, "connected")
+        client.post(
+            f"/api/patients/{created['id']}/oculomics",
+            json={"eye": "OD", "date": "2025-01-01", "iop": 25},
+        )
+        frame_named(socket, "oculomics_measured")
+        on_update = frame_named(socket, "patient_updated")
+
+    current = client.get(f"/api/patients/{created['id']}").json()
+    assert on_update["data"]["oculomics"]["intraocularPressure"] == 25.0
+    assert on_update["data"]["oculomics"] == current["oculomics"]
+    assert current["updatedAt"] > created["updatedAt"]
+
+
 def test_events_published_on_another_thread_reach_the_client(
     client: TestClient,
     sqlite_services: Application,

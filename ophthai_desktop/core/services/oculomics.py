@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from ophthai_desktop.core.domain import Eye
 from ophthai_desktop.core.errors import InvalidInput, NotFound
-from ophthai_desktop.core.events import EventBus, OculomicsMeasured
+from ophthai_desktop.core.events import EventBus, OculomicsMeasured, PatientUpdated
 from ophthai_desktop.core.records import Actor, OculomicsRecord, OculomicsSummary
 from ophthai_desktop.core.services.audit import AuditService
 from ophthai_desktop.core.storage import Database
@@ -298,6 +298,7 @@ class OculomicsService:
             session.flush()
             summary = self.summaries_in(session, [patient_id]).get(patient_id)
             patient.oculomics_summary = summary_to_json(summary)
+            patient.updated_at = datetime.now(UTC)
             AuditService.record(
                 session,
                 actor,
@@ -310,7 +311,13 @@ class OculomicsService:
                 },
             )
             record = _record(row)
+            # Imported here: the patient service imports this module.
+            from ophthai_desktop.core.services.patients import PatientService
+
+            patient_record = PatientService.records_in(session, [patient])[0]
         self._bus.publish(OculomicsMeasured(record))
+        # The patient's summary (its ``oculomics``) changed with it.
+        self._bus.publish(PatientUpdated(patient_record))
         return record
 
     def list_measurements(self, patient_id: str) -> tuple[OculomicsRecord, ...]:
