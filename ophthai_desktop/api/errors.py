@@ -163,6 +163,21 @@ def _body_aliases(request: Request, field: str) -> list[str] | None:
     return None
 
 
+def _other_spelling(request: Request, key: str, sent: frozenset[str]) -> str | None:
+    """Another name the body also sent for the field ``key`` names (``birthDate`` for
+    ``birth_date``, ``iop`` for ``iopMmhg``): pydantic reads one and calls the other an
+    extra input, which names a key the API documents as accepted."""
+    body = getattr(request.scope.get("route"), "body_field", None)
+    annotation = getattr(getattr(body, "field_info", None), "annotation", None)
+    for model in [annotation, *typing.get_args(annotation)]:  # Model, or Model | None
+        for name in getattr(model, "model_fields", {}):
+            names = {name, *(_body_aliases(request, name) or [])}
+            if key in names:
+                others = sorted(names & sent - {key})
+                return others[0] if others else None
+    return None
+
+
 def _part(request: Request) -> list[str]:
     """Where a problem that names no field lies: the body as a whole when the request has
     one (the measurement with no values), else its query or path."""
@@ -246,6 +261,11 @@ def install_error_handlers(app: FastAPI) -> None:
                 location = ["query", *parts]
             if location == ["body"] and kind in NOT_AN_OBJECT:
                 msg = _not_an_object(request)
+            if kind == "extra_forbidden" and location[:1] == ["body"] and len(parts) == 1:
+                sent = await _body_keys(request)
+                other = _other_spelling(request, str(parts[0]), sent)
+                if other is not None:
+                    msg = f"given twice, as {other} and {parts[0]}; send one of them"
             if kind == "json_invalid":
                 parts = []
                 reason = (error.get("ctx") or {}).get("error")

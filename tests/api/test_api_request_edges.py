@@ -314,6 +314,27 @@ def test_a_query_parameter_sent_twice_differently_is_a_422_not_a_guess(
     assert same.status_code == 200
 
 
+def test_a_body_key_sent_in_two_spellings_says_so_not_that_it_is_unknown(
+    client: TestClient,
+) -> None:
+    """Both spellings are accepted alone; sent together, the 422 names the key pydantic
+    did not read as given twice rather than as an input "not permitted"."""
+    patient_id = _patient(client)
+    both = {"name": "Twice", "birthDate": "1980-01-01", "birth_date": "1990-01-01"}
+    response = client.post("/api/patients", json=both)
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error["field"] == "birth_date"
+    assert error["msg"] == "given twice, as birthDate and birth_date; send one of them"
+    measured = client.post(
+        f"/api/patients/{patient_id}/oculomics",
+        json={"eye": "OD", "date": "2025-01-01", "iopMmhg": 12, "iop": 13},
+    )
+    assert measured.json()["message"] == "iop: given twice, as iopMmhg and iop; send one of them"
+    unknown = client.post("/api/patients", json={"name": "Typo", "nmae": "x"})
+    assert unknown.json()["message"] == "nmae: Extra inputs are not permitted"
+
+
 @pytest.mark.parametrize(
     ("path", "kwargs", "field"),
     [
