@@ -131,6 +131,19 @@ def test_newest_first_with_paging_and_patient_filter(client: TestClient) -> None
     assert mine.headers["X-Total-Count"] == "2"
 
 
+@pytest.mark.parametrize("path", ["/api/notifications", "/api/jobs"])
+@pytest.mark.parametrize("name", ["patient_id", "patientId"])
+def test_an_empty_patient_filter_is_a_422_not_an_empty_list(
+    client: TestClient, path: str, name: str
+) -> None:
+    """No patient has an empty id: ``?patient_id=`` (a form's "any patient" left
+    empty) matched nothing and answered an empty list as if there were none."""
+    notify(client, "for everyone")
+    response = client.get(path, params={name: ""})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == name
+
+
 def test_a_non_numeric_id_is_a_422_naming_it(client: TestClient) -> None:
     response = client.patch("/api/notifications/abc/read")
 

@@ -296,7 +296,7 @@ def list_jobs(
     state: Annotated[
         str | None, Query(description="queued, running, done, failed, cancelled")
     ] = None,
-    patient_id: Annotated[str | None, Query(max_length=64)] = None,
+    patient_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     skip: Skip = 0,
     limit: Limit = 100,
 ) -> list[dict[str, Any]]:

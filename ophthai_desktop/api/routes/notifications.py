@@ -37,7 +37,7 @@ def list_notifications(
     skip: Skip = 0,
     limit: Limit = 100,
     unread_only: bool = False,
-    patient_id: Annotated[str | None, Query(max_length=64)] = None,
+    patient_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
 ) -> list[s.NotificationPublic]:
     """Newest first; the total is in ``X-Total-Count``."""
     page = notifications.list_notifications(
