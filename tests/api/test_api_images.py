@@ -227,6 +227,26 @@ def test_patching_with_a_data_url_adds_a_scan(client: TestClient) -> None:
     assert client.get(response.json()["imageUrl"]).content == newer
 
 
+@pytest.mark.parametrize("key", ["modality", "laterality"])
+def test_image_details_without_an_image_are_refused_not_dropped(
+    client: TestClient, key: str
+) -> None:
+    """They describe the image a data URL brings: without one nothing took them."""
+    value = {"modality": "OCTA", "laterality": "OS"}[key]
+    created = create(client, imageUrl=b64(png_bytes()), modality="OCT", laterality="OD")
+
+    patched = client.patch(f"/api/patients/{created['id']}", json={key: value})
+    posted = client.post("/api/patients", json={"name": "No Image", key: value})
+
+    for response in (patched, posted):
+        assert response.status_code == 422, response.text
+        assert response.json()["field"] == key
+        assert "imageUrl" in response.json()["message"]
+    assert patient_count(client) == 1
+    [scan] = client.get(f"/api/patients/{created['id']}/scans").json()
+    assert (scan["modality"], scan["laterality"]) == ("OCT", "OD")
+
+
 @pytest.mark.parametrize(
     "url", ["http://elsewhere/x.png", "https://example.org/eye.jpg"], ids=["http", "https"]
 )

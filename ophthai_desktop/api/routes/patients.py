@@ -91,6 +91,22 @@ def _image_from_url(
     )
 
 
+def _refuse_image_details_without_image(
+    body: s.PatientCreate | s.PatientUpdate, image: NewImage | None
+) -> None:
+    """``modality`` and ``laterality`` describe the image a data URL in ``imageUrl``
+    brings; sent without one they would be dropped, so they are refused instead."""
+    if image is not None:
+        return
+    for name in ("modality", "laterality"):
+        if name in body.model_fields_set:
+            raise InvalidInput(
+                "applies to an image sent with it as a data URL in imageUrl, and none "
+                "was sent; send one, or upload a scan (POST .../scans)",
+                field=name,
+            )
+
+
 @router.get("", response_model=list[s.PatientPublic], dependencies=guarded)
 def list_patients(
     patients: PatientsDep,
@@ -142,6 +158,7 @@ def create_patient(
         modality=body.modality,
         laterality=body.laterality,
     )
+    _refuse_image_details_without_image(body, image)
     record = app.patients.create_patient(fields, actor=actor, patient_id=body.id, image=image)
     return presenters.patient(tag_patient(response, record), base_url, detail=True)
 
@@ -205,6 +222,7 @@ def update_patient(
         modality=body.modality,
         laterality=body.laterality,
     )
+    _refuse_image_details_without_image(body, image)
     if body.ai_analysis is not None and not isinstance(body.ai_analysis, dict):
         raise InvalidInput("aiAnalysis must be an object", field="aiAnalysis")
     ai_result = body.ai_analysis
