@@ -245,6 +245,9 @@ def test_image_details_without_an_image_are_refused_not_dropped(
     assert patient_count(client) == 1
     [scan] = client.get(f"/api/patients/{created['id']}/scans").json()
     assert (scan["modality"], scan["laterality"]) == ("OCT", "OD")
+    # A form that always sends its default says nothing that could be lost.
+    default = client.post("/api/patients", json={"name": "Form Default", key: "unknown"})
+    assert default.status_code == 201, default.text
 
 
 @pytest.mark.parametrize(

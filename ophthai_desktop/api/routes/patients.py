@@ -95,11 +95,12 @@ def _refuse_image_details_without_image(
     body: s.PatientCreate | s.PatientUpdate, image: NewImage | None
 ) -> None:
     """``modality`` and ``laterality`` describe the image a data URL in ``imageUrl``
-    brings; sent without one they would be dropped, so they are refused instead."""
+    brings; sent without one they would be dropped, so they are refused instead. A form
+    that always sends its default, ``unknown``, loses nothing and is not refused."""
     if image is not None:
         return
     for name in ("modality", "laterality"):
-        if name in body.model_fields_set:
+        if name in body.model_fields_set and getattr(body, name) != "unknown":
             raise InvalidInput(
                 "applies to an image sent with it as a data URL in imageUrl, and none "
                 "was sent; send one, or upload a scan (POST .../scans)",
