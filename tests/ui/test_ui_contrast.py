@@ -11,10 +11,11 @@ from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
+from ophthai_desktop.ui.models.job_table import STATE_COLUMN, JobRow
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.theme import apply_theme
 from ophthai_desktop.ui.views.style import set_style_property
-from tests.ui.conftest import open_patient
+from tests.ui.conftest import Maker, open_patient
 
 AA = 4.5
 
@@ -127,6 +128,60 @@ def test_coloured_text_is_readable_in_the_dark_theme(qtbot: QtBot, gui: GuiSessi
     try:
         apply_theme("dark")
         bad = _unreadable(gui)
+        assert bad == [], "\n".join(bad)
+    finally:
+        apply_theme("light")
+
+
+def _unreadable_job_states(qtbot: QtBot, gui: GuiSession) -> list[str]:
+    model, table = gui.jobs_panel.model, gui.jobs_panel.table
+    states = ("queued", "running", "done", "failed", "cancelled")
+    for job_id, state in enumerate(states, start=1):
+        model.upsert(JobRow(job_id, None, state, 0, "2026-01-01 09:00", "", "Ada Contrast"))
+    qtbot.waitUntil(lambda: table.isVisible())
+    table.clearSelection()
+    bad = []
+    for position in range(model.rowCount()):
+        index = model.index(position, STATE_COLUMN)
+        rect = table.visualRect(index)
+        window = table.window()
+        origin = table.viewport().mapTo(window, rect.topLeft())
+        image = window.grab(QRect(origin, rect.size())).toImage()
+        pixels = [
+            image.pixelColor(x, y).rgb()
+            for x in range(2, image.width() - 2)
+            for y in range(2, image.height() - 2)
+        ]
+        background = QColor.fromRgb(Counter(pixels).most_common(1)[0][0])
+        ink = QColor.fromRgb(max(pixels, key=lambda rgb: _distance(rgb, background)))
+        ratio = _contrast(background, ink)
+        if ratio < AA:
+            bad.append(f"{index.data()}: {ratio:.2f} {ink.name()} on {background.name()}")
+    return bad
+
+
+def _distance(rgb: int, background: QColor) -> int:
+    c = QColor.fromRgb(rgb)
+    return sum(abs(a - b) for a, b in zip(c.getRgb()[:3], background.getRgb()[:3], strict=True))
+
+
+def test_job_states_are_readable_in_either_theme(qtbot: QtBot, gui: GuiSession) -> None:
+    """The queue's state column kept the light theme's colours in the dark one (done
+    2.9:1, running 2.6, failed 2.6)."""
+    assert _unreadable_job_states(qtbot, gui) == []
+    try:
+        apply_theme("dark")
+        bad = _unreadable_job_states(qtbot, gui)
+        assert bad == [], "\n".join(bad)
+    finally:
+        apply_theme("light")
+    assert _unreadable_job_states(qtbot, gui) == []
+
+
+def test_job_states_are_readable_when_the_app_starts_dark(qtbot: QtBot, make_gui: Maker) -> None:
+    try:
+        gui = make_gui(theme="dark")
+        bad = _unreadable_job_states(qtbot, gui)
         assert bad == [], "\n".join(bad)
     finally:
         apply_theme("light")
