@@ -303,6 +303,11 @@ class AnalysisView(QWidget):
         buttons.addWidget(self.reject)
         buttons.addWidget(self.approve)
         verdict_form.addRow(buttons)
+        # Why a verdict was refused, under its buttons: the banner at the top of the tab
+        # is out of sight once the tab is scrolled down to them (at 1024 x 700).
+        self.verdict_error = _wrapping("", "fieldError")
+        self.verdict_error.hide()
+        verdict_form.addRow(self.verdict_error)
         self.verdict_group = verdict
 
         self.when = QDateTimeEdit()
@@ -319,6 +324,9 @@ class AnalysisView(QWidget):
         row.addWidget(self.schedule)
         appointment_layout.addLayout(row)
         appointment_layout.addWidget(self.appointment)
+        self.schedule_error = _wrapping("", "fieldError")
+        self.schedule_error.hide()
+        appointment_layout.addWidget(self.schedule_error)
         appointment_layout.addStretch(1)
         self.schedule_group = appointment
         self.reset_appointment_time()
@@ -501,6 +509,12 @@ class AnalysisView(QWidget):
 
     # Internals --------------------------------------------------------------------------
 
+    def _show_error(self, label: QLabel, message: str) -> None:
+        set_text(label, message)
+        label.setVisible(bool(message))
+        if message:  # scrolled into sight once the label has its place
+            QTimer.singleShot(0, self, lambda: self._scroll.ensureWidgetVisible(label))
+
     def _set_state(self, text: str, kind: str = "") -> None:
         self.progress.hide()
         set_text(self.state, text)
@@ -509,14 +523,25 @@ class AnalysisView(QWidget):
     def _on_verdict(self, approved: bool) -> None:
         self.validate_requested.emit(approved, self.clinician.text(), self.notes.toPlainText())
 
-    def mark_verdict_field(self, field: str | None) -> None:
-        """Outline the verdict's field a refusal named (``clinician`` or ``notes``) and
-        put the cursor there; None clears the outline."""
+    def mark_verdict_field(self, field: str | None, message: str = "") -> None:
+        """Outline the verdict's field a refusal named (``clinician`` or ``notes``), put
+        the cursor there and say why under the buttons; None and "" clear both."""
         widgets = {"clinician": self.clinician, "notes": self.notes}
         for name, widget in widgets.items():
             set_style_property(widget, "invalid", name == field)
         if field in widgets:
             widgets[field].setFocus()
+        self._show_error(self.verdict_error, message)
+
+    def show_schedule_error(self, message: str) -> None:
+        """Why the appointment was refused, under the picker ("" clears it)."""
+        self._show_error(self.schedule_error, message)
+
+    def verdict_error_text(self) -> str:
+        return "" if self.verdict_error.isHidden() else self.verdict_error.text()
+
+    def schedule_error_text(self) -> str:
+        return "" if self.schedule_error.isHidden() else self.schedule_error.text()
 
     @Slot(bool)
     def _on_reasoning_toggle_toggled(self, expanded: bool) -> None:
