@@ -247,6 +247,26 @@ def test_a_refused_verdict_says_why_beside_the_buttons(qtbot: QtBot, make_gui: M
     assert view.clinician.property("invalid") is False
 
 
+def test_another_patient_opens_at_the_top_of_the_tab(qtbot: QtBot, make_gui: Maker) -> None:
+    """Scrolled down to validate one patient, the next one opened there too: their
+    state line and Analyse were out of sight, the greyed validation in view."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    gui.window.resize(1024, 700)
+    view = gui.analysis_view
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    scroll = view._scroll
+    bar = scroll.verticalScrollBar()
+    qtbot.waitUntil(lambda: bar.maximum() > 0)
+    bar.setValue(bar.maximum())
+    assert not _in_sight(view.analyse, scroll)
+
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+    qtbot.waitUntil(lambda: view.state.text().startswith("No analysis yet"))
+    assert _in_sight(view.state, scroll) and _in_sight(view.analyse, scroll)
+
+
 def test_a_past_appointment_is_refused_with_the_reason(qtbot: QtBot, gui: GuiSession) -> None:
     view = gui.analysis_view
     open_patient(qtbot, gui, _patient_with_scan(gui))

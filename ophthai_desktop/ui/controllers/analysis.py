@@ -112,6 +112,7 @@ class AnalysisController(QObject):
     def _on_patients_patient_opened(self, patient: PatientRecord | None) -> None:
         if (patient.id if patient else None) != self._patient_id:
             self._view.notes.clear()  # notes belong to the patient they were typed for
+            self._view.scroll_to_top()  # their state and Analyse, not the last one's place
         self._patient_id = patient.id if patient else None
         self._shown_job = None
         self._waiting_job = None

@@ -491,6 +491,9 @@ class AnalysisView(QWidget):
         # conversion to an aware time and the click did nothing).
         self.when.setMaximumDateTime(QDateTime.currentDateTime().addYears(MAX_YEARS_AHEAD))
 
+    def scroll_to_top(self) -> None:
+        self._scroll.verticalScrollBar().setValue(0)
+
     def provenance_text(self) -> str:
         return self.provenance.text()
 
