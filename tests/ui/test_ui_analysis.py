@@ -247,6 +247,36 @@ def test_a_refused_verdict_says_why_beside_the_buttons(qtbot: QtBot, make_gui: M
     assert view.clinician.property("invalid") is False
 
 
+def test_an_unreadable_answer_keeps_its_title_readable_at_1024(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """Beside the wide PARSE FAILED badge the title had one word a line (five lines of
+    16 pt at 1024 x 700); the badge now goes under it there."""
+    gui = make_gui(engine=ScriptedEngine(None))
+    gui.window.resize(1024, 700)
+    view, card = gui.analysis_view, gui.analysis_view.card
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+    view.analyse.click()
+    qtbot.waitUntil(lambda: card.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: card.badge.text() == "PARSE FAILED · PRELIMINARY")
+    QApplication.processEvents()
+    title = card.classification
+    lines = title.height() / title.fontMetrics().lineSpacing()
+    assert lines < 3, f"{lines:.1f} lines in {title.width()} px"
+    assert card.badge.isVisible() and card.badge.width() <= card.badge.sizeHint().width() + 1
+
+
+def test_a_result_keeps_its_badge_beside_the_title(qtbot: QtBot, make_gui: Maker) -> None:
+    gui = make_gui(engine=ScriptedEngine(DME))
+    gui.window.resize(1024, 700)
+    view, card = gui.analysis_view, gui.analysis_view.card
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+    view.analyse.click()
+    qtbot.waitUntil(lambda: card.isVisible(), timeout=10_000)
+    assert card.badge.text() == "PRELIMINARY"
+    assert card.badge_beside
+
+
 def test_another_patient_opens_at_the_top_of_the_tab(qtbot: QtBot, make_gui: Maker) -> None:
     """Scrolled down to validate one patient, the next one opened there too: their
     state line and Analyse were out of sight, the greyed validation in view."""

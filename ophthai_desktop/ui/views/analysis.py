@@ -44,6 +44,10 @@ COPIED_MS = 2000
 MAX_YEARS_AHEAD = 5
 #: Around the tab's content.
 BODY_MARGIN = 6
+#: The least width the classification keeps beside the badge; narrower, the badge goes
+#: under it (beside the long PARSE FAILED badge at 1024 x 700 the title took one word a
+#: line, five lines of 16 pt).
+CLASSIFICATION_MIN_WIDTH = 200
 
 
 def _wrapping(text: str = "", name: str | None = None) -> QLabel:
@@ -95,7 +99,8 @@ class ResultCard(QFrame):
         self.raw.setMaximumHeight(140)
         top = QHBoxLayout()
         top.addWidget(self.classification, 1)
-        top.addWidget(self.badge, 0, Qt.AlignmentFlag.AlignTop)
+        top.addWidget(self.badge, 0, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self._top = top
         self.form = QFormLayout()
         self.form.addRow("Confidence", self.confidence)
         self.form.addRow("Findings", self.findings)
@@ -143,6 +148,7 @@ class ResultCard(QFrame):
         self.badge.setText(badge)
         set_style_property(self.badge, "status", state)
         set_style_property(self, "status", state)
+        self._reflow()
         if analysis.validated_by:
             notes = f" — {analysis.validation_notes}" if analysis.validation_notes else ""
             self.validated.setText(
@@ -151,6 +157,26 @@ class ResultCard(QFrame):
             )
         else:
             self.validated.setText("Preliminary: a clinician has not validated this result yet.")
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._reflow()
+
+    @property
+    def badge_beside(self) -> bool:
+        """Whether the badge is beside the classification (else under it)."""
+        return self._top.direction() == QBoxLayout.Direction.LeftToRight
+
+    def _reflow(self) -> None:
+        margins = self.layout().contentsMargins()
+        room = (
+            self.contentsRect().width()
+            - margins.left()
+            - margins.right()
+            - self.badge.sizeHint().width()
+            - self._top.spacing()
+        )
+        set_side_by_side(self._top, room >= CLASSIFICATION_MIN_WIDTH)
 
     def text(self) -> str:
         """What the card shows, as plain text: the badge, the classification, the rows
