@@ -15,7 +15,7 @@ FIELD_LABELS = {
     "name": "Name",
     "age": "Age",
     "birth_date": "Birth date",
-    "gender": "Gender",
+    "gender": "Sex",  # as the form, the patient page and the list call it
     "symptoms": "Symptoms",
     "history": "History",
     "status": "Status",

@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QDate, QDateTime, QEvent, QObject, QTime
+from PySide6.QtCore import QDate, QDateTime, QEvent, QObject, QPoint, QRect, QTime
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QApplication, QScrollArea, QWidget
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.errors import StorageError
@@ -202,8 +202,8 @@ def test_validation_needs_a_clinician_name(qtbot: QtBot, make_gui: Maker) -> Non
     qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
     view.clinician.clear()
     view.reject.click()
-    qtbot.waitUntil(lambda: "Clinician:" in view.notice.text())
-    assert "name is required" in view.notice.text()
+    qtbot.waitUntil(lambda: "Clinician:" in view.verdict_error_text())
+    assert "name is required" in view.verdict_error_text()
     assert view.card.badge.text() == "PRELIMINARY"
     assert view.clinician.property("invalid") is True and view.clinician.hasFocus()
 
@@ -211,16 +211,102 @@ def test_validation_needs_a_clinician_name(qtbot: QtBot, make_gui: Maker) -> Non
     view.approve.click()
 
     qtbot.waitUntil(lambda: view.card.badge.text() == "APPROVED")
-    assert view.notice.text() == ""
+    assert view.verdict_error_text() == ""
     assert view.clinician.property("invalid") is False
+
+
+def _in_sight(widget: QWidget, scroll: QScrollArea) -> bool:
+    viewport = scroll.viewport()
+    shown = QRect(widget.mapTo(viewport, QPoint(0, 0)), widget.size())
+    return widget.isVisible() and viewport.rect().contains(shown)
+
+
+def test_a_refused_verdict_says_why_beside_the_buttons(qtbot: QtBot, make_gui: Maker) -> None:
+    """At 1024 x 700 the tab is scrolled down to Approve / Reject; the reason went to the
+    banner at its top, out of sight: only a red outline said something was wrong. And the
+    outline stayed on when another patient was opened."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    gui.window.resize(1024, 700)
+    view = gui.analysis_view
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    scroll = view._scroll
+    scroll.verticalScrollBar().setValue(scroll.verticalScrollBar().maximum())
+    qtbot.waitUntil(lambda: _in_sight(view.reject, scroll))
+    assert not _in_sight(view.notice, scroll)  # the banner's place is out of sight
+
+    view.clinician.clear()
+    view.reject.click()
+    qtbot.waitUntil(lambda: "Clinician: " in view.verdict_error_text())
+    qtbot.waitUntil(lambda: _in_sight(view.verdict_error, scroll))
+    assert _in_sight(view.reject, scroll)
+
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+    assert view.verdict_error_text() == ""
+    assert view.clinician.property("invalid") is False
+
+
+def test_an_unreadable_answer_keeps_its_title_readable_at_1024(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """Beside the wide PARSE FAILED badge the title had one word a line (five lines of
+    16 pt at 1024 x 700); the badge now goes under it there."""
+    gui = make_gui(engine=ScriptedEngine(None))
+    gui.window.resize(1024, 700)
+    view, card = gui.analysis_view, gui.analysis_view.card
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+    view.analyse.click()
+    qtbot.waitUntil(lambda: card.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: card.badge.text() == "PARSE FAILED · PRELIMINARY")
+    QApplication.processEvents()
+    title = card.classification
+    lines = title.height() / title.fontMetrics().lineSpacing()
+    assert lines < 3, f"{lines:.1f} lines in {title.width()} px"
+    assert card.badge.isVisible() and card.badge.width() <= card.badge.sizeHint().width() + 1
+
+
+def test_a_result_keeps_its_badge_beside_the_title(qtbot: QtBot, make_gui: Maker) -> None:
+    gui = make_gui(engine=ScriptedEngine(DME))
+    gui.window.resize(1024, 700)
+    view, card = gui.analysis_view, gui.analysis_view.card
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+    view.analyse.click()
+    qtbot.waitUntil(lambda: card.isVisible(), timeout=10_000)
+    assert card.badge.text() == "PRELIMINARY"
+    assert card.badge_beside
+
+
+def test_another_patient_opens_at_the_top_of_the_tab(qtbot: QtBot, make_gui: Maker) -> None:
+    """Scrolled down to validate one patient, the next one opened there too: their
+    state line and Analyse were out of sight, the greyed validation in view."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    gui.window.resize(1024, 700)
+    view = gui.analysis_view
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    scroll = view._scroll
+    bar = scroll.verticalScrollBar()
+    qtbot.waitUntil(lambda: bar.maximum() > 0)
+    bar.setValue(bar.maximum())
+    assert not _in_sight(view.analyse, scroll)
+
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+    qtbot.waitUntil(lambda: view.state.text().startswith("No analysis yet"))
+    assert _in_sight(view.state, scroll) and _in_sight(view.analyse, scroll)
 
 
 def test_a_past_appointment_is_refused_with_the_reason(qtbot: QtBot, gui: GuiSession) -> None:
     view = gui.analysis_view
     open_patient(qtbot, gui, _patient_with_scan(gui))
     gui.analysis.schedule(datetime.now().astimezone() - timedelta(days=2))
-    qtbot.waitUntil(lambda: "Appointment:" in view.notice.text())
-    assert "in the past" in view.notice.text()
+    qtbot.waitUntil(lambda: "Appointment:" in view.schedule_error_text())
+    assert "in the past" in view.schedule_error_text()
+
+    gui.analysis.schedule(datetime.now().astimezone() + timedelta(days=2))
+    qtbot.waitUntil(lambda: "booked" in view.notice.text())
+    assert view.schedule_error_text() == ""
 
 
 def test_analyse_explains_a_model_that_is_not_installed(qtbot: QtBot, gui: GuiSession) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PySide6.QtWidgets import QGroupBox
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
@@ -65,6 +66,22 @@ def test_a_broken_model_note_points_to_the_menu_that_exists(gui: GuiSession) -> 
     menu, _sep, action = note.partition("(")[2].partition(")")[0].partition(" ▸ ")
     titles = {a.text().replace("&", ""): a.menu() for a in gui.window.menuBar().actions()}
     assert action in [a.text() for a in titles[menu].actions()]
+
+
+def test_the_generation_settings_say_where_to_change_them(qtbot: QtBot, gui: GuiSession) -> None:
+    """The box said "set in .env or OPHTHAI_* variables"; Tools ▸ Settings… edits them."""
+    dialog = _open(qtbot, gui)
+    title = dialog.findChild(QGroupBox, "generationBox").title()
+    menu, _sep, action = title.partition("change in ")[2].rstrip(")").partition(" ▸ ")
+    titles = {a.text().replace("&", ""): a.menu() for a in gui.window.menuBar().actions()}
+    found = [a for a in titles[menu].actions() if a.text() == action]
+    assert found, title
+    found[0].trigger()
+    settings = gui.settings_controller.dialog
+    assert settings is not None and settings.isVisible()
+    assert settings.max_new_tokens.isEnabled() and settings.thinking_budget.isEnabled()
+    assert settings.max_pixels.isEnabled()
+    settings.close()
 
 
 def test_the_memory_estimate_says_it_is_being_worked_out(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QDate, Qt
-from PySide6.QtWidgets import QDialogButtonBox, QMessageBox
+from PySide6.QtWidgets import QDialogButtonBox, QFormLayout, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
@@ -62,6 +62,19 @@ def test_invalid_fields_say_which_field_and_why(qtbot: QtBot, gui: GuiSession) -
     assert dialog.symptoms.property("invalid") is True
     assert dialog.name.property("invalid") is False
     assert gui.application.patients.list_patients().total == 0  # nothing created
+
+
+def test_an_error_names_the_field_as_the_form_labels_it(qtbot: QtBot, gui: GuiSession) -> None:
+    """The form says "Sex"; its error said "Gender: ...", a field the form does not have."""
+    dialog = gui.patients.new_patient()
+    dialog.name.setText("Grace")
+    dialog.gender.setCurrentText("x" * 40)
+    _ok(dialog)
+    qtbot.waitUntil(lambda: dialog.error_text() != "")
+    label = dialog.findChild(QFormLayout).labelForField(dialog.gender).text()
+    assert label == "Sex"
+    assert dialog.error_text().startswith("Sex: ")
+    assert dialog.gender.property("invalid") is True
 
 
 def test_edit_and_delete_a_patient(qtbot: QtBot, gui: GuiSession) -> None:

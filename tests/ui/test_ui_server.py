@@ -114,3 +114,12 @@ def test_with_a_generated_token_the_lan_server_requires_it(qtbot: QtBot, desktop
         assert wrong.status_code == 401
         right = client.get("/api/patients", headers={"Authorization": f"Bearer {token}"})
         assert right.status_code == 200, right.text
+
+
+def test_the_empty_token_field_shows_its_whole_hint(qtbot: QtBot, desktop: Desktop) -> None:
+    """Its hint, "no token: only programs on this computer can connect", was cut off."""
+    dialog = _dialog(qtbot, desktop)
+    token = dialog.token
+    assert token.text() == ""
+    needed = token.fontMetrics().horizontalAdvance(token.placeholderText())
+    assert needed <= token.width() - 12, (needed, token.width())

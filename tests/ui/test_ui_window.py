@@ -222,6 +222,30 @@ def test_the_thumbnail_column_gives_way_to_the_image_in_a_small_window(
         assert chosen.args == [item.data(Qt.ItemDataRole.UserRole)]
 
 
+@pytest.mark.parametrize("size", [(800, 600), (1024, 700)])
+def test_the_brightness_and_contrast_sliders_have_room(
+    qtbot: QtBot, gui: GuiSession, size: tuple[int, int]
+) -> None:
+    """At 800 x 600 the labels and Reset beside them left each slider about its handle's
+    width (~20 px): there they go one a row."""
+    patient = gui.application.patients.create_patient(
+        {"name": "Sliders"},
+        actor=Actor("t", "gui"),
+        image=NewImage(oct_bscan(1), modality="OCT", laterality="OD"),
+    )
+    gui.window.resize(*size)
+    gui.patients.open_patient(patient.id)
+    gui.patient_page.show_tab("scans")
+    viewer = gui.scan_viewer
+    qtbot.waitUntil(lambda: viewer.canvas.has_image)
+    qtbot.waitUntil(lambda: (gui.window.width(), gui.window.height()) == size)
+    qtbot.wait(50)  # the layout settles
+    for slider in (viewer.brightness, viewer.contrast):
+        assert slider.isVisible() and slider.width() >= 80, (slider.objectName(), slider.width())
+        right = slider.mapTo(viewer, slider.rect().topRight()).x()
+        assert right <= viewer.width()
+
+
 def _right_edge_in(scroll: QScrollArea, widget: QWidget) -> int:
     """Where ``widget``'s right edge is in the scroll area's viewport."""
     return widget.mapTo(scroll.viewport(), QPoint(widget.width(), 0)).x()

@@ -112,11 +112,14 @@ class AnalysisController(QObject):
     def _on_patients_patient_opened(self, patient: PatientRecord | None) -> None:
         if (patient.id if patient else None) != self._patient_id:
             self._view.notes.clear()  # notes belong to the patient they were typed for
+            self._view.scroll_to_top()  # their state and Analyse, not the last one's place
         self._patient_id = patient.id if patient else None
         self._shown_job = None
         self._waiting_job = None
         self._no_scan_shown = False
         self._view.notice.dismiss()
+        self._view.mark_verdict_field(None)  # a refusal belongs to the patient it was for
+        self._view.show_schedule_error("")
         if patient is None:
             self._view.show_empty()
             return
@@ -396,13 +399,11 @@ class AnalysisController(QObject):
             if patient.latest_analysis is not None:
                 self._view.show_result(patient.latest_analysis)
             self._view.notes.clear()
-            self._view.mark_verdict_field(None)
-            self._view.notice.dismiss()  # a refusal shown before no longer applies
+            self._view.mark_verdict_field(None)  # a refusal shown before no longer applies
 
         def failed(exc: BaseException) -> None:
             field = getattr(exc, "field", None)
-            self._view.mark_verdict_field(field if isinstance(field, str) else None)
-            self._view.show_notice(describe(exc), "error")
+            self._view.mark_verdict_field(field if isinstance(field, str) else None, describe(exc))
 
         self._ctx.tasks.submit(
             lambda: self._app.patients.validate_analysis(
@@ -451,12 +452,17 @@ class AnalysisController(QObject):
         def done(patient: PatientRecord) -> None:
             if patient.id == self._patient_id:
                 self._view.set_appointment(patient.appointment_date)
+                self._view.show_schedule_error("")
                 self._view.notice.show_message("The follow-up appointment is booked.", "info")
+
+        def failed(exc: BaseException) -> None:
+            if patient_id == self._patient_id:
+                self._view.show_schedule_error(describe(exc))
 
         self._ctx.tasks.submit(
             lambda: self._app.patients.schedule_appointment(
                 patient_id, when, actor=self._ctx.actor
             ),
             done,
-            lambda exc: self._view.show_notice(describe(exc), "error"),
+            failed,
         )

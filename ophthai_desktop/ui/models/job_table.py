@@ -23,6 +23,14 @@ STATE_COLORS = {
     "failed": QColor("#c62828"),
     "cancelled": QColor("#757575"),
 }
+#: The same on the dark theme's table (the light ones were 2.6 to 3.2:1 on it).
+DARK_STATE_COLORS = {
+    "queued": QColor("#9aa7b0"),
+    "running": QColor("#6cc3de"),
+    "done": QColor("#81c995"),
+    "failed": QColor("#f28b82"),
+    "cancelled": QColor("#a3a3a3"),
+}
 OPEN_STATES = ("queued", "running")
 STATE_COLUMN = 2
 
@@ -85,6 +93,19 @@ class JobTableModel(RowModel):
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(HEADERS, parent)
+        self._state_colors = STATE_COLORS
+
+    def set_dark(self, dark: bool) -> None:
+        """Colour the states for a dark (or light) table; every row is recoloured."""
+        colors = DARK_STATE_COLORS if dark else STATE_COLORS
+        if colors is self._state_colors:
+            return
+        self._state_colors = colors
+        for position in range(self.rowCount()):
+            row = self.row_at(position)
+            if row is not None:
+                color = colors.get(row.state)
+                self.item(position, STATE_COLUMN).setData(color, Qt.ItemDataRole.ForegroundRole)
 
     def key(self, row: JobRow) -> int:
         return row.job_id
@@ -94,7 +115,7 @@ class JobTableModel(RowModel):
 
     def style(self, items: Sequence[QStandardItem], row: JobRow, old: JobRow | None) -> None:
         if old is None or old.state != row.state:
-            color = STATE_COLORS.get(row.state)
+            color = self._state_colors.get(row.state)
             items[STATE_COLUMN].setData(color, Qt.ItemDataRole.ForegroundRole)
 
     def reset(self, rows: Sequence[JobRow]) -> None:

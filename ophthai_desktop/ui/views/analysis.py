@@ -44,6 +44,10 @@ COPIED_MS = 2000
 MAX_YEARS_AHEAD = 5
 #: Around the tab's content.
 BODY_MARGIN = 6
+#: The least width the classification keeps beside the badge; narrower, the badge goes
+#: under it (beside the long PARSE FAILED badge at 1024 x 700 the title took one word a
+#: line, five lines of 16 pt).
+CLASSIFICATION_MIN_WIDTH = 200
 
 
 def _wrapping(text: str = "", name: str | None = None) -> QLabel:
@@ -95,7 +99,8 @@ class ResultCard(QFrame):
         self.raw.setMaximumHeight(140)
         top = QHBoxLayout()
         top.addWidget(self.classification, 1)
-        top.addWidget(self.badge, 0, Qt.AlignmentFlag.AlignTop)
+        top.addWidget(self.badge, 0, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self._top = top
         self.form = QFormLayout()
         self.form.addRow("Confidence", self.confidence)
         self.form.addRow("Findings", self.findings)
@@ -143,6 +148,7 @@ class ResultCard(QFrame):
         self.badge.setText(badge)
         set_style_property(self.badge, "status", state)
         set_style_property(self, "status", state)
+        self._reflow()
         if analysis.validated_by:
             notes = f" — {analysis.validation_notes}" if analysis.validation_notes else ""
             self.validated.setText(
@@ -151,6 +157,26 @@ class ResultCard(QFrame):
             )
         else:
             self.validated.setText("Preliminary: a clinician has not validated this result yet.")
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._reflow()
+
+    @property
+    def badge_beside(self) -> bool:
+        """Whether the badge is beside the classification (else under it)."""
+        return self._top.direction() == QBoxLayout.Direction.LeftToRight
+
+    def _reflow(self) -> None:
+        margins = self.layout().contentsMargins()
+        room = (
+            self.contentsRect().width()
+            - margins.left()
+            - margins.right()
+            - self.badge.sizeHint().width()
+            - self._top.spacing()
+        )
+        set_side_by_side(self._top, room >= CLASSIFICATION_MIN_WIDTH)
 
     def text(self) -> str:
         """What the card shows, as plain text: the badge, the classification, the rows
@@ -303,6 +329,11 @@ class AnalysisView(QWidget):
         buttons.addWidget(self.reject)
         buttons.addWidget(self.approve)
         verdict_form.addRow(buttons)
+        # Why a verdict was refused, under its buttons: the banner at the top of the tab
+        # is out of sight once the tab is scrolled down to them (at 1024 x 700).
+        self.verdict_error = _wrapping("", "fieldError")
+        self.verdict_error.hide()
+        verdict_form.addRow(self.verdict_error)
         self.verdict_group = verdict
 
         self.when = QDateTimeEdit()
@@ -319,6 +350,9 @@ class AnalysisView(QWidget):
         row.addWidget(self.schedule)
         appointment_layout.addLayout(row)
         appointment_layout.addWidget(self.appointment)
+        self.schedule_error = _wrapping("", "fieldError")
+        self.schedule_error.hide()
+        appointment_layout.addWidget(self.schedule_error)
         appointment_layout.addStretch(1)
         self.schedule_group = appointment
         self.reset_appointment_time()
@@ -483,6 +517,9 @@ class AnalysisView(QWidget):
         # conversion to an aware time and the click did nothing).
         self.when.setMaximumDateTime(QDateTime.currentDateTime().addYears(MAX_YEARS_AHEAD))
 
+    def scroll_to_top(self) -> None:
+        self._scroll.verticalScrollBar().setValue(0)
+
     def provenance_text(self) -> str:
         return self.provenance.text()
 
@@ -501,6 +538,12 @@ class AnalysisView(QWidget):
 
     # Internals --------------------------------------------------------------------------
 
+    def _show_error(self, label: QLabel, message: str) -> None:
+        set_text(label, message)
+        label.setVisible(bool(message))
+        if message:  # scrolled into sight once the label has its place
+            QTimer.singleShot(0, self, lambda: self._scroll.ensureWidgetVisible(label))
+
     def _set_state(self, text: str, kind: str = "") -> None:
         self.progress.hide()
         set_text(self.state, text)
@@ -509,14 +552,25 @@ class AnalysisView(QWidget):
     def _on_verdict(self, approved: bool) -> None:
         self.validate_requested.emit(approved, self.clinician.text(), self.notes.toPlainText())
 
-    def mark_verdict_field(self, field: str | None) -> None:
-        """Outline the verdict's field a refusal named (``clinician`` or ``notes``) and
-        put the cursor there; None clears the outline."""
+    def mark_verdict_field(self, field: str | None, message: str = "") -> None:
+        """Outline the verdict's field a refusal named (``clinician`` or ``notes``), put
+        the cursor there and say why under the buttons; None and "" clear both."""
         widgets = {"clinician": self.clinician, "notes": self.notes}
         for name, widget in widgets.items():
             set_style_property(widget, "invalid", name == field)
         if field in widgets:
             widgets[field].setFocus()
+        self._show_error(self.verdict_error, message)
+
+    def show_schedule_error(self, message: str) -> None:
+        """Why the appointment was refused, under the picker ("" clears it)."""
+        self._show_error(self.schedule_error, message)
+
+    def verdict_error_text(self) -> str:
+        return "" if self.verdict_error.isHidden() else self.verdict_error.text()
+
+    def schedule_error_text(self) -> str:
+        return "" if self.schedule_error.isHidden() else self.schedule_error.text()
 
     @Slot(bool)
     def _on_reasoning_toggle_toggled(self, expanded: bool) -> None:

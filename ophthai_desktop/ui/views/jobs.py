@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QItemSelection, QModelIndex, Qt, Signal, Slot
+from PySide6.QtCore import QEvent, QItemSelection, QModelIndex, Qt, Signal, Slot
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -77,6 +78,15 @@ class JobQueuePanel(QWidget):
         self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
         self.table.doubleClicked.connect(self._on_table_double_clicked)
         model.states_changed.connect(self._refresh_cancel)
+        self._follow_theme()
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:  # the theme changed
+            self._follow_theme()
+
+    def _follow_theme(self) -> None:
+        self.model.set_dark(self.palette().color(QPalette.ColorRole.Base).lightness() < 128)
 
     def set_waiting(self, reason: str | None) -> None:
         """Why queued analyses are not running (None: they are not waiting)."""

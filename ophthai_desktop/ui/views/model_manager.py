@@ -132,7 +132,10 @@ class ModelManagerDialog(QDialog):
         self.thinking_budget.setObjectName("thinkingBudget")
         self.max_pixels = QLabel()
         self.max_pixels.setObjectName("maxPixels")
-        generation_box = QGroupBox("Generation (read-only; set in .env or OPHTHAI_* variables)")
+        # Where to change them: the Settings dialog edits them (and writes the settings
+        # file), which the title, naming only .env and variables, left unsaid.
+        generation_box = QGroupBox("Generation (change in Tools ▸ Settings…)")
+        generation_box.setObjectName("generationBox")
         generation = QFormLayout(generation_box)
         generation.addRow("Max new tokens:", self.max_new_tokens)
         generation.addRow("Thinking budget:", self.thinking_budget)

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QGraphicsPixmapItem,
     QGraphicsScene,
     QGraphicsView,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QListView,
@@ -280,12 +281,15 @@ class ScanViewer(QWidget):
         reset = QToolButton()
         reset.setText("Reset")
         reset.clicked.connect(self.reset_adjustments)
-        adjust = QHBoxLayout()
-        adjust.addWidget(QLabel("Brightness"))
-        adjust.addWidget(self.brightness, 1)
-        adjust.addWidget(QLabel("Contrast"))
-        adjust.addWidget(self.contrast, 1)
-        adjust.addWidget(reset)
+        self._adjust_widgets = (
+            QLabel("Brightness"),
+            self.brightness,
+            QLabel("Contrast"),
+            self.contrast,
+            reset,
+        )
+        adjust = QGridLayout()
+        self._adjust = adjust
 
         self.thumbnails = QListWidget()
         self.thumbnails.setObjectName("thumbnails")
@@ -382,6 +386,29 @@ class ScanViewer(QWidget):
             self._compact = compact
             self._lay_out_thumbnails()
 
+    def _lay_out_adjustments(self) -> None:
+        """Brightness and contrast in one row, or one row each where compact: in one
+        row at 800 x 600 the labels and Reset left the sliders no width at all."""
+        labels = (self._adjust_widgets[0], self._adjust_widgets[2])
+        sliders = (self.brightness, self.contrast)
+        reset = self._adjust_widgets[4]
+        for widget in self._adjust_widgets:
+            self._adjust.removeWidget(widget)
+        for column in range(5):
+            self._adjust.setColumnStretch(column, 0)
+        if self._compact:
+            for row, (label, slider) in enumerate(zip(labels, sliders, strict=True)):
+                self._adjust.addWidget(label, row, 0)
+                self._adjust.addWidget(slider, row, 1)
+            self._adjust.addWidget(reset, 0, 2, 2, 1)  # beside both: the rows stay low
+            self._adjust.setColumnStretch(1, 1)
+            self._adjust.setVerticalSpacing(0)  # the image gives up as little as it can
+        else:
+            for column, widget in enumerate(self._adjust_widgets):
+                self._adjust.addWidget(widget, 0, column)
+            self._adjust.setColumnStretch(1, 1)
+            self._adjust.setColumnStretch(3, 1)
+
     def _lay_out_thumbnails(self) -> None:
         """Size the thumbnails column, full or compact, and show or hide the labels."""
         grid = self._compact_grid if self._compact else self._full_grid
@@ -394,6 +421,7 @@ class ScanViewer(QWidget):
         self.thumbnails.setMinimumHeight(grid.height() + frame)
         # Without a label the selection has little to show on: a frame marks it.
         set_style_property(self.thumbnails, "compact", self._compact)
+        self._lay_out_adjustments()
         for row in range(self.thumbnails.count()):
             item = self.thumbnails.item(row)
             item.setText("" if self._compact else str(item.data(LABEL_ROLE)))

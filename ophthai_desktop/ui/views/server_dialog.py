@@ -57,6 +57,10 @@ class ServerDialog(QDialog):
         self.token.setObjectName("apiToken")
         self.token.setReadOnly(True)
         self.token.setPlaceholderText("no token: only programs on this computer can connect")
+        # Wide enough for that sentence (it was cut off after "comp").
+        self.token.setMinimumWidth(
+            self.token.fontMetrics().horizontalAdvance(self.token.placeholderText()) + 24
+        )
         self.generate_button = QPushButton("Generate")
         self.generate_button.setObjectName("generateTokenButton")
         self.copy_button = QPushButton("Copy")

@@ -1,0 +1,187 @@
+"""Text the window draws in colour is readable: WCAG AA's 4.5:1 against what it is drawn
+on, as drawn (the stylesheet resolved), in the light and the dark theme."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from PySide6.QtCore import QPoint, QRect
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QApplication, QWidget
+from pytestqt.qtbot import QtBot
+
+from ophthai_desktop.core.records import Actor
+from ophthai_desktop.ui.models.job_table import STATE_COLUMN, JobRow
+from ophthai_desktop.ui.session import GuiSession
+from ophthai_desktop.ui.theme import apply_theme
+from ophthai_desktop.ui.views.style import set_style_property
+from tests.ui.conftest import Maker, open_patient
+
+AA = 4.5
+
+
+def _luminance(colour: QColor) -> float:
+    def channel(value: float) -> float:
+        return value / 12.92 if value <= 0.03928 else ((value + 0.055) / 1.055) ** 2.4
+
+    return (
+        0.2126 * channel(colour.redF())
+        + 0.7152 * channel(colour.greenF())
+        + 0.0722 * channel(colour.blueF())
+    )
+
+
+def _contrast(a: QColor, b: QColor) -> float:
+    light, dark = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def drawn_contrast(widget: QWidget) -> tuple[float, str, str]:
+    """The contrast of a shown widget's text as the window draws it: the commonest
+    pixel (the background) against the pixel that differs most from it (the core of a
+    glyph). The edges are left out (rounded corners show what is behind)."""
+    window = widget.window()
+    image = window.grab(QRect(widget.mapTo(window, QPoint(0, 0)), widget.size())).toImage()
+    inset_x, inset_y = min(8, image.width() // 4), min(3, image.height() // 4)
+    pixels = [
+        image.pixelColor(x, y).rgb()
+        for x in range(inset_x, image.width() - inset_x)
+        for y in range(inset_y, image.height() - inset_y)
+    ]
+    background = QColor.fromRgb(Counter(pixels).most_common(1)[0][0])
+
+    def distance(rgb: int) -> int:
+        c = QColor.fromRgb(rgb)
+        return sum(abs(a - b) for a, b in zip(c.getRgb()[:3], background.getRgb()[:3], strict=True))
+
+    ink = QColor.fromRgb(max(pixels, key=distance))
+    return _contrast(background, ink), ink.name(), background.name()
+
+
+def _patient(gui: GuiSession, qtbot: QtBot) -> None:
+    record = gui.application.patients.create_patient(
+        {"name": "Ada Contrast", "age": 60}, actor=Actor("Dr. Test", "gui")
+    )
+    open_patient(qtbot, gui, record.id)
+    gui.patient_page.show_tab("analysis")
+    gui.analysis_view.card.show()
+
+
+def _unreadable(gui: GuiSession) -> list[str]:
+    """Each text the stylesheet colours by state that is under AA, in every state:
+    'what: ratio ink on background'."""
+    bad: list[str] = []
+
+    def check(what: str, widget: QWidget) -> None:
+        QApplication.processEvents()
+        ratio, ink, background = drawn_contrast(widget)
+        if ratio < AA:
+            bad.append(f"{what}: {ratio:.2f} {ink} on {background}")
+
+    pill = gui.patient_page.status
+    for status in ("Critical", "Stable", "Pending Analysis", "Discharged", "Unknown"):
+        pill.setText(status)
+        set_style_property(pill, "status", status)
+        check(f"status pill {status}", pill)
+    badge = gui.analysis_view.card.badge
+    for status, text in (
+        ("", "PRELIMINARY"),
+        ("approved", "APPROVED"),
+        ("rejected", "REJECTED"),
+        ("parse_failed", "UNREADABLE"),
+    ):
+        badge.setText(text)
+        set_style_property(badge, "status", status)
+        check(f"verdict badge {text}", badge)
+    stepper = gui.patient_page.stepper
+    for step in (1, 2, 3, 4):
+        stepper.set_step(step)
+        for dot, label in zip(stepper._dots, stepper._labels, strict=True):
+            state = dot.property("state")
+            check(f"step dot {dot.text()} ({state})", dot)
+            check(f"step label {label.text()} ({state})", label)
+    status = gui.window.status
+    for kind in ("ok", "warn", "error", ""):
+        status.set_model(f"Model: {kind or 'plain'} state", kind, "")
+        check(f"status bar {kind or 'plain'}", status.model)
+    check("empty hint", gui.jobs_panel.body.hint)
+    manager = gui.model_manager.open()
+    for kind in ("ok", "warn", "error"):
+        set_style_property(manager.state, "kind", kind)
+        check(f"model manager state {kind}", manager.state)
+    manager.close()
+    return bad
+
+
+def test_coloured_text_is_readable_in_the_light_theme(qtbot: QtBot, gui: GuiSession) -> None:
+    """White on the orange of PRELIMINARY and Pending Analysis was 2.4:1; the status
+    bar's warning 3.9, the empty lists' hints 4.1."""
+    _patient(gui, qtbot)
+    bad = _unreadable(gui)
+    assert bad == [], "\n".join(bad)
+
+
+def test_coloured_text_is_readable_in_the_dark_theme(qtbot: QtBot, gui: GuiSession) -> None:
+    """The stepper's and the status bar's greens, blues and reds were the light theme's,
+    2.4 to 3.8:1 on the dark background."""
+    _patient(gui, qtbot)
+    try:
+        apply_theme("dark")
+        bad = _unreadable(gui)
+        assert bad == [], "\n".join(bad)
+    finally:
+        apply_theme("light")
+
+
+def _unreadable_job_states(qtbot: QtBot, gui: GuiSession) -> list[str]:
+    model, table = gui.jobs_panel.model, gui.jobs_panel.table
+    states = ("queued", "running", "done", "failed", "cancelled")
+    for job_id, state in enumerate(states, start=1):
+        model.upsert(JobRow(job_id, None, state, 0, "2026-01-01 09:00", "", "Ada Contrast"))
+    qtbot.waitUntil(lambda: table.isVisible())
+    table.clearSelection()
+    bad = []
+    for position in range(model.rowCount()):
+        index = model.index(position, STATE_COLUMN)
+        rect = table.visualRect(index)
+        window = table.window()
+        origin = table.viewport().mapTo(window, rect.topLeft())
+        image = window.grab(QRect(origin, rect.size())).toImage()
+        pixels = [
+            image.pixelColor(x, y).rgb()
+            for x in range(2, image.width() - 2)
+            for y in range(2, image.height() - 2)
+        ]
+        background = QColor.fromRgb(Counter(pixels).most_common(1)[0][0])
+        ink = QColor.fromRgb(max(pixels, key=lambda rgb: _distance(rgb, background)))
+        ratio = _contrast(background, ink)
+        if ratio < AA:
+            bad.append(f"{index.data()}: {ratio:.2f} {ink.name()} on {background.name()}")
+    return bad
+
+
+def _distance(rgb: int, background: QColor) -> int:
+    c = QColor.fromRgb(rgb)
+    return sum(abs(a - b) for a, b in zip(c.getRgb()[:3], background.getRgb()[:3], strict=True))
+
+
+def test_job_states_are_readable_in_either_theme(qtbot: QtBot, gui: GuiSession) -> None:
+    """The queue's state column kept the light theme's colours in the dark one (done
+    2.9:1, running 2.6, failed 2.6)."""
+    assert _unreadable_job_states(qtbot, gui) == []
+    try:
+        apply_theme("dark")
+        bad = _unreadable_job_states(qtbot, gui)
+        assert bad == [], "\n".join(bad)
+    finally:
+        apply_theme("light")
+    assert _unreadable_job_states(qtbot, gui) == []
+
+
+def test_job_states_are_readable_when_the_app_starts_dark(qtbot: QtBot, make_gui: Maker) -> None:
+    try:
+        gui = make_gui(theme="dark")
+        bad = _unreadable_job_states(qtbot, gui)
+        assert bad == [], "\n".join(bad)
+    finally:
+        apply_theme("light")
