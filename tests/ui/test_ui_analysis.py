@@ -13,10 +13,11 @@ from PySide6.QtWidgets import QApplication, QScrollArea, QWidget
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.errors import StorageError
+from ophthai_desktop.core.inference import ParsedAnswer
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.ui.session import GuiSession
-from ophthai_desktop.ui.views.analysis import MAX_YEARS_AHEAD
+from ophthai_desktop.ui.views.analysis import MAX_YEARS_AHEAD, AnalysisView
 from tests.support.images import png_bytes
 from tests.support.scripted_engine import DME, ScriptedEngine
 from tests.ui.conftest import Maker, drop_files, open_patient
@@ -221,16 +222,25 @@ def _in_sight(widget: QWidget, scroll: QScrollArea) -> bool:
     return widget.isVisible() and viewport.rect().contains(shown)
 
 
-def test_a_refused_verdict_says_why_beside_the_buttons(qtbot: QtBot, make_gui: Maker) -> None:
-    """At 1024 x 700 the tab is scrolled down to Approve / Reject; the reason went to the
-    banner at its top, out of sight: only a red outline said something was wrong. And the
-    outline stayed on when another patient was opened."""
-    gui = make_gui(engine=ScriptedEngine(DME))
+def _analysed_at_1024(
+    qtbot: QtBot, make_gui: Maker, answer: ParsedAnswer | None = DME
+) -> tuple[GuiSession, AnalysisView]:
+    """A window of 1024 x 700 showing a patient's finished analysis (``answer`` None:
+    one the model wrote unreadably)."""
+    gui = make_gui(engine=ScriptedEngine(answer))
     gui.window.resize(1024, 700)
     view = gui.analysis_view
     open_patient(qtbot, gui, _patient_with_scan(gui))
     view.analyse.click()
     qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    return gui, view
+
+
+def test_a_refused_verdict_says_why_beside_the_buttons(qtbot: QtBot, make_gui: Maker) -> None:
+    """At 1024 x 700 the tab is scrolled down to Approve / Reject; the reason went to the
+    banner at its top, out of sight: only a red outline said something was wrong. And the
+    outline stayed on when another patient was opened."""
+    gui, view = _analysed_at_1024(qtbot, make_gui)
     scroll = view._scroll
     scroll.verticalScrollBar().setValue(scroll.verticalScrollBar().maximum())
     qtbot.waitUntil(lambda: _in_sight(view.reject, scroll))
@@ -252,12 +262,8 @@ def test_an_unreadable_answer_keeps_its_title_readable_at_1024(
 ) -> None:
     """Beside the wide PARSE FAILED badge the title had one word a line (five lines of
     16 pt at 1024 x 700); the badge now goes under it there."""
-    gui = make_gui(engine=ScriptedEngine(None))
-    gui.window.resize(1024, 700)
-    view, card = gui.analysis_view, gui.analysis_view.card
-    open_patient(qtbot, gui, _patient_with_scan(gui))
-    view.analyse.click()
-    qtbot.waitUntil(lambda: card.isVisible(), timeout=10_000)
+    _gui, view = _analysed_at_1024(qtbot, make_gui, None)
+    card = view.card
     qtbot.waitUntil(lambda: card.badge.text() == "PARSE FAILED · PRELIMINARY")
     QApplication.processEvents()
     title = card.classification
@@ -267,12 +273,8 @@ def test_an_unreadable_answer_keeps_its_title_readable_at_1024(
 
 
 def test_a_result_keeps_its_badge_beside_the_title(qtbot: QtBot, make_gui: Maker) -> None:
-    gui = make_gui(engine=ScriptedEngine(DME))
-    gui.window.resize(1024, 700)
-    view, card = gui.analysis_view, gui.analysis_view.card
-    open_patient(qtbot, gui, _patient_with_scan(gui))
-    view.analyse.click()
-    qtbot.waitUntil(lambda: card.isVisible(), timeout=10_000)
+    _gui, view = _analysed_at_1024(qtbot, make_gui)
+    card = view.card
     assert card.badge.text() == "PRELIMINARY"
     assert card.badge_beside
 
@@ -280,12 +282,7 @@ def test_a_result_keeps_its_badge_beside_the_title(qtbot: QtBot, make_gui: Maker
 def test_another_patient_opens_at_the_top_of_the_tab(qtbot: QtBot, make_gui: Maker) -> None:
     """Scrolled down to validate one patient, the next one opened there too: their
     state line and Analyse were out of sight, the greyed validation in view."""
-    gui = make_gui(engine=ScriptedEngine(DME))
-    gui.window.resize(1024, 700)
-    view = gui.analysis_view
-    open_patient(qtbot, gui, _patient_with_scan(gui))
-    view.analyse.click()
-    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    gui, view = _analysed_at_1024(qtbot, make_gui)
     scroll = view._scroll
     bar = scroll.verticalScrollBar()
     qtbot.waitUntil(lambda: bar.maximum() > 0)

@@ -15,25 +15,10 @@ from ophthai_desktop.ui.models.job_table import STATE_COLUMN, JobRow
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.theme import apply_theme
 from ophthai_desktop.ui.views.style import set_style_property
+from tests.support.colours import AA_TEXT, contrast
 from tests.ui.conftest import Maker, open_patient
 
-AA = 4.5
-
-
-def _luminance(colour: QColor) -> float:
-    def channel(value: float) -> float:
-        return value / 12.92 if value <= 0.03928 else ((value + 0.055) / 1.055) ** 2.4
-
-    return (
-        0.2126 * channel(colour.redF())
-        + 0.7152 * channel(colour.greenF())
-        + 0.0722 * channel(colour.blueF())
-    )
-
-
-def _contrast(a: QColor, b: QColor) -> float:
-    light, dark = sorted((_luminance(a), _luminance(b)), reverse=True)
-    return (light + 0.05) / (dark + 0.05)
+AA = AA_TEXT
 
 
 def drawn_contrast(widget: QWidget) -> tuple[float, str, str]:
@@ -55,7 +40,7 @@ def drawn_contrast(widget: QWidget) -> tuple[float, str, str]:
         return sum(abs(a - b) for a, b in zip(c.getRgb()[:3], background.getRgb()[:3], strict=True))
 
     ink = QColor.fromRgb(max(pixels, key=distance))
-    return _contrast(background, ink), ink.name(), background.name()
+    return contrast(background, ink), ink.name(), background.name()
 
 
 def _patient(gui: GuiSession, qtbot: QtBot) -> None:
@@ -154,7 +139,7 @@ def _unreadable_job_states(qtbot: QtBot, gui: GuiSession) -> list[str]:
         ]
         background = QColor.fromRgb(Counter(pixels).most_common(1)[0][0])
         ink = QColor.fromRgb(max(pixels, key=lambda rgb: _distance(rgb, background)))
-        ratio = _contrast(background, ink)
+        ratio = contrast(background, ink)
         if ratio < AA:
             bad.append(f"{index.data()}: {ratio:.2f} {ink.name()} on {background.name()}")
     return bad

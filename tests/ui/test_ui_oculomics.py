@@ -22,6 +22,7 @@ from ophthai_desktop.ui.views.oculomics import (
     date_ms,
     nice_ticks,
 )
+from tests.support.colours import AA_TEXT, contrast
 from tests.ui.conftest import Maker, open_patient
 
 ACTOR = Actor(who="Dr. Test", via="test")
@@ -261,22 +262,6 @@ def test_the_charts_follow_the_theme_when_it_changes(qtbot: QtBot, gui: GuiSessi
     assert chart.x_axis.labelsColor().lightness() < 100
 
 
-def _luminance(colour: QColor) -> float:
-    def channel(value: float) -> float:
-        return value / 12.92 if value <= 0.03928 else ((value + 0.055) / 1.055) ** 2.4
-
-    return (
-        0.2126 * channel(colour.redF())
-        + 0.7152 * channel(colour.greenF())
-        + 0.0722 * channel(colour.blueF())
-    )
-
-
-def _contrast(a: QColor, b: QColor) -> float:
-    light, dark = sorted((_luminance(a), _luminance(b)), reverse=True)
-    return (light + 0.05) / (dark + 0.05)
-
-
 def _drawn_cell(table: QTableWidget, row: int, column: int) -> tuple[QColor, QColor]:
     """The background and the text colour of a cell as drawn: the commonest pixel and
     the pixel that differs most from it."""
@@ -318,9 +303,9 @@ def _check_table_readable(table: QTableWidget, dark: bool) -> None:
         background, ink = _drawn_cell(table, row, column)
         assert (background.lightness() < 80) is dark
         # WCAG AA's 4.5 for text, in both themes (the light theme's orange OS was 3.1).
-        assert _contrast(background, ink) >= 4.5, (table.item(row, column).text(), ink.name())
+        assert contrast(background, ink) >= AA_TEXT, (table.item(row, column).text(), ink.name())
     line, base = _grid_line(table), _drawn_cell(table, 0, 0)[0]
-    assert 1.1 < _contrast(line, base) < 2.0, line.name()  # seen, but quiet
+    assert 1.1 < contrast(line, base) < 2.0, line.name()  # seen, but quiet
 
 
 def test_the_table_follows_the_theme_when_it_changes(qtbot: QtBot, gui: GuiSession) -> None:
