@@ -86,7 +86,6 @@ class Desktop:
         tray: bool | None = None,
     ) -> None:
         self.application = application or build_application(settings)
-        self.settings = self.application.settings
         self.session = GuiSession(
             self.application,
             tray=tray,
@@ -97,6 +96,12 @@ class Desktop:
         self._server_lock = threading.Lock()
         self._starter: threading.Thread | None = None
         self._closed = False
+
+    @property
+    def settings(self) -> Settings:
+        """The application's settings as they are now (the Settings dialog replaces
+        them), so that a server (re)started from the window uses what was saved."""
+        return self.application.settings
 
     def start(self) -> None:
         """Show the window, start the worker and (in the background) the API server."""

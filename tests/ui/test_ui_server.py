@@ -3,6 +3,7 @@ token, and Help → Open API docs. Real servers on free ports."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,3 +124,28 @@ def test_the_empty_token_field_shows_its_whole_hint(qtbot: QtBot, desktop: Deskt
     assert token.text() == ""
     needed = token.fontMetrics().horizontalAdvance(token.placeholderText())
     assert needed <= token.width() - 12, (needed, token.width())
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_the_server_restarts_with_the_saved_api_settings(qtbot: QtBot, desktop: Desktop) -> None:
+    """The README: the API group of Settings applies when Tools → API server… restarts
+    the server. It started on the port and token the app was started with."""
+    port, token = _free_port(), "t" * 24
+    current = desktop.application.settings
+    desktop.session.settings_controller.apply(
+        current.model_copy(update={"api_port": port, "api_token": token})
+    )
+    dialog = _dialog(qtbot, desktop)
+    assert dialog.token.text() == token
+
+    url = _start(qtbot, desktop, dialog)
+    assert url == f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=url, timeout=10) as client:
+        assert client.get("/api/patients").status_code == 401
+        right = client.get("/api/patients", headers={"Authorization": f"Bearer {token}"})
+        assert right.status_code == 200, right.text

@@ -18,7 +18,7 @@ from PySide6.QtCore import QObject, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 
 from ophthai_desktop.core.errors import OphthaiError
-from ophthai_desktop.core.settings import check_api_binding
+from ophthai_desktop.core.settings import Settings, check_api_binding
 from ophthai_desktop.ui.context import ApiState, GuiContext
 from ophthai_desktop.ui.messages import describe
 from ophthai_desktop.ui.views.main_window import MainWindow
@@ -102,6 +102,7 @@ class ServerController(QObject):
         self.api_state = ApiState(enabled=settings.api_enabled, starting=settings.api_enabled)
         self.lan = not settings.api_host_is_loopback
         self.token: str | None = settings.api_token
+        self._saved = (self.lan, self.token)  # the Settings' choice, to notice changes
         self.busy = False
         self.dialog: ServerDialog | None = None
         window.api_server_action.triggered.connect(self.open)
@@ -146,6 +147,16 @@ class ServerController(QObject):
         dialog.copy_button.setEnabled(bool(self.token))
         if self._control is None:
             dialog.show_hint("This window was started without a server to control.")
+
+    @Slot(object)
+    def follow_settings(self, settings: Settings) -> None:
+        """Take the network access and token just saved in Settings for the next start,
+        when they changed (a token generated here and not saved there is kept otherwise)."""
+        saved = (not settings.api_host_is_loopback, settings.api_token)
+        if saved != self._saved:
+            self._saved = saved
+            self.lan, self.token = saved
+            self._refresh()
 
     # Actions (GUI thread) ------------------------------------------------------------------
 
