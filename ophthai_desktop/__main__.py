@@ -19,14 +19,26 @@ log = logging.getLogger("ophthai_desktop")
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ophthai", description="OphthAI Desktop: ophthalmology clinical workstation."
+        prog="ophthai",
+        description="OphthAI Desktop: ophthalmology clinical workstation. Without a command "
+        "it opens the desktop window, with the inference worker and (unless "
+        "OPHTHAI_API_ENABLED=false) the embedded API.",
     )
     parser.add_argument("--version", action="version", version=f"ophthai {__version__}")
     parser.add_argument("--data-dir", type=Path, help="data folder (overrides OPHTHAI_DATA_DIR)")
     commands = parser.add_subparsers(dest="command")
-    serve = commands.add_parser("serve", help="run the API (and background services) headless")
-    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (default 8000; 0 = any free)")
+    serve = commands.add_parser(
+        "serve",
+        help="run the API, the inference worker and the watch folder (when enabled) headless",
+    )
+    serve.add_argument(
+        "--host", help="address to listen on (default: OPHTHAI_API_HOST, else 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        help="port to listen on (default: OPHTHAI_API_PORT, else 8000; 0 = any free)",
+    )
     # Also accepted after the command (`ophthai serve --data-dir D`), as people write it.
     serve.add_argument(
         "--data-dir",
