@@ -122,7 +122,9 @@ def list_patients(
     ] = "created_at",
     descending: bool = True,
 ) -> list[s.PatientPublic]:
-    """List patients, newest first; the total matching count is in ``X-Total-Count``."""
+    """List patients, newest first unless ``order_by`` says otherwise; ``descending`` is
+    true by default for every key (``descending=false`` sorts names A to Z). The total
+    matching count is in ``X-Total-Count``."""
     page = patients.list_patients(
         search=search,
         status=status,
