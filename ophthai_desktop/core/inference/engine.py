@@ -805,6 +805,13 @@ class InferenceEngine:
             finish_reason = "eos"
         else:
             finish_reason = "length" if completion >= settings.max_new_tokens else "eos"
+        if parse_error is not None and finish_reason == "length":
+            # Otherwise "no complete JSON object" hides that the answer was cut off.
+            parse_error = (
+                f"{parse_error} The model stopped at the token cap (OPHTHAI_MAX_NEW_TOKENS = "
+                f"{settings.max_new_tokens}) before it finished: raise the cap, or lower "
+                "OPHTHAI_THINKING_BUDGET to leave more of it for the answer, and analyse again."
+            )
         first = streamer.first_token_at
         result = GenerationResult(
             raw_text=raw_text,

@@ -372,6 +372,20 @@ def test_without_budget_the_reasoning_runs_to_the_cap(
     assert result.completion_tokens == 10
     assert result.finish_reason == "length"
     assert result.reasoning == "~" * 9 and result.answer_text == ""
+    # The clinician is told the answer was cut off and what to change, not only that
+    # there is no answer.
+    assert result.parse_error and "OPHTHAI_MAX_NEW_TOKENS = 10" in result.parse_error
+
+
+def test_an_answer_that_ends_on_eos_names_no_token_cap(
+    thinking_engine_factory: ThinkingEngineFactory,
+) -> None:
+    engine = thinking_engine_factory(thinking_budget=5, max_new_tokens=40)
+
+    result = engine.generate(fundus_like_image())
+
+    assert result.finish_reason == "eos"
+    assert result.parse_error and "token cap" not in result.parse_error
 
 
 def test_cancel_during_generation(thinking_engine_factory: ThinkingEngineFactory) -> None:
