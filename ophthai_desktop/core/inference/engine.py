@@ -30,7 +30,7 @@ from typing import Any
 
 from PIL import Image
 
-from ophthai_desktop.core.errors import ModelUnavailable
+from ophthai_desktop.core.errors import InvalidInput, ModelUnavailable
 from ophthai_desktop.core.events import EventBus, ModelStateChanged
 from ophthai_desktop.core.inference import devices
 from ophthai_desktop.core.inference.download import (
@@ -68,6 +68,10 @@ log = logging.getLogger(__name__)
 
 #: How long a "(not) installed" answer is reused by :meth:`InferenceEngine.status`.
 INSTALL_RECHECK_S = 5.0
+
+#: Qwen2-VL's image processor refuses an image whose long side is more than this many
+#: times its short side (its ``smart_resize``); it says so with a bare ValueError.
+MAX_ASPECT_RATIO = 200
 
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model")
@@ -720,6 +724,14 @@ class InferenceEngine:
             if fitter is not None
             else prepare_image(image)
         )
+        width, height = rgb.size
+        if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+            raise InvalidInput(
+                f"The image is {width}x{height} pixels: its long side is more than "
+                f"{MAX_ASPECT_RATIO} times its short side, which the model cannot read. "
+                "Crop it (or pad it) to a less elongated shape and add it again.",
+                field="image",
+            )
         prompt = loaded.prompts.get((question, modality))
         if prompt is None:
             prompt = processor.apply_chat_template(

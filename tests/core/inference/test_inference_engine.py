@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ophthai_desktop.core.errors import ModelUnavailable
+from ophthai_desktop.core.errors import InvalidInput, ModelUnavailable
 from ophthai_desktop.core.events import Event, EventBus, ModelStateChanged
 from ophthai_desktop.core.inference import EngineStatus, InferenceEngine, ModelState
 from ophthai_desktop.core.inference import devices as devices_module
@@ -415,6 +415,16 @@ def test_cancel_before_start_generates_nothing(loaded_engine: InferenceEngine) -
     assert result.cancelled
     assert result.completion_tokens == 0
     assert result.raw_text == ""
+
+
+def test_an_image_too_elongated_for_the_model_is_refused_with_a_reason(
+    loaded_engine: InferenceEngine,
+) -> None:
+    """Qwen2-VL's processor refuses a long side over 200 times the short one with a bare
+    ValueError, which the worker recorded as an "unexpected error"."""
+    with pytest.raises(InvalidInput, match=r"3000x10 pixels.*200 times"):
+        loaded_engine.generate(Image.new("L", (3000, 10)))
+    assert loaded_engine.generate(Image.new("L", (2000, 10))).completion_tokens == 12
 
 
 def test_sixteen_bit_scan_is_analysed(loaded_engine: InferenceEngine) -> None:
