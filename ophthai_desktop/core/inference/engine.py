@@ -616,6 +616,13 @@ class InferenceEngine:
             raise ModelUnavailable(
                 self._too_large_message(install.name, plan, install.parameters or 0, free)
             )
+        damaged = _damaged_files(install.folder)
+        if damaged:  # say so, rather than the loader's "incomplete metadata" or JSON error
+            raise ModelUnavailable(
+                f"The model in {install.folder} has damaged or half-copied files "
+                f"({', '.join(damaged)}). Copy them again from a complete copy, or download "
+                "the model again."
+            )
         started = time.monotonic()
         processor = load_processor(install.folder, install.model_type)
         model = _load_model(install.folder, install.model_type, plan)
@@ -892,6 +899,58 @@ def _missing_files(folder: Path) -> list[str]:
     elif not (folder / "model.safetensors").is_file():
         missing.append("model.safetensors")
     return missing
+
+
+#: JSON files of a model folder read at loading, where present.
+_JSON_FILES = (
+    "config.json",
+    "generation_config.json",
+    "preprocessor_config.json",
+    "tokenizer_config.json",
+    "tokenizer.json",
+    "chat_template.json",
+)
+
+
+def _damaged_files(folder: Path) -> list[str]:
+    """Files of a model folder that are cut short or unreadable (a copy interrupted):
+    JSON that does not parse, and weight files whose size is not what their header
+    says. Reads the JSON files and the weights' headers only (for loading, not for
+    the status check, which only looks for missing files)."""
+    damaged = []
+    for name in _JSON_FILES:
+        path = folder / name
+        if path.is_file():
+            try:
+                json.loads(path.read_bytes())
+            except (OSError, ValueError):
+                damaged.append(name)
+    index = folder / "model.safetensors.index.json"
+    try:
+        shards = sorted(set(json.loads(index.read_bytes())["weight_map"].values()))
+    except FileNotFoundError:
+        shards = ["model.safetensors"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return [*damaged, index.name]
+    damaged.extend(name for name in shards if not _complete_safetensors(folder / name))
+    return damaged
+
+
+def _complete_safetensors(path: Path) -> bool:
+    """Whether the file is as long as its header says (8 bytes of header length, the
+    JSON header, then the tensors up to the largest end offset)."""
+    try:
+        with path.open("rb") as file:
+            header_length = int.from_bytes(file.read(8), "little")
+            if not 2 <= header_length <= 100_000_000:
+                return False
+            header = json.loads(file.read(header_length))
+        ends = [
+            int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"
+        ]
+        return path.stat().st_size == 8 + header_length + max(ends, default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return False
 
 
 #: Modules bitsandbytes leaves in bfloat16: the vision tower and the output layer are

@@ -196,6 +196,33 @@ def test_incomplete_model_folder_names_the_missing_shard(
         engine.load()
 
 
+@pytest.mark.parametrize(
+    ("name", "kept"),
+    [
+        ("model-00002-of-00002.safetensors", 0.98),  # a copy interrupted near the end
+        ("model-00001-of-00002.safetensors", 0.0),
+        ("tokenizer.json", 0.5),
+    ],
+)
+def test_a_half_copied_model_file_is_named_with_what_to_do(
+    tiny_checkpoint: Path, tmp_path: Path, name: str, kept: float
+) -> None:
+    """Not the loader's "Error while deserializing header: incomplete metadata, file
+    not fully covered" or "Unterminated string starting at: line 473"."""
+    copy = shutil.copytree(tiny_checkpoint, tmp_path / "half-copied")
+    data = (copy / name).read_bytes()
+    (copy / name).write_bytes(data[: int(len(data) * kept)])
+    engine = InferenceEngine(make_settings(tmp_path, model_path=copy))
+
+    with pytest.raises(ModelUnavailable) as raised:
+        engine.load()
+
+    assert f"half-copied files ({name})" in raised.value.message
+    assert "Copy them again" in raised.value.message
+    assert engine.status().state is ModelState.ERROR
+    assert engine.status().message == raised.value.message
+
+
 def test_model_copied_into_place_is_found_on_refresh(tiny_checkpoint: Path, tmp_path: Path) -> None:
     target = tmp_path / "model"
     engine = InferenceEngine(make_settings(tmp_path, model_path=target))
