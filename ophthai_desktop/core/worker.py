@@ -21,10 +21,16 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from sqlalchemy.exc import SQLAlchemyError
 
-from ophthai_desktop.core.errors import ModelUnavailable, NotFound, OphthaiError
+from ophthai_desktop.core.errors import (
+    InvalidInput,
+    ModelUnavailable,
+    NotFound,
+    OphthaiError,
+    PayloadTooLarge,
+)
 from ophthai_desktop.core.events import (
     AnalysisCancelRequested,
     AnalysisProgressed,
@@ -376,7 +382,25 @@ class InferenceWorker:
             log.info("analysis job %d ended after its patient was deleted", job_id)
 
     def _open_image(self, job: JobRecord) -> Image.Image:
+        """The job's stored image, decoded.
+
+        Raises:
+            PayloadTooLarge: It has more pixels than Pillow decodes safely.
+            InvalidInput: The stored file is damaged or not an image (the store is not
+                read-only to other programs, and the image check at ingest does not
+                inflate a PNG's pixels).
+        """
         data = self._jobs.image_bytes(job)
-        image = Image.open(io.BytesIO(data))
-        image.load()
+        try:
+            image = Image.open(io.BytesIO(data))
+            image.load()
+        except Image.DecompressionBombError as exc:
+            raise PayloadTooLarge(f"The scan's image has too many pixels to decode: {exc}") from exc
+        except (OSError, SyntaxError, ValueError) as exc:
+            # Pillow's "cannot identify" names the in-memory buffer: nothing to act on.
+            detail = "" if isinstance(exc, UnidentifiedImageError) else f" ({exc})"
+            raise InvalidInput(
+                f"The scan's stored image file is damaged or not an image{detail}. "
+                "Add the image to the patient again and analyse the new scan."
+            ) from exc
         return image

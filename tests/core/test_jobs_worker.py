@@ -472,6 +472,28 @@ def test_a_scan_whose_image_file_is_gone_fails_its_analysis(
     assert "missing" in (app.jobs.get_job(job.id).error or "")
 
 
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_scan_whose_stored_image_is_damaged_fails_with_a_reason(
+    sqlite_services: Application, actor: Actor, running: Any, damage: str
+) -> None:
+    """Not "unexpected error: UnidentifiedImageError: cannot identify image file
+    <_io.BytesIO object at 0x...>": the clinician is told what is wrong and what to do."""
+    app = sqlite_services
+    patient_id = app.patients.create_patient(
+        {"name": "Queue Patient"}, actor=actor, image=NewImage(png_bytes((400, 300)))
+    ).id
+    path = app.images.path_for(app.patients.list_scans(patient_id)[0].sha256)
+    data = path.read_bytes()
+    path.chmod(0o644)
+    path.write_bytes(b"not an image" if damage == "garbage" else data[: len(data) // 2])
+    running(ScriptedEngine(DME))
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: app.jobs.get_job(job.id).state == "failed")
+    error = app.jobs.get_job(job.id).error or ""
+    assert "damaged" in error and "again" in error
+    assert "unexpected" not in error and "BytesIO" not in error
+
+
 def test_an_analysis_asked_for_again_runs_a_queue_held_since_an_unload(
     sqlite_services: Application, actor: Actor, running: Any
 ) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 
 from PIL import Image
 
-from ophthai_desktop.core.errors import ModelUnavailable
+from ophthai_desktop.core.errors import InvalidInput, ModelUnavailable
 from ophthai_desktop.core.events import EventBus, ModelStateChanged
 from ophthai_desktop.core.inference import devices
 from ophthai_desktop.core.inference.download import (
@@ -68,6 +68,10 @@ log = logging.getLogger(__name__)
 
 #: How long a "(not) installed" answer is reused by :meth:`InferenceEngine.status`.
 INSTALL_RECHECK_S = 5.0
+
+#: Qwen2-VL's image processor refuses an image whose long side is more than this many
+#: times its short side (its ``smart_resize``); it says so with a bare ValueError.
+MAX_ASPECT_RATIO = 200
 
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model")
@@ -612,6 +616,13 @@ class InferenceEngine:
             raise ModelUnavailable(
                 self._too_large_message(install.name, plan, install.parameters or 0, free)
             )
+        damaged = _damaged_files(install.folder)
+        if damaged:  # say so, rather than the loader's "incomplete metadata" or JSON error
+            raise ModelUnavailable(
+                f"The model in {install.folder} has damaged or half-copied files "
+                f"({', '.join(damaged)}). Copy them again from a complete copy, or download "
+                "the model again."
+            )
         started = time.monotonic()
         processor = load_processor(install.folder, install.model_type)
         model = _load_model(install.folder, install.model_type, plan)
@@ -720,6 +731,14 @@ class InferenceEngine:
             if fitter is not None
             else prepare_image(image)
         )
+        width, height = rgb.size
+        if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+            raise InvalidInput(
+                f"The image is {width}x{height} pixels: its long side is more than "
+                f"{MAX_ASPECT_RATIO} times its short side, which the model cannot read. "
+                "Crop it (or pad it) to a less elongated shape and add it again.",
+                field="image",
+            )
         prompt = loaded.prompts.get((question, modality))
         if prompt is None:
             prompt = processor.apply_chat_template(
@@ -805,6 +824,13 @@ class InferenceEngine:
             finish_reason = "eos"
         else:
             finish_reason = "length" if completion >= settings.max_new_tokens else "eos"
+        if parse_error is not None and finish_reason == "length":
+            # Otherwise "no complete JSON object" hides that the answer was cut off.
+            parse_error = (
+                f"{parse_error} The model stopped at the token cap (OPHTHAI_MAX_NEW_TOKENS = "
+                f"{settings.max_new_tokens}) before it finished: raise the cap, or lower "
+                "OPHTHAI_THINKING_BUDGET to leave more of it for the answer, and analyse again."
+            )
         first = streamer.first_token_at
         result = GenerationResult(
             raw_text=raw_text,
@@ -873,6 +899,58 @@ def _missing_files(folder: Path) -> list[str]:
     elif not (folder / "model.safetensors").is_file():
         missing.append("model.safetensors")
     return missing
+
+
+#: JSON files of a model folder read at loading, where present.
+_JSON_FILES = (
+    "config.json",
+    "generation_config.json",
+    "preprocessor_config.json",
+    "tokenizer_config.json",
+    "tokenizer.json",
+    "chat_template.json",
+)
+
+
+def _damaged_files(folder: Path) -> list[str]:
+    """Files of a model folder that are cut short or unreadable (a copy interrupted):
+    JSON that does not parse, and weight files whose size is not what their header
+    says. Reads the JSON files and the weights' headers only (for loading, not for
+    the status check, which only looks for missing files)."""
+    damaged = []
+    for name in _JSON_FILES:
+        path = folder / name
+        if path.is_file():
+            try:
+                json.loads(path.read_bytes())
+            except (OSError, ValueError):
+                damaged.append(name)
+    index = folder / "model.safetensors.index.json"
+    try:
+        shards = sorted(set(json.loads(index.read_bytes())["weight_map"].values()))
+    except FileNotFoundError:
+        shards = ["model.safetensors"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return [*damaged, index.name]
+    damaged.extend(name for name in shards if not _complete_safetensors(folder / name))
+    return damaged
+
+
+def _complete_safetensors(path: Path) -> bool:
+    """Whether the file is as long as its header says (8 bytes of header length, the
+    JSON header, then the tensors up to the largest end offset)."""
+    try:
+        with path.open("rb") as file:
+            header_length = int.from_bytes(file.read(8), "little")
+            if not 2 <= header_length <= 100_000_000:
+                return False
+            header = json.loads(file.read(header_length))
+        ends = [
+            int(entry["data_offsets"][1]) for key, entry in header.items() if key != "__metadata__"
+        ]
+        return path.stat().st_size == 8 + header_length + max(ends, default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return False
 
 
 #: Modules bitsandbytes leaves in bfloat16: the vision tower and the output layer are

@@ -35,7 +35,14 @@ def load_processor(model_dir: Path, model_type: str | None) -> Any:
     try:
         return AutoProcessor.from_pretrained(str(model_dir), local_files_only=True)
     except (ImportError, ValueError, OSError, TypeError) as exc:
-        if not _is_video_backend_error(exc) or model_type not in IMAGE_ONLY_MODEL_TYPES:
+        if _is_video_backend_error(exc) and model_type not in IMAGE_ONLY_MODEL_TYPES:
+            # Not "install torchvision": this model is not one the app knows how to run.
+            raise ModelUnavailable(
+                f"The model in {model_dir} is of type {model_type!r}, not a Qwen2.5-VL "
+                "model ('qwen2_5_vl'), and no processor for it can be loaded here. Point "
+                "OPHTHAI_MODEL_PATH to OctoMed-7B or another Qwen2.5-VL model."
+            ) from exc
+        if not _is_video_backend_error(exc):
             raise ModelUnavailable(f"The model's processor cannot be loaded: {exc}") from exc
         log.info("video processor unavailable (%s); using the image-only processor", exc)
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ophthai_desktop.core.errors import ModelUnavailable
+from ophthai_desktop.core.errors import InvalidInput, ModelUnavailable
 from ophthai_desktop.core.events import Event, EventBus, ModelStateChanged
 from ophthai_desktop.core.inference import EngineStatus, InferenceEngine, ModelState
 from ophthai_desktop.core.inference import devices as devices_module
@@ -196,6 +196,33 @@ def test_incomplete_model_folder_names_the_missing_shard(
         engine.load()
 
 
+@pytest.mark.parametrize(
+    ("name", "kept"),
+    [
+        ("model-00002-of-00002.safetensors", 0.98),  # a copy interrupted near the end
+        ("model-00001-of-00002.safetensors", 0.0),
+        ("tokenizer.json", 0.5),
+    ],
+)
+def test_a_half_copied_model_file_is_named_with_what_to_do(
+    tiny_checkpoint: Path, tmp_path: Path, name: str, kept: float
+) -> None:
+    """Not the loader's "Error while deserializing header: incomplete metadata, file
+    not fully covered" or "Unterminated string starting at: line 473"."""
+    copy = shutil.copytree(tiny_checkpoint, tmp_path / "half-copied")
+    data = (copy / name).read_bytes()
+    (copy / name).write_bytes(data[: int(len(data) * kept)])
+    engine = InferenceEngine(make_settings(tmp_path, model_path=copy))
+
+    with pytest.raises(ModelUnavailable) as raised:
+        engine.load()
+
+    assert f"half-copied files ({name})" in raised.value.message
+    assert "Copy them again" in raised.value.message
+    assert engine.status().state is ModelState.ERROR
+    assert engine.status().message == raised.value.message
+
+
 def test_model_copied_into_place_is_found_on_refresh(tiny_checkpoint: Path, tmp_path: Path) -> None:
     target = tmp_path / "model"
     engine = InferenceEngine(make_settings(tmp_path, model_path=target))
@@ -372,6 +399,20 @@ def test_without_budget_the_reasoning_runs_to_the_cap(
     assert result.completion_tokens == 10
     assert result.finish_reason == "length"
     assert result.reasoning == "~" * 9 and result.answer_text == ""
+    # The clinician is told the answer was cut off and what to change, not only that
+    # there is no answer.
+    assert result.parse_error and "OPHTHAI_MAX_NEW_TOKENS = 10" in result.parse_error
+
+
+def test_an_answer_that_ends_on_eos_names_no_token_cap(
+    thinking_engine_factory: ThinkingEngineFactory,
+) -> None:
+    engine = thinking_engine_factory(thinking_budget=5, max_new_tokens=40)
+
+    result = engine.generate(fundus_like_image())
+
+    assert result.finish_reason == "eos"
+    assert result.parse_error and "token cap" not in result.parse_error
 
 
 def test_cancel_during_generation(thinking_engine_factory: ThinkingEngineFactory) -> None:
@@ -401,6 +442,16 @@ def test_cancel_before_start_generates_nothing(loaded_engine: InferenceEngine) -
     assert result.cancelled
     assert result.completion_tokens == 0
     assert result.raw_text == ""
+
+
+def test_an_image_too_elongated_for_the_model_is_refused_with_a_reason(
+    loaded_engine: InferenceEngine,
+) -> None:
+    """Qwen2-VL's processor refuses a long side over 200 times the short one with a bare
+    ValueError, which the worker recorded as an "unexpected error"."""
+    with pytest.raises(InvalidInput, match=r"3000x10 pixels.*200 times"):
+        loaded_engine.generate(Image.new("L", (3000, 10)))
+    assert loaded_engine.generate(Image.new("L", (2000, 10))).completion_tokens == 12
 
 
 def test_sixteen_bit_scan_is_analysed(loaded_engine: InferenceEngine) -> None:

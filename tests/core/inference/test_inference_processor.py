@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
+from ophthai_desktop.core.errors import ModelUnavailable
 from ophthai_desktop.core.inference.processor import (
     ModelInputs,
     build_image_only_processor,
@@ -124,3 +126,24 @@ def test_model_inputs_reuse_the_tokenized_prompt_and_equal_the_processor(
     reused["input_ids"][0, 0] = -1  # what one job's generate does to its inputs...
     again = inputs(prompt, images[0].convert("RGB"), kwargs)
     assert int(again["input_ids"][0, 0]) != -1  # ...the next job does not see
+
+
+def test_a_model_of_another_type_is_named_not_blamed_on_torchvision(
+    tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder holding another kind of model (a text-only LLM, say) was reported as
+    "Qwen2VLVideoProcessor requires the Torchvision library": advice to install a
+    package, when the folder is the problem."""
+    import transformers
+
+    def no_video_backend(*_args: object, **_kwargs: object) -> None:
+        raise ImportError("Qwen2VLVideoProcessor requires the Torchvision library")
+
+    monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", no_video_backend)
+
+    with pytest.raises(ModelUnavailable) as raised:
+        load_processor(tiny_checkpoint, "qwen2")
+
+    assert "of type 'qwen2', not a Qwen2.5-VL model" in raised.value.message
+    assert "OPHTHAI_MODEL_PATH" in raised.value.message
+    assert "orchvision" not in raised.value.message
