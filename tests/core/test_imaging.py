@@ -56,6 +56,20 @@ def test_size_and_pixel_limits() -> None:
         inspect_image(bomb.getvalue(), max_bytes=1_000_000, max_pixels=50_000_000)
 
 
+def test_an_image_under_our_pixel_limit_is_taken_above_pillows() -> None:
+    """Pillow calls anything over 89.5 million pixels a possible bomb; the default limit
+    here is 120 million (a widefield montage), and images in between were refused as
+    bombs."""
+    big = io.BytesIO()
+    Image.new("1", (10_000, 10_000)).save(big, "PNG")  # 100 million pixels, ~15 KB
+
+    info = inspect_image(big.getvalue(), max_bytes=1_000_000, max_pixels=120_000_000)
+
+    assert (info.width, info.height) == (10_000, 10_000)
+    with pytest.raises(PayloadTooLarge, match="the limit is 90,000,000 pixels"):
+        inspect_image(big.getvalue(), max_bytes=1_000_000, max_pixels=90_000_000)
+
+
 def test_data_urls() -> None:
     raw = png_bytes()
     encoded = base64.b64encode(raw).decode()
