@@ -21,6 +21,7 @@ from ophthai_desktop.bootstrap import Application, build_application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.ingest import (
+    REASON_SUFFIX,
     FileNotSettled,
     FolderLayout,
     IngestOutcome,
@@ -498,6 +499,31 @@ def test_a_name_taken_in_processed_gets_a_number(app: Application) -> None:
     assert (layout.processed / "x").read_bytes() == b"old"
 
 
+def test_a_name_at_the_length_limit_is_shortened_to_fit_its_suffixes(app: Application) -> None:
+    """255 bytes is the longest name a file system takes: ` (1)`, ` (duplicate)` and the
+    reason file's `.reason.txt` shorten the stem instead of leaving the file behind."""
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    long = "é" * 125 + "x.png"  # 256 - 1 bytes: a character cut in half would not decode
+    assert len(os.fsencode(long)) == 255
+    same = png_bytes((8, 8), (5, 5, 5))
+    for data in (same, same, png_bytes((8, 8), (6, 6, 6)), b"not an image", b"not one either"):
+        (layout.root / long).write_bytes(data)
+        result = app.ingest.ingest_file(layout.root / long, layout)
+        assert result.moved_to is not None and result.moved_to.read_bytes() == data
+    assert not (layout.root / long).exists()
+    processed = {p.name for p in layout.processed.iterdir()}
+    assert all(len(os.fsencode(n)) <= 255 for n in processed)
+    assert long in processed  # fits as it is
+    duplicate, numbered = sorted(processed - {long})
+    assert duplicate.endswith("é (duplicate).png") and numbered.endswith("é (1).png")
+    failed = sorted(p.name for p in layout.failed.iterdir())
+    assert len(failed) == 4 and all(len(os.fsencode(n)) <= 255 for n in failed)
+    images = [n for n in failed if not n.endswith(REASON_SUFFIX)]
+    assert sorted(n + REASON_SUFFIX for n in images) == sorted(set(failed) - set(images))
+    assert all(n.endswith(".png") for n in images)
+
+
 def test_deleting_the_patient_lets_the_same_file_make_them_again(
     app: Application, actor: Actor
 ) -> None:
@@ -568,7 +594,7 @@ def test_a_file_that_cannot_be_moved_is_taken_in_once(
     """No notification storm: a file left in place is skipped until it changes."""
     from ophthai_desktop.core.services import ingest as ingest_module
 
-    def refuse_move(path: Path, folder: Path, name: str) -> Path:
+    def refuse_move(path: Path, folder: Path, name: str, **options: object) -> Path:
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(ingest_module, "move_without_overwrite", refuse_move)

@@ -373,12 +373,33 @@ def _split_name(name: str) -> tuple[str, str]:
     return (stem, f".{ext}") if dot and stem else (name, "")
 
 
-def move_without_overwrite(path: Path, folder: Path, name: str) -> Path:
+#: The longest file name, in bytes, that common file systems take (ext4, XFS, APFS;
+#: NTFS counts 255 UTF-16 units, never more than the UTF-8 bytes).
+NAME_MAX_BYTES = 255
+
+
+def _fitted(stem: str, tail: str, max_bytes: int) -> str:
+    """``stem + tail``, the stem shortened by whole characters until it fits in
+    ``max_bytes`` bytes."""
+    while len(stem) > 1 and len(os.fsencode(stem + tail)) > max_bytes:
+        stem = stem[:-1]
+    return stem + tail
+
+
+def move_without_overwrite(
+    path: Path, folder: Path, name: str, *, tag: str = "", room_bytes: int = 0
+) -> Path:
     """Move ``path`` into ``folder`` as ``name``, or ``name (1)``, ``name (2)``... when
-    taken; an existing file is never replaced."""
+    taken; an existing file is never replaced.
+
+    ``tag`` goes after the stem (``" (duplicate)"``). A name that would be too long for
+    the file system has its stem shortened, leaving ``room_bytes`` free for a suffix the
+    caller adds beside it (the reason file's).
+    """
     stem, ext = _split_name(name)
+    max_bytes = NAME_MAX_BYTES - room_bytes
     for n in range(10_000):
-        target = folder / (name if n == 0 else f"{stem} ({n}){ext}")
+        target = folder / _fitted(stem, f"{tag}{ext}" if n == 0 else f"{tag} ({n}){ext}", max_bytes)
         try:
             # Claim the name atomically, then move over our own empty claim.
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -554,7 +575,7 @@ class IngestService:
         if stored.created:
             self._images.sync(sha256)  # a StorageError leaves the source in place
         if _unchanged(path, stamp):
-            moved = self._move(path, folder.processed, path.name, sha256)
+            moved = self._move(path, folder.processed, sha256)
         else:  # rewritten since we read it: left in place, to be taken in as it is now
             log.warning("watch folder: %s… changed after it was read; not moved", sha256[:12])
         return self._finish(
@@ -999,8 +1020,7 @@ class IngestService:
             sha256[:12],
             known.patient_id,
         )
-        stem, ext = _split_name(path.name)
-        moved = self._move(path, folder.processed, f"{stem} (duplicate){ext}", sha256)
+        moved = self._move(path, folder.processed, sha256, tag=" (duplicate)")
         return self._finish(
             IngestResult(
                 IngestOutcome.DUPLICATE, name, sha256, known.patient_id, None, None, None, moved
@@ -1036,7 +1056,7 @@ class IngestService:
         """Move the file to ``failed/`` with the reason beside it, record and notify."""
         name = display_name(path.name)
         log.warning("watch folder: refused a file (sha256 %s): %s", (sha256 or "-")[:12], reason)
-        moved = self._move(path, folder.failed, path.name, sha256)
+        moved = self._move(path, folder.failed, sha256, room_bytes=len(REASON_SUFFIX))
         if moved is not None:
             self._write_reason(moved, name, reason, sha256, size)
         where = "Moved to failed/." if moved else "It could not be moved to failed/."
@@ -1095,10 +1115,12 @@ class IngestService:
             log.error("watch folder: could not write a reason file: %s", exc.strerror)
 
     @staticmethod
-    def _move(path: Path, folder: Path, name: str, sha256: str | None) -> Path | None:
+    def _move(
+        path: Path, folder: Path, sha256: str | None, *, tag: str = "", room_bytes: int = 0
+    ) -> Path | None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            return move_without_overwrite(path, folder, name)
+            return move_without_overwrite(path, folder, path.name, tag=tag, room_bytes=room_bytes)
         except OSError as exc:
             log.error(
                 "watch folder: could not move a file (sha256 %s) to %s/: %s",
