@@ -117,6 +117,9 @@ class _QuietStopRace(logging.Filter):
 
 
 logging.getLogger("watchdog.observers.inotify").addFilter(_QuietStopRace())
+# watchdog's debug lines name every file it sees (inotify's "in-event ..."), and a file
+# name can hold a patient's name: they stay out of the log even with debug logging on.
+logging.getLogger("watchdog").setLevel(logging.INFO)
 
 
 def _no_move_pairing_delay() -> None:

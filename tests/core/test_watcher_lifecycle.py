@@ -3,6 +3,7 @@ state, the native observer, and a folder that cannot be watched or goes away."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -137,6 +138,28 @@ def test_the_native_observer_takes_in_copies_and_renames(tmp_path: Path) -> None
     outcomes = sorted(done[n].outcome for n in names)
     assert outcomes == ["duplicate"] * 3 + ["ingested"] * 3
     assert app.patients.list_patients().total == 3
+
+
+@pytest.mark.parametrize("polling", [False, True], ids=["native", "polling"])
+def test_debug_logs_carry_no_file_names(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, polling: bool
+) -> None:
+    """With debug logging on (``OPHTHAI_DEBUG``), the observers' own lines would name
+    every file they see, and a file name can hold a patient's name."""
+    app = build_watch_app(tmp_path, polling=polling)
+    log = EventLog(app.bus)
+    folder = app.settings.resolved_watch_folder
+    try:
+        with caplog.at_level(logging.DEBUG):
+            app.watcher.start()
+            (folder / "Jane Doe_OD.png").write_bytes(png_bytes((12, 12), (4, 4, 4)))
+            os.rename(folder / "Jane Doe_OD.png", folder / "Jane Roe_OS.png")
+            assert log.wait_finished("Jane Roe_OS.png")["Jane Roe_OS.png"].outcome == "ingested"
+            app.watcher.stop()
+    finally:
+        app.close()
+    assert "watch folder started" in caplog.text  # the log was captured
+    assert "Jane" not in caplog.text
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify")
