@@ -56,6 +56,17 @@ def test_size_and_pixel_limits() -> None:
         inspect_image(bomb.getvalue(), max_bytes=1_000_000, max_pixels=50_000_000)
 
 
+def test_an_image_at_the_pixel_limit_is_accepted() -> None:
+    """The default limit (120 million pixels) is above Pillow's own warning threshold
+    (89.5 million): the configured limit decides."""
+    at_limit = io.BytesIO()
+    Image.new("1", (10_000, 10_000)).save(at_limit, "PNG")
+    info = inspect_image(at_limit.getvalue(), max_bytes=1_000_000, max_pixels=100_000_000)
+    assert (info.width, info.height) == (10_000, 10_000)
+    with pytest.raises(PayloadTooLarge, match="the limit is 99,999,999 pixels"):
+        inspect_image(at_limit.getvalue(), max_bytes=1_000_000, max_pixels=99_999_999)
+
+
 def test_data_urls() -> None:
     raw = png_bytes()
     encoded = base64.b64encode(raw).decode()
