@@ -66,7 +66,7 @@ from ophthai_desktop.core.events import (
     PatientUpdated,
     ScanIngested,
 )
-from ophthai_desktop.core.imaging import ImageInfo, inspect_image
+from ophthai_desktop.core.imaging import ImageInfo, inspect_image, too_large_message
 from ophthai_desktop.core.records import Actor, NotificationRecord
 from ophthai_desktop.core.services.audit import AuditService
 from ophthai_desktop.core.services.jobs import JobService
@@ -670,10 +670,7 @@ class IngestService:
             raise FileNotSettled("the file changed after it settled")
         limit = self._limits.max_bytes
         if before.st_size > limit:
-            raise _Refused(
-                f"the file is {before.st_size / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB",
-                before.st_size,
-            )
+            raise _Refused(too_large_message(before.st_size, limit), before.st_size)
         flags = (
             os.O_RDONLY
             | getattr(os, "O_NOFOLLOW", 0)  # swapped for a link since lstat: refuse
@@ -705,9 +702,7 @@ class IngestService:
             if FileStamp.of(after) != FileStamp.of(before) or len(data) != after.st_size:
                 raise FileNotSettled("the file changed while it was read")
             if len(data) > limit:
-                raise _Refused(
-                    f"the file is larger than the limit of {limit / 1e6:.1f} MB", len(data)
-                )
+                raise _Refused(too_large_message(None, limit), len(data))
         except OSError as exc:
             if staged is not None:
                 self._images.drop_staged(staged)
