@@ -311,6 +311,36 @@ def test_a_crash_between_commit_and_move_makes_no_second_patient(
         second.close()
 
 
+def test_a_duplicate_replaced_while_its_sighting_is_recorded_is_not_moved(
+    app: Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device writing the same name again: the new scan is taken in, never filed away
+    in processed/ as a duplicate of the bytes it replaced."""
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    path = layout.root / "export.png"
+    old, new = png_bytes((8, 8), (1, 1, 1)), png_bytes((8, 8), (2, 2, 2))
+    path.write_bytes(old)
+    app.ingest.ingest_file(path, layout)
+    path.write_bytes(old)
+    record_duplicate = IngestService._record_duplicate
+
+    def replaced_meanwhile(self: IngestService, *args: Any) -> Any:
+        note = record_duplicate(self, *args)
+        path.with_name("export.tmp").write_bytes(new)
+        os.replace(path.with_name("export.tmp"), path)
+        return note
+
+    monkeypatch.setattr(IngestService, "_record_duplicate", replaced_meanwhile)
+    seen = app.ingest.ingest_file(path, layout)
+    assert seen.outcome == "duplicate" and seen.moved_to is None
+    assert path.read_bytes() == new
+    monkeypatch.undo()
+    assert app.ingest.ingest_file(path, layout).outcome == "ingested"
+    assert not (layout.processed / "export (duplicate).png").exists()
+    assert patient_count(app) == 2
+
+
 def test_two_ingests_of_the_same_bytes_at_once_make_one_patient(app: Application) -> None:
     layout = FolderLayout.under(folder_of(app))
     layout.ensure()

@@ -1015,7 +1015,11 @@ class IngestService:
             sha256[:12],
             known.patient_id,
         )
-        moved = self._move(path, folder.processed, sha256, tag=" (duplicate)")
+        moved = None
+        if _unchanged(path, stamp):
+            moved = self._move(path, folder.processed, sha256, tag=" (duplicate)")
+        else:  # replaced while the sighting was recorded: the new file is not a duplicate
+            log.warning("watch folder: %s… changed after it was read; not moved", sha256[:12])
         return self._finish(
             IngestResult(
                 IngestOutcome.DUPLICATE, name, sha256, known.patient_id, None, None, None, moved
