@@ -189,6 +189,8 @@ class _Run:
     extensions: frozenset[str]
     pool: ThreadPoolExecutor
     stopping: threading.Event = field(default_factory=threading.Event)
+    #: Set while paused or stopping: files still waiting for their turn are not read.
+    holding: threading.Event = field(default_factory=threading.Event)
     observer: BaseObserver | None = None
     inotify: bool = False
     thread: threading.Thread | None = None
@@ -490,10 +492,13 @@ class FolderWatcher:
             self._set_state(WatcherState.STOPPED, "")
 
     def pause(self) -> None:
-        """Stop taking files in (the ones being taken in finish); keep noticing them."""
+        """Stop taking files in (the few being read finish; the rest of a burst waits for
+        :meth:`resume`); keep noticing them."""
         with self._control:
             if self._state is WatcherState.RUNNING:
                 self._paused = True
+                if self._run is not None:
+                    self._run.holding.set()  # a burst's files not read yet wait for resume()
                 self._set_state(WatcherState.PAUSED, "")
 
     def resume(self) -> None:
@@ -501,6 +506,8 @@ class FolderWatcher:
         with self._control:
             if self._state is WatcherState.PAUSED:
                 self._paused = False
+                if self._run is not None:
+                    self._run.holding.clear()
                 self._set_state(WatcherState.RUNNING, self._message)
                 self._wake.set()
 
@@ -556,6 +563,7 @@ class FolderWatcher:
         if run is None:
             return
         run.stopping.set()
+        run.holding.set()
         self._wake.set()
         if run.observer is not None:
             run.observer.stop()
@@ -768,9 +776,7 @@ class FolderWatcher:
         retry_in_s: float | None = None
         stuck = False
         try:
-            result = self._ingest.ingest_file(
-                path, run.layout, expected=stamp, abandon=run.stopping
-            )
+            result = self._ingest.ingest_file(path, run.layout, expected=stamp, abandon=run.holding)
             stuck = result.moved_to is None
         except FileNotSettled:
             retry_in_s = self._settle_interval_s

@@ -17,9 +17,10 @@ import pytest
 
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
+from ophthai_desktop.core.services.ingest import IngestService
 from ophthai_desktop.core.watcher import FolderWatcher, WatcherState
 from tests.support.images import png_bytes
-from tests.support.watch_folder import EventLog, build_watch_app, noise_png, wait_until
+from tests.support.watch_folder import WAIT_S, EventLog, build_watch_app, noise_png, wait_until
 
 
 @pytest.fixture
@@ -60,6 +61,40 @@ def test_paused_files_wait_and_are_taken_in_on_resume(app: Application) -> None:
     assert not wait_until(lambda: bool(log.finished()), timeout_s=0.5)  # ...not taken in
     app.watcher.resume()
     assert log.wait_finished("while paused.png")["while paused.png"].outcome == "ingested"
+
+
+def test_pausing_in_a_burst_leaves_the_files_not_read_yet_for_resume(
+    app: Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pause stops taking files in within the few being read, not after the whole burst
+    that was already handed to the ingest threads."""
+    log = EventLog(app.bus)
+    folder = app.settings.resolved_watch_folder
+    release = threading.Event()
+    started: list[Path] = []
+    read = IngestService._read
+
+    def held_read(self: IngestService, path: Path, expected: Any) -> Any:
+        started.append(path)
+        release.wait(WAIT_S)
+        return read(self, path, expected)
+
+    monkeypatch.setattr(IngestService, "_read", held_read)
+    app.watcher.start()
+    names = [f"burst {i}.png" for i in range(10)]
+    for i, name in enumerate(names):
+        (folder / name).write_bytes(png_bytes((10, 10), (i, 50, 50)))
+    assert wait_until(lambda: app.watcher.status.in_progress == len(names))  # all handed over
+    app.watcher.pause()
+    release.set()
+    assert wait_until(lambda: app.watcher.status.in_progress == 0)
+    assert not wait_until(lambda: app.watcher.status.in_progress > 0, timeout_s=0.5)
+    # Only the few files being read when it paused (one per core or so) were taken in.
+    assert 0 < len(started) <= 8 and len(log.finished()) == len(started)
+    assert len([p for p in folder.iterdir() if p.is_file()]) == len(names) - len(started)
+    app.watcher.resume()
+    done = log.wait_finished(*names)
+    assert {r.outcome for r in done.values()} == {"ingested"}
 
 
 def test_control_from_other_threads(app: Application) -> None:

@@ -484,8 +484,8 @@ class IngestService:
             expected: The stamp the caller saw when it judged the file settled; a
                 different one means it is still being written.
             actor: Who the audit trail names.
-            abandon: Set when the caller is stopping: a file still waiting for its turn
-                to be read is then left as it is (:class:`FileNotSettled`).
+            abandon: Set when the caller is stopping or pausing: a file still waiting
+                for its turn to be read is then left as it is (:class:`FileNotSettled`).
 
         Raises:
             FileNotSettled: The file changed since ``expected`` or while being read, or
@@ -497,7 +497,7 @@ class IngestService:
         try:
             with self._preparing:
                 if abandon is not None and abandon.is_set():
-                    raise FileNotSettled("not read: the watcher is stopping")
+                    raise FileNotSettled("not read: the watcher is stopping or paused")
                 data, stamp, staged = self._read(path, expected)
                 size = len(data)
                 sha256 = hashlib.sha256(data).hexdigest()
