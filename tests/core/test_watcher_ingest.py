@@ -341,6 +341,32 @@ def test_a_duplicate_replaced_while_its_sighting_is_recorded_is_not_moved(
     assert patient_count(app) == 2
 
 
+def test_a_stored_copy_lost_in_a_crash_is_repaired_and_flushed_before_the_move(
+    app: Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Power lost after the commit, before the stored image reached the disk: at the
+    next start the source is a duplicate, and its bytes replace the empty stored copy
+    on disk before the source leaves the folder."""
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    path = layout.root / "interrupted.png"
+    data = png_bytes((30, 30), (50, 60, 70))
+    path.write_bytes(data)
+    with monkeypatch.context() as patch:
+        patch.setattr(IngestService, "_move", staticmethod(lambda *args: None))
+        committed = app.ingest.ingest_file(path, layout)
+    sha256 = committed.sha256 or ""
+    app.images.path_for(sha256).write_bytes(b"")  # what the crash left of it
+    synced: list[str] = []
+    sync = app.images.sync
+    monkeypatch.setattr(app.images, "sync", lambda sha: (synced.append(sha), sync(sha)))
+
+    again = app.ingest.ingest_file(path, layout)
+
+    assert again.outcome == "duplicate" and again.moved_to is not None
+    assert app.images.read(sha256) == data and synced == [sha256]
+
+
 def test_two_ingests_of_the_same_bytes_at_once_make_one_patient(app: Application) -> None:
     layout = FolderLayout.under(folder_of(app))
     layout.ensure()

@@ -560,6 +560,8 @@ class IngestService:
             _ensure_unchanged(path, stamp)
             return self._refuse(path, folder, exc.message, sha256=sha256, size=size)
         if isinstance(done, _Known):
+            if stored.created:  # the store had lost its copy (a crash before the flush)
+                self._images.sync(sha256)  # on disk before the source moves away
             return self._duplicate(path, folder, sha256, done, stamp)
         for event in done.events:
             self._bus.publish(event)
