@@ -609,6 +609,14 @@ def test_logs_carry_ids_and_hashes_never_names(
     assert result.patient_id in caplog.text and (result.sha256 or "")[:12] in caplog.text
     assert "Jane" not in caplog.text and patient.name not in caplog.text
 
+    # Without demo mode the start of the name is taken for a patient id: no such id.
+    app.ingest.demo_mode = False
+    (layout.root / "JaneDoe_OD.png").write_bytes(png_bytes((12, 12), (5, 5, 5)))
+    with caplog.at_level(logging.DEBUG, logger="ophthai_desktop"):
+        refused = app.ingest.ingest_file(layout.root / "JaneDoe_OD.png", layout)
+    assert "no patient has the id JaneDoe" in (refused.reason or "")
+    assert "refused a file" in caplog.text and "Jane" not in caplog.text
+
 
 def test_reading_names() -> None:
     assert patient_id_from_name("pt-abc123def456_OD_macula.png") == "pt-abc123def456"

@@ -558,7 +558,9 @@ class IngestService:
             return self._duplicate(path, folder, sha256, known, stamp)
         except NotFound as exc:
             _ensure_unchanged(path, stamp)
-            return self._refuse(path, folder, exc.message, sha256=sha256, size=size)
+            # The reason quotes the start of the file name, which may be a name.
+            logged = "no patient has the id that starts the file name"
+            return self._refuse(path, folder, exc.message, sha256=sha256, size=size, logged=logged)
         if isinstance(done, _Known):
             if stored.created:  # the store had lost its copy (a crash before the flush)
                 self._images.sync(sha256)  # on disk before the source moves away
@@ -1053,10 +1055,16 @@ class IngestService:
         *,
         sha256: str | None,
         size: int | None,
+        logged: str | None = None,
     ) -> IngestResult:
-        """Move the file to ``failed/`` with the reason beside it, record and notify."""
+        """Move the file to ``failed/`` with the reason beside it, record and notify.
+
+        ``logged``: the reason as the log says it, where ``reason`` quotes the file name.
+        """
         name = display_name(path.name)
-        log.warning("watch folder: refused a file (sha256 %s): %s", (sha256 or "-")[:12], reason)
+        log.warning(
+            "watch folder: refused a file (sha256 %s): %s", (sha256 or "-")[:12], logged or reason
+        )
         moved = self._move(path, folder.failed, sha256, room_bytes=len(REASON_SUFFIX))
         if moved is not None:
             self._write_reason(moved, name, reason, sha256, size)
