@@ -193,6 +193,8 @@ class _Run:
     holding: threading.Event = field(default_factory=threading.Event)
     observer: BaseObserver | None = None
     inotify: bool = False
+    #: The watched folder's device and inode: inotify follows a folder renamed away.
+    folder_id: tuple[int, int] | None = None
     thread: threading.Thread | None = None
 
 
@@ -345,6 +347,14 @@ def _writable(pid: str, fd: str) -> bool:
     except (OSError, ValueError, IndexError):
         pass
     return True  # cannot tell: assume it is being written
+
+
+def _folder_id(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 class _Handler(FileSystemEventHandler):
@@ -524,6 +534,7 @@ class FolderWatcher:
         status."""
         message = ""
         poll_s = self.settings.watch_poll_seconds
+        run.folder_id = _folder_id(run.root)
         if not self.settings.watch_use_polling:
             observer: BaseObserver
             if sys.platform.startswith("linux"):
@@ -824,7 +835,8 @@ class FolderWatcher:
         folder_ok = os.path.isdir(run.root)
         observer = run.observer
         observer_ok = (
-            observer is not None
+            _folder_id(run.root) == run.folder_id  # not another folder put in its place
+            and observer is not None
             and observer.is_alive()
             and bool(observer.emitters)
             and all(emitter.is_alive() for emitter in observer.emitters)

@@ -151,6 +151,37 @@ def test_a_folder_that_goes_away_is_reported_and_watched_again_when_back(
     assert states(log)[-2:] == ["error", "running"]
 
 
+@pytest.mark.parametrize("polling", [False, True], ids=["native", "polling"])
+def test_a_folder_renamed_away_and_made_again_is_watched_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, polling: bool
+) -> None:
+    """inotify follows the folder that was renamed away: the new one at the path must be
+    watched again, not left to the rescan (every 10 s) for each file."""
+    app = build_watch_app(tmp_path, polling=polling)
+    noticed_names: list[str] = []
+    noticed = app.watcher._noticed
+
+    def recording(run: Any, path: str, kind: str) -> None:
+        noticed_names.append(os.path.basename(path))
+        noticed(run, path, kind)
+
+    monkeypatch.setattr(app.watcher, "_noticed", recording)
+    log = EventLog(app.bus)
+    folder = app.settings.resolved_watch_folder
+    try:
+        app.watcher.start()
+        os.rename(folder, tmp_path / "old scans")
+        folder.mkdir()
+        (folder / "first.png").write_bytes(png_bytes((10, 10), (1, 8, 8)))
+        log.wait_finished("first.png")  # by a rescan, after the health check before it
+        (folder / "next.png").write_bytes(png_bytes((10, 10), (2, 8, 8)))
+        assert log.wait_finished("next.png")["next.png"].outcome == "ingested"
+        assert "next.png" in noticed_names  # an event told, not a rescan
+        assert app.watcher.state is WatcherState.RUNNING
+    finally:
+        app.close()
+
+
 def test_the_native_observer_takes_in_copies_and_renames(tmp_path: Path) -> None:
     app = build_watch_app(tmp_path, polling=False)
     log = EventLog(app.bus)
