@@ -113,7 +113,7 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
         raise
     except UnidentifiedImageError as exc:
         raise UnsupportedMedia("the file is not an image that can be read") from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         raise PayloadTooLarge("the image has too many pixels to decode safely") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidInput(f"the image is damaged or incomplete ({exc})") from exc

@@ -117,6 +117,9 @@ class _QuietStopRace(logging.Filter):
 
 
 logging.getLogger("watchdog.observers.inotify").addFilter(_QuietStopRace())
+# watchdog's debug lines name every file it sees (inotify's "in-event ..."), and a file
+# name can hold a patient's name: they stay out of the log even with debug logging on.
+logging.getLogger("watchdog").setLevel(logging.INFO)
 
 
 def _no_move_pairing_delay() -> None:
@@ -186,8 +189,12 @@ class _Run:
     extensions: frozenset[str]
     pool: ThreadPoolExecutor
     stopping: threading.Event = field(default_factory=threading.Event)
+    #: Set while paused or stopping: files still waiting for their turn are not read.
+    holding: threading.Event = field(default_factory=threading.Event)
     observer: BaseObserver | None = None
     inotify: bool = False
+    #: The watched folder's device and inode: inotify follows a folder renamed away.
+    folder_id: tuple[int, int] | None = None
     thread: threading.Thread | None = None
 
 
@@ -342,6 +349,14 @@ def _writable(pid: str, fd: str) -> bool:
     return True  # cannot tell: assume it is being written
 
 
+def _folder_id(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
 class _Handler(FileSystemEventHandler):
     """Runs on the observer thread: notes the event, nothing more."""
 
@@ -487,10 +502,13 @@ class FolderWatcher:
             self._set_state(WatcherState.STOPPED, "")
 
     def pause(self) -> None:
-        """Stop taking files in (the ones being taken in finish); keep noticing them."""
+        """Stop taking files in (the few being read finish; the rest of a burst waits for
+        :meth:`resume`); keep noticing them."""
         with self._control:
             if self._state is WatcherState.RUNNING:
                 self._paused = True
+                if self._run is not None:
+                    self._run.holding.set()  # a burst's files not read yet wait for resume()
                 self._set_state(WatcherState.PAUSED, "")
 
     def resume(self) -> None:
@@ -498,6 +516,8 @@ class FolderWatcher:
         with self._control:
             if self._state is WatcherState.PAUSED:
                 self._paused = False
+                if self._run is not None:
+                    self._run.holding.clear()
                 self._set_state(WatcherState.RUNNING, self._message)
                 self._wake.set()
 
@@ -514,6 +534,7 @@ class FolderWatcher:
         status."""
         message = ""
         poll_s = self.settings.watch_poll_seconds
+        run.folder_id = _folder_id(run.root)
         if not self.settings.watch_use_polling:
             observer: BaseObserver
             if sys.platform.startswith("linux"):
@@ -553,6 +574,7 @@ class FolderWatcher:
         if run is None:
             return
         run.stopping.set()
+        run.holding.set()
         self._wake.set()
         if run.observer is not None:
             run.observer.stop()
@@ -765,9 +787,7 @@ class FolderWatcher:
         retry_in_s: float | None = None
         stuck = False
         try:
-            result = self._ingest.ingest_file(
-                path, run.layout, expected=stamp, abandon=run.stopping
-            )
+            result = self._ingest.ingest_file(path, run.layout, expected=stamp, abandon=run.holding)
             stuck = result.moved_to is None
         except FileNotSettled:
             retry_in_s = self._settle_interval_s
@@ -815,7 +835,8 @@ class FolderWatcher:
         folder_ok = os.path.isdir(run.root)
         observer = run.observer
         observer_ok = (
-            observer is not None
+            _folder_id(run.root) == run.folder_id  # not another folder put in its place
+            and observer is not None
             and observer.is_alive()
             and bool(observer.emitters)
             and all(emitter.is_alive() for emitter in observer.emitters)

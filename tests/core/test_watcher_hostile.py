@@ -112,9 +112,14 @@ def test_a_file_over_the_size_limit_is_refused_without_being_read(tmp_path: Path
     try:
         app.watcher.start()
         (folder / "big.png").write_bytes(noise_png((64, 64), seed=9))
-        result = log.wait_finished("big.png")["big.png"]
+        (folder / "just over.png").write_bytes(noise_png((64, 64), seed=9)[:2049])
+        done = log.wait_finished("big.png", "just over.png")
     finally:
         app.close()
-    assert result.outcome == "failed" and "limit" in (result.reason or "")
+    result = done["big.png"]
+    assert result.outcome == "failed"
+    assert result.reason == "the image is 12.4 KB; the limit is 2.0 KB"
     assert result.sha256 is None  # refused on its size alone
+    # Not "2.0 KB; the limit is 2.0 KB": a size that rounds to the limit is over it.
+    assert done["just over.png"].reason == "the image is over the limit of 2.0 KB"
     assert (folder / "failed" / "big.png").is_file()

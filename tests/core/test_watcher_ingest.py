@@ -21,6 +21,7 @@ from ophthai_desktop.bootstrap import Application, build_application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.ingest import (
+    REASON_SUFFIX,
     FileNotSettled,
     FolderLayout,
     IngestOutcome,
@@ -310,6 +311,62 @@ def test_a_crash_between_commit_and_move_makes_no_second_patient(
         second.close()
 
 
+def test_a_duplicate_replaced_while_its_sighting_is_recorded_is_not_moved(
+    app: Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device writing the same name again: the new scan is taken in, never filed away
+    in processed/ as a duplicate of the bytes it replaced."""
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    path = layout.root / "export.png"
+    old, new = png_bytes((8, 8), (1, 1, 1)), png_bytes((8, 8), (2, 2, 2))
+    path.write_bytes(old)
+    app.ingest.ingest_file(path, layout)
+    path.write_bytes(old)
+    record_duplicate = IngestService._record_duplicate
+
+    def replaced_meanwhile(self: IngestService, *args: Any) -> Any:
+        note = record_duplicate(self, *args)
+        path.with_name("export.tmp").write_bytes(new)
+        os.replace(path.with_name("export.tmp"), path)
+        return note
+
+    monkeypatch.setattr(IngestService, "_record_duplicate", replaced_meanwhile)
+    seen = app.ingest.ingest_file(path, layout)
+    assert seen.outcome == "duplicate" and seen.moved_to is None
+    assert path.read_bytes() == new
+    monkeypatch.undo()
+    assert app.ingest.ingest_file(path, layout).outcome == "ingested"
+    assert not (layout.processed / "export (duplicate).png").exists()
+    assert patient_count(app) == 2
+
+
+def test_a_stored_copy_lost_in_a_crash_is_repaired_and_flushed_before_the_move(
+    app: Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Power lost after the commit, before the stored image reached the disk: at the
+    next start the source is a duplicate, and its bytes replace the empty stored copy
+    on disk before the source leaves the folder."""
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    path = layout.root / "interrupted.png"
+    data = png_bytes((30, 30), (50, 60, 70))
+    path.write_bytes(data)
+    with monkeypatch.context() as patch:
+        patch.setattr(IngestService, "_move", staticmethod(lambda *args: None))
+        committed = app.ingest.ingest_file(path, layout)
+    sha256 = committed.sha256 or ""
+    app.images.path_for(sha256).write_bytes(b"")  # what the crash left of it
+    synced: list[str] = []
+    sync = app.images.sync
+    monkeypatch.setattr(app.images, "sync", lambda sha: (synced.append(sha), sync(sha)))
+
+    again = app.ingest.ingest_file(path, layout)
+
+    assert again.outcome == "duplicate" and again.moved_to is not None
+    assert app.images.read(sha256) == data and synced == [sha256]
+
+
 def test_two_ingests_of_the_same_bytes_at_once_make_one_patient(app: Application) -> None:
     layout = FolderLayout.under(folder_of(app))
     layout.ensure()
@@ -498,6 +555,31 @@ def test_a_name_taken_in_processed_gets_a_number(app: Application) -> None:
     assert (layout.processed / "x").read_bytes() == b"old"
 
 
+def test_a_name_at_the_length_limit_is_shortened_to_fit_its_suffixes(app: Application) -> None:
+    """255 bytes is the longest name a file system takes: ` (1)`, ` (duplicate)` and the
+    reason file's `.reason.txt` shorten the stem instead of leaving the file behind."""
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    long = "é" * 125 + "x.png"  # 256 - 1 bytes: a character cut in half would not decode
+    assert len(os.fsencode(long)) == 255
+    same = png_bytes((8, 8), (5, 5, 5))
+    for data in (same, same, png_bytes((8, 8), (6, 6, 6)), b"not an image", b"not one either"):
+        (layout.root / long).write_bytes(data)
+        result = app.ingest.ingest_file(layout.root / long, layout)
+        assert result.moved_to is not None and result.moved_to.read_bytes() == data
+    assert not (layout.root / long).exists()
+    processed = {p.name for p in layout.processed.iterdir()}
+    assert all(len(os.fsencode(n)) <= 255 for n in processed)
+    assert long in processed  # fits as it is
+    duplicate, numbered = sorted(processed - {long})
+    assert duplicate.endswith("é (duplicate).png") and numbered.endswith("é (1).png")
+    failed = sorted(p.name for p in layout.failed.iterdir())
+    assert len(failed) == 4 and all(len(os.fsencode(n)) <= 255 for n in failed)
+    images = [n for n in failed if not n.endswith(REASON_SUFFIX)]
+    assert sorted(n + REASON_SUFFIX for n in images) == sorted(set(failed) - set(images))
+    assert all(n.endswith(".png") for n in images)
+
+
 def test_deleting_the_patient_lets_the_same_file_make_them_again(
     app: Application, actor: Actor
 ) -> None:
@@ -526,6 +608,14 @@ def test_logs_carry_ids_and_hashes_never_names(
     patient = app.patients.get_patient(result.patient_id or "")
     assert result.patient_id in caplog.text and (result.sha256 or "")[:12] in caplog.text
     assert "Jane" not in caplog.text and patient.name not in caplog.text
+
+    # Without demo mode the start of the name is taken for a patient id: no such id.
+    app.ingest.demo_mode = False
+    (layout.root / "JaneDoe_OD.png").write_bytes(png_bytes((12, 12), (5, 5, 5)))
+    with caplog.at_level(logging.DEBUG, logger="ophthai_desktop"):
+        refused = app.ingest.ingest_file(layout.root / "JaneDoe_OD.png", layout)
+    assert "no patient has the id JaneDoe" in (refused.reason or "")
+    assert "refused a file" in caplog.text and "Jane" not in caplog.text
 
 
 def test_reading_names() -> None:
@@ -568,7 +658,7 @@ def test_a_file_that_cannot_be_moved_is_taken_in_once(
     """No notification storm: a file left in place is skipped until it changes."""
     from ophthai_desktop.core.services import ingest as ingest_module
 
-    def refuse_move(path: Path, folder: Path, name: str) -> Path:
+    def refuse_move(path: Path, folder: Path, name: str, **options: object) -> Path:
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(ingest_module, "move_without_overwrite", refuse_move)

@@ -3,6 +3,7 @@ state, the native observer, and a folder that cannot be watched or goes away."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -16,9 +17,10 @@ import pytest
 
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
+from ophthai_desktop.core.services.ingest import IngestService
 from ophthai_desktop.core.watcher import FolderWatcher, WatcherState
 from tests.support.images import png_bytes
-from tests.support.watch_folder import EventLog, build_watch_app, noise_png, wait_until
+from tests.support.watch_folder import WAIT_S, EventLog, build_watch_app, noise_png, wait_until
 
 
 @pytest.fixture
@@ -59,6 +61,40 @@ def test_paused_files_wait_and_are_taken_in_on_resume(app: Application) -> None:
     assert not wait_until(lambda: bool(log.finished()), timeout_s=0.5)  # ...not taken in
     app.watcher.resume()
     assert log.wait_finished("while paused.png")["while paused.png"].outcome == "ingested"
+
+
+def test_pausing_in_a_burst_leaves_the_files_not_read_yet_for_resume(
+    app: Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pause stops taking files in within the few being read, not after the whole burst
+    that was already handed to the ingest threads."""
+    log = EventLog(app.bus)
+    folder = app.settings.resolved_watch_folder
+    release = threading.Event()
+    started: list[Path] = []
+    read = IngestService._read
+
+    def held_read(self: IngestService, path: Path, expected: Any) -> Any:
+        started.append(path)
+        release.wait(WAIT_S)
+        return read(self, path, expected)
+
+    monkeypatch.setattr(IngestService, "_read", held_read)
+    app.watcher.start()
+    names = [f"burst {i}.png" for i in range(10)]
+    for i, name in enumerate(names):
+        (folder / name).write_bytes(png_bytes((10, 10), (i, 50, 50)))
+    assert wait_until(lambda: app.watcher.status.in_progress == len(names))  # all handed over
+    app.watcher.pause()
+    release.set()
+    assert wait_until(lambda: app.watcher.status.in_progress == 0)
+    assert not wait_until(lambda: app.watcher.status.in_progress > 0, timeout_s=0.5)
+    # Only the few files being read when it paused (one per core or so) were taken in.
+    assert 0 < len(started) <= 8 and len(log.finished()) == len(started)
+    assert len([p for p in folder.iterdir() if p.is_file()]) == len(names) - len(started)
+    app.watcher.resume()
+    done = log.wait_finished(*names)
+    assert {r.outcome for r in done.values()} == {"ingested"}
 
 
 def test_control_from_other_threads(app: Application) -> None:
@@ -115,6 +151,37 @@ def test_a_folder_that_goes_away_is_reported_and_watched_again_when_back(
     assert states(log)[-2:] == ["error", "running"]
 
 
+@pytest.mark.parametrize("polling", [False, True], ids=["native", "polling"])
+def test_a_folder_renamed_away_and_made_again_is_watched_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, polling: bool
+) -> None:
+    """inotify follows the folder that was renamed away: the new one at the path must be
+    watched again, not left to the rescan (every 10 s) for each file."""
+    app = build_watch_app(tmp_path, polling=polling)
+    noticed_names: list[str] = []
+    noticed = app.watcher._noticed
+
+    def recording(run: Any, path: str, kind: str) -> None:
+        noticed_names.append(os.path.basename(path))
+        noticed(run, path, kind)
+
+    monkeypatch.setattr(app.watcher, "_noticed", recording)
+    log = EventLog(app.bus)
+    folder = app.settings.resolved_watch_folder
+    try:
+        app.watcher.start()
+        os.rename(folder, tmp_path / "old scans")
+        folder.mkdir()
+        (folder / "first.png").write_bytes(png_bytes((10, 10), (1, 8, 8)))
+        log.wait_finished("first.png")  # by a rescan, after the health check before it
+        (folder / "next.png").write_bytes(png_bytes((10, 10), (2, 8, 8)))
+        assert log.wait_finished("next.png")["next.png"].outcome == "ingested"
+        assert "next.png" in noticed_names  # an event told, not a rescan
+        assert app.watcher.state is WatcherState.RUNNING
+    finally:
+        app.close()
+
+
 def test_the_native_observer_takes_in_copies_and_renames(tmp_path: Path) -> None:
     app = build_watch_app(tmp_path, polling=False)
     log = EventLog(app.bus)
@@ -137,6 +204,28 @@ def test_the_native_observer_takes_in_copies_and_renames(tmp_path: Path) -> None
     outcomes = sorted(done[n].outcome for n in names)
     assert outcomes == ["duplicate"] * 3 + ["ingested"] * 3
     assert app.patients.list_patients().total == 3
+
+
+@pytest.mark.parametrize("polling", [False, True], ids=["native", "polling"])
+def test_debug_logs_carry_no_file_names(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, polling: bool
+) -> None:
+    """With debug logging on (``OPHTHAI_DEBUG``), the observers' own lines would name
+    every file they see, and a file name can hold a patient's name."""
+    app = build_watch_app(tmp_path, polling=polling)
+    log = EventLog(app.bus)
+    folder = app.settings.resolved_watch_folder
+    try:
+        with caplog.at_level(logging.DEBUG):
+            app.watcher.start()
+            (folder / "Jane Doe_OD.png").write_bytes(png_bytes((12, 12), (4, 4, 4)))
+            os.rename(folder / "Jane Doe_OD.png", folder / "Jane Roe_OS.png")
+            assert log.wait_finished("Jane Roe_OS.png")["Jane Roe_OS.png"].outcome == "ingested"
+            app.watcher.stop()
+    finally:
+        app.close()
+    assert "watch folder started" in caplog.text  # the log was captured
+    assert "Jane" not in caplog.text
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify")

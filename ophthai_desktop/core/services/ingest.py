@@ -66,7 +66,7 @@ from ophthai_desktop.core.events import (
     PatientUpdated,
     ScanIngested,
 )
-from ophthai_desktop.core.imaging import ImageInfo, inspect_image
+from ophthai_desktop.core.imaging import ImageInfo, inspect_image, too_large_message
 from ophthai_desktop.core.records import Actor, NotificationRecord
 from ophthai_desktop.core.services.audit import AuditService
 from ophthai_desktop.core.services.jobs import JobService
@@ -373,12 +373,33 @@ def _split_name(name: str) -> tuple[str, str]:
     return (stem, f".{ext}") if dot and stem else (name, "")
 
 
-def move_without_overwrite(path: Path, folder: Path, name: str) -> Path:
+#: The longest file name, in bytes, that common file systems take (ext4, XFS, APFS;
+#: NTFS counts 255 UTF-16 units, never more than the UTF-8 bytes).
+NAME_MAX_BYTES = 255
+
+
+def _fitted(stem: str, tail: str, max_bytes: int) -> str:
+    """``stem + tail``, the stem shortened by whole characters until it fits in
+    ``max_bytes`` bytes."""
+    while len(stem) > 1 and len(os.fsencode(stem + tail)) > max_bytes:
+        stem = stem[:-1]
+    return stem + tail
+
+
+def move_without_overwrite(
+    path: Path, folder: Path, name: str, *, tag: str = "", room_bytes: int = 0
+) -> Path:
     """Move ``path`` into ``folder`` as ``name``, or ``name (1)``, ``name (2)``... when
-    taken; an existing file is never replaced."""
+    taken; an existing file is never replaced.
+
+    ``tag`` goes after the stem (``" (duplicate)"``). A name that would be too long for
+    the file system has its stem shortened, leaving ``room_bytes`` free for a suffix the
+    caller adds beside it (the reason file's).
+    """
     stem, ext = _split_name(name)
+    max_bytes = NAME_MAX_BYTES - room_bytes
     for n in range(10_000):
-        target = folder / (name if n == 0 else f"{stem} ({n}){ext}")
+        target = folder / _fitted(stem, f"{tag}{ext}" if n == 0 else f"{tag} ({n}){ext}", max_bytes)
         try:
             # Claim the name atomically, then move over our own empty claim.
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -463,8 +484,8 @@ class IngestService:
             expected: The stamp the caller saw when it judged the file settled; a
                 different one means it is still being written.
             actor: Who the audit trail names.
-            abandon: Set when the caller is stopping: a file still waiting for its turn
-                to be read is then left as it is (:class:`FileNotSettled`).
+            abandon: Set when the caller is stopping or pausing: a file still waiting
+                for its turn to be read is then left as it is (:class:`FileNotSettled`).
 
         Raises:
             FileNotSettled: The file changed since ``expected`` or while being read, or
@@ -476,7 +497,7 @@ class IngestService:
         try:
             with self._preparing:
                 if abandon is not None and abandon.is_set():
-                    raise FileNotSettled("not read: the watcher is stopping")
+                    raise FileNotSettled("not read: the watcher is stopping or paused")
                 data, stamp, staged = self._read(path, expected)
                 size = len(data)
                 sha256 = hashlib.sha256(data).hexdigest()
@@ -537,8 +558,12 @@ class IngestService:
             return self._duplicate(path, folder, sha256, known, stamp)
         except NotFound as exc:
             _ensure_unchanged(path, stamp)
-            return self._refuse(path, folder, exc.message, sha256=sha256, size=size)
+            # The reason quotes the start of the file name, which may be a name.
+            logged = "no patient has the id that starts the file name"
+            return self._refuse(path, folder, exc.message, sha256=sha256, size=size, logged=logged)
         if isinstance(done, _Known):
+            if stored.created:  # the store had lost its copy (a crash before the flush)
+                self._images.sync(sha256)  # on disk before the source moves away
             return self._duplicate(path, folder, sha256, done, stamp)
         for event in done.events:
             self._bus.publish(event)
@@ -554,7 +579,7 @@ class IngestService:
         if stored.created:
             self._images.sync(sha256)  # a StorageError leaves the source in place
         if _unchanged(path, stamp):
-            moved = self._move(path, folder.processed, path.name, sha256)
+            moved = self._move(path, folder.processed, sha256)
         else:  # rewritten since we read it: left in place, to be taken in as it is now
             log.warning("watch folder: %s… changed after it was read; not moved", sha256[:12])
         return self._finish(
@@ -649,10 +674,7 @@ class IngestService:
             raise FileNotSettled("the file changed after it settled")
         limit = self._limits.max_bytes
         if before.st_size > limit:
-            raise _Refused(
-                f"the file is {before.st_size / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB",
-                before.st_size,
-            )
+            raise _Refused(too_large_message(before.st_size, limit), before.st_size)
         flags = (
             os.O_RDONLY
             | getattr(os, "O_NOFOLLOW", 0)  # swapped for a link since lstat: refuse
@@ -684,9 +706,7 @@ class IngestService:
             if FileStamp.of(after) != FileStamp.of(before) or len(data) != after.st_size:
                 raise FileNotSettled("the file changed while it was read")
             if len(data) > limit:
-                raise _Refused(
-                    f"the file is larger than the limit of {limit / 1e6:.1f} MB", len(data)
-                )
+                raise _Refused(too_large_message(None, limit), len(data))
         except OSError as exc:
             if staged is not None:
                 self._images.drop_staged(staged)
@@ -999,8 +1019,11 @@ class IngestService:
             sha256[:12],
             known.patient_id,
         )
-        stem, ext = _split_name(path.name)
-        moved = self._move(path, folder.processed, f"{stem} (duplicate){ext}", sha256)
+        moved = None
+        if _unchanged(path, stamp):
+            moved = self._move(path, folder.processed, sha256, tag=" (duplicate)")
+        else:  # replaced while the sighting was recorded: the new file is not a duplicate
+            log.warning("watch folder: %s… changed after it was read; not moved", sha256[:12])
         return self._finish(
             IngestResult(
                 IngestOutcome.DUPLICATE, name, sha256, known.patient_id, None, None, None, moved
@@ -1032,11 +1055,17 @@ class IngestService:
         *,
         sha256: str | None,
         size: int | None,
+        logged: str | None = None,
     ) -> IngestResult:
-        """Move the file to ``failed/`` with the reason beside it, record and notify."""
+        """Move the file to ``failed/`` with the reason beside it, record and notify.
+
+        ``logged``: the reason as the log says it, where ``reason`` quotes the file name.
+        """
         name = display_name(path.name)
-        log.warning("watch folder: refused a file (sha256 %s): %s", (sha256 or "-")[:12], reason)
-        moved = self._move(path, folder.failed, path.name, sha256)
+        log.warning(
+            "watch folder: refused a file (sha256 %s): %s", (sha256 or "-")[:12], logged or reason
+        )
+        moved = self._move(path, folder.failed, sha256, room_bytes=len(REASON_SUFFIX))
         if moved is not None:
             self._write_reason(moved, name, reason, sha256, size)
         where = "Moved to failed/." if moved else "It could not be moved to failed/."
@@ -1095,10 +1124,12 @@ class IngestService:
             log.error("watch folder: could not write a reason file: %s", exc.strerror)
 
     @staticmethod
-    def _move(path: Path, folder: Path, name: str, sha256: str | None) -> Path | None:
+    def _move(
+        path: Path, folder: Path, sha256: str | None, *, tag: str = "", room_bytes: int = 0
+    ) -> Path | None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            return move_without_overwrite(path, folder, name)
+            return move_without_overwrite(path, folder, path.name, tag=tag, room_bytes=room_bytes)
         except OSError as exc:
             log.error(
                 "watch folder: could not move a file (sha256 %s) to %s/: %s",
