@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from ophthai_desktop.core.events import EventBus
+from ophthai_desktop.core.imaging import allow_pillow_pixels
 from ophthai_desktop.core.inference import InferenceEngine
 from ophthai_desktop.core.services import (
     AuditService,
@@ -110,6 +111,7 @@ def build_application(settings: Settings | None = None, *, migrate: bool = True)
     bus = EventBus()
     images = ImageStore(settings.images_dir)
     limits = ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+    allow_pillow_pixels(settings.max_image_pixels)  # the worker's decoding too
     jobs = JobService(db, bus, images, limits)
     engine = InferenceEngine(settings, events=bus)
     patients = PatientService(db, bus, images, limits)

@@ -54,14 +54,15 @@ def too_large_message(size: int | None, max_bytes: int) -> str:
     return f"the image is {said}; the limit is {limit}"
 
 
-def _let_pillow_open(max_pixels: int) -> None:
+def allow_pillow_pixels(max_pixels: int) -> None:
     """Raise Pillow's decompression-bomb limit to ``max_pixels`` where that is higher.
 
     Pillow refuses to open an image of more than twice its own limit (89.5 million
     pixels, so 179 million) and warns above it; without this, images between 89.5
-    million pixels and the 120 million allowed by default were refused as bombs. Only
-    ever raised, to the largest limit asked for (a plain assignment: safe across
-    threads)."""
+    million pixels and the 120 million allowed by default were refused as bombs. Called
+    at start with the configured limit (the worker opens stored images too) and by each
+    check. Only ever raised, to the largest limit asked for (a plain assignment: safe
+    across threads)."""
     if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
         Image.MAX_IMAGE_PIXELS = max_pixels
 
@@ -87,7 +88,7 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
         raise InvalidInput("the image is empty (0 bytes)")
     if len(data) > max_bytes:
         raise PayloadTooLarge(too_large_message(len(data), max_bytes))
-    _let_pillow_open(max_pixels)
+    allow_pillow_pixels(max_pixels)
     try:
         with warnings.catch_warnings():
             # Pillow warns from its own limit up; ours is checked next, before any pixel

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from ophthai_desktop.core.errors import InvalidInput, PayloadTooLarge, UnsupportedMedia
 from ophthai_desktop.core.imaging import decode_data_url, inspect_image, too_large_message
+from tests.conftest import make_settings
 from tests.support.images import jpeg_bytes, png_bytes
 
 LIMITS = {"max_bytes": 5_000_000, "max_pixels": 10_000_000}
@@ -89,3 +91,18 @@ def test_a_size_that_rounds_to_the_limit_is_said_to_be_over_it() -> None:
     )
     assert too_large_message(26_214_401, 26_214_400) == "the image is over the limit of 26.2 MB"
     assert too_large_message(None, 1000) == "the image is over the limit of 1.0 KB"
+
+
+def test_the_configured_pixel_limit_reaches_pillow_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker opens stored images with Pillow, which refuses anything over twice its
+    own limit (179 million pixels) whatever the clinic allows."""
+    from ophthai_desktop.bootstrap import build_application
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # put back after
+    application = build_application(make_settings(tmp_path, max_image_pixels=400_000_000))
+    try:
+        assert Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS >= 400_000_000
+    finally:
+        application.close()
