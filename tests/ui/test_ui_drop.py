@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialogButtonBox
 from pytestqt.qtbot import QtBot
 
@@ -143,6 +146,39 @@ def test_a_mixed_drop_without_a_patient_cancelled_says_nothing_was_added(
     qtbot.waitUntil(lambda: "were not added" in gui.window.banner.text())
     assert "letter.txt" in gui.window.banner.text()
     assert gui.application.patients.list_patients().total == 0
+
+
+def test_escape_while_the_new_patient_is_saved_does_not_say_nobody_was_created(
+    qtbot: QtBot, gui: GuiSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A save cannot be taken back: the dialog stays until it is done, instead of
+    closing and telling the clinician that no patient was created while one was."""
+    app = gui.application
+    saving = threading.Event()
+    create = app.patients.create_patient
+
+    def slow_create(*args: Any, **kwargs: Any) -> Any:
+        saving.wait(10)  # the database is busy for a moment
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(app.patients, "create_patient", slow_create)
+    good = _file(tmp_path, "macula_OCT_OD.png", png_bytes((64, 48)))
+    text = _file(tmp_path, "letter.txt", b"Dear colleague")
+    assert drop_files(gui.window, [text, good])
+    qtbot.waitUntil(lambda: gui.patients.dialog is not None)
+    dialog = gui.patients.dialog
+    assert dialog is not None
+    qtbot.keyClicks(dialog.name, "Walk-in")
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+    qtbot.keyClick(dialog, Qt.Key.Key_Escape)
+    dialog.close()
+
+    assert dialog.isVisible()  # still saving
+    saving.set()
+    qtbot.waitUntil(lambda: gui.patient_page.name.text() == "Walk-in")
+    assert gui.patients.dialog is None  # closed once saved
+    assert "no patient was created" not in gui.window.banner.text()
+    assert app.patients.list_patients().total == 1
 
 
 def test_dragging_something_that_is_not_a_file_is_refused(gui: GuiSession) -> None:

@@ -54,6 +54,7 @@ class PatientDialog(QDialog):
         self.patient = patient
         self.setWindowTitle("Edit patient" if patient else "New patient")
         self.setMinimumWidth(460)
+        self._busy = False  # the form was sent and is being saved
 
         self.name = QLineEdit()
         self.name.setObjectName("name")
@@ -238,7 +239,16 @@ class PatientDialog(QDialog):
         return self.error.text() if self.error.isVisible() else ""
 
     def set_busy(self, busy: bool) -> None:
+        self._busy = busy
         self.buttons.setEnabled(not busy)
+
+    def reject(self) -> None:
+        """Cancel, Escape and the close button wait while the form is being saved: the
+        save goes on regardless, and a closed dialog told the clinician that nothing was
+        saved (a patient dropped images for was created "cancelled")."""
+        if self._busy:
+            return
+        super().reject()
 
     @staticmethod
     def _mark(widget: QWidget, invalid: bool) -> None:
