@@ -302,3 +302,31 @@ def test_a_queue_that_cannot_be_read_says_so_and_is_read_again(
 
     qtbot.waitUntil(lambda: gui.jobs_panel.model.get(job.id) is not None, timeout=5000)
     assert gui.jobs_panel.model.get(job.id).state == "queued"  # type: ignore[union-attr]
+
+
+def test_a_cancel_that_fails_leaves_the_job_as_it_was(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job goes on when its cancel cannot be recorded: its row said "cancelling…"
+    for good, as if it were about to stop."""
+    from ophthai_desktop.core.errors import StorageError
+
+    gui = make_gui()
+    app = gui.application
+    actor = Actor("t", "gui")
+    patient = app.patients.create_patient({"name": "A"}, actor=actor, image=NewImage(png_bytes()))
+    job = app.jobs.queue_patient_analysis(patient.id, actor=actor)
+    model, panel = gui.jobs_panel.model, gui.jobs_panel
+    qtbot.waitUntil(lambda: model.get(job.id) is not None)
+
+    def locked(*_args: object, **_kwargs: object) -> None:
+        raise StorageError("the database is locked")
+
+    monkeypatch.setattr(app.jobs, "request_cancel", locked)
+    panel.select_job(job.id)
+    panel.cancel.click()
+
+    qtbot.waitUntil(lambda: "the database is locked" in gui.window.banner.text())
+    row = model.get(job.id)
+    assert row is not None and row.state == "queued" and row.note == ""
+    assert panel.cancel.isEnabled()  # to try again

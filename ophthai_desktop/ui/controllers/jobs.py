@@ -23,6 +23,8 @@ LOADED = 100
 WAITING_POLL_MS = 1000
 #: How long after a failed first read of the queue it is read again.
 RELOAD_AFTER_MS = 5000
+#: A job's note while its cancellation is being asked for.
+CANCELLING = "cancelling…"
 
 
 class JobsController(QObject):
@@ -229,11 +231,18 @@ class JobsController(QObject):
     @Slot(int)
     def cancel(self, job_id: int) -> None:
         """Cancel a queued job, or stop a running one (the worker acts on it)."""
-        self._model.update(job_id, note="cancelling…")
+        before = self._model.get(job_id)
+        self._model.update(job_id, note=CANCELLING)
+
+        def failed(exc: BaseException) -> None:
+            # The job goes on: its row says what it said before, not "cancelling…".
+            row = self._model.get(job_id)
+            if row is not None and row.note == CANCELLING:
+                self._model.update(job_id, note=before.note if before is not None else "")
+            self._window.banner.show_message(describe(exc), "warning")
+
         self._ctx.tasks.submit(
-            lambda: self._jobs.request_cancel(job_id, actor=self._ctx.actor),
-            None,
-            lambda exc: self._window.banner.show_message(describe(exc), "warning"),
+            lambda: self._jobs.request_cancel(job_id, actor=self._ctx.actor), None, failed
         )
 
     @Slot(int)
