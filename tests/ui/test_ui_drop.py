@@ -99,6 +99,26 @@ def test_a_mixed_drop_still_names_the_refused_files_once_the_rest_are_added(
     assert len(app.patients.list_scans(patient.id)) == 1
 
 
+def test_a_file_gone_before_the_check_is_not_called_a_folder(
+    qtbot: QtBot, gui: GuiSession, tmp_path: Path
+) -> None:
+    """A dropped file moved away before it was read was refused as "not a file
+    (folders are not imported)"; the folder dropped with it still is."""
+    patient = gui.application.patients.create_patient({"name": "Moved"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    folder = tmp_path / "series"
+    folder.mkdir()
+    good = _file(tmp_path, "macula_OCT_OD.png", png_bytes((64, 48)))
+    gone = tmp_path / "moved_away.png"  # the file manager moved it meanwhile
+
+    assert drop_files(gui.window, [folder, good, gone])
+
+    banner = gui.window.banner
+    qtbot.waitUntil(lambda: "1 image(s) added" in banner.text())
+    assert "moved_away.png: the file is no longer there (moved or deleted)" in banner.text()
+    assert "series: it is not a file (folders are not imported)" in banner.text()
+
+
 def test_dropping_without_a_patient_offers_a_new_one(
     qtbot: QtBot, gui: GuiSession, tmp_path: Path
 ) -> None:

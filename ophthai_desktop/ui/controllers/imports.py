@@ -74,6 +74,8 @@ def guess_kind(filename: str) -> tuple[str, str]:
 def check_file(path: Path, *, max_bytes: int, max_pixels: int) -> CheckedFile:
     """Read and check one file (pool thread); never raises."""
     try:
+        if not path.exists():  # moved or deleted since it was dragged or picked
+            return CheckedFile(path, problem="the file is no longer there (moved or deleted)")
         if not path.is_file():
             return CheckedFile(path, problem="it is not a file (folders are not imported)")
         size = path.stat().st_size
