@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QDate, Qt
+from PySide6.QtCore import QDate, QPoint, Qt
 from PySide6.QtWidgets import QDialogButtonBox, QFormLayout, QMessageBox
 from pytestqt.qtbot import QtBot
 
@@ -10,7 +10,7 @@ from ophthai_desktop.core.records import Actor
 from ophthai_desktop.ui.models.patient_table import COLUMN_OF
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.views.patient_dialog import PatientDialog
-from tests.ui.conftest import Maker, open_patient
+from tests.ui.conftest import Maker, open_patient, seed_patients
 
 
 def _ok(dialog: object) -> None:
@@ -300,3 +300,27 @@ def test_columns_chosen_from_the_header_menu_stay_chosen_after_a_restart(
     second.hide_columns(["name", "status"])  # the name is always shown
     assert not second.table.isColumnHidden(COLUMN_OF["name"])
     assert second.table.isColumnHidden(COLUMN_OF["status"])
+
+
+def test_a_new_patient_does_not_move_the_list_scrolled_down(qtbot: QtBot, gui: GuiSession) -> None:
+    """A patient arriving (the watch folder, the API) while the clinician reads further
+    down the list scrolled it back to the open patient, and otherwise pushed the rows
+    down under the pointer; a list at its top shows the newcomer."""
+    app = gui.application
+    seed_patients(app, 300)
+    gui.patients.refresh()
+    model, table = gui.patient_list.model, gui.patient_list.table
+    qtbot.waitUntil(lambda: model.rowCount() == 200)
+    open_patient(qtbot, gui, "pt-seed00295")  # near the top (newest first)
+    table.verticalScrollBar().setValue(100 * table.verticalHeader().defaultSectionSize())
+    top = model.patient_id_at(table.indexAt(QPoint(5, 5)).row())
+
+    app.patients.create_patient({"name": "Arrived"}, actor=Actor("t", "gui"))
+
+    qtbot.waitUntil(lambda: model.total == 301 and model.rowCount() == 201)
+    assert model.patient_id_at(table.indexAt(QPoint(5, 5)).row()) == top
+    assert table.selectionModel().isRowSelected(model.row_of("pt-seed00295"))
+    table.verticalScrollBar().setValue(0)
+    app.patients.create_patient({"name": "Seen"}, actor=Actor("t", "gui"))
+    qtbot.waitUntil(lambda: model.rowCount() == 202)
+    assert model.data(model.index(table.indexAt(QPoint(5, 5)).row(), 0)) == "Seen"

@@ -276,10 +276,20 @@ class PatientsController(QObject):
         arrivals, self._arrivals = self._arrivals, {}
         if not arrivals:
             return
+        table = self._view.table
+        scrolled = table.verticalScrollBar().value()
+        before = self._model.rowCount()
         self._model.insert_first([patient_row(p) for p in reversed(arrivals.values())])
+        added = self._model.rowCount() - before
+        if scrolled > 0 and added > 0:
+            # Scrolled down the list: the rows looked at (and about to be clicked) stay
+            # where they are; only a list at its top shows the new patients coming in.
+            table.doItemsLayout()  # the scroll range takes in the new rows now
+            step = table.verticalHeader().defaultSectionSize()  # rows have fixed heights
+            table.verticalScrollBar().setValue(scrolled + added * step)
         self._view.show_count(self._model.loaded, self._model.total)
         if self._current_id:
-            self._view.select_patient(self._current_id)
+            self._view.select_patient(self._current_id, scroll=False)
 
     @Slot(object)
     def _on_bridge_patient_updated(self, patient: PatientRecord) -> None:
@@ -293,7 +303,7 @@ class PatientsController(QObject):
                 self._refresh_timer.start()
         elif self._view.remove_patient(patient.id):
             self._view.show_count(self._model.loaded, self._model.total)
-            self._view.select_patient(self._current_id)
+            self._view.select_patient(self._current_id, scroll=False)
         if patient.id == self._current_id:
             self._current = patient
             self._page.show_patient(patient)
@@ -307,7 +317,7 @@ class PatientsController(QObject):
             self._show(None)
         if self._view.remove_patient(patient_id):
             self._view.show_count(self._model.loaded, self._model.total)
-            self._view.select_patient(self._current_id)
+            self._view.select_patient(self._current_id, scroll=False)
 
     # Dialogs ----------------------------------------------------------------------------
 
