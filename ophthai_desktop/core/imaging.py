@@ -44,14 +44,14 @@ class ImageInfo:
     size_bytes: int
 
 
-def too_large_message(size: int | None, max_bytes: int) -> str:
-    """Why an image of ``size`` bytes (None: not known) is refused, in figures that
-    differ: a size that rounds to the limit is said to be over it."""
+def too_large_message(size: int | None, max_bytes: int, what: str = "image") -> str:
+    """Why an image (or ``what``) of ``size`` bytes (None: not known) is refused, in
+    figures that differ: a size that rounds to the limit is said to be over it."""
     limit = format_bytes(max_bytes)
     said = format_bytes(size) if size is not None else limit
     if said == limit:
-        return f"the image is over the limit of {limit}"
-    return f"the image is {said}; the limit is {limit}"
+        return f"the {what} is over the limit of {limit}"
+    return f"the {what} is {said}; the limit is {limit}"
 
 
 def allow_pillow_pixels(max_pixels: int) -> None:

@@ -64,14 +64,16 @@ def test_refused_files_are_named_with_the_reason_and_leave_nothing(
     text = _file(tmp_path, "notes.png", b"these are my notes, not an image")
     big = _file(tmp_path, "huge.png", png_bytes((400, 400), (1, 2, 3)) + bytes(4096))
     broken = _file(tmp_path, "broken.png", png_bytes((64, 64))[:60])
+    edge = _file(tmp_path, "edge.png", bytes(2049))  # one byte over: not "2.0; limit 2.0"
 
-    assert drop_files(gui.window, [text, big, broken])
+    assert drop_files(gui.window, [text, big, broken, edge])
 
     banner = gui.window.banner
     qtbot.waitUntil(lambda: "not imported" in banner.text())
     message = banner.text()
     assert "notes.png: The file is not an image that can be read" in message
-    assert "huge.png: The file is 5 KB; the limit is 2 KB" in message
+    assert "huge.png: The file is 5.5 KB; the limit is 2.0 KB" in message
+    assert "edge.png: The file is over the limit of 2.0 KB" in message
     assert "broken.png: The image is damaged or incomplete" in message
     assert banner.property("kind") == "error"
     qtbot.wait(200)

@@ -20,10 +20,9 @@ from PySide6.QtWidgets import QFileDialog
 
 from ophthai_desktop.core.domain import Laterality, Modality, ScanSource
 from ophthai_desktop.core.errors import OphthaiError, PayloadTooLarge
-from ophthai_desktop.core.imaging import inspect_image
+from ophthai_desktop.core.imaging import inspect_image, too_large_message
 from ophthai_desktop.core.records import PatientRecord
 from ophthai_desktop.core.services.patients import NewImage
-from ophthai_desktop.ui import display
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController, core_fields
 from ophthai_desktop.ui.messages import describe
@@ -80,9 +79,9 @@ def check_file(path: Path, *, max_bytes: int, max_pixels: int) -> CheckedFile:
             return CheckedFile(path, problem="it is not a file (folders are not imported)")
         size = path.stat().st_size
         if size > max_bytes:
-            raise PayloadTooLarge(
-                f"the file is {display.size(size)}; the limit is {display.size(max_bytes)}"
-            )
+            # As the API and the watch folder say it: one byte over is not "25.0 MB; the
+            # limit is 25.0 MB".
+            raise PayloadTooLarge(too_large_message(size, max_bytes, "file"))
         data = path.read_bytes()
         inspect_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
     except (OphthaiError, OSError) as exc:
