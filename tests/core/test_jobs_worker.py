@@ -8,12 +8,14 @@ engine on the tiny checkpoint is exercised in ``tests/core/inference`` and
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import sqlalchemy
 
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
@@ -553,3 +555,48 @@ def test_stopping_during_a_model_load_does_not_wait_for_it(
     _wait(lambda: not worker.alive)
     assert engine.loads == 1
     assert app.jobs.get_job(job.id).state == "queued"  # left for the next start
+
+
+def test_an_analysis_finishing_while_its_patient_is_deleted_is_announced_gone(
+    app_services: Application, actor: Actor
+) -> None:
+    """The worker's result lands between the deletion's look at the patient's open
+    analyses and notifications and its commit. Before, the finished job was announced
+    cancelled after analysis_finished, and the alarm's notification went with the
+    patient without notification_deleted: clients kept showing it."""
+    app = app_services
+    seen = _events(app)
+    patient_id = _patient_with_scan(app, actor)
+    app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    job = app.jobs.claim_next()
+    assert job is not None
+    result = ScriptedEngine(DME)._result(cancelled=False)
+    deleter = threading.get_ident()
+    finisher: list[threading.Thread] = []
+
+    def complete() -> None:
+        with contextlib.suppress(NotFound):  # the deletion came first
+            app.jobs.complete(job, result)
+
+    def after_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        # Once the deletion has read the patient's jobs, the worker finishes; the
+        # deletion goes on when the result is stored or (locked out) after a second.
+        if threading.get_ident() == deleter and not finisher and "FROM jobs" in statement:
+            finisher.append(threading.Thread(target=complete))
+            finisher[0].start()
+            finisher[0].join(1.0)
+
+    sqlalchemy.event.listen(app.db.engine, "after_cursor_execute", after_execute)
+    try:
+        app.patients.delete_patient(patient_id, actor=actor)
+    finally:
+        sqlalchemy.event.remove(app.db.engine, "after_cursor_execute", after_execute)
+    assert finisher
+    finisher[0].join(10)
+    finished = {e.job_id for e in seen if isinstance(e, ev.AnalysisFinished)}
+    cancelled = {e.job_id for e in seen if isinstance(e, ev.AnalysisCancelled)}
+    assert finished | cancelled == {job.id} and not finished & cancelled
+    created = {e.notification.id for e in seen if isinstance(e, ev.NotificationCreated)}
+    deleted = {e.notification_id for e in seen if isinstance(e, ev.NotificationDeleted)}
+    assert created <= deleted
+    assert app.notifications.list_notifications().total == 0

@@ -397,6 +397,9 @@ class JobService:
         job_id = job.id
         events: list[Event] = []
         with self._db.session() as session:
+            # The patient first, as deleting them locks it: a deletion either waits
+            # for this result (and announces it gone) or comes first (the job is gone).
+            patient = PatientService.lock_in(session, job.patient_id) if job.patient_id else None
             finished = session.execute(
                 update(m.Job)
                 .where(m.Job.id == job_id)
@@ -438,7 +441,6 @@ class JobService:
             )
             session.add(row)
             session.flush()
-            patient = session.get(m.Patient, job.patient_id) if job.patient_id else None
             if patient is not None:
                 patient.workflow_step = int(WorkflowStep.VALIDATION)
                 patient.updated_at = now

@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -406,7 +406,10 @@ class PatientService:
         """Delete the patient with their scans, analyses, jobs, notifications and
         measurements; image files nothing else refers to are removed too."""
         with self._db.session() as session:
-            row = self._get(session, patient_id)
+            # Locked first: an analysis finishing (or a scan arriving) meanwhile is
+            # either in what is read here, and announced gone with the patient, or
+            # waits and then finds no patient.
+            row = self.lock_in(session, patient_id)
             hashes = set(
                 session.scalars(select(m.Scan.sha256).where(m.Scan.patient_id == patient_id))
             )
@@ -709,6 +712,31 @@ class PatientService:
             )
         for sha in hashes - still_used:
             self._images.discard(sha)
+
+    @staticmethod
+    def lock_in(session: Session, patient_id: str) -> m.Patient:
+        """The patient's row, held against other writers until the caller's commit, so
+        that what the transaction reads of the patient and their records (their jobs,
+        notifications, newest analysis) is still so when it commits.
+
+        PostgreSQL locks the row (``FOR UPDATE``; the worker's :meth:`JobService.complete`
+        takes the same lock first). SQLite has no row locks, and its reads before a
+        transaction's first write see every commit that lands meanwhile: a write first
+        takes the database's write lock for the rest of the transaction.
+
+        Raises:
+            NotFound: There is no such patient (deleted meanwhile, say).
+        """
+        if session.get_bind().dialect.name == "sqlite":
+            session.execute(
+                update(m.Patient)
+                .where(m.Patient.id == patient_id)
+                .values(updated_at=m.Patient.updated_at)
+            )
+        row = session.get(m.Patient, patient_id, with_for_update=True)
+        if row is None:
+            raise NotFound(f"patient {patient_id} not found")
+        return row
 
     @staticmethod
     def _get(session: Session, patient_id: str) -> m.Patient:
