@@ -557,6 +557,43 @@ def test_stopping_during_a_model_load_does_not_wait_for_it(
     assert app.jobs.get_job(job.id).state == "queued"  # left for the next start
 
 
+@contextlib.contextmanager
+def _meanwhile(app: Application, marker: str, action: Callable[[], None]) -> Iterator[None]:
+    """Runs ``action`` on another thread once this thread's transaction has run a
+    statement holding ``marker`` (has read what it decides on), and lets it go on when
+    ``action`` is done or, locked out by that transaction, after a second."""
+    caller = threading.get_ident()
+    other: list[threading.Thread] = []
+
+    def after_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if threading.get_ident() == caller and not other and marker in statement:
+            other.append(threading.Thread(target=action))
+            other[0].start()
+            other[0].join(1.0)
+
+    sqlalchemy.event.listen(app.db.engine, "after_cursor_execute", after_execute)
+    try:
+        yield
+    finally:
+        sqlalchemy.event.remove(app.db.engine, "after_cursor_execute", after_execute)
+    assert other, f"no statement with {marker!r} ran"
+    other[0].join(10)
+
+
+def _claimed_with_result(app: Application, patient_id: str, actor: Actor) -> Callable[[], None]:
+    """Queue and claim an analysis of the patient; returns the worker's completing it."""
+    app.jobs.queue_patient_analysis(patient_id, actor=actor, question="again")
+    job = app.jobs.claim_next()
+    assert job is not None
+    result = ScriptedEngine(DME)._result(cancelled=False)
+
+    def complete() -> None:
+        with contextlib.suppress(NotFound):  # the patient was deleted first
+            app.jobs.complete(job, result)
+
+    return complete
+
+
 def test_an_analysis_finishing_while_its_patient_is_deleted_is_announced_gone(
     app_services: Application, actor: Actor
 ) -> None:
@@ -567,36 +604,36 @@ def test_an_analysis_finishing_while_its_patient_is_deleted_is_announced_gone(
     app = app_services
     seen = _events(app)
     patient_id = _patient_with_scan(app, actor)
-    app.jobs.queue_patient_analysis(patient_id, actor=actor)
-    job = app.jobs.claim_next()
-    assert job is not None
-    result = ScriptedEngine(DME)._result(cancelled=False)
-    deleter = threading.get_ident()
-    finisher: list[threading.Thread] = []
-
-    def complete() -> None:
-        with contextlib.suppress(NotFound):  # the deletion came first
-            app.jobs.complete(job, result)
-
-    def after_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        # Once the deletion has read the patient's jobs, the worker finishes; the
-        # deletion goes on when the result is stored or (locked out) after a second.
-        if threading.get_ident() == deleter and not finisher and "FROM jobs" in statement:
-            finisher.append(threading.Thread(target=complete))
-            finisher[0].start()
-            finisher[0].join(1.0)
-
-    sqlalchemy.event.listen(app.db.engine, "after_cursor_execute", after_execute)
-    try:
+    complete = _claimed_with_result(app, patient_id, actor)
+    with _meanwhile(app, "FROM jobs", complete):
         app.patients.delete_patient(patient_id, actor=actor)
-    finally:
-        sqlalchemy.event.remove(app.db.engine, "after_cursor_execute", after_execute)
-    assert finisher
-    finisher[0].join(10)
     finished = {e.job_id for e in seen if isinstance(e, ev.AnalysisFinished)}
     cancelled = {e.job_id for e in seen if isinstance(e, ev.AnalysisCancelled)}
-    assert finished | cancelled == {job.id} and not finished & cancelled
+    assert len(finished | cancelled) == 1 and not finished & cancelled
     created = {e.notification.id for e in seen if isinstance(e, ev.NotificationCreated)}
     deleted = {e.notification_id for e in seen if isinstance(e, ev.NotificationDeleted)}
     assert created <= deleted
     assert app.notifications.list_notifications().total == 0
+
+
+def test_a_verdict_given_while_a_new_result_arrives_is_on_the_analysis_shown(
+    app_services: Application, actor: Actor
+) -> None:
+    """The verdict reads the newest analysis, and the worker stores a newer one before
+    the verdict commits. Before, the verdict went on the older analysis and the patient
+    read approved at scheduling while their newest result (the one shown) was still
+    preliminary; now the verdict waits for the result or the result for the verdict."""
+    app = app_services
+    patient_id = _patient_with_scan(app, actor)
+    app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    claimed = app.jobs.claim_next()
+    assert claimed is not None
+    app.jobs.complete(claimed, ScriptedEngine(NORMAL)._result(cancelled=False))
+    complete = _claimed_with_result(app, patient_id, actor)
+    with _meanwhile(app, "FROM analyses", complete):
+        app.patients.validate_analysis(patient_id, approved=True, clinician="Dr A", actor=actor)
+    patient = app.patients.get_patient(patient_id)
+    newest = app.patients.list_analyses(patient_id)[0]
+    assert patient.latest_analysis is not None and patient.latest_analysis.id == newest.id
+    assert (patient.validation_status is None) == (newest.status == "preliminary")
+    assert (patient.workflow_step == 2) == (newest.status == "preliminary")

@@ -334,7 +334,7 @@ class PatientService:
             raise InvalidInput("the name is required", field="name")
         info = self._inspect(image) if image else None
         with self._db.session() as session:
-            row = self._get(session, patient_id)
+            row = self.lock_in(session, patient_id)
             # The newest analysis sent back as read is no new result (and one that could
             # not be parsed is not refused for lacking a classification).
             if ai_result is not None and self._echoes_latest(session, row, ai_result):
@@ -442,7 +442,7 @@ class PatientService:
         """Check and store an image as a new scan of the patient (workflow back to 1)."""
         info = self._inspect(image)
         with self._db.session() as session:
-            row = self._get(session, patient_id)
+            row = self.lock_in(session, patient_id)
             scan = self._add_scan(session, row, image, info)
             AuditService.record(
                 session, actor, "create", "scan", scan.id, {"patient_id": patient_id}
@@ -473,7 +473,7 @@ class PatientService:
         if notes is not None and len(notes) > 10_000:
             raise InvalidInput("the notes are longer than 10,000 characters", field="notes")
         with self._db.session() as session:
-            row = self._get(session, patient_id)
+            row = self.lock_in(session, patient_id)
             self._apply_verdict(
                 session, row, approved, clinician, notes, actor, analysis_id=analysis_id
             )
@@ -561,7 +561,7 @@ class PatientService:
         now = datetime.now(UTC)
         refuse_past_appointment(when, now)
         with self._db.session() as session:
-            row = self._get(session, patient_id)
+            row = self.lock_in(session, patient_id)
             completes = row.workflow_step == int(WorkflowStep.SCHEDULING)
             if row.appointment_date == when and not completes:
                 return self.records_in(session, [row])[0]  # booked already: no change
