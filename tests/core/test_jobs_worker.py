@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import sqlalchemy
 
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
@@ -24,6 +23,7 @@ from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.worker import LOAD_STOP_WAIT_S, InferenceWorker
 from tests.support.images import png_bytes
+from tests.support.races import meanwhile
 from tests.support.scripted_engine import DME, NORMAL, ScriptedEngine
 
 
@@ -557,29 +557,6 @@ def test_stopping_during_a_model_load_does_not_wait_for_it(
     assert app.jobs.get_job(job.id).state == "queued"  # left for the next start
 
 
-@contextlib.contextmanager
-def _meanwhile(app: Application, marker: str, action: Callable[[], None]) -> Iterator[None]:
-    """Runs ``action`` on another thread once this thread's transaction has run a
-    statement holding ``marker`` (has read what it decides on), and lets it go on when
-    ``action`` is done or, locked out by that transaction, after a second."""
-    caller = threading.get_ident()
-    other: list[threading.Thread] = []
-
-    def after_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if threading.get_ident() == caller and not other and marker in statement:
-            other.append(threading.Thread(target=action))
-            other[0].start()
-            other[0].join(1.0)
-
-    sqlalchemy.event.listen(app.db.engine, "after_cursor_execute", after_execute)
-    try:
-        yield
-    finally:
-        sqlalchemy.event.remove(app.db.engine, "after_cursor_execute", after_execute)
-    assert other, f"no statement with {marker!r} ran"
-    other[0].join(10)
-
-
 def _claimed_with_result(app: Application, patient_id: str, actor: Actor) -> Callable[[], None]:
     """Queue and claim an analysis of the patient; returns the worker's completing it."""
     app.jobs.queue_patient_analysis(patient_id, actor=actor, question="again")
@@ -605,7 +582,7 @@ def test_an_analysis_finishing_while_its_patient_is_deleted_is_announced_gone(
     seen = _events(app)
     patient_id = _patient_with_scan(app, actor)
     complete = _claimed_with_result(app, patient_id, actor)
-    with _meanwhile(app, "FROM jobs", complete):
+    with meanwhile(app, "FROM jobs", complete):
         app.patients.delete_patient(patient_id, actor=actor)
     finished = {e.job_id for e in seen if isinstance(e, ev.AnalysisFinished)}
     cancelled = {e.job_id for e in seen if isinstance(e, ev.AnalysisCancelled)}
@@ -630,7 +607,7 @@ def test_a_verdict_given_while_a_new_result_arrives_is_on_the_analysis_shown(
     assert claimed is not None
     app.jobs.complete(claimed, ScriptedEngine(NORMAL)._result(cancelled=False))
     complete = _claimed_with_result(app, patient_id, actor)
-    with _meanwhile(app, "FROM analyses", complete):
+    with meanwhile(app, "FROM analyses", complete):
         app.patients.validate_analysis(patient_id, approved=True, clinician="Dr A", actor=actor)
     patient = app.patients.get_patient(patient_id)
     newest = app.patients.list_analyses(patient_id)[0]

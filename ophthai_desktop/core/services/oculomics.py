@@ -287,10 +287,13 @@ class OculomicsService:
             if not low <= value <= high:
                 label = REFERENCE_RANGES[name].label
                 raise InvalidInput(f"{label} must be between {low:g} and {high:g}", field=name)
+        # Imported here: the patient service imports this module.
+        from ophthai_desktop.core.services.patients import PatientService
+
         with self._db.session() as session:
-            patient = session.get(m.Patient, patient_id)
-            if patient is None:
-                raise NotFound(f"patient {patient_id} not found")
+            # Locked: the summary is computed from the measurements read here, so
+            # another one added meanwhile (or a deletion) waits for this commit.
+            patient = PatientService.lock_in(session, patient_id)
             row = m.OculomicsMeasurement(
                 patient_id=patient_id, eye=eye_value, measured_on=measured_on, **values
             )
@@ -311,9 +314,6 @@ class OculomicsService:
                 },
             )
             record = _record(row)
-            # Imported here: the patient service imports this module.
-            from ophthai_desktop.core.services.patients import PatientService
-
             patient_record = PatientService.records_in(session, [patient])[0]
         self._bus.publish(OculomicsMeasured(record))
         # The patient's summary (its ``oculomics``) changed with it.
