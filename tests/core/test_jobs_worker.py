@@ -614,3 +614,21 @@ def test_a_verdict_given_while_a_new_result_arrives_is_on_the_analysis_shown(
     assert patient.latest_analysis is not None and patient.latest_analysis.id == newest.id
     assert (patient.validation_status is None) == (newest.status == "preliminary")
     assert (patient.workflow_step == 2) == (newest.status == "preliminary")
+
+
+def test_a_cancel_as_the_worker_claims_the_job_is_one_or_the_other(
+    app_services: Application, actor: Actor
+) -> None:
+    """The worker claims the queued job between the cancel's look at it and its commit.
+    Before, the cancel answered cancelled (and sent analysis_cancelled, no request to
+    stop) while the worker ran the job to the end."""
+    app = app_services
+    job = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+    claimed: list[Any] = []
+    with meanwhile(app, "jobs", lambda: claimed.append(app.jobs.claim_next())):
+        cancelled = app.jobs.request_cancel(job.id, actor=actor)
+    if claimed[0] is None:  # the cancel came first: the job never runs
+        assert cancelled.state == "cancelled"
+    else:  # the worker came first: asked to stop, it ends the job itself
+        assert cancelled.state == "running"
+    assert app.jobs.get_job(job.id).state == cancelled.state

@@ -511,14 +511,21 @@ class JobService:
             Conflict: The job already ended.
         """
         with self._db.session() as session:
-            job = self._get(session, job_id)
-            if job.state not in OPEN_STATES:
-                raise Conflict(f"job {job_id} already ended ({job.state})")
+            # One statement that applies only while the job is still queued, as
+            # claim_next's: a job the worker claims at the same moment is either
+            # cancelled before it runs or asked to stop, never both run and "cancelled".
+            job = session.scalars(
+                update(m.Job)
+                .where(m.Job.id == job_id, m.Job.state == JobState.QUEUED.value)
+                .values(state=JobState.CANCELLED.value, finished_at=datetime.now(UTC))
+                .returning(m.Job)
+            ).first()
+            was_queued = job is not None
+            if job is None:
+                job = self._get(session, job_id)
+                if job.state not in OPEN_STATES:
+                    raise Conflict(f"job {job_id} already ended ({job.state})")
             AuditService.record(session, actor, "cancel", "job", job_id)
-            was_queued = job.state == JobState.QUEUED.value
-            if was_queued:
-                job.state = JobState.CANCELLED.value
-                job.finished_at = datetime.now(UTC)
             session.flush()
             record = job_record(job)
         if was_queued:
