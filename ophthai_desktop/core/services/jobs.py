@@ -47,6 +47,7 @@ from ophthai_desktop.core.services.notifications import NotificationService
 from ophthai_desktop.core.services.patients import ImageLimits, PatientService
 from ophthai_desktop.core.storage import Database, ImageStore
 from ophthai_desktop.core.storage import models as m
+from ophthai_desktop.core.storage.images import sha256_hex
 from ophthai_desktop.core.storage.to_records import analysis_record, job_record
 
 if TYPE_CHECKING:
@@ -156,13 +157,14 @@ class JobService:
     ) -> JobRecord:
         """Check and store an image that belongs to no patient, and queue its analysis."""
         inspect_image(data, max_bytes=self._limits.max_bytes, max_pixels=self._limits.max_pixels)
-        stored = self._images.put(data)
-        with self._db.session() as session:
+        digest = sha256_hex(data)
+        with self._images.pinned(digest), self._db.session() as session:
+            self._images.put(data, sha256=digest)
             record = self.queue_in(
                 session,
                 patient_id=None,
                 scan_id=None,
-                sha256=stored.sha256,
+                sha256=digest,
                 question=question,
                 actor=actor,
             )

@@ -58,6 +58,7 @@ from ophthai_desktop.core.services.patient_fields import (
 )
 from ophthai_desktop.core.storage import Database, ImageStore
 from ophthai_desktop.core.storage import models as m
+from ophthai_desktop.core.storage.images import sha256_hex
 from ophthai_desktop.core.storage.sorting import age_in_years, case_insensitive
 from ophthai_desktop.core.storage.to_records import analysis_record, patient_record, scan_record
 
@@ -295,12 +296,17 @@ class PatientService:
         """
         pid = check_patient_id(patient_id) if patient_id else new_patient_id()
         info = self._inspect(image) if image else None
+        digest = sha256_hex(image.data) if image else None
         try:
-            with self._db.session() as session:
+            with self._images.pinned(digest), self._db.session() as session:
                 if session.get(m.Patient, pid) is not None:
                     raise Conflict(f"a patient with id {pid} already exists")
                 row = self.create_in(session, fields, actor=actor, patient_id=pid)
-                scan = self._add_scan(session, row, image, info) if image and info else None
+                scan = (
+                    self._add_scan(session, row, image, info, digest)
+                    if image and info and digest
+                    else None
+                )
                 record = self.records_in(session, [row])[0]
         except IntegrityError as exc:
             raise Conflict(f"a patient with id {pid} already exists") from exc
@@ -333,7 +339,8 @@ class PatientService:
         if "name" in fields and not values.get("name"):
             raise InvalidInput("the name is required", field="name")
         info = self._inspect(image) if image else None
-        with self._db.session() as session:
+        digest = sha256_hex(image.data) if image else None
+        with self._images.pinned(digest), self._db.session() as session:
             row = self.lock_in(session, patient_id)
             # The newest analysis sent back as read is no new result (and one that could
             # not be parsed is not refused for lacking a classification).
@@ -383,7 +390,11 @@ class PatientService:
                     approved = verdict == ValidationStatus.APPROVED.value
                     self._apply_verdict(session, row, approved, actor.who, None, actor)
                 values["validation_status"] = verdict
-            scan = self._add_scan(session, row, image, info) if image and info else None
+            scan = (
+                self._add_scan(session, row, image, info, digest)
+                if image and info and digest
+                else None
+            )
             if values or scan or analysis_id:
                 row.updated_at = datetime.now(UTC)
             changed = (
@@ -441,9 +452,10 @@ class PatientService:
     def attach_image(self, patient_id: str, image: NewImage, *, actor: Actor) -> ScanRecord:
         """Check and store an image as a new scan of the patient (workflow back to 1)."""
         info = self._inspect(image)
-        with self._db.session() as session:
+        digest = sha256_hex(image.data)
+        with self._images.pinned(digest), self._db.session() as session:
             row = self.lock_in(session, patient_id)
-            scan = self._add_scan(session, row, image, info)
+            scan = self._add_scan(session, row, image, info, digest)
             AuditService.record(
                 session, actor, "create", "scan", scan.id, {"patient_id": patient_id}
             )
@@ -650,9 +662,11 @@ class PatientService:
         )
 
     def _add_scan(
-        self, session: Session, patient: m.Patient, image: NewImage, info: ImageInfo
+        self, session: Session, patient: m.Patient, image: NewImage, info: ImageInfo, sha256: str
     ) -> ScanRecord:
-        stored = self._images.put(image.data)
+        """A new scan of ``image`` (whose hash is ``sha256``, pinned in the store by the
+        caller until its commit, so that a deletion's clean-up meanwhile keeps it)."""
+        stored = self._images.put(image.data, sha256=sha256)
         now = datetime.now(UTC)
         scan = m.Scan(**self.scan_values(patient.id, image, info, stored.sha256, now=now))
         session.add(scan)
@@ -696,8 +710,11 @@ class PatientService:
         return path
 
     def _discard_unreferenced(self, hashes: set[str]) -> None:
-        if not hashes:
-            return
+        if hashes:
+            self._images.discard_unreferenced(hashes, self._referenced)
+
+    def _referenced(self, hashes: set[str]) -> set[str]:
+        """Those of ``hashes`` that a scan, an analysis or a job refers to."""
         with self._db.session() as session:
             still_used = set(
                 session.scalars(select(m.Scan.sha256).where(m.Scan.sha256.in_(hashes)))
@@ -710,8 +727,7 @@ class PatientService:
             still_used |= set(
                 session.scalars(select(m.Job.image_sha256).where(m.Job.image_sha256.in_(hashes)))
             )
-        for sha in hashes - still_used:
-            self._images.discard(sha)
+        return still_used
 
     @staticmethod
     def lock_in(session: Session, patient_id: str) -> m.Patient:
