@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -41,7 +41,7 @@ from ophthai_desktop.core.events import (
 )
 from ophthai_desktop.core.imaging import inspect_image
 from ophthai_desktop.core.paging import fetch_page
-from ophthai_desktop.core.records import Actor, AnalysisRecord, JobRecord, Page
+from ophthai_desktop.core.records import Actor, AnalysisRecord, JobRecord, Page, PatientRecord
 from ophthai_desktop.core.services.audit import AuditService
 from ophthai_desktop.core.services.notifications import NotificationService
 from ophthai_desktop.core.services.patients import ImageLimits, PatientService
@@ -94,6 +94,7 @@ class JobService:
         actor: Actor,
         question: str | None = None,
         scan_id: int | None = None,
+        expect: Callable[[PatientRecord], None] | None = None,
     ) -> JobRecord:
         """Queue the analysis of the patient's newest scan (or of ``scan_id``, one of
         theirs, so that a scan added meanwhile is not analysed instead).
@@ -102,7 +103,7 @@ class JobService:
         of a second one (see :meth:`ensure_patient_analysis`).
         """
         job, _new = self.ensure_patient_analysis(
-            patient_id, actor=actor, question=question, scan_id=scan_id
+            patient_id, actor=actor, question=question, scan_id=scan_id, expect=expect
         )
         return job
 
@@ -113,6 +114,7 @@ class JobService:
         actor: Actor,
         question: str | None = None,
         scan_id: int | None = None,
+        expect: Callable[[PatientRecord], None] | None = None,
     ) -> tuple[JobRecord, bool]:
         """The open (queued or running) analysis of the scan with the same question, or
         a new one queued; True when it is new. Each analysis takes the 7B model minutes,
@@ -120,8 +122,9 @@ class JobService:
         the first.
         """
         with self._queue_lock, self._db.session() as session:
-            if session.get(m.Patient, patient_id) is None:
-                raise NotFound(f"patient {patient_id} not found")
+            # Locked, as a deletion locks it: the job is queued before the deletion
+            # looks for open analyses, or not at all.
+            PatientService.lock_in(session, patient_id, expect)
             if scan_id is not None:
                 scan = session.get(m.Scan, scan_id)
                 if scan is None or scan.patient_id != patient_id:

@@ -7,7 +7,7 @@ flags a value (the list, the trends, the seed-shaped summary, the GUI chart) rea
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from ophthai_desktop.core.domain import Eye
 from ophthai_desktop.core.errors import InvalidInput, NotFound
 from ophthai_desktop.core.events import EventBus, OculomicsMeasured, PatientUpdated
-from ophthai_desktop.core.records import Actor, OculomicsRecord, OculomicsSummary
+from ophthai_desktop.core.records import Actor, OculomicsRecord, OculomicsSummary, PatientRecord
 from ophthai_desktop.core.services.audit import AuditService
 from ophthai_desktop.core.storage import Database
 from ophthai_desktop.core.storage import models as m
@@ -264,6 +264,7 @@ class OculomicsService:
         rnfl_thickness_um: float | None = None,
         vessel_density_pct: float | None = None,
         actor: Actor,
+        expect: Callable[[PatientRecord], None] | None = None,
     ) -> OculomicsRecord:
         """Record one eye's measurements on one date; at least one value is needed."""
         try:
@@ -293,7 +294,7 @@ class OculomicsService:
         with self._db.session() as session:
             # Locked: the summary is computed from the measurements read here, so
             # another one added meanwhile (or a deletion) waits for this commit.
-            patient = PatientService.lock_in(session, patient_id)
+            patient = PatientService.lock_in(session, patient_id, expect)
             row = m.OculomicsMeasurement(
                 patient_id=patient_id, eye=eye_value, measured_on=measured_on, **values
             )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -324,6 +324,7 @@ class PatientService:
         actor: Actor,
         image: NewImage | None = None,
         ai_result: Mapping[str, Any] | None = None,
+        expect: Callable[[PatientRecord], None] | None = None,
     ) -> PatientRecord:
         """Change the given fields, and optionally add an image and a client-supplied AI
         result (see :meth:`record_client_analysis`), in one transaction.
@@ -341,7 +342,7 @@ class PatientService:
         info = self._inspect(image) if image else None
         digest = sha256_hex(image.data) if image else None
         with self._images.pinned(digest), self._db.session() as session:
-            row = self.lock_in(session, patient_id)
+            row = self.lock_in(session, patient_id, expect)
             # The newest analysis sent back as read is no new result (and one that could
             # not be parsed is not refused for lacking a classification).
             if ai_result is not None and self._echoes_latest(session, row, ai_result):
@@ -413,14 +414,20 @@ class PatientService:
             self._bus.publish(ScanIngested(scan))
         return record
 
-    def delete_patient(self, patient_id: str, *, actor: Actor) -> None:
+    def delete_patient(
+        self,
+        patient_id: str,
+        *,
+        actor: Actor,
+        expect: Callable[[PatientRecord], None] | None = None,
+    ) -> None:
         """Delete the patient with their scans, analyses, jobs, notifications and
         measurements; image files nothing else refers to are removed too."""
         with self._db.session() as session:
             # Locked first: an analysis finishing (or a scan arriving) meanwhile is
             # either in what is read here, and announced gone with the patient, or
             # waits and then finds no patient.
-            row = self.lock_in(session, patient_id)
+            row = self.lock_in(session, patient_id, expect)
             hashes = set(
                 session.scalars(select(m.Scan.sha256).where(m.Scan.patient_id == patient_id))
             )
@@ -449,12 +456,19 @@ class PatientService:
             self._bus.publish(AnalysisCancelled(job_id, patient_id))
         self._bus.publish(PatientDeleted(patient_id))
 
-    def attach_image(self, patient_id: str, image: NewImage, *, actor: Actor) -> ScanRecord:
+    def attach_image(
+        self,
+        patient_id: str,
+        image: NewImage,
+        *,
+        actor: Actor,
+        expect: Callable[[PatientRecord], None] | None = None,
+    ) -> ScanRecord:
         """Check and store an image as a new scan of the patient (workflow back to 1)."""
         info = self._inspect(image)
         digest = sha256_hex(image.data)
         with self._images.pinned(digest), self._db.session() as session:
-            row = self.lock_in(session, patient_id)
+            row = self.lock_in(session, patient_id, expect)
             scan = self._add_scan(session, row, image, info, digest)
             AuditService.record(
                 session, actor, "create", "scan", scan.id, {"patient_id": patient_id}
@@ -473,6 +487,7 @@ class PatientService:
         notes: str | None = None,
         analysis_id: int | None = None,
         actor: Actor,
+        expect: Callable[[PatientRecord], None] | None = None,
     ) -> PatientRecord:
         """Record the clinician's verdict on the newest analysis; moves to scheduling.
 
@@ -485,7 +500,7 @@ class PatientService:
         if notes is not None and len(notes) > 10_000:
             raise InvalidInput("the notes are longer than 10,000 characters", field="notes")
         with self._db.session() as session:
-            row = self.lock_in(session, patient_id)
+            row = self.lock_in(session, patient_id, expect)
             self._apply_verdict(
                 session, row, approved, clinician, notes, actor, analysis_id=analysis_id
             )
@@ -564,7 +579,12 @@ class PatientService:
         return self.update_patient(patient_id, {}, actor=actor, ai_result=result)
 
     def schedule_appointment(
-        self, patient_id: str, appointment: datetime, *, actor: Actor
+        self,
+        patient_id: str,
+        appointment: datetime,
+        *,
+        actor: Actor,
+        expect: Callable[[PatientRecord], None] | None = None,
     ) -> PatientRecord:
         """Set the follow-up appointment. It completes the workflow of a patient at the
         scheduling step (a verdict recorded); before that it is booked and the workflow
@@ -573,7 +593,7 @@ class PatientService:
         now = datetime.now(UTC)
         refuse_past_appointment(when, now)
         with self._db.session() as session:
-            row = self.lock_in(session, patient_id)
+            row = self.lock_in(session, patient_id, expect)
             completes = row.workflow_step == int(WorkflowStep.SCHEDULING)
             if row.appointment_date == when and not completes:
                 return self.records_in(session, [row])[0]  # booked already: no change
@@ -730,7 +750,11 @@ class PatientService:
         return still_used
 
     @staticmethod
-    def lock_in(session: Session, patient_id: str) -> m.Patient:
+    def lock_in(
+        session: Session,
+        patient_id: str,
+        expect: Callable[[PatientRecord], None] | None = None,
+    ) -> m.Patient:
         """The patient's row, held against other writers until the caller's commit, so
         that what the transaction reads of the patient and their records (their jobs,
         notifications, newest analysis) is still so when it commits.
@@ -739,6 +763,9 @@ class PatientService:
         takes the same lock first). SQLite has no row locks, and its reads before a
         transaction's first write see every commit that lands meanwhile: a write first
         takes the database's write lock for the rest of the transaction.
+
+        ``expect``: a check of the patient as it is now, made under the lock, before
+        anything changes (the API's ``If-Match``); what it raises ends the transaction.
 
         Raises:
             NotFound: There is no such patient (deleted meanwhile, say).
@@ -752,6 +779,8 @@ class PatientService:
         row = session.get(m.Patient, patient_id, with_for_update=True)
         if row is None:
             raise NotFound(f"patient {patient_id} not found")
+        if expect is not None:
+            expect(PatientService.records_in(session, [row])[0])
         return row
 
     @staticmethod
