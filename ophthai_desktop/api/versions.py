@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
@@ -135,19 +135,37 @@ def if_none_match_names(header: str, etag: str) -> bool:
     return "*" in tags or etag.removeprefix("W/") in (tag.removeprefix("W/") for tag in tags)
 
 
+#: What :func:`patient_write` gives the service call: the ``If-Match`` check, for the
+#: service to make on the patient as it is under the lock its change takes (None when
+#: the request has no ``If-Match``).
+Expectation = Callable[[PatientRecord], None] | None
+
+
 @contextmanager
 def patient_write(
     if_match: str | None, patients: PatientService, patient_id: str
-) -> Iterator[None]:
+) -> Iterator[Expectation]:
     """Around a request that changes the patient: 412 when its ``If-Match`` names
     another version than the stored one (404 when there is no such patient).
+
+    The check is made before the change and made again by the service (pass on what
+    this gives as its ``expect``) under the lock its transaction takes on the patient:
+    the desktop window, the watch folder and the inference worker do not take this
+    module's lock, and a result stored between the first check and the change would
+    otherwise be changed (a verdict given on an analysis the client never read).
 
     Runs in the API's worker threads (the route functions are plain ``def``).
     """
     lock = _WRITE_LOCKS[hash(patient_id) % len(_WRITE_LOCKS)]
     with lock:
-        if if_match is not None:
-            etag = patient_etag(patients.get_patient(patient_id))
-            if not if_match_holds(if_match, etag):
+        if if_match is None:
+            yield None
+            return
+        header = if_match
+
+        def expect(record: PatientRecord) -> None:
+            if not if_match_holds(header, patient_etag(record)):
                 raise HTTPException(status_code=412, detail=PRECONDITION_FAILED)
-        yield
+
+        expect(patients.get_patient(patient_id))
+        yield expect

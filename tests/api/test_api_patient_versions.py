@@ -12,9 +12,14 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from ophthai_desktop.api import create_app
 from ophthai_desktop.bootstrap import Application
+from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.services.patients import NewImage
 from tests.api.test_api_patients import add_analysis, create
 from tests.conftest import png_bytes
+from tests.support.http import LoopbackClient
+from tests.support.scripted_engine import NORMAL, ScriptedEngine
 
 STALE = '"stale"'
 
@@ -229,3 +234,38 @@ def test_two_racing_changes_of_one_version_cannot_both_pass_the_check(
         thread.join()
 
     assert sorted(statuses) == [200, 412]
+
+
+def test_a_result_stored_after_the_if_match_check_is_not_validated_unread(
+    app_services: Application, actor: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker stores a new analysis just after the request's If-Match check and
+    before its change: the inference worker does not take the API's lock. Before, the
+    verdict was recorded on that new analysis, which the client had never read; now
+    the check is made again under the lock the change takes, and it is a 412."""
+    app = app_services
+    result = ScriptedEngine(NORMAL)._result(cancelled=False)
+    pid = app.patients.create_patient({"name": "V"}, actor=actor, image=NewImage(png_bytes())).id
+    app.jobs.queue_patient_analysis(pid, actor=actor)
+    first = app.jobs.claim_next()
+    assert first is not None
+    app.jobs.complete(first, result)
+    app.jobs.queue_patient_analysis(pid, actor=actor, question="again")
+    second = app.jobs.claim_next()
+    assert second is not None
+    checked = app.patients.get_patient
+
+    def check_then_finish(patient_id: str) -> Any:
+        record = checked(patient_id)
+        monkeypatch.setattr(app.patients, "get_patient", checked)
+        app.jobs.complete(second, result)  # the worker, right after the check
+        return record
+
+    with LoopbackClient(create_app(app)) as client:
+        etag = client.get(f"/api/patients/{pid}").headers["ETag"]
+        monkeypatch.setattr(app.patients, "get_patient", check_then_finish)
+        r = client.post(f"/api/patients/{pid}/validate?approved=true", headers={"If-Match": etag})
+        assert r.status_code == 412, r.text
+        patient = client.get(f"/api/patients/{pid}").json()
+    assert patient["validationStatus"] is None and patient["workflowStep"] == 2
+    assert app.patients.list_analyses(pid)[0].status == "preliminary"

@@ -8,6 +8,7 @@ engine on the tiny checkpoint is exercised in ``tests/core/inference`` and
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.worker import LOAD_STOP_WAIT_S, InferenceWorker
 from tests.support.images import png_bytes
+from tests.support.races import meanwhile
 from tests.support.scripted_engine import DME, NORMAL, ScriptedEngine
 
 
@@ -553,3 +555,80 @@ def test_stopping_during_a_model_load_does_not_wait_for_it(
     _wait(lambda: not worker.alive)
     assert engine.loads == 1
     assert app.jobs.get_job(job.id).state == "queued"  # left for the next start
+
+
+def _claimed_with_result(app: Application, patient_id: str, actor: Actor) -> Callable[[], None]:
+    """Queue and claim an analysis of the patient; returns the worker's completing it."""
+    app.jobs.queue_patient_analysis(patient_id, actor=actor, question="again")
+    job = app.jobs.claim_next()
+    assert job is not None
+    result = ScriptedEngine(DME)._result(cancelled=False)
+
+    def complete() -> None:
+        with contextlib.suppress(NotFound):  # the patient was deleted first
+            app.jobs.complete(job, result)
+
+    return complete
+
+
+def test_an_analysis_finishing_while_its_patient_is_deleted_is_announced_gone(
+    app_services: Application, actor: Actor
+) -> None:
+    """The worker's result lands between the deletion's look at the patient's open
+    analyses and notifications and its commit. Before, the finished job was announced
+    cancelled after analysis_finished, and the alarm's notification went with the
+    patient without notification_deleted: clients kept showing it."""
+    app = app_services
+    seen = _events(app)
+    patient_id = _patient_with_scan(app, actor)
+    complete = _claimed_with_result(app, patient_id, actor)
+    with meanwhile(app, "FROM jobs", complete):
+        app.patients.delete_patient(patient_id, actor=actor)
+    finished = {e.job_id for e in seen if isinstance(e, ev.AnalysisFinished)}
+    cancelled = {e.job_id for e in seen if isinstance(e, ev.AnalysisCancelled)}
+    assert len(finished | cancelled) == 1 and not finished & cancelled
+    created = {e.notification.id for e in seen if isinstance(e, ev.NotificationCreated)}
+    deleted = {e.notification_id for e in seen if isinstance(e, ev.NotificationDeleted)}
+    assert created <= deleted
+    assert app.notifications.list_notifications().total == 0
+
+
+def test_a_verdict_given_while_a_new_result_arrives_is_on_the_analysis_shown(
+    app_services: Application, actor: Actor
+) -> None:
+    """The verdict reads the newest analysis, and the worker stores a newer one before
+    the verdict commits. Before, the verdict went on the older analysis and the patient
+    read approved at scheduling while their newest result (the one shown) was still
+    preliminary; now the verdict waits for the result or the result for the verdict."""
+    app = app_services
+    patient_id = _patient_with_scan(app, actor)
+    app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    claimed = app.jobs.claim_next()
+    assert claimed is not None
+    app.jobs.complete(claimed, ScriptedEngine(NORMAL)._result(cancelled=False))
+    complete = _claimed_with_result(app, patient_id, actor)
+    with meanwhile(app, "FROM analyses", complete):
+        app.patients.validate_analysis(patient_id, approved=True, clinician="Dr A", actor=actor)
+    patient = app.patients.get_patient(patient_id)
+    newest = app.patients.list_analyses(patient_id)[0]
+    assert patient.latest_analysis is not None and patient.latest_analysis.id == newest.id
+    assert (patient.validation_status is None) == (newest.status == "preliminary")
+    assert (patient.workflow_step == 2) == (newest.status == "preliminary")
+
+
+def test_a_cancel_as_the_worker_claims_the_job_is_one_or_the_other(
+    app_services: Application, actor: Actor
+) -> None:
+    """The worker claims the queued job between the cancel's look at it and its commit.
+    Before, the cancel answered cancelled (and sent analysis_cancelled, no request to
+    stop) while the worker ran the job to the end."""
+    app = app_services
+    job = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+    claimed: list[Any] = []
+    with meanwhile(app, "jobs", lambda: claimed.append(app.jobs.claim_next())):
+        cancelled = app.jobs.request_cancel(job.id, actor=actor)
+    if claimed[0] is None:  # the cancel came first: the job never runs
+        assert cancelled.state == "cancelled"
+    else:  # the worker came first: asked to stop, it ends the job itself
+        assert cancelled.state == "running"
+    assert app.jobs.get_job(job.id).state == cancelled.state

@@ -10,6 +10,7 @@ from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core.errors import InvalidInput, NotFound
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.oculomics import REFERENCE_RANGES
+from tests.support.races import meanwhile
 
 
 @pytest.fixture
@@ -137,3 +138,22 @@ def test_reference_table_holds_the_clinical_thresholds() -> None:
     assert REFERENCE_RANGES["iop_mmhg"].flag(21.0) is None
     assert REFERENCE_RANGES["iop_mmhg"].flag(21.5) == "iop_mmhg_high"
     assert REFERENCE_RANGES["cup_to_disc_ratio"].flag(0.51) == "cup_to_disc_ratio_high"
+
+
+def test_measurements_added_at_once_are_both_in_the_summary(
+    app_services: Application, actor: Actor, patient_id: str
+) -> None:
+    """The patient's ``oculomics`` (stored with the patient) is computed from the
+    measurements a transaction reads. Before, on PostgreSQL, a measurement committed
+    between that read and the commit was left out of it for good."""
+    service = app_services.oculomics
+    today = date.today()
+
+    def other_eye() -> None:
+        service.add_measurement(patient_id, eye="OS", measured_on=today, iop_mmhg=30, actor=actor)
+
+    with meanwhile(app_services, "FROM oculomics_measurements", other_eye):
+        service.add_measurement(patient_id, eye="OD", measured_on=today, iop_mmhg=15, actor=actor)
+    assert len(service.list_measurements(patient_id)) == 2
+    summary = app_services.patients.get_patient(patient_id).oculomics
+    assert summary is not None and summary.intraocular_pressure == 30  # the worse eye

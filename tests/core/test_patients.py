@@ -16,6 +16,7 @@ from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.storage import models as m
 from tests.support.images import png_bytes
+from tests.support.races import meanwhile
 
 
 def _collect(app: Application) -> list[ev.Event]:
@@ -721,3 +722,24 @@ def test_booking_the_same_appointment_again_changes_and_announces_nothing(
     assert moved.appointment_date == when + timedelta(hours=1)
     events = sqlite_services.audit.list_events(entity_type="patient", entity_id=patient.id)
     assert [e.action for e in events.items].count("schedule") == 2  # the first and the move
+
+
+def test_an_image_stored_again_while_its_last_patient_is_deleted_is_kept(
+    app_services: Application, actor: Actor
+) -> None:
+    """A deleted patient's image file goes when nothing refers to it; another patient
+    gets a scan of the same bytes while the deletion looks. Before, the file was
+    deleted under the new scan, which then had no image."""
+    app = app_services
+    data = png_bytes((41, 29))
+    leaving = app.patients.create_patient({"name": "L"}, actor=actor, image=NewImage(data))
+    staying = app.patients.create_patient({"name": "S"}, actor=actor).id
+    scans: list[Any] = []
+
+    def attach() -> None:
+        scans.append(app.patients.attach_image(staying, NewImage(data), actor=actor))
+
+    with meanwhile(app, "scans.sha256 IN", attach):
+        app.patients.delete_patient(leaving.id, actor=actor)
+    path, _media_type = app.patients.scan_image(scans[0].id)
+    assert path.read_bytes() == data

@@ -278,10 +278,14 @@ def analyze_patient(
     and moves the workflow to validation."""
     _require_patient(app, patient_id)
     wanted = body or s.AnalyzePatientRequest()
-    with patient_write(if_match, app.patients, patient_id):
+    with patient_write(if_match, app.patients, patient_id) as expect:
         _require_installed(app)
         job = app.jobs.queue_patient_analysis(
-            patient_id, actor=actor, question=wanted.question, scan_id=wanted.scan_id
+            patient_id,
+            actor=actor,
+            question=wanted.question,
+            scan_id=wanted.scan_id,
+            expect=expect,
         )
     if job.state == "queued":
         app.worker.resume_queue()  # asked for again: a queue held since an unload runs

@@ -229,9 +229,9 @@ def update_patient(
     if body.ai_analysis is not None and not isinstance(body.ai_analysis, dict):
         raise InvalidInput("aiAnalysis must be an object", field="aiAnalysis")
     ai_result = body.ai_analysis
-    with patient_write(if_match, app.patients, patient_id):
+    with patient_write(if_match, app.patients, patient_id) as expect:
         record = app.patients.update_patient(
-            patient_id, fields, actor=actor, image=image, ai_result=ai_result
+            patient_id, fields, actor=actor, image=image, ai_result=ai_result, expect=expect
         )
     return presenters.patient(tag_patient(response, record), base_url, detail=True)
 
@@ -245,8 +245,8 @@ def update_patient(
 def delete_patient(
     patient_id: str, patients: PatientsDep, actor: ActorDep, if_match: IfMatch = None
 ) -> s.Message:
-    with patient_write(if_match, patients, patient_id):
-        patients.delete_patient(patient_id, actor=actor)
+    with patient_write(if_match, patients, patient_id) as expect:
+        patients.delete_patient(patient_id, actor=actor, expect=expect)
     return s.Message(message=f"patient {patient_id} deleted")
 
 
@@ -271,13 +271,14 @@ def validate_patient(
     if verdict is None:
         raise InvalidInput("say whether the analysis is approved", field="approved")
     clinician = (body.clinician if body else None) or f"API client {actor.who}"
-    with patient_write(if_match, patients, patient_id):
+    with patient_write(if_match, patients, patient_id) as expect:
         record = patients.validate_analysis(
             patient_id,
             approved=verdict,
             clinician=clinician,
             notes=body.notes if body else None,
             actor=actor,
+            expect=expect,
         )
     return presenters.patient(tag_patient(response, record), base_url, detail=True)
 
@@ -304,8 +305,8 @@ def schedule_patient(
     when = one_value(appointment_date, body.appointment_date if body else None, "appointment_date")
     if when is None:
         raise InvalidInput("the appointment date is required", field="appointment_date")
-    with patient_write(if_match, patients, patient_id):
-        record = patients.schedule_appointment(patient_id, when, actor=actor)
+    with patient_write(if_match, patients, patient_id) as expect:
+        record = patients.schedule_appointment(patient_id, when, actor=actor, expect=expect)
     return presenters.patient(tag_patient(response, record), base_url, detail=True)
 
 
@@ -370,8 +371,8 @@ def upload_scan(
         filename=file.filename,
         field="file",
     )
-    with patient_write(if_match, app.patients, patient_id):
-        record = app.patients.attach_image(patient_id, image, actor=actor)
+    with patient_write(if_match, app.patients, patient_id) as expect:
+        record = app.patients.attach_image(patient_id, image, actor=actor, expect=expect)
     return presenters.scan(record, base_url)
 
 
@@ -450,7 +451,7 @@ def add_oculomics(
     actor: ActorDep,
     if_match: IfMatch = None,
 ) -> s.OculomicsMeasurementPublic:
-    with patient_write(if_match, patients, patient_id):
+    with patient_write(if_match, patients, patient_id) as expect:
         record = oculomics.add_measurement(
             patient_id,
             eye=body.eye,
@@ -460,5 +461,6 @@ def add_oculomics(
             rnfl_thickness_um=body.rnfl_thickness_um,
             vessel_density_pct=body.vessel_density_pct,
             actor=actor,
+            expect=expect,
         )
     return presenters.measurement(record)

@@ -494,25 +494,30 @@ class IngestService:
             StorageError: The database or the image store failed; the file stays.
         """
         staged: Path | None = None
-        try:
-            with self._preparing:
-                if abandon is not None and abandon.is_set():
-                    raise FileNotSettled("not read: the watcher is stopping or paused")
-                data, stamp, staged = self._read(path, expected)
-                size = len(data)
-                sha256 = hashlib.sha256(data).hexdigest()
-                info, reason = self._check(data, path.name)
-                stored = None if info is None else self._store(data, sha256, staged)
-                del data  # not held while waiting for the commit (up to the size limit)
-        except _Refused as refused:
-            return self._refuse(path, folder, refused.reason, sha256=None, size=refused.size)
-        finally:
-            if staged is not None and staged.exists():  # not kept: refused, failed...
-                self._images.drop_staged(staged)
-        if info is None or stored is None:
-            _ensure_unchanged(path, stamp)  # a refusal is final: be sure it was complete
-            return self._refuse(path, folder, reason, sha256=sha256, size=size)
-        return self._take_in(path, folder, sha256, size, info, stored, stamp, actor)
+        # The stored image is pinned until its scan is committed: a patient deleted
+        # meanwhile whose scan had the same bytes does not take the file with them.
+        with contextlib.ExitStack() as keep:
+            try:
+                with self._preparing:
+                    if abandon is not None and abandon.is_set():
+                        raise FileNotSettled("not read: the watcher is stopping or paused")
+                    data, stamp, staged = self._read(path, expected)
+                    size = len(data)
+                    sha256 = hashlib.sha256(data).hexdigest()
+                    info, reason = self._check(data, path.name)
+                    if info is not None:
+                        keep.enter_context(self._images.pinned(sha256))
+                    stored = None if info is None else self._store(data, sha256, staged)
+                    del data  # not held while waiting for the commit (up to the size limit)
+            except _Refused as refused:
+                return self._refuse(path, folder, refused.reason, sha256=None, size=refused.size)
+            finally:
+                if staged is not None and staged.exists():  # not kept: refused, failed...
+                    self._images.drop_staged(staged)
+            if info is None or stored is None:
+                _ensure_unchanged(path, stamp)  # a refusal is final: be sure it was complete
+                return self._refuse(path, folder, reason, sha256=sha256, size=size)
+            return self._take_in(path, folder, sha256, size, info, stored, stamp, actor)
 
     def _store(self, data: bytes, sha256: str, staged: Path | None) -> StoredImage:
         """The checked bytes into the image store (the staged copy, where there is one).

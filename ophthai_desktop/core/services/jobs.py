@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -41,12 +41,13 @@ from ophthai_desktop.core.events import (
 )
 from ophthai_desktop.core.imaging import inspect_image
 from ophthai_desktop.core.paging import fetch_page
-from ophthai_desktop.core.records import Actor, AnalysisRecord, JobRecord, Page
+from ophthai_desktop.core.records import Actor, AnalysisRecord, JobRecord, Page, PatientRecord
 from ophthai_desktop.core.services.audit import AuditService
 from ophthai_desktop.core.services.notifications import NotificationService
 from ophthai_desktop.core.services.patients import ImageLimits, PatientService
 from ophthai_desktop.core.storage import Database, ImageStore
 from ophthai_desktop.core.storage import models as m
+from ophthai_desktop.core.storage.images import sha256_hex
 from ophthai_desktop.core.storage.to_records import analysis_record, job_record
 
 if TYPE_CHECKING:
@@ -93,6 +94,7 @@ class JobService:
         actor: Actor,
         question: str | None = None,
         scan_id: int | None = None,
+        expect: Callable[[PatientRecord], None] | None = None,
     ) -> JobRecord:
         """Queue the analysis of the patient's newest scan (or of ``scan_id``, one of
         theirs, so that a scan added meanwhile is not analysed instead).
@@ -101,7 +103,7 @@ class JobService:
         of a second one (see :meth:`ensure_patient_analysis`).
         """
         job, _new = self.ensure_patient_analysis(
-            patient_id, actor=actor, question=question, scan_id=scan_id
+            patient_id, actor=actor, question=question, scan_id=scan_id, expect=expect
         )
         return job
 
@@ -112,6 +114,7 @@ class JobService:
         actor: Actor,
         question: str | None = None,
         scan_id: int | None = None,
+        expect: Callable[[PatientRecord], None] | None = None,
     ) -> tuple[JobRecord, bool]:
         """The open (queued or running) analysis of the scan with the same question, or
         a new one queued; True when it is new. Each analysis takes the 7B model minutes,
@@ -119,8 +122,9 @@ class JobService:
         the first.
         """
         with self._queue_lock, self._db.session() as session:
-            if session.get(m.Patient, patient_id) is None:
-                raise NotFound(f"patient {patient_id} not found")
+            # Locked, as a deletion locks it: the job is queued before the deletion
+            # looks for open analyses, or not at all.
+            PatientService.lock_in(session, patient_id, expect)
             if scan_id is not None:
                 scan = session.get(m.Scan, scan_id)
                 if scan is None or scan.patient_id != patient_id:
@@ -156,13 +160,14 @@ class JobService:
     ) -> JobRecord:
         """Check and store an image that belongs to no patient, and queue its analysis."""
         inspect_image(data, max_bytes=self._limits.max_bytes, max_pixels=self._limits.max_pixels)
-        stored = self._images.put(data)
-        with self._db.session() as session:
+        digest = sha256_hex(data)
+        with self._images.pinned(digest), self._db.session() as session:
+            self._images.put(data, sha256=digest)
             record = self.queue_in(
                 session,
                 patient_id=None,
                 scan_id=None,
-                sha256=stored.sha256,
+                sha256=digest,
                 question=question,
                 actor=actor,
             )
@@ -397,6 +402,9 @@ class JobService:
         job_id = job.id
         events: list[Event] = []
         with self._db.session() as session:
+            # The patient first, as deleting them locks it: a deletion either waits
+            # for this result (and announces it gone) or comes first (the job is gone).
+            patient = PatientService.lock_in(session, job.patient_id) if job.patient_id else None
             finished = session.execute(
                 update(m.Job)
                 .where(m.Job.id == job_id)
@@ -438,7 +446,6 @@ class JobService:
             )
             session.add(row)
             session.flush()
-            patient = session.get(m.Patient, job.patient_id) if job.patient_id else None
             if patient is not None:
                 patient.workflow_step = int(WorkflowStep.VALIDATION)
                 patient.updated_at = now
@@ -509,14 +516,21 @@ class JobService:
             Conflict: The job already ended.
         """
         with self._db.session() as session:
-            job = self._get(session, job_id)
-            if job.state not in OPEN_STATES:
-                raise Conflict(f"job {job_id} already ended ({job.state})")
+            # One statement that applies only while the job is still queued, as
+            # claim_next's: a job the worker claims at the same moment is either
+            # cancelled before it runs or asked to stop, never both run and "cancelled".
+            job = session.scalars(
+                update(m.Job)
+                .where(m.Job.id == job_id, m.Job.state == JobState.QUEUED.value)
+                .values(state=JobState.CANCELLED.value, finished_at=datetime.now(UTC))
+                .returning(m.Job)
+            ).first()
+            was_queued = job is not None
+            if job is None:
+                job = self._get(session, job_id)
+                if job.state not in OPEN_STATES:
+                    raise Conflict(f"job {job_id} already ended ({job.state})")
             AuditService.record(session, actor, "cancel", "job", job_id)
-            was_queued = job.state == JobState.QUEUED.value
-            if was_queued:
-                job.state = JobState.CANCELLED.value
-                job.finished_at = datetime.now(UTC)
             session.flush()
             record = job_record(job)
         if was_queued:

@@ -7,7 +7,7 @@ flags a value (the list, the trends, the seed-shaped summary, the GUI chart) rea
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from ophthai_desktop.core.domain import Eye
 from ophthai_desktop.core.errors import InvalidInput, NotFound
 from ophthai_desktop.core.events import EventBus, OculomicsMeasured, PatientUpdated
-from ophthai_desktop.core.records import Actor, OculomicsRecord, OculomicsSummary
+from ophthai_desktop.core.records import Actor, OculomicsRecord, OculomicsSummary, PatientRecord
 from ophthai_desktop.core.services.audit import AuditService
 from ophthai_desktop.core.storage import Database
 from ophthai_desktop.core.storage import models as m
@@ -264,6 +264,7 @@ class OculomicsService:
         rnfl_thickness_um: float | None = None,
         vessel_density_pct: float | None = None,
         actor: Actor,
+        expect: Callable[[PatientRecord], None] | None = None,
     ) -> OculomicsRecord:
         """Record one eye's measurements on one date; at least one value is needed."""
         try:
@@ -287,10 +288,13 @@ class OculomicsService:
             if not low <= value <= high:
                 label = REFERENCE_RANGES[name].label
                 raise InvalidInput(f"{label} must be between {low:g} and {high:g}", field=name)
+        # Imported here: the patient service imports this module.
+        from ophthai_desktop.core.services.patients import PatientService
+
         with self._db.session() as session:
-            patient = session.get(m.Patient, patient_id)
-            if patient is None:
-                raise NotFound(f"patient {patient_id} not found")
+            # Locked: the summary is computed from the measurements read here, so
+            # another one added meanwhile (or a deletion) waits for this commit.
+            patient = PatientService.lock_in(session, patient_id, expect)
             row = m.OculomicsMeasurement(
                 patient_id=patient_id, eye=eye_value, measured_on=measured_on, **values
             )
@@ -311,9 +315,6 @@ class OculomicsService:
                 },
             )
             record = _record(row)
-            # Imported here: the patient service imports this module.
-            from ophthai_desktop.core.services.patients import PatientService
-
             patient_record = PatientService.records_in(session, [patient])[0]
         self._bus.publish(OculomicsMeasured(record))
         # The patient's summary (its ``oculomics``) changed with it.

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -58,6 +58,7 @@ from ophthai_desktop.core.services.patient_fields import (
 )
 from ophthai_desktop.core.storage import Database, ImageStore
 from ophthai_desktop.core.storage import models as m
+from ophthai_desktop.core.storage.images import sha256_hex
 from ophthai_desktop.core.storage.sorting import age_in_years, case_insensitive
 from ophthai_desktop.core.storage.to_records import analysis_record, patient_record, scan_record
 
@@ -295,12 +296,17 @@ class PatientService:
         """
         pid = check_patient_id(patient_id) if patient_id else new_patient_id()
         info = self._inspect(image) if image else None
+        digest = sha256_hex(image.data) if image else None
         try:
-            with self._db.session() as session:
+            with self._images.pinned(digest), self._db.session() as session:
                 if session.get(m.Patient, pid) is not None:
                     raise Conflict(f"a patient with id {pid} already exists")
                 row = self.create_in(session, fields, actor=actor, patient_id=pid)
-                scan = self._add_scan(session, row, image, info) if image and info else None
+                scan = (
+                    self._add_scan(session, row, image, info, digest)
+                    if image and info and digest
+                    else None
+                )
                 record = self.records_in(session, [row])[0]
         except IntegrityError as exc:
             raise Conflict(f"a patient with id {pid} already exists") from exc
@@ -318,6 +324,7 @@ class PatientService:
         actor: Actor,
         image: NewImage | None = None,
         ai_result: Mapping[str, Any] | None = None,
+        expect: Callable[[PatientRecord], None] | None = None,
     ) -> PatientRecord:
         """Change the given fields, and optionally add an image and a client-supplied AI
         result (see :meth:`record_client_analysis`), in one transaction.
@@ -333,8 +340,9 @@ class PatientService:
         if "name" in fields and not values.get("name"):
             raise InvalidInput("the name is required", field="name")
         info = self._inspect(image) if image else None
-        with self._db.session() as session:
-            row = self._get(session, patient_id)
+        digest = sha256_hex(image.data) if image else None
+        with self._images.pinned(digest), self._db.session() as session:
+            row = self.lock_in(session, patient_id, expect)
             # The newest analysis sent back as read is no new result (and one that could
             # not be parsed is not refused for lacking a classification).
             if ai_result is not None and self._echoes_latest(session, row, ai_result):
@@ -383,7 +391,11 @@ class PatientService:
                     approved = verdict == ValidationStatus.APPROVED.value
                     self._apply_verdict(session, row, approved, actor.who, None, actor)
                 values["validation_status"] = verdict
-            scan = self._add_scan(session, row, image, info) if image and info else None
+            scan = (
+                self._add_scan(session, row, image, info, digest)
+                if image and info and digest
+                else None
+            )
             if values or scan or analysis_id:
                 row.updated_at = datetime.now(UTC)
             changed = (
@@ -402,11 +414,20 @@ class PatientService:
             self._bus.publish(ScanIngested(scan))
         return record
 
-    def delete_patient(self, patient_id: str, *, actor: Actor) -> None:
+    def delete_patient(
+        self,
+        patient_id: str,
+        *,
+        actor: Actor,
+        expect: Callable[[PatientRecord], None] | None = None,
+    ) -> None:
         """Delete the patient with their scans, analyses, jobs, notifications and
         measurements; image files nothing else refers to are removed too."""
         with self._db.session() as session:
-            row = self._get(session, patient_id)
+            # Locked first: an analysis finishing (or a scan arriving) meanwhile is
+            # either in what is read here, and announced gone with the patient, or
+            # waits and then finds no patient.
+            row = self.lock_in(session, patient_id, expect)
             hashes = set(
                 session.scalars(select(m.Scan.sha256).where(m.Scan.patient_id == patient_id))
             )
@@ -435,12 +456,20 @@ class PatientService:
             self._bus.publish(AnalysisCancelled(job_id, patient_id))
         self._bus.publish(PatientDeleted(patient_id))
 
-    def attach_image(self, patient_id: str, image: NewImage, *, actor: Actor) -> ScanRecord:
+    def attach_image(
+        self,
+        patient_id: str,
+        image: NewImage,
+        *,
+        actor: Actor,
+        expect: Callable[[PatientRecord], None] | None = None,
+    ) -> ScanRecord:
         """Check and store an image as a new scan of the patient (workflow back to 1)."""
         info = self._inspect(image)
-        with self._db.session() as session:
-            row = self._get(session, patient_id)
-            scan = self._add_scan(session, row, image, info)
+        digest = sha256_hex(image.data)
+        with self._images.pinned(digest), self._db.session() as session:
+            row = self.lock_in(session, patient_id, expect)
+            scan = self._add_scan(session, row, image, info, digest)
             AuditService.record(
                 session, actor, "create", "scan", scan.id, {"patient_id": patient_id}
             )
@@ -458,6 +487,7 @@ class PatientService:
         notes: str | None = None,
         analysis_id: int | None = None,
         actor: Actor,
+        expect: Callable[[PatientRecord], None] | None = None,
     ) -> PatientRecord:
         """Record the clinician's verdict on the newest analysis; moves to scheduling.
 
@@ -470,7 +500,7 @@ class PatientService:
         if notes is not None and len(notes) > 10_000:
             raise InvalidInput("the notes are longer than 10,000 characters", field="notes")
         with self._db.session() as session:
-            row = self._get(session, patient_id)
+            row = self.lock_in(session, patient_id, expect)
             self._apply_verdict(
                 session, row, approved, clinician, notes, actor, analysis_id=analysis_id
             )
@@ -549,7 +579,12 @@ class PatientService:
         return self.update_patient(patient_id, {}, actor=actor, ai_result=result)
 
     def schedule_appointment(
-        self, patient_id: str, appointment: datetime, *, actor: Actor
+        self,
+        patient_id: str,
+        appointment: datetime,
+        *,
+        actor: Actor,
+        expect: Callable[[PatientRecord], None] | None = None,
     ) -> PatientRecord:
         """Set the follow-up appointment. It completes the workflow of a patient at the
         scheduling step (a verdict recorded); before that it is booked and the workflow
@@ -558,7 +593,7 @@ class PatientService:
         now = datetime.now(UTC)
         refuse_past_appointment(when, now)
         with self._db.session() as session:
-            row = self._get(session, patient_id)
+            row = self.lock_in(session, patient_id, expect)
             completes = row.workflow_step == int(WorkflowStep.SCHEDULING)
             if row.appointment_date == when and not completes:
                 return self.records_in(session, [row])[0]  # booked already: no change
@@ -647,9 +682,11 @@ class PatientService:
         )
 
     def _add_scan(
-        self, session: Session, patient: m.Patient, image: NewImage, info: ImageInfo
+        self, session: Session, patient: m.Patient, image: NewImage, info: ImageInfo, sha256: str
     ) -> ScanRecord:
-        stored = self._images.put(image.data)
+        """A new scan of ``image`` (whose hash is ``sha256``, pinned in the store by the
+        caller until its commit, so that a deletion's clean-up meanwhile keeps it)."""
+        stored = self._images.put(image.data, sha256=sha256)
         now = datetime.now(UTC)
         scan = m.Scan(**self.scan_values(patient.id, image, info, stored.sha256, now=now))
         session.add(scan)
@@ -693,8 +730,11 @@ class PatientService:
         return path
 
     def _discard_unreferenced(self, hashes: set[str]) -> None:
-        if not hashes:
-            return
+        if hashes:
+            self._images.discard_unreferenced(hashes, self._referenced)
+
+    def _referenced(self, hashes: set[str]) -> set[str]:
+        """Those of ``hashes`` that a scan, an analysis or a job refers to."""
         with self._db.session() as session:
             still_used = set(
                 session.scalars(select(m.Scan.sha256).where(m.Scan.sha256.in_(hashes)))
@@ -707,8 +747,41 @@ class PatientService:
             still_used |= set(
                 session.scalars(select(m.Job.image_sha256).where(m.Job.image_sha256.in_(hashes)))
             )
-        for sha in hashes - still_used:
-            self._images.discard(sha)
+        return still_used
+
+    @staticmethod
+    def lock_in(
+        session: Session,
+        patient_id: str,
+        expect: Callable[[PatientRecord], None] | None = None,
+    ) -> m.Patient:
+        """The patient's row, held against other writers until the caller's commit, so
+        that what the transaction reads of the patient and their records (their jobs,
+        notifications, newest analysis) is still so when it commits.
+
+        PostgreSQL locks the row (``FOR UPDATE``; the worker's :meth:`JobService.complete`
+        takes the same lock first). SQLite has no row locks, and its reads before a
+        transaction's first write see every commit that lands meanwhile: a write first
+        takes the database's write lock for the rest of the transaction.
+
+        ``expect``: a check of the patient as it is now, made under the lock, before
+        anything changes (the API's ``If-Match``); what it raises ends the transaction.
+
+        Raises:
+            NotFound: There is no such patient (deleted meanwhile, say).
+        """
+        if session.get_bind().dialect.name == "sqlite":
+            session.execute(
+                update(m.Patient)
+                .where(m.Patient.id == patient_id)
+                .values(updated_at=m.Patient.updated_at)
+            )
+        row = session.get(m.Patient, patient_id, with_for_update=True)
+        if row is None:
+            raise NotFound(f"patient {patient_id} not found")
+        if expect is not None:
+            expect(PatientService.records_in(session, [row])[0])
+        return row
 
     @staticmethod
     def _get(session: Session, patient_id: str) -> m.Patient:

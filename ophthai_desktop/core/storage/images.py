@@ -14,7 +14,11 @@ import logging
 import os
 import re
 import tempfile
+import threading
 import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +56,9 @@ class ImageStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._staging = root / ".staging"
         self._clear_stale_staging()
+        # Hashes being stored by a transaction not yet committed (see pinned).
+        self._pins: Counter[str] = Counter()
+        self._pins_lock = threading.Lock()
 
     def path_for(self, sha256: str) -> Path:
         if not _SHA256.match(sha256):
@@ -177,6 +184,36 @@ class ImageStore:
 
     def exists(self, sha256: str) -> bool:
         return self.path_for(sha256).is_file()
+
+    @contextmanager
+    def pinned(self, sha256: str | None) -> Iterator[None]:
+        """Keeps ``sha256``'s file from :meth:`discard_unreferenced` while the caller
+        stores it and commits a row that refers to it: enter before :meth:`put`, leave
+        after the commit. (None: nothing to keep, for callers with no image.)"""
+        if sha256 is None:
+            yield
+            return
+        with self._pins_lock:
+            self._pins[sha256] += 1
+        try:
+            yield
+        finally:
+            with self._pins_lock:
+                self._pins[sha256] -= 1
+                if not self._pins[sha256]:
+                    del self._pins[sha256]
+
+    def discard_unreferenced(
+        self, hashes: set[str], referenced: Callable[[set[str]], set[str]]
+    ) -> None:
+        """Delete the files of ``hashes`` that ``referenced`` (a query of the committed
+        rows) does not name and no writer has :meth:`pinned`. The query runs under the
+        pins' lock: a row that refers to a file is either committed before it or pinned
+        (or stored after the file is gone, which :meth:`put` then writes again)."""
+        with self._pins_lock:
+            candidates = hashes - self._pins.keys()
+            for sha in candidates - referenced(candidates) if candidates else ():
+                self.discard(sha)
 
     def discard(self, sha256: str) -> None:
         """Delete an image file; callers make sure nothing refers to it any more."""
