@@ -141,13 +141,17 @@ async def as_sent(request: Request, field: str) -> tuple[list[str], str]:
     return [to_camel(field)], to_camel(field)
 
 
+def _body_models(request: Request) -> list[object]:
+    """The route's body model, and the members of its annotation (``Model | None``)."""
+    body = getattr(request.scope.get("route"), "body_field", None)
+    annotation = getattr(getattr(body, "field_info", None), "annotation", None)
+    return [annotation, *typing.get_args(annotation)]
+
+
 def _body_aliases(request: Request, field: str) -> list[str] | None:
     """The names the route's body model reads ``field`` from, the one its schema shows
     first (``iopMmhg``, then ``iop`` and the rest); None when it takes no such field."""
-    body = getattr(request.scope.get("route"), "body_field", None)
-    annotation = getattr(getattr(body, "field_info", None), "annotation", None)
-    models = [annotation, *typing.get_args(annotation)]  # Model, or Model | None
-    for model in models:
+    for model in _body_models(request):
         info = getattr(model, "model_fields", {}).get(field)
         if info is None:
             continue
@@ -167,9 +171,7 @@ def _other_spelling(request: Request, key: str, sent: frozenset[str]) -> str | N
     """Another name the body also sent for the field ``key`` names (``birthDate`` for
     ``birth_date``, ``iop`` for ``iopMmhg``): pydantic reads one and calls the other an
     extra input, which names a key the API documents as accepted."""
-    body = getattr(request.scope.get("route"), "body_field", None)
-    annotation = getattr(getattr(body, "field_info", None), "annotation", None)
-    for model in [annotation, *typing.get_args(annotation)]:  # Model, or Model | None
+    for model in _body_models(request):
         for name in getattr(model, "model_fields", {}):
             names = {name, *(_body_aliases(request, name) or [])}
             if key in names:
