@@ -347,6 +347,37 @@ def test_the_window_comes_up_without_torch(tmp_path: Path) -> None:
     assert "HEAVY []" in done.stdout
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="thread names from /proc")
+def test_the_window_paints_without_qts_thread_pool() -> None:
+    """Large fills are painted on the GUI thread, not handed to Qt's GUI thread pool
+    and waited for: with the worker and the API busy, the pool's threads wait for a
+    core while the GUI thread waits for them (README, bench/gui_stall.py)."""
+    script = textwrap.dedent(
+        """
+        import glob, os
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        os.environ.pop("QT_NO_GUI_THREADPOOL", None)
+        from PySide6.QtWidgets import QPlainTextEdit, QTabWidget
+        from ophthai_desktop.desktop import qt_application
+        app = qt_application()
+        tabs = QTabWidget()
+        tabs.addTab(QPlainTextEdit("line\\n" * 500), "Analysis")
+        tabs.resize(900, 800)
+        tabs.show()
+        app.processEvents()
+        for _ in range(5):
+            tabs.repaint()
+        names = [open(p).read().strip() for p in glob.glob("/proc/self/task/*/comm")]
+        print("POOLED", sum(name == "Thread (pooled)" for name in names))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "POOLED 0" in done.stdout
+
+
 def test_the_views_paint_what_the_rows_hold_without_running_python(
     qtbot: QtBot, gui: GuiSession
 ) -> None:
