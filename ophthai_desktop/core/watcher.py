@@ -805,10 +805,16 @@ class FolderWatcher:
             if run.stopping.is_set():
                 return
             current: FileStamp | None = None
-            if stuck:
-                with contextlib.suppress(OSError):  # gone: nothing to skip
+            if stuck or retry_in_s is None:
+                with contextlib.suppress(OSError):  # gone: nothing to skip or take
                     current = FileStamp.of(os.lstat(path))
-            if current is not None and stamp is not None and current != stamp:
+            if current is not None and not stuck:
+                # Moved away (or vanished), yet a file has the name: one written again
+                # under it while this one was taken in. Its events came while the name
+                # was in progress and were not acted on; take it in now, not at the
+                # next rescan.
+                retry_in_s = self._settle_interval_s
+            elif current is not None and stamp is not None and current != stamp:
                 retry_in_s = self._settle_interval_s  # rewritten meanwhile: look again
             elif current is not None:
                 # Left in place (could not be moved): skip it until it changes.
