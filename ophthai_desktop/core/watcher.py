@@ -78,6 +78,7 @@ from ophthai_desktop.core.services.ingest import (
     FileVanished,
     FolderLayout,
     IngestService,
+    remove_stale_claims,
 )
 from ophthai_desktop.core.settings import Settings
 
@@ -451,6 +452,7 @@ class FolderWatcher:
                 layout = FolderLayout.under(settings.resolved_watch_folder.expanduser())
                 layout.ensure()
                 layout = FolderLayout.under(layout.root.resolve())
+                remove_stale_claims(layout)  # before any file is moved in
             except OSError as exc:
                 self._set_state(
                     WatcherState.ERROR,

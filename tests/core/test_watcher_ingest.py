@@ -311,6 +311,81 @@ def test_a_crash_between_commit_and_move_makes_no_second_patient(
         second.close()
 
 
+#: Run in a child process: take one file in, dying (as a power cut or a kill would, with
+#: no clean-up) in the middle of its move, between the claim of its new name and the
+#: rename over it.
+_DIE_IN_THE_MOVE = """
+import os, sys
+from pathlib import Path
+from ophthai_desktop.bootstrap import build_application
+from ophthai_desktop.core.services.ingest import FolderLayout
+from ophthai_desktop.core.settings import Settings
+
+settings = Settings(data_dir=Path(sys.argv[1]), watch_folder_enabled=True, _env_file=None)
+app = build_application(settings)
+layout = FolderLayout.under(settings.resolved_watch_folder)
+replace = os.replace
+
+
+def die_moving_in(src, dst, **options):
+    if Path(dst).parent in (layout.processed, layout.failed):
+        os._exit(9)
+    replace(src, dst, **options)
+
+
+os.replace = die_moving_in
+app.ingest.ingest_file(layout.root / sys.argv[2], layout)
+"""
+
+
+@pytest.mark.parametrize(
+    ("data", "folder_name"),
+    [(png_bytes((30, 30), (90, 10, 10)), "processed"), (b"not an image", "failed")],
+    ids=["processed", "failed"],
+)
+def test_a_crash_in_the_middle_of_a_move_leaves_no_empty_file_and_loses_nothing(
+    tmp_path: Path, data: bytes, folder_name: str
+) -> None:
+    import subprocess
+    import sys
+
+    settings = build_watch_app(tmp_path).settings
+    folder = settings.resolved_watch_folder
+    FolderLayout.under(folder).ensure()
+    (folder / "Jane Doe_OD.png").write_bytes(data)
+    child = subprocess.run(
+        [sys.executable, "-c", _DIE_IN_THE_MOVE, str(settings.data_dir), "Jane Doe_OD.png"],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        timeout=120,
+    )
+    assert child.returncode == 9, child.stderr.decode()
+    # What the crash left: the file where it was, and its new name claimed, empty.
+    assert (folder / "Jane Doe_OD.png").read_bytes() == data
+    assert (folder / folder_name / "Jane Doe_OD.png").stat().st_size == 0
+
+    second = build_watch_app(tmp_path)  # the next start, on the same data
+    log = EventLog(second.bus)
+    try:
+        second.watcher.start()
+        result = log.wait_finished("Jane Doe_OD.png")["Jane Doe_OD.png"]
+        assert wait_until(second.watcher.is_idle)
+    finally:
+        second.close()
+    assert not (folder / "Jane Doe_OD.png").exists()
+    kept = {p.name: p.read_bytes() for p in (folder / folder_name).iterdir()}
+    if folder_name == "processed":
+        # Committed before the crash: taken in once, filed as a sighting of itself.
+        assert result.outcome == "duplicate" and patient_count(second) == 1
+        assert kept == {"Jane Doe_OD (duplicate).png": data}
+    else:
+        # Refused again, under its own name, with its reason beside it.
+        assert result.outcome == "failed" and patient_count(second) == 0
+        assert kept["Jane Doe_OD.png"] == data
+        assert set(kept) == {"Jane Doe_OD.png", "Jane Doe_OD.png" + REASON_SUFFIX}
+    assert not [p for p in (folder / "processed").iterdir() if p.stat().st_size == 0]
+
+
 def test_a_duplicate_replaced_while_its_sighting_is_recorded_is_not_moved(
     app: Application, monkeypatch: pytest.MonkeyPatch
 ) -> None:

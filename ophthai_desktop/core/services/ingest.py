@@ -21,7 +21,8 @@ changing. For one file:
 
 A crash between 3 and 4 leaves the file where it was; the next start reads it again and
 its committed hash makes it a duplicate, which is moved, so it never makes a second
-patient. Logs carry hashes and record ids, never file names (they can hold a patient's
+patient. A crash in the middle of a move leaves an empty claim of the new name too,
+deleted at the next start (:func:`remove_stale_claims`). Logs carry hashes and record ids, never file names (they can hold a patient's
 name) or patient details.
 """
 
@@ -386,6 +387,13 @@ def _fitted(stem: str, tail: str, max_bytes: int) -> str:
     return stem + tail
 
 
+#: The permission bits of a name claimed for a file being moved in (see
+#: :func:`move_without_overwrite`): none. An empty file without permissions is nothing
+#: the watch folder files (a refused empty file keeps the mode it had), so a claim that
+#: a crash left behind is told apart at the next start.
+CLAIM_MODE = 0o000
+
+
 def move_without_overwrite(
     path: Path, folder: Path, name: str, *, tag: str = "", room_bytes: int = 0
 ) -> Path:
@@ -395,14 +403,25 @@ def move_without_overwrite(
     ``tag`` goes after the stem (``" (duplicate)"``). A name that would be too long for
     the file system has its stem shortened, leaving ``room_bytes`` free for a suffix the
     caller adds beside it (the reason file's).
+
+    On POSIX the name is claimed first (created exclusively, empty, with
+    :data:`CLAIM_MODE`) and the file renamed over the claim; a crash between the two
+    leaves the claim, which :func:`remove_stale_claims` deletes at the next start (the
+    file itself is still where it was). Windows' rename refuses an existing name by
+    itself.
     """
     stem, ext = _split_name(name)
     max_bytes = NAME_MAX_BYTES - room_bytes
     for n in range(10_000):
         target = folder / _fitted(stem, f"{tag}{ext}" if n == 0 else f"{tag} ({n}){ext}", max_bytes)
+        if os.name == "nt":
+            try:
+                os.rename(path, target)
+            except FileExistsError:
+                continue
+            return target
         try:
-            # Claim the name atomically, then move over our own empty claim.
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, CLAIM_MODE)
         except FileExistsError:
             continue
         os.close(fd)
@@ -413,6 +432,44 @@ def move_without_overwrite(
             raise
         return target
     raise OSError(errno.EEXIST, "no free name", str(folder / name))
+
+
+def _is_stale_claim(info: os.stat_result, folder_is_processed: bool) -> bool:
+    if not stat.S_ISREG(info.st_mode) or info.st_size != 0:
+        return False
+    # Nothing empty is ever taken in, so an empty file in processed/ is a claim (one
+    # left by a version that claimed names readable by their owner, too).
+    return folder_is_processed or stat.S_IMODE(info.st_mode) == CLAIM_MODE
+
+
+def remove_stale_claims(layout: FolderLayout) -> int:
+    """Delete the claims a crash left in ``processed/`` and ``failed/`` (see
+    :func:`move_without_overwrite`); the number deleted.
+
+    Call it only while no file is being moved into them (the watcher's start). The
+    files the claims were made for are still in the watch folder and are taken in again:
+    each ends up in the folder it was going to, under its name.
+    """
+    removed = 0
+    for folder in (layout.processed, layout.failed):
+        try:
+            with os.scandir(folder) as entries:
+                found = list(entries)
+        except OSError as exc:
+            log.warning("watch folder: cannot list %s/: %s", folder.name, exc.strerror)
+            continue
+        for entry in found:
+            try:
+                if _is_stale_claim(entry.stat(follow_symlinks=False), folder == layout.processed):
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                log.warning("watch folder: cannot delete a stale name claim: %s", exc.strerror)
+    if removed:
+        log.info("watch folder: deleted %d empty name claims left by a crash", removed)
+    return removed
 
 
 def _unchanged(path: Path, stamp: FileStamp) -> bool:
