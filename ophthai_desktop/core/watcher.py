@@ -72,6 +72,7 @@ from watchdog.observers.polling import PollingObserver
 
 from ophthai_desktop.core.errors import StorageError
 from ophthai_desktop.core.events import EventBus, WatcherStateChanged
+from ophthai_desktop.core.log_safety import safe_description
 from ophthai_desktop.core.services.ingest import (
     FileNotSettled,
     FileStamp,
@@ -713,8 +714,8 @@ class FolderWatcher:
                     self._rescan(run)
                 if not self._paused and self._state is not WatcherState.ERROR:
                     self._check_due(run, now)
-            except Exception:  # never let the watcher die silently
-                log.exception("watch folder: settle check failed")
+            except Exception as exc:  # never let the watcher die silently
+                log.error("watch folder: settle check failed: %s", safe_description(exc))
 
     def _check_due(self, run: _Run, now: float) -> None:
         with self._lock:
@@ -798,8 +799,13 @@ class FolderWatcher:
         except StorageError as exc:
             log.error("watch folder: storage failed, will retry: %s", exc.message)
             retry_in_s = STORAGE_RETRY_S
-        except Exception:
-            log.exception("watch folder: a file could not be taken in; it is left in place")
+        except Exception as exc:
+            # Never the exception's text: an OSError names the file, a database error
+            # quotes the values of its statement.
+            log.error(
+                "watch folder: a file could not be taken in; it is left in place: %s",
+                safe_description(exc),
+            )
             stuck = True
         now = time.monotonic()
         with self._lock:

@@ -693,6 +693,75 @@ def test_logs_carry_ids_and_hashes_never_names(
     assert "refused a file" in caplog.text and "Jane" not in caplog.text
 
 
+def test_failing_ingests_log_the_kind_of_error_and_the_step_never_the_file_name(
+    app: Application,
+    log: EventLog,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Exceptions quote file names (an OSError's filename, a database error's statement
+    values): what is logged of them is their kind, errno and where they were raised."""
+    import errno
+
+    from sqlalchemy.exc import DataError, IntegrityError
+
+    from ophthai_desktop.core.services.notifications import NotificationService
+
+    folder = folder_of(app)
+    read = IngestService._read
+
+    def unreadable(self: IngestService, path: Path, expected: Any) -> Any:
+        if path.name == "Jane Doe_OD.png":  # e.g. lstat on a failing disk
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return read(self, path, expected)
+
+    insert_planned = IngestService._insert_planned
+
+    def statement_fails(
+        self: IngestService, session: Any, connection: Any, planned: Any, *rest: Any
+    ) -> None:
+        names = [p.item.name for p in planned]
+        if "Jane Doe_OS.png" in names:
+            raise DataError(
+                "INSERT INTO ingested_files ...",
+                {"original_name": names},
+                Exception("value too long"),
+            )
+        insert_planned(self, session, connection, planned, *rest)
+
+    def record_fails(session: Any, message: str, **fields: Any) -> Any:
+        raise IntegrityError(
+            "INSERT INTO notifications ...", {"message": message}, Exception("UNIQUE")
+        )
+
+    monkeypatch.setattr(IngestService, "_read", unreadable)
+    monkeypatch.setattr(IngestService, "_insert_planned", statement_fails)
+    monkeypatch.setattr(NotificationService, "create_in", staticmethod(record_fails))
+    broken_png = png_bytes((40, 40), (9, 9, 9))
+    files = {
+        "Jane Doe_OD.png": png_bytes((12, 12), (4, 4, 4)),
+        "Jane Doe_OS.png": png_bytes((12, 12), (5, 5, 5)),
+        "Jane Doe truncated.png": broken_png[: len(broken_png) // 2],
+        "Jane Doe notes.jpg": b"not an image at all",
+    }
+    with caplog.at_level(logging.DEBUG):
+        app.watcher.start()
+        for name, data in files.items():
+            (folder / name).write_bytes(data)
+        done = log.wait_finished("Jane Doe truncated.png", "Jane Doe notes.jpg")
+        assert wait_until(lambda: "DataError" in caplog.text and "PermissionError" in caplog.text)
+        app.watcher.stop()
+
+    assert {done[n].outcome for n in ("Jane Doe truncated.png", "Jane Doe notes.jpg")} == {"failed"}
+    text = caplog.text
+    assert "Jane" not in text and "Doe" not in text
+    # The step and the kind of error, with errno and where it was raised.
+    assert "could not be taken in; it is left in place: PermissionError [EACCES" in text
+    assert "in unreadable" in text
+    assert "could not be taken in; it is left in place: DataError" in text
+    assert "could not record a refused file: IntegrityError" in text
+
+
 def test_reading_names() -> None:
     assert patient_id_from_name("pt-abc123def456_OD_macula.png") == "pt-abc123def456"
     assert patient_id_from_name("scan.png") is None

@@ -22,8 +22,9 @@ changing. For one file:
 A crash between 3 and 4 leaves the file where it was; the next start reads it again and
 its committed hash makes it a duplicate, which is moved, so it never makes a second
 patient. A crash in the middle of a move leaves an empty claim of the new name too,
-deleted at the next start (:func:`remove_stale_claims`). Logs carry hashes and record ids, never file names (they can hold a patient's
-name) or patient details.
+deleted at the next start (:func:`remove_stale_claims`). Logs carry hashes and record
+ids, never file names (they can hold a patient's name) or patient details, nor the text
+of an exception (an ``OSError`` names its file): :func:`safe_description` instead.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ from ophthai_desktop.core.events import (
     ScanIngested,
 )
 from ophthai_desktop.core.imaging import ImageInfo, inspect_image, too_large_message
+from ophthai_desktop.core.log_safety import safe_description
 from ophthai_desktop.core.records import Actor, NotificationRecord
 from ophthai_desktop.core.services.audit import AuditService
 from ophthai_desktop.core.services.jobs import JobService
@@ -696,8 +698,10 @@ class IngestService:
                         self._commit_batch([rehearsal], rehearse=True)
                 finally:
                     self._rng.setstate(state)
-        except Exception:
-            log.warning("watch folder: warming up the ingest path failed", exc_info=True)
+        except Exception as exc:
+            log.warning(
+                "watch folder: warming up the ingest path failed: %s", safe_description(exc)
+            )
 
     # Steps ------------------------------------------------------------------------
 
@@ -1151,19 +1155,25 @@ class IngestService:
                         patient_id=None,
                     )
                 break
-            except IntegrityError:
+            except IntegrityError as exc:
                 # The same bytes were refused on another ingest thread at the same
                 # moment; the second attempt updates that record.
                 if attempt:
-                    log.exception("watch folder: could not record a refused file")
-            except StorageError:
-                log.exception("watch folder: could not record a refused file")
+                    self._log_unrecorded(exc)
+            except StorageError as exc:
+                self._log_unrecorded(exc)
                 break
         if note is not None:
             self._bus.publish(NotificationCreated(note))
         return self._finish(
             IngestResult(IngestOutcome.FAILED, name, sha256, None, None, None, reason, moved)
         )
+
+    @staticmethod
+    def _log_unrecorded(exc: BaseException) -> None:
+        # Not the exception's text: a database error quotes its statement's values (the
+        # file's name, the notification naming it).
+        log.error("watch folder: could not record a refused file: %s", safe_description(exc))
 
     @staticmethod
     def _write_reason(
