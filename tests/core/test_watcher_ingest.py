@@ -796,6 +796,24 @@ def test_a_renamed_temporary_file_is_taken_in_only_once_renamed(
     assert left == {"scan.png.crdownload", ".hidden.png", "~$lock.png", "notes.txt"}
 
 
+def test_an_image_too_elongated_for_the_model_goes_to_failed_with_the_reason(
+    app: Application,
+) -> None:
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    data = png_bytes((1000, 4), (7, 7, 7))
+    (layout.root / "line scan.png").write_bytes(data)
+
+    result = app.ingest.ingest_file(layout.root / "line scan.png", layout)
+
+    assert result.outcome == "failed" and patient_count(app) == 0
+    assert "more than 200 times its short side" in (result.reason or "")
+    assert (layout.failed / "line scan.png").read_bytes() == data
+    reason = (layout.failed / ("line scan.png" + REASON_SUFFIX)).read_text()
+    assert "1000x4 pixels" in reason and "Crop" in reason
+    assert app.jobs.list_jobs().total == 0
+
+
 def test_a_file_that_cannot_be_moved_is_taken_in_once(
     app: Application, log: EventLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
