@@ -199,7 +199,9 @@ def provenance(record: AnalysisRecord) -> dict[str, Any]:
     }
 
 
-def job(record: JobRecord) -> dict[str, Any]:
+def job(record: JobRecord, waiting: str | None = None) -> dict[str, Any]:
+    """A job as the API gives it; ``waiting``: why the worker takes no queued job now
+    (the worker's ``waiting_reason``), said of this job only while it is queued."""
     return {
         "id": record.id,
         "kind": record.kind,
@@ -209,6 +211,7 @@ def job(record: JobRecord) -> dict[str, Any]:
         "imageSha256": record.image_sha256,
         "question": record.question,
         "error": record.error,
+        "waiting": waiting if record.state == "queued" else None,
         "attempts": record.attempts,
         "requestedBy": record.requested_by,
         "createdAt": timestamp(record.created_at),

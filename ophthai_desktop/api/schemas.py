@@ -506,6 +506,11 @@ class JobPublic(PublicModel):
     image_sha256: str | None
     question: str | None
     error: str | None = Field(description="Why it failed, once it has.")
+    waiting: str | None = Field(
+        default=None,
+        description="For a queued job the worker is not taking: why (the model missing, or "
+        "failed to load) and what makes it run. It stays queued and is never failed for it.",
+    )
     attempts: int
     requested_by: str | None
     created_at: datetime

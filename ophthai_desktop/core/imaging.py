@@ -29,6 +29,13 @@ ACCEPTED_FORMATS: dict[str, str] = {
 
 ACCEPTED_MEDIA_TYPES = frozenset(ACCEPTED_FORMATS.values())
 
+#: Qwen2.5-VL's image processor (OctoMed's) refuses an image whose long side is more
+#: than this many times its short side (its ``smart_resize``). Such an image is refused
+#: where it comes in, with the reason, rather than filed with an analysis that can only
+#: fail: the clinician crops or pads it, and nothing is filed under a patient that the
+#: app's one purpose for it (the analysis) cannot use.
+MAX_ASPECT_RATIO = 200
+
 _DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?),", re.ASCII)
 
 
@@ -52,6 +59,20 @@ def too_large_message(size: int | None, max_bytes: int, what: str = "image") -> 
     if said == limit:
         return f"the {what} is over the limit of {limit}"
     return f"the {what} is {said}; the limit is {limit}"
+
+
+def fits_the_model(width: int, height: int) -> bool:
+    """Whether the model's processor takes an image of this shape (its aspect ratio)."""
+    return max(width, height) <= MAX_ASPECT_RATIO * min(width, height)
+
+
+def too_elongated_message(width: int, height: int) -> str:
+    """Why an image of this shape is refused (see :data:`MAX_ASPECT_RATIO`)."""
+    return (
+        f"the image is {width}x{height} pixels: its long side is more than "
+        f"{MAX_ASPECT_RATIO} times its short side, which the model cannot read. Crop it "
+        "(or pad it) to a less elongated shape and add it again"
+    )
 
 
 def allow_pillow_pixels(max_pixels: int) -> None:
@@ -82,7 +103,8 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
         PayloadTooLarge: more than ``max_bytes`` bytes or ``max_pixels`` pixels
             (a decompression bomb is refused before its pixels are decoded).
         UnsupportedMedia: not an image, or an image type we do not accept.
-        InvalidInput: an image that is empty, truncated or corrupt.
+        InvalidInput: an image that is empty, truncated or corrupt, or too elongated
+            for the model to read (:data:`MAX_ASPECT_RATIO`).
     """
     if not data:
         raise InvalidInput("the image is empty (0 bytes)")
@@ -105,12 +127,14 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
                     raise PayloadTooLarge(
                         f"the image is {width}x{height} pixels; the limit is {max_pixels:,} pixels"
                     )
+                if not fits_the_model(width, height):
+                    raise InvalidInput(too_elongated_message(width, height))
                 mode = image.mode
                 if fmt == "PNG":
                     image.verify()  # every chunk's CRC, up to IEND
                 else:
                     image.load()  # decode every pixel: truncated files fail here
-    except (UnsupportedMedia, PayloadTooLarge):
+    except (UnsupportedMedia, PayloadTooLarge, InvalidInput):
         raise
     except UnidentifiedImageError as exc:
         raise UnsupportedMedia("the file is not an image that can be read") from exc

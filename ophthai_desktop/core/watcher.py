@@ -72,12 +72,14 @@ from watchdog.observers.polling import PollingObserver
 
 from ophthai_desktop.core.errors import StorageError
 from ophthai_desktop.core.events import EventBus, WatcherStateChanged
+from ophthai_desktop.core.log_safety import safe_description
 from ophthai_desktop.core.services.ingest import (
     FileNotSettled,
     FileStamp,
     FileVanished,
     FolderLayout,
     IngestService,
+    remove_stale_claims,
 )
 from ophthai_desktop.core.settings import Settings
 
@@ -451,6 +453,7 @@ class FolderWatcher:
                 layout = FolderLayout.under(settings.resolved_watch_folder.expanduser())
                 layout.ensure()
                 layout = FolderLayout.under(layout.root.resolve())
+                remove_stale_claims(layout)  # before any file is moved in
             except OSError as exc:
                 self._set_state(
                     WatcherState.ERROR,
@@ -711,8 +714,8 @@ class FolderWatcher:
                     self._rescan(run)
                 if not self._paused and self._state is not WatcherState.ERROR:
                     self._check_due(run, now)
-            except Exception:  # never let the watcher die silently
-                log.exception("watch folder: settle check failed")
+            except Exception as exc:  # never let the watcher die silently
+                log.error("watch folder: settle check failed: %s", safe_description(exc))
 
     def _check_due(self, run: _Run, now: float) -> None:
         with self._lock:
@@ -796,8 +799,13 @@ class FolderWatcher:
         except StorageError as exc:
             log.error("watch folder: storage failed, will retry: %s", exc.message)
             retry_in_s = STORAGE_RETRY_S
-        except Exception:
-            log.exception("watch folder: a file could not be taken in; it is left in place")
+        except Exception as exc:
+            # Never the exception's text: an OSError names the file, a database error
+            # quotes the values of its statement.
+            log.error(
+                "watch folder: a file could not be taken in; it is left in place: %s",
+                safe_description(exc),
+            )
             stuck = True
         now = time.monotonic()
         with self._lock:
@@ -805,10 +813,16 @@ class FolderWatcher:
             if run.stopping.is_set():
                 return
             current: FileStamp | None = None
-            if stuck:
-                with contextlib.suppress(OSError):  # gone: nothing to skip
+            if stuck or retry_in_s is None:
+                with contextlib.suppress(OSError):  # gone: nothing to skip or take
                     current = FileStamp.of(os.lstat(path))
-            if current is not None and stamp is not None and current != stamp:
+            if current is not None and not stuck:
+                # Moved away (or vanished), yet a file has the name: one written again
+                # under it while this one was taken in. Its events came while the name
+                # was in progress and were not acted on; take it in now, not at the
+                # next rescan.
+                retry_in_s = self._settle_interval_s
+            elif current is not None and stamp is not None and current != stamp:
                 retry_in_s = self._settle_interval_s  # rewritten meanwhile: look again
             elif current is not None:
                 # Left in place (could not be moved): skip it until it changes.

@@ -79,6 +79,20 @@ class Engine(Protocol):
     ) -> GenerationResult: ...
 
 
+def _unusable(problem: str) -> str:
+    """Why queued analyses wait on a model that failed to load (or to download), and
+    what makes them run: the engine stays in its error state until someone checks the
+    files again, so that a damaged model is not loaded again and again."""
+    problem = problem.strip()
+    if not problem.endswith((".", "!", "?")):
+        problem += "."
+    return (
+        f"{problem} Queued analyses stay queued (none is failed) and run once the model "
+        "loads: fix or replace its files, then check them again (AI ▸ Check model files "
+        "again, or POST /api/ai/load-model)."
+    )
+
+
 class _Running(NamedTuple):
     job_id: int
     patient_id: str | None
@@ -296,12 +310,12 @@ class InferenceWorker:
             try:
                 self._engine.load()
             except ModelUnavailable as exc:
-                self.waiting_reason = exc.message
+                self.waiting_reason = _unusable(exc.message)
                 log.warning("queued analyses are waiting: the model did not load")
                 return False
             return not self._stop.is_set()  # closing while it loaded: claim nothing
         if state is ModelState.ERROR:
-            self.waiting_reason = self._engine.status().message
+            self.waiting_reason = _unusable(self._engine.status().message)
         else:
             self.waiting_reason = "the model is not installed"
         return False

@@ -330,3 +330,39 @@ def test_model_commands_refuse_a_body_they_do_not_take(
     assert "JSON object" in garbage.json()["message"]
     assert empty_object.status_code == 200, empty_object.text
     assert engine.loads == loads + (1 if path.endswith("/load-model") else 0)
+
+
+def test_a_job_queued_after_the_model_failed_to_load_says_why_it_waits(
+    ai_client: TestClient, engine: ScriptedEngine, sqlite_services: Application
+) -> None:
+    """The watch folder queues analyses whatever the model's state: an API client reading
+    such a job learns that it waits, why, and what makes it run; it is never failed."""
+    from ophthai_desktop.core.records import Actor
+    from ophthai_desktop.core.services.patients import NewImage
+
+    app = sqlite_services
+    engine.state = "error"  # a load failed: damaged files
+    patient = app.patients.create_patient(
+        {"name": "Queued"}, actor=Actor("watch-folder", "watcher"), image=NewImage(png_bytes())
+    )
+    job = app.jobs.queue_patient_analysis(patient.id, actor=Actor("watch-folder", "watcher"))
+
+    def waiting() -> str:
+        return ai_client.get(f"/api/jobs/{job.id}").json()["waiting"] or ""
+
+    deadline = time.monotonic() + 10
+    while not waiting() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    body = ai_client.get(f"/api/jobs/{job.id}").json()
+    assert body["state"] == "queued"
+    assert "scripted engine is error" in body["waiting"]  # why
+    assert "POST /api/ai/load-model" in body["waiting"]  # what to do
+    listed = ai_client.get("/api/jobs", params={"state": "queued"}).json()
+    assert [j["waiting"] for j in listed] == [body["waiting"]]
+    health = ai_client.get("/api/ai/health").json()
+    assert (health["state"], health["worker_waiting"]) == ("error", body["waiting"])
+
+    engine.state = "installed"  # the files fixed
+    assert ai_client.post("/api/ai/load-model").status_code == 200
+    assert wait_for_outcome(app, job.id).job.state == "done"
+    assert ai_client.get(f"/api/jobs/{job.id}").json()["waiting"] is None

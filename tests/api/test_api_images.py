@@ -144,6 +144,22 @@ def test_a_png_upload_becomes_a_scan(client: TestClient) -> None:
     assert patient["scanCount"] == 1
 
 
+def test_an_image_too_elongated_for_the_model_is_422_and_stores_nothing(
+    client: TestClient, settings: Settings
+) -> None:
+    pid = create(client)["id"]
+
+    response = client.post(
+        f"/api/patients/{pid}/scans",
+        files={"file": ("strip.png", png_bytes((1206, 6)), "image/png")},
+    )
+
+    assert response.status_code == 422, response.text
+    assert "more than 200 times its short side" in response.json()["detail"]
+    assert client.get(f"/api/patients/{pid}/scans").json() == []
+    assert stored_files(settings) == []
+
+
 def test_a_text_upload_is_415(client: TestClient, settings: Settings) -> None:
     pid = create(client)["id"]
 

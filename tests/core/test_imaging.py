@@ -106,3 +106,14 @@ def test_the_configured_pixel_limit_reaches_pillow_at_start(
         assert Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS >= 400_000_000
     finally:
         application.close()
+
+
+def test_an_image_too_elongated_for_the_model_is_refused() -> None:
+    """Qwen2.5-VL's processor refuses a long side over 200 times the short one: such an
+    image is refused where it comes in, not when its analysis runs."""
+    for size in ((201, 1), (2, 403)):
+        with pytest.raises(InvalidInput, match="more than 200 times its short side") as refused:
+            inspect_image(png_bytes(size), max_bytes=10**6, max_pixels=10**6)
+        assert f"{size[0]}x{size[1]} pixels" in refused.value.message
+        assert not isinstance(refused.value, PayloadTooLarge | UnsupportedMedia)
+    assert inspect_image(png_bytes((200, 1)), max_bytes=10**6, max_pixels=10**6).width == 200

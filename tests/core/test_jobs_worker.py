@@ -205,6 +205,28 @@ def test_jobs_wait_for_a_missing_model_and_load_when_installed(
     assert engine.loads == 1
 
 
+def test_jobs_queued_after_a_failed_load_say_why_they_wait_and_run_once_fixed(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    """The model's files are damaged: analyses queued since stay queued (never failed),
+    and what the clinician's queue and an API client read says why and what to do."""
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)
+    engine = ScriptedEngine(NORMAL, state="error")
+    worker = running(engine)
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: worker.waiting_reason is not None)
+    reason = worker.waiting_reason or ""
+    assert reason.startswith("scripted engine is error.")  # the engine's why
+    assert "stay queued" in reason  # not failed
+    assert "Check model files again" in reason and "POST /api/ai/load-model" in reason  # what to do
+    assert app.jobs.get_job(job.id).state == "queued"
+    engine.state = "installed"  # the files fixed, and checked again
+    worker.wake()
+    _wait(lambda: app.jobs.get_job(job.id).state == "done")
+    assert worker.waiting_reason is None
+
+
 def test_running_jobs_are_requeued_after_a_crash(
     sqlite_services: Application, actor: Actor, running: Any
 ) -> None:

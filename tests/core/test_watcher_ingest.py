@@ -311,6 +311,81 @@ def test_a_crash_between_commit_and_move_makes_no_second_patient(
         second.close()
 
 
+#: Run in a child process: take one file in, dying (as a power cut or a kill would, with
+#: no clean-up) in the middle of its move, between the claim of its new name and the
+#: rename over it.
+_DIE_IN_THE_MOVE = """
+import os, sys
+from pathlib import Path
+from ophthai_desktop.bootstrap import build_application
+from ophthai_desktop.core.services.ingest import FolderLayout
+from ophthai_desktop.core.settings import Settings
+
+settings = Settings(data_dir=Path(sys.argv[1]), watch_folder_enabled=True, _env_file=None)
+app = build_application(settings)
+layout = FolderLayout.under(settings.resolved_watch_folder)
+replace = os.replace
+
+
+def die_moving_in(src, dst, **options):
+    if Path(dst).parent in (layout.processed, layout.failed):
+        os._exit(9)
+    replace(src, dst, **options)
+
+
+os.replace = die_moving_in
+app.ingest.ingest_file(layout.root / sys.argv[2], layout)
+"""
+
+
+@pytest.mark.parametrize(
+    ("data", "folder_name"),
+    [(png_bytes((30, 30), (90, 10, 10)), "processed"), (b"not an image", "failed")],
+    ids=["processed", "failed"],
+)
+def test_a_crash_in_the_middle_of_a_move_leaves_no_empty_file_and_loses_nothing(
+    tmp_path: Path, data: bytes, folder_name: str
+) -> None:
+    import subprocess
+    import sys
+
+    settings = build_watch_app(tmp_path).settings
+    folder = settings.resolved_watch_folder
+    FolderLayout.under(folder).ensure()
+    (folder / "Jane Doe_OD.png").write_bytes(data)
+    child = subprocess.run(
+        [sys.executable, "-c", _DIE_IN_THE_MOVE, str(settings.data_dir), "Jane Doe_OD.png"],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        timeout=120,
+    )
+    assert child.returncode == 9, child.stderr.decode()
+    # What the crash left: the file where it was, and its new name claimed, empty.
+    assert (folder / "Jane Doe_OD.png").read_bytes() == data
+    assert (folder / folder_name / "Jane Doe_OD.png").stat().st_size == 0
+
+    second = build_watch_app(tmp_path)  # the next start, on the same data
+    log = EventLog(second.bus)
+    try:
+        second.watcher.start()
+        result = log.wait_finished("Jane Doe_OD.png")["Jane Doe_OD.png"]
+        assert wait_until(second.watcher.is_idle)
+    finally:
+        second.close()
+    assert not (folder / "Jane Doe_OD.png").exists()
+    kept = {p.name: p.read_bytes() for p in (folder / folder_name).iterdir()}
+    if folder_name == "processed":
+        # Committed before the crash: taken in once, filed as a sighting of itself.
+        assert result.outcome == "duplicate" and patient_count(second) == 1
+        assert kept == {"Jane Doe_OD (duplicate).png": data}
+    else:
+        # Refused again, under its own name, with its reason beside it.
+        assert result.outcome == "failed" and patient_count(second) == 0
+        assert kept["Jane Doe_OD.png"] == data
+        assert set(kept) == {"Jane Doe_OD.png", "Jane Doe_OD.png" + REASON_SUFFIX}
+    assert not [p for p in (folder / "processed").iterdir() if p.stat().st_size == 0]
+
+
 def test_a_duplicate_replaced_while_its_sighting_is_recorded_is_not_moved(
     app: Application, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -618,6 +693,75 @@ def test_logs_carry_ids_and_hashes_never_names(
     assert "refused a file" in caplog.text and "Jane" not in caplog.text
 
 
+def test_failing_ingests_log_the_kind_of_error_and_the_step_never_the_file_name(
+    app: Application,
+    log: EventLog,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Exceptions quote file names (an OSError's filename, a database error's statement
+    values): what is logged of them is their kind, errno and where they were raised."""
+    import errno
+
+    from sqlalchemy.exc import DataError, IntegrityError
+
+    from ophthai_desktop.core.services.notifications import NotificationService
+
+    folder = folder_of(app)
+    read = IngestService._read
+
+    def unreadable(self: IngestService, path: Path, expected: Any) -> Any:
+        if path.name == "Jane Doe_OD.png":  # e.g. lstat on a failing disk
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return read(self, path, expected)
+
+    insert_planned = IngestService._insert_planned
+
+    def statement_fails(
+        self: IngestService, session: Any, connection: Any, planned: Any, *rest: Any
+    ) -> None:
+        names = [p.item.name for p in planned]
+        if "Jane Doe_OS.png" in names:
+            raise DataError(
+                "INSERT INTO ingested_files ...",
+                {"original_name": names},
+                Exception("value too long"),
+            )
+        insert_planned(self, session, connection, planned, *rest)
+
+    def record_fails(session: Any, message: str, **fields: Any) -> Any:
+        raise IntegrityError(
+            "INSERT INTO notifications ...", {"message": message}, Exception("UNIQUE")
+        )
+
+    monkeypatch.setattr(IngestService, "_read", unreadable)
+    monkeypatch.setattr(IngestService, "_insert_planned", statement_fails)
+    monkeypatch.setattr(NotificationService, "create_in", staticmethod(record_fails))
+    broken_png = png_bytes((40, 40), (9, 9, 9))
+    files = {
+        "Jane Doe_OD.png": png_bytes((12, 12), (4, 4, 4)),
+        "Jane Doe_OS.png": png_bytes((12, 12), (5, 5, 5)),
+        "Jane Doe truncated.png": broken_png[: len(broken_png) // 2],
+        "Jane Doe notes.jpg": b"not an image at all",
+    }
+    with caplog.at_level(logging.DEBUG):
+        app.watcher.start()
+        for name, data in files.items():
+            (folder / name).write_bytes(data)
+        done = log.wait_finished("Jane Doe truncated.png", "Jane Doe notes.jpg")
+        assert wait_until(lambda: "DataError" in caplog.text and "PermissionError" in caplog.text)
+        app.watcher.stop()
+
+    assert {done[n].outcome for n in ("Jane Doe truncated.png", "Jane Doe notes.jpg")} == {"failed"}
+    text = caplog.text
+    assert "Jane" not in text and "Doe" not in text
+    # The step and the kind of error, with errno and where it was raised.
+    assert "could not be taken in; it is left in place: PermissionError [EACCES" in text
+    assert "in unreadable" in text
+    assert "could not be taken in; it is left in place: DataError" in text
+    assert "could not record a refused file: IntegrityError" in text
+
+
 def test_reading_names() -> None:
     assert patient_id_from_name("pt-abc123def456_OD_macula.png") == "pt-abc123def456"
     assert patient_id_from_name("scan.png") is None
@@ -650,6 +794,24 @@ def test_a_renamed_temporary_file_is_taken_in_only_once_renamed(
     assert log.wait_finished("scan.png")["scan.png"].outcome == "ingested"
     left = {p.name for p in folder.iterdir() if p.is_file()}
     assert left == {"scan.png.crdownload", ".hidden.png", "~$lock.png", "notes.txt"}
+
+
+def test_an_image_too_elongated_for_the_model_goes_to_failed_with_the_reason(
+    app: Application,
+) -> None:
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    data = png_bytes((1000, 4), (7, 7, 7))
+    (layout.root / "line scan.png").write_bytes(data)
+
+    result = app.ingest.ingest_file(layout.root / "line scan.png", layout)
+
+    assert result.outcome == "failed" and patient_count(app) == 0
+    assert "more than 200 times its short side" in (result.reason or "")
+    assert (layout.failed / "line scan.png").read_bytes() == data
+    reason = (layout.failed / ("line scan.png" + REASON_SUFFIX)).read_text()
+    assert "1000x4 pixels" in reason and "Crop" in reason
+    assert app.jobs.list_jobs().total == 0
 
 
 def test_a_file_that_cannot_be_moved_is_taken_in_once(

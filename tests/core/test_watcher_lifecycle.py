@@ -291,3 +291,48 @@ def test_moving_a_file_out_does_not_hold_back_the_next(tmp_path: Path) -> None:
     finally:
         app.close()
     assert took_s < 0.4, f"the second file took {took_s:.2f} s"
+
+
+@pytest.mark.parametrize("polling", [False, True], ids=["native", "polling"])
+def test_a_file_written_again_under_its_name_while_taken_in_is_taken_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, polling: bool
+) -> None:
+    """A device that exports under one fixed name writes the next scan as soon as the
+    last one left the folder: the new file's events arrive while the name is still being
+    taken in. It is taken in then, not at the next rescan (a minute away here)."""
+    app = build_watch_app(tmp_path, polling=polling)
+    app.watcher = FolderWatcher(
+        app.settings, app.ingest, app.bus, empty_grace_s=0.3, rescan_interval_s=60.0
+    )
+    folder = app.settings.resolved_watch_folder
+    second = png_bytes((10, 10), (2, 2, 2))
+    noticed_again = threading.Event()
+    noticed = app.watcher._noticed
+    finished: list[ev.IngestFinished] = []
+
+    def recording(run: Any, path: str, kind: str) -> None:
+        noticed(run, path, kind)
+        if os.path.basename(path) == "export.png" and kind != "deleted" and finished:
+            noticed_again.set()
+
+    def on_event(event: ev.Event) -> None:
+        if not isinstance(event, ev.IngestFinished) or event.file_name != "export.png":
+            return
+        finished.append(event)
+        if len(finished) == 1:
+            # Still on the ingest thread, the name still in progress: the device writes
+            # the next export, and the watcher hears of it before this one is done.
+            (folder / "export.png").write_bytes(second)
+            assert noticed_again.wait(WAIT_S)
+
+    monkeypatch.setattr(app.watcher, "_noticed", recording)
+    app.bus.subscribe(on_event)
+    try:
+        app.watcher.start()
+        (folder / "export.png").write_bytes(png_bytes((10, 10), (1, 1, 1)))
+        assert wait_until(lambda: len(finished) == 2, timeout_s=5.0), "the new file waited"
+    finally:
+        app.close()
+    assert [e.outcome for e in finished] == ["ingested", "ingested"]
+    assert (folder / "processed" / "export (1).png").read_bytes() == second
+    assert not (folder / "export.png").exists()

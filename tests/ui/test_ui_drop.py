@@ -65,8 +65,9 @@ def test_refused_files_are_named_with_the_reason_and_leave_nothing(
     big = _file(tmp_path, "huge.png", png_bytes((400, 400), (1, 2, 3)) + bytes(4096))
     broken = _file(tmp_path, "broken.png", png_bytes((64, 64))[:60])
     edge = _file(tmp_path, "edge.png", bytes(2049))  # one byte over: not "2.0; limit 2.0"
+    strip = _file(tmp_path, "strip.png", png_bytes((603, 3)))  # more than the model reads
 
-    assert drop_files(gui.window, [text, big, broken, edge])
+    assert drop_files(gui.window, [text, big, broken, edge, strip])
 
     banner = gui.window.banner
     qtbot.waitUntil(lambda: "not imported" in banner.text())
@@ -75,6 +76,7 @@ def test_refused_files_are_named_with_the_reason_and_leave_nothing(
     assert "huge.png: The file is 5.5 KB; the limit is 2.0 KB" in message
     assert "edge.png: The file is over the limit of 2.0 KB" in message
     assert "broken.png: The image is damaged or incomplete" in message
+    assert "strip.png: The image is 603x3 pixels: its long side is more than 200 times" in message
     assert banner.property("kind") == "error"
     qtbot.wait(200)
     assert app.patients.list_scans(patient.id) == ()

@@ -290,7 +290,7 @@ def analyze_patient(
     if job.state == "queued":
         app.worker.resume_queue()  # asked for again: a queue held since an unload runs
     response.headers["Location"] = f"/api/jobs/{job.id}"
-    return presenters.job(job)
+    return presenters.job(job, app.worker.waiting_reason)
 
 
 @router.get("/jobs", tags=["jobs"], response_model=list[s.JobPublic])
@@ -306,7 +306,8 @@ def list_jobs(
 ) -> list[dict[str, Any]]:
     page = app.jobs.list_jobs(state=state, patient_id=patient_id, skip=skip, limit=limit)
     response.headers["X-Total-Count"] = str(page.total)
-    return [presenters.job(j) for j in page.items]
+    waiting = app.worker.waiting_reason
+    return [presenters.job(j, waiting) for j in page.items]
 
 
 @router.get(
@@ -314,7 +315,7 @@ def list_jobs(
 )
 def get_job(job_id: RecordId, app: ApplicationDep) -> dict[str, Any]:
     outcome = app.jobs.outcome(job_id)
-    data = presenters.job(outcome.job)
+    data = presenters.job(outcome.job, app.worker.waiting_reason)
     data["analysis"] = presenters.ai_analysis(outcome.analysis, with_reasoning=True)
     return data
 
@@ -327,7 +328,7 @@ def get_job(job_id: RecordId, app: ApplicationDep) -> dict[str, Any]:
 )
 def cancel_job(job_id: RecordId, app: ApplicationDep, actor: ActorDep) -> dict[str, Any]:
     """Cancel a queued job, or stop a running one after its current token."""
-    return presenters.job(app.jobs.request_cancel(job_id, actor=actor))
+    return presenters.job(app.jobs.request_cancel(job_id, actor=actor), app.worker.waiting_reason)
 
 
 @router.get(

@@ -32,6 +32,7 @@ from PIL import Image
 
 from ophthai_desktop.core.errors import InvalidInput, ModelUnavailable
 from ophthai_desktop.core.events import EventBus, ModelStateChanged
+from ophthai_desktop.core.imaging import fits_the_model, too_elongated_message
 from ophthai_desktop.core.inference import devices
 from ophthai_desktop.core.inference.download import (
     DownloadCancelled,
@@ -68,10 +69,6 @@ log = logging.getLogger(__name__)
 
 #: How long a "(not) installed" answer is reused by :meth:`InferenceEngine.status`.
 INSTALL_RECHECK_S = 5.0
-
-#: Qwen2-VL's image processor refuses an image whose long side is more than this many
-#: times its short side (its ``smart_resize``); it says so with a bare ValueError.
-MAX_ASPECT_RATIO = 200
 
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model")
@@ -732,13 +729,12 @@ class InferenceEngine:
             else prepare_image(image)
         )
         width, height = rgb.size
-        if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
-            raise InvalidInput(
-                f"The image is {width}x{height} pixels: its long side is more than "
-                f"{MAX_ASPECT_RATIO} times its short side, which the model cannot read. "
-                "Crop it (or pad it) to a less elongated shape and add it again.",
-                field="image",
-            )
+        if not fits_the_model(width, height):
+            # Refused at ingest since; a scan stored before, or one the fitting to the
+            # image budget made more elongated, still ends here. The processor would
+            # say so with a bare ValueError.
+            message = too_elongated_message(width, height)
+            raise InvalidInput(f"{message[0].upper()}{message[1:]}.", field="image")
         prompt = loaded.prompts.get((question, modality))
         if prompt is None:
             prompt = processor.apply_chat_template(

@@ -107,7 +107,13 @@ def parse_answer(answer_text: str) -> ParsedAnswer:
     objects = list(_json_objects(answer_text))
     if not objects:
         raise AnswerParseError("The answer contains no complete JSON object.")
-    # Prefer the object that has the result's keys; models sometimes echo an example first.
+    # The answer is the last object that gives a classification or a confidence: a model
+    # that writes a draft and then corrects it settles on the last one (and an example it
+    # echoes comes first). Only where none does, the one with most of the result's keys
+    # is validated, to say what is missing.
+    answers = [obj for obj in objects if any(key in obj for key in REQUIRED_FIELDS)]
+    if answers:
+        return _validate(answers[-1])
     objects.sort(key=lambda obj: -sum(key in obj for key in REQUIRED_FIELDS + OPTIONAL_FIELDS))
     return _validate(objects[0])
 
@@ -121,21 +127,31 @@ def validate_result(data: Mapping[str, Any]) -> ParsedAnswer:
     return _validate({_normalize_key(key): value for key, value in data.items()})
 
 
-def _json_objects(text: str) -> Iterator[dict[str, Any]]:
-    sources = [match.group(1) for match in _FENCE_RE.finditer(text)] + [text]
-    for source in sources:
-        for candidate in _balanced_objects(source):
+def _json_objects(text: str) -> list[dict[str, Any]]:
+    """The JSON objects of ``text``, in the order they appear, each once.
+
+    Code fences are read on their own as well as within the whole text, so that a stray
+    brace or quote in the prose around them cannot hide the objects they hold.
+    """
+    sources = [(match.start(1), match.group(1)) for match in _FENCE_RE.finditer(text)]
+    found: dict[int, dict[str, Any]] = {}
+    for offset, source in [*sources, (0, text)]:
+        for start, candidate in _balanced_objects(source):
+            if offset + start in found:
+                continue
             loaded = _load(candidate)
             if isinstance(loaded, dict):
-                yield {_normalize_key(key): value for key, value in loaded.items()}
+                found[offset + start] = {_normalize_key(k): v for k, v in loaded.items()}
+    return [found[start] for start in sorted(found)]
 
 
 def _normalize_key(key: Any) -> str:
     return re.sub(r"[\s\-]+", "_", str(key).strip().lower())
 
 
-def _balanced_objects(text: str) -> Iterator[str]:
-    """Top-level ``{...}`` spans, skipping braces inside quoted strings."""
+def _balanced_objects(text: str) -> Iterator[tuple[int, str]]:
+    """Top-level ``{...}`` spans and where they start, skipping braces inside quoted
+    strings."""
     depth, start, quote, index = 0, -1, "", 0
     while index < len(text):
         char = text[index]
@@ -153,7 +169,7 @@ def _balanced_objects(text: str) -> Iterator[str]:
         elif char == "}" and depth > 0:
             depth -= 1
             if depth == 0:
-                yield text[start : index + 1]
+                yield start, text[start : index + 1]
         index += 1
 
 

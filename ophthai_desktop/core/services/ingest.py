@@ -21,8 +21,10 @@ changing. For one file:
 
 A crash between 3 and 4 leaves the file where it was; the next start reads it again and
 its committed hash makes it a duplicate, which is moved, so it never makes a second
-patient. Logs carry hashes and record ids, never file names (they can hold a patient's
-name) or patient details.
+patient. A crash in the middle of a move leaves an empty claim of the new name too,
+deleted at the next start (:func:`remove_stale_claims`). Logs carry hashes and record
+ids, never file names (they can hold a patient's name) or patient details, nor the text
+of an exception (an ``OSError`` names its file): :func:`safe_description` instead.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ from ophthai_desktop.core.events import (
     ScanIngested,
 )
 from ophthai_desktop.core.imaging import ImageInfo, inspect_image, too_large_message
+from ophthai_desktop.core.log_safety import safe_description
 from ophthai_desktop.core.records import Actor, NotificationRecord
 from ophthai_desktop.core.services.audit import AuditService
 from ophthai_desktop.core.services.jobs import JobService
@@ -386,6 +389,13 @@ def _fitted(stem: str, tail: str, max_bytes: int) -> str:
     return stem + tail
 
 
+#: The permission bits of a name claimed for a file being moved in (see
+#: :func:`move_without_overwrite`): none. An empty file without permissions is nothing
+#: the watch folder files (a refused empty file keeps the mode it had), so a claim that
+#: a crash left behind is told apart at the next start.
+CLAIM_MODE = 0o000
+
+
 def move_without_overwrite(
     path: Path, folder: Path, name: str, *, tag: str = "", room_bytes: int = 0
 ) -> Path:
@@ -395,14 +405,25 @@ def move_without_overwrite(
     ``tag`` goes after the stem (``" (duplicate)"``). A name that would be too long for
     the file system has its stem shortened, leaving ``room_bytes`` free for a suffix the
     caller adds beside it (the reason file's).
+
+    On POSIX the name is claimed first (created exclusively, empty, with
+    :data:`CLAIM_MODE`) and the file renamed over the claim; a crash between the two
+    leaves the claim, which :func:`remove_stale_claims` deletes at the next start (the
+    file itself is still where it was). Windows' rename refuses an existing name by
+    itself.
     """
     stem, ext = _split_name(name)
     max_bytes = NAME_MAX_BYTES - room_bytes
     for n in range(10_000):
         target = folder / _fitted(stem, f"{tag}{ext}" if n == 0 else f"{tag} ({n}){ext}", max_bytes)
+        if os.name == "nt":
+            try:
+                os.rename(path, target)
+            except FileExistsError:
+                continue
+            return target
         try:
-            # Claim the name atomically, then move over our own empty claim.
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, CLAIM_MODE)
         except FileExistsError:
             continue
         os.close(fd)
@@ -413,6 +434,44 @@ def move_without_overwrite(
             raise
         return target
     raise OSError(errno.EEXIST, "no free name", str(folder / name))
+
+
+def _is_stale_claim(info: os.stat_result, folder_is_processed: bool) -> bool:
+    if not stat.S_ISREG(info.st_mode) or info.st_size != 0:
+        return False
+    # Nothing empty is ever taken in, so an empty file in processed/ is a claim (one
+    # left by a version that claimed names readable by their owner, too).
+    return folder_is_processed or stat.S_IMODE(info.st_mode) == CLAIM_MODE
+
+
+def remove_stale_claims(layout: FolderLayout) -> int:
+    """Delete the claims a crash left in ``processed/`` and ``failed/`` (see
+    :func:`move_without_overwrite`); the number deleted.
+
+    Call it only while no file is being moved into them (the watcher's start). The
+    files the claims were made for are still in the watch folder and are taken in again:
+    each ends up in the folder it was going to, under its name.
+    """
+    removed = 0
+    for folder in (layout.processed, layout.failed):
+        try:
+            with os.scandir(folder) as entries:
+                found = list(entries)
+        except OSError as exc:
+            log.warning("watch folder: cannot list %s/: %s", folder.name, exc.strerror)
+            continue
+        for entry in found:
+            try:
+                if _is_stale_claim(entry.stat(follow_symlinks=False), folder == layout.processed):
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                log.warning("watch folder: cannot delete a stale name claim: %s", exc.strerror)
+    if removed:
+        log.info("watch folder: deleted %d empty name claims left by a crash", removed)
+    return removed
 
 
 def _unchanged(path: Path, stamp: FileStamp) -> bool:
@@ -639,8 +698,10 @@ class IngestService:
                         self._commit_batch([rehearsal], rehearse=True)
                 finally:
                     self._rng.setstate(state)
-        except Exception:
-            log.warning("watch folder: warming up the ingest path failed", exc_info=True)
+        except Exception as exc:
+            log.warning(
+                "watch folder: warming up the ingest path failed: %s", safe_description(exc)
+            )
 
     # Steps ------------------------------------------------------------------------
 
@@ -1094,19 +1155,25 @@ class IngestService:
                         patient_id=None,
                     )
                 break
-            except IntegrityError:
+            except IntegrityError as exc:
                 # The same bytes were refused on another ingest thread at the same
                 # moment; the second attempt updates that record.
                 if attempt:
-                    log.exception("watch folder: could not record a refused file")
-            except StorageError:
-                log.exception("watch folder: could not record a refused file")
+                    self._log_unrecorded(exc)
+            except StorageError as exc:
+                self._log_unrecorded(exc)
                 break
         if note is not None:
             self._bus.publish(NotificationCreated(note))
         return self._finish(
             IngestResult(IngestOutcome.FAILED, name, sha256, None, None, None, reason, moved)
         )
+
+    @staticmethod
+    def _log_unrecorded(exc: BaseException) -> None:
+        # Not the exception's text: a database error quotes its statement's values (the
+        # file's name, the notification naming it).
+        log.error("watch folder: could not record a refused file: %s", safe_description(exc))
 
     @staticmethod
     def _write_reason(

@@ -67,6 +67,61 @@ def test_parse_fenced_json_with_prose_around() -> None:
     assert parse_answer(text).classification == "Diabetic Macular Edema"
 
 
+#: What OctoMed writes when it drafts before it answers: a JSON example in its reasoning,
+#: then after ``</think>`` a draft and the corrected final object (the prompt asks for the
+#: one after the reasoning; the last is the one the model settled on).
+DRAFT_THEN_FINAL = (
+    '<think>The answer must look like {"classification": "...", "confidence": 0-100}. '
+    "The foveal contour is preserved, but there is a dome-shaped detachment of the "
+    "neurosensory retina with clear subretinal fluid and no intraretinal cysts.</think>\n"
+    "Draft:\n```json\n"
+    '{"classification": "Normal", "confidence": 40, "findings": [], '
+    '"recommendation": "Routine follow-up.", "explanation": "First impression."}\n'
+    "```\n"
+    "On reflection the subretinal fluid rules out a normal scan. Final answer:\n"
+    "```json\n"
+    '{"classification": "Central Serous Chorioretinopathy", "confidence": 82, '
+    '"findings": ["Subretinal fluid", "Serous detachment of the neurosensory retina"], '
+    '"recommendation": "Review in 6 weeks; OCT angiography if it persists.", '
+    '"explanation": "Subretinal fluid without cysts fits CSC."}\n'
+    "```"
+)
+
+
+def test_of_a_draft_and_a_final_object_the_final_one_is_the_answer() -> None:
+    reasoning, answer = split_output(DRAFT_THEN_FINAL)
+    assert "must look like" in reasoning and "must look like" not in answer
+
+    parsed = parse_answer(answer)
+
+    assert parsed.classification == "Central Serous Chorioretinopathy"
+    assert parsed.confidence == 82.0
+    assert parsed.findings[0] == "Subretinal fluid"
+
+
+def test_the_final_answer_wins_even_with_fewer_keys_than_an_earlier_one() -> None:
+    """Completeness does not outrank order: a final object that leaves out the optional
+    fields is still the answer, not the fuller draft before it."""
+    text = (
+        ANSWER + "\nCorrection:\n" + '{"classification": "Epiretinal Membrane", "confidence": 70}'
+    )
+    parsed = parse_answer(text)
+    assert (parsed.classification, parsed.confidence) == ("Epiretinal Membrane", 70.0)
+    assert set(parsed.missing) == {"findings", "recommendation", "explanation"}
+
+
+def test_a_final_object_that_is_not_valid_is_not_replaced_by_the_draft() -> None:
+    """The answer the model settled on is unusable: stored as unparsed, never swapped for
+    an earlier draft's classification."""
+    text = ANSWER + '\nFinal: {"classification": "Drusen", "confidence": "high"}'
+    with pytest.raises(AnswerParseError, match="not a number"):
+        parse_answer(text)
+
+
+def test_an_example_after_the_answer_without_result_keys_is_not_the_answer() -> None:
+    assert parse_answer(ANSWER + ' (schema: {"type": "object"})').confidence == 85.0
+
+
 def test_parse_unterminated_fence() -> None:
     assert parse_answer(f"```json\n{ANSWER}").confidence == 85.0
 
