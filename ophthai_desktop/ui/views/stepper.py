@@ -39,9 +39,9 @@ class WorkflowStepper(QWidget):
         self.set_step(1)
 
     def set_step(self, step: int) -> None:
+        """Steps before ``step`` are done; ``step`` is current (4 = all done)."""
         if step == self.step:
             return
-        """Steps before ``step`` are done; ``step`` is current (4 = all done)."""
         self.step = step
         for index, (dot, label) in enumerate(zip(self._dots, self._labels, strict=True)):
             number = index + 1
