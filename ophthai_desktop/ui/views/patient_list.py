@@ -146,6 +146,11 @@ class PatientListView(QWidget):
         finally:
             self.table.selectionModel().blockSignals(blocker)
 
+    def selected_patient_id(self) -> str | None:
+        """The id of the patient whose row is chosen, or None."""
+        rows = self.table.selectionModel().selectedRows()
+        return self.model.patient_id_at(rows[0].row()) if rows else None
+
     def column_menu(self) -> QMenu:
         """A menu of the columns with a check mark on those chosen to be shown (the name
         is always shown), and which of them the list is too narrow for."""
@@ -223,5 +228,4 @@ class PatientListView(QWidget):
 
     @Slot(QItemSelection, QItemSelection)
     def _on_selection_changed(self, _selected: QItemSelection, _deselected: QItemSelection) -> None:
-        rows = self.table.selectionModel().selectedRows()
-        self.patient_selected.emit(self.model.patient_id_at(rows[0].row()) if rows else None)
+        self.patient_selected.emit(self.selected_patient_id())
