@@ -9,6 +9,7 @@ directly.
 
 from __future__ import annotations
 
+import html
 import logging
 import platform
 from importlib import metadata
@@ -18,7 +19,9 @@ from PySide6.QtWidgets import QMessageBox, QSystemTrayIcon
 
 from ophthai_desktop import __version__
 from ophthai_desktop.bootstrap import Application
+from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
 from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.settings import Settings
 from ophthai_desktop.ui.bridge import EventBridge
 from ophthai_desktop.ui.context import ApiState, GuiContext, clinician_name
 from ophthai_desktop.ui.controllers.analysis import AnalysisController
@@ -69,6 +72,35 @@ def versions() -> list[tuple[str, str]]:
         except metadata.PackageNotFoundError:
             found.append((package.split("-")[0], "not installed"))
     return found
+
+
+#: How About puts a model state in which nothing is loaded.
+NOT_LOADED = {
+    ModelState.NOT_INSTALLED: "not installed",
+    ModelState.INSTALLED: "installed, not loaded yet",
+    ModelState.DOWNLOADING: "downloading",
+    ModelState.LOADING: "loading",
+    ModelState.UNLOADING: "unloading",
+    ModelState.ERROR: "could not be loaded",
+}
+
+
+def model_lines(status: EngineStatus, settings: Settings) -> tuple[str, str]:
+    """About's two lines on the model: what is loaded now (or that none is, and why),
+    and what the settings name for the next load (a local folder wins over the id)."""
+    if status.is_ready:
+        loaded = f"Model loaded: {status.model_name or status.model_id}"
+        if status.revision:
+            loaded += f" (revision {status.revision[:12]})"
+        if status.device:
+            loaded += f" on {status.device}"
+    else:
+        loaded = f"Model loaded: none ({NOT_LOADED.get(status.state, status.state.value)})"
+    if settings.model_path is not None:
+        configured = f"Model configured: {settings.model_path} (local folder)"
+    else:
+        configured = f"Model configured: {settings.model_id} (Hugging Face id)"
+    return loaded, configured
 
 
 class GuiSession(QObject):
@@ -280,10 +312,13 @@ class GuiSession(QObject):
         box.setWindowTitle("About OphthAI Desktop")
         box.setIconPixmap(self.window.windowIcon().pixmap(64, 64))
         rows = "".join(f"<tr><td>{name}</td><td>{value}</td></tr>" for name, value in versions())
-        settings = self.application.settings
+        model = "<br>".join(
+            html.escape(line)  # a folder's name is not markup
+            for line in model_lines(self.application.engine.status(), self.application.settings)
+        )
         box.setText(
             f"<b>OphthAI Desktop {__version__}</b><br>Ophthalmology workstation with local "
-            f"{settings.model_id} analysis.<br><br>AI results are preliminary until a "
+            f"AI analysis.<br><br>{model}<br><br>AI results are preliminary until a "
             f"clinician validates them.<br><br><table>{rows}</table>"
         )
         box.open()

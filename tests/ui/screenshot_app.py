@@ -284,6 +284,25 @@ def main(out_dir: Path) -> dict[str, object]:
     shots["oculomics"] = out_dir / "oculomics.png"
     window.grab().save(str(shots["oculomics"]))
     window.resize(size)
+    # The model manager as a clinician first meets it: the model not downloaded yet (a
+    # real engine for the Hub id, over an empty cache; the demo engine is put back).
+    from ophthai_desktop.core.inference.engine import InferenceEngine
+
+    demo = application.engine
+    application.engine = InferenceEngine(  # type: ignore[assignment]
+        settings.model_copy(update={"model_path": None}), cache_dir=data / "hf-cache"
+    )
+    manager = session.model_manager.open()
+    _wait(qt_app, lambda: "not installed" in manager.message.text(), 10.0)
+    _wait(qt_app, lambda: "checking" not in manager.estimate.text(), 60.0)  # imports torch
+    end = time.monotonic() + 1.0
+    while time.monotonic() < end:  # the device check and the layout settle
+        qt_app.processEvents()
+        time.sleep(0.02)
+    shots["model-manager"] = out_dir / "model-manager.png"
+    manager.grab().save(str(shots["model-manager"]))
+    manager.close()
+    application.engine = demo
 
     result = {
         "platform": qt_app.platformName(),

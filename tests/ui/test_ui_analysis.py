@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QDate, QDateTime, QEvent, QObject, QPoint, QRect, QTime
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtCore import QDate, QDateTime, QEvent, QObject, QPoint, QRect, Qt, QTime
+from PySide6.QtGui import QGuiApplication, QKeySequence
 from PySide6.QtWidgets import QApplication, QScrollArea, QWidget
 from pytestqt.qtbot import QtBot
 
@@ -442,3 +442,63 @@ def test_analyse_again_while_one_runs_points_to_it_instead_of_queueing_another(
     qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
     view.analyse.click()  # finished: a new analysis may start
     qtbot.waitUntil(lambda: jobs.list_jobs(patient_id=patient_id).total == 2)
+
+
+def _press(qtbot: QtBot, widget: QWidget, keys: QKeySequence) -> None:
+    """Press ``keys`` (one combination) with the focus on ``widget``, as a user would."""
+    combination = keys[0]
+    widget.setFocus()
+    qtbot.keyClick(widget, combination.key(), combination.keyboardModifiers())
+
+
+def test_approve_and_reject_have_shortcuts_that_act_as_the_buttons(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """The verdict had no keys. Its shortcuts (named in the buttons' tooltips) act only
+    while the buttons can be pressed (a result shown, the analysis tab in front), never
+    take a letter typed into a field, and are refused without the clinician's name as
+    the buttons are."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    view = gui.analysis_view
+    gui.window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is gui.window)
+    asked: list[bool] = []
+    view.validate_requested.connect(lambda approved, *_: asked.append(approved))
+    approve, reject = view.approve.shortcut(), view.reject.shortcut()
+    for button, keys in ((view.approve, approve), (view.reject, reject)):
+        assert (
+            not keys.isEmpty() and keys[0].keyboardModifiers() & Qt.KeyboardModifier.ControlModifier
+        )
+        assert keys.toString(QKeySequence.SequenceFormat.NativeText) in button.toolTip()
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+    _press(qtbot, gui.patient_list.table, approve)  # no result yet: nothing to approve
+    qtbot.wait(200)
+    assert asked == []
+
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    qtbot.keyClicks(view.notes, "AR ax")  # letters typed are notes, not verdicts
+    qtbot.keyClicks(view.clinician, "a")
+    qtbot.wait(200)
+    assert asked == [] and view.notes.toPlainText() == "AR ax"
+    view.clinician.clear()
+    _press(qtbot, view.notes, approve)  # no name: refused, as the button is
+    qtbot.waitUntil(lambda: "name is required" in view.verdict_error_text())
+    assert view.card.badge.text() == "PRELIMINARY"
+    assert view.notes.toPlainText() == "AR ax"  # nothing typed is lost
+
+    view.clinician.setText("Dr. Keys")
+    gui.patient_page.show_tab("scans")  # the verdict out of sight: the keys do nothing
+    _press(qtbot, gui.patient_list.table, reject)
+    qtbot.wait(200)
+    assert asked == [True]
+    gui.patient_page.show_tab("analysis")
+    _press(qtbot, view.notes, reject)
+    qtbot.waitUntil(lambda: view.card.badge.text() == "REJECTED")
+    assert asked == [True, False]
+    assert "Rejected by Dr. Keys" in view.card.validated.text()
+    assert "AR ax" in view.card.validated.text()
+    _press(qtbot, view.clinician, approve)
+    qtbot.waitUntil(lambda: view.card.badge.text() == "APPROVED")
+    stored = gui.application.patients.get_patient(gui.patient_page.patient.id)
+    assert (stored.validation_status, stored.validated_by) == ("approved", "Dr. Keys")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 from PySide6.QtCore import QPoint, QRect
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QImage
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
@@ -27,6 +27,11 @@ def drawn_contrast(widget: QWidget) -> tuple[float, str, str]:
     glyph). The edges are left out (rounded corners show what is behind)."""
     window = widget.window()
     image = window.grab(QRect(widget.mapTo(window, QPoint(0, 0)), widget.size())).toImage()
+    return image_contrast(image)
+
+
+def image_contrast(image: QImage) -> tuple[float, str, str]:
+    """:func:`drawn_contrast` of a picture of the widget."""
     inset_x, inset_y = min(8, image.width() // 4), min(3, image.height() // 4)
     pixels = [
         image.pixelColor(x, y).rgb()
@@ -168,5 +173,42 @@ def test_job_states_are_readable_when_the_app_starts_dark(qtbot: QtBot, make_gui
         gui = make_gui(theme="dark")
         bad = _unreadable_job_states(qtbot, gui)
         assert bad == [], "\n".join(bad)
+    finally:
+        apply_theme("light")
+
+
+def _unreadable_placeholders(gui: GuiSession) -> list[str]:
+    """Each placeholder (a line edit's and a text box's, as typed in and as marked
+    invalid) under AA: 'what: ratio ink on background'."""
+    gui.patient_list.table.setFocus()  # no text cursor drawn over the placeholder
+    gui.analysis_view.verdict_group.setEnabled(True)  # as it is once there is a result
+    bad: list[str] = []
+    for what, widget in (
+        ("search", gui.patient_list.search),
+        ("verdict notes", gui.analysis_view.notes),
+    ):
+        assert widget.placeholderText() and not widget.hasFocus()
+        for invalid in (False, True):
+            set_style_property(widget, "invalid", invalid)
+            QApplication.processEvents()
+            # The widget drawn on its own: the notes are further down the tab than
+            # the window shows.
+            ratio, ink, background = image_contrast(widget.grab().toImage())
+            if ratio < AA:
+                state = " (invalid)" if invalid else ""
+                bad.append(f"{what} placeholder{state}: {ratio:.2f} {ink} on {background}")
+        set_style_property(widget, "invalid", False)
+    return bad
+
+
+def test_placeholders_are_readable_in_either_theme(qtbot: QtBot, gui: GuiSession) -> None:
+    """With the stylesheet's text colour, Qt draws a placeholder in that colour at half
+    opacity: 4.0:1 on the light theme's white, 4.2:1 on the dark theme's fields."""
+    _patient(gui, qtbot)
+    try:
+        for theme in ("light", "dark"):
+            apply_theme(theme)
+            bad = _unreadable_placeholders(gui)
+            assert bad == [], f"{theme}:\n" + "\n".join(bad)
     finally:
         apply_theme("light")

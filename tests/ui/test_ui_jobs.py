@@ -13,6 +13,7 @@ from ophthai_desktop.bootstrap import build_application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
+from ophthai_desktop.ui.controllers.jobs import HELD_LIMIT
 from ophthai_desktop.ui.models.job_table import HEADERS, JobTableModel
 from tests.conftest import make_settings
 from tests.support.images import png_bytes
@@ -330,3 +331,50 @@ def test_a_cancel_that_fails_leaves_the_job_as_it_was(
     row = model.get(job.id)
     assert row is not None and row.state == "queued" and row.note == ""
     assert panel.cancel.isEnabled()  # to try again
+
+
+def test_events_heard_while_the_queue_loads_are_kept_few_and_all_count(
+    qtbot: QtBot, tmp_path: Path, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the queue's first read is out (a database held up), every event heard was
+    kept for after it, one per batch of tokens, also those of jobs the queue never shows:
+    a job streaming for an hour kept ~72,000. A job's batches now add up in one entry, and
+    past HELD_LIMIT entries they are dropped for a second read of the queue."""
+    app, _patient, job = _queued_app(tmp_path, "Slow Read")
+    release, reading = threading.Event(), threading.Event()
+    reads: list[int] = []
+    list_jobs = app.jobs.list_jobs
+
+    def held_list_jobs(**kwargs: Any) -> Any:
+        if kwargs.get("patient_id") is not None:  # a patient's jobs, not the queue's load
+            return list_jobs(**kwargs)
+        reads.append(1)
+        reading.set()
+        release.wait(10)
+        return list_jobs(**kwargs)
+
+    monkeypatch.setattr(app.jobs, "list_jobs", held_list_jobs)
+    gui = make_gui(application=app)
+    qtbot.waitUntil(reading.is_set)
+    bridge, model = gui.bridge, gui.jobs_panel.model
+    bridge.analysis_started.emit(job.id, job.patient_id)
+    for _ in range(3000):
+        bridge.analysis_progressed.emit(job.id, "reasoning", "x", 1)
+        bridge.analysis_progressed.emit(999_999, "reasoning", "x", 2)  # never in the queue
+    assert gui.jobs.held_events <= 3
+    release.set()
+    qtbot.waitUntil(lambda: model.get(job.id) is not None and not gui.tasks.busy)
+    assert model.get(job.id).state == "running"  # type: ignore[union-attr]
+    assert _progress(model, job.id) == "3000 tokens"  # no batch lost
+    assert model.get(999_999) is None and reads == [1]
+
+    reading.clear()
+    release.clear()
+    gui.jobs._load()  # as after a failed read: events are held again meanwhile
+    qtbot.waitUntil(reading.is_set)
+    for other in range(1, HELD_LIMIT + 500):  # jobs that never appear
+        bridge.analysis_cancelled.emit(1_000_000 + other, None)
+    assert gui.jobs.held_events <= HELD_LIMIT
+    release.set()  # that read may predate what was dropped: the queue is read again
+    qtbot.waitUntil(lambda: len(reads) == 3 and not gui.tasks.busy)
+    assert model.get(job.id).state == "queued"  # type: ignore[union-attr]  # as stored

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
+import pytest
 from PySide6.QtCore import QDate, QPoint, Qt
-from PySide6.QtWidgets import QDialogButtonBox, QFormLayout, QMessageBox
+from PySide6.QtWidgets import QApplication, QDialogButtonBox, QFormLayout, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
@@ -164,6 +167,75 @@ def test_tab_leaves_the_patient_list_and_delete_asks_to_delete(
     box = gui.patients.confirm
     assert isinstance(box, QMessageBox) and "First" in box.text()
     box.reject()
+
+
+def test_delete_asks_about_the_patient_chosen_and_shown_only(
+    qtbot: QtBot, gui: GuiSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Delete in the list asked to delete the patient on the page, not the one chosen in
+    the list: a row chosen while the page was still loading it (or not listed at all,
+    as when a search hides the open patient) asked "Delete First?" with Second's row
+    highlighted. It asks only about the patient both show, after confirmation (Enter
+    keeps them), and never from the search field."""
+    app = gui.application
+    first = app.patients.create_patient({"name": "First"}, actor=Actor("t", "gui"))
+    second = app.patients.create_patient({"name": "Second"}, actor=Actor("t", "gui"))
+    model, table = gui.patient_list.model, gui.patient_list.table
+    qtbot.waitUntil(lambda: model.rowCount() == 2)
+    open_patient(qtbot, gui, first.id)
+    loading = threading.Event()
+    get_patient = app.patients.get_patient
+
+    def slow_get_patient(patient_id: str) -> object:
+        if patient_id == second.id:
+            loading.wait(10)
+        return get_patient(patient_id)
+
+    monkeypatch.setattr(app.patients, "get_patient", slow_get_patient)
+    gui.window.activateWindow()
+    table.setFocus()
+    table.selectRow(model.row_of(second.id))  # the page still shows First meanwhile
+    qtbot.keyClick(table, Qt.Key.Key_Delete)
+    assert gui.patients.confirm is None
+    gui.window.delete_patient_action.trigger()  # the menu, likewise
+    assert gui.patients.confirm is None
+    loading.set()
+    qtbot.waitUntil(lambda: gui.patient_page.name.text() == "Second")
+
+    gui.patient_list.search.setFocus()
+    qtbot.keyClicks(gui.patient_list.search, "Sec")
+    qtbot.keyClick(gui.patient_list.search, Qt.Key.Key_Delete)  # edits the text
+    assert gui.patients.confirm is None
+    table.setFocus()
+    qtbot.keyClick(table, Qt.Key.Key_Delete)
+    box = gui.patients.confirm
+    assert isinstance(box, QMessageBox) and "Second" in box.text()
+    qtbot.keyClick(box, Qt.Key.Key_Return)  # the default answer keeps the patient
+    qtbot.wait(100)
+    assert app.patients.exists(second.id) and app.patients.exists(first.id)
+    gui.window.activateWindow()  # back from the question
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is gui.window)
+
+    search = gui.patient_list.search
+    search.selectAll()
+    qtbot.keyClicks(search, "First")  # the list hides the open patient: no row chosen
+    qtbot.waitUntil(lambda: model.rowCount() == 1 and model.patient_id_at(0) == first.id)
+    assert gui.patient_page.name.text() == "Second" and table.selectionModel().selectedRows() == []
+    table.setFocus()
+    assert table.hasFocus()
+    qtbot.keyClick(table, Qt.Key.Key_Delete)
+    assert gui.patients.confirm is box and not box.isVisible()
+    search.selectAll()
+    qtbot.keyClick(search, Qt.Key.Key_Backspace)
+    qtbot.waitUntil(lambda: model.rowCount() == 2)
+    assert gui.patient_list.selected_patient_id() == second.id
+    table.setFocus()
+    qtbot.keyClick(table, Qt.Key.Key_Delete)
+    box = gui.patients.confirm
+    assert box.isVisible() and "Second" in box.text()
+    box.property("yesButton").click()
+    qtbot.waitUntil(lambda: not app.patients.exists(second.id))
+    assert app.patients.exists(first.id)
 
 
 def test_tab_in_the_history_field_moves_on(qtbot: QtBot, gui: GuiSession) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QPoint, Qt
-from PySide6.QtWidgets import QScrollArea, QWidget
+from PySide6.QtWidgets import QAbstractScrollArea, QScrollArea, QWidget
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
@@ -312,6 +312,71 @@ def test_the_analysis_and_oculomics_tabs_do_not_scroll_sideways(
         for column in range(ocu.trends.columnCount()):
             text = ocu.trends.item(row, column).text()
             assert ocu.trends.columnWidth(column) > metrics.horizontalAdvance(text), text
+
+
+def _scrolling_sideways(window: QWidget) -> list[str]:
+    """The shown lists, tables and scrolling panes of ``window`` that scroll sideways."""
+    return [
+        f"{type(area).__name__} {area.objectName()}: {area.horizontalScrollBar().maximum()} px"
+        for area in window.findChildren(QAbstractScrollArea)
+        if area.isVisible() and area.horizontalScrollBar().maximum() > 0
+    ]
+
+
+@pytest.mark.parametrize("size", [(800, 600), (1024, 700), (1024, 768)])
+def test_nothing_scrolls_sideways_in_a_small_window(
+    qtbot: QtBot, make_gui: Maker, size: tuple[int, int]
+) -> None:
+    """At 800 x 600 the oculomics tab scrolled sideways (its charts wider than the tab);
+    at 1024 px the patient list, the job queue and the notifications did (their columns
+    and lines wider than the panes). Columns that do not fit give way, lines are cut
+    short, so the clinician never scrolls sideways to read a row."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    app, actor = gui.application, Actor("t", "gui")
+    seed_patients(app, 40)
+    patient = app.patients.create_patient(
+        {"name": "Maximiliane Theodora Wolkenstein-Rabensberg"},
+        actor=actor,
+        image=NewImage(oct_bscan(1), modality="OCT", laterality="OD"),
+    )
+    for days, iop, cup_to_disc in ((400, 18.0, 0.45), (200, 22.5, 0.55), (10, 24.0, 0.6)):
+        for eye in ("OD", "OS"):
+            app.oculomics.add_measurement(
+                patient.id,
+                eye=eye,
+                measured_on=date.today() - timedelta(days=days),
+                iop_mmhg=iop,
+                cup_to_disc_ratio=cup_to_disc,
+                rnfl_thickness_um=76.0,
+                vessel_density_pct=38.5,
+                actor=actor,
+            )
+    app.notifications.create_notification(
+        "Watch folder: 3 files were not taken in (not an image): scan_0001_export.dcm, "
+        "scan_0002_export.dcm, scan_0003_export.dcm",
+        actor=actor,
+    )
+    gui.window.resize(*size)
+    gui.patients.refresh()
+    open_patient(qtbot, gui, patient.id)
+    view = gui.analysis_view
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: gui.notifications_panel.model.rowCount() == 2)
+    qtbot.waitUntil(lambda: (gui.window.width(), gui.window.height()) == size)
+
+    for tab in ("analysis", "scans", "oculomics"):
+        gui.patient_page.show_tab(tab)
+        qtbot.wait(100)  # the layout settles
+        sideways = _scrolling_sideways(gui.window)
+        assert sideways == [], f"{tab} tab: " + "; ".join(sideways)
+    table = gui.patient_list.table
+    for key in ("name", "status"):  # the list still says who and how they are
+        assert not table.isColumnHidden(COLUMN_OF[key]), key
+    assert table.columnWidth(COLUMN_OF["name"]) >= 80
+    assert table.isColumnHidden(COLUMN_OF["appointment_date"])  # no room for it here
+    notes = [a.text() for a in gui.patient_list.column_menu().actions() if not a.isEnabled()]
+    assert len(notes) == 1 and "Appointment" in notes[0] and "widen the list" in notes[0]
 
 
 def test_the_window_comes_up_without_torch(tmp_path: Path) -> None:

@@ -134,7 +134,10 @@ def test_screenshot_of_the_real_window_is_not_blank(display: str, tmp_path: Path
     oculomics = Image.open(result["files"]["oculomics"]).convert("L")
     for box in ((800, 150, 1400, 400), (800, 700, 1400, 1000)):
         assert ImageStat.Stat(oculomics.crop(box)).var[0] > 100, ("oculomics", box)
+    # The model manager: a real engine's state (not installed), each row filled in.
+    manager = Image.open(result["files"]["model-manager"]).convert("L")
+    assert manager.size[0] >= 400 and ImageStat.Stat(manager).var[0] > 500
     if os.environ.get("UPDATE_SCREENSHOTS") or not (DOCS_SHOTS / "main-window.png").exists():
         DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
-        for name in ("main-window", "scans", "oculomics"):
+        for name in ("main-window", "scans", "oculomics", "model-manager"):
             shutil.copyfile(result["files"][name], DOCS_SHOTS / f"{name}.png")

@@ -25,6 +25,9 @@ WAITING_POLL_MS = 1000
 RELOAD_AFTER_MS = 5000
 #: A job's note while its cancellation is being asked for.
 CANCELLING = "cancelling…"
+#: The most events held for after a read of the queue (a job's token batches count as
+#: one). Past it they are dropped and the queue is read again once this read arrives.
+HELD_LIMIT = 1000
 
 
 class JobsController(QObject):
@@ -48,6 +51,9 @@ class JobsController(QObject):
         self._looking_up: set[str] = set()  # ids whose names are being fetched
         # Events heard before the first load arrived, applied after it (None: loaded).
         self._held: list[Callable[[], None]] | None = []
+        # Per job, the tokens of the batches held since its last other held event.
+        self._held_tokens: dict[int, list[int]] = {}
+        self._held_dropped = False  # past HELD_LIMIT: the load is read again
         self._stopped = False
         self._poll = QTimer(self)
         self._poll.setInterval(WAITING_POLL_MS)
@@ -89,6 +95,10 @@ class JobsController(QObject):
             )
 
         def done(result: tuple[Page[JobRecord], dict[str, str], dict[int, int]]) -> None:
+            if self._held_dropped:  # read before events that were dropped: read again
+                self._held_dropped = False
+                self._load()
+                return
             page, names, tokens = result
             for patient_id, name in names.items():
                 # A name an event told meanwhile is newer than the one read.
@@ -116,18 +126,51 @@ class JobsController(QObject):
 
         self._ctx.tasks.submit(fetch, done, failed)
 
-    def _hold(self, slot: Callable[..., None], *args: object) -> bool:
+    @property
+    def held_events(self) -> int:
+        """How many events are held for after the queue's read (0 once it arrived)."""
+        return len(self._held or ())
+
+    def _hold(self, slot: Callable[..., None], *args: object, job_id: int | None = None) -> bool:
         """Until the first load has arrived, keep an event for after it (True when it
         was kept). The load is a snapshot read on a pool thread: replacing the rows
         with it would undo what events told meanwhile (a job that finished in between
         lost its token count), so those events are applied on top of it instead."""
         if self._held is None:
             return False
-        self._held.append(partial(slot, *args))
+        if job_id is not None:
+            self._held_tokens.pop(job_id, None)  # later batches come after this event
+        self._keep(partial(slot, *args))
         return True
+
+    def _hold_tokens(self, job_id: int, pieces: int) -> bool:
+        """:meth:`_hold` for a batch of tokens: a job's batches in a row add up in one
+        entry (one batch every 50 ms while the read is held up would be thousands)."""
+        if self._held is None:
+            return False
+        count = self._held_tokens.get(job_id)
+        if count is None:
+            count = self._held_tokens[job_id] = [0]
+            self._keep(lambda: self._model.add_tokens(job_id, count[0]))
+        count[0] += pieces
+        return True
+
+    def _keep(self, apply: Callable[[], None]) -> None:
+        held = self._held
+        assert held is not None
+        if len(held) >= HELD_LIMIT:
+            # Events of jobs the read may not show (as many as that only from jobs that
+            # never appear): drop them, and read the queue again once this read is in;
+            # the database has what they told by then.
+            log.warning("over %d job events heard while the queue is read", HELD_LIMIT)
+            held.clear()
+            self._held_tokens.clear()
+            self._held_dropped = True
+        held.append(apply)
 
     def _replay_held(self) -> None:
         held, self._held = self._held or [], None
+        self._held_tokens.clear()
         for apply in held:
             apply()
 
@@ -139,7 +182,7 @@ class JobsController(QObject):
     def _on_bridge_analysis_queued(
         self, job_id: int, patient_id: str | None, requeued: bool
     ) -> None:
-        if self._hold(self._on_bridge_analysis_queued, job_id, patient_id, requeued):
+        if self._hold(self._on_bridge_analysis_queued, job_id, patient_id, requeued, job_id=job_id):
             return
         # A known job queued again (the model was unloaded under it) is waiting again. A
         # new job's start can arrive before its queueing (the worker wakes first): a
@@ -151,7 +194,7 @@ class JobsController(QObject):
 
     @Slot(int, object)
     def _on_bridge_analysis_started(self, job_id: int, patient_id: str | None) -> None:
-        if self._hold(self._on_bridge_analysis_started, job_id, patient_id):
+        if self._hold(self._on_bridge_analysis_started, job_id, patient_id, job_id=job_id):
             return
         if self._model.update(job_id, state="running", note="") is None:
             row = new_job_row(job_id, patient_id, self._name_of(patient_id))
@@ -161,7 +204,7 @@ class JobsController(QObject):
     def _on_bridge_analysis_progressed(
         self, job_id: int, _phase: str, _text: str, pieces: int
     ) -> None:
-        if self._hold(self._on_bridge_analysis_progressed, job_id, _phase, _text, pieces):
+        if self._hold_tokens(job_id, pieces):
             return
         self._model.add_tokens(job_id, pieces)
 
@@ -169,7 +212,9 @@ class JobsController(QObject):
     def _on_bridge_analysis_finished(
         self, job_id: int, _patient_id: str | None, analysis: AnalysisRecord
     ) -> None:
-        if self._hold(self._on_bridge_analysis_finished, job_id, _patient_id, analysis):
+        if self._hold(
+            self._on_bridge_analysis_finished, job_id, _patient_id, analysis, job_id=job_id
+        ):
             return
         row = self._model.get(job_id)
         tokens = analysis.completion_tokens or (row.tokens if row else 0)
@@ -178,13 +223,13 @@ class JobsController(QObject):
 
     @Slot(int, object, str)
     def _on_bridge_analysis_failed(self, job_id: int, _patient_id: str | None, reason: str) -> None:
-        if self._hold(self._on_bridge_analysis_failed, job_id, _patient_id, reason):
+        if self._hold(self._on_bridge_analysis_failed, job_id, _patient_id, reason, job_id=job_id):
             return
         self._model.update(job_id, state="failed", note=reason)
 
     @Slot(int, object)
     def _on_bridge_analysis_cancelled(self, job_id: int, _patient_id: str | None) -> None:
-        if self._hold(self._on_bridge_analysis_cancelled, job_id, _patient_id):
+        if self._hold(self._on_bridge_analysis_cancelled, job_id, _patient_id, job_id=job_id):
             return
         self._model.update(job_id, state="cancelled", note="cancelled")
 

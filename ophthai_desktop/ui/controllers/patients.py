@@ -91,7 +91,7 @@ class PatientsController(QObject):
         list_view.search_edited.connect(self._on_view_search_edited)
         list_view.status_chosen.connect(self._on_view_status_chosen)
         list_view.patient_selected.connect(self._on_view_patient_selected)
-        list_view.delete_requested.connect(self.delete_patient)
+        list_view.delete_requested.connect(self._on_view_delete_requested)
         self._model.more_requested.connect(self._on_model_more_requested)
         self._model.sort_requested.connect(self._on_model_sort_requested)
         page.edit_requested.connect(self.edit_patient)
@@ -383,10 +383,20 @@ class PatientsController(QObject):
         self.open_patient(record.id)
 
     @Slot()
+    def _on_view_delete_requested(self) -> None:
+        """Delete in the list: the patient chosen there, who must be the one on the page
+        (a row chosen while the page still loads it, or no row chosen, asks nothing)."""
+        chosen = self._view.selected_patient_id()
+        if chosen is not None and chosen == self._current_id:
+            self.delete_patient()
+
+    @Slot()
     def delete_patient(self) -> None:
+        """Ask to delete the patient on the page, then delete them (the one named in the
+        question, whatever happens meanwhile)."""
         patient = self._current
-        if patient is None:
-            return
+        if patient is None or patient.id != self._current_id:
+            return  # the page still shows the one before the patient being opened
 
         def confirmed() -> None:
             self._ctx.tasks.submit(

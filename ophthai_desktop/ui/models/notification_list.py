@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QFont, QIcon, QPixmap, QStandardItem
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QIcon, QPixmap, QStandardItem
 
 from ophthai_desktop.core.records import NotificationRecord
 from ophthai_desktop.ui.display import local_datetime
@@ -49,6 +49,11 @@ class NotificationListModel(PagedRowModel):
         self._icons = {kind: _dot(color) for kind, color in TYPE_COLORS.items()}
         self._bold = QFont()
         self._bold.setBold(True)
+        # A row asks for no width: the list then makes it as wide as itself and cuts
+        # the message short with an ellipsis (whole in the tooltip). Asked for the
+        # message's width, it scrolled sideways (at 1024 px wide, by 350 px). The height
+        # is the two lines', as the list would have given (the message, the time).
+        self._size = QSize(1, 2 * QFontMetrics(self._bold).lineSpacing() + 2)
 
     def key(self, row: NotificationRow) -> int:
         return row.notification_id
@@ -61,6 +66,7 @@ class NotificationListModel(PagedRowModel):
     ) -> None:
         item = items[0]
         if old is None:
+            item.setSizeHint(self._size)
             item.setIcon(self._icons.get(row.type, QIcon()))
             item.setData(row.patient_id, PATIENT_ROLE)
         if old is None or old.read != row.read:

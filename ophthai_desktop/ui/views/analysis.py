@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from PySide6.QtCore import QDateTime, Qt, QTime, QTimer, Signal, Slot
-from PySide6.QtGui import QResizeEvent, QTextCursor
+from PySide6.QtGui import QKeySequence, QResizeEvent, QTextCursor
 from PySide6.QtWidgets import (
     QBoxLayout,
     QDateTimeEdit,
@@ -48,6 +48,11 @@ BODY_MARGIN = 6
 #: under it (beside the long PARSE FAILED badge at 1024 x 700 the title took one word a
 #: line, five lines of 16 pt).
 CLASSIFICATION_MIN_WIDTH = 200
+#: The verdict's keys. With Ctrl and Shift, never text a field takes (a letter typed
+#: into the notes stays a letter), and away from Ctrl+R (Analyse). As the buttons' own
+#: shortcuts they act only while the buttons can be pressed: a result shown, in front.
+APPROVE_KEYS = QKeySequence("Ctrl+Shift+A")
+REJECT_KEYS = QKeySequence("Ctrl+Shift+X")
 
 
 def _wrapping(text: str = "", name: str | None = None) -> QLabel:
@@ -320,6 +325,13 @@ class AnalysisView(QWidget):
         self.approve.setObjectName("approveButton")
         self.reject = QPushButton(icon("reject"), "Reject")
         self.reject.setObjectName("rejectButton")
+        for button, keys, tip in (
+            (self.approve, APPROVE_KEYS, "Approve the result"),
+            (self.reject, REJECT_KEYS, "Reject the result"),
+        ):
+            button.setShortcut(keys)  # pressed as a click is: the same checks
+            native = keys.toString(QKeySequence.SequenceFormat.NativeText)
+            button.setToolTip(f"{tip} under the clinician's name, with the notes ({native})")
         verdict = QGroupBox("Validation")
         verdict_form = QFormLayout(verdict)
         verdict_form.addRow("Clinician", self.clinician)

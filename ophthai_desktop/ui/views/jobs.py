@@ -9,7 +9,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QTableView,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -17,9 +16,16 @@ from PySide6.QtWidgets import (
 
 from ophthai_desktop.ui.models.job_table import OPEN_STATES, JobTableModel
 from ophthai_desktop.ui.resources import icon
+from ophthai_desktop.ui.views.columns import FittingTableView
 from ophthai_desktop.ui.views.empty import EmptyOr
 
-COLUMN_WIDTHS = (56, 140, 80, 130, 130)
+#: Job, Patient, State, Progress, Queued, Note.
+COLUMN_WIDTHS = (56, 140, 80, 130, 130, 200)
+PATIENT_COLUMN = 1
+#: The columns but the patient's, most needed first: the patient takes the room the
+#: shown ones leave (at least this), and those that do not fit give way.
+FITTED_ORDER = (0, 2, 3, 5, 4)
+PATIENT_LEAST_PX = 100
 
 
 class JobQueuePanel(QWidget):
@@ -50,7 +56,7 @@ class JobQueuePanel(QWidget):
         bar.setContentsMargins(0, 0, 0, 0)
         bar.addWidget(self.waiting, 1)
         bar.addWidget(self.cancel)
-        self.table = QTableView()
+        self.table = FittingTableView()
         self.table.setObjectName("jobTable")
         self.table.setModel(model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -64,9 +70,12 @@ class JobQueuePanel(QWidget):
         vertical.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         vertical.setDefaultSectionSize(24)
         header = self.table.horizontalHeader()
-        header.setStretchLastSection(True)
         for column, width in enumerate(COLUMN_WIDTHS):
             header.resizeSection(column, width)
+        # Never sideways: at 1024 px wide the queue scrolled to show the end of a row.
+        self.columns = self.table.fit_columns(
+            stretch=PATIENT_COLUMN, least_px=PATIENT_LEAST_PX, order=FITTED_ORDER
+        )
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(bar)

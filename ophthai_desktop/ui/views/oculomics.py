@@ -49,6 +49,7 @@ from ophthai_desktop.core.services.oculomics import (
     MetricTrend,
     ReferenceRange,
 )
+from ophthai_desktop.ui.views.columns import FittingTableWidget
 from ophthai_desktop.ui.views.reflow import room_in, set_side_by_side
 from ophthai_desktop.ui.views.style import set_style_property, set_text
 
@@ -80,6 +81,9 @@ SPACING = 6
 #: The least width of the table and trends beside the form: the table's columns whole,
 #: with ~100 px for the flags (cut short there, whole in their tooltips).
 NUMBERS_MIN_WIDTH = 420
+#: The least width of the table's flags column (cut short there, whole in the tooltip;
+#: a flagged value is red besides): the header's least, as it was at 1024 x 700.
+FLAGS_LEAST_PX = 26
 #: The least height of the numbers and the form beside them.
 BOTTOM_MIN_HEIGHT = 330
 SHORT_LABELS = {
@@ -332,7 +336,7 @@ class OculomicsView(QWidget):
         charts = QWidget()
         charts.setLayout(self._grid)
 
-        self.table = QTableWidget(0, len(self.TABLE_COLUMNS))
+        self.table = FittingTableWidget(0, len(self.TABLE_COLUMNS))
         self.table.setObjectName("oculomicsTable")
         # "Vessel density" on two lines: on one it made its column of short numbers the
         # widest but the flags.
@@ -347,6 +351,11 @@ class OculomicsView(QWidget):
         # an ellipsis where it is not enough (whole in the tooltip), rather than make
         # the table scroll sideways.
         header.setSectionResizeMode(len(self.TABLE_COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
+        # Where even the values do not fit (at 800 x 600 the table scrolled sideways),
+        # the last metrics give way (the charts above show them), then the flags.
+        flags = len(self.TABLE_COLUMNS) - 1
+        self.table.fit_columns(stretch=flags, least_px=FLAGS_LEAST_PX, order=range(flags))
+        self._fit_table()
 
         self.trends = QTableWidget(len(METRICS), len(EYES))
         self.trends.setObjectName("oculomicsTrends")
@@ -541,6 +550,24 @@ class OculomicsView(QWidget):
                         f"{format_value(metric, trend.latest_value)}"
                     )
                 self.trends.setItem(row, column, item)
+        self._fit_table()
+
+    def _fit_table(self) -> None:
+        """Tell the table's column fitting how wide each column's header and values
+        are (Qt sizes the shown ones to them; a hidden one has no size to read)."""
+        columns = self.table.columns
+        if columns is None:
+            return
+        header = self.table.horizontalHeader()
+        columns.set_widths(
+            {
+                column: max(
+                    header.sectionSizeFromContents(column).width(),
+                    self.table.sizeHintForColumn(column),
+                )
+                for column in range(len(self.TABLE_COLUMNS) - 1)
+            }
+        )
 
     @staticmethod
     def _trend_text(trend: MetricTrend | None) -> str:

@@ -14,13 +14,13 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMenu,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
 
 from ophthai_desktop.core.domain import PatientStatus
-from ophthai_desktop.ui.models.patient_table import COLUMNS, PatientTableModel
+from ophthai_desktop.ui.models.patient_table import COLUMN_OF, COLUMNS, PatientTableModel
+from ophthai_desktop.ui.views.columns import FittingTableView
 
 ALL_STATUSES = "All statuses"
 #: Starting width of each column, by its order_by key.
@@ -34,6 +34,9 @@ COLUMN_WIDTHS = {
     "admission_date": 90,
     "appointment_date": 128,
 }
+#: The least width of the name, which takes what the other columns leave (the columns
+#: that do not fit beside it are hidden, the last first, until the list is wider).
+NAME_LEAST_PX = 80
 
 
 class PatientListView(QWidget):
@@ -67,7 +70,7 @@ class PatientListView(QWidget):
         self.count = QLabel("")
         self.count.setObjectName("muted")
 
-        self.table = QTableView()
+        self.table = FittingTableView()
         self.table.setObjectName("patientTable")
         self.table.setModel(model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -84,13 +87,20 @@ class PatientListView(QWidget):
         vertical.setDefaultSectionSize(26)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setStretchLastSection(True)
         header.setSortIndicatorShown(True)
         header.setSortIndicator(-1, Qt.SortOrder.DescendingOrder)
         for column, (key, _title) in enumerate(COLUMNS):
             header.resizeSection(column, COLUMN_WIDTHS[key])
-        # Right-click on the header chooses the columns (a narrow list shows the name
-        # and status without scrolling sideways once the others are hidden).
+        # The list never scrolls sideways: the name takes the room left (cut short with
+        # an ellipsis) and the columns after the status give way, last first, where the
+        # list is narrow (at 1024 px wide it scrolled to show the rest of the row).
+        self.columns = self.table.fit_columns(
+            stretch=COLUMN_OF["name"],
+            least_px=NAME_LEAST_PX,
+            order=range(len(COLUMNS)),
+        )
+        # Right-click on the header chooses the columns (hiding some makes room for
+        # those after them).
         header.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         header.customContextMenuRequested.connect(self._on_header_menu_requested)
         self.table.setSortingEnabled(True)
@@ -136,20 +146,41 @@ class PatientListView(QWidget):
         finally:
             self.table.selectionModel().blockSignals(blocker)
 
+    def selected_patient_id(self) -> str | None:
+        """The id of the patient whose row is chosen, or None."""
+        rows = self.table.selectionModel().selectedRows()
+        return self.model.patient_id_at(rows[0].row()) if rows else None
+
     def column_menu(self) -> QMenu:
-        """A menu of the columns with a check mark on those shown; the name is always
-        shown."""
+        """A menu of the columns with a check mark on those chosen to be shown (the name
+        is always shown), and which of them the list is too narrow for."""
         menu = QMenu("Columns", self)
+        chosen_hidden = self.columns.chosen_hidden
         for column, (key, title) in enumerate(COLUMNS):
             if key == "name":
                 continue
             action = menu.addAction(title)
             action.setCheckable(True)
-            action.setChecked(not self.table.isColumnHidden(column))
+            action.setChecked(column not in chosen_hidden)
             action.toggled.connect(
-                lambda shown, column=column: self.table.setColumnHidden(column, not shown)
+                lambda shown, column=column: self._on_column_toggled(column, shown)
             )
+        no_room = [
+            title for column, (_k, title) in enumerate(COLUMNS) if column in self.columns.no_room
+        ]
+        if no_room:
+            menu.addSeparator()
+            note = menu.addAction(f"No room for {', '.join(no_room)}: widen the list")
+            note.setEnabled(False)
         return menu
+
+    def _on_column_toggled(self, column: int, shown: bool) -> None:
+        hidden = set(self.columns.chosen_hidden)
+        if shown:
+            hidden.discard(column)
+        else:
+            hidden.add(column)
+        self.columns.set_chosen_hidden(hidden)
 
     @Slot(QPoint)
     def _on_header_menu_requested(self, position: QPoint) -> None:
@@ -158,15 +189,18 @@ class PatientListView(QWidget):
         menu.deleteLater()
 
     def hidden_columns(self) -> list[str]:
-        """The keys of the columns hidden (by :meth:`column_menu`)."""
-        return [key for column, (key, _) in enumerate(COLUMNS) if self.table.isColumnHidden(column)]
+        """The keys of the columns chosen to be hidden (by :meth:`column_menu`; not
+        those hidden for want of room)."""
+        chosen = self.columns.chosen_hidden
+        return [key for column, (key, _) in enumerate(COLUMNS) if column in chosen]
 
     def hide_columns(self, keys: Iterable[str]) -> None:
-        """Show every column but those of ``keys`` (unknown keys are ignored; the name
-        is always shown)."""
+        """Show every column but those of ``keys`` where there is room (unknown keys are
+        ignored; the name is always shown)."""
         hidden = set(keys) - {"name"}
-        for column, (key, _title) in enumerate(COLUMNS):
-            self.table.setColumnHidden(column, key in hidden)
+        self.columns.set_chosen_hidden(
+            column for column, (key, _title) in enumerate(COLUMNS) if key in hidden
+        )
 
     def remove_patient(self, patient_id: str) -> bool:
         """Drop the patient's row without letting Qt move the selection to a neighbour
@@ -194,5 +228,4 @@ class PatientListView(QWidget):
 
     @Slot(QItemSelection, QItemSelection)
     def _on_selection_changed(self, _selected: QItemSelection, _deselected: QItemSelection) -> None:
-        rows = self.table.selectionModel().selectedRows()
-        self.patient_selected.emit(self.model.patient_id_at(rows[0].row()) if rows else None)
+        self.patient_selected.emit(self.selected_patient_id())

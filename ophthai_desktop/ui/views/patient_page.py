@@ -25,6 +25,12 @@ from ophthai_desktop.ui.resources import icon
 from ophthai_desktop.ui.views.stepper import WorkflowStepper
 from ophthai_desktop.ui.views.style import set_style_property, set_text
 
+#: The least width of the tabs: the widest part a tab cannot narrow (an oculomics
+#: chart, 260 px; the appointment's picker and Schedule, ~270 px) with the tab's margins
+#: and scroll bar. Narrower, the tab scrolled sideways (at 800 x 600, by ~45 px); the
+#: patient list gives up the room instead.
+TABS_MIN_WIDTH = 300
+
 
 def _value_label() -> QLabel:
     label = QLabel("—")
@@ -147,6 +153,7 @@ class PatientPage(QWidget):
         self.tabs.addTab(scans, "Scans")
         if oculomics is not None:
             self.tabs.addTab(oculomics, "Oculomics")
+        self.tabs.setMinimumWidth(TABS_MIN_WIDTH)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.setObjectName("patientSplit")
         split.addWidget(info_scroll)

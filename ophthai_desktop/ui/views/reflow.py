@@ -3,10 +3,10 @@ other where it does not: a tab that scrolls sideways hides what is on its right.
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QBoxLayout, QScrollArea, QStyle
+from PySide6.QtWidgets import QAbstractScrollArea, QBoxLayout, QStyle
 
 
-def room_in(scroll: QScrollArea) -> int:
+def room_in(scroll: QAbstractScrollArea) -> int:
     """The width ``scroll`` gives its content, its vertical scroll bar counted as shown.
 
     Counted always, so that the decision does not depend on the content's height: a
