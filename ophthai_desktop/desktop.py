@@ -31,7 +31,7 @@ from ophthai_desktop.bootstrap import (
 from ophthai_desktop.core.errors import OphthaiError
 from ophthai_desktop.core.settings import Settings, check_api_binding
 from ophthai_desktop.ui.context import ApiState
-from ophthai_desktop.ui.controllers.server import LAN_HOST, ServerControl, ServerOptions
+from ophthai_desktop.ui.controllers.server import ServerControl, ServerOptions
 from ophthai_desktop.ui.priority import lower_current_thread_priority
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.single_instance import InstanceServer, ask_to_show
@@ -156,17 +156,17 @@ class Desktop:
 
     def start_api_server(self, options: ServerOptions) -> str:
         """Task-pool thread (the window's Start button): (re)start the server with the
-        window's network and token choice; returns its URL.
+        window's choice of address and token; returns its URL.
 
         Raises:
-            OphthaiError: The binding is refused (LAN without a token) or the port is
-                not available.
+            OphthaiError: The binding is refused (the network without a token) or the
+                address and port are not available.
         """
         if self._starter is not None:
             self._starter.join(20)
         self.stop_api_server()
         settings = self.settings
-        host = LAN_HOST if options.lan else "127.0.0.1"
+        host = options.host
         check_api_binding(host, options.token)
         from ophthai_desktop.api.app import create_app
         from ophthai_desktop.api.server import ApiServer, ServerStartError

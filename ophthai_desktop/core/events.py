@@ -4,14 +4,22 @@ Publishers call :meth:`EventBus.publish` from any thread. Subscribers are called
 publisher's thread and must only hand the event off (the Qt bridge re-emits it as a
 queued signal; the WebSocket hub schedules it on the server loop). A subscriber that
 raises is logged and does not stop delivery to the others.
+
+Services publish after their commit, outside the patient's lock, so a change that
+committed before the patient's deletion can be published after the deletion's
+:class:`PatientDeleted`. The bus drops such late events (those that would show the
+patient or their records again, :meth:`Event.shows_patient`): after a patient's
+``patient_deleted`` nothing more of theirs goes out.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar
 
 log = logging.getLogger(__name__)
@@ -27,17 +35,30 @@ class Event:
         """The event's data as plain JSON-able values."""
         return asdict(self)
 
+    def shows_patient(self) -> str | None:
+        """The patient whose record, or one of whose records, a client shows on this
+        event; published after that patient's deletion it would show them again, and
+        the bus drops it. None for events about nobody, and for the end of an analysis
+        (someone may be waiting for it; it shows nothing new)."""
+        return None
+
 
 @dataclass(frozen=True)
 class NotificationCreated(Event):
     name: ClassVar[str] = "notification"
     notification: Any  # NotificationRecord
 
+    def shows_patient(self) -> str | None:
+        return self.notification.patient_id
+
 
 @dataclass(frozen=True)
 class NotificationUpdated(Event):
     name: ClassVar[str] = "notification_updated"
     notification: Any  # NotificationRecord
+
+    def shows_patient(self) -> str | None:
+        return self.notification.patient_id
 
 
 @dataclass(frozen=True)
@@ -57,17 +78,27 @@ class PatientCreated(Event):
     name: ClassVar[str] = "patient_created"
     patient: Any  # PatientRecord
 
+    def shows_patient(self) -> str | None:
+        return self.patient.id
+
 
 @dataclass(frozen=True)
 class PatientUpdated(Event):
     name: ClassVar[str] = "patient_updated"
     patient: Any  # PatientRecord
 
+    def shows_patient(self) -> str | None:
+        return self.patient.id
+
 
 @dataclass(frozen=True)
 class PatientDeleted(Event):
+    """The patient is gone. ``created_at`` tells them from a patient created later
+    under the same id (a client may choose ids)."""
+
     name: ClassVar[str] = "patient_deleted"
     patient_id: str
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -75,11 +106,17 @@ class ScanIngested(Event):
     name: ClassVar[str] = "scan_ingested"
     scan: Any  # ScanRecord
 
+    def shows_patient(self) -> str | None:
+        return self.scan.patient_id
+
 
 @dataclass(frozen=True)
 class OculomicsMeasured(Event):
     name: ClassVar[str] = "oculomics_measured"
     measurement: Any  # OculomicsRecord
+
+    def shows_patient(self) -> str | None:
+        return self.measurement.patient_id
 
 
 @dataclass(frozen=True)
@@ -90,12 +127,18 @@ class AnalysisQueued(Event):
     scan_id: int | None
     requeued: bool = False  # a running analysis put back (the model was unloaded)
 
+    def shows_patient(self) -> str | None:
+        return self.patient_id
+
 
 @dataclass(frozen=True)
 class AnalysisStarted(Event):
     name: ClassVar[str] = "analysis_started"
     job_id: int
     patient_id: str | None
+
+    def shows_patient(self) -> str | None:
+        return self.patient_id
 
 
 @dataclass(frozen=True)
@@ -151,6 +194,9 @@ class AbnormalScanDetected(Event):
     probabilities: dict[str, float] = field(default_factory=dict)
     source: str = "ai"
 
+    def shows_patient(self) -> str | None:
+        return self.notification.patient_id if self.notification else None
+
 
 @dataclass(frozen=True)
 class ModelStateChanged(Event):
@@ -198,6 +244,10 @@ class IngestFinished(Event):
 
 Subscriber = Callable[[Event], None]
 
+#: How many deleted patients the bus remembers to drop their late events: those come
+#: within moments of the deletion, from the few threads that write.
+REMEMBERED_DELETIONS = 4096
+
 
 class EventBus:
     """Fan-out of events to subscribers; safe to use from any thread."""
@@ -205,6 +255,12 @@ class EventBus:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._subscribers: tuple[Subscriber, ...] = ()
+        # Held while a patient's event is checked and handed to the subscribers, so
+        # that one published before the deletion's is delivered before it too.
+        # Re-entrant: a subscriber may publish.
+        self._patients_lock = threading.RLock()
+        #: Deleted patients' ids, oldest first, with their records' creation times.
+        self._deleted: OrderedDict[str, datetime | None] = OrderedDict()
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Add a subscriber; returns a function that removes it again."""
@@ -218,7 +274,37 @@ class EventBus:
         return unsubscribe
 
     def publish(self, event: Event) -> None:
-        """Deliver ``event`` to every subscriber on the calling thread."""
+        """Deliver ``event`` to every subscriber on the calling thread (unless it
+        would show a patient already announced deleted)."""
+        if not isinstance(event, PatientDeleted) and event.shows_patient() is None:
+            self._deliver(event)  # token deltas and the like: no lock on the hot path
+            return
+        with self._patients_lock:
+            if self._is_late(event):
+                log.debug("dropped a late %s of a deleted patient", type(event).__name__)
+                return
+            self._deliver(event)
+
+    def _is_late(self, event: Event) -> bool:
+        """Whether ``event`` shows a patient already deleted; notes deletions."""
+        if isinstance(event, PatientDeleted):
+            self._deleted[event.patient_id] = event.created_at
+            self._deleted.move_to_end(event.patient_id)
+            while len(self._deleted) > REMEMBERED_DELETIONS:
+                self._deleted.popitem(last=False)
+            return False
+        patient_id = event.shows_patient()
+        if patient_id is None or patient_id not in self._deleted:
+            return False
+        deleted_created_at = self._deleted[patient_id]
+        if isinstance(event, PatientCreated | PatientUpdated) and (
+            deleted_created_at is None or event.patient.created_at > deleted_created_at
+        ):
+            del self._deleted[patient_id]  # a new patient under the deleted one's id
+            return False
+        return True
+
+    def _deliver(self, event: Event) -> None:
         for subscriber in self._subscribers:  # a snapshot: the tuple is replaced, not mutated
             try:
                 subscriber(event)

@@ -11,6 +11,7 @@ accepted as aliases. ``.env.example`` lists them all with their defaults.
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -37,6 +38,16 @@ def _env(name: str) -> AliasChoices:
     if name in SEED_ALIASES:
         names.append(SEED_ALIASES[name])
     return AliasChoices(*names)
+
+
+def set_in_environment(name: str) -> str | None:
+    """The environment variable that sets the field ``name``, if one does (it wins over
+    the settings files; names are matched ignoring case, as :class:`Settings` does)."""
+    present = {key.upper() for key in os.environ}
+    for env_name in _env(name).choices:
+        if isinstance(env_name, str) and env_name.upper() in present:
+            return env_name
+    return None
 
 
 #: The settings the desktop's Settings dialog saves (``OPHTHAI_`` lines, .env format).

@@ -1,10 +1,20 @@
-"""The event bus: thread-safe fan-out, failing subscribers isolated."""
+"""The event bus: thread-safe fan-out, failing subscribers isolated, nothing of a
+patient after their deletion."""
 
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
+from types import SimpleNamespace
 
-from ophthai_desktop.core.events import EventBus, NotificationDeleted
+from ophthai_desktop.core.events import (
+    AnalysisFinished,
+    Event,
+    EventBus,
+    NotificationDeleted,
+    PatientDeleted,
+    PatientUpdated,
+)
 
 
 def test_publish_from_many_threads_reaches_every_subscriber() -> None:
@@ -49,3 +59,42 @@ def test_failing_subscriber_does_not_stop_others_and_unsubscribe_works() -> None
 def test_events_have_wire_names() -> None:
     assert NotificationDeleted(3).name == "notification_deleted"
     assert NotificationDeleted(3).payload() == {"notification_id": 3}
+
+
+BORN = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_a_patients_event_being_delivered_goes_out_before_their_deletion() -> None:
+    """The deletion is published on another thread while the update is being handed
+    to the subscribers: it waits, so the subscribers hear the two in that order."""
+    bus = EventBus()
+    heard: list[str] = []
+    deleter: list[threading.Thread] = []
+
+    def subscriber(event: Event) -> None:
+        if isinstance(event, PatientUpdated) and not deleter:
+            deleter.append(threading.Thread(target=bus.publish, args=(PatientDeleted("p1"),)))
+            deleter[0].start()
+            deleter[0].join(0.5)  # blocked while this delivery lasts
+        heard.append(event.name)
+
+    bus.subscribe(subscriber)
+    bus.publish(PatientUpdated(SimpleNamespace(id="p1", created_at=BORN)))
+    deleter[0].join(5)
+    assert heard == ["patient_updated", "patient_deleted"]
+
+
+def test_the_end_of_a_deleted_patients_analysis_still_goes_out() -> None:
+    """Whoever waits for the analysis hears that it ended; a patient created later
+    under the deleted one's id is announced."""
+    bus = EventBus()
+    heard: list[Event] = []
+    bus.subscribe(heard.append)
+    bus.publish(PatientDeleted("p1", BORN))
+    late = PatientUpdated(SimpleNamespace(id="p1", created_at=BORN))
+    bus.publish(late)
+    bus.publish(AnalysisFinished(7, "p1", None))
+    again = PatientUpdated(SimpleNamespace(id="p1", created_at=datetime.now(UTC)))
+    bus.publish(again)
+    assert [e.name for e in heard] == ["patient_deleted", "analysis_finished", "patient_updated"]
+    assert heard[-1] is again

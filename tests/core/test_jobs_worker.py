@@ -9,6 +9,7 @@ engine on the tiny checkpoint is exercised in ``tests/core/inference`` and
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -654,3 +655,90 @@ def test_a_cancel_as_the_worker_claims_the_job_is_one_or_the_other(
     else:  # the worker came first: asked to stop, it ends the job itself
         assert cancelled.state == "running"
     assert app.jobs.get_job(job.id).state == cancelled.state
+
+
+@pytest.mark.parametrize("ending", ["fail", "mark_cancelled"])
+def test_a_job_ended_while_its_patient_is_deleted_is_one_or_the_other(
+    app_services: Application, actor: Actor, ending: str
+) -> None:
+    """The deletion lands between the job's look at its row and its write. Before, the
+    write found no row and SQLAlchemy's StaleDataError came out (logged by the worker as
+    the job store failing); now the job is ended first, or it is gone (NotFound)."""
+    app = app_services
+    patient_id = _patient_with_scan(app, actor)
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    assert app.jobs.claim_next() is not None
+
+    def delete() -> None:
+        app.patients.delete_patient(patient_id, actor=actor)
+
+    with meanwhile(app, "jobs", delete), contextlib.suppress(NotFound):
+        if ending == "fail":
+            app.jobs.fail(job.id, "the GPU fell off the bus")
+        else:
+            app.jobs.mark_cancelled(job.id)
+    assert not app.patients.exists(patient_id)
+    with pytest.raises(NotFound):  # either order ends so; neither raises anything else
+        app.jobs.get_job(job.id)
+
+
+class _RaceEngine(ScriptedEngine):
+    """Ends the analysis (failing, or cancelled), and has the patient deleted by another
+    thread as the worker records that end: at the worker's next statement on the jobs."""
+
+    def __init__(self, app: Application, patient_id: str, actor: Actor, *, fail: bool) -> None:
+        super().__init__(NORMAL)
+        self.app, self.patient_id, self.actor, self.fail = app, patient_id, actor, fail
+        self.race = contextlib.ExitStack()
+        self.armed = False
+
+    def generate(self, image: Any, **_kwargs: Any) -> Any:
+        if not self.armed:  # the first analysis: its patient's
+            self.armed = True
+            app, patient_id, actor = self.app, self.patient_id, self.actor
+            self.race.enter_context(
+                meanwhile(app, "jobs", lambda: app.patients.delete_patient(patient_id, actor=actor))
+            )
+            if self.fail:
+                raise ModelUnavailable("CUDA out of memory")
+            return self._result(cancelled=True)
+        return self._result(cancelled=False)
+
+
+@pytest.mark.parametrize("fail", [True, False], ids=["fail", "cancel"])
+def test_the_worker_ending_a_job_as_its_patient_is_deleted_logs_no_error(
+    sqlite_services: Application,
+    actor: Actor,
+    running: Any,
+    caplog: pytest.LogCaptureFixture,
+    fail: bool,
+) -> None:
+    """Before, the deletion landing between the worker's look at the job and its write
+    was logged as an error ("failed unexpectedly: StaleDataError", or "the inference
+    worker hit StaleDataError; retrying" and a second's pause): nothing had gone wrong."""
+    app = sqlite_services
+    seen = _events(app)
+    patient_id = _patient_with_scan(app, actor)
+    engine = _RaceEngine(app, patient_id, actor, fail=fail)
+    worker = running(engine)
+    with caplog.at_level(logging.INFO, logger="ophthai_desktop"):
+        job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+        _wait(lambda: not app.patients.exists(patient_id) and worker.current_job_id is None)
+        engine.race.close()
+        # The worker goes on at once: the next analysis runs.
+        other = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+        _wait(lambda: app.jobs.get_job(other.id).state == "done", timeout_s=5)
+    problems = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.ERROR or "unexpected" in r.getMessage()
+    ]
+    assert problems == []
+    ended = [
+        e
+        for e in seen
+        if isinstance(e, ev.AnalysisFailed | ev.AnalysisCancelled) and e.job_id == job.id
+    ]
+    assert len(ended) == 1  # said once, by the worker or by the deletion
+    deleted = next(i for i, e in enumerate(seen) if isinstance(e, ev.PatientDeleted))
+    assert seen.index(ended[0]) < deleted

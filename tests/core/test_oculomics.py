@@ -7,10 +7,11 @@ from datetime import date, timedelta
 import pytest
 
 from ophthai_desktop.bootstrap import Application
+from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.errors import InvalidInput, NotFound
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.oculomics import REFERENCE_RANGES
-from tests.support.races import meanwhile
+from tests.support.races import after_commit, meanwhile
 
 
 @pytest.fixture
@@ -157,3 +158,21 @@ def test_measurements_added_at_once_are_both_in_the_summary(
     assert len(service.list_measurements(patient_id)) == 2
     summary = app_services.patients.get_patient(patient_id).oculomics
     assert summary is not None and summary.intraocular_pressure == 30  # the worse eye
+
+
+def test_a_measurement_announced_after_its_patients_deletion_brings_nothing_back(
+    app_services: Application, actor: Actor, patient_id: str
+) -> None:
+    """The measurement commits, then the patient is deleted and announced gone, and
+    only then is the measurement announced. Before, patient_updated went out after
+    patient_deleted (on the WebSocket and to the window), and a client that keeps what
+    it is told showed the deleted patient again."""
+    app = app_services
+    seen: list[ev.Event] = []
+    app.bus.subscribe(seen.append)
+    with after_commit(lambda: app.patients.delete_patient(patient_id, actor=actor)):
+        app.oculomics.add_measurement(
+            patient_id, eye="OD", measured_on=date.today(), iop_mmhg=15, actor=actor
+        )
+    assert not app.patients.exists(patient_id)
+    assert [e.name for e in seen][-1] == "patient_deleted"

@@ -16,7 +16,7 @@ from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.storage import models as m
 from tests.support.images import png_bytes
-from tests.support.races import meanwhile
+from tests.support.races import after_commit, meanwhile
 
 
 def _collect(app: Application) -> list[ev.Event]:
@@ -743,3 +743,35 @@ def test_an_image_stored_again_while_its_last_patient_is_deleted_is_kept(
         app.patients.delete_patient(leaving.id, actor=actor)
     path, _media_type = app.patients.scan_image(scans[0].id)
     assert path.read_bytes() == data
+
+
+@pytest.mark.parametrize("change", ["create", "update", "image", "verdict"])
+def test_a_change_announced_after_the_patients_deletion_brings_nothing_back(
+    app_services: Application, actor: Actor, change: str
+) -> None:
+    """The change commits, then the patient is deleted and announced gone, and only
+    then is the change announced. Before, its events went out after patient_deleted and
+    a client showed the deleted patient again. Ids are never given twice, except by a
+    client that chooses them: a patient created again under the id is announced."""
+    service = app_services.patients
+    patient_id = "P-RACE-1"
+    if change != "create":
+        service.create_patient({"name": "Racing"}, actor=actor, patient_id=patient_id)
+        _add_analysis(app_services, patient_id)
+    seen = _collect(app_services)
+    with after_commit(lambda: service.delete_patient(patient_id, actor=actor)):
+        if change == "create":
+            service.create_patient(
+                {"name": "Racing"}, actor=actor, patient_id=patient_id, image=NewImage(png_bytes())
+            )
+        elif change == "update":
+            service.update_patient(patient_id, {"status": "Critical"}, actor=actor)
+        elif change == "image":
+            service.attach_image(patient_id, NewImage(png_bytes()), actor=actor)
+        else:
+            service.validate_analysis(patient_id, approved=True, clinician="Dr A", actor=actor)
+    assert not service.exists(patient_id)
+    assert [e.name for e in seen][-1] == "patient_deleted"
+
+    again = service.create_patient({"name": "Again"}, actor=actor, patient_id=patient_id)
+    assert isinstance(seen[-1], ev.PatientCreated) and seen[-1].patient == again

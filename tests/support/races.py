@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import sqlalchemy
+from sqlalchemy.orm import Session
 
 from ophthai_desktop.bootstrap import Application
 
@@ -35,4 +36,26 @@ def meanwhile(app: Application, marker: str, action: Callable[[], None]) -> Iter
         sqlalchemy.event.remove(app.db.engine, "after_cursor_execute", after_execute)
     assert other, f"no statement with {marker!r} ran"
     other[0].join(10)
+    assert not other[0].is_alive()
+
+
+@contextlib.contextmanager
+def after_commit(action: Callable[[], None]) -> Iterator[None]:
+    """Runs ``action`` on another thread, and waits for it, right after this thread's
+    next commit: between a service's commit and its announcing what it did."""
+    caller = threading.get_ident()
+    other: list[threading.Thread] = []
+
+    def committed(_session: Session) -> None:
+        if threading.get_ident() == caller and not other:
+            other.append(threading.Thread(target=action))
+            other[0].start()
+            other[0].join(10)
+
+    sqlalchemy.event.listen(Session, "after_commit", committed)
+    try:
+        yield
+    finally:
+        sqlalchemy.event.remove(Session, "after_commit", committed)
+    assert other, "nothing was committed"
     assert not other[0].is_alive()

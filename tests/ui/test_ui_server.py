@@ -6,10 +6,11 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from PySide6.QtCore import QUrl
+from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 from pytestqt.qtbot import QtBot
 
@@ -87,13 +88,49 @@ def test_start_and_stop_the_server_from_the_window(
         httpx.get(f"{url}/health", timeout=5)
 
 
+def _choose(dialog: ServerDialog, host: str) -> None:
+    """Pick ``host`` from the list as a clinician does."""
+    box = dialog.host
+    index = next(i for i in range(box.count()) if box.itemText(i).split()[0] == host)
+    box.setCurrentIndex(index)
+    box.activated.emit(index)
+
+
+def _type(qtbot: QtBot, dialog: ServerDialog, text: str) -> None:
+    """Type ``text`` into the address field and press Enter."""
+    edit = dialog.host.lineEdit()
+    edit.clear()
+    qtbot.keyClicks(edit, text)
+    qtbot.keyClick(edit, Qt.Key.Key_Return)
+
+
+def _own_addresses() -> list[str]:
+    """This computer's IPv4 addresses on the network, as psutil lists them."""
+    psutil = pytest.importorskip("psutil")
+    stats = psutil.net_if_stats()
+    found = [
+        entry.address
+        for name, entries in psutil.net_if_addrs().items()
+        if name in stats and stats[name].isup
+        for entry in entries
+        if entry.family == socket.AF_INET and not entry.address.startswith("127.")
+    ]
+    if not found:
+        pytest.skip("this computer has no network address besides loopback")
+    return found
+
+
 def test_lan_access_needs_a_token(qtbot: QtBot, desktop: Desktop) -> None:
     dialog = _dialog(qtbot, desktop)
     assert dialog.token.text() == ""
-    dialog.lan.click()
-    assert not dialog.lan.isChecked()
+    assert dialog.host.currentText().split()[0] == "127.0.0.1"
+    _choose(dialog, "0.0.0.0")
     assert "API token is needed" in dialog.hint.text()
-    assert not desktop.session.server.lan
+    assert dialog.host.property("invalid") is True
+    assert desktop.session.server.host == "127.0.0.1"
+    dialog.start_button.click()  # refused while the field says what cannot be had
+    assert "API token is needed" in dialog.hint.text()
+    assert desktop.window.status.api.text() == "API: off"
 
 
 def test_with_a_generated_token_the_lan_server_requires_it(qtbot: QtBot, desktop: Desktop) -> None:
@@ -103,12 +140,13 @@ def test_with_a_generated_token_the_lan_server_requires_it(qtbot: QtBot, desktop
     assert len(token) == 32
     dialog.copy_button.click()
     assert QGuiApplication.clipboard().text() == token
-    dialog.lan.click()
-    assert dialog.lan.isChecked()
+    _choose(dialog, "0.0.0.0")
+    assert dialog.host.property("invalid") is False
+    assert desktop.session.server.host == "0.0.0.0"
 
     url = _start(qtbot, desktop, dialog)
     assert "0.0.0.0" not in url  # the address other computers use
-    assert not dialog.lan.isEnabled()  # options change only while stopped
+    assert not dialog.host.isEnabled()  # options change only while stopped
     with httpx.Client(base_url=url, timeout=10) as client:
         assert client.get("/api/patients").status_code == 401
         wrong = client.get("/api/patients", headers={"Authorization": "Bearer nope"})
@@ -149,3 +187,73 @@ def test_the_server_restarts_with_the_saved_api_settings(qtbot: QtBot, desktop: 
         assert client.get("/api/patients").status_code == 401
         right = client.get("/api/patients", headers={"Authorization": f"Bearer {token}"})
         assert right.status_code == 200, right.text
+
+
+def test_the_server_listens_on_one_of_this_computers_addresses(
+    qtbot: QtBot, desktop: Desktop
+) -> None:
+    """A workstation with several networks offers the API on one of them only. Before,
+    the dialog had "this computer" or every interface (0.0.0.0) and nothing between."""
+    addresses = _own_addresses()
+    dialog = _dialog(qtbot, desktop)
+    offered = [dialog.host.itemText(i).split()[0] for i in range(dialog.host.count())]
+    assert offered[:2] == ["127.0.0.1", "0.0.0.0"]
+    assert set(addresses) <= set(offered[2:])
+    dialog.generate_button.click()
+    token = dialog.token.text()
+    _choose(dialog, addresses[0])
+    assert "Other computers" in dialog.hint.text()
+
+    url = _start(qtbot, desktop, dialog)
+    port = urlsplit(url).port
+    assert url == f"http://{addresses[0]}:{port}"
+    with httpx.Client(base_url=url, timeout=10) as client:
+        assert client.get("/api/patients").status_code == 401
+        right = client.get("/api/patients", headers={"Authorization": f"Bearer {token}"})
+        assert right.status_code == 200, right.text
+    with pytest.raises(httpx.ConnectError):  # that interface only
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+
+
+def test_a_typed_address_is_checked(qtbot: QtBot, desktop: Desktop) -> None:
+    dialog = _dialog(qtbot, desktop)
+    server = desktop.session.server
+    _type(qtbot, dialog, "192.168.1.300")
+    assert "not an IP address" in dialog.hint.text()
+    assert dialog.host.currentText() == "192.168.1.300"  # kept, to be corrected
+    assert dialog.host.property("invalid") is True
+    _type(qtbot, dialog, "203.0.113.77")  # a documentation address: nobody's
+    assert "not an address of this computer" in dialog.hint.text()
+    dialog.start_button.click()
+    assert "not an address of this computer" in dialog.hint.text()
+    assert desktop.window.status.api.text() == "API: off"
+    assert server.host == "127.0.0.1"
+
+    _type(qtbot, dialog, "localhost")
+    assert dialog.host.property("invalid") is False
+    assert server.host == "localhost"
+    _type(qtbot, dialog, " 127.0.0.1 ")
+    assert server.host == "127.0.0.1"
+    assert "Only programs on this computer" in dialog.hint.text()
+    # Enter took the address and pressed no button.
+    assert dialog.isVisible() and desktop.window.status.api.text() == "API: off"
+
+
+def test_the_server_restarts_on_the_address_saved_in_settings(
+    qtbot: QtBot, desktop: Desktop
+) -> None:
+    """OPHTHAI_API_HOST is the setting behind the choice. Before, any address but
+    loopback saved in Settings became every interface (0.0.0.0) when Tools → API
+    server… (re)started the server."""
+    address = _own_addresses()[0]
+    current = desktop.application.settings
+    desktop.session.settings_controller.apply(
+        current.model_copy(update={"api_host": address, "api_token": "t" * 24})
+    )
+    dialog = _dialog(qtbot, desktop)
+    assert dialog.host.currentText().split()[0] == address
+    url = _start(qtbot, desktop, dialog)
+    port = urlsplit(url).port
+    assert url == f"http://{address}:{port}"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)

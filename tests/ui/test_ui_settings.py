@@ -70,7 +70,7 @@ def test_settings_are_saved_and_read_back(
     assert reread.device == "cuda:1"
     assert reread.cors_origins == ["http://localhost:4000", "https://viewer.example.org"]
     assert reread.watch_folder_path == tmp_path / 'watch "quoted" dir'
-    assert reread.model_path == gui.application.settings.model_path
+    assert reread.model_path is None  # not changed in the dialog, so not written
     # Applied to the running application.
     assert gui.application.settings.max_new_tokens == 2048
     assert gui.context.actor.who == "Dr. Second"
@@ -282,3 +282,76 @@ def test_the_settings_dialog_fits_a_1024_pixel_screen(qtbot: QtBot) -> None:
     qtbot.addWidget(dialog)
 
     assert dialog.sizeHint().width() <= 1000
+
+
+def _saved_names(path: Path) -> set[str]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return {line.split("=", 1)[0] for line in lines if "=" in line and not line.startswith("#")}
+
+
+def test_only_the_settings_changed_are_saved(
+    qtbot: QtBot, make_gui: Maker, settings_path: Path, tmp_path: Path
+) -> None:
+    """Before, OK wrote every field: one the clinician never touched was frozen at the
+    value it had then (a default, or what the environment or .env said), and a later
+    .env or a new default no longer applied. What the file held stays."""
+    settings_path.parent.mkdir(parents=True)
+    settings_path.write_text('# by hand\nOPHTHAI_THINKING_BUDGET="512"\n', encoding="utf-8")
+    gui = make_gui(max_pixels=100_000_000)  # above what the dialog's box goes to
+    dialog = _open(gui)
+    dialog.theme.setCurrentText("dark")
+    with qtbot.waitSignal(gui.settings_controller.settings_saved, timeout=5000):
+        _ok(dialog)
+    assert _saved_names(settings_path) == {"OPHTHAI_THINKING_BUDGET", "OPHTHAI_THEME"}
+    assert gui.application.settings.max_pixels == 100_000_000  # not cut to the box's 50 M
+    assert gui.application.settings.theme == "dark"
+
+    # A .env in the working directory now decides what the file does not say.
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("OPHTHAI_MAX_NEW_TOKENS=99\n", encoding="utf-8")
+    reread = Settings(_env_file=(dotenv, settings_path), data_dir=tmp_path / "x")  # type: ignore[call-arg]
+    assert (reread.max_new_tokens, reread.thinking_budget, reread.theme) == (99, 512, "dark")
+
+    again = _open(gui)  # OK with nothing changed writes nothing
+    before = settings_path.read_text(encoding="utf-8")
+    _ok(again)
+    qtbot.waitUntil(lambda: gui.settings_controller.dialog is None)
+    assert settings_path.read_text(encoding="utf-8") == before
+
+
+def test_a_change_the_environment_overrides_at_the_next_start_is_pointed_out(
+    qtbot: QtBot, make_gui: Maker, settings_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Saved and applied now, but the environment wins over the settings file when the
+    app starts again: said, rather than the change quietly undone at the next start."""
+    monkeypatch.setenv("OPHTHAI_MAX_NEW_TOKENS", "512")
+    gui = make_gui(max_new_tokens=512)
+    dialog = _open(gui)
+    dialog.max_new_tokens.setValue(2048)
+    with qtbot.waitSignal(gui.settings_controller.settings_saved, timeout=5000):
+        _ok(dialog)
+    assert gui.application.settings.max_new_tokens == 2048
+    assert "OPHTHAI_MAX_NEW_TOKENS" in gui.window.banner.text()
+    assert "environment" in gui.window.banner.text()
+
+
+def test_a_model_folder_without_a_model_id_is_saved(
+    qtbot: QtBot, make_gui: Maker, settings_path: Path, tmp_path: Path
+) -> None:
+    """The dialog asks for "a model id or a model folder"; before, a folder with the id
+    left empty was refused as "Model id: Input should be a valid string"."""
+    gui = make_gui()
+    dialog = _open(gui)
+    dialog.model_id.setText("")
+    dialog.model_path.setText(str(tmp_path / "my-octomed"))
+    with qtbot.waitSignal(gui.settings_controller.settings_saved, timeout=5000):
+        _ok(dialog)
+    assert gui.application.settings.model_path == tmp_path / "my-octomed"
+    assert _saved_names(settings_path) == {"OPHTHAI_MODEL_PATH"}
+
+    dialog = _open(gui)
+    dialog.model_id.setText("")
+    dialog.model_path.setText("")
+    _ok(dialog)
+    assert dialog.error.text().startswith("Model id:")
+    assert "give a model id or a model folder" in dialog.error.text()

@@ -490,24 +490,42 @@ class JobService:
         return record
 
     def fail(self, job_id: int, reason: str) -> None:
-        """The job failed; ``reason`` is for the clinician (no patient identifiers)."""
-        with self._db.session() as session:
-            job = self._get(session, job_id)
-            job.state = JobState.FAILED.value
-            job.error = reason[:2000]
-            job.finished_at = datetime.now(UTC)
-            patient_id = job.patient_id
+        """The job failed; ``reason`` is for the clinician (no patient identifiers).
+
+        Raises:
+            NotFound: The job is gone (its patient was deleted meanwhile).
+        """
+        patient_id = self._end(
+            job_id, state=JobState.FAILED.value, error=reason[:2000], finished_at=datetime.now(UTC)
+        )
         log.warning("analysis job %d failed: %s", job_id, reason)
         self._bus.publish(AnalysisFailed(job_id, patient_id, reason))
 
     def mark_cancelled(self, job_id: int) -> None:
-        """The worker stopped a running job because it was cancelled."""
-        with self._db.session() as session:
-            job = self._get(session, job_id)
-            job.state = JobState.CANCELLED.value
-            job.finished_at = datetime.now(UTC)
-            patient_id = job.patient_id
+        """The worker stopped a running job because it was cancelled.
+
+        Raises:
+            NotFound: The job is gone (its patient was deleted meanwhile).
+        """
+        patient_id = self._end(
+            job_id, state=JobState.CANCELLED.value, finished_at=datetime.now(UTC)
+        )
         self._bus.publish(AnalysisCancelled(job_id, patient_id))
+
+    def _end(self, job_id: int, **values: Any) -> str | None:
+        """Write the job's end in one statement; its patient's id.
+
+        One statement, as :meth:`claim_next`'s: read first and written at the commit,
+        a job deleted with its patient in between came out as SQLAlchemy's
+        ``StaleDataError`` instead of :class:`NotFound`.
+        """
+        with self._db.session() as session:
+            ended = session.execute(
+                update(m.Job).where(m.Job.id == job_id).values(**values).returning(m.Job.patient_id)
+            ).first()
+        if ended is None:
+            raise NotFound(f"job {job_id} not found")
+        return ended.patient_id
 
     def request_cancel(self, job_id: int, *, actor: Actor) -> JobRecord:
         """Cancel a queued job now; a running one is marked for the worker to stop.

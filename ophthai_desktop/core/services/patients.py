@@ -444,6 +444,7 @@ class PatientService:
                     )
                 )
             )
+            created_at = row.created_at
             session.delete(row)
             AuditService.record(session, actor, "delete", "patient", patient_id)
         self._discard_unreferenced(hashes)
@@ -454,7 +455,7 @@ class PatientService:
         # showing one (or waiting for its result) is not left waiting.
         for job_id in open_job_ids:
             self._bus.publish(AnalysisCancelled(job_id, patient_id))
-        self._bus.publish(PatientDeleted(patient_id))
+        self._bus.publish(PatientDeleted(patient_id, created_at))
 
     def attach_image(
         self,

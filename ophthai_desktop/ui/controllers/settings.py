@@ -4,7 +4,9 @@ apply to the running application what can change without a restart.
 Design: the user's settings live in one ``.env``-format file,
 ``<user config dir>/OphthAI/settings.env``, the same names the environment and the
 project ``.env`` use (``OPHTHAI_...``), so ``ophthai serve`` and the desktop read the same
-file once ``Settings`` lists it among its env files. The running application gets a
+file once ``Settings`` lists it among its env files. Only the settings changed in the
+dialog are written (the file's other lines stay), so the others keep following the
+environment, ``.env`` and the defaults. The running application gets a
 validated copy of its Settings; the watch folder, the demo mode, the theme, minimise to
 tray and the audit-trail name apply at once; the data folder, the API server and the
 model settings are read at start and say "(restart needed)" in the dialog.
@@ -25,7 +27,12 @@ from PySide6.QtGui import QDesktopServices
 
 from ophthai_desktop.core.errors import InvalidInput
 from ophthai_desktop.core.records import Actor
-from ophthai_desktop.core.settings import USER_SETTINGS_FILE, Settings, check_api_binding
+from ophthai_desktop.core.settings import (
+    USER_SETTINGS_FILE,
+    Settings,
+    check_api_binding,
+    set_in_environment,
+)
 from ophthai_desktop.ui.context import GuiContext, clinician_name
 from ophthai_desktop.ui.messages import describe
 from ophthai_desktop.ui.theme import apply_theme
@@ -115,33 +122,47 @@ def write_settings_file(path: Path, values: Mapping[str, Any]) -> None:
     tmp.replace(path)
 
 
-def validate(current: Settings, values: Mapping[str, Any]) -> Settings:
-    """The running settings with ``values`` applied, checked as at start.
+def validate(current: Settings, changes: Mapping[str, Any]) -> Settings:
+    """The running settings with the clinician's ``changes`` applied, checked as at
+    start.
+
+    The dialog's own rules apply to the fields changed, and the rules between fields
+    when one of theirs changed: a value from the environment that the dialog would not
+    take does not stop the clinician saving another setting.
 
     Raises:
         InvalidInput: a value is not acceptable; ``field`` names it.
     """
-    device = str(values.get("device") or "")
-    if not DEVICE_PATTERN.match(device):
+    changed = changes.keys()
+    if "device" in changed and not DEVICE_PATTERN.match(str(changes["device"] or "")):
         raise InvalidInput("use auto, cpu, mps, cuda or cuda:N", field="device")
-    for origin in values.get("cors_origins") or ():
+    for origin in changes.get("cors_origins") or ():
         if not re.match(r"^https?://[^\s/]+$", origin):
             raise InvalidInput(
                 f"{origin!r} is not an origin such as http://localhost:3000", field="cors_origins"
             )
-    if not (values.get("api_host") or "").strip():
+    if "api_host" in changed and not (changes["api_host"] or "").strip():
         raise InvalidInput("give a host, such as 127.0.0.1", field="api_host")
-    if not (values.get("model_id") or "").strip() and not values.get("model_path"):
-        raise InvalidInput("give a model id or a model folder", field="model_id")
+    merged = {**current.model_dump(), **changes}
+    if changed & {"model_id", "model_path"} and not (merged["model_id"] or "").strip():
+        if not merged["model_path"]:
+            raise InvalidInput("give a model id or a model folder", field="model_id")
+        merged["model_id"] = current.model_id  # unused while a folder is given
     try:
-        updated = Settings.model_validate({**current.model_dump(), **values})
+        updated = Settings.model_validate(merged)
     except ValidationError as exc:
         error = exc.errors()[0]
         field = str(error["loc"][0]) if error["loc"] else None
         raise InvalidInput(error["msg"], field=field) from exc
-    check_api_binding(updated.api_host, updated.api_token)
+    if changed & {"api_host", "api_token"}:
+        check_api_binding(updated.api_host, updated.api_token)
     folder = updated.resolved_watch_folder
-    if updated.watch_folder_enabled and folder.exists() and not folder.is_dir():
+    if (
+        changed & {"watch_folder_enabled", "watch_folder_path"}
+        and updated.watch_folder_enabled
+        and folder.exists()
+        and not folder.is_dir()
+    ):
         raise InvalidInput(
             f"{folder} is a file, not a folder; choose a folder (it is created if missing)",
             field="watch_folder_path",
@@ -227,26 +248,46 @@ class SettingsController(QObject):
         self.dialog = None
 
     @Slot(dict)
-    def _on_dialog_save_requested(self, values: dict[str, Any]) -> None:
+    def _on_dialog_save_requested(self, changes: dict[str, Any]) -> None:
+        """Save what the clinician changed, and only that: a setting left alone keeps
+        following its default, the environment and ``.env``; the file keeps its other
+        lines."""
         dialog = self.dialog
         if dialog is None:
             return
-        values = {name: values[name] for name in EDITABLE if name in values}
+        changes = {name: changes[name] for name in EDITABLE if name in changes}
+        current = self._app.settings
         try:
-            updated = validate(self._app.settings, values)
+            updated = validate(current, changes)
         except InvalidInput as exc:
             dialog.show_error(message_for(exc), exc.field)
             return
+        stored = {
+            name: getattr(updated, name)
+            for name in changes
+            if getattr(updated, name) != getattr(current, name)
+        }
+        if not stored:
+            dialog.accept()
+            return
         path = self.settings_path()
-        stored = {name: getattr(updated, name) for name in values}
+        overridden = [env for name in stored if (env := set_in_environment(name))]
         dialog.buttons.setEnabled(False)
 
         def done(_result: object) -> None:
             if self.dialog is not None:
                 self.dialog.buttons.setEnabled(True)
                 self.dialog.accept()
-            log.info("settings saved to %s", path)
+            log.info("settings saved to %s: %s", path, ", ".join(sorted(stored)))
             self.apply(updated)
+            if overridden:
+                self._window.banner.show_message(
+                    f"Settings saved. {', '.join(overridden)} "
+                    f"{'is' if len(overridden) == 1 else 'are'} set in the environment, "
+                    "which wins over the settings file: the change applies now, but not "
+                    "after OphthAI starts again.",
+                    "warning",
+                )
 
         def failed(exc: BaseException) -> None:
             if self.dialog is not None:

@@ -1,11 +1,12 @@
-"""The API server dialog: start and stop the embedded server, LAN access and its token.
-Layout only; :mod:`ophthai_desktop.ui.controllers.server` does the work."""
+"""The API server dialog: start and stop the embedded server, the address it listens on
+and the token that network access needs. Layout only;
+:mod:`ophthai_desktop.ui.controllers.server` does the work."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
-    QCheckBox,
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
@@ -26,14 +27,15 @@ class ServerDialog(QDialog):
     Signals:
         start_requested(): the Start button.
         stop_requested(): the Stop button.
-        lan_toggled(bool): the LAN access checkbox.
+        host_chosen(str): an address picked from the list, or typed (Enter, or leaving
+            the field): the field's text, unchecked.
         generate_requested(): the Generate token button.
         copy_requested(): the Copy token button.
     """
 
     start_requested = Signal()
     stop_requested = Signal()
-    lan_toggled = Signal(bool)
+    host_chosen = Signal(str)
     generate_requested = Signal()
     copy_requested = Signal()
 
@@ -51,8 +53,14 @@ class ServerDialog(QDialog):
         self.start_button.setObjectName("startServerButton")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setObjectName("stopServerButton")
-        self.lan = QCheckBox("Allow access from the clinic network (needs the token)")
-        self.lan.setObjectName("lanAccess")
+        self.host = QComboBox()
+        self.host.setObjectName("apiHost")
+        self.host.setEditable(True)
+        self.host.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)  # typed is not listed
+        self.host.setToolTip(
+            "Where the API listens: this computer only, every network interface, or one "
+            "of this computer's addresses (any but this computer's needs the token)"
+        )
         self.token = QLineEdit()
         self.token.setObjectName("apiToken")
         self.token.setReadOnly(True)
@@ -81,7 +89,7 @@ class ServerDialog(QDialog):
         form = QFormLayout()
         form.addRow("Server:", self.state)
         form.addRow("", controls)
-        form.addRow("Network:", self.lan)
+        form.addRow("Listen on:", self.host)
         form.addRow("API token:", token_row)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
@@ -92,7 +100,13 @@ class ServerDialog(QDialog):
 
         self.start_button.clicked.connect(self.start_requested)
         self.stop_button.clicked.connect(self.stop_requested)
-        self.lan.toggled.connect(self.lan_toggled)
+        self.host.activated.connect(self._on_host_activated)
+        self.host.lineEdit().editingFinished.connect(self._on_host_editing_finished)
+        # Enter in the address field takes the address: no button is the default one
+        # (Start would start the server, Close close the dialog). Escape still closes.
+        for button in self.findChildren(QPushButton):
+            button.setAutoDefault(False)
+            button.setDefault(False)
         self.generate_button.clicked.connect(self.generate_requested)
         self.copy_button.clicked.connect(self.copy_requested)
 
@@ -102,14 +116,44 @@ class ServerDialog(QDialog):
         set_style_property(self.state, "kind", kind)
         self.start_button.setEnabled(not running and not busy)
         self.stop_button.setEnabled(running and not busy)
-        for widget in (self.lan, self.generate_button):
+        for widget in (self.host, self.generate_button):
             widget.setEnabled(not running and not busy)
 
-    def set_lan(self, checked: bool) -> None:
-        """Tick or untick LAN access without emitting :attr:`lan_toggled`."""
-        blocked = self.lan.blockSignals(True)
-        self.lan.setChecked(checked)
-        self.lan.blockSignals(blocked)
+    def set_choices(self, choices: list[tuple[str, str]]) -> None:
+        """List ``(address, what it is)`` choices, keeping the field's text."""
+        text = self.host.currentText()
+        blocked = self.host.blockSignals(True)
+        self.host.clear()
+        for address, description in choices:
+            self.host.addItem(f"{address}  ({description})", address)
+        self.host.setEditText(text)
+        self.host.blockSignals(blocked)
+
+    def set_host(self, host: str) -> None:
+        """Show ``host`` (its entry in the list where there is one), without emitting
+        :attr:`host_chosen`."""
+        blocked = self.host.blockSignals(True)
+        index = self.host.findData(host)
+        if index >= 0:
+            self.host.setCurrentIndex(index)
+        self.host.setEditText(self.host.itemText(index) if index >= 0 else host)
+        self.host.blockSignals(blocked)
+        self.mark_host(valid=True)
+
+    def host_text(self) -> str:
+        """What the address field says."""
+        return self.host.currentText()
+
+    def mark_host(self, *, valid: bool) -> None:
+        set_style_property(self.host, "invalid", not valid)
+
+    @Slot(int)
+    def _on_host_activated(self, _index: int) -> None:
+        self.host_chosen.emit(self.host.currentText())
+
+    @Slot()
+    def _on_host_editing_finished(self) -> None:
+        self.host_chosen.emit(self.host.currentText())
 
     def show_hint(self, text: str, kind: str = "") -> None:
         self.hint.setText(text)

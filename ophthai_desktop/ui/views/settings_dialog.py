@@ -61,7 +61,8 @@ class SettingsDialog(QDialog):
     """Edits the settings the running application can take (or takes at restart).
 
     Signals:
-        save_requested(dict): OK was pressed; the values by Settings field name.
+        save_requested(dict): OK was pressed; the values the clinician changed from
+            those shown, by Settings field name.
     """
 
     save_requested = Signal(dict)
@@ -198,6 +199,8 @@ class SettingsDialog(QDialog):
                 "load_model_on_startup",
             )
         }
+        #: What :meth:`set_settings` showed, as :meth:`values` reads it.
+        self._shown: dict[str, Any] = {}
         self.buttons.accepted.connect(self._on_buttons_accepted)
         self.buttons.rejected.connect(self.reject)
         self.browse_watch.clicked.connect(self._on_browse_watch_clicked)
@@ -225,6 +228,14 @@ class SettingsDialog(QDialog):
         if saved_to is not None:
             set_text(self.saved_to, f"Saved to {saved_to}")
         self.show_error("")
+        # As the widgets read them back (a number beyond a box's range is shown cut to
+        # it): a field left alone is no change, whatever it holds.
+        self._shown = self.values()
+
+    def changed_values(self) -> dict[str, Any]:
+        """The values that differ from those :meth:`set_settings` showed."""
+        shown = self._shown
+        return {name: value for name, value in self.values().items() if shown.get(name) != value}
 
     def values(self) -> dict[str, Any]:
         """The widgets' values by Settings field name (empty text is None)."""
@@ -257,7 +268,7 @@ class SettingsDialog(QDialog):
 
     @Slot()
     def _on_buttons_accepted(self) -> None:
-        self.save_requested.emit(self.values())
+        self.save_requested.emit(self.changed_values())
 
     @Slot()
     def _on_browse_watch_clicked(self) -> None:
