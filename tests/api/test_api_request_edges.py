@@ -527,3 +527,33 @@ def test_an_unknown_sort_key_is_a_422_naming_the_parameter_as_sent(client: TestC
     assert response.json()["field"] == "orderBy"
     assert "admissionDate" in response.json()["message"]
     assert "birthDate" in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("put", "/api/patients/{pid}", {"GET", "HEAD", "PATCH", "DELETE"}),
+        ("post", "/api/patients/{pid}/", {"GET", "HEAD", "PATCH", "DELETE"}),
+        ("put", "/api/patients", {"GET", "HEAD", "POST"}),
+        ("delete", "/api/patients/{pid}/scans", {"GET", "HEAD", "POST"}),
+        ("get", "/api/notifications/1/read", {"PATCH"}),
+        ("head", "/api/ai/load-model", {"POST"}),  # served as GET, which it does not take
+    ],
+)
+def test_a_405_allows_every_method_the_path_takes(
+    client: TestClient, method: str, path: str, allowed: set[str]
+) -> None:
+    """RFC 9110 §15.5.6: Allow lists the target's methods, not one route's."""
+    pid = client.post("/api/patients", json={"name": "Ada"}).json()["id"]
+
+    response = client.request(method, path.format(pid=pid))
+
+    assert response.status_code == 405
+    assert {m.strip() for m in response.headers["allow"].split(",")} == allowed
+
+
+def test_the_docs_assets_allow_get_and_head(client: TestClient) -> None:
+    response = client.delete("/docs-static/swagger-ui.css")
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD"
