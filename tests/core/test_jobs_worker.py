@@ -18,7 +18,7 @@ import pytest
 
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
-from ophthai_desktop.core.errors import Conflict, ModelUnavailable, NotFound
+from ophthai_desktop.core.errors import Conflict, InvalidInput, ModelUnavailable, NotFound
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.worker import LOAD_STOP_WAIT_S, InferenceWorker
@@ -632,3 +632,14 @@ def test_a_cancel_as_the_worker_claims_the_job_is_one_or_the_other(
     else:  # the worker came first: asked to stop, it ends the job itself
         assert cancelled.state == "running"
     assert app.jobs.get_job(job.id).state == cancelled.state
+
+
+def test_jobs_filtered_by_an_empty_patient_id_are_refused_not_every_job(
+    app_services: Application, actor: Actor
+) -> None:
+    app_services.jobs.queue_image_analysis(png_bytes(), actor=actor)
+
+    with pytest.raises(InvalidInput, match="must not be empty") as caught:
+        app_services.jobs.list_jobs(patient_id="")
+
+    assert caught.value.field == "patient_id"
