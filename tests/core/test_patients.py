@@ -613,6 +613,22 @@ def test_audit_trail_names_who_and_never_the_patient(
     assert "Secret" not in repr(events)
 
 
+def test_an_update_that_changes_nothing_is_not_audited_announced_or_dated(
+    app_services: Application, actor: Actor
+) -> None:
+    service = app_services.patients
+    patient = service.create_patient({"name": "Same", "age": 40, "history": "h"}, actor=actor)
+    seen = _collect(app_services)
+
+    for fields in ({}, {"name": "Same", "age": 40}, {"history": "h", "validation_status": None}):
+        unchanged = service.update_patient(patient.id, fields, actor=actor)
+        assert unchanged == patient
+
+    assert seen == []
+    events = app_services.audit.list_events(entity_type="patient", entity_id=patient.id)
+    assert [e.action for e in events.items] == ["create"]
+
+
 def test_concurrent_creates_from_threads(app_services: Application, actor: Actor) -> None:
     errors: list[BaseException] = []
 

@@ -154,8 +154,9 @@ class NotificationService:
                 update(m.Notification).where(m.Notification.read.is_(False)).values(read=True)
             )
             count = int(getattr(result, "rowcount", 0) or 0)
-            AuditService.record(session, actor, "update", "notification", "*", {"read": count})
-        if count:  # none were unread: nothing for anyone to refresh
+            if count:  # none were unread: nothing changed, as mark_read has it
+                AuditService.record(session, actor, "update", "notification", "*", {"read": count})
+        if count:  # nor anything for anyone to refresh
             self._bus.publish(NotificationsAllRead(count))
         return count
 

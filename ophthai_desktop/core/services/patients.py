@@ -329,6 +329,9 @@ class PatientService:
         analysis, as :meth:`validate_analysis` records it (the actor as the clinician);
         ``None`` withdraws the verdict, and the analysis is preliminary again. Either is
         a no-op when the patient already has it (a client sending the record back).
+
+        An update that changes nothing (every field as stored, or none) leaves no trace:
+        no audit entry, no event, the same ``updated_at`` (so the API's ETag stays).
         """
         values = clean_fields(fields)
         verdict_given = "validation_status" in values
@@ -399,9 +402,10 @@ class PatientService:
                 + (["image"] if scan else [])
                 + (["aiAnalysis"] if analysis_id else [])
             )
-            AuditService.record(
-                session, actor, "update", "patient", patient_id, {"fields": changed}
-            )
+            if changed:  # nothing changed (the record sent back as read): no entry
+                AuditService.record(
+                    session, actor, "update", "patient", patient_id, {"fields": changed}
+                )
             session.flush()
             record = self.records_in(session, [row])[0]
         if changed:
