@@ -245,8 +245,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 400 and text == FASTAPI_BODY_ERROR:
             text = UNREADABLE_BODY
         headers = dict(exc.headers or {})
-        if exc.status_code == 405:
-            headers["Allow"] = allowed_methods(request)
+        if exc.status_code == 405 and (allowed := allowed_methods(request)):
+            headers["Allow"] = allowed
         return JSONResponse(error_body(text), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)

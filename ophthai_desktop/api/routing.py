@@ -25,7 +25,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic.alias_generators import to_snake
 from starlette.routing import Match, Mount
-from starlette.staticfiles import StaticFiles
 
 from ophthai_desktop.api.bodies import refuse_json_not_in_utf8
 from ophthai_desktop.api.params import not_taken
@@ -44,28 +43,27 @@ ROUTE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 def allowed_methods(request: Request) -> str:
     """The ``Allow`` header of a 405: every method some route takes at the request's
-    path, and ``HEAD`` where ``GET`` is (the HEAD middleware serves it). FastAPI makes
-    each method a route of its own, so the route that answers 405 names only its own.
-    ``OPTIONS`` is not listed: only CORS preflights are answered.
+    path, and ``HEAD`` where ``GET`` is (the HEAD middleware serves it); empty when no
+    route takes the path (a mount, such as the docs' static files, which answers its
+    own 405). FastAPI makes each method a route of its own, so the route that answers
+    405 names only its own. ``OPTIONS`` is not listed: only CORS preflights are
+    answered.
 
     Each method is tried against the app's routes as the router tries them
-    (``matches``). A mount takes every method and refuses some itself: static files
-    (the docs' assets) take ``GET``."""
+    (``matches``)."""
     scope = request.scope
     # A mount that answered has put its own path in the root path: back to the app's.
     root_path = scope.get("app_root_path", scope.get("root_path", ""))
-    taken: set[str] = set()
-    for route in request.app.router.routes:
-        for method in ROUTE_METHODS:
-            probe = {**scope, "type": "http", "method": method, "root_path": root_path}
-            match, _ = route.matches(probe)
-            if match is not Match.FULL:
-                continue
-            if not isinstance(route, Mount):
-                taken.add(method)
-            elif isinstance(route.app, StaticFiles):
-                taken.add("GET")
-    methods = [method for method in ROUTE_METHODS if method in taken]
+    routes = [route for route in request.app.router.routes if not isinstance(route, Mount)]
+    methods = [
+        method
+        for method in ROUTE_METHODS
+        if any(
+            route.matches({**scope, "type": "http", "method": method, "root_path": root_path})[0]
+            is Match.FULL
+            for route in routes
+        )
+    ]
     if "GET" in methods:
         methods.insert(1, "HEAD")
     return ", ".join(methods)
