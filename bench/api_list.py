@@ -78,6 +78,13 @@ HAMMER_CLIENTS = 4
 HAMMER_NICE = 5  # the load generator yields the CPU to the server and the sampler
 PATIENTS_PATH = "/api/patients?limit=100"
 NOTIFICATIONS_PATH = "/api/notifications?limit=50"
+#: Searches of the patient list: the name as stored, and as typed without its accent
+#: (both match an eighth of the patients, "Müller"), and one that matches nobody.
+SEARCH_PATHS = {
+    "accented": "/api/patients?limit=100&search=M%C3%BCller",
+    "unaccented": "/api/patients?limit=100&search=muller",
+    "no_match": "/api/patients?limit=100&search=zzzz",
+}
 #: Settings the server would otherwise take from this shell (another database, a token).
 ENV_TO_DROP = (
     "DATABASE_URL",
@@ -547,6 +554,13 @@ def check_payload(client: httpx.Client, patients_expected: int) -> dict[str, Any
     }
 
 
+def search_total(client: httpx.Client, path: str) -> int:
+    """How many patients a search found (``X-Total-Count``)."""
+    response = client.get(path)
+    response.raise_for_status()
+    return int(response.headers.get("x-total-count", -1))
+
+
 def machine() -> dict[str, Any]:
     return {**probe_machine(), "sqlite": sqlite3.sqlite_version}
 
@@ -599,6 +613,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 patients_page = sequential(client, PATIENTS_PATH, args.requests, warmup)
                 log(f"measuring {NOTIFICATIONS_PATH}")
                 notes_page = sequential(client, NOTIFICATIONS_PATH, args.requests, warmup)
+                searches: dict[str, dict[str, Any]] = {}
+                for name, path in SEARCH_PATHS.items():
+                    log(f"measuring {path}")
+                    searches[name] = sequential(client, path, args.requests, warmup)
+                    searches[name]["total"] = search_total(client, path)
                 log(f"measuring /health under {HAMMER_CLIENTS} clients for {args.hammer_seconds} s")
                 loaded = health_under_load(client, server, args.hammer_seconds, interval)
         finally:
@@ -612,6 +631,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "page_check": checked,
         "patients_page": patients_page,
         "notifications_page": notes_page,
+        "search_pages": searches,
         "health_under_load": loaded,
         "targets": TARGETS,
         "baseline": {

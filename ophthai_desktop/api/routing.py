@@ -24,6 +24,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic.alias_generators import to_snake
+from starlette.routing import Match, Mount
 
 from ophthai_desktop.api.bodies import refuse_json_not_in_utf8
 from ophthai_desktop.api.params import not_taken
@@ -34,6 +35,38 @@ QUERY_SPELLING = "ophthai.query_spelling"
 
 #: Query parameters any route accepts without declaring them.
 ALWAYS_ALLOWED = frozenset({"token"})
+
+
+#: The methods routes are declared with, in the order ``Allow`` lists them.
+ROUTE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(request: Request) -> str:
+    """The ``Allow`` header of a 405: every method some route takes at the request's
+    path, and ``HEAD`` where ``GET`` is (the HEAD middleware serves it); empty when no
+    route takes the path (a mount, such as the docs' static files, which answers its
+    own 405). FastAPI makes each method a route of its own, so the route that answers
+    405 names only its own. ``OPTIONS`` is not listed: only CORS preflights are
+    answered.
+
+    Each method is tried against the app's routes as the router tries them
+    (``matches``)."""
+    scope = request.scope
+    # A mount that answered has put its own path in the root path: back to the app's.
+    root_path = scope.get("app_root_path", scope.get("root_path", ""))
+    routes = [route for route in request.app.router.routes if not isinstance(route, Mount)]
+    methods = [
+        method
+        for method in ROUTE_METHODS
+        if any(
+            route.matches({**scope, "type": "http", "method": method, "root_path": root_path})[0]
+            is Match.FULL
+            for route in routes
+        )
+    ]
+    if "GET" in methods:
+        methods.insert(1, "HEAD")
+    return ", ".join(methods)
 
 
 def _twin(path: str) -> str | None:

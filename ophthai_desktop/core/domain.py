@@ -22,6 +22,16 @@ def text_sort_key(text: str) -> str:
     return "".join(char for char in decomposed if not unicodedata.combining(char))
 
 
+def matches_search(search: str, name: str, record_id: str) -> bool:
+    """Whether a patient list's ``search`` finds the patient: part of the name with case
+    and accents ignored (through :func:`text_sort_key`: "jose" finds "José"), or part of
+    the id with case ignored. ``PatientService.list_patients`` asks the database the
+    same question through the stored key."""
+    needle = text_sort_key(search)
+    in_name = bool(needle) and needle in text_sort_key(name)
+    return in_name or search.lower() in record_id.lower()
+
+
 def age_on(birth_date: date, today: date | None = None) -> int:
     """Whole years from ``birth_date`` to ``today`` (default: today, local)."""
     today = today or date.today()

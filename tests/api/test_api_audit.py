@@ -52,3 +52,40 @@ def test_notification_changes_are_audited(client: TestClient) -> None:
         ("create", str(nid)),
     ]
     assert {e["origin"] for e in events} == {"api"}
+
+
+def test_a_patch_that_changes_nothing_leaves_no_trace(client: TestClient) -> None:
+    """A client sending back what it read (or an empty body) changed nothing: no audit
+    entry, the same updatedAt and ETag (so its If-Match still holds), the same body."""
+    created = client.post(
+        "/api/patients",
+        json={"name": "Ada", "birthDate": "1960-05-01", "gender": "Female", "symptoms": "floaters"},
+    ).json()
+    pid = created["id"]
+    read = client.get(f"/api/patients/{pid}")
+    echoed = {key: read.json()[key] for key in ("name", "age", "birthDate", "gender", "symptoms")}
+
+    for body in (echoed, {}, {"status": read.json()["status"]}):
+        patched = client.patch(
+            f"/api/patients/{pid}", json=body, headers={"If-Match": read.headers["etag"]}
+        )
+        assert patched.status_code == 200, patched.text
+        assert patched.headers["etag"] == read.headers["etag"]
+        assert patched.json() == read.json()
+
+    trail = client.get("/api/audit", params={"entity_type": "patient", "entity_id": pid})
+    assert [e["action"] for e in trail.json()] == ["create"]
+
+
+def test_marking_all_read_with_nothing_unread_is_not_audited(client: TestClient) -> None:
+    nid = client.post("/api/notifications", json={"message": "hello"}).json()["id"]
+    client.patch("/api/notifications/mark-all-read")
+    client.patch("/api/notifications/mark-all-read")  # nothing left unread
+    client.patch(f"/api/notifications/{nid}/read")  # already read
+
+    events = client.get("/api/audit", params={"entity_type": "notification"}).json()
+
+    assert [(e["action"], e["entityId"], e["details"]) for e in events] == [
+        ("update", "*", {"read": 1}),
+        ("create", str(nid), {}),
+    ]

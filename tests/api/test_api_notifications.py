@@ -67,6 +67,20 @@ def test_a_notification_for_an_unknown_patient_is_404_and_not_stored(client: Tes
     assert unread(client) == 1
 
 
+@pytest.mark.parametrize("key", ["patientId", "patient_id"])
+def test_a_notification_for_an_empty_patient_id_is_a_422_naming_it(
+    client: TestClient, key: str
+) -> None:
+    response = client.post("/api/notifications", json={"message": "x", key: ""})
+
+    assert response.status_code == 422
+    assert response.json()["message"] == (
+        f"{key}: must not be empty: send a patient's id, or leave the field out"
+    )
+    assert [e["field"] for e in response.json()["errors"]] == [key]
+    assert client.get("/api/notifications").json() == []
+
+
 @pytest.mark.parametrize(
     "body",
     [{"message": ""}, {"message": "x", "type": "urgent"}, {}],

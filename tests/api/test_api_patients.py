@@ -489,6 +489,16 @@ def test_total_count_follows_search_and_status(client: TestClient) -> None:
     assert second_page.json()[0]["name"] != graces.json()[0]["name"]
 
 
+def test_search_typed_without_accents_finds_the_accented_name(client: TestClient) -> None:
+    create(client, name="José Müller")
+    create(client, name="Grace Hopper")
+
+    found = client.get("/api/patients", params={"search": "jose muller"})
+
+    assert [p["name"] for p in found.json()] == ["José Müller"]
+    assert found.headers["X-Total-Count"] == "1"
+
+
 @pytest.mark.parametrize("pattern", ["%", "_", "\\"])
 def test_search_treats_wildcards_as_text(client: TestClient, pattern: str) -> None:
     create(client, name="Grace Hopper")

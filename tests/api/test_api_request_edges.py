@@ -213,6 +213,27 @@ def test_analysing_for_an_unknown_patient_is_a_404_even_without_a_model(
     assert client.post(f"/api/patients/{known}/analyze").status_code == 503
 
 
+def test_analysing_for_an_empty_patient_id_is_a_422_not_an_analysis_of_no_patient(
+    client: TestClient,
+) -> None:
+    """An empty id in JSON is no patient's: the image is not analysed unfiled, as it was.
+    A form's empty field is one left blank (browsers send every field): no patient, as
+    FastAPI reads forms; here, without a model, the 503 an upload without one gets."""
+    image = "data:image/png;base64," + base64.b64encode(png_bytes((40, 30))).decode()
+    analysed = client.post("/api/ai/analyze", json={"image_base64": image, "patientId": ""})
+    uploaded = client.post(
+        "/api/ai/analyze-upload",
+        files={"file": ("a.png", png_bytes((40, 30)), "image/png")},
+        data={"patient_id": ""},
+    )
+
+    assert analysed.status_code == 422, analysed.text
+    assert [e["field"] for e in analysed.json()["errors"]] == ["patientId"]
+    assert "must not be empty" in analysed.json()["message"]
+    assert uploaded.status_code == 503, uploaded.text
+    assert client.get("/api/jobs").json() == []
+
+
 @pytest.mark.parametrize("age", [True, False])
 def test_an_age_of_true_or_false_is_refused_not_read_as_a_number(
     client: TestClient, age: bool
@@ -527,3 +548,33 @@ def test_an_unknown_sort_key_is_a_422_naming_the_parameter_as_sent(client: TestC
     assert response.json()["field"] == "orderBy"
     assert "admissionDate" in response.json()["message"]
     assert "birthDate" in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("put", "/api/patients/{pid}", {"GET", "HEAD", "PATCH", "DELETE"}),
+        ("post", "/api/patients/{pid}/", {"GET", "HEAD", "PATCH", "DELETE"}),
+        ("put", "/api/patients", {"GET", "HEAD", "POST"}),
+        ("delete", "/api/patients/{pid}/scans", {"GET", "HEAD", "POST"}),
+        ("get", "/api/notifications/1/read", {"PATCH"}),
+        ("head", "/api/ai/load-model", {"POST"}),  # served as GET, which it does not take
+    ],
+)
+def test_a_405_allows_every_method_the_path_takes(
+    client: TestClient, method: str, path: str, allowed: set[str]
+) -> None:
+    """RFC 9110 §15.5.6: Allow lists the target's methods, not one route's."""
+    pid = client.post("/api/patients", json={"name": "Ada"}).json()["id"]
+
+    response = client.request(method, path.format(pid=pid))
+
+    assert response.status_code == 405
+    assert {m.strip() for m in response.headers["allow"].split(",")} == allowed
+
+
+def test_the_docs_assets_allow_get_and_head(client: TestClient) -> None:
+    response = client.delete("/docs-static/swagger-ui.css")
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD"

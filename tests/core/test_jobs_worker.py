@@ -19,7 +19,7 @@ import pytest
 
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
-from ophthai_desktop.core.errors import Conflict, ModelUnavailable, NotFound
+from ophthai_desktop.core.errors import Conflict, InvalidInput, ModelUnavailable, NotFound
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.worker import LOAD_STOP_WAIT_S, InferenceWorker
@@ -742,3 +742,14 @@ def test_the_worker_ending_a_job_as_its_patient_is_deleted_logs_no_error(
     assert len(ended) == 1  # said once, by the worker or by the deletion
     deleted = next(i for i, e in enumerate(seen) if isinstance(e, ev.PatientDeleted))
     assert seen.index(ended[0]) < deleted
+
+
+def test_jobs_filtered_by_an_empty_patient_id_are_refused_not_every_job(
+    app_services: Application, actor: Actor
+) -> None:
+    app_services.jobs.queue_image_analysis(png_bytes(), actor=actor)
+
+    with pytest.raises(InvalidInput, match="must not be empty") as caught:
+        app_services.jobs.list_jobs(patient_id="")
+
+    assert caught.value.field == "patient_id"

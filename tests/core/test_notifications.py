@@ -71,3 +71,18 @@ def test_invalid_input(
     with pytest.raises(InvalidInput) as caught:
         app_services.notifications.create_notification(message, type=kind, actor=actor)
     assert caught.value.field == field
+
+
+@pytest.mark.parametrize("patient_id", ["", "  "])
+def test_an_empty_patient_id_is_invalid_not_an_unknown_patient(
+    app_services: Application, actor: Actor, patient_id: str
+) -> None:
+    """Not "patient  not found": the id is missing, and the error says to leave it out."""
+    service = app_services.notifications
+    with pytest.raises(InvalidInput, match="must not be empty") as created:
+        service.create_notification("x", patient_id=patient_id, actor=actor)
+    with pytest.raises(InvalidInput, match="must not be empty") as listed:
+        service.list_notifications(patient_id=patient_id)
+
+    assert created.value.field == listed.value.field == "patient_id"
+    assert service.list_notifications().total == 0

@@ -613,6 +613,22 @@ def test_audit_trail_names_who_and_never_the_patient(
     assert "Secret" not in repr(events)
 
 
+def test_an_update_that_changes_nothing_is_not_audited_announced_or_dated(
+    app_services: Application, actor: Actor
+) -> None:
+    service = app_services.patients
+    patient = service.create_patient({"name": "Same", "age": 40, "history": "h"}, actor=actor)
+    seen = _collect(app_services)
+
+    for fields in ({}, {"name": "Same", "age": 40}, {"history": "h", "validation_status": None}):
+        unchanged = service.update_patient(patient.id, fields, actor=actor)
+        assert unchanged == patient
+
+    assert seen == []
+    events = app_services.audit.list_events(entity_type="patient", entity_id=patient.id)
+    assert [e.action for e in events.items] == ["create"]
+
+
 def test_concurrent_creates_from_threads(app_services: Application, actor: Actor) -> None:
     errors: list[BaseException] = []
 
@@ -691,6 +707,28 @@ def test_search_ignores_case_in_every_script(app_services: Application, actor: A
     assert found("öMER çELIK") == ["Ömer Çelik"]
     assert found("ΕΛΈΝΗ") == ["Ελένη Παπαδοπούλου"]
     assert found("plain") == ["Plain Ascii"]
+
+
+def test_search_ignores_accents(app_services: Application, actor: Actor) -> None:
+    """A clinician at a keyboard without accents finds José, Müller and Øyvind."""
+    service = app_services.patients
+    names = ("José García", "Jürgen Müller", "Øyvind Straße", "Łukasz Nowak", "Rene\u0301e Roy")
+    for name in names:
+        service.create_patient({"name": name}, actor=actor)
+    service.create_patient({"name": "Jose Plain"}, actor=actor, patient_id="pt-JoseID")
+
+    def found(search: str) -> set[str]:
+        return {p.name for p in service.list_patients(search=search).items}
+
+    assert found("jose") == found("JOSÉ") == {"José García", "Jose Plain"}
+    assert found("jose garcia") == {"José García"}
+    assert found("muller") == found("MÜLLER") == found("Müller") == {"Jürgen Müller"}
+    assert found("oyvind strasse") == found("Straße") == {"Øyvind Straße"}
+    assert found("lukasz") == {"Łukasz Nowak"}
+    assert found("renée") == found("renee") == {"Rene\u0301e Roy"}  # stored decomposed
+    assert found("josei") == {"Jose Plain"}  # the id, case ignored
+    assert service.list_patients(search="muller").total == 1
+    assert found("mueller") == set()  # no spelling rules, only accents and case
 
 
 def test_a_patient_created_with_an_image_was_not_updated_before_it_was_created(

@@ -396,3 +396,21 @@ def test_a_new_patient_does_not_move_the_list_scrolled_down(qtbot: QtBot, gui: G
     app.patients.create_patient({"name": "Seen"}, actor=Actor("t", "gui"))
     qtbot.waitUntil(lambda: model.rowCount() == 202)
     assert model.data(model.index(table.indexAt(QPoint(5, 5)).row(), 0)) == "Seen"
+
+
+def test_a_patient_arriving_during_a_search_typed_without_accents_is_listed(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """The list searches the database ignoring accents; a patient arriving meanwhile (the
+    watch folder, the API) is held to the same rule."""
+    view, model, app = gui.patient_list, gui.patient_list.model, gui.application
+    app.patients.create_patient({"name": "Ann Before"}, actor=Actor("t", "api"))
+    qtbot.waitUntil(lambda: model.rowCount() == 1)
+    qtbot.keyClicks(view.search, "muller")
+    qtbot.waitUntil(lambda: model.rowCount() == 0)  # the search has run
+
+    app.patients.create_patient({"name": "Ann Other"}, actor=Actor("t", "api"))
+    app.patients.create_patient({"name": "Jürgen Müller"}, actor=Actor("t", "api"))
+
+    qtbot.waitUntil(lambda: model.rowCount() == 1)
+    assert model.data(model.index(0, COLUMN_OF["name"])) == "Jürgen Müller"

@@ -26,6 +26,7 @@ from ophthai_desktop.core.imaging import decode_data_url, inspect_image
 from ophthai_desktop.core.inference import EngineStatus, ModelState
 from ophthai_desktop.core.records import Actor, JobRecord
 from ophthai_desktop.core.services.jobs import JobOutcome
+from ophthai_desktop.core.services.patient_fields import check_patient_reference
 from ophthai_desktop.core.services.patients import NewImage
 
 router = SlashRouter(
@@ -50,7 +51,9 @@ HEALTH_STATUS = {
 
 
 def _require_patient(application: Application, patient_id: str) -> None:
-    """404 for an unknown patient, before (and whatever) the model check says."""
+    """422 for an empty id, 404 for an unknown patient, before (and whatever) the model
+    check says."""
+    check_patient_reference(patient_id)
     if not application.patients.exists(patient_id):
         raise NotFound(f"patient {patient_id} not found")
 
@@ -208,10 +211,10 @@ def _queue(
     limits = app.settings
     with about_field(field):
         inspect_image(data, max_bytes=limits.max_image_bytes, max_pixels=limits.max_image_pixels)
-    if patient_id:
+    if patient_id is not None:  # an empty one is refused, not taken as none
         _require_patient(app, patient_id)
     _require_installed(app)
-    if patient_id:
+    if patient_id is not None:
         image = NewImage(data=data, source="api", field=field)
         scan = app.patients.attach_image(patient_id, image, actor=actor)
         return app.jobs.queue_patient_analysis(

@@ -44,6 +44,7 @@ from ophthai_desktop.core.paging import fetch_page
 from ophthai_desktop.core.records import Actor, AnalysisRecord, JobRecord, Page, PatientRecord
 from ophthai_desktop.core.services.audit import AuditService
 from ophthai_desktop.core.services.notifications import NotificationService
+from ophthai_desktop.core.services.patient_fields import check_patient_reference
 from ophthai_desktop.core.services.patients import ImageLimits, PatientService
 from ophthai_desktop.core.storage import Database, ImageStore
 from ophthai_desktop.core.storage import models as m
@@ -256,6 +257,7 @@ class JobService:
         limit: int = 100,
     ) -> Page[JobRecord]:
         """Newest first."""
+        check_patient_reference(patient_id)
         query = select(m.Job)
         if state:
             try:
@@ -263,7 +265,7 @@ class JobService:
             except ValueError as exc:
                 allowed = ", ".join(s.value for s in JobState)
                 raise InvalidInput(f"state must be one of: {allowed}", field="state") from exc
-        if patient_id:
+        if patient_id is not None:
             query = query.where(m.Job.patient_id == patient_id)
         with self._db.session() as session:
             return fetch_page(

@@ -20,6 +20,7 @@ from ophthai_desktop.core.events import (
 from ophthai_desktop.core.paging import fetch_page
 from ophthai_desktop.core.records import Actor, NotificationRecord, Page
 from ophthai_desktop.core.services.audit import AuditService
+from ophthai_desktop.core.services.patient_fields import check_patient_reference
 from ophthai_desktop.core.storage import Database
 from ophthai_desktop.core.storage import models as m
 from ophthai_desktop.core.storage.to_records import notification_record
@@ -54,6 +55,7 @@ class NotificationService:
         session: Session, message: str, *, type: str, patient_id: str | None
     ) -> NotificationRecord:
         """Add a notification inside a caller's transaction; the caller publishes."""
+        check_patient_reference(patient_id)
         if patient_id is not None and session.get(m.Patient, patient_id) is None:
             raise NotFound(f"patient {patient_id} not found")
         row = m.Notification(
@@ -101,6 +103,7 @@ class NotificationService:
         patient_id: str | None = None,
     ) -> Page[NotificationRecord]:
         """Newest first."""
+        check_patient_reference(patient_id)
         query = select(m.Notification)
         if unread_only:
             query = query.where(m.Notification.read.is_(False))
@@ -151,8 +154,9 @@ class NotificationService:
                 update(m.Notification).where(m.Notification.read.is_(False)).values(read=True)
             )
             count = int(getattr(result, "rowcount", 0) or 0)
-            AuditService.record(session, actor, "update", "notification", "*", {"read": count})
-        if count:  # none were unread: nothing for anyone to refresh
+            if count:  # none were unread: nothing changed, as mark_read has it
+                AuditService.record(session, actor, "update", "notification", "*", {"read": count})
+        if count:  # nor anything for anyone to refresh
             self._bus.publish(NotificationsAllRead(count))
         return count
 

@@ -189,3 +189,13 @@ def check_patient_id(value: str) -> str:
     if not PATIENT_ID.match(value):
         raise InvalidInput("a patient id is 1-64 letters, digits, dots or dashes", field="id")
     return value
+
+
+def check_patient_reference(patient_id: str | None) -> None:
+    """A patient a record or a filter refers to (a notification's, a job filter's):
+    ``None`` for none. An empty or blank id names no patient, and is refused as such
+    rather than reported as a patient not found or taken as no patient."""
+    if patient_id is not None and not patient_id.strip():
+        raise InvalidInput(
+            "must not be empty: send a patient's id, or leave the field out", field="patient_id"
+        )

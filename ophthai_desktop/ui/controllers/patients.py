@@ -9,6 +9,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QMessageBox
 
+from ophthai_desktop.core.domain import matches_search
 from ophthai_desktop.core.errors import NotFound
 from ophthai_desktop.core.paging import MAX_LIMIT
 from ophthai_desktop.core.records import Page, PatientRecord
@@ -256,8 +257,7 @@ class PatientsController(QObject):
         if self._status and patient.status != self._status:
             return False
         if self._search:
-            needle = self._search.lower()
-            return needle in patient.name.lower() or needle in patient.id.lower()
+            return matches_search(self._search, patient.name, patient.id)
         return True
 
     @Slot(object)
