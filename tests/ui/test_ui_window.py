@@ -18,6 +18,7 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QAbstractScrollArea, QScrollArea, QWidget
 from pytestqt.qtbot import QtBot
 
+from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.worker import LOAD_STOP_WAIT_S
@@ -30,6 +31,24 @@ from tests.ui.conftest import Maker, open_patient, seed_patients
 from tests.ui.demo_images import oct_bscan
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def measure_three_visits(
+    app: Application, patient_id: str, actor: Actor, *, eyes: tuple[str, ...]
+) -> None:
+    """Oculomics of three visits over a year, rising pressure and cupping, per eye."""
+    for days, iop, cup_to_disc in ((400, 18.0, 0.45), (200, 22.5, 0.55), (10, 24.0, 0.6)):
+        for eye in eyes:
+            app.oculomics.add_measurement(
+                patient_id,
+                eye=eye,
+                measured_on=date.today() - timedelta(days=days),
+                iop_mmhg=iop,
+                cup_to_disc_ratio=cup_to_disc,
+                rnfl_thickness_um=76.0,
+                vessel_density_pct=38.5,
+                actor=actor,
+            )
 
 
 def test_window_opens_on_a_fresh_data_folder(qtbot: QtBot, gui: GuiSession) -> None:
@@ -263,17 +282,7 @@ def test_the_analysis_and_oculomics_tabs_do_not_scroll_sideways(
     patient = app.patients.create_patient(
         {"name": "Narrow Window"}, actor=actor, image=NewImage(oct_bscan(1), modality="OCT")
     )
-    for days, iop, cup_to_disc in ((400, 18.0, 0.45), (200, 22.5, 0.55), (10, 24.0, 0.6)):
-        app.oculomics.add_measurement(
-            patient.id,
-            eye="OD",
-            measured_on=date.today() - timedelta(days=days),
-            iop_mmhg=iop,
-            cup_to_disc_ratio=cup_to_disc,
-            rnfl_thickness_um=76.0,
-            vessel_density_pct=38.5,
-            actor=actor,
-        )
+    measure_three_visits(app, patient.id, actor, eyes=("OD",))
     gui.window.resize(*size)
     open_patient(qtbot, gui, patient.id)
     gui.patient_page.show_tab("analysis")
@@ -339,18 +348,7 @@ def test_nothing_scrolls_sideways_in_a_small_window(
         actor=actor,
         image=NewImage(oct_bscan(1), modality="OCT", laterality="OD"),
     )
-    for days, iop, cup_to_disc in ((400, 18.0, 0.45), (200, 22.5, 0.55), (10, 24.0, 0.6)):
-        for eye in ("OD", "OS"):
-            app.oculomics.add_measurement(
-                patient.id,
-                eye=eye,
-                measured_on=date.today() - timedelta(days=days),
-                iop_mmhg=iop,
-                cup_to_disc_ratio=cup_to_disc,
-                rnfl_thickness_um=76.0,
-                vessel_density_pct=38.5,
-                actor=actor,
-            )
+    measure_three_visits(app, patient.id, actor, eyes=("OD", "OS"))
     app.notifications.create_notification(
         "Watch folder: 3 files were not taken in (not an image): scan_0001_export.dcm, "
         "scan_0002_export.dcm, scan_0003_export.dcm",
