@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QMessageBox
 
 from ophthai_desktop.core.domain import matches_search
@@ -246,8 +246,15 @@ class PatientsController(QObject):
         self._ctx.tasks.submit(lambda: self._patients.get_patient(patient_id), done, failed)
 
     def _show(self, record: PatientRecord | None) -> None:
+        focus = self._window.focusWidget()
+        on_page = focus is not None and self._page.isAncestorOf(focus)
         self._current = record
         self._page.show_patient(record)
+        if record is None and on_page:
+            # The page's buttons and fields went with the patient (deleted here or
+            # elsewhere): the keyboard goes back to the list, not to the empty page's
+            # hint, where Qt left it and a screen reader found nothing to say.
+            self._view.table.setFocus(Qt.FocusReason.OtherFocusReason)
         self._window.set_patient_actions_enabled(record is not None)
         self.patient_opened.emit(record)
 

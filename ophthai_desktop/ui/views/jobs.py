@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QItemSelection, QModelIndex, Qt, Signal, Slot
-from PySide6.QtGui import QPalette
+from PySide6.QtGui import QKeySequence, QPalette, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -31,7 +31,7 @@ PATIENT_LEAST_PX = 100
 class JobQueuePanel(QWidget):
     """Signals:
     cancel_requested(int job_id): "Cancel" on the selected queued or running job.
-    job_opened(int job_id): a job was double-clicked.
+    job_opened(int job_id): a job was double-clicked, or Enter pressed on the chosen one.
     """
 
     cancel_requested = Signal(int)
@@ -86,6 +86,13 @@ class JobQueuePanel(QWidget):
         self.cancel.clicked.connect(self._on_cancel_clicked)
         self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
         self.table.doubleClicked.connect(self._on_table_double_clicked)
+        # Enter opens the chosen job's patient, as a double-click does (the keyboard had
+        # no way to it); Tab leaves the table for Cancel rather than going cell by cell.
+        self.table.setTabKeyNavigation(False)
+        for keys in (QKeySequence(Qt.Key.Key_Return), QKeySequence(Qt.Key.Key_Enter)):
+            shortcut = QShortcut(keys, self.table)
+            shortcut.setContext(Qt.ShortcutContext.WidgetShortcut)
+            shortcut.activated.connect(self._on_open_key)
         model.states_changed.connect(self._refresh_cancel)
         self._follow_theme()
 
@@ -128,6 +135,12 @@ class JobQueuePanel(QWidget):
         row = self.model.row_at(index.row())
         if row is not None:
             self.job_opened.emit(row.job_id)
+
+    @Slot()
+    def _on_open_key(self) -> None:
+        job_id = self.selected_job_id()
+        if job_id is not None:
+            self.job_opened.emit(job_id)
 
     @Slot()
     def _on_cancel_clicked(self) -> None:

@@ -115,34 +115,36 @@ class MainWindow(QMainWindow):
         return action
 
     def _make_actions(self) -> None:
+        # Every menu entry has a mnemonic (Alt+F, then N: New patient…), unique in its
+        # menu; toolbar buttons show the text without the ampersand.
         self.new_patient_action = self._action(
-            "New patient…", "patient-add", QKeySequence.StandardKey.New
+            "&New patient…", "patient-add", QKeySequence.StandardKey.New
         )
-        self.import_action = self._action("Import image…", "import", QKeySequence("Ctrl+I"))
-        self.quit_action = self._action("Quit", None, QKeySequence.StandardKey.Quit)
-        self.find_action = self._action("Find patient", None, QKeySequence.StandardKey.Find)
+        self.import_action = self._action("&Import image…", "import", QKeySequence("Ctrl+I"))
+        self.quit_action = self._action("&Quit", None, QKeySequence.StandardKey.Quit)
+        self.find_action = self._action("&Find patient", None, QKeySequence.StandardKey.Find)
         self.find_action.triggered.connect(self._on_find_triggered)
-        self.edit_patient_action = self._action("Edit patient…", "edit", QKeySequence("Ctrl+E"))
-        self.delete_patient_action = self._action("Delete patient…", "delete")
-        self.analyse_action = self._action("Analyse", "analyse", QKeySequence("Ctrl+R"))
-        self.load_model_action = self._action("Load model", "model")
-        self.unload_model_action = self._action("Unload model", None)
-        self.check_model_action = self._action("Check model files again", "refresh")
-        self.model_manager_action = self._action("Model manager…", "model")
-        self.api_server_action = self._action("API server…", None)
-        self.api_docs_action = self._action("Open API docs", None)
-        self.pause_watch_action = self._action("Pause watch folder", None)
+        self.edit_patient_action = self._action("&Edit patient…", "edit", QKeySequence("Ctrl+E"))
+        self.delete_patient_action = self._action("&Delete patient…", "delete")
+        self.analyse_action = self._action("&Analyse", "analyse", QKeySequence("Ctrl+R"))
+        self.load_model_action = self._action("&Load model", "model")
+        self.unload_model_action = self._action("&Unload model", None)
+        self.check_model_action = self._action("&Check model files again", "refresh")
+        self.model_manager_action = self._action("&Model manager…", "model")
+        self.api_server_action = self._action("&API server…", None)
+        self.api_docs_action = self._action("Open API &docs", None)
+        self.pause_watch_action = self._action("&Pause watch folder", None)
         self.pause_watch_action.setCheckable(True)
         self.pause_watch_action.setEnabled(False)
         self.notifications_action = self.notifications_dock.toggleViewAction()
         self.notifications_action.setIcon(icon("bell"))
-        self.notifications_action.setText("Notifications")
+        self.notifications_action.setText("&Notifications")
         self.jobs_action = self.jobs_dock.toggleViewAction()
-        self.jobs_action.setText("Job queue")
-        self.about_action = self._action("About OphthAI Desktop", None)
-        self.settings_action = self._action("Settings…", None, QKeySequence("Ctrl+,"))
+        self.jobs_action.setText("&Job queue")
+        self.about_action = self._action("&About OphthAI Desktop", None)
+        self.settings_action = self._action("&Settings…", None, QKeySequence("Ctrl+,"))
         self.settings_action.setMenuRole(QAction.MenuRole.PreferencesRole)
-        self.open_watch_folder_action = self._action("Open watch folder", None)
+        self.open_watch_folder_action = self._action("Open &watch folder", None)
         for action in (self.edit_patient_action, self.delete_patient_action, self.analyse_action):
             action.setEnabled(False)
 
@@ -218,7 +220,8 @@ class MainWindow(QMainWindow):
         """The unread badge on the dock title and the toolbar button."""
         suffix = f" ({count} unread)" if count else ""
         self.notifications_dock.setWindowTitle(f"Notifications{suffix}")
-        self.notifications_action.setText(f"Notifications ({count})" if count else "Notifications")
+        text = f"&Notifications ({count})" if count else "&Notifications"
+        self.notifications_action.setText(text)
 
     # Drag and drop ---------------------------------------------------------------------
 
