@@ -5,7 +5,8 @@ reaches and understands everything the others do."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QMenu
+from PySide6.QtGui import QAccessible, QStandardItem
+from PySide6.QtWidgets import QApplication, QLabel, QMenu, QToolButton
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
@@ -81,3 +82,98 @@ def test_enter_on_the_job_queue_opens_the_jobs_patient_and_tab_leaves_it(
     qtbot.waitUntil(panel.table.hasFocus)
     qtbot.keyClick(panel.table, Qt.Key.Key_Tab)
     assert not panel.table.hasFocus()
+
+
+# Screen readers ---------------------------------------------------------------------------
+
+
+def _name(widget: object) -> str:
+    interface = QAccessible.queryAccessibleInterface(widget)
+    return interface.text(QAccessible.Text.Name)
+
+
+def _description(widget: object) -> str:
+    interface = QAccessible.queryAccessibleInterface(widget)
+    return interface.text(QAccessible.Text.Description)
+
+
+def test_a_screen_reader_hears_what_the_patient_pages_parts_are(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """The status pill read a bare "Critical", the stepper's dots "1", "2", the image and
+    its thumbnails nothing at all (the compact column's thumbnails have no text), the
+    banner's close button "✕" and the unread badge a bare number."""
+    app = gui.application
+    patient = app.patients.create_patient(
+        {"name": "Heard", "status": "Critical"},
+        actor=ACTOR,
+        image=NewImage(png_bytes(), modality="OCT", laterality="OS", filename="macula.png"),
+    )
+    open_patient(qtbot, gui, patient.id)
+    page, viewer = gui.patient_page, gui.scan_viewer
+    assert _name(page.status) == "Status: Critical"
+    assert _name(page.stepper) == "Workflow"
+    assert _description(page.stepper) == "Step 1 of 4: Analysis"
+    dots = [_name(label) for label in page.stepper.findChildren(QLabel, "stepDot")]
+    assert dots == [
+        "Step 1, Analysis: current step",
+        "Step 2, Validation: to do",
+        "Step 3, Scheduling: to do",
+        "Step 4, Complete: to do",
+    ]
+    assert _name(gui.analysis_view.card.confidence) == "Confidence"
+    assert "confidence" in _description(gui.analysis_view.card.confidence)
+
+    page.show_tab("scans")
+    qtbot.waitUntil(lambda: viewer.canvas.has_image)
+    assert _name(viewer.canvas) == "Scan image"
+    assert _description(viewer.canvas).startswith("OCT · OS (left) · ")
+    assert "macula.png" in _description(viewer.canvas)
+    assert _name(viewer.thumbnails) == "Scans of the patient"
+    viewer.resize(300, 400)  # compact: pictures without their labels
+    qtbot.waitUntil(lambda: viewer.compact_thumbnails)
+    assert viewer.thumbnails.item(0).text() == ""
+    thumbnail = QAccessible.queryAccessibleInterface(viewer.thumbnails).child(0)
+    assert thumbnail.text(QAccessible.Text.Name).startswith("OCT · OS (left) · ")
+    assert _name(viewer.brightness) == "Brightness"
+    assert _name(viewer.contrast) == "Contrast"
+
+    gui.window.banner.show_message("Something to say", "info")
+    close = gui.window.banner.findChild(QToolButton)
+    assert _name(close) == "Dismiss the message"
+    gui.notifications_panel.set_unread(2)
+    assert _name(gui.notifications_panel.unread) == "2 unread"
+
+
+# Colour -----------------------------------------------------------------------------------
+
+
+def test_a_notifications_kind_is_told_by_words_and_shape_not_colour_alone(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """A critical finding and a routine note differed by the colour of a square only."""
+    notes = gui.application.notifications
+    notes.create_notification("Abnormal finding: CNV", type="critical", actor=ACTOR)
+    notes.create_notification("Two files filed", type="info", actor=ACTOR)
+    notes.create_notification("Analysis approved", type="success", actor=ACTOR)
+    model = gui.notifications_panel.model
+    qtbot.waitUntil(lambda: model.rowCount() == 3)
+    items = {model.item(row).text().split("\n")[0]: model.item(row) for row in range(3)}
+    critical, info = items["Abnormal finding: CNV"], items["Two files filed"]
+    assert critical.text().split("\n")[1].startswith("Critical · ")
+    assert info.text().split("\n")[1].startswith("Info · ")
+    assert items["Analysis approved"].text().split("\n")[1].startswith("Done · ")
+
+    def shape(item: QStandardItem) -> list[bool]:
+        """Which pixels of the icon are drawn (its outline, whatever its colour)."""
+        image = item.icon().pixmap(16, 16).toImage()
+        return [image.pixelColor(x, y).alpha() > 128 for y in range(16) for x in range(16)]
+
+    def signed(item: QStandardItem) -> bool:
+        """Whether a light sign is drawn on the icon's colour."""
+        image = item.icon().pixmap(16, 16).toImage()
+        pixels = [image.pixelColor(x, y) for y in range(16) for x in range(16)]
+        return any(p.alpha() == 255 and p.lightness() > 200 for p in pixels)
+
+    assert shape(critical) != shape(info)  # a triangle, a disc
+    assert signed(critical) and signed(info)  # "!" and "i"

@@ -7,14 +7,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QIcon, QPixmap, QStandardItem
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontMetrics,
+    QIcon,
+    QPainter,
+    QPixmap,
+    QPolygonF,
+    QStandardItem,
+)
 
 from ophthai_desktop.core.records import NotificationRecord
 from ophthai_desktop.ui.display import local_datetime
 from ophthai_desktop.ui.models.rows import PagedRowModel
 
 TYPE_COLORS = {"critical": "#c62828", "success": "#2e7d32", "info": "#1976d2"}
+#: Each kind says what it is in words (before the time) and by its icon's shape and
+#: sign, not by its colour alone: a red and a blue square looked alike to many.
+TYPE_WORDS = {"critical": "Critical", "success": "Done", "info": "Info"}
+TYPE_SIGNS = {"critical": "!", "success": "✓", "info": "i"}
+ICON_PX = 16
 PATIENT_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
@@ -29,14 +43,36 @@ class NotificationRow:
 
 def notification_row(note: NotificationRecord) -> NotificationRow:
     when = local_datetime(note.timestamp)
+    word = TYPE_WORDS.get(note.type, note.type.capitalize())
     return NotificationRow(
-        note.id, note.patient_id, note.type, note.read, f"{note.message}\n{when}"
+        note.id, note.patient_id, note.type, note.read, f"{note.message}\n{word} · {when}"
     )
 
 
-def _dot(color: str) -> QIcon:
-    pixmap = QPixmap(12, 12)
-    pixmap.fill(QColor(color))
+def _badge(kind: str) -> QIcon:
+    """The kind's icon, drawn once: a red triangle with "!" (critical), a green disc
+    with a tick (success), a blue disc with "i" (info)."""
+    pixmap = QPixmap(ICON_PX, ICON_PX)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(QColor(TYPE_COLORS[kind]))
+    box = QRectF(0, 0, ICON_PX, ICON_PX)
+    if kind == "critical":
+        painter.drawPolygon(
+            QPolygonF([QPointF(ICON_PX / 2, 0), QPointF(ICON_PX, ICON_PX), QPointF(0, ICON_PX)])
+        )
+        box.setTop(ICON_PX * 0.3)
+    else:
+        painter.drawEllipse(box)
+    font = QFont()
+    font.setBold(True)
+    font.setPixelSize(round(ICON_PX * 0.7))
+    painter.setFont(font)
+    painter.setPen(QColor("#ffffff"))
+    painter.drawText(box, Qt.AlignmentFlag.AlignCenter, TYPE_SIGNS[kind])
+    painter.end()
     return QIcon(pixmap)
 
 
@@ -46,7 +82,7 @@ class NotificationListModel(PagedRowModel):
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__([""], parent)
-        self._icons = {kind: _dot(color) for kind, color in TYPE_COLORS.items()}
+        self._icons = {kind: _badge(kind) for kind in TYPE_COLORS}
         self._bold = QFont()
         self._bold.setBold(True)
         # A row asks for no width: the list then makes it as wide as itself and cuts

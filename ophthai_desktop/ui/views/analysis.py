@@ -84,6 +84,8 @@ class ResultCard(QFrame):
         self.confidence.setObjectName("confidence")
         self.confidence.setRange(0, 100)
         self.confidence.setFormat("%p% confidence")
+        self.confidence.setAccessibleName("Confidence")
+        self.confidence.setAccessibleDescription("The model's confidence in the classification")
         self.findings = _wrapping(name="findings")
         self.recommendation = _wrapping(name="recommendation")
         self.explanation = _wrapping(name="explanation")

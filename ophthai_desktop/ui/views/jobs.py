@@ -58,6 +58,7 @@ class JobQueuePanel(QWidget):
         bar.addWidget(self.cancel)
         self.table = FittingTableView()
         self.table.setObjectName("jobTable")
+        self.table.setAccessibleName("Job queue")
         self.table.setModel(model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)

@@ -56,6 +56,7 @@ class NotificationsPanel(QWidget):
         bar.addWidget(self.delete)
         self.list = QListView()
         self.list.setObjectName("notificationList")
+        self.list.setAccessibleName("Notifications")
         self.list.setModel(model)
         self.list.setUniformItemSizes(True)
         self.list.setWordWrap(False)
@@ -88,6 +89,7 @@ class NotificationsPanel(QWidget):
 
     def set_unread(self, count: int) -> None:
         self.unread.setText(str(count))
+        self.unread.setAccessibleName(f"{count} unread")
         self.unread.setVisible(count > 0)
         self.unread_title.setText("Unread:" if count else "All read")
         self.mark_all.setEnabled(count > 0)

@@ -62,8 +62,10 @@ class PatientListView(QWidget):
         self.search.setObjectName("patientSearch")
         self.search.setPlaceholderText("Search name or ID…")
         self.search.setClearButtonEnabled(True)
+        self.search.setAccessibleName("Search patients by name or ID")
         self.status = QComboBox()
         self.status.setObjectName("statusFilter")
+        self.status.setAccessibleName("Status filter")
         self.status.addItem(ALL_STATUSES, None)
         for status in PatientStatus:
             self.status.addItem(status.value, status.value)
@@ -72,6 +74,7 @@ class PatientListView(QWidget):
 
         self.table = FittingTableView()
         self.table.setObjectName("patientTable")
+        self.table.setAccessibleName("Patients")
         self.table.setModel(model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)

@@ -194,6 +194,7 @@ class PatientPage(QWidget):
         set_text(self.pid, patient.id)
         set_text(self.status, patient.status)
         set_style_property(self.status, "status", patient.status)
+        self.status.setAccessibleName(f"Status: {patient.status}")  # not a bare "Critical"
         self.stepper.set_step(patient.workflow_step)
         set_text(self.age, "—" if patient.age is None else f"{patient.age} years")
         set_text(self.birth_date, local_date(patient.birth_date) or "—")

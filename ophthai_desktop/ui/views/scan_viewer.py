@@ -82,6 +82,8 @@ class ImageCanvas(QGraphicsView):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("imageCanvas")
+        self.setAccessibleName("Scan image")
+        self.setAccessibleDescription("No scan shown")
         self._scene = QGraphicsScene(self)
         self._item = QGraphicsPixmapItem()
         self._item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
@@ -111,6 +113,7 @@ class ImageCanvas(QGraphicsView):
 
     def clear(self) -> None:
         self._item.setPixmap(QPixmap())
+        self.setAccessibleDescription("No scan shown")
         self.zoom_changed.emit(self.scale_factor())
 
     def scale_factor(self) -> float:
@@ -276,10 +279,12 @@ class ScanViewer(QWidget):
         self.contrast.setObjectName("contrast")
         for slider in (self.brightness, self.contrast):
             slider.setRange(-100, 100)
+            slider.setAccessibleName(slider.objectName().capitalize())
             slider.setValue(0)
             slider.valueChanged.connect(self._on_slider_value_changed)
         reset = QToolButton()
         reset.setText("Reset")
+        reset.setAccessibleName("Reset brightness and contrast")
         reset.clicked.connect(self.reset_adjustments)
         self._adjust_widgets = (
             QLabel("Brightness"),
@@ -293,6 +298,7 @@ class ScanViewer(QWidget):
 
         self.thumbnails = QListWidget()
         self.thumbnails.setObjectName("thumbnails")
+        self.thumbnails.setAccessibleName("Scans of the patient")
         self.thumbnails.setViewMode(QListView.ViewMode.IconMode)
         # A column left of the image, not a strip under it: the strip took ~130 px of the
         # height, and scans (B-scans above all) are wider than the room left was tall.
@@ -353,7 +359,11 @@ class ScanViewer(QWidget):
                 item = QListWidgetItem(self._placeholder, "" if self._compact else label)
                 item.setData(Qt.ItemDataRole.UserRole, scan.id)
                 item.setData(LABEL_ROLE, label)
-                item.setToolTip(self._describe(scan))  # all of it, whatever was cut
+                described = self._describe(scan)
+                item.setToolTip(described)  # all of it, whatever was cut
+                # What a screen reader says: the compact column's thumbnails have no
+                # text, and the full one's is cut to the cell.
+                item.setData(Qt.ItemDataRole.AccessibleTextRole, described)
                 item.setTextAlignment(Qt.AlignmentFlag.AlignHCenter)
                 self.thumbnails.insertItem(position, item)
         finally:
@@ -467,7 +477,9 @@ class ScanViewer(QWidget):
             self.thumbnails.blockSignals(blocker)
 
     def show_image(self, scan: ScanRecord, image: QImage, *, refit: bool = True) -> None:
-        self.info.set_full_text(self._describe(scan))
+        described = self._describe(scan)
+        self.info.set_full_text(described)
+        self.canvas.setAccessibleDescription(described)
         self.canvas.set_image(image, refit=refit)
 
     def current_scan_id(self) -> int | None:

@@ -7,13 +7,20 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QWidget
 from ophthai_desktop.ui.display import STEP_NAMES
 from ophthai_desktop.ui.views.style import set_style_property, set_text
 
+#: How a screen reader names each state of a step (the screen shows a tick, a bold
+#: name and colours).
+STATE_WORDS = {"done": "done", "current": "current step", "todo": "to do"}
+
 
 class WorkflowStepper(QWidget):
-    """Shows where a patient is in the workflow; the current step is highlighted."""
+    """Shows where a patient is in the workflow: a tick on the steps done, the current
+    step's name in bold (and coloured); each step, and the whole, are named for screen
+    readers."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("workflowStepper")
+        self.setAccessibleName("Workflow")
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 4, 0, 4)
         self._dots: list[QLabel] = []
@@ -50,8 +57,16 @@ class WorkflowStepper(QWidget):
             set_text(dot, "✓" if state == "done" else str(number))
             set_style_property(dot, "state", state)
             set_style_property(label, "state", state)
+            words = f"Step {number}, {STEP_NAMES[number]}: {STATE_WORDS[state]}"
+            dot.setAccessibleName(words)
+            label.setAccessibleName(words)
         for index, line in enumerate(self._lines):
             set_style_property(line, "state", "done" if index + 2 <= step else "todo")
+        total = len(STEP_NAMES)
+        if step >= total:
+            self.setAccessibleDescription(f"All {total} steps complete")
+        else:
+            self.setAccessibleDescription(f"Step {step} of {total}: {self.current_name()}")
 
     def current_name(self) -> str:
         return STEP_NAMES.get(self.step, "")
