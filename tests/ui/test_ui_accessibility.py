@@ -4,16 +4,22 @@ reaches and understands everything the others do."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QAccessible, QStandardItem
+from collections.abc import Iterator
+from datetime import date, timedelta
+
+import pytest
+from PySide6.QtCore import QEvent, QPoint, QRect, Qt
+from PySide6.QtGui import QAccessible, QFont, QFontMetrics, QStandardItem
 from PySide6.QtWidgets import QApplication, QLabel, QMenu, QToolButton
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
+from ophthai_desktop.ui.models.job_table import STATE_COLUMN
+from ophthai_desktop.ui.models.patient_table import STATUS_COLUMN
 from ophthai_desktop.ui.session import GuiSession
 from tests.support.images import png_bytes
-from tests.ui.conftest import open_patient
+from tests.ui.conftest import Maker, open_patient
 
 ACTOR = Actor("t", "gui")
 
@@ -177,3 +183,115 @@ def test_a_notifications_kind_is_told_by_words_and_shape_not_colour_alone(
 
     assert shape(critical) != shape(info)  # a triangle, a disc
     assert signed(critical) and signed(info)  # "!" and "i"
+
+
+# Large fonts ------------------------------------------------------------------------------
+
+#: The window's size in the large-font tests: a common laptop screen.
+LARGE_FONT_WINDOW = (1440, 900)
+
+
+@pytest.fixture
+def large_font(qapp: QApplication) -> Iterator[QFont]:
+    """The application font at 1.5 times its size while the window is built (as a
+    clinician's desktop setting would make it), put back after the test."""
+    before = QFont(qapp.font())
+    font = QFont(before)
+    font.setPointSizeF(before.pointSizeF() * 1.5)
+    qapp.setFont(font)
+    yield font  # asked for before make_gui: its windows are gone when the font goes back
+    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    qapp.setFont(before)
+
+
+def _large_window(qtbot: QtBot, make_gui: Maker) -> GuiSession:
+    gui = make_gui()
+    gui.window.resize(*LARGE_FONT_WINDOW)
+    qtbot.waitUntil(lambda: (gui.window.width(), gui.window.height()) == LARGE_FONT_WINDOW)
+    return gui
+
+
+def test_at_a_larger_font_the_patient_page_shows_its_text_whole(
+    qtbot: QtBot, large_font: QFont, make_gui: Maker
+) -> None:
+    """At 1.5 times the font size the list's status read "Pending A…", the details
+    scrolled sideways with the dates cut at the edge, the thumbnails' labels lost the
+    eye ("Fundus · …") and the charts' axes were all "…"."""
+    gui = _large_window(qtbot, make_gui)
+    app = gui.application
+    patient = app.patients.create_patient(
+        {"name": "Large Print", "age": 70},
+        actor=ACTOR,
+        image=NewImage(png_bytes(), modality="fundus", laterality="OS"),
+    )
+    app.patients.attach_image(
+        patient.id, NewImage(png_bytes(), modality="OCT", laterality="OD"), actor=ACTOR
+    )
+    for days_ago, iop in ((400, 17.0), (200, 19.5), (10, 23.0)):
+        app.oculomics.add_measurement(
+            patient.id,
+            eye="OD",
+            measured_on=date.today() - timedelta(days=days_ago),
+            iop_mmhg=iop,
+            actor=ACTOR,
+        )
+    open_patient(qtbot, gui, patient.id)
+    metrics = gui.patient_list.table.fontMetrics()
+
+    header = gui.patient_list.table.horizontalHeader()
+    status = header.sectionSize(STATUS_COLUMN)
+    assert status >= metrics.horizontalAdvance("Pending Analysis") + 16 + 8  # icon, margins
+    jobs = gui.jobs_panel.table
+    state = jobs.horizontalHeader().sectionSize(STATE_COLUMN)
+    assert state >= jobs.fontMetrics().horizontalAdvance("cancelled") + 8
+
+    page = gui.patient_page
+    qtbot.waitUntil(lambda: page.admitted.text() != "—")
+    QApplication.processEvents()
+    assert not page.info_scroll.horizontalScrollBar().isVisible()
+
+    page.show_tab("scans")
+    viewer = gui.scan_viewer
+    qtbot.waitUntil(lambda: viewer.scan_count() == 2 and viewer.canvas.has_image)
+    assert not viewer.compact_thumbnails
+    fundus = viewer.thumbnails.item(1)
+    assert fundus.text().startswith("Fundus · OS")  # the newest first: the OCT
+    width = viewer.thumbnails.visualItemRect(fundus).width()
+    # Qt cuts a label to the cell less a margin each side (a few pixels).
+    assert width - 8 >= viewer.thumbnails.fontMetrics().horizontalAdvance("Fundus · OS")
+
+    page.show_tab("oculomics")
+    chart = gui.oculomics_view.charts["iop_mmhg"]
+    qtbot.waitUntil(lambda: chart.isVisible() and chart.y_axis.tickCount() >= 2)
+    QApplication.processEvents()
+    labels = QFontMetrics(chart.y_axis.labelsFont()).height()
+    assert chart.chart().plotArea().height() >= chart.y_axis.tickCount() * labels
+
+
+def test_at_a_larger_font_text_boxes_show_their_lines_and_the_toast_its_place(
+    qtbot: QtBot, large_font: QFont, make_gui: Maker
+) -> None:
+    """The new-patient form's symptoms box showed two of its three example lines; and
+    the critical finding's toast, too tall for the notifications list, went over the
+    patient page (on the result card, Schedule or the scan viewer's Reset)."""
+    gui = _large_window(qtbot, make_gui)
+    dialog = gui.patients.new_patient()
+    qtbot.waitExposed(dialog)
+    line = dialog.symptoms.fontMetrics().lineSpacing()
+    assert dialog.symptoms.viewport().height() >= 3 * line + 8
+    assert dialog.history.viewport().height() >= 4 * line + 8
+    dialog.reject()
+
+    window, toast = gui.window, gui.window.toast
+    gui.application.notifications.create_notification(
+        "Abnormal finding for patient Amelia Okafor: Diabetic Macular Edema (87% "
+        "confidence) - preliminary, needs validation",
+        type="critical",
+        actor=ACTOR,
+    )
+    qtbot.waitUntil(toast.isVisible)
+    placed = toast.geometry()
+    viewport = gui.notifications_panel.list.viewport()
+    assert QRect(viewport.mapTo(window, QPoint(0, 0)), viewport.size()).contains(placed)
+    central = window.centralWidget()
+    assert not placed.intersects(QRect(central.mapTo(window, QPoint(0, 0)), central.size()))

@@ -18,6 +18,7 @@ from ophthai_desktop.ui.models.job_table import OPEN_STATES, JobTableModel
 from ophthai_desktop.ui.resources import icon
 from ophthai_desktop.ui.views.columns import FittingTableView
 from ophthai_desktop.ui.views.empty import EmptyOr
+from ophthai_desktop.ui.views.scale import scaled
 
 #: Job, Patient, State, Progress, Queued, Note.
 COLUMN_WIDTHS = (56, 140, 80, 130, 130, 200)
@@ -69,13 +70,15 @@ class JobQueuePanel(QWidget):
         vertical = self.table.verticalHeader()
         vertical.setVisible(False)
         vertical.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
-        vertical.setDefaultSectionSize(24)
+        vertical.setDefaultSectionSize(scaled(self.table, 24))
         header = self.table.horizontalHeader()
         for column, width in enumerate(COLUMN_WIDTHS):
-            header.resizeSection(column, width)
+            header.resizeSection(column, scaled(self.table, width))  # grown with the font
         # Never sideways: at 1024 px wide the queue scrolled to show the end of a row.
         self.columns = self.table.fit_columns(
-            stretch=PATIENT_COLUMN, least_px=PATIENT_LEAST_PX, order=FITTED_ORDER
+            stretch=PATIENT_COLUMN,
+            least_px=scaled(self.table, PATIENT_LEAST_PX),
+            order=FITTED_ORDER,
         )
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)

@@ -51,6 +51,7 @@ from ophthai_desktop.core.services.oculomics import (
 )
 from ophthai_desktop.ui.views.columns import FittingTableWidget
 from ophthai_desktop.ui.views.reflow import room_in, set_side_by_side
+from ophthai_desktop.ui.views.scale import scaled
 from ophthai_desktop.ui.views.style import set_style_property, set_text
 
 EYES = ("OD", "OS")
@@ -219,7 +220,8 @@ class MetricChart(QChartView):
             series.attachAxis(self.y_axis)
         self.setChart(chart)
         self.setRenderHint(QPainter.RenderHint.Antialiasing)
-        self.setMinimumSize(CHART_MIN_WIDTH, CHART_MIN_HEIGHT)
+        # Grown with the font: at 1.5 times the size the axes' labels were all "…".
+        self.setMinimumSize(scaled(self, CHART_MIN_WIDTH), scaled(self, CHART_MIN_HEIGHT))
         # Qt Charts' light look, to go back to from the dark one.
         self._light_look = (
             chart.backgroundBrush(),
@@ -473,7 +475,8 @@ class OculomicsView(QWidget):
         enough for them, else one under the other: the tab scrolled sideways (at
         1024 x 700 the right-hand charts and the form were out of sight)."""
         room = room_in(self.scroll)
-        columns = 2 if room >= 2 * CHART_MIN_WIDTH + SPACING else 1
+        chart_width, chart_height = scaled(self, CHART_MIN_WIDTH), scaled(self, CHART_MIN_HEIGHT)
+        columns = 2 if room >= 2 * chart_width + SPACING else 1
         if columns != self._chart_columns:
             self._chart_columns = columns
             for i, metric in enumerate(METRICS):
@@ -481,7 +484,7 @@ class OculomicsView(QWidget):
         beside = room >= NUMBERS_MIN_WIDTH + SPACING + self._form_box.sizeHint().width()
         set_side_by_side(self._bottom_layout, beside)
         rows = -(-len(METRICS) // columns)  # rounded up
-        charts = rows * CHART_MIN_HEIGHT + (rows - 1) * SPACING
+        charts = rows * chart_height + (rows - 1) * SPACING
         bottom = self._bottom_layout.minimumSize().height()
         self.split.setMinimumHeight(charts + max(BOTTOM_MIN_HEIGHT, bottom) + SPACING)
 

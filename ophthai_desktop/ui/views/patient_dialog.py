@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 from ophthai_desktop.core.domain import Laterality, Modality, PatientStatus, age_on
 from ophthai_desktop.core.records import PatientRecord
 from ophthai_desktop.ui.display import LATERALITY_NAMES, MODALITY_NAMES
+from ophthai_desktop.ui.views.scale import scaled
 from ophthai_desktop.ui.views.style import set_style_property
 
 NO_AGE = -1
@@ -53,7 +54,7 @@ class PatientDialog(QDialog):
         self.setObjectName("patientDialog")
         self.patient = patient
         self.setWindowTitle("Edit patient" if patient else "New patient")
-        self.setMinimumWidth(460)
+        self.setMinimumWidth(scaled(self, 460))
         self._busy = False  # the form was sent and is being saved
 
         self.name = QLineEdit()
@@ -90,12 +91,12 @@ class PatientDialog(QDialog):
         self.symptoms = QPlainTextEdit()
         self.symptoms.setObjectName("symptoms")
         self.symptoms.setPlaceholderText("one a line, e.g.\nblurred vision\nfloaters")
-        self.symptoms.setFixedHeight(64)
+        self.symptoms.setFixedHeight(scaled(self.symptoms, 64))  # three lines, at any size
         self.symptoms.setTabChangesFocus(True)
         self.history = QPlainTextEdit()
         self.history.setObjectName("history")
         self.history.setPlaceholderText("Medical history")
-        self.history.setFixedHeight(90)
+        self.history.setFixedHeight(scaled(self.history, 90))
         self.history.setTabChangesFocus(True)  # Tab moves on to Save, as in a form
 
         form = QFormLayout()

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 from ophthai_desktop.core.domain import PatientStatus
 from ophthai_desktop.ui.models.patient_table import COLUMN_OF, COLUMNS, PatientTableModel
 from ophthai_desktop.ui.views.columns import FittingTableView
+from ophthai_desktop.ui.views.scale import scaled
 
 ALL_STATUSES = "All statuses"
 #: Starting width of each column, by its order_by key.
@@ -87,19 +88,20 @@ class PatientListView(QWidget):
         vertical.setVisible(False)
         # Fixed heights and widths: nothing asks data() about rows that are not shown.
         vertical.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
-        vertical.setDefaultSectionSize(26)
+        vertical.setDefaultSectionSize(scaled(self.table, 26))
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setSortIndicatorShown(True)
         header.setSortIndicator(-1, Qt.SortOrder.DescendingOrder)
         for column, (key, _title) in enumerate(COLUMNS):
-            header.resizeSection(column, COLUMN_WIDTHS[key])
+            # Grown with a larger font: at 1.5 times the size, "Pending Analysis" was cut.
+            header.resizeSection(column, scaled(self.table, COLUMN_WIDTHS[key]))
         # The list never scrolls sideways: the name takes the room left (cut short with
         # an ellipsis) and the columns after the status give way, last first, where the
         # list is narrow (at 1024 px wide it scrolled to show the rest of the row).
         self.columns = self.table.fit_columns(
             stretch=COLUMN_OF["name"],
-            least_px=NAME_LEAST_PX,
+            least_px=scaled(self.table, NAME_LEAST_PX),
             order=range(len(COLUMNS)),
         )
         # Right-click on the header chooses the columns (hiding some makes room for

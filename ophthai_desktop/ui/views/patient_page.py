@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 from ophthai_desktop.core.records import PatientRecord
 from ophthai_desktop.ui.display import local_date, local_datetime
 from ophthai_desktop.ui.resources import icon
+from ophthai_desktop.ui.views.scale import scaled
 from ophthai_desktop.ui.views.stepper import WorkflowStepper
 from ophthai_desktop.ui.views.style import set_style_property, set_text
 
@@ -119,6 +120,9 @@ class PatientPage(QWidget):
         self.scan_count = _value_label()
         form = QFormLayout()
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
+        # A value that does not fit beside its label goes under it: at 1.5 times the
+        # font size the details scrolled sideways, the dates cut at the edge.
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         form.addRow("Age", self.age)
         form.addRow("Birth date", self.birth_date)
         form.addRow("Sex", self.gender)
@@ -145,7 +149,8 @@ class PatientPage(QWidget):
         info_scroll.setWidget(info)
         info_scroll.setWidgetResizable(True)
         info_scroll.setFrameShape(QFrame.Shape.NoFrame)
-        info_scroll.setMinimumWidth(220)
+        info_scroll.setMinimumWidth(scaled(info_scroll, 220))
+        self.info_scroll = info_scroll
 
         self.tabs = QTabWidget()
         self.tabs.setObjectName("patientTabs")

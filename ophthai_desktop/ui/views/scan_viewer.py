@@ -315,7 +315,16 @@ class ScanViewer(QWidget):
         self.thumbnails.setWordWrap(False)
         self.thumbnails.setTextElideMode(Qt.TextElideMode.ElideRight)
         line = self.thumbnails.fontMetrics().lineSpacing()
-        self._full_grid = QSize(THUMB_SIZE + THUMB_SIDE_ROOM, THUMB_SIZE + 2 * line + 12)
+        # As wide as the widest known kind and eye (a larger font cut "Fundus · OS" to
+        # "Fundus · …"); the date is narrower.
+        widest = max(
+            self.thumbnails.fontMetrics().horizontalAdvance(f"{MODALITY_NAMES[kind]} · {eye}")
+            for kind in ("OCT", "OCTA", "fundus")
+            for eye in ("OD", "OS", "OU")
+        )
+        self._full_grid = QSize(
+            max(THUMB_SIZE + THUMB_SIDE_ROOM, widest + 12), THUMB_SIZE + 2 * line + 12
+        )
         self._compact_grid = QSize(COMPACT_THUMB_SIZE + 8, COMPACT_THUMB_SIZE + 8)
         self.thumbnails.setAcceptDrops(False)
         self._compact = False
@@ -365,6 +374,9 @@ class ScanViewer(QWidget):
                 # text, and the full one's is cut to the cell.
                 item.setData(Qt.ItemDataRole.AccessibleTextRole, described)
                 item.setTextAlignment(Qt.AlignmentFlag.AlignHCenter)
+                # The whole cell: uniform sizes otherwise take the first item's, and a
+                # label wider than that one's (or than the picture) was cut.
+                item.setSizeHint(self.thumbnails.gridSize())
                 self.thumbnails.insertItem(position, item)
         finally:
             self.thumbnails.blockSignals(blocker)
@@ -435,6 +447,7 @@ class ScanViewer(QWidget):
         for row in range(self.thumbnails.count()):
             item = self.thumbnails.item(row)
             item.setText("" if self._compact else str(item.data(LABEL_ROLE)))
+            item.setSizeHint(grid)
         current = self.thumbnails.currentItem()
         if current is not None:
             self.thumbnails.scrollToItem(current)

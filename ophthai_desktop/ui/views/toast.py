@@ -9,6 +9,7 @@ from PySide6.QtCore import QEvent, QMargins, QObject, QPoint, QRect, QTimer, Slo
 from PySide6.QtGui import QHideEvent, QMouseEvent, QShowEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from ophthai_desktop.ui.views.scale import scaled
 from ophthai_desktop.ui.views.style import set_style_property
 
 SHOW_MS = 8000
@@ -39,8 +40,8 @@ class Toast(QFrame):
         self.label = QLabel()
         self.label.setWordWrap(True)
         # Wide enough that a finding reads in two or three lines, not five.
-        self.label.setMinimumWidth(300)
-        self.label.setMaximumWidth(360)
+        self.label.setMinimumWidth(scaled(self.label, 300))
+        self.label.setMaximumWidth(scaled(self.label, 360))
         layout = QHBoxLayout(self)
         layout.setContentsMargins(12, 8, 12, 8)
         column = QWidget()
