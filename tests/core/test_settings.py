@@ -91,6 +91,12 @@ def test_env_example_lists_every_setting() -> None:
         assert f"OPHTHAI_{name.upper()}" in example, name
 
 
+def test_env_example_shows_the_defaults() -> None:
+    # "Values shown are the defaults": a copy of the example as .env changes nothing.
+    example = Path(__file__).parents[2] / ".env.example"
+    assert Settings(_env_file=example).model_dump() == Settings(_env_file=None).model_dump()
+
+
 def test_invalid_value_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPHTHAI_QUANTIZATION", "2bit")
     with pytest.raises(ValueError, match="OPHTHAI_QUANTIZATION"):
