@@ -54,6 +54,7 @@ from typing import Any
 
 from gui_stall import TickRecorder, load_model, log, pump, seed_patients, wait_for
 from machine_probe import machine
+from private_config import use_private_config
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patients", type=int, default=300, help="patients in the list")
     parser.add_argument("--tokens", type=int, default=48, help="max_new_tokens of the analysis")
     args = parser.parse_args(argv)
+    use_private_config()
 
     from ophthai_desktop.bootstrap import build_application
     from ophthai_desktop.core import events as ev

@@ -68,6 +68,7 @@ from typing import Any
 
 import httpx
 from machine_probe import machine as probe_machine
+from private_config import use_private_config
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -686,6 +687,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    use_private_config()
     try:
         result = run(args)
     except KeyboardInterrupt:

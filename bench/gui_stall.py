@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from machine_probe import Faults, machine
+from private_config import use_private_config
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -300,6 +301,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--child-nice", type=int, default=5, help="niceness of the child server")
     args = parser.parse_args(argv)
     args.api_in_child = args.api_in_child or args.analyses_in_child
+    use_private_config()
 
     from ophthai_desktop.bootstrap import build_application
     from ophthai_desktop.core.settings import Settings

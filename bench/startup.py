@@ -58,6 +58,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from private_config import use_private_config
+
 REPO = Path(__file__).resolve().parents[1]
 TARGET_S = 1.5
 CHILD_TIMEOUT_S = 120.0
@@ -300,6 +302,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.child:
         return child_main(args.child, args.data_dir)
+    use_private_config()  # the children inherit it
 
     load_before = os.getloadavg()[0]  # other work on the machine skews every figure
     tmp = Path(tempfile.mkdtemp(prefix="ophthai-startup-"))

@@ -74,8 +74,12 @@ class Settings(BaseSettings):
     """Everything an administrator or clinician can configure."""
 
     # Later files win: the Settings dialog's file beats a project .env; the environment
-    # beats both.
+    # beats both. populate_by_name lets code pass Settings(data_dir=...); pydantic-settings
+    # then also reads each field's own name from the environment and the files, which the
+    # prefix turns into the OPHTHAI_ name already read, so a DEVICE or DATA_DIR set for
+    # another program is not taken for this one's.
     model_config = SettingsConfigDict(
+        env_prefix="OPHTHAI_",
         env_file=(".env", USER_SETTINGS_FILE),
         env_file_encoding="utf-8",
         extra="ignore",

@@ -317,7 +317,11 @@ class InferenceWorker:
         if state is ModelState.ERROR:
             self.waiting_reason = _unusable(self._engine.status().message)
         else:
-            self.waiting_reason = "the model is not installed"
+            self.waiting_reason = (
+                "the model is not installed. Queued analyses stay queued and run once it "
+                "is: download it (AI ▸ Model manager…) or set OPHTHAI_MODEL_PATH to a "
+                "folder that holds it."
+            )
         return False
 
     def _run_job(self, job: JobRecord) -> None:

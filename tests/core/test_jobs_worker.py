@@ -198,7 +198,10 @@ def test_jobs_wait_for_a_missing_model_and_load_when_installed(
     engine = ScriptedEngine(NORMAL, state="not_installed")
     worker = running(engine)
     job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
-    _wait(lambda: worker.waiting_reason == "the model is not installed")
+    _wait(lambda: worker.waiting_reason is not None)
+    reason = worker.waiting_reason or ""
+    assert reason.startswith("the model is not installed.")  # why
+    assert "Model manager" in reason and "OPHTHAI_MODEL_PATH" in reason  # what to do
     assert app.jobs.get_job(job.id).state == "queued"
     engine.state = "installed"  # e.g. the user pointed OPHTHAI_MODEL_PATH at it
     worker.wake()

@@ -46,6 +46,32 @@ def test_prefixed_name_wins_over_seed_name(monkeypatch: pytest.MonkeyPatch) -> N
     assert Settings(_env_file=None).debug is True
 
 
+@pytest.mark.parametrize(
+    ("bare_name", "raw", "field"),
+    [
+        ("DATA_DIR", "/elsewhere", "data_dir"),
+        ("DEVICE", "cpu", "device"),
+        ("THEME", "dark", "theme"),
+        ("API_PORT", "9", "api_port"),
+        ("API_TOKEN", "a-token-from-another-program", "api_token"),
+        ("LOG_LEVEL", "DEBUG", "log_level"),
+        ("MODEL_PATH", "/models/other", "model_path"),
+    ],
+)
+def test_bare_field_names_are_not_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, bare_name: str, raw: str, field: str
+) -> None:
+    # Only OPHTHAI_<NAME> and the seed's six names are read: a DEVICE or DATA_DIR that
+    # the shell sets for another program must not move this one's data or model.
+    default = getattr(Settings(_env_file=None), field)
+    monkeypatch.setenv(bare_name, raw)
+    assert getattr(Settings(_env_file=None), field) == default
+    env = tmp_path / ".env"
+    env.write_text(f"{bare_name}={raw}\n")
+    monkeypatch.delenv(bare_name)
+    assert getattr(Settings(_env_file=env), field) == default
+
+
 def test_env_file(tmp_path: Path) -> None:
     env = tmp_path / ".env"
     env.write_text(
@@ -63,6 +89,12 @@ def test_env_example_lists_every_setting() -> None:
     example = (Path(__file__).parents[2] / ".env.example").read_text()
     for name in Settings.model_fields:
         assert f"OPHTHAI_{name.upper()}" in example, name
+
+
+def test_env_example_shows_the_defaults() -> None:
+    # "Values shown are the defaults": a copy of the example as .env changes nothing.
+    example = Path(__file__).parents[2] / ".env.example"
+    assert Settings(_env_file=example).model_dump() == Settings(_env_file=None).model_dump()
 
 
 def test_invalid_value_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
