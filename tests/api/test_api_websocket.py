@@ -18,8 +18,12 @@ from typing import Any, ClassVar
 import pytest
 from fastapi.testclient import TestClient
 from starlette.testclient import WebSocketTestSession
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
+from ophthai_desktop.api import create_app
 from ophthai_desktop.api.hub import WebSocketHub
+from ophthai_desktop.api.server import ApiServer
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.records import Actor
@@ -323,3 +327,26 @@ def test_stopping_the_hub_ends_every_client_and_unsubscribes() -> None:
         assert [f["event"] for f in socket.sent] == ["connected"]
 
     asyncio.run(scenario())
+
+
+def test_a_message_too_large_for_a_ping_closes_that_client_only(
+    sqlite_services: Application,
+) -> None:
+    """Clients only ever send pings. Parsing a 16 MiB message (uvicorn's default limit)
+    as JSON held the server's event loop, and every other client, for about a second."""
+    server = ApiServer(create_app(sqlite_services), "127.0.0.1", 0)
+    server.start()
+    url = server.url.replace("http://", "ws://") + "/api/notifications/ws"
+    try:
+        with connect(url, max_size=None, open_timeout=FRAME_TIMEOUT_S) as flooding:
+            flooding.recv(timeout=FRAME_TIMEOUT_S)  # connected
+            flooding.send("[" + "1," * 512 * 1024 + "1]")  # 1 MiB
+            with pytest.raises(ConnectionClosed) as closed:
+                flooding.recv(timeout=FRAME_TIMEOUT_S)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        with connect(url, open_timeout=FRAME_TIMEOUT_S) as other:
+            other.recv(timeout=FRAME_TIMEOUT_S)
+            other.send("ping")
+            assert json.loads(other.recv(timeout=FRAME_TIMEOUT_S))["event"] == "pong"
+    finally:
+        server.stop()
