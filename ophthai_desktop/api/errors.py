@@ -38,6 +38,7 @@ from ophthai_desktop.core.errors import (
     StorageError,
     UnsupportedMedia,
 )
+from ophthai_desktop.core.log_safety import safe_description
 
 log = logging.getLogger(__name__)
 
@@ -309,5 +310,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.error("unexpected %s while serving a request", type(exc).__name__, exc_info=exc)
+        # Its kind and where it was raised: its text and traceback can quote what it was
+        # given (a patient's name in pydantic's input_value, a file name).
+        log.error("unexpected error while serving a request: %s", safe_description(exc))
         return JSONResponse(error_body("internal error; see the application log"), status_code=500)

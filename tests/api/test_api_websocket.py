@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +32,7 @@ from tests.conftest import png_bytes
 
 NOTIFICATION_KEYS = {"id", "patientId", "message", "timestamp", "read", "type"}
 FRAME_TIMEOUT_S = 5.0
+SECRET_NAME = "Philomena Cunegonde"
 
 
 @pytest.fixture
@@ -350,3 +352,35 @@ def test_a_message_too_large_for_a_ping_closes_that_client_only(
             assert json.loads(other.recv(timeout=FRAME_TIMEOUT_S))["event"] == "pong"
     finally:
         server.stop()
+
+
+def test_an_event_that_cannot_be_encoded_is_logged_without_its_text(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A frame is a patient's record: pydantic's error for a value it refuses quotes it."""
+
+    def refuse(event: ev.Event, _base: str) -> dict[str, Any]:
+        if isinstance(event, ev.PatientDeleted):
+            raise ValueError(f"input_value={SECRET_NAME!r} ({event.patient_id})")
+        return {}
+
+    async def scenario() -> None:
+        bus = ev.EventBus()
+        hub = WebSocketHub(bus, refuse)
+        hub.start(asyncio.get_running_loop())
+        socket = FakeSocket()
+        serving = asyncio.create_task(hub.serve(socket, "http://x/"))  # type: ignore[arg-type]
+        await until(lambda: len(socket.sent) == 1)
+
+        bus.publish(ev.PatientDeleted(patient_id="pt-1"))
+        bus.publish(ev.ModelStateChanged(state="ready"))
+        await until(lambda: len(socket.sent) == 2)  # the stream goes on
+        await hub.stop()
+        await asyncio.wait_for(serving, FRAME_TIMEOUT_S)
+
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(scenario())
+
+    logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
+    assert "PatientDeleted" in logged and "ValueError" in logged
+    assert "Philomena" not in logged
