@@ -26,6 +26,7 @@ from ophthai_desktop.core.services.jobs import JobService
 from ophthai_desktop.core.services.patients import ImageLimits
 from ophthai_desktop.core.settings import Settings
 from ophthai_desktop.core.storage import Database, ImageStore
+from ophthai_desktop.core.storage.private import create_private_folder
 from ophthai_desktop.core.watcher import FolderWatcher
 from ophthai_desktop.core.worker import InferenceWorker
 
@@ -103,7 +104,7 @@ def exit_now(status: int) -> NoReturn:
 def build_application(settings: Settings | None = None, *, migrate: bool = True) -> Application:
     """Create the data folder, upgrade the database and wire the services."""
     settings = settings or Settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    create_private_folder(settings.data_dir)
     db = Database(settings.resolved_database_url, echo=False)
     if migrate:
         db.upgrade()

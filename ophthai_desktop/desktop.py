@@ -30,6 +30,7 @@ from ophthai_desktop.bootstrap import (
 )
 from ophthai_desktop.core.errors import OphthaiError
 from ophthai_desktop.core.settings import Settings, check_api_binding
+from ophthai_desktop.core.storage.private import create_private_folder
 from ophthai_desktop.ui.context import ApiState
 from ophthai_desktop.ui.controllers.server import ServerControl, ServerOptions
 from ophthai_desktop.ui.priority import lower_current_thread_priority
@@ -269,7 +270,7 @@ def instance_lock(data_dir: Path) -> QLockFile:
     the process that held it is gone (a crash, a kill)."""
     from PySide6.QtCore import QLockFile
 
-    data_dir.mkdir(parents=True, exist_ok=True)
+    create_private_folder(data_dir)
     lock = QLockFile(str(data_dir / INSTANCE_LOCK))
     lock.setStaleLockTime(0)  # never stale by age: only when its process is gone
     return lock

@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import WebSocket, WebSocketDisconnect
 
 from ophthai_desktop.core.events import Event, EventBus
+from ophthai_desktop.core.log_safety import safe_description
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,10 @@ class WebSocketHub:
                         if data is None
                         else json.dumps({"event": event.name, "data": data}, ensure_ascii=False)
                     )
-                except Exception:
-                    log.exception("could not serialise %s", type(event).__name__)
+                except Exception as exc:  # its text may quote a patient's record
+                    log.error(
+                        "could not serialise %s: %s", type(event).__name__, safe_description(exc)
+                    )
                     frames[client.base_url] = None
             frame = frames[client.base_url]
             if frame is None:

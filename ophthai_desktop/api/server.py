@@ -17,6 +17,12 @@ class ServerStartError(RuntimeError):
     """The server could not start (port in use, address not available)."""
 
 
+#: The largest WebSocket message a client may send (larger ones close the connection with
+#: 1009). Clients only send pings; uvicorn's default, 16 MiB, let one client hold the
+#: server's event loop (every request and WebSocket) for about a second per message
+#: while it was parsed as JSON.
+WS_MAX_MESSAGE_BYTES = 64 * 1024
+
 #: A ``token=`` query value in a logged request line (browsers send the API token so on
 #: the WebSocket, and uvicorn logs each WebSocket's path with its query).
 TOKEN_IN_QUERY = re.compile(r"(?i)((?:^|[?&])token=)[^&\s\"']*")
@@ -63,6 +69,7 @@ class ApiServer:
             access_log=False,
             lifespan="on",
             ws="websockets-sansio",
+            ws_max_size=WS_MAX_MESSAGE_BYTES,
             timeout_graceful_shutdown=5,
         )
         self._server = uvicorn.Server(self._config)

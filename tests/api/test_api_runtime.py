@@ -270,6 +270,29 @@ def test_an_unexpected_error_is_a_json_500(
     assert "a bug" not in response.text
 
 
+def test_an_unexpected_error_is_logged_without_its_text(
+    sqlite_services: Application, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An exception's text can quote what it was given: pydantic's ``input_value``, a
+    file name, a dictionary key. The log says what kind of error and where, not that."""
+
+    def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise KeyError(SECRET_NAME)
+
+    monkeypatch.setattr(sqlite_services.patients, "get_patient", broken)
+
+    with (
+        caplog.at_level(logging.DEBUG),
+        LoopbackClient(create_app(sqlite_services), raise_server_exceptions=False) as client,
+    ):
+        response = client.get("/api/patients/pt-1")
+
+    assert response.status_code == 500
+    logged = server_log(caplog)
+    assert "KeyError" in logged and "in broken" in logged  # what and where, for a fix
+    assert "Philomena" not in logged
+
+
 # Docs and health -------------------------------------------------------------------------
 
 

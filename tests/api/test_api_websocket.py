@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,8 +19,12 @@ from typing import Any, ClassVar
 import pytest
 from fastapi.testclient import TestClient
 from starlette.testclient import WebSocketTestSession
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
+from ophthai_desktop.api import create_app
 from ophthai_desktop.api.hub import WebSocketHub
+from ophthai_desktop.api.server import ApiServer
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.records import Actor
@@ -27,6 +32,7 @@ from tests.conftest import png_bytes
 
 NOTIFICATION_KEYS = {"id", "patientId", "message", "timestamp", "read", "type"}
 FRAME_TIMEOUT_S = 5.0
+SECRET_NAME = "Philomena Cunegonde"
 
 
 @pytest.fixture
@@ -323,3 +329,58 @@ def test_stopping_the_hub_ends_every_client_and_unsubscribes() -> None:
         assert [f["event"] for f in socket.sent] == ["connected"]
 
     asyncio.run(scenario())
+
+
+def test_a_message_too_large_for_a_ping_closes_that_client_only(
+    sqlite_services: Application,
+) -> None:
+    """Clients only ever send pings. Parsing a 16 MiB message (uvicorn's default limit)
+    as JSON held the server's event loop, and every other client, for about a second."""
+    server = ApiServer(create_app(sqlite_services), "127.0.0.1", 0)
+    server.start()
+    url = server.url.replace("http://", "ws://") + "/api/notifications/ws"
+    try:
+        with connect(url, max_size=None, open_timeout=FRAME_TIMEOUT_S) as flooding:
+            flooding.recv(timeout=FRAME_TIMEOUT_S)  # connected
+            flooding.send("[" + "1," * 512 * 1024 + "1]")  # 1 MiB
+            with pytest.raises(ConnectionClosed) as closed:
+                flooding.recv(timeout=FRAME_TIMEOUT_S)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        with connect(url, open_timeout=FRAME_TIMEOUT_S) as other:
+            other.recv(timeout=FRAME_TIMEOUT_S)
+            other.send("ping")
+            assert json.loads(other.recv(timeout=FRAME_TIMEOUT_S))["event"] == "pong"
+    finally:
+        server.stop()
+
+
+def test_an_event_that_cannot_be_encoded_is_logged_without_its_text(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A frame is a patient's record: pydantic's error for a value it refuses quotes it."""
+
+    def refuse(event: ev.Event, _base: str) -> dict[str, Any]:
+        if isinstance(event, ev.PatientDeleted):
+            raise ValueError(f"input_value={SECRET_NAME!r} ({event.patient_id})")
+        return {}
+
+    async def scenario() -> None:
+        bus = ev.EventBus()
+        hub = WebSocketHub(bus, refuse)
+        hub.start(asyncio.get_running_loop())
+        socket = FakeSocket()
+        serving = asyncio.create_task(hub.serve(socket, "http://x/"))  # type: ignore[arg-type]
+        await until(lambda: len(socket.sent) == 1)
+
+        bus.publish(ev.PatientDeleted(patient_id="pt-1"))
+        bus.publish(ev.ModelStateChanged(state="ready"))
+        await until(lambda: len(socket.sent) == 2)  # the stream goes on
+        await hub.stop()
+        await asyncio.wait_for(serving, FRAME_TIMEOUT_S)
+
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(scenario())
+
+    logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
+    assert "PatientDeleted" in logged and "ValueError" in logged
+    assert "Philomena" not in logged

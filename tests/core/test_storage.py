@@ -12,10 +12,13 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
+from ophthai_desktop.bootstrap import build_application
 from ophthai_desktop.core.errors import NotFound
+from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.storage import Database, ImageStore
 from ophthai_desktop.core.storage import models as m
 from ophthai_desktop.core.storage.images import STALE_STAGING_S
+from tests.conftest import make_settings
 from tests.support.images import png_bytes
 
 TABLES = {
@@ -82,6 +85,48 @@ def test_sqlite_runs_wal_with_foreign_keys(tmp_path: Path) -> None:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
     db.dispose()
+
+
+only_posix = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+
+
+def other_users_may(path: Path) -> int:
+    """The permission bits a file or folder gives its group and everyone else."""
+    return path.stat().st_mode & 0o077
+
+
+@only_posix
+def test_the_data_folder_and_database_are_private_to_their_owner(tmp_path: Path) -> None:
+    """Patient names and birth dates: other accounts on the workstation read nothing,
+    whatever the umask (the image store's files already were the owner's only)."""
+    old_umask = os.umask(0o022)
+    try:
+        application = build_application(make_settings(tmp_path))
+    finally:
+        os.umask(old_umask)
+    try:
+        data = application.settings.data_dir
+        # A write in WAL mode: the -wal and -shm files exist until the database closes.
+        application.patients.create_patient({"name": "Jane Doe"}, actor=Actor("t", "gui"))
+        database_files = sorted(data.glob("ophthai.db*"))
+        assert {p.name for p in database_files} >= {"ophthai.db", "ophthai.db-wal"}
+        assert {p.name: other_users_may(p) for p in [data, *database_files]} == {
+            p.name: 0 for p in [data, *database_files]
+        }
+    finally:
+        application.close()
+
+
+@only_posix
+def test_a_database_left_readable_by_others_is_made_private(tmp_path: Path) -> None:
+    path = tmp_path / "ophthai.db"
+    Database(f"sqlite:///{path.as_posix()}").upgrade()
+    path.chmod(0o644)
+
+    Database(f"sqlite:///{path.as_posix()}")
+
+    assert other_users_may(path) == 0
+    assert path.stat().st_mode & 0o600 == 0o600
 
 
 def test_foreign_keys_are_enforced(db_url: str) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ophthai_desktop.core.errors import StorageError
+from ophthai_desktop.core.storage.private import make_database_private
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class Database:
             database = self.url.database
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
+                if not database.startswith("file:"):  # an SQLite URI names no plain path
+                    make_database_private(Path(database))
             # Sessions never cross threads, but the pool hands connections to any thread.
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
             kwargs["pool_size"] = 8

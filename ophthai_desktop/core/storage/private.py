@@ -1,0 +1,56 @@
+"""Patient data at rest is readable by its owner only (POSIX modes; on Windows the
+user's profile folder is what keeps it private).
+
+The database holds names and birth dates: another account on the workstation must not
+read it, whatever the umask. (The image store's files are owner-only as ``mkstemp``
+makes them; the settings file, which can hold the API token, is written so too.)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: A folder this application creates for patient data.
+PRIVATE_FOLDER_MODE = 0o700
+#: The database file (and SQLite's -wal, -shm and -journal beside it).
+PRIVATE_FILE_MODE = 0o600
+#: What SQLite keeps beside the database file while it is open.
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def create_private_folder(path: Path) -> None:
+    """Create the data folder (and its parents) if missing, readable by its owner only.
+
+    A folder that already exists keeps its mode: one chosen with ``OPHTHAI_DATA_DIR``
+    may be shared on purpose (a watch folder inside it that a device's account writes).
+    """
+    path.mkdir(mode=PRIVATE_FOLDER_MODE, parents=True, exist_ok=True)
+
+
+def make_database_private(database: Path) -> None:
+    """Create the SQLite file owner-only before SQLite does (SQLite would follow the
+    umask, usually 0644), or take group and others' access away from an existing one
+    and its companions: SQLite gives new -wal and -shm files the database's mode."""
+    if os.name != "posix":
+        return
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+        return
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # SQLite says why it cannot open it
+    for path in (database, *(Path(f"{database}{suffix}") for suffix in SQLITE_COMPANIONS)):
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if mode & 0o077:
+                path.chmod(mode & ~0o077)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # not ours to change (another account's file)
+            log.warning("the database file could not be made private: %s", exc.strerror)
