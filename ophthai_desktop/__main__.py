@@ -72,7 +72,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
     settings = Settings(**overrides)  # type: ignore[arg-type]
     _configure_logging("DEBUG" if settings.debug else settings.log_level)
     try:
-        check_api_binding(settings.api_host, settings.api_token)
+        check_api_binding(settings.api_host, settings.api_token, settings.cors_origins)
     except OphthaiError as exc:
         print(f"ophthai serve: {exc.message}", file=sys.stderr)
         return 2

@@ -131,7 +131,7 @@ class Desktop:
         lower_current_thread_priority()
         settings = self.settings
         try:
-            check_api_binding(settings.api_host, settings.api_token)
+            check_api_binding(settings.api_host, settings.api_token, settings.cors_origins)
             from ophthai_desktop.api.app import create_app
             from ophthai_desktop.api.server import ApiServer, ServerStartError
 
@@ -168,7 +168,7 @@ class Desktop:
         self.stop_api_server()
         settings = self.settings
         host = options.host
-        check_api_binding(host, options.token)
+        check_api_binding(host, options.token, settings.cors_origins)
         from ophthai_desktop.api.app import create_app
         from ophthai_desktop.api.server import ApiServer, ServerStartError
 

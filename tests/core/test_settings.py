@@ -127,3 +127,13 @@ def test_lan_binding_needs_a_token() -> None:
     with pytest.raises(InvalidInput, match="too short"):
         check_api_binding("0.0.0.0", "short")
     check_api_binding("0.0.0.0", "a-long-enough-token-value")
+
+
+def test_every_origin_needs_a_token_even_on_loopback() -> None:
+    with pytest.raises(InvalidInput, match=r"CORS_ORIGINS=\*") as caught:
+        check_api_binding("127.0.0.1", None, ["http://localhost:3000", "*"])
+    assert caught.value.field == "cors_origins"
+    with pytest.raises(InvalidInput, match="CORS_ORIGINS"):
+        check_api_binding("127.0.0.1", "  ", ["*"])
+    check_api_binding("127.0.0.1", "any-token", ["*"])
+    check_api_binding("127.0.0.1", None, ["http://localhost:3000"])

@@ -273,6 +273,25 @@ def test_serving_beyond_loopback_without_a_token_is_refused(tmp_path: Path, wher
     assert "Traceback" not in result.stderr
 
 
+def test_every_origin_without_a_token_is_refused(tmp_path: Path) -> None:
+    """CORS_ORIGINS=* without a token would let any web page the clinician opens read
+    patient data through the loopback API."""
+    serve = ["serve", "--port", str(free_port()), "--data-dir", str(tmp_path / "data")]
+    result = subprocess.run(
+        [sys.executable, "-m", "ophthai_desktop", *serve],
+        cwd=tmp_path,
+        env={**clean_env(), "OPHTHAI_CORS_ORIGINS": "*"},
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+    )
+
+    assert result.returncode == 2
+    assert "CORS_ORIGINS=*" in result.stderr and "OPHTHAI_API_TOKEN" in result.stderr
+    assert "listening on" not in result.stdout
+    assert "Traceback" not in result.stderr
+
+
 def test_version(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "ophthai_desktop", "--version"],

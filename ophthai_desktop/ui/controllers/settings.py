@@ -154,8 +154,8 @@ def validate(current: Settings, changes: Mapping[str, Any]) -> Settings:
         error = exc.errors()[0]
         field = str(error["loc"][0]) if error["loc"] else None
         raise InvalidInput(error["msg"], field=field) from exc
-    if changed & {"api_host", "api_token"}:
-        check_api_binding(updated.api_host, updated.api_token)
+    if changed & {"api_host", "api_token", "cors_origins"}:
+        check_api_binding(updated.api_host, updated.api_token, updated.cors_origins)
     folder = updated.resolved_watch_folder
     if (
         changed & {"watch_folder_enabled", "watch_folder_path"}
