@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
+from ophthai_desktop.core.log_safety import safe_description
+
 log = logging.getLogger(__name__)
 
 
@@ -308,5 +310,8 @@ class EventBus:
         for subscriber in self._subscribers:  # a snapshot: the tuple is replaced, not mutated
             try:
                 subscriber(event)
-            except Exception:
-                log.exception("event subscriber failed on %s", type(event).__name__)
+            except Exception as exc:
+                # Not its text: a subscriber's error can quote the event's record (a name).
+                log.error(
+                    "event subscriber failed on %s: %s", type(event).__name__, safe_description(exc)
+                )

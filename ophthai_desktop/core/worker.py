@@ -42,6 +42,7 @@ from ophthai_desktop.core.events import (
 )
 from ophthai_desktop.core.inference.engine import EngineStatus, GenerationResult, ModelState
 from ophthai_desktop.core.inference.parsing import StreamPhases
+from ophthai_desktop.core.log_safety import safe_description
 from ophthai_desktop.core.records import JobRecord
 from ophthai_desktop.core.services.jobs import JobService
 
@@ -379,8 +380,13 @@ class InferenceWorker:
                 if isinstance(exc, SQLAlchemyError)
                 else f"{type(exc).__name__}: {exc}"
             )
-            log.error("analysis job %d failed unexpectedly: %s", job.id, reason)
-            self._record_failure(job.id, f"unexpected error: {reason}")
+            # The job keeps the text (the clinician sees it); the log only its kind and
+            # where it was raised, as a text can quote what the job read.
+            safe = safe_description(exc)
+            log.error("analysis job %d failed unexpectedly: %s", job.id, safe)
+            self._record_failure(
+                job.id, f"unexpected error: {reason}", logged=f"unexpected error: {safe}"
+            )
         finally:
             with self._current_lock:
                 self._current = None
@@ -393,9 +399,9 @@ class InferenceWorker:
             return False
         return True
 
-    def _record_failure(self, job_id: int, reason: str) -> None:
+    def _record_failure(self, job_id: int, reason: str, *, logged: str | None = None) -> None:
         try:
-            self._jobs.fail(job_id, reason)
+            self._jobs.fail(job_id, reason, logged=logged)
         except NotFound:
             log.info("analysis job %d ended after its patient was deleted", job_id)
 

@@ -17,6 +17,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 
 from ophthai_desktop.core.errors import OphthaiError
+from ophthai_desktop.core.log_safety import safe_description
 from ophthai_desktop.ui.messages import describe
 from ophthai_desktop.ui.priority import lower_current_thread_priority
 
@@ -47,7 +48,8 @@ class _Task(QRunnable):
         except OphthaiError as exc:
             self._relay.failed.emit(self._task_id, exc)
         except Exception as exc:
-            log.exception("a background task failed")
+            # Not its text or traceback: a task's error can quote what it read (a name).
+            log.error("a background task failed: %s", safe_description(exc))
             self._relay.failed.emit(self._task_id, exc)
         else:
             self._relay.finished.emit(self._task_id, value)

@@ -3,9 +3,12 @@ patient after their deletion."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import UTC, datetime
 from types import SimpleNamespace
+
+import pytest
 
 from ophthai_desktop.core.events import (
     AnalysisFinished,
@@ -54,6 +57,24 @@ def test_failing_subscriber_does_not_stop_others_and_unsubscribe_works() -> None
     unsubscribe()
     bus.publish(NotificationDeleted(2))
     assert got == [NotificationDeleted(1)]
+
+
+def test_a_failing_subscriber_is_logged_without_its_text(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A subscriber's error can quote the record it was given (a patient's name)."""
+    bus = EventBus()
+
+    def broken(_event: object) -> None:
+        raise ValueError("cannot show Jane Doeling")
+
+    bus.subscribe(broken)
+    with caplog.at_level(logging.ERROR, logger="ophthai_desktop.core.events"):
+        bus.publish(NotificationDeleted(1))
+
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "subscriber failed on NotificationDeleted: ValueError at " in logged
+    assert "Doeling" not in logged and all(r.exc_info is None for r in caplog.records)
 
 
 def test_events_have_wire_names() -> None:

@@ -500,6 +500,26 @@ def test_a_scan_whose_image_file_is_gone_fails_its_analysis(
     assert "missing" in (app.jobs.get_job(job.id).error or "")
 
 
+def test_an_unexpected_error_keeps_its_text_in_the_job_not_in_the_log(
+    sqlite_services: Application, actor: Actor, running: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The clinician sees the error's text on the job; the log gets its kind and where it
+    was raised, as a text can quote what the job read (a patient's name)."""
+    app = sqlite_services
+    patient_id = app.patients.create_patient(
+        {"name": "Queue Patient"}, actor=actor, image=NewImage(png_bytes())
+    ).id
+    running(ScriptedEngine(DME, fail_with=RuntimeError("no room for Jane Doeling's scan")))
+    with caplog.at_level(logging.INFO):
+        job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+        _wait(lambda: app.jobs.get_job(job.id).state == "failed")
+
+    assert "Jane Doeling" in (app.jobs.get_job(job.id).error or "")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert f"analysis job {job.id} failed unexpectedly: RuntimeError at " in logged
+    assert "Doeling" not in logged
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_a_scan_whose_stored_image_is_damaged_fails_with_a_reason(
     sqlite_services: Application, actor: Actor, running: Any, damage: str

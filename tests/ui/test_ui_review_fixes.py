@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
+from ophthai_desktop.ui.tasks import TaskRunner
 from tests.ui.conftest import Maker
 
 ACTOR = Actor("review", "gui")
@@ -60,3 +64,25 @@ def test_slow_work_does_not_hold_up_opening_a_patient(qtbot: QtBot, make_gui: Ma
         qtbot.waitUntil(lambda: gui.patient_page.name.text() == "Prompt Open", timeout=2000)
     finally:
         release.set()
+
+
+def test_a_failed_background_task_is_logged_without_its_text(
+    qtbot: QtBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A task's error can quote what it read (a patient's name): the log gets its kind
+    and where it was raised; the task's own error handler still gets the exception."""
+    runner = TaskRunner()
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        raise KeyError("Jane Doeling")
+
+    with caplog.at_level(logging.ERROR, logger="ophthai_desktop.ui.tasks"):
+        runner.submit(read, on_error=errors.append)
+        qtbot.waitUntil(lambda: bool(errors))
+    runner.shutdown()
+
+    assert isinstance(errors[0], KeyError) and "Doeling" in str(errors[0])
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "a background task failed: KeyError at " in logged
+    assert "Doeling" not in logged and all(r.exc_info is None for r in caplog.records)

@@ -491,8 +491,10 @@ class JobService:
             self._bus.publish(event)
         return record
 
-    def fail(self, job_id: int, reason: str) -> None:
+    def fail(self, job_id: int, reason: str, *, logged: str | None = None) -> None:
         """The job failed; ``reason`` is for the clinician (no patient identifiers).
+        ``logged``: what the log says instead, where ``reason`` quotes an exception's
+        text (which can quote what the job read).
 
         Raises:
             NotFound: The job is gone (its patient was deleted meanwhile).
@@ -500,7 +502,7 @@ class JobService:
         patient_id = self._end(
             job_id, state=JobState.FAILED.value, error=reason[:2000], finished_at=datetime.now(UTC)
         )
-        log.warning("analysis job %d failed: %s", job_id, reason)
+        log.warning("analysis job %d failed: %s", job_id, reason if logged is None else logged)
         self._bus.publish(AnalysisFailed(job_id, patient_id, reason))
 
     def mark_cancelled(self, job_id: int) -> None:
