@@ -457,9 +457,9 @@ def test_upgrading_from_each_earlier_revision_keeps_every_row(
 
 def test_a_database_from_a_newer_version_is_refused_with_a_clear_error(db_url: str) -> None:
     """A database an upgraded app has migrated past this version's newest revision
-    (the app was then reinstalled at an older version, or two workstations share one
-    PostgreSQL database). Before, Alembic's CommandError ("Can't locate revision")
-    came out of the start as a crash; nothing may be changed or downgraded."""
+    (an older version was then installed over it). Before, Alembic's CommandError
+    ("Can't locate revision") came out of the start as a crash; nothing may be changed
+    or downgraded."""
     db = Database(db_url)
     db.upgrade()
     _fill(db, REVISIONS[-1])
