@@ -705,6 +705,62 @@ def test_a_job_ended_while_its_patient_is_deleted_is_one_or_the_other(
         app.jobs.get_job(job.id)
 
 
+@pytest.mark.parametrize("ending", ["fail", "mark_cancelled"])
+def test_a_job_ended_as_its_patient_is_deleted_is_announced_once(
+    app_services: Application, actor: Actor, ending: str
+) -> None:
+    """The deletion runs between the job's end being written and its commit. Before, on
+    PostgreSQL the deletion (not locked out: the job's end did not lock the patient)
+    read the job still running and announced it cancelled, after the worker had
+    announced its end: two ends of one analysis for clients (analysis_failed then
+    analysis_cancelled). Now the deletion waits for the job's end and leaves it be."""
+    app = app_services
+    seen = _events(app)
+    patient_id = _patient_with_scan(app, actor)
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    assert app.jobs.claim_next() is not None
+
+    def delete() -> None:
+        app.patients.delete_patient(patient_id, actor=actor)
+
+    with meanwhile(app, "UPDATE jobs", delete):
+        if ending == "fail":
+            app.jobs.fail(job.id, "the GPU fell off the bus")
+        else:
+            app.jobs.mark_cancelled(job.id)
+    assert not app.patients.exists(patient_id)
+    ended = [
+        e
+        for e in seen
+        if isinstance(e, ev.AnalysisFailed | ev.AnalysisCancelled) and e.job_id == job.id
+    ]
+    assert len(ended) == 1
+    expected = ev.AnalysisFailed if ending == "fail" else ev.AnalysisCancelled
+    assert isinstance(ended[0], expected)
+    deleted = next(i for i, e in enumerate(seen) if isinstance(e, ev.PatientDeleted))
+    assert seen.index(ended[0]) < deleted
+
+
+def test_a_queued_job_cancelled_as_its_patient_is_deleted_is_announced_once(
+    app_services: Application, actor: Actor
+) -> None:
+    """As above, for a queued analysis someone cancels: before, on PostgreSQL the
+    deletion announced it cancelled a second time."""
+    app = app_services
+    seen = _events(app)
+    patient_id = _patient_with_scan(app, actor)
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+
+    def delete() -> None:
+        app.patients.delete_patient(patient_id, actor=actor)
+
+    with meanwhile(app, "UPDATE jobs", delete):
+        assert app.jobs.request_cancel(job.id, actor=actor).state == "cancelled"
+    assert not app.patients.exists(patient_id)
+    ended = [e for e in seen if isinstance(e, ev.AnalysisCancelled) and e.job_id == job.id]
+    assert len(ended) == 1
+
+
 class _RaceEngine(ScriptedEngine):
     """Ends the analysis (failing, or cancelled), and has the patient deleted by another
     thread as the worker records that end: at the worker's next statement on the jobs."""

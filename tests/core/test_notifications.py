@@ -8,6 +8,7 @@ from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.errors import InvalidInput, NotFound
 from ophthai_desktop.core.records import Actor
+from tests.support.races import meanwhile
 
 
 def test_lifecycle(app_services: Application, actor: Actor) -> None:
@@ -86,3 +87,41 @@ def test_an_empty_patient_id_is_invalid_not_an_unknown_patient(
 
     assert created.value.field == listed.value.field == "patient_id"
     assert service.list_notifications().total == 0
+
+
+@pytest.mark.parametrize("change", ["create", "mark_read", "mark_unread", "delete"])
+def test_a_notification_changed_as_its_patient_is_deleted_is_not_found_or_done_first(
+    app_services: Application, actor: Actor, change: str
+) -> None:
+    """The patient is deleted between the service's look at the patient (or at the
+    notification) and its write. Before, the write found the row gone: SQLAlchemy's
+    IntegrityError (creating) or StaleDataError (marking) came out of the service, an
+    "unexpected error" in the window; deleting said the notification was deleted a
+    second time. Now either the change comes first or the notification is not found."""
+    app = app_services
+    service = app.notifications
+    seen: list[ev.Event] = []
+    app.bus.subscribe(seen.append)
+    patient = app.patients.create_patient({"name": "N"}, actor=actor)
+    note = service.create_notification("scan ready", patient_id=patient.id, actor=actor)
+    if change == "mark_unread":
+        service.mark_read(note.id, actor=actor)
+    marker = "FROM patients" if change == "create" else "notifications"
+
+    def delete() -> None:
+        app.patients.delete_patient(patient.id, actor=actor)
+
+    with meanwhile(app, marker, delete):
+        try:
+            if change == "create":
+                service.create_notification("later", patient_id=patient.id, actor=actor)
+            elif change == "delete":
+                service.delete_notification(note.id, actor=actor)
+            else:
+                service.mark_read(note.id, actor=actor, read=change == "mark_read")
+        except NotFound:
+            pass
+    assert not app.patients.exists(patient.id)
+    assert service.list_notifications().total == 0
+    deleted = [e.notification_id for e in seen if isinstance(e, ev.NotificationDeleted)]
+    assert len(deleted) == len(set(deleted))

@@ -813,3 +813,27 @@ def test_a_change_announced_after_the_patients_deletion_brings_nothing_back(
 
     again = service.create_patient({"name": "Again"}, actor=actor, patient_id=patient_id)
     assert isinstance(seen[-1], ev.PatientCreated) and seen[-1].patient == again
+
+
+def test_two_creations_under_one_chosen_id_at_once_make_one_patient(
+    app_services: Application, actor: Actor
+) -> None:
+    """A client choosing the id (the API) and another creating it at the same moment,
+    between the first's look for the id and its insert: one patient, with the first
+    creator's image and nothing of the second's, and a Conflict for the second, on
+    PostgreSQL too (whose insert waits for the other's commit, then fails on the key)."""
+    app = app_services
+    created: list[Any] = []
+
+    def other() -> None:
+        created.append(
+            app.patients.create_patient({"name": "First"}, actor=actor, patient_id="pt-x")
+        )
+
+    with meanwhile(app, "FROM patients", other), pytest.raises(Conflict, match="already exists"):
+        app.patients.create_patient(
+            {"name": "Second"}, actor=actor, patient_id="pt-x", image=NewImage(png_bytes((9, 9)))
+        )
+    assert [p.name for p in created] == ["First"]
+    assert app.patients.get_patient("pt-x").name == "First"
+    assert app.patients.list_scans("pt-x") == ()

@@ -34,6 +34,7 @@ from ophthai_desktop.core.services.ingest import (
 from ophthai_desktop.core.storage import models as m
 from ophthai_desktop.core.watcher import PROC_FDS
 from tests.support.images import jpeg_bytes, png_bytes
+from tests.support.races import meanwhile
 from tests.support.watch_folder import (
     EventLog,
     build_watch_app,
@@ -611,6 +612,40 @@ def test_a_file_that_breaks_its_batch_fails_alone(
     assert patient_count(app) == 2
     assert (layout.root / "bad.png").exists()  # left where it was, nothing half-made
     assert sorted(p.name for p in layout.processed.iterdir()) == ["good-1.png", "good-2.png"]
+
+
+@pytest.mark.parametrize("demo_mode", [True, False], ids=["demo", "known-only"])
+def test_a_file_for_a_patient_deleted_as_it_is_attached_is_dealt_with(
+    app: Application, actor: Actor, demo_mode: bool
+) -> None:
+    """The patient the file name names is deleted between the group commit's look at
+    them and its write. Before, the write found no row: SQLAlchemy's StaleDataError
+    came out, the watcher logged an error and left the file in the folder until it
+    changed. The commit now locks the patients it attaches to first, as every other
+    change to a patient does: the file is attached before the deletion (which then
+    removes that scan with the patient), or finds no such patient."""
+    app.ingest.demo_mode = demo_mode
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    patient = app.patients.create_patient({"name": "Leaving Patient"}, actor=actor)
+    name = f"{patient.id}_OD.png"
+    (layout.root / name).write_bytes(png_bytes((24, 24), (9, 9, 9)))
+
+    def delete() -> None:
+        app.patients.delete_patient(patient.id, actor=actor)
+
+    with meanwhile(app, "FROM patients", delete):
+        result = app.ingest.ingest_file(layout.root / name, layout)
+
+    assert not app.patients.exists(patient.id)
+    assert not (layout.root / name).exists()  # dealt with, not left to fail again
+    if result.outcome is IngestOutcome.ATTACHED:  # first: deleted with the patient
+        assert result.patient_id == patient.id and app.jobs.list_jobs().total == 0
+        assert (layout.processed / name).is_file()
+    elif demo_mode:  # no such patient: a demo patient of its own
+        assert result.outcome is IngestOutcome.INGESTED and patient_count(app) == 1
+    else:
+        assert result.outcome is IngestOutcome.FAILED and (layout.failed / name).is_file()
 
 
 def test_a_name_taken_in_processed_gets_a_number(app: Application) -> None:

@@ -857,15 +857,10 @@ class IngestService:
                 row.sha256: row
                 for row in connection.execute(_KNOWN, {"hashes": [i.sha256 for i in batch]})
             }
+            # Locked, as every change to a patient locks them: one deleted meanwhile is
+            # either attached to first (and its scan goes with them) or not found.
             target_ids = {item.target_id for item in batch if item.target_id}
-            targets = {
-                row.id: row
-                for row in (
-                    session.scalars(select(m.Patient).where(m.Patient.id.in_(target_ids)))
-                    if target_ids
-                    else ()
-                )
-            }
+            targets = {row.id: row for row in PatientService.lock_all_in(session, target_ids)}
             for item in batch:
                 record = records.get(item.sha256)
                 if record is not None and record.outcome != IngestOutcome.FAILED:

@@ -522,8 +522,11 @@ class JobService:
         One statement, as :meth:`claim_next`'s: read first and written at the commit,
         a job deleted with its patient in between came out as SQLAlchemy's
         ``StaleDataError`` instead of :class:`NotFound`.
+
+        Its patient is locked first (see :meth:`_lock_patient_of`).
         """
         with self._db.session() as session:
+            self._lock_patient_of(session, job_id)
             ended = session.execute(
                 update(m.Job).where(m.Job.id == job_id).values(**values).returning(m.Job.patient_id)
             ).first()
@@ -538,6 +541,7 @@ class JobService:
             Conflict: The job already ended.
         """
         with self._db.session() as session:
+            self._lock_patient_of(session, job_id)
             # One statement that applies only while the job is still queued, as
             # claim_next's: a job the worker claims at the same moment is either
             # cancelled before it runs or asked to stop, never both run and "cancelled".
@@ -560,6 +564,28 @@ class JobService:
         else:
             self._bus.publish(AnalysisCancelRequested(job_id))
         return record
+
+    @staticmethod
+    def _lock_patient_of(session: Session, job_id: int) -> None:
+        """Lock the job's patient, if it has one, before the job's end is written.
+
+        As :meth:`complete` and a deletion lock the patient first: the deletion either
+        sees the job ended (and leaves announcing its end to whoever ended it) or comes
+        first (the job is gone). Unlocked, on PostgreSQL the deletion read the job still
+        open while its end was written but not yet committed, and announced it
+        cancelled after the end had been announced: two ends of one analysis.
+
+        Raises:
+            NotFound: The job is gone (its patient was deleted meanwhile).
+        """
+        owner = session.execute(select(m.Job.patient_id).where(m.Job.id == job_id)).first()
+        if owner is None:
+            raise NotFound(f"job {job_id} not found")
+        if owner.patient_id is not None:
+            try:
+                PatientService.lock_in(session, owner.patient_id)
+            except NotFound as exc:
+                raise NotFound(f"job {job_id} not found") from exc
 
     @staticmethod
     def _get(session: Session, job_id: int) -> m.Job:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ophthai_desktop.core.domain import NotificationType
@@ -21,6 +21,7 @@ from ophthai_desktop.core.paging import fetch_page
 from ophthai_desktop.core.records import Actor, NotificationRecord, Page
 from ophthai_desktop.core.services.audit import AuditService
 from ophthai_desktop.core.services.patient_fields import check_patient_reference
+from ophthai_desktop.core.services.patients import PatientService
 from ophthai_desktop.core.storage import Database
 from ophthai_desktop.core.storage import models as m
 from ophthai_desktop.core.storage.to_records import notification_record
@@ -44,7 +45,12 @@ class NotificationService:
         actor: Actor,
     ) -> NotificationRecord:
         """Persist a notification and publish :class:`NotificationCreated`."""
+        check_patient_reference(patient_id)
         with self._db.session() as session:
+            if patient_id is not None:
+                # Locked, as a deletion locks the patient: one deleted meanwhile is
+                # deleted after this commit (with the notification) or not found.
+                PatientService.lock_in(session, patient_id)
             record = self.create_in(session, message, type=type, patient_id=patient_id)
             AuditService.record(session, actor, "create", "notification", record.id)
         self._bus.publish(NotificationCreated(record))
@@ -134,10 +140,19 @@ class NotificationService:
         """Mark the notification read (or, with ``read=False``, unread again); a
         notification already so is left alone, and nothing is announced."""
         with self._db.session() as session:
-            row = self._get(session, notification_id)
-            changed = row.read != read
-            if changed:
-                row.read = read
+            # One statement, as the job queue's: read first and written at the commit,
+            # a notification deleted with its patient in between came out as
+            # SQLAlchemy's StaleDataError instead of NotFound.
+            row = session.scalars(
+                update(m.Notification)
+                .where(m.Notification.id == notification_id, m.Notification.read != read)
+                .values(read=read)
+                .returning(m.Notification)
+            ).first()
+            changed = row is not None
+            if row is None:
+                row = self._get(session, notification_id)
+            else:
                 AuditService.record(
                     session, actor, "update", "notification", row.id, {"read": read}
                 )
@@ -162,8 +177,20 @@ class NotificationService:
 
     def delete_notification(self, notification_id: int, *, actor: Actor) -> None:
         with self._db.session() as session:
-            row = self._get(session, notification_id)
-            session.delete(row)
+            patient_id = self._get(session, notification_id).patient_id
+            if patient_id is not None:
+                # Its patient first, as their deletion locks them: that deletion either
+                # comes first (the notification is gone) or reads it gone, and does not
+                # announce it deleted a second time.
+                try:
+                    PatientService.lock_in(session, patient_id)
+                except NotFound as exc:
+                    raise NotFound(f"notification {notification_id} not found") from exc
+            deleted = session.execute(
+                delete(m.Notification).where(m.Notification.id == notification_id)
+            )
+            if int(getattr(deleted, "rowcount", 0) or 0) != 1:
+                raise NotFound(f"notification {notification_id} not found")
             AuditService.record(session, actor, "delete", "notification", notification_id)
         self._bus.publish(NotificationDeleted(notification_id))
 

@@ -785,6 +785,22 @@ class PatientService:
         return row
 
     @staticmethod
+    def lock_all_in(session: Session, patient_ids: Collection[str]) -> list[m.Patient]:
+        """Those of ``patient_ids`` that exist, each held as :meth:`lock_in` holds one
+        (for a transaction that changes several patients: the watch folder's group
+        commit). Locked in id order, so that two such transactions cannot deadlock."""
+        if not patient_ids:
+            return []
+        chosen = m.Patient.id.in_(set(patient_ids))
+        if session.get_bind().dialect.name == "sqlite":
+            session.execute(update(m.Patient).where(chosen).values(updated_at=m.Patient.updated_at))
+        return list(
+            session.scalars(
+                select(m.Patient).where(chosen).order_by(m.Patient.id).with_for_update()
+            )
+        )
+
+    @staticmethod
     def _get(session: Session, patient_id: str) -> m.Patient:
         row = session.get(m.Patient, patient_id)
         if row is None:

@@ -25,6 +25,8 @@ from ophthai_desktop.core.storage.private import make_database_private
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+#: PostgreSQL's SQLSTATE for "permission denied".
+INSUFFICIENT_PRIVILEGE = "42501"
 
 
 def _normalise_url(url: str) -> str:
@@ -90,6 +92,7 @@ class Database:
         """Create or migrate the schema to ``revision`` (the newest by default)."""
         from alembic import command
         from alembic.config import Config
+        from alembic.util import CommandError
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -117,6 +120,30 @@ class Database:
                         connection.commit()
         except OperationalError as exc:
             raise StorageError(f"cannot migrate the database: {exc.orig}") from exc
+        except DBAPIError as exc:
+            raise StorageError(_migration_failed(exc)) from exc
+        except CommandError as exc:
+            raise self._refusal(exc) from exc
+
+    def _refusal(self, exc: Exception) -> StorageError:
+        """Why Alembic refused to upgrade: most often a database that a newer version of
+        the app has upgraded past the revisions this one knows (nothing was changed)."""
+        from alembic.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        script = ScriptDirectory(str(MIGRATIONS_DIR))
+        known = {s.revision for s in script.walk_revisions()}
+        with self.engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_heads()
+        unknown = sorted(set(current) - known)
+        if not unknown:
+            return StorageError(f"cannot migrate the database: {exc}")
+        return StorageError(
+            f"the database {self.describe()} was upgraded by a newer version of OphthAI "
+            f"Desktop (its schema is at revision {', '.join(unknown)}; this version knows "
+            f"revisions up to {script.get_current_head()}). Nothing was changed: run that "
+            "newer version, or point this one at another database."
+        )
 
     def dispose(self) -> None:
         """Close every pooled connection."""
@@ -125,6 +152,20 @@ class Database:
     def describe(self) -> str:
         """The URL without its password, safe to show and log."""
         return self.url.render_as_string(hide_password=True)
+
+
+def _migration_failed(exc: DBAPIError) -> str:
+    """What a migration's database error says, with the remedy for the usual one: a
+    PostgreSQL role that may not create tables (PostgreSQL 15 and later give that right
+    in a new database's ``public`` schema only to the database's owner)."""
+    said = str(exc.orig).splitlines()[0] if str(exc.orig) else type(exc.orig).__name__
+    if getattr(exc.orig, "sqlstate", None) == INSUFFICIENT_PRIVILEGE:
+        return (
+            f"cannot migrate the database: {said}. The database's user must be allowed to "
+            "create tables: make it the database's owner (CREATE DATABASE ... OWNER ...), "
+            "or GRANT CREATE ON SCHEMA public TO it."
+        )
+    return f"cannot migrate the database: {said}"
 
 
 def _unicode_lower(value: object) -> object:
