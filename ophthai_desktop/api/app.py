@@ -72,7 +72,7 @@ def create_app(application: Application) -> FastAPI:
         allow_credentials=True,
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=["X-Total-Count", "ETag"],
+        expose_headers=["X-Total-Count", "ETag", "Location"],
     )
     app.add_middleware(HeadAsGet)  # added last: outermost, every layer sees the GET
     for module in (health, patients, notifications, ai, audit):

@@ -245,6 +245,16 @@ class Message(PublicModel):
     count: int | None = None
 
 
+#: The ``Location`` header of a response that created a record (or queued a job): the
+#: path of the new record, where a GET reads it.
+LOCATION_HEADER: dict[str, Any] = {
+    "Location": {
+        "description": "The path of the record created, where a GET reads it.",
+        "schema": {"type": "string"},
+    }
+}
+
+
 # Oculomics ---------------------------------------------------------------------------
 
 

@@ -177,7 +177,8 @@ def test_cors_origins_come_from_the_settings(tmp_path: Path) -> None:
 
         assert allowed.headers["access-control-allow-origin"] == "http://clinic.lan:8080"
         exposed = allowed.headers["access-control-expose-headers"].split(", ")
-        assert {"X-Total-Count", "ETag"} <= set(exposed)  # page totals, If-Match
+        # Page totals, If-Match, and where a created record is.
+        assert {"X-Total-Count", "ETag", "Location"} <= set(exposed)
         assert "access-control-allow-origin" not in default.headers
 
 

@@ -266,7 +266,7 @@ def _outcome_response(outcome: JobOutcome) -> JSONResponse:
     status_code=202,
     tags=["patients"],
     response_model=s.JobPublic,
-    responses=documented(400, 404, 409, 412, 413),
+    responses={202: {"headers": s.LOCATION_HEADER}, **documented(400, 404, 409, 412, 413)},
 )
 def analyze_patient(
     patient_id: str,

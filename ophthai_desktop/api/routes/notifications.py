@@ -52,14 +52,18 @@ def list_notifications(
     response_model=s.NotificationPublic,
     status_code=201,
     dependencies=guarded,
-    responses=documented(400, 404, 413),
+    responses={201: {"headers": s.LOCATION_HEADER}, **documented(400, 404, 413)},
 )
 def create_notification(
-    body: s.NotificationCreate, notifications: NotificationsDep, actor: ActorDep
+    body: s.NotificationCreate,
+    notifications: NotificationsDep,
+    actor: ActorDep,
+    response: Response,
 ) -> s.NotificationPublic:
     record = notifications.create_notification(
         body.message, type=body.type, patient_id=body.patient_id, actor=actor
     )
+    response.headers["Location"] = f"/api/notifications/{record.id}"
     return presenters.notification(record)
 
 
