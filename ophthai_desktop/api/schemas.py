@@ -241,8 +241,16 @@ class UnreadCount(PublicModel):
 
 
 class Message(PublicModel):
+    """What a change that returns no record did (a DELETE: the record and, for a
+    patient, their scans, jobs and notifications)."""
+
     message: str
-    count: int | None = None
+
+
+class CountMessage(Message):
+    """What a change to many records did, and to how many."""
+
+    count: int
 
 
 #: The ``Location`` header of a response that created a record (or queued a job): the

@@ -136,6 +136,8 @@ def test_delete(client: TestClient, slash: str) -> None:
     response = client.delete(f"/api/notifications/{doomed['id']}{slash}")
 
     assert response.status_code == 200
+    # What was deleted, with no count that says nothing (one record, by its id).
+    assert response.json() == {"message": f"notification {doomed['id']} deleted"}
     assert client.get("/api/notifications").json() == [keep]
     assert client.delete(f"/api/notifications/{doomed['id']}").status_code == 404
 

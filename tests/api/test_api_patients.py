@@ -116,6 +116,8 @@ def test_get_patch_delete_answer_without_redirect(client: TestClient, slash: str
     assert patched.status_code == 200
     assert refetched.json()["age"] == 41 and refetched.json()["status"] == "Stable"
     assert deleted.status_code == 200
+    # The patient's scans, jobs and notifications go too: no count of "things" is given.
+    assert deleted.json() == {"message": f"patient {pid} deleted"}
     assert gone.status_code == 404
 
 

@@ -73,17 +73,20 @@ def unread_count(notifications: NotificationsDep) -> s.UnreadCount:
 
 
 @router.patch(
-    "/mark-all-read", response_model=s.Message, dependencies=guarded, responses=documented(400, 413)
+    "/mark-all-read",
+    response_model=s.CountMessage,
+    dependencies=guarded,
+    responses=documented(400, 413),
 )
 def mark_all_read(
     notifications: NotificationsDep,
     actor: ActorDep,
     _body: Annotated[s.NoFields | None, Body(alias="body")] = None,
-) -> s.Message:
+) -> s.CountMessage:
     """Mark every notification read. It takes no body; a key sent (``{"read": false}``:
     there is no "mark all unread") is a 422 rather than ignored."""
     count = notifications.mark_all_read(actor=actor)
-    return s.Message(message=f"{count} notifications marked read", count=count)
+    return s.CountMessage(message=f"{count} notifications marked read", count=count)
 
 
 @router.patch(
