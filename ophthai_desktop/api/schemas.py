@@ -509,6 +509,11 @@ class ModelCommandPublic(BaseModel):
     device: str | None = Field(
         default=None, description="Where the model was loaded (load-model only)."
     )
+    unloaded: bool | None = Field(
+        default=None,
+        description="unload-model only: whether a loaded model was freed (false: none was "
+        "loaded, and nothing changed).",
+    )
 
 
 class JobPublic(PublicModel):

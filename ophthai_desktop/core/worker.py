@@ -122,6 +122,9 @@ class InferenceWorker:
         self._hold_after_unload = False
         self._unsubscribe = bus.subscribe(self._on_event)
         self.waiting_reason: str | None = None
+        #: How many unloads freed a loaded model (an unload with none loaded does not
+        #: count), so that whoever asked for one can tell which happened.
+        self.unloads = 0
 
     # Control (any thread) -------------------------------------------------------------
 
@@ -287,7 +290,11 @@ class InferenceWorker:
                 if command == "load":
                     self._engine.load()
                 else:
+                    # Loads run on this thread only: ready here means a model to free.
+                    loaded = self._engine.status().state is ModelState.READY
                     self._engine.unload()
+                    if loaded:
+                        self.unloads += 1
             except OphthaiError as exc:
                 log.warning("model %s failed: %s", command, exc.message)
             except Exception:
