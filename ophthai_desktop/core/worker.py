@@ -325,7 +325,9 @@ class InferenceWorker:
                 log.warning("queued analyses are waiting: the model did not load")
                 return False
             self._set_waiting(None)
-            return not self._stop.is_set()  # closing while it loaded: claim nothing
+            # Closing while it loaded: claim nothing. An unload (or load) asked for
+            # meanwhile runs first, not after a whole analysis.
+            return not self._stop.is_set() and not self.commands_pending
         if state is ModelState.ERROR:
             self._set_waiting(_unusable(self._engine.status().message))
         else:

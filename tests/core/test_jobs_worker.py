@@ -482,6 +482,32 @@ def test_unloading_the_model_queues_the_running_analysis_again(
     assert app.jobs.get_job(job.id).attempts == 2
 
 
+def test_an_unload_asked_for_during_a_first_use_load_comes_before_any_analysis(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    """The unload is done as soon as the load is, not after a whole analysis (minutes
+    with the 7B model, while the client that asked for it waits); the job stays queued
+    and waits for the model to be loaded again, as after any unload."""
+    app = sqlite_services
+    hold = threading.Event()  # an analysis that would run until released
+    engine = ScriptedEngine(DME, state="installed", hold=hold, load_hold=threading.Event())
+    worker = running(engine)
+    job = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+    _wait(lambda: engine.state == "loading")  # the queue loads the model on first use
+
+    worker.request_unload()
+    engine.load_hold.set()  # type: ignore[union-attr]
+    try:
+        _wait(lambda: engine.state == "installed" and not worker.commands_pending, 5.0)
+        assert app.jobs.get_job(job.id).state == "queued"
+        assert app.jobs.get_job(job.id).attempts == 0
+        _wait(lambda: "unloaded" in (worker.waiting_reason or ""))
+    finally:
+        hold.set()
+    worker.request_load()
+    _wait(lambda: app.jobs.get_job(job.id).state == "done")
+
+
 def test_a_new_analysis_after_an_unload_loads_the_model_for_the_queue(
     sqlite_services: Application, actor: Actor, running: Any
 ) -> None:
