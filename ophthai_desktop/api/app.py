@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -21,6 +22,7 @@ from ophthai_desktop.api.routes.docs import install_docs
 from ophthai_desktop.api.security import BodySizeLimit, LoopbackHostGuard
 from ophthai_desktop.api.wire import event_data
 from ophthai_desktop.bootstrap import Application
+from ophthai_desktop.core.events import Event
 
 #: Threads that run the blocking route functions (database work).
 API_THREADS = 4
@@ -29,7 +31,12 @@ API_THREADS = 4
 def create_app(application: Application) -> FastAPI:
     """Build the API over already-built services (the desktop app shares them)."""
     settings = application.settings
-    hub = WebSocketHub(application.bus, event_data)
+
+    def frame_data(event: Event, base_url: str) -> dict[str, Any] | None:
+        """A frame's data; a queued job's says why it waits, if it does (server loop)."""
+        return event_data(event, base_url, waiting=application.worker.waiting_reason)
+
+    hub = WebSocketHub(application.bus, frame_data)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -72,7 +79,7 @@ def create_app(application: Application) -> FastAPI:
         allow_credentials=True,
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=["X-Total-Count", "ETag"],
+        expose_headers=["X-Total-Count", "ETag", "Location"],
     )
     app.add_middleware(HeadAsGet)  # added last: outermost, every layer sees the GET
     for module in (health, patients, notifications, ai, audit):

@@ -241,8 +241,26 @@ class UnreadCount(PublicModel):
 
 
 class Message(PublicModel):
+    """What a change that returns no record did (a DELETE: the record and, for a
+    patient, their scans, jobs and notifications)."""
+
     message: str
-    count: int | None = None
+
+
+class CountMessage(Message):
+    """What a change to many records did, and to how many."""
+
+    count: int
+
+
+#: The ``Location`` header of a response that created a record (or queued a job): the
+#: path of the new record, where a GET reads it.
+LOCATION_HEADER: dict[str, Any] = {
+    "Location": {
+        "description": "The path of the record created, where a GET reads it.",
+        "schema": {"type": "string"},
+    }
+}
 
 
 # Oculomics ---------------------------------------------------------------------------
@@ -490,6 +508,11 @@ class ModelCommandPublic(BaseModel):
     message: str
     device: str | None = Field(
         default=None, description="Where the model was loaded (load-model only)."
+    )
+    unloaded: bool | None = Field(
+        default=None,
+        description="unload-model only: whether a loaded model was freed (false: none was "
+        "loaded, and nothing changed).",
     )
 
 

@@ -6,6 +6,7 @@ import logging
 import re
 import threading
 import time
+from urllib.parse import unquote_plus
 
 import uvicorn
 from fastapi import FastAPI
@@ -23,31 +24,65 @@ class ServerStartError(RuntimeError):
 #: while it was parsed as JSON.
 WS_MAX_MESSAGE_BYTES = 64 * 1024
 
-#: A ``token=`` query value in a logged request line (browsers send the API token so on
-#: the WebSocket, and uvicorn logs each WebSocket's path with its query).
-TOKEN_IN_QUERY = re.compile(r"(?i)((?:^|[?&])token=)[^&\s\"']*")
+#: A ``key=value`` pair of a query in a logged line: after ``?``, ``&``, a space or a
+#: quote (uvicorn's trace logs the scope, whose ``query_string`` is ``b'...'``). The key
+#: as sent, percent-encoded; the value up to the next pair.
+QUERY_PAIR = re.compile(r"(?:^|(?<=[?&\s'\"]))([^=&?#\s'\"]+)=([^&#\s'\"]*)")
+
+#: An ``Authorization`` header in a logged line (the WebSocket library logs each
+#: handshake's headers at DEBUG, the bearer token with them).
+AUTHORIZATION = re.compile(r"(?i)(authorization:\s*)\S[^\r\n'\"]*")
+
+REDACTED = "[redacted]"
+
+#: The loggers whose lines may quote a request's query or headers: uvicorn's (its
+#: WebSocket lines name the path with the query; the WebSocket library logs through
+#: ``uvicorn.error``) and its trace of each request's scope (``uvicorn.asgi``).
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+
+
+def is_token_key(key: str) -> bool:
+    """Whether a query key, as sent, names the API token. Decoded as the server decodes
+    it (``tok%65n`` is ``token``; ``+`` is a space), and ignoring case and surrounding
+    spaces: the server takes only ``token``, but a ``TOKEN=`` it refuses still carries
+    the secret."""
+    return unquote_plus(key).strip().lower() == "token"
+
+
+def redact_tokens(text: str) -> str:
+    """``text`` with the value of every query parameter naming the token, and of every
+    ``Authorization`` header, replaced by ``[redacted]``."""
+
+    def pair(match: re.Match[str]) -> str:
+        key = match.group(1)
+        return f"{key}={REDACTED}" if is_token_key(key) else match.group(0)
+
+    text = QUERY_PAIR.sub(pair, text)
+    return AUTHORIZATION.sub(rf"\g<1>{REDACTED}", text)
 
 
 class RedactTokens(logging.Filter):
     """Replaces API tokens in uvicorn's log lines with ``[redacted]``: whoever reads
-    the log must not get access to the patient data."""
+    the log must not get access to the patient data.
+
+    The line is formatted first and redacted whole, so a token in any argument (a
+    path, a header, the trace's scope dictionary) is found whatever the format.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and "token=" in record.msg.lower():
-            record.msg = TOKEN_IN_QUERY.sub(r"\1[redacted]", record.msg)
-        if isinstance(record.args, tuple) and any(
-            isinstance(arg, str) and "token=" in arg.lower() for arg in record.args
-        ):
-            record.args = tuple(
-                TOKEN_IN_QUERY.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg
-                for arg in record.args
-            )
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken record: the handler reports it as it would
+            return True
+        redacted = redact_tokens(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
         return True
 
 
 def redact_tokens_in_uvicorn_logs() -> None:
     """Install :class:`RedactTokens` on uvicorn's loggers (once)."""
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in UVICORN_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactTokens) for f in logger.filters):
             logger.addFilter(RedactTokens())

@@ -12,8 +12,12 @@ from ophthai_desktop.api import presenters
 from ophthai_desktop.core import events as ev
 
 
-def event_data(event: ev.Event, base_url: str) -> dict[str, Any] | None:
-    """Frame data for ``event`` as seen by a client reached at ``base_url``."""
+def event_data(
+    event: ev.Event, base_url: str, *, waiting: str | None = None
+) -> dict[str, Any] | None:
+    """Frame data for ``event`` as seen by a client reached at ``base_url``;
+    ``waiting``: why the worker takes no queued job now, which a newly queued job's
+    frame says as ``GET /api/jobs/{id}`` would (``queue_waiting`` announces changes)."""
     match event:
         case ev.NotificationCreated(notification=n) | ev.NotificationUpdated(notification=n):
             return presenters.notification(n).model_dump(mode="json", by_alias=True)
@@ -46,4 +50,6 @@ def event_data(event: ev.Event, base_url: str) -> dict[str, Any] | None:
     fields: dict[str, Any] = to_jsonable_python(
         {to_camel(key): value for key, value in asdict(event).items()}, fallback=str
     )
+    if isinstance(event, ev.AnalysisQueued):
+        fields["waiting"] = waiting
     return fields

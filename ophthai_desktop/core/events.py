@@ -134,6 +134,16 @@ class AnalysisQueued(Event):
 
 
 @dataclass(frozen=True)
+class QueueWaitingChanged(Event):
+    """Why the worker takes no queued analysis changed: ``waiting`` says why every
+    queued job now waits (the model missing, failed to load, unloaded, loading) and
+    what makes it run; None when the worker takes them again."""
+
+    name: ClassVar[str] = "queue_waiting"
+    waiting: str | None
+
+
+@dataclass(frozen=True)
 class AnalysisStarted(Event):
     name: ClassVar[str] = "analysis_started"
     job_id: int

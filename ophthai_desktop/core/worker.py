@@ -39,6 +39,7 @@ from ophthai_desktop.core.events import (
     Event,
     EventBus,
     PatientDeleted,
+    QueueWaitingChanged,
 )
 from ophthai_desktop.core.inference.engine import EngineStatus, GenerationResult, ModelState
 from ophthai_desktop.core.inference.parsing import StreamPhases
@@ -122,6 +123,9 @@ class InferenceWorker:
         self._hold_after_unload = False
         self._unsubscribe = bus.subscribe(self._on_event)
         self.waiting_reason: str | None = None
+        #: How many unloads freed a loaded model (an unload with none loaded does not
+        #: count), so that whoever asked for one can tell which happened.
+        self.unloads = 0
 
     # Control (any thread) -------------------------------------------------------------
 
@@ -287,7 +291,11 @@ class InferenceWorker:
                 if command == "load":
                     self._engine.load()
                 else:
+                    # Loads run on this thread only: ready here means a model to free.
+                    loaded = self._engine.status().state is ModelState.READY
                     self._engine.unload()
+                    if loaded:
+                        self.unloads += 1
             except OphthaiError as exc:
                 log.warning("model %s failed: %s", command, exc.message)
             except Exception:
@@ -297,33 +305,45 @@ class InferenceWorker:
         """Load the model for waiting jobs when it is installed; otherwise let them wait."""
         state = self._engine.status().state
         if state is ModelState.READY:
-            self.waiting_reason = None
+            self._set_waiting(None)
             return True
         if state in (ModelState.LOADING, ModelState.UNLOADING, ModelState.DOWNLOADING):
-            self.waiting_reason = f"model {state.value}"
+            self._set_waiting(f"model {state.value}")
             return False
         if state is ModelState.INSTALLED:
             if not self._jobs.has_queued():
+                self._set_waiting(None)  # nothing waits
                 return False
             if self._hold_after_unload:
-                self.waiting_reason = "the model was unloaded; load it to run the queue"
+                self._set_waiting("the model was unloaded; load it to run the queue")
                 return False
+            self._set_waiting(f"model {ModelState.LOADING.value}")  # on first use, here
             try:
                 self._engine.load()
             except ModelUnavailable as exc:
-                self.waiting_reason = _unusable(exc.message)
+                self._set_waiting(_unusable(exc.message))
                 log.warning("queued analyses are waiting: the model did not load")
                 return False
-            return not self._stop.is_set()  # closing while it loaded: claim nothing
+            self._set_waiting(None)
+            # Closing while it loaded: claim nothing. An unload (or load) asked for
+            # meanwhile runs first, not after a whole analysis.
+            return not self._stop.is_set() and not self.commands_pending
         if state is ModelState.ERROR:
-            self.waiting_reason = _unusable(self._engine.status().message)
+            self._set_waiting(_unusable(self._engine.status().message))
         else:
-            self.waiting_reason = (
+            self._set_waiting(
                 "the model is not installed. Queued analyses stay queued and run once it "
                 "is: download it (AI ▸ Model manager…) or set OPHTHAI_MODEL_PATH to a "
                 "folder that holds it."
             )
         return False
+
+    def _set_waiting(self, reason: str | None) -> None:
+        """Say why queued jobs wait (None: they run); a change is published, so that
+        clients following the queue see it appear and clear. Worker thread."""
+        if reason != self.waiting_reason:
+            self.waiting_reason = reason
+            self._bus.publish(QueueWaitingChanged(reason))
 
     def _run_job(self, job: JobRecord) -> None:
         cancel = threading.Event()

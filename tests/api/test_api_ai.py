@@ -196,6 +196,47 @@ def test_health_and_load_unload(ai_client: TestClient, engine: ScriptedEngine) -
     assert engine.state == "installed"
 
 
+@pytest.mark.parametrize("state", ["installed", "not_installed", "error"])
+def test_an_unload_with_no_model_loaded_says_nothing_was_unloaded(
+    ai_client: TestClient, engine: ScriptedEngine, state: str
+) -> None:
+    """Idempotent, but honest: a success that claimed a model was freed would tell a
+    client (or a script freeing the GPU for something else) what did not happen."""
+    engine.state = state
+
+    response = ai_client.post("/api/ai/unload-model")
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["unloaded"] is False
+    assert body["message"].startswith("Nothing to unload: the model was not loaded.")
+
+
+def test_an_unload_of_the_loaded_model_says_it_was_unloaded(
+    ai_client: TestClient, engine: ScriptedEngine
+) -> None:
+    assert ai_client.post("/api/ai/load-model").status_code == 200
+
+    first = ai_client.post("/api/ai/unload-model").json()
+    again = ai_client.post("/api/ai/unload-model").json()
+
+    assert engine.state == "installed"
+    assert first["unloaded"] is True and first["message"].startswith("The model was unloaded.")
+    assert again["unloaded"] is False
+
+
+def test_load_model_without_the_model_installed_is_a_503_saying_so(
+    ai_client: TestClient, engine: ScriptedEngine
+) -> None:
+    engine.state = "not_installed"
+
+    response = ai_client.post("/api/ai/load-model")
+
+    assert response.status_code == 503
+    assert response.json()["detail"] == "scripted engine is not_installed"
+    assert engine.loads == 0
+
+
 def test_job_and_audit_timestamps_end_in_z(ai_client: TestClient) -> None:
     created = ai_client.post(
         "/api/patients",

@@ -63,9 +63,11 @@ def test_health_load_analyze_unload(tiny_client: TestClient) -> None:
     assert result["provenance"]["time_to_first_token_s"] > 0
     assert "analysis_progress" in names and "analysis_started" in names
 
-    assert tiny_client.post("/api/ai/unload-model").status_code == 200
+    unloaded = tiny_client.post("/api/ai/unload-model")
+    assert unloaded.status_code == 200 and unloaded.json()["unloaded"] is True
     health = tiny_client.get("/api/ai/health").json()
     assert health["state"] == "installed" and health["memory"]["used_bytes"] is None
+    assert tiny_client.post("/api/ai/unload-model").json()["unloaded"] is False
 
 
 def test_health_after_an_unload_names_no_device_as_before_the_first_load(

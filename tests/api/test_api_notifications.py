@@ -36,6 +36,14 @@ def test_create_and_list(client: TestClient, slash: str) -> None:
     assert listed.headers["X-Total-Count"] == "1"
 
 
+@SLASHES
+def test_a_created_notification_is_at_its_location(client: TestClient, slash: str) -> None:
+    created = client.post(f"/api/notifications{slash}", json={"message": "OCT uploaded"})
+
+    assert created.headers["Location"] == f"/api/notifications/{created.json()['id']}"
+    assert client.get(created.headers["Location"]).json() == created.json()
+
+
 def test_notifications_have_exactly_the_seed_keys(client: TestClient) -> None:
     pid = client.post("/api/patients", json={"name": "Ada"}).json()["id"]
 
@@ -128,6 +136,8 @@ def test_delete(client: TestClient, slash: str) -> None:
     response = client.delete(f"/api/notifications/{doomed['id']}{slash}")
 
     assert response.status_code == 200
+    # What was deleted, with no count that says nothing (one record, by its id).
+    assert response.json() == {"message": f"notification {doomed['id']} deleted"}
     assert client.get("/api/notifications").json() == [keep]
     assert client.delete(f"/api/notifications/{doomed['id']}").status_code == 404
 

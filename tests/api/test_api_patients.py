@@ -90,6 +90,18 @@ def test_create_and_list_answer_without_redirect(client: TestClient, slash: str)
 
 
 @SLASHES
+def test_a_created_patient_is_at_its_location(client: TestClient, slash: str) -> None:
+    created = client.post(f"/api/patients{slash}", json={"name": "Ada Lovelace"})
+    chosen = client.post(f"/api/patients{slash}", json={"name": "Grace", "id": "MRN-0042"})
+
+    assert created.headers["Location"] == f"/api/patients/{created.json()['id']}"
+    assert chosen.headers["Location"] == "/api/patients/MRN-0042"
+    fetched = client.get(created.headers["Location"])
+    assert fetched.json() == created.json()
+    assert fetched.headers["ETag"] == created.headers["ETag"]
+
+
+@SLASHES
 def test_get_patch_delete_answer_without_redirect(client: TestClient, slash: str) -> None:
     pid = create(client)["id"]
     url = f"/api/patients/{pid}{slash}"
@@ -104,6 +116,8 @@ def test_get_patch_delete_answer_without_redirect(client: TestClient, slash: str
     assert patched.status_code == 200
     assert refetched.json()["age"] == 41 and refetched.json()["status"] == "Stable"
     assert deleted.status_code == 200
+    # The patient's scans, jobs and notifications go too: no count of "things" is given.
+    assert deleted.json() == {"message": f"patient {pid} deleted"}
     assert gone.status_code == 404
 
 

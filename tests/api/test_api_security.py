@@ -15,7 +15,7 @@ from starlette.testclient import WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
 from ophthai_desktop.api import create_app
-from ophthai_desktop.api.server import RedactTokens
+from ophthai_desktop.api.server import RedactTokens, redact_tokens_in_uvicorn_logs
 from ophthai_desktop.bootstrap import build_application
 from tests.conftest import make_settings, png_bytes
 from tests.support.http import LoopbackClient
@@ -177,7 +177,8 @@ def test_cors_origins_come_from_the_settings(tmp_path: Path) -> None:
 
         assert allowed.headers["access-control-allow-origin"] == "http://clinic.lan:8080"
         exposed = allowed.headers["access-control-expose-headers"].split(", ")
-        assert {"X-Total-Count", "ETag"} <= set(exposed)  # page totals, If-Match
+        # Page totals, If-Match, and where a created record is.
+        assert {"X-Total-Count", "ETag", "Location"} <= set(exposed)
         assert "access-control-allow-origin" not in default.headers
 
 
@@ -370,6 +371,14 @@ def test_with_a_token_any_host_is_answered_with_the_token(tmp_path: Path) -> Non
         ("/api/x?limit=2&token=s3cret&skip=1", "/api/x?limit=2&token=[redacted]&skip=1"),
         ("/api/x?TOKEN=s3cret", "/api/x?TOKEN=[redacted]"),
         ("/api/x?mytoken=keep", "/api/x?mytoken=keep"),
+        # Keys the server decodes as ``token`` (percent-escapes), as sent.
+        ("/api/notifications/ws?tok%65n=s3cret", "/api/notifications/ws?tok%65n=[redacted]"),
+        ("/api/x?%74%6F%6B%65%6E=s3cret&v=1", "/api/x?%74%6F%6B%65%6E=[redacted]&v=1"),
+        ("/api/x?%54OKEN=s3cret", "/api/x?%54OKEN=[redacted]"),
+        ("/api/x?+token+=s3cret", "/api/x?+token+=[redacted]"),
+        ("/api/x?token=a&token=s3cret", "/api/x?token=[redacted]&token=[redacted]"),
+        ("/api/x?token=s3+cr%2Bet%3D=&v=1", "/api/x?token=[redacted]&v=1"),
+        ("/api/x?to%6Bens=keep&v=token", "/api/x?to%6Bens=keep&v=token"),
     ],
 )
 def test_tokens_in_logged_request_lines_are_redacted(line: str, redacted: str) -> None:
@@ -386,3 +395,36 @@ def test_tokens_in_logged_request_lines_are_redacted(line: str, redacted: str) -
     assert RedactTokens().filter(record)
 
     assert record.getMessage() == f'127.0.0.1:5000 - "WebSocket {redacted}" [accepted]'
+
+
+@pytest.mark.parametrize(
+    ("args", "redacted"),
+    [
+        # The WebSocket library's handshake lines at DEBUG (through uvicorn.error).
+        (("< %s: %s", "authorization", "Bearer s3cret"), "< authorization: [redacted]"),
+        (("< %s: %s", "Authorization", "bearer  s3cret"), "< Authorization: [redacted]"),
+        (
+            ("< %s %s %s", "GET", "/ws?tok%65n=s3cret", "HTTP/1.1"),
+            "< GET /ws?tok%65n=[redacted] HTTP/1.1",
+        ),
+        # uvicorn's trace of a request's scope (its query string is bytes).
+        (
+            ("Started scope=%s", {"path": "/ws", "query_string": b"v=1&tok%65n=s3cret"}),
+            "Started scope={'path': '/ws', 'query_string': b'v=1&tok%65n=[redacted]'}",
+        ),
+    ],
+)
+def test_tokens_in_any_logged_form_are_redacted(args: tuple[Any, ...], redacted: str) -> None:
+    msg, *values = args
+    record = logging.LogRecord("uvicorn.asgi", 5, __file__, 1, msg, tuple(values), None)
+
+    assert RedactTokens().filter(record)
+
+    assert record.getMessage() == redacted
+    assert "s3cret" not in record.getMessage()
+
+
+def test_uvicorn_loggers_that_quote_requests_are_all_filtered() -> None:
+    redact_tokens_in_uvicorn_logs()
+    for name in ("uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
+        assert any(isinstance(f, RedactTokens) for f in logging.getLogger(name).filters), name

@@ -28,7 +28,9 @@ from ophthai_desktop.api.server import ApiServer
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.services.patients import NewImage
 from tests.conftest import png_bytes
+from tests.support.scripted_engine import ScriptedEngine
 
 NOTIFICATION_KEYS = {"id", "patientId", "message", "timestamp", "read", "type"}
 FRAME_TIMEOUT_S = 5.0
@@ -182,6 +184,50 @@ def test_events_published_on_another_thread_reach_the_client(
     assert notification["data"]["type"] == "critical"
     assert progress["data"] == {"jobId": 7, "delta": "The cup", "phase": "reasoning"}
     assert model["data"]["state"] == "loading"
+
+
+def test_why_queued_analyses_wait_appears_and_clears_on_the_stream(
+    ai_client: TestClient,
+    engine: ScriptedEngine,
+    sqlite_services: Application,
+    frame_named: Callable[[WebSocketTestSession, str], dict[str, Any]],
+) -> None:
+    """A frontend following the queue live learns what ``GET /api/jobs`` says of each
+    queued job: why it waits appears when the model fails to load (``queue_waiting``),
+    comes with every job queued meanwhile (``analysis_queued``'s ``waiting``) and clears
+    when the model loads, before the first job starts."""
+    app = sqlite_services
+    watcher = Actor("watch-folder", "watcher")  # queues whatever the model's state
+
+    def queue() -> int:
+        image = NewImage(png_bytes())
+        patient = app.patients.create_patient({"name": "Queued"}, actor=watcher, image=image)
+        return app.jobs.queue_patient_analysis(patient.id, actor=watcher).id
+
+    with ai_client.websocket_connect("/api/notifications/ws") as socket:
+        frame_named(socket, "connected")
+        engine.state = "error"  # a load failed: damaged files
+        first = queue()
+
+        appeared = frame_named(socket, "queue_waiting")["data"]
+        reason = appeared["waiting"]
+        assert "scripted engine is error" in reason and "POST /api/ai/load-model" in reason
+        assert ai_client.get(f"/api/jobs/{first}").json()["waiting"] == reason
+
+        second = queue()
+        while (queued := frame_named(socket, "analysis_queued"))["data"]["jobId"] != second:
+            pass
+        assert queued["data"]["waiting"] == reason
+
+        engine.state = "installed"  # the files fixed
+        assert ai_client.post("/api/ai/load-model").status_code == 200
+        cleared = frame_named(socket, "queue_waiting")["data"]
+        started = frame_named(socket, "analysis_started")["data"]
+
+    assert appeared == {"waiting": reason}
+    assert cleared == {"waiting": None}
+    assert started["jobId"] == first
+    assert ai_client.get(f"/api/jobs/{second}").json()["waiting"] is None
 
 
 @dataclass(frozen=True)

@@ -231,6 +231,37 @@ def test_jobs_queued_after_a_failed_load_say_why_they_wait_and_run_once_fixed(
     assert worker.waiting_reason is None
 
 
+def test_why_jobs_wait_follows_the_model_and_every_change_is_published(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    """What the queue says (the job queue, each job's ``waiting``, the WebSocket) is
+    never the reason of an earlier moment: while the files, fixed, are loaded on first
+    use, the jobs wait for that load, not for the failed one; then nothing."""
+    app = sqlite_services
+    changes: list[str | None] = []
+    app.bus.subscribe(
+        lambda e: changes.append(e.waiting) if isinstance(e, ev.QueueWaitingChanged) else None
+    )
+    patient_id = _patient_with_scan(app, actor)
+    engine = ScriptedEngine(NORMAL, state="error", load_hold=threading.Event())
+    worker = running(engine)
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: worker.waiting_reason is not None)
+    failed = worker.waiting_reason
+
+    engine.state = "installed"  # the files fixed: the queue loads the model on first use
+    worker.wake()
+    _wait(lambda: engine.state == "loading")
+    loading = worker.waiting_reason
+    engine.load_hold.set()  # type: ignore[union-attr]
+    _wait(lambda: app.jobs.get_job(job.id).state == "done")
+
+    assert failed is not None and failed.startswith("scripted engine is error.")
+    assert loading == "model loading"
+    assert worker.waiting_reason is None
+    assert changes == [failed, "model loading", None]
+
+
 def test_running_jobs_are_requeued_after_a_crash(
     sqlite_services: Application, actor: Actor, running: Any
 ) -> None:
@@ -449,6 +480,32 @@ def test_unloading_the_model_queues_the_running_analysis_again(
     worker.request_load()
     _wait(lambda: app.jobs.get_job(job.id).state == "done")
     assert app.jobs.get_job(job.id).attempts == 2
+
+
+def test_an_unload_asked_for_during_a_first_use_load_comes_before_any_analysis(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    """The unload is done as soon as the load is, not after a whole analysis (minutes
+    with the 7B model, while the client that asked for it waits); the job stays queued
+    and waits for the model to be loaded again, as after any unload."""
+    app = sqlite_services
+    hold = threading.Event()  # an analysis that would run until released
+    engine = ScriptedEngine(DME, state="installed", hold=hold, load_hold=threading.Event())
+    worker = running(engine)
+    job = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+    _wait(lambda: engine.state == "loading")  # the queue loads the model on first use
+
+    worker.request_unload()
+    engine.load_hold.set()  # type: ignore[union-attr]
+    try:
+        _wait(lambda: engine.state == "installed" and not worker.commands_pending, 5.0)
+        assert app.jobs.get_job(job.id).state == "queued"
+        assert app.jobs.get_job(job.id).attempts == 0
+        _wait(lambda: "unloaded" in (worker.waiting_reason or ""))
+    finally:
+        hold.set()
+    worker.request_load()
+    _wait(lambda: app.jobs.get_job(job.id).state == "done")
 
 
 def test_a_new_analysis_after_an_unload_loads_the_model_for_the_queue(

@@ -213,6 +213,48 @@ def test_with_a_token_http_and_websocket_need_it(tmp_path: Path) -> None:
     assert token not in running.output()
 
 
+@pytest.mark.parametrize("level", ["DEBUG", "NOTSET"])
+def test_the_token_is_never_logged_in_any_form_the_server_takes(tmp_path: Path, level: str) -> None:
+    """Whoever reads the log must not get access to the patient data: the token sent
+    in every form the server accepts (a percent-encoded key it decodes as ``token``, a
+    repeated key, the ``Authorization`` header), or under a key it refuses (``TOKEN``),
+    stays out of every line, even at the most verbose levels (``OPHTHAI_DEBUG`` and the
+    seed's ``DEBUG=true`` give DEBUG, where the WebSocket library logs each handshake's
+    request line and headers; NOTSET adds uvicorn's trace of every request's scope)."""
+    token = "s3cret-" + "t" * 20
+    data = tmp_path / "data"
+    args = ["serve", "--data-dir", str(data), "--port", str(free_port())]
+    env = clean_env() | {"OPHTHAI_API_TOKEN": token, "OPHTHAI_LOG_LEVEL": level}
+    running = start(tmp_path, args, env)
+    try:
+        ws_url = running.url.replace("http://", "ws://", 1) + "/api/notifications/ws"
+        bearer = {"Authorization": f"Bearer {token}"}
+        for query in (f"tok%65n={token}", f"%74oken={token}", f"token={token}&token={token}"):
+            with connect(f"{ws_url}?{query}", open_timeout=10) as ws:
+                assert receive_event(ws, "connected")
+        with connect(ws_url, open_timeout=10, additional_headers=bearer) as ws:
+            assert receive_event(ws, "connected")
+        with pytest.raises(InvalidStatus) as refused:  # noqa: SIM117
+            with connect(f"{ws_url}?TOKEN={token}", open_timeout=10):
+                pass
+        assert refused.value.response.status_code == 401
+        with httpx.Client(base_url=running.url, timeout=10) as http:
+            image = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
+            created = http.post(
+                "/api/patients", json={"name": "A", "imageUrl": image}, headers=bearer
+            )
+            assert created.status_code == 201, created.text
+            image_path = f"/api/patients/{created.json()['id']}/image"
+            assert http.get(f"{image_path}?tok%65n={token}").status_code == 200
+            assert http.get(f"{image_path}?TOKEN={token}").status_code == 422
+        running.process.send_signal(signal.SIGTERM)
+        assert running.process.wait(STOP_TIMEOUT_S) == 0, running.output()
+    finally:
+        running.stop()
+    assert "WebSocket /api/notifications/ws?tok%65n=[redacted]" in running.output()
+    assert token not in running.output()
+
+
 def test_ctrl_c_stops_cleanly(server: Server) -> None:
     with httpx.Client(base_url=server.url, timeout=10) as http:
         assert http.post("/api/patients", json={"name": "Ada"}).status_code == 201

@@ -125,14 +125,18 @@ async def unload_model(
     app: ApplicationDep, _body: Annotated[s.NoFields | None, Body(alias="body")] = None
 ) -> dict[str, Any]:
     """Unload the model to free GPU memory; a running analysis is queued again and
-    runs when the model is loaded again."""
+    runs when the model is loaded again. With no model loaded it changes nothing and
+    says so (``unloaded``: false)."""
     if not app.worker.alive:
         raise ModelUnavailable("the inference worker is not running")
+    unloads = app.worker.unloads
     app.worker.request_unload()
     status = await _await_state(
         app, {ModelState.INSTALLED, ModelState.NOT_INSTALLED, ModelState.ERROR}
     )
-    return {"status": "success", "message": status.message}
+    unloaded = app.worker.unloads > unloads
+    done = "The model was unloaded." if unloaded else "Nothing to unload: the model was not loaded."
+    return {"status": "success", "message": f"{done} {status.message}", "unloaded": unloaded}
 
 
 async def _await_state(app: Application, targets: set[ModelState]) -> EngineStatus:
@@ -266,7 +270,7 @@ def _outcome_response(outcome: JobOutcome) -> JSONResponse:
     status_code=202,
     tags=["patients"],
     response_model=s.JobPublic,
-    responses=documented(400, 404, 409, 412, 413),
+    responses={202: {"headers": s.LOCATION_HEADER}, **documented(400, 404, 409, 412, 413)},
 )
 def analyze_patient(
     patient_id: str,

@@ -52,14 +52,18 @@ def list_notifications(
     response_model=s.NotificationPublic,
     status_code=201,
     dependencies=guarded,
-    responses=documented(400, 404, 413),
+    responses={201: {"headers": s.LOCATION_HEADER}, **documented(400, 404, 413)},
 )
 def create_notification(
-    body: s.NotificationCreate, notifications: NotificationsDep, actor: ActorDep
+    body: s.NotificationCreate,
+    notifications: NotificationsDep,
+    actor: ActorDep,
+    response: Response,
 ) -> s.NotificationPublic:
     record = notifications.create_notification(
         body.message, type=body.type, patient_id=body.patient_id, actor=actor
     )
+    response.headers["Location"] = f"/api/notifications/{record.id}"
     return presenters.notification(record)
 
 
@@ -69,17 +73,20 @@ def unread_count(notifications: NotificationsDep) -> s.UnreadCount:
 
 
 @router.patch(
-    "/mark-all-read", response_model=s.Message, dependencies=guarded, responses=documented(400, 413)
+    "/mark-all-read",
+    response_model=s.CountMessage,
+    dependencies=guarded,
+    responses=documented(400, 413),
 )
 def mark_all_read(
     notifications: NotificationsDep,
     actor: ActorDep,
     _body: Annotated[s.NoFields | None, Body(alias="body")] = None,
-) -> s.Message:
+) -> s.CountMessage:
     """Mark every notification read. It takes no body; a key sent (``{"read": false}``:
     there is no "mark all unread") is a 422 rather than ignored."""
     count = notifications.mark_all_read(actor=actor)
-    return s.Message(message=f"{count} notifications marked read", count=count)
+    return s.CountMessage(message=f"{count} notifications marked read", count=count)
 
 
 @router.patch(

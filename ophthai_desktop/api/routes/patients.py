@@ -142,7 +142,10 @@ def list_patients(
     response_model=s.PatientPublic,
     status_code=201,
     dependencies=guarded,
-    responses={201: {"headers": ETAG_HEADER}, **documented(400, 409, 413, 415)},
+    responses={
+        201: {"headers": {**ETAG_HEADER, **s.LOCATION_HEADER}},
+        **documented(400, 409, 413, 415),
+    },
 )
 def create_patient(
     body: s.PatientCreate,
@@ -163,6 +166,7 @@ def create_patient(
     )
     _refuse_image_details_without_image(body, image)
     record = app.patients.create_patient(fields, actor=actor, patient_id=body.id, image=image)
+    response.headers["Location"] = f"/api/patients/{record.id}"
     return presenters.patient(tag_patient(response, record), base_url, detail=True)
 
 
