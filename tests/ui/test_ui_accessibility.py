@@ -9,8 +9,8 @@ from datetime import date, timedelta
 
 import pytest
 from PySide6.QtCore import QEvent, QPoint, QRect, Qt
-from PySide6.QtGui import QAccessible, QFont, QFontMetrics, QStandardItem
-from PySide6.QtWidgets import QApplication, QLabel, QMenu, QToolButton
+from PySide6.QtGui import QAccessible, QFont, QFontMetrics, QKeySequence, QStandardItem
+from PySide6.QtWidgets import QApplication, QLabel, QMenu, QToolButton, QWidget
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
@@ -88,6 +88,79 @@ def test_enter_on_the_job_queue_opens_the_jobs_patient_and_tab_leaves_it(
     qtbot.waitUntil(panel.table.hasFocus)
     qtbot.keyClick(panel.table, Qt.Key.Key_Tab)
     assert not panel.table.hasFocus()
+
+
+def _f6(qtbot: QtBot, shift: bool = False) -> QWidget:
+    """Press F6 (Shift+F6) where the keyboard focus is, as a user would; returns where
+    the focus went."""
+    focused = QApplication.focusWidget()
+    assert focused is not None
+    modifier = Qt.KeyboardModifier.ShiftModifier if shift else Qt.KeyboardModifier.NoModifier
+    qtbot.keyClick(focused, Qt.Key.Key_F6, modifier)
+    QApplication.processEvents()
+    now = QApplication.focusWidget()
+    assert now is not None
+    return now
+
+
+def test_f6_goes_from_area_to_area_and_back_to_where_it_was(qtbot: QtBot, gui: GuiSession) -> None:
+    """Reaching the job queue from the patient list took Tab through every field of the
+    patient page. F6 and Shift+F6 go round the list, the page, the notifications and
+    the job queue (named in the View menu), passing over a closed dock and an empty
+    one."""
+    app = gui.application
+    patient = app.patients.create_patient(
+        {"name": "Keyboard Only"}, actor=ACTOR, image=NewImage(png_bytes())
+    )
+    app.jobs.queue_patient_analysis(patient.id, actor=ACTOR)  # waits: no model here
+    app.notifications.create_notification("Scan received", type="info", actor=ACTOR)
+    page, notifications, jobs = gui.patient_page, gui.notifications_panel, gui.jobs_panel
+    qtbot.waitUntil(lambda: notifications.list.isVisible() and jobs.table.isVisible())
+    open_patient(qtbot, gui, patient.id)
+    window = gui.window
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
+    table = gui.patient_list.table
+    table.setFocus()
+    qtbot.waitUntil(table.hasFocus)
+
+    assert page.isAncestorOf(_f6(qtbot))
+    assert _f6(qtbot) is notifications.list
+    assert _f6(qtbot) is jobs.table
+    assert _f6(qtbot) is table  # round again
+    assert _f6(qtbot, shift=True) is jobs.table
+    assert _f6(qtbot, shift=True) is notifications.list
+
+    # The page again: where the focus was in it, not its first widget.
+    edit = page.edit
+    edit.setFocus()
+    qtbot.waitUntil(edit.hasFocus)
+    assert _f6(qtbot) is notifications.list
+    assert _f6(qtbot, shift=True) is edit
+
+    window.notifications_dock.close()  # View ▸ Notifications unticked
+    assert _f6(qtbot) is jobs.table
+    assert _f6(qtbot, shift=True) is edit
+    window.notifications_dock.show()
+    for notification in app.notifications.list_notifications().items:
+        app.notifications.delete_notification(notification.id, actor=ACTOR)
+    qtbot.waitUntil(lambda: not notifications.list.isVisible())  # "No notifications."
+    assert _f6(qtbot) is jobs.table
+
+    # A dock floating in a window of its own is reached, and left, the same way.
+    app.notifications.create_notification("Scan received", type="info", actor=ACTOR)
+    qtbot.waitUntil(notifications.list.isVisible)
+    window.notifications_dock.setFloating(True)
+    qtbot.waitExposed(window.notifications_dock)
+    assert _f6(qtbot, shift=True) is notifications.list
+    assert QApplication.activeWindow() is window.notifications_dock
+    assert _f6(qtbot) is jobs.table
+    assert QApplication.activeWindow() is window
+
+    menu = window.next_area_action.associatedObjects()
+    assert any(isinstance(m, QMenu) and m.title() == "&View" for m in menu)
+    assert window.next_area_action.shortcut() == QKeySequence("F6")
+    assert window.previous_area_action.shortcut() == QKeySequence("Shift+F6")
 
 
 # Screen readers ---------------------------------------------------------------------------
