@@ -9,7 +9,14 @@ from datetime import date, timedelta
 
 import pytest
 from PySide6.QtCore import QEvent, QPoint, QRect, Qt
-from PySide6.QtGui import QAccessible, QFont, QFontMetrics, QKeySequence, QStandardItem
+from PySide6.QtGui import (
+    QAccessible,
+    QFont,
+    QFontInfo,
+    QFontMetrics,
+    QKeySequence,
+    QStandardItem,
+)
 from PySide6.QtWidgets import QApplication, QLabel, QMenu, QToolButton, QWidget
 from pytestqt.qtbot import QtBot
 
@@ -19,6 +26,7 @@ from ophthai_desktop.ui.models.job_table import STATE_COLUMN
 from ophthai_desktop.ui.models.patient_table import STATUS_COLUMN
 from ophthai_desktop.ui.session import GuiSession
 from tests.support.images import png_bytes
+from tests.support.scripted_engine import DME, ScriptedEngine
 from tests.ui.conftest import Maker, open_patient
 
 ACTOR = Actor("t", "gui")
@@ -368,3 +376,59 @@ def test_at_a_larger_font_text_boxes_show_their_lines_and_the_toast_its_place(
     assert QRect(viewport.mapTo(window, QPoint(0, 0)), viewport.size()).contains(placed)
     central = window.centralWidget()
     assert not placed.intersects(QRect(central.mapTo(window, QPoint(0, 0)), central.size()))
+
+
+def _text_sizes(qtbot: QtBot, gui: GuiSession) -> dict[str, float]:
+    """The point size of the text of every named part of the window (the patient page
+    with an analysis result, the unread badge, a toast), by object name."""
+    app = gui.application
+    patient = app.patients.create_patient(
+        {"name": "Large Print"}, actor=ACTOR, image=NewImage(png_bytes())
+    )
+    open_patient(qtbot, gui, patient.id)
+    view = gui.analysis_view
+    view.analyse.click()
+    qtbot.waitUntil(view.card.isVisible, timeout=10_000)
+    app.notifications.create_notification("Abnormal finding: CNV", type="critical", actor=ACTOR)
+    qtbot.waitUntil(gui.window.toast.isVisible)
+    qtbot.waitUntil(gui.notifications_panel.unread.isVisible)
+    sizes: dict[str, float] = {}
+    for widget in gui.window.findChildren(QWidget):
+        name = widget.objectName()
+        if name and not name.startswith("qt_") and name not in sizes:
+            widget.ensurePolished()
+            sizes[name] = QFontInfo(widget.font()).pointSizeF()
+    dot = gui.window.findChild(QLabel, "stepDot")
+    assert dot is not None
+    sizes["stepDot width"] = float(dot.width())  # a circle around its number
+    return sizes
+
+
+def test_at_a_larger_font_every_text_is_larger(
+    qtbot: QtBot, qapp: QApplication, make_gui: Maker
+) -> None:
+    """The stylesheet's sizes stayed as they were at 1.5 times the application font:
+    the patient's name, the result's classification, the unread badge, the reasoning,
+    the empty lists' hints, the stepper's circles. Each text (and each circle) now grows
+    as the font does, the font changed while the app runs too."""
+    running = make_gui(engine=ScriptedEngine(DME))
+    normal = _text_sizes(qtbot, running)
+    for name in ("patientName", "statusPill", "classification", "verdictBadge", "badge"):
+        assert name in normal, name
+    assert {"toastTitle", "toastText", "stepDot width"} <= set(normal)
+    before = QFont(qapp.font())
+    font = QFont(before)
+    font.setPointSizeF(before.pointSizeF() * 1.5)
+    qapp.setFont(font)
+    try:
+        name = running.patient_page.name  # the window already open follows the font
+        qtbot.waitUntil(lambda: QFontInfo(name.font()).pointSizeF() >= normal["patientName"] * 1.45)
+        large = _text_sizes(qtbot, make_gui(engine=ScriptedEngine(DME)))
+    finally:
+        qapp.setFont(before)
+    smaller = {
+        name: (size, large.get(name))
+        for name, size in normal.items()
+        if large.get(name, 0) < size * 1.45
+    }
+    assert not smaller, smaller
