@@ -229,7 +229,8 @@ def qt_application() -> QApplication:
     """The QApplication with the app's name, icon, style and stylesheet."""
     from PySide6.QtWidgets import QApplication
 
-    from ophthai_desktop.ui.resources import icon, stylesheet
+    from ophthai_desktop.ui.resources import icon
+    from ophthai_desktop.ui.theme import application_stylesheet
 
     existing = QApplication.instance()
     qt_app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
@@ -238,7 +239,7 @@ def qt_application() -> QApplication:
     qt_app.setOrganizationName("OphthAI")
     qt_app.setWindowIcon(icon("app"))
     qt_app.setStyle("Fusion")
-    qt_app.setStyleSheet(stylesheet())
+    qt_app.setStyleSheet(application_stylesheet("light", qt_app.font()))
     tune_interpreter()  # the GUI thread waits at most 1 ms for the interpreter lock
     return qt_app
 

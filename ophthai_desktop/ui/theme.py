@@ -3,10 +3,11 @@ Fusion palette with a few stylesheet overrides on top."""
 
 from __future__ import annotations
 
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtGui import QColor, QFont, QPalette
 from PySide6.QtWidgets import QApplication
 
-from ophthai_desktop.ui.resources import retint_icons, stylesheet
+from ophthai_desktop.ui.resources import current_theme, retint_icons, stylesheet
+from ophthai_desktop.ui.views.scale import font_sized
 
 #: Overrides of the light stylesheet's explicit colours (appended, so they win). Text
 #: colours keep WCAG AA's 4.5:1 on #1e2226 / #23282d (the light ones were 2.4 to 3.8),
@@ -87,6 +88,12 @@ def dark_palette() -> QPalette:
     return palette
 
 
+def application_stylesheet(theme: str, font: QFont) -> str:
+    """The ``light`` or ``dark`` look's stylesheet, its text sizes in proportion to
+    ``font`` (the application's)."""
+    return font_sized(stylesheet() + (DARK_QSS if theme == "dark" else ""), font)
+
+
 def apply_theme(theme: str) -> None:
     """Switch the running application to the ``light`` or ``dark`` look."""
     app = QApplication.instance()
@@ -94,9 +101,20 @@ def apply_theme(theme: str) -> None:
         return
     if theme == "dark":
         app.setPalette(dark_palette())
-        app.setStyleSheet(stylesheet() + DARK_QSS)
     else:
         app.setPalette(app.style().standardPalette())
-        app.setStyleSheet(stylesheet())
+    app.setStyleSheet(application_stylesheet(theme, app.font()))
     app.setProperty("ophthaiTheme", theme)
     retint_icons(app.allWidgets())
+
+
+def follow_application_font(theme: str | None = None) -> None:
+    """Size the stylesheet of ``theme`` (the one applied last, unless given) for the
+    application font, as it is now (the desktop's font setting changed, or it was set
+    before the window was built); nothing to do when it already is."""
+    app = QApplication.instance()
+    if not isinstance(app, QApplication):
+        return
+    sized = application_stylesheet(theme or current_theme(), app.font())
+    if app.styleSheet() != sized:  # setting it again restyles every widget
+        app.setStyleSheet(sized)

@@ -9,8 +9,15 @@ from datetime import date, timedelta
 
 import pytest
 from PySide6.QtCore import QEvent, QPoint, QRect, Qt
-from PySide6.QtGui import QAccessible, QFont, QFontMetrics, QStandardItem
-from PySide6.QtWidgets import QApplication, QLabel, QMenu, QToolButton
+from PySide6.QtGui import (
+    QAccessible,
+    QFont,
+    QFontInfo,
+    QFontMetrics,
+    QKeySequence,
+    QStandardItem,
+)
+from PySide6.QtWidgets import QApplication, QLabel, QMenu, QToolButton, QWidget
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
@@ -19,6 +26,7 @@ from ophthai_desktop.ui.models.job_table import STATE_COLUMN
 from ophthai_desktop.ui.models.patient_table import STATUS_COLUMN
 from ophthai_desktop.ui.session import GuiSession
 from tests.support.images import png_bytes
+from tests.support.scripted_engine import DME, ScriptedEngine
 from tests.ui.conftest import Maker, open_patient
 
 ACTOR = Actor("t", "gui")
@@ -88,6 +96,79 @@ def test_enter_on_the_job_queue_opens_the_jobs_patient_and_tab_leaves_it(
     qtbot.waitUntil(panel.table.hasFocus)
     qtbot.keyClick(panel.table, Qt.Key.Key_Tab)
     assert not panel.table.hasFocus()
+
+
+def _f6(qtbot: QtBot, shift: bool = False) -> QWidget:
+    """Press F6 (Shift+F6) where the keyboard focus is, as a user would; returns where
+    the focus went."""
+    focused = QApplication.focusWidget()
+    assert focused is not None
+    modifier = Qt.KeyboardModifier.ShiftModifier if shift else Qt.KeyboardModifier.NoModifier
+    qtbot.keyClick(focused, Qt.Key.Key_F6, modifier)
+    QApplication.processEvents()
+    now = QApplication.focusWidget()
+    assert now is not None
+    return now
+
+
+def test_f6_goes_from_area_to_area_and_back_to_where_it_was(qtbot: QtBot, gui: GuiSession) -> None:
+    """Reaching the job queue from the patient list took Tab through every field of the
+    patient page. F6 and Shift+F6 go round the list, the page, the notifications and
+    the job queue (named in the View menu), passing over a closed dock and an empty
+    one."""
+    app = gui.application
+    patient = app.patients.create_patient(
+        {"name": "Keyboard Only"}, actor=ACTOR, image=NewImage(png_bytes())
+    )
+    app.jobs.queue_patient_analysis(patient.id, actor=ACTOR)  # waits: no model here
+    app.notifications.create_notification("Scan received", type="info", actor=ACTOR)
+    page, notifications, jobs = gui.patient_page, gui.notifications_panel, gui.jobs_panel
+    qtbot.waitUntil(lambda: notifications.list.isVisible() and jobs.table.isVisible())
+    open_patient(qtbot, gui, patient.id)
+    window = gui.window
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
+    table = gui.patient_list.table
+    table.setFocus()
+    qtbot.waitUntil(table.hasFocus)
+
+    assert page.isAncestorOf(_f6(qtbot))
+    assert _f6(qtbot) is notifications.list
+    assert _f6(qtbot) is jobs.table
+    assert _f6(qtbot) is table  # round again
+    assert _f6(qtbot, shift=True) is jobs.table
+    assert _f6(qtbot, shift=True) is notifications.list
+
+    # The page again: where the focus was in it, not its first widget.
+    edit = page.edit
+    edit.setFocus()
+    qtbot.waitUntil(edit.hasFocus)
+    assert _f6(qtbot) is notifications.list
+    assert _f6(qtbot, shift=True) is edit
+
+    window.notifications_dock.close()  # View ▸ Notifications unticked
+    assert _f6(qtbot) is jobs.table
+    assert _f6(qtbot, shift=True) is edit
+    window.notifications_dock.show()
+    for notification in app.notifications.list_notifications().items:
+        app.notifications.delete_notification(notification.id, actor=ACTOR)
+    qtbot.waitUntil(lambda: not notifications.list.isVisible())  # "No notifications."
+    assert _f6(qtbot) is jobs.table
+
+    # A dock floating in a window of its own is reached, and left, the same way.
+    app.notifications.create_notification("Scan received", type="info", actor=ACTOR)
+    qtbot.waitUntil(notifications.list.isVisible)
+    window.notifications_dock.setFloating(True)
+    qtbot.waitExposed(window.notifications_dock)
+    assert _f6(qtbot, shift=True) is notifications.list
+    assert QApplication.activeWindow() is window.notifications_dock
+    assert _f6(qtbot) is jobs.table
+    assert QApplication.activeWindow() is window
+
+    menu = window.next_area_action.associatedObjects()
+    assert any(isinstance(m, QMenu) and m.title() == "&View" for m in menu)
+    assert window.next_area_action.shortcut() == QKeySequence("F6")
+    assert window.previous_area_action.shortcut() == QKeySequence("Shift+F6")
 
 
 # Screen readers ---------------------------------------------------------------------------
@@ -295,3 +376,59 @@ def test_at_a_larger_font_text_boxes_show_their_lines_and_the_toast_its_place(
     assert QRect(viewport.mapTo(window, QPoint(0, 0)), viewport.size()).contains(placed)
     central = window.centralWidget()
     assert not placed.intersects(QRect(central.mapTo(window, QPoint(0, 0)), central.size()))
+
+
+def _text_sizes(qtbot: QtBot, gui: GuiSession) -> dict[str, float]:
+    """The point size of the text of every named part of the window (the patient page
+    with an analysis result, the unread badge, a toast), by object name."""
+    app = gui.application
+    patient = app.patients.create_patient(
+        {"name": "Large Print"}, actor=ACTOR, image=NewImage(png_bytes())
+    )
+    open_patient(qtbot, gui, patient.id)
+    view = gui.analysis_view
+    view.analyse.click()
+    qtbot.waitUntil(view.card.isVisible, timeout=10_000)
+    app.notifications.create_notification("Abnormal finding: CNV", type="critical", actor=ACTOR)
+    qtbot.waitUntil(gui.window.toast.isVisible)
+    qtbot.waitUntil(gui.notifications_panel.unread.isVisible)
+    sizes: dict[str, float] = {}
+    for widget in gui.window.findChildren(QWidget):
+        name = widget.objectName()
+        if name and not name.startswith("qt_") and name not in sizes:
+            widget.ensurePolished()
+            sizes[name] = QFontInfo(widget.font()).pointSizeF()
+    dot = gui.window.findChild(QLabel, "stepDot")
+    assert dot is not None
+    sizes["stepDot width"] = float(dot.width())  # a circle around its number
+    return sizes
+
+
+def test_at_a_larger_font_every_text_is_larger(
+    qtbot: QtBot, qapp: QApplication, make_gui: Maker
+) -> None:
+    """The stylesheet's sizes stayed as they were at 1.5 times the application font:
+    the patient's name, the result's classification, the unread badge, the reasoning,
+    the empty lists' hints, the stepper's circles. Each text (and each circle) now grows
+    as the font does, the font changed while the app runs too."""
+    running = make_gui(engine=ScriptedEngine(DME))
+    normal = _text_sizes(qtbot, running)
+    for name in ("patientName", "statusPill", "classification", "verdictBadge", "badge"):
+        assert name in normal, name
+    assert {"toastTitle", "toastText", "stepDot width"} <= set(normal)
+    before = QFont(qapp.font())
+    font = QFont(before)
+    font.setPointSizeF(before.pointSizeF() * 1.5)
+    qapp.setFont(font)
+    try:
+        name = running.patient_page.name  # the window already open follows the font
+        qtbot.waitUntil(lambda: QFontInfo(name.font()).pointSizeF() >= normal["patientName"] * 1.45)
+        large = _text_sizes(qtbot, make_gui(engine=ScriptedEngine(DME)))
+    finally:
+        qapp.setFont(before)
+    smaller = {
+        name: (size, large.get(name))
+        for name, size in normal.items()
+        if large.get(name, 0) < size * 1.45
+    }
+    assert not smaller, smaller

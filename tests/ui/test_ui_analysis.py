@@ -436,12 +436,92 @@ def test_analyse_again_while_one_runs_points_to_it_instead_of_queueing_another(
             return "already running (job #" in view.notice.text()
 
         qtbot.waitUntil(click_again)
+        # The last click's answer may still be on its way: wait for it while the job
+        # runs. Left in flight, it made the click below a double click (ignored) under
+        # load, and no second analysis was queued.
+        qtbot.waitUntil(lambda: not gui.tasks.busy)
+        assert "already running (job #" in view.notice.text()
         assert jobs.list_jobs(patient_id=patient_id).total == 1
     finally:
         hold.set()
     qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
     view.analyse.click()  # finished: a new analysis may start
     qtbot.waitUntil(lambda: jobs.list_jobs(patient_id=patient_id).total == 2)
+
+
+def test_an_answer_to_analyse_older_than_the_jobs_end_says_nothing_stale(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """Analyse clicked while the analysis ran, its answer ("already running") delayed
+    until after the result came (a busy pool thread, as under load): the page said the
+    analysis was still running beside its result, until the patient was opened again."""
+    hold, release = threading.Event(), threading.Event()
+    gui = make_gui(engine=ScriptedEngine(DME, hold=hold))
+    view = gui.analysis_view
+    patient_id = _patient_with_scan(gui)
+    open_patient(qtbot, gui, patient_id)
+    jobs = gui.application.jobs
+    ensure = jobs.ensure_patient_analysis
+    delayed: list[int] = []
+
+    def slow_answer(*args: object, **kwargs: object) -> object:
+        """The pool thread reads the queue, then is not run again for a while."""
+        answer = ensure(*args, **kwargs)  # type: ignore[arg-type]
+        if hold.is_set():
+            return answer
+        delayed.append(answer[0].id)
+        release.wait(10)
+        return answer
+
+    try:
+        view.analyse.click()
+        qtbot.waitUntil(lambda: jobs.list_jobs(patient_id=patient_id, state="running").total)
+        qtbot.waitUntil(lambda: not gui.tasks.busy)
+        jobs.ensure_patient_analysis = slow_answer  # type: ignore[method-assign]
+        view.analyse.click()
+        qtbot.waitUntil(lambda: len(delayed) == 1)  # read: running
+        hold.set()
+        qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    finally:
+        hold.set()
+        release.set()
+    qtbot.waitUntil(lambda: not gui.tasks.busy)
+    assert "running" not in view.notice.text()
+    assert "running" not in view.state.text() and "Queued" not in view.state.text()
+    assert view.card.isVisible()
+    view.analyse.click()  # and the next click queues a new analysis
+    qtbot.waitUntil(lambda: jobs.list_jobs(patient_id=patient_id).total == 2)
+
+
+def test_another_patients_job_ending_leaves_the_notice_about_this_ones(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """The notice "already running (job #1)" went away when any job started or ended:
+    another patient's analysis cancelled in the queue took it off this patient's page."""
+    hold = threading.Event()
+    gui = make_gui(engine=ScriptedEngine(DME, hold=hold))
+    view = gui.analysis_view
+    patient_id = _patient_with_scan(gui)
+    other_id = _patient_with_scan(gui, "Someone Else")
+    open_patient(qtbot, gui, patient_id)
+    jobs = gui.application.jobs
+    actor = Actor("t", "gui")
+    try:
+        view.analyse.click()
+        qtbot.waitUntil(lambda: jobs.list_jobs(patient_id=patient_id, state="running").total)
+        qtbot.waitUntil(lambda: not gui.tasks.busy)
+        view.analyse.click()
+        qtbot.waitUntil(lambda: "already running (job #" in view.notice.text())
+        cancelled: list[int] = []
+        gui.bridge.analysis_cancelled.connect(lambda job_id, _patient: cancelled.append(job_id))
+        other = jobs.queue_patient_analysis(other_id, actor=actor)
+        jobs.request_cancel(other.id, actor=actor)
+        qtbot.waitUntil(lambda: cancelled == [other.id])
+        assert "already running (job #" in view.notice.text()
+    finally:
+        hold.set()
+    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    assert view.notice.text() == ""  # its own job ended: now it goes
 
 
 def _press(qtbot: QtBot, widget: QWidget, keys: QKeySequence) -> None:

@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import date, timedelta
 
 import pytest
-from PySide6.QtGui import QColor, QFontMetrics, QImage
+from PySide6.QtGui import QColor, QFontMetrics, QImage, QPaintDevice
 from PySide6.QtWidgets import QTableWidget, QWidget
 from pytestqt.qtbot import QtBot
 
@@ -306,6 +306,18 @@ def _check_table_readable(table: QTableWidget, dark: bool) -> None:
         assert contrast(background, ink) >= AA_TEXT, (table.item(row, column).text(), ink.name())
     line, base = _grid_line(table), _drawn_cell(table, 0, 0)[0]
     assert 1.1 < contrast(line, base) < 2.0, line.name()  # seen, but quiet
+
+
+def test_a_chart_answers_qts_questions_about_it_as_a_paint_device(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """A chart kept its metric's name in ``metric``, hiding Qt's ``metric()`` (how many
+    dots per inch...): when Qt asked, sizing the chart's font after the application font
+    changed and the stylesheet was set again (a theme switch, the text following the
+    font), it called the name and the app crashed."""
+    for chart in gui.oculomics_view.charts.values():
+        assert chart.metric(QPaintDevice.PaintDeviceMetric.PdmDpiY) > 0
+        assert chart.logicalDpiY() > 0
 
 
 def test_the_table_follows_the_theme_when_it_changes(qtbot: QtBot, gui: GuiSession) -> None:

@@ -4,6 +4,7 @@ token, and Help → Open API docs. Real servers on free ports."""
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -257,3 +258,123 @@ def test_the_server_restarts_on_the_address_saved_in_settings(
     assert url == f"http://{address}:{port}"
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+
+
+# Host names -------------------------------------------------------------------------------
+
+#: A name resolved by :func:`_resolver` below (this machine has no clinic DNS).
+CLINIC_NAME = "myworkstation.clinic.local"
+ELSEWHERE_NAME = "elsewhere.clinic.local"
+
+
+@pytest.fixture
+def clinic_dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The resolver knows the clinic's names (filled in by the test), and no others
+    beyond this machine's own."""
+    names: dict[str, str] = {}
+    real = socket.getaddrinfo
+
+    def resolver(host: object, *args: object, **kwargs: object) -> object:
+        if host in names:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (names[host], 0))]
+        if isinstance(host, str) and host.endswith(".clinic.local"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    return names
+
+
+def test_this_computers_host_name_is_taken_for_its_address(qtbot: QtBot, desktop: Desktop) -> None:
+    """A host name was refused as "not an IP address". This machine's own name
+    resolves to loopback or one of its addresses: taken, and listened on there."""
+    name = socket.gethostname()
+    try:
+        resolved = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)[0][4][0]
+    except OSError:
+        pytest.skip("this computer's name does not resolve")
+    loopback = resolved.startswith("127.") or resolved == "::1"
+    if not loopback and resolved not in _own_addresses():
+        pytest.skip(f"this computer's name resolves to {resolved}, not one of its addresses")
+    dialog = _dialog(qtbot, desktop)
+    if not loopback:
+        dialog.generate_button.click()
+    _type(qtbot, dialog, name)
+    qtbot.waitUntil(lambda: f"{name} is {resolved}" in dialog.hint.text())
+    assert dialog.host.property("invalid") is False
+    url = _start(qtbot, desktop, dialog)
+    assert urlsplit(url).hostname == resolved
+    assert dialog.host.currentText() == name  # as the clinician typed it
+
+
+def test_the_api_host_setting_may_be_a_name_of_this_computer(
+    qtbot: QtBot, desktop: Desktop, clinic_dns: dict[str, str]
+) -> None:
+    """OPHTHAI_API_HOST=myworkstation.clinic.local, the dialog opened, Start: it said
+    "... is not an IP address". The name is looked up off the GUI thread and the server
+    listens on the address it names (one of this computer's)."""
+    address = _own_addresses()[0]
+    clinic_dns[CLINIC_NAME] = address
+    current = desktop.application.settings
+    desktop.session.settings_controller.apply(
+        current.model_copy(update={"api_host": CLINIC_NAME, "api_token": "t" * 24})
+    )
+    dialog = _dialog(qtbot, desktop)
+    assert dialog.host.currentText() == CLINIC_NAME
+    url = _start(qtbot, desktop, dialog)
+    assert url == f"http://{address}:{urlsplit(url).port}"
+    assert f"{CLINIC_NAME} is {address}" in dialog.hint.text()
+
+
+def test_a_host_name_of_another_computer_or_none_is_refused_with_the_reason(
+    qtbot: QtBot, desktop: Desktop, clinic_dns: dict[str, str]
+) -> None:
+    clinic_dns[ELSEWHERE_NAME] = "203.0.113.77"  # a documentation address: nobody's
+    dialog = _dialog(qtbot, desktop)
+    server = desktop.session.server
+    dialog.generate_button.click()  # the token is not what is missing
+
+    _type(qtbot, dialog, ELSEWHERE_NAME)
+    qtbot.waitUntil(lambda: dialog.host.property("invalid") is True)
+    refused = f"{ELSEWHERE_NAME} is 203.0.113.77, not an address of this computer"
+    assert refused in dialog.hint.text()
+    dialog.start_button.click()
+    qtbot.waitUntil(lambda: dialog.start_button.isEnabled())
+    assert "not an address of this computer" in dialog.hint.text()
+    assert desktop.window.status.api.text() == "API: off"
+    assert server.host == "127.0.0.1"
+    assert dialog.host.currentText() == ELSEWHERE_NAME  # kept, to be corrected
+
+    _type(qtbot, dialog, "nobody.clinic.local")
+    qtbot.waitUntil(lambda: "not a known host name" in dialog.hint.text())
+    assert dialog.host.property("invalid") is True
+    assert server.host == "127.0.0.1"
+
+
+def test_a_host_name_slow_to_look_up_neither_blocks_the_window_nor_is_taken(
+    qtbot: QtBot, desktop: Desktop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resolver that does not answer (a DNS server down): the window stays usable and
+    the name is refused after a short while, with the reason."""
+    from ophthai_desktop.ui.controllers import server as server_module
+
+    answer = threading.Event()
+
+    def unanswered(*_args: object, **_kwargs: object) -> object:
+        answer.wait(30)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(server_module, "LOOKUP_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(socket, "getaddrinfo", unanswered)
+    dialog = _dialog(qtbot, desktop)
+    try:
+        _type(qtbot, dialog, CLINIC_NAME)  # returns: the lookup is off the GUI thread
+        assert dialog.hint.text() == f"Looking up {CLINIC_NAME}…"
+        dialog.start_button.click()
+        assert not dialog.start_button.isEnabled()  # until the lookup is answered
+        qtbot.waitUntil(lambda: "could not be looked up within 0.5 s" in dialog.hint.text())
+        assert dialog.start_button.isEnabled()
+        assert desktop.window.status.api.text() == "API: off"
+        assert desktop.session.server.host == "127.0.0.1"
+    finally:
+        answer.set()  # the lookups left behind end

@@ -4,8 +4,10 @@ stored result, and carries the clinician's verdict and the appointment to the co
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from PySide6.QtCore import QObject, Slot
 from PySide6.QtGui import QGuiApplication
@@ -20,6 +22,8 @@ from ophthai_desktop.ui.views.main_window import MainWindow
 from ophthai_desktop.ui.views.patient_page import PatientPage
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -85,7 +89,13 @@ class AnalysisController(QObject):
         self._no_scan_shown = False  # the page says the patient has no scan
         self._model_state = ""  # the model's state as last announced
         self._model_notice = ""  # the model problem the notice last told of
-        self._join_notice = ""  # the notice that Analyse joined an open job
+        #: The notice that Analyse joined an open job: (job id, its state then, text).
+        self._joined: tuple[int, str, str] | None = None
+        #: Reads of the queue on their way back from the task pool, and what the window
+        #: heard meanwhile of jobs starting, queued again or ending ("running", "queued",
+        #: "ended"): what such a read says of those jobs is older than the page.
+        self._reads = 0
+        self._heard: dict[int, str] = {}
         view.set_clinician(ctx.actor.who)
         self._clinician = ctx.actor.who  # the name filled in for the verdict
 
@@ -117,6 +127,7 @@ class AnalysisController(QObject):
         self._shown_job = None
         self._waiting_job = None
         self._no_scan_shown = False
+        self._joined = None
         self._view.notice.dismiss()
         self._view.mark_verdict_field(None)  # a refusal belongs to the patient it was for
         self._view.show_schedule_error("")
@@ -182,8 +193,12 @@ class AnalysisController(QObject):
 
         def done(pages: tuple[Page[JobRecord], Page[JobRecord], Page[JobRecord]]) -> None:
             running, queued, newest = pages
+            heard = self._read_arrived()
             if patient_id != self._patient_id or self._shown_job is not None:
                 return
+            open_jobs = running.items or queued.items
+            if open_jobs and heard.get(open_jobs[0].id) == "ended":
+                return  # it ended while this was read: the page shows how
             if running.items:
                 self._shown_job = running.items[0].id
                 self._view.start_stream(f"Analysing (job #{self._shown_job})…", tokens=None)
@@ -193,7 +208,38 @@ class AnalysisController(QObject):
             elif newest.items and newest.items[0].state == "failed":
                 self._show_newest_failed(newest.items[0], patient.latest_analysis)
 
-        self._ctx.tasks.submit(fetch, done)
+        def failed(exc: BaseException) -> None:
+            self._window.banner.show_message(describe(exc), "error")
+
+        self._read_jobs(fetch, done, failed)
+
+    def _read_jobs(
+        self,
+        fn: Callable[[], _T],
+        done: Callable[[_T], None],
+        failed: Callable[[BaseException], None],
+    ) -> None:
+        """Read the queue on the task pool; ``done`` calls :meth:`_read_arrived` first."""
+        self._reads += 1
+
+        def on_error(exc: BaseException) -> None:
+            self._read_arrived()
+            failed(exc)
+
+        self._ctx.tasks.submit(fn, done, on_error)
+
+    def _read_arrived(self) -> dict[int, str]:
+        """A read of the queue is back: what was heard of jobs while it was away."""
+        self._reads -= 1
+        heard = self._heard
+        if not self._reads:
+            self._heard = {}
+        return heard
+
+    def _heard_of(self, job_id: int, state: str) -> None:
+        """A job started, was queued again or ended: news to the reads on their way."""
+        if self._reads:
+            self._heard[job_id] = state
 
     def _show_newest_failed(self, job: JobRecord, latest: AnalysisRecord | None) -> None:
         if latest is not None and latest.created_at >= job.created_at:
@@ -210,6 +256,8 @@ class AnalysisController(QObject):
         self, job_id: int, patient_id: str | None, requeued: bool
     ) -> None:
         self._job_patients[job_id] = patient_id
+        if requeued:
+            self._heard_of(job_id, "queued")
         if job_id in self._streams and not requeued:
             return  # its start came first (the worker wakes before the window hears)
         if requeued and self._streams.pop(job_id, None) is not None:  # the model unloaded
@@ -225,7 +273,7 @@ class AnalysisController(QObject):
 
     @Slot(int, object)
     def _on_bridge_analysis_started(self, job_id: int, patient_id: str | None) -> None:
-        self._left_queue(job_id)
+        self._job_moved(job_id, ended=False)
         stream = _Stream(patient_id)
         self._streams[job_id] = stream
         if patient_id is not None and patient_id == self._patient_id:
@@ -254,7 +302,7 @@ class AnalysisController(QObject):
     def _on_bridge_analysis_finished(
         self, job_id: int, patient_id: str | None, analysis: AnalysisRecord
     ) -> None:
-        self._left_queue(job_id)
+        self._job_moved(job_id, ended=True)
         self._streams.pop(job_id, None)
         self._job_patients.pop(job_id, None)
         if patient_id is not None and patient_id == self._patient_id:
@@ -263,7 +311,7 @@ class AnalysisController(QObject):
 
     @Slot(int, object, str)
     def _on_bridge_analysis_failed(self, job_id: int, patient_id: str | None, reason: str) -> None:
-        self._left_queue(job_id)
+        self._job_moved(job_id, ended=True)
         self._streams.pop(job_id, None)
         self._job_patients.pop(job_id, None)
         if patient_id is not None and patient_id == self._patient_id:
@@ -272,7 +320,7 @@ class AnalysisController(QObject):
 
     @Slot(int, object)
     def _on_bridge_analysis_cancelled(self, job_id: int, patient_id: str | None) -> None:
-        self._left_queue(job_id)
+        self._job_moved(job_id, ended=True)
         self._streams.pop(job_id, None)
         self._job_patients.pop(job_id, None)
         if patient_id is not None and patient_id == self._patient_id:
@@ -283,12 +331,18 @@ class AnalysisController(QObject):
         phase = "writing its answer" if stream.answer else "reasoning"
         return f"Analysing (job #{job_id}): the model is {phase}…"
 
-    def _left_queue(self, job_id: int) -> None:
+    def _job_moved(self, job_id: int, *, ended: bool) -> None:
+        """The job left the queue: it started, or it ended."""
+        self._heard_of(job_id, "ended" if ended else "running")
         if job_id == self._waiting_job:
             self._waiting_job = None
-        if self._join_notice and self._view.notice.text() == self._join_notice:
-            self._view.notice.dismiss()  # about a job that has moved on
-        self._join_notice = ""
+        joined = self._joined
+        # Only a notice about this job, and only once it says what is no longer so (a
+        # job said to be running still runs when its late start event comes).
+        if joined is not None and joined[0] == job_id and (ended or joined[1] == "queued"):
+            self._joined = None
+            if self._view.notice.text() == joined[2]:
+                self._view.notice.dismiss()
 
     def _show_queued(self, job_id: int) -> None:
         self._waiting_job = job_id
@@ -342,31 +396,35 @@ class AnalysisController(QObject):
             return self._app.jobs.ensure_patient_analysis(patient_id, actor=self._ctx.actor)
 
         def done(result: tuple[JobRecord, bool]) -> None:
+            heard = self._read_arrived()
             self._queueing.discard(patient_id)
             job, new = result
             if job.state == "queued":
                 self._app.worker.resume_queue()  # a queue held since an unload runs
             self._page.show_tab("analysis")
-            if patient_id != self._patient_id:
+            # Its start or end may have come while this was on its way (a slow pool
+            # thread): the page shows that, and this answer is older.
+            state = heard.get(job.id, job.state)
+            if patient_id != self._patient_id or state == "ended":
                 return
             if not new and not model_problem_shown:
-                if job.state == "queued":  # asked for again: runs next (held or not)
+                if state == "queued":  # asked for again: runs next (held or not)
                     text = f"This patient's analysis (job #{job.id}) is queued and runs next."
                 else:
                     text = (
-                        f"This patient's analysis is already {job.state} (job #{job.id}); "
+                        f"This patient's analysis is already {state} (job #{job.id}); "
                         "cancel it in the job queue to start another."
                     )
                 self._view.show_notice(text, "info")
-                self._join_notice = text
-            if self._shown_job is None and job.state == "queued":
+                self._joined = (job.id, state, text)
+            if self._shown_job is None and state == "queued":
                 self._show_queued(job.id)
 
         def failed(exc: BaseException) -> None:
             self._queueing.discard(patient_id)
             self._view.show_notice(describe(exc), "error")
 
-        self._ctx.tasks.submit(queue, done, failed)
+        self._read_jobs(queue, done, failed)
 
     @Slot()
     def follow_user_name(self) -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import secrets
 import socket
-from collections.abc import Callable, Collection
+import threading
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,6 +36,13 @@ LAN_HOST = "0.0.0.0"
 ANY_HOSTS = frozenset({LAN_HOST, "::"})
 #: Bytes of randomness in a generated token (32 characters).
 TOKEN_BYTES = 24
+#: How long a host name typed in the dialog may take to look up before it is refused.
+LOOKUP_TIMEOUT_S = 3.0
+#: A host name: dot-separated labels of letters, digits, hyphens (and underscores,
+#: which some networks' names have), the last one not all digits: ``192.168.1.300``
+#: is a mistyped address, not a name.
+_LABEL = r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)"
+_HOST_NAME = re.compile(rf"(?:{_LABEL}\.)*(?=[0-9-]*[A-Za-z_]){_LABEL}\.?")
 
 
 @dataclass(frozen=True)
@@ -103,18 +112,117 @@ def listen_choices(addresses: list[tuple[str, str]]) -> list[tuple[str, str]]:
     ]
 
 
+def _typed_host(text: str) -> str:
+    """The address or name typed or picked: ``"192.168.1.20  (eth0)"`` reads as its
+    first word."""
+    words = text.split()
+    host = words[0].strip("[]") if words else ""
+    if not host:
+        raise InvalidInput("give the address to listen on, such as 127.0.0.1", field="api_host")
+    return host
+
+
+def host_name(text: str) -> str | None:
+    """The host name ``text`` names, to be looked up; None for an IP address or
+    ``localhost``.
+
+    Raises:
+        InvalidInput: It is empty, or neither an IP address nor a host name.
+    """
+    host = _typed_host(text)
+    if host.lower() == "localhost":
+        return None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return None
+    if len(host) > 253 or _HOST_NAME.fullmatch(host) is None:
+        raise InvalidInput(
+            f"{host!r} is not an IP address or a host name; choose one from the list or "
+            "type one of this computer's, such as 127.0.0.1",
+            field="api_host",
+        )
+    return host.rstrip(".")
+
+
+def resolve_host(name: str, timeout_s: float | None = None) -> list[str]:
+    """Task-pool thread: the addresses ``name`` resolves to, in the resolver's order.
+
+    The lookup runs on a thread of its own and is given up after ``timeout_s``
+    (:data:`LOOKUP_TIMEOUT_S` unless given; a resolver can wait far longer on a server
+    that does not answer), so the pool's thread is not held, and quitting does not wait
+    for it.
+
+    Raises:
+        InvalidInput: The name is unknown, or its lookup took longer than ``timeout_s``.
+    """
+    found: list[str] = []
+    failed: list[OSError] = []
+
+    def look_up() -> None:
+        try:
+            entries = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            failed.append(exc)
+            return
+        found.extend(dict.fromkeys(str(entry[4][0]) for entry in entries))
+
+    if timeout_s is None:
+        timeout_s = LOOKUP_TIMEOUT_S
+    lookup = threading.Thread(target=look_up, name="api-host-lookup", daemon=True)
+    lookup.start()
+    lookup.join(timeout_s)
+    if lookup.is_alive():
+        raise InvalidInput(
+            f"{name} could not be looked up within {timeout_s:g} s; type one of this "
+            "computer's addresses instead, such as 127.0.0.1",
+            field="api_host",
+        )
+    if failed or not found:
+        raise InvalidInput(
+            f"{name} is not a known host name (it could not be looked up); type one of "
+            "this computer's addresses instead, such as 127.0.0.1",
+            field="api_host",
+        )
+    return found
+
+
+def resolved_host(name: str, addresses: Sequence[str], own: Collection[str]) -> str:
+    """The first of the ``addresses`` that ``name`` resolves to that the server may
+    listen on: a loopback one or one of ``own`` (the name itself is not listened on: it
+    could resolve elsewhere by the time the server binds).
+
+    Raises:
+        InvalidInput: None of them is this computer's.
+    """
+    mine = _own_set(own)
+    for found in addresses:
+        address = ipaddress.ip_address(found.split("%")[0])
+        if address.is_loopback or str(address) in mine:
+            return str(address)
+    raise InvalidInput(
+        f"{name} is {', '.join(addresses)}, not an address of this computer; choose one "
+        "from the list, or type a name of this computer",
+        field="api_host",
+    )
+
+
+def _own_set(own: Collection[str]) -> set[str]:
+    return {str(ipaddress.ip_address(a.split("%")[0])) for a in own}
+
+
 def listen_host(text: str, own: Collection[str]) -> str:
     """The address typed or picked (``"192.168.1.20  (eth0)"`` reads as its first word),
-    checked: loopback, every interface, or one of ``own``.
+    checked: loopback, every interface, or one of ``own``. A host name is looked up
+    first (:func:`resolve_host`, :func:`resolved_host`).
 
     Raises:
         InvalidInput: It is not an IP address (or ``localhost``), or not this
             computer's.
     """
-    words = text.split()
-    host = words[0].strip("[]") if words else ""
-    if not host:
-        raise InvalidInput("give the address to listen on, such as 127.0.0.1", field="api_host")
+    host = _typed_host(text)
     if host.lower() == "localhost":
         return "localhost"
     try:
@@ -128,7 +236,7 @@ def listen_host(text: str, own: Collection[str]) -> str:
     host = str(address)
     if host in ANY_HOSTS or address.is_loopback:
         return host
-    if host not in {str(ipaddress.ip_address(a.split("%")[0])) for a in own}:
+    if host not in _own_set(own):
         raise InvalidInput(
             f"{host} is not an address of this computer; choose one from the list",
             field="api_host",
@@ -177,6 +285,9 @@ class ServerController(QObject):
         self.token: str | None = settings.api_token
         self._saved = (self.host, self.token)  # the Settings' choice, to notice changes
         self.busy = False
+        #: Counts the addresses given: a host name's lookup that a later one overtook
+        #: is not taken when it comes back.
+        self._asked = 0
         self.dialog: ServerDialog | None = None
         window.api_server_action.triggered.connect(self.open)
         window.api_server_action.setEnabled(control is not None)
@@ -251,27 +362,77 @@ class ServerController(QObject):
     @Slot(str)
     def set_host(self, text: str) -> None:
         """The address picked or typed in the dialog: taken for the next start, or
-        refused with the reason (the text stays, to be corrected)."""
-        dialog = self.dialog
+        refused with the reason (the text stays, to be corrected). A host name is looked
+        up on the task pool first."""
+        if not self.busy:  # the field is disabled meanwhile (and left as it was)
+            self._take_host(text, lambda _taken: None)
+
+    def _take_host(self, text: str, then: Callable[[bool], None]) -> None:
+        """Check ``text`` and take it for the next start, then ``then(taken)``; not
+        called when a later address overtook a host name being looked up."""
+        self._asked += 1
+        asked = self._asked
+        try:
+            name = host_name(text)
+        except OphthaiError as exc:
+            self._refuse_host(exc)
+            then(False)
+            return
+        if name is None:
+            then(self._accept_host(text))
+            return
+
+        def looked_up(addresses: list[str]) -> None:
+            if asked != self._asked:
+                return
+            own = [address for address, _interface in own_addresses()]
+            try:
+                host = resolved_host(name, addresses, own)
+            except OphthaiError as exc:
+                self._refuse_host(exc)
+                then(False)
+                return
+            then(self._accept_host(host, name=name))
+
+        def not_found(exc: BaseException) -> None:
+            if asked == self._asked:
+                self._refuse_host(exc)
+                then(False)
+
+        if self.dialog is not None:
+            self.dialog.show_hint(f"Looking up {name}…")
+        self._ctx.slow_tasks.submit(lambda: resolve_host(name), looked_up, not_found)
+
+    def _accept_host(self, text: str, *, name: str | None = None) -> bool:
+        """Take the address ``text`` if the server may listen there (``name`` is the
+        host name it was looked up from); else say why. Returns whether it was taken."""
         try:
             host = self._checked_host(text)
         except OphthaiError as exc:
-            if dialog is not None:
-                dialog.mark_host(valid=False)
-                hint = describe(exc)
-                if exc.field == "api_token":
-                    hint = f"{hint}. Generate a token first.".replace("..", ".")
-                dialog.show_hint(hint, "error")
-            return
+            self._refuse_host(exc)
+            return False
         self.host = host
+        dialog = self.dialog
         if dialog is None:
-            return
+            return True
         dialog.mark_host(valid=True)
-        dialog.show_hint(
+        hint = (
             "Only programs on this computer can connect."
             if is_loopback_host(host)
             else "Other computers can connect with the token once the server (re)starts."
         )
+        dialog.show_hint(f"{name} is {host}. {hint}" if name else hint)
+        return True
+
+    def _refuse_host(self, exc: BaseException) -> None:
+        dialog = self.dialog
+        if dialog is None:
+            return
+        dialog.mark_host(valid=False)
+        hint = describe(exc)
+        if isinstance(exc, OphthaiError) and exc.field == "api_token":
+            hint = f"{hint}. Generate a token first.".replace("..", ".")
+        dialog.show_hint(hint, "error")
 
     @Slot()
     def generate_token(self) -> None:
@@ -293,11 +454,24 @@ class ServerController(QObject):
         if control is None or self.busy:
             return
         dialog = self.dialog
-        if dialog is not None and dialog.host_text().strip():
-            # What the field says, even if Enter was not pressed after typing it.
-            self.set_host(dialog.host_text())
-            if dialog.host.property("invalid"):
-                return  # the reason is in the hint
+        if dialog is None or not dialog.host_text().strip():
+            self._start_server(control)
+            return
+
+        def checked(taken: bool) -> None:
+            self.busy = False
+            if taken:
+                self._start_server(control)
+            else:
+                self._refresh()  # the reason is in the hint
+
+        # What the field says, even if Enter was not pressed after typing it (a host
+        # name is looked up first: busy meanwhile).
+        self.busy = True
+        self._refresh()
+        self._take_host(dialog.host_text(), checked)
+
+    def _start_server(self, control: ServerControl) -> None:
         options = ServerOptions(host=self.host, token=self.token or None)
         try:
             check_api_binding(options.host, options.token)

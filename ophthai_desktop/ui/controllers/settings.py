@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from PySide6.QtCore import QObject, QUrl, Signal, Slot
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtCore import QObject, Qt, QUrl, Signal, Slot
+from PySide6.QtGui import QDesktopServices, QFont, QGuiApplication
 
 from ophthai_desktop.core.errors import InvalidInput
 from ophthai_desktop.core.records import Actor
@@ -35,7 +35,7 @@ from ophthai_desktop.core.settings import (
 )
 from ophthai_desktop.ui.context import GuiContext, clinician_name
 from ophthai_desktop.ui.messages import describe
-from ophthai_desktop.ui.theme import apply_theme
+from ophthai_desktop.ui.theme import apply_theme, follow_application_font
 from ophthai_desktop.ui.views.main_window import MainWindow
 from ophthai_desktop.ui.views.settings_dialog import SettingsDialog
 
@@ -205,9 +205,21 @@ class SettingsController(QObject):
         return self._path() if self._path is not None else settings_file()
 
     def start(self) -> None:
-        """Apply the look the settings ask for (the light one is already there)."""
+        """Apply the look the settings ask for (the light one is already there), its
+        text sized for the application font, and follow that font when the desktop's
+        setting changes."""
         if self._app.settings.theme != "light":
             apply_theme(self._app.settings.theme)
+        else:
+            follow_application_font("light")
+        app = QGuiApplication.instance()
+        if isinstance(app, QGuiApplication):
+            # Queued: once Qt has handed every widget the new font, not in the middle.
+            app.fontChanged.connect(self._on_app_font_changed, Qt.ConnectionType.QueuedConnection)
+
+    @Slot(QFont)
+    def _on_app_font_changed(self, _font: QFont) -> None:
+        follow_application_font()
 
     # Actions --------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from PySide6.QtGui import (
     QKeySequence,
 )
 from PySide6.QtWidgets import (
+    QApplication,
     QDockWidget,
     QMainWindow,
     QSplitter,
@@ -141,6 +142,12 @@ class MainWindow(QMainWindow):
         self.notifications_action.setText("&Notifications")
         self.jobs_action = self.jobs_dock.toggleViewAction()
         self.jobs_action.setText("&Job queue")
+        # F6 / Shift+F6 go from one area of the window to the next, as in other
+        # desktop applications (Tab goes from field to field within one).
+        self.next_area_action = self._action("Ne&xt area", None, QKeySequence("F6"))
+        self.next_area_action.triggered.connect(self._on_next_area_triggered)
+        self.previous_area_action = self._action("Pre&vious area", None, QKeySequence("Shift+F6"))
+        self.previous_area_action.triggered.connect(self._on_previous_area_triggered)
         self.about_action = self._action("&About OphthAI Desktop", None)
         self.settings_action = self._action("&Settings…", None, QKeySequence("Ctrl+,"))
         self.settings_action.setMenuRole(QAction.MenuRole.PreferencesRole)
@@ -162,6 +169,9 @@ class MainWindow(QMainWindow):
         view_menu = menus.addMenu("&View")
         view_menu.addAction(self.notifications_action)
         view_menu.addAction(self.jobs_action)
+        view_menu.addSeparator()
+        view_menu.addAction(self.next_area_action)
+        view_menu.addAction(self.previous_area_action)
         view_menu.addSeparator()
         view_menu.addAction(self.pause_watch_action)
         model_menu = menus.addMenu("&AI")
@@ -200,6 +210,51 @@ class MainWindow(QMainWindow):
     def _on_find_triggered(self) -> None:
         self.patient_list.search.setFocus(Qt.FocusReason.ShortcutFocusReason)
         self.patient_list.search.selectAll()
+
+    # Moving between the areas ---------------------------------------------------------
+
+    def areas(self) -> list[tuple[QWidget, QWidget]]:
+        """The window's areas in F6 order, each with the widget that takes the focus
+        when it has had none: the patient list, the patient page, the notifications and
+        the job queue."""
+        return [
+            (self.patient_list, self.patient_list.table),
+            (self.patient_page, self.patient_page.tabs.tabBar()),
+            (self.notifications_dock, self.notifications.list),
+            (self.jobs_dock, self.jobs.table),
+        ]
+
+    @Slot()
+    def _on_next_area_triggered(self) -> None:
+        self.focus_next_area(1)
+
+    @Slot()
+    def _on_previous_area_triggered(self) -> None:
+        self.focus_next_area(-1)
+
+    def focus_next_area(self, step: int) -> None:
+        """Give the keyboard focus to the next area (``step`` 1) or the previous one
+        (-1) that is shown and has something to take it (a closed dock and the page
+        without a patient are passed over): where the focus last was in it, else the
+        area's main widget."""
+        areas = self.areas()
+        focused = QApplication.focusWidget()
+        current = next(
+            (
+                index
+                for index, (area, _main) in enumerate(areas)
+                if focused is not None and (focused is area or area.isAncestorOf(focused))
+            ),
+            -1 if step > 0 else len(areas),  # from elsewhere (the toolbar): the first
+        )
+        for offset in range(1, len(areas) + 1):
+            area, main = areas[(current + offset * step) % len(areas)]
+            target = _focus_target(area, main)
+            if target is not None and target is not focused:
+                if not target.isActiveWindow():  # a floating dock, or back from one
+                    target.activateWindow()
+                target.setFocus(Qt.FocusReason.ShortcutFocusReason)
+                return
 
     def _dock(self, title: str, name: str, widget: QWidget) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -253,3 +308,18 @@ class MainWindow(QMainWindow):
         else:
             event.ignore()
             self.hide()
+
+
+def _focus_target(area: QWidget, main: QWidget) -> QWidget | None:
+    """Where the focus goes in ``area``: the widget in it that last had the focus,
+    else ``main``, if it can take the focus now; else None."""
+    for widget in (area.focusWidget(), main):
+        if (
+            widget is not None
+            and (widget is area or area.isAncestorOf(widget))
+            and widget.isVisible()
+            and widget.isEnabled()
+            and widget.focusPolicy() & Qt.FocusPolicy.TabFocus
+        ):
+            return widget
+    return None

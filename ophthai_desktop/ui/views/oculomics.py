@@ -168,7 +168,9 @@ class MetricChart(QChartView):
 
     def __init__(self, metric: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.metric = metric
+        # Not ``metric``: that would hide QPaintDevice.metric(), which Qt calls (when it
+        # sizes the chart's font) and would find a string to call.
+        self.metric_name = metric
         self.reference = REFERENCE_RANGES[metric]
         self.threshold_value = threshold(self.reference)
         chart = QChart()
@@ -269,7 +271,7 @@ class MetricChart(QChartView):
 
     def show_series(self, series: dict[str, Sequence[OculomicsRecord]]) -> None:
         """Plot each eye's values of this chart's metric (records oldest first)."""
-        metric = self.metric
+        metric = self.metric_name
         days: list[date] = []
         values: list[float] = [self.threshold_value]
         flagged: list[tuple[float, float]] = []

@@ -36,8 +36,10 @@ class Toast(QFrame):
         self._anchors = tuple(anchors)
         self.setObjectName("toast")
         self.title = QLabel()
+        self.title.setObjectName("toastTitle")
         self.title.setStyleSheet("font-weight: bold;")
         self.label = QLabel()
+        self.label.setObjectName("toastText")
         self.label.setWordWrap(True)
         # Wide enough that a finding reads in two or three lines, not five.
         self.label.setMinimumWidth(scaled(self.label, 300))
