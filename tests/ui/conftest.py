@@ -19,21 +19,24 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QThread, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QFont
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.bootstrap import Application, build_application
 from ophthai_desktop.core.storage import models as m
 from ophthai_desktop.core.worker import InferenceWorker
-from ophthai_desktop.ui.resources import stylesheet
 from ophthai_desktop.ui.session import GuiSession
+from ophthai_desktop.ui.theme import apply_theme
 from tests.conftest import make_settings
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 #: How long threads get to finish after the test before they count as leaked.
 THREAD_GRACE_S = 10.0
+
+#: The application font the first test found, restored before every test.
+_FIRST_FONT: list[QFont] = []
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +52,12 @@ def _no_leaked_threads(qapp: QApplication, monkeypatch: pytest.MonkeyPatch) -> I
         original_start(self, *args)
 
     monkeypatch.setattr(QThread, "start", tracking_start)
-    qapp.setStyleSheet(stylesheet())
+    # Each test starts with the light look at the usual font, whatever the one before
+    # it switched to (a dark palette left behind changed the next tests' colours).
+    if not _FIRST_FONT:
+        _FIRST_FONT.append(QFont(qapp.font()))
+    qapp.setFont(_FIRST_FONT[0])
+    apply_theme("light")
     yield
     for widget in QApplication.topLevelWidgets():
         widget.close()
