@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from PySide6.QtGui import QKeySequence
+import re
+from pathlib import Path
+
+from PySide6.QtGui import QAction, QKeySequence, QShortcut
+from PySide6.QtWidgets import QAbstractButton
 from pytestqt.qtbot import QtBot
 
 from tests.support.scripted_engine import DME, ScriptedEngine
@@ -66,3 +70,43 @@ def test_about_says_which_model_is_loaded_and_which_is_configured(
     assert "Model loaded: scripted on cpu" in text
     assert f"Model configured: {ready.application.settings.model_path} (local folder)" in text
     ready.about_box.close()
+
+
+README = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_menu_entries_and_shortcuts_the_readme_names_exist(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    window = make_gui().window
+    menus = {
+        action.text().replace("&", ""): [
+            entry.text().replace("&", "") for entry in action.menu().actions()
+        ]
+        for action in window.menuBar().actions()
+    }
+    # "AI → Model manager…", "Help → Open API docs opens", "AI ▸ Check model files again,"
+    named = re.findall(
+        r"\b(File|Edit|View|AI|Tools|Help) [→▸] (.+?)(?=\*\*|,| opens| to | \(|\)|$)",
+        README,
+        flags=re.MULTILINE,
+    )
+    assert len(named) >= 5
+    for menu, entry in named:
+        assert entry in menus[menu], (menu, entry)
+
+    portable = QKeySequence.SequenceFormat.PortableText
+    keys = {
+        sequence.toString(portable)
+        for action in window.findChildren(QAction)
+        for sequence in action.shortcuts()
+    }
+    keys |= {shortcut.key().toString(portable) for shortcut in window.findChildren(QShortcut)}
+    keys |= {
+        button.shortcut().toString(portable) for button in window.findChildren(QAbstractButton)
+    }
+    # "Ctrl+N new patient, ..., Ctrl+, settings; Ctrl+Shift+A approves ..., Ctrl++, Ctrl+-"
+    shortcuts = set(re.findall(r"Ctrl\+(?:Shift\+)?[A-Z0-9,+-]", README))
+    assert len(shortcuts) >= 10
+    for shortcut in shortcuts:
+        assert QKeySequence(shortcut).toString(portable) in keys, shortcut
