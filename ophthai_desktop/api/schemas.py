@@ -262,6 +262,14 @@ LOCATION_HEADER: dict[str, Any] = {
     }
 }
 
+#: The ``X-Total-Count`` header of a list: how many records match, all pages together.
+TOTAL_COUNT_HEADER: dict[str, Any] = {
+    "X-Total-Count": {
+        "description": "How many records match the filters, on every page together.",
+        "schema": {"type": "integer"},
+    }
+}
+
 
 # Oculomics ---------------------------------------------------------------------------
 

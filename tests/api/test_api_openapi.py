@@ -27,6 +27,9 @@ TOKEN = "t" * 24
 #: Keywords pydantic knows but JSON Schema does not (a tool reading the document
 #: ignores them, so the bounds they carry are lost).
 PYDANTIC_ONLY = frozenset({"ge", "le", "gt", "lt", "min_length", "max_length", "multiple_of"})
+#: Headers of the API's own that a client reads: each response sending one must declare
+#: it (a generated client only exposes declared headers).
+OWN_HEADERS = ("X-Total-Count", "ETag", "Location")
 
 
 class Conformance:
@@ -51,8 +54,14 @@ class Conformance:
             f"{method.upper()} {template} answered {status}, which the document does not "
             f"list ({sorted(responses)}): {response.text[:200]}"
         )
-        for header in responses[status].get("headers", {}):
+        declared = responses[status].get("headers", {})
+        for header in declared:
             assert header in response.headers, f"{method.upper()} {template} {status}: no {header}"
+        for header in OWN_HEADERS:
+            assert header not in response.headers or header in declared, (
+                f"{method.upper()} {template} {status} sends {header}, which the document "
+                "does not declare"
+            )
         content = responses[status].get("content", {})
         if response.headers.get("content-type", "").startswith("application/json"):
             schema = content["application/json"]["schema"]

@@ -300,7 +300,12 @@ def analyze_patient(
     return presenters.job(job, app.worker.waiting_reason)
 
 
-@router.get("/jobs", tags=["jobs"], response_model=list[s.JobPublic])
+@router.get(
+    "/jobs",
+    tags=["jobs"],
+    response_model=list[s.JobPublic],
+    responses={200: {"headers": s.TOTAL_COUNT_HEADER}},
+)
 def list_jobs(
     app: ApplicationDep,
     response: Response,

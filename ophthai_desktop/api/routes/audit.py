@@ -11,7 +11,7 @@ from ophthai_desktop.api.deps import ApplicationDep
 from ophthai_desktop.api.errors import COMMON_ERRORS, documented
 from ophthai_desktop.api.params import Limit, Skip
 from ophthai_desktop.api.routing import SlashRouter
-from ophthai_desktop.api.schemas import AuditEventPublic
+from ophthai_desktop.api.schemas import TOTAL_COUNT_HEADER, AuditEventPublic
 from ophthai_desktop.api.security import require_token
 
 router = SlashRouter(
@@ -22,7 +22,11 @@ router = SlashRouter(
 )
 
 
-@router.get("", response_model=list[AuditEventPublic])
+@router.get(
+    "",
+    response_model=list[AuditEventPublic],
+    responses={200: {"headers": TOTAL_COUNT_HEADER}},
+)
 def list_audit_events(
     app: ApplicationDep,
     response: Response,

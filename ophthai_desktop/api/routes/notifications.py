@@ -30,7 +30,12 @@ guarded = [Depends(require_token)]
 TOKEN_REQUIRED = "a valid API token is required (?token= or Authorization: Bearer)"
 
 
-@router.get("", response_model=list[s.NotificationPublic], dependencies=guarded)
+@router.get(
+    "",
+    response_model=list[s.NotificationPublic],
+    dependencies=guarded,
+    responses={200: {"headers": s.TOTAL_COUNT_HEADER}},
+)
 def list_notifications(
     notifications: NotificationsDep,
     response: Response,

@@ -45,9 +45,22 @@ router = SlashRouter(
 guarded = [Depends(require_token)]
 
 IMAGE_CACHE = "private, max-age=86400, immutable"
+IMAGE_ETAG: dict[str, Any] = {
+    "ETag": {
+        "description": "The image's version; send it as If-None-Match to revalidate.",
+        "schema": {"type": "string"},
+    }
+}
 IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"image/*": {}}, "description": "The image file, with an ETag."},
-    304: {"description": "Not Modified: If-None-Match names this image's ETag."},
+    200: {
+        "content": {"image/*": {}},
+        "description": "The image file, with an ETag.",
+        "headers": IMAGE_ETAG,
+    },
+    304: {
+        "description": "Not Modified: If-None-Match names this image's ETag.",
+        "headers": IMAGE_ETAG,
+    },
 }
 
 
@@ -108,7 +121,12 @@ def _refuse_image_details_without_image(
             )
 
 
-@router.get("", response_model=list[s.PatientPublic], dependencies=guarded)
+@router.get(
+    "",
+    response_model=list[s.PatientPublic],
+    dependencies=guarded,
+    responses={200: {"headers": s.TOTAL_COUNT_HEADER}},
+)
 def list_patients(
     patients: PatientsDep,
     base_url: BaseUrlDep,
