@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from PIL import Image, ImageOps
 
@@ -74,16 +75,47 @@ def prepare_image(
 
 
 def _stretch_to_8bit(image: Image.Image) -> Image.Image:
+    """Stretch one wide gray channel linearly from its minimum to its maximum.
+
+    16-bit pixels go through a 65,536-entry table, a few bytes a pixel (an 8000x8000
+    OCT export took 2.2 GB as float64 copies). Float pixels that are not numbers (NaN:
+    no data, as float OCTA maps mark it) are black, and infinities black or white; the
+    scale comes from the finite ones.
+    """
     import numpy as np
 
-    pixels = np.asarray(image, dtype=np.float64)
-    low, high = float(pixels.min()), float(pixels.max())
-    if high > low:
-        scaled = (pixels - low) * (255.0 / (high - low))
+    pixels = np.asarray(image)
+    if pixels.dtype.kind == "u" and pixels.dtype.itemsize == 2:
+        levels = np.arange(65536, dtype=np.float64)
+        table = _stretch(levels, float(pixels.min()), float(pixels.max()), image.mode)
+        return Image.fromarray(table[pixels])
+    values = pixels.astype(np.float32)  # the one copy; the rest is done in place
+    finite = np.isfinite(values)
+    if finite.all():
+        low, high = float(values.min()), float(values.max())
+    elif finite.any():
+        low, high = float(values[finite].min()), float(values[finite].max())
+        np.copyto(values, np.float32(low), where=np.isnan(values) | np.isneginf(values))
+        np.copyto(values, np.float32(high), where=np.isposinf(values))
+        values[np.isnan(pixels)] = low  # NaN is black even where the image is flat
     else:
-        full = _FULL_RANGE.get(image.mode, 255.0)
-        scaled = np.full(pixels.shape, min(max(low, 0.0), full) * 255.0 / full)
-    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
+        return Image.new("L", image.size, 0)
+    return Image.fromarray(_stretch(values, low, high, image.mode))
+
+
+def _stretch(values: Any, low: float, high: float, mode: str) -> Any:
+    """``values`` (a float array, changed in place) mapped from low..high to 0..255."""
+    import numpy as np
+
+    if high > low:
+        values -= low
+        values *= 255.0 / (high - low)
+    else:
+        full = _FULL_RANGE.get(mode, 255.0)
+        values[...] = min(max(low, 0.0), full) * 255.0 / full
+    np.rint(values, out=values)
+    np.clip(values, 0, 255, out=values)
+    return values.astype(np.uint8)
 
 
 def _composite_on_black(image: Image.Image) -> Image.Image:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -133,3 +135,53 @@ def test_truncated_file_is_invalid_input() -> None:
 
     with pytest.raises(InvalidInput):
         prepare_image(truncated)
+
+
+def test_a_float_scan_with_missing_values_keeps_its_gray_scale() -> None:
+    # Float TIFFs (OCTA maps) mark pixels without data as NaN: the rest of the image
+    # keeps its scale instead of all turning black.
+    values = np.linspace(0.0, 1.0, 100, dtype=np.float32).reshape(10, 10)
+    values[0, 0] = np.nan
+    values[0, 1] = np.inf
+    values[0, 2] = -np.inf
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "invalid value" from numpy either
+        pixels = np.asarray(prepare_image(Image.fromarray(values)))[..., 0]
+
+    assert pixels[0, 0] == 0 and pixels[0, 1] == 255 and pixels[0, 2] == 0
+    # Stretched from the lowest value there is (3/99) to the highest (1).
+    assert pixels[0, 3] == 0 and pixels[9, 9] == 255
+    assert pixels[2, 7] == 64  # a quarter of the way
+    assert len(np.unique(pixels[1:])) == 90
+
+
+def test_a_float_scan_with_no_values_at_all_is_black() -> None:
+    values = np.full((4, 4), np.nan, dtype=np.float32)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pixels = np.asarray(prepare_image(Image.fromarray(values)))
+
+    assert (pixels == 0).all()
+
+
+def test_a_large_sixteen_bit_scan_converts_in_a_few_bytes_a_pixel() -> None:
+    # An 8000x8000 OCT export took 2.2 GB (float64 copies of every pixel) and seconds
+    # for each of its thumbnail, its view and its analysis, at the same time.
+    side = 1500
+    values = np.random.default_rng(0).integers(500, 4000, (side, side)).astype(np.uint16)
+    image = Image.fromarray(values)
+    image.load()
+
+    tracemalloc.start()
+    try:
+        rgb = prepare_image(image)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert peak < 8 * side * side, f"{peak / (side * side):.1f} bytes a pixel"
+    pixels = np.asarray(rgb)[..., 0]
+    expected = np.rint((values.astype(np.float64) - values.min()) * 255.0 / np.ptp(values))
+    assert (pixels == expected).all()  # the same linear stretch as before
