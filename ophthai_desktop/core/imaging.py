@@ -29,6 +29,15 @@ ACCEPTED_FORMATS: dict[str, str] = {
 
 ACCEPTED_MEDIA_TYPES = frozenset(ACCEPTED_FORMATS.values())
 
+#: Pillow's name for a JPEG that carries more pictures (MPF: phones' depth or gain maps,
+#: stereo cameras' second view). It is a JPEG to the user and to every reader; the first
+#: picture, the primary one, is what the viewer and the model use.
+_JPEG_WITH_MORE_PICTURES = "MPO"
+
+#: TIFF ``NewSubfileType`` (tag 254) bit 0: the page is a reduced-resolution copy (a
+#: preview) of another page, not an image of its own.
+_REDUCED_RESOLUTION = 1
+
 #: Qwen2.5-VL's image processor (OctoMed's) refuses an image whose long side is more
 #: than this many times its short side (its ``smart_resize``). Such an image is refused
 #: where it comes in, with the reason, rather than filed with an analysis that can only
@@ -118,6 +127,8 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
                 fmt = (image.format or "").upper()
+                if fmt == _JPEG_WITH_MORE_PICTURES:
+                    fmt = "JPEG"
                 width, height = image.size
                 if fmt not in ACCEPTED_FORMATS:
                     raise UnsupportedMedia(
@@ -129,6 +140,8 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
                     )
                 if not fits_the_model(width, height):
                     raise InvalidInput(too_elongated_message(width, height))
+                if fmt == "TIFF":
+                    _refuse_a_volume(image)
                 mode = image.mode
                 if fmt == "PNG":
                     image.verify()  # every chunk's CRC, up to IEND
@@ -150,6 +163,32 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
         mode=mode,
         size_bytes=len(data),
     )
+
+
+def _refuse_a_volume(image: Image.Image) -> None:
+    """Refuse a TIFF of more than one full-size page (a volume of B-scans).
+
+    The viewer and the model would use its first page only, and a volume's first
+    B-scan is rarely the one a clinician means (it is often an edge of the volume), so
+    analysing it as "the scan" would mislead. Pages marked as reduced-resolution
+    previews are not counted. Reads the pages' tags only, not their pixels.
+    """
+    pages = getattr(image, "n_frames", 1)
+    if pages <= 1:
+        return
+    full_size = 0
+    for page in range(pages):
+        image.seek(page)
+        tags = getattr(image, "tag_v2", {})
+        if not int(tags.get(254, 0)) & _REDUCED_RESOLUTION:
+            full_size += 1
+    image.seek(0)
+    if full_size > 1:
+        raise InvalidInput(
+            f"the TIFF file holds {full_size} images (a volume of scans); one image is "
+            "analysed at a time. Export the scan to analyse as its own file (PNG or "
+            "single-page TIFF) and add that"
+        )
 
 
 def decode_data_url(value: str, *, max_bytes: int) -> bytes:

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from ophthai_desktop.core.settings import Settings
 from tests.conftest import jpeg_bytes, png_bytes
+from tests.support.images import tiff_volume_bytes
 
 
 def stored_files(settings: Settings) -> list[Path]:
@@ -157,6 +158,23 @@ def test_an_image_too_elongated_for_the_model_is_422_and_stores_nothing(
     assert response.status_code == 422, response.text
     assert "more than 200 times its short side" in response.json()["detail"]
     assert client.get(f"/api/patients/{pid}/scans").json() == []
+    assert stored_files(settings) == []
+
+
+def test_a_tiff_volume_is_422_and_creates_nothing(client: TestClient, settings: Settings) -> None:
+    before = patient_count(client)
+
+    response = client.post(
+        "/api/patients",
+        json={
+            "name": "Ada Lovelace",
+            "imageUrl": "data:image/tiff;base64," + b64(tiff_volume_bytes()),
+        },
+    )
+
+    assert response.status_code == 422, response.text
+    assert "holds 3 images" in response.json()["detail"]
+    assert patient_count(client) == before
     assert stored_files(settings) == []
 
 

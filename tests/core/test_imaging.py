@@ -117,3 +117,82 @@ def test_an_image_too_elongated_for_the_model_is_refused() -> None:
         assert f"{size[0]}x{size[1]} pixels" in refused.value.message
         assert not isinstance(refused.value, PayloadTooLarge | UnsupportedMedia)
     assert inspect_image(png_bytes((200, 1)), max_bytes=10**6, max_pixels=10**6).width == 200
+
+
+def _tiff_pages(*values: int, reduced: tuple[int, ...] = ()) -> bytes:
+    """A TIFF of one gray page per value; pages in ``reduced`` are marked as previews."""
+    pages = [
+        Image.new("L", (20, 15) if index in reduced else (40, 30), value)
+        for index, value in enumerate(values)
+    ]
+    buffer = io.BytesIO()
+    pages[0].save(
+        buffer,
+        "TIFF",
+        save_all=True,
+        append_images=pages[1:],
+        tiffinfo={254: 0},
+    )
+    if not reduced:
+        return buffer.getvalue()
+    # Pillow writes one tiffinfo for every page: mark the previews by rewriting their tag.
+    return _mark_reduced(buffer.getvalue(), reduced)
+
+
+def _mark_reduced(data: bytes, reduced: tuple[int, ...]) -> bytes:
+    import struct
+
+    out = bytearray(data)
+    endian = "<" if data[:2] == b"II" else ">"
+    (offset,) = struct.unpack_from(endian + "I", data, 4)
+    page = 0
+    while offset:
+        (count,) = struct.unpack_from(endian + "H", data, offset)
+        for entry in range(count):
+            at = offset + 2 + 12 * entry
+            (tag,) = struct.unpack_from(endian + "H", data, at)
+            if tag == 254 and page in reduced:
+                struct.pack_into(endian + "I", out, at + 8, 1)  # NewSubfileType: reduced
+        (offset,) = struct.unpack_from(endian + "I", data, offset + 2 + 12 * count)
+        page += 1
+    return bytes(out)
+
+
+def test_a_multi_page_tiff_volume_is_refused_with_the_reason() -> None:
+    volume = _tiff_pages(10, 128, 250)
+    assert Image.open(io.BytesIO(volume)).n_frames == 3
+
+    with pytest.raises(InvalidInput, match="holds 3 images") as refused:
+        inspect_image(volume, **LIMITS)
+
+    assert "its own file" in str(refused.value)
+
+
+def test_a_tiff_with_reduced_resolution_previews_is_taken() -> None:
+    # Cameras add a small preview page to the full image; it is not a second scan.
+    data = _tiff_pages(128, 40, reduced=(1,))
+    opened = Image.open(io.BytesIO(data))
+    opened.seek(1)
+    assert opened.n_frames == 2 and opened.tag_v2[254] == 1
+
+    info = inspect_image(data, **LIMITS)
+
+    assert (info.width, info.height) == (40, 30)
+
+
+def test_a_jpeg_with_extra_pictures_is_a_jpeg() -> None:
+    # Phones and stereo cameras write JPEGs carrying more pictures (MPF), which Pillow
+    # calls MPO: refusing them as "MPO images" named a format the user never chose.
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 0, 0)).save(
+        buffer, "MPO", save_all=True, append_images=[Image.new("RGB", (20, 15))]
+    )
+
+    info = inspect_image(buffer.getvalue(), **LIMITS)
+
+    assert (info.format, info.media_type, info.width, info.height) == (
+        "JPEG",
+        "image/jpeg",
+        40,
+        30,
+    )

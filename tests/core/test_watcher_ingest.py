@@ -33,7 +33,7 @@ from ophthai_desktop.core.services.ingest import (
 )
 from ophthai_desktop.core.storage import models as m
 from ophthai_desktop.core.watcher import PROC_FDS
-from tests.support.images import jpeg_bytes, png_bytes
+from tests.support.images import jpeg_bytes, png_bytes, tiff_volume_bytes
 from tests.support.races import meanwhile
 from tests.support.watch_folder import (
     EventLog,
@@ -1036,3 +1036,18 @@ def test_a_file_waiting_to_be_read_when_the_watcher_stops_is_left_as_it_is(
     assert path.exists() and not any(layout.processed.iterdir())
     assert not any(layout.failed.iterdir())
     assert _row_counts(app)["patients"] == 0 and log.of(ev.Event) == []
+
+
+def test_a_tiff_volume_goes_to_failed_saying_how_many_images_it_holds(app: Application) -> None:
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    data = tiff_volume_bytes(pages=4)
+    (layout.root / "volume.tif").write_bytes(data)
+
+    result = app.ingest.ingest_file(layout.root / "volume.tif", layout)
+
+    assert result.outcome == "failed" and patient_count(app) == 0
+    assert "holds 4 images" in (result.reason or "")
+    assert (layout.failed / "volume.tif").read_bytes() == data
+    assert "its own file" in (layout.failed / ("volume.tif" + REASON_SUFFIX)).read_text()
+    assert app.jobs.list_jobs().total == 0
