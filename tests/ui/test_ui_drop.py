@@ -13,7 +13,7 @@ from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.ui.session import GuiSession
-from tests.support.images import jpeg_bytes, png_bytes
+from tests.support.images import jpeg_bytes, png_bytes, tiff_volume_bytes
 from tests.ui.conftest import Maker, drop_files, open_patient
 
 
@@ -66,8 +66,9 @@ def test_refused_files_are_named_with_the_reason_and_leave_nothing(
     broken = _file(tmp_path, "broken.png", png_bytes((64, 64))[:60])
     edge = _file(tmp_path, "edge.png", bytes(2049))  # one byte over: not "2.0; limit 2.0"
     strip = _file(tmp_path, "strip.png", png_bytes((603, 3)))  # more than the model reads
+    volume = _file(tmp_path, "volume.tif", tiff_volume_bytes(pages=2, size=(10, 10)))
 
-    assert drop_files(gui.window, [text, big, broken, edge, strip])
+    assert drop_files(gui.window, [text, big, broken, edge, strip, volume])
 
     banner = gui.window.banner
     qtbot.waitUntil(lambda: "not imported" in banner.text())
@@ -77,6 +78,7 @@ def test_refused_files_are_named_with_the_reason_and_leave_nothing(
     assert "edge.png: The file is over the limit of 2.0 KB" in message
     assert "broken.png: The image is damaged or incomplete" in message
     assert "strip.png: The image is 603x3 pixels: its long side is more than 200 times" in message
+    assert "volume.tif: The TIFF file holds 2 images (a volume of scans)" in message
     assert banner.property("kind") == "error"
     qtbot.wait(200)
     assert app.patients.list_scans(patient.id) == ()
