@@ -331,10 +331,14 @@ class InferenceWorker:
         if state is ModelState.ERROR:
             self._set_waiting(_unusable(self._engine.status().message))
         else:
+            # The engine's message says what is missing (a folder, or one of its files).
+            problem = self._engine.status().message.strip()
+            if problem and not problem.endswith((".", "!", "?")):
+                problem += "."
             self._set_waiting(
-                "the model is not installed. Queued analyses stay queued and run once it "
-                "is: download it (AI ▸ Model manager…) or set OPHTHAI_MODEL_PATH to a "
-                "folder that holds it."
+                f"the model is not installed. {problem + ' ' if problem else ''}Queued "
+                "analyses stay queued and run once it is: download it (AI ▸ Model "
+                "manager…) or set OPHTHAI_MODEL_PATH to a folder that holds it."
             )
         return False
 
