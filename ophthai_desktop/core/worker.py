@@ -331,10 +331,14 @@ class InferenceWorker:
         if state is ModelState.ERROR:
             self._set_waiting(_unusable(self._engine.status().message))
         else:
+            # The engine's message says what is missing (a folder, or one of its files).
+            problem = self._engine.status().message.strip()
+            if problem and not problem.endswith((".", "!", "?")):
+                problem += "."
             self._set_waiting(
-                "the model is not installed. Queued analyses stay queued and run once it "
-                "is: download it (AI ▸ Model manager…) or set OPHTHAI_MODEL_PATH to a "
-                "folder that holds it."
+                f"the model is not installed. {problem + ' ' if problem else ''}Queued "
+                "analyses stay queued and run once it is: download it (AI ▸ Model "
+                "manager…) or set OPHTHAI_MODEL_PATH to a folder that holds it."
             )
         return False
 
@@ -349,9 +353,9 @@ class InferenceWorker:
         cancel = threading.Event()
         with self._current_lock:
             self._current = _Running(job.id, job.patient_id, cancel)
-            if job.id in self._cancel_requested:
-                self._cancel_requested.discard(job.id)
+            if job.id in self._cancel_requested:  # kept: the job's end reads it
                 cancel.set()
+        requeued_for_load = False
         try:
             if not self._job_exists(job.id):  # its patient was deleted since the claim
                 log.info("analysis job %d not started: its patient was deleted", job.id)
@@ -374,7 +378,9 @@ class InferenceWorker:
                 self._bus.publish(AnalysisProgressed(job.id, text, phase))
             with self._current_lock:
                 unloaded = job.id in self._interrupted_by_unload
-            if result.cancelled and self._stop.is_set():
+                # Cancelled by someone, not only stopped by the app closing.
+                asked = job.id in self._cancel_requested
+            if result.cancelled and self._stop.is_set() and not asked:
                 self._jobs.requeue(job.id)  # the app is closing: run it next time
             elif result.cancelled and unloaded:
                 self._jobs.requeue(job.id, announce=True)  # runs once loaded again
@@ -382,6 +388,8 @@ class InferenceWorker:
                     cancelled = job.id not in self._interrupted_by_unload
                 if cancelled:
                     self._jobs.mark_cancelled(job.id)
+                else:
+                    requeued_for_load = True
             elif result.cancelled:
                 self._jobs.mark_cancelled(job.id)
             else:
@@ -411,6 +419,10 @@ class InferenceWorker:
             with self._current_lock:
                 self._current = None
                 self._interrupted_by_unload.discard(job.id)
+                if not requeued_for_load:
+                    # Queued again, a cancel asked for as it was is honoured at its
+                    # next start; otherwise the job has ended.
+                    self._cancel_requested.discard(job.id)
 
     def _job_exists(self, job_id: int) -> bool:
         try:

@@ -889,3 +889,33 @@ def test_jobs_filtered_by_an_empty_patient_id_are_refused_not_every_job(
         app_services.jobs.list_jobs(patient_id="")
 
     assert caught.value.field == "patient_id"
+
+
+def test_a_job_cancelled_as_the_app_closes_stays_cancelled(
+    sqlite_services: Application, actor: Actor
+) -> None:
+    """The clinician cancels the running analysis and closes the app before the worker
+    has ended it: the job ends cancelled, not queued again to run at the next start."""
+    app = sqlite_services
+    engine = ScriptedEngine(DME, hold=threading.Event())
+    generate = engine.generate
+    stopped, closing = threading.Event(), threading.Event()
+
+    def generate_then_wait(*args: Any, **kwargs: Any) -> Any:
+        result = generate(*args, **kwargs)
+        stopped.set()
+        closing.wait(5)  # the app starts closing before the worker ends the job
+        return result
+
+    engine.generate = generate_then_wait  # type: ignore[method-assign]
+    worker = InferenceWorker(engine, app.jobs, app.bus)
+    worker.start()
+    job = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+    _wait(lambda: worker.current_job_id == job.id)
+    assert app.jobs.request_cancel(job.id, actor=actor).state == "running"
+    assert stopped.wait(5)
+    worker.request_stop()  # the app is closing
+    closing.set()
+    assert worker.stop()
+    assert app.jobs.get_job(job.id).state == "cancelled"
+    assert app.jobs.outcome(job.id).analysis is None

@@ -4,6 +4,8 @@ worker (loads the model on first use) → streamed deltas → stored analysis.""
 from __future__ import annotations
 
 import io
+import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,3 +110,42 @@ def test_every_kind_of_clinic_image_is_analysed(tiny_app: Application) -> None:
     assert {name: (job.state, job.error) for name, job in outcomes.items()} == {
         name: ("done", None) for name in jobs
     }
+
+
+def test_a_model_file_removed_between_loads_is_named_and_the_queue_runs_once_fixed(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    """The model worked, was unloaded, and lost its tokenizer on disk: the queue says
+    which file is missing (not only "not installed"), and runs once it is back."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_checkpoint, folder)
+    app = build_application(
+        make_settings(tmp_path / "data", model_path=folder, max_new_tokens=4, device="cpu")
+    )
+    app.start_worker()
+    try:
+        actor = Actor("tester", "gui")
+        patient = app.patients.create_patient(
+            {"name": "Tiny"}, actor=actor, image=NewImage(png_bytes((64, 48)), modality="OCT")
+        )
+        first = app.jobs.queue_patient_analysis(patient.id, actor=actor)
+        assert wait_for_outcome(app, first.id).job.state == "done"
+        app.worker.request_unload()
+        tokenizer = (folder / "tokenizer.json").read_bytes()
+        (folder / "tokenizer.json").unlink()
+
+        job = app.jobs.queue_patient_analysis(patient.id, actor=actor, question="again")
+        deadline = time.monotonic() + 30
+        while "tokenizer.json" not in (app.worker.waiting_reason or ""):
+            assert time.monotonic() < deadline, app.worker.waiting_reason
+            time.sleep(0.02)
+        assert "stay queued" in (app.worker.waiting_reason or "")
+        assert app.jobs.get_job(job.id).state == "queued"
+
+        (folder / "tokenizer.json").write_bytes(tokenizer)
+        app.worker.request_load()  # AI ▸ Check model files again
+        outcome = wait_for_outcome(app, job.id)
+        assert outcome.job.state == "done", outcome.job.error
+        assert app.worker.waiting_reason is None
+    finally:
+        app.close()
