@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any, overload
 
 from ophthai_desktop.api import schemas as s
+from ophthai_desktop.core.domain import JobPriority
 from ophthai_desktop.core.records import (
     AnalysisRecord,
     JobRecord,
@@ -214,6 +215,7 @@ def job(record: JobRecord, waiting: str | None = None) -> dict[str, Any]:
         "waiting": waiting if record.state == "queued" else None,
         "attempts": record.attempts,
         "requestedBy": record.requested_by,
+        "priority": JobPriority(record.priority).label,
         "createdAt": timestamp(record.created_at),
         "startedAt": timestamp(record.started_at),
         "finishedAt": timestamp(record.finished_at),

@@ -544,6 +544,12 @@ class JobPublic(PublicModel):
     )
     attempts: int
     requested_by: str | None
+    priority: Literal["interactive", "background"] = Field(
+        description="Which queued job the worker takes first: every interactive one (asked "
+        "for in the window or by an API client) before any background one (the watch "
+        "folder's), the oldest first within each. Asking for an analysis the watch folder "
+        "has queued makes it interactive."
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

@@ -99,6 +99,20 @@ class JobState(StrEnum):
     CANCELLED = "cancelled"
 
 
+class JobPriority(IntEnum):
+    """Which queued analysis the worker takes first: the higher priority, then the
+    oldest. Each analysis takes the 7B model minutes, so after a watch-folder burst a
+    clinician's own request would otherwise wait hours behind the device's files."""
+
+    BACKGROUND = 0  # the watch folder's: nobody is waiting for it at a screen
+    INTERACTIVE = 1  # asked for by someone: the window, an API client
+
+    @property
+    def label(self) -> str:
+        """The name the API gives it: ``background`` or ``interactive``."""
+        return self.name.lower()
+
+
 class AnalysisStatus(StrEnum):
     """The clinician's verdict on an analysis; preliminary until validated."""
 

@@ -159,6 +159,7 @@ class JobRecord:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    priority: int = 1  # a JobPriority: the worker takes the highest first
 
 
 @dataclass(frozen=True)

@@ -407,3 +407,37 @@ def test_a_job_queued_after_the_model_failed_to_load_says_why_it_waits(
     assert ai_client.post("/api/ai/load-model").status_code == 200
     assert wait_for_outcome(app, job.id).job.state == "done"
     assert ai_client.get(f"/api/jobs/{job.id}").json()["waiting"] is None
+
+
+def test_jobs_say_their_priority_and_asking_for_a_watch_folder_scan_raises_it(
+    ai_client: TestClient, engine: ScriptedEngine, sqlite_services: Application
+) -> None:
+    """An API client sees which queued analyses run first; asking for the analysis of a
+    scan the watch folder queued joins that job and moves it ahead of the folder's."""
+    from ophthai_desktop.core.services.ingest import FolderLayout
+
+    app = sqlite_services
+    engine.hold = threading.Event()  # the first job runs until released: the rest wait
+    layout = FolderLayout.under(app.settings.resolved_watch_folder)
+    layout.ensure()
+    try:
+        taken_in = []
+        for i in range(2):
+            (layout.root / f"device_{i}.png").write_bytes(png_bytes((40 + i, 30), (3, 2, 1)))
+            taken_in.append(app.ingest.ingest_file(layout.root / f"device_{i}.png", layout))
+        created = ai_client.post(
+            "/api/patients",
+            json={"name": "Asked", "imageUrl": "data:image/png;base64," + _b64(png_bytes())},
+        ).json()
+        asked = ai_client.post(f"/api/patients/{created['id']}/analyze").json()
+
+        listed = {j["id"]: j["priority"] for j in ai_client.get("/api/jobs").json()}
+        running, queued = (r.job_id for r in taken_in)
+        assert listed == {running: "background", queued: "background", asked["id"]: "interactive"}
+
+        joined = ai_client.post(f"/api/patients/{taken_in[1].patient_id}/analyze")
+        assert joined.status_code == 202
+        assert (joined.json()["id"], joined.json()["priority"]) == (queued, "interactive")
+        assert ai_client.get(f"/api/jobs/{queued}").json()["priority"] == "interactive"
+    finally:
+        engine.hold.set()

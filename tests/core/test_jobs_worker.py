@@ -19,8 +19,10 @@ import pytest
 
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
+from ophthai_desktop.core.domain import JobPriority
 from ophthai_desktop.core.errors import Conflict, InvalidInput, ModelUnavailable, NotFound
 from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.services.ingest import FolderLayout
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.worker import LOAD_STOP_WAIT_S, InferenceWorker
 from tests.support.images import png_bytes
@@ -919,3 +921,66 @@ def test_a_job_cancelled_as_the_app_closes_stays_cancelled(
     assert worker.stop()
     assert app.jobs.get_job(job.id).state == "cancelled"
     assert app.jobs.outcome(job.id).analysis is None
+
+
+def _watch_folder_jobs(app: Application, count: int) -> list[int]:
+    """``count`` analyses queued the way the watch folder queues them (files taken in)."""
+    layout = FolderLayout.under(app.settings.resolved_watch_folder)
+    layout.ensure()
+    jobs = []
+    for i in range(count):
+        (layout.root / f"device_{i}.png").write_bytes(png_bytes((32 + i, 24), (i, 9, 9)))
+        result = app.ingest.ingest_file(layout.root / f"device_{i}.png", layout)
+        assert result.job_id is not None, result
+        jobs.append(result.job_id)
+    return jobs
+
+
+def test_an_analysis_someone_asks_for_runs_before_the_watch_folders_queue(
+    sqlite_services: Application, actor: Actor
+) -> None:
+    """After a burst from a device, the clinician's own request is the next one run,
+    not hours later; the watch folder's jobs then run oldest first."""
+    app = sqlite_services
+    background = _watch_folder_jobs(app, 3)
+    asked = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+    later = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+
+    claimed = [app.jobs.claim_next() for _ in range(6)]
+
+    assert [job.id if job else None for job in claimed] == [asked.id, later.id, *background, None]
+    assert [app.jobs.get_job(i).priority for i in background] == [JobPriority.BACKGROUND] * 3
+    assert asked.priority == later.priority == JobPriority.INTERACTIVE
+
+
+def test_asking_for_a_scan_the_watch_folder_queued_moves_that_analysis_ahead(
+    sqlite_services: Application, actor: Actor
+) -> None:
+    """The clinician opens a patient who came from the watch folder and presses Analyse:
+    the request joins the queued job (no second analysis) and that job runs next."""
+    app = sqlite_services
+    first, second, third = _watch_folder_jobs(app, 3)
+    patient_id = app.jobs.get_job(third).patient_id
+    assert patient_id is not None
+
+    job, new = app.jobs.ensure_patient_analysis(patient_id, actor=actor)
+
+    assert (job.id, new, job.priority) == (third, False, JobPriority.INTERACTIVE)
+    claimed = [app.jobs.claim_next() for _ in range(3)]
+    assert [j.id if j else None for j in claimed] == [third, first, second]
+    entry = app.audit.list_events(entity_type="job", entity_id=str(third)).items[0]
+    assert (entry.action, entry.actor) == ("prioritise", actor.who)
+
+
+def test_asking_again_for_a_running_watch_folder_analysis_changes_nothing(
+    sqlite_services: Application, actor: Actor
+) -> None:
+    app = sqlite_services
+    (only,) = _watch_folder_jobs(app, 1)
+    running = app.jobs.claim_next()
+    assert running is not None and running.id == only
+
+    job, new = app.jobs.ensure_patient_analysis(running.patient_id or "", actor=actor)
+
+    assert (job.id, new, job.state, job.priority) == (only, False, "running", 0)
+    assert app.audit.list_events(entity_type="job", entity_id=str(only)).total == 1  # queued

@@ -131,7 +131,7 @@ ROWS: dict[str, list[dict[str, Any]]] = {
             "question": None,
             "error": None,
             "attempts": 1,
-            "requested_by": "watch:folder",
+            "requested_by": "watcher:watch-folder",
             "created_at": T0,
             "started_at": T0 + timedelta(seconds=3),
             "finished_at": T0 + timedelta(seconds=95),
@@ -422,6 +422,8 @@ def test_upgrading_from_each_earlier_revision_keeps_every_row(
     assert set(after) - set(before) <= {"ingested_files"} and set(after) >= set(ROWS)
     keys = {p["id"]: p["name_key"] for p in after["patients"]}
     assert keys == {p["id"]: text_sort_key(p["name"]) for p in ROWS["patients"]}
+    # 0008: the watch folder's jobs run after those someone asked for.
+    assert [j["priority"] for j in after["jobs"]] == [0, 1, 1, 1]
     summaries = {p["id"]: p["oculomics_summary"] for p in after["patients"]}
     assert summaries["pt-ffeeddccbbaa"] is None
     assert summaries["pt-0a1b2c3d4e5f"]["intraocular_pressure"] == 23.5

@@ -50,6 +50,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ophthai_desktop.core.domain import (
+    JobPriority,
     Laterality,
     Modality,
     NotificationType,
@@ -954,6 +955,7 @@ class IngestService:
                     sha256=plan.item.sha256,
                     question=None,
                     actor=plan.item.actor,
+                    priority=JobPriority.BACKGROUND,
                     now=now,
                 )
             )

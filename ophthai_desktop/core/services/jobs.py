@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from ophthai_desktop.core.domain import (
     AnalysisStatus,
+    JobPriority,
     JobState,
     NotificationType,
     ParseStatus,
@@ -101,7 +102,8 @@ class JobService:
         theirs, so that a scan added meanwhile is not analysed instead).
 
         While that scan's analysis is queued or running, that job is returned instead
-        of a second one (see :meth:`ensure_patient_analysis`).
+        of a second one (see :meth:`ensure_patient_analysis`). Interactive: it runs before
+        the watch folder's queued analyses.
         """
         job, _new = self.ensure_patient_analysis(
             patient_id, actor=actor, question=question, scan_id=scan_id, expect=expect
@@ -121,6 +123,10 @@ class JobService:
         a new one queued; True when it is new. Each analysis takes the 7B model minutes,
         so a second request for the same scan (a double click, a client retrying) joins
         the first.
+
+        Someone is asking, so the job is :attr:`JobPriority.INTERACTIVE`: a queued job the
+        watch folder made for the scan is moved ahead of the other background jobs by
+        joining it (audited as ``prioritise``).
         """
         with self._queue_lock, self._db.session() as session:
             # Locked, as a deletion locks it: the job is queued before the deletion
@@ -144,6 +150,18 @@ class JobService:
                 .limit(1)
             ).first()
             if open_job is not None:
+                if (
+                    open_job.state == JobState.QUEUED.value
+                    and open_job.priority < JobPriority.INTERACTIVE
+                ):
+                    open_job.priority = int(JobPriority.INTERACTIVE)
+                    details = {"patient_id": patient_id, "scan_id": scan.id}
+                    session.add(
+                        m.AuditEvent(
+                            **AuditService.values(actor, "prioritise", "job", open_job.id, details)
+                        )
+                    )
+                    session.flush()
                 return job_record(open_job), False
             record = self.queue_in(
                 session,
@@ -184,11 +202,17 @@ class JobService:
         sha256: str,
         question: str | None,
         actor: Actor,
+        priority: JobPriority = JobPriority.INTERACTIVE,
     ) -> JobRecord:
         """Add a queued job inside a caller's transaction; the caller publishes
         :class:`AnalysisQueued` after the commit."""
         values = JobService.queued_values(
-            patient_id=patient_id, scan_id=scan_id, sha256=sha256, question=question, actor=actor
+            patient_id=patient_id,
+            scan_id=scan_id,
+            sha256=sha256,
+            question=question,
+            actor=actor,
+            priority=priority,
         )
         job = m.Job(**values)
         session.add(job)
@@ -206,10 +230,12 @@ class JobService:
         sha256: str,
         question: str | None,
         actor: Actor,
+        priority: JobPriority = JobPriority.INTERACTIVE,
         now: datetime | None = None,
     ) -> dict[str, Any]:
         """A new queued analysis job's column values, checked (for callers that insert
-        many rows at once)."""
+        many rows at once). ``priority``: interactive for an analysis someone asked for,
+        background for the watch folder's."""
         if question is not None and len(question) > MAX_QUESTION_CHARS:
             raise InvalidInput(
                 f"the question is longer than {MAX_QUESTION_CHARS} characters", field="question"
@@ -224,6 +250,7 @@ class JobService:
             "error": None,
             "attempts": 0,
             "requested_by": f"{actor.via}:{actor.who}"[:200],
+            "priority": int(priority),
             "created_at": now or m.utcnow(),
             "started_at": None,
             "finished_at": None,
@@ -329,7 +356,8 @@ class JobService:
         return count
 
     def claim_next(self) -> JobRecord | None:
-        """Mark the oldest queued job running and return it (None if the queue is empty).
+        """Mark the next queued job running and return it (None if the queue is empty):
+        the highest :class:`JobPriority` first, then the oldest.
 
         One ``UPDATE ... RETURNING`` statement: it only applies while the job is still
         queued, so a job cancelled at the same moment is never run.
@@ -337,7 +365,7 @@ class JobService:
         oldest = (
             select(m.Job.id)
             .where(m.Job.state == JobState.QUEUED.value)
-            .order_by(m.Job.created_at, m.Job.id)
+            .order_by(m.Job.priority.desc(), m.Job.created_at, m.Job.id)
             .limit(1)
             .scalar_subquery()
         )

@@ -141,6 +141,7 @@ def job_record(row: m.Job) -> JobRecord:
         created_at=row.created_at,
         started_at=row.started_at,
         finished_at=row.finished_at,
+        priority=row.priority,
     )
 
 
