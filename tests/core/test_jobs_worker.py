@@ -277,6 +277,33 @@ def test_running_jobs_are_requeued_after_a_crash(
     assert app.jobs.get_job(job.id).attempts == 2
 
 
+@pytest.mark.parametrize("left", ["running", "queued again"])
+def test_a_cancel_of_a_running_analysis_holds_after_the_app_is_killed(
+    sqlite_services: Application, actor: Actor, running: Any, left: str
+) -> None:
+    """The clinician cancels the running analysis and the app is killed (or its worker
+    misses the stop window) before the worker has stopped it: at the next start the
+    analysis is cancelled, not run again. Likewise for one an unload had queued again."""
+    app = sqlite_services
+    job = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+    other = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+    assert app.jobs.claim_next() is not None  # the worker runs the first one
+    app.jobs.request_cancel(job.id, actor=actor)  # ...and the process dies before it stops
+    if left == "queued again":
+        app.jobs.requeue(job.id)
+    assert app.jobs.get_job(job.id).state == left.split()[0]
+    seen = _events(app)
+
+    running(ScriptedEngine(NORMAL))  # the next start: nothing in memory about the cancel
+
+    _wait(lambda: app.jobs.get_job(other.id).state == "done")
+    ended = app.jobs.get_job(job.id)
+    assert (ended.state, ended.attempts) == ("cancelled", 1)
+    assert app.jobs.outcome(job.id).analysis is None
+    assert [e.job_id for e in seen if isinstance(e, ev.AnalysisCancelled)] == [job.id]
+    assert not [e for e in seen if isinstance(e, ev.AnalysisStarted) and e.job_id == job.id]
+
+
 def test_queue_needs_a_scan_and_a_patient(sqlite_services: Application, actor: Actor) -> None:
     app = sqlite_services
     bare = app.patients.create_patient({"name": "No Scan"}, actor=actor)

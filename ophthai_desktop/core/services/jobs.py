@@ -343,14 +343,26 @@ class JobService:
     # Worker side (inference worker thread) ---------------------------------------------
 
     def requeue_interrupted(self) -> int:
-        """Queue again the jobs a crash left running; called once at start."""
+        """Queue again the jobs a crash left running; called once at start. Those
+        someone had asked to stop (a cancel the worker had not carried out when the app
+        ended) are cancelled instead, as are such jobs queued again since then."""
         with self._db.session() as session:
+            cancelled = session.execute(
+                update(m.Job)
+                .where(m.Job.state.in_(OPEN_STATES), m.Job.cancel_requested_at.is_not(None))
+                .values(state=JobState.CANCELLED.value, finished_at=datetime.now(UTC))
+                .returning(m.Job.id, m.Job.patient_id)
+            ).all()
             result = session.execute(
                 update(m.Job)
                 .where(m.Job.state == JobState.RUNNING.value)
                 .values(state=JobState.QUEUED.value, started_at=None)
             )
             count = int(getattr(result, "rowcount", 0) or 0)
+        for job_id, patient_id in cancelled:
+            self._bus.publish(AnalysisCancelled(job_id, patient_id))
+        if cancelled:
+            log.info("cancelled %d analyses asked to stop before the last shutdown", len(cancelled))
         if count:
             log.info("re-queued %d analyses interrupted by the last shutdown", count)
         return count
@@ -584,6 +596,9 @@ class JobService:
                 job = self._get(session, job_id)
                 if job.state not in OPEN_STATES:
                     raise Conflict(f"job {job_id} already ended ({job.state})")
+                # Kept, so that the job never runs again if the app ends before the
+                # worker has stopped it (see requeue_interrupted).
+                job.cancel_requested_at = datetime.now(UTC)
             AuditService.record(session, actor, "cancel", "job", job_id)
             session.flush()
             record = job_record(job)

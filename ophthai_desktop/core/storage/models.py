@@ -170,6 +170,9 @@ class Job(Base):
     #: :class:`~ophthai_desktop.core.domain.JobPriority`: the worker takes the highest
     #: first, then the oldest.
     priority: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    #: When someone asked to stop it while it ran: it never runs again, even if the app
+    #: was killed before the worker stopped it.
+    cancel_requested_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
