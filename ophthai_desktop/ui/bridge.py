@@ -56,6 +56,8 @@ class EventBridge(QObject):
         analysis_finished(int job_id, object patient_id, AnalysisRecord)
         analysis_failed(int job_id, object patient_id, str reason)
         analysis_cancelled(int job_id, object patient_id)
+        queue_waiting_changed(object waiting): why the worker takes no queued analysis
+            now (str), or None when it takes them again.
         notification_created(NotificationRecord)
         notification_updated(NotificationRecord)
         notification_deleted(int notification_id)
@@ -76,6 +78,7 @@ class EventBridge(QObject):
     analysis_finished = Signal(int, object, object)
     analysis_failed = Signal(int, object, str)
     analysis_cancelled = Signal(int, object)
+    queue_waiting_changed = Signal(object)
     notification_created = Signal(object)
     notification_updated = Signal(object)
     notification_deleted = Signal(int)
@@ -195,6 +198,8 @@ class EventBridge(QObject):
                 self.analysis_failed.emit(job_id, patient_id, reason)
             case ev.AnalysisCancelled(job_id=job_id, patient_id=patient_id):
                 self.analysis_cancelled.emit(job_id, patient_id)
+            case ev.QueueWaitingChanged(waiting=waiting):
+                self.queue_waiting_changed.emit(waiting)
             case ev.NotificationCreated(notification=notification):
                 self.notification_created.emit(notification)
             case ev.NotificationUpdated(notification=notification):

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PySide6.QtCore import QTimer
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.bootstrap import build_application
@@ -378,3 +379,78 @@ def test_events_heard_while_the_queue_loads_are_kept_few_and_all_count(
     release.set()  # that read may predate what was dropped: the queue is read again
     qtbot.waitUntil(lambda: len(reads) == 3 and not gui.tasks.busy)
     assert model.get(job.id).state == "queued"  # type: ignore[union-attr]  # as stored
+
+
+def _publish_on_a_thread(app: Any, waiting: str | None) -> None:
+    """Publish why the queue waits from a thread of its own, as the worker does."""
+    thread = threading.Thread(target=app.bus.publish, args=(ev.QueueWaitingChanged(waiting),))
+    thread.start()
+    thread.join()
+
+
+def test_why_the_queue_waits_shows_the_moment_it_changes(qtbot: QtBot, make_gui: Maker) -> None:
+    """The panel read the worker's reason once a second, and a timer ran every second
+    for it all session long; it now follows the worker's ``queue_waiting`` event."""
+    hold = threading.Event()
+    gui = make_gui(engine=ScriptedEngine(DME, hold=hold))
+    app = gui.application
+    actor = Actor("t", "gui")
+    first = app.patients.create_patient({"name": "A"}, actor=actor, image=NewImage(png_bytes()))
+    second = app.patients.create_patient({"name": "B"}, actor=actor, image=NewImage(png_bytes()))
+    running = app.jobs.queue_patient_analysis(first.id, actor=actor)
+    queued = app.jobs.queue_patient_analysis(second.id, actor=actor)
+    model, panel = gui.jobs_panel.model, gui.jobs_panel
+    qtbot.waitUntil(lambda: model.get(running.id) is not None and model.get(queued.id) is not None)
+    qtbot.waitUntil(lambda: model.get(running.id).state == "running")  # type: ignore[union-attr]
+    assert panel.waiting.text() == ""
+    repeating = [t for t in gui.jobs.findChildren(QTimer) if t.isActive() and not t.isSingleShot()]
+    assert repeating == []  # nothing runs every second while the queue is idle
+
+    _publish_on_a_thread(app, "the model is being checked")
+    qtbot.waitUntil(lambda: "the model is being checked" in panel.waiting.text(), timeout=500)
+    assert panel.waiting.text() == "Queued analyses are waiting: the model is being checked"
+    _publish_on_a_thread(app, None)  # the worker takes jobs again
+    qtbot.waitUntil(lambda: panel.waiting.text() == "", timeout=500)
+
+    _publish_on_a_thread(app, "the model is being checked")
+    qtbot.waitUntil(lambda: panel.waiting.text() != "", timeout=500)
+    panel.select_job(queued.id)
+    panel.cancel.click()  # nothing queued is shown: nothing is said to wait
+    qtbot.waitUntil(lambda: model.get(queued.id).state == "cancelled")  # type: ignore[union-attr]
+    assert panel.waiting.text() == ""
+    hold.set()
+    qtbot.waitUntil(lambda: model.get(running.id).state == "done", timeout=10_000)  # type: ignore[union-attr]
+
+
+def test_the_worker_s_reason_shows_while_the_model_loads_and_clears_after(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    loads = threading.Event()
+    gui = make_gui(engine=ScriptedEngine(DME, state="installed", load_hold=loads))
+    app = gui.application
+    patient = app.patients.create_patient(
+        {"name": "First Use"}, actor=Actor("t", "gui"), image=NewImage(png_bytes())
+    )
+    job = app.jobs.queue_patient_analysis(patient.id, actor=Actor("t", "gui"))
+    panel, model = gui.jobs_panel, gui.jobs_panel.model
+    qtbot.waitUntil(lambda: "model loading" in panel.waiting.text())
+    loads.set()
+    qtbot.waitUntil(lambda: model.get(job.id).state == "done", timeout=10_000)  # type: ignore[union-attr]
+    assert panel.waiting.text() == ""
+
+
+def test_a_window_opened_while_the_queue_waits_says_why(qtbot: QtBot, make_gui: Maker) -> None:
+    """The reason was published before this window listened: it is read at the start."""
+    first = make_gui()  # no model installed: the job waits
+    app = first.application
+    patient = app.patients.create_patient(
+        {"name": "Waits"}, actor=Actor("t", "gui"), image=NewImage(png_bytes())
+    )
+    job = app.jobs.queue_patient_analysis(patient.id, actor=Actor("t", "gui"))
+    qtbot.waitUntil(lambda: "not installed" in first.jobs_panel.waiting.text())
+
+    gui = make_gui(application=app)
+    qtbot.waitUntil(lambda: gui.jobs_panel.model.get(job.id) is not None)
+    assert "Queued analyses are waiting: the model is not installed" in (
+        gui.jobs_panel.waiting.text()
+    )

@@ -1,4 +1,5 @@
-"""The job queue: every analysis with its state and token count, and cancelling."""
+"""The job queue: every analysis with its state and token count, why queued ones wait,
+and cancelling."""
 
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from ophthai_desktop.ui.views.main_window import MainWindow
 log = logging.getLogger(__name__)
 
 LOADED = 100
-WAITING_POLL_MS = 1000
 #: How long after a failed first read of the queue it is read again.
 RELOAD_AFTER_MS = 5000
 #: A job's note while its cancellation is being asked for.
@@ -55,9 +55,9 @@ class JobsController(QObject):
         self._held_tokens: dict[int, list[int]] = {}
         self._held_dropped = False  # past HELD_LIMIT: the load is read again
         self._stopped = False
-        self._poll = QTimer(self)
-        self._poll.setInterval(WAITING_POLL_MS)
-        self._poll.timeout.connect(self._on_poll_timeout)
+        # Why the worker takes no queued job: read once here, then followed by its
+        # event (the bridge, built before this, hears every change after this read).
+        self._waiting_reason = ctx.application.worker.waiting_reason
 
         bridge = ctx.bridge
         bridge.analysis_queued.connect(self._on_bridge_analysis_queued)
@@ -66,15 +66,16 @@ class JobsController(QObject):
         bridge.analysis_finished.connect(self._on_bridge_analysis_finished)
         bridge.analysis_failed.connect(self._on_bridge_analysis_failed)
         bridge.analysis_cancelled.connect(self._on_bridge_analysis_cancelled)
+        bridge.queue_waiting_changed.connect(self._on_bridge_queue_waiting_changed)
         bridge.patient_deleted.connect(self._on_bridge_patient_deleted)
         bridge.patient_created.connect(self._on_bridge_patient_known)
         bridge.patient_updated.connect(self._on_bridge_patient_known)
         panel.cancel_requested.connect(self.cancel)
         panel.job_opened.connect(self._on_panel_job_opened)
+        self._model.states_changed.connect(self._show_waiting)
 
     def start(self) -> None:
         self._load()
-        self._poll.start()
 
     def _load(self) -> None:
         """Read the queue's first rows on a pool thread; events heard meanwhile are held
@@ -176,7 +177,6 @@ class JobsController(QObject):
 
     def stop(self) -> None:
         self._stopped = True
-        self._poll.stop()
 
     @Slot(int, object, bool)
     def _on_bridge_analysis_queued(
@@ -296,8 +296,13 @@ class JobsController(QObject):
         if row is not None and row.patient_id:
             self._patients.open_patient(row.patient_id)
 
+    @Slot(object)
+    def _on_bridge_queue_waiting_changed(self, reason: str | None) -> None:
+        self._waiting_reason = reason
+        self._show_waiting()
+
     @Slot()
-    def _on_poll_timeout(self) -> None:
-        reason = self._ctx.application.worker.waiting_reason
-        queued = any(row.state == "queued" for row in self._model.records())
-        self._panel.set_waiting(reason if queued else None)
+    def _show_waiting(self) -> None:
+        """Say why queued analyses wait, while the queue shows one."""
+        reason = self._waiting_reason
+        self._panel.set_waiting(reason if reason and self._model.has_queued() else None)

@@ -160,6 +160,11 @@ class JobTableModel(RowModel):
         if gone:
             self.states_changed.emit()
 
+    def has_queued(self) -> bool:
+        """Whether a queued job is listed (asked on every change of a job's state: the
+        records, not the items in display order, so it stays cheap with many rows)."""
+        return any(row.state == "queued" for row in self._records.values())
+
     def open_job_ids(self) -> list[int]:
         return [row.job_id for row in self.records() if row.state in OPEN_STATES]
 
