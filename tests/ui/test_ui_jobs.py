@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.ui.controllers.jobs import HELD_LIMIT
-from ophthai_desktop.ui.models.job_table import HEADERS, JobTableModel
+from ophthai_desktop.ui.models.job_table import HEADERS, MAX_SHOWN, JobTableModel, new_job_row
 from tests.conftest import make_settings
 from tests.support.images import png_bytes
 from tests.support.scripted_engine import DME, ScriptedEngine
@@ -454,3 +455,25 @@ def test_a_window_opened_while_the_queue_waits_says_why(qtbot: QtBot, make_gui: 
     assert "Queued analyses are waiting: the model is not installed" in (
         gui.jobs_panel.waiting.text()
     )
+
+
+def test_a_long_session_keeps_every_open_job_and_only_the_newest_finished_ones(
+    qtbot: QtBot,
+) -> None:
+    """A day of watch-folder files: the queue's rows stop growing at MAX_SHOWN, dropping
+    the oldest finished jobs, never a queued or running one; names still reach the rows
+    of the patient named."""
+    model = JobTableModel()
+    model.upsert(new_job_row(1, "pt-old-queued"))
+    model.upsert(new_job_row(2, "pt-old-running"))
+    model.update(2, state="running")
+    for job_id in range(3, MAX_SHOWN + 103):
+        model.upsert(replace(new_job_row(job_id, f"pt-{job_id}"), state="done"))
+
+    assert model.rowCount() == MAX_SHOWN
+    kept = {row.job_id for row in model.records()}
+    assert {1, 2} <= kept
+    assert min(kept - {1, 2}) == MAX_SHOWN + 103 - (MAX_SHOWN - 2)  # the newest finished
+    assert sorted(model.open_job_ids()) == [1, 2]
+    model.name_patient("pt-old-queued", "Ada Lovelace")
+    assert model.get(1).patient_name == "Ada Lovelace"

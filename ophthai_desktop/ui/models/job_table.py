@@ -33,6 +33,10 @@ DARK_STATE_COLORS = {
 }
 OPEN_STATES = ("queued", "running")
 STATE_COLUMN = 2
+#: Rows the queue keeps over a long session: past this, the oldest finished jobs are
+#: dropped (open ones always stay). A day of watch-folder files would otherwise grow it
+#: without end, and every job event looks through it.
+MAX_SHOWN = 500
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,7 @@ class JobTableModel(RowModel):
         old = self.get(row.job_id)
         if old is None:
             self.insert_rows(0, [row])
+            self._trim()
         else:
             self.update_row(row)
         if old is None or old.state != row.state:
@@ -148,13 +153,19 @@ class JobTableModel(RowModel):
 
     def name_patient(self, patient_id: str, name: str) -> None:
         """Show ``name`` on the patient's rows (learnt, or changed)."""
-        for row in self.records():
-            if row.patient_id == patient_id and row.patient_name != name:
-                self.update(row.job_id, patient_name=name)
+        # The records, not the items in display order: asked for every new patient (a
+        # watch-folder burst makes hundreds), most of whom have no row yet.
+        named = [
+            row.job_id
+            for row in self._records.values()
+            if row.patient_id == patient_id and row.patient_name != name
+        ]
+        for job_id in named:
+            self.update(job_id, patient_name=name)
 
     def remove_patient(self, patient_id: str) -> None:
         """Drop the jobs of a deleted patient (their rows went with the patient)."""
-        gone = [row.job_id for row in self.records() if row.patient_id == patient_id]
+        gone = [row.job_id for row in self._records.values() if row.patient_id == patient_id]
         for job_id in gone:
             self.remove_row(job_id)
         if gone:
@@ -166,7 +177,18 @@ class JobTableModel(RowModel):
         return any(row.state == "queued" for row in self._records.values())
 
     def open_job_ids(self) -> list[int]:
-        return [row.job_id for row in self.records() if row.state in OPEN_STATES]
+        return [row.job_id for row in self._records.values() if row.state in OPEN_STATES]
+
+    def _trim(self) -> None:
+        """Past :data:`MAX_SHOWN` rows, drop the oldest finished jobs (at the bottom)."""
+        excess = self.rowCount() - MAX_SHOWN
+        position = self.rowCount() - 1
+        while excess > 0 and position >= 0:
+            row = self.row_at(position)
+            if row is not None and row.state not in OPEN_STATES:
+                self.remove_row(row.job_id)
+                excess -= 1
+            position -= 1
 
 
 def _tokens(count: int) -> str:
