@@ -17,6 +17,7 @@ from ophthai_desktop import __version__
 from ophthai_desktop.api.errors import install_error_handlers
 from ophthai_desktop.api.head_requests import HeadAsGet
 from ophthai_desktop.api.hub import WebSocketHub
+from ophthai_desktop.api.renditions import Renditions
 from ophthai_desktop.api.routes import ai, audit, health, notifications, patients
 from ophthai_desktop.api.routes.docs import install_docs
 from ophthai_desktop.api.security import BodySizeLimit, LoopbackHostGuard
@@ -67,6 +68,7 @@ def create_app(application: Application) -> FastAPI:
     )
     app.state.application = application
     app.state.hub = hub
+    app.state.renditions = Renditions(settings.max_image_pixels)
     app.state.started_monotonic = time.monotonic()
 
     install_error_handlers(app)

@@ -119,6 +119,18 @@ def test_patient_responses_match_the_document(
     conform(c.get("/api/patients/ghost/image"))
     scans = conform(c.get(f"{patient}/scans")).json()
     conform(c.get(f"{patient}/scans/{scans[0]['id']}/image"))
+    rendition = conform(c.get(f"{patient}/image", params={"format": "png", "max_side": 8}))
+    conform(
+        c.get(
+            f"{patient}/image",
+            params={"max_side": 8},
+            headers={"If-None-Match": rendition.headers["ETag"]},
+        )
+    )
+    conform(c.get(f"{patient}/scans/{scans[0]['id']}/image", params={"format": "png"}))
+    conform(c.get(f"{patient}/scans/{scans[0]['id']}/image", params={"max_side": 0}))
+    c.app.state.renditions.max_pixels = 10  # type: ignore[attr-defined]
+    conform(c.get(f"{patient}/image", params={"max_side": 9}))  # 413: over the limit
     png = ("b.png", png_bytes((24, 24)), "image/png")
     conform(c.post(f"{patient}/scans", files={"file": png}))
     conform(c.post(f"{patient}/scans", files={"file": ("a.txt", b"hi", "text/plain")}))
@@ -136,6 +148,7 @@ def test_patient_responses_match_the_document(
         404,
         409,
         412,
+        413,
         415,
         422,
     }

@@ -100,6 +100,9 @@ def test_image_urls_accept_the_query_token_for_browsers(guarded: TestClient) -> 
     assert guarded.get(created["imageUrl"]).status_code == 401
     assert guarded.get(created["imageUrl"], params={"token": TOKEN}).content == image
     assert guarded.get(created["imageUrl"], headers=BEARER).content == image
+    rendition = created["imageUrl"] + "&format=png&max_side=8"
+    assert guarded.get(rendition).status_code == 401
+    assert guarded.get(rendition + f"&token={TOKEN}").headers["content-type"] == "image/png"
 
 
 def test_health_needs_no_token(guarded: TestClient) -> None:

@@ -3,15 +3,12 @@ worker (loads the model on first use) → streamed deltas → stored analysis.""
 
 from __future__ import annotations
 
-import io
 import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from ophthai_desktop.bootstrap import Application, build_application
 from ophthai_desktop.core import events as ev
@@ -19,7 +16,7 @@ from ophthai_desktop.core.inference import ModelState
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from tests.conftest import make_settings
-from tests.support.images import png_bytes
+from tests.support.images import clinic_image_files, png_bytes
 from tests.support.jobs import wait_for_outcome
 
 
@@ -64,42 +61,10 @@ def test_queued_analysis_completes_with_the_tiny_model(tiny_app: Application) ->
     assert tiny_app.patients.get_patient(patient.id).workflow_step == 2
 
 
-def _clinic_files() -> dict[str, bytes]:
-    """Images as OCT, OCTA and fundus devices write them, not 8-bit RGB PNGs."""
-    ramp = np.linspace(1000, 3000, 64 * 48).reshape(48, 64).astype(np.uint16)
-    exif = Image.Exif()
-    exif[0x0112] = 6  # shown rotated 90 degrees clockwise
-    palette = Image.new("P", (64, 48), 1)
-    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
-    float_map = np.linspace(0.0, 1.0, 64 * 48, dtype=np.float32).reshape(48, 64)
-    float_map[:4] = np.nan
-    made = {
-        "16-bit PNG": (Image.fromarray(ramp), "PNG", {}),
-        "16-bit TIFF": (Image.fromarray(ramp), "TIFF", {}),
-        "EXIF JPEG": (Image.new("RGB", (96, 32), (180, 90, 40)), "JPEG", {"exif": exif}),
-        "CMYK JPEG": (Image.new("CMYK", (64, 48), (0, 200, 200, 0)), "JPEG", {}),
-        "palette PNG": (palette, "PNG", {"transparency": 0}),
-        "LA PNG": (Image.new("LA", (64, 48), (200, 128)), "PNG", {}),
-        "1-bit TIFF": (Image.new("1", (64, 48), 1), "TIFF", {"compression": "group4"}),
-        "float TIFF": (Image.fromarray(float_map), "TIFF", {}),
-        "MPO JPEG": (
-            Image.new("RGB", (64, 48), (20, 120, 20)),
-            "MPO",
-            {"save_all": True, "append_images": [Image.new("RGB", (32, 24))]},
-        ),
-    }
-    files = {}
-    for name, (image, fmt, options) in made.items():
-        buffer = io.BytesIO()
-        image.save(buffer, fmt, **options)
-        files[name] = buffer.getvalue()
-    return files
-
-
 def test_every_kind_of_clinic_image_is_analysed(tiny_app: Application) -> None:
     actor = Actor("tester", "gui")
     jobs = {}
-    for name, data in _clinic_files().items():
+    for name, data in clinic_image_files().items():
         patient = tiny_app.patients.create_patient(
             {"name": "Tiny"}, actor=actor, image=NewImage(data, modality="OCT")
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -11,6 +12,7 @@ from urllib.parse import urlsplit
 from fastapi import Body, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 from pydantic.alias_generators import to_camel, to_snake
+from starlette.concurrency import run_in_threadpool
 
 from ophthai_desktop.api import presenters
 from ophthai_desktop.api import schemas as s
@@ -18,6 +20,12 @@ from ophthai_desktop.api.deps import ActorDep, ApplicationDep, BaseUrlDep, Oculo
 from ophthai_desktop.api.errors import COMMON_ERRORS, documented
 from ophthai_desktop.api.head_requests import HEAD_REQUEST
 from ophthai_desktop.api.params import Limit, RecordId, Skip, form_fields, one_value
+from ophthai_desktop.api.renditions import (
+    DisplayFormat,
+    MaxSide,
+    RenditionsDep,
+    rendition_spec,
+)
 from ophthai_desktop.api.routing import SlashRouter
 from ophthai_desktop.api.security import require_token, require_token_or_query
 from ophthai_desktop.api.versions import (
@@ -54,11 +62,14 @@ IMAGE_ETAG: dict[str, Any] = {
 IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {"image/*": {}},
-        "description": "The image file, with an ETag.",
+        "description": (
+            "The image file as stored, with an ETag; with format or max_side, its 8-bit "
+            "PNG rendition (image/png), with an ETag of its own."
+        ),
         "headers": IMAGE_ETAG,
     },
     304: {
-        "description": "Not Modified: If-None-Match names this image's ETag.",
+        "description": "Not Modified: If-None-Match names this image's (or rendition's) ETag.",
         "headers": IMAGE_ETAG,
     },
 }
@@ -339,21 +350,28 @@ def schedule_patient(
     "/{patient_id}/image",
     response_class=FileResponse,
     dependencies=[Depends(require_token_or_query)],
-    responses={**IMAGE_RESPONSES, **documented(404)},
+    responses={**IMAGE_RESPONSES, **documented(404, 413)},
 )
-def get_patient_image(
+async def get_patient_image(
     request: Request,
     patient_id: str,
     patients: PatientsDep,
+    renditions: RenditionsDep,
     v: Annotated[str | None, Query(description="The image's version, as imageUrl gives it")] = None,
+    display_format: DisplayFormat = None,
+    max_side: MaxSide = None,
 ) -> Response:
-    """The newest scan's image file. Cached for good only under the version ``imageUrl``
-    names (a new scan changes the URL); the bare path is revalidated every time, since
-    a new scan changes what it serves (304 while it has not)."""
-    path, media_type = patients.latest_image(patient_id)
+    """The newest scan's image file, or its PNG rendition (``format``, ``max_side``).
+    Cached for good only under the version ``imageUrl`` names (a new scan changes the
+    URL); the bare path is revalidated every time, since a new scan changes what it
+    serves (304 while it has not)."""
+    path, media_type = await run_in_threadpool(patients.latest_image, patient_id)
     current = v is not None and len(v) >= presenters.IMAGE_VERSION_CHARS and path.name.startswith(v)
     cache = IMAGE_CACHE if current else "private, no-cache"
-    return image_response(request, path, media_type, cache)
+    spec = rendition_spec(display_format, max_side)
+    if spec is not None:
+        return await renditions.response(request, path, cache, spec)
+    return await run_in_threadpool(image_response, request, path, media_type, cache)
 
 
 @router.get(
@@ -402,13 +420,25 @@ def upload_scan(
     "/{patient_id}/scans/{scan_id}/image",
     response_class=FileResponse,
     dependencies=[Depends(require_token_or_query)],
-    responses={**IMAGE_RESPONSES, **documented(404)},
+    responses={**IMAGE_RESPONSES, **documented(404, 413)},
 )
-def get_scan_image(
-    request: Request, patient_id: str, scan_id: RecordId, patients: PatientsDep
+async def get_scan_image(
+    request: Request,
+    patient_id: str,
+    scan_id: RecordId,
+    patients: PatientsDep,
+    renditions: RenditionsDep,
+    display_format: DisplayFormat = None,
+    max_side: MaxSide = None,
 ) -> Response:
-    path, media_type = patients.scan_image(scan_id, patient_id=patient_id)
-    return image_response(request, path, media_type, IMAGE_CACHE)
+    """One scan's image file, or its PNG rendition (``format``, ``max_side``)."""
+    path, media_type = await run_in_threadpool(
+        partial(patients.scan_image, scan_id, patient_id=patient_id)
+    )
+    spec = rendition_spec(display_format, max_side)
+    if spec is not None:
+        return await renditions.response(request, path, IMAGE_CACHE, spec)
+    return await run_in_threadpool(image_response, request, path, media_type, IMAGE_CACHE)
 
 
 def image_response(request: Request, path: Path, media_type: str, cache: str) -> Response:

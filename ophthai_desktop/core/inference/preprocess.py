@@ -33,6 +33,7 @@ def prepare_image(
     *,
     fit: SizeFitter | None = None,
     resample: int = Image.Resampling.BICUBIC,
+    keep_gray: bool = False,
 ) -> Image.Image:
     """Return ``image`` as an 8-bit RGB image, upright per its EXIF orientation.
 
@@ -45,6 +46,10 @@ def prepare_image(
     would resize it to anyway, while it is still one channel where it is grayscale: a
     third of the work of resizing its RGB copy, and the same pixels, since RGB made from
     gray has three equal channels that Pillow resamples alike.
+
+    ``keep_gray`` returns a grayscale image as the one 8-bit channel (mode ``L``) the
+    RGB copy would repeat three times: the same picture, a third of the bytes (the API's
+    PNG renditions).
 
     Raises:
         PayloadTooLarge: The image has more pixels than Pillow's decompression-bomb limit.
@@ -67,7 +72,9 @@ def prepare_image(
             size = fit(image.size)
             if size is not None and size != image.size:
                 image = image.resize(size, resample=resample)
-        return image if image.mode == "RGB" else image.convert("RGB")
+        if image.mode == "RGB" or (keep_gray and image.mode == "L"):
+            return image
+        return image.convert("RGB")
     except Image.DecompressionBombError as exc:
         raise PayloadTooLarge(f"The image has too many pixels: {exc}", field="image") from exc
     except (OSError, ValueError) as exc:

@@ -185,3 +185,15 @@ def test_a_large_sixteen_bit_scan_converts_in_a_few_bytes_a_pixel() -> None:
     pixels = np.asarray(rgb)[..., 0]
     expected = np.rint((values.astype(np.float64) - values.min()) * 255.0 / np.ptp(values))
     assert (pixels == expected).all()  # the same linear stretch as before
+
+
+@pytest.mark.parametrize("mode", ["I;16", "L", "F"])
+def test_keep_gray_gives_grayscale_as_its_one_channel(mode: str) -> None:
+    values = np.linspace(0, 200, 64 * 32).reshape(32, 64)
+    image = Image.fromarray(values.astype(np.float32)).convert(mode)
+
+    gray = prepare_image(image, keep_gray=True)
+
+    assert gray.mode == "L"
+    assert np.array_equal(np.asarray(gray), np.asarray(prepare_image(image))[..., 0])
+    assert prepare_image(Image.new("RGB", (4, 4), (1, 2, 3)), keep_gray=True).mode == "RGB"
