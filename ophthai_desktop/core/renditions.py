@@ -19,10 +19,10 @@ from __future__ import annotations
 import io
 import threading
 import warnings
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from cachetools import LRUCache
 from PIL import Image, UnidentifiedImageError
 
 from ophthai_desktop.core.errors import InvalidInput, NotFound, PayloadTooLarge
@@ -129,39 +129,32 @@ def _damaged(detail: str = "") -> str:
 
 class RenditionCache:
     """The renditions made last, up to ``max_bytes`` in all, the least recently used
-    dropped first. One larger than ``max_bytes // 8`` is not kept: a full-size
-    rendition of a large scan would push out every thumbnail, which is what is asked
-    for again (a list's pictures, several clients). Shared by the API's pool threads.
+    dropped first (cachetools' LRU, sized by bytes). One larger than ``max_bytes // 8``
+    is not kept: a full-size rendition of a large scan would push out every thumbnail,
+    which is what is asked for again (a list's pictures, several clients). Shared by the
+    API's pool threads.
     """
 
     def __init__(self, max_bytes: int = 32 * 1024 * 1024) -> None:
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[str, Rendition] = OrderedDict()
-        self._bytes = 0
+        self._entries: LRUCache[str, Rendition] = LRUCache(max_bytes, getsizeof=_size)
         self._lock = threading.Lock()
 
     def get(self, key: str) -> Rendition | None:
         with self._lock:
-            found = self._entries.get(key)
-            if found is not None:
-                self._entries.move_to_end(key)
-            return found
+            return self._entries.get(key)
 
     def put(self, key: str, rendition: Rendition) -> None:
-        size = len(rendition.data)
-        if size > self.max_bytes // 8:
+        if _size(rendition) > self.max_bytes // 8:
             return
         with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._bytes -= len(old.data)
             self._entries[key] = rendition
-            self._bytes += size
-            while self._bytes > self.max_bytes:
-                _, dropped = self._entries.popitem(last=False)
-                self._bytes -= len(dropped.data)
 
     @property
     def size_bytes(self) -> int:
         with self._lock:
-            return self._bytes
+            return int(self._entries.currsize)
+
+
+def _size(rendition: Rendition) -> int:
+    return len(rendition.data)
