@@ -333,7 +333,13 @@ def _confidence(value: Any) -> float:
     if isinstance(value, bool):
         raise AnswerParseError(f"The confidence {value!r} is not a number.")
     if isinstance(value, int | float):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int of hundreds of digits
+            digits = len(str(abs(value)))
+            raise AnswerParseError(
+                f"The confidence, a number of {digits} digits, is outside 0-100."
+            ) from None
         fraction_allowed = isinstance(value, float)
     elif isinstance(value, str):
         match = _CONFIDENCE_RE.match(value)

@@ -223,6 +223,13 @@ def test_a_classification_without_a_letter_or_digit_is_none(given: str) -> None:
         parse_answer('{"classification": ' + given + ', "confidence": 80}')
 
 
+def test_a_confidence_too_large_for_a_float_is_an_error_not_a_crash() -> None:
+    """An integer of hundreds of digits raised OverflowError, which failed the job and lost
+    the model's text instead of storing it as unparsed."""
+    with pytest.raises(AnswerParseError, match="outside 0-100"):
+        parse_answer('{"classification": "AMD", "confidence": 1' + "0" * 400 + "}")
+
+
 def test_an_example_after_the_answer_without_result_keys_is_not_the_answer() -> None:
     assert parse_answer(ANSWER + ' (schema: {"type": "object"})').confidence == 85.0
 
