@@ -36,6 +36,7 @@ _NORMAL_RE = re.compile(
     re.IGNORECASE,
 )
 _CONFIDENCE_RE = re.compile(r"^\s*~?\s*(\d+(?:\.\d+)?|\.\d+)\s*(%|percent)?\s*$", re.IGNORECASE)
+_RESULT_KEY_RE = re.compile("|".join(REQUIRED_FIELDS), re.IGNORECASE)
 #: A classification names something: "..." or "?" is a placeholder, not a diagnosis.
 _WORD_RE = re.compile(r"\w")
 _FENCE_RE = re.compile(r"```[ \t]*(?:json|JSON|javascript|js)?[ \t]*\n?(.*?)(?:```|$)", re.DOTALL)
@@ -109,7 +110,7 @@ def parse_answer(answer_text: str) -> ParsedAnswer:
     """
     if not answer_text.strip():
         raise AnswerParseError("The model gave no answer after its reasoning.")
-    objects = list(_json_objects(answer_text))
+    objects, unread = _json_objects(answer_text)
     if not objects:
         raise AnswerParseError("The answer contains no complete JSON object.")
     # The answer is the last object that gives a classification or a confidence (an
@@ -117,6 +118,12 @@ def parse_answer(answer_text: str) -> ParsedAnswer:
     # where none gives either, the one with most of the result's keys is validated, to
     # say what is missing.
     answers = [obj for obj in objects if any(key in obj for key in REQUIRED_FIELDS)]
+    if answers and _RESULT_KEY_RE.search(unread):
+        raise AnswerParseError(
+            "After its answer the model wrote another with a classification or confidence "
+            "that cannot be read (cut off, or not JSON): whether the two agree is not "
+            "known. Read the model's answer."
+        )
     if answers:
         return _settle(answers)
     objects.sort(key=lambda obj: -sum(key in obj for key in REQUIRED_FIELDS + OPTIONAL_FIELDS))
@@ -207,34 +214,41 @@ def _readings(read: _Object) -> list[dict[str, Any]]:
     return [{**read, name: value} for name, value in read.earlier] + [dict(read)]
 
 
-def _json_objects(text: str) -> list[dict[str, Any]]:
+def _json_objects(text: str) -> tuple[list[dict[str, Any]], str]:
     """The JSON objects of ``text``, in the order they appear, each once (as its
-    :func:`_readings`).
+    :func:`_readings`); and the text of an object after them that cannot be read (left
+    open at the end as generation stopped, or no JSON), or ``""``.
 
     Code fences are read on their own as well as within the whole text, so that a stray
     brace or quote in the prose around them cannot hide the objects they hold.
     """
     sources = [(match.start(1), match.group(1)) for match in _FENCE_RE.finditer(text)]
     found: dict[int, _Object] = {}
+    unread: tuple[int, str] = (-1, "")
     for offset, source in [*sources, (0, text)]:
         for start, candidate in _balanced_objects(source):
             if offset + start in found:
                 continue
-            loaded = _load(candidate)
+            loaded = None if candidate is None else _load(candidate)
             if isinstance(loaded, _Object):
                 found[offset + start] = loaded
             elif isinstance(loaded, dict):  # a Python literal: its keys can clash in case
                 found[offset + start] = _read_object(loaded.items())
-    return [reading for start in sorted(found) for reading in _readings(found[start])]
+            elif offset + start > unread[0]:
+                unread = (offset + start, source[start:] if candidate is None else candidate)
+    readings = [reading for start in sorted(found) for reading in _readings(found[start])]
+    # Braces that cannot be read before the last object read are the prose's (that
+    # object was read in its fence); after it, what the model wrote last.
+    return readings, unread[1] if unread[0] > max(found, default=-1) else ""
 
 
 def _normalize_key(key: Any) -> str:
     return re.sub(r"[\s\-]+", "_", str(key).strip().lower())
 
 
-def _balanced_objects(text: str) -> Iterator[tuple[int, str]]:
+def _balanced_objects(text: str) -> Iterator[tuple[int, str | None]]:
     """Top-level ``{...}`` spans and where they start, skipping braces inside quoted
-    strings."""
+    strings; last, where one is left open at the end, its start and ``None``."""
     depth, start, quote, index = 0, -1, "", 0
     while index < len(text):
         char = text[index]
@@ -254,6 +268,8 @@ def _balanced_objects(text: str) -> Iterator[tuple[int, str]]:
             if depth == 0:
                 yield start, text[start : index + 1]
         index += 1
+    if depth > 0:
+        yield start, None
 
 
 def _load(candidate: str) -> Any:

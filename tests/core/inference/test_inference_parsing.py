@@ -230,6 +230,28 @@ def test_a_confidence_too_large_for_a_float_is_an_error_not_a_crash() -> None:
         parse_answer('{"classification": "AMD", "confidence": 1' + "0" * 400 + "}")
 
 
+@pytest.mark.parametrize(
+    "tail",
+    [
+        '\nFinal answer: {"classification": "Norm',
+        '\nFinal answer:\n```json\n{"classification": "Diabetic Macular Edema", "confid',
+        '\nFinal answer: {"classification": "Normal", "confidence": high-ish}',
+    ],
+    ids=["cut-off", "cut-off-same-so-far", "not-json"],
+)
+def test_a_second_answer_that_cannot_be_read_after_one_is_a_parse_failure(tail: str) -> None:
+    """Generation stopped (at the token cap) inside a second answer, or wrote one that
+    is no JSON: whether it agrees is unknown, so the one before it is not the result."""
+    with pytest.raises(AnswerParseError, match="cannot be read"):
+        parse_answer(ANSWER + tail)
+
+
+def test_an_open_brace_that_gives_no_answer_does_not_hide_the_answer() -> None:
+    assert parse_answer(ANSWER + " {").confidence == 85.0
+    text = f"The layers {{RNFL and GCL are intact.\n```json\n{ANSWER}\n```"
+    assert parse_answer(text).confidence == 85.0
+
+
 def test_an_example_after_the_answer_without_result_keys_is_not_the_answer() -> None:
     assert parse_answer(ANSWER + ' (schema: {"type": "object"})').confidence == 85.0
 
