@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from ophthai_desktop.api import create_app
 from ophthai_desktop.bootstrap import build_application
 from tests.conftest import make_settings
+from tests.support.forced_output import force_output
 from tests.support.http import LoopbackClient
 from tests.support.images import png_bytes
 
@@ -109,3 +110,33 @@ def test_not_installed_model_is_503_quickly(
             assert client.post("/api/ai/load-model").status_code == 503
     finally:
         application.close()
+
+
+def test_an_answer_giving_two_classifications_is_reported_unparsed_naming_both(
+    tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The synchronous endpoint reads the model's text with the worker's parser: an
+    answer of "Drusen" then "Normal" is no classification, and says why."""
+    answer = (
+        '```json\n{"classification": "Drusen", "confidence": 70}\n```\n'
+        '```json\n{"classification": "Normal", "confidence": 70}\n```'
+    )
+    force_output(monkeypatch, tiny_checkpoint, f"<think>Drusen?</think>{answer}")
+    application = build_application(
+        make_settings(tmp_path, model_path=tiny_checkpoint, max_new_tokens=200, device="cpu")
+    )
+    application.start_worker()
+    try:
+        with LoopbackClient(create_app(application)) as client:
+            image = base64.b64encode(png_bytes((56, 56))).decode()
+            response = client.post("/api/ai/analyze", json={"image_base64": image})
+    finally:
+        application.close()
+
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["parse_status"] == "parse_failed"
+    assert result["classification"] is None and result["confidence"] is None
+    assert "two different classifications: Drusen and Normal" in result["parse_error"]
+    assert result["raw_answer"] == answer
+    assert result["provenance"]["generation_settings"]["finish_reason"] == "eos"

@@ -683,6 +683,19 @@ def test_client_supplied_analysis(app_services: Application, actor: Actor) -> No
     assert caught.value.field == "aiAnalysis"
 
 
+def test_a_client_result_giving_two_classifications_is_refused_not_one_taken(
+    app_services: Application, actor: Actor
+) -> None:
+    """Keys are read in any case, so two spellings of one key are two answers."""
+    service = app_services.patients
+    patient = service.create_patient({"name": "Client"}, actor=actor)
+    result = {"classification": "DME", "Classification": "Normal", "confidence": 80}
+    with pytest.raises(InvalidInput, match="DME and Normal") as caught:
+        service.record_client_analysis(patient.id, result, actor=actor)
+    assert caught.value.field == "aiAnalysis"
+    assert service.list_analyses(patient.id) == ()
+
+
 def test_validating_an_analysis_that_is_no_longer_the_newest_conflicts(
     app_services: Application, actor: Actor
 ) -> None:

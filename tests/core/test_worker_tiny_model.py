@@ -16,6 +16,7 @@ from ophthai_desktop.core.inference import ModelState
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from tests.conftest import make_settings
+from tests.support.forced_output import force_output
 from tests.support.images import clinic_image_files, png_bytes
 from tests.support.jobs import wait_for_outcome
 
@@ -112,5 +113,48 @@ def test_a_model_file_removed_between_loads_is_named_and_the_queue_runs_once_fix
         outcome = wait_for_outcome(app, job.id)
         assert outcome.job.state == "done", outcome.job.error
         assert app.worker.waiting_reason is None
+    finally:
+        app.close()
+
+
+#: The model's answer, then the same answer again as "Normal".
+CONFLICTING_OUTPUT = (
+    "<think>Cystoid spaces in the inner nuclear layer.</think>"
+    '{"classification": "Diabetic Macular Edema", "confidence": 85, "findings": ["cysts"]}\n'
+    'Final answer: {"classification": "Normal", "confidence": 85, "findings": []}'
+)
+
+
+def test_an_answer_giving_two_classifications_is_a_parse_failure_naming_both(
+    tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model's text, streamed and parsed by the real engine and stored by the worker:
+    not filed as Normal (patient marked stable, no alarm) but as a parse failure that
+    names both diagnoses, with the raw answer for the clinician to read."""
+    force_output(monkeypatch, tiny_checkpoint, CONFLICTING_OUTPUT)
+    app = build_application(
+        make_settings(tmp_path, model_path=tiny_checkpoint, max_new_tokens=400, device="cpu")
+    )
+    app.start_worker()
+    try:
+        actor = Actor("tester", "gui")
+        patient = app.patients.create_patient(
+            {"name": "Tiny"}, actor=actor, image=NewImage(png_bytes((64, 48)), modality="OCT")
+        )
+        job = app.jobs.queue_patient_analysis(patient.id, actor=actor)
+        outcome = wait_for_outcome(app, job.id)
+
+        assert outcome.job.state == "done", outcome.job.error
+        analysis = outcome.analysis
+        assert analysis is not None
+        assert analysis.generation_settings["finish_reason"] == "eos"
+        assert (analysis.parse_status, analysis.result) == ("parse_failed", None)
+        assert analysis.parse_error == (
+            "The answer gives two different classifications: Diabetic Macular Edema and "
+            "Normal. Read the model's answer."
+        )
+        assert analysis.answer_text == CONFLICTING_OUTPUT.split("</think>")[1]
+        stored = app.patients.get_patient(patient.id)
+        assert (stored.status, stored.workflow_step) == ("Pending Analysis", 2)
     finally:
         app.close()

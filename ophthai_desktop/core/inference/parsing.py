@@ -2,17 +2,19 @@
 
 The parser is tolerant of how language models wrap JSON (code fences, prose around it,
 trailing commas, single quotes, Python literals, ``"85%"``) but never fills in a
-classification or confidence the model did not give: without them the answer is an
+classification or confidence the model did not give, nor chooses between two it gave:
+without them, or where the answer gives two different ones, the answer is an
 :class:`AnswerParseError`, and the caller stores the raw text as unparsed.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +36,9 @@ _NORMAL_RE = re.compile(
     re.IGNORECASE,
 )
 _CONFIDENCE_RE = re.compile(r"^\s*~?\s*(\d+(?:\.\d+)?|\.\d+)\s*(%|percent)?\s*$", re.IGNORECASE)
+_RESULT_KEY_RE = re.compile("|".join(REQUIRED_FIELDS), re.IGNORECASE)
+#: A classification names something: "..." or "?" is a placeholder, not a diagnosis.
+_WORD_RE = re.compile(r"\w")
 _FENCE_RE = re.compile(r"```[ \t]*(?:json|JSON|javascript|js)?[ \t]*\n?(.*?)(?:```|$)", re.DOTALL)
 
 
@@ -100,20 +105,27 @@ def parse_answer(answer_text: str) -> ParsedAnswer:
 
     Raises:
         AnswerParseError: No JSON object, or one without a usable classification or
-            confidence, or with fields of the wrong type.
+            confidence, or with fields of the wrong type, or objects (or a key given
+            twice) that disagree on the classification or the confidence.
     """
     if not answer_text.strip():
         raise AnswerParseError("The model gave no answer after its reasoning.")
-    objects = list(_json_objects(answer_text))
+    objects, unread = _json_objects(answer_text)
     if not objects:
         raise AnswerParseError("The answer contains no complete JSON object.")
-    # The answer is the last object that gives a classification or a confidence: a model
-    # that writes a draft and then corrects it settles on the last one (and an example it
-    # echoes comes first). Only where none does, the one with most of the result's keys
-    # is validated, to say what is missing.
+    # The answer is the last object that gives a classification or a confidence (an
+    # example the model echoes comes first), where those before it agree with it. Only
+    # where none gives either, the one with most of the result's keys is validated, to
+    # say what is missing.
     answers = [obj for obj in objects if any(key in obj for key in REQUIRED_FIELDS)]
+    if answers and _RESULT_KEY_RE.search(unread):
+        raise AnswerParseError(
+            "After its answer the model wrote another with a classification or confidence "
+            "that cannot be read (cut off, or not JSON): whether the two agree is not "
+            "known. Read the model's answer."
+        )
     if answers:
-        return _validate(answers[-1])
+        return _settle(answers)
     objects.sort(key=lambda obj: -sum(key in obj for key in REQUIRED_FIELDS + OPTIONAL_FIELDS))
     return _validate(objects[0])
 
@@ -122,36 +134,121 @@ def validate_result(data: Mapping[str, Any]) -> ParsedAnswer:
     """Validate a result given as a mapping (e.g. one a client sends back).
 
     Raises:
-        AnswerParseError: No usable classification or confidence, or wrong types.
+        AnswerParseError: No usable classification or confidence, two different ones (a
+            key given in two cases), or wrong types.
     """
-    return _validate({_normalize_key(key): value for key, value in data.items()})
+    return _settle(_readings(_read_object(data.items())))
 
 
-def _json_objects(text: str) -> list[dict[str, Any]]:
-    """The JSON objects of ``text``, in the order they appear, each once.
+def _settle(answers: list[dict[str, Any]]) -> ParsedAnswer:
+    """The last of ``answers``, where all of them agree.
+
+    The model is asked for one object. Where it writes more (an echo of its answer, a
+    draft and its correction), they must agree on what the clinician acts on: the
+    classification (it decides normal or abnormal, the patient's status and the alarm)
+    and the confidence shown with it. Otherwise none is taken: the analysis is a parse
+    failure that names the values, and the clinician reads the raw answer. The free-text
+    fields are the last object's (an echo may shorten or leave them out).
+    """
+    labels: dict[str, str] = {}
+    for answer in answers:
+        for label in _labels(answer.get("classification")):
+            labels.setdefault(label.casefold(), label)
+    if len(labels) > 1:
+        raise AnswerParseError(
+            f"The answer gives {_count(labels)} different classifications: "
+            f"{_listing(labels.values())}. Read the model's answer."
+        )
+    confidences: dict[float, None] = {}
+    for answer in answers:
+        if answer.get("confidence") is not None:
+            with contextlib.suppress(AnswerParseError):  # no number: disagrees with none
+                confidences[_confidence(answer["confidence"])] = None
+    if len(confidences) > 1:
+        label = next(iter(labels.values()), "the classification")
+        raise AnswerParseError(
+            f"The answer gives {_count(confidences)} different confidences for {label}: "
+            f"{_listing(f'{value:g}' for value in confidences)}. Read the model's answer."
+        )
+    return _validate(answers[-1])
+
+
+def _labels(value: Any) -> list[str]:
+    """The classifications ``value`` gives (a string or a list of them), placeholders
+    left out."""
+    items = value if isinstance(value, list) else [value]
+    labels = [" ".join(item.split()) for item in items if isinstance(item, str)]
+    return [label for label in labels if _WORD_RE.search(label)]
+
+
+def _count(values: Mapping[Any, Any]) -> str:
+    return {2: "two", 3: "three"}.get(len(values), str(len(values)))
+
+
+def _listing(values: Iterable[str]) -> str:
+    items = list(values)
+    return f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+class _Object(dict[str, Any]):
+    """A JSON object with its keys normalised; ``earlier`` holds the values a key given
+    more than once (``"classification"`` and ``"Classification"``) had before its last."""
+
+    earlier: list[tuple[str, Any]]
+
+
+def _read_object(pairs: Iterable[tuple[Any, Any]]) -> _Object:
+    read = _Object()
+    read.earlier = []
+    for key, value in pairs:
+        name = _normalize_key(key)
+        if name in read and read[name] != value:
+            read.earlier.append((name, read[name]))
+        read[name] = value
+    return read
+
+
+def _readings(read: _Object) -> list[dict[str, Any]]:
+    """The answers an object gives: itself, after one more for each earlier value of a
+    key it repeats, so that a key given twice is checked as two objects are."""
+    return [{**read, name: value} for name, value in read.earlier] + [dict(read)]
+
+
+def _json_objects(text: str) -> tuple[list[dict[str, Any]], str]:
+    """The JSON objects of ``text``, in the order they appear, each once (as its
+    :func:`_readings`); and the text of an object after them that cannot be read (left
+    open at the end as generation stopped, or no JSON), or ``""``.
 
     Code fences are read on their own as well as within the whole text, so that a stray
     brace or quote in the prose around them cannot hide the objects they hold.
     """
     sources = [(match.start(1), match.group(1)) for match in _FENCE_RE.finditer(text)]
-    found: dict[int, dict[str, Any]] = {}
+    found: dict[int, _Object] = {}
+    unread: tuple[int, str] = (-1, "")
     for offset, source in [*sources, (0, text)]:
         for start, candidate in _balanced_objects(source):
             if offset + start in found:
                 continue
-            loaded = _load(candidate)
-            if isinstance(loaded, dict):
-                found[offset + start] = {_normalize_key(k): v for k, v in loaded.items()}
-    return [found[start] for start in sorted(found)]
+            loaded = None if candidate is None else _load(candidate)
+            if isinstance(loaded, _Object):
+                found[offset + start] = loaded
+            elif isinstance(loaded, dict):  # a Python literal: its keys can clash in case
+                found[offset + start] = _read_object(loaded.items())
+            elif offset + start > unread[0]:
+                unread = (offset + start, source[start:] if candidate is None else candidate)
+    readings = [reading for start in sorted(found) for reading in _readings(found[start])]
+    # Braces that cannot be read before the last object read are the prose's (that
+    # object was read in its fence); after it, what the model wrote last.
+    return readings, unread[1] if unread[0] > max(found, default=-1) else ""
 
 
 def _normalize_key(key: Any) -> str:
     return re.sub(r"[\s\-]+", "_", str(key).strip().lower())
 
 
-def _balanced_objects(text: str) -> Iterator[tuple[int, str]]:
+def _balanced_objects(text: str) -> Iterator[tuple[int, str | None]]:
     """Top-level ``{...}`` spans and where they start, skipping braces inside quoted
-    strings."""
+    strings; last, where one is left open at the end, its start and ``None``."""
     depth, start, quote, index = 0, -1, "", 0
     while index < len(text):
         char = text[index]
@@ -171,12 +268,14 @@ def _balanced_objects(text: str) -> Iterator[tuple[int, str]]:
             if depth == 0:
                 yield start, text[start : index + 1]
         index += 1
+    if depth > 0:
+        yield start, None
 
 
 def _load(candidate: str) -> Any:
     for attempt in (candidate, _repair(candidate)):
         try:
-            return json.loads(attempt, strict=False)
+            return json.loads(attempt, strict=False, object_pairs_hook=_read_object)
         except ValueError:
             pass
     try:
@@ -228,17 +327,15 @@ def _repair(text: str) -> str:
 
 
 def _validate(data: dict[str, Any]) -> ParsedAnswer:
-    classification = data.get("classification")
-    if isinstance(classification, list) and len(classification) == 1:
-        classification = classification[0]
-    if not isinstance(classification, str) or not classification.strip():
+    labels = _labels(data.get("classification"))
+    if not labels:
         raise AnswerParseError("The answer has no classification.")
     if data.get("confidence") is None:
         raise AnswerParseError("The answer has no confidence.")
     confidence = _confidence(data["confidence"])
     missing = tuple(name for name in OPTIONAL_FIELDS if data.get(name) in (None, "", []))
     return ParsedAnswer(
-        classification=" ".join(classification.split()),
+        classification=labels[-1],
         confidence=confidence,
         findings=_findings(data.get("findings")),
         recommendation=_text(data.get("recommendation"), "recommendation"),
@@ -252,7 +349,13 @@ def _confidence(value: Any) -> float:
     if isinstance(value, bool):
         raise AnswerParseError(f"The confidence {value!r} is not a number.")
     if isinstance(value, int | float):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int of hundreds of digits
+            digits = len(str(abs(value)))
+            raise AnswerParseError(
+                f"The confidence, a number of {digits} digits, is outside 0-100."
+            ) from None
         fraction_allowed = isinstance(value, float)
     elif isinstance(value, str):
         match = _CONFIDENCE_RE.match(value)

@@ -13,6 +13,7 @@ from ophthai_desktop.core.inference.parsing import (
     StreamPhases,
     parse_answer,
     split_output,
+    validate_result,
 )
 
 ANSWER = (
@@ -68,8 +69,7 @@ def test_parse_fenced_json_with_prose_around() -> None:
 
 
 #: What OctoMed writes when it drafts before it answers: a JSON example in its reasoning,
-#: then after ``</think>`` a draft and the corrected final object (the prompt asks for the
-#: one after the reasoning; the last is the one the model settled on).
+#: then after ``</think>`` a draft and a corrected object that names another diagnosis.
 DRAFT_THEN_FINAL = (
     '<think>The answer must look like {"classification": "...", "confidence": 0-100}. '
     "The foveal contour is preserved, but there is a dome-shaped detachment of the "
@@ -88,34 +88,168 @@ DRAFT_THEN_FINAL = (
 )
 
 
-def test_of_a_draft_and_a_final_object_the_final_one_is_the_answer() -> None:
+def test_objects_naming_different_diagnoses_are_a_parse_failure_that_names_both() -> None:
+    """Neither the draft nor the correction is taken: the clinician reads the raw text.
+    The example inside the reasoning is never read."""
     reasoning, answer = split_output(DRAFT_THEN_FINAL)
     assert "must look like" in reasoning and "must look like" not in answer
 
-    parsed = parse_answer(answer)
+    with pytest.raises(AnswerParseError) as raised:
+        parse_answer(answer)
 
-    assert parsed.classification == "Central Serous Chorioretinopathy"
-    assert parsed.confidence == 82.0
-    assert parsed.findings[0] == "Subretinal fluid"
+    assert raised.value.message == (
+        "The answer gives two different classifications: Normal and "
+        "Central Serous Chorioretinopathy. Read the model's answer."
+    )
 
 
-def test_the_final_answer_wins_even_with_fewer_keys_than_an_earlier_one() -> None:
-    """Completeness does not outrank order: a final object that leaves out the optional
-    fields is still the answer, not the fuller draft before it."""
+#: OctoMed's reasoning, a fenced answer, then the same answer again in prose: the objects
+#: agree, so the answer is read as one.
+ECHOED = (
+    "<think>Intraretinal cystoid spaces and subretinal fluid at the fovea; the outer "
+    "retina is otherwise intact.</think>\n"
+    f"```json\n{ANSWER}\n```\n"
+    f"Final answer: {ANSWER}"
+)
+
+
+def test_an_answer_echoed_after_itself_is_read_once() -> None:
+    _, answer = split_output(ECHOED)
+
+    assert parse_answer(answer) == parse_answer(ANSWER)
+
+
+def test_objects_that_agree_take_the_last_even_with_fewer_keys() -> None:
+    """Order, not completeness: a final summary that agrees on the classification and the
+    confidence (in another spelling) is the result, with the fields it leaves out missing."""
     text = (
-        ANSWER + "\nCorrection:\n" + '{"classification": "Epiretinal Membrane", "confidence": 70}'
+        ANSWER
+        + "\nIn short:\n"
+        + "{'Classification': 'diabetic macular  edema', 'confidence': '85%'}"
     )
     parsed = parse_answer(text)
-    assert (parsed.classification, parsed.confidence) == ("Epiretinal Membrane", 70.0)
+    assert (parsed.classification, parsed.confidence) == ("diabetic macular edema", 85.0)
     assert set(parsed.missing) == {"findings", "recommendation", "explanation"}
+
+
+def test_the_answer_disagreeing_with_the_first_as_dme_then_normal_is_not_normal() -> None:
+    """The case that matters most: an abnormal diagnosis followed by "Normal" must not be
+    stored as a normal scan (no alarm, patient marked stable)."""
+    text = (
+        '```json\n{"classification": "DME", "confidence": 80, "findings": ["Cysts"]}\n```\n'
+        '```json\n{"classification": "Normal", "confidence": 80, "findings": []}\n```'
+    )
+    with pytest.raises(AnswerParseError, match="two different classifications: DME and Normal"):
+        parse_answer(text)
+
+
+def test_three_different_classifications_are_all_named() -> None:
+    text = (
+        '{"classification": "AMD", "confidence": 60} {"classification": "Drusen", '
+        '"confidence": 60} {"classification": "AMD", "confidence": 60} '
+        '{"classification": "CNV", "confidence": 60}'
+    )
+    named = "three different classifications: AMD, Drusen and CNV"
+    with pytest.raises(AnswerParseError, match=named):
+        parse_answer(text)
+
+
+def test_the_same_diagnosis_with_different_confidences_is_a_parse_failure() -> None:
+    text = ANSWER + '\nRevised: {"classification": "Diabetic Macular Edema", "confidence": 0.4}'
+    with pytest.raises(AnswerParseError) as raised:
+        parse_answer(text)
+    assert raised.value.message == (
+        "The answer gives two different confidences for Diabetic Macular Edema: 85 and 40. "
+        "Read the model's answer."
+    )
+
+
+def test_an_echoed_format_before_the_answer_is_no_conflict() -> None:
+    """A placeholder names no diagnosis and gives no number: it disagrees with nothing."""
+    text = 'Format: {"classification": "...", "confidence": "0-100"}\nAnswer: ' + ANSWER
+    assert parse_answer(text).classification == "Diabetic Macular Edema"
 
 
 def test_a_final_object_that_is_not_valid_is_not_replaced_by_the_draft() -> None:
     """The answer the model settled on is unusable: stored as unparsed, never swapped for
-    an earlier draft's classification."""
-    text = ANSWER + '\nFinal: {"classification": "Drusen", "confidence": "high"}'
+    an earlier draft's confidence."""
+    text = ANSWER + '\nFinal: {"classification": "Diabetic Macular Edema", "confidence": "high"}'
     with pytest.raises(AnswerParseError, match="not a number"):
         parse_answer(text)
+
+
+def test_a_final_object_that_is_not_valid_and_disagrees_names_the_disagreement() -> None:
+    text = ANSWER + '\nFinal: {"classification": "Drusen", "confidence": "high"}'
+    with pytest.raises(AnswerParseError, match="Diabetic Macular Edema and Drusen"):
+        parse_answer(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"classification": "DME", "confidence": 80, "Classification": "Normal"}',
+        '{"classification": "DME", "classification": "Normal", "confidence": 80}',
+        "{'classification': 'DME', 'CLASSIFICATION': 'Normal', 'confidence': 80, 'eye': {1}}",
+        '{"classification": ["DME", "Normal"], "confidence": 80}',
+    ],
+    ids=["case", "repeated", "python", "list"],
+)
+def test_one_object_giving_two_classifications_is_a_parse_failure(text: str) -> None:
+    """A key given twice (in any case or spelling) is two answers, not the last one."""
+    with pytest.raises(AnswerParseError, match="two different classifications: DME and Normal"):
+        parse_answer(text)
+
+
+def test_one_object_giving_a_key_twice_alike_is_read() -> None:
+    text = (
+        '{"classification": "DME", "Classification": "dme", "confidence": 80, '
+        '"Confidence": 0.8, "note": "a", "note": "b"}'
+    )
+    assert (parse_answer(text).classification, parse_answer(text).confidence) == ("dme", 80.0)
+    assert parse_answer('{"classification": ["AMD", "AMD"], "confidence": 70}').classification == (
+        "AMD"
+    )
+
+
+def test_a_result_sent_back_with_a_key_in_two_cases_is_refused() -> None:
+    with pytest.raises(AnswerParseError, match="DME and Normal"):
+        validate_result({"classification": "DME", "Classification": "Normal", "confidence": 80})
+
+
+@pytest.mark.parametrize("given", ['"..."', '"?"', '"-"', '["..."]'])
+def test_a_classification_without_a_letter_or_digit_is_none(given: str) -> None:
+    """A placeholder is no diagnosis (it would be filed as abnormal, with an alarm)."""
+    with pytest.raises(AnswerParseError, match="no classification"):
+        parse_answer('{"classification": ' + given + ', "confidence": 80}')
+
+
+def test_a_confidence_too_large_for_a_float_is_an_error_not_a_crash() -> None:
+    """An integer of hundreds of digits raised OverflowError, which failed the job and lost
+    the model's text instead of storing it as unparsed."""
+    with pytest.raises(AnswerParseError, match="outside 0-100"):
+        parse_answer('{"classification": "AMD", "confidence": 1' + "0" * 400 + "}")
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        '\nFinal answer: {"classification": "Norm',
+        '\nFinal answer:\n```json\n{"classification": "Diabetic Macular Edema", "confid',
+        '\nFinal answer: {"classification": "Normal", "confidence": high-ish}',
+    ],
+    ids=["cut-off", "cut-off-same-so-far", "not-json"],
+)
+def test_a_second_answer_that_cannot_be_read_after_one_is_a_parse_failure(tail: str) -> None:
+    """Generation stopped (at the token cap) inside a second answer, or wrote one that
+    is no JSON: whether it agrees is unknown, so the one before it is not the result."""
+    with pytest.raises(AnswerParseError, match="cannot be read"):
+        parse_answer(ANSWER + tail)
+
+
+def test_an_open_brace_that_gives_no_answer_does_not_hide_the_answer() -> None:
+    assert parse_answer(ANSWER + " {").confidence == 85.0
+    text = f"The layers {{RNFL and GCL are intact.\n```json\n{ANSWER}\n```"
+    assert parse_answer(text).confidence == 85.0
 
 
 def test_an_example_after_the_answer_without_result_keys_is_not_the_answer() -> None:
