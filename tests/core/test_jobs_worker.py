@@ -154,6 +154,15 @@ def test_unparseable_answer_is_stored_as_such(
     assert analysis.parse_error == "no JSON object in the answer"
     assert analysis.answer_text == '{"classification": "x"}'
     assert app.patients.get_patient(patient_id).status == "Pending Analysis"
+    # Not read by the app: the clinician is told to read it (no alarm: nothing found).
+    notes = app.notifications.list_notifications(patient_id=patient_id).items
+    assert [(n.type, n.message) for n in notes] == [
+        (
+            "info",
+            "The analysis for patient Queue Patient could not be read: no JSON object in the "
+            "answer - read the model's answer before validating",
+        )
+    ]
 
 
 def test_failing_job_does_not_kill_the_worker(

@@ -520,6 +520,21 @@ class JobService:
                         source="octomed",
                     )
                 )
+            elif parsed is None and patient is not None:
+                # Nothing to alarm on, and nothing may go unread either: an answer that
+                # could not be read (two different diagnoses, one cut off) waits for the
+                # clinician as much as a finding does, unattended watch-folder scans too.
+                note = NotificationService.create_in(
+                    session,
+                    (
+                        f"The analysis for patient {patient.name} could not be read: "
+                        f"{result.parse_error or 'no result in the answer'} - read the "
+                        "model's answer before validating"
+                    )[:2000],
+                    type=NotificationType.INFO.value,
+                    patient_id=job.patient_id,
+                )
+                events.append(NotificationCreated(note))
             record = analysis_record(row)
             patient_record = (
                 PatientService.records_in(session, [patient])[0] if patient is not None else None
