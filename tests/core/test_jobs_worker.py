@@ -21,6 +21,7 @@ from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.domain import JobPriority
 from ophthai_desktop.core.errors import Conflict, InvalidInput, ModelUnavailable, NotFound
+from ophthai_desktop.core.inference.parsing import ParsedAnswer
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.ingest import FolderLayout
 from ophthai_desktop.core.services.patients import NewImage
@@ -137,6 +138,38 @@ def test_completion_tokens_of_finished_jobs(
     counts = app.jobs.completion_tokens_of([finished.id, waiting.id, 99_999])
     assert counts == {finished.id: 5}  # the scripted engine's count; none for the others
     assert app.jobs.completion_tokens_of([]) == {}
+
+
+def test_an_ungradable_image_raises_no_alarm_and_asks_for_another_scan(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    """The prompt tells the model to answer "Ungradable" for an image it cannot read:
+    that is no abnormal finding (no critical alarm, the patient not made Critical) and
+    no normal result either; the clinician is told to take the scan again."""
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)
+    ungradable = ParsedAnswer(
+        classification="Ungradable", confidence=90.0, explanation="Heavy media opacity."
+    )
+    seen = _events(app)
+    running(ScriptedEngine(ungradable))
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: app.jobs.get_job(job.id).state == "done")
+
+    patient = app.patients.get_patient(patient_id)
+    assert (patient.status, patient.workflow_step) == ("Pending Analysis", 2)
+    assert not [e for e in seen if isinstance(e, ev.AbnormalScanDetected)]
+    notes = app.notifications.list_notifications().items
+    assert [(n.type, n.message) for n in notes] == [
+        (
+            "info",
+            "The image for patient Queue Patient could not be graded (Ungradable): Heavy "
+            "media opacity. - take the scan again or analyse another image",
+        )
+    ]
+    analysis = app.jobs.outcome(job.id).analysis
+    assert analysis is not None and analysis.result is not None
+    assert analysis.result["classification"] == "Ungradable"
 
 
 def test_unparseable_answer_is_stored_as_such(

@@ -35,6 +35,14 @@ _NORMAL_RE = re.compile(
     r"\s*\.?\s*$",
     re.IGNORECASE,
 )
+#: Classifications that say the image could not be read (the prompt asks for
+#: "Ungradable"): neither normal nor a finding; the image is to be taken again.
+_UNGRADABLE_RE = re.compile(
+    r"^\s*(ungradable|not\s+gradable|ungraded|unreadable|not\s+readable|"
+    r"(poor|insufficient|inadequate)\s+(image\s+)?quality|non[-\s]?diagnostic)"
+    r"(\s+(image|scan|study))?\s*\.?\s*$",
+    re.IGNORECASE,
+)
 _CONFIDENCE_RE = re.compile(r"^\s*~?\s*(\d+(?:\.\d+)?|\.\d+)\s*(%|percent)?\s*$", re.IGNORECASE)
 _RESULT_KEY_RE = re.compile("|".join(REQUIRED_FIELDS), re.IGNORECASE)
 #: A classification names something: "..." or "?" is a placeholder, not a diagnosis.
@@ -68,8 +76,15 @@ class ParsedAnswer:
 
     @property
     def is_abnormal(self) -> bool:
-        """True unless the classification says normal / no abnormality."""
-        return not _NORMAL_RE.match(self.classification)
+        """True unless the classification says normal / no abnormality, or that the
+        image could not be graded (:attr:`is_ungradable`)."""
+        return not (_NORMAL_RE.match(self.classification) or self.is_ungradable)
+
+    @property
+    def is_ungradable(self) -> bool:
+        """The model could not read the image ("Ungradable", as the prompt asks it to
+        say): no finding to alarm on, and not normal either."""
+        return bool(_UNGRADABLE_RE.match(self.classification))
 
     def to_dict(self) -> dict[str, Any]:
         """The seed backend's result shape (snake_case keys)."""

@@ -491,7 +491,7 @@ class JobService:
             if patient is not None:
                 patient.workflow_step = int(WorkflowStep.VALIDATION)
                 patient.updated_at = now
-                if parsed is not None:
+                if parsed is not None and not parsed.is_ungradable:
                     patient.status = (
                         PatientStatus.CRITICAL.value
                         if parsed.is_abnormal
@@ -520,6 +520,20 @@ class JobService:
                         source="octomed",
                     )
                 )
+            elif parsed is not None and parsed.is_ungradable and patient is not None:
+                # Not a finding (no alarm, the status kept), but the scan is no use as
+                # it is: the clinician is told to take it again.
+                note = NotificationService.create_in(
+                    session,
+                    (
+                        f"The image for patient {patient.name} could not be graded "
+                        f"({parsed.classification}): {parsed.explanation or 'no reason given'}"
+                        " - take the scan again or analyse another image"
+                    )[:2000],
+                    type=NotificationType.INFO.value,
+                    patient_id=job.patient_id,
+                )
+                events.append(NotificationCreated(note))
             elif parsed is None and patient is not None:
                 # Nothing to alarm on, and nothing may go unread either: an answer that
                 # could not be read (two different diagnoses, one cut off) waits for the

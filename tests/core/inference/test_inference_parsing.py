@@ -368,6 +368,29 @@ def test_is_abnormal(classification: str, abnormal: bool) -> None:
     assert answer.is_abnormal is abnormal
 
 
+@pytest.mark.parametrize(
+    ("classification", "ungradable"),
+    [
+        ("Ungradable", True),
+        ("ungradable image", True),
+        ("Not gradable.", True),
+        ("Poor image quality", True),
+        ("Non-diagnostic scan", True),
+        ("Normal", False),
+        ("CNV", False),
+        ("Ungradable macular hole", False),  # a finding after all
+    ],
+)
+def test_an_image_the_model_could_not_read_is_neither_abnormal_nor_normal(
+    classification: str, ungradable: bool
+) -> None:
+    answer = ParsedAnswer(classification=classification, confidence=50.0)
+
+    assert answer.is_ungradable is ungradable
+    if ungradable:
+        assert not answer.is_abnormal
+
+
 def test_stream_phases_split_tags_across_deltas() -> None:
     phases = StreamPhases()
     deltas = ["<th", "ink>Cy", "sts seen.</", "think", ">\n{", '"a": 1}']
