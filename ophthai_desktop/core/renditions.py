@@ -96,10 +96,7 @@ def render(path: Path, spec: RenditionSpec, *, max_pixels: int) -> Rendition:
                         f"of {max_pixels:,} pixels (OPHTHAI_MAX_IMAGE_PIXELS) that may be "
                         "decoded; fetch the file as it is stored (without format or max_side)"
                     )
-                if spec.max_side is not None:  # a JPEG decodes at a smaller scale
-                    image.draft("RGB", (spec.max_side, spec.max_side))
-                image.load()
-                shown = prepare_image(image, keep_gray=True)
+                shown = displayed(image, spec.max_side, keep_gray=True)
     except FileNotFoundError as exc:  # deleted since it was looked up
         raise NotFound(MISSING_MESSAGE) from exc
     except PayloadTooLarge:
@@ -112,12 +109,23 @@ def render(path: Path, spec: RenditionSpec, *, max_pixels: int) -> Rendition:
         raise InvalidInput(_damaged(f" ({exc})")) from exc
     except InvalidInput as exc:  # prepare_image's: the pixels cannot be converted
         raise InvalidInput(_damaged(f" ({exc.message})")) from exc
-    if spec.max_side is not None and max(shown.size) > spec.max_side:
-        shown.thumbnail((spec.max_side, spec.max_side), Image.Resampling.LANCZOS)
     shown.info = {}  # no ICC profile (a CMYK one on RGB pixels), colour key or EXIF
     buffer = io.BytesIO()
     shown.save(buffer, "PNG", compress_level=_PNG_COMPRESS_LEVEL)
     return Rendition(buffer.getvalue(), media_type, *shown.size)
+
+
+def displayed(image: Image.Image, max_side: int | None, *, keep_gray: bool) -> Image.Image:
+    """``image`` as the viewer shows it (see :func:`prepare_image`), scaled down to
+    ``max_side`` (None: full size); a JPEG is decoded at a reduced scale where that
+    suffices. Shared by the window's viewer and the API's renditions."""
+    if max_side is not None:
+        image.draft("RGB", (max_side, max_side))
+    image.load()
+    shown = prepare_image(image, keep_gray=keep_gray)
+    if max_side is not None and max(shown.size) > max_side:
+        shown.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return shown
 
 
 def _damaged(detail: str = "") -> str:

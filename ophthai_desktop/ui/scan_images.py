@@ -13,6 +13,7 @@ from PIL import Image
 from PySide6.QtGui import QImage
 
 from ophthai_desktop.core.inference.preprocess import prepare_image
+from ophthai_desktop.core.renditions import displayed
 
 #: Longest side shown; larger scans are scaled down once, when decoded.
 MAX_DISPLAY_SIDE = 4096
@@ -21,10 +22,7 @@ MAX_DISPLAY_SIDE = 4096
 def decode(path: Path, max_side: int = MAX_DISPLAY_SIDE) -> np.ndarray:
     """The scan as an 8-bit RGB array (16-bit grayscale stretched, EXIF applied)."""
     with Image.open(path) as image:
-        image.draft("RGB", (max_side, max_side))  # JPEG: decode at a smaller scale
-        rgb = prepare_image(image)
-        if max(rgb.size) > max_side:
-            rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        rgb = displayed(image, max_side, keep_gray=False)
         return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
 
 
