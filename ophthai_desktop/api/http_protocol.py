@@ -1,10 +1,17 @@
-"""uvicorn's HTTP protocol with a time limit on each request's head.
+"""uvicorn's HTTP protocol with a time limit on each request's head and a cap on open
+connections.
 
 uvicorn reads a request's line and headers without a time limit: its only timer
 (``timeout_keep_alive``) is armed after a response and dropped at the next byte. A
 connection that sends nothing, or its headers a byte at a time (slowloris), was held
 until the client left, and enough of them spend the process's file descriptors, which
-the database, the image store and the watch folder need too.
+the database, the image store and the watch folder need too. The time limit ends such
+connections; the cap keeps a client that opens them faster than they end from taking
+every descriptor.
+
+uvicorn's own ``limit_concurrency`` does neither: it still accepts (and holds) every
+connection, answers each request beyond it with a plain-text 503 while counting idle
+sockets and open WebSockets, and never refuses a WebSocket handshake.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
+import sys
 from typing import Any, ClassVar
 
 from uvicorn.config import Config
@@ -26,14 +34,37 @@ log = logging.getLogger(__name__)
 #: socket long.
 HEAD_TIMEOUT_S = 10.0
 
+#: The most connections (requests and WebSockets) open at once, at most half of the
+#: process's file descriptors (:func:`connection_cap`). A browser opens up to six per
+#: server and one WebSocket per tab: a clinic's frontends need a few dozen.
+MAX_CONNECTIONS = 200
+
+#: A refused connection is logged as a warning at most this often (then at debug):
+#: a client refused over and over would otherwise fill the log.
+REFUSAL_WARNING_INTERVAL_S = 60.0
+
 _TIMEOUT_BODY = b"the request's headers did not arrive in time"
 
 
-class HeadTimeoutProtocol(HttpToolsProtocol):
+def connection_cap(limit: int = MAX_CONNECTIONS) -> int:
+    """``limit``, or half of the process's file descriptors where that is fewer (macOS
+    gives an app 256). Windows has no such limit on sockets."""
+    if sys.platform == "win32":
+        return limit
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return limit
+    return max(1, min(limit, soft // 2))
+
+
+class ApiHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol that closes a connection whose request head does
     not arrive within :attr:`head_timeout_s`: with ``408 Request Timeout`` when part of
     a head came, without a word when nothing did (a browser's spare connection, which
-    it retries elsewhere).
+    it drops without harm). A connection opened while :attr:`max_connections` are open
+    is closed at once, before it is read: open connections and WebSockets go on.
 
     The clock stops at the end of the head, so a request's body, a long or streaming
     response and a WebSocket after its upgrade are not limited; it starts again once
@@ -43,6 +74,8 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
     """
 
     head_timeout_s: ClassVar[float] = HEAD_TIMEOUT_S
+    max_connections: ClassVar[int] = MAX_CONNECTIONS
+    _refusal_warned_at: ClassVar[float | None] = None
 
     def __init__(
         self,
@@ -59,6 +92,10 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # uvicorn's set holds every open connection, WebSockets included, this one too.
+        if len(self.connections) > self.max_connections:
+            self._refuse()
+            return
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -132,6 +169,23 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
             log.debug("closed a connection that sent no request within %g s", self.head_timeout_s)
         self.transport.close()
 
+    def _refuse(self) -> None:
+        now = self.loop.time()
+        cls = type(self)
+        if cls._refusal_warned_at is None or now - cls._refusal_warned_at >= (
+            REFUSAL_WARNING_INTERVAL_S
+        ):
+            cls._refusal_warned_at = now
+            log.warning(
+                "refused a connection: %d are open, the most the API server takes "
+                "(further refusals in the next %g s are logged at debug level)",
+                self.max_connections,
+                REFUSAL_WARNING_INTERVAL_S,
+            )
+        else:
+            log.debug("refused a connection: %d are open", self.max_connections)
+        self.transport.close()
+
     def _send_408(self) -> None:
         status = http.HTTPStatus.REQUEST_TIMEOUT
         content = [f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode()]
@@ -149,9 +203,17 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
         self.transport.write(b"".join(content))
 
 
-def head_timeout_protocol(head_timeout_s: float) -> type[HeadTimeoutProtocol]:
-    """:class:`HeadTimeoutProtocol` with another time limit (uvicorn builds a protocol
-    per connection from a class and its own arguments)."""
-    if head_timeout_s == HeadTimeoutProtocol.head_timeout_s:
-        return HeadTimeoutProtocol
-    return type("HeadTimeoutProtocol", (HeadTimeoutProtocol,), {"head_timeout_s": head_timeout_s})
+def api_http_protocol(
+    head_timeout_s: float = HEAD_TIMEOUT_S, max_connections: int | None = None
+) -> type[ApiHttpProtocol]:
+    """A subclass of :class:`ApiHttpProtocol` with these limits, for one server (uvicorn
+    builds a protocol per connection from a class and its own arguments);
+    ``max_connections`` defaults to :func:`connection_cap`."""
+    return type(
+        "ApiHttpProtocol",
+        (ApiHttpProtocol,),
+        {
+            "head_timeout_s": head_timeout_s,
+            "max_connections": connection_cap() if max_connections is None else max_connections,
+        },
+    )

@@ -1,9 +1,11 @@
 """The real server closes connections that do not deliver a request's head in time
-(slowloris), and leaves bodies, responses and WebSockets alone."""
+(slowloris), and leaves bodies, responses and WebSockets alone; it refuses connections
+beyond its cap."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import logging
@@ -19,6 +21,7 @@ from PIL import Image
 from websockets.sync.client import connect
 
 from ophthai_desktop.api import create_app
+from ophthai_desktop.api.http_protocol import MAX_CONNECTIONS, connection_cap
 from ophthai_desktop.api.server import ApiServer
 from ophthai_desktop.bootstrap import Application
 
@@ -29,17 +32,22 @@ GRACE_S = 5.0
 SECRET = "s3cret-token-value"
 HEALTH = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
-Serve = Callable[[float], ApiServer]
+Serve = Callable[..., ApiServer]
 
 
 @pytest.fixture
 def serve(sqlite_services: Application) -> Iterator[Serve]:
-    """Starts the real server with a given head timeout; stops it after the test."""
+    """Starts the real server with a given head timeout (and connection cap); stops it
+    after the test."""
     servers: list[ApiServer] = []
 
-    def start(head_timeout_s: float) -> ApiServer:
+    def start(head_timeout_s: float, max_connections: int | None = None) -> ApiServer:
         server = ApiServer(
-            create_app(sqlite_services), "127.0.0.1", 0, head_timeout_s=head_timeout_s
+            create_app(sqlite_services),
+            "127.0.0.1",
+            0,
+            head_timeout_s=head_timeout_s,
+            max_connections=max_connections,
         )
         server.start()
         servers.append(server)
@@ -259,6 +267,55 @@ def test_a_body_still_arriving_after_an_early_answer_is_not_cut_off(serve: Serve
         head, _ = read_response(sock)
 
     assert head.startswith(b"HTTP/1.1 200 "), head
+
+
+def test_connections_beyond_the_cap_are_refused_and_open_ones_go_on(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    cap = 3
+    server = serve(30.0, max_connections=cap)
+    url = server.url.replace("http://", "ws://") + "/api/notifications/ws"
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(connect(url, open_timeout=GRACE_S)) for _ in range(cap)]
+        for ws in sockets:  # each is open on the server's side
+            assert json.loads(ws.recv(timeout=GRACE_S))["event"] == "connected"
+
+        with caplog.at_level(logging.DEBUG):
+            for _ in range(2):
+                with open_socket(server) as sock:
+                    opened = time.monotonic()
+                    assert read_until_closed(sock, GRACE_S) == b""
+                    assert time.monotonic() - opened < GRACE_S / 2  # at once, not timed out
+        refusals = [r for r in caplog.records if r.name == "ophthai_desktop.api.http_protocol"]
+        assert [r.levelno for r in refusals] == [logging.WARNING, logging.DEBUG]
+
+        for ws in sockets:
+            ws.send("ping")
+            assert json.loads(ws.recv(timeout=GRACE_S))["event"] == "pong"
+        sockets.pop().close()
+        # A freed place is taken again (once the server has seen the close).
+        deadline = time.monotonic() + GRACE_S
+        while True:
+            try:
+                with httpx.Client(base_url=server.url) as http:
+                    assert http.get("/health").status_code == 200
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+
+def test_the_cap_leaves_half_the_file_descriptors_to_the_rest_of_the_app() -> None:
+    resource = pytest.importorskip("resource")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        assert connection_cap() == 128
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+        assert connection_cap() == MAX_CONNECTIONS
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def read_frame(sock: socket.socket) -> bytes:
