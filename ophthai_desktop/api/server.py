@@ -11,6 +11,8 @@ from urllib.parse import unquote_plus
 import uvicorn
 from fastapi import FastAPI
 
+from ophthai_desktop.api.http_protocol import HEAD_TIMEOUT_S, api_http_protocol
+
 log = logging.getLogger(__name__)
 
 
@@ -92,14 +94,26 @@ class ApiServer:
     """Runs ``app`` with uvicorn on a background thread.
 
     ``start`` returns once the socket is listening (or raises); ``stop`` asks uvicorn to
-    finish open requests and waits for the thread.
+    finish open requests and waits for the thread. A connection must send each request's
+    head within ``head_timeout_s``, and at most ``max_connections`` are open at once
+    (see :mod:`ophthai_desktop.api.http_protocol`).
     """
 
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+    def __init__(
+        self,
+        app: FastAPI,
+        host: str,
+        port: int,
+        *,
+        head_timeout_s: float = HEAD_TIMEOUT_S,
+        max_connections: int | None = None,
+    ) -> None:
         self._config = uvicorn.Config(
             app,
             host=host,
             port=port,
+            # The class "auto" would pick (httptools, a dependency), with the limits.
+            http=api_http_protocol(head_timeout_s, max_connections),
             log_config=None,
             access_log=False,
             lifespan="on",

@@ -1,0 +1,219 @@
+"""uvicorn's HTTP protocol with a time limit on each request's head and a cap on open
+connections.
+
+uvicorn reads a request's line and headers without a time limit: its only timer
+(``timeout_keep_alive``) is armed after a response and dropped at the next byte. A
+connection that sends nothing, or its headers a byte at a time (slowloris), was held
+until the client left, and enough of them spend the process's file descriptors, which
+the database, the image store and the watch folder need too. The time limit ends such
+connections; the cap keeps a client that opens them faster than they end from taking
+every descriptor.
+
+uvicorn's own ``limit_concurrency`` does neither: it still accepts (and holds) every
+connection, answers each request beyond it with a plain-text 503 while counting idle
+sockets and open WebSockets, and never refuses a WebSocket handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import sys
+from typing import Any, ClassVar
+
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+log = logging.getLogger(__name__)
+
+#: How long a connection has to deliver a request's line and headers, counted from when
+#: it opens and again from when it falls idle after each response. A browser sends its
+#: head in one packet; 10 s leaves room for a slow network without holding an idle
+#: socket long.
+HEAD_TIMEOUT_S = 10.0
+
+#: The most connections (requests and WebSockets) open at once, at most half of the
+#: process's file descriptors (:func:`connection_cap`). A browser opens up to six per
+#: server and one WebSocket per tab: a clinic's frontends need a few dozen.
+MAX_CONNECTIONS = 200
+
+#: A refused connection is logged as a warning at most this often (then at debug):
+#: a client refused over and over would otherwise fill the log.
+REFUSAL_WARNING_INTERVAL_S = 60.0
+
+_TIMEOUT_BODY = b"the request's headers did not arrive in time"
+
+
+def connection_cap(limit: int = MAX_CONNECTIONS) -> int:
+    """``limit``, or half of the process's file descriptors where that is fewer (macOS
+    gives an app 256). Windows has no such limit on sockets."""
+    if sys.platform == "win32":
+        return limit
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return limit
+    return max(1, min(limit, soft // 2))
+
+
+class ApiHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol that closes a connection whose request head does
+    not arrive within :attr:`head_timeout_s`: with ``408 Request Timeout`` when part of
+    a head came, without a word when nothing did (a browser's spare connection, which
+    it drops without harm). A connection opened while :attr:`max_connections` are open
+    is closed at once, before it is read: open connections and WebSockets go on.
+
+    The clock stops at the end of the head, so a request's body, a long or streaming
+    response and a WebSocket after its upgrade are not limited; it starts again once
+    the response and the request's body are both done and no pipelined request waits.
+
+    Runs on the server's event loop, like the class it extends.
+    """
+
+    head_timeout_s: ClassVar[float] = HEAD_TIMEOUT_S
+    max_connections: ClassVar[int] = MAX_CONNECTIONS
+    _refusal_warned_at: ClassVar[float | None] = None
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_started = False  # some of the awaited head has arrived
+        self._body_done = True  # the latest request's body has been read to its end
+        self._upgraded = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # uvicorn's set holds every open connection, WebSockets included, this one too.
+        if len(self.connections) > self.max_connections:
+            self._refuse()
+            return
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    # httptools' parser callbacks
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_started = True
+
+    def on_headers_complete(self) -> None:
+        self._cancel_head_timer()
+        self._head_started = False
+        self._body_done = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._body_done = True
+        self._arm_if_idle()
+
+    # uvicorn's callbacks
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_if_idle()
+
+    def handle_websocket_upgrade(self) -> None:
+        # The parser calls on_message_complete for the handshake before this runs.
+        self._upgraded = True
+        self._cancel_head_timer()
+        super().handle_websocket_upgrade()
+
+    def _arm_if_idle(self) -> None:
+        """Starts the clock when the connection has nothing left to do: the response
+        sent, the request read to its end, no pipelined request waiting."""
+        cycle = self.cycle
+        if (
+            cycle is not None
+            and cycle.response_complete
+            and self._body_done
+            and not self.pipeline
+            and not self._upgraded
+            and not self.transport.is_closing()
+        ):
+            self._arm_head_timer()
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self._head_timer = self.loop.call_later(self.head_timeout_s, self._on_head_timeout)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _on_head_timeout(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or self.transport.get_protocol() is not self:
+            return
+        if self._head_started:
+            # Neither the client's address nor what it sent: its head may hold a token.
+            log.info(
+                "closed a connection whose request headers did not arrive within %g s (408)",
+                self.head_timeout_s,
+            )
+            self._send_408()
+        else:
+            log.debug("closed a connection that sent no request within %g s", self.head_timeout_s)
+        self.transport.close()
+
+    def _refuse(self) -> None:
+        now = self.loop.time()
+        cls = type(self)
+        if cls._refusal_warned_at is None or now - cls._refusal_warned_at >= (
+            REFUSAL_WARNING_INTERVAL_S
+        ):
+            cls._refusal_warned_at = now
+            log.warning(
+                "refused a connection: %d are open, the most the API server takes "
+                "(further refusals in the next %g s are logged at debug level)",
+                self.max_connections,
+                REFUSAL_WARNING_INTERVAL_S,
+            )
+        else:
+            log.debug("refused a connection: %d are open", self.max_connections)
+        self.transport.close()
+
+    def _send_408(self) -> None:
+        status = http.HTTPStatus.REQUEST_TIMEOUT
+        content = [f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode()]
+        for name, value in self.server_state.default_headers:
+            content.extend([name, b": ", value, b"\r\n"])
+        content.extend(
+            [
+                b"content-type: text/plain; charset=utf-8\r\n",
+                b"content-length: " + str(len(_TIMEOUT_BODY)).encode("ascii") + b"\r\n",
+                b"connection: close\r\n",
+                b"\r\n",
+                _TIMEOUT_BODY,
+            ]
+        )
+        self.transport.write(b"".join(content))
+
+
+def api_http_protocol(
+    head_timeout_s: float = HEAD_TIMEOUT_S, max_connections: int | None = None
+) -> type[ApiHttpProtocol]:
+    """A subclass of :class:`ApiHttpProtocol` with these limits, for one server (uvicorn
+    builds a protocol per connection from a class and its own arguments);
+    ``max_connections`` defaults to :func:`connection_cap`."""
+    return type(
+        "ApiHttpProtocol",
+        (ApiHttpProtocol,),
+        {
+            "head_timeout_s": head_timeout_s,
+            "max_connections": connection_cap() if max_connections is None else max_connections,
+        },
+    )

@@ -1,0 +1,345 @@
+"""The real server closes connections that do not deliver a request's head in time
+(slowloris), and leaves bodies, responses and WebSockets alone; it refuses connections
+beyond its cap."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import logging
+import os
+import select
+import socket
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from PIL import Image
+from websockets.sync.client import connect
+
+from ophthai_desktop.api import create_app
+from ophthai_desktop.api.http_protocol import MAX_CONNECTIONS, connection_cap
+from ophthai_desktop.api.server import ApiServer
+from ophthai_desktop.bootstrap import Application
+
+#: The shortened limit for the tests that wait for it to pass.
+TIMEOUT_S = 0.5
+#: How long past the limit a test waits for the server to close the connection.
+GRACE_S = 5.0
+SECRET = "s3cret-token-value"
+HEALTH = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+Serve = Callable[..., ApiServer]
+
+
+@pytest.fixture
+def serve(sqlite_services: Application) -> Iterator[Serve]:
+    """Starts the real server with a given head timeout (and connection cap); stops it
+    after the test."""
+    servers: list[ApiServer] = []
+
+    def start(head_timeout_s: float, max_connections: int | None = None) -> ApiServer:
+        server = ApiServer(
+            create_app(sqlite_services),
+            "127.0.0.1",
+            0,
+            head_timeout_s=head_timeout_s,
+            max_connections=max_connections,
+        )
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def open_socket(server: ApiServer) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", server.port), timeout=GRACE_S)
+
+
+def read_until_closed(sock: socket.socket, within_s: float) -> bytes:
+    """What the server sends until it closes the connection; fails if it is still open
+    after ``within_s``."""
+    received = b""
+    deadline = time.monotonic() + within_s
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            pytest.fail(f"the connection was still open after {within_s} s")
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return received
+        if not chunk:
+            return received
+        received += chunk
+
+
+def read_response(sock: socket.socket) -> tuple[bytes, bytes]:
+    """One response with a ``content-length``: its head and its body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed mid-response: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "closed mid-body"
+        body += chunk
+    return head, body
+
+
+def trickle_until_closed(sock: socket.socket, data: bytes, gap_s: float) -> bytes:
+    """Sends ``data`` a byte every ``gap_s`` while the server has nothing to say, then
+    reads what it says until it closes the connection."""
+    deadline = time.monotonic() + TIMEOUT_S + GRACE_S
+    for byte in data:
+        if time.monotonic() > deadline:
+            pytest.fail("the server let the head trickle in past its time limit")
+        if select.select([sock], [], [], gap_s)[0]:
+            break
+        try:
+            sock.sendall(bytes([byte]))
+        except OSError:  # closed under us
+            break
+    return read_until_closed(sock, GRACE_S)
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_the_timeout(serve: Serve) -> None:
+    server = serve(TIMEOUT_S)
+    with open_socket(server) as sock:
+        opened = time.monotonic()
+        received = read_until_closed(sock, TIMEOUT_S + GRACE_S)
+        held_s = time.monotonic() - opened
+
+    # Nothing was asked, so nothing is answered (a browser's spare connection).
+    assert received == b""
+    assert held_s >= TIMEOUT_S * 0.9
+    # The server still answers.
+    with httpx.Client(base_url=server.url) as http:
+        assert http.get("/health").status_code == 200
+
+
+def test_a_head_sent_a_byte_at_a_time_gets_408_and_is_closed(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = serve(TIMEOUT_S)
+    head = (
+        f"GET /api/patients?token={SECRET} HTTP/1.1\r\n"
+        f"Host: 127.0.0.1\r\nAuthorization: Bearer {SECRET}\r\n"
+    ).encode()
+    trickle = b"X-Slow: " + b"a" * 10_000
+    with caplog.at_level(logging.DEBUG), open_socket(server) as sock:
+        sock.sendall(head)
+        received = trickle_until_closed(sock, trickle, gap_s=0.05)
+
+    assert received.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), received
+    assert b"\r\nconnection: close\r\n" in received
+    closed = [r for r in caplog.records if r.name == "ophthai_desktop.api.http_protocol"]
+    assert len(closed) == 1
+    assert "127.0.0.1" not in closed[0].getMessage()
+    assert not [r for r in caplog.records if SECRET in r.getMessage()]
+
+
+def test_a_partial_second_head_on_a_kept_alive_connection_is_closed(serve: Serve) -> None:
+    """uvicorn's keep-alive timer stops at the next request's first byte: the clock
+    restarts after each response and runs until that head is complete."""
+    server = serve(TIMEOUT_S)
+    with open_socket(server) as sock:
+        sock.sendall(HEALTH)
+        head, _ = read_response(sock)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.")
+        received = read_until_closed(sock, TIMEOUT_S + GRACE_S)
+
+    assert received.startswith(b"HTTP/1.1 408 "), received
+
+
+def test_slow_heads_within_the_timeout_are_answered(serve: Serve) -> None:
+    """Each head may take most of the limit; the clock restarts for each request."""
+    timeout_s = 2.0
+    server = serve(timeout_s)
+    pieces = [HEALTH[i : i + 8] for i in range(0, len(HEALTH), 8)]
+    gap_s = timeout_s * 0.6 / len(pieces)
+    with open_socket(server) as sock:
+        for _ in range(2):  # together longer than the limit
+            for piece in pieces:
+                sock.sendall(piece)
+                time.sleep(gap_s)
+            head, body = read_response(sock)
+            assert head.startswith(b"HTTP/1.1 200 "), head
+            assert json.loads(body)["status"]
+
+
+def test_a_websocket_left_idle_past_the_timeout_stays_open(serve: Serve) -> None:
+    server = serve(TIMEOUT_S)
+    url = server.url.replace("http://", "ws://") + "/api/notifications/ws"
+    with connect(url, open_timeout=GRACE_S) as ws:
+        assert json.loads(ws.recv(timeout=GRACE_S))["event"] == "connected"
+        time.sleep(TIMEOUT_S * 3)
+        ws.send("ping")
+        assert json.loads(ws.recv(timeout=GRACE_S))["event"] == "pong"
+
+
+def test_a_websocket_upgraded_on_a_kept_alive_connection_stays_open(serve: Serve) -> None:
+    """The upgrade request ends like any request: the clock must not start for it."""
+    server = serve(TIMEOUT_S)
+    with open_socket(server) as sock:
+        sock.sendall(HEALTH)
+        read_response(sock)
+        sock.sendall(
+            b"GET /api/notifications/ws HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        handshake = b""
+        while b"\r\n\r\n" not in handshake:
+            handshake += sock.recv(1)
+        assert handshake.startswith(b"HTTP/1.1 101 "), handshake
+        assert json.loads(read_frame(sock))["event"] == "connected"
+        time.sleep(TIMEOUT_S * 3)
+        sock.sendall(masked_text_frame(b"ping"))
+        assert json.loads(read_frame(sock))["event"] == "pong"
+
+
+def test_a_body_slower_than_the_timeout_is_still_read(serve: Serve) -> None:
+    """The head arrives at once; the upload then takes several times the limit."""
+    server = serve(TIMEOUT_S)
+    noise = Image.frombytes("RGB", (256, 256), os.urandom(256 * 256 * 3))
+    png = io.BytesIO()
+    noise.save(png, "PNG")
+    body = json.dumps(
+        {
+            "name": "Ada",
+            "imageUrl": "data:image/png;base64," + base64.b64encode(png.getvalue()).decode(),
+        }
+    ).encode()
+    parts = 4
+    size = -(-len(body) // parts)
+
+    def slowly() -> Iterator[bytes]:
+        for start in range(0, len(body), size):
+            time.sleep(TIMEOUT_S * 0.8)
+            yield body[start : start + size]
+
+    with httpx.Client(base_url=server.url, timeout=GRACE_S * 2) as http:
+        response = http.post(
+            "/api/patients", content=slowly(), headers={"Content-Type": "application/json"}
+        )
+
+    assert len(body) > 200_000
+    assert response.status_code == 201, response.text
+    assert response.json()["imageUrl"]
+
+
+def test_a_body_still_arriving_after_an_early_answer_is_not_cut_off(serve: Serve) -> None:
+    """A 404 goes out before the body is read; the client goes on sending the body,
+    slowly, and then its next request. The clock starts only once the body has ended
+    (closing earlier would also reset the connection under a client that has not read
+    its answer yet)."""
+    server = serve(TIMEOUT_S)
+    pieces = 4
+    with open_socket(server) as sock:
+        sock.sendall(
+            b"POST /api/no-such-thing HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Length: %d\r\n\r\n" % (pieces * 1024)
+        )
+        head, _ = read_response(sock)
+        assert head.startswith(b"HTTP/1.1 404 "), head
+        for _ in range(pieces):
+            time.sleep(TIMEOUT_S * 0.8)
+            sock.sendall(b"x" * 1024)
+        sock.sendall(HEALTH)
+        head, _ = read_response(sock)
+
+    assert head.startswith(b"HTTP/1.1 200 "), head
+
+
+def test_connections_beyond_the_cap_are_refused_and_open_ones_go_on(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    cap = 3
+    server = serve(30.0, max_connections=cap)
+    url = server.url.replace("http://", "ws://") + "/api/notifications/ws"
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(connect(url, open_timeout=GRACE_S)) for _ in range(cap)]
+        for ws in sockets:  # each is open on the server's side
+            assert json.loads(ws.recv(timeout=GRACE_S))["event"] == "connected"
+
+        with caplog.at_level(logging.DEBUG):
+            for _ in range(2):
+                with open_socket(server) as sock:
+                    opened = time.monotonic()
+                    assert read_until_closed(sock, GRACE_S) == b""
+                    assert time.monotonic() - opened < GRACE_S / 2  # at once, not timed out
+        refusals = [r for r in caplog.records if r.name == "ophthai_desktop.api.http_protocol"]
+        assert [r.levelno for r in refusals] == [logging.WARNING, logging.DEBUG]
+
+        for ws in sockets:
+            ws.send("ping")
+            assert json.loads(ws.recv(timeout=GRACE_S))["event"] == "pong"
+        sockets.pop().close()
+        # A freed place is taken again (once the server has seen the close).
+        deadline = time.monotonic() + GRACE_S
+        while True:
+            try:
+                with httpx.Client(base_url=server.url) as http:
+                    assert http.get("/health").status_code == 200
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+
+def test_the_cap_leaves_half_the_file_descriptors_to_the_rest_of_the_app() -> None:
+    resource = pytest.importorskip("resource")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        assert connection_cap() == 128
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+        assert connection_cap() == MAX_CONNECTIONS
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def read_frame(sock: socket.socket) -> bytes:
+    """One unmasked frame from the server: its payload."""
+
+    def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            assert chunk, "the WebSocket was closed"
+            data += chunk
+        return data
+
+    _, second = exactly(2)
+    length = second & 0x7F
+    if length == 126:
+        length = int.from_bytes(exactly(2), "big")
+    elif length == 127:
+        length = int.from_bytes(exactly(8), "big")
+    return exactly(length)
+
+
+def masked_text_frame(payload: bytes) -> bytes:
+    """A client's text frame (clients must mask theirs)."""
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x81, 0x80 | len(payload)]) + mask + masked
