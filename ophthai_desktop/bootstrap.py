@@ -41,9 +41,37 @@ log = logging.getLogger(__name__)
 SWITCH_INTERVAL_S = 0.001
 
 
+#: The soft limit on open files the running app asks for (never above the hard limit).
+#: macOS starts an app at 256, and the API's connections, the database, the image store,
+#: the watch folder's files and the model's shards all need descriptors; the API server
+#: admits at most half of the limit as connections.
+OPEN_FILES_WANTED = 4096
+
+
 def tune_interpreter() -> None:
-    """Set :data:`SWITCH_INTERVAL_S` for the process (the desktop app and ``serve``)."""
+    """Process settings of the running app (the desktop app and ``serve``): the switch
+    interval (:data:`SWITCH_INTERVAL_S`) and the open-files limit
+    (:func:`raise_open_files_limit`)."""
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    raise_open_files_limit()
+
+
+def raise_open_files_limit(wanted: int = OPEN_FILES_WANTED) -> int:
+    """Raise the soft limit on open files to ``wanted`` (at most the hard limit; never
+    lowered); the limit now. Where there is no such limit (Windows), 0."""
+    if sys.platform == "win32":
+        return 0
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (OSError, ValueError) as exc:  # some sandboxes refuse: harmless
+            log.debug("could not raise the open-files limit: %s", exc)
+    return int(soft)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,26 @@ def test_every_origin_needs_a_token_even_on_loopback() -> None:
         check_api_binding("127.0.0.1", "  ", ["*"])
     check_api_binding("127.0.0.1", "any-token", ["*"])
     check_api_binding("127.0.0.1", None, ["http://localhost:3000"])
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no open-files limit on Windows")
+def test_the_app_raises_a_low_open_files_limit_to_what_it_needs() -> None:
+    """macOS starts an app with 256 open files, which the API's connections, the
+    database, the image store and the watch folder share: the app asks for more, up to
+    the hard limit, and never lowers a higher one."""
+    import resource
+
+    from ophthai_desktop.bootstrap import OPEN_FILES_WANTED, raise_open_files_limit
+
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    hard = before[1]
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        expected = OPEN_FILES_WANTED if hard == resource.RLIM_INFINITY else min(4096, hard)
+        assert raise_open_files_limit() == expected
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (expected, hard)
+        if hard == resource.RLIM_INFINITY or hard > 8192:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (8192, hard))
+            assert raise_open_files_limit() == 8192  # not lowered
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, before)
