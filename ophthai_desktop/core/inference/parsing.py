@@ -99,11 +99,7 @@ class ParsedAnswer:
     def is_ungradable(self) -> bool:
         """The model could not read the image ("Ungradable", as the prompt asks it to
         say): no finding to alarm on, and not normal either."""
-        match = _UNGRADABLE_RE.match(self.classification)
-        if match is None:
-            return False
-        reason = match.group("reason")
-        return reason is None or bool(_IMAGE_PROBLEM_RE.search(reason))
+        return is_ungradable(self.classification)
 
     def to_dict(self) -> dict[str, Any]:
         """The seed backend's result shape (snake_case keys)."""
@@ -114,6 +110,16 @@ class ParsedAnswer:
             "recommendation": self.recommendation,
             "explanation": self.explanation,
         }
+
+
+def is_ungradable(classification: str) -> bool:
+    """Whether ``classification`` says the image could not be graded ("Ungradable",
+    "Poor image quality", "Ungradable (media opacity)"), rather than naming a finding."""
+    match = _UNGRADABLE_RE.match(classification)
+    if match is None:
+        return False
+    reason = match.group("reason")
+    return reason is None or bool(_IMAGE_PROBLEM_RE.search(reason))
 
 
 def split_output(text: str) -> tuple[str, str]:
