@@ -486,6 +486,27 @@ def test_a_second_request_for_a_scan_with_an_open_analysis_returns_that_job(
     assert after.id != first.id
 
 
+def test_asking_again_while_a_cancelled_analysis_stops_queues_a_new_one(
+    sqlite_services: Application, actor: Actor
+) -> None:
+    """The clinician cancels the running analysis and presses Analyse again before the
+    worker has stopped it (it stops after the token it is writing, or after reading the
+    image): the new request is not joined to the job being cancelled, which would end
+    it cancelled too; it is queued and runs."""
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)
+    first = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    assert app.jobs.claim_next() is not None  # the worker runs it
+    app.jobs.request_cancel(first.id, actor=actor)  # still running: asked to stop
+
+    again, new = app.jobs.ensure_patient_analysis(patient_id, actor=actor)
+    app.jobs.mark_cancelled(first.id)  # the worker has stopped it
+
+    assert (new, again.state) == (True, "queued") and again.id != first.id
+    assert app.jobs.get_job(again.id).state == "queued"
+    assert app.jobs.claim_next() == app.jobs.get_job(again.id)
+
+
 def test_requests_at_the_same_moment_make_one_job(
     sqlite_services: Application, actor: Actor
 ) -> None:

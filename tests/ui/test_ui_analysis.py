@@ -170,6 +170,29 @@ def test_a_parsed_result_is_validated_and_scheduled(qtbot: QtBot, make_gui: Make
     qtbot.waitUntil(lambda: "booked" in view.notice.text())
 
 
+def test_an_ungradable_result_asks_for_the_scan_again(qtbot: QtBot, make_gui: Maker) -> None:
+    """The model answers "Ungradable" for an image it cannot read: the card shows that
+    answer, and the view says what to do about it (not only "please validate")."""
+    ungradable = ParsedAnswer(
+        classification="Ungradable (poor image quality)",
+        confidence=90.0,
+        explanation="Heavy media opacity.",
+    )
+    gui = make_gui(engine=ScriptedEngine(ungradable))
+    view = gui.analysis_view
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+
+    assert view.card.classification.text() == "Ungradable (poor image quality)"
+    assert view.card.badge.text() == "PRELIMINARY"
+    assert view.state.text() == (
+        "The model could not grade this image: take the scan again or analyse another "
+        "image. Preliminary result: please validate."
+    )
+
+
 def test_the_appointment_picker_stops_at_a_follow_up_horizon(qtbot: QtBot, gui: GuiSession) -> None:
     patient = gui.application.patients.create_patient({"name": "Later"}, actor=Actor("t", "gui"))
     open_patient(qtbot, gui, patient.id)

@@ -36,11 +36,26 @@ _NORMAL_RE = re.compile(
     re.IGNORECASE,
 )
 #: Classifications that say the image could not be read (the prompt asks for
-#: "Ungradable"): neither normal nor a finding; the image is to be taken again.
+#: "Ungradable", and for it where the image is not a retinal one): neither normal nor a
+#: finding; the image is to be taken again. A reason may follow ("Ungradable (poor image
+#: quality)", "Image ungradable due to media opacity"): see :data:`_IMAGE_PROBLEM_RE`.
 _UNGRADABLE_RE = re.compile(
-    r"^\s*(ungradable|not\s+gradable|ungraded|unreadable|not\s+readable|"
-    r"(poor|insufficient|inadequate)\s+(image\s+)?quality|non[-\s]?diagnostic)"
-    r"(\s+(image|scan|study))?\s*\.?\s*$",
+    r"^\s*((image|scan)\s+)?"
+    r"(ungradable|not\s+gradable|cannot\s+be\s+graded|ungraded|unreadable|not\s+readable|"
+    r"(poor|low|insufficient|inadequate)[-\s]+(image[-\s]+)?quality|"
+    r"(image\s+)?quality\s+(too\s+)?(poor|low|insufficient|inadequate)|"
+    r"non[-\s]?diagnostic|not\s+an?\s+(retinal|fundus|oct)\s+image|non[-\s]?retinal\s+image)"
+    r"(\s+(image|scan|study))?"
+    r"(?P<reason>(\s*([(:;,]|[-\u2013\u2014]\s)|\s(due\s+to|because|for)\s).*)?"
+    r"\s*\.?\s*$",
+    re.IGNORECASE,
+)
+#: A reason given after an "Ungradable" must be about the image, not a diagnosis:
+#: "Ungradable - suspected macular hole" is a finding (an alarm), not a re-scan.
+_IMAGE_PROBLEM_RE = re.compile(
+    r"quality|blur|focus|opaci|cataract|artefact|artifact|motion|media|signal|expos|"
+    r"too\s+(dark|bright)|resolution|noise|pupil|crop|visib|visuali[sz]|\bgrad|degrad|"
+    r"readab|(retinal|fundus|oct)\s+image",
     re.IGNORECASE,
 )
 _CONFIDENCE_RE = re.compile(r"^\s*~?\s*(\d+(?:\.\d+)?|\.\d+)\s*(%|percent)?\s*$", re.IGNORECASE)
@@ -84,7 +99,7 @@ class ParsedAnswer:
     def is_ungradable(self) -> bool:
         """The model could not read the image ("Ungradable", as the prompt asks it to
         say): no finding to alarm on, and not normal either."""
-        return bool(_UNGRADABLE_RE.match(self.classification))
+        return is_ungradable(self.classification)
 
     def to_dict(self) -> dict[str, Any]:
         """The seed backend's result shape (snake_case keys)."""
@@ -95,6 +110,16 @@ class ParsedAnswer:
             "recommendation": self.recommendation,
             "explanation": self.explanation,
         }
+
+
+def is_ungradable(classification: str) -> bool:
+    """Whether ``classification`` says the image could not be graded ("Ungradable",
+    "Poor image quality", "Ungradable (media opacity)"), rather than naming a finding."""
+    match = _UNGRADABLE_RE.match(classification)
+    if match is None:
+        return False
+    reason = match.group("reason")
+    return reason is None or bool(_IMAGE_PROBLEM_RE.search(reason))
 
 
 def split_output(text: str) -> tuple[str, str]:

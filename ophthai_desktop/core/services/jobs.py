@@ -122,7 +122,7 @@ class JobService:
         """The open (queued or running) analysis of the scan with the same question, or
         a new one queued; True when it is new. Each analysis takes the 7B model minutes,
         so a second request for the same scan (a double click, a client retrying) joins
-        the first.
+        the first; not one someone asked to stop (it ends cancelled).
 
         Someone is asking, so the job is :attr:`JobPriority.INTERACTIVE`: a queued job the
         watch folder made for the scan is moved ahead of the other background jobs by
@@ -143,9 +143,16 @@ class JobService:
             asked = (
                 m.Job.question.is_(None) if not question else m.Job.question == question
             )  # another question is another analysis
+            # A running job someone asked to stop is ending cancelled: a request now
+            # joined to it would end so too, so it is queued anew.
             open_job = session.scalars(
                 select(m.Job)
-                .where(m.Job.scan_id == scan.id, m.Job.state.in_(OPEN_STATES), asked)
+                .where(
+                    m.Job.scan_id == scan.id,
+                    m.Job.state.in_(OPEN_STATES),
+                    m.Job.cancel_requested_at.is_(None),
+                    asked,
+                )
                 .order_by(m.Job.id)
                 .limit(1)
             ).first()

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ophthai_desktop.core.inference.parsing import is_ungradable
 from ophthai_desktop.core.records import AnalysisRecord
 from ophthai_desktop.ui.display import local_datetime
 from ophthai_desktop.ui.provenance import breakable, provenance_rows, provenance_titles
@@ -498,7 +499,14 @@ class AnalysisView(QWidget):
                 "error",
             )
         elif analysis.status == "preliminary":
-            self._set_state("Preliminary result: please validate.")
+            classification = (analysis.result or {}).get("classification")
+            if isinstance(classification, str) and is_ungradable(classification):
+                self._set_state(
+                    "The model could not grade this image: take the scan again or analyse "
+                    "another image. Preliminary result: please validate."
+                )
+            else:
+                self._set_state("Preliminary result: please validate.")
         else:
             self._set_state(f"Result {analysis.status} by {analysis.validated_by}.")
 

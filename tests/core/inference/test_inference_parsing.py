@@ -376,9 +376,23 @@ def test_is_abnormal(classification: str, abnormal: bool) -> None:
         ("Not gradable.", True),
         ("Poor image quality", True),
         ("Non-diagnostic scan", True),
+        # With the reason, as models add it; the prompt's "not a retinal image" case.
+        ("Ungradable (poor image quality)", True),
+        ("Ungradable - not a retinal image", True),
+        ("Ungradable: media opacity", True),
+        ("Image ungradable due to cataract.", True),
+        ("Ungradable, blurred image", True),
+        ("Not a retinal image", True),
+        ("Poor-quality image", True),
+        ("Low image quality", True),
+        ("Image quality insufficient", True),
+        ("Cannot be graded", True),
         ("Normal", False),
         ("CNV", False),
         ("Ungradable macular hole", False),  # a finding after all
+        ("Ungradable - suspected macular hole", False),  # a reason that is a finding
+        ("Ungradable (DME)", False),
+        ("Ungraded diabetic retinopathy", False),
     ],
 )
 def test_an_image_the_model_could_not_read_is_neither_abnormal_nor_normal(

@@ -31,7 +31,9 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("priority", sa.Integer(), server_default="1", nullable=False))
-        batch_op.add_column(sa.Column("cancel_requested_at", sa.DateTime(), nullable=True))
+        batch_op.add_column(
+            sa.Column("cancel_requested_at", sa.DateTime(timezone=True), nullable=True)
+        )
     op.execute("UPDATE jobs SET priority = 0 WHERE requested_by LIKE 'watcher:%'")
 
 
