@@ -527,35 +527,33 @@ class JobService:
                         source="octomed",
                     )
                 )
-            elif parsed is not None and parsed.is_ungradable and patient is not None:
-                # Not a finding (no alarm, the status kept), but the scan is no use as
-                # it is: the clinician is told to take it again.
-                note = NotificationService.create_in(
-                    session,
-                    (
+            elif patient is not None:
+                # No finding to alarm on, and nothing may go unread either: an image the
+                # model could not grade is to be taken again, and an answer that could
+                # not be read (two different diagnoses, one cut off) waits for the
+                # clinician as much as a finding does, unattended watch-folder scans too.
+                if parsed is not None and parsed.is_ungradable:
+                    message = (
                         f"The image for patient {patient.name} could not be graded "
                         f"({parsed.classification}): {parsed.explanation or 'no reason given'}"
                         " - take the scan again or analyse another image"
-                    )[:2000],
-                    type=NotificationType.INFO.value,
-                    patient_id=job.patient_id,
-                )
-                events.append(NotificationCreated(note))
-            elif parsed is None and patient is not None:
-                # Nothing to alarm on, and nothing may go unread either: an answer that
-                # could not be read (two different diagnoses, one cut off) waits for the
-                # clinician as much as a finding does, unattended watch-folder scans too.
-                note = NotificationService.create_in(
-                    session,
-                    (
+                    )
+                elif parsed is None:
+                    message = (
                         f"The analysis for patient {patient.name} could not be read: "
                         f"{result.parse_error or 'no result in the answer'} - read the "
                         "model's answer before validating"
-                    )[:2000],
-                    type=NotificationType.INFO.value,
-                    patient_id=job.patient_id,
-                )
-                events.append(NotificationCreated(note))
+                    )
+                else:
+                    message = ""  # a normal result: nothing to say
+                if message:
+                    note = NotificationService.create_in(
+                        session,
+                        message[:2000],
+                        type=NotificationType.INFO.value,
+                        patient_id=job.patient_id,
+                    )
+                    events.append(NotificationCreated(note))
             record = analysis_record(row)
             patient_record = (
                 PatientService.records_in(session, [patient])[0] if patient is not None else None
