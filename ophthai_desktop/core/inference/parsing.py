@@ -30,11 +30,29 @@ OPTIONAL_FIELDS = ("findings", "recommendation", "explanation")
 _NORMAL_RE = re.compile(
     r"^\s*(normal|healthy|unremarkable|within normal limits|"
     r"no\s+(significant\s+|apparent\s+|obvious\s+)?"
-    r"(abnormalit(y|ies)|pathology|disease|lesions?|findings?)(\s+(detected|seen|found))?)"
+    r"(abnormalit(y|ies)|pathology|disease|lesions?|findings?)(\s+(detected|seen|found))?|"
+    # A screening's "nothing of it", naming what was looked for: "No DR", "No signs of
+    # diabetic retinopathy". Only these, and only alone: "No DME, but CNV" is a finding.
+    r"no\s+((signs?|evidence)\s+of\s+)?(diabetic\s+retinopathy|dr|dme|"
+    r"(diabetic\s+)?macular\s+o?edema|amd|age[-\s]related\s+macular\s+degeneration|"
+    r"glaucoma(tous\s+(damage|changes))?|cnv|choroidal\s+neovascularization)"
+    r"(\s+(detected|seen|found))?)"
     r"(\s+(retina|fundus|oct|octa|scan|study|exam|examination|macula|eye|findings?|appearance))?"
     r"\s*\.?\s*$",
     re.IGNORECASE,
 )
+#: Where a classification splits into clauses: "Normal (no DR)", "No DME - no CNV".
+_CLAUSES_RE = re.compile(r"\s*[(),;:]\s*|\s+[-\u2013\u2014]\s+")
+
+
+def says_normal(classification: str) -> bool:
+    """Whether the classification means "nothing abnormal": every clause of it does
+    ("Normal (no DR)"); one clause naming anything else ("No DME, but CNV") is a
+    finding."""
+    clauses = [c for c in _CLAUSES_RE.split(classification) if c.strip()]
+    return bool(clauses) and all(_NORMAL_RE.match(c) for c in clauses)
+
+
 #: Classifications that say the image could not be read (the prompt asks for
 #: "Ungradable", and for it where the image is not a retinal one): neither normal nor a
 #: finding; the image is to be taken again. A reason may follow ("Ungradable (poor image
@@ -93,7 +111,7 @@ class ParsedAnswer:
     def is_abnormal(self) -> bool:
         """True unless the classification says normal / no abnormality, or that the
         image could not be graded (:attr:`is_ungradable`)."""
-        return not (_NORMAL_RE.match(self.classification) or self.is_ungradable)
+        return not (says_normal(self.classification) or self.is_ungradable)
 
     @property
     def is_ungradable(self) -> bool:
