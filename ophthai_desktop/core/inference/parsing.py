@@ -211,7 +211,7 @@ def _settle(answers: list[dict[str, Any]]) -> ParsedAnswer:
     labels: dict[str, str] = {}
     for answer in answers:
         for label in _labels(answer.get("classification")):
-            labels.setdefault(label.casefold(), label)
+            labels.setdefault(_label_key(label), label)
     if len(labels) > 1:
         raise AnswerParseError(
             f"The answer gives {_count(labels)} different classifications: "
@@ -237,6 +237,15 @@ def _labels(value: Any) -> list[str]:
     items = value if isinstance(value, list) else [value]
     labels = [" ".join(item.split()) for item in items if isinstance(item, str)]
     return [label for label in labels if _WORD_RE.search(label)]
+
+
+def _label_key(label: str) -> str:
+    """What two classifications must share to agree: the same words ignoring case and
+    a closing full stop ("Normal" and "normal."), or both saying normal ("Normal" and
+    "No abnormality detected": the same result for the patient and the alarm)."""
+    if says_normal(label):
+        return "normal"
+    return label.casefold().rstrip(" .")
 
 
 def _count(values: Mapping[Any, Any]) -> str:

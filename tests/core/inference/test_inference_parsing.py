@@ -132,6 +132,23 @@ def test_objects_that_agree_take_the_last_even_with_fewer_keys() -> None:
     assert set(parsed.missing) == {"findings", "recommendation", "explanation"}
 
 
+@pytest.mark.parametrize(
+    ("first", "last"),
+    [("Normal", "normal."), ("Normal", "No abnormality detected"), ("No DR", "Normal (no DR)")],
+)
+def test_an_echo_that_says_the_same_in_other_words_is_no_conflict(first: str, last: str) -> None:
+    """A closing full stop, or two ways of saying normal, are the same result for the
+    patient (status, alarm): the last object is taken, not a parse failure."""
+    text = (
+        f'{{"classification": "{first}", "confidence": 90}}\n'
+        f'Summary: {{"classification": "{last}", "confidence": 90}}'
+    )
+
+    parsed = parse_answer(text)
+
+    assert (parsed.classification, parsed.is_abnormal) == (last, False)
+
+
 def test_the_answer_disagreeing_with_the_first_as_dme_then_normal_is_not_normal() -> None:
     """The case that matters most: an abnormal diagnosis followed by "Normal" must not be
     stored as a normal scan (no alarm, patient marked stable)."""
