@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
 from ophthai_desktop.api.bodies import FASTAPI_BODY_ERROR, UNREADABLE_BODY
+from ophthai_desktop.api.http_protocol import HEAD_TIMEOUT_S
 from ophthai_desktop.api.routing import QUERY_SPELLING, allowed_methods
 from ophthai_desktop.api.schemas import ErrorPublic, ValidationErrorPublic
 from ophthai_desktop.core.errors import (
@@ -65,6 +66,10 @@ ERROR_MEANINGS: dict[int, str] = {
         "API token) a request not addressed to localhost."
     ),
     404: "No such record.",
+    408: (
+        f"The request's line and headers did not arrive within {HEAD_TIMEOUT_S:g} s (of the "
+        "connection opening, or of the previous answer on it); the connection is closed."
+    ),
     409: (
         "The record's state does not allow it, or another request changed or deleted "
         "the record at the same moment."
@@ -82,9 +87,9 @@ ERROR_MEANINGS: dict[int, str] = {
 #: wrong values: listing each held the server's event loop for 16 s and answered 338 MB.
 MAX_LISTED_PROBLEMS = 50
 
-#: The errors every API route may answer: no token, a refused origin or host, a query
-#: parameter it does not take, the database unavailable.
-COMMON_ERRORS = (401, 403, 422, 503)
+#: The errors every API route may answer: no token, a refused origin or host, a request
+#: head that came too slowly, a query parameter it does not take, the database unavailable.
+COMMON_ERRORS = (401, 403, 408, 422, 503)
 
 
 def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import http
+import json
 import logging
 import sys
 from typing import Any, ClassVar
@@ -43,7 +44,9 @@ MAX_CONNECTIONS = 200
 #: a client refused over and over would otherwise fill the log.
 REFUSAL_WARNING_INTERVAL_S = 60.0
 
-_TIMEOUT_BODY = b"the request's headers did not arrive in time"
+_TIMEOUT_MESSAGE = "the request's headers did not arrive in time"
+#: The usual error body (``errors.error_body``), as the OpenAPI document lists it for a 408.
+_TIMEOUT_BODY = json.dumps({"detail": _TIMEOUT_MESSAGE, "message": _TIMEOUT_MESSAGE}).encode()
 
 
 def connection_cap(limit: int = MAX_CONNECTIONS) -> int:
@@ -193,7 +196,7 @@ class ApiHttpProtocol(HttpToolsProtocol):
             content.extend([name, b": ", value, b"\r\n"])
         content.extend(
             [
-                b"content-type: text/plain; charset=utf-8\r\n",
+                b"content-type: application/json\r\n",
                 b"content-length: " + str(len(_TIMEOUT_BODY)).encode("ascii") + b"\r\n",
                 b"connection: close\r\n",
                 b"\r\n",

@@ -155,6 +155,29 @@ def test_a_head_sent_a_byte_at_a_time_gets_408_and_is_closed(
     assert not [r for r in caplog.records if SECRET in r.getMessage()]
 
 
+def test_the_408_is_the_usual_error_body_and_the_document_lists_it(serve: Serve) -> None:
+    """A client reads the 408 as it reads every other error: JSON with ``message`` and
+    ``detail``, as the OpenAPI document says for the route it was sending."""
+    server = serve(TIMEOUT_S)
+    with open_socket(server) as sock:
+        sock.sendall(b"GET /api/patients HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        received = read_until_closed(sock, TIMEOUT_S + GRACE_S)
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), received
+    assert b"\r\ncontent-type: application/json\r\n" in head
+    error = json.loads(body)
+    assert error["message"] == error["detail"]
+    assert "did not arrive in time" in error["message"]
+
+    with httpx.Client(base_url=server.url) as http:
+        document = http.get("/openapi.json").json()
+    for path in ("/api/patients", "/api/jobs/{job_id}", "/health"):
+        for operation in document["paths"][path].values():
+            assert operation["responses"]["408"]["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/ErrorPublic"
+            }, path
+
+
 def test_a_partial_second_head_on_a_kept_alive_connection_is_closed(serve: Serve) -> None:
     """uvicorn's keep-alive timer stops at the next request's first byte: the clock
     restarts after each response and runs until that head is complete."""
