@@ -539,8 +539,9 @@ class JobPublic(PublicModel):
     error: str | None = Field(description="Why it failed, once it has.")
     waiting: str | None = Field(
         default=None,
-        description="For a queued job the worker is not taking: why (the model missing, or "
-        "failed to load) and what makes it run. It stays queued and is never failed for it.",
+        description="For a queued job the worker is not taking: why (`model loading` while "
+        "it loads; the model missing, unloaded or failed to load, and what makes it run). "
+        "It stays queued and is never failed for it.",
     )
     attempts: int
     requested_by: str | None

@@ -316,6 +316,8 @@ def list_jobs(
     skip: Skip = 0,
     limit: Limit = 100,
 ) -> list[dict[str, Any]]:
+    """The analysis queue's jobs, newest first (the worker takes them in the order that
+    ``priority`` describes)."""
     page = app.jobs.list_jobs(state=state, patient_id=patient_id, skip=skip, limit=limit)
     response.headers["X-Total-Count"] = str(page.total)
     waiting = app.worker.waiting_reason
