@@ -164,7 +164,7 @@ def test_an_ungradable_image_raises_no_alarm_and_asks_for_another_scan(
         (
             "info",
             "The image for patient Queue Patient could not be graded (Ungradable): Heavy "
-            "media opacity. - take the scan again or analyse another image",
+            "media opacity. Take the scan again or analyse another image.",
         )
     ]
     analysis = app.jobs.outcome(job.id).analysis
@@ -193,7 +193,7 @@ def test_unparseable_answer_is_stored_as_such(
         (
             "info",
             "The analysis for patient Queue Patient could not be read: no JSON object in the "
-            "answer - read the model's answer before validating",
+            "answer. Read the model's answer before validating.",
         )
     ]
 

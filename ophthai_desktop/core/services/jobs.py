@@ -535,14 +535,15 @@ class JobService:
                 if parsed is not None and parsed.is_ungradable:
                     message = (
                         f"The image for patient {patient.name} could not be graded "
-                        f"({parsed.classification}): {parsed.explanation or 'no reason given'}"
-                        " - take the scan again or analyse another image"
+                        f"({parsed.classification}): "
+                        f"{_sentence(parsed.explanation or 'no reason given')} Take the scan "
+                        "again or analyse another image."
                     )
                 elif parsed is None:
                     message = (
                         f"The analysis for patient {patient.name} could not be read: "
-                        f"{result.parse_error or 'no result in the answer'} - read the "
-                        "model's answer before validating"
+                        f"{_sentence(result.parse_error or 'no result in the answer')} Read "
+                        "the model's answer before validating."
                     )
                 else:
                     message = ""  # a normal result: nothing to say
@@ -670,6 +671,12 @@ class JobService:
         if row is None:
             raise NotFound(f"job {job_id} not found")
         return row
+
+
+def _sentence(text: str) -> str:
+    """``text`` ending as a sentence does (a full stop added where it has none)."""
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else f"{text}."
 
 
 def _fit(text: str, length: int) -> str:
