@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect
 
 from ophthai_desktop.api.bodies import FASTAPI_BODY_ERROR, UNREADABLE_BODY
 from ophthai_desktop.api.http_protocol import HEAD_TIMEOUT_S
@@ -300,6 +301,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             {"detail": errors, "message": message, "errors": errors}, status_code=422
         )
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(_request: Request, _exc: ClientDisconnect) -> JSONResponse:
+        # The client left before its body had arrived, or the server ended a body that
+        # stopped coming (and answered 408 itself): nothing failed, and no one reads this.
+        # FastAPI turns the same while it reads a route's body into a 400; a body read
+        # before it (refuse_json_not_in_utf8) ended here as an unexpected error.
+        return JSONResponse(error_body("the request body did not arrive"), status_code=400)
 
     @app.exception_handler(SQLAlchemyError)
     async def _database_error(_request: Request, exc: SQLAlchemyError) -> JSONResponse:

@@ -1,11 +1,13 @@
-"""uvicorn's HTTP protocol with a time limit on each request's head and a cap on open
-connections.
+"""uvicorn's HTTP protocol with time limits on each request's head and body and a cap on
+open connections.
 
 uvicorn reads a request's line and headers without a time limit: its only timer
 (``timeout_keep_alive``) is armed after a response and dropped at the next byte. A
 connection that sends nothing, or its headers a byte at a time (slowloris), was held
 until the client left, and enough of them spend the process's file descriptors, which
-the database, the image store and the watch folder need too. The time limit ends such
+the database, the image store and the watch folder need too. A body was read the same
+way: a client that sent a few bytes of an upload now and then held the connection, and
+the handler waiting for the rest, for as long as it went on. The time limits end such
 connections; the cap keeps a client that opens them faster than they end from taking
 every descriptor.
 
@@ -35,6 +37,12 @@ log = logging.getLogger(__name__)
 #: socket long.
 HEAD_TIMEOUT_S = 10.0
 
+#: How long a request's body may go without a byte arriving, while the server reads it.
+#: Not a limit on the whole body: a slow upload that keeps coming is read to its end.
+#: 30 s leaves room for a network that stalls for a while (Wi-Fi roaming) without holding
+#: a handler for a client that has gone.
+BODY_TIMEOUT_S = 30.0
+
 #: The most connections (requests and WebSockets) open at once, at most half of the
 #: process's file descriptors (:func:`connection_cap`). A browser opens up to six per
 #: server and one WebSocket per tab: a clinic's frontends need a few dozen.
@@ -45,8 +53,16 @@ MAX_CONNECTIONS = 200
 REFUSAL_WARNING_INTERVAL_S = 60.0
 
 _TIMEOUT_MESSAGE = "the request's headers did not arrive in time"
+
+
 #: The usual error body (``errors.error_body``), as the OpenAPI document lists it for a 408.
-_TIMEOUT_BODY = json.dumps({"detail": _TIMEOUT_MESSAGE, "message": _TIMEOUT_MESSAGE}).encode()
+def _error_json(message: str) -> bytes:
+    """The body every API error has (``errors.error_body``: ``detail`` and ``message``),
+    written here because :mod:`~ophthai_desktop.api.errors` imports this module."""
+    return json.dumps({"detail": message, "message": message}).encode()
+
+
+_TIMEOUT_BODY = _error_json(_TIMEOUT_MESSAGE)
 
 
 def connection_cap(limit: int = MAX_CONNECTIONS) -> int:
@@ -70,13 +86,23 @@ class ApiHttpProtocol(HttpToolsProtocol):
     is closed at once, before it is read: open connections and WebSockets go on.
 
     The clock stops at the end of the head, so a request's body, a long or streaming
-    response and a WebSocket after its upgrade are not limited; it starts again once
-    the response and the request's body are both done and no pipelined request waits.
+    response and a WebSocket after its upgrade are not limited by it; it starts again
+    once the response and the request's body are both done and no pipelined request
+    waits.
+
+    A request's body has its own clock, :attr:`body_timeout_s` without a byte of it
+    arriving. Past that, a request not yet answered gets ``408`` (JSON, as the API's
+    errors are) and its handler sees the client gone (``http.disconnect``: FastAPI
+    never calls a route with half a body); one already answered is closed. The clock
+    waits while the server itself does not read (the handler has not taken what came,
+    or a pipelined request waits its turn), while the client waits for ``100
+    Continue``, and while an answer is being sent.
 
     Runs on the server's event loop, like the class it extends.
     """
 
     head_timeout_s: ClassVar[float] = HEAD_TIMEOUT_S
+    body_timeout_s: ClassVar[float] = BODY_TIMEOUT_S
     max_connections: ClassVar[int] = MAX_CONNECTIONS
     _refusal_warned_at: ClassVar[float | None] = None
 
@@ -92,6 +118,8 @@ class ApiHttpProtocol(HttpToolsProtocol):
         self._head_started = False  # some of the awaited head has arrived
         self._body_done = True  # the latest request's body has been read to its end
         self._upgraded = False
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._body_heard_at = 0.0  # loop time of the last bytes while a body was awaited
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -103,7 +131,17 @@ class ApiHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        self._cancel_body_timer()
         super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # While a body is awaited every byte that comes is part of it (or ends the head
+        # that announced it), so the clock restarts here rather than per parser callback.
+        if not self._body_done and not self._upgraded and not self.transport.is_closing():
+            self._body_heard_at = self.loop.time()
+            if self._body_timer is None:
+                self._body_timer = self.loop.call_later(self.body_timeout_s, self._on_body_timeout)
 
     # httptools' parser callbacks
 
@@ -120,18 +158,22 @@ class ApiHttpProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._body_done = True
+        self._cancel_body_timer()
         self._arm_if_idle()
 
     # uvicorn's callbacks
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if not self._body_done:  # the body's clock counts from when the server turns to it
+            self._body_heard_at = self.loop.time()
         self._arm_if_idle()
 
     def handle_websocket_upgrade(self) -> None:
         # The parser calls on_message_complete for the handshake before this runs.
         self._upgraded = True
         self._cancel_head_timer()
+        self._cancel_body_timer()
         super().handle_websocket_upgrade()
 
     def _arm_if_idle(self) -> None:
@@ -167,9 +209,62 @@ class ApiHttpProtocol(HttpToolsProtocol):
                 "closed a connection whose request headers did not arrive within %g s (408)",
                 self.head_timeout_s,
             )
-            self._send_408()
+            self._send_408(_TIMEOUT_BODY, b"application/json")
         else:
             log.debug("closed a connection that sent no request within %g s", self.head_timeout_s)
+        self.transport.close()
+
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _on_body_timeout(self) -> None:
+        self._body_timer = None
+        cycle = self.cycle
+        if (
+            cycle is None
+            or self._body_done
+            or self._upgraded
+            or self.transport.is_closing()
+            or self.transport.get_protocol() is not self
+        ):
+            return
+        now = self.loop.time()
+        if (
+            self.flow.read_paused  # the server is not reading: nothing can come
+            or self.pipeline  # the request waits for an earlier one's answer to end
+            or cycle.waiting_for_100_continue  # the client waits for the handler's word
+            or (cycle.response_started and not cycle.response_complete)  # left to finish
+        ):
+            # Counted again from now. Once reading resumes, a client that was held back
+            # has its bytes queued already.
+            self._body_heard_at = now
+        due = self._body_heard_at + self.body_timeout_s
+        if now < due:
+            self._body_timer = self.loop.call_later(due - now, self._on_body_timeout)
+            return
+        # Neither the client's address nor what it sent: a body may hold a patient's name.
+        if cycle.response_started:
+            log.info(
+                "closed a connection whose request body stopped arriving for %g s after its answer",
+                self.body_timeout_s,
+            )
+        else:
+            log.info(
+                "closed a connection whose request body stopped arriving for %g s (408)",
+                self.body_timeout_s,
+            )
+            # What uvicorn does when a client leaves, done now so that the handler's
+            # answer cannot follow this one: its receive() gets http.disconnect, its
+            # send() writes nothing.
+            cycle.disconnected = True
+            cycle.message_event.set()
+            message = (
+                f"the request body stopped arriving: nothing came for {self.body_timeout_s:g} "
+                "s; send the request again"
+            )
+            self._send_408(_error_json(message), b"application/json")
         self.transport.close()
 
     def _refuse(self) -> None:
@@ -189,25 +284,27 @@ class ApiHttpProtocol(HttpToolsProtocol):
             log.debug("refused a connection: %d are open", self.max_connections)
         self.transport.close()
 
-    def _send_408(self) -> None:
+    def _send_408(self, body: bytes, content_type: bytes) -> None:
         status = http.HTTPStatus.REQUEST_TIMEOUT
         content = [f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode()]
         for name, value in self.server_state.default_headers:
             content.extend([name, b": ", value, b"\r\n"])
         content.extend(
             [
-                b"content-type: application/json\r\n",
-                b"content-length: " + str(len(_TIMEOUT_BODY)).encode("ascii") + b"\r\n",
+                b"content-type: " + content_type + b"\r\n",
+                b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
                 b"connection: close\r\n",
                 b"\r\n",
-                _TIMEOUT_BODY,
+                body,
             ]
         )
         self.transport.write(b"".join(content))
 
 
 def api_http_protocol(
-    head_timeout_s: float = HEAD_TIMEOUT_S, max_connections: int | None = None
+    head_timeout_s: float = HEAD_TIMEOUT_S,
+    max_connections: int | None = None,
+    body_timeout_s: float = BODY_TIMEOUT_S,
 ) -> type[ApiHttpProtocol]:
     """A subclass of :class:`ApiHttpProtocol` with these limits, for one server (uvicorn
     builds a protocol per connection from a class and its own arguments);
@@ -217,6 +314,7 @@ def api_http_protocol(
         (ApiHttpProtocol,),
         {
             "head_timeout_s": head_timeout_s,
+            "body_timeout_s": body_timeout_s,
             "max_connections": connection_cap() if max_connections is None else max_connections,
         },
     )

@@ -11,7 +11,7 @@ from urllib.parse import unquote_plus
 import uvicorn
 from fastapi import FastAPI
 
-from ophthai_desktop.api.http_protocol import HEAD_TIMEOUT_S, api_http_protocol
+from ophthai_desktop.api.http_protocol import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, api_http_protocol
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,9 @@ class ApiServer:
 
     ``start`` returns once the socket is listening (or raises); ``stop`` asks uvicorn to
     finish open requests and waits for the thread. A connection must send each request's
-    head within ``head_timeout_s``, and at most ``max_connections`` are open at once
-    (see :mod:`ophthai_desktop.api.http_protocol`).
+    head within ``head_timeout_s`` and may pause its body for at most ``body_timeout_s``,
+    and at most ``max_connections`` are open at once (see
+    :mod:`ophthai_desktop.api.http_protocol`).
     """
 
     def __init__(
@@ -107,13 +108,14 @@ class ApiServer:
         *,
         head_timeout_s: float = HEAD_TIMEOUT_S,
         max_connections: int | None = None,
+        body_timeout_s: float = BODY_TIMEOUT_S,
     ) -> None:
         self._config = uvicorn.Config(
             app,
             host=host,
             port=port,
             # The class "auto" would pick (httptools, a dependency), with the limits.
-            http=api_http_protocol(head_timeout_s, max_connections),
+            http=api_http_protocol(head_timeout_s, max_connections, body_timeout_s),
             log_config=None,
             access_log=False,
             lifespan="on",

@@ -24,6 +24,7 @@ from ophthai_desktop.api import create_app
 from ophthai_desktop.api.http_protocol import MAX_CONNECTIONS, connection_cap
 from ophthai_desktop.api.server import ApiServer
 from ophthai_desktop.bootstrap import Application
+from tests.support.raw_http import read_response, read_until_closed
 
 #: The shortened limit for the tests that wait for it to pass.
 TIMEOUT_S = 0.5
@@ -60,47 +61,6 @@ def serve(sqlite_services: Application) -> Iterator[Serve]:
 
 def open_socket(server: ApiServer) -> socket.socket:
     return socket.create_connection(("127.0.0.1", server.port), timeout=GRACE_S)
-
-
-def read_until_closed(sock: socket.socket, within_s: float) -> bytes:
-    """What the server sends until it closes the connection; fails if it is still open
-    after ``within_s``."""
-    received = b""
-    deadline = time.monotonic() + within_s
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            pytest.fail(f"the connection was still open after {within_s} s")
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            continue
-        except ConnectionResetError:
-            return received
-        if not chunk:
-            return received
-        received += chunk
-
-
-def read_response(sock: socket.socket) -> tuple[bytes, bytes]:
-    """One response with a ``content-length``: its head and its body."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed mid-response: {data!r}"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":", 1)[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        assert chunk, "closed mid-body"
-        body += chunk
-    return head, body
 
 
 def trickle_until_closed(sock: socket.socket, data: bytes, gap_s: float) -> bytes:
