@@ -24,7 +24,7 @@ from websockets.sync.client import connect
 from ophthai_desktop.api import create_app
 from ophthai_desktop.api.server import ApiServer
 from ophthai_desktop.bootstrap import Application
-from tests.support.raw_http import read_response, read_until_closed
+from tests.support.raw_http import StartServer, open_socket, read_response, read_until_closed
 
 #: The shortened limit: long enough that a loaded test machine sends a steady body's
 #: chunks well within it.
@@ -38,24 +38,13 @@ Serve = Callable[..., ApiServer]
 
 
 @pytest.fixture
-def serve() -> Iterator[Serve]:
-    """Starts the real server for an app with the body timeout shortened; stops it after
-    the test."""
-    servers: list[ApiServer] = []
+def serve(live_server: StartServer) -> Serve:
+    """Starts the real server for an app with the body timeout shortened."""
 
     def start(app: FastAPI, body_timeout_s: float = TIMEOUT_S) -> ApiServer:
-        server = ApiServer(app, "127.0.0.1", 0, body_timeout_s=body_timeout_s)
-        server.start()
-        servers.append(server)
-        return server
+        return live_server(app, body_timeout_s=body_timeout_s)
 
-    yield start
-    for server in servers:
-        server.stop()
-
-
-def open_socket(server: ApiServer) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", server.port), timeout=GRACE_S)
+    return start
 
 
 def request_head(method: str, path: str, content_type: str, length: int) -> bytes:

@@ -24,7 +24,7 @@ from ophthai_desktop.api import create_app
 from ophthai_desktop.api.http_protocol import MAX_CONNECTIONS, connection_cap
 from ophthai_desktop.api.server import ApiServer
 from ophthai_desktop.bootstrap import Application
-from tests.support.raw_http import read_response, read_until_closed
+from tests.support.raw_http import StartServer, open_socket, read_response, read_until_closed
 
 #: The shortened limit for the tests that wait for it to pass.
 TIMEOUT_S = 0.5
@@ -37,30 +37,17 @@ Serve = Callable[..., ApiServer]
 
 
 @pytest.fixture
-def serve(sqlite_services: Application) -> Iterator[Serve]:
-    """Starts the real server with a given head timeout (and connection cap); stops it
-    after the test."""
-    servers: list[ApiServer] = []
+def serve(live_server: StartServer, sqlite_services: Application) -> Serve:
+    """Starts the real server with a given head timeout (and connection cap)."""
 
     def start(head_timeout_s: float, max_connections: int | None = None) -> ApiServer:
-        server = ApiServer(
+        return live_server(
             create_app(sqlite_services),
-            "127.0.0.1",
-            0,
             head_timeout_s=head_timeout_s,
             max_connections=max_connections,
         )
-        server.start()
-        servers.append(server)
-        return server
 
-    yield start
-    for server in servers:
-        server.stop()
-
-
-def open_socket(server: ApiServer) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", server.port), timeout=GRACE_S)
+    return start
 
 
 def trickle_until_closed(sock: socket.socket, data: bytes, gap_s: float) -> bytes:
