@@ -80,7 +80,10 @@ ERROR_MEANINGS: dict[int, str] = {
     415: "Not an image this application reads (PNG, JPEG, WebP, BMP, TIFF).",
     422: "Invalid input: each problem is in errors, naming its field as the request did.",
     500: "The analysis failed (job_id names the job).",
-    503: "The model or the database is not available.",
+    503: (
+        "The model or the database is not available, or the server has as many "
+        "connections open as it takes (Retry-After says when to try again)."
+    ),
     504: "The analysis is still running after the wait; poll the job (job_id).",
 }
 
@@ -89,7 +92,8 @@ ERROR_MEANINGS: dict[int, str] = {
 MAX_LISTED_PROBLEMS = 50
 
 #: The errors every API route may answer: no token, a refused origin or host, a request
-#: head that came too slowly, a query parameter it does not take, the database unavailable.
+#: head that came too slowly, a query parameter it does not take, the database
+#: unavailable or the server's connections all taken.
 COMMON_ERRORS = (401, 403, 408, 422, 503)
 
 

@@ -1,6 +1,6 @@
 """The real server closes connections that do not deliver a request's head in time
-(slowloris), and leaves bodies, responses and WebSockets alone; it refuses connections
-beyond its cap."""
+(slowloris), and leaves bodies, responses and WebSockets alone; it answers connections
+beyond its cap with a 503 and closes them."""
 
 from __future__ import annotations
 
@@ -18,10 +18,16 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 from PIL import Image
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from ophthai_desktop.api import create_app
-from ophthai_desktop.api.http_protocol import MAX_CONNECTIONS, connection_cap
+from ophthai_desktop.api import create_app, http_protocol
+from ophthai_desktop.api.http_protocol import (
+    MAX_CONNECTIONS,
+    REFUSAL_LINGER_S,
+    REFUSAL_RETRY_AFTER_S,
+    connection_cap,
+)
 from ophthai_desktop.api.server import ApiServer
 from ophthai_desktop.bootstrap import Application
 from tests.support.raw_http import StartServer, open_socket, read_response, read_until_closed
@@ -239,9 +245,11 @@ def test_a_body_still_arriving_after_an_early_answer_is_not_cut_off(serve: Serve
     assert head.startswith(b"HTTP/1.1 200 "), head
 
 
-def test_connections_beyond_the_cap_are_refused_and_open_ones_go_on(
+def test_connections_beyond_the_cap_get_503_and_open_ones_go_on(
     serve: Serve, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A client beyond the cap reads why it was refused (a 503 in the API's error shape,
+    with Retry-After) rather than a reset it cannot tell from a crash."""
     cap = 3
     server = serve(30.0, max_connections=cap)
     url = server.url.replace("http://", "ws://") + "/api/notifications/ws"
@@ -251,13 +259,32 @@ def test_connections_beyond_the_cap_are_refused_and_open_ones_go_on(
             assert json.loads(ws.recv(timeout=GRACE_S))["event"] == "connected"
 
         with caplog.at_level(logging.DEBUG):
-            for _ in range(2):
-                with open_socket(server) as sock:
-                    opened = time.monotonic()
-                    assert read_until_closed(sock, GRACE_S) == b""
-                    assert time.monotonic() - opened < GRACE_S / 2  # at once, not timed out
+            with httpx.Client(base_url=server.url, timeout=GRACE_S) as http:
+                refused = http.get("/api/patients")
+            with open_socket(server) as sock:
+                opened = time.monotonic()
+                sock.sendall(HEALTH)
+                received = read_until_closed(sock, GRACE_S)
+                assert time.monotonic() - opened < GRACE_S / 2  # at once, not timed out
+            with open_socket(server) as sock:  # nothing asked: nothing answered
+                assert read_until_closed(sock, REFUSAL_LINGER_S + GRACE_S) == b""
+            with pytest.raises(InvalidStatus) as handshake:
+                connect(url, open_timeout=GRACE_S)
         refusals = [r for r in caplog.records if r.name == "ophthai_desktop.api.http_protocol"]
-        assert [r.levelno for r in refusals] == [logging.WARNING, logging.DEBUG]
+        assert [r.levelno for r in refusals] == [logging.WARNING] + [logging.DEBUG] * 3
+        assert not [r for r in refusals if "127.0.0.1" in r.getMessage()]
+
+        assert refused.status_code == 503
+        error = refused.json()
+        assert error["message"] == error["detail"]
+        assert "too many connections" in error["message"]
+        assert refused.headers["retry-after"] == str(REFUSAL_RETRY_AFTER_S)
+        assert refused.headers["connection"] == "close"
+        head, _, body = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), received
+        assert b"\r\ncontent-type: application/json\r\n" in head
+        assert json.loads(body) == error
+        assert handshake.value.response.status_code == 503
 
         for ws in sockets:
             ws.send("ping")
@@ -265,15 +292,60 @@ def test_connections_beyond_the_cap_are_refused_and_open_ones_go_on(
         sockets.pop().close()
         # A freed place is taken again (once the server has seen the close).
         deadline = time.monotonic() + GRACE_S
-        while True:
-            try:
-                with httpx.Client(base_url=server.url) as http:
-                    assert http.get("/health").status_code == 200
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
+        with httpx.Client(base_url=server.url) as http:
+            while (status := http.get("/health").status_code) == 503:
+                assert time.monotonic() < deadline, "the freed place was not taken again"
                 time.sleep(0.05)
+        assert status == 200
+
+
+def test_a_refused_client_that_sends_its_upload_first_still_reads_the_503(
+    serve: Serve,
+) -> None:
+    """The client sends its whole request before it reads: closed with that request
+    unread, the socket would reset the connection and the 503 could be lost."""
+    server = serve(30.0, max_connections=1)
+    body = b"x" * 256 * 1024
+    with open_socket(server) as held, open_socket(server) as sock:
+        held.sendall(HEALTH)  # the one place, kept alive
+        assert read_response(held)[0].startswith(b"HTTP/1.1 200 ")
+        sock.sendall(
+            b"POST /api/patients HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        time.sleep(0.1)  # the answer has come, unread
+        sock.sendall(body)
+        received = read_until_closed(sock, GRACE_S)
+
+    assert received.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), received
+
+
+def test_refused_connections_wait_for_their_request_only_a_few_at_a_time(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood beyond the cap must not hold the descriptors the cap keeps for the rest
+    of the app: past the few refused connections kept to be answered, one is closed at
+    once, and a place among those is free again once one of them has gone."""
+    monkeypatch.setattr(http_protocol, "REFUSALS_LINGERING_AT_ONCE", 1)
+    server = serve(30.0, max_connections=1)
+    with open_socket(server) as held:
+        held.sendall(HEALTH)  # the one place, kept alive
+        assert read_response(held)[0].startswith(b"HTTP/1.1 200 ")
+        with open_socket(server) as waiting, open_socket(server) as flood:
+            opened = time.monotonic()
+            assert read_until_closed(flood, GRACE_S) == b""
+            assert time.monotonic() - opened < REFUSAL_LINGER_S / 2
+            waiting.sendall(HEALTH)
+            assert read_until_closed(waiting, GRACE_S).startswith(b"HTTP/1.1 503 ")
+        deadline = time.monotonic() + GRACE_S
+        while True:  # once the server has seen the waiting one go
+            with open_socket(server) as later:
+                with contextlib.suppress(OSError):
+                    later.sendall(HEALTH)
+                if read_until_closed(later, GRACE_S).startswith(b"HTTP/1.1 503 "):
+                    break
+            assert time.monotonic() < deadline, "no refused connection is answered again"
+            time.sleep(0.05)
 
 
 def test_the_cap_leaves_half_the_file_descriptors_to_the_rest_of_the_app() -> None:
