@@ -27,8 +27,11 @@ import http
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
@@ -90,6 +93,28 @@ _TIMEOUT_BODY = _error_json(_TIMEOUT_MESSAGE)
 _REFUSAL_BODY = _error_json(_REFUSAL_MESSAGE)
 
 
+def app_cors(app: ASGIApp) -> CORSMiddleware | None:
+    """The CORS middleware ``app`` was built with (Starlette's ``user_middleware``), made
+    again to ask it which origins it allows; None when the app has none."""
+    for middleware in getattr(app, "user_middleware", ()):
+        if middleware.cls is CORSMiddleware:
+            return CORSMiddleware(app, *middleware.args, **middleware.kwargs)
+    return None
+
+
+def cors_headers(cors: CORSMiddleware | None, origin: str | None) -> list[tuple[bytes, bytes]]:
+    """The headers ``cors`` adds to an answer to a request from ``origin`` when it allows
+    that origin (none otherwise), so that a page there can read an answer the server
+    writes itself as it reads the app's."""
+    if cors is None or origin is None or not cors.is_allowed_origin(origin):
+        return []
+    headers = dict(cors.simple_headers)
+    if cors.allow_credentials or not cors.allow_all_origins:  # else "*", as it is
+        headers["Access-Control-Allow-Origin"] = origin
+    headers["Vary"] = "Origin"
+    return [(name.lower().encode(), value.encode("latin-1")) for name, value in headers.items()]
+
+
 def connection_cap(limit: int = MAX_CONNECTIONS) -> int:
     """``limit``, or half of the process's file descriptors where that is fewer (macOS
     gives an app 256). Windows has no such limit on sockets."""
@@ -125,12 +150,18 @@ class ApiHttpProtocol(HttpToolsProtocol):
     or a pipelined request waits its turn), while the client waits for ``100
     Continue``, and while an answer is being sent.
 
+    A 408 carries the CORS headers the app's middleware (:attr:`cors`) would add for
+    the request's ``Origin``, where that header arrived and the app allows the origin:
+    a page there reads the 408 instead of an opaque network error.
+
     Runs on the server's event loop, like the class it extends.
     """
 
     head_timeout_s: ClassVar[float] = HEAD_TIMEOUT_S
     body_timeout_s: ClassVar[float] = BODY_TIMEOUT_S
     max_connections: ClassVar[int] = MAX_CONNECTIONS
+    #: The app's CORS middleware (:func:`app_cors`): the 408s carry its headers.
+    cors: ClassVar[CORSMiddleware | None] = None
     _refusal_warned_at: ClassVar[float | None] = None
     _refusals_lingering: ClassVar[int] = 0
 
@@ -247,7 +278,9 @@ class ApiHttpProtocol(HttpToolsProtocol):
                 "closed a connection whose request headers did not arrive within %g s (408)",
                 self.head_timeout_s,
             )
-            self._send_error(http.HTTPStatus.REQUEST_TIMEOUT, _TIMEOUT_BODY)
+            self._send_error(
+                http.HTTPStatus.REQUEST_TIMEOUT, _TIMEOUT_BODY, self._cors_headers(self.headers)
+            )
         else:
             log.debug("closed a connection that sent no request within %g s", self.head_timeout_s)
         self.transport.close()
@@ -302,7 +335,11 @@ class ApiHttpProtocol(HttpToolsProtocol):
                 f"the request body stopped arriving: nothing came for {self.body_timeout_s:g} "
                 "s; send the request again"
             )
-            self._send_error(http.HTTPStatus.REQUEST_TIMEOUT, _error_json(message))
+            self._send_error(
+                http.HTTPStatus.REQUEST_TIMEOUT,
+                _error_json(message),
+                self._cors_headers(cycle.scope["headers"]),
+            )
         self.transport.close()
 
     def _refuse(self) -> None:
@@ -350,6 +387,14 @@ class ApiHttpProtocol(HttpToolsProtocol):
             self._refusal.cancel()
         self._refusal = self.loop.call_later(REFUSAL_LINGER_S, self.transport.close)
 
+    def _cors_headers(
+        self, request_headers: Iterable[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
+        """The CORS headers of an answer to a request with these headers (as far as they
+        came): the app's for its ``Origin`` when the app allows it."""
+        origin = next((value for name, value in request_headers if name == b"origin"), None)
+        return cors_headers(self.cors, None if origin is None else origin.decode("latin-1"))
+
     def _send_error(
         self,
         status: http.HTTPStatus,
@@ -377,10 +422,12 @@ def api_http_protocol(
     head_timeout_s: float = HEAD_TIMEOUT_S,
     max_connections: int | None = None,
     body_timeout_s: float = BODY_TIMEOUT_S,
+    cors: CORSMiddleware | None = None,
 ) -> type[ApiHttpProtocol]:
     """A subclass of :class:`ApiHttpProtocol` with these limits, for one server (uvicorn
     builds a protocol per connection from a class and its own arguments);
-    ``max_connections`` defaults to :func:`connection_cap`."""
+    ``max_connections`` defaults to :func:`connection_cap`; ``cors`` is the app's
+    (:func:`app_cors`)."""
     return type(
         "ApiHttpProtocol",
         (ApiHttpProtocol,),
@@ -388,5 +435,6 @@ def api_http_protocol(
             "head_timeout_s": head_timeout_s,
             "body_timeout_s": body_timeout_s,
             "max_connections": connection_cap() if max_connections is None else max_connections,
+            "cors": cors,
         },
     )

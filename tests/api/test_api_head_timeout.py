@@ -30,7 +30,13 @@ from ophthai_desktop.api.http_protocol import (
 )
 from ophthai_desktop.api.server import ApiServer
 from ophthai_desktop.bootstrap import Application
-from tests.support.raw_http import StartServer, open_socket, read_response, read_until_closed
+from tests.support.raw_http import (
+    StartServer,
+    header_fields,
+    open_socket,
+    read_response,
+    read_until_closed,
+)
 
 #: The shortened limit for the tests that wait for it to pass.
 TIMEOUT_S = 0.5
@@ -129,6 +135,31 @@ def test_the_408_is_the_usual_error_body_and_the_document_lists_it(serve: Serve)
             assert operation["responses"]["408"]["content"]["application/json"]["schema"] == {
                 "$ref": "#/components/schemas/ErrorPublic"
             }, path
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"), [("http://localhost:5173", True), ("http://evil.example", False)]
+)
+def test_a_408_carries_the_cors_headers_of_an_allowed_origin_that_arrived(
+    serve: Serve, origin: str, allowed: bool
+) -> None:
+    """The head stalls after its ``Origin`` line: a page on an origin the app allows
+    (``OPHTHAI_CORS_ORIGINS``) reads the 408; another origin is not let in by it."""
+    server = serve(TIMEOUT_S)
+    with open_socket(server) as sock:
+        sock.sendall(
+            f"GET /api/patients HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: {origin}\r\nX-Sl".encode()
+        )
+        received = read_until_closed(sock, TIMEOUT_S + GRACE_S)
+
+    head = received.partition(b"\r\n\r\n")[0]
+    assert head.startswith(b"HTTP/1.1 408 "), received
+    cors = {k: v for k, v in header_fields(head).items() if k.startswith("access-control-")}
+    if allowed:
+        assert cors["access-control-allow-origin"] == origin
+        assert cors["access-control-allow-credentials"] == "true"
+    else:
+        assert cors == {}
 
 
 def test_a_partial_second_head_on_a_kept_alive_connection_is_closed(serve: Serve) -> None:

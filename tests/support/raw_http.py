@@ -63,3 +63,13 @@ def read_response(sock: socket.socket) -> tuple[bytes, bytes]:
         assert chunk, "closed mid-body"
         body += chunk
     return head, body
+
+
+def header_fields(head: bytes) -> dict[str, str]:
+    """A response head's header fields by lower-case name (repeats joined with ``, ``)."""
+    fields: dict[str, str] = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.decode("latin-1").partition(":")
+        name, value = name.strip().lower(), value.strip()
+        fields[name] = f"{fields[name]}, {value}" if name in fields else value
+    return fields
