@@ -27,7 +27,7 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
 
 from ophthai_desktop.api.bodies import FASTAPI_BODY_ERROR, UNREADABLE_BODY
-from ophthai_desktop.api.http_protocol import HEAD_TIMEOUT_S
+from ophthai_desktop.api.http_protocol import BODY_TIMEOUT_S, HEAD_TIMEOUT_S
 from ophthai_desktop.api.routing import QUERY_SPELLING, allowed_methods
 from ophthai_desktop.api.schemas import ErrorPublic, ValidationErrorPublic
 from ophthai_desktop.core.errors import (
@@ -69,7 +69,9 @@ ERROR_MEANINGS: dict[int, str] = {
     404: "No such record.",
     408: (
         f"The request's line and headers did not arrive within {HEAD_TIMEOUT_S:g} s (of the "
-        "connection opening, or of the previous answer on it); the connection is closed."
+        "connection opening, or of the previous answer on it), or its body stopped "
+        f"arriving for {BODY_TIMEOUT_S:g} s (nothing of it is stored); the connection is "
+        "closed."
     ),
     409: (
         "The record's state does not allow it, or another request changed or deleted "

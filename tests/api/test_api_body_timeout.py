@@ -29,7 +29,12 @@ from starlette.routing import Route
 from websockets.sync.client import connect
 
 from ophthai_desktop.api import create_app
-from ophthai_desktop.api.http_protocol import app_cors, cors_headers
+from ophthai_desktop.api.http_protocol import (
+    BODY_TIMEOUT_S,
+    HEAD_TIMEOUT_S,
+    app_cors,
+    cors_headers,
+)
 from ophthai_desktop.api.server import ApiServer
 from ophthai_desktop.bootstrap import Application, build_application
 from tests.conftest import make_settings
@@ -413,3 +418,13 @@ def test_a_websocket_left_idle_past_the_limit_stays_open(
         time.sleep(TIMEOUT_S * 2)
         ws.send("ping")
         assert json.loads(ws.recv(timeout=GRACE_S))["event"] == "pong"
+
+
+def test_the_document_says_a_body_that_stops_arriving_gets_the_408(client: TestClient) -> None:
+    """The OpenAPI document lists the 408 on every route: for the body's limit too, not
+    only the head's."""
+    document = client.get("/openapi.json").json()
+
+    meaning = document["paths"]["/api/patients"]["post"]["responses"]["408"]["description"]
+    assert f"{HEAD_TIMEOUT_S:g} s" in meaning
+    assert f"body stopped arriving for {BODY_TIMEOUT_S:g} s" in meaning
