@@ -57,6 +57,21 @@ def _configure_logging(level: str) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
+def listening_line(url: str) -> str:
+    """What ``ophthai serve`` prints once it listens at ``url``: URLs a person can open.
+    Listening on every interface, the address others use first (as the window's status
+    bar shows it), then this computer's; scripts read the first URL."""
+    from ophthai_desktop.core.addresses import listens_everywhere, local_url, shown_url
+
+    if not listens_everywhere(url):
+        return f"OphthAI API listening on {url} (docs: {url}/docs)"
+    here = local_url(url)
+    return (
+        f"OphthAI API listening on {shown_url(url)} on every network interface "
+        f"(on this computer: {here}, docs: {here}/docs)"
+    )
+
+
 def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
     """Run the API headless until SIGINT or SIGTERM; returns the exit status."""
     from ophthai_desktop.core.errors import OphthaiError
@@ -111,7 +126,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
         status = application.watcher.status
         log.info("watch folder %s: %s", status.state, status.message or status.folder)
     # One line on stdout that scripts (and the end-to-end test) can wait for.
-    print(f"OphthAI API listening on {server.url} (docs: {server.url}/docs)", flush=True)
+    print(listening_line(server.url), flush=True)
     status = 0
     try:
         while not stop.wait(0.5):

@@ -27,7 +27,7 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
 
 from ophthai_desktop.api.bodies import FASTAPI_BODY_ERROR, UNREADABLE_BODY
-from ophthai_desktop.api.http_protocol import HEAD_TIMEOUT_S
+from ophthai_desktop.api.http_protocol import BODY_TIMEOUT_S, HEAD_TIMEOUT_S
 from ophthai_desktop.api.routing import QUERY_SPELLING, allowed_methods
 from ophthai_desktop.api.schemas import ErrorPublic, ValidationErrorPublic
 from ophthai_desktop.core.errors import (
@@ -69,7 +69,9 @@ ERROR_MEANINGS: dict[int, str] = {
     404: "No such record.",
     408: (
         f"The request's line and headers did not arrive within {HEAD_TIMEOUT_S:g} s (of the "
-        "connection opening, or of the previous answer on it); the connection is closed."
+        "connection opening, or of the previous answer on it), or its body stopped "
+        f"arriving for {BODY_TIMEOUT_S:g} s (nothing of it is stored); the connection is "
+        "closed."
     ),
     409: (
         "The record's state does not allow it, or another request changed or deleted "
@@ -80,7 +82,10 @@ ERROR_MEANINGS: dict[int, str] = {
     415: "Not an image this application reads (PNG, JPEG, WebP, BMP, TIFF).",
     422: "Invalid input: each problem is in errors, naming its field as the request did.",
     500: "The analysis failed (job_id names the job).",
-    503: "The model or the database is not available.",
+    503: (
+        "The model or the database is not available, or the server has as many "
+        "connections open as it takes (Retry-After says when to try again)."
+    ),
     504: "The analysis is still running after the wait; poll the job (job_id).",
 }
 
@@ -89,7 +94,8 @@ ERROR_MEANINGS: dict[int, str] = {
 MAX_LISTED_PROBLEMS = 50
 
 #: The errors every API route may answer: no token, a refused origin or host, a request
-#: head that came too slowly, a query parameter it does not take, the database unavailable.
+#: head that came too slowly, a query parameter it does not take, the database
+#: unavailable or the server's connections all taken.
 COMMON_ERRORS = (401, 403, 408, 422, 503)
 
 

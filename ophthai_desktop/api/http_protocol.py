@@ -9,11 +9,15 @@ the database, the image store and the watch folder need too. A body was read the
 way: a client that sent a few bytes of an upload now and then held the connection, and
 the handler waiting for the rest, for as long as it went on. The time limits end such
 connections; the cap keeps a client that opens them faster than they end from taking
-every descriptor.
+every descriptor. A connection beyond the cap is answered ``503`` (JSON, as the API's
+errors are, with ``Retry-After``) as soon as its request starts to arrive, then closed,
+without parsing the request or calling the app: its client can tell a busy server from
+one that has gone.
 
-uvicorn's own ``limit_concurrency`` does neither: it still accepts (and holds) every
-connection, answers each request beyond it with a plain-text 503 while counting idle
-sockets and open WebSockets, and never refuses a WebSocket handshake.
+uvicorn's own ``limit_concurrency`` is not used: it reads (and holds) every connection
+until its request's head has come, answers each request beyond it with a plain-text
+503 while counting idle sockets and open WebSockets, and never refuses a WebSocket
+handshake.
 """
 
 from __future__ import annotations
@@ -23,8 +27,11 @@ import http
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
@@ -52,7 +59,27 @@ MAX_CONNECTIONS = 200
 #: a client refused over and over would otherwise fill the log.
 REFUSAL_WARNING_INTERVAL_S = 60.0
 
+#: The ``Retry-After`` of the 503 that refuses a connection beyond the cap, in seconds.
+REFUSAL_RETRY_AFTER_S = 5
+
+#: How long a refused connection waits for its request to start (then it is closed
+#: without a word, as a connection that asks nothing in time is), and how long it is
+#: kept after its 503, its sending side closed, while what its client still sends is
+#: read and dropped: closed at once, a socket with a request it has not read resets the
+#: connection, and a client that has not read the 503 yet then loses it (Go's server
+#: waits 0.5 s for the same reason). It ends sooner when the client closes.
+REFUSAL_LINGER_S = 1.0
+
+#: The most refused connections kept that way at once; past that one is closed at once,
+#: without an answer. A flood of connections must not hold the descriptors the cap
+#: keeps for the rest of the app.
+REFUSALS_LINGERING_AT_ONCE = 32
+
 _TIMEOUT_MESSAGE = "the request's headers did not arrive in time"
+_REFUSAL_MESSAGE = (
+    "the API server has too many connections open; try again in a few seconds "
+    "(close connections this client does not use)"
+)
 
 
 #: The usual error body (``errors.error_body``), as the OpenAPI document lists it for a 408.
@@ -63,6 +90,29 @@ def _error_json(message: str) -> bytes:
 
 
 _TIMEOUT_BODY = _error_json(_TIMEOUT_MESSAGE)
+_REFUSAL_BODY = _error_json(_REFUSAL_MESSAGE)
+
+
+def app_cors(app: ASGIApp) -> CORSMiddleware | None:
+    """The CORS middleware ``app`` was built with (Starlette's ``user_middleware``), made
+    again to ask it which origins it allows; None when the app has none."""
+    for middleware in getattr(app, "user_middleware", ()):
+        if middleware.cls is CORSMiddleware:
+            return CORSMiddleware(app, *middleware.args, **middleware.kwargs)
+    return None
+
+
+def cors_headers(cors: CORSMiddleware | None, origin: str | None) -> list[tuple[bytes, bytes]]:
+    """The headers ``cors`` adds to an answer to a request from ``origin`` when it allows
+    that origin (none otherwise), so that a page there can read an answer the server
+    writes itself as it reads the app's."""
+    if cors is None or origin is None or not cors.is_allowed_origin(origin):
+        return []
+    headers = dict(cors.simple_headers)
+    if cors.allow_credentials or not cors.allow_all_origins:  # else "*", as it is
+        headers["Access-Control-Allow-Origin"] = origin
+    headers["Vary"] = "Origin"
+    return [(name.lower().encode(), value.encode("latin-1")) for name, value in headers.items()]
 
 
 def connection_cap(limit: int = MAX_CONNECTIONS) -> int:
@@ -83,7 +133,9 @@ class ApiHttpProtocol(HttpToolsProtocol):
     not arrive within :attr:`head_timeout_s`: with ``408 Request Timeout`` when part of
     a head came, without a word when nothing did (a browser's spare connection, which
     it drops without harm). A connection opened while :attr:`max_connections` are open
-    is closed at once, before it is read: open connections and WebSockets go on.
+    is answered ``503 Service Unavailable`` once its request starts to arrive, without
+    parsing it, and closed (see :data:`REFUSAL_LINGER_S`): open connections and
+    WebSockets go on.
 
     The clock stops at the end of the head, so a request's body, a long or streaming
     response and a WebSocket after its upgrade are not limited by it; it starts again
@@ -98,13 +150,20 @@ class ApiHttpProtocol(HttpToolsProtocol):
     or a pipelined request waits its turn), while the client waits for ``100
     Continue``, and while an answer is being sent.
 
+    A 408 carries the CORS headers the app's middleware (:attr:`cors`) would add for
+    the request's ``Origin``, where that header arrived and the app allows the origin:
+    a page there reads the 408 instead of an opaque network error.
+
     Runs on the server's event loop, like the class it extends.
     """
 
     head_timeout_s: ClassVar[float] = HEAD_TIMEOUT_S
     body_timeout_s: ClassVar[float] = BODY_TIMEOUT_S
     max_connections: ClassVar[int] = MAX_CONNECTIONS
+    #: The app's CORS middleware (:func:`app_cors`): the 408s carry its headers.
+    cors: ClassVar[CORSMiddleware | None] = None
     _refusal_warned_at: ClassVar[float | None] = None
+    _refusals_lingering: ClassVar[int] = 0
 
     def __init__(
         self,
@@ -120,6 +179,9 @@ class ApiHttpProtocol(HttpToolsProtocol):
         self._upgraded = False
         self._body_timer: asyncio.TimerHandle | None = None
         self._body_heard_at = 0.0  # loop time of the last bytes while a body was awaited
+        # A connection refused beyond the cap: its close, and whether it was answered.
+        self._refusal: asyncio.TimerHandle | None = None
+        self._refusal_answered = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -132,9 +194,16 @@ class ApiHttpProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
         self._cancel_body_timer()
+        if self._refusal is not None:
+            self._refusal.cancel()
+            self._refusal = None
+            type(self)._refusals_lingering -= 1
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refusal is not None:
+            self._answer_refusal()
+            return
         super().data_received(data)
         # While a body is awaited every byte that comes is part of it (or ends the head
         # that announced it), so the clock restarts here rather than per parser callback.
@@ -209,7 +278,9 @@ class ApiHttpProtocol(HttpToolsProtocol):
                 "closed a connection whose request headers did not arrive within %g s (408)",
                 self.head_timeout_s,
             )
-            self._send_408(_TIMEOUT_BODY, b"application/json")
+            self._send_error(
+                http.HTTPStatus.REQUEST_TIMEOUT, _TIMEOUT_BODY, self._cors_headers(self.headers)
+            )
         else:
             log.debug("closed a connection that sent no request within %g s", self.head_timeout_s)
         self.transport.close()
@@ -264,10 +335,17 @@ class ApiHttpProtocol(HttpToolsProtocol):
                 f"the request body stopped arriving: nothing came for {self.body_timeout_s:g} "
                 "s; send the request again"
             )
-            self._send_408(_error_json(message), b"application/json")
+            self._send_error(
+                http.HTTPStatus.REQUEST_TIMEOUT,
+                _error_json(message),
+                self._cors_headers(cycle.scope["headers"]),
+            )
         self.transport.close()
 
     def _refuse(self) -> None:
+        """Refuses a connection beyond the cap: it waits (uncounted) for its request to
+        start, to answer it 503, unless too many refused ones wait already."""
+        self.connections.discard(self)
         now = self.loop.time()
         cls = type(self)
         if cls._refusal_warned_at is None or now - cls._refusal_warned_at >= (
@@ -275,23 +353,62 @@ class ApiHttpProtocol(HttpToolsProtocol):
         ):
             cls._refusal_warned_at = now
             log.warning(
-                "refused a connection: %d are open, the most the API server takes "
-                "(further refusals in the next %g s are logged at debug level)",
+                "refused a connection (its request is answered 503): %d are open, the "
+                "most the API server takes (further refusals in the next %g s are logged "
+                "at debug level)",
                 self.max_connections,
                 REFUSAL_WARNING_INTERVAL_S,
             )
         else:
             log.debug("refused a connection: %d are open", self.max_connections)
-        self.transport.close()
+        if cls._refusals_lingering >= REFUSALS_LINGERING_AT_ONCE:
+            self.transport.close()
+            return
+        cls._refusals_lingering += 1
+        self._refusal = self.loop.call_later(REFUSAL_LINGER_S, self.transport.close)
 
-    def _send_408(self, body: bytes, content_type: bytes) -> None:
-        status = http.HTTPStatus.REQUEST_TIMEOUT
+    def _answer_refusal(self) -> None:
+        """The refused connection's request has started: 503, then the end of what is
+        sent; the socket closes when the client closes its side (``eof_received``) or
+        the linger ends. What else comes is dropped."""
+        if self._refusal_answered or self.transport.is_closing():
+            return
+        self._refusal_answered = True
+        self._send_error(
+            http.HTTPStatus.SERVICE_UNAVAILABLE,
+            _REFUSAL_BODY,
+            [(b"retry-after", str(REFUSAL_RETRY_AFTER_S).encode("ascii"))],
+        )
+        if not self.transport.can_write_eof():  # TLS: no half-close
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        if self._refusal is not None:  # the wait for the request ends: the linger starts
+            self._refusal.cancel()
+        self._refusal = self.loop.call_later(REFUSAL_LINGER_S, self.transport.close)
+
+    def _cors_headers(
+        self, request_headers: Iterable[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
+        """The CORS headers of an answer to a request with these headers (as far as they
+        came): the app's for its ``Origin`` when the app allows it."""
+        origin = next((value for name, value in request_headers if name == b"origin"), None)
+        return cors_headers(self.cors, None if origin is None else origin.decode("latin-1"))
+
+    def _send_error(
+        self,
+        status: http.HTTPStatus,
+        body: bytes,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        """Writes an error answer (``body``, JSON) that ends the connection, as uvicorn
+        writes its own 400, without the app."""
         content = [f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode()]
-        for name, value in self.server_state.default_headers:
+        for name, value in [*self.server_state.default_headers, *(headers or [])]:
             content.extend([name, b": ", value, b"\r\n"])
         content.extend(
             [
-                b"content-type: " + content_type + b"\r\n",
+                b"content-type: application/json\r\n",
                 b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
                 b"connection: close\r\n",
                 b"\r\n",
@@ -305,10 +422,12 @@ def api_http_protocol(
     head_timeout_s: float = HEAD_TIMEOUT_S,
     max_connections: int | None = None,
     body_timeout_s: float = BODY_TIMEOUT_S,
+    cors: CORSMiddleware | None = None,
 ) -> type[ApiHttpProtocol]:
     """A subclass of :class:`ApiHttpProtocol` with these limits, for one server (uvicorn
     builds a protocol per connection from a class and its own arguments);
-    ``max_connections`` defaults to :func:`connection_cap`."""
+    ``max_connections`` defaults to :func:`connection_cap`; ``cors`` is the app's
+    (:func:`app_cors`)."""
     return type(
         "ApiHttpProtocol",
         (ApiHttpProtocol,),
@@ -316,5 +435,6 @@ def api_http_protocol(
             "head_timeout_s": head_timeout_s,
             "body_timeout_s": body_timeout_s,
             "max_connections": connection_cap() if max_connections is None else max_connections,
+            "cors": cors,
         },
     )

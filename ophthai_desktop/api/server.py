@@ -11,7 +11,12 @@ from urllib.parse import unquote_plus
 import uvicorn
 from fastapi import FastAPI
 
-from ophthai_desktop.api.http_protocol import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, api_http_protocol
+from ophthai_desktop.api.http_protocol import (
+    BODY_TIMEOUT_S,
+    HEAD_TIMEOUT_S,
+    api_http_protocol,
+    app_cors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +119,11 @@ class ApiServer:
             app,
             host=host,
             port=port,
-            # The class "auto" would pick (httptools, a dependency), with the limits.
-            http=api_http_protocol(head_timeout_s, max_connections, body_timeout_s),
+            # The class "auto" would pick (httptools, a dependency), with the limits; the
+            # answers it writes itself carry the app's CORS headers.
+            http=api_http_protocol(
+                head_timeout_s, max_connections, body_timeout_s, cors=app_cors(app)
+            ),
             log_config=None,
             access_log=False,
             lifespan="on",

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from ophthai_desktop.api import create_app
+from ophthai_desktop.api.server import ApiServer
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core.worker import InferenceWorker
 from tests.support.http import LoopbackClient
+from tests.support.raw_http import StartServer
 from tests.support.scripted_engine import DME, ScriptedEngine
 
 
@@ -36,3 +40,20 @@ def ai_client(sqlite_services: Application, engine: ScriptedEngine) -> Iterator[
     with LoopbackClient(create_app(app)) as client:
         yield client
     app.worker.stop()
+
+
+@pytest.fixture
+def live_server() -> Iterator[StartServer]:
+    """Starts real servers (uvicorn on a free loopback port, in its own thread) for an
+    app, with the transport limits given; stops them after the test."""
+    servers: list[ApiServer] = []
+
+    def start(app: FastAPI, **limits: Any) -> ApiServer:
+        server = ApiServer(app, "127.0.0.1", 0, **limits)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -13,18 +13,38 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
+from fastapi.testclient import TestClient
 from PIL import Image
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 from websockets.sync.client import connect
 
 from ophthai_desktop.api import create_app
+from ophthai_desktop.api.http_protocol import (
+    BODY_TIMEOUT_S,
+    HEAD_TIMEOUT_S,
+    app_cors,
+    cors_headers,
+)
 from ophthai_desktop.api.server import ApiServer
-from ophthai_desktop.bootstrap import Application
-from tests.support.raw_http import read_response, read_until_closed
+from ophthai_desktop.bootstrap import Application, build_application
+from tests.conftest import make_settings
+from tests.support.raw_http import (
+    StartServer,
+    header_fields,
+    open_socket,
+    read_response,
+    read_until_closed,
+)
 
 #: The shortened limit: long enough that a loaded test machine sends a steady body's
 #: chunks well within it.
@@ -38,29 +58,21 @@ Serve = Callable[..., ApiServer]
 
 
 @pytest.fixture
-def serve() -> Iterator[Serve]:
-    """Starts the real server for an app with the body timeout shortened; stops it after
-    the test."""
-    servers: list[ApiServer] = []
+def serve(live_server: StartServer) -> Serve:
+    """Starts the real server for an app with the body timeout shortened."""
 
     def start(app: FastAPI, body_timeout_s: float = TIMEOUT_S) -> ApiServer:
-        server = ApiServer(app, "127.0.0.1", 0, body_timeout_s=body_timeout_s)
-        server.start()
-        servers.append(server)
-        return server
+        return live_server(app, body_timeout_s=body_timeout_s)
 
-    yield start
-    for server in servers:
-        server.stop()
+    return start
 
 
-def open_socket(server: ApiServer) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", server.port), timeout=GRACE_S)
-
-
-def request_head(method: str, path: str, content_type: str, length: int) -> bytes:
+def request_head(
+    method: str, path: str, content_type: str, length: int, origin: str | None = None
+) -> bytes:
+    sent_from = f"Origin: {origin}\r\n" if origin else ""
     return (
-        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{sent_from}"
         f"Content-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n"
     ).encode()
 
@@ -161,6 +173,74 @@ def test_a_json_body_that_stops_mid_way_gets_408_and_nothing_is_stored(
     assert "127.0.0.1" not in ours[0].getMessage()
     assert not [r for r in caplog.records if "Adalind" in r.getMessage()]
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+#: The one origin the app of the CORS tests allows.
+FRONTEND = "http://clinic.lan:8080"
+
+
+@pytest.fixture
+def frontend_services(tmp_path: Path) -> Iterator[Application]:
+    """Services whose settings allow one browser origin, :data:`FRONTEND`."""
+    application = build_application(make_settings(tmp_path, cors_origins=[FRONTEND]))
+    yield application
+    application.close()
+
+
+def test_a_408_to_a_page_on_an_allowed_origin_carries_the_apps_cors_headers(
+    frontend_services: Application, serve: Serve
+) -> None:
+    """A browser frontend reads the 408 (its status and message) as it reads the app's
+    other answers, instead of an opaque network error."""
+    server = serve(create_app(frontend_services))
+    body = json.dumps({"name": NAME}).encode()
+    head = request_head("POST", "/api/patients", "application/json", len(body), FRONTEND)
+
+    received, _ = stall_mid_body(server, head, body[:10])
+    with httpx.Client(base_url=server.url) as http:
+        answered = http.get("/api/patients", headers={"Origin": FRONTEND})
+
+    assert_408_json(received)
+    expected = {k: v for k, v in answered.headers.items() if k.startswith("access-control-")}
+    assert expected["access-control-allow-origin"] == FRONTEND
+    fields = header_fields(received.partition(b"\r\n\r\n")[0])
+    assert {name: fields.get(name) for name in expected} == expected
+    assert "Origin" in fields["vary"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"allow_origins": [FRONTEND], "allow_credentials": True, "expose_headers": ["ETag"]},
+        {"allow_origins": ["*"], "allow_credentials": True},
+        {"allow_origins": ["*"]},
+        {"allow_origin_regex": r"http://.*\.lan:8080"},
+    ],
+)
+@pytest.mark.parametrize("origin", [FRONTEND, "http://evil.example"])
+def test_the_cors_headers_the_server_writes_are_the_middlewares(
+    options: dict[str, Any], origin: str
+) -> None:
+    """Those of an allowed origin, as Starlette's CORS middleware adds them to an answer
+    (none for another origin, which the 408 is not meant to let read)."""
+    app = Starlette(
+        routes=[Route("/", lambda _request: PlainTextResponse("ok"))],
+        middleware=[Middleware(CORSMiddleware, **options)],
+    )
+    with TestClient(app) as client:
+        answered = client.get("/", headers={"Origin": origin}).headers
+
+    cors = app_cors(app)
+    assert cors is not None
+    ours = {name.decode(): value.decode() for name, value in cors_headers(cors, origin)}
+    if "access-control-allow-origin" in answered:
+        assert ours == {
+            name: value
+            for name, value in answered.items()
+            if name.startswith("access-control-") or name == "vary"
+        }
+    else:
+        assert ours == {}
 
 
 def test_a_scan_upload_that_stops_mid_way_leaves_no_scan_and_no_file(
@@ -338,3 +418,13 @@ def test_a_websocket_left_idle_past_the_limit_stays_open(
         time.sleep(TIMEOUT_S * 2)
         ws.send("ping")
         assert json.loads(ws.recv(timeout=GRACE_S))["event"] == "pong"
+
+
+def test_the_document_says_a_body_that_stops_arriving_gets_the_408(client: TestClient) -> None:
+    """The OpenAPI document lists the 408 on every route: for the body's limit too, not
+    only the head's."""
+    document = client.get("/openapi.json").json()
+
+    meaning = document["paths"]["/api/patients"]["post"]["responses"]["408"]["description"]
+    assert f"{HEAD_TIMEOUT_S:g} s" in meaning
+    assert f"body stopped arriving for {BODY_TIMEOUT_S:g} s" in meaning

@@ -1,6 +1,6 @@
 """The real server closes connections that do not deliver a request's head in time
-(slowloris), and leaves bodies, responses and WebSockets alone; it refuses connections
-beyond its cap."""
+(slowloris), and leaves bodies, responses and WebSockets alone; it answers connections
+beyond its cap with a 503 and closes them."""
 
 from __future__ import annotations
 
@@ -18,13 +18,25 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 from PIL import Image
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from ophthai_desktop.api import create_app
-from ophthai_desktop.api.http_protocol import MAX_CONNECTIONS, connection_cap
+from ophthai_desktop.api import create_app, http_protocol
+from ophthai_desktop.api.http_protocol import (
+    MAX_CONNECTIONS,
+    REFUSAL_LINGER_S,
+    REFUSAL_RETRY_AFTER_S,
+    connection_cap,
+)
 from ophthai_desktop.api.server import ApiServer
 from ophthai_desktop.bootstrap import Application
-from tests.support.raw_http import read_response, read_until_closed
+from tests.support.raw_http import (
+    StartServer,
+    header_fields,
+    open_socket,
+    read_response,
+    read_until_closed,
+)
 
 #: The shortened limit for the tests that wait for it to pass.
 TIMEOUT_S = 0.5
@@ -37,30 +49,17 @@ Serve = Callable[..., ApiServer]
 
 
 @pytest.fixture
-def serve(sqlite_services: Application) -> Iterator[Serve]:
-    """Starts the real server with a given head timeout (and connection cap); stops it
-    after the test."""
-    servers: list[ApiServer] = []
+def serve(live_server: StartServer, sqlite_services: Application) -> Serve:
+    """Starts the real server with a given head timeout (and connection cap)."""
 
     def start(head_timeout_s: float, max_connections: int | None = None) -> ApiServer:
-        server = ApiServer(
+        return live_server(
             create_app(sqlite_services),
-            "127.0.0.1",
-            0,
             head_timeout_s=head_timeout_s,
             max_connections=max_connections,
         )
-        server.start()
-        servers.append(server)
-        return server
 
-    yield start
-    for server in servers:
-        server.stop()
-
-
-def open_socket(server: ApiServer) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", server.port), timeout=GRACE_S)
+    return start
 
 
 def trickle_until_closed(sock: socket.socket, data: bytes, gap_s: float) -> bytes:
@@ -136,6 +135,31 @@ def test_the_408_is_the_usual_error_body_and_the_document_lists_it(serve: Serve)
             assert operation["responses"]["408"]["content"]["application/json"]["schema"] == {
                 "$ref": "#/components/schemas/ErrorPublic"
             }, path
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"), [("http://localhost:5173", True), ("http://evil.example", False)]
+)
+def test_a_408_carries_the_cors_headers_of_an_allowed_origin_that_arrived(
+    serve: Serve, origin: str, allowed: bool
+) -> None:
+    """The head stalls after its ``Origin`` line: a page on an origin the app allows
+    (``OPHTHAI_CORS_ORIGINS``) reads the 408; another origin is not let in by it."""
+    server = serve(TIMEOUT_S)
+    with open_socket(server) as sock:
+        sock.sendall(
+            f"GET /api/patients HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: {origin}\r\nX-Sl".encode()
+        )
+        received = read_until_closed(sock, TIMEOUT_S + GRACE_S)
+
+    head = received.partition(b"\r\n\r\n")[0]
+    assert head.startswith(b"HTTP/1.1 408 "), received
+    cors = {k: v for k, v in header_fields(head).items() if k.startswith("access-control-")}
+    if allowed:
+        assert cors["access-control-allow-origin"] == origin
+        assert cors["access-control-allow-credentials"] == "true"
+    else:
+        assert cors == {}
 
 
 def test_a_partial_second_head_on_a_kept_alive_connection_is_closed(serve: Serve) -> None:
@@ -252,9 +276,11 @@ def test_a_body_still_arriving_after_an_early_answer_is_not_cut_off(serve: Serve
     assert head.startswith(b"HTTP/1.1 200 "), head
 
 
-def test_connections_beyond_the_cap_are_refused_and_open_ones_go_on(
+def test_connections_beyond_the_cap_get_503_and_open_ones_go_on(
     serve: Serve, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A client beyond the cap reads why it was refused (a 503 in the API's error shape,
+    with Retry-After) rather than a reset it cannot tell from a crash."""
     cap = 3
     server = serve(30.0, max_connections=cap)
     url = server.url.replace("http://", "ws://") + "/api/notifications/ws"
@@ -264,13 +290,32 @@ def test_connections_beyond_the_cap_are_refused_and_open_ones_go_on(
             assert json.loads(ws.recv(timeout=GRACE_S))["event"] == "connected"
 
         with caplog.at_level(logging.DEBUG):
-            for _ in range(2):
-                with open_socket(server) as sock:
-                    opened = time.monotonic()
-                    assert read_until_closed(sock, GRACE_S) == b""
-                    assert time.monotonic() - opened < GRACE_S / 2  # at once, not timed out
+            with httpx.Client(base_url=server.url, timeout=GRACE_S) as http:
+                refused = http.get("/api/patients")
+            with open_socket(server) as sock:
+                opened = time.monotonic()
+                sock.sendall(HEALTH)
+                received = read_until_closed(sock, GRACE_S)
+                assert time.monotonic() - opened < GRACE_S / 2  # at once, not timed out
+            with open_socket(server) as sock:  # nothing asked: nothing answered
+                assert read_until_closed(sock, REFUSAL_LINGER_S + GRACE_S) == b""
+            with pytest.raises(InvalidStatus) as handshake:
+                connect(url, open_timeout=GRACE_S)
         refusals = [r for r in caplog.records if r.name == "ophthai_desktop.api.http_protocol"]
-        assert [r.levelno for r in refusals] == [logging.WARNING, logging.DEBUG]
+        assert [r.levelno for r in refusals] == [logging.WARNING] + [logging.DEBUG] * 3
+        assert not [r for r in refusals if "127.0.0.1" in r.getMessage()]
+
+        assert refused.status_code == 503
+        error = refused.json()
+        assert error["message"] == error["detail"]
+        assert "too many connections" in error["message"]
+        assert refused.headers["retry-after"] == str(REFUSAL_RETRY_AFTER_S)
+        assert refused.headers["connection"] == "close"
+        head, _, body = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), received
+        assert b"\r\ncontent-type: application/json\r\n" in head
+        assert json.loads(body) == error
+        assert handshake.value.response.status_code == 503
 
         for ws in sockets:
             ws.send("ping")
@@ -278,15 +323,60 @@ def test_connections_beyond_the_cap_are_refused_and_open_ones_go_on(
         sockets.pop().close()
         # A freed place is taken again (once the server has seen the close).
         deadline = time.monotonic() + GRACE_S
-        while True:
-            try:
-                with httpx.Client(base_url=server.url) as http:
-                    assert http.get("/health").status_code == 200
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
+        with httpx.Client(base_url=server.url) as http:
+            while (status := http.get("/health").status_code) == 503:
+                assert time.monotonic() < deadline, "the freed place was not taken again"
                 time.sleep(0.05)
+        assert status == 200
+
+
+def test_a_refused_client_that_sends_its_upload_first_still_reads_the_503(
+    serve: Serve,
+) -> None:
+    """The client sends its whole request before it reads: closed with that request
+    unread, the socket would reset the connection and the 503 could be lost."""
+    server = serve(30.0, max_connections=1)
+    body = b"x" * 256 * 1024
+    with open_socket(server) as held, open_socket(server) as sock:
+        held.sendall(HEALTH)  # the one place, kept alive
+        assert read_response(held)[0].startswith(b"HTTP/1.1 200 ")
+        sock.sendall(
+            b"POST /api/patients HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        time.sleep(0.1)  # the answer has come, unread
+        sock.sendall(body)
+        received = read_until_closed(sock, GRACE_S)
+
+    assert received.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), received
+
+
+def test_refused_connections_wait_for_their_request_only_a_few_at_a_time(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood beyond the cap must not hold the descriptors the cap keeps for the rest
+    of the app: past the few refused connections kept to be answered, one is closed at
+    once, and a place among those is free again once one of them has gone."""
+    monkeypatch.setattr(http_protocol, "REFUSALS_LINGERING_AT_ONCE", 1)
+    server = serve(30.0, max_connections=1)
+    with open_socket(server) as held:
+        held.sendall(HEALTH)  # the one place, kept alive
+        assert read_response(held)[0].startswith(b"HTTP/1.1 200 ")
+        with open_socket(server) as waiting, open_socket(server) as flood:
+            opened = time.monotonic()
+            assert read_until_closed(flood, GRACE_S) == b""
+            assert time.monotonic() - opened < REFUSAL_LINGER_S / 2
+            waiting.sendall(HEALTH)
+            assert read_until_closed(waiting, GRACE_S).startswith(b"HTTP/1.1 503 ")
+        deadline = time.monotonic() + GRACE_S
+        while True:  # once the server has seen the waiting one go
+            with open_socket(server) as later:
+                with contextlib.suppress(OSError):
+                    later.sendall(HEALTH)
+                if read_until_closed(later, GRACE_S).startswith(b"HTTP/1.1 503 "):
+                    break
+            assert time.monotonic() < deadline, "no refused connection is answered again"
+            time.sleep(0.05)
 
 
 def test_the_cap_leaves_half_the_file_descriptors_to_the_rest_of_the_app() -> None:

@@ -231,6 +231,39 @@ def test_a_head_of_a_rendition_gives_its_headers(client: TestClient) -> None:
     assert head.headers["content-type"] == "image/png"
 
 
+def test_a_head_of_a_rendition_is_its_gets_answer_and_the_get_after_it_renders_nothing(
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A HEAD makes the rendition, as only then are its status and Content-Length known:
+    a PNG cut short opens (its header is whole) and fails only when decoded. The
+    rendition is kept, so the GET that follows a HEAD costs nothing more."""
+    renders: list[object] = []
+    real_render = api_renditions.render
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        renders.append(args)
+        return real_render(*args, **kwargs)
+
+    monkeypatch.setattr(api_renditions, "render", counted)
+    noise = Image.frombytes("L", (120, 90), bytes(range(256)) * 42 + bytes(48))
+    png = io.BytesIO()
+    noise.save(png, "PNG")
+    scan = upload(client, png.getvalue(), "scan.png")
+
+    head = client.head(scan["imageUrl"], params={"max_side": 50})
+    got = client.get(scan["imageUrl"], params={"max_side": 50})
+
+    assert len(renders) == 1
+    assert head.headers["content-length"] == str(len(got.content))
+    path = stored_path(settings, scan)
+    path.chmod(0o600)
+    path.write_bytes(png.getvalue()[: len(png.getvalue()) // 2])
+    with Image.open(path) as opened:
+        assert opened.size == (120, 90)  # a check of the header alone would answer 200
+    for answer in (client.head, client.get):
+        assert answer(scan["imageUrl"], params={"max_side": 40}).status_code == 422
+
+
 def test_a_file_missing_from_the_store_is_the_originals_404(
     client: TestClient, settings: Settings
 ) -> None:

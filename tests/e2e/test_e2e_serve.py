@@ -23,6 +23,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from ophthai_desktop import __version__
+from ophthai_desktop.__main__ import listening_line
+from ophthai_desktop.core import addresses
+from ophthai_desktop.core.addresses import lan_address
 from tests.conftest import png_bytes
 
 pytestmark = pytest.mark.e2e
@@ -313,6 +316,42 @@ def test_serving_beyond_loopback_without_a_token_is_refused(tmp_path: Path, wher
     assert "OPHTHAI_API_TOKEN" in result.stderr
     assert "listening on" not in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_serving_on_every_interface_prints_urls_a_person_can_open(tmp_path: Path) -> None:
+    """``--host 0.0.0.0`` listens on every interface, but ``http://0.0.0.0:PORT`` is not an
+    address to open: the line names the network address (as the window's status bar
+    does) and this computer's."""
+    port = free_port()
+    args = ["--data-dir", str(tmp_path / "data"), "serve", "--host", "0.0.0.0", "--port", str(port)]
+    running = start(tmp_path, args, clean_env() | {"OPHTHAI_API_TOKEN": "t" * 24})
+    try:
+        line = next(line for line in running.stdout if "listening on" in line)
+        with httpx.Client(timeout=10) as http:
+            assert http.get(f"{running.url}/health").status_code == 200
+            assert http.get(f"http://127.0.0.1:{port}/docs").status_code == 200
+    finally:
+        running.stop()
+
+    assert "0.0.0.0" not in line
+    assert running.url == f"http://{lan_address()}:{port}"
+    assert f"http://127.0.0.1:{port}/docs" in line
+
+
+def test_the_listening_line_names_the_network_and_the_local_address(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(addresses, "lan_address", lambda: "192.168.1.20")
+
+    line = listening_line("http://0.0.0.0:8000")
+
+    # Scripts read the first word after "listening on": the address others use.
+    assert line.split("listening on ", 1)[1].split()[0] == "http://192.168.1.20:8000"
+    assert "0.0.0.0" not in line
+    assert "http://127.0.0.1:8000/docs" in line
+    assert listening_line("http://127.0.0.1:8000") == (
+        "OphthAI API listening on http://127.0.0.1:8000 (docs: http://127.0.0.1:8000/docs)"
+    )
 
 
 def test_every_origin_without_a_token_is_refused(tmp_path: Path) -> None:

@@ -15,12 +15,12 @@ import socket
 import threading
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 from PySide6.QtCore import QObject, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtNetwork import QAbstractSocket, QNetworkInterface
 
+from ophthai_desktop.core.addresses import ANY_HOSTS, LAN_HOST, local_url, shown_url
 from ophthai_desktop.core.errors import InvalidInput, OphthaiError
 from ophthai_desktop.core.settings import Settings, check_api_binding, is_loopback_host
 from ophthai_desktop.ui.context import ApiState, GuiContext
@@ -30,10 +30,6 @@ from ophthai_desktop.ui.views.server_dialog import ServerDialog
 
 log = logging.getLogger(__name__)
 
-#: The address the server listens on for clinic-network access: every interface.
-LAN_HOST = "0.0.0.0"
-#: Listening here means every interface, as :data:`LAN_HOST` does (IPv6).
-ANY_HOSTS = frozenset({LAN_HOST, "::"})
 #: Bytes of randomness in a generated token (32 characters).
 TOKEN_BYTES = 24
 #: How long a host name typed in the dialog may take to look up before it is refused.
@@ -66,16 +62,6 @@ class ServerControl:
 
     start: Callable[[ServerOptions], str]
     stop: Callable[[], None]
-
-
-def lan_address() -> str:
-    """This computer's address on the network (no packet is sent), else loopback."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("10.254.254.254", 1))
-            return str(probe.getsockname()[0])
-        except OSError:
-            return "127.0.0.1"
 
 
 def own_addresses() -> list[tuple[str, str]]:
@@ -242,23 +228,6 @@ def listen_host(text: str, own: Collection[str]) -> str:
             field="api_host",
         )
     return host
-
-
-def _with_host(url: str, host: str) -> str:
-    parts = urlsplit(url)
-    port = f":{parts.port}" if parts.port else ""
-    netloc = f"[{host}]" if ":" in host else host
-    return urlunsplit((parts.scheme, f"{netloc}{port}", parts.path, "", ""))
-
-
-def shown_url(url: str) -> str:
-    """The address others use: a server on every interface shows the network address."""
-    return _with_host(url, lan_address()) if urlsplit(url).hostname in ANY_HOSTS else url
-
-
-def local_url(url: str) -> str:
-    """The address this computer's browser uses."""
-    return _with_host(url, "127.0.0.1") if urlsplit(url).hostname in ANY_HOSTS else url
 
 
 class ServerController(QObject):
