@@ -10,7 +10,6 @@ without them, or where the answer gives two different ones, the answer is an
 from __future__ import annotations
 
 import ast
-import contextlib
 import json
 import math
 import re
@@ -220,8 +219,12 @@ def _settle(answers: list[dict[str, Any]]) -> ParsedAnswer:
     confidences: dict[float, None] = {}
     for answer in answers:
         if answer.get("confidence") is not None:
-            with contextlib.suppress(AnswerParseError):  # no number: disagrees with none
+            try:
                 confidences[_confidence(answer["confidence"])] = None
+            except _AmbiguousConfidence:
+                raise
+            except AnswerParseError:  # no number: disagrees with none
+                pass
     if len(confidences) > 1:
         label = next(iter(labels.values()), "the classification")
         raise AnswerParseError(
@@ -412,7 +415,15 @@ def _validate(data: dict[str, Any]) -> ParsedAnswer:
 
 
 def _confidence(value: Any) -> float:
-    fraction_allowed = False
+    """``value`` as a percentage, 0-100.
+
+    The prompt asks for 0 to 100; a number between 0 and 1 without a percent sign is
+    read as a fraction (0.85 is 85%: 0.85% for the model's own most likely diagnosis is
+    no credible reading), however it is spelt (``0.85``, ``"0.85"``). 1 itself is 1% on
+    the one scale and 100% on the other, and no spelling settles which (an integer is
+    not more likely a percentage than a float): it is an error, not a guess.
+    """
+    percent = False
     if isinstance(value, bool):
         raise AnswerParseError(f"The confidence {value!r} is not a number.")
     if isinstance(value, int | float):
@@ -423,22 +434,31 @@ def _confidence(value: Any) -> float:
             raise AnswerParseError(
                 f"The confidence, a number of {digits} digits, is outside 0-100."
             ) from None
-        fraction_allowed = isinstance(value, float)
     elif isinstance(value, str):
         match = _CONFIDENCE_RE.match(value)
         if not match:
             raise AnswerParseError(f"The confidence {value!r} is not a number.")
         number = float(match.group(1))
-        fraction_allowed = "." in match.group(1) and not match.group(2)
+        percent = bool(match.group(2))
     else:
         raise AnswerParseError(f"The confidence {value!r} is not a number.")
     if not math.isfinite(number):
         raise AnswerParseError(f"The confidence {value!r} is not a number.")
-    if fraction_allowed and 0.0 <= number <= 1.0:
-        number *= 100.0  # given as a probability
+    if not percent and number == 1.0:
+        raise _AmbiguousConfidence(
+            f"The confidence {value!r} is ambiguous: 1% on the 0-100 scale, or 100% as a "
+            "fraction of 1."
+        )
+    if not percent and 0.0 < number < 1.0:
+        number *= 100.0  # given as a fraction
     if not 0.0 <= number <= 100.0:
         raise AnswerParseError(f"The confidence {value!r} is outside 0-100.")
     return round(number, 2)
+
+
+class _AmbiguousConfidence(AnswerParseError):
+    """A confidence that is a number, but on a scale that is not known: unlike one that
+    is no number, it may disagree with the others."""
 
 
 def _findings(value: Any) -> tuple[str, ...]:

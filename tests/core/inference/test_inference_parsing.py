@@ -306,17 +306,64 @@ def test_parse_bare_keys_and_capitalized_keys() -> None:
     [
         ("85%", 85.0),
         ("85", 85.0),
+        (95, 95.0),
+        ("95%", 95.0),
+        ("95 percent", 95.0),
         (0.85, 85.0),
         ("0.85", 85.0),
-        (1.0, 100.0),
-        (1, 1.0),
+        ("0.95", 95.0),
+        (".95", 95.0),
         (72.5, 72.5),
+        (1.5, 1.5),
+        (100, 100.0),
+        ("100%", 100.0),
+        # Nothing: the same whichever scale it is on.
+        (0, 0.0),
+        (0.0, 0.0),
+        ("0", 0.0),
+        ("0.0", 0.0),
+        # With a percent sign the scale is said: a small confidence stays small.
+        ("1%", 1.0),
+        ("1.0%", 1.0),
+        ("0.5%", 0.5),
     ],
 )
 def test_confidence_forms(given: object, expected: float) -> None:
+    """A number from 0 to 100 as the prompt asks, or a fraction 0-1 (0.95 is 95%: 0.95%
+    for the model's own most likely diagnosis is no credible reading), however it is
+    spelt: an integer, a float or a string read alike."""
     text = json.dumps({"classification": "AMD", "confidence": given})
 
     assert parse_answer(text).confidence == expected
+
+
+@pytest.mark.parametrize("given", ["1", "1.0", '"1"', '"1.0"', '"1.00"', '" ~1 "'])
+def test_a_confidence_of_one_without_a_percent_sign_is_ambiguous(given: str) -> None:
+    """1 is 1% on the prompt's 0-100 scale and 100% as a fraction: a hundredfold
+    difference no spelling settles (an integer 1 was read as 1% and a float 1.0 as
+    100%). Nothing is shown for it: the clinician reads the model's answer."""
+    with pytest.raises(AnswerParseError) as raised:
+        parse_answer('{"classification": "AMD", "confidence": ' + given + "}")
+
+    assert "ambiguous" in raised.value.message
+    assert "1% on the 0-100 scale, or 100% as a fraction" in raised.value.message
+
+
+def test_an_ambiguous_confidence_before_the_answer_is_no_agreement() -> None:
+    """An echo giving 1 may be 1% against the answer's 100: whether they agree is not
+    known, so neither is taken."""
+    text = (
+        '{"classification": "AMD", "confidence": 1}\n'
+        'Final: {"classification": "AMD", "confidence": 100}'
+    )
+    with pytest.raises(AnswerParseError, match="ambiguous"):
+        parse_answer(text)
+
+
+def test_a_result_sent_back_with_a_confidence_of_one_is_refused() -> None:
+    with pytest.raises(AnswerParseError, match="ambiguous"):
+        validate_result({"classification": "AMD", "confidence": 1})
+    assert validate_result({"classification": "AMD", "confidence": "1%"}).confidence == 1.0
 
 
 @pytest.mark.parametrize("given", ['"high"', "150", "-5", "true", '"70-80%"', "null"])
