@@ -142,40 +142,106 @@ def is_ungradable(classification: str) -> bool:
 def split_output(text: str) -> tuple[str, str]:
     """Split generated text into ``(reasoning, answer)``, both stripped.
 
-    ``<think>...</think>`` is the reasoning and what follows the last ``</think>`` the
-    answer. A ``</think>`` without an opening tag (the template pre-filled ``<think>``)
-    makes everything before it reasoning. An unclosed ``<think>`` (cancelled or cut off
-    by the token cap) is all reasoning and no answer. Without tags it is all answer.
+    ``<think>...</think>`` is the reasoning and what follows ``</think>`` the answer. A
+    ``</think>`` without an opening tag (the template pre-filled ``<think>``) makes
+    everything before it reasoning. An unclosed ``<think>`` (cancelled or cut off by the
+    token cap) is all reasoning and no answer. Without tags it is all answer.
+
+    Where the model wrote outside its reasoning and then ``<think>`` or ``</think>``
+    again (an answer, then more thinking and another answer; a stray ``</think>``; the
+    thinking budget's ``</think>``, then the model's own), the answer is everything from
+    the first text it wrote outside its reasoning to the end, tags included, so that no
+    part of it is filed away as reasoning: :func:`parse_answer` reads where in it the
+    result lies. The reasoning is then every ``<think>`` part.
     """
-    close = text.rfind(THINK_CLOSE)
-    if close >= 0:
-        reasoning = text[:close].replace(THINK_OPEN, "").replace(THINK_CLOSE, "")
-        return reasoning.strip(), text[close + len(THINK_CLOSE) :].strip()
-    opening = text.find(THINK_OPEN)
-    if opening >= 0:
-        return text[opening + len(THINK_OPEN) :].strip(), ""
-    return "", text.strip()
+    pieces = _phases(text, reasoning_first=_first_tag(text) == THINK_CLOSE)
+    answers = [(start, end) for phase, start, end in pieces if phase == "answer"]
+    spoken = [(start, end) for start, end in answers if text[start:end].strip()]
+    reasoning = "\n\n".join(
+        part
+        for phase, start, end in pieces
+        if phase == "reasoning" and (part := text[start:end].strip())
+    )
+    if not spoken:
+        return reasoning, ""
+    if len(spoken) == 1 and spoken[0] == answers[-1] and pieces[-1][0] == "answer":
+        return reasoning, text[spoken[0][0] : spoken[0][1]].strip()  # the usual shape
+    return reasoning, text[spoken[0][0] :].strip()
+
+
+def _first_tag(text: str) -> str | None:
+    found = [(i, tag) for tag in (THINK_OPEN, THINK_CLOSE) if (i := text.find(tag)) >= 0]
+    return min(found)[1] if found else None
+
+
+def _phases(text: str, *, reasoning_first: bool) -> list[tuple[str, int, int]]:
+    """``(phase, start, end)`` of the spans of ``text`` between think tags, in order:
+    ``"reasoning"`` after ``<think>`` (or from the start, with ``reasoning_first``),
+    ``"answer"`` after ``</think>`` (or from the start)."""
+    pieces: list[tuple[str, int, int]] = []
+    phase = "reasoning" if reasoning_first else "answer"
+    position = 0
+    while True:
+        found = [
+            (i, tag) for tag in (THINK_OPEN, THINK_CLOSE) if (i := text.find(tag, position)) >= 0
+        ]
+        if not found:
+            pieces.append((phase, position, len(text)))
+            return pieces
+        index, tag = min(found)
+        pieces.append((phase, position, index))
+        phase = "reasoning" if tag == THINK_OPEN else "answer"
+        position = index + len(tag)
 
 
 def parse_answer(answer_text: str) -> ParsedAnswer:
     """Find, repair and validate the JSON object in ``answer_text``.
 
+    An answer that holds think tags (see :func:`split_output`) is read in the parts
+    outside ``<think>...</think>``; a result in an earlier part is one of the answer's
+    objects, as an echo is, and must agree with the rest, and the last part must give a
+    result: after one, more thinking and none leaves the answer unknown.
+
     Raises:
         AnswerParseError: No JSON object, or one without a usable classification or
             confidence, or with fields of the wrong type, or objects (or a key given
-            twice) that disagree on the classification or the confidence.
+            twice) that disagree on the classification or the confidence; or a result
+            the model went on thinking after without giving another.
     """
     if not answer_text.strip():
         raise AnswerParseError("The model gave no answer after its reasoning.")
-    objects, unread = _json_objects(answer_text)
+    pieces = _phases(answer_text, reasoning_first=False)
+    parts = [
+        _json_objects(answer_text[start:end]) for phase, start, end in pieces if phase == "answer"
+    ]
+    if pieces[-1][0] == "reasoning":  # it ends thinking: nothing after the last tag
+        parts.append(([], ""))
+    giving = [
+        index
+        for index, (objects, unread) in enumerate(parts)
+        if _answers(objects) or _RESULT_KEY_RE.search(unread)
+    ]
+    if giving and giving[-1] != len(parts) - 1:
+        raise AnswerParseError(
+            "After a result the model wrote <think> or </think> again, and no result "
+            "followed: whether that result is its answer or a draft in its reasoning is "
+            "not known. Read the model's answer."
+        )
+    if any(_RESULT_KEY_RE.search(unread) for _, unread in parts[:-1]):
+        raise AnswerParseError(
+            "Before it thought again the model wrote a classification or confidence that "
+            "cannot be read (cut off, or not JSON), and a result after: whether the two "
+            "agree is not known. Read the model's answer."
+        )
+    objects = [obj for part_objects, _ in parts for obj in part_objects]
     if not objects:
         raise AnswerParseError("The answer contains no complete JSON object.")
     # The answer is the last object that gives a classification or a confidence (an
     # example the model echoes comes first), where those before it agree with it. Only
     # where none gives either, the one with most of the result's keys is validated, to
     # say what is missing.
-    answers = [obj for obj in objects if any(key in obj for key in REQUIRED_FIELDS)]
-    if answers and _RESULT_KEY_RE.search(unread):
+    answers = _answers(objects)
+    if answers and _RESULT_KEY_RE.search(parts[-1][1]):
         raise AnswerParseError(
             "After its answer the model wrote another with a classification or confidence "
             "that cannot be read (cut off, or not JSON): whether the two agree is not "
@@ -185,6 +251,11 @@ def parse_answer(answer_text: str) -> ParsedAnswer:
         return _settle(answers)
     objects.sort(key=lambda obj: -sum(key in obj for key in REQUIRED_FIELDS + OPTIONAL_FIELDS))
     return _validate(objects[0])
+
+
+def _answers(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The objects that give a classification or a confidence."""
+    return [obj for obj in objects if any(key in obj for key in REQUIRED_FIELDS)]
 
 
 def validate_result(data: Mapping[str, Any]) -> ParsedAnswer:

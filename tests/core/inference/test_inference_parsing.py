@@ -42,6 +42,97 @@ def test_split_unclosed_think_has_no_answer() -> None:
     assert split_output("<think>Looking at the layers and") == ("Looking at the layers and", "")
 
 
+DRUSEN = '{"classification": "Drusen", "confidence": 70, "findings": ["Soft drusen"]}'
+NORMAL = '{"classification": "Normal", "confidence": 90, "findings": []}'
+
+
+def _read(output: str) -> object:
+    """What the stored answer of ``output`` reads as: the result, or the parse error."""
+    try:
+        return parse_answer(split_output(output)[1])
+    except AnswerParseError as error:
+        return error.message
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        f"<think>Drusen.</think>{DRUSEN}<think>On reflection it is normal.</think>{NORMAL}",
+        f"<think>Drusen.</think>{DRUSEN}</think>{NORMAL}",
+        f"Drusen.</think>{DRUSEN}\n</think>\n{NORMAL}",  # the template opened <think>
+        f"{DRUSEN}<think>Or is it normal?</think>{NORMAL}",
+    ],
+    ids=["thinks-again", "closes-twice", "prefilled-closes-twice", "answers-first"],
+)
+def test_an_answer_before_the_model_thinks_again_is_not_dropped(output: str) -> None:
+    """Only the text after the last </think> was read, the rest filed as reasoning: a
+    "Drusen" answer followed by more thinking and "Normal" was stored as Normal (no
+    alarm). Both are read; as two answers in one, they must agree."""
+    reasoning, answer = split_output(output)
+
+    assert DRUSEN in answer and NORMAL in answer  # the raw answer the clinician reads
+    assert DRUSEN not in reasoning
+    assert _read(output) == (
+        "The answer gives two different classifications: Drusen and Normal. "
+        "Read the model's answer."
+    )
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        f"<think>Drusen.</think>{DRUSEN}\n</think>",
+        f"<think>Drusen.</think>{DRUSEN}\n<think>Let me look at the RPE again",
+        f"<think>Drusen.</think>{DRUSEN}<think>Fine.</think>That is my answer.",
+    ],
+    ids=["stray-close", "thinks-again-cut-off", "prose-after"],
+)
+def test_a_result_the_model_went_on_thinking_after_is_no_answer(output: str) -> None:
+    """The model wrote a result, then </think> or <think> again, and no result after:
+    whether the result is its answer or a draft in its reasoning is not known."""
+    _, answer = split_output(output)
+
+    assert DRUSEN in answer
+    message = _read(output)
+    assert isinstance(message, str)
+    assert message.startswith("After a result the model wrote <think> or </think> again")
+    assert message.endswith("Read the model's answer.")
+
+
+def test_an_answer_repeated_after_thinking_again_is_read() -> None:
+    output = f"<think>Drusen.</think>{DRUSEN}<think>Checking the RPE.</think>\n{DRUSEN}"
+
+    reasoning, _ = split_output(output)
+
+    assert reasoning == "Drusen.\n\nChecking the RPE."
+    assert _read(output) == parse_answer(DRUSEN)
+
+
+def test_reasoning_continued_after_the_budget_closed_it_leaves_the_answer() -> None:
+    """The thinking budget forces </think>; the model may go on reasoning and close it
+    again itself before it answers: the answer after that is read."""
+    output = f"<think>Drusen at the macula</think> and the RPE is intact.</think>\n{DRUSEN}"
+
+    assert _read(output) == parse_answer(DRUSEN)
+
+
+def test_json_inside_a_later_think_block_is_not_read() -> None:
+    output = (
+        f'<think>Drusen.</think>{DRUSEN}<think>Not {{"classification": "Normal", '
+        f'"confidence": 50}}: the drusen are soft.</think>{DRUSEN}'
+    )
+
+    assert _read(output) == parse_answer(DRUSEN)
+
+
+def test_a_result_cut_off_before_the_model_thinks_again_is_a_parse_failure() -> None:
+    output = f'<think>A.</think>{{"classification": "Drusen", "conf</think>{NORMAL}'
+
+    message = _read(output)
+
+    assert isinstance(message, str) and "cannot be read" in message
+
+
 def test_parse_plain_json() -> None:
     parsed = parse_answer(ANSWER)
 
