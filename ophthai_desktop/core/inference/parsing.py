@@ -77,13 +77,27 @@ _IMAGE_PROBLEM_RE = re.compile(
 )
 _CONFIDENCE_RE = re.compile(r"^\s*~?\s*(\d+(?:\.\d+)?|\.\d+)\s*(%|percent)?\s*$", re.IGNORECASE)
 _RESULT_KEY_RE = re.compile("|".join(REQUIRED_FIELDS), re.IGNORECASE)
+#: A classification written whole in text that is not JSON (cut off after it).
+_UNREAD_CLASSIFICATION_RE = re.compile(
+    r"""\bclassification\b["']?\s*:\s*(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE
+)
 #: A classification names something: "..." or "?" is a placeholder, not a diagnosis.
 _WORD_RE = re.compile(r"\w")
 _FENCE_RE = re.compile(r"```[ \t]*(?:json|JSON|javascript|js)?[ \t]*\n?(.*?)(?:```|$)", re.DOTALL)
 
 
 class AnswerParseError(InvalidInput):
-    """The answer holds no valid result; ``message`` says why."""
+    """The answer holds no valid result; ``message`` says why.
+
+    Attributes:
+        classifications: What the answer gave as its classification, each once, in
+            order (:func:`parse_answer` sets them): an unreadable answer that names an
+            abnormal diagnosis still raises the alarm.
+    """
+
+    def __init__(self, message: str, *, classifications: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.classifications = classifications
 
 
 @dataclass(frozen=True)
@@ -110,7 +124,7 @@ class ParsedAnswer:
     def is_abnormal(self) -> bool:
         """True unless the classification says normal / no abnormality, or that the
         image could not be graded (:attr:`is_ungradable`)."""
-        return not (says_normal(self.classification) or self.is_ungradable)
+        return names_a_finding(self.classification)
 
     @property
     def is_ungradable(self) -> bool:
@@ -137,6 +151,12 @@ def is_ungradable(classification: str) -> bool:
         return False
     reason = match.group("reason")
     return reason is None or bool(_IMAGE_PROBLEM_RE.search(reason))
+
+
+def names_a_finding(classification: str) -> bool:
+    """Whether ``classification`` is an abnormal finding: it says neither normal nor
+    that the image could not be graded."""
+    return not (says_normal(classification) or is_ungradable(classification))
 
 
 def split_output(text: str) -> tuple[str, str]:
@@ -216,6 +236,16 @@ def parse_answer(answer_text: str) -> ParsedAnswer:
     ]
     if pieces[-1][0] == "reasoning":  # it ends thinking: nothing after the last tag
         parts.append(([], ""))
+    try:
+        return _read_parts(parts)
+    except AnswerParseError as exc:
+        exc.classifications = _named(parts)
+        raise
+
+
+def _read_parts(parts: list[tuple[list[dict[str, Any]], str]]) -> ParsedAnswer:
+    """The result of an answer's parts outside its think tags (see :func:`parse_answer`):
+    each part's objects and the text of one that cannot be read."""
     giving = [
         index
         for index, (objects, unread) in enumerate(parts)
@@ -251,6 +281,20 @@ def parse_answer(answer_text: str) -> ParsedAnswer:
         return _settle(answers)
     objects.sort(key=lambda obj: -sum(key in obj for key in REQUIRED_FIELDS + OPTIONAL_FIELDS))
     return _validate(objects[0])
+
+
+def _named(parts: list[tuple[list[dict[str, Any]], str]]) -> tuple[str, ...]:
+    """The classifications the parts give, each once (as :func:`_label_key` tells them
+    apart), in order: those of the objects read, then any written whole in the text of
+    one that cannot be read (an answer cut off at the token cap after its classification)."""
+    named: dict[str, str] = {}
+    for objects, unread in parts:
+        labels = [label for obj in objects for label in _labels(obj.get("classification"))]
+        for match in _UNREAD_CLASSIFICATION_RE.finditer(unread):
+            labels.extend(_labels(match.group(1) if match.group(1) is not None else match.group(2)))
+        for label in labels:
+            named.setdefault(_label_key(label), label)
+    return tuple(named.values())
 
 
 def _answers(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -133,6 +133,54 @@ def test_a_result_cut_off_before_the_model_thinks_again_is_a_parse_failure() -> 
     assert isinstance(message, str) and "cannot be read" in message
 
 
+@pytest.mark.parametrize(
+    ("answer", "named"),
+    [
+        (  # two diagnoses
+            '{"classification": "DME", "confidence": 80} {"classification": "Normal", '
+            '"confidence": 80} {"classification": "dme.", "confidence": 80}',
+            ("DME", "Normal"),
+        ),
+        (  # one diagnosis, two confidences
+            ANSWER + ' {"classification": "Diabetic Macular Edema", "confidence": 40}',
+            ("Diabetic Macular Edema",),
+        ),
+        ('{"classification": "AMD", "confidence": 1}', ("AMD",)),  # ambiguous confidence
+        ('{"classification": "AMD", "confidence": "high"}', ("AMD",)),
+        ('{"classification": "AMD"}', ("AMD",)),  # no confidence
+        (  # cut off at the token cap: the classification was written whole
+            '{"classification": "Diabetic Macular Edema", "confidence": 8',
+            ("Diabetic Macular Edema",),
+        ),
+        ('{"classification": "Diabetic Mac', ()),  # not whole: no diagnosis
+        ("<think>A.</think>" + ANSWER + "</think>", ("Diabetic Macular Edema",)),
+        ('{"classification": "...", "confidence": 80, "findings": 3}', ()),
+        ("The scan shows drusen.", ()),
+    ],
+    ids=[
+        "conflict",
+        "confidences",
+        "ambiguous",
+        "no-number",
+        "no-confidence",
+        "cut-off",
+        "cut-in-label",
+        "thought-again",
+        "placeholder",
+        "prose",
+    ],
+)
+def test_an_answer_that_cannot_be_read_names_the_classifications_it_gave(
+    answer: str, named: tuple[str, ...]
+) -> None:
+    """For the alarm: an unreadable answer that names an abnormal diagnosis is still to
+    be seen at once (JobService.complete)."""
+    with pytest.raises(AnswerParseError) as raised:
+        parse_answer(split_output(answer)[1])
+
+    assert raised.value.classifications == named
+
+
 def test_parse_plain_json() -> None:
     parsed = parse_answer(ANSWER)
 
