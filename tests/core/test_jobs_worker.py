@@ -198,6 +198,64 @@ def test_unparseable_answer_is_stored_as_such(
     ]
 
 
+CONFLICT = (
+    "The answer gives two different classifications: Diabetic Macular Edema and Normal. "
+    "Read the model's answer."
+)
+
+
+def test_an_unreadable_answer_naming_an_abnormal_diagnosis_raises_the_alarm(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    """ "DME" then "Normal": no result is taken, but one of the answers is a finding. As
+    for a preliminary abnormal result, a critical notification (marked as unreadable,
+    with no confidence), ``abnormal_scan`` and the patient made Critical; it was an
+    info notification, and a patient listed Stable from an earlier normal result stayed
+    so."""
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)
+    app.patients.update_patient(patient_id, {"status": "Stable"}, actor=actor)
+    seen = _events(app)
+    running(ScriptedEngine(None, named=("Diabetic Macular Edema", "Normal"), parse_error=CONFLICT))
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: app.jobs.get_job(job.id).state == "done")
+
+    analysis = app.jobs.outcome(job.id).analysis
+    assert analysis is not None and analysis.result is None  # still nothing made up
+    assert (analysis.parse_status, analysis.parse_error) == ("parse_failed", CONFLICT)
+    patient = app.patients.get_patient(patient_id)
+    assert (patient.status, patient.workflow_step) == ("Critical", 2)
+    notes = app.notifications.list_notifications(patient_id=patient_id).items
+    message = (
+        "Possible abnormal finding for patient Queue Patient: Diabetic Macular Edema - the "
+        "answer could not be read: The answer gives two different classifications: "
+        "Diabetic Macular Edema and Normal. Read the model's answer before validating."
+    )
+    assert [(n.type, n.message) for n in notes] == [("critical", message)]
+    alarms = [e for e in seen if isinstance(e, ev.AbnormalScanDetected)]
+    assert [(a.label, a.confidence, a.probabilities) for a in alarms] == [
+        ("Diabetic Macular Edema", None, {})
+    ]
+    assert alarms[0].notification == notes[0]
+
+
+@pytest.mark.parametrize("named", [(), ("Normal",), ("Ungradable",), ("Normal", "No DR")], ids=str)
+def test_an_unreadable_answer_naming_no_finding_is_an_info_notification(
+    sqlite_services: Application, actor: Actor, running: Any, named: tuple[str, ...]
+) -> None:
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)
+    seen = _events(app)
+    running(ScriptedEngine(None, named=named))
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: app.jobs.get_job(job.id).state == "done")
+
+    assert app.patients.get_patient(patient_id).status == "Pending Analysis"
+    notes = app.notifications.list_notifications(patient_id=patient_id).items
+    assert [n.type for n in notes] == ["info"]
+    assert not [e for e in seen if isinstance(e, ev.AbnormalScanDetected)]
+
+
 def test_failing_job_does_not_kill_the_worker(
     sqlite_services: Application, actor: Actor, running: Any
 ) -> None:

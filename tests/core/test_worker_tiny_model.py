@@ -125,13 +125,25 @@ CONFLICTING_OUTPUT = (
 )
 
 
+#: The model's answer, then more thinking and another answer: only the text after the
+#: last </think> was read, and the first answer was filed away as reasoning.
+THOUGHT_AGAIN_OUTPUT = (
+    "<think>Cystoid spaces in the inner nuclear layer.</think>"
+    '{"classification": "Diabetic Macular Edema", "confidence": 85, "findings": ["cysts"]}'
+    "<think>On reflection the foveal contour is normal.</think>"
+    '{"classification": "Normal", "confidence": 85, "findings": []}'
+)
+
+
+@pytest.mark.parametrize("output", [CONFLICTING_OUTPUT, THOUGHT_AGAIN_OUTPUT])
 def test_an_answer_giving_two_classifications_is_a_parse_failure_naming_both(
-    tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch, output: str
 ) -> None:
     """The model's text, streamed and parsed by the real engine and stored by the worker:
     not filed as Normal (patient marked stable, no alarm) but as a parse failure that
-    names both diagnoses, with the raw answer for the clinician to read."""
-    force_output(monkeypatch, tiny_checkpoint, CONFLICTING_OUTPUT)
+    names both diagnoses, with the raw answer (both of them) for the clinician to read,
+    and the critical alarm for the one that is a finding."""
+    force_output(monkeypatch, tiny_checkpoint, output)
     app = build_application(
         make_settings(tmp_path, model_path=tiny_checkpoint, max_new_tokens=400, device="cpu")
     )
@@ -153,8 +165,16 @@ def test_an_answer_giving_two_classifications_is_a_parse_failure_naming_both(
             "The answer gives two different classifications: Diabetic Macular Edema and "
             "Normal. Read the model's answer."
         )
-        assert analysis.answer_text == CONFLICTING_OUTPUT.split("</think>")[1]
+        assert analysis.answer_text == output.split("</think>", 1)[1]
+        assert analysis.reasoning_text.startswith("Cystoid spaces")
+        # One of them is a finding: the alarm goes off as for a preliminary one.
         stored = app.patients.get_patient(patient.id)
-        assert (stored.status, stored.workflow_step) == ("Pending Analysis", 2)
+        assert (stored.status, stored.workflow_step) == ("Critical", 2)
+        notes = app.notifications.list_notifications(patient_id=patient.id).items
+        assert [n.type for n in notes] == ["critical"]
+        assert notes[0].message.startswith(
+            "Possible abnormal finding for patient Tiny: Diabetic Macular Edema - the answer "
+            "could not be read: The answer gives two different classifications"
+        )
     finally:
         app.close()

@@ -27,6 +27,9 @@ class ScriptedEngine:
     #: When set, :meth:`load` stays in ``loading`` until it is set (a slow model load).
     load_hold: threading.Event | None = None
     seen_sizes: list[tuple[int, int]] = field(default_factory=list)
+    #: Where ``answer`` is None: what the unparsed answer gave as its classification.
+    named: tuple[str, ...] = ()
+    parse_error: str = "no JSON object in the answer"
     loads: int = 0
 
     def status(self) -> EngineStatus:
@@ -83,7 +86,7 @@ class ScriptedEngine:
             reasoning="Looking at the fovea.",
             answer_text='{"classification": "x"}',
             parsed=None if cancelled else self.answer,
-            parse_error=None if self.answer else "no JSON object in the answer",
+            parse_error=None if self.answer else self.parse_error,
             prompt_version="test-v1",
             model_id="scripted",
             model_source="scripted",
@@ -98,6 +101,7 @@ class ScriptedEngine:
             total_s=0.02,
             cancelled=cancelled,
             finish_reason="cancelled" if cancelled else "eos",
+            named_classifications=() if self.answer else self.named,
         )
 
 

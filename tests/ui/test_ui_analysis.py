@@ -14,10 +14,10 @@ from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.errors import StorageError
 from ophthai_desktop.core.inference import ParsedAnswer
-from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.records import Actor, AnalysisRecord
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.ui.session import GuiSession
-from ophthai_desktop.ui.views.analysis import MAX_YEARS_AHEAD, AnalysisView
+from ophthai_desktop.ui.views.analysis import MAX_YEARS_AHEAD, AnalysisView, ResultCard
 from tests.support.images import png_bytes
 from tests.support.scripted_engine import DME, ScriptedEngine
 from tests.ui.conftest import Maker, drop_files, open_patient
@@ -191,6 +191,52 @@ def test_an_ungradable_result_asks_for_the_scan_again(qtbot: QtBot, make_gui: Ma
         "The model could not grade this image: take the scan again or analyse another "
         "image. Preliminary result: please validate."
     )
+
+
+@pytest.mark.parametrize(
+    ("confidence", "shown"), [(87.0, "87%"), (72.5, "72.5%"), (0.5, "0.5%"), (99.6, "99.6%")]
+)
+def test_the_card_shows_the_confidence_as_stored(
+    qtbot: QtBot, confidence: float, shown: str
+) -> None:
+    """The stored confidence, as the API gives it and the notification rounds it: a 0.5%
+    (the model wrote "0.5%") was shown as 0% and a 99.6 as 100%."""
+    card = ResultCard()
+    qtbot.addWidget(card)
+    analysis = AnalysisRecord(
+        id=1,
+        patient_id="pt-1",
+        scan_id=1,
+        job_id=1,
+        image_sha256="ab" * 32,
+        model_id="OctoMed/OctoMed-7B",
+        model_revision=None,
+        prompt_version="octomed-oct-v1",
+        generation_settings={},
+        device="cpu",
+        dtype="float32",
+        quantization="none",
+        reasoning_text="",
+        answer_text="{}",
+        result={"classification": "AMD", "confidence": confidence},
+        parse_status="parsed",
+        parse_error=None,
+        status="preliminary",
+        validated_by=None,
+        validated_at=None,
+        validation_notes=None,
+        queue_wait_s=None,
+        time_to_first_token_s=None,
+        total_s=None,
+        prompt_tokens=None,
+        completion_tokens=None,
+        created_at=datetime.now().astimezone(),
+    )
+
+    card.show_analysis(analysis)
+
+    assert card.confidence.text() == f"{shown} confidence"
+    assert f"\nConfidence: {shown}\n" in card.text()
 
 
 def test_the_appointment_picker_stops_at_a_follow_up_horizon(qtbot: QtBot, gui: GuiSession) -> None:

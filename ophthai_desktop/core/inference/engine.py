@@ -152,6 +152,8 @@ class GenerationResult:
         answer_text: The text after ``</think>``.
         parsed: The validated answer, or None when it did not parse.
         parse_error: Why it did not parse.
+        named_classifications: What an answer that did not parse gave as its
+            classification (:attr:`AnswerParseError.classifications`).
         finish_reason: ``"eos"``, ``"length"`` (token cap) or ``"cancelled"``.
         generation: The settings it ran with (max_new_tokens, thinking_budget, ...).
         time_to_first_token_s: From the call to the first output token (includes
@@ -179,6 +181,7 @@ class GenerationResult:
     cancelled: bool = False
     thinking_forced_closed: bool = False
     finish_reason: str = "eos"
+    named_classifications: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -810,10 +813,12 @@ class InferenceEngine:
         cancelled = stop.triggered
         parsed: ParsedAnswer | None = None
         parse_error: str | None = None
+        named: tuple[str, ...] = ()
         try:
             parsed = parse_answer(answer_text)
         except AnswerParseError as exc:
             parse_error = exc.message
+            named = exc.classifications
         if cancelled:
             finish_reason = "cancelled"
         elif last_token is not None and last_token in loaded.eos_ids:
@@ -849,6 +854,7 @@ class InferenceEngine:
             cancelled=cancelled,
             thinking_forced_closed=budget.forced_close,
             finish_reason=finish_reason,
+            named_classifications=named,
         )
         log.info(
             "generated %d tokens in %.1f s (%s, parsed=%s)",

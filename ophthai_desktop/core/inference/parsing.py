@@ -10,7 +10,6 @@ without them, or where the answer gives two different ones, the answer is an
 from __future__ import annotations
 
 import ast
-import contextlib
 import json
 import math
 import re
@@ -78,13 +77,27 @@ _IMAGE_PROBLEM_RE = re.compile(
 )
 _CONFIDENCE_RE = re.compile(r"^\s*~?\s*(\d+(?:\.\d+)?|\.\d+)\s*(%|percent)?\s*$", re.IGNORECASE)
 _RESULT_KEY_RE = re.compile("|".join(REQUIRED_FIELDS), re.IGNORECASE)
+#: A classification written whole in text that is not JSON (cut off after it).
+_UNREAD_CLASSIFICATION_RE = re.compile(
+    r"""\bclassification\b["']?\s*:\s*(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE
+)
 #: A classification names something: "..." or "?" is a placeholder, not a diagnosis.
 _WORD_RE = re.compile(r"\w")
 _FENCE_RE = re.compile(r"```[ \t]*(?:json|JSON|javascript|js)?[ \t]*\n?(.*?)(?:```|$)", re.DOTALL)
 
 
 class AnswerParseError(InvalidInput):
-    """The answer holds no valid result; ``message`` says why."""
+    """The answer holds no valid result; ``message`` says why.
+
+    Attributes:
+        classifications: What the answer gave as its classification, each once, in
+            order (:func:`parse_answer` sets them): an unreadable answer that names an
+            abnormal diagnosis still raises the alarm.
+    """
+
+    def __init__(self, message: str, *, classifications: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.classifications = classifications
 
 
 @dataclass(frozen=True)
@@ -111,7 +124,7 @@ class ParsedAnswer:
     def is_abnormal(self) -> bool:
         """True unless the classification says normal / no abnormality, or that the
         image could not be graded (:attr:`is_ungradable`)."""
-        return not (says_normal(self.classification) or self.is_ungradable)
+        return names_a_finding(self.classification)
 
     @property
     def is_ungradable(self) -> bool:
@@ -140,43 +153,125 @@ def is_ungradable(classification: str) -> bool:
     return reason is None or bool(_IMAGE_PROBLEM_RE.search(reason))
 
 
+def names_a_finding(classification: str) -> bool:
+    """Whether ``classification`` is an abnormal finding: it says neither normal nor
+    that the image could not be graded."""
+    return not (says_normal(classification) or is_ungradable(classification))
+
+
 def split_output(text: str) -> tuple[str, str]:
     """Split generated text into ``(reasoning, answer)``, both stripped.
 
-    ``<think>...</think>`` is the reasoning and what follows the last ``</think>`` the
-    answer. A ``</think>`` without an opening tag (the template pre-filled ``<think>``)
-    makes everything before it reasoning. An unclosed ``<think>`` (cancelled or cut off
-    by the token cap) is all reasoning and no answer. Without tags it is all answer.
+    ``<think>...</think>`` is the reasoning and what follows ``</think>`` the answer. A
+    ``</think>`` without an opening tag (the template pre-filled ``<think>``) makes
+    everything before it reasoning. An unclosed ``<think>`` (cancelled or cut off by the
+    token cap) is all reasoning and no answer. Without tags it is all answer.
+
+    Where the model wrote outside its reasoning and then ``<think>`` or ``</think>``
+    again (an answer, then more thinking and another answer; a stray ``</think>``; the
+    thinking budget's ``</think>``, then the model's own), the answer is everything from
+    the first text it wrote outside its reasoning to the end, tags included, so that no
+    part of it is filed away as reasoning: :func:`parse_answer` reads where in it the
+    result lies. The reasoning is then every ``<think>`` part.
     """
-    close = text.rfind(THINK_CLOSE)
-    if close >= 0:
-        reasoning = text[:close].replace(THINK_OPEN, "").replace(THINK_CLOSE, "")
-        return reasoning.strip(), text[close + len(THINK_CLOSE) :].strip()
-    opening = text.find(THINK_OPEN)
-    if opening >= 0:
-        return text[opening + len(THINK_OPEN) :].strip(), ""
-    return "", text.strip()
+    pieces = _phases(text, reasoning_first=_first_tag(text) == THINK_CLOSE)
+    answers = [(start, end) for phase, start, end in pieces if phase == "answer"]
+    spoken = [(start, end) for start, end in answers if text[start:end].strip()]
+    reasoning = "\n\n".join(
+        part
+        for phase, start, end in pieces
+        if phase == "reasoning" and (part := text[start:end].strip())
+    )
+    if not spoken:
+        return reasoning, ""
+    if len(spoken) == 1 and spoken[0] == answers[-1] and pieces[-1][0] == "answer":
+        return reasoning, text[spoken[0][0] : spoken[0][1]].strip()  # the usual shape
+    return reasoning, text[spoken[0][0] :].strip()
+
+
+def _first_tag(text: str) -> str | None:
+    found = [(i, tag) for tag in (THINK_OPEN, THINK_CLOSE) if (i := text.find(tag)) >= 0]
+    return min(found)[1] if found else None
+
+
+def _phases(text: str, *, reasoning_first: bool) -> list[tuple[str, int, int]]:
+    """``(phase, start, end)`` of the spans of ``text`` between think tags, in order:
+    ``"reasoning"`` after ``<think>`` (or from the start, with ``reasoning_first``),
+    ``"answer"`` after ``</think>`` (or from the start)."""
+    pieces: list[tuple[str, int, int]] = []
+    phase = "reasoning" if reasoning_first else "answer"
+    position = 0
+    while True:
+        found = [
+            (i, tag) for tag in (THINK_OPEN, THINK_CLOSE) if (i := text.find(tag, position)) >= 0
+        ]
+        if not found:
+            pieces.append((phase, position, len(text)))
+            return pieces
+        index, tag = min(found)
+        pieces.append((phase, position, index))
+        phase = "reasoning" if tag == THINK_OPEN else "answer"
+        position = index + len(tag)
 
 
 def parse_answer(answer_text: str) -> ParsedAnswer:
     """Find, repair and validate the JSON object in ``answer_text``.
 
+    An answer that holds think tags (see :func:`split_output`) is read in the parts
+    outside ``<think>...</think>``; a result in an earlier part is one of the answer's
+    objects, as an echo is, and must agree with the rest, and the last part must give a
+    result: after one, more thinking and none leaves the answer unknown.
+
     Raises:
         AnswerParseError: No JSON object, or one without a usable classification or
             confidence, or with fields of the wrong type, or objects (or a key given
-            twice) that disagree on the classification or the confidence.
+            twice) that disagree on the classification or the confidence; or a result
+            the model went on thinking after without giving another.
     """
     if not answer_text.strip():
         raise AnswerParseError("The model gave no answer after its reasoning.")
-    objects, unread = _json_objects(answer_text)
+    pieces = _phases(answer_text, reasoning_first=False)
+    parts = [
+        _json_objects(answer_text[start:end]) for phase, start, end in pieces if phase == "answer"
+    ]
+    if pieces[-1][0] == "reasoning":  # it ends thinking: nothing after the last tag
+        parts.append(([], ""))
+    try:
+        return _read_parts(parts)
+    except AnswerParseError as exc:
+        exc.classifications = _named(parts)
+        raise
+
+
+def _read_parts(parts: list[tuple[list[dict[str, Any]], str]]) -> ParsedAnswer:
+    """The result of an answer's parts outside its think tags (see :func:`parse_answer`):
+    each part's objects and the text of one that cannot be read."""
+    giving = [
+        index
+        for index, (objects, unread) in enumerate(parts)
+        if _answers(objects) or _RESULT_KEY_RE.search(unread)
+    ]
+    if giving and giving[-1] != len(parts) - 1:
+        raise AnswerParseError(
+            "After a result the model wrote <think> or </think> again, and no result "
+            "followed: whether that result is its answer or a draft in its reasoning is "
+            "not known. Read the model's answer."
+        )
+    if any(_RESULT_KEY_RE.search(unread) for _, unread in parts[:-1]):
+        raise AnswerParseError(
+            "Before it thought again the model wrote a classification or confidence that "
+            "cannot be read (cut off, or not JSON), and a result after: whether the two "
+            "agree is not known. Read the model's answer."
+        )
+    objects = [obj for part_objects, _ in parts for obj in part_objects]
     if not objects:
         raise AnswerParseError("The answer contains no complete JSON object.")
     # The answer is the last object that gives a classification or a confidence (an
     # example the model echoes comes first), where those before it agree with it. Only
     # where none gives either, the one with most of the result's keys is validated, to
     # say what is missing.
-    answers = [obj for obj in objects if any(key in obj for key in REQUIRED_FIELDS)]
-    if answers and _RESULT_KEY_RE.search(unread):
+    answers = _answers(objects)
+    if answers and _RESULT_KEY_RE.search(parts[-1][1]):
         raise AnswerParseError(
             "After its answer the model wrote another with a classification or confidence "
             "that cannot be read (cut off, or not JSON): whether the two agree is not "
@@ -186,6 +281,25 @@ def parse_answer(answer_text: str) -> ParsedAnswer:
         return _settle(answers)
     objects.sort(key=lambda obj: -sum(key in obj for key in REQUIRED_FIELDS + OPTIONAL_FIELDS))
     return _validate(objects[0])
+
+
+def _named(parts: list[tuple[list[dict[str, Any]], str]]) -> tuple[str, ...]:
+    """The classifications the parts give, each once (as :func:`_label_key` tells them
+    apart), in order: those of the objects read, then any written whole in the text of
+    one that cannot be read (an answer cut off at the token cap after its classification)."""
+    named: dict[str, str] = {}
+    for objects, unread in parts:
+        labels = [label for obj in objects for label in _labels(obj.get("classification"))]
+        for match in _UNREAD_CLASSIFICATION_RE.finditer(unread):
+            labels.extend(_labels(match.group(1) if match.group(1) is not None else match.group(2)))
+        for label in labels:
+            named.setdefault(_label_key(label), label)
+    return tuple(named.values())
+
+
+def _answers(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The objects that give a classification or a confidence."""
+    return [obj for obj in objects if any(key in obj for key in REQUIRED_FIELDS)]
 
 
 def validate_result(data: Mapping[str, Any]) -> ParsedAnswer:
@@ -220,8 +334,12 @@ def _settle(answers: list[dict[str, Any]]) -> ParsedAnswer:
     confidences: dict[float, None] = {}
     for answer in answers:
         if answer.get("confidence") is not None:
-            with contextlib.suppress(AnswerParseError):  # no number: disagrees with none
+            try:
                 confidences[_confidence(answer["confidence"])] = None
+            except _AmbiguousConfidence:
+                raise
+            except AnswerParseError:  # no number: disagrees with none
+                pass
     if len(confidences) > 1:
         label = next(iter(labels.values()), "the classification")
         raise AnswerParseError(
@@ -412,7 +530,15 @@ def _validate(data: dict[str, Any]) -> ParsedAnswer:
 
 
 def _confidence(value: Any) -> float:
-    fraction_allowed = False
+    """``value`` as a percentage, 0-100.
+
+    The prompt asks for 0 to 100; a number between 0 and 1 without a percent sign is
+    read as a fraction (0.85 is 85%: 0.85% for the model's own most likely diagnosis is
+    no credible reading), however it is spelt (``0.85``, ``"0.85"``). 1 itself is 1% on
+    the one scale and 100% on the other, and no spelling settles which (an integer is
+    not more likely a percentage than a float): it is an error, not a guess.
+    """
+    percent = False
     if isinstance(value, bool):
         raise AnswerParseError(f"The confidence {value!r} is not a number.")
     if isinstance(value, int | float):
@@ -423,22 +549,31 @@ def _confidence(value: Any) -> float:
             raise AnswerParseError(
                 f"The confidence, a number of {digits} digits, is outside 0-100."
             ) from None
-        fraction_allowed = isinstance(value, float)
     elif isinstance(value, str):
         match = _CONFIDENCE_RE.match(value)
         if not match:
             raise AnswerParseError(f"The confidence {value!r} is not a number.")
         number = float(match.group(1))
-        fraction_allowed = "." in match.group(1) and not match.group(2)
+        percent = bool(match.group(2))
     else:
         raise AnswerParseError(f"The confidence {value!r} is not a number.")
     if not math.isfinite(number):
         raise AnswerParseError(f"The confidence {value!r} is not a number.")
-    if fraction_allowed and 0.0 <= number <= 1.0:
-        number *= 100.0  # given as a probability
+    if not percent and number == 1.0:
+        raise _AmbiguousConfidence(
+            f"The confidence {value!r} is ambiguous: 1% on the 0-100 scale, or 100% as a "
+            "fraction of 1."
+        )
+    if not percent and 0.0 < number < 1.0:
+        number *= 100.0  # given as a fraction
     if not 0.0 <= number <= 100.0:
         raise AnswerParseError(f"The confidence {value!r} is outside 0-100.")
     return round(number, 2)
+
+
+class _AmbiguousConfidence(AnswerParseError):
+    """A confidence that is a number, but on a scale that is not known: unlike one that
+    is no number, it may disagree with the others."""
 
 
 def _findings(value: Any) -> tuple[str, ...]:

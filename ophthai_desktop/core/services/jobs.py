@@ -41,6 +41,7 @@ from ophthai_desktop.core.events import (
     PatientUpdated,
 )
 from ophthai_desktop.core.imaging import inspect_image
+from ophthai_desktop.core.inference.parsing import names_a_finding
 from ophthai_desktop.core.paging import fetch_page
 from ophthai_desktop.core.records import Actor, AnalysisRecord, JobRecord, Page, PatientRecord
 from ophthai_desktop.core.services.audit import AuditService
@@ -495,6 +496,14 @@ class JobService:
             )
             session.add(row)
             session.flush()
+            # An answer that could not be read but names an abnormal diagnosis ("DME"
+            # then "Normal", or one cut off after its classification) is alarmed on as
+            # a preliminary finding is, marked as unreadable: the clinician reads it now.
+            unread_findings = (
+                [label for label in result.named_classifications if names_a_finding(label)]
+                if parsed is None
+                else []
+            )
             if patient is not None:
                 patient.workflow_step = int(WorkflowStep.VALIDATION)
                 patient.updated_at = now
@@ -504,6 +513,9 @@ class JobService:
                         if parsed.is_abnormal
                         else PatientStatus.STABLE.value
                     )
+                elif unread_findings:
+                    # As a preliminary finding makes them: the list shows who to look at.
+                    patient.status = PatientStatus.CRITICAL.value
                 # A new result awaits review: the verdict on the one before goes, with
                 # who gave it and when, as withdrawing a verdict clears them.
                 patient.validation_status = patient.validated_by = None
@@ -527,6 +539,30 @@ class JobService:
                         source="octomed",
                     )
                 )
+            elif unread_findings:
+                where = f" for patient {patient.name}" if patient is not None else ""
+                label = " or ".join(unread_findings)
+                message = (
+                    f"Possible abnormal finding{where}: {label} - the answer could not be "
+                    f"read: {_sentence(_reason(result.parse_error))} Read the model's answer "
+                    "before validating."
+                )
+                note = NotificationService.create_in(
+                    session,
+                    message[:2000],
+                    type=NotificationType.CRITICAL.value,
+                    patient_id=job.patient_id,
+                )
+                events.append(NotificationCreated(note))
+                events.append(
+                    AbnormalScanDetected(
+                        notification=note,
+                        label=label,
+                        confidence=None,  # none was read
+                        probabilities={},
+                        source="octomed",
+                    )
+                )
             elif patient is not None:
                 # No finding to alarm on, and nothing may go unread either: an image the
                 # model could not grade is to be taken again, and an answer that could
@@ -542,7 +578,7 @@ class JobService:
                 elif parsed is None:
                     message = (
                         f"The analysis for patient {patient.name} could not be read: "
-                        f"{_sentence(result.parse_error or 'no result in the answer')} Read "
+                        f"{_sentence(_reason(result.parse_error))} Read "
                         "the model's answer before validating."
                     )
                 else:
@@ -677,6 +713,12 @@ def _sentence(text: str) -> str:
     """``text`` ending as a sentence does (a full stop added where it has none)."""
     text = text.strip()
     return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
+def _reason(parse_error: str | None) -> str:
+    """Why an answer could not be read, for a notification that goes on to say "Read the
+    model's answer" itself."""
+    return (parse_error or "no result in the answer").removesuffix(" Read the model's answer.")
 
 
 def _fit(text: str, length: int) -> str:

@@ -84,7 +84,7 @@ class ResultCard(QFrame):
         self.confidence = QProgressBar()
         self.confidence.setObjectName("confidence")
         self.confidence.setRange(0, 100)
-        self.confidence.setFormat("%p% confidence")
+        self.confidence.setFormat("%p% confidence")  # until a result sets its own
         self.confidence.setAccessibleName("Confidence")
         self.confidence.setAccessibleDescription("The model's confidence in the classification")
         self.findings = _wrapping(name="findings")
@@ -129,7 +129,10 @@ class ResultCard(QFrame):
         result = analysis.result if analysis.parse_status != "parse_failed" else None
         if result:
             self.classification.setText(str(result.get("classification") or "—"))
-            self.confidence.setValue(round(float(result.get("confidence") or 0)))
+            confidence = float(result.get("confidence") or 0)
+            self.confidence.setValue(round(confidence))
+            # The stored value, as the API gives it: the bar's own %p rounds 0.5 to 0.
+            self.confidence.setFormat(f"{confidence:g}% confidence")
             findings = [str(f) for f in result.get("findings") or []]
             self.findings.setText("\n".join(f"• {f}" for f in findings) or "none reported")
             self.recommendation.setText(str(result.get("recommendation") or "—"))
@@ -194,7 +197,11 @@ class ResultCard(QFrame):
             if not self.form.isRowVisible(widget):
                 continue
             title = self.form.labelForField(widget).text()
-            value = widget.text() if isinstance(widget, QLabel) else f"{widget.value()}%"
+            value = (
+                widget.text()
+                if isinstance(widget, QLabel)
+                else widget.text().removesuffix(" confidence")
+            )
             lines.append(f"{title}: {value}")
         if self.raw.isVisibleTo(self):
             lines.append(f"{self.raw_label.text()}\n{self.raw.toPlainText()}")

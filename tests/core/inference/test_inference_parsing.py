@@ -42,6 +42,145 @@ def test_split_unclosed_think_has_no_answer() -> None:
     assert split_output("<think>Looking at the layers and") == ("Looking at the layers and", "")
 
 
+DRUSEN = '{"classification": "Drusen", "confidence": 70, "findings": ["Soft drusen"]}'
+NORMAL = '{"classification": "Normal", "confidence": 90, "findings": []}'
+
+
+def _read(output: str) -> object:
+    """What the stored answer of ``output`` reads as: the result, or the parse error."""
+    try:
+        return parse_answer(split_output(output)[1])
+    except AnswerParseError as error:
+        return error.message
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        f"<think>Drusen.</think>{DRUSEN}<think>On reflection it is normal.</think>{NORMAL}",
+        f"<think>Drusen.</think>{DRUSEN}</think>{NORMAL}",
+        f"Drusen.</think>{DRUSEN}\n</think>\n{NORMAL}",  # the template opened <think>
+        f"{DRUSEN}<think>Or is it normal?</think>{NORMAL}",
+    ],
+    ids=["thinks-again", "closes-twice", "prefilled-closes-twice", "answers-first"],
+)
+def test_an_answer_before_the_model_thinks_again_is_not_dropped(output: str) -> None:
+    """Only the text after the last </think> was read, the rest filed as reasoning: a
+    "Drusen" answer followed by more thinking and "Normal" was stored as Normal (no
+    alarm). Both are read; as two answers in one, they must agree."""
+    reasoning, answer = split_output(output)
+
+    assert DRUSEN in answer and NORMAL in answer  # the raw answer the clinician reads
+    assert DRUSEN not in reasoning
+    assert _read(output) == (
+        "The answer gives two different classifications: Drusen and Normal. "
+        "Read the model's answer."
+    )
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        f"<think>Drusen.</think>{DRUSEN}\n</think>",
+        f"<think>Drusen.</think>{DRUSEN}\n<think>Let me look at the RPE again",
+        f"<think>Drusen.</think>{DRUSEN}<think>Fine.</think>That is my answer.",
+    ],
+    ids=["stray-close", "thinks-again-cut-off", "prose-after"],
+)
+def test_a_result_the_model_went_on_thinking_after_is_no_answer(output: str) -> None:
+    """The model wrote a result, then </think> or <think> again, and no result after:
+    whether the result is its answer or a draft in its reasoning is not known."""
+    _, answer = split_output(output)
+
+    assert DRUSEN in answer
+    message = _read(output)
+    assert isinstance(message, str)
+    assert message.startswith("After a result the model wrote <think> or </think> again")
+    assert message.endswith("Read the model's answer.")
+
+
+def test_an_answer_repeated_after_thinking_again_is_read() -> None:
+    output = f"<think>Drusen.</think>{DRUSEN}<think>Checking the RPE.</think>\n{DRUSEN}"
+
+    reasoning, _ = split_output(output)
+
+    assert reasoning == "Drusen.\n\nChecking the RPE."
+    assert _read(output) == parse_answer(DRUSEN)
+
+
+def test_reasoning_continued_after_the_budget_closed_it_leaves_the_answer() -> None:
+    """The thinking budget forces </think>; the model may go on reasoning and close it
+    again itself before it answers: the answer after that is read."""
+    output = f"<think>Drusen at the macula</think> and the RPE is intact.</think>\n{DRUSEN}"
+
+    assert _read(output) == parse_answer(DRUSEN)
+
+
+def test_json_inside_a_later_think_block_is_not_read() -> None:
+    output = (
+        f'<think>Drusen.</think>{DRUSEN}<think>Not {{"classification": "Normal", '
+        f'"confidence": 50}}: the drusen are soft.</think>{DRUSEN}'
+    )
+
+    assert _read(output) == parse_answer(DRUSEN)
+
+
+def test_a_result_cut_off_before_the_model_thinks_again_is_a_parse_failure() -> None:
+    output = f'<think>A.</think>{{"classification": "Drusen", "conf</think>{NORMAL}'
+
+    message = _read(output)
+
+    assert isinstance(message, str) and "cannot be read" in message
+
+
+@pytest.mark.parametrize(
+    ("answer", "named"),
+    [
+        (  # two diagnoses
+            '{"classification": "DME", "confidence": 80} {"classification": "Normal", '
+            '"confidence": 80} {"classification": "dme.", "confidence": 80}',
+            ("DME", "Normal"),
+        ),
+        (  # one diagnosis, two confidences
+            ANSWER + ' {"classification": "Diabetic Macular Edema", "confidence": 40}',
+            ("Diabetic Macular Edema",),
+        ),
+        ('{"classification": "AMD", "confidence": 1}', ("AMD",)),  # ambiguous confidence
+        ('{"classification": "AMD", "confidence": "high"}', ("AMD",)),
+        ('{"classification": "AMD"}', ("AMD",)),  # no confidence
+        (  # cut off at the token cap: the classification was written whole
+            '{"classification": "Diabetic Macular Edema", "confidence": 8',
+            ("Diabetic Macular Edema",),
+        ),
+        ('{"classification": "Diabetic Mac', ()),  # not whole: no diagnosis
+        ("<think>A.</think>" + ANSWER + "</think>", ("Diabetic Macular Edema",)),
+        ('{"classification": "...", "confidence": 80, "findings": 3}', ()),
+        ("The scan shows drusen.", ()),
+    ],
+    ids=[
+        "conflict",
+        "confidences",
+        "ambiguous",
+        "no-number",
+        "no-confidence",
+        "cut-off",
+        "cut-in-label",
+        "thought-again",
+        "placeholder",
+        "prose",
+    ],
+)
+def test_an_answer_that_cannot_be_read_names_the_classifications_it_gave(
+    answer: str, named: tuple[str, ...]
+) -> None:
+    """For the alarm: an unreadable answer that names an abnormal diagnosis is still to
+    be seen at once (JobService.complete)."""
+    with pytest.raises(AnswerParseError) as raised:
+        parse_answer(split_output(answer)[1])
+
+    assert raised.value.classifications == named
+
+
 def test_parse_plain_json() -> None:
     parsed = parse_answer(ANSWER)
 
@@ -306,17 +445,64 @@ def test_parse_bare_keys_and_capitalized_keys() -> None:
     [
         ("85%", 85.0),
         ("85", 85.0),
+        (95, 95.0),
+        ("95%", 95.0),
+        ("95 percent", 95.0),
         (0.85, 85.0),
         ("0.85", 85.0),
-        (1.0, 100.0),
-        (1, 1.0),
+        ("0.95", 95.0),
+        (".95", 95.0),
         (72.5, 72.5),
+        (1.5, 1.5),
+        (100, 100.0),
+        ("100%", 100.0),
+        # Nothing: the same whichever scale it is on.
+        (0, 0.0),
+        (0.0, 0.0),
+        ("0", 0.0),
+        ("0.0", 0.0),
+        # With a percent sign the scale is said: a small confidence stays small.
+        ("1%", 1.0),
+        ("1.0%", 1.0),
+        ("0.5%", 0.5),
     ],
 )
 def test_confidence_forms(given: object, expected: float) -> None:
+    """A number from 0 to 100 as the prompt asks, or a fraction 0-1 (0.95 is 95%: 0.95%
+    for the model's own most likely diagnosis is no credible reading), however it is
+    spelt: an integer, a float or a string read alike."""
     text = json.dumps({"classification": "AMD", "confidence": given})
 
     assert parse_answer(text).confidence == expected
+
+
+@pytest.mark.parametrize("given", ["1", "1.0", '"1"', '"1.0"', '"1.00"', '" ~1 "'])
+def test_a_confidence_of_one_without_a_percent_sign_is_ambiguous(given: str) -> None:
+    """1 is 1% on the prompt's 0-100 scale and 100% as a fraction: a hundredfold
+    difference no spelling settles (an integer 1 was read as 1% and a float 1.0 as
+    100%). Nothing is shown for it: the clinician reads the model's answer."""
+    with pytest.raises(AnswerParseError) as raised:
+        parse_answer('{"classification": "AMD", "confidence": ' + given + "}")
+
+    assert "ambiguous" in raised.value.message
+    assert "1% on the 0-100 scale, or 100% as a fraction" in raised.value.message
+
+
+def test_an_ambiguous_confidence_before_the_answer_is_no_agreement() -> None:
+    """An echo giving 1 may be 1% against the answer's 100: whether they agree is not
+    known, so neither is taken."""
+    text = (
+        '{"classification": "AMD", "confidence": 1}\n'
+        'Final: {"classification": "AMD", "confidence": 100}'
+    )
+    with pytest.raises(AnswerParseError, match="ambiguous"):
+        parse_answer(text)
+
+
+def test_a_result_sent_back_with_a_confidence_of_one_is_refused() -> None:
+    with pytest.raises(AnswerParseError, match="ambiguous"):
+        validate_result({"classification": "AMD", "confidence": 1})
+    assert validate_result({"classification": "AMD", "confidence": "1%"}).confidence == 1.0
 
 
 @pytest.mark.parametrize("given", ['"high"', "150", "-5", "true", '"70-80%"', "null"])
