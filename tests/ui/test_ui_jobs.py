@@ -13,6 +13,7 @@ from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.bootstrap import build_application
 from ophthai_desktop.core import events as ev
+from ophthai_desktop.core.domain import JobPriority
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.ui.controllers.jobs import HELD_LIMIT
@@ -140,7 +141,7 @@ def test_a_start_heard_before_its_queueing_stays_running(qtbot: QtBot, make_gui:
     open_patient(qtbot, gui, patient.id)
     model, view = gui.jobs_panel.model, gui.analysis_view
     app.bus.publish(ev.AnalysisStarted(990, patient.id))
-    app.bus.publish(ev.AnalysisQueued(990, patient.id, None))
+    app.bus.publish(ev.AnalysisQueued(990, patient.id, None, priority=JobPriority.INTERACTIVE))
     qtbot.waitUntil(lambda: model.get(990) is not None)
     qtbot.wait(300)  # both delivered
     assert model.get(990).state == "running"  # type: ignore[union-attr]
