@@ -10,6 +10,7 @@ from pydantic_core import to_jsonable_python
 
 from ophthai_desktop.api import presenters
 from ophthai_desktop.core import events as ev
+from ophthai_desktop.core.domain import JobPriority
 
 
 def event_data(
@@ -50,6 +51,9 @@ def event_data(
     fields: dict[str, Any] = to_jsonable_python(
         {to_camel(key): value for key, value in asdict(event).items()}, fallback=str
     )
+    if isinstance(event, ev.AnalysisQueued | ev.AnalysisPrioritised):
+        # The words of the REST job schema, not the number the database keeps.
+        fields["priority"] = JobPriority(event.priority).label
     if isinstance(event, ev.AnalysisQueued):
         fields["waiting"] = waiting
     return fields

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
+from ophthai_desktop.core.domain import JobPriority
 from ophthai_desktop.core.log_safety import safe_description
 
 log = logging.getLogger(__name__)
@@ -123,11 +124,31 @@ class OculomicsMeasured(Event):
 
 @dataclass(frozen=True)
 class AnalysisQueued(Event):
+    """An analysis job is queued (new, or a running one put back). ``priority`` says
+    which queued jobs the worker takes first (:class:`JobPriority`); it only rises
+    afterwards (:class:`AnalysisPrioritised`)."""
+
     name: ClassVar[str] = "analysis_queued"
     job_id: int
     patient_id: str | None
     scan_id: int | None
     requeued: bool = False  # a running analysis put back (the model was unloaded)
+    priority: JobPriority = field(kw_only=True)
+
+    def shows_patient(self) -> str | None:
+        return self.patient_id
+
+
+@dataclass(frozen=True)
+class AnalysisPrioritised(Event):
+    """A queued analysis was moved ahead: someone asked for the analysis of a scan the
+    watch folder had queued, and the request joined that job (now ``priority``)."""
+
+    name: ClassVar[str] = "analysis_prioritised"
+    job_id: int
+    patient_id: str | None
+    scan_id: int | None
+    priority: JobPriority
 
     def shows_patient(self) -> str | None:
         return self.patient_id

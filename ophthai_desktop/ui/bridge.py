@@ -49,7 +49,10 @@ class EventBridge(QObject):
         patient_updated(PatientRecord)
         patient_deleted(str patient_id)
         scan_ingested(ScanRecord)
-        analysis_queued(int job_id, object patient_id, bool requeued)
+        analysis_queued(int job_id, object patient_id, bool requeued, int priority): a
+            job queued (or, ``requeued``, put back); ``priority`` a ``JobPriority``.
+        analysis_prioritised(int job_id, object patient_id, int priority): a queued job
+            moved ahead (someone asked for the analysis of its scan).
         analysis_started(int job_id, object patient_id)
         analysis_progressed(int job_id, str phase, str text, int pieces): the deltas of
             one batch merged; ``pieces`` is how many deltas (about one per token).
@@ -72,7 +75,8 @@ class EventBridge(QObject):
     patient_updated = Signal(object)
     patient_deleted = Signal(str)
     scan_ingested = Signal(object)
-    analysis_queued = Signal(int, object, bool)
+    analysis_queued = Signal(int, object, bool, int)
+    analysis_prioritised = Signal(int, object, int)
     analysis_started = Signal(int, object)
     analysis_progressed = Signal(int, str, str, int)
     analysis_finished = Signal(int, object, object)
@@ -188,8 +192,12 @@ class EventBridge(QObject):
                 self.patient_deleted.emit(patient_id)
             case ev.ScanIngested(scan=scan):
                 self.scan_ingested.emit(scan)
-            case ev.AnalysisQueued(job_id=job_id, patient_id=patient_id, requeued=requeued):
-                self.analysis_queued.emit(job_id, patient_id, requeued)
+            case ev.AnalysisQueued(
+                job_id=job_id, patient_id=patient_id, requeued=requeued, priority=priority
+            ):
+                self.analysis_queued.emit(job_id, patient_id, requeued, int(priority))
+            case ev.AnalysisPrioritised(job_id=job_id, patient_id=patient_id, priority=priority):
+                self.analysis_prioritised.emit(job_id, patient_id, int(priority))
             case ev.AnalysisStarted(job_id=job_id, patient_id=patient_id):
                 self.analysis_started.emit(job_id, patient_id)
             case ev.AnalysisFinished(job_id=job_id, patient_id=patient_id, analysis=analysis):

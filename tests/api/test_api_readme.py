@@ -62,7 +62,7 @@ def _sample(cls: type[events.Event]) -> events.Event | None:
             or field.default_factory is not dataclasses.MISSING
         ):
             continue
-        values[field.name] = 1 if kind.startswith("int") else "x"
+        values[field.name] = 1 if kind.startswith("int") or kind == "JobPriority" else "x"
     return cls(**values)
 
 

@@ -28,6 +28,7 @@ from ophthai_desktop.api.server import ApiServer
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.services.ingest import FolderLayout, IngestResult
 from ophthai_desktop.core.services.patients import NewImage
 from tests.conftest import png_bytes
 from tests.support.scripted_engine import ScriptedEngine
@@ -228,6 +229,66 @@ def test_why_queued_analyses_wait_appears_and_clears_on_the_stream(
     assert cleared == {"waiting": None}
     assert started["jobId"] == first
     assert ai_client.get(f"/api/jobs/{second}").json()["waiting"] is None
+
+
+def test_the_stream_says_which_queued_analyses_run_first_and_when_one_moves_ahead(
+    ai_client: TestClient,
+    engine: ScriptedEngine,
+    sqlite_services: Application,
+    frame_named: Callable[[WebSocketTestSession, str], dict[str, Any]],
+    next_frame: Callable[[WebSocketTestSession], Any],
+) -> None:
+    """A frontend drawing the queue from the WebSocket alone: ``analysis_queued`` says
+    each job's priority in the words of ``GET /api/jobs``, and asking for a scan the
+    watch folder queued (which joins that job and moves it ahead of the folder's)
+    sends ``analysis_prioritised``; asking again changes nothing and says nothing."""
+    app = sqlite_services
+    engine.hold = threading.Event()  # the first job runs until released: the rest wait
+    layout = FolderLayout.under(app.settings.resolved_watch_folder)
+    layout.ensure()
+
+    def queued_frame(socket: WebSocketTestSession, job_id: int) -> dict[str, Any]:
+        while (data := frame_named(socket, "analysis_queued")["data"])["jobId"] != job_id:
+            pass  # the running job's, should its start have come first
+        return data
+
+    def from_the_folder(i: int) -> IngestResult:
+        (layout.root / f"device_{i}.png").write_bytes(png_bytes((40 + i, 30)))
+        return app.ingest.ingest_file(layout.root / f"device_{i}.png", layout)
+
+    try:
+        with ai_client.websocket_connect("/api/notifications/ws") as socket:
+            frame_named(socket, "connected")
+            from_the_folder(0)  # runs, held
+            frame_named(socket, "analysis_started")
+            waiting = from_the_folder(1)
+            from_folder = queued_frame(socket, waiting.job_id)
+            image = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
+            created = ai_client.post("/api/patients", json={"name": "A", "imageUrl": image})
+            asked = ai_client.post(f"/api/patients/{created.json()['id']}/analyze").json()
+            from_client = queued_frame(socket, asked["id"])
+
+            joined = ai_client.post(f"/api/patients/{waiting.patient_id}/analyze").json()
+            raised = frame_named(socket, "analysis_prioritised")["data"]
+            again = ai_client.post(f"/api/patients/{waiting.patient_id}/analyze").json()
+            ai_client.post("/api/notifications", json={"message": "after the requests"})
+            after = []
+            while (frame := next_frame(socket))["event"] != "notification":
+                after.append(frame["event"])
+    finally:
+        engine.hold.set()
+
+    assert (from_folder["jobId"], from_folder["priority"]) == (waiting.job_id, "background")
+    assert (from_client["jobId"], from_client["priority"]) == (asked["id"], "interactive")
+    assert joined["id"] == again["id"] == waiting.job_id
+    assert raised == {
+        "jobId": waiting.job_id,
+        "patientId": waiting.patient_id,
+        "scanId": waiting.scan_id,
+        "priority": "interactive",
+    }
+    assert ai_client.get(f"/api/jobs/{waiting.job_id}").json()["priority"] == "interactive"
+    assert "analysis_prioritised" not in after and "analysis_queued" not in after
 
 
 @dataclass(frozen=True)

@@ -1120,6 +1120,55 @@ def test_asking_for_a_scan_the_watch_folder_queued_moves_that_analysis_ahead(
     assert (entry.action, entry.actor) == ("prioritise", actor.who)
 
 
+def test_every_queued_analysis_is_announced_with_its_priority(
+    sqlite_services: Application, actor: Actor
+) -> None:
+    """Clients draw the queue from the events: a watch-folder job is announced as
+    background, one asked for as interactive, and one put back in the queue (the model
+    unloaded under it) keeps its own."""
+    app = sqlite_services
+    seen = _events(app)
+    (from_folder,) = _watch_folder_jobs(app, 1)
+    asked = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+    claimed = [app.jobs.claim_next(), app.jobs.claim_next()]
+    assert [job.id if job else None for job in claimed] == [asked.id, from_folder]
+    app.jobs.requeue(from_folder, announce=True)
+    app.jobs.requeue(asked.id, announce=True)
+
+    queued = [(e.job_id, e.priority, e.requeued) for e in seen if isinstance(e, ev.AnalysisQueued)]
+    assert queued == [
+        (from_folder, JobPriority.BACKGROUND, False),
+        (asked.id, JobPriority.INTERACTIVE, False),
+        (from_folder, JobPriority.BACKGROUND, True),
+        (asked.id, JobPriority.INTERACTIVE, True),
+    ]
+
+
+def test_moving_a_watch_folder_analysis_ahead_is_announced_once_after_its_commit(
+    sqlite_services: Application, actor: Actor
+) -> None:
+    """A client showing the queue in the order it runs hears of the move; what it then
+    reads already says so. Asking again (already interactive) announces nothing."""
+    app = sqlite_services
+    _first, second = _watch_folder_jobs(app, 2)
+    heard: list[tuple[ev.Event, int]] = []
+
+    def on_event(event: ev.Event) -> None:
+        if isinstance(event, ev.AnalysisPrioritised | ev.AnalysisQueued):
+            heard.append((event, app.jobs.get_job(event.job_id).priority))
+
+    app.bus.subscribe(on_event)
+    patient_id = app.jobs.get_job(second).patient_id
+    assert patient_id is not None
+
+    app.jobs.ensure_patient_analysis(patient_id, actor=actor)
+    app.jobs.ensure_patient_analysis(patient_id, actor=actor)
+
+    scan_id = app.jobs.get_job(second).scan_id
+    moved = ev.AnalysisPrioritised(second, patient_id, scan_id, JobPriority.INTERACTIVE)
+    assert heard == [(moved, JobPriority.INTERACTIVE)]
+
+
 def test_asking_again_for_a_running_watch_folder_analysis_changes_nothing(
     sqlite_services: Application, actor: Actor
 ) -> None:

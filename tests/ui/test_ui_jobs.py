@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.bootstrap import build_application
 from ophthai_desktop.core import events as ev
+from ophthai_desktop.core.domain import JobPriority
 from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.services.ingest import FolderLayout
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.ui.controllers.jobs import HELD_LIMIT
 from ophthai_desktop.ui.models.job_table import HEADERS, MAX_SHOWN, JobTableModel, new_job_row
@@ -36,7 +38,7 @@ def test_cancel_a_running_analysis_from_the_queue(qtbot: QtBot, make_gui: Maker)
     qtbot.waitUntil(lambda: model.rowCount() == 1)
     job_id = model.row_at(0).job_id  # type: ignore[union-attr]
     qtbot.waitUntil(lambda: model.get(job_id).state == "running")  # type: ignore[union-attr]
-    assert model.data(model.index(0, 3)) in ("starting…", "1 token")  # held at the start
+    assert _cell(model, job_id, "Progress") in ("starting…", "1 token")  # held at the start
     assert "Analysing" in gui.analysis_view.state.text()
 
     assert panel.select_job(job_id)
@@ -140,12 +142,90 @@ def test_a_start_heard_before_its_queueing_stays_running(qtbot: QtBot, make_gui:
     open_patient(qtbot, gui, patient.id)
     model, view = gui.jobs_panel.model, gui.analysis_view
     app.bus.publish(ev.AnalysisStarted(990, patient.id))
-    app.bus.publish(ev.AnalysisQueued(990, patient.id, None))
+    app.bus.publish(ev.AnalysisQueued(990, patient.id, None, priority=JobPriority.INTERACTIVE))
     qtbot.waitUntil(lambda: model.get(990) is not None)
     qtbot.wait(300)  # both delivered
     assert model.get(990).state == "running"  # type: ignore[union-attr]
     assert "Queued again" not in view.state.text()
     assert "Analysing" in view.state.text()
+
+
+def _cell(model: JobTableModel, job_id: int, header: str, role: Any = None) -> Any:
+    position = model.position(job_id)
+    if position is None:
+        return None
+    index = model.index(position, HEADERS.index(header))
+    return model.data(index) if role is None else model.data(index, role)
+
+
+def test_the_queue_shows_the_watch_folder_s_jobs_and_follows_one_moved_ahead(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """The clinician tells the device's analyses (run after every requested one) from
+    the requested ones, and sees one move ahead when they press Analyse on its patient;
+    a window opened later shows the same from the database."""
+    gui = make_gui()  # no model installed: the jobs wait in the queue
+    app = gui.application
+    layout = FolderLayout.under(app.settings.resolved_watch_folder)
+    layout.ensure()
+    from_folder = []
+    for i in range(2):
+        (layout.root / f"device_{i}.png").write_bytes(png_bytes((40 + i, 30)))
+        from_folder.append(app.ingest.ingest_file(layout.root / f"device_{i}.png", layout))
+    first, second = (result.job_id or 0 for result in from_folder)
+    actor = Actor("t", "gui")
+    patient = app.patients.create_patient({"name": "A"}, actor=actor, image=NewImage(png_bytes()))
+    asked = app.jobs.queue_patient_analysis(patient.id, actor=actor).id
+    model = gui.jobs_panel.model
+    qtbot.waitUntil(lambda: all(model.get(job) for job in (first, second, asked)))
+
+    assert [_cell(model, job, "Priority") for job in (first, second, asked)] == [
+        "Watch folder",
+        "Watch folder",
+        "Requested",
+    ]
+    tip = _cell(model, first, "Priority", Qt.ItemDataRole.ToolTipRole)
+    assert "runs after every analysis someone asked for" in tip
+
+    open_patient(qtbot, gui, from_folder[1].patient_id or "")
+    gui.analysis_view.analyse.click()
+    qtbot.waitUntil(lambda: _cell(model, second, "Priority") == "Requested")
+    assert "runs before the watch folder" in _cell(
+        model, second, "Priority", Qt.ItemDataRole.ToolTipRole
+    )
+    assert _cell(model, first, "Priority") == "Watch folder"
+    assert app.jobs.get_job(second).priority == JobPriority.INTERACTIVE
+
+    later = make_gui(application=app).jobs_panel.model  # read from the database
+    qtbot.waitUntil(lambda: all(later.get(job) for job in (first, second, asked)))
+    assert [_cell(later, job, "Priority") for job in (first, second, asked)] == [
+        "Watch folder",
+        "Requested",
+        "Requested",
+    ]
+
+
+def test_a_job_s_priority_heard_out_of_order_shows_the_highest(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """Events of one job can arrive out of order: a start (which does not say the
+    priority) before the queueing, or a move ahead before the queueing that announced
+    it as the watch folder's (published meanwhile). A priority only rises."""
+    gui = make_gui()
+    app = gui.application
+    model = gui.jobs_panel.model
+    background = JobPriority.BACKGROUND
+    app.bus.publish(ev.AnalysisStarted(990, None))
+    app.bus.publish(ev.AnalysisPrioritised(991, None, None, JobPriority.INTERACTIVE))
+    qtbot.waitUntil(lambda: model.get(990) is not None and model.get(991) is not None)
+    assert _cell(model, 990, "Priority") == ""  # not known yet
+    assert _cell(model, 991, "Priority") == "Requested"
+
+    app.bus.publish(ev.AnalysisQueued(990, None, None, priority=background))
+    app.bus.publish(ev.AnalysisQueued(991, None, None, priority=background))
+    qtbot.waitUntil(lambda: _cell(model, 990, "Priority") == "Watch folder")
+    assert model.get(990).state == "running"  # type: ignore[union-attr]
+    assert _cell(model, 991, "Priority") == "Requested"
 
 
 def test_the_queue_names_the_patients(qtbot: QtBot, make_gui: Maker) -> None:

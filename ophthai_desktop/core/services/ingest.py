@@ -915,7 +915,12 @@ class IngestService:
                     [
                         changed,
                         ScanIngested(scan_seen),
-                        AnalysisQueued(plan.job_id, plan.patient.id, plan.scan["id"]),
+                        AnalysisQueued(
+                            plan.job_id,
+                            plan.patient.id,
+                            plan.scan["id"],
+                            priority=JobPriority.BACKGROUND,
+                        ),
                         NotificationCreated(notification_record(m.Notification(**plan.note))),
                     ],
                     plan.patient.id,

@@ -34,6 +34,7 @@ from ophthai_desktop.core.events import (
     AnalysisCancelRequested,
     AnalysisFailed,
     AnalysisFinished,
+    AnalysisPrioritised,
     AnalysisQueued,
     Event,
     EventBus,
@@ -157,11 +158,13 @@ class JobService:
                 .order_by(m.Job.id)
                 .limit(1)
             ).first()
+            new = raised = False
             if open_job is not None:
                 if (
                     open_job.state == JobState.QUEUED.value
                     and open_job.priority < JobPriority.INTERACTIVE
                 ):
+                    raised = True
                     open_job.priority = int(JobPriority.INTERACTIVE)
                     details = {"patient_id": patient_id, "scan_id": scan.id}
                     session.add(
@@ -170,17 +173,26 @@ class JobService:
                         )
                     )
                     session.flush()
-                return job_record(open_job), False
-            record = self.queue_in(
-                session,
-                patient_id=patient_id,
-                scan_id=scan.id,
-                sha256=scan.sha256,
-                question=question,
-                actor=actor,
+                record = job_record(open_job)
+            else:
+                new = True
+                record = self.queue_in(
+                    session,
+                    patient_id=patient_id,
+                    scan_id=scan.id,
+                    sha256=scan.sha256,
+                    question=question,
+                    actor=actor,
+                )
+        if new:
+            self._bus.publish(_queued(record))
+        elif raised:
+            self._bus.publish(
+                AnalysisPrioritised(
+                    record.id, record.patient_id, record.scan_id, JobPriority(record.priority)
+                )
             )
-        self._bus.publish(AnalysisQueued(record.id, record.patient_id, record.scan_id))
-        return record, True
+        return record, new
 
     def queue_image_analysis(
         self, data: bytes, *, actor: Actor, question: str | None = None
@@ -198,7 +210,7 @@ class JobService:
                 question=question,
                 actor=actor,
             )
-        self._bus.publish(AnalysisQueued(record.id, None, None))
+        self._bus.publish(_queued(record))
         return record
 
     @staticmethod
@@ -423,9 +435,7 @@ class JobService:
         if record is not None:
             log.info("analysis job %d queued again", job_id)
             if announce:
-                self._bus.publish(
-                    AnalysisQueued(record.id, record.patient_id, record.scan_id, requeued=True)
-                )
+                self._bus.publish(_queued(record, requeued=True))
 
     def has_queued(self) -> bool:
         with self._db.session() as session:
@@ -707,6 +717,17 @@ class JobService:
         if row is None:
             raise NotFound(f"job {job_id} not found")
         return row
+
+
+def _queued(record: JobRecord, *, requeued: bool = False) -> AnalysisQueued:
+    """The :class:`AnalysisQueued` event announcing the queued job ``record``."""
+    return AnalysisQueued(
+        record.id,
+        record.patient_id,
+        record.scan_id,
+        requeued=requeued,
+        priority=JobPriority(record.priority),
+    )
 
 
 def _sentence(text: str) -> str:

@@ -251,9 +251,9 @@ class AnalysisController(QObject):
 
     # Analysis events ----------------------------------------------------------------------
 
-    @Slot(int, object, bool)
+    @Slot(int, object, bool, int)
     def _on_bridge_analysis_queued(
-        self, job_id: int, patient_id: str | None, requeued: bool
+        self, job_id: int, patient_id: str | None, requeued: bool, _priority: int
     ) -> None:
         self._job_patients[job_id] = patient_id
         if requeued:

@@ -61,6 +61,7 @@ class JobsController(QObject):
 
         bridge = ctx.bridge
         bridge.analysis_queued.connect(self._on_bridge_analysis_queued)
+        bridge.analysis_prioritised.connect(self._on_bridge_analysis_prioritised)
         bridge.analysis_started.connect(self._on_bridge_analysis_started)
         bridge.analysis_progressed.connect(self._on_bridge_analysis_progressed)
         bridge.analysis_finished.connect(self._on_bridge_analysis_finished)
@@ -178,19 +179,37 @@ class JobsController(QObject):
     def stop(self) -> None:
         self._stopped = True
 
-    @Slot(int, object, bool)
+    @Slot(int, object, bool, int)
     def _on_bridge_analysis_queued(
-        self, job_id: int, patient_id: str | None, requeued: bool
+        self, job_id: int, patient_id: str | None, requeued: bool, priority: int
     ) -> None:
-        if self._hold(self._on_bridge_analysis_queued, job_id, patient_id, requeued, job_id=job_id):
+        if self._hold(
+            self._on_bridge_analysis_queued, job_id, patient_id, requeued, priority, job_id=job_id
+        ):
             return
         # A known job queued again (the model was unloaded under it) is waiting again. A
         # new job's start can arrive before its queueing (the worker wakes first): a
-        # known row then stays as it is.
-        if requeued and self._model.update(job_id, state="queued", tokens=0, note=""):
+        # known row then stays as it is, but for the priority its start did not tell.
+        if requeued:
+            self._model.update(job_id, state="queued", tokens=0, note="")
+        if not self._model.raise_priority(job_id, priority):
+            row = new_job_row(job_id, patient_id, self._name_of(patient_id), priority=priority)
+            self._model.upsert(row)
+
+    @Slot(int, object, int)
+    def _on_bridge_analysis_prioritised(
+        self, job_id: int, patient_id: str | None, priority: int
+    ) -> None:
+        """A queued job was moved ahead: its row says so. A job not listed (older than
+        the rows read at the start, or one whose queueing is still on its way) is added:
+        the clinician sees the analysis they asked for; when it was queued is not known."""
+        if self._hold(
+            self._on_bridge_analysis_prioritised, job_id, patient_id, priority, job_id=job_id
+        ):
             return
-        if self._model.get(job_id) is None:
-            self._model.upsert(new_job_row(job_id, patient_id, self._name_of(patient_id)))
+        if not self._model.raise_priority(job_id, priority):
+            row = new_job_row(job_id, patient_id, self._name_of(patient_id), priority=priority)
+            self._model.upsert(replace(row, queued_at=""))
 
     @Slot(int, object)
     def _on_bridge_analysis_started(self, job_id: int, patient_id: str | None) -> None:

@@ -11,11 +11,27 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QStandardItem
 
+from ophthai_desktop.core.domain import JobPriority
 from ophthai_desktop.core.records import JobRecord
 from ophthai_desktop.ui.display import local_datetime
 from ophthai_desktop.ui.models.rows import RowModel
 
-HEADERS = ("Job", "Patient", "State", "Progress", "Queued", "Note")
+HEADERS = ("Job", "Patient", "State", "Priority", "Progress", "Queued", "Note")
+#: What the Priority column says of a job, and its tooltip: the worker takes every
+#: analysis someone asked for before the watch folder's.
+PRIORITY_TEXTS: dict[int, str] = {
+    JobPriority.INTERACTIVE: "Requested",
+    JobPriority.BACKGROUND: "Watch folder",
+}
+PRIORITY_TIPS: dict[int, str] = {
+    JobPriority.INTERACTIVE: (
+        "Asked for in the window or by a client: runs before the watch folder's analyses"
+    ),
+    JobPriority.BACKGROUND: (
+        "Queued by the watch folder: runs after every analysis someone asked for "
+        "(Analyse on the patient moves it ahead)"
+    ),
+}
 STATE_COLORS = {
     "queued": QColor("#5b6b75"),
     "running": QColor("#0f6e8c"),
@@ -33,6 +49,7 @@ DARK_STATE_COLORS = {
 }
 OPEN_STATES = ("queued", "running")
 STATE_COLUMN = 2
+PRIORITY_COLUMN = 3
 #: Rows the queue keeps over a long session: past this, the oldest finished jobs are
 #: dropped (open ones always stay). A day of watch-folder files would otherwise grow it
 #: without end, and every job event looks through it.
@@ -48,6 +65,8 @@ class JobRow:
     queued_at: str
     note: str
     patient_name: str | None = None  # shown instead of the id once known
+    #: A :class:`JobPriority`; None while not known (a job heard of by its start).
+    priority: int | None = None
 
     @property
     def cells(self) -> tuple[str, ...]:
@@ -61,6 +80,7 @@ class JobRow:
             f"#{self.job_id}",
             self.patient_name or self.patient_id or "(no patient)",
             self.state,
+            PRIORITY_TEXTS.get(self.priority, "") if self.priority is not None else "",
             progress,
             self.queued_at,
             self.note,
@@ -76,13 +96,20 @@ def job_row(job: JobRecord, tokens: int = 0, patient_name: str | None = None) ->
         local_datetime(job.created_at),
         job.error or "",
         patient_name,
+        job.priority,
     )
 
 
-def new_job_row(job_id: int, patient_id: str | None, patient_name: str | None = None) -> JobRow:
-    """A row for a job we only know from its :class:`AnalysisQueued` event."""
+def new_job_row(
+    job_id: int,
+    patient_id: str | None,
+    patient_name: str | None = None,
+    *,
+    priority: int | None = None,
+) -> JobRow:
+    """A row for a job we only know from an event (its queueing, or its start)."""
     queued_at = local_datetime(datetime.now().astimezone())
-    return JobRow(job_id, patient_id, "queued", 0, queued_at, "", patient_name)
+    return JobRow(job_id, patient_id, "queued", 0, queued_at, "", patient_name, priority)
 
 
 class JobTableModel(RowModel):
@@ -121,6 +148,9 @@ class JobTableModel(RowModel):
         if old is None or old.state != row.state:
             color = self._state_colors.get(row.state)
             items[STATE_COLUMN].setData(color, Qt.ItemDataRole.ForegroundRole)
+        if old is None or old.priority != row.priority:
+            tip = PRIORITY_TIPS.get(row.priority, "") if row.priority is not None else ""
+            items[PRIORITY_COLUMN].setToolTip(tip)
 
     def reset(self, rows: Sequence[JobRow]) -> None:
         self.reset_rows(rows)
@@ -145,6 +175,16 @@ class JobTableModel(RowModel):
         row = replace(old, **changes)
         self.upsert(row)
         return row
+
+    def raise_priority(self, job_id: int, priority: int) -> bool:
+        """Show the job's ``priority`` unless it already shows a higher one (a priority
+        only rises: a late event's lower one is older news); False if not listed."""
+        row = self.get(job_id)
+        if row is None:
+            return False
+        if row.priority is None or row.priority < priority:
+            self.update(job_id, priority=priority)
+        return True
 
     def add_tokens(self, job_id: int, count: int) -> None:
         row = self.get(job_id)

@@ -20,12 +20,12 @@ from ophthai_desktop.ui.views.columns import FittingTableView
 from ophthai_desktop.ui.views.empty import EmptyOr
 from ophthai_desktop.ui.views.scale import scaled
 
-#: Job, Patient, State, Progress, Queued, Note.
-COLUMN_WIDTHS = (56, 140, 80, 130, 130, 200)
+#: Job, Patient, State, Priority, Progress, Queued, Note.
+COLUMN_WIDTHS = (56, 140, 80, 100, 130, 130, 200)
 PATIENT_COLUMN = 1
 #: The columns but the patient's, most needed first: the patient takes the room the
 #: shown ones leave (at least this), and those that do not fit give way.
-FITTED_ORDER = (0, 2, 3, 5, 4)
+FITTED_ORDER = (0, 2, 4, 3, 6, 5)
 PATIENT_LEAST_PX = 100
 
 
