@@ -1101,6 +1101,28 @@ def test_an_analysis_someone_asks_for_runs_before_the_watch_folders_queue(
     assert asked.priority == later.priority == JobPriority.INTERACTIVE
 
 
+def test_how_many_run_before_a_queued_analysis_follows_the_worker_s_order(
+    sqlite_services: Application, actor: Actor
+) -> None:
+    """``queued_ahead`` counts what ``claim_next`` takes first: requested analyses before
+    the watch folder's, the oldest first within each; a job moved ahead is as old as
+    when the watch folder queued it."""
+    app = sqlite_services
+    background = _watch_folder_jobs(app, 3)
+    asked = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+    later = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+    expected_order = [asked.id, later.id, *background]
+    assert [app.jobs.queued_ahead(i) for i in expected_order] == [0, 1, 2, 3, 4]
+    patient_id = app.jobs.get_job(background[2]).patient_id
+    assert patient_id is not None
+    app.jobs.ensure_patient_analysis(patient_id, actor=actor)  # moved ahead
+    expected_order = [background[2], asked.id, later.id, background[0], background[1]]
+    assert [app.jobs.queued_ahead(i) for i in expected_order] == [0, 1, 2, 3, 4]
+
+    claimed = [app.jobs.claim_next() for _ in expected_order]
+    assert [job.id if job else None for job in claimed] == expected_order
+
+
 def test_asking_for_a_scan_the_watch_folder_queued_moves_that_analysis_ahead(
     sqlite_services: Application, actor: Actor
 ) -> None:

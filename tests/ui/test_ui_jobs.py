@@ -131,6 +131,33 @@ def test_an_analysis_the_unload_interrupted_shows_as_queued_again(
     assert "queued and runs next" not in view.notice.text()  # said of a job since run
 
 
+def test_analyse_on_a_queued_analysis_says_how_many_run_before_it(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """Analyse on a patient whose analysis is queued behind others asked for does not
+    promise that it runs next."""
+    hold = threading.Event()
+    gui = make_gui(engine=ScriptedEngine(DME, hold=hold))
+    app, actor = gui.application, Actor("t", "gui")
+    running, first, second = (
+        app.patients.create_patient({"name": name}, actor=actor, image=NewImage(png_bytes()))
+        for name in ("Running", "First", "Second")
+    )
+    busy = app.jobs.queue_patient_analysis(running.id, actor=actor)
+    qtbot.waitUntil(lambda: app.jobs.get_job(busy.id).state == "running")
+    app.jobs.queue_patient_analysis(first.id, actor=actor)
+    queued = app.jobs.queue_patient_analysis(second.id, actor=actor)
+    view = gui.analysis_view
+
+    open_patient(qtbot, gui, second.id)
+    view.analyse.click()
+
+    qtbot.waitUntil(lambda: f"job #{queued.id}" in view.notice.text())
+    assert "1 other requested analysis runs before it" in view.notice.text()
+    assert "runs next" not in view.notice.text()
+    hold.set()
+
+
 def test_a_start_heard_before_its_queueing_stays_running(qtbot: QtBot, make_gui: Maker) -> None:
     """The worker hears a new job first and may announce its start before the window
     hears it was queued; that is not an analysis queued again."""

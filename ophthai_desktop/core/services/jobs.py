@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ophthai_desktop.core.domain import (
@@ -419,6 +419,25 @@ class JobService:
                 if not self.has_queued_in(session):
                     return None
             # Taken or cancelled in between: look again.
+
+    def queued_ahead(self, job_id: int) -> int:
+        """How many queued jobs the worker takes before this queued one, in
+        :meth:`claim_next`'s order (0: it runs next, once the running one ends)."""
+        with self._db.session() as session:
+            job = self._get(session, job_id)
+            earlier = or_(
+                m.Job.created_at < job.created_at,
+                and_(m.Job.created_at == job.created_at, m.Job.id < job.id),
+            )
+            ahead = select(func.count(m.Job.id)).where(
+                m.Job.state == JobState.QUEUED.value,
+                m.Job.id != job.id,
+                or_(
+                    m.Job.priority > job.priority,
+                    and_(m.Job.priority == job.priority, earlier),
+                ),
+            )
+            return session.scalar(ahead) or 0
 
     def requeue(self, job_id: int, *, announce: bool = False) -> None:
         """Put a running job back in the queue (the app is stopping mid-analysis, or

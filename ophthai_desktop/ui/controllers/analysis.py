@@ -390,15 +390,19 @@ class AnalysisController(QObject):
         self._queueing.add(patient_id)
         model_problem_shown = self.explain_model_state()
 
-        def queue() -> tuple[JobRecord, bool]:
+        def queue() -> tuple[JobRecord, bool, int]:
             """The newest scan's open analysis if there is one (the service does not
-            queue a second one of the same scan), else a new one."""
-            return self._app.jobs.ensure_patient_analysis(patient_id, actor=self._ctx.actor)
+            queue a second one of the same scan), else a new one; and, for one joined
+            while queued, how many queued analyses run before it."""
+            jobs = self._app.jobs
+            job, new = jobs.ensure_patient_analysis(patient_id, actor=self._ctx.actor)
+            ahead = jobs.queued_ahead(job.id) if not new and job.state == "queued" else 0
+            return job, new, ahead
 
-        def done(result: tuple[JobRecord, bool]) -> None:
+        def done(result: tuple[JobRecord, bool, int]) -> None:
             heard = self._read_arrived()
             self._queueing.discard(patient_id)
-            job, new = result
+            job, new, ahead = result
             if job.state == "queued":
                 self._app.worker.resume_queue()  # a queue held since an unload runs
             self._page.show_tab("analysis")
@@ -408,7 +412,13 @@ class AnalysisController(QObject):
             if patient_id != self._patient_id or state == "ended":
                 return
             if not new and not model_problem_shown:
-                if state == "queued":  # asked for again: runs next (held or not)
+                if state == "queued" and ahead:  # asked for again, behind others asked for
+                    others = "analysis runs" if ahead == 1 else "analyses run"
+                    text = (
+                        f"This patient's analysis (job #{job.id}) is queued; {ahead} other "
+                        f"requested {others} before it."
+                    )
+                elif state == "queued":  # asked for again: runs next (held or not)
                     text = f"This patient's analysis (job #{job.id}) is queued and runs next."
                 else:
                     text = (
