@@ -156,5 +156,17 @@ def test_an_answer_giving_two_classifications_is_a_parse_failure_naming_both(
         assert analysis.answer_text == CONFLICTING_OUTPUT.split("</think>")[1]
         stored = app.patients.get_patient(patient.id)
         assert (stored.status, stored.workflow_step) == ("Pending Analysis", 2)
+        # The notification says once to read the answer (the parse error's own closing
+        # "Read the model's answer." was followed by "Read the model's answer before
+        # validating.").
+        notes = app.notifications.list_notifications(patient_id=patient.id).items
+        assert [(n.type, n.message) for n in notes] == [
+            (
+                "info",
+                "The analysis for patient Tiny could not be read: The answer gives two "
+                "different classifications: Diabetic Macular Edema and Normal. Read the "
+                "model's answer before validating.",
+            )
+        ]
     finally:
         app.close()

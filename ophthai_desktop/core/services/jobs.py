@@ -540,10 +540,12 @@ class JobService:
                         "again or analyse another image."
                     )
                 elif parsed is None:
+                    # The parser's reason may end by saying to read the answer already.
+                    reason = _sentence(result.parse_error or "no result in the answer")
+                    reason = reason.removesuffix(READ_THE_ANSWER).rstrip()
                     message = (
                         f"The analysis for patient {patient.name} could not be read: "
-                        f"{_sentence(result.parse_error or 'no result in the answer')} Read "
-                        "the model's answer before validating."
+                        f"{reason} Read the model's answer before validating."
                     )
                 else:
                     message = ""  # a normal result: nothing to say
@@ -671,6 +673,10 @@ class JobService:
         if row is None:
             raise NotFound(f"job {job_id} not found")
         return row
+
+
+#: How a parse error may end; the notification of an unread answer says it once.
+READ_THE_ANSWER = "Read the model's answer."
 
 
 def _sentence(text: str) -> str:
