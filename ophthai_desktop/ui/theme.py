@@ -41,6 +41,9 @@ QLabel#patientName { color: #f1f4f6; }
 QLabel#patientId, QLabel#muted, QLabel#emptyHint, QLabel#stepLabel { color: #9aa7b0; }
 QLabel#stepLabel[state="current"] { color: #6cc3de; }
 QLabel#stepLabel[state="done"] { color: #81c995; }
+/* The steps to do recede as in the light theme (its pale grey was a white line here). */
+QLabel#stepDot { background: #3a4148; color: #dfe5ea; }
+QFrame#stepLine { background: #3a4148; }
 QLabel#sectionTitle { color: #6cc3de; }
 QFrame#resultCard { background: #23282d; }
 QLabel#classification { color: #f1f4f6; }

@@ -259,7 +259,8 @@ def test_a_patient_without_a_scan_is_told_to_add_one_until_it_arrives(
     patient = app.patients.create_patient({"name": "No Scan"}, actor=Actor("t", "gui"))
     open_patient(qtbot, gui, patient.id)
     state = gui.analysis_view.state
-    assert state.text().startswith("No scan yet.")
+    # Not "File ▸ Import image…." (the menu entry's ellipsis, then a full stop).
+    assert state.text() == "No scan yet. Drop an image here, or use File ▸ Import image."
     app.patients.attach_image(patient.id, NewImage(png_bytes()), actor=Actor("t", "api"))
     qtbot.waitUntil(lambda: state.text() == "No analysis yet. Drop an image or press Analyse.")
 

@@ -212,3 +212,54 @@ def test_placeholders_are_readable_in_either_theme(qtbot: QtBot, gui: GuiSession
             assert bad == [], f"{theme}:\n" + "\n".join(bad)
     finally:
         apply_theme("light")
+
+
+def _loud_steps_to_do(gui: GuiSession) -> list[str]:
+    """The stepper at step 2: each step to do (its circle, the line to it) that stands
+    out from the page more than the current step's circle and the done line do."""
+    stepper = gui.patient_page.stepper
+    stepper.set_step(2)
+    QApplication.processEvents()
+    window = stepper.window()
+
+    def fill(widget: QWidget) -> QColor:
+        """The commonest colour the widget is drawn in (a circle's or a line's)."""
+        image = window.grab(QRect(widget.mapTo(window, QPoint(0, 0)), widget.size())).toImage()
+        pixels = [
+            image.pixelColor(x, y).rgb()
+            for x in range(image.width())
+            for y in range(image.height())
+        ]
+        return QColor.fromRgb(Counter(pixels).most_common(1)[0][0])
+
+    page = fill(stepper)
+    loudest_shown = min(
+        contrast(fill(stepper._dots[1]), page), contrast(fill(stepper._lines[0]), page)
+    )
+    loud = []
+    for what, widget in (
+        ("circle 3", stepper._dots[2]),
+        ("circle 4", stepper._dots[3]),
+        ("line to 3", stepper._lines[1]),
+        ("line to 4", stepper._lines[2]),
+    ):
+        ratio = contrast(fill(widget), page)
+        if ratio >= loudest_shown:
+            loud.append(f"{what}: {ratio:.1f}:1 against the current/done {loudest_shown:.1f}:1")
+    return loud
+
+
+def test_the_steps_still_to_do_are_the_quiet_ones_in_either_theme(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """In the dark theme the steps to do kept the light theme's pale grey: a white line
+    and white circles, the loudest part of the stepper (13:1 on the dark page, against
+    the current step's 2.9:1)."""
+    _patient(gui, qtbot)
+    try:
+        for theme in ("light", "dark"):
+            apply_theme(theme)
+            loud = _loud_steps_to_do(gui)
+            assert loud == [], f"{theme}:\n" + "\n".join(loud)
+    finally:
+        apply_theme("light")

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QDialogButtonBox
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
+from ophthai_desktop.ui.controllers import imports
 from ophthai_desktop.ui.session import GuiSession
 from tests.support.images import jpeg_bytes, png_bytes, tiff_volume_bytes
 from tests.ui.conftest import Maker, drop_files, open_patient
@@ -50,8 +51,32 @@ def test_dropping_images_attaches_them_and_queues_the_analysis(
     assert viewer.thumbnails.item(0).text().splitlines()[0] == "Fundus · OS"
     assert viewer.thumbnails.item(0).toolTip().startswith("Fundus · OS (left) · ")
     qtbot.waitUntil(lambda: gui.patient_page.scan_count.text() == "2")
-    assert "2 image(s) added to Drop Target" in gui.window.banner.text()
+    assert "2 images added to Drop Target; their analyses are queued." in gui.window.banner.text()
     assert gui.patient_page.tabs.currentWidget() is gui.analysis_view
+
+
+def test_the_added_message_goes_by_itself_and_a_refusal_stays(
+    qtbot: QtBot, gui: GuiSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The message that images were added ("1 image(s) added to ...; the analysis is
+    queued.") stayed at the top of the window until closed: still "queued" once the
+    result was shown, and over other patients' pages."""
+    monkeypatch.setattr(imports, "ADDED_SHOWN_MS", 300, raising=False)
+    patient = gui.application.patients.create_patient({"name": "Once"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    banner = gui.window.banner
+
+    assert drop_files(gui.window, [_file(tmp_path, "macula_OCT_OD.png", png_bytes((64, 48)))])
+
+    qtbot.waitUntil(lambda: banner.text() == "1 image added to Once; its analysis is queued.")
+    qtbot.waitUntil(lambda: banner.isHidden(), timeout=3000)
+    # Files that were not imported are named until the clinician closes the message.
+    notes = _file(tmp_path, "notes.png", b"not an image")
+    second = _file(tmp_path, "second_OCT_OD.png", png_bytes((64, 48), (9, 9, 9)))
+    assert drop_files(gui.window, [notes, second])
+    qtbot.waitUntil(lambda: "notes.png" in banner.text())
+    qtbot.wait(600)
+    assert "1 image added to Once; its analysis is queued." in banner.text()
 
 
 def test_refused_files_are_named_with_the_reason_and_leave_nothing(
@@ -97,9 +122,9 @@ def test_a_mixed_drop_still_names_the_refused_files_once_the_rest_are_added(
     assert drop_files(gui.window, [text, good])
 
     banner = gui.window.banner
-    qtbot.waitUntil(lambda: "image(s) added" in banner.text())
+    qtbot.waitUntil(lambda: "image added" in banner.text())
     message = banner.text()
-    assert "1 image(s) added to Mixed Drop; the analysis is queued." in message
+    assert "1 image added to Mixed Drop; its analysis is queued." in message
     assert "notes.png: The file is not an image that can be read" in message
     assert banner.property("kind") == "warning"
     assert len(app.patients.list_scans(patient.id)) == 1
@@ -120,7 +145,7 @@ def test_a_file_gone_before_the_check_is_not_called_a_folder(
     assert drop_files(gui.window, [folder, good, gone])
 
     banner = gui.window.banner
-    qtbot.waitUntil(lambda: "1 image(s) added" in banner.text())
+    qtbot.waitUntil(lambda: "1 image added" in banner.text())
     assert "moved_away.png: the file is no longer there (moved or deleted)" in banner.text()
     assert "series: it is not a file (folders are not imported)" in banner.text()
 

@@ -168,7 +168,7 @@ class AnalysisController(QObject):
     def _show_nothing_yet(self, patient: PatientRecord) -> None:
         self._no_scan_shown = patient.scan_count == 0
         if self._no_scan_shown:
-            self._view.show_empty("No scan yet. Drop an image here, or use File ▸ Import image….")
+            self._view.show_empty("No scan yet. Drop an image here, or use File ▸ Import image.")
         else:
             self._view.show_empty()
 

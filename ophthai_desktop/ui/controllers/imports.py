@@ -31,6 +31,8 @@ from ophthai_desktop.ui.views.patient_page import PatientPage
 
 log = logging.getLogger(__name__)
 
+#: How long "N images added ...; queued" stays: it is out of date once the analysis runs.
+ADDED_SHOWN_MS = 10_000
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff);;All files (*)"
 _TOKENS = re.compile(r"[A-Za-z]+")
 
@@ -233,11 +235,14 @@ class ImportController(QObject):
             who = current.name
         else:
             who = f"patient {patient_id}"
-        added = f"{count} image(s) added to {who}; the analysis is queued."
+        if count == 1:
+            added = f"1 image added to {who}; its analysis is queued."
+        else:
+            added = f"{count} images added to {who}; their analyses are queued."
         if refused:
             self._window.banner.show_message(f"{added}\n{_refusals(refused)}", "warning")
         else:
-            self._window.banner.show_message(added, "info")
+            self._window.banner.show_message(added, "info", shown_ms=ADDED_SHOWN_MS)
         self.imported.emit(patient_id, count)
 
     def _on_failed(self, exc: BaseException) -> None:

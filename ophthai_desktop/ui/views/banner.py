@@ -1,8 +1,9 @@
-"""An in-window message line: shown until closed or replaced."""
+"""An in-window message line: shown until closed or replaced (or, where asked, for a
+while)."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QWidget
 
 from ophthai_desktop.ui.views.style import set_style_property
@@ -27,12 +28,23 @@ class Banner(QFrame):
         layout.setContentsMargins(8, 4, 4, 4)
         layout.addWidget(self.label, 1)
         layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self.dismiss)
         self.hide()
 
-    def show_message(self, text: str, kind: str = "warning") -> None:
+    def show_message(
+        self, text: str, kind: str = "warning", *, shown_ms: int | None = None
+    ) -> None:
+        """Show ``text`` until closed or replaced, or for ``shown_ms`` where given (a
+        confirmation that is soon out of date)."""
         self.label.setText(text)
         set_style_property(self, "kind", kind)
         self.show()
+        if shown_ms is None:
+            self._timer.stop()
+        else:
+            self._timer.start(shown_ms)
 
     def text(self) -> str:
         return self.label.text() if self.isVisible() else ""
