@@ -333,7 +333,7 @@ def test_a_job_that_runs_while_the_queue_loads_shows_as_finished_with_its_count(
     tokens = app.jobs.outcome(job.id).analysis.completion_tokens  # type: ignore[union-attr]
     assert tokens
     assert model.get(job.id).state == "done"  # type: ignore[union-attr]
-    assert _progress(model, job.id) == f"done · {tokens} tokens"
+    assert _progress(model, job.id) == f"{tokens} tokens"
 
 
 def test_a_job_finished_before_the_window_opened_shows_its_token_count(
@@ -352,7 +352,7 @@ def test_a_job_finished_before_the_window_opened_shows_its_token_count(
     model = gui.jobs_panel.model
     qtbot.waitUntil(lambda: model.get(job.id) is not None)
     tokens = app.jobs.outcome(job.id).analysis.completion_tokens  # type: ignore[union-attr]
-    assert _progress(model, job.id) == f"done · {tokens} tokens"
+    assert _progress(model, job.id) == f"{tokens} tokens"
 
 
 def test_a_patient_renamed_while_the_queue_loads_keeps_the_new_name(

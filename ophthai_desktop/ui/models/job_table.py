@@ -72,8 +72,8 @@ class JobRow:
     def cells(self) -> tuple[str, ...]:
         if self.state == "running":
             progress = _tokens(self.tokens) if self.tokens else "starting…"
-        elif self.state == "done":
-            progress = f"done · {_tokens(self.tokens)}" if self.tokens else "done"
+        elif self.state == "done":  # the state is its own column
+            progress = _tokens(self.tokens) if self.tokens else ""
         else:
             progress = ""
         return (
