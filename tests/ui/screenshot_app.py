@@ -7,7 +7,10 @@ Used by ``test_ui_xvfb.py`` under Xvfb (the xcb platform, real fonts) and by han
 The window is the one ``ophthai`` opens (:class:`ophthai_desktop.desktop.Desktop`, with
 the embedded API on a free port), over a temporary data folder filled through the core
 services. A stand-in engine writes a plausible reasoning and answer, so the analysis
-card is filled without a model. Prints one JSON line: the files and what was shown.
+card is filled without a model. Then the Settings dialog as it opens, and the model
+manager twice, through real engines: the model not installed (an empty Hugging Face
+cache), and the tests' tiny checkpoint loaded ("Ready"). Prints one JSON line: the files
+and what was shown.
 """
 
 from __future__ import annotations
@@ -155,6 +158,14 @@ def _wait(app: object, predicate: Callable[[], bool], timeout_s: float = 30.0) -
     return True
 
 
+def _settle(app: object, seconds: float) -> None:
+    """Let layout, fonts and queued signals settle for ``seconds``."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()  # type: ignore[attr-defined]
+        time.sleep(0.02)
+
+
 def main(out_dir: Path) -> dict[str, object]:
     from PySide6.QtGui import QGuiApplication
 
@@ -254,10 +265,7 @@ def main(out_dir: Path) -> dict[str, object]:
     session.patient_page.show_tab("analysis")
     window.raise_()
     window.activateWindow()
-    end = time.monotonic() + 1.0
-    while time.monotonic() < end:  # let fonts, icons and layout settle
-        qt_app.processEvents()
-        time.sleep(0.02)
+    _settle(qt_app, 1.0)  # fonts, icons and layout
 
     out_dir.mkdir(parents=True, exist_ok=True)
     shots = {}
@@ -268,9 +276,7 @@ def main(out_dir: Path) -> dict[str, object]:
     screen.grabWindow(0).save(str(shots["screen"]))
     session.patient_page.show_tab("scans")
     session.scan_viewer.canvas.zoom_by(1.6)
-    for _ in range(20):
-        qt_app.processEvents()
-        time.sleep(0.02)
+    _settle(qt_app, 0.4)
     shots["scans"] = out_dir / "scans.png"
     window.grab().save(str(shots["scans"]))
     # The oculomics tab whole (charts, table, trends, form): the window made larger for
@@ -278,12 +284,23 @@ def main(out_dir: Path) -> dict[str, object]:
     session.patient_page.show_tab("oculomics")
     size = window.size()
     window.resize(*OCULOMICS_SHOT_SIZE)
-    for _ in range(25):
-        qt_app.processEvents()
-        time.sleep(0.02)
+    _settle(qt_app, 0.5)
     shots["oculomics"] = out_dir / "oculomics.png"
     window.grab().save(str(shots["oculomics"]))
     window.resize(size)
+    # The Settings dialog as Tools ▸ Settings… opens it, with the defaults where the demo
+    # has its own values (the API on a free port, shown as 0; a model folder that is not
+    # there): a reader sees what a new install shows.
+    session.settings_controller.open_dialog()
+    settings_dialog = session.settings_controller.dialog
+    assert settings_dialog is not None
+    defaults = {name: Settings.model_fields[name].default for name in ("api_port", "model_path")}
+    settings_dialog.set_settings(settings.model_copy(update=defaults))
+    _wait(qt_app, settings_dialog.isVisible, 10.0)
+    _settle(qt_app, 0.5)
+    shots["settings"] = out_dir / "settings.png"
+    settings_dialog.grab().save(str(shots["settings"]))
+    settings_dialog.reject()
     # The model manager as a clinician first meets it: the model not downloaded yet (a
     # real engine for the Hub id, over an empty cache; the demo engine is put back).
     from ophthai_desktop.core.inference.engine import InferenceEngine
@@ -295,14 +312,29 @@ def main(out_dir: Path) -> dict[str, object]:
     manager = session.model_manager.open()
     _wait(qt_app, lambda: "not installed" in manager.message.text(), 10.0)
     _wait(qt_app, lambda: "checking" not in manager.estimate.text(), 60.0)  # imports torch
-    end = time.monotonic() + 1.0
-    while time.monotonic() < end:  # the device check and the layout settle
-        qt_app.processEvents()
-        time.sleep(0.02)
+    _settle(qt_app, 1.0)  # the device check and the layout
     shots["model-manager"] = out_dir / "model-manager.png"
     manager.grab().save(str(shots["model-manager"]))
+    shown = {"model-manager": manager.state.text()}
+    manager.close()
+    # The model manager once a model is loaded: the tests' tiny checkpoint (no GPU
+    # here, so on the CPU), loaded through the real engine before the dialog opens.
+    from tests.support.tiny_checkpoint import build_tiny_qwen25vl
+
+    tiny = build_tiny_qwen25vl(data / "models" / "tiny-qwen25vl")
+    loaded = InferenceEngine(settings.model_copy(update={"model_path": tiny, "device": "cpu"}))
+    loaded.load()  # the tiny model loads in a fraction of a second
+    application.engine = loaded  # type: ignore[assignment]
+    manager = session.model_manager.open()
+    _wait(qt_app, lambda: manager.state.text() == "Ready", 10.0)
+    _wait(qt_app, lambda: manager.estimate.text().startswith("about "), 10.0)
+    _settle(qt_app, 0.5)
+    shots["model-manager-ready"] = out_dir / "model-manager-ready.png"
+    manager.grab().save(str(shots["model-manager-ready"]))
+    shown["model-manager-ready"] = manager.state.text()
     manager.close()
     application.engine = demo
+    loaded.unload()
 
     result = {
         "platform": qt_app.platformName(),
@@ -310,6 +342,7 @@ def main(out_dir: Path) -> dict[str, object]:
         "api": window.status.api.text(),
         "model": window.status.model.text(),
         "card": view.card.classification.text(),
+        "model_manager": shown,
         "files": {name: str(path) for name, path in shots.items()},
         "sizes": {name: Image.open(path).size for name, path in shots.items()},
     }

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QUrl
 from PySide6.QtGui import QDesktopServices, QIcon, QPalette
-from PySide6.QtWidgets import QApplication, QDialogButtonBox, QSplitter
+from PySide6.QtWidgets import (
+    QApplication,
+    QDialogButtonBox,
+    QLineEdit,
+    QSplitter,
+    QStyle,
+    QStyleOptionFrame,
+)
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.settings import Settings
@@ -282,6 +289,59 @@ def test_the_settings_dialog_fits_a_1024_pixel_screen(qtbot: QtBot) -> None:
     qtbot.addWidget(dialog)
 
     assert dialog.sizeHint().width() <= 1000
+
+
+def test_a_value_longer_than_its_field_shows_from_its_start(qtbot: QtBot, tmp_path: Path) -> None:
+    """The default CORS list is wider than its field: it showed its end, starting in
+    the middle of an origin ("0.1:3000, http://localhost:5173, ..."), and a long model
+    folder its last characters, as if the value were damaged."""
+    dialog = SettingsDialog()
+    qtbot.addWidget(dialog)
+    settings = Settings(
+        data_dir=tmp_path / "a data folder with a long name" / "for the clinic's workstation",
+        model_path=tmp_path / "models" / "OctoMed-7B, the copy the clinic keeps locally",
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    dialog.set_settings(settings)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+
+    for field in (dialog.cors_origins, dialog.model_path, dialog.data_dir):
+        metrics = field.fontMetrics()
+        assert metrics.horizontalAdvance(field.text()) > field.width()  # does not fit
+        assert field.cursorPosition() == 0, field.text()
+
+
+def test_each_field_s_hint_fits_its_field(qtbot: QtBot, tmp_path: Path) -> None:
+    """The model folder's "unset: use the model id" was cut to "unset: use the model…"
+    at the dialog's width. (The watch folder's hint is its default path, as long as the
+    data folder's.)"""
+    dialog = SettingsDialog()
+    qtbot.addWidget(dialog)
+    dialog.set_settings(Settings(data_dir=tmp_path, _env_file=None))  # type: ignore[call-arg]
+    dialog.show()
+    qtbot.waitExposed(dialog)
+
+    hints = [
+        field
+        for field in dialog.fields.values()
+        if isinstance(field, QLineEdit)
+        and field.placeholderText()
+        and field is not dialog.watch_folder_path
+    ]
+    assert dialog.model_path in hints
+    for field in hints:
+        # The room QLineEdit draws its text in: the style's contents rectangle less its
+        # text margins and its own 2 px each side.
+        option = QStyleOptionFrame()
+        field.initStyleOption(option)
+        contents = field.style().subElementRect(
+            QStyle.SubElement.SE_LineEditContents, option, field
+        )
+        margins = field.textMargins()
+        room = contents.width() - margins.left() - margins.right() - 4
+        text = field.placeholderText()
+        assert field.fontMetrics().horizontalAdvance(text) <= room, text
 
 
 def _saved_names(path: Path) -> set[str]:

@@ -1,9 +1,12 @@
 """The real application on a real X server (Xvfb): ``ophthai`` starts and stops
-cleanly, and a screenshot of the window is not blank.
+cleanly, and the README's screenshots (the window, the Settings dialog, the model
+manager) are taken and none is blank.
 
 ``.ci/run`` installs Xvfb and the xcb libraries; where Xvfb is missing these tests are
-skipped with that reason. Set ``UPDATE_SCREENSHOTS=1`` to refresh
-``docs/screenshots/`` from the run (it is also written when missing).
+skipped with that reason. Set ``UPDATE_SCREENSHOTS=1`` to refresh every screenshot in
+``docs/screenshots/`` from the run (they are also written when missing)::
+
+    UPDATE_SCREENSHOTS=1 .venv/bin/python -m pytest tests/ui/test_ui_xvfb.py
 """
 
 from __future__ import annotations
@@ -23,8 +26,17 @@ from PIL import Image, ImageStat
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS_SHOTS = REPO / "docs" / "screenshots"
+#: The screenshots the README shows, all taken by ``screenshot_app``.
+README_SHOTS = (
+    "main-window",
+    "scans",
+    "oculomics",
+    "settings",
+    "model-manager",
+    "model-manager-ready",
+)
 
-pytestmark = pytest.mark.skipif(
+needs_xvfb = pytest.mark.skipif(
     shutil.which("Xvfb") is None, reason="Xvfb is not installed (apt-get install xvfb)"
 )
 
@@ -66,6 +78,7 @@ def _env(display: str, data_dir: Path) -> dict[str, str]:
     return env
 
 
+@needs_xvfb
 def test_ophthai_starts_the_window_and_stops_on_sigterm(display: str, tmp_path: Path) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "ophthai_desktop"],
@@ -106,6 +119,7 @@ def test_ophthai_starts_the_window_and_stops_on_sigterm(display: str, tmp_path: 
     assert "Traceback" not in log
 
 
+@needs_xvfb
 def test_screenshot_of_the_real_window_is_not_blank(display: str, tmp_path: Path) -> None:
     out = tmp_path / "shots"
     done = subprocess.run(
@@ -134,10 +148,32 @@ def test_screenshot_of_the_real_window_is_not_blank(display: str, tmp_path: Path
     oculomics = Image.open(result["files"]["oculomics"]).convert("L")
     for box in ((800, 150, 1400, 400), (800, 700, 1400, 1000)):
         assert ImageStat.Stat(oculomics.crop(box)).var[0] > 100, ("oculomics", box)
-    # The model manager: a real engine's state (not installed), each row filled in.
-    manager = Image.open(result["files"]["model-manager"]).convert("L")
-    assert manager.size[0] >= 400 and ImageStat.Stat(manager).var[0] > 500
+    # The model manager, through real engines: not installed, then the tiny model loaded.
+    assert result["model_manager"] == {
+        "model-manager": "Not installed",
+        "model-manager-ready": "Ready",
+    }
+    for name in ("model-manager", "model-manager-ready"):
+        manager = Image.open(result["files"][name]).convert("L")
+        assert manager.size[0] >= 400 and ImageStat.Stat(manager).var[0] > 500, name
+    # The Settings dialog whole: both columns of groups filled in, the buttons at the
+    # bottom right.
+    settings = Image.open(result["files"]["settings"]).convert("L")
+    width, height = settings.size
+    assert width >= 600 and height >= 300 and ImageStat.Stat(settings).var[0] > 500
+    for box in ((0, 0, width // 2, height // 2), (width // 2, 0, width, height // 2)):
+        assert ImageStat.Stat(settings.crop(box)).var[0] > 100, ("settings", box)
+    assert ImageStat.Stat(settings.crop((width - 250, height - 60, width, height))).var[0] > 100
     if os.environ.get("UPDATE_SCREENSHOTS") or not (DOCS_SHOTS / "main-window.png").exists():
         DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
-        for name in ("main-window", "scans", "oculomics", "model-manager"):
+        for name in README_SHOTS:
             shutil.copyfile(result["files"][name], DOCS_SHOTS / f"{name}.png")
+
+
+def test_every_screenshot_is_taken_and_shown_in_the_readme() -> None:
+    """docs/screenshots holds what the screenshot test writes, each in the README."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    files = sorted(path.stem for path in DOCS_SHOTS.glob("*.png"))
+    assert files == sorted(README_SHOTS)
+    for name in README_SHOTS:
+        assert f"](docs/screenshots/{name}.png)" in readme, name

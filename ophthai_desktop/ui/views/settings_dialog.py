@@ -126,7 +126,7 @@ class SettingsDialog(QDialog):
         # Model
         self.model_id = QLineEdit()
         self.model_path = QLineEdit()
-        self.model_path.setPlaceholderText("unset: use the model id")
+        self.model_path.setPlaceholderText("unset: use model id")
         self.browse_model = QPushButton("Browse…")
         self.device = QComboBox()
         self.device.setEditable(True)
@@ -211,6 +211,7 @@ class SettingsDialog(QDialog):
     def set_settings(self, settings: Settings, *, saved_to: Path | None = None) -> None:
         """Show ``settings`` in the widgets."""
         self.data_dir.setText(str(settings.data_dir))
+        self.data_dir.setCursorPosition(0)
         self.watch_folder_path.setPlaceholderText(str(settings.data_dir / "incoming_scans"))
         for name, widget in self.fields.items():
             value = getattr(settings, name)
@@ -225,6 +226,9 @@ class SettingsDialog(QDialog):
                     widget.setText(", ".join(value))
                 else:
                     widget.setText("" if value is None else str(value))
+                # A value wider than its field reads from its start (setText leaves it
+                # scrolled to its end, cut in the middle of a path or an origin).
+                widget.setCursorPosition(0)
         if saved_to is not None:
             set_text(self.saved_to, f"Saved to {saved_to}")
         self.show_error("")
