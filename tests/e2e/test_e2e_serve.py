@@ -341,7 +341,8 @@ def test_serving_on_every_interface_prints_urls_a_person_can_open(tmp_path: Path
 def test_the_listening_line_names_the_network_and_the_local_address(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(addresses, "lan_address", lambda: "192.168.1.20")
+    network = {socket.AF_INET: "192.168.1.20", socket.AF_INET6: "2001:db8:1::20"}
+    monkeypatch.setattr(addresses, "lan_address", lambda family=socket.AF_INET: network[family])
 
     line = listening_line("http://0.0.0.0:8000")
 
@@ -349,6 +350,10 @@ def test_the_listening_line_names_the_network_and_the_local_address(
     assert line.split("listening on ", 1)[1].split()[0] == "http://192.168.1.20:8000"
     assert "0.0.0.0" not in line
     assert "http://127.0.0.1:8000/docs" in line
+    # Listening on "::" is IPv6 only: 127.0.0.1 would not reach it.
+    line = listening_line("http://[::]:8000")
+    assert line.split("listening on ", 1)[1].split()[0] == "http://[2001:db8:1::20]:8000"
+    assert "http://[::1]:8000/docs" in line
     assert listening_line("http://127.0.0.1:8000") == (
         "OphthAI API listening on http://127.0.0.1:8000 (docs: http://127.0.0.1:8000/docs)"
     )
