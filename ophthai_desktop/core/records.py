@@ -163,6 +163,19 @@ class JobRecord:
 
 
 @dataclass(frozen=True)
+class JobQueue:
+    """What a job queue shows first (:meth:`JobService.list_queue`)."""
+
+    #: The queued and running jobs that run first: the running ones, then the queued
+    #: ones in the order the worker takes them.
+    open: tuple[JobRecord, ...]
+    #: (job id, patient id) of the open jobs past those, which run after them.
+    more_open: tuple[tuple[int, str | None], ...]
+    #: The newest finished (done, failed or cancelled) jobs, newest first.
+    finished: tuple[JobRecord, ...]
+
+
+@dataclass(frozen=True)
 class AuditRecord:
     id: int
     at: datetime

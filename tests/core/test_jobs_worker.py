@@ -1203,3 +1203,35 @@ def test_asking_again_for_a_running_watch_folder_analysis_changes_nothing(
 
     assert (job.id, new, job.state, job.priority) == (only, False, "running", 0)
     assert app.audit.list_events(entity_type="job", entity_id=str(only)).total == 1  # queued
+
+
+def test_the_queue_s_first_read_lists_what_runs_next_then_the_newest_finished(
+    sqlite_services: Application, actor: Actor
+) -> None:
+    """``list_queue``: the running job, then the queued ones in the order the worker takes
+    them, up to the limit; the ids of the open jobs past it; the newest finished jobs in
+    the room left. A newest-first page left out what runs next behind newer jobs."""
+    app = sqlite_services
+    finished = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+    app.jobs.request_cancel(finished.id, actor=actor)
+    background = _watch_folder_jobs(app, 4)
+    asked = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+    running = app.jobs.claim_next()  # the requested one
+    assert running is not None and running.id == asked.id
+    later = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+
+    queue = app.jobs.list_queue(limit=4, finished=10)
+    assert [job.id for job in queue.open] == [asked.id, later.id, background[0], background[1]]
+    assert [job.state for job in queue.open] == ["running", "queued", "queued", "queued"]
+    assert [job_id for job_id, _patient in queue.more_open] == background[2:]
+    assert [patient for _job, patient in queue.more_open] == [
+        app.jobs.get_job(i).patient_id for i in background[2:]
+    ]
+    assert queue.finished == ()  # no room left below the limit
+
+    roomy = app.jobs.list_queue(limit=10, finished=10)
+    assert len(roomy.open) == 6 and roomy.more_open == ()
+    assert [job.id for job in roomy.finished] == [finished.id]
+    assert app.jobs.list_queue(limit=10, finished=0).finished == ()
+    with pytest.raises(InvalidInput):
+        app.jobs.list_queue(limit=0, finished=10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,13 @@ from pytestqt.qtbot import QtBot
 from ophthai_desktop.bootstrap import build_application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.domain import JobPriority
-from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.records import Actor, JobRecord
 from ophthai_desktop.core.services.ingest import FolderLayout
+from ophthai_desktop.core.services.jobs import JobService
 from ophthai_desktop.core.services.patients import NewImage
+from ophthai_desktop.core.storage import models as m
 from ophthai_desktop.ui.controllers.jobs import HELD_LIMIT
+from ophthai_desktop.ui.display import local_datetime
 from ophthai_desktop.ui.models.job_table import HEADERS, MAX_SHOWN, JobTableModel, new_job_row
 from tests.conftest import make_settings
 from tests.support.images import png_bytes
@@ -307,17 +311,15 @@ def test_a_job_that_runs_while_the_queue_loads_shows_as_finished_with_its_count(
     the job ran (it says queued) or after (it says done)."""
     app, _patient, job = _queued_app(tmp_path, "Early Bird")
     release, reading = threading.Event(), threading.Event()
-    list_jobs = app.jobs.list_jobs
+    list_queue = app.jobs.list_queue
 
-    def held_list_jobs(**kwargs: Any) -> Any:
-        if kwargs.get("patient_id") is not None:  # a patient's jobs, not the queue's load
-            return list_jobs(**kwargs)
-        page = list_jobs(**kwargs) if read == "before the job ran" else None
+    def held_list_queue(**kwargs: Any) -> Any:
+        queue = list_queue(**kwargs) if read == "before the job ran" else None
         reading.set()
         release.wait(10)
-        return page or list_jobs(**kwargs)
+        return queue or list_queue(**kwargs)
 
-    monkeypatch.setattr(app.jobs, "list_jobs", held_list_jobs)
+    monkeypatch.setattr(app.jobs, "list_queue", held_list_queue)
     model_loads = threading.Event()  # the job runs once the model has loaded
     engine = ScriptedEngine(DME, state="installed", load_hold=model_loads)
     gui = make_gui(application=app, engine=engine)
@@ -394,16 +396,16 @@ def test_a_queue_that_cannot_be_read_says_so_and_is_read_again(
     from ophthai_desktop.ui.controllers import jobs as jobs_controller
 
     app, _patient, job = _queued_app(tmp_path, "Waiting")
-    list_jobs = app.jobs.list_jobs
+    list_queue = app.jobs.list_queue
     locked = threading.Event()
     locked.set()
 
     def sometimes_locked(**kwargs: Any) -> Any:
         if locked.is_set():
             raise StorageError("the database is locked")
-        return list_jobs(**kwargs)
+        return list_queue(**kwargs)
 
-    monkeypatch.setattr(app.jobs, "list_jobs", sometimes_locked)
+    monkeypatch.setattr(app.jobs, "list_queue", sometimes_locked)
     monkeypatch.setattr(jobs_controller, "RELOAD_AFTER_MS", 200)
     gui = make_gui(application=app)
     qtbot.waitUntil(lambda: "job queue could not be read" in gui.window.banner.text())
@@ -452,17 +454,15 @@ def test_events_heard_while_the_queue_loads_are_kept_few_and_all_count(
     app, _patient, job = _queued_app(tmp_path, "Slow Read")
     release, reading = threading.Event(), threading.Event()
     reads: list[int] = []
-    list_jobs = app.jobs.list_jobs
+    list_queue = app.jobs.list_queue
 
-    def held_list_jobs(**kwargs: Any) -> Any:
-        if kwargs.get("patient_id") is not None:  # a patient's jobs, not the queue's load
-            return list_jobs(**kwargs)
+    def held_list_queue(**kwargs: Any) -> Any:
         reads.append(1)
         reading.set()
         release.wait(10)
-        return list_jobs(**kwargs)
+        return list_queue(**kwargs)
 
-    monkeypatch.setattr(app.jobs, "list_jobs", held_list_jobs)
+    monkeypatch.setattr(app.jobs, "list_queue", held_list_queue)
     gui = make_gui(application=app)
     qtbot.waitUntil(reading.is_set)
     bridge, model = gui.bridge, gui.jobs_panel.model
@@ -584,3 +584,97 @@ def test_a_long_session_keeps_every_open_job_and_only_the_newest_finished_ones(
     assert sorted(model.open_job_ids()) == [1, 2]
     model.name_patient("pt-old-queued", "Ada Lovelace")
     assert model.get(1).patient_name == "Ada Lovelace"
+
+
+def _backlog(app: Any, job: JobRecord, count: int) -> tuple[list[int], datetime]:
+    """``count`` watch-folder analyses of ``job``'s scan queued a day ago, a second apart
+    and oldest first, as a restart finds a device's backlog; and when the first was."""
+    since = datetime.now(UTC) - timedelta(days=1)
+    with app.db.session() as session:
+        rows = [
+            m.Job(
+                **JobService.queued_values(
+                    patient_id=job.patient_id,
+                    scan_id=job.scan_id,
+                    sha256=job.image_sha256,
+                    question=None,
+                    actor=Actor.system("watch-folder"),
+                    priority=JobPriority.BACKGROUND,
+                    now=since + timedelta(seconds=i),
+                )
+            )
+            for i in range(count)
+        ]
+        session.add_all(rows)
+        session.flush()
+        return [row.id for row in rows], since
+
+
+def test_the_first_load_lists_what_runs_next_behind_a_backlog(
+    qtbot: QtBot, tmp_path: Path, make_gui: Maker
+) -> None:
+    """After a restart with 450 watch-folder files queued, the first load read the 100
+    newest jobs: the oldest queued ones, which run next, were missing until they started
+    and then showed the time they started as their queued time (found by review). Every
+    open job is listed now, with when it was queued, and the finished ones below it."""
+    app, _patient, asked = _queued_app(tmp_path, "Backlog")
+    app.jobs.request_cancel(asked.id, actor=Actor("t", "gui"))  # a finished job
+    backlog, since = _backlog(app, asked, 450)
+    requested = app.jobs.queue_patient_analysis(  # another question: another analysis
+        asked.patient_id, actor=Actor("t", "gui"), question="Any drusen?"
+    )
+    gui = make_gui(application=app)  # the model is not installed: nothing runs
+    model, panel = gui.jobs_panel.model, gui.jobs_panel
+    qtbot.waitUntil(lambda: model.get(requested.id) is not None and not gui.tasks.busy)
+
+    assert sorted(model.open_job_ids()) == sorted([*backlog, requested.id])
+    assert _cell(model, backlog[0], "Queued") == local_datetime(since)  # runs next
+    assert _cell(model, backlog[0], "Priority") == "Watch folder"
+    assert model.get(asked.id).state == "cancelled"  # type: ignore[union-attr]
+    assert model.rowCount() == 452
+    assert model.row_at(0).job_id == requested.id  # type: ignore[union-attr]  # newest first
+    assert panel.unlisted.text() == "" and panel.unlisted.isHidden()
+
+
+def test_open_jobs_past_the_panel_s_rows_are_counted_and_listed_as_they_start(
+    qtbot: QtBot, tmp_path: Path, make_gui: Maker
+) -> None:
+    """More open jobs than the panel shows: those that run first are listed, and the
+    panel says how many more there are rather than leaving them out silently. One of
+    those starting or moved ahead is listed with when it was queued (a job heard of by
+    its move ahead had an empty queued time, one by its start the time it started)."""
+    app, patient, requested = _queued_app(tmp_path, "Big Backlog")
+    backlog, since = _backlog(app, requested, MAX_SHOWN + 10)
+    gui = make_gui(application=app)
+    model, panel = gui.jobs_panel.model, gui.jobs_panel
+    qtbot.waitUntil(lambda: model.get(requested.id) is not None and not gui.tasks.busy)
+
+    listed = set(model.open_job_ids())
+    assert listed == {requested.id, *backlog[: MAX_SHOWN - 1]}
+    assert panel.unlisted.text() == (
+        "Showing 500 of 511 queued and running analyses, those that run first; "
+        "the other 11 are listed as they start."
+    )
+    assert not panel.unlisted.isHidden()
+
+    last, before_last, third_last = backlog[-1], backlog[-2], backlog[-3]
+    app.bus.publish(ev.AnalysisStarted(last, patient.id))
+    qtbot.waitUntil(lambda: _cell(model, last, "Queued") not in (None, ""))
+    assert _cell(model, last, "Queued") == local_datetime(since + timedelta(seconds=MAX_SHOWN + 9))
+    assert model.get(last).state == "running"  # type: ignore[union-attr]
+    assert _cell(model, last, "Priority") == "Watch folder"  # read with its time
+    assert "Showing 501 of 511" in panel.unlisted.text() and "other 10 " in panel.unlisted.text()
+
+    app.bus.publish(ev.AnalysisPrioritised(third_last, patient.id, None, JobPriority.INTERACTIVE))
+    qtbot.waitUntil(lambda: _cell(model, third_last, "Queued") not in (None, ""))
+    assert _cell(model, third_last, "Queued") == local_datetime(
+        since + timedelta(seconds=MAX_SHOWN + 7)
+    )
+    assert _cell(model, third_last, "Priority") == "Requested"  # the event's, not the read's
+    app.jobs.request_cancel(before_last, actor=Actor("t", "gui"))  # by a client: gone
+    qtbot.waitUntil(lambda: "other 8 " in panel.unlisted.text())
+    assert model.get(before_last) is None
+
+    app.patients.delete_patient(patient.id, actor=Actor("t", "gui"))  # every job goes
+    qtbot.waitUntil(lambda: model.rowCount() == 0)
+    assert panel.unlisted.text() == "" and panel.unlisted.isHidden()

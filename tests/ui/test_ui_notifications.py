@@ -12,7 +12,7 @@ from types import FrameType
 import pytest
 from PySide6.QtCore import QPoint, QRect, Qt
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QApplication, QLabel, QWidget
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
@@ -237,6 +237,64 @@ def test_the_toast_covers_no_control_of_the_queue_or_the_patient_page(
     jobs.hide()  # the central area widens: the toast keeps to its corner
     qtbot.waitUntil(lambda: window.centralWidget().width() > window.width() - 20)
     qtbot.waitUntil(in_the_central_area)
+
+
+@pytest.mark.parametrize(
+    ("size", "font_scale", "narrow"),
+    [((800, 600), 1.0, False), ((1024, 700), 1.5, True), ((1440, 900), 1.5, False)],
+)
+def test_where_the_notifications_list_is_short_the_toast_stays_off_the_patient_page(
+    qtbot: QtBot,
+    make_gui: Maker,
+    qapp: QApplication,
+    size: tuple[int, int],
+    font_scale: float,
+    narrow: bool,
+) -> None:
+    """A trial: with the docks short (at 800 x 600, as a restored layout or Qt leaves
+    them; at 1.5 times the font, where the list shows one entry) the list had no room
+    for the toast, which went to the central area's corner, over the result card the
+    clinician was reading, for its 8 s. It now goes over the notifications dock and the
+    status bar's strip beneath it (narrowed where need be), clear of the patient page,
+    the job queue and the status bar's states."""
+    font = QFont(qapp.font())
+    font.setPointSizeF(font.pointSizeF() * font_scale)
+    qapp.setFont(font)  # the next test starts at the usual font again (conftest)
+    gui = make_gui()
+    window, toast = gui.window, gui.window.toast
+    window.resize(*size)
+    qtbot.waitUntil(lambda: window.height() == size[1])
+    panel = gui.notifications_panel
+    gui.application.notifications.create_notification("Routine", actor=SYSTEM)
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 1 and panel.list.isVisible())
+    docks = [window.notifications_dock, window.jobs_dock]
+    window.resizeDocks(docks, [1, 1], Qt.Orientation.Vertical)  # as short as they go
+    toast_width = toast.sizeHint().width() + 20  # with its margins
+    if narrow:  # and as narrow as it goes: narrower than the toast
+        window.resizeDocks([window.notifications_dock], [1], Qt.Orientation.Horizontal)
+    viewport = panel.list.viewport()
+    qtbot.waitUntil(lambda: viewport.height() < 100)
+    qtbot.waitUntil(lambda: not narrow or window.notifications_dock.width() < toast_width)
+    gui.application.notifications.create_notification(
+        "Abnormal finding for patient Amelia Okafor: Diabetic Macular Edema (87% "
+        "confidence) - preliminary, needs validation",
+        type="critical",
+        actor=SYSTEM,
+    )
+    qtbot.waitUntil(toast.isVisible)
+    QApplication.processEvents()
+
+    placed = toast.geometry()
+    assert viewport.height() < placed.height() + 20  # no room in the list itself
+    assert window.rect().contains(placed)
+    for widget in (window.centralWidget(), window.jobs_dock, *window.status.findChildren(QLabel)):
+        if widget.isVisible():
+            assert not placed.intersects(_in_window(widget, window)), widget.objectName()
+    notifications = _in_window(window.notifications_dock, window)
+    assert notifications.left() <= placed.left() and placed.right() <= notifications.right()
+    assert placed.top() >= notifications.top()
+    assert toast.label.text().endswith("needs validation")  # the whole text, wrapped
+    assert not narrow or placed.width() < toast_width - 20  # narrowed to the dock
 
 
 def test_the_toast_keeps_following_the_window_after_it_was_hidden_and_shown(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ophthai_desktop.core.domain import (
@@ -43,8 +43,15 @@ from ophthai_desktop.core.events import (
 )
 from ophthai_desktop.core.imaging import inspect_image
 from ophthai_desktop.core.inference.parsing import names_a_finding
-from ophthai_desktop.core.paging import fetch_page
-from ophthai_desktop.core.records import Actor, AnalysisRecord, JobRecord, Page, PatientRecord
+from ophthai_desktop.core.paging import check_paging, fetch_page
+from ophthai_desktop.core.records import (
+    Actor,
+    AnalysisRecord,
+    JobQueue,
+    JobRecord,
+    Page,
+    PatientRecord,
+)
 from ophthai_desktop.core.services.audit import AuditService
 from ophthai_desktop.core.services.notifications import NotificationService
 from ophthai_desktop.core.services.patient_fields import check_patient_reference
@@ -322,6 +329,43 @@ class JobService:
                 skip=skip,
                 limit=limit,
                 convert=job_record,
+            )
+
+    def list_queue(self, *, limit: int, finished: int) -> JobQueue:
+        """What a job queue shows first, read at one moment: the open (running and
+        queued) jobs that run first, up to ``limit`` (running, then in
+        :meth:`claim_next`'s order), the ids of the open ones past them, and the newest
+        finished jobs in the room left below ``limit``, at most ``finished``.
+
+        A newest-first page (:meth:`list_jobs`) leaves out what runs next behind a
+        backlog of newer queued jobs (the watch folder's, after a restart).
+        """
+        check_paging(0, limit)
+        running_first = case((m.Job.state == JobState.RUNNING.value, 0), else_=1)
+        with self._db.session() as session:
+            open_ids = session.execute(
+                select(m.Job.id, m.Job.patient_id)
+                .where(m.Job.state.in_(OPEN_STATES))
+                .order_by(running_first, m.Job.priority.desc(), m.Job.created_at, m.Job.id)
+            ).all()
+            first = [job_id for job_id, _patient in open_ids[:limit]]
+            rows = session.scalars(select(m.Job).where(m.Job.id.in_(first))).all() if first else []
+            by_id = {row.id: job_record(row) for row in rows}
+            room = min(finished, limit - len(first))
+            done = (
+                session.scalars(
+                    select(m.Job)
+                    .where(m.Job.state.not_in(OPEN_STATES))
+                    .order_by(m.Job.created_at.desc(), m.Job.id.desc())
+                    .limit(room)
+                ).all()
+                if room > 0
+                else []
+            )
+            return JobQueue(
+                open=tuple(by_id[job_id] for job_id in first if job_id in by_id),
+                more_open=tuple((job_id, patient) for job_id, patient in open_ids[limit:]),
+                finished=tuple(job_record(row) for row in done),
             )
 
     def completion_tokens_of(self, job_ids: Collection[int]) -> dict[int, int]:

@@ -10,16 +10,19 @@ from functools import partial
 
 from PySide6.QtCore import QObject, QTimer, Slot
 
-from ophthai_desktop.core.records import AnalysisRecord, JobRecord, Page, PatientRecord
+from ophthai_desktop.core.records import AnalysisRecord, JobQueue, JobRecord, PatientRecord
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController
+from ophthai_desktop.ui.display import local_datetime
 from ophthai_desktop.ui.messages import describe
-from ophthai_desktop.ui.models.job_table import job_row, new_job_row
+from ophthai_desktop.ui.models.job_table import MAX_SHOWN, JobRow, job_row, new_job_row
 from ophthai_desktop.ui.views.jobs import JobQueuePanel
 from ophthai_desktop.ui.views.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
+#: The finished jobs the first load shows, newest first, below every open one (those
+#: that run first, up to the panel's MAX_SHOWN rows).
 LOADED = 100
 #: How long after a failed first read of the queue it is read again.
 RELOAD_AFTER_MS = 5000
@@ -54,6 +57,9 @@ class JobsController(QObject):
         # Per job, the tokens of the batches held since its last other held event.
         self._held_tokens: dict[int, list[int]] = {}
         self._held_dropped = False  # past HELD_LIMIT: the load is read again
+        # Open jobs past the MAX_SHOWN read (job id -> patient id): they run after the
+        # listed ones, and each is listed when an event tells of it (its start).
+        self._unlisted: dict[int, str | None] = {}
         self._stopped = False
         # Why the worker takes no queued job: read once here, then followed by its
         # event (the bridge, built before this, hears every change after this read).
@@ -74,34 +80,40 @@ class JobsController(QObject):
         panel.cancel_requested.connect(self.cancel)
         panel.job_opened.connect(self._on_panel_job_opened)
         self._model.states_changed.connect(self._show_waiting)
+        self._model.states_changed.connect(self._show_unlisted)
 
     def start(self) -> None:
         self._load()
 
     def _load(self) -> None:
-        """Read the queue's first rows on a pool thread; events heard meanwhile are held
-        and applied on top of them."""
+        """Read the queue's first rows on a pool thread (every open job up to
+        MAX_SHOWN, those that run first, then the newest finished ones); events heard
+        meanwhile are held and applied on top of them."""
         if self._stopped:
             return
         if self._held is None:
             self._held = []
 
-        def fetch() -> tuple[Page[JobRecord], dict[str, str], dict[int, int]]:
-            page = self._jobs.list_jobs(limit=LOADED)
-            ids = {job.patient_id for job in page.items if job.patient_id}
-            finished = [job.id for job in page.items if job.state == "done"]
+        def fetch() -> tuple[list[JobRecord], JobQueue, dict[str, str], dict[int, int]]:
+            queue = self._jobs.list_queue(limit=MAX_SHOWN, finished=LOADED)
+            jobs = sorted(  # the panel's order: newest first
+                queue.open + queue.finished, key=lambda job: (job.created_at, job.id), reverse=True
+            )
+            ids = {job.patient_id for job in jobs if job.patient_id}
+            finished = [job.id for job in queue.finished if job.state == "done"]
             return (
-                page,
+                jobs,
+                queue,
                 self._ctx.application.patients.names_of(ids),
                 self._jobs.completion_tokens_of(finished),
             )
 
-        def done(result: tuple[Page[JobRecord], dict[str, str], dict[int, int]]) -> None:
+        def done(result: tuple[list[JobRecord], JobQueue, dict[str, str], dict[int, int]]) -> None:
             if self._held_dropped:  # read before events that were dropped: read again
                 self._held_dropped = False
                 self._load()
                 return
-            page, names, tokens = result
+            jobs, queue, names, tokens = result
             for patient_id, name in names.items():
                 # A name an event told meanwhile is newer than the one read.
                 self._names.setdefault(patient_id, name)
@@ -112,10 +124,12 @@ class JobsController(QObject):
                         tokens=tokens.get(job.id, 0),
                         patient_name=self._names.get(job.patient_id or ""),
                     )
-                    for job in page.items
+                    for job in jobs
                 ]
             )
+            self._unlisted = dict(queue.more_open)
             self._replay_held()
+            self._show_unlisted()
 
         def failed(exc: BaseException) -> None:
             message = describe(exc)
@@ -187,6 +201,7 @@ class JobsController(QObject):
             self._on_bridge_analysis_queued, job_id, patient_id, requeued, priority, job_id=job_id
         ):
             return
+        self._forget_unlisted(job_id)
         # A known job queued again (the model was unloaded under it) is waiting again. A
         # new job's start can arrive before its queueing (the worker wakes first): a
         # known row then stays as it is, but for the priority its start did not tell.
@@ -200,24 +215,45 @@ class JobsController(QObject):
     def _on_bridge_analysis_prioritised(
         self, job_id: int, patient_id: str | None, priority: int
     ) -> None:
-        """A queued job was moved ahead: its row says so. A job not listed (older than
-        the rows read at the start, or one whose queueing is still on its way) is added:
-        the clinician sees the analysis they asked for; when it was queued is not known."""
+        """A queued job was moved ahead: its row says so. A job not listed (past the
+        open jobs read at the start, or one whose queueing is still on its way) is added:
+        the clinician sees the analysis they asked for."""
         if self._hold(
             self._on_bridge_analysis_prioritised, job_id, patient_id, priority, job_id=job_id
         ):
             return
+        self._forget_unlisted(job_id)
         if not self._model.raise_priority(job_id, priority):
             row = new_job_row(job_id, patient_id, self._name_of(patient_id), priority=priority)
-            self._model.upsert(replace(row, queued_at=""))
+            self._add_heard(row)
 
     @Slot(int, object)
     def _on_bridge_analysis_started(self, job_id: int, patient_id: str | None) -> None:
         if self._hold(self._on_bridge_analysis_started, job_id, patient_id, job_id=job_id):
             return
+        self._forget_unlisted(job_id)
         if self._model.update(job_id, state="running", note="") is None:
             row = new_job_row(job_id, patient_id, self._name_of(patient_id))
-            self._model.upsert(replace(row, state="running"))
+            self._add_heard(replace(row, state="running"))
+
+    def _add_heard(self, row: JobRow) -> None:
+        """List a job first heard of by its start or its move ahead (one past the open
+        jobs read at the start, or a new one whose queueing is on its way), then show
+        when it was queued and its priority, read on a pool thread (not the time it was
+        heard of: a job of the backlog was queued long before)."""
+        job_id = row.job_id
+        self._model.upsert(replace(row, queued_at=""))
+
+        def found(job: JobRecord) -> None:
+            if self._model.get(job_id) is None:  # gone meanwhile (its patient deleted)
+                return
+            self._model.update(job_id, queued_at=local_datetime(job.created_at))
+            self._model.raise_priority(job_id, job.priority)
+
+        def failed(exc: BaseException) -> None:  # gone already: its row goes by its event
+            log.debug("job %d could not be read: %s", job_id, describe(exc))
+
+        self._ctx.tasks.submit(lambda: self._jobs.get_job(job_id), found, failed)
 
     @Slot(int, str, str, int)
     def _on_bridge_analysis_progressed(
@@ -235,6 +271,7 @@ class JobsController(QObject):
             self._on_bridge_analysis_finished, job_id, _patient_id, analysis, job_id=job_id
         ):
             return
+        self._forget_unlisted(job_id)
         row = self._model.get(job_id)
         tokens = analysis.completion_tokens or (row.tokens if row else 0)
         note = "answer not readable" if analysis.parse_status == "parse_failed" else ""
@@ -244,12 +281,14 @@ class JobsController(QObject):
     def _on_bridge_analysis_failed(self, job_id: int, _patient_id: str | None, reason: str) -> None:
         if self._hold(self._on_bridge_analysis_failed, job_id, _patient_id, reason, job_id=job_id):
             return
+        self._forget_unlisted(job_id)
         self._model.update(job_id, state="failed", note=reason)
 
     @Slot(int, object)
     def _on_bridge_analysis_cancelled(self, job_id: int, _patient_id: str | None) -> None:
         if self._hold(self._on_bridge_analysis_cancelled, job_id, _patient_id, job_id=job_id):
             return
+        self._forget_unlisted(job_id)  # an unlisted job cancelled (by a client) is gone
         self._model.update(job_id, state="cancelled", note="cancelled")
 
     @Slot(str)
@@ -258,6 +297,11 @@ class JobsController(QObject):
             return
         self._names.pop(patient_id, None)
         self._model.remove_patient(patient_id)
+        gone = [job_id for job_id, owner in self._unlisted.items() if owner == patient_id]
+        for job_id in gone:
+            del self._unlisted[job_id]
+        if gone:
+            self._show_unlisted()
 
     @Slot(object)
     def _on_bridge_patient_known(self, patient: PatientRecord) -> None:
@@ -314,6 +358,20 @@ class JobsController(QObject):
         row = self._model.get(job_id)
         if row is not None and row.patient_id:
             self._patients.open_patient(row.patient_id)
+
+    def _forget_unlisted(self, job_id: int) -> None:
+        """An event told of the job: if it was past the first read, it is listed now or
+        has left the queue."""
+        if job_id in self._unlisted:
+            del self._unlisted[job_id]
+            self._show_unlisted()
+
+    @Slot()
+    def _show_unlisted(self) -> None:
+        """Say how many open jobs the panel does not list, while there are some."""
+        unlisted = len(self._unlisted)
+        listed = len(self._model.open_job_ids()) if unlisted else 0
+        self._panel.set_unlisted(listed, unlisted)
 
     @Slot(object)
     def _on_bridge_queue_waiting_changed(self, reason: str | None) -> None:

@@ -53,6 +53,10 @@ class JobQueuePanel(QWidget):
         self.cancel.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.cancel.setAutoRaise(True)
         self.cancel.setEnabled(False)
+        # Open jobs past those listed (a backlog of thousands): said, not left out silently.
+        self.unlisted = QLabel()
+        self.unlisted.setObjectName("muted")
+        self.unlisted.setWordWrap(True)
         bar = QHBoxLayout()
         bar.setContentsMargins(0, 0, 0, 0)
         bar.addWidget(self.waiting, 1)
@@ -83,9 +87,11 @@ class JobQueuePanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(bar)
+        layout.addWidget(self.unlisted)
         self.body = EmptyOr(self.table, "No analyses yet. Analyse a patient's scan to queue one.")
         layout.addWidget(self.body, 1)
         self.set_waiting(None)
+        self.set_unlisted(0, 0)
 
         self.cancel.clicked.connect(self._on_cancel_clicked)
         self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
@@ -111,6 +117,17 @@ class JobQueuePanel(QWidget):
     def set_waiting(self, reason: str | None) -> None:
         """Why queued analyses are not running (None: they are not waiting)."""
         self.waiting.setText(f"Queued analyses are waiting: {reason}" if reason else "")
+
+    def set_unlisted(self, listed: int, unlisted: int) -> None:
+        """Say that ``unlisted`` queued analyses, which run after the ``listed`` open
+        ones, are not in the list (0: every open one is)."""
+        self.unlisted.setVisible(unlisted > 0)
+        self.unlisted.setText(
+            f"Showing {listed:,} of {listed + unlisted:,} queued and running analyses, "
+            f"those that run first; the other {unlisted:,} are listed as they start."
+            if unlisted
+            else ""
+        )
 
     def select_job(self, job_id: int) -> bool:
         position = self.model.position(job_id)

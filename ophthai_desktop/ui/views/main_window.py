@@ -100,7 +100,11 @@ class MainWindow(QMainWindow):
 
         self.status = AppStatusBar()
         self.setStatusBar(self.status)
-        self.toast = Toast(self, anchors=(notifications.list.viewport(), central))
+        self.toast = Toast(
+            self,
+            anchors=(notifications.list.viewport(), self.notifications_dock, central),
+            footer=self.status,
+        )
         self._make_actions()
 
     # Actions ---------------------------------------------------------------------------

@@ -14,6 +14,14 @@ from ophthai_desktop.ui.views.style import set_style_property
 
 SHOW_MS = 8000
 MARGIN = 10
+#: The text's width (at the design's font): what it takes where there is room (from
+#: TEXT_PX to TEXT_MOST_PX), and the least it is narrowed to where an area is narrower
+#: (a wrapped line more, not hidden).
+TEXT_PX = 300
+TEXT_MOST_PX = 360
+TEXT_LEAST_PX = 200
+#: An area that ends this close above the footer (the status bar) may reach over it.
+FOOTER_GAP_PX = 8
 
 #: What an alert is about, least to most urgent.
 AlertKind = Literal["info", "warning", "critical"]
@@ -24,16 +32,26 @@ PLACE_EVENTS = (QEvent.Type.Resize, QEvent.Type.Move, QEvent.Type.Show, QEvent.T
 
 class Toast(QFrame):
     """A message that goes away by itself, in the bottom-right corner of the first of
-    ``anchors`` shown in the window with room for it, else of the window.
+    ``anchors`` shown in the window with room for it, else of the window. An anchor
+    too short for it is taken with the strip of ``footer`` beneath it, where it ends
+    just above the footer; one too narrow, with the toast narrowed (down to
+    :data:`TEXT_LEAST_PX` of text, a line longer).
 
-    The main window gives the notifications list, then its central area: the toast is
-    the newest notification, and over the list's older entries it hides nothing that
-    is not also elsewhere. In the window's corner it covered the job queue's Cancel; in
-    the central area's, the analysis' Approve and the scan viewer's Reset."""
+    The main window gives the notifications list, the notifications dock, then its
+    central area, and its status bar as the footer: the toast is the newest
+    notification, and over the list's older entries it hides nothing that is not also
+    elsewhere. Where the list is short (800 x 600, a larger font) it goes over the dock
+    (its header and buttons) and the status bar's passing messages beneath it rather
+    than over the patient page: in the central area's corner it covered the result card
+    the clinician was reading, the analysis' Approve and the scan viewer's Reset; in the
+    window's, the job queue's Cancel."""
 
-    def __init__(self, parent: QWidget, anchors: Sequence[QWidget] = ()) -> None:
+    def __init__(
+        self, parent: QWidget, anchors: Sequence[QWidget] = (), footer: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self._anchors = tuple(anchors)
+        self._footer = footer
         self.setObjectName("toast")
         self.title = QLabel()
         self.title.setObjectName("toastTitle")
@@ -42,8 +60,10 @@ class Toast(QFrame):
         self.label.setObjectName("toastText")
         self.label.setWordWrap(True)
         # Wide enough that a finding reads in two or three lines, not five.
-        self.label.setMinimumWidth(scaled(self.label, 300))
-        self.label.setMaximumWidth(scaled(self.label, 360))
+        self._text_px = scaled(self.label, TEXT_PX)
+        self._text_least_px = scaled(self.label, TEXT_LEAST_PX)
+        self._text_most_px = scaled(self.label, TEXT_MOST_PX)
+        self._fit_text(None)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(12, 8, 12, 8)
         column = QWidget()
@@ -112,19 +132,51 @@ class Toast(QFrame):
         return False
 
     def area(self) -> QRect:
-        """Where the toast goes, in its parent's coordinates: the first anchor shown in
-        the window (not a floating dock) with room for it, else the whole window."""
+        """Where the toast goes, in its parent's coordinates, and the toast sized for
+        it: the first anchor shown in the window (not a floating dock) with room for it,
+        then with the footer's strip beneath it, narrowing the toast where the anchor is
+        narrower; else the whole window."""
         parent = self.parentWidget()
         if parent is None:
             return QRect()
-        room = self.size().grownBy(QMargins(MARGIN, MARGIN, MARGIN, MARGIN))
         for anchor in self._anchors:
             if not anchor.isVisible() or anchor.window() is not parent:
                 continue
             rect = QRect(anchor.mapTo(parent, QPoint(0, 0)), anchor.size())
-            if rect.width() >= room.width() and rect.height() >= room.height():
-                return rect
+            for spot in (rect, self._over_footer(rect)):
+                if spot is not None and self._fits(spot):
+                    return spot
+        self._fit_text(None)
         return parent.rect()
+
+    def _over_footer(self, rect: QRect) -> QRect | None:
+        """``rect`` down to the window's bottom over the footer, where it ends just above
+        the footer (None where it does not)."""
+        footer = self._footer
+        parent = self.parentWidget()
+        if footer is None or parent is None or not footer.isVisible():
+            return None
+        top = footer.mapTo(parent, QPoint(0, 0)).y()
+        if not 0 <= top - (rect.bottom() + 1) <= FOOTER_GAP_PX:
+            return None
+        return QRect(rect.left(), rect.top(), rect.width(), top + footer.height() - rect.top())
+
+    def _fits(self, rect: QRect) -> bool:
+        """Size the toast for ``rect`` (narrowed where need be); whether it fits there."""
+        margins = self.layout().contentsMargins()
+        chrome = margins.left() + margins.right() + 2 * self.frameWidth()
+        self._fit_text(rect.width() - 2 * MARGIN - chrome)
+        room = self.size().grownBy(QMargins(MARGIN, MARGIN, MARGIN, MARGIN))
+        return rect.width() >= room.width() and rect.height() >= room.height()
+
+    def _fit_text(self, room_px: int | None) -> None:
+        """Let the text take its width, or at most ``room_px`` (not below the least)."""
+        most = self._text_most_px
+        if room_px is not None:
+            most = max(self._text_least_px, min(most, room_px))
+        self.label.setMinimumWidth(min(self._text_px, most))
+        self.label.setMaximumWidth(most)
+        self.adjustSize()
 
     def _watched(self) -> list[QWidget]:
         """The window, the anchors and what holds them (a dock that moves or closes)."""
