@@ -23,6 +23,7 @@ from ophthai_desktop.core.storage import models as m
 from ophthai_desktop.ui.controllers.jobs import HELD_LIMIT
 from ophthai_desktop.ui.display import local_datetime
 from ophthai_desktop.ui.models.job_table import HEADERS, MAX_SHOWN, JobTableModel, new_job_row
+from ophthai_desktop.ui.views.jobs import JobQueuePanel, short_waiting
 from tests.conftest import make_settings
 from tests.support.images import png_bytes
 from tests.support.scripted_engine import DME, ScriptedEngine
@@ -678,3 +679,73 @@ def test_open_jobs_past_the_panel_s_rows_are_counted_and_listed_as_they_start(
     app.patients.delete_patient(patient.id, actor=Actor("t", "gui"))  # every job goes
     qtbot.waitUntil(lambda: model.rowCount() == 0)
     assert panel.unlisted.text() == "" and panel.unlisted.isHidden()
+
+
+def test_a_long_reason_to_wait_is_short_in_the_panel_and_whole_behind_details(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """The model not installed, the reason (what is missing, the folder it looked in,
+    what to do) ran to five lines above a job queue docked 121 px tall: the panel says
+    what is wrong and what makes the queue run in two lines at most; the whole reason is
+    in the tooltip and behind Details…."""
+    gui = make_gui()  # no model installed: the job waits
+    app = gui.application
+    patient = app.patients.create_patient(
+        {"name": "Waits"}, actor=Actor("t", "gui"), image=NewImage(png_bytes())
+    )
+    app.jobs.queue_patient_analysis(patient.id, actor=Actor("t", "gui"))
+    panel = gui.jobs_panel
+    qtbot.waitUntil(lambda: "not installed" in panel.waiting.text())
+    reason = app.worker.waiting_reason or ""
+    assert "Model manager" in reason and len(reason) > 150  # what the trial saw
+
+    panel.resize(700, 121)
+    line = panel.waiting.fontMetrics().lineSpacing()
+    assert panel.waiting.heightForWidth(panel.waiting.width()) <= 2 * line + 4
+    shown = panel.waiting.text()
+    assert shown.startswith("Queued analyses are waiting: the model is not installed.")
+    assert "download it (AI ▸ Model manager…)" in shown  # what to do stays
+    assert panel.waiting.toolTip() == f"Queued analyses are waiting: {reason}"
+
+    assert panel.waiting_details.isVisibleTo(panel)
+    panel.waiting_details.click()
+    box = panel.details_box
+    assert box is not None and box.isVisible()
+    assert box.text() == f"Queued analyses are waiting: {reason}"
+    box.close()
+    qtbot.waitUntil(lambda: panel.details_box is None)
+
+
+def test_a_short_reason_to_wait_is_shown_whole_without_details(qtbot: QtBot) -> None:
+    panel = JobQueuePanel(JobTableModel())
+    qtbot.addWidget(panel)
+    panel.set_waiting("the model was unloaded; load it to run the queue")
+    assert panel.waiting.text() == (
+        "Queued analyses are waiting: the model was unloaded; load it to run the queue"
+    )
+    assert not panel.waiting_details.isVisibleTo(panel)
+    assert panel.waiting.toolTip() == ""
+    panel.set_waiting(None)
+    assert panel.waiting.text() == ""
+    assert not panel.waiting_details.isVisibleTo(panel)
+
+
+@pytest.mark.parametrize(
+    ("reason", "shown"),
+    [
+        (
+            "The model in /home/clinic/.cache/huggingface/hub/models--OctoMed--OctoMed-7B/"
+            "snapshots/0123456789abcdef has damaged or half-copied files (model.safetensors). "
+            "Copy them again from a complete copy. Queued analyses stay queued (none is "
+            "failed) and run once the model loads: fix or replace its files, then check them "
+            "again (AI ▸ Check model files again).",
+            "The model in /home/clinic/.…s/0123456789abcdef has damaged or half-copied files "
+            "(model.safetensors). To run them, fix or replace its files, then check them "
+            "again (AI ▸ Check model files again).",
+        ),
+        ("model loading", "model loading"),
+        ("Something odd. More about it.", "Something odd."),
+    ],
+)
+def test_short_waiting_keeps_what_is_wrong_and_what_to_do(reason: str, shown: str) -> None:
+    assert short_waiting(reason) == shown

@@ -7,8 +7,9 @@ from collections import Counter
 from datetime import date, timedelta
 
 import pytest
+from PySide6.QtCore import QRect, Qt
 from PySide6.QtGui import QColor, QFontMetrics, QImage, QPaintDevice
-from PySide6.QtWidgets import QTableWidget, QWidget
+from PySide6.QtWidgets import QStyle, QTableWidget, QWidget
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
@@ -341,3 +342,47 @@ def test_the_table_is_readable_when_the_app_starts_dark(qtbot: QtBot, make_gui: 
         _check_table_readable(gui.oculomics_view.table, dark=True)
     finally:
         apply_theme("light")
+
+
+def _shown_whole(table: QTableWidget, row: int, column: int) -> bool:
+    """Whether the cell's text, wrapped to its width, fits its height."""
+    index = table.model().index(row, column)
+    rect = table.visualRect(index)
+    margin = table.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, table) + 1
+    text = table.item(row, column).text()
+    room = QRect(0, 0, rect.width() - 2 * margin, 10_000)
+    needed = table.fontMetrics().boundingRect(room, Qt.TextFlag.TextWordWrap, text)
+    return needed.width() <= room.width() and needed.height() <= rect.height()
+
+
+@pytest.mark.parametrize(("size", "wrapped"), [((1680, 1300), True), ((1024, 700), False)])
+def test_a_row_s_flags_are_shown_whole_where_their_words_fit(
+    qtbot: QtBot, gui: GuiSession, size: tuple[int, int], wrapped: bool
+) -> None:
+    """Even at 1680 x 1300 the first row's flags read "IOP high, C/D hig…": they wrap
+    onto more lines where their column is narrower than they are, and the table does
+    not scroll sideways for them. Where the column is narrower than a word of them (at
+    1024 x 700, the values taking the room) they stay one line, cut short, whole in the
+    tooltip: wrapped there, a row was a column of "h…", "l…"."""
+    gui.window.resize(*size)
+    patient_id = _patient_with_measurements(gui)
+    _open_oculomics(qtbot, gui, patient_id)
+    view = gui.oculomics_view
+    table = view.table
+    qtbot.waitUntil(lambda: (gui.window.width(), gui.window.height()) == size)
+    qtbot.wait(50)  # the layout settles
+    flags = table.columnCount() - 1
+    text = "IOP high, C/D high, RNFL low, Vessel density low"
+    assert table.item(0, flags).text() == text
+    assert table.item(0, flags).toolTip() == text
+    assert table.horizontalScrollBar().maximum() == 0
+    plain = next(r for r in range(table.rowCount()) if not table.item(r, flags).text())
+    if wrapped:
+        for row in range(table.rowCount()):
+            assert _shown_whole(table, row, flags), table.item(row, flags).text()
+        assert table.rowHeight(0) > table.rowHeight(plain)
+    else:
+        assert not _shown_whole(table, 0, flags)
+        assert table.rowHeight(0) == table.rowHeight(plain)
+    # A row without flags stays one line tall.
+    assert table.rowHeight(plain) < 2 * table.fontMetrics().lineSpacing() + 6

@@ -415,3 +415,33 @@ def test_a_model_folder_without_a_model_id_is_saved(
     _ok(dialog)
     assert dialog.error.text().startswith("Model id:")
     assert "give a model id or a model folder" in dialog.error.text()
+
+
+def test_a_path_cut_short_in_its_field_is_whole_in_its_tooltip(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    """The watch folder's hint (its default path) was always too long for the dialog's
+    898 px and cut short ("/tmp/ophthai-shot-yy…"), and nothing showed it whole; the
+    data folder's path likewise."""
+    dialog = SettingsDialog()
+    qtbot.addWidget(dialog)
+    data_dir = tmp_path / "OphthAI Desktop data" / "for the clinic's workstation"
+    dialog.set_settings(Settings(data_dir=data_dir, _env_file=None))  # type: ignore[call-arg]
+    dialog.resize(898, dialog.sizeHint().height())
+    dialog.show()
+    qtbot.waitExposed(dialog)
+
+    watch = dialog.watch_folder_path
+    default = str(data_dir / "incoming_scans")
+    assert watch.text() == "" and watch.placeholderText() == default
+    assert watch.fontMetrics().horizontalAdvance(default) > watch.width()  # cut short
+    assert watch.toolTip() == f"Default: {default}"
+    assert dialog.data_dir.toolTip() == str(data_dir)
+
+    chosen = str(tmp_path / "a watch folder the scanner writes into, on the clinic's share")
+    watch.setText(chosen)  # typed or chosen with Browse…
+    assert watch.toolTip() == chosen
+    watch.clear()
+    assert watch.toolTip() == f"Default: {default}"
+    dialog.model_path.setText(str(tmp_path / "models" / "OctoMed-7B"))
+    assert dialog.model_path.toolTip() == str(tmp_path / "models" / "OctoMed-7B")

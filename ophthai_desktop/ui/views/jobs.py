@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from PySide6.QtCore import QEvent, QItemSelection, QModelIndex, Qt, Signal, Slot
 from PySide6.QtGui import QKeySequence, QPalette, QShortcut
 from PySide6.QtWidgets import (
@@ -9,6 +11,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMessageBox,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -27,6 +30,37 @@ PATIENT_COLUMN = 1
 #: shown ones leave (at least this), and those that do not fit give way.
 FITTED_ORDER = (0, 2, 4, 3, 6, 5)
 PATIENT_LEAST_PX = 100
+#: The most characters of the first sentence of why the queue waits that the panel
+#: shows (the whole reason is in the tooltip and behind Details…).
+WAITING_HEADLINE_CHARS = 100
+#: Where the worker's reason says what makes the queue run ("… and run once it is:
+#: download it …").
+_WAITING_ACTION = re.compile(r"\brun once [^:]*: (?P<action>.+)$", re.DOTALL)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+#: A word longer than this (a folder's path) is shown as its start and its end.
+WAITING_WORD_CHARS = 36
+
+
+def short_waiting(reason: str) -> str:
+    """Why queued analyses wait, in a line or two for the panel: the reason's first
+    sentence (what is wrong, cut at :data:`WAITING_HEADLINE_CHARS`), then what makes
+    them run where the reason says it. The worker's longer reasons name the missing or
+    damaged files between the two; the panel leaves those to the tooltip and Details…
+    (in a short dock five lines of them left the table one row)."""
+    reason = " ".join(reason.split())
+    first, *rest = _SENTENCE_END.split(reason, maxsplit=1)
+    first = " ".join(_shortened_word(word) for word in first.split(" "))
+    if len(first) > WAITING_HEADLINE_CHARS:
+        first = first[:WAITING_HEADLINE_CHARS].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+    action = _WAITING_ACTION.search(rest[0]) if rest else None
+    return f"{first} To run them, {action['action']}" if action else first
+
+
+def _shortened_word(word: str) -> str:
+    if len(word) <= WAITING_WORD_CHARS:
+        return word
+    half = WAITING_WORD_CHARS // 2
+    return f"{word[: half - 4]}…{word[-half:]}"  # a folder's end names it best
 
 
 class JobQueuePanel(QWidget):
@@ -45,6 +79,15 @@ class JobQueuePanel(QWidget):
         self.waiting = QLabel()
         self.waiting.setObjectName("muted")
         self.waiting.setWordWrap(True)
+        # The whole reason where the line above shows it shortened (see short_waiting).
+        self.waiting_details = QToolButton()
+        self.waiting_details.setObjectName("waitingDetails")
+        self.waiting_details.setText("Details…")
+        self.waiting_details.setToolTip("Why queued analyses are waiting, in full")
+        self.waiting_details.setAutoRaise(True)
+        self._waiting_reason = ""
+        #: The window that shows the whole reason (while it is open).
+        self.details_box: QMessageBox | None = None
         self.cancel = QToolButton()
         self.cancel.setObjectName("cancelJob")
         self.cancel.setIcon(icon("cancel"))
@@ -60,6 +103,7 @@ class JobQueuePanel(QWidget):
         bar = QHBoxLayout()
         bar.setContentsMargins(0, 0, 0, 0)
         bar.addWidget(self.waiting, 1)
+        bar.addWidget(self.waiting_details)
         bar.addWidget(self.cancel)
         self.table = FittingTableView()
         self.table.setObjectName("jobTable")
@@ -94,6 +138,7 @@ class JobQueuePanel(QWidget):
         self.set_unlisted(0, 0)
 
         self.cancel.clicked.connect(self._on_cancel_clicked)
+        self.waiting_details.clicked.connect(self._on_waiting_details_clicked)
         self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
         self.table.doubleClicked.connect(self._on_table_double_clicked)
         # Enter opens the chosen job's patient, as a double-click does (the keyboard had
@@ -115,8 +160,14 @@ class JobQueuePanel(QWidget):
         self.model.set_dark(self.palette().color(QPalette.ColorRole.Base).lightness() < 128)
 
     def set_waiting(self, reason: str | None) -> None:
-        """Why queued analyses are not running (None: they are not waiting)."""
-        self.waiting.setText(f"Queued analyses are waiting: {reason}" if reason else "")
+        """Why queued analyses are not running (None: they are not waiting), in short
+        where the reason is long; whole in the tooltip and behind Details…."""
+        self._waiting_reason = reason or ""
+        short = short_waiting(reason) if reason else ""
+        self.waiting.setText(f"Queued analyses are waiting: {short}" if reason else "")
+        shortened = short != " ".join(self._waiting_reason.split())
+        self.waiting.setToolTip(f"Queued analyses are waiting: {reason}" if shortened else "")
+        self.waiting_details.setVisible(shortened)
 
     def set_unlisted(self, listed: int, unlisted: int) -> None:
         """Say that ``unlisted`` queued analyses, which run after the ``listed`` open
@@ -162,6 +213,26 @@ class JobQueuePanel(QWidget):
         job_id = self.selected_job_id()
         if job_id is not None:
             self.job_opened.emit(job_id)
+
+    @Slot()
+    def _on_waiting_details_clicked(self) -> None:
+        box = QMessageBox(
+            QMessageBox.Icon.Information,
+            "Why queued analyses are waiting",
+            f"Queued analyses are waiting: {self._waiting_reason}",
+            QMessageBox.StandardButton.Close,
+            self,
+        )
+        box.setObjectName("waitingDetailsBox")
+        box.setTextFormat(Qt.TextFormat.PlainText)  # a path is not markup
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.finished.connect(self._on_details_box_finished)
+        self.details_box = box
+        box.open()  # window-modal, without blocking the event loop
+
+    @Slot()
+    def _on_details_box_finished(self) -> None:
+        self.details_box = None
 
     @Slot()
     def _on_cancel_clicked(self) -> None:

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSplitter,
+    QStyle,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -348,18 +349,26 @@ class OculomicsView(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.verticalHeader().setVisible(False)
-        self.table.setWordWrap(False)  # one line a row, cut short with an ellipsis
+        # The flags wrap onto more lines where their column is narrower than they are
+        # (cut short, the first row read "IOP high, C/D hig…" even at 1680 x 1300), a
+        # row as tall as its text; where the column is narrower than a word of them (at
+        # 1024 x 700) they are cut short instead (see _wrap_flags). The other columns
+        # are as wide as their values, one line each.
+        self.table.setWordWrap(False)
+        self._flag_word_px = 0  # the widest word of the flags shown
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        # The flags (also shown as the red values) take the width left, cut short with
-        # an ellipsis where it is not enough (whole in the tooltip), rather than make
-        # the table scroll sideways.
+        # The flags (also shown as the red values) take the width left, wrapped or cut
+        # short where it is not enough (whole in the tooltip), rather than make the
+        # table scroll sideways.
         header.setSectionResizeMode(len(self.TABLE_COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
         # Where even the values do not fit (at 800 x 600 the table scrolled sideways),
         # the last metrics give way (the charts above show them), then the flags.
         flags = len(self.TABLE_COLUMNS) - 1
         self.table.fit_columns(stretch=flags, least_px=FLAGS_LEAST_PX, order=range(flags))
         self._fit_table()
+        header.sectionResized.connect(self._on_table_header_section_resized)
 
         self.trends = QTableWidget(len(METRICS), len(EYES))
         self.trends.setObjectName("oculomicsTrends")
@@ -542,6 +551,17 @@ class OculomicsView(QWidget):
                 self.table.setItem(row, column, self._inked_item(text, ink))
             flags_item = self.table.item(row, len(cells) - 1)
             flags_item.setToolTip(flags)  # whole, where the column cuts it short
+        metrics = self.table.fontMetrics()
+        self._flag_word_px = max(
+            (
+                metrics.horizontalAdvance(word)
+                for record in rows
+                for flag in record.flags
+                for word in f"{flag_text(flag)},".split()
+            ),
+            default=0,
+        )
+        self._wrap_flags()
         by_key = {(t.eye, t.metric): t for t in trends}
         for row, metric in enumerate(METRICS):
             for column, eye in enumerate(EYES):
@@ -556,6 +576,22 @@ class OculomicsView(QWidget):
                     )
                 self.trends.setItem(row, column, item)
         self._fit_table()
+
+    @Slot(int, int, int)
+    def _on_table_header_section_resized(self, column: int, _old: int, _new: int) -> None:
+        if column == len(self.TABLE_COLUMNS) - 1:
+            self._wrap_flags()
+
+    def _wrap_flags(self) -> None:
+        """Wrap the flags where their column holds each of their words whole; else cut
+        them short on one line (a column a few letters wide gave a row of "h…" "l…")."""
+        table = self.table
+        margin = table.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, table)
+        room = table.columnWidth(len(self.TABLE_COLUMNS) - 1) - 2 * (margin + 1)
+        wrap = 0 < self._flag_word_px <= room
+        if table.wordWrap() != wrap:
+            table.setWordWrap(wrap)
+            table.resizeRowsToContents()
 
     def _fit_table(self) -> None:
         """Tell the table's column fitting how wide each column's header and values

@@ -201,6 +201,17 @@ class SettingsDialog(QDialog):
         }
         #: What :meth:`set_settings` showed, as :meth:`values` reads it.
         self._shown: dict[str, Any] = {}
+        #: Fields whose value (a folder's path, the origins) is often wider than the
+        #: field, cut short there: the tooltip shows it whole, or the hint where it is
+        #: empty (the watch folder's default path, as long as the data folder's).
+        self.whole_in_tooltip = (
+            self.data_dir,
+            self.watch_folder_path,
+            self.model_path,
+            self.cors_origins,
+        )
+        for edit in self.whole_in_tooltip:
+            edit.textChanged.connect(self._on_long_field_text_changed)
         self.buttons.accepted.connect(self._on_buttons_accepted)
         self.buttons.rejected.connect(self.reject)
         self.browse_watch.clicked.connect(self._on_browse_watch_clicked)
@@ -213,6 +224,7 @@ class SettingsDialog(QDialog):
         self.data_dir.setText(str(settings.data_dir))
         self.data_dir.setCursorPosition(0)
         self.watch_folder_path.setPlaceholderText(str(settings.data_dir / "incoming_scans"))
+        self._on_long_field_text_changed()  # the hint changed
         for name, widget in self.fields.items():
             value = getattr(settings, name)
             if isinstance(widget, QCheckBox):
@@ -269,6 +281,14 @@ class SettingsDialog(QDialog):
             widget.setFocus(Qt.FocusReason.OtherFocusReason)
 
     # Slots --------------------------------------------------------------------------
+
+    @Slot()
+    def _on_long_field_text_changed(self) -> None:
+        for edit in self.whole_in_tooltip:
+            text, hint = edit.text().strip(), edit.placeholderText()
+            if edit is self.watch_folder_path and hint:
+                hint = f"Default: {hint}"
+            edit.setToolTip(text or hint)
 
     @Slot()
     def _on_buttons_accepted(self) -> None:
