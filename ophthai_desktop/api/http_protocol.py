@@ -163,7 +163,17 @@ class ApiHttpProtocol(HttpToolsProtocol):
     #: The app's CORS middleware (:func:`app_cors`): the 408s carry its headers.
     cors: ClassVar[CORSMiddleware | None] = None
     _refusal_warned_at: ClassVar[float | None] = None
-    _refusals_lingering: ClassVar[int] = 0
+    #: The refused connections still open (waiting for their request, or lingering after
+    #: their 503): uvicorn neither counts them nor closes them when it stops.
+    _refused: ClassVar[set[ApiHttpProtocol]] = set()
+    #: Set once the server stops: a connection refused after that is closed at once.
+    _stopping: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Each server's class (api_http_protocol) holds its own refused connections.
+        cls._refused = set()
+        cls._stopping = False
 
     def __init__(
         self,
@@ -197,7 +207,7 @@ class ApiHttpProtocol(HttpToolsProtocol):
         if self._refusal is not None:
             self._refusal.cancel()
             self._refusal = None
-            type(self)._refusals_lingering -= 1
+        type(self)._refused.discard(self)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -361,10 +371,10 @@ class ApiHttpProtocol(HttpToolsProtocol):
             )
         else:
             log.debug("refused a connection: %d are open", self.max_connections)
-        if cls._refusals_lingering >= REFUSALS_LINGERING_AT_ONCE:
+        if cls._stopping or len(cls._refused) >= REFUSALS_LINGERING_AT_ONCE:
             self.transport.close()
             return
-        cls._refusals_lingering += 1
+        cls._refused.add(self)
         self._refusal = self.loop.call_later(REFUSAL_LINGER_S, self.transport.close)
 
     def _answer_refusal(self) -> None:
@@ -386,6 +396,18 @@ class ApiHttpProtocol(HttpToolsProtocol):
         if self._refusal is not None:  # the wait for the request ends: the linger starts
             self._refusal.cancel()
         self._refusal = self.loop.call_later(REFUSAL_LINGER_S, self.transport.close)
+
+    @classmethod
+    def close_refused(cls) -> None:
+        """Closes the refused connections still open, and any refused from now on at
+        once: the server is stopping. uvicorn's shutdown closes only the connections it
+        counts (``server_state.connections``), which a refused one leaves; without this
+        they stayed open past the server's end, until its loop was garbage-collected.
+
+        Runs on the server's event loop, from its shutdown."""
+        cls._stopping = True
+        for protocol in list(cls._refused):
+            protocol.transport.close()
 
     def _cors_headers(
         self, request_headers: Iterable[tuple[bytes, bytes]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import threading
 import time
 from urllib.parse import unquote_plus
@@ -14,6 +15,7 @@ from fastapi import FastAPI
 from ophthai_desktop.api.http_protocol import (
     BODY_TIMEOUT_S,
     HEAD_TIMEOUT_S,
+    ApiHttpProtocol,
     api_http_protocol,
     app_cors,
 )
@@ -95,11 +97,27 @@ def redact_tokens_in_uvicorn_logs() -> None:
             logger.addFilter(RedactTokens())
 
 
+class _UvicornServer(uvicorn.Server):
+    """uvicorn's server, whose shutdown also closes the connections refused beyond the
+    cap (uvicorn closes only the connections it counts)."""
+
+    def __init__(self, config: uvicorn.Config, protocol: type[ApiHttpProtocol]) -> None:
+        super().__init__(config)
+        self._protocol = protocol
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Before uvicorn's, which waits for the connections it counts: meanwhile those
+        # closed here are seen gone (connection_lost) while the loop still runs.
+        self._protocol.close_refused()
+        await super().shutdown(sockets)
+
+
 class ApiServer:
     """Runs ``app`` with uvicorn on a background thread.
 
     ``start`` returns once the socket is listening (or raises); ``stop`` asks uvicorn to
-    finish open requests and waits for the thread. A connection must send each request's
+    finish open requests, closes the connections refused beyond the cap, and waits for
+    the thread. A connection must send each request's
     head within ``head_timeout_s`` and may pause its body for at most ``body_timeout_s``,
     and at most ``max_connections`` are open at once (see
     :mod:`ophthai_desktop.api.http_protocol`).
@@ -115,15 +133,16 @@ class ApiServer:
         max_connections: int | None = None,
         body_timeout_s: float = BODY_TIMEOUT_S,
     ) -> None:
+        # The class "auto" would pick (httptools, a dependency), with the limits; the
+        # answers it writes itself carry the app's CORS headers.
+        protocol = api_http_protocol(
+            head_timeout_s, max_connections, body_timeout_s, cors=app_cors(app)
+        )
         self._config = uvicorn.Config(
             app,
             host=host,
             port=port,
-            # The class "auto" would pick (httptools, a dependency), with the limits; the
-            # answers it writes itself carry the app's CORS headers.
-            http=api_http_protocol(
-                head_timeout_s, max_connections, body_timeout_s, cors=app_cors(app)
-            ),
+            http=protocol,
             log_config=None,
             access_log=False,
             lifespan="on",
@@ -131,7 +150,7 @@ class ApiServer:
             ws_max_size=WS_MAX_MESSAGE_BYTES,
             timeout_graceful_shutdown=5,
         )
-        self._server = uvicorn.Server(self._config)
+        self._server = _UvicornServer(self._config, protocol)
         redact_tokens_in_uvicorn_logs()
         self._thread: threading.Thread | None = None
         self.host = host

@@ -4,6 +4,7 @@ beyond its cap with a 503 and closes them."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import io
@@ -377,6 +378,63 @@ def test_refused_connections_wait_for_their_request_only_a_few_at_a_time(
                     break
             assert time.monotonic() < deadline, "no refused connection is answered again"
             time.sleep(0.05)
+
+
+def test_stopping_the_server_closes_the_refused_connections_it_still_holds(
+    serve: Serve,
+) -> None:
+    """uvicorn's shutdown closes the connections it counts, which a refused one is not:
+    one waiting for its request, or lingering after its 503, was left open (its timer
+    with it) past ``stop()``, until the stopped loop was garbage-collected."""
+    server = serve(30.0, max_connections=1)
+    with (
+        open_socket(server) as held,
+        open_socket(server) as waiting,
+        open_socket(server) as answered,
+    ):
+        held.sendall(HEALTH)  # the one place, kept alive
+        assert read_response(held)[0].startswith(b"HTTP/1.1 200 ")
+        answered.sendall(HEALTH)
+        head, _ = read_response(answered)  # its 503; the client does not close
+        assert head.startswith(b"HTTP/1.1 503 "), head
+
+        stopping = time.monotonic()
+        server.stop()
+        stopped_s = time.monotonic() - stopping
+
+        assert stopped_s < REFUSAL_LINGER_S  # the lingering ones were not waited for
+        protocol = server._config.http
+        assert isinstance(protocol, type) and issubclass(protocol, http_protocol.ApiHttpProtocol)
+        assert not protocol._refused  # each seen gone: none is left counted
+        for sock in (held, waiting, answered):
+            # Closed by the time stop() returned: the end is there to read at once.
+            assert select.select([sock], [], [], 0.1)[0], "still open after stop()"
+            assert read_until_closed(sock, 0.1) == b""
+
+
+def test_a_connection_refused_once_the_server_is_stopping_is_closed_at_once(
+    serve: Serve,
+) -> None:
+    """One accepted just before the listening socket closed is refused after the
+    shutdown has closed the others: it must not linger past the server's end either."""
+    server = serve(30.0, max_connections=1)
+    protocol = server._config.http
+    assert isinstance(protocol, type) and issubclass(protocol, http_protocol.ApiHttpProtocol)
+    loop = server._server.servers[0].get_loop()
+
+    async def begin_shutdown() -> None:  # what the server's shutdown does first
+        protocol.close_refused()
+
+    with open_socket(server) as held:
+        held.sendall(HEALTH)  # the one place, kept alive
+        assert read_response(held)[0].startswith(b"HTTP/1.1 200 ")
+        asyncio.run_coroutine_threadsafe(begin_shutdown(), loop).result(GRACE_S)
+        with open_socket(server) as late:
+            opened = time.monotonic()
+            with contextlib.suppress(OSError):
+                late.sendall(HEALTH)
+            assert read_until_closed(late, GRACE_S) == b""
+            assert time.monotonic() - opened < REFUSAL_LINGER_S / 2
 
 
 def test_the_cap_leaves_half_the_file_descriptors_to_the_rest_of_the_app() -> None:

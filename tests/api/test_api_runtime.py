@@ -19,7 +19,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from ophthai_desktop.api import create_app
-from ophthai_desktop.api.server import ApiServer
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.errors import StorageError
@@ -27,6 +26,7 @@ from ophthai_desktop.core.storage import models as m
 from ophthai_desktop.core.storage.models import Analysis
 from tests.conftest import png_bytes
 from tests.support.http import LoopbackClient
+from tests.support.raw_http import StartServer
 
 SECRET_NAME = "Philomena Cunegonde"
 
@@ -398,21 +398,16 @@ def test_head_answers_as_get_does_without_the_body(
 
 
 def test_head_through_the_real_server_has_the_get_s_length_and_no_body(
-    sqlite_services: Application,
+    sqlite_services: Application, live_server: StartServer
 ) -> None:
-
-    server = ApiServer(create_app(sqlite_services), "127.0.0.1", 0)
-    server.start()
-    try:
-        with httpx.Client(base_url=server.url, headers={"Accept-Encoding": "identity"}) as http:
-            pid = http.post("/api/patients", json={"name": "Ada"}).json()["id"]
-            for path in ("/api/ai/health", f"/api/patients/{pid}", "/api/notifications"):
-                got = http.get(path)
-                head = http.head(path)
-                assert head.status_code == got.status_code == 200, path
-                assert head.headers["content-length"] == str(len(got.content)), path
-                assert head.content == b"", path
-            # The connection is still usable after the bodiless answers.
-            assert http.get("/health").status_code == 200
-    finally:
-        server.stop()
+    server = live_server(create_app(sqlite_services))
+    with httpx.Client(base_url=server.url, headers={"Accept-Encoding": "identity"}) as http:
+        pid = http.post("/api/patients", json={"name": "Ada"}).json()["id"]
+        for path in ("/api/ai/health", f"/api/patients/{pid}", "/api/notifications"):
+            got = http.get(path)
+            head = http.head(path)
+            assert head.status_code == got.status_code == 200, path
+            assert head.headers["content-length"] == str(len(got.content)), path
+            assert head.content == b"", path
+        # The connection is still usable after the bodiless answers.
+        assert http.get("/health").status_code == 200

@@ -24,13 +24,13 @@ from websockets.sync.client import connect
 
 from ophthai_desktop.api import create_app
 from ophthai_desktop.api.hub import WebSocketHub
-from ophthai_desktop.api.server import ApiServer
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.ingest import FolderLayout, IngestResult
 from ophthai_desktop.core.services.patients import NewImage
 from tests.conftest import png_bytes
+from tests.support.raw_http import StartServer
 from tests.support.scripted_engine import ScriptedEngine
 
 NOTIFICATION_KEYS = {"id", "patientId", "message", "timestamp", "read", "type"}
@@ -439,26 +439,22 @@ def test_stopping_the_hub_ends_every_client_and_unsubscribes() -> None:
 
 
 def test_a_message_too_large_for_a_ping_closes_that_client_only(
-    sqlite_services: Application,
+    sqlite_services: Application, live_server: StartServer
 ) -> None:
     """Clients only ever send pings. Parsing a 16 MiB message (uvicorn's default limit)
     as JSON held the server's event loop, and every other client, for about a second."""
-    server = ApiServer(create_app(sqlite_services), "127.0.0.1", 0)
-    server.start()
+    server = live_server(create_app(sqlite_services))
     url = server.url.replace("http://", "ws://") + "/api/notifications/ws"
-    try:
-        with connect(url, max_size=None, open_timeout=FRAME_TIMEOUT_S) as flooding:
-            flooding.recv(timeout=FRAME_TIMEOUT_S)  # connected
-            flooding.send("[" + "1," * 512 * 1024 + "1]")  # 1 MiB
-            with pytest.raises(ConnectionClosed) as closed:
-                flooding.recv(timeout=FRAME_TIMEOUT_S)
-            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
-        with connect(url, open_timeout=FRAME_TIMEOUT_S) as other:
-            other.recv(timeout=FRAME_TIMEOUT_S)
-            other.send("ping")
-            assert json.loads(other.recv(timeout=FRAME_TIMEOUT_S))["event"] == "pong"
-    finally:
-        server.stop()
+    with connect(url, max_size=None, open_timeout=FRAME_TIMEOUT_S) as flooding:
+        flooding.recv(timeout=FRAME_TIMEOUT_S)  # connected
+        flooding.send("[" + "1," * 512 * 1024 + "1]")  # 1 MiB
+        with pytest.raises(ConnectionClosed) as closed:
+            flooding.recv(timeout=FRAME_TIMEOUT_S)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    with connect(url, open_timeout=FRAME_TIMEOUT_S) as other:
+        other.recv(timeout=FRAME_TIMEOUT_S)
+        other.send("ping")
+        assert json.loads(other.recv(timeout=FRAME_TIMEOUT_S))["event"] == "pong"
 
 
 def test_an_event_that_cannot_be_encoded_is_logged_without_its_text(
