@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -202,6 +203,26 @@ CONFLICT = (
     "The answer gives two different classifications: Diabetic Macular Edema and Normal. "
     "Read the model's answer."
 )
+
+
+def test_the_alarm_gives_the_confidence_as_the_result_card_does(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    """A confidence of 72.5 % (a fraction of 0.725 read) is not announced as 72 %."""
+    app = sqlite_services
+    seen = _events(app)
+    patient_id = _patient_with_scan(app, actor)
+    running(ScriptedEngine(replace(DME, confidence=72.5)))
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: app.jobs.get_job(job.id).state == "done")
+
+    [note] = app.notifications.list_notifications().items
+    assert note.message == (
+        "Abnormal finding for patient Queue Patient: Diabetic Macular Edema (72.5% "
+        "confidence) - preliminary, needs validation"
+    )
+    [alarm] = [e for e in seen if isinstance(e, ev.AbnormalScanDetected)]
+    assert (alarm.confidence, alarm.probabilities) == (72.5, {DME.classification: 0.725})
 
 
 def test_an_unreadable_answer_naming_an_abnormal_diagnosis_raises_the_alarm(

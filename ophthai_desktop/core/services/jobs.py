@@ -593,47 +593,29 @@ class JobService:
                 # who gave it and when, as withdrawing a verdict clears them.
                 patient.validation_status = patient.validated_by = None
                 patient.validated_at = patient.validation_notes = None
+            where = f" for patient {patient.name}" if patient is not None else ""
             if parsed is not None and parsed.is_abnormal:
-                where = f" for patient {patient.name}" if patient is not None else ""
-                note = NotificationService.create_in(
-                    session,
-                    f"Abnormal finding{where}: {parsed.classification} "
-                    f"({parsed.confidence:.0f}% confidence) - preliminary, needs validation",
-                    type=NotificationType.CRITICAL.value,
-                    patient_id=job.patient_id,
-                )
-                events.append(NotificationCreated(note))
-                events.append(
-                    AbnormalScanDetected(
-                        notification=note,
+                events.extend(
+                    _alarm(
+                        session,
+                        job.patient_id,
+                        f"Abnormal finding{where}: {parsed.classification} "
+                        f"({parsed.confidence:g}% confidence) - preliminary, needs validation",
                         label=parsed.classification,
                         confidence=parsed.confidence,
-                        probabilities={parsed.classification: parsed.confidence / 100.0},
-                        source="octomed",
                     )
                 )
             elif unread_findings:
-                where = f" for patient {patient.name}" if patient is not None else ""
                 label = " or ".join(unread_findings)
-                message = (
-                    f"Possible abnormal finding{where}: {label} - the answer could not be "
-                    f"read: {_sentence(_reason(result.parse_error))} Read the model's answer "
-                    "before validating."
-                )
-                note = NotificationService.create_in(
-                    session,
-                    message[:2000],
-                    type=NotificationType.CRITICAL.value,
-                    patient_id=job.patient_id,
-                )
-                events.append(NotificationCreated(note))
-                events.append(
-                    AbnormalScanDetected(
-                        notification=note,
+                events.extend(
+                    _alarm(
+                        session,
+                        job.patient_id,
+                        f"Possible abnormal finding{where}: {label} - the answer could not be "
+                        f"read: {_sentence(_reason(result.parse_error))} Read the model's "
+                        "answer before validating.",
                         label=label,
                         confidence=None,  # none was read
-                        probabilities={},
-                        source="octomed",
                     )
                 )
             elif patient is not None:
@@ -791,6 +773,33 @@ def _queued(record: JobRecord, *, requeued: bool = False) -> AnalysisQueued:
         requeued=requeued,
         priority=JobPriority(record.priority),
     )
+
+
+def _alarm(
+    session: Session,
+    patient_id: str | None,
+    message: str,
+    *,
+    label: str,
+    confidence: float | None,
+) -> list[Event]:
+    """The critical notification of a finding, stored in ``session``, and its events:
+    ``notification`` and ``abnormal_scan`` (``confidence`` None: the answer named the
+    finding but could not be read)."""
+    note = NotificationService.create_in(
+        session, message[:2000], type=NotificationType.CRITICAL.value, patient_id=patient_id
+    )
+    probabilities = {} if confidence is None else {label: confidence / 100.0}
+    return [
+        NotificationCreated(note),
+        AbnormalScanDetected(
+            notification=note,
+            label=label,
+            confidence=confidence,
+            probabilities=probabilities,
+            source="octomed",
+        ),
+    ]
 
 
 def _sentence(text: str) -> str:
