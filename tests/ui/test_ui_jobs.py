@@ -22,7 +22,13 @@ from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.storage import models as m
 from ophthai_desktop.ui.controllers.jobs import HELD_LIMIT
 from ophthai_desktop.ui.display import local_datetime
-from ophthai_desktop.ui.models.job_table import HEADERS, MAX_SHOWN, JobTableModel, new_job_row
+from ophthai_desktop.ui.models.job_table import (
+    HEADERS,
+    MAX_SHOWN,
+    JobRow,
+    JobTableModel,
+    new_job_row,
+)
 from ophthai_desktop.ui.views.jobs import JobQueuePanel, short_waiting
 from tests.conftest import make_settings
 from tests.support.images import png_bytes
@@ -582,6 +588,7 @@ def test_a_long_session_keeps_every_open_job_and_only_the_newest_finished_ones(
     kept = {row.job_id for row in model.records()}
     assert {1, 2} <= kept
     assert min(kept - {1, 2}) == MAX_SHOWN + 103 - (MAX_SHOWN - 2)  # the newest finished
+    assert _shown(model)[:3] == [2, 1, MAX_SHOWN + 102]  # running, queued, the last ended
     assert sorted(model.open_job_ids()) == [1, 2]
     model.name_patient("pt-old-queued", "Ada Lovelace")
     assert model.get(1).patient_name == "Ada Lovelace"
@@ -633,7 +640,9 @@ def test_the_first_load_lists_what_runs_next_behind_a_backlog(
     assert _cell(model, backlog[0], "Priority") == "Watch folder"
     assert model.get(asked.id).state == "cancelled"  # type: ignore[union-attr]
     assert model.rowCount() == 452
-    assert model.row_at(0).job_id == requested.id  # type: ignore[union-attr]  # newest first
+    # In the order they run (the one asked for first, then the backlog oldest first),
+    # then the finished one: newest first put the backlog's next job 451 rows down.
+    assert _shown(model) == [requested.id, *backlog, asked.id]
     assert panel.unlisted.text() == "" and panel.unlisted.isHidden()
 
 
@@ -749,3 +758,137 @@ def test_a_short_reason_to_wait_is_shown_whole_without_details(qtbot: QtBot) -> 
 )
 def test_short_waiting_keeps_what_is_wrong_and_what_to_do(reason: str, shown: str) -> None:
     assert short_waiting(reason) == shown
+
+
+def _shown(model: JobTableModel) -> list[int]:
+    """The jobs the queue lists, top to bottom."""
+    return [row.job_id for row in model.records()]
+
+
+def test_a_job_moves_to_the_top_when_it_starts_and_below_the_queue_when_it_ends(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """The queue listed the newest job first: behind a backlog the running one and those
+    that run next were hundreds of rows down. It lists what runs now, then what runs
+    next, then what ended (the last to end first); the job the clinician selected stays
+    selected as the rows move."""
+    hold = threading.Event()
+    gui = make_gui(engine=ScriptedEngine(DME, hold=hold))
+    app, actor = gui.application, Actor("t", "gui")
+    first, second, third = (
+        app.patients.create_patient({"name": name}, actor=actor, image=NewImage(png_bytes()))
+        for name in ("First", "Second", "Third")
+    )
+    a = app.jobs.queue_patient_analysis(first.id, actor=actor).id
+    qtbot.waitUntil(lambda: app.jobs.get_job(a).state == "running")
+    b = app.jobs.queue_patient_analysis(second.id, actor=actor).id
+    c = app.jobs.queue_patient_analysis(third.id, actor=actor).id
+    panel, model = gui.jobs_panel, gui.jobs_panel.model
+    qtbot.waitUntil(lambda: len(_shown(model)) == 3 and model.get(a).state == "running")  # type: ignore[union-attr]
+    assert _shown(model) == [a, b, c]
+    assert panel.select_job(b)
+
+    app.jobs.request_cancel(a, actor=actor)  # the running one ends: the next one runs
+    qtbot.waitUntil(lambda: model.get(b).state == "running")  # type: ignore[union-attr]
+    assert model.get(a).state == "cancelled"  # type: ignore[union-attr]
+    assert _shown(model) == [b, c, a]
+    assert panel.selected_job_id() == b and panel.cancel.isEnabled()
+
+    hold.set()
+    qtbot.waitUntil(lambda: model.get(c).state == "done", timeout=10_000)  # type: ignore[union-attr]
+    assert _shown(model) == [c, b, a]  # the last to end first
+    assert panel.selected_job_id() == b and not panel.cancel.isEnabled()
+
+
+def test_a_job_moved_ahead_moves_up_the_queue_and_stays_selected(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """Analyse on the patient of a watch-folder job moves it ahead of the others: its
+    row moves to where the worker takes it (by when it was queued among the requested
+    ones), still selected, and Enter opens its patient."""
+    gui = make_gui()  # no model installed: the jobs wait in the queue
+    app, actor = gui.application, Actor("t", "gui")
+    layout = FolderLayout.under(app.settings.resolved_watch_folder)
+    layout.ensure()
+    from_folder = []
+    for i in range(3):
+        (layout.root / f"device_{i}.png").write_bytes(png_bytes((40 + i, 30)))
+        from_folder.append(app.ingest.ingest_file(layout.root / f"device_{i}.png", layout))
+    w1, w2, w3 = (result.job_id or 0 for result in from_folder)
+    patient = app.patients.create_patient({"name": "A"}, actor=actor, image=NewImage(png_bytes()))
+    asked = app.jobs.queue_patient_analysis(patient.id, actor=actor).id
+    panel, model = gui.jobs_panel, gui.jobs_panel.model
+    qtbot.waitUntil(lambda: len(_shown(model)) == 4)
+    assert _shown(model) == [asked, w1, w2, w3]
+    gui.window.activateWindow()
+    assert panel.select_job(w3)
+
+    app.jobs.queue_patient_analysis(from_folder[2].patient_id or "", actor=actor)
+    qtbot.waitUntil(lambda: _cell(model, w3, "Priority") == "Requested")
+    # Queued before the one asked for, it now runs first, as the worker takes them.
+    assert _shown(model) == [w3, asked, w1, w2]
+    assert _shown(model) == [job.id for job in app.jobs.list_queue(limit=10, finished=0).open]
+    assert panel.selected_job_id() == w3
+
+    panel.table.setFocus()
+    qtbot.waitUntil(panel.table.hasFocus)
+    with qtbot.waitSignal(panel.job_opened) as opened:
+        qtbot.keyClick(panel.table, Qt.Key.Key_Return)
+    assert opened.args == [w3]
+
+
+def _expected_order(rows: dict[int, JobRow]) -> list[int]:
+    """The queue's order worked out apart from the model: running, then queued as the
+    worker takes them, then ended (the last to end first)."""
+    running = [row for row in rows.values() if row.state == "running"]
+    queued = [row for row in rows.values() if row.state == "queued"]
+    ended = [row for row in rows.values() if row.state not in ("queued", "running")]
+    running.sort(key=lambda row: (-(row.priority or 0), row.queued_time, row.job_id))
+    queued.sort(key=lambda row: (-(row.priority or 0), row.queued_time, row.job_id))
+    ended.sort(key=lambda row: (row.finished_time or 0.0, row.job_id), reverse=True)
+    return [row.job_id for row in (*running, *queued, *ended)]
+
+
+def test_rows_keep_their_order_and_the_selection_through_a_burst_of_events(
+    qtbot: QtBot,
+) -> None:
+    """A full queue (MAX_SHOWN rows) through many starts, ends, moves ahead and new jobs:
+    after each, the rows are in the worker's order and the selected job is still the one
+    selected (the view's current row follows it too)."""
+    import random
+
+    model = JobTableModel()
+    panel = JobQueuePanel(model)
+    qtbot.addWidget(panel)
+    panel.show()
+    background, interactive = JobPriority.BACKGROUND, JobPriority.INTERACTIVE
+    for job_id in range(1, MAX_SHOWN + 1):
+        priority = interactive if job_id % 7 == 0 else background
+        model.upsert(replace(new_job_row(job_id, f"pt-{job_id}", priority=priority)))
+    assert _shown(model) == _expected_order({row.job_id: row for row in model.records()})
+    chosen = random.Random(4)
+    next_id = MAX_SHOWN + 1
+    for step in range(400):
+        shown = _shown(model)
+        queued = [job for job in shown if model.get(job).state == "queued"]  # type: ignore[union-attr]
+        running = [job for job in shown if model.get(job).state == "running"]  # type: ignore[union-attr]
+        what, job = step % 4, None
+        if what == 0 and queued:
+            job, changes = queued[0], {"state": "running"}
+        elif what == 1 and running:
+            job, changes = chosen.choice(running), {"state": chosen.choice(["done", "failed"])}
+        elif what == 2 and queued:
+            job, changes = chosen.choice(queued), {"priority": interactive}
+        # Every other step the job that changes is the one selected.
+        selected = job if job is not None and step % 8 < 4 else chosen.choice(shown)
+        assert panel.select_job(selected)
+        if job is None:
+            model.upsert(new_job_row(next_id, None, priority=background))
+            next_id += 1
+        else:
+            model.update(job, **changes)
+        rows = {row.job_id: row for row in model.records()}
+        assert _shown(model) == _expected_order(rows), step
+        if selected in rows:
+            assert panel.selected_job_id() == selected, step
+            assert panel.table.currentIndex().row() == model.position(selected), step

@@ -21,7 +21,7 @@ from ophthai_desktop.ui.views.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
-#: The finished jobs the first load shows, newest first, below every open one (those
+#: The finished jobs the first load shows (the newest), below every open one (those
 #: that run first, up to the panel's MAX_SHOWN rows).
 LOADED = 100
 #: How long after a failed first read of the queue it is read again.
@@ -96,9 +96,7 @@ class JobsController(QObject):
 
         def fetch() -> tuple[list[JobRecord], JobQueue, dict[str, str], dict[int, int]]:
             queue = self._jobs.list_queue(limit=MAX_SHOWN, finished=LOADED)
-            jobs = sorted(  # the panel's order: newest first
-                queue.open + queue.finished, key=lambda job: (job.created_at, job.id), reverse=True
-            )
+            jobs = [*queue.open, *queue.finished]  # the model puts them in its order
             ids = {job.patient_id for job in jobs if job.patient_id}
             finished = [job.id for job in queue.finished if job.state == "done"]
             return (
@@ -247,7 +245,11 @@ class JobsController(QObject):
         def found(job: JobRecord) -> None:
             if self._model.get(job_id) is None:  # gone meanwhile (its patient deleted)
                 return
-            self._model.update(job_id, queued_at=local_datetime(job.created_at))
+            self._model.update(  # and its place in the queue
+                job_id,
+                queued_at=local_datetime(job.created_at),
+                queued_time=job.created_at.timestamp(),
+            )
             self._model.raise_priority(job_id, job.priority)
 
         def failed(exc: BaseException) -> None:  # gone already: its row goes by its event

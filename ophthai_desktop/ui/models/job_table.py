@@ -1,8 +1,9 @@
-"""The job queue's item model: queued, running and finished analyses (held in Qt's own
-item model, :mod:`.rows`, so that painting the queue runs no Python)."""
+"""The job queue's item model: running, queued and finished analyses, in that order
+(held in Qt's own item model, :mod:`.rows`, so that painting the queue runs no Python)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -50,9 +51,9 @@ DARK_STATE_COLORS = {
 OPEN_STATES = ("queued", "running")
 STATE_COLUMN = 2
 PRIORITY_COLUMN = 3
-#: Rows the queue keeps over a long session: past this, the oldest finished jobs are
-#: dropped (open ones always stay). A day of watch-folder files would otherwise grow it
-#: without end, and every job event looks through it.
+#: Rows the queue keeps over a long session: past this, the finished jobs that ended
+#: first are dropped (open ones always stay). A day of watch-folder files would
+#: otherwise grow it without end, and every job event looks through it.
 MAX_SHOWN = 500
 
 
@@ -67,6 +68,10 @@ class JobRow:
     patient_name: str | None = None  # shown instead of the id once known
     #: A :class:`JobPriority`; None while not known (a job heard of by its start).
     priority: int | None = None
+    #: When the job was queued and, once it ended, when it ended (POSIX seconds): where
+    #: the row goes (see :func:`order`).
+    queued_time: float = 0.0
+    finished_time: float | None = None
 
     @property
     def cells(self) -> tuple[str, ...]:
@@ -88,6 +93,9 @@ class JobRow:
 
 
 def job_row(job: JobRecord, tokens: int = 0, patient_name: str | None = None) -> JobRow:
+    finished = None
+    if job.state not in OPEN_STATES:
+        finished = (job.finished_at or job.created_at).timestamp()
     return JobRow(
         job.id,
         job.patient_id,
@@ -97,6 +105,8 @@ def job_row(job: JobRecord, tokens: int = 0, patient_name: str | None = None) ->
         job.error or "",
         patient_name,
         job.priority,
+        job.created_at.timestamp(),
+        finished,
     )
 
 
@@ -108,12 +118,36 @@ def new_job_row(
     priority: int | None = None,
 ) -> JobRow:
     """A row for a job we only know from an event (its queueing, or its start)."""
-    queued_at = local_datetime(datetime.now().astimezone())
-    return JobRow(job_id, patient_id, "queued", 0, queued_at, "", patient_name, priority)
+    now = datetime.now().astimezone()
+    return JobRow(
+        job_id,
+        patient_id,
+        "queued",
+        0,
+        local_datetime(now),
+        "",
+        patient_name,
+        priority,
+        now.timestamp(),
+    )
+
+
+def order(row: JobRow) -> tuple[float, ...]:
+    """Where a row goes in the queue: the running jobs, then the queued ones in the
+    order the worker takes them (``JobService.claim_next``: the highest priority, then
+    the oldest, then the lowest id; a priority not known yet counts as the lowest), then
+    the finished ones, the last to end first."""
+    if row.state in OPEN_STATES:
+        group = 0 if row.state == "running" else 1
+        return (group, -(row.priority or 0), row.queued_time, row.job_id)
+    ended = row.finished_time if row.finished_time is not None else row.queued_time
+    return (2, -ended, -row.job_id)
 
 
 class JobTableModel(RowModel):
-    """Jobs, newest first.
+    """Jobs in the order a clinician needs them (see :func:`order`): what runs now at
+    the top, then what runs next, then what ended, however long the backlog. A row
+    moves as its job changes (starts, ends, moves ahead), keeping the selection.
 
     Signals:
         states_changed(): a job was added or removed or its state changed (what can be
@@ -153,19 +187,40 @@ class JobTableModel(RowModel):
             items[PRIORITY_COLUMN].setToolTip(tip)
 
     def reset(self, rows: Sequence[JobRow]) -> None:
-        self.reset_rows(rows)
+        self.reset_rows(sorted((_ended(row) for row in rows), key=order))
         self.states_changed.emit()
 
     def upsert(self, row: JobRow) -> None:
-        """Show ``row``: replace the job's row, or add it at the top."""
+        """Show ``row``: replace the job's row, or add it; in its place either way."""
         old = self.get(row.job_id)
+        row = _ended(row)
         if old is None:
-            self.insert_rows(0, [row])
+            self.insert_rows(self._place(order(row)), [row])
             self._trim()
-        else:
+        elif order(row) == order(old):  # most changes (tokens, names, notes)
             self.update_row(row)
+        else:
+            position = self.position(row.job_id)
+            target = self._place(order(row), skip=position)
+            if target == position:
+                self.update_row(row)
+            else:
+                self.move_row(row, target)
         if old is None or old.state != row.state:
             self.states_changed.emit()
+
+    def _place(self, key: tuple[float, ...], skip: int | None = None) -> int:
+        """The position of a row whose :func:`order` is ``key`` among the rows shown
+        (but the one at ``skip``): a binary search, the rows being in that order."""
+        low, high = 0, self.rowCount() - (skip is not None)
+        while low < high:
+            middle = (low + high) // 2
+            at = middle + 1 if skip is not None and middle >= skip else middle
+            if order(self.row_at(at)) < key:
+                low = middle + 1
+            else:
+                high = middle
+        return low
 
     def update(self, job_id: int, **changes: Any) -> JobRow | None:
         """Change some of a job's values; None if the job is not listed."""
@@ -220,7 +275,8 @@ class JobTableModel(RowModel):
         return [row.job_id for row in self._records.values() if row.state in OPEN_STATES]
 
     def _trim(self) -> None:
-        """Past :data:`MAX_SHOWN` rows, drop the oldest finished jobs (at the bottom)."""
+        """Past :data:`MAX_SHOWN` rows, drop the finished jobs that ended first (at the
+        bottom)."""
         excess = self.rowCount() - MAX_SHOWN
         position = self.rowCount() - 1
         while excess > 0 and position >= 0:
@@ -229,6 +285,13 @@ class JobTableModel(RowModel):
                 self.remove_row(row.job_id)
                 excess -= 1
             position -= 1
+
+
+def _ended(row: JobRow) -> JobRow:
+    """``row``, saying when it ended if it has and does not say (it ended now)."""
+    if row.state in OPEN_STATES or row.finished_time is not None:
+        return row
+    return replace(row, finished_time=time.time())
 
 
 def _tokens(count: int) -> str:

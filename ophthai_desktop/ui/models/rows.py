@@ -32,7 +32,7 @@ TOOLTIP_FROM_CHARS = 20
 
 
 class RowModel(QStandardItemModel):
-    """Rows identified by a key, in the order they were put in.
+    """Rows identified by a key, in the order they were put in (or moved to).
 
     Subclasses say what a row looks like: :meth:`key` and :meth:`cells` (one display
     string per column), and :meth:`style` for roles other than the text (icons,
@@ -112,6 +112,29 @@ class RowModel(QStandardItemModel):
                 item.setText(text)
                 item.setToolTip(text if len(text) > TOOLTIP_FROM_CHARS else "")
         self.style(items, row, old)
+        return True
+
+    def move_row(self, row: Any, position: int) -> bool:
+        """Show ``row`` (new values of a listed key) at ``position``, its place once
+        moved; False if its key is not listed.
+
+        The views hear the row inserted there and the old one removed; what pointed at
+        the old one (the selection, the current row) is moved to the new one first, so
+        it stays on the same record. (:class:`QStandardItemModel` has no ``moveRows``,
+        and taking its items out invalidates what points at them.)
+        """
+        key = self.key(row)
+        start = self.position(key)
+        if start is None:
+            return False
+        target = position if position <= start else position + 1  # counting the old row
+        self.insertRow(target, self._new_items(row))  # the key's record and anchor now
+        old = start + 1 if target <= start else start
+        pointing = [index for index in self.persistentIndexList() if index.row() == old]
+        self.changePersistentIndexList(
+            pointing, [self.index(target, index.column()) for index in pointing]
+        )
+        self.removeRow(old)
         return True
 
     def remove_row(self, key: Hashable) -> bool:
