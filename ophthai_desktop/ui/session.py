@@ -35,6 +35,7 @@ from ophthai_desktop.ui.controllers.scans import ScansController
 from ophthai_desktop.ui.controllers.server import ServerControl, ServerController
 from ophthai_desktop.ui.controllers.settings import SettingsController
 from ophthai_desktop.ui.controllers.status import StatusController
+from ophthai_desktop.ui.gc_collector import MainThreadCollector
 from ophthai_desktop.ui.inference_thread import InferenceThread
 from ophthai_desktop.ui.models.job_table import JobTableModel
 from ophthai_desktop.ui.models.notification_list import NotificationListModel
@@ -126,6 +127,9 @@ class GuiSession(QObject):
         self.application = application
         settings = application.settings
         self.bridge = EventBridge(application.bus, self)
+        # Garbage is collected on this thread only (see gc_collector): a Qt object in
+        # a cycle must not be destroyed on the worker's, a pool's or the server's.
+        self.collector = MainThreadCollector(self)
         self.tasks = TaskRunner(self)
         self.slow_tasks = TaskRunner(self)
         self.context = GuiContext(
@@ -204,6 +208,7 @@ class GuiSession(QObject):
         if self._started:
             return
         self._started = True
+        self.collector.start()
         settings = self.application.settings
         self.status.start()
         self.settings_controller.start()
@@ -278,6 +283,7 @@ class GuiSession(QObject):
         self.tasks.shutdown()
         self.window.close()
         self.window.deleteLater()
+        self.collector.stop()  # the threads that could collect have stopped
         log.info("desktop session closed")
 
     def _close_policy(self) -> bool:

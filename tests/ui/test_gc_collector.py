@@ -1,0 +1,82 @@
+"""Garbage is collected on the GUI thread only while a window runs (ui/gc_collector.py):
+a cycle holding a Qt object destroyed on another thread can hang the process."""
+
+from __future__ import annotations
+
+import gc
+import threading
+from typing import Any
+
+from pytestqt.qtbot import QtBot
+
+from ophthai_desktop.ui.gc_collector import MainThreadCollector
+from tests.ui.conftest import Maker
+
+
+class _Cycle:
+    """A reference cycle that says on which thread it was destroyed."""
+
+    def __init__(self, seen: list[str]) -> None:
+        self.me = self
+        self.seen = seen
+
+    def __del__(self) -> None:
+        self.seen.append(threading.current_thread().name)
+
+
+def _garbage_from_a_busy_thread(seen: list[str], cycles: int = 50) -> None:
+    """Cycles dropped on a thread that then allocates well past the collector's first
+    threshold, as the worker or the API server does."""
+
+    def work() -> None:
+        for _ in range(cycles):
+            _Cycle(seen)
+        keep: list[Any] = []
+        for i in range(gc.get_threshold()[0] * 20):
+            keep.append([i])  # containers: they count towards a collection
+
+    thread = threading.Thread(target=work, name="busy-worker")
+    thread.start()
+    thread.join()
+
+
+def test_a_running_window_collects_garbage_on_the_gui_thread_only(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    gui = make_gui()
+    assert not gc.isenabled()  # no other thread collects while the window runs
+    seen: list[str] = []
+
+    _garbage_from_a_busy_thread(seen)
+
+    qtbot.waitUntil(lambda: len(seen) == 50, timeout=5_000)
+    assert set(seen) == {threading.main_thread().name}
+    gui.shutdown()
+    assert gc.isenabled()  # as it was before the window
+
+
+def test_collectors_turn_collection_back_on_when_the_last_stops(qtbot: QtBot) -> None:
+    first, second = MainThreadCollector(), MainThreadCollector()
+    first.start()
+    second.start()
+    first.stop()
+    assert not gc.isenabled()
+    second.stop()
+    assert gc.isenabled()
+    second.stop()  # twice: no effect
+    assert gc.isenabled()
+
+
+def test_the_collector_collects_when_python_would(qtbot: QtBot) -> None:
+    collector = MainThreadCollector()
+    collector.start()
+    try:
+        gc.collect()
+        assert collector.collect_due() is None  # nothing allocated since
+        seen: list[str] = []
+        for _ in range(gc.get_threshold()[0] + 10):
+            _Cycle(seen)
+        assert collector.collect_due() == 0
+        assert len(seen) == gc.get_threshold()[0] + 10
+    finally:
+        collector.stop()
