@@ -346,7 +346,7 @@ class JobService:
             open_ids = session.execute(
                 select(m.Job.id, m.Job.patient_id)
                 .where(m.Job.state.in_(OPEN_STATES))
-                .order_by(running_first, m.Job.priority.desc(), m.Job.created_at, m.Job.id)
+                .order_by(running_first, *_RUN_ORDER)
             ).all()
             first = [job_id for job_id, _patient in open_ids[:limit]]
             rows = session.scalars(select(m.Job).where(m.Job.id.in_(first))).all() if first else []
@@ -441,7 +441,7 @@ class JobService:
         oldest = (
             select(m.Job.id)
             .where(m.Job.state == JobState.QUEUED.value)
-            .order_by(m.Job.priority.desc(), m.Job.created_at, m.Job.id)
+            .order_by(*_RUN_ORDER)
             .limit(1)
             .scalar_subquery()
         )
@@ -762,6 +762,11 @@ class JobService:
         if row is None:
             raise NotFound(f"job {job_id} not found")
         return row
+
+
+#: The order the worker takes queued jobs in (:meth:`JobService.claim_next`): the highest
+#: priority first, then the oldest.
+_RUN_ORDER = (m.Job.priority.desc(), m.Job.created_at, m.Job.id)
 
 
 def _queued(record: JobRecord, *, requeued: bool = False) -> AnalysisQueued:
