@@ -20,7 +20,7 @@ from ophthai_desktop.core.services.ingest import FolderLayout
 from ophthai_desktop.core.services.jobs import JobService
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.storage import models as m
-from ophthai_desktop.ui.controllers.jobs import HELD_LIMIT
+from ophthai_desktop.ui.controllers.jobs import HELD_LIMIT, JobsController
 from ophthai_desktop.ui.display import local_datetime
 from ophthai_desktop.ui.models.job_table import (
     HEADERS,
@@ -594,10 +594,13 @@ def test_a_long_session_keeps_every_open_job_and_only_the_newest_finished_ones(
     assert model.get(1).patient_name == "Ada Lovelace"
 
 
-def _backlog(app: Any, job: JobRecord, count: int) -> tuple[list[int], datetime]:
-    """``count`` watch-folder analyses of ``job``'s scan queued a day ago, a second apart
-    and oldest first, as a restart finds a device's backlog; and when the first was."""
-    since = datetime.now(UTC) - timedelta(days=1)
+def _backlog(
+    app: Any, job: JobRecord, count: int, ago: timedelta = timedelta(days=1)
+) -> tuple[list[int], datetime]:
+    """``count`` watch-folder analyses of ``job``'s scan queued a day (``ago``) ago, a
+    second apart and oldest first, as a restart finds a device's backlog; and when the
+    first was."""
+    since = datetime.now(UTC) - ago
     with app.db.session() as session:
         rows = [
             m.Job(
@@ -690,6 +693,92 @@ def test_open_jobs_past_the_panel_s_rows_are_counted_and_listed_as_they_start(
     assert panel.unlisted.text() == "" and panel.unlisted.isHidden()
 
 
+def test_the_queue_is_read_again_when_its_listed_queued_jobs_run_down(
+    qtbot: QtBot, tmp_path: Path, make_gui: Maker
+) -> None:
+    """After a restart with more open jobs than the panel lists, those past the list
+    showed one at a time as they started: the queue was never read again when its listed
+    queued jobs ran out, so the notice stayed and the clinician did not see what ran next
+    (found by review). Once few are left the next ones are read, in their order, with
+    their queued time; the selection and the notice stay true. (The read's limit, 500 in
+    the window, is lowered here.)"""
+    app, _patient, requested = _queued_app(tmp_path, "Long Backlog")
+    backlog, since = _backlog(app, requested, 14)
+    gui = make_gui(application=app)  # the model is not installed: nothing runs
+    qtbot.waitUntil(lambda: gui.jobs_panel.model.get(requested.id) is not None)
+    panel = JobQueuePanel(JobTableModel())
+    qtbot.addWidget(panel)
+    controller = JobsController(gui.context, gui.window, panel, gui.patients, limit=6)
+    model = panel.model
+    controller.start()
+    qtbot.waitUntil(lambda: model.rowCount() == 6 and not gui.tasks.busy)
+    assert _shown(model) == [requested.id, *backlog[:5]]
+    assert "Showing 6 of 15 " in panel.unlisted.text()
+    assert panel.select_job(backlog[4])
+
+    actor = Actor("t", "gui")
+    app.jobs.request_cancel(requested.id, actor=actor)
+    for job_id in backlog[:3]:  # a clinician cancels; the worker would take them alike
+        app.jobs.request_cancel(job_id, actor=actor)
+    # Two queued left (of a limit of 6, it reads again below 3): the next four are listed
+    # before they start, queued, with when they were queued.
+    qtbot.waitUntil(lambda: model.get(backlog[5]) is not None)
+    qtbot.waitUntil(lambda: not gui.tasks.busy)
+    assert sorted(model.open_job_ids()) == backlog[3:9]
+    assert _shown(model)[:6] == backlog[3:9]
+    assert model.get(backlog[8]).state == "queued"  # type: ignore[union-attr]
+    assert _cell(model, backlog[8], "Queued") == local_datetime(since + timedelta(seconds=8))
+    assert _cell(model, backlog[8], "Patient") == "Long Backlog"
+    assert panel.selected_job_id() == backlog[4]
+    assert panel.unlisted.text() == (
+        "Showing 6 of 11 queued and running analyses, those that run first; "
+        "the other 5 are listed as they start."
+    )
+
+    for job_id in backlog[3:]:
+        app.jobs.request_cancel(job_id, actor=actor)
+    qtbot.waitUntil(lambda: model.open_job_ids() == [] and not gui.tasks.busy)
+    assert panel.unlisted.isHidden()
+
+
+def test_a_job_past_the_listed_ones_starting_reads_the_next_ones(
+    qtbot: QtBot, tmp_path: Path, make_gui: Maker
+) -> None:
+    """Watch-folder jobs queued after the read are listed, and keep the listed queued
+    ones plenty while the worker runs the older ones past them: the first of those to
+    start reads the next ones."""
+    app, patient, requested = _queued_app(tmp_path, "Overtaken")
+    backlog, _since = _backlog(app, requested, 8)
+    gui = make_gui(application=app)
+    qtbot.waitUntil(lambda: gui.jobs_panel.model.get(requested.id) is not None)
+    panel = JobQueuePanel(JobTableModel())
+    qtbot.addWidget(panel)
+    controller = JobsController(gui.context, gui.window, panel, gui.patients, limit=6)
+    model = panel.model
+    controller.start()
+    qtbot.waitUntil(lambda: model.rowCount() == 6 and not gui.tasks.busy)
+    assert "the other 3 " in panel.unlisted.text()
+    later, _at = _backlog(app, requested, 3, timedelta(0))  # queued now
+    for job_id in later:
+        app.bus.publish(
+            ev.AnalysisQueued(job_id, patient.id, None, priority=JobPriority.BACKGROUND)
+        )
+    for job_id in [requested.id, *backlog[:5]]:
+        app.jobs.request_cancel(job_id, actor=Actor("t", "gui"))
+    qtbot.waitUntil(lambda: all(model.get(job_id) for job_id in later))
+    qtbot.waitUntil(lambda: model.get(backlog[4]).state == "cancelled")  # type: ignore[union-attr]
+    assert model.get(backlog[5]) is None  # three queued listed: not read again yet
+
+    started = app.jobs.claim_next()  # what the worker takes next: one not listed
+    assert started is not None and started.id == backlog[5]
+    app.bus.publish(ev.AnalysisStarted(started.id, patient.id))
+    qtbot.waitUntil(lambda: model.get(backlog[7]) is not None)
+    qtbot.waitUntil(lambda: not gui.tasks.busy)
+    assert _shown(model)[:6] == [backlog[5], backlog[6], backlog[7], *later]
+    assert model.get(backlog[6]).state == "queued"  # type: ignore[union-attr]
+    assert panel.unlisted.isHidden()
+
+
 def test_a_long_reason_to_wait_is_short_in_the_panel_and_whole_behind_details(
     qtbot: QtBot, make_gui: Maker
 ) -> None:
@@ -723,6 +812,29 @@ def test_a_long_reason_to_wait_is_short_in_the_panel_and_whole_behind_details(
     assert box.text() == f"Queued analyses are waiting: {reason}"
     box.close()
     qtbot.waitUntil(lambda: panel.details_box is None)
+
+
+def test_the_details_box_follows_the_reason_and_closes_when_it_clears(qtbot: QtBot) -> None:
+    """Details… open while the reason changed kept the old reason (found by review): it
+    says the new one, and goes when the queue no longer waits."""
+    panel = JobQueuePanel(JobTableModel())
+    qtbot.addWidget(panel)
+    panel.show()
+    missing = "the model is not installed. " + "It was looked for in /a/folder/" * 8
+    panel.set_waiting(missing)
+    panel.waiting_details.click()
+    box = panel.details_box
+    assert box is not None and box.isVisible()
+
+    damaged = "the model has damaged files. " + "Copy them again from /b/folder/" * 8
+    panel.set_waiting(damaged)
+    assert box.text() == f"Queued analyses are waiting: {damaged}"
+    panel.set_waiting("model loading")  # short: Details… goes, the open box still says it
+    assert box.text() == "Queued analyses are waiting: model loading"
+
+    panel.set_waiting(None)
+    qtbot.waitUntil(lambda: panel.details_box is None)
+    assert not box.isVisible()
 
 
 def test_a_short_reason_to_wait_is_shown_whole_without_details(qtbot: QtBot) -> None:

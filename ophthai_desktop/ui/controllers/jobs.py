@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 #: The finished jobs the first load shows (the newest), below every open one (those
 #: that run first, up to the panel's MAX_SHOWN rows).
 LOADED = 100
+#: Fewer listed queued jobs than this while open jobs are known not listed: the queue's
+#: open jobs are read again, so the clinician sees what runs next before it starts.
+TOP_UP_BELOW = 20
 #: How long after a failed first read of the queue it is read again.
 RELOAD_AFTER_MS = 5000
 #: A job's note while its cancellation is being asked for.
@@ -42,8 +45,14 @@ class JobsController(QObject):
         window: MainWindow,
         panel: JobQueuePanel,
         patients: PatientsController,
+        *,
+        limit: int = MAX_SHOWN,
     ) -> None:
+        """``limit``: the most open jobs a read of the queue lists (tests lower it)."""
         super().__init__(panel)
+        self._limit = limit
+        # Listed queued jobs below which the open ones are read again (see TOP_UP_BELOW).
+        self._top_up_below = max(1, min(TOP_UP_BELOW, limit // 2))
         self._ctx = ctx
         self._jobs = ctx.application.jobs
         self._window = window
@@ -60,6 +69,9 @@ class JobsController(QObject):
         # Open jobs past the MAX_SHOWN read (job id -> patient id): they run after the
         # listed ones, and each is listed when an event tells of it (its start).
         self._unlisted: dict[int, str | None] = {}
+        self._topping_up = False  # a read of the open jobs is on its way
+        # A job past those listed started: the worker got past the listed ones.
+        self._overtaken = False
         self._stopped = False
         # Why the worker takes no queued job: read once here, then followed by its
         # event (the bridge, built before this, hears every change after this read).
@@ -81,6 +93,7 @@ class JobsController(QObject):
         panel.job_opened.connect(self._on_panel_job_opened)
         self._model.states_changed.connect(self._show_waiting)
         self._model.states_changed.connect(self._show_unlisted)
+        self._model.states_changed.connect(self._top_up)
 
     def start(self) -> None:
         self._load()
@@ -95,7 +108,7 @@ class JobsController(QObject):
             self._held = []
 
         def fetch() -> tuple[list[JobRecord], JobQueue, dict[str, str], dict[int, int]]:
-            queue = self._jobs.list_queue(limit=MAX_SHOWN, finished=LOADED)
+            queue = self._jobs.list_queue(limit=self._limit, finished=LOADED)
             jobs = [*queue.open, *queue.finished]  # the model puts them in its order
             ids = {job.patient_id for job in jobs if job.patient_id}
             finished = [job.id for job in queue.finished if job.state == "done"]
@@ -126,6 +139,7 @@ class JobsController(QObject):
                 ]
             )
             self._unlisted = dict(queue.more_open)
+            self._overtaken = False
             self._replay_held()
             self._show_unlisted()
 
@@ -229,6 +243,8 @@ class JobsController(QObject):
     def _on_bridge_analysis_started(self, job_id: int, patient_id: str | None) -> None:
         if self._hold(self._on_bridge_analysis_started, job_id, patient_id, job_id=job_id):
             return
+        if job_id in self._unlisted:  # the listed queued jobs ran out: list the next ones
+            self._overtaken = True
         self._forget_unlisted(job_id)
         if self._model.update(job_id, state="running", note="") is None:
             row = new_job_row(job_id, patient_id, self._name_of(patient_id))
@@ -367,6 +383,53 @@ class JobsController(QObject):
         if job_id in self._unlisted:
             del self._unlisted[job_id]
             self._show_unlisted()
+
+    @Slot()
+    def _top_up(self) -> None:
+        """List the open jobs that run next when those listed have run down (fewer than
+        :data:`TOP_UP_BELOW` queued, or one past them started) while some are known not
+        listed: read on a pool thread, and added to the rows (which keep their tokens
+        and the selection). A job an event told of meanwhile is left to its event."""
+        if (
+            not self._unlisted
+            or self._topping_up
+            or self._held is not None  # the first read is on its way
+            or self._stopped
+            or (not self._overtaken and self._model.queued_count() >= self._top_up_below)
+        ):
+            return
+        self._topping_up = True
+        self._overtaken = False
+
+        def fetch() -> tuple[JobQueue, dict[str, str]]:  # pool thread
+            queue = self._jobs.list_queue(limit=self._limit, finished=0)
+            ids = {job.patient_id for job in queue.open if job.patient_id}
+            return queue, self._ctx.application.patients.names_of(ids)
+
+        def done(result: tuple[JobQueue, dict[str, str]]) -> None:
+            queue, names = result
+            for patient_id, name in names.items():
+                self._names.setdefault(patient_id, name)
+            # Only jobs still not listed, that no event told of since (one that started,
+            # moved ahead or left the queue meanwhile is listed or gone by its event).
+            unlisted = self._unlisted
+            self._unlisted = {
+                job_id: patient_id for job_id, patient_id in queue.more_open if job_id in unlisted
+            }
+            for job in queue.open:
+                if job.id in unlisted and self._model.get(job.id) is None:
+                    name = self._names.get(job.patient_id or "")
+                    self._model.upsert(job_row(job, patient_name=name))
+            # Only now: the rows added above did not each ask for another read, and one
+            # that brought nothing new is not followed by another until a job changes.
+            self._topping_up = False
+            self._show_unlisted()
+
+        def failed(exc: BaseException) -> None:  # read again at the next change
+            self._topping_up = False
+            log.warning("the queued jobs could not be read: %s", describe(exc))
+
+        self._ctx.tasks.submit(fetch, done, failed)
 
     @Slot()
     def _show_unlisted(self) -> None:

@@ -271,6 +271,10 @@ class JobTableModel(RowModel):
         records, not the items in display order, so it stays cheap with many rows)."""
         return any(row.state == "queued" for row in self._records.values())
 
+    def queued_count(self) -> int:
+        """How many queued jobs are listed (the records, as :meth:`has_queued`)."""
+        return sum(row.state == "queued" for row in self._records.values())
+
     def open_job_ids(self) -> list[int]:
         return [row.job_id for row in self._records.values() if row.state in OPEN_STATES]
 

@@ -168,6 +168,12 @@ class JobQueuePanel(QWidget):
         shortened = short != " ".join(self._waiting_reason.split())
         self.waiting.setToolTip(f"Queued analyses are waiting: {reason}" if shortened else "")
         self.waiting_details.setVisible(shortened)
+        box = self.details_box
+        if box is not None:  # open: it says the reason now, or goes with it
+            if reason:
+                box.setText(self._details_text())
+            else:
+                box.close()
 
     def set_unlisted(self, listed: int, unlisted: int) -> None:
         """Say that ``unlisted`` queued analyses, which run after the ``listed`` open
@@ -219,7 +225,7 @@ class JobQueuePanel(QWidget):
         box = QMessageBox(
             QMessageBox.Icon.Information,
             "Why queued analyses are waiting",
-            f"Queued analyses are waiting: {self._waiting_reason}",
+            self._details_text(),
             QMessageBox.StandardButton.Close,
             self,
         )
@@ -229,6 +235,9 @@ class JobQueuePanel(QWidget):
         box.finished.connect(self._on_details_box_finished)
         self.details_box = box
         box.open()  # window-modal, without blocking the event loop
+
+    def _details_text(self) -> str:
+        return f"Queued analyses are waiting: {self._waiting_reason}"
 
     @Slot()
     def _on_details_box_finished(self) -> None:
