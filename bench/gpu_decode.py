@@ -176,7 +176,7 @@ def main() -> int:
         build_s = time.perf_counter() - started
         parameters = sum(p.numel() for p in model.parameters())
         counted = devices.parameters_from_config(config_for(vocab))
-        estimate = devices.estimate_memory_bytes(counted or parameters, "bfloat16")
+        estimate = devices.estimate_memory_bytes(counted or parameters, "bfloat16", device=device)
         log(f"{parameters / 1e9:.2f} B parameters in {build_s:.1f} s")
 
         settings = Settings(

@@ -28,11 +28,13 @@ BYTES_PER_PARAMETER: dict[str, float] = {
     "4bit": 0.5,
 }
 
-#: Margin on top of the weights: activations, the KV cache of one analysis, and the
-#: CUDA context and allocator slack. Measured needs of a 7B VLM with a 262k-pixel image
+#: Margin on top of the weights, in proportion to them: activations, the KV cache of
+#: one analysis and allocator slack. Measured needs of a 7B VLM with a 262k-pixel image
 #: and 1k new tokens stay well inside it.
 OVERHEAD_FRACTION = 0.10
-OVERHEAD_BYTES = 512 * 1024**2
+#: The CUDA context and library workspaces, on a CUDA device only (a CPU or MPS load
+#: has none: the tiny test checkpoint's estimate on CPU was almost all this).
+CUDA_CONTEXT_BYTES = 512 * 1024**2
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _SAFETENSORS_DTYPE_BYTES = {
@@ -266,10 +268,12 @@ def _vision_parameters(vision: dict[str, Any], text_hidden: int) -> int:
 # Memory ------------------------------------------------------------------------------
 
 
-def estimate_memory_bytes(parameters: int, precision: str) -> int:
-    """Memory to load ``parameters`` in ``precision`` (a :data:`BYTES_PER_PARAMETER` key)."""
+def estimate_memory_bytes(parameters: int, precision: str, *, device: str) -> int:
+    """Memory to load ``parameters`` in ``precision`` (a :data:`BYTES_PER_PARAMETER` key)
+    on ``device`` (a torch device string) and run an analysis."""
     weights = parameters * BYTES_PER_PARAMETER[precision]
-    return int(weights * (1 + OVERHEAD_FRACTION) + OVERHEAD_BYTES)
+    context = CUDA_CONTEXT_BYTES if device.startswith("cuda") else 0
+    return int(weights * (1 + OVERHEAD_FRACTION) + context)
 
 
 def free_memory_bytes(device: str) -> int | None:

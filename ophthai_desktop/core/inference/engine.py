@@ -599,7 +599,7 @@ class InferenceEngine:
         settings = self._settings
         plan = devices.plan_device(settings.device, settings.quantization)
         estimate = (
-            devices.estimate_memory_bytes(install.parameters, plan.precision)
+            devices.estimate_memory_bytes(install.parameters, plan.precision, device=plan.device)
             if install.parameters
             else None
         )
@@ -632,14 +632,14 @@ class InferenceEngine:
     def _too_large_message(
         self, name: str, plan: devices.DevicePlan, parameters: int, free: int
     ) -> str:
-        need = devices.estimate_memory_bytes(parameters, plan.precision)
+        need = devices.estimate_memory_bytes(parameters, plan.precision, device=plan.device)
         where = "GPU memory" if plan.device.startswith("cuda") else "memory"
         message = (
             f"{name} needs about {format_bytes(need)} of {where} on "
             f"{plan.device} ({plan.precision}), but only {format_bytes(free)} is free."
         )
         if plan.device.startswith("cuda") and plan.quantization != "4bit":
-            four_bit = devices.estimate_memory_bytes(parameters, "4bit")
+            four_bit = devices.estimate_memory_bytes(parameters, "4bit", device=plan.device)
             if four_bit <= free:
                 return (
                     f"{message} Set OPHTHAI_QUANTIZATION=4bit (about "

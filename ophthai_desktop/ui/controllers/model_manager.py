@@ -105,7 +105,7 @@ class ModelManagerController(QObject):
             except OphthaiError as exc:
                 return status, LoadPreview(problem=exc.message)
             estimate = (
-                devices.estimate_memory_bytes(status.parameters, plan.precision)
+                devices.estimate_memory_bytes(status.parameters, plan.precision, device=plan.device)
                 if status.parameters
                 else None
             )
