@@ -357,13 +357,109 @@ def _labels(value: Any) -> list[str]:
     return [label for label in labels if _WORD_RE.search(label)]
 
 
+#: Ophthalmic abbreviations and what they stand for, as written after :func:`_spelling`
+#: (lower case, hyphens as spaces, American spelling). Only an abbreviation and its own
+#: expansion agree: "NPDR" is not "PDR", "RVO" not "BRVO", "Wet AMD" not "AMD".
+_ABBREVIATIONS = {
+    "dme": ("diabetic macular edema",),
+    "csme": ("clinically significant macular edema",),
+    "cme": ("cystoid macular edema",),
+    "dr": ("diabetic retinopathy",),
+    "npdr": (
+        "non proliferative diabetic retinopathy",
+        "nonproliferative diabetic retinopathy",
+    ),
+    "pdr": ("proliferative diabetic retinopathy",),
+    "amd": ("age related macular degeneration",),
+    "cnv": ("choroidal neovascularization",),
+    # Central serous retinopathy is the older name of the same disease.
+    "csc": ("central serous chorioretinopathy", "central serous retinopathy"),
+    "erm": ("epiretinal membrane",),
+    "mh": ("macular hole",),
+    "ftmh": ("full thickness macular hole",),
+    "rvo": ("retinal vein occlusion",),
+    "brvo": ("branch retinal vein occlusion",),
+    "crvo": ("central retinal vein occlusion",),
+    "vmt": ("vitreomacular traction", "vitreo macular traction"),
+    "vma": ("vitreomacular adhesion", "vitreo macular adhesion"),
+    "ped": ("pigment epithelial detachment", "pigment epithelium detachment"),
+    "ga": ("geographic atrophy",),
+}
+#: Other abbreviations of the same names ("DMO" is the British one).
+_ALIASES = {
+    "dmo": "dme",
+    "armd": "amd",
+    "namd": "neovascular amd",
+    "cscr": "csc",
+    "csr": "csc",
+}
+_EXPANSION_RE = re.compile(
+    r"(?<!\w)("
+    + "|".join(
+        re.escape(name)
+        for name in sorted(
+            (name for names in _ABBREVIATIONS.values() for name in names), key=len, reverse=True
+        )
+    )
+    + r")(?!\w)"
+)
+_ABBREVIATION_OF = {name: short for short, names in _ABBREVIATIONS.items() for name in names}
+_ALIAS_RE = re.compile(r"(?<!\w)(" + "|".join(_ALIASES) + r")(?!\w)")
+_PARENTHESIS_RE = re.compile(r" \(([^()]+)\)")
+_WORD_CHAR_RE = re.compile(r"\w")
+#: British spellings, and a hyphen between words, as :func:`_spelling` writes them.
+_SPELLINGS = (
+    (re.compile(r"oedema"), "edema"),
+    (re.compile(r"haem"), "hem"),
+    (re.compile(r"ischaem"), "ischem"),
+    (re.compile(r"isation"), "ization"),
+    (re.compile(r"(?<=\w)[-\u2010\u2011](?=\w)"), " "),
+)
+
+
 def _label_key(label: str) -> str:
-    """What two classifications must share to agree: the same words ignoring case and
-    a closing full stop ("Normal" and "normal."), or both saying normal ("Normal" and
-    "No abnormality detected": the same result for the patient and the alarm)."""
+    """What two classifications must share to agree: the same words ignoring case,
+    spacing and a closing full stop ("Normal" and "normal."), an abbreviation or its
+    expansion ("DME" and "Diabetic macular oedema", :data:`_ABBREVIATIONS`), British or
+    American spelling, a hyphen or a space ("Age-related"); or both saying normal
+    ("Normal" and "No abnormality detected": the same result for the patient and the
+    alarm). Two classifications that agree never differ on normal, ungradable or a
+    finding."""
     if says_normal(label):
         return "normal"
-    return label.casefold().rstrip(" .")
+    kind = "ungradable" if is_ungradable(label) else "finding"
+    words = _EXPANSION_RE.sub(lambda m: _ABBREVIATION_OF[m.group(1)], _spelling(label))
+    words = _ALIAS_RE.sub(lambda m: _ALIASES[m.group(1)], words)
+    return f"{kind}: {_without_repeats(words)}"
+
+
+def _without_repeats(text: str) -> str:
+    """``text`` without a parenthesis that repeats the words before it: "dme (dme)", as
+    "diabetic macular edema (DME)" reads once its expansion is abbreviated. Linear in
+    the text's length (a client's classification may be long)."""
+    kept: list[str] = []
+    position = 0
+    for match in _PARENTHESIS_RE.finditer(text):
+        inner, start = match.group(1), match.start()
+        before = start - len(inner)
+        if (
+            before >= position
+            and text.startswith(inner, before)
+            and not (before and _WORD_CHAR_RE.match(text[before - 1]))
+        ):
+            kept.append(text[position:start])
+            position = match.end()
+    kept.append(text[position:])
+    return "".join(kept)
+
+
+def _spelling(label: str) -> str:
+    """``label`` in lower case, American spelling, with hyphens between words as spaces
+    and without a closing full stop."""
+    text = label.casefold()
+    for pattern, replacement in _SPELLINGS:
+        text = pattern.sub(replacement, text)
+    return " ".join(text.split()).rstrip(" .")
 
 
 def _count(values: Mapping[Any, Any]) -> str:
