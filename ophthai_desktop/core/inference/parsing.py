@@ -302,14 +302,37 @@ def _answers(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [obj for obj in objects if any(key in obj for key in REQUIRED_FIELDS)]
 
 
-def validate_result(data: Mapping[str, Any]) -> ParsedAnswer:
+def validate_result(
+    data: Mapping[str, Any], *, stored: Mapping[str, Any] | None = None
+) -> ParsedAnswer:
     """Validate a result given as a mapping (e.g. one a client sends back).
+
+    Args:
+        data: The result.
+        stored: The result this server stored (:meth:`ParsedAnswer.to_dict`) for the
+            analysis ``data`` names, if any. Where ``data`` gives every one of its values
+            unchanged, it is read as stored: its confidence is a percentage already, so
+            that 1 is 1% (the model's ``"1%"``), not an ambiguous answer refused.
 
     Raises:
         AnswerParseError: No usable classification or confidence, two different ones (a
             key given in two cases), or wrong types.
     """
-    return _settle(_readings(_read_object(data.items())))
+    readings = _readings(_read_object(data.items()))
+    if stored is not None and _gives_unchanged(readings, stored):
+        return _validate(dict(stored), percentage=True)
+    return _settle(readings)
+
+
+def _gives_unchanged(readings: list[dict[str, Any]], stored: Mapping[str, Any]) -> bool:
+    """Whether ``readings`` (one object's) are one, giving each of ``stored``'s values
+    unchanged (a number as a number: ``true`` is not 1)."""
+    return len(readings) == 1 and all(
+        key in readings[0]
+        and isinstance(readings[0][key], bool) is isinstance(value, bool)
+        and readings[0][key] == value
+        for key, value in stored.items()
+    )
 
 
 def _settle(answers: list[dict[str, Any]]) -> ParsedAnswer:
@@ -607,13 +630,15 @@ def _repair(text: str) -> str:
     return "".join(out)
 
 
-def _validate(data: dict[str, Any]) -> ParsedAnswer:
+def _validate(data: dict[str, Any], *, percentage: bool = False) -> ParsedAnswer:
+    """``data`` as a result; with ``percentage``, its confidence is one (see
+    :func:`_confidence`)."""
     labels = _labels(data.get("classification"))
     if not labels:
         raise AnswerParseError("The answer has no classification.")
     if data.get("confidence") is None:
         raise AnswerParseError("The answer has no confidence.")
-    confidence = _confidence(data["confidence"])
+    confidence = _confidence(data["confidence"], percentage=percentage)
     missing = tuple(name for name in OPTIONAL_FIELDS if data.get(name) in (None, "", []))
     return ParsedAnswer(
         classification=labels[-1],
@@ -625,16 +650,17 @@ def _validate(data: dict[str, Any]) -> ParsedAnswer:
     )
 
 
-def _confidence(value: Any) -> float:
+def _confidence(value: Any, *, percentage: bool = False) -> float:
     """``value`` as a percentage, 0-100.
 
     The prompt asks for 0 to 100; a number between 0 and 1 without a percent sign is
     read as a fraction (0.85 is 85%: 0.85% for the model's own most likely diagnosis is
     no credible reading), however it is spelt (``0.85``, ``"0.85"``). 1 itself is 1% on
     the one scale and 100% on the other, and no spelling settles which (an integer is
-    not more likely a percentage than a float): it is an error, not a guess.
+    not more likely a percentage than a float): it is an error, not a guess. With
+    ``percentage`` (a value this server stored, read so already) every number is one.
     """
-    percent = False
+    percent = percentage
     if isinstance(value, bool):
         raise AnswerParseError(f"The confidence {value!r} is not a number.")
     if isinstance(value, int | float):
@@ -650,7 +676,7 @@ def _confidence(value: Any) -> float:
         if not match:
             raise AnswerParseError(f"The confidence {value!r} is not a number.")
         number = float(match.group(1))
-        percent = bool(match.group(2))
+        percent = percent or bool(match.group(2))
     else:
         raise AnswerParseError(f"The confidence {value!r} is not a number.")
     if not math.isfinite(number):

@@ -595,6 +595,34 @@ def test_a_result_sent_back_with_a_confidence_of_one_is_refused() -> None:
     assert validate_result({"classification": "AMD", "confidence": "1%"}).confidence == 1.0
 
 
+STORED = {
+    "classification": "Drusen",
+    "confidence": 1.0,
+    "findings": ["small drusen"],
+    "recommendation": "",
+    "explanation": "",
+}
+
+
+@pytest.mark.parametrize("confidence", [1.0, 1, 0.5])
+def test_a_result_sent_back_as_stored_is_read_as_stored(confidence: float) -> None:
+    """The server stored its percentage: 1 is the 1% it read, 0.5 stays 0.5%, not a
+    fraction read again as 50%. Provenance keys around it change nothing."""
+    stored = {**STORED, "confidence": float(confidence)}
+    sent = {**stored, "confidence": confidence, "analysis_id": 7, "status": "preliminary"}
+
+    assert validate_result(sent, stored=stored).confidence == float(confidence)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"classification": "CNV"}, {"findings": []}, {"confidence": True}, {"Classification": "x"}],
+)
+def test_a_result_sent_back_changed_is_read_as_new(change: dict[str, object]) -> None:
+    with pytest.raises(AnswerParseError):
+        validate_result({**STORED, **change}, stored=STORED)
+
+
 @pytest.mark.parametrize("given", ['"high"', "150", "-5", "true", '"70-80%"', "null"])
 def test_confidence_that_is_no_number_in_range_is_an_error(given: str) -> None:
     with pytest.raises(AnswerParseError, match="confidence"):
