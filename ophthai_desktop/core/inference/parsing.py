@@ -34,7 +34,7 @@ _NORMAL_RE = re.compile(
     # diabetic retinopathy". Only these, and only alone: "No DME, but CNV" is a finding.
     r"no\s+((signs?|evidence)\s+of\s+)?(diabetic\s+retinopathy|dr|dme|"
     r"(diabetic\s+)?macular\s+o?edema|amd|age[-\s]related\s+macular\s+degeneration|"
-    r"glaucoma(tous\s+(damage|changes))?|cnv|choroidal\s+neovascularization)"
+    r"glaucoma(tous\s+(damage|changes))?|cnv|choroidal\s+neovasculari[sz]ation)"
     r"(\s+(detected|seen|found))?)"
     r"(\s+(retina|fundus|oct|octa|scan|study|exam|examination|macula|eye|findings?|appearance))?"
     r"\s*\.?\s*$",

@@ -687,6 +687,8 @@ def test_the_object_with_the_result_keys_wins() -> None:
         ("No evidence of glaucoma", False),
         ("No DME detected", False),
         ("No macular edema", False),
+        ("No choroidal neovascularisation", False),
+        ("No diabetic macular oedema", False),
         ("No DME, but CNV", True),
         ("Normal (no DR)", False),
         ("Normal - no DME", False),
