@@ -647,3 +647,91 @@ def test_patch_with_a_non_object_ai_analysis_is_refused(client: TestClient) -> N
     response = client.patch(f"/api/patients/{patient['id']}", json={"aiAnalysis": "AMD"})
     assert response.status_code == 422
     assert response.json()["field"] == "aiAnalysis"
+
+
+def add_analysis_with_confidence(
+    services: Application, patient_id: str | None, confidence: float = 1.0
+) -> int:
+    """Test setup: an analysis whose stored confidence is exactly 1 (the model answered
+    "1%"; or an integer 1, read as 1% before such a 1 was refused as ambiguous), or
+    another ``confidence`` as stored."""
+    with services.db.session() as session:
+        row = Analysis(
+            patient_id=patient_id,
+            model_id="OctoMed/OctoMed-7B",
+            prompt_version="test-1",
+            parse_status="parsed",
+            answer_text=f'{{"classification": "Drusen", "confidence": "{confidence:g}%"}}',
+            result={
+                "classification": "Drusen",
+                "confidence": confidence,
+                "findings": ["small drusen"],
+                "recommendation": "routine review",
+                "explanation": "few small drusen",
+            },
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+@pytest.mark.parametrize("confidence", [1.0, 0.5])
+def test_an_analysis_sent_back_as_stored_keeps_its_confidence_of_1_or_below(
+    client: TestClient, sqlite_services: Application, confidence: float
+) -> None:
+    """The server's own stored 1 (1%) is no ambiguous answer: a client attaching the
+    result /api/ai/analyze gave it (read here from /api/analyses) stores it as it was;
+    a stored 0.5 (0.5%) stays 0.5, not read again as a fraction (50%)."""
+    patient = create(client)
+    analysis_id = add_analysis_with_confidence(sqlite_services, None, confidence)
+    result = client.get(f"/api/analyses/{analysis_id}").json()
+
+    response = client.patch(f"/api/patients/{patient['id']}", json={"aiAnalysis": result})
+
+    assert response.status_code == 200, response.text
+    stored = response.json()["aiAnalysis"]
+    assert stored["analysis_id"] != analysis_id
+    assert (stored["classification"], stored["confidence"]) == ("Drusen", confidence)
+    assert stored["findings"] == ["small drusen"]
+
+
+def test_an_older_analysis_sent_back_with_a_confidence_of_1_is_not_refused(
+    client: TestClient, sqlite_services: Application
+) -> None:
+    """A client sending back the whole patient it read, whose analysis a newer one has
+    since followed, is not refused for the 1 the server stored."""
+    pid = create(client)["id"]
+    add_analysis_with_confidence(sqlite_services, pid)
+    read = client.get(f"/api/patients/{pid}").json()
+    add_analysis(sqlite_services, pid)
+
+    response = client.patch(f"/api/patients/{pid}", json={**read, "history": "seen"})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["history"] == "seen"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"analysis_id": None},
+        {"classification": "Drusen (small)"},
+        {"findings": ["large drusen"]},
+        {"confidence": True},
+    ],
+    ids=["no-analysis-id", "classification", "findings", "boolean"],
+)
+def test_a_changed_result_with_a_confidence_of_1_is_still_refused(
+    client: TestClient, sqlite_services: Application, change: dict[str, Any]
+) -> None:
+    """Only the stored result unchanged is read as stored: a new result giving 1 is
+    ambiguous (1% or 100%), a 422 that says so."""
+    patient = create(client)
+    analysis_id = add_analysis_with_confidence(sqlite_services, None)
+    result = {**client.get(f"/api/analyses/{analysis_id}").json(), **change}
+
+    response = client.patch(f"/api/patients/{patient['id']}", json={"aiAnalysis": result})
+
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "aiAnalysis"
+    assert "ambiguous" in response.json()["detail"] or "not a number" in response.json()["detail"]

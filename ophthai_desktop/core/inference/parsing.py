@@ -34,7 +34,7 @@ _NORMAL_RE = re.compile(
     # diabetic retinopathy". Only these, and only alone: "No DME, but CNV" is a finding.
     r"no\s+((signs?|evidence)\s+of\s+)?(diabetic\s+retinopathy|dr|dme|"
     r"(diabetic\s+)?macular\s+o?edema|amd|age[-\s]related\s+macular\s+degeneration|"
-    r"glaucoma(tous\s+(damage|changes))?|cnv|choroidal\s+neovascularization)"
+    r"glaucoma(tous\s+(damage|changes))?|cnv|choroidal\s+neovasculari[sz]ation)"
     r"(\s+(detected|seen|found))?)"
     r"(\s+(retina|fundus|oct|octa|scan|study|exam|examination|macula|eye|findings?|appearance))?"
     r"\s*\.?\s*$",
@@ -302,14 +302,37 @@ def _answers(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [obj for obj in objects if any(key in obj for key in REQUIRED_FIELDS)]
 
 
-def validate_result(data: Mapping[str, Any]) -> ParsedAnswer:
+def validate_result(
+    data: Mapping[str, Any], *, stored: Mapping[str, Any] | None = None
+) -> ParsedAnswer:
     """Validate a result given as a mapping (e.g. one a client sends back).
+
+    Args:
+        data: The result.
+        stored: The result this server stored (:meth:`ParsedAnswer.to_dict`) for the
+            analysis ``data`` names, if any. Where ``data`` gives every one of its values
+            unchanged, it is read as stored: its confidence is a percentage already, so
+            that 1 is 1% (the model's ``"1%"``), not an ambiguous answer refused.
 
     Raises:
         AnswerParseError: No usable classification or confidence, two different ones (a
             key given in two cases), or wrong types.
     """
-    return _settle(_readings(_read_object(data.items())))
+    readings = _readings(_read_object(data.items()))
+    if stored is not None and _gives_unchanged(readings, stored):
+        return _validate(dict(stored), percentage=True)
+    return _settle(readings)
+
+
+def _gives_unchanged(readings: list[dict[str, Any]], stored: Mapping[str, Any]) -> bool:
+    """Whether ``readings`` (one object's) are one, giving each of ``stored``'s values
+    unchanged (a number as a number: ``true`` is not 1)."""
+    return len(readings) == 1 and all(
+        key in readings[0]
+        and isinstance(readings[0][key], bool) is isinstance(value, bool)
+        and readings[0][key] == value
+        for key, value in stored.items()
+    )
 
 
 def _settle(answers: list[dict[str, Any]]) -> ParsedAnswer:
@@ -357,13 +380,109 @@ def _labels(value: Any) -> list[str]:
     return [label for label in labels if _WORD_RE.search(label)]
 
 
+#: Ophthalmic abbreviations and what they stand for, as written after :func:`_spelling`
+#: (lower case, hyphens as spaces, American spelling). Only an abbreviation and its own
+#: expansion agree: "NPDR" is not "PDR", "RVO" not "BRVO", "Wet AMD" not "AMD".
+_ABBREVIATIONS = {
+    "dme": ("diabetic macular edema",),
+    "csme": ("clinically significant macular edema",),
+    "cme": ("cystoid macular edema",),
+    "dr": ("diabetic retinopathy",),
+    "npdr": (
+        "non proliferative diabetic retinopathy",
+        "nonproliferative diabetic retinopathy",
+    ),
+    "pdr": ("proliferative diabetic retinopathy",),
+    "amd": ("age related macular degeneration",),
+    "cnv": ("choroidal neovascularization",),
+    # Central serous retinopathy is the older name of the same disease.
+    "csc": ("central serous chorioretinopathy", "central serous retinopathy"),
+    "erm": ("epiretinal membrane",),
+    "mh": ("macular hole",),
+    "ftmh": ("full thickness macular hole",),
+    "rvo": ("retinal vein occlusion",),
+    "brvo": ("branch retinal vein occlusion",),
+    "crvo": ("central retinal vein occlusion",),
+    "vmt": ("vitreomacular traction", "vitreo macular traction"),
+    "vma": ("vitreomacular adhesion", "vitreo macular adhesion"),
+    "ped": ("pigment epithelial detachment", "pigment epithelium detachment"),
+    "ga": ("geographic atrophy",),
+}
+#: Other abbreviations of the same names ("DMO" is the British one).
+_ALIASES = {
+    "dmo": "dme",
+    "armd": "amd",
+    "namd": "neovascular amd",
+    "cscr": "csc",
+    "csr": "csc",
+}
+_EXPANSION_RE = re.compile(
+    r"(?<!\w)("
+    + "|".join(
+        re.escape(name)
+        for name in sorted(
+            (name for names in _ABBREVIATIONS.values() for name in names), key=len, reverse=True
+        )
+    )
+    + r")(?!\w)"
+)
+_ABBREVIATION_OF = {name: short for short, names in _ABBREVIATIONS.items() for name in names}
+_ALIAS_RE = re.compile(r"(?<!\w)(" + "|".join(_ALIASES) + r")(?!\w)")
+_PARENTHESIS_RE = re.compile(r" \(([^()]+)\)")
+_WORD_CHAR_RE = re.compile(r"\w")
+#: British spellings, and a hyphen between words, as :func:`_spelling` writes them.
+_SPELLINGS = (
+    (re.compile(r"oedema"), "edema"),
+    (re.compile(r"haem"), "hem"),
+    (re.compile(r"ischaem"), "ischem"),
+    (re.compile(r"isation"), "ization"),
+    (re.compile(r"(?<=\w)[-\u2010\u2011](?=\w)"), " "),
+)
+
+
 def _label_key(label: str) -> str:
-    """What two classifications must share to agree: the same words ignoring case and
-    a closing full stop ("Normal" and "normal."), or both saying normal ("Normal" and
-    "No abnormality detected": the same result for the patient and the alarm)."""
+    """What two classifications must share to agree: the same words ignoring case,
+    spacing and a closing full stop ("Normal" and "normal."), an abbreviation or its
+    expansion ("DME" and "Diabetic macular oedema", :data:`_ABBREVIATIONS`), British or
+    American spelling, a hyphen or a space ("Age-related"); or both saying normal
+    ("Normal" and "No abnormality detected": the same result for the patient and the
+    alarm). Two classifications that agree never differ on normal, ungradable or a
+    finding."""
     if says_normal(label):
         return "normal"
-    return label.casefold().rstrip(" .")
+    kind = "ungradable" if is_ungradable(label) else "finding"
+    words = _EXPANSION_RE.sub(lambda m: _ABBREVIATION_OF[m.group(1)], _spelling(label))
+    words = _ALIAS_RE.sub(lambda m: _ALIASES[m.group(1)], words)
+    return f"{kind}: {_without_repeats(words)}"
+
+
+def _without_repeats(text: str) -> str:
+    """``text`` without a parenthesis that repeats the words before it: "dme (dme)", as
+    "diabetic macular edema (DME)" reads once its expansion is abbreviated. Linear in
+    the text's length (a client's classification may be long)."""
+    kept: list[str] = []
+    position = 0
+    for match in _PARENTHESIS_RE.finditer(text):
+        inner, start = match.group(1), match.start()
+        before = start - len(inner)
+        if (
+            before >= position
+            and text.startswith(inner, before)
+            and not (before and _WORD_CHAR_RE.match(text[before - 1]))
+        ):
+            kept.append(text[position:start])
+            position = match.end()
+    kept.append(text[position:])
+    return "".join(kept)
+
+
+def _spelling(label: str) -> str:
+    """``label`` in lower case, American spelling, with hyphens between words as spaces
+    and without a closing full stop."""
+    text = label.casefold()
+    for pattern, replacement in _SPELLINGS:
+        text = pattern.sub(replacement, text)
+    return " ".join(text.split()).rstrip(" .")
 
 
 def _count(values: Mapping[Any, Any]) -> str:
@@ -511,13 +630,15 @@ def _repair(text: str) -> str:
     return "".join(out)
 
 
-def _validate(data: dict[str, Any]) -> ParsedAnswer:
+def _validate(data: dict[str, Any], *, percentage: bool = False) -> ParsedAnswer:
+    """``data`` as a result; with ``percentage``, its confidence is one (see
+    :func:`_confidence`)."""
     labels = _labels(data.get("classification"))
     if not labels:
         raise AnswerParseError("The answer has no classification.")
     if data.get("confidence") is None:
         raise AnswerParseError("The answer has no confidence.")
-    confidence = _confidence(data["confidence"])
+    confidence = _confidence(data["confidence"], percentage=percentage)
     missing = tuple(name for name in OPTIONAL_FIELDS if data.get(name) in (None, "", []))
     return ParsedAnswer(
         classification=labels[-1],
@@ -529,16 +650,17 @@ def _validate(data: dict[str, Any]) -> ParsedAnswer:
     )
 
 
-def _confidence(value: Any) -> float:
+def _confidence(value: Any, *, percentage: bool = False) -> float:
     """``value`` as a percentage, 0-100.
 
     The prompt asks for 0 to 100; a number between 0 and 1 without a percent sign is
     read as a fraction (0.85 is 85%: 0.85% for the model's own most likely diagnosis is
     no credible reading), however it is spelt (``0.85``, ``"0.85"``). 1 itself is 1% on
     the one scale and 100% on the other, and no spelling settles which (an integer is
-    not more likely a percentage than a float): it is an error, not a guess.
+    not more likely a percentage than a float): it is an error, not a guess. With
+    ``percentage`` (a value this server stored, read so already) every number is one.
     """
-    percent = False
+    percent = percentage
     if isinstance(value, bool):
         raise AnswerParseError(f"The confidence {value!r} is not a number.")
     if isinstance(value, int | float):
@@ -554,7 +676,7 @@ def _confidence(value: Any) -> float:
         if not match:
             raise AnswerParseError(f"The confidence {value!r} is not a number.")
         number = float(match.group(1))
-        percent = bool(match.group(2))
+        percent = percent or bool(match.group(2))
     else:
         raise AnswerParseError(f"The confidence {value!r} is not a number.")
     if not math.isfinite(number):

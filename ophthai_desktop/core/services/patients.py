@@ -346,7 +346,11 @@ class PatientService:
             # not be parsed is not refused for lacking a classification).
             if ai_result is not None and self._echoes_latest(session, row, ai_result):
                 ai_result = None
-            parsed = _client_result(ai_result) if ai_result is not None else None
+            parsed = (
+                _client_result(ai_result, self._stored_result(session, ai_result))
+                if ai_result is not None
+                else None
+            )
             if values.get("birth_date", row.birth_date) is None and row.birth_date:
                 values.setdefault("age", age_on(row.birth_date))  # the last age it gave
             _drop_echoed_age(values, row)
@@ -641,6 +645,18 @@ class PatientService:
         )
         return analysis.id
 
+    @staticmethod
+    def _stored_result(session: Session, result: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The result stored for the analysis ``result`` names (``analysis_id``), if any:
+        one the client sends back unchanged is read as the server stored it."""
+        analysis_id = result.get("analysis_id")
+        if isinstance(analysis_id, bool) or not isinstance(analysis_id, int):
+            return None
+        if not 0 < analysis_id < 2**63:  # no row has it; the database cannot take it
+            return None
+        analysis = session.get(m.Analysis, analysis_id)
+        return analysis.result if analysis is not None else None
+
     def _echoes_latest(self, session: Session, row: m.Patient, result: Mapping[str, Any]) -> bool:
         latest = self._latest_analysis_row(session, row.id)
         return latest is not None and result.get("analysis_id") == latest.id
@@ -873,9 +889,12 @@ def _scans_newest_first(patient_id: str) -> Select[Any]:
     )
 
 
-def _client_result(result: Mapping[str, Any]) -> ParsedAnswer:
+def _client_result(result: Mapping[str, Any], stored: Mapping[str, Any] | None) -> ParsedAnswer:
+    """``result`` validated; where it is ``stored`` (the result of the analysis it names)
+    unchanged, read as the server stored it: a confidence of 1 stored (1%) is not
+    refused as ambiguous, as a new result's 1 is."""
     try:
-        return validate_result(result)
+        return validate_result(result, stored=stored)
     except AnswerParseError as exc:
         raise InvalidInput(exc.message, field="aiAnalysis") from exc
 

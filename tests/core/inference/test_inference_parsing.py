@@ -288,6 +288,96 @@ def test_an_echo_that_says_the_same_in_other_words_is_no_conflict(first: str, la
     assert (parsed.classification, parsed.is_abnormal) == (last, False)
 
 
+@pytest.mark.parametrize(
+    ("first", "last"),
+    [
+        ("DME", "Diabetic Macular Edema"),
+        ("Diabetic macular oedema", "DME"),
+        ("DMO", "Diabetic macular edema"),
+        ("Diabetic Macular Edema (DME)", "DME"),
+        ("AMD", "Age-related macular degeneration"),
+        ("Age related macular degeneration", "ARMD"),
+        ("Wet AMD", "Wet age-related macular degeneration"),
+        ("nAMD", "Neovascular AMD"),
+        ("CNV", "Choroidal neovascularization"),
+        ("Choroidal neovascularisation", "CNV."),
+        ("DR", "Diabetic retinopathy"),
+        ("Mild NPDR", "Mild non-proliferative diabetic retinopathy"),
+        ("Severe nonproliferative diabetic retinopathy", "Severe NPDR"),
+        ("PDR", "Proliferative diabetic retinopathy"),
+        ("CSC", "Central Serous Chorioretinopathy"),
+        ("CSR", "Central serous retinopathy"),
+        ("CSCR", "CSC"),
+        ("ERM", "Epiretinal membrane"),
+        ("MH", "Macular hole"),
+        ("FTMH", "Full-thickness macular hole"),
+        ("RVO", "Retinal Vein Occlusion"),
+        ("BRVO", "Branch retinal vein occlusion"),
+        ("CRVO with macular oedema", "Central retinal vein occlusion with macular edema"),
+        ("VMT", "Vitreomacular traction"),
+        ("Vitreo-macular traction", "VMT"),
+        ("CSME", "Clinically significant macular edema"),
+        ("PDR with DME", "Proliferative diabetic retinopathy with diabetic macular oedema"),
+        ("Normal-tension glaucoma", "Normal tension glaucoma"),
+        ("Retinal haemorrhages", "Retinal hemorrhages"),
+    ],
+)
+def test_an_abbreviation_and_its_expansion_are_the_same_classification(
+    first: str, last: str
+) -> None:
+    """The model echoing "DME" as "Diabetic Macular Edema" (or in British spelling, or
+    with a hyphen for a space) names one diagnosis: the last object is taken, its text
+    unchanged, not a parse failure."""
+    text = (
+        f'{{"classification": "{first}", "confidence": 80}}\n'
+        f'Final answer: {{"classification": "{last}", "confidence": 80}}'
+    )
+
+    parsed = parse_answer(text)
+
+    assert (parsed.classification, parsed.confidence, parsed.is_abnormal) == (last, 80.0, True)
+
+
+@pytest.mark.parametrize(
+    ("first", "last"),
+    [
+        ("Mild NPDR", "Severe NPDR"),
+        ("Mild NPDR", "Moderate non-proliferative diabetic retinopathy"),
+        ("NPDR", "PDR"),
+        ("NPDR", "Proliferative diabetic retinopathy"),
+        ("DR", "PDR"),
+        ("NPDR", "Mild NPDR"),
+        ("Wet AMD", "Dry AMD"),
+        ("Wet AMD", "Dry age-related macular degeneration"),
+        ("AMD", "Wet AMD"),
+        ("Wet AMD", "Neovascular AMD"),
+        ("BRVO", "CRVO"),
+        ("RVO", "Branch retinal vein occlusion"),
+        ("DME", "CME"),
+        ("DME", "Macular edema"),
+        ("DME", "Diabetic retinopathy"),
+        ("DME OD", "DME OS"),
+        ("Right eye DME", "Left eye diabetic macular edema"),
+        ("CNV", "AMD"),
+        ("MH", "Lamellar macular hole"),
+        ("Macular hole", "Full-thickness macular hole"),
+        ("VMT", "VMA"),
+        ("CNV", "No CNV"),
+        ("No DME (DME)", "No DME"),
+    ],
+)
+def test_different_diagnoses_severities_or_eyes_still_disagree(first: str, last: str) -> None:
+    """Only an abbreviation and its expansion (or a spelling) agree: another diagnosis, a
+    more or less specific one, another severity or eye is a parse failure, as before."""
+    text = (
+        f'{{"classification": "{first}", "confidence": 80}}\n'
+        f'Final answer: {{"classification": "{last}", "confidence": 80}}'
+    )
+
+    with pytest.raises(AnswerParseError, match="two different classifications"):
+        parse_answer(text)
+
+
 def test_the_answer_disagreeing_with_the_first_as_dme_then_normal_is_not_normal() -> None:
     """The case that matters most: an abnormal diagnosis followed by "Normal" must not be
     stored as a normal scan (no alarm, patient marked stable)."""
@@ -505,6 +595,34 @@ def test_a_result_sent_back_with_a_confidence_of_one_is_refused() -> None:
     assert validate_result({"classification": "AMD", "confidence": "1%"}).confidence == 1.0
 
 
+STORED = {
+    "classification": "Drusen",
+    "confidence": 1.0,
+    "findings": ["small drusen"],
+    "recommendation": "",
+    "explanation": "",
+}
+
+
+@pytest.mark.parametrize("confidence", [1.0, 1, 0.5])
+def test_a_result_sent_back_as_stored_is_read_as_stored(confidence: float) -> None:
+    """The server stored its percentage: 1 is the 1% it read, 0.5 stays 0.5%, not a
+    fraction read again as 50%. Provenance keys around it change nothing."""
+    stored = {**STORED, "confidence": float(confidence)}
+    sent = {**stored, "confidence": confidence, "analysis_id": 7, "status": "preliminary"}
+
+    assert validate_result(sent, stored=stored).confidence == float(confidence)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"classification": "CNV"}, {"findings": []}, {"confidence": True}, {"Classification": "x"}],
+)
+def test_a_result_sent_back_changed_is_read_as_new(change: dict[str, object]) -> None:
+    with pytest.raises(AnswerParseError):
+        validate_result({**STORED, **change}, stored=STORED)
+
+
 @pytest.mark.parametrize("given", ['"high"', "150", "-5", "true", '"70-80%"', "null"])
 def test_confidence_that_is_no_number_in_range_is_an_error(given: str) -> None:
     with pytest.raises(AnswerParseError, match="confidence"):
@@ -569,6 +687,8 @@ def test_the_object_with_the_result_keys_wins() -> None:
         ("No evidence of glaucoma", False),
         ("No DME detected", False),
         ("No macular edema", False),
+        ("No choroidal neovascularisation", False),
+        ("No diabetic macular oedema", False),
         ("No DME, but CNV", True),
         ("Normal (no DR)", False),
         ("Normal - no DME", False),
