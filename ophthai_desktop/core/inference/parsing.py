@@ -47,7 +47,12 @@ _CLAUSES_RE = re.compile(r"\s*[(),;:]\s*|\s+[-\u2013\u2014]\s+")
 def says_normal(classification: str) -> bool:
     """Whether the classification means "nothing abnormal": every clause of it does
     ("Normal (no DR)"); one clause naming anything else ("No DME, but CNV") is a
-    finding."""
+    finding. A parenthesis that only gives the words before it again, abbreviated or
+    spelt out ("No diabetic macular edema (DME)"), is not a clause of its own."""
+    return _all_clauses_normal(classification) or _all_clauses_normal(_canonical(classification))
+
+
+def _all_clauses_normal(classification: str) -> bool:
     clauses = [c for c in _CLAUSES_RE.split(classification) if c.strip()]
     return bool(clauses) and all(_NORMAL_RE.match(c) for c in clauses)
 
@@ -451,9 +456,16 @@ def _label_key(label: str) -> str:
     if says_normal(label):
         return "normal"
     kind = "ungradable" if is_ungradable(label) else "finding"
+    return f"{kind}: {_canonical(label)}"
+
+
+def _canonical(label: str) -> str:
+    """``label`` as :func:`_spelling` writes it, each expansion and other abbreviation as
+    its abbreviation (:data:`_ABBREVIATIONS`, :data:`_ALIASES`), without a parenthesis
+    that repeats the words before it."""
     words = _EXPANSION_RE.sub(lambda m: _ABBREVIATION_OF[m.group(1)], _spelling(label))
     words = _ALIAS_RE.sub(lambda m: _ALIASES[m.group(1)], words)
-    return f"{kind}: {_without_repeats(words)}"
+    return _without_repeats(words)
 
 
 def _without_repeats(text: str) -> str:

@@ -363,7 +363,7 @@ def test_an_abbreviation_and_its_expansion_are_the_same_classification(
         ("Macular hole", "Full-thickness macular hole"),
         ("VMT", "VMA"),
         ("CNV", "No CNV"),
-        ("No DME (DME)", "No DME"),
+        ("No DME (CNV)", "No DME"),
     ],
 )
 def test_different_diagnoses_severities_or_eyes_still_disagree(first: str, last: str) -> None:
@@ -696,6 +696,15 @@ def test_the_object_with_the_result_keys_wins() -> None:
         ("Normal (borderline drusen)", True),
         ("No DR; moderate NPDR in the other eye", True),
         ("No improvement of DME", True),
+        # A parenthesis giving the words before it again is not a finding of its own.
+        ("No diabetic macular edema (DME)", False),
+        ("No DME (diabetic macular oedema)", False),
+        ("No diabetic retinopathy (DR) detected", False),
+        ("No age-related macular degeneration (AMD)", False),
+        ("No DME (CNV)", True),
+        ("No diabetic macular edema (DME), but CNV", True),
+        ("No diabetic macular edema (CME)", True),
+        ("Diabetic macular edema (DME)", True),
         ("Diabetic retinopathy", True),
     ],
 )
