@@ -44,8 +44,9 @@ def image_url(base_url: str, record: PatientRecord) -> str | None:
 def ai_analysis(record: AnalysisRecord | None, *, with_reasoning: bool) -> dict[str, Any] | None:
     """The seed's snake_case AI result plus our provenance additions.
 
-    A result that could not be parsed carries no classification or confidence: only its
-    parse status and error, never made-up values.
+    A result that could not be parsed carries no classification, confidence, findings
+    or advice (null, and an empty list): only its parse status and error, never
+    made-up values.
     """
     if record is None:
         return None
@@ -60,8 +61,16 @@ def ai_analysis(record: AnalysisRecord | None, *, with_reasoning: bool) -> dict[
     }
     if record.result is not None:
         data.update(record.result)
-    else:  # the keys are there, null, as /api/ai/analyze answers them
-        data.update(classification=None, confidence=None, parse_error=record.parse_error)
+    else:  # the result's keys are there, empty, as /api/ai/analyze answers them: a
+        # client showing ``aiAnalysis.findings`` gets an empty list, not a missing key
+        data.update(
+            classification=None,
+            confidence=None,
+            findings=[],
+            recommendation=None,
+            explanation=None,
+            parse_error=record.parse_error,
+        )
     if record.validated_by:
         data["validated_by"] = record.validated_by
         data["validated_at"] = timestamp(record.validated_at)

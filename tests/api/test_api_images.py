@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import io
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from ophthai_desktop.core.settings import Settings
 from tests.conftest import jpeg_bytes, png_bytes
@@ -32,6 +34,12 @@ def create(client: TestClient, **fields: Any) -> dict[str, Any]:
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+def bmp_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30), (90, 60, 30)).save(buffer, "BMP")
+    return buffer.getvalue()
 
 
 def b64(data: bytes) -> str:
@@ -186,9 +194,37 @@ def test_a_text_upload_is_415(client: TestClient, settings: Settings) -> None:
     )
 
     assert response.status_code == 415
-    assert "text/plain" in response.json()["detail"]
+    body = response.json()
+    assert "text/plain" in body["detail"]
+    assert body["field"] == "file"  # named, as every other refusal of the file is
     assert client.get(f"/api/patients/{pid}/scans").json() == []
     assert stored_files(settings) == []
+
+
+@pytest.mark.parametrize(
+    ("declared", "data"),
+    [
+        ("image/pjpeg", jpeg_bytes()),  # Windows' registry for .jpg on many machines
+        ("image/jpg", jpeg_bytes()),
+        ("image/x-png", png_bytes()),
+        ("image/x-ms-bmp", bmp_bytes()),  # /etc/mime.types on older Linux systems
+    ],
+    ids=["pjpeg", "jpg", "x-png", "x-ms-bmp"],
+)
+def test_an_image_declared_under_another_name_for_its_type_is_taken_by_its_content(
+    client: TestClient, declared: str, data: bytes
+) -> None:
+    """A browser sends the type the operating system names for the file's extension;
+    the content decides what it is, as for a data URL (the scan and the synchronous
+    analysis share the upload's check). These were a 415 saying "send ... JPEG"."""
+    pid = create(client)["id"]
+
+    response = client.post(
+        f"/api/patients/{pid}/scans", files={"file": ("scan.img", data, declared)}
+    )
+
+    assert response.status_code == 201, response.text
+    assert response.json()["mediaType"] in {"image/jpeg", "image/png", "image/bmp"}
 
 
 def test_an_upload_whose_content_is_not_an_image_is_415(client: TestClient) -> None:

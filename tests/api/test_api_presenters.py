@@ -8,9 +8,11 @@ from ophthai_desktop.api import presenters
 from ophthai_desktop.core.records import AnalysisRecord
 
 
-def test_an_unparsed_analysis_has_null_classification_and_confidence() -> None:
+def test_an_unparsed_analysis_has_every_result_key_empty() -> None:
     """As /api/ai/analyze answers it and the README says; the patient's aiAnalysis, GET
-    /api/analyses/{id} and a job's analysis left the two keys out."""
+    /api/analyses/{id}, a job's analysis and ``analysis_finished`` left the keys out
+    (first classification and confidence; then findings, recommendation and
+    explanation, so a frontend's ``aiAnalysis.findings.map`` threw on such a result)."""
     record = AnalysisRecord(
         id=3, patient_id="p1", scan_id=1, job_id=2, image_sha256=None, model_id="m",
         model_revision=None, prompt_version="v1", generation_settings={}, device="cpu",
@@ -23,4 +25,6 @@ def test_an_unparsed_analysis_has_null_classification_and_confidence() -> None:
     shown = presenters.ai_analysis(record, with_reasoning=False)
     assert shown is not None
     assert shown["classification"] is None and shown["confidence"] is None
+    assert shown["findings"] == []
+    assert shown["recommendation"] is None and shown["explanation"] is None
     assert shown["parse_error"] == "no JSON object"

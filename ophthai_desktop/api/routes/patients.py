@@ -44,7 +44,7 @@ from ophthai_desktop.core.errors import (
     UnsupportedMedia,
     about_field,
 )
-from ophthai_desktop.core.imaging import ACCEPTED_MEDIA_TYPES, decode_data_url, too_large_message
+from ophthai_desktop.core.imaging import decode_data_url, too_large_message
 from ophthai_desktop.core.services.patients import SORTABLE, NewImage
 
 router = SlashRouter(
@@ -461,12 +461,14 @@ def image_response(request: Request, path: Path, media_type: str, cache: str) ->
 
 
 def read_upload(file: UploadFile, max_bytes: int) -> bytes:
-    """The bytes of an uploaded image; a declared non-image type is a 415 up front
-    (the content is checked again when it is stored)."""
+    """The bytes of an uploaded image; a declared type that is not an image is a 415 up
+    front. The content decides which image it is, as for a data URL: the declared
+    ``image/...`` type comes from the client's operating system, which may name a JPEG
+    ``image/pjpeg`` or ``image/jpg`` and a BMP ``image/x-ms-bmp``."""
     declared = (file.content_type or "").split(";")[0].strip().lower()
-    if declared and declared != "application/octet-stream" and declared not in ACCEPTED_MEDIA_TYPES:
+    if declared and declared != "application/octet-stream" and not declared.startswith("image/"):
         raise UnsupportedMedia(
-            f"{declared} uploads are not accepted; send PNG, JPEG, WebP, BMP or TIFF"
+            f"{declared} is not an image; send PNG, JPEG, WebP, BMP or TIFF", field="file"
         )
     data: bytes = file.file.read(max_bytes + 1)
     if len(data) > max_bytes:  # what was read stops at the limit: say the real size
