@@ -170,6 +170,34 @@ def test_a_parsed_result_is_validated_and_scheduled(qtbot: QtBot, make_gui: Make
     qtbot.waitUntil(lambda: "booked" in view.notice.text())
 
 
+def test_a_booked_appointment_is_cancelled_from_the_window(qtbot: QtBot, make_gui: Maker) -> None:
+    """A follow-up booked can be called off where it was booked (the window had no way
+    to, only the API's PATCH): the page and the list say "not scheduled", and a complete
+    patient goes back to scheduling."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    view = gui.analysis_view
+    page = gui.patient_page
+    patient_id = _patient_with_scan(gui)
+    open_patient(qtbot, gui, patient_id)
+    assert not view.cancel_appointment.isVisibleTo(view)  # nothing booked to cancel
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    view.approve.click()
+    qtbot.waitUntil(lambda: page.stepper.current_name() == "Scheduling")
+    view.when.setDateTime(QDateTime.currentDateTime().addDays(7))
+    view.schedule.click()
+    qtbot.waitUntil(lambda: page.stepper.current_name() == "Complete")
+    assert view.cancel_appointment.isVisibleTo(view)
+
+    view.cancel_appointment.click()
+    qtbot.waitUntil(lambda: page.appointment.text() == "not scheduled")
+    assert gui.application.patients.get_patient(patient_id).appointment_date is None
+    assert view.appointment.text() == "Not scheduled."
+    assert page.stepper.current_name() == "Scheduling"
+    assert not view.cancel_appointment.isVisibleTo(view)
+    qtbot.waitUntil(lambda: "cancelled" in view.notice.text())
+
+
 def test_an_ungradable_result_asks_for_the_scan_again(qtbot: QtBot, make_gui: Maker) -> None:
     """The model answers "Ungradable" for an image it cannot read: the card shows that
     answer, and the view says what to do about it (not only "please validate")."""

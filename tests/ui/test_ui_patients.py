@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import date
 
 import pytest
 from PySide6.QtCore import QDate, QPoint, Qt
@@ -10,10 +11,12 @@ from PySide6.QtWidgets import QApplication, QDialogButtonBox, QFormLayout, QMess
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.ui.models.patient_table import COLUMN_OF
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.views.patient_dialog import PatientDialog
 from tests.ui.conftest import Maker, open_patient, seed_patients
+from tests.ui.demo_images import oct_bscan
 
 
 def _ok(dialog: object) -> None:
@@ -250,6 +253,28 @@ def test_tab_in_the_history_field_moves_on(qtbot: QtBot, gui: GuiSession) -> Non
     assert dialog.history.toPlainText() == "Type 2 diabetes."
     assert not dialog.history.hasFocus()
     dialog.reject()
+
+
+def test_the_delete_question_names_what_goes_with_the_patient(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """The core deletes the scans, analyses, notifications and oculomics measurements;
+    the question named the first three only, and not how many scans."""
+    actor = Actor("t", "gui")
+    patient = gui.application.patients.create_patient(
+        {"name": "Has Scans"},
+        actor=actor,
+        image=NewImage(oct_bscan(0), source="drop", modality="OCT", filename="a.png"),
+    )
+    gui.application.oculomics.add_measurement(
+        patient.id, eye="OD", measured_on=date(2025, 1, 2), iop_mmhg=18.0, actor=actor
+    )
+    open_patient(qtbot, gui, patient.id)
+    gui.window.delete_patient_action.trigger()
+    box = gui.patients.confirm
+    assert box is not None
+    assert "with their 1 scan, analyses, oculomics measurements and notifications" in box.text()
+    box.button(QMessageBox.StandardButton.Cancel).click()
 
 
 def test_cancelling_the_delete_keeps_the_patient(qtbot: QtBot, gui: GuiSession) -> None:

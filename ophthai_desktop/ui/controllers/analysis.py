@@ -106,6 +106,7 @@ class AnalysisController(QObject):
         window.analyse_action.triggered.connect(self.analyse)
         view.validate_requested.connect(self.validate)
         view.schedule_requested.connect(self.schedule)
+        view.appointment_cancel_requested.connect(self.cancel_appointment)
         view.copy_requested.connect(self.copy_result)
         bridge = ctx.bridge
         bridge.analysis_queued.connect(self._on_bridge_analysis_queued)
@@ -509,6 +510,32 @@ class AnalysisController(QObject):
             ),
             done,
             lambda exc: self._view.show_notice(describe(exc), "error"),
+        )
+
+    @Slot()
+    def cancel_appointment(self) -> None:
+        """Call off the shown patient's follow-up appointment (a complete patient goes
+        back to scheduling, as the core has it)."""
+        patient_id = self._patient_id
+        if patient_id is None:
+            return
+
+        def done(patient: PatientRecord) -> None:
+            if patient.id == self._patient_id:
+                self._view.set_appointment(patient.appointment_date)
+                self._view.show_schedule_error("")
+                self._view.notice.show_message("The follow-up appointment is cancelled.", "info")
+
+        def failed(exc: BaseException) -> None:
+            if patient_id == self._patient_id:
+                self._view.show_schedule_error(describe(exc))
+
+        self._ctx.tasks.submit(
+            lambda: self._app.patients.update_patient(
+                patient_id, {"appointment_date": None}, actor=self._ctx.actor
+            ),
+            done,
+            failed,
         )
 
     @Slot(object)

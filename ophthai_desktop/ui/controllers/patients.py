@@ -413,11 +413,15 @@ class PatientsController(QObject):
                 ),
             )
 
+        # Everything that goes with the patient, measurements included: the question
+        # named scans, analyses and notifications only, and years of eye-pressure
+        # readings went without a word.
+        scans = f"{patient.scan_count} scan{'' if patient.scan_count == 1 else 's'}"
         self.confirm = ask(
             self._window,
             "Delete patient",
-            f"Delete {patient.name} ({patient.id}) with all scans, analyses and "
-            "notifications? This cannot be undone.",
+            f"Delete {patient.name} ({patient.id}) with their {scans}, analyses, "
+            "oculomics measurements and notifications? This cannot be undone.",
             "Delete",
             confirmed,
         )

@@ -258,12 +258,14 @@ class AnalysisView(QWidget):
         analyse_requested(): "Analyse" was pressed.
         validate_requested(bool approved, str clinician, str notes)
         schedule_requested(object): an aware ``datetime`` for the appointment.
+        appointment_cancel_requested(): "Cancel appointment" was pressed.
         copy_requested(): Copy result was pressed.
     """
 
     analyse_requested = Signal()
     validate_requested = Signal(bool, str, str)
     schedule_requested = Signal(object)
+    appointment_cancel_requested = Signal()
     copy_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -365,13 +367,22 @@ class AnalysisView(QWidget):
         self.schedule = QPushButton(icon("calendar"), "Schedule")
         self.schedule.setObjectName("scheduleButton")
         self.appointment = _wrapping("Not scheduled.", "muted")
+        # A booked appointment can be moved (Schedule again) and called off: the window
+        # had no way to cancel one (only the API's PATCH with a null date).
+        self.cancel_appointment = QPushButton("Cancel appointment")
+        self.cancel_appointment.setObjectName("cancelAppointmentButton")
+        self.cancel_appointment.setToolTip("Call off the booked follow-up appointment")
+        self.cancel_appointment.hide()
         appointment = QGroupBox("Follow-up appointment")
         appointment_layout = QVBoxLayout(appointment)
         row = QHBoxLayout()
         row.addWidget(self.when, 1)
         row.addWidget(self.schedule)
         appointment_layout.addLayout(row)
-        appointment_layout.addWidget(self.appointment)
+        booked = QHBoxLayout()
+        booked.addWidget(self.appointment, 1)
+        booked.addWidget(self.cancel_appointment, 0, Qt.AlignmentFlag.AlignTop)
+        appointment_layout.addLayout(booked)
         self.schedule_error = _wrapping("", "fieldError")
         self.schedule_error.hide()
         appointment_layout.addWidget(self.schedule_error)
@@ -414,6 +425,7 @@ class AnalysisView(QWidget):
         self.approve.clicked.connect(lambda: self._on_verdict(True))
         self.reject.clicked.connect(lambda: self._on_verdict(False))
         self.schedule.clicked.connect(self._on_schedule_clicked)
+        self.cancel_appointment.clicked.connect(self.appointment_cancel_requested)
         self.card.copy.clicked.connect(self.copy_requested)
         self.show_empty()
 
@@ -530,6 +542,7 @@ class AnalysisView(QWidget):
             self.clinician.setText(name)
 
     def set_appointment(self, when: datetime | None) -> None:
+        self.cancel_appointment.setVisible(when is not None)
         if when is None:
             self.appointment.setText("Not scheduled.")
         else:
