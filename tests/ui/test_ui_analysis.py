@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QDate, QDateTime, QEvent, QObject, QPoint, QRect, Qt, QTime
 from PySide6.QtGui import QGuiApplication, QKeySequence
-from PySide6.QtWidgets import QApplication, QScrollArea, QWidget
+from PySide6.QtWidgets import QApplication, QMessageBox, QScrollArea, QWidget
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.errors import StorageError
@@ -189,7 +189,18 @@ def test_a_booked_appointment_is_cancelled_from_the_window(qtbot: QtBot, make_gu
     qtbot.waitUntil(lambda: page.stepper.current_name() == "Complete")
     assert view.cancel_appointment.isVisibleTo(view)
 
+    view.cancel_appointment.click()  # asked first: a stray click loses no booking
+    box = gui.analysis.confirm
+    assert isinstance(box, QMessageBox) and "Scheduling step" in box.text()
+    box.button(QMessageBox.StandardButton.Cancel).click()
+    qtbot.wait(200)
+    assert gui.application.patients.get_patient(patient_id).appointment_date is not None
+    assert view.cancel_appointment.isVisibleTo(view)
+
     view.cancel_appointment.click()
+    box = gui.analysis.confirm
+    assert isinstance(box, QMessageBox)
+    box.property("yesButton").click()
     qtbot.waitUntil(lambda: page.appointment.text() == "not scheduled")
     assert gui.application.patients.get_patient(patient_id).appointment_date is None
     assert view.appointment.text() == "Not scheduled."

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from PySide6.QtCore import QObject, Slot
 from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QMessageBox
 
 from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
 from ophthai_desktop.core.records import AnalysisRecord, JobRecord, Page, PatientRecord
@@ -18,6 +19,7 @@ from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController
 from ophthai_desktop.ui.messages import describe
 from ophthai_desktop.ui.views.analysis import AnalysisView
+from ophthai_desktop.ui.views.confirm import ask
 from ophthai_desktop.ui.views.main_window import MainWindow
 from ophthai_desktop.ui.views.patient_page import PatientPage
 
@@ -80,6 +82,8 @@ class AnalysisController(QObject):
         self._window = window
         self._patients = patients
         self._patient_id: str | None = None
+        #: The question before an appointment is cancelled, while it is asked.
+        self.confirm: QMessageBox | None = None
         self._streams: dict[int, _Stream] = {}
         self._job_patients: dict[int, str | None] = {}
         #: Patients whose Analyse is being queued (a task in flight).
@@ -514,11 +518,24 @@ class AnalysisController(QObject):
 
     @Slot()
     def cancel_appointment(self) -> None:
-        """Call off the shown patient's follow-up appointment (a complete patient goes
-        back to scheduling, as the core has it)."""
+        """Ask, then call off the shown patient's follow-up appointment (a complete
+        patient goes back to scheduling, as the core has it): one click next to Schedule
+        must not lose a booking."""
         patient_id = self._patient_id
         if patient_id is None:
             return
+        booked = self._view.appointment.text().removeprefix("Scheduled for ").rstrip(".")
+        self.confirm = ask(
+            self._window,
+            "Cancel appointment",
+            f"Cancel the follow-up appointment on {booked}? The patient goes back to the "
+            "Scheduling step.",
+            "Cancel appointment",
+            lambda: self._cancel_appointment(patient_id),
+        )
+
+    def _cancel_appointment(self, patient_id: str) -> None:
+        self.confirm = None
 
         def done(patient: PatientRecord) -> None:
             if patient.id == self._patient_id:
