@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -207,6 +207,27 @@ def test_a_booked_appointment_is_cancelled_from_the_window(qtbot: QtBot, make_gu
     assert page.stepper.current_name() == "Scheduling"
     assert not view.cancel_appointment.isVisibleTo(view)
     qtbot.waitUntil(lambda: "cancelled" in view.notice.text())
+
+
+def test_the_picker_starts_at_the_booked_appointment(qtbot: QtBot, make_gui: Maker) -> None:
+    """A patient with a follow-up to come opens with the picker at its time, so that
+    moving it starts there; one without (or whose day has passed) at tomorrow 09:00."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    view = gui.analysis_view
+    actor = Actor("t", "gui")
+    booked = (datetime.now(UTC) + timedelta(days=9)).replace(second=0, microsecond=0)
+    patients = gui.application.patients
+    with_booking = patients.create_patient({"name": "Booked"}, actor=actor).id
+    patients.update_patient(with_booking, {"appointment_date": booked}, actor=actor)
+    without = patients.create_patient({"name": "Free"}, actor=actor).id
+
+    open_patient(qtbot, gui, with_booking)
+    assert view.when.dateTime().toSecsSinceEpoch() == int(booked.timestamp())
+
+    open_patient(qtbot, gui, without)
+    tomorrow = QDateTime.currentDateTime().addDays(1)
+    assert view.when.dateTime().date() == tomorrow.date()
+    assert view.when.dateTime().time() == QTime(9, 0)
 
 
 def test_an_ungradable_result_asks_for_the_scan_again(qtbot: QtBot, make_gui: Maker) -> None:

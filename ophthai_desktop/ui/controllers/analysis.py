@@ -140,7 +140,7 @@ class AnalysisController(QObject):
             self._view.show_empty()
             return
         self._view.set_appointment(patient.appointment_date)
-        self._view.reset_appointment_time()
+        self._view.reset_appointment_time(patient.appointment_date)
         streaming = self._stream_of(patient.id)
         if streaming is not None:
             job_id, stream = streaming

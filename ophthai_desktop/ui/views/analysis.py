@@ -549,15 +549,20 @@ class AnalysisView(QWidget):
             zone = when.astimezone().tzname() or "local time"
             self.appointment.setText(f"Scheduled for {local_datetime(when)} ({zone}).")
 
-    def reset_appointment_time(self) -> None:
-        """Tomorrow at 09:00, the usual first slot."""
-        tomorrow = QDateTime.currentDateTime().addDays(1)
-        tomorrow.setTime(QTime(9, 0))
-        self.when.setDateTime(tomorrow)
-        self.when.setMinimumDateTime(QDateTime.currentDateTime().addSecs(-60))
+    def reset_appointment_time(self, booked: datetime | None = None) -> None:
+        """The ``booked`` appointment's time where it is still to come (moving it starts
+        from it), else tomorrow at 09:00, the usual first slot."""
+        now = QDateTime.currentDateTime()
+        self.when.setMinimumDateTime(now.addSecs(-60))
         # A follow-up, not a date at the end of the calendar (9999-12-31 overflowed the
         # conversion to an aware time and the click did nothing).
-        self.when.setMaximumDateTime(QDateTime.currentDateTime().addYears(MAX_YEARS_AHEAD))
+        self.when.setMaximumDateTime(now.addYears(MAX_YEARS_AHEAD))
+        if booked is not None and booked.timestamp() > now.toSecsSinceEpoch():
+            self.when.setDateTime(QDateTime.fromSecsSinceEpoch(int(booked.timestamp())))
+            return
+        tomorrow = now.addDays(1)
+        tomorrow.setTime(QTime(9, 0))
+        self.when.setDateTime(tomorrow)
 
     def scroll_to_top(self) -> None:
         self._scroll.verticalScrollBar().setValue(0)
