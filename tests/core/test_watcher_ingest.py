@@ -387,6 +387,91 @@ def test_a_crash_in_the_middle_of_a_move_leaves_no_empty_file_and_loses_nothing(
     assert not [p for p in (folder / "processed").iterdir() if p.stat().st_size == 0]
 
 
+#: Run in a child process: refuse one file, dying (as a kill would) the moment it has
+#: been renamed into failed/.
+_DIE_ONCE_IN_FAILED = """
+import os, sys
+from pathlib import Path
+from ophthai_desktop.bootstrap import build_application
+from ophthai_desktop.core.services.ingest import FolderLayout
+from ophthai_desktop.core.settings import Settings
+
+settings = Settings(data_dir=Path(sys.argv[1]), watch_folder_enabled=True, _env_file=None)
+app = build_application(settings)
+layout = FolderLayout.under(settings.resolved_watch_folder)
+replace = os.replace
+
+
+def die_once_moved(src, dst, **options):
+    replace(src, dst, **options)
+    if Path(dst).parent == layout.failed:
+        os._exit(9)
+
+
+os.replace = die_once_moved
+app.ingest.ingest_file(layout.root / sys.argv[2], layout)
+"""
+
+
+def test_a_refused_file_is_recorded_and_notified_before_it_leaves_the_folder(
+    tmp_path: Path,
+) -> None:
+    """Found by killing ``ophthai serve`` in a burst (tests/e2e/test_e2e_watch_kill.py):
+    a kill right after a refused file reached failed/ left it there with nobody told (no
+    notification, no ingest record). As a scan is committed before its move, the refusal
+    is now committed before the file leaves the watch folder."""
+    import subprocess
+    import sys
+
+    settings = build_watch_app(tmp_path).settings
+    folder = settings.resolved_watch_folder
+    FolderLayout.under(folder).ensure()
+    data = b"not an image"
+    (folder / "bad.png").write_bytes(data)
+    child = subprocess.run(
+        [sys.executable, "-c", _DIE_ONCE_IN_FAILED, str(settings.data_dir), "bad.png"],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        timeout=120,
+    )
+    assert child.returncode == 9, child.stderr.decode()
+    assert (folder / "failed" / "bad.png").read_bytes() == data
+
+    after = build_watch_app(tmp_path)  # the next start, on the same data
+    try:
+        record = ingest_row(after, hashlib.sha256(data).hexdigest())
+        notes = after.notifications.list_notifications(limit=10).items
+    finally:
+        after.close()
+    assert record is not None and record.outcome == "failed" and record.reason
+    assert [n.message for n in notes] == [
+        "bad.png from the watch folder was not taken in: the file is not an image that can "
+        "be read. Moved to failed/."
+    ]
+
+
+def test_a_refused_file_that_cannot_be_moved_says_so(
+    app: Application, log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ophthai_desktop.core.services import ingest as ingest_module
+
+    def refuse_move(path: Path, folder: Path, name: str, **options: object) -> Path:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(ingest_module, "move_without_overwrite", refuse_move)
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    (layout.root / "bad.png").write_bytes(b"not an image")
+
+    result = app.ingest.ingest_file(layout.root / "bad.png", layout)
+
+    assert result.outcome == "failed" and result.moved_to is None
+    said = "bad.png from the watch folder was not taken in: the file is not an image that can "
+    said += "be read. It could not be moved to failed/."
+    assert [n.message for n in app.notifications.list_notifications().items] == [said]
+    assert [e.notification.message for e in log.of(ev.NotificationCreated)] == [said]
+
+
 def test_a_duplicate_replaced_while_its_sighting_is_recorded_is_not_moved(
     app: Application, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -30,6 +30,7 @@ of an exception (an ``OSError`` names its file): :func:`safe_description` instea
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import io
@@ -1125,7 +1126,12 @@ class IngestService:
         size: int | None,
         logged: str | None = None,
     ) -> IngestResult:
-        """Move the file to ``failed/`` with the reason beside it, record and notify.
+        """Record the refusal and notify, then move the file to ``failed/`` with the
+        reason beside it.
+
+        Recorded before the file leaves the folder, as a scan is committed before its
+        move: a crash between the two refuses it again at the next start (notified
+        twice), where the other order left it in ``failed/`` with nobody told.
 
         ``logged``: the reason as the log says it, where ``reason`` quotes the file name.
         """
@@ -1133,12 +1139,24 @@ class IngestService:
         log.warning(
             "watch folder: refused a file (sha256 %s): %s", (sha256 or "-")[:12], logged or reason
         )
+        refused = f"{name} from the watch folder was not taken in: {reason}."
+        note = self._record_refused(f"{refused} Moved to failed/.", reason, sha256, name, size)
         moved = self._move(path, folder.failed, sha256, room_bytes=len(REASON_SUFFIX))
         if moved is not None:
             self._write_reason(moved, name, reason, sha256, size)
-        where = "Moved to failed/." if moved else "It could not be moved to failed/."
-        message = f"{name} from the watch folder was not taken in: {reason}. {where}"
-        note: NotificationRecord | None = None
+        elif note is not None:
+            note = self._reword(note, f"{refused} It could not be moved to failed/.")
+        if note is not None:
+            self._bus.publish(NotificationCreated(note))
+        return self._finish(
+            IngestResult(IngestOutcome.FAILED, name, sha256, None, None, None, reason, moved)
+        )
+
+    def _record_refused(
+        self, message: str, reason: str, sha256: str | None, name: str, size: int | None
+    ) -> NotificationRecord | None:
+        """Commit the refusal's ingest record (where its bytes were read) and its
+        notification; the notification, not published yet (None: not recorded)."""
         for attempt in range(2):
             try:
                 with self._db.session() as session:
@@ -1150,13 +1168,12 @@ class IngestService:
                             size=size or 0,
                             reason=reason[:2000],
                         )
-                    note = NotificationService.create_in(
+                    return NotificationService.create_in(
                         session,
                         message[:2000],
                         type=NotificationType.INFO.value,
                         patient_id=None,
                     )
-                break
             except IntegrityError as exc:
                 # The same bytes were refused on another ingest thread at the same
                 # moment; the second attempt updates that record.
@@ -1165,11 +1182,21 @@ class IngestService:
             except StorageError as exc:
                 self._log_unrecorded(exc)
                 break
-        if note is not None:
-            self._bus.publish(NotificationCreated(note))
-        return self._finish(
-            IngestResult(IngestOutcome.FAILED, name, sha256, None, None, None, reason, moved)
-        )
+        return None
+
+    def _reword(self, note: NotificationRecord, message: str) -> NotificationRecord:
+        """``note`` saying ``message`` instead (the file could not be moved after all)."""
+        try:
+            with self._db.session() as session:
+                session.execute(
+                    update(m.Notification)
+                    .where(m.Notification.id == note.id)
+                    .values(message=message[:2000])
+                )
+        except StorageError as exc:
+            self._log_unrecorded(exc)
+            return note
+        return dataclasses.replace(note, message=message[:2000])
 
     @staticmethod
     def _log_unrecorded(exc: BaseException) -> None:
