@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 import time
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
@@ -219,6 +221,30 @@ def test_staged_copies_left_by_a_crash_are_cleared_once_stale(tmp_path: Path) ->
     ImageStore(tmp_path / "images")
 
     assert not stale.exists() and fresh.exists()  # another process may be writing it
+
+
+def test_an_upload_cut_off_by_a_crash_is_cleared_once_stale(tmp_path: Path) -> None:
+    """A process killed while it stores an upload (the window's drop, the API's) leaves
+    its half-written file where the start-up clean-up finds it: no file is left in the
+    store that no image is."""
+    root = tmp_path / "images"
+    crash = (
+        "import os, sys\n"
+        "from ophthai_desktop.core.storage.images import ImageStore\n"
+        "store = ImageStore(__import__('pathlib').Path(sys.argv[1]))\n"
+        "os.replace = lambda *a: os._exit(3)  # killed between the write and the rename\n"
+        "store.put(b'image bytes' * 1000)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", crash, str(root)], check=False, timeout=60)
+    assert done.returncode == 3
+    left = [p for p in root.rglob("*") if p.is_file()]
+    assert len(left) == 1  # the half-stored upload
+    old = time.time() - STALE_STAGING_S - 60
+    os.utime(left[0], (old, old))
+
+    ImageStore(root)
+
+    assert [p for p in root.rglob("*") if p.is_file()] == []
 
 
 def test_storage_error_when_database_is_unreachable(tmp_path: Path) -> None:

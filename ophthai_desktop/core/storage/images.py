@@ -79,7 +79,10 @@ class ImageStore:
             return StoredImage(digest, target, created=False)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+            # Written in the staging folder, as the watch folder's copies are: one that a
+            # crash leaves behind is cleared with theirs (beside the images nothing did).
+            self._staging.mkdir(exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self._staging, prefix="incoming-")
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(data)
