@@ -708,6 +708,43 @@ def test_validating_an_analysis_that_is_no_longer_the_newest_conflicts(
         )
 
 
+def test_an_older_analysis_sent_back_is_a_stale_copy_not_a_new_result(
+    app_services: Application, actor: Actor
+) -> None:
+    """Sent back as read after a newer analysis arrived (the whole patient PATCHed
+    back): not stored, and with a verdict a Conflict that changes nothing, whether the
+    older one was parsed or not."""
+    service = app_services.patients
+    patient = service.create_patient({"name": "Stale"}, actor=actor)
+    parsed = _add_analysis(app_services, patient.id)
+    with app_services.db.session() as session:
+        unparsed = m.Analysis(
+            patient_id=patient.id, model_id="test-model", parse_status="parse_failed"
+        )
+        session.add(unparsed)
+        session.flush()
+        unparsed_id = unparsed.id
+    newer = _add_analysis(app_services, patient.id)
+    copies = [
+        {"classification": "Normal", "confidence": 90, "analysis_id": parsed},
+        {"classification": None, "confidence": None, "analysis_id": unparsed_id},
+    ]
+    for copy in copies:
+        kept = service.record_client_analysis(patient.id, copy, actor=actor)
+        assert kept.latest_analysis is not None and kept.latest_analysis.id == newer
+        with pytest.raises(Conflict, match="newer analysis") as caught:
+            service.update_patient(
+                patient.id,
+                {"name": "Renamed", "validation_status": "approved"},
+                ai_result=copy,
+                actor=actor,
+            )
+        assert caught.value.field == "aiAnalysis"
+    after = service.get_patient(patient.id)
+    assert (after.name, after.validation_status) == ("Stale", None)
+    assert len(service.list_analyses(patient.id)) == 3
+
+
 def test_search_ignores_case_in_every_script(app_services: Application, actor: Actor) -> None:
     service = app_services.patients
     for name in ("Zoë Ångström", "Ömer Çelik", "Ελένη Παπαδοπούλου", "Plain Ascii"):

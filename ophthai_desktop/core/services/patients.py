@@ -46,7 +46,12 @@ from ophthai_desktop.core.events import (
     ScanIngested,
 )
 from ophthai_desktop.core.imaging import ImageInfo, inspect_image
-from ophthai_desktop.core.inference.parsing import AnswerParseError, ParsedAnswer, validate_result
+from ophthai_desktop.core.inference.parsing import (
+    AnswerParseError,
+    ParsedAnswer,
+    gives_stored,
+    validate_result,
+)
 from ophthai_desktop.core.paging import check_paging
 from ophthai_desktop.core.records import Actor, AnalysisRecord, Page, PatientRecord, ScanRecord
 from ophthai_desktop.core.services.audit import AuditService
@@ -342,12 +347,22 @@ class PatientService:
         digest = sha256_hex(image.data) if image else None
         with self._images.pinned(digest), self._db.session() as session:
             row = self.lock_in(session, patient_id, expect)
+            named = self._named_analysis(session, ai_result) if ai_result is not None else None
             # The newest analysis sent back as read is no new result (and one that could
-            # not be parsed is not refused for lacking a classification).
+            # not be parsed is not refused for lacking a classification); nor is an older
+            # one of the patient's sent back unchanged: a stale copy, from a client that
+            # read the patient before a newer analysis arrived.
+            stale_copy: m.Analysis | None = None
             if ai_result is not None and self._echoes_latest(session, row, ai_result):
                 ai_result = None
+            elif (
+                ai_result is not None
+                and named is not None
+                and _is_stale_copy(ai_result, named, row)
+            ):
+                stale_copy, ai_result = named, None
             parsed = (
-                _client_result(ai_result, self._stored_result(session, ai_result))
+                _client_result(ai_result, named.result if named is not None else None)
                 if ai_result is not None
                 else None
             )
@@ -371,6 +386,9 @@ class PatientService:
             # read once its day has passed, is no change, and null cancels it.
             if values.get("appointment_date") is not None:
                 refuse_past_appointment(values["appointment_date"], datetime.now(UTC))
+            if stale_copy is not None:
+                verdict_changes = verdict_given and verdict != row.validation_status
+                self._refuse_stale_decisions(row, stale_copy, values, verdict_changes)
             for key, value in values.items():
                 setattr(row, key, value)
             if "appointment_date" in values and "workflow_step" not in values:
@@ -646,16 +664,40 @@ class PatientService:
         return analysis.id
 
     @staticmethod
-    def _stored_result(session: Session, result: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The result stored for the analysis ``result`` names (``analysis_id``), if any:
-        one the client sends back unchanged is read as the server stored it."""
+    def _named_analysis(session: Session, result: Mapping[str, Any]) -> m.Analysis | None:
+        """The analysis ``result`` names (``analysis_id``), if any: one the client sends
+        back unchanged is read as the server stored it."""
         analysis_id = result.get("analysis_id")
         if isinstance(analysis_id, bool) or not isinstance(analysis_id, int):
             return None
         if not 0 < analysis_id < 2**63:  # no row has it; the database cannot take it
             return None
-        analysis = session.get(m.Analysis, analysis_id)
-        return analysis.result if analysis is not None else None
+        return session.get(m.Analysis, analysis_id)
+
+    @staticmethod
+    def _refuse_stale_decisions(
+        row: m.Patient,
+        stale_copy: m.Analysis,
+        values: Mapping[str, Any],
+        verdict_changes: bool,
+    ) -> None:
+        """Refuse a request that sends back an older analysis of the patient's (read
+        before a newer one arrived) and would change what the clinician decides on the
+        newer one: the verdict, or the status and workflow step that result set. Its
+        client never saw that analysis: a verdict would land on it unread, and "Stable"
+        or step 3 sent back would take an abnormal result off the list to review."""
+        changes = (["verdict"] if verdict_changes else []) + [
+            label for key, label in _DECIDED_BY_AN_ANALYSIS.items() if key in values
+        ]
+        if changes:
+            words = ", ".join(changes[:-1]) + " and " + changes[-1] if changes[1:] else changes[0]
+            raise Conflict(
+                f"patient {row.id} has a newer analysis than the one sent (analysis "
+                f"{stale_copy.id}), and this request would change the patient's {words}; "
+                "read the patient again, review the newer analysis and send the change "
+                "again (nothing was changed)",
+                field="aiAnalysis",
+            )
 
     def _echoes_latest(self, session: Session, row: m.Patient, result: Mapping[str, Any]) -> bool:
         latest = self._latest_analysis_row(session, row.id)
@@ -887,6 +929,25 @@ def _scans_newest_first(patient_id: str) -> Select[Any]:
         .where(m.Scan.patient_id == patient_id)
         .order_by(m.Scan.created_at.desc(), m.Scan.id.desc())
     )
+
+
+#: An analysis that could not be parsed as clients read it: no classification or
+#: confidence (the API adds why, ``parse_error``).
+_UNPARSED_SHOWN: dict[str, Any] = {"classification": None, "confidence": None}
+
+#: The patient fields a new analysis sets (besides the verdict it clears), as the
+#: words a conflict over them uses.
+_DECIDED_BY_AN_ANALYSIS = {"status": "status", "workflow_step": "workflow step"}
+
+
+def _is_stale_copy(result: Mapping[str, Any], named: m.Analysis, row: m.Patient) -> bool:
+    """Whether ``result`` is ``named``, an analysis of the patient ``row`` (not their
+    newest), sent back as the API shows it: its stored values unchanged, or, where it
+    could not be parsed, no classification or confidence. Edited, it is a new result."""
+    if named.patient_id != row.id:
+        return False  # another patient's (or /api/ai/analyze's): attached, not a copy
+    shown = named.result if named.result is not None else _UNPARSED_SHOWN
+    return gives_stored(result, shown)
 
 
 def _client_result(result: Mapping[str, Any], stored: Mapping[str, Any] | None) -> ParsedAnswer:
