@@ -156,18 +156,37 @@ def validate(current: Settings, changes: Mapping[str, Any]) -> Settings:
         raise InvalidInput(error["msg"], field=field) from exc
     if changed & {"api_host", "api_token", "cors_origins"}:
         check_api_binding(updated.api_host, updated.api_token, updated.cors_origins)
-    folder = updated.resolved_watch_folder
-    if (
-        changed & {"watch_folder_enabled", "watch_folder_path"}
-        and updated.watch_folder_enabled
-        and folder.exists()
-        and not folder.is_dir()
-    ):
+    if changed & {"watch_folder_enabled", "watch_folder_path"} and updated.watch_folder_enabled:
+        check_watch_folder(updated.resolved_watch_folder)
+    return updated
+
+
+def check_watch_folder(folder: Path) -> None:
+    """Make sure the watch folder is there (created, as the watch folder would be) and
+    writable: files are moved out of it once taken in. Said in the dialog, not found
+    later as "Watch folder: error" with the reason only in the log.
+
+    Raises:
+        InvalidInput: ``field`` is ``watch_folder_path``.
+    """
+    if folder.exists() and not folder.is_dir():
         raise InvalidInput(
             f"{folder} is a file, not a folder; choose a folder (it is created if missing)",
             field="watch_folder_path",
         )
-    return updated
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInput(
+            f"{folder} cannot be created ({exc.strerror or exc}); choose another folder",
+            field="watch_folder_path",
+        ) from exc
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InvalidInput(
+            f"OphthAI cannot write to {folder} (it moves the files it takes in out of "
+            "it); choose another folder or change its permissions",
+            field="watch_folder_path",
+        )
 
 
 def message_for(exc: InvalidInput) -> str:
