@@ -489,3 +489,27 @@ def test_a_watch_folder_that_cannot_be_written_is_refused_in_the_dialog(
         assert not settings_path.exists()
     finally:
         locked.chmod(0o700)
+
+
+def test_a_change_that_waits_for_a_restart_is_said_when_it_is_saved(
+    qtbot: QtBot, make_gui: Maker, settings_path: Path
+) -> None:
+    """The dialog's "(restart needed)" is gone once it closes: the window says that the
+    API server runs as it was until it is restarted, and how."""
+    gui = make_gui()
+    dialog = _open(gui)
+    dialog.api_port.setValue(8123)
+    with qtbot.waitSignal(gui.settings_controller.settings_saved, timeout=5000):
+        _ok(dialog)
+    assert "OPHTHAI_API_PORT" in settings_path.read_text()
+    text = gui.window.banner.text()
+    assert "API port" in text
+    assert "Tools" in text and "API server" in text
+
+    # A change that applies at once says nothing.
+    gui.window.banner.dismiss()
+    dialog = _open(gui)
+    dialog.user_name.setText("Dr. Third")
+    with qtbot.waitSignal(gui.settings_controller.settings_saved, timeout=5000):
+        _ok(dialog)
+    assert gui.window.banner.text() == ""
