@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from PySide6.QtCore import QItemSelection, QPoint, Qt, Signal, Slot
+from PySide6.QtCore import QItemSelection, QModelIndex, QPoint, Qt, Signal, Slot
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -128,6 +128,9 @@ class PatientListView(QWidget):
         self.search.textEdited.connect(self.search_edited)
         self.status.currentIndexChanged.connect(self._on_status_index_changed)
         self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
+        # Enter opens the patient the keyboard is on (after a search and Tab, the focus
+        # is on a row that is not chosen; only Space chose it).
+        self.table.activated.connect(self._on_table_activated)
 
     def select_patient(self, patient_id: str | None, *, scroll: bool = True) -> bool:
         """Select the patient's row (without emitting a new selection) and, with
@@ -230,6 +233,11 @@ class PatientListView(QWidget):
     @Slot(int)
     def _on_status_index_changed(self, _index: int) -> None:
         self.status_chosen.emit(self.status.currentData())
+
+    @Slot(QModelIndex)
+    def _on_table_activated(self, index: QModelIndex) -> None:
+        if index.isValid():
+            self.table.selectRow(index.row())
 
     @Slot(QItemSelection, QItemSelection)
     def _on_selection_changed(self, _selected: QItemSelection, _deselected: QItemSelection) -> None:
