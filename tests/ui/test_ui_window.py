@@ -106,6 +106,41 @@ def test_list_pages_searches_filters_and_sorts(qtbot: QtBot, make_gui: Maker) ->
     assert ages == sorted(ages)
 
 
+def test_a_new_search_filter_or_sort_shows_its_first_rows(qtbot: QtBot, make_gui: Maker) -> None:
+    """Scrolled to the end of the list, then a search: the list showed the last of its
+    matches (the old scroll position, cut to the new length), the first off the top."""
+    session = make_gui()
+    seed_patients(session.application, 300)
+    session.patients.refresh()
+    view, model = session.patient_list, session.patient_list.model
+    qtbot.waitUntil(lambda: model.total == 300)
+    bar = view.table.verticalScrollBar()
+
+    def scrolled_to_the_end() -> None:
+        view.table.scrollToBottom()
+        qtbot.waitUntil(lambda: bar.value() > 0 and bar.value() == bar.maximum())
+
+    scrolled_to_the_end()
+    qtbot.keyClicks(view.search, "Patient 001")  # 00100 to 00199: more than fit
+    qtbot.waitUntil(lambda: model.total == 100)
+    assert bar.maximum() > 0
+    assert bar.value() == 0
+    assert view.table.rowAt(0) == 0  # the first match is the top row shown
+
+    scrolled_to_the_end()
+    view.status.setCurrentIndex(view.status.findData("Critical"))
+    qtbot.waitUntil(lambda: model.total == 25)
+    assert bar.value() == 0
+
+    view.search.selectAll()
+    qtbot.keyClick(view.search, Qt.Key.Key_Backspace)  # as typed: the debounced search
+    qtbot.waitUntil(lambda: model.total == 75)
+    scrolled_to_the_end()
+    view.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)  # Name
+    qtbot.waitUntil(lambda: model.data(model.index(0, 0)) == "Seeded Patient 00002")
+    assert bar.value() == 0
+
+
 def test_a_sorted_list_keeps_its_place_when_a_patient_arrives(
     qtbot: QtBot, make_gui: Maker
 ) -> None:
