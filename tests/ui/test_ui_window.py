@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QTextLayout, QTextOption
 from PySide6.QtWidgets import QAbstractScrollArea, QScrollArea, QWidget
 from pytestqt.qtbot import QtBot
 
@@ -675,3 +676,23 @@ def test_a_lock_left_by_a_killed_window_does_not_keep_the_app_out(tmp_path: Path
     )
     assert status == 0, rest
     assert not (data / INSTANCE_LOCK).exists()  # let go of at exit
+
+
+def test_the_empty_page_s_hint_wraps_as_one_paragraph(qtbot: QtBot, make_gui: Maker) -> None:
+    """Its hard line break left "here" alone on a line where the page is narrow (an
+    800x600 window)."""
+    hint = make_gui().patient_page.empty
+    text = hint.text().replace("\n", "\u2028")  # as QLabel lays out a line break
+    for width in range(240, 760, 4):
+        layout = QTextLayout(text, hint.font())
+        option = QTextOption()
+        option.setWrapMode(QTextOption.WrapMode.WordWrap)
+        layout.setTextOption(option)
+        layout.beginLayout()
+        lines = []
+        while (line := layout.createLine()).isValid():
+            line.setLineWidth(width)
+            lines.append(text[line.textStart() : line.textStart() + line.textLength()].strip())
+        layout.endLayout()
+        lone = [words for words in lines[:-1] if len(words.split()) == 1]
+        assert lone == [], f"at {width} px: {lines}"
