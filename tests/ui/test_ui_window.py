@@ -184,6 +184,22 @@ def test_ten_thousand_patients_open_without_delay(qtbot: QtBot, make_gui: Maker)
     assert session.patient_page.name.text() == "Seeded Patient 09996"
 
 
+def test_a_long_list_still_fits_an_800_by_600_screen(qtbot: QtBot, make_gui: Maker) -> None:
+    """With 10,000 patients, "Showing 200 of 10,000 patients (scroll for more)" on one
+    line held the list wider: the window could not be narrower than about 860 px."""
+    session = make_gui()
+    seed_patients(session.application, 10_000)
+    session.patients.refresh()
+    qtbot.waitUntil(lambda: session.patient_list.model.total == 10_000)
+    assert session.patient_list.count.text().startswith("Showing 200 of 10,000")
+    session.window.resize(800, 600)
+    qtbot.wait(50)
+    assert session.window.width() <= 800
+    assert session.patient_list.count.isVisible()
+    count = session.patient_list.count
+    assert count.heightForWidth(count.width()) <= count.height()  # wrapped, not cut off
+
+
 def test_the_window_fits_an_800_by_600_screen(qtbot: QtBot, gui: GuiSession) -> None:
     patient = gui.application.patients.create_patient({"name": "Small"}, actor=Actor("t", "gui"))
     gui.patients.open_patient(patient.id)

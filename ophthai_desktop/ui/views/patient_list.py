@@ -72,6 +72,9 @@ class PatientListView(QWidget):
             self.status.addItem(status.value, status.value)
         self.count = QLabel("")
         self.count.setObjectName("muted")
+        # Wraps where the list is narrow: on one line, "Showing 200 of 10,000 patients
+        # (scroll for more)" held the list, and the window, wider than an 800 px screen.
+        self.count.setWordWrap(True)
 
         self.table = FittingTableView()
         self.table.setObjectName("patientTable")
