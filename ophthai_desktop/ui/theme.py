@@ -11,7 +11,8 @@ from ophthai_desktop.ui.views.scale import font_sized
 
 #: Overrides of the light stylesheet's explicit colours (appended, so they win). Text
 #: colours keep WCAG AA's 4.5:1 on #1e2226 / #23282d (the light ones were 2.4 to 3.8),
-#: placeholders too (the text colour at half opacity was 4.2).
+#: placeholders too (the text colour at half opacity was 4.2). Qt's tray balloon (X11
+#: without a notification service) stays pale yellow: its text stays dark.
 DARK_QSS = """
 QMainWindow, QDialog { background: #1e2226; }
 QToolBar { background: #262b30; border-bottom: 1px solid #3a4148; }
@@ -64,6 +65,7 @@ QDialog#modelManagerDialog QLabel[kind="error"], QDialog#serverDialog QLabel[kin
 QFrame#banner { background: #4a3a1c; color: #f5e6c8; }
 QFrame#banner[kind="error"] { background: #4a2326; color: #f6d5d3; }
 QFrame#banner[kind="info"] { background: #1d3a47; color: #d3ecf5; }
+QBalloonTip QLabel { color: #1b1b1b; }
 """
 
 

@@ -7,7 +7,7 @@ from collections import Counter
 
 from PySide6.QtCore import QPoint, QRect
 from PySide6.QtGui import QColor, QImage
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QApplication, QLabel, QVBoxLayout, QWidget
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
@@ -261,5 +261,40 @@ def test_the_steps_still_to_do_are_the_quiet_ones_in_either_theme(
             apply_theme(theme)
             loud = _loud_steps_to_do(gui)
             assert loud == [], f"{theme}:\n" + "\n".join(loud)
+    finally:
+        apply_theme("light")
+
+
+class QBalloonTip(QWidget):
+    """Stands in for Qt's private balloon of the same class name, which shows the tray
+    messages where the desktop has a tray but no notification service (X11): always
+    pale yellow (#ffffe1); its labels take their colour from the application."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setAutoFillBackground(True)
+        palette = self.palette()
+        palette.setColor(self.backgroundRole(), QColor("#ffffe1"))
+        self.setPalette(palette)
+        layout = QVBoxLayout(self)
+        self.title = QLabel("OphthAI is still running")
+        self.message = QLabel("Analyses and the watch folder carry on.")
+        layout.addWidget(self.title)
+        layout.addWidget(self.message)
+
+
+def test_a_tray_message_is_readable_in_the_dark_theme(qtbot: QtBot) -> None:
+    """Under Xvfb with a tray (trayer), the dark theme's light text on the balloon's pale
+    yellow was 1.2:1: the critical-finding message could not be read."""
+    try:
+        apply_theme("dark")
+        balloon = QBalloonTip()
+        qtbot.addWidget(balloon)
+        balloon.show()
+        qtbot.waitExposed(balloon)
+        for label in (balloon.title, balloon.message):
+            text = label.palette().color(label.foregroundRole())
+            ratio = contrast(text, QColor("#ffffe1"))
+            assert ratio >= AA, f"{label.text()}: {text.name()} on #ffffe1 is {ratio:.1f}:1"
     finally:
         apply_theme("light")

@@ -359,6 +359,26 @@ def test_mark_read_and_delete_need_a_chosen_notification(qtbot: QtBot, gui: GuiS
     assert not panel.mark_read.isEnabled() and not panel.delete.isEnabled()
 
 
+def test_mark_read_is_off_for_a_notification_already_read(qtbot: QtBot, gui: GuiSession) -> None:
+    """After All read, Mark read stayed on for the chosen notification and did nothing."""
+    panel = gui.notifications_panel
+    gui.application.notifications.create_notification("First", actor=SYSTEM)
+    gui.application.notifications.create_notification("Second", actor=SYSTEM)
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 2)
+    panel.list.setCurrentIndex(panel.model.index(0, 0))
+    assert panel.mark_read.isEnabled()
+
+    panel.mark_read.click()  # the row turns read while it is still the chosen one
+    qtbot.waitUntil(lambda: not panel.mark_read.isEnabled())
+    assert panel.delete.isEnabled()
+    panel.list.setCurrentIndex(panel.model.index(1, 0))
+    assert panel.mark_read.isEnabled()
+
+    panel.mark_all.click()
+    qtbot.waitUntil(lambda: not panel.mark_read.isEnabled())
+    assert panel.delete.isEnabled()
+
+
 def test_empty_panels_say_so_and_show_their_rows_once_there_are_some(
     qtbot: QtBot, gui: GuiSession
 ) -> None:

@@ -172,6 +172,28 @@ def test_tab_leaves_the_patient_list_and_delete_asks_to_delete(
     box.reject()
 
 
+def test_enter_opens_the_patient_the_keyboard_is_on(qtbot: QtBot, gui: GuiSession) -> None:
+    """Searched, then Tab into the list: the focus is on the one row found, but nothing
+    is chosen; Enter did nothing there (only Space chose it)."""
+    app = gui.application
+    app.patients.create_patient({"name": "First"}, actor=Actor("t", "gui"))
+    second = app.patients.create_patient({"name": "Second"}, actor=Actor("t", "gui"))
+    qtbot.waitUntil(lambda: gui.patient_list.model.rowCount() == 2)
+    gui.window.activateWindow()
+    table = gui.patient_list.table
+    row = gui.patient_list.model.row_of(second.id)
+    assert row is not None
+    table.setFocus()
+    table.setCurrentIndex(gui.patient_list.model.index(row, 0))  # the keyboard's row
+    table.clearSelection()
+    assert gui.patients.current_patient_id is None
+
+    qtbot.keyClick(table, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: gui.patient_page.name.text() == "Second")
+    assert gui.patient_list.selected_patient_id() == second.id
+    assert table.hasFocus()  # still in the list, to go on with the keyboard
+
+
 def test_delete_asks_about_the_patient_chosen_and_shown_only(
     qtbot: QtBot, gui: GuiSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:

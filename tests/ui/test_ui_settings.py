@@ -3,6 +3,7 @@ window's remembered geometry and splitters."""
 
 from __future__ import annotations
 
+import os
 import stat
 import sys
 from pathlib import Path
@@ -445,3 +446,70 @@ def test_a_path_cut_short_in_its_field_is_whole_in_its_tooltip(
     assert watch.toolTip() == f"Default: {default}"
     dialog.model_path.setText(str(tmp_path / "models" / "OctoMed-7B"))
     assert dialog.model_path.toolTip() == str(tmp_path / "models" / "OctoMed-7B")
+
+
+def test_a_watch_folder_that_cannot_be_created_is_refused_in_the_dialog(
+    qtbot: QtBot, make_gui: Maker, settings_path: Path, tmp_path: Path
+) -> None:
+    """It was saved, and the status bar only said "Watch folder: error" (the reason in
+    the log): the clinician hears why in the dialog, and keeps the folder watched."""
+    a_file = tmp_path / "a-file.txt"
+    a_file.write_text("x")
+    gui = make_gui(watch_folder_enabled=True, watch_folder_path=tmp_path / "incoming")
+    watched = gui.application.settings.watch_folder_path
+    dialog = _open(gui)
+    dialog.watch_folder_path.setText(str(a_file / "scans"))  # under a file: never a folder
+    _ok(dialog)
+    assert dialog.isVisible()
+    assert dialog.error.text().startswith("Watch folder:")
+    assert "cannot be created" in dialog.error.text()
+    assert dialog.watch_folder_path.property("invalid") is True
+    assert dialog.watch_folder_path.text() == str(a_file / "scans")  # kept, to correct
+    assert not settings_path.exists()
+    assert gui.application.settings.watch_folder_path == watched
+
+
+@pytest.mark.skipif(
+    sys.platform == "win32" or getattr(os, "geteuid", lambda: 0)() == 0,
+    reason="permission bits do not stop Windows' ACLs or root",
+)
+def test_a_watch_folder_that_cannot_be_written_is_refused_in_the_dialog(
+    qtbot: QtBot, make_gui: Maker, settings_path: Path, tmp_path: Path
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        gui = make_gui(watch_folder_enabled=True)
+        dialog = _open(gui)
+        dialog.watch_folder_path.setText(str(locked))
+        _ok(dialog)
+        assert dialog.isVisible()
+        assert "cannot write" in dialog.error.text()
+        assert not settings_path.exists()
+    finally:
+        locked.chmod(0o700)
+
+
+def test_a_change_that_waits_for_a_restart_is_said_when_it_is_saved(
+    qtbot: QtBot, make_gui: Maker, settings_path: Path
+) -> None:
+    """The dialog's "(restart needed)" is gone once it closes: the window says that the
+    API server runs as it was until it is restarted, and how."""
+    gui = make_gui()
+    dialog = _open(gui)
+    dialog.api_port.setValue(8123)
+    with qtbot.waitSignal(gui.settings_controller.settings_saved, timeout=5000):
+        _ok(dialog)
+    assert "OPHTHAI_API_PORT" in settings_path.read_text()
+    text = gui.window.banner.text()
+    assert "API port" in text
+    assert "Tools" in text and "API server" in text
+
+    # A change that applies at once says nothing.
+    gui.window.banner.dismiss()
+    dialog = _open(gui)
+    dialog.user_name.setText("Dr. Third")
+    with qtbot.waitSignal(gui.settings_controller.settings_saved, timeout=5000):
+        _ok(dialog)
+    assert gui.window.banner.text() == ""

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QTextLayout, QTextOption
 from PySide6.QtWidgets import QAbstractScrollArea, QScrollArea, QWidget
 from pytestqt.qtbot import QtBot
 
@@ -106,6 +107,41 @@ def test_list_pages_searches_filters_and_sorts(qtbot: QtBot, make_gui: Maker) ->
     assert ages == sorted(ages)
 
 
+def test_a_new_search_filter_or_sort_shows_its_first_rows(qtbot: QtBot, make_gui: Maker) -> None:
+    """Scrolled to the end of the list, then a search: the list showed the last of its
+    matches (the old scroll position, cut to the new length), the first off the top."""
+    session = make_gui()
+    seed_patients(session.application, 300)
+    session.patients.refresh()
+    view, model = session.patient_list, session.patient_list.model
+    qtbot.waitUntil(lambda: model.total == 300)
+    bar = view.table.verticalScrollBar()
+
+    def scrolled_to_the_end() -> None:
+        view.table.scrollToBottom()
+        qtbot.waitUntil(lambda: bar.value() > 0 and bar.value() == bar.maximum())
+
+    scrolled_to_the_end()
+    qtbot.keyClicks(view.search, "Patient 001")  # 00100 to 00199: more than fit
+    qtbot.waitUntil(lambda: model.total == 100)
+    assert bar.maximum() > 0
+    assert bar.value() == 0
+    assert view.table.rowAt(0) == 0  # the first match is the top row shown
+
+    scrolled_to_the_end()
+    view.status.setCurrentIndex(view.status.findData("Critical"))
+    qtbot.waitUntil(lambda: model.total == 25)
+    assert bar.value() == 0
+
+    view.search.selectAll()
+    qtbot.keyClick(view.search, Qt.Key.Key_Backspace)  # as typed: the debounced search
+    qtbot.waitUntil(lambda: model.total == 75)
+    scrolled_to_the_end()
+    view.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)  # Name
+    qtbot.waitUntil(lambda: model.data(model.index(0, 0)) == "Seeded Patient 00002")
+    assert bar.value() == 0
+
+
 def test_a_sorted_list_keeps_its_place_when_a_patient_arrives(
     qtbot: QtBot, make_gui: Maker
 ) -> None:
@@ -146,6 +182,22 @@ def test_ten_thousand_patients_open_without_delay(qtbot: QtBot, make_gui: Maker)
     session.patient_list.table.selectRow(3)
     qtbot.waitUntil(lambda: session.patient_page.patient is not None)
     assert session.patient_page.name.text() == "Seeded Patient 09996"
+
+
+def test_a_long_list_still_fits_an_800_by_600_screen(qtbot: QtBot, make_gui: Maker) -> None:
+    """With 10,000 patients, "Showing 200 of 10,000 patients (scroll for more)" on one
+    line held the list wider: the window could not be narrower than about 860 px."""
+    session = make_gui()
+    seed_patients(session.application, 10_000)
+    session.patients.refresh()
+    qtbot.waitUntil(lambda: session.patient_list.model.total == 10_000)
+    assert session.patient_list.count.text().startswith("Showing 200 of 10,000")
+    session.window.resize(800, 600)
+    qtbot.wait(50)
+    assert session.window.width() <= 800
+    assert session.patient_list.count.isVisible()
+    count = session.patient_list.count
+    assert count.heightForWidth(count.width()) <= count.height()  # wrapped, not cut off
 
 
 def test_the_window_fits_an_800_by_600_screen(qtbot: QtBot, gui: GuiSession) -> None:
@@ -640,3 +692,23 @@ def test_a_lock_left_by_a_killed_window_does_not_keep_the_app_out(tmp_path: Path
     )
     assert status == 0, rest
     assert not (data / INSTANCE_LOCK).exists()  # let go of at exit
+
+
+def test_the_empty_page_s_hint_wraps_as_one_paragraph(qtbot: QtBot, make_gui: Maker) -> None:
+    """Its hard line break left "here" alone on a line where the page is narrow (an
+    800x600 window)."""
+    hint = make_gui().patient_page.empty
+    text = hint.text().replace("\n", "\u2028")  # as QLabel lays out a line break
+    for width in range(240, 760, 4):
+        layout = QTextLayout(text, hint.font())
+        option = QTextOption()
+        option.setWrapMode(QTextOption.WrapMode.WordWrap)
+        layout.setTextOption(option)
+        layout.beginLayout()
+        lines = []
+        while (line := layout.createLine()).isValid():
+            line.setLineWidth(width)
+            lines.append(text[line.textStart() : line.textStart() + line.textLength()].strip())
+        layout.endLayout()
+        lone = [words for words in lines[:-1] if len(words.split()) == 1]
+        assert lone == [], f"at {width} px: {lines}"

@@ -171,6 +171,8 @@ class PatientsController(QObject):
         self._view.show_count(self._model.loaded, self._model.total)
         if keep_place:
             self._view.table.verticalScrollBar().setValue(scrolled)
+        else:  # a new search, filter or order starts at its first rows
+            self._view.table.scrollToTop()
         if self._current_id:
             self._view.select_patient(self._current_id, scroll=not keep_place)
 

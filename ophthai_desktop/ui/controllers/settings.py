@@ -8,8 +8,9 @@ file once ``Settings`` lists it among its env files. Only the settings changed i
 dialog are written (the file's other lines stay), so the others keep following the
 environment, ``.env`` and the defaults. The running application gets a
 validated copy of its Settings; the watch folder, the demo mode, the theme, minimise to
-tray and the audit-trail name apply at once; the data folder, the API server and the
-model settings are read at start and say "(restart needed)" in the dialog.
+tray and the audit-trail name apply at once; the data folder and the API server are
+read at start and say "(restart needed)" in the dialog (and the window says so when an
+API setting is saved); the model settings apply from the next analysis or load.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ LIVE = frozenset(
     {"user_name", "theme", "minimize_to_tray", "watch_folder_enabled", "watch_folder_path",
      "watch_demo_mode", "load_model_on_startup"}
 )  # fmt: skip
+#: Taken by the API server when it next starts (the dialog's "restart needed" group).
+AT_SERVER_START = frozenset({"api_enabled", "api_host", "api_port", "api_token", "cors_origins"})
 #: The settings file's permissions: read and write for its owner only.
 SETTINGS_FILE_MODE = 0o600
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -156,18 +159,37 @@ def validate(current: Settings, changes: Mapping[str, Any]) -> Settings:
         raise InvalidInput(error["msg"], field=field) from exc
     if changed & {"api_host", "api_token", "cors_origins"}:
         check_api_binding(updated.api_host, updated.api_token, updated.cors_origins)
-    folder = updated.resolved_watch_folder
-    if (
-        changed & {"watch_folder_enabled", "watch_folder_path"}
-        and updated.watch_folder_enabled
-        and folder.exists()
-        and not folder.is_dir()
-    ):
+    if changed & {"watch_folder_enabled", "watch_folder_path"} and updated.watch_folder_enabled:
+        check_watch_folder(updated.resolved_watch_folder)
+    return updated
+
+
+def check_watch_folder(folder: Path) -> None:
+    """Make sure the watch folder is there (created, as the watch folder would be) and
+    writable: files are moved out of it once taken in. Said in the dialog, not found
+    later as "Watch folder: error" with the reason only in the log.
+
+    Raises:
+        InvalidInput: ``field`` is ``watch_folder_path``.
+    """
+    if folder.exists() and not folder.is_dir():
         raise InvalidInput(
             f"{folder} is a file, not a folder; choose a folder (it is created if missing)",
             field="watch_folder_path",
         )
-    return updated
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInput(
+            f"{folder} cannot be created ({exc.strerror or exc}); choose another folder",
+            field="watch_folder_path",
+        ) from exc
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InvalidInput(
+            f"OphthAI cannot write to {folder} (it moves the files it takes in out of "
+            "it); choose another folder or change its permissions",
+            field="watch_folder_path",
+        )
 
 
 def message_for(exc: InvalidInput) -> str:
@@ -292,14 +314,23 @@ class SettingsController(QObject):
                 self.dialog.accept()
             log.info("settings saved to %s: %s", path, ", ".join(sorted(stored)))
             self.apply(updated)
+            notes = []
+            # The dialog said "(restart needed)"; once it closes, the window says it.
+            waiting = [LABELS[name] for name in stored if name in AT_SERVER_START]
+            if waiting:
+                notes.append(
+                    f"{', '.join(waiting)}: the API server runs as it was until it is "
+                    "restarted (Tools → API server…) or OphthAI starts again."
+                )
             if overridden:
-                self._window.banner.show_message(
-                    f"Settings saved. {', '.join(overridden)} "
+                notes.append(
+                    f"{', '.join(overridden)} "
                     f"{'is' if len(overridden) == 1 else 'are'} set in the environment, "
                     "which wins over the settings file: the change applies now, but not "
-                    "after OphthAI starts again.",
-                    "warning",
+                    "after OphthAI starts again."
                 )
+            if notes:
+                self._window.banner.show_message("Settings saved. " + " ".join(notes), "warning")
 
         def failed(exc: BaseException) -> None:
             if self.dialog is not None:

@@ -74,6 +74,7 @@ class NotificationsPanel(QWidget):
         self._on_current_changed()
         self.list.selectionModel().currentChanged.connect(self._on_current_changed)
         model.modelReset.connect(self._on_current_changed)  # a reset clears it silently
+        model.dataChanged.connect(self._on_current_changed)  # the chosen one was read
         self.list.clicked.connect(self._on_list_clicked)
         for keys, slot in (
             (QKeySequence(Qt.Key.Key_Return), self._on_open_key),
@@ -96,10 +97,12 @@ class NotificationsPanel(QWidget):
 
     @Slot()
     def _on_current_changed(self) -> None:
-        """Mark read and Delete act on the chosen notification: only with one chosen."""
-        chosen = self.list.currentIndex().isValid()
-        self.mark_read.setEnabled(chosen)
-        self.delete.setEnabled(chosen)
+        """Mark read and Delete act on the chosen notification: only with one chosen,
+        and Mark read only while it is unread."""
+        index = self.list.currentIndex()
+        row = self.model.row_at(index.row()) if index.isValid() else None
+        self.mark_read.setEnabled(row is not None and not row.read)
+        self.delete.setEnabled(row is not None)
 
     def selected_id(self) -> int | None:
         index = self.list.currentIndex()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from PySide6.QtCore import QItemSelection, QPoint, Qt, Signal, Slot
+from PySide6.QtCore import QItemSelection, QModelIndex, QPoint, Qt, Signal, Slot
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -72,6 +72,9 @@ class PatientListView(QWidget):
             self.status.addItem(status.value, status.value)
         self.count = QLabel("")
         self.count.setObjectName("muted")
+        # Wraps where the list is narrow: on one line, "Showing 200 of 10,000 patients
+        # (scroll for more)" held the list, and the window, wider than an 800 px screen.
+        self.count.setWordWrap(True)
 
         self.table = FittingTableView()
         self.table.setObjectName("patientTable")
@@ -128,6 +131,9 @@ class PatientListView(QWidget):
         self.search.textEdited.connect(self.search_edited)
         self.status.currentIndexChanged.connect(self._on_status_index_changed)
         self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
+        # Enter opens the patient the keyboard is on (after a search and Tab, the focus
+        # is on a row that is not chosen; only Space chose it).
+        self.table.activated.connect(self._on_table_activated)
 
     def select_patient(self, patient_id: str | None, *, scroll: bool = True) -> bool:
         """Select the patient's row (without emitting a new selection) and, with
@@ -230,6 +236,11 @@ class PatientListView(QWidget):
     @Slot(int)
     def _on_status_index_changed(self, _index: int) -> None:
         self.status_chosen.emit(self.status.currentData())
+
+    @Slot(QModelIndex)
+    def _on_table_activated(self, index: QModelIndex) -> None:
+        if index.isValid():
+            self.table.selectRow(index.row())
 
     @Slot(QItemSelection, QItemSelection)
     def _on_selection_changed(self, _selected: QItemSelection, _deselected: QItemSelection) -> None:

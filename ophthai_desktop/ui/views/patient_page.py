@@ -73,7 +73,8 @@ class PatientPage(QWidget):
         self.patient: PatientRecord | None = None
 
         self.empty = QLabel(
-            "Select a patient on the left, or drop OCT, OCTA or fundus images here\n"
+            # One paragraph: a line break in it left "here" alone on a narrow page.
+            "Select a patient on the left, or drop OCT, OCTA or fundus images here "
             "to file them under the selected patient (or a new one)."
         )
         self.empty.setObjectName("emptyHint")
