@@ -158,6 +158,8 @@ def test_invalid_settings_name_the_field_and_save_nothing(
     assert dialog.isVisible()
 
     dialog.cors_origins.setText("")
+    # Empty allows no browser page; the hint must not read as origins in effect.
+    assert "http" not in dialog.cors_origins.placeholderText()
     a_file = gui.application.settings.data_dir / "not-a-folder.txt"
     a_file.write_text("x")
     dialog.watch_folder_enabled.setChecked(True)

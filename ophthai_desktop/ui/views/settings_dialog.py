@@ -114,7 +114,8 @@ class SettingsDialog(QDialog):
         self.api_token.setEchoMode(QLineEdit.EchoMode.PasswordEchoOnEdit)
         self.api_token.setPlaceholderText("required when the host is not 127.0.0.1")
         self.cors_origins = QLineEdit()
-        self.cors_origins.setPlaceholderText("http://localhost:3000, http://127.0.0.1:5173")
+        # Empty is no origin at all, not a default: examples would read as values in effect.
+        self.cors_origins.setPlaceholderText("none: no browser page may call the API")
         api = QGroupBox(f"Embedded API {RESTART_NOTE}")
         form = QFormLayout(api)
         form.addRow("", self.api_enabled)
