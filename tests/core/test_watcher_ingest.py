@@ -29,6 +29,7 @@ from ophthai_desktop.core.services.ingest import (
     IngestService,
     move_without_overwrite,
     patient_id_from_name,
+    remove_stale_claims,
     scan_kind_from_name,
 )
 from ophthai_desktop.core.storage import models as m
@@ -448,6 +449,85 @@ def test_a_refused_file_is_recorded_and_notified_before_it_leaves_the_folder(
         "bad.png from the watch folder was not taken in: the file is not an image that can "
         "be read. Moved to failed/."
     ]
+
+
+#: Run in a child process: refuse one file, dying (as a kill would) part way through
+#: writing its reason file.
+_DIE_WRITING_THE_REASON = """
+import os, sys
+from pathlib import Path
+from ophthai_desktop.bootstrap import build_application
+from ophthai_desktop.core.services.ingest import FolderLayout
+from ophthai_desktop.core.settings import Settings
+
+settings = Settings(data_dir=Path(sys.argv[1]), watch_folder_enabled=True, _env_file=None)
+app = build_application(settings)
+layout = FolderLayout.under(settings.resolved_watch_folder)
+
+
+def die_half_written(self, data, *args, **options):
+    with open(self, "w") as handle:
+        handle.write(data[:10])
+    os._exit(9)
+
+
+Path.write_text = die_half_written
+app.ingest.ingest_file(layout.root / sys.argv[2], layout)
+"""
+
+
+def _refuse_and_die(tmp_path: Path, script: str) -> tuple[Path, Application]:
+    """``bad.png`` refused by a child process that ``script`` kills part way; the
+    watch folder, and the application started again on the same data."""
+    import subprocess
+    import sys
+
+    settings = build_watch_app(tmp_path).settings
+    folder = settings.resolved_watch_folder
+    FolderLayout.under(folder).ensure()
+    (folder / "bad.png").write_bytes(b"not an image")
+    child = subprocess.run(
+        [sys.executable, "-c", script, str(settings.data_dir), "bad.png"],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        timeout=120,
+    )
+    assert child.returncode == 9, child.stderr.decode()
+    return folder, build_watch_app(tmp_path)
+
+
+def test_a_kill_just_after_a_refused_file_reached_failed_leaves_its_reason_beside_it(
+    tmp_path: Path,
+) -> None:
+    """Found by the kill -9 e2e test failing now and then: the reason file was written
+    after the move, so a kill between the two left the file in failed/ without one (or
+    with an empty one). It is written before the move now."""
+    folder, after = _refuse_and_die(tmp_path, _DIE_ONCE_IN_FAILED)
+    after.close()
+    reason = (folder / "failed" / "bad.png.reason.txt").read_text(encoding="utf-8")
+    assert reason.startswith("Not taken in: the file is not an image that can be read.")
+
+
+def test_a_kill_while_the_reason_is_written_refuses_the_file_again_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    """The file has not left the watch folder yet: the next start deletes the claimed
+    name and the half-written reason beside it, and refuses the file again, whole."""
+    folder, after = _refuse_and_die(tmp_path, _DIE_WRITING_THE_REASON)
+    try:
+        layout = FolderLayout.under(folder)
+        remove_stale_claims(layout)  # as the watcher does at its start
+        if (folder / "bad.png").exists():
+            after.ingest.ingest_file(folder / "bad.png", layout)
+    finally:
+        after.close()
+    assert sorted(p.name for p in (folder / "failed").iterdir()) == [
+        "bad.png",
+        "bad.png.reason.txt",
+    ]
+    reason = (folder / "failed" / "bad.png.reason.txt").read_text(encoding="utf-8")
+    assert reason.startswith("Not taken in: the file is not an image that can be read.")
+    assert (folder / "failed" / "bad.png").read_bytes() == b"not an image"
 
 
 def test_a_refused_file_that_cannot_be_moved_says_so(

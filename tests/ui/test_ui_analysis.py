@@ -192,7 +192,7 @@ def test_a_booked_appointment_is_cancelled_from_the_window(qtbot: QtBot, make_gu
     view.cancel_appointment.click()  # asked first: a stray click loses no booking
     box = gui.analysis.confirm
     assert isinstance(box, QMessageBox) and "Scheduling step" in box.text()
-    box.button(QMessageBox.StandardButton.Cancel).click()
+    box.property("noButton").click()
     qtbot.wait(200)
     assert gui.application.patients.get_patient(patient_id).appointment_date is not None
     assert view.cancel_appointment.isVisibleTo(view)
@@ -207,6 +207,37 @@ def test_a_booked_appointment_is_cancelled_from_the_window(qtbot: QtBot, make_gu
     assert page.stepper.current_name() == "Scheduling"
     assert not view.cancel_appointment.isVisibleTo(view)
     qtbot.waitUntil(lambda: "cancelled" in view.notice.text())
+
+
+def test_the_cancel_appointment_question_does_not_offer_a_plain_cancel(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """The question "Cancel appointment?" was answered with "Cancel appointment" or
+    "Cancel" (found by review): a clinician meaning to call it off could press "Cancel",
+    keep the booking and believe it gone. The other answer says what it does, and
+    Escape keeps it."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    view = gui.analysis_view
+    actor = Actor("t", "gui")
+    booked = datetime.now(UTC) + timedelta(days=9)
+    patients = gui.application.patients
+    patient_id = patients.create_patient({"name": "Booked"}, actor=actor).id
+    patients.update_patient(patient_id, {"appointment_date": booked}, actor=actor)
+    open_patient(qtbot, gui, patient_id)
+
+    view.cancel_appointment.click()
+    box = gui.analysis.confirm
+    assert isinstance(box, QMessageBox)
+    assert sorted(button.text() for button in box.buttons()) == [
+        "Cancel appointment",
+        "Keep appointment",
+    ]
+    assert box.defaultButton().text() == "Keep appointment"
+    qtbot.keyClick(box, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: not box.isVisible())
+    qtbot.wait(100)
+    assert patients.get_patient(patient_id).appointment_date is not None
+    assert view.cancel_appointment.isVisibleTo(view)
 
 
 def test_the_picker_starts_at_the_booked_appointment(qtbot: QtBot, make_gui: Maker) -> None:

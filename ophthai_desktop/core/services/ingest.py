@@ -40,6 +40,7 @@ import random
 import re
 import stat
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -399,7 +400,13 @@ CLAIM_MODE = 0o000
 
 
 def move_without_overwrite(
-    path: Path, folder: Path, name: str, *, tag: str = "", room_bytes: int = 0
+    path: Path,
+    folder: Path,
+    name: str,
+    *,
+    tag: str = "",
+    room_bytes: int = 0,
+    beside: Callable[[Path], Path | None] | None = None,
 ) -> Path:
     """Move ``path`` into ``folder`` as ``name``, or ``name (1)``, ``name (2)``... when
     taken; an existing file is never replaced.
@@ -413,6 +420,13 @@ def move_without_overwrite(
     leaves the claim, which :func:`remove_stale_claims` deletes at the next start (the
     file itself is still where it was). Windows' rename refuses an existing name by
     itself.
+
+    ``beside``: writes a file beside the one moved, given its new name, and returns the
+    file written (None: none). On POSIX it runs after the claim and before the move: a
+    crash between the two leaves the claim, which :func:`remove_stale_claims` deletes
+    with what was written beside it, and the file is taken in again; a crash after the
+    move finds both in place (the other order left a refused file in ``failed/``
+    without its reason, or with half of it). On Windows it runs after the move.
     """
     stem, ext = _split_name(name)
     max_bytes = NAME_MAX_BYTES - room_bytes
@@ -423,16 +437,23 @@ def move_without_overwrite(
                 os.rename(path, target)
             except FileExistsError:
                 continue
+            if beside is not None:
+                beside(target)
             return target
         try:
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, CLAIM_MODE)
         except FileExistsError:
             continue
         os.close(fd)
+        written: Path | None = None
         try:
+            if beside is not None:
+                written = beside(target)
             os.replace(path, target)
         except BaseException:
             target.unlink(missing_ok=True)
+            if written is not None:
+                written.unlink(missing_ok=True)
             raise
         return target
     raise OSError(errno.EEXIST, "no free name", str(folder / name))
@@ -452,7 +473,9 @@ def remove_stale_claims(layout: FolderLayout) -> int:
 
     Call it only while no file is being moved into them (the watcher's start). The
     files the claims were made for are still in the watch folder and are taken in again:
-    each ends up in the folder it was going to, under its name.
+    each ends up in the folder it was going to, under its name. A claim's reason file
+    (written before the move, perhaps in part) goes with it: the file's next refusal
+    writes it again.
     """
     removed = 0
     for folder in (layout.processed, layout.failed):
@@ -467,6 +490,8 @@ def remove_stale_claims(layout: FolderLayout) -> int:
                 if _is_stale_claim(entry.stat(follow_symlinks=False), folder == layout.processed):
                     os.unlink(entry.path)
                     removed += 1
+                    if folder == layout.failed:
+                        Path(entry.path + REASON_SUFFIX).unlink(missing_ok=True)
             except FileNotFoundError:
                 continue
             except OSError as exc:
@@ -1141,10 +1166,14 @@ class IngestService:
         )
         refused = f"{name} from the watch folder was not taken in: {reason}."
         note = self._record_refused(f"{refused} Moved to failed/.", reason, sha256, name, size)
-        moved = self._move(path, folder.failed, sha256, room_bytes=len(REASON_SUFFIX))
-        if moved is not None:
-            self._write_reason(moved, name, reason, sha256, size)
-        elif note is not None:
+        moved = self._move(
+            path,
+            folder.failed,
+            sha256,
+            room_bytes=len(REASON_SUFFIX),
+            beside=lambda target: self._write_reason(target, name, reason, sha256, size),
+        )
+        if moved is None and note is not None:
             note = self._reword(note, f"{refused} It could not be moved to failed/.")
         if note is not None:
             self._bus.publish(NotificationCreated(note))
@@ -1207,7 +1236,10 @@ class IngestService:
     @staticmethod
     def _write_reason(
         moved: Path, name: str, reason: str, sha256: str | None, size: int | None
-    ) -> None:
+    ) -> Path | None:
+        """Write why the file was refused beside ``moved``, its name in ``failed/``; the
+        reason file (None: it could not be written, which keeps no file out of
+        ``failed/``)."""
         lines = [
             f"Not taken in: {reason}.",
             "",
@@ -1223,14 +1255,26 @@ class IngestService:
             reason_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
         except OSError as exc:
             log.error("watch folder: could not write a reason file: %s", exc.strerror)
+            with contextlib.suppress(OSError):
+                reason_file.unlink(missing_ok=True)  # not half of one
+            return None
+        return reason_file
 
     @staticmethod
     def _move(
-        path: Path, folder: Path, sha256: str | None, *, tag: str = "", room_bytes: int = 0
+        path: Path,
+        folder: Path,
+        sha256: str | None,
+        *,
+        tag: str = "",
+        room_bytes: int = 0,
+        beside: Callable[[Path], Path | None] | None = None,
     ) -> Path | None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            return move_without_overwrite(path, folder, path.name, tag=tag, room_bytes=room_bytes)
+            return move_without_overwrite(
+                path, folder, path.name, tag=tag, room_bytes=room_bytes, beside=beside
+            )
         except OSError as exc:
             log.error(
                 "watch folder: could not move a file (sha256 %s) to %s/: %s",

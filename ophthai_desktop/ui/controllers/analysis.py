@@ -532,6 +532,7 @@ class AnalysisController(QObject):
             "Scheduling step.",
             "Cancel appointment",
             lambda: self._cancel_appointment(patient_id),
+            no_text="Keep appointment",
         )
 
     def _cancel_appointment(self, patient_id: str) -> None:
