@@ -215,3 +215,47 @@ def test_another_patients_analysis_attached_is_still_stored(
         "client_supplied",
         "approved",
     )
+
+
+def test_the_newest_analysis_edited_is_a_new_client_supplied_result(
+    ai_client: TestClient, sqlite_services: Application, engine: ScriptedEngine
+) -> None:
+    """The newest analysis sent back with a value changed is an edit, stored as an
+    older one edited is; it used to be dropped without a word (200, nothing stored)."""
+    pid = _patient_with_image(ai_client)
+    _analyse(ai_client, sqlite_services, engine, pid, DME)
+    read = ai_client.get(f"/api/patients/{pid}").json()
+    edited = {**read["aiAnalysis"], "findings": ["subretinal fluid", "hard exudates"]}
+
+    response = ai_client.patch(f"/api/patients/{pid}", json={"aiAnalysis": edited})
+
+    assert response.status_code == 200, response.text
+    stored = response.json()["aiAnalysis"]
+    assert stored["analysis_id"] != read["aiAnalysis"]["analysis_id"]
+    assert (stored["findings"], stored["parse_status"]) == (
+        ["subretinal fluid", "hard exudates"],
+        "client_supplied",
+    )
+    assert len(sqlite_services.patients.list_analyses(pid)) == 2
+
+
+@pytest.mark.parametrize("answer", [DME, None], ids=["parsed", "unparsed"])
+def test_the_newest_analysis_sent_back_whole_or_in_part_is_no_change(
+    ai_client: TestClient,
+    sqlite_services: Application,
+    engine: ScriptedEngine,
+    answer: ParsedAnswer | None,
+) -> None:
+    """Sent back as read, or with some of its keys left out, the newest analysis is no
+    new result: nothing stored, the verdict kept."""
+    pid = _patient_with_image(ai_client)
+    _analyse(ai_client, sqlite_services, engine, pid, answer)
+    read = ai_client.get(f"/api/patients/{pid}").json()
+    shown = read["aiAnalysis"]
+    partial = {key: shown[key] for key in ("analysis_id", "classification", "confidence", "status")}
+
+    for sent in (shown, partial):
+        response = ai_client.patch(f"/api/patients/{pid}", json={"aiAnalysis": sent})
+        assert response.status_code == 200, response.text
+        assert response.json()["aiAnalysis"]["analysis_id"] == shown["analysis_id"]
+    assert len(sqlite_services.patients.list_analyses(pid)) == 1

@@ -13,7 +13,7 @@ import ast
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -336,15 +336,49 @@ def gives_stored(data: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
     return _gives_unchanged(_readings(_read_object(data.items())), stored)
 
 
-def _gives_unchanged(readings: list[dict[str, Any]], stored: Mapping[str, Any]) -> bool:
-    """Whether ``readings`` (one object's) are one, giving each of ``stored``'s values
-    unchanged (a number as a number: ``true`` is not 1)."""
-    return len(readings) == 1 and all(
+def edits_stored(data: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
+    """Whether ``data`` (a result a client sends back) gives any of ``stored``'s keys
+    another value, its keys read as :func:`validate_result` reads them; a key it leaves
+    out is no edit, nor a value written as the client first sent it (``"82%"`` for a
+    stored 82, ``"drusen"`` for ``["drusen"]``); a key given twice (in two cases) is."""
+    readings = _readings(_read_object(data.items()))
+    return len(readings) > 1 or any(
         key in readings[0]
-        and isinstance(readings[0][key], bool) is isinstance(value, bool)
-        and readings[0][key] == value
+        and not _same(readings[0][key], value)
+        and not _reads_as(key, readings[0][key], value)
         for key, value in stored.items()
     )
+
+
+def _reads_as(key: str, sent: Any, stored: Any) -> bool:
+    """Whether ``sent``, read as a result's ``key`` is, is the ``stored`` value."""
+    readers: dict[str, Callable[[Any], Any]] = {
+        "classification": lambda value: next(reversed(_labels(value)), None),
+        "confidence": _confidence,
+        "findings": lambda value: list(_findings(value)),
+        "recommendation": lambda value: _text(value, key),
+        "explanation": lambda value: _text(value, key),
+    }
+    reader = readers.get(key)
+    if reader is None:
+        return False
+    try:
+        return bool(reader(sent) == stored)
+    except AnswerParseError:
+        return False
+
+
+def _gives_unchanged(readings: list[dict[str, Any]], stored: Mapping[str, Any]) -> bool:
+    """Whether ``readings`` (one object's) are one, giving each of ``stored``'s values
+    unchanged."""
+    return len(readings) == 1 and all(
+        key in readings[0] and _same(readings[0][key], value) for key, value in stored.items()
+    )
+
+
+def _same(sent: Any, stored: Any) -> bool:
+    """A value sent back as stored (a number as a number: ``true`` is not 1)."""
+    return isinstance(sent, bool) is isinstance(stored, bool) and sent == stored
 
 
 def _settle(answers: list[dict[str, Any]]) -> ParsedAnswer:

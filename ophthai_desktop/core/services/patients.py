@@ -49,6 +49,7 @@ from ophthai_desktop.core.imaging import ImageInfo, inspect_image
 from ophthai_desktop.core.inference.parsing import (
     AnswerParseError,
     ParsedAnswer,
+    edits_stored,
     gives_stored,
     validate_result,
 )
@@ -700,8 +701,13 @@ class PatientService:
             )
 
     def _echoes_latest(self, session: Session, row: m.Patient, result: Mapping[str, Any]) -> bool:
+        """Whether ``result`` is the patient's newest analysis sent back as read: no new
+        result. Edited (a value of it changed), it is one, as an older one edited is: an
+        edit is never dropped without a word."""
         latest = self._latest_analysis_row(session, row.id)
-        return latest is not None and result.get("analysis_id") == latest.id
+        if latest is None or result.get("analysis_id") != latest.id:
+            return False
+        return not edits_stored(result, latest.result or _UNPARSED_AS_SHOWN)
 
     def _inspect(self, image: NewImage) -> ImageInfo:
         for name, value in (("modality", image.modality), ("laterality", image.laterality)):
@@ -934,6 +940,13 @@ def _scans_newest_first(patient_id: str) -> Select[Any]:
 #: An analysis that could not be parsed as clients read it: no classification or
 #: confidence (the API adds why, ``parse_error``).
 _UNPARSED_SHOWN: dict[str, Any] = {"classification": None, "confidence": None}
+#: Its result keys as the API shows them (a client may send back any of them).
+_UNPARSED_AS_SHOWN: dict[str, Any] = {
+    **_UNPARSED_SHOWN,
+    "findings": [],
+    "recommendation": None,
+    "explanation": None,
+}
 
 #: The patient fields a new analysis sets (besides the verdict it clears), as the
 #: words a conflict over them uses.

@@ -11,6 +11,7 @@ from ophthai_desktop.core.inference.parsing import (
     AnswerParseError,
     ParsedAnswer,
     StreamPhases,
+    edits_stored,
     parse_answer,
     split_output,
     validate_result,
@@ -770,3 +771,34 @@ def test_stream_phases_without_tags_are_all_answer() -> None:
 
     assert pieces and all(phase == "answer" for phase, _ in pieces)
     assert "".join(text for _, text in pieces) == "{<a>}"
+
+
+SHOWN = {
+    "classification": "AMD",
+    "confidence": 82.0,
+    "findings": ["drusen"],
+    "recommendation": "OCT in 6 months",
+    "explanation": "",
+}
+
+
+@pytest.mark.parametrize(
+    ("sent", "edited"),
+    [
+        (SHOWN, False),
+        ({"classification": "AMD", "confidence": 82.0}, False),  # keys left out
+        ({**SHOWN, "confidence": "82%", "findings": "drusen"}, False),  # as first sent
+        ({**SHOWN, "Classification": "AMD"}, False),  # the same in another case
+        ({**SHOWN, "explanation": None}, False),
+        ({**SHOWN, "classification": "Wet AMD"}, True),
+        ({**SHOWN, "confidence": 90}, True),
+        ({**SHOWN, "confidence": True}, True),
+        ({**SHOWN, "findings": ["drusen", "GA"]}, True),
+        ({**SHOWN, "recommendation": "Refer"}, True),
+        ({**SHOWN, "Classification": "CNV"}, True),  # two values for one key
+    ],
+)
+def test_an_edit_of_a_stored_result_is_a_value_read_otherwise(
+    sent: dict[str, object], edited: bool
+) -> None:
+    assert edits_stored(sent, SHOWN) is edited
