@@ -259,3 +259,24 @@ def test_the_newest_analysis_sent_back_whole_or_in_part_is_no_change(
         assert response.status_code == 200, response.text
         assert response.json()["aiAnalysis"]["analysis_id"] == shown["analysis_id"]
     assert len(sqlite_services.patients.list_analyses(pid)) == 1
+
+
+def test_an_older_analysis_sent_back_in_part_is_still_a_stale_copy(
+    ai_client: TestClient, sqlite_services: Application, engine: ScriptedEngine
+) -> None:
+    """A client that sends back only some of an older analysis's keys sends no new
+    result either: the older one is not put in front of the newer one."""
+    pid = _patient_with_image(ai_client)
+    _analyse(ai_client, sqlite_services, engine, pid, NORMAL)
+    shown = ai_client.get(f"/api/patients/{pid}").json()["aiAnalysis"]
+    newer = _analyse(ai_client, sqlite_services, engine, pid, DME)
+    partial = {key: shown[key] for key in ("analysis_id", "classification", "confidence")}
+
+    response = ai_client.patch(
+        f"/api/patients/{pid}", json={"aiAnalysis": partial, "history": "moved house"}
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["aiAnalysis"]["analysis_id"] == newer
+    assert response.json()["history"] == "moved house"
+    assert len(sqlite_services.patients.list_analyses(pid)) == 2

@@ -329,13 +329,6 @@ def validate_result(
     return _settle(readings)
 
 
-def gives_stored(data: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
-    """Whether ``data`` (a result a client sends back) gives each of ``stored``'s values
-    unchanged, its keys read as :func:`validate_result` reads them: what it reads as
-    stored rather than as a new result."""
-    return _gives_unchanged(_readings(_read_object(data.items())), stored)
-
-
 def edits_stored(data: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
     """Whether ``data`` (a result a client sends back) gives any of ``stored``'s keys
     another value, its keys read as :func:`validate_result` reads them; a key it leaves

@@ -50,7 +50,6 @@ from ophthai_desktop.core.inference.parsing import (
     AnswerParseError,
     ParsedAnswer,
     edits_stored,
-    gives_stored,
     validate_result,
 )
 from ophthai_desktop.core.paging import check_paging
@@ -937,12 +936,11 @@ def _scans_newest_first(patient_id: str) -> Select[Any]:
     )
 
 
-#: An analysis that could not be parsed as clients read it: no classification or
-#: confidence (the API adds why, ``parse_error``).
-_UNPARSED_SHOWN: dict[str, Any] = {"classification": None, "confidence": None}
-#: Its result keys as the API shows them (a client may send back any of them).
+#: The result keys of an analysis that could not be parsed as the API shows them (it
+#: adds why, ``parse_error``); a client may send back any of them.
 _UNPARSED_AS_SHOWN: dict[str, Any] = {
-    **_UNPARSED_SHOWN,
+    "classification": None,
+    "confidence": None,
     "findings": [],
     "recommendation": None,
     "explanation": None,
@@ -955,12 +953,11 @@ _DECIDED_BY_AN_ANALYSIS = {"status": "status", "workflow_step": "workflow step"}
 
 def _is_stale_copy(result: Mapping[str, Any], named: m.Analysis, row: m.Patient) -> bool:
     """Whether ``result`` is ``named``, an analysis of the patient ``row`` (not their
-    newest), sent back as the API shows it: its stored values unchanged, or, where it
-    could not be parsed, no classification or confidence. Edited, it is a new result."""
+    newest), sent back as read: no value of it changed (see :func:`edits_stored`: keys
+    left out, or written as first sent, are no change). Edited, it is a new result."""
     if named.patient_id != row.id:
         return False  # another patient's (or /api/ai/analyze's): attached, not a copy
-    shown = named.result if named.result is not None else _UNPARSED_SHOWN
-    return gives_stored(result, shown)
+    return not edits_stored(result, named.result or _UNPARSED_AS_SHOWN)
 
 
 def _client_result(result: Mapping[str, Any], stored: Mapping[str, Any] | None) -> ParsedAnswer:
