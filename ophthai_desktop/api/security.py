@@ -268,3 +268,39 @@ class LoopbackHostGuard:
         else:
             hostname = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
         return hostname in LOOPBACK_NAMES
+
+
+#: Where answers carry patient data (and errors that may echo it).
+PATIENT_DATA_PREFIX = "/api"
+
+
+class ResponseHeaders:
+    """Headers every answer needs for the browser's sake.
+
+    ``X-Content-Type-Options: nosniff`` on every answer, so that a browser never reads
+    an image or a JSON body (which may echo what a client sent) as a script or a page.
+    ``Cache-Control: no-store`` on ``/api`` answers that set none of their own (records,
+    lists, errors), so that patient data is not kept in the browser's disk cache on a
+    shared workstation; the image routes set theirs (private, cached by version)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        patient_data = scope["path"].startswith(PATIENT_DATA_PREFIX)
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                names = {name.lower() for name, _ in headers}
+                if b"x-content-type-options" not in names:
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                if patient_data and b"cache-control" not in names:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

@@ -299,6 +299,54 @@ def test_changes_from_an_allowed_web_page_work(client: TestClient) -> None:
     assert response.headers["access-control-allow-origin"] == "http://localhost:3000"
 
 
+# Response headers ------------------------------------------------------------------------
+
+
+def test_patient_data_is_not_stored_by_the_browser_nor_sniffed(client: TestClient) -> None:
+    """JSON carrying patient data (and errors, which may echo what was sent) is
+    ``no-store``: a shared workstation's browser cache would keep it on disk."""
+    pid = client.post("/api/patients", json={"name": "Ada"}).json()["id"]
+
+    answers = [
+        client.get("/api/patients"),
+        client.get(f"/api/patients/{pid}"),
+        client.head(f"/api/patients/{pid}"),
+        client.get("/api/patients/nobody"),
+        client.get("/api/audit"),
+        client.post("/api/patients", json={"name": "Ada", "unknown": "<script>"}),
+    ]
+
+    for answer in answers:
+        assert answer.headers["cache-control"] == "no-store", answer.request.url
+        assert answer.headers["x-content-type-options"] == "nosniff", answer.request.url
+
+
+def test_refusals_are_not_sniffed_nor_stored(guarded: TestClient, client: TestClient) -> None:
+    refused = [
+        guarded.get("/api/patients"),
+        client.get("/api/patients", headers={"Host": "rebound.example"}),
+    ]
+
+    for answer in refused:
+        assert answer.status_code in (401, 403)
+        assert answer.headers["cache-control"] == "no-store"
+        assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+def test_images_keep_their_own_cache_lifetime_and_are_not_sniffed(client: TestClient) -> None:
+    created = client.post(
+        "/api/patients", json={"name": "Ada", "imageUrl": base64.b64encode(png_bytes()).decode()}
+    ).json()
+
+    versioned = client.get(created["imageUrl"])
+    bare = client.get(f"/api/patients/{created['id']}/image")
+
+    assert versioned.headers["cache-control"] == "private, max-age=86400, immutable"
+    assert bare.headers["cache-control"] == "private, no-cache"
+    assert versioned.headers["x-content-type-options"] == "nosniff"
+    assert client.get("/docs").headers["x-content-type-options"] == "nosniff"
+
+
 # Size limits -----------------------------------------------------------------------------
 
 
