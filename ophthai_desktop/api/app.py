@@ -20,7 +20,7 @@ from ophthai_desktop.api.hub import WebSocketHub
 from ophthai_desktop.api.renditions import Renditions
 from ophthai_desktop.api.routes import ai, audit, health, notifications, patients
 from ophthai_desktop.api.routes.docs import install_docs
-from ophthai_desktop.api.security import BodySizeLimit, LoopbackHostGuard
+from ophthai_desktop.api.security import BodySizeLimit, LoopbackHostGuard, ResponseHeaders
 from ophthai_desktop.api.wire import event_data
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core.events import Event
@@ -83,6 +83,7 @@ def create_app(application: Application) -> FastAPI:
         allow_headers=["*"],
         expose_headers=["X-Total-Count", "ETag", "Location"],
     )
+    app.add_middleware(ResponseHeaders)  # outside the guards: their refusals get them too
     app.add_middleware(HeadAsGet)  # added last: outermost, every layer sees the GET
     for module in (health, patients, notifications, ai, audit):
         app.include_router(module.router)

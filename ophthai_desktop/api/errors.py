@@ -27,7 +27,7 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
 
 from ophthai_desktop.api.bodies import FASTAPI_BODY_ERROR, UNREADABLE_BODY
-from ophthai_desktop.api.http_protocol import BODY_TIMEOUT_S, HEAD_TIMEOUT_S
+from ophthai_desktop.api.http_protocol import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, MAX_HEAD_BYTES
 from ophthai_desktop.api.routing import QUERY_SPELLING, allowed_methods
 from ophthai_desktop.api.schemas import ErrorPublic, ValidationErrorPublic
 from ophthai_desktop.core.errors import (
@@ -80,6 +80,10 @@ ERROR_MEANINGS: dict[int, str] = {
     412: "If-Match does not name the patient's current ETag: it changed since it was read.",
     413: "The request body or the image is larger than the limits.",
     415: "Not an image this application reads (PNG, JPEG, WebP, BMP, TIFF).",
+    431: (
+        f"The request's line and headers are larger than {MAX_HEAD_BYTES // 1024} KB; the "
+        "connection is closed."
+    ),
     422: "Invalid input: each problem is in errors, naming its field as the request did.",
     500: "The analysis failed (job_id names the job).",
     503: (
@@ -94,9 +98,9 @@ ERROR_MEANINGS: dict[int, str] = {
 MAX_LISTED_PROBLEMS = 50
 
 #: The errors every API route may answer: no token, a refused origin or host, a request
-#: head that came too slowly, a query parameter it does not take, the database
-#: unavailable or the server's connections all taken.
-COMMON_ERRORS = (401, 403, 408, 422, 503)
+#: head that came too slowly or was too large, a query parameter it does not take, the
+#: database unavailable or the server's connections all taken.
+COMMON_ERRORS = (401, 403, 408, 422, 431, 503)
 
 
 def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -44,6 +44,13 @@ log = logging.getLogger(__name__)
 #: socket long.
 HEAD_TIMEOUT_S = 10.0
 
+#: The most bytes a request's line and headers may take. httptools (under uvicorn) has
+#: no limit: within its head time a client could send hundreds of megabytes of headers,
+#: all held in memory before any route (or the token check) sees the request. Browsers
+#: send a few kilobytes (cookies for ``localhost`` included); 64 KiB is 4 to 8 times the
+#: limit of common servers (nginx, Node).
+MAX_HEAD_BYTES = 64 * 1024
+
 #: How long a request's body may go without a byte arriving, while the server reads it.
 #: Not a limit on the whole body: a slow upload that keeps coming is read to its end.
 #: 30 s leaves room for a network that stalls for a while (Wi-Fi roaming) without holding
@@ -90,6 +97,9 @@ def _error_json(message: str) -> bytes:
 
 
 _TIMEOUT_BODY = _error_json(_TIMEOUT_MESSAGE)
+_HEAD_TOO_LARGE_BODY = _error_json(
+    f"the request's line and headers are larger than the limit of {MAX_HEAD_BYTES // 1024} KB"
+)
 _REFUSAL_BODY = _error_json(_REFUSAL_MESSAGE)
 
 
@@ -185,6 +195,9 @@ class ApiHttpProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_started = False  # some of the awaited head has arrived
+        self._head_bytes = 0  # bytes received since the awaited head began (about)
+        self._head_size = 0  # the current head's line and headers, as parsed
+        self._head_too_large = False
         self._body_done = True  # the latest request's body has been read to its end
         self._upgraded = False
         self._body_timer: asyncio.TimerHandle | None = None
@@ -214,7 +227,16 @@ class ApiHttpProtocol(HttpToolsProtocol):
         if self._refusal is not None:
             self._answer_refusal()
             return
+        if self._body_done and not self._upgraded:  # (part of) a request's head
+            self._head_bytes += len(data)
         super().data_received(data)
+        if (
+            self._head_started
+            and self._head_bytes > MAX_HEAD_BYTES
+            and not self.transport.is_closing()
+        ):
+            self._refuse_large_head()
+            return
         # While a body is awaited every byte that comes is part of it (or ends the head
         # that announced it), so the clock restarts here rather than per parser callback.
         if not self._body_done and not self._upgraded and not self.transport.is_closing():
@@ -227,10 +249,28 @@ class ApiHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_started = True
+        self._head_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)  # ": " and CRLF
+        super().on_header(name, value)
+
+    def _count_head(self, size: int) -> None:
+        """Adds to the head's size; past :data:`MAX_HEAD_BYTES` the parse stops (the
+        parser reports the error to uvicorn, which calls :meth:`send_400_response`)."""
+        self._head_size += size
+        if self._head_size > MAX_HEAD_BYTES:
+            self._head_too_large = True
+            raise _HeadTooLarge
 
     def on_headers_complete(self) -> None:
         self._cancel_head_timer()
         self._head_started = False
+        self._head_bytes = 0
         self._body_done = False
         super().on_headers_complete()
 
@@ -293,6 +333,26 @@ class ApiHttpProtocol(HttpToolsProtocol):
             )
         else:
             log.debug("closed a connection that sent no request within %g s", self.head_timeout_s)
+        self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        if self._head_too_large:  # the parse was stopped by _count_head
+            self._refuse_large_head()
+            return
+        super().send_400_response(msg)
+
+    def _refuse_large_head(self) -> None:
+        """``431`` and the end of the connection for a head over :data:`MAX_HEAD_BYTES`,
+        before it is whole: the app never sees the request."""
+        self._cancel_head_timer()
+        # Neither the client's address nor what it sent: its head may hold a token.
+        log.info("closed a connection whose request headers passed %d bytes (431)", MAX_HEAD_BYTES)
+        self._head_too_large = True
+        self._send_error(
+            http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+            _HEAD_TOO_LARGE_BODY,
+            self._cors_headers(self.headers),
+        )
         self.transport.close()
 
     def _cancel_body_timer(self) -> None:
@@ -438,6 +498,10 @@ class ApiHttpProtocol(HttpToolsProtocol):
             ]
         )
         self.transport.write(b"".join(content))
+
+
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback to stop parsing a head over the limit."""
 
 
 def api_http_protocol(

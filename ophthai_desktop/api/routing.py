@@ -136,11 +136,20 @@ def _refuse_differing_repeats(pairs: list[tuple[str, str]], renamed: list[tuple[
 
 
 class QueryNamesRoute(APIRoute):
-    """An API route that applies :func:`normalise_query` before FastAPI reads the query,
+    """An API route that checks its token guard first (a refused request's query and
+    body are not read), applies :func:`normalise_query` before FastAPI reads the query,
     and refuses a JSON body that is not UTF-8 before FastAPI decodes it."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        # Imported here: security imports errors, which imports this module.
+        from ophthai_desktop.api.security import GUARD_CHECKS
+
         handler = super().get_route_handler()
+        guards = [
+            GUARD_CHECKS[depends.dependency]
+            for depends in self.dependencies
+            if depends.dependency in GUARD_CHECKS
+        ]
         declared = _query_names(self.dependant)
         # Form and upload routes parse their body as a form, never as JSON.
         takes_json = self.body_field is not None and not isinstance(
@@ -148,6 +157,12 @@ class QueryNamesRoute(APIRoute):
         )
 
         async def route(request: Request) -> Response:
+            if guards:
+                # A request of its own: the query it reads (and caches) is the one sent,
+                # before normalise_query renames it for FastAPI.
+                sent = Request(request.scope)
+                for guard in guards:
+                    guard(sent)
             normalise_query(request.scope, declared)
             if takes_json:
                 await refuse_json_not_in_utf8(request)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -89,9 +90,9 @@ def origin_refusal(connection: HTTPConnection) -> str:
     )
 
 
-def require_token(request: Request, _declared: BearerDeclared) -> None:
-    """REST guard: with a token configured, ``Authorization: Bearer <token>`` is needed;
-    requests that change things must come from an allowed origin (or no browser)."""
+def refuse_without_token(request: Request) -> None:
+    """With a token configured, ``Authorization: Bearer <token>`` is needed (401);
+    requests that change things must come from an allowed origin or no browser (403)."""
     if not token_matches(_expected_token(request), presented_token(request, allow_query=False)):
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
@@ -102,16 +103,38 @@ def require_token(request: Request, _declared: BearerDeclared) -> None:
         raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=origin_refusal(request))
 
 
-def require_token_or_query(
-    request: Request, _bearer: BearerDeclared, _query: QueryTokenDeclared
-) -> None:
-    """Guard for image URLs that browsers load without headers: ``?token=`` also works."""
+def refuse_without_token_or_query(request: Request) -> None:
+    """As :func:`refuse_without_token` for image URLs, which browsers load without
+    headers: ``?token=`` also works."""
     if not token_matches(_expected_token(request), presented_token(request, allow_query=True)):
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
             detail="a valid API token is required (Authorization: Bearer <token> or ?token=)",
             headers={"WWW-Authenticate": "Bearer"},
         )
+
+
+def require_token(request: Request, _declared: BearerDeclared) -> None:
+    """REST guard (see :func:`refuse_without_token`), declared in the OpenAPI document."""
+    refuse_without_token(request)
+
+
+def require_token_or_query(
+    request: Request, _bearer: BearerDeclared, _query: QueryTokenDeclared
+) -> None:
+    """Guard for image URLs (see :func:`refuse_without_token_or_query`)."""
+    refuse_without_token_or_query(request)
+
+
+#: What each guard dependency checks, run by the router (:mod:`ophthai_desktop.api.routing`)
+#: before it reads the query or the body: FastAPI reads and parses a route's body before it
+#: runs any dependency, so a request without the token (or from a foreign web page) would
+#: otherwise have its JSON decoded and its upload spooled to disk, and be told how its body
+#: or query was wrong (422, 400) instead of 401.
+GUARD_CHECKS: dict[Callable[..., None], Callable[[Request], None]] = {
+    require_token: refuse_without_token,
+    require_token_or_query: refuse_without_token_or_query,
+}
 
 
 def websocket_allowed(connection: HTTPConnection) -> bool:
@@ -245,3 +268,39 @@ class LoopbackHostGuard:
         else:
             hostname = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
         return hostname in LOOPBACK_NAMES
+
+
+#: Where answers carry patient data (and errors that may echo it).
+PATIENT_DATA_PREFIX = "/api"
+
+
+class ResponseHeaders:
+    """Headers every answer needs for the browser's sake.
+
+    ``X-Content-Type-Options: nosniff`` on every answer, so that a browser never reads
+    an image or a JSON body (which may echo what a client sent) as a script or a page.
+    ``Cache-Control: no-store`` on ``/api`` answers that set none of their own (records,
+    lists, errors), so that patient data is not kept in the browser's disk cache on a
+    shared workstation; the image routes set theirs (private, cached by version)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        patient_data = scope["path"].startswith(PATIENT_DATA_PREFIX)
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                names = {name.lower() for name, _ in headers}
+                if b"x-content-type-options" not in names:
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                if patient_data and b"cache-control" not in names:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

@@ -25,6 +25,7 @@ from websockets.sync.client import connect
 from ophthai_desktop.api import create_app, http_protocol
 from ophthai_desktop.api.http_protocol import (
     MAX_CONNECTIONS,
+    MAX_HEAD_BYTES,
     REFUSAL_LINGER_S,
     REFUSAL_RETRY_AFTER_S,
     connection_cap,
@@ -191,6 +192,65 @@ def test_slow_heads_within_the_timeout_are_answered(serve: Serve) -> None:
             head, body = read_response(sock)
             assert head.startswith(b"HTTP/1.1 200 "), head
             assert json.loads(body)["status"]
+
+
+def test_a_head_past_the_size_limit_gets_431_before_it_ends(serve: Serve) -> None:
+    """One header that never ends, sent fast: refused once it passes the limit, not
+    held in memory until the head's time is up."""
+    server = serve(10.0)
+    with open_socket(server) as sock:
+        sock.sendall(b"GET /api/patients HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ")
+        with contextlib.suppress(OSError):  # closed under us
+            for _ in range(2 * MAX_HEAD_BYTES // 4096):
+                sock.sendall(b"a" * 4096)
+        received = read_until_closed(sock, 3.0)
+
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 "), received[:200]
+    assert "larger than the limit of 64 KB" in json.loads(body)["message"]
+
+
+def test_a_whole_head_past_the_size_limit_never_reaches_the_app(
+    serve: Serve, sqlite_services: Application
+) -> None:
+    server = serve(10.0)
+    lines = b"".join(b"X-Filler-%05d: %s\r\n" % (i, b"v" * 40) for i in range(2000))
+    body = b'{"name": "Ada"}'
+    with open_socket(server) as sock:
+        sock.sendall(
+            b"POST /api/patients HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n"
+            % len(body)
+            + lines
+            + b"\r\n"
+            + body
+        )
+        received = read_until_closed(sock, GRACE_S)
+
+    assert received.startswith(b"HTTP/1.1 431 "), received[:200]
+    assert sqlite_services.patients.list_patients().total == 0
+
+
+def test_large_bodies_and_heads_under_the_size_limit_are_answered(serve: Serve) -> None:
+    """The limit counts the head only: a body many times its size, and the next request
+    on the connection, are read as before; a head of 48 KB (many cookies) passes."""
+    server = serve(10.0)
+    body = b'{"name": "Ada"' + b" " * (4 * MAX_HEAD_BYTES) + b"}"
+    cookies = "; ".join(f"c{i}={'v' * 90}" for i in range(520))
+    with open_socket(server) as sock:
+        sock.sendall(
+            b"POST /api/patients HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        )
+        created, _ = read_response(sock)
+        sock.sendall(
+            f"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookies}\r\n\r\n".encode()
+        )
+        health, _ = read_response(sock)
+
+    assert len(cookies) > 48 * 1024
+    assert created.startswith(b"HTTP/1.1 201 "), created
+    assert health.startswith(b"HTTP/1.1 200 "), health
 
 
 def test_a_websocket_left_idle_past_the_timeout_stays_open(serve: Serve) -> None:

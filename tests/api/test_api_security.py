@@ -19,6 +19,7 @@ from ophthai_desktop.api.server import RedactTokens, redact_tokens_in_uvicorn_lo
 from ophthai_desktop.bootstrap import build_application
 from tests.conftest import make_settings, png_bytes
 from tests.support.http import LoopbackClient
+from tests.support.raw_http import StartServer, open_socket, read_response
 
 TOKEN = "x" * 24
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -103,6 +104,64 @@ def test_image_urls_accept_the_query_token_for_browsers(guarded: TestClient) -> 
     rendition = created["imageUrl"] + "&format=png&max_side=8"
     assert guarded.get(rendition).status_code == 401
     assert guarded.get(rendition + f"&token={TOKEN}").headers["content-type"] == "image/png"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs"),
+    [
+        ("post", "/api/patients", {"content": b"{not json"}),
+        ("post", "/api/patients", {"content": '{"name": "Ada"}'.encode("utf-16")}),
+        ("post", "/api/patients?unknown=1", {"json": {"name": "Ada"}}),
+        ("get", "/api/patients?order_by=name&orderBy=age", {}),
+        ("get", "/api/patients/p1/image?unknown=1", {}),
+        ("post", "/api/ai/analyze", {"content": b"[1, 2"}),
+    ],
+    ids=["bad-json", "utf-16", "unknown-query", "repeat-query", "image-query", "ai"],
+)
+def test_a_request_without_the_token_is_refused_before_its_query_and_body_are_read(
+    guarded: TestClient, method: str, path: str, kwargs: dict[str, Any]
+) -> None:
+    """FastAPI reads a route's body before its dependencies: the guard must come first,
+    so that a client without the token learns nothing from how its request was wrong."""
+    if "content" in kwargs:
+        kwargs["headers"] = {"Content-Type": "application/json"}
+
+    response = guarded.request(method, path, **kwargs)
+
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_a_foreign_web_page_is_refused_before_its_body_is_read(client: TestClient) -> None:
+    response = client.post(
+        "/api/patients",
+        content=b"name=Ada",
+        headers={"Origin": "http://evil.example", "Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 403
+
+
+def test_a_body_without_the_token_is_not_waited_for(
+    tmp_path: Path, live_server: StartServer
+) -> None:
+    """On the real server: a request without the token that announces a large body and
+    sends none is answered 401 at once; it does not hold the connection for its body."""
+    application = build_application(make_settings(tmp_path, api_token=TOKEN))
+    try:
+        server = live_server(create_app(application), body_timeout_s=20)
+        with open_socket(server) as sock:
+            sock.sendall(
+                b"POST /api/patients HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{"
+            )
+            sock.settimeout(5)
+            head, body = read_response(sock)
+    finally:
+        application.close()
+
+    assert head.split(b"\r\n")[0] == b"HTTP/1.1 401 Unauthorized"
+    assert b"token" in body
 
 
 def test_health_needs_no_token(guarded: TestClient) -> None:
@@ -238,6 +297,54 @@ def test_changes_from_an_allowed_web_page_work(client: TestClient) -> None:
 
     assert response.status_code == 201
     assert response.headers["access-control-allow-origin"] == "http://localhost:3000"
+
+
+# Response headers ------------------------------------------------------------------------
+
+
+def test_patient_data_is_not_stored_by_the_browser_nor_sniffed(client: TestClient) -> None:
+    """JSON carrying patient data (and errors, which may echo what was sent) is
+    ``no-store``: a shared workstation's browser cache would keep it on disk."""
+    pid = client.post("/api/patients", json={"name": "Ada"}).json()["id"]
+
+    answers = [
+        client.get("/api/patients"),
+        client.get(f"/api/patients/{pid}"),
+        client.head(f"/api/patients/{pid}"),
+        client.get("/api/patients/nobody"),
+        client.get("/api/audit"),
+        client.post("/api/patients", json={"name": "Ada", "unknown": "<script>"}),
+    ]
+
+    for answer in answers:
+        assert answer.headers["cache-control"] == "no-store", answer.request.url
+        assert answer.headers["x-content-type-options"] == "nosniff", answer.request.url
+
+
+def test_refusals_are_not_sniffed_nor_stored(guarded: TestClient, client: TestClient) -> None:
+    refused = [
+        guarded.get("/api/patients"),
+        client.get("/api/patients", headers={"Host": "rebound.example"}),
+    ]
+
+    for answer in refused:
+        assert answer.status_code in (401, 403)
+        assert answer.headers["cache-control"] == "no-store"
+        assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+def test_images_keep_their_own_cache_lifetime_and_are_not_sniffed(client: TestClient) -> None:
+    created = client.post(
+        "/api/patients", json={"name": "Ada", "imageUrl": base64.b64encode(png_bytes()).decode()}
+    ).json()
+
+    versioned = client.get(created["imageUrl"])
+    bare = client.get(f"/api/patients/{created['id']}/image")
+
+    assert versioned.headers["cache-control"] == "private, max-age=86400, immutable"
+    assert bare.headers["cache-control"] == "private, no-cache"
+    assert versioned.headers["x-content-type-options"] == "nosniff"
+    assert client.get("/docs").headers["x-content-type-options"] == "nosniff"
 
 
 # Size limits -----------------------------------------------------------------------------

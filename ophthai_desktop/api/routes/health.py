@@ -14,7 +14,7 @@ from ophthai_desktop.api.errors import documented
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", response_model=s.HealthPublic, responses=documented(403, 408))
+@router.get("/health", response_model=s.HealthPublic, responses=documented(403, 408, 431))
 @router.get("/health/", response_model=s.HealthPublic, include_in_schema=False)
 async def health(request: Request) -> s.HealthPublic:
     started: float = request.app.state.started_monotonic
