@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import sys
 import time
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 SOCKET_FILE = "ophthai-desktop.socket"
 SHOW = b"show\n"
 SHOWN = b"shown\n"
+#: The names :func:`new_socket_name` makes: only such a name is asked or removed.
+SOCKET_NAME = re.compile(r"ophthai-desktop-[0-9a-f]{16}")
 #: How long one request waits for its answer (the running app may be starting, its
 #: event loop not yet running); the launch asks again while it waits for the lock.
 ANSWER_TIMEOUT_MS = 3000
@@ -50,12 +53,20 @@ def new_socket_name() -> str:
 
 
 def read_socket_name(data_dir: Path) -> str | None:
-    """The name the app running on ``data_dir`` listens on, if one does."""
+    """The name the app running on ``data_dir`` listens on, if one does.
+
+    Only a name of :func:`new_socket_name`'s making counts: the data folder may be
+    shared (``OPHTHAI_DATA_DIR``), and a stale name is handed to
+    ``QLocalServer.removeServer``, which deletes whatever file the name gives.
+    """
     try:
         name = (data_dir / SOCKET_FILE).read_text(encoding="utf-8").strip()
     except OSError:
         return None
-    return name or None
+    path = Path(name)
+    if not SOCKET_NAME.fullmatch(path.name) or not (path.is_absolute() or name == path.name):
+        return None
+    return name
 
 
 class InstanceServer(QObject):

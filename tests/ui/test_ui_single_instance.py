@@ -142,7 +142,7 @@ def test_the_socket_lives_in_the_users_runtime_folder_where_there_is_one(
     runtime.mkdir(mode=0o700)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     server = InstanceServer(tmp_path)
-    stale = runtime / "ophthai-desktop-left-by-a-crash"
+    stale = runtime / "ophthai-desktop-0123456789abcdef"  # left by a crash
     stale.write_bytes(b"")
     (tmp_path / SOCKET_FILE).write_text(str(stale), encoding="utf-8")
 
@@ -151,6 +151,35 @@ def test_the_socket_lives_in_the_users_runtime_folder_where_there_is_one(
     assert Path(server.name).parent == runtime and Path(server.name).exists()
     assert not stale.exists()  # the crashed run's socket, removed under the lock
     server.close()
+
+
+def test_a_name_file_naming_anything_but_one_of_its_sockets_deletes_nothing(
+    qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The name file lies in the data folder, which may be shared (OPHTHAI_DATA_DIR): a
+    # name written there by someone else must not make the app delete that file.
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    data = tmp_path / "data"
+    data.mkdir()
+    precious = tmp_path / "notes.txt"
+    for name in (
+        str(precious),
+        str(tmp_path / "ophthai-desktop-0123456789abcdef" / ".." / "notes.txt"),
+        "../" * 20 + str(precious).lstrip("/"),
+    ):
+        precious.write_text("keep", encoding="utf-8")
+        (data / SOCKET_FILE).write_text(name, encoding="utf-8")
+        server = InstanceServer(data)
+
+        assert server.listen()
+
+        assert precious.read_text(encoding="utf-8") == "keep"
+        assert read_socket_name(data) == server.name
+        (data / SOCKET_FILE).write_text(name, encoding="utf-8")
+        assert read_socket_name(data) is None  # not one of its names: not asked either
+        server.close()
 
 
 def test_a_window_not_yet_there_gives_no_answer(qtbot: QtBot, listener: InstanceServer) -> None:
