@@ -50,11 +50,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from ophthai_desktop.core.log_safety import configure_logging
+
+    configure_logging(level)
 
 
 def listening_line(url: str) -> str:

@@ -29,6 +29,7 @@ from ophthai_desktop.bootstrap import (
     tune_interpreter,
 )
 from ophthai_desktop.core.errors import OphthaiError
+from ophthai_desktop.core.log_safety import configure_logging
 from ophthai_desktop.core.settings import Settings, check_api_binding
 from ophthai_desktop.core.storage.private import create_private_folder
 from ophthai_desktop.ui.context import ApiState
@@ -343,11 +344,7 @@ def claim_data_folder(data_dir: Path, *, wait_s: float = CLOSING_WAIT_S) -> Data
 def run(data_dir: Path | None = None) -> int:
     """``ophthai`` without a command: run the desktop app until it is quit."""
     settings = Settings(**({"data_dir": data_dir} if data_dir is not None else {}))  # type: ignore[arg-type]
-    logging.basicConfig(
-        level=logging.DEBUG if settings.debug else getattr(logging, settings.log_level.upper(), 20),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging("DEBUG" if settings.debug else settings.log_level)
 
     qt_app = qt_application()
     claim = claim_data_folder(settings.data_dir)

@@ -5,16 +5,64 @@ An exception's message can hold what a person typed or what a file is called: an
 name, a patient's name). Where an exception may carry such things (the watch folder's
 files, whose names can hold a patient's name), log :func:`safe_description` of it
 instead of its message or traceback.
+
+:func:`configure_logging` sets up the log of ``ophthai`` and ``ophthai serve`` and
+sends exceptions nothing caught there too, described so: Python would print their text
+and traceback on stderr, where the log goes.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
+import sys
+import threading
 import traceback
+from types import TracebackType
+from typing import Any
+
+log = logging.getLogger(__name__)
 
 #: Frames of a traceback named in one description, innermost last.
 MAX_FRAMES = 8
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr from ``level`` up (a level's name, e.g. ``INFO``; an unknown one is
+    ``INFO``), and log an exception nothing caught as :func:`safe_description` of it."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+    sys.unraisablehook = _log_unraisable
+
+
+def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    """``sys.excepthook`` (the main thread, and a Qt slot's exception under PySide)."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, exc, tb)
+        return
+    log.critical("uncaught exception: %s", safe_description(exc.with_traceback(tb)))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is None or issubclass(args.exc_type, SystemExit):
+        return
+    thread = args.thread.name if args.thread is not None else "?"
+    log.error("uncaught exception in thread %s: %s", thread, safe_description(args.exc_value))
+
+
+def _log_unraisable(unraisable: Any) -> None:
+    """``sys.unraisablehook``: never the object's repr nor the exception's text."""
+    exc = unraisable.exc_value
+    if exc is None:
+        log.warning("an exception was ignored (%s)", unraisable.exc_type.__name__)
+        return
+    log.warning("an exception was ignored: %s", safe_description(exc))
 
 
 def safe_description(exc: BaseException) -> str:

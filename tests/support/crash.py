@@ -1,0 +1,13 @@
+"""Whether an app's output shows a crash: Python's traceback (``log.exception``), or the
+line the app logs instead of one for an exception nothing caught
+(``core/log_safety.py``)."""
+
+from __future__ import annotations
+
+#: What only a crash writes.
+CRASH_MARKS = ("Traceback", "uncaught exception", "an exception was ignored")
+
+
+def crash_lines(output: str) -> list[str]:
+    """The lines of ``output`` that show a crash."""
+    return [line for line in output.splitlines() if any(m in line for m in CRASH_MARKS)]
