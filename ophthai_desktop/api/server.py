@@ -58,21 +58,33 @@ def is_token_key(key: str) -> bool:
     return unquote_plus(key).strip().lower() == "token"
 
 
+#: Query keys whose value is a patient's name or other free text (the patient list's
+#: search), as the server decodes them: never logged either.
+PRIVATE_QUERY_KEYS = frozenset({"search"})
+
+
+def is_private_key(key: str) -> bool:
+    """Whether a query key, as sent, names a parameter that carries patient data."""
+    return unquote_plus(key).strip().lower() in PRIVATE_QUERY_KEYS
+
+
 def redact_tokens(text: str) -> str:
-    """``text`` with the value of every query parameter naming the token, and of every
-    ``Authorization`` header, replaced by ``[redacted]``."""
+    """``text`` with the value of every query parameter naming the token or patient data
+    (:data:`PRIVATE_QUERY_KEYS`), and of every ``Authorization`` header, replaced by
+    ``[redacted]``."""
 
     def pair(match: re.Match[str]) -> str:
         key = match.group(1)
-        return f"{key}={REDACTED}" if is_token_key(key) else match.group(0)
+        private = is_token_key(key) or is_private_key(key)
+        return f"{key}={REDACTED}" if private else match.group(0)
 
     text = QUERY_PAIR.sub(pair, text)
     return AUTHORIZATION.sub(rf"\g<1>{REDACTED}", text)
 
 
 class RedactTokens(logging.Filter):
-    """Replaces API tokens in uvicorn's log lines with ``[redacted]``: whoever reads
-    the log must not get access to the patient data.
+    """Replaces API tokens (and a patient search) in uvicorn's log lines with
+    ``[redacted]``: whoever reads the log must not get access to the patient data.
 
     The line is formatted first and redacted whole, so a token in any argument (a
     path, a header, the trace's scope dictionary) is found whatever the format.

@@ -538,3 +538,22 @@ def test_uvicorn_loggers_that_quote_requests_are_all_filtered() -> None:
     redact_tokens_in_uvicorn_logs()
     for name in ("uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
         assert any(isinstance(f, RedactTokens) for f in logging.getLogger(name).filters), name
+
+
+@pytest.mark.parametrize(
+    ("query", "redacted"),
+    [
+        (b"search=Zorblax+Quimby&limit=50", b"search=[redacted]&limit=50"),
+        (b"limit=50&Se%61rch=Zorblax", b"limit=50&Se%61rch=[redacted]"),
+        (b"researcher=keep", b"researcher=keep"),
+    ],
+)
+def test_a_patient_search_in_a_traced_request_is_redacted(query: bytes, redacted: bytes) -> None:
+    # At OPHTHAI_LOG_LEVEL=NOTSET uvicorn traces each request's scope: a search of the
+    # patient list is a name.
+    scope = {"path": "/api/patients", "query_string": query}
+    record = logging.LogRecord("uvicorn.asgi", 5, __file__, 1, "Started scope=%s", (scope,), None)
+
+    assert RedactTokens().filter(record)
+
+    assert record.getMessage() == f"Started scope={ {**scope, 'query_string': redacted}!r}"
