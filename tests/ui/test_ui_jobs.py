@@ -423,6 +423,30 @@ def test_a_queue_that_cannot_be_read_says_so_and_is_read_again(
     assert gui.jobs_panel.model.get(job.id).state == "queued"  # type: ignore[union-attr]
 
 
+def test_a_queue_read_failure_is_logged_without_the_errors_text(
+    qtbot: QtBot,
+    tmp_path: Path,
+    make_gui: Maker,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An error's text can quote a row's values (a patient's name): the log gets its kind
+    and place, as for every failed background task; the clinician reads the text."""
+    app, _patient, _job = _queued_app(tmp_path, "Waiting")
+
+    def failing(**kwargs: Any) -> Any:
+        raise ValueError("could not read the row of Zorblax Quimby")
+
+    monkeypatch.setattr(app.jobs, "list_queue", failing)
+    gui = make_gui(application=app)
+    qtbot.waitUntil(lambda: "job queue could not be read" in gui.window.banner.text())
+
+    assert "Zorblax" in gui.window.banner.text()
+    assert "job queue could not be read" in caplog.text
+    assert "ValueError" in caplog.text
+    assert "Zorblax" not in caplog.text
+
+
 def test_a_cancel_that_fails_leaves_the_job_as_it_was(
     qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
 ) -> None:

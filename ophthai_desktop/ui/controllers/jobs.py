@@ -10,6 +10,7 @@ from functools import partial
 
 from PySide6.QtCore import QObject, QTimer, Slot
 
+from ophthai_desktop.core.errors import OphthaiError
 from ophthai_desktop.core.records import AnalysisRecord, JobQueue, JobRecord, PatientRecord
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController
@@ -145,7 +146,10 @@ class JobsController(QObject):
 
         def failed(exc: BaseException) -> None:
             message = describe(exc)
-            log.warning("the job queue could not be read: %s", message)
+            # A bug's text can quote a row's values: the task's failure is logged with
+            # its kind and place instead; the core's errors are written to be read.
+            said = f": {exc.message}" if isinstance(exc, OphthaiError) else ""
+            log.warning("the job queue could not be read%s", said)
             self._window.banner.show_message(
                 f"The job queue could not be read ({message}); trying again.", "error"
             )
@@ -269,7 +273,7 @@ class JobsController(QObject):
             self._model.raise_priority(job_id, job.priority)
 
         def failed(exc: BaseException) -> None:  # gone already: its row goes by its event
-            log.debug("job %d could not be read: %s", job_id, describe(exc))
+            log.debug("job %d could not be read", job_id)
 
         self._ctx.tasks.submit(lambda: self._jobs.get_job(job_id), found, failed)
 
@@ -427,7 +431,7 @@ class JobsController(QObject):
 
         def failed(exc: BaseException) -> None:  # read again at the next change
             self._topping_up = False
-            log.warning("the queued jobs could not be read: %s", describe(exc))
+            log.warning("the queued jobs could not be read")
 
         self._ctx.tasks.submit(fetch, done, failed)
 
