@@ -10,6 +10,7 @@ imported only when the model loads, on the inference thread.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import logging
@@ -31,7 +32,7 @@ from ophthai_desktop.bootstrap import (
 from ophthai_desktop.core.errors import OphthaiError
 from ophthai_desktop.core.log_safety import configure_logging
 from ophthai_desktop.core.settings import Settings, check_api_binding
-from ophthai_desktop.core.storage.private import create_private_folder
+from ophthai_desktop.core.storage.private import PRIVATE_FILE_MODE, create_private_folder
 from ophthai_desktop.ui.context import ApiState
 from ophthai_desktop.ui.controllers.server import ServerControl, ServerOptions
 from ophthai_desktop.ui.priority import lower_current_thread_priority
@@ -289,6 +290,14 @@ def _refuse_start(qt_app: QApplication, message: str) -> int:
     return 1
 
 
+def _claimed(lock: QLockFile, data_dir: Path) -> DataFolderClaim:
+    """``lock`` taken, its file made the owner's only: QLockFile follows the umask, and
+    a data folder chosen with ``OPHTHAI_DATA_DIR`` may be shared."""
+    with contextlib.suppress(OSError):
+        (data_dir / INSTANCE_LOCK).chmod(PRIVATE_FILE_MODE)
+    return DataFolderClaim(lock=lock)
+
+
 def claim_data_folder(data_dir: Path, *, wait_s: float = CLOSING_WAIT_S) -> DataFolderClaim:
     """Take the data folder's instance lock, or find the window that holds it.
 
@@ -303,7 +312,7 @@ def claim_data_folder(data_dir: Path, *, wait_s: float = CLOSING_WAIT_S) -> Data
     except OSError as exc:
         return DataFolderClaim(refusal=f"the data folder cannot be created ({exc.strerror})")
     if lock.tryLock(0):
-        return DataFolderClaim(lock=lock)
+        return _claimed(lock, data_dir)
     if lock.error() is not QLockFile.LockError.LockFailedError:  # not another holder
         return DataFolderClaim(
             refusal=f"the data folder's lock file cannot be written ({lock.error().name})"
@@ -331,7 +340,7 @@ def claim_data_folder(data_dir: Path, *, wait_s: float = CLOSING_WAIT_S) -> Data
                 wait_s,
             )
         if lock.tryLock(int(min(LOCK_SLICE_S, left) * 1000)):
-            return DataFolderClaim(lock=lock)
+            return _claimed(lock, data_dir)
     return DataFolderClaim(
         refusal=(
             f"OphthAI is already open on this data folder (process {pid}) and did not "

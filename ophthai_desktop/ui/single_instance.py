@@ -29,6 +29,8 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
 
+from ophthai_desktop.core.storage.private import PRIVATE_FILE_MODE
+
 log = logging.getLogger(__name__)
 
 #: The file in the data folder that holds the running app's socket name.
@@ -104,7 +106,11 @@ class InstanceServer(QObject):
         target = self.data_dir / SOCKET_FILE
         partial = target.with_suffix(".partial")
         try:
-            partial.write_text(self.name, encoding="utf-8")
+            # The owner's only, whatever the umask: the folder may be shared.
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+            with open(fd, "w", encoding="utf-8") as out:
+                os.chmod(partial, PRIVATE_FILE_MODE)  # a leftover kept its old mode
+                out.write(self.name)
             partial.replace(target)
         except OSError as exc:
             log.warning("a second launch cannot show this window: %s", exc.strerror)

@@ -182,6 +182,30 @@ def test_a_name_file_naming_anything_but_one_of_its_sockets_deletes_nothing(
         server.close()
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+def test_the_lock_and_the_name_file_are_the_owners_whatever_the_umask(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    # A data folder chosen with OPHTHAI_DATA_DIR keeps its mode (it may be shared): under
+    # umask 000 others could rewrite the lock or the socket's name there.
+    data = tmp_path / "data"
+    data.mkdir()
+    old = os.umask(0)
+    try:
+        claim = claim_data_folder(data, wait_s=0)
+        server = InstanceServer(data)
+        assert server.listen()
+    finally:
+        os.umask(old)
+    assert claim.lock is not None
+    try:
+        for name in ("ophthai-desktop.lock", SOCKET_FILE):
+            assert (data / name).stat().st_mode & 0o777 == 0o600, name
+    finally:
+        server.close()
+        claim.lock.unlock()
+
+
 def test_a_window_not_yet_there_gives_no_answer(qtbot: QtBot, listener: InstanceServer) -> None:
     asked: list[bool] = []
     listener.show_requested.connect(lambda: asked.append(True))
