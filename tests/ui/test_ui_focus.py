@@ -8,6 +8,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 from pytestqt.qtbot import QtBot
 
+from ophthai_desktop.core.inference import ModelState
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.ui.session import GuiSession
@@ -107,3 +108,23 @@ def test_after_an_appointment_is_cancelled_the_focus_goes_to_the_picker(
     qtbot.waitUntil(lambda: not view.cancel_appointment.isVisible())
     gui.window.activateWindow()  # the question gone (offscreen does not do it itself)
     qtbot.waitUntil(lambda: QApplication.focusWidget() is view.when)
+
+
+def test_enter_in_the_model_manager_closes_it_and_does_not_unload(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """The model manager opened with the focus on Unload (Load greyed out with the model
+    loaded), and Enter, which closes other dialogs, unloaded the model."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    gui.window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is gui.window)
+    assert gui.application.engine.status().state is ModelState.READY
+    dialog = gui.model_manager.open()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is dialog)
+    assert not dialog.unload_button.hasFocus()
+    focused = QApplication.focusWidget()
+    assert focused is not None
+    qtbot.keyClick(focused, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: not dialog.isVisible())
+    qtbot.wait(200)
+    assert gui.application.engine.status().state is ModelState.READY
