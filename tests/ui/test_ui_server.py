@@ -13,6 +13,7 @@ import httpx
 import pytest
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtWidgets import QApplication, QDialogButtonBox
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.desktop import Desktop
@@ -119,6 +120,23 @@ def _own_addresses() -> list[str]:
     if not found:
         pytest.skip("this computer has no network address besides loopback")
     return found
+
+
+def test_the_dialog_opens_on_close(qtbot: QtBot, desktop: Desktop) -> None:
+    """It opened with the focus on Start (Stop while running), where Space started (or
+    stopped) the server. Now on Close: Space closes it and the server stays as it was
+    (Enter presses no button here, see test_a_typed_address_is_checked)."""
+    desktop.window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is desktop.window)
+    dialog = _dialog(qtbot, desktop)
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is dialog)
+    close = dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.StandardButton.Close)
+    focused = QApplication.focusWidget()
+    assert focused is close, focused
+    qtbot.keyClick(focused, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: not dialog.isVisible())
+    qtbot.wait(200)
+    assert desktop.window.status.api.text() == "API: off"
 
 
 def test_lan_access_needs_a_token(qtbot: QtBot, desktop: Desktop) -> None:

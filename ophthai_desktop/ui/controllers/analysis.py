@@ -473,6 +473,7 @@ class AnalysisController(QObject):
                 self._view.show_result(patient.latest_analysis)
             self._view.notes.clear()
             self._view.mark_verdict_field(None)  # a refusal shown before no longer applies
+            self._view.focus_appointment()
 
         def failed(exc: BaseException) -> None:
             field = getattr(exc, "field", None)

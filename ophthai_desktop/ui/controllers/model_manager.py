@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import QWidget
 
 from ophthai_desktop.core.errors import OphthaiError
@@ -68,6 +68,8 @@ class ModelManagerController(QObject):
             dialog.show_settings(self._app.settings)
             self.dialog = dialog
         self._show(self._app.engine.status())
+        if not self.dialog.isVisible():  # the keyboard starts on Close, not on an action
+            self.dialog.close_button.setFocus(Qt.FocusReason.OtherFocusReason)
         self.dialog.show()
         self.dialog.raise_()
         self.dialog.activateWindow()

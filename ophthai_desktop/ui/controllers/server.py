@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
-from PySide6.QtCore import QObject, QUrl, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtNetwork import QAbstractSocket, QNetworkInterface
 
@@ -277,6 +277,8 @@ class ServerController(QObject):
             dialog.set_choices(listen_choices(own_addresses()))
             dialog.set_host(self.host)
         self._refresh()
+        if not self.dialog.isVisible():
+            self.dialog.close_button.setFocus(Qt.FocusReason.OtherFocusReason)
         self.dialog.show()
         self.dialog.raise_()
         return self.dialog

@@ -477,6 +477,10 @@ class AnalysisView(QWidget):
         self.card.hide()
         self.provenance_toggle.hide()
         self.provenance.hide()
+        if self._has_focus(self.verdict_group):
+            # Disabled under the focus, the verdict left the window with no focus widget
+            # at all (keys went nowhere); Analyse is what started this.
+            self.analyse.setFocus(Qt.FocusReason.OtherFocusReason)
         self.verdict_group.setEnabled(False)
 
     def append_stream(self, phase: str, text: str) -> None:
@@ -542,7 +546,12 @@ class AnalysisView(QWidget):
             self.clinician.setText(name)
 
     def set_appointment(self, when: datetime | None) -> None:
+        # The window's focus widget, also while the question before cancelling is still
+        # the active window.
+        cancelling = self.window().focusWidget() is self.cancel_appointment
         self.cancel_appointment.setVisible(when is not None)
+        if cancelling and when is None:  # hidden under the focus: on to a new booking
+            self.when.setFocus(Qt.FocusReason.OtherFocusReason)
         if when is None:
             self.appointment.setText("Not scheduled.")
         else:
@@ -563,6 +572,15 @@ class AnalysisView(QWidget):
         tomorrow = now.addDays(1)
         tomorrow.setTime(QTime(9, 0))
         self.when.setDateTime(tomorrow)
+
+    def focus_appointment(self) -> None:
+        """A verdict is recorded: the keyboard goes on to the next step, the appointment
+        picker. Left on Analyse, Space queued a new analysis whose result replaced the
+        validated one; left on Approve or Reject, it sent the verdict again. Only where
+        the focus was in this view: a clinician gone elsewhere keeps theirs."""
+        if self._has_focus(self) or self.window().focusWidget() is None:
+            self.when.setFocus(Qt.FocusReason.OtherFocusReason)
+            self._scroll.ensureWidgetVisible(self.when)  # only Tab scrolls to it by itself
 
     def scroll_to_top(self) -> None:
         self._scroll.verticalScrollBar().setValue(0)
@@ -590,6 +608,13 @@ class AnalysisView(QWidget):
         label.setVisible(bool(message))
         if message:  # scrolled into sight once the label has its place
             QTimer.singleShot(0, self, lambda: self._scroll.ensureWidgetVisible(label))
+
+    @staticmethod
+    def _has_focus(area: QWidget) -> bool:
+        """Whether the window's focus widget is ``area`` or inside it (also while a
+        question or another window of the application is the active one)."""
+        focused = area.window().focusWidget()
+        return focused is not None and (focused is area or area.isAncestorOf(focused))
 
     def _set_state(self, text: str, kind: str = "") -> None:
         self.progress.hide()

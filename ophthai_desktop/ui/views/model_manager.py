@@ -170,6 +170,19 @@ class ModelManagerDialog(QDialog):
 
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
+        # Enter closes the dialog, as it closes the others: it pressed the first enabled
+        # action, where the focus landed (Unload with the model loaded, Load without).
+        self.close_button = buttons.button(QDialogButtonBox.StandardButton.Close)
+        for button in (
+            self.load_button,
+            self.unload_button,
+            self.download_button,
+            self.cancel_button,
+            self.check_button,
+            self.close_button,
+        ):
+            button.setAutoDefault(False)
+        self.close_button.setDefault(True)
 
         layout = QVBoxLayout(self)
         layout.addWidget(model_box)

@@ -107,6 +107,9 @@ class ServerDialog(QDialog):
         for button in self.findChildren(QPushButton):
             button.setAutoDefault(False)
             button.setDefault(False)
+        # Where the dialog opens (see ServerController.open): it opened on Start, or on
+        # Stop while running, where Space started or stopped the server.
+        self.close_button = buttons.button(QDialogButtonBox.StandardButton.Close)
         self.generate_button.clicked.connect(self.generate_requested)
         self.copy_button.clicked.connect(self.copy_requested)
 

@@ -1,0 +1,130 @@
+"""Where the keyboard focus goes after the clinician's actions (found driving the real
+window under Xvfb and openbox with xdotool): never to a button whose Space or Enter
+would undo or replace what was just done, and never nowhere."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QMessageBox
+from pytestqt.qtbot import QtBot
+
+from ophthai_desktop.core.inference import ModelState
+from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.services.patients import NewImage
+from ophthai_desktop.ui.session import GuiSession
+from tests.support.images import png_bytes
+from tests.support.scripted_engine import DME, ScriptedEngine
+from tests.ui.conftest import Maker, open_patient
+
+
+def _shown_result(qtbot: QtBot, make_gui: Maker) -> GuiSession:
+    """A window, active, with a patient's preliminary result shown."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    gui.window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is gui.window)
+    patient = gui.application.patients.create_patient(
+        {"name": "Focus"}, actor=Actor("t", "gui"), image=NewImage(png_bytes((64, 48)))
+    )
+    open_patient(qtbot, gui, patient.id)
+    gui.patient_page.show_tab("analysis")
+    view = gui.analysis_view
+    view.analyse.setFocus()
+    qtbot.keyClick(view.analyse, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    return gui
+
+
+def test_after_a_verdict_by_its_keys_the_focus_goes_to_the_appointment(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """Analyse pressed, then Ctrl+Shift+A: the focus stayed on Analyse, where Space
+    queued a new analysis whose result replaced the approved one. Now it goes to the
+    next step, the appointment picker."""
+    gui = _shown_result(qtbot, make_gui)
+    view = gui.analysis_view
+    assert QApplication.focusWidget() is view.analyse
+    keys = view.approve.shortcut()[0]
+    qtbot.keyClick(view.analyse, keys.key(), keys.keyboardModifiers())
+    qtbot.waitUntil(lambda: view.card.badge.text() == "APPROVED")
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is view.when)
+
+
+def test_after_a_verdict_by_its_button_the_focus_goes_to_the_appointment(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """Tab to Reject, Space: the focus left on Reject (Space again recorded it again)."""
+    gui = _shown_result(qtbot, make_gui)
+    view = gui.analysis_view
+    qtbot.keyClicks(view.notes, "motion artefact")
+    view.reject.setFocus(Qt.FocusReason.TabFocusReason)
+    qtbot.keyClick(view.reject, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: view.card.badge.text() == "REJECTED")
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is view.when)
+
+
+def test_a_refused_verdict_keeps_the_focus_on_the_field_to_fix(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    gui = _shown_result(qtbot, make_gui)
+    view = gui.analysis_view
+    view.clinician.clear()
+    view.approve.setFocus()
+    qtbot.keyClick(view.approve, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: "name is required" in view.verdict_error_text())
+    assert QApplication.focusWidget() is view.clinician
+
+
+def test_a_new_analysis_does_not_lose_the_focus_from_the_verdict(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """Focus on Approve, then Ctrl+R: the verdict went disabled under the focus and the
+    window had no focus widget at all (keys went nowhere)."""
+    gui = _shown_result(qtbot, make_gui)
+    view = gui.analysis_view
+    view.approve.setFocus()
+    assert QApplication.focusWidget() is view.approve
+    view.start_stream()  # what a new analysis of this patient does to the view
+    assert not view.approve.isEnabled()
+    assert QApplication.focusWidget() is view.analyse
+
+
+def test_after_an_appointment_is_cancelled_the_focus_goes_to_the_picker(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """Cancel appointment goes away once the booking is called off; the focus went to
+    whatever came next in the tab order."""
+    gui = _shown_result(qtbot, make_gui)
+    view = gui.analysis_view
+    view.schedule.setFocus()
+    qtbot.keyClick(view.schedule, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: view.cancel_appointment.isVisible())
+    view.cancel_appointment.setFocus()
+    qtbot.keyClick(view.cancel_appointment, Qt.Key.Key_Space)
+    box = gui.analysis.confirm
+    assert isinstance(box, QMessageBox)
+    yes = box.property("yesButton")
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is not None)
+    qtbot.keyClick(yes, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: not view.cancel_appointment.isVisible())
+    gui.window.activateWindow()  # the question gone (offscreen does not do it itself)
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is view.when)
+
+
+def test_enter_in_the_model_manager_closes_it_and_does_not_unload(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """The model manager opened with the focus on Unload (Load greyed out with the model
+    loaded), and Enter, which closes other dialogs, unloaded the model."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    gui.window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is gui.window)
+    assert gui.application.engine.status().state is ModelState.READY
+    dialog = gui.model_manager.open()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is dialog)
+    assert not dialog.unload_button.hasFocus()
+    focused = QApplication.focusWidget()
+    assert focused is not None
+    qtbot.keyClick(focused, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: not dialog.isVisible())
+    qtbot.wait(200)
+    assert gui.application.engine.status().state is ModelState.READY
