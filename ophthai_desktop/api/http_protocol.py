@@ -227,6 +227,8 @@ class ApiHttpProtocol(HttpToolsProtocol):
         if self._refusal is not None:
             self._answer_refusal()
             return
+        if self._head_too_large:  # refused: what else comes is dropped (see on_response_complete)
+            return
         if self._body_done and not self._upgraded:  # (part of) a request's head
             self._head_bytes += len(data)
         super().data_received(data)
@@ -284,6 +286,10 @@ class ApiHttpProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if self._head_too_large:  # its 431 waited for the answers before it
+            if not self._answering() and not self.transport.is_closing():
+                self._refuse_large_head()
+            return
         if not self._body_done:  # the body's clock counts from when the server turns to it
             self._body_heard_at = self.loop.time()
         self._arm_if_idle()
@@ -343,17 +349,26 @@ class ApiHttpProtocol(HttpToolsProtocol):
 
     def _refuse_large_head(self) -> None:
         """``431`` and the end of the connection for a head over :data:`MAX_HEAD_BYTES`,
-        before it is whole: the app never sees the request."""
+        before it is whole: the app never sees the request. Requests pipelined before
+        it are answered first (:meth:`on_response_complete` sends it then): written at
+        once, the 431 was read as the answer to the request before."""
         self._cancel_head_timer()
+        self._head_too_large = True
+        if self._answering():
+            return
         # Neither the client's address nor what it sent: its head may hold a token.
         log.info("closed a connection whose request headers passed %d bytes (431)", MAX_HEAD_BYTES)
-        self._head_too_large = True
         self._send_error(
             http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
             _HEAD_TOO_LARGE_BODY,
             self._cors_headers(self.headers),
         )
         self.transport.close()
+
+    def _answering(self) -> bool:
+        """Whether an earlier request's answer is still to be sent (or being sent)."""
+        cycle = self.cycle
+        return bool(self.pipeline) or (cycle is not None and not cycle.response_complete)
 
     def _cancel_body_timer(self) -> None:
         if self._body_timer is not None:

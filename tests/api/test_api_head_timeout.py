@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import os
+import re
 import select
 import socket
 import time
@@ -229,6 +230,20 @@ def test_a_whole_head_past_the_size_limit_never_reaches_the_app(
 
     assert received.startswith(b"HTTP/1.1 431 "), received[:200]
     assert sqlite_services.patients.list_patients().total == 0
+
+
+def test_a_head_past_the_limit_pipelined_behind_a_request_is_refused_after_its_answer(
+    serve: Serve,
+) -> None:
+    """The requests before it on the connection are answered first, in order: the 431
+    written at once was read by the client as the answer to the request before."""
+    server = serve(10.0)
+    big = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * MAX_HEAD_BYTES
+    with open_socket(server) as sock:
+        sock.sendall(HEALTH + HEALTH + big + b"\r\n\r\n")
+        received = read_until_closed(sock, GRACE_S)
+
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", received) == [b"200", b"200", b"431"], received
 
 
 def test_large_bodies_and_heads_under_the_size_limit_are_answered(serve: Serve) -> None:
