@@ -506,6 +506,7 @@ class ApiHttpProtocol(HttpToolsProtocol):
         content.extend(
             [
                 b"content-type: application/json\r\n",
+                b"x-content-type-options: nosniff\r\n",  # as the app's answers (ResponseHeaders)
                 b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
                 b"connection: close\r\n",
                 b"\r\n",

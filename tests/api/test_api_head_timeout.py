@@ -246,6 +246,23 @@ def test_a_head_past_the_limit_pipelined_behind_a_request_is_refused_after_its_a
     assert re.findall(rb"HTTP/1\.1 (\d{3}) ", received) == [b"200", b"200", b"431"], received
 
 
+def test_the_servers_own_answers_carry_nosniff_as_the_apps_do(serve: Serve) -> None:
+    """The 431 and the 408 are written without the app, whose middleware adds
+    ``X-Content-Type-Options: nosniff`` to every other answer (README: every answer)."""
+    server = serve(TIMEOUT_S)
+    with open_socket(server) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * MAX_HEAD_BYTES)
+        too_large = read_until_closed(sock, GRACE_S)
+    with open_socket(server) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.")
+        too_slow = read_until_closed(sock, TIMEOUT_S + GRACE_S)
+
+    for received, status in ((too_large, b"431"), (too_slow, b"408")):
+        head = received.partition(b"\r\n\r\n")[0]
+        assert head.startswith(b"HTTP/1.1 " + status), received
+        assert header_fields(head).get("x-content-type-options") == "nosniff", head
+
+
 def test_large_bodies_and_heads_under_the_size_limit_are_answered(serve: Serve) -> None:
     """The limit counts the head only: a body many times its size, and the next request
     on the connection, are read as before; a head of 48 KB (many cookies) passes."""
