@@ -281,19 +281,23 @@ class ResponseHeaders:
     an image or a JSON body (which may echo what a client sent) as a script or a page.
     ``Cache-Control: no-store`` on ``/api`` answers that set none of their own (records,
     lists, errors), so that patient data is not kept in the browser's disk cache on a
-    shared workstation; the image routes set theirs (private, cached by version)."""
+    shared workstation; the image routes set theirs (private, cached by version). A
+    WebSocket handshake refused with an HTTP answer (its 401 or 403) gets them too."""
+
+    #: The messages that start an HTTP answer: a request's, or a refused handshake's.
+    STARTS = frozenset({"http.response.start", "websocket.http.response.start"})
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         patient_data = scope["path"].startswith(PATIENT_DATA_PREFIX)
 
         async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            if message["type"] in self.STARTS:
                 headers = list(message.get("headers", ()))
                 names = {name.lower() for name, _ in headers}
                 if b"x-content-type-options" not in names:

@@ -333,6 +333,18 @@ def test_refusals_are_not_sniffed_nor_stored(guarded: TestClient, client: TestCl
         assert answer.headers["x-content-type-options"] == "nosniff"
 
 
+def test_a_refused_websocket_handshake_is_not_sniffed_nor_stored(guarded: TestClient) -> None:
+    """The handshake's 401 is an HTTP answer with a JSON body like the others (the
+    middleware looked at ``http`` requests only)."""
+    with pytest.raises(WebSocketDenialResponse) as refused:  # noqa: SIM117
+        with guarded.websocket_connect("/api/notifications/ws"):
+            pass
+
+    assert refused.value.status_code == 401
+    assert refused.value.headers["x-content-type-options"] == "nosniff"
+    assert refused.value.headers["cache-control"] == "no-store"
+
+
 def test_images_keep_their_own_cache_lifetime_and_are_not_sniffed(client: TestClient) -> None:
     created = client.post(
         "/api/patients", json={"name": "Ada", "imageUrl": base64.b64encode(png_bytes()).decode()}
