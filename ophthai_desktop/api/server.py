@@ -19,6 +19,7 @@ from ophthai_desktop.api.http_protocol import (
     api_http_protocol,
     app_cors,
 )
+from ophthai_desktop.core.log_safety import DescribeExceptions
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +103,14 @@ class RedactTokens(logging.Filter):
 
 
 def redact_tokens_in_uvicorn_logs() -> None:
-    """Install :class:`RedactTokens` on uvicorn's loggers (once)."""
+    """Install :class:`RedactTokens` on uvicorn's loggers (once), and
+    :class:`DescribeExceptions`: uvicorn logs an error that reached it (one the app's
+    handler answered 500 included) with its traceback, whose text can quote a name."""
     for name in UVICORN_LOGGERS:
         logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactTokens) for f in logger.filters):
-            logger.addFilter(RedactTokens())
+        for kind in (RedactTokens, DescribeExceptions):
+            if not any(isinstance(f, kind) for f in logger.filters):
+                logger.addFilter(kind())
 
 
 class _UvicornServer(uvicorn.Server):

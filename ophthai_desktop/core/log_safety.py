@@ -65,6 +65,27 @@ def _log_unraisable(unraisable: Any) -> None:
     log.warning("an exception was ignored: %s", safe_description(exc))
 
 
+class DescribeExceptions(logging.Filter):
+    """A logger filter that writes a record's exception as :func:`safe_description` of
+    it, after the message, instead of Python's traceback with its text: for libraries
+    that log what they caught with its traceback (uvicorn's "Exception in ASGI
+    application", which Starlette raises again after the app's own handler)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken record: the handler reports it as it would
+            return True
+        record.msg = f"{message.rstrip()}: {safe_description(exc)}"
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
 def safe_description(exc: BaseException) -> str:
     """The kind of ``exc`` and of each exception that caused it, with an OS error's errno
     and the system's wording of it, and where each was raised (file, line, function):

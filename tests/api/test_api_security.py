@@ -569,3 +569,33 @@ def test_a_patient_search_in_a_traced_request_is_redacted(query: bytes, redacted
     assert RedactTokens().filter(record)
 
     assert record.getMessage() == f"Started scope={ {**scope, 'query_string': redacted}!r}"
+
+
+def test_a_route_that_fails_unexpectedly_is_logged_without_its_text(
+    tmp_path: Path,
+    live_server: StartServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """On the real server: the app logs the error's kind and place, then Starlette raises
+    it again for the server, and uvicorn logged it as "Exception in ASGI application"
+    with Python's traceback and the error's text (a patient's name it quoted)."""
+    application = build_application(make_settings(tmp_path))
+
+    def fails(*_args: Any, **_kwargs: Any) -> None:
+        raise ValueError("history: Zorblax Quimby, glaucoma")
+
+    monkeypatch.setattr(application.patients, "list_patients", fails)
+    try:
+        server = live_server(create_app(application))
+        with caplog.at_level(logging.INFO), open_socket(server) as sock:
+            sock.sendall(b"GET /api/patients HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            head, _ = read_response(sock)
+    finally:
+        application.close()
+
+    assert head.startswith(b"HTTP/1.1 500 ")
+    assert "Zorblax" not in caplog.text
+    assert "Traceback" not in caplog.text
+    logged = [r.getMessage() for r in caplog.records if r.name == "uvicorn.error"]
+    assert any("ValueError at" in line and "in fails" in line for line in logged), logged
