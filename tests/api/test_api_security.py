@@ -18,6 +18,7 @@ from ophthai_desktop.api import create_app
 from ophthai_desktop.api.server import RedactTokens, redact_tokens_in_uvicorn_logs
 from ophthai_desktop.bootstrap import build_application
 from tests.conftest import make_settings, png_bytes
+from tests.support.crash import crash_lines
 from tests.support.http import LoopbackClient
 from tests.support.raw_http import StartServer, open_socket, read_response
 
@@ -599,3 +600,4 @@ def test_a_route_that_fails_unexpectedly_is_logged_without_its_text(
     assert "Traceback" not in caplog.text
     logged = [r.getMessage() for r in caplog.records if r.name == "uvicorn.error"]
     assert any("ValueError at" in line and "in fails" in line for line in logged), logged
+    assert crash_lines(caplog.text)  # the end-to-end tests still see the crash

@@ -1,11 +1,17 @@
 """Whether an app's output shows a crash: Python's traceback (``log.exception``), or the
 line the app logs instead of one for an exception nothing caught
-(``core/log_safety.py``)."""
+(``core/log_safety.py``), or uvicorn's for a request that failed (its traceback is written
+the same way: ``DescribeExceptions``)."""
 
 from __future__ import annotations
 
 #: What only a crash writes.
-CRASH_MARKS = ("Traceback", "uncaught exception", "an exception was ignored")
+CRASH_MARKS = (
+    "Traceback",
+    "uncaught exception",
+    "an exception was ignored",
+    "Exception in ASGI application",
+)
 
 
 def crash_lines(output: str) -> list[str]:
