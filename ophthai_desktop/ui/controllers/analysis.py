@@ -525,7 +525,7 @@ class AnalysisController(QObject):
         patient_id = self._patient_id
         if patient_id is None:
             return
-        booked = self._view.appointment.text().removeprefix("Scheduled for ").rstrip(".")
+        booked = self._view.booked_time()
         self.confirm = ask(
             self._window,
             "Cancel appointment",

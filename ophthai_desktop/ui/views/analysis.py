@@ -367,6 +367,7 @@ class AnalysisView(QWidget):
         self.schedule = QPushButton(icon("calendar"), "Schedule")
         self.schedule.setObjectName("scheduleButton")
         self.appointment = _wrapping("Not scheduled.", "muted")
+        self.booked: datetime | None = None  # the appointment shown as booked
         # A booked appointment can be moved (Schedule again) and called off: the window
         # had no way to cancel one (only the API's PATCH with a null date).
         self.cancel_appointment = QPushButton("Cancel appointment")
@@ -552,11 +553,19 @@ class AnalysisView(QWidget):
         self.cancel_appointment.setVisible(when is not None)
         if cancelling and when is None:  # hidden under the focus: on to a new booking
             self.when.setFocus(Qt.FocusReason.OtherFocusReason)
+        self.booked = when
         if when is None:
             self.appointment.setText("Not scheduled.")
         else:
-            zone = when.astimezone().tzname() or "local time"
-            self.appointment.setText(f"Scheduled for {local_datetime(when)} ({zone}).")
+            self.appointment.setText(f"Scheduled for {self.booked_time()}.")
+
+    def booked_time(self) -> str:
+        """The booked appointment's time as the view shows it (with its zone); empty
+        where none is booked."""
+        if self.booked is None:
+            return ""
+        zone = self.booked.astimezone().tzname() or "local time"
+        return f"{local_datetime(self.booked)} ({zone})"
 
     def reset_appointment_time(self, booked: datetime | None = None) -> None:
         """The ``booked`` appointment's time where it is still to come (moving it starts
