@@ -348,19 +348,15 @@ class PatientService:
         with self._images.pinned(digest), self._db.session() as session:
             row = self.lock_in(session, patient_id, expect)
             named = self._named_analysis(session, ai_result) if ai_result is not None else None
-            # The newest analysis sent back as read is no new result (and one that could
-            # not be parsed is not refused for lacking a classification); nor is an older
-            # one of the patient's sent back unchanged: a stale copy, from a client that
-            # read the patient before a newer analysis arrived.
+            # One of the patient's analyses sent back as read is no new result (and one
+            # that could not be parsed is not refused for lacking a classification): the
+            # newest, as the client read the patient; an older one, a stale copy from a
+            # client that read the patient before a newer analysis arrived.
             stale_copy: m.Analysis | None = None
-            if ai_result is not None and self._echoes_latest(session, row, ai_result):
+            if ai_result is not None and named is not None and _sent_back(ai_result, named, row):
+                latest = self._latest_analysis_row(session, row.id)
+                stale_copy = named if latest is None or latest.id != named.id else None
                 ai_result = None
-            elif (
-                ai_result is not None
-                and named is not None
-                and _is_stale_copy(ai_result, named, row)
-            ):
-                stale_copy, ai_result = named, None
             parsed = (
                 _client_result(ai_result, named.result if named is not None else None)
                 if ai_result is not None
@@ -699,15 +695,6 @@ class PatientService:
                 field="aiAnalysis",
             )
 
-    def _echoes_latest(self, session: Session, row: m.Patient, result: Mapping[str, Any]) -> bool:
-        """Whether ``result`` is the patient's newest analysis sent back as read: no new
-        result. Edited (a value of it changed), it is one, as an older one edited is: an
-        edit is never dropped without a word."""
-        latest = self._latest_analysis_row(session, row.id)
-        if latest is None or result.get("analysis_id") != latest.id:
-            return False
-        return not edits_stored(result, latest.result or _UNPARSED_AS_SHOWN)
-
     def _inspect(self, image: NewImage) -> ImageInfo:
         for name, value in (("modality", image.modality), ("laterality", image.laterality)):
             allowed = Modality if name == "modality" else Laterality
@@ -951,10 +938,11 @@ _UNPARSED_AS_SHOWN: dict[str, Any] = {
 _DECIDED_BY_AN_ANALYSIS = {"status": "status", "workflow_step": "workflow step"}
 
 
-def _is_stale_copy(result: Mapping[str, Any], named: m.Analysis, row: m.Patient) -> bool:
-    """Whether ``result`` is ``named``, an analysis of the patient ``row`` (not their
-    newest), sent back as read: no value of it changed (see :func:`edits_stored`: keys
-    left out, or written as first sent, are no change). Edited, it is a new result."""
+def _sent_back(result: Mapping[str, Any], named: m.Analysis, row: m.Patient) -> bool:
+    """Whether ``result`` is ``named``, an analysis of the patient ``row``, sent back as
+    read: no value of it changed (see :func:`edits_stored`: keys left out, or written as
+    first sent, are no change). Edited, it is a new result: an edit is never dropped
+    without a word."""
     if named.patient_id != row.id:
         return False  # another patient's (or /api/ai/analyze's): attached, not a copy
     return not edits_stored(result, named.result or _UNPARSED_AS_SHOWN)
