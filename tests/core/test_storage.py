@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import subprocess
 import sys
@@ -245,6 +246,43 @@ def test_an_upload_cut_off_by_a_crash_is_cleared_once_stale(tmp_path: Path) -> N
     ImageStore(root)
 
     assert [p for p in root.rglob("*") if p.is_file()] == []
+
+
+def test_uploads_an_older_version_left_beside_the_images_are_cleared_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before uploads were written in .staging/, one cut off by a crash stayed beside the
+    stored images for good (``images/ab/.incoming-xxxxxxxx``). The start-up clears those,
+    once an hour old like staged copies, and nothing else."""
+    root = tmp_path / "images"
+    stored = ImageStore(root).put(b"a stored image")
+    fan_out = stored.path.parent
+    old = time.time() - STALE_STAGING_S - 60
+    leftovers = [fan_out / ".incoming-a1b2_c3d", root / "00" / ".incoming-zzzzzzzz"]
+    kept = [
+        fan_out / ".incoming-newer123",  # an older version sharing the store may write it
+        fan_out / ".incoming-a1b2_c3d.png",  # not that temporary form
+        fan_out / ".incoming-short",
+        root / ".incoming-abcdefgh",  # not where uploads were written
+        root / "not-hex" / ".incoming-abcdefgh",
+    ]
+    for path in leftovers + kept:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"half an upload")
+    outside = tmp_path / "Jane Doe.png"
+    outside.write_bytes(b"not the store's")
+    link = fan_out / ".incoming-linked00"
+    link.symlink_to(outside)
+    for path in [*leftovers, *kept[1:], stored.path, outside]:
+        os.utime(path, (old, old))
+
+    with caplog.at_level(logging.INFO):
+        store = ImageStore(root)
+
+    assert [p for p in leftovers if p.exists()] == []
+    assert all(p.exists() for p in kept) and link.is_symlink() and outside.exists()
+    assert store.read(stored.sha256) == b"a stored image"
+    assert "cleared 2 unfinished uploads" in caplog.text and "incoming-" not in caplog.text
 
 
 def test_storage_error_when_database_is_unreachable(tmp_path: Path) -> None:

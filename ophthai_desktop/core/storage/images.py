@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import re
+import stat
 import tempfile
 import threading
 import time
@@ -27,6 +28,11 @@ from ophthai_desktop.core.errors import NotFound, StorageError
 log = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_FAN_OUT = re.compile(r"^[0-9a-f]{2}$")
+#: The temporary name an upload had beside the stored images before it was written in
+#: ``.staging/``: ``tempfile.mkstemp(prefix=".incoming-")``, whose 8 random characters
+#: are lowercase letters, digits and ``_``. No stored image is named so (they are hashes).
+_OLD_UPLOAD = re.compile(r"^\.incoming-[a-z0-9_]{8}$")
 
 #: ``copy_file_range`` errors that mean "not here": copy through the process instead.
 _NO_KERNEL_COPY = frozenset(
@@ -55,7 +61,10 @@ class ImageStore:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         self._staging = root / ".staging"
+        # Before any put() of this store; another process sharing it is covered by the
+        # age rule of both clean-ups.
         self._clear_stale_staging()
+        self._clear_old_uploads()
         # Hashes being stored by a transaction not yet committed (see pinned).
         self._pins: Counter[str] = Counter()
         self._pins_lock = threading.Lock()
@@ -167,6 +176,36 @@ class ImageStore:
                     entry.unlink()
             except OSError:
                 continue
+
+    def _clear_old_uploads(self) -> None:
+        """Uploads a crash cut off while they were written beside the stored images
+        (``images/ab/.incoming-*``), where versions before ``.staging/`` wrote them and
+        left them for good: those of exactly that form, an hour old as staged copies
+        (an older version sharing the store may be writing a newer one)."""
+        cutoff = time.time() - STALE_STAGING_S
+        cleared = 0
+        try:
+            folders = [e for e in os.scandir(self.root) if _FAN_OUT.match(e.name)]
+        except OSError:
+            return
+        for folder in folders:
+            try:
+                if not folder.is_dir(follow_symlinks=False):
+                    continue
+                with os.scandir(folder.path) as entries:
+                    leftovers = [e for e in entries if _OLD_UPLOAD.match(e.name)]
+            except OSError:
+                continue
+            for entry in leftovers:
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                    if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
+                        os.unlink(entry.path)
+                        cleared += 1
+                except OSError:
+                    continue
+        if cleared:
+            log.info("image store: cleared %d unfinished uploads a crash had left", cleared)
 
     def sync(self, sha256: str) -> None:
         """Wait until the stored image is on disk (after ``put(..., sync=False)``)."""
