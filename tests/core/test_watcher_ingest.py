@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import inspect, select
 
-from ophthai_desktop.bootstrap import Application, build_application
+from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.ingest import (
@@ -284,33 +285,119 @@ def test_files_dropped_while_stopped_are_taken_in_at_the_next_start(
     )
 
 
-def test_a_crash_between_commit_and_move_makes_no_second_patient(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+class _Killed(BaseException):
+    """The process dying (as a kill would): nothing after it runs."""
+
+
+def _die_before_the_move(*_args: object, **_options: object) -> None:
+    raise _Killed
+
+
+def _crash_before_the_move(tmp_path: Path, name: str, data: bytes) -> tuple[Path, Application]:
+    """``name`` taken in (or refused) and recorded, the process dying before its move;
+    the watch folder, and the application started again on the same data."""
     first = build_watch_app(tmp_path)
     folder = folder_of(first)
     layout = FolderLayout.under(folder)
     layout.ensure()
-    path = folder / "interrupted.png"
-    path.write_bytes(png_bytes((30, 30), (50, 60, 70)))
-    # The process dies right after the commit: the file is never moved.
-    with monkeypatch.context() as patch:
-        patch.setattr(IngestService, "_move", staticmethod(lambda *args: None))
-        committed = first.ingest.ingest_file(path, layout)
-    first.close()
-    assert committed.outcome == "ingested" and path.exists()
+    (folder / name).write_bytes(data)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(IngestService, "_move", staticmethod(_die_before_the_move))
+            with pytest.raises(_Killed):
+                first.ingest.ingest_file(folder / name, layout)
+    finally:
+        first.close()
+    assert (folder / name).read_bytes() == data  # still waiting in the folder
+    return folder, build_watch_app(tmp_path)
 
-    second = build_application(first.settings)  # the next start, on the same data
+
+def _notes(app: Application) -> list[str]:
+    return [n.message for n in app.notifications.list_notifications(limit=50).items]
+
+
+def test_a_crash_between_commit_and_move_makes_no_second_patient_and_no_duplicate(
+    tmp_path: Path,
+) -> None:
+    """Issue #4: a file half-moved by a crash is handled at the next start without a
+    duplicate. It was filed as ``<name> (duplicate)`` with an "already taken in"
+    notification, for a file copied in once."""
+    data = png_bytes((30, 30), (50, 60, 70))
+    folder, second = _crash_before_the_move(tmp_path, "interrupted.png", data)
+    log = EventLog(second.bus)
+    try:
+        (before,) = second.patients.list_patients(limit=5).items
+        second.watcher.start()
+        result = log.wait_finished("interrupted.png")["interrupted.png"]
+        notes = _notes(second)
+        record = ingest_row(second, hashlib.sha256(data).hexdigest())
+        assert patient_count(second) == 1 and not log.of(ev.PatientCreated)
+    finally:
+        second.close()
+    assert result.outcome == "ingested" and result.patient_id == before.id
+    assert result.scan_id is not None and result.job_id is not None
+    assert [n for n in notes if "already taken in" in n] == [] and len(notes) == 1
+    assert not log.of(ev.NotificationCreated)
+    assert record is not None and record.duplicate_count == 0
+    assert not (folder / "interrupted.png").exists()
+    assert {p.name: p.read_bytes() for p in (folder / "processed").iterdir()} == {
+        "interrupted.png": data
+    }
+
+
+def test_a_crash_between_a_refusal_and_its_move_notifies_it_once(tmp_path: Path) -> None:
+    """The refusal is recorded and notified before the move: a crash between the two
+    refused the file again at the next start, notified twice. Its recorded refusal is
+    recognised now: the file is moved with its reason, and nobody is told twice."""
+    folder, second = _crash_before_the_move(tmp_path, "bad.png", b"not an image")
     log = EventLog(second.bus)
     try:
         second.watcher.start()
-        result = log.wait_finished("interrupted.png")["interrupted.png"]
-        assert result.outcome == "duplicate" and result.patient_id == committed.patient_id
-        assert patient_count(second) == 1 and not log.of(ev.PatientCreated)
-        assert not path.exists()
-        assert (folder / "processed" / "interrupted (duplicate).png").is_file()
+        result = log.wait_finished("bad.png")["bad.png"]
+        notes = _notes(second)
+        record = ingest_row(second, hashlib.sha256(b"not an image").hexdigest())
     finally:
         second.close()
+    assert result.outcome == "failed" and result.moved_to == "failed/bad.png"
+    assert notes == [
+        "bad.png from the watch folder was not taken in: the file is not an image that can "
+        "be read. Moved to failed/."
+    ]
+    assert not log.of(ev.NotificationCreated)
+    assert record is not None and record.duplicate_count == 0
+    assert sorted(p.name for p in (folder / "failed").iterdir()) == [
+        "bad.png",
+        "bad.png" + REASON_SUFFIX,
+    ]
+    reason = (folder / "failed" / ("bad.png" + REASON_SUFFIX)).read_text(encoding="utf-8")
+    assert reason.startswith("Not taken in: the file is not an image that can be read.")
+
+
+@pytest.mark.parametrize(
+    ("data", "said", "times"),
+    [
+        (png_bytes((30, 30), (1, 2, 3)), "already taken in", 1),
+        (b"not an image", "was not taken in", 2),
+    ],
+    ids=["processed", "failed"],
+)
+def test_the_same_file_copied_in_again_under_its_name_is_still_told(
+    app: Application, log: EventLog, data: bytes, said: str, times: int
+) -> None:
+    """Only the very file a crash left behind is filed silently: a copy made later (a
+    new inode, changed after the record) is a duplicate or a refusal told again."""
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    (layout.root / "again.png").write_bytes(data)
+    first = app.ingest.ingest_file(layout.root / "again.png", layout)
+    assert first.moved_to is not None
+    time.sleep(0.02)  # past the file system's clock tick (its times are coarse)
+    (layout.root / "again.png").write_bytes(data)
+
+    second = app.ingest.ingest_file(layout.root / "again.png", layout)
+
+    assert second.outcome == ("duplicate" if said == "already taken in" else "failed")
+    assert len([n for n in _notes(app) if said in n]) == times
 
 
 #: Run in a child process: take one file in, dying (as a power cut or a kill would, with
@@ -372,16 +459,18 @@ def test_a_crash_in_the_middle_of_a_move_leaves_no_empty_file_and_loses_nothing(
         second.watcher.start()
         result = log.wait_finished("Jane Doe_OD.png")["Jane Doe_OD.png"]
         assert wait_until(second.watcher.is_idle)
+        notes = _notes(second)
     finally:
         second.close()
     assert not (folder / "Jane Doe_OD.png").exists()
+    assert len(notes) == 1  # told when it was taken in or refused, not again
     kept = {p.name: p.read_bytes() for p in (folder / folder_name).iterdir()}
     if folder_name == "processed":
-        # Committed before the crash: taken in once, filed as a sighting of itself.
-        assert result.outcome == "duplicate" and patient_count(second) == 1
-        assert kept == {"Jane Doe_OD (duplicate).png": data}
+        # Committed before the crash: taken in once, filed under its own name.
+        assert result.outcome == "ingested" and patient_count(second) == 1
+        assert kept == {"Jane Doe_OD.png": data}
     else:
-        # Refused again, under its own name, with its reason beside it.
+        # Filed under its own name, with its reason beside it.
         assert result.outcome == "failed" and patient_count(second) == 0
         assert kept["Jane Doe_OD.png"] == data
         assert set(kept) == {"Jane Doe_OD.png", "Jane Doe_OD.png" + REASON_SUFFIX}
@@ -586,8 +675,8 @@ def test_a_stored_copy_lost_in_a_crash_is_repaired_and_flushed_before_the_move(
     app: Application, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Power lost after the commit, before the stored image reached the disk: at the
-    next start the source is a duplicate, and its bytes replace the empty stored copy
-    on disk before the source leaves the folder."""
+    next start the source is found taken in, and its bytes replace the empty stored
+    copy on disk before the source leaves the folder."""
     layout = FolderLayout.under(folder_of(app))
     layout.ensure()
     path = layout.root / "interrupted.png"
@@ -604,7 +693,7 @@ def test_a_stored_copy_lost_in_a_crash_is_repaired_and_flushed_before_the_move(
 
     again = app.ingest.ingest_file(path, layout)
 
-    assert again.outcome == "duplicate" and again.moved_to is not None
+    assert again.outcome == "ingested" and again.moved_to is not None
     assert app.images.read(sha256) == data and synced == [sha256]
 
 

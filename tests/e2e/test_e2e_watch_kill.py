@@ -252,8 +252,11 @@ def check_folders(
         assert processed.pop(present[0]) == scan.data
         tagged[scan.sha256] += present[0] == duplicate
     assert processed == {}, f"unexpected files in processed/: {sorted(processed)}"
-    for sha, n in Counter(scan.sha256 for scan in copies).items():
-        assert tagged[sha] >= n  # of the n + 1 files with these bytes, one made the patient
+    copied = Counter(scan.sha256 for scan in copies)
+    for scan in distinct:
+        # Of the n + 1 files with the same bytes, one made the patient; a file whose
+        # commit came just before a kill is filed under its own name, never as a duplicate.
+        assert tagged[scan.sha256] == copied[scan.sha256], scan.name
     failed = {p.name: p for p in (folder / "failed").iterdir()}
     assert set(failed) == {s.name for s in invalid} | {s.name + ".reason.txt" for s in invalid}
     for scan in invalid:

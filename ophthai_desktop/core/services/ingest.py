@@ -20,11 +20,13 @@ changing. For one file:
 4. After the commit: publish the events, then move the file to ``processed/``.
 
 A crash between 3 and 4 leaves the file where it was; the next start reads it again and
-its committed hash makes it a duplicate, which is moved, so it never makes a second
-patient. A crash in the middle of a move leaves an empty claim of the new name too,
-deleted at the next start (:func:`remove_stale_claims`). Logs carry hashes and record
-ids, never file names (they can hold a patient's name) or patient details, nor the text
-of an exception (an ``OSError`` names its file): :func:`safe_description` instead.
+finds its bytes committed under its name before the file last changed, so it is only
+moved (no second patient, no duplicate notification). A refusal is recorded before its
+move the same way, and found recorded after a crash between the two. A crash in the
+middle of a move leaves an empty claim of the new name too, deleted at the next start
+(:func:`remove_stale_claims`). Logs carry hashes and record ids, never file names (they
+can hold a patient's name) or patient details, nor the text of an exception (an
+``OSError`` names its file): :func:`safe_description` instead.
 """
 
 from __future__ import annotations
@@ -186,6 +188,9 @@ class _Known:
     outcome: str
     patient_id: str | None
     created_at: datetime
+    original_name: str = ""
+    scan_id: int | None = None
+    job_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -227,9 +232,13 @@ _KNOWN = select(
     m.IngestedFile.outcome,
     m.IngestedFile.patient_id,
     m.IngestedFile.created_at,
+    m.IngestedFile.original_name,
+    m.IngestedFile.scan_id,
+    m.IngestedFile.job_id,
 ).where(m.IngestedFile.sha256.in_(bindparam("hashes", expanding=True)))
-#: An earlier ingest record: id, sha256, outcome, patient_id, created_at.
-_KnownRow = Row[int, str, str, str | None, datetime]
+#: An earlier ingest record: id, sha256, outcome, patient_id, created_at, original_name,
+#: scan_id, job_id.
+_KnownRow = Row[int, str, str, str | None, datetime, str, int | None, int | None]
 _INSERT_SCANS = insert(m.Scan).returning(m.Scan.id, sort_by_parameter_order=True)
 _INSERT_JOBS = insert(m.Job).returning(m.Job.id, sort_by_parameter_order=True)
 _INSERT_NOTES = insert(m.Notification).returning(m.Notification.id, sort_by_parameter_order=True)
@@ -514,6 +523,27 @@ def _ensure_unchanged(path: Path, stamp: FileStamp) -> None:
         raise FileNotSettled("the file changed after it was read")
 
 
+def _left_by_a_crash(path: Path, name: str, recorded_name: str, recorded_at: datetime) -> bool:
+    """Whether ``path`` is the very file whose ingest record (of its bytes, under
+    ``recorded_name``) was written at ``recorded_at``, left in the folder by a crash
+    before its move, rather than a copy of it that came later.
+
+    The name is the same, and the file's inode has not changed since before the record:
+    its change time (``st_ctime``), which a copy, a rename into the folder or a link
+    sets to the moment it happens and which no tool can set back (unlike the
+    modification time, which ``cp -p`` and rsync keep), is earlier. A file system whose
+    clock is not the app's (a network share) can make a later copy look older by the
+    difference; such a copy is filed without its "already taken in" message.
+    """
+    if name[:512] != recorded_name:
+        return False
+    try:
+        changed_ns = os.lstat(path).st_ctime_ns
+    except OSError:
+        return False
+    return changed_ns < int(recorded_at.timestamp() * 1_000_000) * 1_000
+
+
 # The service -----------------------------------------------------------------------
 
 
@@ -655,6 +685,8 @@ class IngestService:
         if isinstance(done, _Known):
             if stored.created:  # the store had lost its copy (a crash before the flush)
                 self._images.sync(sha256)  # on disk before the source moves away
+            if _left_by_a_crash(path, name, done.original_name, done.created_at):
+                return self._file_taken_in(path, folder, sha256, done, stamp)
             return self._duplicate(path, folder, sha256, done, stamp)
         for event in done.events:
             self._bus.publish(event)
@@ -815,7 +847,14 @@ class IngestService:
             row = self._record_of(session, sha256)
             if row is None:
                 return None
-            return _Known(row.outcome, row.patient_id, row.created_at)
+            return _Known(
+                row.outcome,
+                row.patient_id,
+                row.created_at,
+                row.original_name,
+                row.scan_id,
+                row.job_id,
+            )
 
     def _commit_grouped(self, item: _Pending) -> _Committed | _Known:
         """Commit ``item`` together with the files other ingest threads have waiting.
@@ -891,7 +930,14 @@ class IngestService:
             for item in batch:
                 record = records.get(item.sha256)
                 if record is not None and record.outcome != IngestOutcome.FAILED:
-                    item.result = _Known(record.outcome, record.patient_id, record.created_at)
+                    item.result = _Known(
+                        record.outcome,
+                        record.patient_id,
+                        record.created_at,
+                        record.original_name,
+                        record.scan_id,
+                        record.job_id,
+                    )
                     continue
                 if item.sha256 in first_of:
                     continue  # the same bytes twice in one batch: a duplicate of the first
@@ -959,7 +1005,10 @@ class IngestService:
         for item in batch:
             first = first_of.get(item.sha256)
             if item.result is None and first is not None and isinstance(first.result, _Committed):
-                item.result = _Known(first.result.outcome, first.result.patient_id, m.utcnow())
+                done = first.result
+                item.result = _Known(
+                    done.outcome, done.patient_id, m.utcnow(), first.name, done.scan_id, done.job_id
+                )
 
     def _insert_planned(
         self,
@@ -1093,6 +1142,36 @@ class IngestService:
         for key, value in values.items():
             setattr(row, key, value)
 
+    def _file_taken_in(
+        self, path: Path, folder: FolderLayout, sha256: str, known: _Known, stamp: FileStamp
+    ) -> IngestResult:
+        """The file whose commit a crash cut off from its move: moved to ``processed/``
+        under its own name now. Its patient, scan, analysis and notification were
+        committed (and published) then; nothing is recorded or notified again."""
+        log.info(
+            "watch folder: %s… was taken in before a restart (patient %s); moved now",
+            sha256[:12],
+            known.patient_id,
+        )
+        moved = None
+        if _unchanged(path, stamp):
+            moved = self._move(path, folder.processed, sha256)
+        else:
+            log.warning("watch folder: %s… changed after it was read; not moved", sha256[:12])
+        outcome = IngestOutcome(known.outcome)
+        return self._finish(
+            IngestResult(
+                outcome,
+                display_name(path.name),
+                sha256,
+                known.patient_id,
+                known.scan_id,
+                known.job_id,
+                None,
+                moved,
+            )
+        )
+
     def _duplicate(
         self, path: Path, folder: FolderLayout, sha256: str, known: _Known, stamp: FileStamp
     ) -> IngestResult:
@@ -1155,8 +1234,10 @@ class IngestService:
         reason beside it.
 
         Recorded before the file leaves the folder, as a scan is committed before its
-        move: a crash between the two refuses it again at the next start (notified
-        twice), where the other order left it in ``failed/`` with nobody told.
+        move, where the other order left it in ``failed/`` with nobody told. A crash
+        between the two leaves the file in the folder: at the next start its refusal is
+        found recorded (:meth:`_refusal_recorded`) and it is only moved, not notified
+        again.
 
         ``logged``: the reason as the log says it, where ``reason`` quotes the file name.
         """
@@ -1165,7 +1246,9 @@ class IngestService:
             "watch folder: refused a file (sha256 %s): %s", (sha256 or "-")[:12], logged or reason
         )
         refused = f"{name} from the watch folder was not taken in: {reason}."
-        note = self._record_refused(f"{refused} Moved to failed/.", reason, sha256, name, size)
+        note = None
+        if sha256 is None or not self._refusal_recorded(path, sha256, name, reason):
+            note = self._record_refused(f"{refused} Moved to failed/.", reason, sha256, name, size)
         moved = self._move(
             path,
             folder.failed,
@@ -1180,6 +1263,26 @@ class IngestService:
         return self._finish(
             IngestResult(IngestOutcome.FAILED, name, sha256, None, None, None, reason, moved)
         )
+
+    def _refusal_recorded(self, path: Path, sha256: str, name: str, reason: str) -> bool:
+        """Whether this very file's refusal, for ``reason``, was recorded (and notified)
+        before a crash kept it from its move to ``failed/``."""
+        try:
+            with self._db.session() as session:
+                row = self._record_of(session, sha256)
+                if (
+                    row is None
+                    or row.outcome != IngestOutcome.FAILED
+                    or row.reason != reason[:2000]
+                ):
+                    return False
+                recorded_name, recorded_at = row.original_name, row.last_seen_at
+        except StorageError:
+            return False  # recorded again, if the database lets it
+        if not _left_by_a_crash(path, name, recorded_name, recorded_at):
+            return False
+        log.info("watch folder: %s… was refused before a restart; moved now", sha256[:12])
+        return True
 
     def _record_refused(
         self, message: str, reason: str, sha256: str | None, name: str, size: int | None

@@ -283,10 +283,11 @@ class AuditEvent(Base):
 class IngestedFile(Base):
     """A file taken in through the watch folder, known by the SHA-256 of its bytes.
 
-    The unique hash is what makes the same file twice (under any name, or again after a
-    crash between the commit and the move to ``processed/``) a duplicate rather than a
-    second patient. Refused files whose bytes could be read are kept too, with the
-    reason, so a repeat is visible; they are tried again when they come back.
+    The unique hash is what makes the same file twice (under any name) a duplicate rather
+    than a second patient; with the name and the time, it tells the file a crash left
+    between the commit and the move to ``processed/`` (moved, not notified again). Refused
+    files whose bytes could be read are kept too, with the reason, so a repeat is
+    visible; they are tried again when they come back.
     """
 
     __tablename__ = "ingested_files"
