@@ -234,6 +234,58 @@ def test_escape_while_the_new_patient_is_saved_does_not_say_nobody_was_created(
     assert app.patients.list_patients().total == 1
 
 
+def test_the_same_image_twice_is_filed_once(qtbot: QtBot, gui: GuiSession, tmp_path: Path) -> None:
+    """A file and a link to it in one drop, or an image the patient already has
+    dropped again, was filed as one more scan with one more analysis of it."""
+    app = gui.application
+    patient = app.patients.create_patient({"name": "Twice"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    scan = _file(tmp_path, "macula OCT OD é.png", png_bytes((64, 48)))
+    link = tmp_path / "link_OD.png"
+    link.symlink_to(scan)
+    banner = gui.window.banner
+
+    assert drop_files(gui.window, [scan, link])
+
+    qtbot.waitUntil(lambda: "1 image added to Twice" in banner.text())
+    assert "• link_OD.png: The same image as macula OCT OD é.png, also in this import" in (
+        banner.text()
+    )
+    assert len(app.patients.list_scans(patient.id)) == 1
+
+    # The same image again, with a new one, under other names.
+    again = _file(tmp_path, "again_OCT_OD.png", png_bytes((64, 48)))
+    new = _file(tmp_path, "new_OCT_OD.png", png_bytes((64, 48), (7, 7, 7)))
+    assert drop_files(gui.window, [again, new])
+
+    qtbot.waitUntil(lambda: "again_OCT_OD.png" in banner.text())
+    assert "• again_OCT_OD.png: The patient already has this image (as macula OCT OD é.png)" in (
+        banner.text()
+    )
+    qtbot.waitUntil(lambda: "1 image added to Twice" in banner.text())
+    names = [s.original_filename for s in app.patients.list_scans(patient.id)]
+    assert names == ["new_OCT_OD.png", "macula OCT OD é.png"]
+    assert app.jobs.list_jobs().total == 2
+
+
+def test_the_same_image_twice_without_a_patient_makes_one_scan(
+    qtbot: QtBot, gui: GuiSession, tmp_path: Path
+) -> None:
+    scan = _file(tmp_path, "fundus_OS.jpg", jpeg_bytes((64, 48)))
+    copy = _file(tmp_path, "fundus_OS copy.jpg", scan.read_bytes())
+    assert drop_files(gui.window, [scan, copy])
+    qtbot.waitUntil(lambda: gui.patients.dialog is not None)
+    dialog = gui.patients.dialog
+    assert dialog is not None
+    assert "fundus_OS copy.jpg: The same image as fundus_OS.jpg" in gui.window.banner.text()
+    qtbot.keyClicks(dialog.name, "Walk-in")
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+
+    qtbot.waitUntil(lambda: gui.patient_page.name.text() == "Walk-in")
+    (record,) = gui.application.patients.list_patients().items
+    assert len(gui.application.patients.list_scans(record.id)) == 1
+
+
 def _disk_full_after(monkeypatch: pytest.MonkeyPatch, gui: GuiSession, stored: int) -> None:
     """The image store takes ``stored`` more images, then its disk is full."""
     store = gui.application.patients._images

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from ophthai_desktop.core.errors import OphthaiError, PayloadTooLarge
 from ophthai_desktop.core.imaging import inspect_image, too_large_message
 from ophthai_desktop.core.records import PatientRecord
 from ophthai_desktop.core.services.patients import NewImage
+from ophthai_desktop.core.storage.images import sha256_hex
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController, core_fields
 from ophthai_desktop.ui.messages import describe
@@ -135,7 +136,7 @@ class ImportController(QObject):
         files = [Path(p) for p in paths]
 
         def check() -> list[CheckedFile]:
-            return [
+            checked = [
                 check_file(
                     path,
                     max_bytes=settings.max_image_bytes,
@@ -143,8 +144,35 @@ class ImportController(QObject):
                 )
                 for path in files
             ]
+            return self._refuse_repeats(target, checked)
 
         self._ctx.tasks.submit(check, lambda checked: self._on_checked(target, checked))
+
+    def _refuse_repeats(self, target: str | None, checked: list[CheckedFile]) -> list[CheckedFile]:
+        """Pool thread: an image given twice in one drop (a file and a link to it, a
+        copy under another name), or one the patient already has, is refused by name:
+        it was filed as one more scan with one more analysis of the same pixels (a
+        folder imported again after one new image was added to it doubled them all)."""
+        repeats: dict[str, str] = {}  # an image's hash: why it is not taken again
+        if target is not None:
+            try:
+                scans = self._app.patients.list_scans(target)
+            except OphthaiError:  # deleted meanwhile: storing says so
+                scans = ()
+            for scan in scans:  # newest first: an older copy's name wins
+                name = scan.original_filename or "an earlier scan"
+                repeats[scan.sha256] = f"The patient already has this image (as {name})"
+        result = []
+        for item in checked:
+            if item.problem is None:
+                digest = sha256_hex(item.data)
+                problem = repeats.get(digest)
+                if problem is None:
+                    repeats[digest] = f"The same image as {item.name}, also in this import"
+                else:
+                    item = replace(item, data=b"", problem=problem)
+            result.append(item)
+        return result
 
     def _on_checked(self, target: str | None, checked: list[CheckedFile]) -> None:
         refused = [(c.name, c.problem) for c in checked if c.problem]
