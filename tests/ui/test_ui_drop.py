@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import threading
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from PySide6.QtWidgets import QDialogButtonBox
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.storage.images import StoredImage, _write_failed
 from ophthai_desktop.ui.controllers import imports
 from ophthai_desktop.ui.session import GuiSession
 from tests.support.images import jpeg_bytes, png_bytes, tiff_volume_bytes
@@ -230,6 +232,148 @@ def test_escape_while_the_new_patient_is_saved_does_not_say_nobody_was_created(
     assert gui.patients.dialog is None  # closed once saved
     assert "no patient was created" not in gui.window.banner.text()
     assert app.patients.list_patients().total == 1
+
+
+def test_the_same_image_twice_is_filed_once(qtbot: QtBot, gui: GuiSession, tmp_path: Path) -> None:
+    """A file and a link to it in one drop, or an image the patient already has
+    dropped again, was filed as one more scan with one more analysis of it."""
+    app = gui.application
+    patient = app.patients.create_patient({"name": "Twice"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    scan = _file(tmp_path, "macula OCT OD é.png", png_bytes((64, 48)))
+    link = tmp_path / "link_OD.png"
+    link.symlink_to(scan)
+    banner = gui.window.banner
+
+    assert drop_files(gui.window, [scan, link])
+
+    qtbot.waitUntil(lambda: "1 image added to Twice" in banner.text())
+    assert "• link_OD.png: The same image as macula OCT OD é.png, also in this import" in (
+        banner.text()
+    )
+    assert len(app.patients.list_scans(patient.id)) == 1
+
+    # The same image again, with a new one, under other names.
+    again = _file(tmp_path, "again_OCT_OD.png", png_bytes((64, 48)))
+    new = _file(tmp_path, "new_OCT_OD.png", png_bytes((64, 48), (7, 7, 7)))
+    assert drop_files(gui.window, [again, new])
+
+    qtbot.waitUntil(lambda: "again_OCT_OD.png" in banner.text())
+    assert "• again_OCT_OD.png: The patient already has this image (as macula OCT OD é.png)" in (
+        banner.text()
+    )
+    qtbot.waitUntil(lambda: "1 image added to Twice" in banner.text())
+    names = [s.original_filename for s in app.patients.list_scans(patient.id)]
+    assert names == ["new_OCT_OD.png", "macula OCT OD é.png"]
+    assert app.jobs.list_jobs().total == 2
+
+
+def test_the_same_image_twice_without_a_patient_makes_one_scan(
+    qtbot: QtBot, gui: GuiSession, tmp_path: Path
+) -> None:
+    scan = _file(tmp_path, "fundus_OS.jpg", jpeg_bytes((64, 48)))
+    copy = _file(tmp_path, "fundus_OS copy.jpg", scan.read_bytes())
+    assert drop_files(gui.window, [scan, copy])
+    qtbot.waitUntil(lambda: gui.patients.dialog is not None)
+    dialog = gui.patients.dialog
+    assert dialog is not None
+    assert "fundus_OS copy.jpg: The same image as fundus_OS.jpg" in gui.window.banner.text()
+    qtbot.keyClicks(dialog.name, "Walk-in")
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+
+    qtbot.waitUntil(lambda: gui.patient_page.name.text() == "Walk-in")
+    (record,) = gui.application.patients.list_patients().items
+    assert len(gui.application.patients.list_scans(record.id)) == 1
+
+
+def _disk_full_after(monkeypatch: pytest.MonkeyPatch, gui: GuiSession, stored: int) -> None:
+    """The image store takes ``stored`` more images, then its disk is full."""
+    store = gui.application.patients._images
+    put = store.put
+    left = [stored]
+
+    def put_until_full(data: bytes, **kwargs: Any) -> StoredImage:
+        if left[0] == 0:
+            raise _write_failed(OSError(errno.ENOSPC, "No space left on device"))
+        left[0] -= 1
+        return put(data, **kwargs)
+
+    monkeypatch.setattr(store, "put", put_until_full)
+
+
+def test_a_disk_filling_up_mid_drop_names_the_files_not_added_not_all(
+    qtbot: QtBot, gui: GuiSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first image was stored and queued, and the window said "The images could
+    not be added": dropped again, the first one was filed twice."""
+    app = gui.application
+    patient = app.patients.create_patient({"name": "Full Disk"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    _disk_full_after(monkeypatch, gui, 1)
+    files = [
+        _file(tmp_path, "first_OCT_OD.png", png_bytes((64, 48))),
+        _file(tmp_path, "second_OCT_OS.png", png_bytes((64, 48), (1, 2, 3))),
+        _file(tmp_path, "third_OCT_OS.png", png_bytes((64, 48), (4, 5, 6))),
+    ]
+
+    assert drop_files(gui.window, files)
+
+    banner = gui.window.banner
+    qtbot.waitUntil(lambda: "1 image added to Full Disk" in banner.text())
+    assert "could not be added" not in banner.text()
+    assert "2 file(s) were not imported" in banner.text()
+    for name in ("second_OCT_OS.png", "third_OCT_OS.png"):
+        assert f"• {name}: The database or image store is not available: " in banner.text()
+    assert "No space left on device" in banner.text()
+    scans = app.patients.list_scans(patient.id)
+    assert [s.original_filename for s in scans] == ["first_OCT_OD.png"]
+    qtbot.waitUntil(lambda: gui.jobs_panel.model.rowCount() == 1)
+
+
+def test_a_drop_that_stores_nothing_says_no_image_was_added(
+    qtbot: QtBot, gui: GuiSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = gui.application
+    patient = app.patients.create_patient({"name": "Read Only"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    _disk_full_after(monkeypatch, gui, 0)
+
+    assert drop_files(gui.window, [_file(tmp_path, "scan_OD.png", png_bytes((64, 48)))])
+
+    banner = gui.window.banner
+    qtbot.waitUntil(lambda: banner.text().startswith("No image was added."))
+    assert "• scan_OD.png: " in banner.text()
+    assert "added to" not in banner.text()
+    assert app.patients.list_scans(patient.id) == ()
+    assert app.jobs.list_jobs().total == 0
+
+
+def test_a_disk_filling_up_after_the_new_patient_is_made_does_not_offer_it_again(
+    qtbot: QtBot, gui: GuiSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The patient and its first image were committed, the second image failed, and the
+    dialog stayed open with the error: "Create patient" again made a second patient."""
+    app = gui.application
+    _disk_full_after(monkeypatch, gui, 1)
+    files = [
+        _file(tmp_path, "first_OCT_OD.png", png_bytes((64, 48))),
+        _file(tmp_path, "second_OCT_OS.png", png_bytes((64, 48), (1, 2, 3))),
+    ]
+    assert drop_files(gui.window, files)
+    qtbot.waitUntil(lambda: gui.patients.dialog is not None)
+    dialog = gui.patients.dialog
+    assert dialog is not None
+    qtbot.keyClicks(dialog.name, "Walk-in")
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+
+    qtbot.waitUntil(lambda: gui.patient_page.name.text() == "Walk-in")
+    assert gui.patients.dialog is None  # closed: the patient exists
+    banner = gui.window.banner
+    assert "The patient was created with 1 of the 2 image(s)." in banner.text()
+    assert "• second_OCT_OS.png: " in banner.text()
+    assert app.patients.list_patients().total == 1
+    (record,) = app.patients.list_patients().items
+    assert [s.original_filename for s in app.patients.list_scans(record.id)] == ["first_OCT_OD.png"]
 
 
 def test_dragging_something_that_is_not_a_file_is_refused(gui: GuiSession) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from ophthai_desktop.core.errors import OphthaiError, PayloadTooLarge
 from ophthai_desktop.core.imaging import inspect_image, too_large_message
 from ophthai_desktop.core.records import PatientRecord
 from ophthai_desktop.core.services.patients import NewImage
+from ophthai_desktop.core.storage.images import sha256_hex
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController, core_fields
 from ophthai_desktop.ui.messages import describe
@@ -135,7 +136,7 @@ class ImportController(QObject):
         files = [Path(p) for p in paths]
 
         def check() -> list[CheckedFile]:
-            return [
+            checked = [
                 check_file(
                     path,
                     max_bytes=settings.max_image_bytes,
@@ -143,8 +144,35 @@ class ImportController(QObject):
                 )
                 for path in files
             ]
+            return self._refuse_repeats(target, checked)
 
         self._ctx.tasks.submit(check, lambda checked: self._on_checked(target, checked))
+
+    def _refuse_repeats(self, target: str | None, checked: list[CheckedFile]) -> list[CheckedFile]:
+        """Pool thread: an image given twice in one drop (a file and a link to it, a
+        copy under another name), or one the patient already has, is refused by name:
+        it was filed as one more scan with one more analysis of the same pixels (a
+        folder imported again after one new image was added to it doubled them all)."""
+        repeats: dict[str, str] = {}  # an image's hash: why it is not taken again
+        if target is not None:
+            try:
+                scans = self._app.patients.list_scans(target)
+            except OphthaiError:  # deleted meanwhile: storing says so
+                scans = ()
+            for scan in scans:  # newest first: an older copy's name wins
+                name = scan.original_filename or "an earlier scan"
+                repeats[scan.sha256] = f"The patient already has this image (as {name})"
+        result = []
+        for item in checked:
+            if item.problem is None:
+                digest = sha256_hex(item.data)
+                problem = repeats.get(digest)
+                if problem is None:
+                    repeats[digest] = f"The same image as {item.name}, also in this import"
+                else:
+                    item = replace(item, data=b"", problem=problem)
+            result.append(item)
+        return result
 
     def _on_checked(self, target: str | None, checked: list[CheckedFile]) -> None:
         refused = [(c.name, c.problem) for c in checked if c.problem]
@@ -163,30 +191,34 @@ class ImportController(QObject):
     def _attach(
         self, patient_id: str, files: list[CheckedFile], refused: list[tuple[str, str]]
     ) -> None:
-        def work() -> int:
-            for item in files:
-                self._store_and_queue(patient_id, item)
-            return len(files)
+        def work() -> tuple[int, list[tuple[str, str]]]:
+            return self._store_each(patient_id, files)
 
-        def done(count: int) -> None:
-            self._after_import(patient_id, count, refused)
+        def done(outcome: tuple[int, list[tuple[str, str]]]) -> None:
+            count, failed = outcome
+            self._after_import(patient_id, count, refused + failed)
 
         self._ctx.tasks.submit(work, done, self._on_failed)
 
     def _offer_new_patient(self, files: list[CheckedFile], refused: list[tuple[str, str]]) -> None:
+        failed: list[tuple[str, str]] = []  # the files after the first that were not stored
+
         def create(fields: dict[str, Any]) -> PatientRecord:
             first, rest = files[0], files[1:]
             modality = fields.get("_modality", first.modality)
             laterality = fields.get("_laterality", first.laterality)
+            # The patient and its first image in one transaction: if that fails, the
+            # dialog says why and nothing was created. Once it is done, the patient
+            # exists: a later file that fails is named, not made the dialog's error
+            # (a second "Create patient" made a second patient).
             record = self._app.patients.create_patient(
                 core_fields(fields),
                 actor=self._ctx.actor,
                 image=self._new_image(first, modality, laterality),
             )
             self._app.jobs.queue_patient_analysis(record.id, actor=self._ctx.actor)
-            for item in rest:
-                self._store_and_queue(record.id, item)
-            self.imported.emit(record.id, len(files))  # queued to the GUI thread
+            count, failed[:] = self._store_each(record.id, rest)
+            self.imported.emit(record.id, 1 + count)  # queued to the GUI thread
             return record
 
         dialog = self._patients.new_patient(
@@ -195,6 +227,7 @@ class ImportController(QObject):
             guess=(files[0].modality, files[0].laterality),
         )
         dialog.accepted.connect(lambda: self._page.show_tab("analysis"))
+        dialog.accepted.connect(lambda: self._after_new_patient(len(files), refused, failed))
         if refused:  # the banner said the others "are being added": say they were not
             dialog.rejected.connect(
                 lambda: self._window.banner.show_message(
@@ -203,6 +236,26 @@ class ImportController(QObject):
                     "error",
                 )
             )
+
+    def _store_each(
+        self, patient_id: str, files: Sequence[CheckedFile]
+    ) -> tuple[int, list[tuple[str, str]]]:
+        """Pool thread: each file stored and queued on its own. One that fails (the disk
+        full, the store read-only) is named with the reason and the others go on: the
+        files stored before it are not called "not added". Returns how many were stored
+        and the ``(file name, reason)`` of those that were not."""
+        failed = []
+        for item in files:
+            try:
+                self._store_and_queue(patient_id, item)
+            except OphthaiError as exc:
+                log.warning(
+                    "a dropped image was not filed under patient %s: %s",
+                    patient_id,
+                    type(exc).__name__,
+                )
+                failed.append((item.name, describe(exc)))
+        return len(files) - len(failed), failed
 
     def _store_and_queue(self, patient_id: str, item: CheckedFile) -> None:
         """Pool thread: one scan, one queued analysis of it."""
@@ -228,6 +281,9 @@ class ImportController(QObject):
     def _after_import(self, patient_id: str, count: int, refused: list[tuple[str, str]]) -> None:
         """Say what was added, and again what was refused (the banner holds one
         message, and the refusal shown while the others were stored would be gone)."""
+        if count == 0:  # every file was refused or failed: nothing to open or queue
+            self._window.banner.show_message(f"No image was added.\n{_refusals(refused)}", "error")
+            return
         log.info("%d image(s) filed under patient %s and queued", count, patient_id)
         current = self._patients.current_patient
         if current is not None and current.id == patient_id:
@@ -244,6 +300,18 @@ class ImportController(QObject):
         else:
             self._window.banner.show_message(added, "info", shown_ms=ADDED_SHOWN_MS)
         self.imported.emit(patient_id, count)
+
+    def _after_new_patient(
+        self, total: int, refused: list[tuple[str, str]], failed: list[tuple[str, str]]
+    ) -> None:
+        """The new patient was created: name the files it was created without (the
+        banner, if any, said the others "are being added")."""
+        if failed:
+            self._window.banner.show_message(
+                f"The patient was created with {total - len(failed)} of the {total} "
+                f"image(s).\n{_refusals(refused + failed)}",
+                "warning",
+            )
 
     def _on_failed(self, exc: BaseException) -> None:
         self._window.banner.show_message(f"The images could not be added: {describe(exc)}", "error")
