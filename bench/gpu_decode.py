@@ -151,6 +151,7 @@ def main() -> int:
     from ophthai_desktop.core.inference import devices
     from ophthai_desktop.core.inference.engine import InferenceEngine, _Loaded
     from ophthai_desktop.core.inference.processor import load_processor
+    from ophthai_desktop.core.inference.prompt import longest_prompt_tokens
     from ophthai_desktop.core.settings import Settings
     from tests.support.tiny_checkpoint import _engine_inputs, build_tiny_qwen25vl
 
@@ -176,7 +177,6 @@ def main() -> int:
         build_s = time.perf_counter() - started
         parameters = sum(p.numel() for p in model.parameters())
         counted = devices.parameters_from_config(config_for(vocab))
-        estimate = devices.estimate_memory_bytes(counted or parameters, "bfloat16", device=device)
         log(f"{parameters / 1e9:.2f} B parameters in {build_s:.1f} s")
 
         settings = Settings(
@@ -187,6 +187,19 @@ def main() -> int:
             max_new_tokens=args.max_new_tokens,
         )
         engine = InferenceEngine(settings)
+        workload = devices.Workload(
+            text_tokens=longest_prompt_tokens(),
+            max_pixels=settings.max_pixels,
+            max_new_tokens=settings.max_new_tokens,
+        )
+        estimate = devices.estimate_memory_bytes(
+            counted or parameters,
+            "bfloat16",
+            device=device,
+            runtime_bytes=devices.runtime_memory_bytes(
+                config_for(vocab), workload, dtype="bfloat16"
+            ),
+        )
         # Stand-in for engine.load(): the engine's own _Loaded with the model built here.
         engine._loaded = _Loaded.of(
             model,

@@ -11,6 +11,7 @@ import logging
 import math
 import re
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,26 @@ BYTES_PER_PARAMETER: dict[str, float] = {
     "4bit": 0.5,
 }
 
-#: Margin on top of the weights, in proportion to them: activations, the KV cache of
-#: one analysis and allocator slack. Measured needs of a 7B VLM with a 262k-pixel image
-#: and 1k new tokens stay well inside it.
+#: What an analysis needs over the weights, in proportion to them, for a model whose
+#: config lacks the fields :func:`runtime_memory_bytes` reads (a fallback: 1.7 GB for
+#: OctoMed-7B in bf16, whatever the image budget and token cap).
 OVERHEAD_FRACTION = 0.10
+#: Margin on :func:`runtime_memory_bytes`' counted tensors, in proportion to them: what
+#: it leaves out (cuBLAS and cuDNN workspaces the allocator hands out, the sampler's
+#: float32 logits, rotary tables, the allocator's block rounding). bench/gpu_decode.py's
+#: run of OctoMed-7B's configuration counts to 0.15 GB over the weights and peaked about
+#: 0.3 GB over them (see the README's memory estimate), so the margin is as large again.
+RUNTIME_MARGIN_FRACTION = 1.0
+#: Elements one position (a prompt token, or an image patch in the vision encoder) holds
+#: in a transformer block at most, in units of the block's hidden and MLP widths: the
+#: residual stream, its norm, q, k and v, float32 copies of q and k for the rotary
+#: embedding (two elements each at 16 bits), the attention's output and projection (ten
+#: hidden-sized vectors), and the MLP's gate, up and their product (three
+#: intermediate-sized ones). The attention and MLP halves do not hold theirs at once, so
+#: the sum is an upper bound. Attention runs in SDPA kernels that hold no
+#: position x position matrix.
+HIDDEN_VECTORS_PER_POSITION = 10
+INTERMEDIATE_VECTORS_PER_POSITION = 3
 #: The CUDA context and library workspaces, on a CUDA device only (a CPU or MPS load
 #: has none: the tiny test checkpoint's estimate on CPU was almost all this).
 CUDA_CONTEXT_BYTES = 512 * 1024**2
@@ -268,12 +285,104 @@ def _vision_parameters(vision: dict[str, Any], text_hidden: int) -> int:
 # Memory ------------------------------------------------------------------------------
 
 
-def estimate_memory_bytes(parameters: int, precision: str, *, device: str) -> int:
+@dataclass(frozen=True)
+class Workload:
+    """The longest analysis the app asks for: what the KV cache and activations are
+    sized for.
+
+    Attributes:
+        text_tokens: The prompt's text tokens at most, the image's left out
+            (:func:`~ophthai_desktop.core.inference.prompt.longest_prompt_tokens`).
+        max_pixels: The image budget (``OPHTHAI_MAX_PIXELS``): the processor resizes an
+            image to at most this many pixels.
+        max_new_tokens: The generation cap (``OPHTHAI_MAX_NEW_TOKENS``).
+    """
+
+    text_tokens: int
+    max_pixels: int
+    max_new_tokens: int
+
+
+def runtime_memory_bytes(
+    config: Mapping[str, Any], workload: Workload, *, dtype: str
+) -> int | None:
+    """Memory an analysis of ``workload`` needs over the weights, from a Qwen2-VL or
+    Qwen2.5-VL style ``config`` (``config.json``'s content), with activations and the KV
+    cache in ``dtype`` (the compute dtype; a quantized model's too). None when the
+    config lacks a field it needs: the caller falls back to :data:`OVERHEAD_FRACTION`.
+
+    The sum of:
+
+    - the KV cache at the end of the longest generation: 2 (K and V) x layers x KV heads
+      x head_dim x (text tokens + image tokens + new tokens) x the dtype's bytes;
+    - the larger of the vision encoder's activations for one image at
+      ``max_pixels`` (``max_pixels / patch_size²`` patches, each holding
+      :data:`HIDDEN_VECTORS_PER_POSITION` x the encoder's hidden size +
+      :data:`INTERMEDIATE_VECTORS_PER_POSITION` x its MLP width elements, plus the
+      patch's float32 pixels) and the language model's prefill activations for the
+      prompt (the same per token, at its own widths). The encoder runs and frees its
+      activations before the prefill, so only the larger counts;
+    - :data:`RUNTIME_MARGIN_FRACTION` of those two.
+    """
+    width = BYTES_PER_PARAMETER[dtype]
+    text = config.get("text_config") or config
+    vision = config.get("vision_config")
+    if not isinstance(text, Mapping) or not isinstance(vision, Mapping):
+        return None
+    try:
+        layers = int(text["num_hidden_layers"])
+        hidden = int(text["hidden_size"])
+        intermediate = int(text["intermediate_size"])
+        heads = int(text["num_attention_heads"])
+        kv_heads = int(text.get("num_key_value_heads") or heads)
+        head_dim = int(text.get("head_dim") or hidden // heads)
+        patch = int(vision["patch_size"])
+        merge = int(vision["spatial_merge_size"])
+        pixels_per_patch = (
+            int(vision.get("in_chans") or vision.get("in_channels") or 3)
+            * int(vision.get("temporal_patch_size") or 2)
+            * patch
+            * patch
+        )
+        if "embed_dim" in vision:  # Qwen2-VL: hidden_size is the merger's output there
+            vision_hidden = int(vision["embed_dim"])
+            vision_intermediate = int(float(vision["mlp_ratio"]) * vision_hidden)
+        else:
+            vision_hidden = int(vision["hidden_size"])
+            vision_intermediate = int(vision["intermediate_size"])
+        patches = workload.max_pixels // (patch * patch)
+        image_tokens = patches // (merge * merge)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    prompt_tokens = workload.text_tokens + image_tokens
+    kv_cache = 2 * layers * kv_heads * head_dim * (prompt_tokens + workload.max_new_tokens) * width
+    encoder = patches * (
+        _per_position(vision_hidden, vision_intermediate) * width + 4 * pixels_per_patch
+    )
+    prefill = prompt_tokens * _per_position(hidden, intermediate) * width
+    counted = kv_cache + max(encoder, prefill)
+    return int(counted * (1 + RUNTIME_MARGIN_FRACTION))
+
+
+def _per_position(hidden: int, intermediate: int) -> int:
+    return HIDDEN_VECTORS_PER_POSITION * hidden + INTERMEDIATE_VECTORS_PER_POSITION * intermediate
+
+
+def estimate_memory_bytes(
+    parameters: int, precision: str, *, device: str, runtime_bytes: int | None = None
+) -> int:
     """Memory to load ``parameters`` in ``precision`` (a :data:`BYTES_PER_PARAMETER` key)
-    on ``device`` (a torch device string) and run an analysis."""
+    on ``device`` (a torch device string) and run an analysis.
+
+    Args:
+        runtime_bytes: What an analysis needs over the weights
+            (:func:`runtime_memory_bytes`); None when it cannot be derived: then
+            :data:`OVERHEAD_FRACTION` of the weights.
+    """
     weights = parameters * BYTES_PER_PARAMETER[precision]
+    runtime = weights * OVERHEAD_FRACTION if runtime_bytes is None else runtime_bytes
     context = CUDA_CONTEXT_BYTES if device.startswith("cuda") else 0
-    return int(weights * (1 + OVERHEAD_FRACTION) + context)
+    return int(weights + runtime + context)
 
 
 def free_memory_bytes(device: str) -> int | None:

@@ -61,7 +61,11 @@ from ophthai_desktop.core.inference.processor import (
     load_processor,
     processor_fitter,
 )
-from ophthai_desktop.core.inference.prompt import PROMPT_VERSION, build_messages
+from ophthai_desktop.core.inference.prompt import (
+    PROMPT_VERSION,
+    build_messages,
+    longest_prompt_tokens,
+)
 from ophthai_desktop.core.settings import Settings
 from ophthai_desktop.core.units import format_bytes
 
@@ -196,6 +200,8 @@ class _Installation:
     name: str = ""
     model_type: str | None = None
     parameters: int | None = None
+    #: ``config.json``'s content, for the memory estimate.
+    config: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -473,6 +479,7 @@ class InferenceEngine:
             revision=revision,
             model_type=config.get("model_type"),
             parameters=self._parameter_counts[folder],
+            config=config,
         )
 
     def _install_message(self, install: _Installation) -> str:
@@ -598,8 +605,11 @@ class InferenceEngine:
         assert install.folder is not None
         settings = self._settings
         plan = devices.plan_device(settings.device, settings.quantization)
+        runtime = self._runtime_bytes(install, plan)
         estimate = (
-            devices.estimate_memory_bytes(install.parameters, plan.precision, device=plan.device)
+            devices.estimate_memory_bytes(
+                install.parameters, plan.precision, device=plan.device, runtime_bytes=runtime
+            )
             if install.parameters
             else None
         )
@@ -614,7 +624,7 @@ class InferenceEngine:
         )
         if estimate is not None and free is not None and estimate > free:
             raise ModelUnavailable(
-                self._too_large_message(install.name, plan, install.parameters or 0, free)
+                self._too_large_message(install.name, plan, install.parameters or 0, free, runtime)
             )
         damaged = _damaged_files(install.folder)
         if damaged:  # say so, rather than the loader's "incomplete metadata" or JSON error
@@ -629,17 +639,38 @@ class InferenceEngine:
         log.info("loaded %s on %s in %.1f s", install.name, plan.device, time.monotonic() - started)
         return _Loaded.of(model, processor, plan, install)
 
+    def _runtime_bytes(self, install: _Installation, plan: devices.DevicePlan) -> int | None:
+        """What the longest analysis these settings allow needs over the weights, from
+        the model's config; None when the config does not tell."""
+        if install.config is None:
+            return None
+        workload = devices.Workload(
+            text_tokens=longest_prompt_tokens(),
+            max_pixels=self._settings.max_pixels,
+            max_new_tokens=self._settings.max_new_tokens,
+        )
+        return devices.runtime_memory_bytes(install.config, workload, dtype=plan.dtype)
+
     def _too_large_message(
-        self, name: str, plan: devices.DevicePlan, parameters: int, free: int
+        self,
+        name: str,
+        plan: devices.DevicePlan,
+        parameters: int,
+        free: int,
+        runtime: int | None,
     ) -> str:
-        need = devices.estimate_memory_bytes(parameters, plan.precision, device=plan.device)
+        need = devices.estimate_memory_bytes(
+            parameters, plan.precision, device=plan.device, runtime_bytes=runtime
+        )
         where = "GPU memory" if plan.device.startswith("cuda") else "memory"
         message = (
             f"{name} needs about {format_bytes(need)} of {where} on "
             f"{plan.device} ({plan.precision}), but only {format_bytes(free)} is free."
         )
         if plan.device.startswith("cuda") and plan.quantization != "4bit":
-            four_bit = devices.estimate_memory_bytes(parameters, "4bit", device=plan.device)
+            four_bit = devices.estimate_memory_bytes(
+                parameters, "4bit", device=plan.device, runtime_bytes=runtime
+            )
             if four_bit <= free:
                 return (
                     f"{message} Set OPHTHAI_QUANTIZATION=4bit (about "

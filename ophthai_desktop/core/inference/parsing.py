@@ -421,7 +421,8 @@ def _labels(value: Any) -> list[str]:
 
 #: Ophthalmic abbreviations and what they stand for, as written after :func:`_spelling`
 #: (lower case, hyphens as spaces, American spelling). Only an abbreviation and its own
-#: expansion agree: "NPDR" is not "PDR", "RVO" not "BRVO", "Wet AMD" not "AMD".
+#: expansion agree (and the other names in :data:`_SYNONYMS`): "NPDR" is not "PDR",
+#: "RVO" not "BRVO", "Wet AMD" not "AMD".
 _ABBREVIATIONS = {
     "dme": ("diabetic macular edema",),
     "csme": ("clinically significant macular edema",),
@@ -467,6 +468,23 @@ _EXPANSION_RE = re.compile(
 )
 _ABBREVIATION_OF = {name: short for short, names in _ABBREVIATIONS.items() for name in names}
 _ALIAS_RE = re.compile(r"(?<!\w)(" + "|".join(_ALIASES) + r")(?!\w)")
+#: Other names of one diagnosis, as :func:`_canonical` writes them once abbreviated: wet,
+#: exudative and neovascular AMD are one disease, and so are dry, non-exudative and
+#: non-neovascular AMD. Geographic atrophy ("ga") is the advanced form of dry AMD, a more
+#: specific diagnosis, so it stays its own name (as "Mild NPDR" is not "NPDR").
+_SYNONYMS = {
+    "wet amd": "neovascular amd",
+    "exudative amd": "neovascular amd",
+    "dry amd": "non neovascular amd",
+    "non exudative amd": "non neovascular amd",
+    "nonexudative amd": "non neovascular amd",
+    "nonneovascular amd": "non neovascular amd",
+}
+_SYNONYM_RE = re.compile(
+    r"(?<!\w)("
+    + "|".join(re.escape(name) for name in sorted(_SYNONYMS, key=len, reverse=True))
+    + r")(?!\w)"
+)
 _PARENTHESIS_RE = re.compile(r" \(([^()]+)\)")
 _WORD_CHAR_RE = re.compile(r"\w")
 #: British spellings, and a hyphen between words, as :func:`_spelling` writes them.
@@ -495,10 +513,12 @@ def _label_key(label: str) -> str:
 
 def _canonical(label: str) -> str:
     """``label`` as :func:`_spelling` writes it, each expansion and other abbreviation as
-    its abbreviation (:data:`_ABBREVIATIONS`, :data:`_ALIASES`), without a parenthesis
-    that repeats the words before it."""
+    its abbreviation (:data:`_ABBREVIATIONS`, :data:`_ALIASES`), each other name of a
+    diagnosis as its one name (:data:`_SYNONYMS`), without a parenthesis that repeats the
+    words before it."""
     words = _EXPANSION_RE.sub(lambda m: _ABBREVIATION_OF[m.group(1)], _spelling(label))
     words = _ALIAS_RE.sub(lambda m: _ALIASES[m.group(1)], words)
+    words = _SYNONYM_RE.sub(lambda m: _SYNONYMS[m.group(1)], words)
     return _without_repeats(words)
 
 

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from ophthai_desktop.core.domain import Modality
+
 PROMPT_VERSION = "octomed-oct-v1"
+
+#: The longest question a clinician may add to an analysis, in characters.
+MAX_QUESTION_CHARS = 2000
+#: Tokens the chat template adds around the messages at most: role markers, the image's
+#: start and end markers, an opened ``<think>``.
+TEMPLATE_TOKENS = 64
 
 #: Labels the prompt offers; the model may answer another one.
 EXAMPLE_CLASSIFICATIONS = (
@@ -68,3 +76,15 @@ def build_messages(
             ],
         },
     ]
+
+
+def longest_prompt_tokens() -> int:
+    """An upper bound on the prompt's text tokens, the image's left out: the characters
+    of the system prompt and of the user turn with the longest modality and question,
+    plus :data:`TEMPLATE_TOKENS`. Qwen's byte-level BPE makes a token of one character
+    or more for English text (the system prompt takes about one per four characters); a
+    question in a script it splits into bytes can take more than one per character.
+    The memory estimate sizes the KV cache and the prefill with it."""
+    modality = max((m.value for m in Modality), key=len)
+    question = "x" * MAX_QUESTION_CHARS
+    return len(SYSTEM_PROMPT) + len(user_prompt(question, modality)) + TEMPLATE_TOKENS

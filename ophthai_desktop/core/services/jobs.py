@@ -43,6 +43,7 @@ from ophthai_desktop.core.events import (
 )
 from ophthai_desktop.core.imaging import inspect_image
 from ophthai_desktop.core.inference.parsing import names_a_finding
+from ophthai_desktop.core.inference.prompt import MAX_QUESTION_CHARS
 from ophthai_desktop.core.paging import check_paging, fetch_page
 from ophthai_desktop.core.records import (
     Actor,
@@ -66,7 +67,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_QUESTION_CHARS = 2000
 OPEN_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)
 
 

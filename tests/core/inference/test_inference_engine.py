@@ -252,6 +252,30 @@ def test_load_refuses_a_model_that_does_not_fit(
     assert engine.load().state is ModelState.READY
 
 
+def test_the_estimate_follows_the_generation_settings(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The need over the weights comes from the model's config and the longest analysis
+    the settings allow, not a fixed share of the weights: 4,032 more new tokens are
+    2 x 2 layers x 2 KV heads x 16 x 4 B (float32 on CPU) = 512 B a token more KV
+    cache, 2,064,384 B, doubled by the margin."""
+    monkeypatch.setattr(devices_module, "free_memory_bytes", lambda device: 64 * 1024)
+
+    def estimate(**overrides: object) -> int:
+        settings = make_settings(tmp_path, model_path=tiny_checkpoint, **overrides)
+        engine = InferenceEngine(settings)
+        with pytest.raises(ModelUnavailable, match="needs about"):
+            engine.load()
+        estimated = engine.status().estimated_bytes
+        assert estimated is not None
+        return estimated
+
+    short, long = estimate(max_new_tokens=64), estimate(max_new_tokens=4096)
+
+    assert long - short == 2 * 2_064_384
+    assert estimate(max_new_tokens=64, max_pixels=4 * 262_144) > short
+
+
 def test_quantization_on_cpu_is_refused(tiny_checkpoint: Path, tmp_path: Path) -> None:
     engine = InferenceEngine(
         make_settings(tmp_path, model_path=tiny_checkpoint, quantization="4bit")

@@ -342,6 +342,58 @@ def test_an_abbreviation_and_its_expansion_are_the_same_classification(
 @pytest.mark.parametrize(
     ("first", "last"),
     [
+        ("Wet AMD", "Neovascular AMD"),
+        ("Exudative AMD", "nAMD"),
+        ("Wet age-related macular degeneration", "Neovascular AMD"),
+        ("Neovascular age-related macular degeneration (wet AMD)", "Exudative ARMD"),
+        ("Dry AMD", "Non-neovascular AMD"),
+        ("Non-exudative AMD", "Dry age-related macular degeneration"),
+        ("Nonexudative AMD", "Non neovascular AMD"),
+        ("Dry AMD with drusen", "Non-exudative AMD with drusen"),
+    ],
+)
+def test_other_names_of_one_diagnosis_are_the_same_classification(first: str, last: str) -> None:
+    """Wet, exudative and neovascular AMD (nAMD) are one diagnosis, and so are dry,
+    non-exudative and non-neovascular AMD: the model naming it one way and then another
+    is one classification, not a conflict (wet against neovascular was one before)."""
+    text = (
+        f'{{"classification": "{first}", "confidence": 80}}\n'
+        f'Final answer: {{"classification": "{last}", "confidence": 80}}'
+    )
+
+    parsed = parse_answer(text)
+
+    assert (parsed.classification, parsed.confidence, parsed.is_abnormal) == (last, 80.0, True)
+
+
+@pytest.mark.parametrize(
+    ("first", "last"),
+    [
+        ("CSR", "CSC"),
+        ("Central serous retinopathy", "Central serous chorioretinopathy"),
+        ("CSR", "Central serous chorioretinopathy"),
+        ("Central serous retinopathy", "CSCR"),
+    ],
+)
+def test_central_serous_retinopathy_and_chorioretinopathy_are_one_diagnosis(
+    first: str, last: str
+) -> None:
+    """Central serous retinopathy (CSR) is the older name of central serous
+    chorioretinopathy (CSC, CSCR): one disease, the choroid's part in it named later. The
+    two names are one classification on purpose; this test keeps them so."""
+    text = (
+        f'{{"classification": "{first}", "confidence": 80}}\n'
+        f'Final answer: {{"classification": "{last}", "confidence": 80}}'
+    )
+
+    parsed = parse_answer(text)
+
+    assert (parsed.classification, parsed.is_abnormal) == (last, True)
+
+
+@pytest.mark.parametrize(
+    ("first", "last"),
+    [
         ("Mild NPDR", "Severe NPDR"),
         ("Mild NPDR", "Moderate non-proliferative diabetic retinopathy"),
         ("NPDR", "PDR"),
@@ -351,7 +403,13 @@ def test_an_abbreviation_and_its_expansion_are_the_same_classification(
         ("Wet AMD", "Dry AMD"),
         ("Wet AMD", "Dry age-related macular degeneration"),
         ("AMD", "Wet AMD"),
-        ("Wet AMD", "Neovascular AMD"),
+        ("Wet AMD", "Non-neovascular AMD"),
+        ("Neovascular AMD", "Dry AMD"),
+        ("Exudative AMD", "Non-exudative AMD"),
+        ("nAMD", "Nonexudative age-related macular degeneration"),
+        ("Dry AMD", "Geographic atrophy"),  # its advanced form: more specific
+        ("Non-neovascular AMD", "GA"),
+        ("Neovascular AMD", "CNV"),
         ("BRVO", "CRVO"),
         ("RVO", "Branch retinal vein occlusion"),
         ("DME", "CME"),
