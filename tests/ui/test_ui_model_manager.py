@@ -130,8 +130,14 @@ def test_load_shows_memory_in_use_and_unload_frees_it(
     assert " free" in dialog.estimate.text()
     assert not dialog.unload_button.isEnabled()
 
+    preview = gui.model_manager.preview
+    assert preview is not None
+
     dialog.load_button.click()
     qtbot.waitUntil(lambda: dialog.state.text() == "Ready", timeout=LOAD_TIMEOUT_MS)
+    # The figure shown before the load is the one the load checked against free memory
+    # (derived from the checkpoint's config, not the fallback tenth of the weights).
+    assert preview.estimated_bytes == gui.application.engine.status().estimated_bytes
     assert dialog.used.text() != "not loaded"
     assert dialog.used.text().endswith("B")
     assert dialog.device.text() == "cpu"

@@ -606,13 +606,7 @@ class InferenceEngine:
         settings = self._settings
         plan = devices.plan_device(settings.device, settings.quantization)
         runtime = self._runtime_bytes(install, plan)
-        estimate = (
-            devices.estimate_memory_bytes(
-                install.parameters, plan.precision, device=plan.device, runtime_bytes=runtime
-            )
-            if install.parameters
-            else None
-        )
+        estimate = self._estimate(install, plan)
         free = devices.free_memory_bytes(plan.device)
         self._set_status(
             device=plan.device,
@@ -638,6 +632,22 @@ class InferenceEngine:
         model = _load_model(install.folder, install.model_type, plan)
         log.info("loaded %s on %s in %.1f s", install.name, plan.device, time.monotonic() - started)
         return _Loaded.of(model, processor, plan, install)
+
+    def estimate_bytes(self, plan: devices.DevicePlan) -> int | None:
+        """Memory the installed model needs loaded as ``plan`` says and running the
+        longest analysis these settings allow, as the load checks it against the free
+        memory (the model manager shows it before a load); None when not installed."""
+        return self._estimate(self._install, plan)
+
+    def _estimate(self, install: _Installation, plan: devices.DevicePlan) -> int | None:
+        if not install.parameters:
+            return None
+        return devices.estimate_memory_bytes(
+            install.parameters,
+            plan.precision,
+            device=plan.device,
+            runtime_bytes=self._runtime_bytes(install, plan),
+        )
 
     def _runtime_bytes(self, install: _Installation, plan: devices.DevicePlan) -> int | None:
         """What the longest analysis these settings allow needs over the weights, from

@@ -106,15 +106,10 @@ class ModelManagerController(QObject):
                 plan = devices.plan_device(settings.device, settings.quantization)
             except OphthaiError as exc:
                 return status, LoadPreview(problem=exc.message)
-            estimate = (
-                devices.estimate_memory_bytes(status.parameters, plan.precision, device=plan.device)
-                if status.parameters
-                else None
-            )
             return status, LoadPreview(
                 device=plan.device,
                 precision=plan.precision,
-                estimated_bytes=estimate,
+                estimated_bytes=engine.estimate_bytes(plan),
                 free_bytes=devices.free_memory_bytes(plan.device),
             )
 
