@@ -332,9 +332,17 @@ class InferenceWorker:
             self._set_waiting(_unusable(self._engine.status().message))
         else:
             # The engine's message says what is missing (a folder, or one of its files).
-            problem = self._engine.status().message.strip()
+            status = self._engine.status()
+            problem = status.message.strip()
             if problem and not problem.endswith((".", "!", "?")):
                 problem += "."
+            if status.damaged:  # found, but cut short: never "not installed"
+                self._set_waiting(
+                    f"the model's files are damaged. {problem + ' ' if problem else ''}"
+                    "Queued analyses stay queued and run once the files are whole: download "
+                    "the model again (AI ▸ Model manager…) or put back a complete copy."
+                )
+                return False
             self._set_waiting(
                 f"the model is not installed. {problem + ' ' if problem else ''}Queued "
                 "analyses stay queued and run once it is: download it (AI ▸ Model "

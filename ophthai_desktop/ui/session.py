@@ -96,7 +96,10 @@ def model_lines(status: EngineStatus, settings: Settings) -> tuple[str, str]:
         if status.device:
             loaded += f" on {status.device}"
     else:
-        loaded = f"Model loaded: none ({NOT_LOADED.get(status.state, status.state.value)})"
+        why = NOT_LOADED.get(status.state, status.state.value)
+        if status.state is ModelState.NOT_INSTALLED and status.damaged:
+            why = "its files are damaged"
+        loaded = f"Model loaded: none ({why})"
     if settings.model_path is not None:
         configured = f"Model configured: {settings.model_path} (local folder)"
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -110,6 +111,24 @@ def test_not_installed_model_is_503_quickly(
             assert client.post("/api/ai/load-model").status_code == 503
     finally:
         application.close()
+
+
+def test_health_says_a_damaged_model_folder_is_damaged(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    copy = shutil.copytree(tiny_checkpoint, tmp_path / "cut-short")
+    (copy / "model-00002-of-00002.safetensors").unlink()
+    application = build_application(make_settings(tmp_path, model_path=copy))
+    try:
+        with LoopbackClient(create_app(application)) as client:
+            health = client.get("/api/ai/health").json()
+    finally:
+        application.close()
+
+    assert (health["status"], health["state"]) == ("not_installed", "not_installed")
+    assert health["message"].startswith(f"The model in {copy} is damaged: ")
+    assert "model-00002-of-00002.safetensors is missing" in health["message"]
+    assert "Download it again" in health["message"]
 
 
 def test_an_answer_giving_two_classifications_is_reported_unparsed_naming_both(

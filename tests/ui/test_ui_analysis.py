@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -483,6 +484,36 @@ def test_analyse_explains_a_model_that_is_not_installed(qtbot: QtBot, gui: GuiSe
     jobs = gui.jobs_panel
     qtbot.waitUntil(lambda: jobs.model.rowCount() == 1)
     qtbot.waitUntil(lambda: "not installed" in jobs.waiting.text(), timeout=5000)
+
+
+def test_a_damaged_model_is_called_damaged_in_the_status_bar_notice_and_queue(
+    qtbot: QtBot, make_gui: Maker, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """A shard missing (a copy cut short) read "Model: not installed" and "The model is
+    not installed…": a clinician, or the IT person they call, took it for never
+    installed rather than to be repaired."""
+    copy = shutil.copytree(tiny_checkpoint, tmp_path / "cut-short")
+    (copy / "model-00002-of-00002.safetensors").unlink()
+    gui = make_gui(model_path=copy)
+    view = gui.analysis_view
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+
+    assert gui.window.status.model.text() == "Model: files damaged"
+    assert str(copy) in gui.window.status.model.toolTip()
+    gui.patient_page.analyse.click()
+
+    notice = view.notice.text()
+    assert notice.startswith("The model's files are damaged. ")
+    assert "not installed" not in notice
+    assert "model-00002-of-00002.safetensors is missing" in notice and str(copy) in notice
+    assert "Download it again" in notice
+    jobs = gui.jobs_panel
+    qtbot.waitUntil(lambda: "damaged" in jobs.waiting.text(), timeout=5000)
+    assert jobs.waiting.text().startswith(
+        "Queued analyses are waiting: the model's files are damaged. To run them, "
+        "download the model again"
+    )
+    assert "not installed" not in jobs.waiting.text()
 
 
 def test_analyse_without_a_scan_says_what_to_do(qtbot: QtBot, make_gui: Maker) -> None:

@@ -12,6 +12,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialogButtonBox
 from pytestqt.qtbot import QtBot
 
+from ophthai_desktop.core.errors import StorageError
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.storage.images import StoredImage, _write_failed
 from ophthai_desktop.ui.controllers import imports
@@ -408,3 +409,44 @@ def test_import_image_from_the_file_menu(
     qtbot.waitUntil(lambda: gui.scan_viewer.scan_count() == 1)
     assert gui.application.patients.list_scans(patient.id)[0].laterality == "OD"
     qtbot.waitUntil(lambda: gui.jobs_panel.model.rowCount() == 1)
+
+
+def test_an_image_whose_analysis_cannot_be_queued_is_not_kept_as_a_scan(
+    qtbot: QtBot, gui: GuiSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scan was committed, queuing its analysis failed (the database locked), and
+    the window said the image was not added: the patient kept a scan nobody analysed,
+    and dropping it again was refused as one the patient already has."""
+    app = gui.application
+    patient = app.patients.create_patient({"name": "Locked Queue"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    queue_in = app.jobs.queue_in
+    calls = [0]
+
+    def locked_on_the_second(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise StorageError("The database or image store is not available: locked")
+        return queue_in(*args, **kwargs)
+
+    monkeypatch.setattr(app.jobs, "queue_in", locked_on_the_second)
+    files = [
+        _file(tmp_path, "first_OCT_OD.png", png_bytes((64, 48))),
+        _file(tmp_path, "second_OCT_OS.png", png_bytes((64, 48), (1, 2, 3))),
+    ]
+
+    assert drop_files(gui.window, files)
+
+    banner = gui.window.banner
+    qtbot.waitUntil(lambda: "1 image added to Locked Queue" in banner.text())
+    assert "• second_OCT_OS.png: The database or image store is not available" in banner.text()
+    scans = app.patients.list_scans(patient.id)
+    assert [s.original_filename for s in scans] == ["first_OCT_OD.png"]  # as it says
+    monkeypatch.undo()
+    assert drop_files(gui.window, [files[1]])  # dropped again: taken, and analysed
+    qtbot.waitUntil(lambda: "1 image added to Locked Queue" in banner.text())
+    qtbot.waitUntil(lambda: len(app.patients.list_scans(patient.id)) == 2)
+    jobs = app.jobs.list_jobs(limit=10).items
+    assert sorted(job.scan_id for job in jobs) == sorted(
+        s.id for s in app.patients.list_scans(patient.id)
+    )

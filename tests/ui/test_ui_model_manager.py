@@ -13,8 +13,9 @@ from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.ui.controllers.analysis import model_problem
-from ophthai_desktop.ui.session import GuiSession
+from ophthai_desktop.ui.session import GuiSession, model_lines
 from ophthai_desktop.ui.views.model_manager import ModelManagerDialog
+from tests.conftest import make_settings
 from tests.support.images import png_bytes
 from tests.ui.conftest import Maker, open_patient
 
@@ -221,3 +222,29 @@ def test_an_unresolved_precision_is_not_shown_as_the_quantization_setting(
     dialog.show_status(status, None, downloading=False)
 
     assert dialog.precision.text().startswith(shown)  # "none" was shown as a precision
+
+
+def test_a_damaged_model_reads_damaged_in_the_manager_and_about(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    """The manager said "Not installed" (and About "not installed") for a folder with a
+    shard missing."""
+    dialog = ModelManagerDialog()
+    qtbot.addWidget(dialog)
+    message = "The model in /models/octomed is damaged: a shard is missing."
+    status = EngineStatus(
+        state=ModelState.NOT_INSTALLED,
+        message=message,
+        model_id="OctoMed/OctoMed-7B",
+        model_source="/models/octomed",
+        damaged=True,
+    )
+
+    dialog.show_status(status, None, downloading=False)
+
+    assert dialog.state.text().startswith("Damaged")
+    assert dialog.message.text() == message
+    assert "not installed" not in dialog.estimate.text()
+    assert dialog.download_button.isEnabled()  # downloading it again repairs it
+    loaded, _ = model_lines(status, make_settings(tmp_path))
+    assert loaded == "Model loaded: none (its files are damaged)"

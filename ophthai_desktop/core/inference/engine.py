@@ -116,6 +116,9 @@ class EngineStatus:
         used_bytes: Memory the loaded model holds; None when not loaded.
         progress: Download progress 0..1 while downloading.
         error: The reason, in state ``error``.
+        damaged: In state ``not_installed``: model files were found, but some are
+            missing or unreadable (an interrupted copy or download), so the folder is
+            to be repaired or downloaded again rather than installed.
     """
 
     state: ModelState
@@ -133,6 +136,7 @@ class EngineStatus:
     used_bytes: int | None = None
     progress: float | None = None
     error: str | None = None
+    damaged: bool = False
 
     @property
     def is_ready(self) -> bool:
@@ -202,6 +206,8 @@ class _Installation:
     parameters: int | None = None
     #: ``config.json``'s content, for the memory estimate.
     config: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    #: Files were found but some are missing or unreadable (``problem`` names them).
+    damaged: bool = False
 
 
 @dataclass
@@ -278,6 +284,7 @@ class InferenceEngine:
             model_name=self._install.name,
             quantization=settings.quantization,
             parameters=self._install.parameters,
+            damaged=self._install.damaged,
         )
 
     @property
@@ -396,6 +403,7 @@ class InferenceEngine:
                     revision=install.revision,
                     model_name=install.name,
                     parameters=install.parameters,
+                    damaged=install.damaged,
                     progress=None,
                     error=None,
                     **unloaded,
@@ -447,19 +455,37 @@ class InferenceEngine:
         was put there, so its revision is a hash of its files, not the Hub commit its
         config may name."""
         missing = _missing_files(folder)
+        if missing and not _holds_model_files(folder):
+            return _Installation(
+                None,
+                source,
+                f"The model is not installed: {folder} holds none of its files. Download "
+                "it with the model manager's download action, or point OPHTHAI_MODEL_PATH "
+                "to a folder that holds the model.",
+                name=name,
+            )
         if missing:
             return _Installation(
                 None,
                 source,
-                f"The model in {folder} is incomplete ({', '.join(missing)} missing). "
-                "Download it again, or point OPHTHAI_MODEL_PATH to a complete copy.",
+                f"The model in {folder} is damaged: {', '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} missing (a copy or download cut "
+                "short?). Download it again (AI ▸ Model manager…), or point "
+                "OPHTHAI_MODEL_PATH to a complete copy.",
                 name=name,
+                damaged=True,
             )
         try:
             config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             return _Installation(
-                None, source, f"The model's config.json is unreadable: {exc}", name=name
+                None,
+                source,
+                f"The model in {folder} is damaged: its config.json is unreadable ({exc}). "
+                "Download it again (AI ▸ Model manager…), or point OPHTHAI_MODEL_PATH to a "
+                "complete copy.",
+                name=name,
+                damaged=True,
             )
         if _COMMIT_RE.match(folder.name):
             revision: str | None = folder.name
@@ -921,6 +947,15 @@ def _folder_identity(folder: Path) -> str:
     for weights in sorted(folder.glob("*.safetensors")):
         digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
     return f"sha256:{digest.hexdigest()[:12]}"
+
+
+def _holds_model_files(folder: Path) -> bool:
+    """Whether ``folder`` holds any of a model's own files (an empty folder, or one of
+    other files, holds no model: it is not installed there rather than damaged)."""
+    names = ("config.json", "preprocessor_config.json", "model.safetensors.index.json")
+    if any((folder / name).is_file() for name in (*names, *_TOKENIZER_FILES)):
+        return True
+    return any(folder.glob("*.safetensors"))
 
 
 def _missing_files(folder: Path) -> list[str]:

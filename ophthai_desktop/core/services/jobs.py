@@ -52,11 +52,12 @@ from ophthai_desktop.core.records import (
     JobRecord,
     Page,
     PatientRecord,
+    ScanRecord,
 )
 from ophthai_desktop.core.services.audit import AuditService
 from ophthai_desktop.core.services.notifications import NotificationService
 from ophthai_desktop.core.services.patient_fields import check_patient_reference
-from ophthai_desktop.core.services.patients import ImageLimits, PatientService
+from ophthai_desktop.core.services.patients import ImageLimits, NewImage, PatientService
 from ophthai_desktop.core.storage import Database, ImageStore
 from ophthai_desktop.core.storage import models as m
 from ophthai_desktop.core.storage.images import sha256_hex
@@ -200,6 +201,36 @@ class JobService:
                 )
             )
         return record, new
+
+    def attach_and_queue(
+        self,
+        patients: PatientService,
+        patient_id: str,
+        image: NewImage,
+        *,
+        actor: Actor,
+        question: str | None = None,
+    ) -> tuple[ScanRecord, JobRecord]:
+        """Store ``image`` as a new scan of the patient and queue its analysis, in one
+        transaction: a failure leaves neither (never a scan whose analysis nobody
+        queued, while the window says the image was not added). Interactive."""
+        queued: list[JobRecord] = []
+
+        def queue(session: Session, scan: ScanRecord) -> None:
+            queued.append(
+                self.queue_in(
+                    session,
+                    patient_id=patient_id,
+                    scan_id=scan.id,
+                    sha256=scan.sha256,
+                    question=question,
+                    actor=actor,
+                )
+            )
+
+        scan = patients.attach_image(patient_id, image, actor=actor, then=queue)
+        self._bus.publish(_queued(queued[0]))
+        return scan, queued[0]
 
     def queue_image_analysis(
         self, data: bytes, *, actor: Actor, question: str | None = None

@@ -482,8 +482,13 @@ class PatientService:
         *,
         actor: Actor,
         expect: Callable[[PatientRecord], None] | None = None,
+        then: Callable[[Session, ScanRecord], None] | None = None,
     ) -> ScanRecord:
-        """Check and store an image as a new scan of the patient (workflow back to 1)."""
+        """Check and store an image as a new scan of the patient (workflow back to 1).
+
+        ``then`` runs in the same transaction once the scan is added (its analysis
+        queued with it, :meth:`JobService.attach_and_queue`): both are stored, or neither.
+        """
         info = self._inspect(image)
         digest = sha256_hex(image.data)
         with self._images.pinned(digest), self._db.session() as session:
@@ -492,6 +497,8 @@ class PatientService:
             AuditService.record(
                 session, actor, "create", "scan", scan.id, {"patient_id": patient_id}
             )
+            if then is not None:
+                then(session, scan)
             record = self.records_in(session, [row])[0]
         self._bus.publish(ScanIngested(scan))
         self._bus.publish(PatientUpdated(record))

@@ -42,6 +42,11 @@ class _Stream:
 def model_problem(status: EngineStatus) -> str | None:
     """Why an analysis queued now would not run soon, in the engine's words; None when
     it will (ready, or installed and loaded on first use)."""
+    if status.state is ModelState.NOT_INSTALLED and status.damaged:
+        return (
+            f"The model's files are damaged. {_sentence(status.message)} "
+            "The analysis stays queued and runs once they are whole again."
+        )
     if status.state is ModelState.NOT_INSTALLED:
         return (
             f"The model is not installed. {_sentence(status.message)} "

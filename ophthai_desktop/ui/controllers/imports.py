@@ -258,15 +258,16 @@ class ImportController(QObject):
         return len(files) - len(failed), failed
 
     def _store_and_queue(self, patient_id: str, item: CheckedFile) -> None:
-        """Pool thread: one scan, one queued analysis of it."""
-        scan = self._app.patients.attach_image(
+        """Pool thread: one scan and the queued analysis of it, both or neither (a scan
+        stored without its analysis was called not added). This scan's: another scan of
+        the patient arriving meanwhile (the watch folder, the API) would otherwise be the
+        newest and this one never run."""
+        self._app.jobs.attach_and_queue(
+            self._app.patients,
             patient_id,
             self._new_image(item, item.modality, item.laterality),
             actor=self._ctx.actor,
         )
-        # This scan's analysis: another scan of the patient arriving meanwhile (the
-        # watch folder, the API) would otherwise be the newest and this one never run.
-        self._app.jobs.queue_patient_analysis(patient_id, actor=self._ctx.actor, scan_id=scan.id)
 
     @staticmethod
     def _new_image(item: CheckedFile, modality: str, laterality: str) -> NewImage:

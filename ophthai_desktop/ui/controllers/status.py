@@ -99,6 +99,8 @@ class StatusController(QObject):
             text, kind = "Model: unloaded (load it to run the queue)", "warn"
         elif state is ModelState.INSTALLED:
             text, kind = "Model: installed (loads on first analysis)", ""
+        elif state is ModelState.NOT_INSTALLED and status.damaged:
+            text, kind = "Model: files damaged", "error"
         elif state is ModelState.NOT_INSTALLED:
             text, kind = "Model: not installed", "warn"
         elif state is ModelState.DOWNLOADING:

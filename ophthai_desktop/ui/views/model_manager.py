@@ -206,6 +206,8 @@ class ModelManagerDialog(QDialog):
         ``downloading`` says this dialog's download is running."""
         state = status.state
         text, kind = STATE_TEXT[state]
+        if state is ModelState.NOT_INSTALLED and status.damaged:
+            text, kind = "Damaged: files missing or unreadable", "error"
         if state is ModelState.DOWNLOADING and status.progress is not None:
             text = f"Downloading {status.progress * 100:.0f}%"
         self.state.setText(text)
@@ -239,7 +241,8 @@ class ModelManagerDialog(QDialog):
             set_style_property(self.estimate, "kind", "error")
         elif estimate is None:
             self.estimate.setText(
-                f"unknown (model not installed) · {_bytes(free)} free"
+                f"unknown (model {'files damaged' if status.damaged else 'not installed'})"
+                f" · {_bytes(free)} free"
                 if state is ModelState.NOT_INSTALLED
                 else f"unknown · {_bytes(free)} free"
             )

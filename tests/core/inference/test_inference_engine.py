@@ -196,6 +196,49 @@ def test_incomplete_model_folder_names_the_missing_shard(
         engine.load()
 
 
+def _damage(folder: Path, damage: str) -> str:
+    """Damage a copy of the tiny model as an interrupted copy would; what is named."""
+    if damage == "config":
+        (folder / "config.json").write_text('{"model_type": "qwen2_5_vl", "vision_con')
+        return "config.json is unreadable"
+    name = "model-00002-of-00002.safetensors" if damage == "shard" else "tokenizer.json"
+    for tokenizer in ("tokenizer.json", "vocab.json", "tokenizer.model"):
+        if damage == "tokenizer" and (folder / tokenizer).exists():
+            (folder / tokenizer).unlink()
+    if damage == "shard":
+        (folder / name).unlink()
+    return f"{name} is missing"
+
+
+@pytest.mark.parametrize("damage", ["config", "shard", "tokenizer"])
+def test_a_damaged_model_folder_says_damaged_which_folder_and_what_to_do(
+    tiny_checkpoint: Path, tmp_path: Path, damage: str
+) -> None:
+    """Was "The model is not installed…" in the window (or a config.json error naming
+    no folder), which reads as never installed rather than to be repaired."""
+    copy = shutil.copytree(tiny_checkpoint, tmp_path / "damaged-model")
+    named = _damage(copy, damage)
+
+    status = InferenceEngine(make_settings(tmp_path, model_path=copy)).status()
+
+    assert status.state is ModelState.NOT_INSTALLED  # the contract's state
+    assert status.damaged
+    assert status.message.startswith(f"The model in {copy} is damaged: ")
+    assert named in status.message
+    assert "Download it again" in status.message
+
+
+def test_an_empty_model_folder_is_not_installed_rather_than_damaged(tmp_path: Path) -> None:
+    folder = tmp_path / "empty-model"
+    folder.mkdir()
+
+    status = InferenceEngine(make_settings(tmp_path, model_path=folder)).status()
+
+    assert status.state is ModelState.NOT_INSTALLED
+    assert not status.damaged
+    assert "not installed" in status.message and str(folder) in status.message
+
+
 @pytest.mark.parametrize(
     ("name", "kept"),
     [
