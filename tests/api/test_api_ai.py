@@ -441,3 +441,26 @@ def test_jobs_say_their_priority_and_asking_for_a_watch_folder_scan_raises_it(
         assert ai_client.get(f"/api/jobs/{queued}").json()["priority"] == "interactive"
     finally:
         engine.hold.set()
+
+
+def test_an_upload_whose_analysis_cannot_be_queued_leaves_no_scan(
+    ai_client: TestClient, sqlite_services: Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scan was committed before its analysis was queued: when queuing failed the
+    client got a 503 and the patient kept a scan no analysis would ever read."""
+    from ophthai_desktop.core.errors import StorageError
+
+    patient = ai_client.post("/api/patients", json={"name": "Locked Queue"}).json()
+
+    def locked(*args: object, **kwargs: object) -> object:
+        raise StorageError("The database or image store is not available: locked")
+
+    monkeypatch.setattr(sqlite_services.jobs, "queue_in", locked)
+    response = ai_client.post(
+        "/api/ai/analyze-upload",
+        files={"file": ("scan.png", png_bytes(), "image/png")},
+        data={"patient_id": patient["id"]},
+    )
+    assert response.status_code == 503, response.text
+    assert not sqlite_services.patients.list_scans(patient["id"])
+    assert ai_client.get(f"/api/patients/{patient['id']}").json()["workflowStep"] == 1

@@ -450,3 +450,32 @@ def test_an_image_whose_analysis_cannot_be_queued_is_not_kept_as_a_scan(
     assert sorted(job.scan_id for job in jobs) == sorted(
         s.id for s in app.patients.list_scans(patient.id)
     )
+
+
+def test_a_new_patient_whose_first_analysis_cannot_be_queued_is_not_created(
+    qtbot: QtBot, gui: GuiSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The patient and its first image were committed before the analysis was queued:
+    when queuing failed, the dialog showed the error over a patient that existed, and
+    "Create patient" again made a second one."""
+    app = gui.application
+
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        raise StorageError("The database or image store is not available: locked")
+
+    monkeypatch.setattr(app.jobs, "queue_in", locked)
+    assert drop_files(gui.window, [_file(tmp_path, "walk_in_OCT_OD.png", png_bytes((64, 48)))])
+    qtbot.waitUntil(lambda: gui.patients.dialog is not None)
+    dialog = gui.patients.dialog
+    assert dialog is not None
+    qtbot.keyClicks(dialog.name, "Walk-in")
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+
+    qtbot.waitUntil(lambda: "not available" in dialog.error_text())
+    assert app.patients.list_patients().total == 0  # nothing to be made twice
+    monkeypatch.undo()
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()  # tried again
+    qtbot.waitUntil(lambda: gui.patient_page.name.text() == "Walk-in")
+    (record,) = app.patients.list_patients().items
+    (scan,) = app.patients.list_scans(record.id)
+    assert [job.scan_id for job in app.jobs.list_jobs(limit=10).items] == [scan.id]

@@ -220,10 +220,10 @@ def _queue(
     _require_installed(app)
     if patient_id is not None:
         image = NewImage(data=data, source="api", field=field)
-        scan = app.patients.attach_image(patient_id, image, actor=actor)
-        return app.jobs.queue_patient_analysis(
-            patient_id, actor=actor, question=question, scan_id=scan.id
+        _scan, job = app.jobs.attach_and_queue(
+            app.patients, patient_id, image, actor=actor, question=question
         )
+        return job
     return app.jobs.queue_image_analysis(data, actor=actor, question=question)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -215,12 +215,42 @@ class JobService:
         transaction: a failure leaves neither (never a scan whose analysis nobody
         queued, while the window says the image was not added). Interactive."""
         queued: list[JobRecord] = []
+        scan = patients.attach_image(
+            patient_id, image, actor=actor, then=self._queue_with(queued, question, actor)
+        )
+        self._bus.publish(_queued(queued[0]))
+        return scan, queued[0]
+
+    def create_and_queue(
+        self,
+        patients: PatientService,
+        fields: Mapping[str, Any],
+        image: NewImage,
+        *,
+        actor: Actor,
+        question: str | None = None,
+    ) -> tuple[PatientRecord, JobRecord]:
+        """Create a patient with ``image`` as its first scan and queue its analysis, in
+        one transaction: a failure creates nothing (never a patient the dialog still
+        offers to create again, with a scan nobody analyses). Interactive."""
+        queued: list[JobRecord] = []
+        record = patients.create_patient(
+            fields, actor=actor, image=image, then=self._queue_with(queued, question, actor)
+        )
+        self._bus.publish(_queued(queued[0]))
+        return record, queued[0]
+
+    def _queue_with(
+        self, queued: list[JobRecord], question: str | None, actor: Actor
+    ) -> Callable[[Session, ScanRecord], None]:
+        """A ``then`` for :meth:`PatientService.attach_image` or ``create_patient``: the
+        new scan's analysis queued in the same transaction, appended to ``queued``."""
 
         def queue(session: Session, scan: ScanRecord) -> None:
             queued.append(
                 self.queue_in(
                     session,
-                    patient_id=patient_id,
+                    patient_id=scan.patient_id,
                     scan_id=scan.id,
                     sha256=scan.sha256,
                     question=question,
@@ -228,9 +258,7 @@ class JobService:
                 )
             )
 
-        scan = patients.attach_image(patient_id, image, actor=actor, then=queue)
-        self._bus.publish(_queued(queued[0]))
-        return scan, queued[0]
+        return queue
 
     def queue_image_analysis(
         self, data: bytes, *, actor: Actor, question: str | None = None

@@ -290,10 +290,13 @@ class PatientService:
         actor: Actor,
         patient_id: str | None = None,
         image: NewImage | None = None,
+        then: Callable[[Session, ScanRecord], None] | None = None,
     ) -> PatientRecord:
         """Create a patient, optionally with a first image, in one transaction.
 
         The image is checked before anything is stored; a refused image creates nothing.
+        ``then`` runs in the same transaction once the image's scan is added (its
+        analysis queued with it, :meth:`JobService.create_and_queue`).
         """
         pid = check_patient_id(patient_id) if patient_id else new_patient_id()
         info = self._inspect(image) if image else None
@@ -308,6 +311,8 @@ class PatientService:
                     if image and info and digest
                     else None
                 )
+                if scan is not None and then is not None:
+                    then(session, scan)
                 record = self.records_in(session, [row])[0]
         except IntegrityError as exc:
             raise Conflict(f"a patient with id {pid} already exists") from exc

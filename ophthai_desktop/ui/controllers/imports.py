@@ -207,16 +207,16 @@ class ImportController(QObject):
             first, rest = files[0], files[1:]
             modality = fields.get("_modality", first.modality)
             laterality = fields.get("_laterality", first.laterality)
-            # The patient and its first image in one transaction: if that fails, the
-            # dialog says why and nothing was created. Once it is done, the patient
-            # exists: a later file that fails is named, not made the dialog's error
-            # (a second "Create patient" made a second patient).
-            record = self._app.patients.create_patient(
+            # The patient, its first image and that image's analysis in one
+            # transaction: if that fails, the dialog says why and nothing was created.
+            # Once it is done, the patient exists: a later file that fails is named, not
+            # made the dialog's error (a second "Create patient" made a second patient).
+            record, _job = self._app.jobs.create_and_queue(
+                self._app.patients,
                 core_fields(fields),
+                self._new_image(first, modality, laterality),
                 actor=self._ctx.actor,
-                image=self._new_image(first, modality, laterality),
             )
-            self._app.jobs.queue_patient_analysis(record.id, actor=self._ctx.actor)
             count, failed[:] = self._store_each(record.id, rest)
             self.imported.emit(record.id, 1 + count)  # queued to the GUI thread
             return record
