@@ -27,6 +27,14 @@ log = logging.getLogger(__name__)
 #: Frames of a traceback named in one description, innermost last.
 MAX_FRAMES = 8
 
+#: Inner exceptions of exception groups named in one description, nested groups' own
+#: included; the rest are counted. A task group can gather hundreds of failures.
+MAX_GROUPED = 16
+
+#: How deep nested exception groups are itemized; a group deeper than that is named by
+#: its kind and place and its count of inner exceptions only.
+MAX_GROUP_DEPTH = 4
+
 
 def configure_logging(level: str) -> None:
     """Log to stderr from ``level`` up (a level's name, e.g. ``INFO``; an unknown one is
@@ -93,13 +101,28 @@ def safe_description(exc: BaseException) -> str:
 
     ``PermissionError [EACCES: Permission denied] at ingest.py:712 in _read
     (from watcher.py:801 in _take_in)``
+
+    An exception group's inner exceptions are itemized the same way, in brackets after
+    it, nested groups too (at most :data:`MAX_GROUPED` in all, :data:`MAX_GROUP_DEPTH`
+    groups deep; the rest counted):
+
+    ``ExceptionGroup at tasks.py:40 in run [2 inner: ValueError at a.py:3 in f;
+    OSError [ENOSPC: No space left on device] at b.py:9 in g]``
     """
+    return _chain(exc, set(), [MAX_GROUPED], 0)
+
+
+def _chain(exc: BaseException, seen: set[int], budget: list[int], depth: int) -> str:
+    """:func:`safe_description` of ``exc`` and its causes; ``seen`` and ``budget`` (the
+    inner exceptions still to be named) are shared by the groups within it."""
     parts: list[str] = []
-    seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        parts.append(_one(current))
+        part = _one(current)
+        if isinstance(current, BaseExceptionGroup):
+            part += _inner(current, seen, budget, depth)
+        parts.append(part)
         if current.__cause__ is not None:
             current = current.__cause__
         elif not current.__suppress_context__:
@@ -107,6 +130,25 @@ def safe_description(exc: BaseException) -> str:
         else:
             current = None
     return "; caused by ".join(parts)
+
+
+def _inner(
+    group: BaseExceptionGroup[BaseException], seen: set[int], budget: list[int], depth: int
+) -> str:
+    """`` [n inner: ...]``: each of ``group``'s exceptions described, while the budget
+    and the depth allow, the others counted."""
+    inner = group.exceptions
+    listed: list[str] = []
+    if depth < MAX_GROUP_DEPTH:
+        for exc in inner:
+            if budget[0] <= 0:
+                break
+            budget[0] -= 1
+            listed.append(_chain(exc, seen, budget, depth + 1))
+    left = len(inner) - len(listed)
+    if left:
+        listed.append(f"and {left} more")
+    return f" [{len(inner)} inner: {'; '.join(listed)}]"
 
 
 def _one(exc: BaseException) -> str:
