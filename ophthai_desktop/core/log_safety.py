@@ -44,6 +44,7 @@ def configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    describe_exceptions_in(*LIBRARY_LOGGERS)
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_uncaught_in_thread
     sys.unraisablehook = _log_unraisable
@@ -73,11 +74,30 @@ def _log_unraisable(unraisable: Any) -> None:
     log.warning("an exception was ignored: %s", safe_description(exc))
 
 
+#: Loggers of libraries that log an exception they caught with its text and traceback:
+#: asyncio (``Task exception was never retrieved``, a failed callback: the lines after
+#: the first name the task, future or handle by its repr, which quotes the exception's
+#: text, a result or a callback's arguments) and concurrent.futures (a future's failed
+#: done-callback). Each logs on its own logger, not a child, so a filter there sees it.
+LIBRARY_LOGGERS = ("asyncio", "concurrent.futures")
+
+
+def describe_exceptions_in(*names: str) -> None:
+    """Install :class:`DescribeExceptions` on the loggers ``names`` (once each)."""
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, DescribeExceptions) for f in logger.filters):
+            logger.addFilter(DescribeExceptions())
+
+
 class DescribeExceptions(logging.Filter):
     """A logger filter that writes a record's exception as :func:`safe_description` of
-    it, after the message, instead of Python's traceback with its text: for libraries
-    that log what they caught with its traceback (uvicorn's "Exception in ASGI
-    application", which Starlette raises again after the app's own handler)."""
+    it, after the first line of the message, instead of Python's traceback with its
+    text: for libraries that log what they caught with its traceback (uvicorn's
+    "Exception in ASGI application", which Starlette raises again after the app's own
+    handler; asyncio's "Task exception was never retrieved"). The lines after the first
+    are dropped too: asyncio's name the task by its repr, which quotes the exception's
+    text. The record itself is kept, its level and logger as they were."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
@@ -87,7 +107,8 @@ class DescribeExceptions(logging.Filter):
             message = record.getMessage()
         except Exception:  # a broken record: the handler reports it as it would
             return True
-        record.msg = f"{message.rstrip()}: {safe_description(exc)}"
+        first_line = message.split("\n", 1)[0].rstrip()
+        record.msg = f"{first_line}: {safe_description(exc)}"
         record.args = None
         record.exc_info = None
         record.exc_text = None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import gc
 import logging
 import os
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from ophthai_desktop.api import create_app
 from ophthai_desktop.api.server import RedactTokens, redact_tokens_in_uvicorn_logs
-from ophthai_desktop.bootstrap import build_application
+from ophthai_desktop.bootstrap import Application, build_application
 from tests.conftest import make_settings, png_bytes
 from tests.support.crash import crash_lines
 from tests.support.http import LoopbackClient
@@ -600,4 +602,35 @@ def test_a_route_that_fails_unexpectedly_is_logged_without_its_text(
     assert "Traceback" not in caplog.text
     logged = [r.getMessage() for r in caplog.records if r.name == "uvicorn.error"]
     assert any("ValueError at" in line and "in fails" in line for line in logged), logged
+    assert crash_lines(caplog.text)  # the end-to-end tests still see the crash
+
+
+def test_a_task_that_fails_on_the_servers_loop_is_logged_without_its_text(
+    sqlite_services: Application, live_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """asyncio logs a task's exception nobody retrieved ("Task exception was never
+    retrieved") with Python's traceback, and a second line naming the task by its repr,
+    which quotes the exception's text: the server's own loop writes it as uvicorn's."""
+    server = live_server(create_app(sqlite_services))
+    loop = server._server.servers[0].get_loop()
+
+    async def fails() -> None:
+        raise ValueError("history: Zorblax Quimby, glaucoma")
+
+    async def drop_a_failing_task() -> None:
+        task = asyncio.get_running_loop().create_task(fails())
+        await asyncio.sleep(0.01)  # it has run and failed
+        del task
+        gc.collect()  # asyncio logs its exception once the task is gone
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run_coroutine_threadsafe(drop_a_failing_task(), loop).result(5.0)
+
+    assert "Zorblax" not in caplog.text and "glaucoma" not in caplog.text
+    assert "Traceback" not in caplog.text
+    logged = [r for r in caplog.records if r.name == "asyncio"]
+    assert [r.levelno for r in logged] == [logging.ERROR]
+    message = logged[0].getMessage()
+    assert message.startswith("Task exception was never retrieved: ValueError at "), message
+    assert message.endswith(" in fails")
     assert crash_lines(caplog.text)  # the end-to-end tests still see the crash

@@ -113,3 +113,54 @@ def test_a_large_or_deep_exception_group_is_itemized_up_to_a_cap() -> None:
     assert nested.count("ExceptionGroup") == MAX_GROUP_DEPTH + 1
     assert nested.endswith("[1 inner: and 1 more]" + "]" * MAX_GROUP_DEPTH)
     assert "KeyError" not in nested and "Zorblax" not in described + nested
+
+
+#: Logging set up as the app sets it up, then a task whose exception nobody retrieves
+#: and a future whose done-callback fails: asyncio and concurrent.futures log each with
+#: its traceback, asyncio's second line quoting the exception's text too.
+LIBRARIES = """
+import asyncio, gc, sys
+from concurrent.futures import Future
+from ophthai_desktop.__main__ import _configure_logging
+_configure_logging("INFO")
+
+async def boom():
+    raise ValueError("history: Zorblax Quimby, glaucoma")
+
+async def main():
+    task = asyncio.get_running_loop().create_task(boom())
+    await asyncio.sleep(0.01)
+    del task
+    gc.collect()
+
+asyncio.run(main())
+
+def callback(_future):
+    raise KeyError("Zorblax Quimby")
+
+future = Future()
+future.add_done_callback(callback)
+future.set_result(None)
+"""
+
+
+def test_libraries_logging_an_exception_log_it_by_kind_and_place_never_its_text() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", LIBRARIES], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "Zorblax" not in done.stderr and "glaucoma" not in done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert any(
+        "ERROR   asyncio: Task exception was never retrieved: ValueError at <string>:" in line
+        and line.endswith(" in boom")
+        for line in lines
+    ), lines
+    assert any(
+        "ERROR   concurrent.futures: exception calling callback for" in line
+        and "KeyError at <string>:" in line
+        and "in callback" in line
+        for line in lines
+    ), lines
