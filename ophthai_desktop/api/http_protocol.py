@@ -104,10 +104,11 @@ _REFUSAL_BODY = _error_json(_REFUSAL_MESSAGE)
 
 
 def app_cors(app: ASGIApp) -> CORSMiddleware | None:
-    """The CORS middleware ``app`` was built with (Starlette's ``user_middleware``), made
-    again to ask it which origins it allows; None when the app has none."""
+    """The CORS middleware ``app`` was built with (Starlette's ``user_middleware``, or a
+    subclass of it), made again to ask it which origins it allows; None when the app
+    has none."""
     for middleware in getattr(app, "user_middleware", ()):
-        if middleware.cls is CORSMiddleware:
+        if isinstance(middleware.cls, type) and issubclass(middleware.cls, CORSMiddleware):
             return CORSMiddleware(app, *middleware.args, **middleware.kwargs)
     return None
 

@@ -228,12 +228,23 @@ def test_cors_preflight_from_an_allowed_origin(client: TestClient) -> None:
 
 
 def test_cors_preflight_from_another_origin_is_not_allowed(client: TestClient) -> None:
+    """Refused with the status Starlette gives it (400), and the API's JSON error body
+    rather than Starlette's plain-text "Disallowed CORS origin"."""
     response = client.options(
         "/api/patients",
         headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "GET"},
     )
 
     assert "access-control-allow-origin" not in response.headers
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()
+    assert error["message"] == error["detail"]
+    assert error["message"] == (
+        "CORS preflight refused: this page's origin is not one OPHTHAI_CORS_ORIGINS allows"
+    )
+    assert response.headers["vary"].startswith("Origin")  # as Starlette sends it
+    assert response.headers["x-content-type-options"] == "nosniff"
 
 
 def test_cors_origins_come_from_the_settings(tmp_path: Path) -> None:
