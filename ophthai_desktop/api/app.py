@@ -10,7 +10,6 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 
 from ophthai_desktop import __version__
@@ -20,7 +19,12 @@ from ophthai_desktop.api.hub import WebSocketHub
 from ophthai_desktop.api.renditions import Renditions
 from ophthai_desktop.api.routes import ai, audit, health, notifications, patients
 from ophthai_desktop.api.routes.docs import install_docs
-from ophthai_desktop.api.security import BodySizeLimit, LoopbackHostGuard, ResponseHeaders
+from ophthai_desktop.api.security import (
+    ApiCORSMiddleware,
+    BodySizeLimit,
+    LoopbackHostGuard,
+    ResponseHeaders,
+)
 from ophthai_desktop.api.wire import event_data
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core.events import Event
@@ -76,12 +80,13 @@ def create_app(application: Application) -> FastAPI:
     app.add_middleware(LoopbackHostGuard)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(
-        CORSMiddleware,
+        ApiCORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_credentials=True,
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=["X-Total-Count", "ETag", "Location"],
+        # Retry-After: a page reads when to try again (a 503), which CORS hides otherwise.
+        expose_headers=["X-Total-Count", "ETag", "Location", "Retry-After"],
     )
     app.add_middleware(ResponseHeaders)  # outside the guards: their refusals get them too
     app.add_middleware(HeadAsGet)  # added last: outermost, every layer sees the GET

@@ -10,9 +10,9 @@ way: a client that sent a few bytes of an upload now and then held the connectio
 the handler waiting for the rest, for as long as it went on. The time limits end such
 connections; the cap keeps a client that opens them faster than they end from taking
 every descriptor. A connection beyond the cap is answered ``503`` (JSON, as the API's
-errors are, with ``Retry-After``) as soon as its request starts to arrive, then closed,
-without parsing the request or calling the app: its client can tell a busy server from
-one that has gone.
+errors are, with ``Retry-After``, and the CORS headers of an ``Origin`` the app allows)
+as soon as its request's head has come, then closed, without parsing the request
+further or calling the app: its client can tell a busy server from one that has gone.
 
 uvicorn's own ``limit_concurrency`` is not used: it reads (and holds) every connection
 until its request's head has come, answers each request beyond it with a plain-text
@@ -104,10 +104,11 @@ _REFUSAL_BODY = _error_json(_REFUSAL_MESSAGE)
 
 
 def app_cors(app: ASGIApp) -> CORSMiddleware | None:
-    """The CORS middleware ``app`` was built with (Starlette's ``user_middleware``), made
-    again to ask it which origins it allows; None when the app has none."""
+    """The CORS middleware ``app`` was built with (Starlette's ``user_middleware``, or a
+    subclass of it), made again to ask it which origins it allows; None when the app
+    has none."""
     for middleware in getattr(app, "user_middleware", ()):
-        if middleware.cls is CORSMiddleware:
+        if isinstance(middleware.cls, type) and issubclass(middleware.cls, CORSMiddleware):
             return CORSMiddleware(app, *middleware.args, **middleware.kwargs)
     return None
 
@@ -143,9 +144,9 @@ class ApiHttpProtocol(HttpToolsProtocol):
     not arrive within :attr:`head_timeout_s`: with ``408 Request Timeout`` when part of
     a head came, without a word when nothing did (a browser's spare connection, which
     it drops without harm). A connection opened while :attr:`max_connections` are open
-    is answered ``503 Service Unavailable`` once its request starts to arrive, without
-    parsing it, and closed (see :data:`REFUSAL_LINGER_S`): open connections and
-    WebSockets go on.
+    is answered ``503 Service Unavailable`` once its request's head has come (or what
+    came of it within :data:`REFUSAL_LINGER_S`), read only for its ``Origin``, and
+    closed (see :data:`REFUSAL_LINGER_S`): open connections and WebSockets go on.
 
     The clock stops at the end of the head, so a request's body, a long or streaming
     response and a WebSocket after its upgrade are not limited by it; it starts again
@@ -162,7 +163,8 @@ class ApiHttpProtocol(HttpToolsProtocol):
 
     A 408 carries the CORS headers the app's middleware (:attr:`cors`) would add for
     the request's ``Origin``, where that header arrived and the app allows the origin:
-    a page there reads the 408 instead of an opaque network error.
+    a page there reads the 408 instead of an opaque network error. So do a 431 and the
+    503 of a connection refused beyond the cap.
 
     Runs on the server's event loop, like the class it extends.
     """
@@ -202,9 +204,11 @@ class ApiHttpProtocol(HttpToolsProtocol):
         self._upgraded = False
         self._body_timer: asyncio.TimerHandle | None = None
         self._body_heard_at = 0.0  # loop time of the last bytes while a body was awaited
-        # A connection refused beyond the cap: its close, and whether it was answered.
+        # A connection refused beyond the cap: its close, whether it was answered, and
+        # its request's head as far as it came (for the Origin of the 503's CORS headers).
         self._refusal: asyncio.TimerHandle | None = None
         self._refusal_answered = False
+        self._refused_head = bytearray()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -225,7 +229,7 @@ class ApiHttpProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:
-            self._answer_refusal()
+            self._take_refused_head(data)
             return
         if self._head_too_large:  # refused: what else comes is dropped (see on_response_complete)
             return
@@ -450,20 +454,48 @@ class ApiHttpProtocol(HttpToolsProtocol):
             self.transport.close()
             return
         cls._refused.add(self)
-        self._refusal = self.loop.call_later(REFUSAL_LINGER_S, self.transport.close)
+        self._refusal = self.loop.call_later(REFUSAL_LINGER_S, self._on_refusal_wait_over)
+
+    def _take_refused_head(self, data: bytes) -> None:
+        """What a refused connection sends: its request's head is kept until it ends
+        (or passes :data:`MAX_HEAD_BYTES`), then answered; what comes after is dropped.
+        A browser sends its head in one packet: answered at once."""
+        if self._refusal_answered:
+            return
+        start = max(0, len(self._refused_head) - 3)  # the end may straddle two packets
+        self._refused_head += data[: MAX_HEAD_BYTES + 1 - len(self._refused_head)]
+        if (
+            self._refused_head.find(b"\r\n\r\n", start) >= 0
+            or len(self._refused_head) > MAX_HEAD_BYTES
+        ):
+            self._answer_refusal()
+
+    def _on_refusal_wait_over(self) -> None:
+        """:data:`REFUSAL_LINGER_S` after the refusal: a connection that sent nothing is
+        closed without a word; one whose head has not ended is answered with what came."""
+        self._refusal = None
+        if self._refused_head and not self._refusal_answered:
+            self._answer_refusal()
+        else:
+            self.transport.close()
 
     def _answer_refusal(self) -> None:
-        """The refused connection's request has started: 503, then the end of what is
-        sent; the socket closes when the client closes its side (``eof_received``) or
-        the linger ends. What else comes is dropped."""
+        """The refused connection's request has come (its head, or what came of it in
+        time): 503, with the CORS headers of its ``Origin`` where the app allows it,
+        then the end of what is sent; the socket closes when the client closes its
+        side (``eof_received``) or the linger ends. What else comes is dropped."""
         if self._refusal_answered or self.transport.is_closing():
             return
         self._refusal_answered = True
         self._send_error(
             http.HTTPStatus.SERVICE_UNAVAILABLE,
             _REFUSAL_BODY,
-            [(b"retry-after", str(REFUSAL_RETRY_AFTER_S).encode("ascii"))],
+            [
+                (b"retry-after", str(REFUSAL_RETRY_AFTER_S).encode("ascii")),
+                *self._cors_headers(_head_fields(bytes(self._refused_head))),
+            ],
         )
+        self._refused_head.clear()
         if not self.transport.can_write_eof():  # TLS: no half-close
             self.transport.close()
             return
@@ -514,6 +546,21 @@ class ApiHttpProtocol(HttpToolsProtocol):
             ]
         )
         self.transport.write(b"".join(content))
+
+
+def _head_fields(head: bytes) -> list[tuple[bytes, bytes]]:
+    """The header fields of a request's head as far as it came, by lower-case name:
+    the whole lines only (one cut off may be a name or a value only in part), never the
+    request line or the body after the head."""
+    whole, end, _body = head.partition(b"\r\n\r\n")
+    lines = whole.split(b"\n")[1:] if end else whole.split(b"\n")[1:-1]
+    fields = []
+    for line in lines:
+        name, colon, value = line.partition(b":")
+        if not colon:
+            continue
+        fields.append((name.strip().lower(), value.strip()))
+    return fields
 
 
 class _HeadTooLarge(Exception):

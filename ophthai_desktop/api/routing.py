@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic.alias_generators import to_snake
 from starlette.routing import Match, Mount
+from starlette.types import Scope
 
 from ophthai_desktop.api.bodies import refuse_json_not_in_utf8
 from ophthai_desktop.api.params import not_taken
@@ -138,7 +139,38 @@ def _refuse_differing_repeats(pairs: list[tuple[str, str]], renamed: list[tuple[
 class QueryNamesRoute(APIRoute):
     """An API route that checks its token guard first (a refused request's query and
     body are not read), applies :func:`normalise_query` before FastAPI reads the query,
-    and refuses a JSON body that is not UTF-8 before FastAPI decodes it."""
+    and refuses a JSON body that is not UTF-8 before FastAPI decodes it.
+
+    A route with a path parameter does not take a path that is another route's own
+    (:attr:`fixed_paths`): ``DELETE /api/notifications/mark-all-read`` is a 405 whose
+    ``Allow`` names ``PATCH``, not a 422 for a notification id that is not a number, and
+    ``POST`` there does not list ``GET`` and ``DELETE`` (the id's routes) as allowed."""
+
+    #: The paths without parameters of the router's routes (:class:`SlashRouter` shares
+    #: its set with each of its routes).
+    fixed_paths: frozenset[str] | set[str] = frozenset()
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if (
+            match is not Match.NONE
+            and self.param_convertors
+            and self._names_fixed_path(child_scope)
+        ):
+            return Match.NONE, {}
+        return match, child_scope
+
+    def _names_fixed_path(self, child_scope: Scope) -> bool:
+        """Whether the path this route matched, its parameters put back in its own
+        pattern, is a route's of the router without parameters. Put back in the
+        route's own path (not compared with the request's), it holds wherever the router
+        is included."""
+        params = child_scope.get("path_params", {})
+        try:
+            path = self.path_format.format_map({k: str(v) for k, v in params.items()})
+        except (KeyError, IndexError, ValueError):
+            return False
+        return path in self.fixed_paths
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         # Imported here: security imports errors, which imports this module.
@@ -172,22 +204,41 @@ class QueryNamesRoute(APIRoute):
 
 
 class SlashRouter(APIRouter):
+    """A router whose paths answer with and without a trailing slash, whose routes are
+    :class:`QueryNamesRoute`, and where a fixed path (``mark-all-read``, ``ws``) is never
+    taken as the value of a sibling's parameter (``{notification_id}``)."""
+
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("route_class", QueryNamesRoute)
         super().__init__(**kwargs)
+        #: The full paths (the prefix included) of its routes without parameters.
+        self.fixed_paths: set[str] = set()
 
     def add_api_route(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().add_api_route(path, endpoint, **kwargs)
+        self._added(path)
         twin = _twin(path)
         if twin is not None and (self.prefix or twin):
             hidden = {**kwargs, "include_in_schema": False}
             hidden.pop("operation_id", None)
             super().add_api_route(twin, endpoint, **hidden)
+            self._added(twin)
 
     def add_api_websocket_route(
         self, path: str, endpoint: Callable[..., Any], name: str | None = None, **kwargs: Any
     ) -> None:
         super().add_api_websocket_route(path, endpoint, name=name, **kwargs)
+        self._added(path)
         twin = _twin(path)
         if twin is not None and (self.prefix or twin):
             super().add_api_websocket_route(twin, endpoint, name=name, **kwargs)
+            self._added(twin)
+
+    def _added(self, path: str) -> None:
+        """Notes the route just added: its path when it has no parameter, and the set of
+        those paths on it (shared: paths added later count too)."""
+        if "{" not in path:
+            self.fixed_paths.add(self.prefix + path)
+        route = self.routes[-1]
+        if isinstance(route, QueryNamesRoute):
+            route.fixed_paths = self.fixed_paths

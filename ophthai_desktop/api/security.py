@@ -10,7 +10,10 @@ from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import HTTPConnection
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ophthai_desktop.api.errors import error_body
@@ -308,3 +311,43 @@ class ResponseHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+#: What each failure Starlette's CORS middleware names in a refused preflight means.
+PREFLIGHT_FAILURES = {
+    "origin": "this page's origin is not one OPHTHAI_CORS_ORIGINS allows",
+    "method": "the method asked for is not allowed",
+    "headers": "a header asked for is not allowed",
+    "private-network": "access from a public web page to this private network is not allowed",
+}
+
+
+class ApiCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS middleware whose refused preflight (``OPTIONS`` from an origin
+    not in ``OPHTHAI_CORS_ORIGINS``) is the API's JSON error body, not its plain-text
+    ``Disallowed CORS origin``, with the same status (400) and headers.
+
+    A browser never shows a failed preflight's body to the page (it fails the request
+    whatever the status); the body is for whoever reads it: a developer in the
+    browser's network panel, a script or a test checking the server's CORS settings,
+    who gets the same ``message``/``detail`` as from every other error, and what to
+    change."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        # Starlette's text: "Disallowed CORS origin, method" (each failure, in order).
+        text = bytes(response.body).decode("utf-8", "replace")
+        failures = text.removeprefix("Disallowed CORS ").split(", ")
+        reasons = [PREFLIGHT_FAILURES.get(failure, failure) for failure in failures]
+        headers = {
+            name: value
+            for name, value in response.headers.items()
+            if name not in ("content-type", "content-length")
+        }
+        return JSONResponse(
+            error_body(f"CORS preflight refused: {'; '.join(reasons)}"),
+            status_code=400,
+            headers=headers,
+        )

@@ -19,7 +19,7 @@ from ophthai_desktop.api.http_protocol import (
     api_http_protocol,
     app_cors,
 )
-from ophthai_desktop.core.log_safety import DescribeExceptions
+from ophthai_desktop.core.log_safety import LIBRARY_LOGGERS, describe_exceptions_in
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +103,16 @@ class RedactTokens(logging.Filter):
 
 
 def redact_tokens_in_uvicorn_logs() -> None:
-    """Install :class:`RedactTokens` on uvicorn's loggers (once), and
-    :class:`DescribeExceptions`: uvicorn logs an error that reached it (one the app's
-    handler answered 500 included) with its traceback, whose text can quote a name."""
+    """Install :class:`RedactTokens` on uvicorn's loggers (once), and ``DescribeExceptions``
+    (:mod:`~ophthai_desktop.core.log_safety`) on them and on asyncio's
+    (``LIBRARY_LOGGERS``): uvicorn logs an error that reached it (one the app's handler
+    answered 500 included) with its traceback, whose text can quote a name, and the
+    server's event loop logs a task's exception nobody retrieved the same way."""
     for name in UVICORN_LOGGERS:
         logger = logging.getLogger(name)
-        for kind in (RedactTokens, DescribeExceptions):
-            if not any(isinstance(f, kind) for f in logger.filters):
-                logger.addFilter(kind())
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())
+    describe_exceptions_in(*UVICORN_LOGGERS, *LIBRARY_LOGGERS)
 
 
 class _UvicornServer(uvicorn.Server):

@@ -27,6 +27,14 @@ log = logging.getLogger(__name__)
 #: Frames of a traceback named in one description, innermost last.
 MAX_FRAMES = 8
 
+#: Inner exceptions of exception groups named in one description, nested groups' own
+#: included; the rest are counted. A task group can gather hundreds of failures.
+MAX_GROUPED = 16
+
+#: How deep nested exception groups are itemized; a group deeper than that is named by
+#: its kind and place and its count of inner exceptions only.
+MAX_GROUP_DEPTH = 4
+
 
 def configure_logging(level: str) -> None:
     """Log to stderr from ``level`` up (a level's name, e.g. ``INFO``; an unknown one is
@@ -36,6 +44,7 @@ def configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    describe_exceptions_in(*LIBRARY_LOGGERS)
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_uncaught_in_thread
     sys.unraisablehook = _log_unraisable
@@ -65,11 +74,30 @@ def _log_unraisable(unraisable: Any) -> None:
     log.warning("an exception was ignored: %s", safe_description(exc))
 
 
+#: Loggers of libraries that log an exception they caught with its text and traceback:
+#: asyncio (``Task exception was never retrieved``, a failed callback: the lines after
+#: the first name the task, future or handle by its repr, which quotes the exception's
+#: text, a result or a callback's arguments) and concurrent.futures (a future's failed
+#: done-callback). Each logs on its own logger, not a child, so a filter there sees it.
+LIBRARY_LOGGERS = ("asyncio", "concurrent.futures")
+
+
+def describe_exceptions_in(*names: str) -> None:
+    """Install :class:`DescribeExceptions` on the loggers ``names`` (once each)."""
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, DescribeExceptions) for f in logger.filters):
+            logger.addFilter(DescribeExceptions())
+
+
 class DescribeExceptions(logging.Filter):
     """A logger filter that writes a record's exception as :func:`safe_description` of
-    it, after the message, instead of Python's traceback with its text: for libraries
-    that log what they caught with its traceback (uvicorn's "Exception in ASGI
-    application", which Starlette raises again after the app's own handler)."""
+    it, after the first line of the message, instead of Python's traceback with its
+    text: for libraries that log what they caught with its traceback (uvicorn's
+    "Exception in ASGI application", which Starlette raises again after the app's own
+    handler; asyncio's "Task exception was never retrieved"). The lines after the first
+    are dropped too: asyncio's name the task by its repr, which quotes the exception's
+    text. The record itself is kept, its level and logger as they were."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
@@ -79,7 +107,8 @@ class DescribeExceptions(logging.Filter):
             message = record.getMessage()
         except Exception:  # a broken record: the handler reports it as it would
             return True
-        record.msg = f"{message.rstrip()}: {safe_description(exc)}"
+        first_line = message.split("\n", 1)[0].rstrip()
+        record.msg = f"{first_line}: {safe_description(exc)}"
         record.args = None
         record.exc_info = None
         record.exc_text = None
@@ -93,13 +122,28 @@ def safe_description(exc: BaseException) -> str:
 
     ``PermissionError [EACCES: Permission denied] at ingest.py:712 in _read
     (from watcher.py:801 in _take_in)``
+
+    An exception group's inner exceptions are itemized the same way, in brackets after
+    it, nested groups too (at most :data:`MAX_GROUPED` in all, :data:`MAX_GROUP_DEPTH`
+    groups deep; the rest counted):
+
+    ``ExceptionGroup at tasks.py:40 in run [2 inner: ValueError at a.py:3 in f;
+    OSError [ENOSPC: No space left on device] at b.py:9 in g]``
     """
+    return _chain(exc, set(), [MAX_GROUPED], 0)
+
+
+def _chain(exc: BaseException, seen: set[int], budget: list[int], depth: int) -> str:
+    """:func:`safe_description` of ``exc`` and its causes; ``seen`` and ``budget`` (the
+    inner exceptions still to be named) are shared by the groups within it."""
     parts: list[str] = []
-    seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        parts.append(_one(current))
+        part = _one(current)
+        if isinstance(current, BaseExceptionGroup):
+            part += _inner(current, seen, budget, depth)
+        parts.append(part)
         if current.__cause__ is not None:
             current = current.__cause__
         elif not current.__suppress_context__:
@@ -107,6 +151,25 @@ def safe_description(exc: BaseException) -> str:
         else:
             current = None
     return "; caused by ".join(parts)
+
+
+def _inner(
+    group: BaseExceptionGroup[BaseException], seen: set[int], budget: list[int], depth: int
+) -> str:
+    """`` [n inner: ...]``: each of ``group``'s exceptions described, while the budget
+    and the depth allow, the others counted."""
+    inner = group.exceptions
+    listed: list[str] = []
+    if depth < MAX_GROUP_DEPTH:
+        for exc in inner:
+            if budget[0] <= 0:
+                break
+            budget[0] -= 1
+            listed.append(_chain(exc, seen, budget, depth + 1))
+    left = len(inner) - len(listed)
+    if left:
+        listed.append(f"and {left} more")
+    return f" [{len(inner)} inner: {'; '.join(listed)}]"
 
 
 def _one(exc: BaseException) -> str:

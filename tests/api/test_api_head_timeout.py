@@ -423,6 +423,69 @@ def test_connections_beyond_the_cap_get_503_and_open_ones_go_on(
         assert status == 200
 
 
+@pytest.mark.parametrize(
+    ("origin", "allowed"), [("http://localhost:5173", True), ("http://evil.example", False)]
+)
+def test_the_503_beyond_the_cap_carries_the_cors_headers_of_an_allowed_origin(
+    serve: Serve, origin: str, allowed: bool
+) -> None:
+    """A page on an origin the app allows reads "busy, try again" and when (Retry-After,
+    exposed) instead of an opaque network error; another origin is not let in by it."""
+    server = serve(30.0, max_connections=1)
+    request = f"GET /api/patients HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: {origin}\r\n\r\n"
+    with open_socket(server) as held, open_socket(server) as sock:
+        held.sendall(HEALTH)  # the one place, kept alive
+        assert read_response(held)[0].startswith(b"HTTP/1.1 200 ")
+        opened = time.monotonic()
+        sock.sendall(request.encode())
+        received = read_until_closed(sock, GRACE_S)
+        assert time.monotonic() - opened < REFUSAL_LINGER_S  # at once: the head had come
+
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 "), received
+    fields = header_fields(head)
+    assert fields["retry-after"] == str(REFUSAL_RETRY_AFTER_S)
+    assert "too many connections" in json.loads(body)["message"]
+    cors = {k: v for k, v in fields.items() if k.startswith("access-control-")}
+    if allowed:
+        assert cors["access-control-allow-origin"] == origin
+        assert cors["access-control-allow-credentials"] == "true"
+        assert "Retry-After" in cors["access-control-expose-headers"].split(", ")
+        assert fields["vary"] == "Origin"
+    else:
+        assert cors == {}
+
+
+def test_a_refused_head_in_pieces_is_answered_once_it_ends_or_its_wait_does(
+    serve: Serve,
+) -> None:
+    """A head that comes in several packets is answered with the CORS headers of the
+    Origin line in its second; one that stalls is answered with what came of it once
+    its wait is over."""
+    server = serve(30.0, max_connections=1)
+    origin = "http://localhost:5173"
+    with (
+        open_socket(server) as held,
+        open_socket(server) as split,
+        open_socket(server) as stalled,
+    ):
+        held.sendall(HEALTH)  # the one place, kept alive
+        assert read_response(held)[0].startswith(b"HTTP/1.1 200 ")
+        split.sendall(b"GET /api/patients HTTP/1.1\r\nHost: 127.0.0.1\r")
+        stalled.sendall(f"GET / HTTP/1.1\r\nOrigin: {origin}\r\nX-Sl".encode())
+        time.sleep(0.1)
+        assert not select.select([split], [], [], 0)[0], "answered before its head ended"
+        split.sendall(f"\nOrigin: {origin}\r\n\r".encode())
+        time.sleep(0.1)
+        split.sendall(b"\n")
+        answers = [read_until_closed(sock, REFUSAL_LINGER_S + GRACE_S) for sock in (split, stalled)]
+
+    for received in answers:
+        head = received.partition(b"\r\n\r\n")[0]
+        assert head.startswith(b"HTTP/1.1 503 "), received
+        assert header_fields(head)["access-control-allow-origin"] == origin
+
+
 def test_a_refused_client_that_sends_its_upload_first_still_reads_the_503(
     serve: Serve,
 ) -> None:

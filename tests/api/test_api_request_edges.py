@@ -10,10 +10,12 @@ import codecs
 from typing import Any
 
 import pytest
+from fastapi.routing import APIRoute, APIWebSocketRoute
 from fastapi.testclient import TestClient
 
 from ophthai_desktop.api.errors import MAX_LISTED_PROBLEMS
 from ophthai_desktop.api.params import DB_INT_MAX
+from ophthai_desktop.api.routes import ai, audit, notifications, patients
 from ophthai_desktop.bootstrap import Application
 from tests.api.test_api_patients import add_analysis
 from tests.conftest import png_bytes
@@ -560,6 +562,13 @@ def test_an_unknown_sort_key_is_a_422_naming_the_parameter_as_sent(client: TestC
         ("delete", "/api/patients/{pid}/scans", {"GET", "HEAD", "POST"}),
         ("get", "/api/notifications/1/read", {"PATCH"}),
         ("head", "/api/ai/load-model", {"POST"}),  # served as GET, which it does not take
+        # A fixed path is not an id of the route beside it ({notification_id}): once a
+        # 422 for an id that is not a number, and a POST's Allow named the id's methods.
+        ("delete", "/api/notifications/mark-all-read", {"PATCH"}),
+        ("get", "/api/notifications/mark-all-read/", {"PATCH"}),
+        ("post", "/api/notifications/mark-all-read", {"PATCH"}),
+        ("delete", "/api/notifications/unread-count", {"GET", "HEAD"}),
+        ("post", "/api/notifications/unread-count/", {"GET", "HEAD"}),
     ],
 )
 def test_a_405_allows_every_method_the_path_takes(
@@ -572,6 +581,43 @@ def test_a_405_allows_every_method_the_path_takes(
 
     assert response.status_code == 405
     assert {m.strip() for m in response.headers["allow"].split(",")} == allowed
+
+
+#: The modules whose routers the app includes (health's has no parameters).
+ROUTE_MODULES = (patients, notifications, ai, audit)
+
+
+def test_no_fixed_path_is_taken_for_the_id_of_the_route_beside_it(client: TestClient) -> None:
+    """Every route without a parameter whose path an ``{id}`` route's pattern also
+    matches (``/api/notifications/mark-all-read`` and ``/{notification_id}``): each method
+    it does not take is a 405 naming the ones it does, never the id's answer."""
+    routes = [route for module in ROUTE_MODULES for route in module.router.routes]
+    patterns = [r for r in routes if isinstance(r, APIRoute) and r.param_convertors]
+    fixed = {
+        route.path
+        for route in routes
+        if isinstance(route, APIRoute | APIWebSocketRoute)
+        and not route.param_convertors
+        and any(p.path_regex.match(route.path) for p in patterns)
+    }
+    assert "/api/notifications/mark-all-read" in fixed  # what this test is about
+    for path in sorted(fixed):
+        taken = {m for r in routes if isinstance(r, APIRoute) and r.path == path for m in r.methods}
+        for method in {"GET", "POST", "PUT", "PATCH", "DELETE"} - taken:
+            response = client.request(method, path)
+            if not taken:  # the WebSocket's path: no HTTP method
+                assert response.status_code == 404, (method, path, response.text)
+                continue
+            assert response.status_code == 405, (method, path, response.text)
+            allowed = {m.strip() for m in response.headers["allow"].split(",")}
+            assert allowed == taken | ({"HEAD"} if "GET" in taken else set()), (method, path)
+
+
+def test_an_id_that_is_not_a_number_is_still_a_422_naming_it(client: TestClient) -> None:
+    response = client.delete("/api/notifications/mark-all-reads")
+
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "notification_id"
 
 
 def test_the_docs_assets_allow_get_and_head(client: TestClient) -> None:

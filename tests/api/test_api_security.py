@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import gc
 import logging
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from ophthai_desktop.api import create_app
 from ophthai_desktop.api.server import RedactTokens, redact_tokens_in_uvicorn_logs
-from ophthai_desktop.bootstrap import build_application
+from ophthai_desktop.bootstrap import Application, build_application
 from tests.conftest import make_settings, png_bytes
 from tests.support.crash import crash_lines
 from tests.support.http import LoopbackClient
@@ -225,12 +228,23 @@ def test_cors_preflight_from_an_allowed_origin(client: TestClient) -> None:
 
 
 def test_cors_preflight_from_another_origin_is_not_allowed(client: TestClient) -> None:
+    """Refused with the status Starlette gives it (400), and the API's JSON error body
+    rather than Starlette's plain-text "Disallowed CORS origin"."""
     response = client.options(
         "/api/patients",
         headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "GET"},
     )
 
     assert "access-control-allow-origin" not in response.headers
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()
+    assert error["message"] == error["detail"]
+    assert error["message"] == (
+        "CORS preflight refused: this page's origin is not one OPHTHAI_CORS_ORIGINS allows"
+    )
+    assert response.headers["vary"].startswith("Origin")  # as Starlette sends it
+    assert response.headers["x-content-type-options"] == "nosniff"
 
 
 def test_cors_origins_come_from_the_settings(tmp_path: Path) -> None:
@@ -592,6 +606,12 @@ def test_a_route_that_fails_unexpectedly_is_logged_without_its_text(
         with caplog.at_level(logging.INFO), open_socket(server) as sock:
             sock.sendall(b"GET /api/patients HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             head, _ = read_response(sock)
+            # uvicorn logs the error after the 500 has gone out: the answer can be read
+            # before its line is written.
+            deadline = time.monotonic() + 5.0
+            while not any(r.name == "uvicorn.error" for r in caplog.records):
+                assert time.monotonic() < deadline, "uvicorn logged no error"
+                time.sleep(0.01)
     finally:
         application.close()
 
@@ -600,4 +620,35 @@ def test_a_route_that_fails_unexpectedly_is_logged_without_its_text(
     assert "Traceback" not in caplog.text
     logged = [r.getMessage() for r in caplog.records if r.name == "uvicorn.error"]
     assert any("ValueError at" in line and "in fails" in line for line in logged), logged
+    assert crash_lines(caplog.text)  # the end-to-end tests still see the crash
+
+
+def test_a_task_that_fails_on_the_servers_loop_is_logged_without_its_text(
+    sqlite_services: Application, live_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """asyncio logs a task's exception nobody retrieved ("Task exception was never
+    retrieved") with Python's traceback, and a second line naming the task by its repr,
+    which quotes the exception's text: the server's own loop writes it as uvicorn's."""
+    server = live_server(create_app(sqlite_services))
+    loop = server._server.servers[0].get_loop()
+
+    async def fails() -> None:
+        raise ValueError("history: Zorblax Quimby, glaucoma")
+
+    async def drop_a_failing_task() -> None:
+        task = asyncio.get_running_loop().create_task(fails())
+        await asyncio.sleep(0.01)  # it has run and failed
+        del task
+        gc.collect()  # asyncio logs its exception once the task is gone
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run_coroutine_threadsafe(drop_a_failing_task(), loop).result(5.0)
+
+    assert "Zorblax" not in caplog.text and "glaucoma" not in caplog.text
+    assert "Traceback" not in caplog.text
+    logged = [r for r in caplog.records if r.name == "asyncio"]
+    assert [r.levelno for r in logged] == [logging.ERROR]
+    message = logged[0].getMessage()
+    assert message.startswith("Task exception was never retrieved: ValueError at "), message
+    assert message.endswith(" in fails")
     assert crash_lines(caplog.text)  # the end-to-end tests still see the crash

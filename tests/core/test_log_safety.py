@@ -3,9 +3,12 @@ never its text, which can quote a file (and patient) name or a typed value."""
 
 from __future__ import annotations
 
+import errno
 import subprocess
 import sys
 from pathlib import Path
+
+from ophthai_desktop.core.log_safety import MAX_GROUP_DEPTH, MAX_GROUPED, safe_description
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,3 +57,110 @@ def test_an_uncaught_exception_is_logged_by_kind_and_place_never_its_text() -> N
         assert any("FileNotFoundError [ENOENT" in line and "in watch" in line for line in lines)
         assert any("ValueError at" in line and "in __del__" in line for line in lines)
         assert any("KeyError at <string>" in line for line in lines)
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
+
+
+def _raised(exc: BaseException) -> BaseException:
+    """``exc`` raised (in :func:`_raise`) and caught: it has a place, as a task's has."""
+    try:
+        _raise(exc)
+    except BaseException as caught:
+        return caught
+    raise AssertionError("not raised")
+
+
+def _group_of_failures() -> BaseException:
+    """A group as a task group raises it: each inner exception raised where it was."""
+    nested = ExceptionGroup("nested Zorblax", [_raised(KeyError("Zorblax Quimby"))])
+    inner = [
+        _raised(ValueError("history: Zorblax Quimby, glaucoma")),
+        _raised(FileNotFoundError(errno.ENOENT, "gone", "/scans/Zorblax Quimby OD.png")),
+        _raised(nested),
+    ]
+    return _raised(BaseExceptionGroup("Zorblax Quimby's tasks failed", inner))
+
+
+def test_an_exception_group_itemizes_each_inner_exception_by_kind_and_place() -> None:
+    description = safe_description(_group_of_failures())
+
+    assert "Zorblax" not in description and "glaucoma" not in description
+    assert description.startswith("ExceptionGroup at test_log_safety.py:")
+    place = f"test_log_safety.py:{_raise.__code__.co_firstlineno + 1} in _raise"
+    assert "[3 inner: ValueError at test_log_safety.py:" in description
+    assert "FileNotFoundError [ENOENT: No such file or directory] at test_log_safety.py:" in (
+        description
+    )
+    assert description.count(place) == 5  # the group's, each inner one's, the nested one's
+    assert "ExceptionGroup at test_log_safety.py:" in description.partition("[")[2]
+    caller = f"test_log_safety.py:{_raised.__code__.co_firstlineno + 3} in _raised"
+    assert description.endswith(f"[1 inner: KeyError at {place} (from {caller})]]")
+
+
+def test_a_large_or_deep_exception_group_is_itemized_up_to_a_cap() -> None:
+    wide = ExceptionGroup("Zorblax", [ValueError(f"Zorblax {i}") for i in range(MAX_GROUPED + 5)])
+    deep: BaseExceptionGroup[BaseException] = ExceptionGroup("Zorblax", [KeyError("Zorblax")])
+    for _ in range(MAX_GROUP_DEPTH + 2):
+        deep = ExceptionGroup("Zorblax", [deep])
+
+    described = safe_description(wide)
+    assert described.count("ValueError") == MAX_GROUPED
+    assert described.endswith("; and 5 more]")
+    assert described.startswith(f"ExceptionGroup [{MAX_GROUPED + 5} inner: ")
+    nested = safe_description(deep)
+    assert nested.count("ExceptionGroup") == MAX_GROUP_DEPTH + 1
+    assert nested.endswith("[1 inner: and 1 more]" + "]" * MAX_GROUP_DEPTH)
+    assert "KeyError" not in nested and "Zorblax" not in described + nested
+
+
+#: Logging set up as the app sets it up, then a task whose exception nobody retrieves
+#: and a future whose done-callback fails: asyncio and concurrent.futures log each with
+#: its traceback, asyncio's second line quoting the exception's text too.
+LIBRARIES = """
+import asyncio, gc, sys
+from concurrent.futures import Future
+from ophthai_desktop.__main__ import _configure_logging
+_configure_logging("INFO")
+
+async def boom():
+    raise ValueError("history: Zorblax Quimby, glaucoma")
+
+async def main():
+    task = asyncio.get_running_loop().create_task(boom())
+    await asyncio.sleep(0.01)
+    del task
+    gc.collect()
+
+asyncio.run(main())
+
+def callback(_future):
+    raise KeyError("Zorblax Quimby")
+
+future = Future()
+future.add_done_callback(callback)
+future.set_result(None)
+"""
+
+
+def test_libraries_logging_an_exception_log_it_by_kind_and_place_never_its_text() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", LIBRARIES], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "Zorblax" not in done.stderr and "glaucoma" not in done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert any(
+        "ERROR   asyncio: Task exception was never retrieved: ValueError at <string>:" in line
+        and line.endswith(" in boom")
+        for line in lines
+    ), lines
+    assert any(
+        "ERROR   concurrent.futures: exception calling callback for" in line
+        and "KeyError at <string>:" in line
+        and "in callback" in line
+        for line in lines
+    ), lines

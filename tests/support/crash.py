@@ -1,7 +1,8 @@
 """Whether an app's output shows a crash: Python's traceback (``log.exception``), or the
 line the app logs instead of one for an exception nothing caught
-(``core/log_safety.py``), or uvicorn's for a request that failed (its traceback is written
-the same way: ``DescribeExceptions``)."""
+(``core/log_safety.py``), or uvicorn's for a request that failed, or asyncio's for a task
+whose exception nobody retrieved (their tracebacks are written the same way:
+``DescribeExceptions``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ CRASH_MARKS = (
     "uncaught exception",
     "an exception was ignored",
     "Exception in ASGI application",
+    "exception was never retrieved",  # asyncio's, for a task's or a future's
 )
 
 
