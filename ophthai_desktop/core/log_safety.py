@@ -38,13 +38,21 @@ MAX_GROUP_DEPTH = 4
 
 def configure_logging(level: str) -> None:
     """Log to stderr from ``level`` up (a level's name, e.g. ``INFO``; an unknown one is
-    ``INFO``), and log an exception nothing caught as :func:`safe_description` of it."""
+    ``INFO``), and log an exception, caught and logged or caught by nothing, as
+    :func:`safe_description` of it."""
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     describe_exceptions_in(*LIBRARY_LOGGERS)
+    # The app's own ``log.exception`` too (the worker, the model's load, the API
+    # server): an exception's text can quote a patient's name (an SQL error quotes the
+    # row it could not write) or a scan's file name. On the handlers, which every
+    # propagated record passes, whatever logger made it.
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, DescribeExceptions) for f in handler.filters):
+            handler.addFilter(DescribeExceptions())
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_uncaught_in_thread
     sys.unraisablehook = _log_unraisable

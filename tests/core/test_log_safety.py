@@ -164,3 +164,41 @@ def test_libraries_logging_an_exception_log_it_by_kind_and_place_never_its_text(
         and "in callback" in line
         for line in lines
     ), lines
+
+
+#: The app's own ``log.exception`` (the worker, the model's load, the API server), as the
+#: window and ``ophthai serve`` set logging up: an SQL error quotes the row it could not
+#: write, a patient's name with it.
+OWN_LOG = """
+import logging, sys
+from ophthai_desktop.__main__ import _configure_logging
+_configure_logging("INFO")
+log = logging.getLogger("ophthai_desktop.core.worker")
+
+def store():
+    raise RuntimeError("INSERT INTO patients (name) VALUES ('Zorblax Quimby')")
+
+try:
+    store()
+except RuntimeError:
+    log.exception("the job %s failed unexpectedly", 7)
+log.warning("a line of our own\\nand its second line")
+"""
+
+
+def test_the_apps_own_logged_exceptions_give_kind_and_place_never_their_text() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", OWN_LOG], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "Zorblax" not in done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert any(
+        "ERROR   ophthai_desktop.core.worker: the job 7 failed unexpectedly: RuntimeError at"
+        in line
+        and " in store" in line
+        for line in lines
+    ), lines
+    assert "and its second line" in done.stderr  # a record without an exception as it was
