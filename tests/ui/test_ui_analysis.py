@@ -774,3 +774,109 @@ def test_approve_and_reject_have_shortcuts_that_act_as_the_buttons(
     qtbot.waitUntil(lambda: view.card.badge.text() == "APPROVED")
     stored = gui.application.patients.get_patient(gui.patient_page.patient.id)
     assert (stored.validation_status, stored.validated_by) == ("approved", "Dr. Keys")
+
+
+def test_a_new_result_arriving_while_the_verdict_is_typed_says_so_and_drops_the_old_refusal(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """A second analysis of the patient finishes while the clinician types the verdict
+    for the first: the notes are kept, but the window says they were written for the
+    result it replaced, and the first verdict's refusal (notes too long) is not left
+    under the new result, outlining notes that are short by now."""
+    hold = threading.Event()
+    hold.set()
+    gui = make_gui(engine=ScriptedEngine(DME, hold=hold))
+    view = gui.analysis_view
+    patient_id = _patient_with_scan(gui, "Typed Verdict")
+    open_patient(qtbot, gui, patient_id)
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    first = view.analysis
+    assert first is not None
+    view.notes.setPlainText("x" * 10_001)
+    view.reject.click()
+    qtbot.waitUntil(lambda: "longer than 10,000 characters" in view.verdict_error_text())
+    view.notes.setPlainText("Cysts confirmed on the B-scan")
+
+    hold.clear()
+    gui.application.jobs.queue_patient_analysis(patient_id, actor=Actor("t", "gui"))
+    qtbot.waitUntil(lambda: "Analysing" in view.state.text(), timeout=10_000)
+    assert view.verdict_error_text() == ""  # not left under the analysis now running
+    hold.set()
+    qtbot.waitUntil(
+        lambda: (
+            view.card.isVisible() and view.analysis is not None and view.analysis.id != first.id
+        ),
+        timeout=10_000,
+    )
+    second = view.analysis
+    assert second is not None
+    assert view.notes.toPlainText() == "Cysts confirmed on the B-scan"  # nothing lost
+    assert view.notice.text() == (
+        f"A new result (analysis #{second.id}) replaced the one your notes were written "
+        f"for (analysis #{first.id}). Your notes are kept: read the new result before "
+        "approving or rejecting it."
+    )
+    assert view.verdict_error_text() == ""
+    assert view.notes.property("invalid") is not True
+
+    view.approve.click()  # read, and approved: the notice has said its piece
+    qtbot.waitUntil(lambda: view.card.badge.text() == "APPROVED")
+    assert view.notice.text() == ""
+
+
+def test_a_new_result_with_no_notes_typed_raises_no_notice(qtbot: QtBot, make_gui: Maker) -> None:
+    gui = make_gui(engine=ScriptedEngine(DME))
+    view = gui.analysis_view
+    patient_id = _patient_with_scan(gui, "No Notes")
+    open_patient(qtbot, gui, patient_id)
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    first = view.analysis
+    gui.application.jobs.queue_patient_analysis(patient_id, actor=Actor("t", "gui"))
+    qtbot.waitUntil(
+        lambda: view.analysis is not None and first is not None and view.analysis.id != first.id,
+        timeout=10_000,
+    )
+    assert "replaced" not in view.notice.text()
+
+
+def test_a_read_of_the_queue_older_than_the_unload_does_not_show_the_job_running(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page reads the patient's open jobs when it opens (on the task pool). When
+    that read saw the analysis running but came back after an unload had queued it
+    again, the page said "Analysing (job #1)…" over an empty reasoning pane, while the
+    job queue said queued and nothing ran."""
+    hold = threading.Event()
+    gui = make_gui(engine=ScriptedEngine(DME, hold=hold))
+    app, view = gui.application, gui.analysis_view
+    patient_id = _patient_with_scan(gui, "Slow Read")
+    fetch, give_back = threading.Event(), threading.Event()
+    list_jobs = app.jobs.list_jobs
+
+    def slow_list_jobs(*args: object, **kwargs: object) -> object:
+        if kwargs.get("patient_id") == patient_id:
+            fetch.wait(10)
+            page = list_jobs(*args, **kwargs)  # type: ignore[arg-type]
+            give_back.wait(10)
+            return page
+        return list_jobs(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(app.jobs, "list_jobs", slow_list_jobs)
+    gui.patients.open_patient(patient_id)
+    qtbot.waitUntil(lambda: gui.patient_page.patient is not None)
+    job = app.jobs.queue_patient_analysis(patient_id, actor=Actor("t", "gui"))
+    qtbot.waitUntil(lambda: "the model is reasoning" in view.state.text(), timeout=10_000)
+    fetch.set()  # the read sees the job running ...
+    qtbot.waitUntil(lambda: app.jobs.get_job(job.id).state == "running")
+    qtbot.wait(200)
+    app.worker.request_unload()  # ... and comes back after it was queued again
+    qtbot.waitUntil(lambda: "Queued again" in view.state.text(), timeout=10_000)
+    give_back.set()
+    qtbot.waitUntil(lambda: gui.analysis._reads == 0)  # the read is back and handled
+    qtbot.wait(100)  # (a late stream start would be queued behind it)
+    assert app.jobs.get_job(job.id).state == "queued"
+    assert "Queued again" in view.state.text()
+    assert not view.state.text().startswith("Analysing")
+    hold.set()

@@ -98,6 +98,8 @@ class AnalysisController(QObject):
         self._no_scan_shown = False  # the page says the patient has no scan
         self._model_state = ""  # the model's state as last announced
         self._model_notice = ""  # the model problem the notice last told of
+        #: The notice that a new result replaced the one the notes were typed for.
+        self._replaced_notice = ""
         #: The notice that Analyse joined an open job: (job id, its state then, text).
         self._joined: tuple[int, str, str] | None = None
         #: Reads of the queue on their way back from the task pool, and what the window
@@ -207,8 +209,10 @@ class AnalysisController(QObject):
             if patient_id != self._patient_id or self._shown_job is not None:
                 return
             open_jobs = running.items or queued.items
-            if open_jobs and heard.get(open_jobs[0].id) == "ended":
-                return  # it ended while this was read: the page shows how
+            if open_jobs and open_jobs[0].id in heard:
+                # It started, ended or was queued again (the model unloaded) while this
+                # was read: the page shows how, and this read is older.
+                return
             if running.items:
                 self._shown_job = running.items[0].id
                 self._view.start_stream(f"Analysing (job #{self._shown_job})…", tokens=None)
@@ -317,7 +321,22 @@ class AnalysisController(QObject):
         self._job_patients.pop(job_id, None)
         if patient_id is not None and patient_id == self._patient_id:
             self._shown_job = None
+            before = self._view.analysis
             self._view.show_result(analysis)
+            if (
+                before is not None
+                and before.patient_id == analysis.patient_id
+                and before.id != analysis.id
+                and self._view.notes.toPlainText().strip()
+            ):
+                # The notes were typed for the result shown before: kept, but the
+                # verdict now goes to this one.
+                self._replaced_notice = (
+                    f"A new result (analysis #{analysis.id}) replaced the one your notes "
+                    f"were written for (analysis #{before.id}). Your notes are kept: read "
+                    "the new result before approving or rejecting it."
+                )
+                self._view.show_notice(self._replaced_notice, "warning")
 
     @Slot(int, object, str)
     def _on_bridge_analysis_failed(self, job_id: int, patient_id: str | None, reason: str) -> None:
@@ -478,6 +497,8 @@ class AnalysisController(QObject):
                 self._view.show_result(patient.latest_analysis)
             self._view.notes.clear()
             self._view.mark_verdict_field(None)  # a refusal shown before no longer applies
+            if self._replaced_notice and self._view.notice.text() == self._replaced_notice:
+                self._view.notice.dismiss()  # the verdict is recorded: said and done
             self._view.focus_appointment()
 
         def failed(exc: BaseException) -> None:

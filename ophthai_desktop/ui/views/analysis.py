@@ -478,6 +478,8 @@ class AnalysisView(QWidget):
         self.card.hide()
         self.provenance_toggle.hide()
         self.provenance.hide()
+        # A refusal of the verdict was about the result shown then, not the next one.
+        self.mark_verdict_field(None)
         if self._has_focus(self.verdict_group):
             # Disabled under the focus, the verdict left the window with no focus widget
             # at all (keys went nowhere); Analyse is what started this.
@@ -503,6 +505,8 @@ class AnalysisView(QWidget):
 
     def show_result(self, analysis: AnalysisRecord) -> None:
         """The stored analysis: its text, the card and its provenance."""
+        if self.analysis is None or self.analysis.id != analysis.id:
+            self.mark_verdict_field(None)  # a refusal of another result's verdict
         self.analysis = analysis
         if self.reasoning.toPlainText().strip() != analysis.reasoning_text.strip():
             self.reasoning.setPlainText(analysis.reasoning_text)
