@@ -515,3 +515,16 @@ def test_a_change_that_waits_for_a_restart_is_said_when_it_is_saved(
     with qtbot.waitSignal(gui.settings_controller.settings_saved, timeout=5000):
         _ok(dialog)
     assert gui.window.banner.text() == ""
+
+
+def test_the_dialog_opens_with_the_focus_on_a_field_the_clinician_can_change(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """It opened on the read-only data folder."""
+    gui = make_gui()
+    dialog = _open(gui)
+    qtbot.waitExposed(dialog)
+    qtbot.waitUntil(lambda: dialog.focusWidget() is not None)
+    focused = dialog.focusWidget()
+    assert focused is dialog.watch_folder_enabled  # the first in the keyboard's order
+    assert not (isinstance(focused, QLineEdit) and focused.isReadOnly())

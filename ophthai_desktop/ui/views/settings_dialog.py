@@ -213,6 +213,9 @@ class SettingsDialog(QDialog):
         )
         for edit in self.whole_in_tooltip:
             edit.textChanged.connect(self._on_long_field_text_changed)
+        # The first field a clinician can change has the focus when the dialog opens,
+        # not the read-only data folder before it.
+        self.first_field().setFocus(Qt.FocusReason.OtherFocusReason)
         self.buttons.accepted.connect(self._on_buttons_accepted)
         self.buttons.rejected.connect(self.reject)
         self.browse_watch.clicked.connect(self._on_browse_watch_clicked)
@@ -270,6 +273,16 @@ class SettingsDialog(QDialog):
         origins = values.get("cors_origins") or ""
         values["cors_origins"] = [o.strip() for o in origins.split(",") if o.strip()]
         return values
+
+    def first_field(self) -> QWidget:
+        """The first field in the keyboard's order that the clinician can change."""
+        editable = set(map(id, self.fields.values()))
+        widget = self.nextInFocusChain()
+        while widget is not self:
+            if id(widget) in editable and widget.isEnabled():
+                return widget
+            widget = widget.nextInFocusChain()
+        return self.buttons
 
     def show_error(self, message: str, field: str | None = None) -> None:
         """Say why the settings were not saved and mark the field it is about."""
