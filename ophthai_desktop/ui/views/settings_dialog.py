@@ -153,6 +153,10 @@ class SettingsDialog(QDialog):
         self.error.setObjectName("fieldError")
         self.error.setWordWrap(True)
         self.error.hide()
+        #: What OK is checking (the folder, the port) while OK waits for it.
+        self.checking = _note("")
+        self.checking.setObjectName("checking")
+        self.checking.hide()
         self.saved_to = _note("")
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
@@ -172,6 +176,7 @@ class SettingsDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addLayout(columns)
         layout.addWidget(self.error)
+        layout.addWidget(self.checking)
         layout.addWidget(self.saved_to)
         layout.addWidget(self.buttons)
 
@@ -283,6 +288,15 @@ class SettingsDialog(QDialog):
                 return widget
             widget = widget.nextInFocusChain()
         return self.buttons
+
+    def show_checking(self, message: str) -> None:
+        """Say what OK is checking, with OK disabled until it answers; ``""`` when it
+        has (the fields stay as they are, to correct or to save)."""
+        set_text(self.checking, message)
+        self.checking.setVisible(bool(message))
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(not message)
+        if message:
+            self.show_error("")
 
     def show_error(self, message: str, field: str | None = None) -> None:
         """Say why the settings were not saved and mark the field it is about."""
