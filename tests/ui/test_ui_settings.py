@@ -235,8 +235,7 @@ def test_open_watch_folder_does_not_wait_on_a_share_that_does_not_answer(
     monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url) or True)
     folder = tmp_path / "share" / "scans-in"
     release = threading.Event()
-    safety = threading.Timer(3.0, release.set)  # the old code would wait here for ever
-    safety.start()
+    safety = threading.Timer(5.0, release.set)  # the old code would wait here for ever
     real_mkdir = Path.mkdir
 
     def mkdir(path: Path, *args: Any, **kwargs: Any) -> None:
@@ -247,6 +246,7 @@ def test_open_watch_folder_does_not_wait_on_a_share_that_does_not_answer(
     monkeypatch.setattr(Path, "mkdir", mkdir)
     monkeypatch.setattr(settings_module, "CHECK_TIMEOUT_S", 0.3, raising=False)
     gui = make_gui(watch_folder_path=folder)
+    safety.start()
     try:
         gui.window.open_watch_folder_action.trigger()
         assert not release.is_set(), "the GUI thread waited for the folder"
@@ -587,8 +587,7 @@ def test_a_watch_folder_that_does_not_answer_leaves_the_window_responsive(
     """The check and the creation of the folder ran on the GUI thread: a share that did
     not answer froze the whole window inside the dialog."""
     release = threading.Event()
-    safety = threading.Timer(3.0, release.set)  # the old code would wait here for ever
-    safety.start()
+    safety = threading.Timer(5.0, release.set)  # the old code would wait here for ever
     asked = _blocking_folder_check(monkeypatch, release)
     folder = tmp_path / "share" / "incoming"
     gui = make_gui(watch_folder_enabled=False)
@@ -599,6 +598,7 @@ def test_a_watch_folder_that_does_not_answer_leaves_the_window_responsive(
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(1))
     timer.start(10)
+    safety.start()
     try:
         _ok(dialog)
         assert not release.is_set(), "OK waited on the GUI thread for the folder"
@@ -628,8 +628,7 @@ def test_a_check_that_does_not_answer_in_time_is_said_and_loses_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     release = threading.Event()
-    safety = threading.Timer(3.0, release.set)
-    safety.start()
+    safety = threading.Timer(5.0, release.set)
     _blocking_folder_check(monkeypatch, release)
     monkeypatch.setattr(settings_module, "CHECK_TIMEOUT_S", 0.3, raising=False)
     folder = tmp_path / "share" / "incoming"
@@ -638,6 +637,7 @@ def test_a_check_that_does_not_answer_in_time_is_said_and_loses_nothing(
     dialog.watch_folder_enabled.setChecked(True)
     dialog.watch_folder_path.setText(str(folder))
     dialog.user_name.setText("Dr. Waiting")
+    safety.start()
     try:
         _ok(dialog)
         qtbot.waitUntil(lambda: "did not answer within 0.3 s" in dialog.error.text())
@@ -665,14 +665,14 @@ def test_closing_the_dialog_while_its_check_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     release = threading.Event()
-    safety = threading.Timer(3.0, release.set)
-    safety.start()
+    safety = threading.Timer(5.0, release.set)
     asked = _blocking_folder_check(monkeypatch, release)
     folder = tmp_path / "incoming"
     gui = make_gui(watch_folder_enabled=False)
     dialog = _open(gui)
     dialog.watch_folder_enabled.setChecked(True)
     dialog.watch_folder_path.setText(str(folder))
+    safety.start()
     try:
         _ok(dialog)
         assert not release.is_set()
