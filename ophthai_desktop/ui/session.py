@@ -180,6 +180,7 @@ class GuiSession(QObject):
         self.slow_tasks.failed.connect(self._on_tasks_failed)
         self.api_state_reported.connect(self.status.show_api)
         self.api_state_reported.connect(self.server.show_api_state)
+        self.api_state_reported.connect(self.settings_controller.show_api_state)
         self.server.api_state_changed.connect(self.api_state_reported)
         self.window.model_manager_action.triggered.connect(self.model_manager.open)
         self.imports.imported.connect(lambda _pid, _n: self.analysis.explain_model_state())

@@ -4,12 +4,15 @@ window's remembered geometry and splitters."""
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
-from PySide6.QtCore import QUrl
+from PySide6.QtCore import QTimer, QUrl
 from PySide6.QtGui import QDesktopServices, QIcon, QPalette
 from PySide6.QtWidgets import (
     QApplication,
@@ -21,8 +24,10 @@ from PySide6.QtWidgets import (
 )
 from pytestqt.qtbot import QtBot
 
+from ophthai_desktop.core.errors import InvalidInput
 from ophthai_desktop.core.settings import Settings
 from ophthai_desktop.core.watcher import WatcherState
+from ophthai_desktop.ui.context import ApiState
 from ophthai_desktop.ui.controllers import settings as settings_module
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.theme import apply_theme
@@ -165,7 +170,7 @@ def test_invalid_settings_name_the_field_and_save_nothing(
     dialog.watch_folder_enabled.setChecked(True)
     dialog.watch_folder_path.setText(str(a_file))
     _ok(dialog)
-    assert "is a file, not a folder" in dialog.error.text()
+    qtbot.waitUntil(lambda: "is a file, not a folder" in dialog.error.text())
     assert dialog.watch_folder_path.property("invalid") is True
     assert dialog.isVisible()
     assert not settings_path.exists()
@@ -217,8 +222,43 @@ def test_open_watch_folder(
     monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url) or True)
     gui = make_gui(watch_folder_path=tmp_path / "scans-in")
     gui.window.open_watch_folder_action.trigger()
+    qtbot.waitUntil(lambda: len(opened) == 1)
     assert [url.toLocalFile() for url in opened] == [str(tmp_path / "scans-in")]
     assert (tmp_path / "scans-in").is_dir()
+
+
+def test_open_watch_folder_does_not_wait_on_a_share_that_does_not_answer(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tools > Open watch folder created the folder on the GUI thread."""
+    opened: list[QUrl] = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url) or True)
+    folder = tmp_path / "share" / "scans-in"
+    release = threading.Event()
+    safety = threading.Timer(5.0, release.set)  # the old code would wait here for ever
+    real_mkdir = Path.mkdir
+
+    def mkdir(path: Path, *args: Any, **kwargs: Any) -> None:
+        if path == folder:
+            release.wait(10)
+        real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    monkeypatch.setattr(settings_module, "CHECK_TIMEOUT_S", 0.3, raising=False)
+    gui = make_gui(watch_folder_path=folder)
+    safety.start()
+    try:
+        gui.window.open_watch_folder_action.trigger()
+        assert not release.is_set(), "the GUI thread waited for the folder"
+        qtbot.waitUntil(lambda: "did not answer within 0.3 s" in gui.window.banner.text())
+        assert opened == []
+    finally:
+        release.set()
+        safety.cancel()
+    gui.window.banner.dismiss()
+    gui.window.open_watch_folder_action.trigger()  # the share answers again
+    qtbot.waitUntil(lambda: len(opened) == 1)
+    assert folder.is_dir()
 
 
 def test_dark_theme_applies_at_once(qtbot: QtBot, make_gui: Maker) -> None:
@@ -462,6 +502,7 @@ def test_a_watch_folder_that_cannot_be_created_is_refused_in_the_dialog(
     dialog = _open(gui)
     dialog.watch_folder_path.setText(str(a_file / "scans"))  # under a file: never a folder
     _ok(dialog)
+    qtbot.waitUntil(lambda: dialog.error.isVisible())
     assert dialog.isVisible()
     assert dialog.error.text().startswith("Watch folder:")
     assert "cannot be created" in dialog.error.text()
@@ -486,6 +527,7 @@ def test_a_watch_folder_that_cannot_be_written_is_refused_in_the_dialog(
         dialog = _open(gui)
         dialog.watch_folder_path.setText(str(locked))
         _ok(dialog)
+        qtbot.waitUntil(lambda: dialog.error.isVisible())
         assert dialog.isVisible()
         assert "cannot write" in dialog.error.text()
         assert not settings_path.exists()
@@ -515,3 +557,209 @@ def test_a_change_that_waits_for_a_restart_is_said_when_it_is_saved(
     with qtbot.waitSignal(gui.settings_controller.settings_saved, timeout=5000):
         _ok(dialog)
     assert gui.window.banner.text() == ""
+
+
+# OK's checks off the GUI thread, and a save that is all or nothing ----------------------
+
+
+def _blocking_folder_check(monkeypatch: pytest.MonkeyPatch, release: threading.Event) -> list[Path]:
+    """The watch folder's check waits for ``release`` first, as on a share that does not
+    answer; returns the folders each check asked about."""
+    asked: list[Path] = []
+    real = settings_module.check_watch_folder
+
+    def blocking(folder: Path) -> list[Path]:
+        asked.append(folder)
+        release.wait(10)
+        return real(folder)
+
+    monkeypatch.setattr(settings_module, "check_watch_folder", blocking)
+    return asked
+
+
+def test_a_watch_folder_that_does_not_answer_leaves_the_window_responsive(
+    qtbot: QtBot,
+    make_gui: Maker,
+    settings_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check and the creation of the folder ran on the GUI thread: a share that did
+    not answer froze the whole window inside the dialog."""
+    release = threading.Event()
+    safety = threading.Timer(5.0, release.set)  # the old code would wait here for ever
+    asked = _blocking_folder_check(monkeypatch, release)
+    folder = tmp_path / "share" / "incoming"
+    gui = make_gui(watch_folder_enabled=False)
+    dialog = _open(gui)
+    dialog.watch_folder_enabled.setChecked(True)
+    dialog.watch_folder_path.setText(str(folder))
+    ticks: list[int] = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(1))
+    timer.start(10)
+    safety.start()
+    try:
+        _ok(dialog)
+        assert not release.is_set(), "OK waited on the GUI thread for the folder"
+        qtbot.waitUntil(lambda: asked == [folder])
+        assert dialog.checking.isVisible()
+        assert dialog.checking.text() == "Checking the folder…"
+        assert not dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).isEnabled()
+        qtbot.wait(200)
+        assert len(ticks) >= 5  # the GUI thread kept handling its events
+        assert dialog.isVisible() and not settings_path.exists()
+    finally:
+        timer.stop()
+        release.set()
+        safety.cancel()
+    with qtbot.waitSignal(gui.settings_controller.settings_saved, timeout=5000):
+        pass
+    qtbot.waitUntil(lambda: gui.settings_controller.dialog is None)
+    assert folder.is_dir()
+    assert "OPHTHAI_WATCH_FOLDER_PATH" in settings_path.read_text(encoding="utf-8")
+
+
+def test_a_check_that_does_not_answer_in_time_is_said_and_loses_nothing(
+    qtbot: QtBot,
+    make_gui: Maker,
+    settings_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release = threading.Event()
+    safety = threading.Timer(5.0, release.set)
+    _blocking_folder_check(monkeypatch, release)
+    monkeypatch.setattr(settings_module, "CHECK_TIMEOUT_S", 0.3, raising=False)
+    folder = tmp_path / "share" / "incoming"
+    gui = make_gui(watch_folder_enabled=False)
+    dialog = _open(gui)
+    dialog.watch_folder_enabled.setChecked(True)
+    dialog.watch_folder_path.setText(str(folder))
+    dialog.user_name.setText("Dr. Waiting")
+    safety.start()
+    try:
+        _ok(dialog)
+        qtbot.waitUntil(lambda: "did not answer within 0.3 s" in dialog.error.text())
+        assert not release.is_set()
+    finally:
+        release.set()
+        safety.cancel()
+    assert dialog.error.text().startswith("Watch folder:")
+    assert "nothing was saved" in dialog.error.text()
+    assert dialog.isVisible() and not dialog.checking.isVisible()
+    assert dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).isEnabled()
+    assert dialog.watch_folder_path.text() == str(folder)  # what was typed is kept
+    assert dialog.user_name.text() == "Dr. Waiting"
+    assert not settings_path.exists()
+    assert gui.application.settings.user_name == "Dr. Test"
+    # The check answers late: the folder it made for settings never saved goes again.
+    qtbot.waitUntil(lambda: not (tmp_path / "share").exists())
+
+
+def test_closing_the_dialog_while_its_check_runs(
+    qtbot: QtBot,
+    make_gui: Maker,
+    settings_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release = threading.Event()
+    safety = threading.Timer(5.0, release.set)
+    asked = _blocking_folder_check(monkeypatch, release)
+    folder = tmp_path / "incoming"
+    gui = make_gui(watch_folder_enabled=False)
+    dialog = _open(gui)
+    dialog.watch_folder_enabled.setChecked(True)
+    dialog.watch_folder_path.setText(str(folder))
+    safety.start()
+    try:
+        _ok(dialog)
+        assert not release.is_set()
+        qtbot.waitUntil(lambda: asked == [folder])
+        dialog.buttons.button(QDialogButtonBox.StandardButton.Cancel).click()
+        qtbot.waitUntil(lambda: gui.settings_controller.dialog is None)
+    finally:
+        release.set()
+        safety.cancel()
+    qtbot.waitUntil(lambda: not gui.context.tasks.busy)
+    qtbot.waitUntil(lambda: not folder.exists())  # made by the check, then removed
+    assert not settings_path.exists()
+    assert not gui.application.settings.watch_folder_enabled
+    again = _open(gui)  # the window goes on
+    assert not again.watch_folder_enabled.isChecked()
+
+
+def test_the_watch_folder_is_not_left_created_when_the_settings_cannot_be_saved(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder was created by the check, then the settings file could not be written:
+    a folder of settings that were never saved."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setattr(settings_module, "settings_file", lambda: blocker / "settings.env")
+    folder = tmp_path / "new" / "incoming"
+    gui = make_gui(watch_folder_enabled=False)
+    dialog = _open(gui)
+    dialog.watch_folder_enabled.setChecked(True)
+    dialog.watch_folder_path.setText(str(folder))
+    _ok(dialog)
+    qtbot.waitUntil(lambda: "could not be saved" in dialog.error.text())
+    assert dialog.isVisible()
+    assert not (tmp_path / "new").exists()
+    assert not gui.application.settings.watch_folder_enabled
+
+
+def test_an_api_port_in_use_is_said_when_it_is_saved(
+    qtbot: QtBot, make_gui: Maker, settings_path: Path
+) -> None:
+    """It was only found when the server restarted ("is the port in use?")."""
+    with socket.socket() as taken, socket.socket() as own:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        own.bind(("127.0.0.1", 0))
+        own.listen()
+        taken_port, own_port = taken.getsockname()[1], own.getsockname()[1]
+        gui = make_gui(api_enabled=True)
+        gui.report_api_state(ApiState(enabled=True, url=f"http://127.0.0.1:{own_port}"))
+
+        dialog = _open(gui)
+        dialog.api_port.setValue(taken_port)
+        _ok(dialog)
+        qtbot.waitUntil(lambda: dialog.error.isVisible())
+        assert dialog.error.text().startswith(f"API port: port {taken_port} is already in use")
+        assert dialog.api_port.property("invalid") is True
+        assert dialog.isVisible() and not settings_path.exists()
+
+        # The running server's own port is its own, free again when it restarts.
+        dialog.api_port.setValue(own_port)
+        with qtbot.waitSignal(gui.settings_controller.settings_saved, timeout=5000):
+            _ok(dialog)
+    assert gui.application.settings.api_port == own_port
+
+
+def test_the_dialog_opens_with_the_focus_on_a_field_the_clinician_can_change(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """It opened on the read-only data folder."""
+    gui = make_gui()
+    dialog = _open(gui)
+    qtbot.waitExposed(dialog)
+    qtbot.waitUntil(lambda: dialog.focusWidget() is not None)
+    focused = dialog.focusWidget()
+    assert focused is dialog.watch_folder_enabled  # the first in the keyboard's order
+    assert not (isinstance(focused, QLineEdit) and focused.isReadOnly())
+
+
+def test_a_refused_port_removes_the_folder_checked_with_it(tmp_path: Path) -> None:
+    """Nothing is saved when the port is refused, so the folder made for it goes."""
+    folder = tmp_path / "new" / "incoming"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        checks = settings_module.SaveChecks(
+            folder=folder, address=("127.0.0.1", taken.getsockname()[1])
+        )
+        with pytest.raises(InvalidInput, match="already in use"):
+            settings_module.run_checks(checks)
+    assert not (tmp_path / "new").exists()

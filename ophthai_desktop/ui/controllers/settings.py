@@ -11,16 +11,27 @@ validated copy of its Settings; the watch folder, the demo mode, the theme, mini
 tray and the audit-trail name apply at once; the data folder and the API server are
 read at start and say "(restart needed)" in the dialog (and the window says so when an
 API setting is saved); the model settings apply from the next analysis or load.
+
+What OK checks on the disk and the network (the watch folder, which can be on a share
+that does not answer, and whether the API port is free) runs off the GUI thread and is
+given up after :data:`CHECK_TIMEOUT_S`; the dialog says "Checking…" meanwhile. A save is
+all or nothing: the folder the check creates is removed again (while empty) when the
+settings are then not saved.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping
+import socket
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from PySide6.QtCore import QObject, Qt, QUrl, Signal, Slot
@@ -34,13 +45,15 @@ from ophthai_desktop.core.settings import (
     check_api_binding,
     set_in_environment,
 )
-from ophthai_desktop.ui.context import GuiContext, clinician_name
+from ophthai_desktop.ui.context import ApiState, GuiContext, clinician_name
 from ophthai_desktop.ui.messages import describe
 from ophthai_desktop.ui.theme import apply_theme, follow_application_font
 from ophthai_desktop.ui.views.main_window import MainWindow
 from ophthai_desktop.ui.views.settings_dialog import SettingsDialog
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 #: The dialog's fields as the clinician reads them in messages.
@@ -76,6 +89,10 @@ AT_SERVER_START = frozenset({"api_enabled", "api_host", "api_port", "api_token",
 #: The settings file's permissions: read and write for its owner only.
 SETTINGS_FILE_MODE = 0o600
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+#: How long OK's checks on the disk and the network (the watch folder, the API port)
+#: may take before the dialog says they did not answer: a share that does not respond
+#: can hold a file-system call for minutes.
+CHECK_TIMEOUT_S = 5.0
 
 
 def settings_file() -> Path:
@@ -159,15 +176,60 @@ def validate(current: Settings, changes: Mapping[str, Any]) -> Settings:
         raise InvalidInput(error["msg"], field=field) from exc
     if changed & {"api_host", "api_token", "cors_origins"}:
         check_api_binding(updated.api_host, updated.api_token, updated.cors_origins)
-    if changed & {"watch_folder_enabled", "watch_folder_path"} and updated.watch_folder_enabled:
-        check_watch_folder(updated.resolved_watch_folder)
     return updated
 
 
-def check_watch_folder(folder: Path) -> None:
+@dataclass(frozen=True)
+class SaveChecks:
+    """What OK checks on the disk and the network before saving (None: nothing)."""
+
+    #: The watch folder to check and create.
+    folder: Path | None = None
+    #: The API server's new address, to see that nobody else listens there.
+    address: tuple[str, int] | None = None
+
+    def __bool__(self) -> bool:
+        return self.folder is not None or self.address is not None
+
+    @property
+    def what(self) -> str:
+        """How the dialog names what is being checked."""
+        if self.folder is not None and self.address is not None:
+            return "the folder and the port"
+        return "the folder" if self.folder is not None else "the port"
+
+
+def checks_at_save(
+    updated: Settings, changed: Collection[str], running_port: int | None
+) -> SaveChecks:
+    """What must be checked before ``updated`` is saved, given the settings ``changed``
+    and the port the running API server listens on (None when none runs): that port is
+    the server's own, free again when it restarts, not in use by someone else."""
+    folder = None
+    if {"watch_folder_enabled", "watch_folder_path"} & set(changed) and (
+        updated.watch_folder_enabled
+    ):
+        folder = updated.resolved_watch_folder
+    address = None
+    if (
+        {"api_enabled", "api_host", "api_port"} & set(changed)
+        and updated.api_enabled
+        and updated.api_port != 0  # any free port, chosen at start
+        and updated.api_port != running_port
+    ):
+        address = (updated.api_host, updated.api_port)
+    return SaveChecks(folder=folder, address=address)
+
+
+def check_watch_folder(folder: Path) -> list[Path]:
     """Make sure the watch folder is there (created, as the watch folder would be) and
     writable: files are moved out of it once taken in. Said in the dialog, not found
-    later as "Watch folder: error" with the reason only in the log.
+    later as "Watch folder: error" with the reason only in the log. Runs off the GUI
+    thread (the folder can be on a share that does not answer).
+
+    Returns:
+        The folders it created, outermost first (for :func:`remove_created` when the
+        settings are then not saved).
 
     Raises:
         InvalidInput: ``field`` is ``watch_folder_path``.
@@ -177,6 +239,7 @@ def check_watch_folder(folder: Path) -> None:
             f"{folder} is a file, not a folder; choose a folder (it is created if missing)",
             field="watch_folder_path",
         )
+    missing = [path for path in (folder, *folder.parents) if not path.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -184,12 +247,169 @@ def check_watch_folder(folder: Path) -> None:
             f"{folder} cannot be created ({exc.strerror or exc}); choose another folder",
             field="watch_folder_path",
         ) from exc
+    created = missing[::-1]
     if not os.access(folder, os.W_OK | os.X_OK):
+        remove_created(created)
         raise InvalidInput(
             f"OphthAI cannot write to {folder} (it moves the files it takes in out of "
             "it); choose another folder or change its permissions",
             field="watch_folder_path",
         )
+    return created
+
+
+def remove_created(folders: Sequence[Path]) -> None:
+    """Remove the folders a check created (outermost first, as
+    :func:`check_watch_folder` returns them), innermost first, while they are empty: a
+    folder something was put in meanwhile stays, with those around it."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def check_port(host: str, port: int) -> None:
+    """Check that the API server could listen on ``host``:``port`` now, by binding a
+    socket there for a moment, as the server does (address reuse on POSIX, as asyncio
+    sets it: a port left in TIME_WAIT is not in use).
+
+    Raises:
+        InvalidInput: The port is in use (``api_port``), or the host is not an address
+            of this computer (``api_host``).
+    """
+    try:
+        entries = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise InvalidInput(
+            f"{host} is not an address of this computer (it could not be looked up)",
+            field="api_host",
+        ) from exc
+    for family, kind, proto, _name, address in entries:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                if os.name != "nt":  # on Windows it would let two servers share a port
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                probe.bind(address)
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
+                raise InvalidInput(
+                    f"port {port} is already in use on {host} by another program; choose "
+                    "another port, or stop that program",
+                    field="api_port",
+                ) from exc
+            if exc.errno == errno.EACCES:
+                raise InvalidInput(
+                    f"port {port} needs administrator rights; choose a port above 1023",
+                    field="api_port",
+                ) from exc
+            raise InvalidInput(
+                f"the API server cannot listen on {host} ({exc.strerror or exc}); "
+                "choose an address of this computer, such as 127.0.0.1",
+                field="api_host",
+            ) from exc
+
+
+class NotAnswered(Exception):
+    """A call on the disk or the network was given up: it did not return in time."""
+
+
+def call_within(
+    fn: Callable[[], T], timeout_s: float, *, too_late: Callable[[T], None] | None = None
+) -> T:
+    """Task-pool thread: ``fn()``, on a thread of its own, given up after ``timeout_s``.
+
+    The pool's thread is not held by a share that does not answer, and quitting does not
+    wait for it. What a call given up returns later goes to ``too_late`` (on its thread).
+
+    Raises:
+        NotAnswered: ``fn`` did not return in time.
+    """
+    lock = threading.Lock()
+    outcome: list[tuple[bool, Any]] = []
+    given_up = False
+
+    def call() -> None:
+        try:
+            result: tuple[bool, Any] = (True, fn())
+        except BaseException as exc:  # raised again on the waiting thread
+            result = (False, exc)
+        with lock:
+            if not given_up:
+                outcome.append(result)
+                return
+        if result[0] and too_late is not None:
+            too_late(result[1])
+
+    worker = threading.Thread(target=call, name="settings-check", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    with lock:
+        if not outcome:
+            given_up = True
+            raise NotAnswered
+    returned, value = outcome[0]
+    if not returned:
+        raise value
+    return cast(T, value)
+
+
+def run_checks(checks: SaveChecks, timeout_s: float | None = None) -> list[Path]:
+    """Task-pool thread: make the ``checks``, given up after ``timeout_s``
+    (:data:`CHECK_TIMEOUT_S` unless given). A check given up that answers later removes
+    the folder it created: nothing is saved with it.
+
+    Returns:
+        The folders created (see :func:`check_watch_folder`).
+
+    Raises:
+        InvalidInput: A check failed, or did not answer in time.
+    """
+    if timeout_s is None:
+        timeout_s = CHECK_TIMEOUT_S
+    stage = ["folder" if checks.folder is not None else "port"]
+
+    def check() -> list[Path]:
+        created: list[Path] = []
+        if checks.folder is not None:
+            created = check_watch_folder(checks.folder)
+        if checks.address is not None:
+            stage[0] = "port"
+            try:
+                check_port(*checks.address)
+            except BaseException:
+                remove_created(created)
+                raise
+        return created
+
+    try:
+        return call_within(check, timeout_s, too_late=remove_created)
+    except NotAnswered:
+        if stage[0] == "folder":
+            raise InvalidInput(
+                f"{checks.folder} did not answer within {timeout_s:g} s (a network share "
+                "that is not reachable?); nothing was saved. Check the share and press "
+                "OK again, or choose another folder",
+                field="watch_folder_path",
+            ) from None
+        host, port = checks.address or ("", 0)
+        raise InvalidInput(
+            f"whether port {port} is free on {host} could not be checked within "
+            f"{timeout_s:g} s; nothing was saved. Press OK again",
+            field="api_port",
+        ) from None
+
+
+def save_settings(path: Path, values: Mapping[str, Any], created: Sequence[Path]) -> None:
+    """Task-pool thread: write the settings file; when it cannot be written, remove the
+    folders OK's check created for these settings (all or nothing)."""
+    try:
+        write_settings_file(path, values)
+    except BaseException:
+        remove_created(created)
+        raise
 
 
 def message_for(exc: InvalidInput) -> str:
@@ -221,6 +441,11 @@ class SettingsController(QObject):
         self._window = window
         self._path = path
         self.dialog: SettingsDialog | None = None
+        #: The API server as last reported (its port is its own, not "in use").
+        self.api_state: ApiState | None = None
+        #: Counts OK's checks: one that answers for a dialog since closed, or after the
+        #: fields changed, is not saved.
+        self._checks = 0
 
     def settings_path(self) -> Path:
         """Where the settings are saved (:func:`settings_file` unless told)."""
@@ -261,25 +486,51 @@ class SettingsController(QObject):
 
     @Slot()
     def open_watch_folder(self) -> None:
-        """Show the watch folder in the file manager (created when missing)."""
+        """Show the watch folder in the file manager (created when missing, off the GUI
+        thread: it can be on a share that does not answer)."""
         folder = self._app.settings.resolved_watch_folder.expanduser()
-        try:
+        banner = self._window.banner
+
+        def make() -> None:
             folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            self._window.banner.show_message(
-                f"The watch folder could not be created: {exc.strerror or exc}", "error"
-            )
-            return
-        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))):
-            self._window.banner.show_message(f"No file manager opened {folder}", "warning")
+
+        def made(_result: object) -> None:
+            if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))):
+                banner.show_message(f"No file manager opened {folder}", "warning")
+
+        def not_made(exc: BaseException) -> None:
+            if isinstance(exc, NotAnswered):
+                reason = f"it did not answer within {CHECK_TIMEOUT_S:g} s"
+            else:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            banner.show_message(f"The watch folder could not be created: {reason}", "error")
+
+        timeout_s = CHECK_TIMEOUT_S
+        self._ctx.tasks.submit(lambda: call_within(make, timeout_s), made, not_made)
 
     # Slots ----------------------------------------------------------------------------
+
+    @Slot(object)
+    def show_api_state(self, state: ApiState) -> None:
+        """The API server's state, whoever reported it."""
+        self.api_state = state
+
+    def running_port(self) -> int | None:
+        """The port the API server listens on now; None when it does not run."""
+        state = self.api_state
+        if state is None or not state.enabled or not state.url:
+            return None
+        try:
+            return urlsplit(state.url).port
+        except ValueError:
+            return None
 
     @Slot(int)
     def _on_dialog_finished(self, _result: int) -> None:
         if self.dialog is not None:
             self.dialog.deleteLater()
         self.dialog = None
+        self._checks += 1  # a check still running is not saved
 
     @Slot(dict)
     def _on_dialog_save_requested(self, changes: dict[str, Any]) -> None:
@@ -304,6 +555,45 @@ class SettingsController(QObject):
         if not stored:
             dialog.accept()
             return
+        checks = checks_at_save(updated, stored, self.running_port())
+        if not checks:
+            self._save(dialog, updated, stored, [])
+            return
+        self._checks += 1
+        ticket = self._checks
+        dialog.show_checking(f"Checking {checks.what}…")
+
+        def checked(created: list[Path]) -> None:
+            if ticket != self._checks or self.dialog is not dialog:  # closed meanwhile
+                self._ctx.tasks.submit(lambda: remove_created(created))
+                return
+            dialog.show_checking("")
+            if {n: v for n, v in dialog.changed_values().items() if n in EDITABLE} != changes:
+                self._ctx.tasks.submit(lambda: remove_created(created))
+                dialog.show_error("The settings changed while they were checked; press OK again.")
+                return
+            self._save(dialog, updated, stored, created)
+
+        def refused(exc: BaseException) -> None:
+            if ticket != self._checks or self.dialog is not dialog:
+                return
+            dialog.show_checking("")
+            if isinstance(exc, InvalidInput):
+                dialog.show_error(message_for(exc), exc.field)
+            else:
+                dialog.show_error(describe(exc))
+
+        self._ctx.tasks.submit(lambda: run_checks(checks), checked, refused)
+
+    def _save(
+        self,
+        dialog: SettingsDialog,
+        updated: Settings,
+        stored: dict[str, Any],
+        created: list[Path],
+    ) -> None:
+        """Write ``stored`` to the settings file (a pool thread), then apply ``updated``;
+        the folders OK's check ``created`` are removed if the file cannot be written."""
         path = self.settings_path()
         overridden = [env for name in stored if (env := set_in_environment(name))]
         dialog.buttons.setEnabled(False)
@@ -338,7 +628,7 @@ class SettingsController(QObject):
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
                 self.dialog.show_error(f"The settings could not be saved to {path}: {reason}")
 
-        self._ctx.tasks.submit(lambda: write_settings_file(path, stored), done, failed)
+        self._ctx.tasks.submit(lambda: save_settings(path, stored, created), done, failed)
 
     def apply(self, updated: Settings) -> None:
         """Make the running application use ``updated`` where it can without a

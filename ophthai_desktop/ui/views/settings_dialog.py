@@ -153,6 +153,10 @@ class SettingsDialog(QDialog):
         self.error.setObjectName("fieldError")
         self.error.setWordWrap(True)
         self.error.hide()
+        #: What OK is checking (the folder, the port) while OK waits for it.
+        self.checking = _note("")
+        self.checking.setObjectName("checking")
+        self.checking.hide()
         self.saved_to = _note("")
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
@@ -172,6 +176,7 @@ class SettingsDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addLayout(columns)
         layout.addWidget(self.error)
+        layout.addWidget(self.checking)
         layout.addWidget(self.saved_to)
         layout.addWidget(self.buttons)
 
@@ -213,6 +218,9 @@ class SettingsDialog(QDialog):
         )
         for edit in self.whole_in_tooltip:
             edit.textChanged.connect(self._on_long_field_text_changed)
+        # The first field a clinician can change has the focus when the dialog opens,
+        # not the read-only data folder before it.
+        self.first_field().setFocus(Qt.FocusReason.OtherFocusReason)
         self.buttons.accepted.connect(self._on_buttons_accepted)
         self.buttons.rejected.connect(self.reject)
         self.browse_watch.clicked.connect(self._on_browse_watch_clicked)
@@ -270,6 +278,25 @@ class SettingsDialog(QDialog):
         origins = values.get("cors_origins") or ""
         values["cors_origins"] = [o.strip() for o in origins.split(",") if o.strip()]
         return values
+
+    def first_field(self) -> QWidget:
+        """The first field in the keyboard's order that the clinician can change."""
+        editable = set(map(id, self.fields.values()))
+        widget = self.nextInFocusChain()
+        while widget is not self:
+            if id(widget) in editable and widget.isEnabled():
+                return widget
+            widget = widget.nextInFocusChain()
+        return self.buttons
+
+    def show_checking(self, message: str) -> None:
+        """Say what OK is checking, with OK disabled until it answers; ``""`` when it
+        has (the fields stay as they are, to correct or to save)."""
+        set_text(self.checking, message)
+        self.checking.setVisible(bool(message))
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(not message)
+        if message:
+            self.show_error("")
 
     def show_error(self, message: str, field: str | None = None) -> None:
         """Say why the settings were not saved and mark the field it is about."""
