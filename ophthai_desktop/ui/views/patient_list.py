@@ -169,6 +169,10 @@ class PatientListView(QWidget):
             finally:
                 self.table.setAutoScroll(auto_scroll)
             if scroll:
+                # The scroll range takes in rows just loaded first: right after a new
+                # query's rows it was still the old query's, and scrolling to the row
+                # stopped at its end (nothing moved after a search of one row).
+                self.table.doItemsLayout()
                 self.table.scrollTo(self.model.index(row, 0))
             return True
         finally:
