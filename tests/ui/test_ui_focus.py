@@ -4,8 +4,8 @@ would undo or replace what was just done, and never nowhere."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import QAbstractScrollArea, QApplication, QMessageBox, QScrollArea, QWidget
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.inference import ModelState
@@ -128,3 +128,64 @@ def test_enter_in_the_model_manager_closes_it_and_does_not_unload(
     qtbot.waitUntil(lambda: not dialog.isVisible())
     qtbot.wait(200)
     assert gui.application.engine.status().state is ModelState.READY
+
+
+def _tab_chain(qtbot: QtBot, gui: GuiSession, stops: int = 80) -> list[QWidget]:
+    """The widgets Tab goes through from the search field, once round (or ``stops``)."""
+    start = gui.patient_list.search
+    start.setFocus(Qt.FocusReason.TabFocusReason)
+    chain: list[QWidget] = []
+    for _ in range(stops):
+        widget = QApplication.focusWidget()
+        assert widget is not None
+        chain.append(widget)
+        qtbot.keyClick(widget, Qt.Key.Key_Tab)
+        if QApplication.focusWidget() is start:
+            break
+    return chain
+
+
+def test_tab_stops_on_no_scroll_area_that_hides_the_focus(qtbot: QtBot, make_gui: Maker) -> None:
+    """Tab stopped on the analysis tab's and the oculomics tab's scroll areas, showing
+    no focus and doing nothing visible; it stops on the patient details (the one way to
+    scroll a long history by keyboard), which now show the focus and are named."""
+    gui = _shown_result(qtbot, make_gui)
+    page = gui.patient_page
+    for tab in ("analysis", "oculomics"):
+        page.show_tab(tab)
+        chain = _tab_chain(qtbot, gui)
+        assert chain[-1] is not chain[0] and len(chain) < 80  # back round, no trap
+        areas = [w for w in chain if isinstance(w, QAbstractScrollArea) and type(w) is QScrollArea]
+        assert areas == [page.info_scroll], tab
+    details = page.info_scroll
+    assert details.accessibleName() == "Patient details"
+    details.setFocus(Qt.FocusReason.TabFocusReason)
+    focused = details.grab().toImage()
+    gui.patient_list.search.setFocus(Qt.FocusReason.TabFocusReason)
+    assert details.grab().toImage() != focused  # the focus shows
+
+
+def test_the_oculomics_tables_let_tab_go_on(qtbot: QtBot, make_gui: Maker) -> None:
+    """Tab went round the trends table's cells and never left it (a keyboard trap)."""
+    gui = _shown_result(qtbot, make_gui)
+    gui.patient_page.show_tab("oculomics")
+    view = gui.oculomics_view
+    for table in (view.trends, view.table):
+        table.setFocus(Qt.FocusReason.TabFocusReason)
+        qtbot.keyClick(table, Qt.Key.Key_Tab)
+        assert QApplication.focusWidget() is not table
+
+
+def test_a_click_in_the_analysis_gives_it_the_arrow_keys(qtbot: QtBot, make_gui: Maker) -> None:
+    """Out of the Tab chain, the analysis still scrolls by keyboard once clicked."""
+    gui = _shown_result(qtbot, make_gui)
+    gui.window.resize(900, 560)
+    view = gui.analysis_view
+    view.reasoning_toggle.setChecked(True)
+    area = view._scroll
+    bar = area.verticalScrollBar()
+    qtbot.waitUntil(lambda: bar.maximum() > 0)
+    qtbot.mouseClick(area.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(5, 5))
+    assert QApplication.focusWidget() is area
+    qtbot.keyClick(area, Qt.Key.Key_PageDown)
+    assert bar.value() > 0

@@ -415,6 +415,10 @@ class AnalysisView(QWidget):
         self._scroll.setWidget(body)
         self._scroll.setWidgetResizable(True)
         self._scroll.setFrameShape(QFrame.Shape.NoFrame)
+        # No Tab stop of its own (it took the focus unseen, and Tab did nothing visible
+        # there): Tab to a field in it scrolls to that field, and a click in it gives it
+        # the arrow keys and Page Up/Down.
+        self._scroll.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._scroll)

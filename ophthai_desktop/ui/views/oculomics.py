@@ -348,6 +348,9 @@ class OculomicsView(QWidget):
         self.table.setHorizontalHeaderLabels([c.replace(" ", "\n") for c in self.TABLE_COLUMNS])
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        # Tab leaves the tables (it went round their cells and never out: a keyboard
+        # trap); the arrow keys move in them.
+        self.table.setTabKeyNavigation(False)
         self.table.verticalHeader().setVisible(False)
         # The flags wrap onto more lines where their column is narrower than they are
         # (cut short, the first row read "IOP high, C/D hig…" even at 1680 x 1300), a
@@ -375,6 +378,7 @@ class OculomicsView(QWidget):
         self.trends.setHorizontalHeaderLabels([EYE_NAMES[e] for e in EYES])
         self.trends.setVerticalHeaderLabels([SHORT_LABELS[m] for m in METRICS])
         self.trends.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.trends.setTabKeyNavigation(False)
         self.trends.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         row_height = self.trends.fontMetrics().height() + 8
         self.trends.verticalHeader().setDefaultSectionSize(row_height)
@@ -453,6 +457,9 @@ class OculomicsView(QWidget):
         self.scroll.setWidget(self.split)
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        # No Tab stop of its own (it took the focus unseen): Tab to a field in it scrolls
+        # to that field, and a click in it gives it the arrow keys and Page Up/Down.
+        self.scroll.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self._reflow()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
