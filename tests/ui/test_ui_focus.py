@@ -4,8 +4,17 @@ would undo or replace what was just done, and never nowhere."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPoint, Qt
-from PySide6.QtWidgets import QAbstractScrollArea, QApplication, QMessageBox, QScrollArea, QWidget
+from PySide6.QtCore import QEvent, QObject, QPoint, Qt
+from PySide6.QtGui import QFocusEvent
+from PySide6.QtWidgets import (
+    QAbstractScrollArea,
+    QApplication,
+    QMessageBox,
+    QScrollArea,
+    QStyle,
+    QStyleOption,
+    QWidget,
+)
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.inference import ModelState
@@ -189,3 +198,58 @@ def test_a_click_in_the_analysis_gives_it_the_arrow_keys(qtbot: QtBot, make_gui:
     assert QApplication.focusWidget() is area
     qtbot.keyClick(area, Qt.Key.Key_PageDown)
     assert bar.value() > 0
+
+
+class _FocusReasons(QObject):
+    """Records the reason of each focus the watched widgets get."""
+
+    def __init__(self, *widgets: QWidget) -> None:
+        super().__init__()
+        self.reasons: dict[QWidget, list[Qt.FocusReason]] = {w: [] for w in widgets}
+        for widget in widgets:
+            widget.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.FocusIn and watched in self.reasons:
+            assert isinstance(event, QFocusEvent)
+            self.reasons[watched].append(event.reason())  # type: ignore[index]
+        return False
+
+
+def _shows_focus(widget: QWidget) -> bool:
+    """Whether the style is told to draw the widget's focus frame (Fusion draws it only
+    with both flags)."""
+    option = QStyleOption()
+    option.initFrom(widget)
+    wanted = QStyle.StateFlag.State_HasFocus | QStyle.StateFlag.State_KeyboardFocusChange
+    return option.state & wanted == wanted
+
+
+def test_the_focus_moved_after_a_clicked_verdict_shows(qtbot: QtBot, make_gui: Maker) -> None:
+    """A verdict clicked moved the focus to the appointment picker with no focus frame
+    (the click had cleared the window's keyboard mode, and the move set nothing): where
+    the keyboard went did not show until the next Tab."""
+    gui = _shown_result(qtbot, make_gui)
+    view = gui.analysis_view
+    reasons = _FocusReasons(view.when)
+    qtbot.mouseClick(view.approve, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: view.card.badge.text() == "APPROVED")
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is view.when)
+    assert reasons.reasons[view.when] == [Qt.FocusReason.TabFocusReason]
+    assert _shows_focus(view.when)
+
+
+def test_the_focus_back_to_the_list_after_a_deletion_shows(qtbot: QtBot, make_gui: Maker) -> None:
+    """The patient shown deleted (the page's Delete clicked): the focus goes back to the
+    list, and shows there."""
+    gui = _shown_result(qtbot, make_gui)
+    page = gui.patient_page
+    qtbot.mouseClick(page.delete, Qt.MouseButton.LeftButton)
+    box = gui.patients.confirm
+    assert isinstance(box, QMessageBox)
+    box.property("yesButton").click()
+    gui.window.activateWindow()
+    qtbot.waitUntil(lambda: page.patient is None)
+    table = gui.patient_list.table
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is table)
+    assert _shows_focus(table)

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QMessageBox
 
 from ophthai_desktop.core.domain import matches_search
@@ -17,6 +17,7 @@ from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.messages import describe
 from ophthai_desktop.ui.models.patient_table import DEFAULT_ORDER, PatientRow, patient_row
 from ophthai_desktop.ui.views.confirm import ask
+from ophthai_desktop.ui.views.focus import step_focus_to
 from ophthai_desktop.ui.views.main_window import MainWindow
 from ophthai_desktop.ui.views.patient_dialog import PatientDialog
 from ophthai_desktop.ui.views.patient_list import PatientListView
@@ -289,7 +290,7 @@ class PatientsController(QObject):
             # The page's buttons and fields went with the patient (deleted here or
             # elsewhere): the keyboard goes back to the list, not to the empty page's
             # hint, where Qt left it and a screen reader found nothing to say.
-            self._view.table.setFocus(Qt.FocusReason.OtherFocusReason)
+            step_focus_to(self._view.table)
         self._window.set_patient_actions_enabled(record is not None)
         self.patient_opened.emit(record)
 

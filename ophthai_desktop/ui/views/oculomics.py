@@ -51,6 +51,7 @@ from ophthai_desktop.core.services.oculomics import (
     ReferenceRange,
 )
 from ophthai_desktop.ui.views.columns import FittingTableWidget
+from ophthai_desktop.ui.views.focus import step_focus_to
 from ophthai_desktop.ui.views.reflow import room_in, set_side_by_side
 from ophthai_desktop.ui.views.scale import scaled
 from ophthai_desktop.ui.views.style import set_style_property, set_text
@@ -644,7 +645,7 @@ class OculomicsView(QWidget):
         set_style_property(self.measured_on, "invalid", field == "measured_on")
         target = self.inputs.get(field or "")
         if target is not None:
-            target.setFocus()
+            step_focus_to(target)
 
     def clear_form(self) -> None:
         """Empty the values after a measurement was added (eye and date stay)."""
