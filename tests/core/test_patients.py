@@ -103,6 +103,45 @@ def test_list_search_filter_paging_and_sort(app_services: Application, actor: Ac
         service.list_patients(skip=-1)
 
 
+def test_a_patients_place_in_a_list_is_where_its_pages_put_them(
+    app_services: Application, actor: Actor
+) -> None:
+    """The window loads the pages up to the chosen patient after a new search; their place
+    must be the one the pages give, ties and missing values included, and none where the
+    query leaves them out."""
+    service = app_services.patients
+    ages = [40, None, 40, 25, None, 61, 40]  # ties and patients with no age
+    for index, age in enumerate(ages):
+        fields: dict[str, Any] = {
+            "name": f"Place {index}",
+            "gender": "Female" if index % 2 else "Male",
+        }
+        if age is not None:
+            fields["age"] = age
+        service.create_patient(
+            {**fields, "status": "Critical" if index % 3 == 0 else "Stable"}, actor=actor
+        )
+    queries: list[dict[str, Any]] = [
+        {},
+        {"order_by": "age", "descending": False},
+        {"order_by": "age", "descending": True},
+        {"order_by": "name", "descending": False},
+        {"order_by": "gender", "descending": True},
+        {"status": "Critical", "order_by": "age"},
+        {"search": "place", "order_by": "appointment_date"},
+    ]
+    for query in queries:
+        listed = [p.id for p in service.list_patients(limit=100, **query).items]
+        for position, patient_id in enumerate(listed):
+            assert service.position_of(patient_id, **query) == position, query
+    stable = service.list_patients(status="Stable").items[0]
+    assert service.position_of(stable.id, status="Critical") is None
+    assert service.position_of(stable.id, search="no such name") is None
+    assert service.position_of("pt-missing") is None
+    with pytest.raises(InvalidInput):
+        service.position_of(stable.id, order_by="password")
+
+
 def test_update_and_delete_cascade(app_services: Application, actor: Actor) -> None:
     service = app_services.patients
     patient = service.create_patient(

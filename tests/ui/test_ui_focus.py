@@ -4,8 +4,17 @@ would undo or replace what was just done, and never nowhere."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtCore import QEvent, QObject, QPoint, Qt
+from PySide6.QtGui import QFocusEvent
+from PySide6.QtWidgets import (
+    QAbstractScrollArea,
+    QApplication,
+    QMessageBox,
+    QScrollArea,
+    QStyle,
+    QStyleOption,
+    QWidget,
+)
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.inference import ModelState
@@ -128,3 +137,119 @@ def test_enter_in_the_model_manager_closes_it_and_does_not_unload(
     qtbot.waitUntil(lambda: not dialog.isVisible())
     qtbot.wait(200)
     assert gui.application.engine.status().state is ModelState.READY
+
+
+def _tab_chain(qtbot: QtBot, gui: GuiSession, stops: int = 80) -> list[QWidget]:
+    """The widgets Tab goes through from the search field, once round (or ``stops``)."""
+    start = gui.patient_list.search
+    start.setFocus(Qt.FocusReason.TabFocusReason)
+    chain: list[QWidget] = []
+    for _ in range(stops):
+        widget = QApplication.focusWidget()
+        assert widget is not None
+        chain.append(widget)
+        qtbot.keyClick(widget, Qt.Key.Key_Tab)
+        if QApplication.focusWidget() is start:
+            break
+    return chain
+
+
+def test_tab_stops_on_no_scroll_area_that_hides_the_focus(qtbot: QtBot, make_gui: Maker) -> None:
+    """Tab stopped on the analysis tab's and the oculomics tab's scroll areas, showing
+    no focus and doing nothing visible; it stops on the patient details (the one way to
+    scroll a long history by keyboard), which now show the focus and are named."""
+    gui = _shown_result(qtbot, make_gui)
+    page = gui.patient_page
+    for tab in ("analysis", "oculomics"):
+        page.show_tab(tab)
+        chain = _tab_chain(qtbot, gui)
+        assert chain[-1] is not chain[0] and len(chain) < 80  # back round, no trap
+        areas = [w for w in chain if isinstance(w, QAbstractScrollArea) and type(w) is QScrollArea]
+        assert areas == [page.info_scroll], tab
+    details = page.info_scroll
+    assert details.accessibleName() == "Patient details"
+    details.setFocus(Qt.FocusReason.TabFocusReason)
+    focused = details.grab().toImage()
+    gui.patient_list.search.setFocus(Qt.FocusReason.TabFocusReason)
+    assert details.grab().toImage() != focused  # the focus shows
+
+
+def test_the_oculomics_tables_let_tab_go_on(qtbot: QtBot, make_gui: Maker) -> None:
+    """Tab went round the trends table's cells and never left it (a keyboard trap)."""
+    gui = _shown_result(qtbot, make_gui)
+    gui.patient_page.show_tab("oculomics")
+    view = gui.oculomics_view
+    for table in (view.trends, view.table):
+        table.setFocus(Qt.FocusReason.TabFocusReason)
+        qtbot.keyClick(table, Qt.Key.Key_Tab)
+        assert QApplication.focusWidget() is not table
+
+
+def test_a_click_in_the_analysis_gives_it_the_arrow_keys(qtbot: QtBot, make_gui: Maker) -> None:
+    """Out of the Tab chain, the analysis still scrolls by keyboard once clicked."""
+    gui = _shown_result(qtbot, make_gui)
+    gui.window.resize(900, 560)
+    view = gui.analysis_view
+    view.reasoning_toggle.setChecked(True)
+    area = view._scroll
+    bar = area.verticalScrollBar()
+    qtbot.waitUntil(lambda: bar.maximum() > 0)
+    qtbot.mouseClick(area.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(5, 5))
+    assert QApplication.focusWidget() is area
+    qtbot.keyClick(area, Qt.Key.Key_PageDown)
+    assert bar.value() > 0
+
+
+class _FocusReasons(QObject):
+    """Records the reason of each focus the watched widgets get."""
+
+    def __init__(self, *widgets: QWidget) -> None:
+        super().__init__()
+        self.reasons: dict[QWidget, list[Qt.FocusReason]] = {w: [] for w in widgets}
+        for widget in widgets:
+            widget.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.FocusIn and watched in self.reasons:
+            assert isinstance(event, QFocusEvent)
+            self.reasons[watched].append(event.reason())  # type: ignore[index]
+        return False
+
+
+def _shows_focus(widget: QWidget) -> bool:
+    """Whether the style is told to draw the widget's focus frame (Fusion draws it only
+    with both flags)."""
+    option = QStyleOption()
+    option.initFrom(widget)
+    wanted = QStyle.StateFlag.State_HasFocus | QStyle.StateFlag.State_KeyboardFocusChange
+    return option.state & wanted == wanted
+
+
+def test_the_focus_moved_after_a_clicked_verdict_shows(qtbot: QtBot, make_gui: Maker) -> None:
+    """A verdict clicked moved the focus to the appointment picker with no focus frame
+    (the click had cleared the window's keyboard mode, and the move set nothing): where
+    the keyboard went did not show until the next Tab."""
+    gui = _shown_result(qtbot, make_gui)
+    view = gui.analysis_view
+    reasons = _FocusReasons(view.when)
+    qtbot.mouseClick(view.approve, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: view.card.badge.text() == "APPROVED")
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is view.when)
+    assert reasons.reasons[view.when] == [Qt.FocusReason.TabFocusReason]
+    assert _shows_focus(view.when)
+
+
+def test_the_focus_back_to_the_list_after_a_deletion_shows(qtbot: QtBot, make_gui: Maker) -> None:
+    """The patient shown deleted (the page's Delete clicked): the focus goes back to the
+    list, and shows there."""
+    gui = _shown_result(qtbot, make_gui)
+    page = gui.patient_page
+    qtbot.mouseClick(page.delete, Qt.MouseButton.LeftButton)
+    box = gui.patients.confirm
+    assert isinstance(box, QMessageBox)
+    box.property("yesButton").click()
+    gui.window.activateWindow()
+    qtbot.waitUntil(lambda: page.patient is None)
+    table = gui.patient_list.table
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is table)
+    assert _shows_focus(table)

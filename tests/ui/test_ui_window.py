@@ -56,7 +56,7 @@ def test_window_opens_on_a_fresh_data_folder(qtbot: QtBot, gui: GuiSession) -> N
     window = gui.window
     assert window.isVisible()
     assert window.windowTitle() == "OphthAI Desktop"
-    qtbot.waitUntil(lambda: gui.patient_list.count.text() == "No patients yet")
+    qtbot.waitUntil(lambda: gui.patient_list.empty_text().startswith("No patients yet"))
     assert gui.patient_list.model.rowCount() == 0
     assert gui.patient_page.stack.currentWidget() is gui.patient_page.empty
     status = window.status

@@ -212,37 +212,41 @@ class PatientService:
         value for ``order_by`` (no birth date, say) come last either way.
         """
         check_paging(skip, limit)
-        column = SORTABLE.get(order_by)
-        if column is None:
-            raise InvalidInput(
-                f"cannot sort by {order_by!r}; use one of: {', '.join(SORTABLE)}",
-                field="order_by",
-            )
-        if order_by == "age":  # today's, from the birth date where there is one
-            column = age_in_years(m.Patient.birth_date, m.Patient.age, date.today())
-        filters: list[ColumnElement[bool]] = []
-        if status:
-            try:
-                filters.append(m.Patient.status == PatientStatus(status).value)
-            except ValueError as exc:
-                allowed = ", ".join(s.value for s in PatientStatus)
-                raise InvalidInput(f"status must be one of: {allowed}", field="status") from exc
-        if search and search.strip():
-            filters.append(_search_filter(search.strip()))
-        order = column.desc() if descending else column.asc()
-        if order_by in NULLABLE_SORT_KEYS:
-            order = order.nulls_last()
-        tiebreak = m.Patient.id.desc() if descending else m.Patient.id.asc()
+        filters, ordering = _listing(search, status, order_by, descending)
         with self._db.session() as session:
             total = session.scalar(select(func.count(m.Patient.id)).where(*filters)) or 0
             rows = session.scalars(
-                select(m.Patient)
-                .where(*filters)
-                .order_by(order, tiebreak)
-                .offset(skip)
-                .limit(limit)
+                select(m.Patient).where(*filters).order_by(*ordering).offset(skip).limit(limit)
             ).all()
             return Page(self.records_in(session, rows), total, skip, limit)
+
+    def position_of(
+        self,
+        patient_id: str,
+        *,
+        search: str | None = None,
+        status: str | None = None,
+        order_by: str = "created_at",
+        descending: bool = True,
+    ) -> int | None:
+        """Where the patient stands (from 0) in :meth:`list_patients` of the same query,
+        or None where the query does not list them: the list then loads the pages up to
+        that patient to show them still chosen after a new search, without reading the
+        whole list to find out that they are not in it."""
+        filters, ordering = _listing(search, status, order_by, descending)
+        numbered = (
+            select(
+                m.Patient.id.label("patient_id"),
+                func.row_number().over(order_by=ordering).label("number"),
+            )
+            .where(*filters)
+            .subquery()
+        )
+        with self._db.session() as session:
+            number = session.scalar(
+                select(numbered.c.number).where(numbered.c.patient_id == patient_id)
+            )
+            return None if number is None else int(number) - 1
 
     def list_scans(self, patient_id: str) -> tuple[ScanRecord, ...]:
         """The patient's scans, newest first."""
@@ -968,6 +972,35 @@ def _client_result(result: Mapping[str, Any], stored: Mapping[str, Any] | None) 
         return validate_result(result, stored=stored)
     except AnswerParseError as exc:
         raise InvalidInput(exc.message, field="aiAnalysis") from exc
+
+
+def _listing(
+    search: str | None, status: str | None, order_by: str, descending: bool
+) -> tuple[list[ColumnElement[bool]], tuple[ColumnElement[Any], ...]]:
+    """The filters and the order of a patient list (the same for its pages and for a
+    patient's place in it)."""
+    column: ColumnElement[Any] | None = SORTABLE.get(order_by)
+    if column is None:
+        raise InvalidInput(
+            f"cannot sort by {order_by!r}; use one of: {', '.join(SORTABLE)}",
+            field="order_by",
+        )
+    if order_by == "age":  # today's, from the birth date where there is one
+        column = age_in_years(m.Patient.birth_date, m.Patient.age, date.today())
+    filters: list[ColumnElement[bool]] = []
+    if status:
+        try:
+            filters.append(m.Patient.status == PatientStatus(status).value)
+        except ValueError as exc:
+            allowed = ", ".join(s.value for s in PatientStatus)
+            raise InvalidInput(f"status must be one of: {allowed}", field="status") from exc
+    if search and search.strip():
+        filters.append(_search_filter(search.strip()))
+    order = column.desc() if descending else column.asc()
+    if order_by in NULLABLE_SORT_KEYS:
+        order = order.nulls_last()
+    tiebreak = m.Patient.id.desc() if descending else m.Patient.id.asc()
+    return filters, (order, tiebreak)
 
 
 def _search_filter(search: str) -> ColumnElement[bool]:

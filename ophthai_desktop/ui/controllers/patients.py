@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QMessageBox
 
 from ophthai_desktop.core.domain import matches_search
@@ -17,6 +17,7 @@ from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.messages import describe
 from ophthai_desktop.ui.models.patient_table import DEFAULT_ORDER, PatientRow, patient_row
 from ophthai_desktop.ui.views.confirm import ask
+from ophthai_desktop.ui.views.focus import step_focus_to
 from ophthai_desktop.ui.views.main_window import MainWindow
 from ophthai_desktop.ui.views.patient_dialog import PatientDialog
 from ophthai_desktop.ui.views.patient_list import PatientListView
@@ -88,6 +89,13 @@ class PatientsController(QObject):
         self._arrivals_timer.setSingleShot(True)
         self._arrivals_timer.setInterval(ARRIVALS_MS)
         self._arrivals_timer.timeout.connect(self._on_arrivals_timer_timeout)
+        # Rows of a new query loaded up to the open patient, listed a page an event-loop
+        # turn: listing 10,000 rows at once held the GUI thread for half a second.
+        self._pending: list[PatientRow] = []
+        self._feed_timer = QTimer(self)
+        self._feed_timer.setSingleShot(True)
+        self._feed_timer.setInterval(0)
+        self._feed_timer.timeout.connect(self._on_feed_timer_timeout)
 
         list_view.search_edited.connect(self._on_view_search_edited)
         list_view.status_chosen.connect(self._on_view_status_chosen)
@@ -123,16 +131,26 @@ class PatientsController(QObject):
     def refresh(self, *, keep_place: bool = False) -> None:
         """Run the current query again from its first page; with ``keep_place``, as
         many rows as are loaded, and the list stays where it was scrolled to (a
-        patient who arrived or changed in a sorted list, not a new query)."""
+        patient who arrived or changed in a sorted list, not a new query). A new query
+        loads the pages up to the open patient where it lists them, so that they stay
+        chosen and in view (a search cleared lists them again, maybe far down)."""
         self._refresh_timer.stop()
         self._arrivals_timer.stop()
         self._arrivals.clear()  # the new query's first page has them
+        self._feed_timer.stop()
+        self._pending = []
         self._generation += 1
         generation = self._generation
         query = self._query()
-        wanted = max(PAGE_SIZE, self._model.loaded) if keep_place else PAGE_SIZE
+        least = max(PAGE_SIZE, self._model.loaded) if keep_place else PAGE_SIZE
+        chosen = None if keep_place else self._current_id
 
         def fetch() -> tuple[list[PatientRow], int]:
+            """Runs on a pool thread."""
+            wanted = least
+            position = None if chosen is None else self._patients.position_of(chosen, **query)
+            if position is not None:  # whole pages, up to and with the chosen patient
+                wanted = max(wanted, (position // PAGE_SIZE + 1) * PAGE_SIZE)
             rows: list[PatientRow] = []
             total = 0
             while len(rows) < wanted:
@@ -166,6 +184,8 @@ class PatientsController(QObject):
         if generation != self._generation:
             return
         rows, total = result
+        if not keep_place:  # the pages after the first follow, one a turn
+            rows, self._pending = rows[:PAGE_SIZE], rows[PAGE_SIZE:]
         scrolled = self._view.table.verticalScrollBar().value()
         self._model.reset(rows, total)
         self._view.show_count(self._model.loaded, self._model.total)
@@ -173,11 +193,25 @@ class PatientsController(QObject):
             self._view.table.verticalScrollBar().setValue(scrolled)
         else:  # a new search, filter or order starts at its first rows
             self._view.table.scrollToTop()
-        if self._current_id:
+        if self._pending:
+            self._feed_timer.start()
+        elif self._current_id:
             self._view.select_patient(self._current_id, scroll=not keep_place)
+
+    @Slot()
+    def _on_feed_timer_timeout(self) -> None:
+        page, self._pending = self._pending[:PAGE_SIZE], self._pending[PAGE_SIZE:]
+        self._model.append(page, self._model.total)
+        self._view.show_count(self._model.loaded, self._model.total)
+        if self._pending:
+            self._feed_timer.start()
+        elif self._current_id:  # the open patient's page is in: chosen, and in view
+            self._view.select_patient(self._current_id)
 
     @Slot(int)
     def _on_model_more_requested(self, skip: int) -> None:
+        if self._pending:
+            return  # the next page is already here; its listing answers the view
         generation = self._generation
         query = self._query()
 
@@ -256,7 +290,7 @@ class PatientsController(QObject):
             # The page's buttons and fields went with the patient (deleted here or
             # elsewhere): the keyboard goes back to the list, not to the empty page's
             # hint, where Qt left it and a screen reader found nothing to say.
-            self._view.table.setFocus(Qt.FocusReason.OtherFocusReason)
+            step_focus_to(self._view.table)
         self._window.set_patient_actions_enabled(record is not None)
         self.patient_opened.emit(record)
 
@@ -321,6 +355,8 @@ class PatientsController(QObject):
     @Slot(str)
     def _on_bridge_patient_deleted(self, patient_id: str) -> None:
         self._arrivals.pop(patient_id, None)
+        if self._pending:  # read before the deletion: not to be listed now
+            self._pending = [row for row in self._pending if row.patient_id != patient_id]
         if patient_id == self._current_id:
             self._current_id = None
             self._show(None)

@@ -33,6 +33,7 @@ from ophthai_desktop.ui.display import local_datetime
 from ophthai_desktop.ui.provenance import breakable, provenance_rows, provenance_titles
 from ophthai_desktop.ui.resources import icon
 from ophthai_desktop.ui.views.banner import Banner
+from ophthai_desktop.ui.views.focus import step_focus_to
 from ophthai_desktop.ui.views.reflow import room_in, set_side_by_side
 from ophthai_desktop.ui.views.style import set_style_property, set_text
 
@@ -415,6 +416,10 @@ class AnalysisView(QWidget):
         self._scroll.setWidget(body)
         self._scroll.setWidgetResizable(True)
         self._scroll.setFrameShape(QFrame.Shape.NoFrame)
+        # No Tab stop of its own (it took the focus unseen, and Tab did nothing visible
+        # there): Tab to a field in it scrolls to that field, and a click in it gives it
+        # the arrow keys and Page Up/Down.
+        self._scroll.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._scroll)
@@ -483,7 +488,7 @@ class AnalysisView(QWidget):
         if self._has_focus(self.verdict_group):
             # Disabled under the focus, the verdict left the window with no focus widget
             # at all (keys went nowhere); Analyse is what started this.
-            self.analyse.setFocus(Qt.FocusReason.OtherFocusReason)
+            step_focus_to(self.analyse)
         self.verdict_group.setEnabled(False)
 
     def append_stream(self, phase: str, text: str) -> None:
@@ -556,7 +561,7 @@ class AnalysisView(QWidget):
         cancelling = self.window().focusWidget() is self.cancel_appointment
         self.cancel_appointment.setVisible(when is not None)
         if cancelling and when is None:  # hidden under the focus: on to a new booking
-            self.when.setFocus(Qt.FocusReason.OtherFocusReason)
+            step_focus_to(self.when)
         self.booked = when
         if when is None:
             self.appointment.setText("Not scheduled.")
@@ -592,7 +597,7 @@ class AnalysisView(QWidget):
         validated one; left on Approve or Reject, it sent the verdict again. Only where
         the focus was in this view: a clinician gone elsewhere keeps theirs."""
         if self._has_focus(self) or self.window().focusWidget() is None:
-            self.when.setFocus(Qt.FocusReason.OtherFocusReason)
+            step_focus_to(self.when)
             self._scroll.ensureWidgetVisible(self.when)  # only Tab scrolls to it by itself
 
     def scroll_to_top(self) -> None:
@@ -644,7 +649,7 @@ class AnalysisView(QWidget):
         for name, widget in widgets.items():
             set_style_property(widget, "invalid", name == field)
         if field in widgets:
-            widgets[field].setFocus()
+            step_focus_to(widgets[field])
         self._show_error(self.verdict_error, message)
 
     def show_schedule_error(self, message: str) -> None:

@@ -51,6 +51,7 @@ from ophthai_desktop.core.services.oculomics import (
     ReferenceRange,
 )
 from ophthai_desktop.ui.views.columns import FittingTableWidget
+from ophthai_desktop.ui.views.focus import step_focus_to
 from ophthai_desktop.ui.views.reflow import room_in, set_side_by_side
 from ophthai_desktop.ui.views.scale import scaled
 from ophthai_desktop.ui.views.style import set_style_property, set_text
@@ -348,6 +349,9 @@ class OculomicsView(QWidget):
         self.table.setHorizontalHeaderLabels([c.replace(" ", "\n") for c in self.TABLE_COLUMNS])
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        # Tab leaves the tables (it went round their cells and never out: a keyboard
+        # trap); the arrow keys move in them.
+        self.table.setTabKeyNavigation(False)
         self.table.verticalHeader().setVisible(False)
         # The flags wrap onto more lines where their column is narrower than they are
         # (cut short, the first row read "IOP high, C/D hig…" even at 1680 x 1300), a
@@ -375,6 +379,7 @@ class OculomicsView(QWidget):
         self.trends.setHorizontalHeaderLabels([EYE_NAMES[e] for e in EYES])
         self.trends.setVerticalHeaderLabels([SHORT_LABELS[m] for m in METRICS])
         self.trends.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.trends.setTabKeyNavigation(False)
         self.trends.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         row_height = self.trends.fontMetrics().height() + 8
         self.trends.verticalHeader().setDefaultSectionSize(row_height)
@@ -453,6 +458,9 @@ class OculomicsView(QWidget):
         self.scroll.setWidget(self.split)
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        # No Tab stop of its own (it took the focus unseen): Tab to a field in it scrolls
+        # to that field, and a click in it gives it the arrow keys and Page Up/Down.
+        self.scroll.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self._reflow()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -637,7 +645,7 @@ class OculomicsView(QWidget):
         set_style_property(self.measured_on, "invalid", field == "measured_on")
         target = self.inputs.get(field or "")
         if target is not None:
-            target.setFocus()
+            step_focus_to(target)
 
     def clear_form(self) -> None:
         """Empty the values after a measurement was added (eye and date stay)."""

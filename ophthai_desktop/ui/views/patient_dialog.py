@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 from ophthai_desktop.core.domain import Laterality, Modality, PatientStatus, age_on
 from ophthai_desktop.core.records import PatientRecord
 from ophthai_desktop.ui.display import LATERALITY_NAMES, MODALITY_NAMES
+from ophthai_desktop.ui.views.focus import step_focus_to
 from ophthai_desktop.ui.views.scale import scaled
 from ophthai_desktop.ui.views.style import set_style_property
 
@@ -232,7 +233,7 @@ class PatientDialog(QDialog):
         widget = self._widgets.get(field or "")
         if widget is not None:
             self._mark(widget, True)
-            widget.setFocus()
+            step_focus_to(widget)
         self.error.setText(message)
         self.error.show()
 

@@ -119,6 +119,23 @@ class PatientListView(QWidget):
         delete.setContext(Qt.ShortcutContext.WidgetShortcut)
         delete.activated.connect(self.delete_requested)
 
+        # The empty list says why, where the clinician looks: in the table, centred
+        # (under it, "No patients match" went unseen). A label in a layout on the
+        # viewport: Qt keeps it centred as the table resizes, and painting the table
+        # runs no Python for it.
+        self.empty_hint = QLabel()
+        self.empty_hint.setObjectName("emptyHint")
+        self.empty_hint.setTextFormat(Qt.TextFormat.PlainText)  # the search is not markup
+        self.empty_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_hint.setWordWrap(True)
+        self.empty_hint.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.empty_hint.hide()
+        hint_layout = QVBoxLayout(self.table.viewport())
+        hint_layout.setContentsMargins(12, 12, 12, 12)
+        hint_layout.addWidget(self.empty_hint)
+        model.rowsInserted.connect(self._on_model_rows_changed)
+        model.modelReset.connect(self._on_model_rows_changed)
+
         filters = QHBoxLayout()
         filters.addWidget(self.search, 1)
         filters.addWidget(self.status)
@@ -152,6 +169,10 @@ class PatientListView(QWidget):
             finally:
                 self.table.setAutoScroll(auto_scroll)
             if scroll:
+                # The scroll range takes in rows just loaded first: right after a new
+                # query's rows it was still the old query's, and scrolling to the row
+                # stopped at its end (nothing moved after a search of one row).
+                self.table.doItemsLayout()
                 self.table.scrollTo(self.model.index(row, 0))
             return True
         finally:
@@ -223,15 +244,46 @@ class PatientListView(QWidget):
             self.table.selectionModel().blockSignals(blocker)
 
     def show_count(self, loaded: int, total: int) -> None:
+        """Say how many patients are listed, or, in the table, why it is empty."""
         if total == 0:
-            self.count.setText("No patients match" if self._filtered() else "No patients yet")
-        elif loaded >= total:
+            self.count.setText("")
+            self.empty_hint.setText(self._empty_text())
+            self.empty_hint.setVisible(self.model.rowCount() == 0)
+            return
+        self.empty_hint.hide()
+        if loaded >= total:
             self.count.setText(f"{total:,} patient{'s' if total != 1 else ''}")
         else:
             self.count.setText(f"Showing {loaded:,} of {total:,} patients (scroll for more)")
 
-    def _filtered(self) -> bool:
-        return bool(self.search.text().strip()) or self.status.currentData() is not None
+    def empty_text(self) -> str:
+        """What the table says while it is empty ("" while it has rows)."""
+        return self.empty_hint.text() if not self.empty_hint.isHidden() else ""
+
+    def _empty_text(self) -> str:
+        search = self.search.text().strip()
+        status = self.status.currentData()
+        if not search and status is None:
+            new = QKeySequence(QKeySequence.StandardKey.New).toString(
+                QKeySequence.SequenceFormat.NativeText
+            )
+            return (
+                "No patients yet.\n"
+                f"Add one with File ▸ New patient… ({new}), or drop scan images onto the window."
+            )
+        if search and status is not None:
+            return (
+                f"No patients match “{search}” with status {status}.\nTo see every "
+                f"patient, clear the search box and choose “{ALL_STATUSES}”."
+            )
+        if search:
+            return f"No patients match “{search}”.\nClear the search box to see every patient."
+        return f"No patients with status {status}.\nChoose “{ALL_STATUSES}” to see every patient."
+
+    @Slot()
+    def _on_model_rows_changed(self) -> None:
+        if self.model.rowCount() > 0:  # a patient arrived: the list is not empty any more
+            self.empty_hint.hide()
 
     @Slot(int)
     def _on_status_index_changed(self, _index: int) -> None:

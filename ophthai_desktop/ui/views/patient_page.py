@@ -151,6 +151,11 @@ class PatientPage(QWidget):
         info_scroll.setWidgetResizable(True)
         info_scroll.setFrameShape(QFrame.Shape.NoFrame)
         info_scroll.setMinimumWidth(scaled(info_scroll, 220))
+        # A Tab stop, the one way a keyboard scrolls a long history (the labels take no
+        # focus), so it shows the focus (style.qss) and says what it is: it took the
+        # focus unseen and unnamed.
+        info_scroll.setObjectName("patientDetails")
+        info_scroll.setAccessibleName("Patient details")
         self.info_scroll = info_scroll
 
         self.tabs = QTabWidget()

@@ -1,0 +1,104 @@
+"""The patient list: what it says when empty, and the chosen patient across queries."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
+
+from ophthai_desktop.core.records import Actor
+from ophthai_desktop.ui.session import GuiSession
+from ophthai_desktop.ui.views.patient_list import ALL_STATUSES
+from tests.ui.conftest import open_patient, seed_patients
+
+
+def _hint_centred_in_table(gui: GuiSession) -> bool:
+    """The empty list's message is shown inside the table's viewport, about centred."""
+    view = gui.patient_list
+    hint, viewport = view.empty_hint, view.table.viewport()
+    if not hint.isVisible() or hint.parentWidget() is not viewport:
+        return False
+    centre, middle = hint.geometry().center(), viewport.rect().center()
+    return abs(centre.x() - middle.x()) <= 2 and abs(centre.y() - middle.y()) <= 2
+
+
+def test_an_empty_list_says_why_inside_the_table(qtbot: QtBot, gui: GuiSession) -> None:
+    """ "No patients match" was a line under the table, where a clinician looking at the
+    empty table did not see it; it now sits in the table, says which of the two it is,
+    and what to do, and goes as soon as a patient is listed."""
+    view = gui.patient_list
+    qtbot.waitUntil(lambda: view.empty_text().startswith("No patients yet"))
+    assert "New patient" in view.empty_text()
+    assert _hint_centred_in_table(gui)
+    assert view.count.text() == ""  # said once, in the table
+
+    patient = gui.application.patients.create_patient({"name": "Ada"}, actor=Actor("t", "gui"))
+    qtbot.waitUntil(lambda: view.model.rowCount() == 1)
+    assert not view.empty_hint.isVisible() and view.empty_text() == ""
+
+    qtbot.keyClicks(view.search, "zzz")
+    qtbot.waitUntil(lambda: view.model.rowCount() == 0)
+    qtbot.waitUntil(lambda: view.empty_text().startswith("No patients match “zzz”"))
+    assert "Clear the search box" in view.empty_text()
+    assert _hint_centred_in_table(gui)
+
+    view.search.selectAll()
+    qtbot.keyClick(view.search, Qt.Key.Key_Backspace)
+    view.status.setCurrentText("Critical")
+    qtbot.waitUntil(lambda: view.empty_text().startswith("No patients with status Critical"))
+    assert f"Choose “{ALL_STATUSES}”" in view.empty_text()
+
+    gui.application.patients.update_patient(
+        patient.id, {"status": "Critical"}, actor=Actor("t", "gui")
+    )
+    qtbot.waitUntil(lambda: view.model.rowCount() == 1)
+    qtbot.waitUntil(lambda: not view.empty_hint.isVisible())
+
+
+def _row_in_view(gui: GuiSession, patient_id: str) -> bool:
+    view = gui.patient_list
+    row = view.model.row_of(patient_id)
+    if row is None:
+        return False
+    rect = view.table.visualRect(view.model.index(row, 0))
+    return view.table.viewport().rect().contains(rect)
+
+
+def test_the_open_patient_stays_chosen_and_in_view_when_a_search_is_cleared(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """A patient far down the list (past the first page of 200) was chosen no more once
+    a search that found them was cleared: only the first page was loaded again. The
+    pages up to them are loaded now (in the background), and the row is scrolled to."""
+    view = gui.patient_list
+    seed_patients(gui.application, 450)
+    gui.patients.refresh()
+    qtbot.waitUntil(lambda: view.model.total == 450)
+    far = "pt-seed00030"  # newest first: row 419
+    open_patient(qtbot, gui, far)
+
+    view.search.setFocus()
+    qtbot.keyClicks(view.search, "Patient 00030")
+    qtbot.waitUntil(lambda: view.model.total == 1)
+    assert view.selected_patient_id() == far
+
+    listed_at_once: list[int] = []  # rows put in by one call on the GUI thread
+    view.model.modelReset.connect(lambda: listed_at_once.append(view.model.rowCount()))
+    view.model.rowsInserted.connect(lambda _p, first, last: listed_at_once.append(last - first + 1))
+    view.search.selectAll()
+    qtbot.keyClick(view.search, Qt.Key.Key_Backspace)  # as its clear button does
+    qtbot.waitUntil(lambda: view.model.total == 450)
+    qtbot.waitUntil(lambda: view.selected_patient_id() == far)
+    assert _row_in_view(gui, far)
+    assert view.model.rowCount() >= 420 and max(listed_at_once) <= 200  # a page a turn
+    assert gui.patient_page.patient is not None and gui.patient_page.patient.id == far
+
+    # A filter that leaves them out chooses nobody else, and the page keeps them.
+    view.status.setCurrentText("Stable")  # they are Critical
+    qtbot.waitUntil(lambda: view.model.total < 450)
+    assert view.model.row_of(far) is None
+    assert view.selected_patient_id() is None
+    assert gui.patient_page.patient is not None and gui.patient_page.patient.id == far
+    view.status.setCurrentText(ALL_STATUSES)
+    qtbot.waitUntil(lambda: view.model.total == 450)
+    qtbot.waitUntil(lambda: view.selected_patient_id() == far)
+    assert _row_in_view(gui, far)
