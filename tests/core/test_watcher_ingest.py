@@ -12,15 +12,17 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, update
 
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.services import ingest as ingest_module
 from ophthai_desktop.core.services.ingest import (
     REASON_SUFFIX,
     FileNotSettled,
@@ -312,10 +314,17 @@ def _crash_before_the_move(tmp_path: Path, name: str, data: bytes) -> tuple[Path
     return folder, build_watch_app(tmp_path)
 
 
+#: The crash repairs that tell the file a crash left by its change time (not Windows').
+_CHANGE_TIME_NEEDED = pytest.mark.skipif(
+    not ingest_module.CHANGE_TIME_IS_KNOWN, reason="st_ctime is the creation time here"
+)
+
+
 def _notes(app: Application) -> list[str]:
     return [n.message for n in app.notifications.list_notifications(limit=50).items]
 
 
+@_CHANGE_TIME_NEEDED
 def test_a_crash_between_commit_and_move_makes_no_second_patient_and_no_duplicate(
     tmp_path: Path,
 ) -> None:
@@ -345,6 +354,7 @@ def test_a_crash_between_commit_and_move_makes_no_second_patient_and_no_duplicat
     }
 
 
+@_CHANGE_TIME_NEEDED
 def test_a_crash_between_a_refusal_and_its_move_notifies_it_once(tmp_path: Path) -> None:
     """The refusal is recorded and notified before the move: a crash between the two
     refused the file again at the next start, notified twice. Its recorded refusal is
@@ -395,6 +405,45 @@ def test_the_same_file_copied_in_again_under_its_name_is_still_told(
     (layout.root / "again.png").write_bytes(data)
 
     second = app.ingest.ingest_file(layout.root / "again.png", layout)
+
+    assert second.outcome == ("duplicate" if said == "already taken in" else "failed")
+    assert len([n for n in _notes(app) if said in n]) == times
+
+
+@pytest.mark.parametrize(
+    ("data", "said", "times"),
+    [
+        (png_bytes((30, 30), (4, 5, 6)), "already taken in", 1),
+        (b"not an image", "was not taken in", 2),
+    ],
+    ids=["processed", "failed"],
+)
+def test_where_the_change_time_is_the_creation_time_a_file_moved_back_is_still_told(
+    app: Application, monkeypatch: pytest.MonkeyPatch, data: bytes, said: str, times: int
+) -> None:
+    """On Windows ``st_ctime`` is when the file was created, which a move keeps: a file
+    taken in, then moved back from ``processed/`` under its name, has a time earlier
+    than its record, as the file a crash left has. It was filed with nobody told; where
+    the change time is not known it is a duplicate (or refused again), and said so."""
+    monkeypatch.setattr(ingest_module, "CHANGE_TIME_IS_KNOWN", False, raising=False)
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    path = layout.root / "moved.png"
+    path.write_bytes(data)
+    first = app.ingest.ingest_file(path, layout)
+    assert first.moved_to is not None
+    # The file's time, kept by the move, is now earlier than its record's (on Linux,
+    # where the rename sets it, the record is dated later instead).
+    later = m.utcnow() + timedelta(hours=1)
+    with app.db.session() as session:
+        session.execute(
+            update(m.IngestedFile)
+            .where(m.IngestedFile.sha256 == hashlib.sha256(data).hexdigest())
+            .values(created_at=later, last_seen_at=later)
+        )
+    os.rename(first.moved_to, path)
+
+    second = app.ingest.ingest_file(path, layout)
 
     assert second.outcome == ("duplicate" if said == "already taken in" else "failed")
     assert len([n for n in _notes(app) if said in n]) == times

@@ -523,6 +523,13 @@ def _ensure_unchanged(path: Path, stamp: FileStamp) -> None:
         raise FileNotSettled("the file changed after it was read")
 
 
+#: Whether ``os.stat``'s ``st_ctime`` is the inode's change time, which a rename sets.
+#: On Windows it is the file's creation time, which a move keeps: a file taken in, then
+#: moved back from ``processed/`` (or moved in from elsewhere on the volume) under its
+#: name, would look like the one a crash left and be filed with nobody told.
+CHANGE_TIME_IS_KNOWN = os.name != "nt"
+
+
 def _left_by_a_crash(path: Path, name: str, recorded_name: str, recorded_at: datetime) -> bool:
     """Whether ``path`` is the very file whose ingest record (of its bytes, under
     ``recorded_name``) was written at ``recorded_at``, left in the folder by a crash
@@ -533,9 +540,11 @@ def _left_by_a_crash(path: Path, name: str, recorded_name: str, recorded_at: dat
     sets to the moment it happens and which no tool can set back (unlike the
     modification time, which ``cp -p`` and rsync keep), is earlier. A file system whose
     clock is not the app's (a network share) can make a later copy look older by the
-    difference; such a copy is filed without its "already taken in" message.
+    difference; such a copy is filed without its "already taken in" message. Where the
+    change time is not known (:data:`CHANGE_TIME_IS_KNOWN`: Windows), never: the file is
+    a duplicate, or refused again, and told so (after a crash, a second message).
     """
-    if name[:512] != recorded_name:
+    if not CHANGE_TIME_IS_KNOWN or name[:512] != recorded_name:
         return False
     try:
         changed_ns = os.lstat(path).st_ctime_ns
