@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -48,6 +49,9 @@ from ophthai_desktop.core.records import JobRecord
 from ophthai_desktop.core.services.jobs import JobService
 
 log = logging.getLogger(__name__)
+
+#: Where a message's first sentence ends (a sentence mark, then a space).
+_FIRST_SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 #: How often an idle worker looks at the queue even without a wake-up.
 IDLE_POLL_S = 1.0
@@ -337,8 +341,10 @@ class InferenceWorker:
             if problem and not problem.endswith((".", "!", "?")):
                 problem += "."
             if status.damaged:  # found, but cut short: never "not installed"
+                # The engine's first sentence says which files; its advice is said here.
+                what = _FIRST_SENTENCE.split(problem, maxsplit=1)[0]
                 self._set_waiting(
-                    f"the model's files are damaged. {problem + ' ' if problem else ''}"
+                    f"the model's files are damaged. {what + ' ' if what else ''}"
                     "Queued analyses stay queued and run once the files are whole: download "
                     "the model again (AI ▸ Model manager…) or put back a complete copy."
                 )

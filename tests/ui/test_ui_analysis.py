@@ -514,6 +514,9 @@ def test_a_damaged_model_is_called_damaged_in_the_status_bar_notice_and_queue(
         "download the model again"
     )
     assert "not installed" not in jobs.waiting.text()
+    reason = gui.application.worker.waiting_reason or ""
+    assert "model-00002-of-00002.safetensors is missing" in reason
+    assert "Download it again" not in reason  # the advice once: the worker's, not the engine's too
 
 
 def test_analyse_without_a_scan_says_what_to_do(qtbot: QtBot, make_gui: Maker) -> None:
