@@ -17,6 +17,7 @@ from ophthai_desktop.core.errors import StorageError
 from ophthai_desktop.core.inference import ParsedAnswer
 from ophthai_desktop.core.records import Actor, AnalysisRecord
 from ophthai_desktop.core.services.patients import NewImage
+from ophthai_desktop.ui.display import local_datetime
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.views.analysis import MAX_YEARS_AHEAD, AnalysisView, ResultCard
 from tests.support.images import png_bytes
@@ -883,3 +884,28 @@ def test_a_read_of_the_queue_older_than_the_unload_does_not_show_the_job_running
     assert "Queued again" in view.state.text()
     assert not view.state.text().startswith("Analysing")
     hold.set()
+
+
+def test_a_patient_whose_only_analysis_was_cancelled_says_so_when_opened(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """Reopened, a patient whose only analysis was cancelled showed "No analysis yet",
+    where a failed one was named: the cancellation is said, with when and by whom, and
+    Analyse is still offered."""
+    view = gui.analysis_view
+    cancelled, other = _patient_with_scan(gui, "Cancelled"), _patient_with_scan(gui, "Other")
+    jobs = gui.application.jobs
+    job = jobs.queue_patient_analysis(cancelled, actor=Actor("Dr. Quinn", "gui"))
+    jobs.request_cancel(job.id, actor=Actor("Dr. Quinn", "gui"))  # queued: no model here
+    qtbot.waitUntil(lambda: not gui.tasks.busy)
+
+    open_patient(qtbot, gui, other)
+    open_patient(qtbot, gui, cancelled)
+
+    qtbot.waitUntil(lambda: f"last analysis (job #{job.id}) was cancelled" in view.state.text())
+    finished = jobs.list_jobs(patient_id=cancelled).items[0].finished_at
+    assert finished is not None
+    assert local_datetime(finished) in view.state.text()
+    assert "by Dr. Quinn" in view.state.text()
+    assert "No analysis yet" not in view.state.text()
+    assert view.analyse.isVisible() and view.analyse.isEnabled()

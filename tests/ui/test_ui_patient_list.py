@@ -102,3 +102,39 @@ def test_the_open_patient_stays_chosen_and_in_view_when_a_search_is_cleared(
     qtbot.waitUntil(lambda: view.model.total == 450)
     qtbot.waitUntil(lambda: view.selected_patient_id() == far)
     assert _row_in_view(gui, far)
+
+
+def test_a_list_read_again_where_it_was_scrolled_lists_its_rows_a_page_a_turn(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """A sorted list scrolled far down is read again when a patient arrives (to show
+    them in their place): its rows were all put in anew at once (534 ms on the GUI
+    thread at 10,000 rows). They are changed in place, a page a turn; the list stays
+    where it was scrolled to, and the open patient chosen."""
+    view = gui.patient_list
+    seed_patients(gui.application, 900)
+    gui.patients.refresh()
+    qtbot.waitUntil(lambda: view.model.total == 900)
+    far = "pt-seed00888"
+    open_patient(qtbot, gui, far)
+    view.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)  # by name: far is row 888
+    qtbot.waitUntil(lambda: view.selected_patient_id() == far and view.model.rowCount() == 900)
+    qtbot.waitUntil(lambda: _row_in_view(gui, far))
+    scroll = view.table.verticalScrollBar()
+    scrolled = scroll.value()
+    assert scrolled > 0
+
+    listed_at_once: list[int] = []  # rows put in by one call on the GUI thread
+    view.model.modelReset.connect(lambda: listed_at_once.append(view.model.rowCount()))
+    view.model.rowsInserted.connect(lambda _p, first, last: listed_at_once.append(last - first + 1))
+    arrived = gui.application.patients.create_patient(
+        {"name": "Aaron First"}, actor=Actor("t", "gui")
+    )  # listed first by name: the list is read again
+    qtbot.waitUntil(lambda: view.model.row_of(arrived.id) == 0)
+    qtbot.waitUntil(lambda: view.count.text().startswith("Showing 900 of 901"))
+    assert max(listed_at_once) <= 200
+    assert view.selected_patient_id() == far and view.model.row_of(far) == 889
+    assert scroll.value() == scrolled  # where it was: the rows looked at stay in view
+    assert gui.patient_page.patient is not None and gui.patient_page.patient.id == far
+    names = [view.model.data(view.model.index(row, 0)) for row in range(view.model.rowCount())]
+    assert names == sorted(names)

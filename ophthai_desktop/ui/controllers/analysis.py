@@ -17,6 +17,7 @@ from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
 from ophthai_desktop.core.records import AnalysisRecord, JobRecord, Page, PatientRecord
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController
+from ophthai_desktop.ui.display import local_datetime
 from ophthai_desktop.ui.messages import describe
 from ophthai_desktop.ui.views.analysis import AnalysisView
 from ophthai_desktop.ui.views.confirm import ask
@@ -195,16 +196,21 @@ class AnalysisController(QObject):
         failed (the page would otherwise show no analysis, or an older result)."""
         patient_id = patient.id
 
-        def fetch() -> tuple[Page[JobRecord], Page[JobRecord], Page[JobRecord]]:
+        def fetch() -> tuple[Page[JobRecord], Page[JobRecord], Page[JobRecord], str | None]:
+            """Runs on a pool thread."""
             jobs = self._app.jobs
+            newest = jobs.list_jobs(patient_id=patient_id, limit=1)
             return (
                 jobs.list_jobs(patient_id=patient_id, state="running", limit=1),
                 jobs.list_jobs(patient_id=patient_id, state="queued", limit=1),
-                jobs.list_jobs(patient_id=patient_id, limit=1),
+                newest,
+                self._cancelled_by(newest.items[0]) if newest.items else None,
             )
 
-        def done(pages: tuple[Page[JobRecord], Page[JobRecord], Page[JobRecord]]) -> None:
-            running, queued, newest = pages
+        def done(
+            pages: tuple[Page[JobRecord], Page[JobRecord], Page[JobRecord], str | None],
+        ) -> None:
+            running, queued, newest, cancelled_by = pages
             heard = self._read_arrived()
             if patient_id != self._patient_id or self._shown_job is not None:
                 return
@@ -221,6 +227,8 @@ class AnalysisController(QObject):
                 self.explain_model_state()
             elif newest.items and newest.items[0].state == "failed":
                 self._show_newest_failed(newest.items[0], patient.latest_analysis)
+            elif newest.items and newest.items[0].state == "cancelled":
+                self._show_newest_cancelled(newest.items[0], patient.latest_analysis, cancelled_by)
 
         def failed(exc: BaseException) -> None:
             self._window.banner.show_message(describe(exc), "error")
@@ -254,6 +262,31 @@ class AnalysisController(QObject):
         """A job started, was queued again or ended: news to the reads on their way."""
         if self._reads:
             self._heard[job_id] = state
+
+    def _cancelled_by(self, job: JobRecord) -> str | None:
+        """Who cancelled ``job`` as the audit trail has it (None when it was not
+        cancelled, or nobody is recorded). Runs on a pool thread."""
+        if job.state != "cancelled":
+            return None
+        events = self._app.audit.list_events(entity_type="job", entity_id=str(job.id), limit=20)
+        return next((event.actor for event in events.items if event.action == "cancel"), None)
+
+    def _show_newest_cancelled(
+        self, job: JobRecord, latest: AnalysisRecord | None, by: str | None
+    ) -> None:
+        """The newest analysis was cancelled: said as a failure is (with when and by
+        whom), not "No analysis yet"; Analyse stays offered to run it again."""
+        if latest is not None and latest.created_at >= job.created_at:
+            return  # a result came after the cancellation
+        text = f"The last analysis (job #{job.id}) was cancelled"
+        if job.finished_at is not None:
+            text += f" on {local_datetime(job.finished_at)}"
+        if by:
+            text += f" by {by}"
+        text += ". Press Analyse to run it again."
+        if latest is not None:
+            text += " The result below is from an earlier analysis."
+        self._view.set_state(text)
 
     def _show_newest_failed(self, job: JobRecord, latest: AnalysisRecord | None) -> None:
         if latest is not None and latest.created_at >= job.created_at:

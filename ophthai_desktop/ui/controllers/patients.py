@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
@@ -38,6 +39,19 @@ CreateFn = Callable[[dict[str, Any]], PatientRecord]
 def core_fields(fields: dict[str, Any]) -> dict[str, Any]:
     """The form's values without the dialog's extras (``_modality`` ...)."""
     return {key: value for key, value in fields.items() if not key.startswith("_")}
+
+
+@dataclass
+class _Placing:
+    """A list read again being placed over the rows shown (a page a turn)."""
+
+    #: The patients of the rows read (and those listed meanwhile above them): a row
+    #: shown that is not among them is no longer in the list.
+    keys: set[str]
+    #: How many patients the list has, as read.
+    total: int
+    #: The patient of the last row placed (None: none yet).
+    last: str | None = None
 
 
 class PatientsController(QObject):
@@ -89,9 +103,11 @@ class PatientsController(QObject):
         self._arrivals_timer.setSingleShot(True)
         self._arrivals_timer.setInterval(ARRIVALS_MS)
         self._arrivals_timer.timeout.connect(self._on_arrivals_timer_timeout)
-        # Rows of a new query loaded up to the open patient, listed a page an event-loop
-        # turn: listing 10,000 rows at once held the GUI thread for half a second.
+        # Rows of a new query loaded up to the open patient, or of the list read again
+        # where it was scrolled to, listed a page an event-loop turn: listing 10,000 rows
+        # at once held the GUI thread for half a second.
         self._pending: list[PatientRow] = []
+        self._placing: _Placing | None = None  # the list read again: rows placed so far
         self._feed_timer = QTimer(self)
         self._feed_timer.setSingleShot(True)
         self._feed_timer.setInterval(0)
@@ -139,6 +155,7 @@ class PatientsController(QObject):
         self._arrivals.clear()  # the new query's first page has them
         self._feed_timer.stop()
         self._pending = []
+        self._placing = None
         self._generation += 1
         generation = self._generation
         query = self._query()
@@ -184,34 +201,51 @@ class PatientsController(QObject):
         if generation != self._generation:
             return
         rows, total = result
-        if not keep_place:  # the pages after the first follow, one a turn
-            rows, self._pending = rows[:PAGE_SIZE], rows[PAGE_SIZE:]
-        scrolled = self._view.table.verticalScrollBar().value()
+        if keep_place:
+            # The rows shown are changed into those read, a page a turn, in place: the
+            # list stays where it was scrolled to, the chosen row chosen (a reset put
+            # every row in anew at once, 534 ms on the GUI thread at 10,000 rows).
+            self._pending = rows
+            self._placing = _Placing({row.patient_id for row in rows}, total)
+            self._on_feed_timer_timeout()
+            return
+        rows, self._pending = rows[:PAGE_SIZE], rows[PAGE_SIZE:]  # the rest one a turn
         self._model.reset(rows, total)
         self._view.show_count(self._model.loaded, self._model.total)
-        if keep_place:
-            self._view.table.verticalScrollBar().setValue(scrolled)
-        else:  # a new search, filter or order starts at its first rows
-            self._view.table.scrollToTop()
+        self._view.table.scrollToTop()  # a new search, filter or order starts at its top
         if self._pending:
             self._feed_timer.start()
         elif self._current_id:
-            self._view.select_patient(self._current_id, scroll=not keep_place)
+            self._view.select_patient(self._current_id)
 
     @Slot()
     def _on_feed_timer_timeout(self) -> None:
         page, self._pending = self._pending[:PAGE_SIZE], self._pending[PAGE_SIZE:]
-        self._model.append(page, self._model.total)
-        self._view.show_count(self._model.loaded, self._model.total)
+        placing = self._placing
+        if placing is None:
+            self._model.append(page, self._model.total)
+        else:
+            after = None if placing.last is None else self._model.position(placing.last)
+            end = self._model.place_rows(0 if after is None else after + 1, page, placing.keys)
+            if page:
+                placing.last = page[-1].patient_id
+            if not self._pending:  # the rows past those read are no longer listed
+                self._model.remove_rows_from(end)
+                self._model.settle(placing.total)
+                self._placing = None
         if self._pending:
             self._feed_timer.start()
-        elif self._current_id:  # the open patient's page is in: chosen, and in view
-            self._view.select_patient(self._current_id)
+            return
+        self._view.show_count(self._model.loaded, self._model.total)
+        if self._current_id:  # the open patient's page is in: chosen (and in view)
+            self._view.select_patient(self._current_id, scroll=placing is None)
 
     @Slot(int)
     def _on_model_more_requested(self, skip: int) -> None:
         if self._pending:
             return  # the next page is already here; its listing answers the view
+        if self._placing is not None:  # the last rows read are being placed
+            return
         generation = self._generation
         query = self._query()
 
@@ -322,6 +356,8 @@ class PatientsController(QObject):
         table = self._view.table
         scrolled = table.verticalScrollBar().value()
         before = self._model.rowCount()
+        if self._placing is not None:  # listed above the rows being placed: kept there
+            self._placing.keys.update(arrivals)
         self._model.insert_first([patient_row(p) for p in reversed(arrivals.values())])
         added = self._model.rowCount() - before
         if scrolled > 0 and added > 0:
@@ -342,11 +378,15 @@ class PatientsController(QObject):
             else:
                 del self._arrivals[patient.id]
         elif self._matches(patient):
-            if not self._model.replace(patient_row(patient)) and self._order_by != DEFAULT_ORDER:
+            row = patient_row(patient)
+            self._patch_pending(patient.id, row)
+            if not self._model.replace(row) and self._order_by != DEFAULT_ORDER:
                 self._refresh_timer.start()
-        elif self._view.remove_patient(patient.id):
-            self._view.show_count(self._model.loaded, self._model.total)
-            self._view.select_patient(self._current_id, scroll=False)
+        else:
+            self._patch_pending(patient.id, None)
+            if self._remove_row(patient.id):
+                self._view.show_count(self._model.loaded, self._model.total)
+                self._view.select_patient(self._current_id, scroll=False)
         if patient.id == self._current_id:
             self._current = patient
             self._page.show_patient(patient)
@@ -355,14 +395,36 @@ class PatientsController(QObject):
     @Slot(str)
     def _on_bridge_patient_deleted(self, patient_id: str) -> None:
         self._arrivals.pop(patient_id, None)
-        if self._pending:  # read before the deletion: not to be listed now
-            self._pending = [row for row in self._pending if row.patient_id != patient_id]
+        self._patch_pending(patient_id, None)  # read before the deletion: not to be listed
         if patient_id == self._current_id:
             self._current_id = None
             self._show(None)
-        if self._view.remove_patient(patient_id):
+        if self._remove_row(patient_id):
             self._view.show_count(self._model.loaded, self._model.total)
             self._view.select_patient(self._current_id, scroll=False)
+
+    def _patch_pending(self, patient_id: str, row: PatientRow | None) -> None:
+        """The rows read but not listed yet show the patient as ``row`` now (None: not
+        at all); they were read before the event that told of it."""
+        if not self._pending:
+            return
+        if row is None:
+            self._pending = [
+                pending for pending in self._pending if pending.patient_id != patient_id
+            ]
+            if self._placing is not None:
+                self._placing.keys.discard(patient_id)
+        else:
+            self._pending = [row if p.patient_id == patient_id else p for p in self._pending]
+
+    def _remove_row(self, patient_id: str) -> bool:
+        """Take the patient's row out of the list; rows being placed go on after the
+        row above it if it was the last placed."""
+        placing = self._placing
+        if placing is not None and placing.last == patient_id:
+            above = self._model.position(patient_id)
+            placing.last = None if not above else self._model.patient_id_at(above - 1)
+        return self._view.remove_patient(patient_id)
 
     # Dialogs ----------------------------------------------------------------------------
 
