@@ -107,11 +107,18 @@ class Application:
         self.watcher.start()
         return True
 
-    def close(self) -> bool:
+    def close(self, *, stop_watcher: bool = True) -> bool:
         """Stop the watcher and the worker (if running) and release the database
         connections. False when the worker's thread is still running (see
-        :meth:`InferenceWorker.wait_stopped`): leave with :func:`exit_now`."""
-        self.watcher.stop()
+        :meth:`InferenceWorker.wait_stopped`): leave with :func:`exit_now`.
+
+        Args:
+            stop_watcher: False where a call on the watcher still waits on a share that
+                does not answer (the window's): stopping it would wait behind that call,
+                which stops the watcher itself once it returns.
+        """
+        if stop_watcher:
+            self.watcher.stop()
         stopped = self.worker.stop()
         self.db.dispose()
         return stopped

@@ -215,7 +215,7 @@ class Desktop:
             server, self._server = self._server, None
         if server is not None:
             server.stop()
-        self.application.close()
+        self.application.close(stop_watcher=self.session.watch_folder_stopped)
         log.info("desktop stopped")
 
 

@@ -47,8 +47,9 @@ class GuiContext:
     tasks: TaskRunner
     actor: Actor
     #: Work that can take seconds to minutes (model download and checks, waiting for a
-    #: running analysis, starting the watcher or the server), kept apart so it never
-    #: holds up the short calls.
+    #: running analysis, starting the server), kept apart so it never holds up the
+    #: short calls. (The watch folder has a thread of its own: see
+    #: controllers/watch_folder.py.)
     slow_tasks: TaskRunner
 
     @property

@@ -35,6 +35,7 @@ from ophthai_desktop.ui.controllers.scans import ScansController
 from ophthai_desktop.ui.controllers.server import ServerControl, ServerController
 from ophthai_desktop.ui.controllers.settings import SettingsController
 from ophthai_desktop.ui.controllers.status import StatusController
+from ophthai_desktop.ui.controllers.watch_folder import WatchFolderController
 from ophthai_desktop.ui.gc_collector import MainThreadCollector
 from ophthai_desktop.ui.inference_thread import InferenceThread
 from ophthai_desktop.ui.models.job_table import JobTableModel
@@ -170,8 +171,15 @@ class GuiSession(QObject):
             ctx, self.window, self.notifications_panel, self.patients, self.tray
         )
         self.jobs = JobsController(ctx, self.window, self.jobs_panel, self.patients)
-        self.status = StatusController(ctx, self.window, self.tray, alert=self.notifications.alert)
-        self.settings_controller = SettingsController(ctx, self.window)
+        self.watch_folder = WatchFolderController(ctx, self)
+        self.status = StatusController(
+            ctx,
+            self.window,
+            self.tray,
+            alert=self.notifications.alert,
+            watch_folder=self.watch_folder,
+        )
+        self.settings_controller = SettingsController(ctx, self.window, self.watch_folder)
         self.model_manager = ModelManagerController(ctx, self.window)
         self.server = ServerController(ctx, self.window, server)
         self.inference = InferenceThread(application.worker, self)
@@ -199,9 +207,12 @@ class GuiSession(QObject):
             self.tray.show_requested.connect(self.show_window)
             self.tray.quit_requested.connect(self.quit)
         self._started = False
-        self._watcher_started = False
         self._quitting = False
         self._closed = False
+        #: Whether :meth:`shutdown` stopped the watch folder: False while a call on it
+        #: still waits on a share that does not answer (the application then must not
+        #: wait to stop it either).
+        self.watch_folder_stopped = True
         self._told_about_tray = False
         self.about_box: QMessageBox | None = None
 
@@ -224,23 +235,9 @@ class GuiSession(QObject):
         if settings.load_model_on_startup:
             self.application.worker.request_load()
         self.inference.start()
-        self._start_watcher()
+        self.watch_folder.start()
         if self.tray is not None:
             self.tray.show()
-
-    def _start_watcher(self) -> None:
-        """Start the watch folder (when enabled) on a pool thread: it takes in the files
-        already waiting before it returns."""
-        watcher = self.context.watcher
-        start = getattr(self.application, "start_watcher", None)
-        if watcher is None or start is None or not self.application.settings.watch_folder_enabled:
-            return
-
-        def started(_result: object) -> None:
-            self._watcher_started = True
-            self.status.show_watcher()
-
-        self.slow_tasks.submit(start, started)
 
     def show_window(self) -> None:
         """Show the window (from the tray, or for a second launch) as it was: minimised
@@ -277,12 +274,8 @@ class GuiSession(QObject):
         self.model_manager.stop()
         if not self.inference.stop():
             log.warning("closing without waiting for the inference worker")
-        watcher = self.context.watcher
-        if watcher is not None and self._watcher_started:
-            try:
-                watcher.stop()
-            except Exception:
-                log.exception("the watch folder did not stop cleanly")
+        # Not waiting for a share that does not answer (see watch_folder_stopped).
+        self.watch_folder_stopped = self.watch_folder.stop()
         self.slow_tasks.shutdown()
         self.tasks.shutdown()
         self.window.close()

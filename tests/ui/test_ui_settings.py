@@ -8,6 +8,7 @@ import socket
 import stat
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from ophthai_desktop.core.settings import Settings
 from ophthai_desktop.core.watcher import WatcherState
 from ophthai_desktop.ui.context import ApiState
 from ophthai_desktop.ui.controllers import settings as settings_module
+from ophthai_desktop.ui.controllers import watch_folder as watch_folder_module
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.theme import apply_theme
 from ophthai_desktop.ui.views.settings_dialog import SettingsDialog
@@ -763,3 +765,159 @@ def test_a_refused_port_removes_the_folder_checked_with_it(tmp_path: Path) -> No
         with pytest.raises(InvalidInput, match="already in use"):
             settings_module.run_checks(checks)
     assert not (tmp_path / "new").exists()
+
+
+def _hanging_watcher(
+    watcher: Any, release: threading.Event, monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """Make ``watcher.stop()`` and ``watcher.start()`` wait for ``release``, as on a
+    network share that does not answer; returns the calls made, as they begin."""
+    calls: list[str] = []
+    real_stop, real_start = watcher.stop, watcher.start
+
+    def stop(*args: Any, **kwargs: Any) -> None:
+        calls.append("stop")
+        release.wait(10)
+        real_stop(*args, **kwargs)
+
+    def start(*args: Any, **kwargs: Any) -> Any:
+        calls.append("start")
+        release.wait(10)
+        return real_start(*args, **kwargs)
+
+    monkeypatch.setattr(watcher, "stop", stop)
+    monkeypatch.setattr(watcher, "start", start)
+    return calls
+
+
+def _settle_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "watch-folder-settle" and t.is_alive()]
+
+
+def test_a_watch_folder_that_does_not_answer_holds_no_pool_thread(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watcher was stopped and started again on the slow task pool: a share that did
+    not answer held its threads, the other slow tasks waited behind it, and the status
+    bar said nothing."""
+    monkeypatch.setattr(watch_folder_module, "NOT_ANSWERING_AFTER_S", 0.3)
+    first, second = tmp_path / "share-a" / "incoming", tmp_path / "share-b" / "incoming"
+    gui = make_gui(watch_folder_enabled=False)
+    watcher = gui.application.watcher
+    release = threading.Event()
+    safety = threading.Timer(8.0, release.set)  # the old code would wait here for ever
+    calls = _hanging_watcher(watcher, release, monkeypatch)
+    controller = gui.settings_controller
+    status = gui.window.status
+    safety.start()
+    try:
+        controller.apply(
+            settings_module.validate(
+                gui.application.settings,
+                {"watch_folder_enabled": True, "watch_folder_path": first},
+            )
+        )
+        qtbot.waitUntil(lambda: calls == ["stop"])
+        controller.apply(
+            settings_module.validate(gui.application.settings, {"watch_folder_path": second})
+        )
+        ran: list[int] = []
+        gui.context.slow_tasks.submit(lambda: 1, ran.append)
+        qtbot.waitUntil(lambda: ran == [1], timeout=3000)
+        qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: does not answer")
+        assert str(first) in status.watcher.toolTip()
+        assert "did not answer within 0.3 s" in status.watcher.toolTip()
+        assert not gui.window.pause_watch_action.isEnabled()
+        assert calls == ["stop"]  # no second call piled up behind the first
+        assert not release.is_set()
+    finally:
+        release.set()
+        safety.cancel()
+    # The call answers late: the watch folder ends up as the newest settings say.
+    qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running", timeout=10_000)
+    qtbot.waitUntil(lambda: not gui.watch_folder.busy)
+    assert watcher.state is WatcherState.RUNNING
+    assert watcher.folder == second.resolve()
+    assert str(second) in status.watcher.toolTip()
+    assert len(_settle_threads()) == 1
+    assert gui.window.pause_watch_action.isEnabled()
+
+
+def test_pausing_while_the_watch_folder_does_not_answer_is_done_once_it_does(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pause ran watcher.pause() on the short task pool, where it waited behind the
+    hung call (the watcher's control lock) and held one of its two threads."""
+    monkeypatch.setattr(watch_folder_module, "NOT_ANSWERING_AFTER_S", 0.3)
+    folder = tmp_path / "incoming"
+    gui = make_gui(watch_folder_enabled=True, watch_folder_path=folder)
+    watcher = gui.application.watcher
+    qtbot.waitUntil(lambda: watcher.state is WatcherState.RUNNING, timeout=10_000)
+    qtbot.waitUntil(lambda: gui.window.pause_watch_action.isEnabled())
+    release = threading.Event()
+    safety = threading.Timer(8.0, release.set)
+    real_pause = watcher.pause
+    paused: list[int] = []
+
+    def pause() -> None:
+        paused.append(1)
+        release.wait(10)
+        real_pause()
+
+    monkeypatch.setattr(watcher, "pause", pause)
+    safety.start()
+    try:
+        gui.window.pause_watch_action.trigger()
+        qtbot.waitUntil(lambda: paused == [1])
+        gui.window.pause_watch_action.setEnabled(True)  # the status bar has not said yet
+        gui.window.pause_watch_action.trigger()  # resume
+        gui.window.pause_watch_action.trigger()  # pause again
+        ran: list[int] = []
+        for _ in range(2):
+            gui.context.tasks.submit(lambda: 1, ran.append)
+        qtbot.waitUntil(lambda: ran == [1, 1], timeout=3000)
+        assert paused == [1]
+    finally:
+        release.set()
+        safety.cancel()
+    qtbot.waitUntil(lambda: not gui.watch_folder.busy, timeout=10_000)
+    assert watcher.state is WatcherState.PAUSED
+    qtbot.waitUntil(lambda: gui.window.status.watcher.text() == "Watch folder: paused")
+
+
+def test_closing_the_window_does_not_wait_for_a_watch_folder_that_does_not_answer(
+    qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Quitting waited for the slow task pool's hung restart (15 s), and the watcher's
+    stop then waited for it for good."""
+    from ophthai_desktop.desktop import Desktop
+    from tests.conftest import make_settings
+
+    monkeypatch.setattr(watch_folder_module, "NOT_ANSWERING_AFTER_S", 0.3)
+    settings = make_settings(tmp_path / "data", api_enabled=False, model_path=tmp_path / "none")
+    desktop = Desktop(settings, tray=False)
+    desktop.start()
+    gui = desktop.session
+    watcher = desktop.application.watcher
+    release = threading.Event()
+    safety = threading.Timer(8.0, release.set)
+    calls = _hanging_watcher(watcher, release, monkeypatch)
+    safety.start()
+    try:
+        gui.settings_controller.apply(
+            settings_module.validate(
+                desktop.application.settings,
+                {"watch_folder_enabled": True, "watch_folder_path": tmp_path / "incoming"},
+            )
+        )
+        qtbot.waitUntil(lambda: calls == ["stop"])
+        started = time.monotonic()
+        desktop.shutdown()
+        assert time.monotonic() - started < 2.0
+        assert not release.is_set()
+    finally:
+        release.set()
+        safety.cancel()
+    # The call answers after the window closed: nothing is left running behind it.
+    qtbot.waitUntil(lambda: "start" in calls and not _settle_threads(), timeout=10_000)
+    qtbot.waitUntil(lambda: watcher.state is WatcherState.STOPPED, timeout=10_000)

@@ -46,6 +46,7 @@ from ophthai_desktop.core.settings import (
     set_in_environment,
 )
 from ophthai_desktop.ui.context import ApiState, GuiContext, clinician_name
+from ophthai_desktop.ui.controllers.watch_folder import WatchFolderController
 from ophthai_desktop.ui.messages import describe
 from ophthai_desktop.ui.theme import apply_theme, follow_application_font
 from ophthai_desktop.ui.views.main_window import MainWindow
@@ -432,11 +433,14 @@ class SettingsController(QObject):
         self,
         ctx: GuiContext,
         window: MainWindow,
+        watch_folder: WatchFolderController,
         *,
         path: Callable[[], Path] | None = None,
     ) -> None:
         super().__init__(window)
         self._ctx = ctx
+        self._watch_folder = watch_folder
+        watch_folder.applied.connect(self.watcher_applied)
         self._app = ctx.application
         self._window = window
         self._path = path
@@ -647,19 +651,8 @@ class SettingsController(QObject):
             or updated.resolved_watch_folder != previous.resolved_watch_folder
         )
         if watch_changed:
-            self._restart_watcher(updated.watch_folder_enabled)
+            self._watch_folder.follow(updated)
         # The engine waits for a running analysis before it takes them: a pool thread.
         engine = app.engine
         self._ctx.slow_tasks.submit(lambda: engine.update_settings(updated), lambda _r: None)
         self.settings_saved.emit(updated)
-
-    def _restart_watcher(self, enabled: bool) -> None:
-        watcher = self._app.watcher
-        start = self._app.start_watcher
-
-        def restart() -> None:  # a pool thread
-            watcher.stop()
-            if enabled:
-                start()
-
-        self._ctx.slow_tasks.submit(restart, lambda _r: self.watcher_applied.emit())

@@ -12,7 +12,7 @@ from PySide6.QtCore import QObject, QTimer, Slot
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
 from ophthai_desktop.ui.context import ApiState, GuiContext
-from ophthai_desktop.ui.messages import describe
+from ophthai_desktop.ui.controllers.watch_folder import WatchFolderController
 from ophthai_desktop.ui.tray import TrayIcon
 from ophthai_desktop.ui.views.main_window import MainWindow
 from ophthai_desktop.ui.views.toast import AlertKind
@@ -58,8 +58,10 @@ class StatusController(QObject):
         window: MainWindow,
         tray: TrayIcon | None,
         alert: Alert,
+        watch_folder: WatchFolderController,
     ) -> None:
         super().__init__(window)
+        self._watch_folder = watch_folder
         self._ctx = ctx
         self._app = ctx.application
         self._window = window
@@ -80,6 +82,8 @@ class StatusController(QObject):
         window.unload_model_action.triggered.connect(self.unload_model)
         window.check_model_action.triggered.connect(self.check_model)
         window.pause_watch_action.toggled.connect(self.pause_watch_folder)
+        watch_folder.applied.connect(self.show_watcher)
+        watch_folder.not_answering_changed.connect(self.show_watcher)
         if tray is not None:
             tray.pause_toggled.connect(self.pause_watch_folder)
 
@@ -156,6 +160,17 @@ class StatusController(QObject):
         if watcher is None:
             self._status.set_watcher(
                 "Watch folder: not available", "", "This version has no watch folder"
+            )
+            self._set_pause_enabled(False)
+            return
+        hung = self._watch_folder.not_answering
+        if hung is not None:
+            self._status.set_watcher(
+                "Watch folder: does not answer",
+                "error",
+                f"{hung} did not answer within {self._watch_folder.answer_within_s:g} s "
+                "(a network share that is not reachable?). The watch folder is set up as "
+                "the settings say once it answers.",
             )
             self._set_pause_enabled(False)
             return
@@ -242,12 +257,6 @@ class StatusController(QObject):
 
     @Slot(bool)
     def pause_watch_folder(self, paused: bool) -> None:
-        watcher = self._ctx.watcher
-        if watcher is None:
-            return
-        call = watcher.pause if paused else watcher.resume
-        self._ctx.tasks.submit(
-            call,
-            lambda _result: self.show_watcher(),
-            lambda exc: self._window.banner.show_message(describe(exc), "error"),
-        )
+        # Not on a task pool: the watcher's calls wait behind one on a share that does
+        # not answer.
+        self._watch_folder.set_paused(paused)
