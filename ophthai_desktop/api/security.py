@@ -140,7 +140,13 @@ GUARD_CHECKS: dict[Callable[..., None], Callable[[Request], None]] = {
 }
 
 
+#: The 401 of a WebSocket handshake (or of an HTTP request at its path) without the token.
+WEBSOCKET_TOKEN_REQUIRED = "a valid API token is required (?token= or Authorization: Bearer)"
+
+
 def websocket_allowed(connection: HTTPConnection) -> bool:
+    """Whether the connection presents the token (if one is configured), in the
+    ``Authorization`` header or as ``?token=``, as WebSocket clients may send it."""
     return token_matches(_expected_token(connection), presented_token(connection, allow_query=True))
 
 
