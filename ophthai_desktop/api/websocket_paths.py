@@ -1,4 +1,6 @@
-"""A plain HTTP request to a WebSocket's path is answered ``426 Upgrade Required``.
+"""Requests that ask for the other protocol than their path speaks: an HTTP request at a
+WebSocket's path is answered ``426 Upgrade Required``, a WebSocket handshake at a path
+without a WebSocket ``404`` with the API's JSON error body.
 
 Starlette's router passes a request without the WebSocket upgrade by the WebSocket
 routes, so it ended as a generic 404 "Not Found": a developer who opened the URL in a
@@ -9,20 +11,30 @@ as the handshake would (without the token 401, from a web page at a refused orig
 403, in that order) and otherwise answers 426 (RFC 9110 §15.5.22) with
 ``Upgrade: websocket``, ``Connection: Upgrade`` and the usual JSON error body naming
 the URL to connect to.
+
+The other way round, a handshake at a mistyped path (``/api/notification/ws``) or a
+REST one was closed by the router before it was accepted, which the client sees as
+``403 Forbidden`` with no body: as if it were not allowed, when there is nothing there.
 """
 
 from __future__ import annotations
 
+from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ophthai_desktop.api.errors import error_body
 from ophthai_desktop.api.security import (
     WEBSOCKET_TOKEN_REQUIRED,
     origin_allowed,
     origin_refusal,
+    refuse_handshake,
     websocket_allowed,
 )
+
+#: Where the API's WebSocket is, named by the 404 of a handshake at another path.
+NOTIFICATIONS_WEBSOCKET = "/api/notifications/ws"
 
 #: The headers of the 426: the protocol to switch to (RFC 9110 §15.5.22 requires
 #: ``Upgrade``), and the hop-by-hop header that carries it.
@@ -50,3 +62,21 @@ async def upgrade_required(request: Request) -> JSONResponse:
     if request.app.state.application.settings.api_token:
         message += "; send the API token as ?token=<token> or Authorization: Bearer <token>"
     return JSONResponse(error_body(message), status_code=426, headers=UPGRADE_HEADERS)
+
+
+def answer_websocket_handshakes_without_a_route(app: FastAPI) -> None:
+    """Make the router answer a WebSocket handshake that no route takes with 404 (and the
+    JSON error body) instead of closing it, which the client saw as a bare 403."""
+    not_found: ASGIApp = app.router.default
+
+    async def default(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await not_found(scope, receive, send)
+            return
+        message = (
+            f"there is no WebSocket at {scope['path']}; "
+            f"the API's WebSocket is {NOTIFICATIONS_WEBSOCKET}"
+        )
+        await refuse_handshake(scope, receive, send, 404, message)
+
+    app.router.default = default

@@ -1,6 +1,7 @@
 """A plain HTTP request to the WebSocket's path (a browser's address bar, an HTTP
 client) is told that the path is a WebSocket and how to connect, after the token and
-origin checks the handshake makes."""
+origin checks the handshake makes; a handshake where there is no WebSocket, or refused
+for its host, gets an HTTP answer with the JSON error body, not a bare 403."""
 
 from __future__ import annotations
 
@@ -10,13 +11,20 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.testclient import WebSocketDenialResponse
 from websockets.sync.client import connect
 
 from ophthai_desktop.api import create_app
 from ophthai_desktop.bootstrap import Application, build_application
 from tests.conftest import make_settings
 from tests.support.http import LoopbackClient
-from tests.support.raw_http import StartServer, header_fields, open_socket, read_response
+from tests.support.raw_http import (
+    StartServer,
+    header_fields,
+    open_socket,
+    read_response,
+    read_until_closed,
+)
 
 TOKEN = "t" * 24
 WS_PATHS = ["/api/notifications/ws", "/api/notifications/ws/"]
@@ -128,3 +136,52 @@ def test_the_real_server_answers_426_and_keeps_serving_the_websocket(
     url = server.url.replace("http://", "ws://") + "/api/notifications/ws"
     with connect(url, open_timeout=5) as socket:
         assert json.loads(socket.recv(timeout=5))["event"] == "connected"
+
+
+def refusal(client: TestClient, url: str) -> WebSocketDenialResponse:
+    """The HTTP answer that refuses a handshake at ``url``."""
+    with pytest.raises(WebSocketDenialResponse) as refused:  # noqa: SIM117
+        with client.websocket_connect(url):
+            pass
+    return refused.value
+
+
+@pytest.mark.parametrize("path", ["/api/notification/ws", "/api/patients", "/nowhere"])
+def test_a_handshake_where_there_is_no_websocket_is_a_404_naming_where_it_is(
+    client: TestClient, path: str
+) -> None:
+    """It was closed before it was accepted, which clients show as 403 Forbidden."""
+    refused = refusal(client, path)
+
+    assert refused.status_code == 404
+    assert refused.json()["message"] == (
+        f"there is no WebSocket at {path}; the API's WebSocket is /api/notifications/ws"
+    )
+    assert refused.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_handshake_to_another_host_name_without_a_token_says_why(client: TestClient) -> None:
+    """The host guard's refusal of a handshake had no body: the HTTP 403's text is the
+    one that says what to do."""
+    refused = refusal(client, "ws://rebound.example/api/notifications/ws")
+
+    assert refused.status_code == 403
+    assert "set OPHTHAI_API_TOKEN for network access" in refused.json()["message"]
+    assert refused.headers["cache-control"] == "no-store"
+
+
+def test_the_real_server_answers_a_handshake_at_a_wrong_path_with_a_404(
+    sqlite_services: Application, live_server: StartServer
+) -> None:
+    server = live_server(create_app(sqlite_services))
+    with open_socket(server) as sock:
+        sock.sendall(
+            b"GET /api/notifications/wss HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        answer = read_until_closed(sock, within_s=5)
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0] == b"HTTP/1.1 404 Not Found"
+    assert json.loads(body)["message"].startswith("there is no WebSocket at /api/notifications/wss")
