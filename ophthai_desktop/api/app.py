@@ -25,6 +25,7 @@ from ophthai_desktop.api.security import (
     LoopbackHostGuard,
     ResponseHeaders,
 )
+from ophthai_desktop.api.websocket_paths import answer_websocket_handshakes_without_a_route
 from ophthai_desktop.api.wire import event_data
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core.events import Event
@@ -92,5 +93,6 @@ def create_app(application: Application) -> FastAPI:
     app.add_middleware(HeadAsGet)  # added last: outermost, every layer sees the GET
     for module in (health, patients, notifications, ai, audit):
         app.include_router(module.router)
+    answer_websocket_handshakes_without_a_route(app)
     install_docs(app, token_required=bool(settings.api_token))
     return app

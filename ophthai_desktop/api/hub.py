@@ -152,10 +152,16 @@ class WebSocketHub:
                 await client.socket.send_text(frame)
 
     async def _receive(self, client: _Client) -> None:
-        """Read (and answer pings from) the client so a disconnect is noticed."""
+        """Read (and answer pings from) the client so a disconnect is noticed. Any other
+        message, a binary one included, is read and ignored: ``receive_text`` raised on
+        a binary frame, which ended the connection without a close frame."""
         try:
             while True:
-                if _is_ping(await client.socket.receive_text()):
+                message = await client.socket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                text = message.get("text")
+                if text is not None and _is_ping(text):
                     # Through the queue: only the sender task writes to the socket.
                     client.queue.put_nowait(PONG)
         except Exception:

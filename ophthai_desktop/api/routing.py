@@ -227,12 +227,20 @@ class SlashRouter(APIRouter):
     def add_api_websocket_route(
         self, path: str, endpoint: Callable[..., Any], name: str | None = None, **kwargs: Any
     ) -> None:
-        super().add_api_websocket_route(path, endpoint, name=name, **kwargs)
-        self._added(path)
+        """Adds the WebSocket at both spellings of its path, and at each an HTTP route,
+        outside the OpenAPI document, that tells a plain HTTP request how to connect
+        (:mod:`ophthai_desktop.api.websocket_paths`)."""
+        # Imported here: websocket_paths imports security, which imports errors, which
+        # imports this module.
+        from ophthai_desktop.api.websocket_paths import upgrade_required
+
         twin = _twin(path)
-        if twin is not None and (self.prefix or twin):
-            super().add_api_websocket_route(twin, endpoint, name=name, **kwargs)
-            self._added(twin)
+        for each in [path] if twin is None or not (self.prefix or twin) else [path, twin]:
+            super().add_api_websocket_route(each, endpoint, name=name, **kwargs)
+            self._added(each)
+            self.add_route(
+                self.prefix + each, upgrade_required, methods=ROUTE_METHODS, include_in_schema=False
+            )
 
     def _added(self, path: str) -> None:
         """Notes the route just added: its path when it has no parameter, and the set of

@@ -140,7 +140,13 @@ GUARD_CHECKS: dict[Callable[..., None], Callable[[Request], None]] = {
 }
 
 
+#: The 401 of a WebSocket handshake (or of an HTTP request at its path) without the token.
+WEBSOCKET_TOKEN_REQUIRED = "a valid API token is required (?token= or Authorization: Bearer)"
+
+
 def websocket_allowed(connection: HTTPConnection) -> bool:
+    """Whether the connection presents the token (if one is configured), in the
+    ``Authorization`` header or as ``?token=``, as WebSocket clients may send it."""
     return token_matches(_expected_token(connection), presented_token(connection, allow_query=True))
 
 
@@ -221,6 +227,25 @@ def too_large_message(max_bytes: int) -> str:
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
+#: The 403 of a request to another name than a loopback one, without a token.
+LOOPBACK_ONLY = (
+    "without an API token this server only answers requests to "
+    "localhost or 127.0.0.1; set OPHTHAI_API_TOKEN for network access"
+)
+
+
+async def refuse_handshake(
+    scope: Scope, receive: Receive, send: Send, status_code: int, message: str
+) -> None:
+    """Refuse a WebSocket handshake with an HTTP answer, the API's JSON error body, where
+    the server supports it (uvicorn does); else close it with 1008 (policy violation),
+    the message as its reason. A bare close reaches the client as a 403 without a body,
+    which tells whoever reads it nothing."""
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await JSONResponse(error_body(message), status_code)(scope, receive, send)
+    else:
+        await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
+
 
 class LoopbackHostGuard:
     """Without an API token, answers only requests addressed to this machine by a
@@ -236,14 +261,9 @@ class LoopbackHostGuard:
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008})
+            await refuse_handshake(scope, receive, send, 403, LOOPBACK_ONLY)
             return
-        body = json.dumps(
-            error_body(
-                "without an API token this server only answers requests to "
-                "localhost or 127.0.0.1; set OPHTHAI_API_TOKEN for network access"
-            )
-        ).encode()
+        body = json.dumps(error_body(LOOPBACK_ONLY)).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -605,8 +605,8 @@ def test_no_fixed_path_is_taken_for_the_id_of_the_route_beside_it(client: TestCl
         taken = {m for r in routes if isinstance(r, APIRoute) and r.path == path for m in r.methods}
         for method in {"GET", "POST", "PUT", "PATCH", "DELETE"} - taken:
             response = client.request(method, path)
-            if not taken:  # the WebSocket's path: no HTTP method
-                assert response.status_code == 404, (method, path, response.text)
+            if not taken:  # the WebSocket's path: every HTTP method is told to upgrade
+                assert response.status_code == 426, (method, path, response.text)
                 continue
             assert response.status_code == 405, (method, path, response.text)
             allowed = {m.strip() for m in response.headers["allow"].split(",")}

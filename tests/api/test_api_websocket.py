@@ -332,6 +332,23 @@ def test_a_ping_is_answered(
     assert first == second == {"event": "pong", "data": {}}
 
 
+def test_a_binary_message_is_ignored_and_the_connection_kept(
+    client: TestClient, frame_named: Callable[[WebSocketTestSession, str], dict[str, Any]]
+) -> None:
+    """Any message but a ping is read and ignored, a binary one too: reading it as text
+    raised, and the server ended the connection without a close frame (1006)."""
+    with client.websocket_connect("/api/notifications/ws") as socket:
+        frame_named(socket, "connected")
+        socket.send_bytes(b"\x00\x01 not text")
+        socket.send_text("ping")
+        pong = frame_named(socket, "pong")
+        client.post("/api/notifications", json={"message": "still here"})
+        notification = frame_named(socket, "notification")
+
+    assert pong == {"event": "pong", "data": {}}
+    assert notification["data"]["message"] == "still here"
+
+
 def test_a_disconnected_client_is_forgotten(
     client: TestClient, next_frame: Callable[[WebSocketTestSession], Any]
 ) -> None:
@@ -365,7 +382,7 @@ class FakeSocket:
             await asyncio.Event().wait()  # never returns
         self.sent.append(json.loads(frame))
 
-    async def receive_text(self) -> str:
+    async def receive(self) -> dict[str, Any]:
         await self._gone.wait()
         raise ConnectionError("gone")
 

@@ -15,6 +15,7 @@ from ophthai_desktop.api.errors import COMMON_ERRORS, documented, error_body
 from ophthai_desktop.api.params import Limit, RecordId, Skip
 from ophthai_desktop.api.routing import SlashRouter
 from ophthai_desktop.api.security import (
+    WEBSOCKET_TOKEN_REQUIRED,
     origin_allowed,
     origin_refusal,
     require_token,
@@ -27,7 +28,6 @@ router = SlashRouter(
     prefix="/api/notifications", tags=["notifications"], responses=documented(*COMMON_ERRORS)
 )
 guarded = [Depends(require_token)]
-TOKEN_REQUIRED = "a valid API token is required (?token= or Authorization: Bearer)"
 
 
 @router.get(
@@ -144,7 +144,7 @@ async def notifications_socket(websocket: WebSocket) -> None:
     With an API token configured, send it as ``?token=`` or ``Authorization: Bearer``.
     """
     if not websocket_allowed(websocket):
-        await _deny(websocket, 401, TOKEN_REQUIRED)
+        await _deny(websocket, 401, WEBSOCKET_TOKEN_REQUIRED)
         return
     if not origin_allowed(websocket):
         await _deny(websocket, 403, origin_refusal(websocket))
