@@ -134,9 +134,9 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
                 break
     finally:
         server.stop()
-        worker_stopped = application.close()
-    if not worker_stopped:
-        exit_now(status)
+        stopped = application.close()
+    if not stopped:
+        exit_now(status, "the inference worker or a watch-folder read (see above)")
     log.info("stopped cleanly")
     return status
 

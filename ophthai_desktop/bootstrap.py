@@ -109,27 +109,31 @@ class Application:
 
     def close(self, *, stop_watcher: bool = True) -> bool:
         """Stop the watcher and the worker (if running) and release the database
-        connections. False when the worker's thread is still running (see
-        :meth:`InferenceWorker.wait_stopped`): leave with :func:`exit_now`.
+        connections. False when a thread is still running: the worker's (see
+        :meth:`InferenceWorker.wait_stopped`), or a watch-folder read that a share holds
+        (see :meth:`FolderWatcher.stop`); leave with :func:`exit_now`, since the
+        interpreter's exit would wait for them.
 
         Args:
             stop_watcher: False where a call on the watcher still waits on a share that
                 does not answer (the window's): stopping it would wait behind that call,
                 which stops the watcher itself once it returns.
         """
-        if stop_watcher:
-            self.watcher.stop()
+        watcher_stopped = self.watcher.stop() if stop_watcher else False
         stopped = self.worker.stop()
         self.db.dispose()
-        return stopped
+        return stopped and watcher_stopped
 
 
-def exit_now(status: int) -> NoReturn:
+def exit_now(status: int, waiting_for: str = "the inference worker") -> NoReturn:
     """End the process without the interpreter's teardown, once everything else is
-    closed, because the inference worker's thread is still running (inside a model
-    load, which cannot be interrupted). Tearing the interpreter down under it can abort
-    the process (a running QThread always does)."""
-    log.info("exiting without waiting for the inference worker")
+    closed, because a thread is still running: the inference worker's (inside a model
+    load, which cannot be interrupted), or a watch-folder read on a share that hangs.
+    Tearing the interpreter down under the first can abort the process (a running
+    QThread always does); the second would hold the exit for as long as the share
+    hangs. A watch-folder file whose read was cut short is left as a crash leaves it,
+    which the next start repairs."""
+    log.info("exiting without waiting for %s", waiting_for)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -100,6 +100,8 @@ class Desktop:
         self._server_lock = threading.Lock()
         self._starter: threading.Thread | None = None
         self._closed = False
+        #: Whether every service thread ended at shutdown (see Application.close).
+        self.closed_cleanly = True
 
     @property
     def settings(self) -> Settings:
@@ -215,7 +217,7 @@ class Desktop:
             server, self._server = self._server, None
         if server is not None:
             server.stop()
-        self.application.close(stop_watcher=self.session.watch_folder_stopped)
+        self.closed_cleanly = self.application.close(stop_watcher=self.session.watch_folder_stopped)
         log.info("desktop stopped")
 
 
@@ -366,27 +368,28 @@ def run(data_dir: Path | None = None) -> int:
     listener = InstanceServer(settings.data_dir)
     listener.listen()
     try:
-        status, worker_running = _run_window(settings, qt_app, listener)
+        status, still_running = _run_window(settings, qt_app, listener)
     finally:
         listener.close()
         claim.lock.unlock()
-    if worker_running:
-        exit_now(status)
+    if still_running:
+        exit_now(status, still_running)
     return status
 
 
 def _run_window(
     settings: Settings, qt_app: QApplication, listener: InstanceServer
-) -> tuple[int, bool]:
-    """Run the window until it is quit: the exit status, and whether the inference
-    worker's thread is still running (see :func:`exit_now`). ``listener`` brings the
+) -> tuple[int, str]:
+    """Run the window until it is quit: the exit status, and what is still running
+    ("" when nothing is; otherwise leave with :func:`exit_now`): the inference worker's
+    thread, or the watch folder's on a share that does not answer. ``listener`` brings the
     window forward for later launches until the window starts closing."""
     from PySide6.QtCore import QTimer
 
     try:
         desktop = Desktop(settings)
     except OphthaiError as exc:
-        return _refuse_start(qt_app, exc.message), False
+        return _refuse_start(qt_app, exc.message), ""
     # With a tray, closing the window may only hide it; quitting is explicit.
     qt_app.setQuitOnLastWindowClosed(desktop.session.tray is None)
     desktop.session.quit_requested.connect(qt_app.quit)
@@ -417,4 +420,8 @@ def _run_window(
         desktop.shutdown()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return int(status), desktop.session.inference.isRunning()
+    if desktop.session.inference.isRunning():
+        return int(status), "the inference worker"
+    if not desktop.closed_cleanly:
+        return int(status), "the watch folder (a share that does not answer)"
+    return int(status), ""

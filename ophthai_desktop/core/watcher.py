@@ -45,7 +45,8 @@ import sys
 import threading
 import time
 from collections.abc import Collection
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from pathlib import Path
@@ -198,6 +199,8 @@ class _Run:
     #: The watched folder's device and inode: inotify follows a folder renamed away.
     folder_id: tuple[int, int] | None = None
     thread: threading.Thread | None = None
+    #: The ingest calls handed to the pool (done ones drop out).
+    futures: set[Future[None]] = field(default_factory=set)
 
 
 def files_open_for_writing(paths: Collection[str]) -> set[str]:
@@ -495,14 +498,24 @@ class FolderWatcher:
             self._set_state(WatcherState.RUNNING, message)
             return self.status
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop watching; files being taken in are finished first. Safe to repeat."""
+    def stop(self, timeout_s: float = 10.0) -> bool:
+        """Stop watching; files being taken in are finished first, waiting at most
+        ``timeout_s`` for them. Safe to repeat.
+
+        Returns:
+            Whether every thread of the watcher ended: False when an ingest still reads
+            a file (a share that does not answer) after ``timeout_s``. Its file is not
+            moved before its commit, so it stays in the folder (or is filed once its
+            commit is done) and is taken in at the next start; a process that exits
+            meanwhile leaves what a crash would, which the next start repairs.
+        """
         with self._control:
             was = self._state
-            self._teardown(timeout_s)
+            stopped = self._teardown(timeout_s)
             if was is not WatcherState.STOPPED:
                 log.info("watch folder stopped")
             self._set_state(WatcherState.STOPPED, "")
+            return stopped
 
     def pause(self) -> None:
         """Stop taking files in (the few being read finish; the rest of a burst waits for
@@ -572,23 +585,39 @@ class FolderWatcher:
         self._polling = True
         return message
 
-    def _teardown(self, timeout_s: float = 10.0) -> None:
+    def _teardown(self, timeout_s: float = 10.0) -> bool:
+        """Stop the run's threads, waiting ``timeout_s`` in all; whether they ended."""
         run, self._run = self._run, None
         if run is None:
-            return
+            return True
+        deadline = time.monotonic() + timeout_s
         run.stopping.set()
         run.holding.set()
         self._wake.set()
         if run.observer is not None:
             run.observer.stop()
             if run.observer.is_alive():
-                run.observer.join(timeout_s)
+                run.observer.join(max(0.0, deadline - time.monotonic()))
         if run.thread is not None and run.thread is not threading.current_thread():
-            run.thread.join(timeout_s)
-        run.pool.shutdown(wait=True, cancel_futures=True)
+            run.thread.join(max(0.0, deadline - time.monotonic()))
+        # Files not read yet are never started; those being read are waited for, as
+        # long as the deadline allows (a share that hangs can hold a read for good).
+        run.pool.shutdown(wait=False, cancel_futures=True)
+        _done, left = wait_for_futures(
+            set(run.futures), timeout=max(0.0, deadline - time.monotonic())
+        )
+        if left:
+            # A count, never the names: a file name can hold a patient's name.
+            log.warning(
+                "watch folder: stopped without waiting for %d file(s) still being read; "
+                "each stays in the folder until its commit and is taken in at the next "
+                "start",
+                len(left),
+            )
         with self._lock:
             self._pending.clear()
             self._in_progress.clear()
+        return not left
 
     def _set_state(self, state: WatcherState, message: str) -> None:
         if state is self._state and message == self._message:
@@ -780,9 +809,12 @@ class FolderWatcher:
                     continue
                 self._in_progress.add(name)
                 try:
-                    run.pool.submit(self._take_in, run, name, candidate.stamp)
+                    future = run.pool.submit(self._take_in, run, name, candidate.stamp)
                 except RuntimeError:  # shutting down
                     self._in_progress.discard(name)
+                else:
+                    run.futures.add(future)
+                    future.add_done_callback(run.futures.discard)
 
     def _take_in(self, run: _Run, name: str, stamp: FileStamp | None) -> None:
         """Runs on an ingest thread."""

@@ -1,0 +1,71 @@
+"""``ophthai serve`` exits on SIGTERM while a watch-folder read hangs (a share that does
+not answer): it used to wait for that read for good."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import png_bytes
+from tests.e2e.test_e2e_serve import clean_env, free_port
+from tests.support.watch_folder import wait_until
+
+pytestmark = pytest.mark.e2e
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from ophthai_desktop.core.services.ingest import IngestService
+
+    def hanging_read(self, path, expected):
+        print("READ STARTED", file=sys.stderr, flush=True)
+        time.sleep(600)
+
+    IngestService._read = hanging_read
+    from ophthai_desktop.__main__ import main
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+def test_serve_stops_on_sigterm_while_a_watch_folder_read_hangs(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = clean_env() | {"OPHTHAI_WATCH_FOLDER_ENABLED": "true", "OPHTHAI_LOG_LEVEL": "INFO"}
+    stderr_path = tmp_path / "stderr.log"
+    command = [sys.executable, "-c", SCRIPT, "--data-dir", str(data), "serve"]
+    command += ["--port", str(free_port())]
+    with stderr_path.open("w") as stderr:
+        process = subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            text=True,
+        )
+    try:
+        folder = data / "incoming_scans"
+        assert wait_until(lambda: (folder / "processed").is_dir(), timeout_s=30)
+        (folder / "Doe Jane OD.png").write_bytes(png_bytes())
+        assert wait_until(lambda: "READ STARTED" in stderr_path.read_text(), timeout_s=30)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        status = process.wait(30)
+        took = time.monotonic() - started
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    output = stderr_path.read_text()
+    assert status == 0, output
+    assert took < 20, took  # the watcher waits 10 s for the read, then gives up
+    assert "stopped without waiting for 1 file(s) still being read" in output
+    assert "exiting without waiting for" in output
+    assert "Doe" not in output  # counted, never named
+    assert (folder / "Doe Jane OD.png").exists()  # for the next start
