@@ -101,7 +101,8 @@ class Application:
 
     def start_watcher(self) -> bool:
         """Start the watch folder when ``watch_folder_enabled`` is set; returns whether
-        it was started (a folder that cannot be watched is the watcher's error state)."""
+        it was started (a folder that cannot be watched is the watcher's error state,
+        tried again by itself)."""
         if not self.settings.watch_folder_enabled:
             return False
         self.watcher.start()
@@ -156,18 +157,19 @@ def build_application(settings: Settings | None = None, *, migrate: bool = True)
     engine = InferenceEngine(settings, events=bus)
     patients = PatientService(db, bus, images, limits)
     ingest = IngestService(db, bus, patients, images, limits, demo_mode=settings.watch_demo_mode)
+    notifications = NotificationService(db, bus)
     return Application(
         settings=settings,
         bus=bus,
         db=db,
         images=images,
         patients=patients,
-        notifications=NotificationService(db, bus),
+        notifications=notifications,
         oculomics=OculomicsService(db, bus),
         audit=AuditService(db),
         jobs=jobs,
         engine=engine,
         worker=InferenceWorker(engine, jobs, bus),
         ingest=ingest,
-        watcher=FolderWatcher(settings, ingest, bus),
+        watcher=FolderWatcher(settings, ingest, bus, notifications=notifications),
     )

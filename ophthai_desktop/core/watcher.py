@@ -31,6 +31,15 @@ lost.
 
 :class:`FolderWatcher` can be started, stopped, paused and resumed from any thread; each
 change of state is published as :class:`WatcherStateChanged`.
+
+A start that fails (the folder missing, a share not mounted or not answering) and a
+running watch whose folder went away are the ``error`` state and are tried again by
+themselves, ``retry_first_s`` after the failure, then twice as long after each failure
+up to ``retry_max_s``; the state's message ends with ``; retrying in N s``. The first
+failure and the recovery are each one notification. Pausing or stopping ends the tries;
+resuming tries at once. Stopping waits a bounded time for files being read: a read a
+hung share holds is left behind (counted in the log) and its file, never moved before
+its commit, is taken in at the next start.
 """
 
 from __future__ import annotations
@@ -71,9 +80,11 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from ophthai_desktop.core.domain import NotificationType
 from ophthai_desktop.core.errors import StorageError
 from ophthai_desktop.core.events import EventBus, WatcherStateChanged
 from ophthai_desktop.core.log_safety import safe_description
+from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.ingest import (
     FileNotSettled,
     FileStamp,
@@ -82,6 +93,7 @@ from ophthai_desktop.core.services.ingest import (
     IngestService,
     remove_stale_claims,
 )
+from ophthai_desktop.core.services.notifications import NotificationService
 from ophthai_desktop.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -105,6 +117,15 @@ LEASES = PROC_FDS and all(hasattr(fcntl, n) for n in ("F_SETLEASE", "F_SETSIG", 
 
 #: How long to wait before trying a file again after the database failed.
 STORAGE_RETRY_S = 5.0
+
+#: After a failed start, or once a running watch folder went away, the next try is this
+#: long after the failure, then twice as long after each failure, up to
+#: :data:`RETRY_MAX_S`.
+RETRY_FIRST_S = 5.0
+RETRY_MAX_S = 300.0
+
+#: Who the audit trail names for the watch folder's own notifications.
+WATCHER_SYSTEM_ACTOR = Actor.system("watch-folder")
 
 
 class _QuietStopRace(logging.Filter):
@@ -201,6 +222,9 @@ class _Run:
     thread: threading.Thread | None = None
     #: The ingest calls handed to the pool (done ones drop out).
     futures: set[Future[None]] = field(default_factory=set)
+    #: When the settle thread next checks the folder (monotonic): every rescan, and
+    #: with the backoff while the folder is away; 0 for at once.
+    health_due: float = 0.0
 
 
 def files_open_for_writing(paths: Collection[str]) -> set[str]:
@@ -401,6 +425,9 @@ class FolderWatcher:
         empty_grace_s: float = 2.0,
         rescan_interval_s: float = 10.0,
         ingest_threads: int = 32,
+        notifications: NotificationService | None = None,
+        retry_first_s: float = RETRY_FIRST_S,
+        retry_max_s: float = RETRY_MAX_S,
     ) -> None:
         self.settings = settings
         self._ingest = ingest
@@ -411,6 +438,9 @@ class FolderWatcher:
         self._empty_grace_s = empty_grace_s
         self._rescan_interval_s = rescan_interval_s
         self._ingest_threads = max(1, ingest_threads)
+        self._notifications = notifications
+        self._retry_first_s = retry_first_s
+        self._retry_max_s = max(retry_first_s, retry_max_s)
 
         self._control = threading.RLock()  # start/stop/pause/resume
         self._lock = threading.Lock()  # the file bookkeeping below
@@ -423,6 +453,12 @@ class FolderWatcher:
         self._state = WatcherState.STOPPED
         self._message = ""
         self._polling = False
+        # Retrying (under the control lock): the last wait, None while nothing fails.
+        self._retry_s: float | None = None
+        self._retry_timer: threading.Timer | None = None
+        self._retry_generation = 0  # a timer of an older one does nothing
+        self._failure_told = False  # the failure's notification went out
+        self._stop_asked = False  # a stop() that could not wait for a try at starting
 
     # Control (any thread) ----------------------------------------------------------
 
@@ -446,96 +482,205 @@ class FolderWatcher:
     def start(self) -> WatcherStatus:
         """Create the folder (and ``processed/``, ``failed/``), start watching it and
         take in the files already there. A failure is the ``error`` state, not an
-        exception."""
+        exception, and is tried again by itself (:meth:`_failing`)."""
         with self._control:
             if self._state in (WatcherState.RUNNING, WatcherState.PAUSED):
                 return self.status
-            self._teardown()
-            settings = self.settings
-            try:
-                layout = FolderLayout.under(settings.resolved_watch_folder.expanduser())
-                layout.ensure()
-                layout = FolderLayout.under(layout.root.resolve())
-                remove_stale_claims(layout)  # before any file is moved in
-            except OSError as exc:
-                self._set_state(
-                    WatcherState.ERROR,
-                    f"cannot create the watch folder: {exc.strerror or exc}",
-                )
-                return self.status
-            run = _Run(
-                layout=layout,
-                root=str(layout.root),
-                extensions=frozenset(e.lower().lstrip(".") for e in settings.watch_extensions),
-                pool=ThreadPoolExecutor(
-                    self._ingest_threads, thread_name_prefix="watch-folder-ingest"
-                ),
-            )
-            try:
-                message = self._start_observer(run)
-            except OSError as exc:
-                run.pool.shutdown(wait=False)
-                self._set_state(
-                    WatcherState.ERROR, f"cannot watch the folder: {exc.strerror or exc}"
-                )
-                return self.status
-            with self._lock:
-                self._pending.clear()
-                self._in_progress.clear()
-                self._stuck.clear()
-            self._run = run
+            self._cancel_retry()
+            self._retry_s = None  # asked for: the backoff starts again
             self._paused = False
-            self._rescan(run)  # files already waiting
-            run.thread = threading.Thread(
-                target=self._settle_loop, args=(run,), name="watch-folder-settle", daemon=True
-            )
-            run.thread.start()
-            log.info(
-                "watch folder started (%s observer, %d files waiting)",
-                "polling" if self._polling else "native",
-                len(self._pending),
-            )
-            self._set_state(WatcherState.RUNNING, message)
+            self._stop_asked = False
+            return self._try_start()
+
+    def _try_start(self) -> WatcherStatus:
+        """One try at starting (the control lock held)."""
+        self._teardown()
+        settings = self.settings
+        layout = FolderLayout.under(settings.resolved_watch_folder.expanduser())
+        try:
+            # The default folder (in the data folder) is made; a configured one is not:
+            # missing, it is most likely a share not mounted (or a NAS rebooting), and a
+            # folder made at its mount point would be watched while the device writes to
+            # the share.
+            layout.ensure(create_root=settings.watch_folder_path is None)
+            layout = FolderLayout.under(layout.root.resolve())
+            remove_stale_claims(layout)  # before any file is moved in
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError) and not layout.root.is_dir():
+                reason = f"the watch folder {layout.root} does not exist (a share not mounted?)"
+            else:
+                reason = f"cannot create the watch folder: {exc.strerror or exc}"
+            self._failing(reason)
+            self._schedule_retry()
             return self.status
+        run = _Run(
+            layout=layout,
+            root=str(layout.root),
+            extensions=frozenset(e.lower().lstrip(".") for e in settings.watch_extensions),
+            pool=ThreadPoolExecutor(self._ingest_threads, thread_name_prefix="watch-folder-ingest"),
+        )
+        try:
+            message = self._start_observer(run)
+        except OSError as exc:
+            run.pool.shutdown(wait=False)
+            self._failing(f"cannot watch the folder: {exc.strerror or exc}")
+            self._schedule_retry()
+            return self.status
+        with self._lock:
+            self._pending.clear()
+            self._in_progress.clear()
+            self._stuck.clear()
+        self._run = run
+        self._paused = False
+        self._rescan(run)  # files already waiting
+        run.health_due = time.monotonic() + self._rescan_interval_s
+        run.thread = threading.Thread(
+            target=self._settle_loop, args=(run,), name="watch-folder-settle", daemon=True
+        )
+        run.thread.start()
+        log.info(
+            "watch folder started (%s observer, %d files waiting)",
+            "polling" if self._polling else "native",
+            len(self._pending),
+        )
+        self._set_state(WatcherState.RUNNING, message)
+        self._recovered()
+        return self.status
 
     def stop(self, timeout_s: float = 10.0) -> bool:
-        """Stop watching; files being taken in are finished first, waiting at most
-        ``timeout_s`` for them. Safe to repeat.
+        """Stop watching, and trying again after a failure; files being taken in are
+        finished first, waiting at most ``timeout_s`` for them. Safe to repeat.
 
         Returns:
             Whether every thread of the watcher ended: False when an ingest still reads
             a file (a share that does not answer) after ``timeout_s``. Its file is not
             moved before its commit, so it stays in the folder (or is filed once its
             commit is done) and is taken in at the next start; a process that exits
-            meanwhile leaves what a crash would, which the next start repairs.
+            meanwhile leaves what a crash would, which the next start repairs. False
+            too when a try at starting again still waits on the share after
+            ``timeout_s``: it stops the watcher itself once it returns.
         """
-        with self._control:
+        if not self._control.acquire(timeout=timeout_s):
+            self._stop_asked = True
+            log.warning("watch folder: not stopped yet: a try at starting it does not return")
+            return False
+        try:
+            self._stop_asked = False
             was = self._state
+            self._cancel_retry()
+            self._retry_s = None
+            self._failure_told = False
             stopped = self._teardown(timeout_s)
             if was is not WatcherState.STOPPED:
                 log.info("watch folder stopped")
             self._set_state(WatcherState.STOPPED, "")
             return stopped
+        finally:
+            self._control.release()
 
     def pause(self) -> None:
         """Stop taking files in (the few being read finish; the rest of a burst waits for
-        :meth:`resume`); keep noticing them."""
+        :meth:`resume`); keep noticing them. A watch folder in error stops trying again
+        until :meth:`resume`."""
         with self._control:
-            if self._state is WatcherState.RUNNING:
+            if self._state in (WatcherState.RUNNING, WatcherState.ERROR):
+                failed = self._state is WatcherState.ERROR
+                self._cancel_retry()
                 self._paused = True
                 if self._run is not None:
                     self._run.holding.set()  # a burst's files not read yet wait for resume()
-                self._set_state(WatcherState.PAUSED, "")
+                message = ""
+                if failed:
+                    reason = self._message.partition("; retrying in ")[0]
+                    message = f"{reason}; not tried again until resumed"
+                self._set_state(WatcherState.PAUSED, message)
 
     def resume(self) -> None:
-        """Take in again, starting with the files that arrived while paused."""
+        """Take in again, starting with the files that arrived while paused (and try a
+        watch folder that had failed again at once)."""
         with self._control:
             if self._state is WatcherState.PAUSED:
                 self._paused = False
-                if self._run is not None:
-                    self._run.holding.clear()
-                self._set_state(WatcherState.RUNNING, self._message)
+                self._retry_s = None
+                if self._run is None:  # it had failed to start
+                    self._try_start()
+                    return
+                self._run.holding.clear()
+                self._run.health_due = 0.0  # not checked while paused: check it now
+                message = "" if self._message.endswith("until resumed") else self._message
+                self._set_state(WatcherState.RUNNING, message)
                 self._wake.set()
+
+    # Failing and trying again (control lock held) ---------------------------------------
+
+    def _next_retry_s(self) -> float:
+        """The wait before the next try: doubled after each failure, up to the most."""
+        if self._retry_s is None:
+            self._retry_s = self._retry_first_s
+        else:
+            self._retry_s = min(self._retry_s * 2, self._retry_max_s)
+        return self._retry_s
+
+    def _failing(self, reason: str) -> float:
+        """The error state saying when the next try is; a notification at the first
+        failure only. Returns the wait before the next try."""
+        delay = self._next_retry_s()
+        self._set_state(WatcherState.ERROR, f"{reason}; retrying in {delay:g} s")
+        if not self._failure_told:
+            self._failure_told = True
+            self._notify(
+                f"The watch folder is not being watched ({reason}). Scans written to it "
+                "wait there and are taken in once it is back; it is tried again by itself.",
+                NotificationType.CRITICAL,
+            )
+        return delay
+
+    def _recovered(self) -> None:
+        """Watched again after a failure: one notification, the backoff reset."""
+        self._retry_s = None
+        if self._failure_told and not self._stop_asked:
+            self._failure_told = False
+            self._notify(
+                "The watch folder is watched again; the scans that waited are taken in.",
+                NotificationType.SUCCESS,
+            )
+
+    def _notify(self, message: str, kind: NotificationType) -> None:
+        if self._notifications is None:
+            return
+        try:
+            self._notifications.create_notification(message, type=kind, actor=WATCHER_SYSTEM_ACTOR)
+        except Exception as exc:  # the database may be down too: the state still says it
+            log.error("watch folder: could not notify: %s", safe_description(exc))
+
+    def _schedule_retry(self) -> None:
+        """Try starting again after the current wait, on a timer thread."""
+        self._cancel_retry()
+        generation = self._retry_generation
+        timer = threading.Timer(self._retry_s or self._retry_first_s, self._retry, (generation,))
+        timer.name = "watch-folder-retry"
+        timer.daemon = True
+        self._retry_timer = timer
+        timer.start()
+
+    def _cancel_retry(self) -> None:
+        self._retry_generation += 1
+        timer, self._retry_timer = self._retry_timer, None
+        if timer is not None:
+            timer.cancel()
+
+    def _retry(self, generation: int) -> None:
+        """Runs on the timer's thread."""
+        with self._control:
+            if generation != self._retry_generation or self._state is not WatcherState.ERROR:
+                return  # stopped, paused or started meanwhile
+            self._retry_timer = None
+            try:
+                self._try_start()
+            except Exception as exc:  # never let the retries die silently
+                log.error("watch folder: could not try again: %s", safe_description(exc))
+            if self._stop_asked:  # stop() gave up waiting for this try
+                self.stop()
 
     def is_idle(self) -> bool:
         """No file is waiting to settle or being taken in."""
@@ -726,7 +871,6 @@ class FolderWatcher:
     def _settle_loop(self, run: _Run) -> None:
         if not run.stopping.is_set():
             self._ingest.warm_up()  # files noticed meanwhile wait for it, as they would anyway
-        next_rescan = time.monotonic() + self._rescan_interval_s
         while not run.stopping.is_set():
             self._wake.clear()  # before looking, so a wake-up after this is never lost
             now = time.monotonic()
@@ -737,9 +881,13 @@ class FolderWatcher:
                 break
             now = time.monotonic()
             try:
-                if now >= next_rescan:
-                    next_rescan = now + self._rescan_interval_s
-                    self._check_health(run)
+                if now >= run.health_due:
+                    # Every rescan; while the folder is away, when the backoff says (and
+                    # not while paused: resuming checks at once).
+                    retry_in_s = None if self._paused else self._check_health(run)
+                    run.health_due = now + (
+                        self._rescan_interval_s if retry_in_s is None else retry_in_s
+                    )
                     self._rescan(run)
                 if not self._paused and self._state is not WatcherState.ERROR:
                     self._check_due(run, now)
@@ -864,20 +1012,21 @@ class FolderWatcher:
         if retry_in_s is not None:
             self._wake.set()
 
-    def _check_health(self, run: _Run) -> None:
+    def _check_health(self, run: _Run) -> float | None:
         """Notice a folder that went away (an unplugged share) or an observer that died,
-        and recover when the folder is back."""
+        and recover when the folder is back. Returns how long to wait before checking
+        again while it fails (the backoff), None when it is fine."""
         # Never wait for the control lock: stop() holds it while it joins this thread.
         if not self._control.acquire(blocking=False):
-            return
+            return None
         try:
-            self._recover(run)
+            return self._recover(run)
         finally:
             self._control.release()
 
-    def _recover(self, run: _Run) -> None:
-        if self._run is not run or run.stopping.is_set():
-            return
+    def _recover(self, run: _Run) -> float | None:
+        if self._run is not run or run.stopping.is_set() or self._paused:
+            return None
         folder_ok = os.path.isdir(run.root)
         observer = run.observer
         observer_ok = (
@@ -889,12 +1038,11 @@ class FolderWatcher:
         )
         if folder_ok and observer_ok:
             if self._state is WatcherState.ERROR:
-                state = WatcherState.PAUSED if self._paused else WatcherState.RUNNING
-                self._set_state(state, "")
-            return
+                self._set_state(WatcherState.RUNNING, "")
+                self._recovered()
+            return None
         if not folder_ok:
-            self._set_state(WatcherState.ERROR, f"the watch folder {run.root} is not reachable")
-            return
+            return self._failing(f"the watch folder {run.root} is not reachable")
         try:
             run.layout.ensure()
             if observer is not None:
@@ -902,7 +1050,7 @@ class FolderWatcher:
                 observer.join(1.0)
             message = self._start_observer(run)
         except OSError as exc:
-            self._set_state(WatcherState.ERROR, f"cannot watch the folder: {exc.strerror or exc}")
-            return
-        state = WatcherState.PAUSED if self._paused else WatcherState.RUNNING
-        self._set_state(state, message)
+            return self._failing(f"cannot watch the folder: {exc.strerror or exc}")
+        self._set_state(WatcherState.RUNNING, message)
+        self._recovered()
+        return None

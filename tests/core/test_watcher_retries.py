@@ -1,20 +1,123 @@
-"""Stopping the watch folder never waits longer than asked for a file whose read hangs
-(a share that does not answer), and loses nothing."""
+"""A watch folder that fails (at start, or while running) is tried again by itself with
+a growing wait, says so, notifies once when it fails and once when it is back, and takes
+in the files that waited; Pause and Stop end the retries. Stopping never waits longer
+than asked for a file whose read hangs."""
 
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ophthai_desktop.core.services.ingest import IngestService
+from ophthai_desktop.bootstrap import Application
+from ophthai_desktop.core import events as ev
+from ophthai_desktop.core.services.ingest import FolderLayout, IngestService
 from ophthai_desktop.core.watcher import WatcherState
 from tests.support.images import png_bytes
 from tests.support.watch_folder import WAIT_S, EventLog, build_watch_app, wait_until
+
+
+@pytest.fixture
+def share(tmp_path: Path) -> Path:
+    """A configured watch folder on a "share" that is not there yet."""
+    return tmp_path / "nas" / "oct"
+
+
+@pytest.fixture
+def app(tmp_path: Path, share: Path) -> Iterator[Application]:
+    application = build_watch_app(tmp_path, watch_folder_path=share)
+    yield application
+    application.close()
+
+
+def notices(app: Application) -> list[tuple[str, str]]:
+    """The watch folder's own notifications so far (no patient's), oldest first:
+    (type, message)."""
+    page = app.notifications.list_notifications(limit=100)
+    return [(n.type, n.message) for n in reversed(page.items) if n.patient_id is None]
+
+
+def message(app: Application) -> str:
+    return app.watcher.status.message
+
+
+def test_a_folder_missing_at_start_is_tried_again_and_what_waited_is_taken_in(
+    app: Application, share: Path
+) -> None:
+    log = EventLog(app.bus)
+    status = app.watcher.start()
+    assert status.state is WatcherState.ERROR
+    assert not share.exists()  # a share's mount point is not filled with a local folder
+    assert "does not exist" in status.message and "retrying in 0.2 s" in status.message
+    # Each failed try doubles the wait, up to the most (0.8 s here); one notification.
+    assert wait_until(lambda: "retrying in 0.8 s" in message(app))
+    assert [kind for kind, _ in notices(app)] == ["critical"]
+    assert "not being watched" in notices(app)[0][1]
+
+    share.mkdir(parents=True)  # the share is back, with a scan the device wrote meanwhile
+    (share / "waited.png").write_bytes(png_bytes((10, 10), (5, 6, 7)))
+    assert log.wait_finished("waited.png")["waited.png"].outcome == "ingested"
+    assert app.watcher.state is WatcherState.RUNNING and message(app) == ""
+    assert [kind for kind, _ in notices(app)] == ["critical", "success"]
+    # Watched, not only rescanned: a new file is taken in too.
+    (share / "next.png").write_bytes(png_bytes((10, 10), (8, 6, 7)))
+    assert log.wait_finished("next.png")["next.png"].outcome == "ingested"
+    events = log.of(ev.WatcherStateChanged)
+    assert [e.state for e in events][-1] == "running"
+    assert any("retrying in" in e.message for e in events)  # what API clients were told
+
+
+def test_a_folder_removed_while_running_is_tried_again_and_recovers(
+    app: Application, share: Path
+) -> None:
+    log = EventLog(app.bus)
+    share.mkdir(parents=True)
+    assert app.watcher.start().state is WatcherState.RUNNING
+    shutil.rmtree(share)  # unmounted
+    assert wait_until(lambda: app.watcher.state is WatcherState.ERROR)
+    assert "not reachable" in message(app) and "retrying in" in message(app)
+    assert wait_until(lambda: "retrying in 0.8 s" in message(app))
+    assert [kind for kind, _ in notices(app)] == ["critical"]
+
+    share.mkdir()
+    (share / "waited.png").write_bytes(png_bytes((10, 10), (1, 2, 3)))
+    assert log.wait_finished("waited.png")["waited.png"].outcome == "ingested"
+    assert wait_until(lambda: app.watcher.state is WatcherState.RUNNING)
+    assert [kind for kind, _ in notices(app)] == ["critical", "success"]
+    (share / "after.png").write_bytes(png_bytes((10, 10), (3, 2, 1)))
+    assert log.wait_finished("after.png")["after.png"].outcome == "ingested"
+
+
+def test_pause_and_stop_end_the_retries(app: Application, share: Path) -> None:
+    log = EventLog(app.bus)
+    app.watcher.start()
+    assert app.watcher.state is WatcherState.ERROR
+    app.watcher.pause()
+    assert app.watcher.state is WatcherState.PAUSED
+    assert "not tried again until resumed" in message(app)
+    share.mkdir(parents=True)
+    (share / "waiting.png").write_bytes(png_bytes((10, 10), (4, 4, 4)))
+    # Paused: not tried again (the retries would have come every 0.2-0.8 s).
+    assert not wait_until(lambda: app.watcher.state is not WatcherState.PAUSED, timeout_s=1.5)
+    assert not (share / "processed").exists()
+    app.watcher.resume()  # tried at once
+    assert app.watcher.state is WatcherState.RUNNING
+    assert log.wait_finished("waiting.png")["waiting.png"].outcome == "ingested"
+
+    app.watcher.stop()
+    shutil.rmtree(share)
+    app.watcher.start()
+    assert app.watcher.state is WatcherState.ERROR
+    app.watcher.stop()
+    share.mkdir()
+    assert not wait_until(lambda: app.watcher.state is not WatcherState.STOPPED, timeout_s=1.5)
+    assert not (share / "processed").exists()
 
 
 def test_stop_gives_up_on_a_read_that_hangs_and_the_file_is_taken_in_later(
@@ -58,3 +161,32 @@ def test_stop_gives_up_on_a_read_that_hangs_and_the_file_is_taken_in_later(
     finally:
         release.set()
         app.close()
+
+
+def test_stop_does_not_wait_for_a_try_that_hangs_and_the_try_stops_it_when_back(
+    app: Application, share: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A try at starting again holds the watcher while a share hangs: stop() (serve's
+    SIGTERM) waits only as long as asked, and the try, once back, leaves it stopped."""
+    app.watcher.start()
+    assert app.watcher.state is WatcherState.ERROR
+    release, trying = threading.Event(), threading.Event()
+    ensure = FolderLayout.ensure
+
+    def hanging_ensure(self: FolderLayout, *, create_root: bool = True) -> None:
+        trying.set()
+        release.wait(WAIT_S)
+        ensure(self, create_root=create_root)
+
+    monkeypatch.setattr(FolderLayout, "ensure", hanging_ensure)
+    try:
+        assert trying.wait(WAIT_S)
+        started = time.monotonic()
+        assert app.watcher.stop(timeout_s=0.5) is False
+        assert time.monotonic() - started < 2.0
+        share.mkdir(parents=True)  # the try succeeds once the share answers...
+    finally:
+        release.set()
+    # ...and stops the watcher, as asked; no try after it.
+    assert wait_until(lambda: app.watcher.state is WatcherState.STOPPED)
+    assert not wait_until(lambda: app.watcher.state is not WatcherState.STOPPED, timeout_s=1.0)

@@ -14,6 +14,7 @@ from tests.support.watch_folder import EventLog, wait_until
 
 def test_a_dropped_scan_is_analysed(tmp_path: Path, tiny_checkpoint: Path) -> None:
     folder = tmp_path / "incoming"
+    folder.mkdir()  # a configured watch folder is not made by the watcher
     app = build_application(
         make_settings(
             tmp_path,

@@ -36,7 +36,8 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = WAIT_S) -> bool
 
 def build_watch_app(tmp_path: Path, *, polling: bool = True, **overrides: object) -> Application:
     """The application with the watch folder enabled (not started). The polling observer
-    checks every 50 ms; an empty file waits 0.3 s instead of 2 s; rescans every 0.5 s."""
+    checks every 50 ms; an empty file waits 0.3 s instead of 2 s; rescans every 0.5 s;
+    a watch folder that fails is tried again after 0.2 s, doubling up to 0.8 s."""
     settings = make_settings(
         tmp_path,
         watch_folder_enabled=True,
@@ -46,7 +47,14 @@ def build_watch_app(tmp_path: Path, *, polling: bool = True, **overrides: object
     )
     application = build_application(settings)
     application.watcher = FolderWatcher(
-        settings, application.ingest, application.bus, empty_grace_s=0.3, rescan_interval_s=0.5
+        settings,
+        application.ingest,
+        application.bus,
+        empty_grace_s=0.3,
+        rescan_interval_s=0.5,
+        notifications=application.notifications,
+        retry_first_s=0.2,
+        retry_max_s=0.8,
     )
     return application
 

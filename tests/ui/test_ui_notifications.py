@@ -415,3 +415,28 @@ def test_the_keyboard_opens_and_deletes_the_chosen_notification(
     qtbot.keyClick(panel.list, Qt.Key.Key_Delete)
     qtbot.waitUntil(lambda: model.rowCount() == 1)
     assert [n.message for n in app.notifications.list_notifications().items] == ["Look at me"]
+
+
+def test_a_watch_folder_that_cannot_start_says_it_retries_and_can_be_paused(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path
+) -> None:
+    """It only said "Watch folder: error", for good, with Pause disabled: nothing told
+    that it would never come back by itself, nor let the clinician stop it trying."""
+    share = tmp_path / "nas" / "oct"
+    application = build_watch_app(tmp_path / "watch", watch_folder_path=share)
+    gui = make_gui(application=application)
+    status = gui.window.status
+    qtbot.waitUntil(
+        lambda: status.watcher.text().startswith("Watch folder: error; retrying in"),
+        timeout=10_000,
+    )
+    assert str(share) in status.watcher.toolTip()
+    qtbot.waitUntil(lambda: gui.notifications_panel.model.rowCount() == 1)  # once, not per try
+    assert gui.window.pause_watch_action.isEnabled()
+    gui.window.pause_watch_action.trigger()
+    qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: paused", timeout=10_000)
+    assert "not tried again until resumed" in status.watcher.toolTip()
+    share.mkdir(parents=True)
+    gui.window.pause_watch_action.trigger()  # Resume: tried at once
+    qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running", timeout=10_000)
+    qtbot.waitUntil(lambda: gui.notifications_panel.model.rowCount() == 2)

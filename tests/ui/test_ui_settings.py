@@ -802,6 +802,8 @@ def test_a_watch_folder_that_does_not_answer_holds_no_pool_thread(
     bar said nothing."""
     monkeypatch.setattr(watch_folder_module, "NOT_ANSWERING_AFTER_S", 0.3)
     first, second = tmp_path / "share-a" / "incoming", tmp_path / "share-b" / "incoming"
+    for share in (first, second):
+        share.mkdir(parents=True)  # a configured watch folder is not made by the watcher
     gui = make_gui(watch_folder_enabled=False)
     watcher = gui.application.watcher
     release = threading.Event()
@@ -850,6 +852,7 @@ def test_pausing_while_the_watch_folder_does_not_answer_is_done_once_it_does(
     hung call (the watcher's control lock) and held one of its two threads."""
     monkeypatch.setattr(watch_folder_module, "NOT_ANSWERING_AFTER_S", 0.3)
     folder = tmp_path / "incoming"
+    folder.mkdir()  # a configured watch folder is not made by the watcher
     gui = make_gui(watch_folder_enabled=True, watch_folder_path=folder)
     watcher = gui.application.watcher
     qtbot.waitUntil(lambda: watcher.state is WatcherState.RUNNING, timeout=10_000)

@@ -148,8 +148,12 @@ class FolderLayout:
     def under(cls, root: Path) -> FolderLayout:
         return cls(root, root / PROCESSED_DIR, root / FAILED_DIR)
 
-    def ensure(self) -> None:
-        """Create the three folders where they are missing."""
+    def ensure(self, *, create_root: bool = True) -> None:
+        """Create the three folders where they are missing (``processed/`` and
+        ``failed/`` only, when not ``create_root``: a missing root then raises
+        :class:`FileNotFoundError`)."""
+        if not create_root and not self.root.is_dir():
+            raise FileNotFoundError(errno.ENOENT, "the folder does not exist", str(self.root))
         for folder in (self.root, self.processed, self.failed):
             folder.mkdir(parents=True, exist_ok=True)
 

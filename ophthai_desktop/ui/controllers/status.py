@@ -186,8 +186,13 @@ class StatusController(QObject):
         else:
             kind = {"running": "ok", "paused": "warn", "error": "error"}.get(text, "")
             tooltip = " — ".join(str(x) for x in (folder, message) if x)
-        self._status.set_watcher(f"Watch folder: {text}", kind, tooltip)
-        self._set_pause_enabled(text in ("running", "paused"))
+        label = f"Watch folder: {text}"
+        _reason, retrying, when = message.partition("; retrying in ")
+        if text == "error" and retrying:
+            label += f"; retrying in {when}"  # the reason (with the folder) in the tooltip
+        self._status.set_watcher(label, kind, tooltip)
+        # Pause on a watch folder in error stops its retries until Resume.
+        self._set_pause_enabled(text in ("running", "paused", "error"))
         paused = text == "paused"
         for action in self._pause_actions():
             blocker = action.blockSignals(True)
