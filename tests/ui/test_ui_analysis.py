@@ -897,6 +897,10 @@ def test_a_patient_whose_only_analysis_was_cancelled_says_so_when_opened(
     jobs = gui.application.jobs
     job = jobs.queue_patient_analysis(cancelled, actor=Actor("Dr. Quinn", "gui"))
     jobs.request_cancel(job.id, actor=Actor("Dr. Quinn", "gui"))  # queued: no model here
+    # The window has heard of the cancellation (the bridge delivers events in order), so
+    # what it says when the patient is opened is the page's own reading, not the event's.
+    panel = gui.jobs_panel.model
+    qtbot.waitUntil(lambda: (row := panel.get(job.id)) is not None and row.state == "cancelled")
     qtbot.waitUntil(lambda: not gui.tasks.busy)
 
     open_patient(qtbot, gui, other)
