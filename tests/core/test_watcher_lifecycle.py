@@ -373,3 +373,30 @@ def test_a_start_in_the_background_that_answers_says_nothing_more(app: Applicati
     assert states(log) == ["running"]
     app.settings.watch_folder_enabled = False
     assert app.start_watcher_in_background() is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify")
+def test_a_deleted_folder_is_the_error_state_at_once_not_at_the_next_rescan(
+    tmp_path: Path,
+) -> None:
+    """The native observer reports the watched folder's own deletion (IN_DELETE_SELF):
+    the error state and its notification came only at the next rescan (every 10 s)."""
+    app = build_watch_app(tmp_path, polling=False)
+    app.watcher = FolderWatcher(
+        app.settings,
+        app.ingest,
+        app.bus,
+        rescan_interval_s=60.0,
+        notifications=app.notifications,
+        retry_first_s=60.0,
+    )
+    try:
+        app.watcher.start()
+        assert app.watcher.state is WatcherState.RUNNING and not app.watcher.status.polling
+        shutil.rmtree(app.settings.resolved_watch_folder)
+        assert wait_until(lambda: app.watcher.state is WatcherState.ERROR, timeout_s=5)
+        assert "not reachable" in app.watcher.status.message
+        notes = app.notifications.list_notifications(limit=5).items
+        assert [n.type for n in notes] == ["critical"]
+    finally:
+        app.close()
