@@ -120,9 +120,9 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
         application.close()
         return 1
     application.start_worker()
-    if application.start_watcher():
-        status = application.watcher.status
-        log.info("watch folder %s: %s", status.state, status.message or status.folder)
+    # On a thread of its own: a watch folder on a share that hangs must not keep the
+    # API from being announced nor SIGINT/SIGTERM from being acted on.
+    watcher_start = application.start_watcher_in_background()
     # One line on stdout that scripts (and the end-to-end test) can wait for.
     print(listening_line(server.url), flush=True)
     status = 0
@@ -134,9 +134,13 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
                 break
     finally:
         server.stop()
-        stopped = application.close()
+        answered = watcher_start is None or not watcher_start.is_alive()
+        if not answered:
+            log.warning("closing without waiting for the watch folder: it does not answer")
+        # A watcher whose start still waits is not stopped: that would wait behind it.
+        stopped = application.close(stop_watcher=answered)
     if not stopped:
-        exit_now(status, "the inference worker or a watch-folder read (see above)")
+        exit_now(status, "the inference worker or the watch folder (see above)")
     log.info("stopped cleanly")
     return status
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from typing import NoReturn
 
-from ophthai_desktop.core.events import EventBus
+from ophthai_desktop.core.events import EventBus, WatcherStateChanged
 from ophthai_desktop.core.imaging import allow_pillow_pixels
 from ophthai_desktop.core.inference import InferenceEngine
+from ophthai_desktop.core.log_safety import safe_description
 from ophthai_desktop.core.services import (
     AuditService,
     NotificationService,
@@ -46,6 +48,10 @@ SWITCH_INTERVAL_S = 0.001
 #: the watch folder's files and the model's shards all need descriptors; the API server
 #: admits at most half of the limit as connections.
 OPEN_FILES_WANTED = 4096
+
+#: How long the watch folder's first start may take in ``ophthai serve`` before it is
+#: said not to answer (as the window's status bar says after as long).
+WATCHER_ANSWER_WITHIN_S = 5.0
 
 
 def tune_interpreter() -> None:
@@ -107,6 +113,53 @@ class Application:
             return False
         self.watcher.start()
         return True
+
+    def start_watcher_in_background(
+        self, answer_within_s: float = WATCHER_ANSWER_WITHIN_S
+    ) -> threading.Thread | None:
+        """Start the watch folder (when ``watch_folder_enabled`` is set) on a daemon
+        thread of its own, as ``ophthai serve`` does: on a share that does not answer
+        (SMB or NFS hung) the start waits in a file-system call for minutes or for good,
+        and nothing else may wait behind it. A start that has not returned after
+        ``answer_within_s`` is said in the log and as a ``watcher_state`` event (state
+        ``error``); once it returns, the watcher's own state follows.
+
+        Returns:
+            The thread (alive while the start waits), or None when the watch folder is
+            off.
+        """
+        if not self.settings.watch_folder_enabled:
+            return None
+        folder = self.settings.resolved_watch_folder
+        log.info("watch folder: starting (%s)", folder)
+
+        def start() -> None:
+            try:
+                status = self.watcher.start()
+            except Exception as exc:  # a bug: said in the log, serving goes on
+                log.error("watch folder: could not start: %s", safe_description(exc))
+                return
+            log.info("watch folder %s: %s", status.state, status.message or status.folder)
+
+        def not_answering() -> None:
+            if not starting.is_alive():
+                return
+            message = (
+                f"the watch folder {folder} did not answer within {answer_within_s:g} s "
+                "(a network share that is not reachable?); it is set up once it answers"
+            )
+            log.error("watch folder: %s", message)
+            self.bus.publish(
+                WatcherStateChanged(state="error", message=message, folder=str(folder))
+            )
+
+        starting = threading.Thread(target=start, name="watch-folder-control", daemon=True)
+        timer = threading.Timer(answer_within_s, not_answering)
+        timer.name = "watch-folder-answer"
+        timer.daemon = True
+        starting.start()
+        timer.start()
+        return starting
 
     def close(self, *, stop_watcher: bool = True) -> bool:
         """Stop the watcher and the worker (if running) and release the database

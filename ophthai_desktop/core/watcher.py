@@ -66,6 +66,7 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
 from watchdog.events import (
+    DirDeletedEvent,
     FileClosedEvent,
     FileClosedNoWriteEvent,
     FileCreatedEvent,
@@ -98,8 +99,10 @@ from ophthai_desktop.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: The events the handler needs (no directory events: subfolders are not watched).
+#: The events the handler needs. Of directory events only deletion: the native observer
+#: reports the watched folder's own (inotify's IN_DELETE_SELF); subfolders are not watched.
 EVENT_FILTER: list[type[FileSystemEvent]] = [
+    DirDeletedEvent,
     FileCreatedEvent,
     FileModifiedEvent,
     FileMovedEvent,
@@ -395,6 +398,8 @@ class _Handler(FileSystemEventHandler):
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.is_directory:
+            if event.event_type == "deleted" and os.fsdecode(event.src_path) == self._run.root:
+                self._watcher._folder_deleted(self._run)
             return
         src = os.fsdecode(event.src_path)
         if event.event_type == "moved":
@@ -834,6 +839,12 @@ class FolderWatcher:
                     urgent = True
         if urgent:
             self._wake.set()
+
+    def _folder_deleted(self, run: _Run) -> None:
+        """The watched folder itself was deleted (observer thread): check it now rather
+        than at the next rescan, so the error state and its notification come at once."""
+        run.health_due = 0.0
+        self._wake.set()
 
     def _rescan(self, run: _Run) -> None:
         """List the folder: take note of files no event told us about."""

@@ -383,6 +383,76 @@ def test_a_crash_between_a_refusal_and_its_move_notifies_it_once(tmp_path: Path)
     assert reason.startswith("Not taken in: the file is not an image that can be read.")
 
 
+def _make_unreadable(folder: Path, kind: str) -> str:
+    """A file refused before it could be read, in ``folder``; its name."""
+    if kind == "link":
+        outside = folder.parent / "outside.png"
+        outside.write_bytes(png_bytes())
+        (folder / "link.png").symlink_to(outside)
+        return "link.png"
+    if kind == "fifo":
+        os.mkfifo(folder / "pipe.png")
+        return "pipe.png"
+    (folder / "large.png").write_bytes(png_bytes() + bytes(4096))  # over 1 KiB
+    return "large.png"
+
+
+@_CHANGE_TIME_NEEDED
+@pytest.mark.parametrize("kind", ["link", "fifo", "too large"])
+def test_a_crash_between_the_refusal_of_an_unread_file_and_its_move_notifies_it_once(
+    tmp_path: Path, kind: str
+) -> None:
+    """Files refused before they could be read (links, FIFOs, files too large) kept no
+    record: a crash between their notification and their move notified them again at
+    the next start. Their refusal is recognised now (by the file's identity and change
+    time, not its bytes or name), the file moved with its reason, nobody told twice."""
+    if kind == "fifo" and not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs here")
+    first = build_watch_app(tmp_path, max_image_bytes=1024)
+    folder = folder_of(first)
+    layout = FolderLayout.under(folder)
+    layout.ensure()
+    name = _make_unreadable(folder, kind)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(IngestService, "_move", staticmethod(_die_before_the_move))
+            with pytest.raises(_Killed):
+                first.ingest.ingest_file(folder / name, layout)
+    finally:
+        first.close()
+    second = build_watch_app(tmp_path, max_image_bytes=1024)
+    log = EventLog(second.bus)
+    try:
+        assert len(_notes(second)) == 1
+        second.watcher.start()
+        result = log.wait_finished(name)[name]
+        notes = _notes(second)
+    finally:
+        second.close()
+    assert result.outcome == "failed" and result.moved_to == f"failed/{name}"
+    assert len(notes) == 1 and notes[0].startswith(f"{name} from the watch folder was not")
+    assert not log.of(ev.NotificationCreated)
+    assert sorted(p.name for p in (folder / "failed").iterdir()) == [name, name + REASON_SUFFIX]
+
+
+@_CHANGE_TIME_NEEDED
+def test_an_unread_file_refused_again_under_the_same_name_is_told_again(
+    app: Application, log: EventLog
+) -> None:
+    """Only the very file a crash left is filed silently: a new link under the name of
+    one refused before is a new refusal, told."""
+    folder = folder_of(app)
+    FolderLayout.under(folder).ensure()
+    app.watcher.start()
+    _make_unreadable(folder, "link")
+    assert log.wait_finished("link.png")["link.png"].moved_to == "failed/link.png"
+    (folder / "link.png").symlink_to(folder.parent / "outside.png")
+    assert wait_until(lambda: len(log.of(ev.IngestFinished)) == 2)
+    moved = [e.moved_to for e in log.of(ev.IngestFinished)]
+    assert moved == ["failed/link.png", "failed/link (1).png"]
+    assert len(log.of(ev.NotificationCreated)) == 2
+
+
 @pytest.mark.parametrize(
     ("data", "said", "times"),
     [

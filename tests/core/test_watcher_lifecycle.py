@@ -17,7 +17,7 @@ import pytest
 
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
-from ophthai_desktop.core.services.ingest import IngestService
+from ophthai_desktop.core.services.ingest import FolderLayout, IngestService
 from ophthai_desktop.core.watcher import FolderWatcher, WatcherState
 from tests.support.images import png_bytes
 from tests.support.watch_folder import WAIT_S, EventLog, build_watch_app, noise_png, wait_until
@@ -335,3 +335,68 @@ def test_a_file_written_again_under_its_name_while_taken_in_is_taken_at_once(
     assert [e.outcome for e in finished] == ["ingested", "ingested"]
     assert (folder / "processed" / "export (1).png").read_bytes() == second
     assert not (folder / "export.png").exists()
+
+
+def test_a_start_in_the_background_that_hangs_says_so_and_is_set_up_once_it_answers(
+    app: Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ophthai serve``'s start: a share that does not answer holds its thread, not the
+    caller; clients hear of it (``watcher_state`` error) and of the start once it answers."""
+    answer = threading.Event()
+    ensure = FolderLayout.ensure
+
+    def hanging_ensure(self: FolderLayout, *, create_root: bool = True) -> None:
+        answer.wait(WAIT_S)
+        ensure(self, create_root=create_root)
+
+    monkeypatch.setattr(FolderLayout, "ensure", hanging_ensure)
+    log = EventLog(app.bus)
+    starting = app.start_watcher_in_background(answer_within_s=0.2)
+    assert starting is not None and starting.is_alive()
+    assert wait_until(lambda: states(log) == ["error"])
+    (said,) = log.of(ev.WatcherStateChanged)
+    assert "did not answer within 0.2 s" in said.message
+    assert said.folder == str(app.settings.resolved_watch_folder)
+    assert starting.is_alive() and app.watcher.state is WatcherState.STOPPED
+    answer.set()
+    starting.join(WAIT_S)
+    assert app.watcher.state is WatcherState.RUNNING
+    assert states(log) == ["error", "running"]
+
+
+def test_a_start_in_the_background_that_answers_says_nothing_more(app: Application) -> None:
+    log = EventLog(app.bus)
+    starting = app.start_watcher_in_background(answer_within_s=0.2)
+    assert starting is not None
+    starting.join(WAIT_S)
+    time.sleep(0.4)  # past the time to answer: nothing is said of a start that answered
+    assert states(log) == ["running"]
+    app.settings.watch_folder_enabled = False
+    assert app.start_watcher_in_background() is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify")
+def test_a_deleted_folder_is_the_error_state_at_once_not_at_the_next_rescan(
+    tmp_path: Path,
+) -> None:
+    """The native observer reports the watched folder's own deletion (IN_DELETE_SELF):
+    the error state and its notification came only at the next rescan (every 10 s)."""
+    app = build_watch_app(tmp_path, polling=False)
+    app.watcher = FolderWatcher(
+        app.settings,
+        app.ingest,
+        app.bus,
+        rescan_interval_s=60.0,
+        notifications=app.notifications,
+        retry_first_s=60.0,
+    )
+    try:
+        app.watcher.start()
+        assert app.watcher.state is WatcherState.RUNNING and not app.watcher.status.polling
+        shutil.rmtree(app.settings.resolved_watch_folder)
+        assert wait_until(lambda: app.watcher.state is WatcherState.ERROR, timeout_s=5)
+        assert "not reachable" in app.watcher.status.message
+        notes = app.notifications.list_notifications(limit=5).items
+        assert [n.type for n in notes] == ["critical"]
+    finally:
+        app.close()

@@ -10,6 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import png_bytes
@@ -69,3 +70,56 @@ def test_serve_stops_on_sigterm_while_a_watch_folder_read_hangs(tmp_path: Path) 
     assert "exiting without waiting for" in output
     assert "Doe" not in output  # counted, never named
     assert (folder / "Doe Jane OD.png").exists()  # for the next start
+
+
+START_HANGS_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from ophthai_desktop.core.services.ingest import FolderLayout
+
+    def hanging_ensure(self, *, create_root=True):
+        print("START HANGS", file=sys.stderr, flush=True)
+        time.sleep(600)
+
+    FolderLayout.ensure = hanging_ensure
+    from ophthai_desktop.__main__ import main
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+def test_serve_serves_and_stops_while_the_watch_folders_first_start_hangs(
+    tmp_path: Path,
+) -> None:
+    """The watch folder's first start (a share that does not answer) ran on serve's main
+    thread: the API was never announced and SIGTERM never acted on."""
+    env = clean_env() | {"OPHTHAI_WATCH_FOLDER_ENABLED": "true", "OPHTHAI_LOG_LEVEL": "INFO"}
+    stdout_path, stderr_path = tmp_path / "stdout.log", tmp_path / "stderr.log"
+    command = [sys.executable, "-c", START_HANGS_SCRIPT, "--data-dir", str(tmp_path / "data")]
+    command += ["serve", "--port", str(free_port())]
+    with stdout_path.open("w") as stdout, stderr_path.open("w") as stderr:
+        process = subprocess.Popen(
+            command, cwd=tmp_path, env=env, stdout=stdout, stderr=stderr, text=True
+        )
+    try:
+        assert wait_until(lambda: "listening on" in stdout_path.read_text(), timeout_s=30), (
+            stderr_path.read_text()
+        )
+        assert "START HANGS" in stderr_path.read_text()
+        url = stdout_path.read_text().split("listening on ", 1)[1].split()[0]
+        with httpx.Client(base_url=url, timeout=10) as http:
+            assert http.get("/api/patients").status_code == 200
+        assert wait_until(lambda: "did not answer within 5 s" in stderr_path.read_text(), 30)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        status = process.wait(30)
+        took = time.monotonic() - started
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    output = stderr_path.read_text()
+    assert status == 0, output
+    assert took < 8, took  # nothing waits for the start that hangs
+    assert "closing without waiting for the watch folder: it does not answer" in output
+    assert "exiting without waiting for" in output

@@ -557,6 +557,19 @@ def _left_by_a_crash(path: Path, name: str, recorded_name: str, recorded_at: dat
     return changed_ns < int(recorded_at.timestamp() * 1_000_000) * 1_000
 
 
+def _unread_record_key(path: Path) -> str | None:
+    """The key of the ingest record of a file refused before its bytes could be read (a
+    link, a FIFO, a file too large), in place of their hash: one of its device and inode,
+    never of its name. As for read files, the very file a crash left before its move is
+    then told by its name and its change time (:func:`_left_by_a_crash`). None where it
+    is gone."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return hashlib.sha256(f"not read: {info.st_dev} {info.st_ino}".encode()).hexdigest()
+
+
 # The service -----------------------------------------------------------------------
 
 
@@ -1250,7 +1263,8 @@ class IngestService:
         move, where the other order left it in ``failed/`` with nobody told. A crash
         between the two leaves the file in the folder: at the next start its refusal is
         found recorded (:meth:`_refusal_recorded`) and it is only moved, not notified
-        again.
+        again. A file refused before its bytes could be read is recorded under a key of
+        its identity instead (:func:`_unread_record_key`).
 
         ``logged``: the reason as the log says it, where ``reason`` quotes the file name.
         """
@@ -1260,8 +1274,9 @@ class IngestService:
         )
         refused = f"{name} from the watch folder was not taken in: {reason}."
         note = None
-        if sha256 is None or not self._refusal_recorded(path, sha256, name, reason):
-            note = self._record_refused(f"{refused} Moved to failed/.", reason, sha256, name, size)
+        key = sha256 if sha256 is not None else _unread_record_key(path)
+        if key is None or not self._refusal_recorded(path, key, name, reason):
+            note = self._record_refused(f"{refused} Moved to failed/.", reason, key, name, size)
         moved = self._move(
             path,
             folder.failed,
@@ -1300,8 +1315,9 @@ class IngestService:
     def _record_refused(
         self, message: str, reason: str, sha256: str | None, name: str, size: int | None
     ) -> NotificationRecord | None:
-        """Commit the refusal's ingest record (where its bytes were read) and its
-        notification; the notification, not published yet (None: not recorded)."""
+        """Commit the refusal's ingest record (under ``sha256``: the bytes' hash, or an
+        unread file's key; none where neither is known) and its notification; the
+        notification, not published yet (None: not recorded)."""
         for attempt in range(2):
             try:
                 with self._db.session() as session:

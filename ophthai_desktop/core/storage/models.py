@@ -287,7 +287,9 @@ class IngestedFile(Base):
     than a second patient; with the name and the time, it tells the file a crash left
     between the commit and the move to ``processed/`` (moved, not notified again). Refused
     files whose bytes could be read are kept too, with the reason, so a repeat is
-    visible; they are tried again when they come back.
+    visible; they are tried again when they come back. Files refused before their bytes
+    could be read (links, FIFOs, files too large) are kept under a hash of their device
+    and inode instead, so the one a crash left before its move is not notified again.
     """
 
     __tablename__ = "ingested_files"
