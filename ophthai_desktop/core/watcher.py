@@ -222,6 +222,9 @@ class _Run:
     inotify: bool = False
     #: The watched folder's device and inode: inotify follows a folder renamed away.
     folder_id: tuple[int, int] | None = None
+    #: Whether the watched folder was a mount point (a share mounted on it) when watched:
+    #: once unmounted, the folder left at its path is another, local one.
+    mounted: bool = False
     thread: threading.Thread | None = None
     #: The ingest calls handed to the pool (done ones drop out).
     futures: set[Future[None]] = field(default_factory=set)
@@ -701,6 +704,7 @@ class FolderWatcher:
         message = ""
         poll_s = self.settings.watch_poll_seconds
         run.folder_id = _folder_id(run.root)
+        run.mounted = os.path.ismount(run.root)
         if not self.settings.watch_use_polling:
             observer: BaseObserver
             if sys.platform.startswith("linux"):
@@ -1054,6 +1058,12 @@ class FolderWatcher:
             return None
         if not folder_ok:
             return self._failing(f"the watch folder {run.root} is not reachable")
+        if run.mounted and not os.path.ismount(run.root):
+            # The share was unmounted: the empty folder under it is not to be watched
+            # (the devices write to the share); watched again once it is mounted again.
+            return self._failing(
+                f"the watch folder {run.root} is no longer mounted (the share was unmounted?)"
+            )
         try:
             run.layout.ensure()
             if observer is not None:

@@ -6,6 +6,7 @@ than asked for a file whose read hangs."""
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import time
@@ -92,6 +93,47 @@ def test_a_folder_removed_while_running_is_tried_again_and_recovers(
     assert [kind for kind, _ in notices(app)] == ["critical", "success"]
     (share / "after.png").write_bytes(png_bytes((10, 10), (3, 2, 1)))
     assert log.wait_finished("after.png")["after.png"].outcome == "ingested"
+
+
+def test_a_share_unmounted_while_running_is_the_error_state_until_mounted_again(
+    app: Application, share: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unmounted, a share leaves the empty local folder it was mounted on at its path:
+    that folder is not watched (the devices write to the share), and a file put into it
+    is not taken in; the share mounted again is."""
+    log = EventLog(app.bus)
+    share.mkdir(parents=True)
+    mounted = {"now": True}
+    real_ismount = os.path.ismount
+
+    def ismount(path: Any) -> bool:  # the machine's mounts, with the share's faked
+        if os.fspath(path) == str(share.resolve()):
+            return mounted["now"]
+        return real_ismount(path)
+
+    monkeypatch.setattr(os.path, "ismount", ismount)
+    assert app.watcher.start().state is WatcherState.RUNNING
+    (share / "before.png").write_bytes(png_bytes((10, 10), (1, 1, 1)))
+    assert log.wait_finished("before.png")["before.png"].outcome == "ingested"
+
+    away = share.parent / "mounted share"
+    os.rename(share, away)  # the share's folder goes, the mount point's shows
+    share.mkdir()
+    mounted["now"] = False
+    assert wait_until(lambda: "no longer mounted" in message(app))
+    assert app.watcher.state is WatcherState.ERROR
+    (share / "local.png").write_bytes(png_bytes((10, 10), (2, 2, 2)))
+    assert not wait_until(lambda: "local.png" in log.finished(), timeout_s=1.5)
+    assert not (share / "processed").exists()  # nothing made on the mount point
+    assert [kind for kind, _ in notices(app)] == ["critical"]
+
+    shutil.rmtree(share)
+    os.rename(away, share)  # mounted again
+    mounted["now"] = True
+    (share / "after.png").write_bytes(png_bytes((10, 10), (3, 3, 3)))
+    assert log.wait_finished("after.png")["after.png"].outcome == "ingested"
+    assert wait_until(lambda: app.watcher.state is WatcherState.RUNNING)
+    assert [kind for kind, _ in notices(app)] == ["critical", "success"]
 
 
 def test_pause_and_stop_end_the_retries(app: Application, share: Path) -> None:
