@@ -48,7 +48,10 @@ def test_queued_analysis_completes_with_the_tiny_model(tiny_app: Application) ->
     assert analysis.parse_status == "parse_failed" and analysis.result is None
     assert analysis.completion_tokens == 12
     assert analysis.device == "cpu" and analysis.prompt_version
-    assert analysis.model_revision is None or isinstance(analysis.model_revision, str)
+    # OPHTHAI_MODEL_PATH: the folder's contents name what ran (not a Hub commit).
+    assert analysis.model_id == str(tiny_app.settings.model_path)
+    assert analysis.model_revision == tiny_app.engine.status().revision
+    assert analysis.model_revision is not None and analysis.model_revision.startswith("sha256:")
     assert tiny_app.engine.status().state is ModelState.READY  # loaded on first use
     progress = [e for e in seen if isinstance(e, ev.AnalysisProgressed) and e.job_id == job.id]
     assert len(progress) > 1  # streamed piece by piece while generating

@@ -179,10 +179,13 @@ def test_a_start_heard_before_its_queueing_stays_running(qtbot: QtBot, make_gui:
     )
     open_patient(qtbot, gui, patient.id)
     model, view = gui.jobs_panel.model, gui.analysis_view
-    app.bus.publish(ev.AnalysisStarted(990, patient.id))
-    app.bus.publish(ev.AnalysisQueued(990, patient.id, None, priority=JobPriority.INTERACTIVE))
+    queued = ev.AnalysisQueued(990, patient.id, None, priority=JobPriority.INTERACTIVE)
+    # Both delivered (the bridge keeps their order), however late: not a fixed wait, after
+    # which a queueing not yet heard would leave the row running on any code.
+    with qtbot.waitSignal(gui.bridge.event_received, check_params_cb=lambda e: e is queued):
+        app.bus.publish(ev.AnalysisStarted(990, patient.id))
+        app.bus.publish(queued)
     qtbot.waitUntil(lambda: model.get(990) is not None)
-    qtbot.wait(300)  # both delivered
     assert model.get(990).state == "running"  # type: ignore[union-attr]
     assert "Queued again" not in view.state.text()
     assert "Analysing" in view.state.text()

@@ -393,6 +393,32 @@ def test_generate_streams_the_raw_text_and_reports_an_unparseable_answer(
         assert "<|im_end|>" not in delta and "<|endoftext|>" not in delta
 
 
+def test_time_to_first_token_is_measured_from_the_call_to_the_first_token(
+    loaded_engine: InferenceEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Preparing the model's inputs is made to take 0.3 s: the first token comes after
+    it, the first delta after the first token. (Only "more than 0 and at most the whole"
+    was checked, which a made-up figure passed.)"""
+    assert loaded_engine._loaded is not None
+    real_inputs = loaded_engine._loaded.inputs
+
+    def slow_inputs(*args: object, **kwargs: object) -> object:
+        time.sleep(0.3)
+        return real_inputs(*args, **kwargs)
+
+    monkeypatch.setattr(loaded_engine._loaded, "inputs", slow_inputs)
+    first_delta: list[float] = []
+
+    def on_delta(_delta: str) -> None:
+        first_delta.append(time.perf_counter())
+
+    called = time.perf_counter()
+    result = loaded_engine.generate(fundus_like_image(), on_delta=on_delta)
+
+    assert first_delta and result.time_to_first_token_s is not None
+    assert 0.3 <= result.time_to_first_token_s <= first_delta[0] - called
+
+
 def test_generate_is_deterministic(loaded_engine: InferenceEngine) -> None:
     image = fundus_like_image()
 
