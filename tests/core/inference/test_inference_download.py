@@ -117,7 +117,7 @@ def test_download_into_the_model_path(hub: str, tmp_path: Path) -> None:
     assert engine.status().state is ModelState.INSTALLED
 
 
-def test_cancelled_download_leaves_the_model_not_installed_and_resumes(
+def test_cancelled_download_leaves_the_model_not_installed_and_can_be_started_again(
     hub: str, tmp_path: Path
 ) -> None:
     engine = InferenceEngine(make_settings(tmp_path), cache_dir=tmp_path / "hub")
