@@ -144,7 +144,7 @@ async def notifications_socket(websocket: WebSocket) -> None:
     With an API token configured, send it as ``?token=`` or ``Authorization: Bearer``.
     """
     if not websocket_allowed(websocket):
-        await _deny(websocket, 401, WEBSOCKET_TOKEN_REQUIRED)
+        await _deny(websocket, 401, WEBSOCKET_TOKEN_REQUIRED, {"WWW-Authenticate": "Bearer"})
         return
     if not origin_allowed(websocket):
         await _deny(websocket, 403, origin_refusal(websocket))
@@ -154,9 +154,13 @@ async def notifications_socket(websocket: WebSocket) -> None:
     await websocket.app.state.hub.serve(websocket, base)
 
 
-async def _deny(websocket: WebSocket, status_code: int, detail: str) -> None:
+async def _deny(
+    websocket: WebSocket, status_code: int, detail: str, headers: dict[str, str] | None = None
+) -> None:
     """Answer the handshake with an HTTP error where the server supports it."""
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        await websocket.send_denial_response(JSONResponse(error_body(detail), status_code))
+        await websocket.send_denial_response(
+            JSONResponse(error_body(detail), status_code, headers=headers)
+        )
     else:
         await websocket.close(code=1008, reason=detail[:120])
