@@ -550,6 +550,15 @@ def test_tokens_in_logged_request_lines_are_redacted(line: str, redacted: str) -
             ("< %s %s %s", "GET", "/ws?tok%65n=s3cret", "HTTP/1.1"),
             "< GET /ws?tok%65n=[redacted] HTTP/1.1",
         ),
+        # A token sent as a WebSocket subprotocol, in the handshake's headers and the scope.
+        (
+            ("< %s: %s", "Sec-WebSocket-Protocol", "ophthai.v1, bearer.s3cret"),
+            "< Sec-WebSocket-Protocol: ophthai.v1, bearer.[redacted]",
+        ),
+        (
+            ("Started scope=%s", {"subprotocols": ["ophthai.v1", "bearer.s3cret"]}),
+            "Started scope={'subprotocols': ['ophthai.v1', 'bearer.[redacted]']}",
+        ),
         # uvicorn's trace of a request's scope (its query string is bytes).
         (
             ("Started scope=%s", {"path": "/ws", "query_string": b"v=1&tok%65n=s3cret"}),
