@@ -44,7 +44,7 @@ def test_the_api_subprotocol_is_echoed(
 ) -> None:
     server = live_server(create_app(sqlite_services))
 
-    with connect(ws_url(server), subprotocols=["ophthai.v1"], open_timeout=5) as socket:  # type: ignore[list-item]
+    with connect(ws_url(server), subprotocols=["ophthai.v1"], open_timeout=5) as socket:
         assert socket.subprotocol == "ophthai.v1"
         assert socket.response is not None
         assert socket.response.headers["Sec-WebSocket-Protocol"] == "ophthai.v1"
@@ -71,7 +71,7 @@ def test_the_token_as_a_subprotocol_opens_the_socket_and_is_never_echoed_nor_log
 
     with (
         caplog.at_level(logging.DEBUG),
-        connect(ws_url(server), subprotocols=offered, open_timeout=5) as socket,  # type: ignore[arg-type]
+        connect(ws_url(server), subprotocols=offered, open_timeout=5) as socket,
     ):
         assert json.loads(socket.recv(timeout=5))["event"] == "connected"
         assert socket.subprotocol == "ophthai.v1"
@@ -91,7 +91,7 @@ def test_a_wrong_or_missing_token_with_the_subprotocol_is_401(
     server = live_server(create_app(guarded_application))
 
     with pytest.raises(InvalidStatus) as refused:
-        connect(ws_url(server), subprotocols=offered, open_timeout=5)  # type: ignore[arg-type]
+        connect(ws_url(server), subprotocols=offered, open_timeout=5)
 
     response = refused.value.response
     assert response.status_code == 401
@@ -111,7 +111,7 @@ def test_subprotocols_without_the_apis_are_refused_saying_what_to_offer(
     with pytest.raises(InvalidStatus) as refused:
         connect(
             ws_url(server),
-            subprotocols=offered,  # type: ignore[arg-type]
+            subprotocols=offered,
             additional_headers={"Authorization": f"Bearer {TOKEN}"},
             open_timeout=5,
         )
