@@ -13,6 +13,9 @@ every descriptor. A connection beyond the cap is answered ``503`` (JSON, as the 
 errors are, with ``Retry-After``, and the CORS headers of an ``Origin`` the app allows)
 as soon as its request's head has come, then closed, without parsing the request
 further or calling the app: its client can tell a busy server from one that has gone.
+A CORS preflight beyond the cap gets the CORS middleware's own answer instead (a
+browser fails a preflight answered 503 without letting the page see it), so that the
+request after it gets the 503 a page can read.
 
 uvicorn's own ``limit_concurrency`` is not used: it reads (and holds) every connection
 until its request's head has come, answers each request beyond it with a plain-text
@@ -30,6 +33,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 from uvicorn.config import Config
@@ -105,11 +109,12 @@ _REFUSAL_BODY = _error_json(_REFUSAL_MESSAGE)
 
 def app_cors(app: ASGIApp) -> CORSMiddleware | None:
     """The CORS middleware ``app`` was built with (Starlette's ``user_middleware``, or a
-    subclass of it), made again to ask it which origins it allows; None when the app
-    has none."""
+    subclass of it), made again, of its own class, to ask it which origins it allows
+    and to answer preflights as it does; None when the app has none."""
     for middleware in getattr(app, "user_middleware", ()):
         if isinstance(middleware.cls, type) and issubclass(middleware.cls, CORSMiddleware):
-            return CORSMiddleware(app, *middleware.args, **middleware.kwargs)
+            cors: CORSMiddleware = middleware.cls(app, *middleware.args, **middleware.kwargs)
+            return cors
     return None
 
 
@@ -164,7 +169,8 @@ class ApiHttpProtocol(HttpToolsProtocol):
     A 408 carries the CORS headers the app's middleware (:attr:`cors`) would add for
     the request's ``Origin``, where that header arrived and the app allows the origin:
     a page there reads the 408 instead of an opaque network error. So do a 431 and the
-    503 of a connection refused beyond the cap.
+    503 of a connection refused beyond the cap; a CORS preflight refused beyond the cap
+    gets the middleware's answer to it (:meth:`_preflight_answer`).
 
     Runs on the server's event loop, like the class it extends.
     """
@@ -459,7 +465,9 @@ class ApiHttpProtocol(HttpToolsProtocol):
     def _take_refused_head(self, data: bytes) -> None:
         """What a refused connection sends: its request's head is kept until it ends
         (or passes :data:`MAX_HEAD_BYTES`), then answered; what comes after is dropped.
-        A browser sends its head in one packet: answered at once."""
+        A browser sends its head in one packet: answered at once. A head whose lines end
+        in a bare ``\n`` is answered when the wait ends: under the cap the parser refuses
+        it (400), so no client that can use the server sends one."""
         if self._refusal_answered:
             return
         start = max(0, len(self._refused_head) - 3)  # the end may straddle two packets
@@ -487,14 +495,20 @@ class ApiHttpProtocol(HttpToolsProtocol):
         if self._refusal_answered or self.transport.is_closing():
             return
         self._refusal_answered = True
-        self._send_error(
-            http.HTTPStatus.SERVICE_UNAVAILABLE,
-            _REFUSAL_BODY,
-            [
-                (b"retry-after", str(REFUSAL_RETRY_AFTER_S).encode("ascii")),
-                *self._cors_headers(_head_fields(bytes(self._refused_head))),
-            ],
-        )
+        head = bytes(self._refused_head)
+        fields = _head_fields(head)
+        preflight = self._preflight_answer(head, fields)
+        if preflight is not None:
+            self._send_error(*preflight)
+        else:
+            self._send_error(
+                http.HTTPStatus.SERVICE_UNAVAILABLE,
+                _REFUSAL_BODY,
+                [
+                    (b"retry-after", str(REFUSAL_RETRY_AFTER_S).encode("ascii")),
+                    *self._cors_headers(fields),
+                ],
+            )
         self._refused_head.clear()
         if not self.transport.can_write_eof():  # TLS: no half-close
             self.transport.close()
@@ -503,6 +517,39 @@ class ApiHttpProtocol(HttpToolsProtocol):
         if self._refusal is not None:  # the wait for the request ends: the linger starts
             self._refusal.cancel()
         self._refusal = self.loop.call_later(REFUSAL_LINGER_S, self.transport.close)
+
+    def _preflight_answer(
+        self, head: bytes, fields: list[tuple[bytes, bytes]]
+    ) -> tuple[http.HTTPStatus, bytes, list[tuple[bytes, bytes]], bytes] | None:
+        """The app's CORS middleware's answer to a refused connection's request when that
+        is a whole CORS preflight (``OPTIONS`` with ``Origin`` and
+        ``Access-Control-Request-Method``), as status, body, headers and content type;
+        None for any other request.
+
+        A browser fails a preflight that is not answered 2xx whatever its headers, and
+        tells the page only that CORS failed: a 503 there hid "busy, try again" from a
+        page on an allowed origin. The preflight says only which methods and headers
+        that origin may send, which the middleware answers without the app and which
+        does not depend on the load; the request that follows (on a new connection:
+        this one closes) then gets its 503 with the CORS headers the page can read."""
+        if self.cors is None or not head.startswith(b"OPTIONS ") or b"\r\n\r\n" not in head:
+            return None
+        headers = Headers(raw=fields)
+        if "origin" not in headers or "access-control-request-method" not in headers:
+            return None
+        response = self.cors.preflight_response(request_headers=headers)
+        answer_headers = [
+            (name, value)
+            for name, value in response.raw_headers
+            if name not in (b"content-type", b"content-length")
+        ]
+        content_type = response.headers.get("content-type", "text/plain").encode("latin-1")
+        return (
+            http.HTTPStatus(response.status_code),
+            bytes(response.body),
+            answer_headers,
+            content_type,
+        )
 
     @classmethod
     def close_refused(cls) -> None:
@@ -529,15 +576,16 @@ class ApiHttpProtocol(HttpToolsProtocol):
         status: http.HTTPStatus,
         body: bytes,
         headers: list[tuple[bytes, bytes]] | None = None,
+        content_type: bytes = b"application/json",
     ) -> None:
-        """Writes an error answer (``body``, JSON) that ends the connection, as uvicorn
-        writes its own 400, without the app."""
+        """Writes an error answer (``body``, JSON unless ``content_type`` says otherwise)
+        that ends the connection, as uvicorn writes its own 400, without the app."""
         content = [f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode()]
         for name, value in [*self.server_state.default_headers, *(headers or [])]:
             content.extend([name, b": ", value, b"\r\n"])
         content.extend(
             [
-                b"content-type: application/json\r\n",
+                b"content-type: " + content_type + b"\r\n",
                 b"x-content-type-options: nosniff\r\n",  # as the app's answers (ResponseHeaders)
                 b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
                 b"connection: close\r\n",

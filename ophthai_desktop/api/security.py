@@ -42,14 +42,31 @@ BearerDeclared = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
 QueryTokenDeclared = Annotated[str | None, Depends(QUERY_TOKEN)]
 
 
+#: The WebSocket subprotocol the API speaks, echoed to a client that offers it. A browser
+#: that offers subprotocols fails the connection unless the server answers one of them.
+WEBSOCKET_SUBPROTOCOL = "ophthai.v1"
+
+#: A WebSocket subprotocol ``bearer.<token>`` carries the API token: a browser cannot set
+#: headers on a WebSocket. It is read, never echoed (the client offers it beside
+#: :data:`WEBSOCKET_SUBPROTOCOL`, which is).
+BEARER_SUBPROTOCOL_PREFIX = "bearer."
+
+
 def presented_token(connection: HTTPConnection, *, allow_query: bool) -> str | None:
-    """The bearer token from the ``Authorization`` header, or ``?token=`` if allowed."""
+    """The bearer token from the ``Authorization`` header, or ``?token=`` (and, on a
+    WebSocket handshake, a ``bearer.<token>`` subprotocol) if allowed."""
     header = connection.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    if allow_query:
-        return connection.query_params.get("token")
+    if not allow_query:
+        return None
+    query_token = connection.query_params.get("token")
+    if query_token is not None:
+        return query_token
+    for protocol in connection.scope.get("subprotocols", ()):
+        if protocol.startswith(BEARER_SUBPROTOCOL_PREFIX):
+            return str(protocol[len(BEARER_SUBPROTOCOL_PREFIX) :])
     return None
 
 
@@ -141,7 +158,24 @@ GUARD_CHECKS: dict[Callable[..., None], Callable[[Request], None]] = {
 
 
 #: The 401 of a WebSocket handshake (or of an HTTP request at its path) without the token.
-WEBSOCKET_TOKEN_REQUIRED = "a valid API token is required (?token= or Authorization: Bearer)"
+WEBSOCKET_TOKEN_REQUIRED = (
+    "a valid API token is required (?token=, Authorization: Bearer, or the WebSocket "
+    f"subprotocol {BEARER_SUBPROTOCOL_PREFIX}<token> beside {WEBSOCKET_SUBPROTOCOL})"
+)
+
+
+def websocket_subprotocol_refusal(offered: list[str]) -> str | None:
+    """The 400 message for a handshake that offers subprotocols but not
+    :data:`WEBSOCKET_SUBPROTOCOL` (None when it offers that one, or none): accepted
+    without one, a browser fails the connection without saying why. Never names what
+    was offered, which may be the token."""
+    if not offered or WEBSOCKET_SUBPROTOCOL in offered:
+        return None
+    return (
+        f"this WebSocket speaks the subprotocol {WEBSOCKET_SUBPROTOCOL} only: offer it "
+        f"among the subprotocols (new WebSocket(url, ['{WEBSOCKET_SUBPROTOCOL}', "
+        f"'{BEARER_SUBPROTOCOL_PREFIX}<token>'])), or offer none"
+    )
 
 
 def websocket_allowed(connection: HTTPConnection) -> bool:

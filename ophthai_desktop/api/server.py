@@ -43,6 +43,12 @@ QUERY_PAIR = re.compile(r"(?:^|(?<=[?&\s'\"]))([^=&?#\s'\"]+)=([^&#\s'\"]*)")
 #: handshake's headers at DEBUG, the bearer token with them).
 AUTHORIZATION = re.compile(r"(?i)(authorization:\s*)\S[^\r\n'\"]*")
 
+#: A WebSocket subprotocol carrying the token (``bearer.<token>``, see
+#: :data:`~ophthai_desktop.api.security.BEARER_SUBPROTOCOL_PREFIX`): in the handshake's
+#: ``Sec-WebSocket-Protocol`` header the library logs, and in the scope's
+#: ``subprotocols`` uvicorn traces.
+BEARER_SUBPROTOCOL = re.compile(r"(?<![\w.-])(bearer\.)[^\s,;'\"\]]+")
+
 REDACTED = "[redacted]"
 
 #: The loggers whose lines may quote a request's query or headers: uvicorn's (its
@@ -71,8 +77,8 @@ def is_private_key(key: str) -> bool:
 
 def redact_tokens(text: str) -> str:
     """``text`` with the value of every query parameter naming the token or patient data
-    (:data:`PRIVATE_QUERY_KEYS`), and of every ``Authorization`` header, replaced by
-    ``[redacted]``."""
+    (:data:`PRIVATE_QUERY_KEYS`), of every ``Authorization`` header and of every
+    ``bearer.<token>`` subprotocol, replaced by ``[redacted]``."""
 
     def pair(match: re.Match[str]) -> str:
         key = match.group(1)
@@ -80,6 +86,7 @@ def redact_tokens(text: str) -> str:
         return f"{key}={REDACTED}" if private else match.group(0)
 
     text = QUERY_PAIR.sub(pair, text)
+    text = BEARER_SUBPROTOCOL.sub(rf"\g<1>{REDACTED}", text)
     return AUTHORIZATION.sub(rf"\g<1>{REDACTED}", text)
 
 

@@ -26,6 +26,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ophthai_desktop.api.errors import error_body
 from ophthai_desktop.api.security import (
+    BEARER_SUBPROTOCOL_PREFIX,
+    WEBSOCKET_SUBPROTOCOL,
     WEBSOCKET_TOKEN_REQUIRED,
     origin_allowed,
     origin_refusal,
@@ -60,7 +62,11 @@ async def upgrade_required(request: Request) -> JSONResponse:
         "(a browser's new WebSocket(url), not a page load or an HTTP request)"
     )
     if request.app.state.application.settings.api_token:
-        message += "; send the API token as ?token=<token> or Authorization: Bearer <token>"
+        message += (
+            "; send the API token as ?token=<token>, Authorization: Bearer <token>, or "
+            f"(a browser) the subprotocols ['{WEBSOCKET_SUBPROTOCOL}', "
+            f"'{BEARER_SUBPROTOCOL_PREFIX}<token>']"
+        )
     return JSONResponse(error_body(message), status_code=426, headers=UPGRADE_HEADERS)
 
 

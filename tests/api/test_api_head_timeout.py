@@ -456,6 +456,52 @@ def test_the_503_beyond_the_cap_carries_the_cors_headers_of_an_allowed_origin(
         assert cors == {}
 
 
+@pytest.mark.parametrize(
+    ("origin", "status"), [("http://localhost:5173", 200), ("http://evil.example", 400)]
+)
+def test_a_preflight_beyond_the_cap_is_answered_as_the_app_would_then_its_request_503(
+    serve: Serve, origin: str, status: int
+) -> None:
+    """A browser fails a preflight answered anything but 2xx and tells the page only
+    "CORS error": the preflight gets the CORS middleware's answer (which does not depend
+    on the load), so that the request after it gets the 503 the page can read."""
+    server = serve(30.0, max_connections=1)
+    preflight = (
+        "OPTIONS /api/patients HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Origin: {origin}\r\nAccess-Control-Request-Method: POST\r\n"
+        "Access-Control-Request-Headers: content-type, authorization\r\n\r\n"
+    )
+    request = f"POST /api/patients HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: {origin}\r\n\r\n"
+    with open_socket(server) as held:
+        held.sendall(HEALTH)  # the one place, kept alive
+        assert read_response(held)[0].startswith(b"HTTP/1.1 200 ")
+        with open_socket(server) as sock:
+            opened = time.monotonic()
+            sock.sendall(preflight.encode())
+            answered = read_until_closed(sock, GRACE_S)
+            assert time.monotonic() - opened < REFUSAL_LINGER_S  # at once: the head had come
+        with open_socket(server) as sock:
+            sock.sendall(request.encode())
+            refused = read_until_closed(sock, GRACE_S)
+
+    head, _, body = answered.partition(b"\r\n\r\n")
+    fields = header_fields(head)
+    assert head.startswith(f"HTTP/1.1 {status} ".encode()), answered
+    assert fields["connection"] == "close"
+    if status == 200:
+        assert fields["access-control-allow-origin"] == origin
+        assert fields["access-control-allow-credentials"] == "true"
+        assert fields["access-control-allow-methods"].split(", ").count("POST") == 1
+        allowed = fields["access-control-allow-headers"].lower()
+        assert "content-type" in allowed and "authorization" in allowed
+        refused_head = refused.partition(b"\r\n\r\n")[0]
+        assert refused_head.startswith(b"HTTP/1.1 503 "), refused
+        assert header_fields(refused_head)["access-control-allow-origin"] == origin
+    else:
+        assert "access-control-allow-origin" not in fields
+        assert json.loads(body)["message"].startswith("CORS preflight refused: this page's origin")
+
+
 def test_a_refused_head_in_pieces_is_answered_once_it_ends_or_its_wait_does(
     serve: Serve,
 ) -> None:

@@ -182,12 +182,18 @@ def test_a_websocket_without_the_token_is_refused_with_401(guarded: TestClient) 
 
     assert refused.value.status_code == 401
     assert "token" in refused.value.json()["detail"]
+    # HTTP's 401 names the scheme to use (RFC 9110 §11.6.1), as the REST routes' does.
+    assert refused.value.headers["www-authenticate"] == "Bearer"
 
 
 def test_a_websocket_with_a_wrong_token_is_refused(guarded: TestClient) -> None:
-    with pytest.raises(WebSocketDisconnect):  # noqa: SIM117
+    with pytest.raises(WebSocketDisconnect) as refused:  # noqa: SIM117
         with guarded.websocket_connect("/api/notifications/ws?token=nope"):
             pass
+
+    assert isinstance(refused.value, WebSocketDenialResponse)
+    assert refused.value.status_code == 401
+    assert refused.value.headers["www-authenticate"] == "Bearer"
 
 
 @pytest.mark.parametrize("how", ["query", "header"])
@@ -543,6 +549,15 @@ def test_tokens_in_logged_request_lines_are_redacted(line: str, redacted: str) -
         (
             ("< %s %s %s", "GET", "/ws?tok%65n=s3cret", "HTTP/1.1"),
             "< GET /ws?tok%65n=[redacted] HTTP/1.1",
+        ),
+        # A token sent as a WebSocket subprotocol, in the handshake's headers and the scope.
+        (
+            ("< %s: %s", "Sec-WebSocket-Protocol", "ophthai.v1, bearer.s3cret"),
+            "< Sec-WebSocket-Protocol: ophthai.v1, bearer.[redacted]",
+        ),
+        (
+            ("Started scope=%s", {"subprotocols": ["ophthai.v1", "bearer.s3cret"]}),
+            "Started scope={'subprotocols': ['ophthai.v1', 'bearer.[redacted]']}",
         ),
         # uvicorn's trace of a request's scope (its query string is bytes).
         (

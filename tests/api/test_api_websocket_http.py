@@ -92,7 +92,9 @@ def test_with_the_token_the_answer_says_how_to_send_it_without_repeating_it(
     assert TOKEN not in response.text
     message = response.json()["message"]
     assert "connect to ws://127.0.0.1/api/notifications/ws " in message
-    assert "?token=<token> or Authorization: Bearer <token>" in message
+    assert "?token=<token>, Authorization: Bearer <token>" in message
+    # A browser, which cannot set headers on a WebSocket, is told the subprotocol way.
+    assert "['ophthai.v1', 'bearer.<token>']" in message
 
 
 def test_a_page_at_a_refused_origin_is_refused_as_its_handshake_would_be(

@@ -15,11 +15,13 @@ from ophthai_desktop.api.errors import COMMON_ERRORS, documented, error_body
 from ophthai_desktop.api.params import Limit, RecordId, Skip
 from ophthai_desktop.api.routing import SlashRouter
 from ophthai_desktop.api.security import (
+    WEBSOCKET_SUBPROTOCOL,
     WEBSOCKET_TOKEN_REQUIRED,
     origin_allowed,
     origin_refusal,
     require_token,
     websocket_allowed,
+    websocket_subprotocol_refusal,
 )
 
 log = logging.getLogger(__name__)
@@ -141,22 +143,33 @@ async def notifications_socket(websocket: WebSocket) -> None:
     """Pushes ``{"event": NAME, "data": {...}}`` frames: ``notification``,
     ``abnormal_scan``, patient changes, analysis progress and model state.
 
-    With an API token configured, send it as ``?token=`` or ``Authorization: Bearer``.
+    With an API token configured, send it as ``?token=``, ``Authorization: Bearer`` or
+    the subprotocol ``bearer.<token>`` beside ``ophthai.v1`` (the one echoed).
     """
     if not websocket_allowed(websocket):
-        await _deny(websocket, 401, WEBSOCKET_TOKEN_REQUIRED)
+        await _deny(websocket, 401, WEBSOCKET_TOKEN_REQUIRED, {"WWW-Authenticate": "Bearer"})
         return
     if not origin_allowed(websocket):
         await _deny(websocket, 403, origin_refusal(websocket))
         return
-    await websocket.accept()
+    offered: list[str] = websocket.scope.get("subprotocols", [])
+    refusal = websocket_subprotocol_refusal(offered)
+    if refusal is not None:
+        await _deny(websocket, 400, refusal)
+        return
+    # Only the API's own is echoed: a bearer.<token> beside it is never sent back.
+    await websocket.accept(subprotocol=WEBSOCKET_SUBPROTOCOL if offered else None)
     base = str(websocket.base_url).replace("ws://", "http://", 1).replace("wss://", "https://", 1)
     await websocket.app.state.hub.serve(websocket, base)
 
 
-async def _deny(websocket: WebSocket, status_code: int, detail: str) -> None:
+async def _deny(
+    websocket: WebSocket, status_code: int, detail: str, headers: dict[str, str] | None = None
+) -> None:
     """Answer the handshake with an HTTP error where the server supports it."""
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        await websocket.send_denial_response(JSONResponse(error_body(detail), status_code))
+        await websocket.send_denial_response(
+            JSONResponse(error_body(detail), status_code, headers=headers)
+        )
     else:
         await websocket.close(code=1008, reason=detail[:120])
