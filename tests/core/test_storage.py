@@ -10,6 +10,7 @@ import sys
 import time
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import inspect, text
@@ -20,7 +21,7 @@ from ophthai_desktop.core.errors import NotFound
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.storage import Database, ImageStore
 from ophthai_desktop.core.storage import models as m
-from ophthai_desktop.core.storage.images import STALE_STAGING_S
+from ophthai_desktop.core.storage.images import OLD_UPLOADS_CLEARED, STALE_STAGING_S
 from tests.conftest import make_settings
 from tests.support.images import png_bytes
 
@@ -256,6 +257,7 @@ def test_uploads_an_older_version_left_beside_the_images_are_cleared_at_start(
     once an hour old like staged copies, and nothing else."""
     root = tmp_path / "images"
     stored = ImageStore(root).put(b"a stored image")
+    (root / OLD_UPLOADS_CLEARED).rmdir()  # a store of an older version: never searched
     fan_out = stored.path.parent
     old = time.time() - STALE_STAGING_S - 60
     leftovers = [fan_out / ".incoming-a1b2_c3d", root / "00" / ".incoming-zzzzzzzz"]
@@ -283,6 +285,35 @@ def test_uploads_an_older_version_left_beside_the_images_are_cleared_at_start(
     assert all(p.exists() for p in kept) and link.is_symlink() and outside.exists()
     assert store.read(stored.sha256) == b"a stored image"
     assert "cleared 2 unfinished uploads" in caplog.text and "incoming-" not in caplog.text
+    # One was too new to clear: searched again at the next start, cleared once old.
+    assert not (root / OLD_UPLOADS_CLEARED).exists()
+    os.utime(kept[0], (old, old))
+    ImageStore(root)
+    assert not kept[0].exists() and (root / OLD_UPLOADS_CLEARED).is_dir()
+
+
+def test_a_store_found_free_of_old_uploads_is_not_searched_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No version since .staging/ leaves uploads beside the images: once the search
+    found none, later starts do not list the store's folders (seconds at 100,000 images
+    on a cold disk)."""
+    root = tmp_path / "images"
+    stored = ImageStore(root).put(b"a stored image")
+    assert (root / OLD_UPLOADS_CLEARED).is_dir()
+    assert [p for p in root.rglob("*") if p.is_file()] == [stored.path]  # files are images
+    listed: list[str] = []
+    real_scandir = os.scandir
+
+    def scandir(path: Any = ".") -> Any:
+        listed.append(os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    store = ImageStore(root)
+
+    assert str(stored.path.parent) not in listed and str(root) not in listed
+    assert store.read(stored.sha256) == b"a stored image"
 
 
 def test_storage_error_when_database_is_unreachable(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +41,13 @@ _NO_KERNEL_COPY = frozenset(
 
 #: Age after which a staged copy is a crash's leftover.
 STALE_STAGING_S = 3600.0
+
+#: An empty folder made in the store once it was found free of old uploads
+#: (:meth:`_clear_old_uploads`): this version never leaves any there, so the store's
+#: folders are not listed again at each start (0.06 s at 100,000 images with the disk
+#: cached, seconds from a cold disk). A folder, not a file: every file in the store is
+#: an image.
+OLD_UPLOADS_CLEARED = ".old-uploads-cleared"
 
 
 @dataclass(frozen=True)
@@ -181,9 +188,14 @@ class ImageStore:
         """Uploads a crash cut off while they were written beside the stored images
         (``images/ab/.incoming-*``), where versions before ``.staging/`` wrote them and
         left them for good: those of exactly that form, an hour old as staged copies
-        (an older version sharing the store may be writing a newer one)."""
+        (an older version sharing the store may be writing a newer one). Once none is
+        left, :data:`OLD_UPLOADS_CLEARED` says so and later starts skip the search."""
+        marker = self.root / OLD_UPLOADS_CLEARED
+        if marker.is_dir():
+            return
         cutoff = time.time() - STALE_STAGING_S
         cleared = 0
+        left = 0  # too new to clear, or not cleared
         try:
             folders = [e for e in os.scandir(self.root) if _FAN_OUT.match(e.name)]
         except OSError:
@@ -195,17 +207,25 @@ class ImageStore:
                 with os.scandir(folder.path) as entries:
                     leftovers = [e for e in entries if _OLD_UPLOAD.match(e.name)]
             except OSError:
+                left += 1
                 continue
             for entry in leftovers:
                 try:
                     info = entry.stat(follow_symlinks=False)
-                    if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
-                        os.unlink(entry.path)
-                        cleared += 1
+                    if not stat.S_ISREG(info.st_mode):
+                        continue
+                    if info.st_mtime >= cutoff:
+                        left += 1
+                        continue
+                    os.unlink(entry.path)
+                    cleared += 1
                 except OSError:
-                    continue
+                    left += 1
         if cleared:
             log.info("image store: cleared %d unfinished uploads a crash had left", cleared)
+        if not left:
+            with suppress(OSError):  # searched again at the next start
+                marker.mkdir()
 
     def sync(self, sha256: str) -> None:
         """Wait until the stored image is on disk (after ``put(..., sync=False)``)."""
