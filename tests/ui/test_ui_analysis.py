@@ -172,6 +172,8 @@ def test_a_parsed_result_is_validated_and_scheduled(qtbot: QtBot, make_gui: Make
     qtbot.waitUntil(lambda: page.stepper.current_name() == "Complete")
     appointment = gui.application.patients.get_patient(patient_id).appointment_date
     assert appointment is not None
+    qtbot.waitUntil(lambda: "booked" in view.notice.text())
+    assert view.notice.text() == f"The follow-up appointment is booked for {view.booked_time()}."
     assert abs(appointment - when.toPython().astimezone()) < timedelta(minutes=1)
     assert "Scheduled for" in view.appointment.text()
     qtbot.waitUntil(lambda: "booked" in view.notice.text())
@@ -266,6 +268,33 @@ def test_the_picker_starts_at_the_booked_appointment(qtbot: QtBot, make_gui: Mak
     tomorrow = QDateTime.currentDateTime().addDays(1)
     assert view.when.dateTime().date() == tomorrow.date()
     assert view.when.dateTime().time() == QTime(9, 0)
+
+
+def test_schedule_says_the_time_and_whether_it_moved_the_appointment(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """Schedule again said "booked" as the first time did, with no time, and a booking
+    before a verdict did not say that the patient is not complete yet."""
+    patient = gui.application.patients.create_patient({"name": "Early"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    view = gui.analysis_view
+    when = QDateTime.currentDateTime().addDays(3)
+    view.when.setDateTime(when)
+    view.schedule.click()
+    qtbot.waitUntil(lambda: "booked" in view.notice.text())
+    first = view.booked_time()
+    assert view.notice.text() == (
+        f"The follow-up appointment is booked for {first}. "
+        "The patient's workflow completes once a result is validated."
+    )
+
+    view.when.setDateTime(when.addDays(2))
+    view.schedule.click()
+    qtbot.waitUntil(lambda: "moved" in view.notice.text())
+    assert view.booked_time() != first
+    assert view.notice.text().startswith(
+        f"The follow-up appointment is moved to {view.booked_time()}."
+    )
 
 
 def _opened_hours_ago(view: AnalysisView, hours: int) -> None:
