@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QDate, QDateTime, QEvent, QObject, QPoint, QRect, Qt, QTime
-from PySide6.QtGui import QGuiApplication, QKeySequence
+from PySide6.QtGui import QFocusEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import QApplication, QMessageBox, QScrollArea, QWidget
 from pytestqt.qtbot import QtBot
 
@@ -19,7 +19,12 @@ from ophthai_desktop.core.records import Actor, AnalysisRecord
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.ui.display import local_datetime
 from ophthai_desktop.ui.session import GuiSession
-from ophthai_desktop.ui.views.analysis import MAX_YEARS_AHEAD, AnalysisView, ResultCard
+from ophthai_desktop.ui.views.analysis import (
+    EARLIEST_S,
+    MAX_YEARS_AHEAD,
+    AnalysisView,
+    ResultCard,
+)
 from tests.support.images import png_bytes
 from tests.support.scripted_engine import DME, ScriptedEngine
 from tests.ui.conftest import Maker, drop_files, open_patient
@@ -167,6 +172,8 @@ def test_a_parsed_result_is_validated_and_scheduled(qtbot: QtBot, make_gui: Make
     qtbot.waitUntil(lambda: page.stepper.current_name() == "Complete")
     appointment = gui.application.patients.get_patient(patient_id).appointment_date
     assert appointment is not None
+    qtbot.waitUntil(lambda: "booked" in view.notice.text())
+    assert view.notice.text() == f"The follow-up appointment is booked for {view.booked_time()}."
     assert abs(appointment - when.toPython().astimezone()) < timedelta(minutes=1)
     assert "Scheduled for" in view.appointment.text()
     qtbot.waitUntil(lambda: "booked" in view.notice.text())
@@ -261,6 +268,108 @@ def test_the_picker_starts_at_the_booked_appointment(qtbot: QtBot, make_gui: Mak
     tomorrow = QDateTime.currentDateTime().addDays(1)
     assert view.when.dateTime().date() == tomorrow.date()
     assert view.when.dateTime().time() == QTime(9, 0)
+
+
+def test_schedule_says_the_time_and_whether_it_moved_the_appointment(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """Schedule again said "booked" as the first time did, with no time, and a booking
+    before a verdict did not say that the patient is not complete yet."""
+    patient = gui.application.patients.create_patient({"name": "Early"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    view = gui.analysis_view
+    when = QDateTime.currentDateTime().addDays(3)
+    view.when.setDateTime(when)
+    view.schedule.click()
+    qtbot.waitUntil(lambda: "booked" in view.notice.text())
+    first = view.booked_time()
+    assert view.notice.text() == (
+        f"The follow-up appointment is booked for {first}. "
+        "The patient's workflow completes once a result is validated."
+    )
+
+    view.when.setDateTime(when.addDays(2))
+    view.schedule.click()
+    qtbot.waitUntil(lambda: "moved" in view.notice.text())
+    assert view.booked_time() != first
+    assert view.notice.text().startswith(
+        f"The follow-up appointment is moved to {view.booked_time()}."
+    )
+
+
+def _opened_hours_ago(view: AnalysisView, hours: int) -> None:
+    """The picker as the page set it when the patient was opened ``hours`` ago."""
+    view.when.setMinimumDateTime(QDateTime.currentDateTime().addSecs(-hours * 3600 - EARLIEST_S))
+
+
+def _focus(widget: QWidget) -> None:
+    QApplication.sendEvent(
+        widget, QFocusEvent(QEvent.Type.FocusIn, Qt.FocusReason.MouseFocusReason)
+    )
+
+
+def test_the_picker_s_earliest_time_is_now_when_it_gets_the_focus(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """A page left open for hours let a time that had passed since be picked (the
+    earliest time was set when the patient was opened), and the server refused it."""
+    patient = gui.application.patients.create_patient({"name": "Open"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    view = gui.analysis_view
+    _opened_hours_ago(view, 3)
+    shown = view.when.dateTime()
+
+    _focus(view.when)
+
+    earliest = view.when.minimumDateTime()
+    assert earliest >= QDateTime.currentDateTime().addSecs(-EARLIEST_S - 5)
+    assert view.when.dateTime() == shown  # tomorrow 09:00 still
+    view.when.setDateTime(QDateTime.currentDateTime().addSecs(-3600))
+    assert view.when.dateTime() == earliest  # an hour ago cannot be picked
+
+
+def test_a_time_shown_that_has_passed_is_not_moved_without_a_word(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """The picker at a time that has passed since the page was opened: the focus does
+    not move it silently to another; Schedule with it says why it is refused."""
+    patient = gui.application.patients.create_patient({"name": "Late"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    view = gui.analysis_view
+    _opened_hours_ago(view, 3)
+    passed = QDateTime.currentDateTime().addSecs(-3600)
+    view.when.setDateTime(passed)
+
+    _focus(view.when)
+    assert view.when.dateTime() == passed
+    view.schedule.click()
+
+    qtbot.waitUntil(lambda: "in the past" in view.schedule_error_text())
+    assert gui.application.patients.get_patient(patient.id).appointment_date is None
+
+
+def test_an_appointment_booked_past_the_horizon_is_shown_as_booked(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """One booked by a client further ahead than the picker's horizon was shown at the
+    horizon without a word, and Schedule moved it there."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    actor = Actor("t", "gui")
+    patients = gui.application.patients
+    patient_id = patients.create_patient({"name": "Far"}, actor=actor).id
+    booked = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(
+        days=365 * (MAX_YEARS_AHEAD + 2)
+    )
+    patients.update_patient(patient_id, {"appointment_date": booked}, actor=actor)
+    view = gui.analysis_view
+
+    open_patient(qtbot, gui, patient_id)
+
+    assert view.when.dateTime().toSecsSinceEpoch() == int(booked.timestamp())
+    assert view.booked_time() in view.appointment.text()
+    without = patients.create_patient({"name": "Near"}, actor=actor).id
+    open_patient(qtbot, gui, without)  # the next patient's horizon is the usual one
+    assert view.when.maximumDateTime().date().year() == datetime.now().year + MAX_YEARS_AHEAD
 
 
 def test_an_ungradable_result_asks_for_the_scan_again(qtbot: QtBot, make_gui: Maker) -> None:

@@ -295,6 +295,11 @@ def test_the_queue_names_the_patients(qtbot: QtBot, make_gui: Maker) -> None:
     qtbot.waitUntil(lambda: shown(new_job.id) == "Ben Renamed")
 
 
+def _idle(gui: Any) -> bool:
+    """No task out, and the queue's rows read all listed."""
+    return not gui.tasks.busy and not gui.jobs.loading
+
+
 def _progress(model: JobTableModel, job_id: int) -> str | None:
     position = model.position(job_id)
     column = HEADERS.index("Progress")
@@ -340,7 +345,7 @@ def test_a_job_that_runs_while_the_queue_loads_shows_as_finished_with_its_count(
     qtbot.waitUntil(lambda: heard == [job.id], timeout=10_000)  # delivered to the window
     release.set()  # the load arrives after the job's events
     model = gui.jobs_panel.model
-    qtbot.waitUntil(lambda: not gui.tasks.busy and model.get(job.id) is not None)
+    qtbot.waitUntil(lambda: _idle(gui) and model.get(job.id) is not None)
 
     tokens = app.jobs.outcome(job.id).analysis.completion_tokens  # type: ignore[union-attr]
     assert tokens
@@ -391,7 +396,7 @@ def test_a_patient_renamed_while_the_queue_loads_keeps_the_new_name(
     qtbot.waitUntil(lambda: heard == ["New Name"])  # the window has heard of it
     release.set()
     model = gui.jobs_panel.model
-    qtbot.waitUntil(lambda: not gui.tasks.busy and model.get(job.id) is not None)
+    qtbot.waitUntil(lambda: _idle(gui) and model.get(job.id) is not None)
 
     column = HEADERS.index("Patient")
     assert model.data(model.index(model.position(job.id), column)) == "New Name"
@@ -506,7 +511,7 @@ def test_events_heard_while_the_queue_loads_are_kept_few_and_all_count(
         bridge.analysis_progressed.emit(999_999, "reasoning", "x", 2)  # never in the queue
     assert gui.jobs.held_events <= 3
     release.set()
-    qtbot.waitUntil(lambda: model.get(job.id) is not None and not gui.tasks.busy)
+    qtbot.waitUntil(lambda: model.get(job.id) is not None and _idle(gui))
     assert model.get(job.id).state == "running"  # type: ignore[union-attr]
     assert _progress(model, job.id) == "3000 tokens"  # no batch lost
     assert model.get(999_999) is None and reads == [1]
@@ -519,7 +524,7 @@ def test_events_heard_while_the_queue_loads_are_kept_few_and_all_count(
         bridge.analysis_cancelled.emit(1_000_000 + other, None)
     assert gui.jobs.held_events <= HELD_LIMIT
     release.set()  # that read may predate what was dropped: the queue is read again
-    qtbot.waitUntil(lambda: len(reads) == 3 and not gui.tasks.busy)
+    qtbot.waitUntil(lambda: len(reads) == 3 and _idle(gui))
     assert model.get(job.id).state == "queued"  # type: ignore[union-attr]  # as stored
 
 
@@ -663,7 +668,7 @@ def test_the_first_load_lists_what_runs_next_behind_a_backlog(
     )
     gui = make_gui(application=app)  # the model is not installed: nothing runs
     model, panel = gui.jobs_panel.model, gui.jobs_panel
-    qtbot.waitUntil(lambda: model.get(requested.id) is not None and not gui.tasks.busy)
+    qtbot.waitUntil(lambda: model.get(requested.id) is not None and _idle(gui))
 
     assert sorted(model.open_job_ids()) == sorted([*backlog, requested.id])
     assert _cell(model, backlog[0], "Queued") == local_datetime(since)  # runs next
@@ -687,7 +692,7 @@ def test_open_jobs_past_the_panel_s_rows_are_counted_and_listed_as_they_start(
     backlog, since = _backlog(app, requested, MAX_SHOWN + 10)
     gui = make_gui(application=app)
     model, panel = gui.jobs_panel.model, gui.jobs_panel
-    qtbot.waitUntil(lambda: model.get(requested.id) is not None and not gui.tasks.busy)
+    qtbot.waitUntil(lambda: model.get(requested.id) is not None and _idle(gui))
 
     listed = set(model.open_job_ids())
     assert listed == {requested.id, *backlog[: MAX_SHOWN - 1]}
@@ -738,7 +743,7 @@ def test_the_queue_is_read_again_when_its_listed_queued_jobs_run_down(
     controller = JobsController(gui.context, gui.window, panel, gui.patients, limit=6)
     model = panel.model
     controller.start()
-    qtbot.waitUntil(lambda: model.rowCount() == 6 and not gui.tasks.busy)
+    qtbot.waitUntil(lambda: model.rowCount() == 6 and _idle(gui))
     assert _shown(model) == [requested.id, *backlog[:5]]
     assert "Showing 6 of 15 " in panel.unlisted.text()
     assert panel.select_job(backlog[4])
@@ -750,7 +755,7 @@ def test_the_queue_is_read_again_when_its_listed_queued_jobs_run_down(
     # Two queued left (of a limit of 6, it reads again below 3): the next four are listed
     # before they start, queued, with when they were queued.
     qtbot.waitUntil(lambda: model.get(backlog[5]) is not None)
-    qtbot.waitUntil(lambda: not gui.tasks.busy)
+    qtbot.waitUntil(lambda: _idle(gui))
     assert sorted(model.open_job_ids()) == backlog[3:9]
     assert _shown(model)[:6] == backlog[3:9]
     assert model.get(backlog[8]).state == "queued"  # type: ignore[union-attr]
@@ -764,7 +769,7 @@ def test_the_queue_is_read_again_when_its_listed_queued_jobs_run_down(
 
     for job_id in backlog[3:]:
         app.jobs.request_cancel(job_id, actor=actor)
-    qtbot.waitUntil(lambda: model.open_job_ids() == [] and not gui.tasks.busy)
+    qtbot.waitUntil(lambda: model.open_job_ids() == [] and _idle(gui))
     assert panel.unlisted.isHidden()
 
 
@@ -783,7 +788,7 @@ def test_a_job_past_the_listed_ones_starting_reads_the_next_ones(
     controller = JobsController(gui.context, gui.window, panel, gui.patients, limit=6)
     model = panel.model
     controller.start()
-    qtbot.waitUntil(lambda: model.rowCount() == 6 and not gui.tasks.busy)
+    qtbot.waitUntil(lambda: model.rowCount() == 6 and _idle(gui))
     assert "the other 3 " in panel.unlisted.text()
     later, _at = _backlog(app, requested, 3, timedelta(0))  # queued now
     for job_id in later:
@@ -800,7 +805,7 @@ def test_a_job_past_the_listed_ones_starting_reads_the_next_ones(
     assert started is not None and started.id == backlog[5]
     app.bus.publish(ev.AnalysisStarted(started.id, patient.id))
     qtbot.waitUntil(lambda: model.get(backlog[7]) is not None)
-    qtbot.waitUntil(lambda: not gui.tasks.busy)
+    qtbot.waitUntil(lambda: _idle(gui))
     assert _shown(model)[:6] == [backlog[5], backlog[6], backlog[7], *later]
     assert model.get(backlog[6]).state == "queued"  # type: ignore[union-attr]
     assert panel.unlisted.isHidden()
@@ -1031,3 +1036,42 @@ def test_rows_keep_their_order_and_the_selection_through_a_burst_of_events(
         if selected in rows:
             assert panel.selected_job_id() == selected, step
             assert panel.table.currentIndex().row() == model.position(selected), step
+
+
+def test_a_long_queue_is_listed_a_page_a_turn_keeping_the_selection_and_the_order(
+    qtbot: QtBot, tmp_path: Path, make_gui: Maker
+) -> None:
+    """A read of the queue's 500 rows was listed at once (10 ms on the GUI thread, and a
+    read again lost the selection): the rows are listed a page an event-loop turn now, in
+    place of those shown. A job that starts while its row waits to be listed is at the
+    top once all are; the selected job stays selected, also through a read again."""
+    app, _patient, asked = _queued_app(tmp_path, "Long Queue")
+    backlog, since = _backlog(app, asked, MAX_SHOWN - 101)  # with 100 ended: 500 rows
+    ended, _ = _backlog(app, asked, 100, ago=timedelta(days=2))
+    with app.db.session() as session:
+        for job_id in ended:
+            job = session.get(m.Job, job_id)
+            assert job is not None
+            job.state, job.finished_at = "done", since
+    gui = make_gui(application=app)  # the model is not installed: nothing runs
+    model, panel, bridge = gui.jobs_panel.model, gui.jobs_panel, gui.bridge
+    qtbot.waitUntil(lambda: model.rowCount() > 0)
+    assert model.rowCount() < MAX_SHOWN  # not all in one turn
+    assert panel.select_job(asked.id)  # the one asked for runs first: listed first
+    late = backlog[-1]
+    assert model.get(late) is None  # its row waits to be listed
+    bridge.analysis_started.emit(late, asked.patient_id)
+
+    qtbot.waitUntil(lambda: _idle(gui))
+    assert model.rowCount() == MAX_SHOWN
+    assert model.get(late).state == "running"  # type: ignore[union-attr]
+    rows = {row.job_id: row for row in model.records()}
+    assert _shown(model) == _expected_order(rows)
+    assert _shown(model)[:2] == [late, asked.id]
+    assert panel.selected_job_id() == asked.id
+
+    gui.jobs._load()  # read again (as after events that were dropped)
+    qtbot.waitUntil(lambda: gui.jobs.loading)
+    qtbot.waitUntil(lambda: _idle(gui))
+    assert model.rowCount() == MAX_SHOWN
+    assert panel.selected_job_id() == asked.id

@@ -12,12 +12,13 @@ from types import FrameType
 import pytest
 from PySide6.QtCore import QPoint, QRect, Qt
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QApplication, QLabel, QWidget
+from PySide6.QtWidgets import QApplication, QLabel, QListView, QWidget
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.ui.controllers.notifications import PAGE_SIZE
 from ophthai_desktop.ui.controllers.status import REFUSED_ALERT_GAP_MS
+from ophthai_desktop.ui.models.notification_list import NotificationListModel, NotificationRow
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.views.toast import Toast
 from tests.support.images import png_bytes
@@ -440,3 +441,33 @@ def test_a_watch_folder_that_cannot_start_says_it_retries_and_can_be_paused(
     gui.window.pause_watch_action.trigger()  # Resume: tried at once
     qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running", timeout=10_000)
     qtbot.waitUntil(lambda: gui.notifications_panel.model.rowCount() == 2)
+
+
+def _unread(model: NotificationListModel) -> list[int]:
+    return [row.notification_id for row in model.records() if not row.read]
+
+
+def test_marking_10000_loaded_notifications_read_holds_the_gui_thread_briefly(
+    qtbot: QtBot,
+) -> None:
+    """Mark all read with 10,000 notifications loaded held the GUI thread for 67 ms
+    (every row at once): rows are shown read a page an event-loop turn now. One marked
+    unread again, or a new one, meanwhile stays unread."""
+    model = NotificationListModel()
+    view = QListView()
+    qtbot.addWidget(view)
+    view.setModel(model)
+    view.show()
+    count = 10_000
+    rows = [NotificationRow(i, None, "info", False, f"Note {i}\nInfo · now") for i in range(count)]
+    model.reset(rows, count)
+
+    started = time.perf_counter()
+    model.mark_all_read()
+    assert time.perf_counter() - started < 0.030
+    model.replace(rows[-1])  # marked unread again since (its event came after)
+    model.insert_first([NotificationRow(count, None, "critical", False, "New\nCritical · now")])
+    qtbot.waitUntil(lambda: not model.marking_read)
+
+    assert _unread(model) == [count, count - 1]
+    assert model.data(model.index(1, 0), Qt.ItemDataRole.FontRole) is None  # shown read

@@ -13,6 +13,7 @@ from PySide6.QtCore import QObject, Slot
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QMessageBox
 
+from ophthai_desktop.core.domain import WorkflowStep
 from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
 from ophthai_desktop.core.records import AnalysisRecord, JobRecord, Page, PatientRecord
 from ophthai_desktop.ui.context import GuiContext
@@ -67,6 +68,20 @@ def _sentence(text: str) -> str:
     """``text`` ending as a sentence (the engine's errors often end without a stop)."""
     text = text.strip()
     return text if text.endswith((".", "!", "?", "…")) else f"{text}."
+
+
+def _booked_text(patient: PatientRecord, view: AnalysisView, moving: bool) -> str:
+    """What Schedule did, with the time: a booking moved said "booked" as a new one did,
+    and one booked before a verdict did not say that the patient is not complete yet."""
+    when = view.booked_time()
+    text = (
+        f"The follow-up appointment is moved to {when}."
+        if moving
+        else f"The follow-up appointment is booked for {when}."
+    )
+    if patient.workflow_step != int(WorkflowStep.COMPLETE):
+        text += " The patient's workflow completes once a result is validated."
+    return text
 
 
 class AnalysisController(QObject):
@@ -621,12 +636,13 @@ class AnalysisController(QObject):
         patient_id = self._patient_id
         if patient_id is None:
             return
+        moving = self._view.booked is not None
 
         def done(patient: PatientRecord) -> None:
             if patient.id == self._patient_id:
                 self._view.set_appointment(patient.appointment_date)
                 self._view.show_schedule_error("")
-                self._view.notice.show_message("The follow-up appointment is booked.", "info")
+                self._view.notice.show_message(_booked_text(patient, self._view, moving), "info")
 
         def failed(exc: BaseException) -> None:
             if patient_id == self._patient_id:

@@ -144,6 +144,12 @@ def order(row: JobRow) -> tuple[float, ...]:
     return (2, -ended, -row.job_id)
 
 
+def in_order(rows: Sequence[JobRow]) -> list[JobRow]:
+    """``rows`` as the queue shows them (see :func:`order`), each that ended saying
+    when."""
+    return sorted((_ended(row) for row in rows), key=order)
+
+
 class JobTableModel(RowModel):
     """Jobs in the order a clinician needs them (see :func:`order`): what runs now at
     the top, then what runs next, then what ended, however long the backlog. A row
@@ -186,8 +192,10 @@ class JobTableModel(RowModel):
             tip = PRIORITY_TIPS.get(row.priority, "") if row.priority is not None else ""
             items[PRIORITY_COLUMN].setToolTip(tip)
 
-    def reset(self, rows: Sequence[JobRow]) -> None:
-        self.reset_rows(sorted((_ended(row) for row in rows), key=order))
+    def settle(self, end: int) -> None:
+        """Rows read again are all placed (:meth:`place_rows`, in :func:`in_order`)
+        up to ``end``: those past it are no longer listed."""
+        self.remove_rows_from(end)
         self.states_changed.emit()
 
     def upsert(self, row: JobRow) -> None:

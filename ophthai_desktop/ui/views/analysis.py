@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from PySide6.QtCore import QDateTime, Qt, QTime, QTimer, Signal, Slot
-from PySide6.QtGui import QKeySequence, QResizeEvent, QTextCursor
+from PySide6.QtGui import QFocusEvent, QKeySequence, QResizeEvent, QTextCursor
 from PySide6.QtWidgets import (
     QBoxLayout,
     QDateTimeEdit,
@@ -44,6 +44,8 @@ COPY_TEXT = "Copy result"
 COPIED_MS = 2000
 #: How far ahead the appointment picker goes.
 MAX_YEARS_AHEAD = 5
+#: How far before now the picker goes (the server takes up to five minutes).
+EARLIEST_S = 60
 #: Around the tab's content.
 BODY_MARGIN = 6
 #: The least width the classification keeps beside the badge; narrower, the badge goes
@@ -70,6 +72,27 @@ def _wrapping(text: str = "", name: str | None = None) -> QLabel:
     if name:
         label.setObjectName(name)
     return label
+
+
+class AppointmentPicker(QDateTimeEdit):
+    """The follow-up appointment's date and time: from now (less
+    :data:`EARLIEST_S`) to :data:`MAX_YEARS_AHEAD` years ahead.
+
+    The earliest time is made true again whenever the picker gets the focus (a click,
+    the wheel, Tab, the window coming back to the front): set once when the patient was
+    opened, a page left open for hours let a time that had passed be picked, and the
+    server refused it. No timer: nothing wakes the GUI thread while no one picks."""
+
+    def focusInEvent(self, event: QFocusEvent) -> None:
+        self.keep_earliest_now()
+        super().focusInEvent(event)
+
+    def keep_earliest_now(self) -> None:
+        """Now (less :data:`EARLIEST_S`) is the earliest time, but for the time shown:
+        a time shown that has passed stays as it is rather than moved without a word
+        (Schedule with it is refused, with the reason under the button)."""
+        earliest = QDateTime.currentDateTime().addSecs(-EARLIEST_S)
+        self.setMinimumDateTime(min(earliest, self.dateTime()))
 
 
 class ResultCard(QFrame):
@@ -361,7 +384,7 @@ class AnalysisView(QWidget):
         verdict_form.addRow(self.verdict_error)
         self.verdict_group = verdict
 
-        self.when = QDateTimeEdit()
+        self.when = AppointmentPicker()
         self.when.setObjectName("appointment")
         self.when.setCalendarPopup(True)
         self.when.setDisplayFormat("yyyy-MM-dd HH:mm")
@@ -580,13 +603,18 @@ class AnalysisView(QWidget):
         """The ``booked`` appointment's time where it is still to come (moving it starts
         from it), else tomorrow at 09:00, the usual first slot."""
         now = QDateTime.currentDateTime()
-        self.when.setMinimumDateTime(now.addSecs(-60))
+        self.when.setMinimumDateTime(now.addSecs(-EARLIEST_S))
         # A follow-up, not a date at the end of the calendar (9999-12-31 overflowed the
         # conversion to an aware time and the click did nothing).
-        self.when.setMaximumDateTime(now.addYears(MAX_YEARS_AHEAD))
+        latest = now.addYears(MAX_YEARS_AHEAD)
         if booked is not None and booked.timestamp() > now.toSecsSinceEpoch():
-            self.when.setDateTime(QDateTime.fromSecsSinceEpoch(int(booked.timestamp())))
+            at = QDateTime.fromSecsSinceEpoch(int(booked.timestamp()))
+            # One booked further ahead (by a client) is shown as booked: clamped to the
+            # horizon without a word, Schedule moved it there.
+            self.when.setMaximumDateTime(max(latest, at))
+            self.when.setDateTime(at)
             return
+        self.when.setMaximumDateTime(latest)
         tomorrow = now.addDays(1)
         tomorrow.setTime(QTime(9, 0))
         self.when.setDateTime(tomorrow)
