@@ -18,7 +18,11 @@ from pytestqt.qtbot import QtBot
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.ui.controllers.notifications import PAGE_SIZE
 from ophthai_desktop.ui.controllers.status import REFUSED_ALERT_GAP_MS
-from ophthai_desktop.ui.models.notification_list import NotificationListModel, NotificationRow
+from ophthai_desktop.ui.models.notification_list import (
+    MARK_READ_PER_TURN,
+    NotificationListModel,
+    NotificationRow,
+)
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.views.toast import Toast
 from tests.support.images import png_bytes
@@ -447,7 +451,7 @@ def _unread(model: NotificationListModel) -> list[int]:
     return [row.notification_id for row in model.records() if not row.read]
 
 
-def test_marking_10000_loaded_notifications_read_holds_the_gui_thread_briefly(
+def test_marking_10000_loaded_notifications_read_is_done_a_page_a_turn(
     qtbot: QtBot,
 ) -> None:
     """Mark all read with 10,000 notifications loaded held the GUI thread for 67 ms
@@ -462,9 +466,10 @@ def test_marking_10000_loaded_notifications_read_holds_the_gui_thread_briefly(
     rows = [NotificationRow(i, None, "info", False, f"Note {i}\nInfo · now") for i in range(count)]
     model.reset(rows, count)
 
-    started = time.perf_counter()
     model.mark_all_read()
-    assert time.perf_counter() - started < 0.030
+    # Not all at once: a page now, the rest in the turns after (bench/, not a test,
+    # says how long a turn takes).
+    assert model.marking_read and len(_unread(model)) == count - MARK_READ_PER_TURN
     model.replace(rows[-1])  # marked unread again since (its event came after)
     model.insert_first([NotificationRow(count, None, "critical", False, "New\nCritical · now")])
     qtbot.waitUntil(lambda: not model.marking_read)
