@@ -28,7 +28,10 @@ from ophthai_desktop.core.services.jobs import JobService
 from ophthai_desktop.core.services.patients import ImageLimits
 from ophthai_desktop.core.settings import Settings
 from ophthai_desktop.core.storage import Database, ImageStore
-from ophthai_desktop.core.storage.private import create_private_folder
+from ophthai_desktop.core.storage.private import (
+    create_private_folder,
+    make_default_folder_private,
+)
 from ophthai_desktop.core.watcher import FolderWatcher
 from ophthai_desktop.core.worker import InferenceWorker
 
@@ -198,6 +201,8 @@ def build_application(settings: Settings | None = None, *, migrate: bool = True)
     """Create the data folder, upgrade the database and wire the services."""
     settings = settings or Settings()
     create_private_folder(settings.data_dir)
+    if "data_dir" not in settings.model_fields_set:  # the default, not one chosen
+        make_default_folder_private(settings.data_dir)
     db = Database(settings.resolved_database_url, echo=False)
     if migrate:
         db.upgrade()

@@ -45,6 +45,9 @@ def configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Pillow's DEBUG lines quote the metadata of every image it opens (a TIFF's tags, a
+    # JPEG's EXIF), where devices write the patient's name and birth date.
+    logging.getLogger("PIL").setLevel(logging.INFO)
     describe_exceptions_in(*LIBRARY_LOGGERS)
     # The app's own ``log.exception`` too (the worker, the model's load, the API
     # server): an exception's text can quote a patient's name (an SQL error quotes the

@@ -212,25 +212,31 @@ def is_loopback_host(host: str) -> bool:
 
 def check_api_binding(host: str, token: str | None, cors_origins: Iterable[str] = ()) -> None:
     """Refuse to listen beyond this machine without an API token, and to let every web
-    page in (``cors_origins`` of ``*``) without one.
+    page in (``cors_origins`` of ``*`` or ``null``) without one.
 
     With ``*`` and no token, any page the clinician opens in a browser on this computer
     can read and change patient data through the loopback API (the browser sends the
     request and the API allows the page to read the answer).
 
     Raises:
-        InvalidInput: ``host`` is not loopback, or ``cors_origins`` holds ``*``, and no
-            token is set (or, on the network, a token under 16 characters).
+        InvalidInput: ``host`` is not loopback, or ``cors_origins`` holds ``*`` or
+            ``null``, and no token is set (or, on the network, a token under 16
+            characters).
     """
     from ophthai_desktop.core.errors import InvalidInput
 
-    if "*" in cors_origins and not (token and token.strip()):
-        raise InvalidInput(
-            "CORS_ORIGINS=* lets every web page opened on this computer read and change "
-            "patient data through the API, so an API token is needed: set "
-            "OPHTHAI_API_TOKEN, or list the frontends' origins instead of *",
-            field="cors_origins",
-        )
+    if not (token and token.strip()):
+        for origin in cors_origins:
+            # A browser sends "Origin: null" from a sandboxed frame, a file: page or a
+            # redirect, which any web site can arrange: allowing it lets every page in.
+            if origin == "*" or origin.strip().rstrip("/").lower() == "null":
+                raise InvalidInput(
+                    f"CORS_ORIGINS={origin} lets every web page opened on this computer "
+                    "read and change patient data through the API, so an API token is "
+                    "needed: set OPHTHAI_API_TOKEN, or list the frontends' origins "
+                    f"instead of {origin}",
+                    field="cors_origins",
+                )
     if not is_loopback_host(host) and not (token and token.strip()):
         raise InvalidInput(
             f"listening on {host} opens the API to the network, so an API token is needed: "

@@ -202,3 +202,44 @@ def test_the_apps_own_logged_exceptions_give_kind_and_place_never_their_text() -
         for line in lines
     ), lines
     assert "and its second line" in done.stderr  # a record without an exception as it was
+
+
+#: An image checked as an upload or a watch-folder file is, with the log at DEBUG: a
+#: TIFF whose tags, and a JPEG whose EXIF, name the patient (devices write the name into
+#: ImageDescription and Artist).
+IMAGE_METADATA = """
+import io, sys
+from PIL import Image
+from PIL.TiffImagePlugin import ImageFileDirectory_v2
+from ophthai_desktop.__main__ import _configure_logging
+from ophthai_desktop.core.imaging import inspect_image
+_configure_logging("DEBUG")
+
+tags = ImageFileDirectory_v2()
+tags[270] = "OCT OD Zorblax Quimby 1961-03-07"
+tags[315] = "Zorblax Quimby"
+tiff = io.BytesIO()
+Image.new("L", (64, 64)).save(tiff, "TIFF", tiffinfo=tags)
+exif = Image.Exif()
+exif[270] = "Zorblax Quimby"
+jpeg = io.BytesIO()
+Image.new("RGB", (64, 64)).save(jpeg, "JPEG", exif=exif.tobytes())
+print("saved", file=sys.stderr)  # Pillow's lines above this one are the test's own
+for data in (tiff.getvalue(), jpeg.getvalue()):
+    inspect_image(data, max_bytes=10**7, max_pixels=10**7)
+"""
+
+
+def test_an_images_metadata_never_reaches_the_log_even_at_debug() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", IMAGE_METADATA],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 0, done.stderr
+    read = done.stderr.split("saved\n", 1)[1]
+    assert "Zorblax" not in read
+    assert "1961-03-07" not in read

@@ -161,3 +161,14 @@ def test_the_app_raises_a_low_open_files_limit_to_what_it_needs() -> None:
             assert raise_open_files_limit() == 8192  # not lowered
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, before)
+
+
+def test_the_null_origin_needs_a_token_as_every_origin_does() -> None:
+    """Browsers send ``Origin: null`` from sandboxed frames, ``file:`` pages and
+    redirects, which any web site can make: allowing it lets every page in."""
+    with pytest.raises(InvalidInput, match="null") as caught:
+        check_api_binding("127.0.0.1", None, ["http://localhost:3000", "null"])
+    assert caught.value.field == "cors_origins"
+    with pytest.raises(InvalidInput, match="null"):
+        check_api_binding("127.0.0.1", None, ["null/"])  # the origin check reads it as null
+    check_api_binding("127.0.0.1", "any-token", ["null"])

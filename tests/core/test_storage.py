@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from ophthai_desktop.bootstrap import build_application
 from ophthai_desktop.core.errors import NotFound
 from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.settings import Settings
 from ophthai_desktop.core.storage import Database, ImageStore
 from ophthai_desktop.core.storage import models as m
 from ophthai_desktop.core.storage.images import OLD_UPLOADS_CLEARED, STALE_STAGING_S
@@ -131,6 +132,39 @@ def test_a_database_left_readable_by_others_is_made_private(tmp_path: Path) -> N
 
     assert other_users_may(path) == 0
     assert path.stat().st_mode & 0o600 == 0o600
+
+
+@only_posix
+def test_an_older_versions_default_data_folder_is_made_private_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Versions before the folder was made 0700 created the default one by the umask
+    (0755): other accounts listed the default watch folder inside it, whose processed
+    and failed files are named after patients. A folder others may write into was
+    shared on purpose (a device's account writing scans), and one chosen with
+    OPHTHAI_DATA_DIR keeps its mode whatever it is."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    default = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert default.data_dir.is_relative_to(tmp_path)
+    default.data_dir.mkdir(parents=True, mode=0o755)
+    default.data_dir.chmod(0o755)
+    processed = default.data_dir / "incoming_scans" / "processed"
+    processed.mkdir(parents=True)
+    (processed / "Zorblax Quimby OD.png").write_bytes(png_bytes())
+
+    build_application(default).close()
+
+    assert default.data_dir.stat().st_mode & 0o777 == 0o700
+
+    default.data_dir.chmod(0o775)  # shared on purpose: others may write into it
+    build_application(default).close()
+    assert default.data_dir.stat().st_mode & 0o777 == 0o775
+
+    chosen = make_settings(tmp_path / "chosen")
+    chosen.data_dir.mkdir(parents=True, mode=0o755)
+    chosen.data_dir.chmod(0o755)
+    build_application(chosen).close()
+    assert chosen.data_dir.stat().st_mode & 0o777 == 0o755
 
 
 def test_foreign_keys_are_enforced(db_url: str) -> None:

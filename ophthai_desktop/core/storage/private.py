@@ -32,6 +32,23 @@ def create_private_folder(path: Path) -> None:
     path.mkdir(mode=PRIVATE_FOLDER_MODE, parents=True, exist_ok=True)
 
 
+def make_default_folder_private(path: Path) -> None:
+    """Take group and others' access away from the default data folder that a version
+    before 0700 folders created by the umask (usually 0755): the default watch folder
+    inside it lists files named after patients. One that others may write into was
+    shared on purpose (a device's account writing scans) and keeps its mode, as does a
+    folder chosen with ``OPHTHAI_DATA_DIR`` (not passed here)."""
+    if os.name != "posix":
+        return
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077 and not mode & 0o022:
+            path.chmod(mode & ~0o077)
+            log.info("data folder made readable by its owner only (it was %o)", mode)
+    except OSError as exc:  # not ours to change (another account's folder)
+        log.warning("the data folder could not be made private: %s", exc.strerror)
+
+
 def make_database_private(database: Path) -> None:
     """Create the SQLite file owner-only before SQLite does (SQLite would follow the
     umask, usually 0644), or take group and others' access away from an existing one
