@@ -171,6 +171,46 @@ def test_a_sorted_list_keeps_its_place_when_a_patient_arrives(
     assert session.patient_page.name.text() == "Seeded Patient 00297"
 
 
+@pytest.mark.parametrize(
+    ("column", "change", "first"),
+    [
+        ("status", {"status": "Critical"}, "Carla"),  # an analysis found something
+        ("name", {"name": "Aaron"}, "Aaron"),  # a name corrected
+        ("age", {"age": 20}, "Carla"),
+    ],
+)
+def test_a_sorted_list_moves_a_patient_whose_sorted_value_changed(
+    qtbot: QtBot, gui: GuiSession, column: str, change: dict[str, object], first: str
+) -> None:
+    """Sorted by status, a patient turned Critical stayed among the pending ones (their
+    row changed where it was): a clinician looking down the Critical rows missed them."""
+    actor = Actor("t", "api")
+    # Heard before the list is sorted (a patient arriving in a sorted list reads it again).
+    with qtbot.waitSignal(gui.bridge.patient_created, check_params_cb=lambda p: p.name == "Dora"):
+        for name, age, status in (
+            ("Bruno", 50, "Discharged"),
+            ("Carla", 60, "Pending Analysis"),
+            ("Dora", 70, "Stable"),
+        ):
+            gui.application.patients.create_patient(
+                {"name": name, "age": age, "status": status}, actor=actor
+            )
+    carla = gui.application.patients.list_patients(search="Carla").items[0]
+    gui.patients.refresh()
+    view, model = gui.patient_list, gui.patient_list.model
+
+    def names() -> list[str]:
+        return [model.data(model.index(row, 0)) for row in range(model.rowCount())]
+
+    qtbot.waitUntil(lambda: names() == ["Dora", "Carla", "Bruno"])  # newest first
+    view.table.horizontalHeader().setSortIndicator(COLUMN_OF[column], Qt.SortOrder.AscendingOrder)
+    qtbot.waitUntil(lambda: names() == ["Bruno", "Carla", "Dora"])
+
+    gui.application.patients.update_patient(carla.id, change, actor=actor)
+
+    qtbot.waitUntil(lambda: names() == [first, "Bruno", "Dora"])
+
+
 def test_ten_thousand_patients_open_without_delay(qtbot: QtBot, make_gui: Maker) -> None:
     session = make_gui()
     seed_patients(session.application, 10_000)

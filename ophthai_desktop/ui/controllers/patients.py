@@ -16,7 +16,12 @@ from ophthai_desktop.core.paging import MAX_LIMIT
 from ophthai_desktop.core.records import Page, PatientRecord
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.messages import describe
-from ophthai_desktop.ui.models.patient_table import DEFAULT_ORDER, PatientRow, patient_row
+from ophthai_desktop.ui.models.patient_table import (
+    COLUMN_OF,
+    DEFAULT_ORDER,
+    PatientRow,
+    patient_row,
+)
 from ophthai_desktop.ui.views.confirm import ask
 from ophthai_desktop.ui.views.focus import step_focus_to
 from ophthai_desktop.ui.views.main_window import MainWindow
@@ -380,7 +385,13 @@ class PatientsController(QObject):
         elif self._matches(patient):
             row = patient_row(patient)
             self._patch_pending(patient.id, row)
-            if not self._model.replace(row) and self._order_by != DEFAULT_ORDER:
+            listed = self._model.get(patient.id)
+            replaced = self._model.replace(row)
+            # Read again in its place (a patient turned Critical in a list sorted by
+            # status stayed among the pending ones, where nobody looked).
+            if self._order_by != DEFAULT_ORDER and (
+                not replaced or self._sorted_value_changed(listed, row)
+            ):
                 self._refresh_timer.start()
         else:
             self._patch_pending(patient.id, None)
@@ -402,6 +413,16 @@ class PatientsController(QObject):
         if self._remove_row(patient_id):
             self._view.show_count(self._model.loaded, self._model.total)
             self._view.select_patient(self._current_id, scroll=False)
+
+    def _sorted_value_changed(self, listed: PatientRow | None, row: PatientRow) -> bool:
+        """Whether the value the list is sorted by differs between the row listed and
+        its new values (the patient's place in the list may have changed)."""
+        if listed is None:
+            return True
+        column = COLUMN_OF.get(self._order_by)
+        if column is None:
+            return listed.cells != row.cells
+        return listed.cells[column] != row.cells[column]
 
     def _patch_pending(self, patient_id: str, row: PatientRow | None) -> None:
         """The rows read but not listed yet show the patient as ``row`` now (None: not
