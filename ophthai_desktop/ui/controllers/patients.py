@@ -28,6 +28,7 @@ from ophthai_desktop.ui.views.main_window import MainWindow
 from ophthai_desktop.ui.views.patient_dialog import PatientDialog
 from ophthai_desktop.ui.views.patient_list import PatientListView
 from ophthai_desktop.ui.views.patient_page import PatientPage
+from ophthai_desktop.ui.window_state import ListPlace
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,21 @@ class PatientsController(QObject):
     def current_patient(self) -> PatientRecord | None:
         return self._current
 
-    def start(self) -> None:
+    @property
+    def place(self) -> ListPlace:
+        """The list's order and the open patient, to be put back at the next start."""
+        order_by = None if self._order_by == DEFAULT_ORDER else self._order_by
+        return ListPlace(order_by, self._descending, self._current_id)
+
+    def start(self, place: ListPlace | None = None) -> None:
+        """List the first patients; with ``place``, in the order the clinician left the
+        list in, with the patient they had open (one deleted since: none)."""
+        if place is not None:
+            if place.order_by in COLUMN_OF:
+                self._order_by, self._descending = place.order_by, place.descending
+                self._view.show_sort(COLUMN_OF[place.order_by], descending=place.descending)
+            if place.patient_id:
+                self.open_patient(place.patient_id, missing_ok=True)
         self.refresh()
 
     # Queries ----------------------------------------------------------------------------
@@ -298,8 +313,9 @@ class PatientsController(QObject):
         if patient_id != self._current_id:
             self.open_patient(patient_id)
 
-    def open_patient(self, patient_id: str | None) -> None:
-        """Show ``patient_id`` on the page (None clears it) and select it in the list."""
+    def open_patient(self, patient_id: str | None, *, missing_ok: bool = False) -> None:
+        """Show ``patient_id`` on the page (None clears it) and select it in the list;
+        with ``missing_ok``, a patient not found leaves the page empty without a word."""
         self._current_id = patient_id
         self._view.select_patient(patient_id)
         if patient_id is None:
@@ -316,6 +332,8 @@ class PatientsController(QObject):
             if isinstance(exc, NotFound):
                 self._current_id = None
                 self._show(None)
+                if missing_ok:
+                    return
             self._window.banner.show_message(describe(exc), "error")
 
         self._ctx.tasks.submit(lambda: self._patients.get_patient(patient_id), done, failed)
