@@ -362,6 +362,40 @@ def _right_edge_in(scroll: QScrollArea, widget: QWidget) -> int:
     return widget.mapTo(scroll.viewport(), QPoint(widget.width(), 0)).x()
 
 
+def test_the_analysis_fits_a_window_made_smaller_while_another_tab_was_in_front(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """Shrunk from 1280 x 720 to 1024 x 640 with the Oculomics tab in front, the
+    Analysis tab came back laid out for the wider window: the result card ran past its
+    right edge, the PRELIMINARY badge and the findings cut off, with no scroll bar."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    patient = gui.application.patients.create_patient(
+        {"name": "Shrunk Window"},
+        actor=Actor("t", "gui"),
+        image=NewImage(oct_bscan(1), modality="OCT"),
+    )
+    gui.window.resize(1280, 720)
+    open_patient(qtbot, gui, patient.id)
+    gui.patient_page.show_tab("analysis")
+    view = gui.analysis_view
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible() and view.approve.isEnabled(), timeout=10_000)
+    qtbot.waitUntil(lambda: gui.window.width() == 1280)
+    page = gui.patient_page  # the result heard of: the patient's status changed too
+    qtbot.waitUntil(lambda: page.patient is not None and page.patient.status == "Critical")
+    scroll = view.findChild(QScrollArea)
+    wide = scroll.viewport().width()
+
+    gui.patient_page.show_tab("oculomics")
+    gui.window.resize(1024, 640)
+    qtbot.waitUntil(lambda: gui.window.width() == 1024)
+    gui.patient_page.show_tab("analysis")
+
+    qtbot.waitUntil(lambda: scroll.viewport().width() < wide)
+    qtbot.waitUntil(lambda: _right_edge_in(scroll, view.card) <= scroll.viewport().width())
+    assert _right_edge_in(scroll, view.card.badge) <= scroll.viewport().width()
+
+
 @pytest.mark.parametrize(("size", "narrow"), [((1024, 700), True), ((1280, 800), False)])
 def test_the_analysis_and_oculomics_tabs_do_not_scroll_sideways(
     qtbot: QtBot, make_gui: Maker, size: tuple[int, int], narrow: bool
