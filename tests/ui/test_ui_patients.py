@@ -107,7 +107,12 @@ def test_edit_and_delete_a_patient(qtbot: QtBot, gui: GuiSession) -> None:
     qtbot.waitUntil(lambda: model.rowCount() == 0)
     assert gui.patient_page.patient is None
     assert not gui.window.analyse_action.isEnabled()
-    assert "deleted" in gui.window.banner.text()
+    # Named as the question named them (an id alone told the clinician nothing), with
+    # all that went with them (the measurements and notifications were left out).
+    assert gui.window.banner.text() == (
+        f"New Name ({patient.id}) was deleted with their scans, analyses, oculomics "
+        "measurements and notifications."
+    )
     assert app.patients.list_patients().total == 0
 
 

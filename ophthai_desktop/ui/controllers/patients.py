@@ -548,7 +548,9 @@ class PatientsController(QObject):
             self._ctx.tasks.submit(
                 lambda: self._patients.delete_patient(patient.id, actor=self._ctx.actor),
                 lambda _none: self._window.banner.show_message(
-                    f"Patient {patient.id} was deleted with their scans and analyses.", "info"
+                    f"{patient.name} ({patient.id}) was deleted with their scans, analyses, "
+                    "oculomics measurements and notifications.",
+                    "info",
                 ),
             )
 
