@@ -53,8 +53,10 @@ from ophthai_desktop.ui.views.patient_page import PatientPage
 from ophthai_desktop.ui.views.scan_viewer import ScanViewer
 from ophthai_desktop.ui.window_state import (
     hidden_columns,
+    list_place,
     restore_window_state,
     save_hidden_columns,
+    save_list_place,
     save_window_state,
 )
 
@@ -229,7 +231,7 @@ class GuiSession(QObject):
         self.settings_controller.start()
         restore_window_state(self.window)
         self.window.patient_list.hide_columns(hidden_columns("patients"))
-        self.patients.start()
+        self.patients.start(list_place())
         self.notifications.start()
         self.jobs.start()
         if settings.load_model_on_startup:
@@ -266,6 +268,7 @@ class GuiSession(QObject):
         # analysis is cancelled and waited for).
         save_window_state(self.window)
         save_hidden_columns("patients", self.window.patient_list.hidden_columns())
+        save_list_place(self.patients.place)
         self.window.hide()
         if self.tray is not None:
             self.tray.hide()

@@ -1,11 +1,12 @@
 """Remembering the window's geometry, docks, splitter positions and the patient list's
-hidden columns between runs
+hidden columns, order and open patient between runs (a patient id, never a name)
 (QSettings, INI format in the user's configuration folder; tests point it elsewhere
 with ``QSettings.setPath``)."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from PySide6.QtCore import QByteArray, QSettings
 from PySide6.QtWidgets import QMainWindow, QSplitter
@@ -67,4 +68,35 @@ def hidden_columns(table: str) -> list[str]:
 def save_hidden_columns(table: str, keys: list[str]) -> None:
     store = window_settings()
     store.setValue(f"columns/{table}/hidden", keys)
+    store.sync()
+
+
+@dataclass(frozen=True)
+class ListPlace:
+    """Where the clinician left the patient list: its order and the open patient."""
+
+    order_by: str | None = None  # None: the default order (newest first)
+    descending: bool = True
+    patient_id: str | None = None
+
+
+def list_place() -> ListPlace:
+    """The patient list's order and open patient when the app last closed."""
+    store = window_settings()
+    order_by = store.value("patients/order_by")
+    descending = store.value("patients/descending")
+    patient_id = store.value("patients/open")
+    return ListPlace(
+        order_by=str(order_by) if order_by else None,
+        # INI files give booleans back as strings
+        descending=str(descending).lower() != "false",
+        patient_id=str(patient_id) if patient_id else None,
+    )
+
+
+def save_list_place(place: ListPlace) -> None:
+    store = window_settings()
+    store.setValue("patients/order_by", place.order_by or "")
+    store.setValue("patients/descending", place.descending)
+    store.setValue("patients/open", place.patient_id or "")
     store.sync()

@@ -12,7 +12,7 @@ from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
-from ophthai_desktop.ui.models.patient_table import COLUMN_OF
+from ophthai_desktop.ui.models.patient_table import COLUMN_OF, PatientTableModel
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.views.patient_dialog import PatientDialog
 from tests.ui.conftest import Maker, open_patient, seed_patients
@@ -107,7 +107,12 @@ def test_edit_and_delete_a_patient(qtbot: QtBot, gui: GuiSession) -> None:
     qtbot.waitUntil(lambda: model.rowCount() == 0)
     assert gui.patient_page.patient is None
     assert not gui.window.analyse_action.isEnabled()
-    assert "deleted" in gui.window.banner.text()
+    # Named as the question named them (an id alone told the clinician nothing), with
+    # all that went with them (the measurements and notifications were left out).
+    assert gui.window.banner.text() == (
+        f"New Name ({patient.id}) was deleted with their scans, analyses, oculomics "
+        "measurements and notifications."
+    )
     assert app.patients.list_patients().total == 0
 
 
@@ -419,6 +424,47 @@ def test_columns_chosen_from_the_header_menu_stay_chosen_after_a_restart(
     second.hide_columns(["name", "status"])  # the name is always shown
     assert not second.table.isColumnHidden(COLUMN_OF["name"])
     assert second.table.isColumnHidden(COLUMN_OF["status"])
+
+
+def test_a_restart_puts_back_the_list_order_and_the_open_patient(
+    make_gui: Maker, qtbot: QtBot
+) -> None:
+    """Quitting in the middle of the day and starting again showed the list newest first
+    (not as sorted) and no patient open: the clinician had to find their place again."""
+    first = make_gui()
+    actor = Actor("t", "gui")
+    for name in ("Bruno", "Carla", "Dora"):
+        first.application.patients.create_patient({"name": name}, actor=actor)
+    carla = first.application.patients.list_patients(search="Carla").items[0]
+    view, model = first.patient_list, first.patient_list.model
+
+    def names(model: PatientTableModel) -> list[str]:
+        return [model.data(model.index(row, 0)) for row in range(model.rowCount())]
+
+    qtbot.waitUntil(lambda: names(model) == ["Dora", "Carla", "Bruno"])
+    view.table.horizontalHeader().setSortIndicator(COLUMN_OF["name"], Qt.SortOrder.AscendingOrder)
+    qtbot.waitUntil(lambda: names(model) == ["Bruno", "Carla", "Dora"])
+    open_patient(qtbot, first, carla.id)
+    first.shutdown()
+
+    second = make_gui(application=first.application)
+    qtbot.waitUntil(lambda: second.patient_page.name.text() == "Carla")
+    header = second.patient_list.table.horizontalHeader()
+    assert (header.sortIndicatorSection(), header.sortIndicatorOrder()) == (
+        COLUMN_OF["name"],
+        Qt.SortOrder.AscendingOrder,
+    )
+    later = second.patient_list.model
+    qtbot.waitUntil(lambda: names(later) == ["Bruno", "Carla", "Dora"])
+    qtbot.waitUntil(lambda: second.patient_list.selected_patient_id() == carla.id)
+
+    # A patient deleted since (through the API, say) is simply not open: no error.
+    second.application.patients.delete_patient(carla.id, actor=actor)
+    second.shutdown()
+    third = make_gui(application=first.application)
+    qtbot.waitUntil(lambda: names(third.patient_list.model) == ["Bruno", "Dora"])
+    qtbot.waitUntil(lambda: third.patients.current_patient_id is None)  # looked up: gone
+    assert not third.window.banner.isVisible()
 
 
 def test_a_new_patient_does_not_move_the_list_scrolled_down(qtbot: QtBot, gui: GuiSession) -> None:

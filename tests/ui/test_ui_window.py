@@ -171,6 +171,46 @@ def test_a_sorted_list_keeps_its_place_when_a_patient_arrives(
     assert session.patient_page.name.text() == "Seeded Patient 00297"
 
 
+@pytest.mark.parametrize(
+    ("column", "change", "first"),
+    [
+        ("status", {"status": "Critical"}, "Carla"),  # an analysis found something
+        ("name", {"name": "Aaron"}, "Aaron"),  # a name corrected
+        ("age", {"age": 20}, "Carla"),
+    ],
+)
+def test_a_sorted_list_moves_a_patient_whose_sorted_value_changed(
+    qtbot: QtBot, gui: GuiSession, column: str, change: dict[str, object], first: str
+) -> None:
+    """Sorted by status, a patient turned Critical stayed among the pending ones (their
+    row changed where it was): a clinician looking down the Critical rows missed them."""
+    actor = Actor("t", "api")
+    # Heard before the list is sorted (a patient arriving in a sorted list reads it again).
+    with qtbot.waitSignal(gui.bridge.patient_created, check_params_cb=lambda p: p.name == "Dora"):
+        for name, age, status in (
+            ("Bruno", 50, "Discharged"),
+            ("Carla", 60, "Pending Analysis"),
+            ("Dora", 70, "Stable"),
+        ):
+            gui.application.patients.create_patient(
+                {"name": name, "age": age, "status": status}, actor=actor
+            )
+    carla = gui.application.patients.list_patients(search="Carla").items[0]
+    gui.patients.refresh()
+    view, model = gui.patient_list, gui.patient_list.model
+
+    def names() -> list[str]:
+        return [model.data(model.index(row, 0)) for row in range(model.rowCount())]
+
+    qtbot.waitUntil(lambda: names() == ["Dora", "Carla", "Bruno"])  # newest first
+    view.table.horizontalHeader().setSortIndicator(COLUMN_OF[column], Qt.SortOrder.AscendingOrder)
+    qtbot.waitUntil(lambda: names() == ["Bruno", "Carla", "Dora"])
+
+    gui.application.patients.update_patient(carla.id, change, actor=actor)
+
+    qtbot.waitUntil(lambda: names() == [first, "Bruno", "Dora"])
+
+
 def test_ten_thousand_patients_open_without_delay(qtbot: QtBot, make_gui: Maker) -> None:
     session = make_gui()
     seed_patients(session.application, 10_000)
@@ -320,6 +360,40 @@ def test_the_brightness_and_contrast_sliders_have_room(
 def _right_edge_in(scroll: QScrollArea, widget: QWidget) -> int:
     """Where ``widget``'s right edge is in the scroll area's viewport."""
     return widget.mapTo(scroll.viewport(), QPoint(widget.width(), 0)).x()
+
+
+def test_the_analysis_fits_a_window_made_smaller_while_another_tab_was_in_front(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """Shrunk from 1280 x 720 to 1024 x 640 with the Oculomics tab in front, the
+    Analysis tab came back laid out for the wider window: the result card ran past its
+    right edge, the PRELIMINARY badge and the findings cut off, with no scroll bar."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    patient = gui.application.patients.create_patient(
+        {"name": "Shrunk Window"},
+        actor=Actor("t", "gui"),
+        image=NewImage(oct_bscan(1), modality="OCT"),
+    )
+    gui.window.resize(1280, 720)
+    open_patient(qtbot, gui, patient.id)
+    gui.patient_page.show_tab("analysis")
+    view = gui.analysis_view
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible() and view.approve.isEnabled(), timeout=10_000)
+    qtbot.waitUntil(lambda: gui.window.width() == 1280)
+    page = gui.patient_page  # the result heard of: the patient's status changed too
+    qtbot.waitUntil(lambda: page.patient is not None and page.patient.status == "Critical")
+    scroll = view.findChild(QScrollArea)
+    wide = scroll.viewport().width()
+
+    gui.patient_page.show_tab("oculomics")
+    gui.window.resize(1024, 640)
+    qtbot.waitUntil(lambda: gui.window.width() == 1024)
+    gui.patient_page.show_tab("analysis")
+
+    qtbot.waitUntil(lambda: scroll.viewport().width() < wide)
+    qtbot.waitUntil(lambda: _right_edge_in(scroll, view.card) <= scroll.viewport().width())
+    assert _right_edge_in(scroll, view.card.badge) <= scroll.viewport().width()
 
 
 @pytest.mark.parametrize(("size", "narrow"), [((1024, 700), True), ((1280, 800), False)])

@@ -16,13 +16,19 @@ from ophthai_desktop.core.paging import MAX_LIMIT
 from ophthai_desktop.core.records import Page, PatientRecord
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.messages import describe
-from ophthai_desktop.ui.models.patient_table import DEFAULT_ORDER, PatientRow, patient_row
+from ophthai_desktop.ui.models.patient_table import (
+    COLUMN_OF,
+    DEFAULT_ORDER,
+    PatientRow,
+    patient_row,
+)
 from ophthai_desktop.ui.views.confirm import ask
 from ophthai_desktop.ui.views.focus import step_focus_to
 from ophthai_desktop.ui.views.main_window import MainWindow
 from ophthai_desktop.ui.views.patient_dialog import PatientDialog
 from ophthai_desktop.ui.views.patient_list import PatientListView
 from ophthai_desktop.ui.views.patient_page import PatientPage
+from ophthai_desktop.ui.window_state import ListPlace
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +144,21 @@ class PatientsController(QObject):
     def current_patient(self) -> PatientRecord | None:
         return self._current
 
-    def start(self) -> None:
+    @property
+    def place(self) -> ListPlace:
+        """The list's order and the open patient, to be put back at the next start."""
+        order_by = None if self._order_by == DEFAULT_ORDER else self._order_by
+        return ListPlace(order_by, self._descending, self._current_id)
+
+    def start(self, place: ListPlace | None = None) -> None:
+        """List the first patients; with ``place``, in the order the clinician left the
+        list in, with the patient they had open (one deleted since: none)."""
+        if place is not None:
+            if place.order_by in COLUMN_OF:
+                self._order_by, self._descending = place.order_by, place.descending
+                self._view.show_sort(COLUMN_OF[place.order_by], descending=place.descending)
+            if place.patient_id:
+                self.open_patient(place.patient_id, missing_ok=True)
         self.refresh()
 
     # Queries ----------------------------------------------------------------------------
@@ -293,8 +313,9 @@ class PatientsController(QObject):
         if patient_id != self._current_id:
             self.open_patient(patient_id)
 
-    def open_patient(self, patient_id: str | None) -> None:
-        """Show ``patient_id`` on the page (None clears it) and select it in the list."""
+    def open_patient(self, patient_id: str | None, *, missing_ok: bool = False) -> None:
+        """Show ``patient_id`` on the page (None clears it) and select it in the list;
+        with ``missing_ok``, a patient not found leaves the page empty without a word."""
         self._current_id = patient_id
         self._view.select_patient(patient_id)
         if patient_id is None:
@@ -311,6 +332,8 @@ class PatientsController(QObject):
             if isinstance(exc, NotFound):
                 self._current_id = None
                 self._show(None)
+                if missing_ok:
+                    return
             self._window.banner.show_message(describe(exc), "error")
 
         self._ctx.tasks.submit(lambda: self._patients.get_patient(patient_id), done, failed)
@@ -380,7 +403,13 @@ class PatientsController(QObject):
         elif self._matches(patient):
             row = patient_row(patient)
             self._patch_pending(patient.id, row)
-            if not self._model.replace(row) and self._order_by != DEFAULT_ORDER:
+            listed = self._model.get(patient.id)
+            replaced = self._model.replace(row)
+            # Read again in its place (a patient turned Critical in a list sorted by
+            # status stayed among the pending ones, where nobody looked).
+            if self._order_by != DEFAULT_ORDER and (
+                not replaced or self._sorted_value_changed(listed, row)
+            ):
                 self._refresh_timer.start()
         else:
             self._patch_pending(patient.id, None)
@@ -402,6 +431,16 @@ class PatientsController(QObject):
         if self._remove_row(patient_id):
             self._view.show_count(self._model.loaded, self._model.total)
             self._view.select_patient(self._current_id, scroll=False)
+
+    def _sorted_value_changed(self, listed: PatientRow | None, row: PatientRow) -> bool:
+        """Whether the value the list is sorted by differs between the row listed and
+        its new values (the patient's place in the list may have changed)."""
+        if listed is None:
+            return True
+        column = COLUMN_OF.get(self._order_by)
+        if column is None:
+            return listed.cells != row.cells
+        return listed.cells[column] != row.cells[column]
 
     def _patch_pending(self, patient_id: str, row: PatientRow | None) -> None:
         """The rows read but not listed yet show the patient as ``row`` now (None: not
@@ -509,7 +548,9 @@ class PatientsController(QObject):
             self._ctx.tasks.submit(
                 lambda: self._patients.delete_patient(patient.id, actor=self._ctx.actor),
                 lambda _none: self._window.banner.show_message(
-                    f"Patient {patient.id} was deleted with their scans and analyses.", "info"
+                    f"{patient.name} ({patient.id}) was deleted with their scans, analyses, "
+                    "oculomics measurements and notifications.",
+                    "info",
                 ),
             )
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from PySide6.QtCore import QDateTime, Qt, QTime, QTimer, Signal, Slot
-from PySide6.QtGui import QFocusEvent, QKeySequence, QResizeEvent, QTextCursor
+from PySide6.QtGui import QFocusEvent, QKeySequence, QResizeEvent, QShowEvent, QTextCursor
 from PySide6.QtWidgets import (
     QBoxLayout,
     QDateTimeEdit,
@@ -461,6 +461,15 @@ class AnalysisView(QWidget):
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self._reflow()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        # Resized behind another tab (the window made smaller there), the body kept the
+        # layout of the wider window: the layout dropped its update while hidden, and the
+        # card ran past the right edge, the badge and the findings cut off.
+        body = self._scroll.widget().layout()
+        if body is not None:
+            body.invalidate()
 
     @property
     def actions_side_by_side(self) -> bool:

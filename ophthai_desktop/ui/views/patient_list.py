@@ -220,6 +220,15 @@ class PatientListView(QWidget):
         menu.exec(self.table.horizontalHeader().mapToGlobal(position))
         menu.deleteLater()
 
+    def show_sort(self, column: int, *, descending: bool) -> None:
+        """Show the list as sorted by ``column`` without asking for that order (the
+        controller reads the rows in it already)."""
+        header = self.table.horizontalHeader()
+        blocked = header.blockSignals(True)
+        order = Qt.SortOrder.DescendingOrder if descending else Qt.SortOrder.AscendingOrder
+        header.setSortIndicator(column, order)
+        header.blockSignals(blocked)
+
     def hidden_columns(self) -> list[str]:
         """The keys of the columns chosen to be hidden (by :meth:`column_menu`; not
         those hidden for want of room)."""
