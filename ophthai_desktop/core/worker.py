@@ -88,13 +88,14 @@ class Engine(Protocol):
 def _unusable(problem: str) -> str:
     """Why queued analyses wait on a model that failed to load (or to download), and
     what makes them run: the engine stays in its error state until someone checks the
-    files again, so that a damaged model is not loaded again and again."""
+    files again, so that a damaged model is not loaded again and again. The engine's
+    message says what to put right (its files, or a setting such as the device)."""
     problem = problem.strip()
     if not problem.endswith((".", "!", "?")):
         problem += "."
     return (
         f"{problem} Queued analyses stay queued (none is failed) and run once the model "
-        "loads: fix or replace its files, then check them again (AI ▸ Check model files "
+        "loads: put right what this says, then check again (AI ▸ Check model files "
         "again, or POST /api/ai/load-model)."
     )
 

@@ -181,3 +181,31 @@ def test_an_answer_giving_two_classifications_is_a_parse_failure_naming_both(
         )
     finally:
         app.close()
+
+
+def test_a_queue_waiting_on_a_device_setting_is_not_told_to_fix_the_files(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    """OPHTHAI_DEVICE=cuda on a machine without a GPU: the files are whole, yet the
+    queue's reason told the clinician to "fix or replace its files"."""
+    app = build_application(
+        make_settings(tmp_path / "data", model_path=tiny_checkpoint, device="cuda")
+    )
+    app.start_worker()
+    try:
+        actor = Actor("tester", "gui")
+        patient = app.patients.create_patient(
+            {"name": "Tiny"}, actor=actor, image=NewImage(png_bytes((64, 48)), modality="OCT")
+        )
+        job = app.jobs.queue_patient_analysis(patient.id, actor=actor)
+        deadline = time.monotonic() + 60
+        while "CUDA" not in (app.worker.waiting_reason or ""):
+            assert time.monotonic() < deadline, app.worker.waiting_reason
+            time.sleep(0.02)
+        reason = app.worker.waiting_reason or ""
+        assert "Use OPHTHAI_DEVICE=auto or cpu" in reason  # the engine's advice
+        assert "replace its files" not in reason
+        assert "stay queued" in reason and "check" in reason
+        assert app.jobs.get_job(job.id).state == "queued"
+    finally:
+        app.close()

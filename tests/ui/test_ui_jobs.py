@@ -890,10 +890,10 @@ def test_a_short_reason_to_wait_is_shown_whole_without_details(qtbot: QtBot) -> 
             "The model in /home/clinic/.cache/huggingface/hub/models--OctoMed--OctoMed-7B/"
             "snapshots/0123456789abcdef has damaged or half-copied files (model.safetensors). "
             "Copy them again from a complete copy. Queued analyses stay queued (none is "
-            "failed) and run once the model loads: fix or replace its files, then check them "
+            "failed) and run once the model loads: put right what this says, then check "
             "again (AI ▸ Check model files again).",
             "The model in /home/clinic/.…s/0123456789abcdef has damaged or half-copied files "
-            "(model.safetensors). To run them, fix or replace its files, then check them "
+            "(model.safetensors). To run them, put right what this says, then check "
             "again (AI ▸ Check model files again).",
         ),
         ("model loading", "model loading"),

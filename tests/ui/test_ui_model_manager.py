@@ -248,3 +248,38 @@ def test_a_damaged_model_reads_damaged_in_the_manager_and_about(
     assert dialog.download_button.isEnabled()  # downloading it again repairs it
     loaded, _ = model_lines(status, make_settings(tmp_path))
     assert loaded == "Model loaded: none (its files are damaged)"
+
+
+def test_a_longer_message_after_the_dialog_opened_is_shown_whole(qtbot: QtBot) -> None:
+    """Opened on a one-line message, the dialog kept its height when a load then failed
+    with a three-line reason: the reason was cut to its first line ("The model in ... is
+    of type 'llama', not a")."""
+    dialog = ModelManagerDialog()
+    qtbot.addWidget(dialog)
+    status = EngineStatus(
+        state=ModelState.INSTALLED,
+        message="The model in /models/octomed is installed and not loaded.",
+        model_id="OctoMed/OctoMed-7B",
+        model_source="/models/octomed",
+    )
+    dialog.show_status(status, None, downloading=False)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    reason = (
+        "The model in /models/octomed is of type 'llama', not a Qwen2.5-VL model "
+        "('qwen2_5_vl'), and no processor for it can be loaded here. Point "
+        "OPHTHAI_MODEL_PATH to OctoMed-7B or another Qwen2.5-VL model."
+    )
+    failed = EngineStatus(
+        state=ModelState.ERROR,
+        message=reason,
+        error=reason,
+        model_id="OctoMed/OctoMed-7B",
+        model_source="/models/octomed",
+    )
+
+    dialog.show_status(failed, None, downloading=False)
+
+    label = dialog.message
+    qtbot.waitUntil(lambda: label.height() >= label.heightForWidth(label.width()))
+    assert label.heightForWidth(label.width()) > 2 * label.fontMetrics().height()

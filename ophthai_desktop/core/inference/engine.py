@@ -417,6 +417,20 @@ class InferenceEngine:
         settings = self._settings
         if settings.model_path is not None:
             folder = settings.model_path.expanduser()
+            if folder.is_file():
+                holder = folder.parent
+                hint = (
+                    f"set it to {holder}, the folder that holds it"
+                    if _holds_model_files(holder)
+                    else "set it to the folder that holds the model's files"
+                )
+                return _Installation(
+                    None,
+                    str(folder),
+                    f"OPHTHAI_MODEL_PATH is {folder}, which is a file, not a folder: {hint} "
+                    "(config.json and the .safetensors files).",
+                    name=str(folder),
+                )
             if not folder.is_dir():
                 return _Installation(
                     None,

@@ -114,6 +114,7 @@ class ModelManagerDialog(QDialog):
         self.used.setObjectName("memoryUsed")
 
         model_box = QGroupBox("Model")
+        self._model_box = model_box
         form = QFormLayout(model_box)
         form.addRow("Source:", self.source)
         form.addRow("State:", self.state)
@@ -265,6 +266,23 @@ class ModelManagerDialog(QDialog):
         self.download_button.setEnabled(not downloading and missing)
         self.cancel_button.setVisible(downloading)
         self.check_button.setEnabled(not busy and not downloading)
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        """Grow the open dialog to the height its wrapped texts need now. Qt sizes a
+        window once, from its texts when shown: a longer message (a load's error) was cut
+        to the lines the first one took."""
+        layout = self.layout()
+        if not self.isVisible() or layout is None:
+            return
+        # The texts' new heights reach the dialog's layout once the model box has
+        # measured them again (later, from the event loop): now, as they are set.
+        self._form.invalidate()
+        self._model_box.updateGeometry()
+        layout.activate()
+        needed = layout.totalHeightForWidth(self.width())
+        if needed > self.height():
+            self.resize(self.width(), needed)
 
     def show_progress(self, fraction: float | None, message: str = "") -> None:
         """The download bar: hidden with None, else 0..1."""
@@ -275,3 +293,4 @@ class ModelManagerDialog(QDialog):
         self.progress.setFormat(f"{fraction * 100:.0f}%")
         if message:
             self.message.setText(message)
+            self._fit_height()

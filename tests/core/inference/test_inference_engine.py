@@ -182,6 +182,24 @@ def test_model_path_that_does_not_exist(tmp_path: Path) -> None:
     assert str(tmp_path / "nowhere") in status.message
 
 
+def test_model_path_naming_a_file_says_it_is_a_file_and_which_folder(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """OPHTHAI_MODEL_PATH set to the model's config.json (a file, not its folder) was
+    told "that folder does not exist", which IT could not square with the file there."""
+    copy = shutil.copytree(tiny_checkpoint, tmp_path / "octomed")
+    engine = InferenceEngine(make_settings(tmp_path, model_path=copy / "config.json"))
+
+    status = engine.status()
+
+    assert status.state is ModelState.NOT_INSTALLED
+    assert "does not exist" not in status.message
+    assert "is a file, not a folder" in status.message
+    assert f"set it to {copy}" in status.message  # the folder that holds the model
+    with pytest.raises(ModelUnavailable, match="is a file, not a folder"):
+        engine.load()
+
+
 def test_incomplete_model_folder_names_the_missing_shard(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
