@@ -180,24 +180,42 @@ def send_wm_delete(display: str, window_id: int) -> None:
         x11.XCloseDisplay(connection)
 
 
+TRAYER = ["trayer", "--edge", "top", "--align", "right", "--widthtype", "request",
+          "--height", "24", "--transparent", "false"]  # fmt: skip
+#: How long trayer gets to show its panel (it takes a fraction of a second), and how
+#: many times it is started: in two of some twenty early runs here it stayed up without
+#: ever showing its panel.
+TRAYER_WAIT_S = 5.0
+TRAYER_TRIES = 2
+
+
 @pytest.fixture
 def tray_display(tmp_path: Path) -> Iterator[str]:
     """Xvfb with trayer docked at its top right."""
     with xvfb() as display, (tmp_path / "trayer.log").open("w") as output:
-        trayer = subprocess.Popen(
-            ["trayer", "--edge", "top", "--align", "right", "--widthtype", "request",
-             "--height", "24", "--transparent", "false"],
-            env={"DISPLAY": display, "PATH": "/usr/bin:/bin"},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            screen = Screen(display)
-            wait_for(
-                "trayer's panel (trayer.log: "
-                f"{(tmp_path / 'trayer.log').read_text()!r}, exit status {trayer.poll()})",
-                lambda: '"panel": ("panel" "trayer")' in screen.tree(),
+        screen = Screen(display)
+        for _ in range(TRAYER_TRIES):
+            trayer = subprocess.Popen(
+                TRAYER,
+                env={"DISPLAY": display, "PATH": "/usr/bin:/bin"},
+                stdout=output,
+                stderr=subprocess.STDOUT,
             )
+            deadline = time.monotonic() + TRAYER_WAIT_S
+            while '"panel": ("panel" "trayer")' not in screen.tree():
+                if time.monotonic() > deadline or trayer.poll() is not None:
+                    break
+                time.sleep(0.05)
+            else:
+                break
+            trayer.terminate()
+            trayer.wait(10)
+        else:
+            pytest.fail(
+                f"trayer showed no panel (exit status {trayer.returncode}; its output: "
+                f"{(tmp_path / 'trayer.log').read_text()!r})"
+            )
+        try:
             yield display
         finally:
             trayer.terminate()
