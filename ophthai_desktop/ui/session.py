@@ -240,6 +240,10 @@ class GuiSession(QObject):
         self.watch_folder.start()
         if self.tray is not None:
             self.tray.show()
+        log.info(
+            "system tray: %s",
+            "icon shown" if self.tray is not None else "none (alerts are in-window toasts)",
+        )
 
     def show_window(self) -> None:
         """Show the window (from the tray, or for a second launch) as it was: minimised

@@ -25,6 +25,7 @@ import pytest
 from PIL import Image, ImageStat
 
 from tests.support.crash import crash_lines
+from tests.support.xserver import app_env, xvfb
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS_SHOTS = REPO / "docs" / "screenshots"
@@ -46,38 +47,11 @@ needs_xvfb = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def display() -> Iterator[str]:
     """A private Xvfb server on a free display number."""
-    read_end, write_end = os.pipe()
-    server = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
-        pass_fds=(write_end,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_end)
     try:
-        with os.fdopen(read_end) as pipe:
-            number = pipe.readline().strip()
-        if not number:
-            pytest.fail("Xvfb did not start")
-        yield f":{number}"
-    finally:
-        server.terminate()
-        server.wait(10)
-
-
-def _env(display: str, data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPHTHAI_")}
-    env.update(
-        DISPLAY=display,
-        QT_QPA_PLATFORM="xcb",
-        OPHTHAI_DATA_DIR=str(data_dir),
-        OPHTHAI_API_PORT="0",
-        OPHTHAI_MODEL_PATH=str(data_dir / "no-model"),
-        OPHTHAI_LOG_LEVEL="INFO",
-        # Window state (QSettings) and settings.env go here, not to the user's config.
-        XDG_CONFIG_HOME=str(data_dir.parent / "config"),
-    )
-    return env
+        with xvfb() as number:
+            yield number
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @needs_xvfb
@@ -85,7 +59,7 @@ def test_ophthai_starts_the_window_and_stops_on_sigterm(display: str, tmp_path: 
     process = subprocess.Popen(
         [sys.executable, "-m", "ophthai_desktop"],
         cwd=tmp_path,
-        env=_env(display, tmp_path / "data"),
+        env=app_env(display, tmp_path / "data"),
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -127,7 +101,7 @@ def test_screenshot_of_the_real_window_is_not_blank(display: str, tmp_path: Path
     done = subprocess.run(
         [sys.executable, "-m", "tests.ui.screenshot_app", str(out)],
         cwd=REPO,
-        env=_env(display, tmp_path / "data"),
+        env=app_env(display, tmp_path / "data"),
         capture_output=True,
         text=True,
         timeout=120,

@@ -194,8 +194,10 @@ class WatchFolderController(QObject):
     def _on_control_returned(self, error: str) -> None:
         with self._lock:
             self._thread = None
-            self._done = self._target
+            was, self._done = self._done, self._target
         self._not_answering_timer.stop()
+        if not error and self._done.enabled and self._done.paused != was.paused:
+            log.info("watch folder %s", "paused" if self._done.paused else "resumed")
         if self._not_answering is not None:
             self._not_answering = None
             self.not_answering_changed.emit()
