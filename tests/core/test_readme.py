@@ -1,6 +1,7 @@
 """The README against the code: the settings, paths, make targets, benchmark options
-and WebSocket events it names exist (the API's routes: tests/api/test_api_readme.py;
-menus and shortcuts: tests/ui/test_ui_menus.py)."""
+and WebSocket events it names exist, and the paths and benchmark options that
+docs/benchmark-log.md names (the API's routes: tests/api/test_api_readme.py; menus and
+shortcuts: tests/ui/test_ui_menus.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from ophthai_desktop.core.settings import SEED_ALIASES, Settings
 
 ROOT = Path(__file__).parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+#: The benchmarks' measurement history, moved out of the README's Benchmarks section.
+BENCHMARK_LOG = "docs/benchmark-log.md"
 
 #: Read by the test suite, not by the app (README: Tests).
 TEST_ONLY_NAMES = {"OPHTHAI_TEST_DATABASE_URL"}
@@ -51,15 +54,17 @@ def test_numeric_defaults_given_in_parentheses() -> None:
     assert (host, int(port)) == (defaults.api_host, defaults.api_port)
 
 
-def test_every_file_named_exists() -> None:
+@pytest.mark.parametrize(("document", "at_least"), [("README.md", 20), (BENCHMARK_LOG, 5)])
+def test_every_file_named_exists(document: str, at_least: int) -> None:
+    text = (ROOT / document).read_text(encoding="utf-8")
     named = set(
         re.findall(
             r"(?<![\w/.])((?:bench|tests|ophthai_desktop|docs|\.ci)/[\w./-]*\w|build\.spec"
             r"|\.env\.example|core/[\w/]+\.py|ui/[\w/]+\.py)",
-            README,
+            text,
         )
     )
-    assert len(named) > 20
+    assert len(named) > at_least
     missing = sorted(path for path in named if not _exists(path))
     assert missing == []
 
@@ -87,10 +92,12 @@ def test_every_make_target_named_exists() -> None:
 OTHER_PROGRAMS_OPTIONS = {"--gil"}
 
 
-def test_benchmark_options_named_exist() -> None:
+@pytest.mark.parametrize(("document", "at_least"), [("README.md", 10), (BENCHMARK_LOG, 5)])
+def test_benchmark_options_named_exist(document: str, at_least: int) -> None:
     # Each "### `bench/x.py`" section: its commands' options and those its prose names
     # (`--burst 0`, `--open-fds N`) are options of that script.
-    sections = re.split(r"^### ", README, flags=re.MULTILINE)
+    text = (ROOT / document).read_text(encoding="utf-8")
+    sections = re.split(r"^### ", text, flags=re.MULTILINE)
     checked = 0
     for section in sections:
         script = re.match(r"`bench/(\w+\.py)", section)
@@ -101,7 +108,7 @@ def test_benchmark_options_named_exist() -> None:
             if option not in OTHER_PROGRAMS_OPTIONS:
                 assert f'"{option}"' in source, f"bench/{script.group(1)} {option}"
                 checked += 1
-    assert checked >= 10
+    assert checked >= at_least
 
 
 def test_every_websocket_event_is_described() -> None:
