@@ -294,6 +294,22 @@ def test_storage_error_when_database_is_unreachable(tmp_path: Path) -> None:
     assert "nothing" not in db.describe()  # the password is never shown
 
 
+def test_a_start_that_cannot_connect_says_so_and_names_the_database(tmp_path: Path) -> None:
+    from ophthai_desktop.core.errors import StorageError
+
+    # Nothing listens there: the server is down (a wrong password or database name is
+    # refused by the server the same way, before any migration runs).
+    db = Database("postgresql://clinic:s3cret-pw@127.0.0.1:9/ophthai?connect_timeout=2")
+    with pytest.raises(StorageError) as refused:
+        db.upgrade()
+    message = refused.value.message
+    assert message.startswith(
+        "cannot connect to the database postgresql+psycopg://clinic:***@127.0.0.1:9/ophthai"
+    )
+    assert "refused" in message.lower() and "migrate" not in message
+    assert "s3cret-pw" not in message
+
+
 def test_created_at_is_now(db_url: str) -> None:
     db = Database(db_url)
     db.upgrade()

@@ -98,7 +98,11 @@ class Database:
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
         config.set_main_option("path_separator", "os")
         try:
-            with self.engine.connect() as connection:
+            connection = self.engine.connect()
+        except DBAPIError as exc:
+            raise StorageError(self._unreachable(exc)) from exc
+        try:
+            with connection:
                 if self.is_sqlite:
                     # A migration that builds a table again drops the old one, and with
                     # foreign keys on, dropping a table deletes the rows that refer to
@@ -124,6 +128,12 @@ class Database:
             raise StorageError(_migration_failed(exc)) from exc
         except CommandError as exc:
             raise self._refusal(exc) from exc
+
+    def _unreachable(self, exc: DBAPIError) -> str:
+        """Why the start could not connect (the server down, a wrong password, no such
+        database), naming the database without its password: nothing was migrated."""
+        said = str(exc.orig).strip() or type(exc.orig).__name__
+        return f"cannot connect to the database {self.describe()}: {said}"
 
     def _refusal(self, exc: Exception) -> StorageError:
         """Why Alembic refused to upgrade: most often a database that a newer version of
