@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -112,7 +112,16 @@ class Database:
                 try:
                     with connection.begin():
                         config.attributes["connection"] = connection
+                        before = _revisions(connection)
                         command.upgrade(config, revision)
+                        after = _revisions(connection)
+                    if after != before:  # said once committed
+                        log.info(
+                            "database %s from revision %s to %s",
+                            "upgraded" if before else "created",
+                            before or "none",
+                            after,
+                        )
                     if self.is_sqlite:
                         broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
                         if broken:
@@ -162,6 +171,13 @@ class Database:
     def describe(self) -> str:
         """The URL without its password, safe to show and log."""
         return self.url.render_as_string(hide_password=True)
+
+
+def _revisions(connection: Connection) -> str:
+    """The schema's Alembic revision ("" for an empty database), for the log."""
+    from alembic.migration import MigrationContext
+
+    return ", ".join(sorted(MigrationContext.configure(connection).get_current_heads()))
 
 
 def _migration_failed(exc: DBAPIError) -> str:
