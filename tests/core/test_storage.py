@@ -310,6 +310,34 @@ def test_a_start_that_cannot_connect_says_so_and_names_the_database(tmp_path: Pa
     assert "s3cret-pw" not in message
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://clinic:Qx@Zk/Vm:Jt@localhost/ophthai",  # the rest read as the database
+        "postgresql://clinic:Qx@ZkVmJt@localhost/ophthai",  # the rest read as the host
+        "postgresql:/clinic:QxZkVmJt@localhost/ophthai",  # not a URL at all
+    ],
+)
+def test_a_database_url_the_app_cannot_read_is_refused_without_showing_the_password(
+    url: str,
+) -> None:
+    from ophthai_desktop.core.errors import StorageError
+
+    with pytest.raises(StorageError) as refused:
+        Database(url)
+    message = refused.value.message
+    assert "write" in message  # how to write it instead
+    for fragment in ("Qx", "Zk", "Vm", "Jt"):
+        assert fragment not in message
+
+
+def test_a_password_written_with_percent_escapes_connects_as_itself() -> None:
+    db = Database("postgresql://clinic:p%40ss%2Fw%3Ard%25@db.clinic.lan/ophthai")
+    assert db.url.password == "p@ss/w:rd%"
+    assert (db.url.host, db.url.database) == ("db.clinic.lan", "ophthai")
+    assert db.describe() == "postgresql+psycopg://clinic:***@db.clinic.lan/ophthai"
+
+
 def test_created_at_is_now(db_url: str) -> None:
     db = Database(db_url)
     db.upgrade()

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ophthai_desktop.core.errors import StorageError
@@ -36,11 +36,33 @@ def _normalise_url(url: str) -> str:
     return url
 
 
+def _parse_url(url: str) -> URL:
+    """The URL, or a :class:`StorageError` that never quotes it (it holds the password).
+
+    A password's ``@`` must be written ``%40``: otherwise the URL reads as a password cut
+    at the ``@`` and a host (or a database name) made of the rest, which the start would
+    then show and log as the database's address.
+    """
+    try:
+        parsed = make_url(_normalise_url(url))
+    except ArgumentError as exc:
+        raise StorageError(
+            "the database URL cannot be read: write it as "
+            "postgresql://user:password@host/database (or leave it unset for SQLite)"
+        ) from exc
+    if parsed.get_backend_name() != "sqlite" and "@" in f"{parsed.host}{parsed.database}":
+        raise StorageError(
+            "the database URL has an @ after its user and password: write an @ in the "
+            "password as %40 (likewise / as %2F, : as %3A and % as %25)"
+        )
+    return parsed
+
+
 class Database:
     """Owns the engine; hands out one short-lived session per unit of work."""
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
-        self.url = make_url(_normalise_url(url))
+        self.url = _parse_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
