@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from ophthai_desktop.bootstrap import build_application
@@ -336,6 +336,24 @@ def test_a_password_written_with_percent_escapes_connects_as_itself() -> None:
     assert db.url.password == "p@ss/w:rd%"
     assert (db.url.host, db.url.database) == ("db.clinic.lan", "ophthai")
     assert db.describe() == "postgresql+psycopg://clinic:***@db.clinic.lan/ophthai"
+
+
+def test_a_connection_the_server_closed_is_replaced_before_use(db_url: str) -> None:
+    """A PostgreSQL server restarted under the running app closes every pooled
+    connection: the first request after it works all the same (the pool tests a
+    connection before handing it out)."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("a database server's connections")
+    db = Database(db_url)
+    with db.session() as session:
+        pooled = session.scalar(text("SELECT pg_backend_pid()"))
+    other = create_engine(db.url)  # closes it, as the server's restart does
+    with other.connect() as connection:
+        connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pooled})
+    other.dispose()
+    with db.session() as session:
+        assert session.scalar(text("SELECT pg_backend_pid()")) != pooled
+    db.dispose()
 
 
 def test_created_at_is_now(db_url: str) -> None:
