@@ -510,7 +510,7 @@ def test_the_log_says_which_revision_the_start_upgraded_from(
     db = Database(db_url)
     with caplog.at_level(logging.INFO, logger="ophthai_desktop.core.storage.database"):
         db.upgrade(REVISIONS[2])
-        assert f"database created from revision none to {REVISIONS[2]}" in caplog.text
+        assert f"database created at revision {REVISIONS[2]}" in caplog.text
         caplog.clear()
         db.upgrade()
         assert f"database upgraded from revision {REVISIONS[2]} to {REVISIONS[-1]}" in caplog.text

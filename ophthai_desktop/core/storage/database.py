@@ -137,13 +137,10 @@ class Database:
                         before = _revisions(connection)
                         command.upgrade(config, revision)
                         after = _revisions(connection)
-                    if after != before:  # said once committed
-                        log.info(
-                            "database %s from revision %s to %s",
-                            "upgraded" if before else "created",
-                            before or "none",
-                            after,
-                        )
+                    if not before and after:  # said once committed
+                        log.info("database created at revision %s", after)
+                    elif after != before:
+                        log.info("database upgraded from revision %s to %s", before, after)
                     if self.is_sqlite:
                         broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
                         if broken:
