@@ -20,7 +20,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeVar
 
 from PIL import Image, UnidentifiedImageError
 from sqlalchemy.exc import SQLAlchemyError
@@ -31,6 +31,7 @@ from ophthai_desktop.core.errors import (
     NotFound,
     OphthaiError,
     PayloadTooLarge,
+    StorageError,
 )
 from ophthai_desktop.core.events import (
     AnalysisCancelRequested,
@@ -49,6 +50,8 @@ from ophthai_desktop.core.records import JobRecord
 from ophthai_desktop.core.services.jobs import JobService
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Where a message's first sentence ends (a sentence mark, then a space).
 _FIRST_SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -391,24 +394,13 @@ class InferenceWorker:
             )
             for phase, text in phases.flush():
                 self._bus.publish(AnalysisProgressed(job.id, text, phase))
-            with self._current_lock:
-                unloaded = job.id in self._interrupted_by_unload
-                # Cancelled by someone, not only stopped by the app closing.
-                asked = job.id in self._cancel_requested
-            if result.cancelled and self._stop.is_set() and not asked:
-                self._jobs.requeue(job.id)  # the app is closing: run it next time
-            elif result.cancelled and unloaded:
-                self._jobs.requeue(job.id, announce=True)  # runs once loaded again
-                with self._current_lock:  # cancelled while it was being queued again
-                    cancelled = job.id not in self._interrupted_by_unload
-                if cancelled:
-                    self._jobs.mark_cancelled(job.id)
-                else:
-                    requeued_for_load = True
-            elif result.cancelled:
-                self._jobs.mark_cancelled(job.id)
-            else:
-                self._jobs.complete(job, result)
+            requeued_for_load = bool(
+                self._until_stored(job.id, lambda: self._store_outcome(job, result))
+            )
+        except StorageError:
+            # The database failed before the analysis ran, not the analysis: it is
+            # queued again (once the database answers) rather than failed for good.
+            self._until_stored(job.id, lambda: self._jobs.requeue(job.id, announce=True))
         except NotFound as exc:
             if self._job_exists(job.id):  # something else is missing (its image file)
                 self._record_failure(job.id, exc.message)
@@ -439,6 +431,56 @@ class InferenceWorker:
                     # next start; otherwise the job has ended.
                     self._cancel_requested.discard(job.id)
 
+    def _store_outcome(self, job: JobRecord, result: GenerationResult) -> bool:
+        """Store how the job ended; True when it was queued again to run once the
+        model is loaded again (an unload stopped it)."""
+        with self._current_lock:
+            unloaded = job.id in self._interrupted_by_unload
+            # Cancelled by someone, not only stopped by the app closing.
+            asked = job.id in self._cancel_requested
+        if result.cancelled and self._stop.is_set() and not asked:
+            self._jobs.requeue(job.id)  # the app is closing: run it next time
+        elif result.cancelled and unloaded:
+            self._jobs.requeue(job.id, announce=True)  # runs once loaded again
+            with self._current_lock:  # cancelled while it was being queued again
+                cancelled = job.id not in self._interrupted_by_unload
+            if not cancelled:
+                return True
+            self._jobs.mark_cancelled(job.id)
+        elif result.cancelled:
+            self._jobs.mark_cancelled(job.id)
+        else:
+            self._jobs.complete(job, result)
+        return False
+
+    def _until_stored(self, job_id: int, store: Callable[[], T]) -> T | None:
+        """Run ``store`` (it writes how a job ended) until the database takes it: an
+        outage (a database server restarting, a locked or read-only SQLite file) must
+        neither lose a finished analysis nor leave its job running until the next
+        start. Retried every :data:`IDLE_POLL_S`; None when the app stops first (the
+        job, still marked running, is queued again at the next start). Worker thread."""
+        waiting = False
+        while True:
+            try:
+                stored = store()
+            except StorageError as exc:
+                if not waiting:
+                    log.warning(
+                        "analysis job %d: %s; its outcome is stored once the database answers",
+                        job_id,
+                        exc.message,
+                    )
+                    waiting = True
+                if self._stop.wait(IDLE_POLL_S):
+                    log.warning(
+                        "analysis job %d: left running; it runs again at the next start", job_id
+                    )
+                    return None
+                continue
+            if waiting:
+                log.info("analysis job %d: stored now that the database answers", job_id)
+            return stored
+
     def _job_exists(self, job_id: int) -> bool:
         try:
             self._jobs.get_job(job_id)
@@ -448,7 +490,7 @@ class InferenceWorker:
 
     def _record_failure(self, job_id: int, reason: str, *, logged: str | None = None) -> None:
         try:
-            self._jobs.fail(job_id, reason, logged=logged)
+            self._until_stored(job_id, lambda: self._jobs.fail(job_id, reason, logged=logged))
         except NotFound:
             log.info("analysis job %d ended after its patient was deleted", job_id)
 

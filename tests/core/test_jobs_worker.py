@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
@@ -291,6 +293,76 @@ def test_failing_job_does_not_kill_the_worker(
     good = app.jobs.queue_patient_analysis(patient_id, actor=actor)
     _wait(lambda: app.jobs.get_job(good.id).state == "done")
     assert worker.alive
+
+
+@contextlib.contextmanager
+def _read_only(app: Application) -> Iterator[None]:
+    """The database refuses every write meanwhile (SQLite's ``query_only``; as root, a
+    read-only file would still be written), as one that is read-only, locked or whose
+    server is restarting does: each write is an OperationalError."""
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA query_only=ON")
+
+    event.listen(app.db.engine, "connect", on_connect)
+    app.db.dispose()  # pooled connections were opened writable
+    try:
+        yield
+    finally:
+        event.remove(app.db.engine, "connect", on_connect)
+        app.db.dispose()
+
+
+def test_an_analysis_finished_while_the_database_refuses_writes_is_stored_once_it_answers(
+    sqlite_services: Application, actor: Actor, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = sqlite_services
+    hold = threading.Event()
+    worker = InferenceWorker(ScriptedEngine(DME, hold=hold), app.jobs, app.bus)
+    worker.start()
+    try:
+        job = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+        _wait(lambda: worker.current_job_id == job.id)
+        with caplog.at_level(logging.WARNING), _read_only(app):
+            hold.set()  # the model's answer arrives while nothing can be written
+            _wait(lambda: "stored once the database answers" in caplog.text)
+            assert app.jobs.get_job(job.id).state == "running"  # not failed for it
+        _wait(lambda: app.jobs.get_job(job.id).state == "done")
+        analysis = app.jobs.outcome(job.id).analysis
+        assert analysis is not None and analysis.result is not None
+        assert analysis.result["classification"] == DME.classification
+        # The worker goes on with the next analysis.
+        second = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+        _wait(lambda: app.jobs.get_job(second.id).state == "done")
+    finally:
+        worker.stop()
+
+
+def test_an_analysis_the_database_fails_before_it_runs_is_queued_again_not_failed(
+    sqlite_services: Application, actor: Actor
+) -> None:
+    app = sqlite_services
+    job = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+    claimed = app.jobs.claim_next()
+    assert claimed is not None and claimed.id == job.id
+    refused: list[int] = []
+
+    def unreachable_once(*_args: Any) -> None:
+        # The next connection is refused (the file gone, the server restarting).
+        if not refused:
+            refused.append(1)
+            raise sqlite3.OperationalError("unable to open database file")
+
+    event.listen(app.db.engine, "do_connect", unreachable_once)
+    app.db.dispose()
+    try:
+        # Between the claim and the start, the database does not answer once.
+        InferenceWorker(ScriptedEngine(DME), app.jobs, app.bus)._run_job(claimed)
+    finally:
+        event.remove(app.db.engine, "do_connect", unreachable_once)
+    assert refused
+    again = app.jobs.get_job(job.id)
+    assert again.state == "queued" and again.error is None  # it runs later, not failed
 
 
 def test_cancel_queued_and_running(

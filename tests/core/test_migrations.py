@@ -3,6 +3,7 @@ to the newest, on SQLite and PostgreSQL; and a database newer than the app."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -498,4 +499,22 @@ def test_a_postgresql_user_that_may_not_create_tables_gets_the_remedy(db_url: st
 
     assert "permission denied" in refused.value.message
     assert "GRANT CREATE ON SCHEMA public" in refused.value.message
+    db.dispose()
+
+
+def test_the_log_says_which_revision_the_start_upgraded_from(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A clinic's IT person reads in the log that the start changed the schema, and
+    from which revision (to know what a backup taken before holds)."""
+    db = Database(db_url)
+    with caplog.at_level(logging.INFO, logger="ophthai_desktop.core.storage.database"):
+        db.upgrade(REVISIONS[2])
+        assert f"database created at revision {REVISIONS[2]}" in caplog.text
+        caplog.clear()
+        db.upgrade()
+        assert f"database upgraded from revision {REVISIONS[2]} to {REVISIONS[-1]}" in caplog.text
+        caplog.clear()
+        db.upgrade()  # already at the newest: nothing said
+        assert "revision" not in caplog.text
     db.dispose()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from ophthai_desktop.bootstrap import build_application
@@ -357,6 +357,68 @@ def test_storage_error_when_database_is_unreachable(tmp_path: Path) -> None:
     with pytest.raises(StorageError), db.session() as session:
         session.execute(text("SELECT 1"))
     assert "nothing" not in db.describe()  # the password is never shown
+
+
+def test_a_start_that_cannot_connect_says_so_and_names_the_database(tmp_path: Path) -> None:
+    from ophthai_desktop.core.errors import StorageError
+
+    # Nothing listens there: the server is down (a wrong password or database name is
+    # refused by the server the same way, before any migration runs).
+    db = Database("postgresql://clinic:s3cret-pw@127.0.0.1:9/ophthai?connect_timeout=2")
+    with pytest.raises(StorageError) as refused:
+        db.upgrade()
+    message = refused.value.message
+    assert message.startswith(
+        "cannot connect to the database postgresql+psycopg://clinic:***@127.0.0.1:9/ophthai"
+    )
+    assert "refused" in message.lower() and "migrate" not in message
+    assert "s3cret-pw" not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://clinic:Qx@Zk/Vm:Jt@localhost/ophthai",  # the rest read as the database
+        "postgresql://clinic:Qx@ZkVmJt@localhost/ophthai",  # the rest read as the host
+        "postgresql:/clinic:QxZkVmJt@localhost/ophthai",  # not a URL at all
+    ],
+)
+def test_a_database_url_the_app_cannot_read_is_refused_without_showing_the_password(
+    url: str,
+) -> None:
+    from ophthai_desktop.core.errors import StorageError
+
+    with pytest.raises(StorageError) as refused:
+        Database(url)
+    message = refused.value.message
+    assert "write" in message  # how to write it instead
+    for fragment in ("Qx", "Zk", "Vm", "Jt"):
+        assert fragment not in message
+
+
+def test_a_password_written_with_percent_escapes_connects_as_itself() -> None:
+    db = Database("postgresql://clinic:p%40ss%2Fw%3Ard%25@db.clinic.lan/ophthai")
+    assert db.url.password == "p@ss/w:rd%"
+    assert (db.url.host, db.url.database) == ("db.clinic.lan", "ophthai")
+    assert db.describe() == "postgresql+psycopg://clinic:***@db.clinic.lan/ophthai"
+
+
+def test_a_connection_the_server_closed_is_replaced_before_use(db_url: str) -> None:
+    """A PostgreSQL server restarted under the running app closes every pooled
+    connection: the first request after it works all the same (the pool tests a
+    connection before handing it out)."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("a database server's connections")
+    db = Database(db_url)
+    with db.session() as session:
+        pooled = session.scalar(text("SELECT pg_backend_pid()"))
+    other = create_engine(db.url)  # closes it, as the server's restart does
+    with other.connect() as connection:
+        connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pooled})
+    other.dispose()
+    with db.session() as session:
+        assert session.scalar(text("SELECT pg_backend_pid()")) != pooled
+    db.dispose()
 
 
 def test_created_at_is_now(db_url: str) -> None:

@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ophthai_desktop.core.errors import StorageError
@@ -36,11 +36,33 @@ def _normalise_url(url: str) -> str:
     return url
 
 
+def _parse_url(url: str) -> URL:
+    """The URL, or a :class:`StorageError` that never quotes it (it holds the password).
+
+    A password's ``@`` must be written ``%40``: otherwise the URL reads as a password cut
+    at the ``@`` and a host (or a database name) made of the rest, which the start would
+    then show and log as the database's address.
+    """
+    try:
+        parsed = make_url(_normalise_url(url))
+    except ArgumentError as exc:
+        raise StorageError(
+            "the database URL cannot be read: write it as "
+            "postgresql://user:password@host/database (or leave it unset for SQLite)"
+        ) from exc
+    if parsed.get_backend_name() != "sqlite" and "@" in f"{parsed.host}{parsed.database}":
+        raise StorageError(
+            "the database URL has an @ after its user and password: write an @ in the "
+            "password as %40 (likewise / as %2F, : as %3A and % as %25)"
+        )
+    return parsed
+
+
 class Database:
     """Owns the engine; hands out one short-lived session per unit of work."""
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
-        self.url = make_url(_normalise_url(url))
+        self.url = _parse_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
@@ -98,7 +120,11 @@ class Database:
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
         config.set_main_option("path_separator", "os")
         try:
-            with self.engine.connect() as connection:
+            connection = self.engine.connect()
+        except DBAPIError as exc:
+            raise StorageError(self._unreachable(exc)) from exc
+        try:
+            with connection:
                 if self.is_sqlite:
                     # A migration that builds a table again drops the old one, and with
                     # foreign keys on, dropping a table deletes the rows that refer to
@@ -108,7 +134,13 @@ class Database:
                 try:
                     with connection.begin():
                         config.attributes["connection"] = connection
+                        before = _revisions(connection)
                         command.upgrade(config, revision)
+                        after = _revisions(connection)
+                    if not before and after:  # said once committed
+                        log.info("database created at revision %s", after)
+                    elif after != before:
+                        log.info("database upgraded from revision %s to %s", before, after)
                     if self.is_sqlite:
                         broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
                         if broken:
@@ -124,6 +156,12 @@ class Database:
             raise StorageError(_migration_failed(exc)) from exc
         except CommandError as exc:
             raise self._refusal(exc) from exc
+
+    def _unreachable(self, exc: DBAPIError) -> str:
+        """Why the start could not connect (the server down, a wrong password, no such
+        database), naming the database without its password: nothing was migrated."""
+        said = str(exc.orig).strip() or type(exc.orig).__name__
+        return f"cannot connect to the database {self.describe()}: {said}"
 
     def _refusal(self, exc: Exception) -> StorageError:
         """Why Alembic refused to upgrade: most often a database that a newer version of
@@ -152,6 +190,13 @@ class Database:
     def describe(self) -> str:
         """The URL without its password, safe to show and log."""
         return self.url.render_as_string(hide_password=True)
+
+
+def _revisions(connection: Connection) -> str:
+    """The schema's Alembic revision ("" for an empty database), for the log."""
+    from alembic.migration import MigrationContext
+
+    return ", ".join(sorted(MigrationContext.configure(connection).get_current_heads()))
 
 
 def _migration_failed(exc: DBAPIError) -> str:
