@@ -18,16 +18,24 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.domain import JobPriority
-from ophthai_desktop.core.errors import Conflict, InvalidInput, ModelUnavailable, NotFound
+from ophthai_desktop.core.errors import (
+    Conflict,
+    InvalidInput,
+    ModelUnavailable,
+    NotFound,
+    StorageError,
+)
 from ophthai_desktop.core.inference.parsing import ParsedAnswer
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.ingest import FolderLayout
 from ophthai_desktop.core.services.patients import NewImage
+from ophthai_desktop.core.storage import models as m
 from ophthai_desktop.core.worker import LOAD_STOP_WAIT_S, InferenceWorker
 from tests.support.images import png_bytes
 from tests.support.races import meanwhile
@@ -336,6 +344,41 @@ def test_an_analysis_finished_while_the_database_refuses_writes_is_stored_once_i
         _wait(lambda: app.jobs.get_job(second.id).state == "done")
     finally:
         worker.stop()
+
+
+def test_an_analysis_whose_commit_answer_is_lost_is_stored_once(
+    sqlite_services: Application, actor: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database commits the analysis but the answer to the COMMIT is lost (a
+    PostgreSQL server restarting as it commits): the worker's retry must not store it a
+    second time, with a second alarm for the one finding."""
+    app = sqlite_services
+    seen = _events(app)
+    job = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+    claimed = app.jobs.claim_next()
+    assert claimed is not None and claimed.id == job.id
+    lost: list[int] = []
+    opening = app.db.session
+
+    @contextlib.contextmanager
+    def answer_lost_once() -> Iterator[Session]:
+        with opening() as opened:
+            yield opened
+            stores = any(isinstance(row, m.Analysis) for row in opened.identity_map.values())
+        if stores and not lost:  # committed, but the worker is told it failed
+            lost.append(1)
+            raise StorageError("the database is unavailable; try again shortly")
+
+    monkeypatch.setattr(app.db, "session", answer_lost_once)
+    InferenceWorker(ScriptedEngine(DME), app.jobs, app.bus)._run_job(claimed)
+    monkeypatch.undo()
+    assert lost
+    assert app.jobs.get_job(job.id).state == "done"
+    with app.db.session() as session:
+        stored = session.scalars(select(m.Analysis).where(m.Analysis.job_id == job.id)).all()
+    assert len(stored) == 1
+    assert app.notifications.list_notifications().total == 1  # one alarm
+    assert [e.job_id for e in seen if isinstance(e, ev.AnalysisFinished)] == [job.id]
 
 
 def test_an_analysis_the_database_fails_before_it_runs_is_queued_again_not_failed(

@@ -577,9 +577,16 @@ class JobService:
         ``job`` is the record :meth:`claim_next` returned: what the analysis needs from
         the job cannot change while it runs, so the row is not read again.
 
+        Called again for a job whose analysis is stored (the worker tries again after a
+        commit whose answer was lost, a database server restarting as it committed),
+        it stores nothing more and announces the stored analysis.
+
         Raises:
             NotFound: The job is gone (its patient was deleted meanwhile).
         """
+        stored = self._stored_before(job)
+        if stored is not None:
+            return stored
         now = datetime.now(UTC)
         job_id = job.id
         events: list[Event] = []
@@ -714,6 +721,29 @@ class JobService:
             self._bus.publish(PatientUpdated(patient_record))
         for event in events:
             self._bus.publish(event)
+        return record
+
+    def _stored_before(self, job: JobRecord) -> AnalysisRecord | None:
+        """The analysis of ``job`` when it is no longer running and has one (stored by an
+        earlier :meth:`complete`), announced as :meth:`complete` does; None otherwise."""
+        with self._db.session() as session:
+            state = session.scalar(select(m.Job.state).where(m.Job.id == job.id))
+            if state is None or state == JobState.RUNNING.value:
+                return None
+            row = session.scalars(
+                select(m.Analysis).where(m.Analysis.job_id == job.id).limit(1)
+            ).first()
+            if row is None:
+                return None
+            record = analysis_record(row)
+            patient = session.get(m.Patient, job.patient_id) if job.patient_id else None
+            patient_record = (
+                PatientService.records_in(session, [patient])[0] if patient is not None else None
+            )
+        log.info("analysis job %d: its analysis was stored already", job.id)
+        self._bus.publish(AnalysisFinished(job.id, record.patient_id, record))
+        if patient_record is not None:
+            self._bus.publish(PatientUpdated(patient_record))
         return record
 
     def fail(self, job_id: int, reason: str, *, logged: str | None = None) -> None:
