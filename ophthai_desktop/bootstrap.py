@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from typing import NoReturn
 
-from ophthai_desktop.core.events import EventBus, WatcherStateChanged
+from ophthai_desktop.core.events import DatabaseAvailabilityChanged, EventBus, WatcherStateChanged
 from ophthai_desktop.core.imaging import allow_pillow_pixels
 from ophthai_desktop.core.inference import InferenceEngine
 from ophthai_desktop.core.log_safety import safe_description
@@ -208,6 +208,7 @@ def build_application(settings: Settings | None = None, *, migrate: bool = True)
         db.upgrade()
     log.info("database ready: %s", db.describe())
     bus = EventBus()
+    db.availability.subscribe(lambda available: bus.publish(DatabaseAvailabilityChanged(available)))
     images = ImageStore(settings.images_dir)
     limits = ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
     allow_pillow_pixels(settings.max_image_pixels)  # the worker's decoding too

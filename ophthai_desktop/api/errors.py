@@ -32,6 +32,7 @@ from ophthai_desktop.api.routing import QUERY_SPELLING, allowed_methods
 from ophthai_desktop.api.schemas import ErrorPublic, ValidationErrorPublic
 from ophthai_desktop.core.errors import (
     Conflict,
+    DatabaseUnavailable,
     InvalidInput,
     ModelUnavailable,
     NotFound,
@@ -56,6 +57,11 @@ STATUS_BY_ERROR: tuple[tuple[type[OphthaiError], int], ...] = (
     (ModelUnavailable, 503),
     (StorageError, 503),
 )
+
+
+#: The ``Retry-After`` of a 503 for a database that does not answer, in seconds: a
+#: server restarting is back within seconds, and a client trying sooner only adds load.
+DATABASE_RETRY_AFTER_S = 5
 
 
 #: What each error status means, as the OpenAPI document says it.
@@ -88,7 +94,8 @@ ERROR_MEANINGS: dict[int, str] = {
     500: "The analysis failed (job_id names the job).",
     503: (
         "The model or the database is not available, or the server has as many "
-        "connections open as it takes (Retry-After says when to try again)."
+        "connections open as it takes (for these two, Retry-After says when to try "
+        "again)."
     ),
     504: "The analysis is still running after the wait; poll the job (job_id).",
 }
@@ -258,7 +265,12 @@ def install_error_handlers(app: FastAPI) -> None:
                 {"loc": loc, "field": name, "msg": exc.message, "type": "value_error"}
                 for loc, name in errors
             ]
-        return JSONResponse(error_body(text, **extra), status_code=status)
+        headers = (
+            {"Retry-After": str(DATABASE_RETRY_AFTER_S)}
+            if isinstance(exc, DatabaseUnavailable)
+            else None
+        )
+        return JSONResponse(error_body(text, **extra), status_code=status, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

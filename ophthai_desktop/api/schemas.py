@@ -483,7 +483,9 @@ class ModelMemoryPublic(BaseModel):
 class QueuePublic(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    queued: int
+    queued: int | None = Field(
+        description="How many wait; null while the database does not answer."
+    )
     running: int | None = Field(description="The id of the job being analysed.")
 
 
@@ -505,6 +507,10 @@ class AIHealthPublic(BaseModel):
     memory: ModelMemoryPublic
     queue: QueuePublic
     worker_waiting: str | None = Field(description="Why the worker is not taking jobs.")
+    database: Literal["available", "unavailable"] = Field(
+        description="unavailable while the database does not answer (queue.queued is null "
+        "then); the model's state is answered all the same."
+    )
 
 
 class ModelCommandPublic(BaseModel):

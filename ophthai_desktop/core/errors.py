@@ -54,6 +54,16 @@ class StorageError(OphthaiError):
     """
 
 
+class DatabaseUnavailable(StorageError):
+    """The database does not answer (its server restarting or stopped, a locked or
+    read-only SQLite file): the same call may well work in a few seconds."""
+
+    MESSAGE = "the database is unavailable; try again shortly"
+
+    def __init__(self, message: str = MESSAGE) -> None:
+        super().__init__(message)
+
+
 @contextmanager
 def about_field(field: str | None) -> Iterator[None]:
     """Input errors raised inside that name no field name ``field`` (the request field

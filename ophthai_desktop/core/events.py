@@ -240,6 +240,15 @@ class ModelStateChanged(Event):
 
 
 @dataclass(frozen=True)
+class DatabaseAvailabilityChanged(Event):
+    """The database stopped answering (``available`` False: its server restarting, a
+    locked SQLite file) or answers again; published once each, not per refused call."""
+
+    name: ClassVar[str] = "database_availability"
+    available: bool
+
+
+@dataclass(frozen=True)
 class WatcherStateChanged(Event):
     """The watch folder started, stopped, paused, resumed or failed.
 

@@ -82,7 +82,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from ophthai_desktop.core.domain import NotificationType
-from ophthai_desktop.core.errors import StorageError
+from ophthai_desktop.core.errors import DatabaseUnavailable, StorageError
 from ophthai_desktop.core.events import EventBus, WatcherStateChanged
 from ophthai_desktop.core.log_safety import safe_description
 from ophthai_desktop.core.records import Actor
@@ -120,6 +120,11 @@ LEASES = PROC_FDS and all(hasattr(fcntl, n) for n in ("F_SETLEASE", "F_SETSIG", 
 
 #: How long to wait before trying a file again after the database failed.
 STORAGE_RETRY_S = 5.0
+
+#: The running watch folder's message while the database does not answer.
+WAITING_FOR_DATABASE = (
+    "the database does not answer: new files wait in the folder and are taken in once it does"
+)
 
 #: After a failed start, or once a running watch folder went away, the next try is this
 #: long after the failure, then twice as long after each failure, up to
@@ -231,6 +236,9 @@ class _Run:
     #: When the settle thread next checks the folder (monotonic): every rescan, and
     #: with the backoff while the folder is away; 0 for at once.
     health_due: float = 0.0
+    #: The running state's message from before the database stopped answering (the
+    #: polling fallback's), put back once it answers.
+    message_before_outage: str = ""
 
 
 def files_open_for_writing(paths: Collection[str]) -> set[str]:
@@ -987,10 +995,14 @@ class FolderWatcher:
         try:
             result = self._ingest.ingest_file(path, run.layout, expected=stamp, abandon=run.holding)
             stuck = result.moved_to is None
+            self._database_waits(run, False)
         except FileNotSettled:
             retry_in_s = self._settle_interval_s
         except FileVanished:
             pass
+        except DatabaseUnavailable:
+            self._database_waits(run, True)  # said once, not per file and try
+            retry_in_s = STORAGE_RETRY_S
         except StorageError as exc:
             log.error("watch folder: storage failed, will retry: %s", exc.message)
             retry_in_s = STORAGE_RETRY_S
@@ -1026,6 +1038,35 @@ class FolderWatcher:
                 self._pending[name] = _Candidate(next_check=now + retry_in_s, changed_at=now)
         if retry_in_s is not None:
             self._wake.set()
+
+    def _database_waits(self, run: _Run, waiting: bool) -> None:
+        """Say (the running state's message, and once in the log) that new files wait
+        in the folder for the database, or that they are taken in again. Ingest thread."""
+        if waiting == (self._message == WAITING_FOR_DATABASE):
+            return  # the usual case: nothing changes
+        # Never wait for the control lock: stop() holds it while it waits for this
+        # thread. Starting, stopping or pausing sets the state itself; a file's next
+        # try says it otherwise.
+        if not self._control.acquire(blocking=False):
+            return
+        try:
+            if (
+                self._run is not run
+                or run.stopping.is_set()
+                or self._state is not WatcherState.RUNNING
+                or waiting == (self._message == WAITING_FOR_DATABASE)
+            ):
+                return
+            if waiting:
+                run.message_before_outage = self._message
+                log.warning("watch folder: new files wait in the folder until the database answers")
+                self._set_state(WatcherState.RUNNING, WAITING_FOR_DATABASE)
+            else:
+                message, run.message_before_outage = run.message_before_outage, ""
+                log.info("watch folder: the database answers; files are taken in again")
+                self._set_state(WatcherState.RUNNING, message)
+        finally:
+            self._control.release()
 
     def _check_health(self, run: _Run) -> float | None:
         """Notice a folder that went away (an unplugged share) or an observer that died,

@@ -275,6 +275,10 @@ class InferenceWorker:
                         break
                     self._run_job(job)
                     self._run_commands()
+            except StorageError:
+                # The database does not answer: its own log says so, once per outage;
+                # the queue is looked at again until it answers.
+                self._stop.wait(IDLE_POLL_S)
             except Exception as exc:
                 log.error("the inference worker hit %s; retrying", type(exc).__name__)
                 self._stop.wait(IDLE_POLL_S)

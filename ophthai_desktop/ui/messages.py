@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ophthai_desktop.core.errors import OphthaiError, StorageError
+from ophthai_desktop.core.errors import DatabaseUnavailable, OphthaiError, StorageError
+
+#: What the window says of a call the database did not answer; once it answers again the
+#: banner saying it gives way to :data:`DATABASE_BACK`.
+DATABASE_DOWN = (
+    "The database does not answer (its server restarting or stopped, or its file locked). "
+    "Try again in a moment."
+)
+DATABASE_BACK = "The database answers again."
 
 #: How core field names read in the GUI.
 FIELD_LABELS = {
@@ -39,6 +47,8 @@ def field_label(field: str | None) -> str:
 def describe(exc: BaseException, labels: Mapping[str, str] | None = None) -> str:
     """One or two sentences for the clinician about ``exc``; a core error about a field
     is led by that field's label (from ``labels``, a form's own, when given)."""
+    if isinstance(exc, DatabaseUnavailable):
+        return DATABASE_DOWN
     if isinstance(exc, StorageError):
         return f"The database or image store is not available: {exc.message}"
     if isinstance(exc, OphthaiError):

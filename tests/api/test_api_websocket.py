@@ -29,7 +29,9 @@ from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.ingest import FolderLayout, IngestResult
 from ophthai_desktop.core.services.patients import NewImage
+from ophthai_desktop.core.storage import availability
 from tests.conftest import png_bytes
+from tests.support.outage import database_down
 from tests.support.raw_http import StartServer
 from tests.support.scripted_engine import ScriptedEngine
 
@@ -504,3 +506,27 @@ def test_an_event_that_cannot_be_encoded_is_logged_without_its_text(
     logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
     assert "PatientDeleted" in logged and "ValueError" in logged
     assert "Philomena" not in logged
+
+
+def test_clients_hear_once_that_the_database_stops_answering_and_once_that_it_answers(
+    client: TestClient,
+    sqlite_services: Application,
+    next_frame: Callable[[WebSocketTestSession], Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(availability, "QUIET_S", 0.0)
+    with client.websocket_connect("/api/notifications/ws") as socket:
+        assert next_frame(socket)["event"] == "connected"
+        with database_down(sqlite_services.db):
+            for _ in range(3):
+                assert client.get("/api/patients").status_code == 503
+        for _ in range(2):
+            assert client.get("/api/patients").status_code == 200
+        client.post("/api/notifications", json={"message": "after", "type": "info"})
+        frames = []
+        while (frame := next_frame(socket))["event"] != "notification":
+            frames.append(frame)
+    assert frames == [
+        {"event": "database_availability", "data": {"available": False}},
+        {"event": "database_availability", "data": {"available": True}},
+    ]

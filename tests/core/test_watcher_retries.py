@@ -18,9 +18,11 @@ import pytest
 
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
+from ophthai_desktop.core import watcher as watcher_module
 from ophthai_desktop.core.services.ingest import FolderLayout, IngestService
-from ophthai_desktop.core.watcher import WatcherState
+from ophthai_desktop.core.watcher import WAITING_FOR_DATABASE, WatcherState
 from tests.support.images import png_bytes
+from tests.support.outage import database_down
 from tests.support.watch_folder import WAIT_S, EventLog, build_watch_app, wait_until
 
 
@@ -232,3 +234,35 @@ def test_stop_does_not_wait_for_a_try_that_hangs_and_the_try_stops_it_when_back(
     # ...and stops the watcher, as asked; no try after it.
     assert wait_until(lambda: app.watcher.state is WatcherState.STOPPED)
     assert not wait_until(lambda: app.watcher.state is not WatcherState.STOPPED, timeout_s=1.0)
+
+
+def test_files_wait_for_a_database_that_does_not_answer_and_the_state_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(watcher_module, "STORAGE_RETRY_S", 0.05)
+    app = build_watch_app(tmp_path)
+    try:
+        log = EventLog(app.bus)
+        assert app.watcher.start().state is WatcherState.RUNNING
+        folder = app.watcher.folder
+        with caplog.at_level(logging.INFO), database_down(app.db) as refusals:
+            for n in range(3):
+                (folder / f"Jane Doe {n}.png").write_bytes(png_bytes((10, 10), (n, 6, 7)))
+            assert wait_until(lambda: len(refusals) >= 30)  # each file tried ten times
+            assert app.watcher.state is WatcherState.RUNNING
+            assert message(app) == WAITING_FOR_DATABASE
+            assert sorted(p.name for p in folder.glob("*.png")) == [
+                f"Jane Doe {n}.png" for n in range(3)
+            ]
+            said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+            assert len(said) == 2, said  # the database's line and the watch folder's
+        finished = log.wait_finished(*(f"Jane Doe {n}.png" for n in range(3)))
+        assert {f.outcome for f in finished.values()} == {"ingested"}
+        assert wait_until(lambda: message(app) == "")
+        assert [e.message for e in log.of(ev.WatcherStateChanged)][-2:] == [
+            WAITING_FOR_DATABASE,
+            "",
+        ]
+        assert "Jane" not in caplog.text
+    finally:
+        app.close()

@@ -21,7 +21,12 @@ from ophthai_desktop.api.versions import IfMatch, patient_write
 from ophthai_desktop.api.waiting import JobTimeout, wait_for_job
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core.domain import JobState
-from ophthai_desktop.core.errors import ModelUnavailable, NotFound, about_field
+from ophthai_desktop.core.errors import (
+    DatabaseUnavailable,
+    ModelUnavailable,
+    NotFound,
+    about_field,
+)
 from ophthai_desktop.core.imaging import decode_data_url, inspect_image
 from ophthai_desktop.core.inference import EngineStatus, ModelState
 from ophthai_desktop.core.records import Actor, JobRecord
@@ -69,9 +74,15 @@ def _require_installed(application: Application) -> None:
 
 @router.get("/ai/health", tags=["ai"], response_model=s.AIHealthPublic)
 def ai_health(app: ApplicationDep) -> dict[str, Any]:
-    """The model's state: available, loading, unavailable or not_installed."""
+    """The model's state: available, loading, unavailable or not_installed. The model
+    does not need the database: while it does not answer, only the queued count is
+    null (and ``database`` says so)."""
     status = app.engine.status()
-    queued = app.jobs.list_jobs(state=JobState.QUEUED.value, limit=1).total
+    queued: int | None
+    try:
+        queued = app.jobs.list_jobs(state=JobState.QUEUED.value, limit=1).total
+    except DatabaseUnavailable:
+        queued = None
     return {
         "status": HEALTH_STATUS[status.state],
         "state": status.state.value,
@@ -90,6 +101,7 @@ def ai_health(app: ApplicationDep) -> dict[str, Any]:
         },
         "queue": {"queued": queued, "running": app.worker.current_job_id},
         "worker_waiting": app.worker.waiting_reason,
+        "database": "available" if queued is not None else "unavailable",
     }
 
 

@@ -62,7 +62,13 @@ from ophthai_desktop.core.domain import (
     WorkflowStep,
     text_sort_key,
 )
-from ophthai_desktop.core.errors import InvalidInput, NotFound, OphthaiError, StorageError
+from ophthai_desktop.core.errors import (
+    DatabaseUnavailable,
+    InvalidInput,
+    NotFound,
+    OphthaiError,
+    StorageError,
+)
 from ophthai_desktop.core.events import (
     AnalysisQueued,
     Event,
@@ -783,6 +789,8 @@ class IngestService:
                         self._commit_batch([rehearsal], rehearse=True)
                 finally:
                     self._rng.setstate(state)
+        except DatabaseUnavailable:
+            pass  # said by the database's own log; the first file finds it again
         except Exception as exc:
             log.warning(
                 "watch folder: warming up the ingest path failed: %s", safe_description(exc)

@@ -19,7 +19,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ophthai_desktop.core.errors import StorageError
+from ophthai_desktop.core.errors import DatabaseUnavailable, StorageError
+from ophthai_desktop.core.storage.availability import Availability
 from ophthai_desktop.core.storage.private import make_database_private
 
 log = logging.getLogger(__name__)
@@ -86,23 +87,30 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_on_connect)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        #: Whether the database answers; says so once in the log (see its module).
+        self.availability = Availability()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session for one unit of work: committed on success, rolled back on error.
 
         Database failures that are about the environment (locked, unreachable, disk
-        full) become :class:`StorageError`; everything else propagates unchanged.
+        full) become :class:`DatabaseUnavailable`, said in the log by
+        :attr:`availability` (once per outage, not per call); everything else
+        propagates unchanged.
         """
         session = self._sessions()
         try:
             yield session
+            began = session.in_transaction()  # it reached the database
             session.commit()
+            if began:
+                self.availability.answered()
         except (OperationalError, DBAPIError) as exc:
             session.rollback()
             if isinstance(exc, OperationalError) or exc.connection_invalidated:
-                log.error("database unavailable: %s", type(exc.orig).__name__)
-                raise StorageError("the database is unavailable; try again shortly") from exc
+                self.availability.failed(type(exc.orig).__name__)
+                raise DatabaseUnavailable() from exc
             raise
         except BaseException:
             session.rollback()

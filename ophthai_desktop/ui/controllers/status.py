@@ -11,8 +11,10 @@ from PySide6.QtCore import QObject, QTimer, Slot
 
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
+from ophthai_desktop.core.watcher import WAITING_FOR_DATABASE
 from ophthai_desktop.ui.context import ApiState, GuiContext
 from ophthai_desktop.ui.controllers.watch_folder import WatchFolderController
+from ophthai_desktop.ui.messages import DATABASE_BACK, DATABASE_DOWN
 from ophthai_desktop.ui.tray import TrayIcon
 from ophthai_desktop.ui.views.main_window import MainWindow
 from ophthai_desktop.ui.views.toast import AlertKind
@@ -31,6 +33,9 @@ class Alert(Protocol):
 
     def __call__(self, title: str, text: str, *, kind: AlertKind = ...) -> None: ...
 
+
+#: How long the window says that the database answers again.
+DATABASE_BACK_SHOWN_MS = 5000
 
 #: Event names the core's watch folder may use for its state changes.
 WATCHER_EVENTS = frozenset({"watcher_state", "watcher_state_changed", "watch_folder_state"})
@@ -187,6 +192,8 @@ class StatusController(QObject):
             kind = {"running": "ok", "paused": "warn", "error": "error"}.get(text, "")
             tooltip = " — ".join(str(x) for x in (folder, message) if x)
         label = f"Watch folder: {text}"
+        if text == "running" and message == WAITING_FOR_DATABASE:
+            label, kind = "Watch folder: waiting for the database", "warn"
         _reason, retrying, when = message.partition("; retrying in ")
         if text == "error" and retrying:
             label += f"; retrying in {when}"  # the reason (with the folder) in the tooltip
@@ -214,6 +221,8 @@ class StatusController(QObject):
         name = getattr(event, "name", "")
         if name in WATCHER_EVENTS or type(event).__name__ == "WatcherStateChanged":
             self.show_watcher(getattr(event, "state", None), getattr(event, "message", ""))
+        elif isinstance(event, ev.DatabaseAvailabilityChanged):
+            self._show_database(event.available)
         elif name == "ingest_finished" and getattr(event, "outcome", "") == "failed":
             file_name = getattr(event, "file_name", "a file")
             reason = getattr(event, "reason", "") or "it could not be read"
@@ -226,6 +235,16 @@ class StatusController(QObject):
                 self._refused_timer.start(
                     int(max(REFUSED_ALERT_DELAY_MS, REFUSED_ALERT_GAP_MS - since))
                 )
+
+    def _show_database(self, available: bool) -> None:
+        """The database stopped answering (said once, whichever thread's call noticed:
+        the worker's, the watch folder's, the API's) or answers again: the banner that
+        said it gives way, rather than staying until closed."""
+        banner = self._window.banner
+        if not available:
+            banner.show_message(DATABASE_DOWN, "error")
+        elif banner.text() == DATABASE_DOWN:
+            banner.show_message(DATABASE_BACK, "info", shown_ms=DATABASE_BACK_SHOWN_MS)
 
     @Slot()
     def _alert_refused(self) -> None:

@@ -1,0 +1,103 @@
+"""A database that stops answering for a while (a PostgreSQL restart, a locked SQLite
+file): the log says so once, reminds at most every minute, and says once that it is
+back; the callers that retry meanwhile do not add a line per attempt."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from ophthai_desktop.bootstrap import Application
+from ophthai_desktop.core import worker as worker_module
+from ophthai_desktop.core.errors import DatabaseUnavailable, StorageError
+from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.storage import availability
+from ophthai_desktop.core.worker import InferenceWorker
+from tests.support.outage import database_down
+from tests.support.scripted_engine import NORMAL, ScriptedEngine
+
+NAME = "Outage Patient-Secret"
+
+
+def _wait(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def _lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [f"{r.levelname} {r.getMessage()}" for r in caplog.records if r.levelno >= logging.INFO]
+
+
+def test_an_outage_is_logged_once_reminded_every_minute_and_its_end_once(
+    sqlite_services: Application, actor: Actor, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = sqlite_services
+    now = [1000.0]
+    app.db.availability.clock = lambda: now[0]
+    with caplog.at_level(logging.INFO), database_down(app.db):
+        for _ in range(30):  # 30 s of calls refused, one a second
+            with pytest.raises(StorageError):
+                app.patients.create_patient({"name": NAME}, actor=actor)
+            now[0] += 1
+        down = _lines(caplog)
+        assert len(down) == 1, down
+        assert down[0].startswith("ERROR the database does not answer")
+        for _ in range(60):  # a minute later, one reminder
+            with pytest.raises(DatabaseUnavailable):
+                app.patients.list_patients()
+            now[0] += 1
+        assert len(_lines(caplog)) == 2, _lines(caplog)
+        assert "still does not answer after 60 s" in _lines(caplog)[1]
+    now[0] += availability.QUIET_S
+    app.patients.create_patient({"name": NAME}, actor=actor)
+    app.patients.list_patients()
+    lines = [line for line in _lines(caplog) if "database" in line]
+    assert len(lines) == 3, lines
+    assert "the database answers again after 95 s" in lines[2]
+    assert "Outage" not in caplog.text and "Secret" not in caplog.text
+
+
+def test_reads_between_refused_writes_do_not_end_the_outage(
+    sqlite_services: Application, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A locked or read-only SQLite file answers reads and refuses writes: one outage,
+    not one per write, until the writes have stopped failing for a while."""
+    app = sqlite_services
+    now = [0.0]
+    app.db.availability.clock = lambda: now[0]
+    with caplog.at_level(logging.INFO):
+        for _ in range(10):
+            with database_down(app.db), pytest.raises(DatabaseUnavailable):
+                app.patients.list_patients()
+            app.patients.list_patients()  # a read that works, a second later
+            now[0] += 1
+        assert len(_lines(caplog)) == 1, _lines(caplog)
+        now[0] += availability.QUIET_S
+        app.patients.list_patients()
+    assert len(_lines(caplog)) == 2 and "answers again" in _lines(caplog)[1]
+
+
+def test_the_worker_does_not_log_each_attempt_while_the_database_is_down(
+    sqlite_services: Application,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = sqlite_services
+    monkeypatch.setattr(worker_module, "IDLE_POLL_S", 0.01)
+    worker = InferenceWorker(ScriptedEngine(NORMAL), app.jobs, app.bus)
+    worker.start()
+    try:
+        _wait(lambda: worker.waiting_reason is None and worker.alive)
+        with caplog.at_level(logging.INFO), database_down(app.db) as refusals:
+            _wait(lambda: len(refusals) >= 20)  # twenty looks at the queue refused
+        errors: list[Any] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(errors) == 1, [r.getMessage() for r in errors]
+        assert errors[0].name == "ophthai_desktop.core.storage.availability"
+    finally:
+        worker.stop()

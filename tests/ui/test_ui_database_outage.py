@@ -1,0 +1,46 @@
+"""The window while the database does not answer: one clear sentence, which gives way
+once the database answers again; the status bar says that watch-folder files wait."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
+
+from ophthai_desktop.core import events as ev
+from ophthai_desktop.core.storage import availability
+from ophthai_desktop.core.watcher import WAITING_FOR_DATABASE
+from ophthai_desktop.ui.messages import DATABASE_BACK, DATABASE_DOWN
+from ophthai_desktop.ui.session import GuiSession
+from tests.support.outage import database_down
+
+
+def test_the_banner_says_the_database_does_not_answer_once_and_gives_way_when_it_does(
+    gui: GuiSession, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(availability, "QUIET_S", 0.0)
+    view, banner = gui.patient_list, gui.window.banner
+    qtbot.waitUntil(lambda: view.empty_text().startswith("No patients yet"))
+    with database_down(gui.application.db) as refusals:
+        qtbot.keyClicks(view.search, "zzz")  # the list asks the database again
+        qtbot.waitUntil(lambda: bool(refusals) and banner.text() != "")
+        assert banner.text() == DATABASE_DOWN
+        assert banner.text().lower().count("database") == 1  # said once, not twice
+    view.search.selectAll()
+    qtbot.keyClick(view.search, Qt.Key.Key_Backspace)  # a later call, which works
+    qtbot.waitUntil(lambda: banner.text() == DATABASE_BACK)
+
+
+def test_the_status_bar_says_watch_folder_files_wait_for_the_database(
+    gui: GuiSession, qtbot: QtBot
+) -> None:
+    label = gui.window.status.watcher
+    gui.application.bus.publish(
+        ev.WatcherStateChanged("running", WAITING_FOR_DATABASE, str(gui.application.watcher.folder))
+    )
+    qtbot.waitUntil(lambda: label.text() == "Watch folder: waiting for the database")
+    assert WAITING_FOR_DATABASE in label.toolTip()
+    gui.application.bus.publish(
+        ev.WatcherStateChanged("running", "", str(gui.application.watcher.folder))
+    )
+    qtbot.waitUntil(lambda: label.text() == "Watch folder: running")
