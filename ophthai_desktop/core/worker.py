@@ -26,12 +26,12 @@ from PIL import Image, UnidentifiedImageError
 from sqlalchemy.exc import SQLAlchemyError
 
 from ophthai_desktop.core.errors import (
+    DatabaseUnavailable,
     InvalidInput,
     ModelUnavailable,
     NotFound,
     OphthaiError,
     PayloadTooLarge,
-    StorageError,
 )
 from ophthai_desktop.core.events import (
     AnalysisCancelRequested,
@@ -275,7 +275,7 @@ class InferenceWorker:
                         break
                     self._run_job(job)
                     self._run_commands()
-            except StorageError:
+            except DatabaseUnavailable:
                 # The database does not answer: its own log says so, once per outage;
                 # the queue is looked at again until it answers.
                 self._stop.wait(IDLE_POLL_S)
@@ -399,12 +399,12 @@ class InferenceWorker:
             for phase, text in phases.flush():
                 self._bus.publish(AnalysisProgressed(job.id, text, phase))
             requeued_for_load = bool(
-                self._until_stored(job.id, lambda: self._store_outcome(job, result))
+                self._until_stored(job.id, lambda again: self._store_outcome(job, result, again))
             )
-        except StorageError:
+        except DatabaseUnavailable:
             # The database failed before the analysis ran, not the analysis: it is
             # queued again (once the database answers) rather than failed for good.
-            self._until_stored(job.id, lambda: self._jobs.requeue(job.id, announce=True))
+            self._until_stored(job.id, lambda _again: self._jobs.requeue(job.id, announce=True))
         except NotFound as exc:
             if self._job_exists(job.id):  # something else is missing (its image file)
                 self._record_failure(job.id, exc.message)
@@ -435,9 +435,10 @@ class InferenceWorker:
                     # next start; otherwise the job has ended.
                     self._cancel_requested.discard(job.id)
 
-    def _store_outcome(self, job: JobRecord, result: GenerationResult) -> bool:
+    def _store_outcome(self, job: JobRecord, result: GenerationResult, again: bool) -> bool:
         """Store how the job ended; True when it was queued again to run once the
-        model is loaded again (an unload stopped it)."""
+        model is loaded again (an unload stopped it). ``again``: a try after one the
+        database failed, which may have stored it."""
         with self._current_lock:
             unloaded = job.id in self._interrupted_by_unload
             # Cancelled by someone, not only stopped by the app closing.
@@ -454,20 +455,21 @@ class InferenceWorker:
         elif result.cancelled:
             self._jobs.mark_cancelled(job.id)
         else:
-            self._jobs.complete(job, result)
+            self._jobs.complete(job, result, again=again)
         return False
 
-    def _until_stored(self, job_id: int, store: Callable[[], T]) -> T | None:
+    def _until_stored(self, job_id: int, store: Callable[[bool], T]) -> T | None:
         """Run ``store`` (it writes how a job ended) until the database takes it: an
         outage (a database server restarting, a locked or read-only SQLite file) must
         neither lose a finished analysis nor leave its job running until the next
-        start. Retried every :data:`IDLE_POLL_S`; None when the app stops first (the
-        job, still marked running, is queued again at the next start). Worker thread."""
+        start. Retried every :data:`IDLE_POLL_S`, ``store`` told whether it is a try
+        again; None when the app stops first (the job, still marked running, is queued
+        again at the next start). Worker thread."""
         waiting = False
         while True:
             try:
-                stored = store()
-            except StorageError as exc:
+                stored = store(waiting)
+            except DatabaseUnavailable as exc:
                 if not waiting:
                     log.warning(
                         "analysis job %d: %s; its outcome is stored once the database answers",
@@ -494,7 +496,9 @@ class InferenceWorker:
 
     def _record_failure(self, job_id: int, reason: str, *, logged: str | None = None) -> None:
         try:
-            self._until_stored(job_id, lambda: self._jobs.fail(job_id, reason, logged=logged))
+            self._until_stored(
+                job_id, lambda _again: self._jobs.fail(job_id, reason, logged=logged)
+            )
         except NotFound:
             log.info("analysis job %d ended after its patient was deleted", job_id)
 

@@ -26,10 +26,10 @@ from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.domain import JobPriority
 from ophthai_desktop.core.errors import (
     Conflict,
+    DatabaseUnavailable,
     InvalidInput,
     ModelUnavailable,
     NotFound,
-    StorageError,
 )
 from ophthai_desktop.core.inference.parsing import ParsedAnswer
 from ophthai_desktop.core.records import Actor
@@ -367,7 +367,7 @@ def test_an_analysis_whose_commit_answer_is_lost_is_stored_once(
             stores = any(isinstance(row, m.Analysis) for row in opened.identity_map.values())
         if stores and not lost:  # committed, but the worker is told it failed
             lost.append(1)
-            raise StorageError("the database is unavailable; try again shortly")
+            raise DatabaseUnavailable()
 
     monkeypatch.setattr(app.db, "session", answer_lost_once)
     InferenceWorker(ScriptedEngine(DME), app.jobs, app.bus)._run_job(claimed)

@@ -570,21 +570,24 @@ class JobService:
             is not None
         )
 
-    def complete(self, job: JobRecord, result: GenerationResult) -> AnalysisRecord:
+    def complete(
+        self, job: JobRecord, result: GenerationResult, *, again: bool = False
+    ) -> AnalysisRecord:
         """Store the analysis with its provenance, finish the job, advance the patient's
         workflow, and raise the alarm for an abnormal finding.
 
         ``job`` is the record :meth:`claim_next` returned: what the analysis needs from
         the job cannot change while it runs, so the row is not read again.
 
-        Called again for a job whose analysis is stored (the worker tries again after a
-        commit whose answer was lost, a database server restarting as it committed),
-        it stores nothing more and announces the stored analysis.
+        ``again``: an earlier call for this job may have stored it (the worker tries
+        again after a commit whose answer was lost, a database server restarting as it
+        committed): if it did, nothing more is stored and the stored analysis is
+        announced.
 
         Raises:
             NotFound: The job is gone (its patient was deleted meanwhile).
         """
-        stored = self._stored_before(job)
+        stored = self._stored_before(job) if again else None
         if stored is not None:
             return stored
         now = datetime.now(UTC)
