@@ -86,3 +86,17 @@ def test_the_websocket_payloads_the_readme_spells_out() -> None:
         assert set(data) == spelled[cls.name], cls.name
         checked += 1
     assert checked >= 10
+
+
+def test_the_hubs_own_frames_are_in_the_websocket_events() -> None:
+    # Besides the bus's events the hub writes frames of its own (the greeting, the
+    # answer to a ping): a client reads them on the same socket, so the README's list of
+    # events names them too, not in a paragraph about something else.
+    hub = (Path(__file__).parents[2] / "ophthai_desktop" / "api" / "hub.py").read_text(
+        encoding="utf-8"
+    )
+    sent = set(re.findall(r'\{"event": "(\w+)", "data"', hub))
+    assert {"connected", "pong"} <= sent
+    section = README[README.index("WebSocket events:") :]
+    section = section[: section.index("\n\n")]
+    assert {name for name in sent if f'"event": "{name}"' not in section} == set()
