@@ -33,7 +33,7 @@ def clinician_name(configured: str | None) -> str:
         return configured.strip()
     try:
         return getpass.getuser() or "clinician"
-    except (OSError, KeyError):  # no user database entry (containers)
+    except (OSError, KeyError, ImportError):  # no user entry (containers); no pwd (Windows)
         return "clinician"
 
 

@@ -225,6 +225,33 @@ def test_image_store_is_content_addressed(tmp_path: Path) -> None:
         store.path_for("../../etc/passwd")
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="reads a POSIX descriptor's access mode")
+def test_a_stored_image_is_flushed_where_only_a_writable_handle_can_be(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows' fsync (FlushFileBuffers) refuses a handle opened read-only with EBADF:
+    the watch folder's flush before the source moves away must not fail there."""
+    import errno
+    import fcntl
+
+    from ophthai_desktop.core.storage import images as images_module
+
+    real_fsync = os.fsync
+
+    def windows_fsync(fd: int) -> None:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        real_fsync(fd)
+
+    monkeypatch.setattr(images_module, "FLUSH_NEEDS_WRITE", True, raising=False)
+    monkeypatch.setattr(images_module.os, "fsync", windows_fsync)
+    store = ImageStore(tmp_path / "images")
+    data = png_bytes()
+    stored = store.put(data, sync=False)
+    store.sync(stored.sha256)
+    assert store.read(stored.sha256) == data
+
+
 @pytest.mark.skipif(not hasattr(os, "copy_file_range"), reason="no kernel copy here")
 def test_a_staged_copy_is_the_source_bytes_until_kept_or_dropped(tmp_path: Path) -> None:
     store = ImageStore(tmp_path / "images")

@@ -4,6 +4,7 @@ between the commit and the move."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -1409,6 +1410,36 @@ def test_a_file_waiting_to_be_read_when_the_watcher_stops_is_left_as_it_is(
     assert path.exists() and not any(layout.processed.iterdir())
     assert not any(layout.failed.iterdir())
     assert _row_counts(app)["patients"] == 0 and log.of(ev.Event) == []
+
+
+def test_a_file_its_writer_still_holds_on_windows_waits_instead_of_being_refused(
+    app: Application, log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows refuses to open a file another program has open without sharing it
+    (a camera's software still writing): that is a file not settled yet, not one that
+    cannot be read. Driven by the error Windows raises (POSIX never does)."""
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    path = layout.root / "held_OD_OCT.png"
+    path.write_bytes(png_bytes((40, 30), (7, 8, 9)))
+    real_open = os.open
+
+    def held_by_its_writer(file: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if Path(file) == path:
+            exc = PermissionError(errno.EACCES, "The process cannot access the file")
+            exc.winerror = 32  # type: ignore[attr-defined]  # ERROR_SHARING_VIOLATION
+            raise exc
+        return real_open(file, flags, *args, **kwargs)
+
+    monkeypatch.setattr(ingest_module.os, "open", held_by_its_writer)
+    with pytest.raises(FileNotSettled):
+        app.ingest.ingest_file(path, layout)
+    assert path.exists() and not any(layout.failed.iterdir())
+    assert _row_counts(app)["patients"] == 0 and _notes(app) == []
+
+    monkeypatch.undo()  # the writer closed it
+    assert app.ingest.ingest_file(path, layout).outcome == IngestOutcome.INGESTED
+    assert (layout.processed / "held_OD_OCT.png").is_file()
 
 
 def test_a_tiff_volume_goes_to_failed_saying_how_many_images_it_holds(app: Application) -> None:

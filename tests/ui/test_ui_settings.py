@@ -924,3 +924,19 @@ def test_closing_the_window_does_not_wait_for_a_watch_folder_that_does_not_answe
     # The call answers after the window closed: nothing is left running behind it.
     qtbot.waitUntil(lambda: "start" in calls and not _settle_threads(), timeout=10_000)
     qtbot.waitUntil(lambda: watcher.state is WatcherState.STOPPED, timeout=10_000)
+
+
+def test_without_a_user_name_anywhere_the_audit_name_falls_back_on_windows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Windows has no ``pwd`` module: ``getpass.getuser`` raises ImportError there when
+    no user variable is set (a service, a scrubbed environment); the window still
+    starts, signing as ``clinician``."""
+    from ophthai_desktop.ui.context import clinician_name
+
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setitem(sys.modules, "pwd", None)  # `import pwd` fails, as on Windows
+
+    assert clinician_name(None) == "clinician"
+    assert clinician_name(" Dr. Set ") == "Dr. Set"

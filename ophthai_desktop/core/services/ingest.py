@@ -563,6 +563,18 @@ def _left_by_a_crash(path: Path, name: str, recorded_name: str, recorded_at: dat
     return changed_ns < int(recorded_at.timestamp() * 1_000_000) * 1_000
 
 
+#: Windows' errors for a file another program holds: opened without sharing it for
+#: reading (ERROR_SHARING_VIOLATION), or a range of it locked (ERROR_LOCK_VIOLATION).
+#: The writer still has it: it is read again once it settles, not refused.
+IN_USE_WINERRORS = frozenset({32, 33})
+
+
+def _in_use_elsewhere(exc: OSError) -> bool:
+    """Whether ``exc`` says another program has the file open (Windows only: POSIX
+    never refuses a read for that)."""
+    return getattr(exc, "winerror", None) in IN_USE_WINERRORS
+
+
 def _unread_record_key(path: Path) -> str | None:
     """The key of the ingest record of a file refused before its bytes could be read (a
     link, a FIFO, a file too large), in place of their hash: one of its device and inode,
@@ -847,6 +859,8 @@ class IngestService:
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise _Refused(SYMLINK_REASON) from exc
+            if _in_use_elsewhere(exc):
+                raise FileNotSettled("the file is open in another program") from exc
             raise _Refused(f"it cannot be read ({exc.strerror})") from exc
         staged: Path | None = None
         try:
@@ -869,6 +883,8 @@ class IngestService:
         except OSError as exc:
             if staged is not None:
                 self._images.drop_staged(staged)
+            if _in_use_elsewhere(exc):
+                raise FileNotSettled("the file is locked by another program") from exc
             raise _Refused(f"it cannot be read ({exc.strerror})") from exc
         except BaseException:
             if staged is not None:

@@ -39,6 +39,10 @@ _NO_KERNEL_COPY = frozenset(
     {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF, errno.EPERM}
 )
 
+#: Whether a file must be open for writing to be flushed: Windows' ``os.fsync``
+#: (``_commit``, ``FlushFileBuffers``) refuses a read-only handle with ``EBADF``.
+FLUSH_NEEDS_WRITE = os.name == "nt"
+
 #: Age after which a staged copy is a crash's leftover.
 STALE_STAGING_S = 3600.0
 
@@ -229,8 +233,9 @@ class ImageStore:
 
     def sync(self, sha256: str) -> None:
         """Wait until the stored image is on disk (after ``put(..., sync=False)``)."""
+        flags = (os.O_RDWR | getattr(os, "O_BINARY", 0)) if FLUSH_NEEDS_WRITE else os.O_RDONLY
         try:
-            fd = os.open(self.path_for(sha256), os.O_RDONLY)
+            fd = os.open(self.path_for(sha256), flags)
             try:
                 os.fsync(fd)
             finally:
