@@ -406,9 +406,12 @@ class InferenceWorker:
             # queued again (once the database answers) rather than failed for good.
             self._until_stored(job.id, lambda _again: self._jobs.requeue(job.id, announce=True))
         except NotFound as exc:
-            if self._job_exists(job.id):  # something else is missing (its image file)
+            # Whether the job is still there is read as its end is written: through an
+            # outage (it escaped to the loop, and left the job running until a restart).
+            exists = self._until_stored(job.id, lambda _again: self._job_exists(job.id))
+            if exists:  # something else is missing (its image file)
                 self._record_failure(job.id, exc.message)
-            else:
+            elif exists is not None:
                 log.info("analysis job %d ended: its patient was deleted", job.id)
         except OphthaiError as exc:
             self._record_failure(job.id, exc.message)
