@@ -377,8 +377,16 @@ def test_an_analysis_whose_commit_answer_is_lost_is_stored_once(
     with app.db.session() as session:
         stored = session.scalars(select(m.Analysis).where(m.Analysis.job_id == job.id)).all()
     assert len(stored) == 1
-    assert app.notifications.list_notifications().total == 1  # one alarm
+    alarms = app.notifications.list_notifications()
+    assert alarms.total == 1  # one alarm
     assert [e.job_id for e in seen if isinstance(e, ev.AnalysisFinished)] == [job.id]
+    # Announced all the same, as the first commit would have: the window and WebSocket
+    # clients see the critical alert without a reload.
+    (alarm,) = alarms.items
+    assert [e.notification.id for e in seen if isinstance(e, ev.NotificationCreated)] == [alarm.id]
+    (abnormal,) = [e for e in seen if isinstance(e, ev.AbnormalScanDetected)]
+    assert (abnormal.notification.id, abnormal.label) == (alarm.id, DME.classification)
+    assert abnormal.confidence == DME.confidence
 
 
 def test_an_analysis_the_database_fails_before_it_runs_is_queued_again_not_failed(
