@@ -506,7 +506,12 @@ class AIHealthPublic(BaseModel):
     parameters: int | None
     memory: ModelMemoryPublic
     queue: QueuePublic
-    worker_waiting: str | None = Field(description="Why the worker is not taking jobs.")
+    worker_waiting: str | None = Field(
+        description="Why the worker is not taking jobs. With jobs queued (or the queue "
+        "unknown: the database not answering), as each queued job's waiting; with none, "
+        "null where the model's state and message say it (not installed, damaged, a "
+        "failed load)."
+    )
     database: Literal["available", "unavailable"] = Field(
         description="unavailable while the database does not answer (queue.queued is null "
         "then); the model's state is answered all the same."

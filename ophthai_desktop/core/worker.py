@@ -131,6 +131,11 @@ class InferenceWorker:
         self._hold_after_unload = False
         self._unsubscribe = bus.subscribe(self._on_event)
         self.waiting_reason: str | None = None
+        #: Why the worker waits, for a reader that sees nothing queued: as
+        #: :attr:`waiting_reason`, but None where that is the model's own state and
+        #: message (not installed, damaged, a failed load) and what becomes of queued
+        #: analyses, which is not true with none.
+        self.waiting_cause: str | None = None
         #: How many unloads freed a loaded model (an unload with none loaded does not
         #: count), so that whoever asked for one can tell which happened.
         self.unloads = 0
@@ -333,7 +338,7 @@ class InferenceWorker:
             try:
                 self._engine.load()
             except ModelUnavailable as exc:
-                self._set_waiting(_unusable(exc.message))
+                self._set_waiting(_unusable(exc.message), engine_says=True)
                 log.warning("queued analyses are waiting: the model did not load")
                 return False
             self._set_waiting(None)
@@ -341,7 +346,7 @@ class InferenceWorker:
             # meanwhile runs first, not after a whole analysis.
             return not self._stop.is_set() and not self.commands_pending
         if state is ModelState.ERROR:
-            self._set_waiting(_unusable(self._engine.status().message))
+            self._set_waiting(_unusable(self._engine.status().message), engine_says=True)
         else:
             # The engine's message says what is missing (a folder, or one of its files).
             status = self._engine.status()
@@ -354,19 +359,23 @@ class InferenceWorker:
                 self._set_waiting(
                     f"the model's files are damaged. {what + ' ' if what else ''}"
                     "Queued analyses stay queued and run once the files are whole: download "
-                    "the model again (AI ▸ Model manager…) or put back a complete copy."
+                    "the model again (AI ▸ Model manager…) or put back a complete copy.",
+                    engine_says=True,
                 )
                 return False
             self._set_waiting(
                 f"the model is not installed. {problem + ' ' if problem else ''}Queued "
                 "analyses stay queued and run once it is: download it (AI ▸ Model "
-                "manager…) or set OPHTHAI_MODEL_PATH to a folder that holds it."
+                "manager…) or set OPHTHAI_MODEL_PATH to a folder that holds it.",
+                engine_says=True,
             )
         return False
 
-    def _set_waiting(self, reason: str | None) -> None:
+    def _set_waiting(self, reason: str | None, *, engine_says: bool = False) -> None:
         """Say why queued jobs wait (None: they run); a change is published, so that
-        clients following the queue see it appear and clear. Worker thread."""
+        clients following the queue see it appear and clear. ``engine_says``: the why is
+        the engine's state and message (see :attr:`waiting_cause`). Worker thread."""
+        self.waiting_cause = None if engine_says else reason
         if reason != self.waiting_reason:
             self.waiting_reason = reason
             self._bus.publish(QueueWaitingChanged(reason))
@@ -406,9 +415,12 @@ class InferenceWorker:
             # queued again (once the database answers) rather than failed for good.
             self._until_stored(job.id, lambda _again: self._jobs.requeue(job.id, announce=True))
         except NotFound as exc:
-            if self._job_exists(job.id):  # something else is missing (its image file)
+            # Whether the job is still there is read as its end is written: through an
+            # outage (it escaped to the loop, and left the job running until a restart).
+            exists = self._until_stored(job.id, lambda _again: self._job_exists(job.id))
+            if exists:  # something else is missing (its image file)
                 self._record_failure(job.id, exc.message)
-            else:
+            elif exists is not None:
                 log.info("analysis job %d ended: its patient was deleted", job.id)
         except OphthaiError as exc:
             self._record_failure(job.id, exc.message)

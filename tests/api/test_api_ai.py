@@ -373,6 +373,25 @@ def test_model_commands_refuse_a_body_they_do_not_take(
     assert engine.loads == loads + (1 if path.endswith("/load-model") else 0)
 
 
+@pytest.mark.parametrize("state", ["error", "not_installed"])
+def test_with_nothing_queued_health_says_nothing_of_queued_analyses(
+    ai_client: TestClient, engine: ScriptedEngine, sqlite_services: Application, state: str
+) -> None:
+    """A failed load (or no model) with nothing queued: ``worker_waiting`` neither says
+    that queued analyses stay queued nor repeats the engine's ``message``."""
+    app = sqlite_services
+    engine.state = state
+    app.worker.wake()
+    deadline = time.monotonic() + 10
+    while app.worker.waiting_reason is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert app.worker.waiting_reason is not None  # what a job queued now would say
+    health = ai_client.get("/api/ai/health").json()
+    assert (health["state"], health["queue"]["queued"]) == (state, 0)
+    assert health["message"] == f"scripted engine is {state}"
+    assert health["worker_waiting"] is None
+
+
 def test_a_job_queued_after_the_model_failed_to_load_says_why_it_waits(
     ai_client: TestClient, engine: ScriptedEngine, sqlite_services: Application
 ) -> None:

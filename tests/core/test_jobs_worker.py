@@ -377,8 +377,16 @@ def test_an_analysis_whose_commit_answer_is_lost_is_stored_once(
     with app.db.session() as session:
         stored = session.scalars(select(m.Analysis).where(m.Analysis.job_id == job.id)).all()
     assert len(stored) == 1
-    assert app.notifications.list_notifications().total == 1  # one alarm
+    alarms = app.notifications.list_notifications()
+    assert alarms.total == 1  # one alarm
     assert [e.job_id for e in seen if isinstance(e, ev.AnalysisFinished)] == [job.id]
+    # Announced all the same, as the first commit would have: the window and WebSocket
+    # clients see the critical alert without a reload.
+    (alarm,) = alarms.items
+    assert [e.notification.id for e in seen if isinstance(e, ev.NotificationCreated)] == [alarm.id]
+    (abnormal,) = [e for e in seen if isinstance(e, ev.AbnormalScanDetected)]
+    assert (abnormal.notification.id, abnormal.label) == (alarm.id, DME.classification)
+    assert abnormal.confidence == DME.confidence
 
 
 def test_an_analysis_the_database_fails_before_it_runs_is_queued_again_not_failed(
@@ -406,6 +414,44 @@ def test_an_analysis_the_database_fails_before_it_runs_is_queued_again_not_faile
     assert refused
     again = app.jobs.get_job(job.id)
     assert again.state == "queued" and again.error is None  # it runs later, not failed
+
+
+def test_a_missing_image_found_during_an_outage_still_fails_the_job(
+    sqlite_services: Application, actor: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker reads whether the job is still there (or went with its patient) as
+    the database stops answering: the job still ends, failed for its missing image,
+    rather than the outage escaping and leaving it running until the next start."""
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)
+    app.images.path_for(app.patients.list_scans(patient_id)[0].sha256).unlink()
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    claimed = app.jobs.claim_next()
+    assert claimed is not None and claimed.id == job.id
+    refused: list[int] = []
+
+    def unreachable_once(*_args: Any) -> None:
+        if not refused:
+            refused.append(1)
+            raise sqlite3.OperationalError("unable to open database file")
+
+    reading = app.jobs.image_bytes
+
+    def image_bytes(record: Any) -> bytes:
+        try:
+            return reading(record)  # NotFound: the file is gone
+        finally:  # and the database stops answering for a moment
+            event.listen(app.db.engine, "do_connect", unreachable_once)
+            app.db.dispose()
+
+    monkeypatch.setattr(app.jobs, "image_bytes", image_bytes)
+    try:
+        InferenceWorker(ScriptedEngine(DME), app.jobs, app.bus)._run_job(claimed)
+    finally:
+        event.remove(app.db.engine, "do_connect", unreachable_once)
+    assert refused
+    ended = app.jobs.get_job(job.id)
+    assert ended.state == "failed" and "missing" in (ended.error or "")
 
 
 def test_cancel_queued_and_running(

@@ -100,7 +100,9 @@ def ai_health(app: ApplicationDep) -> dict[str, Any]:
             "used_bytes": status.used_bytes,
         },
         "queue": {"queued": queued, "running": app.worker.current_job_id},
-        "worker_waiting": app.worker.waiting_reason,
+        # With nothing queued, what becomes of queued analyses is not said; nor is the
+        # engine's message a second time, there already as ``message``.
+        "worker_waiting": app.worker.waiting_cause if queued == 0 else app.worker.waiting_reason,
         "database": "available" if queued is not None else "unavailable",
     }
 

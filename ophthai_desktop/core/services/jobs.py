@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,7 @@ from ophthai_desktop.core.records import (
     AnalysisRecord,
     JobQueue,
     JobRecord,
+    NotificationRecord,
     Page,
     PatientRecord,
     ScanRecord,
@@ -61,7 +62,11 @@ from ophthai_desktop.core.services.patients import ImageLimits, NewImage, Patien
 from ophthai_desktop.core.storage import Database, ImageStore
 from ophthai_desktop.core.storage import models as m
 from ophthai_desktop.core.storage.images import sha256_hex
-from ophthai_desktop.core.storage.to_records import analysis_record, job_record
+from ophthai_desktop.core.storage.to_records import (
+    analysis_record,
+    job_record,
+    notification_record,
+)
 
 if TYPE_CHECKING:
     from ophthai_desktop.core.inference.engine import GenerationResult
@@ -587,7 +592,7 @@ class JobService:
         Raises:
             NotFound: The job is gone (its patient was deleted meanwhile).
         """
-        stored = self._stored_before(job) if again else None
+        stored = self._stored_before(job, result) if again else None
         if stored is not None:
             return stored
         now = datetime.now(UTC)
@@ -638,14 +643,6 @@ class JobService:
             )
             session.add(row)
             session.flush()
-            # An answer that could not be read but names an abnormal diagnosis ("DME"
-            # then "Normal", or one cut off after its classification) is alarmed on as
-            # a preliminary finding is, marked as unreadable: the clinician reads it now.
-            unread_findings = (
-                [label for label in result.named_classifications if names_a_finding(label)]
-                if parsed is None
-                else []
-            )
             if patient is not None:
                 patient.workflow_step = int(WorkflowStep.VALIDATION)
                 patient.updated_at = now
@@ -655,66 +652,18 @@ class JobService:
                         if parsed.is_abnormal
                         else PatientStatus.STABLE.value
                     )
-                elif unread_findings:
+                elif _unread_findings(result):
                     # As a preliminary finding makes them: the list shows who to look at.
                     patient.status = PatientStatus.CRITICAL.value
                 # A new result awaits review: the verdict on the one before goes, with
                 # who gave it and when, as withdrawing a verdict clears them.
                 patient.validation_status = patient.validated_by = None
                 patient.validated_at = patient.validation_notes = None
-            where = f" for patient {patient.name}" if patient is not None else ""
-            if parsed is not None and parsed.is_abnormal:
-                events.extend(
-                    _alarm(
-                        session,
-                        job.patient_id,
-                        f"Abnormal finding{where}: {parsed.classification} "
-                        f"({parsed.confidence:g}% confidence) - preliminary, needs validation",
-                        label=parsed.classification,
-                        confidence=parsed.confidence,
-                    )
+            for notice in _notices(result, patient):
+                note = NotificationService.create_in(
+                    session, notice.message, type=notice.type, patient_id=job.patient_id
                 )
-            elif unread_findings:
-                label = " or ".join(unread_findings)
-                events.extend(
-                    _alarm(
-                        session,
-                        job.patient_id,
-                        f"Possible abnormal finding{where}: {label} - the answer could not be "
-                        f"read: {_sentence(_reason(result.parse_error))} Read the model's "
-                        "answer before validating.",
-                        label=label,
-                        confidence=None,  # none was read
-                    )
-                )
-            elif patient is not None:
-                # No finding to alarm on, and nothing may go unread either: an image the
-                # model could not grade is to be taken again, and an answer that could
-                # not be read (two different diagnoses, one cut off) waits for the
-                # clinician as much as a finding does, unattended watch-folder scans too.
-                if parsed is not None and parsed.is_ungradable:
-                    message = (
-                        f"The image for patient {patient.name} could not be graded "
-                        f"({parsed.classification}): "
-                        f"{_sentence(parsed.explanation or 'no reason given')} Take the scan "
-                        "again or analyse another image."
-                    )
-                elif parsed is None:
-                    message = (
-                        f"The analysis for patient {patient.name} could not be read: "
-                        f"{_sentence(_reason(result.parse_error))} Read "
-                        "the model's answer before validating."
-                    )
-                else:
-                    message = ""  # a normal result: nothing to say
-                if message:
-                    note = NotificationService.create_in(
-                        session,
-                        message[:2000],
-                        type=NotificationType.INFO.value,
-                        patient_id=job.patient_id,
-                    )
-                    events.append(NotificationCreated(note))
+                events.extend(notice.events(note))
             record = analysis_record(row)
             patient_record = (
                 PatientService.records_in(session, [patient])[0] if patient is not None else None
@@ -726,9 +675,11 @@ class JobService:
             self._bus.publish(event)
         return record
 
-    def _stored_before(self, job: JobRecord) -> AnalysisRecord | None:
+    def _stored_before(self, job: JobRecord, result: GenerationResult) -> AnalysisRecord | None:
         """The analysis of ``job`` when it is no longer running and has one (stored by an
-        earlier :meth:`complete`), announced as :meth:`complete` does; None otherwise."""
+        earlier :meth:`complete`), announced as :meth:`complete` does, with the
+        notifications that commit stored (found by their text, made after the job
+        started; one the clinician deleted meanwhile is not); None otherwise."""
         with self._db.session() as session:
             state = session.scalar(select(m.Job.state).where(m.Job.id == job.id))
             if state is None or state == JobState.RUNNING.value:
@@ -743,10 +694,26 @@ class JobService:
             patient_record = (
                 PatientService.records_in(session, [patient])[0] if patient is not None else None
             )
+            events: list[Event] = []
+            for notice in _notices(result, patient):
+                query = select(m.Notification).where(
+                    m.Notification.patient_id.is_(None)
+                    if job.patient_id is None
+                    else m.Notification.patient_id == job.patient_id,
+                    m.Notification.type == notice.type,
+                    m.Notification.message == notice.message,
+                )
+                if job.started_at is not None:
+                    query = query.where(m.Notification.timestamp >= job.started_at)
+                stored = session.scalars(query.order_by(m.Notification.id.desc()).limit(1)).first()
+                if stored is not None:
+                    events.extend(notice.events(notification_record(stored)))
         log.info("analysis job %d: its analysis was stored already", job.id)
         self._bus.publish(AnalysisFinished(job.id, record.patient_id, record))
         if patient_record is not None:
             self._bus.publish(PatientUpdated(patient_record))
+        for event in events:
+            self._bus.publish(event)
         return record
 
     def fail(self, job_id: int, reason: str, *, logged: str | None = None) -> None:
@@ -872,31 +839,93 @@ def _queued(record: JobRecord, *, requeued: bool = False) -> AnalysisQueued:
     )
 
 
-def _alarm(
-    session: Session,
-    patient_id: str | None,
-    message: str,
-    *,
-    label: str,
-    confidence: float | None,
-) -> list[Event]:
-    """The critical notification of a finding, stored in ``session``, and its events:
-    ``notification`` and ``abnormal_scan`` (``confidence`` None: the answer named the
-    finding but could not be read)."""
-    note = NotificationService.create_in(
-        session, message[:2000], type=NotificationType.CRITICAL.value, patient_id=patient_id
-    )
-    probabilities = {} if confidence is None else {label: confidence / 100.0}
-    return [
-        NotificationCreated(note),
-        AbnormalScanDetected(
-            notification=note,
-            label=label,
-            confidence=confidence,
-            probabilities=probabilities,
-            source="octomed",
-        ),
-    ]
+@dataclass(frozen=True)
+class _Notice:
+    """A notification a finished analysis raises: critical for a finding (``label``,
+    and its ``confidence``, None where the answer named it but could not be read),
+    info for an image to take again or an answer to read."""
+
+    message: str
+    label: str | None = None
+    confidence: float | None = None
+
+    @property
+    def type(self) -> str:
+        return (
+            NotificationType.INFO.value if self.label is None else NotificationType.CRITICAL.value
+        )
+
+    def events(self, note: NotificationRecord) -> list[Event]:
+        """The events of ``note``, this notice stored: ``notification``, and for a
+        finding ``abnormal_scan``."""
+        if self.label is None:
+            return [NotificationCreated(note)]
+        confidence = self.confidence
+        probabilities = {} if confidence is None else {self.label: confidence / 100.0}
+        return [
+            NotificationCreated(note),
+            AbnormalScanDetected(
+                notification=note,
+                label=self.label,
+                confidence=confidence,
+                probabilities=probabilities,
+                source="octomed",
+            ),
+        ]
+
+
+def _unread_findings(result: GenerationResult) -> list[str]:
+    """The abnormal diagnoses an answer that could not be read names ("DME" then
+    "Normal", or one cut off after its classification): alarmed on as a preliminary
+    finding is, marked as unreadable, so that the clinician reads it now."""
+    if result.parsed is not None:
+        return []
+    return [label for label in result.named_classifications if names_a_finding(label)]
+
+
+def _notices(result: GenerationResult, patient: m.Patient | None) -> list[_Notice]:
+    """The notifications the analysis ``result`` of ``patient``'s scan (None: an image
+    of no patient) raises, as :meth:`JobService.complete` stores them."""
+    parsed = result.parsed
+    unread_findings = _unread_findings(result)
+    where = f" for patient {patient.name}" if patient is not None else ""
+    if parsed is not None and parsed.is_abnormal:
+        message = (
+            f"Abnormal finding{where}: {parsed.classification} "
+            f"({parsed.confidence:g}% confidence) - preliminary, needs validation"
+        )
+        notice = _Notice(message, parsed.classification, parsed.confidence)
+    elif unread_findings:
+        label = " or ".join(unread_findings)
+        message = (
+            f"Possible abnormal finding{where}: {label} - the answer could not be "
+            f"read: {_sentence(_reason(result.parse_error))} Read the model's "
+            "answer before validating."
+        )
+        notice = _Notice(message, label, None)  # no confidence was read
+    elif patient is None:
+        return []
+    elif parsed is not None and parsed.is_ungradable:
+        # No finding to alarm on, and nothing may go unread either: an image the model
+        # could not grade is to be taken again, and an answer that could not be read
+        # (two different diagnoses, one cut off) waits for the clinician as much as a
+        # finding does, unattended watch-folder scans too.
+        notice = _Notice(
+            f"The image for patient {patient.name} could not be graded "
+            f"({parsed.classification}): "
+            f"{_sentence(parsed.explanation or 'no reason given')} Take the scan "
+            "again or analyse another image."
+        )
+    elif parsed is None:
+        notice = _Notice(
+            f"The analysis for patient {patient.name} could not be read: "
+            f"{_sentence(_reason(result.parse_error))} Read "
+            "the model's answer before validating."
+        )
+    else:
+        return []  # a normal result: nothing to say
+    # As stored (see NotificationService.new_values), so that it is found again.
+    return [replace(notice, message=notice.message[:2000].strip())]
 
 
 def _sentence(text: str) -> str:
