@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +37,7 @@ from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.storage import models as m
 from ophthai_desktop.core.worker import LOAD_STOP_WAIT_S, InferenceWorker
 from tests.support.images import png_bytes
+from tests.support.outage import database_down
 from tests.support.races import meanwhile
 from tests.support.scripted_engine import DME, NORMAL, ScriptedEngine
 
@@ -396,21 +396,10 @@ def test_an_analysis_the_database_fails_before_it_runs_is_queued_again_not_faile
     job = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
     claimed = app.jobs.claim_next()
     assert claimed is not None and claimed.id == job.id
-    refused: list[int] = []
-
-    def unreachable_once(*_args: Any) -> None:
-        # The next connection is refused (the file gone, the server restarting).
-        if not refused:
-            refused.append(1)
-            raise sqlite3.OperationalError("unable to open database file")
-
-    event.listen(app.db.engine, "do_connect", unreachable_once)
-    app.db.dispose()
-    try:
-        # Between the claim and the start, the database does not answer once.
+    # Between the claim and the start, the database does not answer once (the file
+    # gone, the server restarting).
+    with database_down(app.db, times=1) as refused:
         InferenceWorker(ScriptedEngine(DME), app.jobs, app.bus)._run_job(claimed)
-    finally:
-        event.remove(app.db.engine, "do_connect", unreachable_once)
     assert refused
     again = app.jobs.get_job(job.id)
     assert again.state == "queued" and again.error is None  # it runs later, not failed
@@ -428,28 +417,20 @@ def test_a_missing_image_found_during_an_outage_still_fails_the_job(
     job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
     claimed = app.jobs.claim_next()
     assert claimed is not None and claimed.id == job.id
-    refused: list[int] = []
-
-    def unreachable_once(*_args: Any) -> None:
-        if not refused:
-            refused.append(1)
-            raise sqlite3.OperationalError("unable to open database file")
-
     reading = app.jobs.image_bytes
+    refusals: list[list[int]] = []
 
-    def image_bytes(record: Any) -> bytes:
-        try:
-            return reading(record)  # NotFound: the file is gone
-        finally:  # and the database stops answering for a moment
-            event.listen(app.db.engine, "do_connect", unreachable_once)
-            app.db.dispose()
+    with contextlib.ExitStack() as outage:
 
-    monkeypatch.setattr(app.jobs, "image_bytes", image_bytes)
-    try:
+        def image_bytes(record: Any) -> bytes:
+            try:
+                return reading(record)  # NotFound: the file is gone
+            finally:  # and the database stops answering for a moment
+                refusals.append(outage.enter_context(database_down(app.db, times=1)))
+
+        monkeypatch.setattr(app.jobs, "image_bytes", image_bytes)
         InferenceWorker(ScriptedEngine(DME), app.jobs, app.bus)._run_job(claimed)
-    finally:
-        event.remove(app.db.engine, "do_connect", unreachable_once)
-    assert refused
+    assert refusals and refusals[0]
     ended = app.jobs.get_job(job.id)
     assert ended.state == "failed" and "missing" in (ended.error or "")
 
