@@ -44,7 +44,7 @@ import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,7 @@ from ophthai_desktop.core.services.patients import (
 )
 from ophthai_desktop.core.storage import Database, ImageStore, StoredImage
 from ophthai_desktop.core.storage import models as m
+from ophthai_desktop.core.storage.private import write_private_file
 from ophthai_desktop.core.storage.to_records import (
     notification_record,
     patient_record,
@@ -1306,7 +1307,7 @@ class IngestService:
             folder.failed,
             sha256,
             room_bytes=len(REASON_SUFFIX),
-            beside=lambda target: self._write_reason(target, name, reason, sha256, size),
+            beside=lambda target: self._write_reason(target, reason, sha256, size),
         )
         if moved is None and note is not None:
             note = self._reword(note, f"{refused} It could not be moved to failed/.")
@@ -1391,24 +1392,30 @@ class IngestService:
 
     @staticmethod
     def _write_reason(
-        moved: Path, name: str, reason: str, sha256: str | None, size: int | None
+        moved: Path, reason: str, sha256: str | None, size: int | None
     ) -> Path | None:
         """Write why the file was refused beside ``moved``, its name in ``failed/``; the
         reason file (None: it could not be written, which keeps no file out of
-        ``failed/``)."""
+        ``failed/``).
+
+        Readable by the app's account only, and without the file's name (a file name
+        often holds a patient's): its own name, beside the file, says which file it is.
+        """
+        refused_at = datetime.now().astimezone().isoformat(sep=" ", timespec="seconds")
         lines = [
             f"Not taken in: {reason}.",
             "",
-            f"file: {name}",
+            f"refused at: {refused_at}",
             f"sha256: {sha256 or 'not read'}",
             f"size: {'unknown' if size is None else f'{size} bytes'}",
-            f"refused at: {datetime.now(UTC).isoformat(timespec='seconds')}",
             "",
-            "Fix the file and copy it into the watch folder again to retry.",
+            f'The file is beside this one, named as this one without "{REASON_SUFFIX}".',
+            "To retry, fix it (or export it from the device again) and copy it into the "
+            "watch folder again.",
         ]
         reason_file = moved.with_name(moved.name + REASON_SUFFIX)
         try:
-            reason_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            write_private_file(reason_file, ("\n".join(lines) + "\n").encode("utf-8"))
         except OSError as exc:
             log.error("watch folder: could not write a reason file: %s", exc.strerror)
             with contextlib.suppress(OSError):
