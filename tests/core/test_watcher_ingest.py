@@ -1112,6 +1112,34 @@ def test_a_name_at_the_length_limit_is_shortened_to_fit_its_suffixes(app: Applic
     assert all(n.endswith(".png") for n in images)
 
 
+def test_on_windows_a_path_past_its_limit_is_shortened_to_fit_its_suffixes(
+    app: Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows programs take paths of at most 259 characters (MAX_PATH) unless long paths
+    are turned on: a name that fitted in the watch folder could pass it in failed/ or
+    processed/ with a suffix, and the move failed, leaving the file behind. The name is
+    shortened to fit, keeping its extension and suffix (the limit driven here as on
+    Windows, made short enough for this temporary folder)."""
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    limit = len(str(layout.processed)) + 1 + 40
+    monkeypatch.setattr(ingest_module, "WINDOWS_MAX_PATH_CHARS", limit, raising=False)
+    name = "é" * 30 + "_OD.png"  # 37 characters: fits as it is
+    same = png_bytes((8, 8), (7, 7, 7))
+    for data in (same, same, b"not an image"):
+        (layout.root / name).write_bytes(data)
+        result = app.ingest.ingest_file(layout.root / name, layout)
+        assert result.moved_to is not None and result.moved_to.read_bytes() == data
+    processed = {p.name for p in layout.processed.iterdir()}
+    assert name in processed and len(processed) == 2
+    assert (processed - {name}).pop().endswith("é (duplicate).png")
+    failed = sorted(p.name for p in layout.failed.iterdir())
+    assert len(failed) == 2 and failed[1] == failed[0] + REASON_SUFFIX
+    assert failed[0].endswith("é.png") and len(failed[0]) < len(name)  # with its reason
+    everything = [*layout.processed.iterdir(), *layout.failed.iterdir()]
+    assert all(len(str(path)) <= limit for path in everything)
+
+
 def test_deleting_the_patient_lets_the_same_file_make_them_again(
     app: Application, actor: Actor
 ) -> None:

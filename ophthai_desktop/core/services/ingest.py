@@ -404,10 +404,27 @@ def _split_name(name: str) -> tuple[str, str]:
 NAME_MAX_BYTES = 255
 
 
-def _fitted(stem: str, tail: str, max_bytes: int) -> str:
+#: The longest path, in UTF-16 units, that Windows programs take unless long paths are
+#: turned on (MAX_PATH, 260 with the terminating NUL): a longer one cannot be moved to
+#: (the file would be left in the watch folder) nor opened in Explorer and most device
+#: software. None where paths have no such limit.
+WINDOWS_MAX_PATH_CHARS: int | None = 259 if os.name == "nt" else None
+
+
+def _utf16_units(text: str) -> int:
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _fitted(stem: str, tail: str, max_bytes: int, max_units: int | None = None) -> str:
     """``stem + tail``, the stem shortened by whole characters until it fits in
-    ``max_bytes`` bytes."""
-    while len(stem) > 1 and len(os.fsencode(stem + tail)) > max_bytes:
+    ``max_bytes`` bytes (and ``max_units`` UTF-16 units, where given)."""
+
+    def too_long(name: str) -> bool:
+        if len(os.fsencode(name)) > max_bytes:
+            return True
+        return max_units is not None and _utf16_units(name) > max_units
+
+    while len(stem) > 1 and too_long(stem + tail):
         stem = stem[:-1]
     return stem + tail
 
@@ -432,8 +449,9 @@ def move_without_overwrite(
     taken; an existing file is never replaced.
 
     ``tag`` goes after the stem (``" (duplicate)"``). A name that would be too long for
-    the file system has its stem shortened, leaving ``room_bytes`` free for a suffix the
-    caller adds beside it (the reason file's).
+    the file system (or, on Windows, make the path longer than
+    :data:`WINDOWS_MAX_PATH_CHARS`) has its stem shortened, leaving ``room_bytes`` free
+    for an ASCII suffix the caller adds beside it (the reason file's).
 
     On POSIX the name is claimed first (created exclusively, empty, with
     :data:`CLAIM_MODE`) and the file renamed over the claim; a crash between the two
@@ -450,8 +468,12 @@ def move_without_overwrite(
     """
     stem, ext = _split_name(name)
     max_bytes = NAME_MAX_BYTES - room_bytes
+    max_units = None
+    if WINDOWS_MAX_PATH_CHARS is not None:  # the folder, a separator, the name, the suffix
+        max_units = WINDOWS_MAX_PATH_CHARS - _utf16_units(str(folder)) - 1 - room_bytes
     for n in range(10_000):
-        target = folder / _fitted(stem, f"{tag}{ext}" if n == 0 else f"{tag} ({n}){ext}", max_bytes)
+        tail = f"{tag}{ext}" if n == 0 else f"{tag} ({n}){ext}"
+        target = folder / _fitted(stem, tail, max_bytes, max_units)
         if os.name == "nt":
             try:
                 os.rename(path, target)
