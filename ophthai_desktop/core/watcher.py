@@ -102,6 +102,8 @@ log = logging.getLogger(__name__)
 
 #: The events the handler needs. Of directory events only deletion: the native observer
 #: reports the watched folder's own (inotify's IN_DELETE_SELF); subfolders are not watched.
+#: A share unmounted from the folder is not reported: watchdog (7.1) drops inotify's
+#: IN_UNMOUNT and the IN_IGNORED after it, so the health check at the next rescan finds it.
 EVENT_FILTER: list[type[FileSystemEvent]] = [
     DirDeletedEvent,
     FileCreatedEvent,
