@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     # Watch folder
     watch_folder_enabled: bool = Field(default=False, validation_alias=_env("watch_folder_enabled"))
     watch_folder_path: Path | None = Field(default=None, validation_alias=_env("watch_folder_path"))
+    #: Watch the folder only while it is a mount point (a share mounted on it): a share not
+    #: mounted at the first start leaves an empty folder that looks like a local one.
+    watch_folder_require_mount: bool = Field(
+        default=False, validation_alias=_env("watch_folder_require_mount")
+    )
     watch_poll_seconds: float = Field(
         default=1.0, gt=0, validation_alias=_env("watch_poll_seconds")
     )

@@ -32,7 +32,8 @@ lost.
 :class:`FolderWatcher` can be started, stopped, paused and resumed from any thread; each
 change of state is published as :class:`WatcherStateChanged`.
 
-A start that fails (the folder missing, a share not mounted or not answering) and a
+A start that fails (the folder missing, a share not mounted or not answering; with
+``watch_folder_require_mount``, a folder that is not a mount point) and a
 running watch whose folder went away are the ``error`` state and are tried again by
 themselves, ``retry_first_s`` after the failure, then twice as long after each failure
 up to ``retry_max_s``; the state's message ends with ``; retrying in N s``. The first
@@ -101,6 +102,8 @@ log = logging.getLogger(__name__)
 
 #: The events the handler needs. Of directory events only deletion: the native observer
 #: reports the watched folder's own (inotify's IN_DELETE_SELF); subfolders are not watched.
+#: A share unmounted from the folder is not reported: watchdog (7.1) drops inotify's
+#: IN_UNMOUNT and the IN_IGNORED after it, so the health check at the next rescan finds it.
 EVENT_FILTER: list[type[FileSystemEvent]] = [
     DirDeletedEvent,
     FileCreatedEvent,
@@ -513,12 +516,19 @@ class FolderWatcher:
         self._teardown()
         settings = self.settings
         layout = FolderLayout.under(settings.resolved_watch_folder.expanduser())
+        require_mount = settings.watch_folder_require_mount
+        if require_mount and layout.root.is_dir() and not os.path.ismount(layout.root.resolve()):
+            # The share's mount point, the share not mounted on it (yet): the devices
+            # write to the share, not here. Nothing is made in it.
+            self._failing(f"the watch folder {layout.root} is not mounted; waiting for the share")
+            self._schedule_retry()
+            return self.status
         try:
             # The default folder (in the data folder) is made; a configured one is not:
             # missing, it is most likely a share not mounted (or a NAS rebooting), and a
             # folder made at its mount point would be watched while the device writes to
             # the share.
-            layout.ensure(create_root=settings.watch_folder_path is None)
+            layout.ensure(create_root=settings.watch_folder_path is None and not require_mount)
             layout = FolderLayout.under(layout.root.resolve())
             remove_stale_claims(layout)  # before any file is moved in
         except OSError as exc:

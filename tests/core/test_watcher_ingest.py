@@ -666,21 +666,22 @@ _DIE_WRITING_THE_REASON = """
 import os, sys
 from pathlib import Path
 from ophthai_desktop.bootstrap import build_application
+from ophthai_desktop.core.services import ingest
 from ophthai_desktop.core.services.ingest import FolderLayout
 from ophthai_desktop.core.settings import Settings
 
 settings = Settings(data_dir=Path(sys.argv[1]), watch_folder_enabled=True, _env_file=None)
 app = build_application(settings)
 layout = FolderLayout.under(settings.resolved_watch_folder)
+write_private_file = ingest.write_private_file
 
 
-def die_half_written(self, data, *args, **options):
-    with open(self, "w") as handle:
-        handle.write(data[:10])
+def die_half_written(path, data):
+    write_private_file(path, data[:10])
     os._exit(9)
 
 
-Path.write_text = die_half_written
+ingest.write_private_file = die_half_written
 app.ingest.ingest_file(layout.root / sys.argv[2], layout)
 """
 
@@ -759,6 +760,53 @@ def test_a_refused_file_that_cannot_be_moved_says_so(
     said += "be read. It could not be moved to failed/."
     assert [n.message for n in app.notifications.list_notifications().items] == [said]
     assert [e.notification.message for e in log.of(ev.NotificationCreated)] == [said]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+def test_a_reason_file_is_readable_by_its_owner_only_and_does_not_repeat_the_name(
+    app: Application,
+) -> None:
+    """The reason sits beside the file, so the name it repeated told nothing more, and a
+    file name often holds a patient's: the reason file was created 0644 by the umask,
+    readable by every account, with the name in it. It is 0600 now, and says why, when
+    and what to do without the name."""
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    name = "Jane Doe_1961-04-02_OD.png"
+    (layout.root / name).write_bytes(b"not an image")
+    umask = os.umask(0o022)
+    try:
+        result = app.ingest.ingest_file(layout.root / name, layout)
+    finally:
+        os.umask(umask)
+    assert result.moved_to == layout.failed / name
+    reason_file = layout.failed / (name + REASON_SUFFIX)
+    assert oct(reason_file.stat().st_mode & 0o777) == oct(0o600)
+    text = reason_file.read_text(encoding="utf-8")
+    assert "Jane" not in text and "1961" not in text
+    assert text.startswith("Not taken in: the file is not an image that can be read.")
+    assert "refused at: " in text
+    assert "copy it into the watch folder again" in text
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symbolic links here")
+def test_a_link_at_the_reason_files_name_is_not_written_through(app: Application) -> None:
+    """A link left in failed/ under the reason file's name (a share's other accounts
+    can write there) made the reason overwrite the file it pointed to."""
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    outside = layout.root.parent / "notes.txt"
+    outside.write_text("kept", encoding="utf-8")
+    (layout.failed / ("bad.png" + REASON_SUFFIX)).symlink_to(outside)
+    (layout.root / "bad.png").write_bytes(b"not an image")
+
+    result = app.ingest.ingest_file(layout.root / "bad.png", layout)
+
+    assert result.moved_to == layout.failed / "bad.png"
+    assert outside.read_text(encoding="utf-8") == "kept"
+    reason_file = layout.failed / ("bad.png" + REASON_SUFFIX)
+    assert not reason_file.is_symlink()
+    assert reason_file.read_text(encoding="utf-8").startswith("Not taken in: ")
 
 
 def test_a_duplicate_replaced_while_its_sighting_is_recorded_is_not_moved(
@@ -1062,6 +1110,34 @@ def test_a_name_at_the_length_limit_is_shortened_to_fit_its_suffixes(app: Applic
     images = [n for n in failed if not n.endswith(REASON_SUFFIX)]
     assert sorted(n + REASON_SUFFIX for n in images) == sorted(set(failed) - set(images))
     assert all(n.endswith(".png") for n in images)
+
+
+def test_on_windows_a_path_past_its_limit_is_shortened_to_fit_its_suffixes(
+    app: Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows programs take paths of at most 259 characters (MAX_PATH) unless long paths
+    are turned on: a name that fitted in the watch folder could pass it in failed/ or
+    processed/ with a suffix, and the move failed, leaving the file behind. The name is
+    shortened to fit, keeping its extension and suffix (the limit driven here as on
+    Windows, made short enough for this temporary folder)."""
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    limit = len(str(layout.processed)) + 1 + 40
+    monkeypatch.setattr(ingest_module, "WINDOWS_MAX_PATH_CHARS", limit, raising=False)
+    name = "é" * 30 + "_OD.png"  # 37 characters: fits as it is
+    same = png_bytes((8, 8), (7, 7, 7))
+    for data in (same, same, b"not an image"):
+        (layout.root / name).write_bytes(data)
+        result = app.ingest.ingest_file(layout.root / name, layout)
+        assert result.moved_to is not None and result.moved_to.read_bytes() == data
+    processed = {p.name for p in layout.processed.iterdir()}
+    assert name in processed and len(processed) == 2
+    assert (processed - {name}).pop().endswith("é (duplicate).png")
+    failed = sorted(p.name for p in layout.failed.iterdir())
+    assert len(failed) == 2 and failed[1] == failed[0] + REASON_SUFFIX
+    assert failed[0].endswith("é.png") and len(failed[0]) < len(name)  # with its reason
+    everything = [*layout.processed.iterdir(), *layout.failed.iterdir()]
+    assert all(len(str(path)) <= limit for path in everything)
 
 
 def test_deleting_the_patient_lets_the_same_file_make_them_again(

@@ -266,3 +266,52 @@ def test_files_wait_for_a_database_that_does_not_answer_and_the_state_says_so(
         assert "Jane" not in caplog.text
     finally:
         app.close()
+
+
+def test_with_require_mount_a_folder_that_is_no_mount_point_waits_for_the_share(
+    tmp_path: Path, share: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A share not mounted at the first start leaves its empty mount point, which cannot
+    be told from an empty local folder: it was watched while the devices wrote to the
+    share. With OPHTHAI_WATCH_FOLDER_REQUIRE_MOUNT it is the error state until the share
+    is mounted there, nothing made on the mount point, and then watched."""
+    share.mkdir(parents=True)  # the mount point, the share not mounted on it
+    (share / "local.png").write_bytes(png_bytes((10, 10), (4, 4, 4)))
+    mounted = {"now": False}
+    real_ismount = os.path.ismount
+
+    def ismount(path: Any) -> bool:  # the machine's mounts, with the share's faked
+        if os.fspath(path) == str(share.resolve()):
+            return mounted["now"]
+        return real_ismount(path)
+
+    monkeypatch.setattr(os.path, "ismount", ismount)
+    app = build_watch_app(tmp_path, watch_folder_path=share, watch_folder_require_mount=True)
+    log = EventLog(app.bus)
+    try:
+        status = app.watcher.start()
+        assert status.state is WatcherState.ERROR
+        assert f"the watch folder {share} is not mounted; waiting for the share" in status.message
+        assert wait_until(lambda: "retrying in 0.8 s" in message(app))
+        assert not wait_until(lambda: "local.png" in log.finished(), timeout_s=0.5)
+        assert sorted(p.name for p in share.iterdir()) == ["local.png"]  # nothing made there
+        assert [kind for kind, _ in notices(app)] == ["critical"]
+
+        shutil.rmtree(share)
+        share.mkdir()
+        mounted["now"] = True  # the share mounted, with a scan the device wrote meanwhile
+        (share / "waited.png").write_bytes(png_bytes((10, 10), (5, 5, 5)))
+        assert log.wait_finished("waited.png")["waited.png"].outcome == "ingested"
+        assert app.watcher.state is WatcherState.RUNNING
+        assert [kind for kind, _ in notices(app)] == ["critical", "success"]
+    finally:
+        app.close()
+
+
+def test_without_require_mount_a_folder_that_is_no_mount_point_is_watched(
+    app: Application, share: Path
+) -> None:
+    """The default: a local folder is watched as it is (most watch folders are one)."""
+    share.mkdir(parents=True)
+    assert app.settings.watch_folder_require_mount is False
+    assert app.watcher.start().state is WatcherState.RUNNING

@@ -44,7 +44,7 @@ import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,7 @@ from ophthai_desktop.core.services.patients import (
 )
 from ophthai_desktop.core.storage import Database, ImageStore, StoredImage
 from ophthai_desktop.core.storage import models as m
+from ophthai_desktop.core.storage.private import write_private_file
 from ophthai_desktop.core.storage.to_records import (
     notification_record,
     patient_record,
@@ -403,10 +404,27 @@ def _split_name(name: str) -> tuple[str, str]:
 NAME_MAX_BYTES = 255
 
 
-def _fitted(stem: str, tail: str, max_bytes: int) -> str:
+#: The longest path, in UTF-16 units, that Windows programs take unless long paths are
+#: turned on (MAX_PATH, 260 with the terminating NUL): a longer one cannot be moved to
+#: (the file would be left in the watch folder) nor opened in Explorer and most device
+#: software. None where paths have no such limit.
+WINDOWS_MAX_PATH_CHARS: int | None = 259 if os.name == "nt" else None
+
+
+def _utf16_units(text: str) -> int:
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _fitted(stem: str, tail: str, max_bytes: int, max_units: int | None = None) -> str:
     """``stem + tail``, the stem shortened by whole characters until it fits in
-    ``max_bytes`` bytes."""
-    while len(stem) > 1 and len(os.fsencode(stem + tail)) > max_bytes:
+    ``max_bytes`` bytes (and ``max_units`` UTF-16 units, where given)."""
+
+    def too_long(name: str) -> bool:
+        if len(os.fsencode(name)) > max_bytes:
+            return True
+        return max_units is not None and _utf16_units(name) > max_units
+
+    while len(stem) > 1 and too_long(stem + tail):
         stem = stem[:-1]
     return stem + tail
 
@@ -431,8 +449,9 @@ def move_without_overwrite(
     taken; an existing file is never replaced.
 
     ``tag`` goes after the stem (``" (duplicate)"``). A name that would be too long for
-    the file system has its stem shortened, leaving ``room_bytes`` free for a suffix the
-    caller adds beside it (the reason file's).
+    the file system (or, on Windows, make the path longer than
+    :data:`WINDOWS_MAX_PATH_CHARS`) has its stem shortened, leaving ``room_bytes`` free
+    for an ASCII suffix the caller adds beside it (the reason file's).
 
     On POSIX the name is claimed first (created exclusively, empty, with
     :data:`CLAIM_MODE`) and the file renamed over the claim; a crash between the two
@@ -449,8 +468,12 @@ def move_without_overwrite(
     """
     stem, ext = _split_name(name)
     max_bytes = NAME_MAX_BYTES - room_bytes
+    max_units = None
+    if WINDOWS_MAX_PATH_CHARS is not None:  # the folder, a separator, the name, the suffix
+        max_units = WINDOWS_MAX_PATH_CHARS - _utf16_units(str(folder)) - 1 - room_bytes
     for n in range(10_000):
-        target = folder / _fitted(stem, f"{tag}{ext}" if n == 0 else f"{tag} ({n}){ext}", max_bytes)
+        tail = f"{tag}{ext}" if n == 0 else f"{tag} ({n}){ext}"
+        target = folder / _fitted(stem, tail, max_bytes, max_units)
         if os.name == "nt":
             try:
                 os.rename(path, target)
@@ -1306,7 +1329,7 @@ class IngestService:
             folder.failed,
             sha256,
             room_bytes=len(REASON_SUFFIX),
-            beside=lambda target: self._write_reason(target, name, reason, sha256, size),
+            beside=lambda target: self._write_reason(target, reason, sha256, size),
         )
         if moved is None and note is not None:
             note = self._reword(note, f"{refused} It could not be moved to failed/.")
@@ -1391,24 +1414,30 @@ class IngestService:
 
     @staticmethod
     def _write_reason(
-        moved: Path, name: str, reason: str, sha256: str | None, size: int | None
+        moved: Path, reason: str, sha256: str | None, size: int | None
     ) -> Path | None:
         """Write why the file was refused beside ``moved``, its name in ``failed/``; the
         reason file (None: it could not be written, which keeps no file out of
-        ``failed/``)."""
+        ``failed/``).
+
+        Readable by the app's account only, and without the file's name (a file name
+        often holds a patient's): its own name, beside the file, says which file it is.
+        """
+        refused_at = datetime.now().astimezone().isoformat(sep=" ", timespec="seconds")
         lines = [
             f"Not taken in: {reason}.",
             "",
-            f"file: {name}",
+            f"refused at: {refused_at}",
             f"sha256: {sha256 or 'not read'}",
             f"size: {'unknown' if size is None else f'{size} bytes'}",
-            f"refused at: {datetime.now(UTC).isoformat(timespec='seconds')}",
             "",
-            "Fix the file and copy it into the watch folder again to retry.",
+            f'The file is beside this one, named as this one without "{REASON_SUFFIX}".',
+            "To retry, fix it (or export it from the device again) and copy it into the "
+            "watch folder again.",
         ]
         reason_file = moved.with_name(moved.name + REASON_SUFFIX)
         try:
-            reason_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            write_private_file(reason_file, ("\n".join(lines) + "\n").encode("utf-8"))
         except OSError as exc:
             log.error("watch folder: could not write a reason file: %s", exc.strerror)
             with contextlib.suppress(OSError):

@@ -32,6 +32,19 @@ def create_private_folder(path: Path) -> None:
     path.mkdir(mode=PRIVATE_FOLDER_MODE, parents=True, exist_ok=True)
 
 
+def write_private_file(path: Path, data: bytes) -> None:
+    """Write ``data`` as a new file at ``path``, readable by its owner only (0600, or
+    less where the umask takes more away).
+
+    Whatever is at ``path`` already is replaced, never written through: a file there
+    would keep its own mode, and a link there would have its target overwritten.
+    """
+    path.unlink(missing_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    with os.fdopen(os.open(path, flags, PRIVATE_FILE_MODE), "wb") as handle:
+        handle.write(data)
+
+
 def make_default_folder_private(path: Path) -> None:
     """Take group and others' access away from the default data folder that a version
     before 0700 folders created by the umask (usually 0755): the default watch folder
