@@ -178,7 +178,7 @@ class Application:
         """
         watcher_stopped = self.watcher.stop() if stop_watcher else False
         stopped = self.worker.stop()
-        self.db.dispose()
+        self.db.close()
         return stopped and watcher_stopped
 
 

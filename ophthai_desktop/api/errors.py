@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AliasChoices
 from pydantic.alias_generators import to_camel
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
@@ -63,6 +64,12 @@ STATUS_BY_ERROR: tuple[tuple[type[OphthaiError], int], ...] = (
 #: server restarting is back within seconds, and a client trying sooner only adds load.
 DATABASE_RETRY_AFTER_S = 5
 
+#: A 503's message when every database connection stayed busy (with Retry-After too).
+BUSY_MESSAGE = "the database is busy (every connection in use); try again shortly"
+
+#: A 500's message for a database error that is not about the database answering.
+REFUSED_MESSAGE = "the database refused the request; see the application log"
+
 
 #: What each error status means, as the OpenAPI document says it.
 ERROR_MEANINGS: dict[int, str] = {
@@ -91,11 +98,14 @@ ERROR_MEANINGS: dict[int, str] = {
         "connection is closed."
     ),
     422: "Invalid input: each problem is in errors, naming its field as the request did.",
-    500: "The analysis failed (job_id names the job).",
+    500: (
+        "The analysis failed (job_id names the job), or the database refused the "
+        "request (not an outage: trying again does not help)."
+    ),
     503: (
-        "The model or the database is not available, or the server has as many "
-        "connections open as it takes (for these two, Retry-After says when to try "
-        "again)."
+        "The model is not available; or, with Retry-After saying when to try again, the "
+        "database does not answer, every database connection is in use, or the server "
+        "has as many connections open as it takes."
     ),
     504: "The analysis is still running after the wait; poll the job (job_id).",
 }
@@ -346,10 +356,20 @@ def install_error_handlers(app: FastAPI) -> None:
                 ),
                 status_code=409,
             )
+        if isinstance(exc, PoolTimeout):
+            # Every pooled connection stayed in use for the pool's whole wait (a burst
+            # of requests, slow queries): the same request works once some are free.
+            log.warning("request waited too long for a database connection")
+            return JSONResponse(
+                error_body(BUSY_MESSAGE),
+                status_code=503,
+                headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+            )
+        # Not an outage (those are DatabaseUnavailable, a 503 with Retry-After) nor a
+        # busy pool: a statement the database refuses (a bug, a value it cannot take),
+        # which fails again however often it is sent, so no 503 that invites retries.
         log.error("database error: %s", type(exc).__name__)
-        return JSONResponse(
-            error_body("the database could not complete the request"), status_code=503
-        )
+        return JSONResponse(error_body(REFUSED_MESSAGE), status_code=500)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -5,6 +5,7 @@ back; the callers that retry meanwhile do not add a line per attempt."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import worker as worker_module
 from ophthai_desktop.core.errors import DatabaseUnavailable, StorageError
+from ophthai_desktop.core.events import DatabaseAvailabilityChanged
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.storage import availability
 from ophthai_desktop.core.worker import InferenceWorker
@@ -101,3 +103,49 @@ def test_the_worker_does_not_log_each_attempt_while_the_database_is_down(
         assert errors[0].name == "ophthai_desktop.core.storage.availability"
     finally:
         worker.stop()
+
+
+def _probing() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name == "database-probe" and t.is_alive()]
+
+
+def test_the_databases_return_is_said_within_seconds_with_nothing_else_asking_it(
+    sqlite_services: Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An idle app (no request, no job) makes no call that would find the database back:
+    it asks the database itself, so the window's banner and the WebSocket's
+    database_availability say so within seconds, and then stops asking."""
+    app = sqlite_services
+    monkeypatch.setattr(availability, "PROBE_S", 0.05, raising=False)
+    monkeypatch.setattr(availability, "QUIET_S", 0.2)
+    said: list[bool] = []
+    app.bus.subscribe(
+        lambda event: (
+            said.append(event.available) if isinstance(event, DatabaseAvailabilityChanged) else None
+        )
+    )
+    with database_down(app.db) as refusals:
+        with pytest.raises(DatabaseUnavailable):
+            app.patients.list_patients()
+        _wait(lambda: len(refusals) >= 3)  # asked again meanwhile, and refused
+        assert said == [False]
+    _wait(lambda: said == [False, True], timeout_s=5.0)
+    _wait(lambda: not _probing(), timeout_s=5.0)  # no longer asked once it answers
+    assert app.db.availability.available
+
+
+def test_closing_the_app_stops_asking_a_database_that_does_not_answer(
+    sqlite_services: Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = sqlite_services
+    monkeypatch.setattr(availability, "PROBE_S", 0.05, raising=False)
+    with database_down(app.db) as refusals:
+        with pytest.raises(DatabaseUnavailable):
+            app.patients.list_patients()
+        _wait(lambda: len(refusals) >= 2)
+        assert _probing()
+        app.close()
+        assert not _probing()
+        asked = len(refusals)
+        time.sleep(0.2)  # four periods: nothing more is asked
+        assert len(refusals) == asked

@@ -389,6 +389,41 @@ def test_an_analysis_whose_commit_answer_is_lost_is_stored_once(
     assert abnormal.confidence == DME.confidence
 
 
+def test_a_retried_analysis_announces_its_alarm_even_if_the_patient_was_renamed_meanwhile(
+    sqlite_services: Application, actor: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The alarm's text names the patient: renamed between the commit whose answer was
+    lost and the try again, the alarm that commit stored is announced all the same."""
+    app = sqlite_services
+    seen = _events(app)
+    patient_id = _patient_with_scan(app, actor)
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    claimed = app.jobs.claim_next()
+    assert claimed is not None and claimed.id == job.id
+    lost: list[int] = []
+    opening = app.db.session
+
+    @contextlib.contextmanager
+    def answer_lost_once() -> Iterator[Session]:
+        with opening() as opened:
+            yield opened
+            stores = any(isinstance(row, m.Analysis) for row in opened.identity_map.values())
+        if stores and not lost:
+            lost.append(1)
+            app.patients.update_patient(patient_id, {"name": "Renamed Patient"}, actor=actor)
+            raise DatabaseUnavailable()
+
+    monkeypatch.setattr(app.db, "session", answer_lost_once)
+    InferenceWorker(ScriptedEngine(DME), app.jobs, app.bus)._run_job(claimed)
+    monkeypatch.undo()
+    assert lost and app.jobs.get_job(job.id).state == "done"
+    (alarm,) = app.notifications.list_notifications().items
+    assert "Queue Patient" in alarm.message  # as stored, before the rename
+    assert [e.notification.id for e in seen if isinstance(e, ev.NotificationCreated)] == [alarm.id]
+    (abnormal,) = [e for e in seen if isinstance(e, ev.AbnormalScanDetected)]
+    assert abnormal.notification == alarm
+
+
 def test_an_analysis_the_database_fails_before_it_runs_is_queued_again_not_failed(
     sqlite_services: Application, actor: Actor
 ) -> None:

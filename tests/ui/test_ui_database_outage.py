@@ -44,3 +44,18 @@ def test_the_status_bar_says_watch_folder_files_wait_for_the_database(
         ev.WatcherStateChanged("running", "", str(gui.application.watcher.folder))
     )
     qtbot.waitUntil(lambda: label.text() == "Watch folder: running")
+
+
+def test_the_banner_gives_way_in_an_idle_window_with_nothing_else_asking(
+    gui: GuiSession, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No request, no job, no click: the database's return is still said, since the app
+    asks the database itself while it does not answer."""
+    monkeypatch.setattr(availability, "QUIET_S", 0.2)
+    monkeypatch.setattr(availability, "PROBE_S", 0.05, raising=False)
+    view, banner = gui.patient_list, gui.window.banner
+    qtbot.waitUntil(lambda: view.empty_text().startswith("No patients yet"))
+    with database_down(gui.application.db) as refusals:
+        qtbot.keyClicks(view.search, "zzz")
+        qtbot.waitUntil(lambda: bool(refusals) and banner.text() == DATABASE_DOWN)
+    qtbot.waitUntil(lambda: banner.text() == DATABASE_BACK, timeout=5000)

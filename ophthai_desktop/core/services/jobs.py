@@ -101,6 +101,10 @@ class JobService:
         # Holds the look for a scan's open job and the queueing of a new one together,
         # so that two requests at the same moment make one job (one app per data folder).
         self._queue_lock = threading.Lock()
+        #: Job id → the notifications (id and notice) its last :meth:`complete` stored
+        #: before committing: a commit whose answer was lost may have stored them, and
+        #: the try again announces exactly those (see :meth:`_stored_before`).
+        self._unconfirmed: dict[int, list[tuple[int, _Notice]]] = {}
 
     # Queueing -------------------------------------------------------------------------
 
@@ -592,12 +596,13 @@ class JobService:
         Raises:
             NotFound: The job is gone (its patient was deleted meanwhile).
         """
-        stored = self._stored_before(job, result) if again else None
+        stored = self._stored_before(job) if again else None
         if stored is not None:
             return stored
         now = datetime.now(UTC)
         job_id = job.id
         events: list[Event] = []
+        self._unconfirmed.pop(job_id, None)  # an earlier try's, rolled back
         with self._db.session() as session:
             # The patient first, as deleting them locks it: a deletion either waits
             # for this result (and announces it gone) or comes first (the job is gone).
@@ -659,15 +664,20 @@ class JobService:
                 # who gave it and when, as withdrawing a verdict clears them.
                 patient.validation_status = patient.validated_by = None
                 patient.validated_at = patient.validation_notes = None
+            stored_notes: list[tuple[int, _Notice]] = []
             for notice in _notices(result, patient):
                 note = NotificationService.create_in(
                     session, notice.message, type=notice.type, patient_id=job.patient_id
                 )
                 events.extend(notice.events(note))
+                stored_notes.append((note.id, notice))
+            # Kept until the commit answers: ids are given as the rows are written.
+            self._unconfirmed[job_id] = stored_notes
             record = analysis_record(row)
             patient_record = (
                 PatientService.records_in(session, [patient])[0] if patient is not None else None
             )
+        self._unconfirmed.pop(job_id, None)
         self._bus.publish(AnalysisFinished(job_id, record.patient_id, record))
         if patient_record is not None:
             self._bus.publish(PatientUpdated(patient_record))
@@ -675,11 +685,12 @@ class JobService:
             self._bus.publish(event)
         return record
 
-    def _stored_before(self, job: JobRecord, result: GenerationResult) -> AnalysisRecord | None:
+    def _stored_before(self, job: JobRecord) -> AnalysisRecord | None:
         """The analysis of ``job`` when it is no longer running and has one (stored by an
         earlier :meth:`complete`), announced as :meth:`complete` does, with the
-        notifications that commit stored (found by their text, made after the job
-        started; one the clinician deleted meanwhile is not); None otherwise."""
+        notifications that commit stored, found by the ids it gave them (their text names
+        the patient, who may have been renamed since; one deleted meanwhile is not
+        announced); None otherwise."""
         with self._db.session() as session:
             state = session.scalar(select(m.Job.state).where(m.Job.id == job.id))
             if state is None or state == JobState.RUNNING.value:
@@ -695,19 +706,13 @@ class JobService:
                 PatientService.records_in(session, [patient])[0] if patient is not None else None
             )
             events: list[Event] = []
-            for notice in _notices(result, patient):
-                query = select(m.Notification).where(
-                    m.Notification.patient_id.is_(None)
-                    if job.patient_id is None
-                    else m.Notification.patient_id == job.patient_id,
-                    m.Notification.type == notice.type,
-                    m.Notification.message == notice.message,
-                )
-                if job.started_at is not None:
-                    query = query.where(m.Notification.timestamp >= job.started_at)
-                stored = session.scalars(query.order_by(m.Notification.id.desc()).limit(1)).first()
+            # That commit went through (the job ended with it), so these ids are its
+            # notifications'; ids are never used again (see NEVER_REUSED_IDS).
+            for note_id, notice in self._unconfirmed.get(job.id, []):
+                stored = session.get(m.Notification, note_id)
                 if stored is not None:
                     events.extend(notice.events(notification_record(stored)))
+        self._unconfirmed.pop(job.id, None)
         log.info("analysis job %d: its analysis was stored already", job.id)
         self._bus.publish(AnalysisFinished(job.id, record.patient_id, record))
         if patient_record is not None:
@@ -924,7 +929,7 @@ def _notices(result: GenerationResult, patient: m.Patient | None) -> list[_Notic
         )
     else:
         return []  # a normal result: nothing to say
-    # As stored (see NotificationService.new_values), so that it is found again.
+    # As stored (see NotificationService.new_values).
     return [replace(notice, message=notice.message[:2000].strip())]
 
 

@@ -6,6 +6,11 @@ Every unit of work reports here (:meth:`Availability.failed`, :meth:`Availabilit
 so the callers that retry during an outage (the inference worker, the watch folder, every
 request) need not log it themselves: a database server restarting for a minute is a few
 lines in the log, not one per attempt.
+
+While it does not answer, a thread of this module asks it on its own (a cheap query
+every :data:`PROBE_S`), so that its return is said within seconds even in an app that
+makes no call of its own meanwhile (no request, no job: the window's banner and the
+``database_availability`` event would stay "unavailable" until the next one).
 """
 
 from __future__ import annotations
@@ -25,6 +30,13 @@ REMINDER_S = 60.0
 #: this, each read in between would end the outage and each write start a new one.
 QUIET_S = 5.0
 
+#: How often the database is asked whether it answers while it does not.
+PROBE_S = 2.0
+
+#: How long :meth:`Availability.close` waits for a question already asked (a server that
+#: does not answer can hold a connection attempt for its whole timeout).
+PROBE_JOIN_S = 2.0
+
 #: Called with True when the database answers again, False when it stops answering; on
 #: the thread whose call noticed, so it only hands off.
 Listener = Callable[[bool], None]
@@ -33,9 +45,19 @@ Listener = Callable[[bool], None]
 class Availability:
     """Tracks outages of one database (any thread)."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        probe: Callable[[], None] | None = None,
+    ) -> None:
+        """``probe`` asks the database whether it answers (raising when it does not);
+        None: nothing is asked, only the units of work report."""
         self.clock = clock
+        self._probe = probe
         self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._prober: threading.Thread | None = None
         self._down_since: float | None = None
         self._last_failure = 0.0
         self._last_said = 0.0
@@ -77,6 +99,7 @@ class Availability:
                 kind,
             )
             self._tell(False)
+            self._start_probing()
 
     def answered(self) -> None:
         """A unit of work succeeded."""
@@ -90,6 +113,51 @@ class Availability:
             self._down_since = None
         log.warning("the database answers again after %.0f s", now - down_since)
         self._tell(True)
+
+    def close(self) -> None:
+        """Stop asking the database (the app is closing); waits at most
+        :data:`PROBE_JOIN_S` for a question already asked."""
+        self._closed.set()
+        with self._lock:
+            prober = self._prober
+        if prober is not None and prober is not threading.current_thread():
+            prober.join(PROBE_JOIN_S)
+
+    def _start_probing(self) -> None:
+        if self._probe is None or self._closed.is_set():
+            return
+        with self._lock:
+            if self._prober is not None:
+                return  # still running: it sees this outage (see _probing)
+            self._prober = threading.Thread(
+                target=self._probing, args=(self._probe,), name="database-probe", daemon=True
+            )
+            self._prober.start()
+
+    def _probing(self, probe: Callable[[], None]) -> None:
+        """Ask the database every :data:`PROBE_S` until it is back or :meth:`close`;
+        a question that works counts as a unit of work that worked, one that fails as a
+        failure (not said: the outage's own lines say it). Its own thread."""
+        try:
+            while not self._closed.wait(PROBE_S):
+                try:
+                    probe()
+                except Exception as exc:
+                    log.debug("the database still does not answer (%s)", type(exc).__name__)
+                    with self._lock:
+                        self._last_failure = self.clock()
+                    continue
+                self.answered()
+                with self._lock:
+                    if self._down_since is None:
+                        # Back. Let go under the lock: an outage after this starts
+                        # another thread rather than counting on this one.
+                        self._prober = None
+                        return
+        finally:
+            with self._lock:
+                if self._prober is threading.current_thread():
+                    self._prober = None
 
     def _tell(self, available: bool) -> None:
         for listener in list(self._listeners):

@@ -87,8 +87,9 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_on_connect)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        #: Whether the database answers; says so once in the log (see its module).
-        self.availability = Availability()
+        #: Whether the database answers; says so once in the log (see its module), and
+        #: asks it with :meth:`probe` while it does not.
+        self.availability = Availability(probe=self.probe)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -191,9 +192,20 @@ class Database:
             "newer version, or point this one at another database."
         )
 
+    def probe(self) -> None:
+        """Ask the database for nothing (``SELECT 1``); raises when it does not answer."""
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+    def close(self) -> None:
+        """Stop asking a database that does not answer, and close every pooled
+        connection: the app is closing."""
+        self.availability.close()
+        self.dispose()
 
     def describe(self) -> str:
         """The URL without its password, safe to show and log."""
