@@ -149,3 +149,17 @@ def test_closing_the_app_stops_asking_a_database_that_does_not_answer(
         asked = len(refusals)
         time.sleep(0.2)  # four periods: nothing more is asked
         assert len(refusals) == asked
+
+
+def test_asking_a_sqlite_database_reads_its_file(sqlite_services: Application) -> None:
+    """The question asked during an outage must fail while the file cannot be read: a
+    ``SELECT 1`` is answered by SQLite without the file, and would declare a damaged
+    database back."""
+    app = sqlite_services
+    app.db.probe()  # a sound file answers
+    path = app.db.engine.url.database
+    assert path
+    with open(path, "r+b") as handle:  # the pooled connection keeps the same file open
+        handle.write(b"this is no longer a database file" * 4)
+    with pytest.raises(Exception, match="not a database"):
+        app.db.probe()

@@ -193,9 +193,15 @@ class Database:
         )
 
     def probe(self) -> None:
-        """Ask the database for nothing (``SELECT 1``); raises when it does not answer."""
+        """Ask the database the least that proves it answers; raises when it does not.
+
+        On SQLite that is the schema's version, read from the file's first page: a
+        ``SELECT 1`` there is answered by the library without reading the file, so it
+        would find a locked, damaged or vanished database file "answering".
+        """
+        question = "PRAGMA schema_version" if self.is_sqlite else "SELECT 1"
         with self.engine.connect() as connection:
-            connection.exec_driver_sql("SELECT 1")
+            connection.exec_driver_sql(question)
 
     def dispose(self) -> None:
         """Close every pooled connection."""
