@@ -1433,3 +1433,92 @@ def test_the_queue_s_first_read_lists_what_runs_next_then_the_newest_finished(
     assert app.jobs.list_queue(limit=10, finished=0).finished == ()
     with pytest.raises(InvalidInput):
         app.jobs.list_queue(limit=0, finished=10)
+
+
+def _analysed(app: Application, actor: Actor, name: str, engine: ScriptedEngine) -> str:
+    """A patient of ``name`` whose scan the queue analysed with ``engine``'s answer."""
+    patient_id = app.patients.create_patient(
+        {"name": name}, actor=actor, image=NewImage(png_bytes((40, 30)))
+    ).id
+    app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    claimed = app.jobs.claim_next()
+    assert claimed is not None and claimed.patient_id == patient_id
+    app.jobs.complete(claimed, engine._result(cancelled=False))
+    return patient_id
+
+
+def _unread(app: Application) -> list[tuple[str | None, str]]:
+    return sorted(
+        (n.patient_id, n.message[:30])
+        for n in app.notifications.list_notifications(unread_only=True).items
+    )
+
+
+@pytest.mark.parametrize("approved", [True, False])
+def test_a_verdict_marks_the_notifications_its_analysis_raised_read(
+    sqlite_services: Application, actor: Actor, approved: bool
+) -> None:
+    """The watch folder's abnormal result alarmed; the clinician approves or rejects it.
+    Before, its critical notification stayed unread and the badge grew all day with
+    alarms already acted on; now the verdict reads it, announced as a notification
+    marked read is. Another patient's alarm, and a notification made after the
+    result, stay unread."""
+    app = sqlite_services
+    patient_id = _analysed(app, actor, "Alarm Patient", ScriptedEngine(DME))
+    other_id = _analysed(app, actor, "Other Patient", ScriptedEngine(DME))
+    later = app.notifications.create_notification(
+        "Call the patient back", type="critical", patient_id=patient_id, actor=actor
+    )
+    [alarm] = [
+        n
+        for n in app.notifications.list_notifications(patient_id=patient_id).items
+        if n.id != later.id
+    ]
+    seen = _events(app)
+
+    app.patients.validate_analysis(patient_id, approved=approved, clinician="Dr A", actor=actor)
+
+    assert app.notifications.get_notification(alarm.id).read
+    assert _unread(app) == sorted(
+        [(patient_id, "Call the patient back"), (other_id, "Abnormal finding for patient O")]
+    )
+    assert app.notifications.unread_count() == 2
+    updated = [e.notification for e in seen if isinstance(e, ev.NotificationUpdated)]
+    assert [(n.id, n.read) for n in updated] == [(alarm.id, True)]
+
+
+def test_a_verdict_given_through_the_patient_record_marks_its_alarm_read(
+    sqlite_services: Application, actor: Actor
+) -> None:
+    """The seed's clients give the verdict by sending ``validationStatus``: the same."""
+    app = sqlite_services
+    patient_id = _analysed(app, actor, "Record Patient", ScriptedEngine(None))
+    seen = _events(app)
+
+    app.patients.update_patient(patient_id, {"validation_status": "approved"}, actor=actor)
+
+    assert app.notifications.unread_count() == 0  # "could not be read": acted on
+    assert [type(e) for e in seen if isinstance(e, ev.NotificationUpdated)] == [
+        ev.NotificationUpdated
+    ]
+
+
+def test_a_verdict_on_a_newer_result_leaves_an_earlier_result_s_alarm(
+    sqlite_services: Application, actor: Actor
+) -> None:
+    """Only the alarm of the analysis given the verdict is read: one an earlier
+    analysis of the patient raised (not the one the clinician read) stays."""
+    app = sqlite_services
+    patient_id = _analysed(app, actor, "Twice Patient", ScriptedEngine(DME))
+    [first] = app.notifications.list_notifications(patient_id=patient_id).items
+    app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    claimed = app.jobs.claim_next()
+    assert claimed is not None
+    app.jobs.complete(claimed, ScriptedEngine(DME)._result(cancelled=False))
+    newest = app.notifications.list_notifications(patient_id=patient_id).items[0]
+    assert newest.id != first.id
+
+    app.patients.validate_analysis(patient_id, approved=True, clinician="Dr A", actor=actor)
+
+    assert app.notifications.get_notification(newest.id).read
+    assert not app.notifications.get_notification(first.id).read

@@ -40,6 +40,7 @@ from ophthai_desktop.core.events import (
     AnalysisCancelled,
     EventBus,
     NotificationDeleted,
+    NotificationUpdated,
     PatientCreated,
     PatientDeleted,
     PatientUpdated,
@@ -53,7 +54,14 @@ from ophthai_desktop.core.inference.parsing import (
     validate_result,
 )
 from ophthai_desktop.core.paging import check_paging
-from ophthai_desktop.core.records import Actor, AnalysisRecord, Page, PatientRecord, ScanRecord
+from ophthai_desktop.core.records import (
+    Actor,
+    AnalysisRecord,
+    NotificationRecord,
+    Page,
+    PatientRecord,
+    ScanRecord,
+)
 from ophthai_desktop.core.services.audit import AuditService
 from ophthai_desktop.core.services.oculomics import summary_from_json
 from ophthai_desktop.core.services.patient_fields import (
@@ -66,9 +74,24 @@ from ophthai_desktop.core.storage import Database, ImageStore
 from ophthai_desktop.core.storage import models as m
 from ophthai_desktop.core.storage.images import sha256_hex
 from ophthai_desktop.core.storage.sorting import age_in_years, case_insensitive
-from ophthai_desktop.core.storage.to_records import analysis_record, patient_record, scan_record
+from ophthai_desktop.core.storage.to_records import (
+    analysis_record,
+    notification_record,
+    patient_record,
+    scan_record,
+)
 
 log = logging.getLogger(__name__)
+
+#: How the notifications a finished analysis of a patient's scan raises begin (see
+#: ``jobs._notices``): a verdict on that analysis marks them read. A notification names
+#: no analysis; those of the newest one are the patient's made since it was stored.
+ANALYSIS_NOTICE_OPENINGS = (
+    "Abnormal finding for patient ",
+    "Possible abnormal finding for patient ",
+    "The image for patient ",
+    "The analysis for patient ",
+)
 
 #: Columns the patient list can be sorted by.
 SORTABLE: dict[str, Any] = {
@@ -410,12 +433,13 @@ class PatientService:
                 if ai_result is not None and parsed is not None
                 else None
             )
+            read: list[NotificationRecord] = []
             if verdict_given and verdict != row.validation_status:
                 if verdict is None:
                     self._withdraw_verdict(session, row, actor)
                 else:
                     approved = verdict == ValidationStatus.APPROVED.value
-                    self._apply_verdict(session, row, approved, actor.who, None, actor)
+                    read = self._apply_verdict(session, row, approved, actor.who, None, actor)
                 values["validation_status"] = verdict
             scan = (
                 self._add_scan(session, row, image, info, digest)
@@ -439,6 +463,8 @@ class PatientService:
             self._bus.publish(PatientUpdated(record))
         if scan:
             self._bus.publish(ScanIngested(scan))
+        for note in read:
+            self._bus.publish(NotificationUpdated(note))
         return record
 
     def delete_patient(
@@ -536,12 +562,14 @@ class PatientService:
             raise InvalidInput("the notes are longer than 10,000 characters", field="notes")
         with self._db.session() as session:
             row = self.lock_in(session, patient_id, expect)
-            self._apply_verdict(
+            read = self._apply_verdict(
                 session, row, approved, clinician, notes, actor, analysis_id=analysis_id
             )
             session.flush()
             record = self.records_in(session, [row])[0]
         self._bus.publish(PatientUpdated(record))
+        for note in read:
+            self._bus.publish(NotificationUpdated(note))
         return record
 
     def _withdraw_verdict(self, session: Session, row: m.Patient, actor: Actor) -> None:
@@ -566,8 +594,10 @@ class PatientService:
         actor: Actor,
         *,
         analysis_id: int | None = None,
-    ) -> None:
-        """The verdict on ``row``'s newest analysis, on both rows, with its audit entry."""
+    ) -> list[NotificationRecord]:
+        """The verdict on ``row``'s newest analysis, on both rows, with its audit entry;
+        the notifications that analysis raised are marked read (returned, for the caller
+        to announce after the commit): the clinician has acted on them."""
         analysis = self._latest_analysis_row(session, row.id)
         if analysis is None:
             raise Conflict(f"patient {row.id} has no analysis to validate; analyse a scan first")
@@ -601,6 +631,30 @@ class PatientService:
             row.id,
             {"analysis_id": analysis.id, "verdict": verdict.value},
         )
+        return self._read_analysis_notices(session, row.id, analysis, actor)
+
+    @staticmethod
+    def _read_analysis_notices(
+        session: Session, patient_id: str, analysis: m.Analysis, actor: Actor
+    ) -> list[NotificationRecord]:
+        """Mark read the unread notifications ``analysis`` (the patient's newest, locked
+        with them, so no newer one is stored meanwhile) raised: the patient's, in the
+        wording of an analysis's notice, made since it was stored; not one the clinician
+        or the watch folder made, nor an earlier analysis's."""
+        rows = session.scalars(
+            update(m.Notification)
+            .where(
+                m.Notification.patient_id == patient_id,
+                m.Notification.read.is_(False),
+                m.Notification.timestamp >= analysis.created_at,
+                or_(*(m.Notification.message.startswith(o) for o in ANALYSIS_NOTICE_OPENINGS)),
+            )
+            .values(read=True)
+            .returning(m.Notification)
+        ).all()
+        for note in rows:
+            AuditService.record(session, actor, "update", "notification", note.id, {"read": True})
+        return [notification_record(note) for note in sorted(rows, key=lambda n: n.id)]
 
     def record_client_analysis(
         self, patient_id: str, result: Mapping[str, Any], *, actor: Actor
