@@ -163,3 +163,51 @@ def test_asking_a_sqlite_database_reads_its_file(sqlite_services: Application) -
         handle.write(b"this is no longer a database file" * 4)
     with pytest.raises(Exception, match="not a database"):
         app.db.probe()
+
+
+@pytest.mark.parametrize(
+    "db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_a_deadlock_is_a_retry_not_an_outage(app_services: Application) -> None:
+    """PostgreSQL ends one of two deadlocked transactions with an error psycopg raises
+    as an OperationalError: that caller may try again, but the database answers, so no
+    outage is declared (no banner, no database_availability event, no ERROR line)."""
+    from sqlalchemy import text
+
+    from ophthai_desktop.core.storage.database import GAVE_WAY
+
+    app = app_services
+    said: list[bool] = []
+    app.bus.subscribe(
+        lambda event: (
+            said.append(event.available) if isinstance(event, DatabaseAvailabilityChanged) else None
+        )
+    )
+    with app.db.engine.begin() as connection:
+        connection.execute(text("CREATE TABLE deadlock_rows (id integer PRIMARY KEY, n integer)"))
+        connection.execute(text("INSERT INTO deadlock_rows VALUES (1, 0), (2, 0)"))
+    both_hold_one = threading.Barrier(2, timeout=10)
+    outcomes: list[str] = []
+
+    def change(first: int, second: int) -> None:
+        try:
+            with app.db.session() as session:
+                session.execute(
+                    text("UPDATE deadlock_rows SET n = n + 1 WHERE id = :i"), {"i": first}
+                )
+                both_hold_one.wait()
+                session.execute(
+                    text("UPDATE deadlock_rows SET n = n + 1 WHERE id = :i"), {"i": second}
+                )
+            outcomes.append("committed")
+        except DatabaseUnavailable as exc:
+            outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=change, args=pair) for pair in ((1, 2), (2, 1))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == sorted(["committed", GAVE_WAY])
+    assert app.db.availability.available
+    assert said == []

@@ -109,6 +109,11 @@ class Database:
                 self.availability.answered()
         except (OperationalError, DBAPIError) as exc:
             session.rollback()
+            if _gave_way(exc):
+                # PostgreSQL chose this transaction to end a deadlock, or could not
+                # serialise it: the server answers, and the same work may well pass now.
+                log.warning("the database rolled a transaction back (%s)", type(exc.orig).__name__)
+                raise DatabaseUnavailable(GAVE_WAY) from exc
             if isinstance(exc, OperationalError) or exc.connection_invalidated:
                 self.availability.failed(type(exc.orig).__name__)
                 raise DatabaseUnavailable() from exc
@@ -241,6 +246,17 @@ def _migration_failed(exc: DBAPIError) -> str:
 
 def _unicode_lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
+
+
+#: What a caller is told when the database ended its transaction to let another through.
+GAVE_WAY = "the database ended this change to let a conflicting one through; try again"
+
+
+def _gave_way(exc: DBAPIError) -> bool:
+    """Whether ``exc`` is PostgreSQL's "transaction rollback" class (SQLSTATE 40: a
+    deadlock, a serialisation failure), which psycopg raises as an OperationalError
+    although the server answers: not an outage."""
+    return str(getattr(exc.orig, "sqlstate", "") or "").startswith("40")
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
