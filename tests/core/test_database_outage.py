@@ -151,18 +151,30 @@ def test_closing_the_app_stops_asking_a_database_that_does_not_answer(
         assert len(refusals) == asked
 
 
-def test_asking_a_sqlite_database_reads_its_file(sqlite_services: Application) -> None:
-    """The question asked during an outage must fail while the file cannot be read: a
-    ``SELECT 1`` is answered by SQLite without the file, and would declare a damaged
-    database back."""
+def test_asking_a_sqlite_database_takes_its_write_lock(sqlite_services: Application) -> None:
+    """The question asked during an outage fails while another program holds the SQLite
+    file's write lock: a ``SELECT 1`` is answered without the file, and WAL lets reads
+    through a writer's lock, so either would declare the database back while every
+    change still fails."""
+    import sqlite3
+
     app = sqlite_services
-    app.db.probe()  # a sound file answers
+    app.db.probe()  # a free file answers
     path = app.db.engine.url.database
     assert path
-    with open(path, "r+b") as handle:  # the pooled connection keeps the same file open
-        handle.write(b"this is no longer a database file" * 4)
-    with pytest.raises(Exception, match="not a database"):
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another program writing for a long time
+        started = time.monotonic()
+        with pytest.raises(Exception, match="locked"):
+            app.db.probe()
+        assert time.monotonic() - started < 10  # it waited its own second, not 30 s
+        with app.db.engine.connect() as connection:  # other calls keep their patience
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+        other.execute("ROLLBACK")
         app.db.probe()
+    finally:
+        other.close()
 
 
 @pytest.mark.parametrize(

@@ -198,15 +198,24 @@ class Database:
         )
 
     def probe(self) -> None:
-        """Ask the database the least that proves it answers; raises when it does not.
+        """Ask the database the least that proves it takes changes again; raises when it
+        does not.
 
-        On SQLite that is the schema's version, read from the file's first page: a
-        ``SELECT 1`` there is answered by the library without reading the file, so it
-        would find a locked, damaged or vanished database file "answering".
+        On PostgreSQL a ``SELECT 1`` (the server answers). On SQLite, whose library
+        answers ``SELECT 1`` without the file, and whose readers a writer's lock does not
+        stop (WAL), the write lock is taken and given back at once, waiting at most
+        :data:`SQLITE_PROBE_WAIT_MS` for it.
         """
-        question = "PRAGMA schema_version" if self.is_sqlite else "SELECT 1"
         with self.engine.connect() as connection:
-            connection.exec_driver_sql(question)
+            if not self.is_sqlite:
+                connection.exec_driver_sql("SELECT 1")
+                return
+            connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_PROBE_WAIT_MS}")
+            try:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                connection.exec_driver_sql("ROLLBACK")
+            finally:
+                connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
     def dispose(self) -> None:
         """Close every pooled connection."""
@@ -248,6 +257,12 @@ def _unicode_lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
 
 
+#: How long a statement waits for another connection's lock on a SQLite file.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+#: How long the outage probe waits for it (it asks again every few seconds).
+SQLITE_PROBE_WAIT_MS = 1_000
+
 #: What a caller is told when the database ended its transaction to let another through.
 GAVE_WAY = "the database ended this change to let a conflicting one through; try again"
 
@@ -269,6 +284,6 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     finally:
         cursor.close()
