@@ -5,18 +5,26 @@ Used by ``test_ui_xvfb.py`` under Xvfb (the xcb platform, real fonts) and by han
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python -m tests.ui.screenshot_app OUT
 
 The window is the one ``ophthai`` opens (:class:`ophthai_desktop.desktop.Desktop`, with
-the embedded API on a free port), over a temporary data folder filled through the core
-services. A stand-in engine writes a plausible reasoning and answer, so the analysis
-card is filled without a model. Then the Settings dialog as it opens, and the model
-manager twice, through real engines: the model not installed (an empty Hugging Face
-cache), and the tests' tiny checkpoint loaded ("Ready"). Prints one JSON line: the files
-and what was shown.
+the embedded API on a free port), over a data folder filled through the core services.
+A stand-in engine writes a plausible reasoning and answer, so the analysis card is filled
+without a model. Then the Settings dialog as it opens, and the model manager twice,
+through real engines: the model not installed (an empty Hugging Face cache), and the
+tests' tiny checkpoint loaded ("Ready"). Prints one JSON line: the files, what was shown
+and the texts of each screenshot.
+
+The run has a home folder of its own, a temporary one (``HOME``; the XDG and Hugging Face
+folders unset), removed at the end: the data folder, the watch folder and the Hugging
+Face cache are where a new install puts them, and nothing is read from or written to the
+real user's folders. The screenshots show that home as :data:`SHOWN_HOME`, as the
+clinician's own reads, not as a temporary folder.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -24,13 +32,19 @@ import time
 from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import platformdirs
 from PIL import Image
 
 from ophthai_desktop.core.inference import EngineStatus, GenerationResult, ModelState, ParsedAnswer
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
+from ophthai_desktop.core.settings import APP_NAME
 from tests.ui.demo_images import fundus, oct_bscan
+
+if TYPE_CHECKING:
+    from PySide6.QtWidgets import QWidget
 
 REASONING = (
     "The B-scan is centred on the fovea. The foveal contour is lost and the central "
@@ -90,6 +104,59 @@ OCULOMICS = {
         (20, 17.0, 0.38, 97.0, 47.0),
     ),
 }
+
+
+#: The home folder the screenshots show: the run's own home (a temporary folder) is shown
+#: under this name, the clinician's of the demo.
+SHOWN_HOME = "/home/arivera"
+#: The environment that would take folders elsewhere than under ``HOME``.
+HOME_OVERRIDES = (
+    "XDG_DATA_HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_CACHE_HOME",
+    "XDG_STATE_HOME",
+    "HF_HOME",
+    "HF_HUB_CACHE",
+)
+
+
+def _own_home(root: Path) -> Path:
+    """Make ``root/home`` this process's home folder (``HOME``, the XDG and Hugging Face
+    overrides unset), so that default folders are under it, as in a new install."""
+    home = root / "home"
+    home.mkdir()
+    os.environ["HOME"] = str(home)
+    for name in HOME_OVERRIDES:
+        os.environ.pop(name, None)
+    return home
+
+
+def _as_installed(widget: QWidget, home: Path) -> None:
+    """Show ``home`` in ``widget``'s texts as :data:`SHOWN_HOME` (its labels, fields,
+    buttons and placeholders), as the screenshots show it."""
+    from PySide6.QtWidgets import QAbstractButton, QLabel, QLineEdit, QWidget
+
+    for child in [widget, *widget.findChildren(QWidget)]:
+        if isinstance(child, QLabel | QLineEdit | QAbstractButton) and str(home) in child.text():
+            child.setText(child.text().replace(str(home), SHOWN_HOME))
+            if isinstance(child, QLineEdit):
+                child.setCursorPosition(0)  # its start in view, as a field filled shows it
+        if isinstance(child, QLineEdit):
+            child.setPlaceholderText(child.placeholderText().replace(str(home), SHOWN_HOME))
+
+
+def _texts(widget: QWidget) -> list[str]:
+    """The texts ``widget`` shows: its visible labels, fields, buttons and placeholders."""
+    from PySide6.QtWidgets import QAbstractButton, QLabel, QLineEdit, QWidget
+
+    texts = []
+    for child in [widget, *widget.findChildren(QWidget)]:
+        if not child.isVisible() or not isinstance(child, QLabel | QLineEdit | QAbstractButton):
+            continue
+        texts.append(child.text())
+        if isinstance(child, QLineEdit) and not child.text():
+            texts.append(child.placeholderText())
+    return [text for text in texts if text]
 
 
 class DemoEngine:
@@ -167,6 +234,15 @@ def _settle(app: object, seconds: float) -> None:
 
 
 def main(out_dir: Path) -> dict[str, object]:
+    """Take the screenshots into ``out_dir``, in a home folder of the run's own."""
+    root = Path(tempfile.mkdtemp(prefix="ophthai-shot-"))
+    try:
+        return _take(out_dir, _own_home(root))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _take(out_dir: Path, home: Path) -> dict[str, object]:
     from PySide6.QtGui import QGuiApplication
 
     from ophthai_desktop.bootstrap import build_application
@@ -176,7 +252,9 @@ def main(out_dir: Path) -> dict[str, object]:
 
     logging.basicConfig(level=logging.WARNING)
     qt_app = qt_application()
-    data = Path(tempfile.mkdtemp(prefix="ophthai-shot-"))
+    # Where a new install keeps its data (~/.local/share/OphthAI on Linux); given here as
+    # the environment (OPHTHAI_DATA_DIR) may name another.
+    data = Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
     settings = Settings(
         data_dir=data,
         api_port=0,
@@ -268,25 +346,32 @@ def main(out_dir: Path) -> dict[str, object]:
     _settle(qt_app, 1.0)  # fonts, icons and layout
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    shots = {}
-    shots["main-window"] = out_dir / "main-window.png"
-    window.grab().save(str(shots["main-window"]))
+    shots: dict[str, Path] = {}
+    texts: dict[str, list[str]] = {}
+
+    def shoot(name: str, widget: QWidget) -> None:
+        """Save ``widget`` as ``name``.png, the run's home shown as the clinician's."""
+        _as_installed(widget, home)
+        _settle(qt_app, 0.1)  # the layout of the texts changed
+        shots[name] = out_dir / f"{name}.png"
+        widget.grab().save(str(shots[name]))
+        texts[name] = _texts(widget)
+
+    shoot("main-window", window)
     screen = QGuiApplication.primaryScreen()
     shots["screen"] = out_dir / "screen.png"
     screen.grabWindow(0).save(str(shots["screen"]))
     session.patient_page.show_tab("scans")
     session.scan_viewer.canvas.zoom_by(1.6)
     _settle(qt_app, 0.4)
-    shots["scans"] = out_dir / "scans.png"
-    window.grab().save(str(shots["scans"]))
+    shoot("scans", window)
     # The oculomics tab whole (charts, table, trends, form): the window made larger for
     # it, so that the tab needs no scrolling, then put back.
     session.patient_page.show_tab("oculomics")
     size = window.size()
     window.resize(*OCULOMICS_SHOT_SIZE)
     _settle(qt_app, 0.5)
-    shots["oculomics"] = out_dir / "oculomics.png"
-    window.grab().save(str(shots["oculomics"]))
+    shoot("oculomics", window)
     window.resize(size)
     # The Settings dialog as Tools ▸ Settings… opens it, with the defaults where the demo
     # has its own values (the API on a free port, shown as 0; a model folder that is not
@@ -298,30 +383,29 @@ def main(out_dir: Path) -> dict[str, object]:
     settings_dialog.set_settings(settings.model_copy(update=defaults))
     _wait(qt_app, settings_dialog.isVisible, 10.0)
     _settle(qt_app, 0.5)
-    shots["settings"] = out_dir / "settings.png"
-    settings_dialog.grab().save(str(shots["settings"]))
+    shoot("settings", settings_dialog)
     settings_dialog.reject()
     # The model manager as a clinician first meets it: the model not downloaded yet (a
-    # real engine for the Hub id, over an empty cache; the demo engine is put back).
+    # real engine for the Hub id, over the Hugging Face cache of the run's home, empty;
+    # the demo engine is put back).
     from ophthai_desktop.core.inference.engine import InferenceEngine
 
     demo = application.engine
     application.engine = InferenceEngine(  # type: ignore[assignment]
-        settings.model_copy(update={"model_path": None}), cache_dir=data / "hf-cache"
+        settings.model_copy(update={"model_path": None})
     )
     manager = session.model_manager.open()
     _wait(qt_app, lambda: "not installed" in manager.message.text(), 10.0)
     _wait(qt_app, lambda: "checking" not in manager.estimate.text(), 60.0)  # imports torch
     _settle(qt_app, 1.0)  # the device check and the layout
-    shots["model-manager"] = out_dir / "model-manager.png"
-    manager.grab().save(str(shots["model-manager"]))
+    shoot("model-manager", manager)
     shown = {"model-manager": manager.state.text()}
     manager.close()
     # The model manager once a model is loaded: the tests' tiny checkpoint (no GPU
     # here, so on the CPU), loaded through the real engine before the dialog opens.
     from tests.support.tiny_checkpoint import build_tiny_qwen25vl
 
-    tiny = build_tiny_qwen25vl(data / "models" / "tiny-qwen25vl")
+    tiny = build_tiny_qwen25vl(home / "models" / "tiny-qwen25vl")
     loaded = InferenceEngine(settings.model_copy(update={"model_path": tiny, "device": "cpu"}))
     loaded.load()  # the tiny model loads in a fraction of a second
     application.engine = loaded  # type: ignore[assignment]
@@ -329,8 +413,7 @@ def main(out_dir: Path) -> dict[str, object]:
     _wait(qt_app, lambda: manager.state.text() == "Ready", 10.0)
     _wait(qt_app, lambda: manager.estimate.text().startswith("about "), 10.0)
     _settle(qt_app, 0.5)
-    shots["model-manager-ready"] = out_dir / "model-manager-ready.png"
-    manager.grab().save(str(shots["model-manager-ready"]))
+    shoot("model-manager-ready", manager)
     shown["model-manager-ready"] = manager.state.text()
     manager.close()
     application.engine = demo
@@ -344,6 +427,7 @@ def main(out_dir: Path) -> dict[str, object]:
         "card": view.card.classification.text(),
         "model_manager": shown,
         "files": {name: str(path) for name, path in shots.items()},
+        "texts": texts,
         "sizes": {name: Image.open(path).size for name, path in shots.items()},
     }
     desktop.shutdown()

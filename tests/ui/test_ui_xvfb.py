@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from PIL import Image, ImageStat
 
 from tests.support.crash import crash_lines
 from tests.support.xserver import app_env, xvfb
+from tests.ui.screenshot_app import SHOWN_HOME
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS_SHOTS = REPO / "docs" / "screenshots"
@@ -140,6 +142,17 @@ def test_screenshot_of_the_real_window_is_not_blank(display: str, tmp_path: Path
     for box in ((0, 0, width // 2, height // 2), (width // 2, 0, width, height // 2)):
         assert ImageStat.Stat(settings.crop(box)).var[0] > 100, ("settings", box)
     assert ImageStat.Stat(settings.crop((width - 250, height - 60, width, height))).var[0] > 100
+    # The folders shown are where a new install keeps them, in a clinician's home folder,
+    # not the run's temporary folders.
+    temporary = [
+        (name, text)
+        for name in README_SHOTS
+        for text in result["texts"][name]
+        if tempfile.gettempdir() + os.sep in text
+    ]
+    assert not temporary
+    assert f"{SHOWN_HOME}/.local/share/OphthAI" in result["texts"]["settings"]
+    assert f"{SHOWN_HOME}/models/tiny-qwen25vl" in result["texts"]["model-manager-ready"]
     if os.environ.get("UPDATE_SCREENSHOTS") or not (DOCS_SHOTS / "main-window.png").exists():
         DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
         for name in README_SHOTS:

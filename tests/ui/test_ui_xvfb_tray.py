@@ -2,11 +2,13 @@
 
 Offscreen and on bare Xvfb Qt has no tray (alerts are in-window toasts; see
 ``test_ui_tray.py``). Here ``trayer`` gives the X server one, and the real app, started
-as ``python -m ophthai_desktop``, is driven the way a user would: clicks on its tray
-icon and on the icon's menu (``xdotool``), the window closed as a window manager
-closes it (a ``WM_DELETE_WINDOW`` message), a critical notification (created through
-the API, as any client's is) shown as Qt's own balloon (X11 without a notification
-service). The screen is saved as ``tray.png`` in the test's temporary folder.
+as ``python -m ophthai_desktop``, is driven the way a user would (``xdotool``): clicks
+on its tray icon, its menu opened with a right click and an item chosen with Down and
+Enter (the presses counted in the menu ``TrayIcon`` builds, so the test follows the
+menu as items are added or moved), the window closed as a window manager closes it
+(a ``WM_DELETE_WINDOW`` message), a critical notification (created through the API, as
+any client's is) shown as Qt's own balloon (X11 without a notification service). The
+screen is saved as ``tray.png`` in the test's temporary folder.
 
 ``.ci/run`` installs Xvfb, trayer, xdotool and x11-utils (xwininfo); where one is
 missing the test is skipped with that reason.
@@ -30,8 +32,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image, ImageGrab, features
+from PIL import Image, ImageChops, ImageGrab, features
+from PySide6.QtWidgets import QApplication
 
+from ophthai_desktop.ui.tray import TrayIcon
 from tests.support.crash import crash_lines
 from tests.support.xserver import app_env, xvfb
 
@@ -47,6 +51,11 @@ pytestmark = [
 #: Every window of the app has the application's name as its title.
 APP_TITLE = "OphthAI Desktop"
 CRITICAL = "Abnormal finding: Wet AMD (92%) in patient 12"
+#: Two clicks of one button at one place closer in time than this are one double click
+#: (Qt's interval is 400 ms where the desktop sets none): the tray menu, chosen from with
+#: the keyboard, leaves the mouse on the icon, and a right click there soon after the one
+#: that opened it is a double click, which opens no menu.
+DOUBLE_CLICK_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,8 @@ class Screen:
     def __init__(self, display: str) -> None:
         self.display = display
         self.env = {"DISPLAY": display, "PATH": "/usr/bin:/bin:/usr/local/bin"}
+        #: The last click: where, which button, when (time.monotonic()).
+        self._last_click: tuple[int, int, int, float] | None = None
 
     def _run(self, *args: str) -> str:
         done = subprocess.run(args, env=self.env, capture_output=True, text=True, timeout=10)
@@ -127,7 +138,16 @@ class Screen:
         return self._run("xwininfo", "-root", "-tree")
 
     def click(self, x: int, y: int, button: int = 1) -> None:
+        """A click, never taken with the one before as a double click."""
+        if self._last_click is not None and self._last_click[:3] == (x, y, button):
+            time.sleep(max(0.0, self._last_click[3] + DOUBLE_CLICK_S - time.monotonic()))
         self._run("xdotool", "mousemove", str(x), str(y), "click", str(button))
+        self._last_click = (x, y, button, time.monotonic())
+
+    def key(self, *keys: str) -> None:
+        """Press and release ``keys`` in turn, as typed (to the window holding the
+        keyboard: an open menu grabs it)."""
+        self._run("xdotool", "key", *keys)
 
     def close(self, window_id: int) -> None:
         """Close a window as a window manager's close button does: WM_DELETE_WINDOW."""
@@ -273,8 +293,24 @@ def write_scan(folder: Path, name: str, shade: int) -> None:
     Image.new("RGB", (64, 64), (90, shade, 20)).save(folder / name)
 
 
-def test_the_real_tray(tray_display: str, tmp_path: Path) -> None:
+def menu_places(qapp: QApplication, *actions: str) -> dict[str, int]:
+    """How many Down presses reach each of ``actions`` (:class:`TrayIcon`'s attributes:
+    ``"quit_action"``) in the tray icon's menu opened with the mouse, where no item is
+    active and the first Down goes to the first item. Counted in the menu that
+    :class:`TrayIcon` builds, separators passed over: the test follows the menu as items
+    are added, moved or reworded."""
+    tray = TrayIcon()
+    try:
+        items = [a for a in tray.menu.actions() if not a.isSeparator() and a.isVisible()]
+        return {name: items.index(getattr(tray, name)) + 1 for name in actions}
+    finally:
+        tray.menu.deleteLater()
+        tray.deleteLater()
+
+
+def test_the_real_tray(tray_display: str, tmp_path: Path, qapp: QApplication) -> None:
     screen = Screen(tray_display)
+    places = menu_places(qapp, "show_action", "pause_action", "quit_action")
     watch = tmp_path / "watch"
     watch.mkdir()
     env = app_env(tray_display, tmp_path / "data")
@@ -350,40 +386,50 @@ def test_the_real_tray(tray_display: str, tmp_path: Path) -> None:
         screen.click(*icon.centre)
         wait_for("the window shown again", lambda: screen.window(main.id))
 
-        def menu_item(fraction: float) -> tuple[int, int]:
-            """Open the icon's menu (right click) and find an item at ``fraction`` of its
-            height: Show, Pause watch folder, a separator, Quit."""
+        def choose(action: str) -> None:
+            """Open the icon's menu (right click) and choose ``action``'s item with the
+            keyboard: Down as many times as its place in the menu, then Enter."""
             shown = {win.id for win in screen.shown()}
             screen.click(*icon.centre, button=3)
             menu = wait_for(
                 "the tray menu",
                 lambda: next(
-                    (w for w in screen.shown() if w.id not in shown and w.height < 150), None
+                    (w for w in screen.shown() if w.id not in shown and w.height < 300), None
                 ),
             )
             assert isinstance(menu, Win)
-            return menu.x + menu.width // 2, menu.y + int(menu.height * fraction)
+            # The first Down highlights the first item: the menu is seen to change before
+            # the other keys go, so none is typed before the menu holds the keyboard.
+            before = screen.grab().crop(menu.box)
+            screen.key("Down")
+            wait_for(
+                "the menu's first item highlighted",
+                lambda: ImageChops.difference(screen.grab().crop(menu.box), before).getbbox(),
+                5,
+            )
+            screen.key(*["Down"] * (places[action] - 1), "Return")
+            wait_for("the menu closed", lambda: screen.window(menu.id) is None)
 
         # Show, from the menu, after the window was closed again.
         screen.close(main.id)
         wait_for("the window hidden", lambda: screen.window(main.id) is None)
-        screen.click(*menu_item(0.16))
+        choose("show_action")
         wait_for("the window shown from the menu", lambda: screen.window(main.id))
 
         # Pause watch folder: a file written while paused stays, and is taken in on
         # Resume (the same item).
-        screen.click(*menu_item(0.47))
+        choose("pause_action")
         wait_for("Pause checked", lambda: logged("watch folder paused"), 10)
         write_scan(watch, "second.png", 80)
         time.sleep(2 * intake_s + 1)  # longer than the watch folder took above
         assert (watch / "second.png").exists(), "taken in while paused"
-        screen.click(*menu_item(0.47))
+        choose("pause_action")
         wait_for("the paused file taken in", lambda: not (watch / "second.png").exists(), 20)
         patients = api(url, "/api/patients")
         assert isinstance(patients, list) and len(patients) == 2
 
         # Quit ends the app cleanly.
-        screen.click(*menu_item(0.84))
+        choose("quit_action")
         assert process.wait(30) == 0, "".join(lines)
     except BaseException:
         print("".join(lines))  # the app's log, in the failure's report
