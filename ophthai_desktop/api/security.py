@@ -282,7 +282,7 @@ LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 #: The 403 of a request to another name than a loopback one, without a token.
 LOOPBACK_ONLY = (
     "without an API token this server only answers requests to "
-    "localhost or 127.0.0.1; set OPHTHAI_API_TOKEN for network access"
+    "localhost, 127.0.0.1 or [::1]; set OPHTHAI_API_TOKEN for network access"
 )
 
 

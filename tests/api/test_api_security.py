@@ -514,8 +514,10 @@ def test_without_a_token_only_loopback_hosts_are_answered(client: LoopbackClient
         response = client.get("/api/patients", headers={"host": host})
         assert response.status_code == 403, host
         assert "OPHTHAI_API_TOKEN" in response.json()["message"]
-    for host in ("localhost:8000", "127.0.0.1", "[::1]:8000"):
+    for name, port in (("localhost", ":8000"), ("127.0.0.1", ""), ("[::1]", ":8000")):
+        host = name + port
         assert client.get("/api/patients", headers={"host": host}).status_code == 200, host
+        assert name in response.json()["message"]  # the refusal names each name answered
 
 
 def test_with_a_token_any_host_is_answered_with_the_token(tmp_path: Path) -> None:
