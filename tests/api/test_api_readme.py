@@ -49,6 +49,38 @@ def test_the_readme_table_lists_every_route(client: TestClient) -> None:
             assert socket.receive_json()["event"] == "connected"
 
 
+def _readme_notes() -> dict[tuple[str, str], str]:
+    """The Notes cell of each (method, path shape) of the API section's table."""
+    section = README[README.index("\n## API\n") :]
+    section = section[: section.index("\n## ", 1)]
+    rows = re.findall(r"^\| ([A-Z/]+) \| ([^|]+) \| (.*) \|$", section, flags=re.MULTILINE)
+    return {
+        (method, _shape(path)): notes
+        for methods, paths, notes in rows
+        for method in methods.split("/")
+        for path in re.findall(r"`(/[^`]*)`", paths)
+    }
+
+
+def test_the_readme_table_names_every_query_parameter(client: TestClient) -> None:
+    # A parameter a route takes is named in backticks in its row (`skip`, `?approved=true`,
+    # `format=png`): a client reading the table knows every filter and option there is.
+    notes = _readme_notes()
+    checked = 0
+    for path, operations in client.app.openapi()["paths"].items():  # type: ignore[attr-defined]
+        for method, operation in operations.items():
+            row = notes[(method.upper(), _shape(path))]
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] != "query":
+                    continue
+                name = re.escape(parameter["name"])
+                assert re.search(rf"`[^`]*(?<!\w){name}(?!\w)[^`]*`", row), (
+                    f"{method.upper()} {path}: {parameter['name']}"
+                )
+                checked += 1
+    assert checked > 20
+
+
 def _sample(cls: type[events.Event]) -> events.Event | None:
     """An instance of ``cls`` with placeholder values; None for an event carrying a
     record (the README describes those in words)."""
