@@ -6,6 +6,7 @@ import dataclasses
 import re
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from ophthai_desktop.api.wire import event_data
@@ -79,6 +80,22 @@ def test_the_readme_table_names_every_query_parameter(client: TestClient) -> Non
                 )
                 checked += 1
     assert checked > 20
+
+
+@pytest.mark.parametrize("path", ["/health", "/api/ai/health"])
+def test_the_readme_table_names_every_key_of_the_health_answers(
+    client: TestClient, path: str
+) -> None:
+    # The status routes answer flat records a client reads key by key; their rows name
+    # each key (and the nested ones of /api/ai/health's memory and queue) as sent.
+    row = _readme_notes()[("GET", path)]
+    answer = client.get(path).json()
+    keys = set(answer) | {
+        key for value in answer.values() if isinstance(value, dict) for key in value
+    }
+    assert len(keys) >= 4
+    unnamed = {key for key in keys if not re.search(rf"`[^`]*(?<!\w){key}(?!\w)[^`]*`", row)}
+    assert unnamed == set()
 
 
 def _sample(cls: type[events.Event]) -> events.Event | None:
