@@ -117,21 +117,26 @@ def _refuse_differing_repeats(pairs: list[tuple[str, str]], renamed: list[tuple[
     different values is a 422: which one the client meant cannot be known, and taking
     either could apply a filter the client did not ask for. The same value twice is
     fine."""
-    first: dict[str, str] = {}
-    clashing: list[tuple[str, str]] = []
+    first: dict[str, tuple[str, str]] = {}  # name: (spelling, value) first sent
+    clashing: list[tuple[str, str]] = []  # (spelling sent, spelling sent first)
     for (sent, value), (name, _) in zip(pairs, renamed, strict=True):
-        if name in first and first[name] != value:
-            clashing.append((sent, name))
-        first.setdefault(name, value)
+        if name in first and first[name][1] != value:
+            clashing.append((sent, first[name][0]))
+        first.setdefault(name, (sent, value))
     if clashing:
         raise RequestValidationError(
             [
                 {
                     "loc": ("query", sent),
-                    "msg": f"{name} was sent more than once with different values",
+                    "msg": (
+                        f"given twice, with different values, as {earlier} and {sent}; "
+                        "send one of them"
+                        if earlier != sent
+                        else "given more than once, with different values; send it once"
+                    ),
                     "type": "value_error",
                 }
-                for sent, name in clashing
+                for sent, earlier in clashing
             ]
         )
 

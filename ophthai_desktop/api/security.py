@@ -110,13 +110,29 @@ def origin_refusal(connection: HTTPConnection) -> str:
     )
 
 
+def token_refusal(request: Request, ways: str, *, allow_query: bool) -> str:
+    """The 401 message: how to send the token, and what was wrong with what came where
+    that is plain from the request (a token in the query of a route that takes only the
+    header, an ``Authorization`` header without the ``Bearer`` scheme)."""
+    message = f"a valid API token is required ({ways})"
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme and not (scheme.lower() == "bearer" and value.strip()):
+        return f"{message}; the Authorization header must read Bearer <token>"
+    if not allow_query and "token" in request.query_params:
+        return (
+            f"{message}; ?token= is taken only by image URLs and the WebSocket, which "
+            "browsers open without headers: send the token in the Authorization header"
+        )
+    return message
+
+
 def refuse_without_token(request: Request) -> None:
     """With a token configured, ``Authorization: Bearer <token>`` is needed (401);
     requests that change things must come from an allowed origin or no browser (403)."""
     if not token_matches(_expected_token(request), presented_token(request, allow_query=False)):
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
-            detail="a valid API token is required (Authorization: Bearer <token>)",
+            detail=token_refusal(request, "Authorization: Bearer <token>", allow_query=False),
             headers={"WWW-Authenticate": "Bearer"},
         )
     if request.method not in SAFE_METHODS and not origin_allowed(request):
@@ -129,7 +145,9 @@ def refuse_without_token_or_query(request: Request) -> None:
     if not token_matches(_expected_token(request), presented_token(request, allow_query=True)):
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
-            detail="a valid API token is required (Authorization: Bearer <token> or ?token=)",
+            detail=token_refusal(
+                request, "Authorization: Bearer <token> or ?token=", allow_query=True
+            ),
             headers={"WWW-Authenticate": "Bearer"},
         )
 
@@ -264,7 +282,7 @@ LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 #: The 403 of a request to another name than a loopback one, without a token.
 LOOPBACK_ONLY = (
     "without an API token this server only answers requests to "
-    "localhost or 127.0.0.1; set OPHTHAI_API_TOKEN for network access"
+    "localhost, 127.0.0.1 or [::1]; set OPHTHAI_API_TOKEN for network access"
 )
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import re
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from ophthai_desktop.api.wire import event_data
@@ -47,6 +48,54 @@ def test_the_readme_table_lists_every_route(client: TestClient) -> None:
     for _, path in sockets:  # the WebSocket is not in the OpenAPI document
         with client.websocket_connect(path) as socket:
             assert socket.receive_json()["event"] == "connected"
+
+
+def _readme_notes() -> dict[tuple[str, str], str]:
+    """The Notes cell of each (method, path shape) of the API section's table."""
+    section = README[README.index("\n## API\n") :]
+    section = section[: section.index("\n## ", 1)]
+    rows = re.findall(r"^\| ([A-Z/]+) \| ([^|]+) \| (.*) \|$", section, flags=re.MULTILINE)
+    return {
+        (method, _shape(path)): notes
+        for methods, paths, notes in rows
+        for method in methods.split("/")
+        for path in re.findall(r"`(/[^`]*)`", paths)
+    }
+
+
+def test_the_readme_table_names_every_query_parameter(client: TestClient) -> None:
+    # A parameter a route takes is named in backticks in its row (`skip`, `?approved=true`,
+    # `format=png`): a client reading the table knows every filter and option there is.
+    notes = _readme_notes()
+    checked = 0
+    for path, operations in client.app.openapi()["paths"].items():  # type: ignore[attr-defined]
+        for method, operation in operations.items():
+            row = notes[(method.upper(), _shape(path))]
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] != "query":
+                    continue
+                name = re.escape(parameter["name"])
+                assert re.search(rf"`[^`]*(?<!\w){name}(?!\w)[^`]*`", row), (
+                    f"{method.upper()} {path}: {parameter['name']}"
+                )
+                checked += 1
+    assert checked > 20
+
+
+@pytest.mark.parametrize("path", ["/health", "/api/ai/health"])
+def test_the_readme_table_names_every_key_of_the_health_answers(
+    client: TestClient, path: str
+) -> None:
+    # The status routes answer flat records a client reads key by key; their rows name
+    # each key (and the nested ones of /api/ai/health's memory and queue) as sent.
+    row = _readme_notes()[("GET", path)]
+    answer = client.get(path).json()
+    keys = set(answer) | {
+        key for value in answer.values() if isinstance(value, dict) for key in value
+    }
+    assert len(keys) >= 4
+    unnamed = {key for key in keys if not re.search(rf"`[^`]*(?<!\w){key}(?!\w)[^`]*`", row)}
+    assert unnamed == set()
 
 
 def _sample(cls: type[events.Event]) -> events.Event | None:

@@ -91,7 +91,34 @@ def test_rest_with_the_token_works(guarded: TestClient) -> None:
 
 
 def test_the_query_token_is_not_enough_for_rest(guarded: TestClient) -> None:
-    assert guarded.get("/api/patients", params={"token": TOKEN}).status_code == 401
+    response = guarded.get("/api/patients", params={"token": TOKEN})
+
+    assert response.status_code == 401
+    # The client sent the right token, in the wrong place: the answer says where it goes,
+    # rather than that a token is required as though none had come.
+    assert "?token= is taken only by image URLs and the WebSocket" in response.json()["message"]
+    assert "Authorization header" in response.json()["message"]
+
+
+@pytest.mark.parametrize("header", [TOKEN, f"Token {TOKEN}", "Bearer", "Basic eDp4"])
+def test_a_token_without_the_bearer_scheme_is_told_so(guarded: TestClient, header: str) -> None:
+    response = guarded.get("/api/patients", headers={"Authorization": header})
+
+    assert response.status_code == 401
+    assert response.json()["message"].endswith("the Authorization header must read Bearer <token>")
+
+
+def test_a_missing_or_wrong_token_is_told_how_to_send_it(guarded: TestClient) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong-token-wrong-token"}):
+        response = guarded.get("/api/patients", headers=headers)
+        assert response.json()["message"] == (
+            "a valid API token is required (Authorization: Bearer <token>)"
+        )
+    image = guarded.get("/api/patients/p1/image", headers={"Authorization": TOKEN})
+    assert image.json()["message"] == (
+        "a valid API token is required (Authorization: Bearer <token> or ?token=); "
+        "the Authorization header must read Bearer <token>"
+    )
 
 
 def test_image_urls_accept_the_query_token_for_browsers(guarded: TestClient) -> None:
@@ -487,8 +514,10 @@ def test_without_a_token_only_loopback_hosts_are_answered(client: LoopbackClient
         response = client.get("/api/patients", headers={"host": host})
         assert response.status_code == 403, host
         assert "OPHTHAI_API_TOKEN" in response.json()["message"]
-    for host in ("localhost:8000", "127.0.0.1", "[::1]:8000"):
+    for name, port in (("localhost", ":8000"), ("127.0.0.1", ""), ("[::1]", ":8000")):
+        host = name + port
         assert client.get("/api/patients", headers={"host": host}).status_code == 200, host
+        assert name in response.json()["message"]  # the refusal names each name answered
 
 
 def test_with_a_token_any_host_is_answered_with_the_token(tmp_path: Path) -> None:
