@@ -15,7 +15,12 @@ from ophthai_desktop.core.records import AnalysisRecord, JobQueue, JobRecord, Pa
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController
 from ophthai_desktop.ui.display import local_datetime
-from ophthai_desktop.ui.messages import describe
+from ophthai_desktop.ui.messages import (
+    DATABASE_BACK,
+    DATABASE_BACK_SHOWN_MS,
+    describe,
+    once_database_answers,
+)
 from ophthai_desktop.ui.models.job_table import (
     MAX_SHOWN,
     JobRow,
@@ -173,7 +178,11 @@ class JobsController(QObject):
             said = f": {exc.message}" if isinstance(exc, OphthaiError) else ""
             log.warning("the job queue could not be read%s", said)
             self._window.banner.show_message(
-                f"The job queue could not be read ({message}); trying again.", "error"
+                f"The job queue could not be read ({message}); trying again.",
+                "error",
+                # Read again meanwhile (or soon): nothing to be done again.
+                resolved=DATABASE_BACK if once_database_answers(exc, "") else None,
+                resolved_ms=DATABASE_BACK_SHOWN_MS,
             )
             self._replay_held()  # the jobs the events tell of, meanwhile
             QTimer.singleShot(RELOAD_AFTER_MS, self, self._load)
@@ -419,7 +428,13 @@ class JobsController(QObject):
             row = self._model.get(job_id)
             if row is not None and row.note == CANCELLING:
                 self._model.update(job_id, note=before.note if before is not None else "")
-            self._window.banner.show_message(describe(exc), "warning")
+            self._window.banner.show_message(
+                describe(exc),
+                "warning",
+                resolved=once_database_answers(
+                    exc, f"Job #{job_id} was not cancelled: cancel it again if it should not run."
+                ),
+            )
 
         self._ctx.tasks.submit(
             lambda: self._jobs.request_cancel(job_id, actor=self._ctx.actor), None, failed
