@@ -67,6 +67,8 @@ class EventBridge(QObject):
         notifications_all_read(int count)
         model_state_changed(str state, str message, object progress)
         oculomics_measured(OculomicsRecord)
+        database_availability_changed(bool available): the database stopped answering
+            (False) or answers again (True).
         event_received(Event): every event, after its own signal; for events without
             one (the watch folder's state, for example) look at ``event.name``.
     """
@@ -89,6 +91,7 @@ class EventBridge(QObject):
     notifications_all_read = Signal(int)
     model_state_changed = Signal(str, str, object)
     oculomics_measured = Signal(object)
+    database_availability_changed = Signal(bool)
     event_received = Signal(object)
 
     _arrived = Signal()
@@ -220,6 +223,8 @@ class EventBridge(QObject):
                 self.model_state_changed.emit(state, message, progress)
             case ev.OculomicsMeasured(measurement=measurement):
                 self.oculomics_measured.emit(measurement)
+            case ev.DatabaseAvailabilityChanged(available=available):
+                self.database_availability_changed.emit(available)
             case _:
                 pass
         self.event_received.emit(event)

@@ -17,6 +17,9 @@ DATABASE_DOWN = (
     "Try again in a moment."
 )
 DATABASE_BACK = "The database answers again."
+#: How long the window says that the database answers again (where nothing is to be
+#: done again).
+DATABASE_BACK_SHOWN_MS = 5000
 
 #: How core field names read in the GUI.
 FIELD_LABELS = {
@@ -35,6 +38,15 @@ FIELD_LABELS = {
     "modality": "Modality",
     "laterality": "Laterality",
 }
+
+
+def once_database_answers(exc: BaseException, again: str) -> str | None:
+    """What a lasting message about ``exc`` says once the database answers again:
+    that it does, and ``again`` (what was not done and is to be done again); None where
+    ``exc`` is not the database not answering (that message stays)."""
+    if not isinstance(exc, DatabaseUnavailable):
+        return None
+    return f"{DATABASE_BACK} {again}"
 
 
 def field_label(field: str | None) -> str:

@@ -3,16 +3,24 @@ once the database answers again; the status bar says that watch-folder files wai
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core import events as ev
+from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.storage import availability
 from ophthai_desktop.core.watcher import WAITING_FOR_DATABASE
 from ophthai_desktop.ui.messages import DATABASE_BACK, DATABASE_DOWN
 from ophthai_desktop.ui.session import GuiSession
+from tests.support.images import png_bytes
 from tests.support.outage import database_down
+from tests.support.scripted_engine import DME, ScriptedEngine
+from tests.ui.conftest import Maker, open_patient
 
 
 def test_the_banner_says_the_database_does_not_answer_once_and_gives_way_when_it_does(
@@ -59,3 +67,90 @@ def test_the_banner_gives_way_in_an_idle_window_with_nothing_else_asking(
         qtbot.keyClicks(view.search, "zzz")
         qtbot.waitUntil(lambda: bool(refusals) and banner.text() == DATABASE_DOWN)
     qtbot.waitUntil(lambda: banner.text() == DATABASE_BACK, timeout=5000)
+
+
+def test_the_job_queue_says_its_analyses_wait_for_the_database_until_it_answers(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Queued analyses (and the running one, whose result is stored once the database
+    takes it) wait while the database does not answer: the queue said nothing."""
+    monkeypatch.setattr(availability, "QUIET_S", 0.2)
+    monkeypatch.setattr(availability, "PROBE_S", 0.05, raising=False)
+    hold = threading.Event()
+    gui = make_gui(engine=ScriptedEngine(DME, hold=hold))
+    app, actor = gui.application, Actor("t", "gui")
+    first = app.patients.create_patient({"name": "A"}, actor=actor, image=NewImage(png_bytes()))
+    second = app.patients.create_patient({"name": "B"}, actor=actor, image=NewImage(png_bytes()))
+    running = app.jobs.queue_patient_analysis(first.id, actor=actor)
+    queued = app.jobs.queue_patient_analysis(second.id, actor=actor)
+    panel, model = gui.jobs_panel, gui.jobs_panel.model
+    qtbot.waitUntil(lambda: model.get(queued.id) is not None)
+    qtbot.waitUntil(lambda: model.get(running.id).state == "running")  # type: ignore[union-attr]
+    assert panel.waiting.text() == ""
+    try:
+        with database_down(app.db) as refusals:
+            qtbot.keyClicks(gui.patient_list.search, "zzz")  # the list asks the database
+            qtbot.waitUntil(lambda: bool(refusals) and "database" in panel.waiting.text())
+            assert panel.waiting.text() == (
+                "Analyses are waiting: the database does not answer; queued ones start, "
+                "and results are stored, once it does"
+            )
+            assert panel.waiting.isVisible()
+        qtbot.waitUntil(lambda: panel.waiting.text() == "", timeout=5000)  # it answers
+    finally:
+        hold.set()
+    qtbot.waitUntil(lambda: model.get(running.id).state == "done", timeout=10_000)  # type: ignore[union-attr]
+
+
+def test_an_import_the_outage_refused_says_to_import_again_once_the_database_answers(
+    gui: GuiSession, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """ "No image was added … The database does not answer" stayed until closed by hand
+    after the database answered; it now says that it answers and to import them again.
+    A banner about another failure stays."""
+    monkeypatch.setattr(availability, "QUIET_S", 0.2)
+    monkeypatch.setattr(availability, "PROBE_S", 0.05, raising=False)
+    app, banner = gui.application, gui.window.banner
+    patient = app.patients.create_patient({"name": "Dropped"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    image = tmp_path / "macula_OCT_OD.png"
+    image.write_bytes(png_bytes())
+    with database_down(app.db) as refusals:
+        gui.imports.import_files([image])
+        qtbot.waitUntil(lambda: bool(refusals) and "macula_OCT_OD.png" in banner.text())
+        assert "No image was added" in banner.text() and DATABASE_DOWN in banner.text()
+    qtbot.waitUntil(lambda: banner.text().startswith(DATABASE_BACK), timeout=5000)
+    assert "macula_OCT_OD.png" in banner.text() and "again" in banner.text()
+    assert DATABASE_DOWN not in banner.text()
+    assert not app.patients.list_scans(patient.id)  # nothing was added: it says so
+
+    with database_down(app.db) as refusals:  # an import refused for another reason
+        qtbot.keyClicks(gui.patient_list.search, "zzz")
+        qtbot.waitUntil(lambda: bool(refusals) and banner.text() == DATABASE_DOWN)
+        qtbot.wait(500)  # the window's other calls refused meanwhile have said so
+        text = tmp_path / "notes.txt"
+        text.write_text("not an image")
+        gui.imports.import_files([text])
+        qtbot.waitUntil(lambda: "notes.txt" in banner.text())
+        refused = banner.text()
+    qtbot.wait(1000)  # the database answers again meanwhile (said within 0.3 s)
+    assert app.db.availability.available
+    assert banner.text() == refused
+
+
+def test_a_cancel_the_outage_refused_says_to_cancel_again_once_the_database_answers(
+    gui: GuiSession, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(availability, "QUIET_S", 0.2)
+    monkeypatch.setattr(availability, "PROBE_S", 0.05, raising=False)
+    app, banner = gui.application, gui.window.banner
+    actor = Actor("t", "gui")
+    patient = app.patients.create_patient({"name": "Q"}, actor=actor, image=NewImage(png_bytes()))
+    job = app.jobs.queue_patient_analysis(patient.id, actor=actor)  # no model: it waits
+    qtbot.waitUntil(lambda: gui.jobs_panel.model.get(job.id) is not None)
+    with database_down(app.db) as refusals:
+        gui.jobs.cancel(job.id)
+        qtbot.waitUntil(lambda: bool(refusals) and DATABASE_DOWN in banner.text())
+    qtbot.waitUntil(lambda: banner.text().startswith(DATABASE_BACK), timeout=5000)
+    assert "not cancelled" in banner.text()
+    assert app.jobs.get_job(job.id).state == "queued"

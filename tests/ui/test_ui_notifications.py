@@ -24,6 +24,7 @@ from ophthai_desktop.ui.models.notification_list import (
     NotificationRow,
 )
 from ophthai_desktop.ui.session import GuiSession
+from ophthai_desktop.ui.views.notifications import NotificationsPanel
 from ophthai_desktop.ui.views.toast import Toast
 from tests.support.images import png_bytes
 from tests.support.watch_folder import build_watch_app
@@ -379,6 +380,7 @@ def test_mark_read_is_off_for_a_notification_already_read(qtbot: QtBot, gui: Gui
     panel.list.setCurrentIndex(panel.model.index(1, 0))
     assert panel.mark_read.isEnabled()
 
+    qtbot.waitUntil(lambda: panel.unread.text() == "1")  # the badge counted them
     panel.mark_all.click()
     qtbot.waitUntil(lambda: not panel.mark_read.isEnabled())
     assert panel.delete.isEnabled()
@@ -476,3 +478,45 @@ def test_marking_10000_loaded_notifications_read_is_done_a_page_a_turn(
 
     assert _unread(model) == [count, count - 1]
     assert model.data(model.index(1, 0), Qt.ItemDataRole.FontRole) is None  # shown read
+
+
+def test_the_badge_never_counts_more_than_there_are_while_notifications_arrive_at_start(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A window opened on 31 notifications while more keep arriving: the first count
+    already holds some whose events come after it (the bridge hands events over in
+    batches), which were counted a second time (the badge read 40 for a moment)."""
+    first = make_gui()
+    app = first.application
+    for i in range(31):
+        app.notifications.create_notification(f"Old {i}", actor=SYSTEM)
+    shown: list[tuple[int, int]] = []  # (the badge, the unread ones in the database then)
+    original = NotificationsPanel.set_unread
+
+    def recording(panel: NotificationsPanel, count: int) -> None:
+        if panel is not first.notifications_panel:
+            shown.append((count, app.notifications.unread_count()))
+        original(panel, count)
+
+    monkeypatch.setattr(NotificationsPanel, "set_unread", recording)
+    stop = threading.Event()
+
+    def arriving() -> None:
+        for i in range(60):
+            if stop.wait(0.01):
+                return
+            app.notifications.create_notification(f"New {i}", actor=SYSTEM)
+
+    writer = threading.Thread(target=arriving)
+    writer.start()
+    try:
+        second = make_gui(application=app)
+        qtbot.waitUntil(lambda: not writer.is_alive(), timeout=10_000)  # the window runs
+    finally:
+        stop.set()
+        writer.join()
+    total = app.notifications.unread_count()
+    qtbot.waitUntil(lambda: second.notifications_panel.unread.text() == str(total))
+    over = [(badge, there) for badge, there in shown if badge > there]
+    assert over == [], f"the badge showed more than there were: {over}"
+    assert second.notifications_panel.unread.text() == str(total)  # and stays

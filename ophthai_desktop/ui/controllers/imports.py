@@ -26,7 +26,12 @@ from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.storage.images import sha256_hex
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController, core_fields
-from ophthai_desktop.ui.messages import describe
+from ophthai_desktop.ui.messages import (
+    DATABASE_BACK,
+    DATABASE_DOWN,
+    describe,
+    once_database_answers,
+)
 from ophthai_desktop.ui.views.main_window import MainWindow
 from ophthai_desktop.ui.views.patient_page import PatientPage
 
@@ -283,7 +288,11 @@ class ImportController(QObject):
         """Say what was added, and again what was refused (the banner holds one
         message, and the refusal shown while the others were stored would be gone)."""
         if count == 0:  # every file was refused or failed: nothing to open or queue
-            self._window.banner.show_message(f"No image was added.\n{_refusals(refused)}", "error")
+            self._window.banner.show_message(
+                f"No image was added.\n{_refusals(refused)}",
+                "error",
+                resolved=_once_database_answers(refused),
+            )
             return
         log.info("%d image(s) filed under patient %s and queued", count, patient_id)
         current = self._patients.current_patient
@@ -297,7 +306,11 @@ class ImportController(QObject):
         else:
             added = f"{count} images added to {who}; their analyses are queued."
         if refused:
-            self._window.banner.show_message(f"{added}\n{_refusals(refused)}", "warning")
+            self._window.banner.show_message(
+                f"{added}\n{_refusals(refused)}",
+                "warning",
+                resolved=_once_database_answers(refused, added),
+            )
         else:
             self._window.banner.show_message(added, "info", shown_ms=ADDED_SHOWN_MS)
         self.imported.emit(patient_id, count)
@@ -308,14 +321,39 @@ class ImportController(QObject):
         """The new patient was created: name the files it was created without (the
         banner, if any, said the others "are being added")."""
         if failed:
+            created = f"The patient was created with {total - len(failed)} of the {total} image(s)."
             self._window.banner.show_message(
-                f"The patient was created with {total - len(failed)} of the {total} "
-                f"image(s).\n{_refusals(refused + failed)}",
+                f"{created}\n{_refusals(refused + failed)}",
                 "warning",
+                resolved=_once_database_answers(refused + failed, created),
             )
 
     def _on_failed(self, exc: BaseException) -> None:
-        self._window.banner.show_message(f"The images could not be added: {describe(exc)}", "error")
+        self._window.banner.show_message(
+            f"The images could not be added: {describe(exc)}",
+            "error",
+            resolved=once_database_answers(
+                exc, "The images were not added: drop or import them again."
+            ),
+        )
+
+
+def _once_database_answers(refused: list[tuple[str, str]], added: str = "") -> str | None:
+    """What a banner naming ``refused`` files says once the database answers again:
+    those the outage refused are to be imported again, the others' reasons stay; None
+    where the outage refused none."""
+    again = [name for name, problem in refused if problem == DATABASE_DOWN]
+    if not again:
+        return None
+    others = [(name, problem) for name, problem in refused if problem != DATABASE_DOWN]
+    lines = [
+        DATABASE_BACK,
+        added,
+        f"Not added while it did not answer: {', '.join(again)}. Import them again.",
+    ]
+    if others:
+        lines.append(_refusals(others))
+    return "\n".join(line for line in lines if line)
 
 
 def _refusals(refused: list[tuple[str, str]]) -> str:

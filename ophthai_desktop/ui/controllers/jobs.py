@@ -15,7 +15,12 @@ from ophthai_desktop.core.records import AnalysisRecord, JobQueue, JobRecord, Pa
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController
 from ophthai_desktop.ui.display import local_datetime
-from ophthai_desktop.ui.messages import describe
+from ophthai_desktop.ui.messages import (
+    DATABASE_BACK,
+    DATABASE_BACK_SHOWN_MS,
+    describe,
+    once_database_answers,
+)
 from ophthai_desktop.ui.models.job_table import (
     MAX_SHOWN,
     JobRow,
@@ -44,6 +49,14 @@ HELD_LIMIT = 1000
 #: Rows of a read of the queue listed an event-loop turn (about 2.5 ms): its 500 at once
 #: held the GUI thread for 10 ms (600, 12.5 ms).
 PLACED_PER_TURN = 100
+#: Why queued analyses wait while the database does not answer (the worker takes no
+#: job and stores no result until it does); with a running one, which goes on but whose
+#: result waits to be stored, it is said of both.
+QUEUED_WAIT_FOR_DATABASE = "the database does not answer; they start once it does"
+OPEN_WAIT_FOR_DATABASE = (
+    "the database does not answer; queued ones start, and results are stored, once it does"
+)
+RUNNING_WAITS_FOR_DATABASE = "the database does not answer; the result is stored once it does"
 
 
 class JobsController(QObject):
@@ -96,6 +109,8 @@ class JobsController(QObject):
         # Why the worker takes no queued job: read once here, then followed by its
         # event (the bridge, built before this, hears every change after this read).
         self._waiting_reason = ctx.application.worker.waiting_reason
+        # Whether the database answers: read once here, then followed by its event.
+        self._database_down = not ctx.application.db.availability.available
 
         bridge = ctx.bridge
         bridge.analysis_queued.connect(self._on_bridge_analysis_queued)
@@ -106,6 +121,7 @@ class JobsController(QObject):
         bridge.analysis_failed.connect(self._on_bridge_analysis_failed)
         bridge.analysis_cancelled.connect(self._on_bridge_analysis_cancelled)
         bridge.queue_waiting_changed.connect(self._on_bridge_queue_waiting_changed)
+        bridge.database_availability_changed.connect(self._on_bridge_database_availability_changed)
         bridge.patient_deleted.connect(self._on_bridge_patient_deleted)
         bridge.patient_created.connect(self._on_bridge_patient_known)
         bridge.patient_updated.connect(self._on_bridge_patient_known)
@@ -162,7 +178,11 @@ class JobsController(QObject):
             said = f": {exc.message}" if isinstance(exc, OphthaiError) else ""
             log.warning("the job queue could not be read%s", said)
             self._window.banner.show_message(
-                f"The job queue could not be read ({message}); trying again.", "error"
+                f"The job queue could not be read ({message}); trying again.",
+                "error",
+                # Read again meanwhile (or soon): nothing to be done again.
+                resolved=DATABASE_BACK if once_database_answers(exc, "") else None,
+                resolved_ms=DATABASE_BACK_SHOWN_MS,
             )
             self._replay_held()  # the jobs the events tell of, meanwhile
             QTimer.singleShot(RELOAD_AFTER_MS, self, self._load)
@@ -408,7 +428,13 @@ class JobsController(QObject):
             row = self._model.get(job_id)
             if row is not None and row.note == CANCELLING:
                 self._model.update(job_id, note=before.note if before is not None else "")
-            self._window.banner.show_message(describe(exc), "warning")
+            self._window.banner.show_message(
+                describe(exc),
+                "warning",
+                resolved=once_database_answers(
+                    exc, f"Job #{job_id} was not cancelled: cancel it again if it should not run."
+                ),
+            )
 
         self._ctx.tasks.submit(
             lambda: self._jobs.request_cancel(job_id, actor=self._ctx.actor), None, failed
@@ -486,8 +512,22 @@ class JobsController(QObject):
         self._waiting_reason = reason
         self._show_waiting()
 
+    @Slot(bool)
+    def _on_bridge_database_availability_changed(self, available: bool) -> None:
+        self._database_down = not available
+        self._show_waiting()
+
     @Slot()
     def _show_waiting(self) -> None:
-        """Say why queued analyses wait, while the queue shows one."""
-        reason = self._waiting_reason
-        self._panel.set_waiting(reason if reason and self._model.has_queued() else None)
+        """Say why queued analyses wait, while the queue shows one: first that the
+        database does not answer (a running analysis's result waits for it too), else
+        the worker's reason."""
+        queued = self._model.has_queued()
+        if self._database_down and self._model.has_running():
+            reason = OPEN_WAIT_FOR_DATABASE if queued else RUNNING_WAITS_FOR_DATABASE
+            self._panel.set_waiting(reason, who="Analyses" if queued else "Running analyses")
+        elif self._database_down and queued:
+            self._panel.set_waiting(QUEUED_WAIT_FOR_DATABASE)
+        else:
+            reason = self._waiting_reason
+            self._panel.set_waiting(reason if reason and queued else None)

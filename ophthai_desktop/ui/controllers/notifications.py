@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 
 #: Notifications fetched at a time (the newest at start, older ones as the list scrolls).
 PAGE_SIZE = 200
-COUNT_DEBOUNCE_MS = 150
+#: The least time between two counts of the unread ones while notifications keep
+#: changing (a burst is counted as it goes, not once per notification).
+COUNT_DELAY_MS = 150
 
 
 class NotificationsController(QObject):
@@ -43,10 +45,20 @@ class NotificationsController(QObject):
         self._patients = patients
         self._tray = tray
         self.unread = 0
+        # The badge shows what the database counted, never a count plus the new
+        # notifications heard since: a count read as one was stored and its event
+        # handed over after (the bridge delivers in batches) counted it twice (the
+        # badge read 40 of 31 at start). One count is asked at a time; a change heard
+        # meanwhile asks another once it arrives.
         self._count_timer = QTimer(self)
         self._count_timer.setSingleShot(True)
-        self._count_timer.setInterval(COUNT_DEBOUNCE_MS)
+        self._count_timer.setInterval(COUNT_DELAY_MS)
         self._count_timer.timeout.connect(self._refresh_count)
+        self._counting = False  # a count is on its way
+        self._count_again = False  # something changed since it was asked
+        # Bumped by a change that can lower the count (read, deleted): a count asked
+        # before it may say more than there are, and is not shown.
+        self._lowered = 0
 
         bridge = ctx.bridge
         bridge.notification_created.connect(self._on_bridge_notification_created)
@@ -84,27 +96,28 @@ class NotificationsController(QObject):
     @Slot(object)
     def _on_bridge_notification_created(self, note: NotificationRecord) -> None:
         self._model.insert_first([notification_row(note)])
-        if not note.read:
-            self._set_unread(self.unread + 1)
-        self._count_timer.start()
+        self._count_soon()
         if note.type == "critical":
             self.alert("Critical finding", note.message, kind="critical")
 
     @Slot(object)
     def _on_bridge_notification_updated(self, note: NotificationRecord) -> None:
         self._model.replace(notification_row(note))
-        self._count_timer.start()
+        self._lowered += 1
+        self._count_soon()
 
     @Slot(int)
     def _on_bridge_notification_deleted(self, notification_id: int) -> None:
         self._model.remove(notification_id)
-        self._count_timer.start()
+        self._lowered += 1
+        self._count_soon()
 
     @Slot(int)
     def _on_bridge_notifications_all_read(self, _count: int) -> None:
         self._model.mark_all_read()
+        self._lowered += 1
         self._set_unread(0)
-        self._count_timer.start()
+        self._count_soon()
 
     def alert(self, title: str, text: str, *, kind: AlertKind = "info") -> None:
         """Tell the clinician even when the window is not in front."""
@@ -142,9 +155,38 @@ class NotificationsController(QObject):
 
     # The badge --------------------------------------------------------------------------
 
+    def _count_soon(self) -> None:
+        """Count the unread ones now, or once the count on its way has arrived and
+        :data:`COUNT_DELAY_MS` passed (not after the last change of a burst: a steady
+        stream would never be counted)."""
+        if self._counting:
+            self._count_again = True
+        elif not self._count_timer.isActive():
+            self._refresh_count()
+
     @Slot()
     def _refresh_count(self) -> None:
-        self._ctx.tasks.submit(self._service.unread_count, self._set_unread)
+        """Ask the database how many are unread (one question at a time)."""
+        if self._counting:
+            self._count_again = True
+            return
+        self._counting = True
+        self._count_again = False
+        lowered = self._lowered
+
+        def done(count: int) -> None:
+            self._counting = False
+            if lowered == self._lowered:  # else read or deleted since: maybe too many
+                self._set_unread(count)
+            if self._count_again:
+                self._count_timer.start()
+
+        def failed(_exc: BaseException) -> None:  # counted again at the next change
+            self._counting = False
+            if self._count_again:
+                self._count_timer.start()
+
+        self._ctx.tasks.submit(self._service.unread_count, done, failed)
 
     def _set_unread(self, count: int) -> None:
         self.unread = count

@@ -14,8 +14,9 @@ from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
 from ophthai_desktop.core.watcher import WAITING_FOR_DATABASE
 from ophthai_desktop.ui.context import ApiState, GuiContext
 from ophthai_desktop.ui.controllers.watch_folder import WatchFolderController
-from ophthai_desktop.ui.messages import DATABASE_BACK, DATABASE_DOWN
+from ophthai_desktop.ui.messages import DATABASE_BACK, DATABASE_BACK_SHOWN_MS, DATABASE_DOWN
 from ophthai_desktop.ui.tray import TrayIcon
+from ophthai_desktop.ui.views.banner import Banner
 from ophthai_desktop.ui.views.main_window import MainWindow
 from ophthai_desktop.ui.views.toast import AlertKind
 
@@ -33,9 +34,6 @@ class Alert(Protocol):
 
     def __call__(self, title: str, text: str, *, kind: AlertKind = ...) -> None: ...
 
-
-#: How long the window says that the database answers again.
-DATABASE_BACK_SHOWN_MS = 5000
 
 #: Event names the core's watch folder may use for its state changes.
 WATCHER_EVENTS = frozenset({"watcher_state", "watcher_state_changed", "watch_folder_state"})
@@ -238,13 +236,24 @@ class StatusController(QObject):
 
     def _show_database(self, available: bool) -> None:
         """The database stopped answering (said once, whichever thread's call noticed:
-        the worker's, the watch folder's, the API's) or answers again: the banner that
-        said it gives way, rather than staying until closed."""
-        banner = self._window.banner
+        the worker's, the watch folder's, the API's) or answers again: every banner that
+        said it gives way, rather than staying until closed (one whose message was a
+        failure the outage caused says what to do again); those about other failures
+        stay."""
         if not available:
-            banner.show_message(DATABASE_DOWN, "error")
-        elif banner.text() == DATABASE_DOWN:
-            banner.show_message(DATABASE_BACK, "info", shown_ms=DATABASE_BACK_SHOWN_MS)
+            banner = self._window.banner
+            if not banner.resolvable:  # else it says so already, with what failed
+                banner.show_message(
+                    DATABASE_DOWN,
+                    "error",
+                    resolved=DATABASE_BACK,
+                    resolved_ms=DATABASE_BACK_SHOWN_MS,
+                )
+            return
+        for banner in self._window.findChildren(Banner):  # the page's own among them
+            if not banner.resolve() and banner.text() == DATABASE_DOWN:
+                # A call's failure told in the outage's own words (describe).
+                banner.show_message(DATABASE_BACK, "info", shown_ms=DATABASE_BACK_SHOWN_MS)
 
     @Slot()
     def _alert_refused(self) -> None:

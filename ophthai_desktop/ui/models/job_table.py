@@ -279,6 +279,10 @@ class JobTableModel(RowModel):
         records, not the items in display order, so it stays cheap with many rows)."""
         return any(row.state == "queued" for row in self._records.values())
 
+    def has_running(self) -> bool:
+        """Whether a running job is listed (the records, as :meth:`has_queued`)."""
+        return any(row.state == "running" for row in self._records.values())
+
     def queued_count(self) -> int:
         """How many queued jobs are listed (the records, as :meth:`has_queued`)."""
         return sum(row.state == "queued" for row in self._records.values())

@@ -31,13 +31,24 @@ class Banner(QFrame):
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self.dismiss)
+        # What the message shown says once its cause (the database not answering) is
+        # gone, and for how long (see resolve).
+        self._resolved: tuple[str, int | None] | None = None
         self.hide()
 
     def show_message(
-        self, text: str, kind: str = "warning", *, shown_ms: int | None = None
+        self,
+        text: str,
+        kind: str = "warning",
+        *,
+        shown_ms: int | None = None,
+        resolved: str | None = None,
+        resolved_ms: int | None = None,
     ) -> None:
         """Show ``text`` until closed or replaced, or for ``shown_ms`` where given (a
-        confirmation that is soon out of date)."""
+        confirmation that is soon out of date). ``resolved``: what it says instead once
+        its cause is gone (:meth:`resolve`), for ``resolved_ms`` or until closed."""
+        self._resolved = None if resolved is None else (resolved, resolved_ms)
         self.label.setText(text)
         set_style_property(self, "kind", kind)
         self.show()
@@ -49,7 +60,22 @@ class Banner(QFrame):
     def text(self) -> str:
         return self.label.text() if self.isVisible() else ""
 
+    @property
+    def resolvable(self) -> bool:
+        """Whether the message shown gives way once its cause is gone."""
+        return self._resolved is not None and not self.isHidden()
+
+    def resolve(self) -> bool:
+        """The cause of the message shown is gone: it gives way to what it said it
+        would say then (False where it said nothing of the kind)."""
+        if not self.resolvable or self._resolved is None:
+            return False
+        text, shown_ms = self._resolved
+        self.show_message(text, "info", shown_ms=shown_ms)
+        return True
+
     @Slot()
     def dismiss(self) -> None:
+        self._resolved = None
         self.hide()
         self.label.clear()

@@ -86,6 +86,7 @@ class JobQueuePanel(QWidget):
         self.waiting_details.setToolTip("Why queued analyses are waiting, in full")
         self.waiting_details.setAutoRaise(True)
         self._waiting_reason = ""
+        self._waiting_who = "Queued analyses"
         #: The window that shows the whole reason (while it is open).
         self.details_box: QMessageBox | None = None
         self.cancel = QToolButton()
@@ -159,14 +160,15 @@ class JobQueuePanel(QWidget):
     def _follow_theme(self) -> None:
         self.model.set_dark(self.palette().color(QPalette.ColorRole.Base).lightness() < 128)
 
-    def set_waiting(self, reason: str | None) -> None:
-        """Why queued analyses are not running (None: they are not waiting), in short
-        where the reason is long; whole in the tooltip and behind Details…."""
+    def set_waiting(self, reason: str | None, *, who: str = "Queued analyses") -> None:
+        """Why ``who`` (queued analyses) are not running (None: they are not waiting),
+        in short where the reason is long; whole in the tooltip and behind Details…."""
         self._waiting_reason = reason or ""
+        self._waiting_who = who
         short = short_waiting(reason) if reason else ""
-        self.waiting.setText(f"Queued analyses are waiting: {short}" if reason else "")
+        self.waiting.setText(f"{who} are waiting: {short}" if reason else "")
         shortened = short != " ".join(self._waiting_reason.split())
-        self.waiting.setToolTip(f"Queued analyses are waiting: {reason}" if shortened else "")
+        self.waiting.setToolTip(f"{who} are waiting: {reason}" if shortened else "")
         self.waiting_details.setVisible(shortened)
         box = self.details_box
         if box is not None:  # open: it says the reason now, or goes with it
@@ -237,7 +239,7 @@ class JobQueuePanel(QWidget):
         box.open()  # window-modal, without blocking the event loop
 
     def _details_text(self) -> str:
-        return f"Queued analyses are waiting: {self._waiting_reason}"
+        return f"{self._waiting_who} are waiting: {self._waiting_reason}"
 
     @Slot()
     def _on_details_box_finished(self) -> None:
