@@ -154,3 +154,29 @@ def test_a_cancel_the_outage_refused_says_to_cancel_again_once_the_database_answ
     qtbot.waitUntil(lambda: banner.text().startswith(DATABASE_BACK), timeout=5000)
     assert "not cancelled" in banner.text()
     assert app.jobs.get_job(job.id).state == "queued"
+
+
+def test_the_unread_badge_is_counted_again_once_the_database_answers(
+    gui: GuiSession, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notification stored just before an outage, whose event arrives during it: the
+    badge's count is refused, and nothing else changes afterwards to ask again, so the
+    badge stayed one short until the next notification."""
+    from ophthai_desktop.core.storage import models as m
+    from ophthai_desktop.core.storage.to_records import notification_record
+
+    monkeypatch.setattr(availability, "QUIET_S", 0.2)
+    monkeypatch.setattr(availability, "PROBE_S", 0.05, raising=False)
+    badge = gui.notifications_panel.unread
+    app = gui.application
+    qtbot.waitUntil(lambda: not gui.notifications._counting)  # the start-up count
+    with app.db.session() as session:  # stored; its event not yet delivered
+        row = m.Notification(message="Watch folder: 1 new OCT image filed", type="info")
+        session.add(row)
+        session.flush()
+        record = notification_record(row)
+    with database_down(app.db) as refusals:
+        app.bus.publish(ev.NotificationCreated(record))
+        qtbot.waitUntil(lambda: len(refusals) >= 2)  # the count was refused
+        assert badge.isHidden()
+    qtbot.waitUntil(lambda: badge.isVisible() and badge.text() == "1", timeout=5000)

@@ -65,6 +65,7 @@ class NotificationsController(QObject):
         bridge.notification_updated.connect(self._on_bridge_notification_updated)
         bridge.notification_deleted.connect(self._on_bridge_notification_deleted)
         bridge.notifications_all_read.connect(self._on_bridge_notifications_all_read)
+        bridge.database_availability_changed.connect(self._on_bridge_database_availability_changed)
         panel.notification_opened.connect(self._on_panel_notification_opened)
         panel.mark_read_requested.connect(self.mark_read)
         panel.mark_all_read_requested.connect(self.mark_all_read)
@@ -118,6 +119,12 @@ class NotificationsController(QObject):
         self._lowered += 1
         self._set_unread(0)
         self._count_soon()
+
+    @Slot(bool)
+    def _on_bridge_database_availability_changed(self, available: bool) -> None:
+        """A count refused during the outage is not asked again by anything else."""
+        if available:
+            self._count_soon()
 
     def alert(self, title: str, text: str, *, kind: AlertKind = "info") -> None:
         """Tell the clinician even when the window is not in front."""
