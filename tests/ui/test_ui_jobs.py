@@ -429,6 +429,8 @@ def test_a_queue_that_cannot_be_read_says_so_and_is_read_again(
 
     qtbot.waitUntil(lambda: gui.jobs_panel.model.get(job.id) is not None, timeout=5000)
     assert gui.jobs_panel.model.get(job.id).state == "queued"  # type: ignore[union-attr]
+    # Read again: "trying again" is no longer true (it stayed until closed by hand).
+    assert "job queue could not be read" not in gui.window.banner.text()
 
 
 def test_a_queue_read_failure_is_logged_without_the_errors_text(

@@ -89,6 +89,8 @@ class JobsController(QObject):
         # Per job, the tokens of the batches held since its last other held event.
         self._held_tokens: dict[int, list[int]] = {}
         self._held_dropped = False  # past HELD_LIMIT: the load is read again
+        #: The banner a failed read showed, cleared once a read works.
+        self._read_failure_shown = ""
         # The rows of a read of the queue still to be listed (a page a turn, in place of
         # those shown: they keep the selection), the events heard held until then; the
         # job ids read, and the last row placed.
@@ -169,6 +171,9 @@ class JobsController(QObject):
             self._last_placed = None
             self._unlisted = dict(queue.more_open)
             self._overtaken = False
+            if self._window.banner.text() == self._read_failure_shown:
+                self._window.banner.dismiss()  # read after all: no longer "trying again"
+            self._read_failure_shown = ""
             self._on_feed_timer_timeout()
 
         def failed(exc: BaseException) -> None:
@@ -177,8 +182,9 @@ class JobsController(QObject):
             # its kind and place instead; the core's errors are written to be read.
             said = f": {exc.message}" if isinstance(exc, OphthaiError) else ""
             log.warning("the job queue could not be read%s", said)
+            self._read_failure_shown = f"The job queue could not be read ({message}); trying again."
             self._window.banner.show_message(
-                f"The job queue could not be read ({message}); trying again.",
+                self._read_failure_shown,
                 "error",
                 # Read again meanwhile (or soon): nothing to be done again.
                 resolved=DATABASE_BACK if once_database_answers(exc, "") else None,
