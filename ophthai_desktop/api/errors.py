@@ -10,6 +10,7 @@ it (services name fields in snake_case; see :func:`as_sent`).
 
 from __future__ import annotations
 
+import http
 import json
 import logging
 import typing
@@ -142,6 +143,18 @@ def status_for(exc: OphthaiError) -> int:
 def error_body(message: str, **extra: object) -> dict[str, object]:
     """The body every error has: ``detail`` and ``message`` (see the module's doc)."""
     return {"detail": message, "message": message, **extra}
+
+
+def no_route(path: str) -> str:
+    """The message of a 404 for a path no route takes (Starlette's says "Not Found")."""
+    return f"there is nothing at {path}: the API's paths are listed at /docs (and in /openapi.json)"
+
+
+def method_not_allowed(method: str, path: str, allowed: str) -> str:
+    """The message of a 405: the method, the path (the client's own), and the methods
+    the path takes (its ``Allow``), when they are known."""
+    message = f"{method} is not allowed on {path}"
+    return f"{message}; it takes {allowed}" if allowed else message
 
 
 #: Plain type names pydantic puts in a location for each member of a union it tried.
@@ -287,9 +300,17 @@ def install_error_handlers(app: FastAPI) -> None:
         text = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 400 and text == FASTAPI_BODY_ERROR:
             text = UNREADABLE_BODY
+        if exc.status_code == 404 and text == http.HTTPStatus.NOT_FOUND.phrase:
+            # Starlette's, for a path no route takes. The path is the client's own,
+            # repeated to it; it is never logged (it may hold a patient's id or name).
+            text = no_route(request.url.path)
         headers = dict(exc.headers or {})
-        if exc.status_code == 405 and (allowed := allowed_methods(request)):
-            headers["Allow"] = allowed
+        if exc.status_code == 405:
+            # A mount (the docs' assets) names its own methods; a web page reads the
+            # body more easily than the header, so it says them too.
+            if allowed := allowed_methods(request) or headers.get("Allow", ""):
+                headers["Allow"] = allowed
+            text = method_not_allowed(request.method, request.url.path, allowed)
         return JSONResponse(error_body(text), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)

@@ -1,0 +1,91 @@
+"""Errors an integrating developer (a web frontend) can act on from the body alone: a
+405 that says what the path takes, a 404 for a path that is no route pointing to the
+docs. A web page reads the body but, unless CORS exposes them, not the headers."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from fastapi.testclient import TestClient
+
+#: A web frontend's origin among the default OPHTHAI_CORS_ORIGINS.
+FRONTEND = "http://localhost:5173"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "message"),
+    [
+        (
+            "DELETE",
+            "/api/notifications/mark-all-read",
+            "DELETE is not allowed on /api/notifications/mark-all-read; it takes PATCH",
+        ),
+        (
+            "PUT",
+            "/api/patients/pt-1/",
+            "PUT is not allowed on /api/patients/pt-1/; it takes GET, HEAD, PATCH, DELETE",
+        ),
+        (
+            "DELETE",
+            "/docs-static/swagger-ui.css",  # a mount, which answers its own 405
+            "DELETE is not allowed on /docs-static/swagger-ui.css; it takes GET, HEAD",
+        ),
+    ],
+)
+def test_a_405_says_in_its_body_which_methods_the_path_takes(
+    client: TestClient, method: str, path: str, message: str
+) -> None:
+    response = client.request(method, path)
+
+    assert response.status_code == 405
+    body = response.json()
+    assert body["message"] == body["detail"] == message
+    assert response.headers["allow"] == message.rsplit("it takes ", 1)[1]
+
+
+def test_a_web_page_can_read_a_405s_allow_header(client: TestClient) -> None:
+    response = client.delete("/api/notifications/mark-all-read", headers={"Origin": FRONTEND})
+
+    assert response.headers["access-control-allow-origin"] == FRONTEND
+    exposed = response.headers["access-control-expose-headers"].split(", ")
+    assert "Allow" in exposed
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/patient", "/api/patients/pt-1/scan", "/", "/doc", "/docs-static/nothing.js"]
+)
+def test_a_path_that_is_no_route_is_a_404_naming_it_and_the_docs(
+    client: TestClient, path: str
+) -> None:
+    response = client.get(path)
+
+    assert response.status_code == 404
+    body = response.json()
+    assert body["message"] == body["detail"]
+    assert body["message"] == (
+        f"there is nothing at {path}: the API's paths are listed at /docs (and in /openapi.json)"
+    )
+
+
+def test_a_404_for_a_path_that_is_no_route_logs_nothing_of_the_path(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The path may hold a patient's id or name (a mistyped route): the answer repeats
+    it to the client who sent it, the log does not."""
+    caplog.set_level(logging.DEBUG)
+
+    response = client.get("/api/patient/Jane-Doe-1970")
+
+    assert response.status_code == 404
+    assert "Jane-Doe-1970" in response.json()["message"]
+    # The server's own loggers (the test client logs each URL it requests).
+    served = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    assert not [r.getMessage() for r in served if "Jane-Doe" in r.getMessage()]
+
+
+def test_a_404_of_a_route_keeps_its_own_message(client: TestClient) -> None:
+    response = client.get("/api/patients/pt-nobody")
+
+    assert response.status_code == 404
+    assert response.json()["message"] == "patient pt-nobody not found"
