@@ -31,7 +31,7 @@ from starlette.requests import ClientDisconnect
 from ophthai_desktop.api.bodies import FASTAPI_BODY_ERROR, UNREADABLE_BODY
 from ophthai_desktop.api.http_protocol import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, MAX_HEAD_BYTES
 from ophthai_desktop.api.routing import QUERY_SPELLING, allowed_methods
-from ophthai_desktop.api.schemas import ErrorPublic, ValidationErrorPublic
+from ophthai_desktop.api.schemas import READ_ONLY, ErrorPublic, ValidationErrorPublic
 from ophthai_desktop.core.errors import (
     Conflict,
     DatabaseUnavailable,
@@ -239,11 +239,37 @@ def _part(request: Request) -> list[str]:
     return ["query"] if request.url.query else ["path"]
 
 
+def _body_takes(request: Request) -> str:
+    """The keys the route's JSON body takes, for a 422 to list as the query's and the
+    form's list theirs: each as the schema names it (camelCase), in the model's order,
+    a required one said so; not the read-only keys a PATCH accepts and never applies."""
+    for model in _body_models(request):
+        fields = getattr(model, "model_fields", None)
+        if not isinstance(fields, dict):
+            continue
+        takes = []
+        for name, info in fields.items():
+            if info.description == READ_ONLY:
+                continue
+            wire = (_body_aliases(request, name) or [name])[0]
+            takes.append(f"{wire} (required)" if info.is_required() else wire)
+        return ", ".join(takes) or "none"
+    return "none"
+
+
+#: The media types of a form's body (the fields of which :func:`_body_keys` reads).
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+def _sent_as_form(request: Request) -> bool:
+    return request.headers.get("content-type", "").startswith(FORM_TYPES)
+
+
 async def _body_keys(request: Request) -> frozenset[str]:
     """The top-level keys of the request's JSON body, or the fields of its form, as
     already read for the route."""
     content_type = request.headers.get("content-type", "")
-    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+    if _sent_as_form(request):
         try:
             return frozenset(await request.form())  # parsed for the route: kept on it
         except (RuntimeError, ValueError, MultiPartException):  # unreadable: not named
@@ -330,12 +356,19 @@ def install_error_handlers(app: FastAPI) -> None:
                 parts[0] = request.scope.get(QUERY_SPELLING, {}).get(parts[0], parts[0])
                 location = ["query", *parts]
             if location == ["body"] and kind in NOT_AN_OBJECT:
-                msg = _not_an_object(request)
+                msg = f"{_not_an_object(request)} (it takes: {_body_takes(request)})"
+            if location == ["body"] and kind == "missing":  # no body (pydantic: "Field required")
+                msg = (
+                    "the body must be a JSON object; none was sent "
+                    f"(it takes: {_body_takes(request)})"
+                )
             if kind == "extra_forbidden" and location[:1] == ["body"] and len(parts) == 1:
                 sent = await _body_keys(request)
                 other = _other_spelling(request, str(parts[0]), sent)
                 if other is not None:
                     msg = f"given twice, as {other} and {parts[0]}; send one of them"
+                elif not _sent_as_form(request):  # a form's own say so (params.not_taken)
+                    msg = f"this endpoint takes no such field (it takes: {_body_takes(request)})"
             if kind == "json_invalid":
                 parts = []
                 reason = (error.get("ctx") or {}).get("error")

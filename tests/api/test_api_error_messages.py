@@ -89,3 +89,108 @@ def test_a_404_of_a_route_keeps_its_own_message(client: TestClient) -> None:
 
     assert response.status_code == 404
     assert response.json()["message"] == "patient pt-nobody not found"
+
+
+#: What the notifications' POST takes, as its 422s list it.
+NOTIFICATION_TAKES = "it takes: message (required), type, patientId"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "the body must be a JSON object; none was sent"),
+        ({"content": b""}, "the body must be a JSON object; none was sent"),
+        ({"content": b"null"}, "the body must be a JSON object"),
+        ({"content": b"[]"}, "the body must be a JSON object"),
+    ],
+)
+def test_a_body_missing_or_not_an_object_says_a_json_object_is_expected_and_its_keys(
+    client: TestClient, kwargs: dict[str, bytes], message: str
+) -> None:
+    headers = {"content-type": "application/json"} if kwargs else {}
+
+    response = client.post("/api/notifications", headers=headers, **kwargs)
+
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error["loc"] == ["body"]
+    assert error["field"] == ""
+    assert error["msg"] == f"{message} ({NOTIFICATION_TAKES})"
+    assert response.json()["message"] == f"body: {message} ({NOTIFICATION_TAKES})"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "takes"),
+    [
+        (
+            "POST",
+            "/api/patients",
+            "it takes: id, name (required), age, birthDate, gender, symptoms, history, "
+            "status, admissionDate, imageUrl, modality, laterality",
+        ),
+        (
+            # The read-only keys a PATCH accepts (a patient sent back whole) are not
+            # listed: they are never applied.
+            "PATCH",
+            "/api/patients/{pid}",
+            "it takes: name, age, birthDate, gender, symptoms, history, status, "
+            "admissionDate, appointmentDate, workflowStep, validationStatus, imageUrl, "
+            "modality, laterality, aiAnalysis",
+        ),
+        (
+            "POST",
+            "/api/patients/{pid}/oculomics",
+            "it takes: eye (required), measuredOn (required), iopMmhg, cupToDiscRatio, "
+            "rnflThicknessUm, vesselDensityPct",
+        ),
+        ("POST", "/api/ai/analyze", "it takes: imageBase64 (required), patientId, question"),
+    ],
+)
+def test_a_required_body_left_out_lists_what_the_endpoint_takes(
+    client: TestClient, method: str, path: str, takes: str
+) -> None:
+    pid = client.post("/api/patients", json={"name": "Ada"}).json()["id"]
+
+    response = client.request(method, path.format(pid=pid))
+
+    assert response.status_code == 422
+    assert response.json()["message"] == (
+        f"body: the body must be a JSON object; none was sent ({takes})"
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "message"),
+    [
+        (
+            "POST",
+            "/api/notifications",
+            {"message": "m", "patient": "pt-1"},
+            f"patient: this endpoint takes no such field ({NOTIFICATION_TAKES})",
+        ),
+        (
+            "PATCH",
+            "/api/notifications/mark-all-read",
+            {"read": True},
+            "read: this endpoint takes no such field (it takes: none)",
+        ),
+        (
+            "POST",
+            "/api/patients/{pid}/validate",
+            {"approved": True, "doctor": "Dr A"},
+            "doctor: this endpoint takes no such field (it takes: approved (required), "
+            "clinician, notes)",
+        ),
+    ],
+)
+def test_an_unknown_body_key_names_what_the_endpoint_takes_as_query_and_form_ones_do(
+    client: TestClient, method: str, path: str, body: dict[str, object], message: str
+) -> None:
+    pid = client.post("/api/patients", json={"name": "Ada"}).json()["id"]
+
+    response = client.request(method, path.format(pid=pid), json=body)
+
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error["type"] == "extra_forbidden"
+    assert response.json()["message"] == message

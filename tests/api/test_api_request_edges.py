@@ -363,7 +363,7 @@ def test_a_body_key_sent_in_two_spellings_says_so_not_that_it_is_unknown(
     )
     assert measured.json()["message"] == "iop: given twice, as iopMmhg and iop; send one of them"
     unknown = client.post("/api/patients", json={"name": "Typo", "nmae": "x"})
-    assert unknown.json()["message"] == "nmae: Extra inputs are not permitted"
+    assert unknown.json()["message"].startswith("nmae: this endpoint takes no such field (")
 
 
 @pytest.mark.parametrize(
