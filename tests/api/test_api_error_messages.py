@@ -9,6 +9,8 @@ import logging
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.conftest import png_bytes
+
 #: A web frontend's origin among the default OPHTHAI_CORS_ORIGINS.
 FRONTEND = "http://localhost:5173"
 
@@ -194,3 +196,46 @@ def test_an_unknown_body_key_names_what_the_endpoint_takes_as_query_and_form_one
     [error] = response.json()["errors"]
     assert error["type"] == "extra_forbidden"
     assert response.json()["message"] == message
+
+
+def _patient_with_scan(client: TestClient) -> tuple[str, int]:
+    patient_id: str = client.post("/api/patients", json={"name": "Ada"}).json()["id"]
+    scan = client.post(
+        f"/api/patients/{patient_id}/scans",
+        files={"file": ("a.png", png_bytes((40, 30)), "image/png")},
+    )
+    assert scan.status_code == 201, scan.text
+    return patient_id, scan.json()["id"]
+
+
+def test_analysing_an_unknown_scan_is_a_404_even_without_a_model(client: TestClient) -> None:
+    """Which scan is wrong is worth saying before that the model is missing (503), which
+    stays the answer to a request that names what exists."""
+    patient_id, scan_id = _patient_with_scan(client)
+    other_id, other_scan = _patient_with_scan(client)
+
+    unknown = client.post(f"/api/patients/{patient_id}/analyze", json={"scanId": scan_id + 99})
+    not_theirs = client.post(f"/api/patients/{patient_id}/analyze", json={"scanId": other_scan})
+    valid = client.post(f"/api/patients/{patient_id}/analyze", json={"scanId": scan_id})
+    newest = client.post(f"/api/patients/{other_id}/analyze")
+
+    assert unknown.status_code == 404, unknown.text
+    assert unknown.json()["message"] == f"scan {scan_id + 99} of patient {patient_id} not found"
+    assert not_theirs.status_code == 404, not_theirs.text
+    assert valid.status_code == newest.status_code == 503
+    assert "not installed" in valid.json()["message"]
+    assert client.get("/api/jobs").json() == []
+
+
+def test_analysing_a_patient_without_scans_says_so_even_without_a_model(
+    client: TestClient,
+) -> None:
+    """Installing the model would not help: the request needs an image first."""
+    patient_id = client.post("/api/patients", json={"name": "Ada"}).json()["id"]
+
+    response = client.post(f"/api/patients/{patient_id}/analyze")
+
+    assert response.status_code == 409, response.text
+    assert response.json()["message"] == (
+        f"patient {patient_id} has no image to analyse; add one first"
+    )

@@ -213,6 +213,10 @@ def test_analysing_for_an_unknown_patient_is_a_404_even_without_a_model(
     for response in (queued, analysed, uploaded):
         assert response.status_code == 404, response.text
     known = _patient(client)
+    scan = client.post(
+        f"/api/patients/{known}/scans", files={"file": ("a.png", png_bytes((40, 30)), "image/png")}
+    )
+    assert scan.status_code == 201, scan.text
     assert client.post(f"/api/patients/{known}/analyze").status_code == 503
 
 
