@@ -86,8 +86,9 @@ def create_app(application: Application) -> FastAPI:
         allow_credentials=True,
         allow_methods=["*"],
         allow_headers=["*"],
-        # Retry-After: a page reads when to try again (a 503), which CORS hides otherwise.
-        expose_headers=["X-Total-Count", "ETag", "Location", "Retry-After"],
+        # Retry-After: a page reads when to try again (a 503), and Allow what a path
+        # takes (a 405), which CORS hides otherwise.
+        expose_headers=["X-Total-Count", "ETag", "Location", "Retry-After", "Allow"],
     )
     app.add_middleware(ResponseHeaders)  # outside the guards: their refusals get them too
     app.add_middleware(HeadAsGet)  # added last: outermost, every layer sees the GET

@@ -10,6 +10,7 @@ it (services name fields in snake_case; see :func:`as_sent`).
 
 from __future__ import annotations
 
+import http
 import json
 import logging
 import typing
@@ -30,7 +31,7 @@ from starlette.requests import ClientDisconnect
 from ophthai_desktop.api.bodies import FASTAPI_BODY_ERROR, UNREADABLE_BODY
 from ophthai_desktop.api.http_protocol import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, MAX_HEAD_BYTES
 from ophthai_desktop.api.routing import QUERY_SPELLING, allowed_methods
-from ophthai_desktop.api.schemas import ErrorPublic, ValidationErrorPublic
+from ophthai_desktop.api.schemas import READ_ONLY, ErrorPublic, ValidationErrorPublic
 from ophthai_desktop.core.errors import (
     Conflict,
     DatabaseUnavailable,
@@ -144,6 +145,18 @@ def error_body(message: str, **extra: object) -> dict[str, object]:
     return {"detail": message, "message": message, **extra}
 
 
+def no_route(path: str) -> str:
+    """The message of a 404 for a path no route takes (Starlette's says "Not Found")."""
+    return f"there is nothing at {path}: the API's paths are listed at /docs (and in /openapi.json)"
+
+
+def method_not_allowed(method: str, path: str, allowed: str) -> str:
+    """The message of a 405: the method, the path (the client's own), and the methods
+    the path takes (its ``Allow``), when they are known."""
+    message = f"{method} is not allowed on {path}"
+    return f"{message}; it takes {allowed}" if allowed else message
+
+
 #: Plain type names pydantic puts in a location for each member of a union it tried.
 PYDANTIC_TYPES = frozenset({"str", "int", "float", "bool", "list", "dict", "none", "date"})
 
@@ -226,11 +239,37 @@ def _part(request: Request) -> list[str]:
     return ["query"] if request.url.query else ["path"]
 
 
+def _body_takes(request: Request) -> str:
+    """The keys the route's JSON body takes, for a 422 to list as the query's and the
+    form's list theirs: each as the schema names it (camelCase), in the model's order,
+    a required one said so; not the read-only keys a PATCH accepts and never applies."""
+    for model in _body_models(request):
+        fields = getattr(model, "model_fields", None)
+        if not isinstance(fields, dict):
+            continue
+        takes = []
+        for name, info in fields.items():
+            if info.description == READ_ONLY:
+                continue
+            wire = (_body_aliases(request, name) or [name])[0]
+            takes.append(f"{wire} (required)" if info.is_required() else wire)
+        return ", ".join(takes) or "none"
+    return "none"
+
+
+#: The media types of a form's body (the fields of which :func:`_body_keys` reads).
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+def _sent_as_form(request: Request) -> bool:
+    return request.headers.get("content-type", "").startswith(FORM_TYPES)
+
+
 async def _body_keys(request: Request) -> frozenset[str]:
     """The top-level keys of the request's JSON body, or the fields of its form, as
     already read for the route."""
     content_type = request.headers.get("content-type", "")
-    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+    if _sent_as_form(request):
         try:
             return frozenset(await request.form())  # parsed for the route: kept on it
         except (RuntimeError, ValueError, MultiPartException):  # unreadable: not named
@@ -287,9 +326,17 @@ def install_error_handlers(app: FastAPI) -> None:
         text = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 400 and text == FASTAPI_BODY_ERROR:
             text = UNREADABLE_BODY
+        if exc.status_code == 404 and text == http.HTTPStatus.NOT_FOUND.phrase:
+            # Starlette's, for a path no route takes. The path is the client's own,
+            # repeated to it; it is never logged (it may hold a patient's id or name).
+            text = no_route(request.url.path)
         headers = dict(exc.headers or {})
-        if exc.status_code == 405 and (allowed := allowed_methods(request)):
-            headers["Allow"] = allowed
+        if exc.status_code == 405:
+            # A mount (the docs' assets) names its own methods; a web page reads the
+            # body more easily than the header, so it says them too.
+            if allowed := allowed_methods(request) or headers.get("Allow", ""):
+                headers["Allow"] = allowed
+            text = method_not_allowed(request.method, request.url.path, allowed)
         return JSONResponse(error_body(text), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -309,12 +356,19 @@ def install_error_handlers(app: FastAPI) -> None:
                 parts[0] = request.scope.get(QUERY_SPELLING, {}).get(parts[0], parts[0])
                 location = ["query", *parts]
             if location == ["body"] and kind in NOT_AN_OBJECT:
-                msg = _not_an_object(request)
+                msg = f"{_not_an_object(request)} (it takes: {_body_takes(request)})"
+            if location == ["body"] and kind == "missing":  # no body (pydantic: "Field required")
+                msg = (
+                    "the body must be a JSON object; none was sent "
+                    f"(it takes: {_body_takes(request)})"
+                )
             if kind == "extra_forbidden" and location[:1] == ["body"] and len(parts) == 1:
                 sent = await _body_keys(request)
                 other = _other_spelling(request, str(parts[0]), sent)
                 if other is not None:
                     msg = f"given twice, as {other} and {parts[0]}; send one of them"
+                elif not _sent_as_form(request):  # a form's own say so (params.not_taken)
+                    msg = f"this endpoint takes no such field (it takes: {_body_takes(request)})"
             if kind == "json_invalid":
                 parts = []
                 reason = (error.get("ctx") or {}).get("error")

@@ -155,7 +155,9 @@ PATIENT_READ_ONLY = frozenset(
         "validation_notes",
     }
 )
-_READ_ONLY = "Read-only: accepted so a whole patient object can be sent back, never applied."
+#: The description of a key a PATCH accepts and never applies (the 422s do not list it
+#: among what the endpoint takes).
+READ_ONLY = "Read-only: accepted so a whole patient object can be sent back, never applied."
 
 
 class PatientUpdate(RequestModel):
@@ -179,11 +181,11 @@ class PatientUpdate(RequestModel):
     )
     modality: ModalityName = "unknown"
     laterality: LateralityName = "unknown"
-    id: str | None = Field(default=None, max_length=64, description=_READ_ONLY)
-    scan_count: Any = Field(default=None, description=_READ_ONLY)
-    created_at: Any = Field(default=None, description=_READ_ONLY)
-    updated_at: Any = Field(default=None, description=_READ_ONLY)
-    oculomics: Any = Field(default=None, description=_READ_ONLY)
+    id: str | None = Field(default=None, max_length=64, description=READ_ONLY)
+    scan_count: Any = Field(default=None, description=READ_ONLY)
+    created_at: Any = Field(default=None, description=READ_ONLY)
+    updated_at: Any = Field(default=None, description=READ_ONLY)
+    oculomics: Any = Field(default=None, description=READ_ONLY)
     ai_analysis: Any = Field(
         default=None,
         description=(
@@ -191,9 +193,9 @@ class PatientUpdate(RequestModel):
             "it is the patient's newest analysis sent back (same analysis_id)."
         ),
     )
-    validated_by: Any = Field(default=None, description=_READ_ONLY)
-    validated_at: Any = Field(default=None, description=_READ_ONLY)
-    validation_notes: Any = Field(default=None, description=_READ_ONLY)
+    validated_by: Any = Field(default=None, description=READ_ONLY)
+    validated_at: Any = Field(default=None, description=READ_ONLY)
+    validation_notes: Any = Field(default=None, description=READ_ONLY)
 
 
 class ValidateRequest(RequestModel):

@@ -215,6 +215,22 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def _origins_setting(origin: str) -> str:
+    """``NAME=origin`` for the CORS origins setting that holds ``origin``: the variable
+    of the environment that sets it (``OPHTHAI_CORS_ORIGINS``, or the seed's
+    ``CORS_ORIGINS``), else both names, since a settings file may use either."""
+    name = set_in_environment("cors_origins")
+    if name is not None:
+        value = next(v for key, v in os.environ.items() if key.upper() == name.upper())
+        try:
+            held = _split_list(value)
+        except ValueError:  # not a JSON list: Settings refused it already
+            held = []
+        if origin in held:
+            return f"{name}={origin}"
+    return f"OPHTHAI_CORS_ORIGINS={origin} (or the seed's {SEED_ALIASES['cors_origins']})"
+
+
 def check_api_binding(host: str, token: str | None, cors_origins: Iterable[str] = ()) -> None:
     """Refuse to listen beyond this machine without an API token, and to let every web
     page in (``cors_origins`` of ``*`` or ``null``) without one.
@@ -236,7 +252,7 @@ def check_api_binding(host: str, token: str | None, cors_origins: Iterable[str] 
             # redirect, which any web site can arrange: allowing it lets every page in.
             if origin == "*" or origin.strip().rstrip("/").lower() == "null":
                 raise InvalidInput(
-                    f"CORS_ORIGINS={origin} lets every web page opened on this computer "
+                    f"{_origins_setting(origin)} lets every web page opened on this computer "
                     "read and change patient data through the API, so an API token is "
                     "needed: set OPHTHAI_API_TOKEN, or list the frontends' origins "
                     f"instead of {origin}",

@@ -213,6 +213,10 @@ def test_analysing_for_an_unknown_patient_is_a_404_even_without_a_model(
     for response in (queued, analysed, uploaded):
         assert response.status_code == 404, response.text
     known = _patient(client)
+    scan = client.post(
+        f"/api/patients/{known}/scans", files={"file": ("a.png", png_bytes((40, 30)), "image/png")}
+    )
+    assert scan.status_code == 201, scan.text
     assert client.post(f"/api/patients/{known}/analyze").status_code == 503
 
 
@@ -363,7 +367,7 @@ def test_a_body_key_sent_in_two_spellings_says_so_not_that_it_is_unknown(
     )
     assert measured.json()["message"] == "iop: given twice, as iopMmhg and iop; send one of them"
     unknown = client.post("/api/patients", json={"name": "Typo", "nmae": "x"})
-    assert unknown.json()["message"] == "nmae: Extra inputs are not permitted"
+    assert unknown.json()["message"].startswith("nmae: this endpoint takes no such field (")
 
 
 @pytest.mark.parametrize(

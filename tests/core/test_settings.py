@@ -140,6 +140,33 @@ def test_every_origin_needs_a_token_even_on_loopback() -> None:
     check_api_binding("127.0.0.1", None, ["http://localhost:3000"])
 
 
+@pytest.mark.parametrize("origin", ["*", "null"])
+@pytest.mark.parametrize("name", ["CORS_ORIGINS", "OPHTHAI_CORS_ORIGINS", "cors_origins"])
+def test_the_refusal_of_every_origin_names_the_variable_the_user_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, origin: str
+) -> None:
+    """The README documents OPHTHAI_CORS_ORIGINS, the seed's CORS_ORIGINS is read too:
+    the refusal names the one set (matched ignoring case, as it was read)."""
+    monkeypatch.setenv(name, f"http://localhost:3000,{origin}")
+    settings = Settings(data_dir=tmp_path, _env_file=None)  # type: ignore[call-arg]
+
+    with pytest.raises(InvalidInput) as caught:
+        check_api_binding(settings.api_host, settings.api_token, settings.cors_origins)
+
+    assert caught.value.message.startswith(f"{name.upper()}={origin} lets every web page")
+
+
+def test_the_refusal_of_every_origin_from_elsewhere_names_both_variables() -> None:
+    """Not from the environment (a settings file, which may use either name; the
+    Settings dialog): both names, the README's first."""
+    with pytest.raises(InvalidInput) as caught:
+        check_api_binding("127.0.0.1", None, ["*"])
+
+    assert caught.value.message.startswith(
+        "OPHTHAI_CORS_ORIGINS=* (or the seed's CORS_ORIGINS) lets every web page"
+    )
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="no open-files limit on Windows")
 def test_the_app_raises_a_low_open_files_limit_to_what_it_needs() -> None:
     """macOS starts an app with 256 open files, which the API's connections, the

@@ -300,6 +300,8 @@ def analyze_patient(
     _require_patient(app, patient_id)
     wanted = body or s.AnalyzePatientRequest()
     with patient_write(if_match, app.patients, patient_id) as expect:
+        # What the request names is there (404, 409) before the model is (503).
+        app.patients.check_analysable(patient_id, wanted.scan_id)
         _require_installed(app)
         job = app.jobs.queue_patient_analysis(
             patient_id,

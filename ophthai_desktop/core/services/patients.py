@@ -308,6 +308,21 @@ class PatientService:
             sha, media_type = scan.sha256, scan.media_type
         return self._image_file(sha), media_type
 
+    def check_analysable(self, patient_id: str, scan_id: int | None = None) -> None:
+        """Refuse, as queueing it would, an analysis of a scan that is not there: an
+        unknown patient or ``scan_id`` (not one of theirs) is :class:`NotFound`, a patient
+        without scans a :class:`Conflict`. The API asks it before it says that no model
+        is installed, which would not be the request's only fault; the queue checks again
+        in its own transaction (a scan deleted meanwhile)."""
+        with self._db.session() as session:
+            self._get(session, patient_id)
+            if scan_id is not None:
+                scan = session.get(m.Scan, scan_id)
+                if scan is None or scan.patient_id != patient_id:
+                    raise NotFound(f"scan {scan_id} of patient {patient_id} not found")
+            elif self.newest_scan_in(session, patient_id) is None:
+                raise Conflict(f"patient {patient_id} has no image to analyse; add one first")
+
     # Changing -----------------------------------------------------------------------
 
     def create_patient(
