@@ -151,14 +151,7 @@ class JobService:
             # Locked, as a deletion locks it: the job is queued before the deletion
             # looks for open analyses, or not at all.
             PatientService.lock_in(session, patient_id, expect)
-            if scan_id is not None:
-                scan = session.get(m.Scan, scan_id)
-                if scan is None or scan.patient_id != patient_id:
-                    raise NotFound(f"scan {scan_id} of patient {patient_id} not found")
-            else:
-                scan = PatientService.newest_scan_in(session, patient_id)
-            if scan is None:
-                raise Conflict(f"patient {patient_id} has no image to analyse; add one first")
+            scan = PatientService.scan_to_analyse(session, patient_id, scan_id)
             asked = (
                 m.Job.question.is_(None) if not question else m.Job.question == question
             )  # another question is another analysis

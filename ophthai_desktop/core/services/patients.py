@@ -316,12 +316,21 @@ class PatientService:
         in its own transaction (a scan deleted meanwhile)."""
         with self._db.session() as session:
             self._get(session, patient_id)
-            if scan_id is not None:
-                scan = session.get(m.Scan, scan_id)
-                if scan is None or scan.patient_id != patient_id:
-                    raise NotFound(f"scan {scan_id} of patient {patient_id} not found")
-            elif self.newest_scan_in(session, patient_id) is None:
-                raise Conflict(f"patient {patient_id} has no image to analyse; add one first")
+            self.scan_to_analyse(session, patient_id, scan_id)
+
+    @classmethod
+    def scan_to_analyse(cls, session: Session, patient_id: str, scan_id: int | None) -> m.Scan:
+        """The patient's scan ``scan_id``, or their newest where None; :class:`NotFound`
+        for a scan that is not theirs, :class:`Conflict` for a patient without scans."""
+        if scan_id is not None:
+            scan = session.get(m.Scan, scan_id)
+            if scan is None or scan.patient_id != patient_id:
+                raise NotFound(f"scan {scan_id} of patient {patient_id} not found")
+            return scan
+        newest = cls.newest_scan_in(session, patient_id)
+        if newest is None:
+            raise Conflict(f"patient {patient_id} has no image to analyse; add one first")
+        return newest
 
     # Changing -----------------------------------------------------------------------
 
