@@ -1522,3 +1522,35 @@ def test_a_verdict_on_a_newer_result_leaves_an_earlier_result_s_alarm(
 
     assert app.notifications.get_notification(newest.id).read
     assert not app.notifications.get_notification(first.id).read
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        DME,  # the alarm
+        None,  # "could not be read"
+        ParsedAnswer(classification="Ungradable", confidence=90.0, explanation="Opacity."),
+    ],
+    ids=["alarm", "unread", "ungradable"],
+)
+def test_a_notification_an_analysis_raises_names_that_analysis(
+    sqlite_services: Application, actor: Actor, answer: ParsedAnswer | None
+) -> None:
+    """The alarm, "could not be read" and "could not be graded" name the analysis that
+    raised them, as stored and as announced; one the clinician makes names none."""
+    app = sqlite_services
+    seen = _events(app)
+    patient_id = _analysed(app, actor, "Linked Patient", ScriptedEngine(answer))
+    manual = app.notifications.create_notification(
+        "Call the patient back", patient_id=patient_id, actor=actor
+    )
+    [analysis] = app.patients.list_analyses(patient_id)
+
+    [raised] = [n for n in app.notifications.list_notifications().items if n.id != manual.id]
+    assert raised.analysis_id == analysis.id
+    assert app.notifications.get_notification(manual.id).analysis_id is None
+    announced = [e.notification for e in seen if isinstance(e, ev.NotificationCreated)]
+    assert [(n.id, n.analysis_id) for n in announced] == [
+        (raised.id, analysis.id),
+        (manual.id, None),
+    ]

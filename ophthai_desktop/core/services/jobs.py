@@ -667,7 +667,11 @@ class JobService:
             stored_notes: list[tuple[int, _Notice]] = []
             for notice in _notices(result, patient):
                 note = NotificationService.create_in(
-                    session, notice.message, type=notice.type, patient_id=job.patient_id
+                    session,
+                    notice.message,
+                    type=notice.type,
+                    patient_id=job.patient_id,
+                    analysis_id=row.id,
                 )
                 events.extend(notice.events(note))
                 stored_notes.append((note.id, notice))
