@@ -144,6 +144,7 @@ def notification(record: NotificationRecord) -> s.NotificationPublic:
         timestamp=record.timestamp,
         read=record.read,
         type=record.type,  # validated by the core
+        analysis_id=record.analysis_id,
     )
 
 

@@ -222,6 +222,14 @@ class NotificationPublic(PublicModel):
     timestamp: datetime
     read: bool
     type: NotificationTypeName
+    analysis_id: int | None = Field(
+        description=(
+            "The analysis that raised it (its alarm, an image that could not be graded, "
+            "an answer that could not be read), as GET /api/analyses/{id} reads it; null "
+            "for one a client or the watch folder made, and for those stored before "
+            "notifications named their analysis."
+        )
+    )
 
 
 class NotificationCreate(RequestModel):

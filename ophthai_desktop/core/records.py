@@ -142,6 +142,8 @@ class NotificationRecord:
     timestamp: datetime
     read: bool
     type: str
+    #: The analysis that raised it; None for one a person or the watch folder made.
+    analysis_id: int | None = None
 
 
 @dataclass(frozen=True)

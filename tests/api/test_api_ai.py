@@ -80,6 +80,39 @@ def test_analyze_upload_with_patient_moves_workflow_and_alarms(ai_client: TestCl
     assert after["status"] == "Critical"
 
 
+def test_an_analysis_s_alarm_names_the_analysis_in_rest_and_websocket(
+    ai_client: TestClient,
+) -> None:
+    """An integrator finds the analysis behind an alarm from the notification itself
+    (``analysisId``, REST and WebSocket alike), not by its wording or time; one a
+    client posts names none, and a client cannot set it."""
+    patient = ai_client.post("/api/patients", json={"name": "Linked Patient"}).json()
+    with ai_client.websocket_connect("/api/notifications/ws") as socket:
+        assert socket.receive_json()["event"] == "connected"
+        result = ai_client.post(
+            "/api/ai/analyze-upload",
+            files={"file": ("scan.png", png_bytes(), "image/png")},
+            data={"patient_id": patient["id"]},
+        ).json()
+        frames: dict[str, dict[str, object]] = {}
+        while "abnormal_scan" not in frames:
+            frame = socket.receive_json()
+            frames[frame["event"]] = frame["data"]
+    [alarm] = ai_client.get("/api/notifications", params={"patient_id": patient["id"]}).json()
+
+    assert alarm["analysisId"] == result["analysis_id"]
+    assert frames["notification"] == alarm
+    assert frames["abnormal_scan"]["analysisId"] == result["analysis_id"]
+    linked = ai_client.get(f"/api/analyses/{alarm['analysisId']}").json()
+    assert linked["classification"] == "Diabetic Macular Edema"
+    posted = ai_client.post("/api/notifications", json={"message": "Call back"}).json()
+    assert posted["analysisId"] is None
+    refused = ai_client.post(
+        "/api/notifications", json={"message": "x", "analysisId": result["analysis_id"]}
+    )
+    assert refused.status_code == 422
+
+
 def test_patient_analyze_queues_and_jobs_can_be_listed(
     ai_client: TestClient, sqlite_services: Application
 ) -> None:

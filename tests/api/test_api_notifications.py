@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-NOTIFICATION_KEYS = {"id", "patientId", "message", "timestamp", "read", "type"}
+NOTIFICATION_KEYS = {"id", "patientId", "message", "timestamp", "read", "type", "analysisId"}
 SLASHES = pytest.mark.parametrize("slash", ["", "/"], ids=["bare", "trailing-slash"])
 
 
@@ -44,13 +44,14 @@ def test_a_created_notification_is_at_its_location(client: TestClient, slash: st
     assert client.get(created.headers["Location"]).json() == created.json()
 
 
-def test_notifications_have_exactly_the_seed_keys(client: TestClient) -> None:
+def test_notifications_have_exactly_the_seed_keys_and_their_analysis(client: TestClient) -> None:
     pid = client.post("/api/patients", json={"name": "Ada"}).json()["id"]
 
     body = notify(client, "IOP high", type="critical", patientId=pid)
 
     assert set(body) == NOTIFICATION_KEYS
     assert body["patientId"] == pid
+    assert body["analysisId"] is None  # a client's: no analysis raised it
     assert (body["message"], body["type"], body["read"]) == ("IOP high", "critical", False)
     assert body["timestamp"].endswith(("Z", "+00:00"))
 

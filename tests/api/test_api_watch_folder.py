@@ -19,7 +19,7 @@ from tests.support.images import png_bytes
 from tests.support.watch_folder import build_watch_app
 
 FRAME_TIMEOUT_S = 10.0
-NOTIFICATION_KEYS = {"id", "patientId", "message", "timestamp", "read", "type"}
+NOTIFICATION_KEYS = {"id", "patientId", "message", "timestamp", "read", "type", "analysisId"}
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from tests.support.outage import database_down
 from tests.support.raw_http import StartServer
 from tests.support.scripted_engine import ScriptedEngine
 
-NOTIFICATION_KEYS = {"id", "patientId", "message", "timestamp", "read", "type"}
+NOTIFICATION_KEYS = {"id", "patientId", "message", "timestamp", "read", "type", "analysisId"}
 FRAME_TIMEOUT_S = 5.0
 SECRET_NAME = "Philomena Cunegonde"
 

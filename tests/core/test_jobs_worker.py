@@ -1522,3 +1522,75 @@ def test_a_verdict_on_a_newer_result_leaves_an_earlier_result_s_alarm(
 
     assert app.notifications.get_notification(newest.id).read
     assert not app.notifications.get_notification(first.id).read
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        DME,  # the alarm
+        None,  # "could not be read"
+        ParsedAnswer(classification="Ungradable", confidence=90.0, explanation="Opacity."),
+    ],
+    ids=["alarm", "unread", "ungradable"],
+)
+def test_a_notification_an_analysis_raises_names_that_analysis(
+    sqlite_services: Application, actor: Actor, answer: ParsedAnswer | None
+) -> None:
+    """The alarm, "could not be read" and "could not be graded" name the analysis that
+    raised them, as stored and as announced; one the clinician makes names none."""
+    app = sqlite_services
+    seen = _events(app)
+    patient_id = _analysed(app, actor, "Linked Patient", ScriptedEngine(answer))
+    manual = app.notifications.create_notification(
+        "Call the patient back", patient_id=patient_id, actor=actor
+    )
+    [analysis] = app.patients.list_analyses(patient_id)
+
+    [raised] = [n for n in app.notifications.list_notifications().items if n.id != manual.id]
+    assert raised.analysis_id == analysis.id
+    assert app.notifications.get_notification(manual.id).analysis_id is None
+    announced = [e.notification for e in seen if isinstance(e, ev.NotificationCreated)]
+    assert [(n.id, n.analysis_id) for n in announced] == [
+        (raised.id, analysis.id),
+        (manual.id, None),
+    ]
+
+
+def test_a_verdict_leaves_a_notification_worded_as_an_alarm_that_it_did_not_raise(
+    sqlite_services: Application, actor: Actor
+) -> None:
+    """A notification in an alarm's words that the analysis given the verdict did not
+    raise stays unread: one the clinician made (an alarm copied as a reminder), and one
+    an earlier analysis of the patient raised. Before, a notification was the
+    analysis's if it was the patient's, began as an alarm does and was made since the
+    analysis was stored, so the verdict read both."""
+    app = sqlite_services
+    patient_id = _analysed(app, actor, "Worded Patient", ScriptedEngine(DME))
+    [earlier] = app.patients.list_analyses(patient_id)
+    app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    claimed = app.jobs.claim_next()
+    assert claimed is not None
+    app.jobs.complete(claimed, ScriptedEngine(DME)._result(cancelled=False))
+    newest = app.notifications.list_notifications(patient_id=patient_id).items[0]
+    reminder = app.notifications.create_notification(
+        "Abnormal finding for patient Worded Patient: check the other eye too",
+        type="critical",
+        patient_id=patient_id,
+        actor=actor,
+    )
+    with app.db.session() as session:  # the earlier analysis's, stored late
+        late = m.Notification(
+            patient_id=patient_id,
+            analysis_id=earlier.id,
+            message="Possible abnormal finding for patient Worded Patient: DME",
+            type="critical",
+        )
+        session.add(late)
+        session.flush()
+        late_id = late.id
+
+    app.patients.validate_analysis(patient_id, approved=True, clinician="Dr A", actor=actor)
+
+    assert app.notifications.get_notification(newest.id).read
+    assert not app.notifications.get_notification(reminder.id).read
+    assert not app.notifications.get_notification(late_id).read

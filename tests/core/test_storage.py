@@ -175,6 +175,38 @@ def test_foreign_keys_are_enforced(db_url: str) -> None:
     db.dispose()
 
 
+def test_a_notification_outlives_the_analysis_it_names_but_not_its_patient(
+    db_url: str,
+) -> None:
+    """An analysis deleted on its own (none is today: analyses go with their patient)
+    leaves the notification it raised, naming no analysis: the clinician deletes
+    notifications. Deleting the patient takes both, as before."""
+    db = Database(db_url)
+    db.upgrade()
+    with db.session() as session:
+        session.add(m.Patient(id="p1", name="n", status="Stable", symptoms=[]))
+        session.flush()  # no relationship orders the inserts
+        alone = m.Analysis(model_id="x", parse_status="parsed")  # an image of no patient
+        theirs = m.Analysis(patient_id="p1", model_id="x", parse_status="parsed")
+        session.add_all([alone, theirs])
+        session.flush()
+        kept = m.Notification(analysis_id=alone.id, message="DME", type="critical")
+        gone = m.Notification(
+            patient_id="p1", analysis_id=theirs.id, message="DME", type="critical"
+        )
+        session.add_all([kept, gone])
+        session.flush()
+        ids = (alone.id, kept.id, gone.id)
+    with db.session() as session:
+        session.execute(text("DELETE FROM analyses WHERE id = :id"), {"id": ids[0]})
+        session.execute(text("DELETE FROM patients WHERE id = 'p1'"))
+    with db.session() as session:
+        note = session.get(m.Notification, ids[1])
+        assert note is not None and note.analysis_id is None
+        assert session.get(m.Notification, ids[2]) is None
+    db.dispose()
+
+
 def test_timestamps_come_back_in_utc(db_url: str) -> None:
     db = Database(db_url)
     db.upgrade()

@@ -101,10 +101,6 @@ class JobService:
         # Holds the look for a scan's open job and the queueing of a new one together,
         # so that two requests at the same moment make one job (one app per data folder).
         self._queue_lock = threading.Lock()
-        #: Job id → the notifications (id and notice) its last :meth:`complete` stored
-        #: before committing: a commit whose answer was lost may have stored them, and
-        #: the try again announces exactly those (see :meth:`_stored_before`).
-        self._unconfirmed: dict[int, list[tuple[int, _Notice]]] = {}
 
     # Queueing -------------------------------------------------------------------------
 
@@ -589,13 +585,12 @@ class JobService:
         Raises:
             NotFound: The job is gone (its patient was deleted meanwhile).
         """
-        stored = self._stored_before(job) if again else None
+        stored = self._stored_before(job, result) if again else None
         if stored is not None:
             return stored
         now = datetime.now(UTC)
         job_id = job.id
         events: list[Event] = []
-        self._unconfirmed.pop(job_id, None)  # an earlier try's, rolled back
         with self._db.session() as session:
             # The patient first, as deleting them locks it: a deletion either waits
             # for this result (and announces it gone) or comes first (the job is gone).
@@ -657,20 +652,19 @@ class JobService:
                 # who gave it and when, as withdrawing a verdict clears them.
                 patient.validation_status = patient.validated_by = None
                 patient.validated_at = patient.validation_notes = None
-            stored_notes: list[tuple[int, _Notice]] = []
             for notice in _notices(result, patient):
                 note = NotificationService.create_in(
-                    session, notice.message, type=notice.type, patient_id=job.patient_id
+                    session,
+                    notice.message,
+                    type=notice.type,
+                    patient_id=job.patient_id,
+                    analysis_id=row.id,
                 )
                 events.extend(notice.events(note))
-                stored_notes.append((note.id, notice))
-            # Kept until the commit answers: ids are given as the rows are written.
-            self._unconfirmed[job_id] = stored_notes
             record = analysis_record(row)
             patient_record = (
                 PatientService.records_in(session, [patient])[0] if patient is not None else None
             )
-        self._unconfirmed.pop(job_id, None)
         self._bus.publish(AnalysisFinished(job_id, record.patient_id, record))
         if patient_record is not None:
             self._bus.publish(PatientUpdated(patient_record))
@@ -678,11 +672,11 @@ class JobService:
             self._bus.publish(event)
         return record
 
-    def _stored_before(self, job: JobRecord) -> AnalysisRecord | None:
+    def _stored_before(self, job: JobRecord, result: GenerationResult) -> AnalysisRecord | None:
         """The analysis of ``job`` when it is no longer running and has one (stored by an
-        earlier :meth:`complete`), announced as :meth:`complete` does, with the
-        notifications that commit stored, found by the ids it gave them (their text names
-        the patient, who may have been renamed since; one deleted meanwhile is not
+        earlier :meth:`complete` of ``result``), announced as :meth:`complete` does, with
+        the notifications that commit stored, found by the analysis they name (their text
+        names the patient, who may have been renamed since; one deleted meanwhile is not
         announced); None otherwise."""
         with self._db.session() as session:
             state = session.scalar(select(m.Job.state).where(m.Job.id == job.id))
@@ -699,13 +693,15 @@ class JobService:
                 PatientService.records_in(session, [patient])[0] if patient is not None else None
             )
             events: list[Event] = []
-            # That commit went through (the job ended with it), so these ids are its
-            # notifications'; ids are never used again (see NEVER_REUSED_IDS).
-            for note_id, notice in self._unconfirmed.get(job.id, []):
-                stored = session.get(m.Notification, note_id)
-                if stored is not None:
-                    events.extend(notice.events(notification_record(stored)))
-        self._unconfirmed.pop(job.id, None)
+            notes = session.scalars(
+                select(m.Notification)
+                .where(m.Notification.analysis_id == row.id)
+                .order_by(m.Notification.id)
+            ).all()
+            # Each with the notice of ``result`` it was stored from, for the finding
+            # that ``abnormal_scan`` names: ``_notices`` raises one at most.
+            for notice, note in zip(_notices(result, patient), notes, strict=False):
+                events.extend(notice.events(notification_record(note)))
         log.info("analysis job %d: its analysis was stored already", job.id)
         self._bus.publish(AnalysisFinished(job.id, record.patient_id, record))
         if patient_record is not None:

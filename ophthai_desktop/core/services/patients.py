@@ -83,16 +83,6 @@ from ophthai_desktop.core.storage.to_records import (
 
 log = logging.getLogger(__name__)
 
-#: How the notifications a finished analysis of a patient's scan raises begin (see
-#: ``jobs._notices``): a verdict on that analysis marks them read. A notification names
-#: no analysis; those of the newest one are the patient's made since it was stored.
-ANALYSIS_NOTICE_OPENINGS = (
-    "Abnormal finding for patient ",
-    "Possible abnormal finding for patient ",
-    "The image for patient ",
-    "The analysis for patient ",
-)
-
 #: Columns the patient list can be sorted by.
 SORTABLE: dict[str, Any] = {
     "id": m.Patient.id,
@@ -655,23 +645,19 @@ class PatientService:
             row.id,
             {"analysis_id": analysis.id, "verdict": verdict.value},
         )
-        return self._read_analysis_notices(session, row.id, analysis, actor)
+        return self._read_analysis_notices(session, analysis, actor)
 
     @staticmethod
     def _read_analysis_notices(
-        session: Session, patient_id: str, analysis: m.Analysis, actor: Actor
+        session: Session, analysis: m.Analysis, actor: Actor
     ) -> list[NotificationRecord]:
-        """Mark read the unread notifications ``analysis`` (the patient's newest, locked
-        with them, so no newer one is stored meanwhile) raised: the patient's, in the
-        wording of an analysis's notice, made since it was stored; not one the clinician
-        or the watch folder made, nor an earlier analysis's."""
+        """Mark read the unread notifications ``analysis`` raised (those that name it);
+        not one the clinician or the watch folder made, nor an earlier analysis's."""
         rows = session.scalars(
             update(m.Notification)
             .where(
-                m.Notification.patient_id == patient_id,
+                m.Notification.analysis_id == analysis.id,
                 m.Notification.read.is_(False),
-                m.Notification.timestamp >= analysis.created_at,
-                or_(*(m.Notification.message.startswith(o) for o in ANALYSIS_NOTICE_OPENINGS)),
             )
             .values(read=True)
             .returning(m.Notification)

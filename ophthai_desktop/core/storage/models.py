@@ -229,6 +229,11 @@ class Notification(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     patient_id: Mapped[str | None] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
+    #: The analysis that raised it (its alarm, "could not be graded", "could not be
+    #: read"); None for one a person or the watch folder made, and for those stored
+    #: before the column came (revision 0009). An analysis goes with its patient, whose
+    #: notifications go too; one deleted otherwise leaves its notification, unlinked.
+    analysis_id: Mapped[int | None] = mapped_column(ForeignKey("analyses.id", ondelete="SET NULL"))
     message: Mapped[str] = mapped_column(Text)
     type: Mapped[str] = mapped_column(String(16))
     read: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -238,6 +243,7 @@ class Notification(Base):
         Index("ix_notifications_timestamp", "timestamp"),
         Index("ix_notifications_read_timestamp", "read", "timestamp"),
         Index("ix_notifications_patient_id", "patient_id"),
+        Index("ix_notifications_analysis_id", "analysis_id"),
         NEVER_REUSED_IDS,
     )
 

@@ -108,6 +108,7 @@ def notification_record(row: m.Notification) -> NotificationRecord:
         timestamp=row.timestamp,
         read=row.read,
         type=row.type,
+        analysis_id=row.analysis_id,
     )
 
 
