@@ -105,10 +105,6 @@ def test_the_worker_does_not_log_each_attempt_while_the_database_is_down(
         worker.stop()
 
 
-def _probing() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name == "database-probe" and t.is_alive()]
-
-
 def test_the_databases_return_is_said_within_seconds_with_nothing_else_asking_it(
     sqlite_services: Application, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -130,7 +126,7 @@ def test_the_databases_return_is_said_within_seconds_with_nothing_else_asking_it
         _wait(lambda: len(refusals) >= 3)  # asked again meanwhile, and refused
         assert said == [False]
     _wait(lambda: said == [False, True], timeout_s=5.0)
-    _wait(lambda: not _probing(), timeout_s=5.0)  # no longer asked once it answers
+    _wait(lambda: not app.db.availability.probing, timeout_s=5.0)  # no longer asked once it answers
     assert app.db.availability.available
 
 
@@ -143,9 +139,9 @@ def test_closing_the_app_stops_asking_a_database_that_does_not_answer(
         with pytest.raises(DatabaseUnavailable):
             app.patients.list_patients()
         _wait(lambda: len(refusals) >= 2)
-        assert _probing()
+        assert app.db.availability.probing
         app.close()
-        assert not _probing()
+        assert not app.db.availability.probing
         asked = len(refusals)
         time.sleep(0.2)  # four periods: nothing more is asked
         assert len(refusals) == asked

@@ -114,6 +114,12 @@ class Availability:
         log.warning("the database answers again after %.0f s", now - down_since)
         self._tell(True)
 
+    @property
+    def probing(self) -> bool:
+        """Whether a thread of this object is asking the database."""
+        prober = self._prober
+        return prober is not None and prober.is_alive()
+
     def close(self) -> None:
         """Stop asking the database (the app is closing); waits at most
         :data:`PROBE_JOIN_S` for a question already asked."""
