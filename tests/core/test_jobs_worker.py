@@ -357,21 +357,7 @@ def test_an_analysis_whose_commit_answer_is_lost_is_stored_once(
     job = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
     claimed = app.jobs.claim_next()
     assert claimed is not None and claimed.id == job.id
-    lost: list[int] = []
-    opening = app.db.session
-
-    @contextlib.contextmanager
-    def answer_lost_once() -> Iterator[Session]:
-        with opening() as opened:
-            yield opened
-            stores = any(isinstance(row, m.Analysis) for row in opened.identity_map.values())
-        if stores and not lost:  # committed, but the worker is told it failed
-            lost.append(1)
-            raise DatabaseUnavailable()
-
-    monkeypatch.setattr(app.db, "session", answer_lost_once)
-    InferenceWorker(ScriptedEngine(DME), app.jobs, app.bus)._run_job(claimed)
-    monkeypatch.undo()
+    lost = _run_with_the_commit_s_answer_lost_once(app, claimed, monkeypatch)
     assert lost
     assert app.jobs.get_job(job.id).state == "done"
     with app.db.session() as session:
@@ -389,6 +375,34 @@ def test_an_analysis_whose_commit_answer_is_lost_is_stored_once(
     assert abnormal.confidence == DME.confidence
 
 
+def _run_with_the_commit_s_answer_lost_once(
+    app: Application,
+    claimed: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    meanwhile: Callable[[], object] | None = None,
+) -> list[int]:
+    """Run ``claimed``; the first commit that stores its analysis goes through, but the
+    worker is told it failed (``meanwhile`` runs between the two). One entry per loss."""
+    lost: list[int] = []
+    opening = app.db.session
+
+    @contextlib.contextmanager
+    def answer_lost_once() -> Iterator[Session]:
+        with opening() as opened:
+            yield opened
+            stores = any(isinstance(row, m.Analysis) for row in opened.identity_map.values())
+        if stores and not lost:  # committed, but the worker is told it failed
+            lost.append(1)
+            if meanwhile is not None:
+                meanwhile()
+            raise DatabaseUnavailable()
+
+    monkeypatch.setattr(app.db, "session", answer_lost_once)
+    InferenceWorker(ScriptedEngine(DME), app.jobs, app.bus)._run_job(claimed)
+    monkeypatch.undo()
+    return lost
+
+
 def test_a_retried_analysis_announces_its_alarm_even_if_the_patient_was_renamed_meanwhile(
     sqlite_services: Application, actor: Actor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -400,22 +414,11 @@ def test_a_retried_analysis_announces_its_alarm_even_if_the_patient_was_renamed_
     job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
     claimed = app.jobs.claim_next()
     assert claimed is not None and claimed.id == job.id
-    lost: list[int] = []
-    opening = app.db.session
 
-    @contextlib.contextmanager
-    def answer_lost_once() -> Iterator[Session]:
-        with opening() as opened:
-            yield opened
-            stores = any(isinstance(row, m.Analysis) for row in opened.identity_map.values())
-        if stores and not lost:
-            lost.append(1)
-            app.patients.update_patient(patient_id, {"name": "Renamed Patient"}, actor=actor)
-            raise DatabaseUnavailable()
+    def rename() -> None:
+        app.patients.update_patient(patient_id, {"name": "Renamed Patient"}, actor=actor)
 
-    monkeypatch.setattr(app.db, "session", answer_lost_once)
-    InferenceWorker(ScriptedEngine(DME), app.jobs, app.bus)._run_job(claimed)
-    monkeypatch.undo()
+    lost = _run_with_the_commit_s_answer_lost_once(app, claimed, monkeypatch, meanwhile=rename)
     assert lost and app.jobs.get_job(job.id).state == "done"
     (alarm,) = app.notifications.list_notifications().items
     assert "Queue Patient" in alarm.message  # as stored, before the rename
