@@ -97,6 +97,21 @@ def test_a_folder_removed_while_running_is_tried_again_and_recovers(
     assert log.wait_finished("after.png")["after.png"].outcome == "ingested"
 
 
+def _fake_mount(share: Path, monkeypatch: pytest.MonkeyPatch, *, now: bool) -> dict[str, bool]:
+    """The machine's mounts, with ``share`` mounted while the returned ``["now"]`` is
+    True (tests cannot mount as a user)."""
+    mounted = {"now": now}
+    real_ismount = os.path.ismount
+
+    def ismount(path: Any) -> bool:
+        if os.fspath(path) == str(share.resolve()):
+            return mounted["now"]
+        return real_ismount(path)
+
+    monkeypatch.setattr(os.path, "ismount", ismount)
+    return mounted
+
+
 def test_a_share_unmounted_while_running_is_the_error_state_until_mounted_again(
     app: Application, share: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -105,15 +120,7 @@ def test_a_share_unmounted_while_running_is_the_error_state_until_mounted_again(
     is not taken in; the share mounted again is."""
     log = EventLog(app.bus)
     share.mkdir(parents=True)
-    mounted = {"now": True}
-    real_ismount = os.path.ismount
-
-    def ismount(path: Any) -> bool:  # the machine's mounts, with the share's faked
-        if os.fspath(path) == str(share.resolve()):
-            return mounted["now"]
-        return real_ismount(path)
-
-    monkeypatch.setattr(os.path, "ismount", ismount)
+    mounted = _fake_mount(share, monkeypatch, now=True)
     assert app.watcher.start().state is WatcherState.RUNNING
     (share / "before.png").write_bytes(png_bytes((10, 10), (1, 1, 1)))
     assert log.wait_finished("before.png")["before.png"].outcome == "ingested"
@@ -277,15 +284,7 @@ def test_with_require_mount_a_folder_that_is_no_mount_point_waits_for_the_share(
     is mounted there, nothing made on the mount point, and then watched."""
     share.mkdir(parents=True)  # the mount point, the share not mounted on it
     (share / "local.png").write_bytes(png_bytes((10, 10), (4, 4, 4)))
-    mounted = {"now": False}
-    real_ismount = os.path.ismount
-
-    def ismount(path: Any) -> bool:  # the machine's mounts, with the share's faked
-        if os.fspath(path) == str(share.resolve()):
-            return mounted["now"]
-        return real_ismount(path)
-
-    monkeypatch.setattr(os.path, "ismount", ismount)
+    mounted = _fake_mount(share, monkeypatch, now=False)
     app = build_watch_app(tmp_path, watch_folder_path=share, watch_folder_require_mount=True)
     log = EventLog(app.bus)
     try:
