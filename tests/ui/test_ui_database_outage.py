@@ -180,3 +180,30 @@ def test_the_unread_badge_is_counted_again_once_the_database_answers(
         qtbot.waitUntil(lambda: len(refusals) >= 2)  # the count was refused
         assert badge.isHidden()
     qtbot.waitUntil(lambda: badge.isVisible() and badge.text() == "1", timeout=5000)
+
+
+def test_a_change_the_database_rolled_back_is_not_told_as_an_outage(tmp_path: Path) -> None:
+    """PostgreSQL ends one of two deadlocked changes (SQLSTATE class 40): the database
+    answers and the same click may well work at once. The window said "The database does
+    not answer (its server restarting or stopped…)", and a banner saying so waited for a
+    return of the database that never came (no outage was declared)."""
+    from sqlalchemy.exc import OperationalError
+
+    from ophthai_desktop.core.errors import DatabaseUnavailable
+    from ophthai_desktop.core.storage import Database
+    from ophthai_desktop.ui.messages import describe, once_database_answers
+
+    class DeadlockDetected(Exception):
+        sqlstate = "40P01"  # as psycopg's errors carry it
+
+    db = Database(f"sqlite:///{tmp_path / 'rolled-back.db'}")
+    try:
+        with pytest.raises(DatabaseUnavailable) as caught, db.session():
+            raise OperationalError("UPDATE jobs", {}, DeadlockDetected("deadlock detected"))
+        assert db.availability.available  # not an outage
+        said = describe(caught.value)
+        assert said != DATABASE_DOWN
+        assert said.startswith("The database ended this change") and "try again" in said
+        assert once_database_answers(caught.value, "Import them again.") is None
+    finally:
+        db.close()
