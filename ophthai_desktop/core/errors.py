@@ -64,6 +64,12 @@ class DatabaseUnavailable(StorageError):
         super().__init__(message)
 
 
+class ChangeRolledBack(DatabaseUnavailable):
+    """The database answers, but ended this change to let a conflicting one through (a
+    PostgreSQL deadlock or serialisation failure): not an outage, and the same call may
+    well work at once (a 503 with Retry-After to a client, retried by the worker)."""
+
+
 @contextmanager
 def about_field(field: str | None) -> Iterator[None]:
     """Input errors raised inside that name no field name ``field`` (the request field

@@ -83,7 +83,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from ophthai_desktop.core.domain import NotificationType
-from ophthai_desktop.core.errors import DatabaseUnavailable, StorageError
+from ophthai_desktop.core.errors import ChangeRolledBack, DatabaseUnavailable, StorageError
 from ophthai_desktop.core.events import EventBus, WatcherStateChanged
 from ophthai_desktop.core.log_safety import safe_description
 from ophthai_desktop.core.records import Actor
@@ -1010,6 +1010,10 @@ class FolderWatcher:
             retry_in_s = self._settle_interval_s
         except FileVanished:
             pass
+        except ChangeRolledBack:
+            # The database answers (it ended this commit to end a deadlock): no outage
+            # to say, the file is tried again.
+            retry_in_s = STORAGE_RETRY_S
         except DatabaseUnavailable:
             self._database_waits(run, True)  # said once, not per file and try
             retry_in_s = STORAGE_RETRY_S

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ophthai_desktop.core.errors import DatabaseUnavailable, OphthaiError, StorageError
+from ophthai_desktop.core.errors import (
+    ChangeRolledBack,
+    DatabaseUnavailable,
+    OphthaiError,
+    StorageError,
+)
 
 #: What the window says of a call the database did not answer; once it answers again the
 #: banner saying it gives way to :data:`DATABASE_BACK`.
@@ -43,8 +48,9 @@ FIELD_LABELS = {
 def once_database_answers(exc: BaseException, again: str) -> str | None:
     """What a lasting message about ``exc`` says once the database answers again:
     that it does, and ``again`` (what was not done and is to be done again); None where
-    ``exc`` is not the database not answering (that message stays)."""
-    if not isinstance(exc, DatabaseUnavailable):
+    ``exc`` is not the database not answering (that message stays; a change the
+    database rolled back is no outage, whose end would never come)."""
+    if not isinstance(exc, DatabaseUnavailable) or isinstance(exc, ChangeRolledBack):
         return None
     return f"{DATABASE_BACK} {again}"
 
@@ -59,6 +65,8 @@ def field_label(field: str | None) -> str:
 def describe(exc: BaseException, labels: Mapping[str, str] | None = None) -> str:
     """One or two sentences for the clinician about ``exc``; a core error about a field
     is led by that field's label (from ``labels``, a form's own, when given)."""
+    if isinstance(exc, ChangeRolledBack):  # the database answers: not DATABASE_DOWN
+        return exc.message[:1].upper() + exc.message[1:] + "."
     if isinstance(exc, DatabaseUnavailable):
         return DATABASE_DOWN
     if isinstance(exc, StorageError):

@@ -219,3 +219,51 @@ def test_a_deadlock_is_a_retry_not_an_outage(app_services: Application) -> None:
     assert sorted(outcomes) == sorted(["committed", GAVE_WAY])
     assert app.db.availability.available
     assert said == []
+
+
+def test_an_outage_starting_as_the_return_is_said_is_told_after_it() -> None:
+    """The probe thread finds the database back while a unit of work on another thread
+    finds it gone again: the listeners (the window's banner, the WebSocket's
+    database_availability) must hear the two in the order they happened. Told outside
+    any lock, the new outage's False could pass the return's True, and the window and
+    every client went on saying "available" for the whole of the new outage."""
+    now = [1000.0]
+    tracked = availability.Availability(clock=lambda: now[0])
+    told: list[bool] = []
+    tracked.subscribe(told.append)
+    tracked.failed("OperationalError")
+    now[0] += availability.QUIET_S + 1
+
+    saying_back, go_on = threading.Event(), threading.Event()
+
+    class HoldsTheReturn(logging.Handler):
+        """Holds the thread saying that the database is back, after its state changed
+        and before its listeners hear it."""
+
+        def handle(self, record: logging.LogRecord) -> bool:  # without the handler's lock
+            if "answers again" in record.getMessage():
+                saying_back.set()
+                go_on.wait(10)
+            return True
+
+        def emit(self, record: logging.LogRecord) -> None:
+            pass
+
+    logger = logging.getLogger(availability.__name__)
+    handler = HoldsTheReturn(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        back = threading.Thread(target=tracked.answered)
+        back.start()
+        assert saying_back.wait(10)
+        gone = threading.Thread(target=tracked.failed, args=("OperationalError",))
+        gone.start()
+        gone.join(0.5)  # it tells at once, or waits for the return to be told first
+        go_on.set()
+        back.join(10)
+        gone.join(10)
+    finally:
+        go_on.set()
+        logger.removeHandler(handler)
+    assert not tracked.available
+    assert told == [False, True, False]

@@ -528,6 +528,55 @@ def test_the_newest_revision_goes_back_and_comes_again_keeping_every_row(
     db.dispose()
 
 
+def test_a_deleted_notifications_id_is_not_given_again_after_the_newest_revision(
+    tmp_path: Path,
+) -> None:
+    """0009 builds ``notifications`` again on SQLite: the rows came along, but the largest
+    id ever given (``sqlite_sequence``) was the largest kept, so the id of the newest
+    notification, deleted before the upgrade (or before a downgrade and upgrade again),
+    was given to the next one: a client's link or an audit entry naming it named
+    another notification, what 0005's AUTOINCREMENT prevents."""
+    db = Database(f"sqlite:///{(tmp_path / 'sequence.db').as_posix()}")
+
+    def add_three_and_delete_the_newest() -> int:
+        with db.engine.begin() as conn:
+            for _ in range(3):
+                conn.execute(
+                    sa.insert(m.Notification.__table__).values(
+                        message="Watch folder: 1 new image filed",
+                        type="info",
+                        read=False,
+                        timestamp=T0,
+                    )
+                )
+            deleted = conn.execute(sa.select(sa.func.max(m.Notification.id))).scalar_one()
+            conn.execute(sa.delete(m.Notification.__table__).where(m.Notification.id == deleted))
+        return int(deleted)
+
+    def next_id() -> int:
+        with db.engine.begin() as conn:
+            return int(
+                conn.execute(
+                    sa.insert(m.Notification.__table__)
+                    .values(message="After the upgrade", type="info", read=False, timestamp=T0)
+                    .returning(m.Notification.id)
+                ).scalar_one()
+            )
+
+    try:
+        db.upgrade(REVISIONS[-2])
+        deleted = add_three_and_delete_the_newest()
+        db.upgrade()
+        assert next_id() > deleted
+
+        deleted = add_three_and_delete_the_newest()
+        _downgrade(db, REVISIONS[-2])
+        db.upgrade()
+        assert next_id() > deleted
+    finally:
+        db.close()
+
+
 def test_a_database_from_a_newer_version_is_refused_with_a_clear_error(db_url: str) -> None:
     """A database an upgraded app has migrated past this version's newest revision
     (an older version was then installed over it). Before, Alembic's CommandError

@@ -314,3 +314,38 @@ def test_without_require_mount_a_folder_that_is_no_mount_point_is_watched(
     share.mkdir(parents=True)
     assert app.settings.watch_folder_require_mount is False
     assert app.watcher.start().state is WatcherState.RUNNING
+
+
+def test_a_file_whose_change_the_database_rolled_back_is_retried_without_an_outage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL ended the file's commit to end a deadlock (ChangeRolledBack): the
+    database answers, so the file is tried again without the state saying that files
+    wait for the database (and its log line), which is for an outage."""
+    from ophthai_desktop.core.errors import ChangeRolledBack
+    from ophthai_desktop.core.storage.database import GAVE_WAY
+
+    monkeypatch.setattr(watcher_module, "STORAGE_RETRY_S", 0.05)
+    app = build_watch_app(tmp_path)
+    try:
+        log = EventLog(app.bus)
+        ingest_file = app.ingest.ingest_file
+        rolled_back: list[str] = []
+
+        def deadlocked_once(path: Path, *args: Any, **kwargs: Any) -> Any:
+            if not rolled_back:
+                rolled_back.append(path.name)
+                raise ChangeRolledBack(GAVE_WAY)
+            return ingest_file(path, *args, **kwargs)
+
+        monkeypatch.setattr(app.ingest, "ingest_file", deadlocked_once)
+        assert app.watcher.start().state is WatcherState.RUNNING
+        with caplog.at_level(logging.INFO):
+            (app.watcher.folder / "Jane Doe.png").write_bytes(png_bytes((10, 10), (1, 6, 7)))
+            finished = log.wait_finished("Jane Doe.png")
+        assert rolled_back == ["Jane Doe.png"]
+        assert finished["Jane Doe.png"].outcome == "ingested"
+        assert WAITING_FOR_DATABASE not in [e.message for e in log.of(ev.WatcherStateChanged)]
+        assert "until the database answers" not in caplog.text
+    finally:
+        app.close()

@@ -180,3 +180,57 @@ def test_the_unread_badge_is_counted_again_once_the_database_answers(
         qtbot.waitUntil(lambda: len(refusals) >= 2)  # the count was refused
         assert badge.isHidden()
     qtbot.waitUntil(lambda: badge.isVisible() and badge.text() == "1", timeout=5000)
+
+
+def test_a_change_the_database_rolled_back_is_not_told_as_an_outage(tmp_path: Path) -> None:
+    """PostgreSQL ends one of two deadlocked changes (SQLSTATE class 40): the database
+    answers and the same click may well work at once. The window said "The database does
+    not answer (its server restarting or stopped…)", and a banner saying so waited for a
+    return of the database that never came (no outage was declared)."""
+    from sqlalchemy.exc import OperationalError
+
+    from ophthai_desktop.core.errors import DatabaseUnavailable
+    from ophthai_desktop.core.storage import Database
+    from ophthai_desktop.ui.messages import describe, once_database_answers
+
+    class DeadlockDetected(Exception):
+        sqlstate = "40P01"  # as psycopg's errors carry it
+
+    db = Database(f"sqlite:///{tmp_path / 'rolled-back.db'}")
+    try:
+        with pytest.raises(DatabaseUnavailable) as caught, db.session():
+            raise OperationalError("UPDATE jobs", {}, DeadlockDetected("deadlock detected"))
+        assert db.availability.available  # not an outage
+        said = describe(caught.value)
+        assert said != DATABASE_DOWN
+        assert said.startswith("The database ended this change") and "try again" in said
+        assert once_database_answers(caught.value, "Import them again.") is None
+    finally:
+        db.close()
+
+
+def test_the_outage_banner_gives_way_while_the_window_is_in_the_tray(
+    gui: GuiSession, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call's failure told in the outage's own words, the window then hidden (closed to
+    the tray) until the database answers: the banner was compared by its visible text,
+    "" for a hidden window, and said "The database does not answer" once opened again."""
+    from ophthai_desktop.core.errors import DatabaseUnavailable
+    from ophthai_desktop.ui.messages import describe
+
+    monkeypatch.setattr(availability, "QUIET_S", 0.2)
+    monkeypatch.setattr(availability, "PROBE_S", 0.05, raising=False)
+    banner, db = gui.window.banner, gui.application.db
+    heard: list[bool] = []
+    gui.bridge.database_availability_changed.connect(heard.append)
+    with database_down(db) as refusals:
+        with pytest.raises(DatabaseUnavailable) as refused:
+            gui.application.patients.list_patients()
+        qtbot.waitUntil(lambda: bool(refusals) and heard == [False])
+        banner.show_message(describe(refused.value), "error")  # as a refused call says it
+        gui.window.hide()
+    qtbot.waitUntil(lambda: heard == [False, True], timeout=5000)
+
+    gui.window.show()
+    qtbot.waitExposed(gui.window)
+    assert banner.text() != DATABASE_DOWN

@@ -1077,3 +1077,35 @@ def test_a_long_queue_is_listed_a_page_a_turn_keeping_the_selection_and_the_orde
     qtbot.waitUntil(lambda: _idle(gui))
     assert model.rowCount() == MAX_SHOWN
     assert panel.selected_job_id() == asked.id
+
+
+def test_the_read_failure_banner_goes_once_read_while_the_window_is_in_the_tray(
+    qtbot: QtBot, tmp_path: Path, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window hidden (closed to the tray) while the queue is read again: the banner
+    was compared by its visible text, "" for a hidden window, so "could not be read;
+    trying again" stayed there, out of date, when the window was opened again."""
+    from ophthai_desktop.core.errors import StorageError
+    from ophthai_desktop.ui.controllers import jobs as jobs_controller
+
+    app, _patient, job = _queued_app(tmp_path, "Waiting")
+    list_queue = app.jobs.list_queue
+    locked = threading.Event()
+    locked.set()
+
+    def sometimes_locked(**kwargs: Any) -> Any:
+        if locked.is_set():
+            raise StorageError("the database is locked")
+        return list_queue(**kwargs)
+
+    monkeypatch.setattr(app.jobs, "list_queue", sometimes_locked)
+    monkeypatch.setattr(jobs_controller, "RELOAD_AFTER_MS", 200)
+    gui = make_gui(application=app)
+    qtbot.waitUntil(lambda: "job queue could not be read" in gui.window.banner.text())
+    gui.window.hide()
+    locked.clear()
+    qtbot.waitUntil(lambda: gui.jobs_panel.model.get(job.id) is not None, timeout=5000)
+
+    gui.window.show()
+    qtbot.waitExposed(gui.window)
+    assert "job queue could not be read" not in gui.window.banner.text()

@@ -56,6 +56,12 @@ class Availability:
         self.clock = clock
         self._probe = probe
         self._lock = threading.Lock()
+        # Held from a change of state until its listeners have heard it, so that they
+        # hear the changes in the order they happened: the probe thread saying the
+        # database is back and a unit of work finding it gone again at that moment
+        # otherwise raced, and the last word heard could be "available" during an
+        # outage. Reentrant: a listener's own call that fails reports here too.
+        self._telling = threading.RLock()
         self._closed = threading.Event()
         self._prober: threading.Thread | None = None
         self._down_since: float | None = None
@@ -76,29 +82,31 @@ class Availability:
         """A unit of work failed because the database did not answer (``kind``: the
         driver's exception class, never its text, which can quote values)."""
         now = self.clock()
-        with self._lock:
-            self._last_failure = now
-            self._failures += 1
-            down_since = self._down_since
-            started = down_since is None
-            if down_since is None:
-                self._down_since = self._last_said = now
-                self._failures = 1
-            elif now - self._last_said >= REMINDER_S:
-                self._last_said = now
-                log.warning(
-                    "the database still does not answer after %.0f s (%d calls refused, %s)",
-                    now - down_since,
-                    self._failures,
+        with self._telling:
+            with self._lock:
+                self._last_failure = now
+                self._failures += 1
+                down_since = self._down_since
+                started = down_since is None
+                if down_since is None:
+                    self._down_since = self._last_said = now
+                    self._failures = 1
+                elif now - self._last_said >= REMINDER_S:
+                    self._last_said = now
+                    log.warning(
+                        "the database still does not answer after %.0f s (%d calls refused, %s)",
+                        now - down_since,
+                        self._failures,
+                        kind,
+                    )
+            if started:
+                log.error(
+                    "the database does not answer (%s): requests answer 503, analyses and "
+                    "watch-folder files wait until it does",
                     kind,
                 )
+                self._tell(False)
         if started:
-            log.error(
-                "the database does not answer (%s): requests answer 503, analyses and "
-                "watch-folder files wait until it does",
-                kind,
-            )
-            self._tell(False)
             self._start_probing()
 
     def answered(self) -> None:
@@ -106,13 +114,14 @@ class Availability:
         if self._down_since is None:  # the usual case: no lock taken
             return
         now = self.clock()
-        with self._lock:
-            down_since = self._down_since
-            if down_since is None or now - self._last_failure < QUIET_S:
-                return
-            self._down_since = None
-        log.warning("the database answers again after %.0f s", now - down_since)
-        self._tell(True)
+        with self._telling:
+            with self._lock:
+                down_since = self._down_since
+                if down_since is None or now - self._last_failure < QUIET_S:
+                    return
+                self._down_since = None
+            log.warning("the database answers again after %.0f s", now - down_since)
+            self._tell(True)
 
     @property
     def probing(self) -> bool:

@@ -19,7 +19,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ophthai_desktop.core.errors import DatabaseUnavailable, StorageError
+from ophthai_desktop.core.errors import ChangeRolledBack, DatabaseUnavailable, StorageError
 from ophthai_desktop.core.storage.availability import Availability
 from ophthai_desktop.core.storage.private import make_database_private
 
@@ -113,7 +113,7 @@ class Database:
                 # PostgreSQL chose this transaction to end a deadlock, or could not
                 # serialise it: the server answers, and the same work may well pass now.
                 log.warning("the database rolled a transaction back (%s)", type(exc.orig).__name__)
-                raise DatabaseUnavailable(GAVE_WAY) from exc
+                raise ChangeRolledBack(GAVE_WAY) from exc
             if isinstance(exc, OperationalError) or exc.connection_invalidated:
                 self.availability.failed(type(exc.orig).__name__)
                 raise DatabaseUnavailable() from exc

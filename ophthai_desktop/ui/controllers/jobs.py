@@ -171,7 +171,7 @@ class JobsController(QObject):
             self._last_placed = None
             self._unlisted = dict(queue.more_open)
             self._overtaken = False
-            if self._window.banner.text() == self._read_failure_shown:
+            if self._window.banner.message() == self._read_failure_shown:
                 self._window.banner.dismiss()  # read after all: no longer "trying again"
             self._read_failure_shown = ""
             self._on_feed_timer_timeout()

@@ -251,7 +251,7 @@ class StatusController(QObject):
                 )
             return
         for banner in self._window.findChildren(Banner):  # the page's own among them
-            if not banner.resolve() and banner.text() == DATABASE_DOWN:
+            if not banner.resolve() and banner.message() == DATABASE_DOWN:
                 # A call's failure told in the outage's own words (describe).
                 banner.show_message(DATABASE_BACK, "info", shown_ms=DATABASE_BACK_SHOWN_MS)
 

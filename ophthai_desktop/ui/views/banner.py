@@ -60,6 +60,12 @@ class Banner(QFrame):
     def text(self) -> str:
         return self.label.text() if self.isVisible() else ""
 
+    def message(self) -> str:
+        """The message it holds, shown or shown once its window is (hidden to the tray,
+        a page not in front): what a controller compares to see whether its message is
+        still there; "" once closed."""
+        return "" if self.isHidden() else self.label.text()
+
     @property
     def resolvable(self) -> bool:
         """Whether the message shown gives way once its cause is gone."""

@@ -9,14 +9,17 @@ known for certain, so none is guessed). Indexed: a verdict and the try again loo
 notifications up by it, and SQLite reads the index when an analysis is deleted.
 
 SQLite cannot add a foreign key to a table: ``notifications`` is built again with its
-rows, keeping ``AUTOINCREMENT`` (see 0005; ``Database.upgrade`` turns foreign keys off).
+rows, keeping ``AUTOINCREMENT`` (see 0005; ``Database.upgrade`` turns foreign keys off)
+and the largest id it ever gave (the new table's ``sqlite_sequence`` starts from the
+largest id kept, and a deleted newest notification's id would be given again).
 
 Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-05 21:00:00.000000
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import sqlalchemy as sa
 from alembic import op
@@ -31,7 +34,10 @@ NEVER_REUSED_IDS = {"sqlite_autoincrement": True}
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("notifications", table_kwargs=NEVER_REUSED_IDS) as batch_op:
+    with (
+        _keeping_largest_id("notifications"),
+        op.batch_alter_table("notifications", table_kwargs=NEVER_REUSED_IDS) as batch_op,
+    ):
         batch_op.add_column(sa.Column("analysis_id", sa.Integer(), nullable=True))
         batch_op.create_foreign_key(
             op.f("fk_notifications_analysis_id_analyses"),
@@ -44,7 +50,33 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("notifications", table_kwargs=NEVER_REUSED_IDS) as batch_op:
+    with (
+        _keeping_largest_id("notifications"),
+        op.batch_alter_table("notifications", table_kwargs=NEVER_REUSED_IDS) as batch_op,
+    ):
         batch_op.drop_index("ix_notifications_analysis_id")
         batch_op.drop_constraint(op.f("fk_notifications_analysis_id_analyses"), type_="foreignkey")
         batch_op.drop_column("analysis_id")
+
+
+@contextmanager
+def _keeping_largest_id(table: str) -> Iterator[None]:
+    """On SQLite, give ``table`` back the largest id it ever gave once it is built again
+    (``sqlite_sequence``); nothing to do on PostgreSQL, whose sequence stays."""
+    bind = op.get_bind()
+    if bind.dialect.name != "sqlite":
+        yield
+        return
+    largest = bind.exec_driver_sql(
+        "SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)
+    ).scalar()
+    yield
+    if largest is None:
+        return
+    kept = bind.exec_driver_sql(
+        "UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = ?", (largest, table)
+    )
+    if not kept.rowcount:  # no row copied: the new table has given no id yet
+        bind.exec_driver_sql(
+            "INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, largest)
+        )
