@@ -26,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from sqlalchemy.exc import SQLAlchemyError
 
 from ophthai_desktop.core.errors import (
+    ChangeRolledBack,
     DatabaseUnavailable,
     InvalidInput,
     ModelUnavailable,
@@ -483,11 +484,16 @@ class InferenceWorker:
                 stored = store(waiting)
             except DatabaseUnavailable as exc:
                 if not waiting:
-                    log.warning(
-                        "analysis job %d: %s; its outcome is stored once the database answers",
-                        job_id,
-                        exc.message,
-                    )
+                    if isinstance(exc, ChangeRolledBack):  # the database answers: no outage
+                        log.info(
+                            "analysis job %d: %s; its outcome is stored again", job_id, exc.message
+                        )
+                    else:
+                        log.warning(
+                            "analysis job %d: %s; its outcome is stored once the database answers",
+                            job_id,
+                            exc.message,
+                        )
                     waiting = True
                 if self._stop.wait(IDLE_POLL_S):
                     log.warning(
@@ -496,7 +502,7 @@ class InferenceWorker:
                     return None
                 continue
             if waiting:
-                log.info("analysis job %d: stored now that the database answers", job_id)
+                log.info("analysis job %d: stored at a later try", job_id)
             return stored
 
     def _job_exists(self, job_id: int) -> bool:

@@ -1597,3 +1597,35 @@ def test_a_verdict_leaves_a_notification_worded_as_an_alarm_that_it_did_not_rais
     assert app.notifications.get_notification(newest.id).read
     assert not app.notifications.get_notification(reminder.id).read
     assert not app.notifications.get_notification(late_id).read
+
+
+def test_a_result_whose_commit_postgresql_rolled_back_is_stored_again_without_an_outage_line(
+    sqlite_services: Application,
+    actor: Actor,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A deadlock ended the commit (the database answers): the worker stores the result
+    at its next try, and the log does not say it waits for the database to answer."""
+    from ophthai_desktop.core.errors import ChangeRolledBack
+
+    app = sqlite_services
+    job = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+    claimed = app.jobs.claim_next()
+    assert claimed is not None and claimed.id == job.id
+    complete = app.jobs.complete
+    tries: list[int] = []
+
+    def rolled_back_once(*args: Any, **kwargs: Any) -> Any:
+        tries.append(1)
+        if len(tries) == 1:
+            raise ChangeRolledBack("the database ended this change; try again")
+        return complete(*args, **kwargs)
+
+    monkeypatch.setattr(app.jobs, "complete", rolled_back_once)
+    with caplog.at_level(logging.INFO):
+        InferenceWorker(ScriptedEngine(DME), app.jobs, app.bus)._run_job(claimed)
+    assert len(tries) == 2 and app.jobs.get_job(job.id).state == "done"
+    assert "stored again" in caplog.text
+    assert "once the database answers" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
