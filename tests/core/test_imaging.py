@@ -196,3 +196,22 @@ def test_a_jpeg_with_extra_pictures_is_a_jpeg() -> None:
         40,
         30,
     )
+
+
+@pytest.mark.parametrize("kept", [0.9, 0.95, 0.99, "all but the end marker"])
+def test_a_large_jpeg_cut_short_near_its_end_is_refused(kept: float | str) -> None:
+    """A JPEG is checked decoded at 1/8 scale, which still reads its whole compressed
+    stream: a copy cut off in its last tenth (a watch-folder file still being written)
+    is refused as a full decode refused it."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).resize((1600, 1200)).save(buffer, "JPEG", quality=90)
+    data = buffer.getvalue()
+    cut = data[:-2] if isinstance(kept, str) else data[: int(len(data) * kept)]
+
+    with pytest.raises(InvalidInput, match=r"damaged or incomplete .*truncated"):
+        inspect_image(cut, **LIMITS)
+    assert inspect_image(data, **LIMITS).width == 1600

@@ -9,14 +9,17 @@ engine on the tiny checkpoint is exercised in ``tests/core/inference`` and
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
@@ -31,6 +34,7 @@ from ophthai_desktop.core.errors import (
     NotFound,
 )
 from ophthai_desktop.core.inference.parsing import ParsedAnswer
+from ophthai_desktop.core.inference.preprocess import prepare_image
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.ingest import FolderLayout
 from ophthai_desktop.core.services.patients import NewImage
@@ -947,6 +951,62 @@ def test_a_scan_whose_stored_image_is_damaged_fails_with_a_reason(
     _wait(lambda: app.jobs.get_job(job.id).state == "failed")
     error = app.jobs.get_job(job.id).error or ""
     assert "damaged" in error and "again" in error
+    assert "unexpected" not in error and "BytesIO" not in error
+
+
+@dataclass
+class _DecodingEngine(ScriptedEngine):
+    """Decodes the image as the real engine does, to an eighth of its size, first."""
+
+    decoded_at: list[tuple[int, int]] = field(default_factory=list)
+
+    def generate(self, image: Image.Image, **kwargs: Any) -> Any:
+        prepare_image(image, fit=lambda size: (size[0] // 8, size[1] // 8))
+        self.decoded_at.append(image.size)  # a JPEG drafted smaller says so here
+        return super().generate(image, **kwargs)
+
+
+def _large_jpeg() -> bytes:
+    rng = np.random.default_rng(3)
+    buffer = io.BytesIO()
+    noise = Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8))
+    noise.resize((1600, 1200)).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def test_a_stored_jpeg_is_left_to_the_engine_to_decode_reduced(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    """The worker does not decode a JPEG's every pixel (~1 GB for 120 MP) before the
+    engine decodes it at the scale the model's size allows."""
+    app = sqlite_services
+    patient_id = app.patients.create_patient(
+        {"name": "Queue Patient"}, actor=actor, image=NewImage(_large_jpeg())
+    ).id
+    engine = _DecodingEngine(DME)
+    running(engine)
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: app.jobs.get_job(job.id).state == "done")
+    assert engine.decoded_at == [(400, 300)]
+
+
+def test_a_stored_jpeg_cut_short_fails_with_a_reason_from_the_engines_decode(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    app = sqlite_services
+    patient_id = app.patients.create_patient(
+        {"name": "Queue Patient"}, actor=actor, image=NewImage(_large_jpeg())
+    ).id
+    path = app.images.path_for(app.patients.list_scans(patient_id)[0].sha256)
+    data = path.read_bytes()
+    path.chmod(0o644)
+    path.write_bytes(data[: len(data) * 9 // 10])
+    engine = _DecodingEngine(DME)
+    running(engine)
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: app.jobs.get_job(job.id).state == "failed")
+    error = app.jobs.get_job(job.id).error or ""
+    assert "damaged" in error and "truncated" in error and "again" in error
     assert "unexpected" not in error and "BytesIO" not in error
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import tracemalloc
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from ophthai_desktop.core.errors import InvalidInput
-from ophthai_desktop.core.inference.preprocess import prepare_image
+from ophthai_desktop.core.inference.preprocess import UnreadablePixels, prepare_image
 
 
 def test_sixteen_bit_grayscale_is_stretched_not_clipped() -> None:
@@ -197,3 +198,84 @@ def test_keep_gray_gives_grayscale_as_its_one_channel(mode: str) -> None:
     assert gray.mode == "L"
     assert np.array_equal(np.asarray(gray), np.asarray(prepare_image(image))[..., 0])
     assert prepare_image(Image.new("RGB", (4, 4), (1, 2, 3)), keep_gray=True).mode == "RGB"
+
+
+def _photo_jpeg(size: tuple[int, int], mode: str = "RGB", orientation: int = 1) -> bytes:
+    """A fundus-like JPEG: a bright disc on a smooth background with fine grain, and a
+    white block at its stored top-left corner to tell which way up it comes out."""
+    width, height = size
+    rng = np.random.default_rng(11)
+    y, x = np.ogrid[:height, :width]
+    radius = np.hypot((x - width / 2) / (width / 2), (y - height / 2) / (height / 2))
+    disc = np.clip(1.1 - radius, 0, 1)[..., None] * np.array([200.0, 90.0, 30.0])
+    pixels = disc + 20 + rng.normal(0, 4, (height, width, 1))
+    pixels[: height // 4, : width // 4] = 255
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).convert(mode)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=92, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def _fit_to(pixels: int) -> Callable[[tuple[int, int]], tuple[int, int]]:
+    """A fitter like the processor's: about ``pixels`` pixels, sides multiples of 28."""
+
+    def fit(size: tuple[int, int]) -> tuple[int, int]:
+        scale = (pixels / (size[0] * size[1])) ** 0.5
+        width, height = (max(28, round(side * scale / 28) * 28) for side in size)
+        return width, height
+
+    return fit
+
+
+@pytest.mark.parametrize(
+    ("mode", "orientation"), [("RGB", 1), ("RGB", 6), ("RGB", 8), ("L", 1), ("CMYK", 1)]
+)
+def test_a_large_jpeg_is_decoded_reduced_to_the_same_size_and_nearly_the_same_pixels(
+    mode: str, orientation: int
+) -> None:
+    """The model reads ~0.26 MP; a 12-120 MP fundus JPEG is decoded at a DCT scale
+    that leaves at least twice that, and gives the size a full decode gives, upright."""
+    data = _photo_jpeg((2400, 1600), mode, orientation)
+    fit = _fit_to(12544)
+    full = Image.open(io.BytesIO(data))
+    full.load()
+    expected = prepare_image(full, fit=fit)
+    upright = (1600, 2400) if orientation in (6, 8) else (2400, 1600)
+    assert expected.size == fit(upright)
+
+    opened = Image.open(io.BytesIO(data))
+    reduced = prepare_image(opened, fit=fit)
+
+    assert opened.size == (300, 200)  # decoded at 1/8: still over twice 140x84 (or 84x140)
+    assert reduced.mode == "RGB" and reduced.size == expected.size
+    difference = np.abs(np.asarray(reduced, np.int16) - np.asarray(expected, np.int16))
+    assert difference.mean() < 1.5
+    # The white block is where the full decode puts it: upright per the EXIF orientation.
+    corner = {1: (0, 0), 6: (0, -1), 8: (-1, 0)}[orientation]
+    assert np.asarray(reduced)[corner].min() > 230
+    assert np.asarray(reduced)[tuple(-1 - c if c >= 0 else 0 for c in corner)].max() < 120
+    if mode == "L":
+        channels = np.asarray(reduced)
+        assert (channels[..., 0] == channels[..., 1]).all()
+    if mode == "CMYK":
+        assert np.abs(np.asarray(reduced, np.int16) - np.asarray(expected, np.int16)).max() < 40
+
+
+def test_a_jpeg_not_shrunk_by_half_is_decoded_in_full() -> None:
+    data = _photo_jpeg((300, 200))
+    opened = Image.open(io.BytesIO(data))
+
+    rgb = prepare_image(opened, fit=_fit_to(300 * 200 // 3))
+
+    assert opened.size == (300, 200)
+    assert rgb.size == _fit_to(300 * 200 // 3)((300, 200))
+
+
+def test_a_truncated_large_jpeg_decoded_reduced_is_still_refused() -> None:
+    data = _photo_jpeg((2400, 1600))
+    opened = Image.open(io.BytesIO(data[: len(data) * 9 // 10]))
+
+    with pytest.raises(UnreadablePixels, match="truncated"):
+        prepare_image(opened, fit=_fit_to(12544))

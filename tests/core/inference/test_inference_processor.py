@@ -90,6 +90,44 @@ def test_resizing_before_the_processor_gives_its_own_pixels(tiny_checkpoint: Pat
         )
 
 
+@pytest.mark.parametrize(("mode", "orientation"), [("RGB", 6), ("L", 1), ("CMYK", 1)])
+def test_a_jpeg_decoded_reduced_gets_the_processors_own_size(
+    tiny_checkpoint: Path, mode: str, orientation: int
+) -> None:
+    """A JPEG handed over undecoded is decoded at a reduced scale; the model still gets
+    the grid a full decode gets, upright."""
+    import io
+
+    import torch
+
+    from ophthai_desktop.core.inference.preprocess import prepare_image
+
+    photo = _speckled("RGB", (64, 48)).resize((2000, 1300), Image.Resampling.BICUBIC)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    photo.convert(mode).save(buffer, "JPEG", quality=90, exif=exif.tobytes())
+    processor = load_processor(tiny_checkpoint, "qwen2_5_vl")
+    fitter = processor_fitter(processor, min_pixels=3136, max_pixels=12544)
+    assert fitter is not None
+    fit, resample = fitter
+    kwargs = {"size": {"shortest_edge": 3136, "longest_edge": 12544}}
+    full = Image.open(io.BytesIO(buffer.getvalue()))
+    full.load()
+    own = processor.image_processor(images=[prepare_image(full)], **kwargs)
+
+    opened = Image.open(io.BytesIO(buffer.getvalue()))
+    ahead = prepare_image(opened, fit=fit, resample=resample)
+
+    assert max(opened.size) < 2000  # decoded reduced
+    upright = (1300, 2000) if orientation == 6 else (2000, 1300)
+    assert ahead.mode == "RGB" and ahead.size == fit(upright)
+    ours = processor.image_processor(images=[ahead], **kwargs)
+    assert torch.equal(
+        torch.as_tensor(own["image_grid_thw"]), torch.as_tensor(ours["image_grid_thw"])
+    )
+
+
 def test_no_resize_ahead_for_an_image_processor_of_another_kind() -> None:
     class TorchvisionLike:
         patch_size, merge_size, resample, do_resize = 14, 2, 3, True
