@@ -29,6 +29,7 @@ from ophthai_desktop.ui.models.job_table import (
     JobTableModel,
     new_job_row,
 )
+from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.views.jobs import JobQueuePanel, short_waiting
 from tests.conftest import make_settings
 from tests.support.images import png_bytes
@@ -402,11 +403,11 @@ def test_a_patient_renamed_while_the_queue_loads_keeps_the_new_name(
     assert model.data(model.index(model.position(job.id), column)) == "New Name"
 
 
-def test_a_queue_that_cannot_be_read_says_so_and_is_read_again(
+def _queue_read_refused_at_start(
     qtbot: QtBot, tmp_path: Path, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A failed first read only went to the log: the panel stayed empty for the whole
-    session, as if nothing were queued (found by review)."""
+) -> tuple[GuiSession, JobRecord, threading.Event]:
+    """A window whose job queue cannot be read (read again every 200 ms) while the
+    returned event is set; its banner says so. The window, its queued job, the event."""
     from ophthai_desktop.core.errors import StorageError
     from ophthai_desktop.ui.controllers import jobs as jobs_controller
 
@@ -424,6 +425,15 @@ def test_a_queue_that_cannot_be_read_says_so_and_is_read_again(
     monkeypatch.setattr(jobs_controller, "RELOAD_AFTER_MS", 200)
     gui = make_gui(application=app)
     qtbot.waitUntil(lambda: "job queue could not be read" in gui.window.banner.text())
+    return gui, job, locked
+
+
+def test_a_queue_that_cannot_be_read_says_so_and_is_read_again(
+    qtbot: QtBot, tmp_path: Path, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed first read only went to the log: the panel stayed empty for the whole
+    session, as if nothing were queued (found by review)."""
+    gui, job, locked = _queue_read_refused_at_start(qtbot, tmp_path, make_gui, monkeypatch)
     assert gui.jobs_panel.model.get(job.id) is None
     locked.clear()  # the lock is gone: the next read fills the queue
 
@@ -1085,23 +1095,7 @@ def test_the_read_failure_banner_goes_once_read_while_the_window_is_in_the_tray(
     """The window hidden (closed to the tray) while the queue is read again: the banner
     was compared by its visible text, "" for a hidden window, so "could not be read;
     trying again" stayed there, out of date, when the window was opened again."""
-    from ophthai_desktop.core.errors import StorageError
-    from ophthai_desktop.ui.controllers import jobs as jobs_controller
-
-    app, _patient, job = _queued_app(tmp_path, "Waiting")
-    list_queue = app.jobs.list_queue
-    locked = threading.Event()
-    locked.set()
-
-    def sometimes_locked(**kwargs: Any) -> Any:
-        if locked.is_set():
-            raise StorageError("the database is locked")
-        return list_queue(**kwargs)
-
-    monkeypatch.setattr(app.jobs, "list_queue", sometimes_locked)
-    monkeypatch.setattr(jobs_controller, "RELOAD_AFTER_MS", 200)
-    gui = make_gui(application=app)
-    qtbot.waitUntil(lambda: "job queue could not be read" in gui.window.banner.text())
+    gui, job, locked = _queue_read_refused_at_start(qtbot, tmp_path, make_gui, monkeypatch)
     gui.window.hide()
     locked.clear()
     qtbot.waitUntil(lambda: gui.jobs_panel.model.get(job.id) is not None, timeout=5000)
