@@ -806,10 +806,15 @@ class InferenceEngine:
         processor = loaded.processor
         max_pixels = settings.max_pixels
         min_pixels = min(settings.min_pixels, max_pixels)
-        fitter = processor_fitter(processor, min_pixels=min_pixels, max_pixels=max_pixels)
+        fitting = processor_fitter(processor, min_pixels=min_pixels, max_pixels=max_pixels)
         rgb = (
-            prepare_image(image, fit=fitter[0], resample=fitter[1])
-            if fitter is not None
+            prepare_image(
+                image,
+                fit=fitting.fit,
+                resample=fitting.resample,
+                reduced_only=fitting.reduced_only,
+            )
+            if fitting is not None
             else prepare_image(image)
         )
         width, height = rgb.size

@@ -38,6 +38,7 @@ def prepare_image(
     *,
     fit: SizeFitter | None = None,
     resample: int = Image.Resampling.BICUBIC,
+    reduced_only: bool = False,
     keep_gray: bool = False,
 ) -> Image.Image:
     """Return ``image`` as an 8-bit RGB image, upright per its EXIF orientation.
@@ -59,6 +60,10 @@ def prepare_image(
     is not inflated in full for a model that reads 0.26 MP. The fitted size is that of
     the full image (after its EXIF rotation), so the model gets the same size as from a
     full decode; the pixels differ by about one level in 255.
+
+    ``reduced_only`` resizes only such a JPEG (to that size) and leaves every other
+    image at its size: for an image processor that resamples its own way (torchvision's),
+    which then has nothing to resize in the one and does its own resize of the others.
 
     ``keep_gray`` returns a grayscale image as the one 8-bit channel (mode ``L``) the
     RGB copy would repeat three times: the same picture, a third of the bytes (the API's
@@ -83,7 +88,7 @@ def prepare_image(
         if image.mode not in ("L", "RGB"):
             image = image.convert("RGB")
         if fit is not None:
-            size = fitted or fit(image.size)
+            size = fitted if fitted is not None or reduced_only else fit(image.size)
             if size is not None and size != image.size:
                 image = image.resize(size, resample=resample)
         if image.mode == "RGB" or (keep_gray and image.mode == "L"):

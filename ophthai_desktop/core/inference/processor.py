@@ -13,7 +13,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ophthai_desktop.core.errors import ModelUnavailable
 from ophthai_desktop.core.inference.preprocess import SizeFitter
@@ -124,20 +124,36 @@ def image_only_processor_class() -> type:
     return ImageOnlyQwen2_5_VLProcessor
 
 
-def processor_fitter(
-    processor: Any, *, min_pixels: int, max_pixels: int
-) -> tuple[SizeFitter, int] | None:
+class ImageFit(NamedTuple):
+    """How :func:`~ophthai_desktop.core.inference.preprocess.prepare_image` sizes an
+    image ahead of the model's image processor (see :func:`processor_fitter`)."""
+
+    #: The size the image processor resizes an image of a given size to.
+    fit: SizeFitter
+    #: The image processor's filter, as a Pillow resampling filter.
+    resample: int
+    #: Only a JPEG decoded at a reduced scale is to be resized ahead (``prepare_image``'s
+    #: ``reduced_only``): the image processor resamples its own way (torchvision's).
+    reduced_only: bool
+
+
+def processor_fitter(processor: Any, *, min_pixels: int, max_pixels: int) -> ImageFit | None:
     """The size the processor's image processor will resize an image to, and its filter.
 
-    Only for Qwen2-VL's PIL/numpy image processor, whose own resize is Pillow's with
-    that filter to ``smart_resize``'s size, so resizing beforehand gives the very same
-    pixels (and the processor then has nothing left to resize). Any other image
-    processor (a torchvision one resamples differently) gets ``None``: it does its own.
+    Only for Qwen2-VL's image processors, whose size is ``smart_resize``'s. The
+    PIL/numpy one resizes with Pillow with that filter, so resizing any image beforehand
+    gives the very same pixels (and the processor then has nothing left to resize). The
+    torchvision one (transformers 5's default where torchvision is installed, as on most
+    CUDA workstations; transformers 4's "fast" one) resamples differently: it does its
+    own, except for a JPEG decoded at a reduced scale, which is handed over at the size
+    it would give the full image, so that the model reads the same grid. Any other image
+    processor gets ``None``: it does its own, from a full decode.
     """
     image_processor = getattr(processor, "image_processor", None)
     module = sys.modules.get(type(image_processor).__module__)
     smart_resize = getattr(module, "smart_resize", None)
-    if module is None or "image_processing_pil_" not in module.__name__ or smart_resize is None:
+    # Other models' processors have a smart_resize of their own, of other arguments.
+    if module is None or not module.__name__.startswith(_QWEN2_VL) or smart_resize is None:
         return None
     patch = getattr(image_processor, "patch_size", None)
     merge = getattr(image_processor, "merge_size", None)
@@ -156,7 +172,12 @@ def processor_fitter(
             return None
         return int(new_width), int(new_height)
 
-    return fit, int(resample)
+    pillow = "image_processing_pil_" in module.__name__
+    return ImageFit(fit, int(resample), reduced_only=not pillow)
+
+
+#: The package of Qwen2-VL's image processors (Qwen2.5-VL's, OctoMed's, are those).
+_QWEN2_VL = "transformers.models.qwen2_vl."
 
 
 class ModelInputs:

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -566,6 +567,41 @@ def test_an_image_too_elongated_for_the_model_is_refused_with_a_reason(
     assert loaded_engine.generate(Image.new("L", (2000, 10))).completion_tokens == 12
 
 
+@pytest.mark.parametrize("size", [(1, 1), (2, 1), (200, 1), (1, 200)])
+def test_an_image_of_a_pixel_or_a_line_is_analysed(
+    loaded_engine: InferenceEngine, size: tuple[int, int]
+) -> None:
+    """Grown to the processor's minimum (a processor that refuses a side shorter than
+    its patch would end the job on a bare ValueError)."""
+    assert loaded_engine.generate(Image.new("L", size, 200)).completion_tokens == 12
+
+
+def test_model_files_cut_short_or_removed_while_loaded_leave_it_working(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """The loaded weights are the model's own memory, not a view of its files (which a
+    file cut short under it would turn into a crash of the whole app); the folder is
+    looked at again when the model is loaded next."""
+    folder = shutil.copytree(tiny_checkpoint, tmp_path / "model")
+    engine = InferenceEngine(make_settings(tmp_path, model_path=folder))
+    engine.load()
+    expected = engine.generate(fundus_like_image()).raw_text
+
+    for weights in folder.glob("*.safetensors"):
+        with weights.open("r+b") as file:
+            file.truncate(100)
+    assert engine.generate(fundus_like_image()).raw_text == expected
+    for path in folder.iterdir():
+        path.unlink()
+    assert engine.generate(fundus_like_image()).raw_text == expected
+    assert engine.status().state is ModelState.READY
+
+    engine.unload()
+    assert engine.status().state is ModelState.NOT_INSTALLED
+    with pytest.raises(ModelUnavailable, match="holds none of its files"):
+        engine.load()
+
+
 def test_sixteen_bit_scan_is_analysed(loaded_engine: InferenceEngine) -> None:
     import numpy as np
 
@@ -653,6 +689,35 @@ def test_status_never_waits_for_a_slow_installed_check(
 
     release.set()
     assert wait_until(lambda: engine.status().state is ModelState.INSTALLED)
+
+
+def test_the_status_and_a_check_of_the_files_never_wait_for_an_analysis(
+    loaded_engine: InferenceEngine,
+) -> None:
+    """The window's status bar and model manager, and /api/ai/health, ask while the
+    worker decodes a scan and generates (the engine's lock): a slow decode, here one
+    that waits, must not make them wait."""
+    decoding, release = threading.Event(), threading.Event()
+
+    class SlowToDecode(Image.Image):
+        def load(self) -> Any:
+            decoding.set()
+            release.wait(10)
+            return super().load()
+
+    image = fundus_like_image()
+    image.__class__ = SlowToDecode
+    worker = threading.Thread(target=loaded_engine.generate, args=(image,))
+    worker.start()
+    try:
+        assert decoding.wait(10)
+        asked = time.monotonic()
+        assert loaded_engine.status().state is ModelState.READY
+        assert loaded_engine.refresh().state is ModelState.READY
+        assert time.monotonic() - asked < 0.5
+    finally:
+        release.set()
+        worker.join(30)
 
 
 def test_update_settings_applies_to_the_next_analysis(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -73,8 +76,8 @@ def test_resizing_before_the_processor_gives_its_own_pixels(tiny_checkpoint: Pat
     ]:
         image = _speckled(mode, size)
         fitter = processor_fitter(processor, min_pixels=3136, max_pixels=max_pixels)
-        assert fitter is not None
-        fit, resample = fitter
+        assert fitter is not None and not fitter.reduced_only
+        fit, resample = fitter.fit, fitter.resample
         kwargs = {"size": {"shortest_edge": 3136, "longest_edge": max_pixels}}
 
         own = processor.image_processor(images=[image.convert("RGB")], **kwargs)
@@ -110,7 +113,7 @@ def test_a_jpeg_decoded_reduced_gets_the_processors_own_size(
     processor = load_processor(tiny_checkpoint, "qwen2_5_vl")
     fitter = processor_fitter(processor, min_pixels=3136, max_pixels=12544)
     assert fitter is not None
-    fit, resample = fitter
+    fit, resample = fitter.fit, fitter.resample
     kwargs = {"size": {"shortest_edge": 3136, "longest_edge": 12544}}
     full = Image.open(io.BytesIO(buffer.getvalue()))
     full.load()
@@ -128,7 +131,18 @@ def test_a_jpeg_decoded_reduced_gets_the_processors_own_size(
     )
 
 
-def test_no_resize_ahead_for_an_image_processor_of_another_kind() -> None:
+def _fake_module(monkeypatch: pytest.MonkeyPatch, name: str, smart_resize: object) -> str:
+    """A stand-in, under ``name``, for a transformers module that holds ``smart_resize``
+    (torchvision, which the real torchvision processors import, is not installed here)."""
+    module = types.ModuleType(name)
+    module.smart_resize = smart_resize  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, name, module)
+    return name
+
+
+def test_no_resize_ahead_for_an_image_processor_of_another_kind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     class TorchvisionLike:
         patch_size, merge_size, resample, do_resize = 14, 2, 3, True
 
@@ -136,6 +150,78 @@ def test_no_resize_ahead_for_an_image_processor_of_another_kind() -> None:
         image_processor = TorchvisionLike()
 
     assert processor_fitter(Processor(), min_pixels=3136, max_pixels=12544) is None
+
+    # Another model's processor: its smart_resize takes other arguments (GLM-4V's takes
+    # the number of frames first), and was called as Qwen2-VL's.
+    def other_smart_resize(*_args: object, **_kwargs: object) -> tuple[int, int]:
+        raise AssertionError("not Qwen2-VL's smart_resize")
+
+    TorchvisionLike.__module__ = _fake_module(
+        monkeypatch, "transformers.models.glm4v.image_processing_pil_glm4v", other_smart_resize
+    )
+    assert processor_fitter(Processor(), min_pixels=3136, max_pixels=12544) is None
+
+
+def test_a_large_jpeg_is_decoded_reduced_for_the_torchvision_image_processor_too(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where torchvision is installed (most CUDA workstations), transformers gives
+    Qwen2-VL's torchvision image processor, and a 120 MP JPEG was decoded in full (about
+    1 GB) for it: it too gets the JPEG decoded at a reduced scale, at the size the full
+    image would have; any other image is left to its own resize."""
+    import io
+
+    from transformers.models.qwen2_vl import image_processing_pil_qwen2_vl as pil_module
+
+    from ophthai_desktop.core.inference import InferenceEngine
+    from ophthai_desktop.core.inference import engine as engine_module
+    from ophthai_desktop.core.settings import Settings
+
+    torchvision_name = _fake_module(
+        monkeypatch,
+        "transformers.models.qwen2_vl.image_processing_qwen2_vl",
+        pil_module.smart_resize,
+    )
+    received: list[tuple[int, int]] = []
+
+    class TorchvisionQwen2VL(pil_module.Qwen2VLImageProcessorPil):  # type: ignore[misc]
+        """Named as the torchvision one; records the sizes it is given."""
+
+        def preprocess(self, images: Any, *args: Any, **kwargs: Any) -> Any:
+            received.extend(image.size for image in images)
+            return super().preprocess(images, *args, **kwargs)
+
+    TorchvisionQwen2VL.__module__ = torchvision_name
+    real_load_processor = engine_module.load_processor
+
+    def load_as_with_torchvision(folder: Path, model_type: str | None) -> Any:
+        processor = real_load_processor(folder, model_type)
+        processor.image_processor.__class__ = TorchvisionQwen2VL
+        return processor
+
+    monkeypatch.setattr(engine_module, "load_processor", load_as_with_torchvision)
+    engine = InferenceEngine(
+        Settings(
+            data_dir=tmp_path,
+            model_path=tiny_checkpoint,
+            max_pixels=12544,
+            max_new_tokens=2,
+            device="cpu",
+            _env_file=None,
+        )
+    )
+    engine.load()
+    buffer = io.BytesIO()
+    _speckled("RGB", (64, 48)).resize((2000, 1300)).save(buffer, "JPEG", quality=90)
+    fitted = pil_module.smart_resize(1300, 2000, factor=28, min_pixels=3136, max_pixels=12544)
+
+    opened = Image.open(io.BytesIO(buffer.getvalue()))
+    assert engine.generate(opened).completion_tokens == 2
+
+    assert max(opened.size) < 2000  # decoded reduced
+    assert received[-1] == (fitted[1], fitted[0])  # the grid of a full decode
+    engine.generate(_speckled("RGB", (300, 200)))
+    assert received[-1] == (300, 200)  # resized by the processor itself
 
 
 def test_model_inputs_reuse_the_tokenized_prompt_and_equal_the_processor(
