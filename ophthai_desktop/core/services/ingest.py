@@ -101,6 +101,7 @@ from ophthai_desktop.core.storage.to_records import (
     patient_record,
     scan_record,
 )
+from ophthai_desktop.core.units import local_time
 
 log = logging.getLogger(__name__)
 
@@ -1251,7 +1252,7 @@ class IngestService:
         """Bytes already taken in: count the sighting, tell the clinician, move it."""
         _ensure_unchanged(path, stamp)
         name = display_name(path.name)
-        when = known.created_at.strftime("%Y-%m-%d %H:%M")
+        when = local_time(known.created_at)  # as the notifications' own times read
         whose = f" for patient {known.patient_id}" if known.patient_id else ""
         try:
             note = self._record_duplicate(sha256, name, whose, when, known.patient_id)
@@ -1286,7 +1287,7 @@ class IngestService:
                 row.last_seen_at = m.utcnow()
             note = NotificationService.create_in(
                 session,
-                f"{name} from the watch folder was already taken in{whose} on {when} UTC; "
+                f"{name} from the watch folder was already taken in{whose} on {when}; "
                 "no new patient was created. Moved to processed/.",
                 type=NotificationType.INFO.value,
                 patient_id=patient_id,
@@ -1423,7 +1424,7 @@ class IngestService:
         Readable by the app's account only, and without the file's name (a file name
         often holds a patient's): its own name, beside the file, says which file it is.
         """
-        refused_at = datetime.now().astimezone().isoformat(sep=" ", timespec="seconds")
+        refused_at = local_time(datetime.now().astimezone(), seconds=True)
         lines = [
             f"Not taken in: {reason}.",
             "",
