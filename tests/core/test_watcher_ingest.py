@@ -8,12 +8,14 @@ import errno
 import hashlib
 import logging
 import os
+import re
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +197,41 @@ def test_the_same_bytes_under_another_name_are_a_duplicate(app: Application, log
     assert row is not None and row.duplicate_count == 1
     messages = [n.message for n in app.notifications.list_notifications().items]
     assert any("already taken in" in text for text in messages)
+
+
+@pytest.fixture
+def india_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[timezone]:
+    """This computer's zone is UTC+05:30 (a POSIX TZ rule: no zone database needed)."""
+    if not hasattr(time, "tzset"):
+        pytest.skip("the zone cannot be changed here")
+    monkeypatch.setenv("TZ", "IST-5:30")
+    time.tzset()
+    yield timezone(timedelta(hours=5, minutes=30))
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_a_duplicate_says_when_it_was_taken_in_in_local_time(
+    app: Application, log: EventLog, india_time: timezone
+) -> None:
+    """The notification said the first ingest's time in UTC ("on 2026-05-09 08:33 UTC")
+    beside its own time in local time, and the reason file local time: a clinician in
+    UTC+05:30 read a time five and a half hours off. Now local, with the offset."""
+    data = png_bytes((40, 30), (7, 8, 9))
+    folder = folder_of(app)
+    app.watcher.start()
+    (folder / "first.png").write_bytes(data)
+    first = log.wait_finished("first.png")["first.png"]
+    (folder / "again.png").write_bytes(data)
+    assert log.wait_finished("again.png")["again.png"].outcome == "duplicate"
+
+    row = ingest_row(app, first.sha256 or "")
+    assert row is not None
+    local = row.created_at.astimezone(india_time).strftime("%Y-%m-%d %H:%M")
+    messages = [n.message for n in app.notifications.list_notifications().items]
+    said = [text for text in messages if "already taken in" in text]
+    assert len(said) == 1
+    assert f" on {local} (UTC+05:30); " in said[0]
 
 
 def test_a_file_named_after_a_patient_is_attached_to_them(
@@ -786,7 +823,65 @@ def test_a_reason_file_is_readable_by_its_owner_only_and_does_not_repeat_the_nam
     assert "Jane" not in text and "1961" not in text
     assert text.startswith("Not taken in: the file is not an image that can be read.")
     assert "refused at: " in text
+    # Local time with its offset, as the notifications say the time of a duplicate.
+    assert re.search(r"refused at: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(UTC[+-]\d\d:\d\d\)\n", text)
     assert "copy it into the watch folder again" in text
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+@pytest.mark.parametrize(
+    ("watch_mode", "umask"),
+    [
+        (0o731, 0o022),  # a drop box: others may write in, not list (by the umask: 0755)
+        (0o770, 0o077),  # a group share: the group reads what is filed (by the umask: 0700)
+    ],
+)
+def test_processed_and_failed_take_the_watch_folder_s_permissions(
+    app: Application, tmp_path: Path, watch_mode: int, umask: int
+) -> None:
+    """processed/ and failed/ were made by the umask: in a drop box other accounts may
+    write into but not list, they could list and read every file filed (names and
+    images of patients); in a group share, the group could not read what it had put in.
+    They now have the watch folder's own permissions, and keep them when they are made
+    again while it runs."""
+    layout = FolderLayout.under(tmp_path / "share")
+    layout.root.mkdir()
+    layout.root.chmod(watch_mode)
+    old_umask = os.umask(umask)
+    try:
+        layout.ensure()
+        assert oct(stat.S_IMODE(layout.processed.stat().st_mode)) == oct(watch_mode)
+        assert oct(stat.S_IMODE(layout.failed.stat().st_mode)) == oct(watch_mode)
+
+        layout.processed.rmdir()  # removed while the watch folder runs: made again
+        layout.failed.rmdir()
+        (layout.root / "scan.png").write_bytes(png_bytes((30, 30), (9, 9, 1)))
+        (layout.root / "bad.png").write_bytes(b"not an image")
+        filed = app.ingest.ingest_file(layout.root / "scan.png", layout)
+        refused = app.ingest.ingest_file(layout.root / "bad.png", layout)
+    finally:
+        os.umask(old_umask)
+        layout.root.chmod(0o700)
+    assert filed.moved_to == layout.processed / "scan.png"
+    assert refused.moved_to == layout.failed / "bad.png"
+    assert oct(stat.S_IMODE(layout.processed.stat().st_mode)) == oct(watch_mode)
+    assert oct(stat.S_IMODE(layout.failed.stat().st_mode)) == oct(watch_mode)
+    reason_file = layout.failed / ("bad.png" + REASON_SUFFIX)
+    assert oct(stat.S_IMODE(reason_file.stat().st_mode)) == oct(0o600)  # still private
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+def test_processed_and_failed_already_there_keep_their_mode(
+    app: Application, tmp_path: Path
+) -> None:
+    """An administrator's choice for them stays."""
+    layout = FolderLayout.under(tmp_path / "share")
+    layout.processed.mkdir(parents=True)
+    layout.root.chmod(0o775)
+    layout.processed.chmod(0o750)
+    layout.ensure()
+    assert oct(stat.S_IMODE(layout.processed.stat().st_mode)) == oct(0o750)
+    assert oct(stat.S_IMODE(layout.failed.stat().st_mode)) == oct(0o775)
 
 
 @pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symbolic links here")

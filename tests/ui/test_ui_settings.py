@@ -217,6 +217,97 @@ def test_turning_the_watch_folder_on_and_off(qtbot: QtBot, make_gui: Maker, tmp_
     assert watcher.state is WatcherState.STOPPED
 
 
+def test_the_watch_folder_s_polling_is_set_in_the_dialog_and_restarts_it(
+    qtbot: QtBot, make_gui: Maker, settings_path: Path, tmp_path: Path
+) -> None:
+    """Polling (for a network share) and its interval could only be set in the file or
+    the environment: set in the dialog, saved, and the running watch folder is watched
+    again as they say, as for a new folder."""
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    gui = make_gui(watch_folder_enabled=True, watch_folder_path=folder)
+    watcher = gui.application.watcher
+    qtbot.waitUntil(lambda: not gui.watch_folder.busy, timeout=10_000)
+    assert watcher.state is WatcherState.RUNNING
+    assert not watcher.status.polling
+
+    dialog = _open(gui)
+    assert not dialog.watch_use_polling.isChecked()
+    assert dialog.watch_poll_seconds.value() == 1.0
+    assert not dialog.watch_folder_require_mount.isChecked()
+    dialog.watch_use_polling.setChecked(True)
+    dialog.watch_poll_seconds.setValue(2.5)
+    with qtbot.waitSignal(gui.settings_controller.watcher_applied, timeout=10_000):
+        _ok(dialog)
+    assert watcher.state is WatcherState.RUNNING
+    assert watcher.status.polling
+    assert _saved_names(settings_path) == {
+        "OPHTHAI_WATCH_USE_POLLING",
+        "OPHTHAI_WATCH_POLL_SECONDS",
+    }
+    reread = Settings(_env_file=settings_path, data_dir=tmp_path / "elsewhere")  # type: ignore[call-arg]
+    assert (reread.watch_use_polling, reread.watch_poll_seconds) == (True, 2.5)
+
+    run = watcher._run  # the running watch's observer polls at the interval saved
+    assert run is not None and run.observer is not None
+    assert run.observer.timeout == 2.5
+
+    again = _open(gui)  # shows what was saved
+    assert again.watch_use_polling.isChecked()
+    assert again.watch_poll_seconds.value() == 2.5
+    again.watch_poll_seconds.setValue(4.0)  # the interval alone restarts it too
+    with qtbot.waitSignal(gui.settings_controller.watcher_applied, timeout=10_000):
+        _ok(again)
+    run = watcher._run
+    assert run is not None and run.observer is not None
+    assert run.observer.timeout == 4.0
+
+    again = _open(gui)
+    again.watch_use_polling.setChecked(False)
+    with qtbot.waitSignal(gui.settings_controller.watcher_applied, timeout=10_000):
+        _ok(again)
+    assert watcher.state is WatcherState.RUNNING
+    assert not watcher.status.polling
+
+
+def test_watching_only_while_a_share_is_mounted_is_set_in_the_dialog(
+    qtbot: QtBot, make_gui: Maker, settings_path: Path, tmp_path: Path
+) -> None:
+    """OPHTHAI_WATCH_FOLDER_REQUIRE_MOUNT in the dialog: a folder that is not a mount
+    point is then not watched (the error state, waiting for the share), and a missing
+    one is refused in the dialog rather than created where the share would be mounted."""
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    gui = make_gui(watch_folder_enabled=True, watch_folder_path=folder)
+    watcher = gui.application.watcher
+    qtbot.waitUntil(lambda: not gui.watch_folder.busy, timeout=10_000)
+    assert watcher.state is WatcherState.RUNNING
+
+    dialog = _open(gui)
+    dialog.watch_folder_require_mount.setChecked(True)
+    dialog.watch_folder_path.setText(str(tmp_path / "nas"))  # no such folder
+    _ok(dialog)
+    qtbot.waitUntil(lambda: dialog.error.isVisible())
+    assert dialog.error.text().startswith("Watch folder:")
+    assert "does not exist" in dialog.error.text()
+    assert dialog.watch_folder_path.property("invalid") is True
+    assert not (tmp_path / "nas").exists()  # not made where a share would be mounted
+    assert not settings_path.exists()
+
+    dialog.watch_folder_path.setText("")  # the default folder: never a share's mount point
+    _ok(dialog)
+    qtbot.waitUntil(lambda: "mount point" in dialog.error.text())
+    assert dialog.error.text().startswith("Watch folder:")
+    assert not settings_path.exists()
+
+    dialog.watch_folder_path.setText(str(folder))  # a folder, no share mounted on it
+    with qtbot.waitSignal(gui.settings_controller.watcher_applied, timeout=10_000):
+        _ok(dialog)
+    assert _saved_names(settings_path) == {"OPHTHAI_WATCH_FOLDER_REQUIRE_MOUNT"}
+    assert watcher.state is WatcherState.ERROR
+    assert "not mounted" in watcher.status.message
+
+
 def test_open_watch_folder(
     qtbot: QtBot, make_gui: Maker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -570,10 +661,10 @@ def _blocking_folder_check(monkeypatch: pytest.MonkeyPatch, release: threading.E
     asked: list[Path] = []
     real = settings_module.check_watch_folder
 
-    def blocking(folder: Path) -> list[Path]:
+    def blocking(folder: Path, **options: Any) -> list[Path]:
         asked.append(folder)
         release.wait(10)
-        return real(folder)
+        return real(folder, **options)
 
     monkeypatch.setattr(settings_module, "check_watch_folder", blocking)
     return asked

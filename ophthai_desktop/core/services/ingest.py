@@ -101,6 +101,7 @@ from ophthai_desktop.core.storage.to_records import (
     patient_record,
     scan_record,
 )
+from ophthai_desktop.core.units import local_time
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +162,37 @@ class FolderLayout:
         :class:`FileNotFoundError`)."""
         if not create_root and not self.root.is_dir():
             raise FileNotFoundError(errno.ENOENT, "the folder does not exist", str(self.root))
-        for folder in (self.root, self.processed, self.failed):
-            folder.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        for folder in (self.processed, self.failed):
+            make_filing_folder(folder)
+
+
+def make_filing_folder(folder: Path) -> None:
+    """Create ``processed/`` or ``failed/`` (``folder``) in the watch folder, with the
+    watch folder's own permissions whatever the umask (POSIX): the files moved there
+    are those that waited in the watch folder, under the same names, so whoever could
+    list and read them there still can, and nobody else. (By the umask, usually 0755, a
+    drop box others may write into but not list, 0733, let them list and read every
+    patient's file once it was filed.) It is made owner-only first, and stays so where
+    the watch folder's mode cannot be given to it. A folder already there keeps its
+    mode: an administrator may have set it."""
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        return
+    if os.name != "posix":
+        return
+    try:
+        # The permission bits, with setgid (the share's group for what is filed) and
+        # the sticky bit (nobody removes another's file); never setuid.
+        mode = stat.S_IMODE(folder.parent.stat().st_mode) & 0o3777
+        folder.chmod(mode)
+    except OSError as exc:
+        log.warning(
+            "watch folder: %s/ is left readable by this account only: %s",
+            folder.name,
+            exc.strerror,
+        )
 
 
 @dataclass(frozen=True)
@@ -1251,7 +1281,7 @@ class IngestService:
         """Bytes already taken in: count the sighting, tell the clinician, move it."""
         _ensure_unchanged(path, stamp)
         name = display_name(path.name)
-        when = known.created_at.strftime("%Y-%m-%d %H:%M")
+        when = local_time(known.created_at)  # as the notifications' own times read
         whose = f" for patient {known.patient_id}" if known.patient_id else ""
         try:
             note = self._record_duplicate(sha256, name, whose, when, known.patient_id)
@@ -1286,7 +1316,7 @@ class IngestService:
                 row.last_seen_at = m.utcnow()
             note = NotificationService.create_in(
                 session,
-                f"{name} from the watch folder was already taken in{whose} on {when} UTC; "
+                f"{name} from the watch folder was already taken in{whose} on {when}; "
                 "no new patient was created. Moved to processed/.",
                 type=NotificationType.INFO.value,
                 patient_id=patient_id,
@@ -1423,7 +1453,7 @@ class IngestService:
         Readable by the app's account only, and without the file's name (a file name
         often holds a patient's): its own name, beside the file, says which file it is.
         """
-        refused_at = datetime.now().astimezone().isoformat(sep=" ", timespec="seconds")
+        refused_at = local_time(datetime.now().astimezone(), seconds=True)
         lines = [
             f"Not taken in: {reason}.",
             "",
@@ -1456,7 +1486,7 @@ class IngestService:
         beside: Callable[[Path], Path | None] | None = None,
     ) -> Path | None:
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            make_filing_folder(folder)  # removed while the watch folder ran
             return move_without_overwrite(
                 path, folder, path.name, tag=tag, room_bytes=room_bytes, beside=beside
             )

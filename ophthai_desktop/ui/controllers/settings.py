@@ -65,6 +65,9 @@ LABELS = {
     "watch_folder_enabled": "Watch folder on/off",
     "watch_folder_path": "Watch folder",
     "watch_demo_mode": "Demo mode",
+    "watch_folder_require_mount": "Watch only while a share is mounted",
+    "watch_use_polling": "Poll the folder",
+    "watch_poll_seconds": "Polling interval",
     "api_enabled": "API server on/off",
     "api_host": "API host",
     "api_port": "API port",
@@ -83,8 +86,13 @@ EDITABLE = tuple(LABELS)
 #: Applied to the running application at once (the rest wait for a restart).
 LIVE = frozenset(
     {"user_name", "theme", "minimize_to_tray", "watch_folder_enabled", "watch_folder_path",
-     "watch_demo_mode", "load_model_on_startup"}
+     "watch_demo_mode", "watch_folder_require_mount", "watch_use_polling",
+     "watch_poll_seconds", "load_model_on_startup"}
 )  # fmt: skip
+#: The watch folder's settings that its watcher reads when it starts: a change stops it
+#: and starts it again, as a new folder does.
+WATCHER_SETUP = ("watch_folder_enabled", "watch_folder_path", "watch_folder_require_mount",
+                 "watch_use_polling", "watch_poll_seconds")  # fmt: skip
 #: Taken by the API server when it next starts (the dialog's "restart needed" group).
 AT_SERVER_START = frozenset({"api_enabled", "api_host", "api_port", "api_token", "cors_origins"})
 #: The settings file's permissions: read and write for its owner only.
@@ -165,6 +173,17 @@ def validate(current: Settings, changes: Mapping[str, Any]) -> Settings:
     if "api_host" in changed and not (changes["api_host"] or "").strip():
         raise InvalidInput("give a host, such as 127.0.0.1", field="api_host")
     merged = {**current.model_dump(), **changes}
+    if (
+        changed & {"watch_folder_require_mount", "watch_folder_path"}
+        and merged["watch_folder_require_mount"]
+        and not merged["watch_folder_path"]
+    ):
+        raise InvalidInput(
+            "choose the folder the share is mounted on: the default watch folder, in the "
+            "data folder, is not a share's mount point (or untick Watch only while a share "
+            "is mounted)",
+            field="watch_folder_path",
+        )
     if changed & {"model_id", "model_path"} and not (merged["model_id"] or "").strip():
         if not merged["model_path"]:
             raise InvalidInput("give a model id or a model folder", field="model_id")
@@ -186,6 +205,9 @@ class SaveChecks:
 
     #: The watch folder to check and create.
     folder: Path | None = None
+    #: Whether a missing watch folder is created (not a share's mount point, which the
+    #: watcher never makes either).
+    create_folder: bool = True
     #: The API server's new address, to see that nobody else listens there.
     address: tuple[str, int] | None = None
 
@@ -207,9 +229,9 @@ def checks_at_save(
     and the port the running API server listens on (None when none runs): that port is
     the server's own, free again when it restarts, not in use by someone else."""
     folder = None
-    if {"watch_folder_enabled", "watch_folder_path"} & set(changed) and (
-        updated.watch_folder_enabled
-    ):
+    if {"watch_folder_enabled", "watch_folder_path", "watch_folder_require_mount"} & set(
+        changed
+    ) and (updated.watch_folder_enabled):
         folder = updated.resolved_watch_folder
     address = None
     if (
@@ -219,14 +241,21 @@ def checks_at_save(
         and updated.api_port != running_port
     ):
         address = (updated.api_host, updated.api_port)
-    return SaveChecks(folder=folder, address=address)
+    return SaveChecks(
+        folder=folder, create_folder=not updated.watch_folder_require_mount, address=address
+    )
 
 
-def check_watch_folder(folder: Path) -> list[Path]:
+def check_watch_folder(folder: Path, *, create: bool = True) -> list[Path]:
     """Make sure the watch folder is there (created, as the watch folder would be) and
     writable: files are moved out of it once taken in. Said in the dialog, not found
     later as "Watch folder: error" with the reason only in the log. Runs off the GUI
     thread (the folder can be on a share that does not answer).
+
+    Without ``create`` (a share's mount point, watched only while the share is
+    mounted), a missing folder is refused rather than made, and one with no share
+    mounted on it yet is taken as it is: whether the share can be written is known once
+    it is mounted.
 
     Returns:
         The folders it created, outermost first (for :func:`remove_created` when the
@@ -240,6 +269,16 @@ def check_watch_folder(folder: Path) -> list[Path]:
             f"{folder} is a file, not a folder; choose a folder (it is created if missing)",
             field="watch_folder_path",
         )
+    if not create:
+        if not folder.is_dir():
+            raise InvalidInput(
+                f"{folder} does not exist; a share's mount point is not created (nothing "
+                "is made where the share is not mounted): choose the folder the share is "
+                "mounted on",
+                field="watch_folder_path",
+            )
+        if not os.path.ismount(folder.resolve()):
+            return []
     missing = [path for path in (folder, *folder.parents) if not path.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -375,7 +414,7 @@ def run_checks(checks: SaveChecks, timeout_s: float | None = None) -> list[Path]
     def check() -> list[Path]:
         created: list[Path] = []
         if checks.folder is not None:
-            created = check_watch_folder(checks.folder)
+            created = check_watch_folder(checks.folder, create=checks.create_folder)
         if checks.address is not None:
             stage[0] = "port"
             try:
@@ -646,9 +685,8 @@ class SettingsController(QObject):
             self._ctx.actor = Actor(who=clinician_name(updated.user_name), via="gui")
         if updated.theme != previous.theme:
             apply_theme(updated.theme)
-        watch_changed = (
-            updated.watch_folder_enabled != previous.watch_folder_enabled
-            or updated.resolved_watch_folder != previous.resolved_watch_folder
+        watch_changed = updated.resolved_watch_folder != previous.resolved_watch_folder or any(
+            getattr(updated, name) != getattr(previous, name) for name in WATCHER_SETUP
         )
         if watch_changed:
             self._watch_folder.follow(updated)

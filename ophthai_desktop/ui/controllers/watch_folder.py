@@ -35,15 +35,33 @@ NOT_ANSWERING_AFTER_S = 5.0
 
 @dataclass(frozen=True)
 class WatchTarget:
-    """How the watch folder should be: on or off, which folder, paused or not."""
+    """How the watch folder should be: on or off, which folder, how it is watched
+    (only while a share is mounted on it; polled, how often), paused or not."""
 
     enabled: bool
     folder: Path
     paused: bool = False
+    require_mount: bool = False
+    use_polling: bool = False
+    poll_seconds: float = 1.0
 
     @classmethod
     def of(cls, settings: Settings) -> WatchTarget:
-        return cls(settings.watch_folder_enabled, settings.resolved_watch_folder)
+        return cls(
+            settings.watch_folder_enabled,
+            settings.resolved_watch_folder,
+            require_mount=settings.watch_folder_require_mount,
+            use_polling=settings.watch_use_polling,
+            poll_seconds=settings.watch_poll_seconds,
+        )
+
+    def needs_restart_from(self, previous: WatchTarget) -> bool:
+        """Whether going from ``previous`` to this takes a stop and a start (the
+        watcher reads its folder and how to watch it when it starts; a pause does
+        not)."""
+        return dataclasses.replace(self, paused=False) != dataclasses.replace(
+            previous, paused=False
+        )
 
 
 class WatchFolderController(QObject):
@@ -215,7 +233,7 @@ class WatchFolderController(QObject):
         assert watcher is not None
         error = ""
         try:
-            restart = (target.enabled, target.folder) != (previous.enabled, previous.folder)
+            restart = target.needs_restart_from(previous)
             if stop_only or restart:
                 self._waiting_on(previous.folder if previous.enabled else target.folder)
                 watcher.stop()

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -31,6 +32,10 @@ RESTART_NOTE = "(restart needed)"
 DEVICES = ("auto", "cuda", "cuda:0", "mps", "cpu")
 QUANTIZATIONS = ("none", "8bit", "4bit")
 THEMES = ("light", "dark")
+#: The polling interval's range (seconds): a tenth of a second already costs a share a
+#: listing ten times a second; beyond 10 minutes scans would wait too long.
+POLL_SECONDS_MIN = 0.1
+POLL_SECONDS_MAX = 600.0
 
 
 def _spin(low: int, high: int, step: int = 1) -> QSpinBox:
@@ -94,6 +99,25 @@ class SettingsDialog(QDialog):
         self.watch_folder_path = QLineEdit()
         self.browse_watch = QPushButton("Browse…")
         self.watch_demo_mode = QCheckBox("Demo mode")
+        self.watch_folder_require_mount = QCheckBox("Watch only while a share is mounted on it")
+        self.watch_folder_require_mount.setToolTip(
+            "For a watch folder that is a network share's mount point: while the share is "
+            "not mounted, the empty folder under it is not watched and nothing is made in it"
+        )
+        self.watch_use_polling = QCheckBox("Poll the folder (network shares)")
+        self.watch_use_polling.setToolTip(
+            "Look for new files every few seconds instead of waiting for the system's "
+            "file events, which a share does not send for files other computers write"
+        )
+        self.watch_poll_seconds = QDoubleSpinBox()
+        self.watch_poll_seconds.setRange(POLL_SECONDS_MIN, POLL_SECONDS_MAX)
+        self.watch_poll_seconds.setDecimals(1)
+        self.watch_poll_seconds.setSingleStep(0.5)
+        self.watch_poll_seconds.setSuffix(" s")
+        self.watch_poll_seconds.setToolTip(
+            "How often the folder is looked at when it is polled: when asked for above, "
+            "or when the system's file events are unavailable"
+        )
         data = QGroupBox("Data and watch folder")
         form = QFormLayout(data)
         form.addRow(f"Data folder {RESTART_NOTE}", self.data_dir)
@@ -104,6 +128,9 @@ class SettingsDialog(QDialog):
         form.addRow(
             "", _note("Demo mode files a scan without a patient id under a new demo patient.")
         )
+        form.addRow("", self.watch_folder_require_mount)
+        form.addRow("", self.watch_use_polling)
+        form.addRow("Polling interval", self.watch_poll_seconds)
 
         # Embedded API
         self.api_enabled = QCheckBox("Run the embedded API server")
@@ -190,6 +217,9 @@ class SettingsDialog(QDialog):
                 "watch_folder_enabled",
                 "watch_folder_path",
                 "watch_demo_mode",
+                "watch_folder_require_mount",
+                "watch_use_polling",
+                "watch_poll_seconds",
                 "api_enabled",
                 "api_host",
                 "api_port",
@@ -240,6 +270,8 @@ class SettingsDialog(QDialog):
                 widget.setChecked(bool(value))
             elif isinstance(widget, QSpinBox):
                 widget.setValue(int(value))
+            elif isinstance(widget, QDoubleSpinBox):
+                widget.setValue(float(value))
             elif isinstance(widget, QComboBox):
                 widget.setCurrentText(str(value))
             elif isinstance(widget, QLineEdit):
@@ -268,7 +300,7 @@ class SettingsDialog(QDialog):
         for name, widget in self.fields.items():
             if isinstance(widget, QCheckBox):
                 values[name] = widget.isChecked()
-            elif isinstance(widget, QSpinBox):
+            elif isinstance(widget, QSpinBox | QDoubleSpinBox):
                 values[name] = widget.value()
             elif isinstance(widget, QComboBox):
                 values[name] = widget.currentText().strip()
