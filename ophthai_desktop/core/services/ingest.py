@@ -1278,23 +1278,38 @@ class IngestService:
     def _duplicate(
         self, path: Path, folder: FolderLayout, sha256: str, known: _Known, stamp: FileStamp
     ) -> IngestResult:
-        """Bytes already taken in: count the sighting, tell the clinician, move it."""
+        """Bytes already taken in: count the sighting, tell the clinician, move it.
+
+        Counted and told before the move, as a scan is committed before its: a crash
+        between the two leaves the file in the folder, and at the next start its
+        notification is found (:meth:`_duplicate_told`) and it is only moved.
+        """
         _ensure_unchanged(path, stamp)
         name = display_name(path.name)
         when = local_time(known.created_at)  # as the notifications' own times read
         whose = f" for patient {known.patient_id}" if known.patient_id else ""
-        try:
-            note = self._record_duplicate(sha256, name, whose, when, known.patient_id)
-        except NotFound as exc:
-            # The patient was deleted a moment ago (and with them the ingest record):
-            # look at the file again, as new.
-            raise FileNotSettled("the patient of this file was just deleted") from exc
-        self._bus.publish(NotificationCreated(note))
-        log.info(
-            "watch folder: %s… already taken in (patient %s): duplicate",
-            sha256[:12],
-            known.patient_id,
+        message = (
+            f"{name} from the watch folder was already taken in{whose} on {when}; "
+            "no new patient was created. Moved to processed/."
         )
+        if self._duplicate_told(path, name, message, known.patient_id):
+            log.info(
+                "watch folder: %s… was found a duplicate before a restart; moved now",
+                sha256[:12],
+            )
+        else:
+            try:
+                note = self._record_duplicate(sha256, message, known.patient_id)
+            except NotFound as exc:
+                # The patient was deleted a moment ago (and with them the ingest record):
+                # look at the file again, as new.
+                raise FileNotSettled("the patient of this file was just deleted") from exc
+            self._bus.publish(NotificationCreated(note))
+            log.info(
+                "watch folder: %s… already taken in (patient %s): duplicate",
+                sha256[:12],
+                known.patient_id,
+            )
         moved = None
         if _unchanged(path, stamp):
             moved = self._move(path, folder.processed, sha256, tag=" (duplicate)")
@@ -1306,8 +1321,28 @@ class IngestService:
             )
         )
 
+    def _duplicate_told(self, path: Path, name: str, message: str, patient_id: str | None) -> bool:
+        """Whether this very file was counted and told as a duplicate (``message``)
+        before a crash kept it from its move: the notification is there, and the file
+        has not changed since it was written (:func:`_left_by_a_crash`). One the
+        clinician deleted meanwhile is told again."""
+        if not CHANGE_TIME_IS_KNOWN:
+            return False
+        query = (
+            select(m.Notification.timestamp)
+            .where(m.Notification.patient_id == patient_id, m.Notification.message == message)
+            .order_by(m.Notification.id.desc())
+            .limit(1)
+        )
+        try:
+            with self._db.session() as session:
+                told_at = session.scalars(query).first()
+        except StorageError:
+            return False  # told again, if the database lets it
+        return told_at is not None and _left_by_a_crash(path, name, name, told_at)
+
     def _record_duplicate(
-        self, sha256: str, name: str, whose: str, when: str, patient_id: str | None
+        self, sha256: str, message: str, patient_id: str | None
     ) -> NotificationRecord:
         with self._db.session() as session:
             row = self._record_of(session, sha256)
@@ -1316,8 +1351,7 @@ class IngestService:
                 row.last_seen_at = m.utcnow()
             note = NotificationService.create_in(
                 session,
-                f"{name} from the watch folder was already taken in{whose} on {when}; "
-                "no new patient was created. Moved to processed/.",
+                message,
                 type=NotificationType.INFO.value,
                 patient_id=patient_id,
             )
