@@ -359,6 +359,42 @@ def test_a_long_name_wraps_on_the_page_and_is_whole_in_the_lists_tooltip(
     assert gui.window.width() <= 1024
 
 
+def test_a_name_and_history_without_spaces_wrap_and_keep_the_window_on_the_screen(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """Qt wraps a label at spaces only: a name typed without any (200 letters, the most
+    a name has) made the page's title as wide as the whole name, the window 2,858 px
+    wide at 1024 x 768 and unable to shrink; the history scrolled sideways, the
+    deletion's message in the banner widened the window again and the toast cut the
+    name at its edge. Every letter is still shown."""
+    name = ("Wolfeschlegelsteinhausenbergerdorffvoralternwarengewissenhaftschaferswessen" * 3)[:200]
+    history = "HbA1c" + "9" * 150
+    patient = gui.application.patients.create_patient(
+        {"name": name, "history": history}, actor=Actor("tester", "gui")
+    )
+    gui.window.resize(1024, 700)
+    gui.patients.open_patient(patient.id)
+    page = gui.patient_page
+    qtbot.waitUntil(lambda: page.name.text().replace("\u200b", "") == name)
+
+    assert page.history.text().replace("\u200b", "") == history
+    qtbot.wait(50)
+    assert gui.window.width() <= 1024
+    assert gui.window.minimumSizeHint().width() <= 1024
+    assert page.info_scroll.horizontalScrollBar().maximum() == 0  # no sideways scrolling
+
+    gui.window.banner.show_message(f"{name} ({patient.id}) was deleted.", "info")
+    qtbot.wait(50)
+    assert gui.window.width() <= 1024
+    assert gui.window.banner.message() == f"{name} ({patient.id}) was deleted."  # as said
+    # The toast keeps its width: the name wraps in it rather than being cut at its edge.
+    gui.notifications.alert("Critical finding", f"Abnormal finding for patient {name}")
+    toast = gui.window.toast
+    qtbot.waitUntil(toast.isVisible)
+    assert toast.label.minimumSizeHint().width() <= toast.label.width()
+    assert toast.text() == f"Critical finding: Abnormal finding for patient {name}"
+
+
 def test_the_birth_date_picker_offers_no_day_after_today(qtbot: QtBot) -> None:
     dialog = PatientDialog()
     qtbot.addWidget(dialog)

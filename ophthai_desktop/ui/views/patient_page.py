@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from ophthai_desktop.core.records import PatientRecord
-from ophthai_desktop.ui.display import local_date, local_datetime
+from ophthai_desktop.ui.display import breakable, local_date, local_datetime
 from ophthai_desktop.ui.resources import icon
 from ophthai_desktop.ui.views.scale import scaled
 from ophthai_desktop.ui.views.stepper import WorkflowStepper
@@ -201,7 +201,7 @@ class PatientPage(QWidget):
             self.stack.setCurrentIndex(0)
             return
         self.stack.setCurrentIndex(1)
-        set_text(self.name, patient.name)
+        set_text(self.name, breakable(patient.name))
         set_text(self.pid, patient.id)
         set_text(self.status, patient.status)
         set_style_property(self.status, "status", patient.status)
@@ -215,12 +215,12 @@ class PatientPage(QWidget):
         set_text(self.appointment, local_datetime(patient.appointment_date) or "not scheduled")
         if patient.validation_status:
             by = f" by {patient.validated_by}" if patient.validated_by else ""
-            set_text(self.validation, f"{patient.validation_status}{by}")
+            set_text(self.validation, breakable(f"{patient.validation_status}{by}"))
         else:
             set_text(self.validation, "not validated")
         symptoms = ", ".join(patient.symptoms) if patient.symptoms else "none recorded"
-        set_text(self.symptoms, symptoms)
-        set_text(self.history, patient.history or "none recorded")
+        set_text(self.symptoms, breakable(symptoms))
+        set_text(self.history, breakable(patient.history or "none recorded"))
         scans = f"Scans ({patient.scan_count})"
         if self.tabs.tabText(1) != scans:
             self.tabs.setTabText(1, scans)
