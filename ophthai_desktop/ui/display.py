@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from datetime import date, datetime
 
 from ophthai_desktop.core.domain import WorkflowStep
@@ -12,6 +14,13 @@ STEP_NAMES = {
     int(WorkflowStep.SCHEDULING): "Scheduling",
     int(WorkflowStep.COMPLETE): "Complete",
 }
+
+#: Runs of more characters than this without a space may break anywhere (see
+#: :func:`breakable`); no word of a name or a history is that long.
+LONGEST_UNBROKEN = 24
+#: Where a line may break without a mark: the zero-width space.
+ZERO_WIDTH_SPACE = "\u200b"
+_RUN = re.compile(rf"\S{{{LONGEST_UNBROKEN + 1},}}")
 
 LATERALITY_NAMES = {"OD": "OD (right)", "OS": "OS (left)", "OU": "OU (both)", "unknown": "eye ?"}
 MODALITY_NAMES = {"OCT": "OCT", "OCTA": "OCTA", "fundus": "Fundus", "unknown": "unknown type"}
@@ -55,3 +64,19 @@ def size(num_bytes: int) -> str:
     if num_bytes < 1024 * 1024:
         return f"{num_bytes / 1024:.0f} KB"
     return f"{num_bytes / (1024 * 1024):.1f} MB"
+
+
+def breakable(text: str) -> str:
+    """``text`` with a zero-width space between the characters of each run longer than
+    :data:`LONGEST_UNBROKEN` without a space (none before a combining mark), for a
+    word-wrapped label: Qt wraps it between words only, so a name or a history
+    typed without spaces made the label as wide as the whole run, and the window wider
+    than the screen. Text with shorter runs is returned as it is."""
+
+    def split(match: re.Match[str]) -> str:
+        run = match.group()
+        return run[0] + "".join(
+            char if unicodedata.combining(char) else ZERO_WIDTH_SPACE + char for char in run[1:]
+        )
+
+    return _RUN.sub(split, text)

@@ -15,7 +15,7 @@ from pytestqt.qtbot import QtBot
 from ophthai_desktop.bootstrap import build_application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.domain import JobPriority
-from ophthai_desktop.core.records import Actor, JobRecord
+from ophthai_desktop.core.records import Actor, JobQueue, JobRecord
 from ophthai_desktop.core.services.ingest import FolderLayout
 from ophthai_desktop.core.services.jobs import JobService
 from ophthai_desktop.core.services.patients import NewImage
@@ -350,6 +350,45 @@ def test_a_job_that_runs_while_the_queue_loads_shows_as_finished_with_its_count(
 
     tokens = app.jobs.outcome(job.id).analysis.completion_tokens  # type: ignore[union-attr]
     assert tokens
+    assert model.get(job.id).state == "done"  # type: ignore[union-attr]
+    assert _progress(model, job.id) == f"{tokens} tokens"
+
+
+def test_a_job_read_both_queued_and_finished_by_the_queues_load_is_listed_once(
+    qtbot: QtBot, tmp_path: Path, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The load's queries are not one snapshot (SQLite runs each SELECT on its own, as
+    PostgreSQL's read committed does): a job that ends between the read of the open
+    jobs and that of the finished ones is in both. Its second row took the first's
+    place past the list's end, which Qt refused: the job's row vanished from the queue
+    and every later event of the job raised in its slot (found in the window at start,
+    with an analysis queued again by the restart)."""
+    app, _patient, job = _queued_app(tmp_path, "Torn Read")
+    release, reading = threading.Event(), threading.Event()
+    list_queue = app.jobs.list_queue
+
+    def torn_list_queue(**kwargs: Any) -> JobQueue:
+        before = list_queue(**kwargs)  # the open jobs: the job still queued
+        reading.set()
+        release.wait(10)
+        after = list_queue(**kwargs)  # the finished ones: the job done
+        return JobQueue(open=before.open, more_open=before.more_open, finished=after.finished)
+
+    monkeypatch.setattr(app.jobs, "list_queue", torn_list_queue)
+    model_loads = threading.Event()
+    engine = ScriptedEngine(DME, state="installed", load_hold=model_loads)
+    gui = make_gui(application=app, engine=engine)
+    heard: list[int] = []
+    gui.bridge.analysis_finished.connect(lambda job_id, *_: heard.append(job_id))
+    qtbot.waitUntil(reading.is_set)
+    model_loads.set()
+    qtbot.waitUntil(lambda: heard == [job.id], timeout=10_000)
+    release.set()
+    model = gui.jobs_panel.model
+    qtbot.waitUntil(lambda: _idle(gui))
+
+    assert _shown(model) == [job.id]
+    tokens = app.jobs.outcome(job.id).analysis.completion_tokens  # type: ignore[union-attr]
     assert model.get(job.id).state == "done"  # type: ignore[union-attr]
     assert _progress(model, job.id) == f"{tokens} tokens"
 
@@ -1103,3 +1142,22 @@ def test_the_read_failure_banner_goes_once_read_while_the_window_is_in_the_tray(
     gui.window.show()
     qtbot.waitExposed(gui.window)
     assert "job queue could not be read" not in gui.window.banner.text()
+
+
+def test_rows_placed_with_a_key_met_twice_list_it_once_at_its_later_place(
+    qtbot: QtBot,
+) -> None:
+    """:meth:`place_rows` given a job twice (a read in parts), between others and last:
+    each job listed once, the repeated one where it was met last, with those values."""
+    model = JobTableModel()
+    one, two, three = (new_job_row(job_id, f"pt-{job_id}") for job_id in (1, 2, 3))
+    done = replace(one, state="done", tokens=7)
+    end = model.place_rows(0, [one, two, done, three], {1, 2, 3})
+    assert (end, _shown(model)) == (3, [2, 1, 3])
+    assert model.get(1) == done
+    last = replace(three, state="failed")
+    end = model.place_rows(0, [two, three, one, last], {1, 2, 3})
+    assert (end, _shown(model)) == (3, [2, 1, 3])
+    assert model.get(3) == last
+    model.add_tokens(3, 1)  # its row is there to show it (it was lost off the end)
+    assert model.get(3).tokens == 1  # type: ignore[union-attr]

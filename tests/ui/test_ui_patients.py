@@ -347,7 +347,7 @@ def test_a_long_name_wraps_on_the_page_and_is_whole_in_the_lists_tooltip(
     model = gui.patient_list.model
     qtbot.waitUntil(lambda: model.rowCount() == 1)
     gui.patients.open_patient(patient.id)
-    qtbot.waitUntil(lambda: gui.patient_page.name.text() == name.strip())
+    qtbot.waitUntil(lambda: gui.patient_page.name.full_text() == name.strip())
 
     assert model.data(model.index(0, 0), Qt.ItemDataRole.ToolTipRole) == name.strip()
     assert (
@@ -357,6 +357,71 @@ def test_a_long_name_wraps_on_the_page_and_is_whole_in_the_lists_tooltip(
     gui.window.resize(1024, 700)
     qtbot.wait(50)
     assert gui.window.width() <= 1024
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        ("Maximiliana Josefina Fernández-Villavicencio de la Peña Özdemir " * 4)[:200],
+        "山田太郎佐藤花子長谷川一郎渡辺美咲小林健太郎高橋由美子" * 7,
+    ],
+    ids=["latin", "cjk"],
+)
+def test_a_name_too_long_for_three_lines_is_cut_short_with_an_ellipsis_not_cut_off(
+    qtbot: QtBot, gui: GuiSession, name: str
+) -> None:
+    """At 1024 x 700 a 200-character name needed 17 lines at the top of the page; the
+    header got 7 and the rest were cut off mid-line, without a mark. It takes three
+    lines, the last ending with an ellipsis, and is whole in the tooltip."""
+    patient = gui.application.patients.create_patient({"name": name}, actor=Actor("t", "gui"))
+    gui.window.resize(1024, 700)
+    gui.patients.open_patient(patient.id)
+    title = gui.patient_page.name
+    qtbot.waitUntil(lambda: title.full_text() == name)
+    qtbot.wait(50)
+
+    assert title.height() >= title.heightForWidth(title.width())  # every line shown
+    assert title.text().endswith("…")
+    assert title.toolTip() == name
+    assert title.accessibleName() == name
+    lines = title.heightForWidth(title.width()) // title.fontMetrics().lineSpacing()
+    assert lines <= 3
+
+
+def test_a_name_and_history_without_spaces_wrap_and_keep_the_window_on_the_screen(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """Qt wraps a label at spaces only: a name typed without any (200 letters, the most
+    a name has) made the page's title as wide as the whole name, the window 2,858 px
+    wide at 1024 x 768 and unable to shrink; the history scrolled sideways, the
+    deletion's message in the banner widened the window again and the toast cut the
+    name at its edge. Every letter is still shown."""
+    name = ("Wolfeschlegelsteinhausenbergerdorffvoralternwarengewissenhaftschaferswessen" * 3)[:200]
+    history = "HbA1c" + "9" * 150
+    patient = gui.application.patients.create_patient(
+        {"name": name, "history": history}, actor=Actor("tester", "gui")
+    )
+    gui.window.resize(1024, 700)
+    gui.patients.open_patient(patient.id)
+    page = gui.patient_page
+    qtbot.waitUntil(lambda: page.name.full_text() == name)
+
+    assert page.history.text().replace("\u200b", "") == history
+    qtbot.wait(50)
+    assert gui.window.width() <= 1024
+    assert gui.window.minimumSizeHint().width() <= 1024
+    assert page.info_scroll.horizontalScrollBar().maximum() == 0  # no sideways scrolling
+
+    gui.window.banner.show_message(f"{name} ({patient.id}) was deleted.", "info")
+    qtbot.wait(50)
+    assert gui.window.width() <= 1024
+    assert gui.window.banner.message() == f"{name} ({patient.id}) was deleted."  # as said
+    # The toast keeps its width: the name wraps in it rather than being cut at its edge.
+    gui.notifications.alert("Critical finding", f"Abnormal finding for patient {name}")
+    toast = gui.window.toast
+    qtbot.waitUntil(toast.isVisible)
+    assert toast.label.minimumSizeHint().width() <= toast.label.width()
+    assert toast.text() == f"Critical finding: Abnormal finding for patient {name}"
 
 
 def test_the_birth_date_picker_offers_no_day_after_today(qtbot: QtBot) -> None:

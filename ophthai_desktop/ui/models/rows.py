@@ -143,6 +143,10 @@ class RowModel(QStandardItemModel):
         is updated if its values changed, one listed elsewhere is moved there, a new one
         inserted. Returns the position after the last of them.
 
+        A key met a second time (a list read in parts, not at one moment: a job read
+        as queued, then as finished) is shown once, at its later place with its later
+        values.
+
         Rows keep their items, so the selection and the scroll position stay with them,
         and a list read again that changed little costs little (putting 10,000 rows in
         anew held the GUI thread for half a second).
@@ -158,6 +162,10 @@ class RowModel(QStandardItemModel):
                 if self._records[key] != row:
                     self.update_row(row)
             elif key in self._records:
+                start = self.position(key)
+                if start is not None and start < position:  # placed already, by these rows
+                    self.move_row(row, position - 1)  # its place once taken out
+                    continue  # the next row goes where this one was put
                 self.move_row(row, position)
             else:
                 self.insertRow(position, self._new_items(row))

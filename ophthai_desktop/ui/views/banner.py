@@ -6,6 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QWidget
 
+from ophthai_desktop.ui.display import breakable
 from ophthai_desktop.ui.views.style import set_style_property
 
 
@@ -31,6 +32,7 @@ class Banner(QFrame):
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self.dismiss)
+        self._text = ""  # as given: the label's may have breaks put in (breakable)
         # What the message shown says once its cause (the database not answering) is
         # gone, and for how long (see resolve).
         self._resolved: tuple[str, int | None] | None = None
@@ -49,7 +51,8 @@ class Banner(QFrame):
         confirmation that is soon out of date). ``resolved``: what it says instead once
         its cause is gone (:meth:`resolve`), for ``resolved_ms`` or until closed."""
         self._resolved = None if resolved is None else (resolved, resolved_ms)
-        self.label.setText(text)
+        self._text = text
+        self.label.setText(breakable(text))  # a long name without spaces: not wider
         set_style_property(self, "kind", kind)
         self.show()
         if shown_ms is None:
@@ -58,13 +61,13 @@ class Banner(QFrame):
             self._timer.start(shown_ms)
 
     def text(self) -> str:
-        return self.label.text() if self.isVisible() else ""
+        return self._text if self.isVisible() else ""
 
     def message(self) -> str:
         """The message it holds, shown or shown once its window is (hidden to the tray,
         a page not in front): what a controller compares to see whether its message is
         still there; "" once closed."""
-        return "" if self.isHidden() else self.label.text()
+        return "" if self.isHidden() else self._text
 
     @property
     def resolvable(self) -> bool:
@@ -84,4 +87,5 @@ class Banner(QFrame):
     def dismiss(self) -> None:
         self._resolved = None
         self.hide()
+        self._text = ""
         self.label.clear()

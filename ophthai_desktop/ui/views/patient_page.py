@@ -3,7 +3,8 @@ the scan viewer and the analysis."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtGui import QResizeEvent, QTextLayout
 from PySide6.QtWidgets import (
     QFormLayout,
     QFrame,
@@ -20,7 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from ophthai_desktop.core.records import PatientRecord
-from ophthai_desktop.ui.display import local_date, local_datetime
+from ophthai_desktop.ui.display import breakable, local_date, local_datetime
 from ophthai_desktop.ui.resources import icon
 from ophthai_desktop.ui.views.scale import scaled
 from ophthai_desktop.ui.views.stepper import WorkflowStepper
@@ -31,6 +32,8 @@ from ophthai_desktop.ui.views.style import set_style_property, set_text
 #: and scroll bar. Narrower, the tab scrolled sideways (at 800 x 600, by ~45 px); the
 #: patient list gives up the room instead.
 TABS_MIN_WIDTH = 300
+#: The most lines the patient's name takes at the top of the page.
+TITLE_LINES = 3
 
 
 def _value_label() -> QLabel:
@@ -39,6 +42,54 @@ def _value_label() -> QLabel:
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     label.setWordWrap(True)
     return label
+
+
+class PatientTitle(QLabel):
+    """The patient's name, wrapped to at most :data:`TITLE_LINES` lines, the last cut
+    short with an ellipsis where the name needs more (the whole name in the tooltip and
+    :meth:`full_text`): a 200-character name took the header's height from the tabs,
+    and the lines that did not fit were cut off without a mark."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setTextFormat(Qt.TextFormat.PlainText)  # names are not markup
+        self.setWordWrap(True)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self._full = ""
+
+    def set_full_text(self, text: str) -> None:
+        self._full = text
+        self.setAccessibleName(text)
+        self._fit()
+
+    def full_text(self) -> str:
+        return self._full
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.FontChange:  # the stylesheet's, or a larger font
+            self._fit()
+
+    def _fit(self) -> None:
+        text = breakable(self._full)
+        width = self.contentsRect().width()
+        layout = QTextLayout(text, self.font())
+        layout.beginLayout()
+        starts = []
+        while len(starts) <= TITLE_LINES and (line := layout.createLine()).isValid():
+            line.setLineWidth(width)
+            starts.append(line.textStart())
+        layout.endLayout()
+        if len(starts) > TITLE_LINES and width > 0:
+            last = starts[TITLE_LINES - 1]
+            rest = self.fontMetrics().elidedText(text[last:], Qt.TextElideMode.ElideRight, width)
+            text = text[:last] + rest
+        self.setToolTip(self._full if text != breakable(self._full) else "")
+        set_text(self, text)
 
 
 def _section(title: str) -> QLabel:
@@ -81,10 +132,8 @@ class PatientPage(QWidget):
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setWordWrap(True)
 
-        self.name = QLabel()
-        self.name.setTextFormat(Qt.TextFormat.PlainText)
-        self.name.setObjectName("patientName")
-        self.name.setWordWrap(True)  # a long name takes two lines, not the screen's width
+        self.name = PatientTitle()
+        self.name.setObjectName("patientName")  # a long name wraps, not the screen's width
         self.name.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.pid = QLabel()
         self.pid.setObjectName("patientId")
@@ -201,7 +250,7 @@ class PatientPage(QWidget):
             self.stack.setCurrentIndex(0)
             return
         self.stack.setCurrentIndex(1)
-        set_text(self.name, patient.name)
+        self.name.set_full_text(patient.name)
         set_text(self.pid, patient.id)
         set_text(self.status, patient.status)
         set_style_property(self.status, "status", patient.status)
@@ -215,12 +264,12 @@ class PatientPage(QWidget):
         set_text(self.appointment, local_datetime(patient.appointment_date) or "not scheduled")
         if patient.validation_status:
             by = f" by {patient.validated_by}" if patient.validated_by else ""
-            set_text(self.validation, f"{patient.validation_status}{by}")
+            set_text(self.validation, breakable(f"{patient.validation_status}{by}"))
         else:
             set_text(self.validation, "not validated")
         symptoms = ", ".join(patient.symptoms) if patient.symptoms else "none recorded"
-        set_text(self.symptoms, symptoms)
-        set_text(self.history, patient.history or "none recorded")
+        set_text(self.symptoms, breakable(symptoms))
+        set_text(self.history, breakable(patient.history or "none recorded"))
         scans = f"Scans ({patient.scan_count})"
         if self.tabs.tabText(1) != scans:
             self.tabs.setTabText(1, scans)

@@ -9,6 +9,7 @@ from PySide6.QtCore import QEvent, QMargins, QObject, QPoint, QRect, QTimer, Slo
 from PySide6.QtGui import QHideEvent, QMouseEvent, QShowEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from ophthai_desktop.ui.display import breakable
 from ophthai_desktop.ui.views.scale import scaled
 from ophthai_desktop.ui.views.style import set_style_property
 
@@ -76,6 +77,7 @@ class Toast(QFrame):
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self.hide)
         self.kind: AlertKind = "info"
+        self._text = ""  # as given: the label's may have breaks put in (breakable)
         #: A less urgent message that came while a more urgent one showed.
         self._waiting: tuple[str, str, AlertKind] | None = None
         self.hide()
@@ -88,7 +90,8 @@ class Toast(QFrame):
             return
         self.kind = kind
         self.title.setText(title)
-        self.label.setText(text)
+        self._text = text
+        self.label.setText(breakable(text))  # a long name without spaces: not wider
         set_style_property(self, "kind", kind)
         self.adjustSize()
         self._place()
@@ -97,7 +100,7 @@ class Toast(QFrame):
         self._timer.start(SHOW_MS)
 
     def text(self) -> str:
-        return f"{self.title.text()}: {self.label.text()}" if self.isVisible() else ""
+        return f"{self.title.text()}: {self._text}" if self.isVisible() else ""
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
         self.hide()
