@@ -389,10 +389,15 @@ class JobService:
             )
 
     def list_queue(self, *, limit: int, finished: int) -> JobQueue:
-        """What a job queue shows first, read at one moment: the open (running and
-        queued) jobs that run first, up to ``limit`` (running, then in
-        :meth:`claim_next`'s order), the ids of the open ones past them, and the newest
-        finished jobs in the room left below ``limit``, at most ``finished``.
+        """What a job queue shows first: the open (running and queued) jobs that run
+        first, up to ``limit`` (running, then in :meth:`claim_next`'s order), the ids of
+        the open ones past them, and the newest finished jobs in the room left below
+        ``limit``, at most ``finished``.
+
+        Read in three queries, not at one moment (SQLite, and PostgreSQL's default
+        isolation, give each its own snapshot): a job that finishes meanwhile can be
+        among both the open and the finished ones; the window lists it once, as the later
+        (``RowModel.place``).
 
         A newest-first page (:meth:`list_jobs`) leaves out what runs next behind a
         backlog of newer queued jobs (the watch folder's, after a restart).
