@@ -397,7 +397,7 @@ class JobService:
         Read in three queries, not at one moment (SQLite, and PostgreSQL's default
         isolation, give each its own snapshot): a job that finishes meanwhile can be
         among both the open and the finished ones; the window lists it once, as the later
-        (``RowModel.place``).
+        (``RowModel.place_rows``).
 
         A newest-first page (:meth:`list_jobs`) leaves out what runs next behind a
         backlog of newer queued jobs (the watch folder's, after a restart).
