@@ -201,6 +201,7 @@ class GuiSession(QObject):
             lambda _settings: self.analysis.follow_user_name()
         )
         self.settings_controller.settings_saved.connect(self.server.follow_settings)
+        self.settings_controller.settings_saved.connect(self.model_manager.follow_settings)
         self.window.open_watch_folder_action.triggered.connect(
             self.settings_controller.open_watch_folder
         )

@@ -1031,3 +1031,53 @@ def test_without_a_user_name_anywhere_the_audit_name_falls_back_on_windows(
 
     assert clinician_name(None) == "clinician"
     assert clinician_name(" Dr. Set ") == "Dr. Set"
+
+
+def test_settings_saved_during_an_analysis_hold_no_pool_thread_and_show(
+    qtbot: QtBot, make_gui: Maker, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """Saving waited in the engine for the running analysis (minutes with the real
+    model) on the window's two-thread pool: two saves held it all, so the model checks,
+    the status refresh and closing the window waited behind them. The model manager
+    then showed the token cap it was opened with."""
+    from PIL import Image
+
+    gui = make_gui(model_path=tiny_checkpoint, device="cpu", max_new_tokens=12)
+    engine = gui.application.engine
+    engine.load()
+    gui.window.model_manager_action.trigger()
+    manager = gui.model_manager.dialog
+    assert manager is not None
+    qtbot.waitUntil(lambda: gui.model_manager.preview is not None, timeout=60_000)
+    decoding, release = threading.Event(), threading.Event()
+
+    class SlowToDecode(Image.Image):
+        def load(self) -> Any:
+            decoding.set()
+            release.wait(30)
+            return super().load()
+
+    image = Image.new("RGB", (64, 64), (120, 40, 20))
+    image.__class__ = SlowToDecode
+    analysis = threading.Thread(target=engine.generate, args=(image,), daemon=True)
+    analysis.start()
+    try:
+        assert decoding.wait(10)
+        for max_new_tokens, device in ((64, "cpu"), (32, "auto")):  # two saves, the last wins
+            dialog = _open(gui)
+            dialog.max_new_tokens.setValue(max_new_tokens)
+            dialog.device.setCurrentText(device)
+            with qtbot.waitSignal(gui.settings_controller.settings_saved, timeout=5000):
+                _ok(dialog)
+        # The saves did not stay on the pool: a status refresh gets through.
+        qtbot.waitUntil(lambda: not gui.slow_tasks.busy, timeout=3000)
+        assert analysis.is_alive()
+        assert manager.max_new_tokens.text() == "32 tokens"  # what the next one uses
+        banner = gui.window.banner.text()
+        assert "Device: the model loaded keeps running as it was" in banner, banner
+    finally:
+        release.set()
+        analysis.join(30)
+    after = engine.generate(Image.new("RGB", (64, 64), (120, 40, 20)))
+    assert after.generation["max_new_tokens"] == 32
+    engine.unload()

@@ -4,8 +4,9 @@ The engine owns the model. Its slow methods (:meth:`InferenceEngine.load`,
 :meth:`~InferenceEngine.unload`, :meth:`~InferenceEngine.download`,
 :meth:`~InferenceEngine.generate`) run on the calling thread, which is the inference
 worker thread, and are serialized by a lock. :meth:`~InferenceEngine.status` is cheap and
-safe from any thread, the GUI thread included. Every state change is published as a
-:class:`~ophthai_desktop.core.events.ModelStateChanged` event.
+safe from any thread, the GUI thread included, and
+:meth:`~InferenceEngine.update_settings` never waits for the slow methods. Every state
+change is published as a :class:`~ophthai_desktop.core.events.ModelStateChanged` event.
 
 Nothing here goes online except :meth:`~InferenceEngine.download`: the model is read
 from ``OPHTHAI_MODEL_PATH`` or from the Hugging Face cache, always as a local folder.
@@ -13,6 +14,7 @@ from ``OPHTHAI_MODEL_PATH`` or from the Hugging Face cache, always as a local fo
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import gc
@@ -22,7 +24,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -267,7 +269,12 @@ class InferenceEngine:
         self._settings = settings
         self._events = events
         self._cache_dir = cache_dir
-        self._lock = threading.RLock()  # load, unload, download, generate
+        # Held for a whole load, unload, download or analysis (see _held); not re-entrant:
+        # none of them calls another.
+        self._lock = threading.Lock()
+        #: Settings saved while the lock was held, taken by whoever releases it next.
+        self._pending: Settings | None = None
+        self._pending_lock = threading.Lock()
         self._status_lock = threading.RLock()
         # Held by the installed check's own thread while it runs (released there).
         self._checking = threading.Lock()
@@ -289,7 +296,8 @@ class InferenceEngine:
 
     @property
     def settings(self) -> Settings:
-        """The settings the engine was built with."""
+        """The settings in use: those saved during a load, unload, download or analysis
+        once it is over (see :meth:`update_settings`)."""
         return self._settings
 
     # Status ----------------------------------------------------------------------------
@@ -341,16 +349,63 @@ class InferenceEngine:
     def update_settings(self, settings: Settings) -> EngineStatus:
         """Use new settings: the generation settings (token cap, thinking budget, image
         budget) from the next analysis; the model source, device and quantization from
-        the next load (unload first to apply them now).
+        the next load (unload first to apply them now). With nothing loaded, the model
+        files the new settings name are checked at once.
 
-        Any thread but the GUI's: waits for a running load or analysis to finish.
+        Any thread but the GUI's (that check looks at folders, maybe on a share). Never
+        waits for a load, unload, download or analysis: the settings are left in a slot
+        that the thread running it empties as it finishes (see :meth:`_release`), so that
+        settings never change in the middle of one. A load that was running loaded with
+        the settings it started with; once it is over, failed or not, the settings are
+        taken, and with nothing loaded (it failed) the files are checked with them,
+        as they would have been with nothing loading. Of two saves before that, the
+        last wins. Returns the status as it is now, before a busy engine took them.
         """
-        with self._lock:
-            self._settings = settings
-            if self._loaded is None:
-                self._recheck_install(settle=True)
-                self._set_status(model_id=settings.model_id, quantization=settings.quantization)
+        with self._pending_lock:
+            self._pending = settings
+        if self._lock.acquire(blocking=False):  # else its holder takes them as it ends
+            self._release()
         return self._status
+
+    @contextlib.contextmanager
+    def _held(self) -> Iterator[None]:
+        """Hold the engine's lock for one load, unload, download or analysis."""
+        self._lock.acquire()
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Take the settings saved while the lock was held, then release it.
+
+        A save made just as the lock is released finds it taken and leaves its settings
+        in the slot: so the slot is looked at again once the lock is free, and taken by
+        this thread if it gets the lock again; a thread that took the lock meanwhile
+        takes them itself as it releases it. No save is left waiting in the slot.
+        """
+        while True:
+            try:
+                self._take_pending()
+            finally:
+                self._lock.release()
+            if self._pending is None or not self._lock.acquire(blocking=False):
+                return
+
+    def _take_pending(self) -> None:
+        """With the lock held: use the settings saved, if any (see update_settings)."""
+        with self._pending_lock:
+            settings, self._pending = self._pending, None
+        if settings is None:
+            return
+        self._settings = settings
+        if self._loaded is not None:
+            return
+        try:
+            self._recheck_install(settle=True)
+            self._set_status(model_id=settings.model_id, quantization=settings.quantization)
+        except Exception:  # not to lose the result of the analysis or load releasing
+            log.warning("checking the model files of the new settings failed", exc_info=True)
 
     @property
     def is_ready(self) -> bool:
@@ -546,7 +601,7 @@ class InferenceEngine:
             DownloadCancelled: ``cancel`` was set; the state returns to ``not_installed``.
             ModelUnavailable: The download failed; the state is ``error``.
         """
-        with self._lock:
+        with self._held():
             install = self._recheck_install(settle=self._loaded is None)
             if install.folder is not None:
                 return install.folder
@@ -602,7 +657,7 @@ class InferenceEngine:
             ModelUnavailable: Not installed, the device or quantization is unavailable,
                 not enough memory, or the files failed to load (state ``error``).
         """
-        with self._lock:
+        with self._held():
             if self._loaded is not None:
                 return self._status
             install = self._recheck_install(settle=True)
@@ -733,7 +788,7 @@ class InferenceEngine:
 
         Waits for a running :meth:`generate` to finish; cancel it first.
         """
-        with self._lock:
+        with self._held():
             loaded, self._loaded = self._loaded, None
             if loaded is None:
                 if self._status.state is ModelState.ERROR:
@@ -781,7 +836,7 @@ class InferenceEngine:
             InvalidInput: The image cannot be read.
         """
         started = time.perf_counter()
-        with self._lock:
+        with self._held():
             loaded = self._loaded
             if loaded is None:
                 raise ModelUnavailable(

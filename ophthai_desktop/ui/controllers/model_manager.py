@@ -76,6 +76,14 @@ class ModelManagerController(QObject):
         self._check(refresh=False)  # keeps an error on show until "Check again"
         return self.dialog
 
+    @Slot(object)
+    def follow_settings(self, _settings: object) -> None:
+        """Settings were saved: an open dialog shows the generation settings the next
+        analysis runs with, and works out the device and memory of the next load again."""
+        if self.dialog is not None:
+            self.dialog.show_settings(self._app.settings)
+            self._check(refresh=False)
+
     def stop(self) -> None:
         """Cancel a running download (the window is closing)."""
         if self._cancel is not None:

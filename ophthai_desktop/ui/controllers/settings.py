@@ -38,6 +38,7 @@ from PySide6.QtCore import QObject, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices, QFont, QGuiApplication
 
 from ophthai_desktop.core.errors import InvalidInput
+from ophthai_desktop.core.inference.engine import ModelState
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.settings import (
     USER_SETTINGS_FILE,
@@ -95,6 +96,10 @@ WATCHER_SETUP = ("watch_folder_enabled", "watch_folder_path", "watch_folder_requ
                  "watch_use_polling", "watch_poll_seconds")  # fmt: skip
 #: Taken by the API server when it next starts (the dialog's "restart needed" group).
 AT_SERVER_START = frozenset({"api_enabled", "api_host", "api_port", "api_token", "cors_origins"})
+#: Taken by the engine at its next load: a model loaded (or loading) keeps what it has.
+AT_NEXT_LOAD = frozenset({"model_id", "model_path", "device", "quantization"})
+#: Model states in which a change of AT_NEXT_LOAD waits for the next load.
+_MODEL_IN_MEMORY = frozenset({ModelState.LOADING, ModelState.READY})
 #: The settings file's permissions: read and write for its owner only.
 SETTINGS_FILE_MODE = 0o600
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -655,6 +660,13 @@ class SettingsController(QObject):
                     f"{', '.join(waiting)}: the API server runs as it was until it is "
                     "restarted (Tools → API server…) or OphthAI starts again."
                 )
+            next_load = [LABELS[name] for name in stored if name in AT_NEXT_LOAD]
+            if next_load and self._app.engine.status().state in _MODEL_IN_MEMORY:
+                notes.append(
+                    f"{', '.join(next_load)}: the model loaded keeps running as it was; "
+                    "the new settings are used from its next load (AI → Unload model, "
+                    "then load it again)."
+                )
             if overridden:
                 notes.append(
                     f"{', '.join(overridden)} "
@@ -690,7 +702,9 @@ class SettingsController(QObject):
         )
         if watch_changed:
             self._watch_folder.follow(updated)
-        # The engine waits for a running analysis before it takes them: a pool thread.
+        # A running load or analysis goes on with the settings it started with and the
+        # engine takes these as it ends, without waiting for it; with nothing loaded it
+        # checks the model files now (maybe on a share): a pool thread.
         engine = app.engine
         self._ctx.slow_tasks.submit(lambda: engine.update_settings(updated), lambda _r: None)
         self.settings_saved.emit(updated)

@@ -192,7 +192,8 @@ class ModelManagerDialog(QDialog):
         layout.addWidget(buttons)
 
     def show_settings(self, settings: Settings) -> None:
-        """The generation settings the analyses run with."""
+        """The generation settings the analyses run with (from the next one, when
+        saved while one runs)."""
         self.max_new_tokens.setText(f"{settings.max_new_tokens:,} tokens")
         self.thinking_budget.setText(f"{settings.thinking_budget:,} tokens")
         self.max_pixels.setText(

@@ -739,3 +739,207 @@ def test_update_settings_applies_to_the_next_analysis(
     engine.update_settings(base.model_copy(update={"max_new_tokens": 3}))
     assert engine.generate(image).completion_tokens == 3
     engine.unload()
+
+
+def _in_the_background(call: Callable[[], object]) -> threading.Thread:
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_settings_saved_during_an_analysis_do_not_wait_for_it(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """The window saves settings on its two-thread pool: a save that waited for an
+    analysis (minutes with the real model) held a pool thread, and two saves the whole
+    pool, so model checks, the status refresh and closing the app waited behind them.
+    The running analysis keeps its settings; the next one takes the last saved."""
+    base = make_settings(tmp_path, model_path=tiny_checkpoint, max_new_tokens=6)
+    engine = InferenceEngine(base)
+    engine.load()
+    decoding, release = threading.Event(), threading.Event()
+
+    class SlowToDecode(Image.Image):
+        def load(self) -> Any:
+            decoding.set()
+            release.wait(10)
+            return super().load()
+
+    image = fundus_like_image()
+    image.__class__ = SlowToDecode
+    results: list[Any] = []
+    worker = _in_the_background(lambda: results.append(engine.generate(image)))
+    try:
+        assert decoding.wait(10)
+        for max_new_tokens in (4, 3):  # two saves in a row: the last wins
+            save = _in_the_background(
+                lambda n=max_new_tokens: engine.update_settings(  # type: ignore[misc]
+                    base.model_copy(update={"max_new_tokens": n})
+                )
+            )
+            save.join(2)
+            assert not save.is_alive(), "update_settings waited for the analysis"
+        assert worker.is_alive()  # the analysis was still running meanwhile
+        assert engine.status().state is ModelState.READY
+    finally:
+        release.set()
+        worker.join(30)
+    assert results[0].generation["max_new_tokens"] == 6  # ran with what it started with
+    after = engine.generate(fundus_like_image())
+    assert after.generation["max_new_tokens"] == 3
+    assert after.completion_tokens <= 3
+    engine.unload()
+
+
+def test_settings_saved_during_a_load_apply_from_the_next_load(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A save during a load does not wait for it, nor says "installed" while it loads;
+    the model loaded is the one the load started with, and the next load (after an
+    unload) reads the folder saved."""
+    from ophthai_desktop.core.inference import engine as engine_module
+
+    bus = EventBus()
+    events: list[Event] = []
+    bus.subscribe(events.append)
+    other = shutil.copytree(tiny_checkpoint, tmp_path / "other-model")
+    engine = InferenceEngine(make_settings(tmp_path, model_path=tiny_checkpoint), events=bus)
+    loading, release = threading.Event(), threading.Event()
+    real_load_model = engine_module._load_model
+
+    def slow_load_model(*args: Any) -> Any:
+        loading.set()
+        release.wait(10)
+        return real_load_model(*args)
+
+    monkeypatch.setattr(engine_module, "_load_model", slow_load_model)
+    loader = _in_the_background(engine.load)
+    try:
+        assert loading.wait(10)
+        save = _in_the_background(
+            lambda: engine.update_settings(make_settings(tmp_path, model_path=other))
+        )
+        save.join(2)
+        assert not save.is_alive(), "update_settings waited for the load"
+        assert engine.status().state is ModelState.LOADING
+    finally:
+        release.set()
+        loader.join(30)
+    ready = engine.status()
+    assert ready.state is ModelState.READY
+    assert ready.model_source == str(tiny_checkpoint)  # what is loaded
+    assert model_states(events) == ["loading", "ready"]
+
+    engine.unload()
+    assert engine.status().model_source == str(other)  # the next load's
+    engine.load()
+    assert engine.status().model_source == str(other)
+    engine.unload()
+
+
+def test_settings_saved_during_a_load_that_fails_are_checked_once_it_failed(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The load's error was about the settings it started with: once it fails, the
+    files the saved settings name are checked, as a save with nothing loaded does."""
+    from ophthai_desktop.core.inference import engine as engine_module
+
+    engine = InferenceEngine(make_settings(tmp_path, model_path=tiny_checkpoint))
+    loading, release = threading.Event(), threading.Event()
+
+    def failing_load_model(*_args: Any) -> Any:
+        loading.set()
+        release.wait(10)
+        raise RuntimeError("the device went away")
+
+    monkeypatch.setattr(engine_module, "_load_model", failing_load_model)
+    failures: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            engine.load()
+        except ModelUnavailable as exc:
+            failures.append(exc)
+
+    loader = _in_the_background(load)
+    missing = tmp_path / "no-model-here"
+    try:
+        assert loading.wait(10)
+        save = _in_the_background(
+            lambda: engine.update_settings(make_settings(tmp_path, model_path=missing))
+        )
+        save.join(2)
+        assert not save.is_alive(), "update_settings waited for the load"
+        assert engine.status().state is ModelState.LOADING
+    finally:
+        release.set()
+        loader.join(30)
+    assert failures, "the load did not fail"
+    after = engine.status()
+    assert after.state is ModelState.NOT_INSTALLED
+    assert after.model_source == str(missing)
+
+
+def test_settings_saved_during_an_unload_are_checked_once_it_is_done(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ophthai_desktop.core.inference import engine as engine_module
+
+    engine = InferenceEngine(make_settings(tmp_path, model_path=tiny_checkpoint))
+    engine.load()
+    unloading, release = threading.Event(), threading.Event()
+
+    def slow_empty_cache(_device: str) -> None:
+        unloading.set()
+        release.wait(10)
+
+    monkeypatch.setattr(engine_module, "_empty_device_cache", slow_empty_cache)
+    unloader = _in_the_background(engine.unload)
+    missing = tmp_path / "no-model-here"
+    try:
+        assert unloading.wait(10)
+        save = _in_the_background(
+            lambda: engine.update_settings(make_settings(tmp_path, model_path=missing))
+        )
+        save.join(2)
+        assert not save.is_alive(), "update_settings waited for the unload"
+    finally:
+        release.set()
+        unloader.join(30)
+    after = engine.status()
+    assert (after.state, after.model_source) == (ModelState.NOT_INSTALLED, str(missing))
+
+
+def test_settings_saved_with_nothing_loaded_are_checked_at_once(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    engine = InferenceEngine(make_settings(tmp_path, model_path=tmp_path / "missing"))
+    assert engine.status().state is ModelState.NOT_INSTALLED
+    status = engine.update_settings(
+        make_settings(tmp_path, model_path=tiny_checkpoint, quantization="8bit")
+    )
+    assert status.state is ModelState.INSTALLED
+    assert (status.model_source, status.quantization) == (str(tiny_checkpoint), "8bit")
+
+
+def test_settings_saved_as_the_engine_finishes_are_not_left_waiting(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A save that finds the engine's lock still held as its holder has just taken the
+    settings saved before is taken once the lock is free, not at some later load."""
+    engine = InferenceEngine(make_settings(tmp_path, model_path=tmp_path / "first"))
+    real_take = engine._take_pending
+    late = make_settings(tmp_path, model_path=tiny_checkpoint)
+    saved_late: list[EngineStatus] = []
+
+    def take_then_a_save_arrives() -> None:
+        real_take()
+        if not saved_late:  # the holder is between taking the slot and releasing
+            save = _in_the_background(lambda: saved_late.append(engine.update_settings(late)))
+            save.join(5)
+            assert saved_late, "update_settings waited for the lock"
+
+    monkeypatch.setattr(engine, "_take_pending", take_then_a_save_arrives)
+    engine.update_settings(make_settings(tmp_path, model_path=tmp_path / "second"))
+    after = engine.status()
+    assert (after.state, after.model_source) == (ModelState.INSTALLED, str(tiny_checkpoint))
