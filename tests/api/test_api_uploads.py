@@ -1,0 +1,117 @@
+"""Multipart uploads that go wrong: each is refused saying what happened and what to
+send instead, and nothing of it is stored (no scan, no image file, no patient)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ophthai_desktop.core.settings import Settings
+from tests.conftest import png_bytes
+
+BOUNDARY = "ophthai-upload-test"
+MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
+UPLOAD_ROUTES = ("scans", "analyze-upload")
+
+
+def part(name: str, data: bytes, filename: str | None = "scan.png") -> bytes:
+    disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+    head = f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n"
+    if filename:
+        head += "Content-Type: image/png\r\n"
+    return head.encode() + b"\r\n" + data + b"\r\n"
+
+
+def multipart(*parts: bytes) -> bytes:
+    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
+
+
+def stored_files(settings: Settings) -> list[Path]:
+    """Every file under the image store, the staging folder's included."""
+    return [p for p in settings.images_dir.rglob("*") if p.is_file()]
+
+
+def url(client: TestClient, route: str) -> str:
+    if route == "analyze-upload":
+        return "/api/ai/analyze-upload"
+    pid = client.post("/api/patients", json={"name": "Ada"}).json()["id"]
+    return f"/api/patients/{pid}/scans"
+
+
+def nothing_stored(client: TestClient, settings: Settings) -> bool:
+    patients = client.get("/api/patients").json()
+    scans = [s for p in patients for s in client.get(f"/api/patients/{p['id']}/scans").json()]
+    return scans == [] and stored_files(settings) == [] and len(patients) <= 1
+
+
+@pytest.mark.parametrize("route", UPLOAD_ROUTES)
+@pytest.mark.parametrize(
+    "cut",
+    [
+        pytest.param(len(f"--{BOUNDARY}--\r\n"), id="before-the-closing-boundary"),
+        pytest.param(len(f"\r\n--{BOUNDARY}--\r\n") + 40, id="inside-the-file"),
+    ],
+)
+def test_a_multipart_body_cut_off_is_a_400_that_says_so(
+    client: TestClient, settings: Settings, route: str, cut: int
+) -> None:
+    """The parser stopped where the body stopped and gave the parts it had finished:
+    the image was lost and the answer blamed the client ("file: Field required")."""
+    body = multipart(part("file", png_bytes((40, 30))))
+    target = url(client, route)
+
+    response = client.post(target, content=body[:-cut], headers={"Content-Type": MULTIPART})
+
+    assert response.status_code == 400, response.text
+    message = response.json()["message"]
+    assert "incomplete" in message and "closing boundary" in message
+    assert "Field required" not in message
+    assert nothing_stored(client, settings)
+
+
+def test_a_body_cut_in_the_headers_of_its_part_is_a_400(
+    client: TestClient, settings: Settings
+) -> None:
+    body = multipart(part("file", png_bytes((40, 30))))
+
+    response = client.post(
+        url(client, "scans"), content=body[:30], headers={"Content-Type": MULTIPART}
+    )
+
+    assert response.status_code == 400
+    assert "closing boundary" in response.json()["message"]
+    assert nothing_stored(client, settings)
+
+
+def test_an_empty_multipart_body_says_it_is_empty(client: TestClient, settings: Settings) -> None:
+    response = client.post(url(client, "scans"), content=b"", headers={"Content-Type": MULTIPART})
+
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("the multipart body is empty")
+    assert nothing_stored(client, settings)
+
+
+def test_a_whole_body_with_an_epilogue_is_taken(client: TestClient) -> None:
+    """RFC 2046 lets text follow the closing boundary; the check looks for the boundary,
+    not for the body's last bytes."""
+    body = multipart(part("file", png_bytes((40, 30)))) + b"an epilogue\r\n"
+
+    response = client.post(url(client, "scans"), content=body, headers={"Content-Type": MULTIPART})
+
+    assert response.status_code == 201, response.text
+
+
+def test_a_closing_boundary_split_across_chunks_is_found(client: TestClient) -> None:
+    body = multipart(part("file", png_bytes((40, 30))))
+
+    def chunks() -> object:
+        for i in range(0, len(body), 7):  # the delimiter arrives in two or three pieces
+            yield body[i : i + 7]
+
+    response = client.post(
+        url(client, "scans"), content=chunks(), headers={"Content-Type": MULTIPART}
+    )
+
+    assert response.status_code == 201, response.text
