@@ -115,3 +115,50 @@ def test_a_closing_boundary_split_across_chunks_is_found(client: TestClient) -> 
     )
 
     assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize("route", UPLOAD_ROUTES)
+def test_two_files_in_one_upload_are_a_422_not_the_last_one_taken(
+    client: TestClient, settings: Settings, route: str
+) -> None:
+    """FastAPI takes the last value of a field sent twice: the first image was dropped
+    without a word and the second filed (201)."""
+    body = multipart(part("file", png_bytes((40, 30))), part("file", png_bytes((41, 30))))
+
+    response = client.post(url(client, route), content=body, headers={"Content-Type": MULTIPART})
+
+    assert response.status_code == 422, response.text
+    assert response.json()["message"] == "file: 2 files sent; send one image per request"
+    assert response.json()["errors"][0]["loc"] == ["body", "file"]
+    assert nothing_stored(client, settings)
+
+
+def test_a_form_field_sent_twice_with_different_values_is_a_422(
+    client: TestClient, settings: Settings
+) -> None:
+    body = multipart(
+        part("file", png_bytes((40, 30))),
+        part("modality", b"OCT", filename=None),
+        part("modality", b"fundus", filename=None),
+    )
+
+    response = client.post(url(client, "scans"), content=body, headers={"Content-Type": MULTIPART})
+
+    assert response.status_code == 422
+    assert response.json()["message"] == (
+        "modality: given more than once, with different values; send it once"
+    )
+    assert nothing_stored(client, settings)
+
+
+def test_a_form_field_sent_twice_alike_is_taken(client: TestClient) -> None:
+    body = multipart(
+        part("file", png_bytes((40, 30))),
+        part("modality", b"OCT", filename=None),
+        part("modality", b"OCT", filename=None),
+    )
+
+    response = client.post(url(client, "scans"), content=body, headers={"Content-Type": MULTIPART})
+
+    assert response.status_code == 201, response.text
+    assert response.json()["modality"] == "OCT"
