@@ -162,3 +162,73 @@ def test_a_form_field_sent_twice_alike_is_taken(client: TestClient) -> None:
 
     assert response.status_code == 201, response.text
     assert response.json()["modality"] == "OCT"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "named"),
+    [
+        ("application/json", b'{"file": "scan.png"}', "application/json"),
+        ("image/png", png_bytes((40, 30)), "image/png"),
+        (None, b"", "a body without a Content-Type"),
+    ],
+)
+@pytest.mark.parametrize("route", UPLOAD_ROUTES)
+def test_an_upload_that_is_no_multipart_form_says_what_to_send(
+    client: TestClient,
+    settings: Settings,
+    route: str,
+    content_type: str | None,
+    body: bytes,
+    named: str,
+) -> None:
+    """It was "file: Field required": the client that posted the image's bytes, or
+    JSON, was told a field was missing rather than that the body must be a form."""
+    headers = {"Content-Type": content_type} if content_type else {}
+
+    response = client.post(url(client, route), content=body, headers=headers)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["message"] == (
+        f"file: not sent: this endpoint takes a multipart/form-data body, not {named}"
+    )
+    assert response.json()["errors"][0]["loc"] == ["body", "file"]
+    assert nothing_stored(client, settings)
+
+
+def test_a_text_value_for_file_says_it_must_be_a_file(
+    client: TestClient, settings: Settings
+) -> None:
+    as_text = multipart(part("file", b"scan.png", filename=None))
+    target = url(client, "scans")
+
+    in_multipart = client.post(target, content=as_text, headers={"Content-Type": MULTIPART})
+    urlencoded = client.post(target, data={"file": "scan.png"})
+
+    assert in_multipart.status_code == urlencoded.status_code == 422
+    assert in_multipart.json()["message"] == (
+        "file: must be a file (a part with a filename, as curl -F 'file=@scan.png' sends "
+        "it), not text"
+    )
+    assert urlencoded.json()["message"] == (
+        "file: must be a file, which an application/x-www-form-urlencoded body cannot "
+        "carry: send multipart/form-data"
+    )
+    assert "class" not in in_multipart.text
+    assert nothing_stored(client, settings)
+
+
+def test_a_multipart_content_type_without_its_boundary_says_to_let_the_client_write_it(
+    client: TestClient, settings: Settings
+) -> None:
+    """The usual mistake: a Content-Type set by hand for a FormData body."""
+    body = multipart(part("file", png_bytes((40, 30))))
+
+    response = client.post(
+        url(client, "scans"), content=body, headers={"Content-Type": "multipart/form-data"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["message"].startswith(
+        "the Content-Type multipart/form-data names no boundary: let the HTTP client write"
+    )
+    assert nothing_stored(client, settings)
