@@ -223,7 +223,7 @@ class BodySizeLimit:
                 except ValueError:
                     declared = 0
                 if declared > self.max_bytes:
-                    await self._refuse(send)
+                    await self._refuse(send, declared)
                     return
         received = 0
         response_started = False
@@ -249,8 +249,9 @@ class BodySizeLimit:
             if not response_started:
                 await self._refuse(send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps(error_body(too_large_message(self.max_bytes))).encode()
+    async def _refuse(self, send: Send, size: int | None = None) -> None:
+        """The 413, giving the body's size when its ``Content-Length`` said it."""
+        body = json.dumps(error_body(too_large_message(self.max_bytes, size))).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -273,8 +274,12 @@ class _TooLarge(HTTPException):
         super().__init__(status_code=413, detail=too_large_message(max_bytes))
 
 
-def too_large_message(max_bytes: int) -> str:
-    return f"the request body is larger than the limit of {format_bytes(max_bytes)}"
+def too_large_message(max_bytes: int, size: int | None = None) -> str:
+    """Why a request body is refused: its size where it is known (its
+    ``Content-Length``), as an image's 413 gives the image's."""
+    if size is None or format_bytes(size) == format_bytes(max_bytes):
+        return f"the request body is larger than the limit of {format_bytes(max_bytes)}"
+    return f"the request body is {format_bytes(size)}; the limit is {format_bytes(max_bytes)}"
 
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
