@@ -206,6 +206,15 @@ class BodySizeLimit:
     """Refuses request bodies over ``max_bytes`` with 413, before they are buffered.
 
     Checks ``Content-Length`` up front and counts streamed chunks for bodies without it.
+
+    A body refused by its ``Content-Length`` is being sent as the 413 goes out, unless
+    its client waits for ``100 Continue`` (``Expect``), which it then never gets. The
+    first kind of connection is kept, so that the server reads the rest of the body and
+    drops it (it is never held; a body that stalls is cut off as any other): closed with
+    that body unread, its socket reset the connection, and a client that sends its whole
+    body before reading the answer (Python's http.client and requests, past the few
+    megabytes the sockets buffer) lost the 413 to "Connection reset by peer". The
+    second kind is closed, since its body never comes.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -223,7 +232,7 @@ class BodySizeLimit:
                 except ValueError:
                     declared = 0
                 if declared > self.max_bytes:
-                    await self._refuse(send, declared)
+                    await self._refuse(send, declared, close=_awaits_continue(scope))
                     return
         received = 0
         response_started = False
@@ -249,21 +258,26 @@ class BodySizeLimit:
             if not response_started:
                 await self._refuse(send)
 
-    async def _refuse(self, send: Send, size: int | None = None) -> None:
-        """The 413, giving the body's size when its ``Content-Length`` said it."""
+    async def _refuse(self, send: Send, size: int | None = None, *, close: bool = True) -> None:
+        """The 413, giving the body's size when its ``Content-Length`` said it; with
+        ``close``, the connection ends after it (see the class's doc)."""
         body = json.dumps(error_body(too_large_message(self.max_bytes, size))).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        if close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _awaits_continue(scope: Scope) -> bool:
+    """Whether the request's client waits for ``100 Continue`` before its body."""
+    return any(
+        name == b"expect" and value.strip().lower() == b"100-continue"
+        for name, value in scope.get("headers", ())
+    )
 
 
 class _TooLarge(HTTPException):

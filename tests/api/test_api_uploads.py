@@ -3,17 +3,26 @@ send instead, and nothing of it is stored (no scan, no image file, no patient)."
 
 from __future__ import annotations
 
+import http.client
+import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from ophthai_desktop.api import create_app
+from ophthai_desktop.api.server import ApiServer
+from ophthai_desktop.bootstrap import Application, build_application
+from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.settings import Settings
-from tests.conftest import png_bytes
+from tests.conftest import make_settings, png_bytes
+from tests.support.raw_http import StartServer, open_socket, read_until_closed
 
 BOUNDARY = "ophthai-upload-test"
 MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
 UPLOAD_ROUTES = ("scans", "analyze-upload")
+ACTOR = Actor(who="test", via="api")
 
 
 def part(name: str, data: bytes, filename: str | None = "scan.png") -> bytes:
@@ -232,3 +241,61 @@ def test_a_multipart_content_type_without_its_boundary_says_to_let_the_client_wr
         "the Content-Type multipart/form-data names no boundary: let the HTTP client write"
     )
     assert nothing_stored(client, settings)
+
+
+@pytest.fixture
+def small_app(tmp_path: Path) -> Iterator[Application]:
+    """Services whose request limit is 64 KiB."""
+    application = build_application(make_settings(tmp_path, max_request_bytes=64 * 1024))
+    yield application
+    application.close()
+
+
+def post_whole_body_then_read(server: ApiServer, path: str, body: bytes) -> tuple[int, bytes]:
+    """As Python's http.client (and requests) do: the whole body sent, then the answer
+    read."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        connection.request("POST", path, body=body, headers={"Content-Type": MULTIPART})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_a_huge_upload_gets_its_413_not_a_connection_reset(
+    live_server: StartServer, small_app: Application
+) -> None:
+    """Refused by its Content-Length as it was being sent, the body was left unread and
+    the connection closed: the socket reset it, and a client that sends the whole body
+    before reading lost the 413 ("Connection reset by peer")."""
+    server = live_server(create_app(small_app))
+    pid = small_app.patients.create_patient({"name": "Ada"}, actor=ACTOR).id
+    body = multipart(part("file", b"\0" * 48 * 1024 * 1024))
+
+    status, answer = post_whole_body_then_read(server, f"/api/patients/{pid}/scans", body)
+
+    assert status == 413
+    assert json.loads(answer)["message"] == "the request body is 50.3 MB; the limit is 65.5 KB"
+    assert not small_app.patients.list_scans(pid)
+
+
+def test_a_huge_upload_waiting_for_100_continue_gets_its_413_and_the_close(
+    live_server: StartServer, small_app: Application
+) -> None:
+    """Its body never comes (curl waits for 100 Continue past 1 MB): the connection ends
+    after the 413 rather than waiting for it."""
+    server = live_server(create_app(small_app))
+    pid = small_app.patients.create_patient({"name": "Ada"}, actor=ACTOR).id
+    head = (
+        f"POST /api/patients/{pid}/scans HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: {MULTIPART}\r\nContent-Length: {50 * 1024 * 1024}\r\n"
+        "Expect: 100-continue\r\n\r\n"
+    ).encode()
+
+    with open_socket(server) as sock:
+        sock.sendall(head)
+        answer = read_until_closed(sock, 10)
+
+    assert answer.startswith(b"HTTP/1.1 413 "), answer
+    assert b"connection: close" in answer.lower()
