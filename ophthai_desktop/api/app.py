@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 
 from ophthai_desktop import __version__
+from ophthai_desktop.api.bodies import MultipartCompleteness
 from ophthai_desktop.api.errors import install_error_handlers
 from ophthai_desktop.api.head_requests import HeadAsGet
 from ophthai_desktop.api.hub import WebSocketHub
@@ -79,6 +80,7 @@ def create_app(application: Application) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=5)
     app.add_middleware(LoopbackHostGuard)
+    app.add_middleware(MultipartCompleteness)  # inside the size limit: that one's 413 first
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(
         ApiCORSMiddleware,

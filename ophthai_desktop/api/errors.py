@@ -16,7 +16,7 @@ import logging
 import typing
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AliasChoices
@@ -285,6 +285,50 @@ async def _body_keys(request: Request) -> frozenset[str]:
     return frozenset(body) if isinstance(body, dict) else frozenset()
 
 
+#: What FastAPI says of a text value where a route takes a file (``received: <class 'str'>``).
+NOT_A_FILE = "Expected UploadFile"
+
+#: What Starlette's form parser says of a malformed multipart body, and what we say.
+MULTIPART_MESSAGES = {
+    "Missing boundary in multipart.": (
+        "the Content-Type multipart/form-data names no boundary: let the HTTP client write "
+        "the Content-Type of a multipart body (one set by hand leaves the boundary out)"
+    ),
+    "Invalid multipart data.": (
+        "the multipart body could not be read: it is malformed; send the form again as "
+        "the HTTP client writes it"
+    ),
+}
+
+
+def _takes_form(request: Request) -> bool:
+    """Whether the request's route reads its body as a form (an upload)."""
+    body = getattr(request.scope.get("route"), "body_field", None)
+    return isinstance(getattr(body, "field_info", None), params.Form)
+
+
+def _form_problem(request: Request, kind: str, msg: str) -> str:
+    """A form route's problem with a field, said so that the client sees what to send:
+    a body that is no multipart form at all is named (its fields were not "required",
+    they could not come), and a text value where a file belongs is not "Expected
+    UploadFile, received: <class 'str'>"."""
+    sent = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "missing" and sent != "multipart/form-data":
+        what = sent or "a body without a Content-Type"
+        return f"not sent: this endpoint takes a multipart/form-data body, not {what}"
+    if msg.startswith(NOT_A_FILE):
+        if sent == "application/x-www-form-urlencoded":
+            return (
+                "must be a file, which an application/x-www-form-urlencoded body cannot "
+                "carry: send multipart/form-data"
+            )
+        return (
+            "must be a file (a part with a filename, as curl -F 'file=@scan.png' sends "
+            "it), not text"
+        )
+    return msg
+
+
 #: What pydantic calls a body that is not a JSON object (a form post, text, an array).
 NOT_AN_OBJECT = frozenset({"model_attributes_type", "dict_type"})
 
@@ -326,6 +370,8 @@ def install_error_handlers(app: FastAPI) -> None:
         text = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 400 and text == FASTAPI_BODY_ERROR:
             text = UNREADABLE_BODY
+        if exc.status_code == 400:
+            text = MULTIPART_MESSAGES.get(text, text)
         if exc.status_code == 404 and text == http.HTTPStatus.NOT_FOUND.phrase:
             # Starlette's, for a path no route takes. The path is the client's own,
             # repeated to it; it is never logged (it may hold a patient's id or name).
@@ -369,6 +415,8 @@ def install_error_handlers(app: FastAPI) -> None:
                     msg = f"given twice, as {other} and {parts[0]}; send one of them"
                 elif not _sent_as_form(request):  # a form's own say so (params.not_taken)
                     msg = f"this endpoint takes no such field (it takes: {_body_takes(request)})"
+            if location[:1] == ["body"] and _takes_form(request):
+                msg = _form_problem(request, kind, msg)
             if kind == "json_invalid":
                 parts = []
                 reason = (error.get("ctx") or {}).get("error")

@@ -51,8 +51,31 @@ def form_fields(*names: str) -> Any:
         unknown = sorted({key for key in form if key not in names})
         if unknown:
             raise not_taken("body", unknown, ", ".join(names))
+        # FastAPI takes the last of a field sent twice: of two files, the first was
+        # dropped without a word (and of two different patient ids, one was chosen).
+        repeated = [key for key in names if len(set(map(_sent, form.getlist(key)))) > 1]
+        if repeated:
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("body", key),
+                        "msg": (
+                            f"{len(form.getlist(key))} files sent; send one image per request"
+                            if key == "file"
+                            else "given more than once, with different values; send it once"
+                        ),
+                        "type": "value_error",
+                    }
+                    for key in repeated
+                ]
+            )
 
     return Depends(check)
+
+
+def _sent(value: object) -> object:
+    """A form field's value, to tell repeats apart: each file is one of its own."""
+    return value if isinstance(value, str) else id(value)
 
 
 def one_value(first: T | None, second: T | None, field: str) -> T | None:

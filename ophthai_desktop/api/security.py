@@ -206,6 +206,15 @@ class BodySizeLimit:
     """Refuses request bodies over ``max_bytes`` with 413, before they are buffered.
 
     Checks ``Content-Length`` up front and counts streamed chunks for bodies without it.
+
+    A body refused by its ``Content-Length`` is being sent as the 413 goes out, unless
+    its client waits for ``100 Continue`` (``Expect``), which it then never gets. The
+    first kind of connection is kept, so that the server reads the rest of the body and
+    drops it (it is never held; a body that stalls is cut off as any other): closed with
+    that body unread, its socket reset the connection, and a client that sends its whole
+    body before reading the answer (Python's http.client and requests, past the few
+    megabytes the sockets buffer) lost the 413 to "Connection reset by peer". The
+    second kind is closed, since its body never comes.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -223,7 +232,7 @@ class BodySizeLimit:
                 except ValueError:
                     declared = 0
                 if declared > self.max_bytes:
-                    await self._refuse(send)
+                    await self._refuse(send, declared, close=_awaits_continue(scope))
                     return
         received = 0
         response_started = False
@@ -249,20 +258,26 @@ class BodySizeLimit:
             if not response_started:
                 await self._refuse(send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps(error_body(too_large_message(self.max_bytes))).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
+    async def _refuse(self, send: Send, size: int | None = None, *, close: bool = True) -> None:
+        """The 413, giving the body's size when its ``Content-Length`` said it; with
+        ``close``, the connection ends after it (see the class's doc)."""
+        body = json.dumps(error_body(too_large_message(self.max_bytes, size))).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        if close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _awaits_continue(scope: Scope) -> bool:
+    """Whether the request's client waits for ``100 Continue`` before its body."""
+    return any(
+        name == b"expect" and value.strip().lower() == b"100-continue"
+        for name, value in scope.get("headers", ())
+    )
 
 
 class _TooLarge(HTTPException):
@@ -273,8 +288,12 @@ class _TooLarge(HTTPException):
         super().__init__(status_code=413, detail=too_large_message(max_bytes))
 
 
-def too_large_message(max_bytes: int) -> str:
-    return f"the request body is larger than the limit of {format_bytes(max_bytes)}"
+def too_large_message(max_bytes: int, size: int | None = None) -> str:
+    """Why a request body is refused: its size where it is known (its
+    ``Content-Length``), as an image's 413 gives the image's."""
+    if size is None or format_bytes(size) == format_bytes(max_bytes):
+        return f"the request body is larger than the limit of {format_bytes(max_bytes)}"
+    return f"the request body is {format_bytes(size)}; the limit is {format_bytes(max_bytes)}"
 
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})

@@ -459,6 +459,20 @@ def test_an_upload_over_the_request_limit_is_413(small: TestClient) -> None:
     assert small.get(f"/api/patients/{pid}/scans").json() == []
 
 
+def test_an_upload_over_the_request_limit_gives_its_size(small: TestClient) -> None:
+    """Its Content-Length says it (40,000 bytes of image and the form around them): the
+    413 gives the upload's real size, as the README says (it was "larger than the limit
+    of 2.0 KB" whatever the size)."""
+    pid = small.post("/api/patients", json={"name": "Ada"}).json()["id"]
+
+    response = small.post(
+        f"/api/patients/{pid}/scans", files={"file": ("big.png", os.urandom(40_000), "image/png")}
+    )
+
+    assert response.status_code == 413
+    assert response.json()["message"] == "the request body is 40.2 KB; the limit is 2.0 KB"
+
+
 def test_a_chunked_upload_over_the_request_limit_is_413(small: TestClient) -> None:
     pid = small.post("/api/patients", json={"name": "Ada"}).json()["id"]
     boundary = "ophthai-test-boundary"

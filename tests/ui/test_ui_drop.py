@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -151,6 +153,38 @@ def test_a_file_gone_before_the_check_is_not_called_a_folder(
     qtbot.waitUntil(lambda: "1 image added" in banner.text())
     assert "moved_away.png: the file is no longer there (moved or deleted)" in banner.text()
     assert "series: it is not a file (folders are not imported)" in banner.text()
+
+
+@pytest.mark.skipif(
+    sys.platform == "win32" or getattr(os, "geteuid", lambda: 0)() == 0,
+    reason="permission bits do not stop Windows' ACLs or root",
+)
+def test_files_that_cannot_be_read_are_named_and_the_others_taken(
+    qtbot: QtBot, gui: GuiSession, tmp_path: Path
+) -> None:
+    """A file on a folder the user may not enter, and one the user may not read, are
+    refused by name with the reason; the readable image of the same drop is added."""
+    patient = gui.application.patients.create_patient({"name": "Locked"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    behind = _file(locked, "behind_OD.png", png_bytes((64, 48)))
+    unreadable = _file(tmp_path, "unreadable_OS.png", png_bytes((64, 49)))
+    good = _file(tmp_path, "macula_OCT_OD.png", png_bytes((64, 50)))
+    locked.chmod(0o000)
+    unreadable.chmod(0o000)
+    try:
+        assert drop_files(gui.window, [behind, unreadable, good])
+
+        banner = gui.window.banner
+        qtbot.waitUntil(lambda: "1 image added" in banner.text())
+        message = banner.text()
+    finally:
+        locked.chmod(0o700)
+        unreadable.chmod(0o600)
+    assert "behind_OD.png: The file could not be read: Permission denied" in message
+    assert "unreadable_OS.png: The file could not be read: Permission denied" in message
+    assert len(gui.application.patients.list_scans(patient.id)) == 1
 
 
 def test_dropping_without_a_patient_offers_a_new_one(
