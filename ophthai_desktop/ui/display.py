@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from datetime import date, datetime
@@ -20,6 +21,7 @@ STEP_NAMES = {
 LONGEST_UNBROKEN = 24
 #: Where a line may break without a mark: the zero-width space.
 ZERO_WIDTH_SPACE = "\u200b"
+ZERO_WIDTH_JOINER = "\u200d"
 _RUN = re.compile(rf"\S{{{LONGEST_UNBROKEN + 1},}}")
 
 LATERALITY_NAMES = {"OD": "OD (right)", "OS": "OS (left)", "OU": "OU (both)", "unknown": "eye ?"}
@@ -68,7 +70,7 @@ def size(num_bytes: int) -> str:
 
 def breakable(text: str) -> str:
     """``text`` with a zero-width space between the characters of each run longer than
-    :data:`LONGEST_UNBROKEN` without a space (none before a combining mark), for a
+    :data:`LONGEST_UNBROKEN` without a space (none inside a character as drawn), for a
     word-wrapped label: Qt wraps it between words only, so a name or a history
     typed without spaces made the label as wide as the whole run, and the window wider
     than the screen. Text with shorter runs is returned as it is."""
@@ -76,7 +78,20 @@ def breakable(text: str) -> str:
     def split(match: re.Match[str]) -> str:
         run = match.group()
         return run[0] + "".join(
-            char if unicodedata.combining(char) else ZERO_WIDTH_SPACE + char for char in run[1:]
+            char if _joins(before, char) else ZERO_WIDTH_SPACE + char
+            for before, char in itertools.pairwise(run)
         )
 
     return _RUN.sub(split, text)
+
+
+def _joins(before: str, char: str) -> bool:
+    """Whether ``char`` belongs to the character ``before`` it on screen, so that no
+    break goes between them: a mark of any kind (a Thai or Devanagari vowel sign is one
+    of combining class 0, and a break before it drew it on a dotted circle; an emoji's
+    variation selector), an emoji's skin tone, or either side of a zero-width joiner."""
+    return (
+        unicodedata.category(char).startswith("M")
+        or ZERO_WIDTH_JOINER in (before, char)
+        or "\U0001f3fb" <= char <= "\U0001f3ff"
+    )

@@ -911,6 +911,24 @@ def test_processed_and_failed_take_the_watch_folder_s_permissions(
     assert oct(stat.S_IMODE(reason_file.stat().st_mode)) == oct(0o600)  # still private
 
 
+@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="chown as root")
+def test_processed_and_failed_of_a_group_share_without_setgid_take_its_group(
+    app: Application, tmp_path: Path
+) -> None:
+    """Without setgid on the watch folder, a folder made in it takes this account's
+    group: given the watch folder's group rights, processed/ opened to that group (on
+    some systems "users", everyone) and stayed shut to the share's own."""
+    share_gid = 4242
+    layout = FolderLayout.under(tmp_path / "share")
+    layout.root.mkdir()
+    os.chown(layout.root, -1, share_gid)
+    layout.root.chmod(0o770)
+    layout.ensure()
+    for folder in (layout.processed, layout.failed):
+        made = folder.stat()
+        assert (made.st_gid, oct(stat.S_IMODE(made.st_mode))) == (share_gid, oct(0o770))
+
+
 @pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
 def test_processed_and_failed_already_there_keep_their_mode(
     app: Application, tmp_path: Path

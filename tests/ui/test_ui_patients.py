@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
+import unicodedata
 from datetime import date
 
 import pytest
@@ -422,6 +424,34 @@ def test_a_name_and_history_without_spaces_wrap_and_keep_the_window_on_the_scree
     qtbot.waitUntil(toast.isVisible)
     assert toast.label.minimumSizeHint().width() <= toast.label.width()
     assert toast.text() == f"Critical finding: Abnormal finding for patient {name}"
+
+
+def test_a_history_in_a_script_without_spaces_keeps_its_vowel_signs_on_their_letters(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """Thai is written without spaces between words, and Thai and Devanagari vowel signs
+    are marks of combining class 0: the breaks put into a long run went before them too,
+    and each sign was drawn alone on a dotted circle. So were an emoji's variation
+    selector and skin tone, and the parts of a family joined by zero-width joiners."""
+    thai = "ผู้ป่วยมีอาการตามัวข้างขวามาสองสัปดาห์ความดันลูกตาสูง"
+    hindi = "दाहिनीआँखमेंधुंधलापनदोसप्ताहसेहैऔरदबावबढ़ाहुआहै"
+    emoji = "❤️👍🏽👨‍👩‍👧" * 5
+    history = f"{thai} {hindi} {emoji}"
+    patient = gui.application.patients.create_patient(
+        {"name": "Somchai Dee", "history": history}, actor=Actor("tester", "gui")
+    )
+    gui.patients.open_patient(patient.id)
+    shown = gui.patient_page.history
+    qtbot.waitUntil(lambda: shown.text().replace("\u200b", "") == history)
+
+    text = shown.text()
+    assert text != history  # the long runs may still break
+    for before, after in itertools.pairwise(text):
+        if before == "\u200b":
+            assert not unicodedata.category(after).startswith("M"), text
+            assert after not in "\u200d\U0001f3fd", text
+        if after == "\u200b":
+            assert before != "\u200d", text
 
 
 def test_the_birth_date_picker_offers_no_day_after_today(qtbot: QtBot) -> None:

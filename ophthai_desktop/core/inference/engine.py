@@ -369,9 +369,12 @@ class InferenceEngine:
 
     @contextlib.contextmanager
     def _held(self) -> Iterator[None]:
-        """Hold the engine's lock for one load, unload, download or analysis."""
+        """Hold the engine's lock for one load, unload, download or analysis, which runs
+        with the settings saved last: a save made as the lock's last holder released it
+        may still be in the slot when this thread, which waited for the lock, gets it."""
         self._lock.acquire()
         try:
+            self._take_pending()
             yield
         finally:
             self._release()

@@ -174,8 +174,10 @@ def make_filing_folder(folder: Path) -> None:
     list and read them there still can, and nobody else. (By the umask, usually 0755, a
     drop box others may write into but not list, 0733, let them list and read every
     patient's file once it was filed.) It is made owner-only first, and stays so where
-    the watch folder's mode cannot be given to it. A folder already there keeps its
-    mode: an administrator may have set it."""
+    the watch folder's mode cannot be given to it. It takes the watch folder's group
+    (one without setgid gives a new folder this account's group), or, where this account
+    cannot give it that group, no group rights. A folder already there keeps its mode:
+    an administrator may have set it."""
     try:
         folder.mkdir(mode=0o700)
     except FileExistsError:
@@ -185,7 +187,13 @@ def make_filing_folder(folder: Path) -> None:
     try:
         # The permission bits, with setgid (the share's group for what is filed) and
         # the sticky bit (nobody removes another's file); never setuid.
-        mode = stat.S_IMODE(folder.parent.stat().st_mode) & 0o3777
+        watched = folder.parent.stat()
+        mode = stat.S_IMODE(watched.st_mode) & 0o3777
+        if folder.stat().st_gid != watched.st_gid:  # no setgid: this account's group
+            try:
+                os.chown(folder, -1, watched.st_gid)
+            except OSError:  # not a member of the share's group: none gets its rights
+                mode &= ~0o2070
         folder.chmod(mode)
     except OSError as exc:
         log.warning(

@@ -943,3 +943,23 @@ def test_settings_saved_as_the_engine_finishes_are_not_left_waiting(
     engine.update_settings(make_settings(tmp_path, model_path=tmp_path / "second"))
     after = engine.status()
     assert (after.state, after.model_source) == (ModelState.INSTALLED, str(tiny_checkpoint))
+
+
+def test_settings_left_in_the_slot_as_the_lock_passes_to_a_waiting_analysis_apply_to_it(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """A save can land in the slot after the lock's holder took it and before it let the
+    lock go; a thread waiting for the lock (the worker's next analysis) may get it before
+    the holder looks at the slot again: that analysis runs with the settings saved, not
+    with the ones before them."""
+    base = make_settings(tmp_path, model_path=tiny_checkpoint, max_new_tokens=6)
+    engine = InferenceEngine(base)
+    engine.load()
+    engine._lock.acquire()  # the holder, between taking the slot and releasing the lock
+    engine.update_settings(base.model_copy(update={"max_new_tokens": 3}))
+    results: list[Any] = []
+    waiting = _in_the_background(lambda: results.append(engine.generate(fundus_like_image())))
+    engine._lock.release()  # without a look at the slot: the analysis gets the lock
+    waiting.join(30)
+    assert results[0].generation["max_new_tokens"] == 3
+    engine.unload()
