@@ -15,6 +15,7 @@ import platform
 from importlib import metadata
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot, qVersion
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QMessageBox, QSystemTrayIcon
 
 from ophthai_desktop import __version__
@@ -23,6 +24,7 @@ from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.settings import Settings
 from ophthai_desktop.ui.bridge import EventBridge
+from ophthai_desktop.ui.clipboard import BreakHintRemover
 from ophthai_desktop.ui.context import ApiState, GuiContext, clinician_name
 from ophthai_desktop.ui.controllers.analysis import AnalysisController
 from ophthai_desktop.ui.controllers.imports import ImportController
@@ -137,6 +139,7 @@ class GuiSession(QObject):
         # a cycle must not be destroyed on the worker's, a pool's or the server's.
         self.collector = MainThreadCollector(self)
         self.tasks = TaskRunner(self)
+        self.break_hints = BreakHintRemover(QGuiApplication.clipboard(), self)
         self.slow_tasks = TaskRunner(self)
         self.context = GuiContext(
             application=application,

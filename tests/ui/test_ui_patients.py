@@ -9,6 +9,7 @@ from datetime import date
 
 import pytest
 from PySide6.QtCore import QDate, QPoint, Qt
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QDialogButtonBox, QFormLayout, QMessageBox
 from pytestqt.qtbot import QtBot
 
@@ -602,3 +603,47 @@ def test_a_patient_arriving_during_a_search_typed_without_accents_is_listed(
 
     qtbot.waitUntil(lambda: model.rowCount() == 1)
     assert model.data(model.index(0, COLUMN_OF["name"])) == "Jürgen Müller"
+
+
+def test_a_history_copied_from_the_page_has_no_break_hints(qtbot: QtBot, gui: GuiSession) -> None:
+    """The page puts zero-width spaces into long runs without a space so that they wrap;
+    a link or an identifier copied from the history (Ctrl+C in the selectable label)
+    carried them to wherever it was pasted, where it no longer matched."""
+    link = "https://referrals.example.org/letters/2026/RX-4471-OD-macula-follow-up.pdf"
+    history = f"Referral letter: {link}"
+    patient = gui.application.patients.create_patient(
+        {"name": "Ada Quist", "history": history}, actor=Actor("tester", "gui")
+    )
+    gui.patients.open_patient(patient.id)
+    label = gui.patient_page.history
+    qtbot.waitUntil(lambda: label.text().replace("\u200b", "") == history)
+    assert "\u200b" in label.text()  # the hints are there, on screen
+
+    gui.window.show()
+    qtbot.waitExposed(gui.window)
+    label.setFocus()
+    qtbot.waitUntil(label.hasFocus)
+    label.setSelection(0, len(label.text()))
+    clipboard = QGuiApplication.clipboard()
+    clipboard.clear()
+    qtbot.keyClick(label, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+
+    qtbot.waitUntil(lambda: clipboard.text() == history)
+
+
+def test_text_copied_in_a_field_keeps_its_zero_width_spaces(qtbot: QtBot, gui: GuiSession) -> None:
+    """Only a label's copy is put back: what a field being edited copies is the user's."""
+    gui.window.show()
+    qtbot.waitExposed(gui.window)
+    field = gui.patient_list.search
+    field.setText("a\u200bb")
+    field.setFocus()
+    qtbot.waitUntil(field.hasFocus)
+    field.selectAll()
+    clipboard = QGuiApplication.clipboard()
+    clipboard.clear()
+    qtbot.keyClick(field, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+
+    qtbot.waitUntil(lambda: clipboard.text() != "")
+    qtbot.wait(20)
+    assert clipboard.text() == "a\u200bb"
