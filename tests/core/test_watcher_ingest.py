@@ -13,7 +13,7 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta, timezone
 from pathlib import Path
@@ -596,6 +596,139 @@ def test_where_the_change_time_is_the_creation_time_a_file_moved_back_is_still_t
 
     assert second.outcome == ("duplicate" if said == "already taken in" else "failed")
     assert len([n for n in _notes(app) if said in n]) == times
+
+
+def _restamp(path: Path) -> None:
+    """What ``shutil.copy2`` (or ``touch``, or a sync tool) does once it has closed the
+    file: set its times (here the source's, an hour earlier). Same bytes, same inode.
+
+    Once the file system's clock has passed now: it is coarse (a tick behind), and a
+    change time earlier than the record's reads as the file a crash left."""
+    now_ns = time.time_ns()
+    probe = path.parent.parent / "clock-probe"
+    while True:
+        probe.write_bytes(b"")
+        if probe.stat().st_ctime_ns > now_ns:
+            break
+    earlier = path.stat().st_mtime_ns - 3600 * 10**9
+    os.utime(path, ns=(earlier, earlier))
+
+
+def _once_on(app: Application, kind: type[ev.Event], action: Callable[[], None]) -> None:
+    """Run ``action`` in the ingest's own thread when it first publishes a ``kind``
+    event: after its commit (or its duplicate notice), before its move."""
+    done: list[bool] = []
+
+    def subscriber(event: ev.Event) -> None:
+        if isinstance(event, kind) and not done:
+            done.append(True)
+            action()
+
+    app.bus.subscribe(subscriber)
+
+
+def test_a_file_re_stamped_after_it_was_taken_in_is_filed_under_its_own_name(
+    app: Application, log: EventLog
+) -> None:
+    """A writer that sets the file's times after closing it (``shutil.copy2``) changed
+    it between the commit and the move: the file was left in the folder, taken again,
+    and filed as ``<name> (duplicate)`` with an "already taken in" notice for a file
+    copied in once. The app knows it took in these very bytes of this very file: it is
+    moved under its own name, nobody told twice."""
+    folder = folder_of(app)
+    path = folder / "copied.png"
+    data = png_bytes((30, 30), (11, 12, 13))
+    _once_on(app, ev.ScanIngested, lambda: _restamp(path))
+    app.watcher.start()
+    path.write_bytes(data)
+
+    assert wait_until(lambda: len(log.of(ev.IngestFinished)) == 2)
+    first, again = log.of(ev.IngestFinished)
+
+    assert first.outcome == "ingested" and first.moved_to == ""  # changed: left
+    assert again.outcome == "ingested" and again.moved_to == "processed/copied.png"
+    assert (again.patient_id, again.scan_id, again.job_id) == (
+        first.patient_id,
+        first.scan_id,
+        first.job_id,
+    )
+    assert [n for n in _notes(app) if "already taken in" in n] == []
+    assert len(log.of(ev.NotificationCreated)) == 1 and patient_count(app) == 1
+    record = ingest_row(app, hashlib.sha256(data).hexdigest())
+    assert record is not None and record.duplicate_count == 0
+    assert {p.name: p.read_bytes() for p in (folder / "processed").iterdir()} == {
+        "copied.png": data
+    }
+    assert not path.exists()
+
+
+def test_a_duplicate_re_stamped_after_its_notice_is_told_once(app: Application) -> None:
+    """The same for a real copy: it is told "already taken in" once, counted once, and
+    filed as ``<name> (duplicate)``; it was told and counted again."""
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    data = png_bytes((30, 30), (14, 15, 16))
+    (layout.root / "original.png").write_bytes(data)
+    assert app.ingest.ingest_file(layout.root / "original.png", layout).moved_to is not None
+    path = layout.root / "copy.png"
+    path.write_bytes(data)
+    _once_on(app, ev.NotificationCreated, lambda: _restamp(path))
+
+    first = app.ingest.ingest_file(path, layout)
+    again = app.ingest.ingest_file(path, layout)
+
+    assert first.outcome == "duplicate" and first.moved_to is None
+    assert again.outcome == "duplicate"
+    assert again.moved_to == layout.processed / "copy (duplicate).png"
+    assert len([n for n in _notes(app) if "already taken in" in n]) == 1
+    record = ingest_row(app, hashlib.sha256(data).hexdigest())
+    assert record is not None and record.duplicate_count == 1
+    assert sorted(p.name for p in layout.processed.iterdir()) == [
+        "copy (duplicate).png",
+        "original.png",
+    ]
+
+
+def _rewrite(path: Path, data: bytes) -> None:
+    path.write_bytes(data)  # in place: the same inode
+
+
+def _replace(path: Path, data: bytes) -> None:
+    path.with_name("replacing.tmp").write_bytes(data)
+    os.replace(path.with_name("replacing.tmp"), path)  # another file under the name
+
+
+@pytest.mark.parametrize(
+    ("change", "same_bytes", "outcome"),
+    [(_rewrite, False, "ingested"), (_replace, True, "duplicate")],
+    ids=["rewritten with other bytes", "replaced by another file of the same bytes"],
+)
+def test_a_file_changed_after_it_was_taken_in_is_still_taken_as_it_is_now(
+    app: Application,
+    change: Callable[[Path, bytes], None],
+    same_bytes: bool,
+    outcome: str,
+) -> None:
+    """Only the very file taken in, with the very bytes, is filed silently: one its
+    writer rewrote is new, and another file put in its place with the same bytes is a
+    duplicate, told."""
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    path = layout.root / "export.png"
+    data = png_bytes((30, 30), (17, 18, 19))
+    other = data if same_bytes else png_bytes((30, 30), (20, 21, 22))
+    path.write_bytes(data)
+    _once_on(app, ev.ScanIngested, lambda: change(path, other))
+
+    first = app.ingest.ingest_file(path, layout)
+    again = app.ingest.ingest_file(path, layout)
+
+    assert first.outcome == "ingested" and first.moved_to is None
+    assert again.outcome == outcome and again.moved_to is not None
+    assert again.moved_to.read_bytes() == other
+    said = [n for n in _notes(app) if "already taken in" in n]
+    assert len(said) == (1 if outcome == "duplicate" else 0)
+    assert patient_count(app) == (1 if same_bytes else 2)
 
 
 #: Run in a child process: take one file in, dying (as a power cut or a kill would, with

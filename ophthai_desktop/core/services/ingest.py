@@ -21,7 +21,11 @@ changing. For one file:
 
 A crash between 3 and 4 leaves the file where it was; the next start reads it again and
 finds its bytes committed under its name before the file last changed, so it is only
-moved (no second patient, no duplicate notification). A refusal is recorded before its
+moved (no second patient, no duplicate notification). A file that changes between 3 and
+4 is left in place to be read again; if only its times changed (its writer set them
+after closing it: ``shutil.copy2``, ``touch``), the same bytes and inode under the same
+name tell it is the very file, and it is only moved too (in this process: after a
+restart it is a duplicate, told). A refusal is recorded before its
 move the same way, and found recorded after a crash between the two. A crash in the
 middle of a move leaves an empty claim of the new name too, deleted at the next start
 (:func:`remove_stale_claims`). Logs carry hashes and record ids, never file names (they
@@ -240,6 +244,30 @@ class _Known:
     original_name: str = ""
     scan_id: int | None = None
     job_id: int | None = None
+
+
+@dataclass(frozen=True)
+class _LeftInPlace:
+    """A file this service took in (or told a duplicate of) and then left in the folder,
+    because it changed between its read and its move: most often only its times, set by
+    its writer after it closed it (``shutil.copy2``, ``touch``, sync tools). When it is
+    taken again with the same bytes and the same inode it is that very file, and is only
+    moved."""
+
+    sha256: str
+    inode: int
+    scan_id: int | None  # the scan its bytes were taken in as
+    duplicate: bool = False  # told as a duplicate (else: taken in under its name)
+
+    def is_(self, sha256: str, stamp: FileStamp, known: _Known, name: str) -> bool:
+        """Whether the file read now (``sha256``, ``stamp``, named ``name``), whose
+        bytes are ``known``, is this one, as it was recorded then."""
+        return (
+            sha256 == self.sha256
+            and stamp.inode == self.inode
+            and known.scan_id == self.scan_id
+            and (self.duplicate or known.original_name == name[:512])
+        )
 
 
 @dataclass(frozen=True)
@@ -687,6 +715,10 @@ class IngestService:
         # group commit without holding a place, so a burst's batches grow with it.
         at_once = preparing_at_once or min(8, max(2, (os.cpu_count() or 2) + 1))
         self._preparing = threading.BoundedSemaphore(at_once)
+        # Files taken in and left in the folder because they changed before their move,
+        # by path, until they are taken again (in this process only: see _LeftInPlace).
+        self._left_lock = threading.Lock()
+        self._left: dict[Path, _LeftInPlace] = {}
 
     def ingest_file(
         self,
@@ -787,9 +819,14 @@ class IngestService:
             # The reason quotes the start of the file name, which may be a name.
             logged = "no patient has the id that starts the file name"
             return self._refuse(path, folder, exc.message, sha256=sha256, size=size, logged=logged)
+        left = self._left_here(path)
         if isinstance(done, _Known):
             if stored.created:  # the store had lost its copy (a crash before the flush)
                 self._images.sync(sha256)  # on disk before the source moves away
+            if left is not None and left.is_(sha256, stamp, done, name):
+                if left.duplicate:
+                    return self._duplicate(path, folder, sha256, done, stamp, told=True)
+                return self._file_taken_in(path, folder, sha256, done, stamp, restamped=True)
             if _left_by_a_crash(path, name, done.original_name, done.created_at):
                 return self._file_taken_in(path, folder, sha256, done, stamp)
             return self._duplicate(path, folder, sha256, done, stamp)
@@ -808,8 +845,8 @@ class IngestService:
             self._images.sync(sha256)  # a StorageError leaves the source in place
         if _unchanged(path, stamp):
             moved = self._move(path, folder.processed, sha256)
-        else:  # rewritten since we read it: left in place, to be taken in as it is now
-            log.warning("watch folder: %s… changed after it was read; not moved", sha256[:12])
+        else:  # changed since we read it: left in place, to be taken in as it is now
+            self._left_changed(path, _LeftInPlace(sha256, stamp.inode, done.scan_id))
         return self._finish(
             IngestResult(
                 done.outcome,
@@ -1254,21 +1291,31 @@ class IngestService:
             setattr(row, key, value)
 
     def _file_taken_in(
-        self, path: Path, folder: FolderLayout, sha256: str, known: _Known, stamp: FileStamp
+        self,
+        path: Path,
+        folder: FolderLayout,
+        sha256: str,
+        known: _Known,
+        stamp: FileStamp,
+        *,
+        restamped: bool = False,
     ) -> IngestResult:
-        """The file whose commit a crash cut off from its move: moved to ``processed/``
-        under its own name now. Its patient, scan, analysis and notification were
-        committed (and published) then; nothing is recorded or notified again."""
+        """The file whose commit a crash cut off from its move (``restamped``: that a
+        change keeping its bytes, such as of its times, kept from it): moved to
+        ``processed/`` under its own name now. Its patient, scan, analysis and
+        notification were committed (and published) then; nothing is recorded or
+        notified again."""
         log.info(
-            "watch folder: %s… was taken in before a restart (patient %s); moved now",
+            "watch folder: %s… was taken in %s (patient %s); moved now",
             sha256[:12],
+            "before it changed (same bytes)" if restamped else "before a restart",
             known.patient_id,
         )
         moved = None
         if _unchanged(path, stamp):
             moved = self._move(path, folder.processed, sha256)
         else:
-            log.warning("watch folder: %s… changed after it was read; not moved", sha256[:12])
+            self._left_changed(path, _LeftInPlace(sha256, stamp.inode, known.scan_id))
         outcome = IngestOutcome(known.outcome)
         return self._finish(
             IngestResult(
@@ -1284,16 +1331,48 @@ class IngestService:
         )
 
     def _duplicate(
-        self, path: Path, folder: FolderLayout, sha256: str, known: _Known, stamp: FileStamp
+        self,
+        path: Path,
+        folder: FolderLayout,
+        sha256: str,
+        known: _Known,
+        stamp: FileStamp,
+        *,
+        told: bool = False,
     ) -> IngestResult:
         """Bytes already taken in: count the sighting, tell the clinician, move it.
 
         Counted and told before the move, as a scan is committed before its: a crash
         between the two leaves the file in the folder, and at the next start its
-        notification is found (:meth:`_duplicate_told`) and it is only moved.
+        notification is found (:meth:`_duplicate_told`) and it is only moved; so is one
+        that a change keeping its bytes, such as of its times, kept from its move
+        (``told``).
         """
-        _ensure_unchanged(path, stamp)
         name = display_name(path.name)
+        if told:
+            log.info(
+                "watch folder: %s… was found a duplicate before it changed (same bytes); moved now",
+                sha256[:12],
+            )
+        else:
+            _ensure_unchanged(path, stamp)
+            self._tell_duplicate(path, name, sha256, known)
+        moved = None
+        if _unchanged(path, stamp):
+            moved = self._move(path, folder.processed, sha256, tag=" (duplicate)")
+        else:  # changed while the sighting was recorded: taken again as it is now
+            self._left_changed(
+                path, _LeftInPlace(sha256, stamp.inode, known.scan_id, duplicate=True)
+            )
+        return self._finish(
+            IngestResult(
+                IngestOutcome.DUPLICATE, name, sha256, known.patient_id, None, None, None, moved
+            )
+        )
+
+    def _tell_duplicate(self, path: Path, name: str, sha256: str, known: _Known) -> None:
+        """Count the sighting of ``known``'s bytes and tell the clinician, unless this
+        very file was told before a crash."""
         when = local_time(known.created_at)  # as the notifications' own times read
         whose = f" for patient {known.patient_id}" if known.patient_id else ""
         message = (
@@ -1318,16 +1397,19 @@ class IngestService:
                 sha256[:12],
                 known.patient_id,
             )
-        moved = None
-        if _unchanged(path, stamp):
-            moved = self._move(path, folder.processed, sha256, tag=" (duplicate)")
-        else:  # replaced while the sighting was recorded: the new file is not a duplicate
-            log.warning("watch folder: %s… changed after it was read; not moved", sha256[:12])
-        return self._finish(
-            IngestResult(
-                IngestOutcome.DUPLICATE, name, sha256, known.patient_id, None, None, None, moved
-            )
-        )
+
+    def _left_changed(self, path: Path, left: _LeftInPlace) -> None:
+        """``path`` changed after it was read, so it is left in place, to be taken again
+        as it is then: remembered as ``left``, which it is if only its times changed."""
+        log.warning("watch folder: %s… changed after it was read; not moved", left.sha256[:12])
+        with self._left_lock:
+            self._left[path] = left
+
+    def _left_here(self, path: Path) -> _LeftInPlace | None:
+        """The file left at ``path`` (:meth:`_left_changed`), forgotten now: the file
+        there is being dealt with."""
+        with self._left_lock:
+            return self._left.pop(path, None)
 
     def _duplicate_told(self, path: Path, name: str, message: str, patient_id: str | None) -> bool:
         """Whether this very file was counted and told as a duplicate (``message``)
