@@ -422,24 +422,26 @@ def test_a_crash_between_a_refusal_and_its_move_notifies_it_once(tmp_path: Path)
 
 
 @_CHANGE_TIME_NEEDED
-def test_a_crash_between_a_duplicate_and_its_move_tells_it_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("copy", ["copy.png", " copy.png"])
+def test_a_crash_between_a_duplicate_and_its_move_tells_it_once(tmp_path: Path, copy: str) -> None:
     """A copy of bytes taken in is recorded and told ("already taken in") before its
     move: a crash between the two told it again at the next start, and counted it twice
     (the stress run of kill -9 in bursts: 4 copies in 147). The very file a crash left
-    is only moved now."""
+    is only moved now, also where its name starts with a space (the notification's text
+    is stored stripped)."""
     data = png_bytes((30, 30), (7, 8, 9))
     first = build_watch_app(tmp_path)
     folder = folder_of(first)
     layout = FolderLayout.under(folder)
     layout.ensure()
     (folder / "original.png").write_bytes(data)
-    (folder / "copy.png").write_bytes(data)
+    (folder / copy).write_bytes(data)
     try:
         assert first.ingest.ingest_file(folder / "original.png", layout).moved_to is not None
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(IngestService, "_move", staticmethod(_die_before_the_move))
             with pytest.raises(_Killed):
-                first.ingest.ingest_file(folder / "copy.png", layout)
+                first.ingest.ingest_file(folder / copy, layout)
     finally:
         first.close()
     second = build_watch_app(tmp_path)
@@ -447,19 +449,19 @@ def test_a_crash_between_a_duplicate_and_its_move_tells_it_once(tmp_path: Path) 
     try:
         assert len([n for n in _notes(second) if "already taken in" in n]) == 1
         second.watcher.start()
-        result = log.wait_finished("copy.png")["copy.png"]
+        result = log.wait_finished(copy)[copy]
         notes = _notes(second)
         record = ingest_row(second, hashlib.sha256(data).hexdigest())
     finally:
         second.close()
-    assert result.outcome == "duplicate" and result.moved_to == "processed/copy (duplicate).png"
+    filed = copy.replace(".png", " (duplicate).png")
+    assert result.outcome == "duplicate" and result.moved_to == f"processed/{filed}"
     assert len([n for n in notes if "already taken in" in n]) == 1
     assert not log.of(ev.NotificationCreated)
     assert record is not None and record.duplicate_count == 1
-    assert sorted(p.name for p in (folder / "processed").iterdir()) == [
-        "copy (duplicate).png",
-        "original.png",
-    ]
+    assert sorted(p.name for p in (folder / "processed").iterdir()) == sorted(
+        [filed, "original.png"]
+    )
 
 
 def _make_unreadable(folder: Path, kind: str) -> str:

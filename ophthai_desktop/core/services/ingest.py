@@ -1420,7 +1420,9 @@ class IngestService:
             return False
         query = (
             select(m.Notification.timestamp)
-            .where(m.Notification.patient_id == patient_id, m.Notification.message == message)
+            .where(
+                m.Notification.patient_id == patient_id, m.Notification.message == message.strip()
+            )
             .order_by(m.Notification.id.desc())
             .limit(1)
         )
