@@ -747,6 +747,14 @@ def _in_the_background(call: Callable[[], object]) -> threading.Thread:
     return thread
 
 
+def _save_without_waiting(engine: InferenceEngine, settings: Settings, busy: str) -> None:
+    """Save ``settings`` on another thread; fail if that waits for what keeps the
+    engine ``busy`` (an analysis, a load)."""
+    save = _in_the_background(lambda: engine.update_settings(settings))
+    save.join(2)
+    assert not save.is_alive(), f"update_settings waited for the {busy}"
+
+
 def test_settings_saved_during_an_analysis_do_not_wait_for_it(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
@@ -772,13 +780,8 @@ def test_settings_saved_during_an_analysis_do_not_wait_for_it(
     try:
         assert decoding.wait(10)
         for max_new_tokens in (4, 3):  # two saves in a row: the last wins
-            save = _in_the_background(
-                lambda n=max_new_tokens: engine.update_settings(  # type: ignore[misc]
-                    base.model_copy(update={"max_new_tokens": n})
-                )
-            )
-            save.join(2)
-            assert not save.is_alive(), "update_settings waited for the analysis"
+            settings = base.model_copy(update={"max_new_tokens": max_new_tokens})
+            _save_without_waiting(engine, settings, "analysis")
         assert worker.is_alive()  # the analysis was still running meanwhile
         assert engine.status().state is ModelState.READY
     finally:
@@ -816,11 +819,7 @@ def test_settings_saved_during_a_load_apply_from_the_next_load(
     loader = _in_the_background(engine.load)
     try:
         assert loading.wait(10)
-        save = _in_the_background(
-            lambda: engine.update_settings(make_settings(tmp_path, model_path=other))
-        )
-        save.join(2)
-        assert not save.is_alive(), "update_settings waited for the load"
+        _save_without_waiting(engine, make_settings(tmp_path, model_path=other), "load")
         assert engine.status().state is ModelState.LOADING
     finally:
         release.set()
@@ -865,11 +864,7 @@ def test_settings_saved_during_a_load_that_fails_are_checked_once_it_failed(
     missing = tmp_path / "no-model-here"
     try:
         assert loading.wait(10)
-        save = _in_the_background(
-            lambda: engine.update_settings(make_settings(tmp_path, model_path=missing))
-        )
-        save.join(2)
-        assert not save.is_alive(), "update_settings waited for the load"
+        _save_without_waiting(engine, make_settings(tmp_path, model_path=missing), "load")
         assert engine.status().state is ModelState.LOADING
     finally:
         release.set()
@@ -898,11 +893,7 @@ def test_settings_saved_during_an_unload_are_checked_once_it_is_done(
     missing = tmp_path / "no-model-here"
     try:
         assert unloading.wait(10)
-        save = _in_the_background(
-            lambda: engine.update_settings(make_settings(tmp_path, model_path=missing))
-        )
-        save.join(2)
-        assert not save.is_alive(), "update_settings waited for the unload"
+        _save_without_waiting(engine, make_settings(tmp_path, model_path=missing), "unload")
     finally:
         release.set()
         unloader.join(30)
