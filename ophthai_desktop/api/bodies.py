@@ -11,6 +11,7 @@ the RFC lets a parser ignore, is ignored.
 from __future__ import annotations
 
 import email.message
+import errno
 import json
 
 from fastapi import HTTPException, Request
@@ -24,6 +25,21 @@ UNREADABLE_BODY = (
     "the body could not be read: send JSON as UTF-8 text, nested no deeper than a few "
     "hundred levels"
 )
+
+#: What the API says when the server could not hold an upload's body while parsing it:
+#: Starlette spools a multipart file past 1 MB to the temporary folder, and FastAPI
+#: reported a full disk there as :data:`FASTAPI_BODY_ERROR`, blaming the client.
+UPLOAD_NO_ROOM = (
+    "the server ran out of room for the upload (its temporary folder is full); nothing "
+    "was stored: free disk space on the server, then send it again"
+)
+UPLOAD_NOT_SPOOLED = (
+    "the server could not hold the upload in its temporary folder; nothing was stored; "
+    "see the application log"
+)
+
+#: The errors of a disk with no room left (a full disk, a user's quota spent).
+NO_ROOM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 #: What :func:`json.detect_encoding` calls UTF-8, with and without a byte-order mark.
 UTF8 = frozenset({"utf-8", "utf-8-sig"})

@@ -28,7 +28,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
 
-from ophthai_desktop.api.bodies import FASTAPI_BODY_ERROR, UNREADABLE_BODY
+from ophthai_desktop.api.bodies import (
+    FASTAPI_BODY_ERROR,
+    NO_ROOM_ERRNOS,
+    UNREADABLE_BODY,
+    UPLOAD_NO_ROOM,
+    UPLOAD_NOT_SPOOLED,
+)
 from ophthai_desktop.api.http_protocol import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, MAX_HEAD_BYTES
 from ophthai_desktop.api.routing import QUERY_SPELLING, allowed_methods
 from ophthai_desktop.api.schemas import READ_ONLY, ErrorPublic, ValidationErrorPublic
@@ -101,7 +107,8 @@ ERROR_MEANINGS: dict[int, str] = {
     422: "Invalid input: each problem is in errors, naming its field as the request did.",
     500: (
         "The analysis failed (job_id names the job), or the database refused the "
-        "request (not an outage: trying again does not help)."
+        "request (not an outage: trying again does not help), or the server could not "
+        "hold an upload in its temporary folder (nothing was stored)."
     ),
     503: (
         "The model is not available; or, with Retry-After saying when to try again, the "
@@ -109,6 +116,10 @@ ERROR_MEANINGS: dict[int, str] = {
         "has as many connections open as it takes."
     ),
     504: "The analysis is still running after the wait; poll the job (job_id).",
+    507: (
+        "The server ran out of room for the upload (its temporary folder is full); "
+        "nothing was stored."
+    ),
 }
 
 #: The problems a 422 lists; the message counts the rest. A 2 MB body can hold a million
@@ -341,6 +352,17 @@ def _not_an_object(request: Request) -> str:
     return "the body must be a JSON object"
 
 
+def _body_not_held(exc: OSError) -> JSONResponse:
+    """The answer to a body the server could not hold while FastAPI parsed it (a
+    multipart upload spooled to a full temporary folder): the server's fault, not the
+    client's, and the route never ran. 507 for a disk with no room, 500 otherwise."""
+    # Its errno and where, never its text: it names the temporary file's path.
+    log.error("could not hold a request's body while reading it: %s", safe_description(exc))
+    if exc.errno in NO_ROOM_ERRNOS:
+        return JSONResponse(error_body(UPLOAD_NO_ROOM), status_code=507)
+    return JSONResponse(error_body(UPLOAD_NOT_SPOOLED), status_code=500)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every error leaves as JSON with a ``message`` a person can act on."""
 
@@ -369,6 +391,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         text = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 400 and text == FASTAPI_BODY_ERROR:
+            if isinstance(exc.__cause__, OSError):
+                return _body_not_held(exc.__cause__)
             text = UNREADABLE_BODY
         if exc.status_code == 400:
             text = MULTIPART_MESSAGES.get(text, text)

@@ -36,8 +36,9 @@ from typing import Any, ClassVar
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
+from uvicorn._types import ASGIReceiveEvent
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
 log = logging.getLogger(__name__)
@@ -163,8 +164,11 @@ class ApiHttpProtocol(HttpToolsProtocol):
     errors are) and its handler sees the client gone (``http.disconnect``: FastAPI
     never calls a route with half a body); one already answered is closed. The clock
     waits while the server itself does not read (the handler has not taken what came,
-    or a pipelined request waits its turn), while the client waits for ``100
-    Continue``, and while an answer is being sent.
+    however little of it waits, or a pipelined request waits its turn), while the client
+    waits for ``100 Continue``, and while an answer is being sent; it counts again from
+    when the handler takes what came (:meth:`_note_reads`). A handler slow to turn to the
+    body, or one that answers without it, is not cut off by a 408 asking the client to
+    send again a request the handler goes on to carry out.
 
     A 408 carries the CORS headers the app's middleware (:attr:`cors`) would add for
     the request's ``Origin``, where that header arrived and the app allows the origin:
@@ -284,7 +288,10 @@ class ApiHttpProtocol(HttpToolsProtocol):
         self._head_started = False
         self._head_bytes = 0
         self._body_done = False
+        before = self.cycle
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle is not before:  # not a WebSocket's
+            self._note_reads(self.cycle)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -310,6 +317,21 @@ class ApiHttpProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         self._cancel_body_timer()
         super().handle_websocket_upgrade()
+
+    def _note_reads(self, cycle: RequestResponseCycle) -> None:
+        """Restarts the body's clock each time the handler takes what came of its
+        request's body: what the client sent before the handler turned to it (it waits
+        unread meanwhile, the clock with it) does not use up the client's time."""
+        receive = cycle.receive
+
+        async def receive_noting() -> ASGIReceiveEvent:
+            message = await receive()
+            if message["type"] == "http.request" and self.cycle is cycle:
+                self._body_heard_at = self.loop.time()
+            return message
+
+        # uvicorn's task calls the cycle's receive once it runs, after this.
+        cycle.receive = receive_noting  # type: ignore[method-assign]
 
     def _arm_if_idle(self) -> None:
         """Starts the clock when the connection has nothing left to do: the response
@@ -399,6 +421,9 @@ class ApiHttpProtocol(HttpToolsProtocol):
         now = self.loop.time()
         if (
             self.flow.read_paused  # the server is not reading: nothing can come
+            # The handler has not taken what came (uvicorn reads on until the buffer's
+            # limit, then pauses): it has not asked for more, however little waits.
+            or (cycle.body and not cycle.response_complete)
             or self.pipeline  # the request waits for an earlier one's answer to end
             or cycle.waiting_for_100_continue  # the client waits for the handler's word
             or (cycle.response_started and not cycle.response_complete)  # left to finish

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -317,12 +317,16 @@ def test_a_body_that_stops_after_an_early_answer_is_closed_without_another(
 
 def slow_app(sqlite_services: Application) -> FastAPI:
     """The API with two routes that answer slowly, in chunks, over several limits: one
-    after reading the body, one without reading it."""
+    after reading the body, one without reading it, which also works past the limit
+    before its answer starts."""
     app = create_app(sqlite_services)
 
     async def chunks() -> AsyncIterator[bytes]:
+        # The first at once: GZipMiddleware holds an answer's start until its first
+        # chunk, and until then the server sees no answer begun.
         for i in range(5):
-            await asyncio.sleep(TIMEOUT_S * 0.6)
+            if i:
+                await asyncio.sleep(TIMEOUT_S * 0.6)
             yield b"chunk %d\n" % i
 
     @app.post("/test/after-body")
@@ -331,7 +335,14 @@ def slow_app(sqlite_services: Application) -> FastAPI:
 
     @app.post("/test/before-body")
     async def before_body() -> StreamingResponse:
+        # Past the limit, whatever the load: the answer cannot have begun in time.
+        await asyncio.sleep(TIMEOUT_S * 2)
         return StreamingResponse(chunks(), media_type="text/plain")
+
+    @app.post("/test/late-read")
+    async def late_read(request: Request) -> dict[str, int]:
+        await asyncio.sleep(TIMEOUT_S * 2)
+        return {"read": len(await request.body())}
 
     return app
 
@@ -363,9 +374,10 @@ def test_a_slow_answer_to_a_whole_body_is_sent_in_full(
 def test_an_answer_sent_while_the_body_stalls_is_finished_before_the_close(
     serve: Serve, sqlite_services: Application
 ) -> None:
-    """The handler answers without reading the body, slowly; the client has stopped
-    sending the body. The answer is sent in full; once the client has sent a little
-    more and stopped again, the connection is closed."""
+    """The handler answers without reading the body, after working past the limit, and
+    slowly; the client has stopped sending the body. No 408 asks the client to send
+    again a request the handler carries out: the answer is sent in full; once the client
+    has sent a little more and stopped again, the connection is closed."""
     server = serve(slow_app(sqlite_services))
     head = request_head("POST", "/test/before-body", "text/plain", 4096)
     with open_socket(server) as sock:
@@ -380,6 +392,20 @@ def test_an_answer_sent_while_the_body_stalls_is_finished_before_the_close(
     assert answer.startswith(b"HTTP/1.1 200 "), answer
     assert answer.count(b"chunk ") == 5
     assert received == b""
+
+
+def test_a_handler_that_turns_to_the_body_late_gives_it_the_whole_limit_from_then(
+    serve: Serve, sqlite_services: Application
+) -> None:
+    """What came waits for the handler past the limit; the body, still stalled once the
+    handler has taken it, then gets its 408 a whole limit later."""
+    server = serve(slow_app(sqlite_services))
+    head = request_head("POST", "/test/late-read", "application/json", 4096)
+
+    received, held_s = stall_mid_body(server, head, b"x" * 1024)
+
+    assert_408_json(received)
+    assert held_s >= TIMEOUT_S * 2 + TIMEOUT_S * 0.9
 
 
 def test_a_pipelined_body_that_stalls_waits_for_the_answer_before_it(

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -224,6 +228,77 @@ def test_a_text_value_for_file_says_it_must_be_a_file(
     )
     assert "class" not in in_multipart.text
     assert nothing_stored(client, settings)
+
+
+#: An upload's file name holding a patient's name: it must not reach the log.
+NAMED_FILE = "Quenneville Adalind OD.png"
+#: Past Starlette's 1 MB kept in memory: the upload is spooled to a temporary file.
+SPOOLED = b"\x89PNG\r\n\x1a\n" + os.urandom(2 * 1024 * 1024)
+
+
+@pytest.fixture
+def full_temporary_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The temporary folder full: a spooled upload moves to a file whose writes the
+    kernel refuses with ENOSPC, as on a full disk (``/dev/full``)."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+
+    def temporary_file(*_args: Any, **_kwargs: Any) -> IO[bytes]:
+        return open("/dev/full", "w+b")  # the spool closes it
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", temporary_file)
+
+
+@pytest.mark.parametrize("route", UPLOAD_ROUTES)
+def test_an_upload_the_full_temporary_folder_cannot_hold_is_a_507_not_the_clients_fault(
+    client: TestClient,
+    settings: Settings,
+    route: str,
+    full_temporary_folder: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """It was a 400 telling the client to send JSON as UTF-8 text."""
+    target = url(client, route)
+    body = multipart(part("file", SPOOLED, NAMED_FILE))
+
+    with caplog.at_level(logging.DEBUG):
+        response = client.post(target, content=body, headers={"Content-Type": MULTIPART})
+
+    assert response.status_code == 507, response.text
+    message = response.json()["message"]
+    assert "ran out of room" in message and "nothing was stored" in message
+    assert response.json()["detail"] == message
+    assert nothing_stored(client, settings)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.name for r in errors] == ["ophthai_desktop.api.errors"]
+    assert "ENOSPC" in errors[0].getMessage()
+    assert not [r for r in caplog.records if "Adalind" in r.getMessage()]
+
+
+def test_an_upload_with_no_temporary_folder_to_go_to_is_a_500_saying_so(
+    client: TestClient,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The temporary folder removed under the running app: a fault of the server too."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "removed"))
+    target = url(client, "scans")
+    body = multipart(part("file", SPOOLED, NAMED_FILE))
+
+    with caplog.at_level(logging.DEBUG):
+        response = client.post(target, content=body, headers={"Content-Type": MULTIPART})
+
+    assert response.status_code == 500, response.text
+    message = response.json()["message"]
+    assert "temporary folder" in message and "nothing was stored" in message
+    assert nothing_stored(client, settings)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.name for r in errors] == ["ophthai_desktop.api.errors"]
+    assert "ENOENT" in errors[0].getMessage()
+    said = [r.getMessage() for r in caplog.records]
+    assert not [line for line in said if "Adalind" in line or "removed" in line]
 
 
 def test_a_multipart_content_type_without_its_boundary_says_to_let_the_client_write_it(
