@@ -11,7 +11,6 @@ the RFC lets a parser ignore, is ignored.
 from __future__ import annotations
 
 import email.message
-import errno
 import json
 
 from fastapi import HTTPException, Request
@@ -38,8 +37,6 @@ UPLOAD_NOT_SPOOLED = (
     "see the application log"
 )
 
-#: The errors of a disk with no room left (a full disk, a user's quota spent).
-NO_ROOM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 #: What :func:`json.detect_encoding` calls UTF-8, with and without a byte-order mark.
 UTF8 = frozenset({"utf-8", "utf-8-sig"})

@@ -30,7 +30,6 @@ from starlette.requests import ClientDisconnect
 
 from ophthai_desktop.api.bodies import (
     FASTAPI_BODY_ERROR,
-    NO_ROOM_ERRNOS,
     UNREADABLE_BODY,
     UPLOAD_NO_ROOM,
     UPLOAD_NOT_SPOOLED,
@@ -39,10 +38,12 @@ from ophthai_desktop.api.http_protocol import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, MA
 from ophthai_desktop.api.routing import QUERY_SPELLING, allowed_methods
 from ophthai_desktop.api.schemas import READ_ONLY, ErrorPublic, ValidationErrorPublic
 from ophthai_desktop.core.errors import (
+    NO_ROOM_ERRNOS,
     Conflict,
     DatabaseUnavailable,
     InvalidInput,
     ModelUnavailable,
+    NoRoom,
     NotFound,
     OphthaiError,
     PayloadTooLarge,
@@ -63,6 +64,7 @@ STATUS_BY_ERROR: tuple[tuple[type[OphthaiError], int], ...] = (
     (InvalidInput, 422),
     (Conflict, 409),
     (ModelUnavailable, 503),
+    (NoRoom, 507),  # stays full until someone frees space: no Retry-After
     (StorageError, 503),
 )
 
@@ -117,8 +119,8 @@ ERROR_MEANINGS: dict[int, str] = {
     ),
     504: "The analysis is still running after the wait; poll the job (job_id).",
     507: (
-        "The server ran out of room for the upload (its temporary folder is full); "
-        "nothing was stored."
+        "The server ran out of room for the upload (its temporary folder or the image "
+        "store's disk is full); nothing was stored."
     ),
 }
 

@@ -6,6 +6,7 @@ the GUI to a message a clinician can act on. Core code never raises HTTP errors.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -52,6 +53,15 @@ class StorageError(OphthaiError):
 
     An environment failure, kept apart from bugs so it can be reported as such.
     """
+
+
+class NoRoom(StorageError):
+    """The disk that holds the data has no room left (full, or its quota spent): it stays
+    so until someone frees space, so trying again soon does not help."""
+
+
+#: The errors of a disk with no room left (a full disk, a user's quota spent).
+NO_ROOM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class DatabaseUnavailable(StorageError):

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from ophthai_desktop.core.errors import (
     ChangeRolledBack,
     DatabaseUnavailable,
+    NoRoom,
     OphthaiError,
     StorageError,
 )
@@ -69,6 +70,8 @@ def describe(exc: BaseException, labels: Mapping[str, str] | None = None) -> str
         return exc.message[:1].upper() + exc.message[1:] + "."
     if isinstance(exc, DatabaseUnavailable):
         return DATABASE_DOWN
+    if isinstance(exc, NoRoom):  # stays so until space is freed: not "not available"
+        return f"The disk is full: free space on it, then try again ({exc.message})."
     if isinstance(exc, StorageError):
         return f"The database or image store is not available: {exc.message}"
     if isinstance(exc, OphthaiError):

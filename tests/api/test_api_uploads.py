@@ -374,3 +374,32 @@ def test_a_huge_upload_waiting_for_100_continue_gets_its_413_and_the_close(
 
     assert answer.startswith(b"HTTP/1.1 413 "), answer
     assert b"connection: close" in answer.lower()
+
+
+@pytest.fixture
+def full_image_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The image store's disk full: the file it writes an image into is one whose
+    writes the kernel refuses with ENOSPC (``/dev/full``)."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+
+    def full_file(*_args: Any, **_kwargs: Any) -> tuple[int, str]:
+        return os.open("/dev/full", os.O_WRONLY), str(tmp_path / "never-written")
+
+    monkeypatch.setattr(tempfile, "mkstemp", full_file)
+
+
+def test_a_scan_the_full_image_store_cannot_keep_is_a_507_without_retry_after(
+    client: TestClient, settings: Settings, full_image_store: None
+) -> None:
+    """It was a 503, the status of an outage that passes, though a full disk stays full
+    until someone frees space; the temporary folder's full disk was already a 507."""
+    target = url(client, "scans")
+    body = multipart(part("file", png_bytes((32, 24)), NAMED_FILE))
+
+    response = client.post(target, content=body, headers={"Content-Type": MULTIPART})
+
+    assert response.status_code == 507, response.text
+    assert "Retry-After" not in response.headers
+    assert "No space left on device" in response.json()["message"]
+    assert nothing_stored(client, settings)

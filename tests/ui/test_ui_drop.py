@@ -358,7 +358,7 @@ def test_a_disk_filling_up_mid_drop_names_the_files_not_added_not_all(
     assert "could not be added" not in banner.text()
     assert "2 file(s) were not imported" in banner.text()
     for name in ("second_OCT_OS.png", "third_OCT_OS.png"):
-        assert f"• {name}: The database or image store is not available: " in banner.text()
+        assert f"• {name}: The disk is full: free space on it, then try again " in banner.text()
     assert "No space left on device" in banner.text()
     scans = app.patients.list_scans(patient.id)
     assert [s.original_filename for s in scans] == ["first_OCT_OD.png"]

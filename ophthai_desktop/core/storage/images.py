@@ -23,7 +23,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from ophthai_desktop.core.errors import NotFound, StorageError
+from ophthai_desktop.core.errors import NO_ROOM_ERRNOS, NoRoom, NotFound, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -291,4 +291,5 @@ class ImageStore:
 
 
 def _write_failed(exc: OSError) -> StorageError:
-    return StorageError(f"cannot write to the image store: {exc.strerror}")
+    message = f"cannot write to the image store: {exc.strerror}"
+    return NoRoom(message) if exc.errno in NO_ROOM_ERRNOS else StorageError(message)
