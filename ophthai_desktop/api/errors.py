@@ -119,8 +119,9 @@ ERROR_MEANINGS: dict[int, str] = {
     ),
     504: "The analysis is still running after the wait; poll the job (job_id).",
     507: (
-        "The server ran out of room for the upload (its temporary folder or the image "
-        "store's disk is full); nothing was stored."
+        "The server's disk is full (its temporary folder, the image store or the "
+        "database): nothing was stored; it stays so until space is freed there, so no "
+        "Retry-After."
     ),
 }
 
@@ -130,8 +131,8 @@ MAX_LISTED_PROBLEMS = 50
 
 #: The errors every API route may answer: no token, a refused origin or host, a request
 #: head that came too slowly or was too large, a query parameter it does not take, the
-#: database unavailable or the server's connections all taken.
-COMMON_ERRORS = (401, 403, 408, 422, 431, 503)
+#: database unavailable or the server's connections all taken, the database's disk full.
+COMMON_ERRORS = (401, 403, 408, 422, 431, 503, 507)
 
 
 def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -83,7 +83,12 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from ophthai_desktop.core.domain import NotificationType
-from ophthai_desktop.core.errors import ChangeRolledBack, DatabaseUnavailable, StorageError
+from ophthai_desktop.core.errors import (
+    ChangeRolledBack,
+    DatabaseUnavailable,
+    NoRoom,
+    StorageError,
+)
 from ophthai_desktop.core.events import EventBus, WatcherStateChanged
 from ophthai_desktop.core.log_safety import safe_description
 from ophthai_desktop.core.records import Actor
@@ -128,6 +133,20 @@ STORAGE_RETRY_S = 5.0
 WAITING_FOR_DATABASE = (
     "the database does not answer: new files wait in the folder and are taken in once it does"
 )
+
+#: The running watch folder's message while the disk of the database or the image store
+#: is full (it stays so until someone frees space: not an outage that passes).
+WAITING_FOR_ROOM = (
+    "the disk is full: new files wait in the folder and are taken in once space is freed on it"
+)
+
+#: The messages of a running watch folder whose files wait for the storage, and the
+#: line the log says as each starts.
+STORAGE_WAITS = {
+    WAITING_FOR_DATABASE: "watch folder: new files wait in the folder until the database answers",
+    WAITING_FOR_ROOM: "watch folder: the disk is full; new files wait in the folder until space "
+    "is freed",
+}
 
 #: After a failed start, or once a running watch folder went away, the next try is this
 #: long after the failure, then twice as long after each failure, up to
@@ -1005,7 +1024,7 @@ class FolderWatcher:
         try:
             result = self._ingest.ingest_file(path, run.layout, expected=stamp, abandon=run.holding)
             stuck = result.moved_to is None
-            self._database_waits(run, False)
+            self._storage_waits(run, None)
         except FileNotSettled:
             retry_in_s = self._settle_interval_s
         except FileVanished:
@@ -1015,7 +1034,11 @@ class FolderWatcher:
             # to say, the file is tried again.
             retry_in_s = STORAGE_RETRY_S
         except DatabaseUnavailable:
-            self._database_waits(run, True)  # said once, not per file and try
+            self._storage_waits(run, WAITING_FOR_DATABASE)  # said once, not per file and try
+            retry_in_s = STORAGE_RETRY_S
+        except NoRoom:
+            # Not a bad file: it stays in the folder (never failed/) until there is room.
+            self._storage_waits(run, WAITING_FOR_ROOM)
             retry_in_s = STORAGE_RETRY_S
         except StorageError as exc:
             log.error("watch folder: storage failed, will retry: %s", exc.message)
@@ -1053,10 +1076,12 @@ class FolderWatcher:
         if retry_in_s is not None:
             self._wake.set()
 
-    def _database_waits(self, run: _Run, waiting: bool) -> None:
+    def _storage_waits(self, run: _Run, why: str | None) -> None:
         """Say (the running state's message, and once in the log) that new files wait
-        in the folder for the database, or that they are taken in again. Ingest thread."""
-        if waiting == (self._message == WAITING_FOR_DATABASE):
+        in the folder for the storage (``why``: one of :data:`STORAGE_WAITS`), or
+        (None) that they are taken in again. Ingest thread."""
+        waiting = self._message if self._message in STORAGE_WAITS else None
+        if why == waiting:
             return  # the usual case: nothing changes
         # Never wait for the control lock: stop() holds it while it waits for this
         # thread. Starting, stopping or pausing sets the state itself; a file's next
@@ -1068,16 +1093,20 @@ class FolderWatcher:
                 self._run is not run
                 or run.stopping.is_set()
                 or self._state is not WatcherState.RUNNING
-                or waiting == (self._message == WAITING_FOR_DATABASE)
+                or why == (self._message if self._message in STORAGE_WAITS else None)
             ):
                 return
-            if waiting:
-                run.message_before_outage = self._message
-                log.warning("watch folder: new files wait in the folder until the database answers")
-                self._set_state(WatcherState.RUNNING, WAITING_FOR_DATABASE)
+            if why is not None:
+                if self._message not in STORAGE_WAITS:
+                    run.message_before_outage = self._message
+                log.warning(STORAGE_WAITS[why])
+                self._set_state(WatcherState.RUNNING, why)
             else:
                 message, run.message_before_outage = run.message_before_outage, ""
-                log.info("watch folder: the database answers; files are taken in again")
+                if self._message == WAITING_FOR_DATABASE:
+                    log.info("watch folder: the database answers; files are taken in again")
+                else:
+                    log.info("watch folder: there is room again; files are taken in again")
                 self._set_state(WatcherState.RUNNING, message)
         finally:
             self._control.release()

@@ -30,6 +30,7 @@ from ophthai_desktop.core.errors import (
     DatabaseUnavailable,
     InvalidInput,
     ModelUnavailable,
+    NoRoom,
     NotFound,
     OphthaiError,
     PayloadTooLarge,
@@ -64,6 +65,13 @@ IDLE_POLL_S = 1.0
 #: How long stopping waits for a running job: it is cancelled, and generation checks
 #: the cancel after every token.
 JOB_STOP_WAIT_S = 30.0
+
+#: Why analyses wait while the database's disk is full: unlike an outage, it lasts until
+#: someone frees space, so the queue says so (the job list, the API's job) besides the log.
+WAITING_FOR_ROOM = (
+    "the disk is full: free space on it. A finished analysis is stored, and queued ones "
+    "run, once there is room (none is lost or failed for it)"
+)
 
 #: How long stopping waits for a model load, which cannot be interrupted (minutes for
 #: the 7B model). It only reads the model's files, so the app does not wait it out.
@@ -278,6 +286,7 @@ class InferenceWorker:
                 self._run_commands()
                 while not self._stop.is_set() and self._ready_for_work():
                     job = self._jobs.claim_next()
+                    self._room_again()
                     if job is None:
                         break
                     self._run_job(job)
@@ -285,6 +294,11 @@ class InferenceWorker:
             except DatabaseUnavailable:
                 # The database does not answer: its own log says so, once per outage;
                 # the queue is looked at again until it answers.
+                self._stop.wait(IDLE_POLL_S)
+            except NoRoom:
+                # Claiming a job is a change: the database's log says the disk is full;
+                # the queue says why it does not move, and is looked at again.
+                self._set_waiting(WAITING_FOR_ROOM)
                 self._stop.wait(IDLE_POLL_S)
             except Exception as exc:
                 log.error("the inference worker hit %s; retrying", type(exc).__name__)
@@ -324,7 +338,8 @@ class InferenceWorker:
         """Load the model for waiting jobs when it is installed; otherwise let them wait."""
         state = self._engine.status().state
         if state is ModelState.READY:
-            self._set_waiting(None)
+            if self.waiting_reason != WAITING_FOR_ROOM:  # cleared once a claim works
+                self._set_waiting(None)
             return True
         if state in (ModelState.LOADING, ModelState.UNLOADING, ModelState.DOWNLOADING):
             self._set_waiting(f"model {state.value}")
@@ -382,6 +397,11 @@ class InferenceWorker:
             self.waiting_reason = reason
             self._bus.publish(QueueWaitingChanged(reason))
 
+    def _room_again(self) -> None:
+        """A change went through: analyses no longer wait for room. Worker thread."""
+        if self.waiting_reason == WAITING_FOR_ROOM:
+            self._set_waiting(None)
+
     def _run_job(self, job: JobRecord) -> None:
         cancel = threading.Event()
         with self._current_lock:
@@ -416,9 +436,10 @@ class InferenceWorker:
             requeued_for_load = bool(
                 self._until_stored(job.id, lambda again: self._store_outcome(job, result, again))
             )
-        except DatabaseUnavailable:
-            # The database failed before the analysis ran, not the analysis: it is
-            # queued again (once the database answers) rather than failed for good.
+        except (DatabaseUnavailable, NoRoom):
+            # The database failed (or had no room) before the analysis ran, not the
+            # analysis: it is queued again (once the database takes it) rather than
+            # failed for good.
             self._until_stored(job.id, lambda _again: self._jobs.requeue(job.id, announce=True))
         except NotFound as exc:
             # Whether the job is still there is read as its end is written: through an
@@ -478,15 +499,32 @@ class InferenceWorker:
 
     def _until_stored(self, job_id: int, store: Callable[[bool], T]) -> T | None:
         """Run ``store`` (it writes how a job ended) until the database takes it: an
-        outage (a database server restarting, a locked or read-only SQLite file) must
-        neither lose a finished analysis nor leave its job running until the next
-        start. Retried every :data:`IDLE_POLL_S`, ``store`` told whether it is a try
+        outage (a database server restarting, a locked or read-only SQLite file) or a
+        full disk must neither lose a finished analysis nor leave its job running until
+        the next start. Retried every :data:`IDLE_POLL_S`, ``store`` told whether it is a try
         again; None when the app stops first (the job, still marked running, is queued
         again at the next start). Worker thread."""
         waiting = False
         while True:
             try:
                 stored = store(waiting)
+            except NoRoom as exc:
+                # A full disk stays full until someone frees space: said in the queue's
+                # state too, and the outcome (in memory) is stored once there is room.
+                if not waiting:
+                    log.warning(
+                        "analysis job %d: %s; its outcome is stored once space is freed",
+                        job_id,
+                        exc.message,
+                    )
+                    waiting = True
+                self._set_waiting(WAITING_FOR_ROOM)
+                if self._stop.wait(IDLE_POLL_S):
+                    log.warning(
+                        "analysis job %d: left running; it runs again at the next start", job_id
+                    )
+                    return None
+                continue
             except DatabaseUnavailable as exc:
                 if not waiting:
                     if isinstance(exc, ChangeRolledBack):  # the database answers: no outage
@@ -508,6 +546,7 @@ class InferenceWorker:
                 continue
             if waiting:
                 log.info("analysis job %d: stored at a later try", job_id)
+            self._room_again()
             return stored
 
     def _job_exists(self, job_id: int) -> bool:

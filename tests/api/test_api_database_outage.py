@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 
 from ophthai_desktop.api.errors import DATABASE_RETRY_AFTER_S
 from ophthai_desktop.bootstrap import Application
-from tests.support.outage import database_down
+from tests.support.outage import database_down, database_full
 
 
 def test_a_request_the_database_cannot_answer_is_a_503_with_retry_after(
@@ -36,3 +36,25 @@ def test_the_models_health_is_answered_while_the_database_does_not(
     assert health["status"] == before["status"] and health["state"] == before["state"]
     assert health["database"] == "unavailable"
     assert health["queue"] == {"queued": None, "running": None}
+
+
+def test_a_change_the_database_s_full_disk_cannot_hold_is_a_507_without_retry_after(
+    client: TestClient, sqlite_services: Application
+) -> None:
+    """SQLITE_FULL was read as an outage: a 503 with Retry-After, as if it would pass by
+    itself, though a full disk stays full until someone frees space."""
+    history = "h" * 5000  # more than a page: it needs pages the full disk cannot give
+    with database_full(sqlite_services.db):
+        answers = [
+            client.post("/api/patients", json={"name": "Ada Lovelace", "history": history})
+            for _ in range(50)
+        ]
+        refused = answers[-1]
+        listed = client.get("/api/patients")
+    assert refused.status_code == 507, refused.text
+    assert refused.json()["message"] == "cannot write to the database: its disk is full"
+    assert "retry-after" not in refused.headers
+    assert listed.status_code == 200  # reads go on: no outage
+    assert sqlite_services.db.availability.available
+    created = client.post("/api/patients", json={"name": "Ada Lovelace", "history": history})
+    assert created.status_code == 201  # room again

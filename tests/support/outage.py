@@ -31,3 +31,24 @@ def database_down(db: Database, *, times: int | None = None) -> Iterator[list[in
         yield refusals
     finally:
         event.remove(db.engine, "do_connect", refuse)
+
+
+@contextlib.contextmanager
+def database_full(db: Database) -> Iterator[None]:
+    """The disk under the SQLite file full meanwhile: every connection (the pool is
+    emptied first) may grow the file by one page at most (``PRAGMA max_page_count``),
+    after which a change that needs another fails as on a full disk, with SQLITE_FULL
+    ("database or disk is full")."""
+    with db.engine.connect() as connection:
+        pages = connection.exec_driver_sql("PRAGMA page_count").scalar_one()
+
+    def limit(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute(f"PRAGMA max_page_count={pages + 1}")
+
+    event.listen(db.engine, "connect", limit)
+    db.dispose()
+    try:
+        yield
+    finally:
+        event.remove(db.engine, "connect", limit)
+        db.dispose()

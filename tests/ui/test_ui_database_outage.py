@@ -11,14 +11,15 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core import events as ev
+from ophthai_desktop.core.errors import NoRoom
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.storage import availability
-from ophthai_desktop.core.watcher import WAITING_FOR_DATABASE
+from ophthai_desktop.core.watcher import WAITING_FOR_DATABASE, WAITING_FOR_ROOM
 from ophthai_desktop.ui.messages import DATABASE_BACK, DATABASE_DOWN
 from ophthai_desktop.ui.session import GuiSession
 from tests.support.images import png_bytes
-from tests.support.outage import database_down
+from tests.support.outage import database_down, database_full
 from tests.support.scripted_engine import DME, ScriptedEngine
 from tests.ui.conftest import Maker, open_patient
 
@@ -234,3 +235,49 @@ def test_the_outage_banner_gives_way_while_the_window_is_in_the_tray(
     gui.window.show()
     qtbot.waitExposed(gui.window)
     assert banner.text() != DATABASE_DOWN
+
+
+def test_an_import_the_database_s_full_disk_refused_says_the_disk_is_full_not_an_outage(
+    gui: GuiSession, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """SQLITE_FULL was an outage: "The database does not answer", then "The database
+    answers again" within seconds (its probe writes nothing, so a full disk let it
+    through) while every change still failed. It says the disk is full, and stays."""
+    monkeypatch.setattr(availability, "QUIET_S", 0.2)
+    monkeypatch.setattr(availability, "PROBE_S", 0.05, raising=False)
+    app, banner = gui.application, gui.window.banner
+    actor = Actor("t", "gui")
+    patient = app.patients.create_patient({"name": "Dropped"}, actor=actor)
+    open_patient(qtbot, gui, patient.id)
+    image = tmp_path / "macula_OCT_OD.png"
+    image.write_bytes(png_bytes((32, 24), (1, 2, 3)))
+    with database_full(app.db):
+        for n in range(4, 250):  # scans like the import's until the disk refuses one
+            try:
+                app.patients.attach_image(
+                    patient.id,
+                    NewImage(png_bytes((32, 24), (n, 2, 3)), filename="filler_OCT_OD.png"),
+                    actor=actor,
+                )
+            except NoRoom:
+                break
+        gui.imports.import_files([image])
+        qtbot.waitUntil(lambda: "macula_OCT_OD.png" in banner.text())
+        assert "The disk is full: free space on it, then try again" in banner.text()
+        assert DATABASE_DOWN not in banner.text()
+        qtbot.wait(500)  # an outage's end would have been said by now
+        assert DATABASE_BACK not in banner.text()
+        assert app.db.availability.available
+    assert image.name not in [s.original_filename for s in app.patients.list_scans(patient.id)]
+
+
+def test_the_status_bar_says_watch_folder_files_wait_for_room(
+    gui: GuiSession, qtbot: QtBot
+) -> None:
+    label = gui.window.status.watcher
+    folder = str(gui.application.watcher.folder)
+    gui.application.bus.publish(ev.WatcherStateChanged("running", WAITING_FOR_ROOM, folder))
+    qtbot.waitUntil(lambda: label.text() == "Watch folder: waiting — the disk is full")
+    assert WAITING_FOR_ROOM in label.toolTip()
+    gui.application.bus.publish(ev.WatcherStateChanged("running", "", folder))
+    qtbot.waitUntil(lambda: label.text() == "Watch folder: running")

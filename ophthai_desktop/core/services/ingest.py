@@ -69,6 +69,7 @@ from ophthai_desktop.core.domain import (
 from ophthai_desktop.core.errors import (
     DatabaseUnavailable,
     InvalidInput,
+    NoRoom,
     NotFound,
     OphthaiError,
     StorageError,
@@ -899,7 +900,7 @@ class IngestService:
                         self._commit_batch([rehearsal], rehearse=True)
                 finally:
                     self._rng.setstate(state)
-        except DatabaseUnavailable:
+        except (DatabaseUnavailable, NoRoom):
             pass  # said by the database's own log; the first file finds it again
         except Exception as exc:
             log.warning(

@@ -9,6 +9,7 @@ application calls it at start.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +20,12 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ophthai_desktop.core.errors import ChangeRolledBack, DatabaseUnavailable, StorageError
+from ophthai_desktop.core.errors import (
+    ChangeRolledBack,
+    DatabaseUnavailable,
+    NoRoom,
+    StorageError,
+)
 from ophthai_desktop.core.storage.availability import Availability
 from ophthai_desktop.core.storage.private import make_database_private
 
@@ -28,6 +34,16 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 #: PostgreSQL's SQLSTATE for "permission denied".
 INSUFFICIENT_PRIVILEGE = "42501"
+#: PostgreSQL's SQLSTATE for "disk full" (``disk_full``).
+DISK_FULL = "53100"
+#: SQLite's result code for "database or disk is full" (``SQLITE_FULL``).
+SQLITE_FULL = 13
+
+#: What a caller is told when the database's disk has no room for a change.
+NO_ROOM_MESSAGE = "cannot write to the database: its disk is full"
+
+#: How often the log says again that the database's disk is full while changes fail.
+NO_ROOM_REMINDER_S = 60.0
 
 
 def _normalise_url(url: str) -> str:
@@ -90,15 +106,18 @@ class Database:
         #: Whether the database answers; says so once in the log (see its module), and
         #: asks it with :meth:`probe` while it does not.
         self.availability = Availability(probe=self.probe)
+        self._no_room_said_at: float | None = None
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session for one unit of work: committed on success, rolled back on error.
 
-        Database failures that are about the environment (locked, unreachable, disk
-        full) become :class:`DatabaseUnavailable`, said in the log by
-        :attr:`availability` (once per outage, not per call); everything else
-        propagates unchanged.
+        Database failures that are about the environment (locked, unreachable) become
+        :class:`DatabaseUnavailable`, said in the log by :attr:`availability` (once per
+        outage, not per call). A full disk becomes :class:`NoRoom`, no outage: the
+        database answers, and changes fail until someone frees space, however long
+        that takes (said in the log at most every :data:`NO_ROOM_REMINDER_S`).
+        Everything else propagates unchanged.
         """
         session = self._sessions()
         try:
@@ -114,6 +133,9 @@ class Database:
                 # serialise it: the server answers, and the same work may well pass now.
                 log.warning("the database rolled a transaction back (%s)", type(exc.orig).__name__)
                 raise ChangeRolledBack(GAVE_WAY) from exc
+            if _disk_full(exc):
+                self._say_no_room(type(exc.orig).__name__)
+                raise NoRoom(NO_ROOM_MESSAGE) from exc
             if isinstance(exc, OperationalError) or exc.connection_invalidated:
                 self.availability.failed(type(exc.orig).__name__)
                 raise DatabaseUnavailable() from exc
@@ -123,6 +145,20 @@ class Database:
             raise
         finally:
             session.close()
+
+    def _say_no_room(self, kind: str) -> None:
+        """Log that a change failed for want of room: the first time, then at most
+        every :data:`NO_ROOM_REMINDER_S` while it goes on (the worker and the watch
+        folder try again every few seconds). Any thread."""
+        now = time.monotonic()
+        said = self._no_room_said_at
+        if said is not None and now - said < NO_ROOM_REMINDER_S:
+            return
+        self._no_room_said_at = now
+        log.error(
+            "the database's disk is full (%s): changes fail until space is freed on it",
+            kind,
+        )
 
     def upgrade(self, revision: str = "head") -> None:
         """Create or migrate the schema to ``revision`` (the newest by default)."""
@@ -272,6 +308,16 @@ def _gave_way(exc: DBAPIError) -> bool:
     deadlock, a serialisation failure), which psycopg raises as an OperationalError
     although the server answers: not an outage."""
     return str(getattr(exc.orig, "sqlstate", "") or "").startswith("40")
+
+
+def _disk_full(exc: DBAPIError) -> bool:
+    """Whether ``exc`` says the database's disk has no room: SQLite's SQLITE_FULL
+    (a full disk, or a ``max_page_count`` reached), PostgreSQL's ``disk_full``."""
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) == DISK_FULL:
+        return True
+    code = getattr(orig, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF == SQLITE_FULL
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

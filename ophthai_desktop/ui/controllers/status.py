@@ -11,7 +11,7 @@ from PySide6.QtCore import QObject, QTimer, Slot
 
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
-from ophthai_desktop.core.watcher import WAITING_FOR_DATABASE
+from ophthai_desktop.core.watcher import WAITING_FOR_DATABASE, WAITING_FOR_ROOM
 from ophthai_desktop.ui.context import ApiState, GuiContext
 from ophthai_desktop.ui.controllers.watch_folder import WatchFolderController
 from ophthai_desktop.ui.messages import DATABASE_BACK, DATABASE_BACK_SHOWN_MS, DATABASE_DOWN
@@ -192,6 +192,8 @@ class StatusController(QObject):
         label = f"Watch folder: {text}"
         if text == "running" and message == WAITING_FOR_DATABASE:
             label, kind = "Watch folder: waiting for the database", "warn"
+        elif text == "running" and message == WAITING_FOR_ROOM:
+            label, kind = "Watch folder: waiting — the disk is full", "error"
         _reason, retrying, when = message.partition("; retrying in ")
         if text == "error" and retrying:
             label += f"; retrying in {when}"  # the reason (with the folder) in the tooltip

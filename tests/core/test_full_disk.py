@@ -1,0 +1,199 @@
+"""The disk under the data folder full: the database's (SQLite's SQLITE_FULL,
+PostgreSQL's ``disk_full``) and the image store's (ENOSPC) are :class:`NoRoom`, not an
+outage. A full disk stays full until someone frees space, so
+nothing says the database does not answer, nor that it is back while changes still
+fail; the worker keeps a finished analysis and the watch folder its files until there is
+room, and both say why they wait."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import psycopg.errors
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from ophthai_desktop.bootstrap import Application
+from ophthai_desktop.core import events as ev
+from ophthai_desktop.core import watcher as watcher_module
+from ophthai_desktop.core.errors import NoRoom
+from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.services.ingest import FolderLayout
+from ophthai_desktop.core.services.patients import NewImage
+from ophthai_desktop.core.storage.database import Database
+from ophthai_desktop.core.watcher import WAITING_FOR_ROOM, WatcherState
+from ophthai_desktop.core.worker import WAITING_FOR_ROOM as QUEUE_WAITING_FOR_ROOM
+from ophthai_desktop.core.worker import InferenceWorker
+from tests.support.images import png_bytes
+from tests.support.outage import database_full
+from tests.support.scripted_engine import DME, ScriptedEngine
+from tests.support.watch_folder import EventLog, build_watch_app, wait_until
+
+NAME = "Fulldisk Patient-Secret"
+
+#: An answer too long to fit in what is left of a page: storing it needs new pages.
+LONG_DME = dataclasses.replace(DME, explanation="Cysts in the outer plexiform layer. " * 300)
+
+
+def _fill(app: Application, actor: Actor) -> NoRoom:
+    """Changes until the full disk refuses one (each needs pages of its own); its error."""
+    for _ in range(200):
+        try:
+            app.patients.create_patient({"name": NAME, "history": "h" * 5000}, actor=actor)
+        except NoRoom as exc:
+            return exc
+    raise AssertionError("the full database took every change")
+
+
+def test_a_change_the_full_disk_cannot_hold_is_no_room_not_an_outage(
+    sqlite_services: Application, actor: Actor, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It was DatabaseUnavailable: a 503 with Retry-After, "the database does not
+    answer", and the outage probe (BEGIN IMMEDIATE, ROLLBACK: it writes nothing, so a
+    full disk lets it through) declared the database back while every change failed."""
+    app = sqlite_services
+    with caplog.at_level(logging.INFO), database_full(app.db):
+        refused = _fill(app, actor)
+        assert refused.message == "cannot write to the database: its disk is full"
+        for _ in range(5):
+            with pytest.raises(NoRoom):
+                app.patients.create_patient({"name": NAME, "history": "h" * 5000}, actor=actor)
+        assert app.db.availability.available  # no outage: nothing to declare over
+        assert not app.db.availability.probing
+        assert app.patients.list_patients().total > 0  # reads go on
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert said == [
+        "the database's disk is full (OperationalError): changes fail until space is freed on it"
+    ]  # once, not once a call
+    assert "Fulldisk" not in caplog.text
+    app.patients.create_patient({"name": NAME}, actor=actor)  # room again
+
+
+def test_postgresql_s_disk_full_is_no_room(tmp_path: Path) -> None:
+    """SQLSTATE 53100, as psycopg raises it (an OperationalError to SQLAlchemy)."""
+    db = Database(f"sqlite:///{tmp_path / 'any.db'}")
+    try:
+        with pytest.raises(NoRoom), db.session():
+            cause = psycopg.errors.DiskFull("could not extend file: No space left on device")
+            raise OperationalError("INSERT ...", {}, cause)
+        assert db.availability.available
+    finally:
+        db.close()
+
+
+def test_an_analysis_finished_while_the_disk_is_full_is_stored_once_there_is_room(
+    sqlite_services: Application, actor: Actor, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker retries it and says why the queue waits; it was retried as an outage
+    (the log said the database does not answer, the queue nothing)."""
+    app = sqlite_services
+    hold = threading.Event()
+    worker = InferenceWorker(ScriptedEngine(LONG_DME, hold=hold), app.jobs, app.bus)
+    log = EventLog(app.bus)
+    patient = app.patients.create_patient(
+        {"name": NAME}, actor=actor, image=NewImage(png_bytes((40, 30)))
+    )
+    worker.start()
+    try:
+        job = app.jobs.queue_patient_analysis(patient.id, actor=actor)
+        assert wait_until(lambda: worker.current_job_id == job.id)
+        with caplog.at_level(logging.INFO), database_full(app.db):
+            _fill(app, actor)
+            hold.set()  # the model's answer arrives while the disk is full
+            assert wait_until(lambda: worker.waiting_reason == QUEUE_WAITING_FOR_ROOM)
+            assert "its outcome is stored once space is freed" in caplog.text
+            assert app.jobs.get_job(job.id).state == "running"  # not failed, not lost
+            assert app.db.availability.available
+        assert wait_until(lambda: app.jobs.get_job(job.id).state == "done")
+        analysis = app.jobs.outcome(job.id).analysis
+        assert analysis is not None and analysis.result is not None
+        assert analysis.result["explanation"] == LONG_DME.explanation
+        assert wait_until(lambda: worker.waiting_reason is None)
+        assert [e.waiting for e in log.of(ev.QueueWaitingChanged)] == [
+            QUEUE_WAITING_FOR_ROOM,
+            None,
+        ]
+    finally:
+        worker.stop()
+
+
+def test_files_wait_in_the_folder_while_the_database_s_disk_is_full(
+    tmp_path: Path, actor: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not moved to failed/ (they are not bad files), tried again, and the watch
+    folder's state says the disk is full; taken in once there is room."""
+    monkeypatch.setattr(watcher_module, "STORAGE_RETRY_S", 0.05)
+    app = build_watch_app(tmp_path)
+    try:
+        layout = FolderLayout.under(app.watcher.folder)
+        layout.ensure()
+        with database_full(app.db):
+            _fill(app, actor)
+            # Files like the watch folder's until the disk refuses one (a small one can
+            # still fit in what is left of the pages): that one waits in the folder.
+            for n in range(200):
+                waiting = layout.root / f"Jane Doe {n}.png"
+                waiting.write_bytes(png_bytes((10, 10), (n % 250, 6, 7)))
+                try:
+                    app.ingest.ingest_file(waiting, layout)
+                except NoRoom:
+                    break
+            else:
+                raise AssertionError("the full database took every file")
+            log = EventLog(app.bus)
+            assert app.watcher.start().state is WatcherState.RUNNING
+            assert wait_until(lambda: app.watcher.status.message == WAITING_FOR_ROOM)
+            assert not wait_until(lambda: bool(log.finished()), timeout_s=0.5)
+            assert [p for p in layout.root.iterdir() if p.is_file()] == [waiting]
+            assert not any(layout.failed.iterdir())
+        assert log.wait_finished(waiting.name)[waiting.name].outcome == "ingested"
+        assert wait_until(lambda: app.watcher.status.message == "")
+        assert not waiting.exists()
+    finally:
+        app.close()
+
+
+def test_files_wait_in_the_folder_while_the_image_store_s_disk_is_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store's copy into ``images/.staging`` fails with ENOSPC: the file is no bad
+    file (not moved to failed/), it is tried again, and the state says the disk is full
+    (it said nothing, and the log said "storage failed" at each try)."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    monkeypatch.setattr(watcher_module, "STORAGE_RETRY_S", 0.05)
+    app = build_watch_app(tmp_path)
+    tries: list[int] = []
+
+    def full_file(*_args: Any, **_kwargs: Any) -> tuple[int, str]:
+        tries.append(1)
+        return os.open("/dev/full", os.O_WRONLY), str(tmp_path / "never-written")
+
+    try:
+        log = EventLog(app.bus)
+        layout = FolderLayout.under(app.watcher.folder)
+        layout.ensure()
+        with caplog.at_level(logging.INFO):
+            monkeypatch.setattr(tempfile, "mkstemp", full_file)  # the store's disk full
+            (layout.root / "Jane Doe.png").write_bytes(png_bytes((10, 10), (1, 6, 7)))
+            assert app.watcher.start().state is WatcherState.RUNNING
+            assert wait_until(lambda: len(tries) >= 5)  # tried again and again
+            assert app.watcher.status.message == WAITING_FOR_ROOM
+            assert [p.name for p in layout.root.iterdir() if p.is_file()] == ["Jane Doe.png"]
+            assert not any(layout.failed.iterdir())
+            said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+            assert said == [watcher_module.STORAGE_WAITS[WAITING_FOR_ROOM]]  # once
+            monkeypatch.undo()  # space freed
+            monkeypatch.setattr(watcher_module, "STORAGE_RETRY_S", 0.05)
+            finished = log.wait_finished("Jane Doe.png")
+        assert finished["Jane Doe.png"].outcome == "ingested"
+        assert wait_until(lambda: app.watcher.status.message == "")
+        assert "Jane" not in caplog.text
+    finally:
+        app.close()
