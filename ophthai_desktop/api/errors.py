@@ -119,8 +119,8 @@ ERROR_MEANINGS: dict[int, str] = {
     ),
     504: "The analysis is still running after the wait; poll the job (job_id).",
     507: (
-        "The server ran out of room for the upload (its temporary folder or the image "
-        "store's disk is full); nothing was stored."
+        "The server ran out of room for the image (an upload's temporary folder or the "
+        "image store's disk is full); nothing was stored."
     ),
 }
 

@@ -38,7 +38,7 @@ router = SlashRouter(
     prefix="/api", dependencies=[Depends(require_token)], responses=documented(*COMMON_ERRORS)
 )
 #: What the analyse-and-wait endpoints answer besides the result.
-ANALYSIS_ERRORS = documented(400, 404, 409, 413, 415, 500, 503, 504)
+ANALYSIS_ERRORS = documented(400, 404, 409, 413, 415, 500, 503, 504, 507)
 
 #: How long the synchronous analyse endpoints wait before answering 504 with the job id.
 WAIT_S = 900.0
@@ -190,7 +190,7 @@ async def analyze(body: s.AnalyzeRequest, app: ApplicationDep, actor: ActorDep) 
     "/ai/analyze-upload",
     tags=["ai"],
     response_model=s.AnalysisResultPublic,
-    responses={**ANALYSIS_ERRORS, **documented(507)},
+    responses=ANALYSIS_ERRORS,
     dependencies=[form_fields("file", "patient_id", "patientId", "question")],
 )
 async def analyze_upload(

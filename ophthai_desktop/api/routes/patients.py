@@ -173,7 +173,7 @@ def list_patients(
     dependencies=guarded,
     responses={
         201: {"headers": {**ETAG_HEADER, **s.LOCATION_HEADER}},
-        **documented(400, 409, 413, 415),
+        **documented(400, 409, 413, 415, 507),
     },
 )
 def create_patient(
@@ -233,7 +233,7 @@ def get_patient(
     "/{patient_id}",
     response_model=s.PatientPublic,
     dependencies=guarded,
-    responses={200: {"headers": ETAG_HEADER}, **documented(400, 404, 409, 412, 413, 415)},
+    responses={200: {"headers": ETAG_HEADER}, **documented(400, 404, 409, 412, 413, 415, 507)},
 )
 def update_patient(
     response: Response,
