@@ -5,7 +5,9 @@ list fails), and it declares how to send the token."""
 from __future__ import annotations
 
 import base64
+import os
 import re
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -291,3 +293,38 @@ def _pydantic_keywords(node: Any, where: str = "") -> Iterator[str]:
     elif isinstance(node, list):
         for index, value in enumerate(node):
             yield from _pydantic_keywords(value, f"{where}/{index}")
+
+
+@pytest.fixture
+def full_image_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The image store's disk full: the file it writes an image into is one whose
+    writes the kernel refuses with ENOSPC (``/dev/full``)."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+
+    def full_file(*_args: Any, **_kwargs: Any) -> tuple[int, str]:
+        return os.open("/dev/full", os.O_WRONLY), str(tmp_path / "never-written")
+
+    monkeypatch.setattr(tempfile, "mkstemp", full_file)
+
+
+def test_each_route_that_stores_an_image_lists_the_507_of_a_full_disk(
+    conform: Conformance, full_image_store: None
+) -> None:
+    """A full image store is a 507 wherever an image is sent (a data URL in a patient's
+    imageUrl, base64 to analyse, an upload); the document listed it for uploads only, so
+    a generated client had no type for the others' answer."""
+    c = conform.client
+    patient = f"/api/patients/{c.post('/api/patients', json={'name': 'Ada'}).json()['id']}"
+    png = png_bytes((20, 20))
+    upload = {"file": ("a.png", png, "image/png")}
+
+    answers = [
+        conform(c.post("/api/patients", json={"name": "Bea", "imageUrl": _image_url()})),
+        conform(c.patch(patient, json={"imageUrl": _image_url()})),
+        conform(c.post(f"{patient}/scans", files=upload)),
+        conform(c.post("/api/ai/analyze", json={"image_base64": base64.b64encode(png).decode()})),
+        conform(c.post("/api/ai/analyze-upload", files=upload)),
+    ]
+
+    assert [a.status_code for a in answers] == [507] * len(answers), [a.text for a in answers]

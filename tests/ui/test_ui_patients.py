@@ -8,7 +8,7 @@ import unicodedata
 from datetime import date
 
 import pytest
-from PySide6.QtCore import QDate, QPoint, Qt
+from PySide6.QtCore import QDate, QMimeData, QPoint, Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QDialogButtonBox, QFormLayout, QMessageBox
 from pytestqt.qtbot import QtBot
@@ -605,12 +605,17 @@ def test_a_patient_arriving_during_a_search_typed_without_accents_is_listed(
     assert model.data(model.index(0, COLUMN_OF["name"])) == "Jürgen Müller"
 
 
-def test_a_history_copied_from_the_page_has_no_break_hints(qtbot: QtBot, gui: GuiSession) -> None:
+@pytest.mark.parametrize("before", ["Referral letter: ", "Referral\nletter,\u00a0see: "])
+def test_a_history_copied_from_the_page_has_no_break_hints(
+    qtbot: QtBot, gui: GuiSession, before: str
+) -> None:
     """The page puts zero-width spaces into long runs without a space so that they wrap;
     a link or an identifier copied from the history (Ctrl+C in the selectable label)
-    carried them to wherever it was pasted, where it no longer matched."""
+    carried them to wherever it was pasted, where it no longer matched. (A history of
+    two lines, or with a no-break space, is copied as the label copies it: a line break,
+    a space.)"""
     link = "https://referrals.example.org/letters/2026/RX-4471-OD-macula-follow-up.pdf"
-    history = f"Referral letter: {link}"
+    history = f"{before}{link}"
     patient = gui.application.patients.create_patient(
         {"name": "Ada Quist", "history": history}, actor=Actor("tester", "gui")
     )
@@ -628,7 +633,8 @@ def test_a_history_copied_from_the_page_has_no_break_hints(qtbot: QtBot, gui: Gu
     clipboard.clear()
     qtbot.keyClick(label, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
 
-    qtbot.waitUntil(lambda: clipboard.text() == history)
+    copied = history.replace("\u00a0", " ")
+    qtbot.waitUntil(lambda: clipboard.text() == copied)
 
 
 def test_text_copied_in_a_field_keeps_its_zero_width_spaces(qtbot: QtBot, gui: GuiSession) -> None:
@@ -647,3 +653,35 @@ def test_text_copied_in_a_field_keeps_its_zero_width_spaces(qtbot: QtBot, gui: G
     qtbot.waitUntil(lambda: clipboard.text() != "")
     qtbot.wait(20)
     assert clipboard.text() == "a\u200bb"
+
+
+def test_a_copy_from_elsewhere_while_a_label_has_the_focus_is_left_whole(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """Another program's copy can land while a label of the window has the focus (a
+    remote desktop's or a virtual machine's shared clipboard, a clipboard manager): it
+    was taken for the label's and rewritten as plain text without its zero-width spaces,
+    its other formats (HTML) lost. Only the label's own selection is put back."""
+    patient = gui.application.patients.create_patient(
+        {"name": "Ada Quist", "history": "RX-4471-OD-macula-follow-up-2026-referral"},
+        actor=Actor("tester", "gui"),
+    )
+    gui.patients.open_patient(patient.id)
+    label = gui.patient_page.history
+    qtbot.waitUntil(lambda: "\u200b" in label.text())
+    gui.window.show()
+    qtbot.waitExposed(gui.window)
+    label.setFocus()
+    qtbot.waitUntil(label.hasFocus)
+    label.setSelection(0, len(label.text()))
+    clipboard = QGuiApplication.clipboard()
+    elsewhere = QMimeData()
+    elsewhere.setText("see\u200bhere")
+    elsewhere.setHtml("<b>see\u200bhere</b>")
+
+    clipboard.setMimeData(elsewhere)
+    qtbot.wait(20)
+
+    assert clipboard.text() == "see\u200bhere"
+    pasted = clipboard.mimeData()
+    assert pasted is not None and pasted.hasHtml()

@@ -190,7 +190,7 @@ async def analyze(body: s.AnalyzeRequest, app: ApplicationDep, actor: ActorDep) 
     "/ai/analyze-upload",
     tags=["ai"],
     response_model=s.AnalysisResultPublic,
-    responses={**ANALYSIS_ERRORS, **documented(507)},
+    responses=ANALYSIS_ERRORS,
     dependencies=[form_fields("file", "patient_id", "patientId", "question")],
 )
 async def analyze_upload(

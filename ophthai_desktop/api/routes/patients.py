@@ -389,7 +389,7 @@ def list_scans(patient_id: str, patients: PatientsDep, base_url: BaseUrlDep) -> 
     response_model=s.ScanPublic,
     status_code=201,
     dependencies=[*guarded, form_fields("file", "modality", "laterality")],
-    responses=documented(400, 404, 409, 412, 413, 415, 500, 507),
+    responses=documented(400, 404, 409, 412, 413, 415, 500),
 )
 def upload_scan(
     patient_id: str,
