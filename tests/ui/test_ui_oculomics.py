@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import date, timedelta
 
 import pytest
-from PySide6.QtCore import QRect, Qt
+from PySide6.QtCore import QDate, QRect, Qt
 from PySide6.QtGui import QColor, QFontMetrics, QImage, QPaintDevice
 from PySide6.QtWidgets import QStyle, QTableWidget, QWidget
 from pytestqt.qtbot import QtBot
@@ -16,6 +16,7 @@ from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.oculomics import METRICS, REFERENCE_RANGES
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.theme import apply_theme
+from ophthai_desktop.ui.views import oculomics as oculomics_view
 from ophthai_desktop.ui.views.oculomics import (
     MAX_VALUE_TICKS,
     MetricChart,
@@ -173,9 +174,10 @@ def test_the_form_adds_a_measurement(qtbot: QtBot, gui: GuiSession) -> None:
 
     os_iop = view.charts["iop_mmhg"].lines["OS"]
     qtbot.waitUntil(lambda: len(os_iop.points()) == 3)
-    assert _points(os_iop)[-1] == (date_ms(TODAY), 23.5)
-    assert (date_ms(TODAY), 23.5) in _points(view.charts["iop_mmhg"].flagged)
-    assert _points(view.charts["vessel_density_pct"].lines["OS"]) == [(date_ms(TODAY), 44.0)]
+    added_on = date_ms(date.today())  # not TODAY: the run may pass midnight
+    assert _points(os_iop)[-1] == (added_on, 23.5)
+    assert (added_on, 23.5) in _points(view.charts["iop_mmhg"].flagged)
+    assert _points(view.charts["vessel_density_pct"].lines["OS"]) == [(added_on, 44.0)]
     assert view.table.rowCount() == 6
     assert view.table.item(0, 1).text() == "OS"
     assert view.inputs["iop_mmhg"].text() == ""  # the form is ready for the next one
@@ -386,3 +388,43 @@ def test_a_row_s_flags_are_shown_whole_where_their_words_fit(
         assert table.rowHeight(0) == table.rowHeight(plain)
     # A row without flags stays one line tall.
     assert table.rowHeight(plain) < 2 * table.fontMetrics().lineSpacing() + 6
+
+
+def _view_opened_yesterday(qtbot: QtBot, monkeypatch: pytest.MonkeyPatch) -> OculomicsView:
+    """The form as made the day before (the window left open overnight)."""
+    yesterday = QDate.currentDate().addDays(-1)
+    with monkeypatch.context() as clock:
+        clock.setattr(oculomics_view, "today", lambda: yesterday)
+        view = OculomicsView()
+    qtbot.addWidget(view)
+    assert view.measured_on.date() == yesterday
+    return view
+
+
+def _submitted(qtbot: QtBot, view: OculomicsView) -> dict[str, object]:
+    view.inputs["iop_mmhg"].setText("17")
+    with qtbot.waitSignal(view.measurement_submitted) as submitted:
+        view.add_button.click()
+    values: dict[str, object] = submitted.args[0]
+    return values
+
+
+def test_a_measurement_added_the_day_after_the_form_was_made_is_dated_today(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The form's date was the day the window opened: left open overnight (or for days
+    in the tray), a measurement added next morning was recorded a day early."""
+    view = _view_opened_yesterday(qtbot, monkeypatch)
+
+    assert _submitted(qtbot, view)["measured_on"] == date.today()
+    assert view.measured_on.date() == QDate.currentDate()  # and the form says so
+
+
+def test_a_date_the_clinician_picked_stays_the_next_day(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    view = _view_opened_yesterday(qtbot, monkeypatch)
+    picked = QDate.currentDate().addDays(-30)
+    view.measured_on.setDate(picked)  # as the clinician's editing or calendar sets it
+
+    assert _submitted(qtbot, view)["measured_on"] == picked.toPython()

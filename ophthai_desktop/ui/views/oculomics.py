@@ -18,8 +18,27 @@ from PySide6.QtCharts import (
     QScatterSeries,
     QValueAxis,
 )
-from PySide6.QtCore import QDate, QDateTime, QEvent, QMargins, Qt, QTime, Signal, Slot
-from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPalette, QPen, QResizeEvent
+from PySide6.QtCore import (
+    QDate,
+    QDateTime,
+    QEvent,
+    QMargins,
+    QSignalBlocker,
+    Qt,
+    QTime,
+    Signal,
+    Slot,
+)
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QFont,
+    QPainter,
+    QPalette,
+    QPen,
+    QResizeEvent,
+    QShowEvent,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QBoxLayout,
@@ -317,6 +336,11 @@ class MetricChart(QChartView):
         self.y_axis.setTickCount(ticks)
 
 
+def today() -> QDate:
+    """This computer's date now."""
+    return QDate.currentDate()
+
+
 class OculomicsView(QWidget):
     """Charts, the measurement table with trends, and the add-measurement form.
 
@@ -397,9 +421,12 @@ class OculomicsView(QWidget):
         self.eye = QComboBox()
         for eye in EYES:
             self.eye.addItem(EYE_NAMES[eye], eye)
-        self.measured_on = QDateEdit(QDate.currentDate())
+        self.measured_on = QDateEdit(today())
         self.measured_on.setCalendarPopup(True)
         self.measured_on.setDisplayFormat("yyyy-MM-dd")
+        # The date follows the day until the clinician picks one (_follow_today).
+        self._date_chosen = False
+        self.measured_on.dateChanged.connect(self._on_measured_on_date_changed)
         self.inputs: dict[str, QLineEdit] = {}
         form = QFormLayout()
         form.addRow("Eye", self.eye)
@@ -478,6 +505,10 @@ class OculomicsView(QWidget):
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self._reflow()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self._follow_today()
 
     @property
     def chart_columns(self) -> int:
@@ -656,8 +687,21 @@ class OculomicsView(QWidget):
     def set_busy(self, busy: bool) -> None:
         self.add_button.setEnabled(not busy)
 
+    def _follow_today(self) -> None:
+        """The form's date is today's, unless the clinician picked one: a window left
+        open overnight (in the tray, for days) offered the day it was opened, and a
+        measurement added next morning was recorded a day early, without a word."""
+        if not self._date_chosen and self.measured_on.date() != today():
+            with QSignalBlocker(self.measured_on):
+                self.measured_on.setDate(today())
+
+    @Slot(QDate)
+    def _on_measured_on_date_changed(self, _date: QDate) -> None:
+        self._date_chosen = True  # by the clinician: the form's own changes are blocked
+
     @Slot()
     def _on_add_button_clicked(self) -> None:
+        self._follow_today()
         values: dict[str, Any] = {
             "eye": self.eye.currentData(),
             "measured_on": self.measured_on.date().toPython(),
