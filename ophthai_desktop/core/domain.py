@@ -32,9 +32,14 @@ def matches_search(search: str, name: str, record_id: str) -> bool:
     return in_name or search.lower() in record_id.lower()
 
 
+def local_today() -> date:
+    """This computer's date now: the day ages are counted to."""
+    return date.today()
+
+
 def age_on(birth_date: date, today: date | None = None) -> int:
     """Whole years from ``birth_date`` to ``today`` (default: today, local)."""
-    today = today or date.today()
+    today = today or local_today()
     before_birthday = (today.month, today.day) < (birth_date.month, birth_date.day)
     return today.year - birth_date.year - int(before_birthday)
 

@@ -17,8 +17,10 @@ from ophthai_desktop.core.errors import StorageError
 from ophthai_desktop.core.inference import ParsedAnswer
 from ophthai_desktop.core.records import Actor, AnalysisRecord
 from ophthai_desktop.core.services.patients import NewImage
+from ophthai_desktop.ui import day
 from ophthai_desktop.ui.display import local_datetime
 from ophthai_desktop.ui.session import GuiSession
+from ophthai_desktop.ui.views import analysis as analysis_view
 from ophthai_desktop.ui.views.analysis import (
     EARLIEST_S,
     MAX_YEARS_AHEAD,
@@ -1022,3 +1024,46 @@ def test_a_patient_whose_only_analysis_was_cancelled_says_so_when_opened(
     assert "by Dr. Quinn" in view.state.text()
     assert "No analysis yet" not in view.state.text()
     assert view.analyse.isVisible() and view.analyse.isEnabled()
+
+
+def _page_opened_yesterday(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> tuple[GuiSession, AnalysisView]:
+    """A patient without a booking, opened the day before (the window left open)."""
+    yesterday = QDateTime.currentDateTime().addDays(-1)
+    with monkeypatch.context() as clock:
+        clock.setattr(analysis_view, "now", lambda: yesterday)
+        clock.setattr(day, "today", lambda: yesterday.date())
+        gui = make_gui()
+        patient = gui.application.patients.create_patient({"name": "Ada"}, actor=Actor("t", "gui"))
+        open_patient(qtbot, gui, patient.id)
+    view = gui.analysis_view
+    assert view.when.dateTime() == QDateTime(QDate.currentDate(), QTime(9, 0))
+    return gui, view
+
+
+def test_tomorrow_s_default_appointment_follows_the_day(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The picker's "tomorrow 09:00" was counted when the patient was opened: a page
+    left open overnight offered today 09:00, booked as shown before nine and refused as
+    past after."""
+    gui, view = _page_opened_yesterday(qtbot, make_gui, monkeypatch)
+
+    gui.patients.day_watch.look()  # as its timer does just past midnight
+
+    assert view.when.dateTime() == QDateTime(QDate.currentDate().addDays(1), QTime(9, 0))
+    view.schedule.click()
+    qtbot.waitUntil(lambda: "booked" in view.notice.text())
+
+
+def test_an_appointment_time_the_clinician_set_stays_the_next_day(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gui, view = _page_opened_yesterday(qtbot, make_gui, monkeypatch)
+    chosen = QDateTime(QDate.currentDate().addDays(3), QTime(14, 30))
+    view.when.setDateTime(chosen)  # as the clinician's editing or calendar sets it
+
+    gui.patients.day_watch.look()
+
+    assert view.when.dateTime() == chosen

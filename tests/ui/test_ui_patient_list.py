@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from datetime import date, timedelta
+
+import pytest
+from PySide6.QtCore import QDate, Qt
 from pytestqt.qtbot import QtBot
 
+from ophthai_desktop.core import domain
 from ophthai_desktop.core.records import Actor
+from ophthai_desktop.ui import day
+from ophthai_desktop.ui.models.patient_table import COLUMN_OF
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.views.patient_list import ALL_STATUSES
-from tests.ui.conftest import open_patient, seed_patients
+from tests.ui.conftest import Maker, open_patient, seed_patients
 
 
 def _hint_centred_in_table(gui: GuiSession) -> bool:
@@ -138,3 +144,33 @@ def test_a_list_read_again_where_it_was_scrolled_lists_its_rows_a_page_a_turn(
     assert gui.patient_page.patient is not None and gui.patient_page.patient.id == far
     names = [view.model.data(view.model.index(row, 0)) for row in range(view.model.rowCount())]
     assert names == sorted(names)
+
+
+def test_ages_shown_follow_a_birthday_while_the_window_is_open(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A patient's age is derived from the birth date when the row and the page are
+    read: a window left open over a birthday (all day, or for days in the tray) showed
+    last year's age in the list and on the page until something else read them again."""
+    today = date.today()
+    yesterday = today - timedelta(days=1)
+    born = date(1980, today.month, today.day)  # 1980 had a 29 February too
+    with monkeypatch.context() as clock:  # the window is opened the day before
+        clock.setattr(domain, "local_today", lambda: yesterday)
+        clock.setattr(day, "today", lambda: QDate(yesterday))
+        gui = make_gui()
+        patient = gui.application.patients.create_patient(
+            {"name": "Ada", "birth_date": born}, actor=Actor("t", "gui")
+        )
+        model = gui.patient_list.model
+        qtbot.waitUntil(lambda: model.rowCount() == 1)
+        open_patient(qtbot, gui, patient.id)
+        age_cell = model.index(0, COLUMN_OF["age"])
+        assert model.data(age_cell) == str(today.year - 1980 - 1)
+        assert gui.patient_page.age.text() == f"{today.year - 1980 - 1} years"
+
+    gui.patients.day_watch.look()  # as its timer does just past midnight
+
+    qtbot.waitUntil(lambda: model.data(model.index(0, COLUMN_OF["age"])) == str(today.year - 1980))
+    qtbot.waitUntil(lambda: gui.patient_page.age.text() == f"{today.year - 1980} years")
+    assert gui.patient_page.patient is not None and gui.patient_page.patient.id == patient.id

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import unicodedata
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from PySide6.QtCore import QDate, QMimeData, QPoint, Qt
@@ -13,6 +13,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QDialogButtonBox, QFormLayout, QMessageBox
 from pytestqt.qtbot import QtBot
 
+from ophthai_desktop.core import domain
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.ui.models.patient_table import COLUMN_OF, PatientTableModel
@@ -685,3 +686,25 @@ def test_a_copy_from_elsewhere_while_a_label_has_the_focus_is_left_whole(
     assert clipboard.text() == "see\u200bhere"
     pasted = clipboard.mimeData()
     assert pasted is not None and pasted.hasHtml()
+
+
+def test_a_dialog_left_open_past_midnight_into_a_birthday_saves_the_patient(
+    qtbot: QtBot, gui: GuiSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The age followed the birth date when it was set: sent the next day, on the
+    patient's birthday, it was a year short and the core refused it as not matching."""
+    today = date.today()
+    born = date(1980, today.month, today.day)  # 1980 had a 29 February too
+    with monkeypatch.context() as clock:
+        clock.setattr(domain, "local_today", lambda: today - timedelta(days=1))
+        dialog = gui.patients.new_patient()
+        dialog.name.setText("Ada")
+        dialog.birth_known.setChecked(True)
+        dialog.birth_date.setDate(QDate(born))
+        assert dialog.age.value() == today.year - 1980 - 1
+
+    _ok(dialog)  # the next morning
+
+    qtbot.waitUntil(lambda: gui.patients.dialog is None)  # closed once saved
+    created = gui.application.patients.list_patients().items
+    assert [(p.birth_date, p.age) for p in created] == [(born, today.year - 1980)]

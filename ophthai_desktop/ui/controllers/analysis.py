@@ -128,6 +128,7 @@ class AnalysisController(QObject):
 
         patients.patient_opened.connect(self._on_patients_patient_opened)
         patients.patient_changed.connect(self._on_patients_patient_changed)
+        patients.day_watch.day_changed.connect(self._view.follow_today)
         view.analyse_requested.connect(self.analyse)
         page.analyse_requested.connect(self.analyse)
         window.analyse_action.triggered.connect(self.analyse)

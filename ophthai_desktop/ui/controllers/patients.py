@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtCore import QDate, QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QMessageBox
 
 from ophthai_desktop.core.domain import matches_search
@@ -15,6 +15,7 @@ from ophthai_desktop.core.errors import NotFound
 from ophthai_desktop.core.paging import MAX_LIMIT
 from ophthai_desktop.core.records import Page, PatientRecord
 from ophthai_desktop.ui.context import GuiContext
+from ophthai_desktop.ui.day import DayWatch
 from ophthai_desktop.ui.messages import describe
 from ophthai_desktop.ui.models.patient_table import (
     COLUMN_OF,
@@ -118,6 +119,10 @@ class PatientsController(QObject):
         self._feed_timer.setSingleShot(True)
         self._feed_timer.setInterval(0)
         self._feed_timer.timeout.connect(self._on_feed_timer_timeout)
+        #: Ages are counted to the day the rows and the page were read: read again on a
+        #: new day (see _on_day_watch_day_changed).
+        self.day_watch = DayWatch(self)
+        self.day_watch.day_changed.connect(self._on_day_watch_day_changed)
 
         list_view.search_edited.connect(self._on_view_search_edited)
         list_view.status_chosen.connect(self._on_view_status_chosen)
@@ -352,6 +357,29 @@ class PatientsController(QObject):
         self.patient_opened.emit(record)
 
     # Live updates -----------------------------------------------------------------------
+
+    @Slot(QDate)
+    def _on_day_watch_day_changed(self, _day: QDate) -> None:
+        """A patient's age is derived from the birth date on the day the row or the page
+        was read: a window left open over a birthday (all day, for days in the tray)
+        showed last year's age, and the list sorted by age out of order. Both are read
+        again, in place, as when a patient changed."""
+        self.refresh(keep_place=True)
+        patient_id = self._current_id
+        if patient_id is None:
+            return
+
+        def done(record: PatientRecord) -> None:
+            if record.id == self._current_id and record != self._current:
+                self._current = record
+                self._page.show_patient(record)
+                self.patient_changed.emit(record)
+
+        def failed(_exc: BaseException) -> None:
+            """Deleted meanwhile (its event clears the page), or the database is away
+            (the page is read again when it changes): nothing to tell."""
+
+        self._ctx.tasks.submit(lambda: self._patients.get_patient(patient_id), done, failed)
 
     def _matches(self, patient: PatientRecord) -> bool:
         if self._status and patient.status != self._status:

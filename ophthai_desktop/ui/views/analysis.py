@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from PySide6.QtCore import QDateTime, Qt, QTime, QTimer, Signal, Slot
+from PySide6.QtCore import QDateTime, QSignalBlocker, Qt, QTime, QTimer, Signal, Slot
 from PySide6.QtGui import QFocusEvent, QKeySequence, QResizeEvent, QShowEvent, QTextCursor
 from PySide6.QtWidgets import (
     QBoxLayout,
@@ -59,6 +59,11 @@ APPROVE_KEYS = QKeySequence("Ctrl+Shift+A")
 REJECT_KEYS = QKeySequence("Ctrl+Shift+X")
 
 
+def now() -> QDateTime:
+    """This computer's date and time now."""
+    return QDateTime.currentDateTime()
+
+
 def _wrapping(text: str = "", name: str | None = None) -> QLabel:
     """A word-wrapped plain-text label.
 
@@ -91,7 +96,7 @@ class AppointmentPicker(QDateTimeEdit):
         """Now (less :data:`EARLIEST_S`) is the earliest time, but for the time shown:
         a time shown that has passed stays as it is rather than moved without a word
         (Schedule with it is refused, with the reason under the button)."""
-        earliest = QDateTime.currentDateTime().addSecs(-EARLIEST_S)
+        earliest = now().addSecs(-EARLIEST_S)
         self.setMinimumDateTime(min(earliest, self.dateTime()))
 
 
@@ -388,6 +393,10 @@ class AnalysisView(QWidget):
         self.when.setObjectName("appointment")
         self.when.setCalendarPopup(True)
         self.when.setDisplayFormat("yyyy-MM-dd HH:mm")
+        #: The day the picker's "tomorrow 09:00" was counted from, while it shows that
+        #: (None: a booking, or a time the clinician set): see follow_today.
+        self._default_from: QDateTime | None = None
+        self.when.dateTimeChanged.connect(self._on_when_date_time_changed)
         self.schedule = QPushButton(icon("calendar"), "Schedule")
         self.schedule.setObjectName("scheduleButton")
         self.appointment = _wrapping("Not scheduled.", "muted")
@@ -611,7 +620,10 @@ class AnalysisView(QWidget):
     def reset_appointment_time(self, booked: datetime | None = None) -> None:
         """The ``booked`` appointment's time where it is still to come (moving it starts
         from it), else tomorrow at 09:00, the usual first slot."""
-        now = QDateTime.currentDateTime()
+        with QSignalBlocker(self.when):  # not the clinician's: the default follows the day
+            self._default_from = self._reset_appointment_time(booked, now())
+
+    def _reset_appointment_time(self, booked: datetime | None, now: QDateTime) -> QDateTime | None:
         self.when.setMinimumDateTime(now.addSecs(-EARLIEST_S))
         # A follow-up, not a date at the end of the calendar (9999-12-31 overflowed the
         # conversion to an aware time and the click did nothing).
@@ -622,11 +634,26 @@ class AnalysisView(QWidget):
             # horizon without a word, Schedule moved it there.
             self.when.setMaximumDateTime(max(latest, at))
             self.when.setDateTime(at)
-            return
+            return None
         self.when.setMaximumDateTime(latest)
         tomorrow = now.addDays(1)
         tomorrow.setTime(QTime(9, 0))
         self.when.setDateTime(tomorrow)
+        return now
+
+    @Slot()
+    def follow_today(self) -> None:
+        """On a new day, the picker's "tomorrow 09:00" is counted again where nobody
+        changed it: a page left open overnight offered what had become today 09:00,
+        booked as shown before nine, refused as past after. A booking shown, or a time
+        the clinician set, stays."""
+        shown_from = self._default_from
+        if shown_from is not None and shown_from.date() != now().date():
+            self.reset_appointment_time()
+
+    @Slot(QDateTime)
+    def _on_when_date_time_changed(self, _when: QDateTime) -> None:
+        self._default_from = None  # the clinician's (the view's own changes are blocked)
 
     def focus_appointment(self) -> None:
         """A verdict is recorded: the keyboard goes on to the next step, the appointment

@@ -260,4 +260,9 @@ class PatientDialog(QDialog):
     def _on_buttons_accepted(self) -> None:
         self.set_busy(True)
         self.error.hide()
+        if self.birth_known.isChecked():
+            # The age as of now: counted when the birth date was set, a dialog left open
+            # past midnight into a birthday sent last year's, and the core refused it as
+            # not matching the birth date.
+            self._on_birth_date_date_changed(self.birth_date.date())
         self.submitted.emit(self.changed_fields())
