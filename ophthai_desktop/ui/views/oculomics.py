@@ -69,6 +69,7 @@ from ophthai_desktop.core.services.oculomics import (
     MetricTrend,
     ReferenceRange,
 )
+from ophthai_desktop.ui.day import today
 from ophthai_desktop.ui.views.columns import FittingTableWidget
 from ophthai_desktop.ui.views.focus import step_focus_to
 from ophthai_desktop.ui.views.reflow import room_in, set_side_by_side
@@ -334,11 +335,6 @@ class MetricChart(QChartView):
         bottom, top, ticks = nice_ticks(max(0.0, low - margin), high + margin)
         self.y_axis.setRange(bottom, top)
         self.y_axis.setTickCount(ticks)
-
-
-def today() -> QDate:
-    """This computer's date now."""
-    return QDate.currentDate()
 
 
 class OculomicsView(QWidget):
