@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,3 +60,16 @@ def live_server() -> Iterator[StartServer]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def full_image_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The image store's disk full: the file it writes an image into is one whose
+    writes the kernel refuses with ENOSPC (``/dev/full``)."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+
+    def full_file(*_args: Any, **_kwargs: Any) -> tuple[int, str]:
+        return os.open("/dev/full", os.O_WRONLY), str(tmp_path / "never-written")
+
+    monkeypatch.setattr(tempfile, "mkstemp", full_file)

@@ -5,9 +5,7 @@ list fails), and it declares how to send the token."""
 from __future__ import annotations
 
 import base64
-import os
 import re
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -293,19 +291,6 @@ def _pydantic_keywords(node: Any, where: str = "") -> Iterator[str]:
     elif isinstance(node, list):
         for index, value in enumerate(node):
             yield from _pydantic_keywords(value, f"{where}/{index}")
-
-
-@pytest.fixture
-def full_image_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The image store's disk full: the file it writes an image into is one whose
-    writes the kernel refuses with ENOSPC (``/dev/full``)."""
-    if not os.path.exists("/dev/full"):
-        pytest.skip("no /dev/full on this system")
-
-    def full_file(*_args: Any, **_kwargs: Any) -> tuple[int, str]:
-        return os.open("/dev/full", os.O_WRONLY), str(tmp_path / "never-written")
-
-    monkeypatch.setattr(tempfile, "mkstemp", full_file)
 
 
 def test_each_route_that_stores_an_image_lists_the_507_of_a_full_disk(

@@ -376,19 +376,6 @@ def test_a_huge_upload_waiting_for_100_continue_gets_its_413_and_the_close(
     assert b"connection: close" in answer.lower()
 
 
-@pytest.fixture
-def full_image_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The image store's disk full: the file it writes an image into is one whose
-    writes the kernel refuses with ENOSPC (``/dev/full``)."""
-    if not os.path.exists("/dev/full"):
-        pytest.skip("no /dev/full on this system")
-
-    def full_file(*_args: Any, **_kwargs: Any) -> tuple[int, str]:
-        return os.open("/dev/full", os.O_WRONLY), str(tmp_path / "never-written")
-
-    monkeypatch.setattr(tempfile, "mkstemp", full_file)
-
-
 def test_a_scan_the_full_image_store_cannot_keep_is_a_507_without_retry_after(
     client: TestClient, settings: Settings, full_image_store: None
 ) -> None:
