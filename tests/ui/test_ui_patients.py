@@ -10,7 +10,13 @@ from datetime import date, timedelta
 import pytest
 from PySide6.QtCore import QDate, QMimeData, QPoint, Qt
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QApplication, QDialogButtonBox, QFormLayout, QMessageBox
+from PySide6.QtWidgets import (
+    QApplication,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QMessageBox,
+)
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core import domain
@@ -428,6 +434,17 @@ def test_a_name_and_history_without_spaces_wrap_and_keep_the_window_on_the_scree
     assert toast.text() == f"Critical finding: Abnormal finding for patient {name}"
 
 
+def _history_shown(qtbot: QtBot, gui: GuiSession, name: str, history: str) -> QLabel:
+    """A new patient's page open, ``history`` on it (break hints aside)."""
+    patient = gui.application.patients.create_patient(
+        {"name": name, "history": history}, actor=Actor("tester", "gui")
+    )
+    gui.patients.open_patient(patient.id)
+    label = gui.patient_page.history
+    qtbot.waitUntil(lambda: label.text().replace("\u200b", "") == history)
+    return label
+
+
 def test_a_history_in_a_script_without_spaces_keeps_its_vowel_signs_on_their_letters(
     qtbot: QtBot, gui: GuiSession
 ) -> None:
@@ -439,12 +456,7 @@ def test_a_history_in_a_script_without_spaces_keeps_its_vowel_signs_on_their_let
     hindi = "दाहिनीआँखमेंधुंधलापनदोसप्ताहसेहैऔरदबावबढ़ाहुआहै"
     emoji = "❤️👍🏽👨‍👩‍👧" * 5
     history = f"{thai} {hindi} {emoji}"
-    patient = gui.application.patients.create_patient(
-        {"name": "Somchai Dee", "history": history}, actor=Actor("tester", "gui")
-    )
-    gui.patients.open_patient(patient.id)
-    shown = gui.patient_page.history
-    qtbot.waitUntil(lambda: shown.text().replace("\u200b", "") == history)
+    shown = _history_shown(qtbot, gui, "Somchai Dee", history)
 
     text = shown.text()
     assert text != history  # the long runs may still break
@@ -617,12 +629,7 @@ def test_a_history_copied_from_the_page_has_no_break_hints(
     a space.)"""
     link = "https://referrals.example.org/letters/2026/RX-4471-OD-macula-follow-up.pdf"
     history = f"{before}{link}"
-    patient = gui.application.patients.create_patient(
-        {"name": "Ada Quist", "history": history}, actor=Actor("tester", "gui")
-    )
-    gui.patients.open_patient(patient.id)
-    label = gui.patient_page.history
-    qtbot.waitUntil(lambda: label.text().replace("\u200b", "") == history)
+    label = _history_shown(qtbot, gui, "Ada Quist", history)
     assert "\u200b" in label.text()  # the hints are there, on screen
 
     gui.window.show()
@@ -663,13 +670,8 @@ def test_a_copy_from_elsewhere_while_a_label_has_the_focus_is_left_whole(
     remote desktop's or a virtual machine's shared clipboard, a clipboard manager): it
     was taken for the label's and rewritten as plain text without its zero-width spaces,
     its other formats (HTML) lost. Only the label's own selection is put back."""
-    patient = gui.application.patients.create_patient(
-        {"name": "Ada Quist", "history": "RX-4471-OD-macula-follow-up-2026-referral"},
-        actor=Actor("tester", "gui"),
-    )
-    gui.patients.open_patient(patient.id)
-    label = gui.patient_page.history
-    qtbot.waitUntil(lambda: "\u200b" in label.text())
+    label = _history_shown(qtbot, gui, "Ada Quist", "RX-4471-OD-macula-follow-up-2026-referral")
+    assert "\u200b" in label.text()
     gui.window.show()
     qtbot.waitExposed(gui.window)
     label.setFocus()

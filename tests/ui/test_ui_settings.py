@@ -34,6 +34,7 @@ from ophthai_desktop.ui.controllers import watch_folder as watch_folder_module
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.theme import apply_theme
 from ophthai_desktop.ui.views.settings_dialog import SettingsDialog
+from tests.support.held_decode import held_at_decode
 from tests.ui.conftest import Maker
 
 
@@ -1049,16 +1050,8 @@ def test_settings_saved_during_an_analysis_hold_no_pool_thread_and_show(
     manager = gui.model_manager.dialog
     assert manager is not None
     qtbot.waitUntil(lambda: gui.model_manager.preview is not None, timeout=60_000)
-    decoding, release = threading.Event(), threading.Event()
-
-    class SlowToDecode(Image.Image):
-        def load(self) -> Any:
-            decoding.set()
-            release.wait(30)
-            return super().load()
-
-    image = Image.new("RGB", (64, 64), (120, 40, 20))
-    image.__class__ = SlowToDecode
+    held = held_at_decode(Image.new("RGB", (64, 64), (120, 40, 20)), wait_s=30)
+    image, decoding, release = held.image, held.decoding, held.release
     analysis = threading.Thread(target=engine.generate, args=(image,), daemon=True)
     analysis.start()
     try:

@@ -19,6 +19,7 @@ from ophthai_desktop.core.inference import EngineStatus, InferenceEngine, ModelS
 from ophthai_desktop.core.inference import devices as devices_module
 from ophthai_desktop.core.inference.prompt import PROMPT_VERSION
 from ophthai_desktop.core.settings import Settings
+from tests.support.held_decode import held_at_decode
 from tests.support.watch_folder import wait_until
 
 SMALL_IMAGE_PIXELS = 4 * 3136  # 112x112: 16 patches, 4 image tokens
@@ -697,16 +698,8 @@ def test_the_status_and_a_check_of_the_files_never_wait_for_an_analysis(
     """The window's status bar and model manager, and /api/ai/health, ask while the
     worker decodes a scan and generates (the engine's lock): a slow decode, here one
     that waits, must not make them wait."""
-    decoding, release = threading.Event(), threading.Event()
-
-    class SlowToDecode(Image.Image):
-        def load(self) -> Any:
-            decoding.set()
-            release.wait(10)
-            return super().load()
-
-    image = fundus_like_image()
-    image.__class__ = SlowToDecode
+    held = held_at_decode(fundus_like_image())
+    image, decoding, release = held.image, held.decoding, held.release
     worker = threading.Thread(target=loaded_engine.generate, args=(image,))
     worker.start()
     try:
@@ -765,16 +758,8 @@ def test_settings_saved_during_an_analysis_do_not_wait_for_it(
     base = make_settings(tmp_path, model_path=tiny_checkpoint, max_new_tokens=6)
     engine = InferenceEngine(base)
     engine.load()
-    decoding, release = threading.Event(), threading.Event()
-
-    class SlowToDecode(Image.Image):
-        def load(self) -> Any:
-            decoding.set()
-            release.wait(10)
-            return super().load()
-
-    image = fundus_like_image()
-    image.__class__ = SlowToDecode
+    held = held_at_decode(fundus_like_image())
+    image, decoding, release = held.image, held.decoding, held.release
     results: list[Any] = []
     worker = _in_the_background(lambda: results.append(engine.generate(image)))
     try:
