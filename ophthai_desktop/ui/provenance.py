@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ophthai_desktop.core.records import AnalysisRecord
-from ophthai_desktop.ui.display import local_datetime, seconds
+from ophthai_desktop.ui.display import LONGEST_UNBROKEN, ZERO_WIDTH_SPACE, local_datetime, seconds
 
 #: A row: its key (``generation.<setting>`` for a generation setting), label and text.
 Row = tuple[str, str, str]
@@ -32,12 +32,6 @@ UNIT_SUFFIXES = {
     "mb": "MB",
     "gb": "GB",
 }
-
-
-#: A run of characters longer than this with no space (a hash, a folder) gets places
-#: where a line may break, on screen.
-LONGEST_UNBROKEN = 24
-ZERO_WIDTH_SPACE = "\u200b"
 
 
 def breakable(text: str) -> str:

@@ -434,6 +434,15 @@ def test_a_name_and_history_without_spaces_wrap_and_keep_the_window_on_the_scree
     assert toast.text() == f"Critical finding: Abnormal finding for patient {name}"
 
 
+def _select_all_of(qtbot: QtBot, gui: GuiSession, label: QLabel) -> None:
+    """The window shown, ``label`` with the focus and all its text selected."""
+    gui.window.show()
+    qtbot.waitExposed(gui.window)
+    label.setFocus()
+    qtbot.waitUntil(label.hasFocus)
+    label.setSelection(0, len(label.text()))
+
+
 def _history_shown(qtbot: QtBot, gui: GuiSession, name: str, history: str) -> QLabel:
     """A new patient's page open, ``history`` on it (break hints aside)."""
     patient = gui.application.patients.create_patient(
@@ -632,11 +641,7 @@ def test_a_history_copied_from_the_page_has_no_break_hints(
     label = _history_shown(qtbot, gui, "Ada Quist", history)
     assert "\u200b" in label.text()  # the hints are there, on screen
 
-    gui.window.show()
-    qtbot.waitExposed(gui.window)
-    label.setFocus()
-    qtbot.waitUntil(label.hasFocus)
-    label.setSelection(0, len(label.text()))
+    _select_all_of(qtbot, gui, label)
     clipboard = QGuiApplication.clipboard()
     clipboard.clear()
     qtbot.keyClick(label, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
@@ -672,11 +677,7 @@ def test_a_copy_from_elsewhere_while_a_label_has_the_focus_is_left_whole(
     its other formats (HTML) lost. Only the label's own selection is put back."""
     label = _history_shown(qtbot, gui, "Ada Quist", "RX-4471-OD-macula-follow-up-2026-referral")
     assert "\u200b" in label.text()
-    gui.window.show()
-    qtbot.waitExposed(gui.window)
-    label.setFocus()
-    qtbot.waitUntil(label.hasFocus)
-    label.setSelection(0, len(label.text()))
+    _select_all_of(qtbot, gui, label)
     clipboard = QGuiApplication.clipboard()
     elsewhere = QMimeData()
     elsewhere.setText("see\u200bhere")

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import AnalysisRecord
-from ophthai_desktop.ui.provenance import ZERO_WIDTH_SPACE, provenance_rows
+from ophthai_desktop.ui.display import ZERO_WIDTH_SPACE
+from ophthai_desktop.ui.provenance import provenance_rows
 from ophthai_desktop.ui.views.analysis import ProvenancePanel
 
 #: What the engine records (core/inference/engine.py and JobService.complete).

@@ -218,18 +218,24 @@ def test_turning_the_watch_folder_on_and_off(qtbot: QtBot, make_gui: Maker, tmp_
     assert watcher.state is WatcherState.STOPPED
 
 
+def _watching_a_folder(qtbot: QtBot, make_gui: Maker, tmp_path: Path) -> tuple[GuiSession, Path]:
+    """A window whose watch folder (``incoming``, returned) is being watched."""
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    gui = make_gui(watch_folder_enabled=True, watch_folder_path=folder)
+    qtbot.waitUntil(lambda: not gui.watch_folder.busy, timeout=10_000)
+    assert gui.application.watcher.state is WatcherState.RUNNING
+    return gui, folder
+
+
 def test_the_watch_folder_s_polling_is_set_in_the_dialog_and_restarts_it(
     qtbot: QtBot, make_gui: Maker, settings_path: Path, tmp_path: Path
 ) -> None:
     """Polling (for a network share) and its interval could only be set in the file or
     the environment: set in the dialog, saved, and the running watch folder is watched
     again as they say, as for a new folder."""
-    folder = tmp_path / "incoming"
-    folder.mkdir()
-    gui = make_gui(watch_folder_enabled=True, watch_folder_path=folder)
+    gui, _folder = _watching_a_folder(qtbot, make_gui, tmp_path)
     watcher = gui.application.watcher
-    qtbot.waitUntil(lambda: not gui.watch_folder.busy, timeout=10_000)
-    assert watcher.state is WatcherState.RUNNING
     assert not watcher.status.polling
 
     dialog = _open(gui)
@@ -277,12 +283,8 @@ def test_watching_only_while_a_share_is_mounted_is_set_in_the_dialog(
     """OPHTHAI_WATCH_FOLDER_REQUIRE_MOUNT in the dialog: a folder that is not a mount
     point is then not watched (the error state, waiting for the share), and a missing
     one is refused in the dialog rather than created where the share would be mounted."""
-    folder = tmp_path / "incoming"
-    folder.mkdir()
-    gui = make_gui(watch_folder_enabled=True, watch_folder_path=folder)
+    gui, folder = _watching_a_folder(qtbot, make_gui, tmp_path)
     watcher = gui.application.watcher
-    qtbot.waitUntil(lambda: not gui.watch_folder.busy, timeout=10_000)
-    assert watcher.state is WatcherState.RUNNING
 
     dialog = _open(gui)
     dialog.watch_folder_require_mount.setChecked(True)
