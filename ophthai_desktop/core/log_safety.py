@@ -6,6 +6,9 @@ name, a patient's name). Where an exception may carry such things (the watch fol
 files, whose names can hold a patient's name), log :func:`safe_description` of it
 instead of its message or traceback.
 
+A patient's id can be the clinic's own (a medical record number a client or a device's
+file name gave): log :func:`patient_ref` of it, never the id itself.
+
 :func:`configure_logging` sets up the log of ``ophthai`` and ``ophthai serve`` and
 sends exceptions nothing caught there too, described so: Python would print their text
 and traceback on stderr, where the log goes.
@@ -14,8 +17,11 @@ and traceback on stderr, where the log goes.
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
+import re
+import secrets
 import sys
 import threading
 import traceback
@@ -124,6 +130,29 @@ class DescribeExceptions(logging.Filter):
         record.exc_info = None
         record.exc_text = None
         return True
+
+
+#: The ids the app makes for a patient (``patients.new_patient_id``): random, so they say
+#: nothing outside this database.
+GENERATED_PATIENT_ID = re.compile(r"pt-[0-9a-f]{12}")
+
+#: The key of :func:`patient_ref`'s digests: new in each process, so that a digest
+#: cannot be matched against the digests of guessed record numbers.
+_REF_KEY = secrets.token_bytes(16)
+
+
+def patient_ref(patient_id: str | None) -> str:
+    """How a log line names the patient ``patient_id``: an id the app made, as it is; an
+    id a client or a file name gave (it can be a medical record number), as ``id#`` and
+    a keyed digest of it, the same for the same id throughout the process (log lines of
+    one run can be matched; the id cannot be read back nor guessed from it).
+    """
+    if patient_id is None:
+        return "none"
+    if GENERATED_PATIENT_ID.fullmatch(patient_id):
+        return patient_id
+    digest = hashlib.blake2b(patient_id.encode(), key=_REF_KEY, digest_size=5).hexdigest()
+    return f"id#{digest}"
 
 
 def safe_description(exc: BaseException) -> str:

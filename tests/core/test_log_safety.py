@@ -3,12 +3,19 @@ never its text, which can quote a file (and patient) name or a typed value."""
 
 from __future__ import annotations
 
+import ast
 import errno
 import subprocess
 import sys
 from pathlib import Path
 
-from ophthai_desktop.core.log_safety import MAX_GROUP_DEPTH, MAX_GROUPED, safe_description
+from ophthai_desktop.core.log_safety import (
+    MAX_GROUP_DEPTH,
+    MAX_GROUPED,
+    patient_ref,
+    safe_description,
+)
+from ophthai_desktop.core.services.patients import new_patient_id
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -243,3 +250,50 @@ def test_an_images_metadata_never_reaches_the_log_even_at_debug() -> None:
     read = done.stderr.split("saved\n", 1)[1]
     assert "Zorblax" not in read
     assert "1961-03-07" not in read
+
+
+def test_a_patient_is_named_in_the_log_by_an_id_the_app_made_or_a_digest() -> None:
+    made = new_patient_id()
+    assert patient_ref(made) == made  # random: it says nothing outside the database
+    given = patient_ref("MRN-0042137")
+    assert given.startswith("id#") and "0042137" not in given
+    assert patient_ref("MRN-0042137") == given  # one patient's lines can be matched
+    assert patient_ref("MRN-0042138") != given
+    assert patient_ref(f"{made}-x").startswith("id#")  # only the whole id is the app's
+    assert patient_ref(None) == "none"
+
+
+def test_the_digest_cannot_be_matched_across_processes() -> None:
+    """Keyed anew in each process: a list of digests of guessed record numbers made
+    elsewhere does not match the log."""
+    code = "from ophthai_desktop.core.log_safety import patient_ref; print(patient_ref('MRN-1'))"
+    runs = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+        for _ in range(2)
+    }
+    assert len(runs) == 2 and patient_ref("MRN-1") + "\n" not in runs
+
+
+def test_every_log_line_that_names_a_patient_names_them_by_patient_ref() -> None:
+    """The app's own logging calls: an argument about a patient is ``patient_ref(...)``."""
+    package = REPO / "ophthai_desktop"
+    levels = {"debug", "info", "warning", "error", "exception", "critical"}
+    bare = []
+    for path in package.rglob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        for node in ast.walk(ast.parse(source)):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in levels
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "log"
+            ):
+                continue
+            for arg in node.args[1:]:
+                text = ast.unparse(arg)
+                if "patient" in text and not text.startswith("patient_ref("):
+                    bare.append(f"{path.relative_to(REPO)}:{node.lineno}: {text}")
+    assert not bare

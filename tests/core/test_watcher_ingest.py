@@ -24,6 +24,7 @@ from sqlalchemy import inspect, select, update
 
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
+from ophthai_desktop.core.log_safety import patient_ref
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services import ingest as ingest_module
 from ophthai_desktop.core.services.ingest import (
@@ -1465,6 +1466,30 @@ def test_logs_carry_ids_and_hashes_never_names(
         refused = app.ingest.ingest_file(layout.root / "JaneDoe_OD.png", layout)
     assert "no patient has the id JaneDoe" in (refused.reason or "")
     assert "refused a file" in caplog.text and "Jane" not in caplog.text
+
+
+def test_a_patient_id_the_clinic_gave_is_never_logged(
+    app: Application, actor: Actor, log: EventLog, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A device names its files after the clinic's record number, which a client gave the
+    patient as their id: the log names the patient by a digest of it."""
+    record_number = "MRN20458817"
+    name = f"{record_number}_OD_macula_oct.png"
+    with caplog.at_level(logging.DEBUG, logger="ophthai_desktop"):
+        app.patients.create_patient(
+            {"name": "Known Patient"}, actor=actor, patient_id=record_number
+        )
+        app.watcher.start()
+        (folder_of(app) / name).write_bytes(png_bytes((48, 48)))
+        assert log.wait_finished(name)[name].patient_id == record_number
+        (folder_of(app) / "again.png").write_bytes(png_bytes((48, 48)))  # a duplicate
+        log.wait_finished("again.png")
+        app.patients.delete_patient(record_number, actor=actor)
+
+    assert "created via" in caplog.text and "duplicate" in caplog.text
+    assert "deleted via" in caplog.text
+    assert record_number not in caplog.text and "20458817" not in caplog.text
+    assert caplog.text.count(patient_ref(record_number)) >= 4
 
 
 def test_failing_ingests_log_the_kind_of_error_and_the_step_never_the_file_name(

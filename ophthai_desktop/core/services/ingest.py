@@ -85,7 +85,7 @@ from ophthai_desktop.core.events import (
     ScanIngested,
 )
 from ophthai_desktop.core.imaging import ImageInfo, inspect_image, too_large_message
-from ophthai_desktop.core.log_safety import safe_description
+from ophthai_desktop.core.log_safety import patient_ref, safe_description
 from ophthai_desktop.core.records import Actor, NotificationRecord
 from ophthai_desktop.core.services.audit import AuditService
 from ophthai_desktop.core.services.jobs import JobService
@@ -837,7 +837,7 @@ class IngestService:
             "watch folder: %s… %s patient %s (scan %d, job %d)",
             sha256[:12],
             "created" if done.outcome is IngestOutcome.INGESTED else "added a scan to",
-            done.patient_id,
+            patient_ref(done.patient_id),
             done.scan_id,
             done.job_id,
         )
@@ -1310,7 +1310,7 @@ class IngestService:
             "watch folder: %s… was taken in %s (patient %s); moved now",
             sha256[:12],
             "before it changed (same bytes)" if restamped else "before a restart",
-            known.patient_id,
+            patient_ref(known.patient_id),
         )
         moved = None
         if _unchanged(path, stamp):
@@ -1396,7 +1396,7 @@ class IngestService:
             log.info(
                 "watch folder: %s… already taken in (patient %s): duplicate",
                 sha256[:12],
-                known.patient_id,
+                patient_ref(known.patient_id),
             )
 
     def _left_changed(self, path: Path, left: _LeftInPlace) -> None:

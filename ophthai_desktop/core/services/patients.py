@@ -53,6 +53,7 @@ from ophthai_desktop.core.inference.parsing import (
     edits_stored,
     validate_result,
 )
+from ophthai_desktop.core.log_safety import patient_ref
 from ophthai_desktop.core.paging import check_paging
 from ophthai_desktop.core.records import (
     Actor,
@@ -357,7 +358,7 @@ class PatientService:
                 record = self.records_in(session, [row])[0]
         except IntegrityError as exc:
             raise Conflict(f"a patient with id {pid} already exists") from exc
-        log.info("patient %s created via %s", pid, actor.via)
+        log.info("patient %s created via %s", patient_ref(pid), actor.via)
         self._bus.publish(PatientCreated(record))
         if scan:
             self._bus.publish(ScanIngested(scan))
@@ -515,7 +516,7 @@ class PatientService:
             session.delete(row)
             AuditService.record(session, actor, "delete", "patient", patient_id)
         self._discard_unreferenced(hashes)
-        log.info("patient %s deleted via %s", patient_id, actor.via)
+        log.info("patient %s deleted via %s", patient_ref(patient_id), actor.via)
         for notification_id in notification_ids:
             self._bus.publish(NotificationDeleted(notification_id))
         # Their queued and running analyses end with them: said, so that a client

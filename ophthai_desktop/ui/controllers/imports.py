@@ -21,6 +21,7 @@ from PySide6.QtWidgets import QFileDialog
 from ophthai_desktop.core.domain import Laterality, Modality, ScanSource
 from ophthai_desktop.core.errors import OphthaiError, PayloadTooLarge
 from ophthai_desktop.core.imaging import inspect_image, too_large_message
+from ophthai_desktop.core.log_safety import patient_ref
 from ophthai_desktop.core.records import PatientRecord
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.storage.images import sha256_hex
@@ -256,7 +257,7 @@ class ImportController(QObject):
             except OphthaiError as exc:
                 log.warning(
                     "a dropped image was not filed under patient %s: %s",
-                    patient_id,
+                    patient_ref(patient_id),
                     type(exc).__name__,
                 )
                 failed.append((item.name, describe(exc)))
@@ -294,7 +295,7 @@ class ImportController(QObject):
                 resolved=_once_database_answers(refused),
             )
             return
-        log.info("%d image(s) filed under patient %s and queued", count, patient_id)
+        log.info("%d image(s) filed under patient %s and queued", count, patient_ref(patient_id))
         current = self._patients.current_patient
         if current is not None and current.id == patient_id:
             self._page.show_tab("analysis")

@@ -10,6 +10,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal, Slot
 
 from ophthai_desktop.core.errors import OphthaiError
+from ophthai_desktop.core.log_safety import patient_ref
 from ophthai_desktop.core.records import OculomicsRecord, PatientRecord
 from ophthai_desktop.core.services.oculomics import REFERENCE_RANGES, OculomicsOverview
 from ophthai_desktop.ui.context import GuiContext
@@ -112,7 +113,9 @@ class OculomicsController(QObject):
 
         def done(record: OculomicsRecord) -> None:
             self._view.set_busy(False)
-            log.info("oculomics measurement %s added for patient %s", record.id, patient_id)
+            log.info(
+                "oculomics measurement %s added for patient %s", record.id, patient_ref(patient_id)
+            )
             if patient_id == self._patient_id:
                 self._view.clear_form()
             self.measurement_added.emit(record)
