@@ -7,22 +7,26 @@ room, and both say why they wait."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+import sqlite3
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg.errors
 import pytest
+from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core import watcher as watcher_module
-from ophthai_desktop.core.errors import NoRoom
+from ophthai_desktop.core.errors import DatabaseUnavailable, NoRoom
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.ingest import FolderLayout
 from ophthai_desktop.core.services.patients import NewImage
@@ -85,6 +89,113 @@ def test_postgresql_s_disk_full_is_no_room(tmp_path: Path) -> None:
         assert db.availability.available
     finally:
         db.close()
+
+
+def _disk_io_error() -> sqlite3.OperationalError:
+    """SQLite's error when the WAL's shared-memory index cannot grow, as sqlite3 raises
+    it: the code says an I/O error, not why."""
+    error = sqlite3.OperationalError("disk I/O error")
+    error.sqlite_errorcode = sqlite3.SQLITE_IOERR_SHMSIZE
+    error.sqlite_errorname = "SQLITE_IOERR_SHMSIZE"
+    return error
+
+
+def _cannot_open() -> sqlite3.Error:
+    """SQLite's own "unable to open database file" (SQLITE_CANTOPEN), as a full disk
+    gives it when the WAL or its index cannot be created."""
+    try:
+        sqlite3.connect("/nonexistent-ophthai-folder/x.db")
+    except sqlite3.Error as error:
+        assert error.sqlite_errorcode == sqlite3.SQLITE_CANTOPEN
+        return error
+    raise AssertionError("SQLite opened a file in a folder that does not exist")
+
+
+@contextlib.contextmanager
+def _sqlite_fails(db: Database, error: Callable[[], sqlite3.Error]) -> Iterator[None]:
+    """Every statement (and new connection: the pool is emptied first) fails with
+    ``error``, at the DBAPI, as SQLite raises it."""
+
+    def fail(*_args: Any) -> None:
+        raise error()
+
+    event.listen(db.engine, "do_connect", fail)
+    event.listen(db.engine, "do_execute", fail)
+    db.dispose()
+    try:
+        yield
+    finally:
+        event.remove(db.engine, "do_connect", fail)
+        event.remove(db.engine, "do_execute", fail)
+
+
+def _database_folder(db: Database) -> Path:
+    assert db.url.database is not None
+    return Path(db.url.database).absolute().parent
+
+
+def _disk_left(
+    monkeypatch: pytest.MonkeyPatch, folder: Path, free_bytes: int
+) -> Callable[[], list[str]]:
+    """``folder``'s disk has ``free_bytes`` left for this account (``os.statvfs``, which
+    ``shutil.disk_usage`` reads); the folders asked about, so a test can see it was."""
+    real = os.statvfs
+    asked: list[str] = []
+
+    def statvfs(path: Any) -> os.statvfs_result:
+        if Path(path) != folder:
+            return real(path)
+        asked.append(str(path))
+        block = 4096
+        return os.statvfs_result(
+            (block, block, 1 << 20, free_bytes // block, free_bytes // block, 1000, 10, 10, 0, 255)
+        )
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    return lambda: asked
+
+
+@pytest.mark.parametrize("error", [_disk_io_error, _cannot_open], ids=["ioerr", "cantopen"])
+def test_an_io_error_on_a_full_disk_is_no_room_not_an_outage(
+    sqlite_services: Application,
+    actor: Actor,
+    monkeypatch: pytest.MonkeyPatch,
+    error: Callable[[], sqlite3.Error],
+) -> None:
+    """SQLite says a full disk as a disk I/O error (the WAL or its index could not grow)
+    or as "unable to open database file": that was an outage ("the database does not
+    answer", and the probe, which writes nothing, declared it back while changes still
+    failed)."""
+    app = sqlite_services
+    folder = _database_folder(app.db)
+    asked = _disk_left(monkeypatch, folder, 8192)  # two blocks: less than a change needs
+    with _sqlite_fails(app.db, error), pytest.raises(NoRoom, match="its disk is full"):
+        app.patients.create_patient({"name": NAME}, actor=actor)
+    assert asked()
+    assert app.db.availability.available
+    assert not app.db.availability.probing
+    monkeypatch.undo()
+    app.patients.create_patient({"name": NAME}, actor=actor)
+
+
+@pytest.mark.parametrize("error", [_disk_io_error, _cannot_open], ids=["ioerr", "cantopen"])
+def test_an_io_error_on_a_disk_with_room_stays_an_outage(
+    sqlite_services: Application,
+    actor: Actor,
+    monkeypatch: pytest.MonkeyPatch,
+    error: Callable[[], sqlite3.Error],
+) -> None:
+    """Not every I/O error is a full disk: one on a disk with room is the database not
+    answering, asked again until it does."""
+    app = sqlite_services
+    folder = _database_folder(app.db)
+    asked = _disk_left(monkeypatch, folder, 10 * 1024 * 1024)
+    with _sqlite_fails(app.db, error):
+        with pytest.raises(DatabaseUnavailable):
+            app.patients.create_patient({"name": NAME}, actor=actor)
+        assert asked()
+        assert not app.db.availability.available
+    assert wait_until(lambda: app.db.availability.available)  # asked again: it answers
 
 
 def test_an_analysis_finished_while_the_disk_is_full_is_stored_once_there_is_room(
