@@ -30,7 +30,7 @@ from ophthai_desktop.core.errors import DatabaseUnavailable, NoRoom
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.ingest import FolderLayout
 from ophthai_desktop.core.services.patients import NewImage
-from ophthai_desktop.core.storage.database import Database
+from ophthai_desktop.core.storage.database import Database, _revisions
 from ophthai_desktop.core.watcher import WAITING_FOR_ROOM, WatcherState
 from ophthai_desktop.core.worker import WAITING_FOR_ROOM as QUEUE_WAITING_FOR_ROOM
 from ophthai_desktop.core.worker import InferenceWorker
@@ -308,3 +308,20 @@ def test_files_wait_in_the_folder_while_the_image_store_s_disk_is_full(
         assert "Jane" not in caplog.text
     finally:
         app.close()
+
+
+def test_an_upgrade_the_full_disk_cannot_hold_is_no_room_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    """It was a plain StorageError quoting SQLite ("database or disk is full"), without
+    saying which disk; the start now says the disk is full and where."""
+    db = Database(f"sqlite:///{(tmp_path / 'old.db').as_posix()}")
+    try:
+        db.upgrade("0004")
+        with database_full(db), pytest.raises(NoRoom) as refused:
+            db.upgrade()
+        assert f"the disk that holds it ({tmp_path}) is full" in refused.value.message
+        with db.engine.connect() as connection:
+            assert _revisions(connection) == "0004"
+    finally:
+        db.close()

@@ -230,6 +230,8 @@ class Database:
         try:
             connection = self.engine.connect()
         except DBAPIError as exc:
+            if self._disk_full(exc):
+                raise NoRoom(self._no_room_to_migrate()) from exc
             raise StorageError(self._unreachable(exc)) from exc
         try:
             with connection:
@@ -258,12 +260,24 @@ class Database:
                         connection.rollback()
                         connection.exec_driver_sql("PRAGMA foreign_keys=ON")
                         connection.commit()
-        except OperationalError as exc:
-            raise StorageError(f"cannot migrate the database: {exc.orig}") from exc
         except DBAPIError as exc:
+            if self._disk_full(exc):
+                raise NoRoom(self._no_room_to_migrate()) from exc
+            if isinstance(exc, OperationalError):
+                raise StorageError(f"cannot migrate the database: {exc.orig}") from exc
             raise StorageError(_migration_failed(exc)) from exc
         except CommandError as exc:
             raise self._refusal(exc) from exc
+
+    def _no_room_to_migrate(self) -> str:
+        """Why the start stops on a full disk, and where that disk is: the migration
+        ran in one transaction, rolled back, so the database is as it was."""
+        folder = self.folder()
+        where = f"the disk that holds it ({folder})" if folder else "its server's disk"
+        return (
+            f"cannot migrate the database: {where} is full. Free space on it, then start "
+            "OphthAI again; the database was left as it was."
+        )
 
     def _unreachable(self, exc: DBAPIError) -> str:
         """Why the start could not connect (the server down, a wrong password, no such
