@@ -29,6 +29,7 @@ from ophthai_desktop.core import watcher as watcher_module
 from ophthai_desktop.core.errors import DatabaseUnavailable, NoRoom
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.ingest import FolderLayout
+from ophthai_desktop.core.services.notifications import NotificationService
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.storage.database import Database, _revisions
 from ophthai_desktop.core.watcher import WAITING_FOR_ROOM, WatcherState
@@ -266,6 +267,59 @@ def test_files_wait_in_the_folder_while_the_database_s_disk_is_full(
         assert log.wait_finished(waiting.name)[waiting.name].outcome == "ingested"
         assert wait_until(lambda: app.watcher.status.message == "")
         assert not waiting.exists()
+    finally:
+        app.close()
+
+
+def _fill_notifications(app: Application) -> None:
+    """Notifications, shorter and shorter, until the full disk refuses even a short one
+    (each table and index has pages of its own, which may still hold a small row)."""
+    for length in (2000, 500, 100, 20):
+        with contextlib.suppress(NoRoom):
+            for _ in range(200):
+                with app.db.session() as session:
+                    NotificationService.create_in(
+                        session, "x" * length, type="info", patient_id=None
+                    )
+
+
+def _told_of(app: Application, name: str) -> list[str]:
+    """The notifications that name ``name``."""
+    listed = app.notifications.list_notifications(limit=500).items  # newest first
+    return [n.message for n in listed if name in n.message]
+
+
+def test_a_bad_file_waits_in_the_folder_while_the_database_s_disk_is_full(
+    tmp_path: Path, actor: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its refusal could not be recorded, so nobody would be told: it was moved to
+    failed/ all the same, with no record and no notification. It waits in the folder as
+    a good file does, and is refused (moved, recorded, notified) once there is room."""
+    monkeypatch.setattr(watcher_module, "STORAGE_RETRY_S", 0.05)
+    app = build_watch_app(tmp_path)
+    try:
+        layout = FolderLayout.under(app.watcher.folder)
+        layout.ensure()
+        log = EventLog(app.bus)
+        bad = layout.root / "Jane Doe notes.png"
+        with database_full(app.db):
+            _fill(app, actor)
+            _fill_notifications(app)
+            bad.write_bytes(b"not an image at all")
+            assert app.watcher.start().state is WatcherState.RUNNING
+            assert wait_until(lambda: app.watcher.status.message == WAITING_FOR_ROOM)
+            assert not wait_until(lambda: bool(log.finished()), timeout_s=0.5)
+            assert bad.exists()
+            assert not any(layout.failed.iterdir())
+            assert not _told_of(app, bad.name)
+        assert log.wait_finished(bad.name)[bad.name].outcome == "failed"
+        assert sorted(p.name for p in layout.failed.iterdir()) == [
+            bad.name,
+            bad.name + ".reason.txt",
+        ]
+        told = _told_of(app, bad.name)
+        assert len(told) == 1 and "Moved to failed/" in told[0]
+        assert wait_until(lambda: app.watcher.status.message == "")
     finally:
         app.close()
 
