@@ -7,26 +7,31 @@ room, and both say why they wait."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+import sqlite3
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg.errors
 import pytest
+from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core import watcher as watcher_module
-from ophthai_desktop.core.errors import NoRoom
+from ophthai_desktop.core.errors import DatabaseUnavailable, NoRoom
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.ingest import FolderLayout
+from ophthai_desktop.core.services.notifications import NotificationService
 from ophthai_desktop.core.services.patients import NewImage
-from ophthai_desktop.core.storage.database import Database
+from ophthai_desktop.core.storage.database import Database, _revisions
 from ophthai_desktop.core.watcher import WAITING_FOR_ROOM, WatcherState
 from ophthai_desktop.core.worker import WAITING_FOR_ROOM as QUEUE_WAITING_FOR_ROOM
 from ophthai_desktop.core.worker import InferenceWorker
@@ -85,6 +90,113 @@ def test_postgresql_s_disk_full_is_no_room(tmp_path: Path) -> None:
         assert db.availability.available
     finally:
         db.close()
+
+
+def _disk_io_error() -> sqlite3.OperationalError:
+    """SQLite's error when the WAL's shared-memory index cannot grow, as sqlite3 raises
+    it: the code says an I/O error, not why."""
+    error = sqlite3.OperationalError("disk I/O error")
+    error.sqlite_errorcode = sqlite3.SQLITE_IOERR_SHMSIZE
+    error.sqlite_errorname = "SQLITE_IOERR_SHMSIZE"
+    return error
+
+
+def _cannot_open() -> sqlite3.Error:
+    """SQLite's own "unable to open database file" (SQLITE_CANTOPEN), as a full disk
+    gives it when the WAL or its index cannot be created."""
+    try:
+        sqlite3.connect("/nonexistent-ophthai-folder/x.db")
+    except sqlite3.Error as error:
+        assert error.sqlite_errorcode == sqlite3.SQLITE_CANTOPEN
+        return error
+    raise AssertionError("SQLite opened a file in a folder that does not exist")
+
+
+@contextlib.contextmanager
+def _sqlite_fails(db: Database, error: Callable[[], sqlite3.Error]) -> Iterator[None]:
+    """Every statement (and new connection: the pool is emptied first) fails with
+    ``error``, at the DBAPI, as SQLite raises it."""
+
+    def fail(*_args: Any) -> None:
+        raise error()
+
+    event.listen(db.engine, "do_connect", fail)
+    event.listen(db.engine, "do_execute", fail)
+    db.dispose()
+    try:
+        yield
+    finally:
+        event.remove(db.engine, "do_connect", fail)
+        event.remove(db.engine, "do_execute", fail)
+
+
+def _database_folder(db: Database) -> Path:
+    assert db.url.database is not None
+    return Path(db.url.database).absolute().parent
+
+
+def _disk_left(
+    monkeypatch: pytest.MonkeyPatch, folder: Path, free_bytes: int
+) -> Callable[[], list[str]]:
+    """``folder``'s disk has ``free_bytes`` left for this account (``os.statvfs``, which
+    ``shutil.disk_usage`` reads); the folders asked about, so a test can see it was."""
+    real = os.statvfs
+    asked: list[str] = []
+
+    def statvfs(path: Any) -> os.statvfs_result:
+        if Path(path) != folder:
+            return real(path)
+        asked.append(str(path))
+        block = 4096
+        return os.statvfs_result(
+            (block, block, 1 << 20, free_bytes // block, free_bytes // block, 1000, 10, 10, 0, 255)
+        )
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    return lambda: asked
+
+
+@pytest.mark.parametrize("error", [_disk_io_error, _cannot_open], ids=["ioerr", "cantopen"])
+def test_an_io_error_on_a_full_disk_is_no_room_not_an_outage(
+    sqlite_services: Application,
+    actor: Actor,
+    monkeypatch: pytest.MonkeyPatch,
+    error: Callable[[], sqlite3.Error],
+) -> None:
+    """SQLite says a full disk as a disk I/O error (the WAL or its index could not grow)
+    or as "unable to open database file": that was an outage ("the database does not
+    answer", and the probe, which writes nothing, declared it back while changes still
+    failed)."""
+    app = sqlite_services
+    folder = _database_folder(app.db)
+    asked = _disk_left(monkeypatch, folder, 8192)  # two blocks: less than a change needs
+    with _sqlite_fails(app.db, error), pytest.raises(NoRoom, match="its disk is full"):
+        app.patients.create_patient({"name": NAME}, actor=actor)
+    assert asked()
+    assert app.db.availability.available
+    assert not app.db.availability.probing
+    monkeypatch.undo()
+    app.patients.create_patient({"name": NAME}, actor=actor)
+
+
+@pytest.mark.parametrize("error", [_disk_io_error, _cannot_open], ids=["ioerr", "cantopen"])
+def test_an_io_error_on_a_disk_with_room_stays_an_outage(
+    sqlite_services: Application,
+    actor: Actor,
+    monkeypatch: pytest.MonkeyPatch,
+    error: Callable[[], sqlite3.Error],
+) -> None:
+    """Not every I/O error is a full disk: one on a disk with room is the database not
+    answering, asked again until it does."""
+    app = sqlite_services
+    folder = _database_folder(app.db)
+    asked = _disk_left(monkeypatch, folder, 10 * 1024 * 1024)
+    with _sqlite_fails(app.db, error):
+        with pytest.raises(DatabaseUnavailable):
+            app.patients.create_patient({"name": NAME}, actor=actor)
+        assert asked()
+        assert not app.db.availability.available
+    assert wait_until(lambda: app.db.availability.available)  # asked again: it answers
 
 
 def test_an_analysis_finished_while_the_disk_is_full_is_stored_once_there_is_room(
@@ -159,6 +271,59 @@ def test_files_wait_in_the_folder_while_the_database_s_disk_is_full(
         app.close()
 
 
+def _fill_notifications(app: Application) -> None:
+    """Notifications, shorter and shorter, until the full disk refuses even a short one
+    (each table and index has pages of its own, which may still hold a small row)."""
+    for length in (2000, 500, 100, 20):
+        with contextlib.suppress(NoRoom):
+            for _ in range(200):
+                with app.db.session() as session:
+                    NotificationService.create_in(
+                        session, "x" * length, type="info", patient_id=None
+                    )
+
+
+def _told_of(app: Application, name: str) -> list[str]:
+    """The notifications that name ``name``."""
+    listed = app.notifications.list_notifications(limit=500).items  # newest first
+    return [n.message for n in listed if name in n.message]
+
+
+def test_a_bad_file_waits_in_the_folder_while_the_database_s_disk_is_full(
+    tmp_path: Path, actor: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its refusal could not be recorded, so nobody would be told: it was moved to
+    failed/ all the same, with no record and no notification. It waits in the folder as
+    a good file does, and is refused (moved, recorded, notified) once there is room."""
+    monkeypatch.setattr(watcher_module, "STORAGE_RETRY_S", 0.05)
+    app = build_watch_app(tmp_path)
+    try:
+        layout = FolderLayout.under(app.watcher.folder)
+        layout.ensure()
+        log = EventLog(app.bus)
+        bad = layout.root / "Jane Doe notes.png"
+        with database_full(app.db):
+            _fill(app, actor)
+            _fill_notifications(app)
+            bad.write_bytes(b"not an image at all")
+            assert app.watcher.start().state is WatcherState.RUNNING
+            assert wait_until(lambda: app.watcher.status.message == WAITING_FOR_ROOM)
+            assert not wait_until(lambda: bool(log.finished()), timeout_s=0.5)
+            assert bad.exists()
+            assert not any(layout.failed.iterdir())
+            assert not _told_of(app, bad.name)
+        assert log.wait_finished(bad.name)[bad.name].outcome == "failed"
+        assert sorted(p.name for p in layout.failed.iterdir()) == [
+            bad.name,
+            bad.name + ".reason.txt",
+        ]
+        told = _told_of(app, bad.name)
+        assert len(told) == 1 and "Moved to failed/" in told[0]
+        assert wait_until(lambda: app.watcher.status.message == "")
+    finally:
+        app.close()
+
+
 def test_files_wait_in_the_folder_while_the_image_store_s_disk_is_full(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -197,3 +362,20 @@ def test_files_wait_in_the_folder_while_the_image_store_s_disk_is_full(
         assert "Jane" not in caplog.text
     finally:
         app.close()
+
+
+def test_an_upgrade_the_full_disk_cannot_hold_is_no_room_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    """It was a plain StorageError quoting SQLite ("database or disk is full"), without
+    saying which disk; the start now says the disk is full and where."""
+    db = Database(f"sqlite:///{(tmp_path / 'old.db').as_posix()}")
+    try:
+        db.upgrade("0004")
+        with database_full(db), pytest.raises(NoRoom) as refused:
+            db.upgrade()
+        assert f"the disk that holds it ({tmp_path}) is full" in refused.value.message
+        with db.engine.connect() as connection:
+            assert _revisions(connection) == "0004"
+    finally:
+        db.close()

@@ -275,6 +275,33 @@ def test_files_wait_for_a_database_that_does_not_answer_and_the_state_says_so(
         app.close()
 
 
+def test_a_bad_file_waits_for_a_database_that_does_not_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its refusal could not be recorded, so nobody would have been told: it went to
+    failed/ all the same. It waits as a good file does, and is refused (moved, recorded,
+    notified) once the database answers."""
+    monkeypatch.setattr(watcher_module, "STORAGE_RETRY_S", 0.05)
+    app = build_watch_app(tmp_path)
+    try:
+        log = EventLog(app.bus)
+        layout = FolderLayout.under(app.watcher.folder)
+        assert app.watcher.start().state is WatcherState.RUNNING
+        bad = layout.root / "Jane Doe notes.png"
+        with database_down(app.db) as refusals:
+            bad.write_bytes(b"not an image at all")
+            assert wait_until(lambda: len(refusals) >= 5)
+            assert message(app) == WAITING_FOR_DATABASE
+            assert bad.exists()
+            assert not any(layout.failed.iterdir())
+        assert log.wait_finished(bad.name)[bad.name].outcome == "failed"
+        assert (layout.failed / bad.name).exists()
+        told = [n.message for n in app.notifications.list_notifications().items]
+        assert len(told) == 1 and "Moved to failed/" in told[0]
+    finally:
+        app.close()
+
+
 def test_with_require_mount_a_folder_that_is_no_mount_point_waits_for_the_share(
     tmp_path: Path, share: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

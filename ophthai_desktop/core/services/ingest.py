@@ -1468,19 +1468,25 @@ class IngestService:
         between the two leaves the file in the folder: at the next start its refusal is
         found recorded (:meth:`_refusal_recorded`) and it is only moved, not notified
         again. A file refused before its bytes could be read is recorded under a key of
-        its identity instead (:func:`_unread_record_key`).
+        its identity instead (:func:`_unread_record_key`). Where the database cannot
+        take the record (it does not answer, its disk is full) the file stays in the
+        folder, as a good file does, and is refused once it can: nobody would be told.
 
         ``logged``: the reason as the log says it, where ``reason`` quotes the file name.
+
+        Raises:
+            DatabaseUnavailable: The database does not answer; the file is left in place.
+            NoRoom: The database's disk is full; the file is left in place.
         """
         name = display_name(path.name)
-        log.warning(
-            "watch folder: refused a file (sha256 %s): %s", (sha256 or "-")[:12], logged or reason
-        )
         refused = f"{name} from the watch folder was not taken in: {reason}."
         note = None
         key = sha256 if sha256 is not None else _unread_record_key(path)
         if key is None or not self._refusal_recorded(path, key, name, reason):
             note = self._record_refused(f"{refused} Moved to failed/.", reason, key, name, size)
+        log.warning(  # once recorded: not again at each try while the database cannot
+            "watch folder: refused a file (sha256 %s): %s", (sha256 or "-")[:12], logged or reason
+        )
         moved = self._move(
             path,
             folder.failed,
@@ -1521,7 +1527,12 @@ class IngestService:
     ) -> NotificationRecord | None:
         """Commit the refusal's ingest record (under ``sha256``: the bytes' hash, or an
         unread file's key; none where neither is known) and its notification; the
-        notification, not published yet (None: not recorded)."""
+        notification, not published yet (None: not recorded).
+
+        Raises:
+            DatabaseUnavailable: The database does not answer (or ended the change).
+            NoRoom: Its disk is full.
+        """
         for attempt in range(2):
             try:
                 with self._db.session() as session:
@@ -1544,6 +1555,11 @@ class IngestService:
                 # moment; the second attempt updates that record.
                 if attempt:
                     self._log_unrecorded(exc)
+            except (DatabaseUnavailable, NoRoom):
+                # Not recorded, so nobody would be told: the file stays in the folder
+                # and is refused again once the database takes the record, as a good
+                # file waits to be taken in.
+                raise
             except StorageError as exc:
                 self._log_unrecorded(exc)
                 break

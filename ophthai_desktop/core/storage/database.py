@@ -9,6 +9,8 @@ application calls it at start.
 from __future__ import annotations
 
 import logging
+import shutil
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +40,27 @@ INSUFFICIENT_PRIVILEGE = "42501"
 DISK_FULL = "53100"
 #: SQLite's result code for "database or disk is full" (``SQLITE_FULL``).
 SQLITE_FULL = 13
+#: SQLite's errors that a full disk gives too, besides SQLITE_FULL: writing, growing or
+#: syncing a file (the WAL and its shared-memory index grow as changes come), and a file
+#: it cannot open ("unable to open database file": the WAL or its index not created).
+#: The code does not say why (no errno), so they are a full disk only where the
+#: database's disk is found to have no room; otherwise an outage, as ever.
+SQLITE_FULL_DISK_SUSPECTS = frozenset(
+    {
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_IOERR_WRITE,
+        sqlite3.SQLITE_IOERR_FSYNC,
+        sqlite3.SQLITE_IOERR_DIR_FSYNC,
+        sqlite3.SQLITE_IOERR_TRUNCATE,
+        sqlite3.SQLITE_IOERR_SHMOPEN,
+        sqlite3.SQLITE_IOERR_SHMSIZE,
+        sqlite3.SQLITE_IOERR_SHMMAP,
+        sqlite3.SQLITE_CANTOPEN,
+    }
+)
+#: Less room than this for the app's account on the database's disk counts as none: a
+#: change needs a few pages, the WAL's index grows 32 KiB at a time.
+NO_ROOM_MARGIN_BYTES = 1024 * 1024
 
 #: What a caller is told when the database's disk has no room for a change.
 NO_ROOM_MESSAGE = "cannot write to the database: its disk is full"
@@ -133,7 +156,7 @@ class Database:
                 # serialise it: the server answers, and the same work may well pass now.
                 log.warning("the database rolled a transaction back (%s)", type(exc.orig).__name__)
                 raise ChangeRolledBack(GAVE_WAY) from exc
-            if _disk_full(exc):
+            if self._disk_full(exc):
                 self._say_no_room(type(exc.orig).__name__)
                 raise NoRoom(NO_ROOM_MESSAGE) from exc
             if isinstance(exc, OperationalError) or exc.connection_invalidated:
@@ -145,6 +168,41 @@ class Database:
             raise
         finally:
             session.close()
+
+    def _disk_full(self, exc: DBAPIError) -> bool:
+        """Whether ``exc`` says the database's disk has no room: SQLite's SQLITE_FULL
+        (a full disk, or a ``max_page_count`` reached), PostgreSQL's ``disk_full``, or
+        one of SQLite's errors that a full disk gives too
+        (:data:`SQLITE_FULL_DISK_SUSPECTS`) while the database's disk has no room."""
+        orig = exc.orig
+        if getattr(orig, "sqlstate", None) == DISK_FULL:
+            return True
+        code = getattr(orig, "sqlite_errorcode", None)
+        if not isinstance(code, int):
+            return False
+        if code & 0xFF == SQLITE_FULL:
+            return True
+        return code in SQLITE_FULL_DISK_SUSPECTS and self._disk_has_no_room()
+
+    def _disk_has_no_room(self) -> bool:
+        """Whether the disk under the SQLite file has less than
+        :data:`NO_ROOM_MARGIN_BYTES` left for this account (False where that cannot
+        be told: an in-memory database, a folder that is gone)."""
+        folder = self.folder()
+        if folder is None:
+            return False
+        try:
+            return shutil.disk_usage(folder).free < NO_ROOM_MARGIN_BYTES
+        except OSError:
+            return False
+
+    def folder(self) -> Path | None:
+        """The folder that holds the SQLite file (None for PostgreSQL, or an SQLite
+        database in memory or named by a URI)."""
+        database = self.url.database if self.is_sqlite else None
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        return Path(database).absolute().parent
 
     def _say_no_room(self, kind: str) -> None:
         """Log that a change failed for want of room: the first time, then at most
@@ -172,6 +230,8 @@ class Database:
         try:
             connection = self.engine.connect()
         except DBAPIError as exc:
+            if self._disk_full(exc):
+                raise NoRoom(self._no_room_to_migrate()) from exc
             raise StorageError(self._unreachable(exc)) from exc
         try:
             with connection:
@@ -200,12 +260,24 @@ class Database:
                         connection.rollback()
                         connection.exec_driver_sql("PRAGMA foreign_keys=ON")
                         connection.commit()
-        except OperationalError as exc:
-            raise StorageError(f"cannot migrate the database: {exc.orig}") from exc
         except DBAPIError as exc:
+            if self._disk_full(exc):
+                raise NoRoom(self._no_room_to_migrate()) from exc
+            if isinstance(exc, OperationalError):
+                raise StorageError(f"cannot migrate the database: {exc.orig}") from exc
             raise StorageError(_migration_failed(exc)) from exc
         except CommandError as exc:
             raise self._refusal(exc) from exc
+
+    def _no_room_to_migrate(self) -> str:
+        """Why the start stops on a full disk, and where that disk is: the migration
+        ran in one transaction, rolled back, so the database is as it was."""
+        folder = self.folder()
+        where = f"the disk that holds it ({folder})" if folder else "its server's disk"
+        return (
+            f"cannot migrate the database: {where} is full. Free space on it, then start "
+            "OphthAI again; the database was left as it was."
+        )
 
     def _unreachable(self, exc: DBAPIError) -> str:
         """Why the start could not connect (the server down, a wrong password, no such
@@ -308,16 +380,6 @@ def _gave_way(exc: DBAPIError) -> bool:
     deadlock, a serialisation failure), which psycopg raises as an OperationalError
     although the server answers: not an outage."""
     return str(getattr(exc.orig, "sqlstate", "") or "").startswith("40")
-
-
-def _disk_full(exc: DBAPIError) -> bool:
-    """Whether ``exc`` says the database's disk has no room: SQLite's SQLITE_FULL
-    (a full disk, or a ``max_page_count`` reached), PostgreSQL's ``disk_full``."""
-    orig = exc.orig
-    if getattr(orig, "sqlstate", None) == DISK_FULL:
-        return True
-    code = getattr(orig, "sqlite_errorcode", None)
-    return isinstance(code, int) and code & 0xFF == SQLITE_FULL
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
