@@ -29,7 +29,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
 
-from ophthai_desktop.core.storage.private import PRIVATE_FILE_MODE
+from ophthai_desktop.core.storage.private import replace_private_file
 
 log = logging.getLogger(__name__)
 
@@ -103,15 +103,9 @@ class InstanceServer(QObject):
         if not self._server.listen(self.name):
             log.warning("a second launch cannot show this window: %s", self._server.errorString())
             return False
-        target = self.data_dir / SOCKET_FILE
-        partial = target.with_suffix(".partial")
         try:
             # The owner's only, whatever the umask: the folder may be shared.
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
-            with open(fd, "w", encoding="utf-8") as out:
-                os.chmod(partial, PRIVATE_FILE_MODE)  # a leftover kept its old mode
-                out.write(self.name)
-            partial.replace(target)
+            replace_private_file(self.data_dir / SOCKET_FILE, self.name.encode("utf-8"))
         except OSError as exc:
             log.warning("a second launch cannot show this window: %s", exc.strerror)
             self._server.close()

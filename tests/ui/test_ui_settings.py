@@ -3,6 +3,7 @@ window's remembered geometry and splitters."""
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import stat
@@ -100,7 +101,6 @@ def test_settings_are_saved_and_read_back(
     assert str(settings_path) in again.saved_to.text()
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
 def test_the_verdict_is_signed_with_the_new_name_after_it_changes(
     qtbot: QtBot, make_gui: Maker
 ) -> None:
@@ -120,6 +120,7 @@ def test_the_verdict_is_signed_with_the_new_name_after_it_changes(
     assert view.clinician.text() == "Dr. Typed In"
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
 def test_the_settings_file_holding_the_api_token_is_private_to_its_owner(
     qtbot: QtBot, make_gui: Maker, settings_path: Path
 ) -> None:
@@ -804,6 +805,49 @@ def test_the_watch_folder_is_not_left_created_when_the_settings_cannot_be_saved(
     assert dialog.isVisible()
     assert not (tmp_path / "new").exists()
     assert not gui.application.settings.watch_folder_enabled
+
+
+def test_settings_saved_to_a_full_disk_say_so_and_keep_the_file_before(
+    qtbot: QtBot, make_gui: Maker, settings_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings_path.parent.mkdir(parents=True)
+    before = '# kept by hand\nOPHTHAI_USER_NAME="Dr. Before"\n'
+    settings_path.write_text(before, encoding="utf-8")
+    gui = make_gui()
+    dialog = _open(gui)
+    dialog.user_name.setText("Dr. After")
+
+    def no_room(_fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", no_room)  # the data did not fit on the disk
+    _ok(dialog)
+    qtbot.waitUntil(lambda: "disk is full" in dialog.error.text())
+    assert "settings saved before are kept" in dialog.error.text()
+    assert dialog.isVisible() and gui.application.settings.user_name != "Dr. After"
+    assert settings_path.read_text(encoding="utf-8") == before
+    assert sorted(p.name for p in settings_path.parent.iterdir()) == [settings_path.name]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX symbolic links")
+def test_a_link_beside_the_settings_file_is_not_written_through(
+    qtbot: QtBot, make_gui: Maker, settings_path: Path, tmp_path: Path
+) -> None:
+    """Another program's file linked where an older version staged the settings."""
+    settings_path.parent.mkdir(parents=True)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched", encoding="utf-8")
+    victim.chmod(0o644)
+    for staged in (".env.tmp", ".tmp"):
+        settings_path.with_suffix(staged).symlink_to(victim)
+    gui = make_gui()
+    dialog = _open(gui)
+    dialog.user_name.setText("Dr. After")
+    with qtbot.waitSignal(gui.settings_controller.settings_saved, timeout=5000):
+        _ok(dialog)
+    assert victim.read_text(encoding="utf-8") == "untouched"
+    assert "Dr. After" in settings_path.read_text(encoding="utf-8")
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o644  # not made the settings' 0600
 
 
 def test_an_api_port_in_use_is_said_when_it_is_saved(

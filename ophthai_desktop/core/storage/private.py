@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,27 @@ def write_private_file(path: Path, data: bytes) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     with os.fdopen(os.open(path, flags, PRIVATE_FILE_MODE), "wb") as handle:
         handle.write(data)
+
+
+def replace_private_file(path: Path, data: bytes) -> None:
+    """Replace the file at ``path`` with one holding ``data``, readable by its owner
+    only, all at once: readers see the old file or the new one, never a part, and where
+    the new one cannot be written whole (a full disk) the old one stays as it was.
+
+    The new file is written under a name of its own chosen at random beside ``path``
+    (created, never opened through a link left there), flushed to the disk, then renamed
+    over ``path``; on failure it is removed.
+    """
+    fd, staged = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:  # mkstemp: 0600, O_EXCL
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(staged, path)
+    except BaseException:
+        Path(staged).unlink(missing_ok=True)
+        raise
 
 
 def make_default_folder_private(path: Path) -> None:

@@ -37,7 +37,7 @@ from pydantic import ValidationError
 from PySide6.QtCore import QObject, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices, QFont, QGuiApplication
 
-from ophthai_desktop.core.errors import InvalidInput
+from ophthai_desktop.core.errors import NO_ROOM_ERRNOS, InvalidInput
 from ophthai_desktop.core.inference.engine import ModelState
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.settings import (
@@ -46,6 +46,7 @@ from ophthai_desktop.core.settings import (
     check_api_binding,
     set_in_environment,
 )
+from ophthai_desktop.core.storage.private import replace_private_file
 from ophthai_desktop.ui.context import ApiState, GuiContext, clinician_name
 from ophthai_desktop.ui.controllers.watch_folder import WatchFolderController
 from ophthai_desktop.ui.messages import describe
@@ -100,8 +101,6 @@ AT_SERVER_START = frozenset({"api_enabled", "api_host", "api_port", "api_token",
 AT_NEXT_LOAD = frozenset({"model_id", "model_path", "device", "quantization"})
 #: Model states in which a change of AT_NEXT_LOAD waits for the next load.
 _MODEL_IN_MEMORY = frozenset({ModelState.LOADING, ModelState.READY})
-#: The settings file's permissions: read and write for its owner only.
-SETTINGS_FILE_MODE = 0o600
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 #: How long OK's checks on the disk and the network (the watch folder, the API port)
 #: may take before the dialog says they did not answer: a share that does not respond
@@ -143,17 +142,11 @@ def write_settings_file(path: Path, values: Mapping[str, Any]) -> None:
         kept = ["# OphthAI Desktop settings, written by Tools > Settings."]
     lines = kept + [f"OPHTHAI_{name.upper()}={env_text(value)}" for name, value in values.items()]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".env.tmp")
     # Owner-only, like ~/.pgpass: the file can hold the API token, which opens the
     # patient records to the network. An older file's looser mode goes with the rename.
     # (On Windows the mode only sets the read-only flag; the user's profile folder is
-    # what keeps it private there.)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)  # Windows
-    fd = os.open(tmp, flags, SETTINGS_FILE_MODE)
-    with open(fd, "w", encoding="utf-8") as out:
-        os.chmod(tmp, SETTINGS_FILE_MODE)  # a leftover .tmp kept its old mode
-        out.write("\n".join(lines) + "\n")
-    tmp.replace(path)
+    # what keeps it private there.) Replaced whole: on a full disk the old file stays.
+    replace_private_file(path, ("\n".join(lines) + "\n").encode("utf-8"))
 
 
 def validate(current: Settings, changes: Mapping[str, Any]) -> Settings:
@@ -457,6 +450,16 @@ def save_settings(path: Path, values: Mapping[str, Any], created: Sequence[Path]
         raise
 
 
+def not_saved_message(path: Path, exc: BaseException) -> str:
+    """What the dialog says when the settings file could not be written: the settings
+    saved before are kept (the file is replaced whole or not at all)."""
+    kept = "The settings saved before are kept; nothing was changed."
+    if isinstance(exc, OSError) and exc.errno in NO_ROOM_ERRNOS:
+        return f"The disk is full: free space on it, then press OK again. {kept} ({path})"
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+    return f"The settings could not be saved to {path}: {reason}. {kept}"
+
+
 def message_for(exc: InvalidInput) -> str:
     return describe(exc, LABELS)
 
@@ -680,8 +683,7 @@ class SettingsController(QObject):
         def failed(exc: BaseException) -> None:
             if self.dialog is not None:
                 self.dialog.buttons.setEnabled(True)
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-                self.dialog.show_error(f"The settings could not be saved to {path}: {reason}")
+                self.dialog.show_error(not_saved_message(path, exc))
 
         self._ctx.tasks.submit(lambda: save_settings(path, stored, created), done, failed)
 
