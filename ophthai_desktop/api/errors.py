@@ -321,15 +321,31 @@ def _takes_form(request: Request) -> bool:
     return isinstance(getattr(body, "field_info", None), params.Form)
 
 
-def _form_problem(request: Request, kind: str, msg: str) -> str:
-    """A form route's problem with a field, said so that the client sees what to send:
-    a body that is no multipart form at all is named (its fields were not "required",
-    they could not come), and a text value where a file belongs is not "Expected
-    UploadFile, received: <class 'str'>"."""
+def _takes_file(request: Request, name: str) -> bool:
+    """Whether the request's route takes a file (an upload's image) in the form field
+    ``name``."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    return any(
+        field.alias == name and isinstance(field.field_info, params.File)
+        for field in getattr(dependant, "body_params", ())
+    )
+
+
+def _form_problem(request: Request, kind: str, msg: str, name: str) -> str:
+    """A form route's problem with its field ``name``, said so that the client sees what
+    to send: a body that is no multipart form at all is named (its fields were not
+    "required", they could not come), a form without its file says where the image goes,
+    and a text value where a file belongs is not "Expected UploadFile, received: <class
+    'str'>"."""
     sent = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "missing" and sent != "multipart/form-data":
         what = sent or "a body without a Content-Type"
         return f"not sent: this endpoint takes a multipart/form-data body, not {what}"
+    if kind == "missing" and _takes_file(request, name):
+        return (
+            f"the form has no file: send the image in a multipart field named {name} "
+            f"(as curl -F '{name}=@scan.png' sends it)"
+        )
     if msg.startswith(NOT_A_FILE):
         if sent == "application/x-www-form-urlencoded":
             return (
@@ -443,7 +459,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 elif not _sent_as_form(request):  # a form's own say so (params.not_taken)
                     msg = f"this endpoint takes no such field (it takes: {_body_takes(request)})"
             if location[:1] == ["body"] and _takes_form(request):
-                msg = _form_problem(request, kind, msg)
+                msg = _form_problem(request, kind, msg, ".".join(map(str, parts)))
             if kind == "json_invalid":
                 parts = []
                 reason = (error.get("ctx") or {}).get("error")

@@ -208,6 +208,27 @@ def test_an_upload_that_is_no_multipart_form_says_what_to_send(
     assert nothing_stored(client, settings)
 
 
+@pytest.mark.parametrize("other_fields", [True, False], ids=["other-fields", "no-fields"])
+@pytest.mark.parametrize("route", UPLOAD_ROUTES)
+def test_a_form_without_a_file_says_to_send_the_image_in_the_field_file(
+    client: TestClient, settings: Settings, route: str, other_fields: bool
+) -> None:
+    """It was pydantic's "file: Field required": a form that left the image out (its
+    other fields only, or none) is told where the image goes."""
+    other = "modality" if route == "scans" else "question"
+    body = multipart(part(other, b"OCT", filename=None)) if other_fields else multipart()
+
+    response = client.post(url(client, route), content=body, headers={"Content-Type": MULTIPART})
+
+    assert response.status_code == 422, response.text
+    assert response.json()["message"] == (
+        "file: the form has no file: send the image in a multipart field named file "
+        "(as curl -F 'file=@scan.png' sends it)"
+    )
+    assert response.json()["errors"][0]["loc"] == ["body", "file"]
+    assert nothing_stored(client, settings)
+
+
 def test_a_text_value_for_file_says_it_must_be_a_file(
     client: TestClient, settings: Settings
 ) -> None:

@@ -1498,6 +1498,55 @@ def test_the_queue_s_first_read_lists_what_runs_next_then_the_newest_finished(
         app.jobs.list_queue(limit=0, finished=10)
 
 
+def test_the_queue_is_read_at_one_moment_while_a_job_finishes(
+    app_services: Application, actor: Actor
+) -> None:
+    """A job that finishes while the queue is read is listed once, as it was when the
+    read began: open and running, not also (or only half) among the finished ones."""
+    app = app_services
+    patient_id = _patient_with_scan(app, actor)
+    app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    running = app.jobs.claim_next()
+    assert running is not None
+
+    def finish() -> None:
+        app.jobs.complete(running, ScriptedEngine(NORMAL)._result(cancelled=False))
+
+    # Right after the first read (the open jobs' ids), the worker finishes the job.
+    with meanwhile(app, "SELECT jobs.id, jobs.patient_id", finish):
+        queue = app.jobs.list_queue(limit=10, finished=10)
+
+    listed = [(job.id, job.state) for job in (*queue.open, *queue.finished)]
+    assert listed == [(running.id, "running")]
+    assert app.jobs.get_job(running.id).state == "done"  # it did finish meanwhile
+
+
+@pytest.mark.parametrize("read", ["get_patient", "list_patients"])
+def test_a_patient_is_read_at_one_moment_while_their_analysis_finishes(
+    app_services: Application, actor: Actor, read: str
+) -> None:
+    """A patient read while their analysis finishes is as they were before it, or
+    after: not still at the analysis step with the finished analysis beside it."""
+    app = app_services
+    patient_id = _patient_with_scan(app, actor)
+    app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    running = app.jobs.claim_next()
+    assert running is not None
+
+    def finish() -> None:
+        app.jobs.complete(running, ScriptedEngine(NORMAL)._result(cancelled=False))
+
+    # Right after the patient's row is read, before their scans and analyses are.
+    with meanwhile(app, "FROM patients", finish):
+        if read == "get_patient":
+            patient = app.patients.get_patient(patient_id)
+        else:
+            (patient,) = app.patients.list_patients().items
+
+    assert (patient.workflow_step, patient.latest_analysis) == (1, None)
+    assert app.patients.get_patient(patient_id).latest_analysis is not None  # it finished
+
+
 def _analysed(app: Application, actor: Actor, name: str, engine: ScriptedEngine) -> str:
     """A patient of ``name`` whose scan the queue analysed with ``engine``'s answer."""
     patient_id = app.patients.create_patient(

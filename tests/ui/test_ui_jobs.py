@@ -357,9 +357,9 @@ def test_a_job_that_runs_while_the_queue_loads_shows_as_finished_with_its_count(
 def test_a_job_read_both_queued_and_finished_by_the_queues_load_is_listed_once(
     qtbot: QtBot, tmp_path: Path, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The load's queries are not one snapshot (SQLite runs each SELECT on its own, as
-    PostgreSQL's read committed does): a job that ends between the read of the open
-    jobs and that of the finished ones is in both. Its second row took the first's
+    """The window's second line of defence: the load's queries were not one snapshot
+    (now they are, ``JobService.list_queue``), and a job that ended between the read of
+    the open jobs and that of the finished ones was in both. Its second row took the first's
     place past the list's end, which Qt refused: the job's row vanished from the queue
     and every later event of the job raised in its slot (found in the window at start,
     with an analysis queued again by the restart)."""

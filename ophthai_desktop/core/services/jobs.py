@@ -394,17 +394,15 @@ class JobService:
         the open ones past them, and the newest finished jobs in the room left below
         ``limit``, at most ``finished``.
 
-        Read in three queries, not at one moment (SQLite, and PostgreSQL's default
-        isolation, give each its own snapshot): a job that finishes meanwhile can be
-        among both the open and the finished ones; the window lists it once, as the later
-        (``RowModel.place_rows``).
+        Read at one moment (:meth:`Database.snapshot`), though in three queries: a job
+        that finishes meanwhile is listed once, as it was when the read began.
 
         A newest-first page (:meth:`list_jobs`) leaves out what runs next behind a
         backlog of newer queued jobs (the watch folder's, after a restart).
         """
         check_paging(0, limit)
         running_first = case((m.Job.state == JobState.RUNNING.value, 0), else_=1)
-        with self._db.session() as session:
+        with self._db.snapshot() as session:
             open_ids = session.execute(
                 select(m.Job.id, m.Job.patient_id)
                 .where(m.Job.state.in_(OPEN_STATES))

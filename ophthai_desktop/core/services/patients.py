@@ -202,7 +202,9 @@ class PatientService:
             return {patient_id: name for patient_id, name in rows}
 
     def get_patient(self, patient_id: str) -> PatientRecord:
-        with self._db.session() as session:
+        """The patient with their newest scan and analysis, read at one moment (an
+        analysis that finishes meanwhile is not shown beside the step before it)."""
+        with self._db.snapshot() as session:
             return self.records_in(session, [self._get(session, patient_id)])[0]
 
     def exists(self, patient_id: str) -> bool:
@@ -223,11 +225,13 @@ class PatientService:
 
         ``search`` matches part of the name, ignoring case and accents ("jose" finds
         "José", "muller" "Müller"), or part of the id, ignoring case. Patients without a
-        value for ``order_by`` (no birth date, say) come last either way.
+        value for ``order_by`` (no birth date, say) come last either way. The total
+        and the page, with each patient's newest scan and analysis, are read at one
+        moment.
         """
         check_paging(skip, limit)
         filters, ordering = _listing(search, status, order_by, descending)
-        with self._db.session() as session:
+        with self._db.snapshot() as session:
             total = session.scalar(select(func.count(m.Patient.id)).where(*filters)) or 0
             rows = session.scalars(
                 select(m.Patient).where(*filters).order_by(*ordering).offset(skip).limit(limit)

@@ -204,6 +204,27 @@ class Database:
             return None
         return Path(database).absolute().parent
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A :meth:`session` whose reads all see the database at one moment: for a read
+        in several queries that a caller takes as one picture (reads only).
+
+        Without it each SELECT sees its own moment: pysqlite begins a transaction only
+        before a change, so a read runs in autocommit, and PostgreSQL's READ COMMITTED
+        takes a snapshot per statement. Here SQLite reads inside a transaction begun
+        explicitly (in WAL mode its snapshot is taken at the first read and writers go on
+        meanwhile), and PostgreSQL reads at REPEATABLE READ (one snapshot from the first
+        statement). Every other session keeps beginning at its first change: beginning
+        all of them explicitly on SQLite would have a session that reads, then writes,
+        fail at once with "database is locked" when another wrote in between.
+        """
+        with self.session() as session:
+            if self.is_sqlite:
+                session.connection().exec_driver_sql("BEGIN")
+            else:
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            yield session
+
     def _say_no_room(self, kind: str) -> None:
         """Log that a change failed for want of room: the first time, then at most
         every :data:`NO_ROOM_REMINDER_S` while it goes on (the worker and the watch

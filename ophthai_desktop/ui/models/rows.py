@@ -145,7 +145,8 @@ class RowModel(QStandardItemModel):
 
         A key met a second time (a list read in parts, not at one moment: a job read
         as queued, then as finished) is shown once, at its later place with its later
-        values.
+        values. The job queue's read is one snapshot (``JobService.list_queue``); this
+        stays as a second line of defence, since a duplicate key would break the model.
 
         Rows keep their items, so the selection and the scroll position stay with them,
         and a list read again that changed little costs little (putting 10,000 rows in
