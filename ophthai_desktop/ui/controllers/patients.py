@@ -120,7 +120,8 @@ class PatientsController(QObject):
         self._feed_timer.setInterval(0)
         self._feed_timer.timeout.connect(self._on_feed_timer_timeout)
         #: Ages are counted to the day the rows and the page were read: read again on a
-        #: new day (see _on_day_watch_day_changed).
+        #: new day (see _on_day_watch_day_changed). The patient form and the oculomics
+        #: form follow it too (their latest dates, ages and default date).
         self.day_watch = DayWatch(self)
         self.day_watch.day_changed.connect(self._on_day_watch_day_changed)
 
@@ -505,6 +506,7 @@ class PatientsController(QObject):
         """Open the new-patient form. ``create(fields)`` runs on a pool thread (default:
         :meth:`PatientService.create_patient`); the new patient is then opened."""
         dialog = PatientDialog(self._window, files=files)
+        self.day_watch.day_changed.connect(dialog.follow_today)
         if guess is not None:
             dialog.set_guess(*guess)
 
@@ -531,6 +533,7 @@ class PatientsController(QObject):
         if patient is None:
             return None
         dialog = PatientDialog(self._window, patient=patient)
+        self.day_watch.day_changed.connect(dialog.follow_today)
 
         def submitted(fields: dict[str, Any]) -> None:
             if not fields:  # nothing changed: nothing to write
