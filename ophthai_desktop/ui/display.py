@@ -24,6 +24,11 @@ ZERO_WIDTH_SPACE = "\u200b"
 ZERO_WIDTH_JOINER = "\u200d"
 _RUN = re.compile(rf"\S{{{LONGEST_UNBROKEN + 1},}}")
 
+#: What the patient page and the patient list show for a value not recorded (an age, a
+#: sex, a birth date) and for no appointment: the same in both.
+NOT_RECORDED = "—"
+NOT_SCHEDULED = "not scheduled"
+
 LATERALITY_NAMES = {"OD": "OD (right)", "OS": "OS (left)", "OU": "OU (both)", "unknown": "eye ?"}
 MODALITY_NAMES = {"OCT": "OCT", "OCTA": "OCTA", "fundus": "Fundus", "unknown": "unknown type"}
 
