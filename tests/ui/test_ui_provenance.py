@@ -3,6 +3,7 @@ order, and settings a newer engine records still shown."""
 
 from __future__ import annotations
 
+import itertools
 import unicodedata
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -184,6 +185,6 @@ def test_a_model_folder_keeps_each_accent_on_its_letter(qtbot: QtBot) -> None:
     assert ZERO_WIDTH_SPACE in shown.split("/")[-1]  # the long name breaks too
     assert all(
         not unicodedata.combining(after)
-        for before, after in zip(shown, shown[1:], strict=False)
+        for before, after in itertools.pairwise(shown)
         if before == ZERO_WIDTH_SPACE
     )
