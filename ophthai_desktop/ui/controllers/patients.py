@@ -319,9 +319,16 @@ class PatientsController(QObject):
         if patient_id != self._current_id:
             self.open_patient(patient_id)
 
-    def open_patient(self, patient_id: str | None, *, missing_ok: bool = False) -> None:
+    def open_patient(
+        self,
+        patient_id: str | None,
+        *,
+        missing_ok: bool = False,
+        if_missing: Callable[[], None] | None = None,
+    ) -> None:
         """Show ``patient_id`` on the page (None clears it) and select it in the list;
-        with ``missing_ok``, a patient not found leaves the page empty without a word."""
+        with ``missing_ok``, a patient not found leaves the page empty without a word;
+        with ``if_missing``, it is called to say so instead of "not found"."""
         self._current_id = patient_id
         self._view.select_patient(patient_id)
         if patient_id is None:
@@ -339,6 +346,9 @@ class PatientsController(QObject):
                 self._current_id = None
                 self._show(None)
                 if missing_ok:
+                    return
+                if if_missing is not None:
+                    if_missing()
                     return
             self._window.banner.show_message(describe(exc), "error")
 
