@@ -24,6 +24,11 @@ ZERO_WIDTH_SPACE = "\u200b"
 ZERO_WIDTH_JOINER = "\u200d"
 _RUN = re.compile(rf"\S{{{LONGEST_UNBROKEN + 1},}}")
 
+#: What the patient page and the patient list show for a value not recorded (an age, a
+#: sex, a birth date) and for no appointment: the same in both.
+NOT_RECORDED = "—"
+NOT_SCHEDULED = "not scheduled"
+
 LATERALITY_NAMES = {"OD": "OD (right)", "OS": "OS (left)", "OU": "OU (both)", "unknown": "eye ?"}
 MODALITY_NAMES = {"OCT": "OCT", "OCTA": "OCTA", "fundus": "Fundus", "unknown": "unknown type"}
 
@@ -68,19 +73,30 @@ def size(num_bytes: int) -> str:
     return f"{num_bytes / (1024 * 1024):.1f} MB"
 
 
-def breakable(text: str) -> str:
-    """``text`` with a zero-width space between the characters of each run longer than
-    :data:`LONGEST_UNBROKEN` without a space (none inside a character as drawn), for a
-    word-wrapped label: Qt wraps it between words only, so a name or a history
-    typed without spaces made the label as wide as the whole run, and the window wider
-    than the screen. Text with shorter runs is returned as it is."""
+def breakable(text: str, *, after: str = "", every: int = 1) -> str:
+    """``text`` with zero-width spaces in each run longer than :data:`LONGEST_UNBROKEN`
+    without a space, for a word-wrapped label: Qt wraps it between words only, so a
+    name or a history typed without spaces made the label as wide as the whole run,
+    and the window wider than the screen. Text with shorter runs is returned as it is.
+
+    A run may break after each of the characters in ``after`` (a path's separators)
+    and, once ``every`` characters as drawn went by without a break, before the next:
+    by default between any two (a name, a history); a path with ``after="/\\"`` at its
+    folders, a hash in groups. Never inside a character as drawn (see :func:`_joins`).
+    """
 
     def split(match: re.Match[str]) -> str:
         run = match.group()
-        return run[0] + "".join(
-            char if _joins(before, char) else ZERO_WIDTH_SPACE + char
-            for before, char in itertools.pairwise(run)
-        )
+        pieces = [run[0]]
+        unbroken = 1  # characters as drawn since the last break
+        for before, char in itertools.pairwise(run):
+            if not _joins(before, char):
+                if before in after or unbroken >= every:
+                    pieces.append(ZERO_WIDTH_SPACE)
+                    unbroken = 0
+                unbroken += 1
+            pieces.append(char)
+        return "".join(pieces)
 
     return _RUN.sub(split, text)
 

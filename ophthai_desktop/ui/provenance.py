@@ -9,18 +9,21 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ophthai_desktop.core.records import AnalysisRecord
-from ophthai_desktop.ui.display import LONGEST_UNBROKEN, ZERO_WIDTH_SPACE, local_datetime, seconds
+from ophthai_desktop.ui.display import NOT_RECORDED, breakable, local_datetime, seconds
 
 #: A row: its key (``generation.<setting>`` for a generation setting), label and text.
 Row = tuple[str, str, str]
 
-NOT_RECORDED = "—"
 QUANTIZATION_NAMES = {"none": "none", "8bit": "8-bit", "4bit": "4-bit"}
 FINISH_REASONS = {
     "eos": "the answer was complete",
     "length": "the token limit was reached",
     "cancelled": "cancelled",
 }
+#: Where a long value (a model's folder, a hash) may break on screen: after a folder's
+#: separator, and every 16 characters in a part longer than that (a SHA-256 in four).
+BREAK_AFTER = "/\\"
+BREAK_EVERY = 16
 #: Unit suffixes of setting names (the project names values with units so) and how the
 #: unit is written after a value.
 UNIT_SUFFIXES = {
@@ -34,17 +37,11 @@ UNIT_SUFFIXES = {
 }
 
 
-def breakable(text: str) -> str:
-    """``text`` with invisible break opportunities in long unbroken runs (after each
-    ``/`` and every 16 characters), so that a word-wrapped label wraps a SHA-256 instead
-    of widening the view. For the screen only: copies keep the text as it was."""
-    words = []
-    for word in text.split(" "):
-        if len(word) > LONGEST_UNBROKEN:
-            word = word.replace("/", "/" + ZERO_WIDTH_SPACE)
-            word = ZERO_WIDTH_SPACE.join(word[i : i + 16] for i in range(0, len(word), 16))
-        words.append(word)
-    return " ".join(words)
+def on_screen(text: str) -> str:
+    """A provenance value as a word-wrapped label shows it: a long path or hash breaks
+    at its folders and in groups instead of widening the view. For the screen only:
+    copies keep the value as it was recorded."""
+    return breakable(text, after=BREAK_AFTER, every=BREAK_EVERY)
 
 
 def plain(value: Any) -> str:

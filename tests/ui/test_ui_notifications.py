@@ -15,6 +15,7 @@ from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QApplication, QLabel, QListView, QWidget
 from pytestqt.qtbot import QtBot
 
+from ophthai_desktop.bootstrap import build_application
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.ui.controllers.notifications import PAGE_SIZE
 from ophthai_desktop.ui.controllers.status import REFUSED_ALERT_GAP_MS
@@ -527,3 +528,69 @@ def test_the_badge_never_counts_more_than_there_are_while_notifications_arrive_a
     over = [(badge, there) for badge, there in shown if badge > there]
     assert over == [], f"the badge showed more than there were: {over}"
     assert second.notifications_panel.unread.text() == str(total)  # and stays
+
+
+def _texts(model: NotificationListModel) -> list[str]:
+    return [model.data(model.index(row, 0)).split("\n")[0] for row in range(model.rowCount())]
+
+
+def test_a_notification_of_a_patient_deleted_elsewhere_says_so_and_leaves_the_list(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """Another window on the same database deleted the patient (and their notifications
+    with them; it tells this window nothing): clicking the notification said "Patient
+    … not found", and the row stayed, leading nowhere again."""
+    app = gui.application
+    patient = app.patients.create_patient({"name": "Gone"}, actor=SYSTEM)
+    app.notifications.create_notification("Look at me", patient_id=patient.id, actor=SYSTEM)
+    app.notifications.create_notification("Still here", actor=SYSTEM)
+    panel, model = gui.notifications_panel, gui.notifications_panel.model
+    qtbot.waitUntil(lambda: model.rowCount() == 2)
+    elsewhere = build_application(app.settings, migrate=False)  # its own event bus
+    elsewhere.patients.delete_patient(patient.id, actor=SYSTEM)
+    elsewhere.db.dispose()
+
+    rect = panel.list.visualRect(model.index(1, 0))  # "Look at me", the older
+    qtbot.mouseClick(panel.list.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+
+    banner = gui.window.banner
+    qtbot.waitUntil(lambda: "was deleted" in banner.message())
+    assert "not found" not in banner.message()
+    assert _texts(model) == ["Still here"]
+    assert gui.patient_page.patient is None
+
+
+def test_a_page_read_before_a_patient_was_deleted_does_not_list_their_notifications(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The patient's notifications leave the list as they are deleted with the patient;
+    an older page read just before the deletion and listed just after brought them back,
+    leading nowhere."""
+    first = make_gui()
+    app = first.application
+    patient = app.patients.create_patient({"name": "Gone"}, actor=SYSTEM)
+    app.notifications.create_notification("Theirs", patient_id=patient.id, actor=SYSTEM)
+    app.notifications.create_notification("Older, still here", actor=SYSTEM)
+    for i in range(PAGE_SIZE):
+        app.notifications.create_notification(f"Note {i}", actor=SYSTEM)
+    gui = make_gui(application=app)
+    panel, model = gui.notifications_panel, gui.notifications_panel.model
+    qtbot.waitUntil(lambda: model.rowCount() == PAGE_SIZE)
+    read, go_on = threading.Event(), threading.Event()
+    list_notifications = app.notifications.list_notifications
+
+    def held(**query: object) -> object:
+        page = list_notifications(**query)  # type: ignore[arg-type]
+        read.set()
+        go_on.wait(10)
+        return page
+
+    monkeypatch.setattr(app.notifications, "list_notifications", held)
+    panel.list.scrollToBottom()  # the older page is read ...
+    assert read.wait(10)
+    with qtbot.waitSignal(gui.bridge.patient_deleted):  # ... the patient deleted ...
+        app.patients.delete_patient(patient.id, actor=SYSTEM)
+    go_on.set()  # ... and the page listed
+
+    qtbot.waitUntil(lambda: "Older, still here" in _texts(model))
+    assert "Theirs" not in _texts(model)

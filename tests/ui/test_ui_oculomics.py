@@ -14,6 +14,7 @@ from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.oculomics import METRICS, REFERENCE_RANGES
+from ophthai_desktop.ui import day
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.theme import apply_theme
 from ophthai_desktop.ui.views import oculomics as oculomics_view
@@ -428,3 +429,29 @@ def test_a_date_the_clinician_picked_stays_the_next_day(
     view.measured_on.setDate(picked)  # as the clinician's editing or calendar sets it
 
     assert _submitted(qtbot, view)["measured_on"] == picked.toPython()
+
+
+@pytest.mark.parametrize("picked", [False, True])
+def test_the_form_on_screen_at_midnight_moves_on_to_the_new_day(
+    qtbot: QtBot, gui: GuiSession, monkeypatch: pytest.MonkeyPatch, picked: bool
+) -> None:
+    """The form's date followed the day when the tab was shown and at Add, not at
+    midnight while on screen: the next morning it still said the day before (and Add
+    then moved it without a word), and the latest date offered was the day before.
+    A date the clinician picked stays."""
+    _open_oculomics(qtbot, gui, _patient_with_measurements(gui))
+    view = gui.oculomics_view
+    today = QDate.currentDate()
+    assert view.measured_on.date() == today
+    assert view.measured_on.maximumDate() == today  # the core refuses a future date
+    earlier = today.addDays(-30)
+    if picked:
+        view.measured_on.setDate(earlier)  # as the clinician's editing or calendar sets it
+
+    tomorrow = today.addDays(1)
+    monkeypatch.setattr(oculomics_view, "today", lambda: tomorrow)
+    monkeypatch.setattr(day, "today", lambda: tomorrow)
+    gui.patients.day_watch.look()  # as its timer does just past midnight
+
+    assert view.measured_on.date() == (earlier if picked else tomorrow)
+    assert view.measured_on.maximumDate() == tomorrow

@@ -174,3 +174,24 @@ def test_ages_shown_follow_a_birthday_while_the_window_is_open(
     qtbot.waitUntil(lambda: model.data(model.index(0, COLUMN_OF["age"])) == str(today.year - 1980))
     qtbot.waitUntil(lambda: gui.patient_page.age.text() == f"{today.year - 1980} years")
     assert gui.patient_page.patient is not None and gui.patient_page.patient.id == patient.id
+
+
+def test_a_value_not_recorded_reads_in_the_list_as_on_the_page(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """An unknown age and sex were blank cells in the list (read as not loaded yet, or
+    left out) where the patient page said "—", and no appointment blank where the page
+    said "not scheduled"."""
+    patient = gui.application.patients.create_patient({"name": "Ada"}, actor=Actor("t", "gui"))
+    model = gui.patient_list.model
+    qtbot.waitUntil(lambda: model.rowCount() == 1)
+    open_patient(qtbot, gui, patient.id)
+    page = gui.patient_page
+
+    def cell(key: str) -> str:
+        return str(model.data(model.index(0, COLUMN_OF[key])))
+
+    assert (cell("age"), page.age.text()) == ("—", "—")
+    assert (cell("gender"), page.gender.text()) == ("—", "—")
+    assert cell("appointment_date") == page.appointment.text() == "not scheduled"
+    assert all(cell(key) for key in COLUMN_OF)  # no blank cell

@@ -22,6 +22,7 @@ from pytestqt.qtbot import QtBot
 from ophthai_desktop.core import domain
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
+from ophthai_desktop.ui import day
 from ophthai_desktop.ui.models.patient_table import COLUMN_OF, PatientTableModel
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.views.patient_dialog import PatientDialog
@@ -711,3 +712,31 @@ def test_a_dialog_left_open_past_midnight_into_a_birthday_saves_the_patient(
     qtbot.waitUntil(lambda: gui.patients.dialog is None)  # closed once saved
     created = gui.application.patients.list_patients().items
     assert [(p.birth_date, p.age) for p in created] == [(born, today.year - 1980)]
+
+
+def test_a_dialog_left_open_past_midnight_offers_the_new_day_as_a_birth_date(
+    qtbot: QtBot, gui: GuiSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The latest birth date was the day the form opened: left open past midnight, a
+    baby born that morning could not be entered until the form was opened again. The
+    date entered stays, and the age shown is counted to the new day."""
+    dialog = gui.patients.new_patient()
+    dialog.name.setText("Ada")
+    dialog.birth_known.setChecked(True)
+    today = date.today()
+    tomorrow = today + timedelta(days=1)
+    born = date(1980, tomorrow.month, tomorrow.day)  # 1980 had a 29 February too
+    dialog.birth_date.setDate(QDate(born))
+    assert dialog.birth_date.maximumDate() == QDate(today)
+    assert dialog.age.value() == domain.age_on(born, today)
+
+    monkeypatch.setattr(domain, "local_today", lambda: tomorrow)
+    monkeypatch.setattr(day, "today", lambda: QDate(tomorrow))
+    gui.patients.day_watch.look()  # as its timer does just past midnight
+
+    assert dialog.birth_date.maximumDate() == QDate(tomorrow)
+    assert dialog.birth_date.date() == QDate(born)  # what the clinician entered
+    assert dialog.age.value() == domain.age_on(born, tomorrow)
+    dialog.birth_date.setDate(QDate(tomorrow))  # born after midnight: can be entered
+    assert dialog.birth_date.date() == QDate(tomorrow)
+    assert dialog.age.value() == 0

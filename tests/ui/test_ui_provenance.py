@@ -3,6 +3,8 @@ order, and settings a newer engine records still shown."""
 
 from __future__ import annotations
 
+import itertools
+import unicodedata
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -154,3 +156,35 @@ def test_the_panel_shows_every_row_and_copies_the_values_whole(qtbot: QtBot) -> 
     panel.show_analysis(ANALYSIS)  # back to the engine's own settings
     assert "Warmup steps" not in panel.text()
     assert panel.form.rowCount() == len(provenance_rows(ANALYSIS))
+
+
+def _on_screen(qtbot: QtBot, model_id: str) -> str:
+    """The model row as the panel shows an analysis by ``model_id`` (a local folder)."""
+    panel = ProvenancePanel()
+    qtbot.addWidget(panel)
+    panel.show_analysis(replace(ANALYSIS, model_id=model_id))
+    assert model_id in panel.text()  # the copy has it as recorded
+    shown = panel.values["model"].text()
+    assert shown.replace(ZERO_WIDTH_SPACE, "") == model_id
+    return shown
+
+
+def test_a_model_folder_breaks_at_its_folders_not_inside_their_names(qtbot: QtBot) -> None:
+    """A path broke after each "/" and, besides, every 16 characters counted from its
+    start: a folder's name was cut in two where a line ended before its "/"."""
+    folder = "/srv/ophthai/models/OctoMed-7B/snapshots/3f2a9c1d0e4b"
+    assert _on_screen(qtbot, folder) == folder.replace("/", "/" + ZERO_WIDTH_SPACE)
+
+
+def test_a_model_folder_keeps_each_accent_on_its_letter(qtbot: QtBot) -> None:
+    """The path's groups of 16 were counted in code points: a letter and its accent
+    written apart (as some file systems store names) were broken between, the accent drawn alone on
+    a dotted circle on the next line. A long name breaks between letters as drawn."""
+    folder = unicodedata.normalize("NFD", "/srv/réseau-rétinien-évalué-à-genève-été")
+    shown = _on_screen(qtbot, folder)
+    assert ZERO_WIDTH_SPACE in shown.split("/")[-1]  # the long name breaks too
+    assert all(
+        not unicodedata.combining(after)
+        for before, after in itertools.pairwise(shown)
+        if before == ZERO_WIDTH_SPACE
+    )

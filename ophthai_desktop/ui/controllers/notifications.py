@@ -4,13 +4,16 @@ system tray where there is one, as an in-window toast where there is not)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from PySide6.QtCore import QObject, QTimer, Slot
 
+from ophthai_desktop.core.errors import NotFound
 from ophthai_desktop.core.records import NotificationRecord, Page
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController
-from ophthai_desktop.ui.models.notification_list import notification_row
+from ophthai_desktop.ui.messages import describe
+from ophthai_desktop.ui.models.notification_list import NotificationRow, notification_row
 from ophthai_desktop.ui.tray import TrayIcon
 from ophthai_desktop.ui.views.main_window import MainWindow
 from ophthai_desktop.ui.views.notifications import NotificationsPanel
@@ -59,8 +62,13 @@ class NotificationsController(QObject):
         # Bumped by a change that can lower the count (read, deleted): a count asked
         # before it may say more than there are, and is not shown.
         self._lowered = 0
+        # Patients deleted while the window runs. Their notifications are deleted with
+        # them (and leave the list as that is told); a page of the list read before the
+        # deletion and arriving after it would list them again, leading nowhere.
+        self._deleted_patients: set[str] = set()
 
         bridge = ctx.bridge
+        bridge.patient_deleted.connect(self._on_bridge_patient_deleted)
         bridge.notification_created.connect(self._on_bridge_notification_created)
         bridge.notification_updated.connect(self._on_bridge_notification_updated)
         bridge.notification_deleted.connect(self._on_bridge_notification_deleted)
@@ -74,7 +82,7 @@ class NotificationsController(QObject):
 
     def start(self) -> None:
         def done(page: Page[NotificationRecord]) -> None:
-            self._model.reset([notification_row(note) for note in page.items], page.total)
+            self._model.reset(self._rows(page.items), page.total)
 
         self._ctx.tasks.submit(lambda: self._service.list_notifications(limit=PAGE_SIZE), done)
         self._refresh_count()
@@ -84,13 +92,17 @@ class NotificationsController(QObject):
         """The list scrolled to its end: the next older page."""
 
         def done(page: Page[NotificationRecord]) -> None:
-            self._model.append([notification_row(note) for note in page.items], page.total)
+            self._model.append(self._rows(page.items), page.total)
 
         self._ctx.tasks.submit(
             lambda: self._service.list_notifications(skip=skip, limit=PAGE_SIZE),
             done,
             lambda _exc: self._model.fetch_failed(),
         )
+
+    def _rows(self, notes: Iterable[NotificationRecord]) -> list[NotificationRow]:
+        """The rows of ``notes``, less those of a patient deleted since they were read."""
+        return [notification_row(n) for n in notes if n.patient_id not in self._deleted_patients]
 
     # Events ---------------------------------------------------------------------------
 
@@ -100,6 +112,18 @@ class NotificationsController(QObject):
         self._count_soon()
         if note.type == "critical":
             self.alert("Critical finding", note.message, kind="critical")
+
+    @Slot(str)
+    def _on_bridge_patient_deleted(self, patient_id: str) -> None:
+        self._deleted_patients.add(patient_id)
+        self._drop_patient(patient_id)
+
+    def _drop_patient(self, patient_id: str) -> None:
+        """Take the notifications of a deleted patient out of the list: the core
+        deleted them with the patient."""
+        rows = self._model.records()
+        for notification_id in [r.notification_id for r in rows if r.patient_id == patient_id]:
+            self._model.remove(notification_id)
 
     @Slot(object)
     def _on_bridge_notification_updated(self, note: NotificationRecord) -> None:
@@ -137,12 +161,39 @@ class NotificationsController(QObject):
 
     @Slot(int, object)
     def _on_panel_notification_opened(self, notification_id: int, patient_id: str | None) -> None:
+        if patient_id in self._deleted_patients:
+            self._patient_was_deleted(patient_id)
+            return
         if patient_id:
-            self._patients.open_patient(patient_id)
+            self._patients.open_patient(
+                patient_id, if_missing=lambda: self._patient_was_deleted(patient_id)
+            )
         row = self._model.position(notification_id)
         note = self._model.row_at(row) if row is not None else None
         if note is not None and not note.read:
-            self.mark_read(notification_id)
+
+            def failed(exc: BaseException) -> None:
+                if not isinstance(exc, NotFound):  # else gone with its patient: told so
+                    self._window.banner.show_message(describe(exc), "error")
+
+            self._ctx.tasks.submit(
+                lambda: self._service.mark_read(notification_id, actor=self._ctx.actor),
+                None,
+                failed,
+            )
+
+    def _patient_was_deleted(self, patient_id: str) -> None:
+        """A notification was opened whose patient is deleted (here, before the list
+        was read; or by another window on the same database, which tells this one
+        nothing): say so rather than "not found", and take the patient's notifications,
+        deleted with them, out of the list."""
+        self._deleted_patients.add(patient_id)
+        self._drop_patient(patient_id)
+        self._window.banner.show_message(
+            f"Patient {patient_id} was deleted, with their notifications: "
+            "there is nothing to open.",
+            "info",
+        )
 
     @Slot(int)
     def mark_read(self, notification_id: int) -> None:

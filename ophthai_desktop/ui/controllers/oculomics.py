@@ -53,6 +53,7 @@ class OculomicsController(QObject):
         self.overview: OculomicsOverview | None = None
 
         patients.patient_opened.connect(self._on_patients_patient_opened)
+        patients.day_watch.day_changed.connect(view.follow_today)
         ctx.bridge.oculomics_measured.connect(self._on_bridge_oculomics_measured)
         view.measurement_submitted.connect(self._on_view_measurement_submitted)
 

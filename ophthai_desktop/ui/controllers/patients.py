@@ -120,7 +120,8 @@ class PatientsController(QObject):
         self._feed_timer.setInterval(0)
         self._feed_timer.timeout.connect(self._on_feed_timer_timeout)
         #: Ages are counted to the day the rows and the page were read: read again on a
-        #: new day (see _on_day_watch_day_changed).
+        #: new day (see _on_day_watch_day_changed). The patient form and the oculomics
+        #: form follow it too (their latest dates, ages and default date).
         self.day_watch = DayWatch(self)
         self.day_watch.day_changed.connect(self._on_day_watch_day_changed)
 
@@ -318,9 +319,16 @@ class PatientsController(QObject):
         if patient_id != self._current_id:
             self.open_patient(patient_id)
 
-    def open_patient(self, patient_id: str | None, *, missing_ok: bool = False) -> None:
+    def open_patient(
+        self,
+        patient_id: str | None,
+        *,
+        missing_ok: bool = False,
+        if_missing: Callable[[], None] | None = None,
+    ) -> None:
         """Show ``patient_id`` on the page (None clears it) and select it in the list;
-        with ``missing_ok``, a patient not found leaves the page empty without a word."""
+        with ``missing_ok``, a patient not found leaves the page empty without a word;
+        with ``if_missing``, it is called to say so instead of "not found"."""
         self._current_id = patient_id
         self._view.select_patient(patient_id)
         if patient_id is None:
@@ -338,6 +346,9 @@ class PatientsController(QObject):
                 self._current_id = None
                 self._show(None)
                 if missing_ok:
+                    return
+                if if_missing is not None:
+                    if_missing()
                     return
             self._window.banner.show_message(describe(exc), "error")
 
@@ -505,6 +516,7 @@ class PatientsController(QObject):
         """Open the new-patient form. ``create(fields)`` runs on a pool thread (default:
         :meth:`PatientService.create_patient`); the new patient is then opened."""
         dialog = PatientDialog(self._window, files=files)
+        self.day_watch.day_changed.connect(dialog.follow_today)
         if guess is not None:
             dialog.set_guess(*guess)
 
@@ -531,6 +543,7 @@ class PatientsController(QObject):
         if patient is None:
             return None
         dialog = PatientDialog(self._window, patient=patient)
+        self.day_watch.day_changed.connect(dialog.follow_today)
 
         def submitted(fields: dict[str, Any]) -> None:
             if not fields:  # nothing changed: nothing to write

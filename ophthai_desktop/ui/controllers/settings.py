@@ -85,12 +85,6 @@ LABELS = {
     "load_model_on_startup": "Load the model at start",
 }
 EDITABLE = tuple(LABELS)
-#: Applied to the running application at once (the rest wait for a restart).
-LIVE = frozenset(
-    {"user_name", "theme", "minimize_to_tray", "watch_folder_enabled", "watch_folder_path",
-     "watch_demo_mode", "watch_folder_require_mount", "watch_use_polling",
-     "watch_poll_seconds", "load_model_on_startup"}
-)  # fmt: skip
 #: The watch folder's settings that its watcher reads when it starts: a change stops it
 #: and starts it again, as a new folder does.
 WATCHER_SETUP = ("watch_folder_enabled", "watch_folder_path", "watch_folder_require_mount",

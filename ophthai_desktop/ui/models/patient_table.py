@@ -17,7 +17,13 @@ from PySide6.QtGui import QColor, QIcon, QPixmap, QStandardItem
 
 from ophthai_desktop.core.domain import PatientStatus
 from ophthai_desktop.core.records import PatientRecord
-from ophthai_desktop.ui.display import local_date, local_datetime, step_name
+from ophthai_desktop.ui.display import (
+    NOT_RECORDED,
+    NOT_SCHEDULED,
+    local_date,
+    local_datetime,
+    step_name,
+)
 from ophthai_desktop.ui.models.rows import PagedRowModel
 
 #: (order_by key of PatientService.list_patients, header). The status comes next to the
@@ -56,15 +62,17 @@ class PatientRow:
 
 
 def patient_row(patient: PatientRecord) -> PatientRow:
+    """The patient's cells; a value not recorded reads as on the patient page (a blank
+    cell read as not loaded yet, or as a value left out)."""
     text = {
         "name": patient.name,
         "id": patient.id,
-        "age": "" if patient.age is None else str(patient.age),
-        "gender": patient.gender or "",
+        "age": NOT_RECORDED if patient.age is None else str(patient.age),
+        "gender": patient.gender or NOT_RECORDED,
         "status": patient.status,
         "workflow_step": f"{patient.workflow_step} · {step_name(patient.workflow_step)}",
         "admission_date": local_date(patient.admission_date),
-        "appointment_date": local_datetime(patient.appointment_date),
+        "appointment_date": local_datetime(patient.appointment_date) or NOT_SCHEDULED,
     }
     return PatientRow(patient.id, patient.status, tuple(text[key] for key, _title in COLUMNS))
 

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 from ophthai_desktop.core.inference.parsing import is_ungradable
 from ophthai_desktop.core.records import AnalysisRecord
 from ophthai_desktop.ui.display import local_datetime
-from ophthai_desktop.ui.provenance import breakable, provenance_rows, provenance_titles
+from ophthai_desktop.ui.provenance import on_screen, provenance_rows, provenance_titles
 from ophthai_desktop.ui.resources import icon
 from ophthai_desktop.ui.views.banner import Banner
 from ophthai_desktop.ui.views.focus import step_focus_to
@@ -262,7 +262,7 @@ class ProvenancePanel(QFrame):
         if [key for key, _t, _v in rows] != list(self.values):
             self._build(rows)  # settings this panel has not shown (another engine's)
         for key, _title, text in rows:
-            set_text(self.values[key], breakable(text))
+            set_text(self.values[key], on_screen(text))
         self._rows = rows
 
     def text(self) -> str:

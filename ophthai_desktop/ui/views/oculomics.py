@@ -420,7 +420,9 @@ class OculomicsView(QWidget):
         self.measured_on = QDateEdit(today())
         self.measured_on.setCalendarPopup(True)
         self.measured_on.setDisplayFormat("yyyy-MM-dd")
-        # The date follows the day until the clinician picks one (_follow_today).
+        # No measurement in the future (the core refuses one); the latest date follows
+        # the day, and so does the date until the clinician picks one (follow_today).
+        self.measured_on.setMaximumDate(today())
         self._date_chosen = False
         self.measured_on.dateChanged.connect(self._on_measured_on_date_changed)
         self.inputs: dict[str, QLineEdit] = {}
@@ -504,7 +506,7 @@ class OculomicsView(QWidget):
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
-        self._follow_today()
+        self.follow_today()
 
     @property
     def chart_columns(self) -> int:
@@ -683,13 +685,22 @@ class OculomicsView(QWidget):
     def set_busy(self, busy: bool) -> None:
         self.add_button.setEnabled(not busy)
 
-    def _follow_today(self) -> None:
-        """The form's date is today's, unless the clinician picked one: a window left
-        open overnight (in the tray, for days) offered the day it was opened, and a
-        measurement added next morning was recorded a day early, without a word."""
-        if not self._date_chosen and self.measured_on.date() != today():
-            with QSignalBlocker(self.measured_on):
-                self.measured_on.setDate(today())
+    @Slot()
+    def follow_today(self) -> None:
+        """The form's date is today's, unless the clinician picked one, and the latest it
+        offers is today: a window left open overnight (in the tray, for days) offered
+        the day it was opened, and a measurement added next morning was recorded a day
+        early, without a word. Called on a new day, when shown and at Add."""
+        day = today()
+        with QSignalBlocker(self.measured_on):  # not the clinician's
+            shown = self.measured_on.date()
+            # A date picked later than today (the clock set back) stays as it is rather
+            # than moved without a word: the core says why it is refused.
+            latest = day if not self._date_chosen else max(day, shown)
+            if self.measured_on.maximumDate() != latest:
+                self.measured_on.setMaximumDate(latest)
+            if not self._date_chosen and shown != day:
+                self.measured_on.setDate(day)
 
     @Slot(QDate)
     def _on_measured_on_date_changed(self, _date: QDate) -> None:
@@ -697,7 +708,7 @@ class OculomicsView(QWidget):
 
     @Slot()
     def _on_add_button_clicked(self) -> None:
-        self._follow_today()
+        self.follow_today()
         values: dict[str, Any] = {
             "eye": self.eye.currentData(),
             "measured_on": self.measured_on.date().toPython(),

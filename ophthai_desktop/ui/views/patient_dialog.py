@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from ophthai_desktop.core.domain import Laterality, Modality, PatientStatus, age_on
 from ophthai_desktop.core.records import PatientRecord
+from ophthai_desktop.ui import day
 from ophthai_desktop.ui.display import LATERALITY_NAMES, MODALITY_NAMES
 from ophthai_desktop.ui.views.focus import step_focus_to
 from ophthai_desktop.ui.views.scale import scaled
@@ -71,7 +72,7 @@ class PatientDialog(QDialog):
         self.birth_date.setCalendarPopup(True)
         self.birth_date.setDisplayFormat("yyyy-MM-dd")
         self.birth_date.setDate(QDate(1970, 1, 1))
-        self.birth_date.setMaximumDate(QDate.currentDate())  # no births in the future
+        self.birth_date.setMaximumDate(day.today())  # no births in the future (follow_today)
         self.birth_date.setEnabled(False)
         self.birth_known.toggled.connect(self._on_birth_known_toggled)
         self.birth_date.dateChanged.connect(self._on_birth_date_date_changed)
@@ -174,8 +175,19 @@ class PatientDialog(QDialog):
             if age != NO_AGE and age_on(shown) != age:
                 # Start from a date that keeps the age entered (the clinician then sets
                 # the day), not the picker's 1970-01-01, which changed the age with it.
-                self.birth_date.setDate(QDate.currentDate().addYears(-age))
+                self.birth_date.setDate(day.today().addYears(-age))
             self._on_birth_date_date_changed(self.birth_date.date())
+
+    @Slot()
+    def follow_today(self) -> None:
+        """A new day while the form is open: today can be picked as the birth date (the
+        latest was the day the form opened, so a baby born after midnight could not be
+        entered until it was opened again), and the age shown is counted to today. The
+        date entered stays as it is."""
+        latest = day.today()
+        if self.birth_date.maximumDate() < latest:  # a later latest date moves no date
+            self.birth_date.setMaximumDate(latest)
+        self._on_birth_date_date_changed(self.birth_date.date())
 
     @Slot(QDate)
     def _on_birth_date_date_changed(self, born: QDate) -> None:

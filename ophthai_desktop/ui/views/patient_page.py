@@ -21,7 +21,13 @@ from PySide6.QtWidgets import (
 )
 
 from ophthai_desktop.core.records import PatientRecord
-from ophthai_desktop.ui.display import breakable, local_date, local_datetime
+from ophthai_desktop.ui.display import (
+    NOT_RECORDED,
+    NOT_SCHEDULED,
+    breakable,
+    local_date,
+    local_datetime,
+)
 from ophthai_desktop.ui.resources import icon
 from ophthai_desktop.ui.views.scale import scaled
 from ophthai_desktop.ui.views.stepper import WorkflowStepper
@@ -256,12 +262,12 @@ class PatientPage(QWidget):
         set_style_property(self.status, "status", patient.status)
         self.status.setAccessibleName(f"Status: {patient.status}")  # not a bare "Critical"
         self.stepper.set_step(patient.workflow_step)
-        set_text(self.age, "—" if patient.age is None else f"{patient.age} years")
-        set_text(self.birth_date, local_date(patient.birth_date) or "—")
-        set_text(self.gender, patient.gender or "—")
+        set_text(self.age, NOT_RECORDED if patient.age is None else f"{patient.age} years")
+        set_text(self.birth_date, local_date(patient.birth_date) or NOT_RECORDED)
+        set_text(self.gender, patient.gender or NOT_RECORDED)
         set_text(self.admitted, local_datetime(patient.admission_date))
         set_text(self.scan_count, str(patient.scan_count))
-        set_text(self.appointment, local_datetime(patient.appointment_date) or "not scheduled")
+        set_text(self.appointment, local_datetime(patient.appointment_date) or NOT_SCHEDULED)
         if patient.validation_status:
             by = f" by {patient.validated_by}" if patient.validated_by else ""
             set_text(self.validation, breakable(f"{patient.validation_status}{by}"))
