@@ -17,7 +17,7 @@ from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.bootstrap import build_application
 from ophthai_desktop.core.records import Actor
-from ophthai_desktop.ui.controllers.notifications import PAGE_SIZE
+from ophthai_desktop.ui.controllers.notifications import MAX_LOADED, PAGE_SIZE
 from ophthai_desktop.ui.controllers.status import REFUSED_ALERT_GAP_MS
 from ophthai_desktop.ui.models.notification_list import (
     MARK_READ_PER_TURN,
@@ -119,6 +119,45 @@ def test_older_notifications_load_as_the_list_scrolls(qtbot: QtBot, make_gui: Ma
     qtbot.waitUntil(lambda: model.rowCount() == count)
     texts = [model.data(model.index(row, 0)).split("\n")[0] for row in range(count)]
     assert texts == [f"Note {i}" for i in reversed(range(count))]  # newest first, once each
+
+
+def test_a_window_left_open_holds_the_newest_notifications_and_reads_older_ones_again(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """Weeks beside a watch folder (500 a day): the panel held every notification that
+    arrived. It holds the newest; scrolling down reads the older ones from the database;
+    the badge counts every unread one; rows scrolled to are not taken from under the
+    clinician's eyes."""
+    app = gui.application
+    panel, model = gui.notifications_panel, gui.notifications_panel.model
+    count = MAX_LOADED + 700
+
+    def arriving() -> None:
+        for i in range(count):
+            app.notifications.create_notification(f"Note {i}", actor=SYSTEM)
+
+    _from_another_thread(arriving)
+    qtbot.waitUntil(lambda: model.total == count, timeout=20_000)
+    assert model.rowCount() <= MAX_LOADED
+    qtbot.waitUntil(lambda: panel.unread.text() == str(count))
+
+    def scrolled_to_the_end() -> bool:
+        panel.list.scrollToBottom()  # the view asks for the next older page (fetchMore)
+        return model.rowCount() == count
+
+    qtbot.waitUntil(scrolled_to_the_end, timeout=20_000)
+    texts = [model.data(model.index(row, 0)).split("\n")[0] for row in range(count)]
+    assert texts == [f"Note {i}" for i in reversed(range(count))]  # newest first, once each
+
+    # Looking at the oldest: a new one arrives, and the rows in view stay.
+    _from_another_thread(lambda: app.notifications.create_notification("New", actor=SYSTEM))
+    qtbot.waitUntil(lambda: model.total == count + 1)
+    assert model.rowCount() == count + 1
+    panel.list.scrollToTop()
+    _from_another_thread(lambda: app.notifications.create_notification("Newer", actor=SYSTEM))
+    qtbot.waitUntil(lambda: model.total == count + 2)
+    assert model.rowCount() <= MAX_LOADED  # back at the top: the older ones go again
+    qtbot.waitUntil(lambda: panel.unread.text() == str(count + 2))
 
 
 def test_watch_folder_files_show_up_live(qtbot: QtBot, make_gui: Maker, tmp_path: Path) -> None:

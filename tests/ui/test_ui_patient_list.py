@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import date, timedelta
 
 import pytest
@@ -11,10 +13,17 @@ from pytestqt.qtbot import QtBot
 from ophthai_desktop.core import domain
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.ui import day
+from ophthai_desktop.ui.controllers import patients as patients_controller
 from ophthai_desktop.ui.models.patient_table import COLUMN_OF
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.views.patient_list import ALL_STATUSES
 from tests.ui.conftest import Maker, open_patient, seed_patients
+
+
+def _from_another_thread(fn: Callable[[], None]) -> None:
+    thread = threading.Thread(target=fn)
+    thread.start()
+    thread.join()
 
 
 def _hint_centred_in_table(gui: GuiSession) -> bool:
@@ -195,3 +204,46 @@ def test_a_value_not_recorded_reads_in_the_list_as_on_the_page(
     assert (cell("gender"), page.gender.text()) == ("—", "—")
     assert cell("appointment_date") == page.appointment.text() == "not scheduled"
     assert all(cell(key) for key in COLUMN_OF)  # no blank cell
+
+
+def test_a_window_left_open_holds_the_newest_patients_and_reads_the_rest_again(
+    qtbot: QtBot, gui: GuiSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Weeks beside a watch folder (500 patients a day): the list held a row for every
+    patient that arrived. It holds the newest (scrolling down reads the rest again);
+    search finds every patient; the open patient's row stays, however far down."""
+    monkeypatch.setattr(patients_controller, "MAX_LOADED", 250)
+    view, model = gui.patient_list, gui.patient_list.model
+    names = [f"Arrival {i:04d}" for i in range(400)]
+    actor = Actor("t", "gui")
+
+    def arriving(batch: list[str]) -> None:
+        for name in batch:
+            gui.application.patients.create_patient({"name": name}, actor=actor)
+
+    _from_another_thread(lambda: arriving(names))
+    qtbot.waitUntil(lambda: model.total == 400, timeout=20_000)
+    assert model.rowCount() <= 250
+    assert view.count.text() == f"Showing {model.rowCount()} of 400 patients (scroll for more)"
+
+    def scrolled_to_the_end() -> bool:
+        view.table.scrollToBottom()  # the view asks for the next page (fetchMore)
+        return model.rowCount() == 400
+
+    qtbot.waitUntil(scrolled_to_the_end, timeout=20_000)
+    listed = [model.data(model.index(row, 0)) for row in range(400)]
+    assert listed == list(reversed(names))  # newest first, once each
+
+    view.table.scrollToTop()
+    chosen = model.patient_id_at(240)
+    assert chosen is not None
+    open_patient(qtbot, gui, chosen)
+    _from_another_thread(lambda: arriving(["Later 1", "Later 2"]))
+    qtbot.waitUntil(lambda: model.total == 402)
+    qtbot.waitUntil(lambda: model.row_of(chosen) == 242)
+    assert model.rowCount() == 250  # trimmed to the cap, the open patient's row in it
+    assert view.selected_patient_id() == chosen
+
+    qtbot.keyClicks(view.search, "Arrival 0000")  # the oldest, long dropped: still found
+    qtbot.waitUntil(lambda: model.total == 1 and model.rowCount() == 1)
+    assert model.data(model.index(0, 0)) == "Arrival 0000"

@@ -17,12 +17,17 @@ from ophthai_desktop.ui.models.notification_list import NotificationRow, notific
 from ophthai_desktop.ui.tray import TrayIcon
 from ophthai_desktop.ui.views.main_window import MainWindow
 from ophthai_desktop.ui.views.notifications import NotificationsPanel
+from ophthai_desktop.ui.views.rows_in_use import rows_in_use
 from ophthai_desktop.ui.views.toast import AlertKind
 
 log = logging.getLogger(__name__)
 
 #: Notifications fetched at a time (the newest at start, older ones as the list scrolls).
 PAGE_SIZE = 200
+#: The most notifications the panel holds as new ones arrive (the newest; older ones are
+#: read again from the database as the list scrolls to them). A window left open for
+#: weeks beside a watch folder held every one that arrived: 500 a day, without end.
+MAX_LOADED = 500
 #: The least time between two counts of the unread ones while notifications keep
 #: changing (a burst is counted as it goes, not once per notification).
 COUNT_DELAY_MS = 150
@@ -109,6 +114,8 @@ class NotificationsController(QObject):
     @Slot(object)
     def _on_bridge_notification_created(self, note: NotificationRecord) -> None:
         self._model.insert_first([notification_row(note)])
+        # The rows the clinician looks at or has chosen stay, however far down.
+        self._model.trim(max(MAX_LOADED, rows_in_use(self._panel.list)))
         self._count_soon()
         if note.type == "critical":
             self.alert("Critical finding", note.message, kind="critical")

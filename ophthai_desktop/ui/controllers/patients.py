@@ -29,6 +29,7 @@ from ophthai_desktop.ui.views.main_window import MainWindow
 from ophthai_desktop.ui.views.patient_dialog import PatientDialog
 from ophthai_desktop.ui.views.patient_list import PatientListView
 from ophthai_desktop.ui.views.patient_page import PatientPage
+from ophthai_desktop.ui.views.rows_in_use import rows_in_use
 from ophthai_desktop.ui.window_state import ListPlace
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,10 @@ REFRESH_DEBOUNCE_MS = 400
 #: New patients are added to the list together at most this often: a watch-folder
 #: burst then costs the GUI one repaint of the list instead of one per patient.
 ARRIVALS_MS = 100
+#: The most patients the list holds as new ones arrive (the newest; the rest are read
+#: again as the list scrolls to them). A window left open for weeks beside a watch
+#: folder held a row for every patient that arrived: 500 a day, without end.
+MAX_LOADED = 1000
 
 CreateFn = Callable[[dict[str, Any]], PatientRecord]
 
@@ -428,6 +433,11 @@ class PatientsController(QObject):
             table.doItemsLayout()  # the scroll range takes in the new rows now
             step = table.verticalHeader().defaultSectionSize()  # rows have fixed heights
             table.verticalScrollBar().setValue(scrolled + added * step)
+        if self._placing is None and not self._pending:  # else rows are being listed
+            # The rows in view and the open patient's stay, however far down.
+            chosen = self._model.row_of(self._current_id) if self._current_id else None
+            keep = max(MAX_LOADED, rows_in_use(table), 0 if chosen is None else chosen + 1)
+            self._view.trim(keep)
         self._view.show_count(self._model.loaded, self._model.total)
         if self._current_id:
             self._view.select_patient(self._current_id, scroll=False)

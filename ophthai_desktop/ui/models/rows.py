@@ -265,6 +265,17 @@ class PagedRowModel(RowModel):
         self._fetching = False
         self._total = max(total, self.rowCount())
 
+    def trim(self, keep: int) -> bool:
+        """Drop the loaded rows past the first ``keep``: a window left open for weeks
+        would otherwise hold every row that ever arrived. They are read again from the
+        database as the view scrolls to them. Nothing is dropped while a page is on its
+        way (it goes after the rows loaded when it was asked for). Returns whether rows
+        were dropped."""
+        if self._fetching or self.rowCount() <= keep:
+            return False
+        self.remove_rows_from(keep)
+        return True
+
     def fetch_failed(self) -> None:
         """The page did not arrive; a later scroll asks again."""
         self._fetching = False

@@ -252,6 +252,15 @@ class PatientListView(QWidget):
         finally:
             self.table.selectionModel().blockSignals(blocker)
 
+    def trim(self, keep: int) -> None:
+        """Drop the loaded rows past the first ``keep`` (see
+        :meth:`PagedRowModel.trim`), the selection left as it is."""
+        blocker = self.table.selectionModel().blockSignals(True)
+        try:
+            self.model.trim(keep)
+        finally:
+            self.table.selectionModel().blockSignals(blocker)
+
     def show_count(self, loaded: int, total: int) -> None:
         """Say how many patients are listed, or, in the table, why it is empty."""
         if total == 0:
