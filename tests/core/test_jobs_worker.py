@@ -35,7 +35,7 @@ from ophthai_desktop.core.errors import (
 )
 from ophthai_desktop.core.inference.parsing import ParsedAnswer
 from ophthai_desktop.core.inference.preprocess import prepare_image
-from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.records import Actor, JobRecord
 from ophthai_desktop.core.services.ingest import FolderLayout
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.storage import models as m
@@ -1498,12 +1498,8 @@ def test_the_queue_s_first_read_lists_what_runs_next_then_the_newest_finished(
         app.jobs.list_queue(limit=0, finished=10)
 
 
-def test_the_queue_is_read_at_one_moment_while_a_job_finishes(
-    app_services: Application, actor: Actor
-) -> None:
-    """A job that finishes while the queue is read is listed once, as it was when the
-    read began: open and running, not also (or only half) among the finished ones."""
-    app = app_services
+def _running_job(app: Application, actor: Actor) -> tuple[str, JobRecord, Callable[[], None]]:
+    """A patient's analysis running: the patient's id, the job, and what finishes it."""
     patient_id = _patient_with_scan(app, actor)
     app.jobs.queue_patient_analysis(patient_id, actor=actor)
     running = app.jobs.claim_next()
@@ -1511,6 +1507,17 @@ def test_the_queue_is_read_at_one_moment_while_a_job_finishes(
 
     def finish() -> None:
         app.jobs.complete(running, ScriptedEngine(NORMAL)._result(cancelled=False))
+
+    return patient_id, running, finish
+
+
+def test_the_queue_is_read_at_one_moment_while_a_job_finishes(
+    app_services: Application, actor: Actor
+) -> None:
+    """A job that finishes while the queue is read is listed once, as it was when the
+    read began: open and running, not also (or only half) among the finished ones."""
+    app = app_services
+    _patient, running, finish = _running_job(app, actor)
 
     # Right after the first read (the open jobs' ids), the worker finishes the job.
     with meanwhile(app, "SELECT jobs.id, jobs.patient_id", finish):
@@ -1528,13 +1535,7 @@ def test_a_patient_is_read_at_one_moment_while_their_analysis_finishes(
     """A patient read while their analysis finishes is as they were before it, or
     after: not still at the analysis step with the finished analysis beside it."""
     app = app_services
-    patient_id = _patient_with_scan(app, actor)
-    app.jobs.queue_patient_analysis(patient_id, actor=actor)
-    running = app.jobs.claim_next()
-    assert running is not None
-
-    def finish() -> None:
-        app.jobs.complete(running, ScriptedEngine(NORMAL)._result(cancelled=False))
+    patient_id, _job, finish = _running_job(app, actor)
 
     # Right after the patient's row is read, before their scans and analyses are.
     with meanwhile(app, "FROM patients", finish):
