@@ -57,7 +57,7 @@ from ophthai_desktop.core.inference.parsing import (
     parse_answer,
     split_output,
 )
-from ophthai_desktop.core.inference.preprocess import prepare_image
+from ophthai_desktop.core.inference.preprocess import prepare_image, upright_size
 from ophthai_desktop.core.inference.processor import (
     ModelInputs,
     load_processor,
@@ -865,16 +865,20 @@ class InferenceEngine:
         max_pixels = settings.max_pixels
         min_pixels = min(settings.min_pixels, max_pixels)
         fitting = processor_fitter(processor, min_pixels=min_pixels, max_pixels=max_pixels)
-        rgb = (
-            prepare_image(
-                image,
-                fit=fitting.fit,
-                resample=fitting.resample,
-                reduced_only=fitting.reduced_only,
+        images_kwargs: dict[str, Any] = {
+            "size": {"shortest_edge": min_pixels, "longest_edge": max_pixels}
+        }
+        if fitting is None:
+            rgb = prepare_image(image)
+        else:
+            model_size = fitting.fit(upright_size(image))
+            rgb = prepare_image(
+                image, fit=fitting.fit, resample=fitting.resample, own_size=fitting.own_size
             )
-            if fitting is not None
-            else prepare_image(image)
-        )
+            if rgb.size == model_size:
+                # Resized to within the budget: the processor's own resize would take a
+                # size stepped down under min_pixels back up, over the budget.
+                images_kwargs["do_resize"] = False
         width, height = rgb.size
         if not fits_the_model(width, height):
             # Refused at ingest since; a scan stored before, or one the fitting to the
@@ -889,9 +893,7 @@ class InferenceEngine:
             )
             if len(loaded.prompts) < 64:  # clinicians' free questions are not kept forever
                 loaded.prompts[(question, modality)] = prompt
-        inputs = loaded.inputs(
-            prompt, rgb, {"size": {"shortest_edge": min_pixels, "longest_edge": max_pixels}}
-        )
+        inputs = loaded.inputs(prompt, rgb, images_kwargs)
         prompt_length = int(inputs["input_ids"].shape[1])
 
         # A shallow copy is enough: only plain values are set, and generate() deep-copies
