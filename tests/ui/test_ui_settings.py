@@ -1080,6 +1080,52 @@ def test_without_a_user_name_anywhere_the_audit_name_falls_back_on_windows(
     assert clinician_name(" Dr. Set ") == "Dr. Set"
 
 
+def test_the_memory_estimate_follows_a_save_while_the_engine_is_busy(
+    qtbot: QtBot, make_gui: Maker, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A save of a larger image budget and token cap while a load runs (a minute with
+    the real model): the engine takes the new settings only once the load is over, and
+    the model manager went on estimating with the old caps meanwhile."""
+    from ophthai_desktop.core.inference import engine as engine_module
+    from ophthai_desktop.core.units import format_bytes
+
+    loading, release = threading.Event(), threading.Event()
+    real_load_processor = engine_module.load_processor
+
+    def held_load_processor(folder: Path, model_type: str | None) -> Any:
+        loading.set()
+        release.wait(30)
+        return real_load_processor(folder, model_type)
+
+    monkeypatch.setattr(engine_module, "load_processor", held_load_processor)
+    gui = make_gui(model_path=tiny_checkpoint, device="cpu")
+    gui.window.model_manager_action.trigger()
+    manager = gui.model_manager.dialog
+    assert manager is not None
+    qtbot.waitUntil(lambda: gui.model_manager.preview is not None, timeout=60_000)
+    before = gui.model_manager.preview
+    assert before is not None and before.estimated_bytes is not None
+    manager.load_button.click()
+    try:
+        assert loading.wait(30)
+        dialog = _open(gui)
+        dialog.max_pixels.setValue(4_000_000)
+        dialog.max_new_tokens.setValue(8192)
+        with qtbot.waitSignal(gui.settings_controller.settings_saved, timeout=5000):
+            _ok(dialog)
+        qtbot.waitUntil(lambda: gui.model_manager.preview is not before, timeout=10_000)
+        qtbot.waitUntil(lambda: not gui.slow_tasks.busy, timeout=10_000)
+        after = gui.model_manager.preview
+        assert after is not None and after.estimated_bytes is not None
+        assert after.estimated_bytes > before.estimated_bytes
+        assert manager.estimate.text().startswith(f"about {format_bytes(after.estimated_bytes)}")
+        assert manager.max_pixels.text().startswith("4,000,000")
+    finally:
+        release.set()
+    qtbot.waitUntil(lambda: manager.state.text() == "Ready", timeout=60_000)
+    gui.application.engine.unload()
+
+
 def test_settings_saved_during_an_analysis_hold_no_pool_thread_and_show(
     qtbot: QtBot, make_gui: Maker, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:

@@ -57,7 +57,7 @@ from ophthai_desktop.core.inference.parsing import (
     parse_answer,
     split_output,
 )
-from ophthai_desktop.core.inference.preprocess import prepare_image
+from ophthai_desktop.core.inference.preprocess import prepare_image, upright_size
 from ophthai_desktop.core.inference.processor import (
     ModelInputs,
     load_processor,
@@ -703,8 +703,8 @@ class InferenceEngine:
         assert install.folder is not None
         settings = self._settings
         plan = devices.plan_device(settings.device, settings.quantization)
-        runtime = self._runtime_bytes(install, plan)
-        estimate = self._estimate(install, plan)
+        runtime = self._runtime_bytes(install, plan, settings)
+        estimate = self._estimate(install, plan, settings)
         free = devices.free_memory_bytes(plan.device)
         self._set_status(
             device=plan.device,
@@ -731,31 +731,39 @@ class InferenceEngine:
         log.info("loaded %s on %s in %.1f s", install.name, plan.device, time.monotonic() - started)
         return _Loaded.of(model, processor, plan, install)
 
-    def estimate_bytes(self, plan: devices.DevicePlan) -> int | None:
+    def estimate_bytes(
+        self, plan: devices.DevicePlan, settings: Settings | None = None
+    ) -> int | None:
         """Memory the installed model needs loaded as ``plan`` says and running the
-        longest analysis these settings allow, as the load checks it against the free
-        memory (the model manager shows it before a load); None when not installed."""
-        return self._estimate(self._install, plan)
+        longest analysis ``settings`` allow (those in use by default), as the load checks
+        it against the free memory (the model manager shows it before a load, for the
+        settings saved last: a busy engine takes them only once it is done); None when
+        not installed."""
+        return self._estimate(self._install, plan, settings or self._settings)
 
-    def _estimate(self, install: _Installation, plan: devices.DevicePlan) -> int | None:
+    def _estimate(
+        self, install: _Installation, plan: devices.DevicePlan, settings: Settings
+    ) -> int | None:
         if not install.parameters:
             return None
         return devices.estimate_memory_bytes(
             install.parameters,
             plan.precision,
             device=plan.device,
-            runtime_bytes=self._runtime_bytes(install, plan),
+            runtime_bytes=self._runtime_bytes(install, plan, settings),
         )
 
-    def _runtime_bytes(self, install: _Installation, plan: devices.DevicePlan) -> int | None:
-        """What the longest analysis these settings allow needs over the weights, from
-        the model's config; None when the config does not tell."""
+    def _runtime_bytes(
+        self, install: _Installation, plan: devices.DevicePlan, settings: Settings
+    ) -> int | None:
+        """What the longest analysis ``settings`` allow needs over the weights, from the
+        model's config; None when the config does not tell."""
         if install.config is None:
             return None
         workload = devices.Workload(
             text_tokens=longest_prompt_tokens(),
-            max_pixels=self._settings.max_pixels,
-            max_new_tokens=self._settings.max_new_tokens,
+            max_pixels=settings.max_pixels,
+            max_new_tokens=settings.max_new_tokens,
         )
         return devices.runtime_memory_bytes(install.config, workload, dtype=plan.dtype)
 
@@ -865,16 +873,20 @@ class InferenceEngine:
         max_pixels = settings.max_pixels
         min_pixels = min(settings.min_pixels, max_pixels)
         fitting = processor_fitter(processor, min_pixels=min_pixels, max_pixels=max_pixels)
-        rgb = (
-            prepare_image(
-                image,
-                fit=fitting.fit,
-                resample=fitting.resample,
-                reduced_only=fitting.reduced_only,
+        images_kwargs: dict[str, Any] = {
+            "size": {"shortest_edge": min_pixels, "longest_edge": max_pixels}
+        }
+        if fitting is None:
+            rgb = prepare_image(image)
+        else:
+            model_size = fitting.fit(upright_size(image))
+            rgb = prepare_image(
+                image, fit=fitting.fit, resample=fitting.resample, own_size=fitting.own_size
             )
-            if fitting is not None
-            else prepare_image(image)
-        )
+            if rgb.size == model_size:
+                # Resized to within the budget: the processor's own resize would take a
+                # size stepped down under min_pixels back up, over the budget.
+                images_kwargs["do_resize"] = False
         width, height = rgb.size
         if not fits_the_model(width, height):
             # Refused at ingest since; a scan stored before, or one the fitting to the
@@ -889,9 +901,7 @@ class InferenceEngine:
             )
             if len(loaded.prompts) < 64:  # clinicians' free questions are not kept forever
                 loaded.prompts[(question, modality)] = prompt
-        inputs = loaded.inputs(
-            prompt, rgb, {"size": {"shortest_edge": min_pixels, "longest_edge": max_pixels}}
-        )
+        inputs = loaded.inputs(prompt, rgb, images_kwargs)
         prompt_length = int(inputs["input_ids"].shape[1])
 
         # A shallow copy is enough: only plain values are set, and generate() deep-copies

@@ -38,7 +38,7 @@ def prepare_image(
     *,
     fit: SizeFitter | None = None,
     resample: int = Image.Resampling.BICUBIC,
-    reduced_only: bool = False,
+    own_size: SizeFitter | None = None,
     keep_gray: bool = False,
 ) -> Image.Image:
     """Return ``image`` as an 8-bit RGB image, upright per its EXIF orientation.
@@ -61,9 +61,11 @@ def prepare_image(
     the full image (after its EXIF rotation), so the model gets the same size as from a
     full decode; the pixels differ by about one level in 255.
 
-    ``reduced_only`` resizes only such a JPEG (to that size) and leaves every other
-    image at its size: for an image processor that resamples its own way (torchvision's),
-    which then has nothing to resize in the one and does its own resize of the others.
+    ``own_size`` is the size an image processor that resamples its own way
+    (torchvision's) resizes an image to: an image it resizes to the fitted size itself
+    is left at its size for it. Such a JPEG is still resized ahead (it is no longer at
+    its full size), and so is an image whose own resize is not the fitted one (over the
+    image budget, see :func:`~ophthai_desktop.core.inference.processor.within_budget`).
 
     ``keep_gray`` returns a grayscale image as the one 8-bit channel (mode ``L``) the
     RGB copy would repeat three times: the same picture, a third of the bytes (the API's
@@ -88,8 +90,11 @@ def prepare_image(
         if image.mode not in ("L", "RGB"):
             image = image.convert("RGB")
         if fit is not None:
-            size = fitted if fitted is not None or reduced_only else fit(image.size)
-            if size is not None and size != image.size:
+            size = fitted if fitted is not None else fit(image.size)
+            left_to_the_processor = (
+                fitted is None and own_size is not None and own_size(image.size) == size
+            )
+            if size is not None and size != image.size and not left_to_the_processor:
                 image = image.resize(size, resample=resample)
         if image.mode == "RGB" or (keep_gray and image.mode == "L"):
             return image
@@ -104,6 +109,18 @@ def prepare_image(
 _QUARTER_TURNS = {5, 6, 7, 8}
 
 
+def upright_size(image: Image.Image) -> tuple[int, int]:
+    """``(width, height)`` of ``image`` turned upright per its EXIF orientation, as
+    :func:`prepare_image` returns it (before any resize); its size where the EXIF data
+    cannot be read (``prepare_image`` then says why)."""
+    width, height = image.size
+    try:
+        turned = image.getexif().get(0x0112) in _QUARTER_TURNS
+    except (OSError, ValueError, SyntaxError):
+        return width, height
+    return (height, width) if turned else (width, height)
+
+
 def _draft_jpeg(image: Image.Image, fit: SizeFitter) -> tuple[int, int] | None:
     """Have a JPEG not yet decoded decode at a reduced DCT scale, no less than twice
     the size ``fit`` gives its upright full size; that size, or None where nothing was
@@ -113,11 +130,11 @@ def _draft_jpeg(image: Image.Image, fit: SizeFitter) -> tuple[int, int] | None:
     if len(image.tile) != 1:  # decoded already
         return None
     width, height = image.size
-    turned = image.getexif().get(0x0112) in _QUARTER_TURNS
-    fitted = fit((height, width) if turned else (width, height))
+    upright = upright_size(image)
+    fitted = fit(upright)
     if fitted is None:
         return None
-    wide, high = (fitted[1], fitted[0]) if turned else fitted
+    wide, high = fitted if upright == image.size else (fitted[1], fitted[0])
     if width < 4 * wide or height < 4 * high:  # not even the 1/2 scale leaves twice
         return None
     # The mode is kept: draft("L") would make a colour JPEG gray.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -128,26 +129,54 @@ class ImageFit(NamedTuple):
     """How :func:`~ophthai_desktop.core.inference.preprocess.prepare_image` sizes an
     image ahead of the model's image processor (see :func:`processor_fitter`)."""
 
-    #: The size the image processor resizes an image of a given size to.
+    #: The size the model reads an image of a given size at: the image processor's
+    #: own, stepped down where that goes over the image budget (:func:`within_budget`).
     fit: SizeFitter
     #: The image processor's filter, as a Pillow resampling filter.
     resample: int
-    #: Only a JPEG decoded at a reduced scale is to be resized ahead (``prepare_image``'s
-    #: ``reduced_only``): the image processor resamples its own way (torchvision's).
-    reduced_only: bool
+    #: The size the image processor's own resize gives, for one that resamples its own
+    #: way (torchvision's; ``prepare_image``'s ``own_size``); None for the PIL/numpy one,
+    #: whose resize ahead gives its very pixels.
+    own_size: SizeFitter | None
+
+
+def within_budget(
+    size: tuple[int, int], fitted: tuple[int, int], *, factor: int, max_pixels: int
+) -> tuple[int, int]:
+    """``fitted`` (a ``(width, height)`` of multiples of ``factor`` that ``smart_resize``
+    gave for ``size``) stepped down, one ``factor`` at a time, to at most ``max_pixels``.
+
+    ``smart_resize`` rounds each side to a multiple of ``factor`` after scaling, and no
+    side below one ``factor``: a very elongated image came out at up to 7 times the
+    budget (10000x100 at 3,136 pixels: 560x28), and one grown to ``min_pixels`` near the
+    budget went over it too. ``OPHTHAI_MAX_PIXELS`` is what the memory check counts on,
+    so each step takes a ``factor`` off the side that leaves the aspect closest to
+    ``size``'s.
+    """
+    width, height = fitted
+    aspect = math.log(size[0] / size[1])
+    while width * height > max_pixels and (width > factor or height > factor):
+        narrower = (width - factor, height) if width > factor else None
+        lower = (width, height - factor) if height > factor else None
+        steps = [step for step in (narrower, lower) if step is not None]
+        width, height = min(steps, key=lambda step: abs(math.log(step[0] / step[1]) - aspect))
+    return width, height
 
 
 def processor_fitter(processor: Any, *, min_pixels: int, max_pixels: int) -> ImageFit | None:
-    """The size the processor's image processor will resize an image to, and its filter.
+    """The size the model reads an image at, for the processor's image processor, and
+    its filter.
 
-    Only for Qwen2-VL's image processors, whose size is ``smart_resize``'s. The
-    PIL/numpy one resizes with Pillow with that filter, so resizing any image beforehand
-    gives the very same pixels (and the processor then has nothing left to resize). The
-    torchvision one (transformers 5's default where torchvision is installed, as on most
-    CUDA workstations; transformers 4's "fast" one) resamples differently: it does its
-    own, except for a JPEG decoded at a reduced scale, which is handed over at the size
-    it would give the full image, so that the model reads the same grid. Any other image
-    processor gets ``None``: it does its own, from a full decode.
+    Only for Qwen2-VL's image processors, whose size is ``smart_resize``'s, here kept
+    within ``max_pixels`` (:func:`within_budget`). The PIL/numpy one resizes with Pillow
+    with that filter, so resizing any image beforehand gives the very same pixels (and
+    the processor then has nothing left to resize). The torchvision one (transformers
+    5's default where torchvision is installed, as on most CUDA workstations;
+    transformers 4's "fast" one) resamples differently: it does its own, except for a
+    JPEG decoded at a reduced scale, which is handed over at the size it would give the
+    full image, so that the model reads the same grid, and an image its own resize
+    would take over the budget. Any other image processor gets ``None``: it does its
+    own, from a full decode.
     """
     image_processor = getattr(processor, "image_processor", None)
     module = sys.modules.get(type(image_processor).__module__)
@@ -162,7 +191,7 @@ def processor_fitter(processor: Any, *, min_pixels: int, max_pixels: int) -> Ima
         return None
     factor = int(patch) * int(merge)
 
-    def fit(size: tuple[int, int]) -> tuple[int, int] | None:
+    def own(size: tuple[int, int]) -> tuple[int, int] | None:
         width, height = size
         try:
             new_height, new_width = smart_resize(
@@ -172,8 +201,14 @@ def processor_fitter(processor: Any, *, min_pixels: int, max_pixels: int) -> Ima
             return None
         return int(new_width), int(new_height)
 
+    def fit(size: tuple[int, int]) -> tuple[int, int] | None:
+        fitted = own(size)
+        if fitted is None:
+            return None
+        return within_budget(size, fitted, factor=factor, max_pixels=max_pixels)
+
     pillow = "image_processing_pil_" in module.__name__
-    return ImageFit(fit, int(resample), reduced_only=not pillow)
+    return ImageFit(fit, int(resample), own_size=None if pillow else own)
 
 
 #: The package of Qwen2-VL's image processors (Qwen2.5-VL's, OctoMed's, are those).

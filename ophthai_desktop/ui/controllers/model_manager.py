@@ -45,6 +45,8 @@ class ModelManagerController(QObject):
         self.dialog: ModelManagerDialog | None = None
         self.preview: LoadPreview | None = None
         self._cancel: threading.Event | None = None
+        #: Checks of device and memory started (see _check); only the last is shown.
+        self._checks = 0
         ctx.bridge.model_state_changed.connect(self._on_bridge_model_state_changed)
         self.download_progressed.connect(self._on_download_progressed)
 
@@ -106,7 +108,12 @@ class ModelManagerController(QObject):
         self._check(refresh=True)
 
     def _check(self, *, refresh: bool) -> None:
+        # The settings saved last: a busy engine (a load or an analysis running) takes
+        # them only once it is done, and the save's own hand-over to it may not have run
+        # yet on the pool.
         engine, settings = self._app.engine, self._app.settings
+        self._checks += 1
+        check = self._checks
 
         def run() -> tuple[EngineStatus, LoadPreview]:  # pool thread
             status = engine.refresh() if refresh else engine.status()
@@ -117,14 +124,16 @@ class ModelManagerController(QObject):
             return status, LoadPreview(
                 device=plan.device,
                 precision=plan.precision,
-                estimated_bytes=engine.estimate_bytes(plan),
+                estimated_bytes=engine.estimate_bytes(plan, settings),
                 free_bytes=devices.free_memory_bytes(plan.device),
             )
 
         if self.dialog is not None and self.preview is None:
             # The first check imports torch (seconds): say so rather than "unknown".
             self.dialog.estimate.setText("checking the device and free memory…")
-        self._ctx.slow_tasks.submit(run, self._on_checked, self._on_failed)
+        self._ctx.slow_tasks.submit(
+            run, lambda result: self._on_checked(check, result), self._on_failed
+        )
 
     @Slot()
     def download(self) -> None:
@@ -159,7 +168,9 @@ class ModelManagerController(QObject):
         if self.dialog is not None:
             self.dialog.show_status(status, self.preview, downloading=self.downloading)
 
-    def _on_checked(self, result: tuple[EngineStatus, LoadPreview]) -> None:
+    def _on_checked(self, check: int, result: tuple[EngineStatus, LoadPreview]) -> None:
+        if check != self._checks:  # one made before a save (two pool threads): stale
+            return
         _status, self.preview = result
         self._show(self._app.engine.status())
 

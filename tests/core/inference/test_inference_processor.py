@@ -76,7 +76,7 @@ def test_resizing_before_the_processor_gives_its_own_pixels(tiny_checkpoint: Pat
     ]:
         image = _speckled(mode, size)
         fitter = processor_fitter(processor, min_pixels=3136, max_pixels=max_pixels)
-        assert fitter is not None and not fitter.reduced_only
+        assert fitter is not None and fitter.own_size is None
         fit, resample = fitter.fit, fitter.resample
         kwargs = {"size": {"shortest_edge": 3136, "longest_edge": max_pixels}}
 
@@ -222,6 +222,98 @@ def test_a_large_jpeg_is_decoded_reduced_for_the_torchvision_image_processor_too
     assert received[-1] == (fitted[1], fitted[0])  # the grid of a full decode
     engine.generate(_speckled("RGB", (300, 200)))
     assert received[-1] == (300, 200)  # resized by the processor itself
+
+
+#: Elongated images within the accepted aspect ratio (200; 28x20000 is refused at
+#: ingest), and image budgets, for which Qwen2-VL's smart_resize went over the budget:
+#: it keeps each side at least one patch-merge factor (28) and grows a small image to
+#: min_pixels by rounding both sides up.
+_ELONGATED = [(10000, 100), (4000, 300), (100, 20000), (1000, 5), (3000, 20), (28, 5600)]
+_BUDGETS = [(3136, 3136), (3136, 12544), (3136, 50176), (13000, 13000)]  # (min, max)
+
+
+@pytest.mark.parametrize("image_processor", ["pil", "torchvision"])
+def test_the_model_never_gets_more_pixels_than_the_image_budget(
+    tiny_checkpoint: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    image_processor: str,
+) -> None:
+    """OPHTHAI_MAX_PIXELS is what the memory check counts on: a 10000x100 image at a
+    budget of 3,136 pixels reached the model at 560x28 (5 times the budget), with the
+    PIL/numpy image processor (fitted ahead) and the torchvision one (its own resize)."""
+    from transformers.models.qwen2_vl import image_processing_pil_qwen2_vl as pil_module
+
+    from ophthai_desktop.core.imaging import fits_the_model
+    from ophthai_desktop.core.inference import InferenceEngine
+    from ophthai_desktop.core.inference import engine as engine_module
+    from ophthai_desktop.core.settings import Settings
+
+    module_name = pil_module.__name__
+    if image_processor == "torchvision":
+        module_name = _fake_module(
+            monkeypatch,
+            "transformers.models.qwen2_vl.image_processing_qwen2_vl",
+            pil_module.smart_resize,
+        )
+    grids: list[tuple[int, int, int]] = []
+
+    class Recording(pil_module.Qwen2VLImageProcessorPil):  # type: ignore[misc]
+        """Records the grid of the pixel values it gives the model."""
+
+        def preprocess(self, images: Any, *args: Any, **kwargs: Any) -> Any:
+            output = super().preprocess(images, *args, **kwargs)
+            grids.append(tuple(int(v) for v in output["image_grid_thw"][-1]))
+            return output
+
+    Recording.__module__ = module_name
+    real_load_processor = engine_module.load_processor
+
+    def load_recording(folder: Path, model_type: str | None) -> Any:
+        processor = real_load_processor(folder, model_type)
+        processor.image_processor.__class__ = Recording
+        return processor
+
+    monkeypatch.setattr(engine_module, "load_processor", load_recording)
+    patch_area = 14 * 14
+    for min_pixels, max_pixels in _BUDGETS:
+        engine = InferenceEngine(
+            Settings(
+                data_dir=tmp_path,
+                model_path=tiny_checkpoint,
+                min_pixels=min_pixels,
+                max_pixels=max_pixels,
+                max_new_tokens=1,
+                device="cpu",
+                _env_file=None,
+            )
+        )
+        engine.load()
+        for size in _ELONGATED:
+            assert fits_the_model(*size)
+            grids.clear()
+            engine.generate(Image.new("L", size, 120))
+            _t, rows, columns = grids[-1]
+            assert rows * columns * patch_area <= max_pixels, (size, max_pixels, grids[-1])
+            # As close to the image's aspect as the patch grid allows.
+            assert (columns >= rows) == (size[0] >= size[1]), (size, grids[-1])
+        engine.unload()
+
+
+def test_the_fitted_size_steps_down_on_the_side_that_keeps_the_aspect(
+    tiny_checkpoint: Path,
+) -> None:
+    processor = load_processor(tiny_checkpoint, "qwen2_5_vl")
+    fitter = processor_fitter(processor, min_pixels=3136, max_pixels=3136)
+    assert fitter is not None
+
+    assert fitter.fit((10000, 100)) == (112, 28)  # smart_resize: (560, 28)
+    assert fitter.fit((100, 10000)) == (28, 112)
+    assert fitter.fit((300, 200)) == (56, 28)  # smart_resize's, within the budget already
+    for size in _ELONGATED:
+        fitted = fitter.fit(size)
+        assert fitted is not None and fitted[0] % 28 == 0 and fitted[1] % 28 == 0
+        assert fitted[0] * fitted[1] <= 3136
 
 
 def test_model_inputs_reuse_the_tokenized_prompt_and_equal_the_processor(
