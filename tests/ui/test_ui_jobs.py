@@ -20,7 +20,7 @@ from ophthai_desktop.core.services.ingest import FolderLayout
 from ophthai_desktop.core.services.jobs import JobService
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.storage import models as m
-from ophthai_desktop.ui.controllers.jobs import HELD_LIMIT, JobsController
+from ophthai_desktop.ui.controllers.jobs import HELD_LIMIT, NAMES_KEPT, JobsController
 from ophthai_desktop.ui.display import local_datetime
 from ophthai_desktop.ui.models.job_table import (
     HEADERS,
@@ -33,7 +33,7 @@ from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.views.jobs import JobQueuePanel, short_waiting
 from tests.conftest import make_settings
 from tests.support.images import png_bytes
-from tests.support.scripted_engine import DME, ScriptedEngine
+from tests.support.scripted_engine import DME, NORMAL, ScriptedEngine
 from tests.ui.conftest import Maker, open_patient
 
 
@@ -824,12 +824,15 @@ def test_the_queue_is_read_again_when_its_listed_queued_jobs_run_down(
     assert panel.unlisted.isHidden()
 
 
-def test_a_job_past_the_listed_ones_starting_reads_the_next_ones(
+def test_jobs_queued_behind_unlisted_ones_are_counted_and_listed_in_their_turn(
     qtbot: QtBot, tmp_path: Path, make_gui: Maker
 ) -> None:
-    """Watch-folder jobs queued after the read are listed, and keep the listed queued
-    ones plenty while the worker runs the older ones past them: the first of those to
-    start reads the next ones."""
+    """Watch-folder jobs queued while older ones are not listed run after those: they
+    are counted with them, not listed (listing them put jobs that run later under
+    "those that run first", and grew the list by a row a file while the model was
+    missing). An analysis someone asks for runs before the watch folder's: it is
+    listed, the listed job that runs last making room. Once the listed ones run down,
+    the next are read and listed in the order they run: the older ones first."""
     app, patient, requested = _queued_app(tmp_path, "Overtaken")
     backlog, _since = _backlog(app, requested, 8)
     gui = make_gui(application=app)
@@ -846,20 +849,126 @@ def test_a_job_past_the_listed_ones_starting_reads_the_next_ones(
         app.bus.publish(
             ev.AnalysisQueued(job_id, patient.id, None, priority=JobPriority.BACKGROUND)
         )
-    for job_id in [requested.id, *backlog[:5]]:
-        app.jobs.request_cancel(job_id, actor=Actor("t", "gui"))
-    qtbot.waitUntil(lambda: all(model.get(job_id) for job_id in later))
-    qtbot.waitUntil(lambda: model.get(backlog[4]).state == "cancelled")  # type: ignore[union-attr]
-    assert model.get(backlog[5]) is None  # three queued listed: not read again yet
+    qtbot.waitUntil(lambda: "Showing 6 of 12 " in panel.unlisted.text())
+    assert not any(model.get(job_id) for job_id in later)
+    asked = app.jobs.queue_patient_analysis(  # another question: another analysis
+        patient.id, actor=Actor("t", "gui"), question="Any drusen?"
+    )
+    qtbot.waitUntil(lambda: model.get(asked.id) is not None)
+    assert _shown(model) == [requested.id, asked.id, *backlog[:4]]
+    assert panel.unlisted.text() == (
+        "Showing 6 of 13 queued and running analyses, those that run first; "
+        "the other 7 are listed as they start."
+    )
 
-    started = app.jobs.claim_next()  # what the worker takes next: one not listed
-    assert started is not None and started.id == backlog[5]
+    for job_id in [requested.id, asked.id, *backlog[:4]]:
+        app.jobs.request_cancel(job_id, actor=Actor("t", "gui"))
+    qtbot.waitUntil(lambda: model.get(later[0]) is not None)
+    qtbot.waitUntil(lambda: _idle(gui) and model.queued_count() == 6)
+    assert _shown(model)[:6] == [*backlog[4:], *later[:2]]
+    assert "Showing 6 of 7 " in panel.unlisted.text()
+
+    started = app.jobs.claim_next()  # what the worker takes next: the first listed
+    assert started is not None and started.id == backlog[4]
     app.bus.publish(ev.AnalysisStarted(started.id, patient.id))
-    qtbot.waitUntil(lambda: model.get(backlog[7]) is not None)
-    qtbot.waitUntil(lambda: _idle(gui))
-    assert _shown(model)[:6] == [backlog[5], backlog[6], backlog[7], *later]
-    assert model.get(backlog[6]).state == "queued"  # type: ignore[union-attr]
-    assert panel.unlisted.isHidden()
+    qtbot.waitUntil(lambda: model.get(backlog[4]).state == "running")  # type: ignore[union-attr]
+    assert _shown(model)[:6] == [*backlog[4:], *later[:2]]
+
+
+def _run_on_a_thread(app: Any, count: int) -> None:
+    """Run the next ``count`` queued jobs from a thread of its own, as the worker takes
+    them (the model's answer stood in for): each starts, then is stored done."""
+    result = ScriptedEngine(NORMAL)._result(cancelled=False)
+
+    def run() -> None:
+        for _ in range(count):
+            job = app.jobs.claim_next()
+            assert job is not None
+            app.bus.publish(ev.AnalysisStarted(job.id, job.patient_id))
+            app.jobs.complete(job, result)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive()
+
+
+def test_a_backlog_queued_while_the_model_is_missing_is_listed_up_to_the_panel_s_rows(
+    qtbot: QtBot, tmp_path: Path, make_gui: Maker
+) -> None:
+    """A watch folder fed for days with no model installed: every queued job was
+    listed, a row each (1.2 MB of memory per 1,000 files, without end). The panel lists
+    the MAX_SHOWN that run first and says how many wait in all; an analysis asked for
+    last runs first and is listed; as the worker runs the listed ones, the next are
+    listed in the order they run."""
+    app, patient, first = _queued_app(tmp_path, "Watched")
+    app.jobs.request_cancel(first.id, actor=Actor("t", "gui"))
+    gui = make_gui(application=app)  # the model is not installed: nothing runs
+    model, panel = gui.jobs_panel.model, gui.jobs_panel
+    qtbot.waitUntil(lambda: model.get(first.id) is not None and _idle(gui))
+
+    backlog = []
+    for _ in range(1499):  # as the watch folder queues them, one by one
+        [job_id], _now = _backlog(app, first, 1, timedelta(0))
+        app.bus.publish(
+            ev.AnalysisQueued(job_id, patient.id, None, priority=JobPriority.BACKGROUND)
+        )
+        backlog.append(job_id)
+    asked = app.jobs.queue_patient_analysis(
+        patient.id, actor=Actor("t", "gui"), question="Any drusen?"
+    )
+    qtbot.waitUntil(lambda: model.get(asked.id) is not None)
+
+    assert model.rowCount() <= MAX_SHOWN
+    assert sorted(model.open_job_ids()) == sorted([asked.id, *backlog[: MAX_SHOWN - 1]])
+    assert _shown(model)[:3] == [asked.id, backlog[0], backlog[1]]  # in the order they run
+    assert _cell(model, asked.id, "Patient") == "Watched"
+    assert panel.unlisted.text() == (
+        "Showing 500 of 1,500 queued and running analyses, those that run first; "
+        "the other 1,000 are listed as they start."
+    )
+    assert "Queued analyses are waiting: the model is not installed" in panel.waiting.text()
+    assert panel.select_job(backlog[0])  # a listed job can be cancelled
+    panel.cancel.click()
+    qtbot.waitUntil(lambda: model.get(backlog[0]).state == "cancelled")  # type: ignore[union-attr]
+    assert "of 1,499 " in panel.unlisted.text()
+
+    _run_on_a_thread(app, 1 + MAX_SHOWN - 20)  # the one asked for, then the backlog
+    ran = MAX_SHOWN - 20
+    qtbot.waitUntil(lambda: model.get(backlog[ran]).state == "done")  # type: ignore[union-attr]
+    qtbot.waitUntil(lambda: model.get(backlog[MAX_SHOWN]) is not None and _idle(gui))
+    listed = [job_id for job_id in _shown(model) if job_id in set(model.open_job_ids())]
+    assert listed == backlog[ran + 1 : ran + 1 + len(listed)]  # the next ones, in order
+    assert MAX_SHOWN - 20 < len(listed) <= MAX_SHOWN
+    assert model.rowCount() <= MAX_SHOWN + 1
+    waiting = len(backlog) - 1 - ran
+    assert panel.unlisted.text().startswith(f"Showing {len(listed)} of {waiting:,} ")
+
+
+def test_the_names_kept_for_the_queue_are_those_last_heard_of(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """Every patient created or changed left their name in the queue's memory until
+    deleted (150 B each, every day's watch-folder patients). The queue keeps the
+    NAMES_KEPT last heard of; a listed row keeps its name, and a new job of a patient
+    no longer kept is named all the same."""
+    gui = make_gui()  # no model installed: the jobs wait in the queue
+    app = gui.application
+    actor = Actor("t", "gui")
+    early = app.patients.create_patient(
+        {"name": "Ada Early"}, actor=actor, image=NewImage(png_bytes())
+    )
+    job = app.jobs.queue_patient_analysis(early.id, actor=actor)
+    model = gui.jobs_panel.model
+    qtbot.waitUntil(lambda: _cell(model, job.id, "Patient") == "Ada Early")
+
+    for number in range(NAMES_KEPT + 10):  # as many patients arriving by the folder
+        others = replace(early, id=f"pt-other-{number}", name=f"Other {number}")
+        gui.bridge.patient_created.emit(others)
+    assert len(gui.jobs._names) == NAMES_KEPT
+    assert _cell(model, job.id, "Patient") == "Ada Early"
+    again = app.jobs.queue_patient_analysis(early.id, actor=actor, question="Any drusen?")
+    qtbot.waitUntil(lambda: _cell(model, again.id, "Patient") == "Ada Early")
 
 
 def test_a_long_reason_to_wait_is_short_in_the_panel_and_whole_behind_details(

@@ -4,6 +4,7 @@ and cancelling."""
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
@@ -27,6 +28,7 @@ from ophthai_desktop.ui.models.job_table import (
     in_order,
     job_row,
     new_job_row,
+    order,
 )
 from ophthai_desktop.ui.views.jobs import JobQueuePanel
 from ophthai_desktop.ui.views.main_window import MainWindow
@@ -39,6 +41,12 @@ LOADED = 100
 #: Fewer listed queued jobs than this while open jobs are known not listed: the queue's
 #: open jobs are read again, so the clinician sees what runs next before it starts.
 TOP_UP_BELOW = 20
+#: Patients whose names are kept for the Patient column (those last heard of, about
+#: 150 B each): more than a read of the queue lists. A name not kept is read again for
+#: a new row of the patient; a listed row keeps its own.
+NAMES_KEPT = 2000
+#: A queued job's :func:`order` sorts after this (one with nothing listed before it).
+_BEFORE_QUEUED: tuple[float, ...] = (1,)
 #: How long after a failed first read of the queue it is read again.
 RELOAD_AFTER_MS = 5000
 #: A job's note while its cancellation is being asked for.
@@ -82,7 +90,8 @@ class JobsController(QObject):
         self._panel = panel
         self._model = panel.model
         self._patients = patients
-        self._names: dict[str, str] = {}  # patient id -> name, for the Patient column
+        # Patient id -> name, for the Patient column: the NAMES_KEPT last heard of.
+        self._names: OrderedDict[str, str] = OrderedDict()
         self._looking_up: set[str] = set()  # ids whose names are being fetched
         # Events heard before the first load arrived, applied after it (None: loaded).
         self._held: list[Callable[[], None]] | None = []
@@ -101,9 +110,12 @@ class JobsController(QObject):
         self._feed_timer.setSingleShot(True)
         self._feed_timer.setInterval(0)
         self._feed_timer.timeout.connect(self._on_feed_timer_timeout)
-        # Open jobs past the MAX_SHOWN read (job id -> patient id): they run after the
-        # listed ones, and each is listed when an event tells of it (its start).
+        # Open jobs past the ``limit`` listed (job id -> patient id): those past the
+        # read, and those queued since that run after the listed ones. They run after
+        # the listed ones, and are listed as those run down or when one starts.
         self._unlisted: dict[int, str | None] = {}
+        # Every unlisted job's :func:`order` sorts after this (None: none is unlisted).
+        self._unlisted_after: tuple[float, ...] | None = None
         self._topping_up = False  # a read of the open jobs is on its way
         # A job past those listed started: the worker got past the listed ones.
         self._overtaken = False
@@ -165,11 +177,21 @@ class JobsController(QObject):
             jobs, queue, names, tokens = result
             for patient_id, name in names.items():
                 # A name an event told meanwhile is newer than the one read.
-                self._names.setdefault(patient_id, name)
-            self._pending = in_order([job_row(job, tokens=tokens.get(job.id, 0)) for job in jobs])
+                self._remember_name(patient_id, name, newer=False)
+            self._pending = in_order(
+                [
+                    job_row(
+                        job,
+                        tokens=tokens.get(job.id, 0),
+                        patient_name=names.get(job.patient_id or ""),
+                    )
+                    for job in jobs
+                ]
+            )
             self._read_ids = {row.job_id for row in self._pending}
             self._last_placed = None
             self._unlisted = dict(queue.more_open)
+            self._unlisted_after = _last_key(queue) if queue.more_open else None
             self._overtaken = False
             if self._window.banner.message() == self._read_failure_shown:
                 self._window.banner.dismiss()  # read after all: no longer "trying again"
@@ -201,7 +223,10 @@ class JobsController(QObject):
         all are, the rows past them go and the events heard meanwhile are applied."""
         page, self._pending = self._pending[:PLACED_PER_TURN], self._pending[PLACED_PER_TURN:]
         # The names as known now: one learnt or changed meanwhile is on the rows placed.
-        page = [replace(row, patient_name=self._names.get(row.patient_id or "")) for row in page]
+        page = [
+            replace(row, patient_name=self._names.get(row.patient_id or "") or row.patient_name)
+            for row in page
+        ]
         last = None if self._last_placed is None else self._model.position(self._last_placed)
         end = self._model.place_rows(0 if last is None else last + 1, page, self._read_ids)
         if page:
@@ -282,15 +307,61 @@ class JobsController(QObject):
             self._on_bridge_analysis_queued, job_id, patient_id, requeued, priority, job_id=job_id
         ):
             return
-        self._forget_unlisted(job_id)
+        self._unlisted.pop(job_id, None)  # counted again below if still past the list
         # A known job queued again (the model was unloaded under it) is waiting again. A
         # new job's start can arrive before its queueing (the worker wakes first): a
         # known row then stays as it is, but for the priority its start did not tell.
         if requeued:
             self._model.update(job_id, state="queued", tokens=0, note="")
         if not self._model.raise_priority(job_id, priority):
-            row = new_job_row(job_id, patient_id, self._name_of(patient_id), priority=priority)
-            self._model.upsert(row)
+            self._list_or_count(new_job_row(job_id, patient_id, priority=priority))
+        self._show_unlisted()
+
+    def _list_or_count(self, row: JobRow) -> None:
+        """List a newly queued job if it runs before the jobs not listed and within the
+        ``limit``, the job that runs last then going unlisted; else count it with those
+        not listed. A backlog queued while the model is missing grew the list by a row a
+        file (1.2 MB of memory per 1,000); the list shows what runs next (a requested
+        analysis before the watch folder's), the panel says how many more wait."""
+        key = order(row)
+        boundary = self._unlisted_after
+        if self._unlisted and boundary is not None and key > boundary:
+            self._count_unlisted(row.job_id, row.patient_id, boundary)
+            self._top_up()  # the list may have run down meanwhile
+            return
+        if len(self._model.open_job_ids()) >= self._limit:
+            last = self._model.last_queued()
+            if last is None or key > order(last):
+                self._count_unlisted(
+                    row.job_id, row.patient_id, order(last) if last else _BEFORE_QUEUED
+                )
+                return
+        self._model.upsert(replace(row, patient_name=self._name_of(row.patient_id)))
+        self._shed(but=row.job_id)
+
+    def _count_unlisted(
+        self, job_id: int, patient_id: str | None, after: tuple[float, ...]
+    ) -> None:
+        """Count the job with those not listed, which sort after ``after``."""
+        boundary = self._unlisted_after
+        if not self._unlisted or boundary is None:
+            self._unlisted_after = after
+        else:
+            self._unlisted_after = min(boundary, after)
+        self._unlisted[job_id] = patient_id
+
+    def _shed(self, but: int | None = None) -> None:
+        """Past the ``limit`` of open jobs listed, the queued ones that run last (but
+        job ``but``) are no longer listed: counted with those that run after them."""
+        while len(self._model.open_job_ids()) > self._limit:
+            last = self._model.last_queued(but)
+            if last is None:
+                return
+            self._model.remove_job(last.job_id)
+            before = self._model.last_queued()
+            self._count_unlisted(
+                last.job_id, last.patient_id, order(before) if before else _BEFORE_QUEUED
+            )
 
     @Slot(int, object, int)
     def _on_bridge_analysis_prioritised(
@@ -398,8 +469,17 @@ class JobsController(QObject):
     def _learn_name(self, patient_id: str, name: str) -> None:
         self._looking_up.discard(patient_id)
         if self._names.get(patient_id) != name:
-            self._names[patient_id] = name
             self._model.name_patient(patient_id, name)
+        self._remember_name(patient_id, name)
+
+    def _remember_name(self, patient_id: str, name: str, *, newer: bool = True) -> None:
+        """Keep the patient's name (``newer``: in place of one kept), among the
+        :data:`NAMES_KEPT` last heard of."""
+        if newer or patient_id not in self._names:
+            self._names[patient_id] = name
+        self._names.move_to_end(patient_id)
+        while len(self._names) > NAMES_KEPT:
+            self._names.popitem(last=False)
 
     def _name_of(self, patient_id: str | None) -> str | None:
         """The patient's name if known; else None, and it is looked up (once) for their
@@ -407,7 +487,9 @@ class JobsController(QObject):
         if not patient_id:
             return None
         name = self._names.get(patient_id)
-        if name is None and patient_id not in self._looking_up:
+        if name is not None:
+            self._names.move_to_end(patient_id)
+        elif patient_id not in self._looking_up:
             self._looking_up.add(patient_id)
             patients = self._ctx.application.patients
 
@@ -484,21 +566,46 @@ class JobsController(QObject):
         def done(result: tuple[JobQueue, dict[str, str]]) -> None:
             queue, names = result
             for patient_id, name in names.items():
-                self._names.setdefault(patient_id, name)
+                self._remember_name(patient_id, name, newer=False)
             # Only jobs still not listed, that no event told of since (one that started,
-            # moved ahead or left the queue meanwhile is listed or gone by its event).
-            unlisted = self._unlisted
+            # moved ahead or left the queue meanwhile is listed or gone by its event):
+            # those the read puts past the first ones, and those queued after it began.
+            unlisted, boundary = self._unlisted, self._unlisted_after
+            more = dict(queue.more_open)
+            seen = more.keys() | {job.id for job in queue.open}
             self._unlisted = {
-                job_id: patient_id for job_id, patient_id in queue.more_open if job_id in unlisted
+                job_id: patient_id
+                for job_id, patient_id in unlisted.items()
+                if job_id in more or job_id not in seen
             }
+            later = any(job_id not in seen for job_id in self._unlisted)
+            if queue.open:
+                read_to = _last_key(queue)
+                # Those queued since sort after the boundary they were counted at.
+                self._unlisted_after = (
+                    min(read_to, boundary) if later and boundary is not None else read_to
+                )
             for job in queue.open:
-                if job.id in unlisted and self._model.get(job.id) is None:
-                    name = self._names.get(job.patient_id or "")
+                listed = self._model.get(job.id)
+                if listed is None and job.id in unlisted:
+                    patient_id = job.patient_id or ""
+                    name = self._names.get(patient_id) or names.get(patient_id)
                     self._model.upsert(job_row(job, patient_name=name))
+                elif listed is not None and listed.queued_time != job.created_at.timestamp():
+                    # Listed by its event, when it was heard of: where it goes among
+                    # those read is by when it was queued.
+                    self._model.update(
+                        job.id,
+                        queued_at=local_datetime(job.created_at),
+                        queued_time=job.created_at.timestamp(),
+                    )
             # Only now: the rows added above did not each ask for another read, and one
             # that brought nothing new is not followed by another until a job changes.
             self._topping_up = False
             self._show_unlisted()
+            if later:  # where those queued meanwhile go in the queue: read again
+                self._overtaken = True
+                self._top_up()
 
         def failed(exc: BaseException) -> None:  # read again at the next change
             self._topping_up = False
@@ -537,3 +644,9 @@ class JobsController(QObject):
         else:
             reason = self._waiting_reason
             self._panel.set_waiting(reason if reason and queued else None)
+
+
+def _last_key(queue: JobQueue) -> tuple[float, ...]:
+    """The :func:`order` of the last open job of ``queue`` (the open ones past it sort
+    after it)."""
+    return order(job_row(queue.open[-1])) if queue.open else _BEFORE_QUEUED

@@ -132,6 +132,10 @@ def new_job_row(
     )
 
 
+#: Sorts before every finished job's :func:`order` and after every open one's.
+FINISHED_FIRST: tuple[float, ...] = (2,)
+
+
 def order(row: JobRow) -> tuple[float, ...]:
     """Where a row goes in the queue: the running jobs, then the queued ones in the
     order the worker takes them (``JobService.claim_next``: the highest priority, then
@@ -289,6 +293,19 @@ class JobTableModel(RowModel):
 
     def open_job_ids(self) -> list[int]:
         return [row.job_id for row in self._records.values() if row.state in OPEN_STATES]
+
+    def last_queued(self, but: int | None = None) -> JobRow | None:
+        """The listed queued job that runs last (but job ``but``); None if none is."""
+        position = self._place(FINISHED_FIRST) - 1  # the rows are in order()
+        row = self.row_at(position)
+        if row is not None and row.job_id == but:
+            row = self.row_at(position - 1)
+        return row if row is not None and row.state == "queued" else None
+
+    def remove_job(self, job_id: int) -> None:
+        """No longer list the job (it is still open, past those listed)."""
+        if self.remove_row(job_id):
+            self.states_changed.emit()
 
     def _trim(self) -> None:
         """Past :data:`MAX_SHOWN` rows, drop the finished jobs that ended first (at the
