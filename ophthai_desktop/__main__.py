@@ -11,8 +11,12 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ophthai_desktop import __version__
+
+if TYPE_CHECKING:
+    from ophthai_desktop.core.settings import Settings
 
 log = logging.getLogger("ophthai_desktop")
 
@@ -90,9 +94,27 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
         print(f"ophthai serve: {exc.message}", file=sys.stderr)
         return 2
 
+    from ophthai_desktop.data_folder import hold_data_folder
+
+    try:
+        # Held until the process ends: a second serve, or a window, on this data folder
+        # would run this one's running analysis again (see data_folder).
+        lock = hold_data_folder(settings.data_dir)
+    except OphthaiError as exc:
+        print(f"ophthai serve: {exc.message}", file=sys.stderr)
+        return 1
+    try:
+        return _serve(settings)
+    finally:
+        lock.unlock()
+
+
+def _serve(settings: Settings) -> int:
+    """:func:`serve` once the data folder is held: build, listen, run until a signal."""
     from ophthai_desktop.api.app import create_app
     from ophthai_desktop.api.server import ApiServer, ServerStartError
     from ophthai_desktop.bootstrap import build_application, exit_now, tune_interpreter
+    from ophthai_desktop.core.errors import OphthaiError
 
     try:
         application = build_application(settings)

@@ -29,10 +29,11 @@ from ophthai_desktop.bootstrap import (
     exit_now,
     tune_interpreter,
 )
-from ophthai_desktop.core.errors import OphthaiError
+from ophthai_desktop.core.errors import OphthaiError, StorageError
 from ophthai_desktop.core.log_safety import configure_logging
 from ophthai_desktop.core.settings import Settings, check_api_binding
-from ophthai_desktop.core.storage.private import PRIVATE_FILE_MODE, create_private_folder
+from ophthai_desktop.core.storage.private import PRIVATE_FILE_MODE
+from ophthai_desktop.data_folder import INSTANCE_LOCK, instance_lock
 from ophthai_desktop.ui.context import ApiState
 from ophthai_desktop.ui.controllers.server import ServerControl, ServerOptions
 from ophthai_desktop.ui.priority import lower_current_thread_priority
@@ -53,8 +54,6 @@ SIGNAL_POLL_MS = 250
 #: When start-up is over and its objects can be frozen (gc.freeze).
 SETTLE_AFTER_MS = 3000
 
-#: The file in the data folder that :func:`instance_lock` holds.
-INSTANCE_LOCK = "ophthai-desktop.lock"
 #: How long a launch waits for a window on its data folder that does not answer (it is
 #: closing: stopping a running analysis and the server can take ~15 s) to let go.
 CLOSING_WAIT_S = 30.0
@@ -266,21 +265,6 @@ def serial_painting() -> None:
     os.environ.setdefault(NO_GUI_THREADPOOL, "1")
 
 
-def instance_lock(data_dir: Path) -> QLockFile:
-    """The lock the desktop app holds in its data folder while it runs.
-
-    Two windows on one folder would both watch the same watch folder, and the second
-    would hand the first one's running analysis back to the queue as it starts (it
-    takes a running job for one a crash left). The lock is stale, and taken over, once
-    the process that held it is gone (a crash, a kill)."""
-    from PySide6.QtCore import QLockFile
-
-    create_private_folder(data_dir)
-    lock = QLockFile(str(data_dir / INSTANCE_LOCK))
-    lock.setStaleLockTime(0)  # never stale by age: only when its process is gone
-    return lock
-
-
 def _refuse_start(qt_app: QApplication, message: str) -> int:
     """Say why the app does not start: in the log, and in a box where there is a screen
     (offscreen nobody could close it)."""
@@ -311,8 +295,8 @@ def claim_data_folder(data_dir: Path, *, wait_s: float = CLOSING_WAIT_S) -> Data
 
     try:
         lock = instance_lock(data_dir)
-    except OSError as exc:
-        return DataFolderClaim(refusal=f"the data folder cannot be created ({exc.strerror})")
+    except StorageError as exc:
+        return DataFolderClaim(refusal=exc.message)
     if lock.tryLock(0):
         return _claimed(lock, data_dir)
     if lock.error() is not QLockFile.LockError.LockFailedError:  # not another holder
@@ -347,7 +331,7 @@ def claim_data_folder(data_dir: Path, *, wait_s: float = CLOSING_WAIT_S) -> Data
         refusal=(
             f"OphthAI is already open on this data folder (process {pid}) and did not "
             f"answer or close within {wait_s:g} s; switch to that window, or quit it "
-            "first."
+            "first (an ophthai serve on this folder has no window: stop it)."
         )
     )
 

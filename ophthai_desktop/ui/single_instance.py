@@ -1,6 +1,6 @@
 """A second launch on the same data folder shows the running window instead.
 
-The instance lock (``desktop.instance_lock``) keeps a second window off a data folder.
+The instance lock (``data_folder.instance_lock``) keeps a second window off a data folder.
 On its own it could only refuse the launch and tell the clinician to find the running
 window, which may be hidden in the tray. So the running app also listens on a local
 socket (a Unix socket, or a named pipe on Windows) and a second launch asks it to show

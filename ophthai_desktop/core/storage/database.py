@@ -29,6 +29,7 @@ from ophthai_desktop.core.errors import (
     StorageError,
 )
 from ophthai_desktop.core.storage.availability import Availability
+from ophthai_desktop.core.storage.folders import cannot_create
 from ophthai_desktop.core.storage.private import make_database_private
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,11 @@ class Database:
         if self.is_sqlite:
             database = self.url.database
             if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+                folder = Path(database).parent
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise cannot_create("the database's folder", folder, exc) from exc
                 if not database.startswith("file:"):  # an SQLite URI names no plain path
                     make_database_private(Path(database))
             # Sessions never cross threads, but the pool hands connections to any thread.

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ophthai_desktop.core.errors import NO_ROOM_ERRNOS, NoRoom, NotFound, StorageError
+from ophthai_desktop.core.storage.folders import cannot_create
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,10 @@ class ImageStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise cannot_create("the image store", root, exc) from exc
         self._staging = root / ".staging"
         # Before any put() of this store; another process sharing it is covered by the
         # age rule of both clean-ups.

@@ -14,6 +14,8 @@ import stat
 import tempfile
 from pathlib import Path
 
+from ophthai_desktop.core.storage.folders import cannot_create, not_writable
+
 log = logging.getLogger(__name__)
 
 #: A folder this application creates for patient data.
@@ -29,8 +31,19 @@ def create_private_folder(path: Path) -> None:
 
     A folder that already exists keeps its mode: one chosen with ``OPHTHAI_DATA_DIR``
     may be shared on purpose (a watch folder inside it that a device's account writes).
+
+    Raises:
+        StorageError: It cannot be made (a file or a broken link in the way, no right
+            to write in its parent, a read-only disk), or this account may not write in
+            it; :class:`NoRoom` where its disk is full.
     """
-    path.mkdir(mode=PRIVATE_FOLDER_MODE, parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=PRIVATE_FOLDER_MODE, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise cannot_create("the data folder", path, exc) from exc
+    refused = not_writable("the data folder", path)
+    if refused is not None:
+        raise refused
 
 
 def write_private_file(path: Path, data: bytes) -> None:

@@ -1,0 +1,67 @@
+"""One running OphthAI per data folder: the lock that the window and ``ophthai serve``
+hold in it while they run.
+
+Two on one folder would both watch the same watch folder, and the second would hand
+the first one's running analysis back to the queue as it starts (it takes a running job
+for one a crash left), so the analysis runs twice. The lock is stale, and taken over,
+once the process that held it is gone (a crash, a kill).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ophthai_desktop.core.errors import Conflict, StorageError
+from ophthai_desktop.core.storage.private import PRIVATE_FILE_MODE, create_private_folder
+
+if TYPE_CHECKING:
+    from PySide6.QtCore import QLockFile
+
+#: The file in the data folder that :func:`instance_lock` holds.
+INSTANCE_LOCK = "ophthai-desktop.lock"
+
+
+def instance_lock(data_dir: Path) -> QLockFile:
+    """The data folder's lock (not yet taken), the folder made first.
+
+    Raises:
+        StorageError: The data folder cannot be made or written (see
+            :func:`create_private_folder`).
+    """
+    from PySide6.QtCore import QLockFile
+
+    create_private_folder(data_dir)
+    lock = QLockFile(str(data_dir / INSTANCE_LOCK))
+    lock.setStaleLockTime(0)  # never stale by age: only when its process is gone
+    return lock
+
+
+def hold_data_folder(data_dir: Path) -> QLockFile:
+    """Take the data folder's lock at once, as ``ophthai serve`` does (the window asks
+    the running one to show itself instead: ``desktop.claim_data_folder``).
+
+    Raises:
+        Conflict: Another OphthAI (a window or ``ophthai serve``) runs on the folder.
+        StorageError: The folder or its lock file cannot be made or written.
+    """
+    from PySide6.QtCore import QLockFile
+
+    lock = instance_lock(data_dir)
+    if lock.tryLock(0):
+        # QLockFile follows the umask; a folder chosen with OPHTHAI_DATA_DIR may be shared.
+        with contextlib.suppress(OSError):
+            (data_dir / INSTANCE_LOCK).chmod(PRIVATE_FILE_MODE)
+        return lock
+    if lock.error() is QLockFile.LockError.LockFailedError:
+        pid = lock.getLockInfo()[0]
+        raise Conflict(
+            f"OphthAI already runs on the data folder {data_dir} (process {pid}): a "
+            "window or another ophthai serve. Quit it first, or give this one a data "
+            "folder of its own (--data-dir)."
+        )
+    raise StorageError(
+        f"the data folder's lock file {data_dir / INSTANCE_LOCK} cannot be written "
+        f"({lock.error().name})"
+    )

@@ -1,0 +1,206 @@
+"""A start that cannot make its folders, or finds another OphthAI on its data folder: the
+window and ``ophthai serve`` stop with status 1 and a message saying what and where, no
+traceback, and nothing of the user's touched."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ophthai_desktop.bootstrap import build_application
+from ophthai_desktop.desktop import instance_lock
+from tests.conftest import make_settings
+from tests.e2e.test_e2e_serve import clean_env, free_port, start
+
+pytestmark = pytest.mark.e2e
+
+HOW = ["window", "serve"]
+
+#: The app, with making a folder whose path ends with ``argv[1]`` failing with the
+#: error ``argv[2]`` (ENOSPC: a disk that is full; EROFS: a read-only one).
+FAILING_MKDIR = textwrap.dedent(
+    """
+    import errno, os, sys
+    ending, code = sys.argv[1], getattr(errno, sys.argv[2])
+    real_mkdir = os.mkdir
+
+    def mkdir(path, *args, **kwargs):
+        if os.fspath(path).endswith(ending):
+            raise OSError(code, os.strerror(code), os.fspath(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    os.mkdir = mkdir
+    from ophthai_desktop.__main__ import main
+    sys.exit(main(sys.argv[3:]))
+    """
+)
+
+
+def run_app(
+    tmp_path: Path, data: Path, how: str, before: list[str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Start the window (offscreen) or ``serve`` on ``data``; it is expected to stop."""
+    command = before or [sys.executable, "-m", "ophthai_desktop"]
+    command = [*command, "--data-dir", str(data)]
+    if how == "serve":
+        command += ["serve", "--port", str(free_port())]
+    env = clean_env() | {"QT_QPA_PLATFORM": "offscreen", "OPHTHAI_API_ENABLED": "false"}
+    return subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def assert_refused(done: subprocess.CompletedProcess[str], said: str) -> None:
+    assert done.returncode == 1, done.stderr
+    assert said in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "uncaught exception" not in done.stderr
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_a_data_folder_under_a_file_names_the_file_and_leaves_it(tmp_path: Path, how: str) -> None:
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("the user's")
+    data = blocker / "data"
+
+    done = run_app(tmp_path, data, how)
+
+    assert_refused(
+        done,
+        f"cannot create the data folder {data}: {blocker} is a file, not a folder. "
+        "Move it aside, or choose another folder.",
+    )
+    assert blocker.read_text() == "the user's"
+
+
+@pytest.mark.parametrize("how", HOW)
+def test_a_data_folder_that_is_a_file_is_refused_and_kept(tmp_path: Path, how: str) -> None:
+    data = tmp_path / "data"
+    data.write_text("the user's")
+
+    done = run_app(tmp_path, data, how)
+
+    assert_refused(done, f"cannot create the data folder {data}: {data} is a file, not a folder")
+    assert data.read_text() == "the user's"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links need a privilege")
+@pytest.mark.parametrize("how", HOW)
+def test_a_data_folder_linked_to_a_disk_not_connected_is_refused_and_the_link_kept(
+    tmp_path: Path, how: str
+) -> None:
+    target = tmp_path / "usb-disk" / "ophthai"
+    data = tmp_path / "data"
+    data.symlink_to(target)
+
+    done = run_app(tmp_path, data, how)
+
+    assert_refused(
+        done,
+        f"cannot create the data folder {data}: {data} is a link to {target}, which does "
+        "not exist (a disk not connected?)",
+    )
+    assert data.is_symlink() and os.readlink(data) == str(target)
+    assert not target.parent.exists()  # nothing made where the disk would be
+
+
+@pytest.mark.parametrize("how", HOW)
+@pytest.mark.parametrize(
+    ("ending", "code", "said"),
+    [
+        ("data", "ENOSPC", "cannot create the data folder {data}: the disk that holds "
+         "{parent} is full. Free space on it, then start OphthAI again."),
+        ("data", "EROFS", "cannot create the data folder {data}: {parent} is on a "
+         "read-only disk."),
+        ("images", "ENOSPC", "cannot create the image store {data}/images: the disk that "
+         "holds {data} is full. Free space on it, then start OphthAI again."),
+    ],
+    ids=["data-full", "data-read-only", "images-full"],
+)  # fmt: skip
+def test_a_folder_the_disk_cannot_hold_says_why_and_the_next_start_works(
+    tmp_path: Path, how: str, ending: str, code: str, said: str
+) -> None:
+    data = tmp_path / "clinic" / "data"
+    data.parent.mkdir()
+
+    done = run_app(tmp_path, data, how, before=[sys.executable, "-c", FAILING_MKDIR, ending, code])
+
+    assert_refused(done, said.format(data=data, parent=data.parent))
+    # Space freed: what the failed start left behind does not stand in the way.
+    application = build_application(make_settings(data.parent))
+    application.close()
+    assert (data / "images").is_dir()
+
+
+def _without_root_privilege() -> list[str]:
+    """A prefix that runs a command without root's right to ignore permission bits, or
+    [] where permission bits already apply (not root)."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("as root, permission bits apply only with setpriv (util-linux)")
+    dropped = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--inh-caps={dropped}", f"--bounding-set={dropped}"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="permission bits do not stop Windows' ACLs")
+@pytest.mark.parametrize("how", HOW)
+@pytest.mark.parametrize("where", ["parent", "data folder"])
+def test_a_data_folder_this_account_may_not_write_in_is_named(
+    tmp_path: Path, how: str, where: str
+) -> None:
+    parent = tmp_path / "shared"
+    data = parent / "data"
+    locked = parent if where == "parent" else data
+    locked.mkdir(parents=True)
+    kept = locked / "kept.txt"
+    kept.write_text("the user's")
+    locked.chmod(0o555)
+    prefix = [*_without_root_privilege(), sys.executable, "-m", "ophthai_desktop"]
+    try:
+        done = run_app(tmp_path, data, how, before=prefix)
+    finally:
+        locked.chmod(0o755)
+
+    if where == "parent":
+        said = f"cannot create the data folder {data}: this account may not write in {parent}."
+    else:
+        said = f"the data folder {data} cannot be written by this account."
+    assert_refused(done, said)
+    assert kept.read_text() == "the user's"
+
+
+def test_a_second_serve_on_a_data_folder_is_refused(tmp_path: Path) -> None:
+    """It would take the first one's running analysis for one a crash left, and run it
+    again."""
+    data = tmp_path / "data"
+    args = ["--data-dir", str(data), "serve", "--port", str(free_port())]
+    first = start(tmp_path, args, clean_env())
+    try:
+        done = run_app(tmp_path, data, "serve")
+    finally:
+        first.stop()
+
+    assert_refused(
+        done, f"OphthAI already runs on the data folder {data} (process {first.process.pid})"
+    )
+    assert "listening on" not in done.stdout
+
+
+def test_serve_on_the_data_folder_of_a_window_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    held = instance_lock(data)
+    assert held.tryLock(0)  # this process stands in for the running window
+    try:
+        done = run_app(tmp_path, data, "serve")
+    finally:
+        held.unlock()
+
+    assert_refused(done, f"OphthAI already runs on the data folder {data} (process {os.getpid()})")
+    assert "listening on" not in done.stdout
