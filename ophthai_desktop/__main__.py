@@ -94,7 +94,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
         print(f"ophthai serve: {exc.message}", file=sys.stderr)
         return 2
 
-    from ophthai_desktop.data_folder import hold_data_folder
+    from ophthai_desktop.data_folder import hold_data_folder, release_data_folder
 
     try:
         # Held until the process ends: a second serve, or a window, on this data folder
@@ -106,7 +106,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
     try:
         return _serve(settings)
     finally:
-        lock.unlock()
+        release_data_folder(settings.data_dir, lock)
 
 
 def _serve(settings: Settings) -> int:

@@ -10,17 +10,27 @@ once the process that held it is gone (a crash, a kill).
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ophthai_desktop.core.errors import Conflict, StorageError
-from ophthai_desktop.core.storage.private import PRIVATE_FILE_MODE, create_private_folder
+from ophthai_desktop.core.storage.private import (
+    PRIVATE_FILE_MODE,
+    create_private_folder,
+    replace_private_file,
+)
 
 if TYPE_CHECKING:
     from PySide6.QtCore import QLockFile
 
 #: The file in the data folder that :func:`instance_lock` holds.
 INSTANCE_LOCK = "ophthai-desktop.lock"
+#: The file beside the lock in which ``ophthai serve`` writes its process id while it
+#: holds the lock (the lock itself names only the process, ``python3``): a window finds
+#: a ``serve``, which has no window to show, at once, instead of asking it to show
+#: itself until it gives up.
+SERVE_MARKER = "ophthai-serve.pid"
 
 
 def instance_lock(data_dir: Path) -> QLockFile:
@@ -53,6 +63,8 @@ def hold_data_folder(data_dir: Path) -> QLockFile:
         # QLockFile follows the umask; a folder chosen with OPHTHAI_DATA_DIR may be shared.
         with contextlib.suppress(OSError):
             (data_dir / INSTANCE_LOCK).chmod(PRIVATE_FILE_MODE)
+        with contextlib.suppress(OSError):  # without it a window waits, then says so
+            replace_private_file(data_dir / SERVE_MARKER, str(os.getpid()).encode())
         return lock
     if lock.error() is QLockFile.LockError.LockFailedError:
         pid = lock.getLockInfo()[0]
@@ -65,3 +77,19 @@ def hold_data_folder(data_dir: Path) -> QLockFile:
         f"the data folder's lock file {data_dir / INSTANCE_LOCK} cannot be written "
         f"({lock.error().name})"
     )
+
+
+def release_data_folder(data_dir: Path, lock: QLockFile) -> None:
+    """Give up what :func:`hold_data_folder` took."""
+    with contextlib.suppress(OSError):
+        (data_dir / SERVE_MARKER).unlink(missing_ok=True)
+    lock.unlock()
+
+
+def held_by_serve(data_dir: Path, pid: int) -> bool:
+    """Whether the process ``pid``, which holds the data folder's lock, is ``ophthai
+    serve`` (a marker a crashed serve left names another process)."""
+    try:
+        return (data_dir / SERVE_MARKER).read_text(encoding="ascii").strip() == str(pid)
+    except (OSError, ValueError):
+        return False

@@ -33,7 +33,7 @@ from ophthai_desktop.core.errors import OphthaiError, StorageError
 from ophthai_desktop.core.log_safety import configure_logging
 from ophthai_desktop.core.settings import Settings, check_api_binding
 from ophthai_desktop.core.storage.private import PRIVATE_FILE_MODE
-from ophthai_desktop.data_folder import INSTANCE_LOCK, instance_lock
+from ophthai_desktop.data_folder import INSTANCE_LOCK, held_by_serve, instance_lock
 from ophthai_desktop.ui.context import ApiState
 from ophthai_desktop.ui.controllers.server import ServerControl, ServerOptions
 from ophthai_desktop.ui.priority import lower_current_thread_priority
@@ -304,6 +304,13 @@ def claim_data_folder(data_dir: Path, *, wait_s: float = CLOSING_WAIT_S) -> Data
             refusal=f"the data folder's lock file cannot be written ({lock.error().name})"
         )
     pid = lock.getLockInfo()[0]
+    if held_by_serve(data_dir, pid):  # no window to show, and it will not close by itself
+        return DataFolderClaim(
+            refusal=(
+                f"ophthai serve (process {pid}) runs on this data folder, {data_dir}: stop "
+                "it first, or give the window a data folder of its own (--data-dir)."
+            )
+        )
     deadline = time.monotonic() + wait_s
     waiting = False
     while True:
@@ -331,7 +338,7 @@ def claim_data_folder(data_dir: Path, *, wait_s: float = CLOSING_WAIT_S) -> Data
         refusal=(
             f"OphthAI is already open on this data folder (process {pid}) and did not "
             f"answer or close within {wait_s:g} s; switch to that window, or quit it "
-            "first (an ophthai serve on this folder has no window: stop it)."
+            "first."
         )
     )
 

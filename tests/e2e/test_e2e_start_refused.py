@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,24 @@ def test_serve_on_the_data_folder_of_a_window_is_refused(tmp_path: Path) -> None
 
     assert_refused(done, f"OphthAI already runs on the data folder {data} (process {os.getpid()})")
     assert "listening on" not in done.stdout
+
+
+def test_a_window_on_the_data_folder_of_serve_is_refused_at_once(tmp_path: Path) -> None:
+    """``serve`` has no window to show and does not close by itself: the window said so
+    only after asking it to show itself for 30 s."""
+    data = tmp_path / "data"
+    args = ["--data-dir", str(data), "serve", "--port", str(free_port())]
+    serving = start(tmp_path, args, clean_env())
+    try:
+        began = time.monotonic()
+        done = run_app(tmp_path, data, "window")
+        took = time.monotonic() - began
+    finally:
+        serving.stop()
+
+    assert_refused(
+        done,
+        f"ophthai serve (process {serving.process.pid}) runs on this data folder, {data}: "
+        "stop it first",
+    )
+    assert took < 20  # not the 30 s wait for a window to answer or close
