@@ -302,6 +302,43 @@ def test_a_bad_file_waits_for_a_database_that_does_not_answer(
         app.close()
 
 
+def test_a_file_the_decoder_chokes_on_is_logged_once_while_it_waits_for_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Read and refused again every few seconds while the database does not answer (a
+    full disk can last for hours): the log said the decoder failed at every try. It says
+    the refusal once, recorded, with the decoder's error."""
+    import struct
+
+    from ophthai_desktop.core.services import ingest as ingest_module
+
+    inspect_image = ingest_module.inspect_image
+
+    def explode(data: bytes, **limits: int) -> Any:
+        if data.startswith(b"II*"):
+            raise struct.error("unpack requires a buffer of 4 bytes")
+        return inspect_image(data, **limits)  # the warm-up's own image
+
+    monkeypatch.setattr(ingest_module, "inspect_image", explode)
+    monkeypatch.setattr(watcher_module, "STORAGE_RETRY_S", 0.05)
+    caplog.set_level(logging.INFO, logger="ophthai_desktop")
+    app = build_watch_app(tmp_path)
+    try:
+        events = EventLog(app.bus)
+        layout = FolderLayout.under(app.watcher.folder)
+        assert app.watcher.start().state is WatcherState.RUNNING
+        odd = layout.root / "odd.tif"
+        with database_down(app.db) as refusals:
+            odd.write_bytes(b"II*\x00odd")
+            assert wait_until(lambda: len(refusals) >= 5)
+        assert events.wait_finished(odd.name)[odd.name].outcome == "failed"
+        said = [r.getMessage() for r in caplog.records if r.name.endswith("ingest")]
+        assert len([line for line in said if "decod" in line]) == 1
+        assert any("refused a file" in line and "decoded (error)" in line for line in said)
+    finally:
+        app.close()
+
+
 def test_with_require_mount_a_folder_that_is_no_mount_point_waits_for_the_share(
     tmp_path: Path, share: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

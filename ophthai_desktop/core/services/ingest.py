@@ -919,7 +919,8 @@ class IngestService:
         except InvalidInput as exc:
             return None, exc.message
         except Exception as exc:  # a decoder's surprise on a hostile file is a refusal
-            log.warning("watch folder: the image decoder failed with %s", type(exc).__name__)
+            # Logged with the refusal, once recorded: not here, at each try while the
+            # database cannot record it.
             return None, f"the image could not be decoded ({type(exc).__name__})"
         if not self.demo_mode and patient_id_from_name(file_name) is None:
             return None, (
