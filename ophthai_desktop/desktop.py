@@ -33,7 +33,7 @@ from ophthai_desktop.core.errors import OphthaiError, StorageError
 from ophthai_desktop.core.log_safety import configure_logging
 from ophthai_desktop.core.settings import Settings, check_api_binding
 from ophthai_desktop.core.storage.private import PRIVATE_FILE_MODE
-from ophthai_desktop.data_folder import INSTANCE_LOCK, held_by_serve, instance_lock
+from ophthai_desktop.data_folder import INSTANCE_LOCK, SERVE_MARKER, held_by_serve, instance_lock
 from ophthai_desktop.ui.context import ApiState
 from ophthai_desktop.ui.controllers.server import ServerControl, ServerOptions
 from ophthai_desktop.ui.priority import lower_current_thread_priority
@@ -278,9 +278,13 @@ def _refuse_start(qt_app: QApplication, message: str) -> int:
 
 def _claimed(lock: QLockFile, data_dir: Path) -> DataFolderClaim:
     """``lock`` taken, its file made the owner's only: QLockFile follows the umask, and
-    a data folder chosen with ``OPHTHAI_DATA_DIR`` may be shared."""
+    a data folder chosen with ``OPHTHAI_DATA_DIR`` may be shared. A serve's marker left
+    behind goes: a later launch would take this window for that serve, were its
+    process id given again to this one."""
     with contextlib.suppress(OSError):
         (data_dir / INSTANCE_LOCK).chmod(PRIVATE_FILE_MODE)
+    with contextlib.suppress(OSError):  # left by a serve that ended without removing it
+        (data_dir / SERVE_MARKER).unlink(missing_ok=True)
     return DataFolderClaim(lock=lock)
 
 

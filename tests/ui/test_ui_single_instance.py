@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from pytestqt.qtbot import QtBot
 
+from ophthai_desktop.data_folder import SERVE_MARKER, held_by_serve
 from ophthai_desktop.desktop import claim_data_folder, instance_lock
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.single_instance import (
@@ -180,6 +181,21 @@ def test_a_name_file_naming_anything_but_one_of_its_sockets_deletes_nothing(
         (data / SOCKET_FILE).write_text(name, encoding="utf-8")
         assert read_socket_name(data) is None  # not one of its names: not asked either
         server.close()
+
+
+def test_a_window_taking_the_lock_removes_a_marker_that_a_serve_left(tmp_path: Path) -> None:
+    """A serve killed (or ended by exit_now) leaves its process id beside the lock: were
+    that id given again to this window, a second launch would be told a serve runs."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / SERVE_MARKER).write_text(str(os.getpid()))  # this process: the window's id
+    claim = claim_data_folder(data, wait_s=0)
+    assert claim.lock is not None
+    try:
+        assert not (data / SERVE_MARKER).exists()
+        assert not held_by_serve(data, os.getpid())
+    finally:
+        claim.lock.unlock()
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
