@@ -307,11 +307,11 @@ def claim_data_folder(data_dir: Path, *, wait_s: float = CLOSING_WAIT_S) -> Data
         return DataFolderClaim(
             refusal=f"the data folder's lock file cannot be written ({lock.error().name})"
         )
-    pid = lock.getLockInfo()[0]
-    if held_by_serve(data_dir, pid):  # no window to show, and it will not close by itself
+    holder = lock.getLockInfo()[0]
+    if held_by_serve(data_dir, holder):  # no window to show, and it will not close by itself
         return DataFolderClaim(
             refusal=(
-                f"ophthai serve (process {pid}) runs on this data folder, {data_dir}: stop "
+                f"ophthai serve (process {holder}) runs on this data folder, {data_dir}: stop "
                 "it first, or give the window a data folder of its own (--data-dir)."
             )
         )
@@ -322,7 +322,7 @@ def claim_data_folder(data_dir: Path, *, wait_s: float = CLOSING_WAIT_S) -> Data
         if ask_to_show(data_dir):
             log.info(
                 "OphthAI is already open on this data folder (process %s); its window was shown",
-                pid,
+                holder,
             )
             return DataFolderClaim(shown_elsewhere=True)
         left = deadline - time.monotonic()
@@ -333,14 +333,14 @@ def claim_data_folder(data_dir: Path, *, wait_s: float = CLOSING_WAIT_S) -> Data
             log.info(
                 "OphthAI on this data folder (process %s) did not answer; waiting up to "
                 "%g s for it to finish closing",
-                pid,
+                holder,
                 wait_s,
             )
         if lock.tryLock(int(min(LOCK_SLICE_S, left) * 1000)):
             return _claimed(lock, data_dir)
     return DataFolderClaim(
         refusal=(
-            f"OphthAI is already open on this data folder (process {pid}) and did not "
+            f"OphthAI is already open on this data folder (process {holder}) and did not "
             f"answer or close within {wait_s:g} s; switch to that window, or quit it "
             "first."
         )

@@ -277,9 +277,11 @@ def test_the_digest_cannot_be_matched_across_processes() -> None:
 
 
 def test_every_log_line_that_names_a_patient_names_them_by_patient_ref() -> None:
-    """The app's own logging calls: an argument about a patient is ``patient_ref(...)``."""
+    """The app's own logging calls: an argument about a patient is ``patient_ref(...)``,
+    and no message is built before the call (an f-string, ``%`` or ``format`` would put
+    a value into it where this test cannot see it)."""
     package = REPO / "ophthai_desktop"
-    levels = {"debug", "info", "warning", "error", "exception", "critical"}
+    levels = {"debug", "info", "warning", "error", "exception", "critical", "log"}
     bare = []
     for path in package.rglob("*.py"):
         source = path.read_text(encoding="utf-8")
@@ -289,11 +291,15 @@ def test_every_log_line_that_names_a_patient_names_them_by_patient_ref() -> None
                 and isinstance(node.func, ast.Attribute)
                 and node.func.attr in levels
                 and isinstance(node.func.value, ast.Name)
-                and node.func.value.id == "log"
+                and node.func.value.id in {"log", "logger", "logging"}
             ):
                 continue
-            for arg in node.args[1:]:
+            message, *args = node.args[1:] if node.func.attr == "log" else node.args
+            where = f"{path.relative_to(REPO)}:{node.lineno}"
+            if isinstance(message, ast.JoinedStr | ast.BinOp | ast.Call):
+                bare.append(f"{where}: message built before the call")
+            for arg in args:
                 text = ast.unparse(arg)
-                if "patient" in text and not text.startswith("patient_ref("):
-                    bare.append(f"{path.relative_to(REPO)}:{node.lineno}: {text}")
+                if ("patient" in text or text == "pid") and not text.startswith("patient_ref("):
+                    bare.append(f"{where}: {text}")
     assert not bare
