@@ -875,6 +875,37 @@ def test_jobs_queued_behind_unlisted_ones_are_counted_and_listed_in_their_turn(
     assert _shown(model)[:6] == [*backlog[4:], *later[:2]]
 
 
+def test_the_selected_job_stays_listed_when_an_analysis_asked_for_makes_room(
+    qtbot: QtBot, tmp_path: Path, make_gui: Maker
+) -> None:
+    """The list full, an analysis someone asks for is listed and the listed job that
+    runs last goes unlisted to make room: when the clinician had that one selected (to
+    cancel it), it vanished with the selection, and Cancel with it. It stays, selected,
+    the list one over its limit until the selection moves."""
+    app, patient, requested = _queued_app(tmp_path, "Chosen Last")
+    backlog, _since = _backlog(app, requested, 8)
+    gui = make_gui(application=app)
+    qtbot.waitUntil(lambda: gui.jobs_panel.model.get(requested.id) is not None)
+    panel = JobQueuePanel(JobTableModel())
+    qtbot.addWidget(panel)
+    controller = JobsController(gui.context, gui.window, panel, gui.patients, limit=6)
+    model = panel.model
+    controller.start()
+    qtbot.waitUntil(lambda: model.rowCount() == 6 and _idle(gui))
+    assert _shown(model) == [requested.id, *backlog[:5]]
+    assert panel.select_job(backlog[4])  # the listed job that runs last
+
+    asked = app.jobs.queue_patient_analysis(
+        patient.id, actor=Actor("t", "gui"), question="Any drusen?"
+    )
+    qtbot.waitUntil(lambda: model.get(asked.id) is not None)
+
+    assert panel.selected_job_id() == backlog[4]
+    assert panel.cancel.isEnabled()
+    assert _shown(model) == [requested.id, asked.id, *backlog[:5]]
+    assert "Showing 7 of 10 " in panel.unlisted.text()
+
+
 def _run_on_a_thread(app: Any, count: int) -> None:
     """Run the next ``count`` queued jobs from a thread of its own, as the worker takes
     them (the model's answer stood in for): each starts, then is stored done."""

@@ -633,3 +633,32 @@ def test_a_page_read_before_a_patient_was_deleted_does_not_list_their_notificati
 
     qtbot.waitUntil(lambda: "Older, still here" in _texts(model))
     assert "Theirs" not in _texts(model)
+
+
+def test_a_patient_created_again_under_a_deleted_id_has_notifications_that_open(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """A patient deleted, then created again with the same id (the clinic's record
+    number, from the watch folder or a client): their new notification said the patient
+    "was deleted" when clicked, and left the list, and a page read later hid them."""
+    app = gui.application
+    patient = app.patients.create_patient({"name": "Back"}, patient_id="R-77", actor=SYSTEM)
+    panel, model = gui.notifications_panel, gui.notifications_panel.model
+    with qtbot.waitSignal(gui.bridge.patient_deleted):
+        app.patients.delete_patient(patient.id, actor=SYSTEM)
+    with qtbot.waitSignal(gui.bridge.patient_created):
+        app.patients.create_patient({"name": "Back"}, patient_id="R-77", actor=SYSTEM)
+    app.notifications.create_notification("Theirs again", patient_id="R-77", actor=SYSTEM)
+    qtbot.waitUntil(lambda: _texts(model) == ["Theirs again"])
+
+    rect = panel.list.visualRect(model.index(0, 0))
+    qtbot.mouseClick(panel.list.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+
+    qtbot.waitUntil(
+        lambda: gui.patient_page.patient is not None and gui.patient_page.patient.id == "R-77"
+    )
+    assert "was deleted" not in gui.window.banner.message()
+    assert _texts(model) == ["Theirs again"]
+    gui.notifications.start()  # the list read again lists it too
+    qtbot.waitUntil(lambda: model.rowCount() == 1)
+    assert _texts(model) == ["Theirs again"]

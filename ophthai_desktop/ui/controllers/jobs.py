@@ -352,10 +352,14 @@ class JobsController(QObject):
 
     def _shed(self, but: int | None = None) -> None:
         """Past the ``limit`` of open jobs listed, the queued ones that run last (but
-        job ``but``) are no longer listed: counted with those that run after them."""
+        job ``but``) are no longer listed: counted with those that run after them. The
+        job the clinician selected stays, the list over its limit until the selection
+        moves: taking its row out moved the selection to another job, which Cancel then
+        stopped."""
+        selected = self._panel.selected_job_id()
         while len(self._model.open_job_ids()) > self._limit:
             last = self._model.last_queued(but)
-            if last is None:
+            if last is None or last.job_id == selected:
                 return
             self._model.remove_job(last.job_id)
             before = self._model.last_queued()

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from PySide6.QtCore import QObject, QTimer, Slot
 
 from ophthai_desktop.core.errors import NotFound
-from ophthai_desktop.core.records import NotificationRecord, Page
+from ophthai_desktop.core.records import NotificationRecord, Page, PatientRecord
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController
 from ophthai_desktop.ui.messages import describe
@@ -69,10 +69,12 @@ class NotificationsController(QObject):
         self._lowered = 0
         # Patients deleted while the window runs. Their notifications are deleted with
         # them (and leave the list as that is told); a page of the list read before the
-        # deletion and arriving after it would list them again, leading nowhere.
+        # deletion and arriving after it would list them again, leading nowhere. A
+        # patient created again under the same id (the clinic's record number) leaves it.
         self._deleted_patients: set[str] = set()
 
         bridge = ctx.bridge
+        bridge.patient_created.connect(self._on_bridge_patient_created)
         bridge.patient_deleted.connect(self._on_bridge_patient_deleted)
         bridge.notification_created.connect(self._on_bridge_notification_created)
         bridge.notification_updated.connect(self._on_bridge_notification_updated)
@@ -119,6 +121,12 @@ class NotificationsController(QObject):
         self._count_soon()
         if note.type == "critical":
             self.alert("Critical finding", note.message, kind="critical")
+
+    @Slot(object)
+    def _on_bridge_patient_created(self, patient: PatientRecord) -> None:
+        """A patient deleted, then created again with the same id: their notifications
+        from now on are listed and open the patient."""
+        self._deleted_patients.discard(patient.id)
 
     @Slot(str)
     def _on_bridge_patient_deleted(self, patient_id: str) -> None:
