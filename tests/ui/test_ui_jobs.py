@@ -109,6 +109,34 @@ def test_deleting_a_patient_takes_their_analyses_off_the_queue(
     qtbot.waitUntil(lambda: model.get(last.id).state == "done", timeout=10_000)  # type: ignore[union-attr]
 
 
+def test_a_selected_job_taken_off_the_queue_leaves_nothing_selected(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """Its patient deleted (by a client, say): the job below it was selected instead, and
+    Cancel then stopped an analysis the clinician never chose."""
+    hold = threading.Event()
+    gui = make_gui(engine=ScriptedEngine(DME, hold=hold))
+    app = gui.application
+    actor = Actor("t", "gui")
+    jobs = []
+    for name in ("A", "B", "C"):
+        patient = app.patients.create_patient(
+            {"name": name}, actor=actor, image=NewImage(png_bytes())
+        )
+        jobs.append(app.jobs.queue_patient_analysis(patient.id, actor=actor))
+    model, panel = gui.jobs_panel.model, gui.jobs_panel
+    qtbot.waitUntil(lambda: all(model.get(job.id) for job in jobs))
+    qtbot.waitUntil(lambda: model.get(jobs[0].id).state == "running")  # type: ignore[union-attr]
+    panel.select_job(jobs[1].id)
+    assert panel.selected_job_id() == jobs[1].id and panel.cancel.isEnabled()
+
+    app.patients.delete_patient(jobs[1].patient_id or "", actor=actor)
+    qtbot.waitUntil(lambda: model.get(jobs[1].id) is None)
+    assert panel.selected_job_id() is None
+    assert not panel.cancel.isEnabled()
+    hold.set()
+
+
 def test_an_analysis_the_unload_interrupted_shows_as_queued_again(
     qtbot: QtBot, make_gui: Maker
 ) -> None:

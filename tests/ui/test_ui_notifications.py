@@ -412,6 +412,25 @@ def test_mark_read_and_delete_need_a_chosen_notification(qtbot: QtBot, gui: GuiS
     assert not panel.mark_read.isEnabled() and not panel.delete.isEnabled()
 
 
+def test_a_chosen_notification_deleted_elsewhere_leaves_nothing_chosen(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """Deleted by a client: the one below it was chosen instead, and Delete (or Enter)
+    then acted on a notification the clinician never chose."""
+    panel, notes = gui.notifications_panel, gui.application.notifications
+    older = notes.create_notification("Older", actor=SYSTEM)
+    newer = notes.create_notification("Newer", actor=SYSTEM)
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 2)
+    panel.list.setCurrentIndex(panel.model.index(0, 0))
+    assert panel.selected_id() == newer.id
+
+    notes.delete_notification(newer.id, actor=SYSTEM)
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 1)
+    assert panel.selected_id() is None
+    assert not panel.delete.isEnabled() and not panel.mark_read.isEnabled()
+    assert panel.model.row_at(0).notification_id == older.id  # type: ignore[union-attr]
+
+
 def test_mark_read_is_off_for_a_notification_already_read(qtbot: QtBot, gui: GuiSession) -> None:
     """After All read, Mark read stayed on for the chosen notification and did nothing."""
     panel = gui.notifications_panel

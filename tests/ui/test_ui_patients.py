@@ -315,6 +315,28 @@ def test_the_delete_question_names_what_goes_with_the_patient(
     box.button(QMessageBox.StandardButton.Cancel).click()
 
 
+def test_a_patient_deleted_elsewhere_while_chosen_leaves_no_other_chosen(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """Deleted through the API while chosen in the list: the next row must not become
+    the chosen patient (Delete would ask to delete them)."""
+    actor = Actor("t", "gui")
+    service = gui.application.patients
+    service.create_patient({"name": "Below"}, actor=actor)
+    chosen = service.create_patient({"name": "Chosen"}, actor=actor)
+    model = gui.patient_list.model
+    qtbot.waitUntil(lambda: model.row_of(chosen.id) is not None and model.rowCount() == 2)
+    gui.patient_list.table.selectRow(model.row_of(chosen.id) or 0)
+    qtbot.waitUntil(lambda: getattr(gui.patient_page.patient, "id", None) == chosen.id)
+    assert gui.patient_list.selected_patient_id() == chosen.id
+
+    service.delete_patient(chosen.id, actor=actor)
+    qtbot.waitUntil(lambda: model.row_of(chosen.id) is None)
+    qtbot.waitUntil(lambda: gui.patient_page.patient is None)
+    assert gui.patient_list.selected_patient_id() is None
+    assert not gui.window.delete_patient_action.isEnabled()
+
+
 def test_cancelling_the_delete_keeps_the_patient(qtbot: QtBot, gui: GuiSession) -> None:
     patient = gui.application.patients.create_patient({"name": "Keep"}, actor=Actor("t", "gui"))
     open_patient(qtbot, gui, patient.id)

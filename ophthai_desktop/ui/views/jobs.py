@@ -22,6 +22,7 @@ from ophthai_desktop.ui.resources import icon
 from ophthai_desktop.ui.views.columns import FittingTableView
 from ophthai_desktop.ui.views.empty import EmptyOr
 from ophthai_desktop.ui.views.scale import scaled
+from ophthai_desktop.ui.views.selection import choose_nothing_when_the_chosen_row_goes
 
 #: Job, Patient, State, Priority, Progress, Queued, Note.
 COLUMN_WIDTHS = (56, 140, 80, 100, 130, 130, 200)
@@ -109,6 +110,7 @@ class JobQueuePanel(QWidget):
         self.table = FittingTableView()
         self.table.setObjectName("jobTable")
         self.table.setAccessibleName("Job queue")
+        choose_nothing_when_the_chosen_row_goes(self.table, model)  # before setModel
         self.table.setModel(model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 from ophthai_desktop.ui.models.notification_list import PATIENT_ROLE, NotificationListModel
 from ophthai_desktop.ui.resources import icon
 from ophthai_desktop.ui.views.empty import EmptyOr
+from ophthai_desktop.ui.views.selection import choose_nothing_when_the_chosen_row_goes
 
 
 class NotificationsPanel(QWidget):
@@ -57,6 +58,7 @@ class NotificationsPanel(QWidget):
         self.list = QListView()
         self.list.setObjectName("notificationList")
         self.list.setAccessibleName("Notifications")
+        choose_nothing_when_the_chosen_row_goes(self.list, model)  # before setModel
         self.list.setModel(model)
         self.list.setUniformItemSizes(True)
         self.list.setWordWrap(False)

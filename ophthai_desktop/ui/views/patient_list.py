@@ -22,6 +22,7 @@ from ophthai_desktop.core.domain import PatientStatus
 from ophthai_desktop.ui.models.patient_table import COLUMN_OF, COLUMNS, PatientTableModel
 from ophthai_desktop.ui.views.columns import FittingTableView
 from ophthai_desktop.ui.views.scale import scaled
+from ophthai_desktop.ui.views.selection import choose_nothing_when_the_chosen_row_goes
 
 ALL_STATUSES = "All statuses"
 #: Starting width of each column, by its order_by key.
@@ -79,6 +80,7 @@ class PatientListView(QWidget):
         self.table = FittingTableView()
         self.table.setObjectName("patientTable")
         self.table.setAccessibleName("Patients")
+        choose_nothing_when_the_chosen_row_goes(self.table, model)  # before setModel
         self.table.setModel(model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
