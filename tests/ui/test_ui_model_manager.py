@@ -3,6 +3,7 @@ real engine on the tiny checkpoint (or on an empty Hugging Face cache)."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -283,3 +284,38 @@ def test_a_longer_message_after_the_dialog_opened_is_shown_whole(qtbot: QtBot) -
     label = dialog.message
     qtbot.waitUntil(lambda: label.height() >= label.heightForWidth(label.width()))
     assert label.heightForWidth(label.width()) > 2 * label.fontMetrics().height()
+
+
+def test_a_check_overtaken_by_a_later_one_does_not_show_its_failure(
+    qtbot: QtBot, make_gui: Maker, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two checks at once (Check again, then a save): the first one's late failure
+    replaced what the later check found."""
+    from ophthai_desktop.core.inference import devices
+
+    gui = make_gui(model_path=tiny_checkpoint, device="cpu")
+    dialog = _open(qtbot, gui)
+    first_asked, release = threading.Event(), threading.Event()
+    real_free = devices.free_memory_bytes
+    calls = []
+
+    def free_memory_bytes(device: str) -> int | None:
+        calls.append(device)
+        if len(calls) == 1:  # the first check: held, then it fails
+            first_asked.set()
+            release.wait(30)
+            raise RuntimeError("the device did not answer")
+        return real_free(device)
+
+    monkeypatch.setattr(devices, "free_memory_bytes", free_memory_bytes)
+    gui.model_manager.check()
+    assert first_asked.wait(30)
+    before = gui.model_manager.preview
+    gui.model_manager.check()  # the later one answers first
+    qtbot.waitUntil(lambda: gui.model_manager.preview is not before, timeout=10_000)
+    shown = dialog.message.text()
+    release.set()
+    qtbot.waitUntil(lambda: not gui.slow_tasks.busy, timeout=10_000)
+    qtbot.wait(50)  # the failure's answer reaches the GUI thread
+    assert dialog.message.text() == shown
+    assert "RuntimeError" not in dialog.message.text()

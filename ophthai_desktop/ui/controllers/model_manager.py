@@ -132,7 +132,9 @@ class ModelManagerController(QObject):
             # The first check imports torch (seconds): say so rather than "unknown".
             self.dialog.estimate.setText("checking the device and free memory…")
         self._ctx.slow_tasks.submit(
-            run, lambda result: self._on_checked(check, result), self._on_failed
+            run,
+            lambda result: self._on_checked(check, result),
+            lambda exc: self._on_failed(check, exc),
         )
 
     @Slot()
@@ -174,7 +176,9 @@ class ModelManagerController(QObject):
         _status, self.preview = result
         self._show(self._app.engine.status())
 
-    def _on_failed(self, exc: BaseException) -> None:
+    def _on_failed(self, check: int, exc: BaseException) -> None:
+        if check != self._checks:  # superseded by a later check: its answer counts
+            return
         if self.dialog is not None:
             self.dialog.message.setText(describe(exc))
 
