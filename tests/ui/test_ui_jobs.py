@@ -804,6 +804,21 @@ def test_open_jobs_past_the_panel_s_rows_are_counted_and_listed_as_they_start(
     assert panel.unlisted.text() == "" and panel.unlisted.isHidden()
 
 
+def _queue_of_six(
+    qtbot: QtBot, make_gui: Maker, app: Any, requested: JobRecord
+) -> tuple[GuiSession, JobQueuePanel, JobTableModel]:
+    """The window on ``app`` (the model not installed: nothing runs), and a job queue
+    panel of its own that lists 6 open jobs (500 in the window), read and shown."""
+    gui = make_gui(application=app)
+    qtbot.waitUntil(lambda: gui.jobs_panel.model.get(requested.id) is not None)
+    panel = JobQueuePanel(JobTableModel())
+    qtbot.addWidget(panel)
+    JobsController(gui.context, gui.window, panel, gui.patients, limit=6).start()
+    model = panel.model
+    qtbot.waitUntil(lambda: model.rowCount() == 6 and _idle(gui))
+    return gui, panel, model
+
+
 def test_the_queue_is_read_again_when_its_listed_queued_jobs_run_down(
     qtbot: QtBot, tmp_path: Path, make_gui: Maker
 ) -> None:
@@ -815,14 +830,7 @@ def test_the_queue_is_read_again_when_its_listed_queued_jobs_run_down(
     the window, is lowered here.)"""
     app, _patient, requested = _queued_app(tmp_path, "Long Backlog")
     backlog, since = _backlog(app, requested, 14)
-    gui = make_gui(application=app)  # the model is not installed: nothing runs
-    qtbot.waitUntil(lambda: gui.jobs_panel.model.get(requested.id) is not None)
-    panel = JobQueuePanel(JobTableModel())
-    qtbot.addWidget(panel)
-    controller = JobsController(gui.context, gui.window, panel, gui.patients, limit=6)
-    model = panel.model
-    controller.start()
-    qtbot.waitUntil(lambda: model.rowCount() == 6 and _idle(gui))
+    gui, panel, model = _queue_of_six(qtbot, make_gui, app, requested)  # nothing runs
     assert _shown(model) == [requested.id, *backlog[:5]]
     assert "Showing 6 of 15 " in panel.unlisted.text()
     assert panel.select_job(backlog[4])
@@ -863,14 +871,7 @@ def test_jobs_queued_behind_unlisted_ones_are_counted_and_listed_in_their_turn(
     the next are read and listed in the order they run: the older ones first."""
     app, patient, requested = _queued_app(tmp_path, "Overtaken")
     backlog, _since = _backlog(app, requested, 8)
-    gui = make_gui(application=app)
-    qtbot.waitUntil(lambda: gui.jobs_panel.model.get(requested.id) is not None)
-    panel = JobQueuePanel(JobTableModel())
-    qtbot.addWidget(panel)
-    controller = JobsController(gui.context, gui.window, panel, gui.patients, limit=6)
-    model = panel.model
-    controller.start()
-    qtbot.waitUntil(lambda: model.rowCount() == 6 and _idle(gui))
+    gui, panel, model = _queue_of_six(qtbot, make_gui, app, requested)
     assert "the other 3 " in panel.unlisted.text()
     later, _at = _backlog(app, requested, 3, timedelta(0))  # queued now
     for job_id in later:
@@ -912,14 +913,7 @@ def test_the_selected_job_stays_listed_when_an_analysis_asked_for_makes_room(
     the list one over its limit until the selection moves."""
     app, patient, requested = _queued_app(tmp_path, "Chosen Last")
     backlog, _since = _backlog(app, requested, 8)
-    gui = make_gui(application=app)
-    qtbot.waitUntil(lambda: gui.jobs_panel.model.get(requested.id) is not None)
-    panel = JobQueuePanel(JobTableModel())
-    qtbot.addWidget(panel)
-    controller = JobsController(gui.context, gui.window, panel, gui.patients, limit=6)
-    model = panel.model
-    controller.start()
-    qtbot.waitUntil(lambda: model.rowCount() == 6 and _idle(gui))
+    _gui, panel, model = _queue_of_six(qtbot, make_gui, app, requested)
     assert _shown(model) == [requested.id, *backlog[:5]]
     assert panel.select_job(backlog[4])  # the listed job that runs last
 
