@@ -1,0 +1,119 @@
+"""Lists read again while events arrive: what an event told after the read was asked
+for shows once the read is listed (a row that arrived meanwhile stays, one deleted
+meanwhile does not come back, one changed shows its new values)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from PySide6.QtCore import QDate
+from pytestqt.qtbot import QtBot
+
+from ophthai_desktop.core.records import Actor
+from ophthai_desktop.ui.models.patient_table import COLUMN_OF, PatientTableModel
+from ophthai_desktop.ui.models.rows import PagedRowModel
+from tests.ui.conftest import Maker
+
+ACTOR = Actor("t", "gui")
+
+
+class HeldRead:
+    """A service's read that waits, once its result is in hand, until released: the
+    snapshot is taken, and events arrive before it is listed."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, service: object, name: str) -> None:
+        self.reading, self._release = threading.Event(), threading.Event()
+        read: Callable[..., Any] = getattr(service, name)
+
+        def held(*args: Any, **kwargs: Any) -> Any:
+            result = read(*args, **kwargs)
+            self.reading.set()
+            self._release.wait(10)
+            return result
+
+        monkeypatch.setattr(service, name, held)
+
+    def wait(self, qtbot: QtBot) -> None:
+        """Until the read is taken (the event loop runs meanwhile: it may ask for it)."""
+        qtbot.waitUntil(self.reading.is_set)
+
+    def release(self) -> None:
+        self._release.set()
+
+
+def _status(model: PatientTableModel, patient_id: str) -> str | None:
+    row = model.row_of(patient_id)
+    return None if row is None else model.data(model.index(row, COLUMN_OF["status"]))
+
+
+def _placed(monkeypatch: pytest.MonkeyPatch, model: PagedRowModel) -> list[int]:
+    """The totals the rows read again were settled with (the read is listed once one is)."""
+    settled: list[int] = []
+
+    def settle(total: int) -> None:
+        PagedRowModel.settle(model, total)
+        settled.append(total)
+
+    monkeypatch.setattr(model, "settle", settle)
+    return settled
+
+
+def test_the_patient_list_read_again_keeps_what_events_told_meanwhile(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The list is read again in place (here on a new day). A patient who arrived after
+    the read was taken, and was listed as they arrived, was taken out as the read was
+    placed, until the next read: a clinician did not see them. One deleted meanwhile
+    came back, and one turned Critical showed their old status."""
+    gui = make_gui()
+    patients, model = gui.application.patients, gui.patient_list.model
+    gone = patients.create_patient({"name": "Gone"}, actor=ACTOR)
+    changed = patients.create_patient({"name": "Changed"}, actor=ACTOR)
+    qtbot.waitUntil(lambda: model.rowCount() == 2)
+    settled = _placed(monkeypatch, model)
+    read = HeldRead(monkeypatch, patients, "list_patients")
+
+    gui.patients.day_watch.day_changed.emit(QDate.currentDate())  # a new day: read again
+    read.wait(qtbot)
+    with qtbot.waitSignal(gui.bridge.patient_created):
+        arrived = patients.create_patient({"name": "Arrived"}, actor=ACTOR)
+    with qtbot.waitSignal(gui.bridge.patient_deleted):
+        patients.delete_patient(gone.id, actor=ACTOR)
+    with qtbot.waitSignal(gui.bridge.patient_updated):
+        patients.update_patient(changed.id, {"status": "Critical"}, actor=ACTOR)
+    qtbot.waitUntil(lambda: model.row_of(arrived.id) == 0)  # listed as they arrived
+    read.release()
+
+    qtbot.waitUntil(lambda: bool(settled))
+    assert model.row_of(arrived.id) == 0
+    assert model.row_of(gone.id) is None
+    assert _status(model, changed.id) == "Critical"
+    assert (model.rowCount(), model.total) == (2, 2)
+    assert gui.patient_list.count.text() == "2 patients"
+
+
+def test_a_new_search_keeps_a_patient_who_arrived_while_it_was_read(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A search (filter, order) replaces the rows with those read: a matching patient
+    who arrived after the read was taken, listed as they arrived, was taken out again."""
+    gui = make_gui()
+    patients, view, model = gui.application.patients, gui.patient_list, gui.patient_list.model
+    other = patients.create_patient({"name": "Other"}, actor=ACTOR)
+    ada = patients.create_patient({"name": "Ada Lovelace"}, actor=ACTOR)
+    qtbot.waitUntil(lambda: model.rowCount() == 2)
+    read = HeldRead(monkeypatch, patients, "list_patients")
+
+    qtbot.keyClicks(view.search, "ada")
+    read.wait(qtbot)
+    with qtbot.waitSignal(gui.bridge.patient_created):
+        arrived = patients.create_patient({"name": "Ada King"}, actor=ACTOR)
+    qtbot.waitUntil(lambda: model.row_of(arrived.id) == 0)  # listed as they arrived
+    read.release()
+
+    qtbot.waitUntil(lambda: model.row_of(other.id) is None)  # the read is listed
+    assert model.row_of(arrived.id) == 0 and model.row_of(ada.id) == 1
+    assert model.total == 2
