@@ -9,10 +9,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QDate
+from PySide6.QtCore import QAbstractItemModel, QDate, Qt
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
+from ophthai_desktop.ui.models import notification_list
+from ophthai_desktop.ui.models.notification_list import NotificationListModel, NotificationRow
 from ophthai_desktop.ui.models.patient_table import COLUMN_OF, PatientTableModel
 from ophthai_desktop.ui.models.rows import PagedRowModel
 from tests.ui.conftest import Maker
@@ -117,3 +119,63 @@ def test_a_new_search_keeps_a_patient_who_arrived_while_it_was_read(
     qtbot.waitUntil(lambda: model.row_of(other.id) is None)  # the read is listed
     assert model.row_of(arrived.id) == 0 and model.row_of(ada.id) == 1
     assert model.total == 2
+
+
+def test_notifications_told_of_while_the_first_page_is_read_are_listed(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window lists the newest notifications as it opens. One created after they
+    were read, listed as it arrived, was taken out as the page replaced the rows, until
+    the window was opened again; one deleted meanwhile came back, one read meanwhile
+    showed unread."""
+    first = make_gui()
+    app = first.application
+    notes = app.notifications
+    gone = notes.create_notification("Gone", actor=ACTOR)
+    kept = notes.create_notification("Kept", actor=ACTOR)
+    read = HeldRead(monkeypatch, notes, "list_notifications")
+    gui = make_gui(application=app)  # its first page is read ...
+    model = gui.notifications_panel.model
+    replaced: list[int] = []
+    reset = model.reset
+
+    def spied_reset(rows: Any, total: int) -> None:
+        reset(rows, total)
+        replaced.append(total)
+
+    monkeypatch.setattr(model, "reset", spied_reset)
+    read.wait(qtbot)
+    with qtbot.waitSignal(gui.bridge.notification_created):  # ... one arrives ...
+        notes.create_notification("Arrived", actor=ACTOR)
+    with qtbot.waitSignal(gui.bridge.notification_deleted):  # ... one goes ...
+        notes.delete_notification(gone.id, actor=ACTOR)
+    with qtbot.waitSignal(gui.bridge.notification_updated):  # ... one is read ...
+        notes.mark_read(kept.id, actor=ACTOR)
+    assert _texts(model) == ["Arrived"]  # listed as it arrived
+    read.release()  # ... and the page is listed
+
+    qtbot.waitUntil(lambda: bool(replaced))
+    assert _texts(model) == ["Arrived", "Kept"]
+    assert model.total == 2
+    bold = [model.data(model.index(row, 0), Qt.ItemDataRole.FontRole) is not None for row in (0, 1)]
+    assert bold == [True, False]  # "Kept" was read
+
+
+def _texts(model: QAbstractItemModel) -> list[str]:
+    return [model.data(model.index(row, 0)).split("\n")[0] for row in range(model.rowCount())]
+
+
+def test_a_notification_told_of_after_all_were_marked_read_stays_as_told(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows are shown read a page a turn after all are marked read; one told of
+    after it (done again on top of the first page read, which had it already) is newer
+    news: it stays unread."""
+    monkeypatch.setattr(notification_list, "MARK_READ_PER_TURN", 1)
+    model = NotificationListModel()
+    rows = [NotificationRow(i, None, "info", False, f"Note {i}\nInfo") for i in (1, 2)]
+    model.reset(rows, 2)
+    model.mark_all_read()  # the first now, the second the next turn ...
+    model.insert_first([rows[1]])  # ... told of after the marking, unread
+    qtbot.waitUntil(lambda: not model.marking_read)
+    assert [model.get(i).read for i in (1, 2)] == [True, False]  # type: ignore[union-attr]
