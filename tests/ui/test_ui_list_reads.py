@@ -13,10 +13,12 @@ from PySide6.QtCore import QAbstractItemModel, QDate, Qt
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.ui.models import notification_list
 from ophthai_desktop.ui.models.notification_list import NotificationListModel, NotificationRow
 from ophthai_desktop.ui.models.patient_table import COLUMN_OF, PatientTableModel
 from ophthai_desktop.ui.models.rows import PagedRowModel
+from tests.support.images import png_bytes
 from tests.ui.conftest import Maker
 
 ACTOR = Actor("t", "gui")
@@ -179,3 +181,30 @@ def test_a_notification_told_of_after_all_were_marked_read_stays_as_told(
     model.insert_first([rows[1]])  # ... told of after the marking, unread
     qtbot.waitUntil(lambda: not model.marking_read)
     assert [model.get(i).read for i in (1, 2)] == [True, False]  # type: ignore[union-attr]
+
+
+def test_the_job_queue_read_as_the_window_opens_keeps_what_events_told_meanwhile(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue's first read (and one read again after it failed, or after too many
+    events) holds the events heard meanwhile and applies them on top of its rows: an
+    analysis queued after the read was taken is listed, one whose patient was deleted
+    meanwhile does not come back."""
+    app = make_gui().application
+    image = NewImage(png_bytes())
+    gone = app.patients.create_patient({"name": "Gone"}, actor=ACTOR, image=image)
+    gone_job = app.jobs.queue_patient_analysis(gone.id, actor=ACTOR)
+    read = HeldRead(monkeypatch, app.jobs, "list_queue")
+    gui = make_gui(application=app)  # its queue is read ...
+    read.wait(qtbot)
+    arrived = app.patients.create_patient({"name": "Arrived"}, actor=ACTOR, image=image)
+    with qtbot.waitSignal(gui.bridge.analysis_queued):  # ... an analysis is queued ...
+        job = app.jobs.queue_patient_analysis(arrived.id, actor=ACTOR)
+    with qtbot.waitSignal(gui.bridge.patient_deleted):  # ... a patient deleted ...
+        app.patients.delete_patient(gone.id, actor=ACTOR)
+    read.release()  # ... and the read is listed
+
+    model = gui.jobs_panel.model
+    qtbot.waitUntil(lambda: not gui.jobs.loading)
+    assert model.get(job.id) is not None and model.get(job.id).state == "queued"  # type: ignore[union-attr]
+    assert model.get(gone_job.id) is None
