@@ -4,7 +4,7 @@ system tray where there is one, as an in-window toast where there is not)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from PySide6.QtCore import QObject, QTimer, Slot
 
@@ -72,6 +72,9 @@ class NotificationsController(QObject):
         # deletion and arriving after it would list them again, leading nowhere. A
         # patient created again under the same id (the clinic's record number) leaves it.
         self._deleted_patients: set[str] = set()
+        # What events did to the list while its first page is read (None: not being
+        # read), done again on top of the page: read before them, it is older news.
+        self._heard: list[Callable[[], None]] | None = None
 
         bridge = ctx.bridge
         bridge.patient_created.connect(self._on_bridge_patient_created)
@@ -88,11 +91,32 @@ class NotificationsController(QObject):
         self._model.more_requested.connect(self._on_model_more_requested)
 
     def start(self) -> None:
-        def done(page: Page[NotificationRecord]) -> None:
-            self._model.reset(self._rows(page.items), page.total)
+        """List the newest notifications. One created, changed or deleted while they are
+        read is listed as its event told: the page replaced the rows, and one that
+        arrived meanwhile was missing until the window was opened again."""
+        self._heard = []
 
-        self._ctx.tasks.submit(lambda: self._service.list_notifications(limit=PAGE_SIZE), done)
+        def done(page: Page[NotificationRecord]) -> None:
+            heard, self._heard = self._heard or [], None
+            self._model.reset(self._rows(page.items), page.total)
+            for change in heard:
+                change()
+
+        def failed(exc: BaseException) -> None:
+            self._heard = None
+            self._window.banner.show_message(describe(exc), "error")
+
+        self._ctx.tasks.submit(
+            lambda: self._service.list_notifications(limit=PAGE_SIZE), done, failed
+        )
         self._refresh_count()
+
+    def _change(self, change: Callable[[], None]) -> None:
+        """Change the rows listed now and, while the first page is read, again on top
+        of it."""
+        change()
+        if self._heard is not None:
+            self._heard.append(change)
 
     @Slot(int)
     def _on_model_more_requested(self, skip: int) -> None:
@@ -115,7 +139,8 @@ class NotificationsController(QObject):
 
     @Slot(object)
     def _on_bridge_notification_created(self, note: NotificationRecord) -> None:
-        self._model.insert_first([notification_row(note)])
+        row = notification_row(note)
+        self._change(lambda: self._model.insert_first([row]))
         # The rows the clinician looks at or has chosen stay, however far down.
         self._model.trim(max(MAX_LOADED, rows_in_use(self._panel.list)))
         self._count_soon()
@@ -131,7 +156,7 @@ class NotificationsController(QObject):
     @Slot(str)
     def _on_bridge_patient_deleted(self, patient_id: str) -> None:
         self._deleted_patients.add(patient_id)
-        self._drop_patient(patient_id)
+        self._change(lambda: self._drop_patient(patient_id))
 
     def _drop_patient(self, patient_id: str) -> None:
         """Take the notifications of a deleted patient out of the list: the core
@@ -142,19 +167,20 @@ class NotificationsController(QObject):
 
     @Slot(object)
     def _on_bridge_notification_updated(self, note: NotificationRecord) -> None:
-        self._model.replace(notification_row(note))
+        row = notification_row(note)
+        self._change(lambda: self._model.replace(row))
         self._lowered += 1
         self._count_soon()
 
     @Slot(int)
     def _on_bridge_notification_deleted(self, notification_id: int) -> None:
-        self._model.remove(notification_id)
+        self._change(lambda: self._model.remove(notification_id))
         self._lowered += 1
         self._count_soon()
 
     @Slot(int)
     def _on_bridge_notifications_all_read(self, _count: int) -> None:
-        self._model.mark_all_read()
+        self._change(self._model.mark_all_read)
         self._lowered += 1
         self._set_unread(0)
         self._count_soon()

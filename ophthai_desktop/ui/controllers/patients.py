@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from PySide6.QtCore import QDate, QObject, QTimer, Signal, Slot
@@ -66,6 +66,17 @@ class _Placing:
     last: str | None = None
 
 
+@dataclass
+class _Heard:
+    """What events told of patients while the list was being read: the read may have
+    been taken before them, and is put right with them when it arrives."""
+
+    #: Patient id -> their record as last told (None: deleted).
+    records: dict[str, PatientRecord | None] = field(default_factory=dict)
+    #: The patients created meanwhile, oldest first (a dict for its order).
+    created: dict[str, None] = field(default_factory=dict)
+
+
 class PatientsController(QObject):
     """Keeps the list in step with the query and the database, and the page with the
     chosen patient.
@@ -120,6 +131,9 @@ class PatientsController(QObject):
         # at once held the GUI thread for half a second.
         self._pending: list[PatientRow] = []
         self._placing: _Placing | None = None  # the list read again: rows placed so far
+        # Since the read on its way was asked for (None: none is; one that failed
+        # leaves it until the next, a record per patient at most).
+        self._heard: _Heard | None = None
         self._feed_timer = QTimer(self)
         self._feed_timer.setSingleShot(True)
         self._feed_timer.setInterval(0)
@@ -187,6 +201,7 @@ class PatientsController(QObject):
         self._feed_timer.stop()
         self._pending = []
         self._placing = None
+        self._heard = _Heard()
         self._generation += 1
         generation = self._generation
         query = self._query()
@@ -231,7 +246,7 @@ class PatientsController(QObject):
     ) -> None:
         if generation != self._generation:
             return
-        rows, total = result
+        rows, total = self._put_right(*result)
         if keep_place:
             # The rows shown are changed into those read, a page a turn, in place: the
             # list stays where it was scrolled to, the chosen row chosen (a reset put
@@ -248,6 +263,51 @@ class PatientsController(QObject):
             self._feed_timer.start()
         elif self._current_id:
             self._view.select_patient(self._current_id)
+
+    def _put_right(self, rows: list[PatientRow], total: int) -> tuple[list[PatientRow], int]:
+        """The rows read (``total`` in all), as the events heard since they were asked
+        for tell: a patient deleted meanwhile is not listed again, one changed shows
+        their new values, and one created meanwhile is listed, at the top of the newest
+        first (a sorted list is read again for them). Placed as they were read, they
+        took out the row of a patient who arrived meanwhile, until the next read."""
+        heard, self._heard = self._heard, None
+        if heard is None or not heard.records:
+            return rows, total
+        told: list[PatientRow] = []
+        for row in rows:
+            if row.patient_id not in heard.records:
+                told.append(row)
+                continue
+            record = heard.records[row.patient_id]
+            if record is not None and self._matches(record):
+                told.append(patient_row(record))
+            else:  # deleted, or no longer matching
+                total -= 1
+        if self._order_by == DEFAULT_ORDER and self._descending:
+            read = {row.patient_id for row in rows}
+            arrived = [
+                record
+                for patient_id in reversed(heard.created)
+                if patient_id not in read
+                and (record := heard.records[patient_id]) is not None
+                and self._matches(record)
+            ]
+            for record in arrived:
+                self._arrivals.pop(record.id, None)  # listed now
+            told[:0] = [patient_row(record) for record in arrived]
+            total += len(arrived)
+        return told, max(total, len(told))
+
+    def _hear(
+        self, patient_id: str, record: PatientRecord | None, *, created: bool = False
+    ) -> None:
+        """Remember what an event told of the patient, for the read on its way."""
+        heard = self._heard
+        if heard is None:
+            return
+        if created:
+            heard.created[patient_id] = None
+        heard.records[patient_id] = record
 
     @Slot()
     def _on_feed_timer_timeout(self) -> None:
@@ -406,6 +466,7 @@ class PatientsController(QObject):
 
     @Slot(object)
     def _on_bridge_patient_created(self, patient: PatientRecord) -> None:
+        self._hear(patient.id, patient, created=True)
         if not self._matches(patient):
             return
         if self._order_by == DEFAULT_ORDER and self._descending:
@@ -444,6 +505,7 @@ class PatientsController(QObject):
 
     @Slot(object)
     def _on_bridge_patient_updated(self, patient: PatientRecord) -> None:
+        self._hear(patient.id, patient)
         if patient.id in self._arrivals:  # not listed yet: it will be as it is now
             if self._matches(patient):
                 self._arrivals[patient.id] = patient
@@ -472,6 +534,7 @@ class PatientsController(QObject):
 
     @Slot(str)
     def _on_bridge_patient_deleted(self, patient_id: str) -> None:
+        self._hear(patient_id, None)
         self._arrivals.pop(patient_id, None)
         self._patch_pending(patient_id, None)  # read before the deletion: not to be listed
         if patient_id == self._current_id:

@@ -123,6 +123,13 @@ class NotificationListModel(PagedRowModel):
         self._to_mark.pop(row.notification_id, None)
         self.update_row(row)
 
+    def insert_first(self, rows: Sequence[NotificationRow]) -> None:
+        # Told of after the marking of all as read (a row read before it, listed by
+        # then): as told.
+        for row in rows:
+            self._to_mark.pop(row.notification_id, None)
+        super().insert_first(rows)
+
     def reset(self, rows: Sequence[NotificationRow], total: int) -> None:
         self._to_mark.clear()  # the rows read replace those that were to be marked
         super().reset(rows, total)
