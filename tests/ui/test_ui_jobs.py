@@ -777,7 +777,7 @@ def test_open_jobs_past_the_panel_s_rows_are_counted_and_listed_as_they_start(
     assert listed == {requested.id, *backlog[: MAX_SHOWN - 1]}
     assert panel.unlisted.text() == (
         "Showing 500 of 511 queued and running analyses, those that run first; "
-        "the other 11 are listed as they start."
+        "the other 11 are listed as their turn comes."
     )
     assert not panel.unlisted.isHidden()
 
@@ -851,7 +851,7 @@ def test_the_queue_is_read_again_when_its_listed_queued_jobs_run_down(
     assert panel.selected_job_id() == backlog[4]
     assert panel.unlisted.text() == (
         "Showing 6 of 11 queued and running analyses, those that run first; "
-        "the other 5 are listed as they start."
+        "the other 5 are listed as their turn comes."
     )
 
     for job_id in backlog[3:]:
@@ -887,7 +887,7 @@ def test_jobs_queued_behind_unlisted_ones_are_counted_and_listed_in_their_turn(
     assert _shown(model) == [requested.id, asked.id, *backlog[:4]]
     assert panel.unlisted.text() == (
         "Showing 6 of 13 queued and running analyses, those that run first; "
-        "the other 7 are listed as they start."
+        "the other 7 are listed as their turn comes."
     )
 
     for job_id in [requested.id, asked.id, *backlog[:4]]:
@@ -978,7 +978,7 @@ def test_a_backlog_queued_while_the_model_is_missing_is_listed_up_to_the_panel_s
     assert _cell(model, asked.id, "Patient") == "Watched"
     assert panel.unlisted.text() == (
         "Showing 500 of 1,500 queued and running analyses, those that run first; "
-        "the other 1,000 are listed as they start."
+        "the other 1,000 are listed as their turn comes."
     )
     assert "Queued analyses are waiting: the model is not installed" in panel.waiting.text()
     assert panel.select_job(backlog[0])  # a listed job can be cancelled

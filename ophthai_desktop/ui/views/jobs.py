@@ -185,7 +185,7 @@ class JobQueuePanel(QWidget):
         self.unlisted.setVisible(unlisted > 0)
         self.unlisted.setText(
             f"Showing {listed:,} of {listed + unlisted:,} queued and running analyses, "
-            f"those that run first; the other {unlisted:,} are listed as they start."
+            f"those that run first; the other {unlisted:,} are listed as their turn comes."
             if unlisted
             else ""
         )
