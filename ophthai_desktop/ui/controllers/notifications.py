@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 
 from PySide6.QtCore import QObject, QTimer, Slot
 
@@ -31,6 +32,30 @@ MAX_LOADED = 500
 #: The least time between two counts of the unread ones while notifications keep
 #: changing (a burst is counted as it goes, not once per notification).
 COUNT_DELAY_MS = 150
+
+
+@dataclass
+class _Heard:
+    """What events told of notifications since an older page was asked for: newer than
+    the page, it wins over it."""
+
+    rows: dict[int, NotificationRow | None] = field(default_factory=dict)  # None: deleted
+    all_read: bool = False
+
+    def all_marked_read(self) -> None:
+        self.all_read = True
+        self.rows = {key: row and replace(row, read=True) for key, row in self.rows.items()}
+
+    def told(self, rows: Iterable[NotificationRow]) -> list[NotificationRow]:
+        """``rows`` as told since: those deleted left out, those changed as they are now."""
+        told = []
+        for row in rows:
+            now = self.rows.get(row.notification_id, row)
+            if now is row and self.all_read:
+                now = replace(row, read=True)
+            if now is not None:
+                told.append(now)
+        return told
 
 
 class NotificationsController(QObject):
@@ -75,6 +100,9 @@ class NotificationsController(QObject):
         # What events did to the list while its first page is read (None: not being
         # read), done again on top of the page: read before them, it is older news.
         self._heard: list[Callable[[], None]] | None = None
+        # What events told of notifications while an older page is read (None: none
+        # is): one deleted meanwhile came back with the page, one read showed unread.
+        self._page_heard: _Heard | None = None
 
         bridge = ctx.bridge
         bridge.patient_created.connect(self._on_bridge_patient_created)
@@ -120,15 +148,22 @@ class NotificationsController(QObject):
 
     @Slot(int)
     def _on_model_more_requested(self, skip: int) -> None:
-        """The list scrolled to its end: the next older page."""
+        """The list scrolled to its end: the next older page, as events told since it
+        was asked for (they are newer than the page)."""
+        heard = self._page_heard = _Heard()
 
         def done(page: Page[NotificationRecord]) -> None:
-            self._model.append(self._rows(page.items), page.total)
+            self._page_heard = None
+            rows = heard.told(self._rows(page.items))
+            # Those left out were counted in the page's total: deleted since.
+            self._model.append(rows, page.total - (len(page.items) - len(rows)))
+
+        def failed(_exc: BaseException) -> None:
+            self._page_heard = None
+            self._model.fetch_failed()
 
         self._ctx.tasks.submit(
-            lambda: self._service.list_notifications(skip=skip, limit=PAGE_SIZE),
-            done,
-            lambda _exc: self._model.fetch_failed(),
+            lambda: self._service.list_notifications(skip=skip, limit=PAGE_SIZE), done, failed
         )
 
     def _rows(self, notes: Iterable[NotificationRecord]) -> list[NotificationRow]:
@@ -169,18 +204,24 @@ class NotificationsController(QObject):
     def _on_bridge_notification_updated(self, note: NotificationRecord) -> None:
         row = notification_row(note)
         self._change(lambda: self._model.replace(row))
+        if self._page_heard is not None:
+            self._page_heard.rows[note.id] = row
         self._lowered += 1
         self._count_soon()
 
     @Slot(int)
     def _on_bridge_notification_deleted(self, notification_id: int) -> None:
         self._change(lambda: self._model.remove(notification_id))
+        if self._page_heard is not None:
+            self._page_heard.rows[notification_id] = None
         self._lowered += 1
         self._count_soon()
 
     @Slot(int)
     def _on_bridge_notifications_all_read(self, _count: int) -> None:
         self._change(self._model.mark_all_read)
+        if self._page_heard is not None:
+            self._page_heard.all_marked_read()
         self._lowered += 1
         self._set_unread(0)
         self._count_soon()
