@@ -13,7 +13,12 @@ from ophthai_desktop.core.errors import NotFound
 from ophthai_desktop.core.records import NotificationRecord, Page, PatientRecord
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController
-from ophthai_desktop.ui.messages import describe
+from ophthai_desktop.ui.messages import (
+    DATABASE_BACK,
+    DATABASE_BACK_SHOWN_MS,
+    describe,
+    once_database_answers,
+)
 from ophthai_desktop.ui.models.notification_list import NotificationRow, notification_row
 from ophthai_desktop.ui.tray import TrayIcon
 from ophthai_desktop.ui.views.main_window import MainWindow
@@ -32,6 +37,10 @@ MAX_LOADED = 500
 #: The least time between two counts of the unread ones while notifications keep
 #: changing (a burst is counted as it goes, not once per notification).
 COUNT_DELAY_MS = 150
+#: How long after a read that failed (the first page, an older one, the unread count) it
+#: is read again, or sooner, once the database answers again: a window opened while the
+#: database did not answer listed nothing for the whole session.
+RELOAD_AFTER_MS = 5000
 
 
 @dataclass
@@ -103,6 +112,16 @@ class NotificationsController(QObject):
         # What events told of notifications while an older page is read (None: none
         # is): one deleted meanwhile came back with the page, one read showed unread.
         self._page_heard: _Heard | None = None
+        # What could not be read, read again on a timer and once the database answers.
+        self._reload_timer = QTimer(self)
+        self._reload_timer.setSingleShot(True)
+        self._reload_timer.setInterval(RELOAD_AFTER_MS)
+        self._reload_timer.timeout.connect(self._on_reload_timer_timeout)
+        self._first_read_failed = False
+        self._page_failed = False
+        self._count_failed = False
+        #: The banner a failed first read showed, cleared once a read works.
+        self._read_failure_shown = ""
 
         bridge = ctx.bridge
         bridge.patient_created.connect(self._on_bridge_patient_created)
@@ -122,22 +141,67 @@ class NotificationsController(QObject):
         """List the newest notifications. One created, changed or deleted while they are
         read is listed as its event told: the page replaced the rows, and one that
         arrived meanwhile was missing until the window was opened again."""
+        self._read_first_page()
+        self._refresh_count()
+
+    def _read_first_page(self) -> None:
+        """Read the newest notifications (one read at a time); one that fails is read
+        again (:meth:`_read_again`)."""
+        if self._heard is not None:
+            return  # on its way
         self._heard = []
 
         def done(page: Page[NotificationRecord]) -> None:
             heard, self._heard = self._heard or [], None
+            self._first_read_failed = False
             self._model.reset(self._rows(page.items), page.total)
             for change in heard:
                 change()
+            if self._window.banner.message() == self._read_failure_shown:
+                self._window.banner.dismiss()  # read after all: no longer "trying again"
+            self._read_failure_shown = ""
 
         def failed(exc: BaseException) -> None:
             self._heard = None
-            self._window.banner.show_message(describe(exc), "error")
+            if not self._first_read_failed:  # said once, not at every try (closed: gone)
+                self._read_failure_shown = (
+                    f"The notifications could not be read ({describe(exc)}); trying again."
+                )
+                self._window.banner.show_message(
+                    self._read_failure_shown,
+                    "error",
+                    resolved=DATABASE_BACK if once_database_answers(exc, "") else None,
+                    resolved_ms=DATABASE_BACK_SHOWN_MS,
+                )
+            self._first_read_failed = True
+            self._read_again_soon()
 
         self._ctx.tasks.submit(
             lambda: self._service.list_notifications(limit=PAGE_SIZE), done, failed
         )
-        self._refresh_count()
+
+    def _read_again_soon(self) -> None:
+        if not self._reload_timer.isActive():
+            self._reload_timer.start()
+
+    @Slot()
+    def _on_reload_timer_timeout(self) -> None:
+        self._read_again()
+
+    def _read_again(self, *, count: bool = False) -> None:
+        """Read again what could not be read: the first page; an older page, while the
+        list still shows its end (Qt asks for it again only as the list scrolls, and a
+        list at its end scrolls no further); the unread count (with ``count``, even if
+        it did not fail)."""
+        self._reload_timer.stop()
+        if self._first_read_failed:
+            self._read_first_page()
+        if self._page_failed:
+            self._page_failed = False
+            if self._panel.end_in_view():
+                self._model.fetchMore()
+        if self._count_failed or count:
+            self._count_soon()
 
     def _change(self, change: Callable[[], None]) -> None:
         """Change the rows listed now and, while the first page is read, again on top
@@ -161,6 +225,8 @@ class NotificationsController(QObject):
         def failed(_exc: BaseException) -> None:
             self._page_heard = None
             self._model.fetch_failed()
+            self._page_failed = True
+            self._read_again_soon()
 
         self._ctx.tasks.submit(
             lambda: self._service.list_notifications(skip=skip, limit=PAGE_SIZE), done, failed
@@ -228,9 +294,10 @@ class NotificationsController(QObject):
 
     @Slot(bool)
     def _on_bridge_database_availability_changed(self, available: bool) -> None:
-        """A count refused during the outage is not asked again by anything else."""
+        """What was refused during the outage is read again now (a count refused then
+        would otherwise wait for the next change)."""
         if available:
-            self._count_soon()
+            self._read_again(count=True)
 
     def alert(self, title: str, text: str, *, kind: AlertKind = "info") -> None:
         """Tell the clinician even when the window is not in front."""
@@ -316,15 +383,19 @@ class NotificationsController(QObject):
 
         def done(count: int) -> None:
             self._counting = False
+            self._count_failed = False
             if lowered == self._lowered:  # else read or deleted since: maybe too many
                 self._set_unread(count)
             if self._count_again:
                 self._count_timer.start()
 
-        def failed(_exc: BaseException) -> None:  # counted again at the next change
+        def failed(_exc: BaseException) -> None:
             self._counting = False
-            if self._count_again:
+            if self._count_again:  # changed since: counted again at once
                 self._count_timer.start()
+            else:
+                self._count_failed = True
+                self._read_again_soon()
 
         self._ctx.tasks.submit(self._service.unread_count, done, failed)
 
