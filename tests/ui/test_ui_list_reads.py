@@ -14,6 +14,7 @@ from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
+from ophthai_desktop.ui.controllers.notifications import PAGE_SIZE
 from ophthai_desktop.ui.models import notification_list
 from ophthai_desktop.ui.models.notification_list import NotificationListModel, NotificationRow
 from ophthai_desktop.ui.models.patient_table import COLUMN_OF, PatientTableModel
@@ -208,3 +209,63 @@ def test_the_job_queue_read_as_the_window_opens_keeps_what_events_told_meanwhile
     qtbot.waitUntil(lambda: not gui.jobs.loading)
     assert model.get(job.id) is not None and model.get(job.id).state == "queued"  # type: ignore[union-attr]
     assert model.get(gone_job.id) is None
+
+
+def test_an_older_page_of_notifications_keeps_what_events_told_while_it_was_read(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The list scrolls to its end and the next older page is read. One of its
+    notifications deleted meanwhile (by a client, or with its patient) came back with
+    the page, and clicking it led nowhere; one read meanwhile showed unread."""
+    app = make_gui().application
+    notes = app.notifications
+    patient = app.patients.create_patient({"name": "Gone"}, actor=ACTOR)
+    notes.create_notification("Theirs", patient_id=patient.id, actor=ACTOR)
+    gone = notes.create_notification("Deleted", actor=ACTOR)
+    kept = notes.create_notification("Read", actor=ACTOR)
+    for i in range(PAGE_SIZE):
+        notes.create_notification(f"Note {i}", actor=ACTOR)
+    gui = make_gui(application=app)
+    panel, model = gui.notifications_panel, gui.notifications_panel.model
+    qtbot.waitUntil(lambda: model.rowCount() == PAGE_SIZE)
+    read = HeldRead(monkeypatch, notes, "list_notifications")
+
+    panel.list.scrollToBottom()  # the older page is read ...
+    read.wait(qtbot)
+    with qtbot.waitSignal(gui.bridge.notification_deleted):  # ... one deleted ...
+        notes.delete_notification(gone.id, actor=ACTOR)
+    with qtbot.waitSignal(gui.bridge.notification_updated):  # ... one read ...
+        notes.mark_read(kept.id, actor=ACTOR)
+    with qtbot.waitSignal(gui.bridge.patient_deleted):  # ... a patient deleted ...
+        app.patients.delete_patient(patient.id, actor=ACTOR)
+    read.release()  # ... and the page is listed
+
+    qtbot.waitUntil(lambda: model.rowCount() > PAGE_SIZE)
+    assert _texts(model)[PAGE_SIZE:] == ["Read"]
+    assert model.data(model.index(PAGE_SIZE, 0), Qt.ItemDataRole.FontRole) is None  # read
+    assert model.total == PAGE_SIZE + 1
+
+
+def test_an_older_page_read_while_all_were_marked_read_shows_them_read(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All read, clicked while the next older page was read: its rows showed unread,
+    and Mark read stayed on for them."""
+    app = make_gui().application
+    notes = app.notifications
+    for i in range(PAGE_SIZE + 2):
+        notes.create_notification(f"Note {i}", actor=ACTOR)
+    gui = make_gui(application=app)
+    panel, model = gui.notifications_panel, gui.notifications_panel.model
+    qtbot.waitUntil(lambda: model.rowCount() == PAGE_SIZE)
+    read = HeldRead(monkeypatch, notes, "list_notifications")
+
+    panel.list.scrollToBottom()
+    read.wait(qtbot)
+    with qtbot.waitSignal(gui.bridge.notifications_all_read):
+        notes.mark_all_read(actor=ACTOR)
+    read.release()
+
+    qtbot.waitUntil(lambda: model.rowCount() == PAGE_SIZE + 2)
+    qtbot.waitUntil(lambda: not model.marking_read)
+    assert [row.read for row in model.records()] == [True] * (PAGE_SIZE + 2)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import pytest
 from PySide6.QtCore import QPoint, QRect, Qt
@@ -15,8 +17,11 @@ from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QApplication, QLabel, QListView, QWidget
 from pytestqt.qtbot import QtBot
 
-from ophthai_desktop.bootstrap import build_application
+from ophthai_desktop.bootstrap import Application, build_application
+from ophthai_desktop.core.errors import StorageError
 from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.storage import availability
+from ophthai_desktop.ui.controllers import notifications as notifications_controller
 from ophthai_desktop.ui.controllers.notifications import MAX_LOADED, PAGE_SIZE
 from ophthai_desktop.ui.controllers.status import REFUSED_ALERT_GAP_MS
 from ophthai_desktop.ui.models.notification_list import (
@@ -28,6 +33,7 @@ from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.views.notifications import NotificationsPanel
 from ophthai_desktop.ui.views.toast import Toast
 from tests.support.images import png_bytes
+from tests.support.outage import database_down
 from tests.support.watch_folder import build_watch_app
 from tests.ui.conftest import Maker
 
@@ -681,3 +687,113 @@ def test_a_patient_created_again_under_a_deleted_id_has_notifications_that_open(
     gui.notifications.start()  # the list read again lists it too
     qtbot.waitUntil(lambda: model.rowCount() == 1)
     assert _texts(model) == ["Theirs again"]
+
+
+def _refused_while(
+    monkeypatch: pytest.MonkeyPatch, app: Application, name: str, locked: threading.Event
+) -> list[dict[str, Any]]:
+    """The notifications service's ``name`` raises StorageError while ``locked`` is set
+    (a database locked, not an outage); returns the queries it refused."""
+    refused: list[dict[str, Any]] = []
+    call: Callable[..., Any] = getattr(app.notifications, name)
+
+    def sometimes_locked(**query: Any) -> Any:
+        if locked.is_set():
+            refused.append(query)
+            raise StorageError("the database is locked")
+        return call(**query)
+
+    monkeypatch.setattr(app.notifications, name, sometimes_locked)
+    return refused
+
+
+def test_notifications_not_read_as_the_window_opened_are_read_once_the_database_answers(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A window opened while the database did not answer listed no notification for
+    the whole session (the badge was counted again once it answered; the list was not),
+    as if there were none."""
+    monkeypatch.setattr(availability, "QUIET_S", 0.2)
+    monkeypatch.setattr(availability, "PROBE_S", 0.05, raising=False)
+    # Not on the timer: as soon as the database answers.
+    monkeypatch.setattr(notifications_controller, "RELOAD_AFTER_MS", 60_000, raising=False)
+    app = make_gui().application
+    for i in range(3):
+        app.notifications.create_notification(f"Old {i}", actor=SYSTEM)
+    refused: list[int] = []
+    list_notifications = app.notifications.list_notifications
+
+    def counted(**query: Any) -> Any:
+        try:
+            return list_notifications(**query)
+        except Exception:
+            refused.append(1)
+            raise
+
+    monkeypatch.setattr(app.notifications, "list_notifications", counted)
+    with database_down(app.db):
+        gui = make_gui(application=app)
+        panel = gui.notifications_panel
+        qtbot.waitUntil(lambda: bool(refused))
+        assert panel.model.rowCount() == 0
+
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 3, timeout=5000)
+    qtbot.waitUntil(lambda: panel.unread.text() == "3")
+    assert "notifications could not be read" not in gui.window.banner.text()
+
+
+def test_notifications_that_could_not_be_read_are_read_again(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first read and the unread count refused for another reason than an outage
+    (the database file locked): the panel said nothing was there, with no badge, until
+    the window was opened again. They are read again, as the job queue is."""
+    monkeypatch.setattr(notifications_controller, "RELOAD_AFTER_MS", 200, raising=False)
+    app = make_gui().application
+    for i in range(3):
+        app.notifications.create_notification(f"Old {i}", actor=SYSTEM)
+    locked = threading.Event()
+    locked.set()
+    refused = _refused_while(monkeypatch, app, "list_notifications", locked)
+    _refused_while(monkeypatch, app, "unread_count", locked)
+    gui = make_gui(application=app)
+    banner = gui.window.banner
+    qtbot.waitUntil(lambda: len(refused) >= 2)  # tried again, still locked
+    assert banner.text().startswith("The notifications could not be read (")
+    assert banner.text().endswith("); trying again.")
+    banner.dismiss()  # closed by the clinician: not shown again at every try
+    tries = len(refused)
+    qtbot.waitUntil(lambda: len(refused) >= tries + 2)
+    assert banner.text() == ""
+    locked.clear()
+
+    panel = gui.notifications_panel
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 3)
+    qtbot.waitUntil(lambda: panel.unread.text() == "3")
+    assert "notifications could not be read" not in banner.text()
+
+
+def test_an_older_page_that_could_not_be_read_is_read_again_at_the_end_of_the_list(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page refused as the list scrolled to its end was asked for again only once
+    the list was scrolled up and down again: at its end, the list scrolls no further,
+    and the older notifications seemed not to exist."""
+    monkeypatch.setattr(notifications_controller, "RELOAD_AFTER_MS", 200, raising=False)
+    app = make_gui().application
+    count = PAGE_SIZE + 50
+    for i in range(count):
+        app.notifications.create_notification(f"Note {i}", actor=SYSTEM)
+    gui = make_gui(application=app)
+    panel, model = gui.notifications_panel, gui.notifications_panel.model
+    qtbot.waitUntil(lambda: model.rowCount() == PAGE_SIZE)
+    locked = threading.Event()
+    locked.set()
+    refused = _refused_while(monkeypatch, app, "list_notifications", locked)
+
+    panel.list.scrollToBottom()
+    qtbot.waitUntil(lambda: bool(refused))
+    locked.clear()
+
+    qtbot.waitUntil(lambda: model.rowCount() == count)  # the list did not move
+    assert _texts(model)[-1] == "Note 0"

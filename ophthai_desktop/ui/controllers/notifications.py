@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 
 from PySide6.QtCore import QObject, QTimer, Slot
 
@@ -12,7 +13,12 @@ from ophthai_desktop.core.errors import NotFound
 from ophthai_desktop.core.records import NotificationRecord, Page, PatientRecord
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController
-from ophthai_desktop.ui.messages import describe
+from ophthai_desktop.ui.messages import (
+    DATABASE_BACK,
+    DATABASE_BACK_SHOWN_MS,
+    describe,
+    once_database_answers,
+)
 from ophthai_desktop.ui.models.notification_list import NotificationRow, notification_row
 from ophthai_desktop.ui.tray import TrayIcon
 from ophthai_desktop.ui.views.main_window import MainWindow
@@ -31,6 +37,34 @@ MAX_LOADED = 500
 #: The least time between two counts of the unread ones while notifications keep
 #: changing (a burst is counted as it goes, not once per notification).
 COUNT_DELAY_MS = 150
+#: How long after a read that failed (the first page, an older one, the unread count) it
+#: is read again, or sooner, once the database answers again: a window opened while the
+#: database did not answer listed nothing for the whole session.
+RELOAD_AFTER_MS = 5000
+
+
+@dataclass
+class _Heard:
+    """What events told of notifications since an older page was asked for: newer than
+    the page, it wins over it."""
+
+    rows: dict[int, NotificationRow | None] = field(default_factory=dict)  # None: deleted
+    all_read: bool = False
+
+    def all_marked_read(self) -> None:
+        self.all_read = True
+        self.rows = {key: row and replace(row, read=True) for key, row in self.rows.items()}
+
+    def told(self, rows: Iterable[NotificationRow]) -> list[NotificationRow]:
+        """``rows`` as told since: those deleted left out, those changed as they are now."""
+        told = []
+        for row in rows:
+            now = self.rows.get(row.notification_id, row)
+            if now is row and self.all_read:
+                now = replace(row, read=True)
+            if now is not None:
+                told.append(now)
+        return told
 
 
 class NotificationsController(QObject):
@@ -75,6 +109,19 @@ class NotificationsController(QObject):
         # What events did to the list while its first page is read (None: not being
         # read), done again on top of the page: read before them, it is older news.
         self._heard: list[Callable[[], None]] | None = None
+        # What events told of notifications while an older page is read (None: none
+        # is): one deleted meanwhile came back with the page, one read showed unread.
+        self._page_heard: _Heard | None = None
+        # What could not be read, read again on a timer and once the database answers.
+        self._reload_timer = QTimer(self)
+        self._reload_timer.setSingleShot(True)
+        self._reload_timer.setInterval(RELOAD_AFTER_MS)
+        self._reload_timer.timeout.connect(self._on_reload_timer_timeout)
+        self._first_read_failed = False
+        self._page_failed = False
+        self._count_failed = False
+        #: The banner a failed first read showed, cleared once a read works.
+        self._read_failure_shown = ""
 
         bridge = ctx.bridge
         bridge.patient_created.connect(self._on_bridge_patient_created)
@@ -94,22 +141,67 @@ class NotificationsController(QObject):
         """List the newest notifications. One created, changed or deleted while they are
         read is listed as its event told: the page replaced the rows, and one that
         arrived meanwhile was missing until the window was opened again."""
+        self._read_first_page()
+        self._refresh_count()
+
+    def _read_first_page(self) -> None:
+        """Read the newest notifications (one read at a time); one that fails is read
+        again (:meth:`_read_again`)."""
+        if self._heard is not None:
+            return  # on its way
         self._heard = []
 
         def done(page: Page[NotificationRecord]) -> None:
             heard, self._heard = self._heard or [], None
+            self._first_read_failed = False
             self._model.reset(self._rows(page.items), page.total)
             for change in heard:
                 change()
+            if self._window.banner.message() == self._read_failure_shown:
+                self._window.banner.dismiss()  # read after all: no longer "trying again"
+            self._read_failure_shown = ""
 
         def failed(exc: BaseException) -> None:
             self._heard = None
-            self._window.banner.show_message(describe(exc), "error")
+            if not self._first_read_failed:  # said once, not at every try (closed: gone)
+                self._read_failure_shown = (
+                    f"The notifications could not be read ({describe(exc)}); trying again."
+                )
+                self._window.banner.show_message(
+                    self._read_failure_shown,
+                    "error",
+                    resolved=DATABASE_BACK if once_database_answers(exc, "") else None,
+                    resolved_ms=DATABASE_BACK_SHOWN_MS,
+                )
+            self._first_read_failed = True
+            self._read_again_soon()
 
         self._ctx.tasks.submit(
             lambda: self._service.list_notifications(limit=PAGE_SIZE), done, failed
         )
-        self._refresh_count()
+
+    def _read_again_soon(self) -> None:
+        if not self._reload_timer.isActive():
+            self._reload_timer.start()
+
+    @Slot()
+    def _on_reload_timer_timeout(self) -> None:
+        self._read_again()
+
+    def _read_again(self, *, count: bool = False) -> None:
+        """Read again what could not be read: the first page; an older page, while the
+        list still shows its end (Qt asks for it again only as the list scrolls, and a
+        list at its end scrolls no further); the unread count (with ``count``, even if
+        it did not fail)."""
+        self._reload_timer.stop()
+        if self._first_read_failed:
+            self._read_first_page()
+        if self._page_failed:
+            self._page_failed = False
+            if self._panel.end_in_view():
+                self._model.fetchMore()
+        if self._count_failed or count:
+            self._count_soon()
 
     def _change(self, change: Callable[[], None]) -> None:
         """Change the rows listed now and, while the first page is read, again on top
@@ -120,15 +212,24 @@ class NotificationsController(QObject):
 
     @Slot(int)
     def _on_model_more_requested(self, skip: int) -> None:
-        """The list scrolled to its end: the next older page."""
+        """The list scrolled to its end: the next older page, as events told since it
+        was asked for (they are newer than the page)."""
+        heard = self._page_heard = _Heard()
 
         def done(page: Page[NotificationRecord]) -> None:
-            self._model.append(self._rows(page.items), page.total)
+            self._page_heard = None
+            rows = heard.told(self._rows(page.items))
+            # Those left out were counted in the page's total: deleted since.
+            self._model.append(rows, page.total - (len(page.items) - len(rows)))
+
+        def failed(_exc: BaseException) -> None:
+            self._page_heard = None
+            self._model.fetch_failed()
+            self._page_failed = True
+            self._read_again_soon()
 
         self._ctx.tasks.submit(
-            lambda: self._service.list_notifications(skip=skip, limit=PAGE_SIZE),
-            done,
-            lambda _exc: self._model.fetch_failed(),
+            lambda: self._service.list_notifications(skip=skip, limit=PAGE_SIZE), done, failed
         )
 
     def _rows(self, notes: Iterable[NotificationRecord]) -> list[NotificationRow]:
@@ -169,27 +270,34 @@ class NotificationsController(QObject):
     def _on_bridge_notification_updated(self, note: NotificationRecord) -> None:
         row = notification_row(note)
         self._change(lambda: self._model.replace(row))
+        if self._page_heard is not None:
+            self._page_heard.rows[note.id] = row
         self._lowered += 1
         self._count_soon()
 
     @Slot(int)
     def _on_bridge_notification_deleted(self, notification_id: int) -> None:
         self._change(lambda: self._model.remove(notification_id))
+        if self._page_heard is not None:
+            self._page_heard.rows[notification_id] = None
         self._lowered += 1
         self._count_soon()
 
     @Slot(int)
     def _on_bridge_notifications_all_read(self, _count: int) -> None:
         self._change(self._model.mark_all_read)
+        if self._page_heard is not None:
+            self._page_heard.all_marked_read()
         self._lowered += 1
         self._set_unread(0)
         self._count_soon()
 
     @Slot(bool)
     def _on_bridge_database_availability_changed(self, available: bool) -> None:
-        """A count refused during the outage is not asked again by anything else."""
+        """What was refused during the outage is read again now (a count refused then
+        would otherwise wait for the next change)."""
         if available:
-            self._count_soon()
+            self._read_again(count=True)
 
     def alert(self, title: str, text: str, *, kind: AlertKind = "info") -> None:
         """Tell the clinician even when the window is not in front."""
@@ -275,15 +383,19 @@ class NotificationsController(QObject):
 
         def done(count: int) -> None:
             self._counting = False
+            self._count_failed = False
             if lowered == self._lowered:  # else read or deleted since: maybe too many
                 self._set_unread(count)
             if self._count_again:
                 self._count_timer.start()
 
-        def failed(_exc: BaseException) -> None:  # counted again at the next change
+        def failed(_exc: BaseException) -> None:
             self._counting = False
-            if self._count_again:
+            if self._count_again:  # changed since: counted again at once
                 self._count_timer.start()
+            else:
+                self._count_failed = True
+                self._read_again_soon()
 
         self._ctx.tasks.submit(self._service.unread_count, done, failed)
 

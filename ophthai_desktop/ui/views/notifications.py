@@ -106,6 +106,17 @@ class NotificationsPanel(QWidget):
         self.mark_read.setEnabled(row is not None and not row.read)
         self.delete.setEnabled(row is not None)
 
+    def end_in_view(self) -> bool:
+        """Whether the list shows its last row (or has none), where it asks for the next
+        page; Qt asks again for one that failed only as the list scrolls."""
+        if not self.list.isVisible():
+            return False  # asked for as it is shown
+        last = self.model.rowCount() - 1
+        if last < 0:
+            return True
+        shown = self.list.viewport().rect()
+        return shown.intersects(self.list.visualRect(self.model.index(last, 0)))
+
     def selected_id(self) -> int | None:
         index = self.list.currentIndex()
         return int(index.data(Qt.ItemDataRole.UserRole)) if index.isValid() else None
