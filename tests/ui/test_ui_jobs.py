@@ -510,6 +510,23 @@ def test_a_queue_that_cannot_be_read_says_so_and_is_read_again(
     assert "job queue could not be read" not in gui.window.banner.text()
 
 
+def test_a_queue_read_failure_closed_by_the_clinician_stays_closed_while_it_lasts(
+    qtbot: QtBot, tmp_path: Path, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The banner came back at every try (every 5 s) after the clinician closed it."""
+    gui, job, locked = _queue_read_refused_at_start(qtbot, tmp_path, make_gui, monkeypatch)
+    tries = []
+    list_queue = gui.application.jobs.list_queue
+    monkeypatch.setattr(
+        gui.application.jobs, "list_queue", lambda **kw: (tries.append(1), list_queue(**kw))[1]
+    )
+    gui.window.banner.dismiss()  # as its close button does
+    qtbot.waitUntil(lambda: len(tries) >= 3, timeout=5000)  # tried again, and failed
+    assert "job queue could not be read" not in gui.window.banner.text()
+    locked.clear()
+    qtbot.waitUntil(lambda: gui.jobs_panel.model.get(job.id) is not None, timeout=5000)
+
+
 def test_a_queue_read_failure_is_logged_without_the_errors_text(
     qtbot: QtBot,
     tmp_path: Path,

@@ -204,14 +204,17 @@ class JobsController(QObject):
             # its kind and place instead; the core's errors are written to be read.
             said = f": {exc.message}" if isinstance(exc, OphthaiError) else ""
             log.warning("the job queue could not be read%s", said)
-            self._read_failure_shown = f"The job queue could not be read ({message}); trying again."
-            self._window.banner.show_message(
-                self._read_failure_shown,
-                "error",
-                # Read again meanwhile (or soon): nothing to be done again.
-                resolved=DATABASE_BACK if once_database_answers(exc, "") else None,
-                resolved_ms=DATABASE_BACK_SHOWN_MS,
-            )
+            if not self._read_failure_shown:  # said once, not at every try (closed: gone)
+                self._read_failure_shown = (
+                    f"The job queue could not be read ({message}); trying again."
+                )
+                self._window.banner.show_message(
+                    self._read_failure_shown,
+                    "error",
+                    # Read again meanwhile (or soon): nothing to be done again.
+                    resolved=DATABASE_BACK if once_database_answers(exc, "") else None,
+                    resolved_ms=DATABASE_BACK_SHOWN_MS,
+                )
             self._replay_held()  # the jobs the events tell of, meanwhile
             QTimer.singleShot(RELOAD_AFTER_MS, self, self._load)
 
