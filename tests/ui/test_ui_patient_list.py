@@ -69,6 +69,31 @@ def test_an_empty_list_says_why_inside_the_table(qtbot: QtBot, gui: GuiSession) 
     qtbot.waitUntil(lambda: not view.empty_hint.isVisible())
 
 
+def test_a_patient_who_comes_to_match_the_status_chosen_is_listed_in_their_place(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """Critical chosen, newest first: a patient who turned Critical was not listed until
+    the next query (only a sorted list was read again on a change). One who is no longer
+    Critical leaves the list."""
+    patients, view, model = gui.application.patients, gui.patient_list, gui.patient_list.model
+    actor = Actor("t", "gui")
+    old = patients.create_patient({"name": "Old", "status": "Critical"}, actor=actor)
+    turning = patients.create_patient({"name": "Turning", "status": "Stable"}, actor=actor)
+    new = patients.create_patient({"name": "New", "status": "Critical"}, actor=actor)
+    qtbot.waitUntil(lambda: model.rowCount() == 3)
+    view.status.setCurrentText("Critical")
+    qtbot.waitUntil(lambda: model.rowCount() == 2 and model.row_of(turning.id) is None)
+
+    patients.update_patient(turning.id, {"status": "Critical"}, actor=actor)
+    qtbot.waitUntil(lambda: model.row_of(turning.id) is not None)
+    assert [model.patient_id_at(row) for row in range(3)] == [new.id, turning.id, old.id]
+    qtbot.waitUntil(lambda: view.count.text() == "3 patients")
+
+    patients.update_patient(turning.id, {"status": "Stable"}, actor=actor)
+    qtbot.waitUntil(lambda: model.row_of(turning.id) is None)
+    assert view.count.text() == "2 patients"
+
+
 def _row_in_view(gui: GuiSession, patient_id: str) -> bool:
     view = gui.patient_list
     row = view.model.row_of(patient_id)
