@@ -29,7 +29,7 @@ from ophthai_desktop.ui.views.main_window import MainWindow
 from ophthai_desktop.ui.views.patient_dialog import PatientDialog
 from ophthai_desktop.ui.views.patient_list import PatientListView
 from ophthai_desktop.ui.views.patient_page import PatientPage
-from ophthai_desktop.ui.views.rows_in_use import rows_in_use
+from ophthai_desktop.ui.views.rows_in_use import RowsInUse
 from ophthai_desktop.ui.window_state import ListPlace
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,7 @@ class PatientsController(QObject):
         self._view = list_view
         self._model = list_view.model
         self._page = page
+        self._rows_in_use = RowsInUse(list_view.table, window.about_to_hide)
         self._search = ""
         self._status: str | None = None
         self._order_by = DEFAULT_ORDER
@@ -352,6 +353,11 @@ class PatientsController(QObject):
 
     @Slot(int)
     def _on_model_more_requested(self, skip: int) -> None:
+        if not self._view.table.isVisible():
+            # A list trimmed while hidden (see RowsInUse) was read back at once: its
+            # scroll bar, at its end, asked for the rows dropped. Asked again when shown.
+            self._model.fetch_failed()
+            return
         if self._pending:
             return  # the next page is already here; its listing answers the view
         if self._placing is not None:  # the last rows read are being placed
@@ -520,7 +526,7 @@ class PatientsController(QObject):
         if self._placing is None and not self._pending:  # else rows are being listed
             # The rows in view and the open patient's stay, however far down.
             chosen = self._model.row_of(self._current_id) if self._current_id else None
-            keep = max(MAX_LOADED, rows_in_use(table), 0 if chosen is None else chosen + 1)
+            keep = max(MAX_LOADED, self._rows_in_use.count(), 0 if chosen is None else chosen + 1)
             self._view.trim(keep)
         self._view.show_count(self._model.loaded, self._model.total)
         if self._current_id:
