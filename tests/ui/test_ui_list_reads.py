@@ -20,7 +20,7 @@ from ophthai_desktop.ui.models.notification_list import NotificationListModel, N
 from ophthai_desktop.ui.models.patient_table import COLUMN_OF, PatientTableModel
 from ophthai_desktop.ui.models.rows import PagedRowModel
 from tests.support.images import png_bytes
-from tests.ui.conftest import Maker
+from tests.ui.conftest import Maker, seed_patients
 
 ACTOR = Actor("t", "gui")
 
@@ -98,6 +98,32 @@ def test_the_patient_list_read_again_keeps_what_events_told_meanwhile(
     assert _status(model, changed.id) == "Critical"
     assert (model.rowCount(), model.total) == (2, 2)
     assert gui.patient_list.count.text() == "2 patients"
+
+
+def test_a_patient_deleted_past_the_rows_read_is_no_longer_counted(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The list holds the newest 200 of 250 patients. One past them, deleted while the
+    list was read again (the read counted them), was still counted until the next read:
+    "of 250" for 249. So was one deleted while nothing was being read."""
+    gui = make_gui()
+    patients, view = gui.application.patients, gui.patient_list
+    seed_patients(gui.application, 250)
+    gui.patients.refresh()
+    qtbot.waitUntil(lambda: view.count.text() == "Showing 200 of 250 patients (scroll for more)")
+    read = HeldRead(monkeypatch, patients, "list_patients")
+
+    gui.patients.day_watch.day_changed.emit(QDate.currentDate())  # a new day: read again
+    read.wait(qtbot)
+    with qtbot.waitSignal(gui.bridge.patient_deleted):
+        patients.delete_patient("pt-seed00000", actor=ACTOR)  # the oldest: not loaded
+    read.release()
+    qtbot.waitUntil(lambda: view.count.text() == "Showing 200 of 249 patients (scroll for more)")
+
+    with qtbot.waitSignal(gui.bridge.patient_deleted):
+        patients.delete_patient("pt-seed00001", actor=ACTOR)
+    qtbot.waitUntil(lambda: view.count.text() == "Showing 200 of 248 patients (scroll for more)")
+    assert gui.patient_list.model.rowCount() == 200
 
 
 def test_a_new_search_keeps_a_patient_who_arrived_while_it_was_read(

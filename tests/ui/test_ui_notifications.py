@@ -166,6 +166,55 @@ def test_a_window_left_open_holds_the_newest_notifications_and_reads_older_ones_
     qtbot.waitUntil(lambda: panel.unread.text() == str(count + 2))
 
 
+def test_notifications_scrolled_to_stay_while_the_panel_is_closed(
+    qtbot: QtBot, gui: GuiSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scrolled past the newest 50 (the cap here), the panel closed: a notification
+    arriving meanwhile trimmed the list to the cap (a hidden list counted no rows in
+    view), and those looked at were gone when it was opened again. They stay; and no
+    more than were in use are kept, however many arrive."""
+    monkeypatch.setattr(notifications_controller, "MAX_LOADED", 50)
+    app = gui.application
+    panel, model, dock = (
+        gui.notifications_panel,
+        gui.notifications_panel.model,
+        gui.window.notifications_dock,
+    )
+
+    def arriving() -> None:
+        for i in range(120):
+            app.notifications.create_notification(f"Note {i}", actor=SYSTEM)
+
+    _from_another_thread(arriving)
+    qtbot.waitUntil(lambda: model.total == 120, timeout=20_000)
+
+    def scrolled_to_the_end() -> bool:
+        panel.list.scrollToBottom()  # the view asks for the next older page (fetchMore)
+        return model.rowCount() == 120
+
+    qtbot.waitUntil(scrolled_to_the_end, timeout=20_000)
+    panel.list.scrollToBottom()
+    top = panel.list.indexAt(panel.list.viewport().rect().topLeft())
+    assert top.row() > 50
+    looked_at = model.data(top)
+
+    dock.close()
+    assert not panel.list.isVisible()
+    _from_another_thread(lambda: app.notifications.create_notification("New", actor=SYSTEM))
+    qtbot.waitUntil(lambda: model.total == 121)
+    assert model.rowCount() == 120  # those in use when closed (50: the cap)
+    _from_another_thread(lambda: app.notifications.create_notification("Newer", actor=SYSTEM))
+    qtbot.waitUntil(lambda: model.total == 122)
+    assert model.rowCount() == 120  # no more
+
+    dock.show()
+    qtbot.waitUntil(panel.list.isVisible)
+    texts = [model.data(model.index(row, 0)) for row in range(model.rowCount())]
+    assert looked_at in texts
+    panel.list.scrollToBottom()
+    qtbot.waitUntil(lambda: model.rowCount() == 122)  # the rest read again, scrolled to
+
+
 def test_watch_folder_files_show_up_live(qtbot: QtBot, make_gui: Maker, tmp_path: Path) -> None:
     application = build_watch_app(tmp_path / "watch", model_path=tmp_path / "none")
     gui = make_gui(application=application)

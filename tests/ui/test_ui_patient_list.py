@@ -8,6 +8,7 @@ from datetime import date, timedelta
 
 import pytest
 from PySide6.QtCore import QDate, Qt
+from PySide6.QtWidgets import QAbstractItemView
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core import domain
@@ -17,6 +18,7 @@ from ophthai_desktop.ui.controllers import patients as patients_controller
 from ophthai_desktop.ui.models.patient_table import COLUMN_OF
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.views.patient_list import ALL_STATUSES
+from ophthai_desktop.ui.views.rows_in_use import rows_in_use
 from tests.ui.conftest import Maker, open_patient, seed_patients
 
 
@@ -67,6 +69,31 @@ def test_an_empty_list_says_why_inside_the_table(qtbot: QtBot, gui: GuiSession) 
     )
     qtbot.waitUntil(lambda: view.model.rowCount() == 1)
     qtbot.waitUntil(lambda: not view.empty_hint.isVisible())
+
+
+def test_a_patient_who_comes_to_match_the_status_chosen_is_listed_in_their_place(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """Critical chosen, newest first: a patient who turned Critical was not listed until
+    the next query (only a sorted list was read again on a change). One who is no longer
+    Critical leaves the list."""
+    patients, view, model = gui.application.patients, gui.patient_list, gui.patient_list.model
+    actor = Actor("t", "gui")
+    old = patients.create_patient({"name": "Old", "status": "Critical"}, actor=actor)
+    turning = patients.create_patient({"name": "Turning", "status": "Stable"}, actor=actor)
+    new = patients.create_patient({"name": "New", "status": "Critical"}, actor=actor)
+    qtbot.waitUntil(lambda: model.rowCount() == 3)
+    view.status.setCurrentText("Critical")
+    qtbot.waitUntil(lambda: model.rowCount() == 2 and model.row_of(turning.id) is None)
+
+    patients.update_patient(turning.id, {"status": "Critical"}, actor=actor)
+    qtbot.waitUntil(lambda: model.row_of(turning.id) is not None)
+    assert [model.patient_id_at(row) for row in range(3)] == [new.id, turning.id, old.id]
+    qtbot.waitUntil(lambda: view.count.text() == "3 patients")
+
+    patients.update_patient(turning.id, {"status": "Stable"}, actor=actor)
+    qtbot.waitUntil(lambda: model.row_of(turning.id) is None)
+    assert view.count.text() == "2 patients"
 
 
 def _row_in_view(gui: GuiSession, patient_id: str) -> bool:
@@ -247,3 +274,43 @@ def test_a_window_left_open_holds_the_newest_patients_and_reads_the_rest_again(
     qtbot.keyClicks(view.search, "Arrival 0000")  # the oldest, long dropped: still found
     qtbot.waitUntil(lambda: model.total == 1 and model.rowCount() == 1)
     assert model.data(model.index(0, 0)) == "Arrival 0000"
+
+
+def test_a_list_hidden_to_the_tray_keeps_the_rows_scrolled_to(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scrolled past the newest 250 (the cap here), the window closed to the tray: a
+    patient arriving meanwhile trimmed the list to the cap (a hidden list counted no
+    rows in view), and the list was elsewhere when the window was shown again. The rows
+    in use stay; and no more than those are kept, however many arrive."""
+    monkeypatch.setattr(patients_controller, "MAX_LOADED", 250)
+    gui = make_gui(tray=True, minimize_to_tray=True)
+    patients, view, model = gui.application.patients, gui.patient_list, gui.patient_list.model
+    seed_patients(gui.application, 400)
+    gui.patients.refresh()
+    qtbot.waitUntil(lambda: model.total == 400)
+    qtbot.waitUntil(lambda: _read_to_the_end(gui, 400), timeout=20_000)
+    view.table.scrollTo(model.index(320, 0), QAbstractItemView.ScrollHint.PositionAtTop)
+    looked_at = model.patient_id_at(320)
+    assert looked_at is not None and _row_in_view(gui, looked_at)
+    in_use = rows_in_use(view.table)
+    assert 250 < in_use < 400
+
+    gui.window.close()  # hidden to the tray
+    assert not view.table.isVisible()
+    arrived = patients.create_patient({"name": "Later"}, actor=Actor("t", "gui"))
+    qtbot.waitUntil(lambda: model.row_of(arrived.id) == 0)
+    assert model.rowCount() == in_use  # not the cap
+    patients.create_patient({"name": "Later still"}, actor=Actor("t", "gui"))
+    qtbot.waitUntil(lambda: model.total == 402)
+    assert model.rowCount() == in_use  # no more
+
+    gui.show_window()
+    qtbot.waitUntil(view.table.isVisible)
+    assert _row_in_view(gui, looked_at)
+    qtbot.waitUntil(lambda: _read_to_the_end(gui, 402))  # the rest read again, scrolled to
+
+
+def _read_to_the_end(gui: GuiSession, total: int) -> bool:
+    gui.patient_list.table.scrollToBottom()  # the view asks for the next page (fetchMore)
+    return gui.patient_list.model.rowCount() == total

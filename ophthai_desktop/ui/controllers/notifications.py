@@ -23,7 +23,7 @@ from ophthai_desktop.ui.models.notification_list import NotificationRow, notific
 from ophthai_desktop.ui.tray import TrayIcon
 from ophthai_desktop.ui.views.main_window import MainWindow
 from ophthai_desktop.ui.views.notifications import NotificationsPanel
-from ophthai_desktop.ui.views.rows_in_use import rows_in_use
+from ophthai_desktop.ui.views.rows_in_use import RowsInUse
 from ophthai_desktop.ui.views.toast import AlertKind
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class NotificationsController(QObject):
         self._model = panel.model
         self._patients = patients
         self._tray = tray
+        self._rows_in_use = RowsInUse(panel.list, window.about_to_hide, window.notifications_dock)
         self.unread = 0
         # The badge shows what the database counted, never a count plus the new
         # notifications heard since: a count read as one was stored and its event
@@ -214,6 +215,9 @@ class NotificationsController(QObject):
     def _on_model_more_requested(self, skip: int) -> None:
         """The list scrolled to its end: the next older page, as events told since it
         was asked for (they are newer than the page)."""
+        if not self._panel.list.isVisible():  # trimmed while hidden, not read back
+            self._model.fetch_failed()
+            return
         heard = self._page_heard = _Heard()
 
         def done(page: Page[NotificationRecord]) -> None:
@@ -243,7 +247,7 @@ class NotificationsController(QObject):
         row = notification_row(note)
         self._change(lambda: self._model.insert_first([row]))
         # The rows the clinician looks at or has chosen stay, however far down.
-        self._model.trim(max(MAX_LOADED, rows_in_use(self._panel.list)))
+        self._model.trim(max(MAX_LOADED, self._rows_in_use.count()))
         self._count_soon()
         if note.type == "critical":
             self.alert("Critical finding", note.message, kind="critical")

@@ -29,7 +29,7 @@ from ophthai_desktop.ui.views.main_window import MainWindow
 from ophthai_desktop.ui.views.patient_dialog import PatientDialog
 from ophthai_desktop.ui.views.patient_list import PatientListView
 from ophthai_desktop.ui.views.patient_page import PatientPage
-from ophthai_desktop.ui.views.rows_in_use import rows_in_use
+from ophthai_desktop.ui.views.rows_in_use import RowsInUse
 from ophthai_desktop.ui.window_state import ListPlace
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,7 @@ class PatientsController(QObject):
         self._view = list_view
         self._model = list_view.model
         self._page = page
+        self._rows_in_use = RowsInUse(list_view.table, window.about_to_hide)
         self._search = ""
         self._status: str | None = None
         self._order_by = DEFAULT_ORDER
@@ -273,6 +274,9 @@ class PatientsController(QObject):
         heard, self._heard = self._heard, None
         if heard is None or not heard.records:
             return rows, total
+        read = {row.patient_id for row in rows}
+        if self._unsure(heard, read, partial=len(rows) < total):
+            self._refresh_timer.start()
         told: list[PatientRow] = []
         for row in rows:
             if row.patient_id not in heard.records:
@@ -284,7 +288,6 @@ class PatientsController(QObject):
             else:  # deleted, or no longer matching
                 total -= 1
         if self._order_by == DEFAULT_ORDER and self._descending:
-            read = {row.patient_id for row in rows}
             arrived = [
                 record
                 for patient_id in reversed(heard.created)
@@ -297,6 +300,23 @@ class PatientsController(QObject):
             told[:0] = [patient_row(record) for record in arrived]
             total += len(arrived)
         return told, max(total, len(told))
+
+    def _unsure(self, heard: _Heard, read: set[str], *, partial: bool) -> bool:
+        """Whether what was heard of patients not among the rows read leaves the list
+        unsure, to be read again: one deleted or no longer matching was counted in a
+        partial read's ``total`` if it was taken before the change, else not, and nothing
+        tells which ("N patients" stayed one too high); one matching a filtered list may
+        match only since (turned Critical), where the read did not find them. (Those
+        created meanwhile are listed as they arrived, or the list is read again.)"""
+        for patient_id, record in heard.records.items():
+            if patient_id in read or patient_id in heard.created:
+                continue
+            if record is None or not self._matches(record):
+                if partial:
+                    return True
+            elif self._filtered():
+                return True
+        return False
 
     def _hear(
         self, patient_id: str, record: PatientRecord | None, *, created: bool = False
@@ -333,6 +353,11 @@ class PatientsController(QObject):
 
     @Slot(int)
     def _on_model_more_requested(self, skip: int) -> None:
+        if not self._view.table.isVisible():
+            # A list trimmed while hidden (see RowsInUse) was read back at once: its
+            # scroll bar, at its end, asked for the rows dropped. Asked again when shown.
+            self._model.fetch_failed()
+            return
         if self._pending:
             return  # the next page is already here; its listing answers the view
         if self._placing is not None:  # the last rows read are being placed
@@ -457,6 +482,10 @@ class PatientsController(QObject):
 
         self._ctx.tasks.submit(lambda: self._patients.get_patient(patient_id), done, failed)
 
+    def _filtered(self) -> bool:
+        """Whether the list leaves patients out (a search or a status chosen)."""
+        return bool(self._search or self._status)
+
     def _matches(self, patient: PatientRecord) -> bool:
         if self._status and patient.status != self._status:
             return False
@@ -497,7 +526,7 @@ class PatientsController(QObject):
         if self._placing is None and not self._pending:  # else rows are being listed
             # The rows in view and the open patient's stay, however far down.
             chosen = self._model.row_of(self._current_id) if self._current_id else None
-            keep = max(MAX_LOADED, rows_in_use(table), 0 if chosen is None else chosen + 1)
+            keep = max(MAX_LOADED, self._rows_in_use.count(), 0 if chosen is None else chosen + 1)
             self._view.trim(keep)
         self._view.show_count(self._model.loaded, self._model.total)
         if self._current_id:
@@ -513,7 +542,7 @@ class PatientsController(QObject):
                 del self._arrivals[patient.id]
         elif self._matches(patient):
             row = patient_row(patient)
-            self._patch_pending(patient.id, row)
+            pending = self._patch_pending(patient.id, row)
             listed = self._model.get(patient.id)
             replaced = self._model.replace(row)
             # Read again in its place (a patient turned Critical in a list sorted by
@@ -522,11 +551,12 @@ class PatientsController(QObject):
                 not replaced or self._sorted_value_changed(listed, row)
             ):
                 self._refresh_timer.start()
+            elif not (replaced or pending) and self._filtered() and self._heard is None:
+                # Maybe matching only now (turned Critical in a list filtered by it: they
+                # were not listed until the next query). A read on its way is put right.
+                self._refresh_timer.start()
         else:
-            self._patch_pending(patient.id, None)
-            if self._remove_row(patient.id):
-                self._view.show_count(self._model.loaded, self._model.total)
-                self._view.select_patient(self._current_id, scroll=False)
+            self._unlisted(patient.id)
         if patient.id == self._current_id:
             self._current = patient
             self._page.show_patient(patient)
@@ -536,13 +566,23 @@ class PatientsController(QObject):
     def _on_bridge_patient_deleted(self, patient_id: str) -> None:
         self._hear(patient_id, None)
         self._arrivals.pop(patient_id, None)
-        self._patch_pending(patient_id, None)  # read before the deletion: not to be listed
         if patient_id == self._current_id:
             self._current_id = None
             self._show(None)
+        self._unlisted(patient_id)
+
+    def _unlisted(self, patient_id: str) -> None:
+        """The patient is not in the list any more (deleted, or no longer matching)."""
+        if self._placing is not None:
+            self._placing.keys.discard(patient_id)
+        self._patch_pending(patient_id, None)  # read before the change: not to be listed
         if self._remove_row(patient_id):
             self._view.show_count(self._model.loaded, self._model.total)
             self._view.select_patient(self._current_id, scroll=False)
+        elif self._heard is None and self._model.loaded < self._model.total:
+            # Maybe among those not loaded, and counted: read again for the count ("N
+            # patients" stayed one too high). A read on its way is put right instead.
+            self._refresh_timer.start()
 
     def _sorted_value_changed(self, listed: PatientRow | None, row: PatientRow) -> bool:
         """Whether the value the list is sorted by differs between the row listed and
@@ -554,19 +594,19 @@ class PatientsController(QObject):
             return listed.cells != row.cells
         return listed.cells[column] != row.cells[column]
 
-    def _patch_pending(self, patient_id: str, row: PatientRow | None) -> None:
+    def _patch_pending(self, patient_id: str, row: PatientRow | None) -> bool:
         """The rows read but not listed yet show the patient as ``row`` now (None: not
-        at all); they were read before the event that told of it."""
-        if not self._pending:
-            return
+        at all); they were read before the event that told of it. Returns whether the
+        patient is among them."""
+        if not any(pending.patient_id == patient_id for pending in self._pending):
+            return False
         if row is None:
             self._pending = [
                 pending for pending in self._pending if pending.patient_id != patient_id
             ]
-            if self._placing is not None:
-                self._placing.keys.discard(patient_id)
         else:
             self._pending = [row if p.patient_id == patient_id else p for p in self._pending]
+        return True
 
     def _remove_row(self, patient_id: str) -> bool:
         """Take the patient's row out of the list; rows being placed go on after the

@@ -49,9 +49,11 @@ class MainWindow(QMainWindow):
 
     Signals:
         files_dropped(list): paths of local files dropped on the window.
+        about_to_hide(): closing hides the window (to the tray), its lists still shown.
     """
 
     files_dropped = Signal(list)
+    about_to_hide = Signal()
 
     def __init__(
         self,
@@ -311,6 +313,7 @@ class MainWindow(QMainWindow):
             event.accept()
         else:
             event.ignore()
+            self.about_to_hide.emit()
             self.hide()
 
 
