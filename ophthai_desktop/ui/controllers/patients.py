@@ -132,8 +132,7 @@ class PatientsController(QObject):
         # at once held the GUI thread for half a second.
         self._pending: list[PatientRow] = []
         self._placing: _Placing | None = None  # the list read again: rows placed so far
-        # Since the read on its way was asked for (None: none is; one that failed
-        # leaves it until the next, a record per patient at most).
+        # Since the read on its way was asked for (None: none is).
         self._heard: _Heard | None = None
         self._feed_timer = QTimer(self)
         self._feed_timer.setSingleShot(True)
@@ -226,8 +225,16 @@ class PatientsController(QObject):
                     break
             return rows, total
 
+        def failed(exc: BaseException) -> None:
+            if generation == self._generation:
+                # No read on its way any more: the events that need one ask for it (one
+                # come to match a filtered list was not listed; one deleted past the
+                # loaded rows stayed counted, until the next query).
+                self._heard = None
+            self._window.banner.show_message(describe(exc), "error")
+
         self._ctx.tasks.submit(
-            fetch, lambda result: self._on_first_page(generation, result, keep_place)
+            fetch, lambda result: self._on_first_page(generation, result, keep_place), failed
         )
 
     @Slot()
