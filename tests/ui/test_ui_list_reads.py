@@ -12,6 +12,7 @@ import pytest
 from PySide6.QtCore import QAbstractItemModel, QDate, Qt
 from pytestqt.qtbot import QtBot
 
+from ophthai_desktop.core.errors import DatabaseUnavailable
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.ui.controllers.notifications import PAGE_SIZE
@@ -295,3 +296,39 @@ def test_an_older_page_read_while_all_were_marked_read_shows_them_read(
     qtbot.waitUntil(lambda: model.rowCount() == PAGE_SIZE + 2)
     qtbot.waitUntil(lambda: not model.marking_read)
     assert [row.read for row in model.records()] == [True] * (PAGE_SIZE + 2)
+
+
+def test_a_patient_list_read_that_failed_leaves_events_to_read_again(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The list read again failed (the database did not answer). A patient who then
+    came to match the status chosen was not listed, and one deleted past the loaded
+    rows stayed counted, until the next query: their events waited for the failed read
+    to put them right."""
+    gui = make_gui()
+    patients, view, model = gui.application.patients, gui.patient_list, gui.patient_list.model
+    seed_patients(gui.application, 900)  # every fourth Critical: 225
+    turning = patients.create_patient({"name": "Turning", "status": "Stable"}, actor=ACTOR)
+    view.status.setCurrentText("Critical")
+    shown = "Showing 200 of {} patients (scroll for more)"
+    qtbot.waitUntil(lambda: view.count.text() == shown.format(225))
+    read, refused = patients.list_patients, threading.Event()
+
+    def refusing(*args: Any, **kwargs: Any) -> Any:
+        if not refused.is_set():
+            refused.set()
+            raise DatabaseUnavailable()
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(patients, "list_patients", refusing)
+    gui.patients.day_watch.day_changed.emit(QDate.currentDate())  # a new day: read again
+    qtbot.waitUntil(lambda: bool(gui.window.banner.message()))
+    assert refused.is_set()
+
+    with qtbot.waitSignal(gui.bridge.patient_deleted):
+        patients.delete_patient("pt-seed00002", actor=ACTOR)  # the oldest Critical
+    qtbot.waitUntil(lambda: view.count.text() == shown.format(224))
+    with qtbot.waitSignal(gui.bridge.patient_updated):
+        patients.update_patient(turning.id, {"status": "Critical"}, actor=ACTOR)
+    qtbot.waitUntil(lambda: model.row_of(turning.id) == 0)
+    qtbot.waitUntil(lambda: view.count.text() == shown.format(225))

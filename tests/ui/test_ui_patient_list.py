@@ -314,3 +314,33 @@ def test_a_list_hidden_to_the_tray_keeps_the_rows_scrolled_to(
 def _read_to_the_end(gui: GuiSession, total: int) -> bool:
     gui.patient_list.table.scrollToBottom()  # the view asks for the next page (fetchMore)
     return gui.patient_list.model.rowCount() == total
+
+
+def test_the_open_patient_pushed_past_the_rows_read_stays_open(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """Sorted by name, every patient loaded, the last one open: a patient arriving
+    sorted above them, the list read again in place (as many rows as it held) left them
+    out, and the page opened the patient above them instead (or, since, closed), while
+    they were still in the list, a row further down. Their page stays, and they are
+    chosen again where they are listed."""
+    patients, view, model = gui.application.patients, gui.patient_list, gui.patient_list.model
+    seed_patients(gui.application, 250)
+    gui.patients.refresh()
+    qtbot.waitUntil(lambda: model.total == 250)
+    view.table.sortByColumn(COLUMN_OF["name"], Qt.SortOrder.AscendingOrder)
+    qtbot.waitUntil(lambda: model.patient_id_at(0) == "pt-seed00000")
+    qtbot.waitUntil(lambda: _read_to_the_end(gui, 250))
+    last = "pt-seed00249"
+    view.table.selectRow(model.row_of(last) or 0)
+    qtbot.waitUntil(lambda: getattr(gui.patient_page.patient, "id", None) == last)
+    opened: list[str | None] = []
+    gui.patients.patient_opened.connect(lambda record: opened.append(getattr(record, "id", None)))
+
+    patients.create_patient({"name": "Aaron"}, actor=Actor("t", "gui"))
+    qtbot.waitUntil(lambda: _read_to_the_end(gui, 251))  # scrolled there, read again
+    assert model.row_of(last) == 250
+    assert opened == []
+    assert gui.patients.current_patient_id == last
+    assert getattr(gui.patient_page.patient, "id", None) == last
+    assert view.selected_patient_id() == last

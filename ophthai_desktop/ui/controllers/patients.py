@@ -132,8 +132,7 @@ class PatientsController(QObject):
         # at once held the GUI thread for half a second.
         self._pending: list[PatientRow] = []
         self._placing: _Placing | None = None  # the list read again: rows placed so far
-        # Since the read on its way was asked for (None: none is; one that failed
-        # leaves it until the next, a record per patient at most).
+        # Since the read on its way was asked for (None: none is).
         self._heard: _Heard | None = None
         self._feed_timer = QTimer(self)
         self._feed_timer.setSingleShot(True)
@@ -226,8 +225,16 @@ class PatientsController(QObject):
                     break
             return rows, total
 
+        def failed(exc: BaseException) -> None:
+            if generation == self._generation:
+                # No read on its way any more: the events that need one ask for it (one
+                # come to match a filtered list was not listed; one deleted past the
+                # loaded rows stayed counted, until the next query).
+                self._heard = None
+            self._window.banner.show_message(describe(exc), "error")
+
         self._ctx.tasks.submit(
-            fetch, lambda result: self._on_first_page(generation, result, keep_place)
+            fetch, lambda result: self._on_first_page(generation, result, keep_place), failed
         )
 
     @Slot()
@@ -337,11 +344,15 @@ class PatientsController(QObject):
             self._model.append(page, self._model.total)
         else:
             after = None if placing.last is None else self._model.position(placing.last)
-            end = self._model.place_rows(0 if after is None else after + 1, page, placing.keys)
+            # The open patient's row may go (pushed past the rows read by one sorted
+            # above them): their page stays, and they are chosen again where listed.
+            with self._view.rows_changing():
+                end = self._model.place_rows(0 if after is None else after + 1, page, placing.keys)
+                if not self._pending:  # the rows past those read are no longer listed
+                    self._model.remove_rows_from(end)
             if page:
                 placing.last = page[-1].patient_id
-            if not self._pending:  # the rows past those read are no longer listed
-                self._model.remove_rows_from(end)
+            if not self._pending:
                 self._model.settle(placing.total)
                 self._placing = None
         if self._pending:
@@ -373,6 +384,8 @@ class PatientsController(QObject):
                 return
             self._model.append([patient_row(p) for p in page.items], page.total)
             self._view.show_count(self._model.loaded, self._model.total)
+            if self._current_id:  # listed again further down (pushed past the rows read)
+                self._view.select_patient(self._current_id, scroll=False)
 
         def failed(exc: BaseException) -> None:
             self._model.fetch_failed()

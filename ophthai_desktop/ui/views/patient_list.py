@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 
 from PySide6.QtCore import QItemSelection, QModelIndex, QPoint, Qt, Signal, Slot
 from PySide6.QtGui import QKeySequence, QShortcut
@@ -245,23 +246,29 @@ class PatientListView(QWidget):
             column for column, (key, _title) in enumerate(COLUMNS) if key in hidden
         )
 
+    @contextlib.contextmanager
+    def rows_changing(self) -> Iterator[None]:
+        """Rows removed meanwhile (deleted, trimmed, no longer among those read) open
+        no patient and close none: the chosen row's going is not told as a choice (Qt
+        chose a neighbour, and that patient opened; or nothing, and the page closed on
+        a patient still listed further down). The controller chooses afterwards."""
+        blocker = self.table.selectionModel().blockSignals(True)
+        try:
+            yield
+        finally:
+            self.table.selectionModel().blockSignals(blocker)
+
     def remove_patient(self, patient_id: str) -> bool:
         """Drop the patient's row without letting Qt move the selection to a neighbour
         (which would open another patient); False if it was not loaded."""
-        blocker = self.table.selectionModel().blockSignals(True)
-        try:
+        with self.rows_changing():
             return self.model.remove(patient_id)
-        finally:
-            self.table.selectionModel().blockSignals(blocker)
 
     def trim(self, keep: int) -> None:
         """Drop the loaded rows past the first ``keep`` (see
         :meth:`PagedRowModel.trim`), the selection left as it is."""
-        blocker = self.table.selectionModel().blockSignals(True)
-        try:
+        with self.rows_changing():
             self.model.trim(keep)
-        finally:
-            self.table.selectionModel().blockSignals(blocker)
 
     def show_count(self, loaded: int, total: int) -> None:
         """Say how many patients are listed, or, in the table, why it is empty."""
