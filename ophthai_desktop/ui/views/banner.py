@@ -7,6 +7,7 @@ from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QWidget
 
 from ophthai_desktop.ui.display import breakable
+from ophthai_desktop.ui.messages import DATABASE_DOWN
 from ophthai_desktop.ui.views.style import set_style_property
 
 
@@ -49,7 +50,12 @@ class Banner(QFrame):
     ) -> None:
         """Show ``text`` until closed or replaced, or for ``shown_ms`` where given (a
         confirmation that is soon out of date). ``resolved``: what it says instead once
-        its cause is gone (:meth:`resolve`), for ``resolved_ms`` or until closed."""
+        its cause is gone (:meth:`resolve`), for ``resolved_ms`` or until closed.
+
+        The outage's own words (another call refused meanwhile) do not replace a message
+        that says them already with what failed and what to do once it answers."""
+        if text == DATABASE_DOWN and self.resolvable and DATABASE_DOWN in self._text:
+            return
         self._resolved = None if resolved is None else (resolved, resolved_ms)
         self._text = text
         self.label.setText(breakable(text))  # a long name without spaces: not wider
