@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
 from PySide6.QtCore import QDate, Qt
@@ -344,3 +345,70 @@ def test_the_open_patient_pushed_past_the_rows_read_stays_open(
     assert gui.patients.current_patient_id == last
     assert getattr(gui.patient_page.patient, "id", None) == last
     assert view.selected_patient_id() == last
+
+
+def _refused_reads(app: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], threading.Event]:
+    """Reads of the patient list counted when refused, and refused while the returned
+    event is set (as a database locked by another program refuses them)."""
+    from ophthai_desktop.core.errors import StorageError
+
+    refused: list[int] = []
+    locked = threading.Event()
+    list_patients = app.patients.list_patients
+
+    def counted(**query: Any) -> Any:
+        try:
+            if locked.is_set():
+                raise StorageError("the database is locked")
+            return list_patients(**query)
+        except Exception:
+            refused.append(1)
+            raise
+
+    monkeypatch.setattr(app.patients, "list_patients", counted)
+    return refused, locked
+
+
+def test_a_list_not_read_as_the_window_opened_is_read_once_the_database_answers(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A window opened while the database did not answer listed no patient until the
+    clinician searched, filtered or the day changed, as if there were none."""
+    from ophthai_desktop.core.storage import availability
+    from tests.support.outage import database_down
+
+    monkeypatch.setattr(availability, "QUIET_S", 0.2)
+    monkeypatch.setattr(availability, "PROBE_S", 0.05, raising=False)
+    monkeypatch.setattr(patients_controller, "RELOAD_AFTER_MS", 60_000)  # not the timer
+    app = make_gui().application
+    for i in range(3):
+        app.patients.create_patient({"name": f"Waiting {i}"}, actor=Actor("t", "gui"))
+    refused, _locked = _refused_reads(app, monkeypatch)
+    with database_down(app.db):
+        gui = make_gui(application=app)
+        qtbot.waitUntil(lambda: bool(refused))
+        assert gui.patient_list.model.rowCount() == 0
+
+    qtbot.waitUntil(lambda: gui.patient_list.model.rowCount() == 3, timeout=5000)
+    assert gui.patient_list.count.text() == "3 patients"
+    assert "patient list could not be read" not in gui.window.banner.text()
+
+
+def test_a_list_that_could_not_be_read_is_read_again_and_says_so_once(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(patients_controller, "RELOAD_AFTER_MS", 200)
+    app = make_gui().application
+    app.patients.create_patient({"name": "Behind A Lock"}, actor=Actor("t", "gui"))
+    refused, locked = _refused_reads(app, monkeypatch)
+    locked.set()
+    gui = make_gui(application=app)
+    banner = gui.window.banner
+    qtbot.waitUntil(lambda: "patient list could not be read" in banner.text())
+    assert "trying again" in banner.text()
+    banner.dismiss()  # closed by the clinician: not shown again at each try
+    tries = len(refused)
+    qtbot.waitUntil(lambda: len(refused) >= tries + 2, timeout=5000)
+    assert "patient list could not be read" not in banner.text()
+    locked.clear()
+    qtbot.waitUntil(lambda: gui.patient_list.model.rowCount() == 1, timeout=5000)

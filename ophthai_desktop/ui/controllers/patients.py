@@ -11,12 +11,17 @@ from PySide6.QtCore import QDate, QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QMessageBox
 
 from ophthai_desktop.core.domain import matches_search
-from ophthai_desktop.core.errors import NotFound
+from ophthai_desktop.core.errors import DatabaseUnavailable, NotFound
 from ophthai_desktop.core.paging import MAX_LIMIT
 from ophthai_desktop.core.records import Page, PatientRecord
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.day import DayWatch
-from ophthai_desktop.ui.messages import describe
+from ophthai_desktop.ui.messages import (
+    DATABASE_BACK,
+    DATABASE_BACK_SHOWN_MS,
+    describe,
+    once_database_answers,
+)
 from ophthai_desktop.ui.models.patient_table import (
     COLUMN_OF,
     DEFAULT_ORDER,
@@ -37,6 +42,9 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 200
 SEARCH_DEBOUNCE_MS = 250
 REFRESH_DEBOUNCE_MS = 400
+#: A read of the list that failed is tried again this long after, or at once when the
+#: database answers again (as the job queue's and the notifications' are).
+RELOAD_AFTER_MS = 5000
 #: New patients are added to the list together at most this often: a watch-folder
 #: burst then costs the GUI one repaint of the list instead of one per patient.
 ARRIVALS_MS = 100
@@ -122,6 +130,14 @@ class PatientsController(QObject):
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.setInterval(REFRESH_DEBOUNCE_MS)
         self._refresh_timer.timeout.connect(self._on_refresh_timer_timeout)
+        # A read that failed: read again on a timer and once the database answers.
+        self._reload_timer = QTimer(self)
+        self._reload_timer.setSingleShot(True)
+        self._reload_timer.setInterval(RELOAD_AFTER_MS)
+        self._reload_timer.timeout.connect(self._on_reload_timer_timeout)
+        self._failed_read: bool | None = None  # keep_place of the read that failed
+        #: The banner a failed read showed, cleared once a read works.
+        self._read_failure_shown = ""
         self._arrivals: dict[str, PatientRecord] = {}  # created, not listed yet; oldest first
         self._arrivals_timer = QTimer(self)
         self._arrivals_timer.setSingleShot(True)
@@ -158,6 +174,9 @@ class PatientsController(QObject):
         ctx.bridge.patient_created.connect(self._on_bridge_patient_created)
         ctx.bridge.patient_updated.connect(self._on_bridge_patient_updated)
         ctx.bridge.patient_deleted.connect(self._on_bridge_patient_deleted)
+        ctx.bridge.database_availability_changed.connect(
+            self._on_bridge_database_availability_changed
+        )
 
     # State ------------------------------------------------------------------------------
 
@@ -196,6 +215,7 @@ class PatientsController(QObject):
         loads the pages up to the open patient where it lists them, so that they stay
         chosen and in view (a search cleared lists them again, maybe far down)."""
         self._refresh_timer.stop()
+        self._reload_timer.stop()
         self._arrivals_timer.stop()
         self._arrivals.clear()  # the new query's first page has them
         self._feed_timer.stop()
@@ -231,7 +251,24 @@ class PatientsController(QObject):
                 # come to match a filtered list was not listed; one deleted past the
                 # loaded rows stayed counted, until the next query).
                 self._heard = None
-            self._window.banner.show_message(describe(exc), "error")
+                # Read again (a window opened while the database did not answer listed
+                # no patient until the clinician searched or the day changed).
+                self._failed_read = keep_place
+                self._reload_timer.start()
+            if isinstance(exc, DatabaseUnavailable):
+                # The window's words for an outage, which its tracker turns into "the
+                # database answers again" once it does.
+                self._window.banner.show_message(describe(exc), "error")
+            elif not self._read_failure_shown:  # said once, not at every try (closed: gone)
+                self._read_failure_shown = (
+                    f"The patient list could not be read ({describe(exc)}); trying again."
+                )
+                self._window.banner.show_message(
+                    self._read_failure_shown,
+                    "error",
+                    resolved=DATABASE_BACK if once_database_answers(exc, "") else None,
+                    resolved_ms=DATABASE_BACK_SHOWN_MS,
+                )
 
         self._ctx.tasks.submit(
             fetch, lambda result: self._on_first_page(generation, result, keep_place), failed
@@ -240,6 +277,16 @@ class PatientsController(QObject):
     @Slot()
     def _on_refresh_timer_timeout(self) -> None:
         self.refresh(keep_place=True)
+
+    @Slot()
+    def _on_reload_timer_timeout(self) -> None:
+        if self._failed_read is not None:
+            self.refresh(keep_place=self._failed_read)
+
+    @Slot(bool)
+    def _on_bridge_database_availability_changed(self, available: bool) -> None:
+        if available and self._failed_read is not None:
+            self.refresh(keep_place=self._failed_read)
 
     def _query(self) -> dict[str, Any]:
         return {
@@ -254,6 +301,11 @@ class PatientsController(QObject):
     ) -> None:
         if generation != self._generation:
             return
+        self._failed_read = None
+        if self._read_failure_shown:
+            if self._window.banner.message() == self._read_failure_shown:
+                self._window.banner.dismiss()  # read after all: no longer "trying again"
+            self._read_failure_shown = ""
         rows, total = self._put_right(*result)
         if keep_place:
             # The rows shown are changed into those read, a page a turn, in place: the
