@@ -17,8 +17,6 @@ from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController
 from ophthai_desktop.ui.display import local_datetime
 from ophthai_desktop.ui.messages import (
-    DATABASE_BACK,
-    DATABASE_BACK_SHOWN_MS,
     describe,
     once_database_answers,
 )
@@ -30,6 +28,7 @@ from ophthai_desktop.ui.models.job_table import (
     new_job_row,
     order,
 )
+from ophthai_desktop.ui.views.banner import ReadFailureNotice
 from ophthai_desktop.ui.views.jobs import JobQueuePanel
 from ophthai_desktop.ui.views.main_window import MainWindow
 
@@ -98,8 +97,7 @@ class JobsController(QObject):
         # Per job, the tokens of the batches held since its last other held event.
         self._held_tokens: dict[int, list[int]] = {}
         self._held_dropped = False  # past HELD_LIMIT: the load is read again
-        #: The banner a failed read showed, cleared once a read works.
-        self._read_failure_shown = ""
+        self._read_failure = ReadFailureNotice(window.banner, "The job queue")
         # The rows of a read of the queue still to be listed (a page a turn, in place of
         # those shown: they keep the selection), the events heard held until then; the
         # job ids read, and the last row placed.
@@ -193,28 +191,15 @@ class JobsController(QObject):
             self._unlisted = dict(queue.more_open)
             self._unlisted_after = _last_key(queue) if queue.more_open else None
             self._overtaken = False
-            if self._window.banner.message() == self._read_failure_shown:
-                self._window.banner.dismiss()  # read after all: no longer "trying again"
-            self._read_failure_shown = ""
+            self._read_failure.read()
             self._on_feed_timer_timeout()
 
         def failed(exc: BaseException) -> None:
-            message = describe(exc)
             # A bug's text can quote a row's values: the task's failure is logged with
             # its kind and place instead; the core's errors are written to be read.
             said = f": {exc.message}" if isinstance(exc, OphthaiError) else ""
             log.warning("the job queue could not be read%s", said)
-            if not self._read_failure_shown:  # said once, not at every try (closed: gone)
-                self._read_failure_shown = (
-                    f"The job queue could not be read ({message}); trying again."
-                )
-                self._window.banner.show_message(
-                    self._read_failure_shown,
-                    "error",
-                    # Read again meanwhile (or soon): nothing to be done again.
-                    resolved=DATABASE_BACK if once_database_answers(exc, "") else None,
-                    resolved_ms=DATABASE_BACK_SHOWN_MS,
-                )
+            self._read_failure.failed(exc)
             self._replay_held()  # the jobs the events tell of, meanwhile
             QTimer.singleShot(RELOAD_AFTER_MS, self, self._load)
 

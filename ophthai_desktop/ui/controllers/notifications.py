@@ -14,13 +14,11 @@ from ophthai_desktop.core.records import NotificationRecord, Page, PatientRecord
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController
 from ophthai_desktop.ui.messages import (
-    DATABASE_BACK,
-    DATABASE_BACK_SHOWN_MS,
     describe,
-    once_database_answers,
 )
 from ophthai_desktop.ui.models.notification_list import NotificationRow, notification_row
 from ophthai_desktop.ui.tray import TrayIcon
+from ophthai_desktop.ui.views.banner import ReadFailureNotice
 from ophthai_desktop.ui.views.main_window import MainWindow
 from ophthai_desktop.ui.views.notifications import NotificationsPanel
 from ophthai_desktop.ui.views.rows_in_use import RowsInUse
@@ -121,8 +119,7 @@ class NotificationsController(QObject):
         self._first_read_failed = False
         self._page_failed = False
         self._count_failed = False
-        #: The banner a failed first read showed, cleared once a read works.
-        self._read_failure_shown = ""
+        self._read_failure = ReadFailureNotice(window.banner, "The notifications")
 
         bridge = ctx.bridge
         bridge.patient_created.connect(self._on_bridge_patient_created)
@@ -158,22 +155,11 @@ class NotificationsController(QObject):
             self._model.reset(self._rows(page.items), page.total)
             for change in heard:
                 change()
-            if self._window.banner.message() == self._read_failure_shown:
-                self._window.banner.dismiss()  # read after all: no longer "trying again"
-            self._read_failure_shown = ""
+            self._read_failure.read()
 
         def failed(exc: BaseException) -> None:
             self._heard = None
-            if not self._first_read_failed:  # said once, not at every try (closed: gone)
-                self._read_failure_shown = (
-                    f"The notifications could not be read ({describe(exc)}); trying again."
-                )
-                self._window.banner.show_message(
-                    self._read_failure_shown,
-                    "error",
-                    resolved=DATABASE_BACK if once_database_answers(exc, "") else None,
-                    resolved_ms=DATABASE_BACK_SHOWN_MS,
-                )
+            self._read_failure.failed(exc)
             self._first_read_failed = True
             self._read_again_soon()
 

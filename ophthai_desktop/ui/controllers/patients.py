@@ -17,10 +17,7 @@ from ophthai_desktop.core.records import Page, PatientRecord
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.day import DayWatch
 from ophthai_desktop.ui.messages import (
-    DATABASE_BACK,
-    DATABASE_BACK_SHOWN_MS,
     describe,
-    once_database_answers,
 )
 from ophthai_desktop.ui.models.patient_table import (
     COLUMN_OF,
@@ -28,6 +25,7 @@ from ophthai_desktop.ui.models.patient_table import (
     PatientRow,
     patient_row,
 )
+from ophthai_desktop.ui.views.banner import ReadFailureNotice
 from ophthai_desktop.ui.views.confirm import ask
 from ophthai_desktop.ui.views.focus import step_focus_to
 from ophthai_desktop.ui.views.main_window import MainWindow
@@ -136,8 +134,7 @@ class PatientsController(QObject):
         self._reload_timer.setInterval(RELOAD_AFTER_MS)
         self._reload_timer.timeout.connect(self._on_reload_timer_timeout)
         self._failed_read: bool | None = None  # keep_place of the read that failed
-        #: The banner a failed read showed, cleared once a read works.
-        self._read_failure_shown = ""
+        self._read_failure = ReadFailureNotice(window.banner, "The patient list")
         self._arrivals: dict[str, PatientRecord] = {}  # created, not listed yet; oldest first
         self._arrivals_timer = QTimer(self)
         self._arrivals_timer.setSingleShot(True)
@@ -259,16 +256,8 @@ class PatientsController(QObject):
                 # The window's words for an outage, which its tracker turns into "the
                 # database answers again" once it does.
                 self._window.banner.show_message(describe(exc), "error")
-            elif not self._read_failure_shown:  # said once, not at every try (closed: gone)
-                self._read_failure_shown = (
-                    f"The patient list could not be read ({describe(exc)}); trying again."
-                )
-                self._window.banner.show_message(
-                    self._read_failure_shown,
-                    "error",
-                    resolved=DATABASE_BACK if once_database_answers(exc, "") else None,
-                    resolved_ms=DATABASE_BACK_SHOWN_MS,
-                )
+            else:
+                self._read_failure.failed(exc)
 
         self._ctx.tasks.submit(
             fetch, lambda result: self._on_first_page(generation, result, keep_place), failed
@@ -302,10 +291,7 @@ class PatientsController(QObject):
         if generation != self._generation:
             return
         self._failed_read = None
-        if self._read_failure_shown:
-            if self._window.banner.message() == self._read_failure_shown:
-                self._window.banner.dismiss()  # read after all: no longer "trying again"
-            self._read_failure_shown = ""
+        self._read_failure.read()
         rows, total = self._put_right(*result)
         if keep_place:
             # The rows shown are changed into those read, a page a turn, in place: the

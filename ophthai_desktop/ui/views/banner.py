@@ -7,7 +7,13 @@ from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QWidget
 
 from ophthai_desktop.ui.display import breakable
-from ophthai_desktop.ui.messages import DATABASE_DOWN
+from ophthai_desktop.ui.messages import (
+    DATABASE_BACK,
+    DATABASE_BACK_SHOWN_MS,
+    DATABASE_DOWN,
+    describe,
+    once_database_answers,
+)
 from ophthai_desktop.ui.views.style import set_style_property
 
 
@@ -95,3 +101,32 @@ class Banner(QFrame):
         self.hide()
         self._text = ""
         self.label.clear()
+
+
+class ReadFailureNotice:
+    """A list whose read failed and is tried again: said once in ``banner`` while the
+    failures last ("``what`` could not be read (why); trying again"; closed by the
+    clinician, not again at each try), and taken away once a read works."""
+
+    def __init__(self, banner: Banner, what: str) -> None:
+        self._banner = banner
+        self._what = what
+        self._shown = ""
+
+    def failed(self, exc: BaseException) -> None:
+        if self._shown:
+            return
+        self._shown = f"{self._what} could not be read ({describe(exc)}); trying again."
+        self._banner.show_message(
+            self._shown,
+            "error",
+            # Read again meanwhile (or soon): nothing to be done again.
+            resolved=DATABASE_BACK if once_database_answers(exc, "") else None,
+            resolved_ms=DATABASE_BACK_SHOWN_MS,
+        )
+
+    def read(self) -> None:
+        """A read worked: no longer "trying again"."""
+        if self._shown and self._banner.message() == self._shown:
+            self._banner.dismiss()
+        self._shown = ""
