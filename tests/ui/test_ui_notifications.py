@@ -111,15 +111,23 @@ def test_existing_notifications_load_at_start(qtbot: QtBot, make_gui: Maker) -> 
     qtbot.waitUntil(lambda: second.notifications_panel.unread.text() == "3")
 
 
-def test_older_notifications_load_as_the_list_scrolls(qtbot: QtBot, make_gui: Maker) -> None:
-    first = make_gui()
-    app = first.application
+def _a_page_and_50_more(
+    qtbot: QtBot, make_gui: Maker
+) -> tuple[Application, NotificationsPanel, NotificationListModel, int]:
+    """A window opened on a page of notifications and 50 more, its first page listed:
+    the application, the panel, its rows and how many there are."""
+    app = make_gui().application
     count = PAGE_SIZE + 50
     for i in range(count):
         app.notifications.create_notification(f"Note {i}", actor=SYSTEM)
-    gui = make_gui(application=app)
-    panel, model = gui.notifications_panel, gui.notifications_panel.model
+    panel = make_gui(application=app).notifications_panel
+    model = panel.model
     qtbot.waitUntil(lambda: model.rowCount() == PAGE_SIZE)
+    return app, panel, model, count
+
+
+def test_older_notifications_load_as_the_list_scrolls(qtbot: QtBot, make_gui: Maker) -> None:
+    _app, panel, model, count = _a_page_and_50_more(qtbot, make_gui)
     assert model.total == count
     panel.list.scrollToBottom()  # the view asks for more at the end (fetchMore)
     qtbot.waitUntil(lambda: model.rowCount() == count)
@@ -829,13 +837,7 @@ def test_an_older_page_that_could_not_be_read_is_read_again_at_the_end_of_the_li
     the list was scrolled up and down again: at its end, the list scrolls no further,
     and the older notifications seemed not to exist."""
     monkeypatch.setattr(notifications_controller, "RELOAD_AFTER_MS", 200, raising=False)
-    app = make_gui().application
-    count = PAGE_SIZE + 50
-    for i in range(count):
-        app.notifications.create_notification(f"Note {i}", actor=SYSTEM)
-    gui = make_gui(application=app)
-    panel, model = gui.notifications_panel, gui.notifications_panel.model
-    qtbot.waitUntil(lambda: model.rowCount() == PAGE_SIZE)
+    app, panel, model, count = _a_page_and_50_more(qtbot, make_gui)
     locked = threading.Event()
     locked.set()
     refused = _refused_while(monkeypatch, app, "list_notifications", locked)
