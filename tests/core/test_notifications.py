@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import update
 
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.errors import InvalidInput, NotFound
 from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.services.notifications import notification_after
+from ophthai_desktop.core.storage import models as m
 from tests.support.races import meanwhile
 
 
@@ -125,3 +128,31 @@ def test_a_notification_changed_as_its_patient_is_deleted_is_not_found_or_done_f
     assert service.list_notifications().total == 0
     deleted = [e.notification_id for e in seen if isinstance(e, ev.NotificationDeleted)]
     assert len(deleted) == len(set(deleted))
+
+
+def test_the_next_page_after_the_last_one_held_skips_and_repeats_none(
+    app_services: Application, actor: Actor
+) -> None:
+    """A page read by position after a deletion skipped a notification (never listed
+    until the list was read from the top), after a creation repeated one; read after
+    the last notification held (ties on the time broken by the id), neither."""
+    service = app_services.notifications
+    made = [service.create_notification(f"note {i}", actor=actor) for i in range(7)]
+    same_time = made[3].timestamp
+    with app_services.db.session() as session:  # ties across the pages' edge
+        session.execute(
+            update(m.Notification)
+            .where(m.Notification.id.in_([n.id for n in made[1:5]]))
+            .values(timestamp=same_time)
+        )
+    first = service.list_notifications(limit=3)
+    assert [n.message for n in first.items] == ["note 6", "note 5", "note 4"]
+
+    service.delete_notification(first.items[1].id, actor=actor)  # by another window
+    service.create_notification("newer", actor=actor)
+    rest = service.list_notifications(limit=3, after=notification_after(first.items[-1]))
+
+    assert [n.message for n in rest.items] == ["note 3", "note 2", "note 1"]
+    assert rest.total == 7  # every one, not those after the cursor
+    last = service.list_notifications(limit=3, after=notification_after(rest.items[-1]))
+    assert [n.message for n in last.items] == ["note 0"]

@@ -13,7 +13,7 @@ from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.errors import Conflict, InvalidInput, NotFound, UnsupportedMedia
 from ophthai_desktop.core.records import Actor
-from ophthai_desktop.core.services.patients import NewImage
+from ophthai_desktop.core.services.patients import SORTABLE, NewImage, patient_after
 from ophthai_desktop.core.storage import models as m
 from tests.support.images import png_bytes
 from tests.support.races import after_commit, meanwhile
@@ -926,3 +926,55 @@ def test_two_creations_under_one_chosen_id_at_once_make_one_patient(
     assert [p.name for p in created] == ["First"]
     assert app.patients.get_patient("pt-x").name == "First"
     assert app.patients.list_scans("pt-x") == ()
+
+
+def _walk(service: Any, query: dict[str, Any], limit: int, first: Any = None) -> list[str]:
+    """Every patient of ``query`` after ``first`` (from the top where None), a page
+    after the last one read at a time."""
+    ids: list[str] = []
+    last = first
+    while True:
+        after = None if last is None else patient_after(last, query["order_by"])
+        page = service.list_patients(limit=limit, after=after, **query)
+        ids.extend(p.id for p in page.items)
+        if len(page.items) < limit:
+            return ids
+        last = page.items[-1]
+
+
+@pytest.mark.parametrize("descending", [False, True], ids=["ascending", "descending"])
+@pytest.mark.parametrize("order_by", sorted(SORTABLE))
+def test_the_next_page_after_the_last_patient_held_skips_and_repeats_none(
+    app_services: Application, actor: Actor, order_by: str, descending: bool
+) -> None:
+    """Pages read after the last patient held list each patient once, in the order of
+    one read, through ties (the id breaks them) and patients without a value (last
+    either way, on SQLite and PostgreSQL alike); and a patient deleted or created
+    between two reads makes the next skip or repeat no one (by position it did)."""
+    service = app_services.patients
+    born = date(1980, 3, 1)
+    for patient_id, fields in (
+        ("k5", {"name": "Zoe", "age": 40, "gender": "Female"}),
+        ("k2", {"name": "zoë", "gender": "female", "birth_date": born}),
+        ("k8", {"name": "Adam", "age": 40, "status": "Critical"}),
+        ("k1", {"name": "adam", "gender": "Male", "birth_date": born}),
+        ("k7", {"name": "Émile"}),
+        ("k3", {"name": "Eve", "age": 61, "gender": "male", "status": "Critical"}),
+        ("k6", {"name": "Bob"}),
+        ("k4", {"name": "bob", "age": 40, "gender": "Female"}),
+    ):
+        service.create_patient(fields, actor=actor, patient_id=patient_id)
+    when = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
+    for patient_id, days in (("k2", 0), ("k7", 0), ("k6", 1)):
+        service.schedule_appointment(patient_id, when + timedelta(days=days), actor=actor)
+    query = {"order_by": order_by, "descending": descending}
+    whole = [p.id for p in service.list_patients(limit=100, **query).items]
+    assert _walk(service, query, limit=2) == whole
+
+    first = service.list_patients(limit=3, **query).items
+    service.delete_patient(first[1].id, actor=actor)  # by another window, say
+    service.create_patient({"name": "Newcomer", "age": 40}, actor=actor, patient_id="k0")
+    rest = _walk(service, query, limit=3, first=first[-1])
+
+    assert [i for i in rest if i != "k0"] == whole[3:]
+    assert rest.count("k0") <= 1

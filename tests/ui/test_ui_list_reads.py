@@ -13,6 +13,7 @@ from PySide6.QtCore import QAbstractItemModel, QDate, Qt
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.errors import DatabaseUnavailable
+from ophthai_desktop.core.paging import After
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.ui.controllers.notifications import PAGE_SIZE
@@ -203,7 +204,9 @@ def test_a_notification_told_of_after_all_were_marked_read_stays_as_told(
     news: it stays unread."""
     monkeypatch.setattr(notification_list, "MARK_READ_PER_TURN", 1)
     model = NotificationListModel()
-    rows = [NotificationRow(i, None, "info", False, f"Note {i}\nInfo") for i in (1, 2)]
+    rows = [
+        NotificationRow(i, None, "info", False, f"Note {i}\nInfo", After(None, i)) for i in (1, 2)
+    ]
     model.reset(rows, 2)
     model.mark_all_read()  # the first now, the second the next turn ...
     model.insert_first([rows[1]])  # ... told of after the marking, unread

@@ -19,6 +19,7 @@ from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.bootstrap import Application, build_application
 from ophthai_desktop.core.errors import StorageError
+from ophthai_desktop.core.paging import After
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.storage import availability
 from ophthai_desktop.ui.controllers import notifications as notifications_controller
@@ -133,6 +134,41 @@ def test_older_notifications_load_as_the_list_scrolls(qtbot: QtBot, make_gui: Ma
     qtbot.waitUntil(lambda: model.rowCount() == count)
     texts = [model.data(model.index(row, 0)).split("\n")[0] for row in range(count)]
     assert texts == [f"Note {i}" for i in reversed(range(count))]  # newest first, once each
+
+
+@pytest.mark.parametrize("change", ["deleted", "created"])
+def test_older_notifications_changed_elsewhere_meanwhile_are_listed_once_each(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """Another window on the same database (which tells this one nothing) deletes or
+    creates a notification between two pages: the older page was read by position, so
+    after a deletion it skipped one ("Note 50" was never listed until the window was
+    opened again) and after a creation it read one already listed again."""
+    app, panel, model, count = _a_page_and_50_more(qtbot, make_gui)
+    listed = set(_texts(model))
+    elsewhere = build_application(app.settings, migrate=False)  # its own event bus
+    if change == "deleted":
+        note = next(n for n in elsewhere.notifications.list_notifications(limit=20).items)
+        elsewhere.notifications.delete_notification(note.id, actor=SYSTEM)
+    else:
+        elsewhere.notifications.create_notification("Newer", actor=SYSTEM)
+    elsewhere.db.dispose()
+    read: list[str] = []
+    list_notifications = app.notifications.list_notifications
+
+    def recorded(**query: Any) -> Any:
+        page = list_notifications(**query)
+        read.extend(n.message for n in page.items)
+        return page
+
+    monkeypatch.setattr(app.notifications, "list_notifications", recorded)
+    panel.list.scrollToBottom()  # the view asks for the next older page (fetchMore)
+    qtbot.waitUntil(lambda: "Note 0" in _texts(model))
+
+    assert [t for t in _texts(model) if t.startswith("Note")] == [
+        f"Note {i}" for i in reversed(range(count))
+    ]
+    assert not listed & set(read)  # the older page repeated none
 
 
 def test_a_window_left_open_holds_the_newest_notifications_and_reads_older_ones_again(
@@ -594,7 +630,10 @@ def test_marking_10000_loaded_notifications_read_is_done_a_page_a_turn(
     view.setModel(model)
     view.show()
     count = 10_000
-    rows = [NotificationRow(i, None, "info", False, f"Note {i}\nInfo · now") for i in range(count)]
+    rows = [
+        NotificationRow(i, None, "info", False, f"Note {i}\nInfo · now", After(None, i))
+        for i in range(count)
+    ]
     model.reset(rows, count)
 
     model.mark_all_read()
@@ -602,7 +641,8 @@ def test_marking_10000_loaded_notifications_read_is_done_a_page_a_turn(
     # says how long a turn takes).
     assert model.marking_read and len(_unread(model)) == count - MARK_READ_PER_TURN
     model.replace(rows[-1])  # marked unread again since (its event came after)
-    model.insert_first([NotificationRow(count, None, "critical", False, "New\nCritical · now")])
+    new = NotificationRow(count, None, "critical", False, "New\nCritical · now", After(None, count))
+    model.insert_first([new])
     qtbot.waitUntil(lambda: not model.marking_read)
 
     assert _unread(model) == [count, count - 1]

@@ -12,6 +12,7 @@ from PySide6.QtCore import QDate, Qt
 from PySide6.QtWidgets import QAbstractItemView
 from pytestqt.qtbot import QtBot
 
+from ophthai_desktop.bootstrap import build_application
 from ophthai_desktop.core import domain
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.ui import day
@@ -412,3 +413,65 @@ def test_a_list_that_could_not_be_read_is_read_again_and_says_so_once(
     assert "patient list could not be read" not in banner.text()
     locked.clear()
     qtbot.waitUntil(lambda: gui.patient_list.model.rowCount() == 1, timeout=5000)
+
+
+def _listed_ids(gui: GuiSession) -> list[str | None]:
+    model = gui.patient_list.model
+    return [model.patient_id_at(row) for row in range(model.rowCount())]
+
+
+@pytest.mark.parametrize("change", ["deleted", "created"])
+@pytest.mark.parametrize(
+    ("order_by", "descending"),
+    [("created_at", True), ("age", False), ("appointment_date", False)],
+    ids=["newest-first", "by-age", "none-scheduled"],
+)
+def test_patients_changed_elsewhere_between_two_pages_are_listed_once_each(
+    qtbot: QtBot,
+    make_gui: Maker,
+    monkeypatch: pytest.MonkeyPatch,
+    change: str,
+    order_by: str,
+    descending: bool,
+) -> None:
+    """Another window on the same database (which tells this one nothing) deletes or
+    creates a patient between two pages: the next page was read by position, so after
+    a deletion it skipped a patient (not listed until the list was read again from the
+    top) and after a creation it read one already listed again. The same through ties
+    (ages) and patients without a value (none scheduled: the id alone orders them)."""
+    app = make_gui().application
+    count = patients_controller.PAGE_SIZE + 50
+    seed_patients(app, count)
+    whole = [
+        p.id
+        for p in app.patients.list_patients(
+            limit=count, order_by=order_by, descending=descending
+        ).items
+    ]
+    gui = make_gui(application=app)
+    model = gui.patient_list.model
+    if order_by != "created_at":
+        model.sort(COLUMN_OF[order_by], Qt.SortOrder.AscendingOrder)
+    qtbot.waitUntil(lambda: _listed_ids(gui) == whole[: patients_controller.PAGE_SIZE])
+    elsewhere = build_application(app.settings, migrate=False)  # its own event bus
+    if change == "deleted":
+        elsewhere.patients.delete_patient(whole[2], actor=Actor.system("test"))
+    else:
+        elsewhere.patients.create_patient(
+            {"name": "Newcomer", "age": 20}, actor=Actor.system("test"), patient_id="pt-new"
+        )
+    elsewhere.db.dispose()
+    read: list[str] = []
+    list_patients = app.patients.list_patients
+
+    def recorded(**query: Any) -> Any:
+        page = list_patients(**query)
+        read.extend(p.id for p in page.items)
+        return page
+
+    monkeypatch.setattr(app.patients, "list_patients", recorded)
+    gui.patient_list.table.scrollToBottom()  # the view asks for the next page (fetchMore)
+    qtbot.waitUntil(lambda: _listed_ids(gui)[-1] == whole[-1])
+
+    assert _listed_ids(gui) == whole
+    assert not set(whole[: patients_controller.PAGE_SIZE]) & set(read)  # none read again

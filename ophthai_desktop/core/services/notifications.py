@@ -17,7 +17,7 @@ from ophthai_desktop.core.events import (
     NotificationsAllRead,
     NotificationUpdated,
 )
-from ophthai_desktop.core.paging import fetch_page
+from ophthai_desktop.core.paging import After, fetch_page, rows_after
 from ophthai_desktop.core.records import Actor, NotificationRecord, Page
 from ophthai_desktop.core.services.audit import AuditService
 from ophthai_desktop.core.services.patient_fields import check_patient_reference
@@ -114,8 +114,11 @@ class NotificationService:
         limit: int = 100,
         unread_only: bool = False,
         patient_id: str | None = None,
+        after: After | None = None,
     ) -> Page[NotificationRecord]:
-        """Newest first."""
+        """Newest first; with ``after`` (:func:`notification_after` of the last one the
+        reader holds), those older than it: the next page whatever was created or
+        deleted since the last."""
         check_patient_reference(patient_id)
         query = select(m.Notification)
         if unread_only:
@@ -130,6 +133,11 @@ class NotificationService:
                 skip=skip,
                 limit=limit,
                 convert=notification_record,
+                after=None
+                if after is None
+                else rows_after(
+                    m.Notification.timestamp, m.Notification.id, after, descending=True
+                ),
             )
 
     def unread_count(self) -> int:
@@ -207,3 +215,8 @@ class NotificationService:
         if row is None:
             raise NotFound(f"notification {notification_id} not found")
         return row
+
+
+def notification_after(note: NotificationRecord) -> After:
+    """Where the page after ``note`` starts (``list_notifications(after=...)``)."""
+    return After(note.timestamp, note.id)

@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, false, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, String, false, func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -54,7 +54,7 @@ from ophthai_desktop.core.inference.parsing import (
     validate_result,
 )
 from ophthai_desktop.core.log_safety import patient_ref
-from ophthai_desktop.core.paging import check_paging
+from ophthai_desktop.core.paging import After, check_paging, rows_after
 from ophthai_desktop.core.records import (
     Actor,
     AnalysisRecord,
@@ -220,21 +220,30 @@ class PatientService:
         limit: int = 100,
         order_by: str = "created_at",
         descending: bool = True,
+        after: After | None = None,
     ) -> Page[PatientRecord]:
         """A page of patients with the total that match ``search`` and ``status``.
 
         ``search`` matches part of the name, ignoring case and accents ("jose" finds
         "José", "muller" "Müller"), or part of the id, ignoring case. Patients without a
-        value for ``order_by`` (no birth date, say) come last either way. The total
-        and the page, with each patient's newest scan and analysis, are read at one
-        moment.
+        value for ``order_by`` (no birth date, say) come last either way. With
+        ``after`` (:func:`patient_after` of the last patient the reader holds, in this
+        order), the page starts after that patient, whoever was created or deleted
+        since; ``skip`` then counts from there, and the total still counts every match.
+        The total and the page, with each patient's newest scan and analysis, are read
+        at one moment.
         """
         check_paging(skip, limit)
         filters, ordering = _listing(search, status, order_by, descending)
+        following = [] if after is None else [_following(order_by, descending, after)]
         with self._db.snapshot() as session:
             total = session.scalar(select(func.count(m.Patient.id)).where(*filters)) or 0
             rows = session.scalars(
-                select(m.Patient).where(*filters).order_by(*ordering).offset(skip).limit(limit)
+                select(m.Patient)
+                .where(*filters, *following)
+                .order_by(*ordering)
+                .offset(skip)
+                .limit(limit)
             ).all()
             return Page(self.records_in(session, rows), total, skip, limit)
 
@@ -1048,14 +1057,7 @@ def _listing(
 ) -> tuple[list[ColumnElement[bool]], tuple[ColumnElement[Any], ...]]:
     """The filters and the order of a patient list (the same for its pages and for a
     patient's place in it)."""
-    column: ColumnElement[Any] | None = SORTABLE.get(order_by)
-    if column is None:
-        raise InvalidInput(
-            f"cannot sort by {order_by!r}; use one of: {', '.join(SORTABLE)}",
-            field="order_by",
-        )
-    if order_by == "age":  # today's, from the birth date where there is one
-        column = age_in_years(m.Patient.birth_date, m.Patient.age, date.today())
+    column = _sort_key(order_by)
     filters: list[ColumnElement[bool]] = []
     if status:
         try:
@@ -1070,6 +1072,42 @@ def _listing(
         order = order.nulls_last()
     tiebreak = m.Patient.id.desc() if descending else m.Patient.id.asc()
     return filters, (order, tiebreak)
+
+
+def _sort_key(order_by: str) -> ColumnElement[Any]:
+    """What the list sorted by ``order_by`` compares (the id breaking ties)."""
+    column: ColumnElement[Any] | None = SORTABLE.get(order_by)
+    if column is None:
+        raise InvalidInput(
+            f"cannot sort by {order_by!r}; use one of: {', '.join(SORTABLE)}",
+            field="order_by",
+        )
+    if order_by == "age":  # today's, from the birth date where there is one
+        column = age_in_years(m.Patient.birth_date, m.Patient.age, date.today())
+    return column
+
+
+def _following(order_by: str, descending: bool, after: After) -> ColumnElement[bool]:
+    """The patients a list sorted by ``order_by`` puts after ``after``."""
+    if order_by == "gender" and after.value is not None:
+        # Put through the key's own function, as the column is (lower() on PostgreSQL).
+        after = After(case_insensitive(literal(after.value, String())), after.id)
+    return rows_after(
+        _sort_key(order_by),
+        m.Patient.id,
+        after,
+        descending=descending,
+        nulls_last=order_by in NULLABLE_SORT_KEYS,
+    )
+
+
+def patient_after(patient: PatientRecord, order_by: str = "created_at") -> After:
+    """Where the page after ``patient`` starts in a list sorted by ``order_by``
+    (``list_patients(after=...)``): the value it sorts them by, as the patient's record
+    gives it (an age is today's, a name's the key it sorts by), and their id."""
+    _sort_key(order_by)  # refuses a key the list does not sort by
+    value = text_sort_key(patient.name) if order_by == "name" else getattr(patient, order_by)
+    return After(value, patient.id)
 
 
 def _search_filter(search: str) -> ColumnElement[bool]:

@@ -198,12 +198,19 @@ class NotificationsController(QObject):
             self._heard.append(change)
 
     @Slot(int)
-    def _on_model_more_requested(self, skip: int) -> None:
+    def _on_model_more_requested(self, _skip: int) -> None:
         """The list scrolled to its end: the next older page, as events told since it
-        was asked for (they are newer than the page)."""
+        was asked for (they are newer than the page).
+
+        The page is the notifications older than the last one listed, not those past
+        as many as are listed: one deleted by another window (which tells this one
+        nothing) or before its event came made the page start one further, and a
+        notification was never listed until the window was opened again."""
         if not self._panel.list.isVisible():  # trimmed while hidden, not read back
             self._model.fetch_failed()
             return
+        last = self._model.row_at(self._model.rowCount() - 1)
+        after = None if last is None else last.after
         heard = self._page_heard = _Heard()
 
         def done(page: Page[NotificationRecord]) -> None:
@@ -219,7 +226,7 @@ class NotificationsController(QObject):
             self._read_again_soon()
 
         self._ctx.tasks.submit(
-            lambda: self._service.list_notifications(skip=skip, limit=PAGE_SIZE), done, failed
+            lambda: self._service.list_notifications(after=after, limit=PAGE_SIZE), done, failed
         )
 
     def _rows(self, notes: Iterable[NotificationRecord]) -> list[NotificationRow]:

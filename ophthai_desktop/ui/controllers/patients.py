@@ -12,8 +12,9 @@ from PySide6.QtWidgets import QMessageBox
 
 from ophthai_desktop.core.domain import matches_search
 from ophthai_desktop.core.errors import DatabaseUnavailable, NotFound
-from ophthai_desktop.core.paging import MAX_LIMIT
+from ophthai_desktop.core.paging import MAX_LIMIT, After
 from ophthai_desktop.core.records import Page, PatientRecord
+from ophthai_desktop.core.services.patients import patient_after
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.day import DayWatch
 from ophthai_desktop.ui.messages import (
@@ -235,7 +236,8 @@ class PatientsController(QObject):
             total = 0
             while len(rows) < wanted:
                 limit = min(MAX_LIMIT, wanted - len(rows))
-                page = self._patients.list_patients(skip=len(rows), limit=limit, **query)
+                after = self._after(rows[-1], query) if rows else None
+                page = self._patients.list_patients(after=after, limit=limit, **query)
                 rows.extend(patient_row(p) for p in page.items)
                 total = page.total
                 if len(page.items) < limit:
@@ -400,8 +402,18 @@ class PatientsController(QObject):
         if self._current_id:  # the open patient's page is in: chosen (and in view)
             self._view.select_patient(self._current_id, scroll=placing is None)
 
+    @staticmethod
+    def _after(row: PatientRow, query: dict[str, Any]) -> After:
+        """Where the page after ``row`` starts in the list of ``query``.
+
+        Pages start after the last patient held, not past as many as are held: a
+        patient deleted by another window (which tells this one nothing), or before its
+        event came, made the next page start one further, and a patient was not listed
+        until the list was read again from the top."""
+        return patient_after(row.record, query["order_by"])
+
     @Slot(int)
-    def _on_model_more_requested(self, skip: int) -> None:
+    def _on_model_more_requested(self, _skip: int) -> None:
         if not self._view.table.isVisible():
             # A list trimmed while hidden (see RowsInUse) was read back at once: its
             # scroll bar, at its end, asked for the rows dropped. Asked again when shown.
@@ -413,9 +425,11 @@ class PatientsController(QObject):
             return
         generation = self._generation
         query = self._query()
+        last = self._model.row_at(self._model.loaded - 1)
+        after = None if last is None else self._after(last, query)
 
         def fetch() -> Page[PatientRecord]:
-            return self._patients.list_patients(skip=skip, limit=PAGE_SIZE, **query)
+            return self._patients.list_patients(after=after, limit=PAGE_SIZE, **query)
 
         def done(page: Page[PatientRecord]) -> None:
             if generation != self._generation:

@@ -19,7 +19,9 @@ from PySide6.QtGui import (
     QStandardItem,
 )
 
+from ophthai_desktop.core.paging import After
 from ophthai_desktop.core.records import NotificationRecord
+from ophthai_desktop.core.services.notifications import notification_after
 from ophthai_desktop.ui.display import local_datetime
 from ophthai_desktop.ui.models.rows import PagedRowModel
 
@@ -42,13 +44,20 @@ class NotificationRow:
     type: str
     read: bool
     text: str
+    #: Where the page after this row starts (the list reads older pages after its last).
+    after: After
 
 
 def notification_row(note: NotificationRecord) -> NotificationRow:
     when = local_datetime(note.timestamp)
     word = TYPE_WORDS.get(note.type, note.type.capitalize())
     return NotificationRow(
-        note.id, note.patient_id, note.type, note.read, f"{note.message}\n{word} · {when}"
+        note.id,
+        note.patient_id,
+        note.type,
+        note.read,
+        f"{note.message}\n{word} · {when}",
+        notification_after(note),
     )
 
 

@@ -59,6 +59,8 @@ class PatientRow:
     patient_id: str
     status: str
     cells: tuple[str, ...]
+    #: The patient as read: the list reads its next page after its last row's values.
+    record: PatientRecord
 
 
 def patient_row(patient: PatientRecord) -> PatientRow:
@@ -74,7 +76,9 @@ def patient_row(patient: PatientRecord) -> PatientRow:
         "admission_date": local_date(patient.admission_date),
         "appointment_date": local_datetime(patient.appointment_date) or NOT_SCHEDULED,
     }
-    return PatientRow(patient.id, patient.status, tuple(text[key] for key, _title in COLUMNS))
+    return PatientRow(
+        patient.id, patient.status, tuple(text[key] for key, _title in COLUMNS), patient
+    )
 
 
 def _dot(color: str) -> QIcon:
