@@ -56,5 +56,4 @@ def event_data(
         fields["priority"] = JobPriority(event.priority).label
     if isinstance(event, ev.AnalysisQueued):
         fields["waiting"] = waiting
-        fields["createdAt"] = presenters.timestamp(event.created_at)  # as REST writes it
     return fields
