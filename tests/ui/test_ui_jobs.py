@@ -810,7 +810,8 @@ def test_open_jobs_past_the_panel_s_rows_are_counted_and_listed_as_they_start(
     """More open jobs than the panel shows: those that run first are listed, and the
     panel says how many more there are rather than leaving them out silently. One of
     those starting or moved ahead is listed with when it was queued (a job heard of by
-    its move ahead had an empty queued time, one by its start the time it started)."""
+    its move ahead had an empty queued time, one by its start the time it started), the
+    listed queued job that runs last making room (each put the list a row over 500)."""
     app, patient, requested = _queued_app(tmp_path, "Big Backlog")
     backlog, since = _backlog(app, requested, MAX_SHOWN + 10)
     gui = make_gui(application=app)
@@ -831,7 +832,9 @@ def test_open_jobs_past_the_panel_s_rows_are_counted_and_listed_as_they_start(
     assert _cell(model, last, "Queued") == local_datetime(since + timedelta(seconds=MAX_SHOWN + 9))
     assert model.get(last).state == "running"  # type: ignore[union-attr]
     assert _cell(model, last, "Priority") == "Watch folder"  # read with its time
-    assert "Showing 501 of 511" in panel.unlisted.text() and "other 10 " in panel.unlisted.text()
+    assert len(model.open_job_ids()) == MAX_SHOWN
+    assert model.get(backlog[MAX_SHOWN - 2]) is None  # it ran last of those listed
+    assert "Showing 500 of 511" in panel.unlisted.text() and "other 11 " in panel.unlisted.text()
 
     app.bus.publish(ev.AnalysisPrioritised(third_last, patient.id, None, JobPriority.INTERACTIVE))
     qtbot.waitUntil(lambda: _cell(model, third_last, "Queued") not in (None, ""))
@@ -839,8 +842,10 @@ def test_open_jobs_past_the_panel_s_rows_are_counted_and_listed_as_they_start(
         since + timedelta(seconds=MAX_SHOWN + 7)
     )
     assert _cell(model, third_last, "Priority") == "Requested"  # the event's, not the read's
+    assert len(model.open_job_ids()) == MAX_SHOWN
+    assert "Showing 500 of 511" in panel.unlisted.text() and "other 11 " in panel.unlisted.text()
     app.jobs.request_cancel(before_last, actor=Actor("t", "gui"))  # by a client: gone
-    qtbot.waitUntil(lambda: "other 8 " in panel.unlisted.text())
+    qtbot.waitUntil(lambda: "other 10 " in panel.unlisted.text())
     assert model.get(before_last) is None
 
     app.patients.delete_patient(patient.id, actor=Actor("t", "gui"))  # every job goes

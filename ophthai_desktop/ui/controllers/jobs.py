@@ -413,9 +413,12 @@ class JobsController(QObject):
         """List a job first heard of by its start or its move ahead (one past the open
         jobs read at the start, or a new one whose queueing is on its way), then show
         when it was queued and its priority, read on a pool thread (not the time it was
-        heard of: a job of the backlog was queued long before)."""
+        heard of: a job of the backlog was queued long before). Past the ``limit`` the
+        queued job that runs last makes room for it, as for a newly queued one."""
         job_id = row.job_id
         self._model.upsert(replace(row, queued_at=""))
+        self._shed(but=job_id)
+        self._show_unlisted()
 
         def found(job: JobRecord) -> None:
             if self._model.get(job_id) is None:  # gone meanwhile (its patient deleted)
@@ -614,6 +617,8 @@ class JobsController(QObject):
                         queued_at=local_datetime(job.created_at),
                         queued_time=job.created_at.timestamp(),
                     )
+            # Those listed by their events meanwhile and those read: the ``limit`` holds.
+            self._shed()
             # Only now: the rows added above did not each ask for another read, and one
             # that brought nothing new is not followed by another until a job changes.
             self._topping_up = False
