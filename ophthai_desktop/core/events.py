@@ -126,7 +126,9 @@ class OculomicsMeasured(Event):
 class AnalysisQueued(Event):
     """An analysis job is queued (new, or a running one put back). ``priority`` says
     which queued jobs the worker takes first (:class:`JobPriority`); it only rises
-    afterwards (:class:`AnalysisPrioritised`)."""
+    afterwards (:class:`AnalysisPrioritised`). ``created_at``: when the job was first
+    queued (the job's own time, which a job put back keeps; among jobs of one priority
+    the oldest runs first)."""
 
     name: ClassVar[str] = "analysis_queued"
     job_id: int
@@ -134,6 +136,7 @@ class AnalysisQueued(Event):
     scan_id: int | None
     requeued: bool = False  # a running analysis put back (the model was unloaded)
     priority: JobPriority = field(kw_only=True)
+    created_at: datetime = field(kw_only=True)
 
     def shows_patient(self) -> str | None:
         return self.patient_id

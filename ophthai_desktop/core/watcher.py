@@ -102,6 +102,7 @@ from ophthai_desktop.core.services.ingest import (
 )
 from ophthai_desktop.core.services.notifications import NotificationService
 from ophthai_desktop.core.settings import Settings
+from ophthai_desktop.core.storage.folders import cannot_create
 
 log = logging.getLogger(__name__)
 
@@ -554,7 +555,7 @@ class FolderWatcher:
             if isinstance(exc, FileNotFoundError) and not layout.root.is_dir():
                 reason = f"the watch folder {layout.root} does not exist (a share not mounted?)"
             else:
-                reason = f"cannot create the watch folder: {exc.strerror or exc}"
+                reason = _cannot_create(layout, exc)
             self._failing(reason)
             self._schedule_retry()
             return self.status
@@ -568,7 +569,7 @@ class FolderWatcher:
             message = self._start_observer(run)
         except OSError as exc:
             run.pool.shutdown(wait=False)
-            self._failing(f"cannot watch the folder: {exc.strerror or exc}")
+            self._failing(f"cannot watch the folder {layout.root}: {exc.strerror or exc}")
             self._schedule_retry()
             return self.status
         with self._lock:
@@ -1155,7 +1156,19 @@ class FolderWatcher:
                 observer.join(1.0)
             message = self._start_observer(run)
         except OSError as exc:
-            return self._failing(f"cannot watch the folder: {exc.strerror or exc}")
+            return self._failing(f"cannot watch the folder {run.root}: {exc.strerror or exc}")
         self._set_state(WatcherState.RUNNING, message)
         self._recovered()
         return None
+
+
+def _cannot_create(layout: FolderLayout, exc: OSError) -> str:
+    """Why the watch folder (or its ``processed/`` or ``failed/``) could not be made,
+    naming the folder and what is in the way (a file, a dangling link, a folder this
+    account may not write in), as the state's message and the notification say it."""
+    failed = Path(exc.filename) if exc.filename else layout.root
+    if failed in (layout.processed, layout.failed):
+        what, path = f"the watch folder's {failed.name}/ folder", failed
+    else:
+        what, path = "the watch folder", layout.root
+    return cannot_create(what, path, exc).message.rstrip(".")

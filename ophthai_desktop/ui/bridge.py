@@ -49,8 +49,9 @@ class EventBridge(QObject):
         patient_updated(PatientRecord)
         patient_deleted(str patient_id)
         scan_ingested(ScanRecord)
-        analysis_queued(int job_id, object patient_id, bool requeued, int priority): a
-            job queued (or, ``requeued``, put back); ``priority`` a ``JobPriority``.
+        analysis_queued(int job_id, object patient_id, bool requeued, int priority,
+            object created_at): a job queued (or, ``requeued``, put back); ``priority`` a
+            ``JobPriority``; ``created_at`` (datetime) when it was first queued.
         analysis_prioritised(int job_id, object patient_id, int priority): a queued job
             moved ahead (someone asked for the analysis of its scan).
         analysis_started(int job_id, object patient_id)
@@ -77,7 +78,7 @@ class EventBridge(QObject):
     patient_updated = Signal(object)
     patient_deleted = Signal(str)
     scan_ingested = Signal(object)
-    analysis_queued = Signal(int, object, bool, int)
+    analysis_queued = Signal(int, object, bool, int, object)
     analysis_prioritised = Signal(int, object, int)
     analysis_started = Signal(int, object)
     analysis_progressed = Signal(int, str, str, int)
@@ -196,9 +197,13 @@ class EventBridge(QObject):
             case ev.ScanIngested(scan=scan):
                 self.scan_ingested.emit(scan)
             case ev.AnalysisQueued(
-                job_id=job_id, patient_id=patient_id, requeued=requeued, priority=priority
+                job_id=job_id,
+                patient_id=patient_id,
+                requeued=requeued,
+                priority=priority,
+                created_at=created_at,
             ):
-                self.analysis_queued.emit(job_id, patient_id, requeued, int(priority))
+                self.analysis_queued.emit(job_id, patient_id, requeued, int(priority), created_at)
             case ev.AnalysisPrioritised(job_id=job_id, patient_id=patient_id, priority=priority):
                 self.analysis_prioritised.emit(job_id, patient_id, int(priority))
             case ev.AnalysisStarted(job_id=job_id, patient_id=patient_id):

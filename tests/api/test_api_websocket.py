@@ -282,6 +282,11 @@ def test_the_stream_says_which_queued_analyses_run_first_and_when_one_moves_ahea
 
     assert (from_folder["jobId"], from_folder["priority"]) == (waiting.job_id, "background")
     assert (from_client["jobId"], from_client["priority"]) == (asked["id"], "interactive")
+    # When each was queued, as REST says it (a client shows it without asking).
+    assert (
+        from_folder["createdAt"] == ai_client.get(f"/api/jobs/{waiting.job_id}").json()["createdAt"]
+    )
+    assert from_client["createdAt"] == asked["createdAt"]
     assert joined["id"] == again["id"] == waiting.job_id
     assert raised == {
         "jobId": waiting.job_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -17,7 +18,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from ophthai_desktop.bootstrap import build_application
-from ophthai_desktop.core.errors import NotFound
+from ophthai_desktop.core.errors import NotFound, StorageError
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.settings import Settings
 from ophthai_desktop.core.storage import Database, ImageStore
@@ -132,6 +133,68 @@ def test_a_database_left_readable_by_others_is_made_private(tmp_path: Path) -> N
 
     assert other_users_may(path) == 0
     assert path.stat().st_mode & 0o600 == 0o600
+
+
+@only_posix
+def test_a_database_created_through_a_link_is_private_to_its_owner(tmp_path: Path) -> None:
+    """The link stays and what it names is made owner-only (SQLite, which follows it,
+    made it by the umask)."""
+    target = tmp_path / "disk" / "ophthai.db"
+    target.parent.mkdir()
+    path = tmp_path / "ophthai.db"
+    path.symlink_to(target)
+    old_umask = os.umask(0o022)
+    try:
+        Database(f"sqlite:///{path.as_posix()}").upgrade()
+    finally:
+        os.umask(old_umask)
+
+    assert path.is_symlink() and target.is_file()
+    assert other_users_may(target) == 0
+
+
+@only_posix
+def test_a_database_linked_to_a_disk_not_connected_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "usb-disk" / "ophthai.db"
+    path = tmp_path / "ophthai.db"
+    path.symlink_to(target)
+
+    with pytest.raises(StorageError) as refused:
+        Database(f"sqlite:///{path.as_posix()}").upgrade()
+
+    assert refused.value.message.startswith(
+        f"cannot create the database file {path}: {path} is a link to {target}, which does "
+        "not exist (a disk not connected?)"
+    )
+    assert path.is_symlink() and not target.parent.exists()
+
+
+@only_posix
+def test_a_database_file_that_cannot_be_created_private_is_refused_not_left_to_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite, left to try, would create it by the umask (0644: every account reads the
+    patients' names)."""
+    path = tmp_path / "ophthai.db"
+    real_open = os.open
+
+    def failing_open(name: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if os.fspath(name) == str(path):
+            raise OSError(errno.EIO, os.strerror(errno.EIO), os.fspath(name))
+        return real_open(name, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", failing_open)
+    old_umask = os.umask(0o022)
+    try:
+        with pytest.raises(StorageError) as refused:
+            Database(f"sqlite:///{path.as_posix()}").upgrade()
+    finally:
+        os.umask(old_umask)
+
+    assert refused.value.message == (
+        f"cannot create the database file {path}: {os.strerror(errno.EIO)}"
+    )
+    assert not path.exists()
 
 
 @only_posix

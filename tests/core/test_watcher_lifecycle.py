@@ -133,6 +133,35 @@ def test_a_folder_that_cannot_be_created_is_the_error_state(tmp_path: Path) -> N
     assert app.watcher.state is WatcherState.STOPPED
 
 
+@pytest.mark.parametrize("in_the_way", ["file", "dangling link"])
+def test_a_folder_that_cannot_be_created_is_named_with_what_is_in_the_way(
+    tmp_path: Path, in_the_way: str
+) -> None:
+    """The state (the window's status bar, ``serve``'s log) and the critical notification
+    say which folder and why, not a bare "File exists"."""
+    app = build_watch_app(tmp_path)
+    folder = app.settings.resolved_watch_folder
+    if in_the_way == "file":
+        folder.write_text("the user's")
+        said = f"cannot create the watch folder {folder}: {folder} is a file, not a folder"
+    else:
+        folder.symlink_to(tmp_path / "usb-disk" / "scans")
+        said = (
+            f"cannot create the watch folder {folder}: {folder} is a link to "
+            f"{tmp_path / 'usb-disk' / 'scans'}, which does not exist"
+        )
+    try:
+        status = app.watcher.start()
+        notified = [n.message for n in app.notifications.list_notifications().items]
+    finally:
+        app.close()
+
+    assert status.state is WatcherState.ERROR
+    assert status.message.startswith(said)
+    assert len(notified) == 1 and said in notified[0]
+    assert not (tmp_path / "usb-disk").exists()  # nothing made where the link points
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify")
 def test_a_folder_that_goes_away_is_reported_and_watched_again_when_back(
     app: Application,

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,12 +91,15 @@ class Server:
         self.process.stdout.close()
 
 
-def start(tmp_path: Path, args: list[str], env: dict[str, str]) -> Server:
-    """Start ``python -m ophthai_desktop ARGS`` in ``tmp_path`` and wait until it listens."""
+def start(
+    tmp_path: Path, args: list[str], env: dict[str, str], before: Sequence[str] = ()
+) -> Server:
+    """Start ``python -m ophthai_desktop ARGS`` in ``tmp_path`` (after the command prefix
+    ``before``, if any) and wait until it listens."""
     stderr_path = tmp_path / "stderr.log"
     with stderr_path.open("w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "ophthai_desktop", *args],
+            [*before, sys.executable, "-m", "ophthai_desktop", *args],
             cwd=tmp_path,  # no stray .env is read
             env=env,
             stdout=subprocess.PIPE,

@@ -18,6 +18,7 @@ from ophthai_desktop.bootstrap import build_application
 from ophthai_desktop.desktop import instance_lock
 from tests.conftest import make_settings
 from tests.e2e.test_e2e_serve import clean_env, free_port, start
+from tests.support.watch_folder import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -175,6 +176,44 @@ def test_a_data_folder_this_account_may_not_write_in_is_named(
         said = f"the data folder {data} cannot be written by this account."
     assert_refused(done, said)
     assert kept.read_text() == "the user's"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="permission bits do not stop Windows' ACLs")
+@pytest.mark.parametrize("in_the_way", ["file", "not writable"])
+def test_serve_names_a_watch_folder_it_cannot_create_and_why(
+    tmp_path: Path, in_the_way: str
+) -> None:
+    """Not refused (the watch folder is tried again by itself while the API serves), but
+    the error says which folder and why, not a bare "File exists"."""
+    data = tmp_path / "data"
+    env = clean_env() | {"OPHTHAI_WATCH_FOLDER_ENABLED": "true"}
+    before: list[str] = []
+    if in_the_way == "file":
+        folder = data / "incoming_scans"  # the default, which the app makes
+        data.mkdir()
+        folder.write_text("the user's")
+        said = (
+            f"cannot create the watch folder {folder}: {folder} is a file, not a folder. "
+            "Move it aside, or choose another folder; retrying in"
+        )
+    else:
+        folder = tmp_path / "scans"  # a configured one, there but locked
+        folder.mkdir(mode=0o555)
+        env["OPHTHAI_WATCH_FOLDER_PATH"] = str(folder)
+        before = _without_root_privilege()
+        said = (
+            f"cannot create the watch folder's processed/ folder {folder / 'processed'}: "
+            f"this account may not write in {folder}. Choose a folder it may write in, or "
+            "have it given the right; retrying in"
+        )
+    args = ["--data-dir", str(data), "serve", "--port", str(free_port())]
+    serving = start(tmp_path, args, env, before)
+    try:
+        assert wait_until(lambda: said in serving.output()), serving.output()
+    finally:
+        serving.stop()
+        folder.chmod(0o755)
+    assert folder.is_dir() or folder.read_text() == "the user's"
 
 
 def test_a_second_serve_on_a_data_folder_is_refused(tmp_path: Path) -> None:

@@ -208,7 +208,9 @@ def test_a_start_heard_before_its_queueing_stays_running(qtbot: QtBot, make_gui:
     )
     open_patient(qtbot, gui, patient.id)
     model, view = gui.jobs_panel.model, gui.analysis_view
-    queued = ev.AnalysisQueued(990, patient.id, None, priority=JobPriority.INTERACTIVE)
+    queued = ev.AnalysisQueued(
+        990, patient.id, None, priority=JobPriority.INTERACTIVE, created_at=datetime.now(UTC)
+    )
     # Both delivered (the bridge keeps their order), however late: not a fixed wait, after
     # which a queueing not yet heard would leave the row running on any code.
     with qtbot.waitSignal(gui.bridge.event_received, check_params_cb=lambda e: e is queued):
@@ -291,11 +293,36 @@ def test_a_job_s_priority_heard_out_of_order_shows_the_highest(
     assert _cell(model, 990, "Priority") == ""  # not known yet
     assert _cell(model, 991, "Priority") == "Requested"
 
-    app.bus.publish(ev.AnalysisQueued(990, None, None, priority=background))
-    app.bus.publish(ev.AnalysisQueued(991, None, None, priority=background))
+    now = datetime.now(UTC)
+    app.bus.publish(ev.AnalysisQueued(990, None, None, priority=background, created_at=now))
+    app.bus.publish(ev.AnalysisQueued(991, None, None, priority=background, created_at=now))
     qtbot.waitUntil(lambda: _cell(model, 990, "Priority") == "Watch folder")
     assert model.get(990).state == "running"  # type: ignore[union-attr]
     assert _cell(model, 991, "Priority") == "Requested"
+
+
+def test_a_job_heard_of_by_its_queueing_shows_when_it_was_queued(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """A job put back in the queue (the model unloaded under it), queued a day ago,
+    shows that time and its place among the watch folder's jobs (the oldest runs first),
+    not the time the window heard of it."""
+    gui = make_gui()
+    app = gui.application
+    model = gui.jobs_panel.model
+    qtbot.waitUntil(lambda: not gui.jobs.loading)
+    background = JobPriority.BACKGROUND
+    now = datetime.now(UTC)
+    yesterday = now - timedelta(days=1)
+    app.bus.publish(ev.AnalysisQueued(991, None, None, priority=background, created_at=now))
+    app.bus.publish(
+        ev.AnalysisQueued(990, None, None, True, priority=background, created_at=yesterday)
+    )
+    qtbot.waitUntil(lambda: model.get(990) is not None and model.get(991) is not None)
+
+    assert _cell(model, 990, "Queued") == local_datetime(yesterday)
+    assert _cell(model, 991, "Queued") == local_datetime(now)
+    assert model.position(990) < model.position(991)  # type: ignore[operator]
 
 
 def test_the_queue_names_the_patients(qtbot: QtBot, make_gui: Maker) -> None:
@@ -783,7 +810,8 @@ def test_open_jobs_past_the_panel_s_rows_are_counted_and_listed_as_they_start(
     """More open jobs than the panel shows: those that run first are listed, and the
     panel says how many more there are rather than leaving them out silently. One of
     those starting or moved ahead is listed with when it was queued (a job heard of by
-    its move ahead had an empty queued time, one by its start the time it started)."""
+    its move ahead had an empty queued time, one by its start the time it started), the
+    listed queued job that runs last making room (each put the list a row over 500)."""
     app, patient, requested = _queued_app(tmp_path, "Big Backlog")
     backlog, since = _backlog(app, requested, MAX_SHOWN + 10)
     gui = make_gui(application=app)
@@ -804,7 +832,9 @@ def test_open_jobs_past_the_panel_s_rows_are_counted_and_listed_as_they_start(
     assert _cell(model, last, "Queued") == local_datetime(since + timedelta(seconds=MAX_SHOWN + 9))
     assert model.get(last).state == "running"  # type: ignore[union-attr]
     assert _cell(model, last, "Priority") == "Watch folder"  # read with its time
-    assert "Showing 501 of 511" in panel.unlisted.text() and "other 10 " in panel.unlisted.text()
+    assert len(model.open_job_ids()) == MAX_SHOWN
+    assert model.get(backlog[MAX_SHOWN - 2]) is None  # it ran last of those listed
+    assert "Showing 500 of 511" in panel.unlisted.text() and "other 11 " in panel.unlisted.text()
 
     app.bus.publish(ev.AnalysisPrioritised(third_last, patient.id, None, JobPriority.INTERACTIVE))
     qtbot.waitUntil(lambda: _cell(model, third_last, "Queued") not in (None, ""))
@@ -812,8 +842,10 @@ def test_open_jobs_past_the_panel_s_rows_are_counted_and_listed_as_they_start(
         since + timedelta(seconds=MAX_SHOWN + 7)
     )
     assert _cell(model, third_last, "Priority") == "Requested"  # the event's, not the read's
+    assert len(model.open_job_ids()) == MAX_SHOWN
+    assert "Showing 500 of 511" in panel.unlisted.text() and "other 11 " in panel.unlisted.text()
     app.jobs.request_cancel(before_last, actor=Actor("t", "gui"))  # by a client: gone
-    qtbot.waitUntil(lambda: "other 8 " in panel.unlisted.text())
+    qtbot.waitUntil(lambda: "other 10 " in panel.unlisted.text())
     assert model.get(before_last) is None
 
     app.patients.delete_patient(patient.id, actor=Actor("t", "gui"))  # every job goes
@@ -890,10 +922,16 @@ def test_jobs_queued_behind_unlisted_ones_are_counted_and_listed_in_their_turn(
     backlog, _since = _backlog(app, requested, 8)
     gui, panel, model = _queue_of_six(qtbot, make_gui, app, requested)
     assert "the other 3 " in panel.unlisted.text()
-    later, _at = _backlog(app, requested, 3, timedelta(0))  # queued now
-    for job_id in later:
+    later, at = _backlog(app, requested, 3, timedelta(0))  # queued now
+    for i, job_id in enumerate(later):
         app.bus.publish(
-            ev.AnalysisQueued(job_id, patient.id, None, priority=JobPriority.BACKGROUND)
+            ev.AnalysisQueued(
+                job_id,
+                patient.id,
+                None,
+                priority=JobPriority.BACKGROUND,
+                created_at=at + timedelta(seconds=i),
+            )
         )
     qtbot.waitUntil(lambda: "Showing 6 of 12 " in panel.unlisted.text())
     assert not any(model.get(job_id) for job_id in later)
@@ -979,9 +1017,11 @@ def test_a_backlog_queued_while_the_model_is_missing_is_listed_up_to_the_panel_s
 
     backlog = []
     for _ in range(1499):  # as the watch folder queues them, one by one
-        [job_id], _now = _backlog(app, first, 1, timedelta(0))
+        [job_id], now = _backlog(app, first, 1, timedelta(0))
         app.bus.publish(
-            ev.AnalysisQueued(job_id, patient.id, None, priority=JobPriority.BACKGROUND)
+            ev.AnalysisQueued(
+                job_id, patient.id, None, priority=JobPriority.BACKGROUND, created_at=now
+            )
         )
         backlog.append(job_id)
     asked = app.jobs.queue_patient_analysis(

@@ -355,7 +355,8 @@ def test_the_toast_covers_no_control_of_the_queue_or_the_patient_page(
     assert jobs.isVisible() and gui.jobs_panel.cancel.isVisible()
     placed = toast.geometry()
     assert window.rect().contains(placed)  # all of it in the window, at full size
-    assert _in_window(panel.list.viewport(), window).contains(placed)
+    assert _in_window(panel.list, window).contains(placed)  # at the list's foot...
+    assert not placed.intersects(_in_window(panel.list.viewport(), window))  # ...below it
     covered = [jobs, gui.jobs_panel.cancel, panel.mark_read, panel.mark_all, panel.delete]
     covered += [window.centralWidget(), panel.list.verticalScrollBar()]
     for widget in covered:
@@ -382,6 +383,41 @@ def test_the_toast_covers_no_control_of_the_queue_or_the_patient_page(
     jobs.hide()  # the central area widens: the toast keeps to its corner
     qtbot.waitUntil(lambda: window.centralWidget().width() > window.width() - 20)
     qtbot.waitUntil(in_the_central_area)
+
+
+def test_the_toast_covers_no_older_notification_and_gives_the_list_back_when_gone(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """Over the list it covered the right-hand part of the older entries for its 8 s.
+    The list now ends its entries above it (the others scrolled to, not covered), and
+    takes its whole height again once the toast goes."""
+    window, toast, panel = gui.window, gui.window.toast, gui.notifications_panel
+    window.resize(1280, 800)
+    qtbot.waitUntil(lambda: window.width() == 1280)
+    for i in range(8):
+        gui.application.notifications.create_notification(f"Scan {i} reviewed", actor=SYSTEM)
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 8)
+    viewport = panel.list.viewport()
+    full_px = viewport.height()
+    gui.application.notifications.create_notification(
+        "Abnormal finding: Diabetic Macular Edema", type="critical", actor=SYSTEM
+    )
+    qtbot.waitUntil(lambda: toast.isVisible() and panel.model.rowCount() == 9)
+
+    placed = toast.geometry()
+    shown = (  # the part of each entry the list shows
+        panel.list.visualRect(panel.model.index(row, 0)) & viewport.rect()
+        for row in range(panel.model.rowCount())
+    )
+    entries = [QRect(viewport.mapTo(window, r.topLeft()), r.size()) for r in shown if r.isValid()]
+    assert len(entries) >= 1
+    assert not [e for e in entries if e.intersects(placed)]
+    panel.list.scrollToBottom()  # the oldest, still there to read
+    last = panel.list.visualRect(panel.model.index(8, 0))
+    assert viewport.rect().contains(last)
+
+    toast.hide()  # its time is up, or the clinician clicked it
+    assert viewport.height() == full_px
 
 
 @pytest.mark.parametrize(

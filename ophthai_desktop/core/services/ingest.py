@@ -1142,6 +1142,7 @@ class IngestService:
                             plan.patient.id,
                             plan.scan["id"],
                             priority=JobPriority.BACKGROUND,
+                            created_at=now,  # as the job's row says
                         ),
                         NotificationCreated(notification_record(m.Notification(**plan.note))),
                     ],

@@ -833,6 +833,7 @@ def _queued(record: JobRecord, *, requeued: bool = False) -> AnalysisQueued:
         record.scan_id,
         requeued=requeued,
         priority=JobPriority(record.priority),
+        created_at=record.created_at,
     )
 
 

@@ -100,16 +100,28 @@ def make_default_folder_private(path: Path) -> None:
 def make_database_private(database: Path) -> None:
     """Create the SQLite file owner-only before SQLite does (SQLite would follow the
     umask, usually 0644), or take group and others' access away from an existing one
-    and its companions: SQLite gives new -wal and -shm files the database's mode."""
+    and its companions: SQLite gives new -wal and -shm files the database's mode.
+
+    A link to a file not there yet has that file created owner-only (SQLite would
+    create it through the link by the umask).
+
+    Raises:
+        StorageError: The file cannot be created (a folder this account may not write
+            in, a link to a disk not connected, a read-only disk): SQLite is not left
+            to try, since a file it did create would follow the umask.
+            :class:`NoRoom` where the disk is full.
+    """
     if os.name != "posix":
         return
     try:
         os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
         return
     except FileExistsError:
-        pass
-    except OSError:
-        return  # SQLite says why it cannot open it
+        if database.is_symlink() and not database.exists():
+            _create_through_link(database)
+            return
+    except OSError as exc:
+        raise cannot_create("the database file", database, exc) from exc
     for path in (database, *(Path(f"{database}{suffix}") for suffix in SQLITE_COMPANIONS)):
         try:
             mode = stat.S_IMODE(path.stat().st_mode)
@@ -119,3 +131,12 @@ def make_database_private(database: Path) -> None:
             continue
         except OSError as exc:  # not ours to change (another account's file)
             log.warning("the database file could not be made private: %s", exc.strerror)
+
+
+def _create_through_link(database: Path) -> None:
+    """Create the file a link at ``database`` names, owner-only (without ``O_EXCL``,
+    ``open`` follows the link)."""
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE_MODE))
+    except OSError as exc:
+        raise cannot_create("the database file", database, exc) from exc

@@ -314,9 +314,14 @@ class AnalysisController(QObject):
 
     # Analysis events ----------------------------------------------------------------------
 
-    @Slot(int, object, bool, int)
+    @Slot(int, object, bool, int, object)
     def _on_bridge_analysis_queued(
-        self, job_id: int, patient_id: str | None, requeued: bool, _priority: int
+        self,
+        job_id: int,
+        patient_id: str | None,
+        requeued: bool,
+        _priority: int,
+        _created_at: datetime,
     ) -> None:
         self._job_patients[job_id] = patient_id
         if requeued:

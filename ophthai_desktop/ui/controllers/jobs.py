@@ -7,6 +7,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 from functools import partial
 
 from PySide6.QtCore import QObject, QTimer, Slot
@@ -287,23 +288,49 @@ class JobsController(QObject):
     def stop(self) -> None:
         self._stopped = True
 
-    @Slot(int, object, bool, int)
+    @Slot(int, object, bool, int, object)
     def _on_bridge_analysis_queued(
-        self, job_id: int, patient_id: str | None, requeued: bool, priority: int
+        self,
+        job_id: int,
+        patient_id: str | None,
+        requeued: bool,
+        priority: int,
+        created_at: datetime,
     ) -> None:
         if self._hold(
-            self._on_bridge_analysis_queued, job_id, patient_id, requeued, priority, job_id=job_id
+            self._on_bridge_analysis_queued,
+            job_id,
+            patient_id,
+            requeued,
+            priority,
+            created_at,
+            job_id=job_id,
         ):
             return
         self._unlisted.pop(job_id, None)  # counted again below if still past the list
         # A known job queued again (the model was unloaded under it) is waiting again. A
         # new job's start can arrive before its queueing (the worker wakes first): a
-        # known row then stays as it is, but for the priority its start did not tell.
+        # known row then stays as it is, but for the priority and the queued time its
+        # start did not tell.
         if requeued:
             self._model.update(job_id, state="queued", tokens=0, note="")
-        if not self._model.raise_priority(job_id, priority):
-            self._list_or_count(new_job_row(job_id, patient_id, priority=priority))
+        if self._model.raise_priority(job_id, priority):
+            self._show_queued_at(job_id, created_at)
+        else:
+            row = new_job_row(job_id, patient_id, priority=priority, created_at=created_at)
+            self._list_or_count(row)
         self._show_unlisted()
+
+    def _show_queued_at(self, job_id: int, created_at: datetime) -> None:
+        """Show when the listed job was queued (and so its place among those of its
+        priority), unless its row says so already."""
+        row = self._model.get(job_id)
+        if row is not None and (not row.queued_at or row.queued_time != created_at.timestamp()):
+            self._model.update(
+                job_id,
+                queued_at=local_datetime(created_at),
+                queued_time=created_at.timestamp(),
+            )
 
     def _list_or_count(self, row: JobRow) -> None:
         """List a newly queued job if it runs before the jobs not listed and within the
@@ -386,18 +413,17 @@ class JobsController(QObject):
         """List a job first heard of by its start or its move ahead (one past the open
         jobs read at the start, or a new one whose queueing is on its way), then show
         when it was queued and its priority, read on a pool thread (not the time it was
-        heard of: a job of the backlog was queued long before)."""
+        heard of: a job of the backlog was queued long before). Past the ``limit`` the
+        queued job that runs last makes room for it, as for a newly queued one."""
         job_id = row.job_id
         self._model.upsert(replace(row, queued_at=""))
+        self._shed(but=job_id)
+        self._show_unlisted()
 
         def found(job: JobRecord) -> None:
             if self._model.get(job_id) is None:  # gone meanwhile (its patient deleted)
                 return
-            self._model.update(  # and its place in the queue
-                job_id,
-                queued_at=local_datetime(job.created_at),
-                queued_time=job.created_at.timestamp(),
-            )
+            self._show_queued_at(job_id, job.created_at)  # and its place in the queue
             self._model.raise_priority(job_id, job.priority)
 
         def failed(exc: BaseException) -> None:  # gone already: its row goes by its event
@@ -591,6 +617,8 @@ class JobsController(QObject):
                         queued_at=local_datetime(job.created_at),
                         queued_time=job.created_at.timestamp(),
                     )
+            # Those listed by their events meanwhile and those read: the ``limit`` holds.
+            self._shed()
             # Only now: the rows added above did not each ask for another read, and one
             # that brought nothing new is not followed by another until a job changes.
             self._topping_up = False

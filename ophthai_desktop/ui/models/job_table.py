@@ -116,19 +116,21 @@ def new_job_row(
     patient_name: str | None = None,
     *,
     priority: int | None = None,
+    created_at: datetime | None = None,
 ) -> JobRow:
-    """A row for a job we only know from an event (its queueing, or its start)."""
-    now = datetime.now().astimezone()
+    """A row for a job we only know from an event (its queueing, or its start);
+    ``created_at``: when it was queued, where the event says (else now)."""
+    queued = created_at or datetime.now().astimezone()
     return JobRow(
         job_id,
         patient_id,
         "queued",
         0,
-        local_datetime(now),
+        local_datetime(queued),
         "",
         patient_name,
         priority,
-        now.timestamp(),
+        queued.timestamp(),
     )
 
 

@@ -104,7 +104,7 @@ class MainWindow(QMainWindow):
         self.setStatusBar(self.status)
         self.toast = Toast(
             self,
-            anchors=(notifications.list.viewport(), self.notifications_dock, central),
+            anchors=(notifications.list, self.notifications_dock, central),
             footer=self.status,
         )
         self._make_actions()

@@ -7,7 +7,14 @@ from typing import Literal
 
 from PySide6.QtCore import QEvent, QMargins, QObject, QPoint, QRect, QTimer, Slot
 from PySide6.QtGui import QHideEvent, QMouseEvent, QShowEvent
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QAbstractScrollArea,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ophthai_desktop.ui.display import breakable
 from ophthai_desktop.ui.views.scale import scaled
@@ -23,6 +30,9 @@ TEXT_MOST_PX = 360
 TEXT_LEAST_PX = 200
 #: An area that ends this close above the footer (the status bar) may reach over it.
 FOOTER_GAP_PX = 8
+#: The height a list that makes room for the toast keeps for its entries (about one
+#: entry, at the design's font): a shorter one has the toast go elsewhere.
+ENTRIES_LEAST_PX = 30
 
 #: What an alert is about, least to most urgent.
 AlertKind = Literal["info", "warning", "critical"]
@@ -36,16 +46,18 @@ class Toast(QFrame):
     ``anchors`` shown in the window with room for it, else of the window. An anchor
     too short for it is taken with the strip of ``footer`` beneath it, where it ends
     just above the footer; one too narrow, with the toast narrowed (down to
-    :data:`TEXT_LEAST_PX` of text, a line longer).
+    :data:`TEXT_LEAST_PX` of text, a line longer). An anchor that is a list (a scroll
+    area) makes room for it: while it shows there, the list's entries end above it
+    (scrolled to, not covered), where the list keeps :data:`ENTRIES_LEAST_PX` for them.
 
     The main window gives the notifications list, the notifications dock, then its
     central area, and its status bar as the footer: the toast is the newest
-    notification, and over the list's older entries it hides nothing that is not also
-    elsewhere. Where the list is short (800 x 600, a larger font) it goes over the dock
-    (its header and buttons) and the status bar's passing messages beneath it rather
-    than over the patient page: in the central area's corner it covered the result card
-    the clinician was reading, the analysis' Approve and the scan viewer's Reset; in the
-    window's, the job queue's Cancel."""
+    notification, shown at the foot of the list of the others, which it covered the
+    right part of for its 8 s. Where the list is short (800 x 600, a larger font) it
+    goes over the dock (its header and buttons) and the status bar's passing messages
+    beneath it rather than over the patient page: in the central area's corner it
+    covered the result card the clinician was reading, the analysis' Approve and the
+    scan viewer's Reset; in the window's, the job queue's Cancel."""
 
     def __init__(
         self, parent: QWidget, anchors: Sequence[QWidget] = (), footer: QWidget | None = None
@@ -118,6 +130,7 @@ class Toast(QFrame):
         super().hideEvent(event)
         if not self.isHidden():
             return  # the window went to the tray or was minimised: back with it
+        self._make_room(None)
         for widget in self._watched():
             widget.removeEventFilter(self)
         if self._waiting is not None:
@@ -138,19 +151,43 @@ class Toast(QFrame):
         """Where the toast goes, in its parent's coordinates, and the toast sized for
         it: the first anchor shown in the window (not a floating dock) with room for it,
         then with the footer's strip beneath it, narrowing the toast where the anchor is
-        narrower; else the whole window."""
+        narrower; else the whole window. A list's area is its entries' (its viewport,
+        without the room made for the toast)."""
+        return self._spot()[0]
+
+    def _spot(self) -> tuple[QRect, QAbstractScrollArea | None]:
+        """:meth:`area`, and the list that makes room for the toast there (None where
+        it goes over an area that is not a list)."""
         parent = self.parentWidget()
         if parent is None:
-            return QRect()
+            return QRect(), None
         for anchor in self._anchors:
             if not anchor.isVisible() or anchor.window() is not parent:
+                continue
+            if isinstance(anchor, QAbstractScrollArea):
+                viewport = anchor.viewport()
+                entries = viewport.size().grownBy(anchor.viewportMargins())
+                # The toast ends MARGIN above the list's foot, right below its entries.
+                rect = QRect(viewport.mapTo(parent, QPoint(0, 0)), entries)
+                keep_px = scaled(self.label, ENTRIES_LEAST_PX) - MARGIN
+                if self._fits(rect, keep_px=keep_px):
+                    return rect, anchor
                 continue
             rect = QRect(anchor.mapTo(parent, QPoint(0, 0)), anchor.size())
             for spot in (rect, self._over_footer(rect)):
                 if spot is not None and self._fits(spot):
-                    return spot
+                    return spot, None
         self._fit_text(None)
-        return parent.rect()
+        return parent.rect(), None
+
+    def _make_room(self, room_in: QAbstractScrollArea | None) -> None:
+        """Have the list ``room_in`` end its entries above the toast, and the other
+        lists among the anchors take their whole height again."""
+        for anchor in self._anchors:
+            if isinstance(anchor, QAbstractScrollArea):
+                below = self.height() + MARGIN if anchor is room_in else 0
+                if anchor.viewportMargins().bottom() != below:
+                    anchor.setViewportMargins(0, 0, 0, below)
 
     def _over_footer(self, rect: QRect) -> QRect | None:
         """``rect`` down to the window's bottom over the footer, where it ends just above
@@ -164,13 +201,14 @@ class Toast(QFrame):
             return None
         return QRect(rect.left(), rect.top(), rect.width(), top + footer.height() - rect.top())
 
-    def _fits(self, rect: QRect) -> bool:
-        """Size the toast for ``rect`` (narrowed where need be); whether it fits there."""
+    def _fits(self, rect: QRect, keep_px: int = 0) -> bool:
+        """Size the toast for ``rect`` (narrowed where need be); whether it fits there,
+        leaving ``keep_px`` of its height free."""
         margins = self.layout().contentsMargins()
         chrome = margins.left() + margins.right() + 2 * self.frameWidth()
         self._fit_text(rect.width() - 2 * MARGIN - chrome)
         room = self.size().grownBy(QMargins(MARGIN, MARGIN, MARGIN, MARGIN))
-        return rect.width() >= room.width() and rect.height() >= room.height()
+        return rect.width() >= room.width() and rect.height() >= room.height() + keep_px
 
     def _fit_text(self, room_px: int | None) -> None:
         """Let the text take its width, or at most ``room_px`` (not below the least)."""
@@ -196,9 +234,10 @@ class Toast(QFrame):
 
     @Slot()
     def _place(self) -> None:
-        area = self.area()
+        area, room_in = self._spot()
         if area.isNull():
             return
         left = max(area.left() + MARGIN, area.right() + 1 - self.width() - MARGIN)
         top = max(area.top() + MARGIN, area.bottom() + 1 - self.height() - MARGIN)
         self.move(left, top)
+        self._make_room(room_in)
