@@ -80,10 +80,31 @@ def listening_line(url: str) -> str:
     )
 
 
+def _read_settings(command: str, **overrides: object) -> Settings | None:
+    """The settings, or None once stderr has said which ones have a value they cannot
+    take (from the environment or a settings file), rather than a traceback."""
+    from pydantic import ValidationError
+
+    from ophthai_desktop.core.settings import Settings
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        for error in exc.errors():
+            # The value is not repeated: it may be a token or a password in a URL.
+            name = ".".join(str(part) for part in error["loc"]) or "a setting"
+            print(
+                f"ophthai {command}: {name}: {error['msg']} (as the environment, the "
+                "user's settings file or .env sets it; .env.example lists each setting)",
+                file=sys.stderr,
+            )
+        return None
+
+
 def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
     """Run the API headless until SIGINT or SIGTERM; returns the exit status."""
     from ophthai_desktop.core.errors import OphthaiError
-    from ophthai_desktop.core.settings import Settings, check_api_binding
+    from ophthai_desktop.core.settings import check_api_binding
 
     overrides: dict[str, object] = {}
     if host is not None:
@@ -92,7 +113,9 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
         overrides["api_port"] = port
     if data_dir is not None:
         overrides["data_dir"] = data_dir
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    settings = _read_settings("serve", **overrides)
+    if settings is None:
+        return 2
     _configure_logging("DEBUG" if settings.debug else settings.log_level)
     try:
         check_api_binding(settings.api_host, settings.api_token, settings.cors_origins)
@@ -179,9 +202,10 @@ def download_the_model() -> int:
     serve`): a running server finds the model within seconds."""
     from ophthai_desktop.core.errors import OphthaiError
     from ophthai_desktop.core.inference import InferenceEngine
-    from ophthai_desktop.core.settings import Settings
 
-    settings = Settings()
+    settings = _read_settings("download-model")
+    if settings is None:
+        return 2
     _configure_logging("DEBUG" if settings.debug else settings.log_level)
     engine = InferenceEngine(settings)
     said = threading.Lock()
