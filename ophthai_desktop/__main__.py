@@ -1,4 +1,5 @@
-"""Command line: ``ophthai`` (the desktop app) and ``ophthai serve`` (headless)."""
+"""Command line: ``ophthai`` (the desktop app), ``ophthai serve`` (headless) and
+``ophthai download-model``."""
 
 from __future__ import annotations
 
@@ -50,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="data folder (overrides OPHTHAI_DATA_DIR)",
     )
+    commands.add_parser(
+        "download-model",
+        help="download the model (OPHTHAI_MODEL_ID into the Hugging Face cache, or into "
+        "OPHTHAI_MODEL_PATH) from the Hugging Face Hub, as the window's model manager does",
+    )
     return parser
 
 
@@ -74,10 +80,31 @@ def listening_line(url: str) -> str:
     )
 
 
+def _read_settings(command: str, **overrides: object) -> Settings | None:
+    """The settings, or None once stderr has said which ones have a value they cannot
+    take (from the environment or a settings file), rather than a traceback."""
+    from pydantic import ValidationError
+
+    from ophthai_desktop.core.settings import Settings
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        for error in exc.errors():
+            # The value is not repeated: it may be a token or a password in a URL.
+            name = ".".join(str(part) for part in error["loc"]) or "a setting"
+            print(
+                f"ophthai {command}: {name}: {error['msg']} (as the environment, the "
+                "user's settings file or .env sets it; .env.example lists each setting)",
+                file=sys.stderr,
+            )
+        return None
+
+
 def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
     """Run the API headless until SIGINT or SIGTERM; returns the exit status."""
     from ophthai_desktop.core.errors import OphthaiError
-    from ophthai_desktop.core.settings import Settings, check_api_binding
+    from ophthai_desktop.core.settings import check_api_binding
 
     overrides: dict[str, object] = {}
     if host is not None:
@@ -86,7 +113,9 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
         overrides["api_port"] = port
     if data_dir is not None:
         overrides["data_dir"] = data_dir
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    settings = _read_settings("serve", **overrides)
+    if settings is None:
+        return 2
     _configure_logging("DEBUG" if settings.debug else settings.log_level)
     try:
         check_api_binding(settings.api_host, settings.api_token, settings.cors_origins)
@@ -167,10 +196,50 @@ def _serve(settings: Settings) -> int:
     return status
 
 
+def download_the_model() -> int:
+    """Download the configured model where the app looks for it, saying how far it got on
+    stderr; returns the exit status. For a computer where no window runs (`ophthai
+    serve`): a running server finds the model within seconds."""
+    from ophthai_desktop.core.errors import OphthaiError
+    from ophthai_desktop.core.inference import InferenceEngine
+
+    settings = _read_settings("download-model")
+    if settings is None:
+        return 2
+    _configure_logging("DEBUG" if settings.debug else settings.log_level)
+    engine = InferenceEngine(settings)
+    said = threading.Lock()
+    percent_said = -1
+
+    def on_progress(fraction: float, message: str) -> None:
+        """huggingface_hub's download threads: one line per percent."""
+        nonlocal percent_said
+        with said:
+            if int(fraction * 100) != percent_said:
+                percent_said = int(fraction * 100)
+                print(message, file=sys.stderr, flush=True)
+
+    try:
+        engine.download(progress=on_progress)
+    except OphthaiError as exc:
+        print(f"ophthai download-model: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            "ophthai download-model: stopped; run it again to go on where it stopped",
+            file=sys.stderr,
+        )
+        return 130
+    print(engine.status().message, flush=True)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return serve(args.host, args.port, args.data_dir)
+    if args.command == "download-model":
+        return download_the_model()
     if args.data_dir is not None:
         os.environ["OPHTHAI_DATA_DIR"] = str(args.data_dir)
     from ophthai_desktop.desktop import run

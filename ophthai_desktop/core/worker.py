@@ -45,6 +45,7 @@ from ophthai_desktop.core.events import (
     PatientDeleted,
     QueueWaitingChanged,
 )
+from ophthai_desktop.core.inference.download import HOW_TO_DOWNLOAD
 from ophthai_desktop.core.inference.engine import EngineStatus, GenerationResult, ModelState
 from ophthai_desktop.core.inference.parsing import StreamPhases
 from ophthai_desktop.core.inference.preprocess import UnreadablePixels
@@ -376,14 +377,17 @@ class InferenceWorker:
                 self._set_waiting(
                     f"the model's files are damaged. {what + ' ' if what else ''}"
                     "Queued analyses stay queued and run once the files are whole: download "
-                    "the model again (AI ▸ Model manager…) or put back a complete copy.",
+                    f"the model again ({HOW_TO_DOWNLOAD}) or put back a complete copy.",
                     engine_says=True,
                 )
                 return False
+            # The engine's first sentence says what is missing; its advice is said here,
+            # once, with what happens to the queue.
+            what = _FIRST_SENTENCE.split(problem, maxsplit=1)[0]
             self._set_waiting(
-                f"the model is not installed. {problem + ' ' if problem else ''}Queued "
-                "analyses stay queued and run once it is: download it (AI ▸ Model "
-                "manager…) or set OPHTHAI_MODEL_PATH to a folder that holds it.",
+                f"the model is not installed. {what + ' ' if what else ''}Queued analyses "
+                f"stay queued and run once it is: download it ({HOW_TO_DOWNLOAD}) or set "
+                "OPHTHAI_MODEL_PATH to a folder that holds it.",
                 engine_says=True,
             )
         return False

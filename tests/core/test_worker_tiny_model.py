@@ -120,6 +120,35 @@ def test_a_model_file_removed_between_loads_is_named_and_the_queue_runs_once_fix
         app.close()
 
 
+def test_jobs_waiting_for_a_model_not_installed_say_what_to_do_once(tmp_path: Path) -> None:
+    """What a job's `waiting` (and `/api/ai/health`'s `worker_waiting`) says while the
+    model is not installed: which folder is missing, then the advice, said once."""
+    folder = tmp_path / "not-there"
+    app = build_application(make_settings(tmp_path / "data", model_path=folder))
+    app.start_worker()
+    try:
+        actor = Actor("tester", "gui")
+        patient = app.patients.create_patient(
+            {"name": "Waits"}, actor=actor, image=NewImage(png_bytes((64, 48)), modality="OCT")
+        )
+        job = app.jobs.queue_patient_analysis(patient.id, actor=actor)
+        deadline = time.monotonic() + 30
+        while app.worker.waiting_reason is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+
+        reason = app.worker.waiting_reason
+        assert reason.startswith(
+            f"the model is not installed. OPHTHAI_MODEL_PATH is {folder}, but that folder "
+            "does not exist. Queued analyses stay queued"
+        )
+        assert reason.count("ophthai download-model") == 1  # the way without a window
+        assert reason.count("OPHTHAI_MODEL_PATH") == 2  # the setting named, then the advice
+        assert app.jobs.get_job(job.id).state == "queued"
+    finally:
+        app.close()
+
+
 #: The model's answer, then the same answer again as "Normal".
 CONFLICTING_OUTPUT = (
     "<think>Cystoid spaces in the inner nuclear layer.</think>"

@@ -265,3 +265,38 @@ def test_a_window_on_the_data_folder_of_serve_is_refused_at_once(tmp_path: Path)
         "stop it first",
     )
     assert took < 20  # not the 30 s wait for a window to answer or close
+
+
+@pytest.mark.parametrize("command", ["serve", "download-model"])
+def test_a_setting_with_a_value_it_cannot_take_is_named_without_a_traceback(
+    tmp_path: Path, command: str
+) -> None:
+    """A typo in the environment or a settings file (a port that is not a number, a
+    switch that is neither true nor false): the setting named, status 2, as for a
+    missing token."""
+    data = tmp_path / "data"
+    env = clean_env() | {"OPHTHAI_API_PORT": "80oo", "WATCH_FOLDER_ENABLED": "maybe"}
+
+    done = subprocess.run(
+        [sys.executable, "-m", "ophthai_desktop", command, "--data-dir", str(data)]
+        if command == "serve"
+        else [sys.executable, "-m", "ophthai_desktop", command],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 2, done.stderr
+    said = done.stderr.splitlines()
+    assert any(
+        line.startswith(f"ophthai {command}: OPHTHAI_API_PORT: Input should be a valid integer")
+        for line in said
+    )
+    assert any(
+        line.startswith(f"ophthai {command}: OPHTHAI_WATCH_FOLDER_ENABLED: ") for line in said
+    )
+    assert "Traceback" not in done.stderr
+    assert "80oo" not in done.stderr  # values are not repeated (a token, a password)
+    assert not data.exists()  # nothing made

@@ -1104,7 +1104,8 @@ def test_a_long_reason_to_wait_is_short_in_the_panel_and_whole_behind_details(
     assert panel.waiting.heightForWidth(panel.waiting.width()) <= 2 * line + 4
     shown = panel.waiting.text()
     assert shown.startswith("Queued analyses are waiting: the model is not installed.")
-    assert "download it (AI ▸ Model manager…)" in shown  # what to do stays
+    assert "download it (AI ▸ Model manager…) or set" in shown  # what to do stays
+    assert "ophthai download-model" in reason  # a computer without a window: the tooltip
     assert panel.waiting.toolTip() == f"Queued analyses are waiting: {reason}"
 
     assert panel.waiting_details.isVisibleTo(panel)

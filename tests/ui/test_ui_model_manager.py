@@ -108,7 +108,7 @@ def test_a_missing_model_shows_how_to_install_it(
     assert dialog.state.text() == "Not installed"
     assert dialog.source.text() == "OctoMed/OctoMed-7B"
     assert "not in the Hugging Face cache" in dialog.message.text()
-    assert "download action" in dialog.message.text()
+    assert "AI ▸ Model manager…" in dialog.message.text()  # the Download button below
     assert dialog.download_button.isEnabled()
     assert not dialog.load_button.isEnabled()
     assert not dialog.unload_button.isEnabled()

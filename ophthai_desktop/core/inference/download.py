@@ -26,11 +26,26 @@ ProgressCallback = Callable[[float, str], None]
 #: Files the engine needs; the rest of a repository (other formats, docs) is skipped.
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.jinja", "*.model", "*.tiktoken"]
 
+#: How to download the model, said wherever it is missing: the window's model manager,
+#: or, where no window runs (`ophthai serve` on a server), the command line.
+DOWNLOAD_IN_THE_WINDOW = "AI ▸ Model manager…"
+HOW_TO_DOWNLOAD = f"{DOWNLOAD_IN_THE_WINDOW}, or ophthai download-model"
+
 _REPORT_INTERVAL_S = 0.25
 
 
 class DownloadCancelled(ModelUnavailable):
     """The download was cancelled; the model stays not installed."""
+
+
+def shown_hub_cache_dir() -> Path:
+    """The Hub cache a look-up reads, to name it: :func:`hub_cache_dir`, else
+    huggingface_hub's default (``~/.cache/huggingface/hub``)."""
+    if cache := hub_cache_dir():
+        return cache
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
 
 
 def hub_endpoint() -> str | None:

@@ -37,10 +37,12 @@ from ophthai_desktop.core.events import EventBus, ModelStateChanged
 from ophthai_desktop.core.imaging import fits_the_model, too_elongated_message
 from ophthai_desktop.core.inference import devices
 from ophthai_desktop.core.inference.download import (
+    HOW_TO_DOWNLOAD,
     DownloadCancelled,
     ProgressCallback,
     download_model,
     hub_cache_dir,
+    shown_hub_cache_dir,
 )
 from ophthai_desktop.core.inference.generation import (
     CancelCriteria,
@@ -494,7 +496,7 @@ class InferenceEngine:
                     None,
                     str(folder),
                     f"OPHTHAI_MODEL_PATH is {folder}, but that folder does not exist. Point it "
-                    "to the model folder, or use the download action to fill it.",
+                    f"to the model folder, or download the model into it ({HOW_TO_DOWNLOAD}).",
                     name=str(folder),
                 )
             return self._inspect(folder, str(folder), name=str(folder), local=True)
@@ -508,13 +510,12 @@ class InferenceEngine:
             revision=settings.model_revision,
         )
         if not isinstance(config, str):
-            where = f" ({cache})" if cache else ""
             return _Installation(
                 None,
                 settings.model_id,
                 f"{settings.model_id} is not installed: it is not in the Hugging Face "
-                f"cache{where}. Download it with the model manager's download action, or "
-                "set OPHTHAI_MODEL_PATH to a folder that holds the model.",
+                f"cache ({cache or shown_hub_cache_dir()}). Download it ({HOW_TO_DOWNLOAD}), "
+                "or set OPHTHAI_MODEL_PATH to a folder that holds the model.",
                 name=settings.model_id,
             )
         folder = Path(config).parent
@@ -532,8 +533,8 @@ class InferenceEngine:
                 None,
                 source,
                 f"The model is not installed: {folder} holds none of its files. Download "
-                "it with the model manager's download action, or point OPHTHAI_MODEL_PATH "
-                "to a folder that holds the model.",
+                f"it ({HOW_TO_DOWNLOAD}), or point OPHTHAI_MODEL_PATH to a folder that holds "
+                "the model.",
                 name=name,
             )
         if missing:
@@ -542,7 +543,7 @@ class InferenceEngine:
                 source,
                 f"The model in {folder} is damaged: {', '.join(missing)} "
                 f"{'is' if len(missing) == 1 else 'are'} missing (a copy or download cut "
-                "short?). Download it again (AI ▸ Model manager…), or point "
+                f"short?). Download it again ({HOW_TO_DOWNLOAD}), or point "
                 "OPHTHAI_MODEL_PATH to a complete copy.",
                 name=name,
                 damaged=True,
@@ -554,7 +555,7 @@ class InferenceEngine:
                 None,
                 source,
                 f"The model in {folder} is damaged: its config.json is unreadable ({exc}). "
-                "Download it again (AI ▸ Model manager…), or point OPHTHAI_MODEL_PATH to a "
+                f"Download it again ({HOW_TO_DOWNLOAD}), or point OPHTHAI_MODEL_PATH to a "
                 "complete copy.",
                 name=name,
                 damaged=True,

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ophthai_desktop.core.inference.download import DOWNLOAD_IN_THE_WINDOW, HOW_TO_DOWNLOAD
 from ophthai_desktop.ui.models.job_table import OPEN_STATES, JobTableModel
 from ophthai_desktop.ui.resources import icon
 from ophthai_desktop.ui.views.columns import FittingTableView
@@ -54,7 +55,13 @@ def short_waiting(reason: str) -> str:
     if len(first) > WAITING_HEADLINE_CHARS:
         first = first[:WAITING_HEADLINE_CHARS].rsplit(" ", 1)[0].rstrip(",;:") + "…"
     action = _WAITING_ACTION.search(rest[0]) if rest else None
-    return f"{first} To run them, {action['action']}" if action else first
+    if not action:
+        return first
+    # In the window, its own way to download; the command line (for a computer where
+    # no window runs) stays in the tooltip and Details….
+    return f"{first} To run them, " + action["action"].replace(
+        HOW_TO_DOWNLOAD, DOWNLOAD_IN_THE_WINDOW
+    )
 
 
 def _shortened_word(word: str) -> str:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -11,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from huggingface_hub import constants as hf_constants
 
 from ophthai_desktop.core.errors import ModelUnavailable
 from ophthai_desktop.core.events import Event, EventBus, ModelStateChanged
@@ -21,6 +25,7 @@ from ophthai_desktop.core.settings import Settings
 REPO = "OctoMed/OctoMed-7B"
 COMMIT = "c0ffee" + "0" * 34
 CLOSED_PORT = "http://127.0.0.1:9"
+ROOT = Path(__file__).parents[3]
 
 
 def serve_repo(folder: Path) -> ThreadingHTTPServer:
@@ -171,3 +176,56 @@ def test_download_cancelled_before_it_starts(tmp_path: Path) -> None:
 
     with pytest.raises(DownloadCancelled):
         download_model(REPO, cache_dir=tmp_path, endpoint=CLOSED_PORT, cancel=cancel)
+
+
+def _ophthai(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``ophthai ARGS`` in a process of its own (it sets up logging for the process)."""
+    return subprocess.run(
+        [sys.executable, "-m", "ophthai_desktop", *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_command_line_downloads_the_model_where_the_app_finds_it(
+    hub: str, tmp_path: Path
+) -> None:
+    # `ophthai serve` has no window, so no model manager: this is its way to install.
+    target = tmp_path / "octomed"
+
+    done = _ophthai(["download-model"], tmp_path, OPHTHAI_MODEL_PATH=str(target))
+
+    assert done.returncode == 0, done.stderr
+    assert f"The model in {target} is installed and not loaded." in done.stdout
+    assert "Downloaded" in done.stderr  # how far it got, as it went
+    engine = InferenceEngine(make_settings(tmp_path, model_path=target))
+    assert engine.status().state is ModelState.INSTALLED
+
+
+def test_the_command_line_says_why_a_download_failed(tmp_path: Path) -> None:
+    done = _ophthai(
+        ["download-model"], tmp_path, HF_ENDPOINT=CLOSED_PORT, HF_HUB_CACHE=str(tmp_path / "hub")
+    )
+
+    assert done.returncode == 1
+    said = done.stderr.splitlines()[-1]  # after the log's lines
+    assert said.startswith(f"ophthai download-model: {REPO} could not be downloaded")
+    assert "OPHTHAI_MODEL_PATH" in said
+
+
+def test_a_missing_model_says_where_it_was_looked_for_and_how_to_download_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Neither variable set, as on most workstations: the default cache is named all the same.
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HF_HOME", raising=False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "default-hub"))
+
+    message = InferenceEngine(make_settings(tmp_path)).status().message
+
+    assert f"not in the Hugging Face cache ({tmp_path / 'default-hub'})" in message
+    assert "ophthai download-model" in message  # a server has no model manager
+    assert "AI ▸ Model manager…" in message  # the window has
