@@ -22,6 +22,7 @@ PatientStatusName = Literal["Critical", "Stable", "Pending Analysis", "Discharge
 NotificationTypeName = Literal["info", "critical", "success"]
 ModalityName = Literal["OCT", "OCTA", "fundus", "unknown"]
 LateralityName = Literal["OD", "OS", "OU", "unknown"]
+JobStateName = Literal["queued", "running", "done", "failed", "cancelled"]
 
 
 class PublicModel(BaseModel):
@@ -232,10 +233,15 @@ class NotificationPublic(PublicModel):
     )
 
 
+#: An optional patient id in a body: an empty one is refused (by the service, whose
+#: message says to send an id or leave the field out), as the document says.
+NOT_EMPTY: dict[str, Any] = {"minLength": 1}
+
+
 class NotificationCreate(RequestModel):
     message: str = Field(min_length=1, max_length=2000)
     type: NotificationTypeName = "info"
-    patient_id: str | None = None
+    patient_id: str | None = Field(default=None, json_schema_extra=NOT_EMPTY)
 
 
 class MarkRead(RequestModel):
@@ -372,7 +378,7 @@ class AnalyzeRequest(RequestModel):
     """The seed's body: ``{"image_base64": ...}`` (bare base64 or a data URL)."""
 
     image_base64: str = Field(min_length=1)
-    patient_id: str | None = Field(default=None, max_length=64)
+    patient_id: str | None = Field(default=None, max_length=64, json_schema_extra=NOT_EMPTY)
     question: str | None = Field(default=None, max_length=2000)
 
 
@@ -552,7 +558,7 @@ class JobPublic(PublicModel):
 
     id: int
     kind: str
-    state: Literal["queued", "running", "done", "failed", "cancelled"]
+    state: JobStateName
     patient_id: str | None
     scan_id: int | None
     image_sha256: str | None

@@ -1,0 +1,122 @@
+"""The OpenAPI document says which requests the API takes: a value it declares valid is
+not refused as malformed (422), and one the API refuses as malformed the document
+declares invalid, so a client generated from it (or a fuzzer driven by it) sends what
+the API takes. Found by fuzzing the API with schemathesis."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from jsonschema import Draft202012Validator
+
+from ophthai_desktop.api.params import DB_INT_MAX
+from tests.support.images import png_bytes
+
+PNG_BASE64 = base64.b64encode(png_bytes((16, 16))).decode()
+
+
+class Document:
+    """The served document, asked whether it declares a value valid."""
+
+    def __init__(self, client: TestClient) -> None:
+        self.document: dict[str, Any] = client.get("/openapi.json").json()
+
+    def parameter(self, method: str, path: str, name: str) -> dict[str, Any]:
+        operation = self.document["paths"][path][method]
+        schema: dict[str, Any] = next(
+            p["schema"] for p in operation["parameters"] if p["name"] == name
+        )
+        return schema
+
+    def body(self, method: str, path: str) -> dict[str, Any]:
+        operation = self.document["paths"][path][method]
+        schema: dict[str, Any] = operation["requestBody"]["content"]["application/json"][
+            "schema"
+        ]
+        return schema
+
+    def declares_valid(self, schema: dict[str, Any], value: Any) -> bool:
+        validator = Draft202012Validator({**schema, "components": self.document["components"]})
+        return validator.is_valid(value)
+
+
+@pytest.fixture
+def document(client: TestClient) -> Document:
+    return Document(client)
+
+
+def test_the_job_list_declares_the_states_it_filters_by(
+    client: TestClient, document: Document
+) -> None:
+    """``state`` was any string in the document, so ``?state=not_installed`` (a model
+    state) was a valid request that the API refused with a 422."""
+    state = document.parameter("get", "/api/jobs", "state")
+
+    for value in ("queued", "running", "done", "failed", "cancelled", "not_installed", "Done"):
+        answer = client.get("/api/jobs", params={"state": value})
+        assert document.declares_valid(state, value) == (answer.status_code == 200), (
+            value,
+            answer.status_code,
+        )
+        assert answer.status_code in (200, 422)
+
+
+def test_the_patient_list_declares_the_keys_it_sorts_by(
+    client: TestClient, document: Document
+) -> None:
+    """``order_by`` was any string in the document; the API sorts by the patient keys
+    only, in camelCase or snake_case, and refuses the rest with a 422."""
+    order_by = document.parameter("get", "/api/patients", "order_by")
+
+    assert {"birthDate", "birth_date", "name", "createdAt"} <= set(order_by["enum"])
+    for value in (*order_by["enum"], "shoeSize", ""):
+        answer = client.get("/api/patients", params={"order_by": value})
+        assert document.declares_valid(order_by, value) == (answer.status_code == 200), (
+            value,
+            answer.status_code,
+        )
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/notifications", {"message": "Call the patient", "patientId": ""}),
+        ("/api/ai/analyze", {"imageBase64": PNG_BASE64, "patientId": ""}),
+    ],
+)
+def test_an_empty_patient_id_in_a_body_is_declared_invalid(
+    client: TestClient, document: Document, path: str, body: dict[str, Any]
+) -> None:
+    """An empty ``patientId`` is a 422 (no patient has it; leave the field out for
+    none), and the document says so instead of allowing any string."""
+    answer = client.post(path, json=body)
+
+    assert answer.status_code == 422
+    assert answer.json()["field"] == "patientId"
+    assert not document.declares_valid(document.body("post", path), body)
+    assert document.declares_valid(document.body("post", path), {**body, "patientId": "P1"})
+
+
+def test_integer_bounds_in_bodies_are_integers_and_the_ones_enforced(
+    client: TestClient, document: Document
+) -> None:
+    """FastAPI wrote a body's integer bounds as floats (``maximum: 130.0``), and the
+    largest scan id as 2**63 (``9.223372036854776e+18``), one the API refuses."""
+    patient = client.post("/api/patients", json={"name": "Ada"}).json()["id"]
+    analyze = f"/api/patients/{patient}/analyze"
+    schemas = document.document["components"]["schemas"]
+    scan_id = schemas["AnalyzePatientRequest"]["properties"]["scanId"]["anyOf"][0]
+    age = schemas["PatientCreate"]["properties"]["age"]["anyOf"][0]
+
+    assert (type(scan_id["minimum"]), type(scan_id["maximum"])) == (int, int)
+    assert (type(age["minimum"]), type(age["maximum"])) == (int, int)
+    body = document.body("post", "/api/patients/{patient_id}/analyze")
+    for value in (DB_INT_MAX, DB_INT_MAX + 1):
+        answer = client.post(analyze, json={"scanId": value})
+        assert document.declares_valid(body, {"scanId": value}) == (answer.status_code != 422), (
+            value,
+            answer.text,
+        )
