@@ -33,9 +33,7 @@ class Document:
 
     def body(self, method: str, path: str) -> dict[str, Any]:
         operation = self.document["paths"][path][method]
-        schema: dict[str, Any] = operation["requestBody"]["content"]["application/json"][
-            "schema"
-        ]
+        schema: dict[str, Any] = operation["requestBody"]["content"]["application/json"]["schema"]
         return schema
 
     def declares_valid(self, schema: dict[str, Any], value: Any) -> bool:
@@ -120,3 +118,30 @@ def test_integer_bounds_in_bodies_are_integers_and_the_ones_enforced(
             value,
             answer.text,
         )
+
+
+@pytest.mark.parametrize(
+    ("path", "fields"),
+    [
+        ("/api/patients/{patient_id}/scans", {"modality": "OCT"}),
+        ("/api/ai/analyze-upload", {"question": "Is there fluid?"}),
+    ],
+)
+def test_an_upload_form_declares_the_fields_it_takes(
+    client: TestClient, document: Document, path: str, fields: dict[str, str]
+) -> None:
+    """A form field an upload does not take is a 422 naming it, as an unknown key of a
+    JSON body is; the form's schema allowed any other field."""
+    patient = client.post("/api/patients", json={"name": "Ada"}).json()["id"]
+    url = path.replace("{patient_id}", patient)
+    schema = document.document["paths"][path]["post"]["requestBody"]["content"][
+        "multipart/form-data"
+    ]["schema"]
+    image = {"file": ("scan.png", png_bytes((16, 16)), "image/png")}
+
+    answer = client.post(url, files=image, data={**fields, "colour": "red"})
+
+    assert answer.status_code == 422
+    assert [e["field"] for e in answer.json()["errors"]] == ["colour"]
+    assert not document.declares_valid(schema, {"file": "scan", **fields, "colour": "red"})
+    assert document.declares_valid(schema, {"file": "scan", **fields})
