@@ -15,6 +15,8 @@ from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import SkipJsonSchema
 
+from ophthai_desktop.core.services.patient_fields import PATIENT_ID
+
 #: C0 control characters and DEL, less tab, line feed and carriage return.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -124,8 +126,19 @@ def _not_a_bool(value: Any) -> Any:
 Age = Annotated[int, Field(ge=0, le=130), BeforeValidator(_not_a_bool)]
 
 
+#: A new patient's id as the service takes it (:data:`PATIENT_ID`), or blank for one it
+#: makes up, for the document: the service's check keeps its own message.
+NEW_PATIENT_ID = f"^({PATIENT_ID.pattern.removeprefix('^').removesuffix('$')})?$"
+
+
 class PatientCreate(RequestModel):
-    id: str | None = Field(default=None, max_length=64)
+    id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Letters, digits, dots and dashes, starting with a letter or digit; "
+        "left out (or blank), the server makes one up (pt-...).",
+        json_schema_extra={"pattern": NEW_PATIENT_ID},
+    )
     name: str = Field(min_length=1, max_length=200)
     age: Age | None = None
     birth_date: date | None = None

@@ -145,3 +145,16 @@ def test_an_upload_form_declares_the_fields_it_takes(
     assert [e["field"] for e in answer.json()["errors"]] == ["colour"]
     assert not document.declares_valid(schema, {"file": "scan", **fields, "colour": "red"})
     assert document.declares_valid(schema, {"file": "scan", **fields})
+
+
+def test_a_new_patients_id_is_declared_as_the_api_takes_it(
+    client: TestClient, document: Document
+) -> None:
+    """The document allowed any id up to 64 characters; the API takes letters, digits,
+    dots and dashes (an id goes into URLs and file names), or none for one it makes."""
+    body = document.body("post", "/api/patients")
+
+    for index, patient_id in enumerate(["", "P-1.2", "a b", "a/b", "..", "x" * 64, "é1"]):
+        answer = client.post("/api/patients", json={"name": f"Pat {index}", "id": patient_id})
+        declared = document.declares_valid(body, {"name": "Pat", "id": patient_id})
+        assert declared == (answer.status_code == 201), (patient_id, answer.text)
