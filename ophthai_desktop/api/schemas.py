@@ -145,8 +145,10 @@ class PatientCreate(RequestModel):
     gender: str | None = Field(default=None, max_length=32)
     symptoms: list[str] | str | None = None
     history: str | None = Field(default=None, max_length=20_000)
-    status: PatientStatusName | None = None
-    admission_date: datetime | None = None
+    # Optional but never null: a patient always has a status and an admission date
+    # (null is a 422), so the document does not offer null.
+    status: PatientStatusName | SkipJsonSchema[None] = None
+    admission_date: datetime | SkipJsonSchema[None] = None
     image_url: str | None = Field(
         default=None, description="A data:image/...;base64 URL; stored as a file."
     )
@@ -178,16 +180,18 @@ class PatientUpdate(RequestModel):
     """The fields to change. Read-only keys of the patient object are accepted and not
     applied (``id``, if given, must be this patient's); any other key is a 422."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    # Optional, but those a patient always has are never null (a 422): the document
+    # offers null only for the fields that can be cleared.
+    name: Annotated[str, Field(min_length=1, max_length=200)] | SkipJsonSchema[None] = None
     age: Age | None = None
     birth_date: date | None = None
     gender: str | None = Field(default=None, max_length=32)
     symptoms: list[str] | str | None = None
     history: str | None = Field(default=None, max_length=20_000)
-    status: PatientStatusName | None = None
-    admission_date: datetime | None = None
+    status: PatientStatusName | SkipJsonSchema[None] = None
+    admission_date: datetime | SkipJsonSchema[None] = None
     appointment_date: datetime | None = None
-    workflow_step: int | None = Field(default=None, ge=1, le=4)
+    workflow_step: Annotated[int, Field(ge=1, le=4)] | SkipJsonSchema[None] = None
     validation_status: Literal["approved", "rejected"] | None = None
     image_url: str | None = Field(
         default=None,

@@ -158,3 +158,33 @@ def test_a_new_patients_id_is_declared_as_the_api_takes_it(
         answer = client.post("/api/patients", json={"name": f"Pat {index}", "id": patient_id})
         declared = document.declares_valid(body, {"name": "Pat", "id": patient_id})
         assert declared == (answer.status_code == 201), (patient_id, answer.text)
+
+
+def test_a_patient_field_is_declared_nullable_only_where_null_is_taken(
+    client: TestClient, document: Document
+) -> None:
+    """``null`` clears what can be cleared (a birth date, an appointment, a verdict);
+    a name, status, admission date or workflow step is never null (a 422), but the
+    document offered null for each, so a generated client typed them nullable."""
+    create = document.body("post", "/api/patients")
+    update = document.body("patch", "/api/patients/{patient_id}")
+    patient = f"/api/patients/{client.post('/api/patients', json={'name': 'Ada'}).json()['id']}"
+    fields = document.document["components"]["schemas"]["PatientUpdate"]["properties"]
+    writable = [
+        f for f, schema in fields.items() if "Read-only" not in schema.get("description", "")
+    ]
+
+    assert {"name", "status", "admissionDate", "workflowStep", "birthDate"} <= set(writable)
+    for field in writable:
+        answer = client.patch(patient, json={field: None})
+        assert document.declares_valid(update, {field: None}) == (answer.status_code == 200), (
+            field,
+            answer.text,
+        )
+    for field in ("status", "admissionDate", "age", "gender"):
+        body = {"name": "Bea", field: None}
+        answer = client.post("/api/patients", json=body)
+        assert document.declares_valid(create, body) == (answer.status_code == 201), (
+            field,
+            answer.text,
+        )
