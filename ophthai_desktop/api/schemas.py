@@ -15,6 +15,8 @@ from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import SkipJsonSchema
 
+from ophthai_desktop.core.services.patient_fields import PATIENT_ID
+
 #: C0 control characters and DEL, less tab, line feed and carriage return.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -22,6 +24,7 @@ PatientStatusName = Literal["Critical", "Stable", "Pending Analysis", "Discharge
 NotificationTypeName = Literal["info", "critical", "success"]
 ModalityName = Literal["OCT", "OCTA", "fundus", "unknown"]
 LateralityName = Literal["OD", "OS", "OU", "unknown"]
+JobStateName = Literal["queued", "running", "done", "failed", "cancelled"]
 
 
 class PublicModel(BaseModel):
@@ -123,16 +126,29 @@ def _not_a_bool(value: Any) -> Any:
 Age = Annotated[int, Field(ge=0, le=130), BeforeValidator(_not_a_bool)]
 
 
+#: A new patient's id as the service takes it (:data:`PATIENT_ID`), or blank for one it
+#: makes up, for the document: the service's check keeps its own message.
+NEW_PATIENT_ID = f"^({PATIENT_ID.pattern.removeprefix('^').removesuffix('$')})?$"
+
+
 class PatientCreate(RequestModel):
-    id: str | None = Field(default=None, max_length=64)
+    id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Letters, digits, dots and dashes, starting with a letter or digit; "
+        "left out (or blank), the server makes one up (pt-...).",
+        json_schema_extra={"pattern": NEW_PATIENT_ID},
+    )
     name: str = Field(min_length=1, max_length=200)
     age: Age | None = None
     birth_date: date | None = None
     gender: str | None = Field(default=None, max_length=32)
     symptoms: list[str] | str | None = None
     history: str | None = Field(default=None, max_length=20_000)
-    status: PatientStatusName | None = None
-    admission_date: datetime | None = None
+    # Optional but never null: a patient always has a status and an admission date
+    # (null is a 422), so the document does not offer null.
+    status: PatientStatusName | SkipJsonSchema[None] = None
+    admission_date: datetime | SkipJsonSchema[None] = None
     image_url: str | None = Field(
         default=None, description="A data:image/...;base64 URL; stored as a file."
     )
@@ -164,16 +180,18 @@ class PatientUpdate(RequestModel):
     """The fields to change. Read-only keys of the patient object are accepted and not
     applied (``id``, if given, must be this patient's); any other key is a 422."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    # Optional, but those a patient always has are never null (a 422): the document
+    # offers null only for the fields that can be cleared.
+    name: Annotated[str, Field(min_length=1, max_length=200)] | SkipJsonSchema[None] = None
     age: Age | None = None
     birth_date: date | None = None
     gender: str | None = Field(default=None, max_length=32)
     symptoms: list[str] | str | None = None
     history: str | None = Field(default=None, max_length=20_000)
-    status: PatientStatusName | None = None
-    admission_date: datetime | None = None
+    status: PatientStatusName | SkipJsonSchema[None] = None
+    admission_date: datetime | SkipJsonSchema[None] = None
     appointment_date: datetime | None = None
-    workflow_step: int | None = Field(default=None, ge=1, le=4)
+    workflow_step: Annotated[int, Field(ge=1, le=4)] | SkipJsonSchema[None] = None
     validation_status: Literal["approved", "rejected"] | None = None
     image_url: str | None = Field(
         default=None,
@@ -232,10 +250,15 @@ class NotificationPublic(PublicModel):
     )
 
 
+#: An optional patient id in a body: an empty one is refused (by the service, whose
+#: message says to send an id or leave the field out), as the document says.
+NOT_EMPTY: dict[str, Any] = {"minLength": 1}
+
+
 class NotificationCreate(RequestModel):
     message: str = Field(min_length=1, max_length=2000)
     type: NotificationTypeName = "info"
-    patient_id: str | None = None
+    patient_id: str | None = Field(default=None, json_schema_extra=NOT_EMPTY)
 
 
 class MarkRead(RequestModel):
@@ -372,7 +395,7 @@ class AnalyzeRequest(RequestModel):
     """The seed's body: ``{"image_base64": ...}`` (bare base64 or a data URL)."""
 
     image_base64: str = Field(min_length=1)
-    patient_id: str | None = Field(default=None, max_length=64)
+    patient_id: str | None = Field(default=None, max_length=64, json_schema_extra=NOT_EMPTY)
     question: str | None = Field(default=None, max_length=2000)
 
 
@@ -552,7 +575,7 @@ class JobPublic(PublicModel):
 
     id: int
     kind: str
-    state: Literal["queued", "running", "done", "failed", "cancelled"]
+    state: JobStateName
     patient_id: str | None
     scan_id: int | None
     image_sha256: str | None

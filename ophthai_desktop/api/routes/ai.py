@@ -325,9 +325,7 @@ def analyze_patient(
 def list_jobs(
     app: ApplicationDep,
     response: Response,
-    state: Annotated[
-        str | None, Query(description="queued, running, done, failed, cancelled")
-    ] = None,
+    state: Annotated[s.JobStateName | None, Query()] = None,
     patient_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     skip: Skip = 0,
     limit: Limit = 100,

@@ -77,6 +77,9 @@ IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 #: The sort keys as responses spell them; their snake_case spellings work too.
 SORT_KEYS = ", ".join(to_camel(key) for key in SORTABLE)
+#: Every spelling of a sort key, as the document lists them (a generated client offers
+#: these instead of any string, which the API refuses).
+SORT_KEY_SPELLINGS = sorted({to_camel(key) for key in SORTABLE} | set(SORTABLE))
 
 
 def _sort_key(order_by: str) -> str:
@@ -147,7 +150,11 @@ def list_patients(
     search: Annotated[str | None, Query(max_length=200)] = None,
     status: Annotated[s.PatientStatusName | None, Query()] = None,
     order_by: Annotated[
-        str, Query(description=f"One of: {SORT_KEYS} (or in snake_case)")
+        str,
+        Query(
+            description=f"One of: {SORT_KEYS} (or in snake_case)",
+            json_schema_extra={"enum": SORT_KEY_SPELLINGS},
+        ),
     ] = "created_at",
     descending: bool = True,
 ) -> list[s.PatientPublic]:
