@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -54,6 +55,9 @@ def set_in_environment(name: str) -> str | None:
             return env_name
     return None
 
+
+#: The values ``OPHTHAI_DEVICE`` takes (matched ignoring case and spaces around it).
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 #: The settings the desktop's Settings dialog saves (``OPHTHAI_`` lines, .env format).
 USER_SETTINGS_FILE = Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "settings.env"
@@ -170,6 +174,14 @@ class Settings(BaseSettings):
         value = _split_list(value)
         if isinstance(value, list):
             return [str(ext).lower().lstrip(".") for ext in value if str(ext).strip()]
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        # Refused at start, as a wrong quantization is, not first at the model's load.
+        if not DEVICE_PATTERN.match(value.strip().lower()):
+            raise ValueError("use auto, cpu, mps, cuda or cuda:N (such as cuda:0)")
         return value
 
     @field_validator("cors_origins", mode="before")

@@ -110,6 +110,28 @@ def test_invalid_value_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings(_env_file=None)
 
 
+@pytest.mark.parametrize("device", ["gpu", "cuda0", "nvidia", "cuda:x"])
+def test_a_device_the_setting_does_not_take_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, device: str
+) -> None:
+    """Not first when the model loads, minutes later, on a window that looked ready."""
+    monkeypatch.setenv("OPHTHAI_DEVICE", device)
+    with pytest.raises(SettingsRefused) as refused:
+        read_settings(_env_file=None)
+    assert refused.value.problems == (
+        "OPHTHAI_DEVICE: use auto, cpu, mps, cuda or cuda:N (such as cuda:0) "
+        "(set in the environment)",
+    )
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "mps", "cuda", "cuda:1", " CUDA:0 "])
+def test_every_device_the_engine_takes_is_taken(
+    monkeypatch: pytest.MonkeyPatch, device: str
+) -> None:
+    monkeypatch.setenv("OPHTHAI_DEVICE", device)
+    assert read_settings(_env_file=None).device == device
+
+
 def test_a_refused_setting_is_named_as_the_user_set_it_and_where(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
