@@ -404,6 +404,31 @@ def test_a_start_in_the_background_that_answers_says_nothing_more(app: Applicati
     assert app.start_watcher_in_background() is None
 
 
+def test_a_start_in_the_background_that_fails_is_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``ophthai serve``'s log says a watch folder that cannot be made once, as an
+    error, not again as information."""
+    app = build_watch_app(tmp_path)
+    folder = app.settings.resolved_watch_folder
+    folder.write_text("the user's")
+    try:
+        with caplog.at_level(logging.INFO, logger="ophthai_desktop"):
+            starting = app.start_watcher_in_background(answer_within_s=WAIT_S)
+            assert starting is not None
+            starting.join(WAIT_S)
+    finally:
+        app.close()
+
+    first_try = f"cannot create the watch folder {folder}"
+    said = [
+        r.levelname
+        for r in caplog.records
+        if first_try in r.message and "retrying in 0.2 s" in r.message  # not the retries
+    ]
+    assert said == ["ERROR"]
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify")
 def test_a_deleted_folder_is_the_error_state_at_once_not_at_the_next_rescan(
     tmp_path: Path,
