@@ -162,6 +162,54 @@ def test_a_folder_that_cannot_be_created_is_named_with_what_is_in_the_way(
     assert not (tmp_path / "usb-disk").exists()  # nothing made where the link points
 
 
+@pytest.mark.parametrize("name", ["processed", "failed"])
+def test_a_file_named_as_a_filing_folder_is_named_and_the_scans_wait(
+    tmp_path: Path, name: str
+) -> None:
+    """A file called ``processed`` or ``failed`` in the watch folder: nothing could be
+    filed, so the watch folder is not started; the state and the notification say which
+    path and why, the scans wait where they are, and are taken in once it is moved."""
+    app = build_watch_app(tmp_path)
+    folder = app.settings.resolved_watch_folder
+    folder.mkdir(parents=True)
+    in_the_way = folder / name
+    in_the_way.write_text("the user's")
+    (folder / "waiting.png").write_bytes(png_bytes((10, 10), (4, 4, 4)))
+    log = EventLog(app.bus)
+    try:
+        status = app.watcher.start()
+        notified = [n.message for n in app.notifications.list_notifications().items]
+        assert status.state is WatcherState.ERROR
+        said = (
+            f"cannot create the watch folder's {name}/ folder {in_the_way}: {in_the_way} is "
+            "a file, not a folder"
+        )
+        assert status.message.startswith(said)
+        assert len(notified) == 1 and said in notified[0]
+        assert (folder / "waiting.png").is_file()  # waits, not lost
+        assert in_the_way.read_text() == "the user's"
+
+        in_the_way.rename(folder / f"{name}.txt")
+        assert log.wait_finished("waiting.png")["waiting.png"].outcome == "ingested"
+    finally:
+        app.close()
+
+
+def test_a_configured_watch_folder_that_is_a_file_is_named_so(tmp_path: Path) -> None:
+    """Not "does not exist (a share not mounted?)": it is there, and a file."""
+    scans = tmp_path / "scans"
+    scans.write_text("the user's")
+    app = build_watch_app(tmp_path, watch_folder_path=scans)
+    try:
+        status = app.watcher.start()
+    finally:
+        app.close()
+    assert status.state is WatcherState.ERROR
+    assert status.message.startswith(
+        f"cannot create the watch folder {scans}: {scans} is a file, not a folder"
+    )
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify")
 def test_a_folder_that_goes_away_is_reported_and_watched_again_when_back(
     app: Application,
