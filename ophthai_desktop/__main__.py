@@ -82,22 +82,18 @@ def listening_line(url: str) -> str:
 
 def _read_settings(command: str, **overrides: object) -> Settings | None:
     """The settings, or None once stderr has said which ones have a value they cannot
-    take (from the environment or a settings file), rather than a traceback."""
-    from pydantic import ValidationError
-
-    from ophthai_desktop.core.settings import Settings
+    take, as the user named them and where (rather than a traceback)."""
+    from ophthai_desktop.core.settings import SettingsRefused, read_settings
 
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        for error in exc.errors():
-            # The value is not repeated: it may be a token or a password in a URL.
-            name = ".".join(str(part) for part in error["loc"]) or "a setting"
-            print(
-                f"ophthai {command}: {name}: {error['msg']} (as the environment, the "
-                "user's settings file or .env sets it; .env.example lists each setting)",
-                file=sys.stderr,
-            )
+        return read_settings(**overrides)
+    except SettingsRefused as exc:
+        for problem in exc.problems:
+            print(f"ophthai {command}: {problem}", file=sys.stderr)
+        print(
+            f"ophthai {command}: .env.example lists each setting with what it takes",
+            file=sys.stderr,
+        )
         return None
 
 

@@ -32,7 +32,7 @@ from ophthai_desktop.core.storage.private import (
     create_private_folder,
     make_default_folder_private,
 )
-from ophthai_desktop.core.watcher import FolderWatcher
+from ophthai_desktop.core.watcher import FolderWatcher, WatcherState
 from ophthai_desktop.core.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,8 @@ class Application:
             except Exception as exc:  # a bug: said in the log, serving goes on
                 log.error("watch folder: could not start: %s", safe_description(exc))
                 return
-            log.info("watch folder %s: %s", status.state, status.message or status.folder)
+            if status.state is not WatcherState.ERROR:  # the watcher logs its errors itself
+                log.info("watch folder %s: %s", status.state, status.message or status.folder)
 
         def not_answering() -> None:
             if not starting.is_alive():

@@ -31,7 +31,12 @@ from ophthai_desktop.bootstrap import (
 )
 from ophthai_desktop.core.errors import OphthaiError, StorageError
 from ophthai_desktop.core.log_safety import configure_logging
-from ophthai_desktop.core.settings import Settings, check_api_binding
+from ophthai_desktop.core.settings import (
+    Settings,
+    SettingsRefused,
+    check_api_binding,
+    read_settings,
+)
 from ophthai_desktop.core.storage.private import PRIVATE_FILE_MODE
 from ophthai_desktop.data_folder import INSTANCE_LOCK, SERVE_MARKER, held_by_serve, instance_lock
 from ophthai_desktop.ui.context import ApiState
@@ -265,15 +270,25 @@ def serial_painting() -> None:
     os.environ.setdefault(NO_GUI_THREADPOOL, "1")
 
 
-def _refuse_start(qt_app: QApplication, message: str) -> int:
+def _refuse_start(qt_app: QApplication, message: str, status: int = 1) -> int:
     """Say why the app does not start: in the log, and in a box where there is a screen
-    (offscreen nobody could close it)."""
+    (offscreen nobody could close it). Returns ``status``."""
     from PySide6.QtWidgets import QMessageBox
 
     log.error("the application could not start: %s", message)
     if qt_app.platformName() != "offscreen":
         QMessageBox.critical(None, APP_NAME, f"OphthAI could not start:\n\n{message}")
-    return 1
+    return status
+
+
+def settings_refusal(exc: SettingsRefused) -> str:
+    """What the window says when settings have a value they cannot take: each one as
+    the user named it and where it was set (not its value), and what to do."""
+    listed = "\n".join(f"• {problem}" for problem in exc.problems)
+    return (
+        f"these settings have a value they cannot take:\n{listed}\n\nCorrect them there "
+        "(.env.example lists each setting with what it takes), then start OphthAI again."
+    )
 
 
 def _claimed(lock: QLockFile, data_dir: Path) -> DataFolderClaim:
@@ -349,7 +364,14 @@ def claim_data_folder(data_dir: Path, *, wait_s: float = CLOSING_WAIT_S) -> Data
 
 def run(data_dir: Path | None = None) -> int:
     """``ophthai`` without a command: run the desktop app until it is quit."""
-    settings = Settings(**({"data_dir": data_dir} if data_dir is not None else {}))  # type: ignore[arg-type]
+    try:
+        settings = read_settings(**({"data_dir": data_dir} if data_dir is not None else {}))
+    except SettingsRefused as exc:
+        # Refused, not started on defaults: the environment beats what the Settings
+        # dialog saves, and a default in place of the clinic's database URL or watch
+        # folder would show another clinic's state as if it were theirs.
+        configure_logging("INFO")
+        return _refuse_start(qt_application(), settings_refusal(exc), status=2)
     configure_logging("DEBUG" if settings.debug else settings.log_level)
 
     qt_app = qt_application()

@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field, field_validator
+from dotenv import dotenv_values
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from ophthai_desktop.core.errors import InvalidInput
 
 APP_NAME = "OphthAI"
 
@@ -50,6 +55,9 @@ def set_in_environment(name: str) -> str | None:
             return env_name
     return None
 
+
+#: The values ``OPHTHAI_DEVICE`` takes (matched ignoring case and spaces around it).
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 #: The settings the desktop's Settings dialog saves (``OPHTHAI_`` lines, .env format).
 USER_SETTINGS_FILE = Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "settings.env"
@@ -168,6 +176,14 @@ class Settings(BaseSettings):
             return [str(ext).lower().lstrip(".") for ext in value if str(ext).strip()]
         return value
 
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        # Refused at start, as a wrong quantization is, not first at the model's load.
+        if not DEVICE_PATTERN.match(value.strip().lower()):
+            raise ValueError("use auto, cpu, mps, cuda or cuda:N (such as cuda:0)")
+        return value
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _parse_origins(cls, value: Any) -> Any:
@@ -203,6 +219,89 @@ class Settings(BaseSettings):
     def api_host_is_loopback(self) -> bool:
         """Whether the API binds only to this machine."""
         return is_loopback_host(self.api_host)
+
+
+class SettingsRefused(InvalidInput):
+    """Settings with a value they cannot take (a port that is not a number, a switch
+    neither true nor false), each named as the user set it and where, never with its
+    value (it may be a token or a password in a URL).
+
+    Attributes:
+        problems: One line per setting: ``NAME: what it takes (where it was set)``.
+    """
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(self.problems))
+
+
+def read_settings(**overrides: Any) -> Settings:
+    """``Settings(**overrides)``, as the command line and the window read them at start.
+
+    Raises:
+        SettingsRefused: a setting, from the environment, a settings file or
+            ``overrides``, has a value it cannot take.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = [_problem(error, overrides) for error in exc.errors()]
+        # Not chained: pydantic's error repeats each value, which may be a secret.
+        raise SettingsRefused(problems) from None
+
+
+def _problem(error: ErrorDetails, overrides: Mapping[str, Any]) -> str:
+    """``NAME: what it takes (where it was set)`` for one of pydantic's errors."""
+    key = str(error["loc"][0]) if error["loc"] else ""
+    field = _FIELD_OF.get(key.upper(), key)
+    takes = error["msg"].removeprefix("Value error, ")  # our validators' own words
+    if field in overrides:
+        return f"OPHTHAI_{field.upper()}: {takes} (as given on the command line)"
+    files = overrides.get("_env_file", Settings.model_config.get("env_file"))
+    name, where = _where_set(field, files)
+    return f"{name}: {takes} ({where})"
+
+
+def _fields_by_name() -> dict[str, str]:
+    """Each field by every name it is read under (upper case): its own and its aliases."""
+    fields = {}
+    for field in Settings.model_fields:
+        fields[field.upper()] = field
+        for name in _env(field).choices:
+            fields[str(name).upper()] = field
+    return fields
+
+
+_FIELD_OF = _fields_by_name()
+
+
+def _where_set(field: str, env_files: Any) -> tuple[str, str]:
+    """The name the user gave ``field`` under, and where: the environment, else the env
+    files in the order :class:`Settings` reads them (the later file wins for one name;
+    a prefixed name anywhere in the files beats a seed name)."""
+    name = set_in_environment(field)
+    if name is not None:
+        return name, "set in the environment"
+    if env_files is None:
+        files: list[Path] = []
+    elif isinstance(env_files, (str, os.PathLike)):
+        files = [Path(env_files)]
+    else:
+        files = [Path(file) for file in env_files]
+    names_in = {file: _names_in(file) for file in files}
+    for choice in _env(field).choices:
+        for file in reversed(files):
+            if str(choice).upper() in names_in[file]:
+                return str(choice), f"set in {file.absolute()}"
+    return f"OPHTHAI_{field.upper()}", "its default"
+
+
+def _names_in(env_file: Path) -> set[str]:
+    """The names an env file sets (upper case); none where it cannot be read."""
+    try:
+        return {key.upper() for key in dotenv_values(env_file, encoding="utf-8")}
+    except (OSError, UnicodeDecodeError):
+        return set()
 
 
 def is_loopback_host(host: str) -> bool:

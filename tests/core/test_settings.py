@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from ophthai_desktop.core.errors import InvalidInput
-from ophthai_desktop.core.settings import Settings, check_api_binding, is_loopback_host
+from ophthai_desktop.core.settings import (
+    Settings,
+    SettingsRefused,
+    check_api_binding,
+    is_loopback_host,
+    read_settings,
+)
 
 
 def test_prefixed_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -102,6 +108,63 @@ def test_invalid_value_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPHTHAI_QUANTIZATION", "2bit")
     with pytest.raises(ValueError, match="OPHTHAI_QUANTIZATION"):
         Settings(_env_file=None)
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda0", "nvidia", "cuda:x"])
+def test_a_device_the_setting_does_not_take_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, device: str
+) -> None:
+    """Not first when the model loads, minutes later, on a window that looked ready."""
+    monkeypatch.setenv("OPHTHAI_DEVICE", device)
+    with pytest.raises(SettingsRefused) as refused:
+        read_settings(_env_file=None)
+    assert refused.value.problems == (
+        "OPHTHAI_DEVICE: use auto, cpu, mps, cuda or cuda:N (such as cuda:0) "
+        "(set in the environment)",
+    )
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "mps", "cuda", "cuda:1", " CUDA:0 "])
+def test_every_device_the_engine_takes_is_taken(
+    monkeypatch: pytest.MonkeyPatch, device: str
+) -> None:
+    monkeypatch.setenv("OPHTHAI_DEVICE", device)
+    assert read_settings(_env_file=None).device == device
+
+
+def test_a_refused_setting_is_named_as_the_user_set_it_and_where(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The seed's name where the user wrote that one; the environment, or which file;
+    never the value (it may be a token or a password in a URL)."""
+    project, users = tmp_path / ".env", tmp_path / "settings.env"
+    project.write_text("OPHTHAI_MAX_PIXELS=lots\nDEBUG=perhaps\nOPHTHAI_THEME=blue\n")
+    users.write_text("OPHTHAI_THEME=purple\ncors_origins=[oops\n")
+    monkeypatch.setenv("WATCH_FOLDER_ENABLED", "maybe")
+
+    with pytest.raises(SettingsRefused) as refused:
+        read_settings(_env_file=(project, users), api_port=70000)
+
+    said = dict(problem.split(": ", 1) for problem in refused.value.problems)
+    assert said["WATCH_FOLDER_ENABLED"].endswith("(set in the environment)")
+    assert said["OPHTHAI_MAX_PIXELS"].endswith(f"(set in {project})")
+    assert said["DEBUG"].endswith(f"(set in {project})")
+    assert said["OPHTHAI_THEME"].endswith(f"(set in {users})")  # the later file wins
+    assert said["CORS_ORIGINS"].endswith(f"(set in {users})")
+    assert said["OPHTHAI_API_PORT"] == (
+        "Input should be less than or equal to 65535 (as given on the command line)"
+    )
+    assert set(said) == {
+        "WATCH_FOLDER_ENABLED",
+        "OPHTHAI_MAX_PIXELS",
+        "DEBUG",
+        "OPHTHAI_THEME",
+        "CORS_ORIGINS",
+        "OPHTHAI_API_PORT",
+    }
+    for value in ("maybe", "lots", "perhaps", "purple", "oops", "70000"):
+        assert value not in refused.value.message
+    assert refused.value.__cause__ is None and refused.value.__suppress_context__
 
 
 @pytest.mark.parametrize(

@@ -162,6 +162,54 @@ def test_a_folder_that_cannot_be_created_is_named_with_what_is_in_the_way(
     assert not (tmp_path / "usb-disk").exists()  # nothing made where the link points
 
 
+@pytest.mark.parametrize("name", ["processed", "failed"])
+def test_a_file_named_as_a_filing_folder_is_named_and_the_scans_wait(
+    tmp_path: Path, name: str
+) -> None:
+    """A file called ``processed`` or ``failed`` in the watch folder: nothing could be
+    filed, so the watch folder is not started; the state and the notification say which
+    path and why, the scans wait where they are, and are taken in once it is moved."""
+    app = build_watch_app(tmp_path)
+    folder = app.settings.resolved_watch_folder
+    folder.mkdir(parents=True)
+    in_the_way = folder / name
+    in_the_way.write_text("the user's")
+    (folder / "waiting.png").write_bytes(png_bytes((10, 10), (4, 4, 4)))
+    log = EventLog(app.bus)
+    try:
+        status = app.watcher.start()
+        notified = [n.message for n in app.notifications.list_notifications().items]
+        assert status.state is WatcherState.ERROR
+        said = (
+            f"cannot create the watch folder's {name}/ folder {in_the_way}: {in_the_way} is "
+            "a file, not a folder"
+        )
+        assert status.message.startswith(said)
+        assert len(notified) == 1 and said in notified[0]
+        assert (folder / "waiting.png").is_file()  # waits, not lost
+        assert in_the_way.read_text() == "the user's"
+
+        in_the_way.rename(folder / f"{name}.txt")
+        assert log.wait_finished("waiting.png")["waiting.png"].outcome == "ingested"
+    finally:
+        app.close()
+
+
+def test_a_configured_watch_folder_that_is_a_file_is_named_so(tmp_path: Path) -> None:
+    """Not "does not exist (a share not mounted?)": it is there, and a file."""
+    scans = tmp_path / "scans"
+    scans.write_text("the user's")
+    app = build_watch_app(tmp_path, watch_folder_path=scans)
+    try:
+        status = app.watcher.start()
+    finally:
+        app.close()
+    assert status.state is WatcherState.ERROR
+    assert status.message.startswith(
+        f"cannot create the watch folder {scans}: {scans} is a file, not a folder"
+    )
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify")
 def test_a_folder_that_goes_away_is_reported_and_watched_again_when_back(
     app: Application,
@@ -402,6 +450,31 @@ def test_a_start_in_the_background_that_answers_says_nothing_more(app: Applicati
     assert states(log) == ["running"]
     app.settings.watch_folder_enabled = False
     assert app.start_watcher_in_background() is None
+
+
+def test_a_start_in_the_background_that_fails_is_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``ophthai serve``'s log says a watch folder that cannot be made once, as an
+    error, not again as information."""
+    app = build_watch_app(tmp_path)
+    folder = app.settings.resolved_watch_folder
+    folder.write_text("the user's")
+    try:
+        with caplog.at_level(logging.INFO, logger="ophthai_desktop"):
+            starting = app.start_watcher_in_background(answer_within_s=WAIT_S)
+            assert starting is not None
+            starting.join(WAIT_S)
+    finally:
+        app.close()
+
+    first_try = f"cannot create the watch folder {folder}"
+    said = [
+        r.levelname
+        for r in caplog.records
+        if first_try in r.message and "retrying in 0.2 s" in r.message  # not the retries
+    ]
+    assert said == ["ERROR"]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify")

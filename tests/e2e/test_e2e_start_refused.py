@@ -294,9 +294,59 @@ def test_a_setting_with_a_value_it_cannot_take_is_named_without_a_traceback(
         line.startswith(f"ophthai {command}: OPHTHAI_API_PORT: Input should be a valid integer")
         for line in said
     )
-    assert any(
-        line.startswith(f"ophthai {command}: OPHTHAI_WATCH_FOLDER_ENABLED: ") for line in said
+    assert any(  # the seed's name, as the user set it
+        line.startswith(f"ophthai {command}: WATCH_FOLDER_ENABLED: ")
+        and line.endswith("(set in the environment)")
+        for line in said
     )
     assert "Traceback" not in done.stderr
     assert "80oo" not in done.stderr  # values are not repeated (a token, a password)
+    assert not data.exists()  # nothing made
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the user's settings file under XDG")
+def test_the_window_names_a_setting_it_cannot_take_and_where_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """Started from a desktop icon nobody reads stderr: the window's path says it in its
+    refusal (a message box on a screen; offscreen, the log), naming each setting as the
+    user wrote it and the file or environment that set it, and exits non-zero."""
+    data, config = tmp_path / "data", tmp_path / "config"
+    users = config / "OphthAI" / "settings.env"
+    users.parent.mkdir(parents=True)
+    users.write_text("OPHTHAI_API_PORT=80oo\n")
+    (tmp_path / ".env").write_text("OPHTHAI_THEME=blue\n")
+    env = clean_env() | {
+        "QT_QPA_PLATFORM": "offscreen",
+        "XDG_CONFIG_HOME": str(config),
+        "WATCH_FOLDER_ENABLED": "maybe",
+    }
+
+    done = subprocess.run(
+        [sys.executable, "-m", "ophthai_desktop", "--data-dir", str(data)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 2, done.stderr
+    assert "the application could not start: these settings have a value they cannot take" in (
+        done.stderr
+    )
+    said = done.stderr.splitlines()
+    assert (
+        f"• OPHTHAI_API_PORT: Input should be a valid integer, unable to parse string as an "
+        f"integer (set in {users})" in said
+    )
+    assert "• WATCH_FOLDER_ENABLED: Input should be a valid boolean, unable to interpret " in (
+        done.stderr
+    )
+    assert (
+        f"• OPHTHAI_THEME: Input should be 'light' or 'dark' (set in {tmp_path / '.env'})" in said
+    )
+    assert "Traceback" not in done.stderr
+    for value in ("80oo", "maybe", "blue"):
+        assert value not in done.stderr
     assert not data.exists()  # nothing made

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ophthai_desktop.core.errors import ModelUnavailable
+from ophthai_desktop.core.settings import DEVICE_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,6 @@ INTERMEDIATE_VECTORS_PER_POSITION = 3
 #: has none: the tiny test checkpoint's estimate on CPU was almost all this).
 CUDA_CONTEXT_BYTES = 512 * 1024**2
 
-_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _SAFETENSORS_DTYPE_BYTES = {
     "F64": 8,
     "I64": 8,
@@ -99,7 +98,7 @@ def resolve_device(setting: str) -> str:
         ModelUnavailable: The setting is malformed or names a device this machine lacks.
     """
     value = setting.strip().lower()
-    if not _DEVICE_RE.match(value):
+    if not DEVICE_PATTERN.match(value):
         raise ModelUnavailable(
             f"OPHTHAI_DEVICE is {setting!r}; use auto, cuda, cuda:N, mps or cpu.", field="device"
         )

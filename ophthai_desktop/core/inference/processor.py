@@ -9,6 +9,7 @@ PIL/numpy image processor and the chat template alone.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import logging
 import math
@@ -45,11 +46,26 @@ def load_processor(model_dir: Path, model_type: str | None) -> Any:
             ) from exc
         if not _is_video_backend_error(exc):
             raise ModelUnavailable(f"The model's processor cannot be loaded: {exc}") from exc
-        log.info("video processor unavailable (%s); using the image-only processor", exc)
+        _say_video_processor_unavailable(exc)
     try:
         return build_image_only_processor(model_dir)
     except (ImportError, ValueError, OSError, TypeError) as exc:
         raise ModelUnavailable(f"The model's processor cannot be loaded: {exc}") from exc
+
+
+def _say_video_processor_unavailable(exc: BaseException) -> None:
+    """One line in the log, at each load, for the video processor not built.
+
+    transformers' ``requires_backends`` raises its four-line "requires the Torchvision
+    library but it was not found ... install" text. Torchvision missing is what the
+    README asks for (images only), so that case is a debug line of ours; any other
+    video error is said on one line, its first.
+    """
+    if "torchvision" in str(exc).lower() and importlib.util.find_spec("torchvision") is None:
+        log.debug("torchvision is not installed, as expected: the image-only processor is used")
+        return
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    log.info("video processor unavailable (%s); using the image-only processor", first)
 
 
 def _is_video_backend_error(exc: BaseException) -> bool:

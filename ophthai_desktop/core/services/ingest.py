@@ -164,8 +164,15 @@ class FolderLayout:
     def ensure(self, *, create_root: bool = True) -> None:
         """Create the three folders where they are missing (``processed/`` and
         ``failed/`` only, when not ``create_root``: a missing root then raises
-        :class:`FileNotFoundError`)."""
+        :class:`FileNotFoundError`).
+
+        Raises:
+            NotADirectoryError: a file stands where one of them should be (its path in
+                ``filename``).
+        """
         if not create_root and not self.root.is_dir():
+            if self.root.exists():  # a file where the folder should be: not a share
+                raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(self.root))
             raise FileNotFoundError(errno.ENOENT, "the folder does not exist", str(self.root))
         self.root.mkdir(parents=True, exist_ok=True)
         for folder in (self.processed, self.failed):
@@ -186,7 +193,11 @@ def make_filing_folder(folder: Path) -> None:
     try:
         folder.mkdir(mode=0o700)
     except FileExistsError:
-        return
+        if folder.is_dir():
+            return
+        # A file (or a link to nothing) by that name: nothing could be filed there, so
+        # the watch folder is not started and the scans wait where they are.
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(folder)) from None
     if os.name != "posix":
         return
     try:

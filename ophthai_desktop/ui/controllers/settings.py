@@ -41,6 +41,7 @@ from ophthai_desktop.core.errors import NO_ROOM_ERRNOS, InvalidInput
 from ophthai_desktop.core.inference.engine import ModelState
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.settings import (
+    DEVICE_PATTERN,
     USER_SETTINGS_FILE,
     Settings,
     check_api_binding,
@@ -95,7 +96,6 @@ AT_SERVER_START = frozenset({"api_enabled", "api_host", "api_port", "api_token",
 AT_NEXT_LOAD = frozenset({"model_id", "model_path", "device", "quantization"})
 #: Model states in which a change of AT_NEXT_LOAD waits for the next load.
 _MODEL_IN_MEMORY = frozenset({ModelState.LOADING, ModelState.READY})
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 #: How long OK's checks on the disk and the network (the watch folder, the API port)
 #: may take before the dialog says they did not answer: a share that does not respond
 #: can hold a file-system call for minutes.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
 import types
 from pathlib import Path
@@ -49,6 +50,42 @@ def test_load_processor_falls_back_only_without_torchvision(tiny_checkpoint: Pat
     has_torchvision = importlib.util.find_spec("torchvision") is not None
     assert (type(processor).__name__ == "ImageOnlyQwen2_5_VLProcessor") is not has_torchvision
     assert processor.chat_template
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("torchvision") is not None, reason="torchvision is installed"
+)
+def test_torchvision_missing_as_the_readme_asks_is_no_message_at_each_load(
+    tiny_checkpoint: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not transformers' four lines asking to install torchvision, each time the model
+    loads: one debug line."""
+    with caplog.at_level(logging.DEBUG):
+        load_processor(tiny_checkpoint, "qwen2_5_vl")
+
+    about_torchvision = [r for r in caplog.records if "torchvision" in r.getMessage().lower()]
+    assert [r.levelname for r in about_torchvision] == ["DEBUG"]
+    assert "\n" not in about_torchvision[0].getMessage()
+    assert "requires the Torchvision library" not in caplog.text
+
+
+def test_another_video_processor_error_is_said_on_one_line(
+    tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import transformers
+
+    def failing(*_args: Any, **_kwargs: Any) -> Any:
+        raise ImportError("\nthe video decoder is missing.\nSee the docs.\n")
+
+    monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", failing)
+    with caplog.at_level(logging.INFO, logger="ophthai_desktop"):
+        load_processor(tiny_checkpoint, "qwen2_5_vl")
+
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert said == (
+        "video processor unavailable (the video decoder is missing.); "
+        "using the image-only processor"
+    )
 
 
 def _speckled(mode: str, size: tuple[int, int]) -> Image.Image:
