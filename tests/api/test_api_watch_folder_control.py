@@ -33,9 +33,21 @@ def app(tmp_path: Path) -> Iterator[Application]:
     application.close()
 
 
+def build_routes(client: TestClient) -> None:
+    """Have FastAPI build the watch-folder routes (it does so at their first request)
+    before the watcher's threads run. Both it and the image check the watcher's warm-up
+    makes use ``warnings.catch_warnings``, which is not thread-safe: side by side, one
+    can put back the other's filters mid-way, and FastAPI's build then warns, an error
+    in this test run."""
+    client.get("/api/watch-folder")
+    client.post("/api/watch-folder/pause")
+    client.post("/api/watch-folder/resume")
+
+
 @pytest.fixture
 def client(app: Application) -> Iterator[TestClient]:
     with LoopbackClient(create_app(app)) as test_client:
+        build_routes(test_client)
         yield test_client
 
 
@@ -132,8 +144,9 @@ def test_the_answers_match_the_openapi_document(app: Application, client: TestCl
 def test_the_token_is_needed_on_the_lan(tmp_path: Path) -> None:
     application = build_watch_app(tmp_path, api_token=TOKEN)
     try:
-        application.watcher.start()
         with LoopbackClient(create_app(application)) as client:
+            build_routes(client)
+            application.watcher.start()
             refused = [
                 client.get("/api/watch-folder"),
                 client.post("/api/watch-folder/pause"),

@@ -8,6 +8,7 @@ from pathlib import Path
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.api import create_app
+from tests.api.test_api_watch_folder_control import build_routes
 from tests.support.http import LoopbackClient
 from tests.support.watch_folder import build_watch_app
 from tests.ui.conftest import Maker
@@ -17,12 +18,13 @@ def test_the_window_follows_a_clients_pause_and_resume(
     qtbot: QtBot, make_gui: Maker, tmp_path: Path
 ) -> None:
     application = build_watch_app(tmp_path / "watch", model_path=tmp_path / "none", api_port=0)
-    gui = make_gui(application=application)
-    status, pause = gui.window.status, gui.window.pause_watch_action
-    qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running", timeout=10_000)
-    assert not pause.isChecked()
-
     with LoopbackClient(create_app(application)) as client:
+        build_routes(client)  # before the window starts the watcher
+        gui = make_gui(application=application)
+        status, pause = gui.window.status, gui.window.pause_watch_action
+        qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running", timeout=10_000)
+        assert not pause.isChecked()
+
         assert client.post("/api/watch-folder/pause").json()["state"] == "paused"
         qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: paused")
         assert pause.isChecked() and pause.isEnabled()
