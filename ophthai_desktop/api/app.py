@@ -18,7 +18,7 @@ from ophthai_desktop.api.errors import install_error_handlers
 from ophthai_desktop.api.head_requests import HeadAsGet
 from ophthai_desktop.api.hub import WebSocketHub
 from ophthai_desktop.api.renditions import Renditions
-from ophthai_desktop.api.routes import ai, audit, health, notifications, patients
+from ophthai_desktop.api.routes import ai, audit, health, notifications, patients, watch_folder
 from ophthai_desktop.api.routes.docs import install_docs
 from ophthai_desktop.api.security import (
     ApiCORSMiddleware,
@@ -75,6 +75,7 @@ def create_app(application: Application) -> FastAPI:
     app.state.application = application
     app.state.hub = hub
     app.state.renditions = Renditions(settings.max_image_pixels)
+    app.state.watcher_calls = watch_folder.WatcherCalls()
     app.state.started_monotonic = time.monotonic()
 
     install_error_handlers(app)
@@ -94,7 +95,7 @@ def create_app(application: Application) -> FastAPI:
     )
     app.add_middleware(ResponseHeaders)  # outside the guards: their refusals get them too
     app.add_middleware(HeadAsGet)  # added last: outermost, every layer sees the GET
-    for module in (health, patients, notifications, ai, audit):
+    for module in (health, patients, notifications, ai, audit, watch_folder):
         app.include_router(module.router)
     answer_websocket_handshakes_without_a_route(app)
     install_docs(app, token_required=bool(settings.api_token))

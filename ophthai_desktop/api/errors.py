@@ -97,7 +97,7 @@ ERROR_MEANINGS: dict[int, str] = {
     ),
     409: (
         "The record's state does not allow it, or another request changed or deleted "
-        "the record at the same moment."
+        "the record at the same moment; or the watch folder is turned off (or not started)."
     ),
     412: "If-Match does not name the patient's current ETag: it changed since it was read.",
     413: "The request body or the image is larger than the limits.",
@@ -115,7 +115,8 @@ ERROR_MEANINGS: dict[int, str] = {
     503: (
         "The model is not available; or, with Retry-After saying when to try again, the "
         "database does not answer, every database connection is in use, or the server "
-        "has as many connections open as it takes."
+        "has as many connections open as it takes; or the watch folder did not answer "
+        "within 5 s (a network share that is not reachable)."
     ),
     504: "The analysis is still running after the wait; poll the job (job_id).",
     507: (

@@ -622,6 +622,37 @@ class ErrorItem(BaseModel):
     type: str
 
 
+# Watch folder ------------------------------------------------------------------------
+
+
+class WatchFolderPublic(PublicModel):
+    """The watch folder's state: the ``watcher_state`` event's fields and words, and
+    how it is set up."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(
+        description="Whether the settings turn the watch folder on "
+        "(OPHTHAI_WATCH_FOLDER_ENABLED); pause and resume are a 409 while it is off."
+    )
+    state: Literal["running", "paused", "stopped", "error"]
+    message: str = Field(
+        description="Why: the error (with when it is tried again), what a paused folder "
+        "waits for, the fallback to polling, files waiting for the database; or ''."
+    )
+    folder: str = Field(description="The folder watched (or to be watched).")
+    polling: bool = Field(description="Whether the polling observer runs (no file events).")
+    poll_seconds: float = Field(description="The polling cadence, in seconds.")
+    extensions: list[str] = Field(description="The file extensions taken in.")
+    waiting: int | None = Field(
+        description="Files noticed in the folder and not taken in yet (held while paused); "
+        "null while it is not watched (stopped or error)."
+    )
+    in_progress: int | None = Field(
+        description="Files being taken in now; null while it is not watched."
+    )
+
+
 class ErrorPublic(BaseModel):
     """The body of every error but a 422: ``message`` a sentence to show a person,
     ``detail`` the same sentence (as FastAPI clients expect)."""

@@ -1,0 +1,197 @@
+"""The watch folder over REST: ``GET /api/watch-folder`` says its state, ``POST
+/api/watch-folder/pause`` and ``/resume`` change it at run time (``ophthai serve`` has no
+window to do it), on a real watcher over a temporary folder."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ophthai_desktop.api import create_app
+from ophthai_desktop.api.routes import watch_folder as watch_folder_routes
+from ophthai_desktop.api.wire import event_data
+from ophthai_desktop.bootstrap import Application
+from ophthai_desktop.core import events as ev
+from tests.api.test_api_openapi import Conformance
+from tests.support.http import LoopbackClient
+from tests.support.images import png_bytes
+from tests.support.watch_folder import EventLog, build_watch_app, wait_until
+
+TOKEN = "w" * 24
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[Application]:
+    application = build_watch_app(tmp_path)
+    yield application
+    application.close()
+
+
+def build_routes(client: TestClient) -> None:
+    """Have FastAPI build the watch-folder routes (it does so at their first request)
+    before the watcher's threads run. Both it and the image check the watcher's warm-up
+    makes use ``warnings.catch_warnings``, which is not thread-safe: side by side, one
+    can put back the other's filters mid-way, and FastAPI's build then warns, an error
+    in this test run."""
+    client.get("/api/watch-folder")
+    client.post("/api/watch-folder/pause")
+    client.post("/api/watch-folder/resume")
+
+
+@pytest.fixture
+def client(app: Application) -> Iterator[TestClient]:
+    with LoopbackClient(create_app(app)) as test_client:
+        build_routes(test_client)
+        yield test_client
+
+
+def _patients(client: TestClient) -> list[dict[str, object]]:
+    response = client.get("/api/patients")
+    assert response.status_code == 200, response.text
+    listed: list[dict[str, object]] = response.json()
+    return listed
+
+
+def test_a_paused_folder_holds_a_dropped_file_until_resumed(
+    app: Application, client: TestClient
+) -> None:
+    app.watcher.start()
+    folder = app.settings.resolved_watch_folder
+
+    paused = client.post("/api/watch-folder/pause")
+    assert paused.status_code == 200, paused.text
+    assert paused.json()["state"] == "paused"
+    assert client.post("/api/watch-folder/pause").json()["state"] == "paused"  # idempotent
+
+    (folder / "held_OD.png").write_bytes(png_bytes((40, 40)))
+    # Noticed (counted as waiting), not taken in.
+    assert wait_until(lambda: client.get("/api/watch-folder").json()["waiting"] == 1)
+    state = client.get("/api/watch-folder").json()
+    assert state["state"] == "paused" and state["inProgress"] == 0
+    assert (folder / "held_OD.png").exists()
+    assert _patients(client) == []
+
+    resumed = client.post("/api/watch-folder/resume/")  # the trailing slash too
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["state"] == "running"
+    assert client.post("/api/watch-folder/resume").json()["state"] == "running"  # idempotent
+    assert wait_until(lambda: len(_patients(client)) == 1)
+    assert wait_until(lambda: (folder / "processed" / "held_OD.png").exists())
+    assert not (folder / "held_OD.png").exists()
+    assert client.get("/api/watch-folder").json()["waiting"] == 0
+
+
+def test_the_state_says_what_the_watcher_state_event_says(
+    app: Application, client: TestClient
+) -> None:
+    before = client.get("/api/watch-folder/")
+    assert before.status_code == 200, before.text
+    assert before.json()["state"] == "stopped" and before.json()["enabled"] is True
+    assert before.json()["waiting"] is None  # not watched: nothing is counted
+
+    events = EventLog(app.bus)
+    app.watcher.start()
+    client.post("/api/watch-folder/pause")
+    announced = event_data(events.of(ev.WatcherStateChanged)[-1], "http://127.0.0.1/")
+    state = client.get("/api/watch-folder").json()
+
+    assert announced is not None and announced["state"] == "paused"
+    assert {key: state[key] for key in announced} == announced  # same keys, same words
+    assert state["enabled"] is True and state["polling"] is True
+    assert state["pollSeconds"] == app.settings.watch_poll_seconds
+    assert state["extensions"] == list(app.settings.watch_extensions)
+    assert state["folder"] == str(app.settings.resolved_watch_folder.resolve())
+
+
+def test_pausing_a_watch_folder_turned_off_says_how_to_turn_it_on(
+    sqlite_services: Application,
+) -> None:
+    with LoopbackClient(create_app(sqlite_services)) as client:
+        conform = Conformance(client)
+        state = conform(client.get("/api/watch-folder")).json()
+        refused = [
+            conform(client.post("/api/watch-folder/pause")),
+            conform(client.post("/api/watch-folder/resume/")),
+        ]
+
+    assert state["enabled"] is False and state["state"] == "stopped"
+    for response in refused:
+        assert response.status_code == 409
+        body = response.json()
+        assert body["message"] == body["detail"]
+        assert "OPHTHAI_WATCH_FOLDER_ENABLED=true" in body["message"]
+        assert "Tools → Settings" in body["message"]
+
+
+def test_the_answers_match_the_openapi_document(app: Application, client: TestClient) -> None:
+    conform = Conformance(client)
+    conform(client.post("/api/watch-folder/pause"))  # 409: not started yet
+    app.watcher.start()
+    conform(client.get("/api/watch-folder"))
+    conform(client.post("/api/watch-folder/pause"))
+    conform(client.post("/api/watch-folder/resume", json={"paused": True}))  # 422: no body
+    conform(client.post("/api/watch-folder/resume", json={}))
+
+    assert {status for *_, status in conform.checked} == {200, 409, 422}
+
+
+def test_the_token_is_needed_on_the_lan(tmp_path: Path) -> None:
+    application = build_watch_app(tmp_path, api_token=TOKEN)
+    try:
+        with LoopbackClient(create_app(application)) as client:
+            build_routes(client)
+            application.watcher.start()
+            refused = [
+                client.get("/api/watch-folder"),
+                client.post("/api/watch-folder/pause"),
+                client.post("/api/watch-folder/resume"),
+            ]
+            assert application.watcher.state.value == "running"  # nothing was changed
+            paused = client.post("/api/watch-folder/pause", headers=BEARER)
+    finally:
+        application.close()
+
+    assert [r.status_code for r in refused] == [401, 401, 401]
+    assert paused.status_code == 200 and paused.json()["state"] == "paused"
+
+
+def test_a_watch_folder_that_does_not_answer_is_a_503_not_a_request_held(
+    app: Application, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A start that waits on a share that does not answer holds the watcher's control;
+    # a pause asked meanwhile waits behind it.
+    monkeypatch.setattr(watch_folder_routes, "ANSWER_WITHIN_S", 0.3)
+    app.watcher.start()
+    holding, release = threading.Event(), threading.Event()
+
+    def hung_share() -> None:
+        with app.watcher._control:
+            holding.set()
+            release.wait(30)
+
+    share = threading.Thread(target=hung_share, name="hung-share")
+    share.start()
+    try:
+        assert holding.wait(5)
+        started = time.monotonic()
+        first = client.post("/api/watch-folder/pause")
+        second = client.post("/api/watch-folder/resume")
+        took_s = time.monotonic() - started
+        state = client.get("/api/watch-folder").json()
+    finally:
+        release.set()
+        share.join()
+
+    assert first.status_code == 503 and "did not answer within 0.3 s" in first.json()["message"]
+    assert second.status_code == 503 and "earlier pause" in second.json()["message"]
+    assert took_s < 5
+    assert state["state"] == "running"
+    # Once the share answers, the pause asked for is done.
+    assert wait_until(lambda: client.get("/api/watch-folder").json()["state"] == "paused")
+    assert client.post("/api/watch-folder/resume").json()["state"] == "running"
