@@ -84,6 +84,16 @@ def too_elongated_message(width: int, height: int) -> str:
     )
 
 
+# Pillow warns about an image from its own pixel limit up to twice it (then refuses it).
+# Every image we open is checked against our own limit, to which allow_pillow_pixels
+# raises Pillow's, before a pixel is decoded, so the warning tells nothing our check does
+# not: it is silenced once, here, for the process. `warnings.catch_warnings()` around
+# each open is not thread-safe before Python 3.14: a thread leaving it puts back the
+# filters as they were when it entered, undoing what another thread (FastAPI building a
+# route, say) set or cleared in between.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
 def allow_pillow_pixels(max_pixels: int) -> None:
     """Raise Pillow's decompression-bomb limit to ``max_pixels`` where that is higher.
 
@@ -124,37 +134,33 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
         raise PayloadTooLarge(too_large_message(len(data), max_bytes))
     allow_pillow_pixels(max_pixels)
     try:
-        with warnings.catch_warnings():
-            # Pillow warns from its own limit up; ours is checked next, before any pixel
-            # is decoded, and says what the limit is.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                fmt = (image.format or "").upper()
-                if fmt == _JPEG_WITH_MORE_PICTURES:
-                    fmt = "JPEG"
-                width, height = image.size
-                if fmt not in ACCEPTED_FORMATS:
-                    raise UnsupportedMedia(
-                        f"{fmt or 'this'} images are not accepted; use PNG, JPEG, WebP, BMP or TIFF"
-                    )
-                if width * height > max_pixels:
-                    raise PayloadTooLarge(
-                        f"the image is {width}x{height} pixels; the limit is {max_pixels:,} pixels"
-                    )
-                if not fits_the_model(width, height):
-                    raise InvalidInput(too_elongated_message(width, height))
-                if fmt == "TIFF":
-                    _refuse_a_volume(image)
-                mode = image.mode
-                if fmt == "PNG":
-                    image.verify()  # every chunk's CRC, up to IEND
-                elif fmt == "JPEG":
-                    # At 1/8 scale: the whole entropy-coded stream is still read, so a
-                    # truncated file still fails, without holding every pixel.
-                    image.draft(mode, (max(1, width // 8), max(1, height // 8)))
-                    image.load()
-                else:
-                    image.load()  # decode every pixel: truncated files fail here
+        with Image.open(io.BytesIO(data)) as image:
+            fmt = (image.format or "").upper()
+            if fmt == _JPEG_WITH_MORE_PICTURES:
+                fmt = "JPEG"
+            width, height = image.size
+            if fmt not in ACCEPTED_FORMATS:
+                raise UnsupportedMedia(
+                    f"{fmt or 'this'} images are not accepted; use PNG, JPEG, WebP, BMP or TIFF"
+                )
+            if width * height > max_pixels:
+                raise PayloadTooLarge(
+                    f"the image is {width}x{height} pixels; the limit is {max_pixels:,} pixels"
+                )
+            if not fits_the_model(width, height):
+                raise InvalidInput(too_elongated_message(width, height))
+            if fmt == "TIFF":
+                _refuse_a_volume(image)
+            mode = image.mode
+            if fmt == "PNG":
+                image.verify()  # every chunk's CRC, up to IEND
+            elif fmt == "JPEG":
+                # At 1/8 scale: the whole entropy-coded stream is still read, so a
+                # truncated file still fails, without holding every pixel.
+                image.draft(mode, (max(1, width // 8), max(1, height // 8)))
+                image.load()
+            else:
+                image.load()  # decode every pixel: truncated files fail here
     except (UnsupportedMedia, PayloadTooLarge, InvalidInput):
         raise
     except UnidentifiedImageError as exc:

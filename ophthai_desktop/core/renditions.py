@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import threading
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,19 +83,15 @@ def render(path: Path, spec: RenditionSpec, *, max_pixels: int) -> Rendition:
     media_type = RENDITION_FORMATS[spec.format]
     allow_pillow_pixels(max_pixels)
     try:
-        with warnings.catch_warnings():
-            # Pillow warns from its own limit up; ours is checked before any pixel is
-            # decoded, and says what the limit is.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise PayloadTooLarge(
-                        f"the stored image is {width}x{height} pixels, more than the limit "
-                        f"of {max_pixels:,} pixels (OPHTHAI_MAX_IMAGE_PIXELS) that may be "
-                        "decoded; fetch the file as it is stored (without format or max_side)"
-                    )
-                shown = displayed(image, spec.max_side, keep_gray=True)
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise PayloadTooLarge(
+                    f"the stored image is {width}x{height} pixels, more than the limit "
+                    f"of {max_pixels:,} pixels (OPHTHAI_MAX_IMAGE_PIXELS) that may be "
+                    "decoded; fetch the file as it is stored (without format or max_side)"
+                )
+            shown = displayed(image, spec.max_side, keep_gray=True)
     except FileNotFoundError as exc:  # deleted since it was looked up
         raise NotFound(MISSING_MESSAGE) from exc
     except PayloadTooLarge:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import io
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ from PIL import Image
 
 from ophthai_desktop.core.errors import InvalidInput, PayloadTooLarge, UnsupportedMedia
 from ophthai_desktop.core.imaging import decode_data_url, inspect_image, too_large_message
+from ophthai_desktop.core.renditions import RenditionSpec, render
 from tests.conftest import make_settings
 from tests.support.images import jpeg_bytes, png_bytes
 
@@ -215,3 +219,52 @@ def test_a_large_jpeg_cut_short_near_its_end_is_refused(kept: float | str) -> No
     with pytest.raises(InvalidInput, match=r"damaged or incomplete .*truncated"):
         inspect_image(cut, **LIMITS)
     assert inspect_image(data, **LIMITS).width == 1600
+
+
+def test_checking_an_image_leaves_the_process_warning_filters_alone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`warnings.catch_warnings()` is not thread-safe before Python 3.14: the watch
+    folder's check leaving it put back the filters of the moment it entered, undoing
+    what FastAPI, building a route on another thread meanwhile, had set (a flaky
+    warning-as-error in the tests). The checks must not swap the filters at all."""
+
+    def swapped(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an image check swapped the process's warning filters")
+
+    big = io.BytesIO()
+    Image.new("1", (10_000, 10_000)).save(big, "PNG")  # above Pillow's own limit
+    stored = tmp_path / "big.png"
+    stored.write_bytes(big.getvalue())
+    monkeypatch.setattr(warnings, "catch_warnings", swapped)
+
+    inspect_image(big.getvalue(), max_bytes=1_000_000, max_pixels=120_000_000)
+    inspect_image(jpeg_bytes(), max_bytes=1_000_000, max_pixels=120_000_000)
+    render(stored, RenditionSpec(format="png", max_side=64), max_pixels=120_000_000)
+
+
+def test_an_image_over_the_limit_is_refused_without_a_warning_on_stderr(tmp_path: Path) -> None:
+    """Outside the tests (default warning filters), an image refused for its pixels
+    says so once, as the refusal, not also as Pillow's bomb warning in the log."""
+    big = tmp_path / "big.png"
+    Image.new("1", (11_000, 11_000)).save(big, "PNG")  # 121 million pixels
+    script = (
+        "import sys\n"
+        "from ophthai_desktop.core.errors import PayloadTooLarge\n"
+        "from ophthai_desktop.core.imaging import inspect_image\n"
+        "data = open(sys.argv[1], 'rb').read()\n"
+        "try:\n"
+        "    inspect_image(data, max_bytes=10_000_000, max_pixels=120_000_000)\n"
+        "except PayloadTooLarge as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(big)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+
+    assert "the limit is 120,000,000 pixels" in done.stdout
+    assert done.stderr == ""
