@@ -1,0 +1,224 @@
+"""The clinician's day by keyboard alone (issue #5, "Desktop GUI I"): create a patient,
+import an OCT image, watch its analysis stream, see the notification it raises and open
+its patient from it, approve the result and book the follow-up, look at the scan, and
+cancel a queued analysis, with keys only: the window's shortcuts and the menus' Alt
+letters, Tab and Shift+Tab between fields, Enter and Space to press, the arrow keys in
+lists. Every key goes to the widget that has the focus, as a keyboard's would."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QAccessible
+from PySide6.QtWidgets import (
+    QApplication,
+    QFileDialog,
+    QToolButton,
+    QWidget,
+)
+from pytestqt.qtbot import QtBot
+
+from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.services.patients import NewImage
+from ophthai_desktop.ui.session import GuiSession
+from tests.support.images import png_bytes
+from tests.ui.conftest import Maker
+
+NO = Qt.KeyboardModifier.NoModifier
+CTRL = Qt.KeyboardModifier.ControlModifier
+SHIFT = Qt.KeyboardModifier.ShiftModifier
+ALT = Qt.KeyboardModifier.AltModifier
+ACTOR = Actor("t", "gui")
+
+
+def focused() -> QWidget:
+    widget = QApplication.focusWidget()
+    assert widget is not None, "the keyboard focus is nowhere"
+    return widget
+
+
+def press(qtbot: QtBot, key: Qt.Key, modifier: Qt.KeyboardModifier = NO) -> QWidget | None:
+    """Press ``key`` where the focus is (or on the open menu); returns where the focus
+    is after it."""
+    target = QApplication.activePopupWidget() or focused()
+    qtbot.keyClick(target, key, modifier)
+    return QApplication.focusWidget()
+
+
+def type_text(qtbot: QtBot, text: str) -> None:
+    qtbot.keyClicks(focused(), text)
+
+
+def tab_to(qtbot: QtBot, widget: QWidget, *, back: bool = False, most: int = 40) -> int:
+    """Tab (Shift+Tab) until ``widget`` has the focus; returns how many presses."""
+    for presses in range(most + 1):
+        if focused() is widget:
+            return presses
+        press(qtbot, Qt.Key.Key_Backtab if back else Qt.Key.Key_Tab, SHIFT if back else NO)
+    raise AssertionError(f"{widget!r} not reached by {'Shift+' if back else ''}Tab")
+
+
+def f6_to(qtbot: QtBot, area: QWidget) -> None:
+    """Press F6 until the focus is in ``area`` (F6 goes round four areas)."""
+    for _ in range(4):
+        if press(qtbot, Qt.Key.Key_F6) is area:
+            return
+    raise AssertionError(f"F6 did not reach {area!r}")
+
+
+def when_modal(kind: type[QWidget], act: Callable[[QWidget], None]) -> None:
+    """Call ``act`` with the modal window of ``kind`` once it is shown (a static dialog
+    such as QFileDialog.getOpenFileNames runs its own event loop)."""
+
+    def poll() -> None:
+        modal = QApplication.activeModalWidget()
+        if isinstance(modal, kind) and modal.isVisible() and QApplication.focusWidget():
+            act(modal)
+        else:
+            QTimer.singleShot(20, poll)
+
+    QTimer.singleShot(20, poll)
+
+
+def accessible_name(widget: QWidget) -> str:
+    return QAccessible.queryAccessibleInterface(widget).text(QAccessible.Text.Name)
+
+
+def _active(qtbot: QtBot, gui: GuiSession) -> QWidget:
+    """The window active again (after a dialog closes a desktop's window manager does
+    it; offscreen does not); returns where the focus is in it."""
+    gui.window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is gui.window)
+    return focused()
+
+
+def test_the_whole_flow_by_keyboard(
+    qtbot: QtBot, qtlog: Any, make_gui: Maker, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """On the tiny model (its answer cannot be read: a notification says so)."""
+    gui = make_gui(model_path=tiny_checkpoint, max_new_tokens=24, device="cpu")
+    window, page, view = gui.window, gui.patient_page, gui.analysis_view
+    _active(qtbot, gui)
+
+    # Ctrl+N: the new-patient form, the name first; Tab through it; Enter creates.
+    press(qtbot, Qt.Key.Key_N, CTRL)
+    dialog = gui.patients.dialog
+    assert dialog is not None
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is dialog)
+    assert focused() is dialog.name
+    type_text(qtbot, "Keyboard Only")
+    assert press(qtbot, Qt.Key.Key_Tab) is dialog.age
+    type_text(qtbot, "64")
+    tab_to(qtbot, dialog.gender)
+    type_text(qtbot, "Female")
+    tab_to(qtbot, dialog.symptoms)
+    type_text(qtbot, "blurred vision")
+    press(qtbot, Qt.Key.Key_Return)  # a new line in the symptoms
+    type_text(qtbot, "floaters")
+    tab_to(qtbot, dialog.name)  # round the form and back: no trap
+    press(qtbot, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: page.patient is not None and page.name.text() == "Keyboard Only")
+    patient = page.patient
+    assert patient is not None
+    assert _active(qtbot, gui) is gui.patient_list.search  # where it was before Ctrl+N
+    assert list(patient.symptoms) == ["blurred vision", "floaters"] and patient.age == 64
+
+    # File ▸ Import image… by its Alt letters; the file typed in the file dialog.
+    image = tmp_path / "macula_OD.png"
+    image.write_bytes(png_bytes((64, 48)))
+
+    def choose(box: QWidget) -> None:
+        assert isinstance(box, QFileDialog)
+        type_text(qtbot, str(image))
+        press(qtbot, Qt.Key.Key_Return)
+
+    when_modal(QFileDialog, choose)
+    press(qtbot, Qt.Key.Key_F, ALT)
+    press(qtbot, Qt.Key.Key_I)
+    qtbot.waitUntil(lambda: "added to" in window.banner.text(), timeout=10_000)
+    _active(qtbot, gui)
+
+    # The analysis streams, then its result; the notification it raises arrives.
+    qtbot.waitUntil(lambda: view.reasoning.toPlainText() != "", timeout=90_000)
+    qtbot.waitUntil(view.card.isVisible, timeout=90_000)
+    notifications = gui.notifications_panel
+    qtbot.waitUntil(notifications.unread.isVisible)
+    assert accessible_name(notifications.unread) == "1 unread"
+
+    # F6 to the notifications, Home to the newest, Enter opens its patient (read).
+    f6_to(qtbot, notifications.list)
+    press(qtbot, Qt.Key.Key_Home)
+    press(qtbot, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: not notifications.unread.isVisible())
+
+    # Back to the page (Shift+F6), to the verdict by Tab; Space approves.
+    press(qtbot, Qt.Key.Key_F6, SHIFT)
+    assert page.isAncestorOf(focused())
+    tab_to(qtbot, view.approve)
+    press(qtbot, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: view.card.badge.text().startswith("APPROVED"))
+    # The focus goes on to the appointment; Tab to Schedule, Space books it.
+    qtbot.waitUntil(lambda: focused() is view.when)
+    tab_to(qtbot, view.schedule)
+    press(qtbot, Qt.Key.Key_Space)
+    qtbot.waitUntil(view.cancel_appointment.isVisible)
+
+    # The scan: Shift+Tab back to the page's tabs, Right to Scans, Tab to the viewer's
+    # buttons; Space zooms, Ctrl+- and Ctrl+0 zoom out and fit; the arrow keys move the
+    # brightness slider and Space on Reset puts it back.
+    scans = gui.scan_viewer
+    tab_to(qtbot, page.tabs.tabBar(), back=True)
+    press(qtbot, Qt.Key.Key_Right)
+    assert page.tabs.tabText(page.tabs.currentIndex()).startswith("Scans")
+    qtbot.waitUntil(lambda: scans.canvas.has_image)
+    fitted = scans.canvas.scale_factor()
+    tab_to(qtbot, scans.zoom_in_button)
+    press(qtbot, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: scans.canvas.scale_factor() > fitted)
+    tab_to(qtbot, scans.canvas)
+    press(qtbot, Qt.Key.Key_Minus, CTRL)
+    qtbot.waitUntil(lambda: abs(scans.canvas.scale_factor() - fitted) < 1e-6)
+    press(qtbot, Qt.Key.Key_Plus, CTRL)
+    assert scans.canvas.scale_factor() > fitted
+    press(qtbot, Qt.Key.Key_0, CTRL)
+    qtbot.waitUntil(lambda: abs(scans.canvas.scale_factor() - fitted) < 1e-6)
+    tab_to(qtbot, scans.brightness)
+    press(qtbot, Qt.Key.Key_Right)
+    assert scans.brightness.value() > 0
+    reset = next(
+        button
+        for button in scans.findChildren(QToolButton)
+        if button.accessibleName() == "Reset brightness and contrast"
+    )
+    tab_to(qtbot, reset)
+    press(qtbot, Qt.Key.Key_Space)
+    assert scans.brightness.value() == 0
+
+    # F6 to the job queue: the row the keyboard is on is the one chosen.
+    jobs = gui.jobs_panel
+    f6_to(qtbot, jobs.table)
+    analysis = view.analysis
+    assert analysis is not None and jobs.selected_job_id() == analysis.job_id
+    assert not [r.message for r in qtlog.records if "Ambiguous shortcut" in r.message]
+
+
+def test_a_queued_analysis_is_cancelled_by_keyboard(qtbot: QtBot, gui: GuiSession) -> None:
+    """F6 to the job queue, Shift+Tab to Cancel, Space. The keyboard stood on the only
+    row, which was not chosen, and no arrow key chose it: Cancel stayed off."""
+    app = gui.application
+    patient = app.patients.create_patient(
+        {"name": "Queued Keyed"}, actor=ACTOR, image=NewImage(png_bytes())
+    )
+    job = app.jobs.queue_patient_analysis(patient.id, actor=ACTOR)  # waits: no model
+    jobs = gui.jobs_panel
+    qtbot.waitUntil(lambda: jobs.model.get(job.id) is not None)
+    _active(qtbot, gui)
+    f6_to(qtbot, jobs.table)
+    press(qtbot, Qt.Key.Key_Down)  # one row: the arrow keys cannot move
+    assert jobs.selected_job_id() == job.id
+    tab_to(qtbot, jobs.cancel, back=True)
+    press(qtbot, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: app.jobs.get_job(job.id).state == "cancelled")
