@@ -8,6 +8,7 @@ lists. Every key goes to the widget that has the focus, as a keyboard's would.""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.ui.session import GuiSession
 from tests.support.images import png_bytes
-from tests.ui.conftest import Maker
+from tests.support.scripted_engine import DME, ScriptedEngine
+from tests.ui.conftest import Maker, open_patient
 
 NO = Qt.KeyboardModifier.NoModifier
 CTRL = Qt.KeyboardModifier.ControlModifier
@@ -222,3 +224,56 @@ def test_a_queued_analysis_is_cancelled_by_keyboard(qtbot: QtBot, gui: GuiSessio
     tab_to(qtbot, jobs.cancel, back=True)
     press(qtbot, Qt.Key.Key_Space)
     qtbot.waitUntil(lambda: app.jobs.get_job(job.id).state == "cancelled")
+
+
+def _tab_stops(window: QWidget) -> list[QWidget]:
+    """The widgets of ``window`` that Tab stops on now."""
+    return [
+        widget
+        for widget in window.findChildren(QWidget)
+        if widget.isVisible()
+        and widget.isEnabled()
+        and widget.focusPolicy() & Qt.FocusPolicy.TabFocus
+        and widget.focusProxy() is None
+    ]
+
+
+def test_every_tab_stop_has_a_name_for_a_screen_reader(qtbot: QtBot, make_gui: Maker) -> None:
+    """What a screen reader says as Tab comes to each field: never nothing."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    app = gui.application
+    patient = app.patients.create_patient(
+        {"name": "Named"}, actor=ACTOR, image=NewImage(png_bytes((64, 48)))
+    )
+    app.oculomics.add_measurement(
+        patient.id, eye="OD", measured_on=date.today(), iop_mmhg=18.0, actor=ACTOR
+    )
+    app.notifications.create_notification("Scan received", type="info", actor=ACTOR)
+    open_patient(qtbot, gui, patient.id)
+    view = gui.analysis_view
+    view.analyse.click()
+    qtbot.waitUntil(view.card.isVisible, timeout=10_000)
+    unnamed: dict[str, list[str]] = {}
+    for tab in ("analysis", "scans", "oculomics"):
+        gui.patient_page.show_tab(tab)
+        qtbot.wait(50)
+        unnamed[tab] = [
+            f"{type(w).__name__}#{w.objectName()}"
+            for w in _tab_stops(gui.window)
+            if not accessible_name(w).strip()
+        ]
+    charts = gui.oculomics_view.charts.values()
+    assert [accessible_name(chart) for chart in charts][:2] == [
+        "Intraocular pressure (mmHg) over time",
+        "Cup-to-disc ratio over time",
+    ]
+    dialog = gui.patients.new_patient()
+    qtbot.waitExposed(dialog)
+    dialog.birth_known.setChecked(True)  # the birth date can be entered
+    unnamed["new patient"] = [
+        f"{type(w).__name__}#{w.objectName()}"
+        for w in _tab_stops(dialog)
+        if not accessible_name(w).strip()
+    ]
+    dialog.reject()
+    assert not any(unnamed.values()), unnamed
