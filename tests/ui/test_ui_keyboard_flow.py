@@ -7,16 +7,20 @@ lists. Every key goes to the widget that has the focus, as a keyboard's would.""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QAccessible
+from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtGui import QAccessible, QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QAbstractButton,
     QApplication,
     QFileDialog,
+    QMenu,
+    QToolBar,
     QToolButton,
     QWidget,
 )
@@ -71,16 +75,27 @@ def f6_to(qtbot: QtBot, area: QWidget) -> None:
     raise AssertionError(f"F6 did not reach {area!r}")
 
 
-def when_modal(kind: type[QWidget], act: Callable[[QWidget], None]) -> None:
-    """Call ``act`` with the modal window of ``kind`` once it is shown (a static dialog
-    such as QFileDialog.getOpenFileNames runs its own event loop)."""
+def when_modal(
+    kind: type[QWidget], act: Callable[[QWidget], None], *, within_s: float = 10
+) -> None:
+    """Call ``act`` with the modal window of ``kind`` once it is shown and active (a
+    static dialog such as QFileDialog.getOpenFileNames runs its own event loop). Made
+    active as a desktop's window manager would (offscreen does not always); closed
+    unused after ``within_s``, so that the test fails rather than hangs."""
+    deadline = time.monotonic() + within_s
 
     def poll() -> None:
         modal = QApplication.activeModalWidget()
-        if isinstance(modal, kind) and modal.isVisible() and QApplication.focusWidget():
-            act(modal)
-        else:
-            QTimer.singleShot(20, poll)
+        if isinstance(modal, kind) and modal.isVisible():
+            if QApplication.activeWindow() is not modal:
+                modal.activateWindow()
+            elif QApplication.focusWidget() is not None:
+                act(modal)
+                return
+            if time.monotonic() > deadline:
+                modal.close()
+                return
+        QTimer.singleShot(20, poll)
 
     QTimer.singleShot(20, poll)
 
@@ -277,3 +292,50 @@ def test_every_tab_stop_has_a_name_for_a_screen_reader(qtbot: QtBot, make_gui: M
     ]
     dialog.reject()
     assert not any(unnamed.values()), unnamed
+
+
+def _shortcuts(window: QWidget) -> list[tuple[str, QWidget, bool, QObject]]:
+    """Every key of ``window`` that does something, in portable text, with where it
+    works (a widget, and whether in its children too) and what has it (an action, a
+    shortcut, a button)."""
+    portable = QKeySequence.SequenceFormat.PortableText
+    found: list[tuple[str, QWidget, bool, QObject]] = []
+    window_wide = (Qt.ShortcutContext.WindowShortcut, Qt.ShortcutContext.ApplicationShortcut)
+    for action in window.findChildren(QAction):
+        context = action.shortcutContext()
+        owners = [window] if context in window_wide else action.associatedObjects()
+        for sequence in action.shortcuts():
+            for owner in owners:
+                if isinstance(owner, QWidget) and not isinstance(owner, QMenu | QToolBar):
+                    children = context != Qt.ShortcutContext.WidgetShortcut
+                    found.append((sequence.toString(portable), owner, children, action))
+    for shortcut in window.findChildren(QShortcut):
+        owner = shortcut.parent()
+        assert isinstance(owner, QWidget)
+        if shortcut.context() in window_wide:
+            owner = window
+        children = shortcut.context() != Qt.ShortcutContext.WidgetShortcut
+        found.append((shortcut.key().toString(portable), owner, children, shortcut))
+    for button in window.findChildren(QAbstractButton):
+        if not button.shortcut().isEmpty():  # a button's own: window-wide
+            found.append((button.shortcut().toString(portable), window, True, button))
+    return found
+
+
+def test_no_two_things_on_one_key(qtbot: QtBot, make_gui: Maker) -> None:
+    """Two shortcuts on one key where both work do neither: Qt only warns "Ambiguous
+    shortcut overload"."""
+    gui = make_gui()
+    keys = _shortcuts(gui.window)
+    assert len(keys) >= 15
+    clashes = []
+    for i, (key, owner, children, what) in enumerate(keys):
+        for other_key, other, other_children, other_what in keys[i + 1 :]:
+            overlap = (
+                owner is other
+                or (children and owner.isAncestorOf(other))
+                or (other_children and other.isAncestorOf(owner))
+            )
+            if key == other_key and overlap and what is not other_what:
+                clashes.append((key, repr(what), repr(other_what)))
+    assert not clashes
