@@ -23,7 +23,10 @@ from ophthai_desktop.ui.resources import icon
 from ophthai_desktop.ui.views.columns import FittingTableView
 from ophthai_desktop.ui.views.empty import EmptyOr
 from ophthai_desktop.ui.views.scale import scaled
-from ophthai_desktop.ui.views.selection import choose_nothing_when_the_chosen_row_goes
+from ophthai_desktop.ui.views.selection import (
+    choose_nothing_when_the_chosen_row_goes,
+    choose_the_row_the_keyboard_is_on,
+)
 
 #: Job, Patient, State, Priority, Progress, Queued, Note.
 COLUMN_WIDTHS = (56, 140, 80, 100, 130, 130, 200)
@@ -154,6 +157,7 @@ class JobQueuePanel(QWidget):
         # Enter opens the chosen job's patient, as a double-click does (the keyboard had
         # no way to it); Tab leaves the table for Cancel rather than going cell by cell.
         self.table.setTabKeyNavigation(False)
+        choose_the_row_the_keyboard_is_on(self.table)
         for keys in (QKeySequence(Qt.Key.Key_Return), QKeySequence(Qt.Key.Key_Enter)):
             shortcut = QShortcut(keys, self.table)
             shortcut.setContext(Qt.ShortcutContext.WidgetShortcut)

@@ -101,6 +101,8 @@ MAX_VALUE_TICKS = 5
 CHART_MIN_WIDTH, CHART_MIN_HEIGHT = 260, 210
 #: Between the charts, and between the charts and the numbers.
 SPACING = 6
+#: The trends table's title, and its name for a screen reader.
+TREND_TITLE = "Trend (least-squares change per year)"
 #: The least width of the table and trends beside the form: the table's columns whole,
 #: with ~100 px for the flags (cut short there, whole in their tooltips).
 NUMBERS_MIN_WIDTH = 420
@@ -197,6 +199,11 @@ class MetricChart(QChartView):
         self.threshold_value = threshold(self.reference)
         chart = QChart()
         chart.setTitle(f"{self.reference.label}{unit_suffix(self.reference)}")
+        # A picture with nothing to do by keyboard (the table below has its values): no
+        # Tab stop, where the focus showed nothing and a screen reader said nothing; a
+        # screen reader reading the window names it.
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.setAccessibleName(f"{chart.title()} over time")
         title_font = QFont(chart.titleFont())
         title_font.setPointSizeF(max(8.0, title_font.pointSizeF()))
         title_font.setBold(True)
@@ -364,6 +371,7 @@ class OculomicsView(QWidget):
 
         self.table = FittingTableWidget(0, len(self.TABLE_COLUMNS))
         self.table.setObjectName("oculomicsTable")
+        self.table.setAccessibleName("Measurements")
         # "Vessel density" on two lines: on one it made its column of short numbers the
         # widest but the flags.
         self.table.setHorizontalHeaderLabels([c.replace(" ", "\n") for c in self.TABLE_COLUMNS])
@@ -396,6 +404,7 @@ class OculomicsView(QWidget):
 
         self.trends = QTableWidget(len(METRICS), len(EYES))
         self.trends.setObjectName("oculomicsTrends")
+        self.trends.setAccessibleName(TREND_TITLE)
         self.trends.setHorizontalHeaderLabels([EYE_NAMES[e] for e in EYES])
         self.trends.setVerticalHeaderLabels([SHORT_LABELS[m] for m in METRICS])
         self.trends.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -458,7 +467,7 @@ class OculomicsView(QWidget):
         numbers_layout.setContentsMargins(0, 0, 0, 0)
         numbers_layout.addWidget(self.empty)
         numbers_layout.addWidget(self.table, 1)
-        trend_title = QLabel("Trend (least-squares change per year)")
+        trend_title = QLabel(TREND_TITLE)
         trend_title.setObjectName("sectionTitle")
         trend_title.setWordWrap(True)
         numbers_layout.addWidget(trend_title)

@@ -74,6 +74,10 @@ class PatientDialog(QDialog):
         self.birth_date.setDate(QDate(1970, 1, 1))
         self.birth_date.setMaximumDate(day.today())  # no births in the future (follow_today)
         self.birth_date.setEnabled(False)
+        # Their row's label is not their buddy (it labels the pair): named here, else a
+        # screen reader said a bare "known" and nothing for the date.
+        self.birth_known.setAccessibleName("Birth date known")
+        self.birth_date.setAccessibleName("Birth date")
         self.birth_known.toggled.connect(self._on_birth_known_toggled)
         self.birth_date.dateChanged.connect(self._on_birth_date_date_changed)
         birth = QHBoxLayout()

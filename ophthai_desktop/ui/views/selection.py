@@ -1,4 +1,5 @@
-"""A list whose chosen row goes away chooses nothing, not its neighbour.
+"""Which row of a list is chosen: none, not its neighbour, when the chosen row goes;
+the one the keyboard is on, in a list whose choice opens nothing.
 
 Qt moves the current index of a view to the next row when the current row is removed,
 and in a single-selection view that selects it: a job of a deleted patient taken off the
@@ -8,7 +9,12 @@ never chose (as Delete would delete another notification).
 
 from __future__ import annotations
 
-from PySide6.QtCore import QAbstractItemModel, QModelIndex, QPersistentModelIndex
+from PySide6.QtCore import (
+    QAbstractItemModel,
+    QItemSelectionModel,
+    QModelIndex,
+    QPersistentModelIndex,
+)
 from PySide6.QtWidgets import QAbstractItemView
 
 
@@ -34,3 +40,25 @@ def choose_nothing_when_the_chosen_row_goes(
             chosen.clear()
 
     model.rowsAboutToBeRemoved.connect(about_to_remove)
+
+
+def choose_the_row_the_keyboard_is_on(view: QAbstractItemView) -> None:
+    """Choose (select) the row the keyboard comes to in ``view`` when none is chosen.
+
+    Qt gives a view reached by Tab or F6 a current row without selecting it, and an
+    arrow key that cannot move (one row, or Up on the first) chooses nothing: in the job
+    queue with one analysis, the keyboard stood on its row and Cancel and Enter, which
+    act on the chosen row, could not be had. Only for a view whose selection opens
+    nothing (the patient list's opens the patient). Call after ``view.setModel``.
+    """
+
+    def current_changed(current: QModelIndex, _previous: QModelIndex) -> None:
+        chosen = view.selectionModel()
+        if current.isValid() and view.hasFocus() and not chosen.hasSelection():
+            chosen.select(
+                current,
+                QItemSelectionModel.SelectionFlag.ClearAndSelect
+                | QItemSelectionModel.SelectionFlag.Rows,
+            )
+
+    view.selectionModel().currentChanged.connect(current_changed)
