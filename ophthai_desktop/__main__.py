@@ -85,14 +85,15 @@ def _read_settings(command: str, **overrides: object) -> Settings | None:
     take (from the environment or a settings file), rather than a traceback."""
     from pydantic import ValidationError
 
-    from ophthai_desktop.core.settings import Settings
+    from ophthai_desktop.core.settings import Settings, named_as_set
 
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         for error in exc.errors():
             # The value is not repeated: it may be a token or a password in a URL.
-            name = ".".join(str(part) for part in error["loc"]) or "a setting"
+            setting, *item = [str(part) for part in error["loc"]] or ["a setting"]
+            name = ".".join((named_as_set(setting), *item))
             print(
                 f"ophthai {command}: {name}: {error['msg']} (as the environment, the "
                 "user's settings file or .env sets it; .env.example lists each setting)",

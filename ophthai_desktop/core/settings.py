@@ -41,6 +41,21 @@ def _env(name: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
+def named_as_set(name: str) -> str:
+    """The setting ``name`` (its ``OPHTHAI_`` spelling, as a validation error gives it)
+    as its value was set: the seed's spelling where the environment sets only that one
+    (``WATCH_FOLDER_ENABLED=maybe`` was called ``OPHTHAI_WATCH_FOLDER_ENABLED``, a name
+    found nowhere), both where the environment sets neither (a settings file or .env
+    may hold either)."""
+    seed = SEED_ALIASES.get(name.removeprefix("OPHTHAI_").lower())
+    if seed is None:
+        return name
+    in_environment = {key.upper() for key in os.environ}  # names match ignoring case
+    if name.upper() in in_environment:
+        return name
+    return seed if seed in in_environment else f"{name} (or {seed})"
+
+
 def set_in_environment(name: str) -> str | None:
     """The environment variable that sets the field ``name``, if one does (it wins over
     the settings files; names are matched ignoring case, as :class:`Settings` does)."""
