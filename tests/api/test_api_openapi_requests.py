@@ -62,6 +62,26 @@ def test_the_job_list_declares_the_states_it_filters_by(
         assert answer.status_code in (200, 422)
 
 
+def test_an_empty_job_state_still_lists_every_job(ai_client: TestClient) -> None:
+    """Declaring the states changed what the document says, not what the API takes:
+    ``?state=`` (a client's "all" filter) listed every job before and still does."""
+    queued = ai_client.post("/api/ai/analyze", json={"image_base64": PNG_BASE64})
+    assert queued.status_code == 200, queued.text  # analysed: its job is done
+
+    answer = ai_client.get("/api/jobs", params={"state": ""})
+
+    assert answer.status_code == 200, answer.text
+    assert [job["id"] for job in answer.json()] == [queued.json()["job_id"]]
+    document = Document(ai_client)  # still naming the five states
+    assert document.parameter("get", "/api/jobs", "state")["anyOf"][0]["enum"] == [
+        "queued",
+        "running",
+        "done",
+        "failed",
+        "cancelled",
+    ]
+
+
 def test_the_patient_list_declares_the_keys_it_sorts_by(
     client: TestClient, document: Document
 ) -> None:

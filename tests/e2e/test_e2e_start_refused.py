@@ -276,6 +276,7 @@ def test_a_setting_with_a_value_it_cannot_take_is_named_without_a_traceback(
     missing token."""
     data = tmp_path / "data"
     env = clean_env() | {"OPHTHAI_API_PORT": "80oo", "WATCH_FOLDER_ENABLED": "maybe"}
+    (tmp_path / ".env").write_text("DEBUG=perhaps\n")
 
     done = subprocess.run(
         [sys.executable, "-m", "ophthai_desktop", command, "--data-dir", str(data)]
@@ -298,6 +299,9 @@ def test_a_setting_with_a_value_it_cannot_take_is_named_without_a_traceback(
         line.startswith(f"ophthai {command}: WATCH_FOLDER_ENABLED: ")
         and line.endswith("(set in the environment)")
         for line in said
+    )
+    assert any(  # a seed name in .env, named as written there
+        line.startswith(f"ophthai {command}: DEBUG: ") and ".env" in line for line in said
     )
     assert "Traceback" not in done.stderr
     assert "80oo" not in done.stderr  # values are not repeated (a token, a password)

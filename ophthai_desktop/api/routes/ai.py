@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Body, Depends, File, Form, Query, Response, UploadFile
 from fastapi.responses import JSONResponse
+from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
 from ophthai_desktop.api import presenters
@@ -316,6 +317,12 @@ def analyze_patient(
     return presenters.job(job, app.worker.waiting_reason)
 
 
+def _no_state(value: object) -> object:
+    """``?state=`` (empty) filters nothing, as before the document named the states: a
+    client that sends the filter it was given, blank for every job, was not refused."""
+    return value or None
+
+
 @router.get(
     "/jobs",
     tags=["jobs"],
@@ -325,7 +332,7 @@ def analyze_patient(
 def list_jobs(
     app: ApplicationDep,
     response: Response,
-    state: Annotated[s.JobStateName | None, Query()] = None,
+    state: Annotated[s.JobStateName | None, BeforeValidator(_no_state), Query()] = None,
     patient_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     skip: Skip = 0,
     limit: Limit = 100,

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import queue
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -28,7 +32,18 @@ CLOSED_PORT = "http://127.0.0.1:9"
 ROOT = Path(__file__).parents[3]
 
 
-def serve_repo(folder: Path) -> ThreadingHTTPServer:
+@dataclass
+class Held:
+    """A file the Hub sends in two parts: ``first`` bytes, then, once ``go_on`` is set,
+    the rest (``sent`` is set when the first part is on its way)."""
+
+    name: str
+    first: int
+    sent: threading.Event = field(default_factory=threading.Event)
+    go_on: threading.Event = field(default_factory=threading.Event)
+
+
+def serve_repo(folder: Path, held: Held | None = None) -> ThreadingHTTPServer:
     """A minimal Hub: repository info, file tree and file downloads for one repository."""
     files = {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
 
@@ -41,8 +56,18 @@ def serve_repo(folder: Path) -> ThreadingHTTPServer:
             for key, value in {"Content-Length": str(len(body)), **headers}.items():
                 self.send_header(key, value)
             self.end_headers()
-            if self.command == "GET":
+            if self.command != "GET":
+                return
+            name = self.path.rsplit("/", 1)[1]
+            if held is None or name != held.name:
                 self.wfile.write(body)
+                return
+            self.wfile.write(body[: held.first])
+            self.wfile.flush()
+            held.sent.set()
+            if held.go_on.wait(timeout=60):
+                with contextlib.suppress(OSError):  # the client may have stopped reading
+                    self.wfile.write(body[held.first :])
 
         def do_HEAD(self) -> None:
             self.do_GET()
@@ -229,3 +254,60 @@ def test_a_missing_model_says_where_it_was_looked_for_and_how_to_download_it(
     assert f"not in the Hugging Face cache ({tmp_path / 'default-hub'})" in message
     assert "ophthai download-model" in message  # a server has no model manager
     assert "AI ▸ Model manager…" in message  # the window has
+
+
+def test_ctrl_c_stops_the_command_line_download_at_once(tmp_path: Path) -> None:
+    """Ctrl-C stopped only the files not yet started: those on their way (a 7B model's
+    shards, gigabytes) were fetched to their end before the command said it stopped."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "config.json").write_text("{}")
+    (repo / "model.safetensors").write_bytes(bytes(24 * 1024 * 1024))
+    held = Held("model.safetensors", first=hf_constants.DOWNLOAD_CHUNK_SIZE + 1024)
+    server = serve_repo(repo, held)
+    target = tmp_path / "octomed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ophthai_desktop", "download-model"],
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "OPHTHAI_MODEL_PATH": str(target),
+            "HF_ENDPOINT": f"http://127.0.0.1:{server.server_port}",
+        },
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    said: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [said.put(line) for line in process.stderr or ()])
+    reader.start()
+    try:
+        assert held.sent.wait(timeout=60)  # the model's file on its way
+        process.send_signal(signal.SIGINT)
+        assert _heard(said, "stopping", within_s=30)
+        held.go_on.set()  # the file goes on coming: the download stops at its next piece
+
+        assert process.wait(timeout=60) == 130
+    finally:
+        held.go_on.set()
+        process.kill()
+        process.wait()
+        reader.join()
+        if process.stderr is not None:
+            process.stderr.close()
+        server.shutdown()
+        server.server_close()
+    assert _heard(said, "stopped; run it again to go on where it stopped", within_s=5)
+    assert not (target / "model.safetensors").exists()  # not fetched to its end
+
+
+def _heard(said: queue.Queue[str], text: str, within_s: float) -> bool:
+    """Whether a line with ``text`` comes within ``within_s`` seconds."""
+    deadline = time.monotonic() + within_s
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            if text in said.get(timeout=left):
+                return True
+        except queue.Empty:
+            return False
+    return False
