@@ -514,6 +514,16 @@ class FolderWatcher:
         )
 
     @property
+    def watching(self) -> bool:
+        """Whether the folder is watched (files in it noticed and counted), paused or
+        not; False while stopped, and while it has failed to start (also once paused:
+        nothing looks at the folder until resumed)."""
+        return self._run is not None and self._state in (
+            WatcherState.RUNNING,
+            WatcherState.PAUSED,
+        )
+
+    @property
     def folder(self) -> Path:
         run = self._run
         return run.layout.root if run else self.settings.resolved_watch_folder

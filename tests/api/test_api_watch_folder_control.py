@@ -109,6 +109,34 @@ def test_the_state_says_what_the_watcher_state_event_says(
     assert state["folder"] == str(app.settings.resolved_watch_folder.resolve())
 
 
+def test_a_folder_paused_after_failing_to_start_counts_no_files(
+    tmp_path: Path,
+) -> None:
+    """Paused while its share was away, nothing looks at the folder: files written
+    there once it is back wait uncounted until resumed. The answer says no count
+    (null), as while in error, not 0 files waiting."""
+    share = tmp_path / "share"
+    application = build_watch_app(tmp_path, watch_folder_path=share)
+    try:
+        with LoopbackClient(create_app(application)) as client:
+            build_routes(client)
+            application.watcher.start()
+            assert client.get("/api/watch-folder").json()["state"] == "error"
+            paused = client.post("/api/watch-folder/pause").json()
+            share.mkdir()
+            (share / "unseen_OD.png").write_bytes(png_bytes((40, 40)))
+            later = client.get("/api/watch-folder").json()
+            resumed = client.post("/api/watch-folder/resume").json()
+            assert wait_until(lambda: len(_patients(client)) == 1)
+    finally:
+        application.close()
+
+    for state in (paused, later):
+        assert state["state"] == "paused"
+        assert state["waiting"] is None and state["inProgress"] is None
+    assert resumed["state"] == "running"
+
+
 def test_pausing_a_watch_folder_turned_off_says_how_to_turn_it_on(
     sqlite_services: Application,
 ) -> None:

@@ -109,7 +109,9 @@ def watch_folder_state(app: Application) -> dict[str, Any]:
     loop's: the watcher's bookkeeping lock is taken)."""
     settings = app.settings
     status = app.watcher.status
-    watched = status.state in (WatcherState.RUNNING, WatcherState.PAUSED)
+    # Paused after failing to start, nothing looks at the folder: files wait there
+    # uncounted, so no count is given rather than 0.
+    watched = app.watcher.watching and status.state in (WatcherState.RUNNING, WatcherState.PAUSED)
     return {
         "enabled": settings.watch_folder_enabled,
         "state": status.state.value,
