@@ -4,6 +4,7 @@ window to do it), on a real watcher over a temporary folder."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -190,11 +191,15 @@ def test_the_token_is_needed_on_the_lan(tmp_path: Path) -> None:
 
 
 def test_a_watch_folder_that_does_not_answer_is_a_503_not_a_request_held(
-    app: Application, client: TestClient, monkeypatch: pytest.MonkeyPatch
+    app: Application,
+    client: TestClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # A start that waits on a share that does not answer holds the watcher's control;
     # a pause asked meanwhile waits behind it.
     monkeypatch.setattr(watch_folder_routes, "ANSWER_WITHIN_S", 0.3)
+    caplog.set_level(logging.INFO, logger=watch_folder_routes.__name__)
     app.watcher.start()
     holding, release = threading.Event(), threading.Event()
 
@@ -220,6 +225,11 @@ def test_a_watch_folder_that_does_not_answer_is_a_503_not_a_request_held(
     assert second.status_code == 503 and "earlier pause" in second.json()["message"]
     assert took_s < 5
     assert state["state"] == "running"
-    # Once the share answers, the pause asked for is done.
+    # Once the share answers, the pause asked for is done, and the log says who asked.
     assert wait_until(lambda: client.get("/api/watch-folder").json()["state"] == "paused")
+    assert wait_until(
+        lambda: any(
+            "pause asked by an API client" in record.getMessage() for record in caplog.records
+        )
+    )
     assert client.post("/api/watch-folder/resume").json()["state"] == "running"
