@@ -646,7 +646,7 @@ class WatchFolderPublic(PublicModel):
     extensions: list[str] = Field(description="The file extensions taken in.")
     waiting: int | None = Field(
         description="Files noticed in the folder and not taken in yet (held while paused); "
-        "null while it is not watched (stopped or error)."
+        "null while it is not watched (stopped, error, or paused after failing to start)."
     )
     in_progress: int | None = Field(
         description="Files being taken in now; null while it is not watched."

@@ -240,24 +240,56 @@ def read_settings(**overrides: Any) -> Settings:
 
     Raises:
         SettingsRefused: a setting, from the environment, a settings file or
-            ``overrides``, has a value it cannot take.
+            ``overrides``, has a value it cannot take; or a settings file cannot be
+            read (not UTF-8 text, say, as an editor saving in the system's code page
+            writes it).
     """
+    files = _env_files(overrides.get("_env_file", Settings.model_config.get("env_file")))
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = [_problem(error, overrides) for error in exc.errors()]
+        problems = [_problem(error, overrides, files) for error in exc.errors()]
         # Not chained: pydantic's error repeats each value, which may be a secret.
         raise SettingsRefused(problems) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        # Raised reading a file: which one is found again (no exception names it).
+        raise SettingsRefused([_unreadable(files, exc)]) from None
 
 
-def _problem(error: ErrorDetails, overrides: Mapping[str, Any]) -> str:
+def _env_files(env_files: Any) -> list[Path]:
+    """The env files :class:`Settings` reads, in its order, from its ``env_file``."""
+    if env_files is None:
+        return []
+    if isinstance(env_files, (str, os.PathLike)):
+        return [Path(env_files)]
+    return [Path(file) for file in env_files]
+
+
+def _unreadable(files: Sequence[Path], exc: OSError | UnicodeDecodeError) -> str:
+    """``FILE: why it cannot be read`` for the settings file that failed to be read."""
+    for file in files:
+        if not file.is_file():
+            continue  # not read (pydantic-settings skips it)
+        try:
+            file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            return (
+                f"{file.absolute()}: the settings file is not UTF-8 text; save it as UTF-8 "
+                "(an editor's Save As offers the encoding)"
+            )
+        except OSError as error:
+            return f"{file.absolute()}: the settings file cannot be read: {error.strerror}"
+    reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.strerror
+    return f"a settings file cannot be read: {reason}"
+
+
+def _problem(error: ErrorDetails, overrides: Mapping[str, Any], files: Sequence[Path]) -> str:
     """``NAME: what it takes (where it was set)`` for one of pydantic's errors."""
     key = str(error["loc"][0]) if error["loc"] else ""
     field = _FIELD_OF.get(key.upper(), key)
     takes = error["msg"].removeprefix("Value error, ")  # our validators' own words
     if field in overrides:
         return f"OPHTHAI_{field.upper()}: {takes} (as given on the command line)"
-    files = overrides.get("_env_file", Settings.model_config.get("env_file"))
     name, where = _where_set(field, files)
     return f"{name}: {takes} ({where})"
 
@@ -275,19 +307,13 @@ def _fields_by_name() -> dict[str, str]:
 _FIELD_OF = _fields_by_name()
 
 
-def _where_set(field: str, env_files: Any) -> tuple[str, str]:
+def _where_set(field: str, files: Sequence[Path]) -> tuple[str, str]:
     """The name the user gave ``field`` under, and where: the environment, else the env
-    files in the order :class:`Settings` reads them (the later file wins for one name;
-    a prefixed name anywhere in the files beats a seed name)."""
+    ``files`` in the order :class:`Settings` reads them (the later file wins for one
+    name; a prefixed name anywhere in the files beats a seed name)."""
     name = set_in_environment(field)
     if name is not None:
         return name, "set in the environment"
-    if env_files is None:
-        files: list[Path] = []
-    elif isinstance(env_files, (str, os.PathLike)):
-        files = [Path(env_files)]
-    else:
-        files = [Path(file) for file in env_files]
     names_in = {file: _names_in(file) for file in files}
     for choice in _env(field).choices:
         for file in reversed(files):

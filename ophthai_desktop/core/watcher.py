@@ -514,6 +514,16 @@ class FolderWatcher:
         )
 
     @property
+    def watching(self) -> bool:
+        """Whether the folder is watched (files in it noticed and counted), paused or
+        not; False while stopped, and while it has failed to start (also once paused:
+        nothing looks at the folder until resumed)."""
+        return self._run is not None and self._state in (
+            WatcherState.RUNNING,
+            WatcherState.PAUSED,
+        )
+
+    @property
     def folder(self) -> Path:
         run = self._run
         return run.layout.root if run else self.settings.resolved_watch_folder
@@ -1052,15 +1062,18 @@ class FolderWatcher:
                 safe_description(exc),
             )
             stuck = True
+        current: FileStamp | None = None
+        if (stuck or retry_in_s is None) and not run.stopping.is_set():
+            # Not under the bookkeeping lock: on a share that stops answering this can
+            # hang, and the status bar (GUI thread) and the API count files under it.
+            # A file written under the name from here on is found by the next rescan.
+            with contextlib.suppress(OSError):  # gone: nothing to skip or take
+                current = FileStamp.of(os.lstat(path))
         now = time.monotonic()
         with self._lock:
             self._in_progress.discard(name)
             if run.stopping.is_set():
                 return
-            current: FileStamp | None = None
-            if stuck or retry_in_s is None:
-                with contextlib.suppress(OSError):  # gone: nothing to skip or take
-                    current = FileStamp.of(os.lstat(path))
             if current is not None and not stuck:
                 # Moved away (or vanished), yet a file has the name: one written again
                 # under it while this one was taken in. Its events came while the name

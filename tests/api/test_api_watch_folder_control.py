@@ -4,6 +4,7 @@ window to do it), on a real watcher over a temporary folder."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -109,6 +110,34 @@ def test_the_state_says_what_the_watcher_state_event_says(
     assert state["folder"] == str(app.settings.resolved_watch_folder.resolve())
 
 
+def test_a_folder_paused_after_failing_to_start_counts_no_files(
+    tmp_path: Path,
+) -> None:
+    """Paused while its share was away, nothing looks at the folder: files written
+    there once it is back wait uncounted until resumed. The answer says no count
+    (null), as while in error, not 0 files waiting."""
+    share = tmp_path / "share"
+    application = build_watch_app(tmp_path, watch_folder_path=share)
+    try:
+        with LoopbackClient(create_app(application)) as client:
+            build_routes(client)
+            application.watcher.start()
+            assert client.get("/api/watch-folder").json()["state"] == "error"
+            paused = client.post("/api/watch-folder/pause").json()
+            share.mkdir()
+            (share / "unseen_OD.png").write_bytes(png_bytes((40, 40)))
+            later = client.get("/api/watch-folder").json()
+            resumed = client.post("/api/watch-folder/resume").json()
+            assert wait_until(lambda: len(_patients(client)) == 1)
+    finally:
+        application.close()
+
+    for state in (paused, later):
+        assert state["state"] == "paused"
+        assert state["waiting"] is None and state["inProgress"] is None
+    assert resumed["state"] == "running"
+
+
 def test_pausing_a_watch_folder_turned_off_says_how_to_turn_it_on(
     sqlite_services: Application,
 ) -> None:
@@ -162,11 +191,15 @@ def test_the_token_is_needed_on_the_lan(tmp_path: Path) -> None:
 
 
 def test_a_watch_folder_that_does_not_answer_is_a_503_not_a_request_held(
-    app: Application, client: TestClient, monkeypatch: pytest.MonkeyPatch
+    app: Application,
+    client: TestClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # A start that waits on a share that does not answer holds the watcher's control;
     # a pause asked meanwhile waits behind it.
     monkeypatch.setattr(watch_folder_routes, "ANSWER_WITHIN_S", 0.3)
+    caplog.set_level(logging.INFO, logger=watch_folder_routes.__name__)
     app.watcher.start()
     holding, release = threading.Event(), threading.Event()
 
@@ -192,6 +225,11 @@ def test_a_watch_folder_that_does_not_answer_is_a_503_not_a_request_held(
     assert second.status_code == 503 and "earlier pause" in second.json()["message"]
     assert took_s < 5
     assert state["state"] == "running"
-    # Once the share answers, the pause asked for is done.
+    # Once the share answers, the pause asked for is done, and the log says who asked.
     assert wait_until(lambda: client.get("/api/watch-folder").json()["state"] == "paused")
+    assert wait_until(
+        lambda: any(
+            "pause asked by an API client" in record.getMessage() for record in caplog.records
+        )
+    )
     assert client.post("/api/watch-folder/resume").json()["state"] == "running"

@@ -167,6 +167,25 @@ def test_a_refused_setting_is_named_as_the_user_set_it_and_where(
     assert refused.value.__cause__ is None and refused.value.__suppress_context__
 
 
+def test_a_settings_file_that_is_not_utf8_is_refused_by_its_path(tmp_path: Path) -> None:
+    """A settings file saved in the system's code page (Notepad's ANSI, say) stopped
+    the window with a traceback nobody saw (started from a desktop icon); it is now
+    refused as a bad value is, naming the file and what to do, not its text."""
+    project, users = tmp_path / ".env", tmp_path / "settings.env"
+    project.write_text("OPHTHAI_DEBUG=false\n")
+    users.write_bytes("OPHTHAI_USER_NAME=Dr Jos\u00e9 Mu\u00f1oz\n".encode("cp1252"))
+
+    with pytest.raises(SettingsRefused) as refused:
+        read_settings(_env_file=(project, users))
+
+    assert refused.value.problems == (
+        f"{users}: the settings file is not UTF-8 text; save it as UTF-8 (an editor's "
+        "Save As offers the encoding)",
+    )
+    assert "Jos" not in refused.value.message
+    assert refused.value.__cause__ is None and refused.value.__suppress_context__
+
+
 @pytest.mark.parametrize(
     ("host", "loopback"),
     [

@@ -19,7 +19,7 @@ import pytest
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core import watcher as watcher_module
-from ophthai_desktop.core.services.ingest import FolderLayout, IngestService
+from ophthai_desktop.core.services.ingest import FileVanished, FolderLayout, IngestService
 from ophthai_desktop.core.watcher import WAITING_FOR_DATABASE, WatcherState
 from tests.support.images import png_bytes
 from tests.support.outage import database_down
@@ -413,3 +413,43 @@ def test_a_file_whose_change_the_database_rolled_back_is_retried_without_an_outa
         assert "until the database answers" not in caplog.text
     finally:
         app.close()
+
+
+def test_the_state_is_read_while_a_share_holds_a_files_last_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a file is taken in, the watcher looks whether another was written under its
+    name. On a share that stops answering right then, that look held the bookkeeping
+    lock, which the window's status bar (on the GUI thread) and GET /api/watch-folder
+    take to count the files: both hung with the share, past the API's bounded wait."""
+    app = build_watch_app(tmp_path)
+    hung, release = threading.Event(), threading.Event()
+    real_lstat = os.lstat
+
+    def share_stops_answering(path: Any, *args: Any, **kwargs: Any) -> Any:
+        last_look = threading.current_thread().name.startswith("watch-folder-ingest")
+        if last_look and os.fspath(path).endswith("held_OD.png") and not hung.is_set():
+            hung.set()
+            release.wait(WAIT_S)
+        return real_lstat(path, *args, **kwargs)
+
+    def moved_away(path: Path, *args: Any, **kwargs: Any) -> Any:
+        path.unlink()
+        raise FileVanished("moved away meanwhile")
+
+    monkeypatch.setattr(app.ingest, "ingest_file", moved_away)
+    monkeypatch.setattr(os, "lstat", share_stops_answering)
+    read: list[WatcherState] = []
+    try:
+        assert app.watcher.start().state is WatcherState.RUNNING
+        (app.watcher.folder / "held_OD.png").write_bytes(png_bytes((10, 10)))
+        assert hung.wait(WAIT_S)
+        reader = threading.Thread(target=lambda: read.append(app.watcher.status.state))
+        reader.start()
+        reader.join(2.0)
+        answered = not reader.is_alive()
+    finally:
+        release.set()
+        app.close()
+
+    assert answered and read == [WatcherState.RUNNING]

@@ -35,6 +35,7 @@ from ophthai_desktop.ui.controllers import watch_folder as watch_folder_module
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.theme import apply_theme
 from ophthai_desktop.ui.views.settings_dialog import SettingsDialog
+from tests.conftest import make_settings
 from tests.support.held_decode import held_at_decode
 from tests.ui.conftest import Maker
 
@@ -1166,3 +1167,16 @@ def test_settings_saved_during_an_analysis_hold_no_pool_thread_and_show(
     after = engine.generate(Image.new("RGB", (64, 64), (120, 40, 20)))
     assert after.generation["max_new_tokens"] == 32
     engine.unload()
+
+
+@pytest.mark.parametrize("device", ["CUDA:1", "Cuda", " cpu ", "MPS"])
+def test_the_dialog_takes_a_device_as_the_setting_does_ignoring_case(
+    tmp_path: Path, device: str
+) -> None:
+    """OPHTHAI_DEVICE=CUDA:1 starts the app; typed in the dialog it was refused ('use
+    auto, cpu, mps, cuda or cuda:N'), as if the two did not share one pattern."""
+    current = make_settings(tmp_path)
+
+    assert settings_module.validate(current, {"device": device}).device == device
+    with pytest.raises(InvalidInput, match="use auto, cpu"):
+        settings_module.validate(current, {"device": "GPU"})

@@ -3,11 +3,14 @@ whoever changes it."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import pytest
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.api import create_app
+from ophthai_desktop.ui.controllers import watch_folder as watch_folder_controller
 from tests.api.test_api_watch_folder_control import build_routes
 from tests.support.http import LoopbackClient
 from tests.support.watch_folder import build_watch_app
@@ -41,3 +44,34 @@ def test_the_window_follows_a_clients_pause_and_resume(
         assert client.post("/api/watch-folder/resume").json()["state"] == "running"
         qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running")
         assert not pause.isChecked()
+
+
+def test_the_windows_pause_and_resume_after_a_clients_are_in_the_log(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The window said 'watch folder paused/resumed' when its own last call differed:
+    after a client's pause, the clinician's Resume (and Pause again after a client's
+    resume) left no line, as if nobody had asked."""
+    caplog.set_level(logging.INFO, logger=watch_folder_controller.__name__)
+    application = build_watch_app(tmp_path / "watch", model_path=tmp_path / "none", api_port=0)
+    with LoopbackClient(create_app(application)) as client:
+        build_routes(client)  # before the window starts the watcher
+        gui = make_gui(application=application)
+        status, pause = gui.window.status, gui.window.pause_watch_action
+        qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running", timeout=10_000)
+
+        def said(words: str) -> int:
+            return sum(record.getMessage() == words for record in caplog.records)
+
+        client.post("/api/watch-folder/pause")
+        qtbot.waitUntil(lambda: pause.isChecked())
+        pause.trigger()  # the window's Resume
+        qtbot.waitUntil(lambda: said("watch folder resumed") == 1)
+
+        pause.trigger()  # the window's Pause
+        qtbot.waitUntil(lambda: said("watch folder paused") == 1)
+        client.post("/api/watch-folder/resume")
+        qtbot.waitUntil(lambda: not pause.isChecked())
+        pause.trigger()  # the window's Pause again, after the client's resume
+        qtbot.waitUntil(lambda: said("watch folder paused") == 2)
+        assert said("watch folder resumed") == 1  # the client's resume is the API's line

@@ -54,9 +54,10 @@ class WatcherCalls:
         self._lock = threading.Lock()
         self._running: str | None = None  # what the call not returned yet does
 
-    async def call(self, what: str, operation: Callable[[], None]) -> None:
-        """Run ``operation`` (``what`` names it: "pause", "resume") and wait for it at
-        most :data:`ANSWER_WITHIN_S` (server loop)."""
+    async def call(self, what: str, operation: Callable[[], None], asked_by: str) -> None:
+        """Run ``operation`` (``what`` names it: "pause", "resume"; ``asked_by`` the
+        client) and wait for it at most :data:`ANSWER_WITHIN_S` (server loop). The log
+        says it once it is done, in time or after the 503."""
         loop = asyncio.get_running_loop()
         returned: asyncio.Future[BaseException | None] = loop.create_future()
 
@@ -68,6 +69,7 @@ class WatcherCalls:
             error: BaseException | None = None
             try:
                 operation()
+                log.info("watch folder: %s asked by an API client (%s)", what, asked_by)
             except Exception as exc:
                 error = exc
             finally:
@@ -109,7 +111,9 @@ def watch_folder_state(app: Application) -> dict[str, Any]:
     loop's: the watcher's bookkeeping lock is taken)."""
     settings = app.settings
     status = app.watcher.status
-    watched = status.state in (WatcherState.RUNNING, WatcherState.PAUSED)
+    # Paused after failing to start, nothing looks at the folder: files wait there
+    # uncounted, so no count is given rather than 0.
+    watched = app.watcher.watching and status.state in (WatcherState.RUNNING, WatcherState.PAUSED)
     return {
         "enabled": settings.watch_folder_enabled,
         "state": status.state.value,
@@ -158,8 +162,7 @@ async def pause_watch_folder(
     folder (``waiting`` counts them); a watch folder in error stops trying again until
     resumed. Pausing a paused folder changes nothing."""
     _check_can_change(app)
-    await calls.call("pause", app.watcher.pause)
-    log.info("watch folder: pause asked by an API client (%s)", actor.who)
+    await calls.call("pause", app.watcher.pause, actor.who)
     return await run_in_threadpool(watch_folder_state, app)
 
 
@@ -179,6 +182,5 @@ async def resume_watch_folder(
     window's Resume does (a folder that had failed is tried again at once). Resuming a
     running folder changes nothing."""
     _check_can_change(app)
-    await calls.call("resume", app.watcher.resume)
-    log.info("watch folder: resume asked by an API client (%s)", actor.who)
+    await calls.call("resume", app.watcher.resume, actor.who)
     return await run_in_threadpool(watch_folder_state, app)

@@ -155,7 +155,8 @@ def validate(current: Settings, changes: Mapping[str, Any]) -> Settings:
         InvalidInput: a value is not acceptable; ``field`` names it.
     """
     changed = changes.keys()
-    if "device" in changed and not DEVICE_PATTERN.match(str(changes["device"] or "")):
+    device = str(changes.get("device") or "").strip().lower()  # as the engine reads it
+    if "device" in changed and not DEVICE_PATTERN.match(device):
         raise InvalidInput("use auto, cpu, mps, cuda or cuda:N", field="device")
     for origin in changes.get("cors_origins") or ():
         if not re.match(r"^https?://[^\s/]+$", origin):

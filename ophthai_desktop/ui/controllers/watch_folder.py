@@ -24,6 +24,7 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from ophthai_desktop.core.log_safety import safe_description
 from ophthai_desktop.core.settings import Settings
+from ophthai_desktop.core.watcher import WatcherState
 from ophthai_desktop.ui.context import GuiContext
 
 log = logging.getLogger(__name__)
@@ -212,10 +213,8 @@ class WatchFolderController(QObject):
     def _on_control_returned(self, error: str) -> None:
         with self._lock:
             self._thread = None
-            was, self._done = self._done, self._target
+            self._done = self._target
         self._not_answering_timer.stop()
-        if not error and self._done.enabled and self._done.paused != was.paused:
-            log.info("watch folder %s", "paused" if self._done.paused else "resumed")
         if self._not_answering is not None:
             self._not_answering = None
             self.not_answering_changed.emit()
@@ -232,6 +231,9 @@ class WatchFolderController(QObject):
         watcher = self._watcher
         assert watcher is not None
         error = ""
+        # Said by what the watcher does, not by what this window asked last: an API
+        # client may have paused or resumed it since.
+        was_paused = watcher.state is WatcherState.PAUSED
         try:
             restart = target.needs_restart_from(previous)
             if stop_only or restart:
@@ -245,6 +247,8 @@ class WatchFolderController(QObject):
                     watcher.pause()
                 else:
                     watcher.resume()
+                if (watcher.state is WatcherState.PAUSED) != was_paused:
+                    log.info("watch folder %s", "paused" if target.paused else "resumed")
         except Exception as exc:  # a bug: said in the log, the window goes on
             error = safe_description(exc)
         with self._lock:
