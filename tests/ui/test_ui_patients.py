@@ -707,11 +707,16 @@ def test_a_copy_from_elsewhere_while_a_label_has_the_focus_is_left_whole(
     elsewhere.setHtml("<b>see\u200bhere</b>")
 
     clipboard.setMimeData(elsewhere)
-    qtbot.wait(20)
+    try:
+        qtbot.wait(20)
 
-    assert clipboard.text() == "see\u200bhere"
-    pasted = clipboard.mimeData()
-    assert pasted is not None and pasted.hasHtml()
+        assert clipboard.text() == "see\u200bhere"
+        pasted = clipboard.mimeData()
+        assert pasted is not None and pasted.hasHtml()
+    finally:
+        # The clipboard owns the data made here; left there, Qt deleted it at exit,
+        # after Python had finished, and the test run ended in a segmentation fault.
+        clipboard.clear()
 
 
 def test_a_dialog_left_open_past_midnight_into_a_birthday_saves_the_patient(
