@@ -198,6 +198,7 @@ def download_the_model() -> int:
     serve`): a running server finds the model within seconds."""
     from ophthai_desktop.core.errors import OphthaiError
     from ophthai_desktop.core.inference import InferenceEngine
+    from ophthai_desktop.core.inference.download import DownloadCancelled
 
     settings = _read_settings("download-model")
     if settings is None:
@@ -215,17 +216,31 @@ def download_the_model() -> int:
                 percent_said = int(fraction * 100)
                 print(message, file=sys.stderr, flush=True)
 
+    cancel = threading.Event()
+
+    def on_ctrl_c(_signum: int, _frame: object) -> None:
+        """Stop the download threads at their next piece. Left to a KeyboardInterrupt,
+        huggingface_hub stopped only the files not yet started: those on their way (a
+        7B model's shards, gigabytes) were fetched to their end first. A second Ctrl-C
+        interrupts as usual."""
+        cancel.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("ophthai download-model: stopping...", file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
     try:
-        engine.download(progress=on_progress)
-    except OphthaiError as exc:
-        print(f"ophthai download-model: {exc.message}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
+        engine.download(progress=on_progress, cancel=cancel)
+    except (DownloadCancelled, KeyboardInterrupt):
         print(
             "ophthai download-model: stopped; run it again to go on where it stopped",
             file=sys.stderr,
         )
         return 130
+    except OphthaiError as exc:
+        print(f"ophthai download-model: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, previous)
     print(engine.status().message, flush=True)
     return 0
 
