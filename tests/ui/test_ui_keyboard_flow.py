@@ -339,3 +339,31 @@ def test_no_two_things_on_one_key(qtbot: QtBot, make_gui: Maker) -> None:
             if key == other_key and overlap and what is not other_what:
                 clashes.append((key, repr(what), repr(other_what)))
     assert not clashes
+
+
+def test_the_notification_the_keyboard_comes_to_is_the_one_chosen(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """F6 put the keyboard on the newest notification without choosing it: Delete and
+    Enter acted on a row shown only by a focus frame. Unchosen (Ctrl+Space), Delete
+    deleted it all the same."""
+    notes = gui.application.notifications
+    older = notes.create_notification("Older", actor=ACTOR)
+    newer = notes.create_notification("Newer", actor=ACTOR)
+    panel = gui.notifications_panel
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 2)
+    _active(qtbot, gui)
+    f6_to(qtbot, panel.list)
+    assert panel.list.selectionModel().selectedIndexes() == [panel.list.currentIndex()]
+    assert panel.selected_id() == newer.id and panel.delete.isEnabled()
+
+    press(qtbot, Qt.Key.Key_Space, CTRL)  # unchosen: the focus frame stays on it
+    assert not panel.list.selectionModel().hasSelection()
+    assert not panel.delete.isEnabled() and not panel.mark_read.isEnabled()
+    press(qtbot, Qt.Key.Key_Delete)
+    assert [n.id for n in notes.list_notifications().items] == [newer.id, older.id]
+
+    press(qtbot, Qt.Key.Key_Space)  # chosen again
+    press(qtbot, Qt.Key.Key_Delete)
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 1)
+    assert [n.id for n in notes.list_notifications().items] == [older.id]
