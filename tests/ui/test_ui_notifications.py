@@ -654,7 +654,8 @@ def test_a_watch_folders_error_says_why_without_hovering(
     qtbot: QtBot, make_gui: Maker, tmp_path: Path
 ) -> None:
     """The status bar said only "Watch folder: error; retrying in 5 s": why, and which
-    folder, was in its tooltip alone, out of reach of the keyboard and a screen reader."""
+    folder, was in its tooltip alone, out of the keyboard's reach (a screen reader reads
+    the tooltip as the field's description)."""
     share = tmp_path / "nas" / "oct"
     application = build_watch_app(tmp_path / "watch", watch_folder_path=share)
     gui = make_gui(application=application)

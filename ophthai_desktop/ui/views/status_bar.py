@@ -13,7 +13,7 @@ class AppStatusBar(QStatusBar):
     """Three permanent fields; ``kind`` is ``ok``, ``warn``, ``error`` or empty.
 
     A field says its state in a few words; the reason (a watch folder's error, which
-    names the folder) is in its tooltip and, for a screen reader, its accessible
+    names the folder) is in its tooltip, which a screen reader reads as the field's
     description. A click on the watch-folder field, or View ▸ Watch folder status…
     (:meth:`show_watcher_details`), shows the reason in a box of its own: the tooltip
     alone needed the mouse held still over it.
@@ -85,6 +85,5 @@ class AppStatusBar(QStatusBar):
     def _set(label: QLabel, text: str, kind: str, tooltip: str) -> None:
         set_text(label, text)
         if label.toolTip() != tooltip:
-            label.setToolTip(tooltip)
-            label.setAccessibleDescription(tooltip)  # a screen reader hears the reason
+            label.setToolTip(tooltip)  # also its accessible description (Qt's default)
         set_style_property(label, "kind", kind)
