@@ -11,6 +11,8 @@ import pytest
 from PySide6.QtCore import QEvent, QPoint, QRect, Qt
 from PySide6.QtGui import (
     QAccessible,
+    QAccessibleAnnouncementEvent,
+    QAccessibleEvent,
     QFont,
     QFontInfo,
     QFontMetrics,
@@ -179,6 +181,27 @@ def _name(widget: object) -> str:
     return interface.text(QAccessible.Text.Name)
 
 
+def test_escape_dismisses_the_toast_and_leaves_the_focus_where_it_is(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """A critical toast went only by a click or after its 8 s: a clinician at the
+    keyboard could not put it away from the list it covered."""
+    window, toast = gui.window, gui.window.toast
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
+    search = gui.patient_list.search
+    search.setFocus()
+    qtbot.keyClicks(search, "Smi")
+    toast.show_message("Critical finding", "Abnormal finding: CNV", "critical")
+    assert toast.isVisible() and QApplication.focusWidget() is search
+
+    qtbot.keyClick(search, Qt.Key.Key_Escape)
+    assert not toast.isVisible()
+    assert QApplication.focusWidget() is search and search.text() == "Smi"
+    qtbot.keyClicks(search, "th")
+    assert search.text() == "Smith"
+
+
 def _description(widget: object) -> str:
     interface = QAccessible.queryAccessibleInterface(widget)
     return interface.text(QAccessible.Text.Description)
@@ -230,6 +253,30 @@ def test_a_screen_reader_hears_what_the_patient_pages_parts_are(
     assert _name(close) == "Dismiss the message"
     gui.notifications_panel.set_unread(2)
     assert _name(gui.notifications_panel.unread) == "2 unread"
+
+
+def test_a_screen_reader_is_told_a_toast_appeared_and_what_it_says(
+    qtbot: QtBot, gui: GuiSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The toast showed and went unheard: nothing told a screen reader it was there."""
+    told: list[tuple[str, QAccessible.AnnouncementPoliteness]] = []
+    update = QAccessible.updateAccessibility
+
+    def hear(event: QAccessibleEvent) -> None:
+        if isinstance(event, QAccessibleAnnouncementEvent):
+            told.append((event.message(), event.politeness()))
+        update(event)
+
+    monkeypatch.setattr(QAccessible, "updateAccessibility", hear)
+    toast = gui.window.toast
+    toast.show_message("Scan received", "1 new scan", "info")
+    toast.show_message("Critical finding", "Abnormal finding: CNV", "critical")
+    assert told == [
+        ("Scan received: 1 new scan", QAccessible.AnnouncementPoliteness.Polite),
+        ("Critical finding: Abnormal finding: CNV", QAccessible.AnnouncementPoliteness.Assertive),
+    ]
+    assert _name(toast) == "Critical finding"
+    assert _description(toast) == "Abnormal finding: CNV"
 
 
 # Colour -----------------------------------------------------------------------------------

@@ -140,7 +140,8 @@ def test_the_whole_flow_by_keyboard(
     qtbot.waitUntil(lambda: page.patient is not None and page.name.text() == "Keyboard Only")
     patient = page.patient
     assert patient is not None
-    assert _active(qtbot, gui) is gui.patient_list.search  # where it was before Ctrl+N
+    # The keyboard is on the new patient's page (it went back to the search field).
+    assert _active(qtbot, gui) is page.info_scroll
     assert list(patient.symptoms) == ["blurred vision", "floaters"] and patient.age == 64
 
     # File ▸ Import image… by its Alt letters; the file typed in the file dialog.
@@ -339,3 +340,58 @@ def test_no_two_things_on_one_key(qtbot: QtBot, make_gui: Maker) -> None:
             if key == other_key and overlap and what is not other_what:
                 clashes.append((key, repr(what), repr(other_what)))
     assert not clashes
+
+
+def test_the_notification_the_keyboard_comes_to_is_the_one_chosen(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """F6 put the keyboard on the newest notification without choosing it: Delete and
+    Enter acted on a row shown only by a focus frame. Unchosen (Ctrl+Space), Delete
+    deleted it all the same."""
+    notes = gui.application.notifications
+    older = notes.create_notification("Older", actor=ACTOR)
+    newer = notes.create_notification("Newer", actor=ACTOR)
+    panel = gui.notifications_panel
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 2)
+    _active(qtbot, gui)
+    f6_to(qtbot, panel.list)
+    assert panel.list.selectionModel().selectedIndexes() == [panel.list.currentIndex()]
+    assert panel.selected_id() == newer.id and panel.delete.isEnabled()
+
+    press(qtbot, Qt.Key.Key_Space, CTRL)  # unchosen: the focus frame stays on it
+    assert not panel.list.selectionModel().hasSelection()
+    assert not panel.delete.isEnabled() and not panel.mark_read.isEnabled()
+    with qtbot.assertNotEmitted(panel.delete_requested):  # asks for nothing to be deleted
+        press(qtbot, Qt.Key.Key_Delete)
+
+    press(qtbot, Qt.Key.Key_Space)  # chosen again
+    press(qtbot, Qt.Key.Key_Delete)
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 1)
+    assert [n.id for n in notes.list_notifications().items] == [older.id]
+
+
+def test_a_new_patient_has_the_keyboard_on_their_page(qtbot: QtBot, gui: GuiSession) -> None:
+    """Ctrl+N, the name, Enter: the keyboard went back to the search field, away from
+    the new patient's page where the next steps are. A form cancelled still gives it
+    back to where it was."""
+    page, search = gui.patient_page, gui.patient_list.search
+    _active(qtbot, gui)
+    press(qtbot, Qt.Key.Key_F, CTRL)
+    assert focused() is search
+    press(qtbot, Qt.Key.Key_N, CTRL)
+    dialog = gui.patients.dialog
+    assert dialog is not None
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is dialog)
+    press(qtbot, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: not dialog.isVisible())
+    assert _active(qtbot, gui) is search
+
+    press(qtbot, Qt.Key.Key_N, CTRL)
+    dialog = gui.patients.dialog
+    assert dialog is not None
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is dialog)
+    type_text(qtbot, "Keyed In")
+    press(qtbot, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: page.patient is not None and page.name.text() == "Keyed In")
+    assert _active(qtbot, gui) is page.info_scroll
+    assert accessible_name(focused()) == "Patient details"

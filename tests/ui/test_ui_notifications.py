@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import QPoint, QRect, Qt
-from PySide6.QtGui import QFont
+from PySide6.QtGui import QAccessible, QFont
 from PySide6.QtWidgets import QApplication, QLabel, QListView, QWidget
 from pytestqt.qtbot import QtBot
 
@@ -648,6 +648,33 @@ def test_a_watch_folder_that_cannot_start_says_it_retries_and_can_be_paused(
     gui.window.pause_watch_action.trigger()  # Resume: tried at once
     qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running", timeout=10_000)
     qtbot.waitUntil(lambda: gui.notifications_panel.model.rowCount() == 2)
+
+
+def test_a_watch_folders_error_says_why_without_hovering(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path
+) -> None:
+    """The status bar said only "Watch folder: error; retrying in 5 s": why, and which
+    folder, was in its tooltip alone, out of the keyboard's reach (a screen reader reads
+    the tooltip as the field's description)."""
+    share = tmp_path / "nas" / "oct"
+    application = build_watch_app(tmp_path / "watch", watch_folder_path=share)
+    gui = make_gui(application=application)
+    status = gui.window.status
+    qtbot.waitUntil(lambda: status.watcher.text().startswith("Watch folder: error"), timeout=10_000)
+    heard = QAccessible.queryAccessibleInterface(status.watcher).text(QAccessible.Text.Description)
+    assert str(share) in heard
+
+    gui.window.watcher_details_action.trigger()  # View ▸ Watch folder status… (Alt+V, S)
+    box = status.watcher_details
+    assert box is not None and box.isVisible()
+    assert box.text().startswith("Watch folder: error") and str(share) in box.informativeText()
+    box.close()
+    qtbot.waitUntil(lambda: status.watcher_details is None)
+
+    qtbot.mouseClick(status.watcher, Qt.MouseButton.LeftButton)
+    box = status.watcher_details
+    assert box is not None and box.isVisible() and str(share) in box.informativeText()
+    box.close()
 
 
 def _unread(model: NotificationListModel) -> list[int]:

@@ -480,10 +480,12 @@ class PatientsController(QObject):
         *,
         missing_ok: bool = False,
         if_missing: Callable[[], None] | None = None,
+        focus_page: bool = False,
     ) -> None:
         """Show ``patient_id`` on the page (None clears it) and select it in the list;
         with ``missing_ok``, a patient not found leaves the page empty without a word;
-        with ``if_missing``, it is called to say so instead of "not found"."""
+        with ``if_missing``, it is called to say so instead of "not found"; with
+        ``focus_page``, the keyboard goes to the patient's details once shown."""
         self._current_id = patient_id
         self._view.select_patient(patient_id)
         if patient_id is None:
@@ -493,6 +495,8 @@ class PatientsController(QObject):
         def done(record: PatientRecord) -> None:
             if record.id == self._current_id:
                 self._show(record)
+                if focus_page:
+                    step_focus_to(self._page.info_scroll)
 
         def failed(exc: BaseException) -> None:
             if patient_id != self._current_id:
@@ -745,7 +749,9 @@ class PatientsController(QObject):
         dialog.deleteLater()
         if self.dialog is dialog:
             self.dialog = None
-        self.open_patient(record.id)
+        # A new patient's next steps (Import image, Analyse) are on their page: the
+        # keyboard goes there, not back to the search field Ctrl+N was pressed in.
+        self.open_patient(record.id, focus_page=dialog.patient is None)
 
     @Slot()
     def _on_view_delete_requested(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, Qt, Signal, Slot
+from PySide6.QtCore import QItemSelection, QModelIndex, Qt, Signal, Slot
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -17,7 +17,10 @@ from PySide6.QtWidgets import (
 from ophthai_desktop.ui.models.notification_list import PATIENT_ROLE, NotificationListModel
 from ophthai_desktop.ui.resources import icon
 from ophthai_desktop.ui.views.empty import EmptyOr
-from ophthai_desktop.ui.views.selection import choose_nothing_when_the_chosen_row_goes
+from ophthai_desktop.ui.views.selection import (
+    choose_nothing_when_the_chosen_row_goes,
+    choose_the_row_the_keyboard_is_on,
+)
 
 
 class NotificationsPanel(QWidget):
@@ -73,11 +76,14 @@ class NotificationsPanel(QWidget):
         layout.addWidget(self.body, 1)
         self.set_unread(0)
 
-        self._on_current_changed()
-        self.list.selectionModel().currentChanged.connect(self._on_current_changed)
-        model.modelReset.connect(self._on_current_changed)  # a reset clears it silently
-        model.dataChanged.connect(self._on_current_changed)  # the chosen one was read
+        self._refresh_buttons()
+        self.list.selectionModel().selectionChanged.connect(self._on_selection_changed)
+        model.modelReset.connect(self._refresh_buttons)  # a reset clears it silently
+        model.dataChanged.connect(self._refresh_buttons)  # the chosen one was read
         self.list.clicked.connect(self._on_list_clicked)
+        # Tab or F6 put the keyboard on the first row without choosing it: Enter, Mark
+        # read and Delete act on the chosen one, shown highlighted, not on a focus frame.
+        choose_the_row_the_keyboard_is_on(self.list)
         for keys, slot in (
             (QKeySequence(Qt.Key.Key_Return), self._on_open_key),
             (QKeySequence(Qt.Key.Key_Enter), self._on_open_key),
@@ -98,10 +104,10 @@ class NotificationsPanel(QWidget):
         self.mark_all.setEnabled(count > 0)
 
     @Slot()
-    def _on_current_changed(self) -> None:
+    def _refresh_buttons(self) -> None:
         """Mark read and Delete act on the chosen notification: only with one chosen,
         and Mark read only while it is unread."""
-        index = self.list.currentIndex()
+        index = self._chosen()
         row = self.model.row_at(index.row()) if index.isValid() else None
         self.mark_read.setEnabled(row is not None and not row.read)
         self.delete.setEnabled(row is not None)
@@ -118,8 +124,14 @@ class NotificationsPanel(QWidget):
         return shown.intersects(self.list.visualRect(self.model.index(last, 0)))
 
     def selected_id(self) -> int | None:
-        index = self.list.currentIndex()
+        index = self._chosen()
         return int(index.data(Qt.ItemDataRole.UserRole)) if index.isValid() else None
+
+    def _chosen(self) -> QModelIndex:
+        """The chosen (selected, highlighted) row, or an invalid index: not merely the
+        row the keyboard is on (Ctrl+Space unchooses it and leaves the focus frame)."""
+        rows = self.list.selectionModel().selectedIndexes()
+        return rows[0] if rows else QModelIndex()
 
     def _button(self, icon_name: str, text: str, tip: str) -> QToolButton:
         button = QToolButton()
@@ -136,9 +148,13 @@ class NotificationsPanel(QWidget):
             int(index.data(Qt.ItemDataRole.UserRole)), index.data(PATIENT_ROLE)
         )
 
+    @Slot(QItemSelection, QItemSelection)
+    def _on_selection_changed(self, _selected: QItemSelection, _deselected: QItemSelection) -> None:
+        self._refresh_buttons()
+
     @Slot()
     def _on_open_key(self) -> None:
-        index = self.list.currentIndex()
+        index = self._chosen()
         if index.isValid():
             self._on_list_clicked(index)
 

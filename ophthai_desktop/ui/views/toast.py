@@ -5,8 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from PySide6.QtCore import QEvent, QMargins, QObject, QPoint, QRect, QTimer, Slot
-from PySide6.QtGui import QHideEvent, QMouseEvent, QShowEvent
+from PySide6.QtCore import QEvent, QMargins, QObject, QPoint, QRect, Qt, QTimer, Slot
+from PySide6.QtGui import (
+    QAccessible,
+    QAccessibleAnnouncementEvent,
+    QHideEvent,
+    QKeySequence,
+    QMouseEvent,
+    QShortcut,
+    QShowEvent,
+)
 from PySide6.QtWidgets import (
     QAbstractScrollArea,
     QFrame,
@@ -57,7 +65,10 @@ class Toast(QFrame):
     goes over the dock (its header and buttons) and the status bar's passing messages
     beneath it rather than over the patient page: in the central area's corner it
     covered the result card the clinician was reading, the analysis' Approve and the
-    scan viewer's Reset; in the window's, the job queue's Cancel."""
+    scan viewer's Reset; in the window's, the job queue's Cancel.
+
+    A click or Escape (anywhere in the window, the focus staying where it is) dismisses
+    it; a screen reader is told what it says as it shows (at once for a critical one)."""
 
     def __init__(
         self, parent: QWidget, anchors: Sequence[QWidget] = (), footer: QWidget | None = None
@@ -88,6 +99,11 @@ class Toast(QFrame):
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self.hide)
+        # Works only while the toast shows (Qt's rule for a hidden widget's shortcut):
+        # otherwise Escape does what it did. The toast takes no focus.
+        dismiss = QShortcut(QKeySequence(Qt.Key.Key_Escape), self)
+        dismiss.setContext(Qt.ShortcutContext.WindowShortcut)
+        dismiss.activated.connect(self.hide)
         self.kind: AlertKind = "info"
         self._text = ""  # as given: the label's may have breaks put in (breakable)
         #: A less urgent message that came while a more urgent one showed.
@@ -104,12 +120,23 @@ class Toast(QFrame):
         self.title.setText(title)
         self._text = text
         self.label.setText(breakable(text))  # a long name without spaces: not wider
+        self.setAccessibleName(title)
+        self.setAccessibleDescription(text)
         set_style_property(self, "kind", kind)
         self.adjustSize()
         self._place()
         self.show()
         self.raise_()
         self._timer.start(SHOW_MS)
+        self._announce(f"{title}: {text}", kind)
+
+    def _announce(self, message: str, kind: AlertKind) -> None:
+        """Have a screen reader say ``message``: a critical one interrupts what it is
+        reading, others wait until it is done."""
+        event = QAccessibleAnnouncementEvent(self, message)
+        if kind == "critical":
+            event.setPoliteness(QAccessible.AnnouncementPoliteness.Assertive)
+        QAccessible.updateAccessibility(event)
 
     def text(self) -> str:
         return f"{self.title.text()}: {self._text}" if self.isVisible() else ""
