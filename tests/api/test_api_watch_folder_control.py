@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
@@ -233,3 +234,27 @@ def test_a_watch_folder_that_does_not_answer_is_a_503_not_a_request_held(
         )
     )
     assert client.post("/api/watch-folder/resume").json()["state"] == "running"
+
+
+class _NoThreadToSpare(threading.Thread):
+    def start(self) -> None:
+        raise RuntimeError("can't start new thread")
+
+
+def test_a_pause_that_gets_no_thread_says_so_and_the_next_one_works(
+    app: Application, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of threads once: every later pause or resume was a 503 saying an earlier
+    pause had not answered, as if the share hung, until the server was restarted."""
+    app.watcher.start()
+    with monkeypatch.context() as limit:
+        # The route's threads only: the server's own go on starting.
+        limit.setattr(watch_folder_routes, "threading", SimpleNamespace(Thread=_NoThreadToSpare))
+        refused = client.post("/api/watch-folder/pause")
+
+    assert refused.status_code == 503
+    assert "no thread to spare" in refused.json()["message"]
+    assert client.get("/api/watch-folder").json()["state"] == "running"
+    paused = client.post("/api/watch-folder/pause")
+    assert paused.status_code == 200, paused.text
+    assert paused.json()["state"] == "paused"
