@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from typing import NoReturn
 
-from ophthai_desktop.core.events import DatabaseAvailabilityChanged, EventBus, WatcherStateChanged
+from ophthai_desktop.core.events import DatabaseAvailabilityChanged, EventBus
 from ophthai_desktop.core.imaging import allow_pillow_pixels
 from ophthai_desktop.core.inference import InferenceEngine
 from ophthai_desktop.core.log_safety import safe_description
@@ -146,16 +146,12 @@ class Application:
                 log.info("watch folder %s: %s", status.state, status.message or status.folder)
 
         def not_answering() -> None:
-            if not starting.is_alive():
-                return
             message = (
                 f"the watch folder {folder} did not answer within {answer_within_s:g} s "
                 "(a network share that is not reachable?); it is set up once it answers"
             )
-            log.error("watch folder: %s", message)
-            self.bus.publish(
-                WatcherStateChanged(state="error", message=message, folder=str(folder))
-            )
+            if starting.is_alive() and self.watcher.say_start_not_answering(message):
+                log.error("watch folder: %s", message)
 
         starting = threading.Thread(target=start, name="watch-folder-control", daemon=True)
         timer = threading.Timer(answer_within_s, not_answering)

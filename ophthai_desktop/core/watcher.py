@@ -498,17 +498,25 @@ class FolderWatcher:
         self._retry_generation = 0  # a timer of an older one does nothing
         self._failure_told = False  # the failure's notification went out
         self._stop_asked = False  # a stop() that could not wait for a try at starting
+        # A start() that does not return (a share that does not answer): while it runs,
+        # what :meth:`say_start_not_answering` said is the state (under its own lock, so
+        # that the start, returning, always has the last word).
+        self._start_lock = threading.RLock()
+        self._starting = False
+        self._start_not_answering: str | None = None
 
     # Control (any thread) ----------------------------------------------------------
 
     @property
     def state(self) -> WatcherState:
-        return self._state
+        return WatcherState.ERROR if self._start_not_answering else self._state
 
     @property
     def status(self) -> WatcherStatus:
         with self._lock:
             pending, in_progress = len(self._pending), len(self._in_progress)
+        if hung := self._start_not_answering:
+            return WatcherStatus(WatcherState.ERROR, hung, self.folder, self._polling, 0, 0)
         return WatcherStatus(
             self._state, self._message, self.folder, self._polling, pending, in_progress
         )
@@ -539,7 +547,41 @@ class FolderWatcher:
             self._retry_s = None  # asked for: the backoff starts again
             self._paused = False
             self._stop_asked = False
-            return self._try_start()
+            with self._start_lock:
+                self._starting = True
+            try:
+                self._try_start()
+            finally:
+                with self._start_lock:
+                    self._starting = False
+                    if self._start_not_answering is not None:
+                        # Said to be hung, and back in the state it was in: say that.
+                        self._start_not_answering = None
+                        self._publish_state()
+            return self.status
+
+    def say_start_not_answering(self, message: str) -> bool:
+        """Make ``message`` the error state while the running :meth:`start` has not
+        returned (a share that does not answer holds it), so that the state read and the
+        ``watcher_state`` event say the same; the start's own state follows once it
+        returns. Any thread: it does not wait behind the start.
+
+        Returns:
+            False when no start is running (it returned meanwhile): nothing is said.
+        """
+        with self._start_lock:
+            if not self._starting:
+                return False
+            self._start_not_answering = message
+            self._bus.publish(
+                WatcherStateChanged(
+                    state=WatcherState.ERROR.value,
+                    message=message,
+                    folder=str(self.folder),
+                    polling=self._polling,
+                )
+            )
+            return True
 
     def _try_start(self) -> WatcherStatus:
         """One try at starting (the control lock held)."""
@@ -827,10 +869,15 @@ class FolderWatcher:
         self._state, self._message = state, message
         if state is WatcherState.ERROR:
             log.error("watch folder: %s", message)
+        with self._start_lock:  # said after a hung start's error: the state again
+            self._start_not_answering = None
+            self._publish_state()
+
+    def _publish_state(self) -> None:
         self._bus.publish(
             WatcherStateChanged(
-                state=state.value,
-                message=message,
+                state=self._state.value,
+                message=self._message,
                 folder=str(self.folder),
                 polling=self._polling,
             )

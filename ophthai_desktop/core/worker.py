@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -56,9 +55,6 @@ from ophthai_desktop.core.services.jobs import JobService
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-#: Where a message's first sentence ends (a sentence mark, then a space).
-_FIRST_SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 #: How often an idle worker looks at the queue even without a wake-up.
 IDLE_POLL_S = 1.0
@@ -366,14 +362,13 @@ class InferenceWorker:
         if state is ModelState.ERROR:
             self._set_waiting(_unusable(self._engine.status().message), engine_says=True)
         else:
-            # The engine's message says what is missing (a folder, or one of its files).
+            # The engine says what is missing (a folder, or one of its files); the advice
+            # is said here, once, with what happens to the queue.
             status = self._engine.status()
-            problem = status.message.strip()
-            if problem and not problem.endswith((".", "!", "?")):
-                problem += "."
+            what = (status.fault or "").strip()
+            if what and not what.endswith((".", "!", "?")):
+                what += "."
             if status.damaged:  # found, but cut short: never "not installed"
-                # The engine's first sentence says which files; its advice is said here.
-                what = _FIRST_SENTENCE.split(problem, maxsplit=1)[0]
                 self._set_waiting(
                     f"the model's files are damaged. {what + ' ' if what else ''}"
                     "Queued analyses stay queued and run once the files are whole: download "
@@ -381,9 +376,6 @@ class InferenceWorker:
                     engine_says=True,
                 )
                 return False
-            # The engine's first sentence says what is missing; its advice is said here,
-            # once, with what happens to the queue.
-            what = _FIRST_SENTENCE.split(problem, maxsplit=1)[0]
             self._set_waiting(
                 f"the model is not installed. {what + ' ' if what else ''}Queued analyses "
                 f"stay queued and run once it is: download it ({HOW_TO_DOWNLOAD}) or set "

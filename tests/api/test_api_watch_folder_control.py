@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
@@ -18,6 +19,7 @@ from ophthai_desktop.api.routes import watch_folder as watch_folder_routes
 from ophthai_desktop.api.wire import event_data
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
+from ophthai_desktop.core.services.ingest import FolderLayout
 from tests.api.test_api_openapi import Conformance
 from tests.support.http import LoopbackClient
 from tests.support.images import png_bytes
@@ -233,3 +235,59 @@ def test_a_watch_folder_that_does_not_answer_is_a_503_not_a_request_held(
         )
     )
     assert client.post("/api/watch-folder/resume").json()["state"] == "running"
+
+
+class _NoThreadToSpare(threading.Thread):
+    def start(self) -> None:
+        raise RuntimeError("can't start new thread")
+
+
+def test_a_pause_that_gets_no_thread_says_so_and_the_next_one_works(
+    app: Application, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of threads once: every later pause or resume was a 503 saying an earlier
+    pause had not answered, as if the share hung, until the server was restarted."""
+    app.watcher.start()
+    with monkeypatch.context() as limit:
+        # The route's threads only: the server's own go on starting.
+        limit.setattr(watch_folder_routes, "threading", SimpleNamespace(Thread=_NoThreadToSpare))
+        refused = client.post("/api/watch-folder/pause")
+
+    assert refused.status_code == 503
+    assert "no thread to spare" in refused.json()["message"]
+    assert client.get("/api/watch-folder").json()["state"] == "running"
+    paused = client.post("/api/watch-folder/pause")
+    assert paused.status_code == 200, paused.text
+    assert paused.json()["state"] == "paused"
+
+
+def test_a_start_that_does_not_answer_reads_as_the_error_the_event_said(
+    app: Application, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ophthai serve``'s start held by a share: the event and the log said error, but
+    the state read "stopped" and a pause was a 409 "not started ... try again shortly"."""
+    monkeypatch.setattr(watch_folder_routes, "ANSWER_WITHIN_S", 0.3)
+    answer = threading.Event()
+    ensure = FolderLayout.ensure
+
+    def hung_share(self: FolderLayout, *, create_root: bool = True) -> None:
+        answer.wait(30)
+        ensure(self, create_root=create_root)
+
+    monkeypatch.setattr(FolderLayout, "ensure", hung_share)
+    events = EventLog(app.bus)
+    starting = app.start_watcher_in_background(answer_within_s=0.2)
+    assert starting is not None
+    try:
+        assert wait_until(lambda: events.of(ev.WatcherStateChanged))
+        said = events.of(ev.WatcherStateChanged)[0]
+        state = client.get("/api/watch-folder").json()
+        paused = client.post("/api/watch-folder/pause")
+    finally:
+        answer.set()
+        starting.join(30)
+
+    assert (state["state"], state["message"]) == ("error", said.message)
+    assert "did not answer within 0.2 s" in state["message"]
+    assert paused.status_code == 503, paused.text  # the share, not "not started"
+    assert wait_until(lambda: client.get("/api/watch-folder").json()["state"] == "paused")

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from ophthai_desktop.bootstrap import Application
+from ophthai_desktop.core import domain
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.errors import Conflict, InvalidInput, NotFound, UnsupportedMedia
 from ophthai_desktop.core.records import Actor
@@ -542,6 +543,46 @@ def test_age_sorts_by_the_age_shown(app_services: Application, actor: Actor) -> 
 
     assert [p.id for p in ascending if p.age is not None] == ["c30", "e44", "a59", "d60", "b61"]
     assert [p.age for p in ascending if p.age is not None] == [30, 44, 59, 60, 61]
+
+
+def test_age_sorts_and_pages_by_the_day_the_ages_shown_are_counted_to(
+    app_services: Application, actor: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Just past midnight on a birthday (the local day ahead of the one the sort
+    counted to): the list showed 60 before 59, and the next page after the 60-year-old
+    skipped the 59-year-old."""
+    service = app_services.patients
+    tomorrow = date.today() + timedelta(days=1)
+    monkeypatch.setattr(domain, "local_today", lambda: tomorrow)
+    service.create_patient(
+        {"name": "D", "birth_date": _years_ago(60, days=1)}, actor=actor, patient_id="d60"
+    )
+    service.create_patient({"name": "Z", "age": 59}, actor=actor, patient_id="z59")
+
+    listed = service.list_patients(order_by="age", descending=False).items
+    first = service.list_patients(order_by="age", descending=False, limit=1).items
+    rest = service.list_patients(
+        order_by="age", descending=False, after=patient_after(first[0], "age")
+    ).items
+
+    assert [(p.id, p.age) for p in listed] == [("z59", 59), ("d60", 60)]
+    assert [p.id for p in [*first, *rest]] == ["z59", "d60"]
+
+
+def test_a_birth_date_on_the_local_day_is_today_not_the_future(
+    app_services: Application, actor: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refusal of a future birth date counted to the same day as the ages shown."""
+    tomorrow = date.today() + timedelta(days=1)
+    monkeypatch.setattr(domain, "local_today", lambda: tomorrow)
+
+    born = app_services.patients.create_patient({"name": "N", "birth_date": tomorrow}, actor=actor)
+
+    assert born.age == 0
+    with pytest.raises(InvalidInput, match="in the future"):
+        app_services.patients.create_patient(
+            {"name": "N", "birth_date": tomorrow + timedelta(days=1)}, actor=actor
+        )
 
 
 def test_birth_date_sorts_oldest_first_with_patients_without_one_last(

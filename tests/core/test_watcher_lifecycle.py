@@ -434,7 +434,12 @@ def test_a_start_in_the_background_that_hangs_says_so_and_is_set_up_once_it_answ
     (said,) = log.of(ev.WatcherStateChanged)
     assert "did not answer within 0.2 s" in said.message
     assert said.folder == str(app.settings.resolved_watch_folder)
-    assert starting.is_alive() and app.watcher.state is WatcherState.STOPPED
+    assert starting.is_alive()
+    # What a client reading the state (GET /api/watch-folder) is told: the event's word.
+    assert (app.watcher.status.state, app.watcher.status.message) == (
+        WatcherState.ERROR,
+        said.message,
+    )
     answer.set()
     starting.join(WAIT_S)
     assert app.watcher.state is WatcherState.RUNNING

@@ -149,6 +149,67 @@ def test_jobs_waiting_for_a_model_not_installed_say_what_to_do_once(tmp_path: Pa
         app.close()
 
 
+def _waiting_reason(app: Application) -> str:
+    """What the queue says while the model is not usable, once the worker has looked."""
+    deadline = time.monotonic() + 30
+    while app.worker.waiting_reason is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return app.worker.waiting_reason
+
+
+@pytest.mark.parametrize("where", ["model path", "hub cache"])
+def test_a_folder_name_with_a_full_stop_is_named_whole_while_jobs_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """A home folder such as "J. Smith": the queue's reason named the folder up to
+    "J." and dropped the rest, as if the sentence ended there."""
+    home = tmp_path / "Users" / "J. Smith"
+    monkeypatch.setenv("HF_HUB_CACHE", str(home / ".cache" / "huggingface" / "hub"))
+    model_path = home / "models" / "octomed" if where == "model path" else None
+    app = build_application(make_settings(tmp_path / "data", model_path=model_path))
+    app.start_worker()
+    try:
+        actor = Actor("tester", "gui")
+        patient = app.patients.create_patient(
+            {"name": "Waits"}, actor=actor, image=NewImage(png_bytes((64, 48)), modality="OCT")
+        )
+        app.jobs.queue_patient_analysis(patient.id, actor=actor)
+
+        reason = _waiting_reason(app)
+        missing = model_path or home / ".cache" / "huggingface" / "hub"
+        assert f"{missing}" in reason
+        assert reason.startswith("the model is not installed.")
+        assert reason.count("Queued analyses stay queued") == 1
+    finally:
+        app.close()
+
+
+def test_damaged_files_in_a_folder_with_a_full_stop_are_named_while_jobs_wait(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    """The damaged model's files were not named when its folder's path had "Dr." in it."""
+    folder = shutil.copytree(tiny_checkpoint, tmp_path / "Dr. J. Smith" / "model")
+    (folder / "model-00002-of-00002.safetensors").unlink()
+    app = build_application(make_settings(tmp_path / "data", model_path=folder))
+    app.start_worker()
+    try:
+        actor = Actor("tester", "gui")
+        patient = app.patients.create_patient(
+            {"name": "Waits"}, actor=actor, image=NewImage(png_bytes((64, 48)), modality="OCT")
+        )
+        app.jobs.queue_patient_analysis(patient.id, actor=actor)
+
+        reason = _waiting_reason(app)
+        assert reason.startswith(
+            f"the model's files are damaged. The model in {folder} is damaged: "
+            "model-00002-of-00002.safetensors is missing"
+        )
+        assert reason.count("ophthai download-model") == 1
+    finally:
+        app.close()
+
+
 #: The model's answer, then the same answer again as "Normal".
 CONFLICTING_OUTPUT = (
     "<think>Cystoid spaces in the inner nuclear layer.</think>"

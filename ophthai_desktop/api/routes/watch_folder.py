@@ -85,8 +85,14 @@ class WatcherCalls:
                     f"the watch folder has not answered an earlier {self._running} yet (a "
                     "network share that is not reachable?); try again once it has"
                 )
+            try:
+                threading.Thread(target=run, name="watch-folder-control", daemon=True).start()
+            except RuntimeError as exc:  # the system has no thread to give (at its limit)
+                raise StorageError(
+                    f"the {what} could not be started: the system has no thread to spare "
+                    f"({exc}); nothing changed, try again shortly"
+                ) from exc
             self._running = what
-            threading.Thread(target=run, name="watch-folder-control", daemon=True).start()
         try:
             error = await asyncio.wait_for(asyncio.shield(returned), ANSWER_WITHIN_S)
         except TimeoutError:

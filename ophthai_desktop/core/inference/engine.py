@@ -123,6 +123,9 @@ class EngineStatus:
         damaged: In state ``not_installed``: model files were found, but some are
             missing or unreadable (an interrupted copy or download), so the folder is
             to be repaired or downloaded again rather than installed.
+        fault: In state ``not_installed``: what is missing or damaged (which folder or
+            files), without the advice ``message`` goes on with, for callers that give
+            their own (a path may hold a full stop, so it is not cut out of ``message``).
     """
 
     state: ModelState
@@ -141,6 +144,7 @@ class EngineStatus:
     progress: float | None = None
     error: str | None = None
     damaged: bool = False
+    fault: str | None = None
 
     @property
     def is_ready(self) -> bool:
@@ -202,7 +206,10 @@ class _Installation:
 
     folder: Path | None
     source: str
-    problem: str | None = None
+    #: What is missing or damaged, when the files are not usable (one sentence).
+    fault: str | None = None
+    #: What to do about ``fault``.
+    advice: str = ""
     revision: str | None = None
     #: What is loaded from here: the Hub id, or the local folder (OPHTHAI_MODEL_PATH).
     name: str = ""
@@ -210,8 +217,13 @@ class _Installation:
     parameters: int | None = None
     #: ``config.json``'s content, for the memory estimate.
     config: dict[str, Any] | None = field(default=None, compare=False, repr=False)
-    #: Files were found but some are missing or unreadable (``problem`` names them).
+    #: Files were found but some are missing or unreadable (``fault`` names them).
     damaged: bool = False
+
+    @property
+    def problem(self) -> str | None:
+        """Why the files are not usable and what to do, for a person; None when usable."""
+        return None if self.fault is None else f"{self.fault} {self.advice}"
 
 
 @dataclass
@@ -294,6 +306,7 @@ class InferenceEngine:
             quantization=settings.quantization,
             parameters=self._install.parameters,
             damaged=self._install.damaged,
+            fault=self._install.fault,
         )
 
     @property
@@ -464,6 +477,7 @@ class InferenceEngine:
                     model_name=install.name,
                     parameters=install.parameters,
                     damaged=install.damaged,
+                    fault=install.fault,
                     progress=None,
                     error=None,
                     **unloaded,
@@ -480,23 +494,24 @@ class InferenceEngine:
             if folder.is_file():
                 holder = folder.parent
                 hint = (
-                    f"set it to {holder}, the folder that holds it"
+                    f"{holder}, the folder that holds it"
                     if _holds_model_files(holder)
-                    else "set it to the folder that holds the model's files"
+                    else "the folder that holds the model's files"
                 )
                 return _Installation(
                     None,
                     str(folder),
-                    f"OPHTHAI_MODEL_PATH is {folder}, which is a file, not a folder: {hint} "
-                    "(config.json and the .safetensors files).",
+                    f"OPHTHAI_MODEL_PATH is {folder}, which is a file, not a folder.",
+                    f"Set it to {hint} (config.json and the .safetensors files).",
                     name=str(folder),
                 )
             if not folder.is_dir():
                 return _Installation(
                     None,
                     str(folder),
-                    f"OPHTHAI_MODEL_PATH is {folder}, but that folder does not exist. Point it "
-                    f"to the model folder, or download the model into it ({HOW_TO_DOWNLOAD}).",
+                    f"OPHTHAI_MODEL_PATH is {folder}, but that folder does not exist.",
+                    "Point it to the model folder, or download the model into it "
+                    f"({HOW_TO_DOWNLOAD}).",
                     name=str(folder),
                 )
             return self._inspect(folder, str(folder), name=str(folder), local=True)
@@ -514,8 +529,9 @@ class InferenceEngine:
                 None,
                 settings.model_id,
                 f"{settings.model_id} is not installed: it is not in the Hugging Face "
-                f"cache ({cache or shown_hub_cache_dir()}). Download it ({HOW_TO_DOWNLOAD}), "
-                "or set OPHTHAI_MODEL_PATH to a folder that holds the model.",
+                f"cache ({cache or shown_hub_cache_dir()}).",
+                f"Download it ({HOW_TO_DOWNLOAD}), or set OPHTHAI_MODEL_PATH to a folder "
+                "that holds the model.",
                 name=settings.model_id,
             )
         folder = Path(config).parent
@@ -532,9 +548,9 @@ class InferenceEngine:
             return _Installation(
                 None,
                 source,
-                f"The model is not installed: {folder} holds none of its files. Download "
-                f"it ({HOW_TO_DOWNLOAD}), or point OPHTHAI_MODEL_PATH to a folder that holds "
-                "the model.",
+                f"The model is not installed: {folder} holds none of its files.",
+                f"Download it ({HOW_TO_DOWNLOAD}), or point OPHTHAI_MODEL_PATH to a folder "
+                "that holds the model.",
                 name=name,
             )
         if missing:
@@ -543,8 +559,9 @@ class InferenceEngine:
                 source,
                 f"The model in {folder} is damaged: {', '.join(missing)} "
                 f"{'is' if len(missing) == 1 else 'are'} missing (a copy or download cut "
-                f"short?). Download it again ({HOW_TO_DOWNLOAD}), or point "
-                "OPHTHAI_MODEL_PATH to a complete copy.",
+                "short?).",
+                f"Download it again ({HOW_TO_DOWNLOAD}), or point OPHTHAI_MODEL_PATH to a "
+                "complete copy.",
                 name=name,
                 damaged=True,
             )
@@ -554,7 +571,7 @@ class InferenceEngine:
             return _Installation(
                 None,
                 source,
-                f"The model in {folder} is damaged: its config.json is unreadable ({exc}). "
+                f"The model in {folder} is damaged: its config.json is unreadable ({exc}).",
                 f"Download it again ({HOW_TO_DOWNLOAD}), or point OPHTHAI_MODEL_PATH to a "
                 "complete copy.",
                 name=name,

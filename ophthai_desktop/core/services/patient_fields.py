@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
+from ophthai_desktop.core import domain
 from ophthai_desktop.core.domain import PatientStatus, ValidationStatus, WorkflowStep, age_on
 from ophthai_desktop.core.errors import InvalidInput
 
@@ -45,7 +46,7 @@ def _birth_date(value: Any) -> date | None:
         return None
     if not isinstance(value, date) or isinstance(value, datetime):
         raise InvalidInput("the birth date must be a date", field="birth_date")
-    if value > date.today():
+    if value > domain.local_today():  # the day ages are counted to
         raise InvalidInput("the birth date is in the future", field="birth_date")
     if age_on(value) > MAX_AGE:  # the age it gives is held to the same bound
         raise InvalidInput(f"the birth date gives an age over {MAX_AGE} years", field="birth_date")

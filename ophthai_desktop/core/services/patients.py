@@ -14,7 +14,7 @@ import logging
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from sqlalchemy import ColumnElement, Select, String, false, func, literal, or_,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ophthai_desktop.core import domain
 from ophthai_desktop.core.domain import (
     AnalysisStatus,
     JobState,
@@ -1083,7 +1084,9 @@ def _sort_key(order_by: str) -> ColumnElement[Any]:
             field="order_by",
         )
     if order_by == "age":  # today's, from the birth date where there is one
-        column = age_in_years(m.Patient.birth_date, m.Patient.age, date.today())
+        # The day the ages shown are counted to, so that the order and a page's cursor
+        # (the age a record shows) agree with them.
+        column = age_in_years(m.Patient.birth_date, m.Patient.age, domain.local_today())
     return column
 
 

@@ -197,7 +197,7 @@ def test_model_path_naming_a_file_says_it_is_a_file_and_which_folder(
     assert status.state is ModelState.NOT_INSTALLED
     assert "does not exist" not in status.message
     assert "is a file, not a folder" in status.message
-    assert f"set it to {copy}" in status.message  # the folder that holds the model
+    assert f"Set it to {copy}" in status.message  # the folder that holds the model
     with pytest.raises(ModelUnavailable, match="is a file, not a folder"):
         engine.load()
 
