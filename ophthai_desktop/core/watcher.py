@@ -98,6 +98,7 @@ from ophthai_desktop.core.services.ingest import (
     FileVanished,
     FolderLayout,
     IngestService,
+    make_filing_folder,
     remove_stale_claims,
 )
 from ophthai_desktop.core.services.notifications import NotificationService
@@ -1197,6 +1198,15 @@ class FolderWatcher:
             and all(emitter.is_alive() for emitter in observer.emitters)
         )
         if folder_ok and observer_ok:
+            try:
+                made_again = _filing_folders_back(run.layout)
+            except OSError as exc:  # a file or a link put where one of them should be
+                return self._failing(_cannot_create(run.layout, exc))
+            if made_again or self._state is WatcherState.ERROR:
+                # Files that could not be filed meanwhile (their scan is stored) are
+                # filed at the rescan that follows, as at a start, without a second scan.
+                with self._lock:
+                    self._stuck.clear()
             if self._state is WatcherState.ERROR:
                 self._set_state(WatcherState.RUNNING, "")
                 self._recovered()
@@ -1220,6 +1230,23 @@ class FolderWatcher:
         self._set_state(WatcherState.RUNNING, message)
         self._recovered()
         return None
+
+
+def _filing_folders_back(layout: FolderLayout) -> bool:
+    """Make ``processed/`` or ``failed/`` again where one went while the folder was
+    watched (deleted); returns whether one was.
+
+    Raises:
+        NotADirectoryError: a file (or a link to nothing) stands where one should be:
+            each scan would be stored and then could not be filed, the folder looking
+            fine, so the watch folder says so and the files wait, as at a start.
+    """
+    made = False
+    for folder in (layout.processed, layout.failed):
+        if not os.path.isdir(folder):
+            make_filing_folder(folder)
+            made = True
+    return made
 
 
 def _cannot_create(layout: FolderLayout, exc: OSError) -> str:

@@ -195,6 +195,66 @@ def test_a_file_named_as_a_filing_folder_is_named_and_the_scans_wait(
         app.close()
 
 
+@pytest.mark.parametrize("name", ["processed", "failed"])
+def test_a_file_put_in_a_filing_folders_place_while_watched_is_said_and_the_scans_wait(
+    tmp_path: Path, name: str
+) -> None:
+    """A file put where ``processed/`` or ``failed/`` was while the folder is watched:
+    the folder looked fine (running) while every scan was stored and then could not be
+    filed. The watch folder now says which path and why, as at a start, the scans wait,
+    and they are taken in once the file is moved away (the folder made again)."""
+    app = build_watch_app(tmp_path)
+    folder = app.settings.resolved_watch_folder
+    try:
+        assert app.watcher.start().state is WatcherState.RUNNING
+        in_the_way = folder / name
+        in_the_way.rmdir()
+        in_the_way.write_text("the user's")
+        said = (
+            f"cannot create the watch folder's {name}/ folder {in_the_way}: {in_the_way} is "
+            "a file, not a folder"
+        )
+        assert wait_until(lambda: app.watcher.status.message.startswith(said))
+        assert app.watcher.status.state is WatcherState.ERROR
+        # The notification follows the state.
+        assert wait_until(lambda: app.notifications.list_notifications().total == 1)
+        notified = [n.message for n in app.notifications.list_notifications().items]
+        assert said in notified[0]
+
+        log = EventLog(app.bus)
+        (folder / "waiting.png").write_bytes(png_bytes((10, 10), (4, 4, 4)))
+        time.sleep(1.0)  # two health checks and many polls: nothing is taken in meanwhile
+        assert (folder / "waiting.png").is_file()
+        assert app.patients.list_patients().total == 0
+        assert in_the_way.read_text() == "the user's"
+
+        in_the_way.rename(folder / f"{name}.txt")
+        assert log.wait_finished("waiting.png")["waiting.png"].outcome == "ingested"
+        assert wait_until(lambda: (folder / "processed" / "waiting.png").is_file())
+        assert app.watcher.status.state is WatcherState.RUNNING
+        assert (folder / name).is_dir()
+    finally:
+        app.close()
+
+
+def test_a_processed_folder_deleted_while_watched_is_made_again(tmp_path: Path) -> None:
+    """``processed/`` deleted while the folder is watched (someone tidying up): it is
+    made again, and the scans that arrive are filed there."""
+    app = build_watch_app(tmp_path)
+    folder = app.settings.resolved_watch_folder
+    try:
+        assert app.watcher.start().state is WatcherState.RUNNING
+        (folder / "processed").rmdir()
+        assert wait_until(lambda: (folder / "processed").is_dir())
+        log = EventLog(app.bus)
+        (folder / "scan.png").write_bytes(png_bytes((10, 10), (5, 5, 5)))
+        assert log.wait_finished("scan.png")["scan.png"].outcome == "ingested"
+        assert wait_until(lambda: (folder / "processed" / "scan.png").is_file())
+        assert app.watcher.status.state is WatcherState.RUNNING
+    finally:
+        app.close()
+
+
 def test_a_configured_watch_folder_that_is_a_file_is_named_so(tmp_path: Path) -> None:
     """Not "does not exist (a share not mounted?)": it is there, and a file."""
     scans = tmp_path / "scans"
