@@ -13,7 +13,7 @@ import pytest
 from ophthai_desktop.bootstrap import Application, build_application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.inference import ModelState
-from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.records import Actor, JobRecord
 from ophthai_desktop.core.services.patients import NewImage
 from tests.conftest import make_settings
 from tests.support.forced_output import force_output
@@ -93,17 +93,15 @@ def test_a_model_file_removed_between_loads_is_named_and_the_queue_runs_once_fix
     )
     app.start_worker()
     try:
-        actor = Actor("tester", "gui")
-        patient = app.patients.create_patient(
-            {"name": "Tiny"}, actor=actor, image=NewImage(png_bytes((64, 48)), modality="OCT")
-        )
-        first = app.jobs.queue_patient_analysis(patient.id, actor=actor)
+        first = _queue_an_analysis(app, "Tiny")
         assert wait_for_outcome(app, first.id).job.state == "done"
         app.worker.request_unload()
         tokenizer = (folder / "tokenizer.json").read_bytes()
         (folder / "tokenizer.json").unlink()
 
-        job = app.jobs.queue_patient_analysis(patient.id, actor=actor, question="again")
+        job = app.jobs.queue_patient_analysis(
+            first.patient_id, actor=Actor("tester", "gui"), question="again"
+        )
         deadline = time.monotonic() + 30
         while "tokenizer.json" not in (app.worker.waiting_reason or ""):
             assert time.monotonic() < deadline, app.worker.waiting_reason
@@ -127,17 +125,8 @@ def test_jobs_waiting_for_a_model_not_installed_say_what_to_do_once(tmp_path: Pa
     app = build_application(make_settings(tmp_path / "data", model_path=folder))
     app.start_worker()
     try:
-        actor = Actor("tester", "gui")
-        patient = app.patients.create_patient(
-            {"name": "Waits"}, actor=actor, image=NewImage(png_bytes((64, 48)), modality="OCT")
-        )
-        job = app.jobs.queue_patient_analysis(patient.id, actor=actor)
-        deadline = time.monotonic() + 30
-        while app.worker.waiting_reason is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-
-        reason = app.worker.waiting_reason
+        job = _queue_an_analysis(app, "Waits")
+        reason = _waiting_reason(app)
         assert reason.startswith(
             f"the model is not installed. OPHTHAI_MODEL_PATH is {folder}, but that folder "
             "does not exist. Queued analyses stay queued"
@@ -147,6 +136,15 @@ def test_jobs_waiting_for_a_model_not_installed_say_what_to_do_once(tmp_path: Pa
         assert app.jobs.get_job(job.id).state == "queued"
     finally:
         app.close()
+
+
+def _queue_an_analysis(app: Application, name: str) -> JobRecord:
+    """A new patient with an OCT scan, and its analysis queued."""
+    actor = Actor("tester", "gui")
+    patient = app.patients.create_patient(
+        {"name": name}, actor=actor, image=NewImage(png_bytes((64, 48)), modality="OCT")
+    )
+    return app.jobs.queue_patient_analysis(patient.id, actor=actor)
 
 
 def _waiting_reason(app: Application) -> str:
@@ -170,11 +168,7 @@ def test_a_folder_name_with_a_full_stop_is_named_whole_while_jobs_wait(
     app = build_application(make_settings(tmp_path / "data", model_path=model_path))
     app.start_worker()
     try:
-        actor = Actor("tester", "gui")
-        patient = app.patients.create_patient(
-            {"name": "Waits"}, actor=actor, image=NewImage(png_bytes((64, 48)), modality="OCT")
-        )
-        app.jobs.queue_patient_analysis(patient.id, actor=actor)
+        _queue_an_analysis(app, "Waits")
 
         reason = _waiting_reason(app)
         missing = model_path or home / ".cache" / "huggingface" / "hub"
@@ -194,11 +188,7 @@ def test_damaged_files_in_a_folder_with_a_full_stop_are_named_while_jobs_wait(
     app = build_application(make_settings(tmp_path / "data", model_path=folder))
     app.start_worker()
     try:
-        actor = Actor("tester", "gui")
-        patient = app.patients.create_patient(
-            {"name": "Waits"}, actor=actor, image=NewImage(png_bytes((64, 48)), modality="OCT")
-        )
-        app.jobs.queue_patient_analysis(patient.id, actor=actor)
+        _queue_an_analysis(app, "Waits")
 
         reason = _waiting_reason(app)
         assert reason.startswith(
@@ -242,11 +232,7 @@ def test_an_answer_giving_two_classifications_is_a_parse_failure_naming_both(
     )
     app.start_worker()
     try:
-        actor = Actor("tester", "gui")
-        patient = app.patients.create_patient(
-            {"name": "Tiny"}, actor=actor, image=NewImage(png_bytes((64, 48)), modality="OCT")
-        )
-        job = app.jobs.queue_patient_analysis(patient.id, actor=actor)
+        job = _queue_an_analysis(app, "Tiny")
         outcome = wait_for_outcome(app, job.id)
 
         assert outcome.job.state == "done", outcome.job.error
@@ -261,9 +247,9 @@ def test_an_answer_giving_two_classifications_is_a_parse_failure_naming_both(
         assert analysis.answer_text == output.split("</think>", 1)[1]
         assert analysis.reasoning_text.startswith("Cystoid spaces")
         # One of them is a finding: the alarm goes off as for a preliminary one.
-        stored = app.patients.get_patient(patient.id)
+        stored = app.patients.get_patient(job.patient_id)
         assert (stored.status, stored.workflow_step) == ("Critical", 2)
-        notes = app.notifications.list_notifications(patient_id=patient.id).items
+        notes = app.notifications.list_notifications(patient_id=job.patient_id).items
         assert [n.type for n in notes] == ["critical"]
         assert notes[0].message.startswith(
             "Possible abnormal finding for patient Tiny: Diabetic Macular Edema - the answer "
@@ -283,11 +269,7 @@ def test_a_queue_waiting_on_a_device_setting_is_not_told_to_fix_the_files(
     )
     app.start_worker()
     try:
-        actor = Actor("tester", "gui")
-        patient = app.patients.create_patient(
-            {"name": "Tiny"}, actor=actor, image=NewImage(png_bytes((64, 48)), modality="OCT")
-        )
-        job = app.jobs.queue_patient_analysis(patient.id, actor=actor)
+        job = _queue_an_analysis(app, "Tiny")
         deadline = time.monotonic() + 60
         while "CUDA" not in (app.worker.waiting_reason or ""):
             assert time.monotonic() < deadline, app.worker.waiting_reason
