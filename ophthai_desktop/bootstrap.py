@@ -32,7 +32,7 @@ from ophthai_desktop.core.storage.private import (
     create_private_folder,
     make_default_folder_private,
 )
-from ophthai_desktop.core.watcher import FolderWatcher, WatcherState
+from ophthai_desktop.core.watcher import FolderWatcher, WatcherState, not_answering_message
 from ophthai_desktop.core.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
@@ -146,10 +146,7 @@ class Application:
                 log.info("watch folder %s: %s", status.state, status.message or status.folder)
 
         def not_answering() -> None:
-            message = (
-                f"the watch folder {folder} did not answer within {answer_within_s:g} s "
-                "(a network share that is not reachable?); it is set up once it answers"
-            )
+            message = not_answering_message(folder, answer_within_s)
             if starting.is_alive() and self.watcher.say_start_not_answering(message):
                 log.error("watch folder: %s", message)
 

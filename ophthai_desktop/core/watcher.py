@@ -54,7 +54,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass, field
@@ -156,6 +156,11 @@ STORAGE_WAITS = {
 RETRY_FIRST_S = 5.0
 RETRY_MAX_S = 300.0
 
+#: How long a resume or a try again after a failure may wait on the folder (a share that
+#: does not answer) before the state says so, as a start that hangs says (see
+#: :func:`not_answering_message`).
+ANSWER_WITHIN_S = 5.0
+
 #: Who the audit trail names for the watch folder's own notifications.
 WATCHER_SYSTEM_ACTOR = Actor.system("watch-folder")
 
@@ -197,6 +202,15 @@ def _no_move_pairing_delay() -> None:
             continue
         if isinstance(getattr(holder, "delay", None), int | float):
             holder.delay = 0.0
+
+
+def not_answering_message(folder: Path, within_s: float) -> str:
+    """The error state's message while a try at starting the watch folder in ``folder``
+    has waited on it longer than ``within_s``."""
+    return (
+        f"the watch folder {folder} did not answer within {within_s:g} s (a network share "
+        "that is not reachable?); it is set up once it answers"
+    )
 
 
 class WatcherState(StrEnum):
@@ -499,9 +513,9 @@ class FolderWatcher:
         self._retry_generation = 0  # a timer of an older one does nothing
         self._failure_told = False  # the failure's notification went out
         self._stop_asked = False  # a stop() that could not wait for a try at starting
-        # A start() that does not return (a share that does not answer): while it runs,
-        # what :meth:`say_start_not_answering` said is the state (under its own lock, so
-        # that the start, returning, always has the last word).
+        # A try at starting that does not return (a share that does not answer): while it
+        # runs, what :meth:`say_start_not_answering` said is the state (under its own lock,
+        # so that the try, returning, always has the last word).
         self._start_lock = threading.RLock()
         self._starting = False
         self._start_not_answering: str | None = None
@@ -521,6 +535,12 @@ class FolderWatcher:
         return WatcherStatus(
             self._state, self._message, self.folder, self._polling, pending, in_progress
         )
+
+    @property
+    def answering(self) -> bool:
+        """False while a try at starting is said not to answer (the state is then
+        ``error``, saying so)."""
+        return self._start_not_answering is None
 
     @property
     def watching(self) -> bool:
@@ -548,24 +568,50 @@ class FolderWatcher:
             self._retry_s = None  # asked for: the backoff starts again
             self._paused = False
             self._stop_asked = False
-            with self._start_lock:
-                self._starting = True
-            try:
+            # Its caller says when it does not answer (ophthai serve, the window).
+            with self._trying_to_start(say_if_hung=False):
                 self._try_start()
-            finally:
-                with self._start_lock:
-                    self._starting = False
-                    if self._start_not_answering is not None:
-                        # Said to be hung, and back in the state it was in: say that.
-                        self._start_not_answering = None
-                        self._publish_state()
             return self.status
 
+    @contextlib.contextmanager
+    def _trying_to_start(self, *, say_if_hung: bool) -> Iterator[None]:
+        """Around a try at starting (the control lock held): while it runs,
+        :meth:`say_start_not_answering` can make the state say that it does not answer;
+        with ``say_if_hung`` (a resume, a try again after a failure: nobody else waits
+        for them) it is said after :data:`ANSWER_WITHIN_S`. Once the try returns, its
+        own state follows."""
+        with self._start_lock:
+            self._starting = True
+        timer: threading.Timer | None = None
+        if say_if_hung:
+            message = not_answering_message(self.folder, ANSWER_WITHIN_S)
+            timer = threading.Timer(ANSWER_WITHIN_S, self._say_try_not_answering, (message,))
+            timer.name = "watch-folder-answer"
+            timer.daemon = True
+            timer.start()
+        try:
+            yield
+        finally:
+            if timer is not None:
+                timer.cancel()
+            with self._start_lock:
+                self._starting = False
+                if self._start_not_answering is not None:
+                    # Said to be hung, and back in the state it was in: say that.
+                    self._start_not_answering = None
+                    self._publish_state()
+
+    def _say_try_not_answering(self, message: str) -> None:
+        """Runs on the timer's thread."""
+        if self.say_start_not_answering(message):
+            log.error("watch folder: %s", message)
+
     def say_start_not_answering(self, message: str) -> bool:
-        """Make ``message`` the error state while the running :meth:`start` has not
-        returned (a share that does not answer holds it), so that the state read and the
-        ``watcher_state`` event say the same; the start's own state follows once it
-        returns. Any thread: it does not wait behind the start.
+        """Make ``message`` the error state while the running :meth:`start` (or a
+        resume's or a retry's try at starting) has not returned (a share that does not
+        answer holds it), so that the state read and the ``watcher_state`` event say the
+        same; the start's own state follows once it returns. Any thread: it does not
+        wait behind the start.
 
         Returns:
             False when no start is running (it returned meanwhile): nothing is said.
@@ -702,7 +748,8 @@ class FolderWatcher:
                 self._paused = False
                 self._retry_s = None
                 if self._run is None:  # it had failed to start
-                    self._try_start()
+                    with self._trying_to_start(say_if_hung=True):
+                        self._try_start()
                     return
                 self._run.holding.clear()
                 self._run.health_due = 0.0  # not checked while paused: check it now
@@ -775,7 +822,8 @@ class FolderWatcher:
                 return  # stopped, paused or started meanwhile
             self._retry_timer = None
             try:
-                self._try_start()
+                with self._trying_to_start(say_if_hung=True):
+                    self._try_start()
             except Exception as exc:  # never let the retries die silently
                 log.error("watch folder: could not try again: %s", safe_description(exc))
             if self._stop_asked:  # stop() gave up waiting for this try

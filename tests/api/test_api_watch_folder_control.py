@@ -19,6 +19,7 @@ from ophthai_desktop.api.routes import watch_folder as watch_folder_routes
 from ophthai_desktop.api.wire import event_data
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
+from ophthai_desktop.core import watcher as watcher_module
 from ophthai_desktop.core.services.ingest import FolderLayout
 from tests.api.test_api_openapi import Conformance
 from tests.support.http import LoopbackClient
@@ -294,3 +295,42 @@ def test_a_start_that_does_not_answer_reads_as_the_error_the_event_said(
     assert "did not answer within 0.2 s" in state["message"]
     assert paused.status_code == 503, paused.text  # the share, not "not started"
     assert wait_until(lambda: client.get("/api/watch-folder").json()["state"] == "paused")
+
+
+def test_a_resume_that_does_not_answer_reads_as_not_answering_until_it_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resume of a folder that had failed to start tries it again; held by a share
+    that does not answer, it was a 503 and the state read "paused" until it returned."""
+    monkeypatch.setattr(watch_folder_routes, "ANSWER_WITHIN_S", 0.3)
+    monkeypatch.setattr(watcher_module, "ANSWER_WITHIN_S", 0.2, raising=False)
+    share = tmp_path / "nas" / "oct"
+    app = build_watch_app(tmp_path, watch_folder_path=share)
+    answer = threading.Event()
+    ensure = FolderLayout.ensure
+
+    def hung_share(self: FolderLayout, *, create_root: bool = True) -> None:
+        answer.wait(30)
+        ensure(self, create_root=create_root)
+
+    try:
+        with LoopbackClient(create_app(app)) as client:
+            build_routes(client)
+            app.watcher.start()  # the share is not there
+            assert client.post("/api/watch-folder/pause").json()["state"] == "paused"
+            monkeypatch.setattr(FolderLayout, "ensure", hung_share)
+            try:
+                resumed = client.post("/api/watch-folder/resume")
+                state = client.get("/api/watch-folder").json()
+                share.mkdir(parents=True)
+            finally:
+                answer.set()
+            assert resumed.status_code == 503, resumed.text
+            assert state["state"] == "error"
+            assert state["message"] == (
+                f"the watch folder {share} did not answer within 0.2 s (a network share "
+                "that is not reachable?); it is set up once it answers"
+            )
+            assert wait_until(lambda: client.get("/api/watch-folder").json()["state"] == "running")
+    finally:
+        app.close()

@@ -237,6 +237,58 @@ def test_a_file_put_in_a_filing_folders_place_while_watched_is_said_and_the_scan
         app.close()
 
 
+def test_a_scan_stored_but_not_filed_before_the_check_is_filed_once_processed_is_back(
+    tmp_path: Path,
+) -> None:
+    """A file put where ``processed/`` was, and a scan taken in before the next check
+    noticed it: the scan is stored but cannot be moved, so it stays in the folder. Once
+    ``processed/`` is back the watcher forgets it could not be moved, and the rescan
+    files it through the crash repair: one patient, one scan, the file in processed/."""
+    app = build_watch_app(tmp_path)
+    # Checked only when this test says: the scan is taken in before the check.
+    app.watcher = FolderWatcher(
+        app.settings,
+        app.ingest,
+        app.bus,
+        rescan_interval_s=3600.0,
+        notifications=app.notifications,
+        retry_first_s=0.2,
+        retry_max_s=0.8,
+    )
+    folder = app.settings.resolved_watch_folder
+    in_the_way = folder / "processed"
+
+    def check_now() -> None:  # as when the folder itself is deleted
+        run = app.watcher._run
+        assert run is not None
+        app.watcher._folder_deleted(run)
+
+    try:
+        assert app.watcher.start().state is WatcherState.RUNNING
+        in_the_way.rmdir()
+        in_the_way.write_text("the user's")
+        log = EventLog(app.bus)
+        (folder / "Jane Doe OD.png").write_bytes(png_bytes((10, 10), (6, 6, 6)))
+        first = log.wait_finished("Jane Doe OD.png")["Jane Doe OD.png"]
+        assert first.outcome == "ingested" and first.moved_to == ""  # stored, not filed
+        assert (folder / "Jane Doe OD.png").is_file()
+
+        check_now()
+        assert wait_until(lambda: app.watcher.state is WatcherState.ERROR)
+        assert "processed/ folder" in app.watcher.status.message
+
+        in_the_way.rename(folder / "processed.txt")  # the retry makes processed/ again
+        assert wait_until(lambda: not (folder / "Jane Doe OD.png").exists())
+        assert app.watcher.state is WatcherState.RUNNING
+        assert (in_the_way / "Jane Doe OD.png").read_bytes() == png_bytes((10, 10), (6, 6, 6))
+        assert [p.name for p in folder.iterdir() if p.is_file()] == ["processed.txt"]
+        patients = app.patients.list_patients().items
+        assert len(patients) == 1
+        assert len(app.patients.list_scans(patients[0].id)) == 1
+    finally:
+        app.close()
+
+
 def test_a_processed_folder_deleted_while_watched_is_made_again(tmp_path: Path) -> None:
     """``processed/`` deleted while the folder is watched (someone tidying up): it is
     made again, and the scans that arrive are filed there."""

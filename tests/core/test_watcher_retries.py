@@ -453,3 +453,47 @@ def test_the_state_is_read_while_a_share_holds_a_files_last_look(
         app.close()
 
     assert answered and read == [WatcherState.RUNNING]
+
+
+@pytest.mark.parametrize("by", ["resume", "retry"])
+def test_a_resume_or_a_retry_that_hangs_says_the_folder_does_not_answer(
+    app: Application, share: Path, monkeypatch: pytest.MonkeyPatch, by: str
+) -> None:
+    """A try at starting again held by a share that does not answer read, for as long
+    as it hung, as the state before it: "paused" (a resume's) or "error; retrying in
+    0.2 s" (a retry's), while a start that hangs says that the folder does not answer.
+    Now they say it in the start's words, and the true state once the try returns."""
+    monkeypatch.setattr(watcher_module, "ANSWER_WITHIN_S", 0.3, raising=False)
+    app.watcher.start()  # the share is not there: the error state, tried again
+    if by == "resume":
+        app.watcher.pause()
+    release, trying = threading.Event(), threading.Event()
+    ensure = FolderLayout.ensure
+
+    def hanging_ensure(self: FolderLayout, *, create_root: bool = True) -> None:
+        trying.set()
+        release.wait(WAIT_S)
+        ensure(self, create_root=create_root)
+
+    monkeypatch.setattr(FolderLayout, "ensure", hanging_ensure)
+    log = EventLog(app.bus)
+    resuming = threading.Thread(target=app.watcher.resume, name="resume", daemon=True)
+    if by == "resume":
+        resuming.start()
+    said = (
+        f"the watch folder {app.settings.resolved_watch_folder} did not answer within 0.3 s "
+        "(a network share that is not reachable?); it is set up once it answers"
+    )
+    try:
+        assert trying.wait(WAIT_S)
+        assert wait_until(lambda: app.watcher.status.message == said)
+        assert app.watcher.status.state is WatcherState.ERROR
+        assert log.of(ev.WatcherStateChanged)[-1].message == said  # what clients heard
+        share.mkdir(parents=True)
+    finally:
+        release.set()
+    assert wait_until(lambda: app.watcher.state is WatcherState.RUNNING)
+    assert app.watcher.status.message == ""
+    assert [e.state for e in log.of(ev.WatcherStateChanged)][-2:] == ["error", "running"]
+    if by == "resume":
+        resuming.join(WAIT_S)

@@ -4,12 +4,16 @@ whoever changes it."""
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import pytest
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.api import create_app
+from ophthai_desktop.core import watcher as watcher_module
+from ophthai_desktop.core.services.ingest import FolderLayout
+from ophthai_desktop.core.watcher import WatcherStatus
 from ophthai_desktop.ui.controllers import watch_folder as watch_folder_controller
 from tests.api.test_api_watch_folder_control import build_routes
 from tests.support.http import LoopbackClient
@@ -75,3 +79,65 @@ def test_the_windows_pause_and_resume_after_a_clients_are_in_the_log(
         pause.trigger()  # the window's Pause again, after the client's resume
         qtbot.waitUntil(lambda: said("watch folder paused") == 2)
         assert said("watch folder resumed") == 1  # the client's resume is the API's line
+
+
+def test_a_clients_pause_while_the_window_starts_the_watch_folder_is_kept(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window started the watch folder and then resumed it: a client's pause that
+    came in between was undone without a word, the folder taking files in although a
+    client had paused it."""
+    application = build_watch_app(tmp_path / "watch", model_path=tmp_path / "none", api_port=0)
+    with LoopbackClient(create_app(application)) as client:
+        build_routes(client)  # before the window starts the watcher
+        start = application.watcher.start
+        client_saw: list[str] = []
+
+        def start_then_a_client_pauses() -> WatcherStatus:
+            status = start()
+            client_saw.append(client.post("/api/watch-folder/pause").json()["state"])
+            return status
+
+        monkeypatch.setattr(application.watcher, "start", start_then_a_client_pauses)
+        gui = make_gui(application=application)
+        status, pause = gui.window.status, gui.window.pause_watch_action
+        qtbot.waitUntil(lambda: bool(client_saw) and not gui.watch_folder.busy, timeout=10_000)
+
+        assert client_saw == ["paused"]
+        assert client.get("/api/watch-folder").json()["state"] == "paused"
+        qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: paused")
+        assert pause.isChecked() and pause.isEnabled()
+        # The window's Resume still resumes it.
+        pause.trigger()
+        qtbot.waitUntil(lambda: client.get("/api/watch-folder").json()["state"] == "running")
+        qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running")
+
+
+def test_a_try_again_that_hangs_on_a_share_reads_does_not_answer_in_the_status_bar(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watch folder's own try again after a failure, held by a share that does not
+    answer, left the status bar on "error; retrying in 0.2 s" for as long as it hung."""
+    monkeypatch.setattr(watcher_module, "ANSWER_WITHIN_S", 0.2, raising=False)
+    share = tmp_path / "nas" / "oct"
+    application = build_watch_app(
+        tmp_path / "watch", model_path=tmp_path / "none", api_enabled=False, watch_folder_path=share
+    )
+    gui = make_gui(application=application)
+    status = gui.window.status
+    qtbot.waitUntil(lambda: status.watcher.text().startswith("Watch folder: error; retrying"))
+    answer = threading.Event()
+    ensure = FolderLayout.ensure
+
+    def hung_share(self: FolderLayout, *, create_root: bool = True) -> None:
+        answer.wait(30)
+        ensure(self, create_root=create_root)
+
+    monkeypatch.setattr(FolderLayout, "ensure", hung_share)
+    try:
+        qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: does not answer")
+        assert "did not answer within 0.2 s" in status.watcher.toolTip()
+        share.mkdir(parents=True)
+    finally:
+        answer.set()
+    qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running")

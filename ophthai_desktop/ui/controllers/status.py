@@ -194,6 +194,9 @@ class StatusController(QObject):
             label, kind = "Watch folder: waiting for the database", "warn"
         elif text == "running" and message == WAITING_FOR_ROOM:
             label, kind = "Watch folder: waiting — the disk is full", "error"
+        if text == "error" and not getattr(watcher, "answering", True):
+            # A resume or a try again waits on a share (the words in the tooltip).
+            label = "Watch folder: does not answer"
         _reason, retrying, when = message.partition("; retrying in ")
         if text == "error" and retrying:
             label += f"; retrying in {when}"  # the reason (with the folder) in the tooltip

@@ -231,9 +231,6 @@ class WatchFolderController(QObject):
         watcher = self._watcher
         assert watcher is not None
         error = ""
-        # Said by what the watcher does, not by what this window asked last: an API
-        # client may have paused or resumed it since.
-        was_paused = watcher.state is WatcherState.PAUSED
         try:
             restart = target.needs_restart_from(previous)
             if stop_only or restart:
@@ -242,13 +239,13 @@ class WatchFolderController(QObject):
             if target.enabled and not stop_only:
                 self._waiting_on(target.folder)
                 if restart:
+                    # It starts running: no resume after it, which would undo a pause an
+                    # API client made in between.
                     watcher.start()
-                if target.paused:
-                    watcher.pause()
+                    if target.paused:
+                        self._pause_or_resume(paused=True)
                 else:
-                    watcher.resume()
-                if (watcher.state is WatcherState.PAUSED) != was_paused:
-                    log.info("watch folder %s", "paused" if target.paused else "resumed")
+                    self._pause_or_resume(paused=target.paused)  # the window's Pause or Resume
         except Exception as exc:  # a bug: said in the log, the window goes on
             error = safe_description(exc)
         with self._lock:
@@ -266,6 +263,20 @@ class WatchFolderController(QObject):
             return
         with contextlib.suppress(RuntimeError):  # the window's objects are gone
             self._returned.emit(error)
+
+    def _pause_or_resume(self, *, paused: bool) -> None:
+        """Control thread: pause or resume the watch folder, saying so in the log when
+        that changed it (by what the watcher does, not by what this window asked last:
+        an API client may have paused or resumed it since)."""
+        watcher = self._watcher
+        assert watcher is not None
+        was_paused = watcher.state is WatcherState.PAUSED
+        if paused:
+            watcher.pause()
+        else:
+            watcher.resume()
+        if (watcher.state is WatcherState.PAUSED) != was_paused:
+            log.info("watch folder %s", "paused" if paused else "resumed")
 
     def _waiting_on(self, folder: Path) -> None:
         with self._lock:
