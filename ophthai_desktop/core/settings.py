@@ -48,11 +48,18 @@ def _env(name: str) -> AliasChoices:
 
 def set_in_environment(name: str) -> str | None:
     """The environment variable that sets the field ``name``, if one does (it wins over
-    the settings files; names are matched ignoring case, as :class:`Settings` does)."""
-    present = {key.upper() for key in os.environ}
-    for env_name in _env(name).choices:
-        if isinstance(env_name, str) and env_name.upper() in present:
-            return env_name
+    the settings files), as it is spelled there: names are matched ignoring case, as
+    :class:`Settings` does, so ``ophthai_api_port`` sets ``api_port``."""
+    return _spelled_as(_env(name).choices, os.environ)
+
+
+def _spelled_as(names: Iterable[object], keys: Iterable[str]) -> str | None:
+    """The first of ``names`` among ``keys`` ignoring case, as ``keys`` spell it (the
+    last spelling where several differ only in case)."""
+    spelled = {key.upper(): key for key in keys}
+    for name in names:
+        if isinstance(name, str) and name.upper() in spelled:
+            return spelled[name.upper()]
     return None
 
 
@@ -317,17 +324,18 @@ def _where_set(field: str, files: Sequence[Path]) -> tuple[str, str]:
     names_in = {file: _names_in(file) for file in files}
     for choice in _env(field).choices:
         for file in reversed(files):
-            if str(choice).upper() in names_in[file]:
-                return str(choice), f"set in {file.absolute()}"
+            name = _spelled_as([choice], names_in[file])
+            if name is not None:
+                return name, f"set in {file.absolute()}"
     return f"OPHTHAI_{field.upper()}", "its default"
 
 
-def _names_in(env_file: Path) -> set[str]:
-    """The names an env file sets (upper case); none where it cannot be read."""
+def _names_in(env_file: Path) -> list[str]:
+    """The names an env file sets, as it spells them; none where it cannot be read."""
     try:
-        return {key.upper() for key in dotenv_values(env_file, encoding="utf-8")}
+        return list(dotenv_values(env_file, encoding="utf-8"))
     except (OSError, UnicodeDecodeError):
-        return set()
+        return []
 
 
 def is_loopback_host(host: str) -> bool:
