@@ -11,6 +11,7 @@ accepted as aliases. ``.env.example`` lists them all with their defaults.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -190,6 +191,16 @@ class Settings(BaseSettings):
         if not DEVICE_PATTERN.match(value.strip().lower()):
             raise ValueError("use auto, cpu, mps, cuda or cuda:N (such as cuda:0)")
         return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        # Refused at start, as every other setting is: logging took an unknown level for
+        # INFO without a word, so DEBUG misspelt left the clinic without its trace.
+        level = value.strip().upper()
+        if level not in logging.getLevelNamesMapping():
+            raise ValueError("use DEBUG, INFO, WARNING, ERROR, CRITICAL or NOTSET (any case)")
+        return level
 
     @field_validator("cors_origins", mode="before")
     @classmethod

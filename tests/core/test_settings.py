@@ -132,6 +132,32 @@ def test_every_device_the_engine_takes_is_taken(
     assert read_settings(_env_file=None).device == device
 
 
+@pytest.mark.parametrize("level", ["verbose", "INFOO", "10", ""])
+def test_a_log_level_that_is_not_a_level_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, level: str
+) -> None:
+    """It was logged at INFO without a word, as every other bad setting is not."""
+    env = tmp_path / ".env"
+    env.write_text(f"OPHTHAI_LOG_LEVEL={level}\n")
+    with pytest.raises(SettingsRefused) as refused:
+        read_settings(_env_file=env)
+    assert refused.value.problems == (
+        "OPHTHAI_LOG_LEVEL: use DEBUG, INFO, WARNING, ERROR, CRITICAL or NOTSET (any case) "
+        f"(set in {env})",
+    )
+
+
+@pytest.mark.parametrize(
+    ("level", "read"),
+    [("debug", "DEBUG"), ("Warning", "WARNING"), (" error ", "ERROR"), ("NOTSET", "NOTSET")],
+)
+def test_every_log_level_is_taken_in_any_case(
+    monkeypatch: pytest.MonkeyPatch, level: str, read: str
+) -> None:
+    monkeypatch.setenv("OPHTHAI_LOG_LEVEL", level)
+    assert read_settings(_env_file=None).log_level == read
+
+
 def test_a_refused_setting_is_named_as_the_user_set_it_and_where(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
