@@ -11,6 +11,7 @@ accepted as aliases. ``.env.example`` lists them all with their defaults.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -48,11 +49,18 @@ def _env(name: str) -> AliasChoices:
 
 def set_in_environment(name: str) -> str | None:
     """The environment variable that sets the field ``name``, if one does (it wins over
-    the settings files; names are matched ignoring case, as :class:`Settings` does)."""
-    present = {key.upper() for key in os.environ}
-    for env_name in _env(name).choices:
-        if isinstance(env_name, str) and env_name.upper() in present:
-            return env_name
+    the settings files), as it is spelled there: names are matched ignoring case, as
+    :class:`Settings` does, so ``ophthai_api_port`` sets ``api_port``."""
+    return _spelled_as(_env(name).choices, os.environ)
+
+
+def _spelled_as(names: Iterable[object], keys: Iterable[str]) -> str | None:
+    """The first of ``names`` among ``keys`` ignoring case, as ``keys`` spell it (the
+    last spelling where several differ only in case)."""
+    spelled = {key.upper(): key for key in keys}
+    for name in names:
+        if isinstance(name, str) and name.upper() in spelled:
+            return spelled[name.upper()]
     return None
 
 
@@ -183,6 +191,16 @@ class Settings(BaseSettings):
         if not DEVICE_PATTERN.match(value.strip().lower()):
             raise ValueError("use auto, cpu, mps, cuda or cuda:N (such as cuda:0)")
         return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        # Refused at start, as every other setting is: logging took an unknown level for
+        # INFO without a word, so DEBUG misspelt left the clinic without its trace.
+        level = value.strip().upper()
+        if level not in logging.getLevelNamesMapping():
+            raise ValueError("use DEBUG, INFO, WARNING, ERROR, CRITICAL or NOTSET (any case)")
+        return level
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -317,17 +335,18 @@ def _where_set(field: str, files: Sequence[Path]) -> tuple[str, str]:
     names_in = {file: _names_in(file) for file in files}
     for choice in _env(field).choices:
         for file in reversed(files):
-            if str(choice).upper() in names_in[file]:
-                return str(choice), f"set in {file.absolute()}"
+            name = _spelled_as([choice], names_in[file])
+            if name is not None:
+                return name, f"set in {file.absolute()}"
     return f"OPHTHAI_{field.upper()}", "its default"
 
 
-def _names_in(env_file: Path) -> set[str]:
-    """The names an env file sets (upper case); none where it cannot be read."""
+def _names_in(env_file: Path) -> list[str]:
+    """The names an env file sets, as it spells them; none where it cannot be read."""
     try:
-        return {key.upper() for key in dotenv_values(env_file, encoding="utf-8")}
+        return list(dotenv_values(env_file, encoding="utf-8"))
     except (OSError, UnicodeDecodeError):
-        return set()
+        return []
 
 
 def is_loopback_host(host: str) -> bool:

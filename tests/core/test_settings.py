@@ -132,6 +132,32 @@ def test_every_device_the_engine_takes_is_taken(
     assert read_settings(_env_file=None).device == device
 
 
+@pytest.mark.parametrize("level", ["verbose", "INFOO", "10", ""])
+def test_a_log_level_that_is_not_a_level_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, level: str
+) -> None:
+    """It was logged at INFO without a word, as every other bad setting is not."""
+    env = tmp_path / ".env"
+    env.write_text(f"OPHTHAI_LOG_LEVEL={level}\n")
+    with pytest.raises(SettingsRefused) as refused:
+        read_settings(_env_file=env)
+    assert refused.value.problems == (
+        "OPHTHAI_LOG_LEVEL: use DEBUG, INFO, WARNING, ERROR, CRITICAL or NOTSET (any case) "
+        f"(set in {env})",
+    )
+
+
+@pytest.mark.parametrize(
+    ("level", "read"),
+    [("debug", "DEBUG"), ("Warning", "WARNING"), (" error ", "ERROR"), ("NOTSET", "NOTSET")],
+)
+def test_every_log_level_is_taken_in_any_case(
+    monkeypatch: pytest.MonkeyPatch, level: str, read: str
+) -> None:
+    monkeypatch.setenv("OPHTHAI_LOG_LEVEL", level)
+    assert read_settings(_env_file=None).log_level == read
+
+
 def test_a_refused_setting_is_named_as_the_user_set_it_and_where(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -150,7 +176,7 @@ def test_a_refused_setting_is_named_as_the_user_set_it_and_where(
     assert said["OPHTHAI_MAX_PIXELS"].endswith(f"(set in {project})")
     assert said["DEBUG"].endswith(f"(set in {project})")
     assert said["OPHTHAI_THEME"].endswith(f"(set in {users})")  # the later file wins
-    assert said["CORS_ORIGINS"].endswith(f"(set in {users})")
+    assert said["cors_origins"].endswith(f"(set in {users})")  # as written
     assert said["OPHTHAI_API_PORT"] == (
         "Input should be less than or equal to 65535 (as given on the command line)"
     )
@@ -159,12 +185,32 @@ def test_a_refused_setting_is_named_as_the_user_set_it_and_where(
         "OPHTHAI_MAX_PIXELS",
         "DEBUG",
         "OPHTHAI_THEME",
-        "CORS_ORIGINS",
+        "cors_origins",
         "OPHTHAI_API_PORT",
     }
     for value in ("maybe", "lots", "perhaps", "purple", "oops", "70000"):
         assert value not in refused.value.message
     assert refused.value.__cause__ is None and refused.value.__suppress_context__
+
+
+def test_a_refused_setting_written_in_lower_case_is_named_as_written(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Names are read ignoring case: ``ophthai_api_port=abc`` was refused as
+    OPHTHAI_API_PORT, a name the user looking for it in their environment or file
+    does not find written."""
+    env = tmp_path / ".env"
+    env.write_text("ophthai_max_pixels=lots\nDebug=perhaps\n")
+    monkeypatch.setenv("ophthai_api_port", "abc")
+
+    with pytest.raises(SettingsRefused) as refused:
+        read_settings(_env_file=env)
+
+    said = dict(problem.split(": ", 1) for problem in refused.value.problems)
+    assert set(said) == {"ophthai_api_port", "ophthai_max_pixels", "Debug"}
+    assert said["ophthai_api_port"].endswith("(set in the environment)")
+    assert said["ophthai_max_pixels"].endswith(f"(set in {env})")
+    assert said["Debug"].endswith(f"(set in {env})")
 
 
 def test_a_settings_file_that_is_not_utf8_is_refused_by_its_path(tmp_path: Path) -> None:
@@ -228,14 +274,15 @@ def test_the_refusal_of_every_origin_names_the_variable_the_user_set(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, origin: str
 ) -> None:
     """The README documents OPHTHAI_CORS_ORIGINS, the seed's CORS_ORIGINS is read too:
-    the refusal names the one set (matched ignoring case, as it was read)."""
+    the refusal names the one set, as it was written (matched ignoring case, as it was
+    read)."""
     monkeypatch.setenv(name, f"http://localhost:3000,{origin}")
     settings = Settings(data_dir=tmp_path, _env_file=None)  # type: ignore[call-arg]
 
     with pytest.raises(InvalidInput) as caught:
         check_api_binding(settings.api_host, settings.api_token, settings.cors_origins)
 
-    assert caught.value.message.startswith(f"{name.upper()}={origin} lets every web page")
+    assert caught.value.message.startswith(f"{name}={origin} lets every web page")
 
 
 def test_the_refusal_of_every_origin_from_elsewhere_names_both_variables() -> None:

@@ -202,6 +202,44 @@ def test_escape_dismisses_the_toast_and_leaves_the_focus_where_it_is(
     assert search.text() == "Smith"
 
 
+@pytest.mark.parametrize("which", ["settings", "model manager"])
+def test_escape_in_a_dialog_closes_the_dialog_and_leaves_the_toast(
+    qtbot: QtBot, gui: GuiSession, which: str
+) -> None:
+    """One key, one thing: in a dialog (modal or not) Escape closes it, as in every Qt
+    dialog, and the toast in the window stays to be read; back in the window, the next
+    Escape dismisses it. A floating notifications dock counts as the window."""
+    window, toast = gui.window, gui.window.toast
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
+    toast.show_message("Critical finding", "Abnormal finding: CNV", "critical")
+    if which == "settings":
+        window.settings_action.trigger()
+        dialog: QWidget | None = gui.settings_controller.dialog
+    else:
+        window.model_manager_action.trigger()
+        dialog = gui.model_manager.dialog
+    assert dialog is not None
+    dialog.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is dialog)
+
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Escape)
+    assert not dialog.isVisible() and toast.isVisible()
+
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
+    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    assert not toast.isVisible()
+
+    toast.show_message("Critical finding", "Abnormal finding: AMD", "critical")
+    dock = window.notifications_dock
+    dock.setFloating(True)
+    dock.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is dock)
+    qtbot.keyClick(gui.notifications_panel.list, Qt.Key.Key_Escape)
+    assert not toast.isVisible() and dock.isVisible()
+
+
 def _description(widget: object) -> str:
     interface = QAccessible.queryAccessibleInterface(widget)
     return interface.text(QAccessible.Text.Description)

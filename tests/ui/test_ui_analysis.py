@@ -589,13 +589,42 @@ def test_analyse_explains_a_model_that_is_not_installed(qtbot: QtBot, gui: GuiSe
 
     gui.patient_page.analyse.click()
 
-    assert "The model is not installed." in view.notice.text()
-    assert status.message in view.notice.text()  # where to put it / how to get it
-    assert "OPHTHAI_MODEL_PATH" in view.notice.text()
+    # What is wrong, then what to do (where to put it / how to get it), each once.
+    notice = view.notice.text()
+    assert (
+        status.fault
+        == f"OPHTHAI_MODEL_PATH is {status.model_source}, but that folder does not exist."
+    )
+    assert notice == (
+        f"{status.message} The analysis stays queued and runs once the model is available."
+    )
+    assert notice.count("download the model into it (AI ▸ Model manager…") == 1
     qtbot.waitUntil(lambda: "Queued for analysis" in view.state.text())
     jobs = gui.jobs_panel
     qtbot.waitUntil(lambda: jobs.model.rowCount() == 1)
     qtbot.waitUntil(lambda: "not installed" in jobs.waiting.text(), timeout=5000)
+
+
+def test_the_model_not_installed_note_says_what_is_wrong_and_what_to_do_once(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path
+) -> None:
+    """A heading before the engine's words said it again: "The model is not
+    installed. The model is not installed: … holds none of its files. Download it …"."""
+    empty = tmp_path / "models"
+    empty.mkdir()
+    gui = make_gui(model_path=empty)
+    view = gui.analysis_view
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+    status = gui.application.engine.status()
+    assert status.fault == f"The model is not installed: {empty} holds none of its files."
+
+    gui.patient_page.analyse.click()
+
+    notice = view.notice.text()
+    assert notice.startswith(status.fault)
+    assert notice.count("not installed") == 1
+    assert notice.count("Download it (AI ▸ Model manager…, or ophthai download-model)") == 1
+    assert notice.endswith(" The analysis stays queued and runs once the model is available.")
 
 
 def test_a_damaged_model_is_called_damaged_in_the_status_bar_notice_and_queue(
@@ -615,7 +644,10 @@ def test_a_damaged_model_is_called_damaged_in_the_status_bar_notice_and_queue(
     gui.patient_page.analyse.click()
 
     notice = view.notice.text()
-    assert notice.startswith("The model's files are damaged. ")
+    fault = gui.application.engine.status().fault or ""
+    assert fault.startswith(f"The model in {copy} is damaged: ")
+    assert notice.startswith(fault) and notice.count("is damaged") == 1  # said once
+    assert notice.endswith(" The analysis stays queued and runs once they are whole again.")
     assert "not installed" not in notice
     assert "model-00002-of-00002.safetensors is missing" in notice and str(copy) in notice
     assert "Download it again" in notice

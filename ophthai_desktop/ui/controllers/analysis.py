@@ -43,17 +43,15 @@ class _Stream:
 
 def model_problem(status: EngineStatus) -> str | None:
     """Why an analysis queued now would not run soon, in the engine's words; None when
-    it will (ready, or installed and loaded on first use)."""
-    if status.state is ModelState.NOT_INSTALLED and status.damaged:
-        return (
-            f"The model's files are damaged. {_sentence(status.message)} "
-            "The analysis stays queued and runs once they are whole again."
-        )
+    it will (ready, or installed and loaded on first use).
+
+    Not installed or damaged, the engine's message is what is wrong (which folder or
+    files) then what to do, each said once: a heading before it said the first again
+    ("The model is not installed. The model is not installed: … holds none of its
+    files.")."""
     if status.state is ModelState.NOT_INSTALLED:
-        return (
-            f"The model is not installed. {_sentence(status.message)} "
-            "The analysis stays queued and runs once the model is available."
-        )
+        then = "they are whole again" if status.damaged else "the model is available"
+        return f"{_sentence(status.message)} The analysis stays queued and runs once {then}."
     if status.state is ModelState.ERROR:
         return (
             f"The model is not usable: {_sentence(status.error or status.message)} "
