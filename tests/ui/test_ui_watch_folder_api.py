@@ -141,3 +141,37 @@ def test_a_try_again_that_hangs_on_a_share_reads_does_not_answer_in_the_status_b
     finally:
         answer.set()
     qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running")
+
+
+def test_the_windows_start_held_by_a_share_reads_as_not_answering_over_the_api(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window's status bar said "does not answer" while its start of the watch
+    folder hung on a share; an API client read "stopped", and could not tell why."""
+    monkeypatch.setattr(watch_folder_controller, "NOT_ANSWERING_AFTER_S", 0.3)
+    share = tmp_path / "nas" / "oct"
+    share.mkdir(parents=True)
+    application = build_watch_app(
+        tmp_path / "watch", model_path=tmp_path / "none", api_port=0, watch_folder_path=share
+    )
+    answer = threading.Event()
+    ensure = FolderLayout.ensure
+
+    def hung_share(self: FolderLayout, *, create_root: bool = True) -> None:
+        answer.wait(30)
+        ensure(self, create_root=create_root)
+
+    with LoopbackClient(create_app(application)) as client:
+        build_routes(client)
+        monkeypatch.setattr(FolderLayout, "ensure", hung_share)
+        try:
+            gui = make_gui(application=application)
+            status = gui.window.status
+            qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: does not answer")
+            read = client.get("/api/watch-folder").json()
+            assert read["state"] == "error"
+            assert read["message"].startswith(f"the watch folder {share} did not answer"), read
+        finally:
+            answer.set()
+        qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running", timeout=10_000)
+        qtbot.waitUntil(lambda: client.get("/api/watch-folder").json()["state"] == "running")

@@ -24,7 +24,7 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from ophthai_desktop.core.log_safety import safe_description
 from ophthai_desktop.core.settings import Settings
-from ophthai_desktop.core.watcher import WatcherState
+from ophthai_desktop.core.watcher import WatcherState, not_answering_message
 from ophthai_desktop.ui.context import GuiContext
 
 log = logging.getLogger(__name__)
@@ -207,6 +207,12 @@ class WatchFolderController(QObject):
             folder = self._folder_asked
         self._not_answering = folder
         log.warning("the watch folder does not answer; it is set up once it does")
+        if self._watcher is not None:
+            # A start held by the share: API clients read it too (GET /api/watch-folder,
+            # the watcher_state event), not "stopped" (nothing when no start is running).
+            self._watcher.say_start_not_answering(
+                not_answering_message(folder, NOT_ANSWERING_AFTER_S)
+            )
         self.not_answering_changed.emit()
 
     @Slot(str)
