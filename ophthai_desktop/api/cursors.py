@@ -22,7 +22,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -157,7 +157,7 @@ def _read(value: Any, kind: type) -> Any:
         if kind is datetime and isinstance(value, str):
             moment = datetime.fromisoformat(value)
             if moment.tzinfo is not None:
-                return moment
+                return moment.astimezone(UTC)  # as stored: a zone may put it past year 9999
         elif kind is date and isinstance(value, str):
             return date.fromisoformat(value)
         elif kind is int and type(value) is int and -DB_INT_MAX - 1 <= value <= DB_INT_MAX:
@@ -165,7 +165,7 @@ def _read(value: Any, kind: type) -> Any:
         elif kind is str and isinstance(value, str) and "\x00" not in value:
             value.encode()  # a lone surrogate ("\\ud800") no database stores
             return value
-    except ValueError as exc:  # UnicodeEncodeError too
+    except (ValueError, OverflowError) as exc:  # UnicodeEncodeError is a ValueError
         raise InvalidInput("this cursor's values cannot be read", field="after") from exc
     raise InvalidInput("this cursor's values cannot be read", field="after")
 

@@ -268,6 +268,7 @@ def test_a_garbage_foreign_or_tampered_cursor_is_a_422_naming_after(api: TestCli
         ("/api/patients", {**by_birth, "after": _encode({**fields, "i": "\ud800"})}),
         ("/api/patients", {"limit": 1, "after": _encode({**created, "v": "2024-01-01T10:00"})}),
         ("/api/patients", {"limit": 1, "after": _encode({**created, "v": None})}),
+        ("/api/patients", {"after": _encode({**created, "v": "0001-01-01T00:00:00+14:00"})}),
         ("/api/notifications", {"after": _encode({**note, "i": 2**63})}),
         ("/api/notifications", {"after": _encode({**note, "i": True})}),
         ("/api/notifications", {"after": _encode({**note, "i": "1"})}),
