@@ -23,9 +23,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
+from fastapi import Query
 from starlette.datastructures import URL
 
 from ophthai_desktop.api.params import DB_INT_MAX
@@ -58,6 +59,17 @@ AFTER_DESCRIPTION = (
     "created or deleted since. Send it with the same order and filters; skip then counts "
     "from the cursor."
 )
+
+#: The ``after`` query parameter of a list that pages by cursor.
+AfterCursor = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=MAX_CURSOR_CHARS,
+        pattern=r"^[A-Za-z0-9_-]+$",  # base64url, unpadded
+        description=AFTER_DESCRIPTION,
+    ),
+]
 
 _STALE = (
     "send it with the order and filters of the page that gave it, or leave after out to "

@@ -11,12 +11,7 @@ from fastapi.responses import JSONResponse
 
 from ophthai_desktop.api import presenters
 from ophthai_desktop.api import schemas as s
-from ophthai_desktop.api.cursors import (
-    AFTER_DESCRIPTION,
-    MAX_CURSOR_CHARS,
-    NEXT_PAGE_HEADERS,
-    Listing,
-)
+from ophthai_desktop.api.cursors import NEXT_PAGE_HEADERS, AfterCursor, Listing
 from ophthai_desktop.api.deps import ActorDep, NotificationsDep
 from ophthai_desktop.api.errors import COMMON_ERRORS, documented, error_body
 from ophthai_desktop.api.params import Limit, RecordId, Skip
@@ -50,15 +45,7 @@ def list_notifications(
     notifications: NotificationsDep,
     request: Request,
     response: Response,
-    after: Annotated[
-        str | None,
-        Query(
-            min_length=1,
-            max_length=MAX_CURSOR_CHARS,
-            pattern=r"^[A-Za-z0-9_-]+$",
-            description=AFTER_DESCRIPTION,
-        ),
-    ] = None,
+    after: AfterCursor = None,
     skip: Skip = 0,
     limit: Limit = 100,
     unread_only: bool = False,

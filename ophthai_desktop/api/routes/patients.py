@@ -16,12 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ophthai_desktop.api import presenters
 from ophthai_desktop.api import schemas as s
-from ophthai_desktop.api.cursors import (
-    AFTER_DESCRIPTION,
-    MAX_CURSOR_CHARS,
-    NEXT_PAGE_HEADERS,
-    Listing,
-)
+from ophthai_desktop.api.cursors import NEXT_PAGE_HEADERS, AfterCursor, Listing
 from ophthai_desktop.api.deps import ActorDep, ApplicationDep, BaseUrlDep, OculomicsDep, PatientsDep
 from ophthai_desktop.api.errors import COMMON_ERRORS, documented
 from ophthai_desktop.api.head_requests import HEAD_REQUEST
@@ -172,15 +167,7 @@ def list_patients(
     base_url: BaseUrlDep,
     request: Request,
     response: Response,
-    after: Annotated[
-        str | None,
-        Query(
-            min_length=1,
-            max_length=MAX_CURSOR_CHARS,
-            pattern=r"^[A-Za-z0-9_-]+$",
-            description=AFTER_DESCRIPTION,
-        ),
-    ] = None,
+    after: AfterCursor = None,
     skip: Skip = 0,
     limit: Limit = 100,
     search: Annotated[str | None, Query(max_length=200)] = None,
