@@ -89,9 +89,18 @@ def create_app(application: Application) -> FastAPI:
         allow_credentials=True,
         allow_methods=["*"],
         allow_headers=["*"],
-        # Retry-After: a page reads when to try again (a 503), and Allow what a path
-        # takes (a 405), which CORS hides otherwise.
-        expose_headers=["X-Total-Count", "ETag", "Location", "Retry-After", "Allow"],
+        # Retry-After: a page reads when to try again (a 503), Allow what a path takes
+        # (a 405), and Link and X-Next-Cursor a list's next page, which CORS hides
+        # otherwise.
+        expose_headers=[
+            "X-Total-Count",
+            "ETag",
+            "Location",
+            "Retry-After",
+            "Allow",
+            "Link",
+            "X-Next-Cursor",
+        ],
     )
     app.add_middleware(ResponseHeaders)  # outside the guards: their refusals get them too
     app.add_middleware(HeadAsGet)  # added last: outermost, every layer sees the GET

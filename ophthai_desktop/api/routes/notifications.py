@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import Body, Depends, Query, Response, WebSocket
+from fastapi import Body, Depends, Query, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
 
 from ophthai_desktop.api import presenters
 from ophthai_desktop.api import schemas as s
+from ophthai_desktop.api.cursors import NEXT_PAGE_HEADERS, AfterCursor, Listing
 from ophthai_desktop.api.deps import ActorDep, NotificationsDep
 from ophthai_desktop.api.errors import COMMON_ERRORS, documented, error_body
 from ophthai_desktop.api.params import Limit, RecordId, Skip
@@ -23,6 +25,7 @@ from ophthai_desktop.api.security import (
     websocket_allowed,
     websocket_subprotocol_refusal,
 )
+from ophthai_desktop.core.services.notifications import notification_after
 
 log = logging.getLogger(__name__)
 
@@ -36,21 +39,40 @@ guarded = [Depends(require_token)]
     "",
     response_model=list[s.NotificationPublic],
     dependencies=guarded,
-    responses={200: {"headers": s.TOTAL_COUNT_HEADER}},
+    responses={200: {"headers": {**s.TOTAL_COUNT_HEADER, **NEXT_PAGE_HEADERS}}},
 )
 def list_notifications(
     notifications: NotificationsDep,
+    request: Request,
     response: Response,
+    after: AfterCursor = None,
     skip: Skip = 0,
     limit: Limit = 100,
     unread_only: bool = False,
     patient_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
 ) -> list[s.NotificationPublic]:
-    """Newest first; the total is in ``X-Total-Count``."""
+    """Newest first; the total is in ``X-Total-Count``; a full page gives the next
+    page's cursor in ``Link`` (``rel="next"``) and ``X-Next-Cursor``."""
+    listing = Listing(
+        "notifications",
+        "timestamp",
+        True,
+        datetime,
+        int,
+        filters={"unread_only": unread_only, "patient_id": patient_id},
+    )
     page = notifications.list_notifications(
-        skip=skip, limit=limit, unread_only=unread_only, patient_id=patient_id
+        skip=skip,
+        limit=limit,
+        unread_only=unread_only,
+        patient_id=patient_id,
+        after=None if after is None else listing.after(after),
     )
     response.headers["X-Total-Count"] = str(page.total)
+    if len(page.items) == limit:
+        query = {"limit": limit, "unread_only": unread_only, "patient_id": patient_id}
+        last = notification_after(page.items[-1])
+        response.headers.update(listing.next_link(request.url, last, query))
     return [presenters.notification(n) for n in page.items]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import date, datetime
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ophthai_desktop.api import presenters
 from ophthai_desktop.api import schemas as s
+from ophthai_desktop.api.cursors import NEXT_PAGE_HEADERS, AfterCursor, Listing
 from ophthai_desktop.api.deps import ActorDep, ApplicationDep, BaseUrlDep, OculomicsDep, PatientsDep
 from ophthai_desktop.api.errors import COMMON_ERRORS, documented
 from ophthai_desktop.api.head_requests import HEAD_REQUEST
@@ -45,7 +46,12 @@ from ophthai_desktop.core.errors import (
     about_field,
 )
 from ophthai_desktop.core.imaging import decode_data_url, too_large_message
-from ophthai_desktop.core.services.patients import SORTABLE, NewImage
+from ophthai_desktop.core.services.patients import (
+    NULLABLE_SORT_KEYS,
+    SORTABLE,
+    NewImage,
+    patient_after,
+)
 
 router = SlashRouter(
     prefix="/api/patients", tags=["patients"], responses=documented(*COMMON_ERRORS)
@@ -80,6 +86,21 @@ SORT_KEYS = ", ".join(to_camel(key) for key in SORTABLE)
 #: Every spelling of a sort key, as the document lists them (a generated client offers
 #: these instead of any string, which the API refuses).
 SORT_KEY_SPELLINGS = sorted({to_camel(key) for key in SORTABLE} | set(SORTABLE))
+#: What each sort key's value is, as a page cursor holds it (``patient_after``: a
+#: name's is its sort key, an age today's).
+SORT_VALUE_TYPES: dict[str, type] = {
+    "id": str,
+    "name": str,
+    "age": int,
+    "birth_date": date,
+    "gender": str,
+    "status": str,
+    "workflow_step": int,
+    "admission_date": datetime,
+    "appointment_date": datetime,
+    "created_at": datetime,
+    "updated_at": datetime,
+}
 
 
 def _sort_key(order_by: str) -> str:
@@ -139,12 +160,14 @@ def _refuse_image_details_without_image(
     "",
     response_model=list[s.PatientPublic],
     dependencies=guarded,
-    responses={200: {"headers": s.TOTAL_COUNT_HEADER}},
+    responses={200: {"headers": {**s.TOTAL_COUNT_HEADER, **NEXT_PAGE_HEADERS}}},
 )
 def list_patients(
     patients: PatientsDep,
     base_url: BaseUrlDep,
+    request: Request,
     response: Response,
+    after: AfterCursor = None,
     skip: Skip = 0,
     limit: Limit = 100,
     search: Annotated[str | None, Query(max_length=200)] = None,
@@ -160,16 +183,38 @@ def list_patients(
 ) -> list[s.PatientPublic]:
     """List patients, newest first unless ``order_by`` says otherwise; ``descending`` is
     true by default for every key (``descending=false`` sorts names A to Z). The total
-    matching count is in ``X-Total-Count``."""
+    matching count is in ``X-Total-Count``; a full page gives the next page's cursor in
+    ``Link`` (``rel="next"``) and ``X-Next-Cursor``."""
+    key = _sort_key(order_by)
+    listing = Listing(
+        "patients",
+        key,
+        descending,
+        SORT_VALUE_TYPES[key],
+        str,
+        nullable=key in NULLABLE_SORT_KEYS,
+        filters={"search": search, "status": status},
+    )
     page = patients.list_patients(
         search=search,
         status=status,
         skip=skip,
         limit=limit,
-        order_by=_sort_key(order_by),
+        order_by=key,
         descending=descending,
+        after=None if after is None else listing.after(after),
     )
     response.headers["X-Total-Count"] = str(page.total)
+    if len(page.items) == limit:
+        query = {
+            "limit": limit,
+            "order_by": order_by,
+            "descending": descending,
+            "search": search,
+            "status": status,
+        }
+        last = patient_after(page.items[-1], key)
+        response.headers.update(listing.next_link(request.url, last, query))
     return [presenters.patient(p, base_url) for p in page.items]
 
 
