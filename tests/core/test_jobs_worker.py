@@ -74,6 +74,12 @@ def _wait(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+def _wait_alarm(seen: list[ev.Event]) -> None:
+    """Wait for the ``abnormal_scan`` event, the last a finished analysis publishes:
+    its job reads done from the commit, a moment before its events are published."""
+    _wait(lambda: any(isinstance(e, ev.AbnormalScanDetected) for e in seen))
+
+
 def _patient_with_scan(app: Application, actor: Actor) -> str:
     return app.patients.create_patient(
         {"name": "Queue Patient"}, actor=actor, image=NewImage(png_bytes((40, 30)))
@@ -89,6 +95,7 @@ def test_abnormal_result_is_stored_with_provenance_and_alarms(
     running(ScriptedEngine(DME))
     job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
     _wait(lambda: app.jobs.get_job(job.id).state == "done")
+    _wait_alarm(seen)
 
     outcome = app.jobs.outcome(job.id)
     analysis = outcome.analysis
@@ -170,6 +177,8 @@ def test_an_ungradable_image_raises_no_alarm_and_asks_for_another_scan(
     running(ScriptedEngine(ungradable))
     job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
     _wait(lambda: app.jobs.get_job(job.id).state == "done")
+    # Its notification, the last event it publishes: no alarm came before it.
+    _wait(lambda: any(isinstance(e, ev.NotificationCreated) for e in seen))
 
     patient = app.patients.get_patient(patient_id)
     assert (patient.status, patient.workflow_step) == ("Pending Analysis", 2)
@@ -229,6 +238,7 @@ def test_the_alarm_gives_the_confidence_as_the_result_card_does(
     running(ScriptedEngine(replace(DME, confidence=72.5)))
     job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
     _wait(lambda: app.jobs.get_job(job.id).state == "done")
+    _wait_alarm(seen)
 
     [note] = app.notifications.list_notifications().items
     assert note.message == (
@@ -254,6 +264,7 @@ def test_an_unreadable_answer_naming_an_abnormal_diagnosis_raises_the_alarm(
     running(ScriptedEngine(None, named=("Diabetic Macular Edema", "Normal"), parse_error=CONFLICT))
     job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
     _wait(lambda: app.jobs.get_job(job.id).state == "done")
+    _wait_alarm(seen)
 
     analysis = app.jobs.outcome(job.id).analysis
     assert analysis is not None and analysis.result is None  # still nothing made up
@@ -284,6 +295,8 @@ def test_an_unreadable_answer_naming_no_finding_is_an_info_notification(
     running(ScriptedEngine(None, named=named))
     job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
     _wait(lambda: app.jobs.get_job(job.id).state == "done")
+    # Its notification, the last event it publishes: no alarm came before it.
+    _wait(lambda: any(isinstance(e, ev.NotificationCreated) for e in seen))
 
     assert app.patients.get_patient(patient_id).status == "Pending Analysis"
     notes = app.notifications.list_notifications(patient_id=patient_id).items

@@ -67,7 +67,8 @@ def test_a_folder_missing_at_start_is_tried_again_and_what_waited_is_taken_in(
     (share / "waited.png").write_bytes(png_bytes((10, 10), (5, 6, 7)))
     assert log.wait_finished("waited.png")["waited.png"].outcome == "ingested"
     assert app.watcher.state is WatcherState.RUNNING and message(app) == ""
-    assert [kind for kind, _ in notices(app)] == ["critical", "success"]
+    # Said once the start is running, while its ingest threads may already file scans.
+    assert wait_until(lambda: [kind for kind, _ in notices(app)] == ["critical", "success"])
     # Watched, not only rescanned: a new file is taken in too.
     (share / "next.png").write_bytes(png_bytes((10, 10), (8, 6, 7)))
     assert log.wait_finished("next.png")["next.png"].outcome == "ingested"
@@ -366,7 +367,8 @@ def test_with_require_mount_a_folder_that_is_no_mount_point_waits_for_the_share(
         (share / "waited.png").write_bytes(png_bytes((10, 10), (5, 5, 5)))
         assert log.wait_finished("waited.png")["waited.png"].outcome == "ingested"
         assert app.watcher.state is WatcherState.RUNNING
-        assert [kind for kind, _ in notices(app)] == ["critical", "success"]
+        # Said once the start is running, while its ingest threads may already file scans.
+        assert wait_until(lambda: [kind for kind, _ in notices(app)] == ["critical", "success"])
     finally:
         app.close()
 

@@ -17,6 +17,7 @@ from tests.conftest import make_settings
 from tests.support.images import png_bytes
 from tests.support.jobs import wait_for_outcome
 from tests.support.tiny_checkpoint import TRAINED_ANSWER, TRAINED_MAX_PIXELS, TRAINED_REASONING
+from tests.support.watch_folder import wait_until
 
 
 @pytest.fixture
@@ -45,6 +46,8 @@ def test_trained_model_result_is_stored_and_raises_the_alarm(trained_app: Applic
     job = trained_app.jobs.queue_patient_analysis(patient.id, actor=actor)
     outcome = wait_for_outcome(trained_app, job.id, timeout_s=60)
     assert outcome.job.state == "done", outcome.job.error
+    # Its events follow the commit that made it done; the alarm is the last of them.
+    assert wait_until(lambda: any(isinstance(e, ev.AbnormalScanDetected) for e in seen))
     analysis = outcome.analysis
     assert analysis is not None
     assert analysis.parse_status == "parsed", analysis.parse_error
