@@ -658,6 +658,11 @@ def _publish_on_a_thread(app: Any, waiting: str | None) -> None:
     thread.join()
 
 
+#: Shown the moment it changes: sooner than the old poll's 1 s, with room for a loaded
+#: machine (500 ms was tight there).
+SOON_MS = 900
+
+
 def test_why_the_queue_waits_shows_the_moment_it_changes(qtbot: QtBot, make_gui: Maker) -> None:
     """The panel read the worker's reason once a second, and a timer ran every second
     for it all session long; it now follows the worker's ``queue_waiting`` event."""
@@ -677,13 +682,13 @@ def test_why_the_queue_waits_shows_the_moment_it_changes(qtbot: QtBot, make_gui:
     assert repeating == []  # nothing runs every second while the queue is idle
 
     _publish_on_a_thread(app, "the model is being checked")
-    qtbot.waitUntil(lambda: "the model is being checked" in panel.waiting.text(), timeout=500)
+    qtbot.waitUntil(lambda: "the model is being checked" in panel.waiting.text(), timeout=SOON_MS)
     assert panel.waiting.text() == "Queued analyses are waiting: the model is being checked"
     _publish_on_a_thread(app, None)  # the worker takes jobs again
-    qtbot.waitUntil(lambda: panel.waiting.text() == "", timeout=500)
+    qtbot.waitUntil(lambda: panel.waiting.text() == "", timeout=SOON_MS)
 
     _publish_on_a_thread(app, "the model is being checked")
-    qtbot.waitUntil(lambda: panel.waiting.text() != "", timeout=500)
+    qtbot.waitUntil(lambda: panel.waiting.text() != "", timeout=SOON_MS)
     panel.select_job(queued.id)
     panel.cancel.click()  # nothing queued is shown: nothing is said to wait
     qtbot.waitUntil(lambda: model.get(queued.id).state == "cancelled")  # type: ignore[union-attr]
