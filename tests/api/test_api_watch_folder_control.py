@@ -20,11 +20,10 @@ from ophthai_desktop.api.wire import event_data
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core import watcher as watcher_module
-from ophthai_desktop.core.services.ingest import FolderLayout
 from tests.api.test_api_openapi import Conformance
 from tests.support.http import LoopbackClient
 from tests.support.images import png_bytes
-from tests.support.watch_folder import EventLog, build_watch_app, wait_until
+from tests.support.watch_folder import EventLog, build_watch_app, hang_the_share, wait_until
 
 TOKEN = "w" * 24
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -271,14 +270,7 @@ def test_a_start_that_does_not_answer_reads_as_the_error_the_event_said(
     """``ophthai serve``'s start held by a share: the event and the log said error, but
     the state read "stopped" and a pause was a 409 "not started ... try again shortly"."""
     monkeypatch.setattr(watch_folder_routes, "ANSWER_WITHIN_S", 0.3)
-    answer = threading.Event()
-    ensure = FolderLayout.ensure
-
-    def hung_share(self: FolderLayout, *, create_root: bool = True) -> None:
-        answer.wait(30)
-        ensure(self, create_root=create_root)
-
-    monkeypatch.setattr(FolderLayout, "ensure", hung_share)
+    share_held = hang_the_share(monkeypatch)
     events = EventLog(app.bus)
     starting = app.start_watcher_in_background(answer_within_s=0.2)
     assert starting is not None
@@ -288,7 +280,7 @@ def test_a_start_that_does_not_answer_reads_as_the_error_the_event_said(
         state = client.get("/api/watch-folder").json()
         paused = client.post("/api/watch-folder/pause")
     finally:
-        answer.set()
+        share_held.answer.set()
         starting.join(30)
 
     assert (state["state"], state["message"]) == ("error", said.message)
@@ -306,25 +298,18 @@ def test_a_resume_that_does_not_answer_reads_as_not_answering_until_it_does(
     monkeypatch.setattr(watcher_module, "ANSWER_WITHIN_S", 0.2, raising=False)
     share = tmp_path / "nas" / "oct"
     app = build_watch_app(tmp_path, watch_folder_path=share)
-    answer = threading.Event()
-    ensure = FolderLayout.ensure
-
-    def hung_share(self: FolderLayout, *, create_root: bool = True) -> None:
-        answer.wait(30)
-        ensure(self, create_root=create_root)
-
     try:
         with LoopbackClient(create_app(app)) as client:
             build_routes(client)
             app.watcher.start()  # the share is not there
             assert client.post("/api/watch-folder/pause").json()["state"] == "paused"
-            monkeypatch.setattr(FolderLayout, "ensure", hung_share)
+            share_held = hang_the_share(monkeypatch)
             try:
                 resumed = client.post("/api/watch-folder/resume")
                 state = client.get("/api/watch-folder").json()
                 share.mkdir(parents=True)
             finally:
-                answer.set()
+                share_held.answer.set()
             assert resumed.status_code == 503, resumed.text
             assert state["state"] == "error"
             assert state["message"] == (

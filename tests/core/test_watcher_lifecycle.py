@@ -17,10 +17,17 @@ import pytest
 
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
-from ophthai_desktop.core.services.ingest import FolderLayout, IngestService
+from ophthai_desktop.core.services.ingest import IngestService
 from ophthai_desktop.core.watcher import FolderWatcher, WatcherState
 from tests.support.images import png_bytes
-from tests.support.watch_folder import WAIT_S, EventLog, build_watch_app, noise_png, wait_until
+from tests.support.watch_folder import (
+    WAIT_S,
+    EventLog,
+    build_watch_app,
+    hang_the_share,
+    noise_png,
+    wait_until,
+)
 
 
 @pytest.fixture
@@ -531,14 +538,7 @@ def test_a_start_in_the_background_that_hangs_says_so_and_is_set_up_once_it_answ
 ) -> None:
     """``ophthai serve``'s start: a share that does not answer holds its thread, not the
     caller; clients hear of it (``watcher_state`` error) and of the start once it answers."""
-    answer = threading.Event()
-    ensure = FolderLayout.ensure
-
-    def hanging_ensure(self: FolderLayout, *, create_root: bool = True) -> None:
-        answer.wait(WAIT_S)
-        ensure(self, create_root=create_root)
-
-    monkeypatch.setattr(FolderLayout, "ensure", hanging_ensure)
+    answer = hang_the_share(monkeypatch).answer
     log = EventLog(app.bus)
     starting = app.start_watcher_in_background(answer_within_s=0.2)
     assert starting is not None and starting.is_alive()

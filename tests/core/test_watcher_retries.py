@@ -23,7 +23,7 @@ from ophthai_desktop.core.services.ingest import FileVanished, FolderLayout, Ing
 from ophthai_desktop.core.watcher import WAITING_FOR_DATABASE, WatcherState
 from tests.support.images import png_bytes
 from tests.support.outage import database_down
-from tests.support.watch_folder import WAIT_S, EventLog, build_watch_app, wait_until
+from tests.support.watch_folder import WAIT_S, EventLog, build_watch_app, hang_the_share, wait_until
 
 
 @pytest.fixture
@@ -222,15 +222,8 @@ def test_stop_does_not_wait_for_a_try_that_hangs_and_the_try_stops_it_when_back(
     SIGTERM) waits only as long as asked, and the try, once back, leaves it stopped."""
     app.watcher.start()
     assert app.watcher.state is WatcherState.ERROR
-    release, trying = threading.Event(), threading.Event()
-    ensure = FolderLayout.ensure
-
-    def hanging_ensure(self: FolderLayout, *, create_root: bool = True) -> None:
-        trying.set()
-        release.wait(WAIT_S)
-        ensure(self, create_root=create_root)
-
-    monkeypatch.setattr(FolderLayout, "ensure", hanging_ensure)
+    share_held = hang_the_share(monkeypatch)
+    release, trying = share_held.answer, share_held.trying
     try:
         assert trying.wait(WAIT_S)
         started = time.monotonic()
@@ -469,15 +462,8 @@ def test_a_resume_or_a_retry_that_hangs_says_the_folder_does_not_answer(
     app.watcher.start()  # the share is not there: the error state, tried again
     if by == "resume":
         app.watcher.pause()
-    release, trying = threading.Event(), threading.Event()
-    ensure = FolderLayout.ensure
-
-    def hanging_ensure(self: FolderLayout, *, create_root: bool = True) -> None:
-        trying.set()
-        release.wait(WAIT_S)
-        ensure(self, create_root=create_root)
-
-    monkeypatch.setattr(FolderLayout, "ensure", hanging_ensure)
+    share_held = hang_the_share(monkeypatch)
+    release, trying = share_held.answer, share_held.trying
     log = EventLog(app.bus)
     resuming = threading.Thread(target=app.watcher.resume, name="resume", daemon=True)
     if by == "resume":

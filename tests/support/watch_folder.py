@@ -8,13 +8,16 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import pytest
 from PIL import Image
 
 from ophthai_desktop.bootstrap import Application, build_application
 from ophthai_desktop.core import events as ev
+from ophthai_desktop.core.services.ingest import FolderLayout
 from ophthai_desktop.core.watcher import FolderWatcher
 from tests.conftest import make_settings
 
@@ -32,6 +35,31 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = WAIT_S) -> bool
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.02)
+
+
+@dataclass(frozen=True)
+class HungShare:
+    """The watch folder's set-up held as by a network share that does not answer:
+    every call waits until ``answer`` is set (30 s at most, so that a failing test
+    ends); ``trying`` is set once one waits."""
+
+    answer: threading.Event = field(default_factory=threading.Event)
+    trying: threading.Event = field(default_factory=threading.Event)
+
+
+def hang_the_share(monkeypatch: pytest.MonkeyPatch) -> HungShare:
+    """Hold :meth:`FolderLayout.ensure` (making and checking the watch folder, its
+    ``processed/`` and ``failed/``) until the returned share answers."""
+    share = HungShare()
+    ensure = FolderLayout.ensure
+
+    def hung(self: FolderLayout, *, create_root: bool = True) -> None:
+        share.trying.set()
+        share.answer.wait(30)
+        ensure(self, create_root=create_root)
+
+    monkeypatch.setattr(FolderLayout, "ensure", hung)
+    return share
 
 
 def build_watch_app(tmp_path: Path, *, polling: bool = True, **overrides: object) -> Application:

@@ -4,7 +4,6 @@ whoever changes it."""
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
 import pytest
@@ -12,12 +11,11 @@ from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.api import create_app
 from ophthai_desktop.core import watcher as watcher_module
-from ophthai_desktop.core.services.ingest import FolderLayout
 from ophthai_desktop.core.watcher import WatcherStatus
 from ophthai_desktop.ui.controllers import watch_folder as watch_folder_controller
 from tests.api.test_api_watch_folder_control import build_routes
 from tests.support.http import LoopbackClient
-from tests.support.watch_folder import build_watch_app
+from tests.support.watch_folder import build_watch_app, hang_the_share
 from tests.ui.conftest import Maker
 
 
@@ -126,20 +124,13 @@ def test_a_try_again_that_hangs_on_a_share_reads_does_not_answer_in_the_status_b
     gui = make_gui(application=application)
     status = gui.window.status
     qtbot.waitUntil(lambda: status.watcher.text().startswith("Watch folder: error; retrying"))
-    answer = threading.Event()
-    ensure = FolderLayout.ensure
-
-    def hung_share(self: FolderLayout, *, create_root: bool = True) -> None:
-        answer.wait(30)
-        ensure(self, create_root=create_root)
-
-    monkeypatch.setattr(FolderLayout, "ensure", hung_share)
+    share_held = hang_the_share(monkeypatch)
     try:
         qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: does not answer")
         assert "did not answer within 0.2 s" in status.watcher.toolTip()
         share.mkdir(parents=True)
     finally:
-        answer.set()
+        share_held.answer.set()
     qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running")
 
 
@@ -154,16 +145,9 @@ def test_the_windows_start_held_by_a_share_reads_as_not_answering_over_the_api(
     application = build_watch_app(
         tmp_path / "watch", model_path=tmp_path / "none", api_port=0, watch_folder_path=share
     )
-    answer = threading.Event()
-    ensure = FolderLayout.ensure
-
-    def hung_share(self: FolderLayout, *, create_root: bool = True) -> None:
-        answer.wait(30)
-        ensure(self, create_root=create_root)
-
     with LoopbackClient(create_app(application)) as client:
         build_routes(client)
-        monkeypatch.setattr(FolderLayout, "ensure", hung_share)
+        share_held = hang_the_share(monkeypatch)
         try:
             gui = make_gui(application=application)
             status = gui.window.status
@@ -172,6 +156,6 @@ def test_the_windows_start_held_by_a_share_reads_as_not_answering_over_the_api(
             assert read["state"] == "error"
             assert read["message"].startswith(f"the watch folder {share} did not answer"), read
         finally:
-            answer.set()
+            share_held.answer.set()
         qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running", timeout=10_000)
         qtbot.waitUntil(lambda: client.get("/api/watch-folder").json()["state"] == "running")
