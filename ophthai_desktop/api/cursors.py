@@ -29,13 +29,16 @@ from urllib.parse import urlencode
 from fastapi import Query
 from starlette.datastructures import URL
 
-from ophthai_desktop.api.params import DB_INT_MAX
 from ophthai_desktop.core.errors import InvalidInput
 from ophthai_desktop.core.paging import After
 
 #: The longest ``after`` taken: a cursor holds one sort value (a name's key of up to
 #: 200 characters at most), well under this.
 MAX_CURSOR_CHARS = 2048
+#: The widest whole number a cursor holds: every integer it sorts by (an age, a
+#: workflow step, a notification's id) is an ``Integer`` column, 32 bits on PostgreSQL,
+#: which refuses to bind a wider one (a 500, where SQLite found no row).
+MAX_CURSOR_INT = 2**31 - 1
 
 NEXT_PAGE_HEADERS: dict[str, Any] = {
     "Link": {
@@ -163,8 +166,8 @@ def _plain(value: Any) -> Any:
 
 def _read(value: Any, kind: type) -> Any:
     """A cursor's value as ``kind``; :class:`InvalidInput` where it is not one that
-    the database takes (an integer past 64 bits, a time without its zone, text with a
-    NUL or half a character)."""
+    the database takes (an integer past the columns' 32 bits, a time without its zone,
+    text with a NUL or half a character)."""
     try:
         if kind is datetime and isinstance(value, str):
             moment = datetime.fromisoformat(value)
@@ -172,7 +175,7 @@ def _read(value: Any, kind: type) -> Any:
                 return moment.astimezone(UTC)  # as stored: a zone may put it past year 9999
         elif kind is date and isinstance(value, str):
             return date.fromisoformat(value)
-        elif kind is int and type(value) is int and -DB_INT_MAX - 1 <= value <= DB_INT_MAX:
+        elif kind is int and type(value) is int and -MAX_CURSOR_INT - 1 <= value <= MAX_CURSOR_INT:
             return value
         elif kind is str and isinstance(value, str) and "\x00" not in value:
             value.encode()  # a lone surrogate ("\\ud800") no database stores

@@ -750,6 +750,8 @@ class FolderWatcher:
                 if self._run is None:  # it had failed to start
                     with self._trying_to_start(say_if_hung=True):
                         self._try_start()
+                    if self._stop_asked:  # stop() gave up waiting for this try
+                        self.stop()
                     return
                 self._run.holding.clear()
                 self._run.health_due = 0.0  # not checked while paused: check it now

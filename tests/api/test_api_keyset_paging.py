@@ -248,6 +248,9 @@ def test_a_garbage_foreign_or_tampered_cursor_is_a_422_naming_after(api: TestCli
     fields = _decode(patients)
     created = _decode(by_created)
     note = _decode(notes)
+    by_age = _decode(
+        api.get("/api/patients", params={"orderBy": "age", "limit": 1}).headers["X-Next-Cursor"]
+    )
 
     refused = [
         ("/api/patients", {**by_birth, "after": "!!"}),  # not base64url
@@ -270,6 +273,10 @@ def test_a_garbage_foreign_or_tampered_cursor_is_a_422_naming_after(api: TestCli
         ("/api/patients", {"limit": 1, "after": _encode({**created, "v": None})}),
         ("/api/patients", {"after": _encode({**created, "v": "0001-01-01T00:00:00+14:00"})}),
         ("/api/notifications", {"after": _encode({**note, "i": 2**63})}),
+        # Past the Integer columns' 32 bits: PostgreSQL refused to bind it (a 500).
+        ("/api/notifications", {"after": _encode({**note, "i": 2**31})}),
+        ("/api/notifications", {"after": _encode({**note, "i": -(2**31) - 1})}),
+        ("/api/patients", {"orderBy": "age", "after": _encode({**by_age, "v": 2**31})}),
         ("/api/notifications", {"after": _encode({**note, "i": True})}),
         ("/api/notifications", {"after": _encode({**note, "i": "1"})}),
     ]

@@ -237,6 +237,37 @@ def test_stop_does_not_wait_for_a_try_that_hangs_and_the_try_stops_it_when_back(
     assert not wait_until(lambda: app.watcher.state is not WatcherState.STOPPED, timeout_s=1.0)
 
 
+def test_stop_does_not_wait_for_a_resume_that_hangs_and_the_resume_stops_it_when_back(
+    app: Application, share: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resume tries a failed watch folder again, and a share holds it: stop() (serve's
+    SIGTERM, the window closing) gives up waiting, and the resume, once back, left the
+    watch folder running, taking files in after it was stopped."""
+    app.watcher.start()  # the share is not there: the error state
+    app.watcher.pause()
+    release, trying = threading.Event(), threading.Event()
+    ensure = FolderLayout.ensure
+
+    def hanging_ensure(self: FolderLayout, *, create_root: bool = True) -> None:
+        trying.set()
+        release.wait(WAIT_S)
+        ensure(self, create_root=create_root)
+
+    monkeypatch.setattr(FolderLayout, "ensure", hanging_ensure)
+    resuming = threading.Thread(target=app.watcher.resume, name="resume", daemon=True)
+    resuming.start()
+    try:
+        assert trying.wait(WAIT_S)
+        assert app.watcher.stop(timeout_s=0.5) is False
+        share.mkdir(parents=True)  # the resume's try succeeds once the share answers...
+    finally:
+        release.set()
+    resuming.join(WAIT_S)
+    # ...and stops the watcher, as asked.
+    assert app.watcher.state is WatcherState.STOPPED
+    assert not app.watcher.watching
+
+
 def test_files_wait_for_a_database_that_does_not_answer_and_the_state_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -647,7 +647,10 @@ def test_a_damaged_model_is_called_damaged_in_the_status_bar_notice_and_queue(
     fault = gui.application.engine.status().fault or ""
     assert fault.startswith(f"The model in {copy} is damaged: ")
     assert notice.startswith(fault) and notice.count("is damaged") == 1  # said once
-    assert notice.endswith(" The analysis stays queued and runs once they are whole again.")
+    # "they" named nothing: the sentence before it is what to do.
+    assert notice.endswith(
+        " The analysis stays queued and runs once the model's files are whole again."
+    )
     assert "not installed" not in notice
     assert "model-00002-of-00002.safetensors is missing" in notice and str(copy) in notice
     assert "Download it again" in notice

@@ -12,6 +12,7 @@ from pytestqt.qtbot import QtBot
 from ophthai_desktop.api import create_app
 from ophthai_desktop.core import watcher as watcher_module
 from ophthai_desktop.core.watcher import WatcherStatus
+from ophthai_desktop.ui.controllers import settings as settings_module
 from ophthai_desktop.ui.controllers import watch_folder as watch_folder_controller
 from tests.api.test_api_watch_folder_control import build_routes
 from tests.support.http import LoopbackClient
@@ -159,3 +160,31 @@ def test_the_windows_start_held_by_a_share_reads_as_not_answering_over_the_api(
             share_held.answer.set()
         qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running", timeout=10_000)
         qtbot.waitUntil(lambda: client.get("/api/watch-folder").json()["state"] == "running")
+
+
+def test_settings_saved_with_the_same_watch_folder_keep_a_clients_pause(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path
+) -> None:
+    """Settings saved with the watch folder written another way (the default folder
+    named where it was left empty) set nothing up again, yet resumed the watch folder
+    that an API client had paused: it took files in without a word."""
+    application = build_watch_app(tmp_path / "watch", model_path=tmp_path / "none", api_port=0)
+    with LoopbackClient(create_app(application)) as client:
+        build_routes(client)  # before the window starts the watcher
+        gui = make_gui(application=application)
+        status, pause = gui.window.status, gui.window.pause_watch_action
+        qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running", timeout=10_000)
+        assert client.post("/api/watch-folder/pause").json()["state"] == "paused"
+        qtbot.waitUntil(lambda: pause.isChecked())
+        settings = application.settings
+        assert settings.watch_folder_path is None
+
+        gui.settings_controller.apply(
+            settings_module.validate(
+                settings, {"watch_folder_path": settings.resolved_watch_folder}
+            )
+        )
+        qtbot.waitUntil(lambda: not gui.watch_folder.busy)
+
+        assert client.get("/api/watch-folder").json()["state"] == "paused"
+        assert status.watcher.text() == "Watch folder: paused" and pause.isChecked()

@@ -50,7 +50,7 @@ def model_problem(status: EngineStatus) -> str | None:
     ("The model is not installed. The model is not installed: … holds none of its
     files.")."""
     if status.state is ModelState.NOT_INSTALLED:
-        then = "they are whole again" if status.damaged else "the model is available"
+        then = "the model's files are whole again" if status.damaged else "the model is available"
         return f"{_sentence(status.message)} The analysis stays queued and runs once {then}."
     if status.state is ModelState.ERROR:
         return (

@@ -126,8 +126,13 @@ class WatchFolderController(QObject):
 
     def follow(self, settings: Settings) -> None:
         """The watch folder's settings changed: stop it and start it again as they say
-        (a restart takes a paused watch folder out of its pause, as before)."""
-        self._wanted = WatchTarget.of(settings)
+        (a restart takes a paused watch folder out of its pause, as before). Settings
+        that set up the same watch folder (its path written another way) change nothing:
+        a pause, the window's or an API client's, stands."""
+        target = WatchTarget.of(settings)
+        if not target.needs_restart_from(self._wanted):
+            return
+        self._wanted = target
         self._dirty = True
         self._next()
 
