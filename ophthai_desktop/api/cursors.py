@@ -29,6 +29,7 @@ from urllib.parse import urlencode
 from fastapi import Query
 from starlette.datastructures import URL
 
+from ophthai_desktop.api.params import INTEGER_COLUMN_MAX
 from ophthai_desktop.core.errors import InvalidInput
 from ophthai_desktop.core.paging import After
 
@@ -36,9 +37,8 @@ from ophthai_desktop.core.paging import After
 #: 200 characters at most), well under this.
 MAX_CURSOR_CHARS = 2048
 #: The widest whole number a cursor holds: every integer it sorts by (an age, a
-#: workflow step, a notification's id) is an ``Integer`` column, 32 bits on PostgreSQL,
-#: which refuses to bind a wider one (a 500, where SQLite found no row).
-MAX_CURSOR_INT = 2**31 - 1
+#: workflow step, a notification's id) is an ``Integer`` column.
+MAX_CURSOR_INT = INTEGER_COLUMN_MAX
 
 NEXT_PAGE_HEADERS: dict[str, Any] = {
     "Link": {

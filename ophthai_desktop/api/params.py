@@ -1,8 +1,9 @@
 """Request parameters that several routes share, with their bounds and rules.
 
-A number past what the database stores (a signed 64-bit integer) is refused here with
-a 422 naming the parameter, rather than reaching SQLite, which cannot bind it; so is a
-form field a route does not take, and a value given twice two different ways.
+A number past what the database stores (a signed 64-bit integer; a record id, 32 bits)
+is refused here with a 422 naming the parameter, rather than reaching the database, which
+cannot bind it; so is a form field a route does not take, and a value given twice two
+different ways.
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ T = TypeVar("T")
 
 #: The largest whole number SQLite and PostgreSQL store (a signed 64-bit integer).
 DB_INT_MAX = 2**63 - 1
+#: The largest record id (or other value of an ``Integer`` column): 32 bits on PostgreSQL,
+#: which refuses to bind a wider one (a 500, where SQLite found no such record).
+INTEGER_COLUMN_MAX = 2**31 - 1
 
 Skip = Annotated[int, Query(ge=0, le=DB_INT_MAX, description="How many records to skip")]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Page size (1-{MAX_LIMIT})")]
 #: A numeric record id in the path (a notification, a job, an analysis, a scan).
-RecordId = Annotated[int, Path(ge=0, le=DB_INT_MAX)]
+RecordId = Annotated[int, Path(ge=0, le=INTEGER_COLUMN_MAX)]
 
 
 def not_taken(where: str, keys: list[str], takes: str) -> RequestValidationError:

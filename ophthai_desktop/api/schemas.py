@@ -15,6 +15,7 @@ from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import SkipJsonSchema
 
+from ophthai_desktop.api.params import INTEGER_COLUMN_MAX
 from ophthai_desktop.core.services.patient_fields import PATIENT_ID
 
 #: C0 control characters and DEL, less tab, line feed and carriage return.
@@ -405,7 +406,7 @@ class AnalyzePatientRequest(RequestModel):
     scan_id: int | None = Field(
         default=None,
         ge=0,
-        le=2**63 - 1,
+        le=INTEGER_COLUMN_MAX,
         description="One of the patient's scans (GET .../scans); the newest by default.",
     )
     question: str | None = Field(

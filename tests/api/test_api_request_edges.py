@@ -13,12 +13,14 @@ import pytest
 from fastapi.routing import APIRoute, APIWebSocketRoute
 from fastapi.testclient import TestClient
 
+from ophthai_desktop.api import create_app
 from ophthai_desktop.api.errors import MAX_LISTED_PROBLEMS
-from ophthai_desktop.api.params import DB_INT_MAX
+from ophthai_desktop.api.params import DB_INT_MAX, INTEGER_COLUMN_MAX
 from ophthai_desktop.api.routes import ai, audit, notifications, patients
 from ophthai_desktop.bootstrap import Application
 from tests.api.test_api_patients import add_analysis
 from tests.conftest import png_bytes
+from tests.support.http import LoopbackClient
 
 
 def _patient(client: TestClient, **fields: Any) -> str:
@@ -76,6 +78,31 @@ def test_numbers_past_what_the_database_stores_are_a_422(
 ) -> None:
     """SQLite cannot bind them: they used to be a bare 500 (and a dropped connection)."""
     assert _fields(client.get(path, params=params)) == [field]
+
+
+def test_a_record_id_past_32_bits_is_a_422_on_either_database(app_services: Application) -> None:
+    """Record ids are 32-bit columns on PostgreSQL, which refused to bind 2**31 and
+    above: a 500 there (SQLite answered 404)."""
+    too_big = INTEGER_COLUMN_MAX + 1
+    with LoopbackClient(create_app(app_services)) as client:
+        patient_id = _patient(client)
+        add_analysis(app_services, patient_id)
+        for method, path, field in [
+            ("GET", f"/api/notifications/{too_big}", "notification_id"),
+            ("PATCH", f"/api/notifications/{too_big}/read", "notification_id"),
+            ("DELETE", f"/api/notifications/{too_big}", "notification_id"),
+            ("GET", f"/api/jobs/{too_big}", "job_id"),
+            ("POST", f"/api/jobs/{too_big}/cancel", "job_id"),
+            ("GET", f"/api/analyses/{too_big}", "analysis_id"),
+            ("GET", f"/api/patients/{patient_id}/scans/{too_big}/image", "scan_id"),
+        ]:
+            assert _fields(client.request(method, path)) == [field], (method, path)
+        analyze = f"/api/patients/{patient_id}/analyze"
+        assert _fields(client.post(analyze, json={"scanId": too_big})) == ["scanId"]
+        # The largest id a record can have is looked for: none has it.
+        largest = client.get(f"/api/notifications/{INTEGER_COLUMN_MAX}")
+        assert largest.status_code == 404, largest.text
+        assert client.post(analyze, json={"scanId": INTEGER_COLUMN_MAX}).status_code == 404
 
 
 def test_the_largest_storable_skip_is_an_empty_page(client: TestClient) -> None:
