@@ -459,8 +459,9 @@ def test_a_value_an_optional_field_does_not_take_is_not_told_to_be_null(
         assert response.status_code == 422
         assert _fields(response) == ["status"]
         assert "should be None" not in response.json()["message"]
-        assert "'Critical', 'Stable', 'Pending Analysis' or 'Discharged'" in (
-            response.json()["message"]
+        assert (
+            "'Critical', 'Stable', 'Pending Analysis' or 'Discharged'"
+            in (response.json()["message"])
         )
 
 

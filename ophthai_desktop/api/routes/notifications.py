@@ -48,9 +48,7 @@ def list_notifications(
     after: AfterCursor = None,
     skip: Skip = 0,
     limit: Limit = 100,
-    unread_only: Annotated[
-        bool, Query(description="Only the notifications not read yet")
-    ] = False,
+    unread_only: Annotated[bool, Query(description="Only the notifications not read yet")] = False,
     patient_id: Annotated[
         str | None,
         Query(min_length=1, max_length=64, description="Only this patient's notifications"),
