@@ -55,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
         "download-model",
         help="download the model (OPHTHAI_MODEL_ID into the Hugging Face cache, or into "
         "OPHTHAI_MODEL_PATH) from the Hugging Face Hub, as the window's model manager does",
+        description="Download the model from the Hugging Face Hub where the app looks for "
+        "it: OPHTHAI_MODEL_ID at OPHTHAI_MODEL_REVISION into the Hugging Face cache "
+        "(HF_HOME or HF_HUB_CACHE where set), or into the folder OPHTHAI_MODEL_PATH names. "
+        "About 15 GB; progress on stderr. Ctrl-C stops it (status 130): run it again to go "
+        "on where it stopped. Without a network it says so and exits with status 1: copy "
+        "the model folder to this computer and set OPHTHAI_MODEL_PATH instead. A running "
+        "`ophthai serve` finds the model within seconds.",
     )
     return parser
 

@@ -14,6 +14,7 @@ import http
 import json
 import logging
 import typing
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request, params
@@ -383,6 +384,20 @@ def _body_not_held(exc: OSError) -> JSONResponse:
     return JSONResponse(error_body(UPLOAD_NOT_SPOOLED), status_code=500)
 
 
+def _without_null_alternatives(problems: Sequence[Any]) -> list[Any]:
+    """pydantic's problems without "Input should be None" for an optional field whose
+    other type it also tried (``status: Literal[...] | None`` sent ``"Review"``): beside
+    the values the field takes, it reads as if the field had to be null."""
+
+    def where(problem: Any) -> tuple[object, ...]:
+        return tuple(p for p in problem.get("loc", ()) if not _pydantic_type_name(p))
+
+    tried_otherwise = {where(p) for p in problems if p.get("type") != "none_required"}
+    return [
+        p for p in problems if p.get("type") != "none_required" or where(p) not in tried_otherwise
+    ]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every error leaves as JSON with a ``message`` a person can act on."""
 
@@ -432,7 +447,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = []
-        problems = exc.errors()
+        problems = _without_null_alternatives(exc.errors())
         for error in problems[:MAX_LISTED_PROBLEMS]:
             location = list(error.get("loc", ()))
             kind = error.get("type", "value_error")

@@ -76,13 +76,26 @@ def _default_data_dir() -> Path:
 
 
 def _split_list(value: Any) -> Any:
-    """Accept a JSON list or a comma-separated string for list settings."""
+    """Accept a JSON list or a comma-separated string for list settings.
+
+    Raises:
+        ValueError: a value that starts as a JSON list (``[``) is not one; says where it
+            stops parsing and how to write the list, never the value.
+    """
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
             import json
 
-            return json.loads(text)
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                # json's own words ("Expecting ',' delimiter: line 1 column 5 (char 4)")
+                # do not say that the value was read as JSON, nor the other way to write it.
+                raise ValueError(
+                    f"starts with [ but is not a JSON list ({exc.msg} at character "
+                    f'{exc.pos + 1}); write it as a,b,c or as a JSON list ["a", "b"]'
+                ) from None
         return [part.strip() for part in text.split(",") if part.strip()]
     return value
 

@@ -320,3 +320,17 @@ def test_each_route_that_stores_an_image_lists_the_507_of_a_full_disk(
     ]
 
     assert [a.status_code for a in answers] == [507] * len(answers), [a.text for a in answers]
+
+
+@pytest.mark.parametrize("path", ["/api/patients", "/api/notifications"])
+def test_every_query_parameter_of_a_paged_list_says_what_it_does(
+    client: TestClient, path: str
+) -> None:
+    """/docs showed `search`, `status`, `descending`, `unread_only` and `patient_id` with
+    no word: an integrator could not tell from it that the search ignores accents, or
+    which way `descending` sorts the patients without a value."""
+    parameters = client.get("/openapi.json").json()["paths"][path]["get"]["parameters"]
+
+    undescribed = [p["name"] for p in parameters if not p.get("description", "").strip()]
+
+    assert undescribed == []

@@ -471,6 +471,27 @@ def test_422_fields_name_the_request_not_pydantics_types(client: TestClient) -> 
     assert not age.json()["errors"][0]["msg"].startswith("Value error")
 
 
+def test_a_value_an_optional_field_does_not_take_is_not_told_to_be_null(
+    client: TestClient,
+) -> None:
+    """``status: "Review"`` was answered "Input should be 'Critical', ...; status: Input
+    should be None", as if the status had to be null: pydantic's try of the union's
+    ``None``. Null is still refused as such where the field cannot be cleared."""
+    patient_id = _patient(client)
+
+    created = client.post("/api/patients", json={"name": "A", "status": "Review"})
+    patched = client.patch(f"/api/patients/{patient_id}", json={"status": "Review"})
+
+    for response in (created, patched):
+        assert response.status_code == 422
+        assert _fields(response) == ["status"]
+        assert "should be None" not in response.json()["message"]
+        assert (
+            "'Critical', 'Stable', 'Pending Analysis' or 'Discharged'"
+            in (response.json()["message"])
+        )
+
+
 def test_control_characters_in_text_are_a_422_tabs_and_line_breaks_are_not(
     client: TestClient,
 ) -> None:

@@ -193,6 +193,24 @@ def test_a_refused_setting_is_named_as_the_user_set_it_and_where(
     assert refused.value.__cause__ is None and refused.value.__suppress_context__
 
 
+@pytest.mark.parametrize("value", ["[http://localhost:3000", '["http://a:1" "http://b:2"]'])
+def test_a_list_setting_that_is_not_quite_json_says_how_to_write_it(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """It said only json's "Expecting value: line 1 column 2 (char 1)", which does not
+    tell a user that a value starting with [ is read as JSON, nor that a,b,c works."""
+    monkeypatch.setenv("OPHTHAI_CORS_ORIGINS", value)
+
+    with pytest.raises(SettingsRefused) as refused:
+        read_settings(_env_file=None)
+
+    (problem,) = refused.value.problems
+    assert problem.startswith("OPHTHAI_CORS_ORIGINS: starts with [ but is not a JSON list (")
+    assert 'write it as a,b,c or as a JSON list ["a", "b"]' in problem
+    assert problem.endswith("(set in the environment)")
+    assert "localhost" not in problem and "http://a" not in problem
+
+
 def test_a_refused_setting_written_in_lower_case_is_named_as_written(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

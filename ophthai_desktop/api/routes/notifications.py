@@ -48,8 +48,11 @@ def list_notifications(
     after: AfterCursor = None,
     skip: Skip = 0,
     limit: Limit = 100,
-    unread_only: bool = False,
-    patient_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    unread_only: Annotated[bool, Query(description="Only the notifications not read yet")] = False,
+    patient_id: Annotated[
+        str | None,
+        Query(min_length=1, max_length=64, description="Only this patient's notifications"),
+    ] = None,
 ) -> list[s.NotificationPublic]:
     """Newest first; the total is in ``X-Total-Count``; a full page gives the next
     page's cursor in ``Link`` (``rel="next"``) and ``X-Next-Cursor``."""

@@ -170,8 +170,17 @@ def list_patients(
     after: AfterCursor = None,
     skip: Skip = 0,
     limit: Limit = 100,
-    search: Annotated[str | None, Query(max_length=200)] = None,
-    status: Annotated[s.PatientStatusName | None, Query()] = None,
+    search: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="Part of the name, ignoring case and accents (jose muller finds "
+            "José Müller), or part of the id, ignoring case",
+        ),
+    ] = None,
+    status: Annotated[
+        s.PatientStatusName | None, Query(description="Only the patients with this status")
+    ] = None,
     order_by: Annotated[
         str,
         Query(
@@ -179,7 +188,14 @@ def list_patients(
             json_schema_extra={"enum": SORT_KEY_SPELLINGS},
         ),
     ] = "created_at",
-    descending: bool = True,
+    descending: Annotated[
+        bool,
+        Query(
+            description="Z to A, newest or largest first (the default for every key); "
+            "false for A to Z, oldest or smallest first. Patients without a value for the "
+            "key come last either way"
+        ),
+    ] = True,
 ) -> list[s.PatientPublic]:
     """List patients, newest first unless ``order_by`` says otherwise; ``descending`` is
     true by default for every key (``descending=false`` sorts names A to Z). The total
