@@ -36,6 +36,7 @@ from ophthai_desktop.api.bodies import (
     UPLOAD_NOT_SPOOLED,
 )
 from ophthai_desktop.api.http_protocol import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, MAX_HEAD_BYTES
+from ophthai_desktop.api.params import it_takes
 from ophthai_desktop.api.routing import QUERY_SPELLING, allowed_methods
 from ophthai_desktop.api.schemas import READ_ONLY, ErrorPublic, ValidationErrorPublic
 from ophthai_desktop.core.errors import (
@@ -461,11 +462,11 @@ def install_error_handlers(app: FastAPI) -> None:
                 parts[0] = request.scope.get(QUERY_SPELLING, {}).get(parts[0], parts[0])
                 location = ["query", *parts]
             if location == ["body"] and kind in NOT_AN_OBJECT:
-                msg = f"{_not_an_object(request)} (it takes: {_body_takes(request)})"
+                msg = f"{_not_an_object(request)} {it_takes(_body_takes(request))}"
             if location == ["body"] and kind == "missing":  # no body (pydantic: "Field required")
                 msg = (
                     "the body must be a JSON object; none was sent "
-                    f"(it takes: {_body_takes(request)})"
+                    f"{it_takes(_body_takes(request))}"
                 )
             if kind == "extra_forbidden" and location[:1] == ["body"] and len(parts) == 1:
                 sent = await _body_keys(request)
@@ -473,7 +474,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 if other is not None:
                     msg = f"given twice, as {other} and {parts[0]}; send one of them"
                 elif not _sent_as_form(request):  # a form's own say so (params.not_taken)
-                    msg = f"this endpoint takes no such field (it takes: {_body_takes(request)})"
+                    msg = f"this endpoint takes no such field {it_takes(_body_takes(request))}"
             if location[:1] == ["body"] and _takes_form(request):
                 msg = _form_problem(request, kind, msg, ".".join(map(str, parts)))
             if kind == "json_invalid":

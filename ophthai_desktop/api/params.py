@@ -30,6 +30,12 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Page size (1-{MAX
 RecordId = Annotated[int, Path(ge=0, le=INTEGER_COLUMN_MAX)]
 
 
+def it_takes(takes: str) -> str:
+    """What an endpoint takes, as a refusal ends: ``(it takes: a, b)``, or ``(it takes
+    none)`` for one that takes nothing."""
+    return "(it takes none)" if takes == "none" else f"(it takes: {takes})"
+
+
 def not_taken(where: str, keys: list[str], takes: str) -> RequestValidationError:
     """The 422 for parameters or form fields (``where``: ``query``, ``body``) that an
     endpoint does not take, naming each and what it takes."""
@@ -38,7 +44,7 @@ def not_taken(where: str, keys: list[str], takes: str) -> RequestValidationError
         [
             {
                 "loc": (where, key),
-                "msg": f"this endpoint takes no such {kind} (it takes: {takes})",
+                "msg": f"this endpoint takes no such {kind} {it_takes(takes)}",
                 "type": "extra_forbidden",
             }
             for key in keys

@@ -174,7 +174,7 @@ def test_a_required_body_left_out_lists_what_the_endpoint_takes(
             "PATCH",
             "/api/notifications/mark-all-read",
             {"read": True},
-            "read: this endpoint takes no such field (it takes: none)",
+            "read: this endpoint takes no such field (it takes none)",
         ),
         (
             "POST",
