@@ -101,6 +101,14 @@ def handlers_running(server: ApiServer) -> int:
     return len(server._server.server_state.tasks)
 
 
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + GRACE_S
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
 def wait_until_handlers_end(server: ApiServer) -> None:
     deadline = time.monotonic() + GRACE_S
     while handlers_running(server):
@@ -144,7 +152,9 @@ def test_a_client_that_leaves_mid_body_is_not_an_error_in_the_log(
 
     with caplog.at_level(logging.DEBUG), open_socket(server) as sock:
         sock.sendall(head + body[: len(body) // 2])
-        time.sleep(0.2)  # read by the server before the close
+        # Read by the server before the close: else the checks below could run before it
+        # took the request in, and pass whatever it then did.
+        wait_for(lambda: handlers_running(server) == 1, "the request's handler to start")
         sock.close()
         wait_until_handlers_end(server)
 

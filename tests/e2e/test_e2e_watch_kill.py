@@ -164,22 +164,43 @@ def test_kill_9_in_the_middle_of_a_burst_loses_nothing_and_takes_nothing_in_twic
     for scan in second:  # copied while the app is down: waiting at the next start
         write(folder, scan)
 
-    # 2. Killed in the middle of taking in the backlog while more files arrive.
-    server = runs.start()
+    # 2. Killed in the middle of taking in the backlog while more files arrive, the last
+    # of them still being copied (by then, a test held up for 0.4 s saw the server take
+    # in all the others).
+    killed = threading.Event()
+
+    def arrive() -> None:
+        for scan in third[:-1]:
+            write(folder, scan)
+        with (folder / third[-1].name).open("wb") as handle:
+            handle.write(third[-1].data[: len(third[-1].data) // 2])
+            handle.flush()
+            killed.wait(STEP_TIMEOUT_S)
+            handle.write(third[-1].data[len(third[-1].data) // 2 :])
+
     at_start = filed(folder)
-    writer = threading.Thread(target=lambda: [write(folder, scan) for scan in third])
+    server = runs.start()
+    writer = threading.Thread(target=arrive)
     writer.start()
     wait_for(lambda: filed(folder) >= at_start + 8, "part of the backlog to be filed")
     runs.kill(server, folder)
+    killed.set()
     writer.join()
-    for scan in last:
+    for scan in last[:-1]:
         write(folder, scan)
 
-    # 3. Killed right after the next start, as the files waiting at start go in.
-    server = runs.start()
-    at_start = filed(folder)
-    wait_for(lambda: filed(folder) >= at_start + 2, "the first waiting files to be filed")
-    runs.kill(server, folder)
+    # 3. Killed right after the next start, as the files waiting at start go in, while one
+    # more is still being copied. The waiting ones go in together, within a few ms of the
+    # second: a test held up that long kills a server that has only the copy left to do.
+    copying = last[-1]
+    at_start = filed(folder)  # before the start: a test held up after it counts late
+    with (folder / copying.name).open("wb") as handle:
+        handle.write(copying.data[: len(copying.data) // 2])
+        handle.flush()
+        server = runs.start()
+        wait_for(lambda: filed(folder) >= at_start + 2, "the first waiting files to be filed")
+        runs.kill(server, folder)
+        handle.write(copying.data[len(copying.data) // 2 :])
 
     # Then it runs to the end: every file leaves the folder, and stops cleanly.
     server = runs.start()

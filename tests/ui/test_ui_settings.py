@@ -1055,7 +1055,8 @@ def test_closing_the_window_does_not_wait_for_a_watch_folder_that_does_not_answe
         qtbot.waitUntil(lambda: calls == ["stop"])
         started = time.monotonic()
         desktop.shutdown()
-        assert time.monotonic() - started < 2.0
+        # Not the hung stop's 8 s; a loaded machine takes near half a second to shut down.
+        assert time.monotonic() - started < 5.0
         assert not release.is_set()
     finally:
         release.set()
