@@ -595,8 +595,10 @@ def test_analyse_explains_a_model_that_is_not_installed(qtbot: QtBot, gui: GuiSe
         status.fault
         == f"OPHTHAI_MODEL_PATH is {status.model_source}, but that folder does not exist."
     )
+    # A fault that does not say the model is missing gets the heading that does.
     assert notice == (
-        f"{status.message} The analysis stays queued and runs once the model is available."
+        f"The model is not installed. {status.message} The analysis stays queued and runs "
+        "once the model is available."
     )
     assert notice.count("download the model into it (AI ▸ Model manager…") == 1
     qtbot.waitUntil(lambda: "Queued for analysis" in view.state.text())

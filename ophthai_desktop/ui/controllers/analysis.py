@@ -46,12 +46,21 @@ def model_problem(status: EngineStatus) -> str | None:
     it will (ready, or installed and loaded on first use).
 
     Not installed or damaged, the engine's message is what is wrong (which folder or
-    files) then what to do, each said once: a heading before it said the first again
-    ("The model is not installed. The model is not installed: … holds none of its
-    files.")."""
+    files) then what to do, after a heading that says which of the two it is, unless the
+    engine's fault says so itself ("The model is not installed. The model is not
+    installed: … holds none of its files." said it twice; "OPHTHAI_MODEL_PATH is …, but
+    that folder does not exist." alone does not say that the model is missing)."""
     if status.state is ModelState.NOT_INSTALLED:
-        then = "the model's files are whole again" if status.damaged else "the model is available"
-        return f"{_sentence(status.message)} The analysis stays queued and runs once {then}."
+        if status.damaged:
+            heading, said = "The model's files are damaged.", "is damaged"
+            then = "the model's files are whole again"
+        else:
+            heading, said = "The model is not installed.", "is not installed"
+            then = "the model is available"
+        message = _sentence(status.message)
+        if said not in (status.fault or ""):
+            message = f"{heading} {message}"
+        return f"{message} The analysis stays queued and runs once {then}."
     if status.state is ModelState.ERROR:
         return (
             f"The model is not usable: {_sentence(status.error or status.message)} "
