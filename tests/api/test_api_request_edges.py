@@ -105,6 +105,29 @@ def test_a_record_id_past_32_bits_is_a_422_on_either_database(app_services: Appl
         assert client.post(analyze, json={"scanId": INTEGER_COLUMN_MAX}).status_code == 404
 
 
+def test_an_ai_result_naming_an_analysis_id_past_32_bits_is_stored_as_new(
+    app_services: Application,
+) -> None:
+    """A PATCH's ``aiAnalysis`` names the analysis it was read from (``analysis_id``);
+    one past 32 bits was looked up on PostgreSQL, which refused to bind it (a 500). No
+    analysis has it: the result is stored as a new client-supplied one, as on SQLite."""
+    with LoopbackClient(create_app(app_services)) as client:
+        patient_id = _patient(client)
+        result = {
+            "classification": "Glaucoma suspect",
+            "confidence": 71,
+            "findings": ["thin RNFL"],
+            "recommendation": "Visual fields",
+            "explanation": "Inferior RNFL thinning.",
+            "analysis_id": INTEGER_COLUMN_MAX + 1,
+        }
+        response = client.patch(f"/api/patients/{patient_id}", json={"aiAnalysis": result})
+        assert response.status_code == 200, response.text
+        stored = response.json()["aiAnalysis"]
+        assert stored["parse_status"] == "client_supplied"
+        assert stored["analysis_id"] != INTEGER_COLUMN_MAX + 1
+
+
 def test_the_largest_storable_skip_is_an_empty_page(client: TestClient) -> None:
     _patient(client)
     response = client.get("/api/patients", params={"skip": str(DB_INT_MAX)})
