@@ -515,6 +515,23 @@ def test_a_value_an_optional_field_does_not_take_is_not_told_to_be_null(
         )
 
 
+def test_a_time_an_optional_field_cannot_read_is_not_told_to_be_null(
+    client: TestClient,
+) -> None:
+    """``admissionDate: "soon"`` was answered "admissionDate.datetime: Input should be a
+    valid datetime ...; admissionDate: Input should be None": pydantic's type name in the
+    field, and its try of the union's ``None`` read as if the date had to be null."""
+    patient_id = _patient(client)
+
+    created = client.post("/api/patients", json={"name": "A", "admissionDate": "soon"})
+    patched = client.patch(f"/api/patients/{patient_id}", json={"admissionDate": "soon"})
+
+    for response in (created, patched):
+        assert _fields(response) == ["admissionDate"]
+        assert "should be None" not in response.json()["message"]
+        assert "valid datetime" in response.json()["message"]
+
+
 def test_control_characters_in_text_are_a_422_tabs_and_line_breaks_are_not(
     client: TestClient,
 ) -> None:
