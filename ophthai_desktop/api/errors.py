@@ -175,7 +175,9 @@ def method_not_allowed(method: str, path: str, allowed: str) -> str:
 
 
 #: Plain type names pydantic puts in a location for each member of a union it tried.
-PYDANTIC_TYPES = frozenset({"str", "int", "float", "bool", "list", "dict", "none", "date"})
+PYDANTIC_TYPES = frozenset(
+    {"str", "int", "float", "bool", "list", "dict", "none", "date", "datetime"}
+)
 
 
 def _pydantic_type_name(part: object) -> bool:

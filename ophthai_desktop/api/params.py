@@ -15,14 +15,12 @@ from fastapi.exceptions import RequestValidationError
 
 from ophthai_desktop.core.errors import InvalidInput
 from ophthai_desktop.core.paging import MAX_LIMIT
+from ophthai_desktop.core.storage.models import INTEGER_COLUMN_MAX
 
 T = TypeVar("T")
 
 #: The largest whole number SQLite and PostgreSQL store (a signed 64-bit integer).
 DB_INT_MAX = 2**63 - 1
-#: The largest record id (or other value of an ``Integer`` column): 32 bits on PostgreSQL,
-#: which refuses to bind a wider one (a 500, where SQLite found no such record).
-INTEGER_COLUMN_MAX = 2**31 - 1
 
 Skip = Annotated[int, Query(ge=0, le=DB_INT_MAX, description="How many records to skip")]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Page size (1-{MAX_LIMIT})")]

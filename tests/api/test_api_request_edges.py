@@ -105,6 +105,29 @@ def test_a_record_id_past_32_bits_is_a_422_on_either_database(app_services: Appl
         assert client.post(analyze, json={"scanId": INTEGER_COLUMN_MAX}).status_code == 404
 
 
+def test_an_ai_result_naming_an_analysis_id_past_32_bits_is_stored_as_new(
+    app_services: Application,
+) -> None:
+    """A PATCH's ``aiAnalysis`` names the analysis it was read from (``analysis_id``);
+    one past 32 bits was looked up on PostgreSQL, which refused to bind it (a 500). No
+    analysis has it: the result is stored as a new client-supplied one, as on SQLite."""
+    with LoopbackClient(create_app(app_services)) as client:
+        patient_id = _patient(client)
+        result = {
+            "classification": "Glaucoma suspect",
+            "confidence": 71,
+            "findings": ["thin RNFL"],
+            "recommendation": "Visual fields",
+            "explanation": "Inferior RNFL thinning.",
+            "analysis_id": INTEGER_COLUMN_MAX + 1,
+        }
+        response = client.patch(f"/api/patients/{patient_id}", json={"aiAnalysis": result})
+        assert response.status_code == 200, response.text
+        stored = response.json()["aiAnalysis"]
+        assert stored["parse_status"] == "client_supplied"
+        assert stored["analysis_id"] != INTEGER_COLUMN_MAX + 1
+
+
 def test_the_largest_storable_skip_is_an_empty_page(client: TestClient) -> None:
     _patient(client)
     response = client.get("/api/patients", params={"skip": str(DB_INT_MAX)})
@@ -490,6 +513,23 @@ def test_a_value_an_optional_field_does_not_take_is_not_told_to_be_null(
             "'Critical', 'Stable', 'Pending Analysis' or 'Discharged'"
             in (response.json()["message"])
         )
+
+
+def test_a_time_an_optional_field_cannot_read_is_not_told_to_be_null(
+    client: TestClient,
+) -> None:
+    """``admissionDate: "soon"`` was answered "admissionDate.datetime: Input should be a
+    valid datetime ...; admissionDate: Input should be None": pydantic's type name in the
+    field, and its try of the union's ``None`` read as if the date had to be null."""
+    patient_id = _patient(client)
+
+    created = client.post("/api/patients", json={"name": "A", "admissionDate": "soon"})
+    patched = client.patch(f"/api/patients/{patient_id}", json={"admissionDate": "soon"})
+
+    for response in (created, patched):
+        assert _fields(response) == ["admissionDate"]
+        assert "should be None" not in response.json()["message"]
+        assert "valid datetime" in response.json()["message"]
 
 
 def test_control_characters_in_text_are_a_422_tabs_and_line_breaks_are_not(

@@ -761,8 +761,8 @@ class PatientService:
         analysis_id = result.get("analysis_id")
         if isinstance(analysis_id, bool) or not isinstance(analysis_id, int):
             return None
-        if not 0 < analysis_id < 2**63:  # no row has it; the database cannot take it
-            return None
+        if not 0 < analysis_id <= m.INTEGER_COLUMN_MAX:  # no row has it; PostgreSQL
+            return None  # would refuse to bind it (a 500)
         return session.get(m.Analysis, analysis_id)
 
     @staticmethod

@@ -28,6 +28,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship,
 
 from ophthai_desktop.core.domain import text_sort_key
 
+#: The largest value of an ``Integer`` column (a record id, an age, a count): 32 bits on
+#: PostgreSQL, which refuses to bind a wider one (a 500, where SQLite found no record).
+INTEGER_COLUMN_MAX = 2**31 - 1
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
