@@ -10,8 +10,9 @@ import atexit
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,12 @@ from tests.support.images import jpeg_bytes, png_bytes
 from tests.support.tiny_checkpoint import build_tiny_qwen25vl, train_tiny_answerer
 
 __all__ = ["jpeg_bytes", "png_bytes"]
+
+#: How long a qtbot wait gives its condition or signal when the test names no time.
+#: pytest-qt's own 5 s was overrun by waits that CI's loaded two cores, running the
+#: whole suite in one process, made slow (an import's scan shown, a dialog's patient
+#: created); only a failing test waits the longer time.
+QT_WAIT_MS = 20_000
 
 SEED_NAMES = (
     "DATABASE_URL",
@@ -47,6 +54,21 @@ for _name in list(os.environ):
         del os.environ[_name]
 for _name in SEED_NAMES:
     os.environ.pop(_name, None)
+
+
+@pytest.fixture
+def qtbot(qtbot: Any) -> Any:
+    """pytest-qt's ``qtbot``, its waits given :data:`QT_WAIT_MS` unless a test says."""
+    for name in ("waitUntil", "waitSignal", "waitSignals", "waitCallback"):
+        setattr(qtbot, name, _waiting_longer(getattr(qtbot, name)))
+    return qtbot
+
+
+def _waiting_longer(wait: Callable[..., Any]) -> Callable[..., Any]:
+    def waiting(*args: Any, timeout: int = QT_WAIT_MS, **kwargs: Any) -> Any:
+        return wait(*args, timeout=timeout, **kwargs)
+
+    return waiting
 
 
 def _reset_postgres(url: str) -> None:
