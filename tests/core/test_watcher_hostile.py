@@ -123,3 +123,26 @@ def test_a_file_over_the_size_limit_is_refused_without_being_read(tmp_path: Path
     # Not "2.0 KB; the limit is 2.0 KB": a size that rounds to the limit is over it.
     assert done["just over.png"].reason == "the image is over the limit of 2.0 KB"
     assert (folder / "failed" / "big.png").is_file()
+
+
+def test_a_folder_copied_in_is_left_as_it_is(app: Application) -> None:
+    """Only files directly in the watch folder are taken in (README): a folder copied in,
+    as a device exporting a study exports one, is not looked into, nor refused, nor
+    moved; nothing is told about it, and the files around it are taken in."""
+    folder = app.settings.resolved_watch_folder
+    folder.mkdir(parents=True)
+    log = EventLog(app.bus)
+    app.watcher.start()
+    study = folder / "study 2026-05-09"
+    study.mkdir()
+    (study / "scan_OD.png").write_bytes(png_bytes((10, 10), (4, 5, 6)))
+    (folder / "volume.png").mkdir()  # a folder named as an image
+    (folder / "beside.png").write_bytes(png_bytes((10, 10), (6, 5, 4)))
+    assert log.wait_finished("beside.png")["beside.png"].outcome == "ingested"
+    # A few rescans (every 0.5 s here) find nothing to take in either.
+    assert not wait_until(lambda: len(log.finished()) > 1, timeout_s=1.5)
+    assert sorted(p.name for p in study.iterdir()) == ["scan_OD.png"]
+    assert (folder / "volume.png").is_dir()
+    assert list((folder / "failed").iterdir()) == []
+    notes = app.notifications.list_notifications(limit=5).items
+    assert len(notes) == 1 and "New scan" in notes[0].message
