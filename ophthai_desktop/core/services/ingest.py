@@ -126,8 +126,7 @@ SYMLINK_REASON = (
 #: file over the size limit or naming a patient not on record is not, and the one who
 #: reads the reason (an IT person, often) is told what to change instead.
 RETRY_FIXED = (
-    "To retry, fix it (or export it from the device again) and copy it into the watch "
-    "folder again."
+    "To retry, fix it (or export it from the device again) and copy it into the watch folder again."
 )
 RETRY_LARGER = (
     "To take in files this large, raise the limit (OPHTHAI_MAX_IMAGE_BYTES, in bytes, "
