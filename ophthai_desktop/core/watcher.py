@@ -643,11 +643,7 @@ class FolderWatcher:
             self._schedule_retry()
             return self.status
         try:
-            # The default folder (in the data folder) is made; a configured one is not:
-            # missing, it is most likely a share not mounted (or a NAS rebooting), and a
-            # folder made at its mount point would be watched while the device writes to
-            # the share.
-            layout.ensure(create_root=settings.watch_folder_path is None and not require_mount)
+            layout.ensure(create_root=self._makes_its_folder())
             layout = FolderLayout.under(layout.root.resolve())
             remove_stale_claims(layout)  # before any file is moved in
         except OSError as exc:
@@ -691,6 +687,15 @@ class FolderWatcher:
         self._set_state(WatcherState.RUNNING, message)
         self._recovered()
         return self.status
+
+    def _makes_its_folder(self) -> bool:
+        """Whether a missing watch folder is made, at a start and at each try after it
+        went away: the default one (in the data folder) is; a configured one is not:
+        missing, it is most likely a share not mounted (or a NAS rebooting), and a
+        folder made at its mount point would be watched while the device writes to the
+        share."""
+        settings = self.settings
+        return settings.watch_folder_path is None and not settings.watch_folder_require_mount
 
     def stop(self, timeout_s: float = 10.0) -> bool:
         """Stop watching, and trying again after a failure; files being taken in are
@@ -1261,7 +1266,7 @@ class FolderWatcher:
                 self._set_state(WatcherState.RUNNING, "")
                 self._recovered()
             return None
-        if not folder_ok:
+        if not folder_ok and not self._makes_its_folder():
             return self._failing(f"the watch folder {run.root} is not reachable")
         if run.mounted and not os.path.ismount(run.root):
             # The share was unmounted: the empty folder under it is not to be watched
@@ -1271,6 +1276,8 @@ class FolderWatcher:
             )
         try:
             run.layout.ensure()
+            if not folder_ok:  # the default folder, deleted: made again, as at a start
+                log.warning("watch folder: the folder %s was deleted; made again", run.root)
             if observer is not None:
                 observer.stop()
                 observer.join(1.0)

@@ -123,3 +123,49 @@ def test_a_file_over_the_size_limit_is_refused_without_being_read(tmp_path: Path
     # Not "2.0 KB; the limit is 2.0 KB": a size that rounds to the limit is over it.
     assert done["just over.png"].reason == "the image is over the limit of 2.0 KB"
     assert (folder / "failed" / "big.png").is_file()
+    # The file is not to be fixed: the one who reads the reason is told which setting
+    # takes such files in (it said "fix it (or export it from the device again)").
+    reason = (folder / "failed" / f"big.png{REASON_SUFFIX}").read_text(encoding="utf-8")
+    assert "OPHTHAI_MAX_IMAGE_BYTES" in reason and "restart" in reason
+    assert "fix it" not in reason
+
+
+def test_a_file_for_a_patient_not_on_record_says_to_add_the_patient(tmp_path: Path) -> None:
+    """Without demo mode, a file whose name starts with an id no patient has: the file is
+    fine, the reason file says to add the patient (or rename the file), not to fix it."""
+    app = build_watch_app(tmp_path, watch_demo_mode=False)
+    log = EventLog(app.bus)
+    folder = app.settings.resolved_watch_folder
+    name = "MRN99999_OS.png"
+    try:
+        app.watcher.start()
+        (folder / name).write_bytes(png_bytes((10, 10), (7, 7, 7)))
+        assert log.wait_finished(name)[name].outcome == "failed"
+    finally:
+        app.close()
+    reason = (folder / "failed" / f"{name}{REASON_SUFFIX}").read_text(encoding="utf-8")
+    assert "no patient has the id MRN99999" in reason
+    assert "add the patient with this id" in reason and "fix it" not in reason
+
+
+def test_a_folder_copied_in_is_left_as_it_is(app: Application) -> None:
+    """Only files directly in the watch folder are taken in (README): a folder copied in,
+    as a device exporting a study exports one, is not looked into, nor refused, nor
+    moved; nothing is told about it, and the files around it are taken in."""
+    folder = app.settings.resolved_watch_folder
+    folder.mkdir(parents=True)
+    log = EventLog(app.bus)
+    app.watcher.start()
+    study = folder / "study 2026-05-09"
+    study.mkdir()
+    (study / "scan_OD.png").write_bytes(png_bytes((10, 10), (4, 5, 6)))
+    (folder / "volume.png").mkdir()  # a folder named as an image
+    (folder / "beside.png").write_bytes(png_bytes((10, 10), (6, 5, 4)))
+    assert log.wait_finished("beside.png")["beside.png"].outcome == "ingested"
+    # A few rescans (every 0.5 s here) find nothing to take in either.
+    assert not wait_until(lambda: len(log.finished()) > 1, timeout_s=1.5)
+    assert sorted(p.name for p in study.iterdir()) == ["scan_OD.png"]
+    assert (folder / "volume.png").is_dir()
+    assert list((folder / "failed").iterdir()) == []
+    notes = app.notifications.list_notifications(limit=5).items
+    assert len(notes) == 1 and "New scan" in notes[0].message

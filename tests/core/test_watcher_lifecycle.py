@@ -331,19 +331,51 @@ def test_a_configured_watch_folder_that_is_a_file_is_named_so(tmp_path: Path) ->
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify")
 def test_a_folder_that_goes_away_is_reported_and_watched_again_when_back(
-    app: Application,
+    tmp_path: Path,
 ) -> None:
+    """A configured folder (a share) that goes away is waited for, not made."""
+    folder = tmp_path / "nas" / "oct"
+    folder.mkdir(parents=True)
+    app = build_watch_app(tmp_path, watch_folder_path=folder)
+    log = EventLog(app.bus)
+    try:
+        app.watcher.start()
+        shutil.rmtree(folder)
+        assert wait_until(lambda: app.watcher.state is WatcherState.ERROR)
+        assert "not reachable" in app.watcher.status.message
+        assert not folder.exists()
+        folder.mkdir(parents=True)
+        assert wait_until(lambda: app.watcher.state is WatcherState.RUNNING)
+        (folder / "after.png").write_bytes(png_bytes((10, 10), (8, 8, 8)))
+        assert log.wait_finished("after.png")["after.png"].outcome == "ingested"
+        assert states(log)[-2:] == ["error", "running"]
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize("polling", [False, True], ids=["native", "polling"])
+def test_the_default_folder_deleted_while_watched_is_made_again(
+    tmp_path: Path, polling: bool
+) -> None:
+    """The default folder (in the data folder) deleted while watched, by someone tidying
+    up: it is made again, as a start makes it, and the scans copied into it are taken in.
+    It stayed in the error state ("not reachable"), retried every 5 minutes at most and
+    never made, until the app was restarted."""
+    app = build_watch_app(tmp_path, polling=polling)
     log = EventLog(app.bus)
     folder = app.settings.resolved_watch_folder
-    app.watcher.start()
-    shutil.rmtree(folder)
-    assert wait_until(lambda: app.watcher.state is WatcherState.ERROR)
-    assert "not reachable" in app.watcher.status.message
-    folder.mkdir(parents=True)
-    assert wait_until(lambda: app.watcher.state is WatcherState.RUNNING)
-    (folder / "after.png").write_bytes(png_bytes((10, 10), (8, 8, 8)))
-    assert log.wait_finished("after.png")["after.png"].outcome == "ingested"
-    assert states(log)[-2:] == ["error", "running"]
+    try:
+        assert app.watcher.start().state is WatcherState.RUNNING
+        shutil.rmtree(folder)
+        assert wait_until(lambda: (folder / "processed").is_dir() and (folder / "failed").is_dir())
+        (folder / "after.png").write_bytes(png_bytes((10, 10), (8, 7, 8)))
+        assert log.wait_finished("after.png")["after.png"].outcome == "ingested"
+        assert wait_until(lambda: (folder / "processed" / "after.png").is_file())
+        assert app.watcher.state is WatcherState.RUNNING
+        notes = app.notifications.list_notifications(limit=5).items
+        assert [n.type for n in notes] == ["info"]  # the scan's; no "not being watched"
+    finally:
+        app.close()
 
 
 @pytest.mark.parametrize("polling", [False, True], ids=["native", "polling"])
@@ -351,8 +383,10 @@ def test_a_folder_renamed_away_and_made_again_is_watched_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, polling: bool
 ) -> None:
     """inotify follows the folder that was renamed away: the new one at the path must be
-    watched again, not left to the rescan (every 10 s) for each file."""
-    app = build_watch_app(tmp_path, polling=polling)
+    watched again, not left to the rescan (every 10 s) for each file. (A configured
+    folder: the default one would be made again by the watcher itself.)"""
+    (tmp_path / "scans").mkdir()
+    app = build_watch_app(tmp_path, polling=polling, watch_folder_path=tmp_path / "scans")
     noticed_names: list[str] = []
     noticed = app.watcher._noticed
 
@@ -603,8 +637,10 @@ def test_a_deleted_folder_is_the_error_state_at_once_not_at_the_next_rescan(
     tmp_path: Path,
 ) -> None:
     """The native observer reports the watched folder's own deletion (IN_DELETE_SELF):
-    the error state and its notification came only at the next rescan (every 10 s)."""
-    app = build_watch_app(tmp_path, polling=False)
+    the error state and its notification came only at the next rescan (every 10 s).
+    (A configured folder: the default one is made again.)"""
+    (tmp_path / "scans").mkdir()
+    app = build_watch_app(tmp_path, polling=False, watch_folder_path=tmp_path / "scans")
     app.watcher = FolderWatcher(
         app.settings,
         app.ingest,

@@ -122,6 +122,22 @@ SYMLINK_REASON = (
     "from outside the watch folder - copy the image itself into the folder"
 )
 
+#: How to retry, as a reason file ends: for most refusals the file is to be fixed; a
+#: file over the size limit or naming a patient not on record is not, and the one who
+#: reads the reason (an IT person, often) is told what to change instead.
+RETRY_FIXED = (
+    "To retry, fix it (or export it from the device again) and copy it into the watch folder again."
+)
+RETRY_LARGER = (
+    "To take in files this large, raise the limit (OPHTHAI_MAX_IMAGE_BYTES, in bytes, "
+    "read when the app starts) and restart the app, then copy it into the watch folder "
+    "again."
+)
+RETRY_PATIENT = (
+    "To retry, add the patient with this id (or rename the file to start with the id of "
+    "a patient on record), then copy it into the watch folder again."
+)
+
 
 class IngestOutcome(StrEnum):
     INGESTED = "ingested"  # a new patient with the scan
@@ -143,10 +159,11 @@ class _Rehearsal(Exception):
 
 
 class _Refused(Exception):
-    def __init__(self, reason: str, size: int | None = None) -> None:
+    def __init__(self, reason: str, size: int | None = None, retry: str = RETRY_FIXED) -> None:
         super().__init__(reason)
         self.reason = reason
         self.size = size
+        self.retry = retry
 
 
 @dataclass(frozen=True)
@@ -775,7 +792,14 @@ class IngestService:
                     stored = None if info is None else self._store(data, sha256, staged)
                     del data  # not held while waiting for the commit (up to the size limit)
             except _Refused as refused:
-                return self._refuse(path, folder, refused.reason, sha256=None, size=refused.size)
+                return self._refuse(
+                    path,
+                    folder,
+                    refused.reason,
+                    sha256=None,
+                    size=refused.size,
+                    retry=refused.retry,
+                )
             finally:
                 if staged is not None and staged.exists():  # not kept: refused, failed...
                     self._images.drop_staged(staged)
@@ -830,7 +854,15 @@ class IngestService:
             _ensure_unchanged(path, stamp)
             # The reason quotes the start of the file name, which may be a name.
             logged = "no patient has the id that starts the file name"
-            return self._refuse(path, folder, exc.message, sha256=sha256, size=size, logged=logged)
+            return self._refuse(
+                path,
+                folder,
+                exc.message,
+                sha256=sha256,
+                size=size,
+                logged=logged,
+                retry=RETRY_PATIENT,
+            )
         left = self._left_here(path)
         if isinstance(done, _Known):
             if stored.created:  # the store had lost its copy (a crash before the flush)
@@ -956,7 +988,7 @@ class IngestService:
             raise FileNotSettled("the file changed after it settled")
         limit = self._limits.max_bytes
         if before.st_size > limit:
-            raise _Refused(too_large_message(before.st_size, limit), before.st_size)
+            raise _Refused(too_large_message(before.st_size, limit), before.st_size, RETRY_LARGER)
         flags = (
             os.O_RDONLY
             | getattr(os, "O_NOFOLLOW", 0)  # swapped for a link since lstat: refuse
@@ -990,7 +1022,7 @@ class IngestService:
             if FileStamp.of(after) != FileStamp.of(before) or len(data) != after.st_size:
                 raise FileNotSettled("the file changed while it was read")
             if len(data) > limit:
-                raise _Refused(too_large_message(None, limit), len(data))
+                raise _Refused(too_large_message(None, limit), len(data), RETRY_LARGER)
         except OSError as exc:
             if staged is not None:
                 self._images.drop_staged(staged)
@@ -1472,9 +1504,10 @@ class IngestService:
         sha256: str | None,
         size: int | None,
         logged: str | None = None,
+        retry: str = RETRY_FIXED,
     ) -> IngestResult:
         """Record the refusal and notify, then move the file to ``failed/`` with the
-        reason beside it.
+        reason beside it (and ``retry``, how to retry).
 
         Recorded before the file leaves the folder, as a scan is committed before its
         move, where the other order left it in ``failed/`` with nobody told. A crash
@@ -1505,7 +1538,7 @@ class IngestService:
             folder.failed,
             sha256,
             room_bytes=len(REASON_SUFFIX),
-            beside=lambda target: self._write_reason(target, reason, sha256, size),
+            beside=lambda target: self._write_reason(target, reason, sha256, size, retry),
         )
         if moved is None and note is not None:
             note = self._reword(note, f"{refused} It could not be moved to failed/.")
@@ -1600,7 +1633,7 @@ class IngestService:
 
     @staticmethod
     def _write_reason(
-        moved: Path, reason: str, sha256: str | None, size: int | None
+        moved: Path, reason: str, sha256: str | None, size: int | None, retry: str
     ) -> Path | None:
         """Write why the file was refused beside ``moved``, its name in ``failed/``; the
         reason file (None: it could not be written, which keeps no file out of
@@ -1618,8 +1651,7 @@ class IngestService:
             f"size: {'unknown' if size is None else f'{size} bytes'}",
             "",
             f'The file is beside this one, named as this one without "{REASON_SUFFIX}".',
-            "To retry, fix it (or export it from the device again) and copy it into the "
-            "watch folder again.",
+            retry,
         ]
         reason_file = moved.with_name(moved.name + REASON_SUFFIX)
         try:
