@@ -130,6 +130,29 @@ def test_a_file_over_the_size_limit_is_refused_without_being_read(tmp_path: Path
     assert "fix it" not in reason
 
 
+def test_reason_files_say_how_to_retry_what_is_not_to_be_fixed(tmp_path: Path) -> None:
+    """An image over the pixel limit names the setting that takes it in; a file with no
+    patient id (demo mode off) is to be renamed. Both said "fix it (or export it from
+    the device again)", which cannot be done to a good scan."""
+    app = build_watch_app(tmp_path, watch_demo_mode=False, max_image_pixels=50 * 50)
+    log = EventLog(app.bus)
+    folder = app.settings.resolved_watch_folder
+    try:
+        app.watcher.start()
+        (folder / "pt-000000000001_wide.png").write_bytes(png_bytes((60, 60), (5, 5, 5)))
+        (folder / "unnamed.png").write_bytes(png_bytes((10, 10), (6, 6, 6)))
+        done = log.wait_finished("pt-000000000001_wide.png", "unnamed.png")
+    finally:
+        app.close()
+    assert {result.outcome for result in done.values()} == {"failed"}
+    wide = (folder / "failed" / f"pt-000000000001_wide.png{REASON_SUFFIX}").read_text("utf-8")
+    assert "the limit is 2,500 pixels" in wide
+    assert "OPHTHAI_MAX_IMAGE_PIXELS" in wide and "restart" in wide and "fix it" not in wide
+    unnamed = (folder / "failed" / f"unnamed.png{REASON_SUFFIX}").read_text("utf-8")
+    assert "no patient id in the file name" in unnamed
+    assert "rename it to start with a patient's id" in unnamed and "fix it" not in unnamed
+
+
 def test_a_file_for_a_patient_not_on_record_says_to_add_the_patient(tmp_path: Path) -> None:
     """Without demo mode, a file whose name starts with an id no patient has: the file is
     fine, the reason file says to add the patient (or rename the file), not to fix it."""

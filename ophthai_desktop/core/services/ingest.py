@@ -72,6 +72,7 @@ from ophthai_desktop.core.errors import (
     NoRoom,
     NotFound,
     OphthaiError,
+    PayloadTooLarge,
     StorageError,
 )
 from ophthai_desktop.core.events import (
@@ -132,6 +133,14 @@ RETRY_LARGER = (
     "To take in files this large, raise the limit (OPHTHAI_MAX_IMAGE_BYTES, in bytes, "
     "read when the app starts) and restart the app, then copy it into the watch folder "
     "again."
+)
+RETRY_PIXELS = (
+    "To take in images this large, raise the limit (OPHTHAI_MAX_IMAGE_PIXELS, read when "
+    "the app starts) and restart the app, then copy it into the watch folder again."
+)
+RETRY_NAMED = (
+    "To retry, rename it to start with a patient's id and copy it into the watch folder "
+    "again (or turn on the watch folder's demo mode)."
 )
 RETRY_PATIENT = (
     "To retry, add the patient with this id (or rename the file to start with the id of "
@@ -786,7 +795,7 @@ class IngestService:
                     data, stamp, staged = self._read(path, expected)
                     size = len(data)
                     sha256 = hashlib.sha256(data).hexdigest()
-                    info, reason = self._check(data, path.name)
+                    info, reason, retry = self._check(data, path.name)
                     if info is not None:
                         keep.enter_context(self._images.pinned(sha256))
                     stored = None if info is None else self._store(data, sha256, staged)
@@ -805,7 +814,7 @@ class IngestService:
                     self._images.drop_staged(staged)
             if info is None or stored is None:
                 _ensure_unchanged(path, stamp)  # a refusal is final: be sure it was complete
-                return self._refuse(path, folder, reason, sha256=sha256, size=size)
+                return self._refuse(path, folder, reason, sha256=sha256, size=size, retry=retry)
             return self._take_in(path, folder, sha256, size, info, stored, stamp, actor)
 
     def _store(self, data: bytes, sha256: str, staged: Path | None) -> StoredImage:
@@ -952,25 +961,29 @@ class IngestService:
 
     # Steps ------------------------------------------------------------------------
 
-    def _check(self, data: bytes, file_name: str) -> tuple[ImageInfo | None, str]:
+    def _check(self, data: bytes, file_name: str) -> tuple[ImageInfo | None, str, str]:
         """Decode the image (the content decides) and check the name can be filed:
-        the image's description, or None and why it is refused."""
+        the image's description, or None, why it is refused and how to retry."""
         try:
             info = inspect_image(
                 data, max_bytes=self._limits.max_bytes, max_pixels=self._limits.max_pixels
             )
+        except PayloadTooLarge as exc:  # over the pixels (the bytes were checked on reading)
+            return None, exc.message, RETRY_PIXELS
         except InvalidInput as exc:
-            return None, exc.message
+            return None, exc.message, RETRY_FIXED
         except Exception as exc:  # a decoder's surprise on a hostile file is a refusal
             # Logged with the refusal, once recorded: not here, at each try while the
             # database cannot record it.
-            return None, f"the image could not be decoded ({type(exc).__name__})"
+            return None, f"the image could not be decoded ({type(exc).__name__})", RETRY_FIXED
         if not self.demo_mode and patient_id_from_name(file_name) is None:
-            return None, (
+            return (
+                None,
                 "no patient id in the file name (name files <patient id>_..., e.g. "
-                "pt-abc123def456_OD_macula.png, or turn on the watch folder's demo mode)"
+                "pt-abc123def456_OD_macula.png, or turn on the watch folder's demo mode)",
+                RETRY_NAMED,
             )
-        return info, ""
+        return info, "", ""
 
     def _read(self, path: Path, expected: FileStamp | None) -> tuple[bytes, FileStamp, Path | None]:
         """The file's bytes, read once, its stamp, and the store's staged copy of them
