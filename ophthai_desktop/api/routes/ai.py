@@ -39,7 +39,7 @@ router = SlashRouter(
     prefix="/api", dependencies=[Depends(require_token)], responses=documented(*COMMON_ERRORS)
 )
 #: What the analyse-and-wait endpoints answer besides the result.
-ANALYSIS_ERRORS = documented(400, 404, 409, 413, 415, 500, 503, 504)
+ANALYSIS_ERRORS = documented(400, 404, 409, 413, 415, 500, 503, 504, 507)
 
 #: How long the synchronous analyse endpoints wait before answering 504 with the job id.
 WAIT_S = 900.0
@@ -285,7 +285,7 @@ def _outcome_response(outcome: JobOutcome) -> JSONResponse:
     status_code=202,
     tags=["patients"],
     response_model=s.JobPublic,
-    responses={202: {"headers": s.LOCATION_HEADER}, **documented(400, 404, 409, 412, 413)},
+    responses={202: {"headers": s.LOCATION_HEADER}, **documented(400, 404, 409, 412, 413, 507)},
 )
 def analyze_patient(
     patient_id: str,
@@ -359,7 +359,7 @@ def get_job(job_id: RecordId, app: ApplicationDep) -> dict[str, Any]:
     "/jobs/{job_id}/cancel",
     tags=["jobs"],
     response_model=s.JobPublic,
-    responses=documented(404, 409),
+    responses=documented(404, 409, 507),
 )
 def cancel_job(job_id: RecordId, app: ApplicationDep, actor: ActorDep) -> dict[str, Any]:
     """Cancel a queued job, or stop a running one after its current token."""
