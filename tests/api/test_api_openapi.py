@@ -293,6 +293,40 @@ def test_the_document_uses_json_schema_keywords_and_one_422_body(client: TestCli
             ), (method, path)
 
 
+def test_each_title_in_the_document_has_the_words_of_its_field(client: TestClient) -> None:
+    """/docs titled the camelCase fields with their words run together ("Pollseconds",
+    "Inprogress", "Admissiondate"): each title is now its key's words ("Poll Seconds")."""
+    document = client.get("/openapi.json").json()
+    titled = list(_titles(document))
+
+    assert ("pollSeconds", "Poll Seconds") in titled and ("inProgress", "In Progress") in titled
+    unlike = [(key, title) for key, title in titled if _words(title) != _words(key)]
+    assert not unlike, unlike
+
+
+def _titles(node: Any) -> Iterator[tuple[str, str]]:
+    """Each (key, title) of the document: the properties of its schemas, the parameters
+    of its routes."""
+    if isinstance(node, dict):
+        for key, value in node.get("properties", {}).items():
+            if isinstance(value, dict) and "title" in value:
+                yield key, value["title"]
+        if "in" in node and "title" in node.get("schema", {}):  # a route's parameter
+            yield node["name"], node["schema"]["title"]
+        for value in node.values():
+            yield from _titles(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _titles(value)
+
+
+def _words(name: str) -> list[str]:
+    """``name``'s words, lower case: "pollSeconds", "poll_seconds", "Poll Seconds" and
+    "poll-seconds" all give ["poll", "seconds"]."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name)
+    return re.sub(r"[_\-]", " ", spaced).lower().split()
+
+
 def _pydantic_keywords(node: Any, where: str = "") -> Iterator[str]:
     """Where the document uses a keyword of :data:`PYDANTIC_ONLY` in a schema."""
     if isinstance(node, dict):

@@ -200,7 +200,8 @@ async def analyze_upload(
     file: Annotated[UploadFile, File(description="PNG, JPEG, WebP, BMP or TIFF")],
     patient_id: Annotated[str | None, Form()] = None,
     patient_id_camel: Annotated[
-        str | None, Form(alias="patientId", description="The same as patient_id")
+        str | None,
+        Form(alias="patientId", title="Patient Id", description="The same as patient_id"),
     ] = None,
     question: Annotated[str | None, Form(max_length=2000)] = None,
 ) -> JSONResponse:
