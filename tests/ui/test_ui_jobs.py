@@ -1112,6 +1112,8 @@ def test_a_long_reason_to_wait_is_short_in_the_panel_and_whole_behind_details(
     assert "download it (AI ▸ Model manager…) or set" in shown  # what to do stays
     assert "ophthai download-model" in reason  # a computer without a window: the tooltip
     assert panel.waiting.toolTip() == f"Queued analyses are waiting: {reason}"
+    # The worker's heading, then the engine's "OctoMed/OctoMed-7B is not installed: ...".
+    assert panel.waiting.toolTip().count("not installed") == 1
 
     assert panel.waiting_details.isVisibleTo(panel)
     panel.waiting_details.click()
