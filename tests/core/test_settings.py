@@ -148,7 +148,9 @@ def test_a_log_level_that_is_not_a_level_is_refused_at_start(
     )
 
 
-def test_a_value_passed_over_is_not_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_value_passed_over_is_left_unchecked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """`ophthai serve --port 8123` with OPHTHAI_API_PORT=abc listens on 8123, as a file's
     bad value goes unread where the environment sets the setting: only the value a
     setting takes is checked (README, Configuration), so an option can stand in for it."""
