@@ -134,8 +134,9 @@ MAX_LISTED_PROBLEMS = 50
 
 #: The errors every API route may answer: no token, a refused origin or host, a request
 #: head that came too slowly or was too large, a query parameter it does not take, the
-#: database unavailable or the server's connections all taken, the database's disk full.
-COMMON_ERRORS = (401, 403, 408, 422, 431, 503, 507)
+#: database unavailable or the server's connections all taken. A full disk (507) is
+#: listed by each route that stores something: one that only reads cannot run out of room.
+COMMON_ERRORS = (401, 403, 408, 422, 431, 503)
 
 
 def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -28,11 +28,20 @@ LateralityName = Literal["OD", "OS", "OU", "unknown"]
 JobStateName = Literal["queued", "running", "done", "failed", "cancelled"]
 
 
+def _title(name: str, _field: object) -> str:
+    """A field's title in the OpenAPI document, from its snake_case name: "Poll Seconds"
+    (pydantic's own, from the camelCase key, ran the words together: "Pollseconds")."""
+    return name.replace("_", " ").title()
+
+
 class PublicModel(BaseModel):
     """Serialised with camelCase keys."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, validate_by_name=True, serialize_by_alias=True
+        alias_generator=to_camel,
+        validate_by_name=True,
+        serialize_by_alias=True,
+        field_title_generator=_title,
     )
 
 
@@ -47,6 +56,7 @@ class RequestModel(BaseModel):
         validate_by_alias=True,
         extra="forbid",
         str_strip_whitespace=True,
+        field_title_generator=_title,
     )
 
     @field_validator("*", mode="after")

@@ -11,7 +11,6 @@ accepted as aliases. ``.env.example`` lists them all with their defaults.
 from __future__ import annotations
 
 import ipaddress
-import logging
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -66,6 +65,20 @@ def _spelled_as(names: Iterable[object], keys: Iterable[str]) -> str | None:
 
 #: The values ``OPHTHAI_DEVICE`` takes (matched ignoring case and spaces around it).
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+#: The levels ``OPHTHAI_LOG_LEVEL`` takes (any case), each with the level it is read as:
+#: Python's, and its aliases WARN and FATAL. Listed here rather than asked of logging,
+#: whose names any library imported can add to (``logging.addLevelName``).
+LOG_LEVELS = {
+    "DEBUG": "DEBUG",
+    "INFO": "INFO",
+    "WARNING": "WARNING",
+    "WARN": "WARNING",
+    "ERROR": "ERROR",
+    "CRITICAL": "CRITICAL",
+    "FATAL": "CRITICAL",
+    "NOTSET": "NOTSET",
+}
 
 #: The settings the desktop's Settings dialog saves (``OPHTHAI_`` lines, .env format).
 USER_SETTINGS_FILE = Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "settings.env"
@@ -210,8 +223,8 @@ class Settings(BaseSettings):
     def _check_log_level(cls, value: str) -> str:
         # Refused at start, as every other setting is: logging took an unknown level for
         # INFO without a word, so DEBUG misspelt left the clinic without its trace.
-        level = value.strip().upper()
-        if level not in logging.getLevelNamesMapping():
+        level = LOG_LEVELS.get(value.strip().upper())
+        if level is None:
             raise ValueError("use DEBUG, INFO, WARNING, ERROR, CRITICAL or NOTSET (any case)")
         return level
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -93,6 +94,25 @@ class Engine(Protocol):
         question: str | None = ...,
         modality: str | None = ...,
     ) -> GenerationResult: ...
+
+
+#: The start of an engine's fault that says what the worker's heading says already
+#: ("OctoMed/OctoMed-7B is not installed: it is not in ...", "The model in F is damaged:
+#: a.safetensors is missing ...").
+_FAULT_HEADING = re.compile(r"^(?P<subject>.+?) is (?:not installed|damaged): (?P<rest>.+)$", re.S)
+
+
+def _after_heading(fault: str) -> str:
+    """``fault`` said after the heading "the model is not installed." (or "the model's
+    files are damaged."), without saying it again: "OctoMed/OctoMed-7B: it is not in
+    ...", "F holds none of its files.", "The model in F: a.safetensors is missing ..."."""
+    said = _FAULT_HEADING.match(fault)
+    if said is None:
+        return fault
+    subject, rest = said["subject"], said["rest"]
+    if subject.lower() == "the model":
+        return rest[:1].upper() + rest[1:]
+    return f"{subject}: {rest}"
 
 
 def _unusable(problem: str) -> str:
@@ -365,7 +385,7 @@ class InferenceWorker:
             # The engine says what is missing (a folder, or one of its files); the advice
             # is said here, once, with what happens to the queue.
             status = self._engine.status()
-            what = (status.fault or "").strip()
+            what = _after_heading((status.fault or "").strip())
             if what and not what.endswith((".", "!", "?")):
                 what += "."
             if status.damaged:  # found, but cut short: never "not installed"

@@ -21,6 +21,7 @@ from tests.api.test_api_patients import add_analysis
 from tests.conftest import make_settings
 from tests.support.http import LoopbackClient
 from tests.support.images import png_bytes
+from tests.support.outage import database_writes_refused
 from tests.support.scripted_engine import ScriptedEngine
 
 TOKEN = "t" * 24
@@ -44,10 +45,14 @@ class Conformance:
         ]
         self.checked: set[tuple[str, str, int]] = set()
 
+    def template(self, path: str) -> str:
+        """The document's path that ``path`` is one of (``/api/patients/{patient_id}``)."""
+        return next(t for pattern, t in self.templates if pattern.match(path))
+
     def __call__(self, response: httpx.Response) -> httpx.Response:
         method = response.request.method.lower()
         path = response.request.url.path
-        template = next(t for pattern, t in self.templates if pattern.match(path))
+        template = self.template(path)
         responses = self.document["paths"][template][method]["responses"]
         status = str(response.status_code)
         assert status in responses, (
@@ -288,6 +293,40 @@ def test_the_document_uses_json_schema_keywords_and_one_422_body(client: TestCli
             ), (method, path)
 
 
+def test_each_title_in_the_document_has_the_words_of_its_field(client: TestClient) -> None:
+    """/docs titled the camelCase fields with their words run together ("Pollseconds",
+    "Inprogress", "Admissiondate"): each title is now its key's words ("Poll Seconds")."""
+    document = client.get("/openapi.json").json()
+    titled = list(_titles(document))
+
+    assert ("pollSeconds", "Poll Seconds") in titled and ("inProgress", "In Progress") in titled
+    unlike = [(key, title) for key, title in titled if _words(title) != _words(key)]
+    assert not unlike, unlike
+
+
+def _titles(node: Any) -> Iterator[tuple[str, str]]:
+    """Each (key, title) of the document: the properties of its schemas, the parameters
+    of its routes."""
+    if isinstance(node, dict):
+        for key, value in node.get("properties", {}).items():
+            if isinstance(value, dict) and "title" in value:
+                yield key, value["title"]
+        if "in" in node and "title" in node.get("schema", {}):  # a route's parameter
+            yield node["name"], node["schema"]["title"]
+        for value in node.values():
+            yield from _titles(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _titles(value)
+
+
+def _words(name: str) -> list[str]:
+    """``name``'s words, lower case: "pollSeconds", "poll_seconds", "Poll Seconds" and
+    "poll-seconds" all give ["poll", "seconds"]."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name)
+    return re.sub(r"[_\-]", " ", spaced).lower().split()
+
+
 def _pydantic_keywords(node: Any, where: str = "") -> Iterator[str]:
     """Where the document uses a keyword of :data:`PYDANTIC_ONLY` in a schema."""
     if isinstance(node, dict):
@@ -320,6 +359,86 @@ def test_each_route_that_stores_an_image_lists_the_507_of_a_full_disk(
     ]
 
     assert [a.status_code for a in answers] == [507] * len(answers), [a.text for a in answers]
+
+
+def test_the_507_of_a_full_disk_is_listed_by_the_routes_that_store_and_by_no_other(
+    conform: Conformance, sqlite_services: Application, request: pytest.FixtureRequest
+) -> None:
+    """Every route listed the 507 of a full disk, GET /api/patients included: a route
+    that writes nothing cannot run out of room, and a generated client handled an answer
+    that never comes. Each route is called with the database's and the image store's
+    disk full: those answering 507 are those the document lists it for."""
+    c = conform.client
+    png = png_bytes((20, 20))
+    image = base64.b64encode(png).decode()
+    pid = c.post("/api/patients", json={"name": "Ada", "imageUrl": _image_url()}).json()["id"]
+    patient = f"/api/patients/{pid}"
+    scan = f"{patient}/scans/{c.get(f'{patient}/scans').json()[0]['id']}"
+    analysed = c.post("/api/ai/analyze", json={"image_base64": image, "patient_id": pid}).json()
+    notice = c.post("/api/notifications", json={"message": "hi"}).json()["id"]
+    notification = f"/api/notifications/{notice}"
+    upload = {"file": ("a.png", png, "image/png")}
+    calls: list[tuple[str, str, dict[str, Any]]] = [
+        ("GET", "/health", {}),
+        ("GET", "/api/patients", {}),
+        ("POST", "/api/patients", {"json": {"name": "Bea"}}),
+        ("GET", patient, {}),
+        ("PATCH", patient, {"json": {"age": 41}}),
+        ("POST", f"{patient}/validate", {"json": {"approved": True}}),
+        ("POST", f"{patient}/schedule", {"json": {"appointmentDate": "2099-01-01T09:00:00Z"}}),
+        ("GET", f"{patient}/image", {}),
+        ("GET", f"{patient}/scans", {}),
+        ("POST", f"{patient}/scans", {"files": upload}),
+        ("GET", f"{scan}/image", {}),
+        ("GET", f"{patient}/oculomics", {}),
+        ("POST", f"{patient}/oculomics", {"json": {"eye": "OD", "date": "2024-01-01", "iop": 15}}),
+        ("GET", "/api/notifications", {}),
+        ("POST", "/api/notifications", {"json": {"message": "hello"}}),
+        ("GET", "/api/notifications/unread-count", {}),
+        ("PATCH", "/api/notifications/mark-all-read", {}),
+        ("PATCH", f"{notification}/read", {}),
+        ("GET", notification, {}),
+        ("DELETE", notification, {}),
+        ("GET", "/api/ai/health", {}),
+        ("POST", "/api/ai/load-model", {}),
+        ("POST", "/api/ai/analyze", {"json": {"image_base64": image}}),
+        ("POST", "/api/ai/analyze-upload", {"files": upload}),
+        ("POST", f"{patient}/analyze", {}),
+        ("GET", "/api/jobs", {}),
+        ("GET", f"/api/jobs/{analysed['job_id']}", {}),
+        ("GET", f"/api/analyses/{analysed['analysis_id']}", {}),
+        ("GET", "/api/audit", {}),
+        ("GET", "/api/watch-folder", {}),
+        ("POST", "/api/watch-folder/pause", {}),
+        ("POST", "/api/watch-folder/resume", {}),
+        ("DELETE", patient, {}),
+        ("POST", "/api/ai/unload-model", {}),  # from now on, an analysis queued waits
+    ]
+    answered: dict[tuple[str, str], int] = {}
+
+    def call(method: str, path: str, **kwargs: Any) -> None:
+        response = conform(c.request(method, path, **kwargs))
+        answered[(method.lower(), conform.template(path))] = response.status_code
+
+    request.getfixturevalue("full_image_store")  # from here on
+    with database_writes_refused(sqlite_services.db):
+        for method, path, kwargs in calls:
+            call(method, path, **kwargs)
+    queued = c.post(f"{patient}/analyze").json()["id"]  # waits: the model is unloaded
+    with database_writes_refused(sqlite_services.db):
+        call("POST", f"/api/jobs/{queued}/cancel")
+
+    routes = {(m, path) for path, methods in conform.document["paths"].items() for m in methods}
+    assert set(answered) == routes  # each was called
+    refused = {route for route, status in answered.items() if status == 507}
+    listing = {
+        (method, path)
+        for path, methods in conform.document["paths"].items()
+        for method, operation in methods.items()
+        if "507" in operation["responses"]
+    }
+    assert sorted(listing - refused) == [], "listed by routes that do not store"
+    assert sorted(refused - listing) == [], "answered by routes that do not list it"
 
 
 @pytest.mark.parametrize("path", ["/api/patients", "/api/notifications"])

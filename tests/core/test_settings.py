@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -147,9 +148,43 @@ def test_a_log_level_that_is_not_a_level_is_refused_at_start(
     )
 
 
+def test_a_value_passed_over_is_left_unchecked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`ophthai serve --port 8123` with OPHTHAI_API_PORT=abc listens on 8123, as a file's
+    bad value goes unread where the environment sets the setting: only the value a
+    setting takes is checked (README, Configuration), so an option can stand in for it."""
+    env = tmp_path / ".env"
+    env.write_text("OPHTHAI_LOG_LEVEL=verbose\n")
+    monkeypatch.setenv("OPHTHAI_API_PORT", "abc")
+    monkeypatch.setenv("OPHTHAI_LOG_LEVEL", "debug")
+
+    settings = read_settings(_env_file=env, api_port=8123)
+
+    assert (settings.api_port, settings.log_level) == (8123, "DEBUG")
+
+
+def test_a_level_a_library_adds_to_logging_is_not_one_the_setting_takes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The setting took the names logging knew: a library imported before the settings
+    were read that adds one (TRACE, as some do) made it a level only on some starts."""
+    monkeypatch.setitem(logging._nameToLevel, "TRACE", 5)  # logging.addLevelName's, undone
+    monkeypatch.setenv("OPHTHAI_LOG_LEVEL", "trace")
+    with pytest.raises(SettingsRefused):
+        read_settings(_env_file=None)
+
+
 @pytest.mark.parametrize(
     ("level", "read"),
-    [("debug", "DEBUG"), ("Warning", "WARNING"), (" error ", "ERROR"), ("NOTSET", "NOTSET")],
+    [
+        ("debug", "DEBUG"),
+        ("Warning", "WARNING"),
+        (" error ", "ERROR"),
+        ("NOTSET", "NOTSET"),
+        ("WARN", "WARNING"),  # Python's aliases, read as the level they name
+        ("fatal", "CRITICAL"),
+    ],
 )
 def test_every_log_level_is_taken_in_any_case(
     monkeypatch: pytest.MonkeyPatch, level: str, read: str

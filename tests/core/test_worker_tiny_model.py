@@ -156,6 +156,35 @@ def _waiting_reason(app: Application) -> str:
     return app.worker.waiting_reason
 
 
+@pytest.mark.parametrize("where", ["hub cache", "empty folder"])
+def test_jobs_waiting_for_a_model_not_installed_say_so_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """The worker's heading, then the engine's fault, said it twice: "the model is not
+    installed. The model is not installed: F holds none of its files." (or
+    "OctoMed/OctoMed-7B is not installed: it is not in the Hugging Face cache")."""
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    model_path = folder if where == "empty folder" else None
+    app = build_application(make_settings(tmp_path / "data", model_path=model_path))
+    app.start_worker()
+    try:
+        _queue_an_analysis(app, "Waits")
+
+        reason = _waiting_reason(app)
+        assert reason.startswith(
+            f"the model is not installed. {folder} holds none of its files. Queued analyses"
+            if model_path
+            else "the model is not installed. OctoMed/OctoMed-7B: it is not in the Hugging "
+            f"Face cache ({cache}). Queued analyses"
+        )
+        assert reason.count("not installed") == 1
+    finally:
+        app.close()
+
+
 @pytest.mark.parametrize("where", ["model path", "hub cache"])
 def test_a_folder_name_with_a_full_stop_is_named_whole_while_jobs_wait(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
@@ -192,9 +221,10 @@ def test_damaged_files_in_a_folder_with_a_full_stop_are_named_while_jobs_wait(
 
         reason = _waiting_reason(app)
         assert reason.startswith(
-            f"the model's files are damaged. The model in {folder} is damaged: "
+            f"the model's files are damaged. The model in {folder}: "
             "model-00002-of-00002.safetensors is missing"
         )
+        assert "is damaged" not in reason  # the engine's "F is damaged:" said it again
         assert reason.count("ophthai download-model") == 1
     finally:
         app.close()

@@ -52,3 +52,28 @@ def database_full(db: Database) -> Iterator[None]:
     finally:
         event.remove(db.engine, "connect", limit)
         db.dispose()
+
+
+#: SQLite's result code for a full disk (a write that needs room the disk does not give).
+SQLITE_FULL = 13
+
+
+@contextlib.contextmanager
+def database_writes_refused(db: Database) -> Iterator[None]:
+    """The disk under the SQLite file full meanwhile, for every change: each statement
+    that writes (INSERT, UPDATE, DELETE) fails as SQLite fails when it cannot grow the
+    file or its write-ahead log, with SQLITE_FULL ("database or disk is full"); reads
+    go on. (:func:`database_full` refuses only changes that need a new page: an update
+    in place passes it.)"""
+
+    def refuse(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE"):
+            error = sqlite3.OperationalError("database or disk is full")
+            error.sqlite_errorcode = SQLITE_FULL  # type: ignore[attr-defined]
+            raise error
+
+    event.listen(db.engine, "before_cursor_execute", refuse)
+    try:
+        yield
+    finally:
+        event.remove(db.engine, "before_cursor_execute", refuse)

@@ -1087,13 +1087,15 @@ def test_the_names_kept_for_the_queue_are_those_last_heard_of(
 
 
 def test_a_long_reason_to_wait_is_short_in_the_panel_and_whole_behind_details(
-    qtbot: QtBot, make_gui: Maker
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path
 ) -> None:
     """The model not installed, the reason (what is missing, the folder it looked in,
     what to do) ran to five lines above a job queue docked 121 px tall: the panel says
     what is wrong and what makes the queue run in two lines at most; the whole reason is
     in the tooltip and behind Details…."""
-    gui = make_gui()  # no model installed: the job waits
+    empty = tmp_path / "model"
+    empty.mkdir()
+    gui = make_gui(model_path=empty)  # no model installed: the job waits
     app = gui.application
     patient = app.patients.create_patient(
         {"name": "Waits"}, actor=Actor("t", "gui"), image=NewImage(png_bytes())
@@ -1112,6 +1114,9 @@ def test_a_long_reason_to_wait_is_short_in_the_panel_and_whole_behind_details(
     assert "download it (AI ▸ Model manager…) or set" in shown  # what to do stays
     assert "ophthai download-model" in reason  # a computer without a window: the tooltip
     assert panel.waiting.toolTip() == f"Queued analyses are waiting: {reason}"
+    # The worker's heading, then the engine's "The model is not installed: F holds none".
+    assert panel.waiting.toolTip().count("not installed") == 1
+    assert f"not installed. {empty} holds none of its files." in panel.waiting.toolTip()
 
     assert panel.waiting_details.isVisibleTo(panel)
     panel.waiting_details.click()

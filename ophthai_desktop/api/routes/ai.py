@@ -39,7 +39,7 @@ router = SlashRouter(
     prefix="/api", dependencies=[Depends(require_token)], responses=documented(*COMMON_ERRORS)
 )
 #: What the analyse-and-wait endpoints answer besides the result.
-ANALYSIS_ERRORS = documented(400, 404, 409, 413, 415, 500, 503, 504)
+ANALYSIS_ERRORS = documented(400, 404, 409, 413, 415, 500, 503, 504, 507)
 
 #: How long the synchronous analyse endpoints wait before answering 504 with the job id.
 WAIT_S = 900.0
@@ -200,7 +200,8 @@ async def analyze_upload(
     file: Annotated[UploadFile, File(description="PNG, JPEG, WebP, BMP or TIFF")],
     patient_id: Annotated[str | None, Form()] = None,
     patient_id_camel: Annotated[
-        str | None, Form(alias="patientId", description="The same as patient_id")
+        str | None,
+        Form(alias="patientId", title="Patient Id", description="The same as patient_id"),
     ] = None,
     question: Annotated[str | None, Form(max_length=2000)] = None,
 ) -> JSONResponse:
@@ -285,7 +286,7 @@ def _outcome_response(outcome: JobOutcome) -> JSONResponse:
     status_code=202,
     tags=["patients"],
     response_model=s.JobPublic,
-    responses={202: {"headers": s.LOCATION_HEADER}, **documented(400, 404, 409, 412, 413)},
+    responses={202: {"headers": s.LOCATION_HEADER}, **documented(400, 404, 409, 412, 413, 507)},
 )
 def analyze_patient(
     patient_id: str,
@@ -359,7 +360,7 @@ def get_job(job_id: RecordId, app: ApplicationDep) -> dict[str, Any]:
     "/jobs/{job_id}/cancel",
     tags=["jobs"],
     response_model=s.JobPublic,
-    responses=documented(404, 409),
+    responses=documented(404, 409, 507),
 )
 def cancel_job(job_id: RecordId, app: ApplicationDep, actor: ActorDep) -> dict[str, Any]:
     """Cancel a queued job, or stop a running one after its current token."""

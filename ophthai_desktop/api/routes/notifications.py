@@ -84,7 +84,7 @@ def list_notifications(
     response_model=s.NotificationPublic,
     status_code=201,
     dependencies=guarded,
-    responses={201: {"headers": s.LOCATION_HEADER}, **documented(400, 404, 413)},
+    responses={201: {"headers": s.LOCATION_HEADER}, **documented(400, 404, 413, 507)},
 )
 def create_notification(
     body: s.NotificationCreate,
@@ -108,7 +108,7 @@ def unread_count(notifications: NotificationsDep) -> s.UnreadCount:
     "/mark-all-read",
     response_model=s.CountMessage,
     dependencies=guarded,
-    responses=documented(400, 413),
+    responses=documented(400, 413, 507),
 )
 def mark_all_read(
     notifications: NotificationsDep,
@@ -125,7 +125,7 @@ def mark_all_read(
     "/{notification_id}/read",
     response_model=s.NotificationPublic,
     dependencies=guarded,
-    responses=documented(400, 404, 409, 413),
+    responses=documented(400, 404, 409, 413, 507),
 )
 def mark_read(
     notification_id: RecordId,
@@ -154,7 +154,7 @@ def get_notification(
     "/{notification_id}",
     response_model=s.Message,
     dependencies=guarded,
-    responses=documented(404, 409),
+    responses=documented(404, 409, 507),
 )
 def delete_notification(
     notification_id: RecordId, notifications: NotificationsDep, actor: ActorDep

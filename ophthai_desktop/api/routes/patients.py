@@ -241,7 +241,7 @@ def list_patients(
     dependencies=guarded,
     responses={
         201: {"headers": {**ETAG_HEADER, **s.LOCATION_HEADER}},
-        **documented(400, 409, 413, 415),
+        **documented(400, 409, 413, 415, 507),
     },
 )
 def create_patient(
@@ -301,7 +301,7 @@ def get_patient(
     "/{patient_id}",
     response_model=s.PatientPublic,
     dependencies=guarded,
-    responses={200: {"headers": ETAG_HEADER}, **documented(400, 404, 409, 412, 413, 415)},
+    responses={200: {"headers": ETAG_HEADER}, **documented(400, 404, 409, 412, 413, 415, 507)},
 )
 def update_patient(
     response: Response,
@@ -341,7 +341,7 @@ def update_patient(
     "/{patient_id}",
     response_model=s.Message,
     dependencies=guarded,
-    responses=documented(404, 409, 412),
+    responses=documented(404, 409, 412, 507),
 )
 def delete_patient(
     patient_id: str, patients: PatientsDep, actor: ActorDep, if_match: IfMatch = None
@@ -355,7 +355,7 @@ def delete_patient(
     "/{patient_id}/validate",
     response_model=s.PatientPublic,
     dependencies=guarded,
-    responses={200: {"headers": ETAG_HEADER}, **documented(400, 404, 409, 412, 413)},
+    responses={200: {"headers": ETAG_HEADER}, **documented(400, 404, 409, 412, 413, 507)},
 )
 def validate_patient(
     response: Response,
@@ -388,7 +388,7 @@ def validate_patient(
     "/{patient_id}/schedule",
     response_model=s.PatientPublic,
     dependencies=guarded,
-    responses={200: {"headers": ETAG_HEADER}, **documented(400, 404, 409, 412, 413)},
+    responses={200: {"headers": ETAG_HEADER}, **documented(400, 404, 409, 412, 413, 507)},
 )
 def schedule_patient(
     response: Response,
@@ -457,7 +457,7 @@ def list_scans(patient_id: str, patients: PatientsDep, base_url: BaseUrlDep) -> 
     response_model=s.ScanPublic,
     status_code=201,
     dependencies=[*guarded, form_fields("file", "modality", "laterality")],
-    responses=documented(400, 404, 409, 412, 413, 415, 500),
+    responses=documented(400, 404, 409, 412, 413, 415, 500, 507),
 )
 def upload_scan(
     patient_id: str,
@@ -563,7 +563,7 @@ def get_oculomics(patient_id: str, oculomics: OculomicsDep) -> s.OculomicsPublic
     response_model=s.OculomicsMeasurementPublic,
     status_code=201,
     dependencies=guarded,
-    responses=documented(400, 404, 409, 412, 413),
+    responses=documented(400, 404, 409, 412, 413, 507),
 )
 def add_oculomics(
     patient_id: str,
