@@ -517,7 +517,7 @@ def test_schedule_after_a_verdict_shows_the_booking_beside_the_button(
     confirmation went to the banner at the top of the tab, out of sight, and the booked
     time under the picker was cut off at the foot of the tab (1024 x 700 and 1440 x 860
     alike)."""
-    gui, view = _analysed_at_1024(qtbot, make_gui)
+    _gui, view = _analysed_at_1024(qtbot, make_gui)
     scroll = view._scroll
     view.approve.click()
     qtbot.waitUntil(lambda: view.card.badge.text() == "APPROVED", timeout=10_000)
