@@ -510,6 +510,29 @@ def _analysed_at_1024(
     return gui, view
 
 
+def test_schedule_after_a_verdict_shows_the_booking_beside_the_button(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """After a verdict the tab scrolls down to the picker, no further; Schedule's
+    confirmation went to the banner at the top of the tab, out of sight, and the booked
+    time under the picker was cut off at the foot of the tab (1024 x 700 and 1440 x 860
+    alike)."""
+    _gui, view = _analysed_at_1024(qtbot, make_gui)
+    scroll = view._scroll
+    view.approve.click()
+    qtbot.waitUntil(lambda: view.card.badge.text() == "APPROVED", timeout=10_000)
+    # Where a verdict given from the keyboard leaves the tab (focus_appointment).
+    scroll.verticalScrollBar().setValue(0)
+    scroll.ensureWidgetVisible(view.when)
+    qtbot.waitUntil(lambda: _in_sight(view.when, scroll))
+
+    view.schedule.click()
+    qtbot.waitUntil(lambda: view.appointment.text().startswith("Scheduled for "))
+    qtbot.waitUntil(lambda: _in_sight(view.appointment, scroll))
+    assert _in_sight(view.cancel_appointment, scroll)
+    assert _in_sight(view.schedule, scroll)
+
+
 def test_a_refused_verdict_says_why_beside_the_buttons(qtbot: QtBot, make_gui: Maker) -> None:
     """At 1024 x 700 the tab is scrolled down to Approve / Reject; the reason went to the
     banner at its top, out of sight: only a red outline said something was wrong. And the

@@ -314,6 +314,38 @@ def test_watch_folder_files_not_taken_in_are_one_warning_each_moment(
     assert gui.patient_list.model.rowCount() == 0
 
 
+def test_watch_folder_scans_taken_in_are_one_toast_each_moment(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path
+) -> None:
+    """A scan arriving in the watch folder is told as it comes, in the toast (or the
+    tray), not only in the panel a clinician away from the window does not see; a burst
+    is one message."""
+    application = build_watch_app(tmp_path / "watch", model_path=tmp_path / "none")
+    gui = make_gui(application=application)
+    qtbot.waitUntil(
+        lambda: gui.window.status.watcher.text() == "Watch folder: running", timeout=10_000
+    )
+    folder = application.watcher.folder
+    toast = gui.window.toast
+
+    (folder / "fundus_OS.png").write_bytes(png_bytes((40, 30)))
+
+    qtbot.waitUntil(toast.isVisible, timeout=15_000)
+    assert toast.property("kind") == "info"
+    assert toast.text() == (
+        "Watch folder: a new scan: fundus_OS.png was filed and its analysis queued "
+        "(see Notifications)."
+    )
+    toast.hide()
+
+    for i in range(5):  # a burst: one alert, not five
+        (folder / f"burst_{i}_OD.png").write_bytes(png_bytes((50 + i, 30)))
+    qtbot.waitUntil(lambda: gui.patient_list.model.rowCount() == 6, timeout=20_000)
+    qtbot.waitUntil(toast.isVisible, timeout=20_000)
+    assert toast.text().startswith("Watch folder: 5 new scans: ")
+    assert toast.text().count("burst_") == 3 and "and 2 more" in toast.text()
+
+
 def test_a_routine_toast_waits_for_a_critical_one_to_go(qtbot: QtBot, gui: GuiSession) -> None:
     toast = gui.window.toast
     toast.show_message("Critical finding", "Abnormal finding: CNV", "critical")

@@ -656,6 +656,7 @@ class AnalysisController(QObject):
                 self._view.set_appointment(patient.appointment_date)
                 self._view.show_schedule_error("")
                 self._view.notice.show_message(_booked_text(patient, self._view, moving), "info")
+                self._view.show_booking()
 
         def failed(exc: BaseException) -> None:
             if patient_id == self._patient_id:

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 REFUSED_ALERT_DELAY_MS = 1000
 #: The least time between two such alerts, however long the files keep coming.
 REFUSED_ALERT_GAP_MS = 5000
+#: The outcomes of a watch-folder file taken in: a new patient, or a scan of one on record
+#: (those alerted as files taken in; one already taken in, ``duplicate``, is not).
+TAKEN_IN = frozenset({"ingested", "attached"})
 
 
 class Alert(Protocol):
@@ -77,6 +80,13 @@ class StatusController(QObject):
         self._refused_timer.setSingleShot(True)
         self._refused_timer.timeout.connect(self._alert_refused)
         self._refused_alerted_at = -float("inf")
+        #: Watch-folder files taken in since the last alert (their names), told as one
+        #: alert in the same way: a clinician away from the window sees scans arrive.
+        self._taken_in: list[str] = []
+        self._taken_in_timer = QTimer(self)
+        self._taken_in_timer.setSingleShot(True)
+        self._taken_in_timer.timeout.connect(self._alert_taken_in)
+        self._taken_in_alerted_at = -float("inf")
         self.api_state = ApiState(enabled=self._app.settings.api_enabled, starting=True)
 
         ctx.bridge.model_state_changed.connect(self._on_bridge_model_state_changed)
@@ -238,6 +248,13 @@ class StatusController(QObject):
                 self._refused_timer.start(
                     int(max(REFUSED_ALERT_DELAY_MS, REFUSED_ALERT_GAP_MS - since))
                 )
+        elif name == "ingest_finished" and getattr(event, "outcome", "") in TAKEN_IN:
+            self._taken_in.append(getattr(event, "file_name", "a file"))
+            if not self._taken_in_timer.isActive():
+                since = (time.monotonic() - self._taken_in_alerted_at) * 1000
+                self._taken_in_timer.start(
+                    int(max(REFUSED_ALERT_DELAY_MS, REFUSED_ALERT_GAP_MS - since))
+                )
 
     def _show_database(self, available: bool) -> None:
         """The database stopped answering (said once, whichever thread's call noticed:
@@ -291,6 +308,29 @@ class StatusController(QObject):
             f"Watch folder: {len(refused)} files were not taken in",
             f"{names}{more}. {where}; nothing was added.",
             kind="warning",
+        )
+
+    @Slot()
+    def _alert_taken_in(self) -> None:
+        """One alert (tray or toast) for the scans the watch folder took in in the last
+        moment; the patients are in the list and each scan in Notifications."""
+        taken_in, self._taken_in = self._taken_in, []
+        if not taken_in:
+            return
+        self._taken_in_alerted_at = time.monotonic()
+        if len(taken_in) == 1:
+            self._alert(
+                "Watch folder: a new scan",
+                f"{taken_in[0]} was filed and its analysis queued (see Notifications).",
+                kind="info",
+            )
+            return
+        names = ", ".join(taken_in[:3])
+        more = f" and {len(taken_in) - 3} more" if len(taken_in) > 3 else ""
+        self._alert(
+            f"Watch folder: {len(taken_in)} new scans",
+            f"{names}{more} were filed and their analyses queued (see Notifications).",
+            kind="info",
         )
 
     @Slot(bool)

@@ -609,6 +609,13 @@ class AnalysisView(QWidget):
         else:
             self.appointment.setText(f"Scheduled for {self.booked_time()}.")
 
+    def show_booking(self) -> None:
+        """Scroll the booked line (and Cancel appointment) into sight once laid out:
+        Schedule's confirmation goes to the banner at the top of the tab, out of sight
+        once the tab is scrolled down to the picker, and the line under it was cut off at
+        the tab's foot."""
+        QTimer.singleShot(0, self, lambda: self._scroll.ensureWidgetVisible(self.appointment))
+
     def booked_time(self) -> str:
         """The booked appointment's time as the view shows it (with its zone); empty
         where none is booked."""
