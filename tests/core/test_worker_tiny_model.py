@@ -156,18 +156,21 @@ def _waiting_reason(app: Application) -> str:
     return app.worker.waiting_reason
 
 
-@pytest.mark.parametrize("where", ["hub cache", "empty folder"])
+@pytest.mark.parametrize("where", ["hub cache", "empty folder", "relative folder"])
 def test_jobs_waiting_for_a_model_not_installed_say_so_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
     """The worker's heading, then the engine's fault, said it twice: "the model is not
     installed. The model is not installed: F holds none of its files." (or
-    "OctoMed/OctoMed-7B is not installed: it is not in the Hugging Face cache")."""
+    "OctoMed/OctoMed-7B is not installed: it is not in the Hugging Face cache"). A
+    relative folder (OPHTHAI_MODEL_PATH=empty) is named as set: said once, it was given
+    a capital ("Empty holds none..."), a folder that is not there where case counts."""
     cache = tmp_path / "hub"
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.chdir(tmp_path)
     folder = tmp_path / "empty"
     folder.mkdir()
-    model_path = folder if where == "empty folder" else None
+    model_path = {"empty folder": folder, "relative folder": Path("empty")}.get(where)
     app = build_application(make_settings(tmp_path / "data", model_path=model_path))
     app.start_worker()
     try:
@@ -175,7 +178,7 @@ def test_jobs_waiting_for_a_model_not_installed_say_so_once(
 
         reason = _waiting_reason(app)
         assert reason.startswith(
-            f"the model is not installed. {folder} holds none of its files. Queued analyses"
+            f"the model is not installed. {model_path} holds none of its files. Queued analyses"
             if model_path
             else "the model is not installed. OctoMed/OctoMed-7B: it is not in the Hugging "
             f"Face cache ({cache}). Queued analyses"
