@@ -28,10 +28,24 @@ LateralityName = Literal["OD", "OS", "OU", "unknown"]
 JobStateName = Literal["queued", "running", "done", "failed", "cancelled"]
 
 
+#: The words of a field's name a title spells otherwise than with a capital:
+#: abbreviations, and units (the end of a name such as ``iop_mmhg``).
+TITLE_WORDS = {
+    "Ai": "AI",
+    "Iop": "IOP",
+    "Rnfl": "RNFL",
+    "Url": "URL",
+    "Mmhg": "(mmHg)",
+    "Um": "(µm)",
+    "Pct": "(%)",
+}
+
+
 def _title(name: str, _field: object) -> str:
-    """A field's title in the OpenAPI document, from its snake_case name: "Poll Seconds"
-    (pydantic's own, from the camelCase key, ran the words together: "Pollseconds")."""
-    return name.replace("_", " ").title()
+    """A field's title in the OpenAPI document, from its snake_case name: "Poll Seconds",
+    "IOP (mmHg)" (pydantic's own, from the camelCase key, ran the words together:
+    "Pollseconds", "Iopmmhg")."""
+    return " ".join(TITLE_WORDS.get(word, word) for word in name.replace("_", " ").title().split())
 
 
 class PublicModel(BaseModel):

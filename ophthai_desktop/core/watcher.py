@@ -697,6 +697,19 @@ class FolderWatcher:
         settings = self.settings
         return settings.watch_folder_path is None and not settings.watch_folder_require_mount
 
+    def _makes_again(self, run: _Run) -> bool:
+        """Whether the folder, gone while watched, is made again: the default one deleted
+        from the data folder is; not where the data folder went with it (moved, or its
+        disk unplugged: made again by the umask, it would be open to other accounts), nor
+        where the default path is a link (to a share, most likely: a folder made at its
+        target would be watched while the device writes to the share)."""
+        default = self.settings.resolved_watch_folder.expanduser()
+        return (
+            self._makes_its_folder()
+            and not os.path.islink(default)
+            and os.path.isdir(os.path.dirname(run.root))
+        )
+
     def stop(self, timeout_s: float = 10.0) -> bool:
         """Stop watching, and trying again after a failure; files being taken in are
         finished first, waiting at most ``timeout_s`` for them. Safe to repeat.
@@ -1266,7 +1279,7 @@ class FolderWatcher:
                 self._set_state(WatcherState.RUNNING, "")
                 self._recovered()
             return None
-        if not folder_ok and not self._makes_its_folder():
+        if not folder_ok and not self._makes_again(run):
             return self._failing(f"the watch folder {run.root} is not reachable")
         if run.mounted and not os.path.ismount(run.root):
             # The share was unmounted: the empty folder under it is not to be watched
@@ -1275,9 +1288,11 @@ class FolderWatcher:
                 f"the watch folder {run.root} is no longer mounted (the share was unmounted?)"
             )
         try:
-            run.layout.ensure()
             if not folder_ok:  # the default folder, deleted: made again, as at a start
+                with contextlib.suppress(FileExistsError):  # made meanwhile: ensure() checks
+                    os.mkdir(run.root)  # itself only, never the data folder above it
                 log.warning("watch folder: the folder %s was deleted; made again", run.root)
+            run.layout.ensure()
             if observer is not None:
                 observer.stop()
                 observer.join(1.0)

@@ -111,7 +111,7 @@ def _after_heading(fault: str) -> str:
         return fault
     subject, rest = said["subject"], said["rest"]
     if subject.lower() == "the model":
-        return rest[:1].upper() + rest[1:]
+        return rest  # begins with a folder, named as set: never given a capital
     return f"{subject}: {rest}"
 
 

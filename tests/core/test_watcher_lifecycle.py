@@ -378,6 +378,34 @@ def test_the_default_folder_deleted_while_watched_is_made_again(
         app.close()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX links and modes")
+@pytest.mark.parametrize("gone", ["data folder", "link's target"])
+def test_the_default_folder_is_not_made_again_where_what_held_it_went(
+    tmp_path: Path, gone: str
+) -> None:
+    """The default folder is made again where it alone was deleted; not where the data
+    folder went with it (moved away, its disk unplugged: made again by the umask, 0755,
+    it was open to other accounts, where a start makes it 0700), nor where the default
+    path is a link to another folder (a share, most likely) that went: that folder (and
+    the folders above it, at a share's mount point) was made, as a start never does.
+    Both are waited for, as a configured folder is."""
+    data = tmp_path / "data"
+    share = tmp_path / "nas"
+    (tmp_path / "db").mkdir()
+    app = build_watch_app(tmp_path, database_url=f"sqlite:///{tmp_path / 'db' / 'o.db'}")
+    if gone == "link's target":
+        (share / "oct").mkdir(parents=True)
+        app.settings.resolved_watch_folder.symlink_to(share / "oct")
+    try:
+        assert app.watcher.start().state is WatcherState.RUNNING
+        shutil.rmtree(data if gone == "data folder" else share)
+        assert wait_until(lambda: app.watcher.state is WatcherState.ERROR)
+        assert "not reachable" in app.watcher.status.message
+        assert not data.exists() if gone == "data folder" else not share.exists()
+    finally:
+        app.close()
+
+
 @pytest.mark.parametrize("polling", [False, True], ids=["native", "polling"])
 def test_a_folder_renamed_away_and_made_again_is_watched_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, polling: bool

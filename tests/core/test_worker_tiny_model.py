@@ -156,33 +156,43 @@ def _waiting_reason(app: Application) -> str:
     return app.worker.waiting_reason
 
 
-@pytest.mark.parametrize("where", ["hub cache", "empty folder"])
+def _reason_an_analysis_waits(tmp_path: Path, model_path: Path | None) -> str:
+    """What the queue says of an analysis queued on a new app whose model is at
+    ``model_path`` (None: the Hub cache's), once the worker has looked."""
+    app = build_application(make_settings(tmp_path / "data", model_path=model_path))
+    app.start_worker()
+    try:
+        _queue_an_analysis(app, "Waits")
+        return _waiting_reason(app)
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize("where", ["hub cache", "empty folder", "relative folder"])
 def test_jobs_waiting_for_a_model_not_installed_say_so_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
     """The worker's heading, then the engine's fault, said it twice: "the model is not
     installed. The model is not installed: F holds none of its files." (or
-    "OctoMed/OctoMed-7B is not installed: it is not in the Hugging Face cache")."""
+    "OctoMed/OctoMed-7B is not installed: it is not in the Hugging Face cache"). A
+    relative folder (OPHTHAI_MODEL_PATH=empty) is named as set: said once, it was given
+    a capital ("Empty holds none..."), a folder that is not there where case counts."""
     cache = tmp_path / "hub"
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.chdir(tmp_path)
     folder = tmp_path / "empty"
     folder.mkdir()
-    model_path = folder if where == "empty folder" else None
-    app = build_application(make_settings(tmp_path / "data", model_path=model_path))
-    app.start_worker()
-    try:
-        _queue_an_analysis(app, "Waits")
+    model_path = {"empty folder": folder, "relative folder": Path("empty")}.get(where)
 
-        reason = _waiting_reason(app)
-        assert reason.startswith(
-            f"the model is not installed. {folder} holds none of its files. Queued analyses"
-            if model_path
-            else "the model is not installed. OctoMed/OctoMed-7B: it is not in the Hugging "
-            f"Face cache ({cache}). Queued analyses"
-        )
-        assert reason.count("not installed") == 1
-    finally:
-        app.close()
+    reason = _reason_an_analysis_waits(tmp_path, model_path)
+
+    assert reason.startswith(
+        f"the model is not installed. {model_path} holds none of its files. Queued analyses"
+        if model_path
+        else "the model is not installed. OctoMed/OctoMed-7B: it is not in the Hugging "
+        f"Face cache ({cache}). Queued analyses"
+    )
+    assert reason.count("not installed") == 1
 
 
 @pytest.mark.parametrize("where", ["model path", "hub cache"])
@@ -194,18 +204,13 @@ def test_a_folder_name_with_a_full_stop_is_named_whole_while_jobs_wait(
     home = tmp_path / "Users" / "J. Smith"
     monkeypatch.setenv("HF_HUB_CACHE", str(home / ".cache" / "huggingface" / "hub"))
     model_path = home / "models" / "octomed" if where == "model path" else None
-    app = build_application(make_settings(tmp_path / "data", model_path=model_path))
-    app.start_worker()
-    try:
-        _queue_an_analysis(app, "Waits")
 
-        reason = _waiting_reason(app)
-        missing = model_path or home / ".cache" / "huggingface" / "hub"
-        assert f"{missing}" in reason
-        assert reason.startswith("the model is not installed.")
-        assert reason.count("Queued analyses stay queued") == 1
-    finally:
-        app.close()
+    reason = _reason_an_analysis_waits(tmp_path, model_path)
+
+    missing = model_path or home / ".cache" / "huggingface" / "hub"
+    assert f"{missing}" in reason
+    assert reason.startswith("the model is not installed.")
+    assert reason.count("Queued analyses stay queued") == 1
 
 
 def test_damaged_files_in_a_folder_with_a_full_stop_are_named_while_jobs_wait(
@@ -214,20 +219,15 @@ def test_damaged_files_in_a_folder_with_a_full_stop_are_named_while_jobs_wait(
     """The damaged model's files were not named when its folder's path had "Dr." in it."""
     folder = shutil.copytree(tiny_checkpoint, tmp_path / "Dr. J. Smith" / "model")
     (folder / "model-00002-of-00002.safetensors").unlink()
-    app = build_application(make_settings(tmp_path / "data", model_path=folder))
-    app.start_worker()
-    try:
-        _queue_an_analysis(app, "Waits")
 
-        reason = _waiting_reason(app)
-        assert reason.startswith(
-            f"the model's files are damaged. The model in {folder}: "
-            "model-00002-of-00002.safetensors is missing"
-        )
-        assert "is damaged" not in reason  # the engine's "F is damaged:" said it again
-        assert reason.count("ophthai download-model") == 1
-    finally:
-        app.close()
+    reason = _reason_an_analysis_waits(tmp_path, folder)
+
+    assert reason.startswith(
+        f"the model's files are damaged. The model in {folder}: "
+        "model-00002-of-00002.safetensors is missing"
+    )
+    assert "is damaged" not in reason  # the engine's "F is damaged:" said it again
+    assert reason.count("ophthai download-model") == 1
 
 
 #: The model's answer, then the same answer again as "Normal".
