@@ -87,6 +87,9 @@ def test_hostile_and_odd_files(app: Application, tmp_path: Path) -> None:
             assert reason in text
     # The link was moved as a link; what it pointed at was neither read nor touched.
     assert (folder / "failed" / "link.png").is_symlink()
+    link_reason = (folder / "failed" / f"link.png{REASON_SUFFIX}").read_text(encoding="utf-8")
+    assert "copy the image itself, not a link to it" in link_reason  # not "fix it"
+    assert "fix it" not in link_reason
     assert outside.read_bytes() == png_bytes((8, 8), (255, 0, 0))
     assert (folder / "readme.txt").read_text() == "not ours"
 
@@ -151,6 +154,7 @@ def test_reason_files_say_how_to_retry_what_is_not_to_be_fixed(tmp_path: Path) -
     unnamed = (folder / "failed" / f"unnamed.png{REASON_SUFFIX}").read_text("utf-8")
     assert "no patient id in the file name" in unnamed
     assert "rename it to start with a patient's id" in unnamed and "fix it" not in unnamed
+    assert unnamed.count("demo mode") == 1  # said in the reason, not again in the retry
 
 
 def test_a_file_for_a_patient_not_on_record_says_to_add_the_patient(tmp_path: Path) -> None:

@@ -139,9 +139,9 @@ RETRY_PIXELS = (
     "the app starts) and restart the app, then copy it into the watch folder again."
 )
 RETRY_NAMED = (
-    "To retry, rename it to start with a patient's id and copy it into the watch folder "
-    "again (or turn on the watch folder's demo mode)."
+    "To retry, rename it to start with a patient's id and copy it into the watch folder again."
 )
+RETRY_LINK = "To retry, copy the image itself, not a link to it, into the watch folder."
 RETRY_PATIENT = (
     "To retry, add the patient with this id (or rename the file to start with the id of "
     "a patient on record), then copy it into the watch folder again."
@@ -994,7 +994,7 @@ class IngestService:
         except FileNotFoundError as exc:
             raise FileVanished("the file is gone") from exc
         if stat.S_ISLNK(before.st_mode):
-            raise _Refused(SYMLINK_REASON)
+            raise _Refused(SYMLINK_REASON, retry=RETRY_LINK)
         if not stat.S_ISREG(before.st_mode):
             raise _Refused("it is not a regular file")
         if expected is not None and FileStamp.of(before) != expected:
@@ -1014,7 +1014,7 @@ class IngestService:
             raise FileVanished("the file is gone") from exc
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise _Refused(SYMLINK_REASON) from exc
+                raise _Refused(SYMLINK_REASON, retry=RETRY_LINK) from exc
             if _in_use_elsewhere(exc):
                 raise FileNotSettled("the file is open in another program") from exc
             raise _Refused(f"it cannot be read ({exc.strerror})") from exc
