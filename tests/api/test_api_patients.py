@@ -168,6 +168,33 @@ def test_validate_without_an_analysis_is_a_conflict(client: TestClient) -> None:
     assert "analysis" in response.json()["detail"]
 
 
+def test_approving_an_unreadable_answer_is_a_conflict_rejecting_it_is_not(
+    client: TestClient, sqlite_services: Application
+) -> None:
+    """The seed's ``?approved=true`` on an analysis whose answer could not be read (no
+    classification) approved nothing; a 409 says why and what to do instead."""
+    pid = create(client)["id"]
+    with sqlite_services.db.session() as session:
+        row = Analysis(patient_id=pid, model_id="OctoMed/OctoMed-7B", parse_status="parse_failed")
+        session.add(row)
+        session.flush()
+        analysis_id = row.id
+
+    approved = client.post(f"/api/patients/{pid}/validate?approved=true")
+    patched = client.patch(f"/api/patients/{pid}", json={"validationStatus": "approved"})
+
+    for response in (approved, patched):
+        assert response.status_code == 409, response.text
+        assert response.json()["detail"] == (
+            f"analysis {analysis_id}'s answer could not be read as a result, so there is "
+            "nothing to approve; reject it, or analyse the scan again"
+        )
+    assert client.get(f"/api/patients/{pid}").json()["validationStatus"] is None
+    rejected = client.post(f"/api/patients/{pid}/validate", json={"approved": False})
+    assert rejected.status_code == 200, rejected.text
+    assert rejected.json()["aiAnalysis"]["status"] == "rejected"
+
+
 def test_validate_without_a_verdict_names_the_field(
     client: TestClient, sqlite_services: Application
 ) -> None:

@@ -1616,12 +1616,13 @@ def test_a_verdict_marks_the_notifications_its_analysis_raised_read(
 def test_a_verdict_given_through_the_patient_record_marks_its_alarm_read(
     sqlite_services: Application, actor: Actor
 ) -> None:
-    """The seed's clients give the verdict by sending ``validationStatus``: the same."""
+    """The seed's clients give the verdict by sending ``validationStatus``: the same.
+    (Rejected: an answer that could not be read has nothing to approve.)"""
     app = sqlite_services
     patient_id = _analysed(app, actor, "Record Patient", ScriptedEngine(None))
     seen = _events(app)
 
-    app.patients.update_patient(patient_id, {"validation_status": "approved"}, actor=actor)
+    app.patients.update_patient(patient_id, {"validation_status": "rejected"}, actor=actor)
 
     assert app.notifications.unread_count() == 0  # "could not be read": acted on
     assert [type(e) for e in seen if isinstance(e, ev.NotificationUpdated)] == [

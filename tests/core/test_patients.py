@@ -776,6 +776,42 @@ def test_a_client_result_giving_two_classifications_is_refused_not_one_taken(
     assert service.list_analyses(patient.id) == ()
 
 
+def test_an_unreadable_answer_can_be_rejected_not_approved(
+    app_services: Application, actor: Actor
+) -> None:
+    """An answer that could not be read has no classification: approving it recorded an
+    approval of nothing (the patient stayed "Pending Analysis" while their workflow went
+    on to Complete). It is refused, changing nothing; rejecting it is recorded."""
+    service = app_services.patients
+    patient = service.create_patient({"name": "Unreadable"}, actor=actor)
+    with app_services.db.session() as session:
+        row = m.Analysis(
+            patient_id=patient.id, model_id="m", parse_status="parse_failed", result=None
+        )
+        session.add(row)
+        session.flush()
+        analysis_id = row.id
+
+    for approve in (
+        lambda: service.validate_analysis(
+            patient.id, approved=True, clinician="Dr A", analysis_id=analysis_id, actor=actor
+        ),
+        lambda: service.update_patient(patient.id, {"validation_status": "approved"}, actor=actor),
+    ):
+        with pytest.raises(Conflict, match="nothing to approve; reject it, or analyse"):
+            approve()
+    unchanged = service.get_patient(patient.id)
+    assert unchanged.validation_status is None and unchanged.validated_by is None
+    assert unchanged.latest_analysis is not None
+    assert unchanged.latest_analysis.status == "preliminary"
+
+    rejected = service.validate_analysis(
+        patient.id, approved=False, clinician="Dr A", analysis_id=analysis_id, actor=actor
+    )
+    assert rejected.validation_status == "rejected"
+    assert rejected.latest_analysis is not None and rejected.latest_analysis.status == "rejected"
+
+
 def test_validating_an_analysis_that_is_no_longer_the_newest_conflicts(
     app_services: Application, actor: Actor
 ) -> None:

@@ -285,9 +285,9 @@ def test_schedule_says_the_time_and_whether_it_moved_the_appointment(
     view.schedule.click()
     qtbot.waitUntil(lambda: "booked" in view.notice.text())
     first = view.booked_time()
-    assert view.notice.text() == (
-        f"The follow-up appointment is booked for {first}. "
-        "The patient's workflow completes once a result is validated."
+    assert view.notice.text() == f"The follow-up appointment is booked for {first}."
+    assert view.appointment.text() == (  # beside the booking, not only atop the tab
+        f"Scheduled for {first}. The patient's workflow completes once a result is validated."
     )
 
     view.when.setDateTime(when.addDays(2))
@@ -691,12 +691,89 @@ def test_a_damaged_model_is_called_damaged_in_the_status_bar_notice_and_queue(
     assert "Download it again" not in reason  # the advice once: the worker's, not the engine's too
 
 
-def test_analyse_without_a_scan_says_what_to_do(qtbot: QtBot, make_gui: Maker) -> None:
+def test_analyse_is_offered_once_the_patient_has_an_image(qtbot: QtBot, make_gui: Maker) -> None:
+    """Without an image Analyse was on, and pressed it said "Patient pt-… has no image to
+    analyse; add one first", the id of the patient on screen: it is off, and says why
+    (the tab's button, the page's and the menu's alike), until an image arrives."""
     gui = make_gui(engine=ScriptedEngine(DME))
-    patient = gui.application.patients.create_patient({"name": "No scan"}, actor=Actor("t", "gui"))
+    app = gui.application
+    patient = app.patients.create_patient({"name": "No scan"}, actor=Actor("t", "gui"))
     open_patient(qtbot, gui, patient.id)
-    gui.window.analyse_action.trigger()
-    qtbot.waitUntil(lambda: "no image to analyse" in gui.analysis_view.notice.text())
+    view, page, action = gui.analysis_view, gui.patient_page, gui.window.analyse_action
+    why = (
+        "This patient has no image to analyse yet: drop one on the window, or use "
+        "File ▸ Import image…"
+    )
+    for control in (view.analyse, page.analyse, action):
+        assert not control.isEnabled()
+        assert control.toolTip() == why
+
+    app.patients.attach_image(patient.id, NewImage(png_bytes()), actor=Actor("t", "api"))
+    qtbot.waitUntil(lambda: page.analyse.isEnabled(), timeout=10_000)
+    assert view.analyse.isEnabled() and action.isEnabled()
+    assert page.analyse.toolTip() == "Queue the analysis of the newest scan"
+    assert why not in (view.analyse.toolTip(), action.toolTip())
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+
+
+def test_an_unreadable_answer_is_rejected_not_approved(qtbot: QtBot, make_gui: Maker) -> None:
+    """Approve was on beside "analyse again or validate as rejected"; approved, the card
+    said APPROVED of no result, the status stayed "Pending Analysis" and the workflow went
+    on to Complete. Approve is off and says why; Reject records the verdict, and the
+    message says what the status and the workflow show."""
+    gui, view = _analysed_at_1024(qtbot, make_gui, None)
+    page = gui.patient_page
+    gui.window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is gui.window)
+    asked: list[bool] = []
+    view.validate_requested.connect(lambda approved, *_: asked.append(approved))
+    qtbot.waitUntil(lambda: page.stepper.current_name() == "Validation")
+    assert view.state.text() == (
+        "The model answered, but its answer could not be read as a result (the raw answer "
+        "is shown below), so there is nothing to approve: analyse again, or reject it."
+    )
+    assert not view.approve.isEnabled()
+    assert view.approve.toolTip() == analysis_view.NOTHING_TO_APPROVE
+    # Its shortcut is off too: pressed before Reject's, its click would come first.
+    _press(qtbot, view.notes, view.approve.shortcut())
+    _press(qtbot, view.notes, view.reject.shortcut())
+    qtbot.waitUntil(lambda: bool(asked), timeout=10_000)
+    assert asked == [False]
+    qtbot.waitUntil(lambda: view.card.badge.text() == "REJECTED", timeout=10_000)
+    qtbot.waitUntil(lambda: page.stepper.current_name() == "Scheduling")
+    assert page.status.text() == "Pending Analysis"
+    assert view.state.text() == (
+        "Rejected by Dr. Test: the model's answer could not be read, so this patient has "
+        "no AI result yet. Analyse again for one."
+    )
+    assert not view.approve.isEnabled()
+    stored = gui.application.patients.get_patient(page.patient.id if page.patient else "")
+    assert stored.validation_status == "rejected"
+
+
+def test_a_booking_before_the_verdict_says_so_beside_it_at_1024(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """Scheduled before a verdict, "the workflow completes once a result is validated"
+    went to the banner at the top of the tab, out of sight at the picker (1024 x 700):
+    the booked line says it, until the verdict completes the workflow."""
+    gui, view = _analysed_at_1024(qtbot, make_gui)
+    scroll = view._scroll
+    scroll.ensureWidgetVisible(view.when)
+    qtbot.waitUntil(lambda: _in_sight(view.when, scroll))
+
+    view.schedule.click()
+    qtbot.waitUntil(lambda: view.appointment.text().startswith("Scheduled for "))
+    qtbot.waitUntil(lambda: _in_sight(view.appointment, scroll))
+    assert not _in_sight(view.notice, scroll)
+    assert view.appointment.text().endswith(
+        " The patient's workflow completes once a result is validated."
+    )
+
+    view.approve.click()
+    qtbot.waitUntil(lambda: gui.patient_page.stepper.current_name() == "Complete")
+    qtbot.waitUntil(lambda: view.appointment.text() == f"Scheduled for {view.booked_time()}.")
 
 
 class _LayoutRequests(QObject):

@@ -172,12 +172,13 @@ def test_the_whole_flow_by_keyboard(
     press(qtbot, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: not notifications.unread.isVisible())
 
-    # Back to the page (Shift+F6), to the verdict by Tab; Space approves.
+    # Back to the page (Shift+F6), to the verdict by Tab; Space rejects (an answer that
+    # could not be read has nothing to approve: Approve is off).
     press(qtbot, Qt.Key.Key_F6, SHIFT)
     assert page.isAncestorOf(focused())
-    tab_to(qtbot, view.approve)
+    tab_to(qtbot, view.reject)
     press(qtbot, Qt.Key.Key_Space)
-    qtbot.waitUntil(lambda: view.card.badge.text().startswith("APPROVED"))
+    qtbot.waitUntil(lambda: view.card.badge.text().startswith("REJECTED"))
     # The focus goes on to the appointment; Tab to Schedule, Space books it.
     qtbot.waitUntil(lambda: focused() is view.when)
     tab_to(qtbot, view.schedule)

@@ -59,7 +59,8 @@ def test_create_a_patient_through_the_dialog(qtbot: QtBot, gui: GuiSession) -> N
     qtbot.waitUntil(lambda: model.rowCount() == 1)
     assert model.data(model.index(0, 0)) == "Ada Lovelace"
     assert gui.patient_list.table.selectionModel().isRowSelected(0)
-    assert gui.window.analyse_action.isEnabled()
+    assert gui.window.edit_patient_action.isEnabled()
+    assert not gui.window.analyse_action.isEnabled()  # no image to analyse yet
 
 
 def test_invalid_fields_say_which_field_and_why(qtbot: QtBot, gui: GuiSession) -> None:

@@ -581,6 +581,8 @@ class PatientService:
     ) -> PatientRecord:
         """Record the clinician's verdict on the newest analysis; moves to scheduling.
 
+        An analysis whose answer could not be read (``parse_failed``) can be rejected,
+        not approved (:class:`Conflict`): there is no classification to approve.
         With ``analysis_id`` (the analysis the clinician read), a newer analysis that
         arrived meanwhile is a :class:`Conflict` rather than a verdict on unread text.
         """
@@ -632,6 +634,13 @@ class PatientService:
             raise Conflict(f"patient {row.id} has no analysis to validate; analyse a scan first")
         if analysis_id is not None and analysis.id != analysis_id:
             raise Conflict("a newer analysis has arrived for this patient; review it first")
+        if approved and analysis.parse_status == ParseStatus.PARSE_FAILED.value:
+            # No classification was read: an approval would stand for a result nobody has
+            # (and the patient's status and workflow would disagree on what was approved).
+            raise Conflict(
+                f"analysis {analysis.id}'s answer could not be read as a result, so there "
+                "is nothing to approve; reject it, or analyse the scan again"
+            )
         verdict = ValidationStatus.APPROVED if approved else ValidationStatus.REJECTED
         now = datetime.now(UTC)
         analysis.status = (

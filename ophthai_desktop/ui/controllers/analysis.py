@@ -29,6 +29,12 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
+#: Why Analyse is off for a patient without an image (pressed, it said "Patient pt-… has
+#: no image to analyse; add one first", the id of the patient on screen).
+NO_IMAGE_TO_ANALYSE = (
+    "This patient has no image to analyse yet: drop one on the window, or use File ▸ Import image…"
+)
+
 
 @dataclass
 class _Stream:
@@ -77,18 +83,13 @@ def _sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?", "…")) else f"{text}."
 
 
-def _booked_text(patient: PatientRecord, view: AnalysisView, moving: bool) -> str:
-    """What Schedule did, with the time: a booking moved said "booked" as a new one did,
-    and one booked before a verdict did not say that the patient is not complete yet."""
+def _booked_text(view: AnalysisView, moving: bool) -> str:
+    """What Schedule did, with the time: a booking moved said "booked" as a new one did.
+    (That the workflow waits for a verdict is said on the booked line, in sight.)"""
     when = view.booked_time()
-    text = (
-        f"The follow-up appointment is moved to {when}."
-        if moving
-        else f"The follow-up appointment is booked for {when}."
-    )
-    if patient.workflow_step != int(WorkflowStep.COMPLETE):
-        text += " The patient's workflow completes once a result is validated."
-    return text
+    if moving:
+        return f"The follow-up appointment is moved to {when}."
+    return f"The follow-up appointment is booked for {when}."
 
 
 class AnalysisController(QObject):
@@ -160,6 +161,7 @@ class AnalysisController(QObject):
             self._view.notes.clear()  # notes belong to the patient they were typed for
             self._view.scroll_to_top()  # their state and Analyse, not the last one's place
         self._patient_id = patient.id if patient else None
+        self._offer_analyse(patient)
         self._shown_job = None
         self._waiting_job = None
         self._no_scan_shown = False
@@ -170,7 +172,7 @@ class AnalysisController(QObject):
         if patient is None:
             self._view.show_empty()
             return
-        self._view.set_appointment(patient.appointment_date)
+        self._show_appointment(patient)
         self._view.reset_appointment_time(patient.appointment_date)
         streaming = self._stream_of(patient.id)
         if streaming is not None:
@@ -189,7 +191,8 @@ class AnalysisController(QObject):
 
     @Slot(object)
     def _on_patients_patient_changed(self, patient: PatientRecord) -> None:
-        self._view.set_appointment(patient.appointment_date)
+        self._show_appointment(patient)
+        self._offer_analyse(patient)
         latest = patient.latest_analysis
         if self._shown_job is not None:
             return
@@ -200,6 +203,22 @@ class AnalysisController(QObject):
         shown = self._view.analysis
         if shown is None or (shown.id, shown.status) != (latest.id, latest.status):
             self._view.show_result(latest)
+
+    def _show_appointment(self, patient: PatientRecord) -> None:
+        """The booked line, saying while no verdict is recorded that the workflow waits
+        for one (said in the banner alone, it was out of sight at the picker)."""
+        pending = patient.workflow_step < int(WorkflowStep.SCHEDULING)
+        self._view.set_appointment(patient.appointment_date, pending_verdict=pending)
+
+    def _offer_analyse(self, patient: PatientRecord | None) -> None:
+        """Analyse (the tab's, the page's, the menu's) only for a patient with an image
+        to analyse; without one it is off and says why. (With no patient the window
+        turns the menu's off itself.)"""
+        why_not = NO_IMAGE_TO_ANALYSE if patient is not None and not patient.scan_count else ""
+        self._view.offer_analyse(why_not)
+        self._page.offer_analyse(why_not)
+        if patient is not None:
+            self._window.offer_analyse(why_not)
 
     def _show_nothing_yet(self, patient: PatientRecord) -> None:
         self._no_scan_shown = patient.scan_count == 0
@@ -628,7 +647,7 @@ class AnalysisController(QObject):
 
         def done(patient: PatientRecord) -> None:
             if patient.id == self._patient_id:
-                self._view.set_appointment(patient.appointment_date)
+                self._show_appointment(patient)
                 self._view.show_schedule_error("")
                 self._view.notice.show_message("The follow-up appointment is cancelled.", "info")
 
@@ -653,9 +672,9 @@ class AnalysisController(QObject):
 
         def done(patient: PatientRecord) -> None:
             if patient.id == self._patient_id:
-                self._view.set_appointment(patient.appointment_date)
+                self._show_appointment(patient)
                 self._view.show_schedule_error("")
-                self._view.notice.show_message(_booked_text(patient, self._view, moving), "info")
+                self._view.notice.show_message(_booked_text(self._view, moving), "info")
                 self._view.show_booking()
 
         def failed(exc: BaseException) -> None:

@@ -57,6 +57,11 @@ CLASSIFICATION_MIN_WIDTH = 200
 #: shortcuts they act only while the buttons can be pressed: a result shown, in front.
 APPROVE_KEYS = QKeySequence("Ctrl+Shift+A")
 REJECT_KEYS = QKeySequence("Ctrl+Shift+X")
+#: Why Approve is off for an answer that could not be read.
+NOTHING_TO_APPROVE = (
+    "The model's answer could not be read: there is no result to approve. Reject it, or "
+    "analyse again."
+)
 
 
 def now() -> QDateTime:
@@ -373,6 +378,7 @@ class AnalysisView(QWidget):
             button.setShortcut(keys)  # pressed as a click is: the same checks
             native = keys.toString(QKeySequence.SequenceFormat.NativeText)
             button.setToolTip(f"{tip} under the clinician's name, with the notes ({native})")
+        self._approve_tip = self.approve.toolTip()
         verdict = QGroupBox("Validation")
         verdict_form = QFormLayout(verdict)
         verdict_form.addRow("Clinician", self.clinician)
@@ -565,12 +571,22 @@ class AnalysisView(QWidget):
         self.provenance_toggle.show()
         self.provenance.setVisible(self.provenance_toggle.isChecked())
         self.verdict_group.setEnabled(True)
+        unreadable = analysis.parse_status == "parse_failed"
+        self._offer_approve(not unreadable)
         self.reasoning_toggle.setChecked(False)  # the card matters now; one click away
-        if analysis.parse_status == "parse_failed":
+        if unreadable and analysis.status == "preliminary":
             self._set_state(
-                "The model answered, but its answer could not be read as a result. "
-                "The raw answer is shown below; analyse again or validate as rejected.",
+                "The model answered, but its answer could not be read as a result (the "
+                "raw answer is shown below), so there is nothing to approve: analyse "
+                "again, or reject it.",
                 "error",
+            )
+        elif unreadable and analysis.status == "rejected":
+            # The patient's status stays as it was ("Pending Analysis"): say why, beside
+            # a workflow that moved on to scheduling.
+            self._set_state(
+                f"Rejected by {analysis.validated_by}: the model's answer could not be "
+                "read, so this patient has no AI result yet. Analyse again for one."
             )
         elif analysis.status == "preliminary":
             classification = (analysis.result or {}).get("classification")
@@ -584,6 +600,19 @@ class AnalysisView(QWidget):
         else:
             self._set_state(f"Result {analysis.status} by {analysis.validated_by}.")
 
+    def _offer_approve(self, offered: bool) -> None:
+        """Approve on or off (off, its tooltip says why: an unreadable answer has no
+        result to approve); the focus on it goes on to Reject rather than nowhere."""
+        if not offered and self.window().focusWidget() is self.approve:
+            step_focus_to(self.reject)
+        self.approve.setEnabled(offered)
+        self.approve.setToolTip(self._approve_tip if offered else NOTHING_TO_APPROVE)
+
+    def offer_analyse(self, why_not: str = "") -> None:
+        """Analyse on, or off with ``why_not`` as its tooltip."""
+        self.analyse.setEnabled(not why_not)
+        self.analyse.setToolTip(why_not)
+
     def show_failure(self, text: str) -> None:
         self._set_state(text, "error")
 
@@ -596,7 +625,9 @@ class AnalysisView(QWidget):
         if self.clinician.text() in ("", replacing):
             self.clinician.setText(name)
 
-    def set_appointment(self, when: datetime | None) -> None:
+    def set_appointment(self, when: datetime | None, *, pending_verdict: bool = False) -> None:
+        """The booked line; with ``pending_verdict`` (no verdict recorded yet) a booking
+        says that the workflow completes once there is one."""
         # The window's focus widget, also while the question before cancelling is still
         # the active window.
         cancelling = self.window().focusWidget() is self.cancel_appointment
@@ -607,7 +638,10 @@ class AnalysisView(QWidget):
         if when is None:
             self.appointment.setText("Not scheduled.")
         else:
-            self.appointment.setText(f"Scheduled for {self.booked_time()}.")
+            text = f"Scheduled for {self.booked_time()}."
+            if pending_verdict:
+                text += " The patient's workflow completes once a result is validated."
+            self.appointment.setText(text)
 
     def show_booking(self) -> None:
         """Scroll the booked line (and Cancel appointment) into sight once laid out:

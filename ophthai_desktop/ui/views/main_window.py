@@ -277,8 +277,16 @@ class MainWindow(QMainWindow):
         return dock
 
     def set_patient_actions_enabled(self, enabled: bool) -> None:
+        self.offer_analyse()  # one patient's reason it was off is not the next one's
         for action in (self.edit_patient_action, self.delete_patient_action, self.analyse_action):
             action.setEnabled(enabled)
+
+    def offer_analyse(self, why_not: str = "") -> None:
+        """Analyse (menu, toolbar, Ctrl+R) on, or off with ``why_not`` as its tooltip and
+        status tip."""
+        self.analyse_action.setEnabled(not why_not)
+        self.analyse_action.setToolTip(why_not or "Analyse")
+        self.analyse_action.setStatusTip(why_not)
 
     def set_unread(self, count: int) -> None:
         """The unread badge on the dock title and the toolbar button."""

@@ -40,6 +40,8 @@ from ophthai_desktop.ui.views.style import set_style_property, set_text
 TABS_MIN_WIDTH = 300
 #: The most lines the patient's name takes at the top of the page.
 TITLE_LINES = 3
+#: What Analyse does, where it can.
+ANALYSE_TIP = "Queue the analysis of the newest scan"
 
 
 def _value_label() -> QLabel:
@@ -148,7 +150,7 @@ class PatientPage(QWidget):
         self.status.setObjectName("statusPill")
         self.analyse = QPushButton(icon("analyse"), "Analyse")
         self.analyse.setObjectName("analyseButton")
-        self.analyse.setToolTip("Queue the analysis of the newest scan")
+        self.analyse.setToolTip(ANALYSE_TIP)
         self.edit = QPushButton(icon("edit"), "Edit…")
         self.delete = QPushButton(icon("delete"), "Delete…")
         header = QHBoxLayout()
@@ -279,6 +281,11 @@ class PatientPage(QWidget):
         scans = f"Scans ({patient.scan_count})"
         if self.tabs.tabText(1) != scans:
             self.tabs.setTabText(1, scans)
+
+    def offer_analyse(self, why_not: str = "") -> None:
+        """Analyse on, or off with ``why_not`` as its tooltip."""
+        self.analyse.setEnabled(not why_not)
+        self.analyse.setToolTip(why_not or ANALYSE_TIP)
 
     def show_tab(self, name: str) -> None:
         """Bring the "analysis", "scans" or "oculomics" tab to the front."""
