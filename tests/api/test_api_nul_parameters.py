@@ -40,4 +40,3 @@ def test_a_nul_in_a_parameter_is_a_422_naming_it(
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"] == loc
     assert "control character" in response.json()["message"]
-
