@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 from typing import NoReturn
 
+from ophthai_desktop.core.errors import StorageError
 from ophthai_desktop.core.events import DatabaseAvailabilityChanged, EventBus
 from ophthai_desktop.core.imaging import allow_pillow_pixels
 from ophthai_desktop.core.inference import InferenceEngine
@@ -191,13 +192,23 @@ def exit_now(status: int, waiting_for: str = "the inference worker") -> NoReturn
     os._exit(status)
 
 
-def build_application(settings: Settings | None = None, *, migrate: bool = True) -> Application:
-    """Create the data folder, upgrade the database and wire the services."""
+def build_application(
+    settings: Settings | None = None, *, migrate: bool = True, hold: bool = True
+) -> Application:
+    """Create the data folder, take the database for this process (``hold``: one
+    OphthAI per database; see :meth:`Database.hold`), upgrade it and wire the
+    services."""
     settings = settings or Settings()
     create_private_folder(settings.data_dir)
     if "data_dir" not in settings.model_fields_set:  # the default, not one chosen
         make_default_folder_private(settings.data_dir)
     db = Database(settings.resolved_database_url, echo=False)
+    if hold:
+        try:
+            db.hold()
+        except StorageError:
+            db.close()
+            raise
     if migrate:
         db.upgrade()
     log.info("database ready: %s", db.describe())

@@ -29,6 +29,7 @@ from starlette.types import Scope
 
 from ophthai_desktop.api.bodies import refuse_json_not_in_utf8
 from ophthai_desktop.api.params import not_taken
+from ophthai_desktop.api.schemas import CONTROL_CHARACTERS
 
 #: Where :func:`normalise_query` leaves the names as sent, by the name they were given
 #: (``{"patient_id": "patientId"}``), so that errors can name them as the client did.
@@ -141,6 +142,34 @@ def _refuse_differing_repeats(pairs: list[tuple[str, str]], renamed: list[tuple[
         )
 
 
+def refuse_control_characters(scope: Scope) -> None:
+    """A path or query parameter holding a control character (a NUL, say) is a 422
+    naming it, as a body's text field is: PostgreSQL cannot take a NUL even to compare,
+    so it would otherwise be a 500 there and an empty answer on SQLite."""
+    sent = [("path", key, value) for key, value in scope.get("path_params", {}).items()]
+    raw = scope.get("query_string", b"")
+    if raw:
+        spelling = scope.get(QUERY_SPELLING, {})
+        pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+        sent += [("query", spelling.get(key, key), value) for key, value in pairs]
+    refused = [
+        (where, key)
+        for where, key, value in sent
+        if isinstance(value, str) and CONTROL_CHARACTERS.search(value)
+    ]
+    if refused:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": (where, key),
+                    "msg": "holds a control character (such as NUL); send plain text",
+                    "type": "value_error",
+                }
+                for where, key in refused
+            ]
+        )
+
+
 class QueryNamesRoute(APIRoute):
     """An API route that checks its token guard first (a refused request's query and
     body are not read), applies :func:`normalise_query` before FastAPI reads the query,
@@ -201,6 +230,7 @@ class QueryNamesRoute(APIRoute):
                 for guard in guards:
                     guard(sent)
             normalise_query(request.scope, declared)
+            refuse_control_characters(request.scope)
             if takes_json:
                 await refuse_json_not_in_utf8(request)
             return await handler(request)

@@ -13,7 +13,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +135,8 @@ class Database:
         #: asks it with :meth:`probe` while it does not.
         self.availability = Availability(probe=self.probe)
         self._no_room_said_at: float | None = None
+        #: The connection that holds :data:`IN_USE_LOCK` (PostgreSQL; see :meth:`hold`).
+        self._holder: Connection | None = None
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -351,14 +353,77 @@ class Database:
             finally:
                 connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
+    def hold(self) -> None:
+        """Take the database for this process, or raise :class:`StorageError` where
+        another OphthAI (another workstation, another data folder) has it: two would each
+        queue the other's running analyses again at start and run them twice, and neither
+        can read the images the other stored in its own data folder. On PostgreSQL a
+        session advisory lock, kept on a connection of its own until :meth:`close` and
+        taken again when the database answers after an outage (the server's restart ends
+        the session); a SQLite file in the data folder is held by the folder's lock."""
+        if self.is_sqlite:
+            return
+        if not self._take():
+            raise StorageError(
+                f"another OphthAI (on another workstation, or on another data folder) is "
+                f"using the database {self.describe()}: one OphthAI at a time per database. "
+                "Stop that one, or point this one at a database of its own."
+            )
+        self.availability.subscribe(self._hold_again)
+
+    def _take(self) -> bool:
+        """Whether this process now holds :data:`IN_USE_LOCK` (on a new connection)."""
+        try:
+            connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        except DBAPIError as exc:
+            raise StorageError(self._unreachable(exc)) from exc
+        connection.detach()  # not the pool's: it lives as long as the lock
+        try:
+            taken = connection.exec_driver_sql(
+                f"SELECT pg_try_advisory_lock({IN_USE_LOCK})"
+            ).scalar_one()
+        except BaseException:
+            connection.close()
+            raise
+        if not taken:
+            connection.close()
+            return False
+        self._holder = connection
+        return True
+
+    def _hold_again(self, available: bool) -> None:
+        """After an outage, take the lock again where its connection was lost."""
+        holder = self._holder
+        if not available or holder is None:
+            return
+        try:
+            holder.exec_driver_sql("SELECT 1")
+            return
+        except DBAPIError:
+            holder.invalidate()
+            self._holder = None
+        try:
+            if self._take():
+                return
+        except (DBAPIError, StorageError):
+            return  # down again: said as such; taken at its next return
+        log.error(
+            "another OphthAI took the database while it did not answer: stop one of them "
+            "(one OphthAI at a time per database)"
+        )
+
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
 
     def close(self) -> None:
-        """Stop asking a database that does not answer, and close every pooled
-        connection: the app is closing."""
+        """Stop asking a database that does not answer, let go of it (:meth:`hold`), and
+        close every pooled connection: the app is closing."""
         self.availability.close()
+        holder, self._holder = self._holder, None
+        if holder is not None:
+            with suppress(DBAPIError):  # a lost session holds no lock
+                holder.close()
         self.dispose()
 
     def describe(self) -> str:
@@ -390,6 +455,10 @@ def _migration_failed(exc: DBAPIError) -> str:
 def _unicode_lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
 
+
+#: The PostgreSQL advisory lock (its key, "OphthAI" in ASCII) that the running OphthAI
+#: holds on its database (see :meth:`Database.hold`).
+IN_USE_LOCK = 0x4F706874684149
 
 #: How long a statement waits for another connection's lock on a SQLite file.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
