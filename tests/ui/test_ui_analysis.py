@@ -717,6 +717,44 @@ def test_analyse_is_offered_once_the_patient_has_an_image(qtbot: QtBot, make_gui
     qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
 
 
+def test_a_first_image_arriving_while_the_patient_opens_turns_analyse_on(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The patient read as they were opened, then their first image arrived (a client's
+    upload, the watch folder) before that read reached the page: the read, older than
+    the change, was shown last, and Analyse stayed off ("no image") for a patient with
+    one, the scan count at 0, until the next change."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    app = gui.application
+    patient = app.patients.create_patient({"name": "First image"}, actor=Actor("t", "gui"))
+    read, release = threading.Event(), threading.Event()
+    get_patient = app.patients.get_patient
+
+    def read_then_wait(patient_id: str) -> object:
+        """The page's read, held on its pool thread until the image has arrived."""
+        record = get_patient(patient_id)
+        read.set()
+        release.wait(timeout=30)
+        return record
+
+    monkeypatch.setattr(app.patients, "get_patient", read_then_wait)
+    action = gui.window.analyse_action
+    gui.patients.open_patient(patient.id)
+    try:
+        qtbot.waitUntil(read.is_set, timeout=10_000)
+        app.patients.attach_image(patient.id, NewImage(png_bytes()), actor=Actor("t", "api"))
+        qtbot.waitUntil(action.isEnabled)  # the change, heard while the read waits
+        with qtbot.waitSignal(gui.patients.patient_opened, timeout=10_000):
+            release.set()
+    finally:
+        release.set()  # the pool thread is not left waiting
+
+    assert gui.patient_page.patient is not None
+    assert gui.patient_page.patient.scan_count == 1
+    for control in (action, gui.patient_page.analyse, gui.analysis_view.analyse):
+        assert control.isEnabled()
+
+
 def test_an_unreadable_answer_is_rejected_not_approved(qtbot: QtBot, make_gui: Maker) -> None:
     """Approve was on beside "analyse again or validate as rejected"; approved, the card
     said APPROVED of no result, the status stayed "Pending Analysis" and the workflow went

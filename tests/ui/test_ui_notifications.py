@@ -23,8 +23,9 @@ from ophthai_desktop.core.paging import After
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.storage import availability
 from ophthai_desktop.ui.controllers import notifications as notifications_controller
+from ophthai_desktop.ui.controllers import status as status_controller
 from ophthai_desktop.ui.controllers.notifications import MAX_LOADED, PAGE_SIZE
-from ophthai_desktop.ui.controllers.status import REFUSED_ALERT_GAP_MS
+from ophthai_desktop.ui.controllers.status import ALERT_GAP_MS
 from ophthai_desktop.ui.models.notification_list import (
     MARK_READ_PER_TURN,
     NotificationListModel,
@@ -308,14 +309,14 @@ def test_watch_folder_files_not_taken_in_are_one_warning_each_moment(
 
     # Not a second after the burst but after the gap since the last alert, so the whole
     # burst is in it (measured from when the first toast was seen, which may be late).
-    assert time.monotonic() - first_alert >= REFUSED_ALERT_GAP_MS / 1000 - 1.0
+    assert time.monotonic() - first_alert >= ALERT_GAP_MS / 1000 - 1.0
     assert toast.text().startswith("Watch folder: 5 files were not taken in: ")
     assert toast.text().count("bad_") == 3 and "and 2 more" in toast.text()
     assert gui.patient_list.model.rowCount() == 0
 
 
 def test_watch_folder_scans_taken_in_are_one_toast_each_moment(
-    qtbot: QtBot, make_gui: Maker, tmp_path: Path
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A scan arriving in the watch folder is told as it comes, in the toast (or the
     tray), not only in the panel a clinician away from the window does not see; a burst
@@ -337,11 +338,14 @@ def test_watch_folder_scans_taken_in_are_one_toast_each_moment(
         "(see Notifications)."
     )
     toast.hide()
+    # The burst is gathered for longer than five files take on a loaded machine: the
+    # few seconds left of the gap since the first alert were not always enough.
+    monkeypatch.setattr(status_controller, "ALERT_DELAY_MS", 10_000)
 
     for i in range(5):  # a burst: one alert, not five
         (folder / f"burst_{i}_OD.png").write_bytes(png_bytes((50 + i, 30)))
     qtbot.waitUntil(lambda: gui.patient_list.model.rowCount() == 6, timeout=20_000)
-    qtbot.waitUntil(toast.isVisible, timeout=20_000)
+    qtbot.waitUntil(toast.isVisible, timeout=30_000)
     assert toast.text().startswith("Watch folder: 5 new scans: ")
     assert toast.text().count("burst_") == 3 and "and 2 more" in toast.text()
 

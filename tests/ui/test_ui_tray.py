@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QSystemTrayIcon
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
+from ophthai_desktop.ui import tray as tray_module
 from ophthai_desktop.ui.tray import TrayIcon
 from tests.support.watch_folder import build_watch_app
 from tests.ui.conftest import Maker
@@ -131,3 +132,31 @@ def test_each_alert_kind_has_its_tray_icon(
     assert shown == [icons.Information, icons.Warning, icons.Critical]
     with pytest.raises(KeyError):
         gui.tray.notify("Title", "Text", kind="critcal")  # type: ignore[arg-type]
+
+
+def test_a_routine_tray_message_waits_for_a_critical_one_to_go(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Qt's balloon (and Windows') shows one message: the watch folder's "a new scan" a
+    moment after a critical finding replaced it, unread. It waits until the critical one's
+    time is up (or it is clicked away), as in the toast; a more urgent one does not wait."""
+    monkeypatch.setattr(tray_module, "MESSAGE_MS", 200, raising=False)
+    gui = make_gui(tray=True)
+    assert gui.tray is not None
+    shown: list[str] = []
+    monkeypatch.setattr(
+        gui.tray.icon, "showMessage", lambda title, _text, _icon, _ms: shown.append(title)
+    )
+
+    gui.tray.notify("Critical finding", "Abnormal finding: CNV", kind="critical")
+    gui.tray.notify("Watch folder: a new scan", "scan.png was filed", kind="info")
+    assert shown == ["Critical finding"]
+    qtbot.waitUntil(lambda: len(shown) == 2)
+    assert shown[1] == "Watch folder: a new scan"
+
+    gui.tray.notify("Watch folder: a file was not taken in", "bad.png", kind="warning")
+    gui.tray.notify("Critical finding", "Abnormal finding: AMD", kind="critical")
+    gui.tray.notify("Watch folder: 2 new scans", "a.png, b.png were filed", kind="info")
+    assert shown[2:] == ["Watch folder: a file was not taken in", "Critical finding"]
+    gui.tray.icon.messageClicked.emit()
+    assert shown[4:] == ["Watch folder: 2 new scans"]

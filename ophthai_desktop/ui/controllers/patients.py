@@ -494,6 +494,15 @@ class PatientsController(QObject):
 
         def done(record: PatientRecord) -> None:
             if record.id == self._current_id:
+                heard = self._current
+                if (
+                    heard is not None
+                    and heard.id == record.id
+                    and heard.updated_at > record.updated_at
+                ):
+                    # Changed while this was read (their first scan arrived): the page,
+                    # and Analyse, show what was heard, not what was read before it.
+                    record = heard
                 self._show(record)
                 if focus_page:
                     step_focus_to(self._page.info_scroll)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar
 
 from PySide6.QtCore import QObject, QTimer, Slot
 
@@ -22,14 +23,17 @@ from ophthai_desktop.ui.views.toast import AlertKind
 
 log = logging.getLogger(__name__)
 
-#: How long refused watch-folder files are gathered into one alert: a burst of bad
-#: files is one message, not one each.
-REFUSED_ALERT_DELAY_MS = 1000
+#: How long watch-folder files (refused, or taken in) are gathered into one alert: a
+#: burst of files is one message, not one each.
+ALERT_DELAY_MS = 1000
 #: The least time between two such alerts, however long the files keep coming.
-REFUSED_ALERT_GAP_MS = 5000
+ALERT_GAP_MS = 5000
 #: The outcomes of a watch-folder file taken in: a new patient, or a scan of one on record
 #: (those alerted as files taken in; one already taken in, ``duplicate``, is not).
 TAKEN_IN = frozenset({"ingested", "attached"})
+
+
+_T = TypeVar("_T")
 
 
 class Alert(Protocol):
@@ -40,6 +44,32 @@ class Alert(Protocol):
 
 #: Event names the core's watch folder may use for its state changes.
 WATCHER_EVENTS = frozenset({"watcher_state", "watcher_state_changed", "watch_folder_state"})
+
+
+class _Gathering(Generic[_T]):
+    """Watch-folder files gathered into one alert a moment: the first starts the wait
+    (a moment, or what is left of the gap since the last alert), and ``ready`` gets
+    those gathered by then."""
+
+    def __init__(self, parent: QObject, ready: Callable[[list[_T]], None]) -> None:
+        self._items: list[_T] = []
+        self._ready = ready
+        self._timer = QTimer(parent)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._on_timer_timeout)
+        self._alerted_at = -float("inf")
+
+    def add(self, item: _T) -> None:
+        self._items.append(item)
+        if not self._timer.isActive():
+            since_ms = (time.monotonic() - self._alerted_at) * 1000
+            self._timer.start(int(max(ALERT_DELAY_MS, ALERT_GAP_MS - since_ms)))
+
+    def _on_timer_timeout(self) -> None:
+        items, self._items = self._items, []
+        if items:
+            self._alerted_at = time.monotonic()
+            self._ready(items)
 
 
 def state_text(value: Any) -> str:
@@ -75,18 +105,10 @@ class StatusController(QObject):
         self._tray = tray
         self._alert = alert
         #: Watch-folder files refused since the last alert: (name, reason, moved to failed/).
-        self._refused: list[tuple[str, str, bool]] = []
-        self._refused_timer = QTimer(self)
-        self._refused_timer.setSingleShot(True)
-        self._refused_timer.timeout.connect(self._alert_refused)
-        self._refused_alerted_at = -float("inf")
+        self._refused = _Gathering[tuple[str, str, bool]](self, self._alert_refused)
         #: Watch-folder files taken in since the last alert (their names), told as one
         #: alert in the same way: a clinician away from the window sees scans arrive.
-        self._taken_in: list[str] = []
-        self._taken_in_timer = QTimer(self)
-        self._taken_in_timer.setSingleShot(True)
-        self._taken_in_timer.timeout.connect(self._alert_taken_in)
-        self._taken_in_alerted_at = -float("inf")
+        self._taken_in = _Gathering[str](self, self._alert_taken_in)
         self.api_state = ApiState(enabled=self._app.settings.api_enabled, starting=True)
 
         ctx.bridge.model_state_changed.connect(self._on_bridge_model_state_changed)
@@ -242,19 +264,9 @@ class StatusController(QObject):
             self._window.statusBar().showMessage(
                 f"Watch folder: {file_name} was not taken in ({reason})", 15_000
             )
-            self._refused.append((file_name, reason, bool(getattr(event, "moved_to", ""))))
-            if not self._refused_timer.isActive():
-                since = (time.monotonic() - self._refused_alerted_at) * 1000
-                self._refused_timer.start(
-                    int(max(REFUSED_ALERT_DELAY_MS, REFUSED_ALERT_GAP_MS - since))
-                )
+            self._refused.add((file_name, reason, bool(getattr(event, "moved_to", ""))))
         elif name == "ingest_finished" and getattr(event, "outcome", "") in TAKEN_IN:
-            self._taken_in.append(getattr(event, "file_name", "a file"))
-            if not self._taken_in_timer.isActive():
-                since = (time.monotonic() - self._taken_in_alerted_at) * 1000
-                self._taken_in_timer.start(
-                    int(max(REFUSED_ALERT_DELAY_MS, REFUSED_ALERT_GAP_MS - since))
-                )
+            self._taken_in.add(getattr(event, "file_name", "a file"))
 
     def _show_database(self, available: bool) -> None:
         """The database stopped answering (said once, whichever thread's call noticed:
@@ -277,13 +289,8 @@ class StatusController(QObject):
                 # A call's failure told in the outage's own words (describe).
                 banner.show_message(DATABASE_BACK, "info", shown_ms=DATABASE_BACK_SHOWN_MS)
 
-    @Slot()
-    def _alert_refused(self) -> None:
+    def _alert_refused(self, refused: list[tuple[str, str, bool]]) -> None:
         """One alert (tray or toast) for the files refused in the last moment."""
-        refused, self._refused = self._refused, []
-        if not refused:
-            return
-        self._refused_alerted_at = time.monotonic()
         if len(refused) == 1:
             file_name, reason, moved = refused[0]
             where = (
@@ -310,14 +317,9 @@ class StatusController(QObject):
             kind="warning",
         )
 
-    @Slot()
-    def _alert_taken_in(self) -> None:
+    def _alert_taken_in(self, taken_in: list[str]) -> None:
         """One alert (tray or toast) for the scans the watch folder took in in the last
         moment; the patients are in the list and each scan in Notifications."""
-        taken_in, self._taken_in = self._taken_in, []
-        if not taken_in:
-            return
-        self._taken_in_alerted_at = time.monotonic()
         if len(taken_in) == 1:
             self._alert(
                 "Watch folder: a new scan",
