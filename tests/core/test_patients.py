@@ -520,6 +520,74 @@ def test_sex_sorts_ignoring_case(app_services: Application, actor: Actor) -> Non
     assert [p.gender for p in listed] == ["Female", "female", "male", "Male", "Other"]
 
 
+def test_sex_folds_ascii_case_alone_on_both_databases(
+    app_services: Application, actor: Actor
+) -> None:
+    """PostgreSQL's lower() folded É to é, which SQLite's NOCASE does not: the same
+    patients came in another order there. Both now fold ASCII letters alone, then
+    compare bytes."""
+    service = app_services.patients
+    for index, gender in enumerate(("été", "Été", "ÉTÉ", "Féminin", "FÉMININ")):
+        service.create_patient({"name": "G", "gender": gender}, actor=actor, patient_id=f"g{index}")
+
+    listed = service.list_patients(order_by="gender", descending=False).items
+    first = service.list_patients(order_by="gender", descending=False, limit=2).items
+    rest = service.list_patients(
+        order_by="gender", descending=False, after=patient_after(first[-1], "gender")
+    ).items
+
+    expected = ["FÉMININ", "Féminin", "ÉTÉ", "Été", "été"]
+    assert [p.gender for p in listed] == expected
+    assert [p.gender for p in first + rest] == expected
+
+
+def _sort_text_as_a_locale_does(app_services: Application) -> None:
+    """On PostgreSQL, give the patients' id and status the collation a database made
+    with an ``en_US`` locale gives its text columns (``p2`` between ``P1`` and ``P3``);
+    the test database's own locale is C."""
+    if app_services.db.engine.dialect.name != "postgresql":
+        return
+    from sqlalchemy import text
+
+    with app_services.db.engine.begin() as conn:
+        if not conn.scalar(text("SELECT 1 FROM pg_collation WHERE collname = 'en-US-x-icu'")):
+            pytest.skip("this PostgreSQL server has no ICU collations")
+        for column, kind in (("id", "varchar(64)"), ("status", "varchar(32)")):
+            conn.execute(
+                text(
+                    f'ALTER TABLE patients ALTER COLUMN {column} TYPE {kind} COLLATE "en-US-x-icu"'
+                )
+            )
+
+
+def test_ids_and_statuses_sort_as_on_sqlite_whatever_the_locale(
+    app_services: Application, actor: Actor
+) -> None:
+    """A clinic's PostgreSQL made with an en_US locale sorted ids (and so every tie)
+    ignoring case, where SQLite compares bytes: pages came in another order."""
+    _sort_text_as_a_locale_does(app_services)
+    service = app_services.patients
+    for patient_id in ("p2", "P1", "P3", "a1", "B1"):
+        service.create_patient(
+            {"name": "Same", "status": "Stable"}, actor=actor, patient_id=patient_id
+        )
+    expected = ["B1", "P1", "P3", "a1", "p2"]
+
+    by_id = service.list_patients(order_by="id", descending=False).items
+    by_name = service.list_patients(order_by="name", descending=False).items
+    by_status = service.list_patients(order_by="status", descending=True).items
+    first = service.list_patients(order_by="name", descending=False, limit=2).items
+    rest = service.list_patients(
+        order_by="name", descending=False, after=patient_after(first[-1], "name")
+    ).items
+
+    assert [p.id for p in by_id] == expected
+    assert [p.id for p in by_name] == expected
+    assert [p.id for p in by_status] == expected[::-1]
+    assert [p.id for p in first + rest] == expected
+    assert service.position_of("a1", order_by="name", descending=False) == 3
+
+
 def test_age_sorts_by_the_age_shown(app_services: Application, actor: Actor) -> None:
     """A birth date gives today's age; the stored one lags behind a birthday since."""
     service = app_services.patients

@@ -75,7 +75,7 @@ from ophthai_desktop.core.services.patient_fields import (
 from ophthai_desktop.core.storage import Database, ImageStore
 from ophthai_desktop.core.storage import models as m
 from ophthai_desktop.core.storage.images import sha256_hex
-from ophthai_desktop.core.storage.sorting import age_in_years, case_insensitive
+from ophthai_desktop.core.storage.sorting import age_in_years, case_insensitive, in_byte_order
 from ophthai_desktop.core.storage.to_records import (
     analysis_record,
     notification_record,
@@ -87,12 +87,12 @@ log = logging.getLogger(__name__)
 
 #: Columns the patient list can be sorted by.
 SORTABLE: dict[str, Any] = {
-    "id": m.Patient.id,
+    "id": in_byte_order(m.Patient.id),  # as SQLite orders text, whatever the locale
     "name": m.Patient.name_key,  # case and accents ignored (text_sort_key)
     "age": m.Patient.age,  # as shown: see list_patients
     "birth_date": m.Patient.birth_date,
     "gender": case_insensitive(m.Patient.gender),
-    "status": m.Patient.status,
+    "status": in_byte_order(m.Patient.status),
     "workflow_step": m.Patient.workflow_step,
     "admission_date": m.Patient.admission_date,
     "appointment_date": m.Patient.appointment_date,
@@ -1062,6 +1062,10 @@ def _client_result(result: Mapping[str, Any], stored: Mapping[str, Any] | None) 
         raise InvalidInput(exc.message, field="aiAnalysis") from exc
 
 
+#: What breaks ties in a patient list: the id, in the same order on both databases.
+_TIEBREAK = in_byte_order(m.Patient.id)
+
+
 def _listing(
     search: str | None, status: str | None, order_by: str, descending: bool
 ) -> tuple[list[ColumnElement[bool]], tuple[ColumnElement[Any], ...]]:
@@ -1080,7 +1084,7 @@ def _listing(
     order = column.desc() if descending else column.asc()
     if order_by in NULLABLE_SORT_KEYS:
         order = order.nulls_last()
-    tiebreak = m.Patient.id.desc() if descending else m.Patient.id.asc()
+    tiebreak = _TIEBREAK.desc() if descending else _TIEBREAK.asc()
     return filters, (order, tiebreak)
 
 
@@ -1106,7 +1110,7 @@ def _following(order_by: str, descending: bool, after: After) -> ColumnElement[b
         after = After(case_insensitive(literal(after.value, String())), after.id)
     return rows_after(
         _sort_key(order_by),
-        m.Patient.id,
+        _TIEBREAK,
         after,
         descending=descending,
         nulls_last=order_by in NULLABLE_SORT_KEYS,
