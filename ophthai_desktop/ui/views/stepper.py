@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from PySide6.QtCore import QSize
+from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QWidget
 
 from ophthai_desktop.ui.display import STEP_NAMES
@@ -10,6 +12,28 @@ from ophthai_desktop.ui.views.style import set_style_property, set_text
 #: How a screen reader names each state of a step (the screen shows a tick, a bold
 #: name and colours).
 STATE_WORDS = {"done": "done", "current": "current step", "todo": "to do"}
+
+
+class _StepLabel(QLabel):
+    """A step's name, as wide in every state as in bold (the current step's look).
+
+    The stylesheet makes the current step bold as its state changes; the wider bold
+    name was laid out only in a later event-loop turn, and a paint before it (a
+    screenshot right after a drop) showed the name cut ("Validatio")."""
+
+    def sizeHint(self) -> QSize:
+        return self._as_bold(super().sizeHint())
+
+    def minimumSizeHint(self) -> QSize:
+        return self._as_bold(super().minimumSizeHint())
+
+    def _as_bold(self, size: QSize) -> QSize:
+        bold = QFont(self.font())
+        bold.setBold(True)
+        extra = QFontMetrics(bold).horizontalAdvance(self.text()) - QFontMetrics(
+            self.font()
+        ).horizontalAdvance(self.text())
+        return QSize(size.width() + max(0, extra), size.height())
 
 
 class WorkflowStepper(QWidget):
@@ -36,7 +60,7 @@ class WorkflowStepper(QWidget):
                 self._lines.append(line)
             dot = QLabel(str(number))
             dot.setObjectName("stepDot")
-            label = QLabel(name)
+            label = _StepLabel(name)
             label.setObjectName("stepLabel")
             layout.addWidget(dot)
             layout.addWidget(label)
