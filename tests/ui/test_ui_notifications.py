@@ -1054,3 +1054,58 @@ def test_the_badge_and_the_list_agree_at_every_turn_after_a_verdict(
         turns.stop()
     assert disagreed == []
     assert gui.application.notifications.unread_count() == 0
+
+
+def test_a_count_read_after_a_verdict_waits_for_the_verdict_s_event(
+    qtbot: QtBot, gui: GuiSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A count asked before a verdict and read after it already leaves the alarm out;
+    placed before the verdict's event (the bridge hands events over in batches), the
+    badge said none while the alarm's row still showed unread, and the event then
+    lowered it again. It is placed after the event now."""
+    patient_id = _alarm_on_the_list(qtbot, gui)
+    app = gui.application
+    note = app.notifications.create_notification("Call back", actor=SYSTEM)
+    model = gui.notifications_panel.model
+    qtbot.waitUntil(lambda: len(_unread(model)) == 2 and _badge(gui) == 2)
+    asked, read, release = threading.Event(), threading.Event(), threading.Event()
+    count = app.notifications.unread_count
+
+    def held_count() -> int:
+        asked.set()
+        release.wait(30)
+        try:
+            return count()
+        finally:
+            read.set()
+
+    monkeypatch.setattr(app.notifications, "unread_count", held_count)
+    disagreed: list[str] = []
+
+    def compare() -> None:
+        listed, badge = len(_unread(model)), _badge(gui)
+        if listed != badge:
+            disagreed.append(f"list {listed} unread, badge {badge}")
+
+    turns = QTimer()
+    turns.setInterval(0)
+    turns.timeout.connect(compare)
+    turns.start()
+    try:
+        _from_another_thread(lambda: app.notifications.mark_read(note.id, actor=SYSTEM))
+        qtbot.waitUntil(asked.is_set)  # the count the read asked for is on its way
+        # No event-loop turn from here until the count is read: the verdict's event
+        # waits in the bridge, the count comes back first.
+        _from_another_thread(
+            lambda: app.patients.validate_analysis(
+                patient_id, approved=True, clinician="Dr B", actor=Actor("api", "api")
+            )
+        )
+        release.set()
+        assert read.wait(30)
+        qtbot.waitUntil(lambda: _unread(model) == [] and _badge(gui) == 0)
+        qtbot.waitUntil(lambda: not gui.notifications._counting)
+    finally:
+        release.set()
+        turns.stop()
+    assert disagreed == []
