@@ -23,9 +23,7 @@ def _cut_names(gui: GuiSession) -> list[str]:
     return cut
 
 
-def test_the_current_step_name_fits_as_soon_as_it_turns_bold(
-    qtbot: QtBot, gui: GuiSession
-) -> None:
+def test_the_current_step_name_fits_as_soon_as_it_turns_bold(qtbot: QtBot, gui: GuiSession) -> None:
     """A step turned current is drawn bold at once (the stylesheet), but its wider name
     was laid out an event-loop turn later: a screenshot right after a drop showed
     'Validatio'. Each name is checked right after the change, before any other event."""
