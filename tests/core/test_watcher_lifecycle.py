@@ -388,7 +388,11 @@ def test_the_default_folder_is_not_made_again_where_what_held_it_went(
     it was open to other accounts, where a start makes it 0700), nor where the default
     path is a link to another folder (a share, most likely) that went: that folder (and
     the folders above it, at a share's mount point) was made, as a start never does.
-    Both are waited for, as a configured folder is."""
+    Both are waited for, as a configured folder is.
+
+    The data folder is moved away, in one step: deleted, the folders in it went one by
+    one, and the default folder, gone while the data folder was still there, was made
+    again (rightly) before the data folder's turn ("Directory not empty")."""
     data = tmp_path / "data"
     share = tmp_path / "nas"
     (tmp_path / "db").mkdir()
@@ -398,7 +402,10 @@ def test_the_default_folder_is_not_made_again_where_what_held_it_went(
         app.settings.resolved_watch_folder.symlink_to(share / "oct")
     try:
         assert app.watcher.start().state is WatcherState.RUNNING
-        shutil.rmtree(data if gone == "data folder" else share)
+        if gone == "data folder":
+            data.rename(tmp_path / "data moved away")
+        else:
+            shutil.rmtree(share)
         assert wait_until(lambda: app.watcher.state is WatcherState.ERROR)
         assert "not reachable" in app.watcher.status.message
         assert not data.exists() if gone == "data folder" else not share.exists()
