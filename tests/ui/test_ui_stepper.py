@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QApplication, QLabel
 from pytestqt.qtbot import QtBot
@@ -39,3 +41,32 @@ def test_the_current_step_name_fits_as_soon_as_it_turns_bold(qtbot: QtBot, gui: 
         for step in (2, 3, 4, 1, 3, 2):
             stepper.set_step(step)
             assert _cut_names(gui) == [], f"step {step} at a window {width} px wide"
+
+
+def test_laying_out_and_painting_the_stepper_runs_no_python(qtbot: QtBot, gui: GuiSession) -> None:
+    """The names keep their width with a minimum set when the step changes, not with a
+    ``sizeHint`` written in Python: each layout pass would call it, and on the GUI thread
+    each Python call waits for the interpreter lock the worker and the API share."""
+    record = gui.application.patients.create_patient(
+        {"name": "Ada Layout", "age": 60}, actor=Actor("Dr. Test", "gui")
+    )
+    open_patient(qtbot, gui, record.id)
+    stepper = gui.patient_page.stepper
+    qtbot.waitUntil(stepper.isVisible)
+    calls: list[str] = []
+
+    def profile(frame: object, event: str, _arg: object) -> None:
+        if event == "call":
+            calls.append(frame.f_code.co_qualname)  # type: ignore[attr-defined]
+
+    layout = stepper.layout()
+    sys.setprofile(profile)
+    try:
+        for label in stepper.findChildren(QLabel, "stepLabel"):
+            label.updateGeometry()
+        layout.invalidate()
+        layout.activate()
+        stepper.repaint()
+    finally:
+        sys.setprofile(None)
+    assert calls == [], calls
