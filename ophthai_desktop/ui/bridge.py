@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
@@ -39,6 +40,13 @@ class _Progress:
     job_id: int
     phase: str
     parts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _AfterDelivered:
+    """A call waiting, in the event stream, for the events published before it."""
+
+    callback: Callable[[], None]
 
 
 class EventBridge(QObject):
@@ -106,8 +114,8 @@ class EventBridge(QObject):
     ) -> None:
         super().__init__(parent)
         self._lock = threading.Lock()
-        self._pending: list[ev.Event] = []
-        self._backlog: deque[ev.Event | _Progress] = deque()
+        self._pending: list[ev.Event | _AfterDelivered] = []
+        self._backlog: deque[ev.Event | _Progress | _AfterDelivered] = deque()
         self._scheduled = False
         self._closed = False
         self._timer = QTimer(self)
@@ -127,6 +135,20 @@ class EventBridge(QObject):
         self._backlog.clear()
         self._unsubscribe()
         self._timer.stop()
+
+    def call_after_delivered(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once every event published so far has been delivered: at
+        once when none waits. A result read from the database after an event was
+        published is then never placed before the event tells what changed (GUI
+        thread)."""
+        with self._lock:
+            if self._pending:
+                self._pending.append(_AfterDelivered(callback))
+                return
+        if self._backlog:
+            self._backlog.append(_AfterDelivered(callback))
+        else:
+            callback()
 
     # Any thread ----------------------------------------------------------------------
 
@@ -179,6 +201,8 @@ class EventBridge(QObject):
                 self.analysis_progressed.emit(
                     item.job_id, item.phase, "".join(item.parts), len(item.parts)
                 )
+            elif isinstance(item, _AfterDelivered):
+                item.callback()
             else:
                 self._deliver(item)
             if time.perf_counter() > deadline:

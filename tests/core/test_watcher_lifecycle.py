@@ -340,7 +340,9 @@ def test_a_folder_that_goes_away_is_reported_and_watched_again_when_back(
     log = EventLog(app.bus)
     try:
         app.watcher.start()
-        shutil.rmtree(folder)
+        # Gone in one step: deleted in place, the folders in it went one by one and the
+        # watcher made processed/ again before the folder's turn ("Directory not empty").
+        folder.rename(tmp_path / "gone")
         assert wait_until(lambda: app.watcher.state is WatcherState.ERROR)
         assert "not reachable" in app.watcher.status.message
         assert not folder.exists()
@@ -366,7 +368,10 @@ def test_the_default_folder_deleted_while_watched_is_made_again(
     folder = app.settings.resolved_watch_folder
     try:
         assert app.watcher.start().state is WatcherState.RUNNING
-        shutil.rmtree(folder)
+        # Moved to the bin, in one step: deleted in place, the folders in it went one by
+        # one, and the watcher, rightly, made processed/ again before the folder's turn
+        # ("Directory not empty").
+        folder.rename(tmp_path / "bin")
         assert wait_until(lambda: (folder / "processed").is_dir() and (folder / "failed").is_dir())
         (folder / "after.png").write_bytes(png_bytes((10, 10), (8, 7, 8)))
         assert log.wait_finished("after.png")["after.png"].outcome == "ingested"
@@ -388,7 +393,11 @@ def test_the_default_folder_is_not_made_again_where_what_held_it_went(
     it was open to other accounts, where a start makes it 0700), nor where the default
     path is a link to another folder (a share, most likely) that went: that folder (and
     the folders above it, at a share's mount point) was made, as a start never does.
-    Both are waited for, as a configured folder is."""
+    Both are waited for, as a configured folder is.
+
+    The data folder is moved away, in one step: deleted, the folders in it went one by
+    one, and the default folder, gone while the data folder was still there, was made
+    again (rightly) before the data folder's turn ("Directory not empty")."""
     data = tmp_path / "data"
     share = tmp_path / "nas"
     (tmp_path / "db").mkdir()
@@ -398,7 +407,10 @@ def test_the_default_folder_is_not_made_again_where_what_held_it_went(
         app.settings.resolved_watch_folder.symlink_to(share / "oct")
     try:
         assert app.watcher.start().state is WatcherState.RUNNING
-        shutil.rmtree(data if gone == "data folder" else share)
+        if gone == "data folder":
+            data.rename(tmp_path / "data moved away")
+        else:
+            shutil.rmtree(share)
         assert wait_until(lambda: app.watcher.state is WatcherState.ERROR)
         assert "not reachable" in app.watcher.status.message
         assert not data.exists() if gone == "data folder" else not share.exists()

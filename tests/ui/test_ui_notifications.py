@@ -12,7 +12,7 @@ from types import FrameType
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QPoint, QRect, Qt
+from PySide6.QtCore import QPoint, QRect, Qt, QTimer
 from PySide6.QtGui import QAccessible, QFont
 from PySide6.QtWidgets import QApplication, QLabel, QListView, QWidget
 from pytestqt.qtbot import QtBot
@@ -21,6 +21,7 @@ from ophthai_desktop.bootstrap import Application, build_application
 from ophthai_desktop.core.errors import StorageError
 from ophthai_desktop.core.paging import After
 from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.storage import availability
 from ophthai_desktop.ui.controllers import notifications as notifications_controller
 from ophthai_desktop.ui.controllers import status as status_controller
@@ -36,8 +37,9 @@ from ophthai_desktop.ui.views.notifications import NotificationsPanel
 from ophthai_desktop.ui.views.toast import Toast
 from tests.support.images import png_bytes
 from tests.support.outage import database_down
+from tests.support.scripted_engine import DME, ScriptedEngine
 from tests.support.watch_folder import build_watch_app
-from tests.ui.conftest import Maker
+from tests.ui.conftest import Maker, open_patient
 
 SYSTEM = Actor.system("test")
 
@@ -987,3 +989,123 @@ def test_an_older_page_that_could_not_be_read_is_read_again_at_the_end_of_the_li
 
     qtbot.waitUntil(lambda: model.rowCount() == count)  # the list did not move
     assert _texts(model)[-1] == "Note 0"
+
+
+def _alarm_on_the_list(qtbot: QtBot, gui: GuiSession) -> str:
+    """A patient whose scan was analysed as abnormal: its alarm listed unread, counted."""
+    app = gui.application
+    patient_id = app.patients.create_patient(
+        {"name": "Alarm Badge"}, actor=SYSTEM, image=NewImage(png_bytes((40, 30)))
+    ).id
+    app.jobs.queue_patient_analysis(patient_id, actor=SYSTEM)
+    claimed = app.jobs.claim_next()
+    assert claimed is not None
+    app.jobs.complete(claimed, ScriptedEngine(DME)._result(cancelled=False))
+    model = gui.notifications_panel.model
+    qtbot.waitUntil(lambda: len(_unread(model)) == 1 and _badge(gui) == 1)
+    return patient_id
+
+
+def _badge(gui: GuiSession) -> int:
+    """The count the panel's badge shows ("3 unread" to a screen reader)."""
+    return int(gui.notifications_panel.unread.accessibleName().split()[0])
+
+
+@pytest.mark.parametrize("where", ["window", "another client"])
+def test_the_badge_and_the_list_agree_at_every_turn_after_a_verdict(
+    qtbot: QtBot, gui: GuiSession, where: str
+) -> None:
+    """The verdict marks the alarm its analysis raised read. The row was shown read at
+    once, but the badge said "1 unread" until a count read from the database came
+    back (tens of milliseconds, longer on a loaded machine): a screenshot showed both.
+    Each event-loop turn compares them now, until both say none is unread."""
+    patient_id = _alarm_on_the_list(qtbot, gui)
+    model = gui.notifications_panel.model
+    view = gui.analysis_view
+    if where == "window":
+        open_patient(qtbot, gui, patient_id)
+        gui.patient_page.show_tab("analysis")
+        qtbot.waitUntil(view.approve.isEnabled)
+    disagreed: list[str] = []
+
+    def compare() -> None:
+        listed, badge = len(_unread(model)), _badge(gui)
+        if listed != badge:
+            disagreed.append(f"list {listed} unread, badge {badge}")
+
+    turns = QTimer()
+    turns.setInterval(0)
+    turns.timeout.connect(compare)
+    turns.start()
+    try:
+        if where == "window":
+            view.approve.click()
+        else:  # as the API's thread pool does for another client's verdict
+            approve = gui.application.patients.validate_analysis
+            _from_another_thread(
+                lambda: approve(
+                    patient_id, approved=True, clinician="Dr B", actor=Actor("api", "api")
+                )
+            )
+        qtbot.waitUntil(lambda: _unread(model) == [] and _badge(gui) == 0)
+        # The count asked after the event has come back, and changed nothing.
+        qtbot.waitUntil(lambda: not gui.notifications._counting)
+    finally:
+        turns.stop()
+    assert disagreed == []
+    assert gui.application.notifications.unread_count() == 0
+
+
+def test_a_count_read_after_a_verdict_waits_for_the_verdict_s_event(
+    qtbot: QtBot, gui: GuiSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A count asked before a verdict and read after it already leaves the alarm out;
+    placed before the verdict's event (the bridge hands events over in batches), the
+    badge said none while the alarm's row still showed unread, and the event then
+    lowered it again. It is placed after the event now."""
+    patient_id = _alarm_on_the_list(qtbot, gui)
+    app = gui.application
+    note = app.notifications.create_notification("Call back", actor=SYSTEM)
+    model = gui.notifications_panel.model
+    qtbot.waitUntil(lambda: len(_unread(model)) == 2 and _badge(gui) == 2)
+    asked, read, release = threading.Event(), threading.Event(), threading.Event()
+    count = app.notifications.unread_count
+
+    def held_count() -> int:
+        asked.set()
+        release.wait(30)
+        try:
+            return count()
+        finally:
+            read.set()
+
+    monkeypatch.setattr(app.notifications, "unread_count", held_count)
+    disagreed: list[str] = []
+
+    def compare() -> None:
+        listed, badge = len(_unread(model)), _badge(gui)
+        if listed != badge:
+            disagreed.append(f"list {listed} unread, badge {badge}")
+
+    turns = QTimer()
+    turns.setInterval(0)
+    turns.timeout.connect(compare)
+    turns.start()
+    try:
+        _from_another_thread(lambda: app.notifications.mark_read(note.id, actor=SYSTEM))
+        qtbot.waitUntil(asked.is_set)  # the count the read asked for is on its way
+        # No event-loop turn from here until the count is read: the verdict's event
+        # waits in the bridge, the count comes back first.
+        _from_another_thread(
+            lambda: app.patients.validate_analysis(
+                patient_id, approved=True, clinician="Dr B", actor=Actor("api", "api")
+            )
+        )
+        release.set()
+        assert read.wait(30)
+        qtbot.waitUntil(lambda: _unread(model) == [] and _badge(gui) == 0)
+        qtbot.waitUntil(lambda: not gui.notifications._counting)
+    finally:
+        release.set()
+        turns.stop()
+    assert disagreed == []

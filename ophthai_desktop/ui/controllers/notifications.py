@@ -266,7 +266,10 @@ class NotificationsController(QObject):
     @Slot(object)
     def _on_bridge_notification_updated(self, note: NotificationRecord) -> None:
         row = notification_row(note)
+        listed = self._model.get(note.id)
         self._change(lambda: self._model.replace(row))
+        if listed is not None and listed.read != row.read:
+            self._move_badge(1 if listed.read else -1)
         if self._page_heard is not None:
             self._page_heard.rows[note.id] = row
         self._lowered += 1
@@ -274,7 +277,10 @@ class NotificationsController(QObject):
 
     @Slot(int)
     def _on_bridge_notification_deleted(self, notification_id: int) -> None:
+        listed = self._model.get(notification_id)
         self._change(lambda: self._model.remove(notification_id))
+        if listed is not None and not listed.read:
+            self._move_badge(-1)
         if self._page_heard is not None:
             self._page_heard.rows[notification_id] = None
         self._lowered += 1
@@ -379,6 +385,11 @@ class NotificationsController(QObject):
         lowered = self._lowered
 
         def done(count: int) -> None:
+            # Placed after the events published before it was read: one read after a
+            # verdict committed, placed before the verdict's event, was lowered again.
+            self._ctx.bridge.call_after_delivered(lambda: counted(count))
+
+        def counted(count: int) -> None:
             self._counting = False
             self._count_failed = False
             if lowered == self._lowered:  # else read or deleted since: maybe too many
@@ -395,6 +406,13 @@ class NotificationsController(QObject):
                 self._read_again_soon()
 
         self._ctx.tasks.submit(self._service.unread_count, done, failed)
+
+    def _move_badge(self, change: int) -> None:
+        """A listed notification read (or unread again, or deleted unread) moves the
+        badge with the row at once; the count asked for it follows. Before, the row
+        showed read while the badge still counted it until that count arrived (a
+        verdict's alarm: "1 unread" beside a list with none)."""
+        self._set_unread(max(0, self.unread + change))
 
     def _set_unread(self, count: int) -> None:
         self.unread = count

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from PySide6.QtCore import QEvent, QTimer
+from PySide6.QtGui import QFont, QFontMetrics, QShowEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QWidget
 
 from ophthai_desktop.ui.display import STEP_NAMES
@@ -45,6 +47,32 @@ class WorkflowStepper(QWidget):
         self.step = 0
         self.set_step(1)
 
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self._fit_names()  # polished now: the stylesheet's fonts are the labels'
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.FontChange, QEvent.Type.StyleChange):
+            QTimer.singleShot(0, self, self._fit_names)  # once the labels are restyled
+
+    def _fit_names(self) -> None:
+        """Each step's name as wide in every state as in bold (the current step's look).
+        The stylesheet makes a step bold as it turns current; its wider name was laid
+        out an event-loop turn later, and a paint before that (a screenshot right after
+        a drop) showed it cut ("Validatio"). A minimum width set here, not a ``sizeHint``
+        written in Python: laying the page out then runs no Python."""
+        for label in self._labels:
+            text, font = label.text(), label.font()
+            bold = QFont(font)
+            bold.setBold(True)
+            extra = QFontMetrics(bold).horizontalAdvance(text) - QFontMetrics(
+                font
+            ).horizontalAdvance(text)
+            width = label.sizeHint().width() + max(0, extra)
+            if label.minimumWidth() != width:
+                label.setMinimumWidth(width)
+
     def set_step(self, step: int) -> None:
         """Steps before ``step`` are done; ``step`` is current (4 = all done)."""
         if step == self.step:
@@ -62,6 +90,7 @@ class WorkflowStepper(QWidget):
             label.setAccessibleName(words)
         for index, line in enumerate(self._lines):
             set_style_property(line, "state", "done" if index + 2 <= step else "todo")
+        self._fit_names()
         total = len(STEP_NAMES)
         if step >= total:
             self.setAccessibleDescription(f"All {total} steps complete")
