@@ -303,6 +303,17 @@ def test_a_birth_date_is_held_to_the_oldest_age(app_services: Application, actor
     assert caught.value.field == "birth_date" and "over 130" in caught.value.message
 
 
+def _unreadable_analysis_of(app: Application, patient_id: str) -> int:
+    """An analysis of the patient whose answer could not be read (its id)."""
+    with app.db.session() as session:
+        row = m.Analysis(
+            patient_id=patient_id, model_id="m", parse_status="parse_failed", result=None
+        )
+        session.add(row)
+        session.flush()
+        return int(row.id)
+
+
 def test_the_newest_analysis_sent_back_unparsed_is_no_new_result(
     app_services: Application, actor: Actor
 ) -> None:
@@ -310,13 +321,7 @@ def test_the_newest_analysis_sent_back_unparsed_is_no_new_result(
     parsed, was refused: 'The answer has no classification'."""
     service = app_services.patients
     patient = service.create_patient({"name": "Unparsed"}, actor=actor)
-    with app_services.db.session() as session:
-        row = m.Analysis(
-            patient_id=patient.id, model_id="m", parse_status="parse_failed", result=None
-        )
-        session.add(row)
-        session.flush()
-        analysis_id = row.id
+    analysis_id = _unreadable_analysis_of(app_services, patient.id)
     echoed = {"analysis_id": analysis_id, "classification": None, "confidence": None}
     same = service.update_patient(patient.id, {"history": "x"}, actor=actor, ai_result=echoed)
     assert same.history == "x" and same.latest_analysis is not None
@@ -852,13 +857,7 @@ def test_an_unreadable_answer_can_be_rejected_not_approved(
     on to Complete). It is refused, changing nothing; rejecting it is recorded."""
     service = app_services.patients
     patient = service.create_patient({"name": "Unreadable"}, actor=actor)
-    with app_services.db.session() as session:
-        row = m.Analysis(
-            patient_id=patient.id, model_id="m", parse_status="parse_failed", result=None
-        )
-        session.add(row)
-        session.flush()
-        analysis_id = row.id
+    analysis_id = _unreadable_analysis_of(app_services, patient.id)
 
     for approve in (
         lambda: service.validate_analysis(

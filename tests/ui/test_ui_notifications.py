@@ -6,7 +6,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -1011,6 +1012,28 @@ def _badge(gui: GuiSession) -> int:
     return int(gui.notifications_panel.unread.accessibleName().split()[0])
 
 
+@contextmanager
+def _compared_at_each_turn(gui: GuiSession) -> Iterator[list[str]]:
+    """Compares the unread rows listed with the badge at every event-loop turn while
+    inside; yields the disagreements seen ("list 1 unread, badge 0")."""
+    model = gui.notifications_panel.model
+    disagreed: list[str] = []
+
+    def compare() -> None:
+        listed, badge = len(_unread(model)), _badge(gui)
+        if listed != badge:
+            disagreed.append(f"list {listed} unread, badge {badge}")
+
+    turns = QTimer()
+    turns.setInterval(0)
+    turns.timeout.connect(compare)
+    turns.start()
+    try:
+        yield disagreed
+    finally:
+        turns.stop()
+
+
 @pytest.mark.parametrize("where", ["window", "another client"])
 def test_the_badge_and_the_list_agree_at_every_turn_after_a_verdict(
     qtbot: QtBot, gui: GuiSession, where: str
@@ -1026,18 +1049,7 @@ def test_the_badge_and_the_list_agree_at_every_turn_after_a_verdict(
         open_patient(qtbot, gui, patient_id)
         gui.patient_page.show_tab("analysis")
         qtbot.waitUntil(view.approve.isEnabled)
-    disagreed: list[str] = []
-
-    def compare() -> None:
-        listed, badge = len(_unread(model)), _badge(gui)
-        if listed != badge:
-            disagreed.append(f"list {listed} unread, badge {badge}")
-
-    turns = QTimer()
-    turns.setInterval(0)
-    turns.timeout.connect(compare)
-    turns.start()
-    try:
+    with _compared_at_each_turn(gui) as disagreed:
         if where == "window":
             view.approve.click()
         else:  # as the API's thread pool does for another client's verdict
@@ -1050,8 +1062,6 @@ def test_the_badge_and_the_list_agree_at_every_turn_after_a_verdict(
         qtbot.waitUntil(lambda: _unread(model) == [] and _badge(gui) == 0)
         # The count asked after the event has come back, and changed nothing.
         qtbot.waitUntil(lambda: not gui.notifications._counting)
-    finally:
-        turns.stop()
     assert disagreed == []
     assert gui.application.notifications.unread_count() == 0
 
@@ -1080,32 +1090,21 @@ def test_a_count_read_after_a_verdict_waits_for_the_verdict_s_event(
             read.set()
 
     monkeypatch.setattr(app.notifications, "unread_count", held_count)
-    disagreed: list[str] = []
-
-    def compare() -> None:
-        listed, badge = len(_unread(model)), _badge(gui)
-        if listed != badge:
-            disagreed.append(f"list {listed} unread, badge {badge}")
-
-    turns = QTimer()
-    turns.setInterval(0)
-    turns.timeout.connect(compare)
-    turns.start()
-    try:
-        _from_another_thread(lambda: app.notifications.mark_read(note.id, actor=SYSTEM))
-        qtbot.waitUntil(asked.is_set)  # the count the read asked for is on its way
-        # No event-loop turn from here until the count is read: the verdict's event
-        # waits in the bridge, the count comes back first.
-        _from_another_thread(
-            lambda: app.patients.validate_analysis(
-                patient_id, approved=True, clinician="Dr B", actor=Actor("api", "api")
+    with _compared_at_each_turn(gui) as disagreed:
+        try:
+            _from_another_thread(lambda: app.notifications.mark_read(note.id, actor=SYSTEM))
+            qtbot.waitUntil(asked.is_set)  # the count the read asked for is on its way
+            # No event-loop turn from here until the count is read: the verdict's event
+            # waits in the bridge, the count comes back first.
+            _from_another_thread(
+                lambda: app.patients.validate_analysis(
+                    patient_id, approved=True, clinician="Dr B", actor=Actor("api", "api")
+                )
             )
-        )
-        release.set()
-        assert read.wait(30)
-        qtbot.waitUntil(lambda: _unread(model) == [] and _badge(gui) == 0)
-        qtbot.waitUntil(lambda: not gui.notifications._counting)
-    finally:
-        release.set()
-        turns.stop()
+            release.set()
+            assert read.wait(30)
+            qtbot.waitUntil(lambda: _unread(model) == [] and _badge(gui) == 0)
+            qtbot.waitUntil(lambda: not gui.notifications._counting)
+        finally:
+            release.set()
     assert disagreed == []
