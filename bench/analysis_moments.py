@@ -30,6 +30,12 @@ What it measures
     tick in a hundred; with its analysis every second that is two per analysis at most,
     both moments together. ``ratios`` are the phases' median longest gap over idle's.
 
+    ``gui_cpu_ms_median`` is the GUI thread's own CPU time in the window (its
+    ``time.thread_time``; the ticks' handling is idle's figure): steadier than the
+    longest gap, which another process's moment on the machine moves, so it is the
+    figure to compare two versions of the window's code by. ``gui_cpu_ms_over_idle``
+    is each phase's median less idle's.
+
 Run (from the repository root)::
 
     .venv/bin/python bench/analysis_moments.py
@@ -41,6 +47,7 @@ One JSON object goes to stdout; progress to stderr. Temporary files are removed.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
 import shutil
@@ -66,9 +73,10 @@ WINDOWS = (("idle", 0.25), ("start", 0.25), ("stream", 0.45), ("finish", 0.25))
 DELTA_SPACING_S = 0.004
 
 
-def phase_summary(rows: list[tuple[float, int]]) -> dict[str, Any]:
+def phase_summary(rows: list[tuple[float, int, float]]) -> dict[str, Any]:
     longest = sorted(r[0] for r in rows)
     return {
+        "gui_cpu_ms_median": round(statistics.median(r[2] for r in rows), 2),
         "max_ms_median": round(statistics.median(longest), 2),
         "max_ms_p90": round(longest[int(0.9 * (len(longest) - 1))], 2),
         "max_ms_worst": round(longest[-1], 2),
@@ -81,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cycles", type=int, default=30)
     parser.add_argument("--patients", type=int, default=300, help="patients in the list")
     parser.add_argument("--tokens", type=int, default=48, help="max_new_tokens of the analysis")
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="write a cProfile of the GUI thread in the start and finish windows to FILE "
+        "(the figures are then the profiler's, not the window's)",
+    )
     args = parser.parse_args(argv)
     use_private_config()
 
@@ -154,15 +168,23 @@ def main(argv: list[str] | None = None) -> int:
 
         log(f"replaying {args.cycles} cycles")
         recorder = TickRecorder()
-        rows: dict[str, list[tuple[float, int]]] = {name: [] for name, _ in WINDOWS}
+        profiler = cProfile.Profile() if args.profile else None
+        rows: dict[str, list[tuple[float, int, float]]] = {name: [] for name, _ in WINDOWS}
         for _cycle in range(args.cycles):
             for name, seconds in WINDOWS:
                 recorder.start()
+                cpu = time.thread_time()  # the GUI thread's own CPU time in the window
+                profiling = profiler is not None and name in ("start", "finish")
+                if profiling:
+                    profiler.enable()
                 thread = publish(events[name], DELTA_SPACING_S if name == "stream" else 0.0)
                 pump(qt_app, seconds)
                 thread.join()
+                if profiling:
+                    profiler.disable()
+                cpu_ms = (time.thread_time() - cpu) * 1000.0
                 gaps = recorder.stop()
-                rows[name].append((max(gaps), sum(1 for g in gaps if g > 8.0)))
+                rows[name].append((max(gaps), sum(1 for g in gaps if g > 8.0), cpu_ms))
 
         phases = {name: phase_summary(rows[name]) for name, _ in WINDOWS}
         idle = phases["idle"]["max_ms_median"]
@@ -177,12 +199,21 @@ def main(argv: list[str] | None = None) -> int:
             }
             | {"stream_deltas": len(events["stream"])},
             "phases": phases,
+            "gui_cpu_ms_over_idle": {
+                name: round(
+                    phases[name]["gui_cpu_ms_median"] - phases["idle"]["gui_cpu_ms_median"], 2
+                )
+                for name, _ in WINDOWS
+                if name != "idle"
+            },
             "ratios": {
                 name: round(phases[name]["max_ms_median"] / idle, 2)
                 for name, _ in WINDOWS
                 if name != "idle"
             },
         }
+        if profiler is not None:
+            profiler.dump_stats(args.profile)
         print(json.dumps(result, indent=2))
         return 0
     finally:

@@ -70,3 +70,30 @@ def test_laying_out_and_painting_the_stepper_runs_no_python(qtbot: QtBot, gui: G
     finally:
         sys.setprofile(None)
     assert calls == [], calls
+
+
+def test_the_names_keep_their_width_however_often_the_step_changes(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """The names' widths depend on the font alone: measured from each label's size hint,
+    which counts the minimum set before, every step change grew a name a few pixels (a
+    day of analyses, a stepper wider than the page) and laid the page out again at each
+    analysis's start and finish."""
+    record = gui.application.patients.create_patient(
+        {"name": "Ada Widths", "age": 60}, actor=Actor("Dr. Test", "gui")
+    )
+    open_patient(qtbot, gui, record.id)
+    stepper = gui.patient_page.stepper
+    qtbot.waitUntil(stepper.isVisible)
+    labels = stepper.findChildren(QLabel, "stepLabel")
+    first = [label.minimumWidth() for label in labels]
+    for _ in range(10):
+        for step in (2, 1, 3, 4):
+            stepper.set_step(step)
+            QApplication.processEvents()
+    assert [label.minimumWidth() for label in labels] == first
+    for label in labels:  # each as wide as its name in bold, no wider
+        bold = label.font()
+        bold.setBold(True)
+        assert first[labels.index(label)] <= QFontMetrics(bold).horizontalAdvance(label.text()) + 4
+    assert _cut_names(gui) == []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QTimer
+from PySide6.QtCore import QEvent, Qt, QTimer
 from PySide6.QtGui import QFont, QFontMetrics, QShowEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QWidget
 
@@ -61,15 +61,22 @@ class WorkflowStepper(QWidget):
         The stylesheet makes a step bold as it turns current; its wider name was laid
         out an event-loop turn later, and a paint before that (a screenshot right after
         a drop) showed it cut ("Validatio"). A minimum width set here, not a ``sizeHint``
-        written in Python: laying the page out then runs no Python."""
+        written in Python: laying the page out then runs no Python. It depends on the
+        font and the style alone, not on the step: set when shown or restyled, it stays
+        as it is when the step changes (no layout pass then). Measured from the font,
+        not from the label's size hint, which includes the minimum set before (each
+        step grew the names a few pixels, and laid the page out again)."""
         for label in self._labels:
-            text, font = label.text(), label.font()
-            bold = QFont(font)
+            bold = QFont(label.font())
             bold.setBold(True)
-            extra = QFontMetrics(bold).horizontalAdvance(text) - QFontMetrics(
-                font
-            ).horizontalAdvance(text)
-            width = label.sizeHint().width() + max(0, extra)
+            margins = label.contentsMargins()
+            width = (
+                QFontMetrics(bold).size(Qt.TextFlag.TextSingleLine, label.text()).width()
+                + margins.left()
+                + margins.right()
+                + 2 * label.margin()
+                + max(0, label.indent())
+            )
             if label.minimumWidth() != width:
                 label.setMinimumWidth(width)
 
@@ -90,7 +97,6 @@ class WorkflowStepper(QWidget):
             label.setAccessibleName(words)
         for index, line in enumerate(self._lines):
             set_style_property(line, "state", "done" if index + 2 <= step else "todo")
-        self._fit_names()
         total = len(STEP_NAMES)
         if step >= total:
             self.setAccessibleDescription(f"All {total} steps complete")
