@@ -38,6 +38,7 @@ TITLE_WORDS = {
     "Mmhg": "(mmHg)",
     "Um": "(µm)",
     "Pct": "(%)",
+    "S": "(s)",  # seconds: "Total (s)", not "Total S"
 }
 
 
@@ -439,7 +440,10 @@ class AnalyzePatientRequest(RequestModel):
 
 
 class ProvenancePublic(BaseModel):
-    """Where an analysis came from: model, prompt, settings, device and timings."""
+    """Where an analysis came from: model, prompt, settings, device and timings (keys in
+    snake_case, as the analysis records them)."""
+
+    model_config = ConfigDict(field_title_generator=_title)
 
     model: str
     model_revision: str | None

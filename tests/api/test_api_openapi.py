@@ -304,6 +304,7 @@ def test_each_title_in_the_document_has_the_words_of_its_field(client: TestClien
     assert ("iopMmhg", "IOP (mmHg)") in titled and ("aiAnalysis", "AI Analysis") in titled
     assert ("rnflThicknessUm", "RNFL Thickness (µm)") in titled
     assert ("vesselDensityPct", "Vessel Density (%)") in titled
+    assert ("queue_wait_s", "Queue Wait (s)") in titled and ("total_s", "Total (s)") in titled
     unlike = [(key, title) for key, title in titled if _words(_spelt(title)) != _words(key)]
     assert not unlike, unlike
 
@@ -327,7 +328,7 @@ def _titles(node: Any) -> Iterator[tuple[str, str]]:
 def _spelt(title: str) -> str:
     """``title`` with its units as its field's name spells them: "IOP (mmHg)" gives
     "iop mmhg"."""
-    for unit, spelt in (("(µm)", "um"), ("(%)", "pct"), ("(mmHg)", "mmhg")):
+    for unit, spelt in (("(µm)", "um"), ("(%)", "pct"), ("(mmHg)", "mmhg"), ("(s)", "s")):
         title = title.replace(unit, spelt)
     return title.lower()
 
