@@ -1000,9 +1000,10 @@ class InferenceEngine:
         if parse_error is not None and finish_reason == "length":
             # Otherwise "no complete JSON object" hides that the answer was cut off.
             parse_error = (
-                f"{parse_error} The model stopped at the token cap (OPHTHAI_MAX_NEW_TOKENS = "
-                f"{settings.max_new_tokens}) before it finished: raise the cap, or lower "
-                "OPHTHAI_THINKING_BUDGET to leave more of it for the answer, and analyse again."
+                f"{parse_error} The model stopped at its token cap "
+                f'({settings.max_new_tokens:,} tokens) before it finished: raise "Max new '
+                'tokens" in Settings (OPHTHAI_MAX_NEW_TOKENS), or lower "Thinking budget" '
+                "(OPHTHAI_THINKING_BUDGET) to leave more of it for the answer, and analyse again."
             )
         first = streamer.first_token_at
         result = GenerationResult(

@@ -403,6 +403,10 @@ def test_generate_streams_the_raw_text_and_reports_an_unparseable_answer(
     assert result.parse_error
     assert result.completion_tokens == 12
     assert result.finish_reason == "length"
+    # Cut off at the cap: said in the words of the Settings dialog a clinician can change
+    # it in (the card showed only the environment variable's name).
+    assert "stopped at its token cap (12 tokens)" in result.parse_error
+    assert '"Max new tokens" in Settings' in result.parse_error
     assert not result.cancelled
     assert result.prompt_tokens > 100
     assert result.prompt_version == PROMPT_VERSION
@@ -518,7 +522,7 @@ def test_without_budget_the_reasoning_runs_to_the_cap(
     assert result.reasoning == "~" * 9 and result.answer_text == ""
     # The clinician is told the answer was cut off and what to change, not only that
     # there is no answer.
-    assert result.parse_error and "OPHTHAI_MAX_NEW_TOKENS = 10" in result.parse_error
+    assert result.parse_error and "token cap (10 tokens)" in result.parse_error
 
 
 def test_an_answer_that_ends_on_eos_names_no_token_cap(
