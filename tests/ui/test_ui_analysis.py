@@ -717,6 +717,51 @@ def test_analyse_is_offered_once_the_patient_has_an_image(qtbot: QtBot, make_gui
     qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
 
 
+def test_an_update_that_leaves_analyse_as_it_was_sends_nothing_to_its_buttons(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """Each update of the patient on screen (an analysis's start and finish among them)
+    set Analyse's state and tooltip again on the tab's and the page's buttons: each
+    ``setToolTip`` sends an event through the button on the GUI thread, at the moments
+    that are already its busiest. Unchanged, they are not set."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    app = gui.application
+    patient = app.patients.create_patient({"name": "Steady"}, actor=Actor("t", "gui"))
+    app.patients.attach_image(patient.id, NewImage(png_bytes()), actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    buttons = (gui.analysis_view.analyse, gui.patient_page.analyse)
+    qtbot.waitUntil(lambda: all(button.isEnabled() for button in buttons), timeout=10_000)
+    changes: list[QEvent.Type] = []
+    watched = (QEvent.Type.ToolTipChange, QEvent.Type.EnabledChange)
+
+    class Counter(QObject):
+        def eventFilter(self, _watched: QObject, event: QEvent) -> bool:
+            if event.type() in watched:
+                changes.append(event.type())
+            return False
+
+    counter = Counter()
+    for button in buttons:
+        button.installEventFilter(counter)
+    try:
+        for number in range(3):
+            app.patients.update_patient(
+                patient.id, {"history": f"visit {number}"}, actor=Actor("t", "api")
+            )
+            qtbot.waitUntil(
+                lambda n=number: (
+                    gui.patient_page.patient is not None  # type: ignore[misc]
+                    and gui.patient_page.patient.history == f"visit {n}"
+                ),
+                timeout=10_000,
+            )
+    finally:
+        for button in buttons:
+            button.removeEventFilter(counter)
+    assert changes == []
+    assert all(button.isEnabled() for button in buttons)
+
+
 def test_a_first_image_arriving_while_the_patient_opens_turns_analyse_on(
     qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -35,7 +35,7 @@ from ophthai_desktop.ui.resources import icon
 from ophthai_desktop.ui.views.banner import Banner
 from ophthai_desktop.ui.views.focus import step_focus_to
 from ophthai_desktop.ui.views.reflow import room_in, set_side_by_side
-from ophthai_desktop.ui.views.style import set_style_property, set_text
+from ophthai_desktop.ui.views.style import offer, set_style_property, set_text
 
 #: The widest token count the progress label is sized for.
 PROGRESS_WIDEST = "999,999 tokens"
@@ -605,13 +605,11 @@ class AnalysisView(QWidget):
         result to approve); the focus on it goes on to Reject rather than nowhere."""
         if not offered and self.window().focusWidget() is self.approve:
             step_focus_to(self.reject)
-        self.approve.setEnabled(offered)
-        self.approve.setToolTip(self._approve_tip if offered else NOTHING_TO_APPROVE)
+        offer(self.approve, "" if offered else NOTHING_TO_APPROVE, self._approve_tip)
 
     def offer_analyse(self, why_not: str = "") -> None:
         """Analyse on, or off with ``why_not`` as its tooltip."""
-        self.analyse.setEnabled(not why_not)
-        self.analyse.setToolTip(why_not)
+        offer(self.analyse, why_not, "")
 
     def show_failure(self, text: str) -> None:
         self._set_state(text, "error")

@@ -31,7 +31,7 @@ from ophthai_desktop.ui.display import (
 from ophthai_desktop.ui.resources import icon
 from ophthai_desktop.ui.views.scale import scaled
 from ophthai_desktop.ui.views.stepper import WorkflowStepper
-from ophthai_desktop.ui.views.style import set_style_property, set_text
+from ophthai_desktop.ui.views.style import offer, set_style_property, set_text
 
 #: The least width of the tabs: the widest part a tab cannot narrow (an oculomics
 #: chart, 260 px; the appointment's picker and Schedule, ~270 px) with the tab's margins
@@ -284,8 +284,7 @@ class PatientPage(QWidget):
 
     def offer_analyse(self, why_not: str = "") -> None:
         """Analyse on, or off with ``why_not`` as its tooltip."""
-        self.analyse.setEnabled(not why_not)
-        self.analyse.setToolTip(why_not or ANALYSE_TIP)
+        offer(self.analyse, why_not, ANALYSE_TIP)
 
     def show_tab(self, name: str) -> None:
         """Bring the "analysis", "scans" or "oculomics" tab to the front."""

@@ -22,3 +22,15 @@ def set_text(label: Any, text: str) -> None:
     """``label.setText(text)`` unless it already shows ``text`` (no relayout)."""
     if label.text() != text:
         label.setText(text)
+
+
+def offer(widget: QWidget, why_not: str, tip: str) -> None:
+    """``widget`` on with ``tip`` as its tooltip, or off with ``why_not`` (non-empty) as
+    its tooltip; only what changes is set (each ``setToolTip`` sends an event through
+    the widget, and a patient's every update calls this)."""
+    enabled = not why_not
+    if widget.isEnabled() != enabled:
+        widget.setEnabled(enabled)
+    text = tip if enabled else why_not
+    if widget.toolTip() != text:
+        widget.setToolTip(text)
