@@ -26,6 +26,11 @@ from ophthai_desktop.core.storage.database import MIGRATIONS_DIR
 from tests.conftest import make_settings
 
 
+def _comparing(conn: sa.Connection) -> MigrationContext:
+    """A comparison of ``conn``'s schema with the models, as autogenerate makes it."""
+    return MigrationContext.configure(conn, opts={"include_object": m.compared_with_models})
+
+
 def _revisions() -> list[str]:
     """Every revision, oldest first."""
     script = ScriptDirectory(str(MIGRATIONS_DIR))
@@ -441,7 +446,7 @@ def test_upgrading_from_each_earlier_revision_keeps_every_row(
     assert summaries["pt-ffeeddccbbaa"] is None
     assert summaries["pt-0a1b2c3d4e5f"]["intraocular_pressure"] == 23.5
     with db.engine.connect() as conn:
-        assert compare_metadata(MigrationContext.configure(conn), m.Base.metadata) == []
+        assert compare_metadata(_comparing(conn), m.Base.metadata) == []
         if db.is_sqlite:
             assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
     db.dispose()
@@ -488,11 +493,11 @@ def _downgrade(db: Database, revision: str) -> None:
             conn.commit()
 
 
-def test_the_newest_revision_goes_back_and_comes_again_keeping_every_row(
+def test_going_back_before_0009_and_forth_again_keeps_every_row(
     db_url: str, tmp_path: Path
 ) -> None:
-    """A clinic goes back to the version before (its downgrade) and forward again: every
-    row and value is kept but what the newest revision added, ids are still never given
+    """A clinic goes back to the version before 0009 (the downgrades) and forward again:
+    every row and value is kept but what 0009 added, ids are still never given
     again (SQLite's AUTOINCREMENT survives the tables built again), and the schema is the
     models' once more."""
     db = Database(db_url)
@@ -505,7 +510,7 @@ def test_the_newest_revision_goes_back_and_comes_again_keeping_every_row(
         None,
     ]
 
-    _downgrade(db, REVISIONS[-2])
+    _downgrade(db, "0008")
     back = _snapshot(db)
     assert "analysis_id" not in back["notifications"][0]
     db.upgrade()
@@ -518,7 +523,7 @@ def test_the_newest_revision_goes_back_and_comes_again_keeping_every_row(
             {**old, **({"analysis_id": None} if table == "notifications" else {})} for old in rows
         ], table
     with db.engine.connect() as conn:
-        assert compare_metadata(MigrationContext.configure(conn), m.Base.metadata) == []
+        assert compare_metadata(_comparing(conn), m.Base.metadata) == []
         if db.is_sqlite:
             assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
             created = conn.exec_driver_sql(
@@ -570,7 +575,7 @@ def test_a_deleted_notifications_id_is_not_given_again_after_the_newest_revision
         assert next_id() > deleted
 
         deleted = add_three_and_delete_the_newest()
-        _downgrade(db, REVISIONS[-2])
+        _downgrade(db, "0008")
         db.upgrade()
         assert next_id() > deleted
     finally:
@@ -636,4 +641,22 @@ def test_the_log_says_which_revision_the_start_upgraded_from(
         caplog.clear()
         db.upgrade()  # already at the newest: nothing said
         assert "revision" not in caplog.text
+    db.dispose()
+
+
+def _patient_indexes(db: Database) -> set[str]:
+    return {ix["name"] for ix in sa.inspect(db.engine).get_indexes("patients")}  # type: ignore[misc]
+
+
+def test_the_byte_order_sort_indexes_come_and_go_with_0010_on_postgresql(db_url: str) -> None:
+    """0010 adds PostgreSQL the indexes its byte-order sorts walk, and its downgrade
+    takes them away; SQLite gets none (its own indexes already serve)."""
+    db = Database(db_url)
+    db.upgrade()
+    added = set() if db.is_sqlite else set(m.POSTGRESQL_ONLY_INDEXES)
+    assert _patient_indexes(db) & m.POSTGRESQL_ONLY_INDEXES == added
+    _downgrade(db, "0009")
+    assert _patient_indexes(db) & m.POSTGRESQL_ONLY_INDEXES == set()
+    db.upgrade()
+    assert _patient_indexes(db) & m.POSTGRESQL_ONLY_INDEXES == added
     db.dispose()

@@ -1122,3 +1122,47 @@ def test_the_next_page_after_the_last_patient_held_skips_and_repeats_none(
 
     assert [i for i in rest if i != "k0"] == whole[3:]
     assert rest.count("k0") <= 1
+
+
+@pytest.mark.parametrize("order_by", ["id", "name", "status"])
+@pytest.mark.parametrize("descending", [False, True])
+def test_a_page_sorted_in_byte_order_walks_an_index_on_postgresql(
+    app_services: Application, order_by: str, descending: bool
+) -> None:
+    """PostgreSQL's list sorted by id, or by name or status with the id breaking ties,
+    compares ids (and statuses) as ``COLLATE "C"``, which no index in the database's own
+    collation serves: every page read and sorted the whole table (9 to 14 ms a page at
+    10,000 patients). The plan of the page the service asks for walks an index, sorting nothing."""
+    db = app_services.db
+    if db.is_sqlite:
+        pytest.skip("SQLite's default order is byte order: its own indexes serve")
+    from sqlalchemy import event, text
+
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO patients (id, name, name_key, symptoms, history, status,"
+                " workflow_step, admission_date, created_at, updated_at)"
+                " SELECT 'pt-' || md5(i::text), 'Same ' || i, 'same ' || i, '[]', '',"
+                " (ARRAY['Critical', 'Stable', 'Discharged'])[1 + mod(i, 3)], 1,"
+                " now(), now(), now() FROM generate_series(1, 10000) AS i"
+            )
+        )
+        conn.execute(text("ANALYZE patients"))
+    pages: list[tuple[str, Any]] = []
+
+    def keep_the_page(_conn: Any, _cursor: Any, sql: str, params: Any, *_: Any) -> None:
+        if "ORDER BY" in sql and "LIMIT" in sql and "FROM patients" in sql:
+            pages.append((sql, params))
+
+    event.listen(db.engine, "before_cursor_execute", keep_the_page)
+    try:
+        page = app_services.patients.list_patients(order_by=order_by, descending=descending)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", keep_the_page)
+    assert len(page.items) == 100 and len(pages) == 1
+    with db.engine.connect() as conn:
+        plan = conn.exec_driver_sql("EXPLAIN " + pages[0][0], pages[0][1]).scalars().all()
+    nodes = [line.strip(" ->").split("  (cost=")[0] for line in plan]
+    assert not [n for n in nodes if "Sort" in n], plan
+    assert any(n.startswith("Index Scan") and "_bytes on patients" in n for n in nodes), plan

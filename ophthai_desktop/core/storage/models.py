@@ -67,6 +67,23 @@ class UTCDateTime(TypeDecorator[datetime]):
 #: the spaces of "de la cruz").
 NAME_KEY_TYPE = Text().with_variant(Text(collation="C"), "postgresql")
 
+#: Indexes that PostgreSQL alone has (migration 0010): the patient list's sorts in byte
+#: order (``in_byte_order``) on the expressions they sort by, which SQLite's own indexes
+#: already serve. The models cannot declare an index for one database only; a schema
+#: comparison leaves these aside (:func:`compared_with_models`).
+POSTGRESQL_ONLY_INDEXES = frozenset(
+    {"ix_patients_id_bytes", "ix_patients_name_key_id_bytes", "ix_patients_status_id_bytes"}
+)
+
+
+def compared_with_models(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Alembic's ``include_object``: whether a schema comparison (autogenerate, the
+    tests') compares ``obj``; not the database's :data:`POSTGRESQL_ONLY_INDEXES`."""
+    return not (type_ == "index" and reflected and name in POSTGRESQL_ONLY_INDEXES)
+
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from ophthai_desktop.core.storage.models import Base
+from ophthai_desktop.core.storage.models import Base, compared_with_models
 
 config = context.config
 target_metadata = Base.metadata
@@ -21,6 +21,7 @@ def run_migrations_online() -> None:
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
+            include_object=compared_with_models,
             render_as_batch=connection.dialect.name == "sqlite",
         )
         with context.begin_transaction():
@@ -34,6 +35,7 @@ def run_migrations_online() -> None:
         context.configure(
             connection=conn,
             target_metadata=target_metadata,
+            include_object=compared_with_models,
             render_as_batch=conn.dialect.name == "sqlite",
         )
         with context.begin_transaction():
