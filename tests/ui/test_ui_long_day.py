@@ -1,0 +1,42 @@
+"""A window kept open all day: what a cycle of the clinician's work leaves behind must
+not pile up (widgets, rows, connections), however many cycles the day has."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from PySide6.QtWidgets import QMessageBox
+from pytestqt.qtbot import QtBot
+
+from ophthai_desktop.core.records import Actor
+from tests.support.scripted_engine import DME, ScriptedEngine
+from tests.ui.conftest import Maker, open_patient
+
+#: Cycles of each test: enough that anything kept per cycle shows.
+CYCLES = 30
+
+
+def test_answered_questions_do_not_pile_up_in_the_window(qtbot: QtBot, make_gui: Maker) -> None:
+    """Every "Cancel appointment?" (and "Delete patient?") stayed a hidden child of the
+    window once answered: a day's questions were all still there at closing time."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    actor = Actor("t", "gui")
+    patients = gui.application.patients
+    patient_id = patients.create_patient({"name": "Booked"}, actor=actor).id
+    booked = datetime.now(UTC) + timedelta(days=9)
+    patients.update_patient(patient_id, {"appointment_date": booked}, actor=actor)
+    open_patient(qtbot, gui, patient_id)
+    view = gui.analysis_view
+    qtbot.waitUntil(lambda: view.cancel_appointment.isVisibleTo(view), timeout=10_000)
+
+    def questions() -> int:
+        return len(gui.window.findChildren(QMessageBox))
+
+    for _ in range(CYCLES):
+        view.cancel_appointment.click()
+        box = gui.analysis.confirm
+        assert isinstance(box, QMessageBox) and box.isVisible()
+        box.property("noButton").click()  # keep it
+        qtbot.waitUntil(lambda: not box.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: questions() <= 2, timeout=10_000)
+    assert patients.get_patient(patient_id).appointment_date is not None
