@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from PySide6.QtCore import SIGNAL
 from PySide6.QtWidgets import QMessageBox
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
+from ophthai_desktop.ui.session import GuiSession
+from ophthai_desktop.ui.views.patient_dialog import PatientDialog
 from tests.support.scripted_engine import DME, ScriptedEngine
 from tests.ui.conftest import Maker, open_patient
 
@@ -40,3 +43,34 @@ def test_answered_questions_do_not_pile_up_in_the_window(qtbot: QtBot, make_gui:
         qtbot.waitUntil(lambda: not box.isVisible(), timeout=10_000)
     qtbot.waitUntil(lambda: questions() <= 2, timeout=10_000)
     assert patients.get_patient(patient_id).appointment_date is not None
+
+
+def test_cancelled_patient_forms_do_not_pile_up_in_the_window(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """A New patient or Edit patient form cancelled stayed a hidden child of the window,
+    still told of each new day: a day's cancelled forms were all kept, and at midnight
+    each of them updated its dates."""
+    actor = Actor("t", "gui")
+    patient_id = gui.application.patients.create_patient({"name": "Edited"}, actor=actor).id
+    open_patient(qtbot, gui, patient_id)
+
+    def forms() -> int:
+        return len(gui.window.findChildren(PatientDialog))
+
+    def following_the_day() -> int:
+        return gui.patients.day_watch.receivers(SIGNAL("day_changed(QDate)"))
+
+    following = following_the_day()
+
+    for cycle in range(CYCLES):
+        dialog = gui.patients.new_patient() if cycle % 2 else gui.patients.edit_patient()
+        assert dialog is not None
+        qtbot.waitUntil(dialog.isVisible, timeout=10_000)
+        dialog.reject()
+        assert gui.patients.dialog is None
+    qtbot.waitUntil(lambda: forms() == 0, timeout=10_000)
+    assert following_the_day() == following
+    dialog = gui.patients.new_patient()  # a new form still opens and follows the day
+    assert forms() == 1 and gui.patients.dialog is dialog
+    dialog.reject()
