@@ -74,3 +74,14 @@ def test_cancelled_patient_forms_do_not_pile_up_in_the_window(
     dialog = gui.patients.new_patient()  # a new form still opens and follows the day
     assert forms() == 1 and gui.patients.dialog is dialog
     dialog.reject()
+
+
+def test_about_boxes_read_do_not_pile_up_in_the_window(qtbot: QtBot, gui: GuiSession) -> None:
+    """Each About read stayed a hidden child of the window once closed."""
+    for _ in range(CYCLES):
+        gui.window.about_action.trigger()
+        box = gui.about_box
+        assert isinstance(box, QMessageBox) and "OphthAI Desktop" in box.text()
+        box.close()
+    qtbot.waitUntil(lambda: not gui.window.findChildren(QMessageBox), timeout=10_000)
+    assert gui.about_box is None
