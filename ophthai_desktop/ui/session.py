@@ -335,5 +335,13 @@ class GuiSession(QObject):
             f"AI analysis.<br><br>{model}<br><br>AI results are preliminary until a "
             f"clinician validates them.<br><br><table>{rows}</table>"
         )
+        # Deleted once closed, as the other information boxes are: each About read
+        # stayed a hidden child of the window for as long as it was open.
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.finished.connect(self._on_about_box_finished)
         box.open()
         self.about_box = box
+
+    @Slot()
+    def _on_about_box_finished(self) -> None:
+        self.about_box = None

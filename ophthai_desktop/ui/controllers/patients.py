@@ -724,6 +724,7 @@ class PatientsController(QObject):
             )
 
         dialog.submitted.connect(submitted)
+        dialog.rejected.connect(lambda: self._on_dialog_rejected(dialog))
         self.dialog = dialog
         dialog.open()
         return dialog
@@ -749,9 +750,17 @@ class PatientsController(QObject):
             )
 
         dialog.submitted.connect(submitted)
+        dialog.rejected.connect(lambda: self._on_dialog_rejected(dialog))
         self.dialog = dialog
         dialog.open()
         return dialog
+
+    def _on_dialog_rejected(self, dialog: PatientDialog) -> None:
+        """A form cancelled goes as a saved one does: each stayed a hidden child of the
+        window, still following the day, for as long as the window was open."""
+        dialog.deleteLater()
+        if self.dialog is dialog:
+            self.dialog = None
 
     def _on_dialog_saved(self, dialog: PatientDialog, record: PatientRecord) -> None:
         dialog.accept()

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractButton, QMessageBox, QWidget
+
+#: The object name of the question boxes; the answered ones go when the next is asked.
+CONFIRM_BOX = "confirmBox"
 
 
 def ask(
@@ -20,9 +24,18 @@ def ask(
 
     ``no_text``: the other answer, where a plain "Cancel" would read as the action
     itself ("Cancel appointment?"); it is the default and Escape's.
+
+    The questions answered before on ``parent`` are deleted first: each stayed a child
+    of the window, so a day of cancelled appointments and deleted patients kept them all.
+    The last one stays until the next question (its controller may still hold it).
     """
+    for answered in parent.findChildren(
+        QMessageBox, CONFIRM_BOX, Qt.FindChildOption.FindDirectChildrenOnly
+    ):
+        if not answered.isVisible():
+            answered.deleteLater()
     box = QMessageBox(QMessageBox.Icon.Question, title, text, parent=parent)
-    box.setObjectName("confirmBox")
+    box.setObjectName(CONFIRM_BOX)
     yes = box.addButton(yes_text, QMessageBox.ButtonRole.DestructiveRole)
     if no_text is None:
         no = box.addButton(QMessageBox.StandardButton.Cancel)
