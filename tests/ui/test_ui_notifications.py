@@ -20,8 +20,8 @@ from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.bootstrap import Application, build_application
 from ophthai_desktop.core.errors import StorageError
-from ophthai_desktop.core.paging import After
 from ophthai_desktop.core.events import NotificationCreated
+from ophthai_desktop.core.paging import After
 from ophthai_desktop.core.records import Actor, UnreadTally
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.storage import availability
