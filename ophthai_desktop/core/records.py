@@ -147,6 +147,15 @@ class NotificationRecord:
 
 
 @dataclass(frozen=True)
+class UnreadTally:
+    """The unread notifications counted, and the newest notification's id then (0:
+    none): a notification up to it that was stored unread is in ``count``."""
+
+    count: int
+    newest_id: int
+
+
+@dataclass(frozen=True)
 class JobRecord:
     id: int
     kind: str

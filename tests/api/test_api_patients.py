@@ -195,6 +195,29 @@ def test_approving_an_unreadable_answer_is_a_conflict_rejecting_it_is_not(
     assert rejected.json()["aiAnalysis"]["status"] == "rejected"
 
 
+def test_a_rejected_unreadable_answer_then_a_booking_is_not_complete(
+    client: TestClient, sqlite_services: Application
+) -> None:
+    """The rejected answer holds no result: the patient goes back to analysis (1), and
+    the follow-up booked then is kept without completing the workflow (it showed 4)."""
+    pid = create(client)["id"]
+    with sqlite_services.db.session() as session:
+        session.add(
+            Analysis(patient_id=pid, model_id="OctoMed/OctoMed-7B", parse_status="parse_failed")
+        )
+    when = (datetime.now(UTC) + timedelta(days=7)).isoformat()
+
+    rejected = client.post(f"/api/patients/{pid}/validate", json={"approved": False})
+    booked = client.post(f"/api/patients/{pid}/schedule", json={"appointmentDate": when})
+
+    assert rejected.status_code == 200, rejected.text
+    assert rejected.json()["workflowStep"] == 1
+    assert booked.status_code == 200, booked.text
+    assert booked.json()["appointmentDate"] is not None
+    assert booked.json()["workflowStep"] == 1
+    assert booked.json()["status"] == "Pending Analysis"
+
+
 def test_validate_without_a_verdict_names_the_field(
     client: TestClient, sqlite_services: Application
 ) -> None:

@@ -8,7 +8,7 @@ from sqlalchemy import update
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.errors import InvalidInput, NotFound
-from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.records import Actor, UnreadTally
 from ophthai_desktop.core.services.notifications import notification_after
 from ophthai_desktop.core.storage import models as m
 from tests.support.races import meanwhile
@@ -18,6 +18,7 @@ def test_lifecycle(app_services: Application, actor: Actor) -> None:
     seen: list[ev.Event] = []
     app_services.bus.subscribe(seen.append)
     service = app_services.notifications
+    assert service.unread_tally() == UnreadTally(count=0, newest_id=0)
     patient = app_services.patients.create_patient({"name": "N"}, actor=actor)
     first = service.create_notification("scan ready", patient_id=patient.id, actor=actor)
     second = service.create_notification("urgent", type="critical", actor=actor)
@@ -28,6 +29,7 @@ def test_lifecycle(app_services: Application, actor: Actor) -> None:
     assert [n.id for n in page.items] == [second.id, first.id] and page.total == 2
     assert service.mark_read(first.id, actor=actor).read is True
     assert service.unread_count() == 1
+    assert service.unread_tally() == UnreadTally(count=1, newest_id=second.id)
     assert [n.id for n in service.list_notifications(unread_only=True).items] == [second.id]
     assert [n.id for n in service.list_notifications(patient_id=patient.id).items] == [first.id]
     assert service.mark_all_read(actor=actor) == 1

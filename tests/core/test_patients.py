@@ -397,6 +397,54 @@ def test_withdrawing_a_verdict_after_a_new_scan_stays_at_analysis(
     assert withdrawn.workflow_step == 1
 
 
+@pytest.mark.parametrize("booking", ["schedule", "patch"])
+def test_rejecting_an_unreadable_answer_goes_back_to_analysis_and_a_booking_completes_nothing(
+    app_services: Application, actor: Actor, booking: str
+) -> None:
+    """The rejected answer holds no result (the patient stays "Pending Analysis"): the
+    rejection moved the workflow on to scheduling, and a follow-up booked then showed the
+    patient Complete. It goes back to analysis; the booking is kept, and the verdict on
+    the next analysis completes the workflow."""
+    service = app_services.patients
+    patient = service.create_patient({"name": "Unreadable"}, actor=actor)
+    analysis_id = _unreadable_analysis_of(app_services, patient.id)
+    when = datetime.now(UTC) + timedelta(days=7)
+
+    rejected = service.validate_analysis(
+        patient.id, approved=False, clinician="Dr A", analysis_id=analysis_id, actor=actor
+    )
+    if booking == "schedule":
+        booked = service.schedule_appointment(patient.id, when, actor=actor)
+    else:
+        booked = service.update_patient(patient.id, {"appointment_date": when}, actor=actor)
+
+    assert rejected.workflow_step == 1 and rejected.status == "Pending Analysis"
+    assert booked.appointment_date == when
+    assert booked.workflow_step == 1 and booked.validation_status == "rejected"
+    _add_analysis(app_services, patient.id)  # analysed again, and read
+    validated = service.validate_analysis(patient.id, approved=True, clinician="Dr A", actor=actor)
+    assert validated.workflow_step == 4 and validated.appointment_date == when
+
+
+def test_withdrawing_the_rejection_of_an_unreadable_answer_goes_back_to_validation(
+    app_services: Application, actor: Actor
+) -> None:
+    """As any verdict withdrawn (the answer awaits a verdict again), unless a scan came
+    since: then it stays at analysis."""
+    service = app_services.patients
+    patient = service.create_patient({"name": "Unreadable"}, actor=actor)
+    _unreadable_analysis_of(app_services, patient.id)
+    service.validate_analysis(patient.id, approved=False, clinician="Dr A", actor=actor)
+
+    withdrawn = service.update_patient(patient.id, {"validation_status": None}, actor=actor)
+
+    assert withdrawn.workflow_step == 2 and withdrawn.validation_status is None
+    service.validate_analysis(patient.id, approved=False, clinician="Dr A", actor=actor)
+    service.attach_image(patient.id, NewImage(png_bytes(), modality="OCT"), actor=actor)
+    rescanned = service.update_patient(patient.id, {"validation_status": None}, actor=actor)
+    assert rescanned.workflow_step == 1
+
+
 def _years_ago(years: int, *, days: int = 0) -> date:
     today = date.today()
     try:

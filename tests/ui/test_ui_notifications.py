@@ -20,8 +20,9 @@ from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.bootstrap import Application, build_application
 from ophthai_desktop.core.errors import StorageError
+from ophthai_desktop.core.events import NotificationCreated
 from ophthai_desktop.core.paging import After
-from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.records import Actor, UnreadTally
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.storage import availability
 from ophthai_desktop.ui.controllers import notifications as notifications_controller
@@ -954,7 +955,7 @@ def test_notifications_that_could_not_be_read_are_read_again(
     locked = threading.Event()
     locked.set()
     refused = _refused_while(monkeypatch, app, "list_notifications", locked)
-    _refused_while(monkeypatch, app, "unread_count", locked)
+    _refused_while(monkeypatch, app, "unread_tally", locked)
     gui = make_gui(application=app)
     banner = gui.window.banner
     qtbot.waitUntil(lambda: len(refused) >= 2)  # tried again, still locked
@@ -1079,9 +1080,9 @@ def test_a_count_read_after_a_verdict_waits_for_the_verdict_s_event(
     model = gui.notifications_panel.model
     qtbot.waitUntil(lambda: len(_unread(model)) == 2 and _badge(gui) == 2)
     asked, read, release = threading.Event(), threading.Event(), threading.Event()
-    count = app.notifications.unread_count
+    count = app.notifications.unread_tally
 
-    def held_count() -> int:
+    def held_count() -> UnreadTally:
         asked.set()
         release.wait(30)
         try:
@@ -1089,7 +1090,7 @@ def test_a_count_read_after_a_verdict_waits_for_the_verdict_s_event(
         finally:
             read.set()
 
-    monkeypatch.setattr(app.notifications, "unread_count", held_count)
+    monkeypatch.setattr(app.notifications, "unread_tally", held_count)
     with _compared_at_each_turn(gui) as disagreed:
         try:
             _from_another_thread(lambda: app.notifications.mark_read(note.id, actor=SYSTEM))
@@ -1108,3 +1109,53 @@ def test_a_count_read_after_a_verdict_waits_for_the_verdict_s_event(
         finally:
             release.set()
     assert disagreed == []
+
+
+def test_a_new_notification_moves_the_badge_before_the_count_and_is_counted_once(
+    qtbot: QtBot, gui: GuiSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new notification reached the badge only once a count read from the database
+    came back (tens of milliseconds, longer under load): the row was listed unread
+    beside a badge that did not count it. It moves the badge at once now; the count
+    then read, which holds it, leaves the badge as it is, and one stored before a count
+    was read whose event comes after it is not counted a second time."""
+    app = gui.application
+    app.notifications.create_notification("Old", actor=SYSTEM)
+    model = gui.notifications_panel.model
+    qtbot.waitUntil(lambda: len(_unread(model)) == 1 and _badge(gui) == 1)
+    qtbot.waitUntil(lambda: not gui.notifications._counting)
+    asked, read, release = threading.Event(), threading.Event(), threading.Event()
+    count = app.notifications.unread_tally
+
+    def held_count() -> UnreadTally:
+        asked.set()
+        release.wait(30)
+        try:
+            return count()
+        finally:
+            read.set()
+
+    monkeypatch.setattr(app.notifications, "unread_tally", held_count)
+    with _compared_at_each_turn(gui) as disagreed:
+        try:
+            _from_another_thread(lambda: app.notifications.create_notification("New", actor=SYSTEM))
+            qtbot.waitUntil(lambda: len(_unread(model)) == 2, timeout=10_000)
+            assert _badge(gui) == 2  # at once, with the row
+            qtbot.waitUntil(asked.is_set, timeout=10_000)  # the count asked for it
+            assert not read.is_set() and _badge(gui) == 2
+            # Stored before the count is read, its event handed over after that count
+            # has come back (a writer between its commit and its publish).
+            with app.db.session() as session:
+                late = app.notifications.create_in(session, "Late", type="info", patient_id=None)
+            release.set()
+            assert read.wait(30)
+            qtbot.waitUntil(lambda: not gui.notifications._counting, timeout=10_000)
+            assert _badge(gui) == 3 == app.notifications.unread_count()
+            app.bus.publish(NotificationCreated(late))
+            qtbot.waitUntil(lambda: len(_unread(model)) == 3, timeout=10_000)
+            qtbot.waitUntil(lambda: not gui.notifications._counting, timeout=10_000)
+            assert _badge(gui) == 3  # the count saw it: not added again
+        finally:
+            release.set()
+    # The late one was listed after the count had it: the list, not the badge, lagged.
+    assert [d for d in disagreed if not d.startswith("list 2 unread, badge 3")] == []

@@ -18,7 +18,7 @@ from ophthai_desktop.core.events import (
     NotificationUpdated,
 )
 from ophthai_desktop.core.paging import After, fetch_page, rows_after
-from ophthai_desktop.core.records import Actor, NotificationRecord, Page
+from ophthai_desktop.core.records import Actor, NotificationRecord, Page, UnreadTally
 from ophthai_desktop.core.services.audit import AuditService
 from ophthai_desktop.core.services.patient_fields import check_patient_reference
 from ophthai_desktop.core.services.patients import PatientService
@@ -148,6 +148,17 @@ class NotificationService:
                 )
                 or 0
             )
+
+    def unread_tally(self) -> UnreadTally:
+        """The unread count with the newest notification's id, read in one statement:
+        a window that moves its badge at each new notification heard adds one only
+        past that id (one stored before it is in the count, its event later or not)."""
+        unread = func.count(m.Notification.id).filter(m.Notification.read.is_(False))
+        with self._db.session() as session:
+            count, newest = session.execute(
+                select(unread, func.coalesce(func.max(m.Notification.id), 0))
+            ).one()
+        return UnreadTally(count=int(count or 0), newest_id=int(newest))
 
     def mark_read(
         self, notification_id: int, *, actor: Actor, read: bool = True

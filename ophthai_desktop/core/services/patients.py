@@ -5,7 +5,8 @@ them to 2 (validation); the clinician's verdict to 3 (scheduling); an appointmen
 (complete). Complete means a verdict and an appointment: an appointment booked before
 the verdict is kept without completing anything, and the verdict then completes the
 workflow while that appointment is still to come; a verdict withdrawn puts the patient
-back at validation (the appointment stays booked).
+back at validation (the appointment stays booked). An answer that could not be read holds
+no result: rejected (it cannot be approved), it puts the patient back at analysis.
 """
 
 from __future__ import annotations
@@ -582,7 +583,8 @@ class PatientService:
         """Record the clinician's verdict on the newest analysis; moves to scheduling.
 
         An analysis whose answer could not be read (``parse_failed``) can be rejected,
-        not approved (:class:`Conflict`): there is no classification to approve.
+        not approved (:class:`Conflict`): there is no classification to approve; the
+        rejection puts the patient back at analysis, not on to scheduling.
         With ``analysis_id`` (the analysis the clinician read), a newer analysis that
         arrived meanwhile is a :class:`Conflict` rather than a verdict on unread text.
         """
@@ -609,10 +611,17 @@ class PatientService:
         if analysis is not None and analysis.validated_at is not None:
             analysis.status = AnalysisStatus.PRELIMINARY.value
             analysis.validated_by = analysis.validated_at = analysis.validation_notes = None
+        verdict_at = row.validated_at
         row.validation_status = row.validated_by = row.validated_at = None
         row.validation_notes = None
-        # Back to validation (not forward: a new scan meanwhile left it at analysis).
+        # Back to validation (not forward: a new scan meanwhile left it at analysis). The
+        # rejection of an unreadable answer left it at analysis: back to validation too,
+        # unless a scan came since.
         row.workflow_step = min(row.workflow_step, int(WorkflowStep.VALIDATION))
+        if analysis is not None and _unreadable(analysis) and verdict_at is not None:
+            newest = self.newest_scan_in(session, row.id)
+            if newest is None or newest.created_at <= verdict_at:
+                row.workflow_step = int(WorkflowStep.VALIDATION)
         AuditService.record(session, actor, "unvalidate", "patient", row.id)
 
     def _apply_verdict(
@@ -634,7 +643,7 @@ class PatientService:
             raise Conflict(f"patient {row.id} has no analysis to validate; analyse a scan first")
         if analysis_id is not None and analysis.id != analysis_id:
             raise Conflict("a newer analysis has arrived for this patient; review it first")
-        if approved and analysis.parse_status == ParseStatus.PARSE_FAILED.value:
+        if approved and _unreadable(analysis):
             # No classification was read: an approval would stand for a result nobody has
             # (and the patient's status and workflow would disagree on what was approved).
             raise Conflict(
@@ -659,7 +668,13 @@ class PatientService:
             row.appointment_date is not None
             and row.appointment_date >= now - APPOINTMENT_PAST_TOLERANCE
         )
-        row.workflow_step = int(WorkflowStep.COMPLETE if booked else WorkflowStep.SCHEDULING)
+        if _unreadable(analysis):
+            # Rejected (it cannot be approved), it leaves no result to follow up: back to
+            # analysis, as the status ("Pending Analysis") has it. An appointment then
+            # booked waits, as one booked before any result, for the next verdict.
+            row.workflow_step = int(WorkflowStep.ANALYSIS)
+        else:
+            row.workflow_step = int(WorkflowStep.COMPLETE if booked else WorkflowStep.SCHEDULING)
         row.updated_at = now
         AuditService.record(
             session,
@@ -1017,6 +1032,11 @@ class PatientService:
             )
             for row in rows
         )
+
+
+def _unreadable(analysis: m.Analysis) -> bool:
+    """Whether ``analysis``'s answer could not be read: it holds no result."""
+    return analysis.parse_status == ParseStatus.PARSE_FAILED.value
 
 
 def _scans_newest_first(patient_id: str) -> Select[Any]:

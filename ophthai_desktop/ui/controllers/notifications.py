@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from PySide6.QtCore import QObject, QTimer, Slot
 
 from ophthai_desktop.core.errors import NotFound
-from ophthai_desktop.core.records import NotificationRecord, Page, PatientRecord
+from ophthai_desktop.core.records import NotificationRecord, Page, PatientRecord, UnreadTally
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController
 from ophthai_desktop.ui.messages import (
@@ -86,11 +86,11 @@ class NotificationsController(QObject):
         self._tray = tray
         self._rows_in_use = RowsInUse(panel.list, window.about_to_hide, window.notifications_dock)
         self.unread = 0
-        # The badge shows what the database counted, never a count plus the new
-        # notifications heard since: a count read as one was stored and its event
-        # handed over after (the bridge delivers in batches) counted it twice (the
-        # badge read 40 of 31 at start). One count is asked at a time; a change heard
-        # meanwhile asks another once it arrives.
+        # The badge shows what the database counted, moved at once by the changes
+        # heard since; a new notification only if that count did not see it: one read
+        # as it was stored and its event handed over after (the bridge delivers in
+        # batches) was counted twice (the badge read 40 of 31 at start). One count is
+        # asked at a time; a change heard meanwhile asks another once it arrives.
         self._count_timer = QTimer(self)
         self._count_timer.setSingleShot(True)
         self._count_timer.setInterval(COUNT_DELAY_MS)
@@ -100,6 +100,10 @@ class NotificationsController(QObject):
         # Bumped by a change that can lower the count (read, deleted): a count asked
         # before it may say more than there are, and is not shown.
         self._lowered = 0
+        # A new unread notification past the newest the count shown saw moves the
+        # badge; one heard while a count is on its way is added to it unless it saw it.
+        self._counted_to = 0  # the newest id the count shown saw
+        self._heard_while_counting: list[int] = []
         # Patients deleted while the window runs. Their notifications are deleted with
         # them (and leave the list as that is told); a page of the list read before the
         # deletion and arriving after it would list them again, leading nowhere. A
@@ -241,6 +245,10 @@ class NotificationsController(QObject):
         self._change(lambda: self._model.insert_first([row]))
         # The rows the clinician looks at or has chosen stay, however far down.
         self._model.trim(max(MAX_LOADED, self._rows_in_use.count()))
+        if not note.read and note.id > self._counted_to:
+            self._move_badge(1)
+            if self._counting:
+                self._heard_while_counting.append(note.id)
         self._count_soon()
         if note.type == "critical":
             self.alert("Critical finding", note.message, kind="critical")
@@ -382,18 +390,22 @@ class NotificationsController(QObject):
             return
         self._counting = True
         self._count_again = False
+        self._heard_while_counting = []
         lowered = self._lowered
 
-        def done(count: int) -> None:
+        def done(tally: UnreadTally) -> None:
             # Placed after the events published before it was read: one read after a
             # verdict committed, placed before the verdict's event, was lowered again.
-            self._ctx.bridge.call_after_delivered(lambda: counted(count))
+            self._ctx.bridge.call_after_delivered(lambda: counted(tally))
 
-        def counted(count: int) -> None:
+        def counted(tally: UnreadTally) -> None:
             self._counting = False
             self._count_failed = False
             if lowered == self._lowered:  # else read or deleted since: maybe too many
-                self._set_unread(count)
+                # Those heard meanwhile and stored after it was read, it left out.
+                later = [n for n in self._heard_while_counting if n > tally.newest_id]
+                self._counted_to = tally.newest_id
+                self._set_unread(tally.count + len(later))
             if self._count_again:
                 self._count_timer.start()
 
@@ -405,13 +417,14 @@ class NotificationsController(QObject):
                 self._count_failed = True
                 self._read_again_soon()
 
-        self._ctx.tasks.submit(self._service.unread_count, done, failed)
+        self._ctx.tasks.submit(self._service.unread_tally, done, failed)
 
     def _move_badge(self, change: int) -> None:
-        """A listed notification read (or unread again, or deleted unread) moves the
-        badge with the row at once; the count asked for it follows. Before, the row
-        showed read while the badge still counted it until that count arrived (a
-        verdict's alarm: "1 unread" beside a list with none)."""
+        """A listed notification read (or unread again, or deleted unread), or a new
+        unread one, moves the badge with the row at once; the count asked for it
+        follows. Before, the row showed read while the badge still counted it until that
+        count arrived (a verdict's alarm: "1 unread" beside a list with none), and a new
+        one waited for it."""
         self._set_unread(max(0, self.unread + change))
 
     def _set_unread(self, count: int) -> None:
