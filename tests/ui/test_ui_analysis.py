@@ -181,6 +181,30 @@ def test_a_parsed_result_is_validated_and_scheduled(qtbot: QtBot, make_gui: Make
     qtbot.waitUntil(lambda: "booked" in view.notice.text())
 
 
+def test_cancelling_an_appointment_booked_before_a_verdict_says_the_step_stays(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """A follow-up booked before any verdict (the patient not yet analysed, or their
+    unreadable answer rejected) completes nothing, and cancelling it moves nothing: the
+    question said the patient went back to the Scheduling step, from Analysis."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    view = gui.analysis_view
+    patient_id = _patient_with_scan(gui)
+    gui.application.patients.schedule_appointment(
+        patient_id, datetime.now(UTC) + timedelta(days=7), actor=Actor("t", "gui")
+    )
+    open_patient(qtbot, gui, patient_id)
+    qtbot.waitUntil(lambda: view.cancel_appointment.isVisibleTo(view))
+    assert gui.patient_page.stepper.current_name() == "Analysis"
+
+    view.cancel_appointment.click()
+
+    box = gui.analysis.confirm
+    assert isinstance(box, QMessageBox)
+    assert "stays at the Analysis step" in box.text() and "Scheduling" not in box.text()
+    box.property("noButton").click()
+
+
 def test_a_booked_appointment_is_cancelled_from_the_window(qtbot: QtBot, make_gui: Maker) -> None:
     """A follow-up booked can be called off where it was booked (the window had no way
     to, only the API's PATCH): the page and the list say "not scheduled", and a complete

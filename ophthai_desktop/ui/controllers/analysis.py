@@ -18,7 +18,7 @@ from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
 from ophthai_desktop.core.records import AnalysisRecord, JobRecord, Page, PatientRecord
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController
-from ophthai_desktop.ui.display import local_datetime
+from ophthai_desktop.ui.display import local_datetime, step_name
 from ophthai_desktop.ui.messages import describe
 from ophthai_desktop.ui.views.analysis import AnalysisView
 from ophthai_desktop.ui.views.confirm import ask
@@ -626,17 +626,24 @@ class AnalysisController(QObject):
     @Slot()
     def cancel_appointment(self) -> None:
         """Ask, then call off the shown patient's follow-up appointment (a complete
-        patient goes back to scheduling, as the core has it): one click next to Schedule
-        must not lose a booking."""
+        patient goes back to scheduling, as the core has it; one booked before a verdict
+        stays where it is): one click next to Schedule must not lose a booking."""
         patient_id = self._patient_id
         if patient_id is None:
             return
         booked = self._view.booked_time()
+        shown = self._patients.current_patient
+        step = shown.workflow_step if shown is not None and shown.id == patient_id else 0
+        # A patient booked before a verdict (not yet analysed or validated, or whose
+        # unreadable answer was rejected) was told they went back to scheduling.
+        if step >= int(WorkflowStep.COMPLETE) or not step:
+            then = "The patient goes back to the Scheduling step."
+        else:
+            then = f"The patient stays at the {step_name(step)} step."
         self.confirm = ask(
             self._window,
             "Cancel appointment",
-            f"Cancel the follow-up appointment on {booked}? The patient goes back to the "
-            "Scheduling step.",
+            f"Cancel the follow-up appointment on {booked}? {then}",
             "Cancel appointment",
             lambda: self._cancel_appointment(patient_id),
             no_text="Keep appointment",

@@ -582,8 +582,8 @@ class AnalysisView(QWidget):
                 "error",
             )
         elif unreadable and analysis.status == "rejected":
-            # The patient's status stays as it was ("Pending Analysis"): say why, beside
-            # a workflow that moved on to scheduling.
+            # The patient's status stays as it was ("Pending Analysis"), and the workflow
+            # is back at analysis: say why.
             self._set_state(
                 f"Rejected by {analysis.validated_by}: the model's answer could not be "
                 "read, so this patient has no AI result yet. Analyse again for one."

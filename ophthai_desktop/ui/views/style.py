@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWidget
 
 
@@ -29,7 +30,9 @@ def offer(widget: QWidget, why_not: str, tip: str) -> None:
     its tooltip; only what changes is set (each ``setToolTip`` sends an event through
     the widget, and a patient's every update calls this)."""
     enabled = not why_not
-    if widget.isEnabled() != enabled:
+    # The widget's own state: ``isEnabled()`` is off under a disabled parent too, and
+    # one turned off there was left on, to be enabled with its parent.
+    if widget.testAttribute(Qt.WidgetAttribute.WA_ForceDisabled) == enabled:
         widget.setEnabled(enabled)
     text = tip if enabled else why_not
     if widget.toolTip() != text:
