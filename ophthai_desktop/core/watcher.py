@@ -213,6 +213,24 @@ def not_answering_message(folder: Path, within_s: float) -> str:
     )
 
 
+def missing_message(folder: Path) -> str:
+    """The error state's message while the watch folder in ``folder`` is not there, at a
+    start or while it was watched: the same situation, in the same words."""
+    return (
+        f"the watch folder {folder} cannot be found (a network share not mounted, a disk "
+        "not connected, or the folder deleted or renamed?)"
+    )
+
+
+def not_mounted_message(folder: Path) -> str:
+    """The error state's message while nothing is mounted on the watch folder in
+    ``folder`` (``watch_folder_require_mount``), at a start or while it was watched."""
+    return (
+        f"the watch folder {folder} is not mounted (the network share is not connected?); "
+        "waiting for the share"
+    )
+
+
 class WatcherState(StrEnum):
     STOPPED = "stopped"
     RUNNING = "running"
@@ -639,7 +657,7 @@ class FolderWatcher:
         if require_mount and layout.root.is_dir() and not os.path.ismount(layout.root.resolve()):
             # The share's mount point, the share not mounted on it (yet): the devices
             # write to the share, not here. Nothing is made in it.
-            self._failing(f"the watch folder {layout.root} is not mounted; waiting for the share")
+            self._failing(not_mounted_message(layout.root))
             self._schedule_retry()
             return self.status
         try:
@@ -648,7 +666,7 @@ class FolderWatcher:
             remove_stale_claims(layout)  # before any file is moved in
         except OSError as exc:
             if isinstance(exc, FileNotFoundError) and not layout.root.is_dir():
-                reason = f"the watch folder {layout.root} does not exist (a share not mounted?)"
+                reason = missing_message(layout.root)
             else:
                 reason = _cannot_create(layout, exc)
             self._failing(reason)
@@ -1280,13 +1298,11 @@ class FolderWatcher:
                 self._recovered()
             return None
         if not folder_ok and not self._makes_again(run):
-            return self._failing(f"the watch folder {run.root} is not reachable")
+            return self._failing(missing_message(Path(run.root)))
         if run.mounted and not os.path.ismount(run.root):
             # The share was unmounted: the empty folder under it is not to be watched
             # (the devices write to the share); watched again once it is mounted again.
-            return self._failing(
-                f"the watch folder {run.root} is no longer mounted (the share was unmounted?)"
-            )
+            return self._failing(not_mounted_message(Path(run.root)))
         try:
             if not folder_ok:  # the default folder, deleted: made again, as at a start
                 with contextlib.suppress(FileExistsError):  # made meanwhile: ensure() checks
