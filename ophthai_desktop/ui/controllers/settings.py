@@ -534,11 +534,15 @@ class SettingsController(QObject):
     def open_watch_folder(self) -> None:
         """Show the watch folder in the file manager (created when missing, off the GUI
         thread: it can be on a share that does not answer)."""
-        folder = self._app.settings.resolved_watch_folder.expanduser()
+        settings = self._app.settings
+        folder = settings.resolved_watch_folder.expanduser()
         banner = self._window.banner
+        # The default folder is made itself only, as the watch folder makes it: the data
+        # folder above it is made owner-only at start, never here by the umask (0755).
+        parents = settings.watch_folder_path is not None
 
         def make() -> None:
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=parents, exist_ok=True)
 
         def made(_result: object) -> None:
             if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))):
