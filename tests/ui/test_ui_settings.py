@@ -629,6 +629,24 @@ def test_a_watch_folder_that_cannot_be_created_is_refused_in_the_dialog(
     assert gui.application.settings.watch_folder_path == watched
 
 
+def test_turning_the_default_watch_folder_on_never_makes_the_data_folder(
+    qtbot: QtBot, make_gui: Maker, settings_path: Path, tmp_path: Path
+) -> None:
+    """The dialog's check made the default folder with the folders above it: a data
+    folder gone meanwhile (moved, its disk unplugged) was made by the umask (0755, open
+    to other accounts), where the app makes it 0700."""
+    (tmp_path / "db").mkdir()
+    gui = make_gui(watch_folder_enabled=False, database_url=f"sqlite:///{tmp_path / 'db' / 'o.db'}")
+    data = gui.application.settings.data_dir
+    data.rename(tmp_path / "data moved away")
+    dialog = _open(gui)
+    dialog.watch_folder_enabled.setChecked(True)
+    _ok(dialog)
+    qtbot.waitUntil(lambda: dialog.error.isVisible(), timeout=10_000)
+    assert "cannot be created" in dialog.error.text()
+    assert not data.exists() and not settings_path.exists()
+
+
 @pytest.mark.skipif(
     sys.platform == "win32" or getattr(os, "geteuid", lambda: 0)() == 0,
     reason="permission bits do not stop Windows' ACLs or root",
