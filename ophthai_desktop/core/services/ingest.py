@@ -141,7 +141,12 @@ RETRY_PIXELS = (
 RETRY_NAMED = (
     "To retry, rename it to start with a patient's id and copy it into the watch folder again."
 )
-RETRY_LINK = "To retry, copy the image itself, not a link to it, into the watch folder."
+RETRY_LINK = (
+    "To retry, copy the file the link points to into the watch folder (in a file manager, "
+    "open the link's target and copy that file; in a terminal, cp -L copies what a link "
+    "points to). A device or script that leaves links there must be set to copy the file "
+    "itself. The link here can be deleted: the file it points to stays as it is."
+)
 RETRY_PATIENT = (
     "To retry, add the patient with this id (or rename the file to start with the id of "
     "a patient on record), then copy it into the watch folder again."
