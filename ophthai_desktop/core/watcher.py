@@ -23,8 +23,9 @@ waits ``empty_grace_s`` longer, since some writers create a file before they fil
 
 Only files directly in the folder whose extension is allowed (case-insensitive) are
 taken; ``processed/``, ``failed/`` and other subfolders are not watched. Names starting
-with ``.`` or ``~$`` and temporary names (``.part``, ``.crdownload``, ...; their
-extension is not allowed) are ignored until renamed. Files of other extensions are left
+with ``.``, ``~$``, ``tmp_`` or ``temp_`` (:data:`IGNORED_PREFIXES`) and temporary names
+(``.part``, ``.crdownload``, ...; their extension is not allowed) are ignored until
+renamed. Files of other extensions are left
 where they are. Files already waiting at start (or left behind by a crash) are taken in
 at start, and the folder is rescanned every ``rescan_interval_s`` in case an event was
 lost.
@@ -181,6 +182,15 @@ logging.getLogger("watchdog.observers.inotify").addFilter(_QuietStopRace())
 # watchdog's debug lines name every file it sees (inotify's "in-event ..."), and a file
 # name can hold a patient's name: they stay out of the log even with debug logging on.
 logging.getLogger("watchdog").setLevel(logging.INFO)
+
+
+#: Names a file is not taken in under (compared in lower case): hidden files, Office's
+#: lock files, and the temporary names a writer gives a file before renaming it to its
+#: own (``tmp_123.png``). Such a name with an allowed extension was taken in at once
+#: where the writer closed it before renaming it (the native observer's fast path), or
+#: once it settled: the scan filed under the temporary name, and the writer's rename
+#: then failed.
+IGNORED_PREFIXES = (".", "~$", "tmp_", "tmp-", "temp_", "temp-")
 
 
 def _no_move_pairing_delay() -> None:
@@ -973,7 +983,7 @@ class FolderWatcher:
     # Noticing files (observer thread, and the settle thread's rescans) ----------------
 
     def _eligible(self, run: _Run, name: str) -> bool:
-        if name.startswith((".", "~$")):
+        if name.lower().startswith(IGNORED_PREFIXES):
             return False
         _stem, dot, ext = name.rpartition(".")
         return bool(dot) and ext.lower() in run.extensions
