@@ -23,8 +23,9 @@ waits ``empty_grace_s`` longer, since some writers create a file before they fil
 
 Only files directly in the folder whose extension is allowed (case-insensitive) are
 taken; ``processed/``, ``failed/`` and other subfolders are not watched. Names starting
-with ``.`` or ``~$`` and temporary names (``.part``, ``.crdownload``, ...; their
-extension is not allowed) are ignored until renamed. Files of other extensions are left
+with ``.``, ``~$``, ``tmp_`` or ``temp_`` (:data:`IGNORED_PREFIXES`) and temporary names
+(``.part``, ``.crdownload``, ...; their extension is not allowed) are ignored until
+renamed. Files of other extensions are left
 where they are. Files already waiting at start (or left behind by a crash) are taken in
 at start, and the folder is rescanned every ``rescan_interval_s`` in case an event was
 lost.
@@ -183,6 +184,15 @@ logging.getLogger("watchdog.observers.inotify").addFilter(_QuietStopRace())
 logging.getLogger("watchdog").setLevel(logging.INFO)
 
 
+#: Names a file is not taken in under (compared in lower case): hidden files, Office's
+#: lock files, and the temporary names a writer gives a file before renaming it to its
+#: own (``tmp_123.png``). Such a name with an allowed extension was taken in at once
+#: where the writer closed it before renaming it (the native observer's fast path), or
+#: once it settled: the scan filed under the temporary name, and the writer's rename
+#: then failed.
+IGNORED_PREFIXES = (".", "~$", "tmp_", "tmp-", "temp_", "temp-")
+
+
 def _no_move_pairing_delay() -> None:
     """Stop watchdog's inotify emitter from holding events back half a second.
 
@@ -210,6 +220,24 @@ def not_answering_message(folder: Path, within_s: float) -> str:
     return (
         f"the watch folder {folder} did not answer within {within_s:g} s (a network share "
         "that is not reachable?); it is set up once it answers"
+    )
+
+
+def missing_message(folder: Path) -> str:
+    """The error state's message while the watch folder in ``folder`` is not there, at a
+    start or while it was watched: the same situation, in the same words."""
+    return (
+        f"the watch folder {folder} cannot be found (a network share not mounted, a disk "
+        "not connected, or the folder deleted or renamed?)"
+    )
+
+
+def not_mounted_message(folder: Path) -> str:
+    """The error state's message while nothing is mounted on the watch folder in
+    ``folder`` (``watch_folder_require_mount``), at a start or while it was watched."""
+    return (
+        f"the watch folder {folder} is not mounted (the network share is not connected?); "
+        "waiting for the share"
     )
 
 
@@ -639,7 +667,7 @@ class FolderWatcher:
         if require_mount and layout.root.is_dir() and not os.path.ismount(layout.root.resolve()):
             # The share's mount point, the share not mounted on it (yet): the devices
             # write to the share, not here. Nothing is made in it.
-            self._failing(f"the watch folder {layout.root} is not mounted; waiting for the share")
+            self._failing(not_mounted_message(layout.root))
             self._schedule_retry()
             return self.status
         try:
@@ -648,7 +676,7 @@ class FolderWatcher:
             remove_stale_claims(layout)  # before any file is moved in
         except OSError as exc:
             if isinstance(exc, FileNotFoundError) and not layout.root.is_dir():
-                reason = f"the watch folder {layout.root} does not exist (a share not mounted?)"
+                reason = missing_message(layout.root)
             else:
                 reason = _cannot_create(layout, exc)
             self._failing(reason)
@@ -955,7 +983,7 @@ class FolderWatcher:
     # Noticing files (observer thread, and the settle thread's rescans) ----------------
 
     def _eligible(self, run: _Run, name: str) -> bool:
-        if name.startswith((".", "~$")):
+        if name.lower().startswith(IGNORED_PREFIXES):
             return False
         _stem, dot, ext = name.rpartition(".")
         return bool(dot) and ext.lower() in run.extensions
@@ -1280,13 +1308,11 @@ class FolderWatcher:
                 self._recovered()
             return None
         if not folder_ok and not self._makes_again(run):
-            return self._failing(f"the watch folder {run.root} is not reachable")
+            return self._failing(missing_message(Path(run.root)))
         if run.mounted and not os.path.ismount(run.root):
             # The share was unmounted: the empty folder under it is not to be watched
             # (the devices write to the share); watched again once it is mounted again.
-            return self._failing(
-                f"the watch folder {run.root} is no longer mounted (the share was unmounted?)"
-            )
+            return self._failing(not_mounted_message(Path(run.root)))
         try:
             if not folder_ok:  # the default folder, deleted: made again, as at a start
                 with contextlib.suppress(FileExistsError):  # made meanwhile: ensure() checks

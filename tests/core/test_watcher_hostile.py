@@ -88,7 +88,10 @@ def test_hostile_and_odd_files(app: Application, tmp_path: Path) -> None:
     # The link was moved as a link; what it pointed at was neither read nor touched.
     assert (folder / "failed" / "link.png").is_symlink()
     link_reason = (folder / "failed" / f"link.png{REASON_SUFFIX}").read_text(encoding="utf-8")
-    assert "copy the image itself, not a link to it" in link_reason  # not "fix it"
+    # How to retry adds to the reason (which says not to copy a link), not repeats it:
+    # how to copy what the link points to, and that the link can go.
+    assert "cp -L copies what a link points to" in link_reason
+    assert "The link here can be deleted" in link_reason
     assert "fix it" not in link_reason
     assert outside.read_bytes() == png_bytes((8, 8), (255, 0, 0))
     assert (folder / "readme.txt").read_text() == "not ours"

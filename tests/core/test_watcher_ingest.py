@@ -1595,6 +1595,30 @@ def test_a_renamed_temporary_file_is_taken_in_only_once_renamed(
     assert left == {"scan.png.crdownload", ".hidden.png", "~$lock.png", "notes.txt"}
 
 
+@pytest.mark.parametrize("polling", [False, True], ids=["native", "polling"])
+def test_a_scan_written_under_a_temporary_name_is_taken_in_under_the_one_it_is_renamed_to(
+    tmp_path: Path, polling: bool
+) -> None:
+    """A device writes ``tmp_123.png``, closes it, and renames it a while later: the
+    temporary name was taken in (at once on the native observer, which takes a file its
+    writer closed; once settled when polling), the scan filed under it and the device's
+    rename failed."""
+    app = build_watch_app(tmp_path, polling=polling)
+    log = EventLog(app.bus)
+    folder = folder_of(app)
+    try:
+        app.watcher.start()
+        (folder / "tmp_123.png").write_bytes(png_bytes((12, 12), (9, 8, 7)))
+        # Longer than the settle checks (and a rescan) take: not taken in meanwhile.
+        assert not wait_until(lambda: log.finished(), timeout_s=1.5)
+        os.rename(folder / "tmp_123.png", folder / "scan_OD.png")
+        assert log.wait_finished("scan_OD.png")["scan_OD.png"].outcome == "ingested"
+        assert wait_until(lambda: (folder / "processed" / "scan_OD.png").is_file())
+        assert set(log.finished()) == {"scan_OD.png"} and patient_count(app) == 1
+    finally:
+        app.close()
+
+
 def test_an_image_too_elongated_for_the_model_goes_to_failed_with_the_reason(
     app: Application,
 ) -> None:

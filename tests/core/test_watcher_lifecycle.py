@@ -18,7 +18,7 @@ import pytest
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.services.ingest import IngestService
-from ophthai_desktop.core.watcher import FolderWatcher, WatcherState
+from ophthai_desktop.core.watcher import FolderWatcher, WatcherState, missing_message
 from tests.support.images import png_bytes
 from tests.support.watch_folder import (
     WAIT_S,
@@ -344,7 +344,7 @@ def test_a_folder_that_goes_away_is_reported_and_watched_again_when_back(
         # watcher made processed/ again before the folder's turn ("Directory not empty").
         folder.rename(tmp_path / "gone")
         assert wait_until(lambda: app.watcher.state is WatcherState.ERROR)
-        assert "not reachable" in app.watcher.status.message
+        assert app.watcher.status.message.startswith(f"{missing_message(folder)}; retrying in ")
         assert not folder.exists()
         folder.mkdir(parents=True)
         assert wait_until(lambda: app.watcher.state is WatcherState.RUNNING)
@@ -383,6 +383,34 @@ def test_the_default_folder_deleted_while_watched_is_made_again(
         app.close()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX modes")
+def test_a_start_never_makes_the_data_folder(tmp_path: Path) -> None:
+    """A start (or a try again after a failed one) while the data folder is gone (moved,
+    its disk unplugged) waits for it, as a watch that was running does: it made the data
+    folder by the umask (0755), open to other accounts, where the app makes it 0700,
+    and the default folder with patients' scans inside it."""
+    data = tmp_path / "data"
+    (tmp_path / "db").mkdir()
+    app = build_watch_app(tmp_path, database_url=f"sqlite:///{tmp_path / 'db' / 'o.db'}")
+    folder = app.settings.resolved_watch_folder
+    data.rename(tmp_path / "data moved away")
+    umask = os.umask(0o022)
+    try:
+        status = app.watcher.start()
+        assert status.state is WatcherState.ERROR
+        assert status.message == f"{missing_message(folder)}; retrying in 0.2 s"
+        assert wait_until(lambda: "retrying in 0.8 s" in app.watcher.status.message)
+        assert not data.exists()
+
+        (tmp_path / "data moved away").rename(data)  # the disk is back
+        assert wait_until(lambda: app.watcher.state is WatcherState.RUNNING)
+        assert (data.stat().st_mode & 0o777) == 0o700
+        assert (folder / "processed").is_dir()
+    finally:
+        os.umask(umask)
+        app.close()
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX links and modes")
 @pytest.mark.parametrize("gone", ["data folder", "link's target"])
 def test_the_default_folder_is_not_made_again_where_what_held_it_went(
@@ -412,7 +440,8 @@ def test_the_default_folder_is_not_made_again_where_what_held_it_went(
         else:
             shutil.rmtree(share)
         assert wait_until(lambda: app.watcher.state is WatcherState.ERROR)
-        assert "not reachable" in app.watcher.status.message
+        watched = data / "incoming_scans" if gone == "data folder" else share / "oct"
+        assert app.watcher.status.message.startswith(missing_message(watched))
         assert not data.exists() if gone == "data folder" else not share.exists()
     finally:
         app.close()
@@ -694,7 +723,7 @@ def test_a_deleted_folder_is_the_error_state_at_once_not_at_the_next_rescan(
         assert app.watcher.state is WatcherState.RUNNING and not app.watcher.status.polling
         shutil.rmtree(app.settings.resolved_watch_folder)
         assert wait_until(lambda: app.watcher.state is WatcherState.ERROR, timeout_s=5)
-        assert "not reachable" in app.watcher.status.message
+        assert app.watcher.status.message.startswith(missing_message(tmp_path / "scans"))
         notes = app.notifications.list_notifications(limit=5).items
         assert [n.type for n in notes] == ["critical"]
     finally:

@@ -20,7 +20,12 @@ from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core import watcher as watcher_module
 from ophthai_desktop.core.services.ingest import FileVanished, FolderLayout, IngestService
-from ophthai_desktop.core.watcher import WAITING_FOR_DATABASE, WatcherState
+from ophthai_desktop.core.watcher import (
+    WAITING_FOR_DATABASE,
+    WatcherState,
+    missing_message,
+    not_mounted_message,
+)
 from tests.support.images import png_bytes
 from tests.support.outage import database_down
 from tests.support.watch_folder import WAIT_S, EventLog, build_watch_app, hang_the_share, wait_until
@@ -57,7 +62,8 @@ def test_a_folder_missing_at_start_is_tried_again_and_what_waited_is_taken_in(
     status = app.watcher.start()
     assert status.state is WatcherState.ERROR
     assert not share.exists()  # a share's mount point is not filled with a local folder
-    assert "does not exist" in status.message and "retrying in 0.2 s" in status.message
+    # In the words the watch said while watched (below): one situation, one wording.
+    assert status.message == f"{missing_message(share)}; retrying in 0.2 s"
     # Each failed try doubles the wait, up to the most (0.8 s here); one notification.
     assert wait_until(lambda: "retrying in 0.8 s" in message(app))
     assert [kind for kind, _ in notices(app)] == ["critical"]
@@ -85,7 +91,7 @@ def test_a_folder_removed_while_running_is_tried_again_and_recovers(
     assert app.watcher.start().state is WatcherState.RUNNING
     shutil.rmtree(share)  # unmounted
     assert wait_until(lambda: app.watcher.state is WatcherState.ERROR)
-    assert "not reachable" in message(app) and "retrying in" in message(app)
+    assert message(app).startswith(f"{missing_message(share)}; retrying in ")
     assert wait_until(lambda: "retrying in 0.8 s" in message(app))
     assert [kind for kind, _ in notices(app)] == ["critical"]
 
@@ -130,7 +136,7 @@ def test_a_share_unmounted_while_running_is_the_error_state_until_mounted_again(
     os.rename(share, away)  # the share's folder goes, the mount point's shows
     share.mkdir()
     mounted["now"] = False
-    assert wait_until(lambda: "no longer mounted" in message(app))
+    assert wait_until(lambda: message(app).startswith(not_mounted_message(share)))
     assert app.watcher.state is WatcherState.ERROR
     (share / "local.png").write_bytes(png_bytes((10, 10), (2, 2, 2)))
     assert not wait_until(lambda: "local.png" in log.finished(), timeout_s=1.5)
@@ -379,7 +385,7 @@ def test_with_require_mount_a_folder_that_is_no_mount_point_waits_for_the_share(
     try:
         status = app.watcher.start()
         assert status.state is WatcherState.ERROR
-        assert f"the watch folder {share} is not mounted; waiting for the share" in status.message
+        assert status.message == f"{not_mounted_message(share)}; retrying in 0.2 s"
         assert wait_until(lambda: "retrying in 0.8 s" in message(app))
         assert not wait_until(lambda: "local.png" in log.finished(), timeout_s=0.5)
         assert sorted(p.name for p in share.iterdir()) == ["local.png"]  # nothing made there

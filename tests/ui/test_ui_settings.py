@@ -325,6 +325,25 @@ def test_open_watch_folder(
     assert (tmp_path / "scans-in").is_dir()
 
 
+def test_open_watch_folder_never_makes_the_data_folder(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default folder opened while the data folder is gone (moved, its disk
+    unplugged): the data folder was made by the umask (0755, open to other accounts),
+    where the app makes it 0700."""
+    opened: list[QUrl] = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url) or True)
+    (tmp_path / "db").mkdir()
+    gui = make_gui(database_url=f"sqlite:///{tmp_path / 'db' / 'o.db'}")
+    data = gui.application.settings.data_dir
+    data.rename(tmp_path / "data moved away")
+    gui.window.open_watch_folder_action.trigger()
+    qtbot.waitUntil(
+        lambda: "watch folder could not be created" in gui.window.banner.text(), timeout=10_000
+    )
+    assert not data.exists() and opened == []
+
+
 def test_open_watch_folder_does_not_wait_on_a_share_that_does_not_answer(
     qtbot: QtBot, make_gui: Maker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -608,6 +627,25 @@ def test_a_watch_folder_that_cannot_be_created_is_refused_in_the_dialog(
     assert dialog.watch_folder_path.text() == str(a_file / "scans")  # kept, to correct
     assert not settings_path.exists()
     assert gui.application.settings.watch_folder_path == watched
+
+
+def test_turning_the_default_watch_folder_on_never_makes_the_data_folder(
+    qtbot: QtBot, make_gui: Maker, settings_path: Path, tmp_path: Path
+) -> None:
+    """The dialog's check made the default folder with the folders above it: a data
+    folder gone meanwhile (moved, its disk unplugged) was made by the umask (0755, open
+    to other accounts), where the app makes it 0700."""
+    (tmp_path / "db").mkdir()
+    gui = make_gui(watch_folder_enabled=False, database_url=f"sqlite:///{tmp_path / 'db' / 'o.db'}")
+    data = gui.application.settings.data_dir
+    data.rename(tmp_path / "data moved away")
+    dialog = _open(gui)
+    dialog.watch_folder_enabled.setChecked(True)
+    _ok(dialog)
+    qtbot.waitUntil(lambda: data.exists() or dialog.error.isVisible(), timeout=10_000)
+    assert not data.exists(), "the check made the data folder"
+    assert "cannot be created" in dialog.error.text()
+    assert not settings_path.exists()
 
 
 @pytest.mark.skipif(

@@ -141,7 +141,12 @@ RETRY_PIXELS = (
 RETRY_NAMED = (
     "To retry, rename it to start with a patient's id and copy it into the watch folder again."
 )
-RETRY_LINK = "To retry, copy the image itself, not a link to it, into the watch folder."
+RETRY_LINK = (
+    "To retry, copy the file the link points to into the watch folder (in a file manager, "
+    "open the link's target and copy that file; in a terminal, cp -L copies what a link "
+    "points to). A device or script that leaves links there must be set to copy the file "
+    "itself. The link here can be deleted: the file it points to stays as it is."
+)
 RETRY_PATIENT = (
     "To retry, add the patient with this id (or rename the file to start with the id of "
     "a patient on record), then copy it into the watch folder again."
@@ -189,8 +194,11 @@ class FolderLayout:
 
     def ensure(self, *, create_root: bool = True) -> None:
         """Create the three folders where they are missing (``processed/`` and
-        ``failed/`` only, when not ``create_root``: a missing root then raises
-        :class:`FileNotFoundError`).
+        ``failed/`` only, when not ``create_root``). The root is made itself only,
+        never the folders above it: the default one is in the data folder, which is made
+        owner-only at start (by the umask, a data folder made here would be open to
+        other accounts); where that went (moved, its disk unplugged), it is waited for.
+        A missing root (or folder above it) raises :class:`FileNotFoundError`.
 
         Raises:
             NotADirectoryError: a file stands where one of them should be (its path in
@@ -200,7 +208,7 @@ class FolderLayout:
             if self.root.exists():  # a file where the folder should be: not a share
                 raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(self.root))
             raise FileNotFoundError(errno.ENOENT, "the folder does not exist", str(self.root))
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(exist_ok=True)
         for folder in (self.processed, self.failed):
             make_filing_folder(folder)
 

@@ -201,6 +201,9 @@ class SaveChecks:
     #: Whether a missing watch folder is created (not a share's mount point, which the
     #: watcher never makes either).
     create_folder: bool = True
+    #: Whether the folders above a missing watch folder are created too: not above the
+    #: default one, the data folder (made owner-only at start, never by the umask).
+    create_parents: bool = True
     #: The API server's new address, to see that nobody else listens there.
     address: tuple[str, int] | None = None
 
@@ -235,11 +238,14 @@ def checks_at_save(
     ):
         address = (updated.api_host, updated.api_port)
     return SaveChecks(
-        folder=folder, create_folder=not updated.watch_folder_require_mount, address=address
+        folder=folder,
+        create_folder=not updated.watch_folder_require_mount,
+        create_parents=updated.watch_folder_path is not None,
+        address=address,
     )
 
 
-def check_watch_folder(folder: Path, *, create: bool = True) -> list[Path]:
+def check_watch_folder(folder: Path, *, create: bool = True, parents: bool = True) -> list[Path]:
     """Make sure the watch folder is there (created, as the watch folder would be) and
     writable: files are moved out of it once taken in. Said in the dialog, not found
     later as "Watch folder: error" with the reason only in the log. Runs off the GUI
@@ -248,7 +254,8 @@ def check_watch_folder(folder: Path, *, create: bool = True) -> list[Path]:
     Without ``create`` (a share's mount point, watched only while the share is
     mounted), a missing folder is refused rather than made, and one with no share
     mounted on it yet is taken as it is: whether the share can be written is known once
-    it is mounted.
+    it is mounted. Without ``parents`` (the default folder, in the data folder) only the
+    folder itself is made.
 
     Returns:
         The folders it created, outermost first (for :func:`remove_created` when the
@@ -274,7 +281,7 @@ def check_watch_folder(folder: Path, *, create: bool = True) -> list[Path]:
             return []
     missing = [path for path in (folder, *folder.parents) if not path.exists()]
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=parents, exist_ok=True)
     except OSError as exc:
         raise InvalidInput(
             f"{folder} cannot be created ({exc.strerror or exc}); choose another folder",
@@ -407,7 +414,9 @@ def run_checks(checks: SaveChecks, timeout_s: float | None = None) -> list[Path]
     def check() -> list[Path]:
         created: list[Path] = []
         if checks.folder is not None:
-            created = check_watch_folder(checks.folder, create=checks.create_folder)
+            created = check_watch_folder(
+                checks.folder, create=checks.create_folder, parents=checks.create_parents
+            )
         if checks.address is not None:
             stage[0] = "port"
             try:
@@ -534,11 +543,15 @@ class SettingsController(QObject):
     def open_watch_folder(self) -> None:
         """Show the watch folder in the file manager (created when missing, off the GUI
         thread: it can be on a share that does not answer)."""
-        folder = self._app.settings.resolved_watch_folder.expanduser()
+        settings = self._app.settings
+        folder = settings.resolved_watch_folder.expanduser()
         banner = self._window.banner
+        # The default folder is made itself only, as the watch folder makes it: the data
+        # folder above it is made owner-only at start, never here by the umask (0755).
+        parents = settings.watch_folder_path is not None
 
         def make() -> None:
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=parents, exist_ok=True)
 
         def made(_result: object) -> None:
             if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))):
