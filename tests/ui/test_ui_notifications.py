@@ -369,7 +369,6 @@ def test_a_routine_toast_waits_for_a_critical_one_to_go(qtbot: QtBot, gui: GuiSe
     assert toast.text() == "Critical finding: Abnormal finding: AMD"  # urgent goes first
 
 
-
 def test_a_toast_replaced_while_it_shows_grows_for_the_longer_text(
     qtbot: QtBot, gui: GuiSession
 ) -> None:
@@ -391,6 +390,7 @@ def test_a_toast_replaced_while_it_shows_grows_for_the_longer_text(
     qtbot.waitUntil(lambda: label.height() >= label.heightForWidth(label.width()), timeout=5000)
     assert toast.height() > one_line
     assert toast.rect().contains(QRect(label.mapTo(toast, QPoint(0, 0)), label.size()))
+
 
 def _in_window(widget: QWidget, window: QWidget) -> QRect:
     return QRect(widget.mapTo(window, QPoint(0, 0)), widget.size())
