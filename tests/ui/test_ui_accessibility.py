@@ -19,7 +19,14 @@ from PySide6.QtGui import (
     QKeySequence,
     QStandardItem,
 )
-from PySide6.QtWidgets import QApplication, QLabel, QMenu, QToolButton, QWidget
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QLabel,
+    QMenu,
+    QToolButton,
+    QWidget,
+)
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
@@ -517,3 +524,35 @@ def test_at_a_larger_font_every_text_is_larger(
         if large.get(name, 0) < size * 1.45
     }
     assert not smaller, smaller
+
+
+def _title_ink_height(dock: QDockWidget) -> int:
+    """How many pixel rows of the dock's title bar hold the title's text (its darkest
+    pixels against the bar's light background); the buttons on the right left out."""
+    bar = dock.widget().geometry().top()
+    image = dock.grab(QRect(0, 0, dock.width() // 2, bar)).toImage()
+    return sum(
+        any(image.pixelColor(x, y).lightness() < 100 for x in range(image.width()))
+        for y in range(image.height())
+    )
+
+
+def test_a_larger_font_set_while_the_window_is_open_enlarges_the_dock_titles(
+    qtbot: QtBot, qapp: QApplication, gui: GuiSession
+) -> None:
+    """Qt painted a dock's title in the font the application had when the dock was
+    made: after the desktop's font grew with the window open, "Notifications (2
+    unread)" and "Job queue" stayed small above panels that had grown."""
+    docks = [gui.window.notifications_dock, gui.window.jobs_dock]
+    normal = [_title_ink_height(dock) for dock in docks]
+    assert all(height > 0 for height in normal), normal
+    font = QFont(qapp.font())
+    font.setPointSizeF(font.pointSizeF() * 1.6)
+    qapp.setFont(font)  # the next test starts at the usual font again (conftest)
+    bar = docks[0].widget().geometry().top()
+    qtbot.waitUntil(lambda: docks[0].widget().geometry().top() > bar, timeout=10_000)
+    large = [_title_ink_height(dock) for dock in docks]
+    assert all(after >= before * 1.4 for before, after in zip(normal, large, strict=True)), (
+        normal,
+        large,
+    )

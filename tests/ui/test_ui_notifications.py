@@ -369,6 +369,29 @@ def test_a_routine_toast_waits_for_a_critical_one_to_go(qtbot: QtBot, gui: GuiSe
     assert toast.text() == "Critical finding: Abnormal finding: AMD"  # urgent goes first
 
 
+def test_a_toast_replaced_while_it_shows_grows_for_the_longer_text(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """A second finding arriving while the first one's toast showed took that toast's
+    height: the line the longer text took more was cut, its first and last lines half
+    hidden ("Abnormal finding for patient Pierre Fischer: ... needs validation")."""
+    toast = gui.window.toast
+    toast.show_message("Critical finding", "Abnormal finding: CNV", "critical")
+    qtbot.waitUntil(toast.isVisible)
+    one_line = toast.height()
+    longer = (
+        "Abnormal finding for patient Maria-Fernanda Wolfeschlegelsteinhausen: Drusen "
+        "(72% confidence) - preliminary, needs validation"
+    )
+
+    toast.show_message("Critical finding", longer, "critical")
+
+    label = toast.label
+    qtbot.waitUntil(lambda: label.height() >= label.heightForWidth(label.width()), timeout=5000)
+    assert toast.height() > one_line
+    assert toast.rect().contains(QRect(label.mapTo(toast, QPoint(0, 0)), label.size()))
+
+
 def _in_window(widget: QWidget, window: QWidget) -> QRect:
     return QRect(widget.mapTo(window, QPoint(0, 0)), widget.size())
 

@@ -14,6 +14,7 @@ from PySide6.QtGui import (
     QDragEnterEvent,
     QDragMoveEvent,
     QDropEvent,
+    QFont,
     QKeySequence,
 )
 from PySide6.QtWidgets import (
@@ -268,6 +269,13 @@ class MainWindow(QMainWindow):
     def _dock(self, title: str, name: str, widget: QWidget) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(name)
+        # Qt paints a dock's title in the font the application had when the dock was
+        # made, unless the dock's font differs from the application's: after the
+        # desktop's font grew with the window open, the titles stayed small. Bold (as
+        # the stylesheet asks, to no effect) is the dock's own: its size still follows
+        # the application's font, and the panel inside keeps the usual weight.
+        dock.setFont(_weighted(bold=True))
+        widget.setFont(_weighted(bold=False))
         dock.setWidget(widget)
         dock.setFeatures(
             QDockWidget.DockWidgetFeature.DockWidgetClosable
@@ -326,6 +334,13 @@ class MainWindow(QMainWindow):
             event.ignore()
             self.about_to_hide.emit()
             self.hide()
+
+
+def _weighted(*, bold: bool) -> QFont:
+    """A font that sets the weight alone: the rest follows the parent's font."""
+    font = QFont()
+    font.setBold(bold)
+    return font
 
 
 def _focus_target(area: QWidget, main: QWidget) -> QWidget | None:

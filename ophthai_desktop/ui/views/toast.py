@@ -87,15 +87,15 @@ class Toast(QFrame):
         self._text_px = scaled(self.label, TEXT_PX)
         self._text_least_px = scaled(self.label, TEXT_LEAST_PX)
         self._text_most_px = scaled(self.label, TEXT_MOST_PX)
-        self._fit_text(None)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(12, 8, 12, 8)
         column = QWidget()
-        inner = QVBoxLayout(column)
-        inner.setContentsMargins(0, 0, 0, 0)
-        inner.addWidget(self.title)
-        inner.addWidget(self.label)
+        self._column = QVBoxLayout(column)
+        self._column.setContentsMargins(0, 0, 0, 0)
+        self._column.addWidget(self.title)
+        self._column.addWidget(self.label)
         layout.addWidget(column)
+        self._fit_text(None)
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self.hide)
@@ -123,7 +123,7 @@ class Toast(QFrame):
         self.setAccessibleName(title)
         self.setAccessibleDescription(text)
         set_style_property(self, "kind", kind)
-        self.adjustSize()
+        self._adjust_size()
         self._place()
         self.show()
         self.raise_()
@@ -244,6 +244,14 @@ class Toast(QFrame):
             most = max(self._text_least_px, min(most, room_px))
         self.label.setMinimumWidth(min(self._text_px, most))
         self.label.setMaximumWidth(most)
+        self._adjust_size()
+
+    def _adjust_size(self) -> None:
+        """The toast's size for its text as it is now. Qt's layouts keep the size they
+        had for the text (or width) before until the event loop comes round: a toast
+        replaced while it showed kept its height, and a line more of the new text was
+        cut (its first and last lines half hidden)."""
+        self._column.activate()
         self.adjustSize()
 
     def _watched(self) -> list[QWidget]:
