@@ -100,6 +100,7 @@ from ophthai_desktop.core.services.ingest import (
     FolderLayout,
     IngestService,
     make_filing_folder,
+    patient_id_from_name,
     remove_stale_claims,
 )
 from ophthai_desktop.core.services.notifications import NotificationService
@@ -189,8 +190,10 @@ logging.getLogger("watchdog").setLevel(logging.INFO)
 #: own (``tmp_123.png``). Such a name with an allowed extension was taken in at once
 #: where the writer closed it before renaming it (the native observer's fast path), or
 #: once it settled: the scan filed under the temporary name, and the writer's rename
-#: then failed.
+#: then failed. A name that starts with a longer patient id (``TEMP-0042_OD.png``, for
+#: the patient ``TEMP-0042``) is a scan named as the watch folder asks, and is taken in.
 IGNORED_PREFIXES = (".", "~$", "tmp_", "tmp-", "temp_", "temp-")
+_TEMPORARY_WORDS = ("tmp", "temp")
 
 
 def _no_move_pairing_delay() -> None:
@@ -239,6 +242,14 @@ def not_mounted_message(folder: Path) -> str:
         f"the watch folder {folder} is not mounted (the network share is not connected?); "
         "waiting for the share"
     )
+
+
+def _names_a_patient(name: str) -> bool:
+    """Whether ``name`` starts with a patient id (``<id>_...``) that is more than a
+    temporary name's word: ``TEMP-0042_OD.png`` names the patient ``TEMP-0042``;
+    ``tmp_123.png`` and ``tmp-123.png`` are a writer's temporary names."""
+    patient_id = patient_id_from_name(name)
+    return patient_id is not None and patient_id.lower() not in _TEMPORARY_WORDS
 
 
 class WatcherState(StrEnum):
@@ -983,7 +994,7 @@ class FolderWatcher:
     # Noticing files (observer thread, and the settle thread's rescans) ----------------
 
     def _eligible(self, run: _Run, name: str) -> bool:
-        if name.lower().startswith(IGNORED_PREFIXES):
+        if name.lower().startswith(IGNORED_PREFIXES) and not _names_a_patient(name):
             return False
         _stem, dot, ext = name.rpartition(".")
         return bool(dot) and ext.lower() in run.extensions

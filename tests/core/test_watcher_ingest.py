@@ -1619,6 +1619,33 @@ def test_a_scan_written_under_a_temporary_name_is_taken_in_under_the_one_it_is_r
         app.close()
 
 
+def test_a_scan_of_a_patient_whose_id_starts_with_temp_is_taken_in(
+    tmp_path: Path, actor: Actor
+) -> None:
+    """Ids are letters, digits, dots and dashes: a clinic's temporary registrations
+    (``TEMP-0042``, ``TMP-7``) named as the watch folder asks (``<patient id>_...``) were
+    taken for a writer's temporary names and left in the folder, never taken in and
+    never told. A writer's own temporary names still wait for their rename."""
+    app = build_watch_app(tmp_path, watch_demo_mode=False)
+    log = EventLog(app.bus)
+    folder = folder_of(app)
+    try:
+        patients = [
+            app.patients.create_patient({"name": "Walk In"}, actor=actor, patient_id=patient_id)
+            for patient_id in ("TEMP-0042", "tmp-7")
+        ]
+        app.watcher.start()
+        (folder / "tmp-123.png").write_bytes(png_bytes((12, 12), (9, 8, 7)))
+        names = [f"{patient.id}_OD_oct.png" for patient in patients]
+        for index, name in enumerate(names):
+            (folder / name).write_bytes(png_bytes((20, 20), (index, 6, 6)))
+        done = log.wait_finished(*names)
+        assert [done[name].outcome for name in names] == ["attached", "attached"]
+        assert (folder / "tmp-123.png").is_file() and "tmp-123.png" not in log.finished()
+    finally:
+        app.close()
+
+
 def test_an_image_too_elongated_for_the_model_goes_to_failed_with_the_reason(
     app: Application,
 ) -> None:
