@@ -1102,18 +1102,7 @@ def test_a_count_read_after_a_verdict_waits_for_the_verdict_s_event(
     note = app.notifications.create_notification("Call back", actor=SYSTEM)
     model = gui.notifications_panel.model
     qtbot.waitUntil(lambda: len(_unread(model)) == 2 and _badge(gui) == 2)
-    asked, read, release = threading.Event(), threading.Event(), threading.Event()
-    count = app.notifications.unread_tally
-
-    def held_count() -> UnreadTally:
-        asked.set()
-        release.wait(30)
-        try:
-            return count()
-        finally:
-            read.set()
-
-    monkeypatch.setattr(app.notifications, "unread_tally", held_count)
+    asked, read, release = _hold_the_count(gui, monkeypatch)
     with _compared_at_each_turn(gui) as disagreed:
         try:
             _from_another_thread(lambda: app.notifications.mark_read(note.id, actor=SYSTEM))
@@ -1134,6 +1123,26 @@ def test_a_count_read_after_a_verdict_waits_for_the_verdict_s_event(
     assert disagreed == []
 
 
+def _hold_the_count(
+    gui: GuiSession, monkeypatch: pytest.MonkeyPatch
+) -> tuple[threading.Event, threading.Event, threading.Event]:
+    """The window's unread counts held on their pool thread: (asked: one is on its way,
+    read: it has been read, release: let it read)."""
+    asked, read, release = threading.Event(), threading.Event(), threading.Event()
+    count = gui.application.notifications.unread_tally
+
+    def held_count() -> UnreadTally:
+        asked.set()
+        release.wait(30)
+        try:
+            return count()
+        finally:
+            read.set()
+
+    monkeypatch.setattr(gui.application.notifications, "unread_tally", held_count)
+    return asked, read, release
+
+
 def test_a_new_notification_moves_the_badge_before_the_count_and_is_counted_once(
     qtbot: QtBot, gui: GuiSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1147,18 +1156,7 @@ def test_a_new_notification_moves_the_badge_before_the_count_and_is_counted_once
     model = gui.notifications_panel.model
     qtbot.waitUntil(lambda: len(_unread(model)) == 1 and _badge(gui) == 1)
     qtbot.waitUntil(lambda: not gui.notifications._counting)
-    asked, read, release = threading.Event(), threading.Event(), threading.Event()
-    count = app.notifications.unread_tally
-
-    def held_count() -> UnreadTally:
-        asked.set()
-        release.wait(30)
-        try:
-            return count()
-        finally:
-            read.set()
-
-    monkeypatch.setattr(app.notifications, "unread_tally", held_count)
+    asked, read, release = _hold_the_count(gui, monkeypatch)
     with _compared_at_each_turn(gui) as disagreed:
         try:
             _from_another_thread(lambda: app.notifications.create_notification("New", actor=SYSTEM))
