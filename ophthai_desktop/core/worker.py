@@ -318,7 +318,9 @@ class InferenceWorker:
                 self._set_waiting(WAITING_FOR_ROOM)
                 self._stop.wait(IDLE_POLL_S)
             except Exception as exc:
-                log.error("the inference worker hit %s; retrying", type(exc).__name__)
+                # Where it was raised, not only its kind: a bare "hit SystemError" once
+                # could not be traced (never its text, which can quote a record).
+                log.error("the inference worker hit %s; retrying", safe_description(exc))
                 self._stop.wait(IDLE_POLL_S)
 
     def _run_commands(self) -> None:

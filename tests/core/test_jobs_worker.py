@@ -945,6 +945,38 @@ def test_an_unexpected_error_keeps_its_text_in_the_job_not_in_the_log(
     assert "Doeling" not in logged
 
 
+def test_an_error_in_the_worker_loop_logs_where_it_was_raised_and_retries(
+    sqlite_services: Application,
+    actor: Actor,
+    running: Any,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loop's catch-all logged the error's kind alone ("the inference worker hit
+    SystemError; retrying"), which could not be traced: it says where it was raised now,
+    never its text, and the queue moves once the error is gone."""
+    app = sqlite_services
+    claim = app.jobs.claim_next
+    failures = [RuntimeError("claim failed for Jane Doeling")]
+
+    def failing_claim() -> Any:
+        if failures:
+            raise failures.pop()
+        return claim()
+
+    monkeypatch.setattr(app.jobs, "claim_next", failing_claim)
+    monkeypatch.setattr("ophthai_desktop.core.worker.IDLE_POLL_S", 0.05)
+    with caplog.at_level(logging.INFO):
+        running(ScriptedEngine(DME))
+        job = app.jobs.queue_patient_analysis(_patient_with_scan(app, actor), actor=actor)
+        _wait(lambda: app.jobs.get_job(job.id).state == "done")
+
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "the inference worker hit RuntimeError at test_jobs_worker.py:" in logged
+    assert "in failing_claim (from worker.py:" in logged and "in run); retrying" in logged
+    assert "Doeling" not in logged
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_a_scan_whose_stored_image_is_damaged_fails_with_a_reason(
     sqlite_services: Application, actor: Actor, running: Any, damage: str
