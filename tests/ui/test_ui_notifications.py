@@ -35,8 +35,8 @@ from ophthai_desktop.ui.models.notification_list import (
     NotificationRow,
 )
 from ophthai_desktop.ui.session import GuiSession
-from ophthai_desktop.ui.views.notifications import NotificationsPanel
 from ophthai_desktop.ui.views import toast as toast_view
+from ophthai_desktop.ui.views.notifications import NotificationsPanel
 from ophthai_desktop.ui.views.toast import Toast
 from tests.support.images import png_bytes
 from tests.support.outage import database_down
