@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QItemSelection, QModelIndex, Qt, Signal, Slot
+from PySide6.QtCore import QEvent, QItemSelection, QModelIndex, Qt, Signal, Slot
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -95,6 +95,11 @@ class NotificationsPanel(QWidget):
         self.mark_read.clicked.connect(self._on_mark_read_clicked)
         self.mark_all.clicked.connect(self.mark_all_read_requested)
         self.delete.clicked.connect(self._on_delete_clicked)
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.FontChange:  # the desktop's, with the window open
+            self.model.follow_font(self.list.font())
 
     def set_unread(self, count: int) -> None:
         self.unread.setText(str(count))
