@@ -593,20 +593,14 @@ def test_a_larger_font_set_while_the_window_is_open_widens_the_columns(
     normal = {table: _room_around_titles(table) for table in (patients, jobs)}
     assert {"Age", "Sex"} <= set(normal[patients]) and {"Job", "State"} <= set(normal[jobs])
 
-    def row_heights() -> list[int]:
-        note = notes.visualRect(notes.model().index(0, 0)).height()
-        return [patients.rowHeight(0), jobs.verticalHeader().defaultSectionSize(), note]
-
-    rows = row_heights()
+    header = patients.horizontalHeader()
+    line_px = header.fontMetrics().height()
+    rows = [patients.rowHeight(0), jobs.verticalHeader().defaultSectionSize()]
+    note_px = notes.visualRect(notes.model().index(0, 0)).height()
     font = QFont(qapp.font())
     font.setPointSizeF(font.pointSizeF() * 1.6)
     qapp.setFont(font)  # the next test starts at the usual font again (conftest)
-    qtbot.waitUntil(
-        lambda: all(
-            after >= before * 1.4 for before, after in zip(rows, row_heights(), strict=True)
-        ),
-        timeout=10_000,
-    )
+    qtbot.waitUntil(lambda: header.fontMetrics().height() >= line_px * 1.4, timeout=10_000)
     for table in (patients, jobs):
         large = _room_around_titles(table)
         cut = {
@@ -616,4 +610,10 @@ def test_a_larger_font_set_while_the_window_is_open_widens_the_columns(
         }
         assert not cut, cut
     assert "Age" in _room_around_titles(patients)
-    assert patients.horizontalHeader().sectionSize(dragged) == 250
+    assert header.sectionSize(dragged) == 250
+    large_rows = [patients.rowHeight(0), jobs.verticalHeader().defaultSectionSize()]
+    assert all(after >= before * 1.4 for before, after in zip(rows, large_rows, strict=True))
+    qtbot.waitUntil(
+        lambda: notes.visualRect(notes.model().index(0, 0)).height() >= note_px * 1.4,
+        timeout=10_000,
+    )

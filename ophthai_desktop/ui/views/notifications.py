@@ -23,6 +23,17 @@ from ophthai_desktop.ui.views.selection import (
 )
 
 
+class _NotificationList(QListView):
+    """The list, whose rows (two lines each, of a size the model sets) follow its font,
+    also one changed with the window open; at the change, not at each paint."""
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        model = self.model()
+        if event.type() == QEvent.Type.FontChange and isinstance(model, NotificationListModel):
+            model.follow_font(self.font())
+
+
 class NotificationsPanel(QWidget):
     """List and manage notifications.
 
@@ -58,7 +69,7 @@ class NotificationsPanel(QWidget):
         bar.addWidget(self.mark_read)
         bar.addWidget(self.mark_all)
         bar.addWidget(self.delete)
-        self.list = QListView()
+        self.list = _NotificationList()
         self.list.setObjectName("notificationList")
         self.list.setAccessibleName("Notifications")
         choose_nothing_when_the_chosen_row_goes(self.list, model)  # before setModel
@@ -95,11 +106,6 @@ class NotificationsPanel(QWidget):
         self.mark_read.clicked.connect(self._on_mark_read_clicked)
         self.mark_all.clicked.connect(self.mark_all_read_requested)
         self.delete.clicked.connect(self._on_delete_clicked)
-
-    def changeEvent(self, event: QEvent) -> None:
-        super().changeEvent(event)
-        if event.type() == QEvent.Type.FontChange:  # the desktop's, with the window open
-            self.model.follow_font(self.list.font())
 
     def set_unread(self, count: int) -> None:
         self.unread.setText(str(count))
