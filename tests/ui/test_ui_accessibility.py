@@ -22,8 +22,10 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
+    QHeaderView,
     QLabel,
     QMenu,
+    QTableView,
     QToolButton,
     QWidget,
 )
@@ -32,7 +34,7 @@ from pytestqt.qtbot import QtBot
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.ui.models.job_table import STATE_COLUMN
-from ophthai_desktop.ui.models.patient_table import STATUS_COLUMN
+from ophthai_desktop.ui.models.patient_table import COLUMN_OF, STATUS_COLUMN
 from ophthai_desktop.ui.session import GuiSession
 from tests.support.images import png_bytes
 from tests.support.scripted_engine import DME, ScriptedEngine
@@ -555,4 +557,63 @@ def test_a_larger_font_set_while_the_window_is_open_enlarges_the_dock_titles(
     assert all(after >= before * 1.4 for before, after in zip(normal, large, strict=True)), (
         normal,
         large,
+    )
+
+
+def _room_around_titles(table: QTableView) -> dict[str, int]:
+    """The pixels each shown column (but the one that stretches) has beside its title's
+    text, for the sort arrow and the margins: a title cut short has less than it had."""
+    header = table.horizontalHeader()
+    model = table.model()
+    metrics = header.fontMetrics()
+    return {
+        title: header.sectionSize(column) - metrics.horizontalAdvance(title)
+        for column in range(header.count())
+        if not header.isSectionHidden(column)
+        and header.sectionResizeMode(column) != QHeaderView.ResizeMode.Stretch
+        for title in [str(model.headerData(column, Qt.Orientation.Horizontal))]
+    }
+
+
+def test_a_larger_font_set_while_the_window_is_open_widens_the_columns(
+    qtbot: QtBot, qapp: QApplication, gui: GuiSession
+) -> None:
+    """The widths were set once at start-up: after the desktop's font grew with the
+    window open, the patient list's "Age" read "Ag", and the job queue's titles were cut
+    alike. The widths follow the font, as the rows' heights do (the notifications' cut
+    the time under the message); a column the clinician dragged keeps its width."""
+    gui.window.resize(1680, 1000)
+    gui.application.notifications.create_notification("Noted", actor=Actor("t", "gui"))
+    notes = gui.notifications_panel.list
+    qtbot.waitUntil(lambda: notes.model().rowCount() == 1, timeout=10_000)
+    patients, jobs = gui.patient_list.table, gui.jobs_panel.table
+    qtbot.waitUntil(lambda: not patients.horizontalHeader().isSectionHidden(COLUMN_OF["age"]))
+    dragged = COLUMN_OF["status"]
+    patients.horizontalHeader().resizeSection(dragged, 250)  # as a drag of its edge does
+    normal = {table: _room_around_titles(table) for table in (patients, jobs)}
+    assert {"Age", "Sex"} <= set(normal[patients]) and {"Job", "State"} <= set(normal[jobs])
+
+    header = patients.horizontalHeader()
+    line_px = header.fontMetrics().height()
+    rows = [patients.rowHeight(0), jobs.verticalHeader().defaultSectionSize()]
+    note_px = notes.visualRect(notes.model().index(0, 0)).height()
+    font = QFont(qapp.font())
+    font.setPointSizeF(font.pointSizeF() * 1.6)
+    qapp.setFont(font)  # the next test starts at the usual font again (conftest)
+    qtbot.waitUntil(lambda: header.fontMetrics().height() >= line_px * 1.4, timeout=10_000)
+    for table in (patients, jobs):
+        large = _room_around_titles(table)
+        cut = {
+            title: (room, large[title])
+            for title, room in normal[table].items()
+            if title in large and title != "Status" and large[title] < room
+        }
+        assert not cut, cut
+    assert "Age" in _room_around_titles(patients)
+    assert header.sectionSize(dragged) == 250
+    large_rows = [patients.rowHeight(0), jobs.verticalHeader().defaultSectionSize()]
+    assert all(after >= before * 1.4 for before, after in zip(rows, large_rows, strict=True))
+    qtbot.waitUntil(
+        lambda: notes.visualRect(notes.model().index(0, 0)).height() >= note_px * 1.4,
+        timeout=10_000,
     )

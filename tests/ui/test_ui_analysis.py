@@ -866,6 +866,31 @@ def test_an_unreadable_answer_is_rejected_not_approved(qtbot: QtBot, make_gui: M
     assert page.stepper.current_name() == "Analysis"
 
 
+def test_rejecting_an_unreadable_answer_from_the_keyboard_goes_on_to_analyse(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """After an unreadable answer was rejected the focus went to the appointment picker
+    (the next step after a verdict on a result), which scrolled "Rejected by …: …
+    Analyse again for one" out of sight while the stepper showed Analysis. The next
+    step is Analyse: it has the focus, with the explanation in sight."""
+    gui, view = _analysed_at_1024(qtbot, make_gui, None)
+    page = gui.patient_page
+    scroll = view._scroll
+    gui.window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is gui.window)
+    scroll.verticalScrollBar().setValue(scroll.verticalScrollBar().maximum())
+    qtbot.waitUntil(lambda: _in_sight(view.reject, scroll))
+    assert not _in_sight(view.state, scroll)  # the verdict's place is below it
+
+    _press(qtbot, view.notes, view.reject.shortcut())
+    qtbot.waitUntil(lambda: view.card.badge.text() == "REJECTED", timeout=10_000)
+    qtbot.waitUntil(lambda: page.stepper.current_name() == "Analysis", timeout=10_000)
+    qtbot.waitUntil(lambda: view.analyse.hasFocus(), timeout=10_000)
+    assert view.state.text().endswith("Analyse again for one.")
+    qtbot.waitUntil(lambda: _in_sight(view.state, scroll), timeout=10_000)
+    assert _in_sight(view.analyse, scroll)
+
+
 def test_a_booking_before_the_verdict_says_so_beside_it_at_1024(
     qtbot: QtBot, make_gui: Maker
 ) -> None:

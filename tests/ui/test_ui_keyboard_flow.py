@@ -179,8 +179,9 @@ def test_the_whole_flow_by_keyboard(
     tab_to(qtbot, view.reject)
     press(qtbot, Qt.Key.Key_Space)
     qtbot.waitUntil(lambda: view.card.badge.text().startswith("REJECTED"))
-    # The focus goes on to the appointment; Tab to Schedule, Space books it.
-    qtbot.waitUntil(lambda: focused() is view.when)
+    # No result: the focus goes on to Analyse, the next step (the explanation above it
+    # in sight); Tab to Schedule, Space books it.
+    qtbot.waitUntil(lambda: focused() is view.analyse)
     tab_to(qtbot, view.schedule)
     press(qtbot, Qt.Key.Key_Space)
     qtbot.waitUntil(view.cancel_appointment.isVisible)

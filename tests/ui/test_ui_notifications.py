@@ -35,6 +35,7 @@ from ophthai_desktop.ui.models.notification_list import (
     NotificationRow,
 )
 from ophthai_desktop.ui.session import GuiSession
+from ophthai_desktop.ui.views import toast as toast_view
 from ophthai_desktop.ui.views.notifications import NotificationsPanel
 from ophthai_desktop.ui.views.toast import Toast
 from tests.support.images import png_bytes
@@ -1180,3 +1181,25 @@ def test_a_new_notification_moves_the_badge_before_the_count_and_is_counted_once
             release.set()
     # The late one was listed after the count had it: the list, not the badge, lagged.
     assert [d for d in disagreed if not d.startswith("list 2 unread, badge 3")] == []
+
+
+def test_a_critical_toast_goes_once_its_finding_is_validated(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The toast of a critical finding went on saying "preliminary, needs validation"
+    for the rest of its 8 s after the clinician had approved the result. (Kept on
+    screen here until something takes it away: its own time would hide it anyway.)"""
+    monkeypatch.setattr(toast_view, "SHOW_MS", 600_000)
+    gui = make_gui(engine=ScriptedEngine(DME))
+    toast, view = gui.window.toast, gui.analysis_view
+    patient = gui.application.patients.create_patient(
+        {"name": "Validated"}, actor=SYSTEM, image=NewImage(png_bytes((64, 48)))
+    )
+    open_patient(qtbot, gui, patient.id)
+    view.analyse.click()
+    qtbot.waitUntil(lambda: "needs validation" in toast.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: view.approve.isEnabled(), timeout=10_000)
+
+    view.approve.click()
+    qtbot.waitUntil(lambda: view.card.badge.text() == "APPROVED", timeout=10_000)
+    qtbot.waitUntil(lambda: not toast.isVisible(), timeout=10_000)

@@ -573,13 +573,21 @@ class AnalysisController(QObject):
         def done(patient: PatientRecord) -> None:
             if patient.id != self._patient_id:
                 return
-            if patient.latest_analysis is not None:
-                self._view.show_result(patient.latest_analysis)
+            latest = patient.latest_analysis
+            if latest is not None:
+                self._view.show_result(latest)
             self._view.notes.clear()
             self._view.mark_verdict_field(None)  # a refusal shown before no longer applies
             if self._replaced_notice and self._view.notice.text() == self._replaced_notice:
                 self._view.notice.dismiss()  # the verdict is recorded: said and done
-            self._view.focus_appointment()
+            if (
+                latest is not None
+                and latest.status == "rejected"
+                and latest.parse_status == "parse_failed"
+            ):
+                self._view.focus_analyse_again()  # no result: the next step is Analyse
+            else:
+                self._view.focus_appointment()
 
         def failed(exc: BaseException) -> None:
             field = getattr(exc, "field", None)

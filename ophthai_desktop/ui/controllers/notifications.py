@@ -127,6 +127,7 @@ class NotificationsController(QObject):
 
         bridge = ctx.bridge
         bridge.patient_created.connect(self._on_bridge_patient_created)
+        bridge.patient_updated.connect(self._on_bridge_patient_updated)
         bridge.patient_deleted.connect(self._on_bridge_patient_deleted)
         bridge.notification_created.connect(self._on_bridge_notification_created)
         bridge.notification_updated.connect(self._on_bridge_notification_updated)
@@ -251,7 +252,16 @@ class NotificationsController(QObject):
                 self._heard_while_counting.append(note.id)
         self._count_soon()
         if note.type == "critical":
-            self.alert("Critical finding", note.message, kind="critical")
+            self.alert("Critical finding", note.message, kind="critical", about=note.analysis_id)
+
+    @Slot(object)
+    def _on_bridge_patient_updated(self, patient: PatientRecord) -> None:
+        """A verdict on the analysis a toast speaks of takes the toast away: it said the
+        finding was preliminary and needed validation. (Qt has no way to take back a
+        tray message: it shows its few seconds.)"""
+        latest = patient.latest_analysis
+        if latest is not None and latest.status != "preliminary":
+            self._window.toast.withdraw(latest.id)
 
     @Slot(object)
     def _on_bridge_patient_created(self, patient: PatientRecord) -> None:
@@ -310,12 +320,15 @@ class NotificationsController(QObject):
         if available:
             self._read_again(count=True)
 
-    def alert(self, title: str, text: str, *, kind: AlertKind = "info") -> None:
-        """Tell the clinician even when the window is not in front."""
+    def alert(
+        self, title: str, text: str, *, kind: AlertKind = "info", about: int | None = None
+    ) -> None:
+        """Tell the clinician even when the window is not in front (``about``: the
+        analysis the message speaks of, withdrawn from the toast once validated)."""
         if self._tray is not None:
             self._tray.notify(title, text, kind=kind)
         else:
-            self._window.toast.show_message(title, text, kind)
+            self._window.toast.show_message(title, text, kind, about=about)
 
     # Clinician's actions ----------------------------------------------------------------
 

@@ -110,6 +110,21 @@ class NotificationListModel(PagedRowModel):
         self._mark_timer.setInterval(0)
         self._mark_timer.timeout.connect(self._on_mark_timer_timeout)
 
+    def follow_font(self, font: QFont) -> None:
+        """Rows two lines of ``font`` high, the list's font now: set once at start-up,
+        after the desktop's font grew with the window open the rows kept their height
+        and cut the time under the message."""
+        bold = QFont(font)
+        bold.setBold(True)
+        size = QSize(1, 2 * QFontMetrics(bold).lineSpacing() + 2)
+        if size == self._size:
+            return
+        self._size = size
+        for position in range(self.rowCount()):
+            item = self.item(position, 0)
+            if item is not None:
+                item.setSizeHint(size)
+
     def key(self, row: NotificationRow) -> int:
         return row.notification_id
 

@@ -703,6 +703,18 @@ class AnalysisView(QWidget):
             step_focus_to(self.when)
             self._scroll.ensureWidgetVisible(self.when)  # only Tab scrolls to it by itself
 
+    def focus_analyse_again(self) -> None:
+        """An unreadable answer is rejected: the workflow is back at analysis, and the
+        keyboard goes on to Analyse, with the state above it ("Rejected by …: … Analyse
+        again for one") in sight. The appointment picker it went to scrolled that out of
+        view while the stepper showed Analysis. Only where the focus was in this view, as
+        :meth:`focus_appointment`; with Analyse off, that is where it goes."""
+        if not self.analyse.isEnabled():
+            self.focus_appointment()
+        elif self._has_focus(self) or self.window().focusWidget() is None:
+            step_focus_to(self.analyse)
+            self.scroll_to_top()  # the state and Analyse head the tab
+
     def scroll_to_top(self) -> None:
         self._scroll.verticalScrollBar().setValue(0)
 

@@ -1,17 +1,20 @@
 """Keeping a table's columns within its width: one column takes the room the others
 leave (its text cut short with an ellipsis, whole in the tooltip), and the columns that
 do not fit beside it are hidden, the least needed first, rather than the table scrolling
-sideways (at 1024 px wide the patient list and the job queue did)."""
+sideways (at 1024 px wide the patient list and the job queue did). The widths and
+row heights chosen for the design's font grow with the font, also one changed while the
+window is open."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from PySide6.QtCore import QObject, Slot
+from PySide6.QtCore import QEvent, QObject, Slot
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QHeaderView, QTableView, QTableWidget
 
 from ophthai_desktop.ui.views.reflow import room_in
+from ophthai_desktop.ui.views.scale import scaled
 
 
 class FittedColumns(QObject):
@@ -19,20 +22,33 @@ class FittedColumns(QObject):
 
     ``stretch`` is the column that takes what the others leave, at least ``least_px``;
     ``order`` lists the other columns, most needed first: each is shown while it fits
-    beside the stretching column and those before it, at its width (set by the caller,
-    or dragged by the clinician), and the rest are hidden until the table is wider. The
-    columns the clinician chose to hide (:meth:`set_chosen_hidden`) stay hidden and take
-    no room. Only widths are used: no cell is asked for its size.
+    beside the stretching column and those before it, at its width (``widths``, or set
+    by the caller, or dragged by the clinician), and the rest are hidden until the table
+    is wider. The columns the clinician chose to hide (:meth:`set_chosen_hidden`) stay
+    hidden and take no room. Only widths are used: no cell is asked for its size.
+
+    ``least_px`` and ``widths`` are for the design's font, grown with the table's
+    (:func:`~ophthai_desktop.ui.views.scale.scaled`): at start-up and again by
+    :meth:`follow_font` (a column the clinician dragged keeps its width).
     """
 
     def __init__(
-        self, table: QTableView, *, stretch: int, least_px: int, order: Sequence[int]
+        self,
+        table: QTableView,
+        *,
+        stretch: int,
+        least_px: int,
+        order: Sequence[int],
+        widths: Mapping[int, int] | None = None,
     ) -> None:
         super().__init__(table)
         self._table = table
         self._stretch = stretch
-        self._least_px = least_px
+        self._least_design_px = least_px
+        self._least_px = scaled(table, least_px)
         self._order = [column for column in order if column != stretch]
+        self._design = {c: w for c, w in (widths or {}).items() if c in self._order}
+        self._dragged: set[int] = set()
         self._chosen: set[int] = set()
         self._no_room: set[int] = set()
         self._fitting = False
@@ -41,6 +57,23 @@ class FittedColumns(QObject):
         header.setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
         self._widths = {column: header.sectionSize(column) for column in self._order}
         header.sectionResized.connect(self._on_header_section_resized)
+        self.follow_font()
+
+    def follow_font(self) -> None:
+        """Size the columns for the table's font now (called by
+        :class:`FittingTableView` when it changes): set once at start-up, "Age" read
+        "Ag" after the desktop's font grew with the window open. A width the clinician
+        dragged stays theirs."""
+        self._least_px = scaled(self._table, self._least_design_px)
+        header = self._table.horizontalHeader()
+        self._fitting = True
+        try:
+            for column, px in self._design.items():
+                if column not in self._dragged:
+                    self._widths[column] = scaled(self._table, px)
+                    header.resizeSection(column, self._widths[column])  # also hidden
+        finally:
+            self._fitting = False
         self.fit()
 
     @property
@@ -94,26 +127,57 @@ class FittedColumns(QObject):
         if self._fitting or new <= 0 or column not in self._widths:
             return
         self._widths[column] = new
+        self._dragged.add(column)
         self.fit()
 
 
 class _FitsColumns:
     """What :class:`FittingTableView` and :class:`FittingTableWidget` share: the
-    columns fit again at each resize of the table. A resize, not an event filter: a
-    Python event filter would be called at every paint of the table."""
+    columns fit again at each resize of the table, and follow a change of its font, as
+    its rows' height does. A resize and a change, not an event filter: a Python event
+    filter would be called at every paint of the table."""
 
     columns: FittedColumns | None = None
+    _row_px = 0  # the rows' height at the design's font (0: not set here)
 
-    def fit_columns(self, *, stretch: int, least_px: int, order: Sequence[int]) -> FittedColumns:
+    def fit_columns(
+        self,
+        *,
+        stretch: int,
+        least_px: int,
+        order: Sequence[int],
+        widths: Mapping[int, int] | None = None,
+    ) -> FittedColumns:
         """Fit the columns from now on (see :class:`FittedColumns`)."""
         assert isinstance(self, QTableView)
-        self.columns = FittedColumns(self, stretch=stretch, least_px=least_px, order=order)
+        self.columns = FittedColumns(
+            self, stretch=stretch, least_px=least_px, order=order, widths=widths
+        )
         return self.columns
+
+    def set_row_height(self, px: int) -> None:
+        """Rows of ``px`` at the design's font, grown with the table's font (fixed: no
+        row is asked for its size)."""
+        assert isinstance(self, QTableView)
+        self._row_px = px
+        vertical = self.verticalHeader()
+        vertical.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        vertical.setDefaultSectionSize(scaled(self, px))
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)  # type: ignore[misc]
         if self.columns is not None:
             self.columns.fit()
+
+    def changeEvent(self, event: QEvent) -> None:
+        """A new font (the desktop's setting changed with the window open): the sizes
+        chosen for the design's font follow it, once, here rather than at each paint."""
+        super().changeEvent(event)  # type: ignore[misc]
+        if event.type() == QEvent.Type.FontChange:
+            if self._row_px:
+                self.set_row_height(self._row_px)
+            if self.columns is not None:
+                self.columns.follow_font()
 
 
 class FittingTableView(_FitsColumns, QTableView):

@@ -9,7 +9,6 @@ from PySide6.QtGui import QKeySequence, QPalette, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QMessageBox,
     QToolButton,
@@ -22,7 +21,6 @@ from ophthai_desktop.ui.models.job_table import OPEN_STATES, JobTableModel
 from ophthai_desktop.ui.resources import icon
 from ophthai_desktop.ui.views.columns import FittingTableView
 from ophthai_desktop.ui.views.empty import EmptyOr
-from ophthai_desktop.ui.views.scale import scaled
 from ophthai_desktop.ui.views.selection import (
     choose_nothing_when_the_chosen_row_goes,
     choose_the_row_the_keyboard_is_on,
@@ -128,18 +126,15 @@ class JobQueuePanel(QWidget):
         self.table.setShowGrid(False)
         self.table.setWordWrap(False)
         self.table.setAcceptDrops(False)
-        vertical = self.table.verticalHeader()
-        vertical.setVisible(False)
-        vertical.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
-        vertical.setDefaultSectionSize(scaled(self.table, 24))
-        header = self.table.horizontalHeader()
-        for column, width in enumerate(COLUMN_WIDTHS):
-            header.resizeSection(column, scaled(self.table, width))  # grown with the font
+        self.table.verticalHeader().setVisible(False)
+        self.table.set_row_height(24)
         # Never sideways: at 1024 px wide the queue scrolled to show the end of a row.
+        # The widths grow with the font, also one set with the window open.
         self.columns = self.table.fit_columns(
             stretch=PATIENT_COLUMN,
-            least_px=scaled(self.table, PATIENT_LEAST_PX),
+            least_px=PATIENT_LEAST_PX,
             order=FITTED_ORDER,
+            widths=dict(enumerate(COLUMN_WIDTHS)),
         )
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)

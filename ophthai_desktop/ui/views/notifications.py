@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QItemSelection, QModelIndex, Qt, Signal, Slot
+from PySide6.QtCore import QEvent, QItemSelection, QModelIndex, Qt, Signal, Slot
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -21,6 +21,17 @@ from ophthai_desktop.ui.views.selection import (
     choose_nothing_when_the_chosen_row_goes,
     choose_the_row_the_keyboard_is_on,
 )
+
+
+class _NotificationList(QListView):
+    """The list, whose rows (two lines each, of a size the model sets) follow its font,
+    also one changed with the window open; at the change, not at each paint."""
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        model = self.model()
+        if event.type() == QEvent.Type.FontChange and isinstance(model, NotificationListModel):
+            model.follow_font(self.font())
 
 
 class NotificationsPanel(QWidget):
@@ -58,7 +69,7 @@ class NotificationsPanel(QWidget):
         bar.addWidget(self.mark_read)
         bar.addWidget(self.mark_all)
         bar.addWidget(self.delete)
-        self.list = QListView()
+        self.list = _NotificationList()
         self.list.setObjectName("notificationList")
         self.list.setAccessibleName("Notifications")
         choose_nothing_when_the_chosen_row_goes(self.list, model)  # before setModel

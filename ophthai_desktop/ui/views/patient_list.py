@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
 from ophthai_desktop.core.domain import PatientStatus
 from ophthai_desktop.ui.models.patient_table import COLUMN_OF, COLUMNS, PatientTableModel
 from ophthai_desktop.ui.views.columns import FittingTableView
-from ophthai_desktop.ui.views.scale import scaled
 from ophthai_desktop.ui.views.selection import choose_nothing_when_the_chosen_row_goes
 
 ALL_STATUSES = "All statuses"
@@ -90,25 +89,23 @@ class PatientListView(QWidget):
         self.table.setWordWrap(False)
         self.table.setShowGrid(False)
         self.table.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
-        vertical = self.table.verticalHeader()
-        vertical.setVisible(False)
+        self.table.verticalHeader().setVisible(False)
         # Fixed heights and widths: nothing asks data() about rows that are not shown.
-        vertical.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
-        vertical.setDefaultSectionSize(scaled(self.table, 26))
+        self.table.set_row_height(26)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setSortIndicatorShown(True)
         header.setSortIndicator(-1, Qt.SortOrder.DescendingOrder)
-        for column, (key, _title) in enumerate(COLUMNS):
-            # Grown with a larger font: at 1.5 times the size, "Pending Analysis" was cut.
-            header.resizeSection(column, scaled(self.table, COLUMN_WIDTHS[key]))
         # The list never scrolls sideways: the name takes the room left (cut short with
         # an ellipsis) and the columns after the status give way, last first, where the
-        # list is narrow (at 1024 px wide it scrolled to show the rest of the row).
+        # list is narrow (at 1024 px wide it scrolled to show the rest of the row). The
+        # widths grow with a larger font, also one set with the window open: at 1.5
+        # times the size, "Pending Analysis" was cut, and "Age" read "Ag".
         self.columns = self.table.fit_columns(
             stretch=COLUMN_OF["name"],
-            least_px=scaled(self.table, NAME_LEAST_PX),
+            least_px=NAME_LEAST_PX,
             order=range(len(COLUMNS)),
+            widths={column: COLUMN_WIDTHS[key] for column, (key, _title) in enumerate(COLUMNS)},
         )
         # Right-click on the header chooses the columns (hiding some makes room for
         # those after them).

@@ -106,17 +106,23 @@ class Toast(QFrame):
         dismiss.activated.connect(self.hide)
         self.kind: AlertKind = "info"
         self._text = ""  # as given: the label's may have breaks put in (breakable)
+        #: The analysis the message showing speaks of (None: of none).
+        self.about: int | None = None
         #: A less urgent message that came while a more urgent one showed.
-        self._waiting: tuple[str, str, AlertKind] | None = None
+        self._waiting: tuple[str, str, AlertKind, int | None] | None = None
         self.hide()
 
-    def show_message(self, title: str, text: str, kind: AlertKind = "info") -> None:
-        """Show a message; one less urgent than the one showing waits until that one goes
-        (a critical finding is not wiped off by a routine message)."""
+    def show_message(
+        self, title: str, text: str, kind: AlertKind = "info", *, about: int | None = None
+    ) -> None:
+        """Show a message (``about`` an analysis, see :meth:`withdraw`); one less urgent
+        than the one showing waits until that one goes (a critical finding is not wiped
+        off by a routine message)."""
         if self.isVisible() and URGENCY[kind] < URGENCY[self.kind]:
-            self._waiting = (title, text, kind)
+            self._waiting = (title, text, kind, about)
             return
         self.kind = kind
+        self.about = about
         self.title.setText(title)
         self._text = text
         self.label.setText(breakable(text))  # a long name without spaces: not wider
@@ -137,6 +143,15 @@ class Toast(QFrame):
         if kind == "critical":
             event.setPoliteness(QAccessible.AnnouncementPoliteness.Assertive)
         QAccessible.updateAccessibility(event)
+
+    def withdraw(self, about: int) -> None:
+        """The analysis ``about`` is validated: a message about it goes, showing or
+        waiting. A critical finding's says "preliminary, needs validation", and it went
+        on saying so for its 8 s after the clinician had approved or rejected it."""
+        if self._waiting is not None and self._waiting[3] == about:
+            self._waiting = None
+        if self.isVisible() and self.about == about:
+            self.hide()  # a message waiting behind it shows now
 
     def text(self) -> str:
         return f"{self.title.text()}: {self._text}" if self.isVisible() else ""
@@ -167,7 +182,8 @@ class Toast(QFrame):
     def _show_waiting(self) -> None:
         waiting, self._waiting = self._waiting, None
         if waiting is not None and not self.isVisible():
-            self.show_message(*waiting)
+            title, text, kind, about = waiting
+            self.show_message(title, text, kind, about=about)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if event.type() in PLACE_EVENTS and self.isVisible():
