@@ -8,6 +8,7 @@ or the database busy long after the window is gone.
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -39,6 +40,33 @@ THREAD_GRACE_S = 10.0
 _FIRST_FONT: list[QFont] = []
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _garbage_collected_on_the_gui_thread() -> Iterator[None]:
+    """Python's automatic garbage collection off for the window's tests; each test
+    collects on this (the GUI) thread before it starts (:func:`_no_leaked_threads`).
+
+    The app itself collects on the GUI thread while its window runs (ui/gc_collector),
+    and turns automatic collection back on when the window is shut. Here windows come
+    and go hundreds of times in one process: a closed test's window, in a reference
+    cycle, was otherwise destroyed by whichever thread next crossed the collector's
+    threshold (a watcher, the API's, the worker's of the next test), and Qt cannot stop
+    a destroyed object's timers from another thread: the GUI thread then delivered a
+    timer event to freed memory (a segmentation fault in ``QTimerInfoList::
+    activateTimers``, seen in the whole suite run in one process, in
+    ``test_ui_watch_folder_api.py``). Start-up's objects are frozen (``gc.freeze``) so
+    that each test's full collection walks only what tests made since.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
+    gc.collect()
+    if was_enabled:
+        gc.enable()
+
+
 @pytest.fixture(autouse=True)
 def _no_leaked_threads(qapp: QApplication, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Close every window after the test; fail on QThreads or Python threads left
@@ -52,6 +80,9 @@ def _no_leaked_threads(qapp: QApplication, monkeypatch: pytest.MonkeyPatch) -> I
         original_start(self, *args)
 
     monkeypatch.setattr(QThread, "start", tracking_start)
+    # The tests before this one: their closed windows are destroyed here, on the GUI
+    # thread, before this test starts threads (see _garbage_collected_on_the_gui_thread).
+    gc.collect()
     # Each test starts with the light look at the usual font, whatever the one before
     # it switched to (a dark palette left behind changed the next tests' colours).
     if not _FIRST_FONT:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import gc
 import threading
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.ui.gc_collector import MainThreadCollector
@@ -22,6 +24,18 @@ class _Cycle:
 
     def __del__(self) -> None:
         self.seen.append(threading.current_thread().name)
+
+
+@pytest.fixture
+def collection_on() -> Iterator[None]:
+    """Automatic collection on, as in the app before its window starts (the window's
+    tests run with it off: tests/ui/conftest.py)."""
+    gc.enable()
+    try:
+        yield
+    finally:
+        gc.disable()
+        gc.collect()
 
 
 def _garbage_from_a_busy_thread(seen: list[str], cycles: int = 50) -> None:
@@ -40,6 +54,7 @@ def _garbage_from_a_busy_thread(seen: list[str], cycles: int = 50) -> None:
     thread.join()
 
 
+@pytest.mark.usefixtures("collection_on")
 def test_a_running_window_collects_garbage_on_the_gui_thread_only(
     qtbot: QtBot, make_gui: Maker
 ) -> None:
@@ -55,6 +70,7 @@ def test_a_running_window_collects_garbage_on_the_gui_thread_only(
     assert gc.isenabled()  # as it was before the window
 
 
+@pytest.mark.usefixtures("collection_on")
 def test_collectors_turn_collection_back_on_when_the_last_stops(qtbot: QtBot) -> None:
     first, second = MainThreadCollector(), MainThreadCollector()
     first.start()
