@@ -150,6 +150,9 @@ class InferenceWorker:
         self._cancel_requested: set[int] = set()
         self._current_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        # Set while run() loops, on whichever thread hosts it: the window's QThread
+        # leaves _thread None.
+        self._looping = threading.Event()
         self._commands: list[str] = []  # "load" / "unload", run between jobs
         self._running_command = False
         # Jobs stopped by an unload, to be queued again rather than marked cancelled.
@@ -256,7 +259,10 @@ class InferenceWorker:
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """Whether the loop runs (or a started thread is about to run it), hosted by
+        :meth:`start`'s thread or another (the window's QThread)."""
+        started = self._thread is not None and self._thread.is_alive()
+        return started or self._looping.is_set()
 
     @property
     def current_job_id(self) -> int | None:
@@ -290,6 +296,13 @@ class InferenceWorker:
         """The worker loop; returns after :meth:`stop`. Nothing ends it but stop():
         a failure (the database unavailable, a load that raises) is logged and the
         loop tries again."""
+        self._looping.set()
+        try:
+            self._loop()
+        finally:
+            self._looping.clear()
+
+    def _loop(self) -> None:
         requeued = False
         while not self._stop.is_set():
             try:
