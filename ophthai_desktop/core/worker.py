@@ -298,43 +298,40 @@ class InferenceWorker:
         loop tries again."""
         self._looping.set()
         try:
-            self._loop()
+            requeued = False
+            while not self._stop.is_set():
+                try:
+                    if not requeued:
+                        self._jobs.requeue_interrupted()
+                        requeued = True
+                    self._wake.wait(IDLE_POLL_S)
+                    self._wake.clear()
+                    if self._stop.is_set():
+                        break
+                    self._run_commands()
+                    while not self._stop.is_set() and self._ready_for_work():
+                        job = self._jobs.claim_next()
+                        self._room_again()
+                        if job is None:
+                            break
+                        self._run_job(job)
+                        self._run_commands()
+                except DatabaseUnavailable:
+                    # The database does not answer: its own log says so, once per outage;
+                    # the queue is looked at again until it answers.
+                    self._stop.wait(IDLE_POLL_S)
+                except NoRoom:
+                    # Claiming a job is a change: the database's log says the disk is full;
+                    # the queue says why it does not move, and is looked at again.
+                    self._set_waiting(WAITING_FOR_ROOM)
+                    self._stop.wait(IDLE_POLL_S)
+                except Exception as exc:
+                    # Where it was raised, not only its kind: a bare "hit SystemError" once
+                    # could not be traced (never its text, which can quote a record).
+                    log.error("the inference worker hit %s; retrying", safe_description(exc))
+                    self._stop.wait(IDLE_POLL_S)
         finally:
             self._looping.clear()
-
-    def _loop(self) -> None:
-        requeued = False
-        while not self._stop.is_set():
-            try:
-                if not requeued:
-                    self._jobs.requeue_interrupted()
-                    requeued = True
-                self._wake.wait(IDLE_POLL_S)
-                self._wake.clear()
-                if self._stop.is_set():
-                    break
-                self._run_commands()
-                while not self._stop.is_set() and self._ready_for_work():
-                    job = self._jobs.claim_next()
-                    self._room_again()
-                    if job is None:
-                        break
-                    self._run_job(job)
-                    self._run_commands()
-            except DatabaseUnavailable:
-                # The database does not answer: its own log says so, once per outage;
-                # the queue is looked at again until it answers.
-                self._stop.wait(IDLE_POLL_S)
-            except NoRoom:
-                # Claiming a job is a change: the database's log says the disk is full;
-                # the queue says why it does not move, and is looked at again.
-                self._set_waiting(WAITING_FOR_ROOM)
-                self._stop.wait(IDLE_POLL_S)
-            except Exception as exc:
-                # Where it was raised, not only its kind: a bare "hit SystemError" once
-                # could not be traced (never its text, which can quote a record).
-                log.error("the inference worker hit %s; retrying", safe_description(exc))
-                self._stop.wait(IDLE_POLL_S)
 
     def _run_commands(self) -> None:
         if self._stop.is_set():
