@@ -150,6 +150,9 @@ class InferenceWorker:
         self._cancel_requested: set[int] = set()
         self._current_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        # Set while run() loops, on whichever thread hosts it: the window's QThread
+        # leaves _thread None.
+        self._looping = threading.Event()
         self._commands: list[str] = []  # "load" / "unload", run between jobs
         self._running_command = False
         # Jobs stopped by an unload, to be queued again rather than marked cancelled.
@@ -256,7 +259,10 @@ class InferenceWorker:
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """Whether the loop runs (or a started thread is about to run it), hosted by
+        :meth:`start`'s thread or another (the window's QThread)."""
+        started = self._thread is not None and self._thread.is_alive()
+        return started or self._looping.is_set()
 
     @property
     def current_job_id(self) -> int | None:
@@ -290,38 +296,42 @@ class InferenceWorker:
         """The worker loop; returns after :meth:`stop`. Nothing ends it but stop():
         a failure (the database unavailable, a load that raises) is logged and the
         loop tries again."""
-        requeued = False
-        while not self._stop.is_set():
-            try:
-                if not requeued:
-                    self._jobs.requeue_interrupted()
-                    requeued = True
-                self._wake.wait(IDLE_POLL_S)
-                self._wake.clear()
-                if self._stop.is_set():
-                    break
-                self._run_commands()
-                while not self._stop.is_set() and self._ready_for_work():
-                    job = self._jobs.claim_next()
-                    self._room_again()
-                    if job is None:
+        self._looping.set()
+        try:
+            requeued = False
+            while not self._stop.is_set():
+                try:
+                    if not requeued:
+                        self._jobs.requeue_interrupted()
+                        requeued = True
+                    self._wake.wait(IDLE_POLL_S)
+                    self._wake.clear()
+                    if self._stop.is_set():
                         break
-                    self._run_job(job)
                     self._run_commands()
-            except DatabaseUnavailable:
-                # The database does not answer: its own log says so, once per outage;
-                # the queue is looked at again until it answers.
-                self._stop.wait(IDLE_POLL_S)
-            except NoRoom:
-                # Claiming a job is a change: the database's log says the disk is full;
-                # the queue says why it does not move, and is looked at again.
-                self._set_waiting(WAITING_FOR_ROOM)
-                self._stop.wait(IDLE_POLL_S)
-            except Exception as exc:
-                # Where it was raised, not only its kind: a bare "hit SystemError" once
-                # could not be traced (never its text, which can quote a record).
-                log.error("the inference worker hit %s; retrying", safe_description(exc))
-                self._stop.wait(IDLE_POLL_S)
+                    while not self._stop.is_set() and self._ready_for_work():
+                        job = self._jobs.claim_next()
+                        self._room_again()
+                        if job is None:
+                            break
+                        self._run_job(job)
+                        self._run_commands()
+                except DatabaseUnavailable:
+                    # The database does not answer: its own log says so, once per outage;
+                    # the queue is looked at again until it answers.
+                    self._stop.wait(IDLE_POLL_S)
+                except NoRoom:
+                    # Claiming a job is a change: the database's log says the disk is full;
+                    # the queue says why it does not move, and is looked at again.
+                    self._set_waiting(WAITING_FOR_ROOM)
+                    self._stop.wait(IDLE_POLL_S)
+                except Exception as exc:
+                    # Where it was raised, not only its kind: a bare "hit SystemError" once
+                    # could not be traced (never its text, which can quote a record).
+                    log.error("the inference worker hit %s; retrying", safe_description(exc))
+                    self._stop.wait(IDLE_POLL_S)
+        finally:
+            self._looping.clear()
 
     def _run_commands(self) -> None:
         if self._stop.is_set():

@@ -410,7 +410,7 @@ def test_a_crash_between_a_refusal_and_its_move_notifies_it_once(tmp_path: Path)
     assert result.outcome == "failed" and result.moved_to == "failed/bad.png"
     assert notes == [
         "bad.png from the watch folder was not taken in: the file is not an image that can "
-        "be read. Moved to failed/."
+        "be read. Moved to failed/, where its .reason.txt file says how to take it in."
     ]
     assert not log.of(ev.NotificationCreated)
     assert record is not None and record.duplicate_count == 0
@@ -870,7 +870,7 @@ def test_a_refused_file_is_recorded_and_notified_before_it_leaves_the_folder(
     assert record is not None and record.outcome == "failed" and record.reason
     assert [n.message for n in notes] == [
         "bad.png from the watch folder was not taken in: the file is not an image that can "
-        "be read. Moved to failed/."
+        "be read. Moved to failed/, where its .reason.txt file says how to take it in."
     ]
 
 

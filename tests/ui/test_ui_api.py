@@ -11,6 +11,7 @@ from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.desktop import Desktop
 from tests.conftest import make_settings
+from tests.support.images import png_bytes
 
 
 def test_window_and_api_share_the_same_data_live(qtbot: QtBot, tmp_path: Path) -> None:
@@ -67,3 +68,33 @@ def test_a_port_in_use_is_shown_in_the_status_bar(qtbot: QtBot, tmp_path: Path) 
             assert desktop.window.isVisible()  # the window works without the server
         finally:
             desktop.shutdown()
+
+
+def test_the_window_s_api_queues_an_analysis_on_its_worker(
+    qtbot: QtBot, tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    """The window hosts the inference worker in a QThread: the API it serves takes
+    analyses and model commands as `ophthai serve`'s does, not 503 "the inference
+    worker is not running"."""
+    settings = make_settings(
+        tmp_path, api_port=0, model_path=tiny_checkpoint, device="cpu", max_new_tokens=8
+    )
+    desktop = Desktop(settings, tray=False)
+    try:
+        desktop.start()
+        qtbot.waitUntil(lambda: desktop.api_url is not None, timeout=20_000)
+        qtbot.waitUntil(lambda: desktop.session.inference.isRunning(), timeout=20_000)
+        with httpx.Client(base_url=desktop.api_url or "", timeout=60) as client:
+            unloaded = client.post("/api/ai/unload-model")
+            assert unloaded.status_code == 200, unloaded.text
+            assert unloaded.json()["unloaded"] is False
+            created = client.post("/api/patients", json={"name": "From the browser"})
+            pid = created.json()["id"]
+            scan = client.post(f"/api/patients/{pid}/scans", files={"file": ("a.png", png_bytes())})
+            assert scan.status_code == 201, scan.text
+            queued = client.post(f"/api/patients/{pid}/analyze")
+            assert queued.status_code == 202, queued.text
+            job = f"/api/jobs/{queued.json()['id']}"
+            qtbot.waitUntil(lambda: client.get(job).json()["state"] == "done", timeout=60_000)
+    finally:
+        desktop.shutdown()

@@ -1550,7 +1550,9 @@ class IngestService:
         note = None
         key = sha256 if sha256 is not None else _unread_record_key(path)
         if key is None or not self._refusal_recorded(path, key, name, reason):
-            note = self._record_refused(f"{refused} Moved to failed/.", reason, key, name, size)
+            # How to retry depends on the reason: the reason file says it, not the note.
+            told = f"{refused} Moved to failed/, where its .reason.txt file says how to take it in."
+            note = self._record_refused(told, reason, key, name, size)
         log.warning(  # once recorded: not again at each try while the database cannot
             "watch folder: refused a file (sha256 %s): %s", (sha256 or "-")[:12], logged or reason
         )
