@@ -1,5 +1,6 @@
-"""Remembering the window's geometry, docks, splitter positions and the patient list's
-hidden columns, order and open patient between runs (a patient id, never a name)
+"""Remembering the window's geometry, docks, splitter positions, the column widths the
+clinician dragged, and the patient list's hidden columns, order and open patient between
+runs (a patient id, never a name)
 (QSettings, INI format in the user's configuration folder; tests point it elsewhere
 with ``QSettings.setPath``)."""
 
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QByteArray, QSettings
 from PySide6.QtWidgets import QMainWindow, QSplitter
+
+from ophthai_desktop.ui.views.columns import FittedColumns
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +33,27 @@ def _splitters(window: QMainWindow) -> dict[str, QSplitter]:
     return {s.objectName(): s for s in window.findChildren(QSplitter) if s.objectName()}
 
 
+def _fitted_tables(window: QMainWindow) -> dict[str, FittedColumns]:
+    """The columns of the window's named tables that fit their width (see
+    :class:`FittedColumns`), by the table's name."""
+    found: dict[str, FittedColumns] = {}
+    for columns in window.findChildren(FittedColumns):
+        table = columns.parent()
+        if table is not None and table.objectName():
+            found[table.objectName()] = columns
+    return found
+
+
 def save_window_state(window: QMainWindow) -> None:
-    """Store the geometry, the toolbars and docks and every named splitter."""
+    """Store the geometry, the toolbars and docks, every named splitter and the column
+    widths dragged in every named table."""
     store = window_settings()
     store.setValue("window/geometry", window.saveGeometry())
     store.setValue("window/state", window.saveState())
     for name, splitter in _splitters(window).items():
         store.setValue(f"splitters/{name}", splitter.saveState())
+    for name, columns in _fitted_tables(window).items():
+        store.setValue(f"column_widths/{name}", columns.dragged_widths())
     store.sync()
 
 
@@ -54,6 +71,10 @@ def restore_window_state(window: QMainWindow) -> bool:
         saved = store.value(f"splitters/{name}")
         if isinstance(saved, QByteArray | bytes):
             splitter.restoreState(QByteArray(saved))
+    for name, columns in _fitted_tables(window).items():
+        widths = store.value(f"column_widths/{name}")
+        if isinstance(widths, str):
+            columns.restore_dragged_widths(widths)
     return True
 
 

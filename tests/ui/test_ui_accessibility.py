@@ -617,3 +617,42 @@ def test_a_larger_font_set_while_the_window_is_open_widens_the_columns(
         lambda: notes.visualRect(notes.model().index(0, 0)).height() >= note_px * 1.4,
         timeout=10_000,
     )
+
+
+def _toast_lines(gui: GuiSession) -> int:
+    label = gui.window.toast.label
+    return round(label.height() / label.fontMetrics().lineSpacing())
+
+
+def test_a_larger_font_set_while_a_toast_shows_widens_it(
+    qtbot: QtBot, qapp: QApplication, gui: GuiSession
+) -> None:
+    """The toast's text widths were measured once, as it was made: after the desktop's
+    font grew with the window open, a critical finding's toast grew taller, not wider
+    (three lines became five). The widths follow the font, the toast showing then or
+    not."""
+    gui.window.resize(1680, 1000)
+    toast = gui.window.toast
+    finding = (
+        "Abnormal finding for patient Amelia Okafor: Diabetic Macular Edema (87% "
+        "confidence) - preliminary, needs validation"
+    )
+    gui.application.notifications.create_notification(finding, type="critical", actor=ACTOR)
+    qtbot.waitUntil(toast.isVisible, timeout=10_000)
+    lines = _toast_lines(gui)
+    line_px = toast.label.fontMetrics().lineSpacing()
+    width = toast.width()
+    font = QFont(qapp.font())
+    font.setPointSizeF(font.pointSizeF() * 1.6)
+    qapp.setFont(font)  # the next test starts at the usual font again (conftest)
+    qtbot.waitUntil(
+        lambda: toast.label.fontMetrics().lineSpacing() >= line_px * 1.4, timeout=10_000
+    )
+    qtbot.waitUntil(lambda: toast.width() >= width * 1.4, timeout=10_000)
+    assert toast.isVisible()
+    assert _toast_lines(gui) <= lines
+
+    toast.hide()  # the next one shows at the new font's widths too
+    gui.application.notifications.create_notification(finding, type="critical", actor=ACTOR)
+    qtbot.waitUntil(toast.isVisible, timeout=10_000)
+    assert _toast_lines(gui) <= lines

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import unicodedata
 from datetime import date, timedelta
 
 import pytest
 from PySide6.QtCore import QDate, QMimeData, QPoint, Qt
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QFont, QGuiApplication
 from PySide6.QtWidgets import (
     QApplication,
     QDialogButtonBox,
@@ -23,9 +24,11 @@ from ophthai_desktop.core import domain
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.ui import day
+from ophthai_desktop.ui.models.job_table import STATE_COLUMN
 from ophthai_desktop.ui.models.patient_table import COLUMN_OF, PatientTableModel
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.views.patient_dialog import PatientDialog
+from ophthai_desktop.ui.window_state import window_settings
 from tests.ui.conftest import Maker, open_patient, seed_patients
 from tests.ui.demo_images import oct_bscan
 
@@ -566,6 +569,76 @@ def test_columns_chosen_from_the_header_menu_stay_chosen_after_a_restart(
     second.hide_columns(["name", "status"])  # the name is always shown
     assert not second.table.isColumnHidden(COLUMN_OF["name"])
     assert second.table.isColumnHidden(COLUMN_OF["status"])
+
+
+def _drag_status_and_state(qtbot: QtBot, gui: GuiSession) -> int:
+    """In a wide window, the patient list's Status dragged to 250 px and the job
+    queue's State to 170 px, as a drag of their edges does; the width of Age, left
+    alone."""
+    gui.window.resize(1680, 1000)
+    patients, jobs = gui.patient_list.table, gui.jobs_panel.table
+    qtbot.waitUntil(lambda: not patients.isColumnHidden(COLUMN_OF["age"]))
+    patients.horizontalHeader().resizeSection(COLUMN_OF["status"], 250)
+    jobs.horizontalHeader().resizeSection(STATE_COLUMN, 170)
+    return patients.horizontalHeader().sectionSize(COLUMN_OF["age"])
+
+
+def test_column_widths_dragged_come_back_at_the_next_start(
+    make_gui: Maker, qtbot: QtBot, qapp: QApplication
+) -> None:
+    """A clinician widened the patient list's Status and the job queue's State; the next
+    start gave them back the widths fitted to the font. The widths dragged come back and
+    stay as the font changes; the columns left alone go on fitting the font."""
+    first = make_gui()
+    age_px = _drag_status_and_state(qtbot, first)
+    first.shutdown()
+
+    second = make_gui()
+    second.window.resize(1680, 1000)
+    header = second.patient_list.table.horizontalHeader()
+    jobs = second.jobs_panel.table.horizontalHeader()
+    qtbot.waitUntil(lambda: not header.isSectionHidden(COLUMN_OF["age"]))
+    assert header.sectionSize(COLUMN_OF["status"]) == 250
+    assert jobs.sectionSize(STATE_COLUMN) == 170
+    assert header.sectionSize(COLUMN_OF["age"]) == age_px
+
+    font = QFont(qapp.font())
+    font.setPointSizeF(font.pointSizeF() * 1.6)
+    qapp.setFont(font)  # the next test starts at the usual font again (conftest)
+    qtbot.waitUntil(lambda: header.sectionSize(COLUMN_OF["age"]) >= age_px * 1.4, timeout=10_000)
+    assert header.sectionSize(COLUMN_OF["status"]) == 250
+    assert jobs.sectionSize(STATE_COLUMN) == 170
+
+
+@pytest.mark.parametrize("saved", ["older columns", "unreadable"])
+def test_column_widths_saved_for_other_columns_are_ignored(
+    make_gui: Maker, qtbot: QtBot, saved: str
+) -> None:
+    """Widths saved by a version with a column fewer (or a damaged settings file) would
+    land on the wrong columns: they are ignored, and the columns fit as on a first
+    start."""
+    first = make_gui()
+    _drag_status_and_state(qtbot, first)
+    first.shutdown()
+    store = window_settings()
+    key = "column_widths/patientTable"
+    stored = store.value(key)
+    assert isinstance(stored, str)
+    if saved == "older columns":
+        state = json.loads(stored)
+        state["columns"] = state["columns"][:-1]  # no "Appointment" column then
+        store.setValue(key, json.dumps(state))
+    else:
+        store.setValue(key, '{"columns": ["Name"')
+    store.sync()
+
+    second = make_gui()
+    second.window.resize(1680, 1000)
+    header = second.patient_list.table.horizontalHeader()
+    qtbot.waitUntil(lambda: not header.isSectionHidden(COLUMN_OF["age"]))
+    assert 0 < header.sectionSize(COLUMN_OF["status"]) < 250
+    assert second.jobs_panel.table.horizontalHeader().sectionSize(STATE_COLUMN) == 170
+    assert not header.isSectionHidden(COLUMN_OF["name"])
 
 
 def test_a_restart_puts_back_the_list_order_and_the_open_patient(

@@ -160,3 +160,27 @@ def test_a_routine_tray_message_waits_for_a_critical_one_to_go(
     assert shown[2:] == ["Watch folder: a file was not taken in", "Critical finding"]
     gui.tray.icon.messageClicked.emit()
     assert shown[4:] == ["Watch folder: 2 new scans"]
+
+
+def test_a_critical_finding_s_tray_message_never_waits(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a message less urgent than the one showing waits in the tray's queue, and a
+    critical finding is the most urgent: a second one shows at once, and none is left
+    waiting to show after its analysis is approved or rejected (the toast drops such
+    messages; the tray never holds one). One on screen cannot be taken back: Qt has no
+    way to."""
+    monkeypatch.setattr(tray_module, "MESSAGE_MS", 200, raising=False)
+    gui = make_gui(tray=True)
+    assert gui.tray is not None
+    shown: list[str] = []
+    monkeypatch.setattr(
+        gui.tray.icon, "showMessage", lambda _title, text, _icon, _ms: shown.append(text)
+    )
+
+    gui.tray.notify("Critical finding", "Abnormal finding: CNV", kind="critical")
+    gui.tray.notify("Critical finding", "Abnormal finding: AMD", kind="critical")
+    assert shown == ["Abnormal finding: CNV", "Abnormal finding: AMD"]
+    gui.tray.notify("Watch folder: a new scan", "scan.png was filed", kind="info")
+    qtbot.waitUntil(lambda: len(shown) == 3)
+    assert shown[2] == "scan.png was filed"  # the only one that waited

@@ -7,14 +7,18 @@ window is open."""
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 
-from PySide6.QtCore import QEvent, QObject, Slot
+from PySide6.QtCore import QEvent, QObject, Qt, Slot
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QHeaderView, QTableView, QTableWidget
 
 from ophthai_desktop.ui.views.reflow import room_in
 from ophthai_desktop.ui.views.scale import scaled
+
+log = logging.getLogger(__name__)
 
 
 class FittedColumns(QObject):
@@ -29,7 +33,9 @@ class FittedColumns(QObject):
 
     ``least_px`` and ``widths`` are for the design's font, grown with the table's
     (:func:`~ophthai_desktop.ui.views.scale.scaled`): at start-up and again by
-    :meth:`follow_font` (a column the clinician dragged keeps its width).
+    :meth:`follow_font` (a column the clinician dragged keeps its width). The widths
+    the clinician dragged are kept between runs (:meth:`dragged_widths`,
+    :meth:`restore_dragged_widths`).
     """
 
     def __init__(
@@ -84,6 +90,58 @@ class FittedColumns(QObject):
     @property
     def chosen_hidden(self) -> frozenset[int]:
         return frozenset(self._chosen)
+
+    def dragged_widths(self) -> str:
+        """The widths the clinician dragged, for :meth:`restore_dragged_widths` at the
+        next start, with the titles of the table's columns then."""
+        header = self._table.horizontalHeader()
+        widths = {
+            str(column): self._widths[column]
+            for column in sorted(self._dragged)
+            if header.sectionResizeMode(column) == QHeaderView.ResizeMode.Interactive
+        }
+        return json.dumps({"columns": self._titles(), "widths": widths})
+
+    def restore_dragged_widths(self, saved: str) -> bool:
+        """Give the columns the widths :meth:`dragged_widths` gave, as if dragged again
+        (they keep them as the table or its font changes); the others go on fitting.
+        Widths saved for other columns (one added or removed since) or unreadable are
+        ignored (False): the columns fit as they would without them."""
+        try:
+            state = json.loads(saved)
+            titles = state["columns"]
+            widths = {int(column): int(px) for column, px in state["widths"].items()}
+        except (TypeError, ValueError, KeyError, AttributeError):
+            log.warning("the saved widths of %s are unreadable: ignored", self._table.objectName())
+            return False
+        if titles != self._titles():
+            log.info("the columns of %s changed: saved widths ignored", self._table.objectName())
+            return False
+        header = self._table.horizontalHeader()
+        least_px = header.minimumSectionSize()
+        self._fitting = True
+        try:
+            for column, px in widths.items():
+                if (
+                    column in self._widths
+                    and header.sectionResizeMode(column) == QHeaderView.ResizeMode.Interactive
+                ):
+                    self._widths[column] = max(least_px, px)
+                    self._dragged.add(column)
+                    header.resizeSection(column, self._widths[column])  # also hidden
+        finally:
+            self._fitting = False
+        self.fit()
+        return True
+
+    def _titles(self) -> list[str]:
+        """The titles of the table's columns, which tell one set of columns from
+        another."""
+        model = self._table.model()
+        if model is None:
+            return []
+        horizontal = Qt.Orientation.Horizontal
+        return [str(model.headerData(c, horizontal)) for c in range(model.columnCount())]
 
     def set_widths(self, widths: Mapping[int, int]) -> None:
         """The widths the columns need (where their content sets them)."""

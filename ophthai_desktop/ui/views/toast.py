@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from PySide6.QtCore import QEvent, QMargins, QObject, QPoint, QRect, Qt, QTimer, Slot
+from PySide6.QtCore import QEvent, QMargins, QObject, QPoint, QRect, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import (
     QAccessible,
     QAccessibleAnnouncementEvent,
@@ -49,6 +49,25 @@ URGENCY: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 PLACE_EVENTS = (QEvent.Type.Resize, QEvent.Type.Move, QEvent.Type.Show, QEvent.Type.Hide)
 
 
+class ToastText(QLabel):
+    """The toast's text, which says when its font changes (the toast's widths are
+    measured in it): at the change, not at each paint. The label's own change, not the
+    toast's: the label can get the application's new font after the toast has had its
+    own (the stylesheet is applied again for it a turn of the event loop later), and
+    widths measured at the toast's change were at times the old font's.
+
+    Signals:
+        font_changed(): the label's font is a new one.
+    """
+
+    font_changed = Signal()
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.FontChange:
+            self.font_changed.emit()
+
+
 class Toast(QFrame):
     """A message that goes away by itself, in the bottom-right corner of the first of
     ``anchors`` shown in the window with room for it, else of the window. An anchor
@@ -80,13 +99,11 @@ class Toast(QFrame):
         self.title = QLabel()
         self.title.setObjectName("toastTitle")
         self.title.setStyleSheet("font-weight: bold;")
-        self.label = QLabel()
+        self.label = ToastText()
         self.label.setObjectName("toastText")
         self.label.setWordWrap(True)
-        # Wide enough that a finding reads in two or three lines, not five.
-        self._text_px = scaled(self.label, TEXT_PX)
-        self._text_least_px = scaled(self.label, TEXT_LEAST_PX)
-        self._text_most_px = scaled(self.label, TEXT_MOST_PX)
+        self._text_px = self._text_least_px = self._text_most_px = 0
+        self._measure_text()
         layout = QHBoxLayout(self)
         layout.setContentsMargins(12, 8, 12, 8)
         column = QWidget()
@@ -96,6 +113,7 @@ class Toast(QFrame):
         self._column.addWidget(self.label)
         layout.addWidget(column)
         self._fit_text(None)
+        self.label.font_changed.connect(self._on_label_font_changed)
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self.hide)
@@ -152,6 +170,24 @@ class Toast(QFrame):
             self._waiting = None
         if self.isVisible() and self.about == about:
             self.hide()  # a message waiting behind it shows now
+
+    def _measure_text(self) -> None:
+        """The text's widths for the label's font: wide enough that a finding reads in
+        two or three lines, not five."""
+        self._text_px = scaled(self.label, TEXT_PX)
+        self._text_least_px = scaled(self.label, TEXT_LEAST_PX)
+        self._text_most_px = scaled(self.label, TEXT_MOST_PX)
+
+    @Slot()
+    def _on_label_font_changed(self) -> None:
+        """A new font (the desktop's setting changed with the window open): the text's
+        widths follow it. Measured once, they kept a larger font's text to the old
+        width, and the toast grew taller, not wider."""
+        self._measure_text()
+        if self.isVisible():
+            self._place()  # sizes the toast for its area, then moves it there
+        else:
+            self._fit_text(None)
 
     def text(self) -> str:
         return f"{self.title.text()}: {self._text}" if self.isVisible() else ""
