@@ -325,7 +325,11 @@ class GuiSession(QObject):
         box = QMessageBox(self.window)
         box.setWindowTitle("About OphthAI Desktop")
         box.setIconPixmap(self.window.windowIcon().pixmap(64, 64))
-        rows = "".join(f"<tr><td>{name}</td><td>{value}</td></tr>" for name, value in versions())
+        # A gap between a name and its version (none by default: "transformers5.25.0").
+        rows = "".join(
+            f'<tr><td style="padding-right: 12px">{name}</td><td>{value}</td></tr>'
+            for name, value in versions()
+        )
         model = "<br>".join(
             html.escape(line)  # a folder's name is not markup
             for line in model_lines(self.application.engine.status(), self.application.settings)

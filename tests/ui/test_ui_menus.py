@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from PySide6.QtGui import QAction, QKeySequence, QShortcut
-from PySide6.QtWidgets import QAbstractButton
+from PySide6.QtGui import QAction, QFontMetrics, QKeySequence, QShortcut, QTextCursor, QTextDocument
+from PySide6.QtWidgets import QAbstractButton, QLabel
 from pytestqt.qtbot import QtBot
 
 from tests.support.scripted_engine import DME, ScriptedEngine
@@ -44,6 +44,32 @@ def test_about_lists_versions(qtbot: QtBot, make_gui: Maker) -> None:
     text = gui.about_box.text()
     for name in ("OphthAI Desktop", "Python", "Qt", "PySide6", "torch", "transformers"):
         assert name in text, name
+    gui.about_box.close()
+
+
+def test_about_s_versions_stand_apart_from_their_names(qtbot: QtBot, make_gui: Maker) -> None:
+    """The versions' table had no space between its columns: "transformers5.25.0"."""
+    gui = make_gui()
+    gui.window.about_action.trigger()
+    assert gui.about_box is not None
+    label = next(w for w in gui.about_box.findChildren(QLabel) if "<table" in w.text())
+    document = QTextDocument()
+    document.setDefaultFont(label.font())
+    document.setHtml(label.text())
+    cursor = QTextCursor(document)
+    cursor.movePosition(QTextCursor.MoveOperation.End)
+    while cursor.currentTable() is None:
+        cursor.movePosition(QTextCursor.MoveOperation.PreviousBlock)
+    table = cursor.currentTable()
+    metrics = QFontMetrics(label.font())
+    layout = document.documentLayout()
+    gaps = []
+    for row in range(table.rows()):
+        name = table.cellAt(row, 0).firstCursorPosition().block()
+        value = table.cellAt(row, 1).firstCursorPosition().block()
+        name_ends = layout.blockBoundingRect(name).left() + metrics.horizontalAdvance(name.text())
+        gaps.append(layout.blockBoundingRect(value).left() - name_ends)
+    assert min(gaps) >= metrics.averageCharWidth(), gaps
     gui.about_box.close()
 
 
