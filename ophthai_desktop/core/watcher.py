@@ -240,11 +240,14 @@ def missing_message(folder: Path) -> str:
 
 
 def missing_parent_message(folder: Path) -> str:
-    """Why a configured watch folder ``folder`` is not made (Tools ▸ Open watch folder,
-    the Settings dialog's check): the folder that should hold it is not there, in the
+    """Why the watch folder ``folder`` is not made (Tools ▸ Open watch folder, the
+    Settings dialog's check): the folder that should hold it is not there, said in the
     words the state uses for a missing watch folder. Made with the folders above it, a
     share's mount point would be a local folder that nobody copies into."""
-    return f"{folder} cannot be created: the folder {folder.parent} cannot be found ({MISSING_WHY})"
+    return (
+        f"the folder {folder.parent} that should hold the watch folder cannot be found "
+        f"({MISSING_WHY})"
+    )
 
 
 def not_mounted_message(folder: Path) -> str:
