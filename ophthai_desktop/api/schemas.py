@@ -680,6 +680,15 @@ class WatchFolderPublic(PublicModel):
     in_progress: int | None = Field(
         description="Files being taken in now; null while it is not watched."
     )
+    ignored: int | None = Field(
+        description="Files of an allowed extension left in the folder for their names "
+        "(starting with '.', '~$', 'tmp_', 'tmp-', 'temp_' or 'temp-', not a patient id): "
+        "hidden or temporary files, taken in once renamed; as the last two rescans found "
+        "them. Null while it is not watched."
+    )
+    ignored_names: list[str] | None = Field(
+        description="The first five of those files' names, sorted; null while it is not watched."
+    )
 
 
 class ErrorPublic(BaseModel):

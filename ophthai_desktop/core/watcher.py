@@ -25,7 +25,9 @@ Only files directly in the folder whose extension is allowed (case-insensitive) 
 taken; ``processed/``, ``failed/`` and other subfolders are not watched. Names starting
 with ``.``, ``~$``, ``tmp_`` or ``temp_`` (:data:`IGNORED_PREFIXES`) and temporary names
 (``.part``, ``.crdownload``, ...; their extension is not allowed) are ignored until
-renamed. Files of other extensions are left
+renamed; those of an allowed extension that two rescans in a row find are counted in
+:class:`WatcherStatus` (a few of their names too), for the window and the API to show.
+Files of other extensions are left
 where they are. Files already waiting at start (or left behind by a crash) are taken in
 at start, and the folder is rescanned every ``rescan_interval_s`` in case an event was
 lost.
@@ -99,6 +101,7 @@ from ophthai_desktop.core.services.ingest import (
     FileVanished,
     FolderLayout,
     IngestService,
+    display_name,
     make_filing_folder,
     patient_id_from_name,
     remove_stale_claims,
@@ -226,12 +229,24 @@ def not_answering_message(folder: Path, within_s: float) -> str:
     )
 
 
+#: Why a folder cannot be found, as the watch folder's state says it.
+MISSING_WHY = "a network share not mounted, a disk not connected, or the folder deleted or renamed?"
+
+
 def missing_message(folder: Path) -> str:
     """The error state's message while the watch folder in ``folder`` is not there, at a
     start or while it was watched: the same situation, in the same words."""
+    return f"the watch folder {folder} cannot be found ({MISSING_WHY})"
+
+
+def missing_parent_message(folder: Path) -> str:
+    """Why the watch folder ``folder`` is not made (Tools ▸ Open watch folder, the
+    Settings dialog's check): the folder that should hold it is not there, said in the
+    words the state uses for a missing watch folder. Made with the folders above it, a
+    share's mount point would be a local folder that nobody copies into."""
     return (
-        f"the watch folder {folder} cannot be found (a network share not mounted, a disk "
-        "not connected, or the folder deleted or renamed?)"
+        f"the folder {folder.parent} that should hold the watch folder cannot be found "
+        f"({MISSING_WHY})"
     )
 
 
@@ -244,12 +259,22 @@ def not_mounted_message(folder: Path) -> str:
     )
 
 
+def ignored_for_its_name(name: str) -> bool:
+    """Whether a file named ``name`` is left in the watch folder for its name (hidden,
+    a lock file, a writer's temporary name: :data:`IGNORED_PREFIXES`)."""
+    return name.lower().startswith(IGNORED_PREFIXES) and not _names_a_patient(name)
+
+
 def _names_a_patient(name: str) -> bool:
     """Whether ``name`` starts with a patient id (``<id>_...``) that is more than a
     temporary name's word: ``TEMP-0042_OD.png`` names the patient ``TEMP-0042``;
     ``tmp_123.png`` and ``tmp-123.png`` are a writer's temporary names."""
     patient_id = patient_id_from_name(name)
     return patient_id is not None and patient_id.lower() not in _TEMPORARY_WORDS
+
+
+#: How many of the names left in the folder for their names the status gives.
+IGNORED_NAMES_SHOWN = 5
 
 
 class WatcherState(StrEnum):
@@ -269,6 +294,11 @@ class WatcherStatus:
     polling: bool
     pending: int  # files seen, not yet settled
     in_progress: int  # files being taken in
+    #: Files left in the folder for their names (:func:`ignored_for_its_name`) though
+    #: their extension is taken in, as the last two rescans both found them.
+    ignored: int = 0
+    #: The first :data:`IGNORED_NAMES_SHOWN` of them, sorted, as text to show.
+    ignored_names: tuple[str, ...] = ()
 
 
 class _Evidence(Enum):
@@ -316,6 +346,8 @@ class _Run:
     #: The running state's message from before the database stopped answering (the
     #: polling fallback's), put back once it answers.
     message_before_outage: str = ""
+    #: The names the last rescan found left in the folder for their names.
+    ignored_listed: frozenset[str] = frozenset()
 
 
 def files_open_for_writing(paths: Collection[str]) -> set[str]:
@@ -541,6 +573,8 @@ class FolderWatcher:
         self._pending: dict[str, _Candidate] = {}
         self._in_progress: set[str] = set()
         self._stuck: dict[str, FileStamp] = {}  # could not be moved: skip until changed
+        # Files left for their names: how many, and the first few names to show.
+        self._ignored: tuple[int, tuple[str, ...]] = (0, ())
         self._run: _Run | None = None
         self._paused = False
         self._state = WatcherState.STOPPED
@@ -569,10 +603,18 @@ class FolderWatcher:
     def status(self) -> WatcherStatus:
         with self._lock:
             pending, in_progress = len(self._pending), len(self._in_progress)
+            ignored, ignored_names = self._ignored
         if hung := self._start_not_answering:
             return WatcherStatus(WatcherState.ERROR, hung, self.folder, self._polling, 0, 0)
         return WatcherStatus(
-            self._state, self._message, self.folder, self._polling, pending, in_progress
+            self._state,
+            self._message,
+            self.folder,
+            self._polling,
+            pending,
+            in_progress,
+            ignored,
+            ignored_names,
         )
 
     @property
@@ -708,6 +750,7 @@ class FolderWatcher:
             return self.status
         with self._lock:
             self._pending.clear()
+            self._ignored = (0, ())
             self._in_progress.clear()
             self._stuck.clear()
         self._run = run
@@ -968,6 +1011,7 @@ class FolderWatcher:
             )
         with self._lock:
             self._pending.clear()
+            self._ignored = (0, ())
             self._in_progress.clear()
         return not left
 
@@ -994,10 +1038,7 @@ class FolderWatcher:
     # Noticing files (observer thread, and the settle thread's rescans) ----------------
 
     def _eligible(self, run: _Run, name: str) -> bool:
-        if name.lower().startswith(IGNORED_PREFIXES) and not _names_a_patient(name):
-            return False
-        _stem, dot, ext = name.rpartition(".")
-        return bool(dot) and ext.lower() in run.extensions
+        return not ignored_for_its_name(name) and _allowed(run, name)
 
     def _noticed(self, run: _Run, path: str, kind: str) -> None:
         """A file event (observer thread): update the file's settle bookkeeping."""
@@ -1058,8 +1099,15 @@ class FolderWatcher:
         try:
             with os.scandir(run.root) as entries:
                 found = []
+                ignored = set()
                 for entry in entries:
                     if not self._eligible(run, entry.name):
+                        if (
+                            _allowed(run, entry.name)
+                            and ignored_for_its_name(entry.name)
+                            and not entry.is_dir(follow_symlinks=False)
+                        ):
+                            ignored.add(entry.name)
                         continue
                     try:
                         info = entry.stat(follow_symlinks=False)
@@ -1083,6 +1131,30 @@ class FolderWatcher:
                 self._pending[name] = _Candidate(
                     next_check=now + self._settle_interval_s, changed_at=now
                 )
+        self._note_ignored(run, frozenset(ignored))
+
+    def _note_ignored(self, run: _Run, listed: frozenset[str]) -> None:
+        """Keep the files the listing found left for their names, where the listing
+        before found them too: a writer's temporary name (``tmp_123.png``, renamed once
+        written) lasts moments, not a rescan. The window and API clients hear of a
+        change as a ``watcher_state`` event; the log gives the count, never the names (a
+        file name can hold a patient's name)."""
+        lasting = listed & run.ignored_listed
+        run.ignored_listed = listed
+        shown = tuple(sorted(display_name(name) for name in lasting)[:IGNORED_NAMES_SHOWN])
+        with self._lock:
+            if self._ignored == (len(lasting), shown):
+                return
+            self._ignored = (len(lasting), shown)
+        if lasting:
+            log.info(
+                "watch folder: %d file(s) left in the folder for their names (hidden or "
+                "temporary names); renamed, they are taken in",
+                len(lasting),
+            )
+        with self._start_lock:  # in order with the state's own events (_set_state)
+            if self._run is run and self._start_not_answering is None:
+                self._publish_state()
 
     # Settling (settle thread) -------------------------------------------------------
 
@@ -1339,6 +1411,12 @@ class FolderWatcher:
         self._set_state(WatcherState.RUNNING, message)
         self._recovered()
         return None
+
+
+def _allowed(run: _Run, name: str) -> bool:
+    """Whether ``name``'s extension is one the watch folder takes in."""
+    _stem, dot, ext = name.rpartition(".")
+    return bool(dot) and ext.lower() in run.extensions
 
 
 def _filing_folders_back(layout: FolderLayout) -> bool:

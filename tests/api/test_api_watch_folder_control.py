@@ -115,6 +115,26 @@ def test_the_state_says_what_the_watcher_state_event_says(
     assert state["folder"] == str(app.settings.resolved_watch_folder.resolve())
 
 
+def test_the_state_names_the_files_left_in_the_folder_for_their_names(
+    app: Application, client: TestClient
+) -> None:
+    """``temp_retina.png`` dropped in the folder stayed there, and no answer said so."""
+    assert client.get("/api/watch-folder").json()["ignored"] is None  # not watched
+    app.watcher.start()
+    folder = app.settings.resolved_watch_folder
+    (folder / "temp_retina.png").write_bytes(png_bytes((20, 20)))
+    (folder / ".notes.txt").write_text("not an image: not counted")
+    assert wait_until(lambda: client.get("/api/watch-folder").json()["ignored"] == 1)
+    state = client.get("/api/watch-folder").json()
+    assert state["ignoredNames"] == ["temp_retina.png"] and state["state"] == "running"
+    assert (folder / "temp_retina.png").exists()
+
+    (folder / "temp_retina.png").rename(folder / "retina_OD.png")  # taken in once renamed
+    assert wait_until(lambda: len(_patients(client)) == 1)
+    assert wait_until(lambda: client.get("/api/watch-folder").json()["ignored"] == 0)
+    assert client.get("/api/watch-folder").json()["ignoredNames"] == []
+
+
 def test_a_folder_paused_after_failing_to_start_counts_no_files(
     tmp_path: Path,
 ) -> None:

@@ -40,7 +40,7 @@ from ophthai_desktop.core.services.ingest import (
     scan_kind_from_name,
 )
 from ophthai_desktop.core.storage import models as m
-from ophthai_desktop.core.watcher import PROC_FDS
+from ophthai_desktop.core.watcher import PROC_FDS, WatcherState
 from tests.support.images import jpeg_bytes, png_bytes, tiff_volume_bytes
 from tests.support.races import meanwhile
 from tests.support.watch_folder import (
@@ -1644,6 +1644,36 @@ def test_a_scan_of_a_patient_whose_id_starts_with_temp_is_taken_in(
         assert (folder / "tmp-123.png").is_file() and "tmp-123.png" not in log.finished()
     finally:
         app.close()
+
+
+def test_files_left_for_their_names_are_counted_in_the_status(
+    app: Application, log: EventLog, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A clinician who drops ``temp_retina.png`` saw nothing happen, ever: the file
+    stayed in the folder and only the README said why. The status counts such files
+    (those of an allowed extension) and names a few; a ``watcher_state`` event tells the
+    window and API clients; the log gives the count, never a name."""
+    caplog.set_level(logging.INFO, logger="ophthai_desktop")
+    folder = folder_of(app)
+    app.watcher.start()
+    for name in ("temp_retina.png", ".hidden.png", "~$lock.png", ".DS_Store", "tmp_x.txt"):
+        (folder / name).write_bytes(png_bytes((10, 10), (len(name), 0, 0)))
+    (folder / "tmp_study.png").mkdir()  # a folder: never taken in, nor counted
+    states_before = len(log.of(ev.WatcherStateChanged))
+    assert wait_until(lambda: app.watcher.status.ignored == 3)
+    status = app.watcher.status
+    assert status.ignored_names == (".hidden.png", "temp_retina.png", "~$lock.png")
+    assert status.state is WatcherState.RUNNING
+    assert wait_until(lambda: len(log.of(ev.WatcherStateChanged)) > states_before)
+    assert "3 file(s) left in the folder for their names" in caplog.text
+    assert "retina" not in caplog.text and "lock.png" not in caplog.text
+
+    os.rename(folder / "temp_retina.png", folder / "retina_OD.png")
+    assert log.wait_finished("retina_OD.png")["retina_OD.png"].outcome == "ingested"
+    assert wait_until(lambda: app.watcher.status.ignored == 2)
+    assert app.watcher.status.ignored_names == (".hidden.png", "~$lock.png")
+    app.watcher.stop()
+    assert app.watcher.status.ignored == 0 and app.watcher.status.ignored_names == ()
 
 
 def test_an_image_too_elongated_for_the_model_goes_to_failed_with_the_reason(

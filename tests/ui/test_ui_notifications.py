@@ -741,6 +741,33 @@ def test_a_watch_folders_error_says_why_without_hovering(
     box.close()
 
 
+def test_files_the_watch_folder_leaves_for_their_names_are_shown_in_the_status_bar(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path
+) -> None:
+    """A clinician who dropped ``temp_retina.png`` saw nothing happen, ever: the file
+    stayed in the folder, said nowhere but in the README."""
+    application = build_watch_app(tmp_path / "watch")
+    gui = make_gui(application=application)
+    status = gui.window.status
+    qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running", timeout=10_000)
+    folder = application.settings.resolved_watch_folder
+    (folder / "temp_retina.png").write_bytes(png_bytes((20, 20)))
+    qtbot.waitUntil(
+        lambda: status.watcher.text() == "Watch folder: running · 1 file ignored",
+        timeout=20_000,
+    )
+    assert "temp_retina.png" in status.watcher.toolTip()
+    assert "rename it to have it taken in" in status.watcher.toolTip()
+    gui.window.watcher_details_action.trigger()  # View ▸ Watch folder status…
+    box = status.watcher_details
+    assert box is not None and "temp_retina.png" in box.informativeText()
+    box.close()
+
+    (folder / "temp_retina.png").rename(folder / "retina_OD.png")  # taken in once renamed
+    qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running", timeout=20_000)
+    assert "temp_retina" not in status.watcher.toolTip()
+
+
 def _unread(model: NotificationListModel) -> list[int]:
     return [row.notification_id for row in model.records() if not row.read]
 

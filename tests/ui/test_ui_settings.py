@@ -344,6 +344,25 @@ def test_open_watch_folder_never_makes_the_data_folder(
     assert not data.exists() and opened == []
 
 
+def test_open_watch_folder_never_makes_a_share_s_mount_point(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The configured folder was made with its parents: with the share not mounted, a
+    local folder at the mount point's path, watched while nobody copies into it."""
+    opened: list[QUrl] = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url) or True)
+    share = tmp_path / "mnt" / "nas"
+    gui = make_gui(watch_folder_path=share / "oct")
+    gui.window.open_watch_folder_action.trigger()
+    qtbot.waitUntil(
+        lambda: "watch folder could not be created" in gui.window.banner.text(), timeout=10_000
+    )
+    said = gui.window.banner.text()
+    assert f"the folder {share} that should hold the watch folder cannot be found" in said
+    assert "a network share not mounted" in said
+    assert not (tmp_path / "mnt").exists() and opened == []
+
+
 def test_open_watch_folder_does_not_wait_on_a_share_that_does_not_answer(
     qtbot: QtBot, make_gui: Maker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -351,6 +370,7 @@ def test_open_watch_folder_does_not_wait_on_a_share_that_does_not_answer(
     opened: list[QUrl] = []
     monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url) or True)
     folder = tmp_path / "share" / "scans-in"
+    folder.parent.mkdir()  # the share, mounted
     release = threading.Event()
     safety = threading.Timer(5.0, release.set)  # the old code would wait here for ever
     real_mkdir = Path.mkdir
@@ -629,6 +649,34 @@ def test_a_watch_folder_that_cannot_be_created_is_refused_in_the_dialog(
     assert gui.application.settings.watch_folder_path == watched
 
 
+def test_a_watch_folder_on_a_share_not_mounted_is_refused_in_the_dialog(
+    qtbot: QtBot, make_gui: Maker, settings_path: Path, tmp_path: Path
+) -> None:
+    """The check made the folder with its parents: with the share not mounted, the
+    settings were saved with a local folder at its mount point, watched while the device
+    wrote to the share."""
+    share = tmp_path / "mnt" / "nas"
+    gui = make_gui(watch_folder_enabled=False)
+    dialog = _open(gui)
+    dialog.watch_folder_enabled.setChecked(True)
+    dialog.watch_folder_path.setText(str(share / "oct"))
+    _ok(dialog)
+    controller = gui.settings_controller
+    qtbot.waitUntil(lambda: controller.dialog is None or dialog.error.isVisible(), timeout=10_000)
+    assert controller.dialog is not None, "saved, with a folder made at the mount point"
+    said = dialog.error.text()
+    assert said.startswith("Watch folder:")
+    assert f"the folder {share} that should hold the watch folder cannot be found" in said
+    assert "a network share not mounted" in said
+    assert not (tmp_path / "mnt").exists() and not settings_path.exists()
+    assert dialog.isVisible()
+
+    share.mkdir(parents=True)  # the share is mounted: its folder is made in it
+    with qtbot.waitSignal(gui.settings_controller.settings_saved, timeout=10_000):
+        _ok(dialog)
+    assert (share / "oct").is_dir()
+
+
 def test_turning_the_default_watch_folder_on_never_makes_the_data_folder(
     qtbot: QtBot, make_gui: Maker, settings_path: Path, tmp_path: Path
 ) -> None:
@@ -726,6 +774,7 @@ def test_a_watch_folder_that_does_not_answer_leaves_the_window_responsive(
     safety = threading.Timer(5.0, release.set)  # the old code would wait here for ever
     asked = _blocking_folder_check(monkeypatch, release)
     folder = tmp_path / "share" / "incoming"
+    folder.parent.mkdir()  # the share, mounted
     gui = make_gui(watch_folder_enabled=False)
     dialog = _open(gui)
     dialog.watch_folder_enabled.setChecked(True)
@@ -768,6 +817,7 @@ def test_a_check_that_does_not_answer_in_time_is_said_and_loses_nothing(
     _blocking_folder_check(monkeypatch, release)
     monkeypatch.setattr(settings_module, "CHECK_TIMEOUT_S", 0.3, raising=False)
     folder = tmp_path / "share" / "incoming"
+    folder.parent.mkdir()  # the share, mounted
     gui = make_gui(watch_folder_enabled=False)
     dialog = _open(gui)
     dialog.watch_folder_enabled.setChecked(True)
@@ -790,7 +840,8 @@ def test_a_check_that_does_not_answer_in_time_is_said_and_loses_nothing(
     assert not settings_path.exists()
     assert gui.application.settings.user_name == "Dr. Test"
     # The check answers late: the folder it made for settings never saved goes again.
-    qtbot.waitUntil(lambda: not (tmp_path / "share").exists())
+    qtbot.waitUntil(lambda: not folder.exists())
+    assert folder.parent.is_dir()
 
 
 def test_closing_the_dialog_while_its_check_runs(
@@ -835,6 +886,7 @@ def test_the_watch_folder_is_not_left_created_when_the_settings_cannot_be_saved(
     blocker.write_text("x")
     monkeypatch.setattr(settings_module, "settings_file", lambda: blocker / "settings.env")
     folder = tmp_path / "new" / "incoming"
+    folder.parent.mkdir()
     gui = make_gui(watch_folder_enabled=False)
     dialog = _open(gui)
     dialog.watch_folder_enabled.setChecked(True)
@@ -842,7 +894,7 @@ def test_the_watch_folder_is_not_left_created_when_the_settings_cannot_be_saved(
     _ok(dialog)
     qtbot.waitUntil(lambda: "could not be saved" in dialog.error.text())
     assert dialog.isVisible()
-    assert not (tmp_path / "new").exists()
+    assert not folder.exists() and folder.parent.is_dir()
     assert not gui.application.settings.watch_folder_enabled
 
 
@@ -933,6 +985,7 @@ def test_the_dialog_opens_with_the_focus_on_a_field_the_clinician_can_change(
 def test_a_refused_port_removes_the_folder_checked_with_it(tmp_path: Path) -> None:
     """Nothing is saved when the port is refused, so the folder made for it goes."""
     folder = tmp_path / "new" / "incoming"
+    folder.parent.mkdir()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -941,7 +994,7 @@ def test_a_refused_port_removes_the_folder_checked_with_it(tmp_path: Path) -> No
         )
         with pytest.raises(InvalidInput, match="already in use"):
             settings_module.run_checks(checks)
-    assert not (tmp_path / "new").exists()
+    assert not folder.exists() and folder.parent.is_dir()
 
 
 def _hanging_watcher(

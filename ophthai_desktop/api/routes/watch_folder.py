@@ -130,6 +130,8 @@ def watch_folder_state(app: Application) -> dict[str, Any]:
         "extensions": list(settings.watch_extensions),
         "waiting": status.pending if watched else None,
         "inProgress": status.in_progress if watched else None,
+        "ignored": status.ignored if watched else None,
+        "ignoredNames": list(status.ignored_names) if watched else None,
     }
 
 

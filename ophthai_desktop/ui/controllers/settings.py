@@ -48,6 +48,7 @@ from ophthai_desktop.core.settings import (
     set_in_environment,
 )
 from ophthai_desktop.core.storage.private import replace_private_file
+from ophthai_desktop.core.watcher import missing_parent_message
 from ophthai_desktop.ui.context import ApiState, GuiContext, clinician_name
 from ophthai_desktop.ui.controllers.watch_folder import WatchFolderController
 from ophthai_desktop.ui.messages import describe
@@ -201,9 +202,6 @@ class SaveChecks:
     #: Whether a missing watch folder is created (not a share's mount point, which the
     #: watcher never makes either).
     create_folder: bool = True
-    #: Whether the folders above a missing watch folder are created too: not above the
-    #: default one, the data folder (made owner-only at start, never by the umask).
-    create_parents: bool = True
     #: The API server's new address, to see that nobody else listens there.
     address: tuple[str, int] | None = None
 
@@ -240,12 +238,11 @@ def checks_at_save(
     return SaveChecks(
         folder=folder,
         create_folder=not updated.watch_folder_require_mount,
-        create_parents=updated.watch_folder_path is not None,
         address=address,
     )
 
 
-def check_watch_folder(folder: Path, *, create: bool = True, parents: bool = True) -> list[Path]:
+def check_watch_folder(folder: Path, *, create: bool = True) -> list[Path]:
     """Make sure the watch folder is there (created, as the watch folder would be) and
     writable: files are moved out of it once taken in. Said in the dialog, not found
     later as "Watch folder: error" with the reason only in the log. Runs off the GUI
@@ -254,8 +251,9 @@ def check_watch_folder(folder: Path, *, create: bool = True, parents: bool = Tru
     Without ``create`` (a share's mount point, watched only while the share is
     mounted), a missing folder is refused rather than made, and one with no share
     mounted on it yet is taken as it is: whether the share can be written is known once
-    it is mounted. Without ``parents`` (the default folder, in the data folder) only the
-    folder itself is made.
+    it is mounted. Only the folder itself is made, never the folders above it: a share
+    not mounted would have its mount point made, a local folder nobody copies into, and
+    the default folder's data folder is made owner-only at start, never by the umask.
 
     Returns:
         The folders it created, outermost first (for :func:`remove_created` when the
@@ -279,15 +277,20 @@ def check_watch_folder(folder: Path, *, create: bool = True, parents: bool = Tru
             )
         if not os.path.ismount(folder.resolve()):
             return []
-    missing = [path for path in (folder, *folder.parents) if not path.exists()]
+    created = [] if folder.exists() else [folder]
     try:
-        folder.mkdir(parents=parents, exist_ok=True)
+        folder.mkdir(exist_ok=True)
+    except FileNotFoundError as exc:
+        raise InvalidInput(
+            f"{folder} cannot be created: {missing_parent_message(folder)}; connect it, "
+            "or choose another folder",
+            field="watch_folder_path",
+        ) from exc
     except OSError as exc:
         raise InvalidInput(
             f"{folder} cannot be created ({exc.strerror or exc}); choose another folder",
             field="watch_folder_path",
         ) from exc
-    created = missing[::-1]
     if not os.access(folder, os.W_OK | os.X_OK):
         remove_created(created)
         raise InvalidInput(
@@ -414,9 +417,7 @@ def run_checks(checks: SaveChecks, timeout_s: float | None = None) -> list[Path]
     def check() -> list[Path]:
         created: list[Path] = []
         if checks.folder is not None:
-            created = check_watch_folder(
-                checks.folder, create=checks.create_folder, parents=checks.create_parents
-            )
+            created = check_watch_folder(checks.folder, create=checks.create_folder)
         if checks.address is not None:
             stage[0] = "port"
             try:
@@ -546,12 +547,13 @@ class SettingsController(QObject):
         settings = self._app.settings
         folder = settings.resolved_watch_folder.expanduser()
         banner = self._window.banner
-        # The default folder is made itself only, as the watch folder makes it: the data
-        # folder above it is made owner-only at start, never here by the umask (0755).
-        parents = settings.watch_folder_path is not None
 
         def make() -> None:
-            folder.mkdir(parents=parents, exist_ok=True)
+            # The folder itself only, never those above it: a share not mounted would
+            # have its mount point made (a local folder nobody copies into), and the
+            # default folder's data folder is made owner-only at start, never by the
+            # umask (0755).
+            folder.mkdir(exist_ok=True)
 
         def made(_result: object) -> None:
             if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))):
@@ -560,6 +562,8 @@ class SettingsController(QObject):
         def not_made(exc: BaseException) -> None:
             if isinstance(exc, NotAnswered):
                 reason = f"it did not answer within {CHECK_TIMEOUT_S:g} s"
+            elif isinstance(exc, FileNotFoundError):  # the folder above it
+                reason = missing_parent_message(folder)
             else:
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             banner.show_message(f"The watch folder could not be created: {reason}", "error")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from PySide6.QtCore import QObject, QTimer, Slot
 
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
-from ophthai_desktop.core.watcher import WAITING_FOR_DATABASE, WAITING_FOR_ROOM
+from ophthai_desktop.core.watcher import IGNORED_PREFIXES, WAITING_FOR_DATABASE, WAITING_FOR_ROOM
 from ophthai_desktop.ui.context import ApiState, GuiContext
 from ophthai_desktop.ui.controllers.watch_folder import WatchFolderController
 from ophthai_desktop.ui.messages import DATABASE_BACK, DATABASE_BACK_SHOWN_MS, DATABASE_DOWN
@@ -83,6 +83,26 @@ def state_text(value: Any) -> str:
         if isinstance(inner, str):
             value = inner
     return str(value).replace("_", " ") if value is not None else "unknown"
+
+
+def ignored_text(count: int, names: Sequence[str]) -> str:
+    """Says that ``count`` files (the first of them ``names``) are left in the watch
+    folder for their names, and how to have them taken in."""
+    shown = ", ".join(names)
+    if count > len(names):
+        shown += f" and {count - len(names)} more"
+    prefixes = ", ".join(IGNORED_PREFIXES[:-1]) + " or " + IGNORED_PREFIXES[-1]
+    if count == 1:
+        return (
+            f"1 file is left in the folder for its name, not taken in: {shown}. A name "
+            f"starting with {prefixes} is a hidden or temporary file's; rename it to have "
+            "it taken in."
+        )
+    return (
+        f"{count} files are left in the folder for their names, not taken in: {shown}. "
+        f"A name starting with {prefixes} is a hidden or temporary file's; rename them "
+        "to have them taken in."
+    )
 
 
 class StatusController(QObject):
@@ -232,6 +252,10 @@ class StatusController(QObject):
         _reason, retrying, when = message.partition("; retrying in ")
         if text == "error" and retrying:
             label += f"; retrying in {when}"  # the reason (with the folder) in the tooltip
+        ignored = getattr(status, "ignored", 0) if text in ("running", "paused") else 0
+        if ignored:
+            label += f" · {ignored} file{'s' if ignored > 1 else ''} ignored"
+            tooltip += "\n\n" + ignored_text(ignored, getattr(status, "ignored_names", ()))
         self._status.set_watcher(label, kind, tooltip)
         # Pause on a watch folder in error stops its retries until Resume.
         self._set_pause_enabled(text in ("running", "paused", "error"))
