@@ -96,3 +96,18 @@ def test_the_collector_collects_when_python_would(qtbot: QtBot) -> None:
         assert len(seen) == gc.get_threshold()[0] + 10
     finally:
         collector.stop()
+
+
+def test_between_windows_too_only_the_gui_thread_collects(qtbot: QtBot) -> None:
+    """The window's tests make and close hundreds of windows in one process: a closed
+    one in a reference cycle, collected by the next test's API or watcher thread, left
+    its timers to Qt's GUI thread, which then crashed delivering one (tests/ui/conftest.py,
+    ``_garbage_collected_on_the_gui_thread``)."""
+    assert not gc.isenabled()
+    seen: list[str] = []
+
+    _garbage_from_a_busy_thread(seen)
+
+    assert seen == []  # the busy thread did not collect
+    gc.collect()
+    assert set(seen) == {threading.main_thread().name}
