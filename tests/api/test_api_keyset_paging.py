@@ -20,7 +20,6 @@ from fastapi.testclient import TestClient
 from pydantic.alias_generators import to_camel
 
 from ophthai_desktop.api import create_app
-from ophthai_desktop.api.cursors import CursorCipher
 from ophthai_desktop.bootstrap import Application, build_application
 from ophthai_desktop.core.services.patients import SORTABLE
 from tests.conftest import make_settings
@@ -228,9 +227,9 @@ def _cursor_of(api: TestClient, params: dict[str, Any]) -> str:
     return str(api.get("/api/notifications", params=params).headers["X-Next-Cursor"])
 
 
-def _cipher(api: TestClient) -> CursorCipher:
-    cipher: CursorCipher = api.app.state.cursor_cipher  # type: ignore[attr-defined]
-    return cipher
+def _cipher(api: TestClient) -> Any:
+    """The app's :class:`~ophthai_desktop.api.cursors.CursorCipher` (its real key)."""
+    return api.app.state.cursor_cipher  # type: ignore[attr-defined]
 
 
 def _bytes_of(cursor: str) -> bytes:
