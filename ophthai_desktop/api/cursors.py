@@ -89,9 +89,11 @@ _STALE = (
     "send it with the order and filters of the page that gave it, or leave after out to "
     "start from the first page"
 )
-
-
-_UNREADABLE = "this is not a page cursor: send the X-Next-Cursor of the page before as it came"
+_UNREADABLE = (
+    "this is not a page cursor of this server's (altered, another server's, or made before "
+    "its key was made again): send the X-Next-Cursor of the page before as it came, or "
+    "leave after out to start from the first page"
+)
 
 
 class CursorCipher:

@@ -409,5 +409,6 @@ def test_another_data_folders_cursor_and_one_made_before_its_key_was_lost_are_42
         followed = restarted.get("/api/patients", params={**by_name, "after": fresh})
     assert stale.status_code == 422, stale.text
     assert stale.json()["errors"][0]["loc"] == ["query", "after"]
+    assert "leave after out" in stale.json()["errors"][0]["msg"]
     assert [row["name"] for row in followed.json()] == ["bob"]
     assert len(key.read_bytes()) == 32
