@@ -14,6 +14,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from ophthai_desktop import __version__
 from ophthai_desktop.api.bodies import MultipartCompleteness
+from ophthai_desktop.api.cursors import CursorCipher
 from ophthai_desktop.api.errors import install_error_handlers
 from ophthai_desktop.api.head_requests import HeadAsGet
 from ophthai_desktop.api.hub import WebSocketHub
@@ -75,6 +76,7 @@ def create_app(application: Application) -> FastAPI:
     app.state.application = application
     app.state.hub = hub
     app.state.renditions = Renditions(settings.max_image_pixels)
+    app.state.cursor_cipher = CursorCipher(settings.cursor_key_path)
     app.state.watcher_calls = watch_folder.WatcherCalls()
     app.state.started_monotonic = time.monotonic()
 

@@ -6,11 +6,13 @@ starts after the last row the client holds, by its sort value and id
 (:class:`~ophthai_desktop.core.paging.After`, as the window reads its pages), so rows
 created or deleted between two requests never make a page skip or repeat one.
 
-A cursor is base64url (unpadded) of a small JSON object: the list, order and direction
-it was made for, a digest of the filters, and the row's sort value and id. It is not
-encrypted (it holds that row's sort value, as the page did) nor signed: one edited into
-another well-formed cursor only moves where the page starts. One that cannot be read,
-or was made for another list, order or filters, is refused with a 422 naming ``after``
+A cursor holds a small JSON object (the list, order and direction it was made for, a
+digest of the filters, and the row's sort value and id: a patient's name, by name),
+sealed with AES-GCM (:class:`CursorCipher`) under the data folder's key and written
+base64url (unpadded): URLs land in browser histories and proxies' logs, which must not
+read a patient's name, and a cursor altered by one bit no longer opens. One that cannot
+be opened (altered, another data folder's, or made before the key was made again) or
+was made for another list, order or filters, is refused with a 422 naming ``after``
 rather than read as the first page.
 """
 
@@ -20,22 +22,31 @@ import base64
 import binascii
 import hashlib
 import json
+import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi import Query
 from starlette.datastructures import URL
 
 from ophthai_desktop.api.params import INTEGER_COLUMN_MAX
 from ophthai_desktop.core.errors import InvalidInput
 from ophthai_desktop.core.paging import After
+from ophthai_desktop.core.storage.keys import read_or_create_key
 
 #: The longest ``after`` taken: a cursor holds one sort value (a name's key of up to
-#: 200 characters at most), well under this.
+#: 200 characters at most) and 28 bytes of its seal, well under this.
 MAX_CURSOR_CHARS = 2048
+#: AES-GCM's nonce (random for each cursor) and tag (what an alteration breaks).
+NONCE_BYTES = 12
+TAG_BYTES = 16
 #: The widest whole number a cursor holds: every integer it sorts by (an age, a
 #: workflow step, a notification's id) is an ``Integer`` column.
 MAX_CURSOR_INT = INTEGER_COLUMN_MAX
@@ -78,14 +89,55 @@ _STALE = (
     "send it with the order and filters of the page that gave it, or leave after out to "
     "start from the first page"
 )
+_UNREADABLE = (
+    "this is not a page cursor of this server's (altered, another server's, or made before "
+    "its key was made again): send the X-Next-Cursor of the page before as it came, or "
+    "leave after out to start from the first page"
+)
+
+
+class CursorCipher:
+    """Seals cursors with AES-GCM under the key in ``key_path`` (the data folder's),
+    read, or made where missing or unreadable, on first use: cursors stay valid across
+    a restart on the same data folder, and open on no other. Called on the API's
+    threads."""
+
+    def __init__(self, key_path: Path) -> None:
+        self._key_path = key_path
+        self._aead: AESGCM | None = None
+        self._loading = threading.Lock()
+
+    def seal(self, plain: bytes) -> str:
+        """``plain`` unreadable and tamper-proof: base64url(nonce + ciphertext and tag)."""
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = nonce + self._cipher().encrypt(nonce, plain, None)
+        return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
+
+    def open(self, cursor: str) -> bytes:
+        """What :meth:`seal` sealed; :class:`InvalidInput` (``after``) for a cursor that
+        is not base64url, was altered, or was sealed under another key."""
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            if len(raw) < NONCE_BYTES + TAG_BYTES:
+                raise ValueError("too short to be sealed")
+            return self._cipher().decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], None)
+        except (binascii.Error, ValueError, InvalidTag) as exc:
+            raise InvalidInput(_UNREADABLE, field="after") from exc
+
+    def _cipher(self) -> AESGCM:
+        with self._loading:  # two first requests at once must not make two keys
+            if self._aead is None:
+                self._aead = AESGCM(read_or_create_key(self._key_path))
+            return self._aead
 
 
 @dataclass(frozen=True)
 class Listing:
     """One list as a client asked for it: what its cursors are made for, and how its
     sort values read back (``value_type``: ``str``, ``int``, ``date`` or ``datetime``;
-    None only where ``nullable``)."""
+    None only where ``nullable``); ``cipher`` seals its cursors."""
 
+    cipher: CursorCipher
     name: str
     order_by: str
     descending: bool
@@ -105,12 +157,12 @@ class Listing:
             "i": after.id,
         }
         text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-        return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode("ascii")
+        return self.cipher.seal(text.encode())
 
     def after(self, cursor: str) -> After:
         """Where the page of ``cursor`` starts; :class:`InvalidInput` (``after``) for a
         cursor that cannot be read or was made for another list, order or filters."""
-        payload = _payload(cursor)
+        payload = _payload(self.cipher.open(cursor))
         if payload.get("l") != self.name:
             raise InvalidInput(f"this cursor is not one of this list's; {_STALE}", field="after")
         if payload.get("o") != self.order_by or payload.get("d") is not self.descending:
@@ -145,15 +197,11 @@ class Listing:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _payload(cursor: str) -> dict[str, Any]:
+def _payload(plain: bytes) -> dict[str, Any]:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        payload = json.loads(raw.decode())
-    except (binascii.Error, ValueError) as exc:  # UnicodeDecodeError, JSONDecodeError
-        raise InvalidInput(
-            "this is not a page cursor: send the X-Next-Cursor of the page before as it came",
-            field="after",
-        ) from exc
+        payload = json.loads(plain.decode())
+    except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError
+        raise InvalidInput(_UNREADABLE, field="after") from exc
     if not isinstance(payload, dict):
         raise InvalidInput("this is not a page cursor", field="after")
     return payload

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
+from ophthai_desktop.api.cursors import CursorCipher
 from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services import (
@@ -33,6 +34,12 @@ def get_oculomics(connection: HTTPConnection) -> OculomicsService:
     return get_application(connection).oculomics
 
 
+def get_cursor_cipher(connection: HTTPConnection) -> CursorCipher:
+    """What seals the page cursors, with the data folder's key."""
+    cipher: CursorCipher = connection.app.state.cursor_cipher
+    return cipher
+
+
 def get_actor(request: Request) -> Actor:
     """The API client's address, for the audit trail."""
     host = request.client.host if request.client else "unknown"
@@ -48,5 +55,6 @@ ApplicationDep = Annotated[Application, Depends(get_application)]
 PatientsDep = Annotated[PatientService, Depends(get_patients)]
 NotificationsDep = Annotated[NotificationService, Depends(get_notifications)]
 OculomicsDep = Annotated[OculomicsService, Depends(get_oculomics)]
+CursorCipherDep = Annotated[CursorCipher, Depends(get_cursor_cipher)]
 ActorDep = Annotated[Actor, Depends(get_actor)]
 BaseUrlDep = Annotated[str, Depends(get_base_url)]

@@ -255,6 +255,11 @@ class Settings(BaseSettings):
         return self.data_dir / "images"
 
     @property
+    def cursor_key_path(self) -> Path:
+        """The key that seals the API's page cursors."""
+        return self.data_dir / "cursor.key"
+
+    @property
     def resolved_watch_folder(self) -> Path:
         """The watch folder, ``<data>/incoming_scans`` unless configured."""
         return self.watch_folder_path or self.data_dir / "incoming_scans"

@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,8 +20,9 @@ from fastapi.testclient import TestClient
 from pydantic.alias_generators import to_camel
 
 from ophthai_desktop.api import create_app
-from ophthai_desktop.bootstrap import Application
+from ophthai_desktop.bootstrap import Application, build_application
 from ophthai_desktop.core.services.patients import SORTABLE
+from tests.conftest import make_settings
 from tests.support.http import LoopbackClient
 
 #: A web frontend's origin among the default OPHTHAI_CORS_ORIGINS.
@@ -225,19 +227,27 @@ def _cursor_of(api: TestClient, params: dict[str, Any]) -> str:
     return str(api.get("/api/notifications", params=params).headers["X-Next-Cursor"])
 
 
-def _encode(payload: Any) -> str:
-    text = json.dumps(payload, ensure_ascii=True).encode()
-    return base64.urlsafe_b64encode(text).rstrip(b"=").decode()
+def _cipher(api: TestClient) -> Any:
+    """The app's :class:`~ophthai_desktop.api.cursors.CursorCipher` (its real key)."""
+    return api.app.state.cursor_cipher  # type: ignore[attr-defined]
 
 
-def _decode(cursor: str) -> dict[str, Any]:
-    decoded: dict[str, Any] = json.loads(
-        base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-    )
-    return decoded
+def _bytes_of(cursor: str) -> bytes:
+    return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
 
 
 def test_a_garbage_foreign_or_tampered_cursor_is_a_422_naming_after(api: TestClient) -> None:
+    """Cursors sealed with the app's own key (as only someone holding the data folder's
+    key could make them) whose contents are refused all the same."""
+    cipher = _cipher(api)
+
+    def _encode(payload: Any) -> str:
+        return cipher.seal(json.dumps(payload, ensure_ascii=True).encode())
+
+    def _decode(cursor: str) -> dict[str, Any]:
+        decoded: dict[str, Any] = json.loads(cipher.open(cursor))
+        return decoded
+
     for n in range(3):
         _create(api, name=f"p{n}", birthDate="1990-01-0" + str(n + 1))
         api.post("/api/notifications", json={"message": f"m{n}"})
@@ -254,7 +264,9 @@ def test_a_garbage_foreign_or_tampered_cursor_is_a_422_naming_after(api: TestCli
 
     refused = [
         ("/api/patients", {**by_birth, "after": "!!"}),  # not base64url
-        ("/api/patients", {**by_birth, "after": "abc"}),  # not JSON
+        ("/api/patients", {**by_birth, "after": "abc"}),  # too short to be sealed
+        ("/api/patients", {**by_birth, "after": cipher.seal(b"{")}),  # not JSON
+        ("/api/patients", {**by_birth, "after": cipher.seal(b"\xff")}),  # not UTF-8
         ("/api/patients", {**by_birth, "after": _encode([1, 2])}),
         ("/api/patients", {**by_birth, "after": _encode({"l": "patients"})}),
         ("/api/patients", {**by_birth, "after": notes}),  # another list's
@@ -300,3 +312,103 @@ def test_a_web_page_can_read_the_next_page_headers(api: TestClient) -> None:
     assert answer.headers["access-control-allow-origin"] == FRONTEND
     exposed = answer.headers["access-control-expose-headers"].split(", ")
     assert {"Link", "X-Next-Cursor", "X-Total-Count"} <= set(exposed)
+
+
+def test_a_name_sorted_cursor_does_not_hold_the_name_and_the_next_page_follows_it(
+    api: TestClient,
+) -> None:
+    """The cursor lands in URLs (browser history, proxies' logs, screenshots): neither
+    the patient's name, in any spelling, nor their id can be read back from it."""
+    ids = [_create(api, name=name) for name in ("Zoë Quintana-Müller", "Yannick Ostrowski")]
+    by_name = {"orderBy": "name", "limit": 1}
+
+    first = api.get("/api/patients", params=by_name)
+
+    cursor = first.headers["X-Next-Cursor"]
+    assert first.json()[0]["name"] == "Zoë Quintana-Müller"
+    assert httpx.URL(_next_url(first) or "").params["after"] == cursor
+    sealed = _bytes_of(cursor)
+    for clear in ("quintana", "Quintana", "zoe", "Zoë", "müller", "muller", ids[0]):
+        for encoding in ("utf-8", "utf-16-le", "latin-1"):
+            assert clear.encode(encoding, "ignore") not in sealed, clear
+    assert not set(sealed) <= set(range(0x20, 0x7F)), "the cursor reads as text"
+    assert len(cursor) < 200
+    second = api.get(_next_url(first) or "")
+    assert second.status_code == 200, second.text
+    assert [row["name"] for row in second.json()] == ["Yannick Ostrowski"]
+
+
+def test_a_cursor_altered_by_any_one_bit_is_a_422_naming_after(api: TestClient) -> None:
+    """Not only the well-formed parts: a sort value changed by one letter moved where
+    the page started before cursors were sealed."""
+    for name in ("anna", "bob", "carl"):
+        _create(api, name=name)
+    by_name = {"orderBy": "name", "descending": "false", "limit": 1}
+    cursor = api.get("/api/patients", params=by_name).headers["X-Next-Cursor"]
+    sealed = _bytes_of(cursor)
+
+    for position in range(len(sealed)):
+        altered = bytearray(sealed)
+        altered[position] ^= 0x01
+        text = base64.urlsafe_b64encode(bytes(altered)).rstrip(b"=").decode()
+        answer = api.get("/api/patients", params={**by_name, "after": text})
+
+        assert answer.status_code == 422, (position, answer.text)
+        assert answer.json()["errors"][0]["loc"] == ["query", "after"], answer.text
+
+
+def test_a_cursor_survives_a_restart_on_the_same_data_folder(
+    app_services: Application,
+) -> None:
+    """The key that seals cursors is kept in the data folder, readable by its owner
+    only: a client's cursor still opens on the app started again (a new app object)."""
+    with LoopbackClient(create_app(app_services)) as before:
+        for name in ("anna", "bob", "carl"):
+            _create(before, name=name)
+        by_name = {"orderBy": "name", "descending": "false", "limit": 1}
+        cursor = before.get("/api/patients", params=by_name).headers["X-Next-Cursor"]
+
+    with LoopbackClient(create_app(app_services)) as after:
+        answer = after.get("/api/patients", params={**by_name, "after": cursor})
+
+    assert answer.status_code == 200, answer.text
+    assert [row["name"] for row in answer.json()] == ["bob"]
+    key = app_services.settings.cursor_key_path
+    assert len(key.read_bytes()) == 32
+    assert key.stat().st_mode & 0o077 == 0
+
+
+def test_another_data_folders_cursor_and_one_made_before_its_key_was_lost_are_422(
+    api: TestClient, tmp_path: Path
+) -> None:
+    """Another installation's cursor, well formed for this list, opens nowhere but there;
+    a key file deleted (or unreadable) is made again, and the cursors of the old one are
+    refused as any unreadable cursor is."""
+    for name in ("anna", "bob", "carl"):
+        _create(api, name=name)
+    by_name = {"orderBy": "name", "descending": "false", "limit": 1}
+    other = build_application(make_settings(tmp_path / "other"))
+    try:
+        with LoopbackClient(create_app(other)) as there:
+            for name in ("anna", "bob"):
+                _create(there, name=name)
+            foreign = there.get("/api/patients", params=by_name).headers["X-Next-Cursor"]
+    finally:
+        other.close()
+    own = api.get("/api/patients", params=by_name).headers["X-Next-Cursor"]
+
+    answer = api.get("/api/patients", params={**by_name, "after": foreign})
+
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["errors"][0]["loc"] == ["query", "after"]
+    key = api.app.state.application.settings.cursor_key_path  # type: ignore[attr-defined]
+    key.unlink()
+    with LoopbackClient(create_app(api.app.state.application)) as restarted:  # type: ignore[attr-defined]
+        stale = restarted.get("/api/patients", params={**by_name, "after": own})
+        fresh = restarted.get("/api/patients", params=by_name).headers["X-Next-Cursor"]
+        followed = restarted.get("/api/patients", params={**by_name, "after": fresh})
+    assert stale.status_code == 422, stale.text
+    assert stale.json()["errors"][0]["loc"] == ["query", "after"]
+    assert "leave after out" in stale.json()["errors"][0]["msg"]
+    assert [row["name"] for row in followed.json()] == ["bob"]
+    assert len(key.read_bytes()) == 32

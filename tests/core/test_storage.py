@@ -24,6 +24,7 @@ from ophthai_desktop.core.settings import Settings
 from ophthai_desktop.core.storage import Database, ImageStore
 from ophthai_desktop.core.storage import models as m
 from ophthai_desktop.core.storage.images import OLD_UPLOADS_CLEARED, STALE_STAGING_S
+from ophthai_desktop.core.storage.keys import KEY_BYTES, read_or_create_key
 from tests.conftest import make_settings
 from tests.support.images import png_bytes
 
@@ -231,6 +232,34 @@ def test_an_older_versions_default_data_folder_is_made_private_at_start(
     chosen.data_dir.chmod(0o755)
     build_application(chosen).close()
     assert chosen.data_dir.stat().st_mode & 0o777 == 0o755
+
+
+def test_a_key_is_made_once_private_and_made_again_where_it_cannot_be_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The data folder's key (it seals the API's page cursors) is read back as it was
+    made; a file cut short is replaced; one that can be neither read nor replaced (a
+    folder in its place) still gives a key, for this run, and says so in the log."""
+    path = tmp_path / "cursor.key"
+
+    key = read_or_create_key(path)
+
+    assert len(key) == KEY_BYTES
+    assert read_or_create_key(path) == key
+    if os.name == "posix":
+        assert path.stat().st_mode & 0o077 == 0
+    path.write_bytes(key[:5])
+    remade = read_or_create_key(path)
+    assert len(remade) == KEY_BYTES and remade != key
+    assert path.read_bytes() == remade
+    path.unlink()
+    path.mkdir()
+    with caplog.at_level(logging.WARNING, logger="ophthai_desktop.core.storage.keys"):
+        for_this_run = read_or_create_key(path)
+    assert len(for_this_run) == KEY_BYTES and for_this_run not in (key, remade)
+    assert path.is_dir()
+    assert "could not be written" in caplog.text
+    assert str(tmp_path) not in caplog.text
 
 
 def test_foreign_keys_are_enforced(db_url: str) -> None:

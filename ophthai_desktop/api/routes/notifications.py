@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from ophthai_desktop.api import presenters
 from ophthai_desktop.api import schemas as s
 from ophthai_desktop.api.cursors import NEXT_PAGE_HEADERS, AfterCursor, Listing
-from ophthai_desktop.api.deps import ActorDep, NotificationsDep
+from ophthai_desktop.api.deps import ActorDep, CursorCipherDep, NotificationsDep
 from ophthai_desktop.api.errors import COMMON_ERRORS, documented, error_body
 from ophthai_desktop.api.params import Limit, RecordId, Skip
 from ophthai_desktop.api.routing import SlashRouter
@@ -45,6 +45,7 @@ def list_notifications(
     notifications: NotificationsDep,
     request: Request,
     response: Response,
+    cursors: CursorCipherDep,
     after: AfterCursor = None,
     skip: Skip = 0,
     limit: Limit = 100,
@@ -57,6 +58,7 @@ def list_notifications(
     """Newest first; the total is in ``X-Total-Count``; a full page gives the next
     page's cursor in ``Link`` (``rel="next"``) and ``X-Next-Cursor``."""
     listing = Listing(
+        cursors,
         "notifications",
         "timestamp",
         True,

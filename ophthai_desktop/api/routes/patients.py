@@ -17,7 +17,14 @@ from starlette.concurrency import run_in_threadpool
 from ophthai_desktop.api import presenters
 from ophthai_desktop.api import schemas as s
 from ophthai_desktop.api.cursors import NEXT_PAGE_HEADERS, AfterCursor, Listing
-from ophthai_desktop.api.deps import ActorDep, ApplicationDep, BaseUrlDep, OculomicsDep, PatientsDep
+from ophthai_desktop.api.deps import (
+    ActorDep,
+    ApplicationDep,
+    BaseUrlDep,
+    CursorCipherDep,
+    OculomicsDep,
+    PatientsDep,
+)
 from ophthai_desktop.api.errors import COMMON_ERRORS, documented
 from ophthai_desktop.api.head_requests import HEAD_REQUEST
 from ophthai_desktop.api.params import Limit, RecordId, Skip, form_fields, one_value
@@ -167,6 +174,7 @@ def list_patients(
     base_url: BaseUrlDep,
     request: Request,
     response: Response,
+    cursors: CursorCipherDep,
     after: AfterCursor = None,
     skip: Skip = 0,
     limit: Limit = 100,
@@ -203,6 +211,7 @@ def list_patients(
     ``Link`` (``rel="next"``) and ``X-Next-Cursor``."""
     key = _sort_key(order_by)
     listing = Listing(
+        cursors,
         "patients",
         key,
         descending,
