@@ -84,7 +84,7 @@ REFUSED_MESSAGE = "the database refused the request; see the application log"
 
 #: What each error status means, as the OpenAPI document says it.
 ERROR_MEANINGS: dict[int, str] = {
-    400: "The body could not be read (not UTF-8 JSON, or a malformed upload).",
+    400: "The body could not be read (JSON not in UTF-8, or a malformed upload).",
     401: "An API token is configured and the request did not send it.",
     403: (
         "Refused: a web page from an origin not in OPHTHAI_CORS_ORIGINS, or (without an "
@@ -377,6 +377,22 @@ def _not_an_object(request: Request) -> str:
     return "the body must be a JSON object"
 
 
+async def _not_json(request: Request, at: object, reason: str | None) -> str:
+    """The message for a body that is not valid JSON: where it fails (``at``, the
+    character FastAPI's ``loc`` gives, counted from 0) and why, or that it ends before the
+    JSON is complete (cut short, or a closing brace left out: the decoder's own words,
+    "Expecting ',' delimiter", said neither)."""
+    try:
+        text = (await request.body()).decode("utf-8-sig", "replace")  # read for the route
+    except (RuntimeError, ClientDisconnect):
+        text = ""
+    if isinstance(at, int) and text.strip() and at >= len(text.rstrip()):
+        return f"the body is not valid JSON: it ends at character {at}, before the JSON is complete"
+    where = f"at character {at}" if isinstance(at, int) else ""
+    why = ": ".join(part for part in (where, reason) if part)
+    return f"the body is not valid JSON ({why})" if why else "the body is not valid JSON"
+
+
 def _body_not_held(exc: OSError) -> JSONResponse:
     """The answer to a body the server could not hold while FastAPI parsed it (a
     multipart upload spooled to a full temporary folder): the server's fault, not the
@@ -482,8 +498,8 @@ def install_error_handlers(app: FastAPI) -> None:
                 msg = _form_problem(request, kind, msg, ".".join(map(str, parts)))
             if kind == "json_invalid":
                 parts = []
-                reason = (error.get("ctx") or {}).get("error")
-                msg = f"the body is not valid JSON ({reason})" if reason else "invalid JSON"
+                at = location[1] if len(location) > 1 else None
+                msg = await _not_json(request, at, (error.get("ctx") or {}).get("error"))
             errors.append(
                 {
                     "loc": location,

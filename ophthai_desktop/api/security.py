@@ -288,12 +288,18 @@ class _TooLarge(HTTPException):
         super().__init__(status_code=413, detail=too_large_message(max_bytes))
 
 
+#: The setting that sets the request body's limit, as its 413 names it.
+MAX_REQUEST_SETTING = "OPHTHAI_MAX_REQUEST_BYTES"
+
+
 def too_large_message(max_bytes: int, size: int | None = None) -> str:
     """Why a request body is refused: its size where it is known (its
-    ``Content-Length``), as an image's 413 gives the image's."""
+    ``Content-Length``), as an image's 413 gives the image's, and the setting that sets
+    the limit."""
+    limit = f"{format_bytes(max_bytes)} ({MAX_REQUEST_SETTING})"
     if size is None or format_bytes(size) == format_bytes(max_bytes):
-        return f"the request body is larger than the limit of {format_bytes(max_bytes)}"
-    return f"the request body is {format_bytes(size)}; the limit is {format_bytes(max_bytes)}"
+        return f"the request body is larger than the limit of {limit}"
+    return f"the request body is {format_bytes(size)}; the limit is {limit}"
 
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})

@@ -29,6 +29,18 @@ ACCEPTED_FORMATS: dict[str, str] = {
 
 ACCEPTED_MEDIA_TYPES = frozenset(ACCEPTED_FORMATS.values())
 
+#: The accepted formats as their makers spell them, for the refusals that list them.
+_SPELLED = [{"WEBP": "WebP"}.get(name, name) for name in ACCEPTED_FORMATS]
+
+#: What a refusal of a file for its type says to send instead.
+USE_AN_ACCEPTED_FORMAT = f"use {', '.join(_SPELLED[:-1])} or {_SPELLED[-1]}"
+
+#: The settings that set the limits an image is checked against, as a refusal names
+#: them (as an environment variable or a line of the settings file): the one who reads
+#: it learns what to raise, where the limit is too low for the clinic's images.
+MAX_BYTES_SETTING = "OPHTHAI_MAX_IMAGE_BYTES"
+MAX_PIXELS_SETTING = "OPHTHAI_MAX_IMAGE_PIXELS"
+
 #: Pillow's name for a JPEG that carries more pictures (MPF: phones' depth or gain maps,
 #: stereo cameras' second view). It is a JPEG to the user and to every reader; the first
 #: picture, the primary one, is what the viewer and the model use.
@@ -62,12 +74,21 @@ class ImageInfo:
 
 def too_large_message(size: int | None, max_bytes: int, what: str = "image") -> str:
     """Why an image (or ``what``) of ``size`` bytes (None: not known) is refused, in
-    figures that differ: a size that rounds to the limit is said to be over it."""
+    figures that differ: a size that rounds to the limit is said to be over it. The
+    limit is named with the setting that sets it (:data:`MAX_BYTES_SETTING`)."""
     limit = format_bytes(max_bytes)
     said = format_bytes(size) if size is not None else limit
     if said == limit:
-        return f"the {what} is over the limit of {limit}"
-    return f"the {what} is {said}; the limit is {limit}"
+        return f"the {what} is over the limit of {limit} ({MAX_BYTES_SETTING})"
+    return f"the {what} is {said}; the limit is {limit} ({MAX_BYTES_SETTING})"
+
+
+def too_many_pixels_message(width: int, height: int, max_pixels: int) -> str:
+    """Why an image of ``width`` x ``height`` pixels is refused (:data:`MAX_PIXELS_SETTING`)."""
+    return (
+        f"the image is {width}x{height} pixels; the limit is {max_pixels:,} pixels "
+        f"({MAX_PIXELS_SETTING})"
+    )
 
 
 def fits_the_model(width: int, height: int) -> bool:
@@ -141,12 +162,10 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
             width, height = image.size
             if fmt not in ACCEPTED_FORMATS:
                 raise UnsupportedMedia(
-                    f"{fmt or 'this'} images are not accepted; use PNG, JPEG, WebP, BMP or TIFF"
+                    f"{fmt or 'this'} images are not accepted; {USE_AN_ACCEPTED_FORMAT}"
                 )
             if width * height > max_pixels:
-                raise PayloadTooLarge(
-                    f"the image is {width}x{height} pixels; the limit is {max_pixels:,} pixels"
-                )
+                raise PayloadTooLarge(too_many_pixels_message(width, height, max_pixels))
             if not fits_the_model(width, height):
                 raise InvalidInput(too_elongated_message(width, height))
             if fmt == "TIFF":
@@ -164,9 +183,15 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
     except (UnsupportedMedia, PayloadTooLarge, InvalidInput):
         raise
     except UnidentifiedImageError as exc:
-        raise UnsupportedMedia("the file is not an image that can be read") from exc
+        raise UnsupportedMedia(
+            f"the file is not an image that can be read; {USE_AN_ACCEPTED_FORMAT}"
+        ) from exc
     except Image.DecompressionBombError as exc:
-        raise PayloadTooLarge("the image has too many pixels to decode safely") from exc
+        # Pillow's limit is at least ours (allow_pillow_pixels), so ours is passed too.
+        raise PayloadTooLarge(
+            f"the image has too many pixels to decode safely; the limit is {max_pixels:,} "
+            f"pixels ({MAX_PIXELS_SETTING})"
+        ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidInput(f"the image is damaged or incomplete ({exc})") from exc
     return ImageInfo(
@@ -225,7 +250,9 @@ def decode_data_url(value: str, *, max_bytes: int) -> bytes:
     elif text.startswith("data:"):
         raise InvalidInput("the data URL is malformed")
     if (len(text) * 3) // 4 > max_bytes + 3:
-        raise PayloadTooLarge(f"the image is larger than the limit of {format_bytes(max_bytes)}")
+        raise PayloadTooLarge(
+            f"the image is larger than the limit of {format_bytes(max_bytes)} ({MAX_BYTES_SETTING})"
+        )
     try:
         return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError) as exc:

@@ -236,6 +236,10 @@ def test_an_upload_whose_content_is_not_an_image_is_415(client: TestClient) -> N
     )
 
     assert response.status_code == 415
+    # Says what is taken, not only what is wrong.
+    assert response.json()["detail"] == (
+        "file: the file is not an image that can be read; use PNG, JPEG, WebP, BMP or TIFF"
+    )
     assert client.get(f"/api/patients/{pid}/scans").json() == []
 
 

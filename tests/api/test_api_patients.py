@@ -520,6 +520,28 @@ def test_a_body_that_is_not_json_is_a_422_with_a_message(client: TestClient) -> 
     assert "not valid JSON" in response.json()["message"]
 
 
+def test_a_body_that_is_not_json_says_where(client: TestClient) -> None:
+    """A new user's trial: ``{"name": "Ann"`` cut short was a 422 saying "the body is not
+    valid JSON (Expecting ',' delimiter)", with an empty field: not where, nor that the
+    body ended before its JSON did."""
+    as_json = {"Content-Type": "application/json"}
+
+    cut_short = client.post("/api/patients", content=b'{"name": "Ann"', headers=as_json)
+    trailing_comma = client.post("/api/patients", content=b'{"name": "Ann",}', headers=as_json)
+
+    assert cut_short.status_code == trailing_comma.status_code == 422
+    ends = "the body is not valid JSON: it ends at character 14, before the JSON is complete"
+    assert cut_short.json()["message"] == f"body: {ends}"
+    assert cut_short.json()["errors"] == [
+        {"loc": ["body", 14], "field": "", "msg": ends, "type": "json_invalid"}
+    ]
+    assert trailing_comma.json()["message"] == (
+        "body: the body is not valid JSON (at character 15: Expecting property name "
+        "enclosed in double quotes)"
+    )
+    assert client.get("/api/patients").headers["X-Total-Count"] == "0"
+
+
 # Paging and filtering ----------------------------------------------------------------------
 
 

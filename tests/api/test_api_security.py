@@ -470,7 +470,9 @@ def test_an_upload_over_the_request_limit_gives_its_size(small: TestClient) -> N
     )
 
     assert response.status_code == 413
-    assert response.json()["message"] == "the request body is 40.2 KB; the limit is 2.0 KB"
+    assert response.json()["message"] == (
+        "the request body is 40.2 KB; the limit is 2.0 KB (OPHTHAI_MAX_REQUEST_BYTES)"
+    )
 
 
 def test_a_chunked_upload_over_the_request_limit_is_413(small: TestClient) -> None:
@@ -516,7 +518,9 @@ def test_an_image_over_the_image_limit_is_413(small: TestClient) -> None:
     assert as_upload.status_code == 413
     assert as_data_url.status_code == 413
     # The real size, although only the limit's worth was read.
-    assert as_upload.json()["message"].endswith("the image is 1.5 KB; the limit is 1.0 KB")
+    assert as_upload.json()["message"].endswith(
+        "the image is 1.5 KB; the limit is 1.0 KB (OPHTHAI_MAX_IMAGE_BYTES)"
+    )
     assert as_upload.json()["field"] == "file"
     assert small.get(f"/api/patients/{pid}/scans").json() == []
     assert small.get("/api/patients").headers["X-Total-Count"] == "1"

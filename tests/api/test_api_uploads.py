@@ -372,7 +372,9 @@ def test_a_huge_upload_gets_its_413_not_a_connection_reset(
     status, answer = post_whole_body_then_read(server, f"/api/patients/{pid}/scans", body)
 
     assert status == 413
-    assert json.loads(answer)["message"] == "the request body is 50.3 MB; the limit is 65.5 KB"
+    assert json.loads(answer)["message"] == (
+        "the request body is 50.3 MB; the limit is 65.5 KB (OPHTHAI_MAX_REQUEST_BYTES)"
+    )
     assert not small_app.patients.list_scans(pid)
 
 

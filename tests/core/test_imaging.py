@@ -13,8 +13,15 @@ import pytest
 from PIL import Image
 
 from ophthai_desktop.core.errors import InvalidInput, PayloadTooLarge, UnsupportedMedia
-from ophthai_desktop.core.imaging import decode_data_url, inspect_image, too_large_message
+from ophthai_desktop.core.imaging import (
+    MAX_BYTES_SETTING,
+    MAX_PIXELS_SETTING,
+    decode_data_url,
+    inspect_image,
+    too_large_message,
+)
 from ophthai_desktop.core.renditions import RenditionSpec, render
+from ophthai_desktop.core.settings import Settings
 from tests.conftest import make_settings
 from tests.support.images import jpeg_bytes, png_bytes
 
@@ -89,12 +96,58 @@ def test_data_urls() -> None:
         decode_data_url(encoded, max_bytes=10)
 
 
+def test_a_refusal_says_what_to_do_about_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new user's trial: "the image is 27.3 MB; the limit is 26.2 MB" said what was
+    wrong, not what to do. A limit is named with the setting that sets it, a file that
+    is not an image with the formats that are taken."""
+    with pytest.raises(UnsupportedMedia) as not_an_image:
+        inspect_image(b"this is text, not a picture", **LIMITS)
+    with pytest.raises(PayloadTooLarge) as too_many_bytes:
+        inspect_image(png_bytes((60, 60)), max_bytes=10, max_pixels=10_000)
+    with pytest.raises(PayloadTooLarge) as too_many_pixels:
+        inspect_image(png_bytes((60, 60)), max_bytes=10**6, max_pixels=2500)
+    # Over twice Pillow's own limit (at least ours): Pillow refuses it as it opens it.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(PayloadTooLarge) as a_bomb:
+        inspect_image(png_bytes((60, 60)), max_bytes=10**6, max_pixels=500)
+    with pytest.raises(PayloadTooLarge) as a_large_data_url:
+        decode_data_url(base64.b64encode(bytes(4096)).decode(), max_bytes=1024)
+
+    assert not_an_image.value.message == (
+        "the file is not an image that can be read; use PNG, JPEG, WebP, BMP or TIFF"
+    )
+    assert too_many_bytes.value.message.endswith("; the limit is 10 B (OPHTHAI_MAX_IMAGE_BYTES)")
+    assert too_many_pixels.value.message == (
+        "the image is 60x60 pixels; the limit is 2,500 pixels (OPHTHAI_MAX_IMAGE_PIXELS)"
+    )
+    assert a_bomb.value.message == (
+        "the image has too many pixels to decode safely; the limit is 500 pixels "
+        "(OPHTHAI_MAX_IMAGE_PIXELS)"
+    )
+    assert a_large_data_url.value.message.endswith("(OPHTHAI_MAX_IMAGE_BYTES)")
+
+
+def test_the_settings_a_refusal_names_are_the_ones_that_set_the_limits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(MAX_BYTES_SETTING, "4096")
+    monkeypatch.setenv(MAX_PIXELS_SETTING, "2500")
+
+    settings = Settings(_env_file=None)
+
+    assert (settings.max_image_bytes, settings.max_image_pixels) == (4096, 2500)
+
+
 def test_a_size_that_rounds_to_the_limit_is_said_to_be_over_it() -> None:
     assert too_large_message(27_262_986, 26_214_400) == (
-        "the image is 27.3 MB; the limit is 26.2 MB"
+        "the image is 27.3 MB; the limit is 26.2 MB (OPHTHAI_MAX_IMAGE_BYTES)"
     )
-    assert too_large_message(26_214_401, 26_214_400) == "the image is over the limit of 26.2 MB"
-    assert too_large_message(None, 1000) == "the image is over the limit of 1.0 KB"
+    assert too_large_message(26_214_401, 26_214_400) == (
+        "the image is over the limit of 26.2 MB (OPHTHAI_MAX_IMAGE_BYTES)"
+    )
+    assert too_large_message(None, 1000) == (
+        "the image is over the limit of 1.0 KB (OPHTHAI_MAX_IMAGE_BYTES)"
+    )
 
 
 def test_the_configured_pixel_limit_reaches_pillow_at_start(

@@ -124,16 +124,20 @@ def test_a_file_over_the_size_limit_is_refused_without_being_read(tmp_path: Path
         app.close()
     result = done["big.png"]
     assert result.outcome == "failed"
-    assert result.reason == "the image is 12.4 KB; the limit is 2.0 KB"
+    assert result.reason == "the image is 12.4 KB; the limit is 2.0 KB (OPHTHAI_MAX_IMAGE_BYTES)"
     assert result.sha256 is None  # refused on its size alone
     # Not "2.0 KB; the limit is 2.0 KB": a size that rounds to the limit is over it.
-    assert done["just over.png"].reason == "the image is over the limit of 2.0 KB"
+    assert done["just over.png"].reason == (
+        "the image is over the limit of 2.0 KB (OPHTHAI_MAX_IMAGE_BYTES)"
+    )
     assert (folder / "failed" / "big.png").is_file()
     # The file is not to be fixed: the one who reads the reason is told which setting
     # takes such files in (it said "fix it (or export it from the device again)").
     reason = (folder / "failed" / f"big.png{REASON_SUFFIX}").read_text(encoding="utf-8")
     assert "OPHTHAI_MAX_IMAGE_BYTES" in reason and "restart" in reason
     assert "fix it" not in reason
+    # The reason names the setting; how to retry does not name it again.
+    assert reason.count("OPHTHAI_MAX_IMAGE_BYTES") == 1
 
 
 def test_reason_files_say_how_to_retry_what_is_not_to_be_fixed(tmp_path: Path) -> None:
@@ -154,6 +158,7 @@ def test_reason_files_say_how_to_retry_what_is_not_to_be_fixed(tmp_path: Path) -
     wide = (folder / "failed" / f"pt-000000000001_wide.png{REASON_SUFFIX}").read_text("utf-8")
     assert "the limit is 2,500 pixels" in wide
     assert "OPHTHAI_MAX_IMAGE_PIXELS" in wide and "restart" in wide and "fix it" not in wide
+    assert wide.count("OPHTHAI_MAX_IMAGE_PIXELS") == 1  # in the reason, not again
     unnamed = (folder / "failed" / f"unnamed.png{REASON_SUFFIX}").read_text("utf-8")
     assert "no patient id in the file name" in unnamed
     assert "rename it to start with a patient's id" in unnamed and "fix it" not in unnamed

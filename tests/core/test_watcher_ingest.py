@@ -410,7 +410,8 @@ def test_a_crash_between_a_refusal_and_its_move_notifies_it_once(tmp_path: Path)
     assert result.outcome == "failed" and result.moved_to == "failed/bad.png"
     assert notes == [
         "bad.png from the watch folder was not taken in: the file is not an image that can "
-        "be read. Moved to failed/, where its .reason.txt file says how to take it in."
+        "be read; use PNG, JPEG, WebP, BMP or TIFF. Moved to failed/, where its .reason.txt "
+        "file says how to take it in."
     ]
     assert not log.of(ev.NotificationCreated)
     assert record is not None and record.duplicate_count == 0
@@ -419,7 +420,7 @@ def test_a_crash_between_a_refusal_and_its_move_notifies_it_once(tmp_path: Path)
         "bad.png" + REASON_SUFFIX,
     ]
     reason = (folder / "failed" / ("bad.png" + REASON_SUFFIX)).read_text(encoding="utf-8")
-    assert reason.startswith("Not taken in: the file is not an image that can be read.")
+    assert reason.startswith("Not taken in: the file is not an image that can be read;")
 
 
 @_CHANGE_TIME_NEEDED
@@ -870,7 +871,8 @@ def test_a_refused_file_is_recorded_and_notified_before_it_leaves_the_folder(
     assert record is not None and record.outcome == "failed" and record.reason
     assert [n.message for n in notes] == [
         "bad.png from the watch folder was not taken in: the file is not an image that can "
-        "be read. Moved to failed/, where its .reason.txt file says how to take it in."
+        "be read; use PNG, JPEG, WebP, BMP or TIFF. Moved to failed/, where its .reason.txt "
+        "file says how to take it in."
     ]
 
 
@@ -929,7 +931,7 @@ def test_a_kill_just_after_a_refused_file_reached_failed_leaves_its_reason_besid
     folder, after = _refuse_and_die(tmp_path, _DIE_ONCE_IN_FAILED)
     after.close()
     reason = (folder / "failed" / "bad.png.reason.txt").read_text(encoding="utf-8")
-    assert reason.startswith("Not taken in: the file is not an image that can be read.")
+    assert reason.startswith("Not taken in: the file is not an image that can be read;")
 
 
 def test_a_kill_while_the_reason_is_written_refuses_the_file_again_at_the_next_start(
@@ -950,7 +952,7 @@ def test_a_kill_while_the_reason_is_written_refuses_the_file_again_at_the_next_s
         "bad.png.reason.txt",
     ]
     reason = (folder / "failed" / "bad.png.reason.txt").read_text(encoding="utf-8")
-    assert reason.startswith("Not taken in: the file is not an image that can be read.")
+    assert reason.startswith("Not taken in: the file is not an image that can be read;")
     assert (folder / "failed" / "bad.png").read_bytes() == b"not an image"
 
 
@@ -971,7 +973,7 @@ def test_a_refused_file_that_cannot_be_moved_says_so(
 
     assert result.outcome == "failed" and result.moved_to is None
     said = "bad.png from the watch folder was not taken in: the file is not an image that can "
-    said += "be read. It could not be moved to failed/."
+    said += "be read; use PNG, JPEG, WebP, BMP or TIFF. It could not be moved to failed/."
     assert [n.message for n in app.notifications.list_notifications().items] == [said]
     assert [e.notification.message for e in log.of(ev.NotificationCreated)] == [said]
 
@@ -998,7 +1000,7 @@ def test_a_reason_file_is_readable_by_its_owner_only_and_does_not_repeat_the_nam
     assert oct(reason_file.stat().st_mode & 0o777) == oct(0o600)
     text = reason_file.read_text(encoding="utf-8")
     assert "Jane" not in text and "1961" not in text
-    assert text.startswith("Not taken in: the file is not an image that can be read.")
+    assert text.startswith("Not taken in: the file is not an image that can be read;")
     assert "refused at: " in text
     # Local time with its offset, as the notifications say the time of a duplicate.
     assert re.search(r"refused at: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(UTC[+-]\d\d:\d\d\)\n", text)

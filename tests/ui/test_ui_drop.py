@@ -105,9 +105,9 @@ def test_refused_files_are_named_with_the_reason_and_leave_nothing(
     banner = gui.window.banner
     qtbot.waitUntil(lambda: "not imported" in banner.text())
     message = banner.text()
-    assert "notes.png: The file is not an image that can be read" in message
-    assert "huge.png: The file is 5.5 KB; the limit is 2.0 KB" in message
-    assert "edge.png: The file is over the limit of 2.0 KB" in message
+    assert "notes.png: The file is not an image that can be read; use PNG, JPEG" in message
+    assert "huge.png: The file is 5.5 KB; the limit is 2.0 KB (OPHTHAI_MAX_IMAGE_BYTES)" in message
+    assert "edge.png: The file is over the limit of 2.0 KB (OPHTHAI_MAX_IMAGE_BYTES)" in message
     assert "broken.png: The image is damaged or incomplete" in message
     assert "strip.png: The image is 603x3 pixels: its long side is more than 200 times" in message
     assert "volume.tif: The TIFF file holds 2 images (a volume of scans)" in message

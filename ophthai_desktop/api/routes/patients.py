@@ -52,7 +52,11 @@ from ophthai_desktop.core.errors import (
     UnsupportedMedia,
     about_field,
 )
-from ophthai_desktop.core.imaging import decode_data_url, too_large_message
+from ophthai_desktop.core.imaging import (
+    USE_AN_ACCEPTED_FORMAT,
+    decode_data_url,
+    too_large_message,
+)
 from ophthai_desktop.core.services.patients import (
     NULLABLE_SORT_KEYS,
     SORTABLE,
@@ -545,7 +549,7 @@ def read_upload(file: UploadFile, max_bytes: int) -> bytes:
     declared = (file.content_type or "").split(";")[0].strip().lower()
     if declared and declared != "application/octet-stream" and not declared.startswith("image/"):
         raise UnsupportedMedia(
-            f"{declared} is not an image; send PNG, JPEG, WebP, BMP or TIFF", field="file"
+            f"{declared} is not an image; {USE_AN_ACCEPTED_FORMAT}", field="file"
         )
     data: bytes = file.file.read(max_bytes + 1)
     if len(data) > max_bytes:  # what was read stops at the limit: say the real size

@@ -125,18 +125,18 @@ SYMLINK_REASON = (
 
 #: How to retry, as a reason file ends: for most refusals the file is to be fixed; a
 #: file over the size limit or naming a patient not on record is not, and the one who
-#: reads the reason (an IT person, often) is told what to change instead.
+#: reads the reason (an IT person, often) is told what to change instead. The reason, at
+#: the top of the file, names the setting a limit comes from: said once.
 RETRY_FIXED = (
     "To retry, fix it (or export it from the device again) and copy it into the watch folder again."
 )
 RETRY_LARGER = (
-    "To take in files this large, raise the limit (OPHTHAI_MAX_IMAGE_BYTES, in bytes, "
-    "read when the app starts) and restart the app, then copy it into the watch folder "
-    "again."
+    "To take in files this large, raise the setting named above (a number of bytes, read "
+    "when the app starts) and restart the app, then copy it into the watch folder again."
 )
 RETRY_PIXELS = (
-    "To take in images this large, raise the limit (OPHTHAI_MAX_IMAGE_PIXELS, read when "
-    "the app starts) and restart the app, then copy it into the watch folder again."
+    "To take in images this large, raise the setting named above (read when the app "
+    "starts) and restart the app, then copy it into the watch folder again."
 )
 RETRY_NAMED = (
     "To retry, rename it to start with a patient's id and copy it into the watch folder again."
