@@ -699,7 +699,7 @@ def test_a_task_that_fails_on_the_servers_loop_is_logged_without_its_text(
 
     async def drop_a_failing_task() -> None:
         task = asyncio.get_running_loop().create_task(fails())
-        await asyncio.sleep(0.01)  # it has run and failed
+        await asyncio.wait([task])  # it has run and failed (nothing retrieves it)
         del task
         gc.collect()  # asyncio logs its exception once the task is gone
 
