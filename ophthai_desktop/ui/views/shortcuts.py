@@ -104,7 +104,7 @@ def shortcuts_html(groups: list[ShortcutGroup], *, how_to_reach_a_part: str) -> 
     for group in groups:
         # The same column widths in every table: the keys line up from menu to menu.
         rows = "".join(
-            f'<tr><td width="62%" style="padding-right: 12px">{html.escape(what)}</td>'
+            f'<tr><td width="55%" style="padding-right: 12px">{html.escape(what)}</td>'
             f"<td><b>{html.escape(keys)}</b></td></tr>"
             for what, keys in group.rows
         )
