@@ -27,6 +27,7 @@ from ophthai_desktop.ui.bridge import EventBridge
 from ophthai_desktop.ui.clipboard import BreakHintRemover
 from ophthai_desktop.ui.context import ApiState, GuiContext, clinician_name
 from ophthai_desktop.ui.controllers.analysis import AnalysisController
+from ophthai_desktop.ui.controllers.help import HelpController
 from ophthai_desktop.ui.controllers.imports import ImportController
 from ophthai_desktop.ui.controllers.jobs import JobsController
 from ophthai_desktop.ui.controllers.model_manager import ModelManagerController
@@ -187,6 +188,7 @@ class GuiSession(QObject):
         self.settings_controller = SettingsController(ctx, self.window, self.watch_folder)
         self.model_manager = ModelManagerController(ctx, self.window)
         self.server = ServerController(ctx, self.window, server)
+        self.help = HelpController(self.window)
         self.inference = InferenceThread(application.worker, self)
 
         self.tasks.failed.connect(self._on_tasks_failed)

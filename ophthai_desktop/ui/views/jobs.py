@@ -156,6 +156,7 @@ class JobQueuePanel(QWidget):
         for keys in (QKeySequence(Qt.Key.Key_Return), QKeySequence(Qt.Key.Key_Enter)):
             shortcut = QShortcut(keys, self.table)
             shortcut.setContext(Qt.ShortcutContext.WidgetShortcut)
+            shortcut.setWhatsThis("Open the chosen job's patient")  # Help's list of keys
             shortcut.activated.connect(self._on_open_key)
         model.states_changed.connect(self._refresh_cancel)
         self._follow_theme()

@@ -158,6 +158,11 @@ class MainWindow(QMainWindow):
         self.previous_area_action = self._action("Pre&vious area", None, QKeySequence("Shift+F6"))
         self.previous_area_action.triggered.connect(self._on_previous_area_triggered)
         self.about_action = self._action("&About OphthAI Desktop", None)
+        # F1 on Windows and Linux desktops (the platform's own key for help).
+        self.shortcuts_action = self._action(
+            "&Keyboard shortcuts", None, QKeySequence.StandardKey.HelpContents
+        )
+        self.getting_started_action = self._action("&Getting started", None)
         self.settings_action = self._action("&Settings…", None, QKeySequence("Ctrl+,"))
         self.settings_action.setMenuRole(QAction.MenuRole.PreferencesRole)
         self.open_watch_folder_action = self._action("Open &watch folder", None)
@@ -198,6 +203,9 @@ class MainWindow(QMainWindow):
         tools_menu.addSeparator()
         tools_menu.addAction(self.settings_action)
         help_menu = menus.addMenu("&Help")
+        help_menu.addAction(self.getting_started_action)
+        help_menu.addAction(self.shortcuts_action)
+        help_menu.addSeparator()
         help_menu.addAction(self.api_docs_action)
         help_menu.addSeparator()
         help_menu.addAction(self.about_action)

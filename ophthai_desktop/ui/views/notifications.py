@@ -22,6 +22,9 @@ from ophthai_desktop.ui.views.selection import (
     choose_the_row_the_keyboard_is_on,
 )
 
+#: What Enter does in the list, as Help's list of keys says.
+OPEN_KEY_DOES = "Open the chosen notification's patient"
+
 
 class _NotificationList(QListView):
     """The list, whose rows (two lines each, of a size the model sets) follow its font,
@@ -95,13 +98,18 @@ class NotificationsPanel(QWidget):
         # Tab or F6 put the keyboard on the first row without choosing it: Enter, Mark
         # read and Delete act on the chosen one, shown highlighted, not on a focus frame.
         choose_the_row_the_keyboard_is_on(self.list)
-        for keys, slot in (
-            (QKeySequence(Qt.Key.Key_Return), self._on_open_key),
-            (QKeySequence(Qt.Key.Key_Enter), self._on_open_key),
-            (QKeySequence(QKeySequence.StandardKey.Delete), self._on_delete_clicked),
+        for keys, slot, what in (
+            (QKeySequence(Qt.Key.Key_Return), self._on_open_key, OPEN_KEY_DOES),
+            (QKeySequence(Qt.Key.Key_Enter), self._on_open_key, OPEN_KEY_DOES),
+            (
+                QKeySequence(QKeySequence.StandardKey.Delete),
+                self._on_delete_clicked,
+                "Delete the chosen notification",
+            ),
         ):
             shortcut = QShortcut(keys, self.list)
             shortcut.setContext(Qt.ShortcutContext.WidgetShortcut)
+            shortcut.setWhatsThis(what)  # Help's list of keys
             shortcut.activated.connect(slot)
         self.mark_read.clicked.connect(self._on_mark_read_clicked)
         self.mark_all.clicked.connect(self.mark_all_read_requested)

@@ -117,6 +117,7 @@ class PatientListView(QWidget):
         self.table.setTabKeyNavigation(False)
         delete = QShortcut(QKeySequence.StandardKey.Delete, self.table)
         delete.setContext(Qt.ShortcutContext.WidgetShortcut)
+        delete.setWhatsThis("Delete the chosen patient (after asking)")  # Help's list
         delete.activated.connect(self.delete_requested)
 
         # The empty list says why, where the clinician looks: in the table, centred

@@ -121,6 +121,7 @@ class Toast(QFrame):
         # otherwise Escape does what it did. The toast takes no focus.
         dismiss = QShortcut(QKeySequence(Qt.Key.Key_Escape), self)
         dismiss.setContext(Qt.ShortcutContext.WindowShortcut)
+        dismiss.setWhatsThis("Dismiss the alert shown over the window")  # Help's list of keys
         dismiss.activated.connect(self.hide)
         self.kind: AlertKind = "info"
         self._text = ""  # as given: the label's may have breaks put in (breakable)
