@@ -324,6 +324,10 @@ class GuiSession(QObject):
 
     @Slot()
     def _on_about_triggered(self) -> None:
+        if self.about_box is not None:  # already open: to the front, not a second one
+            self.about_box.raise_()
+            self.about_box.activateWindow()
+            return
         box = QMessageBox(self.window)
         box.setWindowTitle("About OphthAI Desktop")
         box.setIconPixmap(self.window.windowIcon().pixmap(64, 64))

@@ -163,6 +163,11 @@ def test_getting_started_names_only_menu_entries_the_window_has(
     menus = menus_of(gui)
     for menu, entry in named:
         assert entry in menus.get(menu, []), (menu, entry)
+    # Shown, no path breaks between two lines ("File ▸" at one's end, "Import image…"
+    # at the next's start).
+    shown = gui.help.open_getting_started().text.document().toRawText()
+    for menu, entry in named:
+        assert f"{menu} ▸ {entry}".replace(" ", "\u00a0") in shown, (menu, entry)
     dialogs[0].close()
 
 

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from PySide6.QtGui import QAction, QFontMetrics, QKeySequence, QShortcut, QTextCursor, QTextDocument
-from PySide6.QtWidgets import QAbstractButton, QLabel
+from PySide6.QtWidgets import QAbstractButton, QLabel, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from tests.support.scripted_engine import DME, ScriptedEngine
@@ -45,6 +45,17 @@ def test_about_lists_versions(qtbot: QtBot, make_gui: Maker) -> None:
     for name in ("OphthAI Desktop", "Python", "Qt", "PySide6", "torch", "transformers"):
         assert name in text, name
     gui.about_box.close()
+
+
+def test_about_asked_again_while_open_is_the_same_box(qtbot: QtBot, make_gui: Maker) -> None:
+    """Help ▸ About while its box was open opened a second one over it."""
+    gui = make_gui()
+    gui.window.about_action.trigger()
+    first = gui.about_box
+    gui.window.about_action.trigger()
+    assert gui.about_box is first
+    assert len([b for b in gui.window.findChildren(QMessageBox) if b.isVisible()]) == 1
+    first.close()
 
 
 def test_about_s_versions_stand_apart_from_their_names(qtbot: QtBot, make_gui: Maker) -> None:

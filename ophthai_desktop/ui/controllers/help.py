@@ -37,7 +37,7 @@ class HelpController(QObject):
     @Slot()
     def open_getting_started(self) -> HelpDialog:
         if self.getting_started_dialog is None:
-            dialog = self._dialog(getting_started.TITLE, getting_started.TEXT)
+            dialog = self._dialog(getting_started.TITLE, getting_started.rich_text())
             dialog.finished.connect(self._on_getting_started_dialog_finished)
             self.getting_started_dialog = dialog
         return self._show(self.getting_started_dialog)

@@ -8,6 +8,8 @@ are not named here (they differ between platforms); Help ▸ Keyboard shortcuts 
 
 from __future__ import annotations
 
+import re
+
 TITLE = "Getting started"
 
 #: Rich text for a read-only text browser.
@@ -78,3 +80,13 @@ between the patient list, the patient page, the notifications and the job queue.
 Closing the window may leave OphthAI running in the system tray, so that analyses and
 the watch folder carry on; <b>File ▸ Quit</b> ends it.</p>
 """
+
+
+#: A menu path in :data:`TEXT`: ``<b>Menu ▸ Entry</b>``.
+MENU_PATH = re.compile(r"<b>([^<▸]+ ▸ [^<▸]+)</b>")
+
+
+def rich_text() -> str:
+    """:data:`TEXT` as shown: each menu path kept on one line (non-breaking spaces), as
+    one broken at its ▸ reads as two things to look for."""
+    return MENU_PATH.sub(lambda path: path.group(0).replace(" ", "\u00a0"), TEXT)
