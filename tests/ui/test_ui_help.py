@@ -124,7 +124,7 @@ def test_the_shortcuts_list_each_key_of_the_window_under_its_menu_or_part(
     every |= {
         sequence.toString(NATIVE)
         for shortcut in window.findChildren(QShortcut)
-        for sequence in shortcut.keys()
+        for sequence in list(shortcut.keys())  # a QShortcut, not a dict
     }
     every |= {
         button.shortcut().toString(NATIVE)
