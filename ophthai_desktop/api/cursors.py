@@ -39,11 +39,18 @@ from starlette.datastructures import URL
 from ophthai_desktop.api.params import INTEGER_COLUMN_MAX
 from ophthai_desktop.core.errors import InvalidInput
 from ophthai_desktop.core.paging import After
+from ophthai_desktop.core.services.patient_fields import MAX_NAME_CHARS
 from ophthai_desktop.core.storage.keys import read_or_create_key
 
-#: The longest ``after`` taken: a cursor holds one sort value (a name's key of up to
-#: 200 characters at most) and 28 bytes of its seal, well under this.
-MAX_CURSOR_CHARS = 2048
+#: The most bytes one character of a name takes in the name's sort key (``name_key``,
+#: decomposed by ``text_sort_key``): U+FDFA, one sign, is a phrase of 18 Arabic letters
+#: and spaces, 33 bytes. A Hangul syllable is three letters, 9 bytes.
+KEY_BYTES_PER_NAME_CHAR = 33
+#: The longest ``after`` taken: a cursor holds one sort value, at most a 200-character
+#: name's key (6,600 bytes), with the rest of its JSON and the 28 bytes of its seal, in
+#: base64url (4 characters for 3 bytes). At 2,048 a valid name's cursor was refused,
+#: and no page after that patient could be read. Well within a request's 64 KB head.
+MAX_CURSOR_CHARS = 4 * (MAX_NAME_CHARS * KEY_BYTES_PER_NAME_CHAR + 1024) // 3
 #: AES-GCM's nonce (random for each cursor) and tag (what an alteration breaks).
 NONCE_BYTES = 12
 TAG_BYTES = 16

@@ -1143,7 +1143,9 @@ class FolderWatcher:
         run.ignored_listed = listed
         shown = tuple(sorted(display_name(name) for name in lasting)[:IGNORED_NAMES_SHOWN])
         with self._lock:
-            if self._ignored == (len(lasting), shown):
+            # A stopped run's late listing (a share that held it past the stop's wait)
+            # would give the next run, or a stopped watcher, its files.
+            if self._run is not run or self._ignored == (len(lasting), shown):
                 return
             self._ignored = (len(lasting), shown)
         if lasting:

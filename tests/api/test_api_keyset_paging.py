@@ -412,3 +412,28 @@ def test_another_data_folders_cursor_and_one_made_before_its_key_was_lost_are_42
     assert "leave after out" in stale.json()["errors"][0]["msg"]
     assert [row["name"] for row in followed.json()] == ["bob"]
     assert len(key.read_bytes()) == 32
+
+
+@pytest.mark.parametrize(
+    "long_name",
+    [
+        "한" * 200,  # each syllable sorts as its three letters (jamo), 3 bytes each
+        "\ufdfa" * 200,  # one sign whose key is a phrase of 18 characters
+    ],
+)
+def test_the_next_page_after_the_longest_name_follows_its_cursor(
+    api: TestClient, long_name: str
+) -> None:
+    """A name of 200 characters is valid, but its sort key, which the cursor holds, can
+    be many times as long in bytes: the server gave a cursor it then refused (422), and
+    the client could not read past that patient."""
+    _create(api, name=long_name)
+    _create(api, name="龍")  # sorts after both
+    by_name = {"orderBy": "name", "descending": "false", "limit": 1}
+
+    first = api.get("/api/patients", params=by_name)
+    assert first.json()[0]["name"] == long_name
+    second = api.get(_next_url(first) or "")
+
+    assert second.status_code == 200, second.text
+    assert [row["name"] for row in second.json()] == ["龍"]

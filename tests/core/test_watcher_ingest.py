@@ -1678,6 +1678,25 @@ def test_files_left_for_their_names_are_counted_in_the_status(
     assert app.watcher.status.ignored == 0 and app.watcher.status.ignored_names == ()
 
 
+def test_a_stopped_runs_late_listing_does_not_count_its_files_afterwards(
+    app: Application,
+) -> None:
+    """A rescan held by a share that does not answer can end after ``stop()`` gave up
+    waiting for it: what it found was the stopped watcher's count, and the next
+    start's until its own rescans."""
+    folder = folder_of(app)
+    app.watcher.start()
+    (folder / "temp_retina.png").write_bytes(png_bytes((10, 10), (1, 0, 0)))
+    assert wait_until(lambda: app.watcher.status.ignored == 1)
+    run = app.watcher._run
+    assert run is not None
+    app.watcher.stop()
+
+    app.watcher._rescan(run)  # the settle thread's listing, returning late
+
+    assert app.watcher.status.ignored == 0 and app.watcher.status.ignored_names == ()
+
+
 def test_an_image_too_elongated_for_the_model_goes_to_failed_with_the_reason(
     app: Application,
 ) -> None:

@@ -121,7 +121,11 @@ def test_the_shortcuts_list_each_key_of_the_window_under_its_menu_or_part(
         for action in window.findChildren(QAction)
         for sequence in action.shortcuts()
     }
-    every |= {shortcut.key().toString(NATIVE) for shortcut in window.findChildren(QShortcut)}
+    every |= {
+        sequence.toString(NATIVE)
+        for shortcut in window.findChildren(QShortcut)
+        for sequence in list(shortcut.keys())  # a QShortcut, not a dict
+    }
     every |= {
         button.shortcut().toString(NATIVE)
         for button in window.findChildren(QAbstractButton)
@@ -134,6 +138,22 @@ def test_the_shortcuts_list_each_key_of_the_window_under_its_menu_or_part(
     # Each says what it does (a QShortcut made without saying would read so).
     assert "(not described)" not in shown
     dialog.close()
+
+
+def test_a_shortcut_with_several_keys_is_listed_with_each(gui: GuiSession) -> None:
+    """A QShortcut made from a standard key has each of the platform's keys for it (on
+    macOS, Delete is ⌦ and ⌫, the key most Mac keyboards have): only the first was
+    listed, a key the clinician's keyboard may not have."""
+    table = gui.patient_list.table
+    shortcut = QShortcut(table)
+    shortcut.setKeys([QKeySequence(Qt.Key.Key_Delete), QKeySequence(Qt.Key.Key_Backspace)])
+    shortcut.setContext(Qt.ShortcutContext.WidgetShortcut)
+    shortcut.setWhatsThis("Remove the chosen patient")
+
+    lines = sections(gui.help.open_shortcuts())["Patients"]
+
+    what = lines.index("Remove the chosen patient")
+    assert lines[what + 1] == f"{keys('Delete')} or {keys('Backspace')}"
 
 
 def test_getting_started_names_only_menu_entries_the_window_has(

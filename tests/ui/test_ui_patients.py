@@ -641,6 +641,33 @@ def test_column_widths_saved_for_other_columns_are_ignored(
     assert not header.isSectionHidden(COLUMN_OF["name"])
 
 
+def test_a_column_width_saved_wider_than_the_screen_is_not_put_back(
+    make_gui: Maker, qtbot: QtBot
+) -> None:
+    """Status dragged very wide on a larger monitor (or a settings file edited): put
+    back, it hid Status and every column after it at any window size, with no edge left
+    to drag it narrower, and it was saved again at each quit. It fits as on a first
+    start; the other widths dragged still come back."""
+    first = make_gui()
+    _drag_status_and_state(qtbot, first)
+    first.shutdown()
+    store = window_settings()
+    key = "column_widths/patientTable"
+    state = json.loads(str(store.value(key)))
+    screen_px = first.window.screen().availableGeometry().width()
+    state["widths"][str(COLUMN_OF["status"])] = screen_px * 3
+    store.setValue(key, json.dumps(state))
+    store.sync()
+
+    second = make_gui()
+    second.window.resize(1680, 1000)
+    header = second.patient_list.table.horizontalHeader()
+    qtbot.waitUntil(lambda: not header.isSectionHidden(COLUMN_OF["age"]), timeout=10_000)
+    assert not header.isSectionHidden(COLUMN_OF["status"])
+    assert 0 < header.sectionSize(COLUMN_OF["status"]) < 250
+    assert second.jobs_panel.table.horizontalHeader().sectionSize(STATE_COLUMN) == 170
+
+
 def test_a_restart_puts_back_the_list_order_and_the_open_patient(
     make_gui: Maker, qtbot: QtBot
 ) -> None:

@@ -16,14 +16,16 @@ from ophthai_desktop.core.errors import InvalidInput
 
 PATIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$")
 MAX_SYMPTOMS = 50
+#: The longest name taken, in characters.
+MAX_NAME_CHARS = 200
 
 
 def _name(value: Any) -> str:
     text = str(value or "").strip()
     if not text:
         raise InvalidInput("the name is required", field="name")
-    if len(text) > 200:
-        raise InvalidInput("the name is longer than 200 characters", field="name")
+    if len(text) > MAX_NAME_CHARS:
+        raise InvalidInput(f"the name is longer than {MAX_NAME_CHARS} characters", field="name")
     return text
 
 

@@ -106,7 +106,9 @@ class FittedColumns(QObject):
         """Give the columns the widths :meth:`dragged_widths` gave, as if dragged again
         (they keep them as the table or its font changes); the others go on fitting.
         Widths saved for other columns (one added or removed since) or unreadable are
-        ignored (False): the columns fit as they would without them."""
+        ignored (False): the columns fit as they would without them. So is a width too
+        wide for the table's screen (dragged on a wider one): its column, and those
+        after it, would stay hidden at any window size, with no edge left to drag."""
         try:
             state = json.loads(saved)
             titles = state["columns"]
@@ -119,10 +121,16 @@ class FittedColumns(QObject):
             return False
         header = self._table.horizontalHeader()
         least_px = header.minimumSectionSize()
+        most_px = self._widest_on_screen()
         self._fitting = True
         try:
             for column, px in widths.items():
-                if (
+                if px > most_px:
+                    log.info(
+                        "a saved width of %s is wider than the screen: ignored",
+                        self._table.objectName(),
+                    )
+                elif (
                     column in self._widths
                     and header.sectionResizeMode(column) == QHeaderView.ResizeMode.Interactive
                 ):
@@ -133,6 +141,13 @@ class FittedColumns(QObject):
             self._fitting = False
         self.fit()
         return True
+
+    def _widest_on_screen(self) -> int:
+        """The widest a column can be and still be shown: beside the stretching column
+        at its narrowest, in the table as wide as its screen."""
+        table = self._table
+        chrome = table.width() - room_in(table)  # its frame and vertical scroll bar
+        return table.screen().availableGeometry().width() - chrome - self._least_px
 
     def _titles(self) -> list[str]:
         """The titles of the table's columns, which tell one set of columns from

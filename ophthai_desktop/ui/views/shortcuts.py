@@ -84,11 +84,11 @@ def window_shortcuts(window: QMainWindow) -> list[ShortcutGroup]:
             owner = child.parent()
             if isinstance(owner, QWidget) and _in_window(owner, window):
                 add(_part(owner, window), _what(child.text()), child.shortcuts())
-        elif isinstance(child, QShortcut) and not child.key().isEmpty():
+        elif isinstance(child, QShortcut) and child.keys():
             owner = child.parent()  # Qt 6: a QShortcut's parent may be any QObject
             if isinstance(owner, QWidget) and _in_window(owner, window):
                 what = child.whatsThis() or "(not described)"
-                add(_part(owner, window), what, [child.key()])
+                add(_part(owner, window), what, list(child.keys()))
         elif isinstance(child, QAbstractButton) and _own_keys(child) and _in_window(child, window):
             what = child.whatsThis() or _what(child.text())
             add(_part(child, window), what, [child.shortcut()])
