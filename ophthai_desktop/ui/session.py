@@ -20,7 +20,8 @@ from PySide6.QtWidgets import QMessageBox, QSystemTrayIcon
 
 from ophthai_desktop import __version__
 from ophthai_desktop.bootstrap import Application
-from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
+from ophthai_desktop.core.inference.engine import EngineStatus, InferenceEngine, ModelState
+from ophthai_desktop.core.inference.memory import release_memory
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.settings import Settings
 from ophthai_desktop.ui.bridge import EventBridge
@@ -232,6 +233,9 @@ class GuiSession(QObject):
             return
         self._started = True
         self.collector.start()
+        if isinstance(self.application.engine, InferenceEngine):
+            # A dropped model's garbage is collected on this thread too (gc_collector).
+            self.application.engine.release_memory = self.collector.release_memory
         settings = self.application.settings
         self.status.start()
         self.settings_controller.start()
@@ -274,6 +278,7 @@ class GuiSession(QObject):
             return
         self._closed = True
         self._quitting = True
+        self.collector.closing()  # the worker must not wait for this thread, busy here
         # Gone from the screen at once: what follows can take seconds (a running
         # analysis is cancelled and waited for).
         save_window_state(self.window)
@@ -294,6 +299,8 @@ class GuiSession(QObject):
         self.window.close()
         self.window.deleteLater()
         self.collector.stop()  # the threads that could collect have stopped
+        if isinstance(self.application.engine, InferenceEngine):
+            self.application.engine.release_memory = release_memory  # as without a window
         log.info("desktop session closed")
 
     def _close_policy(self) -> bool:

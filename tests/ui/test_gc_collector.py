@@ -6,11 +6,13 @@ from __future__ import annotations
 import gc
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pytestqt.qtbot import QtBot
 
+from ophthai_desktop.core.inference.engine import ModelState
 from ophthai_desktop.ui.gc_collector import MainThreadCollector
 from tests.ui.conftest import Maker
 
@@ -110,4 +112,24 @@ def test_between_windows_too_only_the_gui_thread_collects(qtbot: QtBot) -> None:
 
     assert seen == []  # the busy thread did not collect
     gc.collect()
+    assert set(seen) == {threading.main_thread().name}
+
+
+def test_a_dropped_models_garbage_is_collected_on_the_gui_thread(
+    qtbot: QtBot, make_gui: Maker, tiny_checkpoint: Path
+) -> None:
+    """A failed load (and an unload) collected every cycle in the process on the
+    worker's thread, the window's garbage too: a Qt object destroyed there leaves its
+    timers to the GUI thread, which crashes delivering one."""
+    gui = make_gui(model_path=tiny_checkpoint, device="cpu", quantization="4bit")  # no CUDA
+    seen: list[str] = []
+    cycles = [_Cycle(seen) for _ in range(20)]
+    gc.collect()  # now old: only a full collection, such as the engine's, frees them
+    del cycles
+
+    gui.application.worker.request_load()
+
+    engine = gui.application.engine
+    qtbot.waitUntil(lambda: engine.status().state is ModelState.ERROR, timeout=30_000)
+    qtbot.waitUntil(lambda: len(seen) == 20)
     assert set(seen) == {threading.main_thread().name}

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import gc
 import hashlib
 import json
 import logging
@@ -51,6 +50,7 @@ from ophthai_desktop.core.inference.generation import (
     ThinkingBudgetProcessor,
     hidden_token_ids,
 )
+from ophthai_desktop.core.inference.memory import empty_device_cache, release_memory
 from ophthai_desktop.core.inference.parsing import (
     THINK_CLOSE,
     THINK_OPEN,
@@ -283,6 +283,12 @@ class InferenceEngine:
         self._settings = settings
         self._events = events
         self._cache_dir = cache_dir
+        #: Frees what a dropped model held (an unload, a failed load), on the worker's
+        #: thread: Python's cyclic garbage, then the device's cache. A collection
+        #: destroys every cycle in the process, not only the model's: the desktop runs
+        #: it on the GUI thread instead (ui/gc_collector.py), a Qt object destroyed on
+        #: another thread leaving its timers to crash the GUI's event loop.
+        self.release_memory: Callable[[str | None], None] = release_memory
         # Held for a whole load, unload, download or analysis (see _held); not re-entrant:
         # none of them calls another.
         self._lock = threading.Lock()
@@ -712,9 +718,7 @@ class InferenceEngine:
             return self._status
 
     def _fail_load(self, reason: str) -> None:
-        gc.collect()  # drop what a half-done load left behind
-        if self._status.device is not None:
-            _empty_device_cache(self._status.device)
+        self.release_memory(self._status.device)  # what a half-done load left behind
         self._set_status(state=ModelState.ERROR, message=reason, error=reason, used_bytes=None)
 
     def _load(self, install: _Installation) -> _Loaded:
@@ -828,8 +832,7 @@ class InferenceEngine:
             )
             device = loaded.plan.device
             del loaded
-            gc.collect()
-            _empty_device_cache(device)
+            self.release_memory(device)
             self._recheck_install(settle=True)
             return self._status
 
@@ -969,7 +972,7 @@ class InferenceEngine:
                         stopping_criteria=[stop],
                     )
             except torch.cuda.OutOfMemoryError as exc:
-                _empty_device_cache(plan.device)
+                empty_device_cache(plan.device)
                 raise ModelUnavailable(
                     f"The GPU ran out of memory during the analysis: lower OPHTHAI_MAX_PIXELS "
                     f"(now {max_pixels}) or OPHTHAI_MAX_NEW_TOKENS, or use OPHTHAI_QUANTIZATION."
@@ -1203,12 +1206,3 @@ def _prompt_opens_thinking(prompt: str) -> bool:
     turn = prompt.rfind("<|im_start|>")
     opening = prompt.rfind(THINK_OPEN)
     return opening > turn and opening > prompt.rfind(THINK_CLOSE)
-
-
-def _empty_device_cache(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.empty_cache()
-    elif device == "mps" and hasattr(torch, "mps"):
-        torch.mps.empty_cache()

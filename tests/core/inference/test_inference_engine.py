@@ -868,19 +868,17 @@ def test_settings_saved_during_a_load_that_fails_are_checked_once_it_failed(
 
 
 def test_settings_saved_during_an_unload_are_checked_once_it_is_done(
-    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
-    from ophthai_desktop.core.inference import engine as engine_module
-
     engine = InferenceEngine(make_settings(tmp_path, model_path=tiny_checkpoint))
     engine.load()
     unloading, release = threading.Event(), threading.Event()
 
-    def slow_empty_cache(_device: str) -> None:
+    def slow_release(_device: str | None) -> None:
         unloading.set()
         release.wait(10)
 
-    monkeypatch.setattr(engine_module, "_empty_device_cache", slow_empty_cache)
+    engine.release_memory = slow_release  # the unload frees the model's memory through it
     unloader = _in_the_background(engine.unload)
     missing = tmp_path / "no-model-here"
     try:
