@@ -44,13 +44,8 @@ lint: $(STAMP_DEV)
 typecheck: $(STAMP_DEV)
 	$(BIN)/mypy
 
-# Two processes: the window's tests apart from the rest. On 2026-12-06 the whole suite in
-# one process crashed twice (a segmentation fault in the Qt event loop, during
-# tests/ui/test_ui_watch_folder_api.py, after ~2,000 tests in that process), while
-# tests/ui alone passed twice; the cause is not found yet (see the session note).
 pytest: $(STAMP_DEV)
-	QT_QPA_PLATFORM=offscreen $(BIN)/pytest --ignore=tests/ui
-	QT_QPA_PLATFORM=offscreen $(BIN)/pytest tests/ui
+	QT_QPA_PLATFORM=offscreen $(BIN)/pytest
 
 ## Benchmarks print JSON figures (not part of `make test`).
 bench: $(STAMP_DEV)
