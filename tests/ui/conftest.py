@@ -67,6 +67,26 @@ def _garbage_collected_on_the_gui_thread() -> Iterator[None]:
         gc.enable()
 
 
+#: What Qt says when an object is used or destroyed on another thread than its own.
+WRONG_THREAD = (
+    "cannot be stopped from another thread",
+    "cannot be started from another thread",
+    "Cannot create children for a parent that is in a different thread",
+    "Cannot send events to objects owned by a different thread",
+)
+
+
+@pytest.fixture(autouse=True)
+def _qt_objects_kept_to_their_threads(qtlog: Any) -> Iterator[None]:
+    """Fail the test during which Qt said an object was used or destroyed on another
+    thread than its own: a timer left behind so crashed the suite later, in another
+    test (see :func:`_garbage_collected_on_the_gui_thread`)."""
+    yield
+    said = {r.message for r in qtlog.records if any(w in r.message for w in WRONG_THREAD)}
+    if said:
+        pytest.fail(f"Qt objects used off their thread: {'; '.join(sorted(said))}")
+
+
 @pytest.fixture(autouse=True)
 def _no_leaked_threads(qapp: QApplication, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Close every window after the test; fail on QThreads or Python threads left
