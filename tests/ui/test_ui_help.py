@@ -157,6 +157,10 @@ def test_getting_started_names_only_menu_entries_the_window_has(
         "Notifications",
     ):
         assert topic in text, topic
+    # The model loads by itself, as the status bar says ("loads on first analysis"): the
+    # text had the clinician load it first.
+    assert "loads by itself for the first analysis" in " ".join(text.split())
+    assert "installed and loaded" not in text
 
     # Every "Menu ▸ Entry" it names is one the clinician finds: none left unchecked.
     named = re.findall(r"<b>([^<▸]+) ▸ ([^<▸]+)</b>", getting_started.TEXT)
