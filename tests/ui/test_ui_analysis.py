@@ -1304,6 +1304,93 @@ def test_a_patient_whose_only_analysis_was_cancelled_says_so_when_opened(
     assert view.analyse.isVisible() and view.analyse.isEnabled()
 
 
+def _a_result_then_a_held_analysis(
+    qtbot: QtBot, make_gui: Maker, name: str
+) -> tuple[GuiSession, ScriptedEngine, AnalysisRecord, int]:
+    """A patient's result on the page, then another analysis of theirs queued by a
+    client (as the window's API does), held while it streams."""
+    hold = threading.Event()
+    hold.set()
+    engine = ScriptedEngine(DME, hold=hold)
+    gui = make_gui(engine=engine)
+    view = gui.analysis_view
+    patient_id = _patient_with_scan(gui, name)
+    open_patient(qtbot, gui, patient_id)
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    result = view.analysis
+    assert result is not None
+    hold.clear()
+    job = gui.application.jobs.queue_patient_analysis(
+        patient_id, actor=Actor("api:127.0.0.1", "api"), question="Any drusen?"
+    )
+    qtbot.waitUntil(lambda: "the model is reasoning" in view.state.text(), timeout=10_000)
+    assert not view.card.isVisible()
+    return gui, engine, result, job.id
+
+
+def _shows_again(view: AnalysisView, result: AnalysisRecord) -> None:
+    assert view.card.isVisible()
+    assert view.analysis is not None and view.analysis.id == result.id
+    assert view.verdict_group.isEnabled() and view.approve.isEnabled()
+    assert not view.answer.isVisible()  # not the stopped run's half-written text
+    assert "The result below is from an earlier analysis." in view.state.text()
+
+
+def test_an_analysis_cancelled_as_it_streams_gives_the_page_back_its_result(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """A client's analysis of the patient shown, cancelled as it ran: the page said
+    "The analysis (job #N) was cancelled." over the stopped run's text, the patient's
+    result gone and its verdict off until the patient was opened again. The result comes
+    back, as opening the patient shows it."""
+    gui, _engine, result, job_id = _a_result_then_a_held_analysis(qtbot, make_gui, "Cancel")
+    view = gui.analysis_view
+
+    gui.application.jobs.request_cancel(job_id, actor=Actor("api:127.0.0.1", "api"))
+
+    qtbot.waitUntil(lambda: f"(job #{job_id}) was cancelled" in view.state.text(), timeout=10_000)
+    _shows_again(view, result)
+
+
+def test_an_analysis_queued_again_by_an_unload_gives_the_page_back_its_result(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """An unload stops the running analysis and queues it again, to wait for the model:
+    meanwhile the patient's result is on the page to be validated, not the stopped run."""
+    gui, _engine, result, _job_id = _a_result_then_a_held_analysis(qtbot, make_gui, "Unload")
+    view = gui.analysis_view
+
+    gui.application.worker.request_unload()
+
+    qtbot.waitUntil(lambda: "Queued again" in view.state.text(), timeout=10_000)
+    _shows_again(view, result)
+
+
+def test_an_analysis_that_fails_gives_the_page_back_its_result(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """A new analysis of the patient shown fails: the failure is said above the
+    patient's result, which stays to be validated."""
+    engine = ScriptedEngine(DME)
+    gui = make_gui(engine=engine)
+    view = gui.analysis_view
+    patient_id = _patient_with_scan(gui, "Fails")
+    open_patient(qtbot, gui, patient_id)
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    result = view.analysis
+    assert result is not None
+    engine.fail_with = RuntimeError("out of memory")
+    gui.application.jobs.queue_patient_analysis(
+        patient_id, actor=Actor("api:127.0.0.1", "api"), question="Any drusen?"
+    )
+
+    qtbot.waitUntil(lambda: "The analysis failed" in view.state.text(), timeout=10_000)
+    assert "out of memory" in view.state.text()
+    _shows_again(view, result)
+
+
 def _page_opened_yesterday(
     qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[GuiSession, AnalysisView]:

@@ -107,6 +107,8 @@ def test_the_shortcuts_list_each_key_of_the_window_under_its_menu_or_part(
     row("Analysis tab", "Approve", keys("Ctrl+Shift+A"))
     row("Analysis tab", "Reject", keys("Ctrl+Shift+X"))
     row("Patients", "Delete the chosen patient (after asking)", keys("Delete"))
+    # Enter in the patient list opened the patient, unlisted (the view's activated signal)
+    row("Patients", "Open the patient the keyboard is on", f"{keys('Return')} or {keys('Enter')}")
     row("Job queue", "Open the chosen job's patient", f"{keys('Return')} or {keys('Enter')}")
     row("Notifications", "Delete the chosen notification", keys("Delete"))
     # The menus in the menu bar's order, before the parts of the window.
@@ -175,6 +177,10 @@ def test_getting_started_names_only_menu_entries_the_window_has(
         "Notifications",
     ):
         assert topic in text, topic
+    # The model loads by itself, as the status bar says ("loads on first analysis"): the
+    # text had the clinician load it first.
+    assert "loads by itself for the first analysis" in " ".join(text.split())
+    assert "installed and loaded" not in text
 
     # Every "Menu ▸ Entry" it names is one the clinician finds: none left unchecked.
     named = re.findall(r"<b>([^<▸]+) ▸ ([^<▸]+)</b>", getting_started.TEXT)

@@ -255,6 +255,10 @@ def test_delete_asks_about_the_patient_chosen_and_shown_only(
     qtbot.keyClick(table, Qt.Key.Key_Delete)
     box = gui.patients.confirm
     assert isinstance(box, QMessageBox) and "Second" in box.text()
+    # Answered once the box has the keyboard, as the clinician answers it (before, Enter
+    # goes to the list, where it opens the patient the keyboard is on).
+    box.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is box, timeout=10_000)
     qtbot.keyClick(box, Qt.Key.Key_Return)  # the default answer keeps the patient
     qtbot.wait(100)
     assert app.patients.exists(second.id) and app.patients.exists(first.id)

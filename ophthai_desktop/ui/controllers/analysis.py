@@ -357,9 +357,10 @@ class AnalysisController(QObject):
         if requeued and self._streams.pop(job_id, None) is not None:  # the model unloaded
             if job_id == self._shown_job:
                 self._shown_job = None
+                earlier = self._show_earlier_result()
                 self._view.set_state(
                     f"Queued again (job #{job_id}): the model was unloaded during the "
-                    "analysis. It runs again once the model is loaded."
+                    f"analysis. It runs again once the model is loaded.{earlier}"
                 )
             return
         if patient_id is not None and patient_id == self._patient_id and self._shown_job is None:
@@ -425,7 +426,9 @@ class AnalysisController(QObject):
         self._job_patients.pop(job_id, None)
         if patient_id is not None and patient_id == self._patient_id:
             self._shown_job = None
-            self._view.show_failure(f"The analysis failed: {reason}")
+            earlier = self._show_earlier_result()
+            text = f"The analysis failed: {reason}"
+            self._view.show_failure(f"{_sentence(text)}{earlier}" if earlier else text)
 
     @Slot(int, object)
     def _on_bridge_analysis_cancelled(self, job_id: int, patient_id: str | None) -> None:
@@ -434,7 +437,19 @@ class AnalysisController(QObject):
         self._job_patients.pop(job_id, None)
         if patient_id is not None and patient_id == self._patient_id:
             self._shown_job = None
-            self._view.set_state(f"The analysis (job #{job_id}) was cancelled.")
+            earlier = self._show_earlier_result()
+            self._view.set_state(f"The analysis (job #{job_id}) was cancelled.{earlier}")
+
+    def _show_earlier_result(self) -> str:
+        """The shown analysis stopped (cancelled, failed, or queued again by an unload)
+        without a result: the patient's newest result, which its stream had replaced,
+        is shown again, as opening the patient shows it, so that its verdict can still
+        be given. Returns the words to add to the state ("" when there is none)."""
+        patient = self._patients.current_patient
+        if patient is None or patient.id != self._patient_id or patient.latest_analysis is None:
+            return ""
+        self._view.show_result(patient.latest_analysis)
+        return " The result below is from an earlier analysis."
 
     def _progress_text(self, job_id: int, stream: _Stream) -> str:
         phase = "writing its answer" if stream.answer else "reasoning"

@@ -34,8 +34,9 @@ images are on the patient's <b>Scans</b> tab (zoom, pan, brightness and contrast
 <h3>3. Analyse</h3>
 <p>Each image added queues its analysis by itself; <b>AI ▸ Analyse</b> (or the Analyse
 button on the <b>Analysis</b> tab) runs one again for the patient shown. The model has to
-be installed and loaded: <b>AI ▸ Model manager…</b> shows its state, downloads it and
-loads it, and the status bar at the foot of the window says where it stands. The
+be installed: <b>AI ▸ Model manager…</b> shows its state and downloads it. Installed, it
+loads by itself for the first analysis, and the status bar at the foot of the window
+says where it stands. The
 <b>Job queue</b> at the bottom lists the analyses running and waiting, and why they
 wait.</p>
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator
 
-from PySide6.QtCore import QItemSelection, QModelIndex, QPoint, Qt, Signal, Slot
+from PySide6.QtCore import QItemSelection, QPoint, Qt, Signal, Slot
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -150,8 +150,14 @@ class PatientListView(QWidget):
         self.status.currentIndexChanged.connect(self._on_status_index_changed)
         self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
         # Enter opens the patient the keyboard is on (after a search and Tab, the focus
-        # is on a row that is not chosen; only Space chose it).
-        self.table.activated.connect(self._on_table_activated)
+        # is on a row that is not chosen; only Space chose it). Keys of their own, not the
+        # view's activated signal, so that Help's list of keys names them as it names the
+        # job queue's and the notifications'.
+        for keys in (QKeySequence(Qt.Key.Key_Return), QKeySequence(Qt.Key.Key_Enter)):
+            open_key = QShortcut(keys, self.table)
+            open_key.setContext(Qt.ShortcutContext.WidgetShortcut)
+            open_key.setWhatsThis("Open the patient the keyboard is on")  # Help's list
+            open_key.activated.connect(self._on_open_key_activated)
 
     def select_patient(self, patient_id: str | None, *, scroll: bool = True) -> bool:
         """Select the patient's row (without emitting a new selection) and, with
@@ -314,8 +320,9 @@ class PatientListView(QWidget):
     def _on_status_index_changed(self, _index: int) -> None:
         self.status_chosen.emit(self.status.currentData())
 
-    @Slot(QModelIndex)
-    def _on_table_activated(self, index: QModelIndex) -> None:
+    @Slot()
+    def _on_open_key_activated(self) -> None:
+        index = self.table.currentIndex()
         if index.isValid():
             self.table.selectRow(index.row())
 
