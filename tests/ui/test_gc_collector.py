@@ -40,20 +40,23 @@ def collection_on() -> Iterator[None]:
         gc.collect()
 
 
-def _garbage_from_a_busy_thread(seen: list[str], cycles: int = 50) -> None:
+def _garbage_from_a_busy_thread(seen: list[str], cycles: int = 50) -> list[Any]:
     """Cycles dropped on a thread that then allocates well past the collector's first
-    threshold, as the worker or the API server does."""
+    threshold, as the worker or the API server does. Returns what it allocated: kept
+    until the test has seen the collection (freed, it would take the collector's count
+    back under the threshold before its timer looks, as Python's own count would go)."""
+    keep: list[Any] = []
 
     def work() -> None:
         for _ in range(cycles):
             _Cycle(seen)
-        keep: list[Any] = []
         for i in range(gc.get_threshold()[0] * 20):
             keep.append([i])  # containers: they count towards a collection
 
     thread = threading.Thread(target=work, name="busy-worker")
     thread.start()
     thread.join()
+    return keep
 
 
 @pytest.mark.usefixtures("collection_on")
@@ -64,10 +67,11 @@ def test_a_running_window_collects_garbage_on_the_gui_thread_only(
     assert not gc.isenabled()  # no other thread collects while the window runs
     seen: list[str] = []
 
-    _garbage_from_a_busy_thread(seen)
+    allocated = _garbage_from_a_busy_thread(seen)
 
     qtbot.waitUntil(lambda: len(seen) == 50, timeout=5_000)
     assert set(seen) == {threading.main_thread().name}
+    del allocated
     gui.shutdown()
     assert gc.isenabled()  # as it was before the window
 
