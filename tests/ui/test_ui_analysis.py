@@ -1178,12 +1178,7 @@ def test_a_new_result_arriving_while_the_verdict_is_typed_says_so_and_drops_the_
     hold.set()
     gui = make_gui(engine=ScriptedEngine(DME, hold=hold))
     view = gui.analysis_view
-    patient_id = _patient_with_scan(gui, "Typed Verdict")
-    open_patient(qtbot, gui, patient_id)
-    view.analyse.click()
-    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
-    first = view.analysis
-    assert first is not None
+    patient_id, first = _shown_result(qtbot, gui, "Typed Verdict")
     view.notes.setPlainText("x" * 10_001)
     view.reject.click()
     qtbot.waitUntil(lambda: "longer than 10,000 characters" in view.verdict_error_text())
@@ -1304,6 +1299,18 @@ def test_a_patient_whose_only_analysis_was_cancelled_says_so_when_opened(
     assert view.analyse.isVisible() and view.analyse.isEnabled()
 
 
+def _shown_result(qtbot: QtBot, gui: GuiSession, name: str) -> tuple[str, AnalysisRecord]:
+    """A new patient with a scan, opened and analysed: their id, and the result shown."""
+    view = gui.analysis_view
+    patient_id = _patient_with_scan(gui, name)
+    open_patient(qtbot, gui, patient_id)
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    result = view.analysis
+    assert result is not None
+    return patient_id, result
+
+
 def _a_result_then_a_held_analysis(
     qtbot: QtBot, make_gui: Maker, name: str
 ) -> tuple[GuiSession, ScriptedEngine, AnalysisRecord, int]:
@@ -1314,12 +1321,7 @@ def _a_result_then_a_held_analysis(
     engine = ScriptedEngine(DME, hold=hold)
     gui = make_gui(engine=engine)
     view = gui.analysis_view
-    patient_id = _patient_with_scan(gui, name)
-    open_patient(qtbot, gui, patient_id)
-    view.analyse.click()
-    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
-    result = view.analysis
-    assert result is not None
+    patient_id, result = _shown_result(qtbot, gui, name)
     hold.clear()
     job = gui.application.jobs.queue_patient_analysis(
         patient_id, actor=Actor("api:127.0.0.1", "api"), question="Any drusen?"
@@ -1375,12 +1377,7 @@ def test_an_analysis_that_fails_gives_the_page_back_its_result(
     engine = ScriptedEngine(DME)
     gui = make_gui(engine=engine)
     view = gui.analysis_view
-    patient_id = _patient_with_scan(gui, "Fails")
-    open_patient(qtbot, gui, patient_id)
-    view.analyse.click()
-    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
-    result = view.analysis
-    assert result is not None
+    patient_id, result = _shown_result(qtbot, gui, "Fails")
     engine.fail_with = RuntimeError("out of memory")
     gui.application.jobs.queue_patient_analysis(
         patient_id, actor=Actor("api:127.0.0.1", "api"), question="Any drusen?"
