@@ -10,6 +10,7 @@ from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.ui import tray as tray_module
+from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.tray import TrayIcon
 from tests.support.watch_folder import build_watch_app
 from tests.ui.conftest import Maker
@@ -134,19 +135,30 @@ def test_each_alert_kind_has_its_tray_icon(
         gui.tray.notify("Title", "Text", kind="critcal")  # type: ignore[arg-type]
 
 
+def _a_tray_saying(
+    make_gui: Maker, monkeypatch: pytest.MonkeyPatch, *, part: str
+) -> tuple[GuiSession, list[str]]:
+    """A window with a tray whose messages show for 200 ms, and the list of the
+    ``part`` ("title" or "text") of each message the tray shows, as it shows them."""
+    monkeypatch.setattr(tray_module, "MESSAGE_MS", 200, raising=False)
+    gui = make_gui(tray=True)
+    assert gui.tray is not None
+    shown: list[str] = []
+
+    def show(title: str, text: str, _icon: object, _ms: int) -> None:
+        shown.append(title if part == "title" else text)
+
+    monkeypatch.setattr(gui.tray.icon, "showMessage", show)
+    return gui, shown
+
+
 def test_a_routine_tray_message_waits_for_a_critical_one_to_go(
     qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Qt's balloon (and Windows') shows one message: the watch folder's "a new scan" a
     moment after a critical finding replaced it, unread. It waits until the critical one's
     time is up (or it is clicked away), as in the toast; a more urgent one does not wait."""
-    monkeypatch.setattr(tray_module, "MESSAGE_MS", 200, raising=False)
-    gui = make_gui(tray=True)
-    assert gui.tray is not None
-    shown: list[str] = []
-    monkeypatch.setattr(
-        gui.tray.icon, "showMessage", lambda title, _text, _icon, _ms: shown.append(title)
-    )
+    gui, shown = _a_tray_saying(make_gui, monkeypatch, part="title")
 
     gui.tray.notify("Critical finding", "Abnormal finding: CNV", kind="critical")
     gui.tray.notify("Watch folder: a new scan", "scan.png was filed", kind="info")
@@ -170,13 +182,7 @@ def test_a_critical_finding_s_tray_message_never_waits(
     waiting to show after its analysis is approved or rejected (the toast drops such
     messages; the tray never holds one). One on screen cannot be taken back: Qt has no
     way to."""
-    monkeypatch.setattr(tray_module, "MESSAGE_MS", 200, raising=False)
-    gui = make_gui(tray=True)
-    assert gui.tray is not None
-    shown: list[str] = []
-    monkeypatch.setattr(
-        gui.tray.icon, "showMessage", lambda _title, text, _icon, _ms: shown.append(text)
-    )
+    gui, shown = _a_tray_saying(make_gui, monkeypatch, part="text")
 
     gui.tray.notify("Critical finding", "Abnormal finding: CNV", kind="critical")
     gui.tray.notify("Critical finding", "Abnormal finding: AMD", kind="critical")
