@@ -92,16 +92,13 @@ def ignored_text(count: int, names: Sequence[str]) -> str:
     if count > len(names):
         shown += f" and {count - len(names)} more"
     prefixes = ", ".join(IGNORED_PREFIXES[:-1]) + " or " + IGNORED_PREFIXES[-1]
-    if count == 1:
-        return (
-            f"1 file is left in the folder for its name, not taken in: {shown}. A name "
-            f"starting with {prefixes} is a hidden or temporary file's; rename it to have "
-            "it taken in."
-        )
+    files, are, their, them = (
+        ("file", "is", "its name", "it") if count == 1 else ("files", "are", "their names", "them")
+    )
     return (
-        f"{count} files are left in the folder for their names, not taken in: {shown}. "
-        f"A name starting with {prefixes} is a hidden or temporary file's; rename them "
-        "to have them taken in."
+        f"{count} {files} {are} left in the folder for {their}, not taken in: {shown}. A "
+        f"name starting with {prefixes} is a hidden or temporary file's; rename {them} to "
+        f"have {them} taken in."
     )
 
 
