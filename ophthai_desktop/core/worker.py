@@ -45,6 +45,7 @@ from ophthai_desktop.core.events import (
     PatientDeleted,
     QueueWaitingChanged,
 )
+from ophthai_desktop.core.imaging import too_many_pixels_to_decode_message
 from ophthai_desktop.core.inference.download import HOW_TO_DOWNLOAD
 from ophthai_desktop.core.inference.engine import EngineStatus, GenerationResult, ModelState
 from ophthai_desktop.core.inference.parsing import StreamPhases
@@ -610,7 +611,8 @@ class InferenceWorker:
             if image.format not in _DECODED_BY_THE_ENGINE:
                 image.load()
         except Image.DecompressionBombError as exc:
-            raise PayloadTooLarge(f"The scan's image has too many pixels to decode: {exc}") from exc
+            message = too_many_pixels_to_decode_message(self._jobs.max_image_pixels, "scan's image")
+            raise PayloadTooLarge(f"{message[0].upper()}{message[1:]}.") from exc
         except (OSError, SyntaxError, ValueError) as exc:
             # Pillow's "cannot identify" names the in-memory buffer: nothing to act on.
             detail = "" if isinstance(exc, UnidentifiedImageError) else f" ({exc})"
