@@ -67,6 +67,8 @@ JOB_STOP_WAIT_S = 30.0
 
 #: Why analyses wait while the database's disk is full: unlike an outage, it lasts until
 #: someone frees space, so the queue says so (the job list, the API's job) besides the log.
+#: Why queued analyses wait after an unload, until the model is loaded again.
+HELD_AFTER_UNLOAD = "the model was unloaded; load it to run the queue"
 WAITING_FOR_ROOM = (
     "the disk is full: free space on it. A finished analysis is stored, and queued ones "
     "run, once there is room (none is lost or failed for it)"
@@ -236,6 +238,19 @@ class InferenceWorker:
         self._wake.set()
 
     @property
+    def queued_waiting(self) -> str | None:
+        """Why a queued job waits, also one queued a moment ago: :attr:`waiting_reason`,
+        or, where that says nothing waits only because the worker, with nothing queued,
+        has not looked again since (the model installed, not loaded), what it will say
+        when it does (loads the model, or holds the queue after an unload). A job's 202
+        said ``waiting: null`` while the WebSocket said at once ``model loading``. Any
+        thread."""
+        reason = self.waiting_reason
+        if reason is None and self._engine.status().state is ModelState.INSTALLED:
+            return HELD_AFTER_UNLOAD if self.holding else f"model {ModelState.LOADING.value}"
+        return reason
+
+    @property
     def holding(self) -> bool:
         """Whether queued analyses wait for the model to be loaded (after an unload)."""
         with self._current_lock:
@@ -379,7 +394,7 @@ class InferenceWorker:
                 self._set_waiting(None)  # nothing waits
                 return False
             if self._hold_after_unload:
-                self._set_waiting("the model was unloaded; load it to run the queue")
+                self._set_waiting(HELD_AFTER_UNLOAD)
                 return False
             self._set_waiting(f"model {ModelState.LOADING.value}")  # on first use, here
             try:
