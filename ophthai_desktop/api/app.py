@@ -42,7 +42,7 @@ def create_app(application: Application) -> FastAPI:
 
     def frame_data(event: Event, base_url: str) -> dict[str, Any] | None:
         """A frame's data; a queued job's says why it waits, if it does (server loop)."""
-        return event_data(event, base_url, waiting=application.worker.waiting_reason)
+        return event_data(event, base_url, waiting=application.worker.queued_waiting)
 
     hub = WebSocketHub(application.bus, frame_data)
 

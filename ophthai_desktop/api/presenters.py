@@ -212,7 +212,7 @@ def provenance(record: AnalysisRecord) -> dict[str, Any]:
 
 def job(record: JobRecord, waiting: str | None = None) -> dict[str, Any]:
     """A job as the API gives it; ``waiting``: why the worker takes no queued job now
-    (the worker's ``waiting_reason``), said of this job only while it is queued."""
+    (the worker's ``queued_waiting``), said of this job only while it is queued."""
     return {
         "id": record.id,
         "kind": record.kind,

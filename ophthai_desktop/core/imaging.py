@@ -83,12 +83,26 @@ def too_large_message(size: int | None, max_bytes: int, what: str = "image") -> 
     return f"the {what} is {said}; the limit is {limit} ({MAX_BYTES_SETTING})"
 
 
-def too_many_pixels_message(width: int, height: int, max_pixels: int) -> str:
-    """Why an image of ``width`` x ``height`` pixels is refused (:data:`MAX_PIXELS_SETTING`)."""
+def too_many_pixels_message(width: int, height: int, max_pixels: int, what: str = "image") -> str:
+    """Why an image (or ``what``) of ``width`` x ``height`` pixels is refused, with the
+    limit and the setting that sets it (:data:`MAX_PIXELS_SETTING`)."""
     return (
-        f"the image is {width}x{height} pixels; the limit is {max_pixels:,} pixels "
+        f"the {what} is {width}x{height} pixels; the limit is {max_pixels:,} pixels "
         f"({MAX_PIXELS_SETTING})"
     )
+
+
+def too_many_pixels_to_decode_message(max_pixels: int | None, what: str = "image") -> str:
+    """Why an image (or ``what``) that Pillow would not decode (a decompression bomb) is
+    refused: more pixels than twice Pillow's limit, which :func:`allow_pillow_pixels`
+    raised to ours, so more than ours. Said with our limit where the caller knows it and
+    the setting that raises it (:data:`MAX_PIXELS_SETTING`): Pillow's own words name its
+    limit, which no setting names, and told nobody what to change."""
+    if max_pixels is None:
+        limit = f"raise the limit ({MAX_PIXELS_SETTING}) to take it"
+    else:
+        limit = f"the limit is {max_pixels:,} pixels ({MAX_PIXELS_SETTING})"
+    return f"the {what} has too many pixels to decode safely; {limit}"
 
 
 def fits_the_model(width: int, height: int) -> bool:
@@ -187,11 +201,7 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
             f"the file is not an image that can be read; {USE_AN_ACCEPTED_FORMAT}"
         ) from exc
     except Image.DecompressionBombError as exc:
-        # Pillow's limit is at least ours (allow_pillow_pixels), so ours is passed too.
-        raise PayloadTooLarge(
-            f"the image has too many pixels to decode safely; the limit is {max_pixels:,} "
-            f"pixels ({MAX_PIXELS_SETTING})"
-        ) from exc
+        raise PayloadTooLarge(too_many_pixels_to_decode_message(max_pixels)) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidInput(f"the image is damaged or incomplete ({exc})") from exc
     return ImageInfo(

@@ -25,7 +25,11 @@ from cachetools import LRUCache
 from PIL import Image, UnidentifiedImageError
 
 from ophthai_desktop.core.errors import InvalidInput, NotFound, PayloadTooLarge
-from ophthai_desktop.core.imaging import allow_pillow_pixels
+from ophthai_desktop.core.imaging import (
+    allow_pillow_pixels,
+    too_many_pixels_message,
+    too_many_pixels_to_decode_message,
+)
 from ophthai_desktop.core.inference.preprocess import prepare_image
 
 #: The formats a rendition comes in, by the name a request gives, with their media type.
@@ -44,6 +48,8 @@ RENDITION_VERSION = 1
 _PNG_COMPRESS_LEVEL = 1
 
 MISSING_MESSAGE = "the image file is missing from the store"
+#: What a refusal of a rendition for its pixels offers instead (nothing is decoded).
+FETCH_AS_STORED = "fetch the file as it is stored (without format or max_side)"
 
 
 @dataclass(frozen=True)
@@ -87,9 +93,8 @@ def render(path: Path, spec: RenditionSpec, *, max_pixels: int) -> Rendition:
             width, height = image.size
             if width * height > max_pixels:
                 raise PayloadTooLarge(
-                    f"the stored image is {width}x{height} pixels, more than the limit "
-                    f"of {max_pixels:,} pixels (OPHTHAI_MAX_IMAGE_PIXELS) that may be "
-                    "decoded; fetch the file as it is stored (without format or max_side)"
+                    f"{too_many_pixels_message(width, height, max_pixels, 'stored image')}"
+                    f"; {FETCH_AS_STORED}"
                 )
             shown = displayed(image, spec.max_side, keep_gray=True)
     except FileNotFoundError as exc:  # deleted since it was looked up
@@ -99,7 +104,9 @@ def render(path: Path, spec: RenditionSpec, *, max_pixels: int) -> Rendition:
     except UnidentifiedImageError as exc:  # its message names the file's path
         raise InvalidInput(_damaged()) from exc
     except Image.DecompressionBombError as exc:
-        raise PayloadTooLarge("the stored image has too many pixels to decode safely") from exc
+        raise PayloadTooLarge(
+            f"{too_many_pixels_to_decode_message(max_pixels, 'stored image')}; {FETCH_AS_STORED}"
+        ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidInput(_damaged(f" ({exc})")) from exc
     except InvalidInput as exc:  # prepare_image's: the pixels cannot be converted

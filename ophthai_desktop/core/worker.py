@@ -45,6 +45,7 @@ from ophthai_desktop.core.events import (
     PatientDeleted,
     QueueWaitingChanged,
 )
+from ophthai_desktop.core.imaging import too_many_pixels_to_decode_message
 from ophthai_desktop.core.inference.download import HOW_TO_DOWNLOAD
 from ophthai_desktop.core.inference.engine import EngineStatus, GenerationResult, ModelState
 from ophthai_desktop.core.inference.parsing import StreamPhases
@@ -66,6 +67,8 @@ JOB_STOP_WAIT_S = 30.0
 
 #: Why analyses wait while the database's disk is full: unlike an outage, it lasts until
 #: someone frees space, so the queue says so (the job list, the API's job) besides the log.
+#: Why queued analyses wait after an unload, until the model is loaded again.
+HELD_AFTER_UNLOAD = "the model was unloaded; load it to run the queue"
 WAITING_FOR_ROOM = (
     "the disk is full: free space on it. A finished analysis is stored, and queued ones "
     "run, once there is room (none is lost or failed for it)"
@@ -235,6 +238,19 @@ class InferenceWorker:
         self._wake.set()
 
     @property
+    def queued_waiting(self) -> str | None:
+        """Why a queued job waits, also one queued a moment ago: :attr:`waiting_reason`,
+        or, where that says nothing waits only because the worker, with nothing queued,
+        has not looked again since (the model installed, not loaded), what it will say
+        when it does (loads the model, or holds the queue after an unload). A job's 202
+        said ``waiting: null`` while the WebSocket said at once ``model loading``. Any
+        thread."""
+        reason = self.waiting_reason
+        if reason is None and self._engine.status().state is ModelState.INSTALLED:
+            return HELD_AFTER_UNLOAD if self.holding else f"model {ModelState.LOADING.value}"
+        return reason
+
+    @property
     def holding(self) -> bool:
         """Whether queued analyses wait for the model to be loaded (after an unload)."""
         with self._current_lock:
@@ -378,7 +394,7 @@ class InferenceWorker:
                 self._set_waiting(None)  # nothing waits
                 return False
             if self._hold_after_unload:
-                self._set_waiting("the model was unloaded; load it to run the queue")
+                self._set_waiting(HELD_AFTER_UNLOAD)
                 return False
             self._set_waiting(f"model {ModelState.LOADING.value}")  # on first use, here
             try:
@@ -610,7 +626,8 @@ class InferenceWorker:
             if image.format not in _DECODED_BY_THE_ENGINE:
                 image.load()
         except Image.DecompressionBombError as exc:
-            raise PayloadTooLarge(f"The scan's image has too many pixels to decode: {exc}") from exc
+            message = too_many_pixels_to_decode_message(self._jobs.max_image_pixels, "scan's image")
+            raise PayloadTooLarge(f"{message[0].upper()}{message[1:]}.") from exc
         except (OSError, SyntaxError, ValueError) as exc:
             # Pillow's "cannot identify" names the in-memory buffer: nothing to act on.
             detail = "" if isinstance(exc, UnidentifiedImageError) else f" ({exc})"

@@ -233,6 +233,46 @@ def test_why_queued_analyses_wait_appears_and_clears_on_the_stream(
     assert ai_client.get(f"/api/jobs/{second}").json()["waiting"] is None
 
 
+def test_an_analysis_asked_for_before_the_model_is_loaded_says_it_waits_for_the_load(
+    ai_client: TestClient,
+    engine: ScriptedEngine,
+    sqlite_services: Application,
+    frame_named: Callable[[WebSocketTestSession, str], dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The model installed, not loaded, nothing queued: the analysis's 202 and its
+    ``analysis_queued`` said ``waiting: null`` (the worker had not looked at the queue
+    again yet) while ``queue_waiting`` said ``model loading`` a moment later. All say
+    ``model loading``, as ``GET /api/jobs/{id}`` does."""
+    app = sqlite_services
+    engine.state = "installed"
+    engine.load_hold = threading.Event()
+    looked = threading.Event()  # the worker's look at the queue, late (a busy machine)
+    has_queued = app.jobs.has_queued
+
+    def late_look() -> bool:  # worker thread
+        looked.wait(10)
+        return has_queued()
+
+    monkeypatch.setattr(app.jobs, "has_queued", late_look)
+    image = NewImage(png_bytes())
+    patient = app.patients.create_patient({"name": "First"}, actor=Actor("t", "api"), image=image)
+
+    with ai_client.websocket_connect("/api/notifications/ws") as socket:
+        frame_named(socket, "connected")
+        answered = ai_client.post(f"/api/patients/{patient.id}/analyze")
+        queued = frame_named(socket, "analysis_queued")["data"]
+        looked.set()
+        said = frame_named(socket, "queue_waiting")["data"]
+        read = ai_client.get(f"/api/jobs/{answered.json()['id']}").json()
+        engine.load_hold.set()
+        frame_named(socket, "analysis_started")
+
+    assert answered.status_code == 202
+    assert said == {"waiting": "model loading"}
+    assert [answered.json()["waiting"], queued["waiting"], read["waiting"]] == ["model loading"] * 3
+
+
 def test_the_stream_says_which_queued_analyses_run_first_and_when_one_moves_ahead(
     ai_client: TestClient,
     engine: ScriptedEngine,

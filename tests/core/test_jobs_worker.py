@@ -999,6 +999,26 @@ def test_a_scan_whose_stored_image_is_damaged_fails_with_a_reason(
     assert "unexpected" not in error and "BytesIO" not in error
 
 
+def test_a_scan_with_more_pixels_than_pillow_decodes_names_the_limit_and_its_setting(
+    sqlite_services: Application, actor: Actor, running: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Taken in under a higher limit, a scan too large to decode now failed with
+    Pillow's words ("exceeds limit of … pixels, could be decompression bomb DOS
+    attack"), a limit no setting names: the reason says ours and what raises it."""
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)  # 40x30: 1,200 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
+    running(ScriptedEngine(DME))
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: app.jobs.get_job(job.id).state == "failed")
+
+    limit = f"{app.settings.max_image_pixels:,}"
+    assert app.jobs.get_job(job.id).error == (
+        "The scan's image has too many pixels to decode safely; the limit is "
+        f"{limit} pixels (OPHTHAI_MAX_IMAGE_PIXELS)."
+    )
+
+
 @dataclass
 class _DecodingEngine(ScriptedEngine):
     """Decodes the image as the real engine does, to an eighth of its size, first."""

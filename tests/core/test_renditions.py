@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ophthai_desktop.core.errors import InvalidInput, NotFound
+from ophthai_desktop.core.errors import InvalidInput, NotFound, PayloadTooLarge
 from ophthai_desktop.core.renditions import (
     Rendition,
     RenditionCache,
@@ -78,3 +78,26 @@ def test_a_missing_or_unreadable_file_says_so_without_its_path(tmp_path: Path) -
     with pytest.raises(InvalidInput, match="damaged or not an image") as refused:
         render(text, RenditionSpec(), max_pixels=10**6)
     assert str(tmp_path) not in refused.value.message
+
+
+def test_a_stored_image_with_too_many_pixels_names_the_limit_and_its_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused by our count or by Pillow's (a decompression bomb), a rendition says the
+    limit and the setting that raises it: Pillow's refusal said neither."""
+    path = tmp_path / "scan.png"
+    Image.new("RGB", (60, 60)).save(path)
+    with pytest.raises(PayloadTooLarge) as counted:
+        render(path, RenditionSpec(), max_pixels=100)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 3,600 pixels: over twice it
+    with pytest.raises(PayloadTooLarge) as a_bomb:
+        render(path, RenditionSpec(), max_pixels=500)
+
+    how = "; fetch the file as it is stored (without format or max_side)"
+    assert counted.value.message == (
+        f"the stored image is 60x60 pixels; the limit is 100 pixels (OPHTHAI_MAX_IMAGE_PIXELS){how}"
+    )
+    assert a_bomb.value.message == (
+        "the stored image has too many pixels to decode safely; the limit is 500 pixels "
+        f"(OPHTHAI_MAX_IMAGE_PIXELS){how}"
+    )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import shutil
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PySide6.QtCore import QDate, QDateTime, QEvent, QObject, QPoint, QRect, Qt, QTime
@@ -1386,6 +1388,97 @@ def test_an_analysis_that_fails_gives_the_page_back_its_result(
     qtbot.waitUntil(lambda: "The analysis failed" in view.state.text(), timeout=10_000)
     assert "out of memory" in view.state.text()
     _shows_again(view, result)
+
+
+class _StopsMidAnswer(ScriptedEngine):
+    """Writes its reasoning and the start of its answer, then waits: cancelled, it
+    stops; given ``fail_with`` meanwhile, it fails."""
+
+    def generate(
+        self,
+        image: Any,
+        *,
+        on_delta: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
+        **_kwargs: Any,
+    ) -> Any:
+        assert on_delta is not None and cancel is not None
+        for piece in ("<think>", "Looking at the fovea.", "</think>", '{"classification": "Diab'):
+            on_delta(piece)
+        while not cancel.wait(0.01):
+            if self.fail_with is not None:
+                raise self.fail_with
+        return self._result(cancelled=True)
+
+
+def _a_first_analysis_mid_answer(
+    qtbot: QtBot, make_gui: Maker, name: str
+) -> tuple[GuiSession, _StopsMidAnswer, int]:
+    """A patient with no result on the page, their first analysis (a client's) halfway
+    through its answer."""
+    engine = _StopsMidAnswer(DME)
+    gui = make_gui(engine=engine)
+    view = gui.analysis_view
+    patient_id = _patient_with_scan(gui, name)
+    open_patient(qtbot, gui, patient_id)
+    job = gui.application.jobs.queue_patient_analysis(
+        patient_id, actor=Actor("api:127.0.0.1", "api")
+    )
+    qtbot.waitUntil(lambda: "Diab" in view.answer.toPlainText(), timeout=10_000)
+    return gui, engine, job.id
+
+
+def _says_the_text_is_no_result(view: AnalysisView) -> None:
+    assert "The text below is the model's unfinished output, not a result." in view.state.text()
+    assert view.answer.isVisible() and "Diab" in view.answer.toPlainText()
+    assert "Unfinished" in view.answer_label.text()
+    assert "not a result" in view.answer_label.text()
+    assert not view.card.isVisible()
+    assert not view.approve.isEnabled() and not view.reject.isEnabled()
+
+
+def test_a_first_analysis_cancelled_mid_answer_says_its_text_is_no_result(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """Cancelled halfway, a patient's first analysis left its half-written answer under
+    "The analysis (job #N) was cancelled.", still headed "Answer (as it is written)": half
+    an answer read as a result. It is said to be unfinished output, not a result."""
+    gui, _engine, job_id = _a_first_analysis_mid_answer(qtbot, make_gui, "Cancel first")
+    view = gui.analysis_view
+
+    gui.application.jobs.request_cancel(job_id, actor=Actor("api:127.0.0.1", "api"))
+
+    qtbot.waitUntil(lambda: f"(job #{job_id}) was cancelled" in view.state.text(), timeout=10_000)
+    _says_the_text_is_no_result(view)
+
+
+def test_a_first_analysis_that_fails_mid_answer_says_its_text_is_no_result(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """As a cancelled one: the failure, then that the text kept is no result."""
+    gui, engine, _job_id = _a_first_analysis_mid_answer(qtbot, make_gui, "Fails first")
+    view = gui.analysis_view
+
+    engine.fail_with = RuntimeError("out of memory")
+
+    qtbot.waitUntil(lambda: "The analysis failed" in view.state.text(), timeout=10_000)
+    assert "out of memory." in view.state.text()
+    _says_the_text_is_no_result(view)
+
+
+def test_an_analysis_that_starts_again_heads_its_answer_as_streaming(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """The next analysis after one that stopped streams under its usual heading."""
+    gui, _engine, job_id = _a_first_analysis_mid_answer(qtbot, make_gui, "Again")
+    view = gui.analysis_view
+    gui.application.jobs.request_cancel(job_id, actor=Actor("api:127.0.0.1", "api"))
+    qtbot.waitUntil(lambda: "Unfinished" in view.answer_label.text(), timeout=10_000)
+
+    view.analyse.click()
+
+    qtbot.waitUntil(lambda: "writing its answer" in view.state.text(), timeout=10_000)
+    assert view.answer_label.text() == "Answer (as it is written)"
 
 
 def _page_opened_yesterday(

@@ -7,7 +7,7 @@ import re
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QFont, QKeySequence, QShortcut
-from PySide6.QtWidgets import QAbstractButton, QApplication, QToolButton
+from PySide6.QtWidgets import QAbstractButton, QApplication, QToolButton, QWidget
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.ui.session import GuiSession
@@ -117,7 +117,11 @@ def test_the_shortcuts_list_each_key_of_the_window_under_its_menu_or_part(
 
     # Every key the window has is there, in the platform's words: none left out.
     shown = {line for lines in found.values() for line in lines}
-    shown |= {part for line in shown for part in line.split(" or ")}
+    shown |= {
+        part.removeprefix("the keyboard's ").removesuffix(" key")
+        for line in shown
+        for part in line.split(" or ")
+    }
     every = {
         sequence.toString(NATIVE)
         for action in window.findChildren(QAction)
@@ -156,6 +160,66 @@ def test_a_shortcut_with_several_keys_is_listed_with_each(gui: GuiSession) -> No
 
     what = lines.index("Remove the chosen patient")
     assert lines[what + 1] == f"{keys('Delete')} or {keys('Backspace')}"
+
+
+def test_a_key_only_some_keyboards_have_is_named_as_a_key(gui: GuiSession) -> None:
+    """Zoom in was listed "Ctrl++ or Zoom In or Ctrl+=": the keyboard's Zoom In key (a
+    platform's binding of the standard zoom key), named bare, read as a description."""
+    table = gui.patient_list.table
+    shortcut = QShortcut(table)
+    shortcut.setKeys([QKeySequence(Qt.Key.Key_ZoomIn), QKeySequence("Ctrl+Shift+Z")])
+    shortcut.setContext(Qt.ShortcutContext.WidgetShortcut)
+    shortcut.setWhatsThis("Enlarge the list")
+    lone = {  # the window's keys pressed alone that only some keyboards have
+        sequence.toString(NATIVE)
+        for bound in [*gui.window.findChildren(QAction), *gui.window.findChildren(QShortcut)]
+        for sequence in (bound.shortcuts() if isinstance(bound, QAction) else bound.keys())
+        if sequence.count() == 1
+        and sequence[0].keyboardModifiers() == Qt.KeyboardModifier.NoModifier
+        and sequence[0].key().value >= Qt.Key.Key_Back.value
+    }
+
+    found = sections(gui.help.open_shortcuts())
+
+    lines = found["Patients"]
+    zoom = keys(QKeySequence(Qt.Key.Key_ZoomIn))
+    assert lines[lines.index("Enlarge the list") + 1] == (
+        f"{keys('Ctrl+Shift+Z')} or the keyboard's {zoom} key"
+    )
+    parts = {part for lines in found.values() for line in lines for part in line.split(" or ")}
+    assert zoom in lone and not lone & parts
+
+
+def test_no_key_of_the_window_is_bound_twice_where_both_would_act(gui: GuiSession) -> None:
+    """Each key Help lists acts: two bindings of one key that can act at once are
+    ambiguous, and Qt then runs neither. A key bound for the whole window is bound
+    nowhere else in it; one bound to a part, in no part inside it or around it."""
+    window = gui.window
+    whole = (Qt.ShortcutContext.WindowShortcut, Qt.ShortcutContext.ApplicationShortcut)
+    bound: list[tuple[str, QWidget, str]] = []  # (key, where it acts, what)
+    for action in window.findChildren(QAction):
+        owner = action.parent()
+        assert isinstance(owner, QWidget)
+        where = window if action.shortcutContext() in whole else owner
+        bound += [(key.toString(NATIVE), where, action.text()) for key in action.shortcuts()]
+    for shortcut in window.findChildren(QShortcut):
+        owner = shortcut.parent()
+        assert isinstance(owner, QWidget)
+        where = window if shortcut.context() in whole else owner
+        what = shortcut.whatsThis()
+        bound += [(key.toString(NATIVE), where, what) for key in list(shortcut.keys())]
+    for button in window.findChildren(QAbstractButton):
+        if not button.shortcut().isEmpty() and button.shortcut() != QKeySequence.mnemonic(
+            button.text()
+        ):  # a button's keys act in its whole window
+            bound.append((button.shortcut().toString(NATIVE), window, button.text()))
+    assert len(bound) >= 15
+
+    for index, (key, where, what) in enumerate(bound):
+        for other_key, other_where, other in bound[index + 1 :]:
+            overlapping = where is other_where or where.isAncestorOf(other_where)
+            overlapping = overlapping or other_where.isAncestorOf(where)
+            assert key != other_key or not overlapping, (key, what, other)
 
 
 def test_getting_started_names_only_menu_entries_the_window_has(

@@ -103,7 +103,7 @@ def ai_health(app: ApplicationDep) -> dict[str, Any]:
         "queue": {"queued": queued, "running": app.worker.current_job_id},
         # With nothing queued, what becomes of queued analyses is not said; nor is the
         # engine's message a second time, there already as ``message``.
-        "worker_waiting": app.worker.waiting_cause if queued == 0 else app.worker.waiting_reason,
+        "worker_waiting": app.worker.waiting_cause if queued == 0 else app.worker.queued_waiting,
         "database": "available" if queued is not None else "unavailable",
     }
 
@@ -315,7 +315,7 @@ def analyze_patient(
     if job.state == "queued":
         app.worker.resume_queue()  # asked for again: a queue held since an unload runs
     response.headers["Location"] = f"/api/jobs/{job.id}"
-    return presenters.job(job, app.worker.waiting_reason)
+    return presenters.job(job, app.worker.queued_waiting)
 
 
 def _no_state(value: object) -> object:
@@ -342,7 +342,7 @@ def list_jobs(
     ``priority`` describes)."""
     page = app.jobs.list_jobs(state=state, patient_id=patient_id, skip=skip, limit=limit)
     response.headers["X-Total-Count"] = str(page.total)
-    waiting = app.worker.waiting_reason
+    waiting = app.worker.queued_waiting
     return [presenters.job(j, waiting) for j in page.items]
 
 
@@ -351,7 +351,7 @@ def list_jobs(
 )
 def get_job(job_id: RecordId, app: ApplicationDep) -> dict[str, Any]:
     outcome = app.jobs.outcome(job_id)
-    data = presenters.job(outcome.job, app.worker.waiting_reason)
+    data = presenters.job(outcome.job, app.worker.queued_waiting)
     data["analysis"] = presenters.ai_analysis(outcome.analysis, with_reasoning=True)
     return data
 
@@ -364,7 +364,7 @@ def get_job(job_id: RecordId, app: ApplicationDep) -> dict[str, Any]:
 )
 def cancel_job(job_id: RecordId, app: ApplicationDep, actor: ActorDep) -> dict[str, Any]:
     """Cancel a queued job, or stop a running one after its current token."""
-    return presenters.job(app.jobs.request_cancel(job_id, actor=actor), app.worker.waiting_reason)
+    return presenters.job(app.jobs.request_cancel(job_id, actor=actor), app.worker.queued_waiting)
 
 
 @router.get(

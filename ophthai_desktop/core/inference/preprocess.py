@@ -16,6 +16,7 @@ from typing import Any
 from PIL import Image, ImageFile, ImageOps
 
 from ophthai_desktop.core.errors import InvalidInput, PayloadTooLarge
+from ophthai_desktop.core.imaging import too_many_pixels_to_decode_message
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,8 @@ def prepare_image(
             return image
         return image.convert("RGB")
     except Image.DecompressionBombError as exc:
-        raise PayloadTooLarge(f"The image has too many pixels: {exc}", field="image") from exc
+        message = too_many_pixels_to_decode_message(None)  # the limit is the caller's
+        raise PayloadTooLarge(f"{message[0].upper()}{message[1:]}.", field="image") from exc
     except (OSError, ValueError) as exc:
         raise UnreadablePixels(f"The image cannot be read as pixels: {exc}", field="image") from exc
 

@@ -102,6 +102,11 @@ class JobService:
         # so that two requests at the same moment make one job (one app per data folder).
         self._queue_lock = threading.Lock()
 
+    @property
+    def max_image_pixels(self) -> int:
+        """The most pixels an image may have (the worker's refusals name it)."""
+        return self._limits.max_pixels
+
     # Queueing -------------------------------------------------------------------------
 
     def queue_patient_analysis(

@@ -444,9 +444,15 @@ class AnalysisController(QObject):
         """The shown analysis stopped (cancelled, failed, or queued again by an unload)
         without a result: the patient's newest result, which its stream had replaced,
         is shown again, as opening the patient shows it, so that its verdict can still
-        be given. Returns the words to add to the state ("" when there is none)."""
+        be given. Returns the words to add to the state.
+
+        Without one, the stopped run's text stays (what the model wrote before a failure
+        can tell why), said to be unfinished: read on its own, half an answer looked like
+        a result (the verdict stays off, as it was while the run streamed)."""
         patient = self._patients.current_patient
         if patient is None or patient.id != self._patient_id or patient.latest_analysis is None:
+            if self._view.stop_stream():
+                return " The text below is the model's unfinished output, not a result."
             return ""
         self._view.show_result(patient.latest_analysis)
         return " The result below is from an earlier analysis."

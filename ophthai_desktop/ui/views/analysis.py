@@ -57,6 +57,9 @@ CLASSIFICATION_MIN_WIDTH = 200
 #: shortcuts they act only while the buttons can be pressed: a result shown, in front.
 APPROVE_KEYS = QKeySequence("Ctrl+Shift+A")
 REJECT_KEYS = QKeySequence("Ctrl+Shift+X")
+#: Over the answer as it streams, and over what a run that stopped left of it.
+ANSWER_STREAMING = "Answer (as it is written)"
+ANSWER_UNFINISHED = "Unfinished answer (the analysis stopped: not a result)"
 #: Why Approve is off for an answer that could not be read.
 NOTHING_TO_APPROVE = (
     "The model's answer could not be read: there is no result to approve. Reject it, or "
@@ -343,7 +346,7 @@ class AnalysisView(QWidget):
         self.reasoning.setPlaceholderText("The model's reasoning appears here as it is written.")
         self.reasoning.setMinimumHeight(90)
         self.reasoning.setMaximumHeight(200)
-        self.answer_label = QLabel("Answer (as it is written)")
+        self.answer_label = QLabel(ANSWER_STREAMING)
         self.answer = QPlainTextEdit()
         self.answer.setObjectName("answerStream")
         self.answer.setReadOnly(True)
@@ -510,6 +513,7 @@ class AnalysisView(QWidget):
         """A new analysis started: clear the text, show it streaming (with the count of
         tokens so far, unless it is not known)."""
         self._clear_output(text)
+        self.answer_label.setText(ANSWER_STREAMING)
         self.reasoning_toggle.setChecked(True)
         if tokens is not None:
             self.show_progress(text, tokens)
@@ -554,6 +558,13 @@ class AnalysisView(QWidget):
 
     def set_state(self, text: str, kind: str = "") -> None:
         self._set_state(text, kind)
+
+    def stop_stream(self) -> bool:
+        """The streaming analysis stopped without a result: what it wrote stays, its
+        answer headed as unfinished. Returns whether any of its text is shown."""
+        self.progress.hide()
+        self.answer_label.setText(ANSWER_UNFINISHED)
+        return bool(self.reasoning.toPlainText().strip() or self.answer.toPlainText().strip())
 
     def show_result(self, analysis: AnalysisRecord) -> None:
         """The stored analysis: its text, the card and its provenance."""

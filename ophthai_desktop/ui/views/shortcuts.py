@@ -13,7 +13,7 @@ import html
 import re
 from dataclasses import dataclass, field
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractButton,
@@ -45,9 +45,31 @@ def plain(text: str) -> str:
 
 
 def native(sequences: list[QKeySequence]) -> str:
-    """Keys as the platform writes them (Ctrl+N here, ⌘N on macOS), alternatives joined."""
-    texts = [sequence.toString(QKeySequence.SequenceFormat.NativeText) for sequence in sequences]
-    return " or ".join(dict.fromkeys(text for text in texts if text))
+    """Keys as the platform writes them (Ctrl+N here, ⌘N on macOS), alternatives joined.
+
+    A key that only some keyboards have, pressed alone (a standard key's binding: Zoom
+    In among Ctrl++'s), is said to be a key, after the others: bare, "Ctrl++ or Zoom In"
+    read as if Zoom In were what the row does, not a key to press."""
+    typed: list[str] = []
+    special: list[str] = []
+    for sequence in sequences:
+        text = sequence.toString(QKeySequence.SequenceFormat.NativeText)
+        if text:
+            (special if _keyboard_s_own(sequence) else typed).append(text)
+    texts = typed + [f"the keyboard's {text} key" for text in special]
+    return " or ".join(dict.fromkeys(texts))
+
+
+def _keyboard_s_own(sequence: QKeySequence) -> bool:
+    """Whether ``sequence`` is one key of those only some keyboards have (media, browser,
+    zoom, ...: Qt numbers them from ``Key_Back`` on), without modifiers."""
+    if sequence.count() != 1:
+        return False
+    combination = sequence[0]
+    return (
+        combination.keyboardModifiers() == Qt.KeyboardModifier.NoModifier
+        and combination.key().value >= Qt.Key.Key_Back.value
+    )
 
 
 def window_shortcuts(window: QMainWindow) -> list[ShortcutGroup]:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ophthai_desktop.core.errors import InvalidInput
+from ophthai_desktop.core.errors import InvalidInput, PayloadTooLarge
 from ophthai_desktop.core.inference.preprocess import UnreadablePixels, prepare_image
 
 
@@ -279,3 +279,22 @@ def test_a_truncated_large_jpeg_decoded_reduced_is_still_refused() -> None:
 
     with pytest.raises(UnreadablePixels, match="truncated"):
         prepare_image(opened, fit=_fit_to(12544))
+
+
+def test_pixels_pillow_will_not_decode_name_the_setting_that_raises_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A TIFF's size is checked again as its pixels are read: refused then, the reason
+    was Pillow's ("could be decompression bomb DOS attack"), which names no setting."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (60, 60)).save(buffer, "TIFF")
+    image = Image.open(io.BytesIO(buffer.getvalue()))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 3,600 pixels: over twice it
+
+    with pytest.raises(PayloadTooLarge) as refused:
+        prepare_image(image)
+
+    assert refused.value.message == (
+        "The image has too many pixels to decode safely; raise the limit "
+        "(OPHTHAI_MAX_IMAGE_PIXELS) to take it."
+    )
