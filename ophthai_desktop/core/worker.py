@@ -65,10 +65,10 @@ IDLE_POLL_S = 1.0
 #: the cancel after every token.
 JOB_STOP_WAIT_S = 30.0
 
-#: Why analyses wait while the database's disk is full: unlike an outage, it lasts until
-#: someone frees space, so the queue says so (the job list, the API's job) besides the log.
 #: Why queued analyses wait after an unload, until the model is loaded again.
 HELD_AFTER_UNLOAD = "the model was unloaded; load it to run the queue"
+#: Why analyses wait while the database's disk is full: unlike an outage, it lasts until
+#: someone frees space, so the queue says so (the job list, the API's job) besides the log.
 WAITING_FOR_ROOM = (
     "the disk is full: free space on it. A finished analysis is stored, and queued ones "
     "run, once there is room (none is lost or failed for it)"
