@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from ophthai_desktop.core.settings import Settings
 from ophthai_desktop.ui.views.style import set_style_property, set_text
+from ophthai_desktop.ui.views.tall_enough import TallEnough
 
 RESTART_NOTE = "(restart needed)"
 DEVICES = ("auto", "cuda", "cuda:0", "mps", "cpu")
@@ -74,6 +75,7 @@ class SettingsDialog(QDialog):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        TallEnough(self)  # a message or note of two lines shown whole
         self.setObjectName("settingsDialog")
         self.setWindowTitle("Settings")
 
