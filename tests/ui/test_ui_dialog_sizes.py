@@ -54,3 +54,22 @@ def test_the_settings_dialog_s_notes_are_not_cut(qtbot: QtBot) -> None:
 
     qtbot.waitUntil(lambda: not _cut_labels(dialog), timeout=10_000)
     assert dialog.frameGeometry().height() <= dialog.screen().availableGeometry().height()
+
+
+def test_the_settings_dialog_fits_a_screen_narrower_than_its_columns(qtbot: QtBot) -> None:
+    """Its two columns of groups were at least 927 px wide (1321 px with a font half as
+    large again at 1024 x 768): on a narrower screen (here the test platform's 800 x 800)
+    OK and Cancel were off it. The groups now go one under the other, and scroll."""
+    dialog = SettingsDialog()
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+
+    free = dialog.screen().availableGeometry()
+    assert dialog.width() <= free.width() and dialog.height() <= free.height()
+    groups = dialog.scroll.widget()
+    assert groups.width() <= dialog.scroll.viewport().width()  # nothing cut on the right
+    dialog.scroll.ensureWidgetVisible(dialog.load_model_on_startup)  # the last field
+    qtbot.waitUntil(
+        lambda: dialog.load_model_on_startup.visibleRegion().boundingRect().height() > 0
+    )
