@@ -44,6 +44,7 @@ from ophthai_desktop.ui.controllers.server import ServerControl, ServerOptions
 from ophthai_desktop.ui.priority import lower_current_thread_priority
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.single_instance import InstanceServer, ask_to_show
+from ophthai_desktop.ui.window_state import fit_on_screen
 
 if TYPE_CHECKING:
     from PySide6.QtCore import QLockFile
@@ -116,6 +117,7 @@ class Desktop:
     def start(self) -> None:
         """Show the window, start the worker and (in the background) the API server."""
         self.session.start()
+        fit_on_screen(self.window)  # a first start on a small screen: 1440 x 900 overflows
         self.window.show()
         log.info("desktop window shown")
         if not self.settings.api_enabled:

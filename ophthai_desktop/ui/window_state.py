@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from PySide6.QtCore import QByteArray, QSettings
-from PySide6.QtWidgets import QMainWindow, QSplitter
+from PySide6.QtCore import QByteArray, QSettings, Qt
+from PySide6.QtWidgets import QMainWindow, QSplitter, QWidget
 
 from ophthai_desktop.ui.views.columns import FittedColumns
 
@@ -75,6 +75,22 @@ def restore_window_state(window: QMainWindow) -> bool:
         widths = store.value(f"column_widths/{name}")
         if isinstance(widths, str):
             columns.restore_dragged_widths(widths)
+    return True
+
+
+def fit_on_screen(window: QWidget) -> bool:
+    """Maximise ``window`` where it is larger than its screen's free area; True if so.
+
+    The window first opens at 1440 x 900: on a 1024 x 768 or 1280 x 720 screen the
+    patient page's right side, the job queue and the status bar were off the screen.
+    Its size is also set to that area, for a desktop without a window manager to
+    maximise it.
+    """
+    free = window.screen().availableGeometry()
+    if window.width() <= free.width() and window.height() <= free.height():
+        return False
+    window.setGeometry(free)
+    window.setWindowState(window.windowState() | Qt.WindowState.WindowMaximized)
     return True
 
 

@@ -536,6 +536,38 @@ def _analysed_at_1024(
     return gui, view
 
 
+#: A result with long texts: six findings of two lines or more, a recommendation and
+#: an explanation of several lines at 1024 px.
+LONG_DME = ParsedAnswer(
+    classification="Diabetic Macular Edema",
+    confidence=87.0,
+    findings=tuple(
+        f"Finding {i}: intraretinal cystoid spaces in the central macula with loss of the "
+        "foveal contour"
+        for i in range(6)
+    ),
+    recommendation="Refer to the retina clinic within 2 weeks for anti-VEGF assessment; "
+    "repeat OCT in 4 weeks. " * 2,
+    explanation="Cystoid fluid in the INL and OPL with central thickening is consistent with "
+    "DME. " * 5,
+)
+
+
+def test_a_long_result_is_shown_whole_at_1024(qtbot: QtBot, make_gui: Maker) -> None:
+    """The card's rows kept the heights worked out for the wider card they had before:
+    at 1024 x 700 (and 1280 x 720) the findings lost their first and last lines, the
+    recommendation and the explanation their last ones."""
+    _gui, view = _analysed_at_1024(qtbot, make_gui, LONG_DME)
+    card = view.card
+    rows = (card.findings, card.recommendation, card.explanation)
+
+    def whole() -> bool:
+        return all(row.height() >= row.heightForWidth(row.width()) for row in rows)
+
+    qtbot.waitUntil(whole, timeout=10_000)
+    assert card.findings.text().count("\n") == 5
+
+
 def test_schedule_after_a_verdict_shows_the_booking_beside_the_button(
     qtbot: QtBot, make_gui: Maker
 ) -> None:

@@ -23,10 +23,11 @@ from ophthai_desktop.bootstrap import Application
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.worker import LOAD_STOP_WAIT_S
-from ophthai_desktop.desktop import INSTANCE_LOCK
+from ophthai_desktop.desktop import INSTANCE_LOCK, Desktop
 from ophthai_desktop.ui.models.patient_table import COLUMN_OF
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.views.scan_viewer import THUMB_SIDE_ROOM, THUMB_SIZE
+from tests.conftest import make_settings
 from tests.support.scripted_engine import DME, NORMAL, ScriptedEngine
 from tests.ui.conftest import Maker, open_patient, seed_patients
 from tests.ui.demo_images import oct_bscan
@@ -249,6 +250,25 @@ def test_the_window_fits_an_800_by_600_screen(qtbot: QtBot, gui: GuiSession) -> 
         gui.window.resize(800, 600)
         qtbot.wait(50)
         assert gui.window.height() <= 600 and gui.window.width() <= 800, tab
+
+
+def test_the_first_window_fits_a_screen_smaller_than_its_default_size(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    """The first start (no geometry remembered) opened the window at 1440 x 900 on any
+    screen: on a 1024 x 768 one (here the test platform's 800 x 800) the patient page's
+    right side, the job queue and the status bar were off the screen."""
+    settings = make_settings(tmp_path, api_enabled=False, model_path=tmp_path / "none")
+    desktop = Desktop(settings, tray=False)
+    try:
+        desktop.start()
+        window = desktop.window
+        qtbot.waitExposed(window)
+        free = window.screen().availableGeometry()
+        qtbot.waitUntil(lambda: free.contains(window.geometry()), timeout=10_000)
+        assert window.isMaximized()
+    finally:
+        desktop.shutdown()
 
 
 @pytest.mark.parametrize(

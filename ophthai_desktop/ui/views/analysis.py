@@ -209,6 +209,10 @@ class ResultCard(QFrame):
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self._reflow()
+        # The form kept the rows' heights it had worked out for the card's earlier width:
+        # narrowed (the window smaller, the scroll bar shown), long findings, the
+        # recommendation and the explanation lost their last lines.
+        self.form.invalidate()
 
     @property
     def badge_beside(self) -> bool:

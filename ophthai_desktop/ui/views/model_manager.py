@@ -24,6 +24,7 @@ from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
 from ophthai_desktop.core.settings import Settings
 from ophthai_desktop.core.units import format_bytes
 from ophthai_desktop.ui.views.style import set_style_property
+from ophthai_desktop.ui.views.tall_enough import TallEnough
 
 #: How each state reads, and the style kind of its label.
 STATE_TEXT: dict[ModelState, tuple[str, str]] = {
@@ -79,6 +80,7 @@ class ModelManagerDialog(QDialog):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        TallEnough(self)  # a message or note of two lines shown whole
         self.setObjectName("modelManagerDialog")
         self.setWindowTitle("Model manager")
         self.setMinimumWidth(560)

@@ -29,6 +29,7 @@ from ophthai_desktop.ui.display import LATERALITY_NAMES, MODALITY_NAMES
 from ophthai_desktop.ui.views.focus import step_focus_to
 from ophthai_desktop.ui.views.scale import scaled
 from ophthai_desktop.ui.views.style import set_style_property
+from ophthai_desktop.ui.views.tall_enough import TallEnough
 
 NO_AGE = -1
 
@@ -53,6 +54,7 @@ class PatientDialog(QDialog):
         files: Sequence[str] = (),
     ) -> None:
         super().__init__(parent)
+        TallEnough(self)  # a message or note of two lines shown whole
         self.setObjectName("patientDialog")
         self.patient = patient
         self.setWindowTitle("Edit patient" if patient else "New patient")

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from ophthai_desktop.ui.views.style import set_style_property
+from ophthai_desktop.ui.views.tall_enough import TallEnough
 
 
 class ServerDialog(QDialog):
@@ -41,6 +42,7 @@ class ServerDialog(QDialog):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        TallEnough(self)  # a message or note of two lines shown whole
         self.setObjectName("serverDialog")
         self.setWindowTitle("API server")
         self.setMinimumWidth(520)

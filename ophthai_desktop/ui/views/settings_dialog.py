@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import QSize, Qt, Signal, Slot
 from PySide6.QtWidgets import (
+    QBoxLayout,
     QCheckBox,
     QComboBox,
     QDialog,
@@ -15,18 +16,23 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
+    QScrollArea,
     QSpinBox,
+    QStyle,
     QVBoxLayout,
     QWidget,
 )
 
 from ophthai_desktop.core.settings import Settings
+from ophthai_desktop.ui.views.reflow import set_side_by_side
 from ophthai_desktop.ui.views.style import set_style_property, set_text
+from ophthai_desktop.ui.views.tall_enough import TallEnough
 
 RESTART_NOTE = "(restart needed)"
 DEVICES = ("auto", "cuda", "cuda:0", "mps", "cpu")
@@ -74,6 +80,7 @@ class SettingsDialog(QDialog):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        TallEnough(self)  # a message or note of two lines shown whole
         self.setObjectName("settingsDialog")
         self.setWindowTitle("Settings")
 
@@ -189,7 +196,10 @@ class SettingsDialog(QDialog):
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
 
-        columns = QHBoxLayout()
+        # Side by side where the screen is wide enough, else one under the other; the
+        # groups scroll where the screen is not tall enough (a large font at 1024 x 768
+        # made the dialog 1321 x 691 px, OK and Cancel off the screen).
+        self.columns = QBoxLayout(QBoxLayout.Direction.LeftToRight)
         left = QVBoxLayout()
         left.addWidget(data)
         left.addWidget(api)
@@ -198,10 +208,19 @@ class SettingsDialog(QDialog):
         right.addWidget(desktop)
         right.addWidget(model)
         right.addStretch(1)
-        columns.addLayout(left, 1)
-        columns.addLayout(right, 1)
+        self.columns.addLayout(left, 1)
+        self.columns.addLayout(right, 1)
+        groups = QWidget()
+        groups.setLayout(self.columns)
+        self.columns.setContentsMargins(0, 0, 0, 0)
+        self.scroll = QScrollArea()
+        self.scroll.setObjectName("settingsGroups")
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setWidget(groups)
         layout = QVBoxLayout(self)
-        layout.addLayout(columns)
+        layout.addWidget(self.scroll, 1)
         layout.addWidget(self.error)
         layout.addWidget(self.checking)
         layout.addWidget(self.saved_to)
@@ -320,6 +339,49 @@ class SettingsDialog(QDialog):
                 return widget
             widget = widget.nextInFocusChain()
         return self.buttons
+
+    def setVisible(self, visible: bool) -> None:
+        if visible:  # before Qt sizes the window for its contents
+            self.fit_screen()
+        super().setVisible(visible)
+
+    def fit_screen(self) -> None:
+        """Lay the groups out for the screen: side by side where they fit its width,
+        and the scrolled part as large as the groups, at most what the screen leaves."""
+        free = self.screen().availableGeometry()
+        groups = self.scroll.widget()
+        bar = self.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent, None, self)
+        frame = self.frameGeometry().size() - self.geometry().size()
+        # Not shown yet, the window's frame is not known: room for a title bar.
+        title = self.style().pixelMetric(QStyle.PixelMetric.PM_TitleBarHeight, None, self)
+        frame.setHeight(max(frame.height(), title))
+        margins = self.layout().contentsMargins()
+        around = margins.left() + margins.right() + frame.width()
+        set_side_by_side(self.columns, True)
+        wide = groups.minimumSizeHint().width() + bar + around <= free.width()
+        set_side_by_side(self.columns, wide)
+        groups.layout().activate()
+        below = self._height_below(free.width() - around)
+        room = QSize(free.width() - around, free.height() - below - frame.height())
+        wanted = groups.sizeHint()
+        if wanted.height() > room.height():  # it scrolls: room for the scroll bar
+            wanted.setWidth(wanted.width() + bar)
+        self.scroll.setMinimumSize(wanted.boundedTo(room))
+
+    def _height_below(self, width: int) -> int:
+        """The height the dialog needs besides its groups, ``width`` wide."""
+        layout = self.layout()
+        margins = layout.contentsMargins()
+        height = margins.top() + margins.bottom()
+        for index in range(layout.count()):
+            widget = layout.itemAt(index).widget()
+            if widget is None or widget is self.scroll or widget.isHidden():
+                continue
+            hint = widget.sizeHint().height()
+            if widget.hasHeightForWidth():
+                hint = max(hint, widget.heightForWidth(width))
+            height += hint + layout.spacing()
+        return height
 
     def show_checking(self, message: str) -> None:
         """Say what OK is checking, with OK disabled until it answers; ``""`` when it

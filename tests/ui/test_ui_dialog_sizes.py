@@ -1,0 +1,75 @@
+"""Dialogs at small screens and scales: their wrapped texts shown whole."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QDialog, QLabel
+from pytestqt.qtbot import QtBot
+
+from ophthai_desktop.ui.messages import DATABASE_DOWN
+from ophthai_desktop.ui.views.patient_dialog import PatientDialog
+from ophthai_desktop.ui.views.settings_dialog import SettingsDialog
+
+
+def _cut_labels(dialog: QDialog) -> list[str]:
+    """The texts of ``dialog``'s shown word-wrapped labels given fewer lines than they
+    wrap to."""
+    return [
+        label.text()
+        for label in dialog.findChildren(QLabel)
+        if label.isVisible()
+        and label.wordWrap()
+        and label.heightForWidth(label.width()) > label.height()
+    ]
+
+
+def test_a_message_of_several_lines_does_not_cover_the_patient_form(qtbot: QtBot) -> None:
+    """The form kept the height of a one-line message: a longer one (the database not
+    answering) was drawn over the history box, both unreadable."""
+    dialog = PatientDialog()
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+
+    dialog.show_error("name", f"{DATABASE_DOWN} {DATABASE_DOWN}")
+
+    def whole() -> bool:
+        return (
+            dialog.error.geometry().top() >= dialog.history.geometry().bottom()
+            and not _cut_labels(dialog)
+        )
+
+    qtbot.waitUntil(whole, timeout=10_000)
+    assert dialog.error.geometry().bottom() < dialog.buttons.geometry().top()
+
+
+def test_the_settings_dialog_s_notes_are_not_cut(qtbot: QtBot) -> None:
+    """Opened on a screen where Qt makes a new window at most two thirds of it high
+    (1024 x 768; here the test platform's 800 x 800), the dialog was given the height
+    of its notes as one line each: "Set OPHTHAI_DATA_DIR to move it; then restart." and
+    the demo mode's note showed half their second line."""
+    dialog = SettingsDialog()
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+
+    qtbot.waitUntil(lambda: not _cut_labels(dialog), timeout=10_000)
+    assert dialog.frameGeometry().height() <= dialog.screen().availableGeometry().height()
+
+
+def test_the_settings_dialog_fits_a_screen_narrower_than_its_columns(qtbot: QtBot) -> None:
+    """Its two columns of groups were at least 927 px wide (1321 px with a font half as
+    large again at 1024 x 768): on a narrower screen (here the test platform's 800 x 800)
+    OK and Cancel were off it. The groups now go one under the other, and scroll."""
+    dialog = SettingsDialog()
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+
+    free = dialog.screen().availableGeometry()
+    assert dialog.width() <= free.width() and dialog.height() <= free.height()
+    groups = dialog.scroll.widget()
+    assert groups.width() <= dialog.scroll.viewport().width()  # nothing cut on the right
+    dialog.scroll.ensureWidgetVisible(dialog.load_model_on_startup)  # the last field
+    qtbot.waitUntil(
+        lambda: dialog.load_model_on_startup.visibleRegion().boundingRect().height() > 0
+    )
