@@ -68,6 +68,8 @@ def hold_data_folder(data_dir: Path) -> QLockFile:
         return lock
     if lock.error() is QLockFile.LockError.LockFailedError:
         pid = lock.getLockInfo()[0]
+        if left_by_an_ended_process(lock):
+            raise StorageError(stale_lock_refusal(data_dir, pid))
         raise Conflict(
             f"OphthAI already runs on the data folder {data_dir} (process {pid}): a "
             "window or another ophthai serve. Quit it first, or give this one a data "
@@ -76,6 +78,34 @@ def hold_data_folder(data_dir: Path) -> QLockFile:
     raise StorageError(
         f"the data folder's lock file {data_dir / INSTANCE_LOCK} cannot be written "
         f"({lock.error().name})"
+    )
+
+
+def left_by_an_ended_process(lock: QLockFile) -> bool:
+    """Whether ``lock``, which could not be taken, names a process of this machine that
+    has ended: QLockFile takes such a stale lock over by writing its file anew, which
+    fails where the data folder's disk is full (and reports the lock held). Not known on
+    Windows, nor for another machine's lock (a data folder on a share): False."""
+    from PySide6.QtCore import QSysInfo
+
+    pid, host, _app = lock.getLockInfo()
+    if os.name == "nt" or pid <= 0 or host != QSysInfo.machineHostName():
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists, another account's
+        return False
+    return False
+
+
+def stale_lock_refusal(data_dir: Path, pid: int) -> str:
+    """Why the data folder cannot be taken when its lock was left by an ended process."""
+    return (
+        f"the data folder's lock file {data_dir / INSTANCE_LOCK} was left by OphthAI "
+        f"process {pid}, which has ended (a crash?), and cannot be replaced: is the disk "
+        "of the data folder full? Free space on it, then start again."
     )
 
 

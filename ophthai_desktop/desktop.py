@@ -38,7 +38,14 @@ from ophthai_desktop.core.settings import (
     read_settings,
 )
 from ophthai_desktop.core.storage.private import PRIVATE_FILE_MODE
-from ophthai_desktop.data_folder import INSTANCE_LOCK, SERVE_MARKER, held_by_serve, instance_lock
+from ophthai_desktop.data_folder import (
+    INSTANCE_LOCK,
+    SERVE_MARKER,
+    held_by_serve,
+    instance_lock,
+    left_by_an_ended_process,
+    stale_lock_refusal,
+)
 from ophthai_desktop.ui.context import ApiState
 from ophthai_desktop.ui.controllers.server import ServerControl, ServerOptions
 from ophthai_desktop.ui.priority import lower_current_thread_priority
@@ -325,6 +332,8 @@ def claim_data_folder(data_dir: Path, *, wait_s: float = CLOSING_WAIT_S) -> Data
             refusal=f"the data folder's lock file cannot be written ({lock.error().name})"
         )
     holder = lock.getLockInfo()[0]
+    if left_by_an_ended_process(lock):  # no window to ask, nor to wait for
+        return DataFolderClaim(refusal=stale_lock_refusal(data_dir, holder))
     if held_by_serve(data_dir, holder):  # no window to show, and it will not close by itself
         return DataFolderClaim(
             refusal=(

@@ -956,6 +956,61 @@ def test_a_kill_while_the_reason_is_written_refuses_the_file_again_at_the_next_s
     assert (folder / "failed" / "bad.png").read_bytes() == b"not an image"
 
 
+class _Killed(BaseException):
+    """The process dying at that point (nothing catches it)."""
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Windows moves without claiming the name")
+def test_an_empty_file_without_permissions_stays_in_failed_across_restarts(
+    app: Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the chaos run of issue #4: an empty file without permissions (a writer
+    that creates a file before it sets its mode) was refused into failed/ keeping its
+    mode, and the next start took it for a name claim left by a crash and deleted it
+    with its reason file. Killed once between its refusal's record and its move, it is
+    still filed once, told once, and kept by the starts after."""
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    source = layout.root / "blank.png"
+    source.touch()
+    source.chmod(0)
+
+    def die(path: Path, folder: Path, name: str, **options: object) -> Path:
+        raise _Killed
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ingest_module, "move_without_overwrite", die)
+        with pytest.raises(_Killed):
+            app.ingest.ingest_file(source, layout)
+    remove_stale_claims(layout)  # the next start
+    result = app.ingest.ingest_file(source, layout)
+    remove_stale_claims(layout)  # and the one after
+
+    assert result.outcome == "failed"
+    assert sorted(p.name for p in layout.failed.iterdir()) == ["blank.png", "blank.png.reason.txt"]
+    assert (layout.failed / "blank.png").read_bytes() == b""
+    notes = [n.message for n in app.notifications.list_notifications().items]
+    assert len(notes) == 1 and notes[0].startswith("blank.png from the watch folder was not")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs chown")
+def test_an_empty_file_without_permissions_of_another_account_is_no_claim(
+    tmp_path: Path,
+) -> None:
+    """The app claims names as its own account: another's empty file without permissions
+    in failed/ (one the app could not give a permission) is a refused file, kept."""
+    layout = FolderLayout.under(tmp_path / "watch")
+    layout.ensure()
+    theirs, claim = layout.failed / "theirs.png", layout.failed / "claim.png"
+    for path in (theirs, claim):
+        path.touch()
+        path.chmod(0)
+    os.chown(theirs, 4321, 4321)
+
+    assert remove_stale_claims(layout) == 1
+    assert [p.name for p in layout.failed.iterdir()] == ["theirs.png"]
+
+
 def test_a_refused_file_that_cannot_be_moved_says_so(
     app: Application, log: EventLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:

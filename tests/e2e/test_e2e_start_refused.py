@@ -43,6 +43,18 @@ FAILING_MKDIR = textwrap.dedent(
     """
 )
 
+#: The app, on a disk that is full for what it writes: no file can grow past 0 bytes
+#: (EFBIG where the full disk says ENOSPC; both fail the write).
+FULL_DISK = textwrap.dedent(
+    """
+    import resource, signal, sys
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    from ophthai_desktop.__main__ import main
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
 
 def run_app(
     tmp_path: Path, data: Path, how: str, before: list[str] | None = None
@@ -231,6 +243,34 @@ def test_a_second_serve_on_a_data_folder_is_refused(tmp_path: Path) -> None:
         done, f"OphthAI already runs on the data folder {data} (process {first.process.pid})"
     )
     assert "listening on" not in done.stdout
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a file size limit is POSIX's")
+@pytest.mark.parametrize("how", HOW)
+def test_a_lock_a_killed_serve_left_on_a_full_disk_is_not_said_to_be_a_running_app(
+    tmp_path: Path, how: str
+) -> None:
+    """Found by the chaos run of issue #4: killed with its data folder's disk full, the
+    next start could not write the lock file anew and said OphthAI already runs, naming
+    the process that had ended (the window asked it to show itself, then said the
+    same). It says the lock cannot be replaced, and why; once there is room the next
+    start takes the lock over."""
+    data = tmp_path / "data"
+    args = ["--data-dir", str(data), "serve", "--port", str(free_port())]
+    killed = start(tmp_path, args, clean_env())
+    killed.process.kill()
+    killed.stop()
+
+    done = run_app(tmp_path, data, how, before=[sys.executable, "-c", FULL_DISK])
+
+    assert_refused(
+        done,
+        f"the data folder's lock file {data / 'ophthai-desktop.lock'} was left by OphthAI "
+        f"process {killed.process.pid}, which has ended",
+    )
+    assert "already" not in done.stderr
+    again = start(tmp_path, args, clean_env())  # space freed
+    again.stop()
 
 
 def test_serve_on_the_data_folder_of_a_window_is_refused(tmp_path: Path) -> None:

@@ -542,9 +542,11 @@ def _fitted(stem: str, tail: str, max_bytes: int, max_units: int | None = None) 
 
 
 #: The permission bits of a name claimed for a file being moved in (see
-#: :func:`move_without_overwrite`): none. An empty file without permissions is nothing
-#: the watch folder files (a refused empty file keeps the mode it had), so a claim that
-#: a crash left behind is told apart at the next start.
+#: :func:`move_without_overwrite`): none. An empty file without permissions that the
+#: app's account owns is nothing the watch folder files (a refused empty file keeps the
+#: mode it had, except that one of the app's without any is given its owner's read:
+#: :func:`_unlike_a_claim`), so a claim that a crash left behind is told apart at the
+#: next start.
 CLAIM_MODE = 0o000
 
 
@@ -617,8 +619,39 @@ def _is_stale_claim(info: os.stat_result, folder_is_processed: bool) -> bool:
     if not stat.S_ISREG(info.st_mode) or info.st_size != 0:
         return False
     # Nothing empty is ever taken in, so an empty file in processed/ is a claim (one
-    # left by a version that claimed names readable by their owner, too).
-    return folder_is_processed or stat.S_IMODE(info.st_mode) == CLAIM_MODE
+    # left by a version that claimed names readable by their owner, too). In failed/,
+    # where refused empty files go, only one of the app's own without permissions is.
+    return folder_is_processed or (
+        stat.S_IMODE(info.st_mode) == CLAIM_MODE and _owned_by_this_account(info)
+    )
+
+
+def _owned_by_this_account(info: os.stat_result) -> bool:
+    """Whether the app's account owns the file (on Windows, which has no owner ids,
+    any file)."""
+    geteuid = getattr(os, "geteuid", None)
+    return geteuid is None or info.st_uid == geteuid()
+
+
+def _unlike_a_claim(path: Path) -> None:
+    """Give ``path``, about to be refused, its owner's read permission where it is an
+    empty file of the app's own without any: filed so in ``failed/``, it would be taken
+    for a name claim left by a crash and deleted (with its reason file) at the next
+    start. Done before the refusal is recorded, so that after a crash before its move
+    the file is still the one recorded (its change time earlier than the record)."""
+    try:
+        info = os.lstat(path)
+        if (
+            stat.S_ISREG(info.st_mode)
+            and info.st_size == 0
+            and stat.S_IMODE(info.st_mode) == CLAIM_MODE
+            and _owned_by_this_account(info)
+        ):
+            os.chmod(path, stat.S_IRUSR)
+    except OSError as exc:
+        log.warning(
+            "watch folder: cannot give an empty refused file a permission: %s", exc.strerror
+        )
 
 
 def remove_stale_claims(layout: FolderLayout) -> int:
@@ -1548,6 +1581,7 @@ class IngestService:
         name = display_name(path.name)
         refused = f"{name} from the watch folder was not taken in: {reason}."
         note = None
+        _unlike_a_claim(path)
         key = sha256 if sha256 is not None else _unread_record_key(path)
         if key is None or not self._refusal_recorded(path, key, name, reason):
             # How to retry depends on the reason: the reason file says it, not the note.
