@@ -91,6 +91,8 @@ def left_by_an_ended_process(lock: QLockFile) -> bool:
     from PySide6.QtCore import QSysInfo
 
     pid, host, program = lock.getLockInfo()
+    if os.name == "nt" or pid <= 0:
+        return False
     written = _lock_file_lines(Path(lock.fileName()))
     machine, boot = [*written, b"", b""][3:5]
     this_machine = bytes(QSysInfo.machineUniqueId().data())
@@ -98,7 +100,7 @@ def left_by_an_ended_process(lock: QLockFile) -> bool:
         elsewhere = machine != this_machine
     else:
         elsewhere = host != QSysInfo.machineHostName()
-    if os.name == "nt" or pid <= 0 or elsewhere:
+    if elsewhere:
         return False
     if boot and boot != bytes(QSysInfo.bootUniqueId().data()):
         return True  # written before the machine restarted: its process id is anyone's now
