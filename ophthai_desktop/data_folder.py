@@ -84,20 +84,55 @@ def hold_data_folder(data_dir: Path) -> QLockFile:
 def left_by_an_ended_process(lock: QLockFile) -> bool:
     """Whether ``lock``, which could not be taken, names a process of this machine that
     has ended: QLockFile takes such a stale lock over by writing its file anew, which
-    fails where the data folder's disk is full (and reports the lock held). Not known on
-    Windows, nor for another machine's lock (a data folder on a share): False."""
+    fails where the data folder's disk is full (and reports the lock held). Ended as
+    QLockFile judges it: the machine restarted since, no process has the id, or (on
+    Linux) the system gave the id since to another program. Not known on Windows, nor
+    for another machine's lock (a data folder on a share): False."""
     from PySide6.QtCore import QSysInfo
 
-    pid, host, _app = lock.getLockInfo()
-    if os.name == "nt" or pid <= 0 or host != QSysInfo.machineHostName():
+    pid, host, program = lock.getLockInfo()
+    if os.name == "nt" or pid <= 0:
         return False
+    written = _lock_file_lines(Path(lock.fileName()))
+    machine, boot = [*written, b"", b""][3:5]
+    this_machine = bytes(QSysInfo.machineUniqueId().data())
+    if machine and this_machine:  # as QLockFile: the machine's id, where both have one
+        elsewhere = machine != this_machine
+    else:
+        elsewhere = host != QSysInfo.machineHostName()
+    if elsewhere:
+        return False
+    if boot and boot != bytes(QSysInfo.bootUniqueId().data()):
+        return True  # written before the machine restarted: its process id is anyone's now
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return True
-    except OSError:  # it exists, another account's
+    except OSError:  # it exists, another account's (whose program Linux may not say)
+        pass
+    return _runs_another_program(pid, program)
+
+
+def _lock_file_lines(lock_file: Path) -> list[bytes]:
+    """The lock file's lines as QLockFile writes them (its process id, program, host
+    name, machine id and boot id); none where it cannot be read."""
+    try:
+        return [line.strip() for line in lock_file.read_bytes().split(b"\n")]
+    except OSError:
+        return []
+
+
+def _runs_another_program(pid: int, program: str) -> bool:
+    """Whether process ``pid`` runs a program other than ``program`` (the name the lock
+    gives its holder's), as QLockFile compares them on Linux: a process whose program
+    cannot be read is another account's, never the lock's. Not known elsewhere: False."""
+    if not Path("/proc/self/exe").exists():
         return False
-    return False
+    try:
+        running = os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)")
+    except OSError:
+        return True
+    return Path(running).name != program
 
 
 def stale_lock_refusal(data_dir: Path, pid: int) -> str:

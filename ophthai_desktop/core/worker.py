@@ -65,6 +65,8 @@ IDLE_POLL_S = 1.0
 #: the cancel after every token.
 JOB_STOP_WAIT_S = 30.0
 
+#: The model's states in which queued analyses wait for it, each said as "model <state>".
+_BUSY_STATES = (ModelState.LOADING, ModelState.UNLOADING, ModelState.DOWNLOADING)
 #: Why queued analyses wait after an unload, until the model is loaded again.
 HELD_AFTER_UNLOAD = "the model was unloaded; load it to run the queue"
 #: Why analyses wait while the database's disk is full: unlike an outage, it lasts until
@@ -240,15 +242,21 @@ class InferenceWorker:
     @property
     def queued_waiting(self) -> str | None:
         """Why a queued job waits, also one queued a moment ago: :attr:`waiting_reason`,
-        or, where that says nothing waits only because the worker, with nothing queued,
-        has not looked again since (the model installed, not loaded), what it will say
-        when it does (loads the model, or holds the queue after an unload). A job's 202
-        said ``waiting: null`` while the WebSocket said at once ``model loading``. Any
-        thread."""
+        or, where that says nothing waits only because the worker has not looked at the
+        queue since, what it will say when it does: with nothing queued, the model
+        installed, not loaded (it loads the model, or holds the queue after an unload);
+        busy loading or unloading the model as asked (Load, ``load-model``, at start:
+        minutes), ``model loading``. A job's 202 said ``waiting: null`` meanwhile, as if
+        it were about to run. Any thread."""
         reason = self.waiting_reason
-        if reason is None and self._engine.status().state is ModelState.INSTALLED:
+        if reason is not None:
+            return reason
+        state = self._engine.status().state
+        if state is ModelState.INSTALLED:
             return HELD_AFTER_UNLOAD if self.holding else f"model {ModelState.LOADING.value}"
-        return reason
+        if state in _BUSY_STATES:
+            return f"model {state.value}"  # as the worker says once it looks
+        return None
 
     @property
     def holding(self) -> bool:
@@ -386,7 +394,7 @@ class InferenceWorker:
             if self.waiting_reason != WAITING_FOR_ROOM:  # cleared once a claim works
                 self._set_waiting(None)
             return True
-        if state in (ModelState.LOADING, ModelState.UNLOADING, ModelState.DOWNLOADING):
+        if state in _BUSY_STATES:
             self._set_waiting(f"model {state.value}")
             return False
         if state is ModelState.INSTALLED:

@@ -516,3 +516,38 @@ def test_an_upload_whose_analysis_cannot_be_queued_leaves_no_scan(
     assert response.status_code == 503, response.text
     assert not sqlite_services.patients.list_scans(patient["id"])
     assert ai_client.get(f"/api/patients/{patient['id']}").json()["workflowStep"] == 1
+
+
+def test_a_job_queued_while_the_model_loads_on_request_says_it_waits_for_the_load(
+    ai_client: TestClient, engine: ScriptedEngine, sqlite_services: Application
+) -> None:
+    """A load asked for (Load, ``load-model``, or at start) holds the worker until it is
+    done, so it does not look at the queue meanwhile: an analysis asked for during the
+    load (minutes, for the real model) said ``waiting: null`` in its 202, in
+    ``GET /api/jobs/{id}`` and in ``worker_waiting``, as if it were about to run."""
+    from ophthai_desktop.core.records import Actor
+    from ophthai_desktop.core.services.patients import NewImage
+
+    app = sqlite_services
+    engine.state = "installed"
+    engine.load_hold = threading.Event()
+    patient = app.patients.create_patient(
+        {"name": "During the load"}, actor=Actor("t", "api"), image=NewImage(png_bytes())
+    )
+    app.worker.request_load()
+    deadline = time.monotonic() + 10
+    while engine.state != "loading" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert engine.state == "loading"
+    try:
+        answered = ai_client.post(f"/api/patients/{patient.id}/analyze")
+        read = ai_client.get(f"/api/jobs/{answered.json()['id']}").json()
+        health = ai_client.get("/api/ai/health").json()
+    finally:
+        engine.load_hold.set()
+
+    assert answered.status_code == 202
+    assert (read["state"], health["queue"]["queued"]) == ("queued", 1)
+    said = [answered.json()["waiting"], read["waiting"], health["worker_waiting"]]
+    assert said == ["model loading"] * 3
+    assert wait_for_outcome(app, read["id"]).job.state == "done"

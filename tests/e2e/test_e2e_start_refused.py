@@ -273,6 +273,63 @@ def test_a_lock_a_killed_serve_left_on_a_full_disk_is_not_said_to_be_a_running_a
     again.stop()
 
 
+def _lock_left_by(data: Path, pid: int, boot_id: bytes) -> None:
+    """Write the data folder's lock as an OphthAI of process ``pid`` (a Python program
+    of this machine) left it, the machine's boot being ``boot_id``."""
+    from PySide6.QtCore import QSysInfo
+
+    instance_lock(data)  # the folder, made as the app makes it
+    program = Path(os.path.realpath(sys.executable)).name
+    lines = [
+        str(pid).encode(),
+        program.encode(),
+        QSysInfo.machineHostName().encode(),
+        bytes(QSysInfo.machineUniqueId().data()),
+        boot_id,
+    ]
+    (data / "ophthai-desktop.lock").write_bytes(b"\n".join(lines) + b"\n")
+
+
+@pytest.mark.skipif(not Path("/proc/self/exe").exists(), reason="Linux's /proc")
+@pytest.mark.parametrize("how", HOW)
+@pytest.mark.parametrize("since", ["another program has its process id", "a restart"])
+def test_a_lock_whose_process_id_was_given_again_on_a_full_disk_is_not_said_to_be_a_running_app(
+    tmp_path: Path, how: str, since: str
+) -> None:
+    """A lock left by a crash names a process id that the system gave since to another
+    program, or, after a restart, to anything (a Python program, here this test): Qt
+    takes that lock for stale, as it is, but on a full disk cannot replace it, and the
+    start said OphthAI already runs (process N), the window after waiting for it."""
+    from PySide6.QtCore import QSysInfo
+
+    data = tmp_path / "data"
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        if since == "a restart":
+            holder = os.getpid()
+            _lock_left_by(data, holder, b"a-boot-before-this-one")
+        else:
+            holder = other.pid
+            _lock_left_by(data, holder, bytes(QSysInfo.bootUniqueId().data()))
+
+        done = run_app(tmp_path, data, how, before=[sys.executable, "-c", FULL_DISK])
+
+        assert_refused(
+            done,
+            f"the data folder's lock file {data / 'ophthai-desktop.lock'} was left by "
+            f"OphthAI process {holder}, which has ended",
+        )
+        assert "already" not in done.stderr
+        # Stale indeed: with room, the next start takes it over.
+        again = start(
+            tmp_path, ["--data-dir", str(data), "serve", "--port", str(free_port())], clean_env()
+        )
+        again.stop()
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_serve_on_the_data_folder_of_a_window_is_refused(tmp_path: Path) -> None:
     data = tmp_path / "data"
     held = instance_lock(data)

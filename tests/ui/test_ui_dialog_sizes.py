@@ -73,3 +73,36 @@ def test_the_settings_dialog_fits_a_screen_narrower_than_its_columns(qtbot: QtBo
     qtbot.waitUntil(
         lambda: dialog.load_model_on_startup.visibleRegion().boundingRect().height() > 0
     )
+
+
+def test_a_settings_error_on_a_short_screen_is_shown_whole_under_the_groups(
+    qtbot: QtBot,
+) -> None:
+    """Where the screen is too short for the groups (here the test platform's 800 x
+    800), they were given all its height when the dialog opened: an error shown after OK
+    had no room left, and was drawn over the groups' last fields (its last line cut)."""
+    dialog = SettingsDialog()
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    free = dialog.screen().availableGeometry()
+    assert dialog.scroll.widget().height() > dialog.scroll.viewport().height()  # it scrolls
+
+    dialog.show_error(
+        "The watch folder /mnt/clinic-share/oct-exports/incoming cannot be used: nothing is "
+        "mounted on it, and Watch only while a share is mounted on it is off. Mount the "
+        "share, turn that on, or choose another folder.",
+        "watch_folder_path",
+    )
+
+    def whole() -> bool:
+        error, scroll, buttons = dialog.error, dialog.scroll, dialog.buttons
+        return (
+            error.geometry().top() > scroll.geometry().bottom()
+            and error.height() >= error.heightForWidth(error.width())
+            and buttons.geometry().top() > error.geometry().bottom()
+            and buttons.geometry().bottom() < dialog.height()
+        )
+
+    qtbot.waitUntil(whole, timeout=10_000)
+    assert dialog.frameGeometry().height() <= free.height()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt, Signal, Slot
+from PySide6.QtCore import QRect, QSize, Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QBoxLayout,
     QCheckBox,
@@ -348,25 +348,44 @@ class SettingsDialog(QDialog):
     def fit_screen(self) -> None:
         """Lay the groups out for the screen: side by side where they fit its width,
         and the scrolled part as large as the groups, at most what the screen leaves."""
-        free = self.screen().availableGeometry()
+        free, around, _frame_height = self._screen_room()
         groups = self.scroll.widget()
-        bar = self.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent, None, self)
-        frame = self.frameGeometry().size() - self.geometry().size()
-        # Not shown yet, the window's frame is not known: room for a title bar.
-        title = self.style().pixelMetric(QStyle.PixelMetric.PM_TitleBarHeight, None, self)
-        frame.setHeight(max(frame.height(), title))
-        margins = self.layout().contentsMargins()
-        around = margins.left() + margins.right() + frame.width()
         set_side_by_side(self.columns, True)
-        wide = groups.minimumSizeHint().width() + bar + around <= free.width()
+        wide = groups.minimumSizeHint().width() + self._bar() + around <= free.width()
         set_side_by_side(self.columns, wide)
         groups.layout().activate()
-        below = self._height_below(free.width() - around)
-        room = QSize(free.width() - around, free.height() - below - frame.height())
-        wanted = groups.sizeHint()
+        self._bound_groups()
+
+    def _bound_groups(self) -> None:
+        """The scrolled part as large as the groups, at most what the screen leaves
+        beside what is shown under them now: a message shown after OK takes its room
+        from the groups (it was drawn over their last fields, cut, on a short screen)."""
+        free, around, frame_height = self._screen_room()
+        bar = self._bar()
+        wanted = self.scroll.widget().sizeHint()
+        if self.isVisible():  # the width the messages wrap to
+            margins = self.layout().contentsMargins()
+            width = self.width() - margins.left() - margins.right()
+        else:
+            width = min(wanted.width() + bar, free.width() - around)
+        below = self._height_below(width)
+        room = QSize(free.width() - around, free.height() - below - frame_height)
         if wanted.height() > room.height():  # it scrolls: room for the scroll bar
             wanted.setWidth(wanted.width() + bar)
         self.scroll.setMinimumSize(wanted.boundedTo(room))
+
+    def _screen_room(self) -> tuple[QRect, int, int]:
+        """The screen's free area, the width the window takes besides its contents, and
+        its frame's height."""
+        frame = self.frameGeometry().size() - self.geometry().size()
+        # Not shown yet, the window's frame is not known: room for a title bar.
+        title = self.style().pixelMetric(QStyle.PixelMetric.PM_TitleBarHeight, None, self)
+        margins = self.layout().contentsMargins()
+        around = margins.left() + margins.right() + frame.width()
+        return self.screen().availableGeometry(), around, max(frame.height(), title)
+
+    def _bar(self) -> int:
+        return self.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent, None, self)
 
     def _height_below(self, width: int) -> int:
         """The height the dialog needs besides its groups, ``width`` wide."""
@@ -391,11 +410,15 @@ class SettingsDialog(QDialog):
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(not message)
         if message:
             self.show_error("")
+        if self.isVisible():
+            self._bound_groups()
 
     def show_error(self, message: str, field: str | None = None) -> None:
         """Say why the settings were not saved and mark the field it is about."""
         set_text(self.error, message)
         self.error.setVisible(bool(message))
+        if self.isVisible():
+            self._bound_groups()
         for name, widget in self.fields.items():
             set_style_property(widget, "invalid", name == field)
         widget = self.fields.get(field or "")
