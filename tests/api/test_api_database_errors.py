@@ -72,15 +72,22 @@ def test_a_lock_held_past_the_wait_is_a_503_with_retry_after_not_a_hang(
     app.db.dispose()  # pooled connections are made again, with the shortened wait
     holder = app.db.engine.connect()
     holder.execute(text("LOCK TABLE patients IN ACCESS EXCLUSIVE MODE"))
-    release = threading.Timer(HELD_S, holder.rollback)
-    release.start()
+    answered = threading.Event()
+
+    def hold_then_release() -> None:
+        answered.wait(HELD_S)
+        holder.rollback()
+
+    releaser = threading.Thread(target=hold_then_release)
+    releaser.start()
     try:
         with LoopbackClient(create_app(app)) as client:
             started = time.monotonic()
             response = client.get("/api/patients")
             waited_s = time.monotonic() - started
     finally:
-        release.join()
+        answered.set()
+        releaser.join()
         holder.close()
     assert response.status_code == 503, response.text
     assert response.headers["retry-after"] == str(DATABASE_RETRY_AFTER_S)
