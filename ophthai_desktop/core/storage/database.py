@@ -124,6 +124,12 @@ class Database:
             kwargs["pool_pre_ping"] = True
             kwargs["pool_size"] = 8
             kwargs["max_overflow"] = 16
+            # The URL's own settings win (a clinic may tune them for its network).
+            kwargs["connect_args"] = {
+                name: value
+                for name, value in _postgres_network_limits().items()
+                if name not in self.url.query
+            }
         try:
             self.engine: Engine = create_engine(self.url, **kwargs)
         except (SQLAlchemyError, ImportError) as exc:
@@ -476,6 +482,17 @@ SQLITE_PROBE_WAIT_MS = 1_000
 #: worker that needed it for as long as it lasted.
 POSTGRES_LOCK_TIMEOUT_MS = SQLITE_BUSY_TIMEOUT_MS
 
+#: How long a connection to PostgreSQL may take to be made (libpq's
+#: ``connect_timeout``): a server whose network drops packets (a host switched off, a
+#: VPN down) held the start, and every request that needed a new connection, for the
+#: minutes the system's TCP gives up after.
+POSTGRES_CONNECT_TIMEOUT_S = 10
+
+#: How long data sent to PostgreSQL may go unacknowledged before the connection counts as
+#: lost (``tcp_user_timeout``), and TCP keepalives on idle connections: a server gone
+#: from the network mid-request is noticed in seconds, not the system's 15 minutes.
+POSTGRES_TCP_USER_TIMEOUT_MS = 20_000
+
 #: PostgreSQL's SQLSTATE for a lock not granted within ``lock_timeout``.
 LOCK_NOT_AVAILABLE = "55P03"
 
@@ -501,6 +518,19 @@ def _waited_too_long(exc: DBAPIError) -> bool:
     ``lock_timeout`` for another connection's lock (an OperationalError too, although
     the server answers: not an outage)."""
     return getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE
+
+
+def _postgres_network_limits() -> dict[str, int]:
+    """libpq's settings that bound how long a connection waits on the network
+    (:data:`POSTGRES_CONNECT_TIMEOUT_S`, :data:`POSTGRES_TCP_USER_TIMEOUT_MS`)."""
+    return {
+        "connect_timeout": POSTGRES_CONNECT_TIMEOUT_S,
+        "tcp_user_timeout": POSTGRES_TCP_USER_TIMEOUT_MS,
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+    }
 
 
 def _postgres_on_connect(dbapi_connection: Any, _record: Any) -> None:
