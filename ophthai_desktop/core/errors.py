@@ -76,8 +76,9 @@ class DatabaseUnavailable(StorageError):
 
 class ChangeRolledBack(DatabaseUnavailable):
     """The database answers, but ended this change to let a conflicting one through (a
-    PostgreSQL deadlock or serialisation failure): not an outage, and the same call may
-    well work at once (a 503 with Retry-After to a client, retried by the worker)."""
+    PostgreSQL deadlock or serialisation failure, or a lock another connection held past
+    the wait): not an outage, and the same call may well work at once (a 503 with
+    Retry-After to a client, retried by the worker)."""
 
 
 @contextmanager

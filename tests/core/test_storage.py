@@ -732,3 +732,44 @@ def test_the_migration_to_unreused_ids_keeps_every_row_and_reference(tmp_path: P
     with db.session() as session:
         assert session.get(m.Job, 9) is None and session.get(m.Scan, 7) is None
     db.dispose()
+
+
+def test_a_start_whose_database_server_never_answers_stops_within_the_connect_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A PostgreSQL host gone from the network (switched off, a VPN down): the
+    connection is accepted nowhere and refused by no one. The start waited for the
+    system's TCP to give up (minutes), saying nothing; it stops with the reason once
+    the connect timeout (here shortened) has passed."""
+    import socket
+    import threading
+
+    from ophthai_desktop.core.errors import StorageError
+    from ophthai_desktop.core.storage import database
+
+    monkeypatch.setattr(database, "POSTGRES_CONNECT_TIMEOUT_S", 2, raising=False)
+    silent = socket.socket()  # accepts (the kernel does) and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    port = silent.getsockname()[1]
+    outcome: list[BaseException | None] = []
+
+    def start() -> None:
+        db = Database(f"postgresql://clinic:pw@127.0.0.1:{port}/ophthai")
+        try:
+            db.upgrade()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+        finally:
+            db.close()
+
+    starting = threading.Thread(target=start, daemon=True)
+    starting.start()
+    starting.join(20)
+    silent.close()
+    assert outcome, "the start still waited for the database after 20 s"
+    assert isinstance(outcome[0], StorageError)
+    assert outcome[0].message.startswith(
+        f"cannot connect to the database postgresql+psycopg://clinic:***@127.0.0.1:{port}/ophthai"
+    )

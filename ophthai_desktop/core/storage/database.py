@@ -124,12 +124,20 @@ class Database:
             kwargs["pool_pre_ping"] = True
             kwargs["pool_size"] = 8
             kwargs["max_overflow"] = 16
+            # The URL's own settings win (a clinic may tune them for its network).
+            kwargs["connect_args"] = {
+                name: value
+                for name, value in _postgres_network_limits().items()
+                if name not in self.url.query
+            }
         try:
             self.engine: Engine = create_engine(self.url, **kwargs)
         except (SQLAlchemyError, ImportError) as exc:
             raise StorageError(f"cannot open the database: {exc}") from exc
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_on_connect)
+        else:
+            event.listen(self.engine, "connect", _postgres_on_connect)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         #: Whether the database answers; says so once in the log (see its module), and
         #: asks it with :meth:`probe` while it does not.
@@ -158,11 +166,13 @@ class Database:
                 self.availability.answered()
         except (OperationalError, DBAPIError) as exc:
             session.rollback()
-            if _gave_way(exc):
-                # PostgreSQL chose this transaction to end a deadlock, or could not
-                # serialise it: the server answers, and the same work may well pass now.
+            if _gave_way(exc) or _waited_too_long(exc):
+                # PostgreSQL chose this transaction to end a deadlock, could not
+                # serialise it, or ended it after POSTGRES_LOCK_TIMEOUT_MS waiting for
+                # another connection's lock: the server answers, and the same work may
+                # well pass now.
                 log.warning("the database rolled a transaction back (%s)", type(exc.orig).__name__)
-                raise ChangeRolledBack(GAVE_WAY) from exc
+                raise ChangeRolledBack(LOCK_WAITED if _waited_too_long(exc) else GAVE_WAY) from exc
             if self._disk_full(exc):
                 self._say_no_room(type(exc.orig).__name__)
                 raise NoRoom(NO_ROOM_MESSAGE) from exc
@@ -466,8 +476,34 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: How long the outage probe waits for it (it asks again every few seconds).
 SQLITE_PROBE_WAIT_MS = 1_000
 
+#: How long a PostgreSQL statement waits for another connection's lock (its
+#: ``lock_timeout``), as SQLite's does for the file's: without it a lock held elsewhere (a
+#: maintenance command, a session left open in a transaction) held every request and the
+#: worker that needed it for as long as it lasted.
+POSTGRES_LOCK_TIMEOUT_MS = SQLITE_BUSY_TIMEOUT_MS
+
+#: How long a connection to PostgreSQL may take to be made (libpq's
+#: ``connect_timeout``): a server whose network drops packets (a host switched off, a
+#: VPN down) held the start, and every request that needed a new connection, for the
+#: minutes the system's TCP gives up after.
+POSTGRES_CONNECT_TIMEOUT_S = 10
+
+#: How long data sent to PostgreSQL may go unacknowledged before the connection counts as
+#: lost (``tcp_user_timeout``), and TCP keepalives on idle connections: a server gone
+#: from the network mid-request is noticed in seconds, not the system's 15 minutes.
+POSTGRES_TCP_USER_TIMEOUT_MS = 20_000
+
+#: PostgreSQL's SQLSTATE for a lock not granted within ``lock_timeout``.
+LOCK_NOT_AVAILABLE = "55P03"
+
 #: What a caller is told when the database ended its transaction to let another through.
 GAVE_WAY = "the database ended this change to let a conflicting one through; try again"
+
+#: What a caller is told when its statement waited past POSTGRES_LOCK_TIMEOUT_MS.
+LOCK_WAITED = (
+    "the database is busy: another connection held a lock this needs for too long; "
+    "try again shortly"
+)
 
 
 def _gave_way(exc: DBAPIError) -> bool:
@@ -475,6 +511,34 @@ def _gave_way(exc: DBAPIError) -> bool:
     deadlock, a serialisation failure), which psycopg raises as an OperationalError
     although the server answers: not an outage."""
     return str(getattr(exc.orig, "sqlstate", "") or "").startswith("40")
+
+
+def _waited_too_long(exc: DBAPIError) -> bool:
+    """Whether ``exc`` is PostgreSQL ending a statement that waited past its
+    ``lock_timeout`` for another connection's lock (an OperationalError too, although
+    the server answers: not an outage)."""
+    return getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE
+
+
+def _postgres_network_limits() -> dict[str, int]:
+    """libpq's settings that bound how long a connection waits on the network
+    (:data:`POSTGRES_CONNECT_TIMEOUT_S`, :data:`POSTGRES_TCP_USER_TIMEOUT_MS`)."""
+    return {
+        "connect_timeout": POSTGRES_CONNECT_TIMEOUT_S,
+        "tcp_user_timeout": POSTGRES_TCP_USER_TIMEOUT_MS,
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+    }
+
+
+def _postgres_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Set on the session (committed, so the pool's rollbacks keep it), not through the
+    # URL's options, which a clinic's URL may set for its own reasons.
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute(f"SET lock_timeout = {int(POSTGRES_LOCK_TIMEOUT_MS)}")
+    dbapi_connection.commit()
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
