@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 import unicodedata
 from datetime import date, timedelta
 
@@ -582,11 +583,13 @@ def _choose_in_menus(qtbot: QtBot, path: list[str]) -> None:
     keys and press Enter on it (which opens a submenu); the menus are closed if an entry
     is not found, so that the test fails rather than hangs."""
     handled: list[QWidget] = []
+    deadline = time.monotonic() + 10
 
     def poll() -> None:
         popup = QApplication.activePopupWidget()
         if not isinstance(popup, QMenu) or popup in handled:
-            QTimer.singleShot(20, poll)
+            if time.monotonic() < deadline:
+                QTimer.singleShot(20, poll)
             return
         handled.append(popup)
         wanted = path[len(handled) - 1]
