@@ -326,6 +326,45 @@ def test_a_screen_reader_is_told_a_toast_appeared_and_what_it_says(
     assert _description(toast) == "Abnormal finding: CNV"
 
 
+def test_a_screen_reader_is_told_why_a_form_was_refused(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Enter in the new-patient form with the name left empty: the focus stayed on the
+    name, the message showed under the form, and a screen reader said nothing. So too
+    a verdict without the clinician's name."""
+    told: list[tuple[str, QAccessible.AnnouncementPoliteness]] = []
+    update = QAccessible.updateAccessibility
+
+    def hear(event: QAccessibleEvent) -> None:
+        if isinstance(event, QAccessibleAnnouncementEvent):
+            told.append((event.message(), event.politeness()))
+        update(event)
+
+    monkeypatch.setattr(QAccessible, "updateAccessibility", hear)
+    gui = make_gui(engine=ScriptedEngine(DME))
+    dialog = gui.patients.new_patient()
+    qtbot.waitExposed(dialog)
+    dialog.name.setFocus()
+    qtbot.keyClick(dialog.name, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: dialog.error_text() != "")
+    assert QApplication.focusWidget() is dialog.name
+    assert told == [(dialog.error_text(), QAccessible.AnnouncementPoliteness.Assertive)]
+    dialog.reject()
+
+    patient = gui.application.patients.create_patient(
+        {"name": "Heard"}, actor=ACTOR, image=NewImage(png_bytes((64, 48)))
+    )
+    open_patient(qtbot, gui, patient.id)
+    view = gui.analysis_view
+    view.analyse.click()
+    qtbot.waitUntil(view.card.isVisible, timeout=10_000)
+    view.clinician.clear()
+    told.clear()
+    view.approve.click()
+    qtbot.waitUntil(lambda: "name is required" in view.verdict_error_text())
+    assert (view.verdict_error_text(), QAccessible.AnnouncementPoliteness.Assertive) in told
+
+
 # Colour -----------------------------------------------------------------------------------
 
 

@@ -5,18 +5,21 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 import unicodedata
 from datetime import date, timedelta
 
 import pytest
-from PySide6.QtCore import QDate, QMimeData, QPoint, Qt
+from PySide6.QtCore import QDate, QMimeData, QPoint, Qt, QTimer
 from PySide6.QtGui import QFont, QGuiApplication
 from PySide6.QtWidgets import (
     QApplication,
     QDialogButtonBox,
     QFormLayout,
     QLabel,
+    QMenu,
     QMessageBox,
+    QWidget,
 )
 from pytestqt.qtbot import QtBot
 
@@ -573,6 +576,70 @@ def test_columns_chosen_from_the_header_menu_stay_chosen_after_a_restart(
     second.hide_columns(["name", "status"])  # the name is always shown
     assert not second.table.isColumnHidden(COLUMN_OF["name"])
     assert second.table.isColumnHidden(COLUMN_OF["status"])
+
+
+def _choose_in_menus(qtbot: QtBot, path: list[str]) -> None:
+    """Once a menu pops up, go down it to each entry of ``path`` in turn by the arrow
+    keys and press Enter on it (which opens a submenu); the menus are closed if an entry
+    is not found, so that the test fails rather than hangs."""
+    handled: list[QWidget] = []
+    deadline = time.monotonic() + 10
+
+    def poll() -> None:
+        popup = QApplication.activePopupWidget()
+        if not isinstance(popup, QMenu) or popup in handled:
+            if time.monotonic() < deadline:
+                QTimer.singleShot(20, poll)
+            return
+        handled.append(popup)
+        wanted = path[len(handled) - 1]
+        for _ in range(len(popup.actions()) + 1):
+            if popup.activeAction() is not None and popup.activeAction().text() == wanted:
+                break
+            qtbot.keyClick(popup, Qt.Key.Key_Down)
+        else:
+            popup.close()
+            return
+        qtbot.keyClick(popup, Qt.Key.Key_Return)
+        if len(handled) < len(path):
+            QTimer.singleShot(20, poll)
+
+    QTimer.singleShot(20, poll)
+
+
+def test_the_list_is_sorted_and_its_columns_chosen_from_the_keyboard(
+    make_gui: Maker, qtbot: QtBot
+) -> None:
+    """The header sorts on a click and chooses the columns on a right-click, and takes
+    no focus: from the keyboard the list could be neither sorted nor its columns chosen.
+    The menu key (or Shift+F10) in the list opens a menu of both."""
+    gui = make_gui()
+    actor = Actor("t", "gui")
+    for name, age in (("Old", 80), ("Young", 20), ("Middle", 50)):
+        gui.application.patients.create_patient({"name": name, "age": age}, actor=actor)
+    gui.patients.refresh()
+    view, model = gui.patient_list, gui.patient_list.model
+    qtbot.waitUntil(lambda: model.rowCount() == 3)
+    gui.window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is gui.window)
+    view.table.setFocus()
+
+    def names() -> list[str]:
+        return [model.data(model.index(row, COLUMN_OF["name"])) for row in range(3)]
+
+    _choose_in_menus(qtbot, ["Sort by", "Age"])
+    qtbot.keyClick(view.table, Qt.Key.Key_Menu)
+    qtbot.waitUntil(lambda: names() == ["Young", "Middle", "Old"], timeout=10_000)
+    _choose_in_menus(qtbot, ["Sort by", "Age"])  # again: the other way round
+    qtbot.keyClick(view.table, Qt.Key.Key_F10, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(lambda: names() == ["Old", "Middle", "Young"], timeout=10_000)
+
+    assert not view.table.isColumnHidden(COLUMN_OF["status"])
+    _choose_in_menus(qtbot, ["Columns", "Status"])
+    qtbot.keyClick(view.table, Qt.Key.Key_Menu)
+    qtbot.waitUntil(lambda: view.table.isColumnHidden(COLUMN_OF["status"]))
+    assert view.hidden_columns() == ["status"]
+    assert QApplication.focusWidget() is view.table
 
 
 def _drag_status_and_state(qtbot: QtBot, gui: GuiSession) -> int:

@@ -32,6 +32,7 @@ from ophthai_desktop.core.records import AnalysisRecord
 from ophthai_desktop.ui.display import local_datetime
 from ophthai_desktop.ui.provenance import on_screen, provenance_rows, provenance_titles
 from ophthai_desktop.ui.resources import icon
+from ophthai_desktop.ui.views.announce import announce
 from ophthai_desktop.ui.views.banner import Banner
 from ophthai_desktop.ui.views.focus import step_focus_to
 from ophthai_desktop.ui.views.reflow import room_in, set_side_by_side
@@ -756,6 +757,7 @@ class AnalysisView(QWidget):
         label.setVisible(bool(message))
         if message:  # scrolled into sight once the label has its place
             QTimer.singleShot(0, self, lambda: self._scroll.ensureWidgetVisible(label))
+            announce(label, message, urgent=True)  # heard where the focus is
 
     @staticmethod
     def _has_focus(area: QWidget) -> bool:

@@ -26,6 +26,7 @@ from ophthai_desktop.core.domain import Laterality, Modality, PatientStatus, age
 from ophthai_desktop.core.records import PatientRecord
 from ophthai_desktop.ui import day
 from ophthai_desktop.ui.display import LATERALITY_NAMES, MODALITY_NAMES
+from ophthai_desktop.ui.views.announce import announce
 from ophthai_desktop.ui.views.focus import step_focus_to
 from ophthai_desktop.ui.views.scale import scaled
 from ophthai_desktop.ui.views.style import set_style_property
@@ -254,6 +255,9 @@ class PatientDialog(QDialog):
             step_focus_to(widget)
         self.error.setText(message)
         self.error.show()
+        # Heard, not only seen: with the focus already on the refused field (Enter in
+        # the name left empty) a screen reader said nothing at all.
+        announce(self.error, message, urgent=True)
 
     def error_text(self) -> str:
         return self.error.text() if self.error.isVisible() else ""

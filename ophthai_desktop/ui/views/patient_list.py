@@ -119,6 +119,13 @@ class PatientListView(QWidget):
         delete.setContext(Qt.ShortcutContext.WidgetShortcut)
         delete.setWhatsThis("Delete the chosen patient (after asking)")  # Help's list
         delete.activated.connect(self.delete_requested)
+        # The order and the columns from the keyboard too: the header, which chooses
+        # them by click and right-click, takes no focus, and they were the mouse's alone.
+        menu_keys = QShortcut(QKeySequence(Qt.Key.Key_Menu), self.table)
+        menu_keys.setKeys([QKeySequence(Qt.Key.Key_Menu), QKeySequence("Shift+F10")])
+        menu_keys.setContext(Qt.ShortcutContext.WidgetShortcut)
+        menu_keys.setWhatsThis("Sort the list, choose its columns")  # Help's list
+        menu_keys.activated.connect(self._on_menu_keys_activated)
 
         # The empty list says why, where the clinician looks: in the table, centred
         # (under it, "No patients match" went unseen). A label in a layout on the
@@ -212,6 +219,39 @@ class PatientListView(QWidget):
             note = menu.addAction(f"No room for {', '.join(no_room)}: widen the list")
             note.setEnabled(False)
         return menu
+
+    def sort_menu(self) -> QMenu:
+        """A menu of the columns to sort the list by, the one it is sorted by checked
+        (chosen again, its order reverses, as a click on its header does)."""
+        menu = QMenu("Sort by", self)
+        header = self.table.horizontalHeader()
+        sorted_by = header.sortIndicatorSection()
+        for column, (_key, title) in enumerate(COLUMNS):
+            action = menu.addAction(title)
+            action.setCheckable(True)
+            action.setChecked(column == sorted_by)
+            action.triggered.connect(lambda _checked, column=column: self._sort_by(column))
+        return menu
+
+    def _sort_by(self, column: int) -> None:
+        header = self.table.horizontalHeader()
+        order = Qt.SortOrder.AscendingOrder
+        if column == header.sortIndicatorSection():
+            ascending = header.sortIndicatorOrder() == Qt.SortOrder.AscendingOrder
+            order = Qt.SortOrder.DescendingOrder if ascending else Qt.SortOrder.AscendingOrder
+        self.table.sortByColumn(column, order)
+
+    @Slot()
+    def _on_menu_keys_activated(self) -> None:
+        menu = QMenu(self)
+        submenus = (self.sort_menu(), self.column_menu())
+        for submenu in submenus:
+            menu.addMenu(submenu)
+        index = self.table.currentIndex()
+        at = self.table.visualRect(index).bottomLeft() if index.isValid() else QPoint(0, 0)
+        menu.exec(self.table.viewport().mapToGlobal(at))
+        for each in (menu, *submenus):
+            each.deleteLater()
 
     def _on_column_toggled(self, column: int, shown: bool) -> None:
         hidden = set(self.columns.chosen_hidden)

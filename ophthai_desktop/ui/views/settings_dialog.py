@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from ophthai_desktop.core.settings import Settings
+from ophthai_desktop.ui.views.announce import announce
 from ophthai_desktop.ui.views.reflow import set_side_by_side
 from ophthai_desktop.ui.views.style import set_style_property, set_text
 from ophthai_desktop.ui.views.tall_enough import TallEnough
@@ -417,6 +418,8 @@ class SettingsDialog(QDialog):
         """Say why the settings were not saved and mark the field it is about."""
         set_text(self.error, message)
         self.error.setVisible(bool(message))
+        if message:
+            announce(self.error, message, urgent=True)  # heard where the focus is
         if self.isVisible():
             self._bound_groups()
         for name, widget in self.fields.items():

@@ -7,8 +7,6 @@ from typing import Literal
 
 from PySide6.QtCore import QEvent, QMargins, QObject, QPoint, QRect, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import (
-    QAccessible,
-    QAccessibleAnnouncementEvent,
     QHideEvent,
     QKeySequence,
     QMouseEvent,
@@ -25,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from ophthai_desktop.ui.display import breakable
+from ophthai_desktop.ui.views.announce import announce
 from ophthai_desktop.ui.views.scale import scaled
 from ophthai_desktop.ui.views.style import set_style_property
 
@@ -153,15 +152,8 @@ class Toast(QFrame):
         self.show()
         self.raise_()
         self._timer.start(SHOW_MS)
-        self._announce(f"{title}: {text}", kind)
-
-    def _announce(self, message: str, kind: AlertKind) -> None:
-        """Have a screen reader say ``message``: a critical one interrupts what it is
-        reading, others wait until it is done."""
-        event = QAccessibleAnnouncementEvent(self, message)
-        if kind == "critical":
-            event.setPoliteness(QAccessible.AnnouncementPoliteness.Assertive)
-        QAccessible.updateAccessibility(event)
+        # A critical finding interrupts what the screen reader is reading.
+        announce(self, f"{title}: {text}", urgent=kind == "critical")
 
     def withdraw(self, about: int) -> None:
         """The analysis ``about`` is validated: a message about it goes, showing or
