@@ -19,6 +19,7 @@ from PySide6.QtGui import (
     QKeySequence,
     QStandardItem,
 )
+from PySide6.QtTest import QTest
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
@@ -31,7 +32,6 @@ from PySide6.QtWidgets import (
     QToolButton,
     QWidget,
 )
-from PySide6.QtTest import QTest
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.inference import ParsedAnswer
