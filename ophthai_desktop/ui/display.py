@@ -73,11 +73,14 @@ def size(num_bytes: int) -> str:
     return f"{num_bytes / (1024 * 1024):.1f} MB"
 
 
-def breakable(text: str, *, after: str = "", every: int = 1) -> str:
-    """``text`` with zero-width spaces in each run longer than :data:`LONGEST_UNBROKEN`
-    without a space, for a word-wrapped label: Qt wraps it between words only, so a
-    name or a history typed without spaces made the label as wide as the whole run,
-    and the window wider than the screen. Text with shorter runs is returned as it is.
+def breakable(
+    text: str, *, after: str = "", every: int = 1, longest: int = LONGEST_UNBROKEN
+) -> str:
+    """``text`` with zero-width spaces in each run longer than ``longest`` (by default
+    :data:`LONGEST_UNBROKEN`) without a space, for a word-wrapped label: Qt wraps it
+    between words only, so a name or a history typed without spaces made the label as
+    wide as the whole run, and the window wider than the screen. Text with shorter runs
+    is returned as it is.
 
     A run may break after each of the characters in ``after`` (a path's separators)
     and, once ``every`` characters as drawn went by without a break, before the next:
@@ -98,7 +101,8 @@ def breakable(text: str, *, after: str = "", every: int = 1) -> str:
             pieces.append(char)
         return "".join(pieces)
 
-    return _RUN.sub(split, text)
+    runs = _RUN if longest == LONGEST_UNBROKEN else re.compile(rf"\S{{{longest + 1},}}")
+    return runs.sub(split, text)
 
 
 def _joins(before: str, char: str) -> bool:

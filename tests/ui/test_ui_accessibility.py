@@ -5,7 +5,7 @@ reaches and understands everything the others do."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 from PySide6.QtCore import QEvent, QPoint, QRect, Qt
@@ -19,23 +19,28 @@ from PySide6.QtGui import (
     QKeySequence,
     QStandardItem,
 )
+from PySide6.QtTest import QTest
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
     QHeaderView,
     QLabel,
     QMenu,
+    QScrollArea,
+    QSplitter,
     QTableView,
     QToolButton,
     QWidget,
 )
 from pytestqt.qtbot import QtBot
 
-from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.inference import ParsedAnswer
+from ophthai_desktop.core.records import Actor, AnalysisRecord
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.ui.models.job_table import STATE_COLUMN
 from ophthai_desktop.ui.models.patient_table import COLUMN_OF, STATUS_COLUMN
 from ophthai_desktop.ui.session import GuiSession
+from ophthai_desktop.ui.views.analysis import AnalysisView
 from tests.support.images import png_bytes
 from tests.support.scripted_engine import DME, ScriptedEngine
 from tests.ui.conftest import Maker, open_patient
@@ -480,6 +485,161 @@ def test_at_a_larger_font_the_patient_page_shows_its_text_whole(
     QApplication.processEvents()
     labels = QFontMetrics(chart.y_axis.labelsFont()).height()
     assert chart.chart().plotArea().height() >= chart.y_axis.tickCount() * labels
+
+
+#: A classification of long words, as the model may write it.
+LONG_WORDS = ParsedAnswer(
+    classification="Diabetic Macular Edema with Epiretinal Membrane and Vitreomacular Traction",
+    confidence=87.0,
+    findings=("intraretinal cystoid spaces",),
+    recommendation="Refer to the retina clinic",
+    explanation="Centre-involving DME",
+)
+
+
+def _right_edge_in(scroll: QScrollArea, widget: QWidget) -> int:
+    return widget.mapTo(scroll.viewport(), QPoint(widget.width(), 0)).x()
+
+
+def test_at_a_larger_font_on_a_small_screen_the_analysis_does_not_scroll_sideways(
+    qtbot: QtBot, large_font: QFont, make_gui: Maker
+) -> None:
+    """At 1.5 times the font on a 1024 x 768 screen the tabs were left 300 px beside the
+    details; the result card, its badge beside the classification, made the analysis
+    tab scroll sideways, and its Analyse button showed "An"."""
+    gui = make_gui(engine=ScriptedEngine(LONG_WORDS))
+    gui.window.resize(1024, 768)
+    patient = gui.application.patients.create_patient(
+        {"name": "Large Print"}, actor=ACTOR, image=NewImage(png_bytes(), modality="OCT")
+    )
+    open_patient(qtbot, gui, patient.id)
+    gui.patient_page.show_tab("analysis")
+    view = gui.analysis_view
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=20_000)
+    qtbot.waitUntil(lambda: gui.window.width() == 1024)
+    scroll = view.findChild(QScrollArea)
+    assert scroll is not None
+
+    def fits() -> bool:
+        return scroll.horizontalScrollBar().maximum() == 0 and all(
+            _right_edge_in(scroll, w) <= scroll.viewport().width()
+            for w in (view.analyse, view.card, view.card.badge, view.approve, view.schedule)
+        )
+
+    qtbot.waitUntil(fits, timeout=10_000)
+    assert view.analyse.width() >= view.analyse.sizeHint().width()  # "Analyse", not "An"
+    assert not gui.patient_page.details_beside_tabs  # under the tabs, not beside them
+    assert view.card.text().startswith(LONG_WORDS.classification + " [")
+
+
+def test_at_a_larger_font_the_page_narrows_for_the_list_without_cutting_anything(
+    qtbot: QtBot, large_font: QFont, make_gui: Maker
+) -> None:
+    """At 1.5 times the font on a 1024 x 768 screen the stepper's four names and the
+    details beside the tabs kept the page 666 px wide: the list, given all the room the
+    page could spare, still showed the names alone. The page now narrows to its tabs'
+    width: the buttons go under the name, the stepper shows the current step's name
+    alone, and nothing is cut or scrolls sideways."""
+    gui = make_gui(engine=ScriptedEngine(LONG_WORDS))
+    gui.window.resize(1024, 768)
+    patient = gui.application.patients.create_patient(
+        {"name": "Large Print"}, actor=ACTOR, image=NewImage(png_bytes(), modality="OCT")
+    )
+    open_patient(qtbot, gui, patient.id)
+    view = gui.analysis_view
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=20_000)
+    qtbot.waitUntil(lambda: gui.window.width() == 1024)
+    page = gui.patient_page
+    split = gui.window.findChild(QSplitter, "mainSplit")
+    assert split is not None
+    least = page.minimumSizeHint().width()
+    handle = split.handle(1)  # the list's edge, dragged right as far as it goes
+    start = handle.rect().center()
+    QTest.mousePress(handle, Qt.MouseButton.LeftButton, pos=start)
+    QTest.mouseMove(handle, start + QPoint(page.width() - least + 50, 0))
+    QTest.mouseRelease(handle, Qt.MouseButton.LeftButton, pos=start)
+    qtbot.waitUntil(lambda: page.width() == least)
+
+    buttons = (page.analyse, page.edit, page.delete)
+    qtbot.waitUntil(  # laid out anew: not cut ("An")
+        lambda: all(b.width() >= b.sizeHint().width() for b in buttons), timeout=10_000
+    )
+    table = gui.patient_list.table
+    qtbot.waitUntil(lambda: not table.isColumnHidden(STATUS_COLUMN), timeout=10_000)
+    stepper = page.stepper
+    current = [label for label in stepper.findChildren(QLabel, "stepLabel") if label.isVisible()]
+    assert [label.text() for label in current] == [stepper.current_name()]
+    assert current[0].width() >= current[0].minimumWidth()  # whole, in bold
+    for widget in (*buttons, stepper, page.tabs):
+        assert widget.mapTo(page, QPoint(widget.width(), 0)).x() <= page.width()
+    scroll = view.findChild(QScrollArea)
+    assert scroll is not None
+    qtbot.waitUntil(lambda: scroll.horizontalScrollBar().maximum() == 0, timeout=10_000)
+
+
+def test_a_classification_wider_than_the_card_breaks_its_words(qtbot: QtBot) -> None:
+    """A card narrower than a word of the classification in its large heading font
+    ("Vitreomacular" is 255 px at 1.5 times the font; larger here) kept that word's
+    width, wider than its tab; the word breaks instead, and is copied whole."""
+    view = AnalysisView()
+    qtbot.addWidget(view)
+    view.setStyleSheet("QLabel#classification { font-size: 40pt; font-weight: bold; }")
+    view.resize(320, 600)
+    view.show()
+    qtbot.waitExposed(view)
+    card = view.card
+    card.show_analysis(_analysis(LONG_WORDS.classification))
+    card.show()
+    scroll = view.findChild(QScrollArea)
+    assert scroll is not None
+    title = card.classification
+
+    def laid_out() -> bool:  # the title as tall as its lines at its width
+        return title.isVisible() and title.height() == title.heightForWidth(title.width())
+
+    qtbot.waitUntil(laid_out, timeout=10_000)
+    word = title.fontMetrics().horizontalAdvance("Vitreomacular")
+    assert word > scroll.viewport().width()  # the case at hand: a word wider than the tab
+    assert scroll.horizontalScrollBar().maximum() == 0
+    assert _right_edge_in(scroll, title) <= scroll.viewport().width()
+    assert card.text().startswith(LONG_WORDS.classification + " [")
+
+    view.resize(1400, 600)  # wide again: whole words, as before
+    qtbot.waitUntil(lambda: card.classification.text() == LONG_WORDS.classification)
+
+
+def _analysis(classification: str) -> AnalysisRecord:
+    return AnalysisRecord(
+        id=1,
+        patient_id="pt-1",
+        scan_id=1,
+        job_id=1,
+        image_sha256="ab" * 32,
+        model_id="OctoMed/OctoMed-7B",
+        model_revision=None,
+        prompt_version="octomed-oct-v1",
+        generation_settings={},
+        device="cpu",
+        dtype="float32",
+        quantization="none",
+        reasoning_text="",
+        answer_text="{}",
+        result={"classification": classification, "confidence": 87.0},
+        parse_status="parsed",
+        parse_error=None,
+        status="preliminary",
+        validated_by=None,
+        validated_at=None,
+        validation_notes=None,
+        queue_wait_s=None,
+        time_to_first_token_s=None,
+        total_s=None,
+        prompt_tokens=None,
+        completion_tokens=None,
+        created_at=datetime.now().astimezone(),
+    )
 
 
 def test_at_a_larger_font_text_boxes_show_their_lines_and_the_toast_its_place(

@@ -514,6 +514,8 @@ def test_nothing_scrolls_sideways_in_a_small_window(
         qtbot.wait(100)  # the layout settles
         sideways = _scrolling_sideways(gui.window)
         assert sideways == [], f"{tab} tab: " + "; ".join(sideways)
+    # The list gave the page its room: the details stay beside the tabs at this font.
+    assert gui.patient_page.details_beside_tabs
     table = gui.patient_list.table
     for key in ("name", "status"):  # the list still says who and how they are
         assert not table.isColumnHidden(COLUMN_OF[key]), key

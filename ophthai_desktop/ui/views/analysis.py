@@ -35,7 +35,7 @@ from ophthai_desktop.ui.resources import icon
 from ophthai_desktop.ui.views.announce import announce
 from ophthai_desktop.ui.views.banner import Banner
 from ophthai_desktop.ui.views.focus import step_focus_to
-from ophthai_desktop.ui.views.reflow import room_in, set_side_by_side
+from ophthai_desktop.ui.views.reflow import WordBreakingLabel, room_in, set_side_by_side
 from ophthai_desktop.ui.views.style import offer, set_style_property, set_text
 
 #: The widest token count the progress label is sized for.
@@ -116,7 +116,11 @@ class ResultCard(QFrame):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("resultCard")
-        self.classification = _wrapping(name="classification")
+        # Its long words break where the card is narrower than one (a large font).
+        self.classification = WordBreakingLabel()
+        self.classification.setObjectName("classification")
+        #: The widest the card may be: its scrolling tab's room (see :meth:`fit_to`).
+        self._room: int | None = None
         self.badge = QLabel("PRELIMINARY")
         self.badge.setObjectName("verdictBadge")
         self.confidence = QProgressBar()
@@ -166,7 +170,7 @@ class ResultCard(QFrame):
     def show_analysis(self, analysis: AnalysisRecord) -> None:
         result = analysis.result if analysis.parse_status != "parse_failed" else None
         if result:
-            self.classification.setText(str(result.get("classification") or "—"))
+            self.classification.set_full_text(str(result.get("classification") or "—"))
             confidence = float(result.get("confidence") or 0)
             self.confidence.setValue(round(confidence))
             # The stored value, as the API gives it: the bar's own %p rounds 0.5 to 0.
@@ -180,7 +184,7 @@ class ResultCard(QFrame):
             self.raw.hide()
             state = analysis.status
         else:
-            self.classification.setText("The model's answer could not be read")
+            self.classification.set_full_text("The model's answer could not be read")
             self.explanation.setText(analysis.parse_error or "no result in the answer")
             self._set_rows_visible(False)
             self.form.setRowVisible(self.explanation, True)
@@ -220,10 +224,21 @@ class ResultCard(QFrame):
         """Whether the badge is beside the classification (else under it)."""
         return self._top.direction() == QBoxLayout.Direction.LeftToRight
 
+    def fit_to(self, room: int) -> None:
+        """Lay the card out for ``room``, the width its tab gives it: measured on the
+        card alone, the badge beside the classification made the card as wide as both,
+        wider than the tab, which then scrolled sideways and left it as wide, the badge
+        beside (at 1.5 times the font on a 1024 px screen)."""
+        self._room = room
+        self._reflow()
+
     def _reflow(self) -> None:
         margins = self.layout().contentsMargins()
+        width = self.contentsRect().width()
+        if self._room is not None:
+            width = min(width, self._room - (self.width() - self.contentsRect().width()))
         room = (
-            self.contentsRect().width()
+            width
             - margins.left()
             - margins.right()
             - self.badge.sizeHint().width()
@@ -234,7 +249,7 @@ class ResultCard(QFrame):
     def text(self) -> str:
         """What the card shows, as plain text: the badge, the classification, the rows
         shown (or the raw answer) and who validated it."""
-        lines = [f"{self.classification.text()} [{self.badge.text()}]"]
+        lines = [f"{self.classification.full_text()} [{self.badge.text()}]"]
         for widget in (self.confidence, self.findings, self.recommendation, self.explanation):
             if not self.form.isRowVisible(widget):
                 continue
@@ -503,6 +518,7 @@ class AnalysisView(QWidget):
         """The validation and the appointment side by side where there is room for
         both, else one under the other: side by side they made the tab scroll sideways
         at 1024 x 700, and Approve and Schedule were out of sight."""
+        self.card.fit_to(room_in(self._scroll) - 2 * BODY_MARGIN)
         groups = (self.verdict_group, self.schedule_group)
         needed = sum(g.minimumSizeHint().width() for g in groups) + self._actions.spacing()
         set_side_by_side(self._actions, room_in(self._scroll) >= needed + 2 * BODY_MARGIN)

@@ -87,6 +87,11 @@ class MainWindow(QMainWindow):
         split.setStretchFactor(0, 1)
         split.setStretchFactor(1, 3)
         split.setSizes([540, 900])
+        self.split = split
+        #: Whether the clinician dragged the list's edge (their sizes then stand).
+        self._split_dragged = False
+        split.splitterMoved.connect(self._on_split_splitter_moved)
+        patient_page.room_for_details = self._give_room_for_details
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(4, 4, 4, 0)
@@ -109,6 +114,22 @@ class MainWindow(QMainWindow):
             footer=self.status,
         )
         self._make_actions()
+
+    def _give_room_for_details(self, wanted: int) -> bool:
+        """The patient page's ``wanted`` pixels more, to keep the details beside the
+        tabs, taken from the list down to its least width, as while the page could not
+        be narrower (at 800 x 600 the list gives 48 px); where the list cannot spare
+        them, or the clinician dragged its edge, the details go under the tabs."""
+        patients, page = self.patient_list, self.patient_page
+        spare = patients.width() - max(patients.minimumWidth(), patients.minimumSizeHint().width())
+        if self._split_dragged or wanted > spare:
+            return False
+        self.split.setSizes([patients.width() - wanted, page.width() + wanted])
+        return True
+
+    @Slot(int, int)
+    def _on_split_splitter_moved(self, _pos: int, _index: int) -> None:
+        self._split_dragged = True
 
     # Actions ---------------------------------------------------------------------------
 

@@ -3,9 +3,12 @@ the scan viewer and the analysis."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QEvent, Qt, Signal
-from PySide6.QtGui import QResizeEvent, QTextLayout
+from PySide6.QtGui import QResizeEvent, QShowEvent, QTextLayout
 from PySide6.QtWidgets import (
+    QBoxLayout,
     QFormLayout,
     QFrame,
     QHBoxLayout,
@@ -29,15 +32,22 @@ from ophthai_desktop.ui.display import (
     local_datetime,
 )
 from ophthai_desktop.ui.resources import icon
+from ophthai_desktop.ui.views.reflow import set_side_by_side
 from ophthai_desktop.ui.views.scale import scaled
 from ophthai_desktop.ui.views.stepper import WorkflowStepper
 from ophthai_desktop.ui.views.style import offer, set_style_property, set_text
 
-#: The least width of the tabs: the widest part a tab cannot narrow (an oculomics
-#: chart, 260 px; the appointment's picker and Schedule, ~270 px) with the tab's margins
-#: and scroll bar. Narrower, the tab scrolled sideways (at 800 x 600, by ~45 px); the
-#: patient list gives up the room instead.
+#: The least width of the tabs at the design's font (grown with a larger one): the
+#: widest part a tab cannot narrow (an oculomics chart, 260 px; the appointment's picker
+#: and Schedule, ~270 px) with the tab's margins and scroll bar. Narrower, the tab
+#: scrolled sideways (at 800 x 600, by ~45 px); the patient list gives up the room
+#: instead, and where the page cannot keep it beside the details, the details go under
+#: the tabs.
 TABS_MIN_WIDTH = 300
+#: The least width of the details beside the tabs, at the design's font.
+DETAILS_MIN_WIDTH = 220
+#: Left and right of the page's content.
+PAGE_MARGIN = 8
 #: The most lines the patient's name takes at the top of the page.
 TITLE_LINES = 3
 #: What Analyse does, where it can.
@@ -130,6 +140,9 @@ class PatientPage(QWidget):
         super().__init__(parent)
         self.setObjectName("patientPage")
         self.patient: PatientRecord | None = None
+        #: Asked for that many pixels more before the details go under the tabs; True
+        #: where they were given (the window takes them from the patient list).
+        self.room_for_details: Callable[[int], bool] = lambda _px: False
 
         self.empty = QLabel(
             # One paragraph: a line break in it left "here" alone on a narrow page.
@@ -153,7 +166,11 @@ class PatientPage(QWidget):
         self.analyse.setToolTip(ANALYSE_TIP)
         self.edit = QPushButton(icon("edit"), "Edit…")
         self.delete = QPushButton(icon("delete"), "Delete…")
-        header = QHBoxLayout()
+        # The buttons beside the name, or under it where the page is too narrow for both.
+        self.header = QWidget()
+        header = QBoxLayout(QBoxLayout.Direction.LeftToRight, self.header)
+        header.setContentsMargins(0, 0, 0, 0)
+        self._header = header
         titles = QVBoxLayout()
         titles.setSpacing(0)
         titles.addWidget(self.name)
@@ -164,9 +181,14 @@ class PatientPage(QWidget):
         ids.addStretch(1)
         titles.addLayout(ids)
         header.addLayout(titles, 1)
-        header.addWidget(self.analyse)
-        header.addWidget(self.edit)
-        header.addWidget(self.delete)
+        self._titles = titles
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)  # at the right, also under the name
+        buttons.addWidget(self.analyse)
+        buttons.addWidget(self.edit)
+        buttons.addWidget(self.delete)
+        header.addLayout(buttons)
+        self._buttons = buttons
         self.stepper = WorkflowStepper()
 
         self.age = _value_label()
@@ -207,13 +229,12 @@ class PatientPage(QWidget):
         info_scroll.setWidget(info)
         info_scroll.setWidgetResizable(True)
         info_scroll.setFrameShape(QFrame.Shape.NoFrame)
-        info_scroll.setMinimumWidth(scaled(info_scroll, 220))
+        self.info_scroll = info_scroll
         # A Tab stop, the one way a keyboard scrolls a long history (the labels take no
         # focus), so it shows the focus (style.qss) and says what it is: it took the
         # focus unseen and unnamed.
         info_scroll.setObjectName("patientDetails")
         info_scroll.setAccessibleName("Patient details")
-        self.info_scroll = info_scroll
 
         self.tabs = QTabWidget()
         self.tabs.setObjectName("patientTabs")
@@ -221,7 +242,6 @@ class PatientPage(QWidget):
         self.tabs.addTab(scans, "Scans")
         if oculomics is not None:
             self.tabs.addTab(oculomics, "Oculomics")
-        self.tabs.setMinimumWidth(TABS_MIN_WIDTH)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.setObjectName("patientSplit")
         split.addWidget(info_scroll)
@@ -231,11 +251,16 @@ class PatientPage(QWidget):
         split.setStretchFactor(0, 1)
         split.setStretchFactor(1, 3)
         split.setSizes([250, 700])
+        self.split = split
+        #: The sizes the clinician left the details and tabs at side by side, for when
+        #: the page is wide enough for them again.
+        self._side_sizes: list[int] = split.sizes()
+        self._fit_minimum_widths()
 
         content = QWidget()
         content_layout = QVBoxLayout(content)
-        content_layout.setContentsMargins(8, 6, 8, 0)
-        content_layout.addLayout(header)
+        content_layout.setContentsMargins(PAGE_MARGIN, 6, PAGE_MARGIN, 0)
+        content_layout.addWidget(self.header)
         content_layout.addWidget(self.stepper)
         content_layout.addWidget(split, 1)
 
@@ -250,6 +275,84 @@ class PatientPage(QWidget):
         self.analyse.clicked.connect(self.analyse_requested)
         self.edit.clicked.connect(self.edit_requested)
         self.delete.clicked.connect(self.delete_requested)
+
+    @property
+    def details_beside_tabs(self) -> bool:
+        """Whether the details are beside the tabs (else under them)."""
+        return self.split.orientation() == Qt.Orientation.Horizontal
+
+    def side_by_side_width(self) -> int:
+        """The least width of the page with the details beside the tabs."""
+        return (
+            self.info_scroll.minimumWidth()
+            + self.split.handleWidth()
+            + self.tabs.minimumWidth()
+            + 2 * PAGE_MARGIN
+        )
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if self.isVisible():  # hidden, it has no width of its own yet: see showEvent
+            self._reflow()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self._reflow()
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.FontChange:
+            self._fit_minimum_widths()
+            self._reflow()
+
+    def _fit_minimum_widths(self) -> None:
+        """The details' and the tabs' least widths, grown with the font; the splitter's
+        own is the larger of the two, not their sum, so that a page too narrow for both
+        side by side puts one under the other (:meth:`_reflow`) rather than keeping the
+        window wider than the screen (at 1.5 times the font on a 1024 px screen the
+        tabs were left 300 px, the analysis scrolling sideways)."""
+        self.info_scroll.setMinimumWidth(scaled(self.info_scroll, DETAILS_MIN_WIDTH))
+        self.tabs.setMinimumWidth(scaled(self.tabs, TABS_MIN_WIDTH))
+        self.split.setMinimumWidth(max(self.info_scroll.minimumWidth(), self.tabs.minimumWidth()))
+
+    def _reflow(self) -> None:
+        self._reflow_header()
+        self._reflow_split()
+
+    def _reflow_header(self) -> None:
+        """The buttons beside the name where both fit at their least widths, else under
+        it: beside it they kept the page, and the window, wider than the screen left."""
+        buttons = self._buttons.minimumSize().width()
+        title = self._titles.minimumSize().width()
+        room = self.width() - 2 * PAGE_MARGIN
+        set_side_by_side(self._header, room >= title + self._header.spacing() + buttons)
+        least = max(title, buttons)
+        if self.header.minimumWidth() != least:  # not both side by side: see above
+            self.header.setMinimumWidth(least)
+
+    def _reflow_split(self) -> None:
+        """The details beside the tabs where the page has room for both at their least
+        widths, else under the tabs (the tabs first: the scans and the analysis are what
+        the page is for). Decided on the page's width, which does not depend on it."""
+        wanting = self.side_by_side_width() - self.width()
+        if wanting > 0 and self.details_beside_tabs and self.room_for_details(wanting):
+            return  # resized again, wide enough (a nested resize event laid it out)
+        beside = wanting <= 0
+        split = self.split
+        first = self.info_scroll if beside else self.tabs
+        orientation = Qt.Orientation.Horizontal if beside else Qt.Orientation.Vertical
+        if split.orientation() == orientation and split.widget(0) is first:
+            return
+        if self.details_beside_tabs and split.widget(0) is self.info_scroll:
+            self._side_sizes = split.sizes()
+        split.setOrientation(orientation)
+        split.insertWidget(0, first)
+        split.setStretchFactor(0, 1 if beside else 3)
+        split.setStretchFactor(1, 3 if beside else 1)
+        if beside:
+            split.setSizes(self._side_sizes)
+        else:  # most of the height to the tabs; the details' first lines in sight
+            split.setSizes([3 * max(1, split.height()) // 4, max(1, split.height()) // 4])
 
     def show_patient(self, patient: PatientRecord | None) -> None:
         """Fill the page from ``patient`` (None shows the empty hint)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, Qt, QTimer
-from PySide6.QtGui import QFont, QFontMetrics, QShowEvent
+from PySide6.QtGui import QFont, QFontMetrics, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QWidget
 
 from ophthai_desktop.ui.display import STEP_NAMES
@@ -17,7 +17,10 @@ STATE_WORDS = {"done": "done", "current": "current step", "todo": "to do"}
 class WorkflowStepper(QWidget):
     """Shows where a patient is in the workflow: a tick on the steps done, the current
     step's name in bold (and coloured); each step, and the whole, are named for screen
-    readers."""
+    readers. Narrower than every name needs (a large font, a narrow page), only the
+    current step's is shown, the others' in their circles' tooltips: the four names
+    kept the page 650 px wide at 1.5 times the font, wider than a 1024 px screen left
+    it."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -38,6 +41,7 @@ class WorkflowStepper(QWidget):
                 self._lines.append(line)
             dot = QLabel(str(number))
             dot.setObjectName("stepDot")
+            dot.setToolTip(name)
             label = QLabel(name)
             label.setObjectName("stepLabel")
             layout.addWidget(dot)
@@ -45,11 +49,31 @@ class WorkflowStepper(QWidget):
             self._dots.append(dot)
             self._labels.append(label)
         self.step = 0
+        #: The width that shows every step's name (see :meth:`_fit_names`).
+        self._full_width = 0
         self.set_step(1)
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
         self._fit_names()  # polished now: the stylesheet's fonts are the labels'
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit_labels()
+
+    @property
+    def compact(self) -> bool:
+        """Whether only the current step's name is shown (too narrow for them all)."""
+        return self.width() < self._full_width
+
+    def _fit_labels(self) -> None:
+        """Every name where they fit, else the current step's alone."""
+        compact = self.compact
+        current = min(self.step, len(self._labels)) - 1
+        for index, label in enumerate(self._labels):
+            shown = not compact or index == current
+            if label.isHidden() == shown:
+                label.setVisible(shown)
 
     def changeEvent(self, event: QEvent) -> None:
         super().changeEvent(event)
@@ -79,6 +103,23 @@ class WorkflowStepper(QWidget):
             )
             if label.minimumWidth() != width:
                 label.setMinimumWidth(width)
+        # Its least width: the circles, the least lines and the widest name alone.
+        layout = self.layout()
+        margins = layout.contentsMargins()
+        names = [label.minimumWidth() for label in self._labels]
+        parts = len(self._dots) + len(self._labels) + len(self._lines)
+        rest = (
+            sum(dot.minimumSizeHint().width() for dot in self._dots)
+            + sum(line.minimumWidth() for line in self._lines)
+            + layout.spacing() * (parts - 1)
+            + margins.left()
+            + margins.right()
+        )
+        self._full_width = rest + sum(names)
+        least = rest + max(names) - layout.spacing() * (len(names) - 1)
+        if self.minimumWidth() != least:
+            self.setMinimumWidth(least)
+        self._fit_labels()
 
     def set_step(self, step: int) -> None:
         """Steps before ``step`` are done; ``step`` is current (4 = all done)."""
@@ -97,6 +138,8 @@ class WorkflowStepper(QWidget):
             label.setAccessibleName(words)
         for index, line in enumerate(self._lines):
             set_style_property(line, "state", "done" if index + 2 <= step else "todo")
+        if self.compact:
+            self._fit_labels()
         total = len(STEP_NAMES)
         if step >= total:
             self.setAccessibleDescription(f"All {total} steps complete")
