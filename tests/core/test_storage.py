@@ -773,3 +773,62 @@ def test_a_start_whose_database_server_never_answers_stops_within_the_connect_ti
     assert outcome[0].message.startswith(
         f"cannot connect to the database postgresql+psycopg://clinic:***@127.0.0.1:{port}/ophthai"
     )
+
+
+def test_a_connect_timeout_set_for_libpq_in_the_environment_stands(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A clinic may bound libpq's connection wait for all its tools with
+    PGCONNECT_TIMEOUT; OphthAI's own 10 s, passed to every connection, overrode it (as a
+    URL's ``connect_timeout`` does not): the start waited for OphthAI's wait, not the
+    clinic's (here 2 s against a lengthened 60 s)."""
+    import socket
+    import threading
+
+    from ophthai_desktop.core.errors import StorageError
+    from ophthai_desktop.core.storage import database
+
+    monkeypatch.setattr(database, "POSTGRES_CONNECT_TIMEOUT_S", 60, raising=False)
+    monkeypatch.setenv("PGCONNECT_TIMEOUT", "2")
+    silent = socket.socket()  # accepts (the kernel does) and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    port = silent.getsockname()[1]
+    outcome: list[BaseException | None] = []
+
+    def start() -> None:
+        db = Database(f"postgresql://clinic:pw@127.0.0.1:{port}/ophthai")
+        try:
+            db.upgrade()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+        finally:
+            db.close()
+
+    starting = threading.Thread(target=start, daemon=True)
+    starting.start()
+    starting.join(20)
+    silent.close()
+    assert outcome, "the start still waited for the database after 20 s"
+    assert isinstance(outcome[0], StorageError)
+
+
+@pytest.mark.parametrize(
+    "db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_a_lock_timeout_the_url_sets_stands(db_url: str) -> None:
+    """A URL may set the lock wait with ``options=-c lock_timeout=...`` (so may
+    PGOPTIONS, or the role's settings); OphthAI's SET on each new connection overrode
+    it. Where none is set, the wait is OphthAI's 30 s."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    own = make_url(db_url).update_query_dict({"options": "-c lock_timeout=5000"})
+    for url, wanted in ((db_url, "30s"), (own.render_as_string(hide_password=False), "5s")):
+        db = Database(url)
+        try:
+            with db.engine.connect() as connection:
+                assert connection.execute(text("SHOW lock_timeout")).scalar() == wanted
+        finally:
+            db.dispose()

@@ -605,6 +605,10 @@ def test_a_classification_wider_than_the_card_breaks_its_words(qtbot: QtBot) -> 
     assert scroll.horizontalScrollBar().maximum() == 0
     assert _right_edge_in(scroll, title) <= scroll.viewport().width()
     assert card.text().startswith(LONG_WORDS.classification + " [")
+    # Heard whole too: a screen reader was given the word in pieces ("Vitreo macular").
+    assert "\u200b" in title.text()
+    spoken = QAccessible.queryAccessibleInterface(title).text(QAccessible.Text.Name)
+    assert spoken == LONG_WORDS.classification
 
     view.resize(1400, 600)  # wide again: whole words, as before
     qtbot.waitUntil(lambda: card.classification.text() == LONG_WORDS.classification)

@@ -9,6 +9,7 @@ application calls it at start.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sqlite3
 import time
@@ -124,11 +125,14 @@ class Database:
             kwargs["pool_pre_ping"] = True
             kwargs["pool_size"] = 8
             kwargs["max_overflow"] = 16
-            # The URL's own settings win (a clinic may tune them for its network).
+            # The URL's own settings win (a clinic may tune them for its network), and
+            # so do those set for libpq in the environment (PGCONNECT_TIMEOUT): a
+            # setting passed to the connection overrides the environment's.
             kwargs["connect_args"] = {
                 name: value
                 for name, value in _postgres_network_limits().items()
                 if name not in self.url.query
+                and not os.environ.get(LIBPQ_ENVIRONMENT.get(name, ""))
             }
         try:
             self.engine: Engine = create_engine(self.url, **kwargs)
@@ -493,6 +497,10 @@ POSTGRES_CONNECT_TIMEOUT_S = 10
 #: from the network mid-request is noticed in seconds, not the system's 15 minutes.
 POSTGRES_TCP_USER_TIMEOUT_MS = 20_000
 
+#: The environment variables through which libpq takes the settings of
+#: :func:`_postgres_network_limits` (it has none for the others).
+LIBPQ_ENVIRONMENT = {"connect_timeout": "PGCONNECT_TIMEOUT"}
+
 #: PostgreSQL's SQLSTATE for a lock not granted within ``lock_timeout``.
 LOCK_NOT_AVAILABLE = "55P03"
 
@@ -535,9 +543,16 @@ def _postgres_network_limits() -> dict[str, int]:
 
 def _postgres_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # Set on the session (committed, so the pool's rollbacks keep it), not through the
-    # URL's options, which a clinic's URL may set for its own reasons.
+    # URL's options, which a clinic's URL may set for its own reasons; and only where the
+    # session has no wait of its own (0, PostgreSQL's default): the URL's
+    # ``options=-c lock_timeout=...``, PGOPTIONS, or the role's or database's settings
+    # were overridden.
     with dbapi_connection.cursor() as cursor:
-        cursor.execute(f"SET lock_timeout = {int(POSTGRES_LOCK_TIMEOUT_MS)}")
+        cursor.execute(
+            "SELECT set_config('lock_timeout', %s, false)"
+            " WHERE current_setting('lock_timeout') = '0'",
+            (str(int(POSTGRES_LOCK_TIMEOUT_MS)),),
+        )
     dbapi_connection.commit()
 
 

@@ -42,7 +42,8 @@ class WordBreakingLabel(QLabel):
     label (a title in a large font: "Vitreomacular" at 24 pt is 255 px), rather than
     keeping the label, and the tab around it, as wide as its longest word. The text
     shown has zero-width spaces in those words only, and only while they do not fit;
-    :meth:`full_text` is the text as set. Its least width is a few characters."""
+    :meth:`full_text`, and the name a screen reader is given, is the text as set. Its
+    least width is a few characters."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -54,6 +55,8 @@ class WordBreakingLabel(QLabel):
     def set_full_text(self, text: str) -> None:
         if text != self._full:
             self._full = text
+            # Heard whole: a screen reader was given the shown text, the word in pieces.
+            self.setAccessibleName(text)
             self._fit()
 
     def full_text(self) -> str:
