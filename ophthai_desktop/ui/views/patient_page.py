@@ -32,7 +32,7 @@ from ophthai_desktop.ui.display import (
     local_datetime,
 )
 from ophthai_desktop.ui.resources import icon
-from ophthai_desktop.ui.views.reflow import set_side_by_side
+from ophthai_desktop.ui.views.reflow import FittedLabel, set_side_by_side
 from ophthai_desktop.ui.views.scale import scaled
 from ophthai_desktop.ui.views.stepper import WorkflowStepper
 from ophthai_desktop.ui.views.style import offer, set_style_property, set_text
@@ -62,35 +62,15 @@ def _value_label() -> QLabel:
     return label
 
 
-class PatientTitle(QLabel):
+class PatientTitle(FittedLabel):
     """The patient's name, wrapped to at most :data:`TITLE_LINES` lines, the last cut
     short with an ellipsis where the name needs more (the whole name in the tooltip and
     :meth:`full_text`): a 200-character name took the header's height from the tabs,
     and the lines that did not fit were cut off without a mark."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setTextFormat(Qt.TextFormat.PlainText)  # names are not markup
-        self.setWordWrap(True)
+        super().__init__(parent)  # names are not markup: plain text
         self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self._full = ""
-
-    def set_full_text(self, text: str) -> None:
-        self._full = text
-        self.setAccessibleName(text)
-        self._fit()
-
-    def full_text(self) -> str:
-        return self._full
-
-    def resizeEvent(self, event: QResizeEvent) -> None:
-        super().resizeEvent(event)
-        self._fit()
-
-    def changeEvent(self, event: QEvent) -> None:
-        super().changeEvent(event)
-        if event.type() == QEvent.Type.FontChange:  # the stylesheet's, or a larger font
-            self._fit()
 
     def _fit(self) -> None:
         text = breakable(self._full)

@@ -37,25 +37,21 @@ def set_side_by_side(layout: QBoxLayout, side_by_side: bool) -> bool:
     return True
 
 
-class WordBreakingLabel(QLabel):
-    """A word-wrapped plain-text label whose words may break where one is wider than the
-    label (a title in a large font: "Vitreomacular" at 24 pt is 255 px), rather than
-    keeping the label, and the tab around it, as wide as its longest word. The text
-    shown has zero-width spaces in those words only, and only while they do not fit;
-    :meth:`full_text`, and the name a screen reader is given, is the text as set. Its
-    least width is a few characters."""
+class FittedLabel(QLabel):
+    """A word-wrapped plain-text label that shows its text fitted to its width (see
+    :meth:`_fit`, called again when it is resized or its font changes): the text as set
+    is :meth:`full_text`, and the name a screen reader is given."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setTextFormat(Qt.TextFormat.PlainText)
         self.setWordWrap(True)
         self._full = ""
-        self._fit_minimum_width()
 
     def set_full_text(self, text: str) -> None:
         if text != self._full:
             self._full = text
-            # Heard whole: a screen reader was given the shown text, the word in pieces.
+            # Heard whole: a screen reader was given the shown text (a word in pieces).
             self.setAccessibleName(text)
             self._fit()
 
@@ -69,8 +65,30 @@ class WordBreakingLabel(QLabel):
     def changeEvent(self, event: QEvent) -> None:
         super().changeEvent(event)
         if event.type() == QEvent.Type.FontChange:  # the stylesheet's, or a larger font
-            self._fit_minimum_width()
-            self._fit()
+            self._font_changed()
+
+    def _font_changed(self) -> None:
+        self._fit()
+
+    def _fit(self) -> None:
+        raise NotImplementedError
+
+
+class WordBreakingLabel(FittedLabel):
+    """A word-wrapped plain-text label whose words may break where one is wider than the
+    label (a title in a large font: "Vitreomacular" at 24 pt is 255 px), rather than
+    keeping the label, and the tab around it, as wide as its longest word. The text
+    shown has zero-width spaces in those words only, and only while they do not fit;
+    :meth:`full_text`, and the name a screen reader is given, is the text as set. Its
+    least width is a few characters."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._fit_minimum_width()
+
+    def _font_changed(self) -> None:
+        self._fit_minimum_width()
+        self._fit()
 
     def _fit_minimum_width(self) -> None:
         # Set, so that the layout takes it instead of the longest word (and runs no Python).
