@@ -734,20 +734,13 @@ def test_the_migration_to_unreused_ids_keeps_every_row_and_reference(tmp_path: P
     db.dispose()
 
 
-def test_a_start_whose_database_server_never_answers_stops_within_the_connect_timeout(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A PostgreSQL host gone from the network (switched off, a VPN down): the
-    connection is accepted nowhere and refused by no one. The start waited for the
-    system's TCP to give up (minutes), saying nothing; it stops with the reason once
-    the connect timeout (here shortened) has passed."""
+def _start_against_a_silent_server() -> tuple[int, BaseException | None]:
+    """Start (upgrade) a database whose PostgreSQL server accepts connections and never
+    answers (a host gone from the network, as its clients see it); its port and what the
+    start raised, within 20 s."""
     import socket
     import threading
 
-    from ophthai_desktop.core.errors import StorageError
-    from ophthai_desktop.core.storage import database
-
-    monkeypatch.setattr(database, "POSTGRES_CONNECT_TIMEOUT_S", 2, raising=False)
     silent = socket.socket()  # accepts (the kernel does) and never answers
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
@@ -769,8 +762,23 @@ def test_a_start_whose_database_server_never_answers_stops_within_the_connect_ti
     starting.join(20)
     silent.close()
     assert outcome, "the start still waited for the database after 20 s"
-    assert isinstance(outcome[0], StorageError)
-    assert outcome[0].message.startswith(
+    return port, outcome[0]
+
+
+def test_a_start_whose_database_server_never_answers_stops_within_the_connect_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A PostgreSQL host gone from the network (switched off, a VPN down): the
+    connection is accepted nowhere and refused by no one. The start waited for the
+    system's TCP to give up (minutes), saying nothing; it stops with the reason once
+    the connect timeout (here shortened) has passed."""
+    from ophthai_desktop.core.errors import StorageError
+    from ophthai_desktop.core.storage import database
+
+    monkeypatch.setattr(database, "POSTGRES_CONNECT_TIMEOUT_S", 2, raising=False)
+    port, raised = _start_against_a_silent_server()
+    assert isinstance(raised, StorageError)
+    assert raised.message.startswith(
         f"cannot connect to the database postgresql+psycopg://clinic:***@127.0.0.1:{port}/ophthai"
     )
 
@@ -782,36 +790,13 @@ def test_a_connect_timeout_set_for_libpq_in_the_environment_stands(
     PGCONNECT_TIMEOUT; OphthAI's own 10 s, passed to every connection, overrode it (as a
     URL's ``connect_timeout`` does not): the start waited for OphthAI's wait, not the
     clinic's (here 2 s against a lengthened 60 s)."""
-    import socket
-    import threading
-
     from ophthai_desktop.core.errors import StorageError
     from ophthai_desktop.core.storage import database
 
     monkeypatch.setattr(database, "POSTGRES_CONNECT_TIMEOUT_S", 60, raising=False)
     monkeypatch.setenv("PGCONNECT_TIMEOUT", "2")
-    silent = socket.socket()  # accepts (the kernel does) and never answers
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(8)
-    port = silent.getsockname()[1]
-    outcome: list[BaseException | None] = []
-
-    def start() -> None:
-        db = Database(f"postgresql://clinic:pw@127.0.0.1:{port}/ophthai")
-        try:
-            db.upgrade()
-            outcome.append(None)
-        except BaseException as exc:
-            outcome.append(exc)
-        finally:
-            db.close()
-
-    starting = threading.Thread(target=start, daemon=True)
-    starting.start()
-    starting.join(20)
-    silent.close()
-    assert outcome, "the start still waited for the database after 20 s"
-    assert isinstance(outcome[0], StorageError)
+    _port, raised = _start_against_a_silent_server()
+    assert isinstance(raised, StorageError)
 
 
 @pytest.mark.parametrize(
