@@ -6,18 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from PySide6.QtCore import (
-    QDateTime,
-    QElapsedTimer,
-    QEvent,
-    QObject,
-    QSignalBlocker,
-    Qt,
-    QTime,
-    QTimer,
-    Signal,
-    Slot,
-)
+from PySide6.QtCore import QDateTime, QSignalBlocker, Qt, QTime, QTimer, Signal, Slot
 from PySide6.QtGui import QFocusEvent, QKeySequence, QResizeEvent, QShowEvent, QTextCursor
 from PySide6.QtWidgets import (
     QBoxLayout,
@@ -69,8 +58,6 @@ CLASSIFICATION_MIN_WIDTH = 200
 #: shortcuts they act only while the buttons can be pressed: a result shown, in front.
 APPROVE_KEYS = QKeySequence("Ctrl+Shift+A")
 REJECT_KEYS = QKeySequence("Ctrl+Shift+X")
-#: How long after a booking is shown its line is kept in sight as the tab settles.
-BOOKING_SETTLE_MS = 2000
 #: Over the answer as it streams, and over what a run that stopped left of it.
 ANSWER_STREAMING = "Answer (as it is written)"
 ANSWER_UNFINISHED = "Unfinished answer (the analysis stopped: not a result)"
@@ -442,9 +429,6 @@ class AnalysisView(QWidget):
         self.schedule = QPushButton(icon("calendar"), "Schedule")
         self.schedule.setObjectName("scheduleButton")
         self.appointment = _wrapping("Not scheduled.", "muted")
-        #: Since a booking was shown (see :meth:`show_booking`).
-        self._booking_settling = QElapsedTimer()
-        self.appointment.installEventFilter(self)
         self.booked: datetime | None = None  # the appointment shown as booked
         # A booked appointment can be moved (Schedule again) and called off: the window
         # had no way to cancel one (only the API's PATCH with a null date).
@@ -490,9 +474,7 @@ class AnalysisView(QWidget):
         body_layout.addLayout(self._actions)
         body_layout.addStretch(1)
         self._scroll = QScrollArea()
-        self._scroll.viewport().installEventFilter(self)  # as the body below
         self._scroll.setWidget(body)
-        body.installEventFilter(self)  # kept in sight: show_booking
         self._scroll.setWidgetResizable(True)
         self._scroll.setFrameShape(QFrame.Shape.NoFrame)
         # No Tab stop of its own (it took the focus unseen, and Tab did nothing visible
@@ -695,23 +677,8 @@ class AnalysisView(QWidget):
         """Scroll the booked line (and Cancel appointment) into sight once laid out:
         Schedule's confirmation goes to the banner at the top of the tab, out of sight
         once the tab is scrolled down to the picker, and the line under it was cut off at
-        the tab's foot. Kept in sight while the tab settles (:data:`BOOKING_SETTLE_MS`):
-        the patient's update, which may come after, can move the line or make it a line
-        longer, its end out of sight again."""
-        self._booking_settling.start()
-        QTimer.singleShot(0, self, self._scroll_to_booking)
-
-    def _scroll_to_booking(self) -> None:
-        self._scroll.ensureWidgetVisible(self.appointment)
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if (
-            event.type() == QEvent.Type.Resize  # the line, the tab's content or viewport
-            and self._booking_settling.isValid()
-            and self._booking_settling.elapsed() < BOOKING_SETTLE_MS
-        ):
-            QTimer.singleShot(0, self, self._scroll_to_booking)
-        return super().eventFilter(watched, event)
+        the tab's foot."""
+        QTimer.singleShot(0, self, lambda: self._scroll.ensureWidgetVisible(self.appointment))
 
     def booked_time(self) -> str:
         """The booked appointment's time as the view shows it (with its zone); empty
