@@ -247,10 +247,13 @@ def drop_files(widget: QWidget, paths: list[Path]) -> bool:
 
 
 def open_patient(qtbot: QtBot, session: GuiSession, patient_id: str) -> None:
-    session.patients.open_patient(patient_id)
-    qtbot.waitUntil(
-        lambda: (
-            session.patient_page.patient is not None
-            and session.patient_page.patient.id == patient_id
-        )
-    )
+    """Open ``patient_id`` and wait until the tabs have heard so (the page alone could
+    show them earlier, from a change heard while they were read)."""
+    with qtbot.waitSignal(
+        session.patients.patient_opened,
+        check_params_cb=lambda record: record is not None and record.id == patient_id,
+        timeout=10_000,
+    ):
+        session.patients.open_patient(patient_id)
+    assert session.patient_page.patient is not None
+    assert session.patient_page.patient.id == patient_id

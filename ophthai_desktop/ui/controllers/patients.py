@@ -118,6 +118,9 @@ class PatientsController(QObject):
         self._generation = 0
         self._current_id: str | None = None
         self._current: PatientRecord | None = None
+        #: The patient being opened as a change heard while they were read left them
+        #: (shown instead of the read where newer).
+        self._heard_opening: PatientRecord | None = None
         self.dialog: PatientDialog | None = None
         self.confirm: QMessageBox | None = None
 
@@ -494,15 +497,15 @@ class PatientsController(QObject):
 
         def done(record: PatientRecord) -> None:
             if record.id == self._current_id:
-                heard = self._current
-                if (
-                    heard is not None
-                    and heard.id == record.id
-                    and heard.updated_at > record.updated_at
-                ):
-                    # Changed while this was read (their first scan arrived): the page,
-                    # and Analyse, show what was heard, not what was read before it.
-                    record = heard
+                # Changed while this was read (their first scan arrived): the page, and
+                # Analyse, show what was heard, not what was read before it.
+                for heard in (self._current, self._heard_opening):
+                    if (
+                        heard is not None
+                        and heard.id == record.id
+                        and heard.updated_at > record.updated_at
+                    ):
+                        record = heard
                 self._show(record)
                 if focus_page:
                     step_focus_to(self._page.info_scroll)
@@ -526,6 +529,7 @@ class PatientsController(QObject):
         focus = self._window.focusWidget()
         on_page = focus is not None and self._page.isAncestorOf(focus)
         self._current = record
+        self._heard_opening = None
         self._page.show_patient(record)
         if record is None and on_page:
             # The page's buttons and fields went with the patient (deleted here or
@@ -549,7 +553,11 @@ class PatientsController(QObject):
             return
 
         def done(record: PatientRecord) -> None:
-            if record.id == self._current_id and record != self._current:
+            if (
+                record.id == self._current_id
+                and record != self._current
+                and self._is_open(record.id)
+            ):
                 self._current = record
                 self._page.show_patient(record)
                 self.patient_changed.emit(record)
@@ -636,9 +644,20 @@ class PatientsController(QObject):
         else:
             self._unlisted(patient.id)
         if patient.id == self._current_id:
-            self._current = patient
-            self._page.show_patient(patient)
-            self.patient_changed.emit(patient)
+            if self._is_open(patient.id):
+                self._current = patient
+                self._page.show_patient(patient)
+                self.patient_changed.emit(patient)
+            else:
+                self._heard_opening = patient  # newer than the read on its way
+
+    def _is_open(self, patient_id: str) -> bool:
+        """Whether ``patient_id`` is opened on the page, not only being read for it: a
+        change heard while they were read showed them on the page before the tabs heard
+        they were opened, and the analysis tab offered the booking's Cancel appointment
+        for the patient shown before (whose appointment it would have cancelled)."""
+        shown = self._page.patient
+        return shown is not None and shown.id == patient_id
 
     @Slot(str)
     def _on_bridge_patient_deleted(self, patient_id: str) -> None:
