@@ -82,6 +82,7 @@ def test_the_added_message_goes_by_itself_and_a_refusal_stays(
     added = "1 image added to Once; its analysis is queued."
     qtbot.waitUntil(lambda: added in banner.text())  # "being added" is said first
     assert "notes.png" in banner.text()
+    assert "\n1 file was not imported:\n• notes.png: " in banner.text()  # not "1 file(s) were"
     qtbot.wait(600)  # twice ADDED_SHOWN_MS
     assert added in banner.text() and "notes.png" in banner.text()
 
@@ -233,7 +234,9 @@ def test_a_mixed_drop_without_a_patient_cancelled_says_nothing_was_added(
     qtbot.waitUntil(lambda: gui.patients.dialog is not None)
     assert "being added" in gui.window.banner.text()
     gui.patients.dialog.reject()  # type: ignore[union-attr]
-    qtbot.waitUntil(lambda: "were not added" in gui.window.banner.text())
+    qtbot.waitUntil(lambda: "not added" in gui.window.banner.text())
+    assert gui.window.banner.text().startswith("1 file was not imported:\n")
+    assert "\nThe other file was not added: no patient was created." in gui.window.banner.text()
     assert "letter.txt" in gui.window.banner.text()
     assert gui.application.patients.list_patients().total == 0
 
@@ -358,7 +361,7 @@ def test_a_disk_filling_up_mid_drop_names_the_files_not_added_not_all(
     banner = gui.window.banner
     qtbot.waitUntil(lambda: "1 image added to Full Disk" in banner.text())
     assert "could not be added" not in banner.text()
-    assert "2 file(s) were not imported" in banner.text()
+    assert "2 files were not imported" in banner.text()
     for name in ("second_OCT_OS.png", "third_OCT_OS.png"):
         assert f"• {name}: The disk is full: free space on it, then try again " in banner.text()
     assert "No space left on device" in banner.text()
@@ -406,7 +409,7 @@ def test_a_disk_filling_up_after_the_new_patient_is_made_does_not_offer_it_again
     qtbot.waitUntil(lambda: gui.patient_page.name.text() == "Walk-in")
     assert gui.patients.dialog is None  # closed: the patient exists
     banner = gui.window.banner
-    assert "The patient was created with 1 of the 2 image(s)." in banner.text()
+    assert "The patient was created with 1 of the 2 images." in banner.text()
     assert "• second_OCT_OS.png: " in banner.text()
     assert app.patients.list_patients().total == 1
     (record,) = app.patients.list_patients().items

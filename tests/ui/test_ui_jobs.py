@@ -1397,3 +1397,35 @@ def test_rows_placed_with_a_key_met_twice_list_it_once_at_its_later_place(
     assert model.get(3) == last
     model.add_tokens(3, 1)  # its row is there to show it (it was lost off the end)
     assert model.get(3).tokens == 1  # type: ignore[union-attr]
+
+
+def test_a_failed_job_says_why_on_its_state_where_the_note_column_gave_way(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """At 1440 x 900 the queue is too narrow for its Note column, which gives way first:
+    a failed job showed "failed" and nothing more, its reason nowhere in the queue."""
+    engine = ScriptedEngine(answer=DME, fail_with=RuntimeError("CUDA error: out of memory"))
+    gui = make_gui(engine=engine)
+    gui.window.resize(1440, 900)
+    app = gui.application
+    actor = Actor("t", "gui")
+    patient = app.patients.create_patient(
+        {"name": "Fails"}, actor=actor, image=NewImage(png_bytes())
+    )
+    job = app.jobs.queue_patient_analysis(patient.id, actor=actor).id
+    model = gui.jobs_panel.model
+    qtbot.waitUntil(lambda: _cell(model, job, "State") == "failed")
+
+    table = gui.jobs_panel.table
+    assert table.isColumnHidden(HEADERS.index("Note"))
+    assert not table.isColumnHidden(HEADERS.index("State"))
+    tip = _cell(model, job, "State", Qt.ItemDataRole.ToolTipRole)
+    assert tip.startswith("Failed: ") and "CUDA error: out of memory" in tip
+
+    # Analysed again, and done: that job's state has nothing to add.
+    engine.fail_with = None
+    open_patient(qtbot, gui, patient.id)
+    gui.analysis_view.analyse.click()
+    qtbot.waitUntil(lambda: model.rowCount() == 2 and model.records()[0].state == "done")
+    again = model.records()[0].job_id
+    assert not _cell(model, again, "State", Qt.ItemDataRole.ToolTipRole)

@@ -177,9 +177,26 @@ def test_thumbnail_labels_are_alike_and_cut_the_same_way(viewer: ScanViewer) -> 
         tip = item.toolTip()
         assert scan_label(scan.modality, scan.laterality) in tip and day in tip
     unknown = viewer.thumbnail_text(1).splitlines()[0]
-    assert unknown.endswith("…") and "unknown type · eye ?".startswith(unknown[:-1])
+    kind, eye = unknown.split(" · ")
+    assert kind.endswith("…") and "unknown type".startswith(kind[:-1]) and eye == "eye ?"
     # Two lines fit the strip with room to spare: no label is cut off at the bottom.
     assert viewer.thumbnails.height() >= next(iter(rects)).height()
+
+
+@pytest.mark.parametrize("eye", ["OD", "OS", "OU"])
+def test_a_thumbnail_of_no_known_kind_still_names_the_eye(viewer: ScanViewer, eye: str) -> None:
+    """A scan of no known kind ("unknown type · OD", wider than the cell) keeps its eye:
+    the kind is cut, not the eye (it showed "unknown type · …", the eye only in the
+    tooltip)."""
+    viewer.show_scans([_scan(2, "unknown", eye), _scan(1, "fundus", eye)])
+    first = viewer.thumbnail_text(2).splitlines()[0]
+    assert first.endswith(f" · {eye}")
+    assert first.startswith("unknown") and "…" in first
+    assert viewer.thumbnails.fontMetrics().horizontalAdvance(first) < (
+        viewer.thumbnails.gridSize().width()
+    )
+    # One that fits is not cut at all.
+    assert viewer.thumbnail_text(1).splitlines()[0] == f"Fundus · {eye}"
 
 
 def test_a_narrow_viewer_has_a_compact_thumbnail_column(qtbot: QtBot, viewer: ScanViewer) -> None:

@@ -184,7 +184,11 @@ class ImportController(QObject):
         refused = [(c.name, c.problem) for c in checked if c.problem]
         good = [c for c in checked if not c.problem]
         if refused:
-            taken = f"\n{len(good)} other file(s) are being added." if good else ""
+            taken = (
+                f"\n{_count(len(good), 'other file')} {_be(len(good), 'is', 'are')} being added."
+                if good
+                else ""
+            )
             self._window.banner.show_message(_refusals(refused) + taken, "error")
             self.refused.emit(refused)
         if not good:
@@ -235,10 +239,12 @@ class ImportController(QObject):
         dialog.accepted.connect(lambda: self._page.show_tab("analysis"))
         dialog.accepted.connect(lambda: self._after_new_patient(len(files), refused, failed))
         if refused:  # the banner said the others "are being added": say they were not
+            others = (
+                "The other file was" if len(files) == 1 else f"The other {len(files)} files were"
+            )
             dialog.rejected.connect(
                 lambda: self._window.banner.show_message(
-                    f"{_refusals(refused)}\nThe other {len(files)} file(s) were not added: "
-                    "no patient was created.",
+                    f"{_refusals(refused)}\n{others} not added: no patient was created.",
                     "error",
                 )
             )
@@ -322,7 +328,7 @@ class ImportController(QObject):
         """The new patient was created: name the files it was created without (the
         banner, if any, said the others "are being added")."""
         if failed:
-            created = f"The patient was created with {total - len(failed)} of the {total} image(s)."
+            created = f"The patient was created with {total - len(failed)} of the {total} images."
             self._window.banner.show_message(
                 f"{created}\n{_refusals(refused + failed)}",
                 "warning",
@@ -359,4 +365,13 @@ def _once_database_answers(refused: list[tuple[str, str]], added: str = "") -> s
 
 def _refusals(refused: list[tuple[str, str]]) -> str:
     lines = "\n".join(f"• {name}: {problem}" for name, problem in refused)
-    return f"{len(refused)} file(s) were not imported:\n{lines}"
+    return f"{_count(len(refused), 'file')} {_be(len(refused))} not imported:\n{lines}"
+
+
+def _count(count: int, noun: str) -> str:
+    """``1 file`` or ``3 files`` (it read "1 file(s) were not imported")."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _be(count: int, one: str = "was", more: str = "were") -> str:
+    return one if count == 1 else more

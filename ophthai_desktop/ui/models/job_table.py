@@ -194,6 +194,12 @@ class JobTableModel(RowModel):
         if old is None or old.state != row.state:
             color = self._state_colors.get(row.state)
             items[STATE_COLUMN].setData(color, Qt.ItemDataRole.ForegroundRole)
+        if old is None or old.note != row.note:
+            # Why a job failed (or that its answer could not be read) is in the Note
+            # column, the first to give way in a narrow queue (as at 1440 x 900): its
+            # state says it too, on hover.
+            note = row.note if row.note != row.state else ""
+            items[STATE_COLUMN].setToolTip(f"{row.state.capitalize()}: {note}" if note else "")
         if old is None or old.priority != row.priority:
             tip = PRIORITY_TIPS.get(row.priority, "") if row.priority is not None else ""
             items[PRIORITY_COLUMN].setToolTip(tip)

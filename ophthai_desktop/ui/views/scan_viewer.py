@@ -454,12 +454,18 @@ class ScanViewer(QWidget):
 
     def _thumbnail_label(self, scan: ScanRecord) -> str:
         """Two lines, each cut to the cell with an ellipsis: the kind of scan and the
-        eye (``Fundus · OS``), and the day it was taken."""
+        eye (``Fundus · OS``), and the day it was taken. Where the first line is too
+        long, the kind is cut and the eye kept (``unknown t… · OD``): cut at its end, a
+        scan of no known kind showed no eye at all."""
         metrics = self.thumbnails.fontMetrics()
         width = self._full_grid.width() - 8
+        eye = f" · {EYE_CODES.get(scan.laterality, scan.laterality)}"
+        kind = MODALITY_NAMES.get(scan.modality, scan.modality)
+        if metrics.horizontalAdvance(kind + eye) > width:
+            room = width - metrics.horizontalAdvance(eye)
+            kind = metrics.elidedText(kind, Qt.TextElideMode.ElideRight, max(room, 0))
         lines = (
-            f"{MODALITY_NAMES.get(scan.modality, scan.modality)} · "
-            f"{EYE_CODES.get(scan.laterality, scan.laterality)}",
+            kind + eye,
             local_date(scan.acquired_at or scan.created_at) or "date unknown",
         )
         return "\n".join(
