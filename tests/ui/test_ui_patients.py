@@ -7,10 +7,11 @@ import json
 import threading
 import time
 import unicodedata
+from collections.abc import Callable
 from datetime import date, timedelta
 
 import pytest
-from PySide6.QtCore import QDate, QMimeData, QPoint, Qt, QTimer
+from PySide6.QtCore import QDate, QItemSelectionModel, QMimeData, QPoint, QRect, Qt, QTimer
 from PySide6.QtGui import QFont, QGuiApplication
 from PySide6.QtWidgets import (
     QApplication,
@@ -939,3 +940,63 @@ def test_a_dialog_left_open_past_midnight_offers_the_new_day_as_a_birth_date(
     dialog.birth_date.setDate(QDate(tomorrow))  # born after midnight: can be entered
     assert dialog.birth_date.date() == QDate(tomorrow)
     assert dialog.age.value() == 0
+
+
+def _menu_opened_at(qtbot: QtBot, open_it: Callable[[], None]) -> QRect:
+    """Where the menu that ``open_it`` pops up opened, on the screen (it is closed)."""
+    where: list[QRect] = []
+    deadline = time.monotonic() + 10
+
+    def poll() -> None:
+        popup = QApplication.activePopupWidget()
+        if isinstance(popup, QMenu):
+            where.append(popup.geometry())
+            popup.close()
+        elif time.monotonic() < deadline:
+            QTimer.singleShot(20, poll)
+
+    QTimer.singleShot(20, poll)
+    open_it()
+    assert where, "no menu opened"
+    return where[0]
+
+
+def test_the_menu_keys_open_the_menu_in_the_list_when_its_row_is_out_of_sight(
+    make_gui: Maker, qtbot: QtBot
+) -> None:
+    """The menu key's menu opened under the row the keyboard was on, also when that row
+    was scrolled out of sight: above the list, or off it. It opens under the row while
+    the row is in sight, else at the list's top-left."""
+    gui = make_gui()
+    seed_patients(gui.application, 80)
+    gui.patients.refresh()
+    view, model = gui.patient_list, gui.patient_list.model
+    table = view.table
+    qtbot.waitUntil(lambda: model.rowCount() == 80)
+    gui.window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is gui.window)
+    table.setFocus()
+    viewport = table.viewport()
+    seen = QRect(viewport.mapToGlobal(QPoint(0, 0)), viewport.size())
+
+    def press_menu_key() -> None:
+        qtbot.keyClick(table, Qt.Key.Key_Menu)
+
+    # The keyboard on the third row (moved there as Ctrl+Down does: not chosen).
+    third = model.index(2, COLUMN_OF["name"])
+    table.selectionModel().setCurrentIndex(third, QItemSelectionModel.SelectionFlag.NoUpdate)
+    table.scrollToTop()
+    under_row = viewport.mapToGlobal(table.visualRect(third).bottomLeft())
+    opened = _menu_opened_at(qtbot, press_menu_key)
+    assert abs(opened.top() - under_row.y()) <= 2 and abs(opened.left() - under_row.x()) <= 2
+
+    for scroll_to, current_row in ((table.scrollToBottom, 2), (table.scrollToTop, 79)):
+        current = model.index(current_row, COLUMN_OF["name"])
+        table.selectionModel().setCurrentIndex(current, QItemSelectionModel.SelectionFlag.NoUpdate)
+        scroll_to()
+        qtbot.waitUntil(
+            lambda current=current: not table.visualRect(current).intersects(viewport.rect())
+        )
+        opened = _menu_opened_at(qtbot, press_menu_key)
+        assert seen.contains(opened.topLeft()), (current_row, opened, seen)
+        assert abs(opened.top() - seen.top()) <= 2 and abs(opened.left() - seen.left()) <= 2
