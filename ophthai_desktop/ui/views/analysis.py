@@ -336,6 +336,8 @@ class AnalysisView(QWidget):
         # word-wrapped state text does.
         self.analyse = QPushButton(icon("analyse"), "Analyse")
         self.analyse.setObjectName("analyseButton")
+        # Told apart from the patient page's Analyse, beside the name (both Tab stops).
+        self.analyse.setAccessibleName("Analyse, in the Analysis tab")
         self.progress = QLabel()
         self.progress.setObjectName("analysisProgress")
         self.progress.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)

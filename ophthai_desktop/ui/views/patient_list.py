@@ -68,6 +68,11 @@ class PatientListView(QWidget):
         self.status = QComboBox()
         self.status.setObjectName("statusFilter")
         self.status.setAccessibleName("Status filter")
+        # Its label, its buddy: on Linux a screen reader names a combo box by the label
+        # that is its buddy, its accessible name being its current value ("All
+        # statuses", heard as if it were what the box is). Alt+S goes to it.
+        self.status_label = QLabel("&Status")
+        self.status_label.setBuddy(self.status)
         self.status.addItem(ALL_STATUSES, None)
         for status in PatientStatus:
             self.status.addItem(status.value, status.value)
@@ -146,6 +151,7 @@ class PatientListView(QWidget):
 
         filters = QHBoxLayout()
         filters.addWidget(self.search, 1)
+        filters.addWidget(self.status_label)
         filters.addWidget(self.status)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
