@@ -15,6 +15,7 @@ from PySide6.QtCore import QDate, QItemSelectionModel, QMimeData, QPoint, QRect,
 from PySide6.QtGui import QFont, QGuiApplication
 from PySide6.QtWidgets import (
     QApplication,
+    QDateEdit,
     QDialogButtonBox,
     QFormLayout,
     QLabel,
@@ -1000,3 +1001,48 @@ def test_the_menu_keys_open_the_menu_in_the_list_when_its_row_is_out_of_sight(
         opened = _menu_opened_at(qtbot, press_menu_key)
         assert seen.contains(opened.topLeft()), (current_row, opened, seen)
         assert abs(opened.top() - seen.top()) <= 2 and abs(opened.left() - seen.left()) <= 2
+
+
+def _choose_the_day_before_by_keys(qtbot: QtBot, edit: QDateEdit) -> None:
+    """Open ``edit``'s calendar by Alt+Down, choose the day before and close it by
+    Enter; then the same by F4 and Escape, which leaves the date."""
+    calendar = edit.calendarWidget()
+    edit.setFocus()
+    qtbot.waitUntil(edit.hasFocus)
+    shown = edit.date()
+    qtbot.keyClick(edit, Qt.Key.Key_Down, Qt.KeyboardModifier.AltModifier)
+    qtbot.waitUntil(calendar.isVisible)
+    assert edit.date() == shown  # not stepped a day back, as Alt+Down did
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Left)
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: not calendar.isVisible())
+    assert edit.date() == shown.addDays(-1)
+    assert QApplication.focusWidget() is edit
+    qtbot.keyClick(edit, Qt.Key.Key_F4)
+    qtbot.waitUntil(calendar.isVisible)
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: not calendar.isVisible())
+    assert edit.date() == shown.addDays(-1)
+
+
+def test_the_birth_date_and_measured_on_calendars_open_from_the_keyboard(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """The patient form's birth date and the oculomics' date opened their calendars on a
+    click of the arrow alone (Alt+Down moved the date a day back; F4 did nothing). Both
+    keys open them, as they open a combo box's list."""
+    gui.window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is gui.window)
+    dialog = gui.patients.new_patient()
+    qtbot.waitExposed(dialog)
+    dialog.birth_known.setChecked(True)
+    _choose_the_day_before_by_keys(qtbot, dialog.birth_date)
+    dialog.reject()
+
+    patient = gui.application.patients.create_patient({"name": "Dated"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    gui.patient_page.show_tab("oculomics")
+    qtbot.waitUntil(gui.oculomics_view.measured_on.isVisible)
+    gui.window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is gui.window)
+    _choose_the_day_before_by_keys(qtbot, gui.oculomics_view.measured_on)

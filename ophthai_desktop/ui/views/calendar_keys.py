@@ -7,7 +7,7 @@ opens its list on both.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QKeyCombination, QPointF, Qt
+from PySide6.QtCore import QEvent, QKeyCombination, QObject, QPointF, Qt
 from PySide6.QtGui import QKeyEvent, QMouseEvent
 from PySide6.QtWidgets import QApplication, QDateTimeEdit, QStyle, QStyleOptionComboBox
 
@@ -50,3 +50,19 @@ def open_calendar(edit: QDateTimeEdit) -> None:
         Qt.KeyboardModifier.NoModifier,
     )
     QApplication.sendEvent(edit, click)
+
+
+class CalendarKeys(QObject):
+    """Gives ``edit`` (a date picker with a calendar popup) :data:`OPEN_KEYS`."""
+
+    def __init__(self, edit: QDateTimeEdit) -> None:
+        super().__init__(edit)
+        self._edit = edit
+        edit.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self._edit and isinstance(event, QKeyEvent) and opens_calendar(event):
+            if event.type() == QEvent.Type.KeyPress:
+                open_calendar(self._edit)
+            return True  # neither the press nor its release steps the date
+        return False
