@@ -21,6 +21,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import (
+    QAbstractButton,
     QApplication,
     QDockWidget,
     QHeaderView,
@@ -305,6 +306,39 @@ def test_a_screen_reader_hears_what_the_patient_pages_parts_are(
     assert _name(close) == "Dismiss the message"
     gui.notifications_panel.set_unread(2)
     assert _name(gui.notifications_panel.unread) == "2 unread"
+
+
+def _tab_stops(window: QWidget) -> list[QWidget]:
+    """The widgets Tab goes to in ``window``, in its order, as Qt picks them."""
+    stops: list[QWidget] = []
+    widget = window.nextInFocusChain()
+    while widget is not window:
+        tab = Qt.FocusPolicy.TabFocus
+        if widget.isVisible() and widget.isEnabled() and widget.focusPolicy() & tab == tab:
+            stops.append(widget)
+        widget = widget.nextInFocusChain()
+    return stops
+
+
+def test_a_screen_reader_tells_the_two_analyse_buttons_apart(qtbot: QtBot, make_gui: Maker) -> None:
+    """The patient page's Analyse, beside the name, and the analysis tab's were two Tab
+    stops both heard as "Analyse": which was which could not be told. Each says where
+    it is, after the word shown on it; no two buttons the Tab key reaches share a name."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    patient = gui.application.patients.create_patient(
+        {"name": "Heard"}, actor=ACTOR, image=NewImage(png_bytes((64, 48)))
+    )
+    open_patient(qtbot, gui, patient.id)
+    page, view = gui.patient_page, gui.analysis_view
+    qtbot.waitUntil(lambda: page.analyse.isEnabled() and view.analyse.isEnabled())
+    assert page.analyse.text() == view.analyse.text() == "Analyse"  # as shown
+
+    stops = [w for w in _tab_stops(gui.window) if isinstance(w, QAbstractButton)]
+    assert page.analyse in stops and view.analyse in stops
+    names = [_name(button) for button in stops]
+    assert len(set(names)) == len(names), names
+    assert _name(page.analyse) == "Analyse, beside the patient's name"
+    assert _name(view.analyse) == "Analyse, in the Analysis tab"
 
 
 def test_a_screen_reader_is_told_a_toast_appeared_and_what_it_says(
@@ -859,3 +893,19 @@ def test_a_larger_font_set_while_a_toast_shows_widens_it(
     gui.application.notifications.create_notification(finding, type="critical", actor=ACTOR)
     qtbot.waitUntil(toast.isVisible, timeout=10_000)
     assert _toast_lines(gui) <= lines
+
+
+def test_a_screen_reader_hears_what_the_status_filter_is(gui: GuiSession) -> None:
+    """On Linux a combo box's accessible name is its current value: the status filter
+    was heard as "All statuses" (or "Critical"), never as a filter. The label beside it
+    is its buddy, which a screen reader there reads as its name; Alt+S goes to it."""
+    status = gui.patient_list.status
+    labels = QAccessible.queryAccessibleInterface(status).relations(QAccessible.Relation.Label)
+    assert [label.text(QAccessible.Text.Name) for label, _relation in labels] == ["Status"]
+    assert all(label.object().isVisible() for label, _relation in labels)
+    assert status.accessibleName() == "Status filter"  # where the name is not the value
+
+    gui.window.activateWindow()
+    gui.patient_list.table.setFocus()
+    QTest.keyClick(gui.window, Qt.Key.Key_S, Qt.KeyboardModifier.AltModifier)
+    assert QApplication.focusWidget() is status

@@ -1594,3 +1594,41 @@ def test_an_appointment_time_the_clinician_set_stays_the_next_day(
     gui.patients.day_watch.look()
 
     assert view.when.dateTime() == chosen
+
+
+@pytest.mark.parametrize(
+    ("key", "modifier"),
+    [
+        (Qt.Key.Key_Down, Qt.KeyboardModifier.AltModifier),
+        (Qt.Key.Key_F4, Qt.KeyboardModifier.NoModifier),
+    ],
+)
+def test_the_picker_s_calendar_opens_from_the_keyboard(
+    qtbot: QtBot, gui: GuiSession, key: Qt.Key, modifier: Qt.KeyboardModifier
+) -> None:
+    """The appointment's calendar opened on a click of its arrow alone: Alt+Down moved
+    the date a day back instead, F4 did nothing. Both open it, as they open a combo box's
+    list; a day chosen in it with the arrows and Enter is taken as a click's is, the
+    time kept, and the keyboard is back on the picker."""
+    patient = gui.application.patients.create_patient({"name": "Keys"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    view = gui.analysis_view
+    gui.window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is gui.window)
+    view.when.setFocus()
+    qtbot.waitUntil(view.when.hasFocus)
+    shown = view.when.dateTime()
+    calendar = view.when.calendarWidget()
+
+    qtbot.keyClick(view.when, key, modifier)
+
+    qtbot.waitUntil(calendar.isVisible)
+    assert QApplication.activePopupWidget() is calendar.window()
+    assert view.when.dateTime() == shown  # opening it changed nothing
+    assert calendar.selectedDate() == shown.date()
+    assert calendar.minimumDate() == view.when.minimumDate()
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Right)
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: not calendar.isVisible())
+    assert view.when.dateTime() == QDateTime(shown.date().addDays(1), shown.time())
+    assert QApplication.focusWidget() is view.when

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QDialog, QLabel
+from PySide6.QtCore import QEvent, QObject
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import QDialog, QLabel, QWidget
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.ui.messages import DATABASE_DOWN
@@ -106,3 +108,51 @@ def test_a_settings_error_on_a_short_screen_is_shown_whole_under_the_groups(
 
     qtbot.waitUntil(whole, timeout=10_000)
     assert dialog.frameGeometry().height() <= free.height()
+
+
+class _Heights(QObject):
+    """The heights ``window`` is given, as its resize events tell them."""
+
+    def __init__(self, window: QWidget) -> None:
+        super().__init__(window)
+        self.seen: list[int] = []
+        window.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if isinstance(event, QResizeEvent):
+            self.seen.append(event.size().height())
+        return False
+
+
+def test_a_dialog_made_shorter_than_its_texts_is_held_by_its_minimum(qtbot: QtBot) -> None:
+    """The dialogs were grown back to their wrapped texts from inside each resize: made
+    shorter (a drag, under a window manager), each was shorter first, its texts cut,
+    then grown again, fighting the drag (the dialog jittered). Their minimum height is
+    their texts' at their width, which the window manager keeps a drag to; narrowed,
+    the texts wrapping to more lines, it grows, and the dialog with it."""
+    dialog = PatientDialog()
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    dialog.show_error("name", f"{DATABASE_DOWN} {DATABASE_DOWN}")
+    needed = dialog.layout().totalHeightForWidth(dialog.width())
+    qtbot.waitUntil(lambda: dialog.height() >= needed and not _cut_labels(dialog))
+    assert dialog.windowHandle().minimumHeight() >= needed  # what the window manager keeps
+
+    heights = _Heights(dialog)
+    dialog.resize(dialog.width(), needed // 2)  # as a drag of its lower edge
+    qtbot.wait(50)
+    assert all(height >= needed for height in heights.seen), heights.seen
+    assert dialog.height() >= needed and not _cut_labels(dialog)
+
+    narrow = dialog.width()
+    wide_needed = dialog.layout().totalHeightForWidth(760)
+    assert wide_needed < needed  # the message on fewer lines
+    dialog.resize(760, dialog.height())
+    qtbot.waitUntil(lambda: dialog.minimumHeight() == wide_needed)  # lower: it may shrink
+    dialog.resize(760, wide_needed)
+    assert dialog.height() == wide_needed
+
+    dialog.resize(narrow, dialog.height())  # the message on more lines again
+    qtbot.waitUntil(lambda: dialog.height() >= needed and not _cut_labels(dialog))
+    assert dialog.windowHandle().minimumHeight() >= needed

@@ -7,13 +7,15 @@ import json
 import threading
 import time
 import unicodedata
+from collections.abc import Callable
 from datetime import date, timedelta
 
 import pytest
-from PySide6.QtCore import QDate, QMimeData, QPoint, Qt, QTimer
+from PySide6.QtCore import QDate, QItemSelectionModel, QMimeData, QPoint, QRect, Qt, QTimer
 from PySide6.QtGui import QFont, QGuiApplication
 from PySide6.QtWidgets import (
     QApplication,
+    QDateEdit,
     QDialogButtonBox,
     QFormLayout,
     QLabel,
@@ -939,3 +941,108 @@ def test_a_dialog_left_open_past_midnight_offers_the_new_day_as_a_birth_date(
     dialog.birth_date.setDate(QDate(tomorrow))  # born after midnight: can be entered
     assert dialog.birth_date.date() == QDate(tomorrow)
     assert dialog.age.value() == 0
+
+
+def _menu_opened_at(qtbot: QtBot, open_it: Callable[[], None]) -> QRect:
+    """Where the menu that ``open_it`` pops up opened, on the screen (it is closed)."""
+    where: list[QRect] = []
+    deadline = time.monotonic() + 10
+
+    def poll() -> None:
+        popup = QApplication.activePopupWidget()
+        if isinstance(popup, QMenu):
+            where.append(popup.geometry())
+            popup.close()
+        elif time.monotonic() < deadline:
+            QTimer.singleShot(20, poll)
+
+    QTimer.singleShot(20, poll)
+    open_it()
+    assert where, "no menu opened"
+    return where[0]
+
+
+def test_the_menu_keys_open_the_menu_in_the_list_when_its_row_is_out_of_sight(
+    make_gui: Maker, qtbot: QtBot
+) -> None:
+    """The menu key's menu opened under the row the keyboard was on, also when that row
+    was scrolled out of sight: above the list, or off it. It opens under the row while
+    the row is in sight, else at the list's top-left."""
+    gui = make_gui()
+    seed_patients(gui.application, 80)
+    gui.patients.refresh()
+    view, model = gui.patient_list, gui.patient_list.model
+    table = view.table
+    qtbot.waitUntil(lambda: model.rowCount() == 80)
+    gui.window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is gui.window)
+    table.setFocus()
+    viewport = table.viewport()
+    seen = QRect(viewport.mapToGlobal(QPoint(0, 0)), viewport.size())
+
+    def press_menu_key() -> None:
+        qtbot.keyClick(table, Qt.Key.Key_Menu)
+
+    # The keyboard on the third row (moved there as Ctrl+Down does: not chosen).
+    third = model.index(2, COLUMN_OF["name"])
+    table.selectionModel().setCurrentIndex(third, QItemSelectionModel.SelectionFlag.NoUpdate)
+    table.scrollToTop()
+    under_row = viewport.mapToGlobal(table.visualRect(third).bottomLeft())
+    opened = _menu_opened_at(qtbot, press_menu_key)
+    assert abs(opened.top() - under_row.y()) <= 2 and abs(opened.left() - under_row.x()) <= 2
+
+    for scroll_to, current_row in ((table.scrollToBottom, 2), (table.scrollToTop, 79)):
+        current = model.index(current_row, COLUMN_OF["name"])
+        table.selectionModel().setCurrentIndex(current, QItemSelectionModel.SelectionFlag.NoUpdate)
+        scroll_to()
+        qtbot.waitUntil(
+            lambda current=current: not table.visualRect(current).intersects(viewport.rect())
+        )
+        opened = _menu_opened_at(qtbot, press_menu_key)
+        assert seen.contains(opened.topLeft()), (current_row, opened, seen)
+        assert abs(opened.top() - seen.top()) <= 2 and abs(opened.left() - seen.left()) <= 2
+
+
+def _choose_the_day_before_by_keys(qtbot: QtBot, edit: QDateEdit) -> None:
+    """Open ``edit``'s calendar by Alt+Down, choose the day before and close it by
+    Enter; then the same by F4 and Escape, which leaves the date."""
+    calendar = edit.calendarWidget()
+    edit.setFocus()
+    qtbot.waitUntil(edit.hasFocus)
+    shown = edit.date()
+    qtbot.keyClick(edit, Qt.Key.Key_Down, Qt.KeyboardModifier.AltModifier)
+    qtbot.waitUntil(calendar.isVisible)
+    assert edit.date() == shown  # not stepped a day back, as Alt+Down did
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Left)
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: not calendar.isVisible())
+    assert edit.date() == shown.addDays(-1)
+    assert QApplication.focusWidget() is edit
+    qtbot.keyClick(edit, Qt.Key.Key_F4)
+    qtbot.waitUntil(calendar.isVisible)
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: not calendar.isVisible())
+    assert edit.date() == shown.addDays(-1)
+
+
+def test_the_birth_date_and_measured_on_calendars_open_from_the_keyboard(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """The patient form's birth date and the oculomics' date opened their calendars on a
+    click of the arrow alone (Alt+Down moved the date a day back; F4 did nothing). Both
+    keys open them, as they open a combo box's list."""
+    gui.window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is gui.window)
+    dialog = gui.patients.new_patient()
+    qtbot.waitExposed(dialog)
+    dialog.birth_known.setChecked(True)
+    _choose_the_day_before_by_keys(qtbot, dialog.birth_date)
+    dialog.reject()
+
+    patient = gui.application.patients.create_patient({"name": "Dated"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    gui.patient_page.show_tab("oculomics")
+    qtbot.waitUntil(gui.oculomics_view.measured_on.isVisible)
+    gui.window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is gui.window)
+    _choose_the_day_before_by_keys(qtbot, gui.oculomics_view.measured_on)

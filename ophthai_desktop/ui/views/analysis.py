@@ -7,7 +7,14 @@ from datetime import datetime
 from typing import Any
 
 from PySide6.QtCore import QDateTime, QSignalBlocker, Qt, QTime, QTimer, Signal, Slot
-from PySide6.QtGui import QFocusEvent, QKeySequence, QResizeEvent, QShowEvent, QTextCursor
+from PySide6.QtGui import (
+    QFocusEvent,
+    QKeyEvent,
+    QKeySequence,
+    QResizeEvent,
+    QShowEvent,
+    QTextCursor,
+)
 from PySide6.QtWidgets import (
     QBoxLayout,
     QDateTimeEdit,
@@ -34,6 +41,7 @@ from ophthai_desktop.ui.provenance import on_screen, provenance_rows, provenance
 from ophthai_desktop.ui.resources import icon
 from ophthai_desktop.ui.views.announce import announce
 from ophthai_desktop.ui.views.banner import Banner
+from ophthai_desktop.ui.views.calendar_keys import open_calendar, opens_calendar
 from ophthai_desktop.ui.views.focus import step_focus_to
 from ophthai_desktop.ui.views.reflow import WordBreakingLabel, room_in, set_side_by_side
 from ophthai_desktop.ui.views.style import offer, set_style_property, set_text
@@ -95,11 +103,21 @@ class AppointmentPicker(QDateTimeEdit):
     The earliest time is made true again whenever the picker gets the focus (a click,
     the wheel, Tab, the window coming back to the front): set once when the patient was
     opened, a page left open for hours let a time that had passed be picked, and the
-    server refused it. No timer: nothing wakes the GUI thread while no one picks."""
+    server refused it. No timer: nothing wakes the GUI thread while no one picks.
+
+    Alt+Down, Alt+Up and F4 open its calendar, as they open a combo box's list."""
 
     def focusInEvent(self, event: QFocusEvent) -> None:
         self.keep_earliest_now()
         super().focusInEvent(event)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if opens_calendar(event):
+            self.keep_earliest_now()  # the keyboard has been here a while, maybe
+            open_calendar(self)
+            event.accept()
+            return
+        super().keyPressEvent(event)
 
     def keep_earliest_now(self) -> None:
         """Now (less :data:`EARLIEST_S`) is the earliest time, but for the time shown:
@@ -336,6 +354,8 @@ class AnalysisView(QWidget):
         # word-wrapped state text does.
         self.analyse = QPushButton(icon("analyse"), "Analyse")
         self.analyse.setObjectName("analyseButton")
+        # Told apart from the patient page's Analyse, beside the name (both Tab stops).
+        self.analyse.setAccessibleName("Analyse, in the Analysis tab")
         self.progress = QLabel()
         self.progress.setObjectName("analysisProgress")
         self.progress.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)

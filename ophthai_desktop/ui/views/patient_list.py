@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator
 
-from PySide6.QtCore import QItemSelection, QPoint, Qt, Signal, Slot
+from PySide6.QtCore import QItemSelection, QPoint, QRect, Qt, Signal, Slot
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -68,6 +68,11 @@ class PatientListView(QWidget):
         self.status = QComboBox()
         self.status.setObjectName("statusFilter")
         self.status.setAccessibleName("Status filter")
+        # Its label, its buddy: on Linux a screen reader names a combo box by the label
+        # that is its buddy, its accessible name being its current value ("All
+        # statuses", heard as if it were what the box is). Alt+S goes to it.
+        self.status_label = QLabel("&Status")
+        self.status_label.setBuddy(self.status)
         self.status.addItem(ALL_STATUSES, None)
         for status in PatientStatus:
             self.status.addItem(status.value, status.value)
@@ -146,6 +151,7 @@ class PatientListView(QWidget):
 
         filters = QHBoxLayout()
         filters.addWidget(self.search, 1)
+        filters.addWidget(self.status_label)
         filters.addWidget(self.status)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -247,11 +253,21 @@ class PatientListView(QWidget):
         submenus = (self.sort_menu(), self.column_menu())
         for submenu in submenus:
             menu.addMenu(submenu)
-        index = self.table.currentIndex()
-        at = self.table.visualRect(index).bottomLeft() if index.isValid() else QPoint(0, 0)
-        menu.exec(self.table.viewport().mapToGlobal(at))
+        menu.exec(self.table.viewport().mapToGlobal(self._menu_keys_point()))
         for each in (menu, *submenus):
             each.deleteLater()
+
+    def _menu_keys_point(self) -> QPoint:
+        """Where the menu of the menu keys opens, in the viewport: under the current
+        row where it is in sight, else at the list's top-left (under a row scrolled out
+        of sight, the menu opened beside the list, or off the window)."""
+        viewport = self.table.viewport().rect()
+        index = self.table.currentIndex()
+        row = self.table.visualRect(index) if index.isValid() else QRect()
+        if not row.intersects(viewport):
+            return viewport.topLeft()
+        # A row half in sight: the menu at the edge of what is seen of it.
+        return QPoint(max(row.left(), 0), min(row.bottom(), viewport.bottom()))
 
     def _on_column_toggled(self, column: int, shown: bool) -> None:
         hidden = set(self.columns.chosen_hidden)

@@ -144,6 +144,9 @@ class PatientPage(QWidget):
         self.analyse = QPushButton(icon("analyse"), "Analyse")
         self.analyse.setObjectName("analyseButton")
         self.analyse.setToolTip(ANALYSE_TIP)
+        # The analysis tab has an Analyse of its own: heard alike, a screen reader's user
+        # could not tell which of the two Tab reached.
+        self.analyse.setAccessibleName("Analyse, beside the patient's name")
         self.edit = QPushButton(icon("edit"), "Edit…")
         self.delete = QPushButton(icon("delete"), "Delete…")
         # The buttons beside the name, or under it where the page is too narrow for both.
