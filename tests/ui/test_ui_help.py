@@ -111,6 +111,10 @@ def test_the_shortcuts_list_each_key_of_the_window_under_its_menu_or_part(
     row("Patients", "Open the patient the keyboard is on", f"{keys('Return')} or {keys('Enter')}")
     row("Job queue", "Open the chosen job's patient", f"{keys('Return')} or {keys('Enter')}")
     row("Notifications", "Delete the chosen notification", keys("Delete"))
+    # A widget's own keys: a label's mnemonic to its field, a date picker's calendar.
+    row("Anywhere in the window", "Go to the Status filter", keys("Alt+S"))
+    calendar = f"{keys('Alt+Down')} or {keys('Alt+Up')} or {keys('F4')}"
+    row("Analysis tab", "Open a date's calendar", calendar)
     # The menus in the menu bar's order, before the parts of the window.
     headings = [heading for heading in found if heading]
     assert headings[:6] == ["File", "Edit", "View", "AI", "Tools", "Help"]

@@ -2,9 +2,11 @@
 shortcuts.
 
 Nothing here is a list kept by hand: every QAction with a shortcut, every QShortcut and
-every button with keys of its own (not its mnemonic) among the window's children is
-found as the window is now, so a key added, changed or removed shows up the next time
-the dialog opens. A QShortcut has no text of its own: its ``whatsThis`` says what it does.
+every button with keys of its own (not its mnemonic), every label's mnemonic that takes
+the keyboard to its buddy and the keys that open a date picker's calendar among the
+window's children are found as the window is now, so a key added, changed or removed
+shows up the next time the dialog opens. A QShortcut has no text of its own: its
+``whatsThis`` says what it does.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractButton,
+    QDateTimeEdit,
     QDialog,
+    QLabel,
     QMainWindow,
     QMenu,
     QStackedWidget,
@@ -25,6 +29,8 @@ from PySide6.QtWidgets import (
     QToolButton,
     QWidget,
 )
+
+from ophthai_desktop.ui.views.calendar_keys import OPEN_KEYS
 
 #: The group of keys that work wherever the window has the keyboard.
 ANYWHERE = "Anywhere in the window"
@@ -114,6 +120,17 @@ def window_shortcuts(window: QMainWindow) -> list[ShortcutGroup]:
         elif isinstance(child, QAbstractButton) and _own_keys(child) and _in_window(child, window):
             what = child.whatsThis() or _what(child.text())
             add(_part(child, window), what, [child.shortcut()])
+        elif isinstance(child, QLabel) and child.buddy() is not None and _in_window(child, window):
+            mnemonic = QKeySequence.mnemonic(child.text())
+            buddy = child.buddy()
+            field_name = buddy.accessibleName() if buddy is not None else ""
+            if not mnemonic.isEmpty():  # Alt+S: to the status filter, wherever the keyboard is
+                add(ANYWHERE, f"Go to the {field_name or _what(child.text())}", [mnemonic])
+        elif (
+            isinstance(child, QDateTimeEdit) and child.calendarPopup() and _in_window(child, window)
+        ):
+            keys = [QKeySequence(combination) for combination in OPEN_KEYS]
+            add(_part(child, window), "Open a date's calendar", keys)
     return [group for group in groups.values() if group.rows]
 
 
