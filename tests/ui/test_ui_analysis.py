@@ -1041,6 +1041,28 @@ def test_streamed_batches_count_tokens_without_laying_the_view_out_again(
     assert spy.count == 0, spy.seen
 
 
+def test_a_failure_before_any_text_leaves_no_empty_reasoning_open(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """A run that failed before writing anything left the reasoning pane open and empty,
+    saying "The model's reasoning appears here as it is written" under the failure; and
+    so did opening that patient again."""
+    engine = ScriptedEngine(DME, fail_with=RuntimeError("out of memory"))
+    gui = make_gui(engine=engine)
+    view = gui.analysis_view
+    failed, other = _patient_with_scan(gui, "Failed"), _patient_with_scan(gui, "Other")
+    open_patient(qtbot, gui, failed)
+    view.analyse.click()
+    qtbot.waitUntil(lambda: "failed" in view.state.text(), timeout=10_000)
+    assert not view.reasoning.isVisibleTo(view)
+    assert view.reasoning_toggle.isVisibleTo(view)  # one click away all the same
+
+    open_patient(qtbot, gui, other)
+    open_patient(qtbot, gui, failed)
+    qtbot.waitUntil(lambda: "failed" in view.state.text(), timeout=10_000)
+    assert not view.reasoning.isVisibleTo(view)
+
+
 def test_a_patient_whose_newest_analysis_failed_says_so_when_opened(
     qtbot: QtBot, make_gui: Maker
 ) -> None:

@@ -549,6 +549,7 @@ class AnalysisView(QWidget):
         self.analysis = None
         self._clear_output(text)
         self.provenance_toggle.setChecked(False)
+        self.reasoning_toggle.setChecked(False)  # nothing is being written
 
     def start_stream(self, text: str = "Analysing…", tokens: int | None = 0) -> None:
         """A new analysis started: clear the text, show it streaming (with the count of
@@ -605,7 +606,12 @@ class AnalysisView(QWidget):
         answer headed as unfinished. Returns whether any of its text is shown."""
         self.progress.hide()
         self.answer_label.setText(ANSWER_UNFINISHED)
-        return bool(self.reasoning.toPlainText().strip() or self.answer.toPlainText().strip())
+        written = bool(self.reasoning.toPlainText().strip() or self.answer.toPlainText().strip())
+        if not written:
+            # Open, the empty pane said "The model's reasoning appears here as it is
+            # written" under a failure, where nothing will be.
+            self.reasoning_toggle.setChecked(False)
+        return written
 
     def show_result(self, analysis: AnalysisRecord) -> None:
         """The stored analysis: its text, the card and its provenance."""
