@@ -7,6 +7,7 @@ tested on the tiny random-weight checkpoint.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,7 +68,9 @@ class ScriptedEngine:
     ) -> GenerationResult:
         self.seen_sizes.append(image.size)
         if self.fail_with:
-            raise self.fail_with
+            # A fresh one each time: raised again, the one exception gathered each
+            # run's frames in its traceback, and the worker's log line grew with them.
+            raise copy.copy(self.fail_with)
         pieces = ["<think>", "Looking at ", "the fovea.", "</think>", '{"classification": "x"}']
         for piece in pieces:
             if on_delta:
