@@ -396,7 +396,7 @@ def test_a_screen_reader_is_told_why_a_form_was_refused(
     open_patient(qtbot, gui, patient.id)
     view = gui.analysis_view
     view.analyse.click()
-    qtbot.waitUntil(view.card.isVisible, timeout=10_000)
+    qtbot.waitUntil(view.card.isVisible)
     view.clinician.clear()
     told.clear()
     view.approve.click()
@@ -561,7 +561,7 @@ def test_at_a_larger_font_on_a_small_screen_the_analysis_does_not_scroll_sideway
             for w in (view.analyse, view.card, view.card.badge, view.approve, view.schedule)
         )
 
-    qtbot.waitUntil(fits, timeout=10_000)
+    qtbot.waitUntil(fits)
     assert view.analyse.width() >= view.analyse.sizeHint().width()  # "Analyse", not "An"
     assert not gui.patient_page.details_beside_tabs  # under the tabs, not beside them
     assert view.card.text().startswith(LONG_WORDS.classification + " [")
@@ -601,7 +601,7 @@ def test_at_a_larger_font_the_page_narrows_for_the_list_without_cutting_anything
         lambda: all(b.width() >= b.sizeHint().width() for b in buttons), timeout=10_000
     )
     table = gui.patient_list.table
-    qtbot.waitUntil(lambda: not table.isColumnHidden(STATUS_COLUMN), timeout=10_000)
+    qtbot.waitUntil(lambda: not table.isColumnHidden(STATUS_COLUMN))
     stepper = page.stepper
     current = [label for label in stepper.findChildren(QLabel, "stepLabel") if label.isVisible()]
     assert [label.text() for label in current] == [stepper.current_name()]
@@ -610,7 +610,7 @@ def test_at_a_larger_font_the_page_narrows_for_the_list_without_cutting_anything
         assert widget.mapTo(page, QPoint(widget.width(), 0)).x() <= page.width()
     scroll = view.findChild(QScrollArea)
     assert scroll is not None
-    qtbot.waitUntil(lambda: scroll.horizontalScrollBar().maximum() == 0, timeout=10_000)
+    qtbot.waitUntil(lambda: scroll.horizontalScrollBar().maximum() == 0)
 
 
 def test_a_classification_wider_than_the_card_breaks_its_words(qtbot: QtBot) -> None:
@@ -633,7 +633,7 @@ def test_a_classification_wider_than_the_card_breaks_its_words(qtbot: QtBot) -> 
     def laid_out() -> bool:  # the title as tall as its lines at its width
         return title.isVisible() and title.height() == title.heightForWidth(title.width())
 
-    qtbot.waitUntil(laid_out, timeout=10_000)
+    qtbot.waitUntil(laid_out)
     word = title.fontMetrics().horizontalAdvance("Vitreomacular")
     assert word > scroll.viewport().width()  # the case at hand: a word wider than the tab
     assert scroll.horizontalScrollBar().maximum() == 0
@@ -719,7 +719,7 @@ def _text_sizes(qtbot: QtBot, gui: GuiSession) -> dict[str, float]:
     open_patient(qtbot, gui, patient.id)
     view = gui.analysis_view
     view.analyse.click()
-    qtbot.waitUntil(view.card.isVisible, timeout=10_000)
+    qtbot.waitUntil(view.card.isVisible)
     app.notifications.create_notification("Abnormal finding: CNV", type="critical", actor=ACTOR)
     qtbot.waitUntil(gui.window.toast.isVisible)
     qtbot.waitUntil(gui.notifications_panel.unread.isVisible)
@@ -789,7 +789,7 @@ def test_a_larger_font_set_while_the_window_is_open_enlarges_the_dock_titles(
     font.setPointSizeF(font.pointSizeF() * 1.6)
     qapp.setFont(font)  # the next test starts at the usual font again (conftest)
     bar = docks[0].widget().geometry().top()
-    qtbot.waitUntil(lambda: docks[0].widget().geometry().top() > bar, timeout=10_000)
+    qtbot.waitUntil(lambda: docks[0].widget().geometry().top() > bar)
     large = [_title_ink_height(dock) for dock in docks]
     assert all(after >= before * 1.4 for before, after in zip(normal, large, strict=True)), (
         normal,
@@ -822,7 +822,7 @@ def test_a_larger_font_set_while_the_window_is_open_widens_the_columns(
     gui.window.resize(1680, 1000)
     gui.application.notifications.create_notification("Noted", actor=Actor("t", "gui"))
     notes = gui.notifications_panel.list
-    qtbot.waitUntil(lambda: notes.model().rowCount() == 1, timeout=10_000)
+    qtbot.waitUntil(lambda: notes.model().rowCount() == 1)
     patients, jobs = gui.patient_list.table, gui.jobs_panel.table
     qtbot.waitUntil(lambda: not patients.horizontalHeader().isSectionHidden(COLUMN_OF["age"]))
     dragged = COLUMN_OF["status"]
@@ -837,7 +837,7 @@ def test_a_larger_font_set_while_the_window_is_open_widens_the_columns(
     font = QFont(qapp.font())
     font.setPointSizeF(font.pointSizeF() * 1.6)
     qapp.setFont(font)  # the next test starts at the usual font again (conftest)
-    qtbot.waitUntil(lambda: header.fontMetrics().height() >= line_px * 1.4, timeout=10_000)
+    qtbot.waitUntil(lambda: header.fontMetrics().height() >= line_px * 1.4)
     for table in (patients, jobs):
         large = _room_around_titles(table)
         cut = {
@@ -875,7 +875,7 @@ def test_a_larger_font_set_while_a_toast_shows_widens_it(
         "confidence) - preliminary, needs validation"
     )
     gui.application.notifications.create_notification(finding, type="critical", actor=ACTOR)
-    qtbot.waitUntil(toast.isVisible, timeout=10_000)
+    qtbot.waitUntil(toast.isVisible)
     lines = _toast_lines(gui)
     line_px = toast.label.fontMetrics().lineSpacing()
     width = toast.width()
@@ -885,13 +885,13 @@ def test_a_larger_font_set_while_a_toast_shows_widens_it(
     qtbot.waitUntil(
         lambda: toast.label.fontMetrics().lineSpacing() >= line_px * 1.4, timeout=10_000
     )
-    qtbot.waitUntil(lambda: toast.width() >= width * 1.4, timeout=10_000)
+    qtbot.waitUntil(lambda: toast.width() >= width * 1.4)
     assert toast.isVisible()
     assert _toast_lines(gui) <= lines
 
     toast.hide()  # the next one shows at the new font's widths too
     gui.application.notifications.create_notification(finding, type="critical", actor=ACTOR)
-    qtbot.waitUntil(toast.isVisible, timeout=10_000)
+    qtbot.waitUntil(toast.isVisible)
     assert _toast_lines(gui) <= lines
 
 

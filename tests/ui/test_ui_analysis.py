@@ -95,7 +95,7 @@ def test_a_copy_that_cannot_be_recorded_copies_nothing(
     view = gui.analysis_view
     open_patient(qtbot, gui, _patient_with_scan(gui))
     view.analyse.click()
-    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: view.card.isVisible())
 
     def refuse(*_args: object, **_kwargs: object) -> None:
         raise StorageError("the database is locked")
@@ -117,7 +117,7 @@ def test_a_parsed_result_is_validated_and_scheduled(qtbot: QtBot, make_gui: Make
     assert view.clinician.text() == "Dr. Test"  # settings.user_name
 
     view.analyse.click()
-    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: view.card.isVisible())
     card = view.card
     assert card.classification.text() == "Diabetic Macular Edema"
     assert card.confidence.value() == 87
@@ -253,7 +253,7 @@ def test_a_booked_appointment_is_cancelled_from_the_window(qtbot: QtBot, make_gu
     open_patient(qtbot, gui, patient_id)
     assert not view.cancel_appointment.isVisibleTo(view)  # nothing booked to cancel
     view.analyse.click()
-    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: view.card.isVisible())
     view.approve.click()
     qtbot.waitUntil(lambda: page.stepper.current_name() == "Scheduling")
     view.when.setDateTime(QDateTime.currentDateTime().addDays(7))
@@ -448,7 +448,7 @@ def test_an_ungradable_result_asks_for_the_scan_again(qtbot: QtBot, make_gui: Ma
     open_patient(qtbot, gui, _patient_with_scan(gui))
 
     view.analyse.click()
-    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: view.card.isVisible())
 
     assert view.card.classification.text() == "Ungradable (poor image quality)"
     assert view.card.badge.text() == "PRELIMINARY"
@@ -535,7 +535,7 @@ def test_validation_needs_a_clinician_name(qtbot: QtBot, make_gui: Maker) -> Non
     view = gui.analysis_view
     open_patient(qtbot, gui, _patient_with_scan(gui))
     view.analyse.click()
-    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: view.card.isVisible())
     view.clinician.clear()
     view.reject.click()
     qtbot.waitUntil(lambda: "Clinician:" in view.verdict_error_text())
@@ -567,7 +567,7 @@ def _analysed_at_1024(
     view = gui.analysis_view
     open_patient(qtbot, gui, _patient_with_scan(gui))
     view.analyse.click()
-    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: view.card.isVisible())
     return gui, view
 
 
@@ -599,7 +599,7 @@ def test_a_long_result_is_shown_whole_at_1024(qtbot: QtBot, make_gui: Maker) -> 
     def whole() -> bool:
         return all(row.height() >= row.heightForWidth(row.width()) for row in rows)
 
-    qtbot.waitUntil(whole, timeout=10_000)
+    qtbot.waitUntil(whole)
     assert card.findings.text().count("\n") == 5
 
 
@@ -613,7 +613,7 @@ def test_schedule_after_a_verdict_shows_the_booking_beside_the_button(
     _gui, view = _analysed_at_1024(qtbot, make_gui)
     scroll = view._scroll
     view.approve.click()
-    qtbot.waitUntil(lambda: view.card.badge.text() == "APPROVED", timeout=10_000)
+    qtbot.waitUntil(lambda: view.card.badge.text() == "APPROVED")
     # Where a verdict given from the keyboard leaves the tab (focus_appointment).
     scroll.verticalScrollBar().setValue(0)
     scroll.ensureWidgetVisible(view.when)
@@ -802,12 +802,12 @@ def test_analyse_is_offered_once_the_patient_has_an_image(qtbot: QtBot, make_gui
         assert control.toolTip() == why
 
     app.patients.attach_image(patient.id, NewImage(png_bytes()), actor=Actor("t", "api"))
-    qtbot.waitUntil(lambda: page.analyse.isEnabled(), timeout=10_000)
+    qtbot.waitUntil(lambda: page.analyse.isEnabled())
     assert view.analyse.isEnabled() and action.isEnabled()
     assert page.analyse.toolTip() == "Queue the analysis of the newest scan"
     assert why not in (view.analyse.toolTip(), action.toolTip())
     view.analyse.click()
-    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: view.card.isVisible())
 
 
 def test_an_update_that_leaves_analyse_as_it_was_sends_nothing_to_its_buttons(
@@ -823,7 +823,7 @@ def test_an_update_that_leaves_analyse_as_it_was_sends_nothing_to_its_buttons(
     app.patients.attach_image(patient.id, NewImage(png_bytes()), actor=Actor("t", "gui"))
     open_patient(qtbot, gui, patient.id)
     buttons = (gui.analysis_view.analyse, gui.patient_page.analyse)
-    qtbot.waitUntil(lambda: all(button.isEnabled() for button in buttons), timeout=10_000)
+    qtbot.waitUntil(lambda: all(button.isEnabled() for button in buttons))
     changes: list[QEvent.Type] = []
     watched = (QEvent.Type.ToolTipChange, QEvent.Type.EnabledChange)
 
@@ -879,7 +879,7 @@ def test_a_first_image_arriving_while_the_patient_opens_turns_analyse_on(
     action = gui.window.analyse_action
     gui.patients.open_patient(patient.id)
     try:
-        qtbot.waitUntil(read.is_set, timeout=10_000)
+        qtbot.waitUntil(read.is_set)
         with qtbot.waitSignal(  # the change, heard while the read waits
             gui.bridge.patient_updated,
             check_params_cb=lambda record: record.scan_count == 1,
@@ -887,7 +887,7 @@ def test_a_first_image_arriving_while_the_patient_opens_turns_analyse_on(
         ):
             app.patients.attach_image(patient.id, NewImage(png_bytes()), actor=Actor("t", "api"))
         assert not action.isEnabled()  # shown with the patient, once opened
-        with qtbot.waitSignal(gui.patients.patient_opened, timeout=10_000):
+        with qtbot.waitSignal(gui.patients.patient_opened):
             release.set()
     finally:
         release.set()  # the pool thread is not left waiting
@@ -919,9 +919,9 @@ def test_an_unreadable_answer_is_rejected_not_approved(qtbot: QtBot, make_gui: M
     # Its shortcut is off too: pressed before Reject's, its click would come first.
     _press(qtbot, view.notes, view.approve.shortcut())
     _press(qtbot, view.notes, view.reject.shortcut())
-    qtbot.waitUntil(lambda: bool(asked), timeout=10_000)
+    qtbot.waitUntil(lambda: bool(asked))
     assert asked == [False]
-    qtbot.waitUntil(lambda: view.card.badge.text() == "REJECTED", timeout=10_000)
+    qtbot.waitUntil(lambda: view.card.badge.text() == "REJECTED")
     # No result to follow up: back at analysis (it went on to Scheduling, and a
     # booking then showed the patient Complete).
     qtbot.waitUntil(lambda: page.stepper.current_name() == "Analysis")
@@ -957,11 +957,11 @@ def test_rejecting_an_unreadable_answer_from_the_keyboard_goes_on_to_analyse(
     assert not _in_sight(view.state, scroll)  # the verdict's place is below it
 
     _press(qtbot, view.notes, view.reject.shortcut())
-    qtbot.waitUntil(lambda: view.card.badge.text() == "REJECTED", timeout=10_000)
-    qtbot.waitUntil(lambda: page.stepper.current_name() == "Analysis", timeout=10_000)
-    qtbot.waitUntil(lambda: view.analyse.hasFocus(), timeout=10_000)
+    qtbot.waitUntil(lambda: view.card.badge.text() == "REJECTED")
+    qtbot.waitUntil(lambda: page.stepper.current_name() == "Analysis")
+    qtbot.waitUntil(lambda: view.analyse.hasFocus())
     assert view.state.text().endswith("Analyse again for one.")
-    qtbot.waitUntil(lambda: _in_sight(view.state, scroll), timeout=10_000)
+    qtbot.waitUntil(lambda: _in_sight(view.state, scroll))
     assert _in_sight(view.analyse, scroll)
 
 
@@ -1053,13 +1053,13 @@ def test_a_failure_before_any_text_leaves_no_empty_reasoning_open(
     failed, other = _patient_with_scan(gui, "Failed"), _patient_with_scan(gui, "Other")
     open_patient(qtbot, gui, failed)
     view.analyse.click()
-    qtbot.waitUntil(lambda: "failed" in view.state.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: "failed" in view.state.text())
     assert not view.reasoning.isVisibleTo(view)
     assert view.reasoning_toggle.isVisibleTo(view)  # one click away all the same
 
     open_patient(qtbot, gui, other)
     open_patient(qtbot, gui, failed)
-    qtbot.waitUntil(lambda: "failed" in view.state.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: "failed" in view.state.text())
     assert not view.reasoning.isVisibleTo(view)
 
 
@@ -1077,7 +1077,7 @@ def test_a_patient_whose_newest_analysis_failed_says_so_when_opened(
         row = gui.jobs_panel.model.get(job.id)
         return row is not None and row.state == "failed"
 
-    qtbot.waitUntil(failure_shown_in_the_queue, timeout=10_000)
+    qtbot.waitUntil(failure_shown_in_the_queue)
 
     open_patient(qtbot, gui, other)
     open_patient(qtbot, gui, failed)  # opened after the failure, not watching it happen
@@ -1088,7 +1088,7 @@ def test_a_patient_whose_newest_analysis_failed_says_so_when_opened(
 
     engine.fail_with = None  # the next analysis works: its result replaces the failure
     view.analyse.click()
-    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: view.card.isVisible())
     open_patient(qtbot, gui, other)
     open_patient(qtbot, gui, failed)
     qtbot.wait(200)
@@ -1123,7 +1123,7 @@ def test_analyse_again_while_one_runs_points_to_it_instead_of_queueing_another(
         assert jobs.list_jobs(patient_id=patient_id).total == 1
     finally:
         hold.set()
-    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: view.card.isVisible())
     view.analyse.click()  # finished: a new analysis may start
     qtbot.waitUntil(lambda: jobs.list_jobs(patient_id=patient_id).total == 2)
 
@@ -1160,7 +1160,7 @@ def test_an_answer_to_analyse_older_than_the_jobs_end_says_nothing_stale(
         view.analyse.click()
         qtbot.waitUntil(lambda: len(delayed) == 1)  # read: running
         hold.set()
-        qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+        qtbot.waitUntil(lambda: view.card.isVisible())
     finally:
         hold.set()
         release.set()
@@ -1199,7 +1199,7 @@ def test_another_patients_job_ending_leaves_the_notice_about_this_ones(
         assert "already running (job #" in view.notice.text()
     finally:
         hold.set()
-    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: view.card.isVisible())
     assert view.notice.text() == ""  # its own job ended: now it goes
 
 
@@ -1235,7 +1235,7 @@ def test_approve_and_reject_have_shortcuts_that_act_as_the_buttons(
     assert asked == []
 
     view.analyse.click()
-    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: view.card.isVisible())
     qtbot.keyClicks(view.notes, "AR ax")  # letters typed are notes, not verdicts
     qtbot.keyClicks(view.clinician, "a")
     qtbot.wait(200)
@@ -1282,7 +1282,7 @@ def test_a_new_result_arriving_while_the_verdict_is_typed_says_so_and_drops_the_
 
     hold.clear()
     gui.application.jobs.queue_patient_analysis(patient_id, actor=Actor("t", "gui"))
-    qtbot.waitUntil(lambda: "Analysing" in view.state.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: "Analysing" in view.state.text())
     assert view.verdict_error_text() == ""  # not left under the analysis now running
     hold.set()
     qtbot.waitUntil(
@@ -1315,7 +1315,7 @@ def test_a_new_result_with_no_notes_typed_raises_no_notice(qtbot: QtBot, make_gu
     patient_id = _patient_with_scan(gui, "No Notes")
     open_patient(qtbot, gui, patient_id)
     view.analyse.click()
-    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: view.card.isVisible())
     first = view.analysis
     gui.application.jobs.queue_patient_analysis(patient_id, actor=Actor("t", "gui"))
     qtbot.waitUntil(
@@ -1351,12 +1351,12 @@ def test_a_read_of_the_queue_older_than_the_unload_does_not_show_the_job_running
     gui.patients.open_patient(patient_id)
     qtbot.waitUntil(lambda: gui.patient_page.patient is not None)
     job = app.jobs.queue_patient_analysis(patient_id, actor=Actor("t", "gui"))
-    qtbot.waitUntil(lambda: "the model is reasoning" in view.state.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: "the model is reasoning" in view.state.text())
     fetch.set()  # the read sees the job running ...
     qtbot.waitUntil(lambda: app.jobs.get_job(job.id).state == "running")
     qtbot.wait(200)
     app.worker.request_unload()  # ... and comes back after it was queued again
-    qtbot.waitUntil(lambda: "Queued again" in view.state.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: "Queued again" in view.state.text())
     give_back.set()
     qtbot.waitUntil(lambda: gui.analysis._reads == 0)  # the read is back and handled
     qtbot.wait(100)  # (a late stream start would be queued behind it)
@@ -1401,7 +1401,7 @@ def _shown_result(qtbot: QtBot, gui: GuiSession, name: str) -> tuple[str, Analys
     patient_id = _patient_with_scan(gui, name)
     open_patient(qtbot, gui, patient_id)
     view.analyse.click()
-    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: view.card.isVisible())
     result = view.analysis
     assert result is not None
     return patient_id, result
@@ -1422,7 +1422,7 @@ def _a_result_then_a_held_analysis(
     job = gui.application.jobs.queue_patient_analysis(
         patient_id, actor=Actor("api:127.0.0.1", "api"), question="Any drusen?"
     )
-    qtbot.waitUntil(lambda: "the model is reasoning" in view.state.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: "the model is reasoning" in view.state.text())
     assert not view.card.isVisible()
     return gui, engine, result, job.id
 
@@ -1447,7 +1447,7 @@ def test_an_analysis_cancelled_as_it_streams_gives_the_page_back_its_result(
 
     gui.application.jobs.request_cancel(job_id, actor=Actor("api:127.0.0.1", "api"))
 
-    qtbot.waitUntil(lambda: f"(job #{job_id}) was cancelled" in view.state.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: f"(job #{job_id}) was cancelled" in view.state.text())
     _shows_again(view, result)
 
 
@@ -1461,7 +1461,7 @@ def test_an_analysis_queued_again_by_an_unload_gives_the_page_back_its_result(
 
     gui.application.worker.request_unload()
 
-    qtbot.waitUntil(lambda: "Queued again" in view.state.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: "Queued again" in view.state.text())
     _shows_again(view, result)
 
 
@@ -1479,7 +1479,7 @@ def test_an_analysis_that_fails_gives_the_page_back_its_result(
         patient_id, actor=Actor("api:127.0.0.1", "api"), question="Any drusen?"
     )
 
-    qtbot.waitUntil(lambda: "The analysis failed" in view.state.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: "The analysis failed" in view.state.text())
     assert "out of memory" in view.state.text()
     _shows_again(view, result)
 
@@ -1518,7 +1518,7 @@ def _a_first_analysis_mid_answer(
     job = gui.application.jobs.queue_patient_analysis(
         patient_id, actor=Actor("api:127.0.0.1", "api")
     )
-    qtbot.waitUntil(lambda: "Diab" in view.answer.toPlainText(), timeout=10_000)
+    qtbot.waitUntil(lambda: "Diab" in view.answer.toPlainText())
     return gui, engine, job.id
 
 
@@ -1542,7 +1542,7 @@ def test_a_first_analysis_cancelled_mid_answer_says_its_text_is_no_result(
 
     gui.application.jobs.request_cancel(job_id, actor=Actor("api:127.0.0.1", "api"))
 
-    qtbot.waitUntil(lambda: f"(job #{job_id}) was cancelled" in view.state.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: f"(job #{job_id}) was cancelled" in view.state.text())
     _says_the_text_is_no_result(view)
 
 
@@ -1555,7 +1555,7 @@ def test_a_first_analysis_that_fails_mid_answer_says_its_text_is_no_result(
 
     engine.fail_with = RuntimeError("out of memory")
 
-    qtbot.waitUntil(lambda: "The analysis failed" in view.state.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: "The analysis failed" in view.state.text())
     assert "out of memory." in view.state.text()
     _says_the_text_is_no_result(view)
 
@@ -1567,11 +1567,11 @@ def test_an_analysis_that_starts_again_heads_its_answer_as_streaming(
     gui, _engine, job_id = _a_first_analysis_mid_answer(qtbot, make_gui, "Again")
     view = gui.analysis_view
     gui.application.jobs.request_cancel(job_id, actor=Actor("api:127.0.0.1", "api"))
-    qtbot.waitUntil(lambda: "Unfinished" in view.answer_label.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: "Unfinished" in view.answer_label.text())
 
     view.analyse.click()
 
-    qtbot.waitUntil(lambda: "writing its answer" in view.state.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: "writing its answer" in view.state.text())
     assert view.answer_label.text() == "Answer (as it is written)"
 
 

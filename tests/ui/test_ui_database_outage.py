@@ -100,7 +100,7 @@ def test_the_job_queue_says_its_analyses_wait_for_the_database_until_it_answers(
         qtbot.waitUntil(lambda: panel.waiting.text() == "", timeout=5000)  # it answers
     finally:
         hold.set()
-    qtbot.waitUntil(lambda: model.get(running.id).state == "done", timeout=10_000)  # type: ignore[union-attr]
+    qtbot.waitUntil(lambda: model.get(running.id).state == "done")  # type: ignore[union-attr]
 
 
 def test_an_import_the_outage_refused_says_to_import_again_once_the_database_answers(

@@ -40,7 +40,7 @@ def test_a_message_of_several_lines_does_not_cover_the_patient_form(qtbot: QtBot
             and not _cut_labels(dialog)
         )
 
-    qtbot.waitUntil(whole, timeout=10_000)
+    qtbot.waitUntil(whole)
     assert dialog.error.geometry().bottom() < dialog.buttons.geometry().top()
 
 
@@ -54,7 +54,7 @@ def test_the_settings_dialog_s_notes_are_not_cut(qtbot: QtBot) -> None:
     dialog.show()
     qtbot.waitExposed(dialog)
 
-    qtbot.waitUntil(lambda: not _cut_labels(dialog), timeout=10_000)
+    qtbot.waitUntil(lambda: not _cut_labels(dialog))
     assert dialog.frameGeometry().height() <= dialog.screen().availableGeometry().height()
 
 
@@ -106,7 +106,7 @@ def test_a_settings_error_on_a_short_screen_is_shown_whole_under_the_groups(
             and buttons.geometry().bottom() < dialog.height()
         )
 
-    qtbot.waitUntil(whole, timeout=10_000)
+    qtbot.waitUntil(whole)
     assert dialog.frameGeometry().height() <= free.height()
 
 

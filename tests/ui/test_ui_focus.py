@@ -39,7 +39,7 @@ def _shown_result(qtbot: QtBot, make_gui: Maker) -> GuiSession:
     view = gui.analysis_view
     view.analyse.setFocus()
     qtbot.keyClick(view.analyse, Qt.Key.Key_Space)
-    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: view.card.isVisible())
     return gui
 
 

@@ -68,7 +68,7 @@ def test_f1_shows_the_keyboard_shortcuts_once_and_escape_closes_them(
     ]
     assert taken == [window.shortcuts_action.text()]
     window.activateWindow()
-    qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=10_000)
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
     qtbot.keyClick(window, Qt.Key.Key_F1)
     qtbot.waitUntil(lambda: len(help_dialogs(gui)) == 1 and help_dialogs(gui)[0].isVisible())
     dialog = help_dialogs(gui)[0]
@@ -78,9 +78,9 @@ def test_f1_shows_the_keyboard_shortcuts_once_and_escape_closes_them(
     assert help_dialogs(gui) == [dialog]
 
     dialog.activateWindow()
-    qtbot.waitUntil(lambda: QApplication.focusWidget() is dialog.text, timeout=10_000)
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is dialog.text)
     qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Escape)
-    qtbot.waitUntil(lambda: not help_dialogs(gui), timeout=10_000)  # closed, and deleted
+    qtbot.waitUntil(lambda: not help_dialogs(gui))  # closed, and deleted
 
 
 def test_the_shortcuts_list_each_key_of_the_window_under_its_menu_or_part(
@@ -291,7 +291,7 @@ def test_help_dialogs_stay_readable_at_a_large_font(
             assert not browser.horizontalScrollBar().isVisible()
             assert browser.document().size().width() <= browser.viewport().width() + 1
             dialog.close()
-            qtbot.waitUntil(lambda: not help_dialogs(gui), timeout=10_000)
+            qtbot.waitUntil(lambda: not help_dialogs(gui))
     finally:
         qapp.setFont(before)
 
@@ -308,6 +308,6 @@ def test_help_dialogs_read_over_a_day_do_not_pile_up_in_the_window(
         assert len([dialog for dialog in dialogs if dialog.isVisible()]) == 1
         for dialog in dialogs:
             dialog.close()
-    qtbot.waitUntil(lambda: not help_dialogs(gui), timeout=10_000)
+    qtbot.waitUntil(lambda: not help_dialogs(gui))
     gui.window.getting_started_action.trigger()  # still opens
     assert len(help_dialogs(gui)) == 1

@@ -56,7 +56,7 @@ def test_cancel_a_running_analysis_from_the_queue(qtbot: QtBot, make_gui: Maker)
     assert panel.select_job(job_id)
     assert panel.cancel.isEnabled()
     panel.cancel.click()
-    qtbot.waitUntil(lambda: model.get(job_id).state == "cancelled", timeout=10_000)  # type: ignore[union-attr]
+    qtbot.waitUntil(lambda: model.get(job_id).state == "cancelled")  # type: ignore[union-attr]
     assert app.jobs.get_job(job_id).state == "cancelled"
     assert not panel.cancel.isEnabled()
     qtbot.waitUntil(lambda: "cancelled" in gui.analysis_view.state.text())
@@ -79,7 +79,7 @@ def test_cancel_a_queued_analysis(qtbot: QtBot, make_gui: Maker) -> None:
     panel.cancel.click()
     qtbot.waitUntil(lambda: model.get(waiting.id).state == "cancelled")  # type: ignore[union-attr]
     hold.set()
-    qtbot.waitUntil(lambda: model.get(running.id).state == "done", timeout=10_000)  # type: ignore[union-attr]
+    qtbot.waitUntil(lambda: model.get(running.id).state == "done")  # type: ignore[union-attr]
     assert app.jobs.get_job(waiting.id).state == "cancelled"
 
 
@@ -106,7 +106,7 @@ def test_deleting_a_patient_takes_their_analyses_off_the_queue(
     assert [row.job_id for row in model.records()] == [last.id]
     qtbot.waitUntil(lambda: model.get(last.id).state == "running")  # type: ignore[union-attr]
     hold.set()
-    qtbot.waitUntil(lambda: model.get(last.id).state == "done", timeout=10_000)  # type: ignore[union-attr]
+    qtbot.waitUntil(lambda: model.get(last.id).state == "done")  # type: ignore[union-attr]
 
 
 def test_a_selected_job_taken_off_the_queue_leaves_nothing_selected(
@@ -155,7 +155,7 @@ def test_an_analysis_the_unload_interrupted_shows_as_queued_again(
 
     app.worker.request_unload()
 
-    qtbot.waitUntil(lambda: model.get(job.id).state == "queued", timeout=10_000)  # type: ignore[union-attr]
+    qtbot.waitUntil(lambda: model.get(job.id).state == "queued")  # type: ignore[union-attr]
     assert app.jobs.get_job(job.id).state == "queued"
     qtbot.waitUntil(lambda: "Queued again" in view.state.text())
     assert "model was unloaded" in view.state.text()
@@ -167,7 +167,7 @@ def test_an_analysis_the_unload_interrupted_shows_as_queued_again(
     view.analyse.click()  # resumes the held queue: no advice to cancel it
     qtbot.waitUntil(lambda: "queued and runs next" in view.notice.text())
     assert "cancel it" not in view.notice.text()
-    qtbot.waitUntil(lambda: model.get(job.id).state == "done", timeout=10_000)  # type: ignore[union-attr]
+    qtbot.waitUntil(lambda: model.get(job.id).state == "done")  # type: ignore[union-attr]
     assert "queued and runs next" not in view.notice.text()  # said of a job since run
 
 
@@ -398,7 +398,7 @@ def test_a_job_that_runs_while_the_queue_loads_shows_as_finished_with_its_count(
     gui.bridge.analysis_finished.connect(lambda job_id, *_: heard.append(job_id))
     qtbot.waitUntil(reading.is_set)
     model_loads.set()
-    qtbot.waitUntil(lambda: heard == [job.id], timeout=10_000)  # delivered to the window
+    qtbot.waitUntil(lambda: heard == [job.id])  # delivered to the window
     release.set()  # the load arrives after the job's events
     model = gui.jobs_panel.model
     qtbot.waitUntil(lambda: _idle(gui) and model.get(job.id) is not None)
@@ -437,7 +437,7 @@ def test_a_job_read_both_queued_and_finished_by_the_queues_load_is_listed_once(
     gui.bridge.analysis_finished.connect(lambda job_id, *_: heard.append(job_id))
     qtbot.waitUntil(reading.is_set)
     model_loads.set()
-    qtbot.waitUntil(lambda: heard == [job.id], timeout=10_000)
+    qtbot.waitUntil(lambda: heard == [job.id])
     release.set()
     model = gui.jobs_panel.model
     qtbot.waitUntil(lambda: _idle(gui))
@@ -458,7 +458,7 @@ def test_a_job_finished_before_the_window_opened_shows_its_token_count(
         {"name": "Yesterday"}, actor=actor, image=NewImage(png_bytes())
     )
     job = app.jobs.queue_patient_analysis(patient.id, actor=actor)
-    qtbot.waitUntil(lambda: app.jobs.get_job(job.id).state == "done", timeout=10_000)
+    qtbot.waitUntil(lambda: app.jobs.get_job(job.id).state == "done")
 
     gui = make_gui(application=app)  # as after a restart: the job is only in the database
     model = gui.jobs_panel.model
@@ -694,7 +694,7 @@ def test_why_the_queue_waits_shows_the_moment_it_changes(qtbot: QtBot, make_gui:
     qtbot.waitUntil(lambda: model.get(queued.id).state == "cancelled")  # type: ignore[union-attr]
     assert panel.waiting.text() == ""
     hold.set()
-    qtbot.waitUntil(lambda: model.get(running.id).state == "done", timeout=10_000)  # type: ignore[union-attr]
+    qtbot.waitUntil(lambda: model.get(running.id).state == "done")  # type: ignore[union-attr]
 
 
 def test_the_worker_s_reason_shows_while_the_model_loads_and_clears_after(
@@ -710,7 +710,7 @@ def test_the_worker_s_reason_shows_while_the_model_loads_and_clears_after(
     panel, model = gui.jobs_panel, gui.jobs_panel.model
     qtbot.waitUntil(lambda: "model loading" in panel.waiting.text())
     loads.set()
-    qtbot.waitUntil(lambda: model.get(job.id).state == "done", timeout=10_000)  # type: ignore[union-attr]
+    qtbot.waitUntil(lambda: model.get(job.id).state == "done")  # type: ignore[union-attr]
     assert panel.waiting.text() == ""
 
 
@@ -1226,7 +1226,7 @@ def test_a_job_moves_to_the_top_when_it_starts_and_below_the_queue_when_it_ends(
     assert panel.selected_job_id() == b and panel.cancel.isEnabled()
 
     hold.set()
-    qtbot.waitUntil(lambda: model.get(c).state == "done", timeout=10_000)  # type: ignore[union-attr]
+    qtbot.waitUntil(lambda: model.get(c).state == "done")  # type: ignore[union-attr]
     assert _shown(model) == [c, b, a]  # the last to end first
     assert panel.selected_job_id() == b and not panel.cancel.isEnabled()
 

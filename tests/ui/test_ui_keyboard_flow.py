@@ -156,7 +156,7 @@ def test_the_whole_flow_by_keyboard(
     when_modal(QFileDialog, choose)
     press(qtbot, Qt.Key.Key_F, ALT)
     press(qtbot, Qt.Key.Key_I)
-    qtbot.waitUntil(lambda: "added to" in window.banner.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: "added to" in window.banner.text())
     _active(qtbot, gui)
 
     # The analysis streams, then its result; the notification it raises arrives.
@@ -270,7 +270,7 @@ def test_every_tab_stop_has_a_name_for_a_screen_reader(qtbot: QtBot, make_gui: M
     open_patient(qtbot, gui, patient.id)
     view = gui.analysis_view
     view.analyse.click()
-    qtbot.waitUntil(view.card.isVisible, timeout=10_000)
+    qtbot.waitUntil(view.card.isVisible)
     unnamed: dict[str, list[str]] = {}
     for tab in ("analysis", "scans", "oculomics"):
         gui.patient_page.show_tab(tab)

@@ -30,7 +30,7 @@ def test_answered_questions_do_not_pile_up_in_the_window(qtbot: QtBot, make_gui:
     patients.update_patient(patient_id, {"appointment_date": booked}, actor=actor)
     open_patient(qtbot, gui, patient_id)
     view = gui.analysis_view
-    qtbot.waitUntil(lambda: view.cancel_appointment.isVisibleTo(view), timeout=10_000)
+    qtbot.waitUntil(lambda: view.cancel_appointment.isVisibleTo(view))
 
     def questions() -> int:
         return len(gui.window.findChildren(QMessageBox))
@@ -41,7 +41,7 @@ def test_answered_questions_do_not_pile_up_in_the_window(qtbot: QtBot, make_gui:
         assert isinstance(box, QMessageBox) and box.isVisible()
         box.property("noButton").click()  # keep it
         assert not box.isVisible()
-    qtbot.waitUntil(lambda: questions() == 1, timeout=10_000)  # the last one answered
+    qtbot.waitUntil(lambda: questions() == 1)  # the last one answered
     assert patients.get_patient(patient_id).appointment_date is not None
 
 
@@ -66,9 +66,9 @@ def test_cancelled_patient_forms_do_not_pile_up_in_the_window(
     for cycle in range(CYCLES):
         dialog = gui.patients.new_patient() if cycle % 2 else gui.patients.edit_patient()
         assert dialog is not None
-        qtbot.waitUntil(dialog.isVisible, timeout=10_000)
+        qtbot.waitUntil(dialog.isVisible)
         dialog.reject()
-    qtbot.waitUntil(lambda: forms() == 0, timeout=10_000)
+    qtbot.waitUntil(lambda: forms() == 0)
     assert following_the_day() == following
     assert gui.patients.dialog is None
     dialog = gui.patients.new_patient()  # a new form still opens and follows the day
@@ -83,5 +83,5 @@ def test_about_boxes_read_do_not_pile_up_in_the_window(qtbot: QtBot, gui: GuiSes
         box = gui.about_box
         assert isinstance(box, QMessageBox) and "OphthAI Desktop" in box.text()
         box.close()
-    qtbot.waitUntil(lambda: not gui.window.findChildren(QMessageBox), timeout=10_000)
+    qtbot.waitUntil(lambda: not gui.window.findChildren(QMessageBox))
     assert gui.about_box is None

@@ -312,10 +312,10 @@ def test_a_check_overtaken_by_a_later_one_does_not_show_its_failure(
     assert first_asked.wait(30)
     before = gui.model_manager.preview
     gui.model_manager.check()  # the later one answers first
-    qtbot.waitUntil(lambda: gui.model_manager.preview is not before, timeout=10_000)
+    qtbot.waitUntil(lambda: gui.model_manager.preview is not before)
     shown = dialog.message.text()
     release.set()
-    qtbot.waitUntil(lambda: not gui.slow_tasks.busy, timeout=10_000)
+    qtbot.waitUntil(lambda: not gui.slow_tasks.busy)
     qtbot.wait(50)  # the failure's answer reaches the GUI thread
     assert dialog.message.text() == shown
     assert "RuntimeError" not in dialog.message.text()

@@ -269,7 +269,7 @@ def test_watch_folder_files_show_up_live(qtbot: QtBot, make_gui: Maker, tmp_path
     application = build_watch_app(tmp_path / "watch", model_path=tmp_path / "none")
     gui = make_gui(application=application)
     status = gui.window.status
-    qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running", timeout=10_000)
+    qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running")
     assert gui.window.pause_watch_action.isEnabled()
 
     folder = application.watcher.folder
@@ -706,11 +706,11 @@ def test_a_watch_folder_that_cannot_start_says_it_retries_and_can_be_paused(
     qtbot.waitUntil(lambda: gui.notifications_panel.model.rowCount() == 1)  # once, not per try
     assert gui.window.pause_watch_action.isEnabled()
     gui.window.pause_watch_action.trigger()
-    qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: paused", timeout=10_000)
+    qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: paused")
     assert "not tried again until resumed" in status.watcher.toolTip()
     share.mkdir(parents=True)
     gui.window.pause_watch_action.trigger()  # Resume: tried at once
-    qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running", timeout=10_000)
+    qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running")
     qtbot.waitUntil(lambda: gui.notifications_panel.model.rowCount() == 2)
 
 
@@ -724,7 +724,7 @@ def test_a_watch_folders_error_says_why_without_hovering(
     application = build_watch_app(tmp_path / "watch", watch_folder_path=share)
     gui = make_gui(application=application)
     status = gui.window.status
-    qtbot.waitUntil(lambda: status.watcher.text().startswith("Watch folder: error"), timeout=10_000)
+    qtbot.waitUntil(lambda: status.watcher.text().startswith("Watch folder: error"))
     heard = QAccessible.queryAccessibleInterface(status.watcher).text(QAccessible.Text.Description)
     assert str(share) in heard
 
@@ -749,7 +749,7 @@ def test_files_the_watch_folder_leaves_for_their_names_are_shown_in_the_status_b
     application = build_watch_app(tmp_path / "watch")
     gui = make_gui(application=application)
     status = gui.window.status
-    qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running", timeout=10_000)
+    qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running")
     folder = application.settings.resolved_watch_folder
     (folder / "temp_retina.png").write_bytes(png_bytes((20, 20)))
     qtbot.waitUntil(
@@ -834,7 +834,7 @@ def test_the_badge_never_counts_more_than_there_are_while_notifications_arrive_a
     writer.start()
     try:
         second = make_gui(application=app)
-        qtbot.waitUntil(lambda: not writer.is_alive(), timeout=10_000)  # the window runs
+        qtbot.waitUntil(lambda: not writer.is_alive())  # the window runs
     finally:
         stop.set()
         writer.join()
@@ -1188,9 +1188,9 @@ def test_a_new_notification_moves_the_badge_before_the_count_and_is_counted_once
     with _compared_at_each_turn(gui) as disagreed:
         try:
             _from_another_thread(lambda: app.notifications.create_notification("New", actor=SYSTEM))
-            qtbot.waitUntil(lambda: len(_unread(model)) == 2, timeout=10_000)
+            qtbot.waitUntil(lambda: len(_unread(model)) == 2)
             assert _badge(gui) == 2  # at once, with the row
-            qtbot.waitUntil(asked.is_set, timeout=10_000)  # the count asked for it
+            qtbot.waitUntil(asked.is_set)  # the count asked for it
             assert not read.is_set() and _badge(gui) == 2
             # Stored before the count is read, its event handed over after that count
             # has come back (a writer between its commit and its publish).
@@ -1198,11 +1198,11 @@ def test_a_new_notification_moves_the_badge_before_the_count_and_is_counted_once
                 late = app.notifications.create_in(session, "Late", type="info", patient_id=None)
             release.set()
             assert read.wait(30)
-            qtbot.waitUntil(lambda: not gui.notifications._counting, timeout=10_000)
+            qtbot.waitUntil(lambda: not gui.notifications._counting)
             assert _badge(gui) == 3 == app.notifications.unread_count()
             app.bus.publish(NotificationCreated(late))
-            qtbot.waitUntil(lambda: len(_unread(model)) == 3, timeout=10_000)
-            qtbot.waitUntil(lambda: not gui.notifications._counting, timeout=10_000)
+            qtbot.waitUntil(lambda: len(_unread(model)) == 3)
+            qtbot.waitUntil(lambda: not gui.notifications._counting)
             assert _badge(gui) == 3  # the count saw it: not added again
         finally:
             release.set()
@@ -1224,9 +1224,9 @@ def test_a_critical_toast_goes_once_its_finding_is_validated(
     )
     open_patient(qtbot, gui, patient.id)
     view.analyse.click()
-    qtbot.waitUntil(lambda: "needs validation" in toast.text(), timeout=10_000)
-    qtbot.waitUntil(lambda: view.approve.isEnabled(), timeout=10_000)
+    qtbot.waitUntil(lambda: "needs validation" in toast.text())
+    qtbot.waitUntil(lambda: view.approve.isEnabled())
 
     view.approve.click()
-    qtbot.waitUntil(lambda: view.card.badge.text() == "APPROVED", timeout=10_000)
-    qtbot.waitUntil(lambda: not toast.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: view.card.badge.text() == "APPROVED")
+    qtbot.waitUntil(lambda: not toast.isVisible())

@@ -263,7 +263,7 @@ def test_delete_asks_about_the_patient_chosen_and_shown_only(
     # Answered once the box has the keyboard, as the clinician answers it (before, Enter
     # goes to the list, where it opens the patient the keyboard is on).
     box.activateWindow()
-    qtbot.waitUntil(lambda: QApplication.activeWindow() is box, timeout=10_000)
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is box)
     qtbot.keyClick(box, Qt.Key.Key_Return)  # the default answer keeps the patient
     qtbot.wait(100)
     assert app.patients.exists(second.id) and app.patients.exists(first.id)
@@ -631,10 +631,10 @@ def test_the_list_is_sorted_and_its_columns_chosen_from_the_keyboard(
 
     _choose_in_menus(qtbot, ["Sort by", "Age"])
     qtbot.keyClick(view.table, Qt.Key.Key_Menu)
-    qtbot.waitUntil(lambda: names() == ["Young", "Middle", "Old"], timeout=10_000)
+    qtbot.waitUntil(lambda: names() == ["Young", "Middle", "Old"])
     _choose_in_menus(qtbot, ["Sort by", "Age"])  # again: the other way round
     qtbot.keyClick(view.table, Qt.Key.Key_F10, Qt.KeyboardModifier.ShiftModifier)
-    qtbot.waitUntil(lambda: names() == ["Old", "Middle", "Young"], timeout=10_000)
+    qtbot.waitUntil(lambda: names() == ["Old", "Middle", "Young"])
 
     assert not view.table.isColumnHidden(COLUMN_OF["status"])
     _choose_in_menus(qtbot, ["Columns", "Status"])
@@ -678,7 +678,7 @@ def test_column_widths_dragged_come_back_at_the_next_start(
     font = QFont(qapp.font())
     font.setPointSizeF(font.pointSizeF() * 1.6)
     qapp.setFont(font)  # the next test starts at the usual font again (conftest)
-    qtbot.waitUntil(lambda: header.sectionSize(COLUMN_OF["age"]) >= age_px * 1.4, timeout=10_000)
+    qtbot.waitUntil(lambda: header.sectionSize(COLUMN_OF["age"]) >= age_px * 1.4)
     assert header.sectionSize(COLUMN_OF["status"]) == 250
     assert jobs.sectionSize(STATE_COLUMN) == 170
 
@@ -735,7 +735,7 @@ def test_a_column_width_saved_wider_than_the_screen_is_not_put_back(
     second = make_gui()
     second.window.resize(1680, 1000)
     header = second.patient_list.table.horizontalHeader()
-    qtbot.waitUntil(lambda: not header.isSectionHidden(COLUMN_OF["age"]), timeout=10_000)
+    qtbot.waitUntil(lambda: not header.isSectionHidden(COLUMN_OF["age"]))
     assert not header.isSectionHidden(COLUMN_OF["status"])
     assert 0 < header.sectionSize(COLUMN_OF["status"]) < 250
     assert second.jobs_panel.table.horizontalHeader().sectionSize(STATE_COLUMN) == 170

@@ -208,14 +208,14 @@ def test_turning_the_watch_folder_on_and_off(qtbot: QtBot, make_gui: Maker, tmp_
     dialog = _open(gui)
     dialog.watch_folder_enabled.setChecked(True)
     dialog.watch_folder_path.setText(str(folder))
-    with qtbot.waitSignal(gui.settings_controller.watcher_applied, timeout=10_000):
+    with qtbot.waitSignal(gui.settings_controller.watcher_applied):
         _ok(dialog)
     assert watcher.state is WatcherState.RUNNING
     assert watcher.folder == folder.resolve()
 
     dialog = _open(gui)
     dialog.watch_folder_enabled.setChecked(False)
-    with qtbot.waitSignal(gui.settings_controller.watcher_applied, timeout=10_000):
+    with qtbot.waitSignal(gui.settings_controller.watcher_applied):
         _ok(dialog)
     assert watcher.state is WatcherState.STOPPED
 
@@ -225,7 +225,7 @@ def _watching_a_folder(qtbot: QtBot, make_gui: Maker, tmp_path: Path) -> tuple[G
     folder = tmp_path / "incoming"
     folder.mkdir()
     gui = make_gui(watch_folder_enabled=True, watch_folder_path=folder)
-    qtbot.waitUntil(lambda: not gui.watch_folder.busy, timeout=10_000)
+    qtbot.waitUntil(lambda: not gui.watch_folder.busy)
     assert gui.application.watcher.state is WatcherState.RUNNING
     return gui, folder
 
@@ -246,7 +246,7 @@ def test_the_watch_folder_s_polling_is_set_in_the_dialog_and_restarts_it(
     assert not dialog.watch_folder_require_mount.isChecked()
     dialog.watch_use_polling.setChecked(True)
     dialog.watch_poll_seconds.setValue(2.5)
-    with qtbot.waitSignal(gui.settings_controller.watcher_applied, timeout=10_000):
+    with qtbot.waitSignal(gui.settings_controller.watcher_applied):
         _ok(dialog)
     assert watcher.state is WatcherState.RUNNING
     assert watcher.status.polling
@@ -265,7 +265,7 @@ def test_the_watch_folder_s_polling_is_set_in_the_dialog_and_restarts_it(
     assert again.watch_use_polling.isChecked()
     assert again.watch_poll_seconds.value() == 2.5
     again.watch_poll_seconds.setValue(4.0)  # the interval alone restarts it too
-    with qtbot.waitSignal(gui.settings_controller.watcher_applied, timeout=10_000):
+    with qtbot.waitSignal(gui.settings_controller.watcher_applied):
         _ok(again)
     run = watcher._run
     assert run is not None and run.observer is not None
@@ -273,7 +273,7 @@ def test_the_watch_folder_s_polling_is_set_in_the_dialog_and_restarts_it(
 
     again = _open(gui)
     again.watch_use_polling.setChecked(False)
-    with qtbot.waitSignal(gui.settings_controller.watcher_applied, timeout=10_000):
+    with qtbot.waitSignal(gui.settings_controller.watcher_applied):
         _ok(again)
     assert watcher.state is WatcherState.RUNNING
     assert not watcher.status.polling
@@ -306,7 +306,7 @@ def test_watching_only_while_a_share_is_mounted_is_set_in_the_dialog(
     assert not settings_path.exists()
 
     dialog.watch_folder_path.setText(str(folder))  # a folder, no share mounted on it
-    with qtbot.waitSignal(gui.settings_controller.watcher_applied, timeout=10_000):
+    with qtbot.waitSignal(gui.settings_controller.watcher_applied):
         _ok(dialog)
     assert _saved_names(settings_path) == {"OPHTHAI_WATCH_FOLDER_REQUIRE_MOUNT"}
     assert watcher.state is WatcherState.ERROR
@@ -662,7 +662,7 @@ def test_a_watch_folder_on_a_share_not_mounted_is_refused_in_the_dialog(
     dialog.watch_folder_path.setText(str(share / "oct"))
     _ok(dialog)
     controller = gui.settings_controller
-    qtbot.waitUntil(lambda: controller.dialog is None or dialog.error.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: controller.dialog is None or dialog.error.isVisible())
     assert controller.dialog is not None, "saved, with a folder made at the mount point"
     said = dialog.error.text()
     assert said.startswith("Watch folder:")
@@ -672,7 +672,7 @@ def test_a_watch_folder_on_a_share_not_mounted_is_refused_in_the_dialog(
     assert dialog.isVisible()
 
     share.mkdir(parents=True)  # the share is mounted: its folder is made in it
-    with qtbot.waitSignal(gui.settings_controller.settings_saved, timeout=10_000):
+    with qtbot.waitSignal(gui.settings_controller.settings_saved):
         _ok(dialog)
     assert (share / "oct").is_dir()
 
@@ -690,7 +690,7 @@ def test_turning_the_default_watch_folder_on_never_makes_the_data_folder(
     dialog = _open(gui)
     dialog.watch_folder_enabled.setChecked(True)
     _ok(dialog)
-    qtbot.waitUntil(lambda: data.exists() or dialog.error.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: data.exists() or dialog.error.isVisible())
     assert not data.exists(), "the check made the data folder"
     assert "cannot be created" in dialog.error.text()
     assert not settings_path.exists()
@@ -1066,7 +1066,7 @@ def test_a_watch_folder_that_does_not_answer_holds_no_pool_thread(
         release.set()
         safety.cancel()
     # The call answers late: the watch folder ends up as the newest settings say.
-    qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running", timeout=10_000)
+    qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running")
     qtbot.waitUntil(lambda: not gui.watch_folder.busy)
     assert watcher.state is WatcherState.RUNNING
     assert watcher.folder == second.resolve()
@@ -1085,7 +1085,7 @@ def test_pausing_while_the_watch_folder_does_not_answer_is_done_once_it_does(
     folder.mkdir()  # a configured watch folder is not made by the watcher
     gui = make_gui(watch_folder_enabled=True, watch_folder_path=folder)
     watcher = gui.application.watcher
-    qtbot.waitUntil(lambda: watcher.state is WatcherState.RUNNING, timeout=10_000)
+    qtbot.waitUntil(lambda: watcher.state is WatcherState.RUNNING)
     qtbot.waitUntil(lambda: gui.window.pause_watch_action.isEnabled())
     release = threading.Event()
     safety = threading.Timer(8.0, release.set)
@@ -1113,7 +1113,7 @@ def test_pausing_while_the_watch_folder_does_not_answer_is_done_once_it_does(
     finally:
         release.set()
         safety.cancel()
-    qtbot.waitUntil(lambda: not gui.watch_folder.busy, timeout=10_000)
+    qtbot.waitUntil(lambda: not gui.watch_folder.busy)
     assert watcher.state is WatcherState.PAUSED
     qtbot.waitUntil(lambda: gui.window.status.watcher.text() == "Watch folder: paused")
 
@@ -1153,8 +1153,8 @@ def test_closing_the_window_does_not_wait_for_a_watch_folder_that_does_not_answe
         release.set()
         safety.cancel()
     # The call answers after the window closed: nothing is left running behind it.
-    qtbot.waitUntil(lambda: "start" in calls and not _settle_threads(), timeout=10_000)
-    qtbot.waitUntil(lambda: watcher.state is WatcherState.STOPPED, timeout=10_000)
+    qtbot.waitUntil(lambda: "start" in calls and not _settle_threads())
+    qtbot.waitUntil(lambda: watcher.state is WatcherState.STOPPED)
 
 
 def test_without_a_user_name_anywhere_the_audit_name_falls_back_on_windows(
@@ -1206,8 +1206,8 @@ def test_the_memory_estimate_follows_a_save_while_the_engine_is_busy(
         dialog.max_new_tokens.setValue(8192)
         with qtbot.waitSignal(gui.settings_controller.settings_saved, timeout=5000):
             _ok(dialog)
-        qtbot.waitUntil(lambda: gui.model_manager.preview is not before, timeout=10_000)
-        qtbot.waitUntil(lambda: not gui.slow_tasks.busy, timeout=10_000)
+        qtbot.waitUntil(lambda: gui.model_manager.preview is not before)
+        qtbot.waitUntil(lambda: not gui.slow_tasks.busy)
         after = gui.model_manager.preview
         assert after is not None and after.estimated_bytes is not None
         assert after.estimated_bytes > before.estimated_bytes

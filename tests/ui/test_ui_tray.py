@@ -84,7 +84,7 @@ def test_pause_is_offered_only_while_the_watch_folder_runs(
     on = make_gui(tray=True, application=application)
     assert on.tray is not None
     status = on.window.status.watcher
-    qtbot.waitUntil(lambda: status.text() == "Watch folder: running", timeout=10_000)
+    qtbot.waitUntil(lambda: status.text() == "Watch folder: running")
     assert on.tray.pause_action.isEnabled()
     on.tray.pause_action.trigger()
     qtbot.waitUntil(lambda: status.text() == "Watch folder: paused")

@@ -28,7 +28,7 @@ def test_the_window_follows_a_clients_pause_and_resume(
         build_routes(client)  # before the window starts the watcher
         gui = make_gui(application=application)
         status, pause = gui.window.status, gui.window.pause_watch_action
-        qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running", timeout=10_000)
+        qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running")
         assert not pause.isChecked()
 
         assert client.post("/api/watch-folder/pause").json()["state"] == "paused"
@@ -61,7 +61,7 @@ def test_the_windows_pause_and_resume_after_a_clients_are_in_the_log(
         build_routes(client)  # before the window starts the watcher
         gui = make_gui(application=application)
         status, pause = gui.window.status, gui.window.pause_watch_action
-        qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running", timeout=10_000)
+        qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running")
 
         def said(words: str) -> int:
             return sum(record.getMessage() == words for record in caplog.records)
@@ -100,7 +100,7 @@ def test_a_clients_pause_while_the_window_starts_the_watch_folder_is_kept(
         monkeypatch.setattr(application.watcher, "start", start_then_a_client_pauses)
         gui = make_gui(application=application)
         status, pause = gui.window.status, gui.window.pause_watch_action
-        qtbot.waitUntil(lambda: bool(client_saw) and not gui.watch_folder.busy, timeout=10_000)
+        qtbot.waitUntil(lambda: bool(client_saw) and not gui.watch_folder.busy)
 
         assert client_saw == ["paused"]
         assert client.get("/api/watch-folder").json()["state"] == "paused"
@@ -158,7 +158,7 @@ def test_the_windows_start_held_by_a_share_reads_as_not_answering_over_the_api(
             assert read["message"].startswith(f"the watch folder {share} did not answer"), read
         finally:
             share_held.answer.set()
-        qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running", timeout=10_000)
+        qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running")
         qtbot.waitUntil(lambda: client.get("/api/watch-folder").json()["state"] == "running")
 
 
@@ -173,7 +173,7 @@ def test_settings_saved_with_the_same_watch_folder_keep_a_clients_pause(
         build_routes(client)  # before the window starts the watcher
         gui = make_gui(application=application)
         status, pause = gui.window.status, gui.window.pause_watch_action
-        qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running", timeout=10_000)
+        qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running")
         assert client.post("/api/watch-folder/pause").json()["state"] == "paused"
         qtbot.waitUntil(lambda: pause.isChecked())
         settings = application.settings

@@ -265,7 +265,7 @@ def test_the_first_window_fits_a_screen_smaller_than_its_default_size(
         window = desktop.window
         qtbot.waitExposed(window)
         free = window.screen().availableGeometry()
-        qtbot.waitUntil(lambda: free.contains(window.geometry()), timeout=10_000)
+        qtbot.waitUntil(lambda: free.contains(window.geometry()))
         assert window.isMaximized()
     finally:
         desktop.shutdown()
@@ -399,7 +399,7 @@ def test_the_analysis_fits_a_window_made_smaller_while_another_tab_was_in_front(
     gui.patient_page.show_tab("analysis")
     view = gui.analysis_view
     view.analyse.click()
-    qtbot.waitUntil(lambda: view.card.isVisible() and view.approve.isEnabled(), timeout=10_000)
+    qtbot.waitUntil(lambda: view.card.isVisible() and view.approve.isEnabled())
     qtbot.waitUntil(lambda: gui.window.width() == 1280)
     page = gui.patient_page  # the result heard of: the patient's status changed too
     qtbot.waitUntil(lambda: page.patient is not None and page.patient.status == "Critical")
@@ -434,7 +434,7 @@ def test_the_analysis_and_oculomics_tabs_do_not_scroll_sideways(
     gui.patient_page.show_tab("analysis")
     view = gui.analysis_view
     view.analyse.click()
-    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: view.card.isVisible())
     view.provenance_toggle.setChecked(True)
     qtbot.waitUntil(lambda: (gui.window.width(), gui.window.height()) == size)
     qtbot.wait(50)  # the layout settles
@@ -505,7 +505,7 @@ def test_nothing_scrolls_sideways_in_a_small_window(
     open_patient(qtbot, gui, patient.id)
     view = gui.analysis_view
     view.analyse.click()
-    qtbot.waitUntil(lambda: view.card.isVisible(), timeout=10_000)
+    qtbot.waitUntil(lambda: view.card.isVisible())
     qtbot.waitUntil(lambda: gui.notifications_panel.model.rowCount() == 2)
     qtbot.waitUntil(lambda: (gui.window.width(), gui.window.height()) == size)
 
@@ -724,7 +724,7 @@ def test_closing_during_a_model_load_hides_at_once_and_does_not_wait_for_it(
         assert session.inference.isRunning()  # the load goes on; it only reads files
     finally:
         release.set()
-    qtbot.waitUntil(lambda: not session.inference.isRunning(), timeout=10_000)
+    qtbot.waitUntil(lambda: not session.inference.isRunning())
 
 
 def test_quitting_the_app_during_a_model_load_exits_promptly_and_cleanly(
