@@ -140,11 +140,11 @@ class ElidedLabel(FittedLabel):
         #: Whether its head is kept whole, else a few characters (a message's head may
         #: hold a long file name).
         self._keep_head = keep_head
+        self._description = ""
         self.setWordWrap(False)
         policy = self.sizePolicy()
         policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
         self.setSizePolicy(policy)
-        self._description = ""
         self.set_full_text(text)
 
     def set_description(self, text: str) -> None:
