@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 )
 from pytestqt.qtbot import QtBot
 
+from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.inference import ParsedAnswer
 from ophthai_desktop.core.records import Actor, AnalysisRecord
 from ophthai_desktop.core.services.patients import NewImage
@@ -611,6 +612,107 @@ def test_at_a_larger_font_the_page_narrows_for_the_list_without_cutting_anything
     scroll = view.findChild(QScrollArea)
     assert scroll is not None
     qtbot.waitUntil(lambda: scroll.horizontalScrollBar().maximum() == 0)
+
+
+#: The longest states of the status bar's fields, and their reasons.
+LONGEST_STATES = {
+    "model": ("Model: unloaded (load it to run the queue)", "warn", "Installed, not loaded"),
+    "api": ("API: http://127.0.0.1:65535", "ok", "Other apps can connect"),
+    "watcher": (
+        "Watch folder: does not answer; retrying in 10 s · 12 files ignored",
+        "error",
+        "/mnt/share/retina did not answer",
+    ),
+}
+
+
+def _show_longest_states(gui: GuiSession) -> None:
+    status = gui.window.status
+    status.set_model(*LONGEST_STATES["model"])
+    status.set_api(*LONGEST_STATES["api"])
+    status.set_watcher(*LONGEST_STATES["watcher"])
+
+
+@pytest.mark.parametrize(("size", "scale"), [((800, 600), 1.0), ((1024, 768), 1.5)])
+def test_the_status_bar_with_its_longest_states_fits_a_small_screen(
+    qtbot: QtBot, request: pytest.FixtureRequest, size: tuple[int, int], scale: float
+) -> None:
+    """Each field of the status bar kept room for its whole text: with the model
+    unloaded and the watch folder not answering the window was at least 892 px wide
+    (1303 px at 1.5 times the font), its right edge off a 1024 x 768 screen. The fields
+    now give way: each shows its state with "…" for the rest."""
+    if scale != 1.0:
+        request.getfixturevalue("large_font")  # before the window is built
+    gui = request.getfixturevalue("make_gui")()
+    _show_longest_states(gui)
+    window, status = gui.window, gui.window.status
+    for _ in range(2):  # the bar's layout, then the window's
+        QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
+    assert window.minimumSizeHint().width() <= size[0]
+    window.resize(*size)
+    qtbot.waitUntil(lambda: (window.width(), window.height()) == size)
+    QApplication.processEvents()
+    for field in (status.model, status.api, status.watcher):
+        assert field.mapTo(window, QPoint(field.width(), 0)).x() <= window.width()
+        assert field.width() >= field.minimumWidth()
+    # The state itself is kept; its details go first.
+    assert status.model.text().startswith("Model: unloaded")
+    assert status.watcher.text().startswith("Watch folder: does not answer")
+    assert status.api.text() == LONGEST_STATES["api"][0]
+
+
+def test_a_status_field_too_long_for_the_bar_is_elided_and_grows_back(
+    qtbot: QtBot, large_font: QFont, make_gui: Maker
+) -> None:
+    """A field cut short ends in "…" and has its whole text in its tooltip and as the
+    name a screen reader hears (its reason as the description); the window widened, it
+    shows its whole text again."""
+    gui = make_gui()
+    _show_longest_states(gui)
+    window, watcher = gui.window, gui.window.status.watcher
+    whole, _kind, reason = LONGEST_STATES["watcher"]
+    window.resize(1024, 768)
+    qtbot.waitUntil(lambda: watcher.text().endswith("…"))
+    assert whole.startswith(watcher.text()[:-1])
+    assert watcher.toolTip() == f"{whole}\n\n{reason}"
+    accessible = QAccessible.queryAccessibleInterface(watcher)
+    assert accessible.text(QAccessible.Text.Name) == whole
+    assert accessible.text(QAccessible.Text.Description) == reason
+    assert watcher.full_text() == whole
+
+    window.resize(2400, 768)
+    qtbot.waitUntil(lambda: watcher.text() == whole)
+    assert watcher.toolTip() == reason
+    assert accessible.text(QAccessible.Text.Name) == whole
+
+
+def test_a_status_message_shares_the_bar_with_the_fields(
+    qtbot: QtBot, large_font: QFont, make_gui: Maker
+) -> None:
+    """A file the watch folder refused was said in the room the fields left, cut
+    without an ellipsis ("Watch folder: some_rea" at 1024 px), or not at all once the
+    fields filled the bar; it now shares the bar with them, each cut with "…"."""
+    gui = make_gui()
+    _show_longest_states(gui)
+    window, status = gui.window, gui.window.status
+    window.resize(1024, 768)
+    qtbot.waitUntil(lambda: window.width() == 1024)
+    name = "some_really_long_name_from_the_fundus_camera_exported_twice.dcm"
+    gui.application.bus.publish(
+        ev.IngestFinished("failed", name, None, reason="it could not be read", moved_to="x")
+    )
+    message = status.message
+    whole = f"Watch folder: {name} was not taken in (it could not be read)"
+    qtbot.waitUntil(lambda: message.isVisible() and message.text().endswith("…"))
+    assert message.text().startswith("Watch folder: some")
+    assert message.toolTip() == whole
+    QApplication.processEvents()
+    for field in (message, status.model, status.api, status.watcher):
+        assert field.mapTo(window, QPoint(field.width(), 0)).x() <= window.width()
+    assert status.model.text().startswith("Model: unloaded")
+    assert status.watcher.text().startswith("Watch folder: does not answer")
+    status.show_message("Watch folder: one more", 10)  # the latest, for its own moment
+    qtbot.waitUntil(lambda: not message.isVisible())
 
 
 def test_a_classification_wider_than_the_card_breaks_its_words(qtbot: QtBot) -> None:

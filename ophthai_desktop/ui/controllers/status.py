@@ -282,7 +282,7 @@ class StatusController(QObject):
         elif name == "ingest_finished" and getattr(event, "outcome", "") == "failed":
             file_name = getattr(event, "file_name", "a file")
             reason = getattr(event, "reason", "") or "it could not be read"
-            self._window.statusBar().showMessage(
+            self._status.show_message(
                 f"Watch folder: {file_name} was not taken in ({reason})", 15_000
             )
             self._refused.add((file_name, reason, bool(getattr(event, "moved_to", ""))))

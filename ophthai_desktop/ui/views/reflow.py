@@ -6,13 +6,31 @@ from __future__ import annotations
 
 from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QResizeEvent
-from PySide6.QtWidgets import QAbstractScrollArea, QBoxLayout, QLabel, QStyle, QWidget
+from PySide6.QtWidgets import (
+    QAbstractScrollArea,
+    QBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QStyle,
+    QWidget,
+)
 
 from ophthai_desktop.ui.display import breakable
 from ophthai_desktop.ui.views.style import set_text
 
 #: What a :class:`WordBreakingLabel` keeps room for at least.
 MINIMUM_CHARACTERS = "MMMM"
+#: Where a state's head ends and its details begin ("Model: unloaded (load it to run
+#: the queue)", "Watch folder: does not answer; retrying in 10 s · 2 files ignored").
+HEAD_ENDS = (" (", ";", " ·", " —")
+#: What an :class:`ElidedLabel` shows in place of the text it leaves out.
+ELLIPSIS = "…"
+
+
+def head_of(text: str) -> str:
+    """``text`` up to the first of :data:`HEAD_ENDS` in it: the state, not its details."""
+    ends = [at for at in (text.find(end) for end in HEAD_ENDS) if at > 0]
+    return text[: min(ends)] if ends else text
 
 
 def room_in(scroll: QAbstractScrollArea) -> int:
@@ -103,3 +121,72 @@ class WordBreakingLabel(FittedLabel):
             for word in words
         )
         set_text(self, shown)
+
+
+class ElidedLabel(FittedLabel):
+    """A one-line plain-text label that gives way where its row is narrow: it shows its
+    text cut at the end with "…" where the whole text is wider than the label, and then
+    the whole text in its tooltip, above :meth:`set_description`'s words (its tooltip
+    otherwise, and its accessible description always). Its width runs from its head's
+    (:func:`head_of`, and "…"; or a few characters) to its whole text's, set as it is
+    fitted; its size hint
+    is ignored, not written in Python (each layout pass would call it): a layout gives
+    it room by its stretch factor."""
+
+    def __init__(
+        self, text: str = "", parent: QWidget | None = None, *, keep_head: bool = True
+    ) -> None:
+        super().__init__(parent)
+        #: Whether its head is kept whole, else a few characters (a message's head may
+        #: hold a long file name).
+        self._keep_head = keep_head
+        self._description = ""
+        self.setWordWrap(False)
+        policy = self.sizePolicy()
+        policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
+        self.setSizePolicy(policy)
+        self.set_full_text(text)
+
+    def set_description(self, text: str) -> None:
+        """Words on the state (a reason, what to do), told in the tooltip."""
+        if text != self._description:
+            self._description = text
+            self.setAccessibleDescription(text)  # not the tooltip, which may hold the name
+            self._fit_tooltip()
+
+    def description(self) -> str:
+        return self._description
+
+    def elided(self) -> bool:
+        return self.text() != self.full_text()
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.StyleChange, QEvent.Type.ContentsRectChange):
+            self._fit()  # the stylesheet's padding: the room around the text
+
+    def _fit(self) -> None:
+        metrics = self.fontMetrics()
+        # QLabel's own indent where it has a frame (the stylesheet's padding): half an "x".
+        indent = self.indent() if self.indent() >= 0 else 0
+        if self.indent() < 0 and self.frameWidth() > 0:
+            indent = metrics.horizontalAdvance("x") // 2
+        around = self.width() - self.contentsRect().width() + 2 * self.margin() + indent
+        full = self._full
+        head = head_of(full)
+        least = head if head == full else head + ELLIPSIS
+        if not self._keep_head:
+            least = MINIMUM_CHARACTERS
+        # A pixel more each: a text measured whole and one elided are rounded apart.
+        # Set first: either may resize the label now (and fit it, nested).
+        self.setMinimumWidth(metrics.horizontalAdvance(least) + around + 1)
+        self.setMaximumWidth(metrics.horizontalAdvance(full) + around + 1)
+        room = self.width() - around
+        set_text(self, metrics.elidedText(full, Qt.TextElideMode.ElideRight, room))
+        self._fit_tooltip()
+
+    def _fit_tooltip(self) -> None:
+        whole = self._full if self.elided() else ""
+        tooltip = "\n\n".join(part for part in (whole, self._description) if part)
+        if self.toolTip() != tooltip:
+            self.setToolTip(tooltip)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QObject, Qt, Slot
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
 from PySide6.QtGui import QMouseEvent
-from PySide6.QtWidgets import QLabel, QMessageBox, QStatusBar, QWidget
+from PySide6.QtWidgets import QMessageBox, QStatusBar, QWidget
 
-from ophthai_desktop.ui.views.style import set_style_property, set_text
+from ophthai_desktop.ui.views.reflow import ElidedLabel
+from ophthai_desktop.ui.views.style import set_style_property
 
 
 class AppStatusBar(QStatusBar):
@@ -17,21 +18,34 @@ class AppStatusBar(QStatusBar):
     description. A click on the watch-folder field, or View ▸ Watch folder status…
     (:meth:`show_watcher_details`), shows the reason in a box of its own: the tooltip
     alone needed the mouse held still over it.
+
+    The fields share the bar's width: where it is too narrow for their whole text, each
+    shows its state with "…" for the rest (:class:`ElidedLabel`; the whole text in its
+    tooltip), rather than keeping the window wider than a small screen; a message
+    (:meth:`show_message`) shares it with them.
     """
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("statusBar")
-        self.model = QLabel("Model: …")
+        self.model = ElidedLabel("Model: …")
         self.model.setObjectName("modelState")
-        self.api = QLabel("API: …")
+        self.api = ElidedLabel("API: …")
         self.api.setObjectName("apiState")
-        self.watcher = QLabel("Watch folder: …")
+        self.watcher = ElidedLabel("Watch folder: …")
         self.watcher.setObjectName("watcherState")
         self.watcher.setCursor(Qt.CursorShape.PointingHandCursor)
         self.watcher.installEventFilter(self)
+        #: What just happened, a moment (:meth:`show_message`).
+        self.message = ElidedLabel(keep_head=False)
+        self.message.setObjectName("statusMessage")
+        self.message.hide()
+        self.addWidget(self.message, 2)  # what just happened: twice a field's share
+        self._message_timer = QTimer(self)
+        self._message_timer.setSingleShot(True)
+        self._message_timer.timeout.connect(self._on_message_timer_timeout)
         for label in (self.model, self.api, self.watcher):
-            self.addPermanentWidget(label)
+            self.addPermanentWidget(label, 1)  # room shared, up to its whole text
         #: The watch folder's details, while open.
         self.watcher_details: QMessageBox | None = None
 
@@ -45,8 +59,21 @@ class AppStatusBar(QStatusBar):
         self._set(self.watcher, text, kind, tooltip)
         box = self.watcher_details
         if box is not None:  # open: it follows the state (the next retry, the fix)
-            box.setText(self.watcher.text())
+            box.setText(self.watcher.full_text())
             box.setInformativeText(tooltip)
+
+    def show_message(self, text: str, shown_ms: int) -> None:
+        """Say ``text`` for ``shown_ms`` left of the fields, sharing the bar's width with
+        them (cut with "…" where it is narrow, whole in its tooltip). QStatusBar's own
+        message was painted in the room the fields left, if any, and cut short there."""
+        self.message.set_full_text(text)
+        self.message.show()
+        self._message_timer.start(shown_ms)
+
+    @Slot()
+    def _on_message_timer_timeout(self) -> None:
+        self.message.hide()
+        self.message.set_full_text("")
 
     @Slot()
     def show_watcher_details(self) -> None:
@@ -61,8 +88,8 @@ class AppStatusBar(QStatusBar):
             box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             box.finished.connect(self._on_watcher_details_finished)
             self.watcher_details = box
-        box.setText(self.watcher.text())
-        box.setInformativeText(self.watcher.toolTip())
+        box.setText(self.watcher.full_text())
+        box.setInformativeText(self.watcher.description())
         box.open()
 
     @Slot()
@@ -82,8 +109,7 @@ class AppStatusBar(QStatusBar):
         return super().eventFilter(watched, event)
 
     @staticmethod
-    def _set(label: QLabel, text: str, kind: str, tooltip: str) -> None:
-        set_text(label, text)
-        if label.toolTip() != tooltip:
-            label.setToolTip(tooltip)  # also its accessible description (Qt's default)
+    def _set(label: ElidedLabel, text: str, kind: str, tooltip: str) -> None:
+        label.set_full_text(text)
+        label.set_description(tooltip)  # also its accessible description
         set_style_property(label, "kind", kind)
