@@ -129,9 +129,8 @@ class ElidedLabel(FittedLabel):
     the whole text in its tooltip, above :meth:`set_description`'s words (its tooltip
     otherwise, and its accessible description always). Its width runs from its head's
     (:func:`head_of`, and "…"; or a few characters) to its whole text's, set as it is
-    fitted; its size hint
-    is ignored, not written in Python (each layout pass would call it): a layout gives
-    it room by its stretch factor."""
+    fitted; its size hint is ignored, not written in Python (each layout pass would call
+    it): a layout gives it room by its stretch factor."""
 
     def __init__(
         self, text: str = "", parent: QWidget | None = None, *, keep_head: bool = True
