@@ -320,6 +320,66 @@ def test_failing_job_does_not_kill_the_worker(
     assert worker.alive
 
 
+def test_a_failed_analysis_raises_a_notification_naming_the_patient_and_why(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    """A watch-folder scan whose analysis fails overnight is told, as one that finishes
+    is: not only a row in the queue that nobody looks at."""
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)
+    seen = _events(app)
+    running(ScriptedEngine(NORMAL, fail_with=RuntimeError("CUDA out of memory")))
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: any(isinstance(e, ev.NotificationCreated) for e in seen))
+
+    notes = app.notifications.list_notifications(patient_id=patient_id).items
+    assert [(n.type, n.message, n.read) for n in notes] == [
+        (
+            "info",
+            f"The analysis for patient Queue Patient failed (job #{job.id}): "
+            "unexpected error: RuntimeError: CUDA out of memory.",
+            False,
+        )
+    ]
+    # After the job's end, which it tells of: a client reads the job failed.
+    ended = [i for i, e in enumerate(seen) if isinstance(e, ev.AnalysisFailed)]
+    told = [i for i, e in enumerate(seen) if isinstance(e, ev.NotificationCreated)]
+    assert len(ended) == 1 and told == [ended[0] + 1]
+    assert seen[told[0]].notification == notes[0]  # type: ignore[attr-defined]
+    assert app.patients.get_patient(patient_id).status == "Pending Analysis"
+
+
+def test_a_failure_stored_again_is_told_once(app_services: Application, actor: Actor) -> None:
+    """The worker stores a job's failure again where the database's answer to the first
+    commit was lost (an outage): one notification, not two."""
+    app = app_services
+    patient_id = _patient_with_scan(app, actor)
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    app.jobs.fail(job.id, "The scan's stored image file is missing.")
+    app.jobs.fail(job.id, "The scan's stored image file is missing.")
+    notes = app.notifications.list_notifications(patient_id=patient_id).items
+    assert len(notes) == 1 and f"(job #{job.id})" in notes[0].message
+
+
+def test_a_cancelled_analysis_or_one_of_no_patient_raises_no_notification(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)
+    hold = threading.Event()
+    engine = ScriptedEngine(NORMAL, hold=hold)
+    worker = running(engine)
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: worker.current_job_id == job.id)
+    app.jobs.request_cancel(job.id, actor=actor)
+    _wait(lambda: app.jobs.get_job(job.id).state == "cancelled")
+    engine.fail_with = RuntimeError("CUDA out of memory")
+    hold.set()
+    lone = app.jobs.queue_image_analysis(png_bytes((40, 30)), actor=actor)
+    _wait(lambda: app.jobs.get_job(lone.id).state == "failed")
+    assert app.notifications.list_notifications().items == ()
+
+
 @contextlib.contextmanager
 def _read_only(app: Application) -> Iterator[None]:
     """The database refuses every write meanwhile (SQLite's ``query_only``; as root, a

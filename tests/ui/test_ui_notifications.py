@@ -355,6 +355,49 @@ def test_watch_folder_scans_taken_in_are_one_toast_each_moment(
     assert toast.text().count("burst_") == 3 and "and 2 more" in toast.text()
 
 
+def test_failed_analyses_are_a_warning_each_moment_and_a_notification_each(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An analysis that fails away from the clinician's eyes (a watch-folder scan
+    overnight, a patient not on screen) is told as a finished one is: in the toast (or
+    the tray), and in the panel, naming the patient; failures in a burst are one alert."""
+    engine = ScriptedEngine(DME, fail_with=RuntimeError("CUDA out of memory"))
+    gui = make_gui(engine=engine)
+    toast = gui.window.toast
+    actor = Actor("t", "gui")
+    patients = gui.application.patients
+    first = patients.create_patient(
+        {"name": "Failed First"}, actor=actor, image=NewImage(png_bytes((40, 30)))
+    )
+    job = gui.application.jobs.queue_patient_analysis(first.id, actor=actor)
+
+    qtbot.waitUntil(toast.isVisible)
+    assert toast.property("kind") == "warning"
+    assert toast.text() == (
+        f"An analysis failed: Job #{job.id}: unexpected error: RuntimeError: CUDA out of "
+        "memory. See Notifications for the patient."
+    )
+    model = gui.notifications_panel.model
+    qtbot.waitUntil(lambda: model.rowCount() == 1)
+    assert model.row_at(0).text.startswith(
+        f"The analysis for patient Failed First failed (job #{job.id}): unexpected error: "
+        "RuntimeError: CUDA out of memory.\n"
+    )
+    qtbot.waitUntil(lambda: gui.notifications_panel.unread.text() == "1")
+    toast.hide()
+
+    monkeypatch.setattr(status_controller, "ALERT_DELAY_MS", 10_000)  # as for files
+    for i in range(4):  # a burst: one alert, not four
+        patient = patients.create_patient(
+            {"name": f"Failed {i}"}, actor=actor, image=NewImage(png_bytes((40 + i, 30)))
+        )
+        gui.application.jobs.queue_patient_analysis(patient.id, actor=actor)
+    qtbot.waitUntil(lambda: model.rowCount() == 5)
+    qtbot.waitUntil(toast.isVisible, timeout=30_000)
+    assert toast.text().startswith("4 analyses failed: Jobs #")
+    assert toast.text().endswith(" and 1 more. See Notifications for the patients and why.")
+
+
 def test_a_routine_toast_waits_for_a_critical_one_to_go(qtbot: QtBot, gui: GuiSession) -> None:
     toast = gui.window.toast
     toast.show_message("Critical finding", "Abnormal finding: CNV", "critical")

@@ -721,16 +721,38 @@ class JobService:
     def fail(self, job_id: int, reason: str, *, logged: str | None = None) -> None:
         """The job failed; ``reason`` is for the clinician (no patient identifiers).
         ``logged``: what the log says instead, where ``reason`` quotes an exception's
-        text (which can quote what the job read).
+        text (which can quote what the job read). A job of a patient raises an info
+        notification naming them, the job and the reason, stored with the job's end.
 
         Raises:
             NotFound: The job is gone (its patient was deleted meanwhile).
         """
-        patient_id = self._end(
-            job_id, state=JobState.FAILED.value, error=reason[:2000], finished_at=datetime.now(UTC)
-        )
+        note: NotificationRecord | None = None
+        with self._db.session() as session:
+            self._lock_patient_of(session, job_id)
+            before = session.scalar(select(m.Job.state).where(m.Job.id == job_id))
+            patient_id = self._end_in(
+                session,
+                job_id,
+                state=JobState.FAILED.value,
+                error=reason[:2000],
+                finished_at=datetime.now(UTC),
+            )
+            patient = session.get(m.Patient, patient_id) if patient_id is not None else None
+            # Told as a finished analysis's outcome is, so that one failing unattended (a
+            # watch-folder scan overnight) does not wait unseen in the queue; once only,
+            # where a try again finds the failure stored by a commit whose answer was lost.
+            if patient is not None and before != JobState.FAILED.value:
+                note = NotificationService.create_in(
+                    session,
+                    _failure_message(job_id, patient, reason),
+                    type=NotificationType.INFO.value,
+                    patient_id=patient_id,
+                )
         log.warning("analysis job %d failed: %s", job_id, reason if logged is None else logged)
         self._bus.publish(AnalysisFailed(job_id, patient_id, reason))
+        if note is not None:
+            self._bus.publish(NotificationCreated(note))
 
     def mark_cancelled(self, job_id: int) -> None:
         """The worker stopped a running job because it was cancelled.
@@ -754,9 +776,14 @@ class JobService:
         """
         with self._db.session() as session:
             self._lock_patient_of(session, job_id)
-            ended = session.execute(
-                update(m.Job).where(m.Job.id == job_id).values(**values).returning(m.Job.patient_id)
-            ).first()
+            return self._end_in(session, job_id, **values)
+
+    @staticmethod
+    def _end_in(session: Session, job_id: int, **values: Any) -> str | None:
+        """:meth:`_end` inside a caller's transaction, its patient locked already."""
+        ended = session.execute(
+            update(m.Job).where(m.Job.id == job_id).values(**values).returning(m.Job.patient_id)
+        ).first()
         if ended is None:
             raise NotFound(f"job {job_id} not found")
         return ended.patient_id
@@ -929,6 +956,15 @@ def _notices(result: GenerationResult, patient: m.Patient | None) -> list[_Notic
         return []  # a normal result: nothing to say
     # As stored (see NotificationService.new_values).
     return [replace(notice, message=notice.message[:2000].strip())]
+
+
+def _failure_message(job_id: int, patient: m.Patient, reason: str) -> str:
+    """The notification of an analysis of ``patient``'s scan that failed, as stored."""
+    message = (
+        f"The analysis for patient {patient.name} failed (job #{job_id}): "
+        f"{_sentence(reason or 'no reason given')}"
+    )
+    return message[:2000].strip()
 
 
 def _sentence(text: str) -> str:

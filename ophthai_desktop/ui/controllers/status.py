@@ -1,4 +1,5 @@
-"""The status bar (model, API server, watch folder) and the Model menu."""
+"""The status bar (model, API server, watch folder), the Model menu, and the alerts of
+watch-folder files and failed analyses."""
 
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ from ophthai_desktop.ui.views.toast import AlertKind
 
 log = logging.getLogger(__name__)
 
-#: How long watch-folder files (refused, or taken in) are gathered into one alert: a
-#: burst of files is one message, not one each.
+#: How long watch-folder files (refused, or taken in) and failed analyses are gathered
+#: into one alert: a burst of files is one message, not one each.
 ALERT_DELAY_MS = 1000
 #: The least time between two such alerts, however long the files keep coming.
 ALERT_GAP_MS = 5000
@@ -47,9 +48,9 @@ WATCHER_EVENTS = frozenset({"watcher_state", "watcher_state_changed", "watch_fol
 
 
 class _Gathering(Generic[_T]):
-    """Watch-folder files gathered into one alert a moment: the first starts the wait
-    (a moment, or what is left of the gap since the last alert), and ``ready`` gets
-    those gathered by then."""
+    """Watch-folder files (or failed analyses) gathered into one alert a moment: the
+    first starts the wait (a moment, or what is left of the gap since the last alert),
+    and ``ready`` gets those gathered by then."""
 
     def __init__(self, parent: QObject, ready: Callable[[list[_T]], None]) -> None:
         self._items: list[_T] = []
@@ -126,6 +127,8 @@ class StatusController(QObject):
         #: Watch-folder files taken in since the last alert (their names), told as one
         #: alert in the same way: a clinician away from the window sees scans arrive.
         self._taken_in = _Gathering[str](self, self._alert_taken_in)
+        #: Analyses of patients that failed since the last alert: (job id, reason).
+        self._failed = _Gathering[tuple[int, str]](self, self._alert_failed)
         self.api_state = ApiState(enabled=self._app.settings.api_enabled, starting=True)
 
         ctx.bridge.model_state_changed.connect(self._on_bridge_model_state_changed)
@@ -288,6 +291,9 @@ class StatusController(QObject):
             self._refused.add((file_name, reason, bool(getattr(event, "moved_to", ""))))
         elif name == "ingest_finished" and getattr(event, "outcome", "") in TAKEN_IN:
             self._taken_in.add(getattr(event, "file_name", "a file"))
+        elif isinstance(event, ev.AnalysisFailed) and event.patient_id is not None:
+            # An image of no patient is a client's, which the failure is answered to.
+            self._failed.add((event.job_id, event.reason))
 
     def _show_database(self, available: bool) -> None:
         """The database stopped answering (said once, whichever thread's call noticed:
@@ -354,6 +360,26 @@ class StatusController(QObject):
             f"Watch folder: {len(taken_in)} new scans",
             f"{names}{more} were filed and their analyses queued (see Notifications).",
             kind="info",
+        )
+
+    def _alert_failed(self, failed: list[tuple[int, str]]) -> None:
+        """One alert (tray or toast) for the analyses that failed in the last moment; each
+        has its notification, naming the patient."""
+        reasons = dict(failed)  # a failure stored again is announced again
+        if len(reasons) == 1:
+            ((job_id, reason),) = reasons.items()
+            self._alert(
+                "An analysis failed",
+                f"Job #{job_id}: {reason.rstrip('.')}. See Notifications for the patient.",
+                kind="warning",
+            )
+            return
+        jobs = ", ".join(f"#{job_id}" for job_id in list(reasons)[:3])
+        more = f" and {len(reasons) - 3} more" if len(reasons) > 3 else ""
+        self._alert(
+            f"{len(reasons)} analyses failed",
+            f"Jobs {jobs}{more}. See Notifications for the patients and why.",
+            kind="warning",
         )
 
     @Slot(bool)
