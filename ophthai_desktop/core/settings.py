@@ -11,6 +11,7 @@ accepted as aliases. ``.env.example`` lists them all with their defaults.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,11 +20,14 @@ from typing import Annotated, Any, Literal
 
 import platformdirs
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ophthai_desktop.core.errors import InvalidInput
+
+log = logging.getLogger(__name__)
 
 APP_NAME = "OphthAI"
 
@@ -294,6 +298,8 @@ def read_settings(**overrides: Any) -> Settings:
             writes it).
     """
     files = _env_files(overrides.get("_env_file", Settings.model_config.get("env_file")))
+    for file in files:
+        _warn_of_unread_lines(file)
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -312,6 +318,42 @@ def _env_files(env_files: Any) -> list[Path]:
     if isinstance(env_files, (str, os.PathLike)):
         return [Path(env_files)]
     return [Path(file) for file in env_files]
+
+
+class _QuietDotenv(logging.Filter):
+    """Drops python-dotenv's "could not parse statement starting at line N", which names
+    no file: :func:`_warn_of_unread_lines` says it with the file."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("python-dotenv could not parse statement")
+
+
+logging.getLogger("dotenv.main").addFilter(_QuietDotenv())
+
+#: The name a line of an env file sets, where one can be read from it.
+_SETTING_NAME = re.compile(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
+
+
+def _warn_of_unread_lines(env_file: Path) -> None:
+    """Log each line of ``env_file`` that is no setting python-dotenv can read (a quote
+    not closed, a line without ``=``): it is skipped, and the setting it meant is not
+    set. Names the file, the line and the setting, never the line's value (a token or a
+    password)."""
+    try:
+        with env_file.open(encoding="utf-8") as stream:
+            bindings = [b for b in parse_stream(stream) if b.error]
+    except (OSError, UnicodeDecodeError):
+        return  # not there, or refused by read_settings with the reason
+    for binding in bindings:
+        named = _SETTING_NAME.match(binding.original.string)
+        what = f", which sets {named.group(1)}, cannot be read" if named else " is no NAME=value"
+        log.warning(
+            "%s, line %d%s; it is ignored (a value with spaces, # or quotes in it goes in "
+            "double quotes)",
+            env_file.absolute(),
+            binding.original.line,
+            what,
+        )
 
 
 def _unreadable(files: Sequence[Path], exc: OSError | UnicodeDecodeError) -> str:

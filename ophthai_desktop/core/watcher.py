@@ -147,12 +147,21 @@ WAITING_FOR_ROOM = (
     "the disk is full: new files wait in the folder and are taken in once space is freed on it"
 )
 
+#: The running watch folder's message while the image store cannot be written for another
+#: reason than a full disk (its folder made read-only, or owned by another account).
+WAITING_FOR_IMAGE_STORE = (
+    "the image store (images/ in the data folder) cannot be written: new files wait in the "
+    "folder and are taken in once it can (the application log says why)"
+)
+
 #: The messages of a running watch folder whose files wait for the storage, and the
 #: line the log says as each starts.
 STORAGE_WAITS = {
     WAITING_FOR_DATABASE: "watch folder: new files wait in the folder until the database answers",
     WAITING_FOR_ROOM: "watch folder: the disk is full; new files wait in the folder until space "
     "is freed",
+    WAITING_FOR_IMAGE_STORE: "watch folder: new files wait in the folder until the image store "
+    "can be written",
 }
 
 #: After a failed start, or once a running watch folder went away, the next try is this
@@ -1281,7 +1290,8 @@ class FolderWatcher:
             self._storage_waits(run, WAITING_FOR_ROOM)
             retry_in_s = STORAGE_RETRY_S
         except StorageError as exc:
-            log.error("watch folder: storage failed, will retry: %s", exc.message)
+            # Said once, with the reason, not per file and try (no file is named in it).
+            self._storage_waits(run, WAITING_FOR_IMAGE_STORE, exc.message)
             retry_in_s = STORAGE_RETRY_S
         except Exception as exc:
             # Never the exception's text: an OSError names the file, a database error
@@ -1319,10 +1329,10 @@ class FolderWatcher:
         if retry_in_s is not None:
             self._wake.set()
 
-    def _storage_waits(self, run: _Run, why: str | None) -> None:
-        """Say (the running state's message, and once in the log) that new files wait
-        in the folder for the storage (``why``: one of :data:`STORAGE_WAITS`), or
-        (None) that they are taken in again. Ingest thread."""
+    def _storage_waits(self, run: _Run, why: str | None, reason: str = "") -> None:
+        """Say (the running state's message, and once in the log, with ``reason`` where
+        given) that new files wait in the folder for the storage (``why``: one of
+        :data:`STORAGE_WAITS`), or (None) that they are taken in again. Ingest thread."""
         waiting = self._message if self._message in STORAGE_WAITS else None
         if why == waiting:
             return  # the usual case: nothing changes
@@ -1342,12 +1352,14 @@ class FolderWatcher:
             if why is not None:
                 if self._message not in STORAGE_WAITS:
                     run.message_before_outage = self._message
-                log.warning(STORAGE_WAITS[why])
+                log.warning(f"{STORAGE_WAITS[why]} ({reason})" if reason else STORAGE_WAITS[why])
                 self._set_state(WatcherState.RUNNING, why)
             else:
                 message, run.message_before_outage = run.message_before_outage, ""
                 if self._message == WAITING_FOR_DATABASE:
                     log.info("watch folder: the database answers; files are taken in again")
+                elif self._message == WAITING_FOR_IMAGE_STORE:
+                    log.info("watch folder: the image store can be written; files are taken in")
                 else:
                     log.info("watch folder: there is room again; files are taken in again")
                 self._set_state(WatcherState.RUNNING, message)

@@ -285,6 +285,31 @@ def test_a_settings_file_that_is_not_utf8_is_refused_by_its_path(tmp_path: Path)
     assert refused.value.__cause__ is None and refused.value.__suppress_context__
 
 
+def test_a_line_of_a_settings_file_that_cannot_be_read_is_named_with_its_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A quote left open on the token's line ignored the token, and all that was said
+    was python-dotenv's "could not parse statement starting at line 2", naming no file
+    (there are two) nor the setting; never the line's value (a token)."""
+    project, users = tmp_path / ".env", tmp_path / "settings.env"
+    project.write_text("OPHTHAI_DEBUG=false\n")
+    users.write_text(
+        'OPHTHAI_USER_NAME=clinic\nOPHTHAI_API_TOKEN="s3cret-token-0123456789\nnot a setting\n'
+    )
+
+    with caplog.at_level(logging.WARNING):
+        settings = read_settings(_env_file=(project, users))
+
+    assert settings.api_token is None and settings.user_name == "clinic"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{users}, line 2, which sets OPHTHAI_API_TOKEN, cannot be read; it is ignored (a "
+        "value with spaces, # or quotes in it goes in double quotes)",
+        f"{users}, line 3 is no NAME=value; it is ignored (a value with spaces, # or quotes "
+        "in it goes in double quotes)",
+    ]
+    assert "s3cret" not in caplog.text
+
+
 @pytest.mark.parametrize(
     ("host", "loopback"),
     [

@@ -817,3 +817,35 @@ def test_a_lock_timeout_the_url_sets_stands(db_url: str) -> None:
                 assert connection.execute(text("SHOW lock_timeout")).scalar() == wanted
         finally:
             db.dispose()
+
+
+@pytest.mark.parametrize("where", ["whole file", "past its header"])
+def test_a_start_on_a_database_file_that_is_not_one_says_it_is_damaged(
+    tmp_path: Path, where: str
+) -> None:
+    """Garbage where ophthai.db was (another file saved over it), or over its pages: the
+    start names the file and what to do, not "cannot connect to the database" as for a
+    server down, nor "cannot migrate"; the file is left as it was."""
+    from ophthai_desktop.core.errors import StorageError
+
+    path = tmp_path / "ophthai.db"
+    if where == "whole file":
+        garbage = bytes(range(256)) * 64
+    else:
+        made = Database(f"sqlite:///{path}")
+        made.upgrade()
+        made.close()
+        whole = path.read_bytes()
+        garbage = whole[:8192] + b"\xff" * (len(whole) - 8192)
+    path.write_bytes(garbage)
+    db = Database(f"sqlite:///{path}")
+    try:
+        with pytest.raises(StorageError) as refused:
+            db.upgrade()
+    finally:
+        db.close()
+    message = refused.value.message
+    assert message.startswith(f"the database file {path} is damaged or not an SQLite database")
+    assert "Restore it from a backup" in message
+    assert "cannot connect" not in message
+    assert path.read_bytes() == garbage

@@ -15,7 +15,11 @@ from ophthai_desktop.core.errors import NoRoom
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.storage import availability
-from ophthai_desktop.core.watcher import WAITING_FOR_DATABASE, WAITING_FOR_ROOM
+from ophthai_desktop.core.watcher import (
+    WAITING_FOR_DATABASE,
+    WAITING_FOR_IMAGE_STORE,
+    WAITING_FOR_ROOM,
+)
 from ophthai_desktop.ui.messages import DATABASE_BACK, DATABASE_DOWN
 from ophthai_desktop.ui.session import GuiSession
 from tests.support.images import png_bytes
@@ -298,5 +302,18 @@ def test_the_status_bar_says_watch_folder_files_wait_for_room(
     gui.application.bus.publish(ev.WatcherStateChanged("running", WAITING_FOR_ROOM, folder))
     qtbot.waitUntil(lambda: label.text() == "Watch folder: waiting — the disk is full")
     assert WAITING_FOR_ROOM in label.toolTip()
+    gui.application.bus.publish(ev.WatcherStateChanged("running", "", folder))
+    qtbot.waitUntil(lambda: label.text() == "Watch folder: running")
+
+
+def test_the_status_bar_says_watch_folder_files_wait_for_the_image_store(
+    gui: GuiSession, qtbot: QtBot
+) -> None:
+    """Not "Watch folder: running" while no file can be taken in (images/ read-only)."""
+    label = gui.window.status.watcher
+    folder = str(gui.application.watcher.folder)
+    gui.application.bus.publish(ev.WatcherStateChanged("running", WAITING_FOR_IMAGE_STORE, folder))
+    qtbot.waitUntil(lambda: label.text() == "Watch folder: waiting — images cannot be stored")
+    assert WAITING_FOR_IMAGE_STORE in label.toolTip()
     gui.application.bus.publish(ev.WatcherStateChanged("running", "", folder))
     qtbot.waitUntil(lambda: label.text() == "Watch folder: running")

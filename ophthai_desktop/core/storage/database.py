@@ -64,6 +64,9 @@ SQLITE_FULL_DISK_SUSPECTS = frozenset(
 #: change needs a few pages, the WAL's index grows 32 KiB at a time.
 NO_ROOM_MARGIN_BYTES = 1024 * 1024
 
+#: SQLite's answers for a file that is there but that it cannot read as a database.
+DAMAGED_SQLITE = frozenset({"SQLITE_NOTADB", "SQLITE_CORRUPT"})
+
 #: What a caller is told when the database's disk has no room for a change.
 NO_ROOM_MESSAGE = "cannot write to the database: its disk is full"
 
@@ -305,6 +308,9 @@ class Database:
         except DBAPIError as exc:
             if self._disk_full(exc):
                 raise NoRoom(self._no_room_to_migrate()) from exc
+            damaged = self._damaged(exc)
+            if damaged:
+                raise StorageError(damaged) from exc
             if isinstance(exc, OperationalError):
                 raise StorageError(f"cannot migrate the database: {exc.orig}") from exc
             raise StorageError(_migration_failed(exc)) from exc
@@ -324,8 +330,23 @@ class Database:
     def _unreachable(self, exc: DBAPIError) -> str:
         """Why the start could not connect (the server down, a wrong password, no such
         database), naming the database without its password: nothing was migrated."""
+        damaged = self._damaged(exc)
+        if damaged:
+            return damaged
         said = str(exc.orig).strip() or type(exc.orig).__name__
         return f"cannot connect to the database {self.describe()}: {said}"
+
+    def _damaged(self, exc: DBAPIError) -> str | None:
+        """Why the start stops on an SQLite file that SQLite cannot read as a database
+        (another file saved over it, a disk error), or None for another error. Not "cannot
+        connect" (which sends people after a server) nor "cannot migrate"."""
+        if not self.is_sqlite or getattr(exc.orig, "sqlite_errorname", "") not in DAMAGED_SQLITE:
+            return None
+        return (
+            f"the database file {self.url.database} is damaged or not an SQLite database "
+            f"({exc.orig}); nothing in it was changed. Restore it from a backup, or move it "
+            "out of the data folder to start OphthAI with an empty database."
+        )
 
     def _refusal(self, exc: Exception) -> StorageError:
         """Why Alembic refused to upgrade: most often a database that a newer version of

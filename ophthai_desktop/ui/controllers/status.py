@@ -13,7 +13,12 @@ from PySide6.QtCore import QObject, QTimer, Slot
 
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
-from ophthai_desktop.core.watcher import IGNORED_PREFIXES, WAITING_FOR_DATABASE, WAITING_FOR_ROOM
+from ophthai_desktop.core.watcher import (
+    IGNORED_PREFIXES,
+    WAITING_FOR_DATABASE,
+    WAITING_FOR_IMAGE_STORE,
+    WAITING_FOR_ROOM,
+)
 from ophthai_desktop.ui.context import ApiState, GuiContext
 from ophthai_desktop.ui.controllers.watch_folder import WatchFolderController
 from ophthai_desktop.ui.messages import DATABASE_BACK, DATABASE_BACK_SHOWN_MS, DATABASE_DOWN
@@ -246,6 +251,8 @@ class StatusController(QObject):
             label, kind = "Watch folder: waiting for the database", "warn"
         elif text == "running" and message == WAITING_FOR_ROOM:
             label, kind = "Watch folder: waiting — the disk is full", "error"
+        elif text == "running" and message == WAITING_FOR_IMAGE_STORE:
+            label, kind = "Watch folder: waiting — images cannot be stored", "error"
         if text == "error" and not getattr(watcher, "answering", True):
             # A resume or a try again waits on a share (the words in the tooltip).
             label = "Watch folder: does not answer"
