@@ -715,6 +715,48 @@ def test_a_status_message_shares_the_bar_with_the_fields(
     qtbot.waitUntil(lambda: not message.isVisible())
 
 
+def test_a_status_tip_is_shown_as_the_bars_messages_are(
+    qtbot: QtBot, large_font: QFont, make_gui: Maker
+) -> None:
+    """A status tip (Analyse's reason it is off, the pointer on its toolbar button) was
+    QStatusBar's own message: painted in the room the fields left, cut without "…", the
+    bar's message hidden meanwhile. It is shown in the message's place, cut with "…"
+    and whole in its tooltip and to a screen reader; once the pointer leaves, the
+    message it covered is back."""
+    gui = make_gui()
+    _show_longest_states(gui)
+    window, status = gui.window, gui.window.status
+    window.resize(1024, 768)
+    qtbot.waitUntil(lambda: window.width() == 1024)
+    patient = gui.application.patients.create_patient({"name": "No scan"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    why = window.analyse_action.statusTip()
+    assert why.startswith("This patient has no image to analyse yet")
+    said = "Watch folder: scan.png was not taken in (it could not be read)"
+    status.show_message(said, 60_000)
+    message = status.message
+    qtbot.waitUntil(message.isVisible)
+    button = window.toolbar.widgetForAction(window.analyse_action)
+    assert button is not None
+
+    QTest.mouseMove(window.toolbar, QPoint(1, 1))
+    QTest.mouseMove(button, button.rect().center())
+    qtbot.waitUntil(lambda: message.full_text() == why)
+    assert not status.currentMessage().strip()  # QStatusBar paints no text of its own
+    assert message.isVisible()
+    qtbot.waitUntil(lambda: message.text().endswith("…"))
+    assert why.startswith(message.text()[:-1])
+    assert message.toolTip() == why
+    accessible = QAccessible.queryAccessibleInterface(message)
+    assert accessible.text(QAccessible.Text.Name) == why
+    QApplication.processEvents()
+    assert message.mapTo(window, QPoint(message.width(), 0)).x() <= window.width()
+
+    QTest.mouseMove(window.toolbar, QPoint(1, 1))  # the tip ends: the message is back
+    qtbot.waitUntil(lambda: message.full_text() == said)
+    assert message.isVisible()
+
+
 def test_a_classification_wider_than_the_card_breaks_its_words(qtbot: QtBot) -> None:
     """A card narrower than a word of the classification in its large heading font
     ("Vitreomacular" is 255 px at 1.5 times the font; larger here) kept that word's
