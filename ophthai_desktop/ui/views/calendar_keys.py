@@ -7,6 +7,8 @@ opens its list on both.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QEvent, QKeyCombination, QObject, QPointF, Qt
 from PySide6.QtGui import QKeyEvent, QMouseEvent
 from PySide6.QtWidgets import QApplication, QDateTimeEdit, QStyle, QStyleOptionComboBox
@@ -53,16 +55,23 @@ def open_calendar(edit: QDateTimeEdit) -> None:
 
 
 class CalendarKeys(QObject):
-    """Gives ``edit`` (a date picker with a calendar popup) :data:`OPEN_KEYS`."""
+    """Gives ``edit`` (a date picker with a calendar popup) :data:`OPEN_KEYS`;
+    ``before_opening``, if given, is called as one of them is pressed, before the
+    calendar opens (to make the picker's range true again, say)."""
 
-    def __init__(self, edit: QDateTimeEdit) -> None:
+    def __init__(
+        self, edit: QDateTimeEdit, *, before_opening: Callable[[], None] | None = None
+    ) -> None:
         super().__init__(edit)
         self._edit = edit
+        self._before_opening = before_opening
         edit.installEventFilter(self)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if watched is self._edit and isinstance(event, QKeyEvent) and opens_calendar(event):
             if event.type() == QEvent.Type.KeyPress:
+                if self._before_opening is not None:
+                    self._before_opening()
                 open_calendar(self._edit)
             return True  # neither the press nor its release steps the date
         return False
