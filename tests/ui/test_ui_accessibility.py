@@ -715,6 +715,29 @@ def test_a_status_message_shares_the_bar_with_the_fields(
     qtbot.waitUntil(lambda: not message.isVisible())
 
 
+def test_a_status_field_cut_short_shows_its_ellipsis_whole(qtbot: QtBot, make_gui: Maker) -> None:
+    """A field cut short is drawn as a plain label with the same text is: the room it
+    fits its text to counts the stylesheet's padding and QLabel's indent (half an "x"
+    where a label has a frame, as the padding gives it). Counted without the indent,
+    the text was a few pixels wider than the room QLabel draws in, and its "…" was
+    clipped at the field's edge."""
+    gui = make_gui()
+    _show_longest_states(gui)
+    window, status = gui.window, gui.window.status
+    window.resize(800, 600)
+    qtbot.waitUntil(lambda: status.watcher.text().endswith("…"))
+    QApplication.processEvents()
+    assert status.watcher.elided()
+    for field in (status.model, status.api, status.watcher):
+        plain = QLabel(field.text(), status)  # the bar's stylesheet, not in its layout
+        plain.setProperty("kind", field.property("kind"))
+        plain.resize(field.width() + 200, field.height())  # room to spare: not clipped
+        shown = field.grab().toImage()
+        whole = plain.grab(QRect(0, 0, field.width(), field.height())).toImage()
+        plain.deleteLater()
+        assert shown == whole, (field.objectName(), field.text())
+
+
 def test_a_status_tip_is_shown_as_the_bars_messages_are(
     qtbot: QtBot, large_font: QFont, make_gui: Maker
 ) -> None:
