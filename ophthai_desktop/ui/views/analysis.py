@@ -95,7 +95,7 @@ def _wrapping(text: str = "", name: str | None = None) -> QLabel:
     return label
 
 
-class AppointmentPicker(QDateTimeEdit):
+class AppointmentPicker(CalendarKeys, QDateTimeEdit):
     """The follow-up appointment's date and time: from now (less
     :data:`EARLIEST_S`) to :data:`MAX_YEARS_AHEAD` years ahead.
 
@@ -107,13 +107,12 @@ class AppointmentPicker(QDateTimeEdit):
     Alt+Down, Alt+Up and F4 open its calendar, as they open a combo box's list, the
     earliest time made true first (the keyboard may have been here a while)."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        CalendarKeys(self, before_opening=self.keep_earliest_now)
-
     def focusInEvent(self, event: QFocusEvent) -> None:
         self.keep_earliest_now()
         super().focusInEvent(event)
+
+    def before_calendar_opens(self) -> None:
+        self.keep_earliest_now()
 
     def keep_earliest_now(self) -> None:
         """Now (less :data:`EARLIEST_S`) is the earliest time, but for the time shown:
