@@ -715,6 +715,71 @@ def test_a_status_message_shares_the_bar_with_the_fields(
     qtbot.waitUntil(lambda: not message.isVisible())
 
 
+def test_a_status_field_cut_short_shows_its_ellipsis_whole(qtbot: QtBot, make_gui: Maker) -> None:
+    """A field cut short is drawn as a plain label with the same text is: the room it
+    fits its text to counts the stylesheet's padding and QLabel's indent (half an "x"
+    where a label has a frame, as the padding gives it). Counted without the indent,
+    the text was a few pixels wider than the room QLabel draws in, and its "…" was
+    clipped at the field's edge."""
+    gui = make_gui()
+    _show_longest_states(gui)
+    window, status = gui.window, gui.window.status
+    window.resize(800, 600)
+    qtbot.waitUntil(lambda: status.watcher.text().endswith("…"))
+    QApplication.processEvents()
+    assert status.watcher.elided()
+    for field in (status.model, status.api, status.watcher):
+        plain = QLabel(field.text(), status)  # the bar's stylesheet, not in its layout
+        plain.setProperty("kind", field.property("kind"))
+        plain.resize(field.width() + 200, field.height())  # room to spare: not clipped
+        shown = field.grab().toImage()
+        whole = plain.grab(QRect(0, 0, field.width(), field.height())).toImage()
+        plain.deleteLater()
+        assert shown == whole, (field.objectName(), field.text())
+
+
+def test_a_status_tip_is_shown_as_the_bars_messages_are(
+    qtbot: QtBot, large_font: QFont, make_gui: Maker
+) -> None:
+    """A status tip (Analyse's reason it is off, the pointer on its toolbar button) was
+    QStatusBar's own message: painted in the room the fields left, cut without "…", the
+    bar's message hidden meanwhile. It is shown in the message's place, cut with "…"
+    and whole in its tooltip and to a screen reader; once the pointer leaves, the
+    message it covered is back."""
+    gui = make_gui()
+    _show_longest_states(gui)
+    window, status = gui.window, gui.window.status
+    window.resize(1024, 768)
+    qtbot.waitUntil(lambda: window.width() == 1024)
+    patient = gui.application.patients.create_patient({"name": "No scan"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    why = window.analyse_action.statusTip()
+    assert why.startswith("This patient has no image to analyse yet")
+    said = "Watch folder: scan.png was not taken in (it could not be read)"
+    status.show_message(said, 60_000)
+    message = status.message
+    qtbot.waitUntil(message.isVisible)
+    button = window.toolbar.widgetForAction(window.analyse_action)
+    assert button is not None
+
+    QTest.mouseMove(window.toolbar, QPoint(1, 1))
+    QTest.mouseMove(button, button.rect().center())
+    qtbot.waitUntil(lambda: message.full_text() == why)
+    assert not status.currentMessage().strip()  # QStatusBar paints no text of its own
+    assert message.isVisible()
+    qtbot.waitUntil(lambda: message.text().endswith("…"))
+    assert why.startswith(message.text()[:-1])
+    assert message.toolTip() == why
+    accessible = QAccessible.queryAccessibleInterface(message)
+    assert accessible.text(QAccessible.Text.Name) == why
+    QApplication.processEvents()
+    assert message.mapTo(window, QPoint(message.width(), 0)).x() <= window.width()
+
+    QTest.mouseMove(window.toolbar, QPoint(1, 1))  # the tip ends: the message is back
+    qtbot.waitUntil(lambda: message.full_text() == said)
+    assert message.isVisible()
+
+
 def test_a_classification_wider_than_the_card_breaks_its_words(qtbot: QtBot) -> None:
     """A card narrower than a word of the classification in its large heading font
     ("Vitreomacular" is 255 px at 1.5 times the font; larger here) kept that word's

@@ -391,6 +391,38 @@ def test_the_picker_s_earliest_time_is_now_when_it_gets_the_focus(
     assert view.when.dateTime() == earliest  # an hour ago cannot be picked
 
 
+@pytest.mark.parametrize(
+    ("key", "modifier"),
+    [
+        (Qt.Key.Key_Up, Qt.KeyboardModifier.AltModifier),
+        (Qt.Key.Key_F4, Qt.KeyboardModifier.NoModifier),
+    ],
+)
+def test_the_picker_s_earliest_time_is_now_when_its_calendar_opens_by_keys(
+    qtbot: QtBot, gui: GuiSession, key: Qt.Key, modifier: Qt.KeyboardModifier
+) -> None:
+    """The picker kept the focus for days (the page left open): its calendar opened by
+    the keyboard offered the days since passed, as the focus had come before them."""
+    patient = gui.application.patients.create_patient({"name": "Keys"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    view = gui.analysis_view
+    gui.window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is gui.window)
+    view.when.setFocus()
+    qtbot.waitUntil(view.when.hasFocus)
+    _opened_hours_ago(view, 72)  # the focus came three days ago
+    calendar = view.when.calendarWidget()
+
+    qtbot.keyClick(view.when, key, modifier)
+
+    qtbot.waitUntil(calendar.isVisible)
+    earliest = QDateTime.currentDateTime().addSecs(-EARLIEST_S - 5)
+    assert view.when.minimumDateTime() >= earliest
+    assert calendar.minimumDate() >= earliest.date()  # the days since are not offered
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: not calendar.isVisible())
+
+
 def test_a_time_shown_that_has_passed_is_not_moved_without_a_word(
     qtbot: QtBot, gui: GuiSession
 ) -> None:

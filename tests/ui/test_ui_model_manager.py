@@ -10,6 +10,8 @@ import pytest
 from PySide6.QtWidgets import QGroupBox
 from pytestqt.qtbot import QtBot
 
+from ophthai_desktop.core.inference import devices
+from ophthai_desktop.core.inference import engine as engine_module
 from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
@@ -150,6 +152,48 @@ def test_load_shows_memory_in_use_and_unload_frees_it(
     qtbot.waitUntil(lambda: dialog.state.text() == "Installed, not loaded", timeout=20_000)
     assert dialog.used.text() == "not loaded"
     assert dialog.load_button.isEnabled()
+
+
+def test_a_loaded_model_s_need_is_not_weighed_against_what_it_left_free(
+    qtbot: QtBot, make_gui: Maker, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loaded, "Memory needed" weighed the model's need against the memory free once it
+    had loaded (its own share taken): "about 20 MB · 10 MB free — not enough memory", in
+    red, beside a model at work. Opened while loaded, the figure free was the loaded
+    one's still after the unload, and said again that the model did not fit."""
+    free = {"bytes": 10**12}  # the machine's free memory, as the probe reports it
+    monkeypatch.setattr(devices, "free_memory_bytes", lambda _device: free["bytes"])
+    load_model = engine_module._load_model
+
+    def load_taking_memory(*args: object, **kwargs: object) -> object:
+        model = load_model(*args, **kwargs)
+        estimate = gui.application.engine.status().estimated_bytes
+        assert estimate is not None
+        free["bytes"] = estimate // 2  # what the loaded model left
+        return model
+
+    monkeypatch.setattr(engine_module, "_load_model", load_taking_memory)
+    gui = make_gui(model_path=tiny_checkpoint, device="cpu")
+    dialog = _open(qtbot, gui)
+    qtbot.waitUntil(lambda: dialog.estimate.text().startswith("about "))
+    assert "not enough memory" not in dialog.estimate.text()
+
+    dialog.load_button.click()
+    qtbot.waitUntil(lambda: dialog.state.text() == "Ready", timeout=LOAD_TIMEOUT_MS)
+    assert dialog.used.text().endswith("B")
+    assert "not enough memory" not in dialog.estimate.text()
+    assert dialog.estimate.property("kind") != "error"
+    dialog.close()
+
+    dialog = _open(qtbot, gui)  # opened while loaded: the free memory measured low
+    left = free["bytes"]
+    qtbot.waitUntil(lambda: getattr(gui.model_manager.preview, "free_bytes", None) == left)
+    assert "not enough memory" not in dialog.estimate.text()
+    dialog.unload_button.click()
+    free["bytes"] = 10**12  # the unload gave it back
+    qtbot.waitUntil(lambda: dialog.state.text() == "Installed, not loaded", timeout=20_000)
+    qtbot.waitUntil(lambda: "1.0 TB free" in dialog.estimate.text())
+    assert dialog.estimate.property("kind") != "error"
 
 
 def test_a_load_that_cannot_work_shows_the_reason(

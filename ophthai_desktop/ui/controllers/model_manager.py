@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QWidget
 from ophthai_desktop.core.errors import OphthaiError
 from ophthai_desktop.core.inference import devices
 from ophthai_desktop.core.inference.download import DownloadCancelled
-from ophthai_desktop.core.inference.engine import EngineStatus
+from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.messages import describe
 from ophthai_desktop.ui.views.model_manager import LoadPreview, ModelManagerDialog
@@ -47,6 +47,8 @@ class ModelManagerController(QObject):
         self._cancel: threading.Event | None = None
         #: Checks of device and memory started (see _check); only the last is shown.
         self._checks = 0
+        #: The model's state last shown.
+        self._state = ""
         ctx.bridge.model_state_changed.connect(self._on_bridge_model_state_changed)
         self.download_progressed.connect(self._on_download_progressed)
 
@@ -205,5 +207,11 @@ class ModelManagerController(QObject):
             self.dialog.show_progress(fraction, message)
 
     @Slot(str, str, object)
-    def _on_bridge_model_state_changed(self, _state: str, _message: str, _progress: object) -> None:
+    def _on_bridge_model_state_changed(self, state: str, _message: str, _progress: object) -> None:
         self._show(self._app.engine.status())
+        freed = state != self._state and state in (ModelState.INSTALLED, ModelState.ERROR)
+        self._state = state
+        if freed and self.dialog is not None and self.dialog.isVisible():
+            # The model's memory is free again: the free memory measured while it was
+            # loaded (the dialog opened then) said it would not fit.
+            self._check(refresh=False)

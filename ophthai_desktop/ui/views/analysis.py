@@ -9,7 +9,6 @@ from typing import Any
 from PySide6.QtCore import QDateTime, QSignalBlocker, Qt, QTime, QTimer, Signal, Slot
 from PySide6.QtGui import (
     QFocusEvent,
-    QKeyEvent,
     QKeySequence,
     QResizeEvent,
     QShowEvent,
@@ -41,7 +40,7 @@ from ophthai_desktop.ui.provenance import on_screen, provenance_rows, provenance
 from ophthai_desktop.ui.resources import icon
 from ophthai_desktop.ui.views.announce import announce
 from ophthai_desktop.ui.views.banner import Banner
-from ophthai_desktop.ui.views.calendar_keys import open_calendar, opens_calendar
+from ophthai_desktop.ui.views.calendar_keys import CalendarKeys
 from ophthai_desktop.ui.views.focus import step_focus_to
 from ophthai_desktop.ui.views.reflow import WordBreakingLabel, room_in, set_side_by_side
 from ophthai_desktop.ui.views.style import offer, set_style_property, set_text
@@ -96,7 +95,7 @@ def _wrapping(text: str = "", name: str | None = None) -> QLabel:
     return label
 
 
-class AppointmentPicker(QDateTimeEdit):
+class AppointmentPicker(CalendarKeys, QDateTimeEdit):
     """The follow-up appointment's date and time: from now (less
     :data:`EARLIEST_S`) to :data:`MAX_YEARS_AHEAD` years ahead.
 
@@ -105,19 +104,15 @@ class AppointmentPicker(QDateTimeEdit):
     opened, a page left open for hours let a time that had passed be picked, and the
     server refused it. No timer: nothing wakes the GUI thread while no one picks.
 
-    Alt+Down, Alt+Up and F4 open its calendar, as they open a combo box's list."""
+    Alt+Down, Alt+Up and F4 open its calendar, as they open a combo box's list, the
+    earliest time made true first (the keyboard may have been here a while)."""
 
     def focusInEvent(self, event: QFocusEvent) -> None:
         self.keep_earliest_now()
         super().focusInEvent(event)
 
-    def keyPressEvent(self, event: QKeyEvent) -> None:
-        if opens_calendar(event):
-            self.keep_earliest_now()  # the keyboard has been here a while, maybe
-            open_calendar(self)
-            event.accept()
-            return
-        super().keyPressEvent(event)
+    def before_calendar_opens(self) -> None:
+        self.keep_earliest_now()
 
     def keep_earliest_now(self) -> None:
         """Now (less :data:`EARLIEST_S`) is the earliest time, but for the time shown:

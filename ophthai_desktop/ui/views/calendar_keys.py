@@ -7,9 +7,17 @@ opens its list on both.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QKeyCombination, QObject, QPointF, Qt
+from typing import cast
+
+from PySide6.QtCore import QEvent, QKeyCombination, QPointF, Qt
 from PySide6.QtGui import QKeyEvent, QMouseEvent
-from PySide6.QtWidgets import QApplication, QDateTimeEdit, QStyle, QStyleOptionComboBox
+from PySide6.QtWidgets import (
+    QApplication,
+    QDateEdit,
+    QDateTimeEdit,
+    QStyle,
+    QStyleOptionComboBox,
+)
 
 #: The keys that open a combo box's list: they open the calendar.
 OPEN_KEYS = (
@@ -52,17 +60,29 @@ def open_calendar(edit: QDateTimeEdit) -> None:
     QApplication.sendEvent(edit, click)
 
 
-class CalendarKeys(QObject):
-    """Gives ``edit`` (a date picker with a calendar popup) :data:`OPEN_KEYS`."""
+class CalendarKeys:
+    """Mixed into a date picker with a calendar popup, before its Qt class: gives it
+    :data:`OPEN_KEYS`; :meth:`before_calendar_opens` is called as one is pressed, before
+    the calendar opens. Key handlers, not an event filter, which would run Python at
+    each of the picker's events (its page's layout passes among them)."""
 
-    def __init__(self, edit: QDateTimeEdit) -> None:
-        super().__init__(edit)
-        self._edit = edit
-        edit.installEventFilter(self)
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if opens_calendar(event):
+            self.before_calendar_opens()
+            open_calendar(cast(QDateTimeEdit, self))
+            event.accept()
+            return
+        super().keyPressEvent(event)  # type: ignore[misc]
 
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if watched is self._edit and isinstance(event, QKeyEvent) and opens_calendar(event):
-            if event.type() == QEvent.Type.KeyPress:
-                open_calendar(self._edit)
-            return True  # neither the press nor its release steps the date
-        return False
+    def keyReleaseEvent(self, event: QKeyEvent) -> None:
+        if opens_calendar(event):
+            event.accept()  # nor does its release step the date
+            return
+        super().keyReleaseEvent(event)  # type: ignore[misc]
+
+    def before_calendar_opens(self) -> None:
+        """Called as one of :data:`OPEN_KEYS` is pressed, before the calendar opens."""
+
+
+class CalendarDateEdit(CalendarKeys, QDateEdit):
+    """A date picker whose calendar opens by :data:`OPEN_KEYS` too."""

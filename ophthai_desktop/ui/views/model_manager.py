@@ -243,6 +243,11 @@ class ModelManagerDialog(QDialog):
         elif preview is not None and preview.problem and not loaded:
             self.estimate.setText(f"Cannot load with these settings: {preview.problem}")
             set_style_property(self.estimate, "kind", "error")
+        elif loaded:
+            # Not weighed against the memory free now: the model's own share is taken
+            # from it (a need larger than what it left read "not enough memory").
+            self.estimate.setText(f"about {_bytes(estimate)} (loaded)")
+            set_style_property(self.estimate, "kind", "")
         elif estimate is None:
             self.estimate.setText(
                 f"unknown (model {'files damaged' if status.damaged else 'not installed'})"

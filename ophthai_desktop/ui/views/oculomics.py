@@ -43,7 +43,6 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QBoxLayout,
     QComboBox,
-    QDateEdit,
     QFormLayout,
     QFrame,
     QGridLayout,
@@ -70,7 +69,7 @@ from ophthai_desktop.core.services.oculomics import (
     ReferenceRange,
 )
 from ophthai_desktop.ui.day import today
-from ophthai_desktop.ui.views.calendar_keys import CalendarKeys
+from ophthai_desktop.ui.views.calendar_keys import CalendarDateEdit
 from ophthai_desktop.ui.views.columns import FittingTableWidget
 from ophthai_desktop.ui.views.focus import step_focus_to
 from ophthai_desktop.ui.views.reflow import room_in, set_side_by_side
@@ -427,9 +426,8 @@ class OculomicsView(QWidget):
         self.eye = QComboBox()
         for eye in EYES:
             self.eye.addItem(EYE_NAMES[eye], eye)
-        self.measured_on = QDateEdit(today())
+        self.measured_on = CalendarDateEdit(today())
         self.measured_on.setCalendarPopup(True)
-        CalendarKeys(self.measured_on)  # Alt+Down or F4 opens it
         self.measured_on.setDisplayFormat("yyyy-MM-dd")
         # No measurement in the future (the core refuses one); the latest date follows
         # the day, and so does the date until the clinician picks one (follow_today).

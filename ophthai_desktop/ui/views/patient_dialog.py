@@ -9,7 +9,6 @@ from PySide6.QtCore import QDate, Signal, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDateEdit,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
@@ -27,7 +26,7 @@ from ophthai_desktop.core.records import PatientRecord
 from ophthai_desktop.ui import day
 from ophthai_desktop.ui.display import LATERALITY_NAMES, MODALITY_NAMES
 from ophthai_desktop.ui.views.announce import announce
-from ophthai_desktop.ui.views.calendar_keys import CalendarKeys
+from ophthai_desktop.ui.views.calendar_keys import CalendarDateEdit
 from ophthai_desktop.ui.views.focus import step_focus_to
 from ophthai_desktop.ui.views.scale import scaled
 from ophthai_desktop.ui.views.style import set_style_property
@@ -71,10 +70,9 @@ class PatientDialog(QDialog):
         self.age.setSpecialValueText("—")
         self.age.setValue(NO_AGE)
         self.birth_known = QCheckBox("known")
-        self.birth_date = QDateEdit()
+        self.birth_date = CalendarDateEdit()
         self.birth_date.setObjectName("birth_date")
         self.birth_date.setCalendarPopup(True)
-        CalendarKeys(self.birth_date)  # Alt+Down or F4 opens it
         self.birth_date.setDisplayFormat("yyyy-MM-dd")
         self.birth_date.setDate(QDate(1970, 1, 1))
         self.birth_date.setMaximumDate(day.today())  # no births in the future (follow_today)
