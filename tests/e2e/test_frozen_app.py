@@ -295,3 +295,26 @@ def test_frozen_desktop_window_comes_up_and_quits_on_sigterm(
     # The icons and the stylesheet were found inside the bundle.
     assert "is missing from" not in output and "stylesheet could not be read" not in output
     assert not crash_lines(output), output
+
+
+def test_frozen_window_without_a_display_says_so(tmp_path: Path) -> None:
+    """No DISPLAY, no WAYLAND_DISPLAY, no QT_QPA_PLATFORM (an SSH session): the build
+    says there is no display and names `ophthai serve`, status 1, rather than Qt's abort
+    (SIGABRT) telling the user to reinstall the application."""
+    env = {
+        k: v
+        for k, v in frozen_env(tmp_path).items()
+        if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+    }
+    done = subprocess.run(
+        [str(FROZEN_APP), "--data-dir", str(tmp_path / "data")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "there is no display to open the window on" in done.stderr
+    assert "ophthai serve" in done.stderr
+    assert not crash_lines(done.stderr), done.stderr
