@@ -318,3 +318,33 @@ def test_frozen_window_without_a_display_says_so(tmp_path: Path) -> None:
     assert "there is no display to open the window on" in done.stderr
     assert "ophthai serve" in done.stderr
     assert not crash_lines(done.stderr), done.stderr
+
+
+def test_frozen_bundle_has_no_links_to_nothing() -> None:
+    """build.spec drops Qt libraries the app does not use (QML, Quick, PDF, the virtual
+    keyboard); PyInstaller's links to them at the top of the bundle went with them, or
+    a copy of the folder (``cp -L``, an installer) fails on links that point nowhere."""
+    bundle = FROZEN_APP.parent
+    dangling = sorted(
+        str(path.relative_to(bundle))
+        for path in bundle.rglob("*")
+        if path.is_symlink() and not path.exists()
+    )
+    assert dangling == []
+
+
+def test_frozen_bundle_has_the_metadata_about_shows() -> None:
+    """Help > About reads its versions from package metadata; a distribution whose
+    metadata the build left out showed as "not installed" (PySide6 did)."""
+    from importlib.metadata import PathDistribution
+
+    from ophthai_desktop.ui.session import ABOUT_PACKAGES
+
+    internal = FROZEN_APP.parent / "_internal"
+    bundled = {
+        PathDistribution(info).metadata["Name"].lower().replace("_", "-")
+        for info in internal.glob("*.dist-info")
+        if (info / "METADATA").is_file()
+    }
+    missing = [name for name in ABOUT_PACKAGES if name.lower() not in bundled]
+    assert missing == []
