@@ -447,8 +447,10 @@ def _run_window(
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s, quitting", signal.Signals(signum).name)
-        # Queued: a quit() before exec() has started the loop would be lost.
-        QTimer.singleShot(0, qt_app.quit)
+        # Queued: a quit() before exec() has started the loop would be lost. The
+        # session's quit, not the QApplication's: Qt's asks the window to close, which
+        # with a tray only hid it (the app went on running, hidden, after SIGTERM).
+        QTimer.singleShot(0, desktop.session.quit)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     wakeup = QTimer()
