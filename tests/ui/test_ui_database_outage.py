@@ -294,26 +294,22 @@ def test_an_import_the_database_s_full_disk_refused_says_the_disk_is_full_not_an
     assert image.name not in [s.original_filename for s in app.patients.list_scans(patient.id)]
 
 
-def test_the_status_bar_says_watch_folder_files_wait_for_room(
-    gui: GuiSession, qtbot: QtBot
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        (WAITING_FOR_ROOM, "Watch folder: waiting — the disk is full"),
+        # Not "Watch folder: running" while no file can be taken in (images/ read-only).
+        (WAITING_FOR_IMAGE_STORE, "Watch folder: waiting — images cannot be stored"),
+    ],
+    ids=["room", "image store"],
+)
+def test_the_status_bar_says_watch_folder_files_wait_for_the_storage(
+    gui: GuiSession, qtbot: QtBot, message: str, shown: str
 ) -> None:
     label = gui.window.status.watcher
     folder = str(gui.application.watcher.folder)
-    gui.application.bus.publish(ev.WatcherStateChanged("running", WAITING_FOR_ROOM, folder))
-    qtbot.waitUntil(lambda: label.text() == "Watch folder: waiting — the disk is full")
-    assert WAITING_FOR_ROOM in label.toolTip()
-    gui.application.bus.publish(ev.WatcherStateChanged("running", "", folder))
-    qtbot.waitUntil(lambda: label.text() == "Watch folder: running")
-
-
-def test_the_status_bar_says_watch_folder_files_wait_for_the_image_store(
-    gui: GuiSession, qtbot: QtBot
-) -> None:
-    """Not "Watch folder: running" while no file can be taken in (images/ read-only)."""
-    label = gui.window.status.watcher
-    folder = str(gui.application.watcher.folder)
-    gui.application.bus.publish(ev.WatcherStateChanged("running", WAITING_FOR_IMAGE_STORE, folder))
-    qtbot.waitUntil(lambda: label.text() == "Watch folder: waiting — images cannot be stored")
-    assert WAITING_FOR_IMAGE_STORE in label.toolTip()
+    gui.application.bus.publish(ev.WatcherStateChanged("running", message, folder))
+    qtbot.waitUntil(lambda: label.text() == shown)
+    assert message in label.toolTip()
     gui.application.bus.publish(ev.WatcherStateChanged("running", "", folder))
     qtbot.waitUntil(lambda: label.text() == "Watch folder: running")
