@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core import events as ev
-from ophthai_desktop.core.errors import NoRoom
+from ophthai_desktop.core.errors import DatabaseFileGone, NoRoom
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.storage import availability
@@ -313,3 +313,20 @@ def test_the_status_bar_says_watch_folder_files_wait_for_the_storage(
     assert message in label.toolTip()
     gui.application.bus.publish(ev.WatcherStateChanged("running", "", folder))
     qtbot.waitUntil(lambda: label.text() == "Watch folder: running")
+
+
+def test_the_banner_says_the_database_file_was_deleted_and_what_to_do(
+    gui: GuiSession, qtbot: QtBot
+) -> None:
+    """Noticed by another thread's call (the API's, the watch folder's): the banner says
+    what happened, not "does not answer ... try again in a moment", which never ends."""
+    path = Path(str(gui.application.db.url.database)).absolute()
+    banner = gui.window.banner
+    for companion in path.parent.glob(f"{path.name}*"):
+        companion.unlink()
+    with pytest.raises(DatabaseFileGone):
+        gui.application.patients.list_patients()
+    said = f"The database file {path} was deleted or replaced while OphthAI ran"
+    qtbot.waitUntil(lambda: banner.text().startswith(said))
+    assert "put the file back" in banner.text() and banner.text().endswith("start it again.")
+    assert "Try again in a moment" not in banner.text()
