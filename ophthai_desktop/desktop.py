@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -373,8 +374,30 @@ def claim_data_folder(data_dir: Path, *, wait_s: float = CLOSING_WAIT_S) -> Data
     )
 
 
+def no_display(environ: Mapping[str, str] = os.environ) -> str:
+    """Why there is no screen to open the window on ("" when there may be one).
+
+    On Linux and the BSDs Qt needs an X or Wayland display unless ``QT_QPA_PLATFORM``
+    names another platform; without one it aborts the process (SIGABRT, a core file)
+    after telling the user to reinstall the application."""
+    if sys.platform in ("win32", "darwin") or environ.get("QT_QPA_PLATFORM"):
+        return ""
+    if environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"):
+        return ""
+    return (
+        "there is no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY "
+        "is set, as in an SSH session or a service). Start OphthAI from the desktop, or "
+        "run `ophthai serve` for the API without a window."
+    )
+
+
 def run(data_dir: Path | None = None) -> int:
     """``ophthai`` without a command: run the desktop app until it is quit."""
+    screenless = no_display()
+    if screenless:
+        configure_logging("INFO")
+        log.error("the application could not start: %s", screenless)
+        return 1
     try:
         settings = read_settings(**({"data_dir": data_dir} if data_dir is not None else {}))
     except SettingsRefused as exc:
@@ -424,8 +447,10 @@ def _run_window(
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s, quitting", signal.Signals(signum).name)
-        # Queued: a quit() before exec() has started the loop would be lost.
-        QTimer.singleShot(0, qt_app.quit)
+        # Queued: a quit() before exec() has started the loop would be lost. The
+        # session's quit, not the QApplication's: Qt's asks the window to close, which
+        # with a tray only hid it (the app went on running, hidden, after SIGTERM).
+        QTimer.singleShot(0, desktop.session.quit)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     wakeup = QTimer()

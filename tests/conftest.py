@@ -48,9 +48,13 @@ atexit.register(shutil.rmtree, _SANDBOX, ignore_errors=True)
 os.environ["XDG_CONFIG_HOME"] = str(_SANDBOX / "config")
 os.environ["XDG_DATA_HOME"] = str(_SANDBOX / "data")
 
+#: The test run's own switches (not the app's settings): the database server to test
+#: against, and the frozen build the frozen smoke test runs (tests/e2e/test_frozen_app.py).
+TEST_SWITCHES = {"OPHTHAI_TEST_DATABASE_URL", "OPHTHAI_FROZEN_APP"}
+
 # Nothing from the developer's environment or .env leaks into a test.
 for _name in list(os.environ):
-    if _name.startswith("OPHTHAI_") and _name != "OPHTHAI_TEST_DATABASE_URL":
+    if _name.startswith("OPHTHAI_") and _name not in TEST_SWITCHES:
         del os.environ[_name]
 for _name in SEED_NAMES:
     os.environ.pop(_name, None)

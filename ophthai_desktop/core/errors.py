@@ -79,6 +79,20 @@ class DatabaseUnavailable(StorageError):
         super().__init__(message)
 
 
+class DatabaseFileGone(DatabaseUnavailable):
+    """The SQLite file the app opened is no longer at its path (deleted, or another file
+    put there) while the app runs: changes would go into the removed file and vanish at
+    quit, so none is made until the app is started again (an outage that does not end:
+    the watch folder's files wait in it, a finished analysis is held)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"the database file {path} was deleted or replaced while OphthAI ran, so "
+            "nothing can be saved: put the file back (or restore it from a backup), "
+            "then quit OphthAI and start it again"
+        )
+
+
 class ChangeRolledBack(DatabaseUnavailable):
     """The database answers, but ended this change to let a conflicting one through (a
     PostgreSQL deadlock or serialisation failure, or a lock another connection held past

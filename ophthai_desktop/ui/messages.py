@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 from ophthai_desktop.core.errors import (
     ChangeRolledBack,
+    DatabaseFileGone,
     DatabaseUnavailable,
     NoRoom,
     OphthaiError,
@@ -56,6 +57,11 @@ def once_database_answers(exc: BaseException, again: str) -> str | None:
     return f"{DATABASE_BACK} {again}"
 
 
+def sentence(message: str) -> str:
+    """``message`` (a core error's, lower-case, no full stop) as a sentence."""
+    return message[:1].upper() + message[1:] + "."
+
+
 def field_label(field: str | None) -> str:
     """The GUI label of a core field name."""
     if not field:
@@ -67,7 +73,9 @@ def describe(exc: BaseException, labels: Mapping[str, str] | None = None) -> str
     """One or two sentences for the clinician about ``exc``; a core error about a field
     is led by that field's label (from ``labels``, a form's own, when given)."""
     if isinstance(exc, ChangeRolledBack):  # the database answers: not DATABASE_DOWN
-        return exc.message[:1].upper() + exc.message[1:] + "."
+        return sentence(exc.message)
+    if isinstance(exc, DatabaseFileGone):  # no "try again": it never answers again
+        return sentence(exc.message)
     if isinstance(exc, DatabaseUnavailable):
         return DATABASE_DOWN
     if isinstance(exc, NoRoom):  # stays so until space is freed: not "not available"

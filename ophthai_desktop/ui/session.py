@@ -67,6 +67,11 @@ from ophthai_desktop.ui.window_state import (
 log = logging.getLogger(__name__)
 
 
+#: The distributions whose versions the About box shows (build.spec bundles their
+#: metadata: without it the frozen app's About said "not installed").
+ABOUT_PACKAGES = ("PySide6-Essentials", "torch", "transformers", "SQLAlchemy", "FastAPI")
+
+
 def versions() -> list[tuple[str, str]]:
     """Versions for the About box, read from package metadata (importing torch here
     would cost seconds on the GUI thread)."""
@@ -74,7 +79,7 @@ def versions() -> list[tuple[str, str]]:
         ("Python", platform.python_version()),
         ("Qt", qVersion()),
     ]
-    for package in ("PySide6-Essentials", "torch", "transformers", "SQLAlchemy", "FastAPI"):
+    for package in ABOUT_PACKAGES:
         try:
             found.append((package.split("-")[0], metadata.version(package)))
         except metadata.PackageNotFoundError:

@@ -10,6 +10,7 @@ import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -178,6 +179,26 @@ def test_a_lost_database_file_is_a_503(
     assert isinstance(listed.json()["detail"], str)
     assert "database" in server_log(caplog)
     assert "Philomena" not in server_log(caplog)
+
+
+def test_a_database_file_deleted_while_running_is_a_503_that_says_so(
+    client: TestClient, sqlite_services: Application
+) -> None:
+    """Not a 201 written into the removed file, which vanishes at quit."""
+    assert client.post("/api/patients", json={"name": SECRET_NAME}).status_code == 201
+    path = Path(str(sqlite_services.db.url.database)).absolute()
+    for companion in sqlite_services.settings.data_dir.glob("ophthai.db*"):
+        companion.unlink()
+
+    created = client.post("/api/patients", json={"name": SECRET_NAME})
+    health = client.get("/api/ai/health")
+
+    assert created.status_code == 503
+    detail = created.json()["detail"]
+    assert detail.startswith(f"the database file {path} was deleted or replaced while OphthAI ran")
+    assert "put the file back" in detail and "start it again" in detail
+    assert health.json()["database"] == "unavailable"
+    assert not path.exists()  # no empty database created in its place
 
 
 def test_a_storage_error_from_a_service_is_a_503(

@@ -643,16 +643,18 @@ def test_why_jobs_wait_follows_the_model_and_every_change_is_published(
 
 
 def test_running_jobs_are_requeued_after_a_crash(
-    sqlite_services: Application, actor: Actor, running: Any
+    sqlite_services: Application, actor: Actor, running: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = sqlite_services
     patient_id = _patient_with_scan(app, actor)
     job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
     claimed = app.jobs.claim_next()  # a worker took it, then the process died
     assert claimed is not None and claimed.state == "running"
-    running(ScriptedEngine(NORMAL))  # the next start
-    _wait(lambda: app.jobs.get_job(job.id).state == "done")
+    with caplog.at_level(logging.INFO):
+        running(ScriptedEngine(NORMAL))  # the next start
+        _wait(lambda: app.jobs.get_job(job.id).state == "done")
     assert app.jobs.get_job(job.id).attempts == 2
+    assert "re-queued 1 analysis interrupted by the last shutdown" in caplog.text
 
 
 @pytest.mark.parametrize("left", ["running", "queued again"])

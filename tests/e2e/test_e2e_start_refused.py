@@ -451,3 +451,29 @@ def test_the_window_names_a_setting_it_cannot_take_and_where_without_a_traceback
     for value in ("80oo", "maybe", "blue"):
         assert value not in done.stderr
     assert not data.exists()  # nothing made
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="X11 / Wayland: Linux's displays")
+def test_the_window_without_a_display_says_so_instead_of_aborting(tmp_path: Path) -> None:
+    """Started over SSH or from a service (no DISPLAY, no WAYLAND_DISPLAY, no
+    QT_QPA_PLATFORM), Qt aborted the process (SIGABRT) telling the user to reinstall:
+    the window now says there is no display and names `ophthai serve`, status 1."""
+    data = tmp_path / "data"
+    env = {
+        k: v
+        for k, v in clean_env().items()
+        if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+    }
+
+    done = subprocess.run(
+        [sys.executable, "-m", "ophthai_desktop", "--data-dir", str(data)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert_refused(done, "there is no display to open the window on")
+    assert "ophthai serve" in done.stderr
+    assert "Reinstalling the application" not in done.stderr

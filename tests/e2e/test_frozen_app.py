@@ -295,3 +295,56 @@ def test_frozen_desktop_window_comes_up_and_quits_on_sigterm(
     # The icons and the stylesheet were found inside the bundle.
     assert "is missing from" not in output and "stylesheet could not be read" not in output
     assert not crash_lines(output), output
+
+
+def test_frozen_window_without_a_display_says_so(tmp_path: Path) -> None:
+    """No DISPLAY, no WAYLAND_DISPLAY, no QT_QPA_PLATFORM (an SSH session): the build
+    says there is no display and names `ophthai serve`, status 1, rather than Qt's abort
+    (SIGABRT) telling the user to reinstall the application."""
+    env = {
+        k: v
+        for k, v in frozen_env(tmp_path).items()
+        if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+    }
+    done = subprocess.run(
+        [str(FROZEN_APP), "--data-dir", str(tmp_path / "data")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "there is no display to open the window on" in done.stderr
+    assert "ophthai serve" in done.stderr
+    assert not crash_lines(done.stderr), done.stderr
+
+
+def test_frozen_bundle_has_no_links_to_nothing() -> None:
+    """build.spec drops Qt libraries the app does not use (QML, Quick, PDF, the virtual
+    keyboard); PyInstaller's links to them at the top of the bundle went with them, or
+    a copy of the folder (``cp -L``, an installer) fails on links that point nowhere."""
+    bundle = FROZEN_APP.parent
+    dangling = sorted(
+        str(path.relative_to(bundle))
+        for path in bundle.rglob("*")
+        if path.is_symlink() and not path.exists()
+    )
+    assert dangling == []
+
+
+def test_frozen_bundle_has_the_metadata_about_shows() -> None:
+    """Help > About reads its versions from package metadata; a distribution whose
+    metadata the build left out showed as "not installed" (PySide6 did)."""
+    from importlib.metadata import PathDistribution
+
+    from ophthai_desktop.ui.session import ABOUT_PACKAGES
+
+    internal = FROZEN_APP.parent / "_internal"
+    bundled = {
+        PathDistribution(info).metadata["Name"].lower().replace("_", "-")
+        for info in internal.glob("*.dist-info")
+        if (info / "METADATA").is_file()
+    }
+    missing = [name for name in ABOUT_PACKAGES if name.lower() not in bundled]
+    assert missing == []

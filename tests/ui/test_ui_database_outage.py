@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core import events as ev
-from ophthai_desktop.core.errors import NoRoom
+from ophthai_desktop.core.errors import DatabaseFileGone, NoRoom
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.storage import availability
@@ -294,26 +294,39 @@ def test_an_import_the_database_s_full_disk_refused_says_the_disk_is_full_not_an
     assert image.name not in [s.original_filename for s in app.patients.list_scans(patient.id)]
 
 
-def test_the_status_bar_says_watch_folder_files_wait_for_room(
-    gui: GuiSession, qtbot: QtBot
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        (WAITING_FOR_ROOM, "Watch folder: waiting — the disk is full"),
+        # Not "Watch folder: running" while no file can be taken in (images/ read-only).
+        (WAITING_FOR_IMAGE_STORE, "Watch folder: waiting — images cannot be stored"),
+    ],
+    ids=["room", "image store"],
+)
+def test_the_status_bar_says_watch_folder_files_wait_for_the_storage(
+    gui: GuiSession, qtbot: QtBot, message: str, shown: str
 ) -> None:
     label = gui.window.status.watcher
     folder = str(gui.application.watcher.folder)
-    gui.application.bus.publish(ev.WatcherStateChanged("running", WAITING_FOR_ROOM, folder))
-    qtbot.waitUntil(lambda: label.text() == "Watch folder: waiting — the disk is full")
-    assert WAITING_FOR_ROOM in label.toolTip()
+    gui.application.bus.publish(ev.WatcherStateChanged("running", message, folder))
+    qtbot.waitUntil(lambda: label.text() == shown)
+    assert message in label.toolTip()
     gui.application.bus.publish(ev.WatcherStateChanged("running", "", folder))
     qtbot.waitUntil(lambda: label.text() == "Watch folder: running")
 
 
-def test_the_status_bar_says_watch_folder_files_wait_for_the_image_store(
+def test_the_banner_says_the_database_file_was_deleted_and_what_to_do(
     gui: GuiSession, qtbot: QtBot
 ) -> None:
-    """Not "Watch folder: running" while no file can be taken in (images/ read-only)."""
-    label = gui.window.status.watcher
-    folder = str(gui.application.watcher.folder)
-    gui.application.bus.publish(ev.WatcherStateChanged("running", WAITING_FOR_IMAGE_STORE, folder))
-    qtbot.waitUntil(lambda: label.text() == "Watch folder: waiting — images cannot be stored")
-    assert WAITING_FOR_IMAGE_STORE in label.toolTip()
-    gui.application.bus.publish(ev.WatcherStateChanged("running", "", folder))
-    qtbot.waitUntil(lambda: label.text() == "Watch folder: running")
+    """Noticed by another thread's call (the API's, the watch folder's): the banner says
+    what happened, not "does not answer ... try again in a moment", which never ends."""
+    path = Path(str(gui.application.db.url.database)).absolute()
+    banner = gui.window.banner
+    for companion in path.parent.glob(f"{path.name}*"):
+        companion.unlink()
+    with pytest.raises(DatabaseFileGone):
+        gui.application.patients.list_patients()
+    said = f"The database file {path} was deleted or replaced while OphthAI ran"
+    qtbot.waitUntil(lambda: banner.text().startswith(said))
+    assert "put the file back" in banner.text() and banner.text().endswith("start it again.")
+    assert "Try again in a moment" not in banner.text()

@@ -308,6 +308,30 @@ def menu_places(qapp: QApplication, *actions: str) -> dict[str, int]:
         tray.deleteLater()
 
 
+def launch_app(
+    env: dict[str, str], cwd: Path
+) -> tuple[subprocess.Popen[str], list[str], threading.Thread]:
+    """``ophthai`` started as a user starts it; its log's lines as they come, read by
+    the thread returned (joined once the process has ended)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ophthai_desktop"],
+        cwd=cwd,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return process, lines, reader
+
+
 def test_the_real_tray(tray_display: str, tmp_path: Path, qapp: QApplication) -> None:
     screen = Screen(tray_display)
     places = menu_places(qapp, "show_action", "pause_action", "quit_action")
@@ -320,25 +344,11 @@ def test_the_real_tray(tray_display: str, tmp_path: Path, qapp: QApplication) ->
         OPHTHAI_WATCH_POLL_SECONDS="0.2",
         OPHTHAI_MINIMIZE_TO_TRAY="true",
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ophthai_desktop"],
-        cwd=tmp_path,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: list[str] = []
-
-    def read() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            lines.append(line)
+    process, lines, reader = launch_app(env, tmp_path)
 
     def logged(text: str) -> bool:
         return any(text in line for line in list(lines))
 
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
     try:
         wait_for("the API server", lambda: logged("API server listening on"), 60)
         assert logged("system tray: icon shown"), "Qt found no tray"
@@ -449,3 +459,31 @@ def test_the_real_tray(tray_display: str, tmp_path: Path, qapp: QApplication) ->
     assert "desktop stopped" in log, log
     assert "exiting without waiting" not in log, log  # no thread was left running
     assert not crash_lines(log), log
+
+
+def test_sigterm_quits_the_app_in_the_tray(tray_display: str, tmp_path: Path) -> None:
+    """SIGTERM (the session's logout, systemd, `kill`) ends the app with status 0 when
+    it has a tray icon. Qt's quit asked the window to close, which with a tray only hid
+    it: the app went on, hidden, until the X server went away."""
+    env = app_env(tray_display, tmp_path / "data")
+    env.update(OPHTHAI_API_ENABLED="false", OPHTHAI_MINIMIZE_TO_TRAY="true")
+    process, lines, reader = launch_app(env, tmp_path)
+    try:
+        wait_for("the window", lambda: any("desktop window shown" in ln for ln in lines), 60)
+        assert any("system tray: icon shown" in line for line in lines), "Qt found no tray"
+        process.terminate()
+        try:
+            status = process.wait(30)
+        except subprocess.TimeoutExpired:
+            status = None
+        assert status == 0, "".join(lines)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        reader.join(10)
+        assert process.stderr is not None
+        process.stderr.close()
+    output = "".join(lines)
+    assert "desktop stopped" in output
+    assert not crash_lines(output), output

@@ -491,9 +491,11 @@ class JobService:
         for job_id, patient_id in cancelled:
             self._bus.publish(AnalysisCancelled(job_id, patient_id))
         if cancelled:
-            log.info("cancelled %d analyses asked to stop before the last shutdown", len(cancelled))
+            log.info(
+                "cancelled %s asked to stop before the last shutdown", _analyses(len(cancelled))
+            )
         if count:
-            log.info("re-queued %d analyses interrupted by the last shutdown", count)
+            log.info("re-queued %s interrupted by the last shutdown", _analyses(count))
         return count
 
     def claim_next(self) -> JobRecord | None:
@@ -956,6 +958,11 @@ def _notices(result: GenerationResult, patient: m.Patient | None) -> list[_Notic
         return []  # a normal result: nothing to say
     # As stored (see NotificationService.new_values).
     return [replace(notice, message=notice.message[:2000].strip())]
+
+
+def _analyses(count: int) -> str:
+    """``count`` analyses, in words for the log ("1 analysis", "2 analyses")."""
+    return f"{count} analysis" if count == 1 else f"{count} analyses"
 
 
 def _failure_message(job_id: int, patient: m.Patient, reason: str) -> str:

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ophthai_desktop.core.errors import (
     ChangeRolledBack,
+    DatabaseFileGone,
     DatabaseUnavailable,
     NoRoom,
     StorageError,
@@ -110,6 +111,11 @@ class Database:
         self.url = _parse_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         kwargs: dict[str, Any] = {"echo": echo}
+        #: The SQLite file (a plain path), and its (st_dev, st_ino) once first opened:
+        #: see :meth:`_check_file`.
+        self._file: Path | None = None
+        self._identity: tuple[int, int] | None = None
+        self._file_gone = False
         if self.is_sqlite:
             database = self.url.database
             if database and database != ":memory:":
@@ -120,6 +126,7 @@ class Database:
                     raise cannot_create("the database's folder", folder, exc) from exc
                 if not database.startswith("file:"):  # an SQLite URI names no plain path
                     make_database_private(Path(database))
+                    self._file = Path(database).absolute()
             # Sessions never cross threads, but the pool hands connections to any thread.
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
             kwargs["pool_size"] = 8
@@ -143,6 +150,10 @@ class Database:
             raise StorageError(f"cannot open the database: {exc}") from exc
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_on_connect)
+            if self._file is not None:
+                event.listen(self.engine, "do_connect", self._open_the_same_file)
+                event.listen(self.engine, "connect", self._note_the_file)
+                event.listen(self.engine, "checkout", self._on_checkout)
         else:
             event.listen(self.engine, "connect", _postgres_on_connect)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -173,6 +184,7 @@ class Database:
                 self.availability.answered()
         except (OperationalError, DBAPIError) as exc:
             session.rollback()
+            self._check_file()  # "unable to open database file": it is gone (mode=rw)
             if _gave_way(exc) or _waited_too_long(exc):
                 # PostgreSQL chose this transaction to end a deadlock, could not
                 # serialise it, or ended it after POSTGRES_LOCK_TIMEOUT_MS waiting for
@@ -192,6 +204,64 @@ class Database:
             raise
         finally:
             session.close()
+
+    def _check_file(self) -> None:
+        """Raise :class:`DatabaseFileGone` where the SQLite file opened at start is no
+        longer at its path (deleted, or another file there: a backup restored over it):
+        SQLite would go on writing into the removed file, which vanishes at quit. One
+        ``stat`` per connection checkout (microseconds); said in the log once, an outage
+        that lasts until the app is started again (the same file cannot come back, and a
+        restored copy may not hold what this run stored or queued). Any thread."""
+        if self._identity is None or self._file is None:
+            return
+        if not self._file_gone:
+            try:
+                found = os.stat(self._file)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                return  # cannot tell (no right to look): SQLite's own errors say
+            else:
+                if (found.st_dev, found.st_ino) == self._identity:
+                    return
+            self._file_gone = True
+            log.error(
+                "the database file %s was deleted or replaced while OphthAI ran: nothing "
+                "is saved until OphthAI is started again",
+                self._file,
+            )
+        self.availability.failed(DatabaseFileGone.__name__)
+        raise DatabaseFileGone(str(self._file))
+
+    @property
+    def outage_cause(self) -> str | None:
+        """What to tell a person about an outage whose cause is known (the SQLite file
+        deleted or replaced), or None. No I/O: any thread, the GUI's too."""
+        if not self._file_gone:
+            return None
+        return DatabaseFileGone(str(self._file)).message
+
+    def _note_the_file(self, _dbapi_connection: Any, _record: Any) -> None:
+        """Note which file the first connection opened (or created)."""
+        if self._identity is None and self._file is not None:
+            with suppress(OSError):
+                found = os.stat(self._file)
+                self._identity = (found.st_dev, found.st_ino)
+
+    def _on_checkout(self, _dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        """Before a unit of work uses a connection: is its file still at the path?"""
+        self._check_file()
+
+    def _open_the_same_file(
+        self, _dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]
+    ) -> None:
+        """Once the file was opened, a new connection opens that file or none: SQLite
+        would create an empty one where it is missing (then "no such table")."""
+        if self._identity is None or self._file is None:
+            return
+        self._check_file()
+        cargs[0] = f"{self._file.as_uri()}?mode=rw"
+        cparams["uri"] = True
 
     def _disk_full(self, exc: DBAPIError) -> bool:
         """Whether ``exc`` says the database's disk has no room: SQLite's SQLITE_FULL
@@ -375,7 +445,8 @@ class Database:
         On PostgreSQL a ``SELECT 1`` (the server answers). On SQLite, whose library
         answers ``SELECT 1`` without the file, and whose readers a writer's lock does not
         stop (WAL), the write lock is taken and given back at once, waiting at most
-        :data:`SQLITE_PROBE_WAIT_MS` for it.
+        :data:`SQLITE_PROBE_WAIT_MS` for it. A file deleted or replaced never answers
+        again (see :meth:`_check_file`, on every checkout).
         """
         with self.engine.connect() as connection:
             if not self.is_sqlite:

@@ -21,7 +21,12 @@ from ophthai_desktop.core.watcher import (
 )
 from ophthai_desktop.ui.context import ApiState, GuiContext
 from ophthai_desktop.ui.controllers.watch_folder import WatchFolderController
-from ophthai_desktop.ui.messages import DATABASE_BACK, DATABASE_BACK_SHOWN_MS, DATABASE_DOWN
+from ophthai_desktop.ui.messages import (
+    DATABASE_BACK,
+    DATABASE_BACK_SHOWN_MS,
+    DATABASE_DOWN,
+    sentence,
+)
 from ophthai_desktop.ui.tray import TrayIcon
 from ophthai_desktop.ui.views.banner import Banner
 from ophthai_desktop.ui.views.main_window import MainWindow
@@ -310,7 +315,10 @@ class StatusController(QObject):
         stay."""
         if not available:
             banner = self._window.banner
-            if not banner.resolvable:  # else it says so already, with what failed
+            cause = self._app.db.outage_cause  # the file deleted: never back, say why
+            if cause is not None:
+                banner.show_message(sentence(cause), "error")
+            elif not banner.resolvable:  # else it says so already, with what failed
                 banner.show_message(
                     DATABASE_DOWN,
                     "error",
