@@ -60,6 +60,11 @@ class NoRoom(StorageError):
     so until someone frees space, so trying again soon does not help."""
 
 
+class ImageStoreUnwritable(StorageError):
+    """The image store cannot be written for another reason than a full disk (its folder
+    made read-only, or given to another account): until someone fixes it."""
+
+
 #: The errors of a disk with no room left (a full disk, a user's quota spent).
 NO_ROOM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 

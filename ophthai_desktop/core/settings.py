@@ -341,18 +341,27 @@ def _warn_of_unread_lines(env_file: Path) -> None:
     password)."""
     try:
         with env_file.open(encoding="utf-8") as stream:
-            bindings = [b for b in parse_stream(stream) if b.error]
+            # A bare name (no "="): python-dotenv reads it as set to nothing, and the
+            # setting keeps its default as silently as for a line it cannot read.
+            bindings = [b for b in parse_stream(stream) if b.error or (b.key and b.value is None)]
     except (OSError, UnicodeDecodeError):
         return  # not there, or refused by read_settings with the reason
     for binding in bindings:
         named = _SETTING_NAME.match(binding.original.string)
-        what = f", which sets {named.group(1)}, cannot be read" if named else " is no NAME=value"
+        hint = "a value with spaces, # or quotes in it goes in double quotes"
+        if binding.key and not binding.error:
+            what = f" names {binding.key} without = and a value"
+            hint = f"write {binding.key}=value on one line"
+        elif named:
+            what = f", which sets {named.group(1)}, cannot be read"
+        else:
+            what = " is no NAME=value"
         log.warning(
-            "%s, line %d%s; it is ignored (a value with spaces, # or quotes in it goes in "
-            "double quotes)",
+            "%s, line %d%s; it is ignored (%s)",
             env_file.absolute(),
             binding.original.line,
             what,
+            hint,
         )
 
 

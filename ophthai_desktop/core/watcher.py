@@ -89,6 +89,7 @@ from ophthai_desktop.core.domain import NotificationType
 from ophthai_desktop.core.errors import (
     ChangeRolledBack,
     DatabaseUnavailable,
+    ImageStoreUnwritable,
     NoRoom,
     StorageError,
 )
@@ -1289,9 +1290,14 @@ class FolderWatcher:
             # Not a bad file: it stays in the folder (never failed/) until there is room.
             self._storage_waits(run, WAITING_FOR_ROOM)
             retry_in_s = STORAGE_RETRY_S
-        except StorageError as exc:
+        except ImageStoreUnwritable as exc:
             # Said once, with the reason, not per file and try (no file is named in it).
             self._storage_waits(run, WAITING_FOR_IMAGE_STORE, exc.message)
+            retry_in_s = STORAGE_RETRY_S
+        except StorageError as exc:
+            # Another storage failure of this file (its record refused by the database):
+            # not the image store's, nor said as such; tried again.
+            log.error("watch folder: storage failed, will retry: %s", exc.message)
             retry_in_s = STORAGE_RETRY_S
         except Exception as exc:
             # Never the exception's text: an OSError names the file, a database error

@@ -310,6 +310,25 @@ def test_a_line_of_a_settings_file_that_cannot_be_read_is_named_with_its_file(
     assert "s3cret" not in caplog.text
 
 
+def test_a_bare_name_in_a_settings_file_is_named_as_ignored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A line with a setting's name and no "=" (the value forgotten, or put on the next
+    line) left the setting at its default and said nothing, where the README says a
+    line without "=" is logged as ignored."""
+    users = tmp_path / "settings.env"
+    users.write_text("OPHTHAI_USER_NAME=clinic\nOPHTHAI_API_PORT\n")
+
+    with caplog.at_level(logging.WARNING):
+        settings = read_settings(_env_file=(users,))
+
+    assert settings.api_port == Settings.model_fields["api_port"].default
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{users}, line 2 names OPHTHAI_API_PORT without = and a value; it is ignored "
+        "(write OPHTHAI_API_PORT=value on one line)"
+    ]
+
+
 @pytest.mark.parametrize(
     ("host", "loopback"),
     [

@@ -395,7 +395,10 @@ def test_failed_analyses_are_a_warning_each_moment_and_a_notification_each(
     qtbot.waitUntil(lambda: model.rowCount() == 5)
     qtbot.waitUntil(toast.isVisible, timeout=30_000)
     assert toast.text().startswith("4 analyses failed: Jobs #")
-    assert toast.text().endswith(" and 1 more. See Notifications for the patients and why.")
+    assert toast.text().endswith(
+        " and 1 more: unexpected error: RuntimeError: CUDA out of memory. See Notifications "
+        "for the patients."
+    )  # one reason for all of them: said, as it says what to do
 
 
 def test_a_routine_toast_waits_for_a_critical_one_to_go(qtbot: QtBot, gui: GuiSession) -> None:

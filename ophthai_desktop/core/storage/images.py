@@ -23,7 +23,13 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from ophthai_desktop.core.errors import NO_ROOM_ERRNOS, NoRoom, NotFound, StorageError
+from ophthai_desktop.core.errors import (
+    NO_ROOM_ERRNOS,
+    ImageStoreUnwritable,
+    NoRoom,
+    NotFound,
+    StorageError,
+)
 from ophthai_desktop.core.storage.folders import cannot_create
 
 log = logging.getLogger(__name__)
@@ -296,4 +302,4 @@ class ImageStore:
 
 def _write_failed(exc: OSError) -> StorageError:
     message = f"cannot write to the image store: {exc.strerror}"
-    return NoRoom(message) if exc.errno in NO_ROOM_ERRNOS else StorageError(message)
+    return NoRoom(message) if exc.errno in NO_ROOM_ERRNOS else ImageStoreUnwritable(message)

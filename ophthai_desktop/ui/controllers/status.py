@@ -391,11 +391,16 @@ class StatusController(QObject):
             return
         jobs = ", ".join(f"#{job_id}" for job_id in list(reasons)[:3])
         more = f" and {len(reasons) - 3} more" if len(reasons) > 3 else ""
-        self._alert(
-            f"{len(reasons)} analyses failed",
-            f"Jobs {jobs}{more}. See Notifications for the patients and why.",
-            kind="warning",
-        )
+        why = set(reasons.values())
+        if len(why) == 1:
+            # A burst most often fails for one reason (the GPU's memory, for each scan of
+            # a night's watch folder): said, as it says what to do.
+            text = (
+                f"Jobs {jobs}{more}: {why.pop().rstrip('.')}. See Notifications for the patients."
+            )
+        else:
+            text = f"Jobs {jobs}{more}. See Notifications for the patients and why."
+        self._alert(f"{len(reasons)} analyses failed", text, kind="warning")
 
     @Slot(bool)
     def pause_watch_folder(self, paused: bool) -> None:
