@@ -501,22 +501,21 @@ class InferenceWorker:
                 self._record_failure(job.id, exc.message)
             elif exists is not None:
                 log.info("analysis job %d ended: its patient was deleted", job.id)
-        except OphthaiError as exc:
-            self._record_failure(job.id, exc.message)
-        except Exception as exc:  # a bad job never kills the worker
-            # The text of a database error holds parameter values (names): only its kind.
-            reason = (
-                type(exc).__name__
-                if isinstance(exc, SQLAlchemyError)
-                else f"{type(exc).__name__}: {exc}"
-            )
-            # The job keeps the text (the clinician sees it); the log only its kind and
-            # where it was raised, as a text can quote what the job read.
-            safe = safe_description(exc)
-            log.error("analysis job %d failed unexpectedly: %s", job.id, safe)
-            self._record_failure(
-                job.id, f"unexpected error: {reason}", logged=f"unexpected error: {safe}"
-            )
+        except Exception as exc:
+            if cancel.is_set():
+                # Stopped (cancelled, unloaded, the app closing) as it raised: ended as a
+                # stop is, not failed with the error the stop may have caused.
+                log.info("analysis job %d: stopped as it raised %s", job.id, safe_description(exc))
+                try:
+                    requeued_for_load = bool(
+                        self._until_stored(job.id, lambda _again: self._store_stop(job))
+                    )
+                except NotFound:
+                    log.info("analysis job %d ended after its patient was deleted", job.id)
+            elif isinstance(exc, OphthaiError):
+                self._record_failure(job.id, exc.message)
+            else:  # a bad job never kills the worker
+                self._record_unexpected(job.id, exc)
         finally:
             with self._current_lock:
                 self._current = None
@@ -526,27 +525,50 @@ class InferenceWorker:
                     # next start; otherwise the job has ended.
                     self._cancel_requested.discard(job.id)
 
+    def _record_unexpected(self, job_id: int, exc: Exception) -> None:
+        """The job failed on an exception no part of the app raised for it."""
+        # The text of a database error holds parameter values (names): only its kind.
+        reason = (
+            type(exc).__name__
+            if isinstance(exc, SQLAlchemyError)
+            else f"{type(exc).__name__}: {exc}"
+        )
+        # The job keeps the text (the clinician sees it); the log only its kind and
+        # where it was raised, as a text can quote what the job read.
+        safe = safe_description(exc)
+        log.error("analysis job %d failed unexpectedly: %s", job_id, safe)
+        self._record_failure(
+            job_id, f"unexpected error: {reason}", logged=f"unexpected error: {safe}"
+        )
+
     def _store_outcome(self, job: JobRecord, result: GenerationResult, again: bool) -> bool:
         """Store how the job ended; True when it was queued again to run once the
         model is loaded again (an unload stopped it). ``again``: a try after one the
         database failed, which may have stored it."""
+        if result.cancelled:
+            return self._store_stop(job)
+        self._jobs.complete(job, result, again=again)
+        return False
+
+    def _store_stop(self, job: JobRecord) -> bool:
+        """Store the end of a job that was stopped: queued again where the app is closing
+        (and nobody cancelled it) or an unload stopped it (then True: it runs once the
+        model is loaded again), else cancelled."""
         with self._current_lock:
             unloaded = job.id in self._interrupted_by_unload
             # Cancelled by someone, not only stopped by the app closing.
             asked = job.id in self._cancel_requested
-        if result.cancelled and self._stop.is_set() and not asked:
+        if self._stop.is_set() and not asked:
             self._jobs.requeue(job.id)  # the app is closing: run it next time
-        elif result.cancelled and unloaded:
+        elif unloaded:
             self._jobs.requeue(job.id, announce=True)  # runs once loaded again
             with self._current_lock:  # cancelled while it was being queued again
                 cancelled = job.id not in self._interrupted_by_unload
             if not cancelled:
                 return True
             self._jobs.mark_cancelled(job.id)
-        elif result.cancelled:
-            self._jobs.mark_cancelled(job.id)
         else:
-            self._jobs.complete(job, result, again=again)
+            self._jobs.mark_cancelled(job.id)
         return False
 
     def _until_stored(self, job_id: int, store: Callable[[bool], T]) -> T | None:

@@ -912,6 +912,45 @@ def test_unloading_the_model_queues_the_running_analysis_again(
     assert app.jobs.get_job(job.id).attempts == 2
 
 
+@dataclass
+class _RaisingWhenStopped(ScriptedEngine):
+    """Raises as it is stopped, as a model whose generation breaks off on an error can,
+    instead of returning a cancelled result."""
+
+    def generate(self, image: Image.Image, **kwargs: Any) -> Any:
+        cancel = kwargs["cancel"]
+        while not cancel.wait(0.01):
+            pass
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+@pytest.mark.parametrize("stop", ["cancel", "unload"])
+def test_an_analysis_that_raises_as_it_is_stopped_ends_as_stopped_not_failed(
+    sqlite_services: Application, actor: Actor, running: Any, stop: str
+) -> None:
+    """Cancelled, it is cancelled; stopped by an unload, it is queued again: not failed
+    with the error the stop caused, nor told as a failure to the clinician."""
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)
+    seen = _events(app)
+    worker = running(_RaisingWhenStopped(DME))
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: worker.current_job_id == job.id)
+
+    if stop == "cancel":
+        app.jobs.request_cancel(job.id, actor=actor)
+        _wait(lambda: app.jobs.get_job(job.id).state == "cancelled")
+    else:
+        worker.request_unload()
+        _wait(lambda: app.jobs.get_job(job.id).state == "queued" and not worker.commands_pending)
+    _wait(lambda: worker.current_job_id is None)
+
+    assert app.jobs.get_job(job.id).error is None
+    assert not [e for e in seen if isinstance(e, ev.AnalysisFailed)]
+    assert app.notifications.list_notifications().items == ()
+    assert worker.alive
+
+
 def test_an_unload_asked_for_during_a_first_use_load_comes_before_any_analysis(
     sqlite_services: Application, actor: Actor, running: Any
 ) -> None:
