@@ -57,14 +57,20 @@ FULL_DISK = textwrap.dedent(
 
 
 def run_app(
-    tmp_path: Path, data: Path, how: str, before: list[str] | None = None
+    tmp_path: Path,
+    data: Path,
+    how: str,
+    before: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Start the window (offscreen) or ``serve`` on ``data``; it is expected to stop."""
+    """Start the window (offscreen, unless ``env`` says otherwise) or ``serve`` on
+    ``data``; it is expected to stop."""
     command = before or [sys.executable, "-m", "ophthai_desktop"]
     command = [*command, "--data-dir", str(data)]
     if how == "serve":
         command += ["serve", "--port", str(free_port())]
-    env = clean_env() | {"QT_QPA_PLATFORM": "offscreen", "OPHTHAI_API_ENABLED": "false"}
+    if env is None:
+        env = clean_env() | {"QT_QPA_PLATFORM": "offscreen", "OPHTHAI_API_ENABLED": "false"}
     return subprocess.run(
         command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )
@@ -423,14 +429,7 @@ def test_the_window_names_a_setting_it_cannot_take_and_where_without_a_traceback
         "WATCH_FOLDER_ENABLED": "maybe",
     }
 
-    done = subprocess.run(
-        [sys.executable, "-m", "ophthai_desktop", "--data-dir", str(data)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_app(tmp_path, data, "window", env=env)
 
     assert done.returncode == 2, done.stderr
     assert "the application could not start: these settings have a value they cannot take" in (
@@ -465,14 +464,7 @@ def test_the_window_without_a_display_says_so_instead_of_aborting(tmp_path: Path
         if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
     }
 
-    done = subprocess.run(
-        [sys.executable, "-m", "ophthai_desktop", "--data-dir", str(data)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_app(tmp_path, data, "window", env=env)
 
     assert_refused(done, "there is no display to open the window on")
     assert "ophthai serve" in done.stderr
