@@ -44,8 +44,9 @@ lint: $(STAMP_DEV)
 typecheck: $(STAMP_DEV)
 	$(BIN)/mypy
 
+# The slowest tests are listed at the end (CI has a time limit: see where it goes).
 pytest: $(STAMP_DEV)
-	QT_QPA_PLATFORM=offscreen $(BIN)/pytest
+	QT_QPA_PLATFORM=offscreen $(BIN)/pytest --durations=40
 
 ## Benchmarks print JSON figures (not part of `make test`).
 bench: $(STAMP_DEV)
