@@ -1686,3 +1686,22 @@ def test_the_picker_s_calendar_opens_from_the_keyboard(
     qtbot.waitUntil(lambda: not calendar.isVisible())
     assert view.when.dateTime() == QDateTime(shown.date().addDays(1), shown.time())
     assert QApplication.focusWidget() is view.when
+
+
+def test_provenance_opens_in_sight_at_1024(qtbot: QtBot, make_gui: Maker) -> None:
+    """Provenance opened its panel under the card, below the tab's foot at 1024 x 700:
+    the button seemed to do nothing until the tab was scrolled. Now its first rows are
+    in sight, under the button."""
+    _gui, view = _analysed_at_1024(qtbot, make_gui)
+    scroll = view._scroll
+    scroll.ensureWidgetVisible(view.provenance_toggle)
+    qtbot.waitUntil(lambda: _in_sight(view.provenance_toggle, scroll))
+
+    view.provenance_toggle.click()
+
+    def first_rows_in_sight() -> bool:
+        top = view.provenance.mapTo(scroll.viewport(), QPoint(0, 0)).y()
+        return top >= 0 and top + 100 <= scroll.viewport().height()
+
+    qtbot.waitUntil(first_rows_in_sight)
+    assert _in_sight(view.provenance_toggle, scroll)

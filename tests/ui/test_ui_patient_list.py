@@ -475,3 +475,30 @@ def test_patients_changed_elsewhere_between_two_pages_are_listed_once_each(
 
     assert _listed_ids(gui) == whole
     assert not set(whole[: patients_controller.PAGE_SIZE]) & set(read)  # none read again
+
+
+def test_down_in_the_search_box_goes_to_the_patients_it_found(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """Search, Down, Enter opens the patient found, with the keyboard only. Down in the
+    search box did nothing: the focus stayed in it."""
+    view = gui.patient_list
+    seed_patients(gui.application, 5)
+    gui.patients.refresh()
+    qtbot.waitUntil(lambda: view.model.total == 5)
+    gui.window.activateWindow()
+    qtbot.waitUntil(lambda: gui.window.isActiveWindow())
+    view.search.setFocus()
+    qtbot.waitUntil(view.search.hasFocus)
+    qtbot.keyClicks(view.search, "Patient 00003")
+    qtbot.waitUntil(lambda: view.model.total == 1)
+
+    qtbot.keyClick(view.search, Qt.Key.Key_Down)
+    qtbot.waitUntil(view.table.hasFocus)
+    assert view.table.currentIndex().row() == 0
+    qtbot.keyClick(view.table, Qt.Key.Key_Return)
+    qtbot.waitUntil(
+        lambda: (
+            gui.patient_page.patient is not None and gui.patient_page.patient.id == "pt-seed00003"
+        )
+    )

@@ -90,6 +90,24 @@ def test_invalid_fields_say_which_field_and_why(qtbot: QtBot, gui: GuiSession) -
     assert gui.application.patients.list_patients().total == 0  # nothing created
 
 
+def test_fixing_the_refused_field_takes_its_error_away(qtbot: QtBot, gui: GuiSession) -> None:
+    """The name typed in after "Name: the name is required": the form went on showing the
+    error and the red frame until Create was pressed again. An edit of another field
+    leaves them (the name is still empty)."""
+    dialog = gui.patients.new_patient()
+    _ok(dialog)
+    qtbot.waitUntil(lambda: dialog.error_text() != "")
+    assert dialog.name.property("invalid") is True
+
+    qtbot.keyClicks(dialog.history, "Type 2 diabetes")
+    assert dialog.error_text() == "Name: the name is required"
+    assert dialog.name.property("invalid") is True
+
+    qtbot.keyClicks(dialog.name, "Amelia")
+    assert dialog.error_text() == ""
+    assert dialog.name.property("invalid") is False
+
+
 def test_an_error_names_the_field_as_the_form_labels_it(qtbot: QtBot, gui: GuiSession) -> None:
     """The form says "Sex"; its error said "Gender: ...", a field the form does not have."""
     dialog = gui.patients.new_patient()

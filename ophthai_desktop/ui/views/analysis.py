@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from PySide6.QtCore import QDateTime, QSignalBlocker, Qt, QTime, QTimer, Signal, Slot
+from PySide6.QtCore import QDateTime, QPoint, QSignalBlocker, Qt, QTime, QTimer, Signal, Slot
 from PySide6.QtGui import (
     QFocusEvent,
     QKeySequence,
@@ -503,7 +503,7 @@ class AnalysisView(QWidget):
 
         self.analyse.clicked.connect(self.analyse_requested)
         self.reasoning_toggle.toggled.connect(self._on_reasoning_toggle_toggled)
-        self.provenance_toggle.toggled.connect(self.provenance.setVisible)
+        self.provenance_toggle.toggled.connect(self._on_provenance_toggle_toggled)
         self.approve.clicked.connect(lambda: self._on_verdict(True))
         self.reject.clicked.connect(lambda: self._on_verdict(False))
         self.schedule.clicked.connect(self._on_schedule_clicked)
@@ -693,6 +693,25 @@ class AnalysisView(QWidget):
             if pending_verdict:
                 text += " The patient's workflow completes once a result is validated."
             self.appointment.setText(text)
+
+    @Slot(bool)
+    def _on_provenance_toggle_toggled(self, shown: bool) -> None:
+        """Show the provenance and scroll it into sight once laid out: it opens under
+        the card, below the tab's foot with a result on screen, and Provenance seemed
+        to do nothing."""
+        self.provenance.setVisible(shown)
+        if shown:
+            QTimer.singleShot(0, self, self._scroll_to_provenance)
+
+    def _scroll_to_provenance(self) -> None:
+        """As much of the panel in sight as fits, its button kept at the top at most (the
+        panel is taller than the tab at 1024 x 700; centring it hid both ends)."""
+        body, bar = self._scroll.widget(), self._scroll.verticalScrollBar()
+        top = self.provenance_toggle.mapTo(body, QPoint(0, 0)).y()
+        bottom = self.provenance.mapTo(body, QPoint(0, self.provenance.height())).y()
+        seen = self._scroll.viewport().height()
+        if bottom - bar.value() > seen:
+            bar.setValue(min(top, bottom - seen))
 
     def show_booking(self) -> None:
         """Scroll the booked line (and Cancel appointment) into sight once laid out:

@@ -160,6 +160,16 @@ class PatientDialog(QDialog):
             "modality": self.modality,
             "laterality": self.laterality,
         }
+        self._refused: QWidget | None = None  # the field the last error pointed at
+        self.name.textEdited.connect(self._on_field_edited)
+        self.age.valueChanged.connect(self._on_field_edited)
+        self.birth_date.dateChanged.connect(self._on_field_edited)
+        self.gender.currentTextChanged.connect(self._on_field_edited)
+        self.status.currentIndexChanged.connect(self._on_field_edited)
+        self.symptoms.textChanged.connect(self._on_field_edited)
+        self.history.textChanged.connect(self._on_field_edited)
+        self.modality.currentIndexChanged.connect(self._on_field_edited)
+        self.laterality.currentIndexChanged.connect(self._on_field_edited)
         if patient is not None:
             self._fill(patient)
         self._initial = self.fields() if patient is not None else {}
@@ -250,6 +260,7 @@ class PatientDialog(QDialog):
         for widget in self._widgets.values():
             self._mark(widget, False)
         widget = self._widgets.get(field or "")
+        self._refused = widget
         if widget is not None:
             self._mark(widget, True)
             step_focus_to(widget)
@@ -273,6 +284,17 @@ class PatientDialog(QDialog):
         if self._busy:
             return
         super().reject()
+
+    @Slot()
+    def _on_field_edited(self) -> None:
+        """The refused field changed: its red frame and the error go, else the form went
+        on saying "Name: the name is required" under the name just typed in."""
+        widget = self._refused
+        if widget is None or self.sender() is not widget:
+            return
+        self._refused = None
+        self._mark(widget, False)
+        self.error.hide()
 
     @staticmethod
     def _mark(widget: QWidget, invalid: bool) -> None:

@@ -171,6 +171,18 @@ class PatientListView(QWidget):
             open_key.setContext(Qt.ShortcutContext.WidgetShortcut)
             open_key.setWhatsThis("Open the patient the keyboard is on")  # Help's list
             open_key.activated.connect(self._on_open_key_activated)
+        # Down in the search box goes to the rows it found, as in a mail client's search:
+        # it did nothing, and only Tab (past the status filter's label) reached them.
+        to_rows = QShortcut(QKeySequence(Qt.Key.Key_Down), self.search)
+        to_rows.setContext(Qt.ShortcutContext.WidgetShortcut)
+        to_rows.setWhatsThis("From the search box to the patients it found")  # Help's list
+        to_rows.activated.connect(self._on_search_down_activated)
+
+    @Slot()
+    def _on_search_down_activated(self) -> None:
+        """The focus to the table, on the row the keyboard was on (the first one where
+        it was on none: the focus reason is Tab's, for which the view puts it there)."""
+        self.table.setFocus(Qt.FocusReason.TabFocusReason)
 
     def select_patient(self, patient_id: str | None, *, scroll: bool = True) -> bool:
         """Select the patient's row (without emitting a new selection) and, with
