@@ -13,6 +13,7 @@ from __future__ import annotations
 import http
 import json
 import logging
+import re
 import typing
 from collections.abc import Sequence
 from typing import Any
@@ -404,6 +405,28 @@ def _body_not_held(exc: OSError) -> JSONResponse:
     return JSONResponse(error_body(UPLOAD_NOT_SPOOLED), status_code=500)
 
 
+#: A date and time whose zone offset's ``+`` a URL's query turned into a space, as
+#: ``?appointment_date=2030-12-01T09:30:00+01:00`` written into a URL unencoded arrives:
+#: ``2030-12-01T09:30:00 01:00`` (form encoding reads ``+`` as a space).
+PLUS_READ_AS_SPACE = re.compile(r"\d{2}:\d{2}(:\d{2}(\.\d+)?)? \d{2}(:?\d{2})?$")
+
+#: What a query's date and time refused for that reason adds to pydantic's message.
+PLUS_HINT = (
+    "a + in a URL's query is read as a space: send the zone's + as %2B "
+    "(encodeURIComponent does), or the time in UTC with Z"
+)
+
+
+def _plus_read_as_space(location: list[Any], kind: str, value: object) -> bool:
+    """A query's date and time refused because its zone's ``+`` came as a space."""
+    return (
+        location[:1] == ["query"]
+        and kind.startswith("datetime")
+        and isinstance(value, str)
+        and PLUS_READ_AS_SPACE.search(value) is not None
+    )
+
+
 def _without_null_alternatives(problems: Sequence[Any]) -> list[Any]:
     """pydantic's problems without "Input should be None" for an optional field whose
     other type it also tried (``status: Literal[...] | None`` sent ``"Review"``): beside
@@ -496,6 +519,8 @@ def install_error_handlers(app: FastAPI) -> None:
                     msg = f"this endpoint takes no such field {it_takes(_body_takes(request))}"
             if location[:1] == ["body"] and _takes_form(request):
                 msg = _form_problem(request, kind, msg, ".".join(map(str, parts)))
+            if _plus_read_as_space(location, kind, error.get("input")):
+                msg = f"{msg}; {PLUS_HINT}"
             if kind == "json_invalid":
                 parts = []
                 at = location[1] if len(location) > 1 else None

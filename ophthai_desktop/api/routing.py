@@ -273,8 +273,14 @@ class SlashRouter(APIRouter):
         for each in [path] if twin is None or not (self.prefix or twin) else [path, twin]:
             super().add_api_websocket_route(each, endpoint, name=name, **kwargs)
             self._added(each)
+            # Every method: an OPTIONS that is no CORS preflight (the CORS middleware
+            # answers those) was a 405 whose Allow listed POST, PUT, PATCH and DELETE,
+            # methods the path takes only to answer them with this 426.
             self.add_route(
-                self.prefix + each, upgrade_required, methods=ROUTE_METHODS, include_in_schema=False
+                self.prefix + each,
+                upgrade_required,
+                methods=[*ROUTE_METHODS, "OPTIONS"],
+                include_in_schema=False,
             )
 
     def _added(self, path: str) -> None:

@@ -8,10 +8,20 @@ and refuse unknown keys (422) rather than dropping them. The AI result inside
 from __future__ import annotations
 
 import re
+import types
+import typing
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import SkipJsonSchema
 
@@ -60,6 +70,28 @@ class PublicModel(BaseModel):
     )
 
 
+def _number_field(annotation: Any) -> bool:
+    """Whether a field takes numbers (int or float) and not booleans, through
+    ``Annotated`` and unions (``Age | None``)."""
+    kinds: set[Any] = set()
+
+    def walk(kind: Any) -> None:
+        origin = typing.get_origin(kind)
+        if origin is Annotated:
+            walk(typing.get_args(kind)[0])
+            for meta in typing.get_args(kind)[1:]:
+                if isinstance(meta, BeforeValidator):
+                    kinds.add(BeforeValidator)
+        elif origin in (typing.Union, types.UnionType):
+            for member in typing.get_args(kind):
+                walk(member)
+        else:
+            kinds.add(kind)
+
+    walk(annotation)
+    return bool(kinds & {int, float}) and not kinds & {bool, BeforeValidator}
+
+
 class RequestModel(BaseModel):
     """Accepts camelCase or snake_case keys; anything else is a 422. Text may not hold
     control characters other than tab and line breaks (PostgreSQL cannot store a NUL,
@@ -73,6 +105,20 @@ class RequestModel(BaseModel):
         str_strip_whitespace=True,
         field_title_generator=_title,
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _number_not_a_bool(cls, value: Any, info: ValidationInfo) -> Any:
+        # JSON's true and false would otherwise be taken as 1 and 0 (pydantic's lax int
+        # and float): {"iop": true} stored a pressure of 1 mmHg, {"scanId": true} chose
+        # scan 1. A field with a check of its own (the age) says it in its own words.
+        if isinstance(value, bool) and info.field_name is not None:
+            field = cls.model_fields[info.field_name]
+            if _number_field(field.annotation) and not any(
+                isinstance(m, BeforeValidator) for m in field.metadata
+            ):
+                raise ValueError("must be a number, not true or false")
+        return value
 
     @field_validator("*", mode="after")
     @classmethod

@@ -239,3 +239,39 @@ def test_analysing_a_patient_without_scans_says_so_even_without_a_model(
     assert response.json()["message"] == (
         f"patient {patient_id} has no image to analyse; add one first"
     )
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        # Written into the URL unencoded: the query reads the zone's + as a space.
+        "appointment_date=2030-12-01T09:30:00+01:00",
+        "appointment_date=2030-12-01T09:30+0100",
+        "appointment_date=2030-12-01 09:30:00.5+01",
+    ],
+)
+def test_a_query_time_whose_zone_plus_came_as_a_space_says_to_encode_it(
+    client: TestClient, query: str
+) -> None:
+    pid = client.post("/api/patients", json={"name": "Plus Sign"}).json()["id"]
+
+    r = client.post(f"/api/patients/{pid}/schedule?{query}")
+
+    assert r.status_code == 422
+    (problem,) = r.json()["errors"]
+    assert problem["field"] == "appointment_date"
+    assert "%2B" in problem["msg"] and "read as a space" in problem["msg"]
+    assert "%2B" in r.json()["message"]
+    # Encoded as the message says, the same time is booked.
+    r = client.post(f"/api/patients/{pid}/schedule?appointment_date=2030-12-01T09:30:00%2B01:00")
+    assert r.status_code == 200
+    assert r.json()["appointmentDate"] == "2030-12-01T08:30:00Z"
+
+
+def test_a_query_time_refused_for_another_reason_gets_no_plus_hint(client: TestClient) -> None:
+    pid = client.post("/api/patients", json={"name": "No Plus"}).json()["id"]
+
+    r = client.post(f"/api/patients/{pid}/schedule?appointment_date=next tuesday")
+
+    assert r.status_code == 422
+    assert "%2B" not in r.json()["message"]

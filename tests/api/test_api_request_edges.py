@@ -303,6 +303,44 @@ def test_an_age_of_true_or_false_is_refused_not_read_as_a_number(
     assert client.post("/api/patients", json={"name": "Ada", "age": "41"}).json()["age"] == 41
 
 
+@pytest.mark.parametrize("value", [True, False])
+def test_a_measurement_of_true_or_false_is_refused_not_stored_as_1_or_0(
+    client: TestClient, value: bool
+) -> None:
+    patient_id = _patient(client)
+    for name in ("iop", "cupToDiscRatio", "rnfl_thickness", "density"):
+        response = client.post(
+            f"/api/patients/{patient_id}/oculomics",
+            json={"eye": "OD", "measuredOn": "2026-01-01", name: value},
+        )
+        assert _fields(response) == [name]
+        assert "not true or false" in response.json()["message"]
+    assert client.get(f"/api/patients/{patient_id}").json()["oculomics"] is None
+
+
+def test_a_workflow_step_of_true_is_refused_not_read_as_step_1(client: TestClient) -> None:
+    patient_id = _patient(client)
+    client.patch(f"/api/patients/{patient_id}", json={"workflowStep": 2})
+
+    response = client.patch(f"/api/patients/{patient_id}", json={"workflowStep": True})
+
+    assert _fields(response) == ["workflowStep"]
+    assert client.get(f"/api/patients/{patient_id}").json()["workflowStep"] == 2
+
+
+def test_a_scan_id_of_true_is_refused_not_read_as_scan_1(client: TestClient) -> None:
+    patient_id = _patient(client)
+    scan = client.post(
+        f"/api/patients/{patient_id}/scans", files={"file": ("a.png", png_bytes(), "image/png")}
+    ).json()
+    assert scan["id"] == 1  # so that true, read as 1, would name it
+
+    response = client.post(f"/api/patients/{patient_id}/analyze", json={"scanId": True})
+
+    assert _fields(response) == ["scanId"]
+    assert client.get("/api/jobs").json() == []
+
+
 @pytest.mark.parametrize("name", ["birthDate", "birth_date"])
 def test_a_field_the_services_refuse_is_named_as_the_body_spelled_it(
     client: TestClient, name: str

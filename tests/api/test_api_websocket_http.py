@@ -42,7 +42,7 @@ def guarded(tmp_path: Path) -> Iterator[TestClient]:
 
 
 @pytest.mark.parametrize("path", WS_PATHS)
-@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE"])
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
 def test_a_plain_http_request_to_the_websocket_is_told_to_upgrade(
     client: TestClient, path: str, method: str
 ) -> None:
@@ -57,6 +57,22 @@ def test_a_plain_http_request_to_the_websocket_is_told_to_upgrade(
     assert error["message"].startswith(f"{path} is a WebSocket: connect to ws://127.0.0.1{path}")
     assert "token" not in error["message"]  # none is configured
     assert response.headers["cache-control"] == "no-store"
+
+
+def test_a_cors_preflight_at_the_websocket_is_still_answered_by_the_cors_settings(
+    client: TestClient,
+) -> None:
+    preflight = {"Access-Control-Request-Method": "GET"}
+    allowed = client.options(
+        "/api/notifications/ws", headers={"Origin": "http://localhost:5173", **preflight}
+    )
+    refused = client.options(
+        "/api/notifications/ws", headers={"Origin": "http://evil.example", **preflight}
+    )
+
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "http://localhost:5173"
+    assert refused.status_code == 400
 
 
 def test_a_head_request_gets_the_426_without_a_body(client: TestClient) -> None:
