@@ -88,6 +88,7 @@ from watchdog.observers.polling import PollingObserver
 from ophthai_desktop.core.domain import NotificationType
 from ophthai_desktop.core.errors import (
     ChangeRolledBack,
+    DatabaseFileGone,
     DatabaseUnavailable,
     ImageStoreUnwritable,
     NoRoom,
@@ -139,7 +140,15 @@ STORAGE_RETRY_S = 5.0
 
 #: The running watch folder's message while the database does not answer.
 WAITING_FOR_DATABASE = (
-    "the database does not answer: new files wait in the folder and are taken in once it does"
+    f"{DatabaseUnavailable.OUTAGE}: new files wait in the folder and are taken in "
+    f"{DatabaseUnavailable.UNTIL}"
+)
+
+#: The running watch folder's message while the database file is gone (deleted or
+#: replaced: an outage that lasts until the app is started again).
+WAITING_FOR_DATABASE_FILE = (
+    f"{DatabaseFileGone.OUTAGE}: new files wait in the folder and are taken in "
+    f"{DatabaseFileGone.UNTIL}"
 )
 
 #: The running watch folder's message while the disk of the database or the image store
@@ -159,6 +168,8 @@ WAITING_FOR_IMAGE_STORE = (
 #: line the log says as each starts.
 STORAGE_WAITS = {
     WAITING_FOR_DATABASE: "watch folder: new files wait in the folder until the database answers",
+    WAITING_FOR_DATABASE_FILE: "watch folder: the database file is gone; new files wait in the "
+    "folder until OphthAI is started again",
     WAITING_FOR_ROOM: "watch folder: the disk is full; new files wait in the folder until space "
     "is freed",
     WAITING_FOR_IMAGE_STORE: "watch folder: new files wait in the folder until the image store "
@@ -1282,6 +1293,9 @@ class FolderWatcher:
         except ChangeRolledBack:
             # The database answers (it ended this commit to end a deadlock): no outage
             # to say, the file is tried again.
+            retry_in_s = STORAGE_RETRY_S
+        except DatabaseFileGone:
+            self._storage_waits(run, WAITING_FOR_DATABASE_FILE)  # said once, as below
             retry_in_s = STORAGE_RETRY_S
         except DatabaseUnavailable:
             self._storage_waits(run, WAITING_FOR_DATABASE)  # said once, not per file and try

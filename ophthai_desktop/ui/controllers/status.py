@@ -16,6 +16,7 @@ from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
 from ophthai_desktop.core.watcher import (
     IGNORED_PREFIXES,
     WAITING_FOR_DATABASE,
+    WAITING_FOR_DATABASE_FILE,
     WAITING_FOR_IMAGE_STORE,
     WAITING_FOR_ROOM,
 )
@@ -254,6 +255,8 @@ class StatusController(QObject):
         label = f"Watch folder: {text}"
         if text == "running" and message == WAITING_FOR_DATABASE:
             label, kind = "Watch folder: waiting for the database", "warn"
+        elif text == "running" and message == WAITING_FOR_DATABASE_FILE:
+            label, kind = "Watch folder: waiting — the database file is gone", "error"
         elif text == "running" and message == WAITING_FOR_ROOM:
             label, kind = "Watch folder: waiting — the disk is full", "error"
         elif text == "running" and message == WAITING_FOR_IMAGE_STORE:
