@@ -64,6 +64,16 @@ class ImageStoreUnwritable(StorageError):
     """The image store cannot be written for another reason than a full disk (its folder
     made read-only, or given to another account): until someone fixes it."""
 
+    def __init__(self, message: str, folder: str = "") -> None:
+        super().__init__(message)
+        #: The image store's folder ("" where not known).
+        self.folder = folder
+
+    @staticmethod
+    def what_to_do(folder: str) -> str:
+        """What fixes it, for a person: the image store's folder ``folder`` writable."""
+        return f"make {folder} writable by the account running OphthAI"
+
 
 #: The errors of a disk with no room left (a full disk, a user's quota spent).
 NO_ROOM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})

@@ -1306,7 +1306,9 @@ class FolderWatcher:
             retry_in_s = STORAGE_RETRY_S
         except ImageStoreUnwritable as exc:
             # Said once, with the reason, not per file and try (no file is named in it).
-            self._storage_waits(run, WAITING_FOR_IMAGE_STORE, exc.message)
+            what_to_do = exc.folder and ImageStoreUnwritable.what_to_do(exc.folder)
+            reason = f"{exc.message}; {what_to_do}" if what_to_do else exc.message
+            self._storage_waits(run, WAITING_FOR_IMAGE_STORE, reason)
             retry_in_s = STORAGE_RETRY_S
         except StorageError as exc:
             # Another storage failure of this file (its record refused by the database):

@@ -351,6 +351,18 @@ def test_the_status_bar_says_watch_folder_files_wait_for_the_storage(
     qtbot.waitUntil(lambda: label.text() == "Watch folder: running")
 
 
+def test_the_status_bar_says_what_to_do_when_images_cannot_be_stored(
+    gui: GuiSession, qtbot: QtBot
+) -> None:
+    """It sent the clinician to the log, which says why, not what to do about it."""
+    label = gui.window.status.watcher
+    folder = str(gui.application.watcher.folder)
+    gui.application.bus.publish(ev.WatcherStateChanged("running", WAITING_FOR_IMAGE_STORE, folder))
+    qtbot.waitUntil(lambda: label.text() == "Watch folder: waiting — images cannot be stored")
+    images = gui.application.images.root
+    assert label.toolTip().endswith(f"Make {images} writable by the account running OphthAI.")
+
+
 def test_the_banner_says_the_database_file_was_deleted_and_what_to_do(
     gui: GuiSession, qtbot: QtBot
 ) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from PySide6.QtCore import QObject, QTimer, Slot
 
 from ophthai_desktop.core import events as ev
+from ophthai_desktop.core.errors import ImageStoreUnwritable
 from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
 from ophthai_desktop.core.watcher import (
     IGNORED_PREFIXES,
@@ -261,6 +262,8 @@ class StatusController(QObject):
             label, kind = "Watch folder: waiting — the disk is full", "error"
         elif text == "running" and message == WAITING_FOR_IMAGE_STORE:
             label, kind = "Watch folder: waiting — images cannot be stored", "error"
+            images = str(self._app.images.root)  # no I/O
+            tooltip += "\n\n" + sentence(ImageStoreUnwritable.what_to_do(images))
         if text == "error" and not getattr(watcher, "answering", True):
             # A resume or a try again waits on a share (the words in the tooltip).
             label = "Watch folder: does not answer"
