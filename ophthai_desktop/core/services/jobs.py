@@ -39,6 +39,7 @@ from ophthai_desktop.core.events import (
     Event,
     EventBus,
     NotificationCreated,
+    NotificationUpdated,
     PatientUpdated,
 )
 from ophthai_desktop.core.imaging import inspect_image
@@ -671,6 +672,12 @@ class JobService:
                     analysis_id=row.id,
                 )
                 events.extend(notice.events(note))
+            if patient is not None:
+                # The scan has a result now: its earlier failures' alarms are no longer
+                # true (announced as any read change is, after this commit).
+                events.extend(
+                    NotificationUpdated(note) for note in _read_failures_answered_in(session, job)
+                )
             record = analysis_record(row)
             patient_record = (
                 PatientService.records_in(session, [patient])[0] if patient is not None else None
@@ -965,10 +972,53 @@ def _analyses(count: int) -> str:
     return f"{count} analysis" if count == 1 else f"{count} analyses"
 
 
+def _read_failures_answered_in(session: Session, job: JobRecord) -> list[NotificationRecord]:
+    """Mark read, in the caller's transaction, the unread notifications of earlier failed
+    analyses of ``job``'s scan (``job`` stores its result: "The analysis for patient …
+    failed (job #N): …" is answered); not those of the patient's other scans, whose
+    failures still stand, nor any other notification. The ones marked, by id."""
+    same_scan = m.Job.scan_id.is_(None) if job.scan_id is None else m.Job.scan_id == job.scan_id
+    failed = session.scalars(
+        select(m.Job.id).where(
+            m.Job.patient_id == job.patient_id,
+            same_scan,
+            m.Job.state == JobState.FAILED.value,
+            m.Job.id < job.id,
+        )
+    ).all()
+    if not failed:
+        return []
+    # A failure's notification names no analysis (none was stored) but its job, in the
+    # words _failure_message writes (the name in them may be an earlier one).
+    unread = session.scalars(
+        select(m.Notification)
+        .where(
+            m.Notification.patient_id == job.patient_id,
+            m.Notification.analysis_id.is_(None),
+            m.Notification.read.is_(False),
+            m.Notification.message.startswith(FAILURE_OPENING, autoescape=True),
+        )
+        .order_by(m.Notification.id)
+    ).all()
+    answered = [
+        note
+        for note in unread
+        if any(f" failed (job #{job_id}): " in note.message for job_id in failed)
+    ]
+    for note in answered:
+        note.read = True
+    session.flush()
+    return [notification_record(note) for note in answered]
+
+
+#: How the notification of a failed analysis opens (see :func:`_failure_message`).
+FAILURE_OPENING = "The analysis for patient "
+
+
 def _failure_message(job_id: int, patient: m.Patient, reason: str) -> str:
     """The notification of an analysis of ``patient``'s scan that failed, as stored."""
     message = (
-        f"The analysis for patient {patient.name} failed (job #{job_id}): "
+        f"{FAILURE_OPENING}{patient.name} failed (job #{job_id}): "
         f"{_sentence(reason or 'no reason given')}"
     )
     return message[:2000].strip()
