@@ -393,10 +393,50 @@ def test_a_failure_stored_again_is_told_once(app_services: Application, actor: A
     app = app_services
     patient_id = _patient_with_scan(app, actor)
     job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    seen = _events(app)
     app.jobs.fail(job.id, "The scan's stored image file is missing.")
     app.jobs.fail(job.id, "The scan's stored image file is missing.")
     notes = app.notifications.list_notifications(patient_id=patient_id).items
     assert len(notes) == 1 and f"(job #{job.id})" in notes[0].message
+    # Nor a second alert: a call that is no try again finds it told already.
+    assert [e.job_id for e in seen if isinstance(e, ev.AnalysisFailed)] == [job.id]
+
+
+def test_a_failure_whose_commit_answer_is_lost_is_announced_once_with_its_notification(
+    sqlite_services: Application, actor: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first commit stores the failure and its notification, but its answer is
+    lost: the worker's try again found them stored and announced ``analysis_failed``
+    without the ``notification`` (the panel and WebSocket clients never saw it)."""
+    app = sqlite_services
+    seen = _events(app)
+    patient_id = _patient_with_scan(app, actor)
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    claimed = app.jobs.claim_next()
+    assert claimed is not None and claimed.id == job.id
+    lost: list[int] = []
+    opening = app.db.session
+
+    @contextlib.contextmanager
+    def answer_lost_once() -> Iterator[Session]:
+        added: list[object] = []
+        with opening() as opened:
+            event.listen(opened, "before_flush", lambda s, *_: added.extend(s.new))
+            yield opened
+        stores = any(isinstance(row, m.Notification) for row in added)
+        if stores and not lost:  # committed, but the worker is told it failed
+            lost.append(1)
+            raise DatabaseUnavailable()
+
+    monkeypatch.setattr(app.db, "session", answer_lost_once)
+    engine = ScriptedEngine(NORMAL, fail_with=RuntimeError("CUDA out of memory"))
+    InferenceWorker(engine, app.jobs, app.bus)._run_job(claimed)
+    monkeypatch.undo()
+
+    assert lost and app.jobs.get_job(job.id).state == "failed"
+    (note,) = app.notifications.list_notifications(patient_id=patient_id).items
+    assert [e.job_id for e in seen if isinstance(e, ev.AnalysisFailed)] == [job.id]  # once
+    assert [e.notification for e in seen if isinstance(e, ev.NotificationCreated)] == [note]
 
 
 def test_a_cancelled_analysis_or_one_of_no_patient_raises_no_notification(

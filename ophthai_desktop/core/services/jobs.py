@@ -727,11 +727,19 @@ class JobService:
             self._bus.publish(event)
         return record
 
-    def fail(self, job_id: int, reason: str, *, logged: str | None = None) -> None:
+    def fail(
+        self, job_id: int, reason: str, *, logged: str | None = None, again: bool = False
+    ) -> None:
         """The job failed; ``reason`` is for the clinician (no patient identifiers).
         ``logged``: what the log says instead, where ``reason`` quotes an exception's
         text (which can quote what the job read). A job of a patient raises an info
         notification naming them, the job and the reason, stored with the job's end.
+
+        ``again``: an earlier call for this job may have stored it (the worker tries
+        again after a commit whose answer was lost): if it did, nothing more is stored
+        and what that commit stored, never announced, is (the failure and its
+        notification). A call that is no try again, on a job failed already, stores and
+        announces nothing.
 
         Raises:
             NotFound: The job is gone (its patient was deleted meanwhile).
@@ -740,24 +748,33 @@ class JobService:
         with self._db.session() as session:
             self._lock_patient_of(session, job_id)
             before = session.scalar(select(m.Job.state).where(m.Job.id == job_id))
-            patient_id = self._end_in(
-                session,
-                job_id,
-                state=JobState.FAILED.value,
-                error=reason[:2000],
-                finished_at=datetime.now(UTC),
-            )
+            stored = before == JobState.FAILED.value
+            if stored:  # its end stored before (its reason kept): announced below
+                patient_id = session.scalar(select(m.Job.patient_id).where(m.Job.id == job_id))
+            else:
+                patient_id = self._end_in(
+                    session,
+                    job_id,
+                    state=JobState.FAILED.value,
+                    error=reason[:2000],
+                    finished_at=datetime.now(UTC),
+                )
             patient = session.get(m.Patient, patient_id) if patient_id is not None else None
             # Told as a finished analysis's outcome is, so that one failing unattended (a
             # watch-folder scan overnight) does not wait unseen in the queue; once only,
             # where a try again finds the failure stored by a commit whose answer was lost.
-            if patient is not None and before != JobState.FAILED.value:
+            if patient is not None and not stored:
                 note = NotificationService.create_in(
                     session,
                     _failure_message(job_id, patient, reason),
                     type=NotificationType.INFO.value,
                     patient_id=patient_id,
                 )
+            elif patient is not None and again:
+                note = _failure_note_in(session, job_id, patient.id)
+        if stored and not again:
+            return  # told when it was stored
+        # Said once: a try again's first commit, whose answer was lost, said nothing.
         log.warning("analysis job %d failed: %s", job_id, reason if logged is None else logged)
         self._bus.publish(AnalysisFailed(job_id, patient_id, reason))
         if note is not None:
@@ -1009,6 +1026,23 @@ def _read_failures_answered_in(session: Session, job: JobRecord) -> list[Notific
         note.read = True
     session.flush()
     return [notification_record(note) for note in answered]
+
+
+def _failure_note_in(session: Session, job_id: int, patient_id: str) -> NotificationRecord | None:
+    """The notification of job ``job_id``'s failure (its patient's, found by the job it
+    names: the name in it may be an earlier one), or None where it is gone."""
+    note = session.scalars(
+        select(m.Notification)
+        .where(
+            m.Notification.patient_id == patient_id,
+            m.Notification.analysis_id.is_(None),
+            m.Notification.message.startswith(FAILURE_OPENING, autoescape=True),
+            m.Notification.message.contains(f" failed (job #{job_id}): ", autoescape=True),
+        )
+        .order_by(m.Notification.id.desc())
+        .limit(1)
+    ).first()
+    return notification_record(note) if note is not None else None
 
 
 #: How the notification of a failed analysis opens (see :func:`_failure_message`).
