@@ -64,6 +64,16 @@ class ImageStoreUnwritable(StorageError):
     """The image store cannot be written for another reason than a full disk (its folder
     made read-only, or given to another account): until someone fixes it."""
 
+    def __init__(self, message: str, folder: str = "") -> None:
+        super().__init__(message)
+        #: The image store's folder ("" where not known).
+        self.folder = folder
+
+    @staticmethod
+    def what_to_do(folder: str) -> str:
+        """What fixes it, for a person: the image store's folder ``folder`` writable."""
+        return f"make {folder} writable by the account running OphthAI"
+
 
 #: The errors of a disk with no room left (a full disk, a user's quota spent).
 NO_ROOM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -74,6 +84,10 @@ class DatabaseUnavailable(StorageError):
     read-only SQLite file): the same call may well work in a few seconds."""
 
     MESSAGE = "the database is unavailable; try again shortly"
+    #: The outage in a few words, and when what waits for it goes on: for the texts that
+    #: say what waits (the watch folder's state, the job queue), one wording per kind.
+    OUTAGE = "the database does not answer"
+    UNTIL = "once it does"
 
     def __init__(self, message: str = MESSAGE) -> None:
         super().__init__(message)
@@ -84,6 +98,9 @@ class DatabaseFileGone(DatabaseUnavailable):
     put there) while the app runs: changes would go into the removed file and vanish at
     quit, so none is made until the app is started again (an outage that does not end:
     the watch folder's files wait in it, a finished analysis is held)."""
+
+    OUTAGE = "the database file was deleted or replaced while OphthAI ran"
+    UNTIL = "once the file is put back and OphthAI is started again"
 
     def __init__(self, path: str) -> None:
         super().__init__(

@@ -88,6 +88,7 @@ from watchdog.observers.polling import PollingObserver
 from ophthai_desktop.core.domain import NotificationType
 from ophthai_desktop.core.errors import (
     ChangeRolledBack,
+    DatabaseFileGone,
     DatabaseUnavailable,
     ImageStoreUnwritable,
     NoRoom,
@@ -139,7 +140,15 @@ STORAGE_RETRY_S = 5.0
 
 #: The running watch folder's message while the database does not answer.
 WAITING_FOR_DATABASE = (
-    "the database does not answer: new files wait in the folder and are taken in once it does"
+    f"{DatabaseUnavailable.OUTAGE}: new files wait in the folder and are taken in "
+    f"{DatabaseUnavailable.UNTIL}"
+)
+
+#: The running watch folder's message while the database file is gone (deleted or
+#: replaced: an outage that lasts until the app is started again).
+WAITING_FOR_DATABASE_FILE = (
+    f"{DatabaseFileGone.OUTAGE}: new files wait in the folder and are taken in "
+    f"{DatabaseFileGone.UNTIL}"
 )
 
 #: The running watch folder's message while the disk of the database or the image store
@@ -159,6 +168,8 @@ WAITING_FOR_IMAGE_STORE = (
 #: line the log says as each starts.
 STORAGE_WAITS = {
     WAITING_FOR_DATABASE: "watch folder: new files wait in the folder until the database answers",
+    WAITING_FOR_DATABASE_FILE: "watch folder: the database file is gone; new files wait in the "
+    "folder until OphthAI is started again",
     WAITING_FOR_ROOM: "watch folder: the disk is full; new files wait in the folder until space "
     "is freed",
     WAITING_FOR_IMAGE_STORE: "watch folder: new files wait in the folder until the image store "
@@ -1283,6 +1294,9 @@ class FolderWatcher:
             # The database answers (it ended this commit to end a deadlock): no outage
             # to say, the file is tried again.
             retry_in_s = STORAGE_RETRY_S
+        except DatabaseFileGone:
+            self._storage_waits(run, WAITING_FOR_DATABASE_FILE)  # said once, as below
+            retry_in_s = STORAGE_RETRY_S
         except DatabaseUnavailable:
             self._storage_waits(run, WAITING_FOR_DATABASE)  # said once, not per file and try
             retry_in_s = STORAGE_RETRY_S
@@ -1292,7 +1306,9 @@ class FolderWatcher:
             retry_in_s = STORAGE_RETRY_S
         except ImageStoreUnwritable as exc:
             # Said once, with the reason, not per file and try (no file is named in it).
-            self._storage_waits(run, WAITING_FOR_IMAGE_STORE, exc.message)
+            what_to_do = exc.folder and ImageStoreUnwritable.what_to_do(exc.folder)
+            reason = f"{exc.message}; {what_to_do}" if what_to_do else exc.message
+            self._storage_waits(run, WAITING_FOR_IMAGE_STORE, reason)
             retry_in_s = STORAGE_RETRY_S
         except StorageError as exc:
             # Another storage failure of this file (its record refused by the database):

@@ -633,7 +633,7 @@ class InferenceWorker:
     def _record_failure(self, job_id: int, reason: str, *, logged: str | None = None) -> None:
         try:
             self._until_stored(
-                job_id, lambda _again: self._jobs.fail(job_id, reason, logged=logged)
+                job_id, lambda again: self._jobs.fail(job_id, reason, logged=logged, again=again)
             )
         except NotFound:
             log.info("analysis job %d ended after its patient was deleted", job_id)

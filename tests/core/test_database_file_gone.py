@@ -21,7 +21,7 @@ from ophthai_desktop.core import watcher as watcher_module
 from ophthai_desktop.core.errors import DatabaseFileGone
 from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.patients import NewImage
-from ophthai_desktop.core.watcher import WAITING_FOR_DATABASE, WatcherState
+from ophthai_desktop.core.watcher import WatcherState
 from ophthai_desktop.core.worker import InferenceWorker
 from tests.support.images import png_bytes
 from tests.support.scripted_engine import DME, ScriptedEngine
@@ -113,7 +113,12 @@ def test_watch_folder_files_wait_in_the_folder(
         delete_database(app)
         image = app.watcher.folder / "Jane Doe.png"
         image.write_bytes(png_bytes((10, 10), (1, 6, 7)))
-        assert wait_until(lambda: app.watcher.status.message == WAITING_FOR_DATABASE)
+        # What the outage is, not "the database does not answer ... once it does".
+        assert wait_until(lambda: app.watcher.status.message != "")
+        assert app.watcher.status.message == (
+            "the database file was deleted or replaced while OphthAI ran: new files wait in "
+            "the folder and are taken in once the file is put back and OphthAI is started again"
+        )
         time.sleep(0.3)  # several tries, each refused
         assert image.exists()
         assert finished == []

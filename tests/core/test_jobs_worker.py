@@ -349,16 +349,94 @@ def test_a_failed_analysis_raises_a_notification_naming_the_patient_and_why(
     assert app.patients.get_patient(patient_id).status == "Pending Analysis"
 
 
+def test_a_later_result_of_the_scan_marks_its_failure_read_and_says_so(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    """ "The analysis for patient … failed" stayed unread after the scan was analysed
+    again and the result stored: an alarm no longer true. Only that scan's failures are
+    answered: another scan's, and a person's note, stay unread."""
+    app = sqlite_services
+    patient_id = _patient_with_scan(app, actor)
+    first = app.patients.list_scans(patient_id)[0]
+    other = app.patients.attach_image(patient_id, NewImage(png_bytes((30, 40))), actor=actor)
+    engine = ScriptedEngine(NORMAL, fail_with=RuntimeError("CUDA out of memory"))
+    running(engine)
+    failed = app.jobs.queue_patient_analysis(patient_id, actor=actor, scan_id=first.id)
+    _wait(lambda: app.jobs.get_job(failed.id).state == "failed")
+    failed_other = app.jobs.queue_patient_analysis(patient_id, actor=actor, scan_id=other.id)
+    _wait(lambda: app.jobs.get_job(failed_other.id).state == "failed")
+    app.notifications.create_notification("Call the patient", patient_id=patient_id, actor=actor)
+    _wait(lambda: app.notifications.unread_count() == 3)
+    seen = _events(app)
+    engine.fail_with = None
+    good = app.jobs.queue_patient_analysis(patient_id, actor=actor, scan_id=first.id)
+    _wait(lambda: app.jobs.get_job(good.id).state == "done")
+
+    notes = app.notifications.list_notifications(patient_id=patient_id).items
+    unread = {n.message.split(": ")[0] for n in notes if not n.read}
+    assert unread == {
+        "Call the patient",
+        f"The analysis for patient Queue Patient failed (job #{failed_other.id})",
+    }
+    assert app.notifications.unread_count() == 2
+    (answered,) = [n for n in notes if f"(job #{failed.id})" in n.message]
+    assert answered.read
+    # Told as any read change is (the badge, the WebSocket's notification_updated).
+    _wait(lambda: any(isinstance(e, ev.NotificationUpdated) for e in seen))
+    updated = [e.notification for e in seen if isinstance(e, ev.NotificationUpdated)]
+    assert updated == [answered]
+
+
 def test_a_failure_stored_again_is_told_once(app_services: Application, actor: Actor) -> None:
     """The worker stores a job's failure again where the database's answer to the first
     commit was lost (an outage): one notification, not two."""
     app = app_services
     patient_id = _patient_with_scan(app, actor)
     job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    seen = _events(app)
     app.jobs.fail(job.id, "The scan's stored image file is missing.")
     app.jobs.fail(job.id, "The scan's stored image file is missing.")
     notes = app.notifications.list_notifications(patient_id=patient_id).items
     assert len(notes) == 1 and f"(job #{job.id})" in notes[0].message
+    # Nor a second alert: a call that is no try again finds it told already.
+    assert [e.job_id for e in seen if isinstance(e, ev.AnalysisFailed)] == [job.id]
+
+
+def test_a_failure_whose_commit_answer_is_lost_is_announced_once_with_its_notification(
+    sqlite_services: Application, actor: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first commit stores the failure and its notification, but its answer is
+    lost: the worker's try again found them stored and announced ``analysis_failed``
+    without the ``notification`` (the panel and WebSocket clients never saw it)."""
+    app = sqlite_services
+    seen = _events(app)
+    patient_id = _patient_with_scan(app, actor)
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    claimed = app.jobs.claim_next()
+    assert claimed is not None and claimed.id == job.id
+    lost: list[int] = []
+    opening = app.db.session
+
+    @contextlib.contextmanager
+    def answer_lost_once() -> Iterator[Session]:
+        added: list[object] = []
+        with opening() as opened:
+            event.listen(opened, "before_flush", lambda s, *_: added.extend(s.new))
+            yield opened
+        stores = any(isinstance(row, m.Notification) for row in added)
+        if stores and not lost:  # committed, but the worker is told it failed
+            lost.append(1)
+            raise DatabaseUnavailable()
+
+    monkeypatch.setattr(app.db, "session", answer_lost_once)
+    engine = ScriptedEngine(NORMAL, fail_with=RuntimeError("CUDA out of memory"))
+    InferenceWorker(engine, app.jobs, app.bus)._run_job(claimed)
+    monkeypatch.undo()
+
+    assert lost and app.jobs.get_job(job.id).state == "failed"
+    (note,) = app.notifications.list_notifications(patient_id=patient_id).items
+    assert [e.job_id for e in seen if isinstance(e, ev.AnalysisFailed)] == [job.id]  # once
+    assert [e.notification for e in seen if isinstance(e, ev.NotificationCreated)] == [note]
 
 
 def test_a_cancelled_analysis_or_one_of_no_patient_raises_no_notification(

@@ -50,8 +50,9 @@ def test_files_wait_in_the_folder_while_the_image_store_cannot_be_written(
             said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
             assert said == [
                 f"{watcher_module.STORAGE_WAITS[WAITING_FOR_IMAGE_STORE]} (cannot write to the "
-                "image store: Permission denied)"
-            ]  # once, with the reason, not per file and try
+                f"image store: Permission denied; make {app.images.root} writable by the "
+                "account running OphthAI)"
+            ]  # once, with the reason and what to do, not per file and try
             monkeypatch.undo()  # the folder writable again
             monkeypatch.setattr(watcher_module, "STORAGE_RETRY_S", 0.05)
             finished = log.wait_finished(*(f"Jane Doe {n}.png" for n in range(3)))

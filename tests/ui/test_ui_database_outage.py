@@ -17,6 +17,7 @@ from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.storage import availability
 from ophthai_desktop.core.watcher import (
     WAITING_FOR_DATABASE,
+    WAITING_FOR_DATABASE_FILE,
     WAITING_FOR_IMAGE_STORE,
     WAITING_FOR_ROOM,
 )
@@ -105,6 +106,39 @@ def test_the_job_queue_says_its_analyses_wait_for_the_database_until_it_answers(
     finally:
         hold.set()
     qtbot.waitUntil(lambda: model.get(running.id).state == "done")  # type: ignore[union-attr]
+
+
+def test_the_job_queue_says_the_database_file_is_gone_not_that_it_does_not_answer(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """The file deleted while analyses are open: the queue said "the database does not
+    answer; ... once it does", which never comes (the app must be started again)."""
+    hold = threading.Event()
+    gui = make_gui(engine=ScriptedEngine(DME, hold=hold))
+    app, actor = gui.application, Actor("t", "gui")
+    first = app.patients.create_patient({"name": "A"}, actor=actor, image=NewImage(png_bytes()))
+    second = app.patients.create_patient({"name": "B"}, actor=actor, image=NewImage(png_bytes()))
+    running = app.jobs.queue_patient_analysis(first.id, actor=actor)
+    queued = app.jobs.queue_patient_analysis(second.id, actor=actor)
+    panel, model = gui.jobs_panel, gui.jobs_panel.model
+    qtbot.waitUntil(lambda: model.get(queued.id) is not None)
+    qtbot.waitUntil(lambda: model.get(running.id).state == "running")  # type: ignore[union-attr]
+    path = Path(str(app.db.url.database)).absolute()
+    try:
+        for companion in path.parent.glob(f"{path.name}*"):
+            companion.unlink()
+        with pytest.raises(DatabaseFileGone):
+            app.patients.list_patients()
+        qtbot.waitUntil(lambda: "database" in panel.waiting.text())
+        whole = panel.waiting.toolTip() or panel.waiting.text()
+        assert "does not answer" not in whole and "once it does" not in whole
+        assert whole == (
+            "Analyses are waiting: the database file was deleted or replaced while OphthAI "
+            "ran; queued ones start once the file is put back and OphthAI is started again; "
+            "a result finished before then cannot be stored (ask for it again then)"
+        )
+    finally:
+        hold.set()
 
 
 def test_an_import_the_outage_refused_says_to_import_again_once_the_database_answers(
@@ -298,10 +332,12 @@ def test_an_import_the_database_s_full_disk_refused_says_the_disk_is_full_not_an
     ("message", "shown"),
     [
         (WAITING_FOR_ROOM, "Watch folder: waiting — the disk is full"),
+        # Not "waiting for the database": it never answers again until a restart.
+        (WAITING_FOR_DATABASE_FILE, "Watch folder: waiting — the database file is gone"),
         # Not "Watch folder: running" while no file can be taken in (images/ read-only).
         (WAITING_FOR_IMAGE_STORE, "Watch folder: waiting — images cannot be stored"),
     ],
-    ids=["room", "image store"],
+    ids=["room", "database file", "image store"],
 )
 def test_the_status_bar_says_watch_folder_files_wait_for_the_storage(
     gui: GuiSession, qtbot: QtBot, message: str, shown: str
@@ -313,6 +349,18 @@ def test_the_status_bar_says_watch_folder_files_wait_for_the_storage(
     assert message in label.toolTip()
     gui.application.bus.publish(ev.WatcherStateChanged("running", "", folder))
     qtbot.waitUntil(lambda: label.text() == "Watch folder: running")
+
+
+def test_the_status_bar_says_what_to_do_when_images_cannot_be_stored(
+    gui: GuiSession, qtbot: QtBot
+) -> None:
+    """It sent the clinician to the log, which says why, not what to do about it."""
+    label = gui.window.status.watcher
+    folder = str(gui.application.watcher.folder)
+    gui.application.bus.publish(ev.WatcherStateChanged("running", WAITING_FOR_IMAGE_STORE, folder))
+    qtbot.waitUntil(lambda: label.text() == "Watch folder: waiting — images cannot be stored")
+    images = gui.application.images.root
+    assert label.toolTip().endswith(f"Make {images} writable by the account running OphthAI.")
 
 
 def test_the_banner_says_the_database_file_was_deleted_and_what_to_do(

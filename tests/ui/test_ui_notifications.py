@@ -40,7 +40,7 @@ from ophthai_desktop.ui.views.notifications import NotificationsPanel
 from ophthai_desktop.ui.views.toast import Toast
 from tests.support.images import png_bytes
 from tests.support.outage import database_down
-from tests.support.scripted_engine import DME, ScriptedEngine
+from tests.support.scripted_engine import DME, NORMAL, ScriptedEngine
 from tests.support.watch_folder import build_watch_app
 from tests.ui.conftest import Maker, open_patient
 
@@ -1276,3 +1276,36 @@ def test_a_critical_toast_goes_once_its_finding_is_validated(
     view.approve.click()
     qtbot.waitUntil(lambda: view.card.badge.text() == "APPROVED")
     qtbot.waitUntil(lambda: not toast.isVisible())
+
+
+def test_a_later_result_of_the_scan_unbolds_its_failure_and_lowers_the_badge(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """The failure's notification stayed bold, and counted, once the scan had a result."""
+    engine = ScriptedEngine(NORMAL, fail_with=RuntimeError("CUDA out of memory"))
+    gui = make_gui(engine=engine)
+    app, panel = gui.application, gui.notifications_panel
+    model = panel.list.model()
+    patient = app.patients.create_patient(
+        {"name": "Failed Once"}, actor=SYSTEM, image=NewImage(png_bytes((40, 30)))
+    )
+    failed = app.jobs.queue_patient_analysis(patient.id, actor=SYSTEM)
+    qtbot.waitUntil(lambda: panel.unread.text() == "1")
+    engine.fail_with = None
+    done = app.jobs.queue_patient_analysis(patient.id, actor=SYSTEM)
+    qtbot.waitUntil(lambda: app.jobs.get_job(done.id).state == "done")
+
+    def failure_row() -> Any:
+        for row in range(model.rowCount()):
+            index = model.index(row, 0)
+            if f"failed (job #{failed.id})" in model.data(index):
+                return index
+        return None
+
+    qtbot.waitUntil(lambda: failure_row() is not None)
+    qtbot.waitUntil(lambda: model.data(failure_row(), Qt.ItemDataRole.FontRole) is None)
+    unread = app.notifications.unread_count()  # the result's own notices, if any
+    if unread:
+        qtbot.waitUntil(lambda: panel.unread.text() == str(unread))
+    else:
+        qtbot.waitUntil(lambda: not panel.unread.isVisible())

@@ -39,6 +39,7 @@ from ophthai_desktop.core.events import (
     Event,
     EventBus,
     NotificationCreated,
+    NotificationUpdated,
     PatientUpdated,
 )
 from ophthai_desktop.core.imaging import inspect_image
@@ -671,6 +672,12 @@ class JobService:
                     analysis_id=row.id,
                 )
                 events.extend(notice.events(note))
+            if patient is not None:
+                # The scan has a result now: its earlier failures' alarms are no longer
+                # true (announced as any read change is, after this commit).
+                events.extend(
+                    NotificationUpdated(note) for note in _read_failures_answered_in(session, job)
+                )
             record = analysis_record(row)
             patient_record = (
                 PatientService.records_in(session, [patient])[0] if patient is not None else None
@@ -720,11 +727,19 @@ class JobService:
             self._bus.publish(event)
         return record
 
-    def fail(self, job_id: int, reason: str, *, logged: str | None = None) -> None:
+    def fail(
+        self, job_id: int, reason: str, *, logged: str | None = None, again: bool = False
+    ) -> None:
         """The job failed; ``reason`` is for the clinician (no patient identifiers).
         ``logged``: what the log says instead, where ``reason`` quotes an exception's
         text (which can quote what the job read). A job of a patient raises an info
         notification naming them, the job and the reason, stored with the job's end.
+
+        ``again``: an earlier call for this job may have stored it (the worker tries
+        again after a commit whose answer was lost): if it did, nothing more is stored
+        and what that commit stored, never announced, is (the failure and its
+        notification). A call that is no try again, on a job failed already, stores and
+        announces nothing.
 
         Raises:
             NotFound: The job is gone (its patient was deleted meanwhile).
@@ -733,24 +748,33 @@ class JobService:
         with self._db.session() as session:
             self._lock_patient_of(session, job_id)
             before = session.scalar(select(m.Job.state).where(m.Job.id == job_id))
-            patient_id = self._end_in(
-                session,
-                job_id,
-                state=JobState.FAILED.value,
-                error=reason[:2000],
-                finished_at=datetime.now(UTC),
-            )
+            stored = before == JobState.FAILED.value
+            if stored:  # its end stored before (its reason kept): announced below
+                patient_id = session.scalar(select(m.Job.patient_id).where(m.Job.id == job_id))
+            else:
+                patient_id = self._end_in(
+                    session,
+                    job_id,
+                    state=JobState.FAILED.value,
+                    error=reason[:2000],
+                    finished_at=datetime.now(UTC),
+                )
             patient = session.get(m.Patient, patient_id) if patient_id is not None else None
             # Told as a finished analysis's outcome is, so that one failing unattended (a
             # watch-folder scan overnight) does not wait unseen in the queue; once only,
             # where a try again finds the failure stored by a commit whose answer was lost.
-            if patient is not None and before != JobState.FAILED.value:
+            if patient is not None and not stored:
                 note = NotificationService.create_in(
                     session,
                     _failure_message(job_id, patient, reason),
                     type=NotificationType.INFO.value,
                     patient_id=patient_id,
                 )
+            elif patient is not None and again:
+                note = _failure_note_in(session, job_id, patient.id)
+        if stored and not again:
+            return  # told when it was stored
+        # Said once: a try again's first commit, whose answer was lost, said nothing.
         log.warning("analysis job %d failed: %s", job_id, reason if logged is None else logged)
         self._bus.publish(AnalysisFailed(job_id, patient_id, reason))
         if note is not None:
@@ -965,10 +989,70 @@ def _analyses(count: int) -> str:
     return f"{count} analysis" if count == 1 else f"{count} analyses"
 
 
+def _read_failures_answered_in(session: Session, job: JobRecord) -> list[NotificationRecord]:
+    """Mark read, in the caller's transaction, the unread notifications of earlier failed
+    analyses of ``job``'s scan (``job`` stores its result: "The analysis for patient …
+    failed (job #N): …" is answered); not those of the patient's other scans, whose
+    failures still stand, nor any other notification. The ones marked, by id."""
+    same_scan = m.Job.scan_id.is_(None) if job.scan_id is None else m.Job.scan_id == job.scan_id
+    failed = session.scalars(
+        select(m.Job.id).where(
+            m.Job.patient_id == job.patient_id,
+            same_scan,
+            m.Job.state == JobState.FAILED.value,
+            m.Job.id < job.id,
+        )
+    ).all()
+    if not failed:
+        return []
+    # A failure's notification names no analysis (none was stored) but its job, in the
+    # words _failure_message writes (the name in them may be an earlier one).
+    unread = session.scalars(
+        select(m.Notification)
+        .where(
+            m.Notification.patient_id == job.patient_id,
+            m.Notification.analysis_id.is_(None),
+            m.Notification.read.is_(False),
+            m.Notification.message.startswith(FAILURE_OPENING, autoescape=True),
+        )
+        .order_by(m.Notification.id)
+    ).all()
+    answered = [
+        note
+        for note in unread
+        if any(f" failed (job #{job_id}): " in note.message for job_id in failed)
+    ]
+    for note in answered:
+        note.read = True
+    session.flush()
+    return [notification_record(note) for note in answered]
+
+
+def _failure_note_in(session: Session, job_id: int, patient_id: str) -> NotificationRecord | None:
+    """The notification of job ``job_id``'s failure (its patient's, found by the job it
+    names: the name in it may be an earlier one), or None where it is gone."""
+    note = session.scalars(
+        select(m.Notification)
+        .where(
+            m.Notification.patient_id == patient_id,
+            m.Notification.analysis_id.is_(None),
+            m.Notification.message.startswith(FAILURE_OPENING, autoescape=True),
+            m.Notification.message.contains(f" failed (job #{job_id}): ", autoescape=True),
+        )
+        .order_by(m.Notification.id.desc())
+        .limit(1)
+    ).first()
+    return notification_record(note) if note is not None else None
+
+
+#: How the notification of a failed analysis opens (see :func:`_failure_message`).
+FAILURE_OPENING = "The analysis for patient "
+
+
 def _failure_message(job_id: int, patient: m.Patient, reason: str) -> str:
     """The notification of an analysis of ``patient``'s scan that failed, as stored."""
     message = (
-        f"The analysis for patient {patient.name} failed (job #{job_id}): "
+        f"{FAILURE_OPENING}{patient.name} failed (job #{job_id}): "
         f"{_sentence(reason or 'no reason given')}"
     )
     return message[:2000].strip()

@@ -124,7 +124,7 @@ class ImageStore:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         except OSError as exc:
-            raise _write_failed(exc) from exc
+            raise _write_failed(exc, self.root) from exc
         return StoredImage(digest, target, created=True)
 
     def stage_copy(self, source_fd: int, size: int) -> Path | None:
@@ -145,7 +145,7 @@ class ImageStore:
             self._staging.mkdir(exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self._staging, prefix="copy-")
         except OSError as exc:
-            raise _write_failed(exc) from exc
+            raise _write_failed(exc, self.root) from exc
         try:
             offset = 0
             while offset < size:
@@ -158,7 +158,7 @@ class ImageStore:
             Path(tmp).unlink(missing_ok=True)
             if exc.errno in _NO_KERNEL_COPY:
                 return None
-            raise _write_failed(exc) from exc
+            raise _write_failed(exc, self.root) from exc
         os.close(fd)
         return Path(tmp)
 
@@ -174,7 +174,7 @@ class ImageStore:
             os.replace(staged, target)
         except OSError as exc:
             self.drop_staged(staged)
-            raise _write_failed(exc) from exc
+            raise _write_failed(exc, self.root) from exc
         return StoredImage(sha256, target, created=True)
 
     def drop_staged(self, staged: Path) -> None:
@@ -251,7 +251,7 @@ class ImageStore:
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise _write_failed(exc) from exc
+            raise _write_failed(exc, self.root) from exc
 
     def read(self, sha256: str) -> bytes:
         try:
@@ -300,6 +300,8 @@ class ImageStore:
             log.warning("could not delete an unreferenced image: %s", exc.strerror)
 
 
-def _write_failed(exc: OSError) -> StorageError:
+def _write_failed(exc: OSError, root: Path) -> StorageError:
     message = f"cannot write to the image store: {exc.strerror}"
-    return NoRoom(message) if exc.errno in NO_ROOM_ERRNOS else ImageStoreUnwritable(message)
+    if exc.errno in NO_ROOM_ERRNOS:
+        return NoRoom(message)
+    return ImageStoreUnwritable(message, str(root))

@@ -12,7 +12,7 @@ from functools import partial
 
 from PySide6.QtCore import QObject, QTimer, Slot
 
-from ophthai_desktop.core.errors import OphthaiError
+from ophthai_desktop.core.errors import DatabaseFileGone, DatabaseUnavailable, OphthaiError
 from ophthai_desktop.core.records import AnalysisRecord, JobQueue, JobRecord, PatientRecord
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController
@@ -60,11 +60,25 @@ PLACED_PER_TURN = 100
 #: Why queued analyses wait while the database does not answer (the worker takes no
 #: job and stores no result until it does); with a running one, which goes on but whose
 #: result waits to be stored, it is said of both.
-QUEUED_WAIT_FOR_DATABASE = "the database does not answer; they start once it does"
+QUEUED_WAIT_FOR_DATABASE = f"{DatabaseUnavailable.OUTAGE}; they start {DatabaseUnavailable.UNTIL}"
 OPEN_WAIT_FOR_DATABASE = (
-    "the database does not answer; queued ones start, and results are stored, once it does"
+    f"{DatabaseUnavailable.OUTAGE}; queued ones start, and results are stored, "
+    f"{DatabaseUnavailable.UNTIL}"
 )
-RUNNING_WAITS_FOR_DATABASE = "the database does not answer; the result is stored once it does"
+RUNNING_WAITS_FOR_DATABASE = (
+    f"{DatabaseUnavailable.OUTAGE}; the result is stored {DatabaseUnavailable.UNTIL}"
+)
+#: The same while the database file is gone (an outage that lasts until the app is
+#: started again: a result finished meanwhile is held, and lost at quit).
+QUEUED_WAIT_FOR_DATABASE_FILE = f"{DatabaseFileGone.OUTAGE}; they start {DatabaseFileGone.UNTIL}"
+OPEN_WAIT_FOR_DATABASE_FILE = (
+    f"{DatabaseFileGone.OUTAGE}; queued ones start {DatabaseFileGone.UNTIL}; a result "
+    "finished before then cannot be stored (ask for it again then)"
+)
+RUNNING_WAITS_FOR_DATABASE_FILE = (
+    f"{DatabaseFileGone.OUTAGE}; the result cannot be stored (ask for it again "
+    f"{DatabaseFileGone.UNTIL})"
+)
 
 
 class JobsController(QObject):
@@ -656,11 +670,18 @@ class JobsController(QObject):
         database does not answer (a running analysis's result waits for it too), else
         the worker's reason."""
         queued = self._model.has_queued()
+        # Which outage (no I/O): the file gone never ends by itself, so never "once it does".
+        gone = self._ctx.application.db.outage_cause is not None
         if self._database_down and self._model.has_running():
-            reason = OPEN_WAIT_FOR_DATABASE if queued else RUNNING_WAITS_FOR_DATABASE
+            if gone:
+                reason = OPEN_WAIT_FOR_DATABASE_FILE if queued else RUNNING_WAITS_FOR_DATABASE_FILE
+            else:
+                reason = OPEN_WAIT_FOR_DATABASE if queued else RUNNING_WAITS_FOR_DATABASE
             self._panel.set_waiting(reason, who="Analyses" if queued else "Running analyses")
         elif self._database_down and queued:
-            self._panel.set_waiting(QUEUED_WAIT_FOR_DATABASE)
+            self._panel.set_waiting(
+                QUEUED_WAIT_FOR_DATABASE_FILE if gone else QUEUED_WAIT_FOR_DATABASE
+            )
         else:
             reason = self._waiting_reason
             self._panel.set_waiting(reason if reason and queued else None)

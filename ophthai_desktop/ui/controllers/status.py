@@ -12,10 +12,12 @@ from typing import Any, Generic, Protocol, TypeVar
 from PySide6.QtCore import QObject, QTimer, Slot
 
 from ophthai_desktop.core import events as ev
+from ophthai_desktop.core.errors import ImageStoreUnwritable
 from ophthai_desktop.core.inference.engine import EngineStatus, ModelState
 from ophthai_desktop.core.watcher import (
     IGNORED_PREFIXES,
     WAITING_FOR_DATABASE,
+    WAITING_FOR_DATABASE_FILE,
     WAITING_FOR_IMAGE_STORE,
     WAITING_FOR_ROOM,
 )
@@ -254,10 +256,14 @@ class StatusController(QObject):
         label = f"Watch folder: {text}"
         if text == "running" and message == WAITING_FOR_DATABASE:
             label, kind = "Watch folder: waiting for the database", "warn"
+        elif text == "running" and message == WAITING_FOR_DATABASE_FILE:
+            label, kind = "Watch folder: waiting — the database file is gone", "error"
         elif text == "running" and message == WAITING_FOR_ROOM:
             label, kind = "Watch folder: waiting — the disk is full", "error"
         elif text == "running" and message == WAITING_FOR_IMAGE_STORE:
             label, kind = "Watch folder: waiting — images cannot be stored", "error"
+            images = str(self._app.images.root)  # no I/O
+            tooltip += "\n\n" + sentence(ImageStoreUnwritable.what_to_do(images))
         if text == "error" and not getattr(watcher, "answering", True):
             # A resume or a try again waits on a share (the words in the tooltip).
             label = "Watch folder: does not answer"
