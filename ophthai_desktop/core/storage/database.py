@@ -13,7 +13,8 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -151,9 +152,12 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_on_connect)
             if self._file is not None:
-                event.listen(self.engine, "do_connect", self._open_the_same_file)
-                event.listen(self.engine, "connect", self._note_the_file)
-                event.listen(self.engine, "checkout", self._on_checkout)
+                # Weakly: SQLAlchemy keeps the dialect, whose events these are, in the
+                # model classes' statement caches for the process, and a closed
+                # Database (its engine, pool, the services around it) stayed with it.
+                event.listen(self.engine, "do_connect", _weakly(self._open_the_same_file))
+                event.listen(self.engine, "connect", _weakly(self._note_the_file))
+                event.listen(self.engine, "checkout", _weakly(self._on_checkout))
         else:
             event.listen(self.engine, "connect", _postgres_on_connect)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -535,6 +539,19 @@ class Database:
     def describe(self) -> str:
         """The URL without its password, safe to show and log."""
         return self.url.render_as_string(hide_password=True)
+
+
+def _weakly(method: Callable[..., None]) -> Callable[..., None]:
+    """``method`` as an event listener that does not keep its object alive (and does
+    nothing once that object is gone)."""
+    held = weakref.WeakMethod(method)
+
+    def listener(*args: Any) -> None:
+        bound = held()
+        if bound is not None:
+            bound(*args)
+
+    return listener
 
 
 def _revisions(connection: Connection) -> str:
