@@ -36,6 +36,7 @@ from ophthai_desktop.ui.models.notification_list import (
 )
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.views import toast as toast_view
+from ophthai_desktop.ui.views.empty import NOT_READ, READING
 from ophthai_desktop.ui.views.notifications import NotificationsPanel
 from ophthai_desktop.ui.views.toast import Toast
 from tests.support.images import png_bytes
@@ -701,8 +702,9 @@ def test_empty_panels_say_so_and_show_their_rows_once_there_are_some(
     qtbot: QtBot, gui: GuiSession
 ) -> None:
     notes, jobs = gui.notifications_panel, gui.jobs_panel
-    assert notes.body.is_empty_shown() and notes.body.hint.text() == "No notifications."
-    assert jobs.body.is_empty_shown() and jobs.body.hint.text().startswith("No analyses yet")
+    qtbot.waitUntil(lambda: notes.body.hint.text() == "No notifications.")  # read: none
+    qtbot.waitUntil(lambda: jobs.body.hint.text().startswith("No analyses yet"))
+    assert notes.body.is_empty_shown() and jobs.body.is_empty_shown()
 
     note = gui.application.notifications.create_notification("Routine", actor=SYSTEM)
     qtbot.waitUntil(lambda: not notes.body.is_empty_shown())
@@ -710,6 +712,34 @@ def test_empty_panels_say_so_and_show_their_rows_once_there_are_some(
 
     gui.application.notifications.delete_notification(note.id, actor=SYSTEM)
     qtbot.waitUntil(notes.body.is_empty_shown)
+
+
+def test_the_panels_say_they_are_reading_until_their_first_rows_come(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At start on a busy machine the panels said "No notifications." and "No analyses
+    yet" for seconds while the unread notifications and the queue were being read."""
+    app = make_gui().application
+    app.notifications.create_notification("Routine", actor=SYSTEM)
+    release = threading.Event()
+    for service, name in ((app.notifications, "list_notifications"), (app.jobs, "list_queue")):
+        read: Callable[..., Any] = getattr(service, name)
+
+        def held(*args: Any, read: Callable[..., Any] = read, **kwargs: Any) -> Any:
+            release.wait(30)
+            return read(*args, **kwargs)
+
+        monkeypatch.setattr(service, name, held)
+    try:
+        gui = make_gui(application=app)
+        notes, jobs = gui.notifications_panel, gui.jobs_panel
+        assert notes.body.is_empty_shown() and notes.body.hint.text() == READING
+        assert jobs.body.is_empty_shown() and jobs.body.hint.text() == READING
+    finally:
+        release.set()
+    qtbot.waitUntil(lambda: not notes.body.is_empty_shown())  # the one there
+    qtbot.waitUntil(lambda: jobs.body.hint.text().startswith("No analyses yet"))
+    assert jobs.body.is_empty_shown()
 
 
 def test_the_keyboard_opens_and_deletes_the_chosen_notification(
@@ -1056,6 +1086,7 @@ def test_notifications_that_could_not_be_read_are_read_again(
     gui = make_gui(application=app)
     banner = gui.window.banner
     qtbot.waitUntil(lambda: len(refused) >= 2)  # tried again, still locked
+    assert gui.notifications_panel.body.hint.text() == NOT_READ  # not "No notifications."
     assert banner.text().startswith("The notifications could not be read (")
     assert banner.text().endswith("); trying again.")
     banner.dismiss()  # closed by the clinician: not shown again at every try

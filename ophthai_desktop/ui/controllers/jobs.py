@@ -208,6 +208,7 @@ class JobsController(QObject):
             self._overtaken = False
             self._read_failure.read()
             self._on_feed_timer_timeout()
+            self._panel.body.rows_read()  # its first rows placed: none now means none
 
         def failed(exc: BaseException) -> None:
             # A bug's text can quote a row's values: the task's failure is logged with
@@ -215,6 +216,7 @@ class JobsController(QObject):
             said = f": {exc.message}" if isinstance(exc, OphthaiError) else ""
             log.warning("the job queue could not be read%s", said)
             self._read_failure.failed(exc)
+            self._panel.body.read_failed()
             self._replay_held()  # the jobs the events tell of, meanwhile
             QTimer.singleShot(RELOAD_AFTER_MS, self, self._load)
 

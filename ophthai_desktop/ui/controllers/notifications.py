@@ -160,11 +160,13 @@ class NotificationsController(QObject):
             self._model.reset(self._rows(page.items), page.total)
             for change in heard:
                 change()
+            self._panel.body.rows_read()
             self._read_failure.read()
 
         def failed(exc: BaseException) -> None:
             self._heard = None
             self._read_failure.failed(exc)
+            self._panel.body.read_failed()
             self._first_read_failed = True
             self._read_again_soon()
 
