@@ -334,7 +334,7 @@ def _disk_full_after(monkeypatch: pytest.MonkeyPatch, gui: GuiSession, stored: i
 
     def put_until_full(data: bytes, **kwargs: Any) -> StoredImage:
         if left[0] == 0:
-            raise _write_failed(OSError(errno.ENOSPC, "No space left on device"))
+            raise _write_failed(OSError(errno.ENOSPC, "No space left on device"), store.root)
         left[0] -= 1
         return put(data, **kwargs)
 
