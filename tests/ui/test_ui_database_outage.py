@@ -12,7 +12,7 @@ from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core import events as ev
 from ophthai_desktop.core.errors import DatabaseFileGone, NoRoom
-from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.records import Actor, JobRecord
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.storage import availability
 from ophthai_desktop.core.watcher import (
@@ -75,13 +75,11 @@ def test_the_banner_gives_way_in_an_idle_window_with_nothing_else_asking(
     qtbot.waitUntil(lambda: banner.text() == DATABASE_BACK, timeout=5000)
 
 
-def test_the_job_queue_says_its_analyses_wait_for_the_database_until_it_answers(
-    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Queued analyses (and the running one, whose result is stored once the database
-    takes it) wait while the database does not answer: the queue said nothing."""
-    monkeypatch.setattr(availability, "QUIET_S", 0.2)
-    monkeypatch.setattr(availability, "PROBE_S", 0.05, raising=False)
+def _one_running_one_queued(
+    qtbot: QtBot, make_gui: Maker
+) -> tuple[GuiSession, threading.Event, JobRecord]:
+    """A window whose queue lists two patients' analyses: the first running (held until
+    the event returned is set), the second queued. Returns the running job too."""
     hold = threading.Event()
     gui = make_gui(engine=ScriptedEngine(DME, hold=hold))
     app, actor = gui.application, Actor("t", "gui")
@@ -89,9 +87,21 @@ def test_the_job_queue_says_its_analyses_wait_for_the_database_until_it_answers(
     second = app.patients.create_patient({"name": "B"}, actor=actor, image=NewImage(png_bytes()))
     running = app.jobs.queue_patient_analysis(first.id, actor=actor)
     queued = app.jobs.queue_patient_analysis(second.id, actor=actor)
-    panel, model = gui.jobs_panel, gui.jobs_panel.model
+    model = gui.jobs_panel.model
     qtbot.waitUntil(lambda: model.get(queued.id) is not None)
     qtbot.waitUntil(lambda: model.get(running.id).state == "running")  # type: ignore[union-attr]
+    return gui, hold, running
+
+
+def test_the_job_queue_says_its_analyses_wait_for_the_database_until_it_answers(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Queued analyses (and the running one, whose result is stored once the database
+    takes it) wait while the database does not answer: the queue said nothing."""
+    monkeypatch.setattr(availability, "QUIET_S", 0.2)
+    monkeypatch.setattr(availability, "PROBE_S", 0.05, raising=False)
+    gui, hold, running = _one_running_one_queued(qtbot, make_gui)
+    app, panel, model = gui.application, gui.jobs_panel, gui.jobs_panel.model
     assert panel.waiting.text() == ""
     try:
         with database_down(app.db) as refusals:
@@ -113,16 +123,8 @@ def test_the_job_queue_says_the_database_file_is_gone_not_that_it_does_not_answe
 ) -> None:
     """The file deleted while analyses are open: the queue said "the database does not
     answer; ... once it does", which never comes (the app must be started again)."""
-    hold = threading.Event()
-    gui = make_gui(engine=ScriptedEngine(DME, hold=hold))
-    app, actor = gui.application, Actor("t", "gui")
-    first = app.patients.create_patient({"name": "A"}, actor=actor, image=NewImage(png_bytes()))
-    second = app.patients.create_patient({"name": "B"}, actor=actor, image=NewImage(png_bytes()))
-    running = app.jobs.queue_patient_analysis(first.id, actor=actor)
-    queued = app.jobs.queue_patient_analysis(second.id, actor=actor)
-    panel, model = gui.jobs_panel, gui.jobs_panel.model
-    qtbot.waitUntil(lambda: model.get(queued.id) is not None)
-    qtbot.waitUntil(lambda: model.get(running.id).state == "running")  # type: ignore[union-attr]
+    gui, hold, _running = _one_running_one_queued(qtbot, make_gui)
+    app, panel = gui.application, gui.jobs_panel
     path = Path(str(app.db.url.database)).absolute()
     try:
         for companion in path.parent.glob(f"{path.name}*"):
