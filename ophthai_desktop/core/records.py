@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 
+from ophthai_desktop.core.domain import age_on
+
 T = TypeVar("T")
 
 
@@ -132,6 +134,13 @@ class PatientRecord:
     latest_analysis: AnalysisRecord | None = None
     oculomics: OculomicsSummary | None = None
     scan_count: int = 0
+
+    def age_now(self) -> int | None:
+        """The age on this computer's date now: the birth date's when there is one.
+        ``age`` is as of when the record was read, and a record can be shown later: a
+        change told just before midnight, and heard after the window had read every
+        age again for the new day, put last year's age back in the list."""
+        return age_on(self.birth_date) if self.birth_date else self.age
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ def patient_row(patient: PatientRecord) -> PatientRow:
     text = {
         "name": patient.name,
         "id": patient.id,
-        "age": NOT_RECORDED if patient.age is None else str(patient.age),
+        "age": NOT_RECORDED if (age := patient.age_now()) is None else str(age),
         "gender": patient.gender or NOT_RECORDED,
         "status": patient.status,
         "workflow_step": f"{patient.workflow_step} · {step_name(patient.workflow_step)}",

@@ -350,7 +350,8 @@ class PatientPage(QWidget):
         set_style_property(self.status, "status", patient.status)
         self.status.setAccessibleName(f"Status: {patient.status}")  # not a bare "Critical"
         self.stepper.set_step(patient.workflow_step)
-        set_text(self.age, NOT_RECORDED if patient.age is None else f"{patient.age} years")
+        age = patient.age_now()
+        set_text(self.age, NOT_RECORDED if age is None else f"{age} years")
         set_text(self.birth_date, local_date(patient.birth_date) or NOT_RECORDED)
         set_text(self.gender, patient.gender or NOT_RECORDED)
         set_text(self.admitted, local_datetime(patient.admission_date))
