@@ -84,6 +84,10 @@ def test_a_write_after_the_file_is_deleted_is_refused_and_no_file_is_created(
     assert seen.count(ev.DatabaseAvailabilityChanged(False)) == 1
     assert app.db.outage_cause is not None and app.db.outage_cause.startswith(expected(path))
     assert str(path.absolute()) in caplog.text
+    # The outage's own line says what ends it (it said "the database does not answer
+    # (DatabaseFileGone): ... wait until it does", which it never will).
+    assert "does not answer" not in caplog.text
+    assert "wait once the file is put back and OphthAI is started again" in caplog.text
     assert "Secret" not in caplog.text
 
 

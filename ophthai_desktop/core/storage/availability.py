@@ -20,6 +20,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from ophthai_desktop.core.errors import DatabaseUnavailable
+
 log = logging.getLogger(__name__)
 
 #: How often the log says again that the database still does not answer.
@@ -78,9 +80,17 @@ class Availability:
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def failed(self, kind: str) -> None:
+    def failed(
+        self,
+        kind: str,
+        *,
+        outage: str = DatabaseUnavailable.OUTAGE,
+        until: str = DatabaseUnavailable.UNTIL,
+    ) -> None:
         """A unit of work failed because the database did not answer (``kind``: the
-        driver's exception class, never its text, which can quote values)."""
+        driver's exception class, never its text, which can quote values). ``outage``
+        and ``until`` say it in the log when it starts (the database file deleted is
+        an outage that a restart ends, not one that ends once it answers)."""
         now = self.clock()
         with self._telling:
             with self._lock:
@@ -101,9 +111,10 @@ class Availability:
                     )
             if started:
                 log.error(
-                    "the database does not answer (%s): requests answer 503, analyses and "
-                    "watch-folder files wait until it does",
+                    "%s (%s): requests answer 503, analyses and watch-folder files wait %s",
+                    outage,
                     kind,
+                    until,
                 )
                 self._tell(False)
         if started:

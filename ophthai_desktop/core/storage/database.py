@@ -234,7 +234,9 @@ class Database:
                 "is saved until OphthAI is started again",
                 self._file,
             )
-        self.availability.failed(DatabaseFileGone.__name__)
+        self.availability.failed(
+            DatabaseFileGone.__name__, outage=DatabaseFileGone.OUTAGE, until=DatabaseFileGone.UNTIL
+        )
         raise DatabaseFileGone(str(self._file))
 
     @property
