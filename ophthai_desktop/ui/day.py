@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from PySide6.QtCore import QDate, QDateTime, QObject, Qt, QTime, QTimer, Signal, Slot
 from PySide6.QtGui import QGuiApplication
 
@@ -17,6 +19,11 @@ PAST_MIDNIGHT_MS = 1_000
 def today() -> QDate:
     """This computer's date now."""
     return QDate.currentDate()
+
+
+def python_date(day: QDate) -> date:
+    """``day`` as a Python date (``QDate.toPython`` is typed as returning any object)."""
+    return date(day.year(), day.month(), day.day())
 
 
 class DayWatch(QObject):

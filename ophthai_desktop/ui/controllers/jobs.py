@@ -599,8 +599,8 @@ class JobsController(QObject):
 
         def done(result: tuple[JobQueue, dict[str, str]]) -> None:
             queue, names = result
-            for patient_id, name in names.items():
-                self._remember_name(patient_id, name, newer=False)
+            for patient_id, known in names.items():
+                self._remember_name(patient_id, known, newer=False)
             # Only jobs still not listed, that no event told of since (one that started,
             # moved ahead or left the queue meanwhile is listed or gone by its event):
             # those the read puts past the first ones, and those queued after it began.
@@ -676,10 +676,10 @@ class JobsController(QObject):
         gone = self._ctx.application.db.outage_cause is not None
         if self._database_down and self._model.has_running():
             if gone:
-                reason = OPEN_WAIT_FOR_DATABASE_FILE if queued else RUNNING_WAITS_FOR_DATABASE_FILE
+                said = OPEN_WAIT_FOR_DATABASE_FILE if queued else RUNNING_WAITS_FOR_DATABASE_FILE
             else:
-                reason = OPEN_WAIT_FOR_DATABASE if queued else RUNNING_WAITS_FOR_DATABASE
-            self._panel.set_waiting(reason, who="Analyses" if queued else "Running analyses")
+                said = OPEN_WAIT_FOR_DATABASE if queued else RUNNING_WAITS_FOR_DATABASE
+            self._panel.set_waiting(said, who="Analyses" if queued else "Running analyses")
         elif self._database_down and queued:
             self._panel.set_waiting(
                 QUEUED_WAIT_FOR_DATABASE_FILE if gone else QUEUED_WAIT_FOR_DATABASE

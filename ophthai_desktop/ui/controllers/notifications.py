@@ -111,7 +111,7 @@ class NotificationsController(QObject):
         self._deleted_patients: set[str] = set()
         # What events did to the list while its first page is read (None: not being
         # read), done again on top of the page: read before them, it is older news.
-        self._heard: list[Callable[[], None]] | None = None
+        self._heard: list[Callable[[], object]] | None = None
         # What events told of notifications while an older page is read (None: none
         # is): one deleted meanwhile came back with the page, one read showed unread.
         self._page_heard: _Heard | None = None
@@ -197,7 +197,7 @@ class NotificationsController(QObject):
         if self._count_failed or count:
             self._count_soon()
 
-    def _change(self, change: Callable[[], None]) -> None:
+    def _change(self, change: Callable[[], object]) -> None:
         """Change the rows listed now and, while the first page is read, again on top
         of it."""
         change()

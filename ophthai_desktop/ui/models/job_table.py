@@ -236,7 +236,9 @@ class JobTableModel(RowModel):
         while low < high:
             middle = (low + high) // 2
             at = middle + 1 if skip is not None and middle >= skip else middle
-            if order(self.row_at(at)) < key:
+            row = self.row_at(at)
+            assert row is not None  # a position among the rows shown
+            if order(row) < key:
                 low = middle + 1
             else:
                 high = middle

@@ -162,7 +162,8 @@ class NotificationListModel(PagedRowModel):
         """Show every row unread now as read: :data:`MARK_READ_PER_TURN` of them at
         once, the rest in the next event-loop turns. A row marked unread again, or a new
         one, meanwhile stays unread."""
-        self._to_mark.update((key, None) for key, row in self._records.items() if not row.read)
+        unread = (row.notification_id for row in self._records.values() if not row.read)
+        self._to_mark.update(dict.fromkeys(unread))
         self._on_mark_timer_timeout()
 
     @property

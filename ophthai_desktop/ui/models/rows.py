@@ -17,6 +17,7 @@ controllers; the key is also stored on the row's first item (``KEY_ROLE``).
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, Signal
@@ -137,7 +138,7 @@ class RowModel(QStandardItemModel):
         self.removeRow(old)
         return True
 
-    def place_rows(self, position: int, rows: Sequence[Any], keep: set[Hashable]) -> int:
+    def place_rows(self, position: int, rows: Sequence[Any], keep: AbstractSet[Hashable]) -> int:
         """Show ``rows`` in order from ``position`` on, changing only what differs: a
         listed row whose key is not in ``keep`` met there is removed, one in its place
         is updated if its values changed, one listed elsewhere is moved there, a new one

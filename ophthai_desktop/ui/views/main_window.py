@@ -134,7 +134,10 @@ class MainWindow(QMainWindow):
     # Actions ---------------------------------------------------------------------------
 
     def _action(
-        self, text: str, icon_name: str | None = None, shortcut: QKeySequence | str | None = None
+        self,
+        text: str,
+        icon_name: str | None = None,
+        shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None,
     ) -> QAction:
         action = QAction(text, self)
         if icon_name is not None:

@@ -6,7 +6,7 @@ fills it."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -298,7 +298,7 @@ class MetricChart(QChartView):
             pen.setColor(colours[eye])
             line.setPen(pen)
 
-    def show_series(self, series: dict[str, Sequence[OculomicsRecord]]) -> None:
+    def show_series(self, series: Mapping[str, Sequence[OculomicsRecord]]) -> None:
         """Plot each eye's values of this chart's metric (records oldest first)."""
         metric = self.metric_name
         days: list[date] = []
@@ -488,17 +488,17 @@ class OculomicsView(QWidget):
         self.split.setStretchFactor(1, 2)
         self.split.setSizes([560, 440])
         # On a small window the tab scrolls rather than squeezing the charts unreadable.
-        self.scroll = QScrollArea()
-        self.scroll.setWidget(self.split)
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll_area = QScrollArea()
+        self.scroll_area.setWidget(self.split)
+        self.scroll_area.setWidgetResizable(True)
+        self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
         # No Tab stop of its own (it took the focus unseen): Tab to a field in it scrolls
         # to that field, and a click in it gives it the arrow keys and Page Up/Down.
-        self.scroll.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self.scroll_area.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self._reflow()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(self.scroll)
+        layout.addWidget(self.scroll_area)
 
         self.add_button.clicked.connect(self._on_add_button_clicked)
         for edit in self.inputs.values():
@@ -531,7 +531,7 @@ class OculomicsView(QWidget):
         """Two charts a row and the form beside the numbers where the tab is wide
         enough for them, else one under the other: the tab scrolled sideways (at
         1024 x 700 the right-hand charts and the form were out of sight)."""
-        room = room_in(self.scroll)
+        room = room_in(self.scroll_area)
         chart_width, chart_height = scaled(self, CHART_MIN_WIDTH), scaled(self, CHART_MIN_HEIGHT)
         columns = 2 if room >= 2 * chart_width + SPACING else 1
         if columns != self._chart_columns:
@@ -564,13 +564,13 @@ class OculomicsView(QWidget):
                 for column in range(table.columnCount()):
                     item = table.item(row, column)
                     ink = item.data(INK_ROLE) if item is not None else None
-                    if ink:
+                    if item is not None and ink:
                         item.setForeground(self._ink(ink))
 
     # Filling ------------------------------------------------------------------------
 
     def show_overview(
-        self, series: dict[str, Sequence[OculomicsRecord]], trends: Sequence[MetricTrend]
+        self, series: Mapping[str, Sequence[OculomicsRecord]], trends: Sequence[MetricTrend]
     ) -> None:
         """Show a patient's measurements (per eye, oldest first) and trends."""
         for chart in self.charts.values():
@@ -596,6 +596,7 @@ class OculomicsView(QWidget):
             for column, (text, ink) in enumerate(cells):
                 self.table.setItem(row, column, self._inked_item(text, ink))
             flags_item = self.table.item(row, len(cells) - 1)
+            assert flags_item is not None  # set just above
             flags_item.setToolTip(flags)  # whole, where the column cuts it short
         metrics = self.table.fontMetrics()
         self._flag_word_px = max(
@@ -612,7 +613,7 @@ class OculomicsView(QWidget):
         for row, metric in enumerate(METRICS):
             for column, eye in enumerate(EYES):
                 trend = by_key.get((eye, metric))
-                flagged = trend is not None and trend.latest_flag
+                flagged = trend is not None and bool(trend.latest_flag)
                 item = self._inked_item(self._trend_text(trend), "flag" if flagged else None)
                 if trend is not None:
                     item.setToolTip(  # the change whole, where the column cuts it short

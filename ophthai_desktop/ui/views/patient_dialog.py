@@ -188,7 +188,7 @@ class PatientDialog(QDialog):
         self.age.setEnabled(not known)
         if known:
             age = self.age.value()
-            shown = self.birth_date.date().toPython()
+            shown = day.python_date(self.birth_date.date())
             if age != NO_AGE and age_on(shown) != age:
                 # Start from a date that keeps the age entered (the clinician then sets
                 # the day), not the picker's 1970-01-01, which changed the age with it.
@@ -209,7 +209,7 @@ class PatientDialog(QDialog):
     @Slot(QDate)
     def _on_birth_date_date_changed(self, born: QDate) -> None:
         if self.birth_known.isChecked():
-            self.age.setValue(age_on(born.toPython()))
+            self.age.setValue(age_on(day.python_date(born)))
 
     def _fill(self, patient: PatientRecord) -> None:
         self.name.setText(patient.name)
@@ -257,8 +257,8 @@ class PatientDialog(QDialog):
     def show_error(self, field: str | None, message: str) -> None:
         """Point at the refused field (if it is on the form) and say why."""
         self.set_busy(False)
-        for widget in self._widgets.values():
-            self._mark(widget, False)
+        for shown in self._widgets.values():
+            self._mark(shown, False)
         widget = self._widgets.get(field or "")
         self._refused = widget
         if widget is not None:

@@ -77,7 +77,7 @@ class PatientTitle(FittedLabel):
         width = self.contentsRect().width()
         layout = QTextLayout(text, self.font())
         layout.beginLayout()
-        starts = []
+        starts: list[int] = []
         while len(starts) <= TITLE_LINES and (line := layout.createLine()).isValid():
             line.setLineWidth(width)
             starts.append(line.textStart())

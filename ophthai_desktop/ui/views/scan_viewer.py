@@ -426,8 +426,8 @@ class ScanViewer(QWidget):
             self._adjust.setColumnStretch(1, 1)
             self._adjust.setVerticalSpacing(0)  # the image gives up as little as it can
         else:
-            for column, widget in enumerate(self._adjust_widgets):
-                self._adjust.addWidget(widget, 0, column)
+            for column, control in enumerate(self._adjust_widgets):
+                self._adjust.addWidget(control, 0, column)
             self._adjust.setColumnStretch(1, 1)
             self._adjust.setColumnStretch(3, 1)
 

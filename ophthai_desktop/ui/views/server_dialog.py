@@ -103,7 +103,9 @@ class ServerDialog(QDialog):
         self.start_button.clicked.connect(self.start_requested)
         self.stop_button.clicked.connect(self.stop_requested)
         self.host.activated.connect(self._on_host_activated)
-        self.host.lineEdit().editingFinished.connect(self._on_host_editing_finished)
+        host_edit = self.host.lineEdit()
+        assert host_edit is not None  # an editable combo box
+        host_edit.editingFinished.connect(self._on_host_editing_finished)
         # Enter in the address field takes the address: no button is the default one
         # (Start would start the server, Close close the dialog). Escape still closes.
         for button in self.findChildren(QPushButton):

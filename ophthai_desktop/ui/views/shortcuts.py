@@ -71,7 +71,7 @@ def _keyboard_s_own(sequence: QKeySequence) -> bool:
     zoom, ...: Qt numbers them from ``Key_Back`` on), without modifiers."""
     if sequence.count() != 1:
         return False
-    combination = sequence[0]
+    combination = sequence[0]  # type: ignore[index]  # QKeySequence.operator[]
     return (
         combination.keyboardModifiers() == Qt.KeyboardModifier.NoModifier
         and combination.key().value >= Qt.Key.Key_Back.value

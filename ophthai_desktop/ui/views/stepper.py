@@ -105,6 +105,7 @@ class WorkflowStepper(QWidget):
                 label.setMinimumWidth(width)
         # Its least width: the circles, the least lines and the widest name alone.
         layout = self.layout()
+        assert layout is not None  # set in __init__
         margins = layout.contentsMargins()
         names = [label.minimumWidth() for label in self._labels]
         parts = len(self._dots) + len(self._labels) + len(self._lines)

@@ -276,7 +276,9 @@ class Toast(QFrame):
     def _fits(self, rect: QRect, keep_px: int = 0) -> bool:
         """Size the toast for ``rect`` (narrowed where need be); whether it fits there,
         leaving ``keep_px`` of its height free."""
-        margins = self.layout().contentsMargins()
+        layout = self.layout()
+        assert layout is not None  # set in __init__
+        margins = layout.contentsMargins()
         chrome = margins.left() + margins.right() + 2 * self.frameWidth()
         self._fit_text(rect.width() - 2 * MARGIN - chrome)
         room = self.size().grownBy(QMargins(MARGIN, MARGIN, MARGIN, MARGIN))
