@@ -7,6 +7,7 @@ and refuse unknown keys (422) rather than dropping them. The AI result inside
 
 from __future__ import annotations
 
+import json
 import re
 import types
 import typing
@@ -92,6 +93,12 @@ def _number_field(annotation: Any) -> bool:
     return bool(kinds & {int, float}) and not kinds & {bool, BeforeValidator}
 
 
+def _boolean_field(annotation: Any) -> bool:
+    """Whether a field takes only true or false (``bool``, or ``bool | None``)."""
+    kinds = set(typing.get_args(annotation)) or {annotation}
+    return bool in kinds and kinds <= {bool, type(None)}
+
+
 class RequestModel(BaseModel):
     """Accepts camelCase or snake_case keys; anything else is a 422. Text may not hold
     control characters other than tab and line breaks (PostgreSQL cannot store a NUL,
@@ -118,6 +125,22 @@ class RequestModel(BaseModel):
                 isinstance(m, BeforeValidator) for m in field.metadata
             ):
                 raise ValueError("must be a number, not true or false")
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _bool_not_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # The mirror: pydantic's lax bool reads 1, 0, "yes", "off"... as true or false,
+        # so {"approved": 1} approved an analysis. JSON has true and false for that.
+        if (
+            value is not None
+            and not isinstance(value, bool)
+            and info.field_name is not None
+            and _boolean_field(cls.model_fields[info.field_name].annotation)
+        ):
+            shown = json.dumps(value, default=str)
+            shown = shown if len(shown) <= 40 else f"{shown[:37]}..."
+            raise ValueError(f"must be true or false, not {shown}")
         return value
 
     @field_validator("*", mode="after")
