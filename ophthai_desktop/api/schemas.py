@@ -7,6 +7,7 @@ and refuse unknown keys (422) rather than dropping them. The AI result inside
 
 from __future__ import annotations
 
+import json
 import re
 import types
 import typing
@@ -14,6 +15,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     BeforeValidator,
@@ -26,6 +28,11 @@ from pydantic.alias_generators import to_camel
 from pydantic.json_schema import SkipJsonSchema
 
 from ophthai_desktop.api.params import INTEGER_COLUMN_MAX
+from ophthai_desktop.core.inference.parsing import (
+    OPTIONAL_FIELDS,
+    REQUIRED_FIELDS,
+    reads_as_result_key,
+)
 from ophthai_desktop.core.services.patient_fields import PATIENT_ID
 
 #: C0 control characters and DEL, less tab, line feed and carriage return.
@@ -92,6 +99,12 @@ def _number_field(annotation: Any) -> bool:
     return bool(kinds & {int, float}) and not kinds & {bool, BeforeValidator}
 
 
+def _boolean_field(annotation: Any) -> bool:
+    """Whether a field takes only true or false (``bool``, or ``bool | None``)."""
+    kinds = set(typing.get_args(annotation)) or {annotation}
+    return bool in kinds and kinds <= {bool, type(None)}
+
+
 class RequestModel(BaseModel):
     """Accepts camelCase or snake_case keys; anything else is a 422. Text may not hold
     control characters other than tab and line breaks (PostgreSQL cannot store a NUL,
@@ -118,6 +131,22 @@ class RequestModel(BaseModel):
                 isinstance(m, BeforeValidator) for m in field.metadata
             ):
                 raise ValueError("must be a number, not true or false")
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _bool_not_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # The mirror: pydantic's lax bool reads 1, 0, "yes", "off"... as true or false,
+        # so {"approved": 1} approved an analysis. JSON has true and false for that.
+        if (
+            value is not None
+            and not isinstance(value, bool)
+            and info.field_name is not None
+            and _boolean_field(cls.model_fields[info.field_name].annotation)
+        ):
+            shown = json.dumps(value, default=str)
+            shown = shown if len(shown) <= 40 else f"{shown[:37]}..."
+            raise ValueError(f"must be true or false, not {shown}")
         return value
 
     @field_validator("*", mode="after")
@@ -248,6 +277,49 @@ PATIENT_READ_ONLY = frozenset(
 READ_ONLY = "Read-only: accepted so a whole patient object can be sent back, never applied."
 
 
+#: What a PATCHed ``aiAnalysis`` reads: the result's own keys (in any case, as a model's
+#: answer is read), and ``model`` and ``reasoning``, stored with a new result.
+AI_RESULT_KEYS = (*REQUIRED_FIELDS, *OPTIONAL_FIELDS)
+AI_RESULT_APPLIED = (*AI_RESULT_KEYS, "model", "reasoning")
+
+
+def ai_analysis_keys() -> frozenset[str]:
+    """Every key the API writes in an AI result (a patient's ``aiAnalysis``,
+    ``/api/ai/analyze``, ``/api/analyses/{id}``): a client may send back what it read.
+    ``analysis_id`` tells one of the server's analyses sent back; the others it does not
+    read are accepted and not applied."""
+    return frozenset(AnalysisResultPublic.model_fields) | frozenset(AnalysisPublic.model_fields)
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{char.lower()}{char.upper()}]" for char in word)
+
+
+def _known_ai_analysis_keys(value: Any) -> Any:
+    """Refuse an ``aiAnalysis`` key the API neither reads nor writes (``severity``): it
+    would be dropped without a word."""
+    if not isinstance(value, dict):
+        return value  # the route says it must be an object
+    keys = ai_analysis_keys()
+    unknown = [str(key) for key in value if key not in keys and not reads_as_result_key(key)]
+    if unknown:
+        shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more" if unknown[10:] else "")
+        raise ValueError(
+            f"an AI result has no such key: {shown} (it takes {', '.join(AI_RESULT_APPLIED)}; "
+            "the other keys the API writes in one, such as analysis_id and status, are "
+            "accepted when sent back and not applied)"
+        )
+    return value
+
+
+def _ai_analysis_schema(schema: dict[str, Any]) -> None:
+    """The document says which keys ``aiAnalysis`` takes, as the check above does."""
+    result_keys = "|".join(map(_any_case, AI_RESULT_KEYS))
+    schema["propertyNames"] = {
+        "anyOf": [{"enum": sorted(ai_analysis_keys())}, {"pattern": rf"^\s*({result_keys})\s*$"}]
+    }
+
+
 class PatientUpdate(RequestModel):
     """The fields to change. Read-only keys of the patient object are accepted and not
     applied (``id``, if given, must be this patient's); any other key is a 422."""
@@ -276,12 +348,16 @@ class PatientUpdate(RequestModel):
     created_at: Any = Field(default=None, description=READ_ONLY)
     updated_at: Any = Field(default=None, description=READ_ONLY)
     oculomics: Any = Field(default=None, description=READ_ONLY)
-    ai_analysis: Any = Field(
+    ai_analysis: Annotated[Any, AfterValidator(_known_ai_analysis_keys)] = Field(
         default=None,
         description=(
             "An AI result in the seed's shape; stored as a client-supplied analysis unless "
-            "it is the patient's newest analysis sent back (same analysis_id)."
+            "it is one of the patient's analyses sent back (same analysis_id, values "
+            "unchanged). Its keys: classification, confidence, findings, recommendation, "
+            "explanation, model, reasoning; the other keys the API writes in an AI result "
+            "are accepted and not applied; any other key is a 422."
         ),
+        json_schema_extra=_ai_analysis_schema,
     )
     validated_by: Any = Field(default=None, description=READ_ONLY)
     validated_at: Any = Field(default=None, description=READ_ONLY)

@@ -167,6 +167,23 @@ def test_an_upload_form_declares_the_fields_it_takes(
     assert document.declares_valid(schema, {"file": "scan", **fields})
 
 
+def test_an_ai_analysis_is_declared_with_the_keys_it_takes(
+    client: TestClient, document: Document
+) -> None:
+    """A PATCHed ``aiAnalysis`` refuses a key the API neither reads nor writes; the
+    document says which it takes (the result's own in any case, as they are read)."""
+    path = "/api/patients/{patient_id}"
+    url = f"/api/patients/{client.post('/api/patients', json={'name': 'Ada'}).json()['id']}"
+    result = {"classification": "Glaucoma suspect", "confidence": 71, "findings": []}
+    for sent in (result, {**result, "model": "mine", "status": "preliminary"}):
+        assert document.declares_valid(document.body("patch", path), {"aiAnalysis": sent})
+        assert client.patch(url, json={"aiAnalysis": sent}).status_code == 200
+    for sent in ({**result, "severity": "high"}, {**result, "Grade": 2}):
+        assert not document.declares_valid(document.body("patch", path), {"aiAnalysis": sent})
+        assert client.patch(url, json={"aiAnalysis": sent}).status_code == 422
+    assert document.declares_valid(document.body("patch", path), {"aiAnalysis": {"Findings": []}})
+
+
 def test_a_new_patients_id_is_declared_as_the_api_takes_it(
     client: TestClient, document: Document
 ) -> None:

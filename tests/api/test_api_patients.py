@@ -689,6 +689,39 @@ def test_patch_ai_analysis_stores_a_client_supplied_result(client: TestClient) -
     assert bad.json()["field"] == "aiAnalysis"
 
 
+def test_an_ai_analysis_key_the_api_does_not_take_is_refused_not_dropped(
+    client: TestClient, sqlite_services: Application
+) -> None:
+    """A key of ``aiAnalysis`` the API neither reads nor writes (``severity``) was
+    dropped without a word; it is a 422 naming it, and nothing of the request is
+    applied. Every key the API writes in an AI result is still taken back: the
+    patient's ``aiAnalysis`` as read, ``/api/analyses/{id}`` with its provenance,
+    ``/api/ai/analyze``'s ``job_id`` and ``patient_id``."""
+    patient = create(client, history="none")
+    url = f"/api/patients/{patient['id']}"
+    sent = {"classification": "DME", "confidence": 80, "severity": "high"}
+
+    refused = client.patch(url, json={"aiAnalysis": sent, "history": "diabetic"})
+
+    assert refused.status_code == 422, refused.text
+    assert [error["field"] for error in refused.json()["errors"]] == ["aiAnalysis"]
+    assert "no such key: severity" in refused.json()["message"]
+    after = client.get(url).json()
+    assert (after["aiAnalysis"], after["history"]) == (None, "none")
+
+    analysis_id = add_analysis(sqlite_services, patient["id"])
+    read = client.get(url).json()
+    assert client.patch(url, json=read).status_code == 200
+    full = client.get(f"/api/analyses/{analysis_id}").json()
+    analyzed = {**full, "job_id": 7, "patient_id": patient["id"]}
+    for whole in (full, analyzed):
+        taken = client.patch(url, json={"aiAnalysis": whole})
+        assert taken.status_code == 200, taken.text
+    extra = client.patch(url, json={"aiAnalysis": {**full, "grade": 2}})
+    assert "no such key: grade" in extra.json()["message"]
+    assert len(sqlite_services.patients.list_analyses(patient["id"])) == 1
+
+
 def test_a_client_supplied_result_after_a_verdict_awaits_review(client: TestClient) -> None:
     """The verdict was on the analysis before: the new result is preliminary and the
     patient back at validation, as after a model's new result; a verdict sent with the

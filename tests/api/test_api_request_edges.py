@@ -328,6 +328,29 @@ def test_a_workflow_step_of_true_is_refused_not_read_as_step_1(client: TestClien
     assert client.get(f"/api/patients/{patient_id}").json()["workflowStep"] == 2
 
 
+@pytest.mark.parametrize("value", [1, 0, "true", "yes", "off"])
+def test_a_number_or_text_where_a_boolean_goes_is_refused_not_read_as_one(
+    client: TestClient, sqlite_services: Application, value: object
+) -> None:
+    """The mirror of a number's check: pydantic's lax bool read ``{"approved": 1}`` as
+    an approval and ``{"read": "off"}`` as unread. A JSON body says true or false; the
+    seed's query form (``?approved=true``) keeps FastAPI's rules."""
+    patient_id = _patient(client)
+    add_analysis(sqlite_services, patient_id)
+    note = client.post("/api/notifications", json={"message": "scan", "patientId": patient_id})
+
+    verdict = client.post(f"/api/patients/{patient_id}/validate", json={"approved": value})
+    marked = client.patch(f"/api/notifications/{note.json()['id']}/read", json={"read": value})
+
+    assert _fields(verdict) == ["approved"] and _fields(marked) == ["read"]
+    assert "must be true or false" in verdict.json()["message"]
+    patient = client.get(f"/api/patients/{patient_id}").json()
+    assert (patient["validationStatus"], patient["aiAnalysis"]["status"]) == (None, "preliminary")
+    assert client.get("/api/notifications/unread-count").json()["count"] == 1
+    seed_form = client.post(f"/api/patients/{patient_id}/validate", params={"approved": "true"})
+    assert seed_form.json()["validationStatus"] == "approved"
+
+
 def test_a_scan_id_of_true_is_refused_not_read_as_scan_1(client: TestClient) -> None:
     patient_id = _patient(client)
     scan = client.post(

@@ -616,6 +616,12 @@ def _normalize_key(key: Any) -> str:
     return re.sub(r"[\s\-]+", "_", str(key).strip().lower())
 
 
+def reads_as_result_key(key: Any) -> bool:
+    """Whether ``key`` is one of a result's own keys as :func:`validate_result` reads
+    them (in any case: ``"Classification"`` is read, and counts as a second one)."""
+    return _normalize_key(key) in REQUIRED_FIELDS + OPTIONAL_FIELDS
+
+
 def _balanced_objects(text: str) -> Iterator[tuple[int, str | None]]:
     """Top-level ``{...}`` spans and where they start, skipping braces inside quoted
     strings; last, where one is left open at the end, its start and ``None``."""
