@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 from pytestqt.qtbot import QtBot
 
+from ophthai_desktop.bootstrap import build_application
 from ophthai_desktop.core.errors import InvalidInput
 from ophthai_desktop.core.settings import Settings
 from ophthai_desktop.core.watcher import WatcherState
@@ -37,6 +38,7 @@ from ophthai_desktop.ui.theme import apply_theme
 from ophthai_desktop.ui.views.settings_dialog import SettingsDialog
 from tests.conftest import make_settings
 from tests.support.held_decode import held_at_decode
+from tests.support.images import png_bytes
 from tests.ui.conftest import Maker
 
 
@@ -218,6 +220,46 @@ def test_turning_the_watch_folder_on_and_off(qtbot: QtBot, make_gui: Maker, tmp_
     with qtbot.waitSignal(gui.settings_controller.watcher_applied):
         _ok(dialog)
     assert watcher.state is WatcherState.STOPPED
+
+
+def test_a_paused_watch_folder_stays_paused_after_a_restart_until_resumed(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path, settings_path: Path
+) -> None:
+    """The trial: Pause, close, start again, and the folder was watched again with
+    nothing said (the pause lived only in the running watcher)."""
+    gui, folder = _watching_a_folder(qtbot, make_gui, tmp_path)
+    gui.window.pause_watch_action.trigger()
+    qtbot.waitUntil(lambda: gui.window.status.watcher.text() == "Watch folder: paused")
+    qtbot.waitUntil(
+        lambda: (
+            settings_path.is_file()
+            and 'OPHTHAI_WATCH_FOLDER_PAUSED="true"' in settings_path.read_text()
+        )
+    )
+    gui.shutdown()
+    scan = folder / "waiting.png"
+    scan.write_bytes(png_bytes())
+
+    # Started again, reading the settings file as the app does.
+    settings = Settings(
+        _env_file=settings_path,  # type: ignore[call-arg]
+        data_dir=tmp_path / "gui0" / "data",
+        api_enabled=False,
+        model_path=tmp_path / "no-model-here",
+        watch_folder_enabled=True,
+        watch_folder_path=folder,
+    )
+    again = make_gui(application=build_application(settings))
+    watcher = again.application.watcher
+    qtbot.waitUntil(lambda: again.window.status.watcher.text() == "Watch folder: paused")
+    assert again.window.pause_watch_action.isChecked()
+    assert watcher.state is WatcherState.PAUSED
+    assert scan.exists()  # waits in the folder, not taken in
+
+    again.window.pause_watch_action.trigger()  # Resume
+    qtbot.waitUntil(lambda: again.window.status.watcher.text().startswith("Watch folder: running"))
+    qtbot.waitUntil(lambda: not scan.exists(), timeout=15_000)  # taken in now
+    qtbot.waitUntil(lambda: 'OPHTHAI_WATCH_FOLDER_PAUSED="false"' in settings_path.read_text())
 
 
 def _watching_a_folder(qtbot: QtBot, make_gui: Maker, tmp_path: Path) -> tuple[GuiSession, Path]:
