@@ -191,7 +191,9 @@ class GuiSession(QObject):
             alert=self.notifications.alert,
             watch_folder=self.watch_folder,
         )
-        self.settings_controller = SettingsController(ctx, self.window, self.watch_folder)
+        self.settings_controller = SettingsController(
+            ctx, self.window, self.watch_folder, tray_available=self.tray is not None
+        )
         self.model_manager = ModelManagerController(ctx, self.window)
         self.server = ServerController(ctx, self.window, server)
         self.help = HelpController(self.window)

@@ -201,6 +201,35 @@ def test_minimise_to_tray_applies_at_once(qtbot: QtBot, make_gui: Maker) -> None
     assert quits == [True]
 
 
+def test_without_a_tray_keep_running_in_it_is_off_with_the_reason(
+    qtbot: QtBot, make_gui: Maker, settings_path: Path
+) -> None:
+    """Offscreen or a bare X server has no tray (alerts are toasts in the window): the
+    box was shown ticked, though closing the window quits."""
+    gui = make_gui(tray=False, minimize_to_tray=True)
+    dialog = _open(gui)
+    box = dialog.minimize_to_tray
+    assert not box.isChecked() and not box.isEnabled()
+    assert "no system tray" in box.toolTip()
+    assert dialog.no_tray.isVisible() and "closing the window quits" in dialog.no_tray.text()
+    # Shown off, not changed: OK saves nothing of it (a desktop with a tray keeps it).
+    assert "minimize_to_tray" not in dialog.changed_values()
+
+    quits: list[bool] = []
+    gui.quit_requested.connect(lambda: quits.append(True))
+    dialog.reject()
+    gui.window.close()
+    assert quits == [True]
+    assert not settings_path.exists()
+
+
+def test_with_a_tray_keep_running_in_it_is_offered(qtbot: QtBot, make_gui: Maker) -> None:
+    gui = make_gui(tray=True, minimize_to_tray=True)
+    dialog = _open(gui)
+    assert dialog.minimize_to_tray.isChecked() and dialog.minimize_to_tray.isEnabled()
+    assert dialog.no_tray.isHidden()
+
+
 def test_turning_the_watch_folder_on_and_off(qtbot: QtBot, make_gui: Maker, tmp_path: Path) -> None:
     folder = tmp_path / "incoming"
     gui = make_gui(watch_folder_enabled=False)

@@ -498,9 +498,11 @@ class SettingsController(QObject):
         watch_folder: WatchFolderController,
         *,
         path: Callable[[], Path] | None = None,
+        tray_available: bool = True,
     ) -> None:
         super().__init__(window)
         self._ctx = ctx
+        self._tray_available = tray_available
         self._watch_folder = watch_folder
         watch_folder.applied.connect(self.watcher_applied)
         self._app = ctx.application
@@ -543,6 +545,7 @@ class SettingsController(QObject):
             self.dialog.activateWindow()
             return
         dialog = SettingsDialog(self._window)
+        dialog.set_tray_available(self._tray_available)
         path = self.settings_path()
         dialog.set_settings(self._app.settings, saved_to=path if path.is_file() else None)
         dialog.save_requested.connect(self._on_dialog_save_requested)

@@ -42,6 +42,10 @@ THEMES = ("light", "dark")
 #: The polling interval's range (seconds): a tenth of a second already costs a share a
 #: listing ten times a second; beyond 10 minutes scans would wait too long.
 POLL_SECONDS_MIN = 0.1
+#: Why "Keep running in the tray" is off on a desktop without a system tray.
+NO_TRAY = (
+    "This desktop has no system tray: closing the window quits OphthAI (alerts show in the window)."
+)
 POLL_SECONDS_MAX = 600.0
 
 
@@ -94,11 +98,15 @@ class SettingsDialog(QDialog):
         self.minimize_to_tray.setToolTip(
             "Closing the window keeps OphthAI running in the tray (where there is one)"
         )
+        #: Why the tray box is off where the desktop has no system tray (hidden else).
+        self.no_tray = _note(NO_TRAY)
+        self.no_tray.hide()
         desktop = QGroupBox("Desktop")
         form = QFormLayout(desktop)
         form.addRow("Name in the audit trail", self.user_name)
         form.addRow("Theme", self.theme)
         form.addRow("", self.minimize_to_tray)
+        form.addRow("", self.no_tray)
 
         # Data and watch folder
         self.data_dir = QLineEdit()
@@ -255,6 +263,7 @@ class SettingsDialog(QDialog):
                 "load_model_on_startup",
             )
         }
+        self._tray_available = True
         #: What :meth:`set_settings` showed, as :meth:`values` reads it.
         self._shown: dict[str, Any] = {}
         #: Fields whose value (a folder's path, the origins) is often wider than the
@@ -308,6 +317,24 @@ class SettingsDialog(QDialog):
         # As the widgets read them back (a number beyond a box's range is shown cut to
         # it): a field left alone is no change, whatever it holds.
         self._shown = self.values()
+        if not self._tray_available:
+            self._show_no_tray()
+
+    def set_tray_available(self, available: bool) -> None:
+        """Whether this session has a system tray. Without one, closing the window
+        quits: "Keep running in the tray" is shown off and disabled, with the reason
+        (the setting saved stays as it is, for a desktop that has a tray)."""
+        self._tray_available = available
+        if not available:
+            self._show_no_tray()
+
+    def _show_no_tray(self) -> None:
+        box = self.minimize_to_tray
+        box.setChecked(False)
+        box.setEnabled(False)
+        box.setToolTip(NO_TRAY)
+        self.no_tray.show()
+        self._shown["minimize_to_tray"] = False  # shown off: not a change to save
 
     def changed_values(self) -> dict[str, Any]:
         """The values that differ from those :meth:`set_settings` showed."""
