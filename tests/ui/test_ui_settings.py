@@ -35,6 +35,7 @@ from ophthai_desktop.ui.controllers import settings as settings_module
 from ophthai_desktop.ui.controllers import watch_folder as watch_folder_module
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.theme import apply_theme
+from ophthai_desktop.ui.views.reflow import set_side_by_side
 from ophthai_desktop.ui.views.settings_dialog import SettingsDialog
 from tests.conftest import make_settings
 from tests.support.held_decode import held_at_decode
@@ -668,6 +669,45 @@ def test_a_model_folder_without_a_model_id_is_saved(
     assert "give a model id or a model folder" in dialog.error.text()
 
 
+def _text_room(field: QLineEdit) -> int:
+    """The room QLineEdit draws its text in: the style's contents rectangle less its
+    text margins and its own 2 px each side."""
+    option = QStyleOptionFrame()
+    field.initStyleOption(option)
+    contents = field.style().subElementRect(QStyle.SubElement.SE_LineEditContents, option, field)
+    margins = field.textMargins()
+    return contents.width() - margins.left() - margins.right() - 4
+
+
+def test_the_folders_read_whole_or_by_their_ends_at_1024_by_768(qtbot: QtBot) -> None:
+    """At 1024 x 768 the folder fields stood beside their labels, 190 px wide: the watch
+    folder's default read "/home/clinician/.local/shar…", cut before the folder it
+    names. They now take the group's width under their labels, and a default still too
+    long is cut in its middle, its end (the folder) shown; the tooltip has it whole."""
+    dialog = SettingsDialog()
+    qtbot.addWidget(dialog)
+    data_dir = Path("/home/clinician/.local/share/OphthAI")
+    dialog.set_settings(Settings(data_dir=data_dir, _env_file=None))  # type: ignore[call-arg]
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    # As it opens on a 1024 x 768 screen (offscreen's is 800 px wide: one column).
+    set_side_by_side(dialog.columns, True)
+    dialog.resize(846, dialog.sizeHint().height())
+    qtbot.waitUntil(lambda: dialog.width() == 846)
+
+    data = dialog.data_dir
+    assert data.fontMetrics().horizontalAdvance(data.text()) <= _text_room(data)
+    watch = dialog.watch_folder_path
+    hint = watch.placeholderText()
+    assert hint.endswith("/incoming_scans")  # the folder it names
+    assert hint.startswith("/home/")
+    assert watch.fontMetrics().horizontalAdvance(hint) <= _text_room(watch), hint
+    assert watch.toolTip() == f"Default: {data_dir / 'incoming_scans'}"
+
+    dialog.resize(1400, dialog.height())  # room for it: shown whole
+    qtbot.waitUntil(lambda: watch.placeholderText() == str(data_dir / "incoming_scans"))
+
+
 def test_a_path_cut_short_in_its_field_is_whole_in_its_tooltip(
     qtbot: QtBot, tmp_path: Path
 ) -> None:
@@ -684,7 +724,7 @@ def test_a_path_cut_short_in_its_field_is_whole_in_its_tooltip(
 
     watch = dialog.watch_folder_path
     default = str(data_dir / "incoming_scans")
-    assert watch.text() == "" and watch.placeholderText() == default
+    assert watch.text() == "" and watch.default_path == default
     assert watch.fontMetrics().horizontalAdvance(default) > watch.width()  # cut short
     assert watch.toolTip() == f"Default: {default}"
     assert dialog.data_dir.toolTip() == str(data_dir)
