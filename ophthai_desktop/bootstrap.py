@@ -110,12 +110,13 @@ class Application:
         self.worker.start()
 
     def start_watcher(self) -> bool:
-        """Start the watch folder when ``watch_folder_enabled`` is set; returns whether
+        """Start the watch folder when ``watch_folder_enabled`` is set (paused when
+        ``watch_folder_paused`` is); returns whether
         it was started (a folder that cannot be watched is the watcher's error state,
         tried again by itself)."""
         if not self.settings.watch_folder_enabled:
             return False
-        self.watcher.start()
+        self.watcher.start(paused=self.settings.watch_folder_paused)
         return True
 
     def start_watcher_in_background(
@@ -139,7 +140,7 @@ class Application:
 
         def start() -> None:
             try:
-                status = self.watcher.start()
+                status = self.watcher.start(paused=self.settings.watch_folder_paused)
             except Exception as exc:  # a bug: said in the log, serving goes on
                 log.error("watch folder: could not start: %s", safe_description(exc))
                 return

@@ -160,6 +160,9 @@ class Settings(BaseSettings):
     # Watch folder
     watch_folder_enabled: bool = Field(default=False, validation_alias=_env("watch_folder_enabled"))
     watch_folder_path: Path | None = Field(default=None, validation_alias=_env("watch_folder_path"))
+    #: Paused by the clinician (the window's or the tray's Pause): written by the window
+    #: when paused or resumed, so that the watch folder starts paused until resumed.
+    watch_folder_paused: bool = Field(default=False, validation_alias=_env("watch_folder_paused"))
     #: Watch the folder only while it is a mount point (a share mounted on it): a share not
     #: mounted at the first start leaves an empty folder that looks like a local one.
     watch_folder_require_mount: bool = Field(

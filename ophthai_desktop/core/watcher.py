@@ -659,10 +659,15 @@ class FolderWatcher:
         run = self._run
         return run.layout.root if run else self.settings.resolved_watch_folder
 
-    def start(self) -> WatcherStatus:
+    def start(self, *, paused: bool = False) -> WatcherStatus:
         """Create the folder (and ``processed/``, ``failed/``), start watching it and
         take in the files already there. A failure is the ``error`` state, not an
-        exception, and is tried again by itself (:meth:`_failing`)."""
+        exception, and is tried again by itself (:meth:`_failing`).
+
+        Args:
+            paused: start paused (the clinician paused it before the app last closed):
+                the files already there wait for :meth:`resume`, none is read first.
+        """
         with self._control:
             if self._state in (WatcherState.RUNNING, WatcherState.PAUSED):
                 return self.status
@@ -672,7 +677,9 @@ class FolderWatcher:
             self._stop_asked = False
             # Its caller says when it does not answer (ophthai serve, the window).
             with self._trying_to_start(say_if_hung=False):
-                self._try_start()
+                self._try_start(hold=paused)
+            if paused:
+                self.pause()
             return self.status
 
     @contextlib.contextmanager
@@ -732,8 +739,9 @@ class FolderWatcher:
             )
             return True
 
-    def _try_start(self) -> WatcherStatus:
-        """One try at starting (the control lock held)."""
+    def _try_start(self, *, hold: bool = False) -> WatcherStatus:
+        """One try at starting (the control lock held); with ``hold`` the files found
+        wait (the caller pauses at once)."""
         self._teardown()
         settings = self.settings
         layout = FolderLayout.under(settings.resolved_watch_folder.expanduser())
@@ -776,6 +784,8 @@ class FolderWatcher:
             self._stuck.clear()
         self._run = run
         self._paused = False
+        if hold:
+            run.holding.set()  # before the settle thread can hand a file on
         self._rescan(run)  # files already waiting
         run.health_due = time.monotonic() + self._rescan_interval_s
         run.thread = threading.Thread(

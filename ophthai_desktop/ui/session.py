@@ -191,7 +191,9 @@ class GuiSession(QObject):
             alert=self.notifications.alert,
             watch_folder=self.watch_folder,
         )
-        self.settings_controller = SettingsController(ctx, self.window, self.watch_folder)
+        self.settings_controller = SettingsController(
+            ctx, self.window, self.watch_folder, tray_available=self.tray is not None
+        )
         self.model_manager = ModelManagerController(ctx, self.window)
         self.server = ServerController(ctx, self.window, server)
         self.help = HelpController(self.window)
@@ -213,6 +215,10 @@ class GuiSession(QObject):
         )
         self.settings_controller.settings_saved.connect(self.server.follow_settings)
         self.settings_controller.settings_saved.connect(self.model_manager.follow_settings)
+        # The clinician's Pause lasts until Resume, across restarts (settings.env).
+        self.window.pause_watch_action.toggled.connect(
+            self.settings_controller.remember_watch_folder_paused
+        )
         self.window.open_watch_folder_action.triggered.connect(
             self.settings_controller.open_watch_folder
         )
@@ -220,6 +226,7 @@ class GuiSession(QObject):
         if self.tray is not None:
             self.tray.show_requested.connect(self.show_window)
             self.tray.quit_requested.connect(self.quit)
+            self.tray.pause_toggled.connect(self.settings_controller.remember_watch_folder_paused)
         self._started = False
         self._quitting = False
         self._closed = False

@@ -728,3 +728,24 @@ def test_a_deleted_folder_is_the_error_state_at_once_not_at_the_next_rescan(
         assert [n.type for n in notes] == ["critical"]
     finally:
         app.close()
+
+
+def test_a_start_paused_reads_no_file_waiting_until_resumed(tmp_path: Path) -> None:
+    """The clinician's pause is kept for the next start (``watch_folder_paused``): a
+    start then a pause took in the files waiting in between."""
+    app = build_watch_app(tmp_path, watch_folder_paused=True)
+    try:
+        log = EventLog(app.bus)
+        folder = app.settings.resolved_watch_folder
+        folder.mkdir(parents=True)
+        (folder / "waiting.png").write_bytes(png_bytes((10, 10), (4, 4, 4)))
+
+        assert app.start_watcher()
+        assert app.watcher.state is WatcherState.PAUSED
+        assert states(log) == ["running", "paused"]
+        assert wait_until(lambda: app.watcher.status.pending == 1)  # noticed...
+        assert not wait_until(lambda: bool(log.finished()), timeout_s=0.5)  # ...not read
+        app.watcher.resume()
+        assert log.wait_finished("waiting.png")["waiting.png"].outcome == "ingested"
+    finally:
+        app.close()

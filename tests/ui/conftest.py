@@ -27,6 +27,7 @@ from pytestqt.qtbot import QtBot
 from ophthai_desktop.bootstrap import Application, build_application
 from ophthai_desktop.core.storage import models as m
 from ophthai_desktop.core.worker import InferenceWorker
+from ophthai_desktop.ui.controllers import settings as settings_controller
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.theme import apply_theme
 from tests.conftest import make_settings
@@ -144,6 +145,15 @@ def _own_window_state(tmp_path: Path) -> Iterator[Path]:
     folder = tmp_path / "qsettings"
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(folder))
     yield folder
+
+
+@pytest.fixture(autouse=True)
+def _own_settings_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """What the window writes to the user's settings file (the dialog's OK, the watch
+    folder's Pause) goes to the test's folder, never to the user's configuration."""
+    path = tmp_path / "config" / "settings.env"
+    monkeypatch.setattr(settings_controller, "settings_file", lambda: path)
+    return path
 
 
 Maker = Callable[..., GuiSession]

@@ -136,12 +136,16 @@ def _as_installed(widget: QWidget, home: Path) -> None:
     buttons and placeholders), as the screenshots show it."""
     from PySide6.QtWidgets import QAbstractButton, QLabel, QLineEdit, QWidget
 
+    from ophthai_desktop.ui.views.settings_dialog import DefaultPathEdit
+
     for child in [widget, *widget.findChildren(QWidget)]:
         if isinstance(child, QLabel | QLineEdit | QAbstractButton) and str(home) in child.text():
             child.setText(child.text().replace(str(home), SHOWN_HOME))
             if isinstance(child, QLineEdit):
                 child.setCursorPosition(0)  # its start in view, as a field filled shows it
-        if isinstance(child, QLineEdit):
+        if isinstance(child, DefaultPathEdit):
+            child.set_default_path(child.default_path.replace(str(home), SHOWN_HOME))
+        elif isinstance(child, QLineEdit):
             child.setPlaceholderText(child.placeholderText().replace(str(home), SHOWN_HOME))
 
 

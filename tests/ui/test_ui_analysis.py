@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from PySide6.QtCore import QDate, QDateTime, QEvent, QObject, QPoint, QRect, Qt, QTime
 from PySide6.QtGui import QFocusEvent, QGuiApplication, QKeySequence
-from PySide6.QtWidgets import QApplication, QMessageBox, QScrollArea, QWidget
+from PySide6.QtWidgets import QApplication, QDateTimeEdit, QMessageBox, QScrollArea, QWidget
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.errors import StorageError
@@ -1705,3 +1705,67 @@ def test_provenance_opens_in_sight_at_1024(qtbot: QtBot, make_gui: Maker) -> Non
 
     qtbot.waitUntil(first_rows_in_sight)
     assert _in_sight(view.provenance_toggle, scroll)
+
+
+def _picker_in_focus(qtbot: QtBot, gui: GuiSession, name: str) -> AnalysisView:
+    patient = gui.application.patients.create_patient({"name": name}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    view = gui.analysis_view
+    gui.window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is gui.window)
+    view.when.setFocus()
+    qtbot.waitUntil(view.when.hasFocus)
+    return view
+
+
+def test_enter_in_the_appointment_picker_schedules(qtbot: QtBot, gui: GuiSession) -> None:
+    """Enter in the picker did nothing: the clinician had to reach for Schedule."""
+    view = _picker_in_focus(qtbot, gui, "Enter")
+    view.when.setDateTime(QDateTime.currentDateTime().addDays(3))
+
+    qtbot.keyClick(view.when, Qt.Key.Key_Return)
+
+    qtbot.waitUntil(lambda: "booked" in view.notice.text())
+    assert view.booked_time() in view.notice.text()
+
+
+def test_a_past_year_typed_in_the_picker_is_refused_with_the_reason(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """A year in the past typed into the picker went back to the year shown with
+    nothing said (Qt refuses the digit that makes it, and puts the text back at Enter)."""
+    view = _picker_in_focus(qtbot, gui, "Past")
+    shown = view.when.text()
+    past_year = str(QDate.currentDate().year() - 2)
+    view.when.setSelectedSection(QDateTimeEdit.Section.YearSection)
+
+    qtbot.keyClicks(view.when, past_year)
+
+    assert "cannot be booked" in view.schedule_error_text()
+    assert "from now" in view.schedule_error_text()
+    with qtbot.assertNotEmitted(view.schedule_requested):  # not the time it went back to
+        qtbot.keyClick(view.when, Qt.Key.Key_Return)
+    assert view.when.text() == shown
+    assert f"The picker is back at {shown}." in view.schedule_error_text()
+
+    # Enter again books the time shown, and the reason goes.
+    qtbot.keyClick(view.when, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: "booked" in view.notice.text())
+    assert view.schedule_error_text() == ""
+
+
+def test_schedule_clicked_from_a_refused_typed_time_does_not_book_the_one_it_went_back_to(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """The click on Schedule takes the focus from the picker, which puts a refused
+    typed time back: that click booked the time gone back to, not the one typed."""
+    view = _picker_in_focus(qtbot, gui, "Click")
+    view.when.setSelectedSection(QDateTimeEdit.Section.YearSection)
+    qtbot.keyClicks(view.when, str(QDate.currentDate().year() - 2))
+
+    with qtbot.assertNotEmitted(view.schedule_requested):
+        qtbot.mouseClick(view.schedule, Qt.MouseButton.LeftButton)
+
+    assert "The picker is back at" in view.schedule_error_text()
+    qtbot.mouseClick(view.schedule, Qt.MouseButton.LeftButton)  # the time shown, seen
+    qtbot.waitUntil(lambda: "booked" in view.notice.text())

@@ -1340,3 +1340,36 @@ def test_a_later_result_of_the_scan_unbolds_its_failure_and_lowers_the_badge(
         qtbot.waitUntil(lambda: panel.unread.text() == str(unread))
     else:
         qtbot.waitUntil(lambda: not panel.unread.isVisible())
+
+
+def test_an_answer_that_could_not_be_read_is_a_warning_not_an_info(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """Its notification was an info, missed among the infos: it is shown and announced
+    as a warning, as an analysis that failed is (stored and served as info, a type of
+    the seed's)."""
+    gui = make_gui(engine=ScriptedEngine(None))  # the model writes no readable answer
+    patient = gui.application.patients.create_patient(
+        {"name": "Unread"}, actor=SYSTEM, image=NewImage(png_bytes((64, 48)))
+    )
+    open_patient(qtbot, gui, patient.id)
+    model, toast = gui.notifications_panel.model, gui.window.toast
+
+    gui.analysis_view.analyse.click()
+
+    def unread_row() -> int | None:
+        for row in range(model.rowCount()):
+            if "could not be read" in model.data(model.index(row, 0)):
+                return row
+        return None
+
+    qtbot.waitUntil(lambda: unread_row() is not None, timeout=15_000)
+    row = unread_row()
+    assert row is not None
+    assert "\nWarning · " in model.data(model.index(row, 0))
+    assert model.row_at(row).type == "warning"  # the warning's badge, not the info's
+    qtbot.waitUntil(toast.isVisible)
+    assert toast.kind == "warning"
+    assert toast.text().startswith("An answer could not be read: The analysis for patient ")
+    stored = gui.application.notifications.list_notifications()
+    assert {n.type for n in stored.items if "could not be read" in n.message} == {"info"}

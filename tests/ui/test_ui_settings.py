@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 from pytestqt.qtbot import QtBot
 
+from ophthai_desktop.bootstrap import build_application
 from ophthai_desktop.core.errors import InvalidInput
 from ophthai_desktop.core.settings import Settings
 from ophthai_desktop.core.watcher import WatcherState
@@ -34,9 +35,11 @@ from ophthai_desktop.ui.controllers import settings as settings_module
 from ophthai_desktop.ui.controllers import watch_folder as watch_folder_module
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.theme import apply_theme
+from ophthai_desktop.ui.views.reflow import set_side_by_side
 from ophthai_desktop.ui.views.settings_dialog import SettingsDialog
 from tests.conftest import make_settings
 from tests.support.held_decode import held_at_decode
+from tests.support.images import png_bytes
 from tests.ui.conftest import Maker
 
 
@@ -199,6 +202,35 @@ def test_minimise_to_tray_applies_at_once(qtbot: QtBot, make_gui: Maker) -> None
     assert quits == [True]
 
 
+def test_without_a_tray_keep_running_in_it_is_off_with_the_reason(
+    qtbot: QtBot, make_gui: Maker, settings_path: Path
+) -> None:
+    """Offscreen or a bare X server has no tray (alerts are toasts in the window): the
+    box was shown ticked, though closing the window quits."""
+    gui = make_gui(tray=False, minimize_to_tray=True)
+    dialog = _open(gui)
+    box = dialog.minimize_to_tray
+    assert not box.isChecked() and not box.isEnabled()
+    assert "no system tray" in box.toolTip()
+    assert dialog.no_tray.isVisible() and "closing the window quits" in dialog.no_tray.text()
+    # Shown off, not changed: OK saves nothing of it (a desktop with a tray keeps it).
+    assert "minimize_to_tray" not in dialog.changed_values()
+
+    quits: list[bool] = []
+    gui.quit_requested.connect(lambda: quits.append(True))
+    dialog.reject()
+    gui.window.close()
+    assert quits == [True]
+    assert not settings_path.exists()
+
+
+def test_with_a_tray_keep_running_in_it_is_offered(qtbot: QtBot, make_gui: Maker) -> None:
+    gui = make_gui(tray=True, minimize_to_tray=True)
+    dialog = _open(gui)
+    assert dialog.minimize_to_tray.isChecked() and dialog.minimize_to_tray.isEnabled()
+    assert dialog.no_tray.isHidden()
+
+
 def test_turning_the_watch_folder_on_and_off(qtbot: QtBot, make_gui: Maker, tmp_path: Path) -> None:
     folder = tmp_path / "incoming"
     gui = make_gui(watch_folder_enabled=False)
@@ -218,6 +250,46 @@ def test_turning_the_watch_folder_on_and_off(qtbot: QtBot, make_gui: Maker, tmp_
     with qtbot.waitSignal(gui.settings_controller.watcher_applied):
         _ok(dialog)
     assert watcher.state is WatcherState.STOPPED
+
+
+def test_a_paused_watch_folder_stays_paused_after_a_restart_until_resumed(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path, settings_path: Path
+) -> None:
+    """The trial: Pause, close, start again, and the folder was watched again with
+    nothing said (the pause lived only in the running watcher)."""
+    gui, folder = _watching_a_folder(qtbot, make_gui, tmp_path)
+    gui.window.pause_watch_action.trigger()
+    qtbot.waitUntil(lambda: gui.window.status.watcher.text() == "Watch folder: paused")
+    qtbot.waitUntil(
+        lambda: (
+            settings_path.is_file()
+            and 'OPHTHAI_WATCH_FOLDER_PAUSED="true"' in settings_path.read_text()
+        )
+    )
+    gui.shutdown()
+    scan = folder / "waiting.png"
+    scan.write_bytes(png_bytes())
+
+    # Started again, reading the settings file as the app does.
+    settings = Settings(
+        _env_file=settings_path,  # type: ignore[call-arg]
+        data_dir=tmp_path / "gui0" / "data",
+        api_enabled=False,
+        model_path=tmp_path / "no-model-here",
+        watch_folder_enabled=True,
+        watch_folder_path=folder,
+    )
+    again = make_gui(application=build_application(settings))
+    watcher = again.application.watcher
+    qtbot.waitUntil(lambda: again.window.status.watcher.text() == "Watch folder: paused")
+    assert again.window.pause_watch_action.isChecked()
+    assert watcher.state is WatcherState.PAUSED
+    assert scan.exists()  # waits in the folder, not taken in
+
+    again.window.pause_watch_action.trigger()  # Resume
+    qtbot.waitUntil(lambda: again.window.status.watcher.text().startswith("Watch folder: running"))
+    qtbot.waitUntil(lambda: not scan.exists(), timeout=15_000)  # taken in now
+    qtbot.waitUntil(lambda: 'OPHTHAI_WATCH_FOLDER_PAUSED="false"' in settings_path.read_text())
 
 
 def _watching_a_folder(qtbot: QtBot, make_gui: Maker, tmp_path: Path) -> tuple[GuiSession, Path]:
@@ -597,6 +669,45 @@ def test_a_model_folder_without_a_model_id_is_saved(
     assert "give a model id or a model folder" in dialog.error.text()
 
 
+def _text_room(field: QLineEdit) -> int:
+    """The room QLineEdit draws its text in: the style's contents rectangle less its
+    text margins and its own 2 px each side."""
+    option = QStyleOptionFrame()
+    field.initStyleOption(option)
+    contents = field.style().subElementRect(QStyle.SubElement.SE_LineEditContents, option, field)
+    margins = field.textMargins()
+    return contents.width() - margins.left() - margins.right() - 4
+
+
+def test_the_folders_read_whole_or_by_their_ends_at_1024_by_768(qtbot: QtBot) -> None:
+    """At 1024 x 768 the folder fields stood beside their labels, 190 px wide: the watch
+    folder's default read "/home/clinician/.local/shar…", cut before the folder it
+    names. They now take the group's width under their labels, and a default still too
+    long is cut in its middle, its end (the folder) shown; the tooltip has it whole."""
+    dialog = SettingsDialog()
+    qtbot.addWidget(dialog)
+    data_dir = Path("/home/clinician/.local/share/OphthAI")
+    dialog.set_settings(Settings(data_dir=data_dir, _env_file=None))  # type: ignore[call-arg]
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    # As it opens on a 1024 x 768 screen (offscreen's is 800 px wide: one column).
+    set_side_by_side(dialog.columns, True)
+    dialog.resize(846, dialog.sizeHint().height())
+    qtbot.waitUntil(lambda: dialog.width() == 846)
+
+    data = dialog.data_dir
+    assert data.fontMetrics().horizontalAdvance(data.text()) <= _text_room(data)
+    watch = dialog.watch_folder_path
+    hint = watch.placeholderText()
+    assert hint.endswith("/incoming_scans")  # the folder it names
+    assert hint.startswith("/home/")
+    assert watch.fontMetrics().horizontalAdvance(hint) <= _text_room(watch), hint
+    assert watch.toolTip() == f"Default: {data_dir / 'incoming_scans'}"
+
+    dialog.resize(1400, dialog.height())  # room for it: shown whole
+    qtbot.waitUntil(lambda: watch.placeholderText() == str(data_dir / "incoming_scans"))
+
+
 def test_a_path_cut_short_in_its_field_is_whole_in_its_tooltip(
     qtbot: QtBot, tmp_path: Path
 ) -> None:
@@ -613,7 +724,7 @@ def test_a_path_cut_short_in_its_field_is_whole_in_its_tooltip(
 
     watch = dialog.watch_folder_path
     default = str(data_dir / "incoming_scans")
-    assert watch.text() == "" and watch.placeholderText() == default
+    assert watch.text() == "" and watch.default_path == default
     assert watch.fontMetrics().horizontalAdvance(default) > watch.width()  # cut short
     assert watch.toolTip() == f"Default: {default}"
     assert dialog.data_dir.toolTip() == str(data_dir)

@@ -974,7 +974,7 @@ def _notices(result: GenerationResult, patient: m.Patient | None) -> list[_Notic
         )
     elif parsed is None:
         notice = _Notice(
-            f"The analysis for patient {patient.name} could not be read: "
+            f"{FAILURE_OPENING}{patient.name} could not be read: "
             f"{_sentence(_reason(result.parse_error))} Read "
             "the model's answer before validating."
         )
@@ -1047,6 +1047,18 @@ def _failure_note_in(session: Session, job_id: int, patient_id: str) -> Notifica
 
 #: How the notification of a failed analysis opens (see :func:`_failure_message`).
 FAILURE_OPENING = "The analysis for patient "
+
+
+def says_answer_not_read(note: NotificationRecord) -> bool:
+    """Whether ``note`` is the one an analysis whose answer could not be read (and named
+    no finding) raised: "The analysis for patient … could not be read: …". It is stored
+    as ``info``, one of the seed's types the API keeps; the window shows and announces it
+    as a warning, as it does an analysis that failed, not among the infos."""
+    return (
+        note.analysis_id is not None  # a failed job's note has no analysis
+        and note.type == NotificationType.INFO.value
+        and note.message.startswith(FAILURE_OPENING)
+    )
 
 
 def _failure_message(job_id: int, patient: m.Patient, reason: str) -> str:

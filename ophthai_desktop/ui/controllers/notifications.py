@@ -11,6 +11,7 @@ from PySide6.QtCore import QObject, QTimer, Slot
 
 from ophthai_desktop.core.errors import NotFound
 from ophthai_desktop.core.records import NotificationRecord, Page, PatientRecord, UnreadTally
+from ophthai_desktop.core.services.jobs import says_answer_not_read
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController
 from ophthai_desktop.ui.messages import (
@@ -255,6 +256,11 @@ class NotificationsController(QObject):
         self._count_soon()
         if note.type == "critical":
             self.alert("Critical finding", note.message, kind="critical", about=note.analysis_id)
+        elif says_answer_not_read(note):
+            # As an analysis that failed is: not left among the infos.
+            self.alert(
+                "An answer could not be read", note.message, kind="warning", about=note.analysis_id
+            )
 
     @Slot(object)
     def _on_bridge_patient_updated(self, patient: PatientRecord) -> None:

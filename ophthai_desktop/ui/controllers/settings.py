@@ -121,11 +121,21 @@ def env_text(value: Any) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+#: One writer of the settings file at a time: the dialog's OK and a Pause or Resume
+#: each read the file and replace it whole, on two pool threads.
+_WRITING = threading.Lock()
+
+
 def write_settings_file(path: Path, values: Mapping[str, Any]) -> None:
     """Write ``values`` as ``OPHTHAI_<NAME>="..."`` lines, keeping the file's other lines.
 
     Runs on a pool thread.
     """
+    with _WRITING:
+        _write_settings_file(path, values)
+
+
+def _write_settings_file(path: Path, values: Mapping[str, Any]) -> None:
     keys = {f"OPHTHAI_{name.upper()}" for name in values}
     kept: list[str] = []
     if path.is_file():
@@ -488,9 +498,11 @@ class SettingsController(QObject):
         watch_folder: WatchFolderController,
         *,
         path: Callable[[], Path] | None = None,
+        tray_available: bool = True,
     ) -> None:
         super().__init__(window)
         self._ctx = ctx
+        self._tray_available = tray_available
         self._watch_folder = watch_folder
         watch_folder.applied.connect(self.watcher_applied)
         self._app = ctx.application
@@ -533,6 +545,7 @@ class SettingsController(QObject):
             self.dialog.activateWindow()
             return
         dialog = SettingsDialog(self._window)
+        dialog.set_tray_available(self._tray_available)
         path = self.settings_path()
         dialog.set_settings(self._app.settings, saved_to=path if path.is_file() else None)
         dialog.save_requested.connect(self._on_dialog_save_requested)
@@ -698,6 +711,36 @@ class SettingsController(QObject):
                 self.dialog.show_error(not_saved_message(path, exc))
 
         self._ctx.tasks.submit(lambda: save_settings(path, stored, created), done, failed)
+
+    @Slot(bool)
+    def remember_watch_folder_paused(self, paused: bool) -> None:
+        """The clinician paused or resumed the watch folder (menu or tray): keep it in
+        the settings file, so that it starts paused until resumed (a pool thread
+        writes)."""
+        app = self._app
+        if app.settings.watch_folder_paused == paused:
+            return
+        app.settings = app.settings.model_copy(update={"watch_folder_paused": paused})
+        path = self.settings_path()
+        what = "pause" if paused else "resume"
+
+        def failed(exc: BaseException) -> None:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            log.warning("the watch folder's %s could not be saved: %s", what, reason)
+            self._window.banner.show_message(
+                f"The watch folder's {what} applies now but could not be saved to {path} "
+                f"({reason}): after OphthAI starts again it follows the settings saved "
+                "before.",
+                "warning",
+            )
+
+        if env := set_in_environment("watch_folder_paused"):
+            log.warning("%s is set in the environment, which wins at the next start", env)
+        self._ctx.tasks.submit(
+            lambda: write_settings_file(path, {"watch_folder_paused": paused}),
+            lambda _r: None,
+            failed,
+        )
 
     def apply(self, updated: Settings) -> None:
         """Make the running application use ``updated`` where it can without a

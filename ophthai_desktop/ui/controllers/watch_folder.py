@@ -51,6 +51,7 @@ class WatchTarget:
         return cls(
             settings.watch_folder_enabled,
             settings.resolved_watch_folder,
+            paused=settings.watch_folder_paused,
             require_mount=settings.watch_folder_require_mount,
             use_polling=settings.watch_use_polling,
             poll_seconds=settings.watch_poll_seconds,
@@ -126,7 +127,8 @@ class WatchFolderController(QObject):
 
     def follow(self, settings: Settings) -> None:
         """The watch folder's settings changed: stop it and start it again as they say
-        (a restart takes a paused watch folder out of its pause, as before). Settings
+        (paused when the clinician's pause is in them; an API client's pause is not, and
+        a restart takes the watch folder out of it, as before). Settings
         that set up the same watch folder (its path written another way) change nothing:
         a pause, the window's or an API client's, stands."""
         target = WatchTarget.of(settings)
@@ -252,9 +254,10 @@ class WatchFolderController(QObject):
                 if restart:
                     # It starts running: no resume after it, which would undo a pause an
                     # API client made in between.
-                    watcher.start()
-                    if target.paused:
-                        self._pause_or_resume(paused=True)
+                    if target.paused:  # no file read before the pause
+                        watcher.start(paused=True)
+                    else:
+                        watcher.start()
                 else:
                     self._pause_or_resume(paused=target.paused)  # the window's Pause or Resume
         except Exception as exc:  # a bug: said in the log, the window goes on

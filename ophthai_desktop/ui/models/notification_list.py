@@ -21,15 +21,23 @@ from PySide6.QtGui import (
 
 from ophthai_desktop.core.paging import After
 from ophthai_desktop.core.records import NotificationRecord
+from ophthai_desktop.core.services.jobs import says_answer_not_read
 from ophthai_desktop.core.services.notifications import notification_after
 from ophthai_desktop.ui.display import local_datetime
 from ophthai_desktop.ui.models.rows import PagedRowModel
 
-TYPE_COLORS = {"critical": "#c62828", "success": "#2e7d32", "info": "#1976d2"}
+#: The kinds shown: the stored types, and "warning" for an answer that could not be
+#: read (stored as info: see ``says_answer_not_read``).
+TYPE_COLORS = {
+    "critical": "#c62828",
+    "warning": "#b45309",
+    "success": "#2e7d32",
+    "info": "#1976d2",
+}
 #: Each kind says what it is in words (before the time) and by its icon's shape and
 #: sign, not by its colour alone: a red and a blue square looked alike to many.
-TYPE_WORDS = {"critical": "Critical", "success": "Done", "info": "Info"}
-TYPE_SIGNS = {"critical": "!", "success": "✓", "info": "i"}
+TYPE_WORDS = {"critical": "Critical", "warning": "Warning", "success": "Done", "info": "Info"}
+TYPE_SIGNS = {"critical": "!", "warning": "!", "success": "✓", "info": "i"}
 ICON_PX = 16
 PATIENT_ROLE = Qt.ItemDataRole.UserRole + 1
 #: Rows :meth:`NotificationListModel.mark_all_read` marks an event-loop turn (about
@@ -41,7 +49,7 @@ MARK_READ_PER_TURN = 300
 class NotificationRow:
     notification_id: int
     patient_id: str | None
-    type: str
+    type: str  # the kind shown (see TYPE_COLORS)
     read: bool
     text: str
     #: Where the page after this row starts (the list reads older pages after its last).
@@ -50,11 +58,12 @@ class NotificationRow:
 
 def notification_row(note: NotificationRecord) -> NotificationRow:
     when = local_datetime(note.timestamp)
-    word = TYPE_WORDS.get(note.type, note.type.capitalize())
+    kind = "warning" if says_answer_not_read(note) else note.type
+    word = TYPE_WORDS.get(kind, kind.capitalize())
     return NotificationRow(
         note.id,
         note.patient_id,
-        note.type,
+        kind,
         note.read,
         f"{note.message}\n{word} · {when}",
         notification_after(note),
@@ -62,8 +71,9 @@ def notification_row(note: NotificationRecord) -> NotificationRow:
 
 
 def _badge(kind: str) -> QIcon:
-    """The kind's icon, drawn once: a red triangle with "!" (critical), a green disc
-    with a tick (success), a blue disc with "i" (info)."""
+    """The kind's icon, drawn once: a red triangle with "!" (critical), an amber disc
+    with "!" (warning), a green disc with a tick (success), a blue disc with "i"
+    (info)."""
     pixmap = QPixmap(ICON_PX, ICON_PX)
     pixmap.fill(Qt.GlobalColor.transparent)
     painter = QPainter(pixmap)

@@ -9,12 +9,14 @@ from typing import Any
 from PySide6.QtCore import QDateTime, QPoint, QSignalBlocker, Qt, QTime, QTimer, Signal, Slot
 from PySide6.QtGui import (
     QFocusEvent,
+    QKeyEvent,
     QKeySequence,
     QResizeEvent,
     QShowEvent,
     QTextCursor,
 )
 from PySide6.QtWidgets import (
+    QApplication,
     QBoxLayout,
     QDateTimeEdit,
     QFormLayout,
@@ -54,6 +56,9 @@ COPIED_MS = 2000
 MAX_YEARS_AHEAD = 5
 #: How far before now the picker goes (the server takes up to five minutes).
 EARLIEST_S = 60
+#: The longest a mouse click's press and release are apart (see
+#: ``AppointmentPicker.left_by_press_ms``).
+CLICK_MS = 2000
 #: Around the tab's content.
 BODY_MARGIN = 6
 #: The least width the classification keeps beside the badge; narrower, the badge goes
@@ -105,11 +110,74 @@ class AppointmentPicker(CalendarKeys, QDateTimeEdit):
     server refused it. No timer: nothing wakes the GUI thread while no one picks.
 
     Alt+Down, Alt+Up and F4 open its calendar, as they open a combo box's list, the
-    earliest time made true first (the keyboard may have been here a while)."""
+    earliest time made true first (the keyboard may have been here a while).
+
+    A time typed outside its range (a year in the past) is not taken: the key that would
+    make it is refused, and what was typed goes back to the time shown before at Enter or
+    when the focus leaves. Each is said (:attr:`refused`), not done without a word.
+
+    Signals:
+        entered(): Enter or Return with a time it takes (Schedule's key).
+        refused(str): a time typed was not taken: why, and the time shown instead.
+    """
+
+    entered = Signal()
+    refused = Signal(str)
 
     def focusInEvent(self, event: QFocusEvent) -> None:
         self.keep_earliest_now()
         super().focusInEvent(event)
+
+    #: When a time typed went back as a mouse press took the focus away (ms since the
+    #: epoch; 0: not so): that press may be Schedule's, which must not book it.
+    left_by_press_ms = 0
+
+    def focusOutEvent(self, event: QFocusEvent) -> None:
+        typed = self.text()
+        super().focusOutEvent(event)  # a time it does not take goes back
+        if not self._takes(typed):
+            pressed = QApplication.mouseButtons() != Qt.MouseButton.NoButton
+            self.left_by_press_ms = QDateTime.currentMSecsSinceEpoch() if pressed else 0
+            self.refused.emit(self._went_back(typed))
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            typed = self.text()
+            super().keyPressEvent(event)  # a time it does not take goes back
+            if self._takes(typed):
+                self.entered.emit()
+            else:
+                self.refused.emit(self._went_back(typed))
+            event.accept()  # not on to the window
+            return
+        before = self.text()
+        super().keyPressEvent(event)
+        digit = event.text().isdigit()
+        if digit and self.text() == before and not self.isReadOnly():
+            # Qt refuses the digit that makes a time out of range (the last of a past
+            # year), without a word.
+            self.refused.emit(f"That time cannot be booked: {self._range_text()}.")
+
+    def _takes(self, text: str) -> bool:
+        """Whether ``text`` is a time within the range (what Enter keeps)."""
+        typed = QDateTime.fromString(text, self.displayFormat())
+        if not typed.isValid():
+            return False
+        minimum = self.minimumDateTime()
+        earliest = minimum.addSecs(-minimum.time().second())  # minutes shown
+        return earliest <= typed <= self.maximumDateTime()
+
+    def _went_back(self, typed: str) -> str:
+        return (
+            f"{typed} cannot be booked: {self._range_text()}. The picker is back at {self.text()}."
+        )
+
+    def _range_text(self) -> str:
+        fmt = self.displayFormat()
+        return (
+            f"an appointment is from now ({self.minimumDateTime().toString(fmt)}) "
+            f"to {self.maximumDateTime().toString(fmt)}"
+        )
 
     def before_calendar_opens(self) -> None:
         self.keep_earliest_now()
@@ -440,6 +508,8 @@ class AnalysisView(QWidget):
         #: The day the picker's "tomorrow 09:00" was counted from, while it shows that
         #: (None: a booking, or a time the clinician set): see follow_today.
         self._default_from: QDateTime | None = None
+        #: The picker refused a time typed, and said so under the button.
+        self._when_refused = False
         self.when.dateTimeChanged.connect(self._on_when_date_time_changed)
         self.schedule = QPushButton(icon("calendar"), "Schedule")
         self.schedule.setObjectName("scheduleButton")
@@ -507,6 +577,8 @@ class AnalysisView(QWidget):
         self.approve.clicked.connect(lambda: self._on_verdict(True))
         self.reject.clicked.connect(lambda: self._on_verdict(False))
         self.schedule.clicked.connect(self._on_schedule_clicked)
+        self.when.entered.connect(self._on_when_entered)
+        self.when.refused.connect(self._on_when_refused)
         self.cancel_appointment.clicked.connect(self.appointment_cancel_requested)
         self.card.copy.clicked.connect(self.copy_requested)
         self.show_empty()
@@ -765,6 +837,19 @@ class AnalysisView(QWidget):
     @Slot(QDateTime)
     def _on_when_date_time_changed(self, _when: QDateTime) -> None:
         self._default_from = None  # the clinician's (the view's own changes are blocked)
+        if self._when_refused:  # a time it takes now: what was said no longer holds
+            self._when_refused = False
+            self.show_schedule_error("")
+
+    @Slot()
+    def _on_when_entered(self) -> None:
+        if self.schedule.isEnabled() and self.schedule.isVisibleTo(self):
+            self.schedule.click()
+
+    @Slot(str)
+    def _on_when_refused(self, why: str) -> None:
+        self._when_refused = True
+        self.show_schedule_error(why)
 
     def focus_appointment(self) -> None:
         """A verdict is recorded: the keyboard goes on to the next step, the appointment
@@ -859,6 +944,11 @@ class AnalysisView(QWidget):
 
     @Slot()
     def _on_schedule_clicked(self) -> None:
+        pressed_ms, self.when.left_by_press_ms = self.when.left_by_press_ms, 0
+        if pressed_ms and QDateTime.currentMSecsSinceEpoch() - pressed_ms < CLICK_MS:
+            # This click took the focus from a time typed that went back: the time shown
+            # is not the one typed. Said under the picker; a second click books it.
+            return
         naive: Any = self.when.dateTime().toPython()
         when = naive.astimezone() if naive.tzinfo is None else naive
         self.schedule_requested.emit(when)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QRect, QSize, Qt, Signal, Slot
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QBoxLayout,
     QCheckBox,
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSpinBox,
     QStyle,
+    QStyleOptionFrame,
     QVBoxLayout,
     QWidget,
 )
@@ -42,6 +44,10 @@ THEMES = ("light", "dark")
 #: The polling interval's range (seconds): a tenth of a second already costs a share a
 #: listing ten times a second; beyond 10 minutes scans would wait too long.
 POLL_SECONDS_MIN = 0.1
+#: Why "Keep running in the tray" is off on a desktop without a system tray.
+NO_TRAY = (
+    "This desktop has no system tray: closing the window quits OphthAI (alerts show in the window)."
+)
 POLL_SECONDS_MAX = 600.0
 
 
@@ -60,6 +66,47 @@ def _with_button(edit: QLineEdit, button: QPushButton) -> QWidget:
     layout.addWidget(edit, 1)
     layout.addWidget(button)
     return row
+
+
+class DefaultPathEdit(QLineEdit):
+    """A folder's field whose hint is the default folder, elided in the middle where the
+    field is narrower than it ("/home/clinician/…/OphthAI/incoming_scans"): the end
+    names the folder, which a hint cut at its end lost. The whole path is
+    :attr:`default_path` (the dialog shows it in the tooltip)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.default_path = ""
+
+    def set_default_path(self, path: str) -> None:
+        self.default_path = path
+        self._elide_hint()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._elide_hint()  # a dialog's field: resized seldom, never while painted
+
+    def _elide_hint(self) -> None:
+        # The room QLineEdit draws its text in: the style's contents rectangle less its
+        # text margins and its own 2 px each side.
+        option = QStyleOptionFrame()
+        self.initStyleOption(option)
+        contents = self.style().subElementRect(QStyle.SubElement.SE_LineEditContents, option, self)
+        margins = self.textMargins()
+        room = contents.width() - margins.left() - margins.right() - 4
+        hint = self.fontMetrics().elidedText(self.default_path, Qt.TextElideMode.ElideMiddle, room)
+        self.setPlaceholderText(hint)
+
+
+def _add_path_row(
+    form: QFormLayout, label: str, edit: QLineEdit, button: QPushButton | None = None
+) -> None:
+    """A folder's field under its label, across the group's whole width: beside the
+    labels, at 1024 x 768, a path was cut after 25 characters ("…/incoming_s…")."""
+    title = QLabel(label)
+    title.setBuddy(edit)
+    form.addRow(title)
+    form.addRow(edit if button is None else _with_button(edit, button))
 
 
 def _note(text: str) -> QLabel:
@@ -94,17 +141,21 @@ class SettingsDialog(QDialog):
         self.minimize_to_tray.setToolTip(
             "Closing the window keeps OphthAI running in the tray (where there is one)"
         )
+        #: Why the tray box is off where the desktop has no system tray (hidden else).
+        self.no_tray = _note(NO_TRAY)
+        self.no_tray.hide()
         desktop = QGroupBox("Desktop")
         form = QFormLayout(desktop)
         form.addRow("Name in the audit trail", self.user_name)
         form.addRow("Theme", self.theme)
         form.addRow("", self.minimize_to_tray)
+        form.addRow("", self.no_tray)
 
         # Data and watch folder
         self.data_dir = QLineEdit()
         self.data_dir.setReadOnly(True)
         self.watch_folder_enabled = QCheckBox("Take in images from the watch folder")
-        self.watch_folder_path = QLineEdit()
+        self.watch_folder_path = DefaultPathEdit()
         self.browse_watch = QPushButton("Browse…")
         self.watch_demo_mode = QCheckBox("Demo mode")
         self.watch_folder_require_mount = QCheckBox("Watch only while a share is mounted on it")
@@ -128,10 +179,10 @@ class SettingsDialog(QDialog):
         )
         data = QGroupBox("Data and watch folder")
         form = QFormLayout(data)
-        form.addRow(f"Data folder {RESTART_NOTE}", self.data_dir)
+        _add_path_row(form, f"Data folder {RESTART_NOTE}", self.data_dir)
         form.addRow("", _note("Set OPHTHAI_DATA_DIR to move it; then restart."))
         form.addRow("", self.watch_folder_enabled)
-        form.addRow("Watch folder", _with_button(self.watch_folder_path, self.browse_watch))
+        _add_path_row(form, "Watch folder", self.watch_folder_path, self.browse_watch)
         form.addRow("", self.watch_demo_mode)
         form.addRow(
             "", _note("Demo mode files a scan without a patient id under a new demo patient.")
@@ -176,7 +227,7 @@ class SettingsDialog(QDialog):
         model = QGroupBox("Model (generation: next analysis; model, device: next load)")
         form = QFormLayout(model)
         form.addRow("Model id", self.model_id)
-        form.addRow("Model folder", _with_button(self.model_path, self.browse_model))
+        _add_path_row(form, "Model folder", self.model_path, self.browse_model)
         form.addRow("Device", self.device)
         form.addRow("Quantization", self.quantization)
         form.addRow("Max new tokens", self.max_new_tokens)
@@ -255,6 +306,7 @@ class SettingsDialog(QDialog):
                 "load_model_on_startup",
             )
         }
+        self._tray_available = True
         #: What :meth:`set_settings` showed, as :meth:`values` reads it.
         self._shown: dict[str, Any] = {}
         #: Fields whose value (a folder's path, the origins) is often wider than the
@@ -282,7 +334,7 @@ class SettingsDialog(QDialog):
         """Show ``settings`` in the widgets."""
         self.data_dir.setText(str(settings.data_dir))
         self.data_dir.setCursorPosition(0)
-        self.watch_folder_path.setPlaceholderText(str(settings.data_dir / "incoming_scans"))
+        self.watch_folder_path.set_default_path(str(settings.data_dir / "incoming_scans"))
         self._on_long_field_text_changed()  # the hint changed
         for name, widget in self.fields.items():
             value = getattr(settings, name)
@@ -308,6 +360,24 @@ class SettingsDialog(QDialog):
         # As the widgets read them back (a number beyond a box's range is shown cut to
         # it): a field left alone is no change, whatever it holds.
         self._shown = self.values()
+        if not self._tray_available:
+            self._show_no_tray()
+
+    def set_tray_available(self, available: bool) -> None:
+        """Whether this session has a system tray. Without one, closing the window
+        quits: "Keep running in the tray" is shown off and disabled, with the reason
+        (the setting saved stays as it is, for a desktop that has a tray)."""
+        self._tray_available = available
+        if not available:
+            self._show_no_tray()
+
+    def _show_no_tray(self) -> None:
+        box = self.minimize_to_tray
+        box.setChecked(False)
+        box.setEnabled(False)
+        box.setToolTip(NO_TRAY)
+        self.no_tray.show()
+        self._shown["minimize_to_tray"] = False  # shown off: not a change to save
 
     def changed_values(self) -> dict[str, Any]:
         """The values that differ from those :meth:`set_settings` showed."""
@@ -434,8 +504,8 @@ class SettingsDialog(QDialog):
     def _on_long_field_text_changed(self) -> None:
         for edit in self.whole_in_tooltip:
             text, hint = edit.text().strip(), edit.placeholderText()
-            if edit is self.watch_folder_path and hint:
-                hint = f"Default: {hint}"
+            if isinstance(edit, DefaultPathEdit):
+                hint = f"Default: {edit.default_path}" if edit.default_path else ""
             edit.setToolTip(text or hint)
 
     @Slot()
@@ -444,7 +514,7 @@ class SettingsDialog(QDialog):
 
     @Slot()
     def _on_browse_watch_clicked(self) -> None:
-        start = self.watch_folder_path.text() or self.watch_folder_path.placeholderText()
+        start = self.watch_folder_path.text() or self.watch_folder_path.default_path
         folder = QFileDialog.getExistingDirectory(self, "Watch folder", start)
         if folder:
             self.watch_folder_path.setText(folder)
