@@ -69,9 +69,9 @@ def test_the_settings_dialog_fits_a_screen_narrower_than_its_columns(qtbot: QtBo
 
     free = dialog.screen().availableGeometry()
     assert dialog.width() <= free.width() and dialog.height() <= free.height()
-    groups = dialog.scroll.widget()
-    assert groups.width() <= dialog.scroll.viewport().width()  # nothing cut on the right
-    dialog.scroll.ensureWidgetVisible(dialog.load_model_on_startup)  # the last field
+    groups = dialog.scroll_area.widget()
+    assert groups.width() <= dialog.scroll_area.viewport().width()  # nothing cut on the right
+    dialog.scroll_area.ensureWidgetVisible(dialog.load_model_on_startup)  # the last field
     qtbot.waitUntil(
         lambda: dialog.load_model_on_startup.visibleRegion().boundingRect().height() > 0
     )
@@ -88,7 +88,8 @@ def test_a_settings_error_on_a_short_screen_is_shown_whole_under_the_groups(
     dialog.show()
     qtbot.waitExposed(dialog)
     free = dialog.screen().availableGeometry()
-    assert dialog.scroll.widget().height() > dialog.scroll.viewport().height()  # it scrolls
+    scroll = dialog.scroll_area
+    assert scroll.widget().height() > scroll.viewport().height()  # it scrolls
 
     dialog.show_error(
         "The watch folder /mnt/clinic-share/oct-exports/incoming cannot be used: nothing is "
@@ -98,7 +99,7 @@ def test_a_settings_error_on_a_short_screen_is_shown_whole_under_the_groups(
     )
 
     def whole() -> bool:
-        error, scroll, buttons = dialog.error, dialog.scroll, dialog.buttons
+        error, scroll, buttons = dialog.error, dialog.scroll_area, dialog.buttons
         return (
             error.geometry().top() > scroll.geometry().bottom()
             and error.height() >= error.heightForWidth(error.width())

@@ -449,10 +449,10 @@ def test_the_analysis_and_oculomics_tabs_do_not_scroll_sideways(
     ocu = gui.oculomics_view
     qtbot.waitUntil(lambda: ocu.table.rowCount() == 3)
     qtbot.wait(50)
-    assert ocu.scroll.horizontalScrollBar().maximum() == 0
+    assert ocu.scroll_area.horizontalScrollBar().maximum() == 0
     assert ocu.table.horizontalScrollBar().maximum() == 0
     for widget in (*ocu.charts.values(), ocu.add_button, ocu.table, ocu.trends):
-        assert _right_edge_in(ocu.scroll, widget) <= ocu.scroll.viewport().width()
+        assert _right_edge_in(ocu.scroll_area, widget) <= ocu.scroll_area.viewport().width()
     assert ocu.chart_columns == (1 if narrow else 2)
     # The columns but the flags show their values whole; the flags, cut short where the
     # table is narrow, are whole in their tooltips.

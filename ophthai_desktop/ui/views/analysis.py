@@ -269,7 +269,7 @@ class ResultCard(QFrame):
             self.explanation.setText(analysis.parse_error or "no result in the answer")
             self._set_rows_visible(False)
             self.form.setRowVisible(self.explanation, True)
-            self.form.labelForField(self.explanation).setText("Why")
+            self._title_of(self.explanation).setText("Why")
             self.raw.setPlainText(analysis.answer_text or "(the model wrote no answer)")
             self.raw_label.show()
             self.raw.show()
@@ -314,7 +314,9 @@ class ResultCard(QFrame):
         self._reflow()
 
     def _reflow(self) -> None:
-        margins = self.layout().contentsMargins()
+        layout = self.layout()
+        assert layout is not None  # set in __init__
+        margins = layout.contentsMargins()
         width = self.contentsRect().width()
         if self._room is not None:
             width = min(width, self._room - (self.width() - self.contentsRect().width()))
@@ -334,7 +336,7 @@ class ResultCard(QFrame):
         for widget in (self.confidence, self.findings, self.recommendation, self.explanation):
             if not self.form.isRowVisible(widget):
                 continue
-            title = self.form.labelForField(widget).text()
+            title = self._title_of(widget).text()
             value = (
                 widget.text()
                 if isinstance(widget, QLabel)
@@ -349,7 +351,13 @@ class ResultCard(QFrame):
     def _set_rows_visible(self, visible: bool) -> None:
         for widget in (self.confidence, self.findings, self.recommendation, self.explanation):
             self.form.setRowVisible(widget, visible)
-        self.form.labelForField(self.explanation).setText("Explanation")
+        self._title_of(self.explanation).setText("Explanation")
+
+    def _title_of(self, field: QWidget) -> QLabel:
+        """The label of ``field``'s row."""
+        label = self.form.labelForField(field)
+        assert isinstance(label, QLabel)  # rows added with a title text get a QLabel
+        return label
 
 
 class ProvenancePanel(QFrame):
@@ -592,9 +600,9 @@ class AnalysisView(QWidget):
         # Resized behind another tab (the window made smaller there), the body kept the
         # layout of the wider window: the layout dropped its update while hidden, and the
         # card ran past the right edge, the badge and the findings cut off.
-        body = self._scroll.widget().layout()
-        if body is not None:
-            body.invalidate()
+        body = self._scroll.widget()
+        if body is not None and (layout := body.layout()) is not None:
+            layout.invalidate()
 
     @property
     def actions_side_by_side(self) -> bool:
@@ -779,6 +787,7 @@ class AnalysisView(QWidget):
         """As much of the panel in sight as fits, its button kept at the top at most (the
         panel is taller than the tab at 1024 x 700; centring it hid both ends)."""
         body, bar = self._scroll.widget(), self._scroll.verticalScrollBar()
+        assert body is not None  # set in __init__
         top = self.provenance_toggle.mapTo(body, QPoint(0, 0)).y()
         bottom = self.provenance.mapTo(body, QPoint(0, self.provenance.height())).y()
         seen = self._scroll.viewport().height()

@@ -262,17 +262,17 @@ class SettingsDialog(QDialog):
         right.addStretch(1)
         self.columns.addLayout(left, 1)
         self.columns.addLayout(right, 1)
-        groups = QWidget()
+        groups = self._groups = QWidget()
         groups.setLayout(self.columns)
         self.columns.setContentsMargins(0, 0, 0, 0)
-        self.scroll = QScrollArea()
-        self.scroll.setObjectName("settingsGroups")
-        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.scroll.setWidget(groups)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.scroll, 1)
+        self.scroll_area = QScrollArea()
+        self.scroll_area.setObjectName("settingsGroups")
+        self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll_area.setWidgetResizable(True)
+        self.scroll_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll_area.setWidget(groups)
+        layout = self._layout = QVBoxLayout(self)
+        layout.addWidget(self.scroll_area, 1)
         layout.addWidget(self.error)
         layout.addWidget(self.checking)
         layout.addWidget(self.saved_to)
@@ -405,7 +405,7 @@ class SettingsDialog(QDialog):
         """The first field in the keyboard's order that the clinician can change."""
         editable = set(map(id, self.fields.values()))
         widget = self.nextInFocusChain()
-        while widget is not self:
+        while widget is not None and widget is not self:
             if id(widget) in editable and widget.isEnabled():
                 return widget
             widget = widget.nextInFocusChain()
@@ -420,11 +420,11 @@ class SettingsDialog(QDialog):
         """Lay the groups out for the screen: side by side where they fit its width,
         and the scrolled part as large as the groups, at most what the screen leaves."""
         free, around, _frame_height = self._screen_room()
-        groups = self.scroll.widget()
+        groups = self._groups
         set_side_by_side(self.columns, True)
         wide = groups.minimumSizeHint().width() + self._bar() + around <= free.width()
         set_side_by_side(self.columns, wide)
-        groups.layout().activate()
+        self.columns.activate()
         self._bound_groups()
 
     def _bound_groups(self) -> None:
@@ -433,9 +433,9 @@ class SettingsDialog(QDialog):
         from the groups (it was drawn over their last fields, cut, on a short screen)."""
         free, around, frame_height = self._screen_room()
         bar = self._bar()
-        wanted = self.scroll.widget().sizeHint()
+        wanted = self._groups.sizeHint()
         if self.isVisible():  # the width the messages wrap to
-            margins = self.layout().contentsMargins()
+            margins = self._layout.contentsMargins()
             width = self.width() - margins.left() - margins.right()
         else:
             width = min(wanted.width() + bar, free.width() - around)
@@ -443,7 +443,7 @@ class SettingsDialog(QDialog):
         room = QSize(free.width() - around, free.height() - below - frame_height)
         if wanted.height() > room.height():  # it scrolls: room for the scroll bar
             wanted.setWidth(wanted.width() + bar)
-        self.scroll.setMinimumSize(wanted.boundedTo(room))
+        self.scroll_area.setMinimumSize(wanted.boundedTo(room))
 
     def _screen_room(self) -> tuple[QRect, int, int]:
         """The screen's free area, the width the window takes besides its contents, and
@@ -451,7 +451,7 @@ class SettingsDialog(QDialog):
         frame = self.frameGeometry().size() - self.geometry().size()
         # Not shown yet, the window's frame is not known: room for a title bar.
         title = self.style().pixelMetric(QStyle.PixelMetric.PM_TitleBarHeight, None, self)
-        margins = self.layout().contentsMargins()
+        margins = self._layout.contentsMargins()
         around = margins.left() + margins.right() + frame.width()
         return self.screen().availableGeometry(), around, max(frame.height(), title)
 
@@ -460,12 +460,13 @@ class SettingsDialog(QDialog):
 
     def _height_below(self, width: int) -> int:
         """The height the dialog needs besides its groups, ``width`` wide."""
-        layout = self.layout()
+        layout = self._layout
         margins = layout.contentsMargins()
         height = margins.top() + margins.bottom()
         for index in range(layout.count()):
-            widget = layout.itemAt(index).widget()
-            if widget is None or widget is self.scroll or widget.isHidden():
+            item = layout.itemAt(index)
+            widget = None if item is None else item.widget()
+            if widget is None or widget is self.scroll_area or widget.isHidden():
                 continue
             hint = widget.sizeHint().height()
             if widget.hasHeightForWidth():
@@ -492,8 +493,8 @@ class SettingsDialog(QDialog):
             announce(self.error, message, urgent=True)  # heard where the focus is
         if self.isVisible():
             self._bound_groups()
-        for name, widget in self.fields.items():
-            set_style_property(widget, "invalid", name == field)
+        for name, shown in self.fields.items():
+            set_style_property(shown, "invalid", name == field)
         widget = self.fields.get(field or "")
         if widget is not None:
             widget.setFocus(Qt.FocusReason.OtherFocusReason)
