@@ -382,8 +382,9 @@ def test_failed_analyses_are_a_warning_each_moment_and_a_notification_each(
     qtbot.waitUntil(lambda: model.rowCount() == 1)
     assert model.row_at(0).text.startswith(
         f"The analysis for patient Failed First failed (job #{job.id}): unexpected error: "
-        "RuntimeError: CUDA out of memory.\n"
+        "RuntimeError: CUDA out of memory.\nWarning · "
     )
+    assert model.row_at(0).type == "warning"  # listed as one too, not among the infos
     qtbot.waitUntil(lambda: gui.notifications_panel.unread.text() == "1")
     toast.hide()
 

@@ -1061,6 +1061,14 @@ def says_answer_not_read(note: NotificationRecord) -> bool:
     )
 
 
+def says_analysis_went_wrong(note: NotificationRecord) -> bool:
+    """Whether ``note`` is one of the two an analysis that went wrong raises: its answer
+    could not be read (:func:`says_answer_not_read`), or it failed ("The analysis for
+    patient … failed (job #N): …", no analysis). Both are stored as ``info``; the window
+    lists them as warnings, not among the infos."""
+    return note.type == NotificationType.INFO.value and note.message.startswith(FAILURE_OPENING)
+
+
 def _failure_message(job_id: int, patient: m.Patient, reason: str) -> str:
     """The notification of an analysis of ``patient``'s scan that failed, as stored."""
     message = (
