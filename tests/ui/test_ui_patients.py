@@ -71,6 +71,35 @@ def test_create_a_patient_through_the_dialog(qtbot: QtBot, gui: GuiSession) -> N
     assert not gui.window.analyse_action.isEnabled()  # no image to analyse yet
 
 
+def test_ctrl_enter_in_symptoms_or_history_saves(qtbot: QtBot, gui: GuiSession) -> None:
+    """Enter there starts a new line (one symptom a line), and nothing else saved from
+    them: the clinician had to Tab out to the button, or take the mouse."""
+    dialog = gui.patients.new_patient()
+    qtbot.waitExposed(dialog)
+    dialog.activateWindow()  # its keys go to the active window
+    qtbot.waitUntil(dialog.isActiveWindow)
+    qtbot.keyClicks(dialog.name, "Grace Hopper")
+    qtbot.keyClicks(dialog.symptoms, "floaters")
+    dialog.symptoms.setFocus()
+
+    qtbot.keyClick(dialog.symptoms, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+
+    qtbot.waitUntil(lambda: gui.patients.dialog is None)  # saved, and closed
+    page = gui.patient_page
+    qtbot.waitUntil(lambda: page.patient is not None and page.name.text() == "Grace Hopper")
+    assert page.symptoms.text() == "floaters"  # no line added
+
+    dialog = gui.patients.edit_patient()
+    assert dialog is not None
+    qtbot.waitExposed(dialog)
+    dialog.activateWindow()  # its keys go to the active window
+    qtbot.waitUntil(dialog.isActiveWindow)
+    qtbot.keyClicks(dialog.history, "Glaucoma")
+    qtbot.keyClick(dialog.history, Qt.Key.Key_Enter, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: gui.patients.dialog is None)
+    qtbot.waitUntil(lambda: page.history.text() == "Glaucoma")
+
+
 def test_invalid_fields_say_which_field_and_why(qtbot: QtBot, gui: GuiSession) -> None:
     dialog = gui.patients.new_patient()
     qtbot.keyClicks(dialog.name, "   ")  # blank: the core refuses it

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from PySide6.QtCore import QDate, Signal, Slot
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -149,6 +150,13 @@ class PatientDialog(QDialog):
         layout.addWidget(self.buttons)
         self.buttons.accepted.connect(self._on_buttons_accepted)
         self.buttons.rejected.connect(self.reject)
+        # Enter in Symptoms or History starts a new line (one symptom a line), so Enter
+        # saves only from the other fields: Ctrl+Enter saves from any of them.
+        ok.setToolTip(f"{ok.text()} (Enter; Ctrl+Enter in Symptoms and History)")
+        for keys in ("Ctrl+Return", "Ctrl+Enter"):
+            save = QShortcut(QKeySequence(keys), self)
+            save.setWhatsThis(ok.text())
+            save.activated.connect(self._on_save_key)
         self._widgets: dict[str, QWidget] = {
             "name": self.name,
             "age": self.age,
@@ -299,6 +307,12 @@ class PatientDialog(QDialog):
     @staticmethod
     def _mark(widget: QWidget, invalid: bool) -> None:
         set_style_property(widget, "invalid", invalid)
+
+    @Slot()
+    def _on_save_key(self) -> None:
+        ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        if self.buttons.isEnabled() and ok.isEnabled():  # not while saving
+            ok.click()
 
     @Slot()
     def _on_buttons_accepted(self) -> None:
