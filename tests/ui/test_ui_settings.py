@@ -292,6 +292,46 @@ def test_a_paused_watch_folder_stays_paused_after_a_restart_until_resumed(
     qtbot.waitUntil(lambda: 'OPHTHAI_WATCH_FOLDER_PAUSED="false"' in settings_path.read_text())
 
 
+def test_a_pause_and_a_resume_clicked_at_once_are_saved_in_that_order(
+    qtbot: QtBot,
+    make_gui: Maker,
+    tmp_path: Path,
+    settings_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pause then Resume at once: each was written on its own pool thread (two of them),
+    so the Pause's write, held up (a slow disk, a share), could land after the
+    Resume's: the file said paused while the folder was watched, and the next start
+    was paused with nothing said. The first write here is held until a later one ends
+    (or 2 s)."""
+    gui, _folder = _watching_a_folder(qtbot, make_gui, tmp_path)
+    real_write = settings_module.write_settings_file
+    first_held = threading.Event()
+    later_done = threading.Event()
+    calls: list[Any] = []
+
+    def write(path: Path, values: Any) -> None:
+        calls.append(values)
+        if len(calls) == 1:
+            first_held.set()
+            later_done.wait(2)
+            real_write(path, values)
+        else:
+            real_write(path, values)
+            later_done.set()
+
+    monkeypatch.setattr(settings_module, "write_settings_file", write)
+    action = gui.window.pause_watch_action
+    action.trigger()  # Pause
+    qtbot.waitUntil(first_held.is_set)
+    action.trigger()  # Resume
+    qtbot.waitUntil(lambda: gui.window.status.watcher.text().startswith("Watch folder: running"))
+
+    qtbot.waitUntil(lambda: len(calls) == 2 and not gui.tasks.busy, timeout=10_000)
+    assert 'OPHTHAI_WATCH_FOLDER_PAUSED="false"' in settings_path.read_text()
+    assert gui.application.watcher.state is WatcherState.RUNNING
+
+
 def _watching_a_folder(qtbot: QtBot, make_gui: Maker, tmp_path: Path) -> tuple[GuiSession, Path]:
     """A window whose watch folder (``incoming``, returned) is being watched."""
     folder = tmp_path / "incoming"

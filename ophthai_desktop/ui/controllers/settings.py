@@ -514,6 +514,10 @@ class SettingsController(QObject):
         #: Counts OK's checks: one that answers for a dialog since closed, or after the
         #: fields changed, is not saved.
         self._checks = 0
+        #: A Pause or Resume is being written to the settings file: the next waits for
+        #: it (two pool threads could write them in either order, the file left saying
+        #: the one clicked first).
+        self._writing_paused = False
 
     def settings_path(self) -> Path:
         """Where the settings are saved (:func:`settings_file` unless told)."""
@@ -721,8 +725,26 @@ class SettingsController(QObject):
         if app.settings.watch_folder_paused == paused:
             return
         app.settings = app.settings.model_copy(update={"watch_folder_paused": paused})
+        if env := set_in_environment("watch_folder_paused"):
+            log.warning("%s is set in the environment, which wins at the next start", env)
+        self._write_watch_folder_paused()
+
+    def _write_watch_folder_paused(self) -> None:
+        """Write the clinician's pause as it is now, one write at a time: a Pause and a
+        Resume clicked in quick succession are written in that order (a write asked for
+        while one runs follows it, with the latest value)."""
+        if self._writing_paused:
+            return  # written again, as it is then, once this write ends
+        app = self._app
+        paused = app.settings.watch_folder_paused
         path = self.settings_path()
         what = "pause" if paused else "resume"
+        self._writing_paused = True
+
+        def written(_result: object) -> None:
+            self._writing_paused = False
+            if app.settings.watch_folder_paused != paused:  # changed meanwhile
+                self._write_watch_folder_paused()
 
         def failed(exc: BaseException) -> None:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
@@ -733,13 +755,10 @@ class SettingsController(QObject):
                 "before.",
                 "warning",
             )
+            written(None)
 
-        if env := set_in_environment("watch_folder_paused"):
-            log.warning("%s is set in the environment, which wins at the next start", env)
         self._ctx.tasks.submit(
-            lambda: write_settings_file(path, {"watch_folder_paused": paused}),
-            lambda _r: None,
-            failed,
+            lambda: write_settings_file(path, {"watch_folder_paused": paused}), written, failed
         )
 
     def apply(self, updated: Settings) -> None:
