@@ -332,6 +332,35 @@ def test_a_pause_and_a_resume_clicked_at_once_are_saved_in_that_order(
     assert gui.application.watcher.state is WatcherState.RUNNING
 
 
+def test_a_pause_while_the_dialog_s_settings_are_saved_stands(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path, settings_path: Path
+) -> None:
+    """OK applied the settings as they were when it was pressed: a Pause (the tray's)
+    made while the file was being written was undone, the watch folder restarted for
+    the new interval unpaused, and the window forgot the pause the file kept (a Resume
+    then wrote nothing, and the next start was paused)."""
+    gui, _folder = _watching_a_folder(qtbot, make_gui, tmp_path)
+    watcher = gui.application.watcher
+    run_before = watcher._run
+    saved: list[Settings] = []
+    gui.settings_controller.settings_saved.connect(saved.append)
+    dialog = _open(gui)
+    dialog.watch_poll_seconds.setValue(2.5)  # restarts the watch folder once saved
+    with settings_module._WRITING:  # the settings file's write held up (a slow disk)
+        _ok(dialog)
+        gui.window.pause_watch_action.trigger()  # Pause, as the tray's does
+        qtbot.waitUntil(lambda: watcher.state is WatcherState.PAUSED)
+    qtbot.waitUntil(lambda: bool(saved))
+    qtbot.waitUntil(lambda: not gui.watch_folder.busy and not gui.tasks.busy)
+
+    assert watcher._run is not None and watcher._run is not run_before  # restarted
+    assert watcher.settings.watch_poll_seconds == 2.5
+    assert watcher.state is WatcherState.PAUSED
+    assert gui.window.status.watcher.text() == "Watch folder: paused"
+    assert gui.application.settings.watch_folder_paused
+    assert 'OPHTHAI_WATCH_FOLDER_PAUSED="true"' in settings_path.read_text()
+
+
 def _watching_a_folder(qtbot: QtBot, make_gui: Maker, tmp_path: Path) -> tuple[GuiSession, Path]:
     """A window whose watch folder (``incoming``, returned) is being watched."""
     folder = tmp_path / "incoming"

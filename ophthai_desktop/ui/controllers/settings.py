@@ -766,6 +766,11 @@ class SettingsController(QObject):
         restart."""
         app = self._app
         previous = app.settings
+        # The dialog does not set the clinician's pause: one made since OK was pressed
+        # (the tray's Pause, while the file was written) stands, rather than the value
+        # read at OK, which restarted a new folder unpaused and left the file saying
+        # paused.
+        updated = updated.model_copy(update={"watch_folder_paused": previous.watch_folder_paused})
         app.settings = updated
         app.watcher.settings = updated
         app.ingest.demo_mode = updated.watch_demo_mode
