@@ -332,6 +332,26 @@ def test_a_pause_and_a_resume_clicked_at_once_are_saved_in_that_order(
     assert gui.application.watcher.state is WatcherState.RUNNING
 
 
+def test_a_pause_just_before_quitting_is_kept_though_the_pool_was_busy(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path, settings_path: Path
+) -> None:
+    """Pause, then quit while the window's two pool threads are busy (a slow read):
+    the Pause's write waited in the pool's queue, which quitting drops, and the next
+    start watched the folder again with nothing said."""
+    gui, _folder = _watching_a_folder(qtbot, make_gui, tmp_path)
+    busy = threading.Event()
+    for _ in range(2):
+        gui.tasks.submit(lambda: busy.wait(10))
+    gui.window.pause_watch_action.trigger()
+    qtbot.waitUntil(lambda: gui.application.watcher.state is WatcherState.PAUSED)
+    assert not settings_path.exists()  # its write waits behind the two
+
+    threading.Timer(0.3, busy.set).start()  # they end while quitting waits for them
+    gui.shutdown()
+
+    assert 'OPHTHAI_WATCH_FOLDER_PAUSED="true"' in settings_path.read_text()
+
+
 def test_a_pause_while_the_dialog_s_settings_are_saved_stands(
     qtbot: QtBot, make_gui: Maker, tmp_path: Path, settings_path: Path
 ) -> None:

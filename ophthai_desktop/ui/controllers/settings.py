@@ -518,6 +518,9 @@ class SettingsController(QObject):
         #: it (two pool threads could write them in either order, the file left saying
         #: the one clicked first).
         self._writing_paused = False
+        #: A Pause or Resume not known to be written yet (None: none): written at quit
+        #: if its write was dropped with the pool's queue or had not begun.
+        self._paused_unsaved: bool | None = None
 
     def settings_path(self) -> Path:
         """Where the settings are saved (:func:`settings_file` unless told)."""
@@ -725,6 +728,7 @@ class SettingsController(QObject):
         if app.settings.watch_folder_paused == paused:
             return
         app.settings = app.settings.model_copy(update={"watch_folder_paused": paused})
+        self._paused_unsaved = paused
         if env := set_in_environment("watch_folder_paused"):
             log.warning("%s is set in the environment, which wins at the next start", env)
         self._write_watch_folder_paused()
@@ -745,6 +749,8 @@ class SettingsController(QObject):
             self._writing_paused = False
             if app.settings.watch_folder_paused != paused:  # changed meanwhile
                 self._write_watch_folder_paused()
+            else:
+                self._paused_unsaved = None
 
         def failed(exc: BaseException) -> None:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
@@ -760,6 +766,23 @@ class SettingsController(QObject):
         self._ctx.tasks.submit(
             lambda: write_settings_file(path, {"watch_folder_paused": paused}), written, failed
         )
+
+    def save_watch_folder_paused_now(self) -> None:
+        """At quit, the task pool stopped (its queue dropped, its results no longer
+        delivered): a Pause or Resume whose write did not run, or is not known to have
+        run, is written now, on this thread (the settings file is a small local file)."""
+        if self._paused_unsaved is None:
+            return
+        paused = self._app.settings.watch_folder_paused
+        self._paused_unsaved = None
+        try:
+            write_settings_file(self.settings_path(), {"watch_folder_paused": paused})
+        except OSError as exc:
+            log.warning(
+                "the watch folder's %s could not be saved: %s",
+                "pause" if paused else "resume",
+                exc.strerror or exc,
+            )
 
     def apply(self, updated: Settings) -> None:
         """Make the running application use ``updated`` where it can without a
