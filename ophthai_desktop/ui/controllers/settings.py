@@ -770,19 +770,26 @@ class SettingsController(QObject):
     def save_watch_folder_paused_now(self) -> None:
         """At quit, the task pool stopped (its queue dropped, its results no longer
         delivered): a Pause or Resume whose write did not run, or is not known to have
-        run, is written now, on this thread (the settings file is a small local file)."""
+        run, is written now, waiting at most :data:`CHECK_TIMEOUT_S` (a home folder on
+        a share that does not answer)."""
         if self._paused_unsaved is None:
             return
         paused = self._app.settings.watch_folder_paused
         self._paused_unsaved = None
+        path = self.settings_path()
         try:
-            write_settings_file(self.settings_path(), {"watch_folder_paused": paused})
-        except OSError as exc:
-            log.warning(
-                "the watch folder's %s could not be saved: %s",
-                "pause" if paused else "resume",
-                exc.strerror or exc,
+            call_within(
+                lambda: write_settings_file(path, {"watch_folder_paused": paused}),
+                CHECK_TIMEOUT_S,
             )
+        except (OSError, NotAnswered) as exc:
+            reason = (
+                f"it did not answer within {CHECK_TIMEOUT_S:g} s"
+                if isinstance(exc, NotAnswered)
+                else (getattr(exc, "strerror", None) or exc)
+            )
+            what = "pause" if paused else "resume"
+            log.warning("the watch folder's %s could not be saved: %s", what, reason)
 
     def apply(self, updated: Settings) -> None:
         """Make the running application use ``updated`` where it can without a
