@@ -749,7 +749,7 @@ class FolderWatcher:
         if require_mount and layout.root.is_dir() and not os.path.ismount(layout.root.resolve()):
             # The share's mount point, the share not mounted on it (yet): the devices
             # write to the share, not here. Nothing is made in it.
-            self._failing(not_mounted_message(layout.root))
+            self._failing(not_mounted_message(layout.root), paused=hold)
             self._schedule_retry()
             return self.status
         try:
@@ -761,7 +761,7 @@ class FolderWatcher:
                 reason = missing_message(layout.root)
             else:
                 reason = _cannot_create(layout, exc)
-            self._failing(reason)
+            self._failing(reason, paused=hold)
             self._schedule_retry()
             return self.status
         run = _Run(
@@ -774,7 +774,9 @@ class FolderWatcher:
             message = self._start_observer(run)
         except OSError as exc:
             run.pool.shutdown(wait=False)
-            self._failing(f"cannot watch the folder {layout.root}: {exc.strerror or exc}")
+            self._failing(
+                f"cannot watch the folder {layout.root}: {exc.strerror or exc}", paused=hold
+            )
             self._schedule_retry()
             return self.status
         with self._lock:
@@ -900,16 +902,22 @@ class FolderWatcher:
             self._retry_s = min(self._retry_s * 2, self._retry_max_s)
         return self._retry_s
 
-    def _failing(self, reason: str) -> float:
+    def _failing(self, reason: str, *, paused: bool = False) -> float:
         """The error state saying when the next try is; a notification at the first
-        failure only. Returns the wait before the next try."""
+        failure only. Returns the wait before the next try. ``paused``: a start paused
+        (the caller pauses at once, which stops the tries until resumed)."""
         delay = self._next_retry_s()
         self._set_state(WatcherState.ERROR, f"{reason}; retrying in {delay:g} s")
         if not self._failure_told:
             self._failure_told = True
+            again = (
+                "it is paused: it is tried again once resumed"
+                if paused
+                else "it is tried again by itself"
+            )
             self._notify(
                 f"The watch folder is not being watched ({reason}). Scans written to it "
-                "wait there and are taken in once it is back; it is tried again by itself.",
+                f"wait there and are taken in once it is back; {again}.",
                 NotificationType.CRITICAL,
             )
         return delay

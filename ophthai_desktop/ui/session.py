@@ -308,6 +308,7 @@ class GuiSession(QObject):
         self.watch_folder_stopped = self.watch_folder.stop()
         self.slow_tasks.shutdown()
         self.tasks.shutdown()
+        self.settings_controller.save_watch_folder_paused_now()  # a write the pool dropped
         self.window.close()
         self.window.deleteLater()
         self.collector.stop()  # the threads that could collect have stopped

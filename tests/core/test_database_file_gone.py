@@ -87,7 +87,7 @@ def test_a_write_after_the_file_is_deleted_is_refused_and_no_file_is_created(
     # The outage's own line says what ends it (it said "the database does not answer
     # (DatabaseFileGone): ... wait until it does", which it never will).
     assert "does not answer" not in caplog.text
-    assert "wait once the file is put back and OphthAI is started again" in caplog.text
+    assert "wait; they go on once the file is put back and OphthAI is started again" in caplog.text
     assert "Secret" not in caplog.text
 
 

@@ -50,6 +50,8 @@ def test_an_outage_is_logged_once_reminded_every_minute_and_its_end_once(
         down = _lines(caplog)
         assert len(down) == 1, down
         assert down[0].startswith("ERROR the database does not answer")
+        # Not "files wait once it does" (the words of the file gone's line made it so).
+        assert down[0].endswith("files wait; they go on once it does"), down[0]
         for _ in range(60):  # a minute later, one reminder
             with pytest.raises(DatabaseUnavailable):
                 app.patients.list_patients()

@@ -749,3 +749,23 @@ def test_a_start_paused_reads_no_file_waiting_until_resumed(tmp_path: Path) -> N
         assert log.wait_finished("waiting.png")["waiting.png"].outcome == "ingested"
     finally:
         app.close()
+
+
+def test_a_start_paused_that_fails_does_not_say_it_is_tried_again_by_itself(
+    tmp_path: Path,
+) -> None:
+    """Started paused (the clinician's pause kept) on a folder that cannot be made: the
+    critical notification said "it is tried again by itself", though a pause stops the
+    tries until Resume."""
+    app = build_watch_app(tmp_path, watch_folder_paused=True)
+    app.settings.resolved_watch_folder.write_text("a file in the way of the default folder")
+    try:
+        assert app.start_watcher()
+        assert app.watcher.state is WatcherState.PAUSED
+        assert app.watcher.status.message.endswith("not tried again until resumed")
+        [note] = app.notifications.list_notifications().items
+        assert note.type == "critical"
+        assert "tried again by itself" not in note.message
+        assert note.message.endswith("it is paused: it is tried again once resumed.")
+    finally:
+        app.close()

@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 from PySide6.QtCore import QDate, QDateTime, QEvent, QObject, QPoint, QRect, Qt, QTime
 from PySide6.QtGui import QFocusEvent, QGuiApplication, QKeySequence
-from PySide6.QtWidgets import QApplication, QDateTimeEdit, QMessageBox, QScrollArea, QWidget
+from PySide6.QtWidgets import (
+    QApplication,
+    QDateTimeEdit,
+    QLineEdit,
+    QMessageBox,
+    QScrollArea,
+    QWidget,
+)
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.errors import StorageError
@@ -1769,3 +1776,24 @@ def test_schedule_clicked_from_a_refused_typed_time_does_not_book_the_one_it_wen
     assert "The picker is back at" in view.schedule_error_text()
     qtbot.mouseClick(view.schedule, Qt.MouseButton.LeftButton)  # the time shown, seen
     qtbot.waitUntil(lambda: "booked" in view.notice.text())
+
+
+def test_a_digit_typed_into_a_full_section_is_not_said_to_be_out_of_range(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """Qt refuses a digit typed where the cursor stands in a full section (a click
+    between the minutes' digits, then "3"): the picker said "That time cannot be
+    booked: an appointment is from now ... to ..." under Schedule, of tomorrow 09:00.
+    A past year typed is still said (the test above)."""
+    view = _picker_in_focus(qtbot, gui, "Digit")
+    edit = view.when.findChild(QLineEdit)
+    assert edit is not None
+    edit.setCursorPosition(len(edit.text()) - 1)
+    qtbot.mouseClick(edit, Qt.MouseButton.LeftButton, pos=edit.cursorRect().center())
+    assert not edit.hasSelectedText()
+    shown = view.when.text()
+
+    qtbot.keyClick(view.when, "3")
+
+    assert view.when.text() == shown  # refused by Qt
+    assert view.schedule_error_text() == ""

@@ -292,6 +292,95 @@ def test_a_paused_watch_folder_stays_paused_after_a_restart_until_resumed(
     qtbot.waitUntil(lambda: 'OPHTHAI_WATCH_FOLDER_PAUSED="false"' in settings_path.read_text())
 
 
+def test_a_pause_and_a_resume_clicked_at_once_are_saved_in_that_order(
+    qtbot: QtBot,
+    make_gui: Maker,
+    tmp_path: Path,
+    settings_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pause then Resume at once: each was written on its own pool thread (two of them),
+    so the Pause's write, held up (a slow disk, a share), could land after the
+    Resume's: the file said paused while the folder was watched, and the next start
+    was paused with nothing said. The first write here is held until a later one ends
+    (or 2 s)."""
+    gui, _folder = _watching_a_folder(qtbot, make_gui, tmp_path)
+    real_write = settings_module.write_settings_file
+    first_held = threading.Event()
+    later_done = threading.Event()
+    calls: list[Any] = []
+
+    def write(path: Path, values: Any) -> None:
+        calls.append(values)
+        if len(calls) == 1:
+            first_held.set()
+            later_done.wait(2)
+            real_write(path, values)
+        else:
+            real_write(path, values)
+            later_done.set()
+
+    monkeypatch.setattr(settings_module, "write_settings_file", write)
+    action = gui.window.pause_watch_action
+    action.trigger()  # Pause
+    qtbot.waitUntil(first_held.is_set)
+    action.trigger()  # Resume
+    qtbot.waitUntil(lambda: gui.window.status.watcher.text().startswith("Watch folder: running"))
+
+    qtbot.waitUntil(lambda: len(calls) == 2 and not gui.tasks.busy, timeout=10_000)
+    assert 'OPHTHAI_WATCH_FOLDER_PAUSED="false"' in settings_path.read_text()
+    assert gui.application.watcher.state is WatcherState.RUNNING
+
+
+def test_a_pause_just_before_quitting_is_kept_though_the_pool_was_busy(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path, settings_path: Path
+) -> None:
+    """Pause, then quit while the window's two pool threads are busy (a slow read):
+    the Pause's write waited in the pool's queue, which quitting drops, and the next
+    start watched the folder again with nothing said."""
+    gui, _folder = _watching_a_folder(qtbot, make_gui, tmp_path)
+    busy = threading.Event()
+    for _ in range(2):
+        gui.tasks.submit(lambda: busy.wait(10))
+    gui.window.pause_watch_action.trigger()
+    qtbot.waitUntil(lambda: gui.application.watcher.state is WatcherState.PAUSED)
+    assert not settings_path.exists()  # its write waits behind the two
+
+    threading.Timer(0.3, busy.set).start()  # they end while quitting waits for them
+    gui.shutdown()
+
+    assert 'OPHTHAI_WATCH_FOLDER_PAUSED="true"' in settings_path.read_text()
+
+
+def test_a_pause_while_the_dialog_s_settings_are_saved_stands(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path, settings_path: Path
+) -> None:
+    """OK applied the settings as they were when it was pressed: a Pause (the tray's)
+    made while the file was being written was undone, the watch folder restarted for
+    the new interval unpaused, and the window forgot the pause the file kept (a Resume
+    then wrote nothing, and the next start was paused)."""
+    gui, _folder = _watching_a_folder(qtbot, make_gui, tmp_path)
+    watcher = gui.application.watcher
+    run_before = watcher._run
+    saved: list[Settings] = []
+    gui.settings_controller.settings_saved.connect(saved.append)
+    dialog = _open(gui)
+    dialog.watch_poll_seconds.setValue(2.5)  # restarts the watch folder once saved
+    with settings_module._WRITING:  # the settings file's write held up (a slow disk)
+        _ok(dialog)
+        gui.window.pause_watch_action.trigger()  # Pause, as the tray's does
+        qtbot.waitUntil(lambda: watcher.state is WatcherState.PAUSED)
+    qtbot.waitUntil(lambda: bool(saved))
+    qtbot.waitUntil(lambda: not gui.watch_folder.busy and not gui.tasks.busy)
+
+    assert watcher._run is not None and watcher._run is not run_before  # restarted
+    assert watcher.settings.watch_poll_seconds == 2.5
+    assert watcher.state is WatcherState.PAUSED
+    assert gui.window.status.watcher.text() == "Watch folder: paused"
+    assert gui.application.settings.watch_folder_paused
+    assert 'OPHTHAI_WATCH_FOLDER_PAUSED="true"' in settings_path.read_text()
+
+
 def _watching_a_folder(qtbot: QtBot, make_gui: Maker, tmp_path: Path) -> tuple[GuiSession, Path]:
     """A window whose watch folder (``incoming``, returned) is being watched."""
     folder = tmp_path / "incoming"

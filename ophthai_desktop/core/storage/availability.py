@@ -111,7 +111,8 @@ class Availability:
                     )
             if started:
                 log.error(
-                    "%s (%s): requests answer 503, analyses and watch-folder files wait %s",
+                    "%s (%s): requests answer 503, analyses and watch-folder files wait; "
+                    "they go on %s",
                     outage,
                     kind,
                     until,

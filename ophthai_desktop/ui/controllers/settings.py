@@ -514,6 +514,13 @@ class SettingsController(QObject):
         #: Counts OK's checks: one that answers for a dialog since closed, or after the
         #: fields changed, is not saved.
         self._checks = 0
+        #: A Pause or Resume is being written to the settings file: the next waits for
+        #: it (two pool threads could write them in either order, the file left saying
+        #: the one clicked first).
+        self._writing_paused = False
+        #: A Pause or Resume not known to be written yet (None: none): written at quit
+        #: if its write was dropped with the pool's queue or had not begun.
+        self._paused_unsaved: bool | None = None
 
     def settings_path(self) -> Path:
         """Where the settings are saved (:func:`settings_file` unless told)."""
@@ -721,8 +728,29 @@ class SettingsController(QObject):
         if app.settings.watch_folder_paused == paused:
             return
         app.settings = app.settings.model_copy(update={"watch_folder_paused": paused})
+        self._paused_unsaved = paused
+        if env := set_in_environment("watch_folder_paused"):
+            log.warning("%s is set in the environment, which wins at the next start", env)
+        self._write_watch_folder_paused()
+
+    def _write_watch_folder_paused(self) -> None:
+        """Write the clinician's pause as it is now, one write at a time: a Pause and a
+        Resume clicked in quick succession are written in that order (a write asked for
+        while one runs follows it, with the latest value)."""
+        if self._writing_paused:
+            return  # written again, as it is then, once this write ends
+        app = self._app
+        paused = app.settings.watch_folder_paused
         path = self.settings_path()
         what = "pause" if paused else "resume"
+        self._writing_paused = True
+
+        def written(_result: object) -> None:
+            self._writing_paused = False
+            if app.settings.watch_folder_paused != paused:  # changed meanwhile
+                self._write_watch_folder_paused()
+            else:
+                self._paused_unsaved = None
 
         def failed(exc: BaseException) -> None:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
@@ -733,20 +761,46 @@ class SettingsController(QObject):
                 "before.",
                 "warning",
             )
+            written(None)
 
-        if env := set_in_environment("watch_folder_paused"):
-            log.warning("%s is set in the environment, which wins at the next start", env)
         self._ctx.tasks.submit(
-            lambda: write_settings_file(path, {"watch_folder_paused": paused}),
-            lambda _r: None,
-            failed,
+            lambda: write_settings_file(path, {"watch_folder_paused": paused}), written, failed
         )
+
+    def save_watch_folder_paused_now(self) -> None:
+        """At quit, the task pool stopped (its queue dropped, its results no longer
+        delivered): a Pause or Resume whose write did not run, or is not known to have
+        run, is written now, waiting at most :data:`CHECK_TIMEOUT_S` (a home folder on
+        a share that does not answer)."""
+        if self._paused_unsaved is None:
+            return
+        paused = self._app.settings.watch_folder_paused
+        self._paused_unsaved = None
+        path = self.settings_path()
+        try:
+            call_within(
+                lambda: write_settings_file(path, {"watch_folder_paused": paused}),
+                CHECK_TIMEOUT_S,
+            )
+        except (OSError, NotAnswered) as exc:
+            reason = (
+                f"it did not answer within {CHECK_TIMEOUT_S:g} s"
+                if isinstance(exc, NotAnswered)
+                else (getattr(exc, "strerror", None) or exc)
+            )
+            what = "pause" if paused else "resume"
+            log.warning("the watch folder's %s could not be saved: %s", what, reason)
 
     def apply(self, updated: Settings) -> None:
         """Make the running application use ``updated`` where it can without a
         restart."""
         app = self._app
         previous = app.settings
+        # The dialog does not set the clinician's pause: one made since OK was pressed
+        # (the tray's Pause, while the file was written) stands, rather than the value
+        # read at OK, which restarted a new folder unpaused and left the file saying
+        # paused.
+        updated = updated.model_copy(update={"watch_folder_paused": previous.watch_folder_paused})
         app.settings = updated
         app.watcher.settings = updated
         app.ingest.demo_mode = updated.watch_demo_mode

@@ -151,12 +151,29 @@ class AppointmentPicker(CalendarKeys, QDateTimeEdit):
             event.accept()  # not on to the window
             return
         before = self.text()
+        made = self._typed_with(event.text())
         super().keyPressEvent(event)
-        digit = event.text().isdigit()
-        if digit and self.text() == before and not self.isReadOnly():
+        if made is not None and self.text() == before and not self.isReadOnly():
             # Qt refuses the digit that makes a time out of range (the last of a past
-            # year), without a word.
-            self.refused.emit(f"That time cannot be booked: {self._range_text()}.")
+            # year), without a word. It refuses others too, which are no time at all
+            # (a digit typed into a full section, a month 13): not said to be out of
+            # range.
+            made_time = QDateTime.fromString(made, self.displayFormat())
+            if made_time.isValid() and not self._takes(made):
+                self.refused.emit(f"That time cannot be booked: {self._range_text()}.")
+
+    def _typed_with(self, typed: str) -> str | None:
+        """The text a digit ``typed`` would make, put in for the selection or at the
+        cursor (None: not a digit)."""
+        if not typed.isdigit():
+            return None
+        edit = self.lineEdit()
+        text = edit.text()
+        if edit.hasSelectedText():
+            start = edit.selectionStart()
+            return text[:start] + typed + text[start + len(edit.selectedText()) :]
+        at = edit.cursorPosition()
+        return text[:at] + typed + text[at:]
 
     def _takes(self, text: str) -> bool:
         """Whether ``text`` is a time within the range (what Enter keeps)."""
