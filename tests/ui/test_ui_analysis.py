@@ -410,13 +410,7 @@ def test_the_picker_s_earliest_time_is_now_when_its_calendar_opens_by_keys(
 ) -> None:
     """The picker kept the focus for days (the page left open): its calendar opened by
     the keyboard offered the days since passed, as the focus had come before them."""
-    patient = gui.application.patients.create_patient({"name": "Keys"}, actor=Actor("t", "gui"))
-    open_patient(qtbot, gui, patient.id)
-    view = gui.analysis_view
-    gui.window.activateWindow()
-    qtbot.waitUntil(lambda: QApplication.activeWindow() is gui.window)
-    view.when.setFocus()
-    qtbot.waitUntil(view.when.hasFocus)
+    view = _picker_in_focus(qtbot, gui, "Keys")
     _opened_hours_ago(view, 72)  # the focus came three days ago
     calendar = view.when.calendarWidget()
 
@@ -1671,13 +1665,7 @@ def test_the_picker_s_calendar_opens_from_the_keyboard(
     the date a day back instead, F4 did nothing. Both open it, as they open a combo box's
     list; a day chosen in it with the arrows and Enter is taken as a click's is, the
     time kept, and the keyboard is back on the picker."""
-    patient = gui.application.patients.create_patient({"name": "Keys"}, actor=Actor("t", "gui"))
-    open_patient(qtbot, gui, patient.id)
-    view = gui.analysis_view
-    gui.window.activateWindow()
-    qtbot.waitUntil(lambda: QApplication.activeWindow() is gui.window)
-    view.when.setFocus()
-    qtbot.waitUntil(view.when.hasFocus)
+    view = _picker_in_focus(qtbot, gui, "Keys")
     shown = view.when.dateTime()
     calendar = view.when.calendarWidget()
 

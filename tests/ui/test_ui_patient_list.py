@@ -14,7 +14,7 @@ from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.bootstrap import build_application
 from ophthai_desktop.core import domain
-from ophthai_desktop.core.records import Actor
+from ophthai_desktop.core.records import Actor, PatientRecord
 from ophthai_desktop.ui import day
 from ophthai_desktop.ui.controllers import patients as patients_controller
 from ophthai_desktop.ui.models.patient_table import COLUMN_OF
@@ -184,6 +184,26 @@ def test_a_list_read_again_where_it_was_scrolled_lists_its_rows_a_page_a_turn(
     assert names == sorted(names)
 
 
+def _birthday_patient_opened_the_day_before(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> tuple[GuiSession, PatientRecord]:
+    """A window opened yesterday, and the page of a patient listed there, born on this
+    day in 1980 (a leap year: 29 February too)."""
+    today = date.today()
+    yesterday = today - timedelta(days=1)
+    with monkeypatch.context() as clock:
+        clock.setattr(domain, "local_today", lambda: yesterday)
+        clock.setattr(day, "today", lambda: QDate(yesterday))
+        gui = make_gui()
+        patient = gui.application.patients.create_patient(
+            {"name": "Ada", "birth_date": date(1980, today.month, today.day)},
+            actor=Actor("t", "gui"),
+        )
+        qtbot.waitUntil(lambda: gui.patient_list.model.rowCount() == 1)
+        open_patient(qtbot, gui, patient.id)
+    return gui, patient
+
+
 def test_ages_shown_follow_a_birthday_while_the_window_is_open(
     qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -191,21 +211,10 @@ def test_ages_shown_follow_a_birthday_while_the_window_is_open(
     read: a window left open over a birthday (all day, or for days in the tray) showed
     last year's age in the list and on the page until something else read them again."""
     today = date.today()
-    yesterday = today - timedelta(days=1)
-    born = date(1980, today.month, today.day)  # 1980 had a 29 February too
-    with monkeypatch.context() as clock:  # the window is opened the day before
-        clock.setattr(domain, "local_today", lambda: yesterday)
-        clock.setattr(day, "today", lambda: QDate(yesterday))
-        gui = make_gui()
-        patient = gui.application.patients.create_patient(
-            {"name": "Ada", "birth_date": born}, actor=Actor("t", "gui")
-        )
-        model = gui.patient_list.model
-        qtbot.waitUntil(lambda: model.rowCount() == 1)
-        open_patient(qtbot, gui, patient.id)
-        age_cell = model.index(0, COLUMN_OF["age"])
-        assert model.data(age_cell) == str(today.year - 1980 - 1)
-        assert gui.patient_page.age.text() == f"{today.year - 1980 - 1} years"
+    gui, patient = _birthday_patient_opened_the_day_before(qtbot, make_gui, monkeypatch)
+    model = gui.patient_list.model
+    assert model.data(model.index(0, COLUMN_OF["age"])) == str(today.year - 1980 - 1)
+    assert gui.patient_page.age.text() == f"{today.year - 1980 - 1} years"
 
     gui.patients.day_watch.look()  # as its timer does just past midnight
 
@@ -223,17 +232,8 @@ def test_a_change_told_before_midnight_and_heard_after_it_shows_this_years_age(
     this race in the birthday test above)."""
     today = date.today()
     yesterday = today - timedelta(days=1)
-    born = date(1980, today.month, today.day)
-    with monkeypatch.context() as clock:
-        clock.setattr(domain, "local_today", lambda: yesterday)
-        clock.setattr(day, "today", lambda: QDate(yesterday))
-        gui = make_gui()
-        patient = gui.application.patients.create_patient(
-            {"name": "Ada", "birth_date": born}, actor=Actor("t", "gui")
-        )
-        model = gui.patient_list.model
-        qtbot.waitUntil(lambda: model.rowCount() == 1)
-        open_patient(qtbot, gui, patient.id)
+    gui, patient = _birthday_patient_opened_the_day_before(qtbot, make_gui, monkeypatch)
+    model = gui.patient_list.model
     with qtbot.waitSignal(gui.bridge.patient_updated):  # its event, heard late
         with monkeypatch.context() as clock:  # the change, just before midnight
             clock.setattr(domain, "local_today", lambda: yesterday)
