@@ -679,7 +679,7 @@ class FolderWatcher:
             with self._trying_to_start(say_if_hung=False):
                 self._try_start(hold=paused)
             if paused:
-                self.pause()
+                self.pause()  # a start that failed: its tries wait for resume()
             return self.status
 
     @contextlib.contextmanager
@@ -785,7 +785,7 @@ class FolderWatcher:
             self._in_progress.clear()
             self._stuck.clear()
         self._run = run
-        self._paused = False
+        self._paused = hold
         if hold:
             run.holding.set()  # before the settle thread can hand a file on
         self._rescan(run)  # files already waiting
@@ -799,7 +799,9 @@ class FolderWatcher:
             "polling" if self._polling else "native",
             len(self._pending),
         )
-        self._set_state(WatcherState.RUNNING, message)
+        # Started paused, it is paused from the first state it tells (a client shown
+        # "running" for a moment could take in that its files were being read).
+        self._set_state(WatcherState.PAUSED if hold else WatcherState.RUNNING, message)
         self._recovered()
         return self.status
 
