@@ -145,6 +145,7 @@ def notification(record: NotificationRecord) -> s.NotificationPublic:
         read=record.read,
         type=record.type,  # validated by the core
         analysis_id=record.analysis_id,
+        job_id=record.job_id,
     )
 
 

@@ -396,6 +396,15 @@ class NotificationPublic(PublicModel):
             "notifications named their analysis."
         )
     )
+    job_id: int | None = Field(
+        description=(
+            'The analysis job whose failure it tells ("The analysis for patient … failed '
+            '(job #N): …"), as GET /api/jobs/{id} reads it; null for every other '
+            "notification, a client's in the same words too, and for a failure stored "
+            "before notifications named their job whose job its words do not name "
+            "unambiguously."
+        )
+    )
 
 
 #: An optional patient id in a body: an empty one is refused (by the service, whose

@@ -153,6 +153,8 @@ class NotificationRecord:
     type: str
     #: The analysis that raised it; None for one a person or the watch folder made.
     analysis_id: int | None = None
+    #: The analysis job whose failure it tells; None for every other notification.
+    job_id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,34 @@ def test_an_analysis_s_alarm_names_the_analysis_in_rest_and_websocket(
     assert refused.status_code == 422
 
 
+def test_a_failed_analysis_s_notification_names_its_job(
+    ai_client: TestClient, engine: ScriptedEngine, sqlite_services: Application
+) -> None:
+    """An integrator tells a failed analysis's notification (``jobId``, which
+    ``GET /api/jobs/{id}`` reads) from a client's in the same words, which names none:
+    the words alone told them apart only by guesswork. A client cannot set it."""
+    engine.fail_with = RuntimeError("CUDA out of memory")
+    created = ai_client.post(
+        "/api/patients",
+        json={"name": "Failing", "imageUrl": "data:image/png;base64," + _b64(png_bytes())},
+    ).json()
+    job = ai_client.post(f"/api/patients/{created['id']}/analyze").json()
+    wait_for_outcome(sqlite_services, job["id"])
+    words = f"The analysis for patient Failing failed (job #{job['id']}): call me."
+    posted = ai_client.post(
+        "/api/notifications", json={"message": words, "patientId": created["id"]}
+    ).json()
+
+    notes = ai_client.get("/api/notifications", params={"patient_id": created["id"]}).json()
+    assert {note["id"]: note["jobId"] for note in notes} == {
+        posted["id"]: None,
+        next(note["id"] for note in notes if note["id"] != posted["id"]): job["id"],
+    }
+    assert ai_client.get(f"/api/jobs/{job['id']}").json()["state"] == "failed"
+    refused = ai_client.post("/api/notifications", json={"message": "x", "jobId": job["id"]})
+    assert refused.status_code == 422
+
+
 def test_patient_analyze_queues_and_jobs_can_be_listed(
     ai_client: TestClient, sqlite_services: Application
 ) -> None:

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-NOTIFICATION_KEYS = {"id", "patientId", "message", "timestamp", "read", "type", "analysisId"}
+from tests.support.http import NOTIFICATION_KEYS
+
 SLASHES = pytest.mark.parametrize("slash", ["", "/"], ids=["bare", "trailing-slash"])
 
 

@@ -14,12 +14,11 @@ from starlette.testclient import WebSocketTestSession
 
 from ophthai_desktop.api import create_app
 from ophthai_desktop.bootstrap import Application
-from tests.support.http import LoopbackClient
+from tests.support.http import NOTIFICATION_KEYS, LoopbackClient
 from tests.support.images import png_bytes
 from tests.support.watch_folder import build_watch_app
 
 FRAME_TIMEOUT_S = 10.0
-NOTIFICATION_KEYS = {"id", "patientId", "message", "timestamp", "read", "type", "analysisId"}
 
 
 @pytest.fixture

@@ -31,11 +31,11 @@ from ophthai_desktop.core.services.ingest import FolderLayout, IngestResult
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.storage import availability
 from tests.conftest import png_bytes
+from tests.support.http import NOTIFICATION_KEYS
 from tests.support.outage import database_down
 from tests.support.raw_http import StartServer
 from tests.support.scripted_engine import ScriptedEngine
 
-NOTIFICATION_KEYS = {"id", "patientId", "message", "timestamp", "read", "type", "analysisId"}
 FRAME_TIMEOUT_S = 5.0
 SECRET_NAME = "Philomena Cunegonde"
 

@@ -341,6 +341,7 @@ def test_a_failed_analysis_raises_a_notification_naming_the_patient_and_why(
             False,
         )
     ]
+    assert notes[0].job_id == job.id  # named by its job, not only in its words
     # After the job's end, which it tells of: a client reads the job failed.
     ended = [i for i, e in enumerate(seen) if isinstance(e, ev.AnalysisFailed)]
     told = [i for i, e in enumerate(seen) if isinstance(e, ev.NotificationCreated)]
@@ -354,7 +355,8 @@ def test_a_later_result_of_the_scan_marks_its_failure_read_and_says_so(
 ) -> None:
     """ "The analysis for patient … failed" stayed unread after the scan was analysed
     again and the result stored: an alarm no longer true. Only that scan's failures are
-    answered: another scan's, and a person's note, stay unread."""
+    answered: another scan's, and a person's notes, stay unread, even one in a failure's
+    words (it was marked read as the failure it quoted)."""
     app = sqlite_services
     patient_id = _patient_with_scan(app, actor)
     first = app.patients.list_scans(patient_id)[0]
@@ -366,20 +368,23 @@ def test_a_later_result_of_the_scan_marks_its_failure_read_and_says_so(
     failed_other = app.jobs.queue_patient_analysis(patient_id, actor=actor, scan_id=other.id)
     _wait(lambda: app.jobs.get_job(failed_other.id).state == "failed")
     app.notifications.create_notification("Call the patient", patient_id=patient_id, actor=actor)
-    _wait(lambda: app.notifications.unread_count() == 3)
+    quoted = f"The analysis for patient Queue Patient failed (job #{failed.id}): see me"
+    app.notifications.create_notification(quoted, patient_id=patient_id, actor=actor)
+    _wait(lambda: app.notifications.unread_count() == 4)
     seen = _events(app)
     engine.fail_with = None
     good = app.jobs.queue_patient_analysis(patient_id, actor=actor, scan_id=first.id)
     _wait(lambda: app.jobs.get_job(good.id).state == "done")
 
     notes = app.notifications.list_notifications(patient_id=patient_id).items
-    unread = {n.message.split(": ")[0] for n in notes if not n.read}
+    unread = {n.message.split(": ")[0] for n in notes if not n.read and n.message != quoted}
     assert unread == {
         "Call the patient",
         f"The analysis for patient Queue Patient failed (job #{failed_other.id})",
     }
-    assert app.notifications.unread_count() == 2
-    (answered,) = [n for n in notes if f"(job #{failed.id})" in n.message]
+    assert [n.read for n in notes if n.message == quoted] == [False]
+    assert app.notifications.unread_count() == 3
+    (answered,) = [n for n in notes if f"(job #{failed.id})" in n.message and n.job_id]
     assert answered.read
     # Told as any read change is (the badge, the WebSocket's notification_updated).
     _wait(lambda: any(isinstance(e, ev.NotificationUpdated) for e in seen))

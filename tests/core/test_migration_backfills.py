@@ -1,5 +1,6 @@
 """The migrations that fill a column from the rows already stored (0003 the oculomics
-summary, 0004 and 0006 the name's sort key) store what the application computes today,
+summary, 0004 and 0006 the name's sort key, 0011 the failed job a notification tells)
+store what the application computes today,
 and no migration imports the application: a migration must keep doing what it did when
 it was written, whatever the services, models or helpers become later."""
 
@@ -198,6 +199,83 @@ def test_the_name_key_migrations_store_the_current_key(
 
     assert [key for _name, key in rows] == [text_sort_key(name) for name in names]
     assert [name for name, _key in rows] == names  # the names themselves are untouched
+
+
+JOBS = sa.table(
+    "jobs",
+    sa.column("id", sa.Integer()),
+    sa.column("kind", sa.String()),
+    sa.column("state", sa.String()),
+    sa.column("patient_id", sa.String()),
+    sa.column("image_sha256", sa.String()),
+    sa.column("attempts", sa.Integer()),
+    sa.column("created_at", sa.DateTime(timezone=True)),
+)
+NOTIFICATIONS = sa.table(
+    "notifications",
+    sa.column("id", sa.Integer()),
+    sa.column("patient_id", sa.String()),
+    sa.column("message", sa.Text()),
+    sa.column("type", sa.String()),
+    sa.column("read", sa.Boolean()),
+    sa.column("timestamp", sa.DateTime(timezone=True)),
+)
+
+
+def test_0011_links_the_stored_failure_notifications_to_their_jobs(db_url: str) -> None:
+    """Failure notifications stored before 0011 named their job only in their words:
+    each is linked to the one failed job of its patient those words name, whatever the
+    patient's name holds; none is guessed for a job of another patient, one that did not
+    fail, or a notification that is not a failure's."""
+    db = Database(db_url)
+    db.upgrade("0010")
+    ann, bob = "pt-aaaaaaaaaaaa", "pt-bbbbbbbbbbbb"
+    jobs = [(1, ann, "failed"), (2, ann, "done"), (3, bob, "failed"), (4, ann, "failed")]
+    opening = "The analysis for patient "
+    notes = [
+        (ann, "info", f"{opening}Ann Lee failed (job #1): CUDA out of memory."),
+        # The name holds the words too: only job 4 is a failed job of Ann's.
+        (ann, "info", f"{opening}Ann failed (job #2): Lee failed (job #4): no reason given."),
+        (bob, "info", f"{opening}Bob Roe failed (job #1): not Bob's job."),
+        (ann, "critical", f"{opening}Ann Lee failed (job #1): a critical one is not it."),
+        (ann, "info", f"{opening}Ann Lee could not be read: cut off. Read the answer."),
+        (None, "info", f"{opening}Ann Lee failed (job #1): no patient named."),
+        (ann, "info", f"{opening}Ann Lee failed (job #9): a job not stored."),
+    ]
+    with db.engine.begin() as conn:
+        conn.execute(PATIENTS.insert(), [_patient(ann, "Ann Lee"), _patient(bob, "Bob Roe")])
+        conn.execute(
+            JOBS.insert(),
+            [
+                {
+                    "id": job_id,
+                    "kind": "analysis",
+                    "state": state,
+                    "patient_id": patient_id,
+                    "image_sha256": "a" * 64,
+                    "attempts": 1,
+                    "created_at": T0,
+                }
+                for job_id, patient_id, state in jobs
+            ],
+        )
+        conn.execute(
+            NOTIFICATIONS.insert(),
+            [
+                {"patient_id": pid, "message": text, "type": kind, "read": False, "timestamp": T0}
+                for pid, kind, text in notes
+            ],
+        )
+
+    db.upgrade("0011")
+    with db.engine.connect() as conn:
+        linked = conn.execute(
+            sa.text("SELECT message, job_id FROM notifications ORDER BY id")
+        ).all()
+    db.dispose()
+
+    assert [message for message, _job in linked] == [text for _pid, _kind, text in notes]
+    assert [job for _message, job in linked] == [1, 4, None, None, None, None, None]
 
 
 def _imports(tree: ast.AST) -> list[str]:

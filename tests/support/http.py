@@ -11,6 +11,18 @@ from starlette.testclient import WebSocketTestSession
 #: Without an API token the server answers requests to loopback hosts only.
 LOOPBACK = "http://127.0.0.1"
 
+#: A notification's keys, in REST answers and WebSocket frames alike.
+NOTIFICATION_KEYS = {
+    "id",
+    "patientId",
+    "message",
+    "timestamp",
+    "read",
+    "type",
+    "analysisId",
+    "jobId",
+}
+
 
 class LoopbackClient(TestClient):
     """A TestClient that addresses the app as 127.0.0.1 (REST and WebSocket), as

@@ -403,6 +403,27 @@ def test_failed_analyses_are_a_warning_each_moment_and_a_notification_each(
     )  # one reason for all of them: said, as it says what to do
 
 
+def test_a_clients_notification_in_a_failures_words_is_not_listed_as_a_warning(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """A notification an API client posts, opening as a failed analysis's does, names no
+    job: it is listed as the info it was sent as. (The window told a failure by its
+    words alone and listed the client's as a warning.)"""
+    patient = gui.application.patients.create_patient(
+        {"name": "Words Alike"}, actor=Actor("t", "gui")
+    )
+    gui.application.notifications.create_notification(
+        "The analysis for patient Words Alike failed (job #7): the report was faxed.",
+        patient_id=patient.id,
+        actor=Actor("127.0.0.1", "api"),
+    )
+
+    model = gui.notifications_panel.model
+    qtbot.waitUntil(lambda: model.rowCount() == 1)
+    assert model.row_at(0).type == "info"
+    assert "\nInfo · " in model.row_at(0).text
+
+
 def test_a_routine_toast_waits_for_a_critical_one_to_go(qtbot: QtBot, gui: GuiSession) -> None:
     toast = gui.window.toast
     toast.show_message("Critical finding", "Abnormal finding: CNV", "critical")

@@ -769,6 +769,7 @@ class JobService:
                     _failure_message(job_id, patient, reason),
                     type=NotificationType.INFO.value,
                     patient_id=patient_id,
+                    job_id=job_id,
                 )
             elif patient is not None and again:
                 note = _failure_note_in(session, job_id, patient.id)
@@ -1005,23 +1006,14 @@ def _read_failures_answered_in(session: Session, job: JobRecord) -> list[Notific
     ).all()
     if not failed:
         return []
-    # A failure's notification names no analysis (none was stored) but its job, in the
-    # words _failure_message writes (the name in them may be an earlier one).
-    unread = session.scalars(
+    answered = session.scalars(
         select(m.Notification)
         .where(
-            m.Notification.patient_id == job.patient_id,
-            m.Notification.analysis_id.is_(None),
+            m.Notification.job_id.in_(failed),
             m.Notification.read.is_(False),
-            m.Notification.message.startswith(FAILURE_OPENING, autoescape=True),
         )
         .order_by(m.Notification.id)
     ).all()
-    answered = [
-        note
-        for note in unread
-        if any(f" failed (job #{job_id}): " in note.message for job_id in failed)
-    ]
     for note in answered:
         note.read = True
     session.flush()
@@ -1029,16 +1021,11 @@ def _read_failures_answered_in(session: Session, job: JobRecord) -> list[Notific
 
 
 def _failure_note_in(session: Session, job_id: int, patient_id: str) -> NotificationRecord | None:
-    """The notification of job ``job_id``'s failure (its patient's, found by the job it
-    names: the name in it may be an earlier one), or None where it is gone."""
+    """The notification of job ``job_id``'s failure (its patient's), or None where it
+    is gone."""
     note = session.scalars(
         select(m.Notification)
-        .where(
-            m.Notification.patient_id == patient_id,
-            m.Notification.analysis_id.is_(None),
-            m.Notification.message.startswith(FAILURE_OPENING, autoescape=True),
-            m.Notification.message.contains(f" failed (job #{job_id}): ", autoescape=True),
-        )
+        .where(m.Notification.job_id == job_id, m.Notification.patient_id == patient_id)
         .order_by(m.Notification.id.desc())
         .limit(1)
     ).first()
@@ -1064,9 +1051,10 @@ def says_answer_not_read(note: NotificationRecord) -> bool:
 def says_analysis_went_wrong(note: NotificationRecord) -> bool:
     """Whether ``note`` is one of the two an analysis that went wrong raises: its answer
     could not be read (:func:`says_answer_not_read`), or it failed ("The analysis for
-    patient … failed (job #N): …", no analysis). Both are stored as ``info``; the window
-    lists them as warnings, not among the infos."""
-    return note.type == NotificationType.INFO.value and note.message.startswith(FAILURE_OPENING)
+    patient … failed (job #N): …", naming its job). Both are stored as ``info``; the
+    window lists them as warnings, not among the infos. A client's notification, which
+    names neither, is not one, whatever its words."""
+    return note.job_id is not None or says_answer_not_read(note)
 
 
 def _failure_message(job_id: int, patient: m.Patient, reason: str) -> str:

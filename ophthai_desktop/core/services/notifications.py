@@ -64,15 +64,18 @@ class NotificationService:
         type: str,
         patient_id: str | None,
         analysis_id: int | None = None,
+        job_id: int | None = None,
     ) -> NotificationRecord:
         """Add a notification inside a caller's transaction; the caller publishes.
-        ``analysis_id``: the analysis that raised it (stored in the same transaction)."""
+        ``analysis_id``: the analysis that raised it (stored in the same transaction);
+        ``job_id``: the analysis job whose failure it tells."""
         check_patient_reference(patient_id)
         if patient_id is not None and session.get(m.Patient, patient_id) is None:
             raise NotFound(f"patient {patient_id} not found")
         row = m.Notification(
             **NotificationService.new_values(message, type=type, patient_id=patient_id),
             analysis_id=analysis_id,
+            job_id=job_id,
         )
         session.add(row)
         session.flush()

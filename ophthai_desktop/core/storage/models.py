@@ -255,6 +255,10 @@ class Notification(Base):
     #: before the column came (revision 0009). An analysis goes with its patient, whose
     #: notifications go too; one deleted otherwise leaves its notification, unlinked.
     analysis_id: Mapped[int | None] = mapped_column(ForeignKey("analyses.id", ondelete="SET NULL"))
+    #: The analysis job whose failure it tells ("The analysis for patient … failed (job
+    #: #N): …", revision 0011); None for every other notification. A job goes with its
+    #: patient, whose notifications go too.
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     message: Mapped[str] = mapped_column(Text)
     type: Mapped[str] = mapped_column(String(16))
     read: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -265,6 +269,7 @@ class Notification(Base):
         Index("ix_notifications_read_timestamp", "read", "timestamp"),
         Index("ix_notifications_patient_id", "patient_id"),
         Index("ix_notifications_analysis_id", "analysis_id"),
+        Index("ix_notifications_job_id", "job_id"),
         NEVER_REUSED_IDS,
     )
 

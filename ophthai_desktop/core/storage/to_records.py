@@ -109,6 +109,7 @@ def notification_record(row: m.Notification) -> NotificationRecord:
         read=row.read,
         type=row.type,
         analysis_id=row.analysis_id,
+        job_id=row.job_id,
     )
 
 

@@ -1,0 +1,139 @@
+"""notifications.job_id: the failed analysis job a notification tells
+
+The notification of an analysis that failed ("The analysis for patient … failed (job
+#N): …") named its job only in its words: the window told it from a client's
+notification that happened to open the same way by those words alone (and listed that
+one as a warning), and a try again or a later analysis of the scan found it by searching
+the text. It now names its job; every other notification names none.
+
+Those stored before are linked where their words name, exactly once, a failed job of
+the same patient (the name in the words may hold anything, so every "failed (job #N): "
+in them is weighed); none is guessed otherwise. Indexed: a try again and a later
+analysis of the scan look notifications up by it, and SQLite reads the index when a job
+is deleted (with its patient, whose notifications go too).
+
+SQLite cannot add a foreign key to a table: ``notifications`` is built again with its
+rows, keeping ``AUTOINCREMENT`` and the largest id it ever gave, as 0009 did.
+
+Revision ID: 0011
+Revises: 0010
+Create Date: 2026-12-07 13:00:00.000000
+"""
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0011"
+down_revision: str | None = "0010"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+#: As 0005 left the table on SQLite: ids never given again.
+NEVER_REUSED_IDS = {"sqlite_autoincrement": True}
+
+#: How the app wrote a failed analysis's notification until this revision (written out
+#: here: a migration keeps doing what it did when it was written).
+FAILURE_OPENING = "The analysis for patient "
+NAMED_JOB = re.compile(r" failed \(job #(\d+)\): ")
+
+NOTIFICATIONS = sa.table(
+    "notifications",
+    sa.column("id", sa.Integer()),
+    sa.column("patient_id", sa.String()),
+    sa.column("analysis_id", sa.Integer()),
+    sa.column("job_id", sa.Integer()),
+    sa.column("message", sa.Text()),
+    sa.column("type", sa.String()),
+)
+JOBS = sa.table(
+    "jobs",
+    sa.column("id", sa.Integer()),
+    sa.column("patient_id", sa.String()),
+    sa.column("state", sa.String()),
+)
+
+
+def upgrade() -> None:
+    with (
+        _keeping_largest_id("notifications"),
+        op.batch_alter_table("notifications", table_kwargs=NEVER_REUSED_IDS) as batch_op,
+    ):
+        batch_op.add_column(sa.Column("job_id", sa.Integer(), nullable=True))
+        batch_op.create_foreign_key(
+            op.f("fk_notifications_job_id_jobs"),
+            "jobs",
+            ["job_id"],
+            ["id"],
+            ondelete="SET NULL",
+        )
+        batch_op.create_index("ix_notifications_job_id", ["job_id"], unique=False)
+    _link_failure_notes()
+
+
+def downgrade() -> None:
+    with (
+        _keeping_largest_id("notifications"),
+        op.batch_alter_table("notifications", table_kwargs=NEVER_REUSED_IDS) as batch_op,
+    ):
+        batch_op.drop_index("ix_notifications_job_id")
+        batch_op.drop_constraint(op.f("fk_notifications_job_id_jobs"), type_="foreignkey")
+        batch_op.drop_column("job_id")
+
+
+def _link_failure_notes() -> None:
+    """Link each stored failure notification to the failed job its words name: one
+    failed job of its patient among the numbers after "failed (job #"; none where no
+    job, or more than one, fits."""
+    bind = op.get_bind()
+    notes = bind.execute(
+        sa.select(NOTIFICATIONS.c.id, NOTIFICATIONS.c.patient_id, NOTIFICATIONS.c.message).where(
+            NOTIFICATIONS.c.type == "info",
+            NOTIFICATIONS.c.analysis_id.is_(None),
+            NOTIFICATIONS.c.patient_id.is_not(None),
+            NOTIFICATIONS.c.message.startswith(FAILURE_OPENING, autoescape=True),
+        )
+    ).all()
+    for note_id, patient_id, message in notes:
+        named = {int(number) for number in NAMED_JOB.findall(message)}
+        if not named:
+            continue
+        failed = bind.execute(
+            sa.select(JOBS.c.id).where(
+                JOBS.c.id.in_(sorted(named)),
+                JOBS.c.patient_id == patient_id,
+                JOBS.c.state == "failed",
+            )
+        ).all()
+        if len(failed) == 1:
+            bind.execute(
+                sa.update(NOTIFICATIONS)
+                .where(NOTIFICATIONS.c.id == note_id)
+                .values(job_id=failed[0][0])
+            )
+
+
+@contextmanager
+def _keeping_largest_id(table: str) -> Iterator[None]:
+    """On SQLite, give ``table`` back the largest id it ever gave once it is built again
+    (``sqlite_sequence``); nothing to do on PostgreSQL, whose sequence stays."""
+    bind = op.get_bind()
+    if bind.dialect.name != "sqlite":
+        yield
+        return
+    largest = bind.exec_driver_sql(
+        "SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)
+    ).scalar()
+    yield
+    if largest is None:
+        return
+    kept = bind.exec_driver_sql(
+        "UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = ?", (largest, table)
+    )
+    if not kept.rowcount:  # no row copied: the new table has given no id yet
+        bind.exec_driver_sql(
+            "INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, largest)
+        )
