@@ -1766,6 +1766,32 @@ def test_schedule_clicked_from_a_refused_typed_time_does_not_book_the_one_it_wen
     qtbot.waitUntil(lambda: "booked" in view.notice.text())
 
 
+def test_schedule_pressed_by_keyboard_after_a_refused_time_asks_before_booking(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """Tab from a refused typed time (the picker goes back to the time before) to
+    Schedule, then Space, booked the time gone back to, which the clinician did not
+    choose (only a mouse click within 2 s was held back). Now the first press says so;
+    a second books the time shown."""
+    view = _picker_in_focus(qtbot, gui, "Tab Space")
+    view.when.setSelectedSection(QDateTimeEdit.Section.YearSection)
+    qtbot.keyClicks(view.when, str(QDate.currentDate().year() - 2))
+    view.schedule.setFocus()  # where Tab takes the focus from the picker
+    qtbot.waitUntil(view.schedule.hasFocus)
+    shown = view.when.text()
+
+    with qtbot.assertNotEmitted(view.schedule_requested):
+        qtbot.keyClick(view.schedule, Qt.Key.Key_Space)
+
+    assert "cannot be booked: an appointment is from now" in view.schedule_error_text()
+    assert view.schedule_error_text().endswith(
+        f". Not booked: press Schedule again to book {shown}, or change the time."
+    )
+    with qtbot.waitSignal(view.schedule_requested):
+        qtbot.keyClick(view.schedule, Qt.Key.Key_Space)  # the time shown, seen
+    qtbot.waitUntil(lambda: "booked" in view.notice.text())
+
+
 def test_a_digit_typed_into_a_full_section_is_not_said_to_be_out_of_range(
     qtbot: QtBot, gui: GuiSession
 ) -> None:

@@ -16,7 +16,6 @@ from PySide6.QtGui import (
     QTextCursor,
 )
 from PySide6.QtWidgets import (
-    QApplication,
     QBoxLayout,
     QDateTimeEdit,
     QFormLayout,
@@ -56,9 +55,6 @@ COPIED_MS = 2000
 MAX_YEARS_AHEAD = 5
 #: How far before now the picker goes (the server takes up to five minutes).
 EARLIEST_S = 60
-#: The longest a mouse click's press and release are apart (see
-#: ``AppointmentPicker.left_by_press_ms``).
-CLICK_MS = 2000
 #: Around the tab's content.
 BODY_MARGIN = 6
 #: The least width the classification keeps beside the badge; narrower, the badge goes
@@ -128,16 +124,10 @@ class AppointmentPicker(CalendarKeys, QDateTimeEdit):
         self.keep_earliest_now()
         super().focusInEvent(event)
 
-    #: When a time typed went back as a mouse press took the focus away (ms since the
-    #: epoch; 0: not so): that press may be Schedule's, which must not book it.
-    left_by_press_ms = 0
-
     def focusOutEvent(self, event: QFocusEvent) -> None:
         typed = self.text()
         super().focusOutEvent(event)  # a time it does not take goes back
         if not self._takes(typed):
-            pressed = QApplication.mouseButtons() != Qt.MouseButton.NoButton
-            self.left_by_press_ms = QDateTime.currentMSecsSinceEpoch() if pressed else 0
             self.refused.emit(self._went_back(typed))
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
@@ -535,6 +525,9 @@ class AnalysisView(QWidget):
         self._default_from: QDateTime | None = None
         #: The picker refused a time typed, and said so under the button.
         self._when_refused = False
+        #: ... and shows another time, not yet taken by Enter or a second Schedule.
+        self._refused_time_unseen = False
+        self._refusal = ""  # what was said of it
         self.when.dateTimeChanged.connect(self._on_when_date_time_changed)
         self.schedule = QPushButton(icon("calendar"), "Schedule")
         self.schedule.setObjectName("scheduleButton")
@@ -828,7 +821,9 @@ class AnalysisView(QWidget):
 
     def reset_appointment_time(self, booked: datetime | None = None) -> None:
         """The ``booked`` appointment's time where it is still to come (moving it starts
-        from it), else tomorrow at 09:00, the usual first slot."""
+        from it), else tomorrow at 09:00, the usual first slot. A time typed and refused
+        before no longer holds."""
+        self._when_refused = self._refused_time_unseen = False
         with QSignalBlocker(self.when):  # not the clinician's: the default follows the day
             self._default_from = self._reset_appointment_time(booked, now())
 
@@ -864,17 +859,19 @@ class AnalysisView(QWidget):
     def _on_when_date_time_changed(self, _when: QDateTime) -> None:
         self._default_from = None  # the clinician's (the view's own changes are blocked)
         if self._when_refused:  # a time it takes now: what was said no longer holds
-            self._when_refused = False
+            self._when_refused = self._refused_time_unseen = False
             self.show_schedule_error("")
 
     @Slot()
     def _on_when_entered(self) -> None:
+        self._refused_time_unseen = False  # Enter on the time shown takes that one
         if self.schedule.isEnabled() and self.schedule.isVisibleTo(self):
             self.schedule.click()
 
     @Slot(str)
     def _on_when_refused(self, why: str) -> None:
-        self._when_refused = True
+        self._when_refused = self._refused_time_unseen = True
+        self._refusal = why
         self.show_schedule_error(why)
 
     def focus_appointment(self) -> None:
@@ -970,10 +967,16 @@ class AnalysisView(QWidget):
 
     @Slot()
     def _on_schedule_clicked(self) -> None:
-        pressed_ms, self.when.left_by_press_ms = self.when.left_by_press_ms, 0
-        if pressed_ms and QDateTime.currentMSecsSinceEpoch() - pressed_ms < CLICK_MS:
-            # This click took the focus from a time typed that went back: the time shown
-            # is not the one typed. Said under the picker; a second click books it.
+        if self._refused_time_unseen:
+            # A time typed was refused and the picker shows another, the one before:
+            # Schedule pressed next (the click that took the focus from the picker, Tab
+            # and Space, a slow press) would book a time the clinician did not choose.
+            # Said under the picker; pressed again, it books the time shown.
+            self._refused_time_unseen = False
+            self.show_schedule_error(
+                f"{self._refusal} Not booked: press Schedule again to book "
+                f"{self.when.text()}, or change the time."
+            )
             return
         naive: Any = self.when.dateTime().toPython()
         when = naive.astimezone() if naive.tzinfo is None else naive
