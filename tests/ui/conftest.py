@@ -267,3 +267,12 @@ def open_patient(qtbot: QtBot, session: GuiSession, patient_id: str) -> None:
         session.patients.open_patient(patient_id)
     assert session.patient_page.patient is not None
     assert session.patient_page.patient.id == patient_id
+
+
+def nothing_more_happens(qtbot: QtBot, session: GuiSession, ms: int = 100) -> None:
+    """Let the window handle what an answer or a key has set off (``ms`` of its event
+    loop), then wait for the work it handed to its task pools to end: a check that
+    something did not happen after it does not pass only because a loaded machine had
+    not got to it yet."""
+    qtbot.wait(ms)
+    qtbot.waitUntil(lambda: not session.tasks.busy and not session.slow_tasks.busy)

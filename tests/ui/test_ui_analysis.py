@@ -38,7 +38,7 @@ from ophthai_desktop.ui.views.analysis import (
 )
 from tests.support.images import png_bytes
 from tests.support.scripted_engine import DME, ScriptedEngine
-from tests.ui.conftest import Maker, drop_files, open_patient
+from tests.ui.conftest import Maker, drop_files, nothing_more_happens, open_patient
 
 
 def _patient_with_scan(gui: GuiSession, name: str = "Streamed") -> str:
@@ -272,7 +272,7 @@ def test_a_booked_appointment_is_cancelled_from_the_window(qtbot: QtBot, make_gu
     box = gui.analysis.confirm
     assert isinstance(box, QMessageBox) and "Scheduling step" in box.text()
     box.property("noButton").click()
-    qtbot.wait(200)
+    nothing_more_happens(qtbot, gui)
     assert gui.application.patients.get_patient(patient_id).appointment_date is not None
     assert view.cancel_appointment.isVisibleTo(view)
 
@@ -314,7 +314,7 @@ def test_the_cancel_appointment_question_does_not_offer_a_plain_cancel(
     assert box.defaultButton().text() == "Keep appointment"
     qtbot.keyClick(box, Qt.Key.Key_Escape)
     qtbot.waitUntil(lambda: not box.isVisible())
-    qtbot.wait(100)
+    nothing_more_happens(qtbot, gui)
     assert patients.get_patient(patient_id).appointment_date is not None
     assert view.cancel_appointment.isVisibleTo(view)
 

@@ -34,7 +34,7 @@ from ophthai_desktop.ui.models.patient_table import COLUMN_OF, PatientTableModel
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.views.patient_dialog import PatientDialog
 from ophthai_desktop.ui.window_state import window_settings
-from tests.ui.conftest import Maker, open_patient, seed_patients
+from tests.ui.conftest import Maker, nothing_more_happens, open_patient, seed_patients
 from tests.ui.demo_images import oct_bscan
 
 
@@ -312,7 +312,7 @@ def test_delete_asks_about_the_patient_chosen_and_shown_only(
     box.activateWindow()
     qtbot.waitUntil(lambda: QApplication.activeWindow() is box)
     qtbot.keyClick(box, Qt.Key.Key_Return)  # the default answer keeps the patient
-    qtbot.wait(100)
+    nothing_more_happens(qtbot, gui)
     assert app.patients.exists(second.id) and app.patients.exists(first.id)
     gui.window.activateWindow()  # back from the question
     qtbot.waitUntil(lambda: QApplication.activeWindow() is gui.window)
@@ -409,7 +409,7 @@ def test_cancelling_the_delete_keeps_the_patient(qtbot: QtBot, gui: GuiSession) 
     box = gui.patients.confirm
     assert box is not None
     box.button(QMessageBox.StandardButton.Cancel).click()
-    qtbot.wait(100)
+    nothing_more_happens(qtbot, gui)
     assert gui.application.patients.exists(patient.id)
     assert gui.patient_page.patient is not None
 
