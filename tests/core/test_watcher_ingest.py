@@ -8,6 +8,7 @@ import errno
 import hashlib
 import logging
 import os
+import random
 import re
 import shutil
 import stat
@@ -34,6 +35,7 @@ from ophthai_desktop.core.services.ingest import (
     IngestOutcome,
     IngestResult,
     IngestService,
+    demo_patient_fields,
     move_without_overwrite,
     patient_id_from_name,
     remove_stale_claims,
@@ -251,6 +253,21 @@ def test_a_file_named_after_a_patient_is_attached_to_them(
     assert (scan.laterality, scan.modality) == ("OD", "OCT")
     assert app.jobs.get_job(result.job_id or 0).scan_id == scan.id
     assert app.patients.get_patient(patient.id).name == "Known Patient"
+
+
+def test_a_demo_patient_s_first_name_agrees_with_the_sex_given() -> None:
+    """The demo patients are to be plausible, as the seed's were: "Omar …, Female" and
+    "Amelia …, Male" were made (the name and the sex were drawn apart)."""
+    rng = random.Random(7)
+    first_names: dict[str, set[str]] = {"Male": set(), "Female": set()}
+    for _ in range(400):
+        fields = demo_patient_fields(rng)
+        first_names[fields["gender"]].add(fields["name"].split()[0])
+
+    assert first_names["Male"] and first_names["Female"]
+    assert not first_names["Male"] & first_names["Female"]
+    assert not first_names["Male"] & {"Amelia", "Sofia", "Fatima", "Aisha", "Hannah"}
+    assert not first_names["Female"] & {"Omar", "Kenji", "Lucas", "Samuel", "Pierre"}
 
 
 def test_without_demo_mode_a_file_needs_a_known_patient_id(tmp_path: Path) -> None:

@@ -450,11 +450,17 @@ def scan_kind_from_name(name: str) -> tuple[Laterality, Modality]:
 
 # Demo patients ---------------------------------------------------------------------
 
-_FIRST_NAMES = (
-    "Amelia", "Omar", "Sofia", "Kenji", "Fatima", "Lucas", "Priya", "Mateo", "Chloe",
-    "Tariq", "Ingrid", "Samuel", "Mei", "Jonas", "Aisha", "Daniel", "Elena", "Kwame",
-    "Hannah", "Ravi", "Lucia", "Noah", "Yara", "Pierre",
-)  # fmt: skip
+#: First names by the sex the demo patient is given, so that the two agree.
+_FIRST_NAMES = {
+    "Female": (
+        "Amelia", "Sofia", "Fatima", "Priya", "Chloe", "Ingrid", "Mei", "Aisha", "Elena",
+        "Hannah", "Lucia", "Yara",
+    ),
+    "Male": (
+        "Omar", "Kenji", "Lucas", "Mateo", "Tariq", "Samuel", "Jonas", "Daniel", "Kwame",
+        "Ravi", "Noah", "Pierre",
+    ),
+}  # fmt: skip
 _LAST_NAMES = (
     "Johnson", "Haddad", "Rossi", "Tanaka", "Okafor", "Martin", "Sharma", "Garcia",
     "Dubois", "Nielsen", "Kowalski", "Chen", "Schmidt", "Mensah", "Fischer", "Novak",
@@ -493,10 +499,11 @@ def demo_patient_fields(rng: random.Random) -> dict[str, Any]:
 
     The history says the details are made up, so nobody mistakes them for a person.
     """
+    gender = rng.choice(("Male", "Female"))
     return {
-        "name": f"{rng.choice(_FIRST_NAMES)} {rng.choice(_LAST_NAMES)}",
+        "name": f"{rng.choice(_FIRST_NAMES[gender])} {rng.choice(_LAST_NAMES)}",
         "age": rng.randint(28, 89),
-        "gender": rng.choice(("Male", "Female")),
+        "gender": gender,
         "symptoms": rng.sample(_SYMPTOMS, rng.randint(1, 3)),
         "history": "Demo patient created from the watch folder with randomised details. "
         + rng.choice(_HISTORIES),
