@@ -146,6 +146,7 @@ def notification(record: NotificationRecord) -> s.NotificationPublic:
         type=record.type,  # validated by the core
         analysis_id=record.analysis_id,
         job_id=record.job_id,
+        warning=record.warning,
     )
 
 

@@ -405,6 +405,14 @@ class NotificationPublic(PublicModel):
             "unambiguously."
         )
     )
+    warning: bool = Field(
+        description=(
+            "Whether the app means it as a warning, which the seed's types lack (stored "
+            "as info): an analysis that failed, an answer that could not be read, a file "
+            "the watch folder did not take in. The window lists these as Warning; a "
+            "client's notification is never one."
+        )
+    )
 
 
 #: An optional patient id in a body: an empty one is refused (by the service, whose

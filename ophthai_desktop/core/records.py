@@ -155,6 +155,9 @@ class NotificationRecord:
     analysis_id: int | None = None
     #: The analysis job whose failure it tells; None for every other notification.
     job_id: int | None = None
+    #: One the app means as a warning (stored as info): an analysis that failed, an
+    #: answer that could not be read, a file the watch folder did not take in.
+    warning: bool = False
 
 
 @dataclass(frozen=True)

@@ -117,8 +117,9 @@ def test_a_failed_analysis_s_notification_names_its_job(
     ai_client: TestClient, engine: ScriptedEngine, sqlite_services: Application
 ) -> None:
     """An integrator tells a failed analysis's notification (``jobId``, which
-    ``GET /api/jobs/{id}`` reads) from a client's in the same words, which names none:
-    the words alone told them apart only by guesswork. A client cannot set it."""
+    ``GET /api/jobs/{id}`` reads, and ``warning``) from a client's in the same words,
+    which names none: the words alone told them apart only by guesswork. A client cannot
+    set either."""
     engine.fail_with = RuntimeError("CUDA out of memory")
     created = ai_client.post(
         "/api/patients",
@@ -132,13 +133,17 @@ def test_a_failed_analysis_s_notification_names_its_job(
     ).json()
 
     notes = ai_client.get("/api/notifications", params={"patient_id": created["id"]}).json()
-    assert {note["id"]: note["jobId"] for note in notes} == {
-        posted["id"]: None,
-        next(note["id"] for note in notes if note["id"] != posted["id"]): job["id"],
+    told = next(note["id"] for note in notes if note["id"] != posted["id"])
+    assert {note["id"]: note["jobId"] for note in notes} == {posted["id"]: None, told: job["id"]}
+    # The app's warning (stored as info, a type of the seed's); the client's is not one.
+    assert {note["id"]: (note["type"], note["warning"]) for note in notes} == {
+        posted["id"]: ("info", False),
+        told: ("info", True),
     }
     assert ai_client.get(f"/api/jobs/{job['id']}").json()["state"] == "failed"
-    refused = ai_client.post("/api/notifications", json={"message": "x", "jobId": job["id"]})
-    assert refused.status_code == 422
+    for key, value in (("jobId", job["id"]), ("warning", True)):
+        refused = ai_client.post("/api/notifications", json={"message": "x", key: value})
+        assert refused.status_code == 422, key
 
 
 def test_patient_analyze_queues_and_jobs_can_be_listed(

@@ -1,5 +1,6 @@
 """The migrations that fill a column from the rows already stored (0003 the oculomics
-summary, 0004 and 0006 the name's sort key, 0011 the failed job a notification tells)
+summary, 0004 and 0006 the name's sort key, 0011 the failed job a notification tells and
+the app's warnings)
 store what the application computes today,
 and no migration imports the application: a migration must keep doing what it did when
 it was written, whatever the services, models or helpers become later."""
@@ -211,10 +212,23 @@ JOBS = sa.table(
     sa.column("attempts", sa.Integer()),
     sa.column("created_at", sa.DateTime(timezone=True)),
 )
+ANALYSES = sa.table(
+    "analyses",
+    sa.column("id", sa.Integer()),
+    sa.column("patient_id", sa.String()),
+    sa.column("model_id", sa.String()),
+    sa.column("generation_settings", sa.JSON()),
+    sa.column("reasoning_text", sa.Text()),
+    sa.column("answer_text", sa.Text()),
+    sa.column("parse_status", sa.String()),
+    sa.column("status", sa.String()),
+    sa.column("created_at", sa.DateTime(timezone=True)),
+)
 NOTIFICATIONS = sa.table(
     "notifications",
     sa.column("id", sa.Integer()),
     sa.column("patient_id", sa.String()),
+    sa.column("analysis_id", sa.Integer()),
     sa.column("message", sa.Text()),
     sa.column("type", sa.String()),
     sa.column("read", sa.Boolean()),
@@ -222,25 +236,36 @@ NOTIFICATIONS = sa.table(
 )
 
 
-def test_0011_links_the_stored_failure_notifications_to_their_jobs(db_url: str) -> None:
+def test_0011_links_the_stored_failures_to_their_jobs_and_marks_the_app_s_warnings(
+    db_url: str,
+) -> None:
     """Failure notifications stored before 0011 named their job only in their words:
     each is linked to the one failed job of its patient those words name, whatever the
     patient's name holds; none is guessed for a job of another patient, one that did not
-    fail, or a notification that is not a failure's."""
+    fail, or a notification that is not a failure's. The warnings the app stored as
+    info (a failure so linked, an answer not read naming its analysis, a file the watch
+    folder did not take in) are marked; nothing else is, a client's in the same words
+    neither."""
     db = Database(db_url)
     db.upgrade("0010")
     ann, bob = "pt-aaaaaaaaaaaa", "pt-bbbbbbbbbbbb"
     jobs = [(1, ann, "failed"), (2, ann, "done"), (3, bob, "failed"), (4, ann, "failed")]
     opening = "The analysis for patient "
+    refused = "notes.png from the watch folder was not taken in: not an image."
+    # (patient, analysis, type, words), then the job linked and whether a warning.
     notes = [
-        (ann, "info", f"{opening}Ann Lee failed (job #1): CUDA out of memory."),
+        (ann, None, "info", f"{opening}Ann Lee failed (job #1): CUDA out of memory.", 1, True),
         # The name holds the words too: only job 4 is a failed job of Ann's.
-        (ann, "info", f"{opening}Ann failed (job #2): Lee failed (job #4): no reason given."),
-        (bob, "info", f"{opening}Bob Roe failed (job #1): not Bob's job."),
-        (ann, "critical", f"{opening}Ann Lee failed (job #1): a critical one is not it."),
-        (ann, "info", f"{opening}Ann Lee could not be read: cut off. Read the answer."),
-        (None, "info", f"{opening}Ann Lee failed (job #1): no patient named."),
-        (ann, "info", f"{opening}Ann Lee failed (job #9): a job not stored."),
+        (ann, None, "info", f"{opening}Ann failed (job #2): Lee failed (job #4): x.", 4, True),
+        (bob, None, "info", f"{opening}Bob Roe failed (job #1): not Bob's job.", None, False),
+        (ann, None, "critical", f"{opening}Ann Lee failed (job #1): critical.", None, False),
+        (ann, None, "info", f"{opening}Ann Lee could not be read: no analysis.", None, False),
+        (ann, 1, "info", f"{opening}Ann Lee could not be read: cut off. Read it.", None, True),
+        (None, None, "info", f"{opening}Ann Lee failed (job #1): no patient.", None, False),
+        (ann, None, "info", f"{opening}Ann Lee failed (job #9): a job not stored.", None, False),
+        (None, None, "info", refused, None, True),
+        (ann, None, "info", refused, None, False),  # a client's: it names a patient
+        (None, None, "success", refused, None, False),
     ]
     with db.engine.begin() as conn:
         conn.execute(PATIENTS.insert(), [_patient(ann, "Ann Lee"), _patient(bob, "Bob Roe")])
@@ -260,22 +285,44 @@ def test_0011_links_the_stored_failure_notifications_to_their_jobs(db_url: str) 
             ],
         )
         conn.execute(
+            ANALYSES.insert(),
+            {
+                "id": 1,
+                "patient_id": ann,
+                "model_id": "OctoMed/OctoMed-7B",
+                "generation_settings": {},
+                "reasoning_text": "",
+                "answer_text": "Diagnosis: DME or",
+                "parse_status": "failed",
+                "status": "preliminary",
+                "created_at": T0,
+            },
+        )
+        conn.execute(
             NOTIFICATIONS.insert(),
             [
-                {"patient_id": pid, "message": text, "type": kind, "read": False, "timestamp": T0}
-                for pid, kind, text in notes
+                {
+                    "patient_id": pid,
+                    "analysis_id": analysis,
+                    "message": text,
+                    "type": kind,
+                    "read": False,
+                    "timestamp": T0,
+                }
+                for pid, analysis, kind, text, _job, _warning in notes
             ],
         )
 
     db.upgrade("0011")
     with db.engine.connect() as conn:
-        linked = conn.execute(
-            sa.text("SELECT message, job_id FROM notifications ORDER BY id")
+        stored = conn.execute(
+            sa.text("SELECT message, job_id, warning FROM notifications ORDER BY id")
         ).all()
     db.dispose()
 
-    assert [message for message, _job in linked] == [text for _pid, _kind, text in notes]
-    assert [job for _message, job in linked] == [1, 4, None, None, None, None, None]
+    assert [message for message, _job, _warning in stored] == [note[3] for note in notes]
+    assert [job for _message, job, _warning in stored] == [note[4] for note in notes]
+    assert [bool(warning) for _m, _j, warning in stored] == [note[5] for note in notes]
 
 
 def _imports(tree: ast.AST) -> list[str]:

@@ -542,29 +542,38 @@ def test_a_deleted_notifications_id_is_not_given_again_after_the_newest_revision
     was given to the next one: a client's link or an audit entry naming it named
     another notification, what 0005's AUTOINCREMENT prevents."""
     db = Database(f"sqlite:///{(tmp_path / 'sequence.db').as_posix()}")
+    # The columns every revision has (the models' table has those of the newest only).
+    notifications = sa.table(
+        "notifications",
+        sa.column("id", sa.Integer()),
+        sa.column("message", sa.Text()),
+        sa.column("type", sa.String()),
+        sa.column("read", sa.Boolean()),
+        sa.column("timestamp", sa.DateTime(timezone=True)),
+    )
 
     def add_three_and_delete_the_newest() -> int:
         with db.engine.begin() as conn:
             for _ in range(3):
                 conn.execute(
-                    sa.insert(m.Notification.__table__).values(
+                    sa.insert(notifications).values(
                         message="Watch folder: 1 new image filed",
                         type="info",
                         read=False,
                         timestamp=T0,
                     )
                 )
-            deleted = conn.execute(sa.select(sa.func.max(m.Notification.id))).scalar_one()
-            conn.execute(sa.delete(m.Notification.__table__).where(m.Notification.id == deleted))
+            deleted = conn.execute(sa.select(sa.func.max(notifications.c.id))).scalar_one()
+            conn.execute(sa.delete(notifications).where(notifications.c.id == deleted))
         return int(deleted)
 
     def next_id() -> int:
         with db.engine.begin() as conn:
             return int(
                 conn.execute(
-                    sa.insert(m.Notification.__table__)
+                    sa.insert(notifications)
                     .values(message="After the upgrade", type="info", read=False, timestamp=T0)
-                    .returning(m.Notification.id)
+                    .returning(notifications.c.id)
                 ).scalar_one()
             )
 

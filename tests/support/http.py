@@ -21,6 +21,7 @@ NOTIFICATION_KEYS = {
     "type",
     "analysisId",
     "jobId",
+    "warning",
 }
 
 

@@ -1659,6 +1659,7 @@ class IngestService:
                         message[:2000],
                         type=NotificationType.INFO.value,
                         patient_id=None,
+                        warning=True,  # listed as one, as its toast and tray message are
                     )
             except IntegrityError as exc:
                 # The same bytes were refused on another ingest thread at the same

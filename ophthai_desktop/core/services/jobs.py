@@ -670,6 +670,7 @@ class JobService:
                     type=notice.type,
                     patient_id=job.patient_id,
                     analysis_id=row.id,
+                    warning=notice.warning,
                 )
                 events.extend(notice.events(note))
             if patient is not None:
@@ -770,6 +771,7 @@ class JobService:
                     type=NotificationType.INFO.value,
                     patient_id=patient_id,
                     job_id=job_id,
+                    warning=True,
                 )
             elif patient is not None and again:
                 note = _failure_note_in(session, job_id, patient.id)
@@ -905,6 +907,8 @@ class _Notice:
     message: str
     label: str | None = None
     confidence: float | None = None
+    #: Listed as a warning (an answer that could not be read).
+    warning: bool = False
 
     @property
     def type(self) -> str:
@@ -977,7 +981,8 @@ def _notices(result: GenerationResult, patient: m.Patient | None) -> list[_Notic
         notice = _Notice(
             f"{FAILURE_OPENING}{patient.name} could not be read: "
             f"{_sentence(_reason(result.parse_error))} Read "
-            "the model's answer before validating."
+            "the model's answer before validating.",
+            warning=True,
         )
     else:
         return []  # a normal result: nothing to say
@@ -1038,23 +1043,10 @@ FAILURE_OPENING = "The analysis for patient "
 
 def says_answer_not_read(note: NotificationRecord) -> bool:
     """Whether ``note`` is the one an analysis whose answer could not be read (and named
-    no finding) raised: "The analysis for patient … could not be read: …". It is stored
-    as ``info``, one of the seed's types the API keeps; the window shows and announces it
-    as a warning, as it does an analysis that failed, not among the infos."""
-    return (
-        note.analysis_id is not None  # a failed job's note has no analysis
-        and note.type == NotificationType.INFO.value
-        and note.message.startswith(FAILURE_OPENING)
-    )
-
-
-def says_analysis_went_wrong(note: NotificationRecord) -> bool:
-    """Whether ``note`` is one of the two an analysis that went wrong raises: its answer
-    could not be read (:func:`says_answer_not_read`), or it failed ("The analysis for
-    patient … failed (job #N): …", naming its job). Both are stored as ``info``; the
-    window lists them as warnings, not among the infos. A client's notification, which
-    names neither, is not one, whatever its words."""
-    return note.job_id is not None or says_answer_not_read(note)
+    no finding) raised: "The analysis for patient … could not be read: …", the warning
+    that names its analysis (a failure's names its job). Stored as ``info``, one of the
+    seed's types the API keeps; the window shows and announces it as a warning."""
+    return note.warning and note.analysis_id is not None
 
 
 def _failure_message(job_id: int, patient: m.Patient, reason: str) -> str:

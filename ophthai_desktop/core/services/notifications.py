@@ -65,17 +65,18 @@ class NotificationService:
         patient_id: str | None,
         analysis_id: int | None = None,
         job_id: int | None = None,
+        warning: bool = False,
     ) -> NotificationRecord:
         """Add a notification inside a caller's transaction; the caller publishes.
         ``analysis_id``: the analysis that raised it (stored in the same transaction);
-        ``job_id``: the analysis job whose failure it tells."""
+        ``job_id``: the analysis job whose failure it tells; ``warning``: the app means
+        it as one (see :attr:`NotificationRecord.warning`)."""
         check_patient_reference(patient_id)
         if patient_id is not None and session.get(m.Patient, patient_id) is None:
             raise NotFound(f"patient {patient_id} not found")
+        values = NotificationService.new_values(message, type=type, patient_id=patient_id)
         row = m.Notification(
-            **NotificationService.new_values(message, type=type, patient_id=patient_id),
-            analysis_id=analysis_id,
-            job_id=job_id,
+            **values | {"analysis_id": analysis_id, "job_id": job_id, "warning": warning}
         )
         session.add(row)
         session.flush()
@@ -102,6 +103,7 @@ class NotificationService:
             "patient_id": patient_id,
             "message": text,
             "type": kind,
+            "warning": False,
             "read": False,
             "timestamp": now or m.utcnow(),
         }

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
@@ -261,6 +262,10 @@ class Notification(Base):
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     message: Mapped[str] = mapped_column(Text)
     type: Mapped[str] = mapped_column(String(16))
+    #: One the app means as a warning (an analysis that failed, an answer that could
+    #: not be read, a file the watch folder did not take in), stored under one of the
+    #: seed's types (info), which have none; never a client's (revision 0011).
+    warning: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     read: Mapped[bool] = mapped_column(Boolean, default=False)
     timestamp: Mapped[datetime] = mapped_column(default=utcnow)
 

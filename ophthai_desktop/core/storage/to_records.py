@@ -110,6 +110,7 @@ def notification_record(row: m.Notification) -> NotificationRecord:
         type=row.type,
         analysis_id=row.analysis_id,
         job_id=row.job_id,
+        warning=row.warning,
     )
 
 

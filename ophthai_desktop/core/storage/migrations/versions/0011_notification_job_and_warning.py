@@ -1,4 +1,5 @@
-"""notifications.job_id: the failed analysis job a notification tells
+"""notifications.job_id and .warning: the failed job a notification tells, and the
+notifications the app means as warnings
 
 The notification of an analysis that failed ("The analysis for patient … failed (job
 #N): …") named its job only in its words: the window told it from a client's
@@ -6,14 +7,23 @@ notification that happened to open the same way by those words alone (and listed
 one as a warning), and a try again or a later analysis of the scan found it by searching
 the text. It now names its job; every other notification names none.
 
-Those stored before are linked where their words name, exactly once, a failed job of
-the same patient (the name in the words may hold anything, so every "failed (job #N): "
-in them is weighed); none is guessed otherwise. Indexed: a try again and a later
-analysis of the scan look notifications up by it, and SQLite reads the index when a job
-is deleted (with its patient, whose notifications go too).
+The seed's three types (info, critical, success) have no warning, so the app stored its
+warnings (an analysis that failed, an answer that could not be read, a file the watch
+folder did not take in) as info, and the window told them by their words. ``warning``
+says so where the app makes one; a client's is never one, whatever its words.
+
+Those stored before are filled in from their words, as the app wrote them until this
+revision: a failure is linked where its words name, exactly once, a failed job of the
+same patient (the name in the words may hold anything, so every "failed (job #N): " in
+them is weighed), and none is guessed otherwise; a warning is one the app wrote (a
+failure so linked, an answer not read that names its analysis, a file not taken in that
+names no patient). ``job_id`` is indexed: a try again and a later analysis of the scan
+look notifications up by it, and SQLite reads the index when a job is deleted (with its
+patient, whose notifications go too).
 
 SQLite cannot add a foreign key to a table: ``notifications`` is built again with its
-rows, keeping ``AUTOINCREMENT`` and the largest id it ever gave, as 0009 did.
+rows, keeping ``AUTOINCREMENT`` and the largest id it ever gave, as 0009 did (its code
+copied here: a migration keeps doing what it did when it was written).
 
 Revision ID: 0011
 Revises: 0010
@@ -39,6 +49,8 @@ NEVER_REUSED_IDS = {"sqlite_autoincrement": True}
 #: here: a migration keeps doing what it did when it was written).
 FAILURE_OPENING = "The analysis for patient "
 NAMED_JOB = re.compile(r" failed \(job #(\d+)\): ")
+NOT_READ = " could not be read: "
+FILE_REFUSED = " from the watch folder was not taken in: "
 
 NOTIFICATIONS = sa.table(
     "notifications",
@@ -48,6 +60,7 @@ NOTIFICATIONS = sa.table(
     sa.column("job_id", sa.Integer()),
     sa.column("message", sa.Text()),
     sa.column("type", sa.String()),
+    sa.column("warning", sa.Boolean()),
 )
 JOBS = sa.table(
     "jobs",
@@ -71,7 +84,11 @@ def upgrade() -> None:
             ondelete="SET NULL",
         )
         batch_op.create_index("ix_notifications_job_id", ["job_id"], unique=False)
+        batch_op.add_column(
+            sa.Column("warning", sa.Boolean(), server_default=sa.false(), nullable=False)
+        )
     _link_failure_notes()
+    _mark_warnings()
 
 
 def downgrade() -> None:
@@ -79,6 +96,7 @@ def downgrade() -> None:
         _keeping_largest_id("notifications"),
         op.batch_alter_table("notifications", table_kwargs=NEVER_REUSED_IDS) as batch_op,
     ):
+        batch_op.drop_column("warning")
         batch_op.drop_index("ix_notifications_job_id")
         batch_op.drop_constraint(op.f("fk_notifications_job_id_jobs"), type_="foreignkey")
         batch_op.drop_column("job_id")
@@ -114,6 +132,32 @@ def _link_failure_notes() -> None:
                 .where(NOTIFICATIONS.c.id == note_id)
                 .values(job_id=failed[0][0])
             )
+
+
+def _mark_warnings() -> None:
+    """Mark the warnings the app stored as info: a failure linked to its job, an answer
+    not read (its analysis named), a file not taken in (no patient named)."""
+    info = NOTIFICATIONS.c.type == "info"
+    op.get_bind().execute(
+        sa.update(NOTIFICATIONS)
+        .where(
+            info,
+            sa.or_(
+                NOTIFICATIONS.c.job_id.is_not(None),
+                sa.and_(
+                    NOTIFICATIONS.c.analysis_id.is_not(None),
+                    NOTIFICATIONS.c.message.startswith(FAILURE_OPENING, autoescape=True),
+                    NOTIFICATIONS.c.message.contains(NOT_READ, autoescape=True),
+                ),
+                sa.and_(
+                    NOTIFICATIONS.c.patient_id.is_(None),
+                    NOTIFICATIONS.c.analysis_id.is_(None),
+                    NOTIFICATIONS.c.message.contains(FILE_REFUSED, autoescape=True),
+                ),
+            ),
+        )
+        .values(warning=True)
+    )
 
 
 @contextmanager
