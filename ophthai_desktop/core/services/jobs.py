@@ -1054,11 +1054,9 @@ def says_answer_not_read(note: NotificationRecord) -> bool:
     no finding) raised: "The analysis for patient … could not be read: …". It is stored
     as ``info``, one of the seed's types the API keeps; the window shows and announces it
     as a warning, as it does an analysis that failed, not among the infos."""
-    return (
-        note.analysis_id is not None  # a failed job's note has no analysis
-        and note.type == NotificationType.INFO.value
-        and note.message.startswith(FAILURE_OPENING)
-    )
+    # Of the two that :func:`says_analysis_went_wrong` tells, a failed job's has no
+    # analysis.
+    return note.analysis_id is not None and says_analysis_went_wrong(note)
 
 
 def says_analysis_went_wrong(note: NotificationRecord) -> bool:
