@@ -10,8 +10,10 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.api import create_app
+from ophthai_desktop.bootstrap import build_application
 from ophthai_desktop.core import watcher as watcher_module
-from ophthai_desktop.core.watcher import WatcherStatus
+from ophthai_desktop.core.settings import Settings
+from ophthai_desktop.core.watcher import WatcherState, WatcherStatus
 from ophthai_desktop.ui.controllers import settings as settings_module
 from ophthai_desktop.ui.controllers import watch_folder as watch_folder_controller
 from tests.api.test_api_watch_folder_control import build_routes
@@ -188,3 +190,73 @@ def test_settings_saved_with_the_same_watch_folder_keep_a_clients_pause(
 
         assert client.get("/api/watch-folder").json()["state"] == "paused"
         assert status.watcher.text() == "Watch folder: paused" and pause.isChecked()
+
+
+def test_a_clients_resume_after_the_windows_pause_is_kept_for_the_next_start(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path, _own_settings_file: Path
+) -> None:
+    """The clinician paused, a client resumed and the window showed the folder running,
+    but only the window's Pause was kept in the settings file: the next start was
+    paused again, files waiting with nothing said."""
+    settings_path = _own_settings_file
+    application = build_watch_app(tmp_path / "watch", model_path=tmp_path / "none", api_port=0)
+    folder = application.settings.resolved_watch_folder
+    with LoopbackClient(create_app(application)) as client:
+        build_routes(client)  # before the window starts the watcher
+        gui = make_gui(application=application)
+        status, pause = gui.window.status, gui.window.pause_watch_action
+        qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running")
+        pause.trigger()  # the window's Pause
+        qtbot.waitUntil(lambda: 'OPHTHAI_WATCH_FOLDER_PAUSED="true"' in _text(settings_path))
+
+        assert client.post("/api/watch-folder/resume").json()["state"] == "running"
+        qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running")
+        qtbot.waitUntil(
+            lambda: 'OPHTHAI_WATCH_FOLDER_PAUSED="false"' in _text(settings_path), timeout=5_000
+        )
+        gui.shutdown()
+
+    # Started again, reading the settings file as the app does.
+    settings = Settings(
+        _env_file=settings_path,  # type: ignore[call-arg]
+        data_dir=tmp_path / "again",
+        api_enabled=False,
+        model_path=tmp_path / "none",
+        watch_folder_enabled=True,
+        watch_folder_path=folder,
+    )
+    assert not settings.watch_folder_paused
+    again = make_gui(application=build_application(settings))
+    qtbot.waitUntil(lambda: not again.watch_folder.busy)
+    assert again.application.watcher.state is WatcherState.RUNNING
+    assert again.window.status.watcher.text().startswith("Watch folder: running")
+    assert not again.window.pause_watch_action.isChecked()
+
+
+def test_a_clients_pause_is_written_after_the_windows_resume_made_before_it(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path, _own_settings_file: Path
+) -> None:
+    """A client's pause and the window's Resume are written in the order they were
+    made, through the one writer the window's Pause and Resume use."""
+    settings_path = _own_settings_file
+    application = build_watch_app(tmp_path / "watch", model_path=tmp_path / "none", api_port=0)
+    with LoopbackClient(create_app(application)) as client:
+        build_routes(client)  # before the window starts the watcher
+        gui = make_gui(application=application)
+        status, pause = gui.window.status, gui.window.pause_watch_action
+        qtbot.waitUntil(lambda: status.watcher.text() == "Watch folder: running")
+        pause.trigger()  # the window's Pause
+        pause.trigger()  # and Resume
+        qtbot.waitUntil(lambda: not gui.watch_folder.busy)
+        assert status.watcher.text() == "Watch folder: running"
+        assert client.post("/api/watch-folder/pause").json()["state"] == "paused"
+        qtbot.waitUntil(lambda: pause.isChecked())
+        qtbot.waitUntil(lambda: application.settings.watch_folder_paused)
+        qtbot.waitUntil(lambda: not gui.tasks.busy)
+        qtbot.waitUntil(
+            lambda: 'OPHTHAI_WATCH_FOLDER_PAUSED="true"' in _text(settings_path), timeout=5_000
+        )
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.is_file() else ""
