@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ophthai_desktop")
 
+#: How long ``ophthai serve`` waits at exit for a client's Pause or Resume to be written
+#: to the settings file (a home folder on a share that does not answer).
+PAUSE_WRITTEN_WITHIN_S = 5.0
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -147,12 +151,18 @@ def _serve(settings: Settings) -> int:
     from ophthai_desktop.api.server import ApiServer, ServerStartError
     from ophthai_desktop.bootstrap import build_application, exit_now, tune_interpreter
     from ophthai_desktop.core.errors import OphthaiError
+    from ophthai_desktop.core.settings import USER_SETTINGS_FILE
+    from ophthai_desktop.core.settings_file import PauseKeeper
 
     try:
         application = build_application(settings)
     except OphthaiError as exc:
         print(f"ophthai serve: {exc.message}", file=sys.stderr)
         return 1
+    # A client's Pause or Resume of the watch folder lasts across restarts, as the
+    # window's does (settings.env).
+    pause_keeper = PauseKeeper(USER_SETTINGS_FILE)
+    application.keep_watch_folder_paused = pause_keeper.keep
     server = ApiServer(create_app(application), settings.api_host, settings.api_port)
     # Everything built so far lives as long as the process: keep it out of the garbage
     # collector's full passes, which otherwise stall every thread for tens of ms.
@@ -193,6 +203,8 @@ def _serve(settings: Settings) -> int:
             log.warning("closing without waiting for the watch folder: it does not answer")
         # A watcher whose start still waits is not stopped: that would wait behind it.
         stopped = application.close(stop_watcher=answered)
+        if not pause_keeper.wait_written(PAUSE_WRITTEN_WITHIN_S):
+            log.warning("closing without waiting for the settings file: it does not answer")
     if not stopped:
         exit_now(status, "the inference worker or the watch folder (see above)")
     log.info("stopped cleanly")

@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -101,6 +102,13 @@ class Application:
     worker: InferenceWorker
     ingest: IngestService
     watcher: FolderWatcher
+    #: Keeps a Pause or Resume an API client made of the watch folder (True: paused) in
+    #: the settings file, as the window's are, so that the next start follows it: the
+    #: window's session passes it to its settings controller, ``ophthai serve`` writes it
+    #: (:class:`PauseKeeper`); None keeps nothing. Called on the client's control thread
+    #: once the watcher paused or resumed (never for a pause the watcher made itself);
+    #: returns at once.
+    keep_watch_folder_paused: Callable[[bool], None] | None = None
 
     def start_worker(self) -> None:
         """Run the inference worker on a plain thread (headless mode), loading the model

@@ -283,14 +283,6 @@ AI_RESULT_KEYS = (*REQUIRED_FIELDS, *OPTIONAL_FIELDS)
 AI_RESULT_APPLIED = (*AI_RESULT_KEYS, "model", "reasoning")
 
 
-def ai_analysis_keys() -> frozenset[str]:
-    """Every key the API writes in an AI result (a patient's ``aiAnalysis``,
-    ``/api/ai/analyze``, ``/api/analyses/{id}``): a client may send back what it read.
-    ``analysis_id`` tells one of the server's analyses sent back; the others it does not
-    read are accepted and not applied."""
-    return frozenset(AnalysisResultPublic.model_fields) | frozenset(AnalysisPublic.model_fields)
-
-
 def _any_case(word: str) -> str:
     return "".join(f"[{char.lower()}{char.upper()}]" for char in word)
 
@@ -300,8 +292,9 @@ def _known_ai_analysis_keys(value: Any) -> Any:
     would be dropped without a word."""
     if not isinstance(value, dict):
         return value  # the route says it must be an object
-    keys = ai_analysis_keys()
-    unknown = [str(key) for key in value if key not in keys and not reads_as_result_key(key)]
+    unknown = [
+        str(key) for key in value if key not in AI_ANALYSIS_KEYS and not reads_as_result_key(key)
+    ]
     if unknown:
         shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more" if unknown[10:] else "")
         raise ValueError(
@@ -316,7 +309,7 @@ def _ai_analysis_schema(schema: dict[str, Any]) -> None:
     """The document says which keys ``aiAnalysis`` takes, as the check above does."""
     result_keys = "|".join(map(_any_case, AI_RESULT_KEYS))
     schema["propertyNames"] = {
-        "anyOf": [{"enum": sorted(ai_analysis_keys())}, {"pattern": rf"^\s*({result_keys})\s*$"}]
+        "anyOf": [{"enum": sorted(AI_ANALYSIS_KEYS)}, {"pattern": rf"^\s*({result_keys})\s*$"}]
     }
 
 
@@ -671,6 +664,15 @@ class AnalysisResultPublic(BaseModel):
     job_id: int
     patient_id: str | None
     provenance: ProvenancePublic
+
+
+#: Every key the API writes in an AI result (a patient's ``aiAnalysis``,
+#: ``/api/ai/analyze``, ``/api/analyses/{id}``): a client may send back what it read.
+#: ``analysis_id`` tells one of the server's analyses sent back; the others it does not
+#: read are accepted and not applied (:class:`PatientUpdate` checks against it).
+AI_ANALYSIS_KEYS = frozenset(AnalysisResultPublic.model_fields) | frozenset(
+    AnalysisPublic.model_fields
+)
 
 
 class ModelMemoryPublic(BaseModel):

@@ -9,6 +9,7 @@ directly.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import platform
@@ -125,10 +126,13 @@ class GuiSession(QObject):
     Signals:
         api_state_reported(ApiState): emit from any thread to update the status bar.
         quit_requested(): the clinician quit (menu, tray, or closing without a tray).
+        watch_folder_paused_by_client(bool paused): an API client paused (or resumed)
+            the watch folder; emitted from its control thread.
     """
 
     api_state_reported = Signal(object)
     quit_requested = Signal()
+    watch_folder_paused_by_client = Signal(bool)
 
     def __init__(
         self,
@@ -215,8 +219,12 @@ class GuiSession(QObject):
         )
         self.settings_controller.settings_saved.connect(self.server.follow_settings)
         self.settings_controller.settings_saved.connect(self.model_manager.follow_settings)
-        # The clinician's Pause lasts until Resume, across restarts (settings.env).
+        # A Pause lasts until Resume, across restarts (settings.env): the clinician's,
+        # and an API client's, written in the order they were made (on this thread).
         self.window.pause_watch_action.toggled.connect(
+            self.settings_controller.remember_watch_folder_paused
+        )
+        self.watch_folder_paused_by_client.connect(
             self.settings_controller.remember_watch_folder_paused
         )
         self.window.open_watch_folder_action.triggered.connect(
@@ -230,6 +238,7 @@ class GuiSession(QObject):
         self._started = False
         self._quitting = False
         self._closed = False
+        application.keep_watch_folder_paused = self._keep_clients_pause
         #: Whether :meth:`shutdown` stopped the watch folder: False while a call on it
         #: still waits on a share that does not answer (the application then must not
         #: wait to stop it either).
@@ -315,6 +324,14 @@ class GuiSession(QObject):
         if isinstance(self.application.engine, InferenceEngine):
             self.application.engine.release_memory = release_memory  # as without a window
         log.info("desktop session closed")
+
+    def _keep_clients_pause(self, paused: bool) -> None:
+        """An API client's control thread: it paused (or resumed) the watch folder,
+        which the settings controller keeps as it does the clinician's (GUI thread)."""
+        if self._closed:
+            return  # quitting: the watch folder is stopped, the last write made
+        with contextlib.suppress(RuntimeError):  # the session's objects are gone
+            self.watch_folder_paused_by_client.emit(paused)
 
     def _close_policy(self) -> bool:
         """Closing the window hides it to the tray (when set and possible), else quits."""

@@ -395,3 +395,45 @@ def test_version(tmp_path: Path) -> None:
 
     assert result.returncode == 0
     assert result.stdout.strip() == f"ophthai {__version__}"
+
+
+def test_a_clients_pause_lasts_until_a_clients_resume_across_restarts(tmp_path: Path) -> None:
+    """``ophthai serve`` has no window: a client's pause lived only in the running
+    watcher, and the next serve took the folder's files in again with nothing said."""
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    config = tmp_path / "config"
+    env = clean_env() | {
+        "OPHTHAI_WATCH_FOLDER_ENABLED": "true",
+        "OPHTHAI_WATCH_FOLDER_PATH": str(folder),
+        "XDG_CONFIG_HOME": str(config),
+    }
+
+    def serve_and(change: str) -> str:
+        """Start serve, read the watch folder's state once started, make ``change``
+        (pause or resume), stop with Ctrl-C; the state read."""
+        args = ["--data-dir", str(tmp_path / "data"), "serve", "--port", str(free_port())]
+        running = start(tmp_path, args, env)
+        try:
+            with httpx.Client(base_url=running.url, timeout=10) as http:
+                deadline = time.monotonic() + START_TIMEOUT_S
+                while (state := http.get("/api/watch-folder").json()["state"]) == "stopped":
+                    assert time.monotonic() < deadline, running.output()
+                    time.sleep(0.05)
+                changed = http.post(f"/api/watch-folder/{change}")
+                assert changed.status_code == 200, changed.text
+            running.process.send_signal(signal.SIGINT)
+            assert running.process.wait(STOP_TIMEOUT_S) == 0, running.output()
+        finally:
+            running.stop()
+        return state
+
+    def kept() -> str:
+        (settings_file,) = config.rglob("settings.env")
+        return settings_file.read_text()
+
+    assert serve_and("pause") == "running"
+    assert 'OPHTHAI_WATCH_FOLDER_PAUSED="true"' in kept()
+    assert serve_and("resume") == "paused"
+    assert 'OPHTHAI_WATCH_FOLDER_PAUSED="false"' in kept()
+    assert serve_and("pause") == "running"

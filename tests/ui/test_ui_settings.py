@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.bootstrap import build_application
+from ophthai_desktop.core import settings_file
 from ophthai_desktop.core.errors import InvalidInput
 from ophthai_desktop.core.settings import Settings
 from ophthai_desktop.core.watcher import WatcherState
@@ -305,22 +306,22 @@ def test_a_pause_and_a_resume_clicked_at_once_are_saved_in_that_order(
     was paused with nothing said. The first write here is held until a later one ends
     (or 2 s)."""
     gui, _folder = _watching_a_folder(qtbot, make_gui, tmp_path)
-    real_write = settings_module.write_settings_file
+    real_write = settings_module.write_watch_folder_paused
     first_held = threading.Event()
     later_done = threading.Event()
-    calls: list[Any] = []
+    calls: list[bool] = []
 
-    def write(path: Path, values: Any) -> None:
-        calls.append(values)
+    def write(path: Path, paused: bool) -> None:
+        calls.append(paused)
         if len(calls) == 1:
             first_held.set()
             later_done.wait(2)
-            real_write(path, values)
+            real_write(path, paused)
         else:
-            real_write(path, values)
+            real_write(path, paused)
             later_done.set()
 
-    monkeypatch.setattr(settings_module, "write_settings_file", write)
+    monkeypatch.setattr(settings_module, "write_watch_folder_paused", write)
     action = gui.window.pause_watch_action
     action.trigger()  # Pause
     qtbot.waitUntil(first_held.is_set)
@@ -366,7 +367,7 @@ def test_a_pause_while_the_dialog_s_settings_are_saved_stands(
     gui.settings_controller.settings_saved.connect(saved.append)
     dialog = _open(gui)
     dialog.watch_poll_seconds.setValue(2.5)  # restarts the watch folder once saved
-    with settings_module._WRITING:  # the settings file's write held up (a slow disk)
+    with settings_file._WRITING:  # the settings file's write held up (a slow disk)
         _ok(dialog)
         gui.window.pause_watch_action.trigger()  # Pause, as the tray's does
         qtbot.waitUntil(lambda: watcher.state is WatcherState.PAUSED)

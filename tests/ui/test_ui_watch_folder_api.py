@@ -4,16 +4,22 @@ whoever changes it."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.api import create_app
+from ophthai_desktop.bootstrap import build_application
 from ophthai_desktop.core import watcher as watcher_module
-from ophthai_desktop.core.watcher import WatcherStatus
+from ophthai_desktop.core.settings import Settings
+from ophthai_desktop.core.watcher import WatcherState, WatcherStatus
 from ophthai_desktop.ui.controllers import settings as settings_module
 from ophthai_desktop.ui.controllers import watch_folder as watch_folder_controller
+from ophthai_desktop.ui.session import GuiSession
 from tests.api.test_api_watch_folder_control import build_routes
 from tests.support.http import LoopbackClient
 from tests.support.watch_folder import build_watch_app, hang_the_share
@@ -188,3 +194,76 @@ def test_settings_saved_with_the_same_watch_folder_keep_a_clients_pause(
 
         assert client.get("/api/watch-folder").json()["state"] == "paused"
         assert status.watcher.text() == "Watch folder: paused" and pause.isChecked()
+
+
+@contextmanager
+def _a_window_and_a_client(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path
+) -> Iterator[tuple[GuiSession, TestClient]]:
+    """A window whose watch folder runs, and an API client of its services."""
+    application = build_watch_app(tmp_path / "watch", model_path=tmp_path / "none", api_port=0)
+    with LoopbackClient(create_app(application)) as client:
+        build_routes(client)  # before the window starts the watcher
+        gui = make_gui(application=application)
+        qtbot.waitUntil(lambda: gui.window.status.watcher.text() == "Watch folder: running")
+        yield gui, client
+
+
+def test_a_clients_resume_after_the_windows_pause_is_kept_for_the_next_start(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path, _own_settings_file: Path
+) -> None:
+    """The clinician paused, a client resumed and the window showed the folder running,
+    but only the window's Pause was kept in the settings file: the next start was
+    paused again, files waiting with nothing said."""
+    settings_path = _own_settings_file
+    with _a_window_and_a_client(qtbot, make_gui, tmp_path) as (gui, client):
+        folder = gui.application.settings.resolved_watch_folder
+        gui.window.pause_watch_action.trigger()  # the window's Pause
+        qtbot.waitUntil(lambda: 'OPHTHAI_WATCH_FOLDER_PAUSED="true"' in _text(settings_path))
+
+        assert client.post("/api/watch-folder/resume").json()["state"] == "running"
+        qtbot.waitUntil(lambda: gui.window.status.watcher.text() == "Watch folder: running")
+        qtbot.waitUntil(
+            lambda: 'OPHTHAI_WATCH_FOLDER_PAUSED="false"' in _text(settings_path), timeout=5_000
+        )
+        gui.shutdown()
+
+    # Started again, reading the settings file as the app does.
+    settings = Settings(
+        _env_file=settings_path,  # type: ignore[call-arg]
+        data_dir=tmp_path / "again",
+        api_enabled=False,
+        model_path=tmp_path / "none",
+        watch_folder_enabled=True,
+        watch_folder_path=folder,
+    )
+    assert not settings.watch_folder_paused
+    again = make_gui(application=build_application(settings))
+    qtbot.waitUntil(lambda: not again.watch_folder.busy)
+    assert again.application.watcher.state is WatcherState.RUNNING
+    assert again.window.status.watcher.text().startswith("Watch folder: running")
+    assert not again.window.pause_watch_action.isChecked()
+
+
+def test_a_clients_pause_is_written_after_the_windows_resume_made_before_it(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path, _own_settings_file: Path
+) -> None:
+    """A client's pause and the window's Resume are written in the order they were
+    made, through the one writer the window's Pause and Resume use."""
+    with _a_window_and_a_client(qtbot, make_gui, tmp_path) as (gui, client):
+        pause = gui.window.pause_watch_action
+        pause.trigger()  # the window's Pause
+        pause.trigger()  # and Resume
+        qtbot.waitUntil(lambda: not gui.watch_folder.busy)
+        assert gui.window.status.watcher.text() == "Watch folder: running"
+        assert client.post("/api/watch-folder/pause").json()["state"] == "paused"
+        qtbot.waitUntil(lambda: pause.isChecked())
+        qtbot.waitUntil(lambda: gui.application.settings.watch_folder_paused)
+        qtbot.waitUntil(
+            lambda: 'OPHTHAI_WATCH_FOLDER_PAUSED="true"' in _text(_own_settings_file),
+            timeout=5_000,
+        )
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.is_file() else ""

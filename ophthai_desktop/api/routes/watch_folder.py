@@ -2,7 +2,9 @@
 
 Pause and resume are :meth:`FolderWatcher.pause` and :meth:`FolderWatcher.resume`, the
 calls the window's Pause/Resume make, so the window (status bar, menu and tray) follows
-a client's change through the ``watcher_state`` event, as clients follow the window's.
+a client's change through the ``watcher_state`` event, as clients follow the window's;
+and a client's is kept in the settings file as the window's is, so that the next start
+is paused (or not) as the last one made says.
 """
 
 from __future__ import annotations
@@ -154,6 +156,22 @@ def _check_can_change(app: Application) -> None:
         )
 
 
+def _kept(app: Application, *, paused: bool) -> Callable[[], None]:
+    """The watcher's pause (or resume), then the application keeps it as the window's
+    is (:attr:`Application.keep_watch_folder_paused`), so that the next start follows
+    the last one made, whoever made it. Runs on the control thread."""
+
+    def pause_or_resume() -> None:
+        if paused:
+            app.watcher.pause()
+        else:
+            app.watcher.resume()
+        if app.keep_watch_folder_paused is not None:
+            app.keep_watch_folder_paused(paused)
+
+    return pause_or_resume
+
+
 @router.post(
     "/watch-folder/pause",
     tags=["watch folder"],
@@ -170,7 +188,7 @@ async def pause_watch_folder(
     folder (``waiting`` counts them); a watch folder in error stops trying again until
     resumed. Pausing a paused folder changes nothing."""
     _check_can_change(app)
-    await calls.call("pause", app.watcher.pause, actor.who)
+    await calls.call("pause", _kept(app, paused=True), actor.who)
     return await run_in_threadpool(watch_folder_state, app)
 
 
@@ -190,5 +208,5 @@ async def resume_watch_folder(
     window's Resume does (a folder that had failed is tried again at once). Resuming a
     running folder changes nothing."""
     _check_can_change(app)
-    await calls.call("resume", app.watcher.resume, actor.who)
+    await calls.call("resume", _kept(app, paused=False), actor.who)
     return await run_in_threadpool(watch_folder_state, app)

@@ -47,7 +47,7 @@ from ophthai_desktop.core.settings import (
     check_api_binding,
     set_in_environment,
 )
-from ophthai_desktop.core.storage.private import replace_private_file
+from ophthai_desktop.core.settings_file import write_settings_file, write_watch_folder_paused
 from ophthai_desktop.core.watcher import missing_parent_message
 from ophthai_desktop.ui.context import ApiState, GuiContext, clinician_name
 from ophthai_desktop.ui.controllers.watch_folder import WatchFolderController
@@ -106,52 +106,6 @@ CHECK_TIMEOUT_S = 5.0
 def settings_file() -> Path:
     """The user's settings file, which :class:`Settings` reads too."""
     return USER_SETTINGS_FILE
-
-
-def env_text(value: Any) -> str:
-    """``value`` as a double-quoted ``.env`` value (python-dotenv's escapes)."""
-    if value is None:
-        text = ""
-    elif isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, list | tuple):
-        text = ",".join(str(v) for v in value)
-    else:
-        text = str(value)
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-#: One writer of the settings file at a time: the dialog's OK and a Pause or Resume
-#: each read the file and replace it whole, on two pool threads.
-_WRITING = threading.Lock()
-
-
-def write_settings_file(path: Path, values: Mapping[str, Any]) -> None:
-    """Write ``values`` as ``OPHTHAI_<NAME>="..."`` lines, keeping the file's other lines.
-
-    Runs on a pool thread.
-    """
-    with _WRITING:
-        _write_settings_file(path, values)
-
-
-def _write_settings_file(path: Path, values: Mapping[str, Any]) -> None:
-    keys = {f"OPHTHAI_{name.upper()}" for name in values}
-    kept: list[str] = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            key = line.split("=", 1)[0].strip().removeprefix("export ").strip()
-            if key not in keys:
-                kept.append(line)
-    if not kept:
-        kept = ["# OphthAI Desktop settings, written by Tools > Settings."]
-    lines = kept + [f"OPHTHAI_{name.upper()}={env_text(value)}" for name, value in values.items()]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Owner-only, like ~/.pgpass: the file can hold the API token, which opens the
-    # patient records to the network. An older file's looser mode goes with the rename.
-    # (On Windows the mode only sets the read-only flag; the user's profile folder is
-    # what keeps it private there.) Replaced whole: on a full disk the old file stays.
-    replace_private_file(path, ("\n".join(lines) + "\n").encode("utf-8"))
 
 
 def validate(current: Settings, changes: Mapping[str, Any]) -> Settings:
@@ -721,9 +675,9 @@ class SettingsController(QObject):
 
     @Slot(bool)
     def remember_watch_folder_paused(self, paused: bool) -> None:
-        """The clinician paused or resumed the watch folder (menu or tray): keep it in
-        the settings file, so that it starts paused until resumed (a pool thread
-        writes)."""
+        """The clinician (menu or tray) or an API client paused or resumed the watch
+        folder: keep it in the settings file, so that it starts paused until resumed (a
+        pool thread writes)."""
         app = self._app
         if app.settings.watch_folder_paused == paused:
             return
@@ -763,9 +717,7 @@ class SettingsController(QObject):
             )
             written(None)
 
-        self._ctx.tasks.submit(
-            lambda: write_settings_file(path, {"watch_folder_paused": paused}), written, failed
-        )
+        self._ctx.tasks.submit(lambda: write_watch_folder_paused(path, paused), written, failed)
 
     def save_watch_folder_paused_now(self) -> None:
         """At quit, the task pool stopped (its queue dropped, its results no longer
@@ -778,10 +730,7 @@ class SettingsController(QObject):
         self._paused_unsaved = None
         path = self.settings_path()
         try:
-            call_within(
-                lambda: write_settings_file(path, {"watch_folder_paused": paused}),
-                CHECK_TIMEOUT_S,
-            )
+            call_within(lambda: write_watch_folder_paused(path, paused), CHECK_TIMEOUT_S)
         except (OSError, NotAnswered) as exc:
             reason = (
                 f"it did not answer within {CHECK_TIMEOUT_S:g} s"

@@ -127,10 +127,9 @@ class WatchFolderController(QObject):
 
     def follow(self, settings: Settings) -> None:
         """The watch folder's settings changed: stop it and start it again as they say
-        (paused when the clinician's pause is in them; an API client's pause is not, and
-        a restart takes the watch folder out of it, as before). Settings
-        that set up the same watch folder (its path written another way) change nothing:
-        a pause, the window's or an API client's, stands."""
+        (paused when the last Pause, the window's or an API client's, is in them).
+        Settings that set up the same watch folder (its path written another way)
+        change nothing: a pause stands."""
         target = WatchTarget.of(settings)
         if not target.needs_restart_from(self._wanted):
             return

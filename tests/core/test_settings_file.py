@@ -1,0 +1,29 @@
+"""The settings file's watch-folder pause as ``ophthai serve`` keeps a client's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ophthai_desktop.core import settings_file
+from ophthai_desktop.core.settings import Settings
+from ophthai_desktop.core.settings_file import PauseKeeper
+
+
+def test_a_pause_and_a_resume_made_at_once_are_kept_in_that_order(tmp_path: Path) -> None:
+    path = tmp_path / "config" / "settings.env"
+    keeper = PauseKeeper(path)
+    with settings_file._WRITING:  # the file's first write held up (a slow disk)
+        keeper.keep(True)
+        keeper.keep(False)
+        assert not keeper.wait_written(0.1)
+    assert keeper.wait_written(10)
+
+    assert 'OPHTHAI_WATCH_FOLDER_PAUSED="false"' in path.read_text()
+    read = Settings(_env_file=path, data_dir=tmp_path / "data")  # type: ignore[call-arg]
+    assert read.watch_folder_paused is False
+
+
+def test_nothing_asked_is_nothing_to_wait_for(tmp_path: Path) -> None:
+    keeper = PauseKeeper(tmp_path / "settings.env")
+    assert keeper.wait_written(0)
+    assert not (tmp_path / "settings.env").exists()
