@@ -536,9 +536,12 @@ def install_error_handlers(app: FastAPI) -> None:
         message = "; ".join(f"{e['field'] or 'body'}: {e['msg']}" for e in errors)
         if len(problems) > MAX_LISTED_PROBLEMS:
             message += f"; and {len(problems) - MAX_LISTED_PROBLEMS:,} more"
-        return JSONResponse(
-            {"detail": errors, "message": message, "errors": errors}, status_code=422
-        )
+        body: dict[str, object] = {"detail": errors, "message": message}
+        fields = {e["field"] for e in errors}
+        if len(fields) == 1 and "" not in fields and len(problems) == len(errors):
+            body["field"] = fields.pop()  # one field at fault, as the API's own 422s say
+        body["errors"] = errors
+        return JSONResponse(body, status_code=422)
 
     @app.exception_handler(ClientDisconnect)
     async def _client_gone(_request: Request, _exc: ClientDisconnect) -> JSONResponse:

@@ -23,7 +23,11 @@ def event_data(
         case ev.NotificationCreated(notification=n) | ev.NotificationUpdated(notification=n):
             return presenters.notification(n).model_dump(mode="json", by_alias=True)
         case ev.PatientCreated(patient=p) | ev.PatientUpdated(patient=p):
-            return presenters.patient(p, base_url).model_dump(mode="json", by_alias=True)
+            # As GET /api/patients/{id} answers it (aiAnalysis with its reasoning and raw
+            # answer): a client showing the patient replaces it with the frame.
+            return presenters.patient(p, base_url, detail=True).model_dump(
+                mode="json", by_alias=True
+            )
         case ev.PatientDeleted(patient_id=pid):
             return {"id": pid}
         case ev.NotificationDeleted(notification_id=nid):

@@ -275,3 +275,29 @@ def test_a_query_time_refused_for_another_reason_gets_no_plus_hint(client: TestC
 
     assert r.status_code == 422
     assert "%2B" not in r.json()["message"]
+
+
+def test_a_422_names_its_one_field_at_the_top_whichever_layer_refused_it(
+    client: TestClient,
+) -> None:
+    """A form highlights the body's ``field``. The API's own 422s set it, but those of
+    FastAPI's validation did not, so one endpoint named ``appointmentDate`` at the top
+    for a request without a body and not for ``{}``. A 422 whose problems are all one
+    field names it; problems with several fields (or the body as a whole) name none."""
+    patient = client.post("/api/patients", json={"name": "Ann"}).json()["id"]
+
+    no_body = client.post(f"/api/patients/{patient}/schedule").json()
+    empty = client.post(f"/api/patients/{patient}/schedule", json={}).json()
+    too_low = client.get("/api/patients", params={"limit": 0}).json()
+    query_spelling = client.get("/api/jobs", params={"patientId": ""}).json()
+    two_fields = client.post("/api/patients", json={"age": -1}).json()
+    not_json = client.post(
+        "/api/patients", content=b'{"name": "Ann"', headers={"Content-Type": "application/json"}
+    ).json()
+
+    assert no_body.get("field") == empty.get("field") == "appointmentDate"
+    assert too_low.get("field") == "limit"
+    assert query_spelling.get("field") == "patientId"
+    assert {e["field"] for e in two_fields["errors"]} == {"name", "age"}
+    assert "field" not in two_fields
+    assert "field" not in not_json  # the body as a whole: no field to highlight

@@ -159,6 +159,29 @@ def test_a_measurement_pushes_the_patient_it_changed(
     assert current["updatedAt"] > created["updatedAt"]
 
 
+def test_a_patient_frame_is_the_patient_as_get_answers_it_reasoning_included(
+    ai_client: TestClient, frame_named: Callable[[WebSocketTestSession, str], dict[str, Any]]
+) -> None:
+    """A frontend showing one patient replaces it with each ``patient_updated``: the
+    frame is the patient as ``GET /api/patients/{id}`` answers it, so the newest
+    ``aiAnalysis`` keeps its ``reasoning`` and ``raw_answer`` (the frame gave the list's
+    shape, without them, and the page lost the model's reasoning it showed)."""
+    image = base64.b64encode(png_bytes()).decode()
+    created = ai_client.post("/api/patients", json={"name": "Ada", "imageUrl": image}).json()
+    with ai_client.websocket_connect("/api/notifications/ws") as socket:
+        frame_named(socket, "connected")
+        assert ai_client.post(f"/api/patients/{created['id']}/analyze").status_code == 202
+        frame_named(socket, "analysis_finished")
+        on_result = frame_named(socket, "patient_updated")["data"]
+        ai_client.patch(f"/api/patients/{created['id']}", json={"history": "diabetes"})
+        on_edit = frame_named(socket, "patient_updated")["data"]
+        current = ai_client.get(f"/api/patients/{created['id']}").json()
+
+    assert on_result["aiAnalysis"].get("reasoning") == "Looking at the fovea."
+    assert on_result["aiAnalysis"].get("raw_answer") == current["aiAnalysis"]["raw_answer"]
+    assert on_edit == current
+
+
 def test_events_published_on_another_thread_reach_the_client(
     client: TestClient,
     sqlite_services: Application,
