@@ -152,6 +152,23 @@ RETRY_PATIENT = (
     "a patient on record), then copy it into the watch folder again."
 )
 
+#: What the notification of a file the watch folder did not take in says after its name
+#: (see ``IngestService._refuse``).
+REFUSED_WORDS = " from the watch folder was not taken in: "
+
+
+def says_file_refused(note: NotificationRecord) -> bool:
+    """Whether ``note`` is the one a file the watch folder did not take in raised ("x.png
+    from the watch folder was not taken in: …"). It is stored as ``info``, one of the
+    seed's types the API keeps; the window lists it as a warning, as its toast and tray
+    message are, not among the infos."""
+    return (
+        note.type == NotificationType.INFO.value
+        and note.patient_id is None
+        and note.analysis_id is None
+        and REFUSED_WORDS in note.message
+    )
+
 
 class IngestOutcome(StrEnum):
     INGESTED = "ingested"  # a new patient with the scan
@@ -1579,7 +1596,7 @@ class IngestService:
             NoRoom: The database's disk is full; the file is left in place.
         """
         name = display_name(path.name)
-        refused = f"{name} from the watch folder was not taken in: {reason}."
+        refused = f"{name}{REFUSED_WORDS}{reason}."
         note = None
         _unlike_a_claim(path)
         key = sha256 if sha256 is not None else _unread_record_key(path)

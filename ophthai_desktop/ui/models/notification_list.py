@@ -21,13 +21,15 @@ from PySide6.QtGui import (
 
 from ophthai_desktop.core.paging import After
 from ophthai_desktop.core.records import NotificationRecord
+from ophthai_desktop.core.services.ingest import says_file_refused
 from ophthai_desktop.core.services.jobs import says_analysis_went_wrong
 from ophthai_desktop.core.services.notifications import notification_after
 from ophthai_desktop.ui.display import local_datetime
 from ophthai_desktop.ui.models.rows import PagedRowModel
 
 #: The kinds shown: the stored types, and "warning" for an analysis that failed or whose
-#: answer could not be read (stored as info: see ``says_analysis_went_wrong``).
+#: answer could not be read, and for a file the watch folder did not take in (stored as
+#: info: see ``says_analysis_went_wrong`` and ``says_file_refused``).
 TYPE_COLORS = {
     "critical": "#c62828",
     "warning": "#b45309",
@@ -58,7 +60,8 @@ class NotificationRow:
 
 def notification_row(note: NotificationRecord) -> NotificationRow:
     when = local_datetime(note.timestamp)
-    kind = "warning" if says_analysis_went_wrong(note) else note.type
+    went_wrong = says_analysis_went_wrong(note) or says_file_refused(note)
+    kind = "warning" if went_wrong else note.type
     word = TYPE_WORDS.get(kind, kind.capitalize())
     return NotificationRow(
         note.id,
