@@ -88,8 +88,15 @@ def dark_palette() -> QPalette:
         (QPalette.ColorRole.Link, QColor("#6cc3de")),
     ):
         palette.setColor(role, colour)
-    palette.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text, QColor("#6b767e"))
-    palette.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText, QColor("#6b767e"))
+    # Dimmed when disabled, as the light look's are: a label's or a check box's text
+    # (WindowText) too, which stayed as bright as an enabled one's (the validation form's
+    # labels before a result, Settings' tray box where there is no tray).
+    for role in (
+        QPalette.ColorRole.Text,
+        QPalette.ColorRole.ButtonText,
+        QPalette.ColorRole.WindowText,
+    ):
+        palette.setColor(QPalette.ColorGroup.Disabled, role, QColor("#6b767e"))
     return palette
 
 

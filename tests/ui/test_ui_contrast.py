@@ -7,7 +7,7 @@ from collections import Counter
 
 from PySide6.QtCore import QPoint, QRect
 from PySide6.QtGui import QColor, QImage
-from PySide6.QtWidgets import QApplication, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QApplication, QCheckBox, QLabel, QVBoxLayout, QWidget
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
@@ -296,5 +296,29 @@ def test_a_tray_message_is_readable_in_the_dark_theme(qtbot: QtBot) -> None:
             text = label.palette().color(label.foregroundRole())
             ratio = contrast(text, QColor("#ffffe1"))
             assert ratio >= AA, f"{label.text()}: {text.name()} on #ffffe1 is {ratio:.1f}:1"
+    finally:
+        apply_theme("light")
+
+
+def test_disabled_labels_and_check_boxes_look_disabled_in_either_theme(qtbot: QtBot) -> None:
+    """In the dark theme a disabled label's or check box's text was drawn as bright as an
+    enabled one's (the validation form's Clinician and Notes before there is a result to
+    validate, Settings' tray box where there is no tray): the control looked usable and
+    did nothing. It is dimmer than the enabled one's, as in the light theme."""
+    try:
+        for theme in ("light", "dark"):
+            apply_theme(theme)
+            for kind in (QLabel, QCheckBox):
+                host = QWidget()
+                qtbot.addWidget(host)
+                layout = QVBoxLayout(host)
+                enabled, disabled = kind("Clinician WWWW"), kind("Clinician WWWW")
+                disabled.setEnabled(False)
+                layout.addWidget(enabled)
+                layout.addWidget(disabled)
+                host.show()
+                qtbot.waitExposed(host)
+                on, off = drawn_contrast(enabled)[0], drawn_contrast(disabled)[0]
+                assert off < on / 1.5, f"{theme} {kind.__name__}: {off:.1f}:1 vs {on:.1f}:1"
     finally:
         apply_theme("light")

@@ -321,6 +321,44 @@ def test_watch_folder_files_not_taken_in_are_one_warning_each_moment(
     assert gui.patient_list.model.rowCount() == 0
 
 
+def test_a_watch_folder_file_not_taken_in_is_listed_as_a_warning_as_its_toast_says(
+    qtbot: QtBot, make_gui: Maker, tmp_path: Path
+) -> None:
+    """A damaged file's notification was listed as "Info" with the blue "i", among the
+    new scans, while its toast was an amber warning: it is listed as a warning (stored and
+    served as info, a type of the seed's). A repeat of a file already taken in, filed
+    once, stays an info."""
+    application = build_watch_app(tmp_path / "watch", model_path=tmp_path / "none")
+    gui = make_gui(application=application)
+    qtbot.waitUntil(
+        lambda: gui.window.status.watcher.text() == "Watch folder: running", timeout=10_000
+    )
+    folder = application.watcher.folder
+    model = gui.notifications_panel.model
+
+    (folder / "scan_OD.png").write_bytes(png_bytes((40, 30)))
+    qtbot.waitUntil(lambda: model.rowCount() == 1, timeout=15_000)
+    (folder / "broken_OD.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    (folder / "scan_OD_copy.png").write_bytes(png_bytes((40, 30)))
+    qtbot.waitUntil(lambda: model.rowCount() == 3, timeout=15_000)
+
+    def row_of(words: str) -> int:
+        rows = [r for r in range(model.rowCount()) if words in model.data(model.index(r, 0))]
+        assert len(rows) == 1, words
+        return rows[0]
+
+    refused = row_of("broken_OD.png from the watch folder was not taken in: ")
+    assert "\nWarning · " in model.data(model.index(refused, 0))
+    assert model.row_at(refused).type == "warning"  # the amber badge, not the info's
+    repeat = row_of("scan_OD_copy.png from the watch folder was already taken in")
+    assert "\nInfo · " in model.data(model.index(repeat, 0))
+    assert model.row_at(repeat).type == "info"
+    scan = row_of("New scan from the watch folder")
+    assert model.row_at(scan).type == "info"
+    stored = application.notifications.list_notifications()
+    assert {n.type for n in stored.items} == {"info"}
+
+
 def test_watch_folder_scans_taken_in_are_one_toast_each_moment(
     qtbot: QtBot, make_gui: Maker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
