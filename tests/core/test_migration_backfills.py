@@ -18,6 +18,7 @@ from ophthai_desktop.core.domain import text_sort_key
 from ophthai_desktop.core.services.oculomics import OculomicsService, summary_to_json
 from ophthai_desktop.core.storage import Database
 from ophthai_desktop.core.storage.database import MIGRATIONS_DIR
+from tests.support.old_tables import NOTIFICATIONS
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -223,16 +224,6 @@ ANALYSES = sa.table(
     sa.column("parse_status", sa.String()),
     sa.column("status", sa.String()),
     sa.column("created_at", sa.DateTime(timezone=True)),
-)
-NOTIFICATIONS = sa.table(
-    "notifications",
-    sa.column("id", sa.Integer()),
-    sa.column("patient_id", sa.String()),
-    sa.column("analysis_id", sa.Integer()),
-    sa.column("message", sa.Text()),
-    sa.column("type", sa.String()),
-    sa.column("read", sa.Boolean()),
-    sa.column("timestamp", sa.DateTime(timezone=True)),
 )
 
 

@@ -24,6 +24,7 @@ from ophthai_desktop.core.storage import Database
 from ophthai_desktop.core.storage import models as m
 from ophthai_desktop.core.storage.database import MIGRATIONS_DIR
 from tests.conftest import make_settings
+from tests.support.old_tables import NOTIFICATIONS
 
 
 def _comparing(conn: sa.Connection) -> MigrationContext:
@@ -542,15 +543,7 @@ def test_a_deleted_notifications_id_is_not_given_again_after_the_newest_revision
     was given to the next one: a client's link or an audit entry naming it named
     another notification, what 0005's AUTOINCREMENT prevents."""
     db = Database(f"sqlite:///{(tmp_path / 'sequence.db').as_posix()}")
-    # The columns every revision has (the models' table has those of the newest only).
-    notifications = sa.table(
-        "notifications",
-        sa.column("id", sa.Integer()),
-        sa.column("message", sa.Text()),
-        sa.column("type", sa.String()),
-        sa.column("read", sa.Boolean()),
-        sa.column("timestamp", sa.DateTime(timezone=True)),
-    )
+    notifications = NOTIFICATIONS  # its rows name only the columns every revision has
 
     def add_three_and_delete_the_newest() -> int:
         with db.engine.begin() as conn:

@@ -266,6 +266,16 @@ def test_notifications_scrolled_to_stay_while_the_panel_is_closed(
     qtbot.waitUntil(lambda: model.rowCount() == 122)  # the rest read again, scrolled to
 
 
+def _watching(qtbot: QtBot, make_gui: Maker, tmp_path: Path) -> tuple[GuiSession, Path]:
+    """A window whose watch folder (no model) is running, and the folder."""
+    application = build_watch_app(tmp_path / "watch", model_path=tmp_path / "none")
+    gui = make_gui(application=application)
+    qtbot.waitUntil(
+        lambda: gui.window.status.watcher.text() == "Watch folder: running", timeout=10_000
+    )
+    return gui, application.watcher.folder
+
+
 def test_watch_folder_files_show_up_live(qtbot: QtBot, make_gui: Maker, tmp_path: Path) -> None:
     application = build_watch_app(tmp_path / "watch", model_path=tmp_path / "none")
     gui = make_gui(application=application)
@@ -291,12 +301,7 @@ def test_watch_folder_files_show_up_live(qtbot: QtBot, make_gui: Maker, tmp_path
 def test_watch_folder_files_not_taken_in_are_one_warning_each_moment(
     qtbot: QtBot, make_gui: Maker, tmp_path: Path
 ) -> None:
-    application = build_watch_app(tmp_path / "watch", model_path=tmp_path / "none")
-    gui = make_gui(application=application)
-    qtbot.waitUntil(
-        lambda: gui.window.status.watcher.text() == "Watch folder: running", timeout=10_000
-    )
-    folder = application.watcher.folder
+    gui, folder = _watching(qtbot, make_gui, tmp_path)
     toast = gui.window.toast
 
     (folder / "notes.jpg").write_text("not an image", encoding="utf-8")
@@ -328,12 +333,7 @@ def test_a_watch_folder_file_not_taken_in_is_listed_as_a_warning_as_its_toast_sa
     new scans, while its toast was an amber warning: it is listed as a warning (stored and
     served as info, a type of the seed's). A repeat of a file already taken in, filed
     once, stays an info."""
-    application = build_watch_app(tmp_path / "watch", model_path=tmp_path / "none")
-    gui = make_gui(application=application)
-    qtbot.waitUntil(
-        lambda: gui.window.status.watcher.text() == "Watch folder: running", timeout=10_000
-    )
-    folder = application.watcher.folder
+    gui, folder = _watching(qtbot, make_gui, tmp_path)
     model = gui.notifications_panel.model
 
     (folder / "scan_OD.png").write_bytes(png_bytes((40, 30)))
@@ -355,7 +355,7 @@ def test_a_watch_folder_file_not_taken_in_is_listed_as_a_warning_as_its_toast_sa
     assert model.row_at(repeat).type == "info"
     scan = row_of("New scan from the watch folder")
     assert model.row_at(scan).type == "info"
-    stored = application.notifications.list_notifications()
+    stored = gui.application.notifications.list_notifications()
     assert {n.type for n in stored.items} == {"info"}
 
 
@@ -365,12 +365,7 @@ def test_watch_folder_scans_taken_in_are_one_toast_each_moment(
     """A scan arriving in the watch folder is told as it comes, in the toast (or the
     tray), not only in the panel a clinician away from the window does not see; a burst
     is one message."""
-    application = build_watch_app(tmp_path / "watch", model_path=tmp_path / "none")
-    gui = make_gui(application=application)
-    qtbot.waitUntil(
-        lambda: gui.window.status.watcher.text() == "Watch folder: running", timeout=10_000
-    )
-    folder = application.watcher.folder
+    gui, folder = _watching(qtbot, make_gui, tmp_path)
     toast = gui.window.toast
 
     (folder / "fundus_OS.png").write_bytes(png_bytes((40, 30)))
