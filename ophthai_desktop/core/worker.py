@@ -375,6 +375,7 @@ class InferenceWorker:
                 return
             try:
                 if command == "load":
+                    self._say_loading()
                     self._engine.load()
                 else:
                     # Loads run on this thread only: ready here means a model to free.
@@ -386,6 +387,16 @@ class InferenceWorker:
                 log.warning("model %s failed: %s", command, exc.message)
             except Exception:
                 log.exception("model %s failed unexpectedly", command)
+
+    def _say_loading(self) -> None:
+        """Before a load asked for (Load, ``load-model``): queued analyses that waited
+        (for a failed load, after an unload) now wait for this load, as they do for one
+        on first use, not for what was true before it. The model installed: the load
+        starts, not refused at once. A full disk still holds them. Worker thread."""
+        if self.waiting_reason in (None, WAITING_FOR_ROOM):
+            return
+        if self._engine.status().state is ModelState.INSTALLED:
+            self._set_waiting(f"model {ModelState.LOADING.value}")
 
     def _ready_for_work(self) -> bool:
         """Load the model for waiting jobs when it is installed; otherwise let them wait."""

@@ -725,6 +725,39 @@ def test_why_jobs_wait_follows_the_model_and_every_change_is_published(
     assert changes == [failed, "model loading", None]
 
 
+def test_a_load_asked_for_after_a_failed_one_says_the_jobs_wait_for_it(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    """The files fixed and a load asked for (Load, ``load-model``): while it loads, the
+    queue says it waits for that load, as it does for one on first use, not for the
+    failed one. It said the failure until the load ended, and a load on first use, when
+    the worker happened to look at the queue first, said ``model loading``: a frontend
+    saw one or the other."""
+    app = sqlite_services
+    changes: list[str | None] = []
+    app.bus.subscribe(
+        lambda e: changes.append(e.waiting) if isinstance(e, ev.QueueWaitingChanged) else None
+    )
+    patient_id = _patient_with_scan(app, actor)
+    engine = ScriptedEngine(NORMAL, state="error", load_hold=threading.Event())
+    worker = running(engine)
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: worker.waiting_reason is not None)
+    failed = worker.waiting_reason
+
+    engine.state = "installed"  # the files fixed, and checked again
+    worker.request_load()
+    _wait(lambda: engine.state == "loading")
+    loading = worker.waiting_reason
+    engine.load_hold.set()  # type: ignore[union-attr]
+    _wait(lambda: app.jobs.get_job(job.id).state == "done")
+
+    assert failed is not None and failed.startswith("scripted engine is error.")
+    assert loading == "model loading"
+    assert changes == [failed, "model loading", None]
+    assert engine.loads == 1
+
+
 def test_running_jobs_are_requeued_after_a_crash(
     sqlite_services: Application, actor: Actor, running: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
