@@ -375,6 +375,7 @@ class InferenceWorker:
                 return
             try:
                 if command == "load":
+                    self._say_loading()
                     self._engine.load()
                 else:
                     # Loads run on this thread only: ready here means a model to free.
@@ -386,6 +387,16 @@ class InferenceWorker:
                 log.warning("model %s failed: %s", command, exc.message)
             except Exception:
                 log.exception("model %s failed unexpectedly", command)
+
+    def _say_loading(self) -> None:
+        """Before a load asked for (Load, ``load-model``): queued analyses that waited
+        (for a failed load, after an unload) now wait for this load, as they do for one
+        on first use, not for what was true before it. The model installed: the load
+        starts, not refused at once. A full disk still holds them. Worker thread."""
+        if self.waiting_reason in (None, WAITING_FOR_ROOM):
+            return
+        if self._engine.status().state is ModelState.INSTALLED:
+            self._set_waiting(f"model {ModelState.LOADING.value}")
 
     def _ready_for_work(self) -> bool:
         """Load the model for waiting jobs when it is installed; otherwise let them wait."""
@@ -408,7 +419,11 @@ class InferenceWorker:
             try:
                 self._engine.load()
             except ModelUnavailable as exc:
-                self._set_waiting(_unusable(exc.message), engine_says=True)
+                status = self._engine.status()
+                if status.state is ModelState.NOT_INSTALLED:  # gone since it was checked
+                    self._say_not_installed(status)
+                else:
+                    self._set_waiting(_unusable(exc.message), engine_says=True)
                 log.warning("queued analyses are waiting: the model did not load")
                 return False
             self._set_waiting(None)
@@ -418,27 +433,33 @@ class InferenceWorker:
         if state is ModelState.ERROR:
             self._set_waiting(_unusable(self._engine.status().message), engine_says=True)
         else:
-            # The engine says what is missing (a folder, or one of its files); the advice
-            # is said here, once, with what happens to the queue.
-            status = self._engine.status()
-            what = _after_heading((status.fault or "").strip())
-            if what and not what.endswith((".", "!", "?")):
-                what += "."
-            if status.damaged:  # found, but cut short: never "not installed"
-                self._set_waiting(
-                    f"the model's files are damaged. {what + ' ' if what else ''}"
-                    "Queued analyses stay queued and run once the files are whole: download "
-                    f"the model again ({HOW_TO_DOWNLOAD}) or put back a complete copy.",
-                    engine_says=True,
-                )
-                return False
+            self._say_not_installed(self._engine.status())
+        return False
+
+    def _say_not_installed(self, status: EngineStatus) -> None:
+        """Why queued analyses wait on a model not installed (or damaged), said so
+        wherever the worker finds it: at a look at the queue, or at a load on first use
+        that found the files gone since they were last checked (it said the engine's
+        message then, and this a look later). Worker thread."""
+        # The engine says what is missing (a folder, or one of its files); the advice
+        # is said here, once, with what happens to the queue.
+        what = _after_heading((status.fault or "").strip())
+        if what and not what.endswith((".", "!", "?")):
+            what += "."
+        if status.damaged:  # found, but cut short: never "not installed"
             self._set_waiting(
-                f"the model is not installed. {what + ' ' if what else ''}Queued analyses "
-                f"stay queued and run once it is: download it ({HOW_TO_DOWNLOAD}) or set "
-                "OPHTHAI_MODEL_PATH to a folder that holds it.",
+                f"the model's files are damaged. {what + ' ' if what else ''}"
+                "Queued analyses stay queued and run once the files are whole: download "
+                f"the model again ({HOW_TO_DOWNLOAD}) or put back a complete copy.",
                 engine_says=True,
             )
-        return False
+            return
+        self._set_waiting(
+            f"the model is not installed. {what + ' ' if what else ''}Queued analyses "
+            f"stay queued and run once it is: download it ({HOW_TO_DOWNLOAD}) or set "
+            "OPHTHAI_MODEL_PATH to a folder that holds it.",
+            engine_says=True,
+        )
 
     def _set_waiting(self, reason: str | None, *, engine_says: bool = False) -> None:
         """Say why queued jobs wait (None: they run); a change is published, so that

@@ -220,8 +220,10 @@ def test_why_queued_analyses_wait_appears_and_clears_on_the_stream(
 ) -> None:
     """A frontend following the queue live learns what ``GET /api/jobs`` says of each
     queued job: why it waits appears when the model fails to load (``queue_waiting``),
-    comes with every job queued meanwhile (``analysis_queued``'s ``waiting``) and clears
-    when the model loads, before the first job starts."""
+    comes with every job queued meanwhile (``analysis_queued``'s ``waiting``), says
+    ``model loading`` while the model loads (the load asked for, or one on first use if
+    the worker looks at the queue first: either, not the failure, nor nothing) and
+    clears when it is loaded, before the first job starts."""
     app = sqlite_services
     watcher = Actor("watch-folder", "watcher")  # queues whatever the model's state
 
@@ -247,10 +249,12 @@ def test_why_queued_analyses_wait_appears_and_clears_on_the_stream(
 
         engine.state = "installed"  # the files fixed
         assert ai_client.post("/api/ai/load-model").status_code == 200
+        loading = frame_named(socket, "queue_waiting")["data"]
         cleared = frame_named(socket, "queue_waiting")["data"]
         started = frame_named(socket, "analysis_started")["data"]
 
     assert appeared == {"waiting": reason}
+    assert loading == {"waiting": "model loading"}
     assert cleared == {"waiting": None}
     assert started["jobId"] == first
     assert ai_client.get(f"/api/jobs/{second}").json()["waiting"] is None

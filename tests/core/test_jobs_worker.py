@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,11 +35,13 @@ from ophthai_desktop.core.errors import (
     ModelUnavailable,
     NotFound,
 )
+from ophthai_desktop.core.inference import InferenceEngine, ModelState
 from ophthai_desktop.core.inference.parsing import ParsedAnswer
 from ophthai_desktop.core.inference.preprocess import prepare_image
 from ophthai_desktop.core.records import Actor, JobRecord
 from ophthai_desktop.core.services.ingest import FolderLayout
 from ophthai_desktop.core.services.patients import NewImage
+from ophthai_desktop.core.settings import Settings
 from ophthai_desktop.core.storage import models as m
 from ophthai_desktop.core.worker import LOAD_STOP_WAIT_S, InferenceWorker
 from tests.support.images import png_bytes
@@ -723,6 +727,77 @@ def test_why_jobs_wait_follows_the_model_and_every_change_is_published(
     assert loading == "model loading"
     assert worker.waiting_reason is None
     assert changes == [failed, "model loading", None]
+
+
+def test_a_load_asked_for_after_a_failed_one_says_the_jobs_wait_for_it(
+    sqlite_services: Application, actor: Actor, running: Any
+) -> None:
+    """The files fixed and a load asked for (Load, ``load-model``): while it loads, the
+    queue says it waits for that load, as it does for one on first use, not for the
+    failed one. It said the failure until the load ended, and a load on first use, when
+    the worker happened to look at the queue first, said ``model loading``: a frontend
+    saw one or the other."""
+    app = sqlite_services
+    changes: list[str | None] = []
+    app.bus.subscribe(
+        lambda e: changes.append(e.waiting) if isinstance(e, ev.QueueWaitingChanged) else None
+    )
+    patient_id = _patient_with_scan(app, actor)
+    engine = ScriptedEngine(NORMAL, state="error", load_hold=threading.Event())
+    worker = running(engine)
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: worker.waiting_reason is not None)
+    failed = worker.waiting_reason
+
+    engine.state = "installed"  # the files fixed, and checked again
+    worker.request_load()
+    _wait(lambda: engine.state == "loading")
+    loading = worker.waiting_reason
+    engine.load_hold.set()  # type: ignore[union-attr]
+    _wait(lambda: app.jobs.get_job(job.id).state == "done")
+
+    assert failed is not None and failed.startswith("scripted engine is error.")
+    assert loading == "model loading"
+    assert changes == [failed, "model loading", None]
+    assert engine.loads == 1
+
+
+def test_a_model_gone_when_first_used_is_said_not_installed_once(
+    sqlite_services: Application, actor: Actor, running: Any, tmp_path: Path
+) -> None:
+    """The model's folder removed after it was last checked (installed): the load on
+    first use finds it gone. The queue said the engine's message with "check again"
+    (the wording of a failed load), then, at the worker's next look, "the model is not
+    installed" with what to do: a banner that changed its words for one cause. It says
+    the second at once, and only it."""
+    app = sqlite_services
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "qwen2_5_vl"}', encoding="utf-8")
+    for name in ("preprocessor_config.json", "tokenizer.json"):
+        (folder / name).write_text("{}", encoding="utf-8")
+    (folder / "model.safetensors").write_bytes(b"")
+    settings = Settings(data_dir=tmp_path / "data", _env_file=None, model_path=folder)
+    engine = InferenceEngine(settings)
+    assert engine.status().state is ModelState.INSTALLED
+    changes: list[str | None] = []
+    app.bus.subscribe(
+        lambda e: changes.append(e.waiting) if isinstance(e, ev.QueueWaitingChanged) else None
+    )
+    patient_id = _patient_with_scan(app, actor)
+    worker = running(engine)
+
+    shutil.rmtree(folder)
+    app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: len(changes) >= 2)
+    worker.wake()  # the worker's next look at the queue: it says nothing new
+    time.sleep(0.3)
+
+    assert changes[0] == "model loading"
+    said = changes[1] or ""
+    assert said.startswith(f"the model is not installed. OPHTHAI_MODEL_PATH is {folder}")
+    assert "download it" in said and "set OPHTHAI_MODEL_PATH" in said  # what to do
+    assert changes == ["model loading", said]
 
 
 def test_running_jobs_are_requeued_after_a_crash(
