@@ -100,7 +100,14 @@ class PauseKeeper:
             self._idle.clear()
             self._writer = threading.Thread(target=self._write, name="settings-writer", daemon=True)
             writer = self._writer
-        writer.start()
+        try:
+            writer.start()
+        except RuntimeError as exc:  # no thread to be had now: the next one tries again
+            with self._lock:
+                self._writer = None
+                self._idle.set()
+            what = "pause" if paused else "resume"
+            log.warning("the watch folder's %s could not be saved to %s: %s", what, self._path, exc)
 
     def wait_written(self, timeout_s: float) -> bool:
         """Wait at most ``timeout_s`` for the writes asked for (at exit); whether they

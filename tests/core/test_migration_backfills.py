@@ -316,6 +316,49 @@ def test_0011_links_the_stored_failures_to_their_jobs_and_marks_the_app_s_warnin
     assert [bool(warning) for _m, _j, warning in stored] == [note[5] for note in notes]
 
 
+def test_0011_takes_a_job_number_in_a_failure_s_words_beyond_any_job_id(db_url: str) -> None:
+    """A patient's name is what a person typed: "failed (job #N): " in it with an N past
+    the largest integer the jobs' id column holds (SQLite's 64 bits, PostgreSQL's 32)
+    named no job, and the upgrade stopped on it (an overflow binding it), so the app
+    could not start. Such a number names no job; the real one still links."""
+    db = Database(db_url)
+    db.upgrade("0010")
+    ann = "pt-aaaaaaaaaaaa"
+    name = "Ann failed (job #99999999999999999999999): x failed (job #4294967296): y"
+    with db.engine.begin() as conn:
+        conn.execute(PATIENTS.insert(), [_patient(ann, "Ann")])
+        conn.execute(
+            JOBS.insert(),
+            {
+                "id": 3,
+                "kind": "analysis",
+                "state": "failed",
+                "patient_id": ann,
+                "image_sha256": "a" * 64,
+                "attempts": 1,
+                "created_at": T0,
+            },
+        )
+        conn.execute(
+            NOTIFICATIONS.insert(),
+            {
+                "patient_id": ann,
+                "analysis_id": None,
+                "message": f"The analysis for patient {name} failed (job #3): CUDA error.",
+                "type": "info",
+                "read": False,
+                "timestamp": T0,
+            },
+        )
+
+    db.upgrade("0011")
+    with db.engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT job_id, warning FROM notifications")).all()
+    db.dispose()
+
+    assert [(job, bool(warning)) for job, warning in stored] == [(3, True)]
+
+
 def _imports(tree: ast.AST) -> list[str]:
     """Every module an ``import`` in the tree names, at any depth ("." for relative)."""
     found: list[str] = []

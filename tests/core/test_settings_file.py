@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+
+import pytest
 
 from ophthai_desktop.core import settings_file
 from ophthai_desktop.core.settings import Settings
@@ -27,3 +30,27 @@ def test_nothing_asked_is_nothing_to_wait_for(tmp_path: Path) -> None:
     keeper = PauseKeeper(tmp_path / "settings.env")
     assert keeper.wait_written(0)
     assert not (tmp_path / "settings.env").exists()
+
+
+def test_a_write_whose_thread_could_not_start_does_not_stop_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No thread could be started for a write (the process at its limit): the keeper
+    went on believing one ran, so no later Pause or Resume was ever written, and the
+    exit waited for it in vain."""
+    path = tmp_path / "settings.env"
+    keeper = PauseKeeper(path)
+    start = threading.Thread.start
+
+    def no_thread(thread: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    with monkeypatch.context() as limit:
+        limit.setattr(threading.Thread, "start", no_thread)
+        keeper.keep(True)  # the pause stands; only its saving failed (logged)
+    assert threading.Thread.start is start
+    assert keeper.wait_written(0)
+
+    keeper.keep(False)
+    assert keeper.wait_written(10)
+    assert 'OPHTHAI_WATCH_FOLDER_PAUSED="false"' in path.read_text()

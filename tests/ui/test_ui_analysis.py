@@ -1651,6 +1651,28 @@ def test_an_appointment_time_the_clinician_set_stays_the_next_day(
     assert view.when.dateTime() == chosen
 
 
+def test_a_refused_time_s_reason_goes_when_the_new_day_moves_the_picker(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A typed time refused, the picker back at "tomorrow 09:00": past midnight the
+    picker moves on to the new tomorrow, but the reason stayed under it, saying "The
+    picker is back at" the time it no longer shows, while Schedule booked the new one."""
+    gui, view = _page_opened_yesterday(qtbot, make_gui, monkeypatch)
+    gui.window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is gui.window)
+    view.when.setFocus()
+    qtbot.waitUntil(view.when.hasFocus)
+    view.when.setSelectedSection(QDateTimeEdit.Section.YearSection)
+    qtbot.keyClicks(view.when, str(QDate.currentDate().year() - 2))
+    view.schedule.setFocus()  # the focus leaves: the time typed goes back, said
+    qtbot.waitUntil(lambda: "The picker is back at" in view.schedule_error_text())
+
+    gui.patients.day_watch.look()  # as its timer does just past midnight
+
+    assert view.when.dateTime() == QDateTime(QDate.currentDate().addDays(1), QTime(9, 0))
+    assert view.schedule_error_text() == ""
+
+
 @pytest.mark.parametrize(
     ("key", "modifier"),
     [

@@ -822,7 +822,10 @@ class AnalysisView(QWidget):
     def reset_appointment_time(self, booked: datetime | None = None) -> None:
         """The ``booked`` appointment's time where it is still to come (moving it starts
         from it), else tomorrow at 09:00, the usual first slot. A time typed and refused
-        before no longer holds."""
+        before no longer holds, nor what was said of it (the new day's default moved
+        the picker from the time the reason said it was back at)."""
+        if self._when_refused:
+            self.show_schedule_error("")
         self._when_refused = self._refused_time_unseen = False
         with QSignalBlocker(self.when):  # not the clinician's: the default follows the day
             self._default_from = self._reset_appointment_time(booked, now())

@@ -107,6 +107,9 @@ def _link_failure_notes() -> None:
     failed job of its patient among the numbers after "failed (job #"; none where no
     job, or more than one, fits."""
     bind = op.get_bind()
+    # The largest id the jobs' INTEGER column holds: a larger number in the words (the
+    # name is what a person typed) names no job, and binding it would stop the upgrade.
+    largest_id = 2**63 - 1 if bind.dialect.name == "sqlite" else 2**31 - 1
     notes = bind.execute(
         sa.select(NOTIFICATIONS.c.id, NOTIFICATIONS.c.patient_id, NOTIFICATIONS.c.message).where(
             NOTIFICATIONS.c.type == "info",
@@ -116,7 +119,7 @@ def _link_failure_notes() -> None:
         )
     ).all()
     for note_id, patient_id, message in notes:
-        named = {int(number) for number in NAMED_JOB.findall(message)}
+        named = {int(n) for n in NAMED_JOB.findall(message) if int(n) <= largest_id}
         if not named:
             continue
         failed = bind.execute(
