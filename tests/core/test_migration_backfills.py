@@ -254,6 +254,15 @@ def test_0011_links_the_stored_failures_to_their_jobs_and_marks_the_app_s_warnin
         (ann, 1, "info", f"{opening}Ann Lee could not be read: cut off. Read it.", None, True),
         (None, None, "info", f"{opening}Ann Lee failed (job #1): no patient.", None, False),
         (ann, None, "info", f"{opening}Ann Lee failed (job #9): a job not stored.", None, False),
+        # Numbers the app never wrote (a leading zero, other scripts' digits) name none.
+        (
+            ann,
+            None,
+            "info",
+            f"{opening}Al failed (job #04): x failed (job #\u0664): y.",
+            None,
+            False,
+        ),
         (None, None, "info", refused, None, True),
         (ann, None, "info", refused, None, False),  # a client's: it names a patient
         (None, None, "success", refused, None, False),

@@ -48,7 +48,7 @@ NEVER_REUSED_IDS = {"sqlite_autoincrement": True}
 #: How the app wrote a failed analysis's notification until this revision (written out
 #: here: a migration keeps doing what it did when it was written).
 FAILURE_OPENING = "The analysis for patient "
-NAMED_JOB = re.compile(r" failed \(job #(\d+)\): ")
+NAMED_JOB = re.compile(r" failed \(job #([1-9][0-9]*)\): ")  # as the app wrote it
 NOT_READ = " could not be read: "
 FILE_REFUSED = " from the watch folder was not taken in: "
 
