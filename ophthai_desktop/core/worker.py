@@ -135,6 +135,26 @@ def _unusable(problem: str) -> str:
     )
 
 
+def _not_installed(status: EngineStatus) -> str:
+    """Why queued analyses wait on a model not installed (or damaged), and what to do.
+    The engine says what is missing (a folder, or one of its files); the advice is said
+    here, once, with what happens to the queue."""
+    what = _after_heading((status.fault or "").strip())
+    if what and not what.endswith((".", "!", "?")):
+        what += "."
+    if status.damaged:  # found, but cut short: never "not installed"
+        return (
+            f"the model's files are damaged. {what + ' ' if what else ''}"
+            "Queued analyses stay queued and run once the files are whole: download "
+            f"the model again ({HOW_TO_DOWNLOAD}) or put back a complete copy."
+        )
+    return (
+        f"the model is not installed. {what + ' ' if what else ''}Queued analyses "
+        f"stay queued and run once it is: download it ({HOW_TO_DOWNLOAD}) or set "
+        "OPHTHAI_MODEL_PATH to a folder that holds it."
+    )
+
+
 class _Running(NamedTuple):
     job_id: int
     patient_id: str | None
@@ -247,11 +267,17 @@ class InferenceWorker:
         installed, not loaded (it loads the model, or holds the queue after an unload);
         busy loading or unloading the model as asked (Load, ``load-model``, at start:
         minutes), ``model loading``. A job's 202 said ``waiting: null`` meanwhile, as if
-        it were about to run. Any thread."""
+        it were about to run. With the model not installed, what the worker says once it
+        looks, whatever it said before: files a request found gone (an unload, then the
+        folder deleted) left "load it to run the queue" in the 202 of the job it joined.
+        Any thread."""
+        status = self._engine.status()
+        if status.state is ModelState.NOT_INSTALLED:
+            return _not_installed(status)
         reason = self.waiting_reason
         if reason is not None:
             return reason
-        state = self._engine.status().state
+        state = status.state
         if state is ModelState.INSTALLED:
             return HELD_AFTER_UNLOAD if self.holding else f"model {ModelState.LOADING.value}"
         if state in _BUSY_STATES:
@@ -441,25 +467,7 @@ class InferenceWorker:
         wherever the worker finds it: at a look at the queue, or at a load on first use
         that found the files gone since they were last checked (it said the engine's
         message then, and this a look later). Worker thread."""
-        # The engine says what is missing (a folder, or one of its files); the advice
-        # is said here, once, with what happens to the queue.
-        what = _after_heading((status.fault or "").strip())
-        if what and not what.endswith((".", "!", "?")):
-            what += "."
-        if status.damaged:  # found, but cut short: never "not installed"
-            self._set_waiting(
-                f"the model's files are damaged. {what + ' ' if what else ''}"
-                "Queued analyses stay queued and run once the files are whole: download "
-                f"the model again ({HOW_TO_DOWNLOAD}) or put back a complete copy.",
-                engine_says=True,
-            )
-            return
-        self._set_waiting(
-            f"the model is not installed. {what + ' ' if what else ''}Queued analyses "
-            f"stay queued and run once it is: download it ({HOW_TO_DOWNLOAD}) or set "
-            "OPHTHAI_MODEL_PATH to a folder that holds it.",
-            engine_says=True,
-        )
+        self._set_waiting(_not_installed(status), engine_says=True)
 
     def _set_waiting(self, reason: str | None, *, engine_says: bool = False) -> None:
         """Say why queued jobs wait (None: they run); a change is published, so that

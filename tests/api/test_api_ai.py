@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ophthai_desktop.bootstrap import Application
+from ophthai_desktop.core.records import Actor
 from tests.support.images import png_bytes
 from tests.support.jobs import wait_for_outcome
 from tests.support.scripted_engine import ScriptedEngine
@@ -248,6 +249,32 @@ def test_model_not_installed_is_503_at_once(
     assert response.json()["detail"]
     assert time.monotonic() - started < 2
     assert sqlite_services.jobs.list_jobs().total == 0
+
+
+def test_a_scan_whose_analysis_waits_is_joined_while_the_model_is_not_installed(
+    ai_client: TestClient, engine: ScriptedEngine, sqlite_services: Application
+) -> None:
+    """The join rule against the 503: a client asking again for a scan whose analysis
+    waits in the queue (the window's Analyse queues one whatever the model's state, and
+    so does the watch folder) was answered 503 "not installed", as if there were no job,
+    though the README promises it that job. Only a new job, which would only wait, is
+    refused."""
+    engine.state = "not_installed"
+    created = ai_client.post(
+        "/api/patients",
+        json={"name": "Waiting", "imageUrl": "data:image/png;base64," + _b64(png_bytes())},
+    ).json()
+    waiting = sqlite_services.jobs.queue_patient_analysis(created["id"], actor=Actor("t", "gui"))
+
+    joined = ai_client.post(f"/api/patients/{created['id']}/analyze")
+
+    assert joined.status_code == 202, joined.text
+    assert (joined.json()["id"], joined.json()["state"]) == (waiting.id, "queued")
+    assert joined.headers["Location"] == f"/api/jobs/{waiting.id}"
+    # Another question is another analysis: a new job, refused as the model is missing.
+    other = ai_client.post(f"/api/patients/{created['id']}/analyze", json={"question": "Drusen?"})
+    assert other.status_code == 503 and "not_installed" in other.json()["detail"]
+    assert sqlite_services.jobs.list_jobs().total == 1
 
 
 def test_health_and_load_unload(ai_client: TestClient, engine: ScriptedEngine) -> None:

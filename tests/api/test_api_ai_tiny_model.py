@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,6 +90,93 @@ def test_health_after_an_unload_names_no_device_as_before_the_first_load(
     assert unloaded["memory"] == never_loaded["memory"]
     assert unloaded["memory"] == {"estimated_bytes": None, "free_bytes": None, "used_bytes": None}
     assert unloaded["quantization"] == never_loaded["quantization"]
+
+
+def test_model_files_gone_after_an_unload_are_a_503_not_a_job_left_waiting(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    """Unloaded, then its folder deleted, the model still said ``installed`` for the
+    seconds until the next look at the files: an analysis asked for then was queued
+    (202) to wait silently, where the same request with the folder gone from the start
+    is a 503 saying the model is not installed and what to do. The request looks now."""
+    copy = shutil.copytree(tiny_checkpoint, tmp_path / "model")
+    application = build_application(
+        make_settings(tmp_path, model_path=copy, max_new_tokens=4, device="cpu")
+    )
+    application.start_worker()
+    try:
+        with LoopbackClient(create_app(application)) as client:
+            patient = client.post(
+                "/api/patients",
+                json={
+                    "name": "Files gone",
+                    "imageUrl": "data:image/png;base64,"
+                    + base64.b64encode(png_bytes((56, 56))).decode(),
+                },
+            ).json()
+            assert client.post("/api/ai/load-model").status_code == 200
+            assert client.post("/api/ai/unload-model").json()["unloaded"] is True
+            shutil.rmtree(copy)
+
+            queued = client.post(f"/api/patients/{patient['id']}/analyze")
+            image = base64.b64encode(png_bytes((56, 56))).decode()
+            synchronous = client.post("/api/ai/analyze", json={"image_base64": image})
+            upload = client.post(
+                "/api/ai/analyze-upload", files={"file": ("a.png", png_bytes(), "image/png")}
+            )
+            health = client.get("/api/ai/health").json()
+            jobs = client.get("/api/jobs")
+    finally:
+        application.close()
+
+    for response in (queued, synchronous, upload):
+        assert response.status_code == 503, response.text
+        detail = response.json()["detail"]
+        assert f"OPHTHAI_MODEL_PATH is {copy}, but that folder does not exist." in detail
+        assert "download the model into it" in detail  # what to do
+    assert (health["state"], health["status"]) == ("not_installed", "not_installed")
+    assert jobs.headers["x-total-count"] == "0"
+
+
+def test_asking_again_for_a_job_an_unload_queued_again_joins_it_after_its_files_went(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    """The join rule with the model's files gone: the analysis an unload stopped and
+    queued again is answered (202), its ``waiting`` saying the model is not installed
+    and what to do, not "load it to run the queue" (a load would only fail)."""
+    copy = shutil.copytree(tiny_checkpoint, tmp_path / "model")
+    application = build_application(
+        make_settings(tmp_path, model_path=copy, max_new_tokens=32_768, device="cpu")
+    )
+    application.start_worker()
+    try:
+        with LoopbackClient(create_app(application)) as client:
+            patient = client.post(
+                "/api/patients",
+                json={
+                    "name": "Requeued",
+                    "imageUrl": "data:image/png;base64,"
+                    + base64.b64encode(png_bytes((56, 56))).decode(),
+                },
+            ).json()
+            first = client.post(f"/api/patients/{patient['id']}/analyze").json()
+            deadline = time.monotonic() + 60
+            while client.get(f"/api/jobs/{first['id']}").json()["state"] != "running":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            assert client.post("/api/ai/unload-model").json()["unloaded"] is True
+            assert client.get(f"/api/jobs/{first['id']}").json()["state"] == "queued"
+            shutil.rmtree(copy)
+
+            again = client.post(f"/api/patients/{patient['id']}/analyze")
+    finally:
+        application.close()
+
+    assert again.status_code == 202, again.text
+    job = again.json()
+    assert (job["id"], job["state"]) == (first["id"], "queued")
+    assert job["waiting"].startswith("the model is not installed. ")
+    assert f"OPHTHAI_MODEL_PATH is {copy}, but that folder does not exist." in job["waiting"]
 
 
 def test_not_installed_model_is_503_quickly(

@@ -42,6 +42,9 @@ class ScriptedEngine:
             device="cpu",
         )
 
+    def confirm_installed(self) -> EngineStatus:
+        return self.status()
+
     def refresh(self) -> EngineStatus:
         return self.status()
 

@@ -175,6 +175,9 @@ class DemoEngine:
             device="cpu",
         )
 
+    def confirm_installed(self) -> EngineStatus:
+        return self.status()
+
     def refresh(self) -> EngineStatus:
         return self.status()
 

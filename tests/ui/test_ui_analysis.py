@@ -756,6 +756,41 @@ def test_analyse_explains_a_model_that_is_not_installed(qtbot: QtBot, gui: GuiSe
     qtbot.waitUntil(lambda: "not installed" in jobs.waiting.text(), timeout=5000)
 
 
+def test_analyse_after_an_unload_with_the_model_files_gone_says_it_is_not_installed(
+    qtbot: QtBot, make_gui: Maker, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """The model unloaded (its running analysis queued again), then its folder deleted:
+    Analyse joined the waiting job and said "This patient's analysis (job #1) is queued
+    and runs next.", the model still taken for installed, until the load it started
+    found the files gone. The files are looked at as Analyse queues: the page says at
+    once that the model is not installed and what to do, as the API's 503 does."""
+    copy = shutil.copytree(tiny_checkpoint, tmp_path / "model")
+    gui = make_gui(model_path=copy, device="cpu", max_new_tokens=32_768)
+    app, view = gui.application, gui.analysis_view
+    patient_id = _patient_with_scan(gui, "Files gone")
+    open_patient(qtbot, gui, patient_id)
+    view.analyse.click()
+    qtbot.waitUntil(lambda: app.jobs.list_jobs(patient_id=patient_id, state="running").total)
+    app.worker.request_unload()
+    qtbot.waitUntil(lambda: "Queued again" in view.state.text())
+    assert app.engine.status().state.value == "installed"
+    shutil.rmtree(copy)
+    shown: list[str] = []
+    show_notice = view.show_notice
+    view.show_notice = lambda text, kind="warning": (shown.append(text), show_notice(text, kind))  # type: ignore[method-assign]
+
+    view.analyse.click()
+
+    qtbot.waitUntil(lambda: bool(shown) and not gui.tasks.busy)
+    assert not [text for text in shown if "runs next" in text]
+    assert shown[0].startswith("The model is not installed. OPHTHAI_MODEL_PATH is ")
+    assert "download the model into it" in shown[0]
+    assert view.notice.text() == shown[0]
+    assert "Waiting: the model is not available" in view.state.text()
+    assert app.jobs.list_jobs(patient_id=patient_id).total == 1  # joined: it waits
+    qtbot.waitUntil(lambda: "not installed" in gui.jobs_panel.waiting.text())
+
+
 def test_the_model_not_installed_note_says_what_is_wrong_and_what_to_do_once(
     qtbot: QtBot, make_gui: Maker, tmp_path: Path
 ) -> None:

@@ -65,8 +65,10 @@ def _require_patient(application: Application, patient_id: str) -> None:
 
 
 def _require_installed(application: Application) -> None:
-    """503 at once when no analysis could run (queued jobs would only wait)."""
-    status = application.engine.status()
+    """503 at once when no analysis could run (queued jobs would only wait): also when
+    the state says installed but the files are gone since they were last checked (they
+    are looked at now: a thread of the pool, as every caller here runs on)."""
+    status = application.engine.confirm_installed()
     if status.state in (ModelState.NOT_INSTALLED, ModelState.ERROR):
         raise ModelUnavailable(status.message)
     if not application.worker.alive:
@@ -304,13 +306,20 @@ def analyze_patient(
     with patient_write(if_match, app.patients, patient_id) as expect:
         # What the request names is there (404, 409) before the model is (503).
         app.patients.check_analysable(patient_id, wanted.scan_id)
-        _require_installed(app)
+        # A scan whose analysis is open is answered with that job (202), whatever the
+        # model's state: only a new job, which would only wait, is refused (503).
+        refusal: ModelUnavailable | None = None
+        try:
+            _require_installed(app)
+        except ModelUnavailable as exc:
+            refusal = exc
         job = app.jobs.queue_patient_analysis(
             patient_id,
             actor=actor,
             question=wanted.question,
             scan_id=wanted.scan_id,
             expect=expect,
+            refuse_new=refusal,
         )
     if job.state == "queued":
         app.worker.resume_queue()  # asked for again: a queue held since an unload runs

@@ -356,6 +356,26 @@ class InferenceEngine:
             self._install_checked_at = time.monotonic()  # a failure waits its turn too
             self._checking.release()
 
+    def confirm_installed(self) -> EngineStatus:
+        """The status, with the files looked at now where it says ``installed`` and
+        nothing is loaded: for a request about to queue an analysis, which the files
+        gone since they were last checked (an unload, then the folder deleted) left
+        waiting in the queue until a load found them gone. Gone, the state becomes
+        ``not_installed`` (published) at once, as :meth:`status`'s recheck would have
+        made it some seconds later.
+
+        Cheap (a few stats and the config's read) but it looks at folders, maybe on a
+        share: a thread of the pool, never the GUI's or the server's event loop. Any
+        other state is returned as it is (an ``error`` is cleared by :meth:`refresh`
+        only, and a loaded model has its files open).
+        """
+        if self._status.state is ModelState.INSTALLED and self._loaded is None:
+            with self._status_lock:
+                # Not taken by a load meanwhile (it looks at the files itself).
+                if self._status.state is ModelState.INSTALLED and self._loaded is None:
+                    self._recheck_install(settle=True)
+        return self._status
+
     def refresh(self) -> EngineStatus:
         """Check the model files now (for example after the user copied them). Any thread.
 

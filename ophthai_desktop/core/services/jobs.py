@@ -27,7 +27,7 @@ from ophthai_desktop.core.domain import (
     PatientStatus,
     WorkflowStep,
 )
-from ophthai_desktop.core.errors import Conflict, InvalidInput, NotFound
+from ophthai_desktop.core.errors import Conflict, InvalidInput, NotFound, OphthaiError
 from ophthai_desktop.core.events import (
     AbnormalScanDetected,
     AnalysisCancelled,
@@ -118,6 +118,7 @@ class JobService:
         question: str | None = None,
         scan_id: int | None = None,
         expect: Callable[[PatientRecord], None] | None = None,
+        refuse_new: OphthaiError | None = None,
     ) -> JobRecord:
         """Queue the analysis of the patient's newest scan (or of ``scan_id``, one of
         theirs, so that a scan added meanwhile is not analysed instead).
@@ -125,9 +126,19 @@ class JobService:
         While that scan's analysis is queued or running, that job is returned instead
         of a second one (see :meth:`ensure_patient_analysis`). Interactive: it runs before
         the watch folder's queued analyses.
+
+        Raises:
+            OphthaiError: ``refuse_new``, where there is no open job to join (a caller's
+                reason not to queue a new one, such as the model missing: the job
+                already open is answered whatever it is).
         """
         job, _new = self.ensure_patient_analysis(
-            patient_id, actor=actor, question=question, scan_id=scan_id, expect=expect
+            patient_id,
+            actor=actor,
+            question=question,
+            scan_id=scan_id,
+            expect=expect,
+            refuse_new=refuse_new,
         )
         return job
 
@@ -139,11 +150,13 @@ class JobService:
         question: str | None = None,
         scan_id: int | None = None,
         expect: Callable[[PatientRecord], None] | None = None,
+        refuse_new: OphthaiError | None = None,
     ) -> tuple[JobRecord, bool]:
         """The open (queued or running) analysis of the scan with the same question, or
-        a new one queued; True when it is new. Each analysis takes the 7B model minutes,
-        so a second request for the same scan (a double click, a client retrying) joins
-        the first; not one someone asked to stop (it ends cancelled).
+        a new one queued (unless ``refuse_new``, then raised); True when it is new. Each
+        analysis takes the 7B model minutes, so a second request for the same scan (a
+        double click, a client retrying) joins the first; not one someone asked to stop
+        (it ends cancelled).
 
         Someone is asking, so the job is :attr:`JobPriority.INTERACTIVE`: a queued job the
         watch folder made for the scan is moved ahead of the other background jobs by
@@ -186,6 +199,8 @@ class JobService:
                     )
                     session.flush()
                 record = job_record(open_job)
+            elif refuse_new is not None:
+                raise refuse_new
             else:
                 new = True
                 record = self.queue_in(

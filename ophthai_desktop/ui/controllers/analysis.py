@@ -523,7 +523,11 @@ class AnalysisController(QObject):
         def queue() -> tuple[JobRecord, bool, int]:
             """The newest scan's open analysis if there is one (the service does not
             queue a second one of the same scan), else a new one; and, for one joined
-            while queued, how many queued analyses run before it."""
+            while queued, how many queued analyses run before it. The model's files are
+            looked at first (here, off the GUI thread): gone since they were last found
+            (an unload, then the folder deleted), the page says the model is not
+            installed, as the API's 503 does, rather than that it is loaded first."""
+            self._app.engine.confirm_installed()
             jobs = self._app.jobs
             job, new = jobs.ensure_patient_analysis(patient_id, actor=self._ctx.actor)
             ahead = jobs.queued_ahead(job.id) if not new and job.state == "queued" else 0
@@ -541,7 +545,9 @@ class AnalysisController(QObject):
             state = heard.get(job.id, job.state)
             if patient_id != self._patient_id or state == "ended":
                 return
-            if not new and not model_problem_shown:
+            # The files looked at on the way (see queue) may have been found gone.
+            problem_shown = model_problem_shown or self.explain_model_state()
+            if not new and not problem_shown:
                 if state == "queued" and ahead:  # asked for again, behind others asked for
                     others = "analysis runs" if ahead == 1 else "analyses run"
                     text = (
