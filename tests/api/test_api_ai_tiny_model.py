@@ -6,6 +6,7 @@ import base64
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,29 @@ def test_health_after_an_unload_names_no_device_as_before_the_first_load(
     assert unloaded["quantization"] == never_loaded["quantization"]
 
 
+@contextmanager
+def _serving_a_copy(
+    tmp_path: Path, tiny_checkpoint: Path, *, max_new_tokens: int
+) -> Iterator[tuple[TestClient, Path, str]]:
+    """A client of the app with its worker running on a copy of the tiny checkpoint
+    (which the test may delete), the copy, and a patient with an image."""
+    copy = shutil.copytree(tiny_checkpoint, tmp_path / "model")
+    application = build_application(
+        make_settings(tmp_path, model_path=copy, max_new_tokens=max_new_tokens, device="cpu")
+    )
+    application.start_worker()
+    try:
+        with LoopbackClient(create_app(application)) as client:
+            image = base64.b64encode(png_bytes((56, 56))).decode()
+            patient = client.post(
+                "/api/patients",
+                json={"name": "Files gone", "imageUrl": f"data:image/png;base64,{image}"},
+            ).json()
+            yield client, copy, patient["id"]
+    finally:
+        application.close()
+
+
 def test_model_files_gone_after_an_unload_are_a_503_not_a_job_left_waiting(
     tmp_path: Path, tiny_checkpoint: Path
 ) -> None:
@@ -99,35 +123,19 @@ def test_model_files_gone_after_an_unload_are_a_503_not_a_job_left_waiting(
     seconds until the next look at the files: an analysis asked for then was queued
     (202) to wait silently, where the same request with the folder gone from the start
     is a 503 saying the model is not installed and what to do. The request looks now."""
-    copy = shutil.copytree(tiny_checkpoint, tmp_path / "model")
-    application = build_application(
-        make_settings(tmp_path, model_path=copy, max_new_tokens=4, device="cpu")
-    )
-    application.start_worker()
-    try:
-        with LoopbackClient(create_app(application)) as client:
-            patient = client.post(
-                "/api/patients",
-                json={
-                    "name": "Files gone",
-                    "imageUrl": "data:image/png;base64,"
-                    + base64.b64encode(png_bytes((56, 56))).decode(),
-                },
-            ).json()
-            assert client.post("/api/ai/load-model").status_code == 200
-            assert client.post("/api/ai/unload-model").json()["unloaded"] is True
-            shutil.rmtree(copy)
+    with _serving_a_copy(tmp_path, tiny_checkpoint, max_new_tokens=4) as (client, copy, pid):
+        assert client.post("/api/ai/load-model").status_code == 200
+        assert client.post("/api/ai/unload-model").json()["unloaded"] is True
+        shutil.rmtree(copy)
 
-            queued = client.post(f"/api/patients/{patient['id']}/analyze")
-            image = base64.b64encode(png_bytes((56, 56))).decode()
-            synchronous = client.post("/api/ai/analyze", json={"image_base64": image})
-            upload = client.post(
-                "/api/ai/analyze-upload", files={"file": ("a.png", png_bytes(), "image/png")}
-            )
-            health = client.get("/api/ai/health").json()
-            jobs = client.get("/api/jobs")
-    finally:
-        application.close()
+        queued = client.post(f"/api/patients/{pid}/analyze")
+        image = base64.b64encode(png_bytes((56, 56))).decode()
+        synchronous = client.post("/api/ai/analyze", json={"image_base64": image})
+        upload = client.post(
+            "/api/ai/analyze-upload", files={"file": ("a.png", png_bytes(), "image/png")}
+        )
+        health = client.get("/api/ai/health").json()
+        jobs = client.get("/api/jobs")
 
     for response in (queued, synchronous, upload):
         assert response.status_code == 503, response.text
@@ -144,33 +152,21 @@ def test_asking_again_for_a_job_an_unload_queued_again_joins_it_after_its_files_
     """The join rule with the model's files gone: the analysis an unload stopped and
     queued again is answered (202), its ``waiting`` saying the model is not installed
     and what to do, not "load it to run the queue" (a load would only fail)."""
-    copy = shutil.copytree(tiny_checkpoint, tmp_path / "model")
-    application = build_application(
-        make_settings(tmp_path, model_path=copy, max_new_tokens=32_768, device="cpu")
-    )
-    application.start_worker()
-    try:
-        with LoopbackClient(create_app(application)) as client:
-            patient = client.post(
-                "/api/patients",
-                json={
-                    "name": "Requeued",
-                    "imageUrl": "data:image/png;base64,"
-                    + base64.b64encode(png_bytes((56, 56))).decode(),
-                },
-            ).json()
-            first = client.post(f"/api/patients/{patient['id']}/analyze").json()
-            deadline = time.monotonic() + 60
-            while client.get(f"/api/jobs/{first['id']}").json()["state"] != "running":
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-            assert client.post("/api/ai/unload-model").json()["unloaded"] is True
-            assert client.get(f"/api/jobs/{first['id']}").json()["state"] == "queued"
-            shutil.rmtree(copy)
+    with _serving_a_copy(tmp_path, tiny_checkpoint, max_new_tokens=32_768) as (
+        client,
+        copy,
+        pid,
+    ):
+        first = client.post(f"/api/patients/{pid}/analyze").json()
+        deadline = time.monotonic() + 60
+        while client.get(f"/api/jobs/{first['id']}").json()["state"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert client.post("/api/ai/unload-model").json()["unloaded"] is True
+        assert client.get(f"/api/jobs/{first['id']}").json()["state"] == "queued"
+        shutil.rmtree(copy)
 
-            again = client.post(f"/api/patients/{patient['id']}/analyze")
-    finally:
-        application.close()
+        again = client.post(f"/api/patients/{pid}/analyze")
 
     assert again.status_code == 202, again.text
     job = again.json()

@@ -698,45 +698,16 @@ def test_jobs_queued_after_a_failed_load_say_why_they_wait_and_run_once_fixed(
     assert worker.waiting_reason is None
 
 
+@pytest.mark.parametrize("load", ["on first use", "asked for"])
 def test_why_jobs_wait_follows_the_model_and_every_change_is_published(
-    sqlite_services: Application, actor: Actor, running: Any
+    sqlite_services: Application, actor: Actor, running: Any, load: str
 ) -> None:
     """What the queue says (the job queue, each job's ``waiting``, the WebSocket) is
-    never the reason of an earlier moment: while the files, fixed, are loaded on first
-    use, the jobs wait for that load, not for the failed one; then nothing."""
-    app = sqlite_services
-    changes: list[str | None] = []
-    app.bus.subscribe(
-        lambda e: changes.append(e.waiting) if isinstance(e, ev.QueueWaitingChanged) else None
-    )
-    patient_id = _patient_with_scan(app, actor)
-    engine = ScriptedEngine(NORMAL, state="error", load_hold=threading.Event())
-    worker = running(engine)
-    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
-    _wait(lambda: worker.waiting_reason is not None)
-    failed = worker.waiting_reason
-
-    engine.state = "installed"  # the files fixed: the queue loads the model on first use
-    worker.wake()
-    _wait(lambda: engine.state == "loading")
-    loading = worker.waiting_reason
-    engine.load_hold.set()  # type: ignore[union-attr]
-    _wait(lambda: app.jobs.get_job(job.id).state == "done")
-
-    assert failed is not None and failed.startswith("scripted engine is error.")
-    assert loading == "model loading"
-    assert worker.waiting_reason is None
-    assert changes == [failed, "model loading", None]
-
-
-def test_a_load_asked_for_after_a_failed_one_says_the_jobs_wait_for_it(
-    sqlite_services: Application, actor: Actor, running: Any
-) -> None:
-    """The files fixed and a load asked for (Load, ``load-model``): while it loads, the
-    queue says it waits for that load, as it does for one on first use, not for the
-    failed one. It said the failure until the load ended, and a load on first use, when
-    the worker happened to look at the queue first, said ``model loading``: a frontend
-    saw one or the other."""
+    never the reason of an earlier moment: while the files, fixed, are loaded (on first
+    use, or as asked: Load, ``load-model``), the jobs wait for that load, not for the
+    failed one; then nothing. A load asked for said the failure until it ended, and a
+    load on first use, when the worker happened to look at the queue first, said
+    ``model loading``: a frontend saw one or the other."""
     app = sqlite_services
     changes: list[str | None] = []
     app.bus.subscribe(
@@ -750,7 +721,10 @@ def test_a_load_asked_for_after_a_failed_one_says_the_jobs_wait_for_it(
     failed = worker.waiting_reason
 
     engine.state = "installed"  # the files fixed, and checked again
-    worker.request_load()
+    if load == "asked for":
+        worker.request_load()
+    else:
+        worker.wake()
     _wait(lambda: engine.state == "loading")
     loading = worker.waiting_reason
     engine.load_hold.set()  # type: ignore[union-attr]
@@ -758,6 +732,7 @@ def test_a_load_asked_for_after_a_failed_one_says_the_jobs_wait_for_it(
 
     assert failed is not None and failed.startswith("scripted engine is error.")
     assert loading == "model loading"
+    assert worker.waiting_reason is None
     assert changes == [failed, "model loading", None]
     assert engine.loads == 1
 
