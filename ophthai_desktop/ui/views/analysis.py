@@ -525,9 +525,9 @@ class AnalysisView(QWidget):
         self._default_from: QDateTime | None = None
         #: The picker refused a time typed, and said so under the button.
         self._when_refused = False
-        #: ... and shows another time, not yet taken by Enter or a second Schedule.
-        self._refused_time_unseen = False
-        self._refusal = ""  # what was said of it
+        #: What was said of it while the picker shows another time, not yet taken by
+        #: Enter or a second Schedule ("": none).
+        self._unseen_refusal = ""
         self.when.dateTimeChanged.connect(self._on_when_date_time_changed)
         self.schedule = QPushButton(icon("calendar"), "Schedule")
         self.schedule.setObjectName("scheduleButton")
@@ -826,7 +826,7 @@ class AnalysisView(QWidget):
         the picker from the time the reason said it was back at)."""
         if self._when_refused:
             self.show_schedule_error("")
-        self._when_refused = self._refused_time_unseen = False
+        self._when_refused, self._unseen_refusal = False, ""
         with QSignalBlocker(self.when):  # not the clinician's: the default follows the day
             self._default_from = self._reset_appointment_time(booked, now())
 
@@ -862,19 +862,18 @@ class AnalysisView(QWidget):
     def _on_when_date_time_changed(self, _when: QDateTime) -> None:
         self._default_from = None  # the clinician's (the view's own changes are blocked)
         if self._when_refused:  # a time it takes now: what was said no longer holds
-            self._when_refused = self._refused_time_unseen = False
+            self._when_refused, self._unseen_refusal = False, ""
             self.show_schedule_error("")
 
     @Slot()
     def _on_when_entered(self) -> None:
-        self._refused_time_unseen = False  # Enter on the time shown takes that one
+        self._unseen_refusal = ""  # Enter on the time shown takes that one
         if self.schedule.isEnabled() and self.schedule.isVisibleTo(self):
             self.schedule.click()
 
     @Slot(str)
     def _on_when_refused(self, why: str) -> None:
-        self._when_refused = self._refused_time_unseen = True
-        self._refusal = why
+        self._when_refused, self._unseen_refusal = True, why
         self.show_schedule_error(why)
 
     def focus_appointment(self) -> None:
@@ -970,14 +969,14 @@ class AnalysisView(QWidget):
 
     @Slot()
     def _on_schedule_clicked(self) -> None:
-        if self._refused_time_unseen:
+        if refusal := self._unseen_refusal:
             # A time typed was refused and the picker shows another, the one before:
             # Schedule pressed next (the click that took the focus from the picker, Tab
             # and Space, a slow press) would book a time the clinician did not choose.
             # Said under the picker; pressed again, it books the time shown.
-            self._refused_time_unseen = False
+            self._unseen_refusal = ""
             self.show_schedule_error(
-                f"{self._refusal} Not booked: press Schedule again to book "
+                f"{refusal} Not booked: press Schedule again to book "
                 f"{self.when.text()}, or change the time."
             )
             return
