@@ -22,6 +22,11 @@ log = logging.getLogger(__name__)
 _WRITING = threading.Lock()
 
 
+class SettingsFileNotText(ValueError):
+    """The settings file is there but is not UTF-8 text (an editor saved it in the
+    system's code page): it is left as it is, since rewriting it would lose its lines."""
+
+
 def env_text(value: Any) -> str:
     """``value`` as a double-quoted ``.env`` value (python-dotenv's escapes)."""
     if value is None:
@@ -54,7 +59,14 @@ def _write_settings_file(path: Path, values: Mapping[str, Any]) -> None:
     keys = {f"OPHTHAI_{name.upper()}" for name in values}
     kept: list[str] = []
     if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise SettingsFileNotText(
+                "the file is not UTF-8 text; save it as UTF-8 (an editor's Save As offers "
+                "the encoding)"
+            ) from None
+        for line in text.splitlines():
             key = line.split("=", 1)[0].strip().removeprefix("export ").strip()
             if key not in keys:
                 kept.append(line)
@@ -117,21 +129,26 @@ class PauseKeeper:
     def _write(self) -> None:
         """The writer thread: write the latest value until no other was asked for."""
         written: bool | None = None
-        while True:
+        try:
+            while True:
+                with self._lock:  # checked and let go at once: keep() sees no writer after
+                    paused = self._wanted
+                    if paused is None or paused == written:
+                        self._writer = None
+                        self._idle.set()
+                        return
+                try:
+                    write_watch_folder_paused(self._path, paused)
+                except (OSError, SettingsFileNotText) as exc:
+                    log.warning(
+                        "the watch folder's %s could not be saved to %s: %s",
+                        "pause" if paused else "resume",
+                        self._path,
+                        getattr(exc, "strerror", None) or exc,
+                    )
+                written = paused
+        except BaseException:  # whatever ended it, the next Pause or Resume starts a writer
             with self._lock:
-                paused = self._wanted
-                if paused is None or paused == written:
-                    self._writer = None
-                    self._idle.set()
-                    return
-            what = "pause" if paused else "resume"
-            try:
-                write_watch_folder_paused(self._path, paused)
-            except OSError as exc:
-                log.warning(
-                    "the watch folder's %s could not be saved to %s: %s",
-                    what,
-                    self._path,
-                    exc.strerror or exc,
-                )
-            written = paused
+                self._writer = None
+                self._idle.set()
+            raise

@@ -54,3 +54,24 @@ def test_a_write_whose_thread_could_not_start_does_not_stop_the_next(
     keeper.keep(False)
     assert keeper.wait_written(10)
     assert 'OPHTHAI_WATCH_FOLDER_PAUSED="false"' in path.read_text()
+
+
+def test_a_settings_file_that_is_no_utf8_text_is_said_and_the_next_write_still_runs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The file saved in another encoding while ``ophthai serve`` runs (an editor's
+    code page): the writer thread died of the UnicodeDecodeError, the keeper went on
+    believing it ran, and no later Pause or Resume was written (the exit waited 5 s)."""
+    path = tmp_path / "settings.env"
+    path.write_bytes(b'OPHTHAI_API_HOST="127.0.0.1"\n# R\xe9glages\n')
+    keeper = PauseKeeper(path)
+
+    keeper.keep(True)
+    assert keeper.wait_written(10)
+    assert "could not be saved" in caplog.text
+    assert "not UTF-8 text; save it as UTF-8" in caplog.text
+
+    path.write_text('OPHTHAI_API_HOST="127.0.0.1"\n', encoding="utf-8")  # saved again as UTF-8
+    keeper.keep(False)
+    assert keeper.wait_written(10)
+    assert 'OPHTHAI_WATCH_FOLDER_PAUSED="false"' in path.read_text()

@@ -353,6 +353,34 @@ def test_a_pause_just_before_quitting_is_kept_though_the_pool_was_busy(
     assert 'OPHTHAI_WATCH_FOLDER_PAUSED="true"' in settings_path.read_text()
 
 
+def test_a_settings_file_that_is_no_utf8_text_is_said_at_pause_and_does_not_break_quitting(
+    qtbot: QtBot,
+    make_gui: Maker,
+    tmp_path: Path,
+    settings_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The settings file saved in the system's code page while the window runs: Pause
+    said the codec's words ("'utf-8' codec can't decode byte 0xe9 …"), and its write
+    at quit, behind a busy pool, raised out of quitting."""
+    gui, _folder = _watching_a_folder(qtbot, make_gui, tmp_path)
+    settings_path.parent.mkdir(parents=True, exist_ok=True)
+    settings_path.write_bytes(b"# R\xe9glages du cabinet\n")
+    gui.window.pause_watch_action.trigger()
+    qtbot.waitUntil(lambda: "could not be saved" in gui.window.banner.text())
+    assert "not UTF-8 text; save it as UTF-8" in gui.window.banner.text()
+
+    busy = threading.Event()
+    for _ in range(2):
+        gui.tasks.submit(lambda: busy.wait(10))
+    gui.window.pause_watch_action.trigger()  # Resume: its write waits behind the two
+    threading.Timer(0.3, busy.set).start()
+    gui.shutdown()
+
+    assert "not UTF-8 text; save it as UTF-8" in caplog.text
+    assert settings_path.read_bytes() == b"# R\xe9glages du cabinet\n"  # left as it was
+
+
 def test_a_pause_while_the_dialog_s_settings_are_saved_stands(
     qtbot: QtBot, make_gui: Maker, tmp_path: Path, settings_path: Path
 ) -> None:

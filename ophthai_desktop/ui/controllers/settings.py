@@ -47,7 +47,11 @@ from ophthai_desktop.core.settings import (
     check_api_binding,
     set_in_environment,
 )
-from ophthai_desktop.core.settings_file import write_settings_file, write_watch_folder_paused
+from ophthai_desktop.core.settings_file import (
+    SettingsFileNotText,
+    write_settings_file,
+    write_watch_folder_paused,
+)
 from ophthai_desktop.core.watcher import missing_parent_message
 from ophthai_desktop.ui.context import ApiState, GuiContext, clinician_name
 from ophthai_desktop.ui.controllers.watch_folder import WatchFolderController
@@ -731,7 +735,7 @@ class SettingsController(QObject):
         path = self.settings_path()
         try:
             call_within(lambda: write_watch_folder_paused(path, paused), CHECK_TIMEOUT_S)
-        except (OSError, NotAnswered) as exc:
+        except (OSError, SettingsFileNotText, NotAnswered) as exc:
             reason = (
                 f"it did not answer within {CHECK_TIMEOUT_S:g} s"
                 if isinstance(exc, NotAnswered)
