@@ -203,7 +203,7 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
     except Image.DecompressionBombError as exc:
         raise PayloadTooLarge(too_many_pixels_to_decode_message(max_pixels)) from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise InvalidInput(f"the image is damaged or incomplete ({exc})") from exc
+        raise InvalidInput(f"the image is damaged or incomplete: {exc}") from exc
     return ImageInfo(
         format=fmt,
         media_type=ACCEPTED_FORMATS[fmt],
