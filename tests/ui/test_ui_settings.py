@@ -293,6 +293,31 @@ def test_a_paused_watch_folder_stays_paused_after_a_restart_until_resumed(
     qtbot.waitUntil(lambda: 'OPHTHAI_WATCH_FOLDER_PAUSED="false"' in settings_path.read_text())
 
 
+def test_a_pause_that_the_environment_overrides_at_the_next_start_is_said(
+    qtbot: QtBot,
+    make_gui: Maker,
+    tmp_path: Path,
+    settings_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """OPHTHAI_WATCH_FOLDER_PAUSED set in the environment wins at the next start: Pause
+    was saved and the next start watched the folder with only a log line said (the
+    settings dialog says so of the settings it saves)."""
+    monkeypatch.setenv("OPHTHAI_WATCH_FOLDER_PAUSED", "no")
+    gui, _folder = _watching_a_folder(qtbot, make_gui, tmp_path)
+    gui.window.pause_watch_action.trigger()
+    qtbot.waitUntil(lambda: gui.window.status.watcher.text() == "Watch folder: paused")
+    said = gui.window.banner.text()
+    assert "OPHTHAI_WATCH_FOLDER_PAUSED is set in the environment" in said
+    assert "after OphthAI starts again the watch folder is watched" in said
+    qtbot.waitUntil(
+        lambda: (
+            settings_path.is_file()
+            and 'OPHTHAI_WATCH_FOLDER_PAUSED="true"' in settings_path.read_text()
+        )
+    )
+
+
 def test_a_pause_and_a_resume_clicked_at_once_are_saved_in_that_order(
     qtbot: QtBot,
     make_gui: Maker,

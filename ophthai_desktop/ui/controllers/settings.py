@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from PySide6.QtCore import QObject, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices, QFont, QGuiApplication
 
@@ -413,6 +413,16 @@ def run_checks(checks: SaveChecks, timeout_s: float | None = None) -> list[Path]
         ) from None
 
 
+def _next_start_by(env: str) -> str:
+    """What the environment variable ``env`` makes of the watch folder at the next
+    start, read as the settings read it."""
+    try:
+        paused = TypeAdapter(bool).validate_python(os.environ.get(env, ""))
+    except ValidationError:
+        return f"the watch folder follows {env}"
+    return "the watch folder starts paused" if paused else "the watch folder is watched"
+
+
 def save_settings(path: Path, values: Mapping[str, Any], created: Sequence[Path]) -> None:
     """Task-pool thread: write the settings file; when it cannot be written, remove the
     folders OK's check created for these settings (all or nothing)."""
@@ -689,6 +699,12 @@ class SettingsController(QObject):
         self._paused_unsaved = paused
         if env := set_in_environment("watch_folder_paused"):
             log.warning("%s is set in the environment, which wins at the next start", env)
+            self._window.banner.show_message(
+                f"The watch folder's {'pause' if paused else 'resume'} applies now, but "
+                f"{env} is set in the environment, which wins over the settings file: "
+                f"after OphthAI starts again {_next_start_by(env)}.",
+                "warning",
+            )
         self._write_watch_folder_paused()
 
     def _write_watch_folder_paused(self) -> None:
