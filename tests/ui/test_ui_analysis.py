@@ -1850,6 +1850,31 @@ def test_schedule_pressed_by_keyboard_after_a_refused_time_asks_before_booking(
     qtbot.waitUntil(lambda: "booked" in view.notice.text())
 
 
+def test_the_time_shown_typed_again_after_a_refusal_is_booked_at_the_first_press(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """After a refused time the clinician types the time shown again (the year it
+    went back to) and presses Schedule: the time is theirs now, but the first press
+    said "Not booked" (no change of time was heard)."""
+    view = _picker_in_focus(qtbot, gui, "Retyped")
+    view.when.setSelectedSection(QDateTimeEdit.Section.YearSection)
+    year = view.when.date().year()
+    qtbot.keyClicks(view.when, str(QDate.currentDate().year() - 2))
+    view.schedule.setFocus()  # the picker goes back
+    qtbot.waitUntil(lambda: "The picker is back at" in view.schedule_error_text())
+
+    view.when.setFocus()
+    qtbot.waitUntil(view.when.hasFocus)
+    view.when.setSelectedSection(QDateTimeEdit.Section.YearSection)
+    qtbot.keyClicks(view.when, str(year))  # the year shown, typed over itself
+    view.schedule.setFocus()
+    qtbot.waitUntil(view.schedule.hasFocus)
+
+    with qtbot.waitSignal(view.schedule_requested):
+        qtbot.keyClick(view.schedule, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: "booked" in view.notice.text())
+
+
 def test_a_digit_typed_into_a_full_section_is_not_said_to_be_out_of_range(
     qtbot: QtBot, gui: GuiSession
 ) -> None:

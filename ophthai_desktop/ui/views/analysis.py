@@ -115,10 +115,17 @@ class AppointmentPicker(CalendarKeys, QDateTimeEdit):
     Signals:
         entered(): Enter or Return with a time it takes (Schedule's key).
         refused(str): a time typed was not taken: why, and the time shown instead.
+        typed(): the clinician changed its text (also typing over a time with itself,
+            which changes no time).
     """
 
     entered = Signal()
     refused = Signal(str)
+    typed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.lineEdit().textEdited.connect(self.typed)
 
     def focusInEvent(self, event: QFocusEvent) -> None:
         self.keep_earliest_now()
@@ -597,6 +604,7 @@ class AnalysisView(QWidget):
         self.schedule.clicked.connect(self._on_schedule_clicked)
         self.when.entered.connect(self._on_when_entered)
         self.when.refused.connect(self._on_when_refused)
+        self.when.typed.connect(self._on_when_typed)
         self.cancel_appointment.clicked.connect(self.appointment_cancel_requested)
         self.card.copy.clicked.connect(self.copy_requested)
         self.show_empty()
@@ -870,6 +878,12 @@ class AnalysisView(QWidget):
         self._unseen_refusal = ""  # Enter on the time shown takes that one
         if self.schedule.isEnabled() and self.schedule.isVisibleTo(self):
             self.schedule.click()
+
+    @Slot()
+    def _on_when_typed(self) -> None:
+        # Typed after a refusal (the time shown, typed over itself, is heard nowhere
+        # else): the time the picker shows next is the clinician's, a refusal says so.
+        self._unseen_refusal = ""
 
     @Slot(str)
     def _on_when_refused(self, why: str) -> None:
