@@ -357,22 +357,23 @@ class InferenceEngine:
             self._checking.release()
 
     def confirm_installed(self) -> EngineStatus:
-        """The status, with the files looked at now where it says ``installed`` and
-        nothing is loaded: for a request about to queue an analysis, which the files
-        gone since they were last checked (an unload, then the folder deleted) left
-        waiting in the queue until a load found them gone. Gone, the state becomes
-        ``not_installed`` (published) at once, as :meth:`status`'s recheck would have
-        made it some seconds later.
+        """The status, with the files looked at now where it says ``installed`` or
+        ``not_installed`` and nothing is loaded: for a request about to queue an
+        analysis, which the files gone since they were last checked (an unload, then the
+        folder deleted) left waiting in the queue until a load found them gone, and the
+        files put back (or a folder caught half deleted by an earlier look) refused as
+        not installed. The state found is published at once, as :meth:`status`'s
+        recheck would have made it some seconds later.
 
         Cheap (a few stats and the config's read) but it looks at folders, maybe on a
         share: a thread of the pool, never the GUI's or the server's event loop. Any
         other state is returned as it is (an ``error`` is cleared by :meth:`refresh`
         only, and a loaded model has its files open).
         """
-        if self._status.state is ModelState.INSTALLED and self._loaded is None:
+        if self._status.state in _IDLE_STATES and self._loaded is None:
             with self._status_lock:
                 # Not taken by a load meanwhile (it looks at the files itself).
-                if self._status.state is ModelState.INSTALLED and self._loaded is None:
+                if self._status.state in _IDLE_STATES and self._loaded is None:
                     self._recheck_install(settle=True)
         return self._status
 

@@ -647,6 +647,32 @@ def test_template_that_prefills_think_keeps_the_tag_and_the_budget(
     assert result.reasoning == "~~~"
 
 
+def test_a_request_s_look_at_the_files_finds_them_gone_and_back_at_once(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """What a request about to queue an analysis sees (confirm_installed) is the files
+    as they are now, both ways: gone, and put back. Put back, it said ``not_installed``
+    for seconds more (it looked only at a model said installed), so the API refused a
+    request that could run with a 503, and the window said the model was missing; a
+    folder caught half deleted by an earlier look was called damaged until then too."""
+    target = tmp_path / "model"
+    shutil.copytree(tiny_checkpoint, target)
+    engine = InferenceEngine(make_settings(tmp_path, model_path=target))
+    assert engine.status().state is ModelState.INSTALLED
+
+    (target / "config.json").unlink()  # a deletion under way
+    half = engine.confirm_installed()
+    shutil.rmtree(target)
+    gone = engine.confirm_installed()
+    shutil.copytree(tiny_checkpoint, target)
+    back = engine.confirm_installed()
+
+    assert (half.state, half.damaged) == (ModelState.NOT_INSTALLED, True)
+    assert (gone.state, gone.damaged) == (ModelState.NOT_INSTALLED, False)
+    assert "that folder does not exist" in gone.message
+    assert back.state is ModelState.INSTALLED
+
+
 def test_status_notices_a_model_copied_into_place(
     tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
