@@ -806,7 +806,7 @@ def test_analyse_with_the_model_on_a_share_that_hangs_holds_up_no_other_read(
     real_locate = app.engine._locate
 
     def hanging_locate() -> object:
-        release.wait(20)
+        release.wait(60)
         return real_locate()
 
     monkeypatch.setattr(app.engine, "_locate", hanging_locate)
@@ -817,8 +817,8 @@ def test_analyse_with_the_model_on_a_share_that_hangs_holds_up_no_other_read(
         view.analyse.click()
         read: list[int] = []
         gui.tasks.submit(lambda: 1, read.append)
-        qtbot.waitUntil(lambda: bool(read), timeout=5000)
-        qtbot.waitUntil(lambda: app.jobs.list_jobs().total == 2, timeout=5000)
+        qtbot.waitUntil(lambda: bool(read), timeout=15_000)
+        qtbot.waitUntil(lambda: app.jobs.list_jobs().total == 2, timeout=15_000)
     finally:
         release.set()
 
