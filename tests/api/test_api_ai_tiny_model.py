@@ -146,6 +146,27 @@ def test_model_files_gone_after_an_unload_are_a_503_not_a_job_left_waiting(
     assert jobs.headers["x-total-count"] == "0"
 
 
+def test_model_files_put_back_after_a_503_are_found_by_the_next_request(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    """Files found gone by a request (a 503) and then put back: the next request looks
+    again and queues the analysis, which runs. It was a 503 "not installed" for seconds
+    more, the files looked at only while the model was said to be installed."""
+    with _serving_a_copy(tmp_path, tiny_checkpoint, max_new_tokens=4) as (client, copy, pid):
+        shutil.rmtree(copy)
+        refused = client.post(f"/api/patients/{pid}/analyze")
+        shutil.copytree(tiny_checkpoint, copy)
+
+        queued = client.post(f"/api/patients/{pid}/analyze")
+        assert queued.status_code == 202, queued.text
+        deadline = time.monotonic() + 120
+        while client.get(f"/api/jobs/{queued.json()['id']}").json()["state"] != "done":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+    assert refused.status_code == 503, refused.text
+
+
 def test_asking_again_for_a_job_an_unload_queued_again_joins_it_after_its_files_went(
     tmp_path: Path, tiny_checkpoint: Path
 ) -> None:

@@ -792,6 +792,37 @@ def test_analyse_after_an_unload_with_the_model_files_gone_says_it_is_not_instal
     qtbot.waitUntil(lambda: "not installed" in gui.jobs_panel.waiting.text())
 
 
+def test_analyse_with_the_model_on_a_share_that_hangs_holds_up_no_other_read(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch, tiny_checkpoint: Path
+) -> None:
+    """Analyse looks at the model's files on the short-call pool: with the model's
+    folder on a share that hung, Analyse on two patients held both of its threads, and
+    every read of the window (opening a patient, the lists) waited for the share. The
+    look is waited for a moment only: the analyses are queued, and other reads run."""
+    gui = make_gui(model_path=tiny_checkpoint, device="cpu", max_new_tokens=4)
+    view, app = gui.analysis_view, gui.application
+    first, second = _patient_with_scan(gui, "First"), _patient_with_scan(gui, "Second")
+    release = threading.Event()
+    real_locate = app.engine._locate
+
+    def hanging_locate() -> object:
+        release.wait(60)
+        return real_locate()
+
+    monkeypatch.setattr(app.engine, "_locate", hanging_locate)
+    try:
+        open_patient(qtbot, gui, first)
+        view.analyse.click()
+        open_patient(qtbot, gui, second)
+        view.analyse.click()
+        read: list[int] = []
+        gui.tasks.submit(lambda: 1, read.append)
+        qtbot.waitUntil(lambda: bool(read), timeout=15_000)
+        qtbot.waitUntil(lambda: app.jobs.list_jobs().total == 2, timeout=15_000)
+    finally:
+        release.set()
+
+
 def test_the_model_not_installed_note_says_what_is_wrong_and_what_to_do_once(
     qtbot: QtBot, make_gui: Maker, tmp_path: Path
 ) -> None:

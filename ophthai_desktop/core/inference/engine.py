@@ -77,6 +77,9 @@ log = logging.getLogger(__name__)
 
 #: How long a "(not) installed" answer is reused by :meth:`InferenceEngine.status`.
 INSTALL_RECHECK_S = 5.0
+#: How long :meth:`InferenceEngine.confirm_installed` waits for its look at the files
+#: (a share that hangs): then the status as known, the look's finding published later.
+CONFIRM_WAIT_S = 1.0
 
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model")
@@ -298,6 +301,9 @@ class InferenceEngine:
         self._status_lock = threading.RLock()
         # Held by the installed check's own thread while it runs (released there).
         self._checking = threading.Lock()
+        #: The look confirm_installed started and has not ended (one at a time).
+        self._confirming: threading.Event | None = None
+        self._confirming_lock = threading.Lock()
         self._loaded: _Loaded | None = None
         self._parameter_counts: dict[Path, int | None] = {}
         self._install = self._locate()
@@ -357,24 +363,54 @@ class InferenceEngine:
             self._checking.release()
 
     def confirm_installed(self) -> EngineStatus:
-        """The status, with the files looked at now where it says ``installed`` and
-        nothing is loaded: for a request about to queue an analysis, which the files
-        gone since they were last checked (an unload, then the folder deleted) left
-        waiting in the queue until a load found them gone. Gone, the state becomes
-        ``not_installed`` (published) at once, as :meth:`status`'s recheck would have
-        made it some seconds later.
+        """The status, with the files looked at now where it says ``installed`` or
+        ``not_installed`` and nothing is loaded: for a request about to queue an
+        analysis, which the files gone since they were last checked (an unload, then the
+        folder deleted) left waiting in the queue until a load found them gone, and the
+        files put back (or a folder caught half deleted by an earlier look) refused as
+        not installed. The state found is published at once, as :meth:`status`'s
+        recheck would have made it some seconds later.
 
         Cheap (a few stats and the config's read) but it looks at folders, maybe on a
-        share: a thread of the pool, never the GUI's or the server's event loop. Any
-        other state is returned as it is (an ``error`` is cleared by :meth:`refresh`
-        only, and a loaded model has its files open).
+        share that hangs: the look runs on a thread of its own, waited for at most
+        :data:`CONFIRM_WAIT_S` (then the status as known is returned and the finding
+        published when it comes), so that a dead share holds no caller's thread (the
+        window's short-call pool, the server's) for longer; a look still running is
+        waited for rather than a second started. A thread of a pool, never the GUI's or
+        the server's event loop. Any other state is returned as it is (an ``error`` is
+        cleared by :meth:`refresh` only, and a loaded model has its files open).
         """
-        if self._status.state is ModelState.INSTALLED and self._loaded is None:
+        if self._status.state in _IDLE_STATES and self._loaded is None:
+            with self._confirming_lock:
+                done = self._confirming
+                if done is None:
+                    done = self._confirming = threading.Event()
+                    try:
+                        threading.Thread(
+                            target=self._confirm,
+                            args=(done,),
+                            name="model-install-confirm",
+                            daemon=True,
+                        ).start()
+                    except RuntimeError:  # no thread to be had (shutting down)
+                        self._confirming = None
+                        return self._status
+            done.wait(CONFIRM_WAIT_S)
+        return self._status
+
+    def _confirm(self, done: threading.Event) -> None:
+        """Runs on the thread :meth:`confirm_installed` starts."""
+        try:
             with self._status_lock:
                 # Not taken by a load meanwhile (it looks at the files itself).
-                if self._status.state is ModelState.INSTALLED and self._loaded is None:
+                if self._status.state in _IDLE_STATES and self._loaded is None:
                     self._recheck_install(settle=True)
-        return self._status
+        except Exception:
+            log.warning("checking whether the model is installed failed", exc_info=True)
+        finally:
+            with self._confirming_lock:
+                self._confirming = None
+            done.set()
 
     def refresh(self) -> EngineStatus:
         """Check the model files now (for example after the user copied them). Any thread.

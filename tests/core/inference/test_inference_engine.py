@@ -647,6 +647,32 @@ def test_template_that_prefills_think_keeps_the_tag_and_the_budget(
     assert result.reasoning == "~~~"
 
 
+def test_a_request_s_look_at_the_files_finds_them_gone_and_back_at_once(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """What a request about to queue an analysis sees (confirm_installed) is the files
+    as they are now, both ways: gone, and put back. Put back, it said ``not_installed``
+    for seconds more (it looked only at a model said installed), so the API refused a
+    request that could run with a 503, and the window said the model was missing; a
+    folder caught half deleted by an earlier look was called damaged until then too."""
+    target = tmp_path / "model"
+    shutil.copytree(tiny_checkpoint, target)
+    engine = InferenceEngine(make_settings(tmp_path, model_path=target))
+    assert engine.status().state is ModelState.INSTALLED
+
+    (target / "config.json").unlink()  # a deletion under way
+    half = engine.confirm_installed()
+    shutil.rmtree(target)
+    gone = engine.confirm_installed()
+    shutil.copytree(tiny_checkpoint, target)
+    back = engine.confirm_installed()
+
+    assert (half.state, half.damaged) == (ModelState.NOT_INSTALLED, True)
+    assert (gone.state, gone.damaged) == (ModelState.NOT_INSTALLED, False)
+    assert "that folder does not exist" in gone.message
+    assert back.state is ModelState.INSTALLED
+
+
 def test_status_notices_a_model_copied_into_place(
     tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -697,6 +723,43 @@ def test_status_never_waits_for_a_slow_installed_check(
 
     release.set()
     assert wait_until(lambda: engine.status().state is ModelState.INSTALLED)
+
+
+def test_a_request_s_look_at_the_files_never_waits_long_for_a_share_that_hangs(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request about to queue an analysis looks at the files (confirm_installed) on
+    the caller's pool thread: on a share that hung, each Analyse and each API request
+    held a thread of its pool (the window's two short-call threads: every read of the
+    window waited) for as long as the share did. It waits a moment, then goes on with
+    the status as known; one look runs at a time, and what it finds is kept."""
+    from ophthai_desktop.core.inference import engine as engine_module
+
+    target = tmp_path / "model"
+    shutil.copytree(tiny_checkpoint, target)
+    engine = InferenceEngine(make_settings(tmp_path, model_path=target))
+    real_locate = engine._locate
+    release = threading.Event()
+    looks: list[str] = []
+
+    def hanging_locate() -> object:
+        looks.append(threading.current_thread().name)
+        release.wait(10)
+        return real_locate()
+
+    monkeypatch.setattr(engine, "_locate", hanging_locate)
+    monkeypatch.setattr(engine_module, "CONFIRM_WAIT_S", 0.2)
+    shutil.rmtree(target)
+    try:
+        for _ in range(5):
+            asked = time.monotonic()
+            assert engine.confirm_installed().state is ModelState.INSTALLED  # as known
+            assert time.monotonic() - asked < 2
+    finally:
+        release.set()
+
+    assert wait_until(lambda: engine.status().state is ModelState.NOT_INSTALLED)
+    assert looks == ["model-install-confirm"]
 
 
 def test_the_status_and_a_check_of_the_files_never_wait_for_an_analysis(
