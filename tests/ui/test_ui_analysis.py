@@ -1838,6 +1838,39 @@ def test_a_past_year_typed_in_the_picker_is_refused_with_the_reason(
     assert view.schedule_error_text() == ""
 
 
+def test_the_earliest_time_the_picker_stops_at_is_booked_at_enter(
+    qtbot: QtBot, gui: GuiSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Today chosen in the calendar (F4, Left, Enter) from a time that has passed today
+    puts the picker at its earliest time (now, less a minute); Enter there said "16:12
+    cannot be booked: an appointment is from now (16:12) ... The picker is back at
+    16:12." and booked nothing: the earliest time kept the clock's milliseconds, which
+    the minutes shown drop (so whenever they were not 0)."""
+
+    def now_at_half_a_second() -> QDateTime:
+        clock = QDateTime.currentDateTime()
+        return clock.addMSecs(500 - clock.time().msec())
+
+    monkeypatch.setattr(analysis_view, "now", now_at_half_a_second)
+    view = _picker_in_focus(qtbot, gui, "Earliest")
+    view.when.setDateTime(QDateTime(QDate.currentDate().addDays(1), QTime(0, 0)))
+    calendar = view.when.calendarWidget()
+    qtbot.keyClick(view.when, Qt.Key.Key_F4)
+    qtbot.waitUntil(calendar.isVisible)
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Left)
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: not calendar.isVisible())
+    assert view.when.date() == QDate.currentDate()  # at the earliest time: today's
+    shown = view.when.text()
+
+    with qtbot.waitSignal(view.schedule_requested, timeout=2000):
+        qtbot.keyClick(view.when, Qt.Key.Key_Return)
+
+    assert view.schedule_error_text() == ""
+    qtbot.waitUntil(lambda: "booked" in view.notice.text())
+    assert view.when.text() == shown
+
+
 def test_schedule_clicked_from_a_refused_typed_time_does_not_book_the_one_it_went_back_to(
     qtbot: QtBot, gui: GuiSession
 ) -> None:

@@ -178,7 +178,10 @@ class AppointmentPicker(CalendarKeys, QDateTimeEdit):
         if not typed.isValid():
             return False
         minimum = self.minimumDateTime()
-        earliest = minimum.addSecs(-minimum.time().second())  # minutes shown
+        # The minute shown: the clock's seconds and milliseconds off (with the
+        # milliseconds kept, the earliest minute shown was refused as before itself).
+        shown = minimum.time()
+        earliest = QDateTime(minimum.date(), QTime(shown.hour(), shown.minute()))
         return earliest <= typed <= self.maximumDateTime()
 
     def _went_back(self, typed: str) -> str:
