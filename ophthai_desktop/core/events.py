@@ -179,12 +179,15 @@ class AnalysisStarted(Event):
 
 @dataclass(frozen=True)
 class AnalysisProgressed(Event):
-    """A text delta of the model's output, as it is generated."""
+    """A text delta of the model's output, as it is generated. ``seq`` numbers the
+    deltas of one run of the job from 0, so that a client that connects (or reconnects)
+    mid-stream can tell it missed the text before its first delta."""
 
     name: ClassVar[str] = "analysis_progress"
     job_id: int
     delta: str
     phase: str = "reasoning"  # "reasoning" or "answer"
+    seq: int = 0
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ loaded again (a load asked for, or a new analysis, which loads it on first use).
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import re
 import threading
@@ -500,10 +501,13 @@ class InferenceWorker:
             # split_output reads a reply whose opening tag is missing); the stored
             # analysis is authoritative once AnalysisFinished arrives.
             phases = StreamPhases(reasoning_first=True)
+            # Numbers the deltas (see AnalysisProgressed.seq): events are not replayed,
+            # so a WebSocket client that reconnects mid-stream learns it missed some.
+            delta_seq = itertools.count()
 
             def on_delta(delta: str) -> None:
                 for phase, text in phases.feed(delta):
-                    self._bus.publish(AnalysisProgressed(job.id, text, phase))
+                    self._bus.publish(AnalysisProgressed(job.id, text, phase, next(delta_seq)))
 
             try:
                 result = self._engine.generate(
@@ -513,7 +517,7 @@ class InferenceWorker:
                 cause = exc.__cause__
                 raise InvalidInput(_damaged_stored_image(f" ({cause})" if cause else "")) from exc
             for phase, text in phases.flush():
-                self._bus.publish(AnalysisProgressed(job.id, text, phase))
+                self._bus.publish(AnalysisProgressed(job.id, text, phase, next(delta_seq)))
             requeued_for_load = bool(
                 self._until_stored(job.id, lambda again: self._store_outcome(job, result, again))
             )

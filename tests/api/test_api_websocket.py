@@ -208,8 +208,53 @@ def test_events_published_on_another_thread_reach_the_client(
 
     assert notification["data"]["message"] == "abnormal OCT"
     assert notification["data"]["type"] == "critical"
-    assert progress["data"] == {"jobId": 7, "delta": "The cup", "phase": "reasoning"}
+    assert progress["data"] == {"jobId": 7, "delta": "The cup", "phase": "reasoning", "seq": 0}
     assert model["data"]["state"] == "loading"
+
+
+def test_a_client_reconnecting_mid_analysis_can_tell_it_missed_the_start(
+    ai_client: TestClient,
+    engine: ScriptedEngine,
+    frame_named: Callable[[WebSocketTestSession, str], dict[str, Any]],
+) -> None:
+    """Events are not replayed: a client whose WebSocket drops mid-stream and comes back
+    gets the rest of the deltas only. Each delta's ``seq`` says so (its first is not 0),
+    where before the client showed the end of the reasoning as if it were all of it."""
+    step = threading.Semaphore(0)
+    pieces = ("<think>Looking ", "at ", "the fovea.</think>", '{"classification": "x"}')
+
+    def generate(image: Any, *, on_delta: Callable[[str], None], **_: Any) -> Any:
+        for piece in pieces:  # one piece per release, as a model's tokens come
+            assert step.acquire(timeout=FRAME_TIMEOUT_S)
+            on_delta(piece)
+        return engine._result(cancelled=False)
+
+    engine.generate = generate  # type: ignore[method-assign]
+    patient = ai_client.post("/api/patients", json={"name": "Stream Patient"}).json()
+    scan = ai_client.post(
+        f"/api/patients/{patient['id']}/scans",
+        files={"file": ("scan.png", png_bytes(), "image/png")},
+    )
+    assert scan.status_code == 201, scan.text
+    with ai_client.websocket_connect("/api/notifications/ws") as first:
+        frame_named(first, "connected")
+        job = ai_client.post(f"/api/patients/{patient['id']}/analyze").json()
+        step.release()
+        opening = frame_named(first, "analysis_progress")["data"]
+    step.release()  # generated while no socket is open: this client never hears it
+    with ai_client.websocket_connect("/api/notifications/ws") as second:
+        frame_named(second, "connected")
+        for _ in pieces[2:]:
+            step.release()
+        heard: list[dict[str, Any]] = []
+        while True:
+            frame = frame_named(second, "analysis_progress")["data"]
+            heard.append(frame)
+            if frame["phase"] == "answer":
+                break
+    assert opening == {"jobId": job["id"], "delta": "Looking ", "phase": "reasoning", "seq": 0}
+    assert heard[0]["seq"] > 0  # the client knows it missed the text before
+    assert [f["seq"] for f in heard] == list(range(heard[0]["seq"], heard[0]["seq"] + len(heard)))
 
 
 def test_why_queued_analyses_wait_appears_and_clears_on_the_stream(
