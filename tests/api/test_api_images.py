@@ -142,6 +142,8 @@ def test_a_png_upload_becomes_a_scan(client: TestClient) -> None:
 
     assert uploaded.status_code == 201, uploaded.text
     scan = uploaded.json()
+    assert uploaded.headers["Location"] == f"/api/patients/{pid}/scans/{scan['id']}"
+    assert client.get(uploaded.headers["Location"]).json() == scan
     assert (scan["width"], scan["height"], scan["mediaType"]) == (20, 10, "image/png")
     assert (scan["modality"], scan["laterality"]) == ("OCT", "OS")
     assert client.get(scan["imageUrl"]).content == image
@@ -151,6 +153,21 @@ def test_a_png_upload_becomes_a_scan(client: TestClient) -> None:
     patient = client.get(f"/api/patients/{pid}").json()
     assert client.get(patient["imageUrl"]).content == image
     assert patient["scanCount"] == 1
+
+
+def test_a_scan_of_another_patient_or_none_is_404(client: TestClient) -> None:
+    pid = create(client)["id"]
+    other = create(client, name="Grace Hopper")["id"]
+    scan = client.post(
+        f"/api/patients/{pid}/scans", files={"file": ("a.png", png_bytes(), "image/png")}
+    ).json()
+
+    assert client.get(f"/api/patients/{pid}/scans/{scan['id']}").status_code == 200
+    assert client.get(f"/api/patients/{other}/scans/{scan['id']}").status_code == 404
+    assert client.get(f"/api/patients/{pid}/scans/{scan['id'] + 1}").status_code == 404
+    missing = client.get(f"/api/patients/nobody/scans/{scan['id']}")
+    assert missing.status_code == 404
+    assert "patient nobody not found" in missing.text
 
 
 def test_an_image_too_elongated_for_the_model_is_422_and_stores_nothing(

@@ -192,3 +192,35 @@ def test_a_measurement_without_values_is_a_422_located_in_the_body(
     body = response.json()
     assert "at least one measurement value" in body["message"]
     assert [e["loc"] for e in body["errors"]] == [["body"]]  # the body as a whole
+
+
+def test_a_measurement_added_is_read_where_its_location_points(
+    client: TestClient, patient_id: str
+) -> None:
+    """The 201 named no Location (and no GET read one measurement), unlike a patient's
+    or a notification's: a client could not point at what it had just stored."""
+    response = client.post(
+        f"/api/patients/{patient_id}/oculomics",
+        json={"eye": "OD", "measuredOn": TODAY.isoformat(), "iopMmhg": 31},
+    )
+    assert response.status_code == 201, response.text
+    location = response.headers["Location"]
+    assert location == f"/api/patients/{patient_id}/oculomics/{response.json()['id']}"
+
+    read = client.get(location)
+
+    assert read.status_code == 200
+    assert read.json() == response.json()
+    assert read.json()["flags"]  # 31 mmHg is above the reference range
+
+
+def test_a_measurement_of_another_patient_or_none_is_404(
+    client: TestClient, patient_id: str
+) -> None:
+    mid = measure(client, patient_id, eye="OS", date=TODAY.isoformat(), iop=15)["id"]
+    other = client.post("/api/patients", json={"name": "Grace Hopper"}).json()["id"]
+
+    assert client.get(f"/api/patients/{other}/oculomics/{mid}").status_code == 404
+    assert client.get(f"/api/patients/{patient_id}/oculomics/{mid + 1}").status_code == 404
+    assert client.get(f"/api/patients/nobody/oculomics/{mid}").status_code == 404
+    assert client.get(f"/api/patients/{patient_id}/oculomics/x").status_code == 422

@@ -387,6 +387,8 @@ def test_the_507_of_a_full_disk_is_listed_by_the_routes_that_store_and_by_no_oth
     pid = c.post("/api/patients", json={"name": "Ada", "imageUrl": _image_url()}).json()["id"]
     patient = f"/api/patients/{pid}"
     scan = f"{patient}/scans/{c.get(f'{patient}/scans').json()[0]['id']}"
+    measured = c.post(f"{patient}/oculomics", json={"eye": "OS", "date": "2024-01-01", "iop": 14})
+    measurement = f"{patient}/oculomics/{measured.json()['id']}"
     analysed = c.post("/api/ai/analyze", json={"image_base64": image, "patient_id": pid}).json()
     notice = c.post("/api/notifications", json={"message": "hi"}).json()["id"]
     notification = f"/api/notifications/{notice}"
@@ -402,8 +404,10 @@ def test_the_507_of_a_full_disk_is_listed_by_the_routes_that_store_and_by_no_oth
         ("GET", f"{patient}/image", {}),
         ("GET", f"{patient}/scans", {}),
         ("POST", f"{patient}/scans", {"files": upload}),
+        ("GET", scan, {}),
         ("GET", f"{scan}/image", {}),
         ("GET", f"{patient}/oculomics", {}),
+        ("GET", measurement, {}),
         ("POST", f"{patient}/oculomics", {"json": {"eye": "OD", "date": "2024-01-01", "iop": 15}}),
         ("GET", "/api/notifications", {}),
         ("POST", "/api/notifications", {"json": {"message": "hello"}}),

@@ -470,13 +470,17 @@ def list_scans(patient_id: str, patients: PatientsDep, base_url: BaseUrlDep) -> 
     response_model=s.ScanPublic,
     status_code=201,
     dependencies=[*guarded, form_fields("file", "modality", "laterality")],
-    responses=documented(400, 404, 409, 412, 413, 415, 500, 507),
+    responses={
+        201: {"headers": s.LOCATION_HEADER},
+        **documented(400, 404, 409, 412, 413, 415, 500, 507),
+    },
 )
 def upload_scan(
     patient_id: str,
     app: ApplicationDep,
     actor: ActorDep,
     base_url: BaseUrlDep,
+    response: Response,
     file: Annotated[UploadFile, File(description="PNG, JPEG, WebP, BMP or TIFF")],
     modality: Annotated[s.ModalityName, Form()] = "unknown",
     laterality: Annotated[s.LateralityName, Form()] = "unknown",
@@ -494,7 +498,21 @@ def upload_scan(
     )
     with patient_write(if_match, app.patients, patient_id) as expect:
         record = app.patients.attach_image(patient_id, image, actor=actor, expect=expect)
+    response.headers["Location"] = f"/api/patients/{patient_id}/scans/{record.id}"
     return presenters.scan(record, base_url)
+
+
+@router.get(
+    "/{patient_id}/scans/{scan_id}",
+    response_model=s.ScanPublic,
+    dependencies=guarded,
+    responses=documented(404),
+)
+def get_scan(
+    patient_id: str, scan_id: RecordId, patients: PatientsDep, base_url: BaseUrlDep
+) -> s.ScanPublic:
+    """One of the patient's scans, as the list gives it (an upload's ``Location``)."""
+    return presenters.scan(patients.get_scan(patient_id, scan_id), base_url)
 
 
 @router.get(
@@ -576,7 +594,10 @@ def get_oculomics(patient_id: str, oculomics: OculomicsDep) -> s.OculomicsPublic
     response_model=s.OculomicsMeasurementPublic,
     status_code=201,
     dependencies=guarded,
-    responses=documented(400, 404, 409, 412, 413, 507),
+    responses={
+        201: {"headers": s.LOCATION_HEADER},
+        **documented(400, 404, 409, 412, 413, 507),
+    },
 )
 def add_oculomics(
     patient_id: str,
@@ -584,6 +605,7 @@ def add_oculomics(
     patients: PatientsDep,
     oculomics: OculomicsDep,
     actor: ActorDep,
+    response: Response,
     if_match: IfMatch = None,
 ) -> s.OculomicsMeasurementPublic:
     with patient_write(if_match, patients, patient_id) as expect:
@@ -598,4 +620,18 @@ def add_oculomics(
             actor=actor,
             expect=expect,
         )
+    response.headers["Location"] = f"/api/patients/{patient_id}/oculomics/{record.id}"
     return presenters.measurement(record)
+
+
+@router.get(
+    "/{patient_id}/oculomics/{measurement_id}",
+    response_model=s.OculomicsMeasurementPublic,
+    dependencies=guarded,
+    responses=documented(404),
+)
+def get_oculomics_measurement(
+    patient_id: str, measurement_id: RecordId, oculomics: OculomicsDep
+) -> s.OculomicsMeasurementPublic:
+    """One measurement, with its flags (a POST's ``Location``)."""
+    return presenters.measurement(oculomics.get_measurement(patient_id, measurement_id))

@@ -328,6 +328,17 @@ class OculomicsService:
                 raise NotFound(f"patient {patient_id} not found")
             return self.measurements_in(session, [patient_id]).get(patient_id, ())
 
+    def get_measurement(self, patient_id: str, measurement_id: int) -> OculomicsRecord:
+        """One measurement of the patient, with its flags (where a POST's ``Location``
+        points)."""
+        with self._db.session() as session:
+            if session.get(m.Patient, patient_id) is None:
+                raise NotFound(f"patient {patient_id} not found")
+            row = session.get(m.OculomicsMeasurement, measurement_id)
+            if row is None or row.patient_id != patient_id:
+                raise NotFound(f"oculomics measurement {measurement_id} not found")
+            return _record(row)
+
     def series(self, patient_id: str) -> dict[str, tuple[OculomicsRecord, ...]]:
         """The patient's measurements split per eye: ``{"OD": (...), "OS": (...)}``."""
         return _per_eye(self.list_measurements(patient_id))

@@ -284,6 +284,15 @@ class PatientService:
             rows = session.scalars(_scans_newest_first(patient_id)).all()
             return tuple(scan_record(r) for r in rows)
 
+    def get_scan(self, patient_id: str, scan_id: int) -> ScanRecord:
+        """One of the patient's scans (where an upload's ``Location`` points)."""
+        with self._db.session() as session:
+            self._get(session, patient_id)
+            scan = session.get(m.Scan, scan_id)
+            if scan is None or scan.patient_id != patient_id:
+                raise NotFound(f"scan {scan_id} not found")
+            return scan_record(scan)
+
     def list_analyses(self, patient_id: str) -> tuple[AnalysisRecord, ...]:
         """The patient's analyses, newest first."""
         with self._db.session() as session:
