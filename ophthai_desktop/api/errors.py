@@ -182,11 +182,19 @@ PYDANTIC_TYPES = frozenset(
 )
 
 
-def _pydantic_type_name(part: object) -> bool:
-    """Whether a location part names a type pydantic tried ("list[str]",
-    "constrained-str", "function-after[...]"), not a key of the request. The request's
-    keys are identifiers, in camelCase or snake_case."""
-    return isinstance(part, str) and ("[" in part or "-" in part or part in PYDANTIC_TYPES)
+def _without_type_names(location: Sequence[object]) -> list[object]:
+    """A location without the types pydantic tried ("list[str]", "constrained-str",
+    "function-after[...]", or a plain "str" after the field it tried it for): the
+    request's keys, in camelCase or snake_case. A plain name right after the request's
+    part is a key: the seed's oculomics "date" was dropped, and its 422 named no field."""
+    kept: list[object] = []
+    for at, part in enumerate(location):
+        if isinstance(part, str) and ("[" in part or "-" in part):
+            continue
+        if part in PYDANTIC_TYPES and at > 0 and location[at - 1] not in REQUEST_PARTS:
+            continue
+        kept.append(part)
+    return kept
 
 
 async def as_sent(request: Request, field: str) -> tuple[list[str], str]:
@@ -411,6 +419,28 @@ def _body_not_held(exc: OSError) -> JSONResponse:
 PLUS_READ_AS_SPACE = re.compile(r"\d{2}:\d{2}(:\d{2}(\.\d+)?)? \d{2}(:?\d{2})?$")
 
 #: What a query's date and time refused for that reason adds to pydantic's message.
+#: A date field's problems in the API's words (pydantic's: "Datetimes provided to dates
+#: should have zero time - e.g. be exact dates" for JavaScript's toISOString() of a local
+#: midnight, "1980-04-30T22:00:00.000Z").
+TAKES_A_DATE = "a date as YYYY-MM-DD (e.g. 1980-05-01)"
+DATE_WITH_A_TIME = (
+    f"{TAKES_A_DATE}, without a time of day: a moment with a time other than midnight "
+    "falls on another date in another time zone, so it is not taken as one (send the date "
+    "as entered, not as a UTC moment)"
+)
+DATE_KINDS = frozenset({"date_parsing", "date_from_datetime_parsing", "date_type"})
+
+
+def _date_problem(kind: str, msg: str) -> str | None:
+    """What a date field's problem ``kind`` says in the API's words; None for no date's."""
+    if kind == "date_from_datetime_inexact":
+        return DATE_WITH_A_TIME
+    if kind in DATE_KINDS:
+        why = msg.removeprefix("Input should be a valid date or datetime").lstrip(", ")
+        return f"{TAKES_A_DATE}: {why}" if why and why != msg else TAKES_A_DATE
+    return None
+
+
 PLUS_HINT = (
     "a + in a URL's query is read as a space: send the zone's + as %2B "
     "(encodeURIComponent does), or the time in UTC with Z"
@@ -433,7 +463,7 @@ def _without_null_alternatives(problems: Sequence[Any]) -> list[Any]:
     the values the field takes, it reads as if the field had to be null."""
 
     def where(problem: Any) -> tuple[object, ...]:
-        return tuple(p for p in problem.get("loc", ()) if not _pydantic_type_name(p))
+        return tuple(_without_type_names(problem.get("loc", ())))
 
     tried_otherwise = {where(p) for p in problems if p.get("type") != "none_required"}
     return [
@@ -497,8 +527,8 @@ def install_error_handlers(app: FastAPI) -> None:
             msg = error.get("msg", "invalid")
             # The first part says where (body, query, path...); a JSON syntax error's
             # second part is a character position, not a field.
-            parts = location[1:] if location and location[0] in REQUEST_PARTS else location
-            parts = [p for p in parts if not _pydantic_type_name(p)]
+            keys = _without_type_names(location)
+            parts = keys[1:] if keys and keys[0] in REQUEST_PARTS else keys
             msg = msg.removeprefix("Value error, ")
             if location[:1] == ["query"] and parts:  # named as sent, not as renamed
                 parts[0] = request.scope.get(QUERY_SPELLING, {}).get(parts[0], parts[0])
@@ -519,6 +549,8 @@ def install_error_handlers(app: FastAPI) -> None:
                     msg = f"this endpoint takes no such field {it_takes(_body_takes(request))}"
             if location[:1] == ["body"] and _takes_form(request):
                 msg = _form_problem(request, kind, msg, ".".join(map(str, parts)))
+            if (dated := _date_problem(kind, msg)) is not None:
+                msg = dated
             if _plus_read_as_space(location, kind, error.get("input")):
                 msg = f"{msg}; {PLUS_HINT}"
             if kind == "json_invalid":

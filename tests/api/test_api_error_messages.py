@@ -301,3 +301,43 @@ def test_a_422_names_its_one_field_at_the_top_whichever_layer_refused_it(
     assert {e["field"] for e in two_fields["errors"]} == {"name", "age"}
     assert "field" not in two_fields
     assert "field" not in not_json  # the body as a whole: no field to highlight
+
+
+@pytest.mark.parametrize(
+    ("sent", "said"),
+    [
+        # JavaScript's toISOString() of a local midnight east of UTC.
+        ("1980-04-30T22:00:00.000Z", "without a time of day: a moment with a time other"),
+        ("1980-13-01", "a date as YYYY-MM-DD (e.g. 1980-05-01): month value is outside"),
+    ],
+    ids=["a moment", "no date"],
+)
+def test_a_birth_date_refused_says_what_a_date_is_in_the_api_s_words(
+    client: TestClient, sent: str, said: str
+) -> None:
+    """pydantic's words ("Datetimes provided to dates should have zero time - e.g. be
+    exact dates") for the commonest slip of a web form, a date sent as a UTC moment."""
+    response = client.post("/api/patients", json={"name": "Ada", "birthDate": sent})
+
+    assert response.status_code == 422
+    body = response.json()
+    assert body["field"] == "birthDate"
+    assert said in body["message"]
+    assert "Datetimes provided" not in response.text
+    assert "Input should be" not in response.text
+
+
+def test_the_seed_s_oculomics_date_refused_is_named_as_the_field_at_fault(
+    client: TestClient,
+) -> None:
+    """The seed's "date" key was taken for a type pydantic tried and dropped from the
+    location: the 422 said "body: ..." and named no field for a form to mark."""
+    pid = client.post("/api/patients", json={"name": "Ada"}).json()["id"]
+
+    response = client.post(
+        f"/api/patients/{pid}/oculomics", json={"eye": "OD", "date": "2024-02-30", "iop": 14}
+    )
+
+    assert response.status_code == 422
+    assert response.json()["field"] == "date"
+    assert response.json()["message"].startswith("date: a date as YYYY-MM-DD")
