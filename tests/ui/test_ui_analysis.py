@@ -1958,3 +1958,28 @@ def test_a_digit_typed_into_a_full_section_is_not_said_to_be_out_of_range(
 
     assert view.when.text() == shown  # refused by Qt
     assert view.schedule_error_text() == ""
+
+
+@pytest.mark.parametrize("size", [(1440, 900), (1024, 768)])
+def test_the_booked_line_reads_on_one_or_two_lines(
+    qtbot: QtBot, make_gui: Maker, size: tuple[int, int]
+) -> None:
+    """Beside Cancel appointment, "Scheduled for … (UTC)." had a third of its group
+    (102 px at 1440 x 900, the appointment beside the validation) and took three lines
+    for a date and a zone. It has the group's width, the button under it; Cancel
+    appointment is in sight with it after Schedule."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    gui.window.resize(*size)
+    view = gui.analysis_view
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible())
+    view.approve.click()
+    qtbot.waitUntil(lambda: view.card.badge.text() == "APPROVED")
+    view.schedule.click()
+    line = view.appointment
+    qtbot.waitUntil(lambda: line.text() == f"Scheduled for {view.booked_time()}.")
+    qtbot.waitUntil(lambda: _in_sight(view.cancel_appointment, view._scroll))
+    assert _in_sight(line, view._scroll)
+    lines = line.height() / line.fontMetrics().lineSpacing()
+    assert lines <= 2, f"{lines:.1f} lines in {line.width()} px"
