@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QWidget,
 )
+from pytestqt.exceptions import TimeoutError as WaitTimedOut
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.errors import StorageError
@@ -1983,3 +1985,31 @@ def test_the_booked_line_reads_on_one_or_two_lines(
     assert _in_sight(line, view._scroll)
     lines = line.height() / line.fontMetrics().lineSpacing()
     assert lines <= 2, f"{lines:.1f} lines in {line.width()} px"
+
+
+def test_provenance_rows_that_wrap_are_shown_whole_at_1024(qtbot: QtBot, make_gui: Maker) -> None:
+    """Opened at 1024 x 768, the provenance panel gave its rows the heights of one line:
+    the image's SHA-256 and the analysis (job, scan, time), wrapped over two to four
+    lines, were drawn over one another and cut at the top and bottom, an empty band under
+    the last row."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    gui.window.resize(1024, 768)
+    view = gui.analysis_view
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible())
+    view.provenance_toggle.click()
+    qtbot.waitUntil(view.provenance.isVisible)
+    values = list(view.provenance.values.values())
+
+    def cut() -> list[str]:
+        return [
+            f"{v.text()!r}: {v.height()} px of {v.heightForWidth(v.width())}"
+            for v in values
+            if v.height() < v.heightForWidth(v.width())
+        ]
+
+    with contextlib.suppress(WaitTimedOut):
+        qtbot.waitUntil(lambda: not cut(), timeout=2000)
+    assert cut() == []
+    assert any(v.height() > v.fontMetrics().lineSpacing() * 1.5 for v in values)  # some wrap

@@ -399,6 +399,13 @@ class ProvenancePanel(QFrame):
             set_text(self.values[key], on_screen(text))
         self._rows = rows
 
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        # As the card's form (ResultCard.resizeEvent): the rows kept the heights worked
+        # out for an earlier width, one line each, and the image's SHA-256 and the
+        # analysis, wrapped over two to four lines, were drawn over one another.
+        self.form.invalidate()
+
     def text(self) -> str:
         """Every row, ``Label: value``, in the order shown (the values as recorded,
         without the screen's line breaks)."""
