@@ -47,6 +47,10 @@ QLabel#stepDot { background: #3a4148; color: #dfe5ea; }
 QFrame#stepLine { background: #3a4148; }
 QLabel#sectionTitle { color: #6cc3de; }
 QFrame#resultCard { background: #23282d; }
+/* The light look's pale trough was a white bar on the dark card. Its figure is drawn in
+   one colour over the chunk and the trough alike: light on both (5.5 and 11.7:1). */
+QProgressBar#confidence { background: #2c3238; border-color: #4a535b; color: #f1f4f6; }
+QProgressBar#confidence::chunk { background: #1f6b80; }
 QLabel#classification { color: #f1f4f6; }
 QLabel#analysisState { color: #6cc3de; }
 QLabel#analysisState[kind="error"] { color: #f28b82; }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QWidget,
 )
+from pytestqt.exceptions import TimeoutError as WaitTimedOut
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.errors import StorageError
@@ -1958,3 +1960,56 @@ def test_a_digit_typed_into_a_full_section_is_not_said_to_be_out_of_range(
 
     assert view.when.text() == shown  # refused by Qt
     assert view.schedule_error_text() == ""
+
+
+@pytest.mark.parametrize("size", [(1440, 900), (1024, 768)])
+def test_the_booked_line_reads_on_one_or_two_lines(
+    qtbot: QtBot, make_gui: Maker, size: tuple[int, int]
+) -> None:
+    """Beside Cancel appointment, "Scheduled for … (UTC)." had a third of its group
+    (102 px at 1440 x 900, the appointment beside the validation) and took three lines
+    for a date and a zone. It has the group's width, the button under it; Cancel
+    appointment is in sight with it after Schedule."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    gui.window.resize(*size)
+    view = gui.analysis_view
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible())
+    view.approve.click()
+    qtbot.waitUntil(lambda: view.card.badge.text() == "APPROVED")
+    view.schedule.click()
+    line = view.appointment
+    qtbot.waitUntil(lambda: line.text() == f"Scheduled for {view.booked_time()}.")
+    qtbot.waitUntil(lambda: _in_sight(view.cancel_appointment, view._scroll))
+    assert _in_sight(line, view._scroll)
+    lines = line.height() / line.fontMetrics().lineSpacing()
+    assert lines <= 2, f"{lines:.1f} lines in {line.width()} px"
+
+
+def test_provenance_rows_that_wrap_are_shown_whole_at_1024(qtbot: QtBot, make_gui: Maker) -> None:
+    """Opened at 1024 x 768, the provenance panel gave its rows the heights of one line:
+    the image's SHA-256 and the analysis (job, scan, time), wrapped over two to four
+    lines, were drawn over one another and cut at the top and bottom, an empty band under
+    the last row."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    gui.window.resize(1024, 768)
+    view = gui.analysis_view
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible())
+    view.provenance_toggle.click()
+    qtbot.waitUntil(view.provenance.isVisible)
+    values = list(view.provenance.values.values())
+
+    def cut() -> list[str]:
+        return [
+            f"{v.text()!r}: {v.height()} px of {v.heightForWidth(v.width())}"
+            for v in values
+            if v.height() < v.heightForWidth(v.width())
+        ]
+
+    with contextlib.suppress(WaitTimedOut):
+        qtbot.waitUntil(lambda: not cut(), timeout=2000)
+    assert cut() == []
+    assert any(v.height() > v.fontMetrics().lineSpacing() * 1.5 for v in values)  # some wrap

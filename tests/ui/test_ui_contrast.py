@@ -322,3 +322,26 @@ def test_disabled_labels_and_check_boxes_look_disabled_in_either_theme(qtbot: Qt
                 assert off < on / 1.5, f"{theme} {kind.__name__}: {off:.1f}:1 vs {on:.1f}:1"
     finally:
         apply_theme("light")
+
+
+def test_the_confidence_bar_follows_the_dark_theme(qtbot: QtBot, gui: GuiSession) -> None:
+    """In the dark theme the result card's confidence bar kept the light look's trough,
+    #eef2f5: a white bar on the dark card. Its trough is dark there, and its figure
+    readable over the trough and over the filled part, in either theme."""
+    _patient(gui, qtbot)
+    bar = gui.analysis_view.card.confidence
+    try:
+        for theme in ("light", "dark"):
+            apply_theme(theme)
+            for value in (30, 87):  # the figure over the trough, then over the chunk
+                bar.setValue(value)
+                bar.setFormat(f"{value}% confidence")
+                QApplication.processEvents()
+                image = bar.grab().toImage()
+                trough = image.pixelColor(image.width() - 6, image.height() // 2)
+                ratio, ink, background = drawn_contrast(bar)
+                assert ratio >= AA, f"{theme} {value}%: {ratio:.2f} {ink} on {background}"
+                if theme == "dark":
+                    assert trough.lightnessF() < 0.3, f"dark trough {trough.name()}"
+    finally:
+        apply_theme("light")

@@ -399,6 +399,13 @@ class ProvenancePanel(QFrame):
             set_text(self.values[key], on_screen(text))
         self._rows = rows
 
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        # As the card's form (ResultCard.resizeEvent): the rows kept the heights worked
+        # out for an earlier width, one line each, and the image's SHA-256 and the
+        # analysis, wrapped over two to four lines, were drawn over one another.
+        self.form.invalidate()
+
     def text(self) -> str:
         """Every row, ``Label: value``, in the order shown (the values as recorded,
         without the screen's line breaks)."""
@@ -555,10 +562,14 @@ class AnalysisView(QWidget):
         row.addWidget(self.when, 1)
         row.addWidget(self.schedule)
         appointment_layout.addLayout(row)
-        booked = QHBoxLayout()
-        booked.addWidget(self.appointment, 1)
-        booked.addWidget(self.cancel_appointment, 0, Qt.AlignmentFlag.AlignTop)
-        appointment_layout.addLayout(booked)
+        # The booked line over the group's width, Cancel appointment under it: beside the
+        # button, the line had a third of the group (102 px at 1440 x 900, the
+        # appointment beside the validation) and took three lines for a date and a zone.
+        appointment_layout.addWidget(self.appointment)
+        cancel_row = QHBoxLayout()
+        cancel_row.addStretch(1)
+        cancel_row.addWidget(self.cancel_appointment)
+        appointment_layout.addLayout(cancel_row)
         self.schedule_error = _wrapping("", "fieldError")
         self.schedule_error.hide()
         appointment_layout.addWidget(self.schedule_error)
@@ -820,7 +831,13 @@ class AnalysisView(QWidget):
         Schedule's confirmation goes to the banner at the top of the tab, out of sight
         once the tab is scrolled down to the picker, and the line under it was cut off at
         the tab's foot."""
-        QTimer.singleShot(0, self, lambda: self._scroll.ensureWidgetVisible(self.appointment))
+        QTimer.singleShot(0, self, self._scroll_to_booking)
+
+    def _scroll_to_booking(self) -> None:
+        # Cancel appointment, under the line, first: then the line, where both fit.
+        for widget in (self.cancel_appointment, self.appointment):
+            if widget.isVisible():
+                self._scroll.ensureWidgetVisible(widget)
 
     def booked_time(self) -> str:
         """The booked appointment's time as the view shows it (with its zone); empty
