@@ -394,7 +394,8 @@ def test_the_picker_s_earliest_time_is_now_when_it_gets_the_focus(
     _focus(view.when)
 
     earliest = view.when.minimumDateTime()
-    assert earliest >= QDateTime.currentDateTime().addSecs(-EARLIEST_S - 5)
+    # Now less EARLIEST_S, at the start of that minute (the one shown).
+    assert earliest >= QDateTime.currentDateTime().addSecs(-EARLIEST_S - 60 - 5)
     assert view.when.dateTime() == shown  # tomorrow 09:00 still
     view.when.setDateTime(QDateTime.currentDateTime().addSecs(-3600))
     assert view.when.dateTime() == earliest  # an hour ago cannot be picked
@@ -419,7 +420,7 @@ def test_the_picker_s_earliest_time_is_now_when_its_calendar_opens_by_keys(
     qtbot.keyClick(view.when, key, modifier)
 
     qtbot.waitUntil(calendar.isVisible)
-    earliest = QDateTime.currentDateTime().addSecs(-EARLIEST_S - 5)
+    earliest = QDateTime.currentDateTime().addSecs(-EARLIEST_S - 60 - 5)  # its minute's start
     assert view.when.minimumDateTime() >= earliest
     assert calendar.minimumDate() >= earliest.date()  # the days since are not offered
     qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Escape)
@@ -1871,6 +1872,40 @@ def test_the_earliest_time_the_picker_stops_at_is_booked_at_enter(
     assert view.schedule_error_text() == ""
     qtbot.waitUntil(lambda: "booked" in view.notice.text())
     assert view.when.text() == shown
+
+
+def test_the_earliest_minute_typed_into_the_picker_is_booked(
+    qtbot: QtBot, gui: GuiSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The earliest minute the picker says it takes ("from now (16:40)"), typed: the
+    earliest time kept the clock's seconds (16:40:30), so Qt refused the last digit of
+    16:40 without a word, and Enter said "… 16:4 cannot be booked: an appointment is
+    from now (… 16:40)" and booked nothing."""
+
+    def now_at_half_a_minute() -> QDateTime:
+        clock = QDateTime.currentDateTime()
+        return clock.addMSecs(30_500 - clock.time().second() * 1000 - clock.time().msec())
+
+    monkeypatch.setattr(analysis_view, "now", now_at_half_a_minute)
+    view = _picker_in_focus(qtbot, gui, "Earliest typed")
+    earliest = view.when.minimumDateTime()
+    view.when.setDateTime(QDateTime(earliest.date(), QTime(23, 59)))
+    for section, digits in (
+        (QDateTimeEdit.Section.HourSection, earliest.toString("HH")),
+        (QDateTimeEdit.Section.MinuteSection, earliest.toString("mm")),
+    ):
+        view.when.setSelectedSection(section)
+        qtbot.keyClicks(view.when, digits)
+    assert view.when.text() == earliest.toString("yyyy-MM-dd HH:mm")
+    assert view.schedule_error_text() == ""
+
+    with qtbot.waitSignal(view.schedule_requested, timeout=2000) as booked:
+        qtbot.keyClick(view.when, Qt.Key.Key_Return)
+
+    when = booked.args[0] if booked.args else None
+    assert when is not None
+    assert when.strftime("%Y-%m-%d %H:%M") == earliest.toString("yyyy-MM-dd HH:mm")
+    assert view.schedule_error_text() == ""
 
 
 def test_schedule_clicked_from_a_refused_typed_time_does_not_book_the_one_it_went_back_to(

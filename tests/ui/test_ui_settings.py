@@ -406,6 +406,31 @@ def test_a_settings_file_that_is_no_utf8_text_is_said_at_pause_and_does_not_brea
     assert settings_path.read_bytes() == b"# R\xe9glages du cabinet\n"  # left as it was
 
 
+def test_a_pause_not_saved_while_the_environment_sets_it_says_what_the_next_start_does(
+    qtbot: QtBot,
+    make_gui: Maker,
+    tmp_path: Path,
+    settings_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With OPHTHAI_WATCH_FOLDER_PAUSED set, a Pause whose write failed replaced the
+    banner saying the environment wins with one saying the next start "follows the
+    settings saved before" (it follows the environment), and wrapped the file's
+    reason, brackets and all, in brackets."""
+    monkeypatch.setenv("OPHTHAI_WATCH_FOLDER_PAUSED", "no")
+    gui, _folder = _watching_a_folder(qtbot, make_gui, tmp_path)
+    settings_path.parent.mkdir(parents=True, exist_ok=True)
+    settings_path.write_bytes(b"# R\xe9glages du cabinet\n")
+    gui.window.pause_watch_action.trigger()
+    qtbot.waitUntil(lambda: "could not be saved" in gui.window.banner.text())
+
+    said = gui.window.banner.text()
+    assert "follows the settings saved before" not in said
+    assert "After OphthAI starts again the watch folder is watched" in said
+    assert "OPHTHAI_WATCH_FOLDER_PAUSED" in said
+    assert f"could not be saved to {settings_path}: the file is not UTF-8 text" in said
+
+
 def test_a_pause_while_the_dialog_s_settings_are_saved_stands(
     qtbot: QtBot, make_gui: Maker, tmp_path: Path, settings_path: Path
 ) -> None:

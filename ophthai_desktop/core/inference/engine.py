@@ -301,8 +301,10 @@ class InferenceEngine:
         self._status_lock = threading.RLock()
         # Held by the installed check's own thread while it runs (released there).
         self._checking = threading.Lock()
-        #: The look confirm_installed started and has not ended (one at a time).
-        self._confirming: threading.Event | None = None
+        #: The look confirm_installed started and has not ended (one at a time): set
+        #: when it ends, and its number (looks are counted as they begin).
+        self._confirming: tuple[threading.Event, int] | None = None
+        self._looks_begun = 0
         self._confirming_lock = threading.Lock()
         self._loaded: _Loaded | None = None
         self._parameter_counts: dict[Path, int | None] = {}
@@ -376,26 +378,38 @@ class InferenceEngine:
         :data:`CONFIRM_WAIT_S` (then the status as known is returned and the finding
         published when it comes), so that a dead share holds no caller's thread (the
         window's short-call pool, the server's) for longer; a look still running is
-        waited for rather than a second started. A thread of a pool, never the GUI's or
-        the server's event loop. Any other state is returned as it is (an ``error`` is
-        cleared by :meth:`refresh` only, and a loaded model has its files open).
+        waited for rather than a second started alongside, and where it began before
+        this call (the files may have changed since), a new one follows it within the
+        same wait. A thread of a pool, never the GUI's or the server's event loop. Any
+        other state is returned as it is (an ``error`` is cleared by :meth:`refresh`
+        only, and a loaded model has its files open).
         """
         if self._status.state in _IDLE_STATES and self._loaded is None:
+            deadline = time.monotonic() + CONFIRM_WAIT_S
             with self._confirming_lock:
-                done = self._confirming
-                if done is None:
-                    done = self._confirming = threading.Event()
-                    try:
-                        threading.Thread(
-                            target=self._confirm,
-                            args=(done,),
-                            name="model-install-confirm",
-                            daemon=True,
-                        ).start()
-                    except RuntimeError:  # no thread to be had (shutting down)
-                        self._confirming = None
-                        return self._status
-            done.wait(CONFIRM_WAIT_S)
+                begun_before = self._looks_begun  # those may have looked too early
+            while True:
+                with self._confirming_lock:
+                    look = self._confirming
+                    if look is None:
+                        self._looks_begun += 1
+                        look = self._confirming = (threading.Event(), self._looks_begun)
+                        try:
+                            threading.Thread(
+                                target=self._confirm,
+                                args=(look[0],),
+                                name="model-install-confirm",
+                                daemon=True,
+                            ).start()
+                        except RuntimeError:  # no thread to be had (shutting down)
+                            self._confirming = None
+                            return self._status
+                done, number = look
+                if not done.wait(max(0.0, deadline - time.monotonic())) or number > begun_before:
+                    break
+                # A look begun before this call may have looked before the files were
+                # put back (or went): a request made after that was answered with what
+                # they were. One more, begun now, within the same wait.
         return self._status
 
     def _confirm(self, done: threading.Event) -> None:

@@ -729,10 +729,17 @@ class SettingsController(QObject):
         def failed(exc: BaseException) -> None:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             log.warning("the watch folder's %s could not be saved: %s", what, reason)
+            # The reason after a colon: it may hold brackets of its own. This replaces
+            # the banner that said the environment wins: said again, not contradicted.
+            env = set_in_environment("watch_folder_paused")
+            after = (
+                f"{_next_start_by(env)}, as {env} set in the environment says"
+                if env
+                else "it follows the settings saved before"
+            )
             self._window.banner.show_message(
-                f"The watch folder's {what} applies now but could not be saved to {path} "
-                f"({reason}): after OphthAI starts again it follows the settings saved "
-                "before.",
+                f"The watch folder's {what} applies now but could not be saved to {path}: "
+                f"{reason}. After OphthAI starts again {after}.",
                 "warning",
             )
             written(None)

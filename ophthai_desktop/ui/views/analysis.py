@@ -81,6 +81,16 @@ def now() -> QDateTime:
     return QDateTime.currentDateTime()
 
 
+def earliest_from(clock: QDateTime) -> QDateTime:
+    """The earliest appointment time at ``clock``: :data:`EARLIEST_S` before it, at the
+    start of that minute, the one the picker shows (with the clock's seconds kept, the
+    minute shown was before the earliest time: Qt refused the digit typing it, without
+    a word). The server takes times minutes older (its clock may differ)."""
+    earliest = clock.addSecs(-EARLIEST_S)
+    time = earliest.time()
+    return earliest.addMSecs(-(time.second() * 1000 + time.msec()))
+
+
 def _wrapping(text: str = "", name: str | None = None) -> QLabel:
     """A word-wrapped plain-text label.
 
@@ -203,8 +213,7 @@ class AppointmentPicker(CalendarKeys, QDateTimeEdit):
         """Now (less :data:`EARLIEST_S`) is the earliest time, but for the time shown:
         a time shown that has passed stays as it is rather than moved without a word
         (Schedule with it is refused, with the reason under the button)."""
-        earliest = now().addSecs(-EARLIEST_S)
-        self.setMinimumDateTime(min(earliest, self.dateTime()))
+        self.setMinimumDateTime(min(earliest_from(now()), self.dateTime()))
 
 
 class ResultCard(QFrame):
@@ -859,7 +868,7 @@ class AnalysisView(QWidget):
             self._default_from = self._reset_appointment_time(booked, now())
 
     def _reset_appointment_time(self, booked: datetime | None, now: QDateTime) -> QDateTime | None:
-        self.when.setMinimumDateTime(now.addSecs(-EARLIEST_S))
+        self.when.setMinimumDateTime(earliest_from(now))
         # A follow-up, not a date at the end of the calendar (9999-12-31 overflowed the
         # conversion to an aware time and the click did nothing).
         latest = now.addYears(MAX_YEARS_AHEAD)

@@ -762,6 +762,39 @@ def test_a_request_s_look_at_the_files_never_waits_long_for_a_share_that_hangs(
     assert looks == ["model-install-confirm"]
 
 
+def test_a_request_made_after_the_files_are_put_back_finds_them_during_an_earlier_look(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request joined the look another request had begun (one at a time): on a slow
+    share that look had found the folder gone before it was put back, and the request
+    made after it was back was answered "not installed" (a 503) with it."""
+    from ophthai_desktop.core.inference import engine as engine_module
+
+    target = tmp_path / "model"
+    engine = InferenceEngine(make_settings(tmp_path, model_path=target))
+    assert engine.status().state is ModelState.NOT_INSTALLED
+    real_locate = engine._locate
+    looked = threading.Event()
+
+    def slow_share() -> object:
+        found = real_locate()  # the folder, looked at first
+        looked.set()
+        time.sleep(0.3)  # the rest of a slow share's answers
+        return found
+
+    monkeypatch.setattr(engine, "_locate", slow_share)
+    monkeypatch.setattr(engine_module, "CONFIRM_WAIT_S", 30.0)  # a loaded machine's time
+    earlier = threading.Thread(target=engine.confirm_installed)
+    earlier.start()
+    try:
+        assert looked.wait(10)
+        shutil.copytree(tiny_checkpoint, target)  # put back while that look runs
+
+        assert engine.confirm_installed().state is ModelState.INSTALLED
+    finally:
+        earlier.join(10)
+
+
 def test_the_status_and_a_check_of_the_files_never_wait_for_an_analysis(
     loaded_engine: InferenceEngine,
 ) -> None:
