@@ -131,6 +131,17 @@ def actor() -> Actor:
     return Actor(who="test-clinician", via="gui")
 
 
+@pytest.fixture
+def model_looks_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request's look at the model files (``InferenceEngine.confirm_installed``) is
+    waited for to its end: on a loaded machine it can take longer than the second a
+    request waits for it (the state as known answers then, the finding a moment later),
+    which is not what a test of the finding asks."""
+    from ophthai_desktop.core.inference import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "CONFIRM_WAIT_S", 60.0)
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight Qwen2.5-VL folder (~0.5 MB) that writes until its token cap;

@@ -203,7 +203,7 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
     except Image.DecompressionBombError as exc:
         raise PayloadTooLarge(too_many_pixels_to_decode_message(max_pixels)) from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise InvalidInput(f"the image is damaged or incomplete: {exc}") from exc
+        raise InvalidInput(f"the image is damaged or incomplete: {_pillow_reason(exc)}") from exc
     return ImageInfo(
         format=fmt,
         media_type=ACCEPTED_FORMATS[fmt],
@@ -212,6 +212,19 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
         mode=mode,
         size_bytes=len(data),
     )
+
+
+#: The details Pillow puts in brackets after its reason ("image file is truncated (4
+#: bytes not processed)", "broken PNG file (chunk b'\\xc0\\xd47\\r')"): bytes as Python
+#: writes them, and brackets inside the brackets the window and the watch folder's notes
+#: put around a reason.
+_PILLOW_DETAIL = re.compile(r"\s*\([^()]*\)\s*$")
+
+
+def _pillow_reason(exc: Exception) -> str:
+    """Pillow's reason for refusing an image, without its bracketed details."""
+    text = str(exc).strip()
+    return _PILLOW_DETAIL.sub("", text) or text or type(exc).__name__
 
 
 def _refuse_a_volume(image: Image.Image) -> None:

@@ -116,6 +116,7 @@ def _serving_a_copy(
         application.close()
 
 
+@pytest.mark.usefixtures("model_looks_waited_for")
 def test_model_files_gone_after_an_unload_are_a_503_not_a_job_left_waiting(
     tmp_path: Path, tiny_checkpoint: Path
 ) -> None:
@@ -146,6 +147,7 @@ def test_model_files_gone_after_an_unload_are_a_503_not_a_job_left_waiting(
     assert jobs.headers["x-total-count"] == "0"
 
 
+@pytest.mark.usefixtures("model_looks_waited_for")
 def test_model_files_put_back_after_a_503_are_found_by_the_next_request(
     tmp_path: Path, tiny_checkpoint: Path
 ) -> None:
@@ -167,6 +169,7 @@ def test_model_files_put_back_after_a_503_are_found_by_the_next_request(
     assert refused.status_code == 503, refused.text
 
 
+@pytest.mark.usefixtures("model_looks_waited_for")
 def test_asking_again_for_a_job_an_unload_queued_again_joins_it_after_its_files_went(
     tmp_path: Path, tiny_checkpoint: Path
 ) -> None:

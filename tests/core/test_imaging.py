@@ -52,6 +52,22 @@ def test_empty_text_truncated_and_gif_are_refused() -> None:
     damaged[len(data) // 2] ^= 0xFF  # one byte inside the image data: its CRC fails
     with pytest.raises(InvalidInput, match="damaged or incomplete"):
         inspect_image(bytes(damaged), **LIMITS)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP", "TIFF"])
+def test_a_damaged_image_s_reason_has_no_brackets_or_python_bytes(fmt: str) -> None:
+    """Pillow's details came along in brackets ("image file is truncated (4 bytes not
+    processed)", "broken PNG file (chunk b'\\xc0...')"): bytes as Python writes them,
+    and brackets inside those the window and the watch folder's notes put around it."""
+    buffer = io.BytesIO()
+    Image.effect_noise((64, 64), 60).convert("RGB").save(buffer, fmt)
+    data = buffer.getvalue()
+    for cut in (data[: len(data) * 2 // 3], data[: len(data) - 7]):
+        with pytest.raises(InvalidInput) as refused:
+            inspect_image(cut, **LIMITS)
+        said = str(refused.value)
+        assert said.startswith("the image is damaged or incomplete: "), said
+        assert "(" not in said and "b'" not in said, said
     gif = io.BytesIO()
     Image.new("P", (4, 4)).save(gif, "GIF")
     with pytest.raises(UnsupportedMedia, match="GIF"):

@@ -759,6 +759,7 @@ def test_analyse_explains_a_model_that_is_not_installed(qtbot: QtBot, gui: GuiSe
     qtbot.waitUntil(lambda: "not installed" in jobs.waiting.text(), timeout=5000)
 
 
+@pytest.mark.usefixtures("model_looks_waited_for")
 def test_analyse_after_an_unload_with_the_model_files_gone_says_it_is_not_installed(
     qtbot: QtBot, make_gui: Maker, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:

@@ -647,6 +647,7 @@ def test_template_that_prefills_think_keeps_the_tag_and_the_budget(
     assert result.reasoning == "~~~"
 
 
+@pytest.mark.usefixtures("model_looks_waited_for")
 def test_a_request_s_look_at_the_files_finds_them_gone_and_back_at_once(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
