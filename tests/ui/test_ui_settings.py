@@ -261,12 +261,7 @@ def test_a_paused_watch_folder_stays_paused_after_a_restart_until_resumed(
     gui, folder = _watching_a_folder(qtbot, make_gui, tmp_path)
     gui.window.pause_watch_action.trigger()
     qtbot.waitUntil(lambda: gui.window.status.watcher.text() == "Watch folder: paused")
-    qtbot.waitUntil(
-        lambda: (
-            settings_path.is_file()
-            and 'OPHTHAI_WATCH_FOLDER_PAUSED="true"' in settings_path.read_text()
-        )
-    )
+    qtbot.waitUntil(lambda: _file_says(settings_path, 'OPHTHAI_WATCH_FOLDER_PAUSED="true"'))
     gui.shutdown()
     scan = folder / "waiting.png"
     scan.write_bytes(png_bytes())
@@ -310,12 +305,7 @@ def test_a_pause_that_the_environment_overrides_at_the_next_start_is_said(
     said = gui.window.banner.text()
     assert "OPHTHAI_WATCH_FOLDER_PAUSED is set in the environment" in said
     assert "after OphthAI starts again the watch folder is watched" in said
-    qtbot.waitUntil(
-        lambda: (
-            settings_path.is_file()
-            and 'OPHTHAI_WATCH_FOLDER_PAUSED="true"' in settings_path.read_text()
-        )
-    )
+    qtbot.waitUntil(lambda: _file_says(settings_path, 'OPHTHAI_WATCH_FOLDER_PAUSED="true"'))
 
 
 def test_a_pause_and_a_resume_clicked_at_once_are_saved_in_that_order(
@@ -461,6 +451,11 @@ def test_a_pause_while_the_dialog_s_settings_are_saved_stands(
     assert gui.window.status.watcher.text() == "Watch folder: paused"
     assert gui.application.settings.watch_folder_paused
     assert 'OPHTHAI_WATCH_FOLDER_PAUSED="true"' in settings_path.read_text()
+
+
+def _file_says(path: Path, line: str) -> bool:
+    """Whether the file at ``path`` is written and holds ``line`` (a write may be under way)."""
+    return path.is_file() and line in path.read_text()
 
 
 def _watching_a_folder(qtbot: QtBot, make_gui: Maker, tmp_path: Path) -> tuple[GuiSession, Path]:

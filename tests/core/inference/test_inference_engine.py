@@ -703,16 +703,7 @@ def test_status_never_waits_for_a_slow_installed_check(
     from ophthai_desktop.core.inference import engine as engine_module
 
     engine = InferenceEngine(make_settings(tmp_path, model_path=tmp_path / "model"))
-    real_locate = engine._locate
-    release = threading.Event()
-    looks: list[str] = []
-
-    def hanging_locate() -> object:
-        looks.append(threading.current_thread().name)
-        release.wait(5)
-        return real_locate()
-
-    monkeypatch.setattr(engine, "_locate", hanging_locate)
+    release, looks = _share_that_hangs(engine, monkeypatch, 5)
     monkeypatch.setattr(engine_module, "INSTALL_RECHECK_S", 0.0)
     shutil.copytree(tiny_checkpoint, tmp_path / "model")
 
@@ -724,6 +715,24 @@ def test_status_never_waits_for_a_slow_installed_check(
 
     release.set()
     assert wait_until(lambda: engine.status().state is ModelState.INSTALLED)
+
+
+def _share_that_hangs(
+    engine: InferenceEngine, monkeypatch: pytest.MonkeyPatch, hang_s: float
+) -> tuple[threading.Event, list[str]]:
+    """The engine's look at the model files hangs (a share that does not answer) until
+    the event returned is set, or ``hang_s``; each look's thread name is listed."""
+    real_locate = engine._locate
+    release = threading.Event()
+    looks: list[str] = []
+
+    def hanging_locate() -> object:
+        looks.append(threading.current_thread().name)
+        release.wait(hang_s)
+        return real_locate()
+
+    monkeypatch.setattr(engine, "_locate", hanging_locate)
+    return release, looks
 
 
 def test_a_request_s_look_at_the_files_never_waits_long_for_a_share_that_hangs(
@@ -739,16 +748,7 @@ def test_a_request_s_look_at_the_files_never_waits_long_for_a_share_that_hangs(
     target = tmp_path / "model"
     shutil.copytree(tiny_checkpoint, target)
     engine = InferenceEngine(make_settings(tmp_path, model_path=target))
-    real_locate = engine._locate
-    release = threading.Event()
-    looks: list[str] = []
-
-    def hanging_locate() -> object:
-        looks.append(threading.current_thread().name)
-        release.wait(10)
-        return real_locate()
-
-    monkeypatch.setattr(engine, "_locate", hanging_locate)
+    release, looks = _share_that_hangs(engine, monkeypatch, 10)
     monkeypatch.setattr(engine_module, "CONFIRM_WAIT_S", 0.2)
     shutil.rmtree(target)
     try:
