@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import socket
+import sys
 import threading
 import time
 from urllib.parse import unquote_plus
@@ -137,6 +139,44 @@ class _UvicornServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def bind_failure_reason(host: str, port: int) -> str:
+    """Why ``host:port`` cannot be listened on, found by trying it again (uvicorn logs
+    its ``OSError`` and exits, keeping nothing of it): an address that is not this
+    computer's or a name that does not resolve is no port in use, and an administrator
+    told "is the port in use?" looks for a program that is not there."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        return (
+            f"the address {host} is neither an IP address nor a name this computer can "
+            f"resolve ({getattr(exc, 'strerror', None) or exc}); use 127.0.0.1, 0.0.0.0 "
+            "or one of this computer's own addresses"
+        )
+    for family, kind, proto, _name, address in infos:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                if hasattr(socket, "SO_REUSEADDR") and sys.platform != "win32":
+                    # As asyncio's server does: a port whose old connections linger
+                    # in TIME_WAIT is not in use.
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return "the port is in use (another program, or another OphthAI, listens on it)"
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return (
+                    f"{host} is not an address of this computer; use 127.0.0.1, 0.0.0.0 "
+                    "or one of this computer's own addresses"
+                )
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                return (
+                    f"this account may not listen on port {port} (ports below 1024 need "
+                    "administrator rights); use a port from 1024 up, such as 8000"
+                )
+            return exc.strerror or str(exc)
+    return "is the port in use?"
+
+
 class ApiServer:
     """Runs ``app`` with uvicorn on a background thread.
 
@@ -197,8 +237,8 @@ class ApiServer:
         while not self._server.started:
             if not self._thread.is_alive():
                 raise ServerStartError(
-                    f"the API server could not listen on {self.host}:{self.port} "
-                    "(is the port in use?)"
+                    f"the API server could not listen on {self.host}:{self.port}: "
+                    f"{bind_failure_reason(self.host, self.port)}"
                 )
             if time.monotonic() > deadline:
                 self.stop()

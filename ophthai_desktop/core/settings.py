@@ -303,6 +303,7 @@ def read_settings(**overrides: Any) -> Settings:
     files = _env_files(overrides.get("_env_file", Settings.model_config.get("env_file")))
     for file in files:
         _warn_of_unread_lines(file)
+    _warn_of_unknown_names(files)
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -366,6 +367,34 @@ def _warn_of_unread_lines(env_file: Path) -> None:
             what,
             hint,
         )
+
+
+#: ``OPHTHAI_`` names the app reads that are no settings (the packaged app's marker, the
+#: tests' PostgreSQL URL): not warned of as unknown.
+_NOT_SETTINGS = frozenset({"OPHTHAI_FROZEN_APP", "OPHTHAI_TEST_DATABASE_URL"})
+
+
+def _warn_of_unknown_names(files: Sequence[Path]) -> None:
+    """Log each ``OPHTHAI_`` name, in the environment or a settings file, that is no
+    setting: a misspelt one (``OPHTHAI_WATCH_FOLDER_POLLING`` for
+    ``OPHTHAI_WATCH_USE_POLLING``) left its setting at its default and said nothing, as
+    a line that cannot be read did. Names the name and where, never its value."""
+    places: list[tuple[str, Iterable[str]]] = [("the environment", os.environ)]
+    places += [(str(file.absolute()), _names_in(file)) for file in files]
+    for where, names in places:
+        for name in names:
+            upper = name.upper()
+            if (
+                upper.startswith("OPHTHAI_")
+                and upper not in _FIELD_OF
+                and upper not in _NOT_SETTINGS
+            ):
+                log.warning(
+                    "%s (set in %s) is no OphthAI setting; it is ignored (is it misspelt? "
+                    ".env.example lists each setting)",
+                    name,
+                    where,
+                )
 
 
 def _unreadable(files: Sequence[Path], exc: OSError | UnicodeDecodeError) -> str:

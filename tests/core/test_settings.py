@@ -425,3 +425,43 @@ def test_the_null_origin_needs_a_token_as_every_origin_does() -> None:
     with pytest.raises(InvalidInput, match="null"):
         check_api_binding("127.0.0.1", None, ["null/"])  # the origin check reads it as null
     check_api_binding("127.0.0.1", "any-token", ["null"])
+
+
+def test_an_ophthai_name_that_is_no_setting_is_named_as_ignored(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An administrator's misspelt name (OPHTHAI_WATCH_FOLDER_POLLING for
+    OPHTHAI_WATCH_USE_POLLING: a network share then watched with inotify, which sees
+    none of the device's writes) left the setting at its default and said nothing;
+    never the value (it may be a token)."""
+    users = tmp_path / "settings.env"
+    users.write_text("OPHTHAI_USER_NAME=clinic\nophthai_api_tokn=s3cret-token-0123456789\n")
+    monkeypatch.setenv("OPHTHAI_WATCH_FOLDER_POLLING", "true")
+
+    with caplog.at_level(logging.WARNING):
+        settings = read_settings(_env_file=(users,))
+
+    assert settings.watch_use_polling is False and settings.user_name == "clinic"
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "OPHTHAI_WATCH_FOLDER_POLLING (set in the environment) is no OphthAI setting; it is "
+        "ignored (is it misspelt? .env.example lists each setting)",
+        f"ophthai_api_tokn (set in {users}) is no OphthAI setting; it is ignored (is it "
+        "misspelt? .env.example lists each setting)",
+    ]
+    assert "s3cret" not in caplog.text
+
+
+def test_the_settings_and_the_app_s_other_names_are_not_warned_of(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    users = tmp_path / "settings.env"
+    users.write_text("OPHTHAI_WATCH_USE_POLLING=true\nWATCH_FOLDER_PATH=/srv/scans\nOTHER=1\n")
+    monkeypatch.setenv("ophthai_api_port", "8123")
+    monkeypatch.setenv("OPHTHAI_FROZEN_APP", "1")
+
+    with caplog.at_level(logging.WARNING):
+        settings = read_settings(_env_file=(users,))
+
+    assert settings.watch_use_polling is True and settings.api_port == 8123
+    assert caplog.records == []

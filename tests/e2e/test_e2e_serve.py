@@ -302,6 +302,36 @@ def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
     assert not crash_lines(result.stderr)
 
 
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        # TEST-NET-1 (RFC 5737): never one of this computer's addresses.
+        ("192.0.2.1", "192.0.2.1 is not an address of this computer"),
+        ("no-such-host.invalid", "neither an IP address nor a name this computer can resolve"),
+    ],
+)
+def test_an_address_that_cannot_be_listened_on_says_why_not_port_in_use(
+    tmp_path: Path, host: str, reason: str
+) -> None:
+    """An IT administrator's typo in OPHTHAI_API_HOST (or a LAN address the computer no
+    longer has) was reported as "(is the port in use?)", sending them after a program
+    that was not there."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ophthai_desktop", "--data-dir", "data", "serve", "--port", "0"],
+        cwd=tmp_path,
+        env=clean_env() | {"OPHTHAI_API_HOST": host, "OPHTHAI_API_TOKEN": "t" * 24},
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+    )
+
+    assert result.returncode == 1, result.stderr
+    assert reason in result.stderr
+    assert "in use" not in result.stderr
+    assert "listening on" not in result.stdout
+    assert not crash_lines(result.stderr)
+
+
 @pytest.mark.parametrize("where", ["before-command", "after-command"])
 def test_serving_beyond_loopback_without_a_token_is_refused(tmp_path: Path, where: str) -> None:
     data_dir = ["--data-dir", str(tmp_path / "data")]
