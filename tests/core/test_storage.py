@@ -553,6 +553,23 @@ def test_a_database_url_the_app_cannot_read_is_refused_without_showing_the_passw
         assert fragment not in message
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://clinic:QxZkVmJt@localhost/ophthai", "mssql+pyodbc://clinic:QxZkVmJt@dsn"],
+)
+def test_a_database_ophthai_does_not_run_on_is_refused_naming_those_it_does(url: str) -> None:
+    """A MySQL URL failed at start with only "No module named 'MySQLdb'" (SQLAlchemy
+    reached for a driver that is not installed), and with a driver would have failed
+    later on SQL only SQLite and PostgreSQL speak."""
+    from ophthai_desktop.core.errors import StorageError
+
+    with pytest.raises(StorageError) as refused:
+        Database(url)
+    message = refused.value.message
+    assert "OphthAI runs on SQLite (leave DATABASE_URL unset) or PostgreSQL" in message
+    assert "QxZkVmJt" not in message
+
+
 def test_a_password_written_with_percent_escapes_connects_as_itself() -> None:
     db = Database("postgresql://clinic:p%40ss%2Fw%3Ard%25@db.clinic.lan/ophthai")
     assert db.url.password == "p@ss/w:rd%"

@@ -76,6 +76,12 @@ NO_ROOM_MESSAGE = "cannot write to the database: its disk is full"
 NO_ROOM_REMINDER_S = 60.0
 
 
+#: The databases OphthAI's tables, migrations and locking are made and tested for
+#: (another that SQLAlchemy reaches failed at start on a driver it lacks, "No module
+#: named 'MySQLdb'", or later on SQL these two speak).
+SUPPORTED_BACKENDS = frozenset({"sqlite", "postgresql"})
+
+
 def _normalise_url(url: str) -> str:
     """Prefer psycopg 3 for plain ``postgresql://`` URLs (the seed's form)."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
@@ -97,7 +103,13 @@ def _parse_url(url: str) -> URL:
             "the database URL cannot be read: write it as "
             "postgresql://user:password@host/database (or leave it unset for SQLite)"
         ) from exc
-    if parsed.get_backend_name() != "sqlite" and "@" in f"{parsed.host}{parsed.database}":
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        raise StorageError(
+            f"the database URL names a {backend} database; OphthAI runs on SQLite (leave "
+            "DATABASE_URL unset) or PostgreSQL (postgresql://user:password@host/database)"
+        )
+    if backend != "sqlite" and "@" in f"{parsed.host}{parsed.database}":
         raise StorageError(
             "the database URL has an @ after its user and password: write an @ in the "
             "password as %40 (likewise / as %2F, : as %3A and % as %25)"
