@@ -431,9 +431,19 @@ DATE_WITH_A_TIME = (
 DATE_KINDS = frozenset({"date_parsing", "date_from_datetime_parsing", "date_type"})
 
 
-def _date_problem(kind: str, msg: str) -> str | None:
-    """What a date field's problem ``kind`` says in the API's words; None for no date's."""
+#: A number, or a text of digits: pydantic reads either as seconds since 1970 (19800501
+#: is 1970-08-18 04:08:21), not as a moment the client meant.
+NUMBER_SENT = re.compile(r"[+-]?\d+(\.\d*)?")
+
+
+def _date_problem(kind: str, msg: str, sent: object = None) -> str | None:
+    """What a date field's problem ``kind`` says in the API's words; None for no date's.
+    ``sent`` is the value refused."""
     if kind == "date_from_datetime_inexact":
+        if isinstance(sent, int | float) or (
+            isinstance(sent, str) and NUMBER_SENT.fullmatch(sent.strip())
+        ):
+            return f"{TAKES_A_DATE}, not a number"
         return DATE_WITH_A_TIME
     if kind in DATE_KINDS:
         why = msg.removeprefix("Input should be a valid date or datetime").lstrip(", ")
@@ -549,7 +559,7 @@ def install_error_handlers(app: FastAPI) -> None:
                     msg = f"this endpoint takes no such field {it_takes(_body_takes(request))}"
             if location[:1] == ["body"] and _takes_form(request):
                 msg = _form_problem(request, kind, msg, ".".join(map(str, parts)))
-            if (dated := _date_problem(kind, msg)) is not None:
+            if (dated := _date_problem(kind, msg, error.get("input"))) is not None:
                 msg = dated
             if _plus_read_as_space(location, kind, error.get("input")):
                 msg = f"{msg}; {PLUS_HINT}"

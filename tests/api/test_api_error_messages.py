@@ -341,3 +341,18 @@ def test_the_seed_s_oculomics_date_refused_is_named_as_the_field_at_fault(
     assert response.status_code == 422
     assert response.json()["field"] == "date"
     assert response.json()["message"].startswith("date: a date as YYYY-MM-DD")
+
+
+@pytest.mark.parametrize("sent", [19800501, "19800501", 1.5], ids=["number", "digits", "fraction"])
+def test_a_birth_date_sent_as_a_number_is_not_said_to_be_a_utc_moment(
+    client: TestClient, sent: object
+) -> None:
+    """pydantic reads a number (or a text of digits) as seconds since 1970, so
+    19800501 is 1970-08-18 04:08:21: the 422 told the client to send "the date as
+    entered, not as a UTC moment", when it had sent the date as entered, without dashes."""
+    response = client.post("/api/patients", json={"name": "Ada", "birthDate": sent})
+
+    assert response.status_code == 422
+    body = response.json()
+    assert body["field"] == "birthDate"
+    assert body["message"] == "birthDate: a date as YYYY-MM-DD (e.g. 1980-05-01), not a number"
