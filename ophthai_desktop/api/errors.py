@@ -182,13 +182,18 @@ PYDANTIC_TYPES = frozenset(
 )
 
 
-def _without_type_names(location: Sequence[object]) -> list[object]:
+def _without_type_names(location: Sequence[object], *, sent_key: bool = False) -> list[object]:
     """A location without the types pydantic tried ("list[str]", "constrained-str",
     "function-after[...]", or a plain "str" after the field it tried it for): the
     request's keys, in camelCase or snake_case. A plain name right after the request's
-    part is a key: the seed's oculomics "date" was dropped, and its 422 named no field."""
+    part is a key: the seed's oculomics "date" was dropped, and its 422 named no field.
+    With ``sent_key`` (a key not taken, ``extra_forbidden``) the last part is the key as
+    the client sent it, whatever it holds ("birth-date", "symptoms[0]")."""
     kept: list[object] = []
     for at, part in enumerate(location):
+        if sent_key and at == len(location) - 1:
+            kept.append(part)
+            continue
         if isinstance(part, str) and ("[" in part or "-" in part):
             continue
         if part in PYDANTIC_TYPES and at > 0 and location[at - 1] not in REQUEST_PARTS:
@@ -537,7 +542,7 @@ def install_error_handlers(app: FastAPI) -> None:
             msg = error.get("msg", "invalid")
             # The first part says where (body, query, path...); a JSON syntax error's
             # second part is a character position, not a field.
-            keys = _without_type_names(location)
+            keys = _without_type_names(location, sent_key=kind == "extra_forbidden")
             parts = keys[1:] if keys and keys[0] in REQUEST_PARTS else keys
             msg = msg.removeprefix("Value error, ")
             if location[:1] == ["query"] and parts:  # named as sent, not as renamed

@@ -356,3 +356,16 @@ def test_a_birth_date_sent_as_a_number_is_not_said_to_be_a_utc_moment(
     body = response.json()
     assert body["field"] == "birthDate"
     assert body["message"] == "birthDate: a date as YYYY-MM-DD (e.g. 1980-05-01), not a number"
+
+
+@pytest.mark.parametrize("key", ["birth-date", "symptoms[0]", "list[str]"])
+def test_a_key_not_taken_is_named_whatever_characters_it_has(client: TestClient, key: str) -> None:
+    """A key with a dash or a bracket was taken for a type pydantic tried and dropped
+    from the location: the 422 said "body: Extra inputs are not permitted", naming no
+    field and not what the endpoint takes."""
+    response = client.post("/api/patients", json={"name": "Ada", key: "1980-05-01"})
+
+    assert response.status_code == 422
+    body = response.json()
+    assert body["field"] == key
+    assert body["message"].startswith(f"{key}: this endpoint takes no such field (it takes: ")
