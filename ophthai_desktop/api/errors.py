@@ -39,7 +39,13 @@ from ophthai_desktop.api.bodies import (
 from ophthai_desktop.api.http_protocol import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, MAX_HEAD_BYTES
 from ophthai_desktop.api.params import it_takes
 from ophthai_desktop.api.routing import QUERY_SPELLING, allowed_methods
-from ophthai_desktop.api.schemas import READ_ONLY, ErrorPublic, ValidationErrorPublic
+from ophthai_desktop.api.schemas import (
+    DATE_NOT_A_NUMBER,
+    NUMBER_TEXT,
+    READ_ONLY,
+    ErrorPublic,
+    ValidationErrorPublic,
+)
 from ophthai_desktop.core.errors import (
     NO_ROOM_ERRNOS,
     Conflict,
@@ -436,19 +442,12 @@ DATE_WITH_A_TIME = (
 DATE_KINDS = frozenset({"date_parsing", "date_from_datetime_parsing", "date_type"})
 
 
-#: A number, or a text of digits: pydantic reads either as seconds since 1970 (19800501
-#: is 1970-08-18 04:08:21), not as a moment the client meant.
-NUMBER_SENT = re.compile(r"[+-]?\d+(\.\d*)?")
-
-
 def _date_problem(kind: str, msg: str, sent: object = None) -> str | None:
     """What a date field's problem ``kind`` says in the API's words; None for no date's.
     ``sent`` is the value refused."""
     if kind == "date_from_datetime_inexact":
-        if isinstance(sent, int | float) or (
-            isinstance(sent, str) and NUMBER_SENT.fullmatch(sent.strip())
-        ):
-            return f"{TAKES_A_DATE}, not a number"
+        if isinstance(sent, int | float) or (isinstance(sent, str) and NUMBER_TEXT.fullmatch(sent)):
+            return DATE_NOT_A_NUMBER  # a date field outside a request model's
         return DATE_WITH_A_TIME
     if kind in DATE_KINDS:
         why = msg.removeprefix("Input should be a valid date or datetime").lstrip(", ")

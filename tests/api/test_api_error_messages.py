@@ -369,3 +369,30 @@ def test_a_key_not_taken_is_named_whatever_characters_it_has(client: TestClient,
     body = response.json()
     assert body["field"] == key
     assert body["message"].startswith(f"{key}: this endpoint takes no such field (it takes: ")
+
+
+@pytest.mark.parametrize("sent", [0, 86400, "0", 325987200000])
+def test_a_date_sent_as_a_number_is_refused_never_read_as_seconds_since_1970(
+    client: TestClient, sent: object
+) -> None:
+    """pydantic reads a number, or a text of digits, as seconds (or milliseconds) since
+    1970: {"birthDate": 0} was stored as 1970-01-01, 86400 as 1970-01-02, a measurement
+    dated 0 as taken on 1970-01-01, where any other number was a 422."""
+    pid = client.post("/api/patients", json={"name": "Ada"}).json()["id"]
+
+    created = client.post("/api/patients", json={"name": "Ada", "birthDate": sent})
+    changed = client.patch(f"/api/patients/{pid}", json={"birthDate": sent})
+    measured = client.post(
+        f"/api/patients/{pid}/oculomics", json={"eye": "OD", "measuredOn": sent, "iop": 14}
+    )
+
+    for response, field in (
+        (created, "birthDate"),
+        (changed, "birthDate"),
+        (measured, "measuredOn"),
+    ):
+        assert response.status_code == 422, response.text
+        assert response.json()["message"] == (
+            f"{field}: a date as YYYY-MM-DD (e.g. 1980-05-01), not a number"
+        )
+    assert client.get(f"/api/patients/{pid}").json()["birthDate"] is None
