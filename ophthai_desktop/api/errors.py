@@ -39,7 +39,13 @@ from ophthai_desktop.api.bodies import (
 from ophthai_desktop.api.http_protocol import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, MAX_HEAD_BYTES
 from ophthai_desktop.api.params import it_takes
 from ophthai_desktop.api.routing import QUERY_SPELLING, allowed_methods
-from ophthai_desktop.api.schemas import READ_ONLY, ErrorPublic, ValidationErrorPublic
+from ophthai_desktop.api.schemas import (
+    DATE_NOT_A_NUMBER,
+    NUMBER_TEXT,
+    READ_ONLY,
+    ErrorPublic,
+    ValidationErrorPublic,
+)
 from ophthai_desktop.core.errors import (
     NO_ROOM_ERRNOS,
     Conflict,
@@ -182,13 +188,18 @@ PYDANTIC_TYPES = frozenset(
 )
 
 
-def _without_type_names(location: Sequence[object]) -> list[object]:
+def _without_type_names(location: Sequence[object], *, sent_key: bool = False) -> list[object]:
     """A location without the types pydantic tried ("list[str]", "constrained-str",
     "function-after[...]", or a plain "str" after the field it tried it for): the
     request's keys, in camelCase or snake_case. A plain name right after the request's
-    part is a key: the seed's oculomics "date" was dropped, and its 422 named no field."""
+    part is a key: the seed's oculomics "date" was dropped, and its 422 named no field.
+    With ``sent_key`` (a key not taken, ``extra_forbidden``) the last part is the key as
+    the client sent it, whatever it holds ("birth-date", "symptoms[0]")."""
     kept: list[object] = []
     for at, part in enumerate(location):
+        if sent_key and at == len(location) - 1:
+            kept.append(part)
+            continue
         if isinstance(part, str) and ("[" in part or "-" in part):
             continue
         if part in PYDANTIC_TYPES and at > 0 and location[at - 1] not in REQUEST_PARTS:
@@ -431,9 +442,12 @@ DATE_WITH_A_TIME = (
 DATE_KINDS = frozenset({"date_parsing", "date_from_datetime_parsing", "date_type"})
 
 
-def _date_problem(kind: str, msg: str) -> str | None:
-    """What a date field's problem ``kind`` says in the API's words; None for no date's."""
+def _date_problem(kind: str, msg: str, sent: object = None) -> str | None:
+    """What a date field's problem ``kind`` says in the API's words; None for no date's.
+    ``sent`` is the value refused."""
     if kind == "date_from_datetime_inexact":
+        if isinstance(sent, int | float) or (isinstance(sent, str) and NUMBER_TEXT.fullmatch(sent)):
+            return DATE_NOT_A_NUMBER  # a date field outside a request model's
         return DATE_WITH_A_TIME
     if kind in DATE_KINDS:
         why = msg.removeprefix("Input should be a valid date or datetime").lstrip(", ")
@@ -527,7 +541,7 @@ def install_error_handlers(app: FastAPI) -> None:
             msg = error.get("msg", "invalid")
             # The first part says where (body, query, path...); a JSON syntax error's
             # second part is a character position, not a field.
-            keys = _without_type_names(location)
+            keys = _without_type_names(location, sent_key=kind == "extra_forbidden")
             parts = keys[1:] if keys and keys[0] in REQUEST_PARTS else keys
             msg = msg.removeprefix("Value error, ")
             if location[:1] == ["query"] and parts:  # named as sent, not as renamed
@@ -549,7 +563,7 @@ def install_error_handlers(app: FastAPI) -> None:
                     msg = f"this endpoint takes no such field {it_takes(_body_takes(request))}"
             if location[:1] == ["body"] and _takes_form(request):
                 msg = _form_problem(request, kind, msg, ".".join(map(str, parts)))
-            if (dated := _date_problem(kind, msg)) is not None:
+            if (dated := _date_problem(kind, msg, error.get("input"))) is not None:
                 msg = dated
             if _plus_read_as_space(location, kind, error.get("input")):
                 msg = f"{msg}; {PLUS_HINT}"

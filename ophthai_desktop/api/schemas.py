@@ -99,6 +99,20 @@ def _number_field(annotation: Any) -> bool:
     return bool(kinds & {int, float}) and not kinds & {bool, BeforeValidator}
 
 
+def _date_field(annotation: Any) -> bool:
+    """Whether a field takes a date (``date``, or ``date | None``), not a date and time."""
+    kinds = set(typing.get_args(annotation)) or {annotation}
+    return date in kinds and kinds <= {date, type(None)}
+
+
+#: A number, or a text of digits: what pydantic reads as seconds (or milliseconds)
+#: since 1970 where a date goes.
+NUMBER_TEXT = re.compile(r"\s*[+-]?\d+(\.\d*)?\s*")
+
+#: What a date field sent a number says (the 422's own words for it, as a date's).
+DATE_NOT_A_NUMBER = "a date as YYYY-MM-DD (e.g. 1980-05-01), not a number"
+
+
 def _boolean_field(annotation: Any) -> bool:
     """Whether a field takes only true or false (``bool``, or ``bool | None``)."""
     kinds = set(typing.get_args(annotation)) or {annotation}
@@ -131,6 +145,20 @@ class RequestModel(BaseModel):
                 isinstance(m, BeforeValidator) for m in field.metadata
             ):
                 raise ValueError("must be a number, not true or false")
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _date_not_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic's lax date reads a number, or a text of digits, as seconds since 1970:
+        # {"birthDate": 0} was stored as 1970-01-01, any other number a 422.
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        if (
+            (is_number or (isinstance(value, str) and NUMBER_TEXT.fullmatch(value)))
+            and info.field_name is not None
+            and _date_field(cls.model_fields[info.field_name].annotation)
+        ):
+            raise ValueError(DATE_NOT_A_NUMBER)
         return value
 
     @field_validator("*", mode="before")

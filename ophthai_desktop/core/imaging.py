@@ -203,7 +203,7 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
     except Image.DecompressionBombError as exc:
         raise PayloadTooLarge(too_many_pixels_to_decode_message(max_pixels)) from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise InvalidInput(f"the image is damaged or incomplete: {_pillow_reason(exc)}") from exc
+        raise InvalidInput(f"the image is damaged or incomplete: {pillow_reason(exc)}") from exc
     return ImageInfo(
         format=fmt,
         media_type=ACCEPTED_FORMATS[fmt],
@@ -221,8 +221,9 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
 _PILLOW_DETAIL = re.compile(r"\s*\([^()]*\)\s*$")
 
 
-def _pillow_reason(exc: Exception) -> str:
-    """Pillow's reason for refusing an image, without its bracketed details."""
+def pillow_reason(exc: BaseException) -> str:
+    """Pillow's reason for refusing an image, without its bracketed details (said so
+    wherever a reason goes: the image check, the worker's, a rendition's)."""
     text = str(exc).strip()
     return _PILLOW_DETAIL.sub("", text) or text or type(exc).__name__
 

@@ -27,6 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from ophthai_desktop.core.errors import InvalidInput, NotFound, PayloadTooLarge
 from ophthai_desktop.core.imaging import (
     allow_pillow_pixels,
+    pillow_reason,
     too_many_pixels_message,
     too_many_pixels_to_decode_message,
 )
@@ -108,7 +109,7 @@ def render(path: Path, spec: RenditionSpec, *, max_pixels: int) -> Rendition:
             f"{too_many_pixels_to_decode_message(max_pixels, 'stored image')}; {FETCH_AS_STORED}"
         ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise InvalidInput(_damaged(f" ({exc})")) from exc
+        raise InvalidInput(_damaged(f" ({pillow_reason(exc)})")) from exc
     except InvalidInput as exc:  # prepare_image's: the pixels cannot be converted
         raise InvalidInput(_damaged(f" ({exc.message})")) from exc
     shown.info = {}  # no ICC profile (a CMYK one on RGB pixels), colour key or EXIF

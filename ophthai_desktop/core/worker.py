@@ -46,7 +46,7 @@ from ophthai_desktop.core.events import (
     PatientDeleted,
     QueueWaitingChanged,
 )
-from ophthai_desktop.core.imaging import too_many_pixels_to_decode_message
+from ophthai_desktop.core.imaging import pillow_reason, too_many_pixels_to_decode_message
 from ophthai_desktop.core.inference.download import HOW_TO_DOWNLOAD
 from ophthai_desktop.core.inference.engine import EngineStatus, GenerationResult, ModelState
 from ophthai_desktop.core.inference.parsing import StreamPhases
@@ -515,7 +515,8 @@ class InferenceWorker:
                 )
             except UnreadablePixels as exc:  # a JPEG is decoded there (see _open_image)
                 cause = exc.__cause__
-                raise InvalidInput(_damaged_stored_image(f" ({cause})" if cause else "")) from exc
+                detail = f" ({pillow_reason(cause)})" if cause else ""
+                raise InvalidInput(_damaged_stored_image(detail)) from exc
             for phase, text in phases.flush():
                 self._bus.publish(AnalysisProgressed(job.id, text, phase, next(delta_seq)))
             requeued_for_load = bool(
@@ -693,7 +694,7 @@ class InferenceWorker:
             raise PayloadTooLarge(f"{message[0].upper()}{message[1:]}.") from exc
         except (OSError, SyntaxError, ValueError) as exc:
             # Pillow's "cannot identify" names the in-memory buffer: nothing to act on.
-            detail = "" if isinstance(exc, UnidentifiedImageError) else f" ({exc})"
+            detail = "" if isinstance(exc, UnidentifiedImageError) else f" ({pillow_reason(exc)})"
             raise InvalidInput(_damaged_stored_image(detail)) from exc
         return image
 

@@ -341,3 +341,58 @@ def test_the_seed_s_oculomics_date_refused_is_named_as_the_field_at_fault(
     assert response.status_code == 422
     assert response.json()["field"] == "date"
     assert response.json()["message"].startswith("date: a date as YYYY-MM-DD")
+
+
+@pytest.mark.parametrize("sent", [19800501, "19800501", 1.5], ids=["number", "digits", "fraction"])
+def test_a_birth_date_sent_as_a_number_is_not_said_to_be_a_utc_moment(
+    client: TestClient, sent: object
+) -> None:
+    """pydantic reads a number (or a text of digits) as seconds since 1970, so
+    19800501 is 1970-08-18 04:08:21: the 422 told the client to send "the date as
+    entered, not as a UTC moment", when it had sent the date as entered, without dashes."""
+    response = client.post("/api/patients", json={"name": "Ada", "birthDate": sent})
+
+    assert response.status_code == 422
+    body = response.json()
+    assert body["field"] == "birthDate"
+    assert body["message"] == "birthDate: a date as YYYY-MM-DD (e.g. 1980-05-01), not a number"
+
+
+@pytest.mark.parametrize("key", ["birth-date", "symptoms[0]", "list[str]"])
+def test_a_key_not_taken_is_named_whatever_characters_it_has(client: TestClient, key: str) -> None:
+    """A key with a dash or a bracket was taken for a type pydantic tried and dropped
+    from the location: the 422 said "body: Extra inputs are not permitted", naming no
+    field and not what the endpoint takes."""
+    response = client.post("/api/patients", json={"name": "Ada", key: "1980-05-01"})
+
+    assert response.status_code == 422
+    body = response.json()
+    assert body["field"] == key
+    assert body["message"].startswith(f"{key}: this endpoint takes no such field (it takes: ")
+
+
+@pytest.mark.parametrize("sent", [0, 86400, "0", 325987200000])
+def test_a_date_sent_as_a_number_is_refused_never_read_as_seconds_since_1970(
+    client: TestClient, sent: object
+) -> None:
+    """pydantic reads a number, or a text of digits, as seconds (or milliseconds) since
+    1970: {"birthDate": 0} was stored as 1970-01-01, 86400 as 1970-01-02, a measurement
+    dated 0 as taken on 1970-01-01, where any other number was a 422."""
+    pid = client.post("/api/patients", json={"name": "Ada"}).json()["id"]
+
+    created = client.post("/api/patients", json={"name": "Ada", "birthDate": sent})
+    changed = client.patch(f"/api/patients/{pid}", json={"birthDate": sent})
+    measured = client.post(
+        f"/api/patients/{pid}/oculomics", json={"eye": "OD", "measuredOn": sent, "iop": 14}
+    )
+
+    for response, field in (
+        (created, "birthDate"),
+        (changed, "birthDate"),
+        (measured, "measuredOn"),
+    ):
+        assert response.status_code == 422, response.text
+        assert response.json()["message"] == (
+            f"{field}: a date as YYYY-MM-DD (e.g. 1980-05-01), not a number"
+        )
+    assert client.get(f"/api/patients/{pid}").json()["birthDate"] is None

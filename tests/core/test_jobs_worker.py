@@ -1233,6 +1233,32 @@ def test_a_scan_whose_stored_image_is_damaged_fails_with_a_reason(
     assert "unexpected" not in error and "BytesIO" not in error
 
 
+@pytest.mark.parametrize("fmt", ["TIFF", "JPEG"])
+def test_a_damaged_stored_image_s_reason_leaves_out_pillow_s_bracketed_details(
+    sqlite_services: Application, actor: Actor, running: Any, fmt: str
+) -> None:
+    """The reason said Pillow's details in brackets inside its own: "damaged or not an
+    image (image file is truncated (81 bytes not processed))", as the image check at
+    ingest no longer does. A TIFF is decoded by the worker, a JPEG by the engine."""
+    app = sqlite_services
+    buffer = io.BytesIO()
+    Image.effect_noise((64, 64), 60).convert("RGB").save(buffer, fmt)
+    data = buffer.getvalue()
+    patient_id = app.patients.create_patient(
+        {"name": "Queue Patient"}, actor=actor, image=NewImage(data)
+    ).id
+    path = app.images.path_for(app.patients.list_scans(patient_id)[0].sha256)
+    path.chmod(0o644)
+    path.write_bytes(data[: len(data) * 2 // 3])
+    running(_DecodingEngine(DME))
+    job = app.jobs.queue_patient_analysis(patient_id, actor=actor)
+    _wait(lambda: app.jobs.get_job(job.id).state == "failed")
+
+    error = app.jobs.get_job(job.id).error or ""
+    assert "damaged or not an image (image file is truncated). Add the image" in error, error
+    assert "not processed" not in error
+
+
 def test_a_scan_with_more_pixels_than_pillow_decodes_names_the_limit_and_its_setting(
     sqlite_services: Application, actor: Actor, running: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

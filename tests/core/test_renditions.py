@@ -80,6 +80,25 @@ def test_a_missing_or_unreadable_file_says_so_without_its_path(tmp_path: Path) -
     assert str(tmp_path) not in refused.value.message
 
 
+@pytest.mark.parametrize("fmt", ["TIFF", "JPEG"])
+def test_a_damaged_file_s_reason_leaves_out_pillow_s_bracketed_details(
+    tmp_path: Path, fmt: str
+) -> None:
+    """Pillow's details came in brackets inside the reason's ("damaged or not an image
+    (image file is truncated (81 bytes not processed))"), which the image check at
+    ingest no longer says."""
+    buffer = io.BytesIO()
+    Image.effect_noise((64, 64), 60).convert("RGB").save(buffer, fmt)
+    data = buffer.getvalue()
+    path = tmp_path / "scan"
+    path.write_bytes(data[: len(data) * 2 // 3])
+
+    with pytest.raises(InvalidInput) as refused:
+        render(path, RenditionSpec(), max_pixels=10**6)
+
+    assert "damaged or not an image (image file is truncated), so it" in refused.value.message
+
+
 def test_a_stored_image_with_too_many_pixels_names_the_limit_and_its_setting(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
