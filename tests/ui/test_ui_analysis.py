@@ -2024,16 +2024,11 @@ def test_the_booked_line_reads_on_one_or_two_lines(
 
 
 def test_provenance_rows_that_wrap_are_shown_whole_at_1024(qtbot: QtBot, make_gui: Maker) -> None:
-    """Opened at 1024 x 768, the provenance panel gave its rows the heights of one line:
+    """Opened 1024 wide, the provenance panel gave its rows the heights of one line:
     the image's SHA-256 and the analysis (job, scan, time), wrapped over two to four
     lines, were drawn over one another and cut at the top and bottom, an empty band under
     the last row."""
-    gui = make_gui(engine=ScriptedEngine(DME))
-    gui.window.resize(1024, 768)
-    view = gui.analysis_view
-    open_patient(qtbot, gui, _patient_with_scan(gui))
-    view.analyse.click()
-    qtbot.waitUntil(lambda: view.card.isVisible())
+    _gui, view = _analysed_at_1024(qtbot, make_gui)
     view.provenance_toggle.click()
     qtbot.waitUntil(view.provenance.isVisible)
     values = list(view.provenance.values.values())
