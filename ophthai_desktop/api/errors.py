@@ -39,13 +39,7 @@ from ophthai_desktop.api.bodies import (
 from ophthai_desktop.api.http_protocol import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, MAX_HEAD_BYTES
 from ophthai_desktop.api.params import it_takes
 from ophthai_desktop.api.routing import QUERY_SPELLING, allowed_methods
-from ophthai_desktop.api.schemas import (
-    DATE_NOT_A_NUMBER,
-    NUMBER_TEXT,
-    READ_ONLY,
-    ErrorPublic,
-    ValidationErrorPublic,
-)
+from ophthai_desktop.api.schemas import READ_ONLY, ErrorPublic, ValidationErrorPublic
 from ophthai_desktop.core.errors import (
     NO_ROOM_ERRNOS,
     Conflict,
@@ -429,7 +423,6 @@ def _body_not_held(exc: OSError) -> JSONResponse:
 #: ``2030-12-01T09:30:00 01:00`` (form encoding reads ``+`` as a space).
 PLUS_READ_AS_SPACE = re.compile(r"\d{2}:\d{2}(:\d{2}(\.\d+)?)? \d{2}(:?\d{2})?$")
 
-#: What a query's date and time refused for that reason adds to pydantic's message.
 #: A date field's problems in the API's words (pydantic's: "Datetimes provided to dates
 #: should have zero time - e.g. be exact dates" for JavaScript's toISOString() of a local
 #: midnight, "1980-04-30T22:00:00.000Z").
@@ -442,12 +435,10 @@ DATE_WITH_A_TIME = (
 DATE_KINDS = frozenset({"date_parsing", "date_from_datetime_parsing", "date_type"})
 
 
-def _date_problem(kind: str, msg: str, sent: object = None) -> str | None:
-    """What a date field's problem ``kind`` says in the API's words; None for no date's.
-    ``sent`` is the value refused."""
+def _date_problem(kind: str, msg: str) -> str | None:
+    """What a date field's problem ``kind`` says in the API's words; None for no date's
+    (a number sent for a date is refused before, by the request models)."""
     if kind == "date_from_datetime_inexact":
-        if isinstance(sent, int | float) or (isinstance(sent, str) and NUMBER_TEXT.fullmatch(sent)):
-            return DATE_NOT_A_NUMBER  # a date field outside a request model's
         return DATE_WITH_A_TIME
     if kind in DATE_KINDS:
         why = msg.removeprefix("Input should be a valid date or datetime").lstrip(", ")
@@ -455,6 +446,7 @@ def _date_problem(kind: str, msg: str, sent: object = None) -> str | None:
     return None
 
 
+#: What a query's date and time refused for that reason adds to pydantic's message.
 PLUS_HINT = (
     "a + in a URL's query is read as a space: send the zone's + as %2B "
     "(encodeURIComponent does), or the time in UTC with Z"
@@ -563,7 +555,7 @@ def install_error_handlers(app: FastAPI) -> None:
                     msg = f"this endpoint takes no such field {it_takes(_body_takes(request))}"
             if location[:1] == ["body"] and _takes_form(request):
                 msg = _form_problem(request, kind, msg, ".".join(map(str, parts)))
-            if (dated := _date_problem(kind, msg, error.get("input"))) is not None:
+            if (dated := _date_problem(kind, msg)) is not None:
                 msg = dated
             if _plus_read_as_space(location, kind, error.get("input")):
                 msg = f"{msg}; {PLUS_HINT}"

@@ -355,14 +355,20 @@ class InferenceEngine:
     def _check_install(self) -> None:
         """Runs on the thread :meth:`status` starts."""
         try:
-            with self._status_lock:
-                if self._status.state in _IDLE_STATES:  # not taken by load() meanwhile
-                    self._recheck_install(settle=True)
-        except Exception:
-            log.warning("checking whether the model is installed failed", exc_info=True)
+            self._recheck_while_idle()
         finally:
             self._install_checked_at = time.monotonic()  # a failure waits its turn too
             self._checking.release()
+
+    def _recheck_while_idle(self) -> None:
+        """Look at the files again (on a check's own thread) where nothing took the
+        model meanwhile: a load looks at them itself. A failure is logged."""
+        try:
+            with self._status_lock:
+                if self._status.state in _IDLE_STATES and self._loaded is None:
+                    self._recheck_install(settle=True)
+        except Exception:
+            log.warning("checking whether the model is installed failed", exc_info=True)
 
     def confirm_installed(self) -> EngineStatus:
         """The status, with the files looked at now where it says ``installed`` or
@@ -415,12 +421,7 @@ class InferenceEngine:
     def _confirm(self, done: threading.Event) -> None:
         """Runs on the thread :meth:`confirm_installed` starts."""
         try:
-            with self._status_lock:
-                # Not taken by a load meanwhile (it looks at the files itself).
-                if self._status.state in _IDLE_STATES and self._loaded is None:
-                    self._recheck_install(settle=True)
-        except Exception:
-            log.warning("checking whether the model is installed failed", exc_info=True)
+            self._recheck_while_idle()
         finally:
             with self._confirming_lock:
                 self._confirming = None
