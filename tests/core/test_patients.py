@@ -790,6 +790,13 @@ def test_duplicate_client_id_conflicts(app_services: Application, actor: Actor) 
         app_services.patients.create_patient({"name": "C"}, actor=actor, patient_id="bad id/..")
 
 
+def test_an_id_ending_in_a_newline_is_refused(app_services: Application, actor: Actor) -> None:
+    # The id's pattern ends in ``$``, which ``re.match`` lets match before a final newline.
+    with pytest.raises(InvalidInput):
+        app_services.patients.create_patient({"name": "C"}, actor=actor, patient_id="MRN-2\n")
+    assert not app_services.patients.list_patients(limit=10).items
+
+
 def test_audit_trail_names_who_and_never_the_patient(
     app_services: Application, actor: Actor
 ) -> None:

@@ -1639,6 +1639,7 @@ def test_reading_names() -> None:
     assert patient_id_from_name("pt-abc123def456_OD_macula.png") == "pt-abc123def456"
     assert patient_id_from_name("scan.png") is None
     assert patient_id_from_name("Ünïcödé_1.png") is None
+    assert patient_id_from_name("MRN-2\n_OD.png") is None
     assert scan_kind_from_name("pt-1_OD_macula.png") == ("OD", "unknown")
     assert scan_kind_from_name("x-os-fundus.JPG") == ("OS", "fundus")
     assert scan_kind_from_name("OCTA_left OS.tif") == ("OS", "OCTA")

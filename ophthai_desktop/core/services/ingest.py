@@ -432,7 +432,7 @@ def display_name(name: str) -> str:
 def patient_id_from_name(name: str) -> str | None:
     """The patient id that starts a file name (``<id>_...``), if it has one."""
     head, separator, _rest = name.partition("_")
-    if separator and PATIENT_ID.match(head):
+    if separator and PATIENT_ID.fullmatch(head):
         return head
     return None
 

@@ -189,7 +189,7 @@ def reconcile_age(values: dict[str, Any], birth_date: date | None) -> None:
 
 
 def check_patient_id(value: str) -> str:
-    if not PATIENT_ID.match(value):
+    if not PATIENT_ID.fullmatch(value):
         raise InvalidInput("a patient id is 1-64 letters, digits, dots or dashes", field="id")
     return value
 
