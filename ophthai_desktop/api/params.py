@@ -8,10 +8,12 @@ different ways.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BeforeValidator
 
 from ophthai_desktop.core.errors import InvalidInput
 from ophthai_desktop.core.paging import MAX_LIMIT
@@ -22,10 +24,30 @@ T = TypeVar("T")
 #: The largest whole number SQLite and PostgreSQL store (a signed 64-bit integer).
 DB_INT_MAX = 2**63 - 1
 
-Skip = Annotated[int, Query(ge=0, le=DB_INT_MAX, description="How many records to skip")]
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Page size (1-{MAX_LIMIT})")]
+_DIGITS = re.compile(r"-?[0-9]+")
+
+
+def _written_in_digits(value: object) -> object:
+    """An id, a skip or a limit as digits alone: pydantic reads ``1_0`` as 10 and ``1.0``,
+    ``+1`` or `` 1`` as 1, so a mistyped id named another record (``DELETE …/1_0``
+    deleted notification 10)."""
+    if isinstance(value, str) and not _DIGITS.fullmatch(value):
+        raise ValueError("a whole number written in the digits 0-9")
+    return value
+
+
 #: A numeric record id in the path (a notification, a job, an analysis, a scan).
-RecordId = Annotated[int, Path(ge=0, le=INTEGER_COLUMN_MAX)]
+RecordId = Annotated[int, Path(ge=0, le=INTEGER_COLUMN_MAX), BeforeValidator(_written_in_digits)]
+Skip = Annotated[
+    int,
+    Query(ge=0, le=DB_INT_MAX, description="How many records to skip"),
+    BeforeValidator(_written_in_digits),
+]
+Limit = Annotated[
+    int,
+    Query(ge=1, le=MAX_LIMIT, description=f"Page size (1-{MAX_LIMIT})"),
+    BeforeValidator(_written_in_digits),
+]
 
 
 def it_takes(takes: str) -> str:

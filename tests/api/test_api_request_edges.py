@@ -800,3 +800,19 @@ def test_a_body_with_countless_problems_lists_the_first_ones_and_counts_the_rest
     assert len(response.content) < 20_000
     assert response.json()["message"].endswith(f"and {100_001 - MAX_LISTED_PROBLEMS:,} more")
     assert client.get("/api/patients").headers["X-Total-Count"] == "0"
+
+
+@pytest.mark.parametrize("written", ["1_0", "1.0", "+1", " 1", "0x1"])
+def test_an_id_or_a_page_size_is_read_from_digits_alone(client: TestClient, written: str) -> None:
+    """pydantic read ``1_0`` as 10 and ``1.0``, ``+1``, `` 1`` as 1: a mistyped id named
+    another record (``DELETE /api/notifications/1_0`` deleted notification 10)."""
+    response = client.delete(f"/api/notifications/{written}")
+    listed = client.get("/api/patients", params={"limit": written})
+
+    assert response.status_code == 422
+    assert response.json()["message"] == (
+        "notification_id: a whole number written in the digits 0-9"
+    )
+    assert listed.status_code == 422
+    assert listed.json()["field"] == "limit"
+    assert client.delete("/api/notifications/10").status_code == 404  # read as digits
