@@ -165,9 +165,10 @@ def test_a_scan_of_another_patient_or_none_is_404(client: TestClient) -> None:
     assert client.get(f"/api/patients/{pid}/scans/{scan['id']}").status_code == 200
     assert client.get(f"/api/patients/{other}/scans/{scan['id']}").status_code == 404
     assert client.get(f"/api/patients/{pid}/scans/{scan['id'] + 1}").status_code == 404
-    missing = client.get(f"/api/patients/nobody/scans/{scan['id']}")
-    assert missing.status_code == 404
-    assert "patient nobody not found" in missing.text
+    for path in (f"/api/patients/nobody/scans/{scan['id']}", f"{scan['imageUrl']}"):
+        missing = client.get(path.replace(f"/{pid}/", "/nobody/"))
+        assert missing.status_code == 404
+        assert missing.json()["detail"] == "patient nobody not found", path
 
 
 def test_an_image_too_elongated_for_the_model_is_422_and_stores_nothing(

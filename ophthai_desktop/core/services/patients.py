@@ -315,8 +315,11 @@ class PatientService:
         return self._image_file(sha), media_type
 
     def scan_image(self, scan_id: int, *, patient_id: str | None = None) -> tuple[Path, str]:
-        """The file and media type of one scan (of ``patient_id``, when given)."""
+        """The file and media type of one scan (of ``patient_id``, when given: a patient
+        who is not there is said so, as the scan's other routes say it)."""
         with self._db.session() as session:
+            if patient_id is not None:
+                self._get(session, patient_id)
             scan = session.get(m.Scan, scan_id)
             if scan is None or (patient_id is not None and scan.patient_id != patient_id):
                 raise NotFound(f"scan {scan_id} not found")
