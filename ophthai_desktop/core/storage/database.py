@@ -373,9 +373,21 @@ class Database:
                     # foreign keys on, dropping a table deletes the rows that refer to
                     # it. The pragma only takes effect outside a transaction.
                     connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                    behind = _revisions(connection) != _head()
                     connection.commit()
                 try:
                     with connection.begin():
+                        if self.is_sqlite:
+                            # pysqlite begins a transaction only before INSERT, UPDATE
+                            # or DELETE: a migration's CREATE or ALTER before its first
+                            # such statement was committed on its own, so an upgrade
+                            # that failed half-way (a full disk) kept those while its
+                            # revision stayed behind, and every later start failed on
+                            # them ("duplicate column name"). Begun here, the upgrade is
+                            # one transaction; IMMEDIATE where there is one to make, so
+                            # that two starting at once take turns (the second finds
+                            # the schema made) instead of both making it.
+                            connection.exec_driver_sql("BEGIN IMMEDIATE" if behind else "BEGIN")
                         config.attributes["connection"] = connection
                         before = _revisions(connection)
                         command.upgrade(config, revision)
@@ -573,6 +585,13 @@ def _revisions(connection: Connection) -> str:
     from alembic.migration import MigrationContext
 
     return ", ".join(sorted(MigrationContext.configure(connection).get_current_heads()))
+
+
+def _head() -> str:
+    """The newest revision this version knows, as :func:`_revisions` writes it."""
+    from alembic.script import ScriptDirectory
+
+    return ", ".join(sorted(ScriptDirectory(str(MIGRATIONS_DIR)).get_heads()))
 
 
 def _migration_failed(exc: DBAPIError) -> str:
