@@ -33,7 +33,7 @@ from ophthai_desktop.core.errors import (
 )
 from ophthai_desktop.core.storage.availability import Availability
 from ophthai_desktop.core.storage.folders import cannot_create
-from ophthai_desktop.core.storage.private import make_database_private
+from ophthai_desktop.core.storage.private import SQLITE_COMPANIONS, make_database_private
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,7 @@ class Database:
                     raise cannot_create("the database's folder", folder, exc) from exc
                 if not database.startswith("file:"):  # an SQLite URI names no plain path
                     make_database_private(Path(database))
+                    _refuse_read_only(Path(database))
                     self._file = Path(database).absolute()
             # Sessions never cross threads, but the pool hands connections to any thread.
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
@@ -585,6 +586,20 @@ def _revisions(connection: Connection) -> str:
     from alembic.migration import MigrationContext
 
     return ", ".join(sorted(MigrationContext.configure(connection).get_current_heads()))
+
+
+def _refuse_read_only(database: Path) -> None:
+    """Raise :class:`StorageError` where this account may not write the SQLite file or
+    a companion beside it (a backup restored with the wrong permissions, a read-only
+    disk): SQLite opened it read-only and every change failed as an outage, a 503 "try
+    again shortly", which no waiting ends."""
+    for path in (database, *(Path(f"{database}{suffix}") for suffix in SQLITE_COMPANIONS)):
+        if path.exists() and not os.access(path, os.W_OK):
+            raise StorageError(
+                f"the database file {path} cannot be written by this account (a copy "
+                "restored with the wrong permissions?); nothing in it was changed. Give "
+                "this account the right to write it, then start OphthAI again."
+            )
 
 
 def _head() -> str:
