@@ -5,6 +5,7 @@ back; the callers that retry meanwhile do not add a line per attempt."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -20,7 +21,8 @@ from ophthai_desktop.core import worker as worker_module
 from ophthai_desktop.core.errors import DatabaseUnavailable, StorageError
 from ophthai_desktop.core.events import DatabaseAvailabilityChanged
 from ophthai_desktop.core.records import Actor
-from ophthai_desktop.core.storage import availability
+from ophthai_desktop.core.storage import Database, availability
+from ophthai_desktop.core.storage import database as database_module
 from ophthai_desktop.core.worker import InferenceWorker
 from tests.conftest import make_settings
 from tests.support.outage import database_down
@@ -305,3 +307,29 @@ def test_a_database_file_this_account_may_not_write_is_refused_at_start(
     assert done.returncode != 0
     assert f"the database file {data / which} cannot be written by this account" in (done.stderr)
     assert file.read_bytes() == before
+
+
+def test_an_upgrade_another_program_keeps_locked_out_names_the_file_and_the_remedy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An old database whose write lock an sqlite3 shell held through the start: it
+    stopped with only "cannot migrate the database: database is locked"."""
+    file = tmp_path / "old.db"
+    db = Database(f"sqlite:///{file.as_posix()}")
+    db.upgrade("0004")
+    db.dispose()
+    monkeypatch.setattr(database_module, "SQLITE_BUSY_TIMEOUT_MS", 200)
+    other = sqlite3.connect(file, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StorageError) as refused:
+            db.upgrade()
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+
+    message = refused.value.message
+    assert f"another program kept the database file {file} locked" in message
+    assert "Close that program, then start OphthAI again." in message
+    db.upgrade()  # closed: the next start goes through
+    db.close()

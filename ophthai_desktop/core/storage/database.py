@@ -412,6 +412,8 @@ class Database:
             damaged = self._damaged(exc)
             if damaged:
                 raise StorageError(damaged) from exc
+            if self.is_sqlite and getattr(exc.orig, "sqlite_errorname", "") == "SQLITE_BUSY":
+                raise StorageError(self._held_elsewhere()) from exc
             if isinstance(exc, OperationalError):
                 raise StorageError(f"cannot migrate the database: {exc.orig}") from exc
             raise StorageError(_migration_failed(exc)) from exc
@@ -426,6 +428,17 @@ class Database:
         return (
             f"cannot migrate the database: {where} is full. Free space on it, then start "
             "OphthAI again; the database was left as it was."
+        )
+
+    def _held_elsewhere(self) -> str:
+        """Why the start stops where another program kept the SQLite file's write lock
+        past :data:`SQLITE_BUSY_TIMEOUT_MS` while the schema needed upgrading (it said
+        only "database is locked")."""
+        return (
+            f"cannot migrate the database: another program kept the database file "
+            f"{self.url.database} locked for {SQLITE_BUSY_TIMEOUT_MS // 1000} s (an sqlite3 "
+            "shell or a tool with a change open, another OphthAI given this database); "
+            "nothing in it was changed. Close that program, then start OphthAI again."
         )
 
     def _unreachable(self, exc: DBAPIError) -> str:
