@@ -5,21 +5,28 @@ back; the callers that retry meanwhile do not add a line per attempt."""
 from __future__ import annotations
 
 import logging
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ophthai_desktop.bootstrap import Application
+from ophthai_desktop.bootstrap import Application, build_application
 from ophthai_desktop.core import worker as worker_module
 from ophthai_desktop.core.errors import DatabaseUnavailable, StorageError
 from ophthai_desktop.core.events import DatabaseAvailabilityChanged
 from ophthai_desktop.core.records import Actor
-from ophthai_desktop.core.storage import availability
+from ophthai_desktop.core.storage import Database, availability
+from ophthai_desktop.core.storage import database as database_module
 from ophthai_desktop.core.worker import InferenceWorker
+from tests.conftest import make_settings
 from tests.support.outage import database_down
+from tests.support.privileges import without_root_privilege
 from tests.support.scripted_engine import NORMAL, ScriptedEngine
 
 NAME = "Outage Patient-Secret"
@@ -269,3 +276,60 @@ def test_an_outage_starting_as_the_return_is_said_is_told_after_it() -> None:
         logger.removeHandler(handler)
     assert not tracked.available
     assert told == [False, True, False]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="permission bits do not stop Windows' ACLs")
+@pytest.mark.parametrize("which", ["ophthai.db", "ophthai.db-wal"])
+def test_a_database_file_this_account_may_not_write_is_refused_at_start(
+    tmp_path: Path, which: str, actor: Actor
+) -> None:
+    """A backup restored read-only: the start went through, then every change answered
+    503 "the database is unavailable; try again shortly", which no waiting ends."""
+    application = build_application(make_settings(tmp_path))
+    application.patients.create_patient({"name": "Test Patient"}, actor=actor)
+    application.close()
+    data = tmp_path / "data"
+    file = data / "ophthai.db"
+    (data / "ophthai.db-wal").write_bytes(b"")  # as a crash leaves it
+    (data / which).chmod(0o400)
+    before = file.read_bytes()
+    start = "from ophthai_desktop.core.storage import Database; Database(__import__('sys').argv[1])"
+    try:
+        done = subprocess.run(
+            [*without_root_privilege(), sys.executable, "-c", start, f"sqlite:///{file}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        (data / which).chmod(0o600)
+
+    assert done.returncode != 0
+    assert f"the database file {data / which} cannot be written by this account" in (done.stderr)
+    assert file.read_bytes() == before
+
+
+def test_an_upgrade_another_program_keeps_locked_out_names_the_file_and_the_remedy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An old database whose write lock an sqlite3 shell held through the start: it
+    stopped with only "cannot migrate the database: database is locked"."""
+    file = tmp_path / "old.db"
+    db = Database(f"sqlite:///{file.as_posix()}")
+    db.upgrade("0004")
+    db.dispose()
+    monkeypatch.setattr(database_module, "SQLITE_BUSY_TIMEOUT_MS", 200)
+    other = sqlite3.connect(file, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StorageError) as refused:
+            db.upgrade()
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+
+    message = refused.value.message
+    assert f"another program kept the database file {file} locked" in message
+    assert "Close that program, then start OphthAI again." in message
+    db.upgrade()  # closed: the next start goes through
+    db.close()

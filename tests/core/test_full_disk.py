@@ -20,6 +20,7 @@ from typing import Any
 
 import psycopg.errors
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
@@ -31,7 +32,7 @@ from ophthai_desktop.core.records import Actor
 from ophthai_desktop.core.services.ingest import FolderLayout
 from ophthai_desktop.core.services.notifications import NotificationService
 from ophthai_desktop.core.services.patients import NewImage
-from ophthai_desktop.core.storage.database import Database, _revisions
+from ophthai_desktop.core.storage.database import MIGRATIONS_DIR, Database, _revisions
 from ophthai_desktop.core.watcher import WAITING_FOR_ROOM, WatcherState
 from ophthai_desktop.core.worker import WAITING_FOR_ROOM as QUEUE_WAITING_FOR_ROOM
 from ophthai_desktop.core.worker import InferenceWorker
@@ -389,5 +390,30 @@ def test_an_upgrade_the_full_disk_cannot_hold_is_no_room_and_changes_nothing(
         assert f"the disk that holds it ({tmp_path}) is full" in refused.value.message
         with db.engine.connect() as connection:
             assert _revisions(connection) == "0004"
+    finally:
+        db.close()
+
+
+def test_an_upgrade_the_full_disk_stopped_half_way_goes_through_once_there_is_room(
+    tmp_path: Path,
+) -> None:
+    """SQLite ran a migration's ALTER before its first UPDATE outside the upgrade's
+    transaction: from 0003, 0004's new column stayed while the revision was rolled back
+    to 0003, and every start after space was freed failed ("duplicate column name:
+    name_key"). Nothing of the failed upgrade may stay."""
+    newest = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    db = Database(f"sqlite:///{(tmp_path / 'old.db').as_posix()}")
+    try:
+        db.upgrade("0003")
+        with database_full(db), pytest.raises(NoRoom):
+            db.upgrade()
+        with db.engine.connect() as connection:
+            columns = connection.exec_driver_sql("PRAGMA table_info(patients)").all()
+        assert "name_key" not in {column[1] for column in columns}  # as it was at 0003
+
+        db.upgrade()  # space freed: the next start
+
+        with db.engine.connect() as connection:
+            assert _revisions(connection) == newest
     finally:
         db.close()

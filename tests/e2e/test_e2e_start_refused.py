@@ -5,7 +5,6 @@ traceback, and nothing of the user's touched."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,7 @@ from ophthai_desktop.bootstrap import build_application
 from ophthai_desktop.desktop import instance_lock
 from tests.conftest import make_settings
 from tests.e2e.test_e2e_serve import clean_env, free_port, start
+from tests.support.privileges import without_root_privilege
 from tests.support.watch_folder import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -158,17 +158,6 @@ def test_a_folder_the_disk_cannot_hold_says_why_and_the_next_start_works(
     assert (data / "images").is_dir()
 
 
-def _without_root_privilege() -> list[str]:
-    """A prefix that runs a command without root's right to ignore permission bits, or
-    [] where permission bits already apply (not root)."""
-    if os.geteuid() != 0:
-        return []
-    if shutil.which("setpriv") is None:
-        pytest.skip("as root, permission bits apply only with setpriv (util-linux)")
-    dropped = "-dac_override,-dac_read_search"
-    return ["setpriv", f"--inh-caps={dropped}", f"--bounding-set={dropped}"]
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="permission bits do not stop Windows' ACLs")
 @pytest.mark.parametrize("how", HOW)
 @pytest.mark.parametrize("where", ["parent", "data folder"])
@@ -182,7 +171,7 @@ def test_a_data_folder_this_account_may_not_write_in_is_named(
     kept = locked / "kept.txt"
     kept.write_text("the user's")
     locked.chmod(0o555)
-    prefix = [*_without_root_privilege(), sys.executable, "-m", "ophthai_desktop"]
+    prefix = [*without_root_privilege(), sys.executable, "-m", "ophthai_desktop"]
     try:
         done = run_app(tmp_path, data, how, before=prefix)
     finally:
@@ -218,7 +207,7 @@ def test_serve_names_a_watch_folder_it_cannot_create_and_why(
         folder = tmp_path / "scans"  # a configured one, there but locked
         folder.mkdir(mode=0o555)
         env["OPHTHAI_WATCH_FOLDER_PATH"] = str(folder)
-        before = _without_root_privilege()
+        before = without_root_privilege()
         said = (
             f"cannot create the watch folder's processed/ folder {folder / 'processed'}: "
             f"this account may not write in {folder}. Choose a folder it may write in, or "

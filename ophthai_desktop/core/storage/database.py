@@ -33,7 +33,7 @@ from ophthai_desktop.core.errors import (
 )
 from ophthai_desktop.core.storage.availability import Availability
 from ophthai_desktop.core.storage.folders import cannot_create
-from ophthai_desktop.core.storage.private import make_database_private
+from ophthai_desktop.core.storage.private import SQLITE_COMPANIONS, make_database_private
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,7 @@ class Database:
                     raise cannot_create("the database's folder", folder, exc) from exc
                 if not database.startswith("file:"):  # an SQLite URI names no plain path
                     make_database_private(Path(database))
+                    _refuse_read_only(Path(database))
                     self._file = Path(database).absolute()
             # Sessions never cross threads, but the pool hands connections to any thread.
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
@@ -373,9 +374,21 @@ class Database:
                     # foreign keys on, dropping a table deletes the rows that refer to
                     # it. The pragma only takes effect outside a transaction.
                     connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                    behind = _revisions(connection) != _head()
                     connection.commit()
                 try:
                     with connection.begin():
+                        if self.is_sqlite:
+                            # pysqlite begins a transaction only before INSERT, UPDATE
+                            # or DELETE: a migration's CREATE or ALTER before its first
+                            # such statement was committed on its own, so an upgrade
+                            # that failed half-way (a full disk) kept those while its
+                            # revision stayed behind, and every later start failed on
+                            # them ("duplicate column name"). Begun here, the upgrade is
+                            # one transaction; IMMEDIATE where there is one to make, so
+                            # that two starting at once take turns (the second finds
+                            # the schema made) instead of both making it.
+                            connection.exec_driver_sql("BEGIN IMMEDIATE" if behind else "BEGIN")
                         config.attributes["connection"] = connection
                         before = _revisions(connection)
                         command.upgrade(config, revision)
@@ -399,6 +412,8 @@ class Database:
             damaged = self._damaged(exc)
             if damaged:
                 raise StorageError(damaged) from exc
+            if self.is_sqlite and getattr(exc.orig, "sqlite_errorname", "") == "SQLITE_BUSY":
+                raise StorageError(self._held_elsewhere()) from exc
             if isinstance(exc, OperationalError):
                 raise StorageError(f"cannot migrate the database: {exc.orig}") from exc
             raise StorageError(_migration_failed(exc)) from exc
@@ -413,6 +428,17 @@ class Database:
         return (
             f"cannot migrate the database: {where} is full. Free space on it, then start "
             "OphthAI again; the database was left as it was."
+        )
+
+    def _held_elsewhere(self) -> str:
+        """Why the start stops where another program kept the SQLite file's write lock
+        past :data:`SQLITE_BUSY_TIMEOUT_MS` while the schema needed upgrading (it said
+        only "database is locked")."""
+        return (
+            f"cannot migrate the database: another program kept the database file "
+            f"{self.url.database} locked for {SQLITE_BUSY_TIMEOUT_MS // 1000} s (an sqlite3 "
+            "shell or a tool with a change open, another OphthAI given this database); "
+            "nothing in it was changed. Close that program, then start OphthAI again."
         )
 
     def _unreachable(self, exc: DBAPIError) -> str:
@@ -573,6 +599,27 @@ def _revisions(connection: Connection) -> str:
     from alembic.migration import MigrationContext
 
     return ", ".join(sorted(MigrationContext.configure(connection).get_current_heads()))
+
+
+def _refuse_read_only(database: Path) -> None:
+    """Raise :class:`StorageError` where this account may not write the SQLite file or
+    a companion beside it (a backup restored with the wrong permissions, a read-only
+    disk): SQLite opened it read-only and every change failed as an outage, a 503 "try
+    again shortly", which no waiting ends."""
+    for path in (database, *(Path(f"{database}{suffix}") for suffix in SQLITE_COMPANIONS)):
+        if path.exists() and not os.access(path, os.W_OK):
+            raise StorageError(
+                f"the database file {path} cannot be written by this account (a copy "
+                "restored with the wrong permissions?); nothing in it was changed. Give "
+                "this account the right to write it, then start OphthAI again."
+            )
+
+
+def _head() -> str:
+    """The newest revision this version knows, as :func:`_revisions` writes it."""
+    from alembic.script import ScriptDirectory
+
+    return ", ".join(sorted(ScriptDirectory(str(MIGRATIONS_DIR)).get_heads()))
 
 
 def _migration_failed(exc: DBAPIError) -> str:
