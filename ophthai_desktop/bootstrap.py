@@ -214,7 +214,7 @@ def build_application(
     db = Database(settings.resolved_database_url, echo=False)
     if hold:
         try:
-            db.hold()
+            db.hold(settings.data_dir)
         except StorageError:
             db.close()
             raise

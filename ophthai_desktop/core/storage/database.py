@@ -19,6 +19,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
@@ -33,7 +34,11 @@ from ophthai_desktop.core.errors import (
 )
 from ophthai_desktop.core.storage.availability import Availability
 from ophthai_desktop.core.storage.folders import cannot_create
-from ophthai_desktop.core.storage.private import SQLITE_COMPANIONS, make_database_private
+from ophthai_desktop.core.storage.private import (
+    PRIVATE_FILE_MODE,
+    SQLITE_COMPANIONS,
+    make_database_private,
+)
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +185,7 @@ class Database:
         self._no_room_said_at: float | None = None
         #: The connection that holds :data:`IN_USE_LOCK` (PostgreSQL; see :meth:`hold`).
         self._holder: Connection | None = None
+        self._file_lock: FileLock | None = None
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -503,15 +509,18 @@ class Database:
             finally:
                 connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
-    def hold(self) -> None:
+    def hold(self, data_dir: Path | None = None) -> None:
         """Take the database for this process, or raise :class:`StorageError` where
         another OphthAI (another workstation, another data folder) has it: two would each
         queue the other's running analyses again at start and run them twice, and neither
         can read the images the other stored in its own data folder. On PostgreSQL a
         session advisory lock, kept on a connection of its own until :meth:`close` and
         taken again when the database answers after an outage (the server's restart ends
-        the session); a SQLite file in the data folder is held by the folder's lock."""
+        the session). A SQLite file in the data folder ``data_dir`` is held by the
+        folder's lock; one elsewhere (``DATABASE_URL`` naming a file that two data folders
+        could share) by the system's lock on a file beside it (:meth:`_hold_file`)."""
         if self.is_sqlite:
+            self._hold_file(data_dir)
             return
         if not self._take():
             raise StorageError(
@@ -520,6 +529,40 @@ class Database:
                 "Stop that one, or point this one at a database of its own."
             )
         self.availability.subscribe(self._hold_again)
+
+    def _hold_file(self, data_dir: Path | None) -> None:
+        """Lock ``<file>.lock`` beside a SQLite file outside ``data_dir`` for as long as
+        this process runs (the system lets go of it when the process ends, a crash
+        included), or raise :class:`StorageError` where another OphthAI holds it."""
+        if self._file is None or data_dir is None:
+            return
+        if self._file.resolve().is_relative_to(data_dir.resolve()):
+            return
+        lock_file = Path(f"{self._file}.lock")
+        # Never the soft lock (a file whose presence is the lock): a crash would leave
+        # it, and every later start would be refused.
+        lock = FileLock(
+            lock_file,
+            timeout=0,
+            mode=PRIVATE_FILE_MODE,
+            thread_local=False,
+            fallback_to_soft=False,
+        )
+        try:
+            lock.acquire()
+        except Timeout:
+            raise StorageError(
+                f"another OphthAI (with another data folder, or on another computer "
+                f"sharing the folder) is using the database file {self._file}: one "
+                "OphthAI at a time per database. Stop that one, or point this one at a "
+                "database of its own."
+            ) from None
+        except OSError as exc:
+            raise StorageError(
+                f"the database file's lock {lock_file} cannot be made "
+                f"({exc.strerror or exc}): OphthAI needs to write in the database's folder"
+            ) from exc
+        self._file_lock = lock
 
     def _take(self) -> bool:
         """Whether this process now holds :data:`IN_USE_LOCK` (on a new connection)."""
@@ -574,6 +617,9 @@ class Database:
         if holder is not None:
             with suppress(DBAPIError):  # a lost session holds no lock
                 holder.close()
+        file_lock, self._file_lock = self._file_lock, None
+        if file_lock is not None:
+            file_lock.release()
         self.dispose()
 
     def describe(self) -> str:
