@@ -4,8 +4,12 @@ reaches and understands everything the others do."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QEvent, QPoint, QRect, Qt
@@ -13,10 +17,12 @@ from PySide6.QtGui import (
     QAccessible,
     QAccessibleAnnouncementEvent,
     QAccessibleEvent,
+    QColor,
     QFont,
     QFontInfo,
     QFontMetrics,
     QKeySequence,
+    QPixmap,
     QStandardItem,
 )
 from PySide6.QtTest import QTest
@@ -43,6 +49,7 @@ from ophthai_desktop.ui.models.job_table import STATE_COLUMN
 from ophthai_desktop.ui.models.patient_table import COLUMN_OF, STATUS_COLUMN
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.views.analysis import AnalysisView
+from ophthai_desktop.ui.views.scan_viewer import THUMB_SIZE
 from tests.support.images import png_bytes
 from tests.support.scripted_engine import DME, ScriptedEngine
 from tests.ui.conftest import Maker, open_patient
@@ -1076,3 +1083,81 @@ def test_a_screen_reader_hears_what_the_status_filter_is(gui: GuiSession) -> Non
     gui.patient_list.table.setFocus()
     QTest.keyClick(gui.window, Qt.Key.Key_S, Qt.KeyboardModifier.AltModifier)
     assert QApplication.focusWidget() is status
+
+
+# High-resolution screens --------------------------------------------------------------------
+
+#: Set by the test that runs the next one on a screen scaled to 200 %: the scale it must
+#: find (else it would pass at 100 %, where nothing is scaled up).
+EXPECTED_PIXEL_RATIO = "OPHTHAI_TEST_EXPECTED_PIXEL_RATIO"
+
+
+def test_a_thumbnail_has_a_pixel_for_each_pixel_of_the_screen(
+    qtbot: QtBot, gui: GuiSession
+) -> None:
+    """The thumbnails were made 80 pixels wide whatever the screen: on a 4K monitor at
+    200 % each was drawn at 160 pixels, scaled up and blurred (the vessels of a fundus
+    photograph smudged), while the scan beside them was sharp."""
+    colour = (90, 120, 30)
+    patient = gui.application.patients.create_patient(
+        {"name": "Sharp Thumb"},
+        actor=ACTOR,
+        image=NewImage(png_bytes((640, 640), colour), modality="fundus", laterality="OD"),
+    )
+    open_patient(qtbot, gui, patient.id)
+    gui.patient_page.show_tab("scans")
+    thumbnails = gui.scan_viewer.thumbnails
+    ratio = thumbnails.devicePixelRatioF()
+    expected = os.environ.get(EXPECTED_PIXEL_RATIO)
+    if expected is not None:
+        assert ratio == float(expected)
+
+    def drawn() -> QPixmap:
+        return thumbnails.item(0).icon().pixmap(thumbnails.iconSize(), ratio)
+
+    def loaded() -> bool:  # the scan's own pixels, not the placeholder's
+        image = drawn().toImage()
+        return image.pixelColor(image.width() // 2, image.height() // 2) == QColor(*colour)
+
+    qtbot.waitUntil(lambda: thumbnails.count() == 1 and loaded(), timeout=10_000)
+    assert drawn().width() >= THUMB_SIZE * ratio
+    assert drawn().height() >= THUMB_SIZE * ratio
+
+
+def test_thumbnails_are_sharp_on_a_screen_scaled_to_200_percent(tmp_path: Path) -> None:
+    """The test above, in a process of its own on a screen at 200 % (QT_SCALE_FACTOR is
+    read when Qt starts)."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "QT_SCALE_FACTOR": "2"}
+    env[EXPECTED_PIXEL_RATIO] = "2"
+    test = f"{__file__}::test_a_thumbnail_has_a_pixel_for_each_pixel_of_the_screen"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", test],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert "1 passed" in run.stdout
+
+
+def test_at_a_larger_font_on_a_small_screen_the_status_pill_is_whole(
+    qtbot: QtBot, large_font: QFont, make_gui: Maker
+) -> None:
+    """At 1.5 times the font on a 1024 x 768 screen a name that wraps kept the buttons
+    beside it, and the status pill under the name was cut: "Pending Ana"."""
+    gui = make_gui()
+    gui.window.resize(1024, 768)
+    patient = gui.application.patients.create_patient(
+        {"name": "Pat Long-Name Example", "age": 50}, actor=ACTOR
+    )
+    open_patient(qtbot, gui, patient.id)
+    qtbot.waitUntil(lambda: gui.window.width() == 1024)
+    page = gui.patient_page
+    pill = page.status
+    qtbot.waitUntil(lambda: pill.text() == "Pending Analysis")
+    QApplication.processEvents()
+    assert pill.width() >= pill.sizeHint().width(), (pill.width(), pill.sizeHint().width())
+    assert page.header.width() >= page.header.minimumSizeHint().width()

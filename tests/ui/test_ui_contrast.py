@@ -5,9 +5,17 @@ from __future__ import annotations
 
 from collections import Counter
 
-from PySide6.QtCore import QPoint, QRect
+from PySide6.QtCore import QPoint, QRect, Qt
 from PySide6.QtGui import QColor, QImage
-from PySide6.QtWidgets import QApplication, QCheckBox, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QLabel,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.records import Actor
@@ -343,5 +351,58 @@ def test_the_confidence_bar_follows_the_dark_theme(qtbot: QtBot, gui: GuiSession
                 assert ratio >= AA, f"{theme} {value}%: {ratio:.2f} {ink} on {background}"
                 if theme == "dark":
                     assert trough.lightnessF() < 0.3, f"dark trough {trough.name()}"
+    finally:
+        apply_theme("light")
+
+
+#: WCAG's least contrast of a control's parts, a focus indicator among them (1.4.11).
+AA_NON_TEXT = 3.0
+
+
+def _focus_ring_contrast(qtbot: QtBot, kind: type[QWidget]) -> tuple[float, str, str]:
+    """The contrast of the ring that marks the button the keyboard is on, as drawn:
+    the pixel that most differs between the button with the focus (reached by Tab) and
+    without it, against the window behind."""
+    host = QWidget()
+    qtbot.addWidget(host)
+    layout = QVBoxLayout(host)
+    first, second = kind(), kind()
+    for button in (first, second):
+        button.setText("Analyse")
+        layout.addWidget(button)
+    host.show()
+    qtbot.waitExposed(host)
+    host.activateWindow()
+    first.setFocus()
+    qtbot.waitUntil(first.hasFocus)
+    without = second.grab().toImage()
+    qtbot.keyClick(first, Qt.Key.Key_Tab)  # Qt draws the ring after a key moved the focus
+    qtbot.waitUntil(second.hasFocus)
+    QApplication.processEvents()
+    with_focus = second.grab().toImage()
+
+    def change(x: int, y: int) -> int:
+        a, b = with_focus.pixelColor(x, y), without.pixelColor(x, y)
+        return sum(abs(p - q) for p, q in zip(a.getRgb()[:3], b.getRgb()[:3], strict=True))
+
+    points = [(x, y) for x in range(with_focus.width()) for y in range(with_focus.height())]
+    ring = with_focus.pixelColor(*max(points, key=lambda point: change(*point)))
+    behind = host.grab().toImage().pixelColor(1, 1)
+    return contrast(ring, behind), ring.name(), behind.name()
+
+
+def test_the_keyboard_focus_shows_on_buttons_in_either_theme(qtbot: QtBot) -> None:
+    """In the dark theme the ring round the focused button was drawn in the selection's
+    dark teal, #1d4555 on the window's #1e2226 (1.5:1): a clinician moving by Tab could
+    not see which button Space would press. It stands out 3:1 at least, as in the light
+    theme (4.6:1)."""
+    try:
+        for theme in ("light", "dark"):
+            apply_theme(theme)
+            for kind in (QPushButton, QToolButton, QCheckBox):
+                ratio, ring, behind = _focus_ring_contrast(qtbot, kind)
+                assert ratio >= AA_NON_TEXT, (
+                    f"{theme} {kind.__name__}: {ratio:.2f} {ring} on {behind}"
+                )
     finally:
         apply_theme("light")

@@ -4,6 +4,7 @@ brightness and contrast. Decoding and adjusting run on pool threads."""
 from __future__ import annotations
 
 import logging
+import math
 from collections import OrderedDict
 
 import numpy as np
@@ -15,6 +16,7 @@ from ophthai_desktop.ui import scan_images
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController
 from ophthai_desktop.ui.messages import describe
+from ophthai_desktop.ui.views.scale import screen_pixel_ratio
 from ophthai_desktop.ui.views.scan_viewer import THUMB_SIZE, ScanViewer
 
 log = logging.getLogger(__name__)
@@ -114,14 +116,20 @@ class ScansController(QObject):
         if scan.id in self._thumbs_loading:
             return
         self._thumbs_loading.add(scan.id)
+        # A device pixel per pixel of the screen's: made at THUMB_SIZE pixels, a
+        # thumbnail was scaled up, blurred, on a screen at 150 or 200 %.
+        ratio = screen_pixel_ratio()
+        side = math.ceil(THUMB_SIZE * ratio)
 
         def make() -> QImage:
             path, _media = self._service.scan_image(scan.id)
-            return scan_images.thumbnail(path, THUMB_SIZE)
+            return scan_images.thumbnail(path, side)
 
         def done(image: QImage) -> None:
             self._thumbs_loading.discard(scan.id)
-            thumbnail = QIcon(QPixmap.fromImage(image))
+            pixmap = QPixmap.fromImage(image)
+            pixmap.setDevicePixelRatio(side / THUMB_SIZE)
+            thumbnail = QIcon(pixmap)
             self._thumbs[scan.id] = thumbnail
             while len(self._thumbs) > THUMBNAIL_CACHE:
                 self._thumbs.popitem(last=False)

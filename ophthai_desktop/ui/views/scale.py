@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from PySide6.QtGui import QFont, QFontInfo
+from PySide6.QtGui import QFont, QFontInfo, QGuiApplication
 from PySide6.QtWidgets import QWidget
 
 #: The line height, in pixels, of the font the views' sizes were chosen for (the
@@ -28,6 +28,13 @@ def font_scale(widget: QWidget) -> float:
 def scaled(widget: QWidget, px: int) -> int:
     """``px``, a size chosen for the design's font, grown with the widget's font."""
     return round(px * font_scale(widget))
+
+
+def screen_pixel_ratio() -> float:
+    """The most device pixels per logical pixel of any screen (2 on a 4K monitor at
+    200 %): pictures made at their logical size are drawn blurred, scaled up, there."""
+    ratios = [screen.devicePixelRatio() for screen in QGuiApplication.screens()]
+    return max([1.0, *ratios])
 
 
 def font_sized(stylesheet: str, font: QFont) -> str:

@@ -3,9 +3,10 @@ thumbnails of all the patient's scans with their modality and laterality."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
-from PySide6.QtCore import QSize, Qt, Signal, Slot
+from PySide6.QtCore import QPointF, QSize, Qt, Signal, Slot
 from PySide6.QtGui import (
     QAction,
     QColor,
@@ -40,6 +41,7 @@ from PySide6.QtWidgets import (
 from ophthai_desktop.core.records import ScanRecord
 from ophthai_desktop.ui.display import MODALITY_NAMES, local_date, local_datetime, scan_label, size
 from ophthai_desktop.ui.resources import icon
+from ophthai_desktop.ui.views.scale import screen_pixel_ratio
 from ophthai_desktop.ui.views.style import set_style_property, set_text
 
 THUMB_SIZE = 80
@@ -475,15 +477,20 @@ class ScanViewer(QWidget):
     @staticmethod
     def _squared(thumbnail: QIcon) -> QIcon:
         """The thumbnail centred on a square of :data:`THUMB_SIZE`: a wide B-scan and a
-        round fundus photograph then have their labels at the same height."""
-        pixmap = thumbnail.pixmap(QSize(THUMB_SIZE, THUMB_SIZE))
-        if pixmap.isNull() or (pixmap.width(), pixmap.height()) == (THUMB_SIZE, THUMB_SIZE):
+        round fundus photograph then have their labels at the same height. The square
+        keeps the thumbnail's pixels per logical pixel (two on a screen at 200 %)."""
+        pixmap = thumbnail.pixmap(QSize(THUMB_SIZE, THUMB_SIZE), screen_pixel_ratio())
+        shown = pixmap.deviceIndependentSize()
+        if pixmap.isNull() or (shown.width(), shown.height()) == (THUMB_SIZE, THUMB_SIZE):
             return thumbnail
-        square = QPixmap(THUMB_SIZE, THUMB_SIZE)
+        ratio = pixmap.devicePixelRatio()
+        side = math.ceil(THUMB_SIZE * ratio)
+        square = QPixmap(side, side)
+        square.setDevicePixelRatio(side / THUMB_SIZE)
         square.fill(Qt.GlobalColor.transparent)
         painter = QPainter(square)
         painter.drawPixmap(
-            (THUMB_SIZE - pixmap.width()) // 2, (THUMB_SIZE - pixmap.height()) // 2, pixmap
+            QPointF((THUMB_SIZE - shown.width()) / 2, (THUMB_SIZE - shown.height()) / 2), pixmap
         )
         painter.end()
         return QIcon(square)
