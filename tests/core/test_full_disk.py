@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import logging
 import os
 import sqlite3
@@ -417,3 +418,66 @@ def test_an_upgrade_the_full_disk_stopped_half_way_goes_through_once_there_is_ro
             assert _revisions(connection) == newest
     finally:
         db.close()
+
+
+def test_an_upgrade_first_copies_the_database_as_it_was(tmp_path: Path) -> None:
+    """An upgrade goes one way: the copy lets the clinic go back to the version before."""
+    file = tmp_path / "old.db"
+    db = Database(f"sqlite:///{file.as_posix()}")
+    try:
+        db.upgrade("0003")
+        with db.engine.begin() as connection:
+            connection.exec_driver_sql(
+                "INSERT INTO audit_events (at, actor, origin, action, entity_type, entity_id, "
+                "details) VALUES ('2026-12-01 09:00:00', 'Dr A', 'test', 'created', 'patient', "
+                "'p1', '{}')"
+            )
+        db.upgrade()
+        db.upgrade()  # at the newest revision: nothing more to copy
+    finally:
+        db.close()
+
+    copies = sorted(p.name for p in tmp_path.iterdir() if "before-upgrade" in p.name)
+    assert copies == ["old.db.before-upgrade-from-0003"]
+    copy = tmp_path / copies[0]
+    assert copy.stat().st_mode & 0o777 == 0o600
+    with contextlib.closing(sqlite3.connect(copy)) as kept:
+        assert kept.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
+        assert kept.execute("SELECT actor FROM audit_events").fetchall() == [("Dr A",)]
+
+
+def test_a_new_database_is_not_copied(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{(tmp_path / 'new.db').as_posix()}")
+    try:
+        db.upgrade()
+    finally:
+        db.close()
+
+    assert not [p for p in tmp_path.iterdir() if "before-upgrade" in p.name]
+
+
+def test_an_upgrade_whose_copy_the_disk_cannot_hold_is_no_room_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = Database(f"sqlite:///{(tmp_path / 'old.db').as_posix()}")
+    try:
+        db.upgrade("0004")
+        real_fsync = os.fsync
+
+        def no_room(fd: int) -> None:
+            if os.readlink(f"/proc/self/fd/{fd}").endswith(".part"):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", no_room)
+        with pytest.raises(NoRoom) as refused:
+            db.upgrade()
+        with db.engine.connect() as connection:
+            assert _revisions(connection) == "0004"
+    finally:
+        db.close()
+
+    assert "old.db.before-upgrade-from-0004" in refused.value.message
+    assert "No space left on device" in refused.value.message
+    assert "the database was left as it was" in refused.value.message
+    assert not [p for p in tmp_path.iterdir() if "before-upgrade" in p.name]

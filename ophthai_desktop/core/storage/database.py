@@ -8,6 +8,7 @@ application calls it at start.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -373,6 +374,7 @@ class Database:
             if self._disk_full(exc):
                 raise NoRoom(self._no_room_to_migrate()) from exc
             raise StorageError(self._unreachable(exc)) from exc
+        behind = False  # a SQLite schema older than this version's (to copy first)
         try:
             with connection:
                 if self.is_sqlite:
@@ -397,6 +399,8 @@ class Database:
                             connection.exec_driver_sql("BEGIN IMMEDIATE" if behind else "BEGIN")
                         config.attributes["connection"] = connection
                         before = _revisions(connection)
+                        if self.is_sqlite and behind:
+                            self._back_up_before_upgrading(before)
                         command.upgrade(config, revision)
                         after = _revisions(connection)
                     if not before and after:  # said once committed
@@ -435,6 +439,56 @@ class Database:
             f"cannot migrate the database: {where} is full. Free space on it, then start "
             "OphthAI again; the database was left as it was."
         )
+
+    def _back_up_before_upgrading(self, revision: str) -> None:
+        """Copy the SQLite file, as it is at ``revision``, to
+        ``<file>.before-upgrade-from-<revision>`` beside it before its schema is upgraded
+        (run with the upgrade's write lock held: no change lands in between). An upgrade
+        goes one way: a version that turns out wrong for the clinic can be left, with
+        this copy, for the one before. Nothing to copy for a new database, one at the
+        newest revision, or one a newer version has upgraded (refused unchanged), nor
+        for a database that is not a plain file.
+
+        Raises:
+            NoRoom: Its disk has no room for the copy (nothing was changed).
+            StorageError: The copy cannot be made otherwise.
+        """
+        if self._file is None or not revision or not _known(revision):
+            return
+        name = revision.replace(", ", "+")
+        target = self._file.with_name(f"{self._file.name}.before-upgrade-from-{name}")
+        staged = target.with_name(f"{target.name}.part")
+        try:
+            with suppress(FileNotFoundError):
+                staged.unlink()
+            os.close(os.open(staged, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE_MODE))
+            source = sqlite3.connect(f"{self._file.as_uri()}?mode=ro", uri=True)
+            try:
+                copy = sqlite3.connect(staged)
+                try:
+                    source.backup(copy)
+                finally:
+                    copy.close()
+            finally:
+                source.close()
+            with open(staged, "rb") as written:
+                os.fsync(written.fileno())
+            os.replace(staged, target)
+        except (OSError, sqlite3.Error) as exc:
+            with suppress(OSError):
+                staged.unlink()
+            why = getattr(exc, "strerror", None) or str(exc)
+            full = getattr(exc, "errno", None) == errno.ENOSPC or (
+                getattr(exc, "sqlite_errorcode", 0) & 0xFF == SQLITE_FULL
+            )
+            message = (
+                f"cannot upgrade the database: its copy from before the upgrade, {target}, "
+                f"cannot be written ({why}). "
+                + ("Free space on that disk, then" if full else "Mend that, then")
+                + " start OphthAI again; the database was left as it was."
+            )
+            raise (NoRoom if full else StorageError)(message) from exc
+        log.info("database copied to %s before upgrading it from revision %s", target, name)
 
     def _held_elsewhere(self) -> str:
         """Why the start stops where another program kept the SQLite file's write lock
@@ -659,6 +713,15 @@ def _refuse_read_only(database: Path) -> None:
                 "restored with the wrong permissions?); nothing in it was changed. Give "
                 "this account the right to write it, then start OphthAI again."
             )
+
+
+def _known(revisions: str) -> bool:
+    """Whether this version knows every revision of ``revisions`` (as
+    :func:`_revisions` writes them): not where a newer version upgraded the database."""
+    from alembic.script import ScriptDirectory
+
+    known = {s.revision for s in ScriptDirectory(str(MIGRATIONS_DIR)).walk_revisions()}
+    return set(revisions.split(", ")) <= known
 
 
 def _head() -> str:
