@@ -286,6 +286,14 @@ def ignored_for_its_name(name: str) -> bool:
     return name.lower().startswith(IGNORED_PREFIXES) and not _names_a_patient(name)
 
 
+#: The prefix of macOS's AppleDouble companions (``._scan.png`` beside ``scan.png``): a
+#: Mac copying to a share or disk that cannot keep a file's metadata writes it there as
+#: such a file, a few kilobytes that are never an image. Left in the folder as hidden
+#: files are, but not counted among the files to rename: renamed, one would only be
+#: refused, and each scan copied from a Mac leaves one behind for good.
+APPLE_DOUBLE_PREFIX = "._"
+
+
 def _names_a_patient(name: str) -> bool:
     """Whether ``name`` starts with a patient id (``<id>_...``) that is more than a
     temporary name's word: ``TEMP-0042_OD.png`` names the patient ``TEMP-0042``;
@@ -1146,6 +1154,7 @@ class FolderWatcher:
                         if (
                             _allowed(run, entry.name)
                             and ignored_for_its_name(entry.name)
+                            and not entry.name.startswith(APPLE_DOUBLE_PREFIX)
                             and not entry.is_dir(follow_symlinks=False)
                         ):
                             ignored.add(entry.name)

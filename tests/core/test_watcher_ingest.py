@@ -1750,6 +1750,26 @@ def test_files_left_for_their_names_are_counted_in_the_status(
     assert app.watcher.status.ignored == 0 and app.watcher.status.ignored_names == ()
 
 
+def test_macos_resource_forks_are_left_and_not_counted(app: Application, log: EventLog) -> None:
+    """A Mac copying ``scan.png`` to a share writes its metadata beside it as
+    ``._scan.png`` (AppleDouble bytes, never an image). The scan was taken in and the
+    companion, left behind for good, was counted among the files to rename ("1 file
+    ignored", named in the tooltip and the API): renamed it could only be refused, and
+    the count grew with every scan a Mac copied in. It is left, and not counted."""
+    folder = folder_of(app)
+    app.watcher.start()
+    apple_double = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(200)
+    (folder / "._scan.png").write_bytes(apple_double)
+    (folder / "scan.png").write_bytes(png_bytes((10, 10), (3, 1, 4)))
+    (folder / ".hidden.png").write_bytes(png_bytes((10, 10), (2, 7, 1)))  # still counted
+    assert log.wait_finished("scan.png")["scan.png"].outcome == "ingested"
+    assert wait_until(lambda: app.watcher.status.ignored > 0)
+    assert not wait_until(lambda: app.watcher.status.ignored > 1, timeout_s=1.2)
+    assert app.watcher.status.ignored_names == (".hidden.png",)
+    assert (folder / "._scan.png").read_bytes() == apple_double
+    assert "._scan.png" not in log.finished()
+
+
 def test_a_stopped_runs_late_listing_does_not_count_its_files_afterwards(
     app: Application,
 ) -> None:
