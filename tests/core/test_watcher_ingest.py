@@ -1829,6 +1829,54 @@ def test_a_file_that_cannot_be_moved_is_taken_in_once(
     assert patient_count(app) == 2
 
 
+@pytest.mark.skipif(
+    not ingest_module.CHANGE_TIME_IS_KNOWN, reason="filed by the change time, as after a crash"
+)
+@pytest.mark.parametrize("full_at", ["move", "reason file"])
+def test_files_that_a_full_disk_keeps_in_the_folder_are_filed_once_there_is_room(
+    app: Application, log: EventLog, monkeypatch: pytest.MonkeyPatch, full_at: str
+) -> None:
+    """The watch folder's own disk full (its data on another): a scan was taken in and
+    a refused file recorded, but neither could be moved (nor the reason file written:
+    the refused file then went to failed/ without it). They stayed in the folder, skipped
+    until they changed, so even once space was freed they were never filed before a
+    restart, while the status said all was well with nothing waiting. The status says
+    the disk is full, and they are filed once there is room, told once."""
+    from ophthai_desktop.core import watcher as watcher_module
+
+    monkeypatch.setattr(watcher_module, "STORAGE_RETRY_S", 0.05)
+
+    def disk_full(*args: object, **options: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    target = "move_without_overwrite" if full_at == "move" else "write_private_file"
+    with monkeypatch.context() as full:
+        full.setattr(ingest_module, target, disk_full)
+        folder = folder_of(app)
+        app.watcher.start()
+        scan = png_bytes((10, 10), (30, 31, 32))
+        (folder / "bad.png").write_bytes(b"not an image")
+        if full_at == "move":
+            (folder / "scan.png").write_bytes(scan)
+        assert wait_until(
+            lambda: app.watcher.status.message == watcher_module.WAITING_FOR_ROOM_TO_FILE
+        )
+        told = 2 if full_at == "move" else 1
+        assert wait_until(lambda: len(log.of(ev.NotificationCreated)) == told)
+        time.sleep(0.3)  # several tries while the disk is full
+        assert (folder / "bad.png").is_file() and list((folder / "failed").iterdir()) == []
+    # Space freed.
+    assert wait_until(lambda: (folder / "failed" / ("bad.png" + REASON_SUFFIX)).is_file())
+    assert (folder / "failed" / "bad.png").read_bytes() == b"not an image"
+    if full_at == "move":
+        assert wait_until(lambda: (folder / "processed" / "scan.png").is_file())
+        assert patient_count(app) == 1
+    assert wait_until(lambda: app.watcher.status.message == "")
+    assert len(app.notifications.list_notifications().items) == told
+    assert len(log.of(ev.NotificationCreated)) == told
+    assert [p.name for p in folder.iterdir() if p.is_file()] == []
+
+
 def test_a_decoder_surprise_is_a_refusal(app: Application, monkeypatch: pytest.MonkeyPatch) -> None:
     import struct
 

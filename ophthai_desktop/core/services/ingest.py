@@ -67,6 +67,7 @@ from ophthai_desktop.core.domain import (
     text_sort_key,
 )
 from ophthai_desktop.core.errors import (
+    NO_ROOM_ERRNOS,
     DatabaseUnavailable,
     InvalidInput,
     NoRoom,
@@ -166,6 +167,13 @@ class FileNotSettled(OphthaiError):
 
 class FileVanished(OphthaiError):
     """The file disappeared before it could be read (renamed or deleted)."""
+
+
+class NoRoomToFile(NoRoom):
+    """The watch folder's disk is full: a file taken in (or refused) cannot be moved to
+    ``processed/`` or ``failed/`` (nor its reason written). It stays in the folder and
+    is filed once there is room, without being recorded or told again (as after a
+    crash before its move)."""
 
 
 class _Rehearsal(Exception):
@@ -1597,13 +1605,18 @@ class IngestService:
         log.warning(  # once recorded: not again at each try while the database cannot
             "watch folder: refused a file (sha256 %s): %s", (sha256 or "-")[:12], logged or reason
         )
-        moved = self._move(
-            path,
-            folder.failed,
-            sha256,
-            room_bytes=len(REASON_SUFFIX),
-            beside=lambda target: self._write_reason(target, reason, sha256, size, retry),
-        )
+        try:
+            moved = self._move(
+                path,
+                folder.failed,
+                sha256,
+                room_bytes=len(REASON_SUFFIX),
+                beside=lambda target: self._write_reason(target, reason, sha256, size, retry),
+            )
+        except NoRoomToFile:
+            if note is not None:  # recorded: told now, and only moved once there is room
+                self._bus.publish(NotificationCreated(note))
+            raise
         if moved is None and note is not None:
             note = self._reword(note, f"{refused} It could not be moved to failed/.")
         if note is not None:
@@ -1706,6 +1719,10 @@ class IngestService:
 
         Readable by the app's account only, and without the file's name (a file name
         often holds a patient's): its own name, beside the file, says which file it is.
+
+        Raises:
+            OSError: The disk is full (:data:`NO_ROOM_ERRNOS`): the move waits for room
+                rather than leave the file in ``failed/`` without its reason.
         """
         refused_at = local_time(datetime.now().astimezone(), seconds=True)
         lines = [
@@ -1725,6 +1742,8 @@ class IngestService:
             log.error("watch folder: could not write a reason file: %s", exc.strerror)
             with contextlib.suppress(OSError):
                 reason_file.unlink(missing_ok=True)  # not half of one
+            if exc.errno in NO_ROOM_ERRNOS and CHANGE_TIME_IS_KNOWN:
+                raise
             return None
         return reason_file
 
@@ -1750,6 +1769,13 @@ class IngestService:
                 folder.name,
                 exc.strerror,
             )
+            if exc.errno in NO_ROOM_ERRNOS and CHANGE_TIME_IS_KNOWN:
+                # Tried again once there is room: found recorded (its scan, its
+                # duplicate notice or its refusal) and only moved. Where the change time
+                # does not tell the very file (Windows), each try would be told again.
+                raise NoRoomToFile(
+                    f"cannot move a file to {folder.name}/ in the watch folder: {exc.strerror}"
+                ) from exc
             return None
 
     def _finish(self, result: IngestResult) -> IngestResult:
