@@ -1028,6 +1028,39 @@ def test_an_empty_file_without_permissions_of_another_account_is_no_claim(
     assert [p.name for p in layout.failed.iterdir()] == ["theirs.png"]
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+def test_a_file_the_app_may_not_read_says_whose_permission_to_fix(
+    app: Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device or share that writes scans as another account without read permission
+    for the app's: the file went to failed/ saying "it cannot be read (Permission
+    denied)" and to fix it or export it from the device again, which only brings the
+    next one there the same way. The reason names the permission and how to give it."""
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    source = layout.root / "scan_OD.png"
+    source.write_bytes(png_bytes((10, 10), (7, 7, 7)))
+    source.chmod(0)
+    if os.geteuid() == 0:  # root reads it anyway: the kernel's answer to any other account
+        real_open = os.open
+
+        def refused(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+            if Path(path) == source:
+                raise PermissionError(errno.EACCES, "Permission denied", str(path))
+            return real_open(path, flags, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", refused)
+
+    result = app.ingest.ingest_file(source, layout)
+    monkeypatch.undo()
+
+    assert result.outcome == "failed" and (layout.failed / "scan_OD.png").is_file()
+    reason = (layout.failed / ("scan_OD.png" + REASON_SUFFIX)).read_text(encoding="utf-8")
+    assert "not allowed to read it (Permission denied)" in reason
+    assert "give it read permission" in reason and "export it from the device" not in reason
+    assert patient_count(app) == 0
+
+
 def test_a_refused_file_that_cannot_be_moved_says_so(
     app: Application, log: EventLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -148,6 +148,17 @@ RETRY_LINK = (
     "points to). A device or script that leaves links there must be set to copy the file "
     "itself. The link here can be deleted: the file it points to stays as it is."
 )
+#: Why a file this app's account may not read is refused, and how to retry: the account
+#: that wrote it (a device's, a share's) gave no read permission to the app's, and
+#: exporting the file again the same way would only be refused again.
+UNREADABLE_REASON = (
+    "the app's account is not allowed to read it (Permission denied): the device or share "
+    "that wrote it gave it no read permission for this account"
+)
+RETRY_PERMISSION = (
+    "To retry, let the app's account read it (give it read permission, or have the device "
+    "or share write files that this account can read) and copy it into the watch folder again."
+)
 RETRY_PATIENT = (
     "To retry, add the patient with this id (or rename the file to start with the id of "
     "a patient on record), then copy it into the watch folder again."
@@ -1073,6 +1084,8 @@ class IngestService:
                 raise _Refused(SYMLINK_REASON, retry=RETRY_LINK) from exc
             if _in_use_elsewhere(exc):
                 raise FileNotSettled("the file is open in another program") from exc
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                raise _Refused(UNREADABLE_REASON, retry=RETRY_PERMISSION) from exc
             raise _Refused(f"it cannot be read ({exc.strerror})") from exc
         staged: Path | None = None
         try:
