@@ -103,6 +103,7 @@ from ophthai_desktop.core.services.ingest import (
     FileVanished,
     FolderLayout,
     IngestService,
+    NoRoomToFile,
     display_name,
     make_filing_folder,
     patient_id_from_name,
@@ -157,6 +158,13 @@ WAITING_FOR_ROOM = (
     "the disk is full: new files wait in the folder and are taken in once space is freed on it"
 )
 
+#: The running watch folder's message while the watch folder's own disk is full: files
+#: are taken in but cannot be moved out of it (nor refused ones given their reason).
+WAITING_FOR_ROOM_TO_FILE = (
+    "the watch folder's disk is full: files taken in stay in the folder and are moved to "
+    "processed/ or failed/ once space is freed on it"
+)
+
 #: The running watch folder's message while the image store cannot be written for another
 #: reason than a full disk (its folder made read-only, or owned by another account).
 WAITING_FOR_IMAGE_STORE = (
@@ -172,6 +180,8 @@ STORAGE_WAITS = {
     "folder until OphthAI is started again",
     WAITING_FOR_ROOM: "watch folder: the disk is full; new files wait in the folder until space "
     "is freed",
+    WAITING_FOR_ROOM_TO_FILE: "watch folder: its disk is full; files taken in stay in the folder "
+    "until space is freed",
     WAITING_FOR_IMAGE_STORE: "watch folder: new files wait in the folder until the image store "
     "can be written",
 }
@@ -284,6 +294,14 @@ def ignored_for_its_name(name: str) -> bool:
     """Whether a file named ``name`` is left in the watch folder for its name (hidden,
     a lock file, a writer's temporary name: :data:`IGNORED_PREFIXES`)."""
     return name.lower().startswith(IGNORED_PREFIXES) and not _names_a_patient(name)
+
+
+#: The prefix of macOS's AppleDouble companions (``._scan.png`` beside ``scan.png``): a
+#: Mac copying to a share or disk that cannot keep a file's metadata writes it there as
+#: such a file, a few kilobytes that are never an image. Left in the folder as hidden
+#: files are, but not counted among the files to rename: renamed, one would only be
+#: refused, and each scan copied from a Mac leaves one behind for good.
+APPLE_DOUBLE_PREFIX = "._"
 
 
 def _names_a_patient(name: str) -> bool:
@@ -1146,6 +1164,7 @@ class FolderWatcher:
                         if (
                             _allowed(run, entry.name)
                             and ignored_for_its_name(entry.name)
+                            and not entry.name.startswith(APPLE_DOUBLE_PREFIX)
                             and not entry.is_dir(follow_symlinks=False)
                         ):
                             ignored.add(entry.name)
@@ -1319,6 +1338,12 @@ class FolderWatcher:
             retry_in_s = STORAGE_RETRY_S
         except DatabaseUnavailable:
             self._storage_waits(run, WAITING_FOR_DATABASE)  # said once, not per file and try
+            retry_in_s = STORAGE_RETRY_S
+        except NoRoomToFile:
+            # Taken in (or refused), recorded and told: moved at a later try, once there
+            # is room, without being told again. Not skipped as a file that cannot be
+            # moved is: nothing would try it again until a restart.
+            self._storage_waits(run, WAITING_FOR_ROOM_TO_FILE)
             retry_in_s = STORAGE_RETRY_S
         except NoRoom:
             # Not a bad file: it stays in the folder (never failed/) until there is room.

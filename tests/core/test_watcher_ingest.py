@@ -1028,6 +1028,39 @@ def test_an_empty_file_without_permissions_of_another_account_is_no_claim(
     assert [p.name for p in layout.failed.iterdir()] == ["theirs.png"]
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+def test_a_file_the_app_may_not_read_says_whose_permission_to_fix(
+    app: Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device or share that writes scans as another account without read permission
+    for the app's: the file went to failed/ saying "it cannot be read (Permission
+    denied)" and to fix it or export it from the device again, which only brings the
+    next one there the same way. The reason names the permission and how to give it."""
+    layout = FolderLayout.under(folder_of(app))
+    layout.ensure()
+    source = layout.root / "scan_OD.png"
+    source.write_bytes(png_bytes((10, 10), (7, 7, 7)))
+    source.chmod(0)
+    if os.geteuid() == 0:  # root reads it anyway: the kernel's answer to any other account
+        real_open = os.open
+
+        def refused(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+            if Path(path) == source:
+                raise PermissionError(errno.EACCES, "Permission denied", str(path))
+            return real_open(path, flags, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", refused)
+
+    result = app.ingest.ingest_file(source, layout)
+    monkeypatch.undo()
+
+    assert result.outcome == "failed" and (layout.failed / "scan_OD.png").is_file()
+    reason = (layout.failed / ("scan_OD.png" + REASON_SUFFIX)).read_text(encoding="utf-8")
+    assert "not allowed to read it (Permission denied)" in reason
+    assert "give it read permission" in reason and "export it from the device" not in reason
+    assert patient_count(app) == 0
+
+
 def test_a_refused_file_that_cannot_be_moved_says_so(
     app: Application, log: EventLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1751,6 +1784,26 @@ def test_files_left_for_their_names_are_counted_in_the_status(
     assert app.watcher.status.ignored == 0 and app.watcher.status.ignored_names == ()
 
 
+def test_macos_resource_forks_are_left_and_not_counted(app: Application, log: EventLog) -> None:
+    """A Mac copying ``scan.png`` to a share writes its metadata beside it as
+    ``._scan.png`` (AppleDouble bytes, never an image). The scan was taken in and the
+    companion, left behind for good, was counted among the files to rename ("1 file
+    ignored", named in the tooltip and the API): renamed it could only be refused, and
+    the count grew with every scan a Mac copied in. It is left, and not counted."""
+    folder = folder_of(app)
+    app.watcher.start()
+    apple_double = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(200)
+    (folder / "._scan.png").write_bytes(apple_double)
+    (folder / "scan.png").write_bytes(png_bytes((10, 10), (3, 1, 4)))
+    (folder / ".hidden.png").write_bytes(png_bytes((10, 10), (2, 7, 1)))  # still counted
+    assert log.wait_finished("scan.png")["scan.png"].outcome == "ingested"
+    assert wait_until(lambda: app.watcher.status.ignored > 0)
+    assert not wait_until(lambda: app.watcher.status.ignored > 1, timeout_s=1.2)
+    assert app.watcher.status.ignored_names == (".hidden.png",)
+    assert (folder / "._scan.png").read_bytes() == apple_double
+    assert "._scan.png" not in log.finished()
+
+
 def test_a_stopped_runs_late_listing_does_not_count_its_files_afterwards(
     app: Application,
 ) -> None:
@@ -1808,6 +1861,54 @@ def test_a_file_that_cannot_be_moved_is_taken_in_once(
     (folder / "stuck.png").write_bytes(png_bytes((10, 10), (21, 21, 21)))  # changed
     assert wait_until(lambda: (folder / "processed" / "stuck.png").exists())
     assert patient_count(app) == 2
+
+
+@pytest.mark.skipif(
+    not ingest_module.CHANGE_TIME_IS_KNOWN, reason="filed by the change time, as after a crash"
+)
+@pytest.mark.parametrize("full_at", ["move", "reason file"])
+def test_files_that_a_full_disk_keeps_in_the_folder_are_filed_once_there_is_room(
+    app: Application, log: EventLog, monkeypatch: pytest.MonkeyPatch, full_at: str
+) -> None:
+    """The watch folder's own disk full (its data on another): a scan was taken in and
+    a refused file recorded, but neither could be moved (nor the reason file written:
+    the refused file then went to failed/ without it). They stayed in the folder, skipped
+    until they changed, so even once space was freed they were never filed before a
+    restart, while the status said all was well with nothing waiting. The status says
+    the disk is full, and they are filed once there is room, told once."""
+    from ophthai_desktop.core import watcher as watcher_module
+
+    monkeypatch.setattr(watcher_module, "STORAGE_RETRY_S", 0.05)
+
+    def disk_full(*args: object, **options: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    target = "move_without_overwrite" if full_at == "move" else "write_private_file"
+    with monkeypatch.context() as full:
+        full.setattr(ingest_module, target, disk_full)
+        folder = folder_of(app)
+        app.watcher.start()
+        scan = png_bytes((10, 10), (30, 31, 32))
+        (folder / "bad.png").write_bytes(b"not an image")
+        if full_at == "move":
+            (folder / "scan.png").write_bytes(scan)
+        assert wait_until(
+            lambda: app.watcher.status.message == watcher_module.WAITING_FOR_ROOM_TO_FILE
+        )
+        told = 2 if full_at == "move" else 1
+        assert wait_until(lambda: len(log.of(ev.NotificationCreated)) == told)
+        time.sleep(0.3)  # several tries while the disk is full
+        assert (folder / "bad.png").is_file() and list((folder / "failed").iterdir()) == []
+    # Space freed.
+    assert wait_until(lambda: (folder / "failed" / ("bad.png" + REASON_SUFFIX)).is_file())
+    assert (folder / "failed" / "bad.png").read_bytes() == b"not an image"
+    if full_at == "move":
+        assert wait_until(lambda: (folder / "processed" / "scan.png").is_file())
+        assert patient_count(app) == 1
+    assert wait_until(lambda: app.watcher.status.message == "")
+    assert len(app.notifications.list_notifications().items) == told
+    assert len(log.of(ev.NotificationCreated)) == told
+    assert [p.name for p in folder.iterdir() if p.is_file()] == []
 
 
 def test_a_decoder_surprise_is_a_refusal(app: Application, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -67,6 +67,7 @@ from ophthai_desktop.core.domain import (
     text_sort_key,
 )
 from ophthai_desktop.core.errors import (
+    NO_ROOM_ERRNOS,
     DatabaseUnavailable,
     InvalidInput,
     NoRoom,
@@ -147,6 +148,17 @@ RETRY_LINK = (
     "points to). A device or script that leaves links there must be set to copy the file "
     "itself. The link here can be deleted: the file it points to stays as it is."
 )
+#: Why a file this app's account may not read is refused, and how to retry: the account
+#: that wrote it (a device's, a share's) gave no read permission to the app's, and
+#: exporting the file again the same way would only be refused again.
+UNREADABLE_REASON = (
+    "the app's account is not allowed to read it (Permission denied): the device or share "
+    "that wrote it gave it no read permission for this account"
+)
+RETRY_PERMISSION = (
+    "To retry, let the app's account read it (give it read permission, or have the device "
+    "or share write files that this account can read) and copy it into the watch folder again."
+)
 RETRY_PATIENT = (
     "To retry, add the patient with this id (or rename the file to start with the id of "
     "a patient on record), then copy it into the watch folder again."
@@ -166,6 +178,13 @@ class FileNotSettled(OphthaiError):
 
 class FileVanished(OphthaiError):
     """The file disappeared before it could be read (renamed or deleted)."""
+
+
+class NoRoomToFile(NoRoom):
+    """The watch folder's disk is full: a file taken in (or refused) cannot be moved to
+    ``processed/`` or ``failed/`` (nor its reason written). It stays in the folder and
+    is filed once there is room, without being recorded or told again (as after a
+    crash before its move)."""
 
 
 class _Rehearsal(Exception):
@@ -1065,6 +1084,8 @@ class IngestService:
                 raise _Refused(SYMLINK_REASON, retry=RETRY_LINK) from exc
             if _in_use_elsewhere(exc):
                 raise FileNotSettled("the file is open in another program") from exc
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                raise _Refused(UNREADABLE_REASON, retry=RETRY_PERMISSION) from exc
             raise _Refused(f"it cannot be read ({exc.strerror})") from exc
         staged: Path | None = None
         try:
@@ -1597,13 +1618,18 @@ class IngestService:
         log.warning(  # once recorded: not again at each try while the database cannot
             "watch folder: refused a file (sha256 %s): %s", (sha256 or "-")[:12], logged or reason
         )
-        moved = self._move(
-            path,
-            folder.failed,
-            sha256,
-            room_bytes=len(REASON_SUFFIX),
-            beside=lambda target: self._write_reason(target, reason, sha256, size, retry),
-        )
+        try:
+            moved = self._move(
+                path,
+                folder.failed,
+                sha256,
+                room_bytes=len(REASON_SUFFIX),
+                beside=lambda target: self._write_reason(target, reason, sha256, size, retry),
+            )
+        except NoRoomToFile:
+            if note is not None:  # recorded: told now, and only moved once there is room
+                self._bus.publish(NotificationCreated(note))
+            raise
         if moved is None and note is not None:
             note = self._reword(note, f"{refused} It could not be moved to failed/.")
         if note is not None:
@@ -1706,6 +1732,10 @@ class IngestService:
 
         Readable by the app's account only, and without the file's name (a file name
         often holds a patient's): its own name, beside the file, says which file it is.
+
+        Raises:
+            OSError: The disk is full (:data:`NO_ROOM_ERRNOS`): the move waits for room
+                rather than leave the file in ``failed/`` without its reason.
         """
         refused_at = local_time(datetime.now().astimezone(), seconds=True)
         lines = [
@@ -1725,6 +1755,8 @@ class IngestService:
             log.error("watch folder: could not write a reason file: %s", exc.strerror)
             with contextlib.suppress(OSError):
                 reason_file.unlink(missing_ok=True)  # not half of one
+            if exc.errno in NO_ROOM_ERRNOS and CHANGE_TIME_IS_KNOWN:
+                raise
             return None
         return reason_file
 
@@ -1750,6 +1782,13 @@ class IngestService:
                 folder.name,
                 exc.strerror,
             )
+            if exc.errno in NO_ROOM_ERRNOS and CHANGE_TIME_IS_KNOWN:
+                # Tried again once there is room: found recorded (its scan, its
+                # duplicate notice or its refusal) and only moved. Where the change time
+                # does not tell the very file (Windows), each try would be told again.
+                raise NoRoomToFile(
+                    f"cannot move a file to {folder.name}/ in the watch folder: {exc.strerror}"
+                ) from exc
             return None
 
     def _finish(self, result: IngestResult) -> IngestResult:
