@@ -1526,4 +1526,4 @@ def _cannot_create(layout: FolderLayout, exc: OSError) -> str:
         what, path = f"the watch folder's {failed.name}/ folder", failed
     else:
         what, path = "the watch folder", layout.root
-    return cannot_create(what, path, exc).message.rstrip(".")
+    return cannot_create(what, path, exc, retried=True).message.rstrip(".")

@@ -3,6 +3,7 @@ state, the native observer, and a folder that cannot be watched or goes away."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -167,6 +168,33 @@ def test_a_folder_that_cannot_be_created_is_named_with_what_is_in_the_way(
     assert status.message.startswith(said)
     assert len(notified) == 1 and said in notified[0]
     assert not (tmp_path / "usb-disk").exists()  # nothing made where the link points
+
+
+def test_a_watch_folder_on_a_full_disk_asks_for_space_not_for_a_new_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It said "Free space on it, then start OphthAI again; retrying in 5 s": the watcher
+    tries again by itself, and starting again is not needed."""
+    app = build_watch_app(tmp_path)
+    folder = app.settings.resolved_watch_folder
+    real_mkdir = Path.mkdir
+
+    def no_room(path: Path, *args: Any, **kwargs: Any) -> None:
+        if path == folder:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", no_room)
+    try:
+        status = app.watcher.start()
+    finally:
+        app.close()
+
+    assert status.state is WatcherState.ERROR
+    assert status.message.startswith(
+        f"cannot create the watch folder {folder}: the disk that holds {folder.parent} is full. "
+        "Free space on it; retrying in "
+    ), status.message
 
 
 @pytest.mark.parametrize("name", ["processed", "failed"])

@@ -18,9 +18,11 @@ from ophthai_desktop.core.errors import NO_ROOM_ERRNOS, NoRoom, StorageError
 NOT_ALLOWED_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
 
 
-def cannot_create(what: str, path: Path, exc: OSError) -> StorageError:
+def cannot_create(what: str, path: Path, exc: OSError, *, retried: bool = False) -> StorageError:
     """The error to raise where making ``path`` (``what``: "the data folder", say)
-    failed with ``exc``: :class:`NoRoom` on a full disk, else :class:`StorageError`."""
+    failed with ``exc``: :class:`NoRoom` on a full disk, else :class:`StorageError`.
+    ``retried``: the app tries again by itself (the watch folder), so a full disk's
+    remedy does not ask for a new start."""
     said = f"cannot create {what} {path}"
     try:
         in_the_way = _in_the_way(path)
@@ -30,10 +32,8 @@ def cannot_create(what: str, path: Path, exc: OSError) -> StorageError:
     if in_the_way:
         return StorageError(f"{said}: {in_the_way}")
     if exc.errno in NO_ROOM_ERRNOS:
-        return NoRoom(
-            f"{said}: the disk that holds {where} is full. Free space on it, then start "
-            "OphthAI again."
-        )
+        then = "" if retried else ", then start OphthAI again"
+        return NoRoom(f"{said}: the disk that holds {where} is full. Free space on it{then}.")
     if exc.errno in NOT_ALLOWED_ERRNOS:
         return StorageError(
             f"{said}: this account may not write in {where}. Choose a folder it may "
