@@ -1436,7 +1436,9 @@ class IngestService:
         log.info(
             "watch folder: %s… was taken in %s (patient %s); moved now",
             sha256[:12],
-            "before it changed (same bytes)" if restamped else "before a restart",
+            "before it changed (same bytes)"
+            if restamped
+            else "before (a restart or a full disk kept it from its move)",
             patient_ref(known.patient_id),
         )
         moved = None
@@ -1509,7 +1511,8 @@ class IngestService:
         )
         if self._duplicate_told(path, name, message, known.patient_id):
             log.info(
-                "watch folder: %s… was found a duplicate before a restart; moved now",
+                "watch folder: %s… was found a duplicate before (a restart or a full disk "
+                "kept it from its move); moved now",
                 sha256[:12],
             )
         else:
@@ -1655,7 +1658,11 @@ class IngestService:
             return False  # recorded again, if the database lets it
         if not _left_by_a_crash(path, name, recorded_name, recorded_at):
             return False
-        log.info("watch folder: %s… was refused before a restart; moved now", sha256[:12])
+        log.info(
+            "watch folder: %s… was refused before (a restart or a full disk kept it from "
+            "its move); moved now",
+            sha256[:12],
+        )
         return True
 
     def _record_refused(
