@@ -68,7 +68,7 @@ def test_hostile_and_odd_files(app: Application, tmp_path: Path) -> None:
     (folder / "link.png").symlink_to(outside)
     if sys.platform.startswith("linux"):
         os.mkfifo(folder / "pipe.png")  # opening it to read would block forever
-        expected["pipe.png"] = ("failed", "not a regular file")
+        expected["pipe.png"] = ("failed", "a named pipe, a socket or a device")
     (folder / "readme.txt").write_text("not ours")  # a disallowed extension: left alone
 
     log = EventLog(app.bus)
@@ -93,6 +93,10 @@ def test_hostile_and_odd_files(app: Application, tmp_path: Path) -> None:
     assert "cp -L copies what a link points to" in link_reason
     assert "The link here can be deleted" in link_reason
     assert "fix it" not in link_reason
+    if sys.platform.startswith("linux"):
+        pipe_reason = (folder / "failed" / f"pipe.png{REASON_SUFFIX}").read_text(encoding="utf-8")
+        assert "write the image itself as a file" in pipe_reason
+        assert "fix it" not in pipe_reason  # not the generic advice for a damaged image
     assert outside.read_bytes() == png_bytes((8, 8), (255, 0, 0))
     assert (folder / "readme.txt").read_text() == "not ours"
 

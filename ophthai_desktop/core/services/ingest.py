@@ -159,6 +159,16 @@ RETRY_PERMISSION = (
     "To retry, let the app's account read it (give it read permission, or have the device "
     "or share write files that this account can read) and copy it into the watch folder again."
 )
+#: Why an entry of the folder that is no file of bytes (a named pipe, a socket, a
+#: device) under an image's name is refused, and how to retry.
+NOT_A_FILE_REASON = (
+    "it is not a file of an image's bytes but a named pipe, a socket or a device (a program "
+    "made it under an image's name)"
+)
+RETRY_NOT_A_FILE = (
+    "To retry, have the device or program write the image itself as a file, then copy it "
+    "into the watch folder again. This entry can be deleted."
+)
 RETRY_PATIENT = (
     "To retry, add the patient with this id (or rename the file to start with the id of "
     "a patient on record), then copy it into the watch folder again."
@@ -1063,7 +1073,7 @@ class IngestService:
         if stat.S_ISLNK(before.st_mode):
             raise _Refused(SYMLINK_REASON, retry=RETRY_LINK)
         if not stat.S_ISREG(before.st_mode):
-            raise _Refused("it is not a regular file")
+            raise _Refused(NOT_A_FILE_REASON, retry=RETRY_NOT_A_FILE)
         if expected is not None and FileStamp.of(before) != expected:
             raise FileNotSettled("the file changed after it settled")
         limit = self._limits.max_bytes
@@ -1092,7 +1102,7 @@ class IngestService:
             with os.fdopen(fd, "rb") as handle:
                 opened = os.fstat(handle.fileno())
                 if not stat.S_ISREG(opened.st_mode):
-                    raise _Refused("it is not a regular file")
+                    raise _Refused(NOT_A_FILE_REASON, retry=RETRY_NOT_A_FILE)
                 # Copied into the store by the kernel and read back from the copy, or
                 # read here (and written by put() later) where the kernel cannot copy.
                 staged = self._images.stage_copy(handle.fileno(), min(opened.st_size, limit))
