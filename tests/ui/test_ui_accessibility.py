@@ -292,6 +292,7 @@ def test_a_screen_reader_hears_what_the_patient_pages_parts_are(
         "Step 3, Scheduling: to do",
         "Step 4, Complete: to do",
     ]
+    assert _name(page.tabs) == "Patient's analysis, scans and measurements"
     assert _name(gui.analysis_view.card.confidence) == "Confidence"
     assert "confidence" in _description(gui.analysis_view.card.confidence)
 

@@ -221,6 +221,7 @@ class PatientPage(QWidget):
 
         self.tabs = QTabWidget()
         self.tabs.setObjectName("patientTabs")
+        self.tabs.setAccessibleName("Patient's analysis, scans and measurements")
         self.tabs.addTab(analysis, icon("analyse"), "Analysis")
         self.tabs.addTab(scans, "Scans")
         if oculomics is not None:
