@@ -24,16 +24,21 @@ def pg_url(db_url: str) -> str:
     return db_url
 
 
-@pytest.mark.postgres
-def test_a_second_ophthai_on_the_same_database_is_refused(tmp_path: Path, pg_url: str) -> None:
-    first = build_application(make_settings(tmp_path / "one", database_url=pg_url))
+def _second_refused(tmp_path: Path, url: str) -> StorageError:
+    """The refusal of a second OphthAI (data folder ``two``) on ``url`` while a first
+    (``one``) holds it."""
+    first = build_application(make_settings(tmp_path / "one", database_url=url))
     try:
         with pytest.raises(StorageError) as refused:
-            build_application(make_settings(tmp_path / "two", database_url=pg_url))
+            build_application(make_settings(tmp_path / "two", database_url=url))
     finally:
         first.close()
+    return refused.value
 
-    message = refused.value.message
+
+@pytest.mark.postgres
+def test_a_second_ophthai_on_the_same_database_is_refused(tmp_path: Path, pg_url: str) -> None:
+    message = _second_refused(tmp_path, pg_url).message
     assert "another OphthAI" in message
     assert "one OphthAI at a time per database" in message
     assert ":***@" in message  # the URL, its password hidden
@@ -55,17 +60,12 @@ def test_a_second_ophthai_on_a_sqlite_file_outside_its_data_folder_is_refused(
     """Two data folders given one SQLite file (``DATABASE_URL``) both ran: the data
     folder's lock does not cover a file outside it."""
     url = f"sqlite:///{tmp_path / 'shared' / 'clinic.db'}"
-    first = build_application(make_settings(tmp_path / "one", database_url=url))
-    try:
-        with pytest.raises(StorageError) as refused:
-            build_application(make_settings(tmp_path / "two", database_url=url))
-    finally:
-        first.close()
+    refused = _second_refused(tmp_path, url)
     second = build_application(make_settings(tmp_path / "two", database_url=url))
     second.close()
 
-    assert "another OphthAI" in refused.value.message
-    assert str(tmp_path / "shared" / "clinic.db") in refused.value.message
+    assert "another OphthAI" in refused.message
+    assert str(tmp_path / "shared" / "clinic.db") in refused.message
 
 
 def test_a_sqlite_file_outside_the_data_folder_is_free_once_its_holder_is_killed(

@@ -185,16 +185,11 @@ def test_a_watch_folder_on_a_full_disk_asks_for_space_not_for_a_new_start(
         real_mkdir(path, *args, **kwargs)
 
     monkeypatch.setattr(Path, "mkdir", no_room)
-    try:
-        status = app.watcher.start()
-    finally:
-        app.close()
 
-    assert status.state is WatcherState.ERROR
-    assert status.message.startswith(
+    assert _refused_start(app).startswith(
         f"cannot create the watch folder {folder}: the disk that holds {folder.parent} is full. "
         "Free space on it; retrying in "
-    ), status.message
+    )
 
 
 @pytest.mark.parametrize("name", ["processed", "failed"])
@@ -347,14 +342,19 @@ def test_a_configured_watch_folder_that_is_a_file_is_named_so(tmp_path: Path) ->
     scans = tmp_path / "scans"
     scans.write_text("the user's")
     app = build_watch_app(tmp_path, watch_folder_path=scans)
+    assert _refused_start(app).startswith(
+        f"cannot create the watch folder {scans}: {scans} is a file, not a folder"
+    )
+
+
+def _refused_start(app: Application) -> str:
+    """The message of ``app``'s watcher, started then closed, whose start failed."""
     try:
         status = app.watcher.start()
     finally:
         app.close()
     assert status.state is WatcherState.ERROR
-    assert status.message.startswith(
-        f"cannot create the watch folder {scans}: {scans} is a file, not a folder"
-    )
+    return status.message
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify")
