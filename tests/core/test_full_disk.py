@@ -446,6 +446,35 @@ def test_an_upgrade_first_copies_the_database_as_it_was(tmp_path: Path) -> None:
         assert kept.execute("SELECT actor FROM audit_events").fetchall() == [("Dr A",)]
 
 
+@pytest.mark.skipif(not hasattr(os, "O_ACCMODE"), reason="reads a POSIX descriptor's access mode")
+def test_the_copy_before_an_upgrade_is_flushed_where_only_a_writable_handle_can_be(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows' fsync (FlushFileBuffers) refuses a handle opened read-only with EBADF:
+    the copy was flushed through one, so every upgrade there stopped the start ("its
+    copy from before the upgrade ... cannot be written (Bad file descriptor)")."""
+    import fcntl
+
+    db = Database(f"sqlite:///{(tmp_path / 'old.db').as_posix()}")
+    try:
+        db.upgrade("0004")
+        real_fsync = os.fsync
+
+        def windows_fsync(fd: int) -> None:
+            if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+                raise OSError(errno.EBADF, "Bad file descriptor")
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", windows_fsync)
+        db.upgrade()
+        with db.engine.connect() as connection:
+            assert _revisions(connection) == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    finally:
+        db.close()
+
+    assert (tmp_path / "old.db.before-upgrade-from-0004").is_file()
+
+
 def test_a_new_database_is_not_copied(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{(tmp_path / 'new.db').as_posix()}")
     try:

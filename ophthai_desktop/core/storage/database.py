@@ -471,7 +471,9 @@ class Database:
                     copy.close()
             finally:
                 source.close()
-            with open(staged, "rb") as written:
+            # Opened for writing: Windows' fsync (FlushFileBuffers) refuses a handle
+            # opened read-only (EBADF), and every upgrade there stopped the start.
+            with open(staged, "r+b") as written:
                 os.fsync(written.fileno())
             os.replace(staged, target)
         except (OSError, sqlite3.Error) as exc:
