@@ -475,6 +475,33 @@ def test_the_copy_before_an_upgrade_is_flushed_where_only_a_writable_handle_can_
     assert (tmp_path / "old.db.before-upgrade-from-0004").is_file()
 
 
+def test_the_copy_before_an_upgrade_is_made_where_the_file_has_no_sqlite_uri(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Windows a file on a share (``\\\\server\\share\\ophthai.db``) has the URI
+    ``file://server/share/ophthai.db``, whose authority SQLite refuses ("invalid uri
+    authority: server"): the copy was read through that URI, so every upgrade of a
+    database on a share stopped the start. Here the file's URI is given such an
+    authority, as Windows' pathlib gives it."""
+    file = tmp_path / "old.db"
+    db = Database(f"sqlite:///{file.as_posix()}")
+    try:
+        db.upgrade("0004")
+        real_as_uri = Path.as_uri
+
+        def with_authority(path: Path) -> str:
+            uri = real_as_uri(path)
+            return uri.replace("file://", "file://server", 1) if path == file else uri
+
+        monkeypatch.setattr(Path, "as_uri", with_authority)
+        db.upgrade()
+    finally:
+        db.close()
+
+    with contextlib.closing(sqlite3.connect(tmp_path / "old.db.before-upgrade-from-0004")) as kept:
+        assert kept.execute("SELECT version_num FROM alembic_version").fetchall() == [("0004",)]
+
+
 def test_a_new_database_is_not_copied(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{(tmp_path / 'new.db').as_posix()}")
     try:

@@ -462,8 +462,11 @@ class Database:
             with suppress(FileNotFoundError):
                 staged.unlink()
             os.close(os.open(staged, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE_MODE))
-            source = sqlite3.connect(f"{self._file.as_uri()}?mode=ro", uri=True)
+            # By its path, not a file: URI: on Windows a file on a share has the URI
+            # file://server/share/..., whose authority SQLite refuses.
+            source = sqlite3.connect(self._file)
             try:
+                source.execute("PRAGMA query_only = ON")
                 copy = sqlite3.connect(staged)
                 try:
                     source.backup(copy)
