@@ -399,7 +399,9 @@ class Database:
                             connection.exec_driver_sql("BEGIN IMMEDIATE" if behind else "BEGIN")
                         config.attributes["connection"] = connection
                         before = _revisions(connection)
-                        if self.is_sqlite and behind:
+                        # Found behind, but another start may have upgraded it while
+                        # this one waited for the lock: nothing to copy then.
+                        if self.is_sqlite and behind and before != _head():
                             self._back_up_before_upgrading(before)
                         command.upgrade(config, revision)
                         after = _revisions(connection)
