@@ -446,6 +446,111 @@ def test_an_upgrade_first_copies_the_database_as_it_was(tmp_path: Path) -> None:
         assert kept.execute("SELECT actor FROM audit_events").fetchall() == [("Dr A",)]
 
 
+@pytest.mark.skipif(not hasattr(os, "O_ACCMODE"), reason="reads a POSIX descriptor's access mode")
+def test_the_copy_before_an_upgrade_is_flushed_where_only_a_writable_handle_can_be(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows' fsync (FlushFileBuffers) refuses a handle opened read-only with EBADF:
+    the copy was flushed through one, so every upgrade there stopped the start ("its
+    copy from before the upgrade ... cannot be written (Bad file descriptor)")."""
+    import fcntl
+
+    db = Database(f"sqlite:///{(tmp_path / 'old.db').as_posix()}")
+    try:
+        db.upgrade("0004")
+        real_fsync = os.fsync
+
+        def windows_fsync(fd: int) -> None:
+            if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+                raise OSError(errno.EBADF, "Bad file descriptor")
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", windows_fsync)
+        db.upgrade()
+        with db.engine.connect() as connection:
+            assert _revisions(connection) == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    finally:
+        db.close()
+
+    assert (tmp_path / "old.db.before-upgrade-from-0004").is_file()
+
+
+def test_the_copy_before_an_upgrade_is_made_where_the_file_has_no_sqlite_uri(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Windows a file on a share (``\\\\server\\share\\ophthai.db``) has the URI
+    ``file://server/share/ophthai.db``, whose authority SQLite refuses ("invalid uri
+    authority: server"): the copy was read through that URI, so every upgrade of a
+    database on a share stopped the start. Here the file's URI is given such an
+    authority, as Windows' pathlib gives it."""
+    file = tmp_path / "old.db"
+    db = Database(f"sqlite:///{file.as_posix()}")
+    try:
+        db.upgrade("0004")
+        real_as_uri = Path.as_uri
+
+        def with_authority(path: Path) -> str:
+            uri = real_as_uri(path)
+            return uri.replace("file://", "file://server", 1) if path == file else uri
+
+        monkeypatch.setattr(Path, "as_uri", with_authority)
+        db.upgrade()
+    finally:
+        db.close()
+
+    with contextlib.closing(sqlite3.connect(tmp_path / "old.db.before-upgrade-from-0004")) as kept:
+        assert kept.execute("SELECT version_num FROM alembic_version").fetchall() == [("0004",)]
+
+
+def test_two_starts_upgrading_at_once_copy_the_database_once(tmp_path: Path) -> None:
+    """Both find the schema behind; the second takes the write lock once the first has
+    upgraded it, and finds nothing to do. It copied the upgraded database all the same,
+    as ``...before-upgrade-from-<newest>`` (a start with no upgrade to make, stopped
+    where the disk had no room for that copy)."""
+    newest = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    file = tmp_path / "old.db"
+    first = Database(f"sqlite:///{file.as_posix()}")
+    second = Database(f"sqlite:///{file.as_posix()}")
+    waiting = [threading.Event(), threading.Event()]
+    failures: list[BaseException] = []
+
+    def said_behind(db: Database, found: threading.Event) -> None:
+        def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            if statement == "BEGIN IMMEDIATE":  # the schema found behind
+                found.set()
+
+        event.listen(db.engine, "before_cursor_execute", before)
+
+    def start(db: Database) -> None:
+        try:
+            db.upgrade()
+        except BaseException as exc:  # said below
+            failures.append(exc)
+
+    try:
+        first.upgrade("0004")
+        with contextlib.closing(sqlite3.connect(file, timeout=30)) as other:
+            other.execute("BEGIN IMMEDIATE")  # both wait for it, having found it behind
+            said_behind(first, waiting[0])
+            said_behind(second, waiting[1])
+            starts = [threading.Thread(target=start, args=(db,)) for db in (first, second)]
+            for thread in starts:
+                thread.start()
+            assert all(found.wait(20) for found in waiting)
+            other.rollback()
+        for thread in starts:
+            thread.join(60)
+        assert not failures
+        with first.engine.connect() as connection:
+            assert _revisions(connection) == newest
+    finally:
+        first.close()
+        second.close()
+
+    copies = sorted(p.name for p in tmp_path.iterdir() if "before-upgrade" in p.name)
+    assert copies == ["old.db.before-upgrade-from-0004"]
+
+
 def test_a_new_database_is_not_copied(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{(tmp_path / 'new.db').as_posix()}")
     try:

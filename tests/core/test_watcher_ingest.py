@@ -1866,6 +1866,42 @@ def test_a_file_that_cannot_be_moved_is_taken_in_once(
 @pytest.mark.skipif(
     not ingest_module.CHANGE_TIME_IS_KNOWN, reason="filed by the change time, as after a crash"
 )
+def test_files_waiting_for_room_to_be_filed_are_logged_once_not_at_each_try(
+    app: Application, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each try while the watch folder's disk was full (every 5 s) logged each waiting
+    file again: "could not move a file", "refused a file" and "was refused before a
+    restart; moved now" (neither a restart nor moved), some 17,000 lines a file a night.
+    Said once a file; the state's message says the disk is full."""
+    from ophthai_desktop.core import watcher as watcher_module
+
+    monkeypatch.setattr(watcher_module, "STORAGE_RETRY_S", 0.05)
+    tries: list[str] = []
+
+    def disk_full(path: Path, *args: object, **options: object) -> None:
+        tries.append(path.name)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as full, caplog.at_level(logging.INFO, logger="ophthai_desktop"):
+        full.setattr(ingest_module, "move_without_overwrite", disk_full)
+        folder = folder_of(app)
+        app.watcher.start()
+        (folder / "bad.png").write_bytes(b"not an image")
+        (folder / "scan.png").write_bytes(png_bytes((10, 10), (40, 41, 42)))
+        assert wait_until(lambda: tries.count("bad.png") >= 3 and tries.count("scan.png") >= 3)
+    assert wait_until(lambda: not (folder / "bad.png").exists())  # space freed: filed
+    assert wait_until(lambda: not (folder / "scan.png").exists())
+    app.watcher.stop()
+
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("ophthai_desktop")]
+    assert len([m for m in said if "could not move a file" in m]) == 2  # one a file
+    assert len([m for m in said if "refused a file" in m]) == 1
+    assert not [m for m in said if "before a restart" in m]
+
+
+@pytest.mark.skipif(
+    not ingest_module.CHANGE_TIME_IS_KNOWN, reason="filed by the change time, as after a crash"
+)
 @pytest.mark.parametrize("full_at", ["move", "reason file"])
 def test_files_that_a_full_disk_keeps_in_the_folder_are_filed_once_there_is_room(
     app: Application, log: EventLog, monkeypatch: pytest.MonkeyPatch, full_at: str

@@ -834,6 +834,9 @@ class IngestService:
         # by path, until they are taken again (in this process only: see _LeftInPlace).
         self._left_lock = threading.Lock()
         self._left: dict[Path, _LeftInPlace] = {}
+        # Files that a full watch-folder disk keeps from processed/ or failed/
+        # (NoRoomToFile), by path: said once, not at each try until there is room.
+        self._waiting_for_room: set[Path] = set()
 
     def ingest_file(
         self,
@@ -1443,14 +1446,13 @@ class IngestService:
         ``processed/`` under its own name now. Its patient, scan, analysis and
         notification were committed (and published) then; nothing is recorded or
         notified again."""
-        log.info(
-            "watch folder: %s… was taken in %s (patient %s); moved now",
-            sha256[:12],
-            "before it changed (same bytes)"
-            if restamped
-            else "before (a restart or a full disk kept it from its move)",
-            patient_ref(known.patient_id),
-        )
+        if path not in self._waiting_for_room:  # else it is only being tried again
+            log.info(
+                "watch folder: %s… was taken in %s (patient %s); moved now",
+                sha256[:12],
+                "before it changed (same bytes)" if restamped else "before a restart",
+                patient_ref(known.patient_id),
+            )
         moved = None
         if _unchanged(path, stamp):
             moved = self._move(path, folder.processed, sha256)
@@ -1520,11 +1522,11 @@ class IngestService:
             "no new patient was created. Moved to processed/."
         )
         if self._duplicate_told(path, name, message, known.patient_id):
-            log.info(
-                "watch folder: %s… was found a duplicate before (a restart or a full disk "
-                "kept it from its move); moved now",
-                sha256[:12],
-            )
+            if path not in self._waiting_for_room:
+                log.info(
+                    "watch folder: %s… was found a duplicate before a restart; moved now",
+                    sha256[:12],
+                )
         else:
             try:
                 note = self._record_duplicate(sha256, message, known.patient_id)
@@ -1628,9 +1630,12 @@ class IngestService:
             # How to retry depends on the reason: the reason file says it, not the note.
             told = f"{refused} Moved to failed/, where its .reason.txt file says how to take it in."
             note = self._record_refused(told, reason, key, name, size)
-        log.warning(  # once recorded: not again at each try while the database cannot
-            "watch folder: refused a file (sha256 %s): %s", (sha256 or "-")[:12], logged or reason
-        )
+        if path not in self._waiting_for_room:  # once recorded: not at each try after
+            log.warning(
+                "watch folder: refused a file (sha256 %s): %s",
+                (sha256 or "-")[:12],
+                logged or reason,
+            )
         try:
             moved = self._move(
                 path,
@@ -1668,11 +1673,8 @@ class IngestService:
             return False  # recorded again, if the database lets it
         if not _left_by_a_crash(path, name, recorded_name, recorded_at):
             return False
-        log.info(
-            "watch folder: %s… was refused before (a restart or a full disk kept it from "
-            "its move); moved now",
-            sha256[:12],
-        )
+        if path not in self._waiting_for_room:
+            log.info("watch folder: %s… was refused before a restart; moved now", sha256[:12])
         return True
 
     def _record_refused(
@@ -1777,8 +1779,8 @@ class IngestService:
             return None
         return reason_file
 
-    @staticmethod
     def _move(
+        self,
         path: Path,
         folder: Path,
         sha256: str | None,
@@ -1787,26 +1789,39 @@ class IngestService:
         room_bytes: int = 0,
         beside: Callable[[Path], Path | None] | None = None,
     ) -> Path | None:
+        waited = path in self._waiting_for_room
         try:
             make_filing_folder(folder)  # removed while the watch folder ran
-            return move_without_overwrite(
+            moved = move_without_overwrite(
                 path, folder, path.name, tag=tag, room_bytes=room_bytes, beside=beside
             )
         except OSError as exc:
-            log.error(
-                "watch folder: could not move a file (sha256 %s) to %s/: %s",
-                (sha256 or "-")[:12],
-                folder.name,
-                exc.strerror,
-            )
-            if exc.errno in NO_ROOM_ERRNOS and CHANGE_TIME_IS_KNOWN:
+            no_room = exc.errno in NO_ROOM_ERRNOS and CHANGE_TIME_IS_KNOWN
+            if not (no_room and waited):  # said at its first try, not at each
+                log.error(
+                    "watch folder: could not move a file (sha256 %s) to %s/: %s",
+                    (sha256 or "-")[:12],
+                    folder.name,
+                    exc.strerror,
+                )
+            if no_room:
+                self._waiting_for_room.add(path)
                 # Tried again once there is room: found recorded (its scan, its
                 # duplicate notice or its refusal) and only moved. Where the change time
                 # does not tell the very file (Windows), each try would be told again.
                 raise NoRoomToFile(
                     f"cannot move a file to {folder.name}/ in the watch folder: {exc.strerror}"
                 ) from exc
+            self._waiting_for_room.discard(path)
             return None
+        if waited:
+            self._waiting_for_room.discard(path)
+            log.info(
+                "watch folder: %s… moved to %s/ now that there is room",
+                (sha256 or "-")[:12],
+                folder.name,
+            )
+        return moved
 
     def _finish(self, result: IngestResult) -> IngestResult:
         moved = ""

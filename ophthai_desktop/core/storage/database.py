@@ -399,7 +399,9 @@ class Database:
                             connection.exec_driver_sql("BEGIN IMMEDIATE" if behind else "BEGIN")
                         config.attributes["connection"] = connection
                         before = _revisions(connection)
-                        if self.is_sqlite and behind:
+                        # Found behind, but another start may have upgraded it while
+                        # this one waited for the lock: nothing to copy then.
+                        if self.is_sqlite and behind and before != _head():
                             self._back_up_before_upgrading(before)
                         command.upgrade(config, revision)
                         after = _revisions(connection)
@@ -462,8 +464,11 @@ class Database:
             with suppress(FileNotFoundError):
                 staged.unlink()
             os.close(os.open(staged, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE_MODE))
-            source = sqlite3.connect(f"{self._file.as_uri()}?mode=ro", uri=True)
+            # By its path, not a file: URI: on Windows a file on a share has the URI
+            # file://server/share/..., whose authority SQLite refuses.
+            source = sqlite3.connect(self._file)
             try:
+                source.execute("PRAGMA query_only = ON")
                 copy = sqlite3.connect(staged)
                 try:
                     source.backup(copy)
@@ -471,7 +476,9 @@ class Database:
                     copy.close()
             finally:
                 source.close()
-            with open(staged, "rb") as written:
+            # Opened for writing: Windows' fsync (FlushFileBuffers) refuses a handle
+            # opened read-only (EBADF), and every upgrade there stopped the start.
+            with open(staged, "r+b") as written:
                 os.fsync(written.fileno())
             os.replace(staged, target)
         except (OSError, sqlite3.Error) as exc:
