@@ -221,7 +221,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_device(cls, value: str) -> str:
         # Refused at start, as a wrong quantization is, not first at the model's load.
-        if not DEVICE_PATTERN.match(value.strip().lower()):
+        if not DEVICE_PATTERN.fullmatch(value.strip().lower()):
             raise ValueError("use auto, cpu, mps, cuda or cuda:N (such as cuda:0)")
         return value
 

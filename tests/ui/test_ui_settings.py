@@ -1549,3 +1549,14 @@ def test_the_dialog_takes_a_device_as_the_setting_does_ignoring_case(
     assert settings_module.validate(current, {"device": device}).device == device
     with pytest.raises(InvalidInput, match="use auto, cpu"):
         settings_module.validate(current, {"device": "GPU"})
+
+
+def test_an_origin_ending_in_a_line_break_is_refused(tmp_path: Path) -> None:
+    """The origin's pattern ended in ``$``, which ``re.match`` lets match before a final
+    line break: ``http://x\\n`` was saved as an origin no browser sends."""
+    current = make_settings(tmp_path)
+
+    with pytest.raises(InvalidInput, match="is not an origin"):
+        settings_module.validate(current, {"cors_origins": ["http://localhost:4000\n"]})
+    taken = settings_module.validate(current, {"cors_origins": ["http://localhost:4000"]})
+    assert taken.cors_origins == ["http://localhost:4000"]

@@ -98,7 +98,7 @@ def resolve_device(setting: str) -> str:
         ModelUnavailable: The setting is malformed or names a device this machine lacks.
     """
     value = setting.strip().lower()
-    if not DEVICE_PATTERN.match(value):
+    if not DEVICE_PATTERN.fullmatch(value):
         raise ModelUnavailable(
             f"OPHTHAI_DEVICE is {setting!r}; use auto, cuda, cuda:N, mps or cpu.", field="device"
         )

@@ -654,7 +654,7 @@ class InferenceEngine:
                 name=name,
                 damaged=True,
             )
-        if _COMMIT_RE.match(folder.name):
+        if _COMMIT_RE.fullmatch(folder.name):
             revision: str | None = folder.name
         elif local:
             try:

@@ -91,7 +91,7 @@ class ImageStore:
         self._pins_lock = threading.Lock()
 
     def path_for(self, sha256: str) -> Path:
-        if not _SHA256.match(sha256):
+        if not _SHA256.fullmatch(sha256):
             raise NotFound("no such image")
         return self.root / sha256[:2] / sha256
 
@@ -211,7 +211,7 @@ class ImageStore:
         cleared = 0
         left = 0  # too new to clear, or not cleared
         try:
-            folders = [e for e in os.scandir(self.root) if _FAN_OUT.match(e.name)]
+            folders = [e for e in os.scandir(self.root) if _FAN_OUT.fullmatch(e.name)]
         except OSError:
             return
         for folder in folders:
@@ -219,7 +219,7 @@ class ImageStore:
                 if not folder.is_dir(follow_symlinks=False):
                     continue
                 with os.scandir(folder.path) as entries:
-                    leftovers = [e for e in entries if _OLD_UPLOAD.match(e.name)]
+                    leftovers = [e for e in entries if _OLD_UPLOAD.fullmatch(e.name)]
             except OSError:
                 left += 1
                 continue

@@ -125,10 +125,10 @@ def validate(current: Settings, changes: Mapping[str, Any]) -> Settings:
     """
     changed = changes.keys()
     device = str(changes.get("device") or "").strip().lower()  # as the engine reads it
-    if "device" in changed and not DEVICE_PATTERN.match(device):
+    if "device" in changed and not DEVICE_PATTERN.fullmatch(device):
         raise InvalidInput("use auto, cpu, mps, cuda or cuda:N", field="device")
     for origin in changes.get("cors_origins") or ():
-        if not re.match(r"^https?://[^\s/]+$", origin):
+        if not re.fullmatch(r"https?://[^\s/]+", origin):
             raise InvalidInput(
                 f"{origin!r} is not an origin such as http://localhost:3000", field="cors_origins"
             )
