@@ -23,7 +23,7 @@ class TrayIcon(QObject):
     """Wraps :class:`QSystemTrayIcon`; only made where a tray exists.
 
     Signals:
-        show_requested(): "Show" or a click on the icon.
+        show_requested(): "Show", or a click on the icon or on its message.
         pause_toggled(bool paused): "Pause watch folder".
         quit_requested(): "Quit".
     """
@@ -89,9 +89,11 @@ class TrayIcon(QObject):
 
     @Slot()
     def _on_icon_message_clicked(self) -> None:
-        """The message was clicked away: one waiting shows now."""
+        """The message was clicked: the window shows (it stayed hidden in the tray, the
+        notification the message spoke of out of reach), and one waiting shows now."""
         self._showing.stop()
         self._on_showing_timeout()
+        self.show_requested.emit()
 
     def _on_icon_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
         if reason == QSystemTrayIcon.ActivationReason.Trigger:

@@ -1429,3 +1429,27 @@ def test_a_failed_job_says_why_on_its_state_where_the_note_column_gave_way(
     qtbot.waitUntil(lambda: model.rowCount() == 2 and model.records()[0].state == "done")
     again = model.records()[0].job_id
     assert not _cell(model, again, "State", Qt.ItemDataRole.ToolTipRole)
+
+
+def test_cancel_pressed_twice_before_the_queue_shows_it_cancelled_says_nothing_went_wrong(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """Cancel pressed again while the row said "cancelling…" (the job queue busy with a
+    few hundred analyses: the row stays queued a moment) asked again, and the window
+    warned "Job 9 already ended (cancelled)", as if the cancel had not gone as asked."""
+    gui = make_gui()  # no model: the analysis stays queued
+    app = gui.application
+    actor = Actor("t", "gui")
+    patient = app.patients.create_patient({"name": "A"}, actor=actor, image=NewImage(png_bytes()))
+    job = app.jobs.queue_patient_analysis(patient.id, actor=actor)
+    model, panel = gui.jobs_panel.model, gui.jobs_panel
+    qtbot.waitUntil(lambda: model.get(job.id) is not None)
+    panel.select_job(job.id)
+
+    panel.cancel.click()
+    panel.cancel.click()
+
+    qtbot.waitUntil(lambda: model.get(job.id).state == "cancelled")  # type: ignore[union-attr]
+    qtbot.wait(500)  # a second cancel's answer, were one asked, is in by now
+    assert "already ended" not in gui.window.banner.text()
+    assert app.jobs.get_job(job.id).state == "cancelled"

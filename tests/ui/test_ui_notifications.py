@@ -1428,3 +1428,54 @@ def test_an_answer_that_could_not_be_read_is_a_warning_not_an_info(
     assert toast.text().startswith("An answer could not be read: The analysis for patient ")
     stored = gui.application.notifications.list_notifications()
     assert {n.type for n in stored.items if "could not be read" in n.message} == {"info"}
+
+
+def test_a_burst_of_critical_findings_is_one_toast_at_once_then_one_gathered(
+    qtbot: QtBot, gui: GuiSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A watch folder's night of scans finishing together made one critical toast (or
+    tray message) per finding, each wiping off the last a moment after it showed, and a
+    screen reader interrupted as often: the first is told at once, the rest of the
+    burst gathered into one message that says how many there are."""
+    monkeypatch.setattr(toast_view, "SHOW_MS", 600_000)
+    toast = gui.window.toast
+    shown: list[str] = []
+    monkeypatch.setattr(toast_view, "announce", lambda _w, text, urgent=False: shown.append(text))
+    app = gui.application
+    patient = app.patients.create_patient({"name": "Burst"}, actor=SYSTEM)
+
+    def burst() -> None:
+        for i in range(12):
+            app.notifications.create_notification(
+                f"Possible abnormal finding {i}",
+                type="critical",
+                patient_id=patient.id,
+                actor=SYSTEM,
+            )
+
+    _from_another_thread(burst)
+    qtbot.waitUntil(lambda: gui.notifications_panel.unread.text() == "12")
+    # The first at once; not eleven more replacing it as they were listed.
+    assert shown == ["Critical finding: Possible abnormal finding 0"]
+    qtbot.waitUntil(lambda: len(shown) == 2, timeout=5_000)
+    assert toast.isVisible() and toast.kind == "critical"
+    assert toast.text().startswith("12 critical findings: ")
+    assert "see Notifications" in toast.text()
+    qtbot.wait(status_controller.ALERT_DELAY_MS + 500)
+    assert len(shown) == 2  # the burst is over: nothing more is told of it
+
+
+def test_a_gathered_critical_toast_goes_once_each_of_its_findings_is_validated(
+    qtbot: QtBot, gui: GuiSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The toast telling of several critical findings stays while one of them is still
+    to validate, and goes once the last is."""
+    monkeypatch.setattr(toast_view, "SHOW_MS", 600_000)
+    toast = gui.window.toast
+    toast.show_message(
+        "3 critical findings", "Possible abnormal findings", "critical", about=[4, 5]
+    )
+    toast.withdraw(4)
+    assert toast.isVisible()
+    toast.withdraw(5)
+    assert not toast.isVisible()

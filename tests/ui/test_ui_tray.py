@@ -190,3 +190,18 @@ def test_a_critical_finding_s_tray_message_never_waits(
     gui.tray.notify("Watch folder: a new scan", "scan.png was filed", kind="info")
     qtbot.waitUntil(lambda: len(shown) == 3)
     assert shown[2] == "scan.png was filed"  # the only one that waited
+
+
+def test_clicking_a_tray_message_shows_the_window(qtbot: QtBot, make_gui: Maker) -> None:
+    """A click on the tray's message of a critical finding took the message away and
+    left the window hidden in the tray: the clinician had to find the icon and click it
+    too before reaching the notification and its patient."""
+    gui = make_gui(tray=True, minimize_to_tray=True)
+    assert gui.tray is not None
+    gui.window.close()
+    assert not gui.window.isVisible()
+    gui.tray.notify("Critical finding", "Abnormal finding: CNV", kind="critical")
+
+    gui.tray.icon.messageClicked.emit()  # as the desktop's notification service does
+
+    qtbot.waitUntil(gui.window.isVisible)

@@ -541,8 +541,12 @@ class JobsController(QObject):
 
     @Slot(int)
     def cancel(self, job_id: int) -> None:
-        """Cancel a queued job, or stop a running one (the worker acts on it)."""
+        """Cancel a queued job, or stop a running one (the worker acts on it). One whose
+        cancel is on its way is not asked again: Cancel pressed twice before the row
+        showed it cancelled warned that the job "already ended (cancelled)"."""
         before = self._model.get(job_id)
+        if before is not None and before.note == CANCELLING:
+            return
         self._model.update(job_id, note=CANCELLING)
 
         def failed(exc: BaseException) -> None:

@@ -40,6 +40,9 @@ COUNT_DELAY_MS = 150
 #: is read again, or sooner, once the database answers again: a window opened while the
 #: database did not answer listed nothing for the whole session.
 RELOAD_AFTER_MS = 5000
+#: How long after a critical finding's alert the next ones are gathered into one (the
+#: burst goes on while they keep coming within this time of each other's alert).
+CRITICAL_GATHER_MS = 1000
 
 
 @dataclass
@@ -64,6 +67,44 @@ class _Heard:
             if now is not None:
                 told.append(now)
         return told
+
+
+class _CriticalBurst:
+    """Critical findings told as they come, a burst of them as one message: the first
+    at once (a finding does not wait), those within a moment of it gathered and told
+    together, with it, a moment later, and so on while they keep coming. One message
+    each, a watch folder's scans finishing together made a toast (or tray message) that
+    changed several times a second and a screen reader interrupted as often."""
+
+    def __init__(self, parent: QObject, alert: Callable[..., None]) -> None:
+        self._alert = alert
+        self._burst: list[int | None] = []  # the analyses of the burst so far
+        self._told = 0  # how many of them the last message spoke of
+        self._timer = QTimer(parent)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(CRITICAL_GATHER_MS)
+        self._timer.timeout.connect(self._on_timer_timeout)
+
+    def add(self, message: str, analysis_id: int | None) -> None:
+        if self._timer.isActive():
+            self._burst.append(analysis_id)
+            return
+        self._burst, self._told = [analysis_id], 1
+        self._alert("Critical finding", message, kind="critical", about=analysis_id)
+        self._timer.start()
+
+    def _on_timer_timeout(self) -> None:
+        if len(self._burst) == self._told:
+            return  # none came meanwhile: the burst is over
+        self._told = len(self._burst)
+        self._alert(
+            f"{self._told} critical findings",
+            "Possible abnormal findings that need validation: see Notifications, where "
+            "each opens its patient.",
+            kind="critical",
+            about=[a for a in self._burst if a is not None],
+        )
+        self._timer.start()
 
 
 class NotificationsController(QObject):
@@ -125,6 +166,7 @@ class NotificationsController(QObject):
         self._page_failed = False
         self._count_failed = False
         self._read_failure = ReadFailureNotice(window.banner, "The notifications")
+        self._critical = _CriticalBurst(self, self.alert)
 
         bridge = ctx.bridge
         bridge.patient_created.connect(self._on_bridge_patient_created)
@@ -255,7 +297,7 @@ class NotificationsController(QObject):
                 self._heard_while_counting.append(note.id)
         self._count_soon()
         if note.type == "critical":
-            self.alert("Critical finding", note.message, kind="critical", about=note.analysis_id)
+            self._critical.add(note.message, note.analysis_id)
         elif says_answer_not_read(note):
             # As an analysis that failed is: not left among the infos.
             self.alert(
@@ -329,10 +371,16 @@ class NotificationsController(QObject):
             self._read_again(count=True)
 
     def alert(
-        self, title: str, text: str, *, kind: AlertKind = "info", about: int | None = None
+        self,
+        title: str,
+        text: str,
+        *,
+        kind: AlertKind = "info",
+        about: int | Iterable[int] | None = None,
     ) -> None:
         """Tell the clinician even when the window is not in front (``about``: the
-        analysis the message speaks of, withdrawn from the toast once validated)."""
+        analysis, or analyses, the message speaks of, withdrawn from the toast once
+        validated)."""
         if self._tray is not None:
             self._tray.notify(title, text, kind=kind)
         else:

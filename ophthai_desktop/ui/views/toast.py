@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 from PySide6.QtCore import QEvent, QMargins, QObject, QPoint, QRect, Qt, QTimer, Signal, Slot
@@ -124,23 +124,30 @@ class Toast(QFrame):
         dismiss.activated.connect(self.hide)
         self.kind: AlertKind = "info"
         self._text = ""  # as given: the label's may have breaks put in (breakable)
-        #: The analysis the message showing speaks of (None: of none).
-        self.about: int | None = None
+        #: The analyses the message showing speaks of and not yet validated (a burst of
+        #: critical findings gathered into one message speaks of several).
+        self.about: frozenset[int] = frozenset()
         #: A less urgent message that came while a more urgent one showed.
-        self._waiting: tuple[str, str, AlertKind, int | None] | None = None
+        self._waiting: tuple[str, str, AlertKind, frozenset[int]] | None = None
         self.hide()
 
     def show_message(
-        self, title: str, text: str, kind: AlertKind = "info", *, about: int | None = None
+        self,
+        title: str,
+        text: str,
+        kind: AlertKind = "info",
+        *,
+        about: int | Iterable[int] | None = None,
     ) -> None:
-        """Show a message (``about`` an analysis, see :meth:`withdraw`); one less urgent
-        than the one showing waits until that one goes (a critical finding is not wiped
-        off by a routine message)."""
+        """Show a message (``about`` an analysis or several, see :meth:`withdraw`); one
+        less urgent than the one showing waits until that one goes (a critical finding is
+        not wiped off by a routine message)."""
+        abouts = frozenset(() if about is None else (about,) if isinstance(about, int) else about)
         if self.isVisible() and URGENCY[kind] < URGENCY[self.kind]:
-            self._waiting = (title, text, kind, about)
+            self._waiting = (title, text, kind, abouts)
             return
         self.kind = kind
-        self.about = about
+        self.about = abouts
         self.title.setText(title)
         self._text = text
         self.label.setText(breakable(text))  # a long name without spaces: not wider
@@ -158,11 +165,16 @@ class Toast(QFrame):
     def withdraw(self, about: int) -> None:
         """The analysis ``about`` is validated: a message about it goes, showing or
         waiting. A critical finding's says "preliminary, needs validation", and it went
-        on saying so for its 8 s after the clinician had approved or rejected it."""
-        if self._waiting is not None and self._waiting[3] == about:
-            self._waiting = None
-        if self.isVisible() and self.about == about:
-            self.hide()  # a message waiting behind it shows now
+        on saying so for its 8 s after the clinician had approved or rejected it. One
+        about several goes once each of them is validated."""
+        if self._waiting is not None and about in self._waiting[3]:
+            title, text, kind, abouts = self._waiting
+            rest = abouts - {about}
+            self._waiting = (title, text, kind, rest) if rest else None
+        if about in self.about:
+            self.about -= {about}
+            if not self.about and self.isVisible():
+                self.hide()  # a message waiting behind it shows now
 
     def _measure_text(self) -> None:
         """The text's widths for the label's font: wide enough that a finding reads in
