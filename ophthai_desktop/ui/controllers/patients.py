@@ -744,6 +744,7 @@ class PatientsController(QObject):
 
         dialog.submitted.connect(submitted)
         dialog.rejected.connect(lambda: self._on_dialog_rejected(dialog))
+        self._ctx.bridge.database_availability_changed.connect(dialog.database_answered)
         self.dialog = dialog
         dialog.open()
         return dialog
@@ -770,6 +771,7 @@ class PatientsController(QObject):
 
         dialog.submitted.connect(submitted)
         dialog.rejected.connect(lambda: self._on_dialog_rejected(dialog))
+        self._ctx.bridge.database_availability_changed.connect(dialog.database_answered)
         self.dialog = dialog
         dialog.open()
         return dialog
