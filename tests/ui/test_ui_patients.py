@@ -1182,3 +1182,30 @@ def test_the_new_patient_form_s_outage_error_gives_way_once_the_database_answers
     dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
     qtbot.waitUntil(lambda: gui.patient_page.name.text() == "Locked Out")
     assert gui.application.patients.list_patients().total == 1
+
+
+def test_a_delete_waiting_for_a_locked_database_says_so_is_asked_once_and_says_it_failed(
+    gui: GuiSession, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window said nothing while the delete waited (up to 30 s), let it be asked
+    and confirmed again, and once refused said only that the database does not answer,
+    then that it answers again: not that the patient was still there."""
+    from ophthai_desktop.ui.messages import DATABASE_BACK
+
+    app, banner = gui.application, gui.window.banner
+    patient = app.patients.create_patient({"name": "Kept"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    who = f"Kept ({patient.id})"
+    with _database_locked_by_another_program(gui, monkeypatch, wait_ms=1000):
+        gui.window.delete_patient_action.trigger()
+        first = gui.patients.confirm
+        assert isinstance(first, QMessageBox)
+        first.property("yesButton").click()
+        assert banner.text() == f"{who} is being deleted…"
+        gui.window.delete_patient_action.trigger()  # again, while it waits
+        assert gui.patients.confirm is first and not first.isVisible()  # not asked again
+        qtbot.waitUntil(lambda: f"{who} was not deleted" in banner.text(), timeout=5000)
+    qtbot.waitUntil(lambda: banner.text().startswith(DATABASE_BACK), timeout=5000)
+    assert f"{who} was not deleted: delete again." in banner.text()
+    assert app.patients.list_patients().total == 1
+    assert gui.patient_page.name.text() == "Kept"
