@@ -2079,3 +2079,23 @@ def test_a_verdict_waiting_for_a_locked_database_is_sent_once_and_its_error_give
     qtbot.waitUntil(lambda: view.card.badge.text() == "APPROVED")
     nothing_more_happens(qtbot, gui, 300)
     assert view.card.badge.text() == "APPROVED"  # no Reject sent after it
+
+
+def test_an_analyse_a_locked_database_refused_says_to_analyse_again_once_it_answers(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tab said "The database does not answer…", then only "The database answers
+    again.": not that the analysis was never queued."""
+    from ophthai_desktop.ui.messages import DATABASE_BACK, DATABASE_DOWN
+    from tests.ui.test_ui_patients import _database_locked_by_another_program
+
+    gui = make_gui(engine=ScriptedEngine(DME))
+    view = gui.analysis_view
+    patient_id = _patient_with_scan(gui)
+    open_patient(qtbot, gui, patient_id)
+    with _database_locked_by_another_program(gui, monkeypatch, wait_ms=300):
+        view.analyse.click()
+        qtbot.waitUntil(lambda: view.notice.text() == DATABASE_DOWN, timeout=5000)
+    qtbot.waitUntil(lambda: view.notice.text().startswith(DATABASE_BACK), timeout=5000)
+    assert "not queued: press Analyse again" in view.notice.text()
+    assert not gui.application.jobs.list_jobs().items

@@ -19,7 +19,12 @@ from ophthai_desktop.core.records import AnalysisRecord, JobRecord, Page, Patien
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController
 from ophthai_desktop.ui.display import local_datetime, step_name
-from ophthai_desktop.ui.messages import DATABASE_BACK, DATABASE_DOWN, describe
+from ophthai_desktop.ui.messages import (
+    DATABASE_BACK,
+    DATABASE_DOWN,
+    describe,
+    once_database_answers,
+)
 from ophthai_desktop.ui.views.analysis import AnalysisView
 from ophthai_desktop.ui.views.confirm import ask
 from ophthai_desktop.ui.views.main_window import MainWindow
@@ -31,6 +36,8 @@ log = logging.getLogger(__name__)
 VERDICT_SENDING = "Recording the verdict…"
 #: Said under the verdict's buttons once the database that refused it answers again.
 VERDICT_AGAIN = f"{DATABASE_BACK} The verdict was not recorded: press Approve or Reject again."
+#: Said on the analysis tab once the database that refused an Analyse answers again.
+ANALYSIS_AGAIN = "The analysis was not queued: press Analyse again."
 #: Said under the appointment picker once the database that refused a change answers.
 APPOINTMENT_AGAIN = f"{DATABASE_BACK} The appointment was not changed: try again."
 
@@ -579,7 +586,13 @@ class AnalysisController(QObject):
 
         def failed(exc: BaseException) -> None:
             self._queueing.discard(patient_id)
-            self._view.show_notice(describe(exc), "error")
+            # Once the database answers again, said that nothing was queued (it said
+            # only that the database answers, as if the analysis had been asked for).
+            self._view.notice.show_message(
+                describe(exc),
+                "error",
+                resolved=once_database_answers(exc, ANALYSIS_AGAIN),
+            )
 
         self._read_jobs(queue, done, failed)
 
