@@ -2044,3 +2044,58 @@ def test_provenance_rows_that_wrap_are_shown_whole_at_1024(qtbot: QtBot, make_gu
         qtbot.waitUntil(lambda: not cut(), timeout=2000)
     assert cut() == []
     assert any(v.height() > v.fontMetrics().lineSpacing() * 1.5 for v in values)  # some wrap
+
+
+def test_a_verdict_waiting_for_a_locked_database_is_sent_once_and_its_error_gives_way(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another program held the database's write lock: Approve and Reject stayed
+    pressable while the verdict waited (Approve, then Reject, recorded both, the last
+    to land winning without a word), nothing said it waited, and "The database does not
+    answer" stayed under the buttons, and under the picker, after it answered again."""
+    from ophthai_desktop.ui.messages import DATABASE_BACK, DATABASE_DOWN
+    from tests.ui.test_ui_patients import _database_locked_by_another_program
+
+    gui = make_gui(engine=ScriptedEngine(DME))
+    view = gui.analysis_view
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible())
+    with _database_locked_by_another_program(gui, monkeypatch, wait_ms=1000):
+        view.approve.click()
+        assert view.notice.text() == "Recording the verdict…"
+        assert not view.reject.isEnabled() and not view.approve.isEnabled()
+        view.reject.click()  # pressed while the approval waits: not sent
+        qtbot.waitUntil(lambda: view.verdict_error_text() == DATABASE_DOWN, timeout=5000)
+        assert view.approve.isEnabled() and view.reject.isEnabled()
+        view.schedule_requested.emit(datetime.now().astimezone() + timedelta(days=3))
+        qtbot.waitUntil(lambda: view.schedule_error_text() == DATABASE_DOWN, timeout=5000)
+    qtbot.waitUntil(lambda: gui.window.banner.text() == DATABASE_BACK, timeout=5000)
+    qtbot.waitUntil(lambda: view.verdict_error_text().startswith(DATABASE_BACK))
+    assert "not recorded" in view.verdict_error_text()
+    assert view.schedule_error_text().startswith(DATABASE_BACK)
+    assert view.card.badge.text() == "PRELIMINARY"  # neither verdict was recorded
+    view.approve.click()
+    qtbot.waitUntil(lambda: view.card.badge.text() == "APPROVED")
+    nothing_more_happens(qtbot, gui, 300)
+    assert view.card.badge.text() == "APPROVED"  # no Reject sent after it
+
+
+def test_an_analyse_a_locked_database_refused_says_to_analyse_again_once_it_answers(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tab said "The database does not answer…", then only "The database answers
+    again.": not that the analysis was never queued."""
+    from ophthai_desktop.ui.messages import DATABASE_BACK, DATABASE_DOWN
+    from tests.ui.test_ui_patients import _database_locked_by_another_program
+
+    gui = make_gui(engine=ScriptedEngine(DME))
+    view = gui.analysis_view
+    patient_id = _patient_with_scan(gui)
+    open_patient(qtbot, gui, patient_id)
+    with _database_locked_by_another_program(gui, monkeypatch, wait_ms=300):
+        view.analyse.click()
+        qtbot.waitUntil(lambda: view.notice.text() == DATABASE_DOWN, timeout=5000)
+    qtbot.waitUntil(lambda: view.notice.text().startswith(DATABASE_BACK), timeout=5000)
+    assert "not queued: press Analyse again" in view.notice.text()
+    assert not gui.application.jobs.list_jobs().items

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import sqlite3
 import threading
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 
 import pytest
@@ -1106,3 +1108,104 @@ def test_the_birth_date_and_measured_on_calendars_open_from_the_keyboard(
     gui.window.activateWindow()
     qtbot.waitUntil(lambda: QApplication.activeWindow() is gui.window)
     _choose_the_day_before_by_keys(qtbot, gui.oculomics_view.measured_on)
+
+
+@contextlib.contextmanager
+def _database_locked_by_another_program(
+    gui: GuiSession, monkeypatch: pytest.MonkeyPatch, wait_ms: int
+) -> Iterator[None]:
+    """Another program (an sqlite3 shell) holds the SQLite file's write lock meanwhile;
+    a change here waits ``wait_ms`` for it (30 s in use) before it is refused."""
+    from ophthai_desktop.core.storage import availability
+    from ophthai_desktop.core.storage import database as database_module
+
+    monkeypatch.setattr(availability, "QUIET_S", 0.1)
+    monkeypatch.setattr(availability, "PROBE_S", 0.05, raising=False)
+    monkeypatch.setattr(database_module, "SQLITE_BUSY_TIMEOUT_MS", wait_ms)
+    gui.application.db.dispose()  # connections made from now on wait wait_ms
+    other = sqlite3.connect(str(gui.application.db.url.database), isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+def _said(dialog: PatientDialog) -> str:
+    """What the form's labels show (the user's view, not a method of the form's)."""
+    return " ".join(label.text() for label in dialog.findChildren(QLabel) if label.isVisible())
+
+
+def test_a_new_patient_waiting_for_a_locked_database_says_so_and_cancel_says_what_it_does(
+    gui: GuiSession, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The save waited up to 30 s with every button greyed, no word of why, and Cancel
+    and Escape did nothing. It says it waits, Cancel says that the save sent cannot be
+    taken back, and the form goes once the save ended (refused here: nobody created)."""
+    from ophthai_desktop.ui.views import patient_dialog
+
+    monkeypatch.setattr(patient_dialog, "BUSY_NOTICE_MS", 50, raising=False)
+    with _database_locked_by_another_program(gui, monkeypatch, wait_ms=1500):
+        dialog = gui.patients.new_patient()
+        qtbot.keyClicks(dialog.name, "Locked Out")
+        dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+        assert "Saving…" in _said(dialog)
+        qtbot.waitUntil(lambda: "the database is busy" in _said(dialog))
+        cancel = dialog.buttons.button(QDialogButtonBox.StandardButton.Cancel)
+        assert cancel.isEnabled()
+        assert not dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).isEnabled()
+        qtbot.keyClick(dialog, Qt.Key.Key_Escape)
+        assert dialog.isVisible()  # a save sent cannot be taken back: it is said
+        assert "cannot be taken back" in _said(dialog)
+        qtbot.waitUntil(lambda: gui.patients.dialog is None, timeout=5000)  # refused: gone
+    assert gui.patients.dialog is None
+    assert gui.application.patients.list_patients().total == 0
+
+
+def test_the_new_patient_form_s_outage_error_gives_way_once_the_database_answers(
+    gui: GuiSession, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "The database does not answer…" stayed in the form after the window's banner
+    said that it answers again; now the form says so too, and Save creates one patient."""
+    from ophthai_desktop.ui.messages import DATABASE_BACK, DATABASE_DOWN
+
+    with _database_locked_by_another_program(gui, monkeypatch, wait_ms=200):
+        dialog = gui.patients.new_patient()
+        qtbot.keyClicks(dialog.name, "Locked Out")
+        dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+        qtbot.waitUntil(lambda: dialog.error_text() == DATABASE_DOWN, timeout=5000)
+        assert "Saving" not in _said(dialog)
+    qtbot.waitUntil(lambda: gui.window.banner.text() == DATABASE_BACK, timeout=5000)
+    qtbot.waitUntil(lambda: DATABASE_DOWN not in dialog.error_text())
+    assert "answers again" in dialog.error_text()
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+    qtbot.waitUntil(lambda: gui.patient_page.name.text() == "Locked Out")
+    assert gui.application.patients.list_patients().total == 1
+
+
+def test_a_delete_waiting_for_a_locked_database_says_so_is_asked_once_and_says_it_failed(
+    gui: GuiSession, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window said nothing while the delete waited (up to 30 s), let it be asked
+    and confirmed again, and once refused said only that the database does not answer,
+    then that it answers again: not that the patient was still there."""
+    from ophthai_desktop.ui.messages import DATABASE_BACK
+
+    app, banner = gui.application, gui.window.banner
+    patient = app.patients.create_patient({"name": "Kept"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    who = f"Kept ({patient.id})"
+    with _database_locked_by_another_program(gui, monkeypatch, wait_ms=1000):
+        gui.window.delete_patient_action.trigger()
+        first = gui.patients.confirm
+        assert isinstance(first, QMessageBox)
+        first.property("yesButton").click()
+        assert banner.text() == f"{who} is being deleted…"
+        gui.window.delete_patient_action.trigger()  # again, while it waits
+        assert gui.patients.confirm is first and not first.isVisible()  # not asked again
+        qtbot.waitUntil(lambda: f"{who} was not deleted" in banner.text(), timeout=5000)
+    qtbot.waitUntil(lambda: banner.text().startswith(DATABASE_BACK), timeout=5000)
+    assert f"{who} was not deleted: delete again." in banner.text()
+    assert app.patients.list_patients().total == 1
+    assert gui.patient_page.name.text() == "Kept"

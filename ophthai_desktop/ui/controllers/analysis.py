@@ -19,13 +19,27 @@ from ophthai_desktop.core.records import AnalysisRecord, JobRecord, Page, Patien
 from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController
 from ophthai_desktop.ui.display import local_datetime, step_name
-from ophthai_desktop.ui.messages import describe
+from ophthai_desktop.ui.messages import (
+    DATABASE_BACK,
+    DATABASE_DOWN,
+    describe,
+    once_database_answers,
+)
 from ophthai_desktop.ui.views.analysis import AnalysisView
 from ophthai_desktop.ui.views.confirm import ask
 from ophthai_desktop.ui.views.main_window import MainWindow
 from ophthai_desktop.ui.views.patient_page import PatientPage
 
 log = logging.getLogger(__name__)
+
+#: Said on the analysis tab while a verdict is on its way.
+VERDICT_SENDING = "Recording the verdict…"
+#: Said under the verdict's buttons once the database that refused it answers again.
+VERDICT_AGAIN = f"{DATABASE_BACK} The verdict was not recorded: press Approve or Reject again."
+#: Said on the analysis tab once the database that refused an Analyse answers again.
+ANALYSIS_AGAIN = "The analysis was not queued: press Analyse again."
+#: Said under the appointment picker once the database that refused a change answers.
+APPOINTMENT_AGAIN = f"{DATABASE_BACK} The appointment was not changed: try again."
 
 _T = TypeVar("_T")
 
@@ -117,6 +131,9 @@ class AnalysisController(QObject):
         self._job_patients: dict[int, str | None] = {}
         #: Patients whose Analyse is being queued (a task in flight).
         self._queueing: set[str] = set()
+        #: A verdict is on its way (a database waiting for a lock held elsewhere takes up
+        #: to 30 s to answer).
+        self._validating = False
         self._shown_job: int | None = None
         self._waiting_job: int | None = None  # the shown patient's queued job
         self._no_scan_shown = False  # the page says the patient has no scan
@@ -152,6 +169,7 @@ class AnalysisController(QObject):
         bridge.analysis_failed.connect(self._on_bridge_analysis_failed)
         bridge.analysis_cancelled.connect(self._on_bridge_analysis_cancelled)
         bridge.model_state_changed.connect(self._on_bridge_model_state_changed)
+        bridge.database_availability_changed.connect(self._on_bridge_database_availability_changed)
 
     # The shown patient -------------------------------------------------------------------
 
@@ -568,7 +586,13 @@ class AnalysisController(QObject):
 
         def failed(exc: BaseException) -> None:
             self._queueing.discard(patient_id)
-            self._view.show_notice(describe(exc), "error")
+            # Once the database answers again, said that nothing was queued (it said
+            # only that the database answers, as if the analysis had been asked for).
+            self._view.notice.show_message(
+                describe(exc),
+                "error",
+                resolved=once_database_answers(exc, ANALYSIS_AGAIN),
+            )
 
         self._read_jobs(queue, done, failed)
 
@@ -592,12 +616,25 @@ class AnalysisController(QObject):
     @Slot(bool, str, str)
     def validate(self, approved: bool, clinician: str, notes: str) -> None:
         patient_id = self._patient_id
-        if patient_id is None:
+        if patient_id is None or self._validating:
             return
+        # Approve and Reject wait for the verdict's answer: pressed again while a locked
+        # database kept it waiting, both verdicts were recorded, the last to land
+        # silently winning (Approve, then Reject: rejected).
+        self._validating = True
+        self._view.set_verdict_sending(True)
+        self._view.notice.show_message(VERDICT_SENDING, "info")
 
         shown = self._view.analysis.id if self._view.analysis is not None else None
 
+        def sent() -> None:
+            self._validating = False
+            self._view.set_verdict_sending(False)
+            if self._view.notice.text() == VERDICT_SENDING:
+                self._view.notice.dismiss()
+
         def done(patient: PatientRecord) -> None:
+            sent()
             if patient.id != self._patient_id:
                 return
             latest = patient.latest_analysis
@@ -617,6 +654,7 @@ class AnalysisController(QObject):
                 self._view.focus_appointment()
 
         def failed(exc: BaseException) -> None:
+            sent()
             field = getattr(exc, "field", None)
             self._view.mark_verdict_field(field if isinstance(field, str) else None, describe(exc))
 
@@ -632,6 +670,19 @@ class AnalysisController(QObject):
             done,
             failed,
         )
+
+    @Slot(bool)
+    def _on_bridge_database_availability_changed(self, available: bool) -> None:
+        """The database answers again: a verdict's or an appointment's "does not answer"
+        gives way to what to do now (it stayed under the window's banner saying that
+        the database answers again)."""
+        if not available:
+            return
+        view = self._view
+        if view.verdict_error_text() == DATABASE_DOWN:
+            view.mark_verdict_field(None, VERDICT_AGAIN)
+        if view.schedule_error_text() == DATABASE_DOWN:
+            view.show_schedule_error(APPOINTMENT_AGAIN)
 
     @Slot()
     def copy_result(self) -> None:

@@ -19,6 +19,7 @@ from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.day import DayWatch
 from ophthai_desktop.ui.messages import (
     describe,
+    once_database_answers,
 )
 from ophthai_desktop.ui.models.patient_table import (
     COLUMN_OF,
@@ -123,6 +124,9 @@ class PatientsController(QObject):
         self._heard_opening: PatientRecord | None = None
         self.dialog: PatientDialog | None = None
         self.confirm: QMessageBox | None = None
+        #: The patients whose deletion is on its way (a database that waits for a lock
+        #: held elsewhere takes up to 30 s to answer).
+        self._deleting: set[str] = set()
 
         self._search_timer = QTimer(self)
         self._search_timer.setSingleShot(True)
@@ -744,6 +748,7 @@ class PatientsController(QObject):
 
         dialog.submitted.connect(submitted)
         dialog.rejected.connect(lambda: self._on_dialog_rejected(dialog))
+        self._ctx.bridge.database_availability_changed.connect(dialog.database_answered)
         self.dialog = dialog
         dialog.open()
         return dialog
@@ -770,6 +775,7 @@ class PatientsController(QObject):
 
         dialog.submitted.connect(submitted)
         dialog.rejected.connect(lambda: self._on_dialog_rejected(dialog))
+        self._ctx.bridge.database_availability_changed.connect(dialog.database_answered)
         self.dialog = dialog
         dialog.open()
         return dialog
@@ -805,15 +811,40 @@ class PatientsController(QObject):
         patient = self._current
         if patient is None or patient.id != self._current_id:
             return  # the page still shows the one before the patient being opened
+        who = f"{patient.name} ({patient.id})"
+        if patient.id in self._deleting:  # asked again while the database waits
+            self._window.banner.show_message(f"{who} is being deleted…", "info")
+            return
+
+        def deleted(_none: None) -> None:
+            self._deleting.discard(patient.id)
+            self._window.banner.show_message(
+                f"{who} was deleted with their scans, analyses, "
+                "oculomics measurements and notifications.",
+                "info",
+            )
+
+        def failed(exc: BaseException) -> None:
+            # The window said only that the database does not answer, then that it
+            # answers again: not that the patient was still there.
+            self._deleting.discard(patient.id)
+            self._window.banner.show_message(
+                f"{who} was not deleted: {describe(exc)}",
+                "error",
+                resolved=once_database_answers(exc, f"{who} was not deleted: delete again."),
+            )
 
         def confirmed() -> None:
+            if patient.id in self._deleting:
+                return
+            self._deleting.add(patient.id)
+            # Said at once: a locked database kept the window silent for up to 30 s, and
+            # Delete could be asked and confirmed again meanwhile.
+            self._window.banner.show_message(f"{who} is being deleted…", "info")
             self._ctx.tasks.submit(
                 lambda: self._patients.delete_patient(patient.id, actor=self._ctx.actor),
-                lambda _none: self._window.banner.show_message(
-                    f"{patient.name} ({patient.id}) was deleted with their scans, analyses, "
-                    "oculomics measurements and notifications.",
-                    "info",
-                ),
+                deleted,
+                failed,
             )
 
         # Everything that goes with the patient, measurements included: the question

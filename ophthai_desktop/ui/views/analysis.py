@@ -993,6 +993,11 @@ class AnalysisView(QWidget):
             step_focus_to(widgets[field])
         self._show_error(self.verdict_error, message)
 
+    def set_verdict_sending(self, sending: bool) -> None:
+        """A verdict is on its way: Approve and Reject (and their keys) wait for it."""
+        self.approve.setEnabled(not sending)
+        self.reject.setEnabled(not sending)
+
     def show_schedule_error(self, message: str) -> None:
         """Why the appointment was refused, under the picker ("" clears it)."""
         self._show_error(self.schedule_error, message)

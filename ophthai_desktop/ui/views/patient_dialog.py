@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from PySide6.QtCore import QDate, Signal, Slot
+from PySide6.QtCore import QDate, QTimer, Signal, Slot
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -26,6 +26,7 @@ from ophthai_desktop.core.domain import Laterality, Modality, PatientStatus, age
 from ophthai_desktop.core.records import PatientRecord
 from ophthai_desktop.ui import day
 from ophthai_desktop.ui.display import LATERALITY_NAMES, MODALITY_NAMES
+from ophthai_desktop.ui.messages import DATABASE_DOWN
 from ophthai_desktop.ui.views.announce import announce
 from ophthai_desktop.ui.views.calendar_keys import CalendarDateEdit
 from ophthai_desktop.ui.views.focus import step_focus_to
@@ -34,6 +35,18 @@ from ophthai_desktop.ui.views.style import set_style_property
 from ophthai_desktop.ui.views.tall_enough import TallEnough
 
 NO_AGE = -1
+
+#: A save still waiting after this long is said to wait for the database (a lock held by
+#: another program is waited for up to 30 s).
+BUSY_NOTICE_MS = 1000
+
+SAVING = "Saving…"
+SAVING_BUSY = "Saving… the database is busy; this can take up to 30 s."
+NOT_CANCELLED = (
+    "Saving… the form was already sent to the database, which is busy, and cannot be taken "
+    "back: the patient is shown once it is saved; if the database refuses it, this form "
+    "closes with nothing saved."
+)
 
 
 class PatientDialog(QDialog):
@@ -62,6 +75,10 @@ class PatientDialog(QDialog):
         self.setWindowTitle("Edit patient" if patient else "New patient")
         self.setMinimumWidth(scaled(self, 460))
         self._busy = False  # the form was sent and is being saved
+        self._cancel_asked = False  # Cancel pressed while it was being saved
+        self._busy_timer = QTimer(self)
+        self._busy_timer.setSingleShot(True)
+        self._busy_timer.timeout.connect(self._on_busy_timer_timeout)
 
         self.name = QLineEdit()
         self.name.setObjectName("name")
@@ -139,6 +156,11 @@ class PatientDialog(QDialog):
         self.error.setObjectName("fieldError")
         self.error.setWordWrap(True)
         self.error.hide()
+        # What a save sent is waiting for: the buttons alone went grey for up to 30 s.
+        self.saving = QLabel()
+        self.saving.setObjectName("savingNote")
+        self.saving.setWordWrap(True)
+        self.saving.hide()
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
@@ -147,6 +169,7 @@ class PatientDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.error)
+        layout.addWidget(self.saving)
         layout.addWidget(self.buttons)
         self.buttons.accepted.connect(self._on_buttons_accepted)
         self.buttons.rejected.connect(self.reject)
@@ -263,8 +286,12 @@ class PatientDialog(QDialog):
         return {key: value for key, value in values.items() if self._initial.get(key) != value}
 
     def show_error(self, field: str | None, message: str) -> None:
-        """Point at the refused field (if it is on the form) and say why."""
+        """Point at the refused field (if it is on the form) and say why; or, where Cancel
+        was pressed while it was being saved, close the form: nothing was saved."""
         self.set_busy(False)
+        if self._cancel_asked:
+            self.reject()
+            return
         for shown in self._widgets.values():
             self._mark(shown, False)
         widget = self._widgets.get(field or "")
@@ -281,15 +308,54 @@ class PatientDialog(QDialog):
     def error_text(self) -> str:
         return self.error.text() if self.error.isVisible() else ""
 
+    def saving_text(self) -> str:
+        return self.saving.text() if self.saving.isVisible() else ""
+
+    @property
+    def cancel_asked(self) -> bool:
+        """Whether Cancel was pressed while the form was being saved."""
+        return self._cancel_asked
+
     def set_busy(self, busy: bool) -> None:
+        """Being saved: Save waits (a second press made a second patient), Cancel stays
+        pressable and says what it can do, and the form says that it saves."""
         self._busy = busy
-        self.buttons.setEnabled(not busy)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(not busy)
+        if busy:
+            self.saving.setText(SAVING)
+            self.saving.show()
+            self._busy_timer.start(BUSY_NOTICE_MS)
+        else:
+            self._busy_timer.stop()
+            self.saving.hide()
+
+    @Slot()
+    def _on_busy_timer_timeout(self) -> None:
+        if self._busy and not self._cancel_asked:
+            self.saving.setText(SAVING_BUSY)
+            announce(self.saving, SAVING_BUSY)
+
+    @Slot(bool)
+    def database_answered(self, available: bool) -> None:
+        """The database answers again: the form's "does not answer" gives way, as the
+        window's banner does (it stayed, under a banner saying the opposite). The save it
+        refused was rolled back, so Save again makes one patient."""
+        if available and not self._busy and self.error_text() == DATABASE_DOWN:
+            ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok).text()
+            message = f"The database answers again; nothing was saved yet: press {ok} again."
+            self.error.setText(message)
+            announce(self.error, message)
 
     def reject(self) -> None:
-        """Cancel, Escape and the close button wait while the form is being saved: the
-        save goes on regardless, and a closed dialog told the clinician that nothing was
-        saved (a patient dropped images for was created "cancelled")."""
+        """Cancel, Escape and the close button, while the form is being saved, say that
+        the save cannot be taken back and close the form once it is done (refused: at
+        once; saved: as a save does). A closed dialog told the clinician that nothing was
+        saved while it was (a patient dropped images for was created "cancelled")."""
         if self._busy:
+            self._cancel_asked = True
+            self._busy_timer.stop()
+            self.saving.setText(NOT_CANCELLED)
+            announce(self.saving, NOT_CANCELLED, urgent=True)
             return
         super().reject()
 
