@@ -526,6 +526,8 @@ class AnalysisView(QWidget):
             native = keys.toString(QKeySequence.SequenceFormat.NativeText)
             button.setToolTip(f"{tip} under the clinician's name, with the notes ({native})")
         self._approve_tip = self.approve.toolTip()
+        self._approve_offered = True  # the shown result has something to approve
+        self._verdict_sending = False  # a verdict on the shown result is on its way
         verdict = QGroupBox("Validation")
         verdict_form = QFormLayout(verdict)
         verdict_form.addRow("Clinician", self.clinician)
@@ -779,6 +781,10 @@ class AnalysisView(QWidget):
         result to approve); the focus on it goes on to Reject rather than nowhere."""
         if not offered and self.window().focusWidget() is self.approve:
             step_focus_to(self.reject)
+        self._approve_offered = offered
+        if self._verdict_sending:
+            self.approve.setToolTip(self._approve_tip if offered else NOTHING_TO_APPROVE)
+            return  # on again, or not, once the verdict on its way is answered
         offer(self.approve, "" if offered else NOTHING_TO_APPROVE, self._approve_tip)
 
     def offer_analyse(self, why_not: str = "") -> None:
@@ -994,9 +1000,15 @@ class AnalysisView(QWidget):
         self._show_error(self.verdict_error, message)
 
     def set_verdict_sending(self, sending: bool) -> None:
-        """A verdict is on its way: Approve and Reject (and their keys) wait for it."""
-        self.approve.setEnabled(not sending)
+        """A verdict is on its way: Approve and Reject (and their keys) wait for it.
+        Approve comes back on only where there is a result to approve (it came back on
+        beside "nothing to approve" after a refused Reject of an unreadable answer)."""
+        self._verdict_sending = sending
         self.reject.setEnabled(not sending)
+        if sending:
+            self.approve.setEnabled(False)
+        else:
+            self._offer_approve(self._approve_offered)
 
     def show_schedule_error(self, message: str) -> None:
         """Why the appointment was refused, under the picker ("" clears it)."""
