@@ -2157,3 +2157,29 @@ def test_a_verdict_waiting_for_a_locked_database_waits_for_its_own_patient_only(
         assert "was not recorded" in gui.window.banner.text()
         assert view.verdict_error_text() == ""
         qtbot.waitUntil(lambda: view.verdict_error_text() == DATABASE_DOWN, timeout=10_000)
+
+
+def test_approve_pressed_from_the_keyboard_keeps_the_focus_on_a_locked_database(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Approve, pressed with the Space key, went grey under the focus, which Qt passed
+    on to the appointment picker: there it stayed once "The database does not answer"
+    was said under the buttons, a screen reader announcing the picker as if the verdict
+    had been recorded and the next step were the appointment."""
+    from ophthai_desktop.ui.messages import DATABASE_DOWN
+    from tests.ui.test_ui_patients import _database_locked_by_another_program
+
+    gui = make_gui(engine=ScriptedEngine(DME))
+    view = gui.analysis_view
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible() and view.approve.isEnabled())
+    gui.window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is gui.window)
+    view.approve.setFocus()
+    qtbot.waitUntil(view.approve.hasFocus)
+    with _database_locked_by_another_program(gui, monkeypatch, wait_ms=1000):
+        qtbot.keyClick(view.approve, Qt.Key.Key_Space)
+        assert view.notice.text() == "Recording the verdict…"
+        qtbot.waitUntil(lambda: view.verdict_error_text() == DATABASE_DOWN, timeout=5000)
+    assert QApplication.focusWidget() is view.approve

@@ -528,6 +528,8 @@ class AnalysisView(QWidget):
         self._approve_tip = self.approve.toolTip()
         self._approve_offered = True  # the shown result has something to approve
         self._verdict_sending = False  # a verdict on the shown result is on its way
+        self._verdict_focus: QWidget | None = None  # the verdict's button that had focus
+        self._focus_while_sending: QWidget | None = None  # where Qt put it meanwhile
         verdict = QGroupBox("Validation")
         verdict_form = QFormLayout(verdict)
         verdict_form.addRow("Clinician", self.clinician)
@@ -1003,12 +1005,24 @@ class AnalysisView(QWidget):
         """A verdict is on its way: Approve and Reject (and their keys) wait for it.
         Approve comes back on only where there is a result to approve (it came back on
         beside "nothing to approve" after a refused Reject of an unreadable answer)."""
+        if sending == self._verdict_sending:
+            return
         self._verdict_sending = sending
-        self.reject.setEnabled(not sending)
         if sending:
+            # Disabled under the focus, the button passed it on to the appointment
+            # picker, where it stayed after a refusal said under the buttons: taken
+            # back once the verdict is answered, unless the clinician moved it.
+            focus = self.window().focusWidget()
+            self._verdict_focus = focus if focus in (self.approve, self.reject) else None
+            self.reject.setEnabled(False)
             self.approve.setEnabled(False)
-        else:
-            self._offer_approve(self._approve_offered)
+            self._focus_while_sending = self.window().focusWidget()
+            return
+        self.reject.setEnabled(True)
+        self._offer_approve(self._approve_offered)
+        pressed, self._verdict_focus = self._verdict_focus, None
+        if pressed is not None and self.window().focusWidget() is self._focus_while_sending:
+            step_focus_to(pressed if pressed.isEnabled() else self.reject)
 
     def show_schedule_error(self, message: str) -> None:
         """Why the appointment was refused, under the picker ("" clears it)."""
