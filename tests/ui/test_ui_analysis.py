@@ -2183,3 +2183,27 @@ def test_approve_pressed_from_the_keyboard_keeps_the_focus_on_a_locked_database(
         assert view.notice.text() == "Recording the verdict…"
         qtbot.waitUntil(lambda: view.verdict_error_text() == DATABASE_DOWN, timeout=5000)
     assert QApplication.focusWidget() is view.approve
+
+
+def test_recording_the_verdict_goes_once_answered_behind_another_tab(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scans tab brought to the front while a verdict waited for a locked
+    database: back on the analysis tab, "Recording the verdict…" stayed, above the
+    refusal that had answered it meanwhile."""
+    from ophthai_desktop.ui.messages import DATABASE_DOWN
+    from tests.ui.test_ui_patients import _database_locked_by_another_program
+
+    gui = make_gui(engine=ScriptedEngine(DME))
+    view = gui.analysis_view
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible() and view.approve.isEnabled())
+    with _database_locked_by_another_program(gui, monkeypatch, wait_ms=1000):
+        view.approve.click()
+        gui.patient_page.show_tab("scans")
+        qtbot.waitUntil(lambda: view.verdict_error_text() == DATABASE_DOWN, timeout=5000)
+    gui.patient_page.show_tab("analysis")
+    qtbot.waitUntil(view.isVisible)
+    assert view.notice.text() != "Recording the verdict…"
+    assert view.approve.isEnabled()

@@ -640,7 +640,7 @@ class AnalysisController(QObject):
             if patient_id != self._patient_id:
                 return  # another patient's buttons and notice are on screen
             self._view.set_verdict_sending(False)
-            if self._view.notice.text() == VERDICT_SENDING:
+            if self._view.notice.message() == VERDICT_SENDING:  # also behind another tab
                 self._view.notice.dismiss()
 
         def done(patient: PatientRecord) -> None:
