@@ -2099,3 +2099,111 @@ def test_an_analyse_a_locked_database_refused_says_to_analyse_again_once_it_answ
     qtbot.waitUntil(lambda: view.notice.text().startswith(DATABASE_BACK), timeout=5000)
     assert "not queued: press Analyse again" in view.notice.text()
     assert not gui.application.jobs.list_jobs().items
+
+
+def test_a_refused_reject_of_an_unreadable_answer_leaves_approve_off(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """Approve and Reject came back on together once a verdict's answer came: after a
+    refused Reject of an answer that could not be read, Approve was on, beside "there
+    is nothing to approve", and its tooltip still said why it was off."""
+    _gui, view = _analysed_at_1024(qtbot, make_gui, None)
+    assert not view.approve.isEnabled()
+    view.clinician.clear()  # refused: the validating clinician's name is required
+    view.reject.click()
+    qtbot.waitUntil(lambda: "clinician" in view.verdict_error_text(), timeout=5000)
+    assert view.reject.isEnabled()
+    assert not view.approve.isEnabled()
+    assert view.approve.toolTip() == analysis_view.NOTHING_TO_APPROVE
+
+
+def test_a_verdict_waiting_for_a_locked_database_waits_for_its_own_patient_only(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While one patient's verdict waited for a locked database, another patient opened
+    meanwhile showed Approve on, and pressed it did nothing, without a word; the first
+    verdict's refusal was then said under the other patient's buttons, as if theirs."""
+    from ophthai_desktop.ui.messages import DATABASE_DOWN
+    from tests.ui.test_ui_patients import _database_locked_by_another_program
+
+    gui = make_gui(engine=ScriptedEngine(DME))
+    view = gui.analysis_view
+    first = _patient_with_scan(gui, "First")
+    second = _patient_with_scan(gui, "Second")
+    for patient_id in (first, second):
+        open_patient(qtbot, gui, patient_id)
+        view.analyse.click()
+        qtbot.waitUntil(lambda: view.card.isVisible() and view.approve.isEnabled())
+    open_patient(qtbot, gui, first)
+    qtbot.waitUntil(lambda: view.card.isVisible())
+    with _database_locked_by_another_program(gui, monkeypatch, wait_ms=3000):
+        view.approve.click()
+        assert not view.approve.isEnabled()
+        open_patient(qtbot, gui, second)
+        qtbot.waitUntil(lambda: view.card.isVisible())
+        assert view.approve.isEnabled()  # this patient's verdict is not on its way
+        assert view.notice.text() != "Recording the verdict…"
+        open_patient(qtbot, gui, first)
+        qtbot.waitUntil(lambda: view.card.isVisible())
+        assert not view.approve.isEnabled()  # back at the first: still on its way
+        assert view.notice.text() == "Recording the verdict…"
+        open_patient(qtbot, gui, second)
+        qtbot.waitUntil(lambda: view.card.isVisible())
+        view.approve.click()  # this one's own verdict: sent, and said to be on its way
+        assert view.notice.text() == "Recording the verdict…"
+        assert not view.approve.isEnabled()
+        # The first patient's refusal is said as theirs, not under this one's buttons.
+        qtbot.waitUntil(lambda: f"First ({first})" in gui.window.banner.text(), timeout=10_000)
+        assert "was not recorded" in gui.window.banner.text()
+        assert view.verdict_error_text() == ""
+        qtbot.waitUntil(lambda: view.verdict_error_text() == DATABASE_DOWN, timeout=10_000)
+
+
+def test_approve_pressed_from_the_keyboard_keeps_the_focus_on_a_locked_database(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Approve, pressed with the Space key, went grey under the focus, which Qt passed
+    on to the appointment picker: there it stayed once "The database does not answer"
+    was said under the buttons, a screen reader announcing the picker as if the verdict
+    had been recorded and the next step were the appointment."""
+    from ophthai_desktop.ui.messages import DATABASE_DOWN
+    from tests.ui.test_ui_patients import _database_locked_by_another_program
+
+    gui = make_gui(engine=ScriptedEngine(DME))
+    view = gui.analysis_view
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible() and view.approve.isEnabled())
+    gui.window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is gui.window)
+    view.approve.setFocus()
+    qtbot.waitUntil(view.approve.hasFocus)
+    with _database_locked_by_another_program(gui, monkeypatch, wait_ms=1000):
+        qtbot.keyClick(view.approve, Qt.Key.Key_Space)
+        assert view.notice.text() == "Recording the verdict…"
+        qtbot.waitUntil(lambda: view.verdict_error_text() == DATABASE_DOWN, timeout=5000)
+    assert QApplication.focusWidget() is view.approve
+
+
+def test_recording_the_verdict_goes_once_answered_behind_another_tab(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scans tab brought to the front while a verdict waited for a locked
+    database: back on the analysis tab, "Recording the verdict…" stayed, above the
+    refusal that had answered it meanwhile."""
+    from ophthai_desktop.ui.messages import DATABASE_DOWN
+    from tests.ui.test_ui_patients import _database_locked_by_another_program
+
+    gui = make_gui(engine=ScriptedEngine(DME))
+    view = gui.analysis_view
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible() and view.approve.isEnabled())
+    with _database_locked_by_another_program(gui, monkeypatch, wait_ms=1000):
+        view.approve.click()
+        gui.patient_page.show_tab("scans")
+        qtbot.waitUntil(lambda: view.verdict_error_text() == DATABASE_DOWN, timeout=5000)
+    gui.patient_page.show_tab("analysis")
+    qtbot.waitUntil(view.isVisible)
+    assert view.notice.text() != "Recording the verdict…"
+    assert view.approve.isEnabled()

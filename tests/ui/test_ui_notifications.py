@@ -1479,3 +1479,38 @@ def test_a_gathered_critical_toast_goes_once_each_of_its_findings_is_validated(
     assert toast.isVisible()
     toast.withdraw(5)
     assert not toast.isVisible()
+
+
+def test_a_gathered_critical_toast_leaves_out_a_finding_validated_before_it_showed(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A finding of the burst validated before the gathered toast showed was counted in
+    it ("3 critical findings" of two still to validate), and the toast stayed after the
+    other two were validated: it waited for a verdict already given."""
+    monkeypatch.setattr(toast_view, "SHOW_MS", 600_000)
+    monkeypatch.setattr(notifications_controller, "CRITICAL_GATHER_MS", 5_000)
+    gui = make_gui(engine=ScriptedEngine(DME))
+    app, toast = gui.application, gui.window.toast
+    patients = [
+        app.patients.create_patient(
+            {"name": f"Burst {i}"}, actor=SYSTEM, image=NewImage(png_bytes((64, 48)))
+        ).id
+        for i in range(3)
+    ]
+    for patient_id in patients:
+        app.jobs.queue_patient_analysis(patient_id, actor=SYSTEM)
+    qtbot.waitUntil(lambda: toast.title.text() == "Critical finding", timeout=10_000)
+    qtbot.waitUntil(lambda: gui.notifications_panel.unread.text() == "3", timeout=10_000)
+
+    def validate(patient_id: str) -> None:
+        latest = app.patients.get_patient(patient_id).latest_analysis
+        assert latest is not None
+        app.patients.validate_analysis(
+            patient_id, approved=True, clinician="Dr. Test", analysis_id=latest.id, actor=SYSTEM
+        )
+
+    validate(patients[1])  # before the gathered toast shows
+    qtbot.waitUntil(lambda: toast.title.text() == "2 critical findings", timeout=10_000)
+    validate(patients[0])
+    validate(patients[2])
+    qtbot.waitUntil(lambda: not toast.isVisible())

@@ -131,9 +131,10 @@ class AnalysisController(QObject):
         self._job_patients: dict[int, str | None] = {}
         #: Patients whose Analyse is being queued (a task in flight).
         self._queueing: set[str] = set()
-        #: A verdict is on its way (a database waiting for a lock held elsewhere takes up
-        #: to 30 s to answer).
-        self._validating = False
+        #: The patients whose verdict is on its way (a database waiting for a lock held
+        #: elsewhere takes up to 30 s to answer); another patient's Approve and Reject
+        #: are theirs to press meanwhile.
+        self._validating: set[str] = set()
         self._shown_job: int | None = None
         self._waiting_job: int | None = None  # the shown patient's queued job
         self._no_scan_shown = False  # the page says the patient has no scan
@@ -186,6 +187,11 @@ class AnalysisController(QObject):
         self._joined = None
         self._view.notice.dismiss()
         self._view.mark_verdict_field(None)  # a refusal belongs to the patient it was for
+        # Approve and Reject wait for this patient's verdict on its way, not another's.
+        sending = self._patient_id in self._validating
+        self._view.set_verdict_sending(sending)
+        if sending:
+            self._view.notice.show_message(VERDICT_SENDING, "info")
         self._view.show_schedule_error("")
         if patient is None:
             self._view.show_empty()
@@ -616,21 +622,25 @@ class AnalysisController(QObject):
     @Slot(bool, str, str)
     def validate(self, approved: bool, clinician: str, notes: str) -> None:
         patient_id = self._patient_id
-        if patient_id is None or self._validating:
+        if patient_id is None or patient_id in self._validating:
             return
         # Approve and Reject wait for the verdict's answer: pressed again while a locked
         # database kept it waiting, both verdicts were recorded, the last to land
         # silently winning (Approve, then Reject: rejected).
-        self._validating = True
+        self._validating.add(patient_id)
         self._view.set_verdict_sending(True)
         self._view.notice.show_message(VERDICT_SENDING, "info")
 
         shown = self._view.analysis.id if self._view.analysis is not None else None
+        record = self._page.patient
+        who = f"{record.name} ({patient_id})" if record is not None else patient_id
 
         def sent() -> None:
-            self._validating = False
+            self._validating.discard(patient_id)
+            if patient_id != self._patient_id:
+                return  # another patient's buttons and notice are on screen
             self._view.set_verdict_sending(False)
-            if self._view.notice.text() == VERDICT_SENDING:
+            if self._view.notice.message() == VERDICT_SENDING:  # also behind another tab
                 self._view.notice.dismiss()
 
         def done(patient: PatientRecord) -> None:
@@ -655,6 +665,16 @@ class AnalysisController(QObject):
 
         def failed(exc: BaseException) -> None:
             sent()
+            if patient_id != self._patient_id:
+                # Said under the buttons on screen, it read as the shown patient's.
+                self._window.banner.show_message(
+                    f"The verdict on {who} was not recorded: {describe(exc)}",
+                    "error",
+                    resolved=once_database_answers(
+                        exc, f"The verdict on {who} was not recorded: open them and validate again."
+                    ),
+                )
+                return
             field = getattr(exc, "field", None)
             self._view.mark_verdict_field(field if isinstance(field, str) else None, describe(exc))
 

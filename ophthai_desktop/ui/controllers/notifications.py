@@ -74,12 +74,15 @@ class _CriticalBurst:
     at once (a finding does not wait), those within a moment of it gathered and told
     together, with it, a moment later, and so on while they keep coming. One message
     each, a watch folder's scans finishing together made a toast (or tray message) that
-    changed several times a second and a screen reader interrupted as often."""
+    changed several times a second and a screen reader interrupted as often. A finding
+    validated meanwhile is no longer spoken of: counted in, the gathered toast spoke of
+    it, and stayed after the others were validated."""
 
     def __init__(self, parent: QObject, alert: Callable[..., None]) -> None:
         self._alert = alert
-        self._burst: list[int | None] = []  # the analyses of the burst so far
-        self._told = 0  # how many of them the last message spoke of
+        #: The burst's findings still to validate: (message, analysis).
+        self._burst: list[tuple[str, int | None]] = []
+        self._unsaid = 0  # how many came since the last message
         self._timer = QTimer(parent)
         self._timer.setSingleShot(True)
         self._timer.setInterval(CRITICAL_GATHER_MS)
@@ -87,23 +90,32 @@ class _CriticalBurst:
 
     def add(self, message: str, analysis_id: int | None) -> None:
         if self._timer.isActive():
-            self._burst.append(analysis_id)
+            self._burst.append((message, analysis_id))
+            self._unsaid += 1
             return
-        self._burst, self._told = [analysis_id], 1
+        self._burst, self._unsaid = [(message, analysis_id)], 0
         self._alert("Critical finding", message, kind="critical", about=analysis_id)
         self._timer.start()
 
+    def validated(self, analysis_id: int) -> None:
+        """The analysis ``analysis_id`` has a verdict: the burst no longer tells of it."""
+        self._burst = [finding for finding in self._burst if finding[1] != analysis_id]
+
     def _on_timer_timeout(self) -> None:
-        if len(self._burst) == self._told:
+        if not self._unsaid:
             return  # none came meanwhile: the burst is over
-        self._told = len(self._burst)
-        self._alert(
-            f"{self._told} critical findings",
-            "Possible abnormal findings that need validation: see Notifications, where "
-            "each opens its patient.",
-            kind="critical",
-            about=[a for a in self._burst if a is not None],
-        )
+        self._unsaid = 0
+        if len(self._burst) == 1:  # the others validated meanwhile
+            message, analysis_id = self._burst[0]
+            self._alert("Critical finding", message, kind="critical", about=analysis_id)
+        elif self._burst:
+            self._alert(
+                f"{len(self._burst)} critical findings",
+                "Possible abnormal findings that need validation: see Notifications, where "
+                "each opens its patient.",
+                kind="critical",
+                about=[a for _message, a in self._burst if a is not None],
+            )
         self._timer.start()
 
 
@@ -311,6 +323,7 @@ class NotificationsController(QObject):
         tray message: it shows its few seconds.)"""
         latest = patient.latest_analysis
         if latest is not None and latest.status != "preliminary":
+            self._critical.validated(latest.id)
             self._window.toast.withdraw(latest.id)
 
     @Slot(object)

@@ -526,6 +526,10 @@ class AnalysisView(QWidget):
             native = keys.toString(QKeySequence.SequenceFormat.NativeText)
             button.setToolTip(f"{tip} under the clinician's name, with the notes ({native})")
         self._approve_tip = self.approve.toolTip()
+        self._approve_offered = True  # the shown result has something to approve
+        self._verdict_sending = False  # a verdict on the shown result is on its way
+        self._verdict_focus: QWidget | None = None  # the verdict's button that had focus
+        self._focus_while_sending: QWidget | None = None  # where Qt put it meanwhile
         verdict = QGroupBox("Validation")
         verdict_form = QFormLayout(verdict)
         verdict_form.addRow("Clinician", self.clinician)
@@ -779,6 +783,10 @@ class AnalysisView(QWidget):
         result to approve); the focus on it goes on to Reject rather than nowhere."""
         if not offered and self.window().focusWidget() is self.approve:
             step_focus_to(self.reject)
+        self._approve_offered = offered
+        if self._verdict_sending:
+            self.approve.setToolTip(self._approve_tip if offered else NOTHING_TO_APPROVE)
+            return  # on again, or not, once the verdict on its way is answered
         offer(self.approve, "" if offered else NOTHING_TO_APPROVE, self._approve_tip)
 
     def offer_analyse(self, why_not: str = "") -> None:
@@ -994,9 +1002,27 @@ class AnalysisView(QWidget):
         self._show_error(self.verdict_error, message)
 
     def set_verdict_sending(self, sending: bool) -> None:
-        """A verdict is on its way: Approve and Reject (and their keys) wait for it."""
-        self.approve.setEnabled(not sending)
-        self.reject.setEnabled(not sending)
+        """A verdict is on its way: Approve and Reject (and their keys) wait for it.
+        Approve comes back on only where there is a result to approve (it came back on
+        beside "nothing to approve" after a refused Reject of an unreadable answer)."""
+        if sending == self._verdict_sending:
+            return
+        self._verdict_sending = sending
+        if sending:
+            # Disabled under the focus, the button passed it on to the appointment
+            # picker, where it stayed after a refusal said under the buttons: taken
+            # back once the verdict is answered, unless the clinician moved it.
+            focus = self.window().focusWidget()
+            self._verdict_focus = focus if focus in (self.approve, self.reject) else None
+            self.reject.setEnabled(False)
+            self.approve.setEnabled(False)
+            self._focus_while_sending = self.window().focusWidget()
+            return
+        self.reject.setEnabled(True)
+        self._offer_approve(self._approve_offered)
+        pressed, self._verdict_focus = self._verdict_focus, None
+        if pressed is not None and self.window().focusWidget() is self._focus_while_sending:
+            step_focus_to(pressed if pressed.isEnabled() else self.reject)
 
     def show_schedule_error(self, message: str) -> None:
         """Why the appointment was refused, under the picker ("" clears it)."""
