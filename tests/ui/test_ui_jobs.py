@@ -1432,7 +1432,7 @@ def test_a_failed_job_says_why_on_its_state_where_the_note_column_gave_way(
 
 
 def test_cancel_pressed_twice_before_the_queue_shows_it_cancelled_says_nothing_went_wrong(
-    qtbot: QtBot, make_gui: Maker
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Cancel pressed again while the row said "cancelling…" (the job queue busy with a
     few hundred analyses: the row stays queued a moment) asked again, and the window
@@ -1445,11 +1445,20 @@ def test_cancel_pressed_twice_before_the_queue_shows_it_cancelled_says_nothing_w
     model, panel = gui.jobs_panel.model, gui.jobs_panel
     qtbot.waitUntil(lambda: model.get(job.id) is not None)
     panel.select_job(job.id)
+    asked: list[int] = []
+    request_cancel = app.jobs.request_cancel
+
+    def counted(job_id: int, **kwargs: Any) -> Any:
+        asked.append(job_id)
+        return request_cancel(job_id, **kwargs)
+
+    monkeypatch.setattr(app.jobs, "request_cancel", counted)
 
     panel.cancel.click()
     panel.cancel.click()
 
     qtbot.waitUntil(lambda: model.get(job.id).state == "cancelled")  # type: ignore[union-attr]
     qtbot.wait(500)  # a second cancel's answer, were one asked, is in by now
+    assert asked == [job.id]  # asked once: the two presses ran side by side before
     assert "already ended" not in gui.window.banner.text()
     assert app.jobs.get_job(job.id).state == "cancelled"
