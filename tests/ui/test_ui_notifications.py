@@ -31,6 +31,7 @@ from ophthai_desktop.ui.controllers.notifications import MAX_LOADED, PAGE_SIZE
 from ophthai_desktop.ui.controllers.status import ALERT_GAP_MS
 from ophthai_desktop.ui.models.notification_list import (
     MARK_READ_PER_TURN,
+    PATIENT_ROLE,
     NotificationListModel,
     NotificationRow,
 )
@@ -932,6 +933,68 @@ def test_marking_10000_loaded_notifications_read_is_done_a_page_a_turn(
 
     assert _unread(model) == [count, count - 1]
     assert model.data(model.index(1, 0), Qt.ItemDataRole.FontRole) is None  # shown read
+
+
+def _notes(start: int, stop: int) -> list[NotificationRow]:
+    return [
+        NotificationRow(
+            i, f"pt-{i}", "info", False, f"Notification {i}\nInfo · now", After(None, i)
+        )
+        for i in range(start, stop)
+    ]
+
+
+def test_a_page_of_older_notifications_reaches_the_views_as_one_insertion(
+    qtbot: QtBot,
+) -> None:
+    """A page of 200 older notifications was inserted a row at a time: the views (and
+    the panel's handlers) heard 200 insertions, and with 10,000 loaded a page held the
+    GUI thread for about 25 ms. They hear one now, and the rows are as before."""
+    model = NotificationListModel()
+    view = QListView()
+    qtbot.addWidget(view)
+    view.setModel(model)
+    view.show()
+    model.reset(_notes(0, PAGE_SIZE), 2 * PAGE_SIZE)
+    inserted: list[tuple[int, int]] = []
+    model.rowsInserted.connect(lambda _parent, first, last: inserted.append((first, last)))
+
+    model.append(_notes(PAGE_SIZE, 2 * PAGE_SIZE), 2 * PAGE_SIZE)
+
+    assert inserted == [(PAGE_SIZE, 2 * PAGE_SIZE - 1)]
+    assert [row.notification_id for row in model.records()] == list(range(2 * PAGE_SIZE))
+    last = model.index(2 * PAGE_SIZE - 1, 0)
+    assert model.data(last) == f"Notification {2 * PAGE_SIZE - 1}\nInfo · now"
+    assert model.data(last, Qt.ItemDataRole.ToolTipRole) == model.data(last)
+    assert model.data(last, PATIENT_ROLE) == f"pt-{2 * PAGE_SIZE - 1}"
+    assert model.data(last, Qt.ItemDataRole.FontRole).bold()  # unread
+    assert model.position(2 * PAGE_SIZE - 1) == 2 * PAGE_SIZE - 1
+    assert not model.canFetchMore()
+
+
+def test_marking_notifications_read_tells_the_views_once_a_turn(qtbot: QtBot) -> None:
+    """Mark all read changed a page of rows a turn, each row telling the views (and the
+    panel's buttons) on its own: 300 changes a turn. One change a turn now, over the
+    rows it marked."""
+    model = NotificationListModel()
+    view = QListView()
+    qtbot.addWidget(view)
+    view.setModel(model)
+    view.show()
+    count = 3 * MARK_READ_PER_TURN
+    model.reset(_notes(0, count), count)
+    changed: list[tuple[int, int]] = []
+    model.dataChanged.connect(lambda first, last, _roles: changed.append((first.row(), last.row())))
+
+    model.mark_all_read()
+
+    assert changed == [(0, MARK_READ_PER_TURN - 1)]
+    assert _unread(model) == list(range(MARK_READ_PER_TURN, count))
+    qtbot.waitUntil(lambda: not model.marking_read)
+    assert len(changed) == 3 and not _unread(model)
+    assert all(
+        model.data(model.index(row, 0), Qt.ItemDataRole.FontRole) is None for row in range(count)
+    )
 
 
 def test_the_badge_never_counts_more_than_there_are_while_notifications_arrive_at_start(

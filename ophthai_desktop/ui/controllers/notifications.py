@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from PySide6.QtCore import QObject, QTimer, Slot
 
 from ophthai_desktop.core.errors import NotFound
+from ophthai_desktop.core.paging import After
 from ophthai_desktop.core.records import NotificationRecord, Page, PatientRecord, UnreadTally
 from ophthai_desktop.core.services.jobs import says_answer_not_read
 from ophthai_desktop.ui.context import GuiContext
@@ -209,10 +210,11 @@ class NotificationsController(QObject):
             return  # on its way
         self._heard = []
 
-        def done(page: Page[NotificationRecord]) -> None:
+        def done(read: tuple[Page[NotificationRecord], list[NotificationRow]]) -> None:
+            page, rows = read
             heard, self._heard = self._heard or [], None
             self._first_read_failed = False
-            self._model.reset(self._rows(page.items), page.total)
+            self._model.reset(self._kept(rows), page.total)
             for change in heard:
                 change()
             self._panel.body.rows_read()
@@ -225,9 +227,7 @@ class NotificationsController(QObject):
             self._first_read_failed = True
             self._read_again_soon()
 
-        self._ctx.tasks.submit(
-            lambda: self._service.list_notifications(limit=PAGE_SIZE), done, failed
-        )
+        self._ctx.tasks.submit(lambda: self._read_rows(None), done, failed)
 
     def _read_again_soon(self) -> None:
         if not self._reload_timer.isActive():
@@ -275,9 +275,10 @@ class NotificationsController(QObject):
         after = None if last is None else last.after
         heard = self._page_heard = _Heard()
 
-        def done(page: Page[NotificationRecord]) -> None:
+        def done(read: tuple[Page[NotificationRecord], list[NotificationRow]]) -> None:
+            page, read_rows = read
             self._page_heard = None
-            rows = heard.told(self._rows(page.items))
+            rows = heard.told(self._kept(read_rows))
             # Those left out were counted in the page's total: deleted since.
             self._model.append(rows, page.total - (len(page.items) - len(rows)))
 
@@ -287,13 +288,19 @@ class NotificationsController(QObject):
             self._page_failed = True
             self._read_again_soon()
 
-        self._ctx.tasks.submit(
-            lambda: self._service.list_notifications(after=after, limit=PAGE_SIZE), done, failed
-        )
+        self._ctx.tasks.submit(lambda: self._read_rows(after), done, failed)
 
-    def _rows(self, notes: Iterable[NotificationRecord]) -> list[NotificationRow]:
-        """The rows of ``notes``, less those of a patient deleted since they were read."""
-        return [notification_row(n) for n in notes if n.patient_id not in self._deleted_patients]
+    def _read_rows(
+        self, after: After | None
+    ) -> tuple[Page[NotificationRecord], list[NotificationRow]]:
+        """A page of notifications and their rows (on a pool thread: made on the GUI
+        thread, a page's rows held it for about 5 ms of the page's stall)."""
+        page = self._service.list_notifications(after=after, limit=PAGE_SIZE)
+        return page, [notification_row(n) for n in page.items]
+
+    def _kept(self, rows: Iterable[NotificationRow]) -> list[NotificationRow]:
+        """``rows`` less those of a patient deleted since they were read."""
+        return [r for r in rows if r.patient_id not in self._deleted_patients]
 
     # Events ---------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from itertools import islice
 from typing import Any
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, QTimer, Slot
@@ -41,8 +42,9 @@ TYPE_SIGNS = {"critical": "!", "warning": "!", "success": "✓", "info": "i"}
 ICON_PX = 16
 PATIENT_ROLE = Qt.ItemDataRole.UserRole + 1
 #: Rows :meth:`NotificationListModel.mark_all_read` marks an event-loop turn (about
-#: 2.5 ms): all 10,000 loaded ones at once held the GUI thread for 67 ms.
-MARK_READ_PER_TURN = 300
+#: 3 ms): all 10,000 loaded ones at once held the GUI thread for 67 ms, and 300 a turn
+#: for 26-41 ms (``bench/notifications_panel.py``).
+MARK_READ_PER_TURN = 100
 
 
 @dataclass(frozen=True)
@@ -183,11 +185,13 @@ class NotificationListModel(PagedRowModel):
 
     @Slot()
     def _on_mark_timer_timeout(self) -> None:
-        keys = list(self._to_mark)[:MARK_READ_PER_TURN]
+        keys = list(islice(self._to_mark, MARK_READ_PER_TURN))
+        rows = []
         for key in keys:
             del self._to_mark[key]
             row = self.get(key)
             if row is not None and not row.read:  # not deleted meanwhile
-                self.update_row(replace(row, read=True))
+                rows.append(replace(row, read=True))
+        self.update_rows(rows)  # one change for the views, not one per row
         if self._to_mark:
             self._mark_timer.start()
