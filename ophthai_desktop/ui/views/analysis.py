@@ -998,6 +998,12 @@ class AnalysisView(QWidget):
         self.approve.setEnabled(not sending)
         self.reject.setEnabled(not sending)
 
+    def set_appointment_sending(self, sending: bool) -> None:
+        """A change of the appointment is on its way: Schedule (and Enter in the picker)
+        and Cancel appointment wait for it."""
+        self.schedule.setEnabled(not sending)
+        self.cancel_appointment.setEnabled(not sending)
+
     def show_schedule_error(self, message: str) -> None:
         """Why the appointment was refused, under the picker ("" clears it)."""
         self._show_error(self.schedule_error, message)
