@@ -307,15 +307,18 @@ class AnalysisController(QObject):
         fn: Callable[[], _T],
         done: Callable[[_T], None],
         failed: Callable[[BaseException], None],
+        *,
+        change: bool = False,
     ) -> None:
-        """Read the queue on the task pool; ``done`` calls :meth:`_read_arrived` first."""
+        """Read the queue on the task pool (``change``: ``fn`` writes, as Analyse
+        queueing a job); ``done`` calls :meth:`_read_arrived` first."""
         self._reads += 1
 
         def on_error(exc: BaseException) -> None:
             self._read_arrived()
             failed(exc)
 
-        self._ctx.tasks.submit(fn, done, on_error)
+        self._ctx.tasks.submit(fn, done, on_error, change=change)
 
     def _read_arrived(self) -> dict[int, str]:
         """A read of the queue is back: what was heard of jobs while it was away."""
@@ -601,7 +604,7 @@ class AnalysisController(QObject):
                 resolved=once_database_answers(exc, ANALYSIS_AGAIN),
             )
 
-        self._read_jobs(queue, done, failed)
+        self._read_jobs(queue, done, failed, change=True)
 
     @Slot()
     def follow_user_name(self) -> None:
@@ -676,6 +679,7 @@ class AnalysisController(QObject):
             ),
             done,
             failed,
+            change=True,
         )
 
     @Slot(bool)
@@ -714,6 +718,7 @@ class AnalysisController(QObject):
             ),
             done,
             lambda exc: self._view.show_notice(describe(exc), "error"),
+            change=True,  # the export's audit record
         )
 
     @Slot()
@@ -766,6 +771,7 @@ class AnalysisController(QObject):
             ),
             done,
             failed,
+            change=True,
         )
 
     def _send_appointment(self, patient_id: str, sending: str) -> bool:
@@ -814,4 +820,5 @@ class AnalysisController(QObject):
             ),
             done,
             failed,
+            change=True,
         )

@@ -453,6 +453,7 @@ class NotificationsController(QObject):
             lambda: self._service.mark_read(notification_id, actor=self._ctx.actor),
             lambda _record: self._marking.discard(notification_id),
             failed,
+            change=True,
         )
 
     @Slot()
@@ -472,6 +473,7 @@ class NotificationsController(QObject):
             lambda: self._service.mark_all_read(actor=self._ctx.actor),
             lambda _count: sent(),
             failed,
+            change=True,
         )
 
     @Slot(int)
@@ -490,6 +492,7 @@ class NotificationsController(QObject):
             lambda: self._service.delete_notification(notification_id, actor=self._ctx.actor),
             lambda _none: self._deleting.discard(notification_id),
             failed,
+            change=True,
         )
 
     # The badge --------------------------------------------------------------------------
