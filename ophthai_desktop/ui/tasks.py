@@ -5,6 +5,14 @@ wait for the worker's transaction; a list query on 10,000 patients takes a while
 load), as do image decoding and anything else that can take more than a few
 milliseconds. In the manner of Orange3's ``concurrent`` helpers: the function runs on a
 pool thread, and ``on_done`` or ``on_error`` run on the GUI thread afterwards.
+
+Changes (``submit(..., change=True)``) run on a thread of their own, one after another
+in the order sent: a SQLite file locked by another program keeps a change waiting up to
+30 s, and two of them held both threads of the pool, so that every read (a patient
+opened, the list searched, the unread count) waited behind them, though the lock does
+not stop reads. A read sent after a change may run before it ends (as with two threads
+before); one that needs the change done is sent from the change's ``on_done``, or reads
+the event the change publishes.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+from PySide6.QtCore import QDeadlineTimer, QObject, QRunnable, QThreadPool, Signal, Slot
 
 from ophthai_desktop.core.errors import OphthaiError
 from ophthai_desktop.core.log_safety import safe_description
@@ -69,6 +77,8 @@ class TaskRunner(QObject):
         super().__init__(parent)
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(max_threads)
+        self._changes = QThreadPool(self)
+        self._changes.setMaxThreadCount(1)  # in the order sent; reads do not wait for them
         self._relay = _Relay(self)
         self._relay.finished.connect(self._on_relay_finished)
         self._relay.failed.connect(self._on_relay_failed)
@@ -86,20 +96,27 @@ class TaskRunner(QObject):
         fn: Callable[[], Any],
         on_done: OnDone | None = None,
         on_error: OnError | None = None,
+        *,
+        change: bool = False,
     ) -> None:
         """Run ``fn()`` on a pool thread; then ``on_done(result)`` or ``on_error(exc)``
-        on the GUI thread. Without ``on_error`` a failure is reported by :attr:`failed`."""
+        on the GUI thread. Without ``on_error`` a failure is reported by :attr:`failed`.
+        With ``change`` (``fn`` writes to the database) it runs on the changes' thread,
+        after the changes sent before it, and reads do not wait behind it."""
         if self._closed:
             return
         task_id = next(self._ids)
         self._callbacks[task_id] = (on_done, on_error)
-        self._pool.start(_Task(task_id, fn, self._relay))
+        (self._changes if change else self._pool).start(_Task(task_id, fn, self._relay))
 
     def shutdown(self, timeout_ms: int = 15_000) -> None:
         """Drop queued tasks, wait for running ones; no callback runs afterwards."""
         self._closed = True
         self._pool.clear()
-        if not self._pool.waitForDone(timeout_ms):
+        self._changes.clear()
+        deadline = QDeadlineTimer(timeout_ms)
+        done = self._pool.waitForDone(deadline) and self._changes.waitForDone(deadline)
+        if not done:
             log.warning("background tasks still running at shutdown")
         self._callbacks.clear()
 

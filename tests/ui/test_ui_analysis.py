@@ -2207,3 +2207,48 @@ def test_recording_the_verdict_goes_once_answered_behind_another_tab(
     qtbot.waitUntil(view.isVisible)
     assert view.notice.text() != "Recording the verdict…"
     assert view.approve.isEnabled()
+
+
+def test_an_appointment_change_waiting_for_a_locked_database_says_so_and_is_sent_once(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another program held the database's write lock: nothing said that Schedule
+    waited, and Schedule pressed again with another time sent both (the last to land
+    winning); Cancel appointment the same. One change at a time, said while it waits."""
+    from tests.ui.test_ui_patients import _database_locked_by_another_program
+
+    gui = make_gui(engine=ScriptedEngine(DME))
+    view = gui.analysis_view
+    patient_id = _patient_with_scan(gui)
+    open_patient(qtbot, gui, patient_id)
+    first = (datetime.now().astimezone() + timedelta(days=3)).replace(microsecond=0)
+    second = first + timedelta(days=1)
+    with _database_locked_by_another_program(gui, monkeypatch, wait_ms=5000):
+        view.schedule_requested.emit(first)
+        assert view.notice.text() == "Booking the appointment…"
+        assert not view.schedule.isEnabled()
+        view.schedule_requested.emit(second)  # another time, while the first waits
+        qtbot.wait(200)
+    # The lock is gone: the first booking lands, and nothing after it.
+    qtbot.waitUntil(lambda: view.schedule.isEnabled(), timeout=5000)
+    nothing_more_happens(qtbot, gui, 300)
+    assert view.notice.text() != "Booking the appointment…"
+    assert gui.application.patients.get_patient(patient_id).appointment_date == first
+    events = gui.application.audit.list_events(entity_type="patient", entity_id=patient_id)
+    assert [e.action for e in events.items].count("schedule") == 1
+
+    with _database_locked_by_another_program(gui, monkeypatch, wait_ms=5000):
+        view.cancel_appointment.click()
+        box = gui.analysis.confirm
+        assert isinstance(box, QMessageBox)
+        box.property("yesButton").click()
+        assert view.notice.text() == "Cancelling the appointment…"
+        assert not view.cancel_appointment.isEnabled() and not view.schedule.isEnabled()
+        view.schedule_requested.emit(second)  # not sent while the cancel waits
+        gui.analysis.cancel_appointment()  # nor asked again
+        assert gui.analysis.confirm is None
+        qtbot.wait(200)
+    qtbot.waitUntil(lambda: view.appointment.text() == "Not scheduled.", timeout=5000)
+    nothing_more_happens(qtbot, gui, 300)
+    assert gui.application.patients.get_patient(patient_id).appointment_date is None
+    assert view.schedule.isEnabled()

@@ -1580,3 +1580,53 @@ def test_a_gathered_critical_toast_leaves_out_a_finding_validated_before_it_show
     validate(patients[0])
     validate(patients[2])
     qtbot.waitUntil(lambda: not toast.isVisible())
+
+
+def test_notification_changes_a_locked_database_refused_say_which_and_are_sent_once(
+    qtbot: QtBot, gui: GuiSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another program held the database's write lock: Mark read, All read and Delete
+    pressed twice were sent twice, and their refusal showed only "The database does not
+    answer", then "The database answers again": not what was left undone."""
+    from ophthai_desktop.ui.messages import DATABASE_BACK
+    from tests.ui.test_ui_patients import _database_locked_by_another_program
+
+    panel, notes, banner = gui.notifications_panel, gui.application.notifications, gui.window.banner
+    older = notes.create_notification("Older", actor=SYSTEM)
+    newer = notes.create_notification("Newer", actor=SYSTEM)
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 2)
+    sent: list[str] = []
+    for name in ("mark_read", "mark_all_read", "delete_notification"):
+
+        def counted(
+            *args: Any, _call: Any = getattr(notes, name), _name: str = name, **kw: Any
+        ) -> Any:
+            sent.append(_name)
+            return _call(*args, **kw)
+
+        monkeypatch.setattr(notes, name, counted)
+
+    with _database_locked_by_another_program(gui, monkeypatch, wait_ms=300):
+        panel.list.setCurrentIndex(panel.model.index(0, 0))
+        assert panel.selected_id() == newer.id
+        panel.mark_read.click()
+        panel.mark_read.click()  # again while the first waits: not sent
+        qtbot.waitUntil(
+            lambda: "The notification was not marked read" in banner.text(), timeout=5000
+        )
+    qtbot.waitUntil(lambda: banner.text().startswith(DATABASE_BACK), timeout=5000)
+    assert "not marked read: mark it read again" in banner.text()
+    assert sent == ["mark_read"]
+
+    sent.clear()
+    with _database_locked_by_another_program(gui, monkeypatch, wait_ms=300):
+        panel.delete_requested.emit(older.id)
+        panel.delete_requested.emit(older.id)
+        qtbot.waitUntil(lambda: "The notification was not deleted" in banner.text(), timeout=5000)
+        panel.mark_all.click()
+        panel.mark_all.click()
+        qtbot.waitUntil(lambda: "were not marked read" in banner.text(), timeout=5000)
+    qtbot.waitUntil(lambda: banner.text().startswith(DATABASE_BACK), timeout=5000)
+    assert "press All read again" in banner.text()
+    assert sorted(sent) == ["delete_notification", "mark_all_read"]
+    assert panel.model.rowCount() == 2 and panel.unread.text() == "2"  # nothing changed

@@ -1209,3 +1209,30 @@ def test_a_delete_waiting_for_a_locked_database_says_so_is_asked_once_and_says_i
     assert f"{who} was not deleted: delete again." in banner.text()
     assert app.patients.list_patients().total == 1
     assert gui.patient_page.name.text() == "Kept"
+
+
+def test_reads_go_on_while_changes_wait_for_a_locked_database(
+    gui: GuiSession, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two changes waiting on another program's lock held both threads of the window's
+    pool: opening a patient waited behind them (up to 30 s each), though the lock does
+    not stop reads. Changes wait on a thread of their own; reads go on."""
+    from datetime import datetime
+
+    app = gui.application
+    actor = Actor("t", "gui")
+    first = app.patients.create_patient({"name": "First"}, actor=actor)
+    second = app.patients.create_patient({"name": "Second"}, actor=actor)
+    note = app.notifications.create_notification("Routine", actor=actor)
+    panel = gui.notifications_panel
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 1)
+    open_patient(qtbot, gui, first.id)
+    with _database_locked_by_another_program(gui, monkeypatch, wait_ms=3000):
+        started = time.monotonic()
+        gui.analysis_view.schedule_requested.emit(datetime.now().astimezone() + timedelta(days=3))
+        panel.mark_read_requested.emit(note.id)
+        open_patient(qtbot, gui, second.id)  # read while both changes wait
+        assert time.monotonic() - started < 2.0
+        qtbot.waitUntil(lambda: "not marked read" in gui.window.banner.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: not gui.tasks.busy, timeout=5000)
+    assert app.patients.get_patient(first.id).appointment_date is None  # refused

@@ -40,6 +40,9 @@ VERDICT_AGAIN = f"{DATABASE_BACK} The verdict was not recorded: press Approve or
 ANALYSIS_AGAIN = "The analysis was not queued: press Analyse again."
 #: Said under the appointment picker once the database that refused a change answers.
 APPOINTMENT_AGAIN = f"{DATABASE_BACK} The appointment was not changed: try again."
+#: Said on the analysis tab while a booking, or its cancelling, is on its way.
+BOOKING_SENDING = "Booking the appointment…"
+CANCELLING_SENDING = "Cancelling the appointment…"
 
 _T = TypeVar("_T")
 
@@ -135,6 +138,9 @@ class AnalysisController(QObject):
         #: elsewhere takes up to 30 s to answer); another patient's Approve and Reject
         #: are theirs to press meanwhile.
         self._validating: set[str] = set()
+        #: Patients whose appointment change (Schedule, Cancel appointment) is on its
+        #: way: pressed again meanwhile, both were sent and the last to land won.
+        self._appointing: set[str] = set()
         self._shown_job: int | None = None
         self._waiting_job: int | None = None  # the shown patient's queued job
         self._no_scan_shown = False  # the page says the patient has no scan
@@ -193,6 +199,7 @@ class AnalysisController(QObject):
         if sending:
             self._view.notice.show_message(VERDICT_SENDING, "info")
         self._view.show_schedule_error("")
+        self._view.set_appointment_sending(patient is not None and patient.id in self._appointing)
         if patient is None:
             self._view.show_empty()
             return
@@ -306,15 +313,18 @@ class AnalysisController(QObject):
         fn: Callable[[], _T],
         done: Callable[[_T], None],
         failed: Callable[[BaseException], None],
+        *,
+        change: bool = False,
     ) -> None:
-        """Read the queue on the task pool; ``done`` calls :meth:`_read_arrived` first."""
+        """Read the queue on the task pool (``change``: ``fn`` writes, as Analyse
+        queueing a job); ``done`` calls :meth:`_read_arrived` first."""
         self._reads += 1
 
         def on_error(exc: BaseException) -> None:
             self._read_arrived()
             failed(exc)
 
-        self._ctx.tasks.submit(fn, done, on_error)
+        self._ctx.tasks.submit(fn, done, on_error, change=change)
 
     def _read_arrived(self) -> dict[int, str]:
         """A read of the queue is back: what was heard of jobs while it was away."""
@@ -600,7 +610,7 @@ class AnalysisController(QObject):
                 resolved=once_database_answers(exc, ANALYSIS_AGAIN),
             )
 
-        self._read_jobs(queue, done, failed)
+        self._read_jobs(queue, done, failed, change=True)
 
     @Slot()
     def follow_user_name(self) -> None:
@@ -689,6 +699,7 @@ class AnalysisController(QObject):
             ),
             done,
             failed,
+            change=True,
         )
 
     @Slot(bool)
@@ -727,6 +738,7 @@ class AnalysisController(QObject):
             ),
             done,
             lambda exc: self._view.show_notice(describe(exc), "error"),
+            change=True,  # the export's audit record
         )
 
     @Slot()
@@ -735,7 +747,7 @@ class AnalysisController(QObject):
         patient goes back to scheduling, as the core has it; one booked before a verdict
         stays where it is): one click next to Schedule must not lose a booking."""
         patient_id = self._patient_id
-        if patient_id is None:
+        if patient_id is None or patient_id in self._appointing:
             return
         booked = self._view.booked_time()
         shown = self._patients.current_patient
@@ -757,14 +769,19 @@ class AnalysisController(QObject):
 
     def _cancel_appointment(self, patient_id: str) -> None:
         self.confirm = None
+        if not self._send_appointment(patient_id, CANCELLING_SENDING):
+            return
+        sending = CANCELLING_SENDING
 
         def done(patient: PatientRecord) -> None:
+            self._appointment_sent(patient_id, sending)
             if patient.id == self._patient_id:
                 self._show_appointment(patient)
                 self._view.show_schedule_error("")
                 self._view.notice.show_message("The follow-up appointment is cancelled.", "info")
 
         def failed(exc: BaseException) -> None:
+            self._appointment_sent(patient_id, sending)
             if patient_id == self._patient_id:
                 self._view.show_schedule_error(describe(exc))
 
@@ -774,16 +791,38 @@ class AnalysisController(QObject):
             ),
             done,
             failed,
+            change=True,
         )
+
+    def _send_appointment(self, patient_id: str, sending: str) -> bool:
+        """A change of ``patient_id``'s appointment goes out, said while it waits (a
+        database locked by another program takes up to 30 s to answer); False where one
+        is already on its way (nothing is sent)."""
+        if patient_id in self._appointing:
+            return False
+        self._appointing.add(patient_id)
+        self._view.set_appointment_sending(True)
+        self._view.notice.show_message(sending, "info")
+        return True
+
+    def _appointment_sent(self, patient_id: str, sending: str) -> None:
+        """The change of ``patient_id``'s appointment is back (done or refused)."""
+        self._appointing.discard(patient_id)
+        if patient_id == self._patient_id:
+            self._view.set_appointment_sending(False)
+            if self._view.notice.text() == sending:
+                self._view.notice.dismiss()
 
     @Slot(object)
     def schedule(self, when: datetime) -> None:
         patient_id = self._patient_id
-        if patient_id is None:
+        if patient_id is None or not self._send_appointment(patient_id, BOOKING_SENDING):
             return
         moving = self._view.booked is not None
+        sending = BOOKING_SENDING
 
         def done(patient: PatientRecord) -> None:
+            self._appointment_sent(patient_id, sending)
             if patient.id == self._patient_id:
                 self._show_appointment(patient)
                 self._view.show_schedule_error("")
@@ -791,6 +830,7 @@ class AnalysisController(QObject):
                 self._view.show_booking()
 
         def failed(exc: BaseException) -> None:
+            self._appointment_sent(patient_id, sending)
             if patient_id == self._patient_id:
                 self._view.show_schedule_error(describe(exc))
 
@@ -800,4 +840,5 @@ class AnalysisController(QObject):
             ),
             done,
             failed,
+            change=True,
         )

@@ -208,6 +208,8 @@ class ImportController(QObject):
             count, failed = outcome
             self._after_import(patient_id, count, refused + failed)
 
+        # Not on the changes' thread: a drop of many files stores them one by one for
+        # seconds, and every verdict or booking would wait behind it.
         self._ctx.tasks.submit(work, done, self._on_failed)
 
     def _offer_new_patient(self, files: list[CheckedFile], refused: list[tuple[str, str]]) -> None:

@@ -563,7 +563,10 @@ class JobsController(QObject):
             )
 
         self._ctx.tasks.submit(
-            lambda: self._jobs.request_cancel(job_id, actor=self._ctx.actor), None, failed
+            lambda: self._jobs.request_cancel(job_id, actor=self._ctx.actor),
+            None,
+            failed,
+            change=True,
         )
 
     @Slot(int)

@@ -17,6 +17,7 @@ from ophthai_desktop.ui.context import GuiContext
 from ophthai_desktop.ui.controllers.patients import PatientsController
 from ophthai_desktop.ui.messages import (
     describe,
+    once_database_answers,
 )
 from ophthai_desktop.ui.models.notification_list import NotificationRow, notification_row
 from ophthai_desktop.ui.tray import TrayIcon
@@ -180,6 +181,11 @@ class NotificationsController(QObject):
         self._count_failed = False
         self._read_failure = ReadFailureNotice(window.banner, "The notifications")
         self._critical = _CriticalBurst(self, self.alert)
+        # The clinician's changes on their way (a database locked by another program
+        # takes up to 30 s to answer): pressed again meanwhile, one is not sent again.
+        self._marking: set[int] = set()
+        self._marking_all = False
+        self._deleting: set[int] = set()
 
         bridge = ctx.bridge
         bridge.patient_created.connect(self._on_bridge_patient_created)
@@ -420,16 +426,7 @@ class NotificationsController(QObject):
         row = self._model.position(notification_id)
         note = self._model.row_at(row) if row is not None else None
         if note is not None and not note.read:
-
-            def failed(exc: BaseException) -> None:
-                if not isinstance(exc, NotFound):  # else gone with its patient: told so
-                    self._window.banner.show_message(describe(exc), "error")
-
-            self._ctx.tasks.submit(
-                lambda: self._service.mark_read(notification_id, actor=self._ctx.actor),
-                None,
-                failed,
-            )
+            self.mark_read(notification_id)
 
     def _patient_was_deleted(self, patient_id: str) -> None:
         """A notification was opened whose patient is deleted (here, before the list
@@ -444,20 +441,78 @@ class NotificationsController(QObject):
             "info",
         )
 
+    def _refused(
+        self, what: str, again: str, exc: BaseException, notification_id: int | None = None
+    ) -> None:
+        """A change of the clinician's was refused: the banner says which (it said only
+        what the database said, "does not answer", not what was left undone), and once
+        the database answers again, ``again``. A notification not found is gone
+        (deleted with its patient, or by another window): it leaves the list."""
+        if isinstance(exc, NotFound) and notification_id is not None:
+            self._on_bridge_notification_deleted(notification_id)
+            return
+        self._window.banner.show_message(
+            f"{what}: {describe(exc)}",
+            "error",
+            resolved=once_database_answers(exc, f"{what}: {again}"),
+        )
+
     @Slot(int)
     def mark_read(self, notification_id: int) -> None:
+        if notification_id in self._marking:
+            return
+
+        def failed(exc: BaseException) -> None:
+            self._marking.discard(notification_id)
+            self._refused(
+                "The notification was not marked read", "mark it read again.", exc, notification_id
+            )
+
+        self._marking.add(notification_id)
         self._ctx.tasks.submit(
-            lambda: self._service.mark_read(notification_id, actor=self._ctx.actor)
+            lambda: self._service.mark_read(notification_id, actor=self._ctx.actor),
+            lambda _record: self._marking.discard(notification_id),
+            failed,
+            change=True,
         )
 
     @Slot()
     def mark_all_read(self) -> None:
-        self._ctx.tasks.submit(lambda: self._service.mark_all_read(actor=self._ctx.actor))
+        if self._marking_all:
+            return
+
+        def sent() -> None:
+            self._marking_all = False
+
+        def failed(exc: BaseException) -> None:
+            sent()
+            self._refused("The notifications were not marked read", "press All read again.", exc)
+
+        self._marking_all = True
+        self._ctx.tasks.submit(
+            lambda: self._service.mark_all_read(actor=self._ctx.actor),
+            lambda _count: sent(),
+            failed,
+            change=True,
+        )
 
     @Slot(int)
     def delete(self, notification_id: int) -> None:
+        if notification_id in self._deleting:
+            return
+
+        def failed(exc: BaseException) -> None:
+            self._deleting.discard(notification_id)
+            self._refused(
+                "The notification was not deleted", "delete it again.", exc, notification_id
+            )
+
+        self._deleting.add(notification_id)
         self._ctx.tasks.submit(
-            lambda: self._service.delete_notification(notification_id, actor=self._ctx.actor)
+            lambda: self._service.delete_notification(notification_id, actor=self._ctx.actor),
+            lambda _none: self._deleting.discard(notification_id),
+            failed,
+            change=True,
         )
 
     # The badge --------------------------------------------------------------------------

@@ -129,4 +129,4 @@ class OculomicsController(QObject):
             field = exc.field if isinstance(exc, OphthaiError) else None
             self._view.show_error(form_message(exc), field)
 
-        self._ctx.tasks.submit(add, done, failed)
+        self._ctx.tasks.submit(add, done, failed, change=True)

@@ -744,6 +744,7 @@ class PatientsController(QObject):
                 lambda: make(fields),
                 lambda record: self._on_dialog_saved(dialog, record),
                 lambda exc: dialog.show_error(getattr(exc, "field", None), describe(exc)),
+                change=True,
             )
 
         dialog.submitted.connect(submitted)
@@ -771,6 +772,7 @@ class PatientsController(QObject):
                 ),
                 lambda record: self._on_dialog_saved(dialog, record),
                 lambda exc: dialog.show_error(getattr(exc, "field", None), describe(exc)),
+                change=True,
             )
 
         dialog.submitted.connect(submitted)
@@ -845,6 +847,7 @@ class PatientsController(QObject):
                 lambda: self._patients.delete_patient(patient.id, actor=self._ctx.actor),
                 deleted,
                 failed,
+                change=True,
             )
 
         # Everything that goes with the patient, measurements included: the question

@@ -1024,6 +1024,12 @@ class AnalysisView(QWidget):
         if pressed is not None and self.window().focusWidget() is self._focus_while_sending:
             step_focus_to(pressed if pressed.isEnabled() else self.reject)
 
+    def set_appointment_sending(self, sending: bool) -> None:
+        """A change of the appointment is on its way: Schedule (and Enter in the picker)
+        and Cancel appointment wait for it."""
+        self.schedule.setEnabled(not sending)
+        self.cancel_appointment.setEnabled(not sending)
+
     def show_schedule_error(self, message: str) -> None:
         """Why the appointment was refused, under the picker ("" clears it)."""
         self._show_error(self.schedule_error, message)
