@@ -48,9 +48,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -59,7 +57,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gui_stall import TickRecorder, load_model, log, pump, seed_patients, wait_for
+from gui_stall import (
+    TickRecorder,
+    close_window,
+    load_model,
+    log,
+    print_result,
+    pump,
+    seed_patients,
+    wait_for,
+)
 from machine_probe import machine
 from private_config import use_private_config
 
@@ -212,14 +219,9 @@ def main(argv: list[str] | None = None) -> int:
                 if name != "idle"
             },
         }
-        if profiler is not None:
-            profiler.dump_stats(args.profile)
-        print(json.dumps(result, indent=2))
-        return 0
+        return print_result(result, profiler, args.profile)
     finally:
-        if desktop is not None:
-            desktop.shutdown()
-        shutil.rmtree(root, ignore_errors=True)
+        close_window(desktop, root)
 
 
 if __name__ == "__main__":

@@ -174,6 +174,22 @@ def wait_for(qt_app: Any, predicate: Callable[[], bool], timeout_s: float, what:
         raise SystemExit(f"gui_stall: timed out waiting for {what}")
 
 
+def print_result(result: dict[str, Any], profiler: Any, profile_path: str | None) -> int:
+    """Write the GUI thread's profile (where one was taken) and print ``result`` as
+    JSON: how the window benchmarks end; their exit status."""
+    if profiler is not None:
+        profiler.dump_stats(profile_path)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def close_window(desktop: Any, root: Path) -> None:
+    """Shut the benchmark's window down (where it was made) and delete its data folder."""
+    if desktop is not None:
+        desktop.shutdown()
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def load_model(qt_app: Any, application: Any) -> None:
     """Have the inference worker load the model; run the event loop until it is ready."""
     from ophthai_desktop.core.inference import ModelState

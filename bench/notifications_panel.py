@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -44,7 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gui_stall import TickRecorder, pump, summary, wait_for
+from gui_stall import TickRecorder, close_window, print_result, pump, summary, wait_for
 from machine_probe import machine
 from private_config import use_private_config
 
@@ -254,14 +252,9 @@ def main(argv: list[str] | None = None) -> int:
             },
             "profiled": bool(profiler),
         }
-        if profiler is not None:
-            profiler.dump_stats(args.profile)
-        print(json.dumps(result, indent=2))
-        return 0
+        return print_result(result, profiler, args.profile)
     finally:
-        if desktop is not None:
-            desktop.shutdown()
-        shutil.rmtree(root, ignore_errors=True)
+        close_window(desktop, root)
 
 
 if __name__ == "__main__":

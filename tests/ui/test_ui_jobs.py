@@ -578,6 +578,17 @@ def test_a_queue_read_failure_is_logged_without_the_errors_text(
     assert "Zorblax" not in caplog.text
 
 
+def _one_queued_job(qtbot: QtBot, make_gui: Maker) -> tuple[GuiSession, JobRecord]:
+    """A window (no model: the analysis stays queued) listing one queued job."""
+    gui = make_gui()
+    actor = Actor("t", "gui")
+    app = gui.application
+    patient = app.patients.create_patient({"name": "A"}, actor=actor, image=NewImage(png_bytes()))
+    job = app.jobs.queue_patient_analysis(patient.id, actor=actor)
+    qtbot.waitUntil(lambda: gui.jobs_panel.model.get(job.id) is not None)
+    return gui, job
+
+
 def test_a_cancel_that_fails_leaves_the_job_as_it_was(
     qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -585,13 +596,8 @@ def test_a_cancel_that_fails_leaves_the_job_as_it_was(
     for good, as if it were about to stop."""
     from ophthai_desktop.core.errors import StorageError
 
-    gui = make_gui()
-    app = gui.application
-    actor = Actor("t", "gui")
-    patient = app.patients.create_patient({"name": "A"}, actor=actor, image=NewImage(png_bytes()))
-    job = app.jobs.queue_patient_analysis(patient.id, actor=actor)
-    model, panel = gui.jobs_panel.model, gui.jobs_panel
-    qtbot.waitUntil(lambda: model.get(job.id) is not None)
+    gui, job = _one_queued_job(qtbot, make_gui)
+    app, model, panel = gui.application, gui.jobs_panel.model, gui.jobs_panel
 
     def locked(*_args: object, **_kwargs: object) -> None:
         raise StorageError("the database is locked")
@@ -1437,13 +1443,8 @@ def test_cancel_pressed_twice_before_the_queue_shows_it_cancelled_says_nothing_w
     """Cancel pressed again while the row said "cancelling…" (the job queue busy with a
     few hundred analyses: the row stays queued a moment) asked again, and the window
     warned "Job 9 already ended (cancelled)", as if the cancel had not gone as asked."""
-    gui = make_gui()  # no model: the analysis stays queued
-    app = gui.application
-    actor = Actor("t", "gui")
-    patient = app.patients.create_patient({"name": "A"}, actor=actor, image=NewImage(png_bytes()))
-    job = app.jobs.queue_patient_analysis(patient.id, actor=actor)
-    model, panel = gui.jobs_panel.model, gui.jobs_panel
-    qtbot.waitUntil(lambda: model.get(job.id) is not None)
+    gui, job = _one_queued_job(qtbot, make_gui)
+    app, model, panel = gui.application, gui.jobs_panel.model, gui.jobs_panel
     panel.select_job(job.id)
     asked: list[int] = []
     request_cancel = app.jobs.request_cancel

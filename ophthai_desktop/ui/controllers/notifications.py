@@ -459,21 +459,35 @@ class NotificationsController(QObject):
 
     @Slot(int)
     def mark_read(self, notification_id: int) -> None:
-        if notification_id in self._marking:
+        self._change_once(
+            self._marking,
+            notification_id,
+            lambda: self._service.mark_read(notification_id, actor=self._ctx.actor),
+            "The notification was not marked read",
+            "mark it read again.",
+        )
+
+    def _change_once(
+        self,
+        pending: set[int],
+        notification_id: int,
+        change: Callable[[], object],
+        what: str,
+        again: str,
+    ) -> None:
+        """Send ``change`` of a notification unless one (of ``pending``'s kind) is on its
+        way for it; a refusal says ``what`` was not done and, once the database
+        answers, ``again``."""
+        if notification_id in pending:
             return
 
         def failed(exc: BaseException) -> None:
-            self._marking.discard(notification_id)
-            self._refused(
-                "The notification was not marked read", "mark it read again.", exc, notification_id
-            )
+            pending.discard(notification_id)
+            self._refused(what, again, exc, notification_id)
 
-        self._marking.add(notification_id)
+        pending.add(notification_id)
         self._ctx.tasks.submit(
-            lambda: self._service.mark_read(notification_id, actor=self._ctx.actor),
-            lambda _record: self._marking.discard(notification_id),
-            failed,
-            change=True,
+            change, lambda _result: pending.discard(notification_id), failed, change=True
         )
 
     @Slot()
@@ -498,21 +512,12 @@ class NotificationsController(QObject):
 
     @Slot(int)
     def delete(self, notification_id: int) -> None:
-        if notification_id in self._deleting:
-            return
-
-        def failed(exc: BaseException) -> None:
-            self._deleting.discard(notification_id)
-            self._refused(
-                "The notification was not deleted", "delete it again.", exc, notification_id
-            )
-
-        self._deleting.add(notification_id)
-        self._ctx.tasks.submit(
+        self._change_once(
+            self._deleting,
+            notification_id,
             lambda: self._service.delete_notification(notification_id, actor=self._ctx.actor),
-            lambda _none: self._deleting.discard(notification_id),
-            failed,
-            change=True,
+            "The notification was not deleted",
+            "delete it again.",
         )
 
     # The badge --------------------------------------------------------------------------
