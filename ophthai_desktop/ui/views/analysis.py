@@ -530,6 +530,8 @@ class AnalysisView(QWidget):
         self._verdict_sending = False  # a verdict on the shown result is on its way
         self._verdict_focus: QWidget | None = None  # the verdict's button that had focus
         self._focus_while_sending: QWidget | None = None  # where Qt put it meanwhile
+        self._appointment_focus: QWidget | None = None  # the appointment's button, ditto
+        self._focus_while_booking: QWidget | None = None
         verdict = QGroupBox("Validation")
         verdict_form = QFormLayout(verdict)
         verdict_form.addRow("Clinician", self.clinician)
@@ -1026,9 +1028,23 @@ class AnalysisView(QWidget):
 
     def set_appointment_sending(self, sending: bool) -> None:
         """A change of the appointment is on its way: Schedule (and Enter in the picker)
-        and Cancel appointment wait for it."""
-        self.schedule.setEnabled(not sending)
-        self.cancel_appointment.setEnabled(not sending)
+        and Cancel appointment wait for it. The focus is given back to the button that
+        had it once the change is answered, unless the clinician moved it (disabled, the
+        button passed it on, and Cancel appointment, hidden once the booking was called
+        off, no longer handed it to the picker)."""
+        if sending:
+            focus = self.window().focusWidget()
+            buttons = (self.schedule, self.cancel_appointment)
+            self._appointment_focus = focus if focus in buttons else None
+            self.schedule.setEnabled(False)
+            self.cancel_appointment.setEnabled(False)
+            self._focus_while_booking = self.window().focusWidget()
+            return
+        self.schedule.setEnabled(True)
+        self.cancel_appointment.setEnabled(True)
+        pressed, self._appointment_focus = self._appointment_focus, None
+        if pressed is not None and self.window().focusWidget() is self._focus_while_booking:
+            step_focus_to(pressed)
 
     def show_schedule_error(self, message: str) -> None:
         """Why the appointment was refused, under the picker ("" clears it)."""
