@@ -345,18 +345,16 @@ class PatientPage(QWidget):
             self.stack.setCurrentIndex(0)
             return
         self.stack.setCurrentIndex(1)
-        title = (self.name.full_text(), self.pid.text(), self.status.text())
         self.name.set_full_text(patient.name)
         set_text(self.pid, patient.id)
         set_text(self.status, patient.status)
         set_style_property(self.status, "status", patient.status)
         self.status.setAccessibleName(f"Status: {patient.status}")  # not a bare "Critical"
-        if self.isVisible() and title != (patient.name, patient.id, patient.status):
+        if self.isVisible():
             # The id and the pill are the title's least width: decided on the last
             # patient's (or none), the buttons stayed beside a name that wrapped and the
             # pill was cut ("Pending Ana" at 1.5 times the font on a 1024 px screen).
-            # Laid out first: the inner layouts keep their old sizes until then. Only
-            # when they change: the patient on screen is shown again at each update.
+            # Laid out first: the inner layouts keep their old sizes until then.
             self._header.activate()
             self._reflow_header()
         self.stepper.set_step(patient.workflow_step)
