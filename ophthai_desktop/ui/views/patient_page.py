@@ -350,13 +350,6 @@ class PatientPage(QWidget):
         set_text(self.status, patient.status)
         set_style_property(self.status, "status", patient.status)
         self.status.setAccessibleName(f"Status: {patient.status}")  # not a bare "Critical"
-        if self.isVisible():
-            # The id and the pill are the title's least width: decided on the last
-            # patient's (or none), the buttons stayed beside a name that wrapped and the
-            # pill was cut ("Pending Ana" at 1.5 times the font on a 1024 px screen).
-            # Laid out first: the inner layouts keep their old sizes until then.
-            self._header.activate()
-            self._reflow_header()
         self.stepper.set_step(patient.workflow_step)
         age = patient.age_now()
         set_text(self.age, NOT_RECORDED if age is None else f"{age} years")
