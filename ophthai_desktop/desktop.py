@@ -450,7 +450,9 @@ def _run_window(
         # Queued: a quit() before exec() has started the loop would be lost. The
         # session's quit, not the QApplication's: Qt's asks the window to close, which
         # with a tray only hid it (the app went on running, hidden, after SIGTERM).
-        QTimer.singleShot(0, desktop.session.quit)
+        # Without asking about unsaved changes: nobody may be there to answer; they
+        # are given the shutdown's deadline instead.
+        QTimer.singleShot(0, desktop.session.quit_at_once)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     wakeup = QTimer()

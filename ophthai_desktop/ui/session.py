@@ -36,6 +36,7 @@ from ophthai_desktop.ui.controllers.model_manager import ModelManagerController
 from ophthai_desktop.ui.controllers.notifications import NotificationsController
 from ophthai_desktop.ui.controllers.oculomics import OculomicsController
 from ophthai_desktop.ui.controllers.patients import PatientsController
+from ophthai_desktop.ui.controllers.quit_guard import QuitGuard
 from ophthai_desktop.ui.controllers.scans import ScansController
 from ophthai_desktop.ui.controllers.server import ServerControl, ServerController
 from ophthai_desktop.ui.controllers.settings import SettingsController
@@ -245,6 +246,8 @@ class GuiSession(QObject):
         self.watch_folder_stopped = True
         self._told_about_tray = False
         self.about_box: QMessageBox | None = None
+        #: Asks before quitting leaves changes the clinician made unsaved.
+        self.quit_guard = QuitGuard(self.tasks, self.window, self.quit, self.show_window)
 
     # Life cycle ------------------------------------------------------------------------
 
@@ -288,7 +291,16 @@ class GuiSession(QObject):
 
     @Slot()
     def quit(self) -> None:
-        """Close the window for good and ask the launcher to end the application."""
+        """Close the window for good and ask the launcher to end the application; with
+        changes not saved yet, ask first (:class:`QuitGuard`)."""
+        if not self._quitting and not self.quit_guard.allows_quit():
+            return
+        self.quit_at_once()
+
+    @Slot()
+    def quit_at_once(self) -> None:
+        """Quit without asking (a signal: ``SIGTERM`` at log-out); changes not saved
+        yet are still given the shutdown's deadline to be saved."""
         self._quitting = True
         self.window.close()
         self.quit_requested.emit()
@@ -316,7 +328,7 @@ class GuiSession(QObject):
         # Not waiting for a share that does not answer (see watch_folder_stopped).
         self.watch_folder_stopped = self.watch_folder.stop()
         self.slow_tasks.shutdown()
-        self.tasks.shutdown()
+        self.tasks.shutdown(drop_unsaved=self.quit_guard.drop_unsaved)
         self.settings_controller.save_watch_folder_paused_now()  # a write the pool dropped
         self.window.close()
         self.window.deleteLater()
@@ -333,8 +345,9 @@ class GuiSession(QObject):
         with contextlib.suppress(RuntimeError):  # the session's objects are gone
             self.watch_folder_paused_by_client.emit(paused)
 
-    def _close_policy(self) -> bool:
-        """Closing the window hides it to the tray (when set and possible), else quits."""
+    def _close_policy(self) -> bool | None:
+        """Closing the window hides it to the tray (when set and possible), else quits
+        (None: it stays, asked first whether to leave changes unsaved)."""
         if self._quitting:
             return True
         if self.tray is not None and self.application.settings.minimize_to_tray:
@@ -345,6 +358,8 @@ class GuiSession(QObject):
                     "Analyses and the watch folder carry on. Quit from the tray menu.",
                 )
             return False
+        if not self.quit_guard.allows_quit():
+            return None
         self._quitting = True
         self.quit_requested.emit()
         return True

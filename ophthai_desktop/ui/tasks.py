@@ -13,6 +13,13 @@ opened, the list searched, the unread count) waited behind them, though the lock
 not stop reads. A read sent after a change may run before it ends (as with two threads
 before); one that needs the change done is sent from the change's ``on_done``, or reads
 the event the change publishes.
+
+What saves something the clinician gave (every change, and an import of images, which
+runs on the reads' threads) is counted until its result is delivered (:attr:`TaskRunner.saving`):
+quitting asks before leaving it unsaved, and :meth:`TaskRunner.shutdown` lets it run
+(up to its deadline) where it drops the reads not started. They were dropped with the
+reads: a verdict or booking still waiting for a locked database when the clinician
+quit was lost without a word.
 """
 
 from __future__ import annotations
@@ -43,13 +50,25 @@ class _Relay(QObject):
 
 
 class _Task(QRunnable):
-    def __init__(self, task_id: int, fn: Callable[[], Any], relay: _Relay) -> None:
+    def __init__(
+        self,
+        task_id: int,
+        fn: Callable[[], Any],
+        relay: _Relay,
+        *,
+        skip: Callable[[], bool] | None = None,
+        ended: set[int] | None = None,
+    ) -> None:
         super().__init__()
         self._task_id = task_id
         self._fn = fn
         self._relay = relay
+        self._skip = skip  # true once the task is not to start (a read at shutdown)
+        self._ended = ended  # where its id goes once it did its work (a saving task)
 
     def run(self) -> None:
+        if self._skip is not None and self._skip():
+            return
         lower_current_thread_priority()
         try:
             value = self._fn()
@@ -60,6 +79,8 @@ class _Task(QRunnable):
             log.error("a background task failed: %s", safe_description(exc))
             self._relay.failed.emit(self._task_id, exc)
         else:
+            if self._ended is not None:
+                self._ended.add(self._task_id)
             self._relay.finished.emit(self._task_id, value)
 
 
@@ -72,6 +93,9 @@ class TaskRunner(QObject):
     """
 
     failed = Signal(str)
+    #: Nothing is left to save (:attr:`saving` fell to 0, the last result delivered);
+    #: the argument: how many of the saving tasks since it was last 0 failed.
+    settled = Signal(int)
 
     def __init__(self, parent: QObject | None = None, *, max_threads: int = 2) -> None:
         super().__init__(parent)
@@ -85,11 +109,20 @@ class TaskRunner(QObject):
         self._callbacks: dict[int, tuple[OnDone | None, OnError | None]] = {}
         self._ids = itertools.count(1)
         self._closed = False
+        self._saving: set[int] = set()  # tasks that save what the clinician gave
+        self._ended: set[int] = set()  # of them, those that did (added by their thread)
+        self._saving_failed = 0  # of them, since nothing was left to save
 
     @property
     def busy(self) -> bool:
         """Whether a task is running or its result has not been delivered yet."""
         return bool(self._callbacks)
+
+    @property
+    def saving(self) -> int:
+        """How many tasks that save something the clinician gave (``saves``) have not
+        delivered their result yet."""
+        return len(self._saving)
 
     def submit(
         self,
@@ -98,40 +131,81 @@ class TaskRunner(QObject):
         on_error: OnError | None = None,
         *,
         change: bool = False,
+        saves: bool | None = None,
     ) -> None:
         """Run ``fn()`` on a pool thread; then ``on_done(result)`` or ``on_error(exc)``
         on the GUI thread. Without ``on_error`` a failure is reported by :attr:`failed`.
         With ``change`` (``fn`` writes to the database) it runs on the changes' thread,
-        after the changes sent before it, and reads do not wait behind it."""
+        after the changes sent before it, and reads do not wait behind it.
+
+        ``saves`` (by default, what ``change`` is): ``fn`` saves something the
+        clinician gave, counted in :attr:`saving` until its result is delivered, and run
+        rather than dropped at shutdown."""
         if self._closed:
             return
         task_id = next(self._ids)
         self._callbacks[task_id] = (on_done, on_error)
-        (self._changes if change else self._pool).start(_Task(task_id, fn, self._relay))
+        if change if saves is None else saves:
+            self._saving.add(task_id)
+            task = _Task(task_id, fn, self._relay, ended=self._ended)
+        else:
+            task = _Task(task_id, fn, self._relay, skip=self._dropping)
+        (self._changes if change else self._pool).start(task)
 
-    def shutdown(self, timeout_ms: int = 15_000) -> None:
-        """Drop queued tasks, wait for running ones; no callback runs afterwards."""
+    def shutdown(self, timeout_ms: int = 15_000, *, drop_unsaved: bool = False) -> None:
+        """Drop the queued reads and wait for running tasks, and for those that save
+        what the clinician gave (queued ones too, in order) unless ``drop_unsaved``;
+        ``timeout_ms`` in all. No callback runs afterwards."""
         self._closed = True
-        self._pool.clear()
-        self._changes.clear()
+        if drop_unsaved:
+            self._pool.clear()
+            self._changes.clear()
         deadline = QDeadlineTimer(timeout_ms)
         done = self._pool.waitForDone(deadline) and self._changes.waitForDone(deadline)
         if not done:
             log.warning("background tasks still running at shutdown")
+            self._pool.clear()
+            self._changes.clear()
+        # Those that did their work meanwhile saved it (their callbacks do not run).
+        self._saving.difference_update(self._ended)
+        if self._saving:
+            # A count only: which patient or change it was is not for the log.
+            log.warning(
+                "%d change(s) or import(s) the clinician made were not saved at shutdown",
+                len(self._saving),
+            )
         self._callbacks.clear()
+
+    def _dropping(self) -> bool:
+        """Any thread: whether a task that saves nothing is no longer to start."""
+        return self._closed
 
     @Slot(int, object)
     def _on_relay_finished(self, task_id: int, value: object) -> None:
         on_done, _ = self._callbacks.pop(task_id, (None, None))
         if on_done is not None and not self._closed:
             on_done(value)
+        self._delivered(task_id, failed=False)
 
     @Slot(int, object)
     def _on_relay_failed(self, task_id: int, exc: object) -> None:
         _, on_error = self._callbacks.pop(task_id, (None, None))
-        if self._closed or not isinstance(exc, BaseException):
+        if self._closed:
             return
-        if on_error is not None:
+        if on_error is not None and isinstance(exc, BaseException):
             on_error(exc)
-        else:
+        elif isinstance(exc, BaseException):
             self.failed.emit(describe(exc))
+        self._delivered(task_id, failed=True)
+
+    def _delivered(self, task_id: int, *, failed: bool) -> None:
+        """A result delivered (after its callback, which may have sent the next step of
+        the same work: an import's storing after its check)."""
+        if task_id not in self._saving or self._closed:
+            return
+        self._saving.discard(task_id)
+        self._ended.discard(task_id)
+        self._saving_failed += failed
+        if not self._saving:
+            failures, self._saving_failed = self._saving_failed, 0
+            self.settled.emit(failures)

@@ -152,7 +152,8 @@ class ImportController(QObject):
             ]
             return self._refuse_repeats(target, checked)
 
-        self._ctx.tasks.submit(check, lambda checked: self._on_checked(target, checked))
+        # Counted as saving from here: quitting asks before the files are left out.
+        self._ctx.tasks.submit(check, lambda checked: self._on_checked(target, checked), saves=True)
 
     def _refuse_repeats(self, target: str | None, checked: list[CheckedFile]) -> list[CheckedFile]:
         """Pool thread: an image given twice in one drop (a file and a link to it, a
@@ -210,7 +211,7 @@ class ImportController(QObject):
 
         # Not on the changes' thread: a drop of many files stores them one by one for
         # seconds, and every verdict or booking would wait behind it.
-        self._ctx.tasks.submit(work, done, self._on_failed)
+        self._ctx.tasks.submit(work, done, self._on_failed, saves=True)
 
     def _offer_new_patient(self, files: list[CheckedFile], refused: list[tuple[str, str]]) -> None:
         failed: list[tuple[str, str]] = []  # the files after the first that were not stored

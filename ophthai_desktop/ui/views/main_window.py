@@ -74,8 +74,9 @@ class MainWindow(QMainWindow):
         self.patient_page = patient_page
         self.notifications = notifications
         self.jobs = jobs
-        #: Asked on close: return False to keep running (hidden to the tray).
-        self.close_policy: Callable[[], bool] = lambda: True
+        #: Asked on close: True to close, False to keep running (hidden to the tray),
+        #: None to stay as it is (a question was asked instead).
+        self.close_policy: Callable[[], bool | None] = lambda: True
 
         self.banner = Banner()
         split = QSplitter(Qt.Orientation.Horizontal)
@@ -360,10 +361,12 @@ class MainWindow(QMainWindow):
     # Closing ---------------------------------------------------------------------------
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if self.close_policy():
+        policy = self.close_policy()
+        if policy:
             event.accept()
-        else:
-            event.ignore()
+            return
+        event.ignore()
+        if policy is False:
             self.about_to_hide.emit()
             self.hide()
 

@@ -1,0 +1,175 @@
+"""Quitting while changes the clinician made wait for the database: asked first, and
+nothing dropped without a word (a verdict or booking waiting behind another program's
+lock was lost when the clinician quit)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import pytest
+from PySide6.QtWidgets import QAbstractButton, QMessageBox
+from pytestqt.qtbot import QtBot
+
+from ophthai_desktop.core.errors import DatabaseUnavailable
+from ophthai_desktop.core.records import Actor
+from ophthai_desktop.ui.controllers.quit_guard import QUIT_ONCE_SAVED, QUIT_WITHOUT_SAVING
+from ophthai_desktop.ui.session import GuiSession
+from tests.support.images import png_bytes
+from tests.ui.conftest import drop_files, open_patient
+from tests.ui.test_ui_patients import _database_locked_by_another_program
+
+ACTOR = Actor("t", "gui")
+
+
+def _quits(gui: GuiSession) -> list[bool]:
+    quits: list[bool] = []
+    gui.quit_requested.connect(lambda: quits.append(True))
+    return quits
+
+
+def _change_held(gui: GuiSession, name: str, release: threading.Event) -> None:
+    """A change sent as the window sends one (the changes' thread), that creates
+    patient ``name`` once ``release`` is set: a change waiting for a locked database."""
+
+    def create() -> None:
+        assert release.wait(10)
+        gui.application.patients.create_patient({"name": name}, actor=ACTOR)
+
+    gui.tasks.submit(create, change=True)
+
+
+def _change_queued(gui: GuiSession, name: str) -> None:
+    gui.tasks.submit(
+        lambda: gui.application.patients.create_patient({"name": name}, actor=ACTOR),
+        change=True,
+    )
+
+
+def _names(gui: GuiSession) -> set[str]:
+    return {p.name for p in gui.application.patients.list_patients(limit=100).items}
+
+
+def _question(gui: GuiSession, qtbot: QtBot) -> QMessageBox:
+    qtbot.waitUntil(lambda: gui.quit_guard.question is not None)
+    box = gui.quit_guard.question
+    assert box is not None and box.isVisible()
+    return box
+
+
+def _button(box: QMessageBox, text: str) -> QAbstractButton:
+    (button,) = [b for b in box.buttons() if b.text() == text]
+    return button
+
+
+def test_quit_with_a_change_waiting_asks_and_quits_once_it_is_saved(
+    gui: GuiSession, qtbot: QtBot
+) -> None:
+    quits, release = _quits(gui), threading.Event()
+    _change_held(gui, "Held Verdict", release)
+    _change_queued(gui, "Queued Booking")
+    assert gui.tasks.saving == 2
+    gui.window.quit_action.trigger()
+    box = _question(gui, qtbot)
+    assert box.text() == "2 changes you made are not saved yet."
+    assert "lost" in box.informativeText()
+    assert quits == [] and gui.window.isVisible()
+    _button(box, QUIT_ONCE_SAVED).click()
+    assert gui.window.status.message.full_text() == "Quitting once your changes are saved…"
+    assert quits == []
+    release.set()
+    qtbot.waitUntil(lambda: quits == [True], timeout=10_000)
+    assert {"Held Verdict", "Queued Booking"} <= _names(gui)
+
+
+def test_cancel_keeps_the_window_and_the_close_button_asks_too(
+    gui: GuiSession, qtbot: QtBot
+) -> None:
+    quits, release = _quits(gui), threading.Event()
+    _change_held(gui, "Held", release)
+    try:
+        gui.window.close()  # no tray: closing the window quits
+        box = _question(gui, qtbot)
+        box.button(QMessageBox.StandardButton.Cancel).click()
+        qtbot.waitUntil(lambda: not box.isVisible())
+        assert gui.window.isVisible() and quits == []
+    finally:
+        release.set()
+    qtbot.waitUntil(lambda: gui.tasks.saving == 0)
+    assert quits == []  # Cancel: the change saved, the window stays
+    gui.window.quit_action.trigger()  # nothing unsaved: no question
+    assert quits == [True]
+
+
+def test_a_change_refused_while_waiting_to_quit_calls_the_quit_off(
+    gui: GuiSession, qtbot: QtBot
+) -> None:
+    quits, release = _quits(gui), threading.Event()
+
+    def refused() -> None:
+        assert release.wait(10)
+        raise DatabaseUnavailable("database is locked")
+
+    errors: list[BaseException] = []
+    gui.tasks.submit(refused, on_error=errors.append, change=True)
+    gui.window.quit_action.trigger()
+    _button(_question(gui, qtbot), QUIT_ONCE_SAVED).click()
+    release.set()
+    qtbot.waitUntil(lambda: bool(errors))
+    said = gui.window.status.message
+    qtbot.waitUntil(lambda: said.full_text() == "Not quitting: 1 change could not be saved.")
+    assert quits == [] and not gui.quit_guard.waiting
+
+
+def test_quit_without_saving_drops_the_queued_change_and_logs_how_many(
+    gui: GuiSession, qtbot: QtBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    quits, release = _quits(gui), threading.Event()
+    _change_held(gui, "Held", release)
+    _change_queued(gui, "Queued Secret Name")
+    gui.window.quit_action.trigger()
+    _button(_question(gui, qtbot), QUIT_WITHOUT_SAVING).click()
+    assert quits == [True]
+    threading.Timer(0.3, release.set).start()  # the running one ends during shutdown
+    with caplog.at_level(logging.WARNING, logger="ophthai_desktop.ui.tasks"):
+        gui.shutdown()
+    assert "Queued Secret Name" not in _names(gui)
+    assert "Held" in _names(gui)  # running: it could not be stopped
+    assert "1 change(s) or import(s) the clinician made were not saved" in caplog.text
+    assert "Secret" not in caplog.text
+
+
+def test_a_signal_s_quit_asks_nothing_and_lets_the_queued_changes_be_saved(
+    gui: GuiSession, qtbot: QtBot
+) -> None:
+    """SIGTERM at log-out: nobody may answer a question; the changes are given the
+    shutdown's deadline (the queued one was dropped)."""
+    quits, release = _quits(gui), threading.Event()
+    _change_held(gui, "Held", release)
+    _change_queued(gui, "Queued")
+    gui.quit_at_once()
+    assert quits == [True] and gui.quit_guard.question is None
+    threading.Timer(0.3, release.set).start()
+    gui.shutdown()
+    assert {"Held", "Queued"} <= _names(gui)
+
+
+def test_quit_during_an_import_waiting_for_a_locked_database_asks_first(
+    gui: GuiSession, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Images dropped on a patient, stored once the database answers: quitting
+    meanwhile asked nothing and the import was dropped."""
+    patient = gui.application.patients.create_patient({"name": "Importer"}, actor=ACTOR)
+    open_patient(qtbot, gui, patient.id)
+    image = tmp_path / "scan.png"
+    image.write_bytes(png_bytes((64, 48)))
+    quits = _quits(gui)
+    with _database_locked_by_another_program(gui, monkeypatch, wait_ms=8000):
+        assert drop_files(gui.window, [image])
+        assert gui.tasks.saving == 1
+        gui.window.quit_action.trigger()
+        _button(_question(gui, qtbot), QUIT_ONCE_SAVED).click()
+        assert quits == []
+    qtbot.waitUntil(lambda: quits == [True], timeout=15_000)
+    assert len(gui.application.patients.list_scans(patient.id)) == 1
