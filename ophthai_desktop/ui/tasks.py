@@ -103,6 +103,8 @@ class TaskRunner(QObject):
         self._pool.setMaxThreadCount(max_threads)
         self._changes = QThreadPool(self)
         self._changes.setMaxThreadCount(1)  # in the order sent; reads do not wait for them
+        self._imports = QThreadPool(self)
+        self._imports.setMaxThreadCount(1)  # one import after another, beside the rest
         self._relay = _Relay(self)
         self._relay.finished.connect(self._on_relay_finished)
         self._relay.failed.connect(self._on_relay_failed)
@@ -131,6 +133,7 @@ class TaskRunner(QObject):
         on_error: OnError | None = None,
         *,
         change: bool = False,
+        importing: bool = False,
         saves: bool | None = None,
     ) -> None:
         """Run ``fn()`` on a pool thread; then ``on_done(result)`` or ``on_error(exc)``
@@ -138,34 +141,41 @@ class TaskRunner(QObject):
         With ``change`` (``fn`` writes to the database) it runs on the changes' thread,
         after the changes sent before it, and reads do not wait behind it.
 
-        ``saves`` (by default, what ``change`` is): ``fn`` saves something the
-        clinician gave, counted in :attr:`saving` until its result is delivered, and run
-        rather than dropped at shutdown."""
+        With ``importing`` (a step of an import of images) it runs on the imports' thread:
+        an import reads and checks its files, then stores them one after another, each
+        waiting up to 30 s for a locked database; on the reads' threads two of them held
+        every read (a patient opened, the list searched) meanwhile, and on the changes'
+        thread every verdict waited behind them.
+
+        ``saves`` (by default, what ``change`` or ``importing`` is): ``fn`` saves
+        something the clinician gave, counted in :attr:`saving` until its result is
+        delivered, and run rather than dropped at shutdown."""
         if self._closed:
             return
         task_id = next(self._ids)
         self._callbacks[task_id] = (on_done, on_error)
-        if change if saves is None else saves:
+        if (change or importing) if saves is None else saves:
             self._saving.add(task_id)
             task = _Task(task_id, fn, self._relay, ended=self._ended)
         else:
             task = _Task(task_id, fn, self._relay, skip=self._dropping)
-        (self._changes if change else self._pool).start(task)
+        pool = self._changes if change else self._imports if importing else self._pool
+        pool.start(task)
 
     def shutdown(self, timeout_ms: int = 15_000, *, drop_unsaved: bool = False) -> None:
         """Drop the queued reads and wait for running tasks, and for those that save
         what the clinician gave (queued ones too, in order) unless ``drop_unsaved``;
         ``timeout_ms`` in all. No callback runs afterwards."""
         self._closed = True
+        pools = (self._pool, self._changes, self._imports)
         if drop_unsaved:
-            self._pool.clear()
-            self._changes.clear()
+            for pool in pools:
+                pool.clear()
         deadline = QDeadlineTimer(timeout_ms)
-        done = self._pool.waitForDone(deadline) and self._changes.waitForDone(deadline)
-        if not done:
+        if not all(pool.waitForDone(deadline) for pool in pools):
             log.warning("background tasks still running at shutdown")
-            self._pool.clear()
-            self._changes.clear()
+            for pool in pools:
+                pool.clear()
         # Those that did their work meanwhile saved it (their callbacks do not run).
         self._saving.difference_update(self._ended)
         if self._saving:

@@ -380,3 +380,59 @@ def test_the_banner_says_the_database_file_was_deleted_and_what_to_do(
     qtbot.waitUntil(lambda: banner.text().startswith(said))
     assert "put the file back" in banner.text() and banner.text().endswith("start it again.")
     assert "Try again in a moment" not in banner.text()
+
+
+def test_an_import_stops_trying_its_files_once_the_database_does_not_answer(
+    gui: GuiSession, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Each file of a drop waited up to 30 s for a locked database before it was
+    refused: twenty files, ten minutes before the window said anything. Once one is
+    refused for that, the others are named with it, not tried."""
+    from tests.ui.test_ui_patients import _database_locked_by_another_program
+
+    app, banner = gui.application, gui.window.banner
+    patient = app.patients.create_patient({"name": "Dropped"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    images = []
+    for i in range(3):
+        image = tmp_path / f"scan{i}.png"
+        image.write_bytes(png_bytes((32 + i, 32)))
+        images.append(image)
+    tried: list[str] = []
+    attach = app.jobs.attach_and_queue
+
+    def counted(*args: object, **kwargs: object) -> object:
+        tried.append("one")
+        return attach(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(app.jobs, "attach_and_queue", counted)
+    with _database_locked_by_another_program(gui, monkeypatch, wait_ms=300):
+        gui.imports.import_files(images)
+        qtbot.waitUntil(lambda: "No image was added" in banner.text(), timeout=10_000)
+    assert tried == ["one"]
+    assert all(f"scan{i}.png: {DATABASE_DOWN}" in banner.text() for i in range(3))
+    qtbot.waitUntil(lambda: banner.text().startswith(DATABASE_BACK), timeout=5000)
+    assert "scan0.png, scan1.png, scan2.png. Import them again." in banner.text()
+
+
+def test_reads_go_on_while_imports_wait_for_a_locked_database(
+    gui: GuiSession, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Two imports waiting for a lock held both of the reads' threads: opening a
+    patient waited until they were refused. Imports have a thread of their own."""
+    from tests.ui.test_ui_patients import _database_locked_by_another_program
+
+    app = gui.application
+    dropped = app.patients.create_patient({"name": "Dropped"}, actor=Actor("t", "gui"))
+    other = app.patients.create_patient({"name": "Other"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, dropped.id)
+    with _database_locked_by_another_program(gui, monkeypatch, wait_ms=8000):
+        for i in range(2):
+            image = tmp_path / f"scan{i}.png"
+            image.write_bytes(png_bytes((40 + i, 32)))
+            gui.imports.import_files([image])
+        qtbot.waitUntil(lambda: gui.tasks.saving == 2)
+        qtbot.wait(200)  # both imports sent on; each now waits for the lock
+        open_patient(qtbot, gui, other.id)
+        assert gui.tasks.saving == 2  # opened while both still wait
+    qtbot.waitUntil(lambda: gui.tasks.saving == 0, timeout=20_000)

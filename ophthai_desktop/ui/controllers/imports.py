@@ -19,7 +19,12 @@ from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtWidgets import QFileDialog
 
 from ophthai_desktop.core.domain import Laterality, Modality, ScanSource
-from ophthai_desktop.core.errors import OphthaiError, PayloadTooLarge
+from ophthai_desktop.core.errors import (
+    ChangeRolledBack,
+    DatabaseUnavailable,
+    OphthaiError,
+    PayloadTooLarge,
+)
 from ophthai_desktop.core.imaging import inspect_image, too_large_message
 from ophthai_desktop.core.log_safety import patient_ref
 from ophthai_desktop.core.records import PatientRecord
@@ -153,7 +158,9 @@ class ImportController(QObject):
             return self._refuse_repeats(target, checked)
 
         # Counted as saving from here: quitting asks before the files are left out.
-        self._ctx.tasks.submit(check, lambda checked: self._on_checked(target, checked), saves=True)
+        self._ctx.tasks.submit(
+            check, lambda checked: self._on_checked(target, checked), importing=True
+        )
 
     def _refuse_repeats(self, target: str | None, checked: list[CheckedFile]) -> list[CheckedFile]:
         """Pool thread: an image given twice in one drop (a file and a link to it, a
@@ -211,7 +218,7 @@ class ImportController(QObject):
 
         # Not on the changes' thread: a drop of many files stores them one by one for
         # seconds, and every verdict or booking would wait behind it.
-        self._ctx.tasks.submit(work, done, self._on_failed, saves=True)
+        self._ctx.tasks.submit(work, done, self._on_failed, importing=True)
 
     def _offer_new_patient(self, files: list[CheckedFile], refused: list[tuple[str, str]]) -> None:
         failed: list[tuple[str, str]] = []  # the files after the first that were not stored
@@ -257,10 +264,17 @@ class ImportController(QObject):
     ) -> tuple[int, list[tuple[str, str]]]:
         """Pool thread: each file stored and queued on its own. One that fails (the disk
         full, the store read-only) is named with the reason and the others go on: the
-        files stored before it are not called "not added". Returns how many were stored
+        files stored before it are not called "not added". Once the database does not
+        answer, the files left are not tried (each waited up to 30 s for a locked
+        database before it was refused: twenty files, ten minutes before the window
+        said anything) and are named with the same reason. Returns how many were stored
         and the ``(file name, reason)`` of those that were not."""
-        failed = []
+        failed: list[tuple[str, str]] = []
+        outage: str | None = None  # the database does not answer: why the rest wait
         for item in files:
+            if outage is not None:
+                failed.append((item.name, outage))
+                continue
             try:
                 self._store_and_queue(patient_id, item)
             except OphthaiError as exc:
@@ -270,6 +284,8 @@ class ImportController(QObject):
                     type(exc).__name__,
                 )
                 failed.append((item.name, describe(exc)))
+                if isinstance(exc, DatabaseUnavailable) and not isinstance(exc, ChangeRolledBack):
+                    outage = describe(exc)
         return len(files) - len(failed), failed
 
     def _store_and_queue(self, patient_id: str, item: CheckedFile) -> None:
