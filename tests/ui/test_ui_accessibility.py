@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QEvent, QPoint, QRect, Qt
+from PySide6.QtCore import QEvent, QPoint, QRect, QSize, Qt
 from PySide6.QtGui import (
     QAccessible,
     QAccessibleAnnouncementEvent,
@@ -1123,6 +1123,46 @@ def test_a_thumbnail_has_a_pixel_for_each_pixel_of_the_screen(
     qtbot.waitUntil(lambda: thumbnails.count() == 1 and loaded(), timeout=10_000)
     assert drawn().width() >= THUMB_SIZE * ratio
     assert drawn().height() >= THUMB_SIZE * ratio
+
+
+def test_a_thumbnail_made_before_a_sharper_screen_came_is_made_again_for_it(
+    qtbot: QtBot, gui: GuiSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The thumbnails stayed cached as made: a 4K monitor at 200 % plugged in later
+    showed them scaled up and blurred until the app restarted."""
+    from ophthai_desktop.ui.controllers import scans as scans_controller
+
+    def made(patient_id: str) -> int:
+        open_patient(qtbot, gui, patient_id)
+        thumbnails = gui.scan_viewer.thumbnails
+
+        def width() -> int:
+            if thumbnails.count() != 1:
+                return 0
+            icon = thumbnails.item(0).icon()
+            return icon.pixmap(QSize(THUMB_SIZE, THUMB_SIZE), 2.0).width()
+
+        qtbot.waitUntil(lambda: width() >= THUMB_SIZE, timeout=10_000)
+        return width()
+
+    image = NewImage(png_bytes((640, 640), (90, 120, 30)), modality="fundus", laterality="OD")
+    first = gui.application.patients.create_patient({"name": "One"}, actor=ACTOR, image=image)
+    other = gui.application.patients.create_patient({"name": "Two"}, actor=ACTOR)
+    gui.patient_page.show_tab("scans")
+    monkeypatch.setattr(scans_controller, "screen_pixel_ratio", lambda: 1.0)
+    assert made(first.id) == THUMB_SIZE
+    open_patient(qtbot, gui, other.id)
+    monkeypatch.setattr(scans_controller, "screen_pixel_ratio", lambda: 2.0)
+    open_patient(qtbot, gui, first.id)
+    thumbnails = gui.scan_viewer.thumbnails
+    qtbot.waitUntil(
+        lambda: (
+            thumbnails.count() == 1
+            and thumbnails.item(0).icon().pixmap(QSize(THUMB_SIZE, THUMB_SIZE), 2.0).width()
+            == 2 * THUMB_SIZE
+        ),
+        timeout=10_000,
+    )
 
 
 def test_thumbnails_are_sharp_on_a_screen_scaled_to_200_percent(tmp_path: Path) -> None:

@@ -38,7 +38,8 @@ class ScansController(QObject):
         self._patient_id: str | None = None
         self._scans: dict[int, ScanRecord] = {}
         self._order: tuple[int, ...] = ()
-        self._thumbs: OrderedDict[int, QIcon] = OrderedDict()
+        #: Thumbnails made, by scan, with the side in device pixels each was made at.
+        self._thumbs: OrderedDict[int, tuple[int, QIcon]] = OrderedDict()
         self._thumbs_loading: set[int] = set()
         self._generation = 0
         self._shown: int | None = None
@@ -98,9 +99,9 @@ class ScansController(QObject):
                     if scan.id not in added:
                         continue
                     cached = self._thumbs.get(scan.id)
-                    if cached is not None:
-                        self._viewer.set_thumbnail(scan.id, cached)
-                    else:
+                    if cached is not None and cached[0] == _thumbnail_side():
+                        self._viewer.set_thumbnail(scan.id, cached[1])
+                    else:  # not made yet, or made for a screen of another scale
                         self._load_thumbnail(scan)
             chosen = select if select in self._scans else (scans[0].id if scans else None)
             if chosen is not None:
@@ -116,10 +117,7 @@ class ScansController(QObject):
         if scan.id in self._thumbs_loading:
             return
         self._thumbs_loading.add(scan.id)
-        # A device pixel per pixel of the screen's: made at THUMB_SIZE pixels, a
-        # thumbnail was scaled up, blurred, on a screen at 150 or 200 %.
-        ratio = screen_pixel_ratio()
-        side = math.ceil(THUMB_SIZE * ratio)
+        side = _thumbnail_side()
 
         def make() -> QImage:
             path, _media = self._service.scan_image(scan.id)
@@ -130,7 +128,7 @@ class ScansController(QObject):
             pixmap = QPixmap.fromImage(image)
             pixmap.setDevicePixelRatio(side / THUMB_SIZE)
             thumbnail = QIcon(pixmap)
-            self._thumbs[scan.id] = thumbnail
+            self._thumbs[scan.id] = (side, thumbnail)
             while len(self._thumbs) > THUMBNAIL_CACHE:
                 self._thumbs.popitem(last=False)
             if scan.id in self._scans:
@@ -206,3 +204,10 @@ class ScansController(QObject):
             done,
             failed,
         )
+
+
+def _thumbnail_side() -> int:
+    """A thumbnail's side in device pixels: one for each pixel of the screen's. Made at
+    THUMB_SIZE pixels, a thumbnail was scaled up, blurred, on a screen at 150 or 200 %;
+    and one made before such a screen was plugged in stayed so while cached."""
+    return math.ceil(THUMB_SIZE * screen_pixel_ratio())
