@@ -91,13 +91,18 @@ def listening_line(url: str) -> str:
     )
 
 
+#: The option of the command line that gives each setting it overrides.
+OPTION_NAMES = {"api_host": "--host", "api_port": "--port", "data_dir": "--data-dir"}
+
+
 def _read_settings(command: str, **overrides: object) -> Settings | None:
     """The settings, or None once stderr has said which ones have a value they cannot
-    take, as the user named them and where (rather than a traceback)."""
+    take, as the user named them (the option typed, or the variable set) and where
+    (rather than a traceback)."""
     from ophthai_desktop.core.settings import SettingsRefused, read_settings
 
     try:
-        return read_settings(**overrides)
+        return read_settings(OPTION_NAMES, **overrides)
     except SettingsRefused as exc:
         for problem in exc.problems:
             print(f"ophthai {command}: {problem}", file=sys.stderr)
