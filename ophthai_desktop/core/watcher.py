@@ -104,10 +104,10 @@ from ophthai_desktop.core.services.ingest import (
     FolderLayout,
     IngestService,
     NoRoomToFile,
-    display_name,
     make_filing_folder,
     patient_id_from_name,
     remove_stale_claims,
+    shown_name,
 )
 from ophthai_desktop.core.services.notifications import NotificationService
 from ophthai_desktop.core.settings import Settings
@@ -1215,7 +1215,7 @@ class FolderWatcher:
         file name can hold a patient's name)."""
         lasting = listed & run.ignored_listed
         run.ignored_listed = listed
-        shown = tuple(sorted(display_name(name) for name in lasting)[:IGNORED_NAMES_SHOWN])
+        shown = tuple(sorted(shown_name(name) for name in lasting)[:IGNORED_NAMES_SHOWN])
         with self._lock:
             # A stopped run's late listing (a share that held it past the stop's wait)
             # would give the next run, or a stopped watcher, its files.
