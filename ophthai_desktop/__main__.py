@@ -91,13 +91,18 @@ def listening_line(url: str) -> str:
     )
 
 
+#: The option of the command line that gives each setting it overrides.
+OPTION_NAMES = {"api_host": "--host", "api_port": "--port", "data_dir": "--data-dir"}
+
+
 def _read_settings(command: str, **overrides: object) -> Settings | None:
     """The settings, or None once stderr has said which ones have a value they cannot
-    take, as the user named them and where (rather than a traceback)."""
+    take, as the user named them (the option typed, or the variable set) and where
+    (rather than a traceback)."""
     from ophthai_desktop.core.settings import SettingsRefused, read_settings
 
     try:
-        return read_settings(**overrides)
+        return read_settings(OPTION_NAMES, **overrides)
     except SettingsRefused as exc:
         for problem in exc.problems:
             print(f"ophthai {command}: {problem}", file=sys.stderr)
@@ -130,6 +135,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
         print(f"ophthai serve: {exc.message}", file=sys.stderr)
         return 2
 
+    from ophthai_desktop.bootstrap import exit_now
     from ophthai_desktop.data_folder import hold_data_folder, release_data_folder
 
     try:
@@ -140,16 +146,23 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> int:
         print(f"ophthai serve: {exc.message}", file=sys.stderr)
         return 1
     try:
-        return _serve(settings)
+        status, still_running = _serve(settings)
     finally:
         release_data_folder(settings.data_dir, lock)
+    if still_running:
+        # After the release: exit_now skips every finally, and the lock file and the
+        # process id left behind would name an ended process to the next start.
+        exit_now(status, still_running)
+    return status
 
 
-def _serve(settings: Settings) -> int:
-    """:func:`serve` once the data folder is held: build, listen, run until a signal."""
+def _serve(settings: Settings) -> tuple[int, str]:
+    """:func:`serve` once the data folder is held: build, listen, run until a signal.
+    Returns the exit status and what still runs ("" when nothing does; otherwise the
+    caller leaves with :func:`exit_now` once the data folder is released)."""
     from ophthai_desktop.api.app import create_app
     from ophthai_desktop.api.server import ApiServer, ServerStartError
-    from ophthai_desktop.bootstrap import build_application, exit_now, tune_interpreter
+    from ophthai_desktop.bootstrap import build_application, tune_interpreter
     from ophthai_desktop.core.errors import OphthaiError
     from ophthai_desktop.core.settings import USER_SETTINGS_FILE
     from ophthai_desktop.core.settings_file import PauseKeeper
@@ -158,7 +171,7 @@ def _serve(settings: Settings) -> int:
         application = build_application(settings)
     except OphthaiError as exc:
         print(f"ophthai serve: {exc.message}", file=sys.stderr)
-        return 1
+        return 1, ""
     # A client's Pause or Resume of the watch folder lasts across restarts, as the
     # window's does (settings.env).
     pause_keeper = PauseKeeper(USER_SETTINGS_FILE)
@@ -182,7 +195,7 @@ def _serve(settings: Settings) -> int:
     except ServerStartError as exc:
         print(f"ophthai serve: {exc}", file=sys.stderr)
         application.close()
-        return 1
+        return 1, ""
     application.start_worker()
     # On a thread of its own: a watch folder on a share that hangs must not keep the
     # API from being announced nor SIGINT/SIGTERM from being acted on.
@@ -206,9 +219,9 @@ def _serve(settings: Settings) -> int:
         if not pause_keeper.wait_written(PAUSE_WRITTEN_WITHIN_S):
             log.warning("closing without waiting for the settings file: it does not answer")
     if not stopped:
-        exit_now(status, "the inference worker or the watch folder (see above)")
+        return status, "the inference worker or the watch folder (see above)"
     log.info("stopped cleanly")
-    return status
+    return status, ""
 
 
 def download_the_model() -> int:

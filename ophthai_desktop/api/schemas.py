@@ -839,7 +839,15 @@ class WatchFolderPublic(PublicModel):
         "waits for, the fallback to polling, files waiting for the database; or ''."
     )
     folder: str = Field(description="The folder watched (or to be watched).")
-    polling: bool = Field(description="Whether the polling observer runs (no file events).")
+    polling: bool = Field(
+        description="Whether the polling observer runs now: set up so (usePolling), or the "
+        "fallback where file events are unavailable; false while the folder is not watched "
+        "(stopped, error, paused after failing to start)."
+    )
+    use_polling: bool = Field(
+        description="Whether the settings ask for the polling observer "
+        "(OPHTHAI_WATCH_USE_POLLING), whatever runs now."
+    )
     poll_seconds: float = Field(description="The polling cadence, in seconds.")
     extensions: list[str] = Field(description="The file extensions taken in.")
     waiting: int | None = Field(

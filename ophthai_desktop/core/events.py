@@ -276,7 +276,8 @@ class IngestFinished(Event):
     ``outcome`` is ``ingested`` (a new patient), ``attached`` (a scan of an existing
     patient), ``duplicate`` (bytes already taken in; no new record) or ``failed`` (moved
     to ``failed/`` with ``reason``). ``moved_to`` is the file's new name, or empty when
-    it could not be moved.
+    it could not be moved. Both names are as a person is shown them (``shown_name``:
+    control and format characters escaped, ``\\x1b``, ``\\n``, ``\\u202e``).
     """
 
     name: ClassVar[str] = "ingest_finished"

@@ -291,8 +291,11 @@ class SettingsRefused(InvalidInput):
         super().__init__("; ".join(self.problems))
 
 
-def read_settings(**overrides: Any) -> Settings:
+def read_settings(option_names: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """``Settings(**overrides)``, as the command line and the window read them at start.
+
+    ``option_names`` names the command-line option that gave an override (``api_port``:
+    ``--port``), for a refusal to name what the user typed.
 
     Raises:
         SettingsRefused: a setting, from the environment, a settings file or
@@ -307,7 +310,8 @@ def read_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = [_problem(error, overrides, files) for error in exc.errors()]
+        given_as = option_names or {}
+        problems = [_problem(error, overrides, given_as, files) for error in exc.errors()]
         # Not chained: pydantic's error repeats each value, which may be a secret.
         raise SettingsRefused(problems) from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -415,13 +419,20 @@ def _unreadable(files: Sequence[Path], exc: OSError | UnicodeDecodeError) -> str
     return f"a settings file cannot be read: {reason}"
 
 
-def _problem(error: ErrorDetails, overrides: Mapping[str, Any], files: Sequence[Path]) -> str:
-    """``NAME: what it takes (where it was set)`` for one of pydantic's errors."""
+def _problem(
+    error: ErrorDetails,
+    overrides: Mapping[str, Any],
+    given_as: Mapping[str, str],
+    files: Sequence[Path],
+) -> str:
+    """``NAME: what it takes (where it was set)`` for one of pydantic's errors: an
+    override by its option (``given_as``) where it has one."""
     key = str(error["loc"][0]) if error["loc"] else ""
     field = _FIELD_OF.get(key.upper(), key)
     takes = error["msg"].removeprefix("Value error, ")  # our validators' own words
     if field in overrides:
-        return f"OPHTHAI_{field.upper()}: {takes} (as given on the command line)"
+        name = given_as.get(field, f"OPHTHAI_{field.upper()}")
+        return f"{name}: {takes} (as given on the command line)"
     name, where = _where_set(field, files)
     return f"{name}: {takes} ({where})"
 

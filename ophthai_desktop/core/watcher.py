@@ -104,10 +104,10 @@ from ophthai_desktop.core.services.ingest import (
     FolderLayout,
     IngestService,
     NoRoomToFile,
-    display_name,
     make_filing_folder,
     patient_id_from_name,
     remove_stale_claims,
+    shown_name,
 )
 from ophthai_desktop.core.services.notifications import NotificationService
 from ophthai_desktop.core.settings import Settings
@@ -330,6 +330,8 @@ class WatcherStatus:
     state: WatcherState
     message: str
     folder: Path
+    #: Whether the polling observer runs now (set up so, or the fallback where native
+    #: events are unavailable); False while the folder is not watched.
     polling: bool
     pending: int  # files seen, not yet settled
     in_progress: int  # files being taken in
@@ -338,6 +340,9 @@ class WatcherStatus:
     ignored: int = 0
     #: The first :data:`IGNORED_NAMES_SHOWN` of them, sorted, as text to show.
     ignored_names: tuple[str, ...] = ()
+    #: Whether the settings ask for the polling observer (``watch_use_polling``),
+    #: whatever runs now.
+    use_polling: bool = False
 
 
 class _Evidence(Enum):
@@ -643,18 +648,27 @@ class FolderWatcher:
         with self._lock:
             pending, in_progress = len(self._pending), len(self._in_progress)
             ignored, ignored_names = self._ignored
+        use_polling = self.settings.watch_use_polling
         if hung := self._start_not_answering:
-            return WatcherStatus(WatcherState.ERROR, hung, self.folder, self._polling, 0, 0)
+            return WatcherStatus(
+                WatcherState.ERROR, hung, self.folder, False, 0, 0, use_polling=use_polling
+            )
         return WatcherStatus(
             self._state,
             self._message,
             self.folder,
-            self._polling,
+            self._polling_runs(),
             pending,
             in_progress,
             ignored,
             ignored_names,
+            use_polling,
         )
+
+    def _polling_runs(self) -> bool:
+        """Whether the polling observer watches the folder now: not while it is not
+        watched (stopped, failed), whichever observer the last run had."""
+        return self._polling and self.watching
 
     @property
     def answering(self) -> bool:
@@ -752,7 +766,7 @@ class FolderWatcher:
                     state=WatcherState.ERROR.value,
                     message=message,
                     folder=str(self.folder),
-                    polling=self._polling,
+                    polling=False,  # the try has not started an observer
                 )
             )
             return True
@@ -1090,7 +1104,7 @@ class FolderWatcher:
                 state=self._state.value,
                 message=self._message,
                 folder=str(self.folder),
-                polling=self._polling,
+                polling=self._polling_runs(),
             )
         )
 
@@ -1201,7 +1215,7 @@ class FolderWatcher:
         file name can hold a patient's name)."""
         lasting = listed & run.ignored_listed
         run.ignored_listed = listed
-        shown = tuple(sorted(display_name(name) for name in lasting)[:IGNORED_NAMES_SHOWN])
+        shown = tuple(sorted(shown_name(name) for name in lasting)[:IGNORED_NAMES_SHOWN])
         with self._lock:
             # A stopped run's late listing (a share that held it past the stop's wait)
             # would give the next run, or a stopped watcher, its files.

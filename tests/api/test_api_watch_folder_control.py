@@ -339,3 +339,53 @@ def test_a_resume_that_does_not_answer_reads_as_not_answering_until_it_does(
             assert wait_until(lambda: client.get("/api/watch-folder").json()["state"] == "running")
     finally:
         app.close()
+
+
+def test_the_state_says_polling_as_set_up_and_as_running_in_every_state(
+    tmp_path: Path,
+) -> None:
+    """A watch folder set to poll said ``polling: false`` while it failed to start (true
+    was taken for what runs, yet nothing said what was asked for), and ``polling: true``
+    once stopped after a polling run (the last run's observer, not one that runs)."""
+    app = build_watch_app(tmp_path, watch_folder_path=tmp_path / "share-not-mounted")
+    try:
+        with LoopbackClient(create_app(app)) as client:
+            build_routes(client)
+            app.watcher.start()
+            failed = client.get("/api/watch-folder").json()
+            assert failed["state"] == "error"
+            assert failed["usePolling"] is True  # set up to poll
+            assert failed["polling"] is False  # nothing runs
+
+            (tmp_path / "share-not-mounted").mkdir()
+            assert wait_until(lambda: client.get("/api/watch-folder").json()["state"] == "running")
+            running = client.get("/api/watch-folder").json()
+            assert running["usePolling"] is True and running["polling"] is True
+
+            app.watcher.stop()
+            stopped = client.get("/api/watch-folder").json()
+            assert stopped["state"] == "stopped"
+            assert stopped["usePolling"] is True and stopped["polling"] is False
+    finally:
+        app.close()
+
+
+def test_a_fallback_to_polling_says_it_runs_though_not_set_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Native events unavailable (inotify's limit): polling runs, not asked for."""
+
+    def no_native_events(*_args: object, **_kwargs: object) -> None:
+        raise OSError(28, "inotify watch limit reached")
+
+    app = build_watch_app(tmp_path, polling=False)
+    monkeypatch.setattr(watcher_module.Observer, "schedule", no_native_events)
+    try:
+        with LoopbackClient(create_app(app)) as client:
+            build_routes(client)
+            app.watcher.start()
+            state = client.get("/api/watch-folder").json()
+            assert state["state"] == "running"
+            assert state["usePolling"] is False and state["polling"] is True
+    finally:
+        app.close()

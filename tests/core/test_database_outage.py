@@ -333,3 +333,63 @@ def test_an_upgrade_another_program_keeps_locked_out_names_the_file_and_the_reme
     assert "Close that program, then start OphthAI again." in message
     db.upgrade()  # closed: the next start goes through
     db.close()
+
+
+def _busy_snapshot(folder: Path) -> sqlite3.OperationalError:
+    """SQLite's own SQLITE_BUSY_SNAPSHOT: a read transaction of a WAL database that tries
+    to write after another connection wrote ("database is locked", extended code 517)."""
+    file = folder / "snapshot.db"
+    first = sqlite3.connect(file, isolation_level=None)
+    second = sqlite3.connect(file, isolation_level=None)
+    try:
+        first.execute("PRAGMA journal_mode=WAL")
+        first.execute("CREATE TABLE t (x)")
+        first.execute("BEGIN")
+        first.execute("SELECT * FROM t").fetchall()
+        second.execute("INSERT INTO t VALUES (1)")
+        try:
+            first.execute("INSERT INTO t VALUES (2)")
+        except sqlite3.OperationalError as exc:
+            return exc
+        raise AssertionError("SQLite let a stale snapshot write")
+    finally:
+        first.close()
+        second.close()
+
+
+def _busy_recovery() -> sqlite3.OperationalError:
+    """SQLITE_BUSY_RECOVERY (another connection recovers the WAL), as pysqlite raises it;
+    not made on demand by SQLite itself."""
+    exc = sqlite3.OperationalError("database is locked")
+    exc.sqlite_errorcode = sqlite3.SQLITE_BUSY_RECOVERY  # type: ignore[attr-defined]
+    exc.sqlite_errorname = "SQLITE_BUSY_RECOVERY"  # type: ignore[attr-defined]
+    return exc
+
+
+@pytest.mark.parametrize("variant", ["SQLITE_BUSY_SNAPSHOT", "SQLITE_BUSY_RECOVERY"])
+def test_an_upgrade_held_off_by_a_busy_variant_names_the_other_program_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variant: str
+) -> None:
+    """SQLite's extended SQLITE_BUSY codes say "database is locked" as plain SQLITE_BUSY
+    does; the start fell back to the bare "cannot migrate the database: database is
+    locked" for them instead of naming the file and the remedy."""
+    from alembic import command
+    from sqlalchemy.exc import OperationalError
+
+    orig = _busy_snapshot(tmp_path) if variant == "SQLITE_BUSY_SNAPSHOT" else _busy_recovery()
+    assert orig.sqlite_errorname == variant
+    file = tmp_path / "old.db"
+    db = Database(f"sqlite:///{file.as_posix()}")
+    db.upgrade("0004")
+
+    def held_off(*_args: object, **_kwargs: object) -> None:
+        raise OperationalError("upgrade", {}, orig)
+
+    monkeypatch.setattr(command, "upgrade", held_off)
+    with pytest.raises(StorageError) as refused:
+        db.upgrade()
+    db.close()
+
+    message = refused.value.message
+    assert f"another program kept the database file {file} locked" in message
+    assert "Close that program, then start OphthAI again." in message

@@ -208,3 +208,44 @@ def test_a_folder_copied_in_is_left_as_it_is(app: Application) -> None:
     assert list((folder / "failed").iterdir()) == []
     notes = app.notifications.list_notifications(limit=5).items
     assert len(notes) == 1 and "New scan" in notes[0].message
+
+
+#: Names whose characters act on the text they are shown in: a terminal's colour, line
+#: breaks and a tab, a right-to-left override (``gnp.exe`` shown as ``exe.png``).
+CONTROL_NAMES = {
+    "red \x1b[31mscan.png": "red \\x1b[31mscan.png",
+    "two\nlines\r\tscan.png": "two\\nlines\\r\\tscan.png",
+    "scan\u202egnp.exe.png": "scan\\u202egnp.exe.png",
+}
+
+
+def test_a_names_control_characters_are_shown_escaped_and_the_file_keeps_its_name(
+    app: Application, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file name's escape sequences, line breaks and bidirectional overrides reached
+    the notifications and the ingest events (the status bar's text) raw: a name could
+    colour a terminal, forge a second line, or turn its own text around."""
+    folder = app.settings.resolved_watch_folder
+    folder.mkdir(parents=True)
+    for name in CONTROL_NAMES:
+        (folder / name).write_bytes(b"not an image\n")  # refused
+    taken = png_bytes((20, 20), (9, 8, 7))
+    (folder / "first scan.png").write_bytes(taken)
+    log = EventLog(app.bus)
+    app.watcher.start()
+    done = log.wait_finished("first scan.png", *CONTROL_NAMES.values())
+    (folder / "again\x1b]0;title\x07.png").write_bytes(taken)  # a duplicate
+    done = log.wait_finished("again\\x1b]0;title\\x07.png")
+    assert done["again\\x1b]0;title\\x07.png"].outcome == "duplicate"
+
+    for name, shown in CONTROL_NAMES.items():
+        assert done[shown].outcome == "failed"
+        assert done[shown].moved_to == f"failed/{shown}"
+        assert (folder / "failed" / name).exists()  # filed under its own name
+        assert (folder / "failed" / (name + REASON_SUFFIX)).exists()
+    messages = [n.message for n in app.notifications.list_notifications(limit=500).items]
+    for shown in [*CONTROL_NAMES.values(), "again\\x1b]0;title\\x07.png"]:
+        assert any(message.startswith(f"{shown} from the watch folder") for message in messages)
+    for text in [*messages, caplog.text]:
+        assert not any(c in text for c in "\x1b\r\t\x07\u202e"), text
+    assert not any("\n" in message for message in messages)

@@ -458,3 +458,60 @@ def test_the_window_without_a_display_says_so_instead_of_aborting(tmp_path: Path
     assert_refused(done, "there is no display to open the window on")
     assert "ophthai serve" in done.stderr
     assert "Reinstalling the application" not in done.stderr
+
+
+HANGING_LOAD = textwrap.dedent(
+    """
+    import sys, time
+    from ophthai_desktop.core.inference import engine
+
+    def hanging_load(self, install):
+        print("MODEL LOAD STARTED", file=sys.stderr, flush=True)
+        time.sleep(600)
+
+    engine.InferenceEngine._load = hanging_load
+    from ophthai_desktop.__main__ import main
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+def test_serve_stopped_during_the_models_load_leaves_no_lock_nor_process_id_behind(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    """Stopped while its model loads, serve ends without waiting for the load (exit_now),
+    which skipped its release of the data folder: its lock file and ``ophthai-serve.pid``
+    stayed, naming an ended process, for the next start to judge stale."""
+    data = tmp_path / "data"
+    env = clean_env() | {
+        "OPHTHAI_MODEL_PATH": str(tiny_checkpoint),
+        "OPHTHAI_DEVICE": "cpu",
+        "OPHTHAI_LOAD_MODEL_ON_STARTUP": "true",
+    }
+    stderr_path = tmp_path / "stderr.log"
+    command = [sys.executable, "-c", HANGING_LOAD, "--data-dir", str(data), "serve"]
+    with stderr_path.open("w") as stderr:
+        process = subprocess.Popen(
+            [*command, "--port", "0"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            text=True,
+        )
+    try:
+        assert wait_until(lambda: "MODEL LOAD STARTED" in stderr_path.read_text(), timeout_s=60)
+        assert (data / "ophthai-serve.pid").read_text() == str(process.pid)
+        process.terminate()
+        status = process.wait(30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    output = stderr_path.read_text()
+    assert status == 0, output
+    assert "exiting without waiting for the inference worker" in output
+    assert not (data / "ophthai-serve.pid").exists()
+    assert not (data / "ophthai-desktop.lock").exists()
+    again = start(tmp_path, ["--data-dir", str(data), "serve", "--port", "0"], clean_env())
+    again.stop()

@@ -128,6 +128,7 @@ def watch_folder_state(app: Application) -> dict[str, Any]:
         "message": status.message,
         "folder": str(status.folder),
         "polling": status.polling,
+        "usePolling": status.use_polling,
         "pollSeconds": settings.watch_poll_seconds,
         "extensions": list(settings.watch_extensions),
         "waiting": status.pending if watched else None,

@@ -46,6 +46,7 @@ import random
 import re
 import stat
 import threading
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -454,8 +455,42 @@ _MODALITY = {"OCTA": Modality.OCTA, "OCT": Modality.OCT, "FUNDUS": Modality.FUND
 
 
 def display_name(name: str) -> str:
-    """``name`` as text that can be stored and shown (undecodable bytes replaced)."""
+    """``name`` as text that can be stored (undecodable bytes replaced); to put it in a
+    message, :func:`shown_name`."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+#: How :func:`shown_name` writes the control characters that have a short escape.
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(char: str) -> str:
+    short = _SHORT_ESCAPES.get(char)
+    if short is not None:
+        return short
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _hidden(char: str) -> bool:
+    """Whether ``char`` acts on the text around it rather than showing: a control
+    character (an escape sequence's ESC, a line break, a NUL), a format character (a
+    right-to-left override that shows ``gpj.exe`` as ``exe.jpg``, a zero-width space)
+    or a line or paragraph separator."""
+    return unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp")
+
+
+def shown_name(name: str) -> str:
+    """A file's ``name`` as a message shows it to a person (a notification, a reason, a
+    status): as :func:`display_name`, with each control or format character written as
+    its escape (``\\x1b``, ``\\n``, ``\\u202e``), so that a name cannot colour a
+    terminal, break a line or turn the text around it. The file keeps its name."""
+    text = display_name(name)
+    if all(char.isprintable() for char in text):
+        return text
+    return "".join(_escaped(char) if _hidden(char) else char for char in text)
 
 
 def patient_id_from_name(name: str) -> str | None:
@@ -1518,7 +1553,7 @@ class IngestService:
         when = local_time(known.created_at)  # as the notifications' own times read
         whose = f" for patient {known.patient_id}" if known.patient_id else ""
         message = (
-            f"{name} from the watch folder was already taken in{whose} on {when}; "
+            f"{shown_name(name)} from the watch folder was already taken in{whose} on {when}; "
             "no new patient was created. Moved to processed/."
         )
         if self._duplicate_told(path, name, message, known.patient_id):
@@ -1622,7 +1657,7 @@ class IngestService:
             NoRoom: The database's disk is full; the file is left in place.
         """
         name = display_name(path.name)
-        refused = f"{name} from the watch folder was not taken in: {reason}."
+        refused = f"{shown_name(name)} from the watch folder was not taken in: {reason}."
         note = None
         _unlike_a_claim(path)
         key = sha256 if sha256 is not None else _unread_record_key(path)
@@ -1826,11 +1861,11 @@ class IngestService:
     def _finish(self, result: IngestResult) -> IngestResult:
         moved = ""
         if result.moved_to is not None:
-            moved = f"{result.moved_to.parent.name}/{display_name(result.moved_to.name)}"
+            moved = f"{result.moved_to.parent.name}/{shown_name(result.moved_to.name)}"
         self._bus.publish(
             IngestFinished(
                 outcome=result.outcome.value,
-                file_name=result.file_name,
+                file_name=shown_name(result.file_name),
                 sha256=result.sha256,
                 patient_id=result.patient_id,
                 scan_id=result.scan_id,

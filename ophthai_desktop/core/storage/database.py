@@ -72,6 +72,11 @@ SQLITE_FULL_DISK_SUSPECTS = frozenset(
 #: change needs a few pages, the WAL's index grows 32 KiB at a time.
 NO_ROOM_MARGIN_BYTES = 1024 * 1024
 
+#: SQLite's primary result code for "database is locked" (``SQLITE_BUSY``); its extended
+#: codes (``SQLITE_BUSY_RECOVERY``, ``SQLITE_BUSY_SNAPSHOT``, ``SQLITE_BUSY_TIMEOUT``)
+#: carry it in their low byte.
+SQLITE_BUSY = 5
+
 #: SQLite's answers for a file that is there but that it cannot read as a database.
 DAMAGED_SQLITE = frozenset({"SQLITE_NOTADB", "SQLITE_CORRUPT"})
 
@@ -424,7 +429,7 @@ class Database:
             damaged = self._damaged(exc)
             if damaged:
                 raise StorageError(damaged) from exc
-            if self.is_sqlite and getattr(exc.orig, "sqlite_errorname", "") == "SQLITE_BUSY":
+            if self.is_sqlite and _sqlite_busy(exc):
                 raise StorageError(self._held_elsewhere()) from exc
             if isinstance(exc, OperationalError):
                 raise StorageError(f"cannot migrate the database: {exc.orig}") from exc
@@ -699,6 +704,16 @@ def _weakly(method: Callable[..., None]) -> Callable[..., None]:
             bound(*args)
 
     return listener
+
+
+def _sqlite_busy(exc: DBAPIError) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked": ``SQLITE_BUSY`` or one of its
+    extended codes (another connection recovering the WAL, a snapshot gone stale), by
+    its result code; by its words where the driver gives no code."""
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF == SQLITE_BUSY
+    return str(exc.orig).startswith("database is locked")
 
 
 def _revisions(connection: Connection) -> str:
