@@ -399,7 +399,7 @@ def run(data_dir: Path | None = None) -> int:
         log.error("the application could not start: %s", screenless)
         return 1
     try:
-        settings = read_settings(**({"data_dir": data_dir} if data_dir is not None else {}))
+        settings = read_settings() if data_dir is None else read_settings(data_dir=data_dir)
     except SettingsRefused as exc:
         # Refused, not started on defaults: the environment beats what the Settings
         # dialog saves, and a default in place of the clinic's database URL or watch
