@@ -18,6 +18,7 @@ from ophthai_desktop.desktop import instance_lock
 from tests.conftest import make_settings
 from tests.e2e.test_e2e_serve import clean_env, free_port, start
 from tests.support.privileges import without_root_privilege
+from tests.support.processes import spawned
 from tests.support.watch_folder import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -490,24 +491,13 @@ def test_serve_stopped_during_the_models_load_leaves_no_lock_nor_process_id_behi
     }
     stderr_path = tmp_path / "stderr.log"
     command = [sys.executable, "-c", HANGING_LOAD, "--data-dir", str(data), "serve"]
-    with stderr_path.open("w") as stderr:
-        process = subprocess.Popen(
-            [*command, "--port", "0"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            text=True,
-        )
-    try:
+    with spawned(
+        [*command, "--port", "0"], cwd=tmp_path, env=env, stderr_path=stderr_path
+    ) as process:
         assert wait_until(lambda: "MODEL LOAD STARTED" in stderr_path.read_text(), timeout_s=60)
         assert (data / "ophthai-serve.pid").read_text() == str(process.pid)
         process.terminate()
         status = process.wait(30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
     output = stderr_path.read_text()
     assert status == 0, output
     assert "exiting without waiting for the inference worker" in output

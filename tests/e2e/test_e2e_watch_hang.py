@@ -4,7 +4,6 @@ not answer): it used to wait for that read for good."""
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 import textwrap
 import time
@@ -15,6 +14,7 @@ import pytest
 
 from tests.conftest import png_bytes
 from tests.e2e.test_e2e_serve import clean_env, free_port
+from tests.support.processes import spawned
 from tests.support.watch_folder import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -41,16 +41,7 @@ def test_serve_stops_on_sigterm_while_a_watch_folder_read_hangs(tmp_path: Path) 
     stderr_path = tmp_path / "stderr.log"
     command = [sys.executable, "-c", SCRIPT, "--data-dir", str(data), "serve"]
     command += ["--port", str(free_port())]
-    with stderr_path.open("w") as stderr:
-        process = subprocess.Popen(
-            command,
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            text=True,
-        )
-    try:
+    with spawned(command, cwd=tmp_path, env=env, stderr_path=stderr_path) as process:
         folder = data / "incoming_scans"
         assert wait_until(lambda: (folder / "processed").is_dir(), timeout_s=30)
         (folder / "Doe Jane OD.png").write_bytes(png_bytes())
@@ -59,10 +50,6 @@ def test_serve_stops_on_sigterm_while_a_watch_folder_read_hangs(tmp_path: Path) 
         process.send_signal(signal.SIGTERM)
         status = process.wait(30)
         took = time.monotonic() - started
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
     output = stderr_path.read_text()
     assert status == 0, output
     assert took < 20, took  # the watcher waits 10 s for the read, then gives up
@@ -97,11 +84,9 @@ def test_serve_serves_and_stops_while_the_watch_folders_first_start_hangs(
     stdout_path, stderr_path = tmp_path / "stdout.log", tmp_path / "stderr.log"
     command = [sys.executable, "-c", START_HANGS_SCRIPT, "--data-dir", str(tmp_path / "data")]
     command += ["serve", "--port", str(free_port())]
-    with stdout_path.open("w") as stdout, stderr_path.open("w") as stderr:
-        process = subprocess.Popen(
-            command, cwd=tmp_path, env=env, stdout=stdout, stderr=stderr, text=True
-        )
-    try:
+    with spawned(
+        command, cwd=tmp_path, env=env, stderr_path=stderr_path, stdout_path=stdout_path
+    ) as process:
         assert wait_until(lambda: "listening on" in stdout_path.read_text(), timeout_s=30), (
             stderr_path.read_text()
         )
@@ -114,10 +99,6 @@ def test_serve_serves_and_stops_while_the_watch_folders_first_start_hangs(
         process.send_signal(signal.SIGTERM)
         status = process.wait(30)
         took = time.monotonic() - started
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
     output = stderr_path.read_text()
     assert status == 0, output
     assert took < 8, took  # nothing waits for the start that hangs
