@@ -2286,3 +2286,42 @@ def test_a_refused_analyse_is_said_on_the_page_of_the_patient_it_was_for(
     qtbot.waitUntil(lambda: refusal in view.notice.message())
     open_patient(qtbot, gui, second)
     assert refusal not in view.notice.message()
+
+
+def test_a_patient_reopened_while_their_booking_waits_says_it_is_booking(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-opened while their appointment's booking waited for the database, a patient's
+    Schedule and Cancel appointment were off without a word of why: "Booking the
+    appointment…", said before they were left, was gone."""
+    from ophthai_desktop.ui.controllers.analysis import BOOKING_SENDING
+
+    gui = make_gui(engine=ScriptedEngine(DME))
+    view = gui.analysis_view
+    first = _patient_with_scan(gui, "First")
+    second = _patient_with_scan(gui, "Second")
+    open_patient(qtbot, gui, first)
+    asked, release = threading.Event(), threading.Event()
+    schedule = gui.application.patients.schedule_appointment
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        asked.set()
+        release.wait(10)
+        return schedule(*args, **kwargs)
+
+    monkeypatch.setattr(gui.application.patients, "schedule_appointment", held)
+    when = (datetime.now().astimezone() + timedelta(days=3)).replace(microsecond=0)
+    view.schedule_requested.emit(when)
+    qtbot.waitUntil(asked.is_set)
+    try:
+        assert view.notice.message() == BOOKING_SENDING
+        open_patient(qtbot, gui, second)
+        assert view.notice.message() != BOOKING_SENDING and view.schedule.isEnabled()
+        open_patient(qtbot, gui, first)
+        assert not view.schedule.isEnabled()
+        assert view.notice.message() == BOOKING_SENDING
+    finally:
+        release.set()
+    qtbot.waitUntil(view.schedule.isEnabled)
+    assert view.notice.message() != BOOKING_SENDING
+    assert gui.application.patients.get_patient(first).appointment_date == when

@@ -145,7 +145,9 @@ class AnalysisController(QObject):
         self._validating: set[str] = set()
         #: Patients whose appointment change (Schedule, Cancel appointment) is on its
         #: way: pressed again meanwhile, both were sent and the last to land won.
-        self._appointing: set[str] = set()
+        #: What each says while it waits (re-opened meanwhile, the patient's page says
+        #: it again: it showed the buttons off without a word of why).
+        self._appointing: dict[str, str] = {}
         self._shown_job: int | None = None
         self._waiting_job: int | None = None  # the shown patient's queued job
         self._no_scan_shown = False  # the page says the patient has no scan
@@ -208,7 +210,10 @@ class AnalysisController(QObject):
         if sending:
             self._view.notice.show_message(VERDICT_SENDING, "info")
         self._view.show_schedule_error("")
-        self._view.set_appointment_sending(patient is not None and patient.id in self._appointing)
+        appointing = self._appointing.get(patient.id) if patient is not None else None
+        self._view.set_appointment_sending(appointing is not None)
+        if appointing is not None:
+            self._view.notice.show_message(appointing, "info")
         if patient is None:
             self._view.show_empty()
             return
@@ -825,14 +830,14 @@ class AnalysisController(QObject):
         is already on its way (nothing is sent)."""
         if patient_id in self._appointing:
             return False
-        self._appointing.add(patient_id)
+        self._appointing[patient_id] = sending
         self._view.set_appointment_sending(True)
         self._view.notice.show_message(sending, "info")
         return True
 
     def _appointment_sent(self, patient_id: str, sending: str) -> None:
         """The change of ``patient_id``'s appointment is back (done or refused)."""
-        self._appointing.discard(patient_id)
+        self._appointing.pop(patient_id, None)
         if patient_id == self._patient_id:
             self._view.set_appointment_sending(False)
             if self._view.notice.text() == sending:
