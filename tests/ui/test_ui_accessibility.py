@@ -1182,3 +1182,24 @@ def test_thumbnails_are_sharp_on_a_screen_scaled_to_200_percent(tmp_path: Path) 
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert "1 passed" in run.stdout
+
+
+def test_at_a_larger_font_on_a_small_screen_the_status_pill_is_whole(
+    qtbot: QtBot, large_font: QFont, make_gui: Maker
+) -> None:
+    """At 1.5 times the font on a 1024 x 768 screen a name that wraps kept the buttons
+    beside it, and the status pill under the name was cut: "Pending Ana"."""
+    gui = make_gui()
+    gui.window.resize(1024, 768)
+    qtbot.waitUntil(lambda: gui.window.width() == 1024)
+    patient = gui.application.patients.create_patient(
+        {"name": "Pat Long-Name Example", "age": 50}, actor=ACTOR
+    )
+    open_patient(qtbot, gui, patient.id)
+    page = gui.patient_page
+    pill = page.status
+    qtbot.waitUntil(lambda: pill.text() == "Pending Analysis")
+    qtbot.wait(50)  # the layout settles
+    assert pill.width() >= pill.sizeHint().width(), (pill.width(), pill.sizeHint().width())
+    assert page.header.width() >= page.header.minimumSizeHint().width()
+    assert pill.geometry().right() < page.header.width()

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 from pytestqt.exceptions import TimeoutError as WaitTimedOut
 from pytestqt.qtbot import QtBot
 
-from ophthai_desktop.core.errors import StorageError
+from ophthai_desktop.core.errors import ModelUnavailable, StorageError
 from ophthai_desktop.core.inference import ParsedAnswer
 from ophthai_desktop.core.records import Actor, AnalysisRecord
 from ophthai_desktop.core.services.patients import NewImage
@@ -2252,3 +2252,76 @@ def test_an_appointment_change_waiting_for_a_locked_database_says_so_and_is_sent
     nothing_more_happens(qtbot, gui, 300)
     assert gui.application.patients.get_patient(patient_id).appointment_date is None
     assert view.schedule.isEnabled()
+
+
+def test_a_refused_analyse_is_said_on_the_page_of_the_patient_it_was_for(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Analyse refused (the model missing, the database locked) once another patient
+    was opened: the refusal was said on that other patient's page, as if theirs. It is
+    said on its own patient's page once opened, and in the banner with their name."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    view, banner = gui.analysis_view, gui.window.banner
+    first = _patient_with_scan(gui, "First")
+    second = _patient_with_scan(gui, "Second")
+    open_patient(qtbot, gui, first)
+    asked, release = threading.Event(), threading.Event()
+    refusal = "The model is not installed: its folder holds none of its files"
+
+    def refused(*_args: Any, **_kwargs: Any) -> Any:
+        asked.set()
+        release.wait(10)
+        raise ModelUnavailable(refusal)
+
+    monkeypatch.setattr(gui.application.jobs, "ensure_patient_analysis", refused)
+    view.analyse.click()
+    qtbot.waitUntil(asked.is_set)
+    open_patient(qtbot, gui, second)
+    release.set()
+    qtbot.waitUntil(lambda: refusal in banner.text() or refusal in view.notice.message())
+    assert refusal not in view.notice.message()  # not the second patient's
+    assert f"First ({first})" in banner.text() and "not queued" in banner.text()
+
+    open_patient(qtbot, gui, first)
+    qtbot.waitUntil(lambda: refusal in view.notice.message())
+    open_patient(qtbot, gui, second)
+    assert refusal not in view.notice.message()
+
+
+def test_a_patient_reopened_while_their_booking_waits_says_it_is_booking(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-opened while their appointment's booking waited for the database, a patient's
+    Schedule and Cancel appointment were off without a word of why: "Booking the
+    appointment…", said before they were left, was gone."""
+    from ophthai_desktop.ui.controllers.analysis import BOOKING_SENDING
+
+    gui = make_gui(engine=ScriptedEngine(DME))
+    view = gui.analysis_view
+    first = _patient_with_scan(gui, "First")
+    second = _patient_with_scan(gui, "Second")
+    open_patient(qtbot, gui, first)
+    asked, release = threading.Event(), threading.Event()
+    schedule = gui.application.patients.schedule_appointment
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        asked.set()
+        release.wait(10)
+        return schedule(*args, **kwargs)
+
+    monkeypatch.setattr(gui.application.patients, "schedule_appointment", held)
+    when = (datetime.now().astimezone() + timedelta(days=3)).replace(microsecond=0)
+    view.schedule_requested.emit(when)
+    qtbot.waitUntil(asked.is_set)
+    try:
+        assert view.notice.message() == BOOKING_SENDING
+        open_patient(qtbot, gui, second)
+        assert view.notice.message() != BOOKING_SENDING and view.schedule.isEnabled()
+        open_patient(qtbot, gui, first)
+        assert not view.schedule.isEnabled()
+        assert view.notice.message() == BOOKING_SENDING
+    finally:
+        release.set()
+    qtbot.waitUntil(view.schedule.isEnabled)
+    assert view.notice.message() != BOOKING_SENDING
+    assert gui.application.patients.get_patient(first).appointment_date == when

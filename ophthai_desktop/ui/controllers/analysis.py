@@ -134,13 +134,20 @@ class AnalysisController(QObject):
         self._job_patients: dict[int, str | None] = {}
         #: Patients whose Analyse is being queued (a task in flight).
         self._queueing: set[str] = set()
+        #: Analyses refused while another patient was on screen, by patient: what the
+        #: notice says on their own page once it is opened (text, kind, and what it says
+        #: once the database answers again). Said on the page on screen, the refusal
+        #: read as that patient's.
+        self._analyse_refused: dict[str, tuple[str, str, str | None]] = {}
         #: The patients whose verdict is on its way (a database waiting for a lock held
         #: elsewhere takes up to 30 s to answer); another patient's Approve and Reject
         #: are theirs to press meanwhile.
         self._validating: set[str] = set()
         #: Patients whose appointment change (Schedule, Cancel appointment) is on its
         #: way: pressed again meanwhile, both were sent and the last to land won.
-        self._appointing: set[str] = set()
+        #: What each says while it waits (re-opened meanwhile, the patient's page says
+        #: it again: it showed the buttons off without a word of why).
+        self._appointing: dict[str, str] = {}
         self._shown_job: int | None = None
         self._waiting_job: int | None = None  # the shown patient's queued job
         self._no_scan_shown = False  # the page says the patient has no scan
@@ -192,6 +199,10 @@ class AnalysisController(QObject):
         self._no_scan_shown = False
         self._joined = None
         self._view.notice.dismiss()
+        refused = self._analyse_refused.pop(patient.id, None) if patient else None
+        if refused is not None:  # their Analyse, refused while they were not on screen
+            text, kind, resolved = refused
+            self._view.notice.show_message(text, kind, resolved=resolved)
         self._view.mark_verdict_field(None)  # a refusal belongs to the patient it was for
         # Approve and Reject wait for this patient's verdict on its way, not another's.
         sending = self._patient_id in self._validating
@@ -199,7 +210,10 @@ class AnalysisController(QObject):
         if sending:
             self._view.notice.show_message(VERDICT_SENDING, "info")
         self._view.show_schedule_error("")
-        self._view.set_appointment_sending(patient is not None and patient.id in self._appointing)
+        appointing = self._appointing.get(patient.id) if patient is not None else None
+        self._view.set_appointment_sending(appointing is not None)
+        if appointing is not None:
+            self._view.notice.show_message(appointing, "info")
         if patient is None:
             self._view.show_empty()
             return
@@ -552,7 +566,10 @@ class AnalysisController(QObject):
         if patient_id is None or patient_id in self._queueing:
             return  # a second click while the first is being queued
         self._queueing.add(patient_id)
+        self._analyse_refused.pop(patient_id, None)  # asked again: that one is over
         model_problem_shown = self.explain_model_state()
+        record = self._page.patient
+        who = f"{record.name} ({patient_id})" if record is not None else patient_id
 
         def queue() -> tuple[JobRecord, bool, int]:
             """The newest scan's open analysis if there is one (the service does not
@@ -604,10 +621,20 @@ class AnalysisController(QObject):
             self._queueing.discard(patient_id)
             # Once the database answers again, said that nothing was queued (it said
             # only that the database answers, as if the analysis had been asked for).
-            self._view.notice.show_message(
-                describe(exc),
+            text, resolved = describe(exc), once_database_answers(exc, ANALYSIS_AGAIN)
+            if patient_id == self._patient_id:
+                self._view.notice.show_message(text, "error", resolved=resolved)
+                return
+            # Another patient is on screen: said on the page of the patient it was for,
+            # once opened, and meanwhile in the banner with their name.
+            self._analyse_refused[patient_id] = (text, "error", resolved)
+            not_queued = f"The analysis of {who} was not queued"
+            self._window.banner.show_message(
+                f"{not_queued}: {text}",
                 "error",
-                resolved=once_database_answers(exc, ANALYSIS_AGAIN),
+                resolved=once_database_answers(
+                    exc, f"{not_queued}: open them and press Analyse again."
+                ),
             )
 
         self._read_jobs(queue, done, failed, change=True)
@@ -706,9 +733,12 @@ class AnalysisController(QObject):
     def _on_bridge_database_availability_changed(self, available: bool) -> None:
         """The database answers again: a verdict's or an appointment's "does not answer"
         gives way to what to do now (it stayed under the window's banner saying that
-        the database answers again)."""
+        the database answers again), as does an Analyse's kept for its patient's page."""
         if not available:
             return
+        for patient_id, (_text, _kind, resolved) in list(self._analyse_refused.items()):
+            if resolved is not None:  # as the notice would have said on their page
+                self._analyse_refused[patient_id] = (resolved, "info", None)
         view = self._view
         if view.verdict_error_text() == DATABASE_DOWN:
             view.mark_verdict_field(None, VERDICT_AGAIN)
@@ -800,14 +830,14 @@ class AnalysisController(QObject):
         is already on its way (nothing is sent)."""
         if patient_id in self._appointing:
             return False
-        self._appointing.add(patient_id)
+        self._appointing[patient_id] = sending
         self._view.set_appointment_sending(True)
         self._view.notice.show_message(sending, "info")
         return True
 
     def _appointment_sent(self, patient_id: str, sending: str) -> None:
         """The change of ``patient_id``'s appointment is back (done or refused)."""
-        self._appointing.discard(patient_id)
+        self._appointing.pop(patient_id, None)
         if patient_id == self._patient_id:
             self._view.set_appointment_sending(False)
             if self._view.notice.text() == sending:

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QResizeEvent, QShowEvent, QTextLayout
 from PySide6.QtWidgets import (
-    QBoxLayout,
     QFormLayout,
     QFrame,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -32,7 +32,7 @@ from ophthai_desktop.ui.display import (
     local_datetime,
 )
 from ophthai_desktop.ui.resources import icon
-from ophthai_desktop.ui.views.reflow import FittedLabel, set_side_by_side
+from ophthai_desktop.ui.views.reflow import FittedLabel, least_width
 from ophthai_desktop.ui.views.scale import scaled
 from ophthai_desktop.ui.views.stepper import WorkflowStepper
 from ophthai_desktop.ui.views.style import offer, set_style_property, set_text
@@ -50,6 +50,9 @@ DETAILS_MIN_WIDTH = 220
 PAGE_MARGIN = 8
 #: The most lines the patient's name takes at the top of the page.
 TITLE_LINES = 3
+#: What the patient's name keeps of the header's width beside the buttons, at least
+#: (else the buttons go under it).
+NAME_MIN_CHARACTERS = "M" * 10
 #: What Analyse does, where it can.
 ANALYSE_TIP = "Queue the analysis of the newest scan"
 
@@ -149,29 +152,34 @@ class PatientPage(QWidget):
         self.analyse.setAccessibleName("Analyse, beside the patient's name")
         self.edit = QPushButton(icon("edit"), "Edit…")
         self.delete = QPushButton(icon("delete"), "Delete…")
-        # The buttons beside the name, or under it where the page is too narrow for both.
+        # The buttons beside the name, or under the id and status where the page is too
+        # narrow for both (see _reflow_header); the id and the status pill under the
+        # name across the header's width, not only the name's: beside the buttons, the
+        # pill was cut where the name's column was narrower than the id and the pill.
         self.header = QWidget()
-        header = QBoxLayout(QBoxLayout.Direction.LeftToRight, self.header)
+        header = QGridLayout(self.header)
         header.setContentsMargins(0, 0, 0, 0)
+        header.setVerticalSpacing(0)
+        header.setColumnStretch(0, 1)
         self._header = header
-        titles = QVBoxLayout()
-        titles.setSpacing(0)
-        titles.addWidget(self.name)
         ids = QHBoxLayout()
         ids.setSpacing(10)
         ids.addWidget(self.pid)
         ids.addWidget(self.status)
         ids.addStretch(1)
-        titles.addLayout(ids)
-        header.addLayout(titles, 1)
-        self._titles = titles
-        buttons = QHBoxLayout()
+        self._ids = ids
+        self.header_buttons = QWidget()
+        buttons = QHBoxLayout(self.header_buttons)
+        buttons.setContentsMargins(0, 0, 0, 0)
         buttons.addStretch(1)  # at the right, also under the name
         buttons.addWidget(self.analyse)
         buttons.addWidget(self.edit)
         buttons.addWidget(self.delete)
-        header.addLayout(buttons)
         self._buttons = buttons
+        header.addWidget(self.name, 0, 0)
+        header.addLayout(ids, 1, 0, 1, 2)
+        header.addWidget(self.header_buttons, 0, 1)
+        self._buttons_beside = True
         self.stepper = WorkflowStepper()
 
         self.age = _value_label()
@@ -304,14 +312,33 @@ class PatientPage(QWidget):
         self._reflow_split()
 
     def _reflow_header(self) -> None:
-        """The buttons beside the name where both fit at their least widths, else under
-        it: beside it they kept the page, and the window, wider than the screen left."""
-        buttons = self._buttons.minimumSize().width()
-        title = self._titles.minimumSize().width()
-        room = self.width() - 2 * PAGE_MARGIN
-        set_side_by_side(self._header, room >= title + self._header.spacing() + buttons)
-        least = max(title, buttons)
-        if self.header.minimumWidth() != least:  # not both side by side: see above
+        """The buttons beside the name where the name keeps :data:`NAME_MIN_CHARACTERS`
+        of room beside them, else under the id and status: beside it they kept the page,
+        and the window, wider than the screen left. The id and the pill have the
+        header's width either way, so that the pill is never cut.
+
+        Decided on the widgets' own widths (:func:`least_width`, the font's), with no
+        layout pass: the nested layouts' sizes are the last patient's until the header
+        is laid out again. (A layout pass forced at each patient shown, reverted, put
+        the buttons under the name at 800 x 600, where the id and the pill beside them
+        had no room, and the header took the height the scan needed.)"""
+        buttons = least_width(self._buttons)
+        ids = least_width(self._ids)
+        metrics = self.name.fontMetrics()
+        name = min(
+            metrics.horizontalAdvance(NAME_MIN_CHARACTERS),
+            metrics.horizontalAdvance(self.name.full_text()),
+        )
+        gap = self._header.horizontalSpacing()
+        beside = self.width() - 2 * PAGE_MARGIN >= name + gap + buttons
+        if beside != self._buttons_beside:
+            self._buttons_beside = beside
+            self._header.removeWidget(self.header_buttons)
+            row, column, span = (0, 1, 1) if beside else (2, 0, 2)
+            self._header.addWidget(self.header_buttons, row, column, 1, span)
+            self._buttons.setContentsMargins(0, 0 if beside else gap, 0, 0)
+        least = max(ids, name + gap + buttons if beside else buttons)
+        if self.header.minimumWidth() != least:  # not its layout's: see above
             self.header.setMinimumWidth(least)
 
     def _reflow_split(self) -> None:
@@ -350,6 +377,8 @@ class PatientPage(QWidget):
         set_text(self.status, patient.status)
         set_style_property(self.status, "status", patient.status)
         self.status.setAccessibleName(f"Status: {patient.status}")  # not a bare "Critical"
+        if self.isVisible():  # the id and the pill are the title's least width
+            self._reflow_header()
         self.stepper.set_step(patient.workflow_step)
         age = patient.age_now()
         set_text(self.age, NOT_RECORDED if age is None else f"{age} years")

@@ -10,9 +10,11 @@ from PySide6.QtWidgets import (
     QAbstractScrollArea,
     QBoxLayout,
     QLabel,
+    QLayoutItem,
     QSizePolicy,
     QStyle,
     QWidget,
+    QWidgetItem,
 )
 
 from ophthai_desktop.ui.display import breakable
@@ -53,6 +55,32 @@ def set_side_by_side(layout: QBoxLayout, side_by_side: bool) -> bool:
         return False
     layout.setDirection(direction)
     return True
+
+
+def least_width(item: QLayoutItem) -> int:
+    """The least width ``item`` (a widget's item, a spacer or a box layout) takes, worked
+    out from its widgets' own hints, as a box layout adds them up.
+
+    Not the layouts' :meth:`~PySide6.QtWidgets.QLayout.minimumSize`: a nested layout
+    keeps the sizes of its last layout pass until it is laid out again, so a label's new
+    text is not in them yet (a status pill read as the last patient's was cut).
+    """
+    widget = item.widget()
+    if widget is not None:  # a hidden one takes no room
+        return QWidgetItem(widget).minimumSize().width()
+    layout = item.layout()
+    if not isinstance(layout, QBoxLayout):
+        return item.minimumSize().width()  # a spacer; another kind of layout as cached
+    children = [
+        child for index in range(layout.count()) if (child := layout.itemAt(index)) is not None
+    ]
+    margins = layout.contentsMargins()
+    around = margins.left() + margins.right()
+    widths = [least_width(child) for child in children]
+    if layout.direction() in (QBoxLayout.Direction.TopToBottom, QBoxLayout.Direction.BottomToTop):
+        return max(widths, default=0) + around
+    shown = len([child for child in children if not child.isEmpty()])  # spacers: no gaps
+    return sum(widths) + max(0, layout.spacing()) * max(0, shown - 1) + around
 
 
 class FittedLabel(QLabel):
