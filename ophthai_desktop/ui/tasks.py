@@ -13,6 +13,15 @@ opened, the list searched, the unread count) waited behind them, though the lock
 not stop reads. A read sent after a change may run before it ends (as with two threads
 before); one that needs the change done is sent from the change's ``on_done``, or reads
 the event the change publishes.
+
+The threads of a runner for the GUI's quick calls run at the GUI thread's priority, not
+below it (``lowered=False``, the default): such a task holds the interpreter lock for
+most of its run (SQLAlchemy is Python), and the GUI thread waits for that lock. Run one
+notch lower, the task was the first thread the operating system set aside on a machine
+busy with other programs, while holding the lock: each Cancel in the job queue stalled
+the window for 0.2-1 s (``bench/notifications_panel.py`` beside two busy processes). A
+runner for long work (a download, a model's check) keeps its threads lower
+(``lowered=True``), as the inference worker does.
 """
 
 from __future__ import annotations
@@ -43,14 +52,19 @@ class _Relay(QObject):
 
 
 class _Task(QRunnable):
-    def __init__(self, task_id: int, fn: Callable[[], Any], relay: _Relay) -> None:
+    def __init__(
+        self, task_id: int, fn: Callable[[], Any], relay: _Relay, *, lowered: bool
+    ) -> None:
         super().__init__()
         self._task_id = task_id
         self._fn = fn
         self._relay = relay
+        self._lowered = lowered
 
     def run(self) -> None:
-        lower_current_thread_priority()
+        """Pool thread: run the task, hand its result to the GUI thread."""
+        if self._lowered:
+            lower_current_thread_priority()
         try:
             value = self._fn()
         except OphthaiError as exc:
@@ -73,8 +87,13 @@ class TaskRunner(QObject):
 
     failed = Signal(str)
 
-    def __init__(self, parent: QObject | None = None, *, max_threads: int = 2) -> None:
+    def __init__(
+        self, parent: QObject | None = None, *, max_threads: int = 2, lowered: bool = False
+    ) -> None:
+        """``lowered``: the threads run one notch below normal priority (for long work
+        only: see the module's docstring)."""
         super().__init__(parent)
+        self._lowered = lowered
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(max_threads)
         self._changes = QThreadPool(self)
@@ -107,7 +126,8 @@ class TaskRunner(QObject):
             return
         task_id = next(self._ids)
         self._callbacks[task_id] = (on_done, on_error)
-        (self._changes if change else self._pool).start(_Task(task_id, fn, self._relay))
+        task = _Task(task_id, fn, self._relay, lowered=self._lowered)
+        (self._changes if change else self._pool).start(task)
 
     def shutdown(self, timeout_ms: int = 15_000) -> None:
         """Drop queued tasks, wait for running ones; no callback runs afterwards."""

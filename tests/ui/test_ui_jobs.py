@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -1463,3 +1465,40 @@ def test_cancel_pressed_twice_before_the_queue_shows_it_cancelled_says_nothing_w
     assert asked == [job.id]  # asked once: the two presses ran side by side before
     assert "already ended" not in gui.window.banner.text()
     assert app.jobs.get_job(job.id).state == "cancelled"
+
+
+def _nice_of_this_thread() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice: Linux")
+def test_a_cancel_is_written_at_the_window_s_priority(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cancel's change holds the interpreter lock the window waits for: written by a
+    thread one notch below the window's, it was the one the operating system set aside
+    on a busy machine, lock held, and each Cancel stalled the window for 0.2-1 s. Long
+    work (a download) stays below it."""
+    gui, job = _one_queued_job(qtbot, make_gui)
+    app, model, panel = gui.application, gui.jobs_panel.model, gui.jobs_panel
+    written_at: list[int] = []
+    request_cancel = app.jobs.request_cancel
+
+    def noted(job_id: int, **kwargs: Any) -> Any:
+        written_at.append(_nice_of_this_thread())
+        return request_cancel(job_id, **kwargs)
+
+    monkeypatch.setattr(app.jobs, "request_cancel", noted)
+    panel.select_job(job.id)
+    panel.cancel.click()
+    qtbot.waitUntil(lambda: model.get(job.id).state == "cancelled")  # type: ignore[union-attr]
+    window_s = _nice_of_this_thread()
+    assert written_at == [window_s]
+
+    read_at: list[int] = []
+    gui.tasks.submit(_nice_of_this_thread, read_at.append)  # a read, as a page's
+    slow_at: list[int] = []
+    gui.slow_tasks.submit(_nice_of_this_thread, slow_at.append)
+    qtbot.waitUntil(lambda: bool(read_at and slow_at))
+    assert read_at == [window_s]
+    assert slow_at[0] > window_s or window_s == 19
