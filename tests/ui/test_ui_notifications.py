@@ -23,16 +23,11 @@ from ophthai_desktop.core.errors import StorageError
 from ophthai_desktop.core.events import NotificationCreated
 from ophthai_desktop.core.paging import After
 from ophthai_desktop.core.records import Actor, UnreadTally
-from ophthai_desktop.core.services.notifications import NotificationService
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.storage import availability
 from ophthai_desktop.ui.controllers import notifications as notifications_controller
 from ophthai_desktop.ui.controllers import status as status_controller
-from ophthai_desktop.ui.controllers.notifications import (
-    APPENDED_PER_TURN,
-    MAX_LOADED,
-    PAGE_SIZE,
-)
+from ophthai_desktop.ui.controllers.notifications import MAX_LOADED, PAGE_SIZE
 from ophthai_desktop.ui.controllers.status import ALERT_GAP_MS
 from ophthai_desktop.ui.models.notification_list import (
     MARK_READ_PER_TURN,
@@ -1635,44 +1630,3 @@ def test_notification_changes_a_locked_database_refused_say_which_and_are_sent_o
     assert "press All read again" in banner.text()
     assert sorted(sent) == ["delete_notification", "mark_all_read"]
     assert panel.model.rowCount() == 2 and panel.unread.text() == "2"  # nothing changed
-
-
-def test_a_page_of_older_notifications_is_listed_a_part_a_turn_as_told_meanwhile(
-    qtbot: QtBot, make_gui: Maker
-) -> None:
-    """A page of 200 older notifications was listed at once, about 17 ms of the GUI
-    thread (making 200 rows): it is listed APPENDED_PER_TURN rows a turn, in the same
-    order. A notification deleted or marked read after the page was read, before its
-    row was listed, is listed as its event told (not at all, read)."""
-    app = make_gui().application
-    count = 2 * PAGE_SIZE
-    with app.db.session() as session:
-        stored = [
-            NotificationService.create_in(session, f"Note {i}", type="info", patient_id=None)
-            for i in range(count)
-        ]
-    gone, read = stored[10], stored[20]  # in the page's last part
-    gui = make_gui(application=app)
-    panel, model = gui.notifications_panel, gui.notifications_panel.model
-    qtbot.waitUntil(lambda: model.rowCount() == PAGE_SIZE)
-    parts: list[int] = []
-
-    def listed(_parent: object, first: int, last: int) -> None:
-        parts.append(last - first + 1)
-        if len(parts) == 1:  # the rest of the page is still to be listed
-            app.notifications.delete_notification(gone.id, actor=SYSTEM)
-            gui.bridge.notification_deleted.emit(gone.id)  # as the bridge does
-            now_read = app.notifications.mark_read(read.id, actor=SYSTEM)
-            gui.bridge.notification_updated.emit(now_read)
-
-    model.rowsInserted.connect(listed)
-    panel.list.scrollToBottom()  # the view asks for the next older page (fetchMore)
-    qtbot.waitUntil(lambda: "Note 0" in _texts(model))
-
-    assert parts == [APPENDED_PER_TURN] * 3 + [APPENDED_PER_TURN - 1]
-    assert _texts(model) == [f"Note {i}" for i in reversed(range(count)) if i != 10]
-    assert model.total == count - 1 and not model.canFetchMore()
-    font = model.data(model.index(model.position(read.id) or 0, 0), Qt.ItemDataRole.FontRole)
-    assert font is None or not font.bold()
-    unread = [row for row in model.records() if not row.read]
-    assert len(unread) == count - 2

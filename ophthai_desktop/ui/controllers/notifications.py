@@ -31,9 +31,6 @@ log = logging.getLogger(__name__)
 
 #: Notifications fetched at a time (the newest at start, older ones as the list scrolls).
 PAGE_SIZE = 200
-#: Rows of an older page listed an event-loop turn (about 4 ms of the GUI thread): a
-#: page of 200 at once held it for about 17 ms (``bench/notifications_panel.py``).
-APPENDED_PER_TURN = 50
 #: The most notifications the panel holds as new ones arrive (the newest; older ones are
 #: read again from the database as the list scrolls to them). A window left open for
 #: weeks beside a watch folder held every one that arrived: 500 a day, without end.
@@ -174,17 +171,6 @@ class NotificationsController(QObject):
         # What events told of notifications while an older page is read (None: none
         # is): one deleted meanwhile came back with the page, one read showed unread.
         self._page_heard: _Heard | None = None
-        # An older page's rows still to be listed (APPENDED_PER_TURN a turn), the rows
-        # of the page left out so far (deleted since it was read) and its total. The
-        # page counts as being read until its last row is listed: the events heard
-        # meanwhile are applied to the rows still to come (``_page_heard``).
-        self._page_rows: list[NotificationRow] = []
-        self._page_left_out = 0
-        self._page_total = 0
-        self._append_timer = QTimer(self)
-        self._append_timer.setSingleShot(True)
-        self._append_timer.setInterval(0)
-        self._append_timer.timeout.connect(self._on_append_timer_timeout)
         # What could not be read, read again on a timer and once the database answers.
         self._reload_timer = QTimer(self)
         self._reload_timer.setSingleShot(True)
@@ -233,7 +219,6 @@ class NotificationsController(QObject):
         def done(read: tuple[Page[NotificationRecord], list[NotificationRow]]) -> None:
             page, rows = read
             heard, self._heard = self._heard or [], None
-            self._drop_page_rows()  # of the rows replaced, if any
             self._first_read_failed = False
             self._model.reset(self._kept(rows), page.total)
             for change in heard:
@@ -298,50 +283,18 @@ class NotificationsController(QObject):
 
         def done(read: tuple[Page[NotificationRecord], list[NotificationRow]]) -> None:
             page, read_rows = read
-            if self._page_heard is not heard:  # the list was read anew meanwhile
-                return
-            self._page_rows = read_rows
-            self._page_left_out = 0
-            self._page_total = page.total
-            self._on_append_timer_timeout()
+            self._page_heard = None
+            rows = heard.told(self._kept(read_rows))
+            # Those left out were counted in the page's total: deleted since.
+            self._model.append(rows, page.total - (len(page.items) - len(rows)))
 
         def failed(_exc: BaseException) -> None:
-            if self._page_heard is not heard:  # the list was read anew meanwhile
-                return
             self._page_heard = None
             self._model.fetch_failed()
             self._page_failed = True
             self._read_again_soon()
 
         self._ctx.tasks.submit(lambda: self._read_rows(after), done, failed)
-
-    @Slot()
-    def _on_append_timer_timeout(self) -> None:
-        """List the next :data:`APPENDED_PER_TURN` rows of the older page read, as
-        events told since it was asked for (they are newer than the page); the rest in
-        the next turns."""
-        heard = self._page_heard
-        if heard is None:
-            return
-        part, self._page_rows = (
-            self._page_rows[:APPENDED_PER_TURN],
-            self._page_rows[APPENDED_PER_TURN:],
-        )
-        rows = heard.told(self._kept(part))
-        # Those left out were counted in the page's total: deleted since.
-        self._page_left_out += len(part) - len(rows)
-        if self._page_rows:
-            self._model.append_part(rows)
-            self._append_timer.start()
-            return
-        self._page_heard = None
-        self._model.append(rows, self._page_total - self._page_left_out)
-
-    def _drop_page_rows(self) -> None:
-        """Forget an older page being read or listed (the list is read anew)."""
-        self._append_timer.stop()
-        self._page_rows = []
-        self._page_heard = None
 
     def _read_rows(
         self, after: After | None

@@ -289,13 +289,8 @@ class PagedRowModel(RowModel):
         self._fetching = False
         self.reset_rows(rows)
 
-    def append_part(self, rows: Sequence[Any]) -> None:
-        """Add part of the next page (rows already shown are skipped); the rest follows
-        (:meth:`append` with its last part): until then no other page is asked for."""
-        self.insert_rows(self.rowCount(), rows)
-
     def append(self, rows: Sequence[Any], total: int) -> None:
-        """Add the next page, or its last part (rows already shown are skipped)."""
+        """Add the next page (rows already shown are skipped)."""
         self._fetching = False
         self.insert_rows(self.rowCount(), rows)
         self._total = max(total, self.rowCount())
