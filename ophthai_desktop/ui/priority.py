@@ -2,10 +2,15 @@
 
 The GUI thread must be scheduled the moment it gets the interpreter lock; on a busy
 machine (two cores: the model, the API server, a browser) the operating system decides
-who runs. The inference worker and the GUI's task threads therefore run one notch
-below normal priority: on Linux by raising the thread's own nice value (per-thread
-there), elsewhere through ``QThread.setPriority``. Throughput barely changes (they
-still get every core nobody else wants); the window stays responsive.
+who runs. The inference worker, the API server's threads and the GUI's runner for long
+work therefore run one notch below normal priority: on Linux by raising the thread's
+own nice value (per-thread there), elsewhere through ``QThread.setPriority``.
+Throughput barely changes (they still get every core nobody else wants).
+
+Not the GUI's quick reads and changes (``TaskRunner``'s default): those are Python
+that holds the interpreter lock the GUI thread waits for, and a thread set aside by
+the operating system while holding it stalls the window for as long (see
+:mod:`ophthai_desktop.ui.tasks`).
 """
 
 from __future__ import annotations

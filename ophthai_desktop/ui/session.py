@@ -152,7 +152,9 @@ class GuiSession(QObject):
         self.collector = MainThreadCollector(self)
         self.tasks = TaskRunner(self)
         self.break_hints = BreakHintRemover(QGuiApplication.clipboard(), self)
-        self.slow_tasks = TaskRunner(self)
+        # Long work (downloads, model checks) one notch below the window; the quick
+        # reads and changes above at its priority (see TaskRunner).
+        self.slow_tasks = TaskRunner(self, lowered=True)
         self.context = GuiContext(
             application=application,
             bridge=self.bridge,

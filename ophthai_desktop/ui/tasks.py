@@ -15,11 +15,20 @@ before); one that needs the change done is sent from the change's ``on_done``, o
 the event the change publishes.
 
 What saves something the clinician gave (every change, and an import of images, which
-runs on the reads' threads) is counted until its result is delivered (:attr:`TaskRunner.saving`):
+runs on a thread of its own) is counted until its result is delivered (:attr:`TaskRunner.saving`):
 quitting asks before leaving it unsaved, and :meth:`TaskRunner.shutdown` lets it run
 (up to its deadline) where it drops the reads not started. They were dropped with the
 reads: a verdict or booking still waiting for a locked database when the clinician
 quit was lost without a word.
+
+The threads of a runner for the GUI's quick calls run at the GUI thread's priority, not
+below it (``lowered=False``, the default): such a task holds the interpreter lock for
+most of its run (SQLAlchemy is Python), and the GUI thread waits for that lock. Run one
+notch lower, the task was the first thread the operating system set aside on a machine
+busy with other programs, while holding the lock: each Cancel in the job queue stalled
+the window for 0.2-1 s (``bench/notifications_panel.py`` beside two busy processes). A
+runner for long work (a download, a model's check) keeps its threads lower
+(``lowered=True``), as the inference worker does.
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ class _Task(QRunnable):
         fn: Callable[[], Any],
         relay: _Relay,
         *,
+        lowered: bool,
         skip: Callable[[], bool] | None = None,
         ended: set[int] | None = None,
     ) -> None:
@@ -63,13 +73,16 @@ class _Task(QRunnable):
         self._task_id = task_id
         self._fn = fn
         self._relay = relay
+        self._lowered = lowered
         self._skip = skip  # true once the task is not to start (a read at shutdown)
         self._ended = ended  # where its id goes once it did its work (a saving task)
 
     def run(self) -> None:
+        """Pool thread: run the task, hand its result to the GUI thread."""
         if self._skip is not None and self._skip():
             return
-        lower_current_thread_priority()
+        if self._lowered:
+            lower_current_thread_priority()
         try:
             value = self._fn()
         except OphthaiError as exc:
@@ -97,8 +110,13 @@ class TaskRunner(QObject):
     #: the argument: how many of the saving tasks since it was last 0 failed.
     settled = Signal(int)
 
-    def __init__(self, parent: QObject | None = None, *, max_threads: int = 2) -> None:
+    def __init__(
+        self, parent: QObject | None = None, *, max_threads: int = 2, lowered: bool = False
+    ) -> None:
+        """``lowered``: the threads run one notch below normal priority (for long work
+        only: see the module's docstring)."""
         super().__init__(parent)
+        self._lowered = lowered
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(max_threads)
         self._changes = QThreadPool(self)
@@ -154,11 +172,12 @@ class TaskRunner(QObject):
             return
         task_id = next(self._ids)
         self._callbacks[task_id] = (on_done, on_error)
+        lowered = self._lowered
         if (change or importing) if saves is None else saves:
             self._saving.add(task_id)
-            task = _Task(task_id, fn, self._relay, ended=self._ended)
+            task = _Task(task_id, fn, self._relay, lowered=lowered, ended=self._ended)
         else:
-            task = _Task(task_id, fn, self._relay, skip=self._dropping)
+            task = _Task(task_id, fn, self._relay, lowered=lowered, skip=self._dropping)
         pool = self._changes if change else self._imports if importing else self._pool
         pool.start(task)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -1463,3 +1465,126 @@ def test_cancel_pressed_twice_before_the_queue_shows_it_cancelled_says_nothing_w
     assert asked == [job.id]  # asked once: the two presses ran side by side before
     assert "already ended" not in gui.window.banner.text()
     assert app.jobs.get_job(job.id).state == "cancelled"
+
+
+def _nice_of_this_thread() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice: Linux")
+def test_a_cancel_is_written_at_the_window_s_priority(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cancel's change holds the interpreter lock the window waits for: written by a
+    thread one notch below the window's, it was the one the operating system set aside
+    on a busy machine, lock held, and each Cancel stalled the window for 0.2-1 s. Long
+    work (a download) stays below it."""
+    gui, job = _one_queued_job(qtbot, make_gui)
+    app, model, panel = gui.application, gui.jobs_panel.model, gui.jobs_panel
+    written_at: list[int] = []
+    request_cancel = app.jobs.request_cancel
+
+    def noted(job_id: int, **kwargs: Any) -> Any:
+        written_at.append(_nice_of_this_thread())
+        return request_cancel(job_id, **kwargs)
+
+    monkeypatch.setattr(app.jobs, "request_cancel", noted)
+    panel.select_job(job.id)
+    panel.cancel.click()
+    qtbot.waitUntil(lambda: model.get(job.id).state == "cancelled")  # type: ignore[union-attr]
+    window_s = _nice_of_this_thread()
+    assert written_at == [window_s]
+
+    read_at: list[int] = []
+    gui.tasks.submit(_nice_of_this_thread, read_at.append)  # a read, as a page's
+    slow_at: list[int] = []
+    gui.slow_tasks.submit(_nice_of_this_thread, slow_at.append)
+    qtbot.waitUntil(lambda: bool(read_at and slow_at))
+    assert read_at == [window_s]
+    assert slow_at[0] > window_s or window_s == 19
+
+
+def _three_queued_jobs(qtbot: QtBot, make_gui: Maker) -> tuple[GuiSession, list[JobRecord]]:
+    """A window (no model: the analyses stay queued) listing three queued jobs."""
+    gui = make_gui()
+    actor = Actor("t", "gui")
+    app = gui.application
+    jobs = []
+    for name in ("A", "B", "C"):
+        patient = app.patients.create_patient(
+            {"name": name}, actor=actor, image=NewImage(png_bytes())
+        )
+        jobs.append(app.jobs.queue_patient_analysis(patient.id, actor=actor))
+    model = gui.jobs_panel.model
+    qtbot.waitUntil(lambda: all(model.get(job.id) is not None for job in jobs))
+    return gui, jobs
+
+
+def _select_also(panel: JobQueuePanel, job_id: int) -> None:
+    """Add the job's row to the selection, as Ctrl+click does."""
+    from PySide6.QtCore import QItemSelectionModel
+
+    position = panel.model.position(job_id)
+    assert position is not None
+    flags = QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+    panel.table.selectionModel().select(panel.model.index(position, 0), flags)
+
+
+def test_several_selected_analyses_are_cancelled_with_one_press(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backlog the clinician does not want run took one selection and one Cancel per
+    analysis: several are selected (Ctrl, Shift) and one press cancels them all, and
+    only them."""
+    gui, (first, second, third) = _three_queued_jobs(qtbot, make_gui)
+    app, model, panel = gui.application, gui.jobs_panel.model, gui.jobs_panel
+    asked: list[int] = []
+    request_cancel = app.jobs.request_cancel
+
+    def counted(job_id: int, **kwargs: Any) -> Any:
+        asked.append(job_id)
+        return request_cancel(job_id, **kwargs)
+
+    monkeypatch.setattr(app.jobs, "request_cancel", counted)
+    panel.select_job(first.id)
+    _select_also(panel, third.id)
+    assert panel.selected_job_ids() == [first.id, third.id]
+    assert panel.cancel.isEnabled()
+
+    panel.cancel.click()
+
+    for job in (first, third):
+        qtbot.waitUntil(lambda job=job: model.get(job.id).state == "cancelled")  # type: ignore[union-attr,misc]
+    assert sorted(asked) == sorted([first.id, third.id])
+    assert app.jobs.get_job(second.id).state == "queued"
+    assert model.get(second.id).state == "queued"  # type: ignore[union-attr]
+    panel.select_job(second.id)  # one row chosen again replaces the selection
+    assert panel.selected_job_ids() == [second.id]
+
+
+def test_one_of_several_cancels_refused_says_which_and_the_others_go_through(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One job of those selected cannot be cancelled (it ended meanwhile, elsewhere):
+    the others are cancelled, its row does not stay "cancelling…", and the banner says
+    which one was not."""
+    from ophthai_desktop.core.errors import Conflict
+
+    gui, (first, second, _third) = _three_queued_jobs(qtbot, make_gui)
+    app, model, panel = gui.application, gui.jobs_panel.model, gui.jobs_panel
+    request_cancel = app.jobs.request_cancel
+
+    def refused_for_first(job_id: int, **kwargs: Any) -> Any:
+        if job_id == first.id:
+            raise Conflict(f"job {job_id} already ended (done)")
+        return request_cancel(job_id, **kwargs)
+
+    monkeypatch.setattr(app.jobs, "request_cancel", refused_for_first)
+    panel.select_job(first.id)
+    _select_also(panel, second.id)
+    panel.cancel.click()
+
+    qtbot.waitUntil(lambda: model.get(second.id).state == "cancelled")  # type: ignore[union-attr]
+    qtbot.waitUntil(lambda: "already ended" in gui.window.banner.text())
+    row = model.get(first.id)
+    assert row is not None and row.state == "queued" and row.note == ""

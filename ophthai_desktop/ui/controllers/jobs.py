@@ -152,7 +152,7 @@ class JobsController(QObject):
         bridge.patient_deleted.connect(self._on_bridge_patient_deleted)
         bridge.patient_created.connect(self._on_bridge_patient_known)
         bridge.patient_updated.connect(self._on_bridge_patient_known)
-        panel.cancel_requested.connect(self.cancel)
+        panel.cancel_requested.connect(self.cancel_jobs)
         panel.job_opened.connect(self._on_panel_job_opened)
         self._model.states_changed.connect(self._show_waiting)
         self._model.states_changed.connect(self._show_unlisted)
@@ -387,10 +387,10 @@ class JobsController(QObject):
         job the clinician selected stays, the list over its limit until the selection
         moves: taking its row out moved the selection to another job, which Cancel then
         stopped."""
-        selected = self._panel.selected_job_id()
+        selected = self._panel.selected_job_ids()
         while len(self._model.open_job_ids()) > self._limit:
             last = self._model.last_queued(but)
-            if last is None or last.job_id == selected:
+            if last is None or last.job_id in selected:
                 return
             self._model.remove_job(last.job_id)
             before = self._model.last_queued()
@@ -541,32 +541,67 @@ class JobsController(QObject):
 
     @Slot(int)
     def cancel(self, job_id: int) -> None:
-        """Cancel a queued job, or stop a running one (the worker acts on it). One whose
-        cancel is on its way is not asked again: Cancel pressed twice before the row
-        showed it cancelled warned that the job "already ended (cancelled)"."""
-        before = self._model.get(job_id)
-        if before is not None and before.note == CANCELLING:
+        """Cancel a queued job, or stop a running one (see :meth:`cancel_jobs`)."""
+        self.cancel_jobs([job_id])
+
+    @Slot(list)
+    def cancel_jobs(self, job_ids: list[int]) -> None:
+        """Cancel queued jobs, or stop running ones (the worker acts on them), in one
+        change sent for all of them. One whose cancel is on its way is not asked again:
+        Cancel pressed twice before the row showed it cancelled warned that the job
+        "already ended (cancelled)". Those not cancelled say what they said before,
+        and one message says which they are."""
+        notes: dict[int, str] = {}
+        for job_id in job_ids:
+            before = self._model.get(job_id)
+            if before is not None and before.note == CANCELLING:
+                continue
+            notes[job_id] = before.note if before is not None else ""
+            self._model.update(job_id, note=CANCELLING)
+        if not notes:
             return
-        self._model.update(job_id, note=CANCELLING)
+        asked = list(notes)
+        actor = self._ctx.actor
+
+        def cancel_all() -> dict[int, BaseException]:  # the changes' thread
+            refused: dict[int, BaseException] = {}
+            for position, job_id in enumerate(asked):
+                try:
+                    self._jobs.request_cancel(job_id, actor=actor)
+                except DatabaseUnavailable as exc:  # the others would wait as long
+                    refused.update(dict.fromkeys(asked[position:], exc))
+                    break
+                except OphthaiError as exc:  # this one (ended meanwhile): the others go on
+                    refused[job_id] = exc
+            return refused
+
+        def done(refused: dict[int, BaseException]) -> None:
+            if refused:
+                self._cancels_refused(refused, notes)
 
         def failed(exc: BaseException) -> None:
-            # The job goes on: its row says what it said before, not "cancelling…".
+            self._cancels_refused(dict.fromkeys(asked, exc), notes)
+
+        self._ctx.tasks.submit(cancel_all, done, failed, change=True)
+
+    def _cancels_refused(self, refused: dict[int, BaseException], notes: dict[int, str]) -> None:
+        """The jobs go on: their rows say what they said before, not "cancelling…"; the
+        banner says why (the first job's reason) and which were not cancelled."""
+        for job_id in refused:
             row = self._model.get(job_id)
             if row is not None and row.note == CANCELLING:
-                self._model.update(job_id, note=before.note if before is not None else "")
-            self._window.banner.show_message(
-                describe(exc),
-                "warning",
-                resolved=once_database_answers(
-                    exc, f"Job #{job_id} was not cancelled: cancel it again if it should not run."
-                ),
+                self._model.update(job_id, note=notes.get(job_id, ""))
+        jobs = [f"#{job_id}" for job_id in refused]
+        if len(jobs) == 1:
+            again = f"Job {jobs[0]} was not cancelled: cancel it again if it should not run."
+        else:
+            again = (
+                f"Jobs {', '.join(jobs)} were not cancelled: cancel them again if they "
+                "should not run."
             )
-
-        self._ctx.tasks.submit(
-            lambda: self._jobs.request_cancel(job_id, actor=self._ctx.actor),
-            None,
-            failed,
-            change=True,
+        exc = next(iter(refused.values()))
+        self._window.banner.show_message(
+            describe(exc), "warning", resolved=once_database_answers(exc, again)
         )
 
     @Slot(int)

@@ -74,11 +74,12 @@ def _shortened_word(word: str) -> str:
 
 class JobQueuePanel(QWidget):
     """Signals:
-    cancel_requested(int job_id): "Cancel" on the selected queued or running job.
+    cancel_requested(list job_ids): "Cancel" on the selected queued and running jobs
+        (several can be selected, with Ctrl or Shift).
     job_opened(int job_id): a job was double-clicked, or Enter pressed on the chosen one.
     """
 
-    cancel_requested = Signal(int)
+    cancel_requested = Signal(list)
     job_opened = Signal(int)
 
     def __init__(self, model: JobTableModel, parent: QWidget | None = None) -> None:
@@ -102,7 +103,7 @@ class JobQueuePanel(QWidget):
         self.cancel.setObjectName("cancelJob")
         self.cancel.setIcon(icon("cancel"))
         self.cancel.setText("Cancel")
-        self.cancel.setToolTip("Cancel the selected analysis")
+        self.cancel.setToolTip("Cancel the selected analyses")
         self.cancel.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.cancel.setAutoRaise(True)
         self.cancel.setEnabled(False)
@@ -121,7 +122,9 @@ class JobQueuePanel(QWidget):
         choose_nothing_when_the_chosen_row_goes(self.table, model)  # before setModel
         self.table.setModel(model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        # Several at once (Ctrl, Shift): a backlog the clinician does not want cancelled
+        # in one press, not one job at a time.
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setShowGrid(False)
         self.table.setWordWrap(False)
@@ -205,15 +208,23 @@ class JobQueuePanel(QWidget):
         return True
 
     def selected_job_id(self) -> int | None:
-        rows = self.table.selectionModel().selectedRows()
-        row = self.model.row_at(rows[0].row()) if rows else None
-        return None if row is None else row.job_id
+        """The selected job (the first, in the queue's order, of several)."""
+        selected = self.selected_job_ids()
+        return selected[0] if selected else None
+
+    def selected_job_ids(self) -> list[int]:
+        """The selected jobs, in the queue's order."""
+        positions = sorted(index.row() for index in self.table.selectionModel().selectedRows())
+        rows = (self.model.row_at(position) for position in positions)
+        return [row.job_id for row in rows if row is not None]
+
+    def _selected_open_job_ids(self) -> list[int]:
+        rows = (self.model.get(job_id) for job_id in self.selected_job_ids())
+        return [row.job_id for row in rows if row is not None and row.state in OPEN_STATES]
 
     @Slot()
     def _refresh_cancel(self) -> None:
-        job_id = self.selected_job_id()
-        row = self.model.get(job_id) if job_id is not None else None
-        self.cancel.setEnabled(row is not None and row.state in OPEN_STATES)
+        self.cancel.setEnabled(bool(self._selected_open_job_ids()))
 
     @Slot(QItemSelection, QItemSelection)
     def _on_selection_changed(self, _selected: QItemSelection, _deselected: QItemSelection) -> None:
@@ -227,9 +238,12 @@ class JobQueuePanel(QWidget):
 
     @Slot()
     def _on_open_key(self) -> None:
-        job_id = self.selected_job_id()
-        if job_id is not None:
-            self.job_opened.emit(job_id)
+        current = self.model.row_at(self.table.currentIndex().row())
+        selected = self.selected_job_ids()
+        if current is not None and current.job_id in selected:  # the one the keys are on
+            self.job_opened.emit(current.job_id)
+        elif selected:
+            self.job_opened.emit(selected[0])
 
     @Slot()
     def _on_waiting_details_clicked(self) -> None:
@@ -256,6 +270,6 @@ class JobQueuePanel(QWidget):
 
     @Slot()
     def _on_cancel_clicked(self) -> None:
-        job_id = self.selected_job_id()
-        if job_id is not None:
-            self.cancel_requested.emit(job_id)
+        job_ids = self._selected_open_job_ids()  # a finished one among them stays as it is
+        if job_ids:
+            self.cancel_requested.emit(job_ids)
