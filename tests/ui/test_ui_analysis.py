@@ -29,6 +29,7 @@ from ophthai_desktop.core.inference import ParsedAnswer
 from ophthai_desktop.core.records import Actor, AnalysisRecord
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.ui import day
+from ophthai_desktop.ui.controllers import analysis as analysis_controller
 from ophthai_desktop.ui.display import local_datetime
 from ophthai_desktop.ui.session import GuiSession
 from ophthai_desktop.ui.views import analysis as analysis_view
@@ -2061,10 +2062,11 @@ def test_a_verdict_waiting_for_a_locked_database_is_sent_once_and_its_error_give
     open_patient(qtbot, gui, _patient_with_scan(gui))
     view.analyse.click()
     qtbot.waitUntil(lambda: view.card.isVisible())
+    monkeypatch.setattr(analysis_controller, "SENDING_NOTICE_MS", 50)
     with _database_locked_by_another_program(gui, monkeypatch, wait_ms=1000):
         view.approve.click()
-        assert view.notice.text() == "Recording the verdict…"
         assert not view.reject.isEnabled() and not view.approve.isEnabled()
+        qtbot.waitUntil(lambda: view.notice.text() == "Recording the verdict…")
         view.reject.click()  # pressed while the approval waits: not sent
         qtbot.waitUntil(lambda: view.verdict_error_text() == DATABASE_DOWN, timeout=5000)
         assert view.approve.isEnabled() and view.reject.isEnabled()
@@ -2150,8 +2152,8 @@ def test_a_verdict_waiting_for_a_locked_database_waits_for_its_own_patient_only(
         open_patient(qtbot, gui, second)
         qtbot.waitUntil(lambda: view.card.isVisible())
         view.approve.click()  # this one's own verdict: sent, and said to be on its way
-        assert view.notice.text() == "Recording the verdict…"
         assert not view.approve.isEnabled()
+        qtbot.waitUntil(lambda: view.notice.text() == "Recording the verdict…")
         # The first patient's refusal is said as theirs, not under this one's buttons.
         qtbot.waitUntil(lambda: f"First ({first})" in gui.window.banner.text(), timeout=10_000)
         assert "was not recorded" in gui.window.banner.text()
@@ -2178,9 +2180,10 @@ def test_approve_pressed_from_the_keyboard_keeps_the_focus_on_a_locked_database(
     qtbot.waitUntil(lambda: QApplication.activeWindow() is gui.window)
     view.approve.setFocus()
     qtbot.waitUntil(view.approve.hasFocus)
+    monkeypatch.setattr(analysis_controller, "SENDING_NOTICE_MS", 50)
     with _database_locked_by_another_program(gui, monkeypatch, wait_ms=1000):
         qtbot.keyClick(view.approve, Qt.Key.Key_Space)
-        assert view.notice.text() == "Recording the verdict…"
+        qtbot.waitUntil(lambda: view.notice.text() == "Recording the verdict…")
         qtbot.waitUntil(lambda: view.verdict_error_text() == DATABASE_DOWN, timeout=5000)
     assert QApplication.focusWidget() is view.approve
 
@@ -2225,8 +2228,8 @@ def test_an_appointment_change_waiting_for_a_locked_database_says_so_and_is_sent
     second = first + timedelta(days=1)
     with _database_locked_by_another_program(gui, monkeypatch, wait_ms=5000):
         view.schedule_requested.emit(first)
-        assert view.notice.text() == "Booking the appointment…"
         assert not view.schedule.isEnabled()
+        qtbot.waitUntil(lambda: view.notice.text() == "Booking the appointment…")
         view.schedule_requested.emit(second)  # another time, while the first waits
         qtbot.wait(200)
     # The lock is gone: the first booking lands, and nothing after it.
@@ -2242,8 +2245,8 @@ def test_an_appointment_change_waiting_for_a_locked_database_says_so_and_is_sent
         box = gui.analysis.confirm
         assert isinstance(box, QMessageBox)
         box.property("yesButton").click()
-        assert view.notice.text() == "Cancelling the appointment…"
         assert not view.cancel_appointment.isEnabled() and not view.schedule.isEnabled()
+        qtbot.waitUntil(lambda: view.notice.text() == "Cancelling the appointment…")
         view.schedule_requested.emit(second)  # not sent while the cancel waits
         gui.analysis.cancel_appointment()  # nor asked again
         assert gui.analysis.confirm is None
@@ -2314,7 +2317,7 @@ def test_a_patient_reopened_while_their_booking_waits_says_it_is_booking(
     view.schedule_requested.emit(when)
     qtbot.waitUntil(asked.is_set)
     try:
-        assert view.notice.message() == BOOKING_SENDING
+        qtbot.waitUntil(lambda: view.notice.message() == BOOKING_SENDING)
         open_patient(qtbot, gui, second)
         assert view.notice.message() != BOOKING_SENDING and view.schedule.isEnabled()
         open_patient(qtbot, gui, first)
@@ -2325,3 +2328,27 @@ def test_a_patient_reopened_while_their_booking_waits_says_it_is_booking(
     qtbot.waitUntil(view.schedule.isEnabled)
     assert view.notice.message() != BOOKING_SENDING
     assert gui.application.patients.get_patient(first).appointment_date == when
+
+
+def test_a_verdict_on_its_way_leaves_the_notice_until_it_has_waited_a_moment(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "Recording the verdict…" replaced the notice on screen the moment Approve was
+    pressed, for the few milliseconds a verdict usually takes (a flash); it is said
+    only once the verdict has waited SENDING_NOTICE_MS, the buttons waiting at once."""
+    from tests.ui.test_ui_patients import _database_locked_by_another_program
+
+    gui = make_gui(engine=ScriptedEngine(DME))
+    view = gui.analysis_view
+    open_patient(qtbot, gui, _patient_with_scan(gui))
+    view.analyse.click()
+    qtbot.waitUntil(lambda: view.card.isVisible() and view.approve.isEnabled())
+    view.show_notice("Shown before the verdict.", "info")
+    monkeypatch.setattr(analysis_controller, "SENDING_NOTICE_MS", 60_000)
+    with _database_locked_by_another_program(gui, monkeypatch, wait_ms=1000):
+        view.approve.click()
+        assert not view.approve.isEnabled() and not view.reject.isEnabled()
+        qtbot.wait(100)
+        assert view.notice.message() == "Shown before the verdict."
+        qtbot.waitUntil(view.approve.isEnabled, timeout=5000)  # refused: it waited 1 s
+    assert view.notice.message() != "Recording the verdict…"

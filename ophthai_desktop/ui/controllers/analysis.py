@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
-from PySide6.QtCore import QObject, Slot
+from PySide6.QtCore import QObject, QTimer, Slot
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QMessageBox
 
@@ -43,6 +43,10 @@ APPOINTMENT_AGAIN = f"{DATABASE_BACK} The appointment was not changed: try again
 #: Said on the analysis tab while a booking, or its cancelling, is on its way.
 BOOKING_SENDING = "Booking the appointment…"
 CANCELLING_SENDING = "Cancelling the appointment…"
+#: How long a verdict or an appointment's change waits before the notice says it is on
+#: its way (the buttons wait at once): said at once, it replaced the notice shown (the
+#: result to validate) for the few milliseconds a verdict usually takes, a flash.
+SENDING_NOTICE_MS = 300
 
 _T = TypeVar("_T")
 
@@ -155,6 +159,10 @@ class AnalysisController(QObject):
         self._model_notice = ""  # the model problem the notice last told of
         #: The notice that a new result replaced the one the notes were typed for.
         self._replaced_notice = ""
+        #: Says that a change still waits, once it has waited SENDING_NOTICE_MS.
+        self._sending_notice = QTimer(self)
+        self._sending_notice.setSingleShot(True)
+        self._sending_notice.timeout.connect(self._on_sending_notice_timeout)
         #: The notice that Analyse joined an open job: (job id, its state then, text).
         self._joined: tuple[int, str, str] | None = None
         #: Reads of the queue on their way back from the task pool, and what the window
@@ -519,7 +527,7 @@ class AnalysisController(QObject):
         # job said to be running still runs when its late start event comes).
         if joined is not None and joined[0] == job_id and (ended or joined[1] == "queued"):
             self._joined = None
-            if self._view.notice.text() == joined[2]:
+            if self._view.notice.message() == joined[2]:
                 self._view.notice.dismiss()
 
     def _show_queued(self, job_id: int) -> None:
@@ -539,7 +547,7 @@ class AnalysisController(QObject):
             return
         self._view.set_state(self._queued_text(self._waiting_job))
         shown = self._model_notice
-        if not self.explain_model_state() and shown and self._view.notice.text() == shown:
+        if not self.explain_model_state() and shown and self._view.notice.message() == shown:
             self._view.notice.dismiss()  # the model problem it told of is over
 
     def _queued_text(self, job_id: int) -> str:
@@ -666,7 +674,7 @@ class AnalysisController(QObject):
         # silently winning (Approve, then Reject: rejected).
         self._validating.add(patient_id)
         self._view.set_verdict_sending(True)
-        self._view.notice.show_message(VERDICT_SENDING, "info")
+        self._sending_notice.start(SENDING_NOTICE_MS)  # said if it still waits then
 
         shown = self._view.analysis.id if self._view.analysis is not None else None
         record = self._page.patient
@@ -689,7 +697,7 @@ class AnalysisController(QObject):
                 self._view.show_result(latest)
             self._view.notes.clear()
             self._view.mark_verdict_field(None)  # a refusal shown before no longer applies
-            if self._replaced_notice and self._view.notice.text() == self._replaced_notice:
+            if self._replaced_notice and self._view.notice.message() == self._replaced_notice:
                 self._view.notice.dismiss()  # the verdict is recorded: said and done
             if (
                 latest is not None
@@ -832,15 +840,25 @@ class AnalysisController(QObject):
             return False
         self._appointing[patient_id] = sending
         self._view.set_appointment_sending(True)
-        self._view.notice.show_message(sending, "info")
+        self._sending_notice.start(SENDING_NOTICE_MS)  # said if it still waits then
         return True
+
+    @Slot()
+    def _on_sending_notice_timeout(self) -> None:
+        """A change of the patient on the page still waits: say so (the appointment's,
+        where a verdict waits too)."""
+        patient_id = self._patient_id
+        if patient_id in self._appointing:
+            self._view.notice.show_message(self._appointing[patient_id], "info")
+        elif patient_id in self._validating:
+            self._view.notice.show_message(VERDICT_SENDING, "info")
 
     def _appointment_sent(self, patient_id: str, sending: str) -> None:
         """The change of ``patient_id``'s appointment is back (done or refused)."""
         self._appointing.pop(patient_id, None)
         if patient_id == self._patient_id:
             self._view.set_appointment_sending(False)
-            if self._view.notice.text() == sending:
+            if self._view.notice.message() == sending:  # also behind another tab
                 self._view.notice.dismiss()
 
     @Slot(object)
