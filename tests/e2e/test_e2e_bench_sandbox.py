@@ -51,6 +51,17 @@ REPO = Path(__file__).resolve().parents[2]
             "--burst",
             "1",
         ],
+        [
+            "bench/gil_holds.py",
+            "--seconds",
+            "1",
+            "--idle-seconds",
+            "0.5",
+            "--patients",
+            "20",
+            "--burst",
+            "1",
+        ],
     ],
     ids=lambda command: Path(command[0]).stem,
 )
