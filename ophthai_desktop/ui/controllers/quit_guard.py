@@ -32,6 +32,10 @@ def _changes(count: int) -> str:
     return "1 change" if count == 1 else f"{count} changes"
 
 
+def _not_quitting(failures: int) -> str:
+    return f"Not quitting: {_changes(failures)} could not be saved."
+
+
 def _they_are(count: int) -> str:
     return "it is" if count == 1 else "they are"
 
@@ -57,6 +61,9 @@ class QuitGuard(QObject):
         #: The clinician chose to quit without the unsaved changes (shutdown drops them).
         self.drop_unsaved = False
         self._waiting = False  # quit once saved: set until the changes settle
+        #: The runner's failed saves when the question was asked: those since then keep
+        #: the window (refused while the question was open, or while waiting).
+        self._failed_before = tasks.saves_failed
         #: The question, while asked (tests answer it).
         self.question: QMessageBox | None = None
         tasks.settled.connect(self._on_settled)
@@ -78,6 +85,7 @@ class QuitGuard(QObject):
         if self.question is not None and self.question.isVisible():
             self.question.raise_()
             return
+        self._failed_before = self._tasks.saves_failed
         self._show_window()
         box = QMessageBox(QMessageBox.Icon.Warning, "Quit OphthAI Desktop", "", parent=self._window)
         box.setObjectName("quitWithUnsavedChanges")
@@ -109,8 +117,15 @@ class QuitGuard(QObject):
         self.question = box
         box.open()
 
+    def _failed_since_asked(self) -> int:
+        return self._tasks.saves_failed - self._failed_before
+
     def _quit_once_saved(self) -> None:
-        if self._tasks.saving == 0:  # saved while the question was open
+        if self._tasks.saving == 0:  # settled while the question was open
+            failures = self._failed_since_asked()
+            if failures:  # refused meanwhile: quitting now would lose it without a word
+                self._call_off(_not_quitting(failures))
+                return
             self._quit()
             return
         self._waiting = True
@@ -124,12 +139,13 @@ class QuitGuard(QObject):
             self._window.status.show_message("", 1)
 
     @Slot(int)
-    def _on_settled(self, failures: int) -> None:
+    def _on_settled(self, _failures: int) -> None:
         if not self._waiting:
             return
+        failures = self._failed_since_asked()
         if failures:
             # Stays: what was not saved is said where it was done (its own message).
-            self._call_off(f"Not quitting: {_changes(failures)} could not be saved.")
+            self._call_off(_not_quitting(failures))
             return
         self._waiting = False
         self._window.status.show_message("", 1)
