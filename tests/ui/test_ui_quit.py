@@ -239,3 +239,37 @@ def test_a_change_whose_result_could_not_be_shown_is_not_left_counted(
     qtbot.waitUntil(lambda: gui.tasks.saving == 0)
     gui.window.quit_action.trigger()
     assert quits == [True] and gui.quit_guard.question is None
+
+
+def test_quit_during_an_import_s_slow_read_does_not_blame_the_database(
+    gui: GuiSession, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Images read from a slow share, the database answering: the question said the
+    database had not answered (another program may be using it), sending the clinician
+    after a program that was not there."""
+    from ophthai_desktop.ui.controllers import imports
+
+    patient = gui.application.patients.create_patient({"name": "Importer"}, actor=ACTOR)
+    open_patient(qtbot, gui, patient.id)
+    image = tmp_path / "scan.png"
+    image.write_bytes(png_bytes((64, 48)))
+    read, check_file = threading.Event(), imports.check_file
+
+    def slow_check(path: Path, **limits: int) -> imports.CheckedFile:
+        assert read.wait(10)  # the share answers once the question was seen
+        return check_file(path, **limits)
+
+    monkeypatch.setattr(imports, "check_file", slow_check)
+    quits = _quits(gui)
+    try:
+        assert drop_files(gui.window, [image])
+        gui.window.quit_action.trigger()
+        box = _question(gui, qtbot)
+        assert box.text() == "1 change you made is not saved yet."
+        assert "database has not answered" not in box.informativeText()
+        assert "import" in box.informativeText()
+        _button(box, QUIT_ONCE_SAVED).click()
+    finally:
+        read.set()
+    qtbot.waitUntil(lambda: quits == [True], timeout=10_000)
+    assert len(gui.application.patients.list_scans(patient.id)) == 1

@@ -91,7 +91,10 @@ class QuitGuard(QObject):
         box.setObjectName("quitWithUnsavedChanges")
         box.setText(f"{_changes(count)} you made {'is' if count == 1 else 'are'} not saved yet.")
         box.setInformativeText(
-            "The database has not answered yet (another program may be using it). "
+            # Not "the database has not answered": an import reading its images from a
+            # slow share or USB stick is counted too, with the database answering.
+            "Saving can take a while: an import stores its images one by one, and "
+            "another program using the database makes changes wait. "
             f"{QUIT_ONCE_SAVED}: the window quits by itself once {_they_are(count)} saved, "
             f"and stays if {'it' if count == 1 else 'one'} cannot be. "
             f"{QUIT_WITHOUT_SAVING}: {_they_are(count)} lost."
