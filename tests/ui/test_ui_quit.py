@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QAbstractButton, QMessageBox
 from pytestqt.qtbot import QtBot
+from shiboken6 import isValid as shiboken_valid
 
 from ophthai_desktop.core.errors import DatabaseUnavailable
 from ophthai_desktop.core.records import Actor
@@ -273,3 +274,24 @@ def test_quit_during_an_import_s_slow_read_does_not_blame_the_database(
         read.set()
     qtbot.waitUntil(lambda: quits == [True], timeout=10_000)
     assert len(gui.application.patients.list_scans(patient.id)) == 1
+
+
+def test_quit_asks_again_after_the_question_was_answered_cancel(
+    gui: GuiSession, qtbot: QtBot
+) -> None:
+    """The answered question is deleted; the guard kept it and asked the deleted box
+    whether it was shown: the second Quit raised and did nothing, neither asked nor
+    quit, as long as the change waited."""
+    quits, release = _quits(gui), threading.Event()
+    _change_held(gui, "Held", release)
+    try:
+        gui.window.quit_action.trigger()
+        first = _question(gui, qtbot)
+        first.button(QMessageBox.StandardButton.Cancel).click()
+        qtbot.waitUntil(lambda: gui.quit_guard.question is not first or not shiboken_valid(first))
+        gui.window.quit_action.trigger()
+        second = _question(gui, qtbot)
+        _button(second, QUIT_WITHOUT_SAVING).click()
+        assert quits == [True]
+    finally:
+        release.set()

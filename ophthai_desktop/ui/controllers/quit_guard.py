@@ -116,12 +116,19 @@ class QuitGuard(QObject):
                 self._call_off("")
 
         box.buttonClicked.connect(answered)
+        box.finished.connect(lambda _result: self._forget(box))
         box.finished.connect(box.deleteLater)
         self.question = box
         box.open()
 
     def _failed_since_asked(self) -> int:
         return self._tasks.saves_failed - self._failed_before
+
+    def _forget(self, box: QMessageBox) -> None:
+        """The question answered (or closed), and deleted next: kept, the next Quit
+        asked the deleted box whether it was shown, raised, and neither asked nor quit."""
+        if self.question is box:
+            self.question = None
 
     def _quit_once_saved(self) -> None:
         if self._tasks.saving == 0:  # settled while the question was open
