@@ -276,6 +276,23 @@ def test_quit_during_an_import_s_slow_read_does_not_blame_the_database(
     assert len(gui.application.patients.list_scans(patient.id)) == 1
 
 
+def test_the_question_goes_and_the_window_quits_once_the_change_is_saved_meanwhile(
+    gui: GuiSession, qtbot: QtBot
+) -> None:
+    """Saved while the question was open, it went on saying the change was not saved
+    (and would be lost), until answered: a clinician reading it could send the verdict
+    again. The Quit asked for goes ahead, as it does with nothing unsaved."""
+    quits, release = _quits(gui), threading.Event()
+    _change_held(gui, "Held Verdict", release)
+    gui.window.quit_action.trigger()
+    box = _question(gui, qtbot)
+    release.set()
+    qtbot.waitUntil(lambda: quits == [True])
+    assert gui.quit_guard.question is None
+    assert not shiboken_valid(box) or not box.isVisible()
+    assert "Held Verdict" in _names(gui)
+
+
 def test_quit_asks_again_after_the_question_was_answered_cancel(
     gui: GuiSession, qtbot: QtBot
 ) -> None:

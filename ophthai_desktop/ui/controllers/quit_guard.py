@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Slot
-from PySide6.QtWidgets import QAbstractButton, QMessageBox
+from PySide6.QtWidgets import QAbstractButton, QDialog, QMessageBox
 
 from ophthai_desktop.ui.tasks import TaskRunner
 from ophthai_desktop.ui.views.main_window import MainWindow
@@ -150,6 +150,17 @@ class QuitGuard(QObject):
 
     @Slot(int)
     def _on_settled(self, _failures: int) -> None:
+        question = self.question
+        if question is not None and question.isVisible():
+            if self._failed_since_asked():
+                return  # the answer decides (Quit once saved stays); the refusal is said
+            # Saved while the question was open: it went on saying "not saved yet" (a
+            # clinician reading it could send the verdict again). Nothing is lost now:
+            # the Quit asked for goes ahead, as it would have without the question.
+            question.done(QDialog.DialogCode.Rejected)  # no button: no answer handled
+            self._waiting = False
+            self._quit()
+            return
         if not self._waiting:
             return
         failures = self._failed_since_asked()
