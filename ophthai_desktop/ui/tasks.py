@@ -103,11 +103,12 @@ class TaskRunner(QObject):
     Signals:
         failed(str): a task without its own ``on_error`` failed; the message is for
             the clinician.
+        settled(int failures): nothing is left to save (:attr:`saving` fell to 0, the
+            last result delivered); how many of the saving tasks since it was last 0
+            failed (raised, their callback raised, or :meth:`mark_not_saved`).
     """
 
     failed = Signal(str)
-    #: Nothing is left to save (:attr:`saving` fell to 0, the last result delivered);
-    #: the argument: how many of the saving tasks since it was last 0 failed.
     settled = Signal(int)
 
     def __init__(
@@ -132,6 +133,9 @@ class TaskRunner(QObject):
         self._saving: set[int] = set()  # tasks that save what the clinician gave
         self._ended: set[int] = set()  # of them, those that did (added by their thread)
         self._saving_failed = 0  # of them, since nothing was left to save
+        self._saves_failed = 0  # of them, since the runner began
+        self._delivering: list[int] = []  # the tasks whose callback runs (innermost last)
+        self._not_saved: set[int] = set()  # of them, those said not saved in full
 
     @property
     def busy(self) -> bool:
@@ -143,6 +147,20 @@ class TaskRunner(QObject):
         """How many tasks that save something the clinician gave (``saves``) have not
         delivered their result yet."""
         return len(self._saving)
+
+    @property
+    def saves_failed(self) -> int:
+        """How many tasks that save something the clinician gave have failed since the
+        runner began (a count that only grows: compare two readings)."""
+        return self._saves_failed
+
+    def mark_not_saved(self) -> None:
+        """From a saving task's ``on_done``: the task ended, but part of what it was to
+        save was not saved (an import's images refused, each named by its own message).
+        It counts as failed in :attr:`settled`: quitting once saved stays, where it
+        would have quit as if all were saved."""
+        if self._delivering:
+            self._not_saved.add(self._delivering[-1])
 
     def submit(
         self,
@@ -212,20 +230,32 @@ class TaskRunner(QObject):
     @Slot(int, object)
     def _on_relay_finished(self, task_id: int, value: object) -> None:
         on_done, _ = self._callbacks.pop(task_id, (None, None))
-        if on_done is not None and not self._closed:
-            on_done(value)
-        self._delivered(task_id, failed=False)
+        # Delivered whatever the callback does: one that raised (a defect) left its task
+        # counted as unsaved for good, every later Quit asking and none quitting.
+        raised = True
+        self._delivering.append(task_id)
+        try:
+            if on_done is not None and not self._closed:
+                on_done(value)
+            raised = False
+        finally:
+            self._delivering.pop()
+            not_saved = task_id in self._not_saved
+            self._not_saved.discard(task_id)
+            self._delivered(task_id, failed=raised or not_saved)
 
     @Slot(int, object)
     def _on_relay_failed(self, task_id: int, exc: object) -> None:
         _, on_error = self._callbacks.pop(task_id, (None, None))
         if self._closed:
             return
-        if on_error is not None and isinstance(exc, BaseException):
-            on_error(exc)
-        elif isinstance(exc, BaseException):
-            self.failed.emit(describe(exc))
-        self._delivered(task_id, failed=True)
+        try:
+            if on_error is not None and isinstance(exc, BaseException):
+                on_error(exc)
+            elif isinstance(exc, BaseException):
+                self.failed.emit(describe(exc))
+        finally:
+            self._delivered(task_id, failed=True)
 
     def _delivered(self, task_id: int, *, failed: bool) -> None:
         """A result delivered (after its callback, which may have sent the next step of
@@ -235,6 +265,7 @@ class TaskRunner(QObject):
         self._saving.discard(task_id)
         self._ended.discard(task_id)
         self._saving_failed += failed
+        self._saves_failed += failed
         if not self._saving:
             failures, self._saving_failed = self._saving_failed, 0
             self.settled.emit(failures)

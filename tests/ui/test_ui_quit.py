@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QAbstractButton, QMessageBox
 from pytestqt.qtbot import QtBot
+from shiboken6 import isValid as shiboken_valid
 
 from ophthai_desktop.core.errors import DatabaseUnavailable
 from ophthai_desktop.core.records import Actor
@@ -173,3 +174,141 @@ def test_quit_during_an_import_waiting_for_a_locked_database_asks_first(
         assert quits == []
     qtbot.waitUntil(lambda: quits == [True], timeout=15_000)
     assert len(gui.application.patients.list_scans(patient.id)) == 1
+
+
+def test_quit_once_saved_stays_when_the_import_s_images_are_refused(
+    gui: GuiSession, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The import's task ends without an error when its images are refused (each is
+    named in the banner): counted as saved, the window quit by itself, the images not
+    added and the banner saying so gone with it."""
+    patient = gui.application.patients.create_patient({"name": "Importer"}, actor=ACTOR)
+    open_patient(qtbot, gui, patient.id)
+    image = tmp_path / "scan.png"
+    image.write_bytes(png_bytes((64, 48)))
+    quits = _quits(gui)
+    with _database_locked_by_another_program(gui, monkeypatch, wait_ms=1500):
+        assert drop_files(gui.window, [image])
+        gui.window.quit_action.trigger()
+        _button(_question(gui, qtbot), QUIT_ONCE_SAVED).click()
+        qtbot.waitUntil(lambda: gui.tasks.saving == 0, timeout=15_000)
+    said = gui.window.status.message
+    qtbot.waitUntil(lambda: said.full_text() == "Not quitting: 1 change could not be saved.")
+    assert quits == [] and not gui.quit_guard.waiting
+    assert "No image was added" in gui.window.banner.message()
+    assert not gui.application.patients.list_scans(patient.id)
+
+
+def test_quit_once_saved_after_the_change_was_refused_meanwhile_stays(
+    gui: GuiSession, qtbot: QtBot
+) -> None:
+    """The change refused while the question was open: "Quit once saved" then quit at
+    once (nothing left to wait for), the refusal's message gone with the window."""
+    quits, release = _quits(gui), threading.Event()
+
+    def refused() -> None:
+        assert release.wait(10)
+        raise DatabaseUnavailable("database is locked")
+
+    errors: list[BaseException] = []
+    gui.tasks.submit(refused, on_error=errors.append, change=True)
+    gui.window.quit_action.trigger()
+    box = _question(gui, qtbot)
+    release.set()
+    qtbot.waitUntil(lambda: gui.tasks.saving == 0)
+    assert errors
+    _button(box, QUIT_ONCE_SAVED).click()
+    assert gui.window.status.message.full_text() == "Not quitting: 1 change could not be saved."
+    assert quits == [] and not gui.quit_guard.waiting
+    gui.window.quit_action.trigger()  # asked again: nothing waits, nothing is asked
+    assert quits == [True]
+
+
+def test_a_change_whose_result_could_not_be_shown_is_not_left_counted(
+    gui: GuiSession, qtbot: QtBot
+) -> None:
+    """A callback that fails (a defect) left its change counted as unsaved for good:
+    every later Quit asked, and "Quit once saved" never quit."""
+    quits = _quits(gui)
+
+    def show(_result: object) -> None:
+        raise RuntimeError("a defect in the callback")
+
+    with qtbot.capture_exceptions() as raised:
+        gui.tasks.submit(lambda: None, show, change=True)
+        qtbot.waitUntil(lambda: bool(raised))
+    qtbot.waitUntil(lambda: gui.tasks.saving == 0)
+    gui.window.quit_action.trigger()
+    assert quits == [True] and gui.quit_guard.question is None
+
+
+def test_quit_during_an_import_s_slow_read_does_not_blame_the_database(
+    gui: GuiSession, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Images read from a slow share, the database answering: the question said the
+    database had not answered (another program may be using it), sending the clinician
+    after a program that was not there."""
+    from ophthai_desktop.ui.controllers import imports
+
+    patient = gui.application.patients.create_patient({"name": "Importer"}, actor=ACTOR)
+    open_patient(qtbot, gui, patient.id)
+    image = tmp_path / "scan.png"
+    image.write_bytes(png_bytes((64, 48)))
+    read, check_file = threading.Event(), imports.check_file
+
+    def slow_check(path: Path, **limits: int) -> imports.CheckedFile:
+        assert read.wait(10)  # the share answers once the question was seen
+        return check_file(path, **limits)
+
+    monkeypatch.setattr(imports, "check_file", slow_check)
+    quits = _quits(gui)
+    try:
+        assert drop_files(gui.window, [image])
+        gui.window.quit_action.trigger()
+        box = _question(gui, qtbot)
+        assert box.text() == "1 change you made is not saved yet."
+        assert "database has not answered" not in box.informativeText()
+        assert "import" in box.informativeText()
+        _button(box, QUIT_ONCE_SAVED).click()
+    finally:
+        read.set()
+    qtbot.waitUntil(lambda: quits == [True], timeout=10_000)
+    assert len(gui.application.patients.list_scans(patient.id)) == 1
+
+
+def test_the_question_goes_and_the_window_quits_once_the_change_is_saved_meanwhile(
+    gui: GuiSession, qtbot: QtBot
+) -> None:
+    """Saved while the question was open, it went on saying the change was not saved
+    (and would be lost), until answered: a clinician reading it could send the verdict
+    again. The Quit asked for goes ahead, as it does with nothing unsaved."""
+    quits, release = _quits(gui), threading.Event()
+    _change_held(gui, "Held Verdict", release)
+    gui.window.quit_action.trigger()
+    box = _question(gui, qtbot)
+    release.set()
+    qtbot.waitUntil(lambda: quits == [True])
+    assert gui.quit_guard.question is None
+    assert not shiboken_valid(box) or not box.isVisible()
+    assert "Held Verdict" in _names(gui)
+
+
+def test_quit_asks_again_after_the_question_was_answered_cancel(
+    gui: GuiSession, qtbot: QtBot
+) -> None:
+    """The answered question is deleted; the guard kept it and asked the deleted box
+    whether it was shown: the second Quit raised and did nothing, neither asked nor
+    quit, as long as the change waited."""
+    quits, release = _quits(gui), threading.Event()
+    _change_held(gui, "Held", release)
+    try:
+        gui.window.quit_action.trigger()
+        first = _question(gui, qtbot)
+        first.button(QMessageBox.StandardButton.Cancel).click()
+        qtbot.waitUntil(lambda: gui.quit_guard.question is not first or not shiboken_valid(first))
+        gui.window.quit_action.trigger()
+        second = _question(gui, qtbot)
+        _button(second, QUIT_WITHOUT_SAVING).click()
+        assert quits == [True]
+    finally:
+        release.set()

@@ -199,6 +199,8 @@ class ImportController(QObject):
             )
             self._window.banner.show_message(_refusals(refused) + taken, "error")
             self.refused.emit(refused)
+            # Not all given is saved: quitting once saved stays to say so (see below).
+            self._ctx.tasks.mark_not_saved()
         if not good:
             return
         if target is not None:
@@ -214,6 +216,10 @@ class ImportController(QObject):
 
         def done(outcome: tuple[int, list[tuple[str, str]]]) -> None:
             count, failed = outcome
+            if failed:
+                # The task ended without an error, its images refused: counted as saved,
+                # "Quit once saved" quit, and the banner naming them went with the window.
+                self._ctx.tasks.mark_not_saved()
             self._after_import(patient_id, count, refused + failed)
 
         # Not on the changes' thread: a drop of many files stores them one by one for
@@ -347,6 +353,7 @@ class ImportController(QObject):
         """The new patient was created: name the files it was created without (the
         banner, if any, said the others "are being added")."""
         if failed:
+            self._ctx.tasks.mark_not_saved()  # the patient's creation: not all it was given
             created = f"The patient was created with {total - len(failed)} of the {total} images."
             self._window.banner.show_message(
                 f"{created}\n{_refusals(refused + failed)}",

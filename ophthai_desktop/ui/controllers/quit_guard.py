@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Slot
-from PySide6.QtWidgets import QAbstractButton, QMessageBox
+from PySide6.QtWidgets import QAbstractButton, QDialog, QMessageBox
 
 from ophthai_desktop.ui.tasks import TaskRunner
 from ophthai_desktop.ui.views.main_window import MainWindow
@@ -30,6 +30,10 @@ QUIT_WITHOUT_SAVING = "Quit without saving"
 
 def _changes(count: int) -> str:
     return "1 change" if count == 1 else f"{count} changes"
+
+
+def _not_quitting(failures: int) -> str:
+    return f"Not quitting: {_changes(failures)} could not be saved."
 
 
 def _they_are(count: int) -> str:
@@ -57,6 +61,9 @@ class QuitGuard(QObject):
         #: The clinician chose to quit without the unsaved changes (shutdown drops them).
         self.drop_unsaved = False
         self._waiting = False  # quit once saved: set until the changes settle
+        #: The runner's failed saves when the question was asked: those since then keep
+        #: the window (refused while the question was open, or while waiting).
+        self._failed_before = tasks.saves_failed
         #: The question, while asked (tests answer it).
         self.question: QMessageBox | None = None
         tasks.settled.connect(self._on_settled)
@@ -78,12 +85,16 @@ class QuitGuard(QObject):
         if self.question is not None and self.question.isVisible():
             self.question.raise_()
             return
+        self._failed_before = self._tasks.saves_failed
         self._show_window()
         box = QMessageBox(QMessageBox.Icon.Warning, "Quit OphthAI Desktop", "", parent=self._window)
         box.setObjectName("quitWithUnsavedChanges")
         box.setText(f"{_changes(count)} you made {'is' if count == 1 else 'are'} not saved yet.")
         box.setInformativeText(
-            "The database has not answered yet (another program may be using it). "
+            # Not "the database has not answered": an import reading its images from a
+            # slow share or USB stick is counted too, with the database answering.
+            "Saving can take a while: an import stores its images one by one, and "
+            "another program using the database makes changes wait. "
             f"{QUIT_ONCE_SAVED}: the window quits by itself once {_they_are(count)} saved, "
             f"and stays if {'it' if count == 1 else 'one'} cannot be. "
             f"{QUIT_WITHOUT_SAVING}: {_they_are(count)} lost."
@@ -105,12 +116,26 @@ class QuitGuard(QObject):
                 self._call_off("")
 
         box.buttonClicked.connect(answered)
+        box.finished.connect(lambda _result: self._forget(box))
         box.finished.connect(box.deleteLater)
         self.question = box
         box.open()
 
+    def _failed_since_asked(self) -> int:
+        return self._tasks.saves_failed - self._failed_before
+
+    def _forget(self, box: QMessageBox) -> None:
+        """The question answered (or closed), and deleted next: kept, the next Quit
+        asked the deleted box whether it was shown, raised, and neither asked nor quit."""
+        if self.question is box:
+            self.question = None
+
     def _quit_once_saved(self) -> None:
-        if self._tasks.saving == 0:  # saved while the question was open
+        if self._tasks.saving == 0:  # settled while the question was open
+            failures = self._failed_since_asked()
+            if failures:  # refused meanwhile: quitting now would lose it without a word
+                self._call_off(_not_quitting(failures))
+                return
             self._quit()
             return
         self._waiting = True
@@ -124,12 +149,24 @@ class QuitGuard(QObject):
             self._window.status.show_message("", 1)
 
     @Slot(int)
-    def _on_settled(self, failures: int) -> None:
+    def _on_settled(self, _failures: int) -> None:
+        question = self.question
+        if question is not None and question.isVisible():
+            if self._failed_since_asked():
+                return  # the answer decides (Quit once saved stays); the refusal is said
+            # Saved while the question was open: it went on saying "not saved yet" (a
+            # clinician reading it could send the verdict again). Nothing is lost now:
+            # the Quit asked for goes ahead, as it would have without the question.
+            question.done(QDialog.DialogCode.Rejected)  # no button: no answer handled
+            self._waiting = False
+            self._quit()
+            return
         if not self._waiting:
             return
+        failures = self._failed_since_asked()
         if failures:
             # Stays: what was not saved is said where it was done (its own message).
-            self._call_off(f"Not quitting: {_changes(failures)} could not be saved.")
+            self._call_off(_not_quitting(failures))
             return
         self._waiting = False
         self._window.status.show_message("", 1)
