@@ -1588,3 +1588,57 @@ def test_one_of_several_cancels_refused_says_which_and_the_others_go_through(
     qtbot.waitUntil(lambda: "already ended" in gui.window.banner.text())
     row = model.get(first.id)
     assert row is not None and row.state == "queued" and row.note == ""
+
+
+def test_a_selected_job_taken_off_the_queue_leaves_the_others_selected(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """Several jobs chosen to cancel: one of them taken off the queue (its patient
+    deleted by a client) cleared the whole selection, and Cancel with it. Only it
+    leaves the selection, whether the keyboard was on it or on another."""
+    gui, (first, second, third) = _three_queued_jobs(qtbot, make_gui)
+    app, model, panel = gui.application, gui.jobs_panel.model, gui.jobs_panel
+    actor = Actor("t", "gui")
+    panel.select_job(first.id)  # the keyboard's row
+    _select_also(panel, second.id)
+    _select_also(panel, third.id)
+
+    app.patients.delete_patient(third.patient_id or "", actor=actor)
+    qtbot.waitUntil(lambda: model.get(third.id) is None)
+    assert panel.selected_job_ids() == [first.id, second.id]
+    assert model.row_at(panel.table.currentIndex().row()).job_id == first.id  # type: ignore[union-attr]
+
+    app.patients.delete_patient(first.patient_id or "", actor=actor)
+    qtbot.waitUntil(lambda: model.get(first.id) is None)
+    assert panel.selected_job_ids() == [second.id]
+    assert panel.cancel.isEnabled()
+    # The keyboard's row went: it is on the one still chosen, none of the others.
+    assert model.row_at(panel.table.currentIndex().row()).job_id == second.id  # type: ignore[union-attr]
+
+
+def test_enter_with_several_jobs_selected_opens_the_one_the_keyboard_is_on(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """Several jobs selected: Enter opens one patient, that of the row the keyboard is
+    on (Ctrl+click puts it there), or, the keyboard on a row not selected, the first
+    selected in the queue's order."""
+    from PySide6.QtCore import QItemSelectionModel
+
+    gui, (first, second, third) = _three_queued_jobs(qtbot, make_gui)
+    model, panel = gui.jobs_panel.model, gui.jobs_panel
+    panel.select_job(first.id)
+    _select_also(panel, third.id)
+    chosen = panel.table.selectionModel()
+    no_update = QItemSelectionModel.SelectionFlag.NoUpdate
+    chosen.setCurrentIndex(model.index(model.position(third.id) or 0, 0), no_update)
+    panel.table.setFocus()
+    qtbot.waitUntil(panel.table.hasFocus)
+    with qtbot.waitSignal(panel.job_opened) as opened:
+        qtbot.keyClick(panel.table, Qt.Key.Key_Return)
+    assert opened.args == [third.id]
+
+    chosen.setCurrentIndex(model.index(model.position(second.id) or 0, 0), no_update)
+    with qtbot.waitSignal(panel.job_opened) as opened:
+        qtbot.keyClick(panel.table, Qt.Key.Key_Return)
+    assert opened.args == [first.id]
+    assert panel.selected_job_ids() == [first.id, third.id]

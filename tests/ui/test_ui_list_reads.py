@@ -335,3 +335,90 @@ def test_a_patient_list_read_that_failed_leaves_events_to_read_again(
         patients.update_patient(turning.id, {"status": "Critical"}, actor=ACTOR)
     qtbot.waitUntil(lambda: model.row_of(turning.id) == 0)
     qtbot.waitUntil(lambda: view.count.text() == shown.format(225))
+
+
+def test_a_notification_created_while_an_older_page_is_read_leaves_none_unlisted(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notification created while the next older page was read was listed at the top
+    and counted, but the page's count (taken before it) replaced the list's: the list
+    stopped one row short of its end, and the oldest notification was never listed."""
+    app = make_gui().application
+    notes = app.notifications
+    for i in range(2 * PAGE_SIZE + 1):
+        notes.create_notification(f"Note {i}", actor=ACTOR)
+    gui = make_gui(application=app)
+    panel, model = gui.notifications_panel, gui.notifications_panel.model
+    qtbot.waitUntil(lambda: model.rowCount() == PAGE_SIZE)
+    read = HeldRead(monkeypatch, notes, "list_notifications")
+
+    panel.list.scrollToBottom()  # the older page is read ...
+    read.wait(qtbot)
+    with qtbot.waitSignal(gui.bridge.notification_created):  # ... one created ...
+        notes.create_notification("New", actor=ACTOR)
+    qtbot.waitUntil(lambda: model.rowCount() == PAGE_SIZE + 1)  # ... listed at the top
+    read.release()
+    qtbot.waitUntil(lambda: model.rowCount() == 2 * PAGE_SIZE + 1)
+    assert model.total == 2 * PAGE_SIZE + 2
+
+    panel.list.scrollToBottom()  # the last page: the oldest one
+    qtbot.waitUntil(lambda: model.rowCount() == 2 * PAGE_SIZE + 2)
+    assert _texts(model)[0] == "New" and _texts(model)[-1] == "Note 0"
+
+
+def test_a_patient_created_while_an_older_page_is_read_leaves_none_unlisted(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same for the patient list: "Showing 401 of 401" for 402, and the oldest
+    patient never listed."""
+    gui = make_gui()
+    patients, view, model = gui.application.patients, gui.patient_list, gui.patient_list.model
+    seed_patients(gui.application, 2 * 200 + 1)
+    gui.patients.refresh()
+    qtbot.waitUntil(lambda: view.count.text() == "Showing 200 of 401 patients (scroll for more)")
+    read = HeldRead(monkeypatch, patients, "list_patients")
+
+    view.table.scrollToBottom()  # the older page is read ...
+    read.wait(qtbot)
+    with qtbot.waitSignal(gui.bridge.patient_created):  # ... one created ...
+        arrived = patients.create_patient({"name": "Arrived"}, actor=ACTOR)
+    qtbot.waitUntil(lambda: model.row_of(arrived.id) == 0)  # ... listed at the top
+    read.release()
+    qtbot.waitUntil(lambda: model.rowCount() == 401)
+    assert view.count.text() == "Showing 401 of 402 patients (scroll for more)"
+
+    view.table.scrollToBottom()
+    qtbot.waitUntil(lambda: model.rowCount() == 402)
+    assert model.row_of("pt-seed00000") == 401
+    assert view.count.text() == "402 patients"
+
+
+def test_a_patient_listed_while_a_read_is_placed_leaves_none_unlisted(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """The list read again is placed a page a turn. A patient who arrived between two
+    turns was listed and counted, and the read's count then replaced the list's: one
+    row short, the oldest patient never listed."""
+    gui = make_gui()
+    patients, view, model = gui.application.patients, gui.patient_list, gui.patient_list.model
+    seed_patients(gui.application, 2 * 200 + 1)
+    gui.patients.refresh()
+    qtbot.waitUntil(lambda: model.rowCount() == 200)
+    view.table.scrollToBottom()
+    qtbot.waitUntil(lambda: view.count.text() == "Showing 400 of 401 patients (scroll for more)")
+    feed = gui.patients._feed_timer  # the turns between pages, held here
+    feed.setInterval(60_000)
+
+    gui.patients.day_watch.day_changed.emit(QDate.currentDate())  # a new day: read again
+    qtbot.waitUntil(feed.isActive)  # its first page placed, the second waits
+    with qtbot.waitSignal(gui.bridge.patient_created):
+        arrived = patients.create_patient({"name": "Arrived"}, actor=ACTOR)
+    qtbot.waitUntil(lambda: model.row_of(arrived.id) == 0)  # listed between the turns
+    feed.setInterval(0)
+    feed.start()
+    qtbot.waitUntil(lambda: not feed.isActive())
+    qtbot.waitUntil(lambda: view.count.text() == "Showing 401 of 402 patients (scroll for more)")
+
+    view.table.scrollToBottom()
+    qtbot.waitUntil(lambda: model.rowCount() == 402)
+    assert model.row_of("pt-seed00000") == 401

@@ -68,7 +68,7 @@ class _Placing:
     #: The patients of the rows read (and those listed meanwhile above them): a row
     #: shown that is not among them is no longer in the list.
     keys: set[str]
-    #: How many patients the list has, as read.
+    #: How many patients the list has, as read (and those listed meanwhile above).
     total: int
     #: The patient of the last row placed (None: none yet).
     last: str | None = None
@@ -388,7 +388,7 @@ class PatientsController(QObject):
         page, self._pending = self._pending[:PAGE_SIZE], self._pending[PAGE_SIZE:]
         placing = self._placing
         if placing is None:
-            self._model.append(page, self._model.total)
+            self._model.append(page)  # the rest of the read: counted by it
         else:
             after = None if placing.last is None else self._model.position(placing.last)
             # The open patient's row may go (pushed past the rows read by one sorted
@@ -603,8 +603,14 @@ class PatientsController(QObject):
         table = self._view.table
         scrolled = table.verticalScrollBar().value()
         before = self._model.rowCount()
-        if self._placing is not None:  # listed above the rows being placed: kept there
-            self._placing.keys.update(arrivals)
+        placing = self._placing
+        if placing is not None:  # listed above the rows being placed: kept there ...
+            # ... and counted, those the read did not see: the list took the read's
+            # count once they were placed, and stopped one row short of its end.
+            placing.total += sum(
+                1 for key in arrivals if key not in placing.keys and self._model.get(key) is None
+            )
+            placing.keys.update(arrivals)
         self._model.insert_first([patient_row(p) for p in reversed(arrivals.values())])
         added = self._model.rowCount() - before
         if scrolled > 0 and added > 0:

@@ -265,6 +265,8 @@ class PagedRowModel(RowModel):
         super().__init__(headers, parent)
         self._total = 0
         self._fetching = False
+        # Rows put first (:meth:`insert_first`) since the page on its way was asked for.
+        self._arrived_while_fetching = 0
 
     def canFetchMore(self, parent: AnyIndex = QModelIndex()) -> bool:
         return not parent.isValid() and not self._fetching and self.rowCount() < self._total
@@ -272,6 +274,7 @@ class PagedRowModel(RowModel):
     def fetchMore(self, parent: AnyIndex = QModelIndex()) -> None:
         if self.canFetchMore(parent):
             self._fetching = True
+            self._arrived_while_fetching = 0
             self.more_requested.emit(self.rowCount())
 
     @property
@@ -287,13 +290,26 @@ class PagedRowModel(RowModel):
         """Replace everything with the first page of a new query."""
         self._total = total
         self._fetching = False
+        self._arrived_while_fetching = 0
         self.reset_rows(rows)
 
-    def append(self, rows: Sequence[Any], total: int) -> None:
-        """Add the next page (rows already shown are skipped)."""
+    def append(self, rows: Sequence[Any], total: int | None = None) -> None:
+        """Add the next page (rows already shown are skipped); ``total`` is the list's
+        length when the page was read (None: the rows are the rest of a read already
+        counted, and the total stays).
+
+        Rows put first while the page was on its way are counted on top of it: read
+        before them, it did not count them, and taking its ``total`` as it was dropped
+        them, so the list stopped one row short of its end (the oldest notification never
+        listed). One stored before the read but heard after it is counted twice: the list
+        then asks once more at its end, and that page's total puts it right. (A row
+        removed meanwhile is not taken off: counted or not by the page, one too many
+        costs that one read, one too few a row never listed.)"""
         self._fetching = False
+        arrived, self._arrived_while_fetching = self._arrived_while_fetching, 0
         self.insert_rows(self.rowCount(), rows)
-        self._total = max(total, self.rowCount())
+        counted = self._total if total is None else total + arrived
+        self._total = max(counted, self.rowCount())
 
     def settle(self, total: int) -> None:
         """The rows read again are all placed (:meth:`place_rows`): ``total`` is the
@@ -315,12 +331,16 @@ class PagedRowModel(RowModel):
     def fetch_failed(self) -> None:
         """The page did not arrive; a later scroll asks again."""
         self._fetching = False
+        self._arrived_while_fetching = 0
 
     def insert_first(self, rows: Sequence[Any]) -> None:
         """New rows at the top (``rows`` newest first); those already listed show their
         new values instead."""
         fresh = [row for row in rows if not self.update_row(row)]
-        self._total += self.insert_rows(0, fresh)
+        added = self.insert_rows(0, fresh)
+        self._total += added
+        if self._fetching:
+            self._arrived_while_fetching += added
 
     def remove(self, key: Hashable) -> bool:
         if not self.remove_row(key):

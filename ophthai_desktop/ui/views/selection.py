@@ -1,4 +1,4 @@
-"""Which row of a list is chosen: none, not its neighbour, when the chosen row goes;
+"""Which rows of a list are chosen: the others, not a neighbour, when a chosen row goes;
 the one the keyboard is on, in a list whose choice opens nothing.
 
 Qt moves the current index of a view to the next row when the current row is removed,
@@ -21,11 +21,19 @@ from PySide6.QtWidgets import QAbstractItemView
 def choose_nothing_when_the_chosen_row_goes(
     view: QAbstractItemView, model: QAbstractItemModel
 ) -> None:
-    """Clear ``view``'s selection and current row as they are removed from ``model``.
+    """Take the rows removed from ``model`` out of ``view``'s choice, and nothing else:
+    where several are selected, the others stay selected.
 
-    Call before ``view.setModel(model)``: this handler must run before the view's own,
-    which moves the current row to a neighbour. (A row moved with
-    :meth:`RowModel.move_row` takes the selection with it before the old one goes.)
+    The current row (the one the keyboard is on), removed, goes to the nearest row still
+    selected, or to none (a single-selection view then selects no neighbour): it is not
+    left to the view, which would put it on the next row and, in a single-selection view,
+    select that. (Clearing the whole selection instead took a job whose patient was
+    deleted out of a multi-selection in the job queue, and with it every other job the
+    clinician had chosen to cancel.)
+
+    Call before ``view.setModel(model)``: this handler must run before the view's own.
+    (A row moved with :meth:`RowModel.move_row` takes the selection with it before the
+    old one goes.)
     """
 
     def about_to_remove(parent: QModelIndex | QPersistentModelIndex, first: int, last: int) -> None:
@@ -33,11 +41,14 @@ def choose_nothing_when_the_chosen_row_goes(
         if chosen is None or parent.isValid():
             return
         current = view.currentIndex()
-        rows = [index.row() for index in chosen.selectedRows()]
-        if current.isValid():
-            rows.append(current.row())
-        if any(first <= row <= last for row in rows):
-            chosen.clear()
+        if not current.isValid() or not first <= current.row() <= last:
+            return  # the selected rows among those removed just leave the selection
+        staying = sorted(
+            (index.row() for index in chosen.selectedRows() if not first <= index.row() <= last),
+            key=lambda row: abs(row - current.row()),
+        )
+        to = model.index(staying[0], current.column()) if staying else QModelIndex()
+        chosen.setCurrentIndex(to, QItemSelectionModel.SelectionFlag.NoUpdate)
 
     model.rowsAboutToBeRemoved.connect(about_to_remove)
 
