@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             api_enabled=False,
             watch_folder_enabled=False,
             user_name="Bench",
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
         )
         application = build_application(settings)
         seed_patients(application, args.patients)
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         started = names.index("AnalysisStarted")
         finished = names.index("AnalysisFinished")
         quiet = (ev.ModelStateChanged,)
-        events = {
+        events: dict[str, list[ev.Event]] = {
             "idle": [],
             "start": [e for e in recorded[: started + 1] if not isinstance(e, quiet)],
             "stream": [
@@ -181,14 +181,14 @@ def main(argv: list[str] | None = None) -> int:
             for name, seconds in WINDOWS:
                 recorder.start()
                 cpu = time.thread_time()  # the GUI thread's own CPU time in the window
-                profiling = profiler is not None and name in ("start", "finish")
-                if profiling:
-                    profiler.enable()
+                profiling = profiler if name in ("start", "finish") else None
+                if profiling is not None:
+                    profiling.enable()
                 thread = publish(events[name], DELTA_SPACING_S if name == "stream" else 0.0)
                 pump(qt_app, seconds)
                 thread.join()
-                if profiling:
-                    profiler.disable()
+                if profiling is not None:
+                    profiling.disable()
                 cpu_ms = (time.thread_time() - cpu) * 1000.0
                 gaps = recorder.stop()
                 rows[name].append((max(gaps), sum(1 for g in gaps if g > 8.0), cpu_ms))

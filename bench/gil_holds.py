@@ -116,7 +116,7 @@ class GilCounter:
 
 def _where(frame: Any, depth: int = 3) -> str:
     """A thread's innermost ``depth`` Python frames, innermost first."""
-    parts = []
+    parts: list[str] = []
     while frame is not None and len(parts) < depth:
         code = frame.f_code
         parts.append(f"{code.co_name} ({Path(code.co_filename).name}:{frame.f_lineno})")
@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             api_port=0,
             watch_folder_enabled=True,
             user_name="Bench",
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
         )
         application = build_application(settings)
         log(f"seeding {args.patients} patients")

@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             api_enabled=not args.api_in_child,
             watch_folder_enabled=True,
             user_name="Bench",
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
         )
         application = build_application(settings)
         log(f"seeding {args.patients} patients")
@@ -363,8 +363,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
         else:
             wait_for(qt_app, lambda: desktop.api_url is not None, 60, "the API server")
-            url = desktop.api_url
-        assert url is not None
+            served = desktop.api_url
+            assert served is not None
+            url = served
         watcher = getattr(application, "watcher", None)
         if watcher is not None:
             wait_for(qt_app, lambda: str(watcher.state) == "running", 30, "the watch folder")

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             api_enabled=False,
             watch_folder_enabled=False,
             user_name="Bench",
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
         )
         application = build_application(settings)
         log(f"storing {args.notifications} notifications and {args.jobs} queued jobs")
@@ -147,9 +147,9 @@ def main(argv: list[str] | None = None) -> int:
             recorder.start()
             cpu = time.thread_time()
             wall = time.perf_counter()
-            profiling = profiler is not None and name in profiled
-            if profiling:
-                profiler.enable()
+            profiling = profiler if name in profiled else None
+            if profiling is not None:
+                profiling.enable()
             act()
             if every is not None:
                 from PySide6.QtCore import QTimer
@@ -162,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             if every is not None:
                 ticker.stop()
             pump(qt_app, 0.3)  # what follows the last change (repaints, counts)
-            if profiling:
-                profiler.disable()
+            if profiling is not None:
+                profiling.disable()
             results[name] = summary(recorder.stop()) | {
                 "seconds": round(time.perf_counter() - wall, 2),
                 "gui_cpu_ms": round((time.thread_time() - cpu) * 1000.0, 1),

@@ -83,7 +83,7 @@ def _child_app(data_dir: Path) -> dict[str, Any]:
     from ophthai_desktop.desktop import Desktop, qt_application
 
     marks["launcher_imported"] = time.monotonic()
-    settings = Settings(data_dir=data_dir)  # type: ignore[call-arg]
+    settings = Settings(data_dir=data_dir)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     qt_app = qt_application()
     marks["qapplication"] = time.monotonic()

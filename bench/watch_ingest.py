@@ -224,7 +224,7 @@ def run_scenario(
         watch_folder_enabled=True,
         watch_use_polling=polling,
         model_id="not-installed/bench",  # nothing to load: ingest only
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
     )
     app = build_application(settings)
     if ingest_threads is not None:
