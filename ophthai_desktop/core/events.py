@@ -259,7 +259,9 @@ class WatcherStateChanged(Event):
     """The watch folder started, stopped, paused, resumed or failed.
 
     ``state`` is ``stopped``, ``running``, ``paused`` or ``error``; ``message`` says why
-    (an error, or the fallback to polling); ``polling`` tells which observer runs.
+    (an error, or the fallback to polling); ``polling`` tells which observer runs now,
+    ``use_polling`` whether the settings ask for the polling one (``watch_use_polling``),
+    whatever runs: both as ``GET /api/watch-folder`` answers them.
     """
 
     name: ClassVar[str] = "watcher_state"
@@ -267,6 +269,7 @@ class WatcherStateChanged(Event):
     message: str = ""
     folder: str = ""
     polling: bool = False
+    use_polling: bool = False
 
 
 @dataclass(frozen=True)

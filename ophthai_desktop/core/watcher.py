@@ -767,6 +767,7 @@ class FolderWatcher:
                     message=message,
                     folder=str(self.folder),
                     polling=False,  # the try has not started an observer
+                    use_polling=self.settings.watch_use_polling,
                 )
             )
             return True
@@ -1105,6 +1106,7 @@ class FolderWatcher:
                 message=self._message,
                 folder=str(self.folder),
                 polling=self._polling_runs(),
+                use_polling=self.settings.watch_use_polling,
             )
         )
 

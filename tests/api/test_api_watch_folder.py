@@ -87,3 +87,4 @@ def test_the_watcher_state_reaches_the_websocket(app: Application) -> None:
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     assert frame["data"]["state"] == "running" and frame["data"]["polling"] is True
+    assert frame["data"]["usePolling"] is True  # as GET /api/watch-folder says it

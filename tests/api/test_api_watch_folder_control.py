@@ -115,6 +115,23 @@ def test_the_state_says_what_the_watcher_state_event_says(
     assert state["folder"] == str(app.settings.resolved_watch_folder.resolve())
 
 
+def test_the_watcher_state_event_says_what_the_setting_asks_and_what_runs(
+    app: Application, client: TestClient
+) -> None:
+    """The event said ``polling`` (what runs now) but not ``usePolling`` (what the
+    setting asks), which ``GET /api/watch-folder`` says: a client following the events
+    could not tell a stopped polling folder from a stopped native one."""
+    events = EventLog(app.bus)
+    app.watcher.start()
+    app.watcher.stop()
+    stopped = event_data(events.of(ev.WatcherStateChanged)[-1], "http://127.0.0.1/")
+    state = client.get("/api/watch-folder").json()
+
+    assert stopped is not None and stopped["state"] == "stopped"
+    assert stopped["polling"] is False and stopped["usePolling"] is True
+    assert {key: state[key] for key in stopped} == stopped
+
+
 def test_the_state_names_the_files_left_in_the_folder_for_their_names(
     app: Application, client: TestClient
 ) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QDialogButtonBox
+from PySide6.QtWidgets import QDialogButtonBox, QLabel
 from pytestqt.qtbot import QtBot
 
 from ophthai_desktop.core.errors import StorageError
@@ -518,3 +518,57 @@ def test_a_new_patient_whose_first_analysis_cannot_be_queued_is_not_created(
     (record,) = app.patients.list_patients().items
     (scan,) = app.patients.list_scans(record.id)
     assert [job.scan_id for job in app.jobs.list_jobs(limit=10).items] == [scan.id]
+
+
+#: A file name that would turn the text after it around (U+202E) and break its line.
+_TRICKY = "scan\u202egnp.exe\n_OCT_OD.png"
+_TRICKY_SHOWN = "scan\\u202egnp.exe\\n_OCT_OD.png"
+
+
+def test_dropped_file_names_are_shown_escaped_and_stored_as_they_are(
+    qtbot: QtBot, gui: GuiSession, tmp_path: Path
+) -> None:
+    """A right-to-left override or a line break in a dropped file's name turned the
+    banner's, the thumbnail's and the scan header's text around or broke its line."""
+    app = gui.application
+    patient = app.patients.create_patient({"name": "Tricky"}, actor=Actor("t", "gui"))
+    open_patient(qtbot, gui, patient.id)
+    good = _file(tmp_path, _TRICKY, png_bytes((64, 48)))
+    bad = _file(tmp_path, "notes\u202etxt.png\n", b"not an image")
+
+    assert drop_files(gui.window, [bad, good])
+
+    banner = gui.window.banner
+    qtbot.waitUntil(lambda: "1 image added to Tricky" in banner.text())
+    message = banner.text()
+    assert "• notes\\u202etxt.png\\n: The file is not an image" in message
+    assert "\u202e" not in message
+    viewer = gui.scan_viewer
+    qtbot.waitUntil(lambda: viewer.scan_count() == 1 and viewer.canvas.has_image)
+    tooltip = viewer.thumbnails.item(0).toolTip()
+    assert tooltip.endswith(f" · {_TRICKY_SHOWN}")
+    assert viewer.info.full_text().endswith(f" · {_TRICKY_SHOWN}")
+    # The scan keeps the name the file had.
+    assert [s.original_filename for s in app.patients.list_scans(patient.id)] == [_TRICKY]
+
+
+def test_a_repeat_and_the_new_patient_offer_show_names_escaped(
+    qtbot: QtBot, gui: GuiSession, tmp_path: Path
+) -> None:
+    first = _file(tmp_path, _TRICKY, png_bytes((64, 48)))
+    copy = _file(tmp_path, "copy\x1b[31m.png", png_bytes((64, 48)))
+
+    assert drop_files(gui.window, [first, copy])
+
+    qtbot.waitUntil(lambda: gui.patients.dialog is not None)
+    dialog = gui.patients.dialog
+    assert dialog is not None
+    shown = [label.text() for label in dialog.findChildren(QLabel)]
+    assert _TRICKY_SHOWN in shown
+    assert not any("\u202e" in text for text in shown)
+    message = gui.window.banner.text()
+    assert f"• copy\\x1b[31m.png: The same image as {_TRICKY_SHOWN}, also in this import" in (
+        message
+    )
+    assert "\x1b" not in message and "\u202e" not in message
+    dialog.reject()

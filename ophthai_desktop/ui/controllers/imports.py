@@ -28,6 +28,7 @@ from ophthai_desktop.core.errors import (
 from ophthai_desktop.core.imaging import inspect_image, too_large_message
 from ophthai_desktop.core.log_safety import patient_ref
 from ophthai_desktop.core.records import PatientRecord
+from ophthai_desktop.core.services.ingest import shown_name
 from ophthai_desktop.core.services.patients import NewImage
 from ophthai_desktop.core.storage.images import sha256_hex
 from ophthai_desktop.ui.context import GuiContext
@@ -174,7 +175,7 @@ class ImportController(QObject):
             except OphthaiError:  # deleted meanwhile: storing says so
                 scans = ()
             for scan in scans:  # newest first: an older copy's name wins
-                name = scan.original_filename or "an earlier scan"
+                name = shown_name(scan.original_filename or "an earlier scan")
                 repeats[scan.sha256] = f"The patient already has this image (as {name})"
         result = []
         for item in checked:
@@ -182,7 +183,9 @@ class ImportController(QObject):
                 digest = sha256_hex(item.data)
                 problem = repeats.get(digest)
                 if problem is None:
-                    repeats[digest] = f"The same image as {item.name}, also in this import"
+                    repeats[digest] = (
+                        f"The same image as {shown_name(item.name)}, also in this import"
+                    )
                 else:
                     item = replace(item, data=b"", problem=problem)
             result.append(item)
@@ -382,7 +385,8 @@ def _once_database_answers(refused: list[tuple[str, str]], added: str = "") -> s
     lines = [
         DATABASE_BACK,
         added,
-        f"Not added while it did not answer: {', '.join(again)}. Import them again.",
+        f"Not added while it did not answer: {', '.join(map(shown_name, again))}. "
+        "Import them again.",
     ]
     if others:
         lines.append(_refusals(others))
@@ -390,7 +394,7 @@ def _once_database_answers(refused: list[tuple[str, str]], added: str = "") -> s
 
 
 def _refusals(refused: list[tuple[str, str]]) -> str:
-    lines = "\n".join(f"• {name}: {problem}" for name, problem in refused)
+    lines = "\n".join(f"• {shown_name(name)}: {problem}" for name, problem in refused)
     return f"{_count(len(refused), 'file')} {_be(len(refused))} not imported:\n{lines}"
 
 

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from ophthai_desktop.core.domain import Laterality, Modality, PatientStatus, age_on
 from ophthai_desktop.core.records import PatientRecord
+from ophthai_desktop.core.services.ingest import shown_name
 from ophthai_desktop.ui import day
 from ophthai_desktop.ui.display import LATERALITY_NAMES, MODALITY_NAMES
 from ophthai_desktop.ui.messages import DATABASE_DOWN
@@ -145,7 +146,9 @@ class PatientDialog(QDialog):
             self.laterality.addItem(LATERALITY_NAMES[side.value], side.value)
         self.files = list(files)
         if self.files:
-            names = ", ".join(self.files[:3]) + (" …" if len(self.files) > 3 else "")
+            names = ", ".join(shown_name(name) for name in self.files[:3]) + (
+                " …" if len(self.files) > 3 else ""
+            )
             images = QLabel(names)
             images.setWordWrap(True)
             form.addRow("Images", images)

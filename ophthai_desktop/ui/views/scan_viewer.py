@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 )
 
 from ophthai_desktop.core.records import ScanRecord
+from ophthai_desktop.core.services.ingest import shown_name
 from ophthai_desktop.ui.display import MODALITY_NAMES, local_date, local_datetime, scan_label, size
 from ophthai_desktop.ui.resources import icon
 from ophthai_desktop.ui.views.scale import screen_pixel_ratio
@@ -540,7 +541,7 @@ class ScanViewer(QWidget):
     @staticmethod
     def _describe(scan: ScanRecord) -> str:
         when = local_datetime(scan.acquired_at or scan.created_at)
-        name = f" · {scan.original_filename}" if scan.original_filename else ""
+        name = f" · {shown_name(scan.original_filename)}" if scan.original_filename else ""
         return (
             f"{scan_label(scan.modality, scan.laterality)} · {when} · "
             f"{scan.width} x {scan.height} px · {size(scan.size_bytes)}{name}"
