@@ -162,6 +162,21 @@ class TaskRunner(QObject):
         if self._delivering:
             self._not_saved.add(self._delivering[-1])
 
+    def hold(self) -> int:
+        """Count something the clinician gave that waits outside any task as unsaved
+        (images dropped with no patient open, held by the new-patient form) until
+        :meth:`release`: quitting asks first, and shutdown counts it as not saved.
+        Returns the hold's id."""
+        hold_id = next(self._ids)
+        if not self._closed:
+            self._saving.add(hold_id)
+        return hold_id
+
+    def release(self, hold_id: int) -> None:
+        """A :meth:`hold` ends (what it held was handed to a saving task, or given up
+        by the clinician); :attr:`settled` follows if nothing else is left to save."""
+        self._delivered(hold_id, failed=False)
+
     def submit(
         self,
         fn: Callable[[], Any],

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from PySide6.QtWidgets import QAbstractButton, QMessageBox
+from PySide6.QtWidgets import QAbstractButton, QDialogButtonBox, QMessageBox
 from pytestqt.qtbot import QtBot
 from shiboken6 import isValid as shiboken_valid
 
@@ -312,3 +312,56 @@ def test_quit_asks_again_after_the_question_was_answered_cancel(
         assert quits == [True]
     finally:
         release.set()
+
+
+def _new_patient_form_with_a_dropped_image(gui: GuiSession, qtbot: QtBot, tmp_path: Path) -> None:
+    image = tmp_path / "OCTA_OD_0001.png"
+    image.write_bytes(png_bytes((64, 48)))
+    assert drop_files(gui.window, [image])  # no patient open: the new-patient form
+    qtbot.waitUntil(lambda: gui.patients.dialog is not None)
+    qtbot.waitUntil(lambda: gui.tasks.saving == 1)  # the check delivered, the form open
+
+
+def test_quit_while_the_new_patient_form_holds_dropped_images_asks_first(
+    gui: GuiSession, qtbot: QtBot, tmp_path: Path
+) -> None:
+    """Once the images' check ended, nothing counted as unsaved: Quit from the tray
+    quit at once, the form and its images lost without a word. Now it asks, and
+    "Quit once saved" quits once the patient is created with them."""
+    _new_patient_form_with_a_dropped_image(gui, qtbot, tmp_path)
+    quits = _quits(gui)
+    gui.quit()  # the tray's Quit
+    box = _question(gui, qtbot)
+    assert box.text() == "1 change you made is not saved yet."
+    _button(box, QUIT_ONCE_SAVED).click()
+    assert quits == []
+    dialog = gui.patients.dialog
+    assert dialog is not None and dialog.isVisible()
+    qtbot.keyClicks(dialog.name, "Walk-in")
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+    qtbot.waitUntil(lambda: quits == [True], timeout=10_000)
+    (patient,) = gui.application.patients.list_patients(limit=10).items
+    assert len(gui.application.patients.list_scans(patient.id)) == 1
+
+
+def test_the_new_patient_form_cancelled_no_longer_holds_quit(
+    gui: GuiSession, qtbot: QtBot, tmp_path: Path
+) -> None:
+    _new_patient_form_with_a_dropped_image(gui, qtbot, tmp_path)
+    dialog = gui.patients.dialog
+    assert dialog is not None
+    dialog.reject()  # the clinician's own choice: nothing left to save
+    qtbot.waitUntil(lambda: gui.tasks.saving == 0)
+    quits = _quits(gui)
+    gui.quit()
+    assert quits == [True] and gui.quit_guard.question is None
+
+
+def test_a_signal_s_quit_with_the_new_patient_form_open_logs_the_images_lost(
+    gui: GuiSession, qtbot: QtBot, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _new_patient_form_with_a_dropped_image(gui, qtbot, tmp_path)
+    gui.quit_at_once()
+    with caplog.at_level(logging.WARNING, logger="ophthai_desktop.ui.tasks"):
+        gui.shutdown()
+    assert "1 change(s) or import(s) the clinician made were not saved" in caplog.text

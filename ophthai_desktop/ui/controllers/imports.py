@@ -252,6 +252,10 @@ class ImportController(QObject):
             create=create,
             guess=(files[0].modality, files[0].laterality),
         )
+        # The images wait in the form until the patient is created (a saving task) or
+        # the clinician cancels: quitting meanwhile asks first, as during their check.
+        hold = self._ctx.tasks.hold()
+        dialog.finished.connect(lambda _result: self._ctx.tasks.release(hold))
         dialog.accepted.connect(lambda: self._page.show_tab("analysis"))
         dialog.accepted.connect(lambda: self._after_new_patient(len(files), refused, failed))
         if refused:  # the banner said the others "are being added": say they were not
