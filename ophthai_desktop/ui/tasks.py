@@ -186,6 +186,7 @@ class TaskRunner(QObject):
         change: bool = False,
         importing: bool = False,
         saves: bool | None = None,
+        first_step: bool = False,
     ) -> None:
         """Run ``fn()`` on a pool thread; then ``on_done(result)`` or ``on_error(exc)``
         on the GUI thread. Without ``on_error`` a failure is reported by :attr:`failed`.
@@ -200,7 +201,11 @@ class TaskRunner(QObject):
 
         ``saves`` (by default, what ``change`` or ``importing`` is): ``fn`` saves
         something the clinician gave, counted in :attr:`saving` until its result is
-        delivered, and run rather than dropped at shutdown."""
+        delivered, and run rather than dropped at shutdown.
+
+        ``first_step``: ``fn`` saves nothing itself; its ``on_done`` sends the step that
+        does (an import's check, then its storing). Ended at shutdown, when no callback
+        runs, it is counted as not saved: the log said such an import was saved."""
         if self._closed:
             return
         task_id = next(self._ids)
@@ -208,7 +213,8 @@ class TaskRunner(QObject):
         lowered = self._lowered
         if (change or importing) if saves is None else saves:
             self._saving.add(task_id)
-            task = _Task(task_id, fn, self._relay, lowered=lowered, ended=self._ended)
+            ended = None if first_step else self._ended
+            task = _Task(task_id, fn, self._relay, lowered=lowered, ended=ended)
         else:
             task = _Task(task_id, fn, self._relay, lowered=lowered, skip=self._dropping)
         pool = self._changes if change else self._imports if importing else self._pool
@@ -228,7 +234,8 @@ class TaskRunner(QObject):
             log.warning("background tasks still running at shutdown")
             for pool in pools:
                 pool.clear()
-        # Those that did their work meanwhile saved it (their callbacks do not run).
+        # Those that did their work meanwhile saved it (their callbacks do not run); a
+        # first step's next step is never sent.
         self._saving.difference_update(self._ended)
         if self._saving:
             # A count only: which patient or change it was is not for the log.

@@ -365,3 +365,34 @@ def test_a_signal_s_quit_with_the_new_patient_form_open_logs_the_images_lost(
     with caplog.at_level(logging.WARNING, logger="ophthai_desktop.ui.tasks"):
         gui.shutdown()
     assert "1 change(s) or import(s) the clinician made were not saved" in caplog.text
+
+
+def test_a_signal_s_quit_during_an_import_s_check_logs_the_import_not_saved(
+    gui: GuiSession,
+    qtbot: QtBot,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The check ends during shutdown, its storing step never sent (no callback runs
+    then): the check was counted as saved and the log said nothing was lost."""
+    from ophthai_desktop.ui.controllers import imports
+
+    patient = gui.application.patients.create_patient({"name": "Importer"}, actor=ACTOR)
+    open_patient(qtbot, gui, patient.id)
+    image = tmp_path / "scan.png"
+    image.write_bytes(png_bytes((64, 48)))
+    read, check_file = threading.Event(), imports.check_file
+
+    def slow_check(path: Path, **limits: int) -> imports.CheckedFile:
+        assert read.wait(10)
+        return check_file(path, **limits)
+
+    monkeypatch.setattr(imports, "check_file", slow_check)
+    assert drop_files(gui.window, [image])
+    gui.quit_at_once()
+    threading.Timer(0.3, read.set).start()  # the check ends during shutdown
+    with caplog.at_level(logging.WARNING, logger="ophthai_desktop.ui.tasks"):
+        gui.shutdown()
+    assert not gui.application.patients.list_scans(patient.id)
+    assert "1 change(s) or import(s) the clinician made were not saved" in caplog.text

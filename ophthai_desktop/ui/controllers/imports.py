@@ -159,7 +159,10 @@ class ImportController(QObject):
 
         # Counted as saving from here: quitting asks before the files are left out.
         self._ctx.tasks.submit(
-            check, lambda checked: self._on_checked(target, checked), importing=True
+            check,
+            lambda checked: self._on_checked(target, checked),
+            importing=True,
+            first_step=True,  # stored by the next step, sent from _on_checked
         )
 
     def _refuse_repeats(self, target: str | None, checked: list[CheckedFile]) -> list[CheckedFile]:
