@@ -220,16 +220,20 @@ class TaskRunner(QObject):
         pool = self._changes if change else self._imports if importing else self._pool
         pool.start(task)
 
-    def shutdown(self, timeout_ms: int = 15_000, *, drop_unsaved: bool = False) -> None:
+    def shutdown(
+        self, deadline: QDeadlineTimer | int = 15_000, *, drop_unsaved: bool = False
+    ) -> None:
         """Drop the queued reads and wait for running tasks, and for those that save
         what the clinician gave (queued ones too, in order) unless ``drop_unsaved``;
-        ``timeout_ms`` in all. No callback runs afterwards."""
+        until ``deadline`` (or for that many ms in all: a deadline shared with another
+        runner's shutdown is not waited for twice). No callback runs afterwards."""
         self._closed = True
         pools = (self._pool, self._changes, self._imports)
         if drop_unsaved:
             for pool in pools:
                 pool.clear()
-        deadline = QDeadlineTimer(timeout_ms)
+        if not isinstance(deadline, QDeadlineTimer):
+            deadline = QDeadlineTimer(deadline)
         if not all(pool.waitForDone(deadline) for pool in pools):
             log.warning("background tasks still running at shutdown")
             for pool in pools:

@@ -396,3 +396,31 @@ def test_a_signal_s_quit_during_an_import_s_check_logs_the_import_not_saved(
         gui.shutdown()
     assert not gui.application.patients.list_scans(patient.id)
     assert "1 change(s) or import(s) the clinician made were not saved" in caplog.text
+
+
+def test_the_slow_tasks_and_the_changes_share_one_shutdown_deadline(
+    gui: GuiSession,
+    qtbot: QtBot,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each runner waited its own deadline, one after the other: a slow task that never
+    ends (a download) doubled the time quitting took. A change still held once the one
+    deadline has passed is given up on (and counted) instead of waited for again."""
+    from ophthai_desktop.ui import session
+
+    monkeypatch.setattr(session, "SHUTDOWN_WAIT_MS", 2000)
+    slow_release, change_release = threading.Event(), threading.Event()
+    gui.slow_tasks.submit(lambda: slow_release.wait(30))  # runs past the deadline
+    _change_held(gui, "Held", change_release)
+    qtbot.waitUntil(lambda: gui.slow_tasks.busy)
+    gui.quit_at_once()
+    # Past the one deadline (2 s), well within two of them (4 s).
+    threading.Timer(3.0, change_release.set).start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="ophthai_desktop.ui.tasks"):
+            gui.shutdown()
+    finally:
+        slow_release.set()
+        change_release.set()
+    assert "1 change(s) or import(s) the clinician made were not saved" in caplog.text
