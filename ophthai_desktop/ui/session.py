@@ -15,7 +15,7 @@ import logging
 import platform
 from importlib import metadata
 
-from PySide6.QtCore import QObject, Qt, Signal, Slot, qVersion
+from PySide6.QtCore import QDeadlineTimer, QObject, Qt, Signal, Slot, qVersion
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QMessageBox, QSystemTrayIcon
 
@@ -68,6 +68,9 @@ from ophthai_desktop.ui.window_state import (
 
 log = logging.getLogger(__name__)
 
+#: How long quitting waits, in all, for the background tasks of both runners (the
+#: changes the clinician made among them) before it gives up on them.
+SHUTDOWN_WAIT_MS = 15_000
 
 #: The distributions whose versions the About box shows (build.spec bundles their
 #: metadata: without it the frozen app's About said "not installed").
@@ -329,8 +332,10 @@ class GuiSession(QObject):
             log.warning("closing without waiting for the inference worker")
         # Not waiting for a share that does not answer (see watch_folder_stopped).
         self.watch_folder_stopped = self.watch_folder.stop()
-        self.slow_tasks.shutdown()
-        self.tasks.shutdown(drop_unsaved=self.quit_guard.drop_unsaved)
+        # One deadline for both: each waited its own, one after the other (30 s).
+        deadline = QDeadlineTimer(SHUTDOWN_WAIT_MS)
+        self.slow_tasks.shutdown(deadline)
+        self.tasks.shutdown(deadline, drop_unsaved=self.quit_guard.drop_unsaved)
         self.settings_controller.save_watch_folder_paused_now()  # a write the pool dropped
         self.window.close()
         self.window.deleteLater()

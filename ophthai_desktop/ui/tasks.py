@@ -162,6 +162,21 @@ class TaskRunner(QObject):
         if self._delivering:
             self._not_saved.add(self._delivering[-1])
 
+    def hold(self) -> int:
+        """Count something the clinician gave that waits outside any task as unsaved
+        (images dropped with no patient open, held by the new-patient form) until
+        :meth:`release`: quitting asks first, and shutdown counts it as not saved.
+        Returns the hold's id."""
+        hold_id = next(self._ids)
+        if not self._closed:
+            self._saving.add(hold_id)
+        return hold_id
+
+    def release(self, hold_id: int) -> None:
+        """A :meth:`hold` ends (what it held was handed to a saving task, or given up
+        by the clinician); :attr:`settled` follows if nothing else is left to save."""
+        self._delivered(hold_id, failed=False)
+
     def submit(
         self,
         fn: Callable[[], Any],
@@ -171,6 +186,7 @@ class TaskRunner(QObject):
         change: bool = False,
         importing: bool = False,
         saves: bool | None = None,
+        first_step: bool = False,
     ) -> None:
         """Run ``fn()`` on a pool thread; then ``on_done(result)`` or ``on_error(exc)``
         on the GUI thread. Without ``on_error`` a failure is reported by :attr:`failed`.
@@ -185,7 +201,11 @@ class TaskRunner(QObject):
 
         ``saves`` (by default, what ``change`` or ``importing`` is): ``fn`` saves
         something the clinician gave, counted in :attr:`saving` until its result is
-        delivered, and run rather than dropped at shutdown."""
+        delivered, and run rather than dropped at shutdown.
+
+        ``first_step``: ``fn`` saves nothing itself; its ``on_done`` sends the step that
+        does (an import's check, then its storing). Ended at shutdown, when no callback
+        runs, it is counted as not saved: the log said such an import was saved."""
         if self._closed:
             return
         task_id = next(self._ids)
@@ -193,27 +213,33 @@ class TaskRunner(QObject):
         lowered = self._lowered
         if (change or importing) if saves is None else saves:
             self._saving.add(task_id)
-            task = _Task(task_id, fn, self._relay, lowered=lowered, ended=self._ended)
+            ended = None if first_step else self._ended
+            task = _Task(task_id, fn, self._relay, lowered=lowered, ended=ended)
         else:
             task = _Task(task_id, fn, self._relay, lowered=lowered, skip=self._dropping)
         pool = self._changes if change else self._imports if importing else self._pool
         pool.start(task)
 
-    def shutdown(self, timeout_ms: int = 15_000, *, drop_unsaved: bool = False) -> None:
+    def shutdown(
+        self, deadline: QDeadlineTimer | int = 15_000, *, drop_unsaved: bool = False
+    ) -> None:
         """Drop the queued reads and wait for running tasks, and for those that save
         what the clinician gave (queued ones too, in order) unless ``drop_unsaved``;
-        ``timeout_ms`` in all. No callback runs afterwards."""
+        until ``deadline`` (or for that many ms in all: a deadline shared with another
+        runner's shutdown is not waited for twice). No callback runs afterwards."""
         self._closed = True
         pools = (self._pool, self._changes, self._imports)
         if drop_unsaved:
             for pool in pools:
                 pool.clear()
-        deadline = QDeadlineTimer(timeout_ms)
+        if not isinstance(deadline, QDeadlineTimer):
+            deadline = QDeadlineTimer(deadline)
         if not all(pool.waitForDone(deadline) for pool in pools):
             log.warning("background tasks still running at shutdown")
             for pool in pools:
                 pool.clear()
-        # Those that did their work meanwhile saved it (their callbacks do not run).
+        # Those that did their work meanwhile saved it (their callbacks do not run); a
+        # first step's next step is never sent.
         self._saving.difference_update(self._ended)
         if self._saving:
             # A count only: which patient or change it was is not for the log.

@@ -1530,6 +1530,30 @@ def _select_also(panel: JobQueuePanel, job_id: int) -> None:
     panel.table.selectionModel().select(panel.model.index(position, 0), flags)
 
 
+def _answer(panel: JobQueuePanel, *, yes: bool, asked: str) -> None:
+    box = panel.confirm
+    assert box is not None and box.isVisible()
+    assert box.text() == asked
+    box.property("yesButton" if yes else "noButton").click()
+
+
+def test_cancel_with_every_job_selected_asks_first_and_keep_them_cancels_none(
+    qtbot: QtBot, make_gui: Maker
+) -> None:
+    """Ctrl+A then Cancel cancelled the whole backlog at once, with nothing asked."""
+    gui, jobs = _three_queued_jobs(qtbot, make_gui)
+    app, model, panel = gui.application, gui.jobs_panel.model, gui.jobs_panel
+    panel.table.selectAll()  # Ctrl+A (a key press here left Ctrl held for later tests)
+    assert sorted(panel.selected_job_ids()) == sorted(job.id for job in jobs)
+
+    panel.cancel.click()
+    _answer(panel, yes=False, asked="Cancel 3 analyses?")
+
+    assert not gui.tasks.busy
+    assert [app.jobs.get_job(job.id).state for job in jobs] == ["queued"] * 3
+    assert [model.get(job.id).state for job in jobs] == ["queued"] * 3  # type: ignore[union-attr]
+
+
 def test_several_selected_analyses_are_cancelled_with_one_press(
     qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1552,6 +1576,7 @@ def test_several_selected_analyses_are_cancelled_with_one_press(
     assert panel.cancel.isEnabled()
 
     panel.cancel.click()
+    _answer(panel, yes=True, asked="Cancel 2 analyses?")
 
     for job in (first, third):
         qtbot.waitUntil(lambda job=job: model.get(job.id).state == "cancelled")  # type: ignore[union-attr,misc]
@@ -1583,6 +1608,7 @@ def test_one_of_several_cancels_refused_says_which_and_the_others_go_through(
     panel.select_job(first.id)
     _select_also(panel, second.id)
     panel.cancel.click()
+    _answer(panel, yes=True, asked="Cancel 2 analyses?")
 
     qtbot.waitUntil(lambda: model.get(second.id).state == "cancelled")  # type: ignore[union-attr]
     qtbot.waitUntil(lambda: "already ended" in gui.window.banner.text())

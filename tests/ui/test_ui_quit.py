@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from PySide6.QtWidgets import QAbstractButton, QMessageBox
+from PySide6.QtWidgets import QAbstractButton, QDialogButtonBox, QMessageBox
 from pytestqt.qtbot import QtBot
 from shiboken6 import isValid as shiboken_valid
 
@@ -312,3 +312,115 @@ def test_quit_asks_again_after_the_question_was_answered_cancel(
         assert quits == [True]
     finally:
         release.set()
+
+
+def _new_patient_form_with_a_dropped_image(gui: GuiSession, qtbot: QtBot, tmp_path: Path) -> None:
+    image = tmp_path / "OCTA_OD_0001.png"
+    image.write_bytes(png_bytes((64, 48)))
+    assert drop_files(gui.window, [image])  # no patient open: the new-patient form
+    qtbot.waitUntil(lambda: gui.patients.dialog is not None)
+    qtbot.waitUntil(lambda: gui.tasks.saving == 1)  # the check delivered, the form open
+
+
+def test_quit_while_the_new_patient_form_holds_dropped_images_asks_first(
+    gui: GuiSession, qtbot: QtBot, tmp_path: Path
+) -> None:
+    """Once the images' check ended, nothing counted as unsaved: Quit from the tray
+    quit at once, the form and its images lost without a word. Now it asks, and
+    "Quit once saved" quits once the patient is created with them."""
+    _new_patient_form_with_a_dropped_image(gui, qtbot, tmp_path)
+    quits = _quits(gui)
+    gui.quit()  # the tray's Quit
+    box = _question(gui, qtbot)
+    assert box.text() == "1 change you made is not saved yet."
+    _button(box, QUIT_ONCE_SAVED).click()
+    assert quits == []
+    dialog = gui.patients.dialog
+    assert dialog is not None and dialog.isVisible()
+    qtbot.keyClicks(dialog.name, "Walk-in")
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+    qtbot.waitUntil(lambda: quits == [True], timeout=10_000)
+    (patient,) = gui.application.patients.list_patients(limit=10).items
+    assert len(gui.application.patients.list_scans(patient.id)) == 1
+
+
+def test_the_new_patient_form_cancelled_no_longer_holds_quit(
+    gui: GuiSession, qtbot: QtBot, tmp_path: Path
+) -> None:
+    _new_patient_form_with_a_dropped_image(gui, qtbot, tmp_path)
+    dialog = gui.patients.dialog
+    assert dialog is not None
+    dialog.reject()  # the clinician's own choice: nothing left to save
+    qtbot.waitUntil(lambda: gui.tasks.saving == 0)
+    quits = _quits(gui)
+    gui.quit()
+    assert quits == [True] and gui.quit_guard.question is None
+
+
+def test_a_signal_s_quit_with_the_new_patient_form_open_logs_the_images_lost(
+    gui: GuiSession, qtbot: QtBot, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _new_patient_form_with_a_dropped_image(gui, qtbot, tmp_path)
+    gui.quit_at_once()
+    with caplog.at_level(logging.WARNING, logger="ophthai_desktop.ui.tasks"):
+        gui.shutdown()
+    assert "1 change(s) or import(s) the clinician made were not saved" in caplog.text
+
+
+def test_a_signal_s_quit_during_an_import_s_check_logs_the_import_not_saved(
+    gui: GuiSession,
+    qtbot: QtBot,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The check ends during shutdown, its storing step never sent (no callback runs
+    then): the check was counted as saved and the log said nothing was lost."""
+    from ophthai_desktop.ui.controllers import imports
+
+    patient = gui.application.patients.create_patient({"name": "Importer"}, actor=ACTOR)
+    open_patient(qtbot, gui, patient.id)
+    image = tmp_path / "scan.png"
+    image.write_bytes(png_bytes((64, 48)))
+    read, check_file = threading.Event(), imports.check_file
+
+    def slow_check(path: Path, **limits: int) -> imports.CheckedFile:
+        assert read.wait(10)
+        return check_file(path, **limits)
+
+    monkeypatch.setattr(imports, "check_file", slow_check)
+    assert drop_files(gui.window, [image])
+    gui.quit_at_once()
+    threading.Timer(0.3, read.set).start()  # the check ends during shutdown
+    with caplog.at_level(logging.WARNING, logger="ophthai_desktop.ui.tasks"):
+        gui.shutdown()
+    assert not gui.application.patients.list_scans(patient.id)
+    assert "1 change(s) or import(s) the clinician made were not saved" in caplog.text
+
+
+def test_the_slow_tasks_and_the_changes_share_one_shutdown_deadline(
+    gui: GuiSession,
+    qtbot: QtBot,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each runner waited its own deadline, one after the other: a slow task that never
+    ends (a download) doubled the time quitting took. A change still held once the one
+    deadline has passed is given up on (and counted) instead of waited for again."""
+    from ophthai_desktop.ui import session
+
+    monkeypatch.setattr(session, "SHUTDOWN_WAIT_MS", 2000)
+    slow_release, change_release = threading.Event(), threading.Event()
+    gui.slow_tasks.submit(lambda: slow_release.wait(30))  # runs past the deadline
+    _change_held(gui, "Held", change_release)
+    qtbot.waitUntil(lambda: gui.slow_tasks.busy)
+    gui.quit_at_once()
+    # Past the one deadline (2 s), well within two of them (4 s).
+    threading.Timer(3.0, change_release.set).start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="ophthai_desktop.ui.tasks"):
+            gui.shutdown()
+    finally:
+        slow_release.set()
+        change_release.set()
+    assert "1 change(s) or import(s) the clinician made were not saved" in caplog.text

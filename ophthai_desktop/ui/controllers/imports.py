@@ -160,7 +160,10 @@ class ImportController(QObject):
 
         # Counted as saving from here: quitting asks before the files are left out.
         self._ctx.tasks.submit(
-            check, lambda checked: self._on_checked(target, checked), importing=True
+            check,
+            lambda checked: self._on_checked(target, checked),
+            importing=True,
+            first_step=True,  # stored by the next step, sent from _on_checked
         )
 
     def _refuse_repeats(self, target: str | None, checked: list[CheckedFile]) -> list[CheckedFile]:
@@ -255,6 +258,10 @@ class ImportController(QObject):
             create=create,
             guess=(files[0].modality, files[0].laterality),
         )
+        # The images wait in the form until the patient is created (a saving task) or
+        # the clinician cancels: quitting meanwhile asks first, as during their check.
+        hold = self._ctx.tasks.hold()
+        dialog.finished.connect(lambda _result: self._ctx.tasks.release(hold))
         dialog.accepted.connect(lambda: self._page.show_tab("analysis"))
         dialog.accepted.connect(lambda: self._after_new_patient(len(files), refused, failed))
         if refused:  # the banner said the others "are being added": say they were not

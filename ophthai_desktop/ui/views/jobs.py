@@ -20,6 +20,7 @@ from ophthai_desktop.core.inference.download import DOWNLOAD_IN_THE_WINDOW, HOW_
 from ophthai_desktop.ui.models.job_table import OPEN_STATES, JobTableModel
 from ophthai_desktop.ui.resources import icon
 from ophthai_desktop.ui.views.columns import FittingTableView
+from ophthai_desktop.ui.views.confirm import ask
 from ophthai_desktop.ui.views.empty import EmptyOr
 from ophthai_desktop.ui.views.selection import (
     choose_nothing_when_the_chosen_row_goes,
@@ -75,7 +76,8 @@ def _shortened_word(word: str) -> str:
 class JobQueuePanel(QWidget):
     """Signals:
     cancel_requested(list job_ids): "Cancel" on the selected queued and running jobs
-        (several can be selected, with Ctrl or Shift).
+        (several can be selected, with Ctrl or Shift; then only once the clinician
+        agreed, asked in :attr:`confirm`).
     job_opened(int job_id): a job was double-clicked, or Enter pressed on the chosen one.
     """
 
@@ -97,6 +99,8 @@ class JobQueuePanel(QWidget):
         self.waiting_details.setAutoRaise(True)
         self._waiting_reason = ""
         self._waiting_who = "Queued analyses"
+        #: The last question asked before cancelling several jobs (tests answer it).
+        self.confirm: QMessageBox | None = None
         #: The window that shows the whole reason (while it is open).
         self.details_box: QMessageBox | None = None
         self.cancel = QToolButton()
@@ -271,5 +275,24 @@ class JobQueuePanel(QWidget):
     @Slot()
     def _on_cancel_clicked(self) -> None:
         job_ids = self._selected_open_job_ids()  # a finished one among them stays as it is
-        if job_ids:
+        if len(job_ids) == 1:
             self.cancel_requested.emit(job_ids)
+        elif job_ids:
+            # Ctrl+A then Cancel cancelled the whole backlog with nothing asked (a
+            # cancelled analysis cannot be taken back); one job still goes at once.
+            self.confirm = ask(
+                self,
+                "Cancel analyses",
+                f"Cancel {len(job_ids)} analyses?",
+                "Cancel analyses",
+                lambda: self._cancel_still_open(job_ids),
+                no_text="Keep them",
+            )
+
+    def _cancel_still_open(self, job_ids: list[int]) -> None:
+        """The question answered yes: those asked about that are still open (one may
+        have ended while it was asked) are cancelled."""
+        rows = (self.model.get(job_id) for job_id in job_ids)
+        still_open = [row.job_id for row in rows if row is not None and row.state in OPEN_STATES]
+        if still_open:
+            self.cancel_requested.emit(still_open)
