@@ -960,8 +960,9 @@ def test_jobs_queued_behind_unlisted_ones_are_counted_and_listed_in_their_turn(
 
     for job_id in [requested.id, asked.id, *backlog[:4]]:
         app.jobs.request_cancel(job_id, actor=Actor("t", "gui"))
-    qtbot.waitUntil(lambda: model.get(later[0]) is not None)
-    qtbot.waitUntil(lambda: _idle(gui) and model.queued_count() >= 5)
+    # Six cancels, each read again by the window: seconds on a loaded machine.
+    qtbot.waitUntil(lambda: model.get(later[0]) is not None, timeout=20_000)
+    qtbot.waitUntil(lambda: _idle(gui) and model.queued_count() >= 5, timeout=20_000)
     # Six listed, or five where the read reached the window before the last cancel's
     # event (its row, already gone from the database, was counted among the six, and
     # five are over the point where the queue is read again): the first ones of the
