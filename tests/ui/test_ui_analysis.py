@@ -2358,6 +2358,50 @@ def test_a_kept_analyse_refusal_goes_with_its_deleted_patient(
     assert refusal not in view.notice.message()
 
 
+def test_a_verdict_still_waiting_once_the_appointment_lands_says_so(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An appointment change and a verdict both waited for the database: the notice
+    named the appointment's, and once that landed nothing said the verdict still
+    waited (Approve and Reject stayed off without a word of why)."""
+    from ophthai_desktop.ui.controllers.analysis import BOOKING_SENDING, VERDICT_SENDING
+
+    gui = make_gui(engine=ScriptedEngine(DME))
+    view = gui.analysis_view
+    _shown_result(qtbot, gui, "Both")
+    monkeypatch.setattr(analysis_controller, "SENDING_NOTICE_MS", 50)
+    booking, verdict = threading.Event(), threading.Event()
+    schedule = gui.application.patients.schedule_appointment
+    validate = gui.application.patients.validate_analysis
+
+    def held_schedule(*args: Any, **kwargs: Any) -> Any:
+        booking.wait(10)
+        return schedule(*args, **kwargs)
+
+    def held_validate(*args: Any, **kwargs: Any) -> Any:
+        verdict.wait(10)
+        return validate(*args, **kwargs)
+
+    monkeypatch.setattr(gui.application.patients, "schedule_appointment", held_schedule)
+    monkeypatch.setattr(gui.application.patients, "validate_analysis", held_validate)
+    try:
+        view.schedule_requested.emit(datetime.now().astimezone() + timedelta(days=3))
+        view.approve.click()
+        qtbot.waitUntil(lambda: view.notice.message() == BOOKING_SENDING)
+        booking.set()
+        qtbot.waitUntil(view.schedule.isEnabled)
+        assert not view.approve.isEnabled()
+        booked = "The follow-up appointment is booked for"
+        assert view.notice.message().startswith(booked)
+        assert view.notice.message().endswith(VERDICT_SENDING)
+    finally:
+        booking.set()
+        verdict.set()
+    qtbot.waitUntil(lambda: view.card.badge.text() == "APPROVED")
+    qtbot.waitUntil(lambda: VERDICT_SENDING not in view.notice.message())
+    assert view.notice.message().startswith(booked)  # the booking's answer stays
+
+
 def test_a_patient_reopened_while_their_booking_waits_says_it_is_booking(
     qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
 ) -> None:

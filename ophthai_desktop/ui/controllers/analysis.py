@@ -702,8 +702,14 @@ class AnalysisController(QObject):
             if patient_id != self._patient_id:
                 return  # another patient's buttons and notice are on screen
             self._view.set_verdict_sending(False)
-            if self._view.notice.message() == VERDICT_SENDING:  # also behind another tab
+            said = self._view.notice.message()
+            if said.endswith(f" {VERDICT_SENDING}"):  # the appointment's answer stays
+                self._view.notice.show_message(said.removesuffix(f" {VERDICT_SENDING}"), "info")
+            if said == VERDICT_SENDING:  # also behind another tab
                 self._view.notice.dismiss()
+                appointing = self._appointing.get(patient_id)
+                if appointing is not None:  # the appointment's change still waits
+                    self._view.notice.show_message(appointing, "info")
 
         def done(patient: PatientRecord) -> None:
             sent()
@@ -833,7 +839,12 @@ class AnalysisController(QObject):
             if patient.id == self._patient_id:
                 self._show_appointment(patient)
                 self._view.show_schedule_error("")
-                self._view.notice.show_message("The follow-up appointment is cancelled.", "info")
+                self._view.notice.show_message(
+                    self._while_verdict_waits(
+                        patient_id, "The follow-up appointment is cancelled."
+                    ),
+                    "info",
+                )
 
         def failed(exc: BaseException) -> None:
             self._appointment_sent(patient_id, sending)
@@ -863,7 +874,7 @@ class AnalysisController(QObject):
     @Slot()
     def _on_sending_notice_timeout(self) -> None:
         """A change of the patient on the page still waits: say so (the appointment's,
-        where a verdict waits too)."""
+        where a verdict waits too; the verdict's is said once the appointment's lands)."""
         patient_id = self._patient_id
         if patient_id in self._appointing:
             self._view.notice.show_message(self._appointing[patient_id], "info")
@@ -877,6 +888,13 @@ class AnalysisController(QObject):
             self._view.set_appointment_sending(False)
             if self._view.notice.message() == sending:  # also behind another tab
                 self._view.notice.dismiss()
+                if patient_id in self._validating:  # the verdict still waits: say so
+                    self._view.notice.show_message(VERDICT_SENDING, "info")
+
+    def _while_verdict_waits(self, patient_id: str, text: str) -> str:
+        """``text`` (the appointment's answer), saying also that the verdict still waits
+        where it does (said alone, nothing told why Approve and Reject stayed off)."""
+        return f"{text} {VERDICT_SENDING}" if patient_id in self._validating else text
 
     @Slot(object)
     def schedule(self, when: datetime) -> None:
@@ -891,7 +909,10 @@ class AnalysisController(QObject):
             if patient.id == self._patient_id:
                 self._show_appointment(patient)
                 self._view.show_schedule_error("")
-                self._view.notice.show_message(_booked_text(self._view, moving), "info")
+                booked = _booked_text(self._view, moving)
+                self._view.notice.show_message(
+                    self._while_verdict_waits(patient_id, booked), "info"
+                )
                 self._view.show_booking()
 
         def failed(exc: BaseException) -> None:
