@@ -2291,6 +2291,117 @@ def test_a_refused_analyse_is_said_on_the_page_of_the_patient_it_was_for(
     assert refusal not in view.notice.message()
 
 
+def _analyse_refused_while_another_is_open(
+    qtbot: QtBot, gui: GuiSession, monkeypatch: pytest.MonkeyPatch, refusal: str
+) -> tuple[str, str, Callable[..., Any]]:
+    """First's Analyse refused once Second was opened (kept for First's page); the
+    two patients' ids and the service's own ensure_patient_analysis."""
+    first = _patient_with_scan(gui, "First")
+    second = _patient_with_scan(gui, "Second")
+    open_patient(qtbot, gui, first)
+    asked, release = threading.Event(), threading.Event()
+    ensure = gui.application.jobs.ensure_patient_analysis
+
+    def refused(*_args: Any, **_kwargs: Any) -> Any:
+        asked.set()
+        release.wait(10)
+        raise ModelUnavailable(refusal)
+
+    monkeypatch.setattr(gui.application.jobs, "ensure_patient_analysis", refused)
+    gui.analysis_view.analyse.click()
+    qtbot.waitUntil(asked.is_set)
+    open_patient(qtbot, gui, second)
+    release.set()
+    qtbot.waitUntil(lambda: refusal in gui.window.banner.text())
+    return first, second, ensure
+
+
+def test_a_kept_analyse_refusal_goes_once_the_analysis_is_queued_another_way(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused Analyse kept for its patient's page was said there once opened even
+    after their analysis was queued another way (the watch folder, the API): the page
+    said it was refused over the queued, running or finished analysis."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    view = gui.analysis_view
+    refusal = "The model is not installed: its folder holds none of its files"
+    first, _second, ensure = _analyse_refused_while_another_is_open(
+        qtbot, gui, monkeypatch, refusal
+    )
+    with qtbot.waitSignal(
+        gui.bridge.analysis_queued,
+        check_params_cb=lambda _job, patient_id, *_rest: patient_id == first,
+        timeout=10_000,
+    ):
+        ensure(first, actor=Actor("api", "api"))  # as the API or the watch folder would
+    open_patient(qtbot, gui, first)
+    assert refusal not in view.notice.message()
+
+
+def test_a_kept_analyse_refusal_goes_with_its_deleted_patient(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused Analyse kept for a patient since deleted was said on the page of a new
+    patient created with the same id."""
+    gui = make_gui(engine=ScriptedEngine(DME))
+    view = gui.analysis_view
+    refusal = "The model is not installed: its folder holds none of its files"
+    first, _second, _ensure = _analyse_refused_while_another_is_open(
+        qtbot, gui, monkeypatch, refusal
+    )
+    actor = Actor("t", "gui")
+    with qtbot.waitSignal(gui.bridge.patient_deleted, timeout=10_000):
+        gui.application.patients.delete_patient(first, actor=actor)
+    with qtbot.waitSignal(gui.bridge.patient_created, timeout=10_000):
+        gui.application.patients.create_patient({"name": "New"}, actor=actor, patient_id=first)
+    open_patient(qtbot, gui, first)
+    assert refusal not in view.notice.message()
+
+
+def test_a_verdict_still_waiting_once_the_appointment_lands_says_so(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An appointment change and a verdict both waited for the database: the notice
+    named the appointment's, and once that landed nothing said the verdict still
+    waited (Approve and Reject stayed off without a word of why)."""
+    from ophthai_desktop.ui.controllers.analysis import BOOKING_SENDING, VERDICT_SENDING
+
+    gui = make_gui(engine=ScriptedEngine(DME))
+    view = gui.analysis_view
+    _shown_result(qtbot, gui, "Both")
+    monkeypatch.setattr(analysis_controller, "SENDING_NOTICE_MS", 50)
+    booking, verdict = threading.Event(), threading.Event()
+    schedule = gui.application.patients.schedule_appointment
+    validate = gui.application.patients.validate_analysis
+
+    def held_schedule(*args: Any, **kwargs: Any) -> Any:
+        booking.wait(10)
+        return schedule(*args, **kwargs)
+
+    def held_validate(*args: Any, **kwargs: Any) -> Any:
+        verdict.wait(10)
+        return validate(*args, **kwargs)
+
+    monkeypatch.setattr(gui.application.patients, "schedule_appointment", held_schedule)
+    monkeypatch.setattr(gui.application.patients, "validate_analysis", held_validate)
+    try:
+        view.schedule_requested.emit(datetime.now().astimezone() + timedelta(days=3))
+        view.approve.click()
+        qtbot.waitUntil(lambda: view.notice.message() == BOOKING_SENDING)
+        booking.set()
+        qtbot.waitUntil(view.schedule.isEnabled)
+        assert not view.approve.isEnabled()
+        booked = "The follow-up appointment is booked for"
+        assert view.notice.message().startswith(booked)
+        assert view.notice.message().endswith(VERDICT_SENDING)
+    finally:
+        booking.set()
+        verdict.set()
+    qtbot.waitUntil(lambda: view.card.badge.text() == "APPROVED")
+    qtbot.waitUntil(lambda: VERDICT_SENDING not in view.notice.message())
+    assert view.notice.message().startswith(booked)  # the booking's answer stays
+
+
 def test_a_patient_reopened_while_their_booking_waits_says_it_is_booking(
     qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
 ) -> None:

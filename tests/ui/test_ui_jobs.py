@@ -1617,6 +1617,39 @@ def test_one_of_several_cancels_refused_says_which_and_the_others_go_through(
     assert row is not None and row.state == "queued" and row.note == ""
 
 
+def test_several_cancels_refused_for_different_reasons_name_each_job_s_reason(
+    qtbot: QtBot, make_gui: Maker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancels refused for different reasons (one job ended elsewhere, the database
+    not answering for the others): the banner gave only the first job's reason, as
+    if all had ended. Each reason is said with the jobs it was for, a line each."""
+    from ophthai_desktop.core.errors import Conflict, DatabaseUnavailable
+    from ophthai_desktop.ui.messages import DATABASE_DOWN
+
+    gui, (first, second, third) = _three_queued_jobs(qtbot, make_gui)
+    app, model, panel = gui.application, gui.jobs_panel.model, gui.jobs_panel
+
+    def refused(job_id: int, **_kwargs: Any) -> Any:
+        if job_id == first.id:
+            raise Conflict(f"job {job_id} already ended (done)")
+        raise DatabaseUnavailable()
+
+    monkeypatch.setattr(app.jobs, "request_cancel", refused)
+    panel.select_job(first.id)
+    _select_also(panel, second.id)
+    _select_also(panel, third.id)
+    panel.cancel.click()
+
+    qtbot.waitUntil(lambda: "not cancelled" in gui.window.banner.text())
+    lines = gui.window.banner.text().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"Job #{first.id} was not cancelled") and "already ended" in lines[0]
+    assert lines[1] == f"Jobs #{second.id}, #{third.id} were not cancelled: {DATABASE_DOWN}"
+    for job in (first, second, third):
+        row = model.get(job.id)
+        assert row is not None and row.state == "queued" and row.note == ""
+
+
 def test_a_selected_job_taken_off_the_queue_leaves_the_others_selected(
     qtbot: QtBot, make_gui: Maker
 ) -> None:

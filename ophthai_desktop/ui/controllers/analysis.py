@@ -141,7 +141,8 @@ class AnalysisController(QObject):
         #: Analyses refused while another patient was on screen, by patient: what the
         #: notice says on their own page once it is opened (text, kind, and what it says
         #: once the database answers again). Said on the page on screen, the refusal
-        #: read as that patient's.
+        #: read as that patient's. Dropped once their analysis is queued, starts or
+        #: ends another way (the watch folder, the API), or the patient is deleted.
         self._analyse_refused: dict[str, tuple[str, str, str | None]] = {}
         #: The patients whose verdict is on its way (a database waiting for a lock held
         #: elsewhere takes up to 30 s to answer); another patient's Approve and Reject
@@ -192,6 +193,7 @@ class AnalysisController(QObject):
         bridge.analysis_cancelled.connect(self._on_bridge_analysis_cancelled)
         bridge.model_state_changed.connect(self._on_bridge_model_state_changed)
         bridge.database_availability_changed.connect(self._on_bridge_database_availability_changed)
+        bridge.patient_deleted.connect(self._on_bridge_patient_deleted)
 
     # The shown patient -------------------------------------------------------------------
 
@@ -396,6 +398,18 @@ class AnalysisController(QObject):
 
     # Analysis events ----------------------------------------------------------------------
 
+    def _drop_analyse_refused(self, patient_id: str | None) -> None:
+        """``patient_id``'s analysis was queued, started or finished another way: the
+        Analyse refused meanwhile is over (said on their page, it read as a refusal of
+        the analysis now queued, running or finished)."""
+        if patient_id is not None:
+            self._analyse_refused.pop(patient_id, None)
+
+    @Slot(str)
+    def _on_bridge_patient_deleted(self, patient_id: str) -> None:
+        """A refusal kept for a deleted patient is not said to one created with their id."""
+        self._analyse_refused.pop(patient_id, None)
+
     @Slot(int, object, bool, int, object)
     def _on_bridge_analysis_queued(
         self,
@@ -406,6 +420,7 @@ class AnalysisController(QObject):
         _created_at: datetime,
     ) -> None:
         self._job_patients[job_id] = patient_id
+        self._drop_analyse_refused(patient_id)
         if requeued:
             self._heard_of(job_id, "queued")
         if job_id in self._streams and not requeued:
@@ -425,6 +440,7 @@ class AnalysisController(QObject):
     @Slot(int, object)
     def _on_bridge_analysis_started(self, job_id: int, patient_id: str | None) -> None:
         self._job_moved(job_id, ended=False)
+        self._drop_analyse_refused(patient_id)
         stream = _Stream(patient_id)
         self._streams[job_id] = stream
         if patient_id is not None and patient_id == self._patient_id:
@@ -456,6 +472,7 @@ class AnalysisController(QObject):
         self._job_moved(job_id, ended=True)
         self._streams.pop(job_id, None)
         self._job_patients.pop(job_id, None)
+        self._drop_analyse_refused(patient_id)
         if patient_id is not None and patient_id == self._patient_id:
             self._shown_job = None
             before = self._view.analysis
@@ -685,8 +702,14 @@ class AnalysisController(QObject):
             if patient_id != self._patient_id:
                 return  # another patient's buttons and notice are on screen
             self._view.set_verdict_sending(False)
-            if self._view.notice.message() == VERDICT_SENDING:  # also behind another tab
+            said = self._view.notice.message()
+            if said.endswith(f" {VERDICT_SENDING}"):  # the appointment's answer stays
+                self._view.notice.show_message(said.removesuffix(f" {VERDICT_SENDING}"), "info")
+            if said == VERDICT_SENDING:  # also behind another tab
                 self._view.notice.dismiss()
+                appointing = self._appointing.get(patient_id)
+                if appointing is not None:  # the appointment's change still waits
+                    self._view.notice.show_message(appointing, "info")
 
         def done(patient: PatientRecord) -> None:
             sent()
@@ -816,7 +839,12 @@ class AnalysisController(QObject):
             if patient.id == self._patient_id:
                 self._show_appointment(patient)
                 self._view.show_schedule_error("")
-                self._view.notice.show_message("The follow-up appointment is cancelled.", "info")
+                self._view.notice.show_message(
+                    self._while_verdict_waits(
+                        patient_id, "The follow-up appointment is cancelled."
+                    ),
+                    "info",
+                )
 
         def failed(exc: BaseException) -> None:
             self._appointment_sent(patient_id, sending)
@@ -846,7 +874,7 @@ class AnalysisController(QObject):
     @Slot()
     def _on_sending_notice_timeout(self) -> None:
         """A change of the patient on the page still waits: say so (the appointment's,
-        where a verdict waits too)."""
+        where a verdict waits too; the verdict's is said once the appointment's lands)."""
         patient_id = self._patient_id
         if patient_id in self._appointing:
             self._view.notice.show_message(self._appointing[patient_id], "info")
@@ -860,6 +888,13 @@ class AnalysisController(QObject):
             self._view.set_appointment_sending(False)
             if self._view.notice.message() == sending:  # also behind another tab
                 self._view.notice.dismiss()
+                if patient_id in self._validating:  # the verdict still waits: say so
+                    self._view.notice.show_message(VERDICT_SENDING, "info")
+
+    def _while_verdict_waits(self, patient_id: str, text: str) -> str:
+        """``text`` (the appointment's answer), saying also that the verdict still waits
+        where it does (said alone, nothing told why Approve and Reject stayed off)."""
+        return f"{text} {VERDICT_SENDING}" if patient_id in self._validating else text
 
     @Slot(object)
     def schedule(self, when: datetime) -> None:
@@ -874,7 +909,10 @@ class AnalysisController(QObject):
             if patient.id == self._patient_id:
                 self._show_appointment(patient)
                 self._view.show_schedule_error("")
-                self._view.notice.show_message(_booked_text(self._view, moving), "info")
+                booked = _booked_text(self._view, moving)
+                self._view.notice.show_message(
+                    self._while_verdict_waits(patient_id, booked), "info"
+                )
                 self._view.show_booking()
 
         def failed(exc: BaseException) -> None:

@@ -81,6 +81,21 @@ RUNNING_WAITS_FOR_DATABASE_FILE = (
 )
 
 
+def _not_cancelled(job_ids: list[int], why: str) -> str:
+    """ "Job #1 was not cancelled: ``why``", or "Jobs #1, #2 were …" for several."""
+    jobs = ", ".join(f"#{job_id}" for job_id in job_ids)
+    if len(job_ids) == 1:
+        return f"Job {jobs} was not cancelled: {why}"
+    return f"Jobs {jobs} were not cancelled: {why}"
+
+
+def _cancel_again(job_ids: list[int]) -> str:
+    """That ``job_ids`` were not cancelled, and to cancel them again."""
+    if len(job_ids) == 1:
+        return _not_cancelled(job_ids, "cancel it again if it should not run.")
+    return _not_cancelled(job_ids, "cancel them again if they should not run.")
+
+
 class JobsController(QObject):
     """Fills the job queue panel from the database, then from events."""
 
@@ -586,23 +601,39 @@ class JobsController(QObject):
 
     def _cancels_refused(self, refused: dict[int, BaseException], notes: dict[int, str]) -> None:
         """The jobs go on: their rows say what they said before, not "cancelling…"; the
-        banner says why (the first job's reason) and which were not cancelled."""
+        banner says why and which were not cancelled (refused for different reasons,
+        one line for each reason with its jobs: the first job's alone named none of the
+        others' and misled about them)."""
         for job_id in refused:
             row = self._model.get(job_id)
             if row is not None and row.note == CANCELLING:
                 self._model.update(job_id, note=notes.get(job_id, ""))
-        jobs = [f"#{job_id}" for job_id in refused]
-        if len(jobs) == 1:
-            again = f"Job {jobs[0]} was not cancelled: cancel it again if it should not run."
-        else:
-            again = (
-                f"Jobs {', '.join(jobs)} were not cancelled: cancel them again if they "
-                "should not run."
+        by_reason: dict[str, list[int]] = {}
+        errors: dict[str, BaseException] = {}
+        for job_id, exc in refused.items():
+            by_reason.setdefault(describe(exc), []).append(job_id)
+            errors.setdefault(describe(exc), exc)
+        if len(by_reason) == 1:
+            exc = next(iter(refused.values()))
+            again = _cancel_again(list(refused))
+            self._window.banner.show_message(
+                describe(exc), "warning", resolved=once_database_answers(exc, again)
             )
-        exc = next(iter(refused.values()))
-        self._window.banner.show_message(
-            describe(exc), "warning", resolved=once_database_answers(exc, again)
-        )
+            return
+        lines = [_not_cancelled(jobs, reason) for reason, jobs in by_reason.items()]
+        # Once the database answers again, those it refused are to be cancelled again;
+        # the others' reasons stand.
+        back: BaseException | None = None
+        resolved_lines = []
+        for reason, jobs in by_reason.items():
+            exc = errors[reason]
+            if once_database_answers(exc, "") is None:
+                resolved_lines.append(_not_cancelled(jobs, reason))
+            else:
+                back = exc
+                resolved_lines.append(_cancel_again(jobs))
+        resolved = None if back is None else once_database_answers(back, "\n".join(resolved_lines))
+        self._window.banner.show_message("\n".join(lines), "warning", resolved=resolved)
 
     @Slot(int)
     def _on_panel_job_opened(self, job_id: int) -> None:
