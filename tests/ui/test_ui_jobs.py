@@ -1639,6 +1639,7 @@ def test_several_cancels_refused_for_different_reasons_name_each_job_s_reason(
     _select_also(panel, second.id)
     _select_also(panel, third.id)
     panel.cancel.click()
+    _answer(panel, yes=True, asked="Cancel 3 analyses?")
 
     qtbot.waitUntil(lambda: "not cancelled" in gui.window.banner.text())
     lines = gui.window.banner.text().splitlines()
