@@ -41,6 +41,19 @@ def _change_held(gui: GuiSession, name: str, release: threading.Event) -> None:
     gui.tasks.submit(create, change=True)
 
 
+def _change_refused(gui: GuiSession, release: threading.Event) -> list[BaseException]:
+    """A change sent as the window sends one, refused (the database locked) once
+    ``release`` is set; its error lands in the list returned."""
+
+    def refused() -> None:
+        assert release.wait(10)
+        raise DatabaseUnavailable("database is locked")
+
+    errors: list[BaseException] = []
+    gui.tasks.submit(refused, on_error=errors.append, change=True)
+    return errors
+
+
 def _change_queued(gui: GuiSession, name: str) -> None:
     gui.tasks.submit(
         lambda: gui.application.patients.create_patient({"name": name}, actor=ACTOR),
@@ -107,13 +120,7 @@ def test_a_change_refused_while_waiting_to_quit_calls_the_quit_off(
     gui: GuiSession, qtbot: QtBot
 ) -> None:
     quits, release = _quits(gui), threading.Event()
-
-    def refused() -> None:
-        assert release.wait(10)
-        raise DatabaseUnavailable("database is locked")
-
-    errors: list[BaseException] = []
-    gui.tasks.submit(refused, on_error=errors.append, change=True)
+    errors = _change_refused(gui, release)
     gui.window.quit_action.trigger()
     _button(_question(gui, qtbot), QUIT_ONCE_SAVED).click()
     release.set()
@@ -205,13 +212,7 @@ def test_quit_once_saved_after_the_change_was_refused_meanwhile_stays(
     """The change refused while the question was open: "Quit once saved" then quit at
     once (nothing left to wait for), the refusal's message gone with the window."""
     quits, release = _quits(gui), threading.Event()
-
-    def refused() -> None:
-        assert release.wait(10)
-        raise DatabaseUnavailable("database is locked")
-
-    errors: list[BaseException] = []
-    gui.tasks.submit(refused, on_error=errors.append, change=True)
+    errors = _change_refused(gui, release)
     gui.window.quit_action.trigger()
     box = _question(gui, qtbot)
     release.set()
