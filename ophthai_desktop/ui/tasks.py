@@ -103,13 +103,13 @@ class TaskRunner(QObject):
     Signals:
         failed(str): a task without its own ``on_error`` failed; the message is for
             the clinician.
-        settled(int failures): nothing is left to save (:attr:`saving` fell to 0, the
-            last result delivered); how many of the saving tasks since it was last 0
-            failed (raised, their callback raised, or :meth:`mark_not_saved`).
+        settled(): nothing is left to save (:attr:`saving` fell to 0, the last result
+            delivered); :attr:`saves_failed` says whether any failed meanwhile (raised,
+            their callback raised, or :meth:`mark_not_saved`).
     """
 
     failed = Signal(str)
-    settled = Signal(int)
+    settled = Signal()
 
     def __init__(
         self, parent: QObject | None = None, *, max_threads: int = 2, lowered: bool = False
@@ -132,8 +132,7 @@ class TaskRunner(QObject):
         self._closed = False
         self._saving: set[int] = set()  # tasks that save what the clinician gave
         self._ended: set[int] = set()  # of them, those that did (added by their thread)
-        self._saving_failed = 0  # of them, since nothing was left to save
-        self._saves_failed = 0  # of them, since the runner began
+        self._saves_failed = 0  # of them, those that failed, since the runner began
         self._delivering: list[int] = []  # the tasks whose callback runs (innermost last)
         self._not_saved: set[int] = set()  # of them, those said not saved in full
 
@@ -157,7 +156,7 @@ class TaskRunner(QObject):
     def mark_not_saved(self) -> None:
         """From a saving task's ``on_done``: the task ended, but part of what it was to
         save was not saved (an import's images refused, each named by its own message).
-        It counts as failed in :attr:`settled`: quitting once saved stays, where it
+        It counts in :attr:`saves_failed`: quitting once saved stays, where it
         would have quit as if all were saved."""
         if self._delivering:
             self._not_saved.add(self._delivering[-1])
@@ -290,8 +289,6 @@ class TaskRunner(QObject):
             return
         self._saving.discard(task_id)
         self._ended.discard(task_id)
-        self._saving_failed += failed
         self._saves_failed += failed
         if not self._saving:
-            failures, self._saving_failed = self._saving_failed, 0
-            self.settled.emit(failures)
+            self.settled.emit()

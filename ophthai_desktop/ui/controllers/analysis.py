@@ -408,7 +408,7 @@ class AnalysisController(QObject):
     @Slot(str)
     def _on_bridge_patient_deleted(self, patient_id: str) -> None:
         """A refusal kept for a deleted patient is not said to one created with their id."""
-        self._analyse_refused.pop(patient_id, None)
+        self._drop_analyse_refused(patient_id)
 
     @Slot(int, object, bool, int, object)
     def _on_bridge_analysis_queued(

@@ -148,8 +148,8 @@ class QuitGuard(QObject):
         elif was_waiting:
             self._window.status.show_message("", 1)
 
-    @Slot(int)
-    def _on_settled(self, _failures: int) -> None:
+    @Slot()
+    def _on_settled(self) -> None:
         question = self.question
         if question is not None and question.isVisible():
             if self._failed_since_asked():
